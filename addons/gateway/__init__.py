@@ -1,0 +1,1 @@
+"""The Qwen gateway: OpenAI API in, Qwen API out, as mitmproxy addons."""

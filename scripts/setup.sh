@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Creates .venv with Python 3.12+ and installs the gateway (and, with --test, the test tools)
+# in ONE pip run: mitmproxy 12.2 pins typing-extensions, and split installs can break anyio.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras=""
+[ "${1:-}" = "--test" ] && extras="[test]"
+if [ ! -x .venv/bin/python ]; then
+  py=""
+  for cand in python3.13 python3.12 python3; do
+    p=$(command -v "$cand" 2>/dev/null) || continue
+    if "$p" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then py=$p; break; fi
+  done
+  if [ -z "$py" ] && command -v pyenv >/dev/null; then py=$(pyenv which python3.12 2>/dev/null || true); fi
+  [ -n "$py" ] || { echo "setup: Python 3.12+ not found" >&2; exit 1; }
+  "$py" -m venv .venv
+fi
+stamp=".venv/.installed$extras"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".$extras"
+  touch "$stamp"
+fi
