@@ -1,0 +1,67 @@
+"""One client request's journey through the gateway, and the endpoints it can take."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from auth.base import Credential
+
+from .chat import validate_chat_request, wants_usage
+from .chat_stream import ChatStreamTranslator
+from .streaming import StreamRewriter, StreamTranslator
+
+
+@dataclass
+class Exchange:
+    endpoint: "Endpoint"
+    client_body: dict
+    chat_body: dict  # the request in OpenAI chat-completions form
+    requested_model: str
+    stream: bool
+    started: float = field(default_factory=time.monotonic)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    created: int = field(default_factory=lambda: int(time.time()))
+    upstream_model: str = ""
+    cred: Credential | None = None
+    tried: list[str] = field(default_factory=list)  # accounts, in order
+    retries: int = 0
+    notes: list[str] = field(default_factory=list)
+    rewriter: StreamRewriter | None = None
+    upstream_body: dict | None = None
+    extra: dict = field(default_factory=dict)  # endpoint-specific state (e.g. stored history)
+
+    @property
+    def account(self) -> str:
+        return self.cred.account if self.cred else ""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How one OpenAI endpoint maps onto Qwen chat completions (or passes through)."""
+
+    name: str
+    upstream_suffix: str
+    to_chat: Callable[[dict, Exchange | None], dict]  # client body -> chat body (validates)
+    from_chat: Callable[[dict, Exchange], dict]  # normalised chat answer -> client answer
+    stream_translator: Callable[[Exchange], StreamTranslator]
+    translated: bool = True  # False: the body goes upstream as is (embeddings)
+
+
+def _chat_in(body: dict, _ex: Exchange | None) -> dict:
+    return validate_chat_request(body)
+
+
+def _chat_out(answer: dict, _ex: Exchange) -> dict:
+    return answer
+
+
+CHAT = Endpoint(
+    name="chat.completions",
+    upstream_suffix="chat/completions",
+    to_chat=_chat_in,
+    from_chat=_chat_out,
+    stream_translator=lambda ex: ChatStreamTranslator(wants_usage(ex.client_body)),
+)

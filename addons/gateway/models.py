@@ -1,0 +1,83 @@
+"""Which Qwen model answers a client's model name, and the list /v1/models shows."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+
+from auth.base import KEY, Credential
+
+# Model ids the Qwen upstreams know (coder-model / vision-model: OAuth portal only).
+QWEN_MODELS = (
+    "coder-model",
+    "vision-model",
+    "qwen3-coder-plus",
+    "qwen3-coder-flash",
+    "qwen3.5-plus",
+    "qwen3.6-plus",
+    "qwen3-max",
+    "qwen-max",
+    "qwen-plus",
+    "qwen-turbo",
+)
+EMBEDDING_MODELS = ("text-embedding-v4",)
+OAUTH_ONLY = ("coder-model", "vision-model")
+
+# OpenAI names that clients send unchanged; "" means "the default model".
+DEFAULT_ALIASES: dict[str, str] = {
+    **{m: "" for m in (
+        "gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4", "gpt-4-turbo",
+        "gpt-3.5-turbo", "gpt-3.5-turbo-instruct", "gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-5-codex",
+        "o1", "o1-mini", "o3", "o3-mini", "o4-mini", "codex-mini-latest",
+    )},
+    "text-embedding-3-small": "text-embedding-v4",
+    "text-embedding-3-large": "text-embedding-v4",
+    "text-embedding-ada-002": "text-embedding-v4",
+}
+
+
+def parse_model_map(items: Iterable[str]) -> dict[str, str]:
+    """`alias=target` entries (from `--set qwen_model_map=gpt-4o=qwen3-coder-plus`)."""
+    out: dict[str, str] = {}
+    for item in items:
+        alias, sep, target = item.partition("=")
+        if not sep or not alias.strip() or not target.strip():
+            raise ValueError(f"model map entry {item!r} is not of the form alias=target")
+        out[alias.strip()] = target.strip()
+    return out
+
+
+class ModelMap:
+    def __init__(self, default_model: str, aliases: Mapping[str, str] | None = None) -> None:
+        self.default_model = default_model
+        self.aliases = {**DEFAULT_ALIASES, **(aliases or {})}
+
+    def resolve(self, requested: str | None, cred: Credential | None = None) -> str:
+        """The upstream model id for what the client asked, for this account."""
+        name = (requested or "").strip()
+        if cred is not None and name in cred.model_map:
+            return cred.model_map[name]
+        target = self.aliases.get(name)
+        if target is None:
+            target = name if _looks_qwen(name) else ""
+        if not target:
+            target = (cred.default_model if cred is not None and cred.default_model else None) or self.default_model
+        if cred is not None and cred.kind == KEY and target in OAUTH_ONLY and cred.default_model:
+            target = cred.default_model  # coder-model only exists behind Qwen OAuth
+        return target
+
+    def list(self) -> list[dict]:
+        created = int(time.time())
+        names = list(dict.fromkeys([*QWEN_MODELS, *EMBEDDING_MODELS, *self.aliases]))
+        return [{"id": n, "object": "model", "created": created, "owned_by": "qwen" if _looks_qwen(n) or n in
+                 OAUTH_ONLY else "qwen-gateway"} for n in names]
+
+    def get(self, model_id: str) -> dict | None:
+        for m in self.list():
+            if m["id"] == model_id:
+                return m
+        return None
+
+
+def _looks_qwen(name: str) -> bool:
+    return name in QWEN_MODELS or name in EMBEDDING_MODELS or name.startswith(("qwen", "qwq", "text-embedding-v"))

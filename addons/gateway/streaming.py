@@ -1,0 +1,131 @@
+"""The `flow.response.stream` callable: Qwen SSE bytes in, client SSE bytes out, event by event.
+
+mitmproxy's contract (see docs/troubleshooting.md): it is called per received chunk and
+once more with b"" at the end; it must never raise (the client would hang) and must never
+return b"" mid-stream (that ends HTTP/1 chunking). So this returns a list, maybe empty.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Protocol
+
+from .chat_stream import ChunkNormalizer
+from .sse import SSEDecoder
+
+log = logging.getLogger(__name__)
+
+
+class StreamTranslator(Protocol):
+    """Per-endpoint encoder of normalised chat chunks (chat, responses, completions)."""
+
+    def feed(self, chunk: dict) -> list[bytes]: ...
+
+    def finish(self) -> list[bytes]: ...
+
+    def fail(self, error: dict) -> list[bytes]: ...
+
+
+def stream_error(message: str, code: str = "upstream_error", type: str = "server_error") -> dict:
+    return {"message": message, "type": type, "code": code, "param": None}
+
+
+class StreamRewriter:
+    def __init__(self, normalizer: ChunkNormalizer, translator: StreamTranslator, *, capture_limit: int = 0) -> None:
+        self.normalizer = normalizer
+        self.translator = translator
+        self.decoder = SSEDecoder()
+        self.capture_limit = capture_limit
+        self.captured = bytearray()
+        self.capture_truncated = False
+        self.finished = False
+        self.error: dict | None = None
+        self.first_byte_at: float | None = None  # first bytes sent to the client (monotonic)
+        self.last_byte_at: float | None = None
+        self.bad_events = 0
+
+    def __call__(self, chunk: bytes) -> list[bytes]:
+        try:
+            out = self._process(chunk)
+        except Exception as e:  # never into mitmproxy's core: end the stream cleanly instead
+            log.exception("qwen: stream translation failed")
+            out = [] if self.finished else self._fail(stream_error(f"gateway stream error: {type(e).__name__}"))
+        if out:
+            now = time.monotonic()
+            self.first_byte_at = self.first_byte_at or now
+            self.last_byte_at = now
+            self._capture(out)
+        return out
+
+    def run(self, body: bytes) -> bytes:
+        """Translate a whole buffered stream (a retried request's answer)."""
+        return b"".join([*self(body), *self(b"")])
+
+    def _process(self, chunk: bytes) -> list[bytes]:
+        if self.finished:
+            return []
+        end = chunk == b""
+        events = self.decoder.flush() if end else self.decoder.feed(chunk)
+        out: list[bytes] = []
+        for ev in events:
+            out += self._event(ev.data)
+            if self.finished:
+                return out
+        if end:
+            if self.normalizer.finish_reasons:
+                out += self._finish()  # complete answer, only [DONE] missing
+            else:
+                out += self._fail(stream_error("Qwen ended the stream before the answer was complete."))
+        return out
+
+    def _event(self, data: str) -> list[bytes]:
+        if not data:
+            return []
+        if data.strip() == "[DONE]":
+            return self._finish()
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            self.bad_events += 1
+            log.warning("qwen: skipped an upstream event that is not JSON (%d bytes)", len(data))
+            return []
+        if isinstance(obj, dict) and obj.get("error") and not obj.get("choices"):
+            return self._fail(_as_openai_error(obj["error"]))
+        out: list[bytes] = []
+        for chunk in self.normalizer.feed(obj):
+            out += self.translator.feed(chunk)
+        return out
+
+    def _finish(self) -> list[bytes]:
+        self.finished = True
+        return self.translator.finish()
+
+    def _fail(self, error: dict) -> list[bytes]:
+        self.finished = True
+        self.error = error
+        return self.translator.fail(error)
+
+    def _capture(self, out: list[bytes]) -> None:
+        if self.capture_truncated or not self.capture_limit:
+            return
+        for part in out:
+            room = self.capture_limit - len(self.captured)
+            if len(part) > room:
+                self.captured += part[:room]
+                self.capture_truncated = True
+                return
+            self.captured += part
+
+
+def _as_openai_error(err: object) -> dict:
+    if isinstance(err, dict):
+        code = err.get("code")
+        return {
+            "message": str(err.get("message") or "Qwen reported an error mid-stream."),
+            "type": str(err.get("type") or "server_error"),
+            "code": str(code) if code is not None else "upstream_error",
+            "param": err.get("param"),
+        }
+    return stream_error(str(err))

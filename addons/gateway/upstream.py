@@ -1,0 +1,52 @@
+"""The upstream request: where it goes and the headers qwen-code would send."""
+
+from __future__ import annotations
+
+import platform
+from urllib.parse import urlsplit
+
+from auth.base import OAUTH, Credential
+
+QWEN_CODE_VERSION = "0.14.5"
+OPENAI_NODE_VERSION = "5.11.0"  # the openai SDK qwen-code 0.14.5 ships
+DEFAULT_USER_AGENT = f"QwenCode/{QWEN_CODE_VERSION} (linux; x64)"
+
+
+def upstream_url(cred: Credential, suffix: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path) for `suffix` (e.g. "chat/completions") under the account's API base."""
+    parts = urlsplit(cred.base_url.rstrip("/") + "/" + suffix.lstrip("/"))
+    scheme = parts.scheme or "https"
+    port = parts.port or (443 if scheme == "https" else 80)
+    return scheme, parts.hostname or "", port, parts.path
+
+
+def upstream_headers(cred: Credential, *, user_agent: str, stream: bool, host: str) -> list[tuple[str, str]]:
+    """A fresh header set: nothing the client sent (its key above all) goes upstream."""
+    headers = [
+        ("Host", host),
+        ("Accept", "text/event-stream" if stream else "application/json"),
+        ("Content-Type", "application/json"),
+        # Identity: the stream callable must see plain SSE, not gzip.
+        ("Accept-Encoding", "identity"),
+        ("Authorization", f"Bearer {cred.token}"),
+        ("User-Agent", user_agent),
+        ("X-DashScope-CacheControl", "enable"),
+        ("X-DashScope-UserAgent", user_agent),
+    ]
+    if cred.kind == OAUTH:
+        headers.append(("X-DashScope-AuthType", "qwen-oauth"))
+    headers += [
+        ("X-Stainless-Lang", "js"),
+        ("X-Stainless-Package-Version", OPENAI_NODE_VERSION),
+        ("X-Stainless-OS", "Linux"),
+        ("X-Stainless-Arch", "x64" if platform.machine() in ("x86_64", "AMD64") else "arm64"),
+        ("X-Stainless-Runtime", "node"),
+        ("X-Stainless-Runtime-Version", "v20.19.0"),
+        ("X-Stainless-Retry-Count", "0"),
+    ]
+    return headers
+
+
+def host_header(scheme: str, host: str, port: int) -> str:
+    default = 443 if scheme == "https" else 80
+    return host if port == default else f"{host}:{port}"
