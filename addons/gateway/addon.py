@@ -257,9 +257,11 @@ class QwenGateway:
         if ex is None:
             return
         _redact(flow)
-        if ex.cred is not None and self.pool is not None:
-            self.pool.report(ex.cred.account, "error")
-        flow.metadata["qwen"].update(self._summary(ex))
+        self._report(ex, "error")
+        meta = flow.metadata["qwen"]
+        meta.update(self._summary(ex))
+        meta["error"] = {"status": 502, "code": "upstream_connection_error",
+                         "message": flow.error.msg if flow.error else "connection error"}
 
     def _finish_stream(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         rw = ex.rewriter
@@ -267,7 +269,7 @@ class QwenGateway:
         # The client already has these bytes; keep them on the flow so mitmweb and -w show them.
         flow.response.raw_content = bytes(rw.captured)
         self._report(ex, "error" if rw.error else "ok")
-        flow.metadata["qwen"].update(self._summary(ex))
+        flow.metadata["qwen"].update(self._summary(ex, flow.response.status_code))
 
     async def _finish_buffered(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         resp = flow.response
@@ -277,12 +279,14 @@ class QwenGateway:
             nxt = await self._recover(ex, err)
             if nxt is None:
                 self._report(ex, err.kind)
-                flow.metadata["qwen"].update(self._summary(ex))
+                flow.metadata["qwen"].update(self._summary(ex, err.status))
                 raise err.to_gateway_error()
             status, headers, body = nxt
         self._report(ex, "ok")
         flow.response = self._client_answer(ex, status, headers, body)
-        flow.metadata["qwen"].update(self._summary(ex))
+        flow.metadata["qwen"].update(self._summary(ex, flow.response.status_code))
+        if flow.response.status_code == 200 and "usage" not in flow.metadata["qwen"]:
+            flow.metadata["qwen"]["usage"] = _usage_of(flow.response.content)
 
     def _client_answer(self, ex: Exchange, status: int, headers: dict, body: bytes) -> http.Response:
         ctype = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
@@ -365,9 +369,12 @@ class QwenGateway:
 
     # ---- helpers ------------------------------------------------------------------------------
 
-    def _summary(self, ex: Exchange) -> dict:
-        """JSON-safe facts for flow.metadata (saved by -w): never a token."""
+    def _summary(self, ex: Exchange, status: int | None = None) -> dict:
+        """JSON-safe facts for flow.metadata["qwen"] (saved by -w): never a token. Other addons
+        (flow view, usage ledger, metrics, request log) read only this; keys are listed in exchange.py."""
         out = {
+            "started_at": ex.started_at,
+            "duration_ms": round((time.monotonic() - ex.started) * 1000, 1),
             "endpoint": ex.endpoint.name,
             "model": ex.requested_model,
             "upstream_model": ex.upstream_model,
@@ -377,6 +384,8 @@ class QwenGateway:
             "stream": ex.stream,
             "notes": list(ex.notes),
         }
+        if status is not None:
+            out["status"] = status
         rw = ex.rewriter
         if rw is not None:
             if rw.first_byte_at is not None:
@@ -391,6 +400,7 @@ class QwenGateway:
         flow.response = http.Response.make(e.status, e.to_bytes(), headers)
         meta = flow.metadata.setdefault("qwen", {})
         meta["error"] = {"status": e.status, "code": e.code, "message": e.message}
+        meta["status"] = e.status
 
 
 def _parse_json(content: bytes | None) -> dict:
@@ -412,6 +422,24 @@ def _parse_upstream_json(body: bytes) -> dict:
     if not isinstance(data, dict):
         raise GatewayError(502, "Qwen sent an unexpected answer.", code="invalid_upstream_response")
     return data
+
+
+def _usage_of(content: bytes | None) -> dict | None:
+    """Usage of a buffered answer: a JSON body's `usage`, or the last usage seen in SSE."""
+    try:
+        data = json.loads(content or b"")
+        return data.get("usage") if isinstance(data, dict) else None
+    except ValueError:
+        pass
+    usage = None
+    for line in (content or b"").split(b"\n"):
+        if line.startswith(b"data: {") and b'"usage"' in line:
+            try:
+                u = json.loads(line[6:]).get("usage")
+                usage = u if isinstance(u, dict) else usage
+            except ValueError:
+                continue
+    return usage
 
 
 def _json_response(status: int, data: dict) -> http.Response:

@@ -1,4 +1,25 @@
-"""One client request's journey through the gateway, and the endpoints it can take."""
+"""One client request's journey through the gateway, and the endpoints it can take.
+
+The gateway leaves a JSON-safe record of each exchange in `flow.metadata["qwen"]` (saved by
+`-w`, filterable with `~meta qwen`); the flow view, usage ledger, metrics and request log read
+only that record. Keys (all optional until the exchange ends):
+
+    client          {"method", "url"} as the client sent them (before rerouting)
+    endpoint        "chat.completions" | "responses" | "completions" | "embeddings"
+    model           the model name the client asked for
+    upstream_model  the Qwen model that answered
+    account         the account that answered; accounts_tried: every account used, in order
+    retries         how many times the gateway re-sent the request (401 refresh, quota rotation, throttling)
+    stream          whether the client asked for a stream
+    notes           human-readable remarks (rotations, dropped tools, ...)
+    started_at      epoch seconds; duration_ms: from request to the end of the answer
+    ttfb_ms         streams: time to the first byte sent to the client
+    usage           OpenAI usage dict (prompt_tokens, completion_tokens, total_tokens,
+                    prompt_tokens_details.cached_tokens) when Qwen reported it
+    status          the HTTP status the client got
+    stream_error    the error message that ended a stream early
+    error           {"status", "code", "message"} when the gateway answered with an error
+"""
 
 from __future__ import annotations
 
@@ -22,6 +43,7 @@ class Exchange:
     requested_model: str
     stream: bool
     started: float = field(default_factory=time.monotonic)
+    started_at: float = field(default_factory=time.time)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created: int = field(default_factory=lambda: int(time.time()))
     upstream_model: str = ""

@@ -1,0 +1,100 @@
+"""Process plumbing for the benchmarks: emulator, bare mitmdump and gateway on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def _wait(path: Path, proc: subprocess.Popen, what: str) -> str:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if path.exists() and path.stat().st_size:
+            return path.read_text()
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited early ({proc.returncode})")
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not start")
+
+
+class Procs:
+    """Starts the three targets of every benchmark: direct, bare mitmproxy, gateway."""
+
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="qwen-bench-"))
+        self.procs: list[subprocess.Popen] = []
+
+    def __enter__(self) -> "Procs":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    def _spawn(self, cmd: list[str], name: str, env: dict | None = None) -> subprocess.Popen:
+        log = open(self.tmp / f"{name}.log", "w")
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        self.procs.append(p)
+        return p
+
+    def emulator(self) -> str:
+        pf = self.tmp / "emu.port"
+        p = self._spawn([sys.executable, str(ROOT / "scripts" / "qwen_emulator.py"), "--port", "0",
+                         "--port-file", str(pf), "--quiet", "--api-key", "sk-bench"], "emulator")
+        return f"http://127.0.0.1:{int(_wait(pf, p, 'emulator'))}"
+
+    def mitmdump(self, name: str, upstream: str, *, addon: bool, env: dict | None = None) -> str:
+        pf = self.tmp / f"{name}.ports"
+        args = [str(BIN / "mitmdump"), "-q", "--set", f"confdir={self.tmp / 'conf'}", "--mode",
+                f"reverse:{upstream}@127.0.0.1:0", "--set", "connection_strategy=lazy",
+                "-s", str(ROOT / "tests" / "helpers" / "portfile.py")]
+        if addon:
+            args += ["-s", str(ROOT / "addons" / "qwen.py")]
+        p = self._spawn(args, name, {"QWEN_TEST_PORTFILE": str(pf), **(env or {})})
+        port = next(iter(json.loads(_wait(pf, p, name)).values()))
+        return f"http://127.0.0.1:{port}"
+
+    def gateway(self, emulator_url: str) -> str:
+        """The gateway with one OAuth login pointing at the emulator (token seeded there)."""
+        token = "bench-token"
+        httpx.post(emulator_url + "/_emulator/tokens", json={"access_token": token, "expires_in": 86400},
+                   trust_env=False).raise_for_status()
+        qdir = self.tmp / "qwen"
+        qdir.mkdir(mode=0o700)
+        creds = {"access_token": token, "refresh_token": "unused", "token_type": "Bearer",
+                 "resource_url": emulator_url, "expiry_date": int((time.time() + 86400) * 1000)}
+        fd = os.open(qdir / "oauth_creds.json", os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, json.dumps(creds, indent=2).encode())
+        os.close(fd)
+        env = {"QWEN_DIR": str(qdir), "QWEN_GATEWAY_HOME": str(self.tmp / "state")}
+        return self.mitmdump("gateway", "https://portal.qwen.ai", addon=True, env=env)
+
+
+def machine() -> dict:
+    import platform
+
+    return {"python": platform.python_version(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
+            "system": platform.platform(), "mitmproxy": _version("mitmproxy")}
+
+
+def _version(pkg: str) -> str:
+    from importlib.metadata import version
+
+    return version(pkg)
