@@ -220,3 +220,21 @@ def test_model_map_option_is_validated():
         assert gw.models.resolve("gpt-4o") == "qwen3-coder-plus"
         with pytest.raises(Exception):
             tctx.configure(gw, qwen_model_map=["broken"])
+
+
+async def test_replayed_flow_gets_a_fresh_credential_and_original_request(gw_ctx):
+    gw, _ = gw_ctx
+    f = chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}, reverse=True)
+    await gw.request(f)
+    assert f.metadata["qwen"]["client"]["key"] == "sk-… (13 chars)"
+    f.response = http.Response.make(401, b'{"error":{"code":"invalid_api_key","message":"x"}}')
+    gw.responseheaders(f)
+    assert f.request.headers["authorization"] == REDACTED
+    # mitmweb's replay sends the stored (rewritten, redacted) request through the hooks again
+    f.response = None
+    f.is_replay = "request"
+    await gw.request(f)
+    assert f.response is None
+    assert f.request.headers["authorization"] == "Bearer secret-oauth-token"
+    assert f.metadata["qwen"]["notes"] == ["replayed"]
+    assert json.loads(f.request.content)["model"] == "coder-model"

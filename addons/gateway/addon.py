@@ -32,6 +32,8 @@ _JSON = {"content-type": "application/json"}
 # Throttling retries inside one client request: a short wait is better than an error.
 MAX_THROTTLE_RETRIES = 2
 MAX_THROTTLE_WAIT = 10.0
+# Client bodies up to this size are kept on the flow (mitmweb inspection, replay).
+CLIENT_BODY_KEEP = 256 * 1024
 
 
 class QwenGateway:
@@ -113,6 +115,8 @@ class QwenGateway:
     # ---- which flows are ours --------------------------------------------------------------------
 
     def claims(self, flow: http.HTTPFlow) -> bool:
+        if _replayed_exchange(flow):
+            return True
         if isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode):
             return True
         return flow.request.pretty_host.lower() in self.hosts
@@ -139,10 +143,12 @@ class QwenGateway:
             self._answer_error(flow, GatewayError(500, f"The gateway failed: {type(e).__name__}."))
 
     async def _route(self, flow: http.HTTPFlow) -> None:
+        if _replayed_exchange(flow):
+            return await self._replay(flow)
         method = flow.request.method.upper()
         path = flow.request.path.split("?", 1)[0].rstrip("/") or "/"
         sub = path[3:] if path.startswith("/v1/") or path == "/v1" else path
-        flow.metadata["qwen"] = {"client": {"method": method, "url": flow.request.pretty_url}}
+        flow.metadata["qwen"] = {"client": _client_record(flow.request)}
         local = self._local(method, path, sub)
         if local is not None:
             flow.response = local
@@ -155,13 +161,32 @@ class QwenGateway:
             raise GatewayError(405, f"Method {method} is not allowed for {path}; use POST.",
                                code="method_not_allowed")
         body = _parse_json(flow.request.content)
+        if len(flow.request.content or b"") <= CLIENT_BODY_KEEP:
+            flow.metadata["qwen"]["client"]["body"] = body  # the original request, for mitmweb and replay
+        await self._start(flow, endpoint, body)
+
+    async def _start(self, flow: http.HTTPFlow, endpoint: Endpoint, body: dict, note: str | None = None) -> None:
         chat = endpoint.to_chat(body, None)
         requested = body.get("model") if isinstance(body.get("model"), str) else ""
         ex = Exchange(endpoint=endpoint, client_body=body, chat_body=chat, requested_model=requested,
                       stream=bool(body.get("stream")))
+        if note:
+            ex.notes.append(note)
         ex.cred = await self._acquire(ex)
         self._send(flow, ex)
         self._exchanges[flow.id] = ex
+
+    async def _replay(self, flow: http.HTTPFlow) -> None:
+        """A flow replayed from mitmweb: run the original client request again, with a fresh credential."""
+        meta = flow.metadata["qwen"]
+        endpoint = next((e for e in self.endpoints.values() if e.name == meta["endpoint"]), None)
+        body = meta.get("client", {}).get("body")
+        if endpoint is None or not isinstance(body, dict):
+            raise GatewayError(409, "This flow cannot be replayed: its original request was not kept "
+                                    f"(bodies over {CLIENT_BODY_KEEP // 1024} KiB are not).", code="replay_unavailable")
+        for key in ("error", "status", "usage", "ttfb_ms", "stream_error"):
+            meta.pop(key, None)
+        await self._start(flow, endpoint, body, note="replayed")
 
     def _local(self, method: str, path: str, sub: str) -> http.Response | None:
         if method != "GET":
@@ -401,6 +426,21 @@ class QwenGateway:
         meta = flow.metadata.setdefault("qwen", {})
         meta["error"] = {"status": e.status, "code": e.code, "message": e.message}
         meta["status"] = e.status
+
+
+def _replayed_exchange(flow: http.HTTPFlow) -> bool:
+    meta = flow.metadata.get("qwen")
+    return flow.is_replay == "request" and isinstance(meta, dict) and bool(meta.get("endpoint"))
+
+
+def _client_record(req: http.Request) -> dict:
+    """What the client sent, for inspection: its key only as a hint (prefix and length)."""
+    record = {"method": req.method, "url": req.pretty_url}
+    auth = req.headers.get("authorization", "") or req.headers.get("x-api-key", "")
+    key = auth.split(" ", 1)[1] if auth.lower().startswith("bearer ") else auth
+    if key:
+        record["key"] = f"{key[:3]}… ({len(key)} chars)" if len(key) > 8 else f"<{len(key)} chars>"
+    return record
 
 
 def _parse_json(content: bytes | None) -> dict:
