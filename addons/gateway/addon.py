@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.proxy import mode_specs, server_hooks
+from mitmproxy.utils import asyncio_utils
 
 from auth.base import OAUTH, AccountUnavailable, Credential
 
@@ -22,6 +23,7 @@ from .chat_stream import ChunkNormalizer
 from .errors import GatewayError
 from .exchange import CHAT, Endpoint, Exchange
 from .models import ModelMap, parse_model_map
+from .stall import close_upstream
 from .streaming import StreamRewriter
 from .upstream import DEFAULT_USER_AGENT, host_header, upstream_headers, upstream_url
 
@@ -72,6 +74,9 @@ class QwenGateway:
                           f"User-Agent sent upstream (default $QWEN_USER_AGENT or {DEFAULT_USER_AGENT}).")
         loader.add_option("qwen_upstream_timeout", int, 600,
                           "Seconds the gateway's own retry requests wait for Qwen.")
+        loader.add_option("qwen_stream_idle_timeout", int, 300,
+                          "Seconds a stream may stay silent before the gateway closes it (0: never). "
+                          "qwen-code uses 240 s; mitmproxy's own tcp_timeout is 600 s.")
 
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
@@ -260,11 +265,26 @@ class QwenGateway:
             resp.stream = ex.rewriter
             resp.headers.pop("content-length", None)
             resp.headers["cache-control"] = "no-cache"
+            if ctx.options.qwen_stream_idle_timeout > 0:
+                ex.extra["watchdog"] = asyncio_utils.create_task(
+                    self._watch_stream(flow, ex.rewriter, ctx.options.qwen_stream_idle_timeout),
+                    name="qwen stream watchdog", keep_ref=True)
+
+    async def _watch_stream(self, flow: http.HTTPFlow, rw: StreamRewriter, timeout: int) -> None:
+        while not rw.finished and flow.live:
+            idle = time.monotonic() - rw.last_upstream_at
+            if idle >= timeout:
+                if close_upstream(flow):
+                    log.warning("qwen: no data from Qwen for %d s: closed the stream", timeout)
+                    flow.metadata.setdefault("qwen", {})["stream_error"] = f"idle for {timeout} s: closed"
+                return
+            await asyncio.sleep(timeout - idle + 0.05)
 
     async def response(self, flow: http.HTTPFlow) -> None:
         ex = self._exchanges.pop(flow.id, None)
         if ex is None or flow.response is None:
             return
+        _stop_watchdog(ex)
         try:
             if ex.rewriter is not None:
                 self._finish_stream(flow, ex)
@@ -281,6 +301,7 @@ class QwenGateway:
         ex = self._exchanges.pop(flow.id, None)
         if ex is None:
             return
+        _stop_watchdog(ex)
         _redact(flow)
         self._report(ex, "error")
         meta = flow.metadata["qwen"]
@@ -426,6 +447,12 @@ class QwenGateway:
         meta = flow.metadata.setdefault("qwen", {})
         meta["error"] = {"status": e.status, "code": e.code, "message": e.message}
         meta["status"] = e.status
+
+
+def _stop_watchdog(ex: Exchange) -> None:
+    task = ex.extra.pop("watchdog", None)
+    if task is not None:
+        task.cancel()
 
 
 def _replayed_exchange(flow: http.HTTPFlow) -> bool:

@@ -44,9 +44,11 @@ class StreamRewriter:
         self.error: dict | None = None
         self.first_byte_at: float | None = None  # first bytes sent to the client (monotonic)
         self.last_byte_at: float | None = None
+        self.last_upstream_at = time.monotonic()  # last bytes from Qwen, for the idle watchdog
         self.bad_events = 0
 
     def __call__(self, chunk: bytes) -> list[bytes]:
+        self.last_upstream_at = time.monotonic()
         try:
             out = self._process(chunk)
         except Exception as e:  # never into mitmproxy's core: end the stream cleanly instead
