@@ -91,6 +91,8 @@ class QwenGateway:
             self.pool = self._build_pool()
         if "qwen_user_agent" in updated:
             self.user_agent = opts.qwen_user_agent or os.environ.get("QWEN_USER_AGENT") or DEFAULT_USER_AGENT
+        if {"listen_host", "mode"} & updated and "mode" in opts:
+            _bind_loopback_by_default(opts)
         if "connection_strategy" in updated and opts.connection_strategy != "lazy":
             # Eager would open a connection to the client's original target (api.openai.com)
             # before the gateway reroutes the request; lazy connects only where we send it.
@@ -447,6 +449,29 @@ class QwenGateway:
         meta = flow.metadata.setdefault("qwen", {})
         meta["error"] = {"status": e.status, "code": e.code, "message": e.message}
         meta["status"] = e.status
+
+
+def _bind_loopback_by_default(opts) -> None:
+    """mitmproxy listens on every interface unless told; the gateway spends the user's Qwen
+    quota, so it listens on loopback unless --listen-host or a mode's @host says otherwise."""
+    if opts.listen_host != "":
+        return
+    modes = []
+    for spec in opts.mode:
+        mode = mode_specs.ProxyMode.parse(spec)
+        port = mode.listen_port(opts.listen_port)
+        if mode.custom_listen_host is None and port is not None and not isinstance(mode, mode_specs.LocalMode):
+            spec = f"{spec.split('@', 1)[0]}@127.0.0.1:{port}"
+        modes.append(spec)
+    if modes != list(opts.mode):
+        opts.update(mode=modes)
+        # Scripts load after mitmproxy has started its listeners: start them again on loopback.
+        ps = ctx.master.addons.get("proxyserver")
+        if ps is not None:
+            try:
+                asyncio_utils.create_task(ps.setup_servers(), name="qwen: listen on loopback", keep_ref=True)
+            except RuntimeError:  # no event loop (unit tests): listeners start later with the new modes
+                pass
 
 
 def _stop_watchdog(ex: Exchange) -> None:
