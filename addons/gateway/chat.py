@@ -118,6 +118,8 @@ def qwen_to_chat(body: dict, *, model: str) -> dict:
     """A non-stream Qwen answer as the OpenAI client expects it: its own model name, usage, tool calls."""
     out = dict(body)
     out["model"] = model
+    if out.get("system_fingerprint") is None:
+        out.pop("system_fingerprint", None)  # Qwen sends null; OpenAI's schema allows a string or nothing
     out.setdefault("object", "chat.completion")
     out.setdefault("id", f"chatcmpl-{uuid.uuid4()}")
     choices = []

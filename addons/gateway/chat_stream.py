@@ -109,7 +109,7 @@ class ChunkNormalizer:
         self.id = self.id or (chunk.get("id") if isinstance(chunk.get("id"), str) else f"chatcmpl-{uuid.uuid4()}")
         self.created = self.created or (chunk.get("created") if isinstance(chunk.get("created"), int) else None)
         base = {"id": self.id, "object": "chat.completion.chunk", "created": self.created or 0, "model": self.model}
-        if "system_fingerprint" in chunk:
+        if isinstance(chunk.get("system_fingerprint"), str):  # Qwen sends null: OpenAI allows a string or nothing
             base["system_fingerprint"] = chunk["system_fingerprint"]
         out: list[dict] = []
         raw_choices = chunk.get("choices")
