@@ -1,0 +1,62 @@
+"""Per-account state that survives restarts: requests per day, cooldowns, needs-login flags (SQLite)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS account_day (account TEXT, day TEXT, requests INTEGER, PRIMARY KEY (account, day));
+CREATE TABLE IF NOT EXISTS account_state (account TEXT PRIMARY KEY, cooldown_until REAL DEFAULT 0,
+    needs_login INTEGER DEFAULT 0, login_mtime REAL DEFAULT 0, last_error TEXT);
+"""
+
+
+def today() -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime())
+
+
+class AccountState:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def _row(self, account: str) -> dict:
+        cur = self._db.execute("SELECT cooldown_until, needs_login, login_mtime, last_error FROM account_state "
+                               "WHERE account=?", (account,))
+        r = cur.fetchone() or (0.0, 0, 0.0, None)
+        return {"cooldown_until": r[0], "needs_login": bool(r[1]), "login_mtime": r[2], "last_error": r[3]}
+
+    def get(self, account: str) -> dict:
+        with self._lock:
+            return self._row(account)
+
+    def set(self, account: str, **values) -> None:
+        with self._lock:
+            row = {**self._row(account), **values}
+            self._db.execute("INSERT OR REPLACE INTO account_state VALUES (?,?,?,?,?)",
+                             (account, row["cooldown_until"], int(row["needs_login"]), row["login_mtime"],
+                              row["last_error"]))
+
+    def count_request(self, account: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO account_day VALUES (?,?,1) ON CONFLICT(account, day) DO UPDATE SET "
+                             "requests = requests + 1", (account, today()))
+
+    def requests_today(self, account: str) -> int:
+        with self._lock:
+            r = self._db.execute("SELECT requests FROM account_day WHERE account=? AND day=?",
+                                 (account, today())).fetchone()
+            return r[0] if r else 0
+
+    def close(self) -> None:
+        self._db.close()
