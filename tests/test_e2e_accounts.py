@@ -1,0 +1,130 @@
+"""Accounts through a real gateway: 401 refresh and retry, quota rotation, exhaustion, key accounts."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from conftest import BIN, write_creds
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def home(tmp_path, emu):
+    env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(tmp_path / "state"),
+           "QWEN_OAUTH_BASE_URL": emu.url, "HOME": str(tmp_path)}
+    return tmp_path, env
+
+
+def login(emu, qdir, expires_in=3600):
+    issued = emu.admin("POST", "tokens", {"expires_in": expires_in})
+    write_creds(qdir, access_token=issued["access_token"], refresh_token=issued["refresh_token"],
+                resource_url=emu.url, expires_in=expires_in)
+    return issued["access_token"]
+
+
+def add_key(tmp_path, name, key_env, base_url, **extra):
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    path = state / "accounts.json"
+    data = json.loads(path.read_text()) if path.exists() else {"accounts": []}
+    data["accounts"].append({"name": name, "kind": "key", "base_url": base_url, "key_env": key_env, **extra})
+    path.write_text(json.dumps(data))
+
+
+def ask(gw, text="hi", **kw):
+    c = openai.OpenAI(base_url=gw.url + "/v1", api_key="client-key", max_retries=0, timeout=30)
+    return c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": text}], **kw)
+
+
+def test_401_refreshes_once_and_the_retry_succeeds(make_gateway, emu, home):
+    tmp, env = home
+    old = login(emu, tmp / ".qwen")
+    gw = make_gateway("g401", env=env)
+    emu.fault("auth401", token=old)
+    r = ask(gw, "after refresh")
+    assert r.choices[0].message.content == "Echo: after refresh"
+    assert emu.stats()["refresh_calls"] == 1
+    chats = emu.chat_requests()
+    assert [c["headers"]["authorization"] != f"Bearer {old}" for c in chats] == [False, True]
+    # the refreshed login was written back for qwen-code to use too
+    assert json.loads((tmp / ".qwen" / "oauth_creds.json").read_text())["access_token"] != old
+    # and streaming still works afterwards, event by event
+    assert "".join(ch.choices[0].delta.content or "" for ch in ask(gw, "s", stream=True) if ch.choices) == "Echo: s"
+
+
+def test_dead_login_is_an_authentication_error_naming_the_fix(make_gateway, emu, home):
+    tmp, env = home
+    write_creds(tmp / ".qwen", access_token="expired", refresh_token="dead", resource_url=emu.url, expires_in=-5)
+    gw = make_gateway("dead", env=env)
+    with pytest.raises(openai.AuthenticationError) as e:
+        ask(gw)
+    assert "qwen-auth login" in e.value.message
+    health = httpx.get(gw.url + "/health", trust_env=False).json()
+    assert health["accounts"][0]["state"] == "needs_login" and health["status"] == "degraded"
+    assert (tmp / ".qwen" / "oauth_creds.json").exists()
+
+
+def test_quota_rotates_to_the_next_account_without_a_client_error(make_gateway, emu, home):
+    tmp, env = home
+    token_a = login(emu, tmp / ".qwen")
+    key_b = emu.seed_token(kind="key")
+    add_key(tmp, "b", "KEY_B", emu.url + "/v1", default_model="qwen3-coder-plus")
+    gw = make_gateway("quota", env={**env, "KEY_B": key_b})
+    emu.fault("quota429", token=token_a)
+    r = ask(gw, "rotate")
+    assert r.choices[0].message.content == "Echo: rotate"
+    auths = [c["headers"]["authorization"] for c in emu.chat_requests()]
+    assert auths == [f"Bearer {token_a}", f"Bearer {key_b}"]
+    last = emu.chat_requests()[-1]
+    assert "x-dashscope-authtype" not in last["headers"] and last["body"]["model"] == "qwen3-coder-plus"
+    # A is cooling down: the next request goes straight to B, streamed
+    emu.admin("DELETE", "requests")
+    assert "".join(c.choices[0].delta.content or "" for c in ask(gw, "next", stream=True) if c.choices) == "Echo: next"
+    assert [c["headers"]["authorization"] for c in emu.chat_requests()] == [f"Bearer {key_b}"]
+    states = {a["name"]: a["state"] for a in httpx.get(gw.url + "/health", trust_env=False).json()["accounts"]}
+    assert states == {"default": "cooling_down", "b": "ok"}
+
+
+def test_every_account_exhausted_gives_openai_429_with_retry_after(make_gateway, emu, home):
+    tmp, env = home
+    token_a = login(emu, tmp / ".qwen")
+    key_b = emu.seed_token(kind="key")
+    add_key(tmp, "b", "KEY_B", emu.url + "/v1")
+    gw = make_gateway("exhausted", env={**env, "KEY_B": key_b})
+    emu.fault("quota429", token=token_a)
+    emu.fault("quota403", token=key_b)
+    with pytest.raises(openai.RateLimitError) as e:
+        ask(gw)
+    assert e.value.code == "insufficient_quota"
+    assert int(e.value.response.headers["retry-after"]) > 0
+    with pytest.raises(openai.RateLimitError):  # and stays so, without calling Qwen
+        ask(gw)
+    assert len(emu.chat_requests()) == 2
+
+
+def test_throttling_waits_and_retries(make_gateway, emu, home):
+    tmp, env = home
+    login(emu, tmp / ".qwen")
+    gw = make_gateway("throttle", env=env)
+    emu.fault("throttle429", retry_after=1)
+    assert ask(gw, "patience").choices[0].message.content == "Echo: patience"
+    assert len(emu.chat_requests()) == 2
+
+
+def test_counts_persist_across_restarts(make_gateway, emu, home):
+    tmp, env = home
+    login(emu, tmp / ".qwen")
+    gw = make_gateway("count1", env=env)
+    ask(gw)
+    ask(gw)
+    gw.stop()
+    import subprocess
+
+    out = subprocess.run([str(BIN / "qwen-auth"), "status", "--json"], env={**__import__("os").environ, **env},
+                         capture_output=True, text=True, timeout=20)
+    assert json.loads(out.stdout)[0]["requests_today"] == 2
