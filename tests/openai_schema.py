@@ -29,5 +29,26 @@ def validate(name: str, instance: object) -> None:
         raise AssertionError(f"not a valid {name}:\n" + "\n".join(lines))
 
 
+def _event_schemas() -> dict[str, str]:
+    """Responses stream event type -> the schema that defines it (from ResponseStreamEvent's union)."""
+    schemas = DOC["components"]["schemas"]
+    out = {}
+    union = schemas["ResponseStreamEvent"]
+    for option in union.get("anyOf") or union.get("oneOf") or []:
+        name = option["$ref"].rsplit("/", 1)[1]
+        enum = schemas[name].get("properties", {}).get("type", {}).get("enum") or []
+        for t in enum:
+            out[t] = name
+    return out
+
+
+EVENT_SCHEMAS = _event_schemas()
+
+
 def validate_stream_event(event: dict) -> None:
+    """Validate against the event's own schema (clearer errors than the union), then the union."""
+    name = EVENT_SCHEMAS.get(event.get("type"))
+    if name is None:
+        raise AssertionError(f"unknown Responses stream event type {event.get('type')!r}")
+    validate(name, event)
     validate("ResponseStreamEvent", event)

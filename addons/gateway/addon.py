@@ -16,15 +16,19 @@ from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.utils import asyncio_utils
 
 from auth.base import OAUTH, AccountUnavailable, Credential
+from auth.pool import AccountPool
+from auth.settings import AuthSettings
 
 from . import errors
 from .chat import qwen_to_chat
 from .chat_stream import ChunkNormalizer
 from .errors import GatewayError
-from .exchange import CHAT, Endpoint, Exchange
+from .exchange import Endpoint, Exchange
 from .models import ModelMap, parse_model_map
+from .response_store import ResponseStore
 from .stall import close_upstream
 from .streaming import StreamRewriter
+from .surface import endpoints
 from .upstream import DEFAULT_USER_AGENT, host_header, upstream_headers, upstream_url
 
 log = logging.getLogger("qwen")
@@ -43,7 +47,8 @@ class QwenGateway:
 
     def __init__(self, pool=None) -> None:
         self._fixed_pool = pool  # tests hand in a pool; otherwise it is built from the options
-        self.endpoints: dict[str, Endpoint] = {"/chat/completions": CHAT}
+        self.endpoints: dict[str, Endpoint] = endpoints(self._responses)
+        self._store: ResponseStore | None = None
         self.local_routes: dict[tuple[str, str], object] = {}
         self.hosts: set[str] = set()
         self.models = ModelMap("coder-model")
@@ -87,8 +92,10 @@ class QwenGateway:
                 self.models = ModelMap(opts.qwen_default_model, parse_model_map(opts.qwen_model_map))
             except ValueError as e:
                 raise exceptions.OptionsError(str(e)) from e
-        if self._fixed_pool is None and {"qwen_dir", "qwen_state_dir", "qwen_oauth_base_url", "qwen_api_base"} & updated:
-            self.pool = self._build_pool()
+        if {"qwen_dir", "qwen_state_dir", "qwen_oauth_base_url", "qwen_api_base"} & updated:
+            self._store = None
+            if self._fixed_pool is None:
+                self.pool = self._build_pool()
         if "qwen_user_agent" in updated:
             self.user_agent = opts.qwen_user_agent or os.environ.get("QWEN_USER_AGENT") or DEFAULT_USER_AGENT
         if {"listen_host", "mode"} & updated and "mode" in opts:
@@ -98,18 +105,23 @@ class QwenGateway:
             # before the gateway reroutes the request; lazy connects only where we send it.
             opts.update(connection_strategy="lazy")
 
-    def _build_pool(self):
-        from auth.pool import AccountPool
-        from auth.settings import AuthSettings
-
+    def _settings(self) -> AuthSettings:
         o = ctx.options
-        settings = AuthSettings.from_env(
+        return AuthSettings.from_env(
             qwen_dir=Path(o.qwen_dir).expanduser() if o.qwen_dir else None,
             state_dir=Path(o.qwen_state_dir).expanduser() if o.qwen_state_dir else None,
             oauth_base_url=o.qwen_oauth_base_url or None,
             default_api_base=o.qwen_api_base or None,
         )
-        return AccountPool.from_settings(settings)
+
+    def _build_pool(self) -> AccountPool:
+        return AccountPool.from_settings(self._settings())
+
+    def _responses(self) -> ResponseStore:
+        """Stored Responses (previous_response_id), opened at first use."""
+        if self._store is None:
+            self._store = ResponseStore(self._settings().state_dir / "responses.sqlite3")
+        return self._store
 
     def done(self) -> None:
         if self._client is not None:
@@ -173,12 +185,12 @@ class QwenGateway:
         await self._start(flow, endpoint, body)
 
     async def _start(self, flow: http.HTTPFlow, endpoint: Endpoint, body: dict, note: str | None = None) -> None:
-        chat = endpoint.to_chat(body, None)
         requested = body.get("model") if isinstance(body.get("model"), str) else ""
-        ex = Exchange(endpoint=endpoint, client_body=body, chat_body=chat, requested_model=requested,
-                      stream=bool(body.get("stream")))
+        ex = Exchange(endpoint=endpoint, client_body=body, chat_body={}, requested_model=requested,
+                      stream=body.get("stream") is True)
         if note:
             ex.notes.append(note)
+        ex.chat_body = endpoint.to_chat(body, ex)
         ex.cred = await self._acquire(ex)
         self._send(flow, ex)
         self._exchanges[flow.id] = ex
@@ -196,6 +208,14 @@ class QwenGateway:
         await self._start(flow, endpoint, body, note="replayed")
 
     def _local(self, method: str, path: str, sub: str) -> http.Response | None:
+        if sub.startswith("/responses/") and method in ("GET", "DELETE"):
+            rid = sub[len("/responses/"):]
+            if method == "DELETE" and self._responses().delete(rid):
+                return _json_response(200, {"id": rid, "object": "response", "deleted": True})
+            stored = self._responses().get(rid) if method == "GET" else None
+            if stored is None:
+                raise GatewayError(404, f"Response with id '{rid}' not found.", code="not_found", param="response_id")
+            return _json_response(200, stored)
         if method != "GET":
             return None
         if path == "/health":
@@ -222,10 +242,20 @@ class QwenGateway:
     async def _acquire(self, ex: Exchange, *, exclude: Sequence[str] = ()) -> Credential:
         if self.pool is None:
             raise GatewayError(503, "The gateway has no account pool configured.", code="no_accounts")
-        try:
-            cred = await self.pool.acquire(exclude)
-        except AccountUnavailable as e:
-            raise _unavailable(e) from e
+        skip = list(exclude)
+        while True:
+            try:
+                cred = await self.pool.acquire(skip)
+            except AccountUnavailable as e:
+                if ex.endpoint.needs_embeddings and skip != list(exclude):
+                    raise GatewayError(400, "None of your usable Qwen accounts serves embeddings: Qwen OAuth "
+                                            "(portal.qwen.ai) has no embeddings API. Add a DashScope key: `qwen-auth "
+                                            "add-key NAME --preset dashscope-intl --key-env VAR --embeddings`.",
+                                       code="embeddings_unavailable", param="model") from e
+                raise _unavailable(e) from e
+            if not ex.endpoint.needs_embeddings or cred.embeddings:
+                break
+            skip.append(cred.account)
         ex.tried.append(cred.account)
         return cred
 
@@ -234,6 +264,8 @@ class QwenGateway:
 
         ex.upstream_model = self.models.resolve(ex.requested_model, cred)
         if not ex.endpoint.translated:
+            if ex.endpoint.needs_embeddings and not ex.upstream_model.startswith("text-embedding"):
+                ex.upstream_model = "text-embedding-v4"
             return {**ex.chat_body, "model": ex.upstream_model}
         return chat_to_qwen(ex.chat_body, model=ex.upstream_model, oauth=cred.kind == OAUTH, session_id=ex.id)
 
@@ -317,6 +349,8 @@ class QwenGateway:
         # The client already has these bytes; keep them on the flow so mitmweb and -w show them.
         flow.response.raw_content = bytes(rw.captured)
         self._report(ex, "error" if rw.error else "ok")
+        if ex.endpoint.finished is not None and not rw.error:
+            ex.endpoint.finished(ex, _final_object(rw))
         flow.metadata["qwen"].update(self._summary(ex, flow.response.status_code))
 
     async def _finish_buffered(self, flow: http.HTTPFlow, ex: Exchange) -> None:
@@ -331,25 +365,29 @@ class QwenGateway:
                 raise err.to_gateway_error()
             status, headers, body = nxt
         self._report(ex, "ok")
-        flow.response = self._client_answer(ex, status, headers, body)
+        flow.response, final = self._client_answer(ex, status, headers, body)
+        if ex.endpoint.finished is not None and final is not None:
+            ex.endpoint.finished(ex, final)
         flow.metadata["qwen"].update(self._summary(ex, flow.response.status_code))
         if flow.response.status_code == 200 and "usage" not in flow.metadata["qwen"]:
             flow.metadata["qwen"]["usage"] = _usage_of(flow.response.content)
 
-    def _client_answer(self, ex: Exchange, status: int, headers: dict, body: bytes) -> http.Response:
+    def _client_answer(self, ex: Exchange, status: int, headers: dict, body: bytes) -> tuple[http.Response,
+                                                                                            dict | None]:
+        """The client's answer to a buffered Qwen answer, and the final object (for endpoints that keep it)."""
         ctype = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
         if "event-stream" in ctype or (ex.stream and body.lstrip().startswith(b"data:")):
             rw = StreamRewriter(ChunkNormalizer(ex.requested_model or ex.upstream_model),
                                 ex.endpoint.stream_translator(ex))
             out = rw.run(body)
             return http.Response.make(status, out, {"content-type": "text/event-stream; charset=utf-8",
-                                                    "cache-control": "no-cache"})
+                                                    "cache-control": "no-cache"}), _final_object(rw)
         data = _parse_upstream_json(body)
         if ex.endpoint.translated:
             data = ex.endpoint.from_chat(qwen_to_chat(data, model=ex.requested_model or ex.upstream_model), ex)
         else:
             data = ex.endpoint.from_chat(data, ex)
-        return _json_response(status, data)
+        return _json_response(status, data), data
 
     async def _recover(self, ex: Exchange, err: errors.UpstreamError) -> tuple[int, dict, bytes] | None:
         """Decide whether (and with which credential) to try again; None means give up."""
@@ -472,6 +510,12 @@ def _bind_loopback_by_default(opts) -> None:
                 asyncio_utils.create_task(ps.setup_servers(), name="qwen: listen on loopback", keep_ref=True)
             except RuntimeError:  # no event loop (unit tests): listeners start later with the new modes
                 pass
+
+
+def _final_object(rw: StreamRewriter) -> dict | None:
+    """A stream translator's final object (the Responses API keeps it), if it builds one."""
+    build = getattr(rw.translator, "response", None)
+    return build() if callable(build) and not rw.error else None
 
 
 def _stop_watchdog(ex: Exchange) -> None:

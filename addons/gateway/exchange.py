@@ -66,13 +66,15 @@ class Endpoint:
 
     name: str
     upstream_suffix: str
-    to_chat: Callable[[dict, Exchange | None], dict]  # client body -> chat body (validates)
+    to_chat: Callable[[dict, Exchange], dict]  # client body -> chat body (validates; may add notes)
     from_chat: Callable[[dict, Exchange], dict]  # normalised chat answer -> client answer
     stream_translator: Callable[[Exchange], StreamTranslator]
     translated: bool = True  # False: the body goes upstream as is (embeddings)
+    finished: Callable[[Exchange, dict | None], None] | None = None  # the final client object, e.g. to store it
+    needs_embeddings: bool = False  # only accounts whose upstream serves /embeddings
 
 
-def _chat_in(body: dict, _ex: Exchange | None) -> dict:
+def _chat_in(body: dict, _ex: Exchange) -> dict:
     return validate_chat_request(body)
 
 

@@ -1,0 +1,67 @@
+"""Legacy completions (`/v1/completions`) <-> chat completions: a prompt becomes one user message."""
+
+from __future__ import annotations
+
+import uuid
+
+from . import sse
+from .errors import GatewayError
+
+_CARRIED = ("max_tokens", "temperature", "top_p", "n", "stop", "seed", "presence_penalty", "frequency_penalty",
+            "user", "stream", "stream_options")
+
+
+def completions_to_chat(body: dict) -> dict:
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+        prompt = prompt[0]
+    if isinstance(prompt, list):
+        raise GatewayError(400, "Qwen takes one text prompt per request (token arrays and prompt batches are not "
+                                "supported).", param="prompt", code="unsupported_value")
+    if not isinstance(prompt, str):
+        raise GatewayError(400, "'prompt' is required and must be a string.", param="prompt",
+                           code="missing_required_parameter" if prompt is None else "invalid_type")
+    for field, bad in (("suffix", lambda v: v is not None), ("echo", lambda v: bool(v)),
+                       ("logprobs", lambda v: v is not None), ("best_of", lambda v: v not in (None, 1))):
+        if bad(body.get(field)):
+            raise GatewayError(400, f"'{field}' is not supported by Qwen.", param=field, code="unsupported_value")
+    chat = {"model": body.get("model") or "", "messages": [{"role": "user", "content": prompt}]}
+    chat.update({k: body[k] for k in _CARRIED if body.get(k) is not None})
+    return chat
+
+
+def chat_to_completion(chat: dict, request: dict) -> dict:
+    return {
+        "id": "cmpl-" + uuid.uuid4().hex, "object": "text_completion", "created": chat.get("created") or 0,
+        "model": request.get("model") or chat.get("model") or "",
+        "choices": [{"text": (c.get("message") or {}).get("content") or "", "index": c.get("index", i),
+                     "logprobs": None, "finish_reason": c.get("finish_reason") or "stop"}
+                    for i, c in enumerate(chat.get("choices") or [])],
+        **({"usage": chat["usage"]} if isinstance(chat.get("usage"), dict) else {}),
+    }
+
+
+class CompletionsStreamTranslator:
+    def __init__(self, request: dict) -> None:
+        opts = request.get("stream_options")
+        self.include_usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
+        self.model = request.get("model") or ""
+        self.id = "cmpl-" + uuid.uuid4().hex
+
+    def feed(self, chunk: dict) -> list[bytes]:
+        base = {"id": self.id, "object": "text_completion", "created": chunk.get("created") or 0, "model": self.model}
+        if chunk.get("choices") == [] and isinstance(chunk.get("usage"), dict):
+            return [sse.encode({**base, "choices": [], "usage": chunk["usage"]})] if self.include_usage else []
+        choices = []
+        for c in chunk.get("choices") or []:
+            text = (c.get("delta") or {}).get("content") or ""
+            if text or c.get("finish_reason"):
+                choices.append({"text": text, "index": c.get("index", 0), "logprobs": None,
+                                "finish_reason": c.get("finish_reason")})
+        return [sse.encode({**base, "choices": choices})] if choices else []
+
+    def finish(self) -> list[bytes]:
+        return [sse.DONE]
+
+    def fail(self, error: dict) -> list[bytes]:
+        return [sse.encode({"error": error})]
