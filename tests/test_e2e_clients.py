@@ -1,0 +1,73 @@
+"""Real OpenAI clients through the gateway: Codex CLI (Responses API only) and simonw's llm."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def codex_binary() -> str | None:
+    local = ROOT / ".tools" / "node_modules" / ".bin" / "codex"
+    return str(local) if local.exists() else shutil.which("codex")
+
+
+@pytest.fixture
+def key_home(tmp_path, emu):
+    """A DashScope-style key account pointing at the emulator, as `qwen-auth add-key` writes it."""
+    key = emu.seed_token(kind="key")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "accounts.json").write_text(json.dumps({"accounts": [
+        {"name": "emu", "kind": "key", "base_url": emu.url + "/v1", "key_env": "EMU_KEY",
+         "default_model": "qwen3-coder-plus"}]}))
+    return {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "EMU_KEY": key,
+            "HOME": str(tmp_path)}
+
+
+def test_codex_exec_turn_with_a_tool_call_round_trip(make_gateway, emu, key_home, tmp_path):
+    codex = codex_binary()
+    if codex is None:
+        pytest.skip("Codex CLI not installed (scripts/install-test-tools.sh installs @openai/codex into .tools/)")
+    gw = make_gateway("codex", env=key_home)
+    emu.switches(tool_arguments={"cmd": "echo pong-from-tool"})
+    home = tmp_path / "codex-home"
+    home.mkdir()
+    (home / "config.toml").write_text(
+        'model = "coder-model"\nmodel_provider = "qwenproxy"\n[model_providers.qwenproxy]\n'
+        f'name = "Qwen gateway"\nbase_url = "{gw.url}/v1"\nenv_key = "QWENPROXY_API_KEY"\nwire_api = "responses"\n')
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "CODEX_HOME": str(home), "QWENPROXY_API_KEY": "client-key", "HOME": str(tmp_path)}
+    r = subprocess.run([codex, "exec", "--skip-git-repo-check", "say pong"], cwd=work, env=env,
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    log = r.stdout + r.stderr
+    assert r.returncode == 0, log
+    assert "ERROR" not in log, log
+    assert "pong-from-tool" in log  # Codex ran the tool the model (emulator) asked for
+    chats = emu.chat_requests()
+    assert len(chats) == 2
+    second = chats[1]["body"]["messages"]
+    assert second[-1]["role"] == "tool" and "pong-from-tool" in second[-1]["content"]
+    assert "Tool said:" in log  # and the final answer came back after the round trip
+    tools = [t["function"]["name"] for t in chats[0]["body"]["tools"]]
+    assert "exec_command" in tools and all(t.get("type") == "function" for t in chats[0]["body"]["tools"])
+
+
+@pytest.mark.parametrize("api", [[], ["--responses"]], ids=["chat-completions", "responses"])
+def test_llm_cli_both_apis(make_gateway, emu, key_home, tmp_path, api):
+    gw = make_gateway("llm", env=key_home)
+    env = {**os.environ, "LLM_USER_PATH": str(tmp_path / "llm")}
+    r = subprocess.run([str(BIN / "llm"), "openai", "endpoint", gw.url + "/v1", "say pong", "-m", "coder-model",
+                        "--key", "client-key", "--no-stream", *api], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().endswith("Echo: say pong")
+    assert Path(emu.chat_requests()[0]["path"]).name == "completions"
