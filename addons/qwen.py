@@ -13,6 +13,12 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from addons.gateway.access import AccessControl  # noqa: E402
 from addons.gateway.addon import QwenGateway  # noqa: E402
 
-addons = [QwenGateway()]
+gateway = QwenGateway()
+# Order matters: mitmproxy calls each hook on the addons in this order.
+addons = [
+    AccessControl(gateway),  # 401/413 before anything is rerouted
+    gateway,
+]

@@ -122,8 +122,9 @@ class Gateway:
     """A real mitmdump/mitmweb process running addons/qwen.py."""
 
     def __init__(self, workdir: Path, *, mode: str = "reverse:https://portal.qwen.ai", tool: str = "mitmdump",
-                 args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
+                 args: tuple[str, ...] = (), env: dict[str, str] | None = None, listen: str = "127.0.0.1") -> None:
         self.workdir = workdir
+        self.listen = listen
         self.mode = mode
         self.tool = tool
         self.args = args
@@ -142,7 +143,7 @@ class Gateway:
         for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
             env.pop(k, None)
         cmd = [str(BIN / self.tool), "--set", f"confdir={self.workdir / 'conf'}", "--mode",
-               f"{self.mode}@127.0.0.1:0", "-s", str(PORTFILE_ADDON), "-s", str(ADDON), *self.args]
+               f"{self.mode}@{self.listen}:0", "-s", str(PORTFILE_ADDON), "-s", str(ADDON), *self.args]
         if self.tool == "mitmweb":
             cmd += ["--set", "web_open_browser=false"]
         self.proc = subprocess.Popen(cmd, stdout=open(self.logfile, "w"), stderr=subprocess.STDOUT, env=env,
