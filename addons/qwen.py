@@ -15,10 +15,25 @@ if _ROOT not in sys.path:
 
 from addons.gateway.access import AccessControl  # noqa: E402
 from addons.gateway.addon import QwenGateway  # noqa: E402
+from addons.gateway.observe.debuglog import DebugCapture, DebugLog  # noqa: E402
+from addons.gateway.observe.guard import ContextGuard, TokenCounter  # noqa: E402
+from addons.gateway.observe.ledger import UsageLedger  # noqa: E402
+from addons.gateway.observe.metrics import GatewayMetrics, MetricsEndpoint, MetricsRecorder  # noqa: E402
+from addons.gateway.observe.requestlog import RequestLog  # noqa: E402
 
 gateway = QwenGateway()
-# Order matters: mitmproxy calls each hook on the addons in this order.
+metrics = GatewayMetrics()
+# Order matters: mitmproxy calls each hook on these addons in this order. Before the gateway: what
+# must see (or answer) the client's request as it arrived; after it: what reads the gateway's record.
 addons = [
-    AccessControl(gateway),  # 401/413 before anything is rerouted
+    AccessControl(gateway),  # 401 / 413 before anything is rerouted
+    MetricsEndpoint(gateway, metrics),  # GET /metrics
+    DebugCapture(),  # the client's request, as sent
+    ContextGuard(gateway),  # context_length_exceeded without waiting for Qwen
     gateway,
+    TokenCounter(),  # prompt estimate, off the request path
+    MetricsRecorder(metrics),
+    RequestLog(),
+    UsageLedger(gateway),
+    DebugLog(gateway),
 ]

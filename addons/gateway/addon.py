@@ -114,6 +114,10 @@ class QwenGateway:
             default_api_base=o.qwen_api_base or None,
         )
 
+    def state_dir(self) -> Path:
+        """The gateway's own folder (ledgers, stored responses, logs)."""
+        return self._settings().state_dir
+
     def _build_pool(self) -> AccountPool:
         return AccountPool.from_settings(self._settings())
 
