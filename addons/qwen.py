@@ -14,13 +14,16 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from addons.gateway.access import AccessControl  # noqa: E402
+from addons.gateway import contentviews  # noqa: E402
 from addons.gateway.addon import QwenGateway  # noqa: E402
+from addons.gateway.flowview import FlowAnnotator, FlowCap  # noqa: E402
 from addons.gateway.observe.debuglog import DebugCapture, DebugLog  # noqa: E402
 from addons.gateway.observe.guard import ContextGuard, TokenCounter  # noqa: E402
 from addons.gateway.observe.ledger import UsageLedger  # noqa: E402
 from addons.gateway.observe.metrics import GatewayMetrics, MetricsEndpoint, MetricsRecorder  # noqa: E402
 from addons.gateway.observe.requestlog import RequestLog  # noqa: E402
 
+contentviews.register()  # assembled streams and readable requests in mitmweb
 gateway = QwenGateway()
 metrics = GatewayMetrics()
 # Order matters: mitmproxy calls each hook on these addons in this order. Before the gateway: what
@@ -36,4 +39,6 @@ addons = [
     RequestLog(),
     UsageLedger(gateway),
     DebugLog(gateway),
+    FlowAnnotator(),  # one-line summary + marker for mitmweb
+    FlowCap(),  # bounded memory in mitmweb
 ]

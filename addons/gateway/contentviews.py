@@ -1,0 +1,198 @@
+"""mitmweb content views: streams shown assembled (text, reasoning, tool calls, usage), then raw;
+OpenAI/Qwen request bodies shown as a readable conversation. Registered by addons/qwen.py."""
+
+from __future__ import annotations
+
+import json
+
+from mitmproxy import contentviews, http
+
+from .sse import SSEDecoder
+
+
+def _events(data: bytes) -> list[tuple[str | None, str]]:
+    d = SSEDecoder()
+    return [(e.event, e.data) for e in d.feed(data) + d.flush()]
+
+
+def assemble_chat_stream(data: bytes) -> dict:
+    """Chat-completion (or legacy completion) chunks folded into one answer."""
+    out = {"text": "", "reasoning": "", "tool_calls": {}, "finish_reason": None, "usage": None, "error": None,
+           "events": 0, "model": None}
+    for _, raw in _events(data):
+        out["events"] += 1
+        if raw.strip() == "[DONE]":
+            continue
+        try:
+            chunk = json.loads(raw)
+        except ValueError:
+            continue
+        if not isinstance(chunk, dict):
+            continue
+        if chunk.get("error"):
+            out["error"] = chunk["error"].get("message") if isinstance(chunk["error"], dict) else str(chunk["error"])
+        out["model"] = chunk.get("model") or out["model"]
+        if isinstance(chunk.get("usage"), dict):
+            out["usage"] = chunk["usage"]
+        for choice in chunk.get("choices") or []:
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+            out["text"] += delta.get("content") or choice.get("text") or ""
+            out["reasoning"] += delta.get("reasoning_content") or ""
+            for tc in delta.get("tool_calls") or []:
+                slot = out["tool_calls"].setdefault(tc.get("index", 0), {"id": None, "name": "", "arguments": ""})
+                slot["id"] = slot["id"] or tc.get("id")
+                fn = tc.get("function") or {}
+                slot["name"] += fn.get("name") or ""
+                slot["arguments"] += fn.get("arguments") or ""
+            out["finish_reason"] = choice.get("finish_reason") or out["finish_reason"]
+    return out
+
+
+def assemble_responses_stream(data: bytes) -> dict:
+    out = {"text": "", "reasoning": "", "tool_calls": {}, "finish_reason": None, "usage": None, "error": None,
+           "events": 0, "model": None}
+    for _, raw in _events(data):
+        out["events"] += 1
+        try:
+            ev = json.loads(raw)
+        except ValueError:
+            continue
+        kind = ev.get("type") if isinstance(ev, dict) else None
+        if kind == "response.output_text.delta":
+            out["text"] += ev.get("delta") or ""
+        elif kind == "response.reasoning_summary_text.delta":
+            out["reasoning"] += ev.get("delta") or ""
+        elif kind == "response.output_item.done" and (ev.get("item") or {}).get("type") == "function_call":
+            item = ev["item"]
+            out["tool_calls"][ev.get("output_index", 0)] = {"id": item.get("call_id"), "name": item.get("name", ""),
+                                                            "arguments": item.get("arguments", "")}
+        elif kind in ("response.completed", "response.incomplete", "response.failed"):
+            resp = ev.get("response") or {}
+            out["finish_reason"] = resp.get("status")
+            out["usage"] = resp.get("usage")
+            out["model"] = resp.get("model")
+            if resp.get("error"):
+                out["error"] = resp["error"].get("message")
+        elif kind == "error":
+            out["error"] = ev.get("message")
+    return out
+
+
+def render_assembled(a: dict) -> str:
+    lines = [f"── assembled answer ({a['events']} events{', model ' + a['model'] if a['model'] else ''}) ──"]
+    if a["reasoning"]:
+        lines += ["", "reasoning:", a["reasoning"]]
+    if a["text"]:
+        lines += ["", "text:", a["text"]]
+    for i, call in sorted(a["tool_calls"].items()):
+        try:
+            args = json.dumps(json.loads(call["arguments"]), indent=2, ensure_ascii=False)
+        except ValueError:
+            args = call["arguments"]
+        lines += ["", f"tool call #{i}: {call['name']} ({call['id']})", args]
+    lines += ["", f"finish: {a['finish_reason']}"]
+    if a["usage"]:
+        lines.append("usage: " + json.dumps(a["usage"], ensure_ascii=False))
+    if a["error"]:
+        lines.append(f"error: {a['error']}")
+    return "\n".join(lines)
+
+
+def describe_request(body: dict) -> str:
+    lines = [f"model: {body.get('model')}   stream: {bool(body.get('stream'))}"]
+    for key in ("temperature", "max_tokens", "max_output_tokens", "tool_choice", "response_format", "reasoning",
+                "enable_thinking", "previous_response_id"):
+        if body.get(key) is not None:
+            lines.append(f"{key}: {json.dumps(body[key], ensure_ascii=False)}")
+    tools = body.get("tools") or []
+    if tools:
+        names = [(t.get("function") or t).get("name") or t.get("type") for t in tools if isinstance(t, dict)]
+        lines.append("tools: " + ", ".join(str(n) for n in names))
+    if isinstance(body.get("instructions"), str):
+        lines += ["", "[instructions]", body["instructions"]]
+    items = body.get("messages") or body.get("input") or body.get("prompt") or []
+    if isinstance(items, str):
+        items = [{"role": "user", "content": items}]
+    for m in items if isinstance(items, list) else []:
+        if not isinstance(m, dict):
+            continue
+        role = m.get("role") or m.get("type") or "?"
+        lines += ["", f"[{role}]"]
+        content = m.get("content") if "content" in m else m.get("output", m.get("arguments"))
+        if isinstance(content, list):
+            for p in content:
+                if isinstance(p, dict) and p.get("type") in ("image_url", "input_image"):
+                    lines.append("[image]")
+                elif isinstance(p, dict):
+                    lines.append(str(p.get("text", "")))
+        elif content is not None:
+            lines.append(str(content))
+        for tc in m.get("tool_calls") or []:
+            fn = tc.get("function") or {}
+            lines.append(f"→ tool call {fn.get('name')}({fn.get('arguments')}) id={tc.get('id')}")
+        if m.get("tool_call_id") or m.get("call_id"):
+            lines.append(f"(for call {m.get('tool_call_id') or m.get('call_id')})")
+    return "\n".join(lines)
+
+
+def _endpoint(meta: contentviews.Metadata) -> str | None:
+    q = meta.flow.metadata.get("qwen") if meta.flow is not None else None
+    return q.get("endpoint") if isinstance(q, dict) else None
+
+
+def _is_response(meta: contentviews.Metadata) -> bool:
+    return isinstance(meta.http_message, http.Response)
+
+
+class QwenChatStreamContentview(contentviews.Contentview):
+    name = "Qwen chat stream"
+
+    def prettify(self, data: bytes, metadata: contentviews.Metadata) -> str:
+        return render_assembled(assemble_chat_stream(data)) + "\n\n── raw events ──\n" + data.decode("utf-8", "replace")
+
+    def render_priority(self, data: bytes, metadata: contentviews.Metadata) -> float:
+        if "event-stream" not in (metadata.content_type or "") or not _is_response(metadata):
+            return -1
+        return 2 if _endpoint(metadata) in ("chat.completions", "completions") or b"chat.completion.chunk" in data[:4096] \
+            else -1
+
+
+class QwenResponsesStreamContentview(contentviews.Contentview):
+    name = "Qwen responses stream"
+
+    def prettify(self, data: bytes, metadata: contentviews.Metadata) -> str:
+        return render_assembled(assemble_responses_stream(data)) + "\n\n── raw events ──\n" + data.decode("utf-8",
+                                                                                                        "replace")
+
+    def render_priority(self, data: bytes, metadata: contentviews.Metadata) -> float:
+        if "event-stream" not in (metadata.content_type or "") or not _is_response(metadata):
+            return -1
+        return 2 if _endpoint(metadata) == "responses" or b"event: response." in data[:4096] else -1
+
+
+class OpenAIRequestContentview(contentviews.Contentview):
+    name = "OpenAI request"
+
+    def prettify(self, data: bytes, metadata: contentviews.Metadata) -> str:
+        try:
+            body = json.loads(data)
+        except ValueError as e:
+            raise ValueError("not JSON") from e
+        if not isinstance(body, dict):
+            raise ValueError("not a JSON object")
+        return describe_request(body)
+
+    def render_priority(self, data: bytes, metadata: contentviews.Metadata) -> float:
+        if not isinstance(metadata.http_message, http.Request) or _endpoint(metadata) is None:
+            return -1
+        return 2 if "json" in (metadata.content_type or "") else -1
+
+
+VIEWS = (QwenChatStreamContentview(), QwenResponsesStreamContentview(), OpenAIRequestContentview())
+
+
+def register() -> None:
+    for view in VIEWS:
+        contentviews.add(view)
