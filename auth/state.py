@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import sqlite3
 import threading
@@ -20,6 +21,11 @@ def today() -> str:
 
 
 class AccountState:
+    """Reads come from memory; state changes are written at once; request counts (one per request,
+    on the hot path) are batched and written at most every FLUSH_S seconds and at exit."""
+
+    FLUSH_S = 2.0
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.exists():
@@ -29,6 +35,10 @@ class AccountState:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
+        self._rows: dict[str, dict] = {}
+        self._pending: dict[tuple[str, str], int] = {}
+        self._flushed = time.monotonic()
+        atexit.register(self.flush)
 
     def _row(self, account: str) -> dict:
         cur = self._db.execute("SELECT cooldown_until, needs_login, login_mtime, last_error FROM account_state "
@@ -38,25 +48,40 @@ class AccountState:
 
     def get(self, account: str) -> dict:
         with self._lock:
-            return self._row(account)
+            if account not in self._rows:
+                self._rows[account] = self._row(account)
+            return dict(self._rows[account])
 
     def set(self, account: str, **values) -> None:
         with self._lock:
             row = {**self._row(account), **values}
+            self._rows[account] = row
             self._db.execute("INSERT OR REPLACE INTO account_state VALUES (?,?,?,?,?)",
                              (account, row["cooldown_until"], int(row["needs_login"]), row["login_mtime"],
                               row["last_error"]))
 
     def count_request(self, account: str) -> None:
         with self._lock:
-            self._db.execute("INSERT INTO account_day VALUES (?,?,1) ON CONFLICT(account, day) DO UPDATE SET "
-                             "requests = requests + 1", (account, today()))
+            key = (account, today())
+            self._pending[key] = self._pending.get(key, 0) + 1
+            due = time.monotonic() - self._flushed >= self.FLUSH_S
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            self._flushed = time.monotonic()
+            for (account, day), n in pending.items():
+                self._db.execute("INSERT INTO account_day VALUES (?,?,?) ON CONFLICT(account, day) DO UPDATE SET "
+                                 "requests = requests + ?", (account, day, n, n))
 
     def requests_today(self, account: str) -> int:
         with self._lock:
             r = self._db.execute("SELECT requests FROM account_day WHERE account=? AND day=?",
                                  (account, today())).fetchone()
-            return r[0] if r else 0
+            return (r[0] if r else 0) + self._pending.get((account, today()), 0)
 
     def close(self) -> None:
+        self.flush()
         self._db.close()

@@ -1,7 +1,12 @@
 """Benchmarks, all in one run against the emulator: direct, bare mitmdump, and the gateway.
 
     .venv/bin/python scripts/bench.py stream      # time to first chunk and gap fidelity of a 2 s stream
-    .venv/bin/python scripts/bench.py stream --json
+    .venv/bin/python scripts/bench.py latency     # non-stream p50/p99 at concurrency 1
+    .venv/bin/python scripts/bench.py throughput  # requests/s at concurrency 16
+    .venv/bin/python scripts/bench.py bigprompt   # a 1 MB prompt; token counting on vs off
+    .venv/bin/python scripts/bench.py memory      # gateway RSS after 5,000 and 20,000 requests
+    .venv/bin/python scripts/bench.py webmemory   # mitmweb RSS over 5,000 requests, flow cap on vs off
+    .venv/bin/python scripts/bench.py all --json
 
 Results are recorded in docs/performance.md. Nothing here asserts: it measures.
 """
@@ -9,6 +14,7 @@ Results are recorded in docs/performance.md. Nothing here asserts: it measures.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import sys
@@ -70,6 +76,125 @@ def bench_stream(runs: int, gap_ms: int) -> dict:
         return {"scenario": f"stream: {runs} runs of ~40 chunks, {gap_ms} ms apart", "results": out}
 
 
+CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "ping"}]}
+
+
+def _targets(p: Procs, emu: str, *, bare: bool = True) -> dict[str, tuple[str, str]]:
+    out = {"direct": (emu, "sk-bench")}
+    if bare:
+        out["mitmdump (no addon)"] = (p.mitmdump("bare", emu, addon=False), "sk-bench")
+    out["gateway"] = (p.gateway(emu), "client-key-ignored")
+    return out
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return round(xs[min(len(xs) - 1, int(len(xs) * q))], 3)
+
+
+def _body_for(name: str, body: dict) -> dict:
+    # direct and bare mitmproxy talk to the emulator, which wants a Qwen model name
+    return body if name == "gateway" or name.startswith("gateway") else {**body, "model": "qwen3-coder-plus"}
+
+
+def bench_latency(n: int) -> dict:
+    with Procs() as p:
+        emu = p.emulator()
+        out = {}
+        for name, (url, key) in _targets(p, emu).items():
+            body = _body_for(name, CHAT)
+            with httpx.Client(timeout=30, trust_env=False, headers={"authorization": f"Bearer {key}"}) as c:
+                for _ in range(30):
+                    c.post(url + "/v1/chat/completions", json=body).raise_for_status()
+                times = []
+                for _ in range(n):
+                    t0 = time.perf_counter()
+                    c.post(url + "/v1/chat/completions", json=body).raise_for_status()
+                    times.append((time.perf_counter() - t0) * 1000)
+            out[name] = {"p50_ms": _pct(times, 0.5), "p99_ms": _pct(times, 0.99), "requests": n}
+        for v in out.values():
+            v["p50_vs_bare_ms"] = round(v["p50_ms"] - out["mitmdump (no addon)"]["p50_ms"], 3)
+        return {"scenario": f"latency: {n} sequential non-stream requests, keep-alive", "results": out}
+
+
+async def _hammer(url: str, key: str, body: dict, total: int, concurrency: int) -> float:
+    done = 0
+    async with httpx.AsyncClient(timeout=60, trust_env=False, headers={"authorization": f"Bearer {key}"},
+                                 limits=httpx.Limits(max_connections=concurrency)) as c:
+        async def worker():
+            nonlocal done
+            while done < total:
+                done += 1
+                (await c.post(url + "/v1/chat/completions", json=body)).raise_for_status()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))  # warm-up
+        done = 0
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return total / (time.perf_counter() - t0)
+
+
+def bench_throughput(total: int, concurrency: int) -> dict:
+    with Procs() as p:
+        emu = p.emulator()
+        out = {}
+        for name, (url, key) in _targets(p, emu).items():
+            rps = asyncio.run(_hammer(url, key, _body_for(name, CHAT), total, concurrency))
+            out[name] = {"requests_per_s": round(rps, 1)}
+        base = out["mitmdump (no addon)"]["requests_per_s"]
+        for v in out.values():
+            v["vs_bare"] = f"{v['requests_per_s'] / base:.0%}"
+        return {"scenario": f"throughput: {total} requests at concurrency {concurrency}", "results": out}
+
+
+def bench_bigprompt(n: int) -> dict:
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": ("lorem ipsum dolor sit amet " * 40000)[:1 << 20]}]}
+    with Procs() as p:
+        emu = p.emulator()
+        targets = _targets(p, emu)
+        targets["gateway, token counting off"] = (p.gateway(emu, "gateway-nocount", args=(
+            "--set", "qwen_token_count=false")), "x")
+        out = {}
+        for name, (url, key) in targets.items():
+            b = _body_for(name, body)
+            with httpx.Client(timeout=60, trust_env=False, headers={"authorization": f"Bearer {key}"}) as c:
+                c.post(url + "/v1/chat/completions", json=b).raise_for_status()
+                times = []
+                for _ in range(n):
+                    t0 = time.perf_counter()
+                    c.post(url + "/v1/chat/completions", json=b).raise_for_status()
+                    times.append((time.perf_counter() - t0) * 1000)
+            out[name] = {"p50_ms": _pct(times, 0.5), "p95_ms": _pct(times, 0.95)}
+        return {"scenario": f"1 MiB prompt: {n} sequential requests (gateway counts tokens in a thread)",
+                "results": out}
+
+
+def bench_memory(steps: tuple[int, ...], concurrency: int = 8) -> dict:
+    with Procs() as p:
+        emu = p.emulator()
+        url = p.gateway(emu)
+        out = {}
+        sent = 0
+        for step in steps:
+            asyncio.run(_hammer(url, "x", CHAT, step - sent, concurrency))
+            sent = step
+            out[f"after {step}"] = {"rss_mb": round(p.rss_mb("gateway"), 1)}
+        return {"scenario": "gateway (mitmdump) RSS while serving non-stream requests", "results": out}
+
+
+def bench_webmemory(total: int, every: int) -> dict:
+    with Procs() as p:
+        emu = p.emulator()
+        capped = p.gateway(emu, "mitmweb-cap500", tool="mitmweb")
+        uncapped = p.gateway(emu, "mitmweb-nocap", tool="mitmweb", args=("--set", "qwen_web_flow_limit=0"))
+        out: dict[str, dict] = {}
+        for sent in range(every, total + 1, every):
+            for name, url in (("mitmweb-cap500", capped), ("mitmweb-nocap", uncapped)):
+                asyncio.run(_hammer(url, "x", CHAT, every, 8))
+            out[f"after {sent}"] = {"cap 500 (default) MB": round(p.rss_mb("mitmweb-cap500"), 1),
+                                    "no cap MB": round(p.rss_mb("mitmweb-nocap"), 1)}
+        return {"scenario": f"mitmweb RSS over {total} requests", "results": out}
+
+
 def table(result: dict) -> str:
     rows = result["results"]
     cols = list(next(iter(rows.values())))
@@ -80,14 +205,30 @@ def table(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("scenario", choices=["stream"])
+    scenarios = {
+        "stream": lambda a: bench_stream(a.runs, a.gap_ms),
+        "latency": lambda a: bench_latency(a.requests),
+        "throughput": lambda a: bench_throughput(a.requests * 4, 16),
+        "bigprompt": lambda a: bench_bigprompt(20),
+        "memory": lambda a: bench_memory((5000, 20000)),
+        "webmemory": lambda a: bench_webmemory(5000, 1000),
+    }
+    ap.add_argument("scenario", choices=[*scenarios, "all"])
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--gap-ms", type=int, default=50)
-    ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ap.add_argument("--requests", type=int, default=400)
+    ap.add_argument("--json", action="store_true", help="print JSON instead of tables")
     a = ap.parse_args(argv)
-    result = bench_stream(a.runs, a.gap_ms)
-    result["machine"] = machine()
-    print(json.dumps(result, indent=2) if a.json else table(result))
+    names = list(scenarios) if a.scenario == "all" else [a.scenario]
+    results = []
+    for name in names:
+        r = scenarios[name](a)
+        r["machine"] = machine()
+        results.append(r)
+        if not a.json:
+            print(table(r) + "\n", flush=True)
+    if a.json:
+        print(json.dumps(results if len(results) > 1 else results[0], indent=2))
     return 0
 
 

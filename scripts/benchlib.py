@@ -34,6 +34,7 @@ class Procs:
     def __init__(self) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="qwen-bench-"))
         self.procs: list[subprocess.Popen] = []
+        self.pids: dict[str, int] = {}
 
     def __enter__(self) -> "Procs":
         return self
@@ -52,6 +53,7 @@ class Procs:
         log = open(self.tmp / f"{name}.log", "w")
         p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         self.procs.append(p)
+        self.pids[name] = p.pid
         return p
 
     def emulator(self) -> str:
@@ -60,31 +62,41 @@ class Procs:
                          "--port-file", str(pf), "--quiet", "--api-key", "sk-bench"], "emulator")
         return f"http://127.0.0.1:{int(_wait(pf, p, 'emulator'))}"
 
-    def mitmdump(self, name: str, upstream: str, *, addon: bool, env: dict | None = None) -> str:
+    def mitmdump(self, name: str, upstream: str, *, addon: bool, env: dict | None = None, tool: str = "mitmdump",
+                 args: tuple[str, ...] = ()) -> str:
         pf = self.tmp / f"{name}.ports"
-        args = [str(BIN / "mitmdump"), "-q", "--set", f"confdir={self.tmp / 'conf'}", "--mode",
+        args = [str(BIN / tool), "-q", "--set", f"confdir={self.tmp / 'conf'}", "--mode",
                 f"reverse:{upstream}@127.0.0.1:0", "--set", "connection_strategy=lazy",
-                "-s", str(ROOT / "tests" / "helpers" / "portfile.py")]
+                "-s", str(ROOT / "tests" / "helpers" / "portfile.py"), *args]
+        if tool == "mitmweb":
+            args += ["--set", "web_open_browser=false", "--set", "web_port=0", "--set", "web_password=bench"]
         if addon:
             args += ["-s", str(ROOT / "addons" / "qwen.py")]
         p = self._spawn(args, name, {"QWEN_TEST_PORTFILE": str(pf), **(env or {})})
         port = next(iter(json.loads(_wait(pf, p, name)).values()))
         return f"http://127.0.0.1:{port}"
 
-    def gateway(self, emulator_url: str) -> str:
+    def gateway(self, emulator_url: str, name: str = "gateway", *, tool: str = "mitmdump",
+                args: tuple[str, ...] = ()) -> str:
         """The gateway with one OAuth login pointing at the emulator (token seeded there)."""
         token = "bench-token"
         httpx.post(emulator_url + "/_emulator/tokens", json={"access_token": token, "expires_in": 86400},
                    trust_env=False).raise_for_status()
-        qdir = self.tmp / "qwen"
+        qdir = self.tmp / f"qwen-{name}"
         qdir.mkdir(mode=0o700)
         creds = {"access_token": token, "refresh_token": "unused", "token_type": "Bearer",
                  "resource_url": emulator_url, "expiry_date": int((time.time() + 86400) * 1000)}
         fd = os.open(qdir / "oauth_creds.json", os.O_WRONLY | os.O_CREAT, 0o600)
         os.write(fd, json.dumps(creds, indent=2).encode())
         os.close(fd)
-        env = {"QWEN_DIR": str(qdir), "QWEN_GATEWAY_HOME": str(self.tmp / "state")}
-        return self.mitmdump("gateway", "https://portal.qwen.ai", addon=True, env=env)
+        env = {"QWEN_DIR": str(qdir), "QWEN_GATEWAY_HOME": str(self.tmp / f"state-{name}")}
+        return self.mitmdump(name, "https://portal.qwen.ai", addon=True, env=env, tool=tool, args=args)
+
+    def rss_mb(self, name: str) -> float:
+        for line in open(f"/proc/{self.pids[name]}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
 
 
 def machine() -> dict:

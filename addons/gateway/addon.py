@@ -49,6 +49,7 @@ class QwenGateway:
         self._fixed_pool = pool  # tests hand in a pool; otherwise it is built from the options
         self.endpoints: dict[str, Endpoint] = endpoints(self._responses)
         self._store: ResponseStore | None = None
+        self._state_dir: Path | None = None
         self.local_routes: dict[tuple[str, str], object] = {}
         self.hosts: set[str] = set()
         self.models = ModelMap("coder-model")
@@ -94,6 +95,7 @@ class QwenGateway:
                 raise exceptions.OptionsError(str(e)) from e
         if {"qwen_dir", "qwen_state_dir", "qwen_oauth_base_url", "qwen_api_base"} & updated:
             self._store = None
+            self._state_dir = None
             if self._fixed_pool is None:
                 self.pool = self._build_pool()
         if "qwen_user_agent" in updated:
@@ -115,8 +117,10 @@ class QwenGateway:
         )
 
     def state_dir(self) -> Path:
-        """The gateway's own folder (ledgers, stored responses, logs)."""
-        return self._settings().state_dir
+        """The gateway's own folder (ledgers, stored responses, logs); resolved once per option change."""
+        if self._state_dir is None:
+            self._state_dir = self._settings().state_dir
+        return self._state_dir
 
     def _build_pool(self) -> AccountPool:
         return AccountPool.from_settings(self._settings())
@@ -124,10 +128,13 @@ class QwenGateway:
     def _responses(self) -> ResponseStore:
         """Stored Responses (previous_response_id), opened at first use."""
         if self._store is None:
-            self._store = ResponseStore(self._settings().state_dir / "responses.sqlite3")
+            self._store = ResponseStore(self.state_dir() / "responses.sqlite3")
         return self._store
 
     def done(self) -> None:
+        state = getattr(self.pool, "state", None)
+        if state is not None:
+            state.flush()  # batched request counts
         if self._client is not None:
             client, self._client = self._client, None
             try:

@@ -28,10 +28,10 @@ class Ledger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(SCHEMA)
 
-    def add(self, row: dict) -> None:
+    def add(self, *rows: dict) -> None:
         with self._lock:
-            self._db.execute(f"INSERT INTO usage VALUES ({','.join('?' * len(COLUMNS))})",
-                             tuple(row.get(c) for c in COLUMNS))
+            self._db.executemany(f"INSERT INTO usage VALUES ({','.join('?' * len(COLUMNS))})",
+                                 [tuple(row.get(c) for c in COLUMNS) for row in rows])
 
     def query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
@@ -56,9 +56,13 @@ def row_from_meta(meta: dict) -> dict:
 class UsageLedger:
     """Records every gateway exchange in `<state_dir>/usage.sqlite3` (read by `qwen-usage`)."""
 
+    FLUSH_S = 0.5  # rows are written in batches, in a thread: never on the request path
+
     def __init__(self, gateway) -> None:
         self.gateway = gateway
         self._ledger: Ledger | None = None
+        self._rows: list[dict] = []
+        self._flush_scheduled = False
 
     def ledger(self) -> Ledger:
         path = self.gateway.state_dir() / "usage.sqlite3"
@@ -76,6 +80,18 @@ class UsageLedger:
         meta = flow.metadata.get("qwen")
         if not (isinstance(meta, dict) and meta.get("endpoint")):
             return
-        row = row_from_meta(meta)
-        ledger = self.ledger()
-        asyncio_utils.create_task(asyncio.to_thread(ledger.add, row), name="qwen ledger", keep_ref=True)
+        self._rows.append(row_from_meta(meta))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_later(self.FLUSH_S, self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._flush_scheduled = False
+        rows, self._rows = self._rows, []
+        if rows:
+            asyncio_utils.create_task(asyncio.to_thread(self.ledger().add, *rows), name="qwen ledger", keep_ref=True)
+
+    def done(self) -> None:
+        rows, self._rows = self._rows, []
+        if rows:
+            self.ledger().add(*rows)
