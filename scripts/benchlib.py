@@ -71,7 +71,7 @@ class Procs:
         if tool == "mitmweb":
             args += ["--set", "web_open_browser=false", "--set", "web_port=0", "--set", "web_password=bench"]
         if addon:
-            args += ["-s", str(ROOT / "addons" / "qwen.py")]
+            args += ["-s", os.environ.get("QWEN_BENCH_SCRIPT", str(ROOT / "addons" / "qwen.py"))]
         p = self._spawn(args, name, {"QWEN_TEST_PORTFILE": str(pf), **(env or {})})
         port = next(iter(json.loads(_wait(pf, p, name)).values()))
         return f"http://127.0.0.1:{port}"

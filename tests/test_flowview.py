@@ -48,6 +48,7 @@ def test_flow_cap_removes_oldest_finished_but_keeps_user_marked():
     cap = FlowCap()
     with taddons.context(view, cap) as tctx:
         tctx.configure(cap, qwen_web_flow_limit=3)
+        cap.running()
         flows = []
         for i in range(6):
             f = tflow.tflow(resp=True)

@@ -70,6 +70,10 @@ class FlowCap:
 
     def __init__(self) -> None:
         self.finished: collections.deque = collections.deque()
+        self.view = None
+
+    def running(self) -> None:
+        self.view = ctx.master.addons.get("view")  # None in mitmdump: nothing to cap
 
     def load(self, loader) -> None:
         loader.add_option("qwen_web_flow_limit", int, 500,
@@ -82,7 +86,7 @@ class FlowCap:
         self._track(flow)
 
     def _track(self, flow: http.HTTPFlow) -> None:
-        view = ctx.master.addons.get("view")
+        view = self.view
         limit = ctx.options.qwen_web_flow_limit
         if view is None or limit <= 0:
             return
