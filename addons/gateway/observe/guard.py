@@ -95,7 +95,7 @@ class ContextGuard:
         # A token is at least one byte of UTF-8 text: a body no longer than the limit cannot exceed it.
         if not limit or len(content) <= limit:
             return
-        tokens, method = await asyncio.to_thread(count_request_tokens, body)
+        tokens, method = await asyncio.to_thread(lambda: count_request_tokens(body, exact=True))
         flow.metadata.setdefault("qwen", {})["prompt_tokens_est"] = tokens
         if tokens > limit:
             e = GatewayError(400, f"This model's maximum context length is {limit} tokens. However, your messages "
