@@ -381,8 +381,6 @@ class QwenGateway:
         if ex.endpoint.finished is not None and final is not None:
             ex.endpoint.finished(ex, final)
         flow.metadata["qwen"].update(self._summary(ex, flow.response.status_code))
-        if flow.response.status_code == 200 and "usage" not in flow.metadata["qwen"]:
-            flow.metadata["qwen"]["usage"] = _usage_of(flow.response.content)
 
     def _client_answer(self, ex: Exchange, status: int, headers: dict, body: bytes) -> tuple[http.Response,
                                                                                             dict | None]:
@@ -392,13 +390,14 @@ class QwenGateway:
             rw = StreamRewriter(ChunkNormalizer(ex.requested_model or ex.upstream_model),
                                 ex.endpoint.stream_translator(ex))
             out = rw.run(body)
+            ex.extra["usage"] = rw.normalizer.usage
             return http.Response.make(status, out, {"content-type": "text/event-stream; charset=utf-8",
                                                     "cache-control": "no-cache"}), _final_object(rw)
         data = _parse_upstream_json(body)
         if ex.endpoint.translated:
-            data = ex.endpoint.from_chat(qwen_to_chat(data, model=ex.requested_model or ex.upstream_model), ex)
-        else:
-            data = ex.endpoint.from_chat(data, ex)
+            data = qwen_to_chat(data, model=ex.requested_model or ex.upstream_model)
+        ex.extra["usage"] = data.get("usage") if isinstance(data.get("usage"), dict) else None
+        data = ex.endpoint.from_chat(data, ex)
         return _json_response(status, data), data
 
     async def _recover(self, ex: Exchange, err: errors.UpstreamError) -> tuple[int, dict, bytes] | None:
@@ -484,6 +483,8 @@ class QwenGateway:
         }
         if status is not None:
             out["status"] = status
+        if ex.extra.get("usage"):
+            out["usage"] = ex.extra["usage"]  # OpenAI chat usage, whatever the endpoint's own format
         rw = ex.rewriter
         if rw is not None:
             if rw.first_byte_at is not None:
@@ -570,24 +571,6 @@ def _parse_upstream_json(body: bytes) -> dict:
     if not isinstance(data, dict):
         raise GatewayError(502, "Qwen sent an unexpected answer.", code="invalid_upstream_response")
     return data
-
-
-def _usage_of(content: bytes | None) -> dict | None:
-    """Usage of a buffered answer: a JSON body's `usage`, or the last usage seen in SSE."""
-    try:
-        data = json.loads(content or b"")
-        return data.get("usage") if isinstance(data, dict) else None
-    except ValueError:
-        pass
-    usage = None
-    for line in (content or b"").split(b"\n"):
-        if line.startswith(b"data: {") and b'"usage"' in line:
-            try:
-                u = json.loads(line[6:]).get("usage")
-                usage = u if isinstance(u, dict) else usage
-            except ValueError:
-                continue
-    return usage
 
 
 def _json_response(status: int, data: dict) -> http.Response:

@@ -22,6 +22,7 @@ QWEN_MODELS = (
 )
 EMBEDDING_MODELS = ("text-embedding-v4",)
 OAUTH_ONLY = ("coder-model", "vision-model")
+KEY_DEFAULT_MODEL = "qwen3-coder-plus"  # for key accounts that name no default: served by DashScope and Coding Plan
 
 # OpenAI names that clients send unchanged; "" means "the default model".
 DEFAULT_ALIASES: dict[str, str] = {
@@ -62,8 +63,8 @@ class ModelMap:
             target = name if _looks_qwen(name) else ""
         if not target:
             target = (cred.default_model if cred is not None and cred.default_model else None) or self.default_model
-        if cred is not None and cred.kind == KEY and target in OAUTH_ONLY and cred.default_model:
-            target = cred.default_model  # coder-model only exists behind Qwen OAuth
+        if cred is not None and cred.kind == KEY and target in OAUTH_ONLY:
+            target = cred.default_model or KEY_DEFAULT_MODEL  # coder-model only exists behind Qwen OAuth
         return target
 
     def list(self) -> list[dict]:

@@ -61,7 +61,7 @@ class UsageLedger:
     def __init__(self, gateway) -> None:
         self.gateway = gateway
         self._ledger: Ledger | None = None
-        self._rows: list[dict] = []
+        self._rows: list[dict] = []  # gateway records waiting to be written
         self._flush_scheduled = False
 
     def ledger(self) -> Ledger:
@@ -80,18 +80,19 @@ class UsageLedger:
         meta = flow.metadata.get("qwen")
         if not (isinstance(meta, dict) and meta.get("endpoint")):
             return
-        self._rows.append(row_from_meta(meta))
+        self._rows.append(meta)  # rows are built at flush time: the token estimate may land after the answer
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_later(self.FLUSH_S, self._flush_soon)
 
     def _flush_soon(self) -> None:
         self._flush_scheduled = False
-        rows, self._rows = self._rows, []
-        if rows:
+        metas, self._rows = self._rows, []
+        if metas:
+            rows = [row_from_meta(m) for m in metas]
             asyncio_utils.create_task(asyncio.to_thread(self.ledger().add, *rows), name="qwen ledger", keep_ref=True)
 
     def done(self) -> None:
-        rows, self._rows = self._rows, []
-        if rows:
-            self.ledger().add(*rows)
+        metas, self._rows = self._rows, []
+        if metas:
+            self.ledger().add(*[row_from_meta(m) for m in metas])
