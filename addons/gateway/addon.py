@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from mitmproxy.utils import asyncio_utils
 
 from auth.base import OAUTH, AccountUnavailable, Credential
 from auth.pool import AccountPool
+from auth.remote import RemoteLogin, RemoteLoginError
 from auth.settings import AuthSettings
 
 from . import errors
@@ -50,6 +52,7 @@ class QwenGateway:
         self.endpoints: dict[str, Endpoint] = endpoints(self._responses)
         self._store: ResponseStore | None = None
         self._state_dir: Path | None = None
+        self._remote: RemoteLogin | None = None
         self.local_routes: dict[tuple[str, str], object] = {}
         self.hosts: set[str] = set()
         self.models = ModelMap("coder-model")
@@ -80,6 +83,10 @@ class QwenGateway:
                           f"User-Agent sent upstream (default $QWEN_USER_AGENT or {DEFAULT_USER_AGENT}).")
         loader.add_option("qwen_upstream_timeout", int, 600,
                           "Seconds the gateway's own retry requests wait for Qwen.")
+        loader.add_option("qwen_remote_login", str, "off",
+                          "Serve POST /auth/initiate and /auth/poll (a device login started from another "
+                          "device): off, loopback (loopback clients only) or on (any client that passed the "
+                          "client-key check).", choices=["off", "loopback", "on"])
         loader.add_option("qwen_stream_idle_timeout", int, 300,
                           "Seconds a stream may stay silent before the gateway closes it (0: never). "
                           "qwen-code uses 240 s; mitmproxy's own tcp_timeout is 600 s.")
@@ -179,6 +186,9 @@ class QwenGateway:
         path = flow.request.path.split("?", 1)[0].rstrip("/") or "/"
         sub = path[3:] if path.startswith("/v1/") or path == "/v1" else path
         flow.metadata["qwen"] = {"client": _client_record(flow.request)}
+        if method == "POST" and path in ("/auth/initiate", "/auth/poll"):
+            flow.response = await self._remote_login(flow, path)
+            return
         local = self._local(method, path, sub)
         if local is not None:
             flow.response = local
@@ -217,6 +227,29 @@ class QwenGateway:
         for key in ("error", "status", "usage", "ttfb_ms", "stream_error"):
             meta.pop(key, None)
         await self._start(flow, endpoint, body, note="replayed")
+
+    async def _remote_login(self, flow: http.HTTPFlow, path: str) -> http.Response:
+        mode = ctx.options.qwen_remote_login
+        peer = flow.client_conn.peername[0] if flow.client_conn.peername else ""
+        if mode == "off" or (mode == "loopback" and not _loopback(peer)):
+            raise GatewayError(404 if mode == "off" else 403, "Remote login is "
+                               + ("off (--set qwen_remote_login=loopback|on)." if mode == "off"
+                                  else "only served to loopback clients here."), code="remote_login_disabled")
+        if self._remote is None:
+            self._remote = RemoteLogin(self._settings(), on_success=lambda _name: self._reload_accounts())
+        body = _parse_json(flow.request.content or b"{}")
+        try:
+            if path == "/auth/initiate":
+                account = body.get("account")
+                return _json_response(200, await self._remote.initiate(account if isinstance(account, str) else None))
+            return _json_response(200, await self._remote.poll(str(body.get("id") or body.get("device_code_id") or "")))
+        except RemoteLoginError as e:
+            raise GatewayError(e.status, str(e), code=e.code) from e
+
+    def _reload_accounts(self) -> None:
+        reload = getattr(self.pool, "reload", None)
+        if callable(reload):
+            reload()
 
     def _local(self, method: str, path: str, sub: str) -> http.Response | None:
         if sub.startswith("/responses/") and method in ("GET", "DELETE"):
@@ -529,6 +562,13 @@ def _final_object(rw: StreamRewriter) -> dict | None:
     """A stream translator's final object (the Responses API keeps it), if it builds one."""
     build = getattr(rw.translator, "response", None)
     return build() if callable(build) and not rw.error else None
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback or host.startswith("::ffff:127.")
+    except ValueError:
+        return False
 
 
 def _stop_watchdog(ex: Exchange) -> None:
