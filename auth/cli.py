@@ -1,31 +1,64 @@
-"""qwen-auth: log in to Qwen (device flow with QR code), add API keys, list and check accounts.
+"""qwen-auth: log in to Qwen (device flow with a QR code), add API keys, list and check accounts.
 
-Exit codes: 0 ok · 1 usage or local error · 2 login denied · 3 login expired or timed out ·
-4 Qwen OAuth server error or unreachable · 5 no such account.
+Accounts: `default` is Qwen Code's own login (<qwen dir>/oauth_creds.json, shared with the `qwen` CLI);
+`add NAME` logs in an extra OAuth account (<qwen dir>/oauth_creds_NAME.json); `add-key NAME` adds a
+DashScope / Model Studio / Coding Plan API key (the key is read from an environment variable at run time,
+or from standard input and stored 0600 - never from the command line). See docs/accounts.md.
+
+Note: Qwen discontinued its free OAuth tier on 2026-04-15 (tokens now get 401). The OAuth login still
+works against any server speaking Qwen's protocol; for qwen models today, add a key.
+
+exit codes:
+  0  ok
+  1  usage or local error (bad arguments, name conflict, unreadable files)
+  2  login denied by the user (access_denied)
+  3  login expired or timed out (expired_token, unknown device code, no approval in time)
+  4  Qwen OAuth server error, rate limit or server unreachable
+  5  no such account
+  130 interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import io
 import json
+import os
+import re
 import sys
+import time
 from pathlib import Path
 
 from . import oauth
-from .accounts import Registry
+from .accounts import DEFAULT, Registry, RegistryError, check_name, save_login
 from .base import KEY, OAUTH
-from .credfile import LOGIN_ORDER, write_creds
 from .pool import AccountPool
-from .settings import AuthSettings
+from .settings import QWEN_OAUTH_BASE_URL, AuthSettings
 
 PRESETS = {
     "dashscope-intl": ("https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "qwen3-coder-plus"),
     "dashscope-cn": ("https://dashscope.aliyuncs.com/compatible-mode/v1", "qwen3-coder-plus"),
     "coding-plan": ("https://coding.dashscope.aliyuncs.com/v1", "qwen3-coder-plus"),
 }
-EXIT_DENIED, EXIT_EXPIRED, EXIT_SERVER, EXIT_NO_ACCOUNT = 2, 3, 4, 5
+EXIT_OK, EXIT_LOCAL, EXIT_DENIED, EXIT_EXPIRED, EXIT_SERVER, EXIT_NO_ACCOUNT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DISCONTINUED = ("Note: Qwen discontinued its free OAuth tier on 2026-04-15; such tokens are now refused (401). "
+                "For a working upstream today add a key: qwen-auth add-key NAME --preset dashscope-intl "
+                "--key-env DASHSCOPE_API_KEY")
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_LOCAL) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # usage errors exit 1: 2 means "login denied" here
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_LOCAL, f"{self.prog}: error: {message}\n")
 
 
 def qr_text(data: str) -> str:
@@ -38,155 +71,269 @@ def qr_text(data: str) -> str:
     return out.getvalue()
 
 
-async def device_login(settings: AuthSettings, target: Path, out=sys.stderr) -> dict:
+def _exit_for(e: oauth.OAuthError) -> int:
+    return {"access_denied": EXIT_DENIED, "expired_token": EXIT_EXPIRED, "timeout": EXIT_EXPIRED,
+            "invalid_grant": EXIT_EXPIRED}.get(e.code or "", EXIT_SERVER)
+
+
+async def device_login(settings: AuthSettings, name: str | None, *, out=sys.stderr, show_qr: bool = True) -> tuple:
+    """The whole device flow at a terminal; returns (path, creds) once saved."""
     verifier, challenge = oauth.pkce_pair()
     device = await oauth.device_code(settings, challenge)
     url = device.get("verification_uri_complete") or device.get("verification_uri")
-    print("\nQwen OAuth Device Authorization", file=out)
-    print(f"Open this URL and approve:\n  {url}\nUser code: {device.get('user_code')}\n", file=out)
-    print(qr_text(url), file=out)
-    print("Waiting for approval…", file=out, flush=True)
-    token = await oauth.poll_token(settings, device, verifier)
-    creds = oauth.creds_from_token(token)
-    write_creds(target, creds, LOGIN_ORDER)
-    return creds
+    print("\n=== Qwen OAuth Device Authorization ===", file=out)
+    print(f"Open this URL in a browser and approve:\n  {url}\nUser code: {device.get('user_code')}", file=out)
+    if show_qr and url:
+        print("\nOr scan:", file=out)
+        print(qr_text(url), file=out)
+    minutes = max(1, round(float(device.get("expires_in") or oauth.DEFAULT_DEVICE_EXPIRES_S) / 60))
+    print(f"Waiting for approval (up to {minutes} min; Ctrl-C to stop)…", file=out, flush=True)
+
+    def on_event(status: str, detail: str | None) -> None:
+        if status == oauth.SLOW_DOWN:
+            print("The server asked to poll more slowly; slowing down.", file=out, flush=True)
+        elif status == oauth.TRANSIENT and detail:
+            print(detail, file=out, flush=True)
+
+    token = await oauth.poll_token(settings, device, verifier, on_event=on_event)
+    return save_login(settings, name, token)
 
 
 def _settings(a) -> AuthSettings:
     return AuthSettings.from_env(qwen_dir=Path(a.qwen_dir).expanduser() if a.qwen_dir else None,
                                  state_dir=Path(a.state_dir).expanduser() if a.state_dir else None,
-                                 oauth_base_url=a.oauth_base_url)
+                                 oauth_base_url=a.oauth_base_url, default_api_base=a.api_base)
+
+
+def _when(ms_or_iso) -> str:
+    """Epoch ms or an ISO time from status() as `2026-05-01 12:34 UTC`."""
+    if isinstance(ms_or_iso, (int, float)):
+        return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ms_or_iso / 1000))
+    return ms_or_iso[:16].replace("T", " ") + " UTC" if ms_or_iso else "-"
+
+
+# ---- commands ------------------------------------------------------------------------------------
 
 
 def cmd_login(a, settings: AuthSettings) -> int:
     name = getattr(a, "name", None)
-    target = settings.qwen_dir / (f"oauth_creds_{name}.json" if name else "oauth_creds.json")
+    if name is not None:
+        check_name(name)
+    data = Registry(settings).load()
+    other = Registry(settings).find(data, name) if name else None
+    if other is not None and other.get("kind") != OAUTH:
+        raise CliError(f"account {name!r} already exists as a {other.get('kind')} account; remove it first")
+    if settings.oauth_base_url == QWEN_OAUTH_BASE_URL:
+        print(DISCONTINUED, file=sys.stderr)
     try:
-        creds = asyncio.run(device_login(settings, target))
+        path, creds = asyncio.run(device_login(settings, name, show_qr=not a.no_qr))
     except oauth.OAuthError as e:
-        print(f"qwen-auth: {e}", file=sys.stderr)
-        return {"access_denied": EXIT_DENIED, "expired_token": EXIT_EXPIRED, "timeout": EXIT_EXPIRED,
-                "invalid_grant": EXIT_EXPIRED}.get(e.code or "", EXIT_SERVER)
-    except Exception as e:  # network and the like: say what, without a traceback
-        print(f"qwen-auth: cannot reach {settings.oauth_base_url}: {type(e).__name__}", file=sys.stderr)
-        return EXIT_SERVER
-    reg = Registry(settings)
-    data = reg.load()
-    if name:
-        data["accounts"] = [s for s in data["accounts"] if s.get("name") != name] + [{"name": name, "kind": OAUTH}]
+        raise CliError(str(e), _exit_for(e)) from e
+    print(f"Logged in: account {name or DEFAULT} saved to {path} (token expires {_when(creds['expiry_date'])}).")
+    return EXIT_OK
+
+
+def _read_key(a) -> str:
+    if sys.stdin.isatty():
+        key = getpass.getpass("API key (not echoed): ")
     else:
-        data.pop("detach_default", None)
-    reg.save(data)
-    print(f"Logged in: account {name or 'default'} saved to {target} (expires "
-          f"{_iso_ms(creds['expiry_date'])}).")
-    return 0
-
-
-def _iso_ms(ms: float) -> str:
-    import time
-
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ms / 1000))
+        key = sys.stdin.readline()
+    key = key.strip()
+    if not key:
+        raise CliError("no key on standard input")
+    return key
 
 
 def cmd_add_key(a, settings: AuthSettings) -> int:
-    base, model = PRESETS.get(a.preset, (None, None)) if a.preset else (None, None)
-    base = a.base_url or base
+    check_name(a.name)
+    base, model = PRESETS[a.preset] if a.preset else (None, None)
+    base = (a.base_url or base or "").rstrip("/")
     if not base:
-        print("qwen-auth: give --base-url or --preset", file=sys.stderr)
-        return 1
-    spec = {"name": a.name, "kind": KEY, "base_url": base.rstrip("/"), "default_model": a.default_model or model}
+        raise CliError("give --base-url URL or --preset " + "|".join(PRESETS))
+    if not re.match(r"^https?://[^/\s]+", base):
+        raise CliError("--base-url must be an http(s) URL, e.g. https://dashscope-intl.aliyuncs.com/compatible-mode/v1")
+    reg = Registry(settings)
+    other = reg.find(reg.load(), a.name)
+    if other is not None and other.get("kind") != KEY:
+        raise CliError(f"account {a.name!r} already exists as an {other.get('kind')} account; remove it first")
+    spec: dict = {"name": a.name, "kind": KEY, "base_url": base}
     if a.key_env:
+        if not ENV_NAME_RE.match(a.key_env):
+            # Never echo it: it may be the key itself, pasted in the wrong place.
+            raise CliError("--key-env takes the NAME of an environment variable (letters, digits, _), not a key")
         spec["key_env"] = a.key_env
     else:
-        key = sys.stdin.readline().strip()
-        if not key:
-            print("qwen-auth: no key on standard input", file=sys.stderr)
-            return 1
-        spec["key"] = key
-    if a.model_map:
-        spec["model_map"] = dict(m.split("=", 1) for m in a.model_map)
+        spec["key"] = _read_key(a)
+    mapping = {}
+    for item in a.model_map:
+        alias, sep, target = item.partition("=")
+        if not sep or not alias.strip() or not target.strip():
+            raise CliError(f"--model-map takes ALIAS=MODEL, not {item!r}")
+        mapping[alias.strip()] = target.strip()
+    if mapping:
+        spec["model_map"] = mapping
+    if a.default_model or model:
+        spec["default_model"] = a.default_model or model
     if a.embeddings:
         spec["embeddings"] = True
-    reg = Registry(settings)
-    data = reg.load()
-    data["accounts"] = [s for s in data["accounts"] if s.get("name") != a.name] + [spec]
-    reg.save(data)
+    reg.put(spec)
     where = f"read from ${a.key_env} at run time" if a.key_env else f"stored in {reg.path} (mode 0600)"
-    print(f"Added key account {a.name} → {spec['base_url']} (key {where}).")
-    return 0
+    print(f"{'Replaced' if other else 'Added'} key account {a.name} -> {base} (key {where}"
+          f"{', default model ' + spec['default_model'] if spec.get('default_model') else ''}).")
+    if a.key_env and not os.environ.get(a.key_env):
+        print(f"Warning: ${a.key_env} is not set in this shell; set it where the gateway runs.", file=sys.stderr)
+    return EXIT_OK
 
 
 def cmd_remove(a, settings: AuthSettings) -> int:
     reg = Registry(settings)
     data = reg.load()
-    if a.name == "default":
-        data["detach_default"] = True
-        reg.save(data)
-        print("Detached the default account; qwen-code's oauth_creds.json is left untouched.")
-        return 0
-    before = len(data["accounts"])
-    data["accounts"] = [s for s in data["accounts"] if s.get("name") != a.name]
-    if len(data["accounts"]) == before:
-        print(f"qwen-auth: no account named {a.name}", file=sys.stderr)
-        return EXIT_NO_ACCOUNT
+    if a.name == DEFAULT:
+        path = settings.default_creds_path
+        if a.force:
+            path.unlink(missing_ok=True)
+            data.pop("detach_default", None)
+            reg.save(data)
+            print(f"Deleted {path}: Qwen Code is logged out too.")
+        else:
+            data["detach_default"] = True
+            reg.save(data)
+            print(f"Detached the default account; Qwen Code's {path.name} is left untouched "
+                  "(`qwen-auth login` attaches it again).")
+        return EXIT_OK
+    spec = reg.find(data, a.name)
+    if spec is None:
+        raise CliError(f"no account named {a.name!r}", EXIT_NO_ACCOUNT)
+    data["accounts"] = [s for s in data["accounts"] if s is not spec]
     reg.save(data)
-    if a.force:
-        (settings.qwen_dir / f"oauth_creds_{a.name}.json").unlink(missing_ok=True)
-    print(f"Removed account {a.name}.")
-    return 0
+    msg = f"Removed account {a.name}."
+    if spec.get("kind") == OAUTH:
+        path = settings.creds_path(a.name)
+        if a.force:
+            path.unlink(missing_ok=True)
+            msg += f" Deleted {path.name}."
+        elif path.exists():
+            msg += f" Its login file {path} is kept (--force deletes it)."
+    print(msg)
+    return EXIT_OK
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def _rows(settings: AuthSettings) -> list[dict]:
+    pool = AccountPool.from_settings(settings)
+    try:
+        return pool.status()
+    finally:
+        pool.close()
+
+
+def _none(settings: AuthSettings) -> str:
+    return ("No accounts. Run `qwen-auth login` (Qwen Code OAuth) or `qwen-auth add-key NAME --preset "
+            f"dashscope-intl --key-env DASHSCOPE_API_KEY`. (Looked in {settings.qwen_dir} and {settings.state_dir}.)")
+
+
+def cmd_list(a, settings: AuthSettings) -> int:
+    rows = _rows(settings)
+    if a.json:
+        print(json.dumps([{k: r.get(k) for k in ("name", "kind", "state", "expires_at", "requests_today")}
+                          for r in rows], indent=2))
+        return EXIT_OK
+    if not rows:
+        print(_none(settings))
+        return EXIT_OK
+    table = [("NAME", "KIND", "STATE", "EXPIRES", "TODAY")]
+    table += [(r["name"], r["kind"], r.get("state") or "?", _when(r.get("expires_at")),
+               str(r.get("requests_today", 0))) for r in rows]
+    print(_table(table))
+    return EXIT_OK
 
 
 def cmd_status(a, settings: AuthSettings) -> int:
-    pool = AccountPool.from_settings(settings)
-    rows = pool.status()
+    rows = _rows(settings)
     if a.json:
         print(json.dumps(rows, indent=2))
-        return 0
+        return EXIT_OK
     if not rows:
-        print("No accounts. Run `qwen-auth login` or `qwen-auth add-key NAME --preset dashscope-intl --key-env VAR`.")
-        return 0
-    head = ("ACCOUNT", "KIND", "STATE", "EXPIRES", "TODAY", "UPSTREAM")
-    table = [head] + [(r["name"], r["kind"], r.get("state", "?"), (r.get("expires_at") or "-").replace("T", " "),
-                       str(r.get("requests_today", 0)), r.get("base_url") or "-") for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    for row in table:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        print(_none(settings))
+        return EXIT_OK
+    table = [("ACCOUNT", "KIND", "STATE", "EXPIRES", "COOLDOWN UNTIL", "TODAY", "UPSTREAM")]
+    table += [(r["name"], r["kind"], r.get("state") or "?", _when(r.get("expires_at")),
+               _when(r.get("cooldown_until")), str(r.get("requests_today", 0)), r.get("base_url") or "-")
+              for r in rows]
+    print(_table(table))
     for r in rows:
         if r.get("last_error") and r.get("state") != "ok":
-            print(f"  {r['name']}: {r['last_error']}")
-    return 0
+            msg = r["last_error"].removeprefix(f"{r['name']}: ")
+            print(f"  {r['name']}: {msg}")
+    print(f"\nQwen Code folder: {settings.qwen_dir}   gateway state: {settings.state_dir}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="qwen-auth", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--qwen-dir", help="Qwen Code's folder (default $QWEN_DIR or ~/.qwen)")
+    ap.add_argument("--state-dir", help="the gateway's folder (default $QWEN_GATEWAY_HOME or ~/.qwen-gateway)")
+    ap.add_argument("--oauth-base-url",
+                    help="Qwen OAuth server (default $QWEN_OAUTH_BASE_URL or https://chat.qwen.ai)")
+    ap.add_argument("--api-base", help="API base for a login without resource_url (default $QWEN_API_BASE or "
+                                       "https://dashscope.aliyuncs.com/compatible-mode/v1)")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    p = sub.add_parser("login", help="log in the default account (Qwen Code's oauth_creds.json)")
+    p.add_argument("--no-qr", action="store_true", help="do not draw the QR code")
+    p = sub.add_parser("add", help="log in an extra OAuth account (oauth_creds_NAME.json)")
+    p.add_argument("name")
+    p.add_argument("--no-qr", action="store_true", help="do not draw the QR code")
+    p = sub.add_parser("add-key", help="add an API-key account (DashScope / Model Studio / Coding Plan / any)",
+                       description="Add an API-key account. The key never goes on the command line: name an "
+                                   "environment variable (--key-env) or pipe it in (--key-stdin). Presets: "
+                                   + ", ".join(f"{k} = {v[0]}" for k, v in PRESETS.items()))
+    p.add_argument("name")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="fills --base-url and --default-model")
+    p.add_argument("--base-url", help="OpenAI-compatible API base, e.g. https://…/compatible-mode/v1")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--key-env", metavar="VAR", help="environment variable holding the key at run time")
+    g.add_argument("--key-stdin", action="store_true", help="read the key from standard input and store it (0600)")
+    p.add_argument("--model-map", action="extend", nargs="+", default=[], metavar="ALIAS=MODEL",
+                   help="send MODEL upstream when a client asks for ALIAS (repeatable)")
+    p.add_argument("--default-model", metavar="MODEL", help="model used when a client's model is unknown")
+    p.add_argument("--embeddings", action="store_true", help="this upstream serves /embeddings")
+    p = sub.add_parser("remove", help="remove an account (never deletes Qwen Code's login without --force)")
+    p.add_argument("name")
+    p.add_argument("--force", action="store_true", help="also delete the account's login file (for `default`: "
+                                                        "Qwen Code's oauth_creds.json)")
+    p = sub.add_parser("list", help="accounts: name, kind, state, expiry, requests today")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("status", help="accounts in detail: state, expiry, cooldown, upstream, last error")
+    p.add_argument("--json", action="store_true")
+    return ap
+
+
+HANDLERS = {"login": cmd_login, "add": cmd_login, "add-key": cmd_add_key, "remove": cmd_remove,
+            "list": cmd_list, "status": cmd_status}
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="qwen-auth", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--qwen-dir", help="Qwen Code's folder (default $QWEN_DIR or ~/.qwen)")
-    ap.add_argument("--state-dir", help="the gateway's folder (default $QWEN_GATEWAY_HOME or ~/.qwen-gateway)")
-    ap.add_argument("--oauth-base-url", help="Qwen OAuth server (default $QWEN_OAUTH_BASE_URL or https://chat.qwen.ai)")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("login", help="log in the default account (qwen-code's oauth_creds.json)")
-    p = sub.add_parser("add", help="log in an extra OAuth account")
-    p.add_argument("name")
-    p = sub.add_parser("add-key", help="add an API-key account (DashScope / Model Studio / Coding Plan / any)")
-    p.add_argument("name")
-    p.add_argument("--preset", choices=sorted(PRESETS))
-    p.add_argument("--base-url")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--key-env", help="environment variable holding the key at run time")
-    g.add_argument("--key-stdin", action="store_true", help="read the key from standard input and store it (0600)")
-    p.add_argument("--model-map", action="append", default=[], metavar="ALIAS=MODEL")
-    p.add_argument("--default-model")
-    p.add_argument("--embeddings", action="store_true", help="this upstream serves /embeddings")
-    p = sub.add_parser("remove", help="remove an account (never deletes qwen-code's file)")
-    p.add_argument("name")
-    p.add_argument("--force", action="store_true", help="also delete an extra account's credential file")
-    for name in ("list", "status"):
-        p = sub.add_parser(name, help="accounts with state, expiry and requests today")
-        p.add_argument("--json", action="store_true")
-    a = ap.parse_args(argv)
-    settings = _settings(a)
-    handlers = {"login": cmd_login, "add": cmd_login, "add-key": cmd_add_key, "remove": cmd_remove,
-                "list": cmd_status, "status": cmd_status}
-    return handlers[a.cmd](a, settings)
+    a = build_parser().parse_args(argv)
+    try:
+        settings = _settings(a)
+        return HANDLERS[a.cmd](a, settings)
+    except CliError as e:
+        print(f"qwen-auth: {e}", file=sys.stderr)
+        return e.code
+    except (ValueError, RegistryError) as e:
+        print(f"qwen-auth: {e}", file=sys.stderr)
+        return EXIT_LOCAL
+    except OSError as e:
+        print(f"qwen-auth: {type(e).__name__}: {e.strerror or e} ({getattr(e, 'filename', '') or ''})",
+              file=sys.stderr)
+        return EXIT_LOCAL
+    except KeyboardInterrupt:
+        print("\nqwen-auth: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

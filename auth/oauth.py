@@ -1,4 +1,10 @@
-"""Qwen OAuth over HTTP, as qwen-code does it: device authorisation with PKCE, polling, refresh."""
+"""Qwen OAuth over HTTP, as qwen-code does it: device authorisation with PKCE, polling, refresh.
+
+Every request is form-encoded like qwen-code's `encodeURIComponent` (`urlencode(d, quote_via=quote)`: a
+space is `%20`, not `+`) with `Content-Type: application/x-www-form-urlencoded` and `Accept:
+application/json`; the device-code request adds `x-request-id: <uuid4>`. Source: qwen-code
+`packages/core/src/qwen/qwenOAuth2.ts` (docs/accounts.md, /work/shared/docs/qwen-protocol.md §1).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,14 @@ from .settings import AuthSettings
 SCOPE = "openid profile email model.completion"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+HEADERS = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+POLL_START_S = 2.0
+POLL_MAX_S = 10.0
+SLOW_DOWN_FACTOR = 1.5
+DEFAULT_DEVICE_EXPIRES_S = 1800
+
+# What a single device-token poll can say.
+SUCCESS, PENDING, SLOW_DOWN, TRANSIENT = "success", "pending", "slow_down", "transient"
 
 
 class OAuthError(Exception):
@@ -34,10 +48,18 @@ class RefreshRejected(OAuthError):
     """400/401 on refresh: the refresh token is dead; the user must log in again."""
 
 
+class NetworkError(OAuthError):
+    """The OAuth server could not be reached or did not answer in time."""
+
+
 def pkce_pair() -> tuple[str, str]:
+    """(verifier, challenge): 32 random bytes base64url (43 chars); S256 challenge without padding."""
     verifier = secrets.token_urlsafe(32)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return verifier, challenge
+    return verifier, pkce_challenge(verifier)
+
+
+def pkce_challenge(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
 
 def form(data: dict) -> bytes:
@@ -45,115 +67,167 @@ def form(data: dict) -> bytes:
     return urlencode(data, quote_via=quote).encode()
 
 
-HEADERS = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
-
-
-def _client() -> httpx.AsyncClient:
+def client() -> httpx.AsyncClient:
+    # trust_env=False: never send OAuth traffic through an HTTP(S)_PROXY that may be this gateway itself.
     return httpx.AsyncClient(timeout=TIMEOUT, trust_env=False)
 
 
-async def device_code(settings: AuthSettings, challenge: str) -> dict:
-    body = form({"client_id": settings.client_id, "scope": SCOPE, "code_challenge": challenge,
-                 "code_challenge_method": "S256"})
-    async with _client() as c:
-        r = await c.post(f"{settings.oauth_base_url}/api/v1/oauth2/device/code", content=body,
-                         headers={**HEADERS, "x-request-id": str(uuid.uuid4())})
+def _json(r: httpx.Response) -> dict | None:
     try:
         data = r.json()
     except ValueError:
-        data = None
-    if r.status_code // 100 != 2 or not isinstance(data, dict):
-        raise OAuthError(f"Device authorization failed: {r.status_code} {r.reason_phrase}. Response: {r.text[:300]}",
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _snippet(r: httpx.Response) -> str:
+    return r.text[:300]
+
+
+async def device_code(settings: AuthSettings, challenge: str, *, http: httpx.AsyncClient | None = None) -> dict:
+    """Start a device authorisation. The reply has device_code, user_code, verification_uri(_complete),
+    expires_in."""
+    body = form({"client_id": settings.client_id, "scope": SCOPE, "code_challenge": challenge,
+                 "code_challenge_method": "S256"})
+    url = f"{settings.oauth_base_url}/api/v1/oauth2/device/code"
+    try:
+        async with _maybe(http) as c:
+            r = await c.post(url, content=body, headers={**HEADERS, "x-request-id": str(uuid.uuid4())})
+    except httpx.HTTPError as e:
+        raise NetworkError(f"Device authorization failed: cannot reach {settings.oauth_base_url} "
+                           f"({type(e).__name__})", "network") from e
+    data = _json(r)
+    if not r.is_success:
+        raise OAuthError(f"Device authorization failed: {r.status_code} {r.reason_phrase}. Response: {_snippet(r)}",
+                         (data or {}).get("error") or "server", status=r.status_code)
+    if data is None or "device_code" not in data:
+        data = data or {}
+        raise OAuthError(f"Device authorization failed: {data.get('error', 'Unknown error')} - "
+                         f"{data.get('error_description', 'No details provided')}", data.get("error") or "server",
                          status=r.status_code)
-    if "device_code" not in data:
-        raise OAuthError(f"Device authorization failed: {data.get('error')} - {data.get('error_description')}",
-                         data.get("error"))
     return data
+
+
+async def poll_once(settings: AuthSettings, device_code_: str, verifier: str, *,
+                    http: httpx.AsyncClient | None = None) -> tuple[str, dict | str | None]:
+    """One device-token poll: (SUCCESS, token) | (PENDING, None) | (SLOW_DOWN, None) | (TRANSIENT, message).
+    Raises OAuthError when polling must stop (denied, expired, rate-limited, unknown device code)."""
+    body = form({"grant_type": DEVICE_GRANT, "client_id": settings.client_id, "device_code": device_code_,
+                 "code_verifier": verifier})
+    try:
+        async with _maybe(http) as c:
+            r = await c.post(f"{settings.oauth_base_url}/api/v1/oauth2/token", content=body, headers=HEADERS)
+    except httpx.HTTPError as e:  # qwen-code logs and keeps polling
+        return TRANSIENT, f"Error polling for token: network error ({type(e).__name__})"
+    data = _json(r)
+    if r.status_code == 200 and data is not None:
+        if isinstance(data.get("access_token"), str) and data["access_token"]:
+            return SUCCESS, data
+        return TRANSIENT, "Error polling for token: reply without access_token"
+    if data is None:
+        return TRANSIENT, f"Device token poll failed: {r.status_code} {r.reason_phrase}. Response: {_snippet(r)}"
+    err = data.get("error")
+    if err == "authorization_pending" and r.status_code == 400:
+        return PENDING, None
+    if err == "slow_down" and r.status_code in (400, 429):  # qwen-code expects 429, RFC 8628 says 400
+        return SLOW_DOWN, None
+    if r.status_code == 401:
+        raise OAuthError("Device code expired or invalid, please restart the authorization process.",
+                         err or "invalid_grant", status=401)
+    if r.status_code == 429:
+        raise OAuthError("Too many requests. The server is rate limiting our requests, please try again later.",
+                         "rate_limit", status=429)
+    message = f"Device token poll failed: {err or 'Unknown error'} - {data.get('error_description')}"
+    if r.status_code == 400:
+        # RFC 8628 §3.5: any other error ends the flow. (qwen-code logs it and polls on until its attempts
+        # run out; someone at a terminal wants the answer now.)
+        raise OAuthError(message, err or "invalid_request", status=400)
+    return TRANSIENT, message  # 5xx and the like: as qwen-code, poll on
 
 
 async def poll_token(settings: AuthSettings, device: dict, verifier: str, *,
-                     on_pending: Callable[[str], None] | None = None, sleep=asyncio.sleep) -> dict:
-    """Poll until the user approves. 2 s to start; slow_down (429, or 400 per RFC 8628) x1.5 up to 10 s."""
-    interval = 2.0
-    attempts = math.ceil(float(device.get("expires_in") or 1800) / 2)
-    body = form({"grant_type": DEVICE_GRANT, "client_id": settings.client_id, "device_code": device["device_code"],
-                 "code_verifier": verifier})
-    async with _client() as c:
+                     on_event: Callable[[str, str | None], None] | None = None, sleep=asyncio.sleep) -> dict:
+    """Poll until the user approves, as qwen-code's authWithQwenDeviceFlow: poll, then wait; 2 s to
+    start, back to 2 s on authorization_pending, slow_down x1.5 up to 10 s; ceil(expires_in/2) attempts."""
+    interval = POLL_START_S
+    expires_in = device.get("expires_in") or DEFAULT_DEVICE_EXPIRES_S
+    attempts = max(1, math.ceil(float(expires_in) / 2))
+    async with client() as http:
         for _ in range(attempts):
+            status, detail = await poll_once(settings, device["device_code"], verifier, http=http)
+            if status == SUCCESS:
+                assert isinstance(detail, dict)
+                return detail
+            if status == PENDING:
+                interval = POLL_START_S
+            elif status == SLOW_DOWN:
+                interval = min(interval * SLOW_DOWN_FACTOR, POLL_MAX_S)
+            if on_event is not None:
+                on_event(status, detail if isinstance(detail, str) else None)
             await sleep(interval)
-            r = await c.post(f"{settings.oauth_base_url}/api/v1/oauth2/token", content=body, headers=HEADERS)
-            try:
-                data = r.json()
-            except ValueError:
-                data = None
-            if r.status_code == 200 and isinstance(data, dict) and isinstance(data.get("access_token"), str) \
-                    and data["access_token"]:
-                return data
-            err = data.get("error") if isinstance(data, dict) else None
-            if err == "slow_down" and r.status_code in (400, 429):
-                interval = min(interval * 1.5, 10.0)
-                _tell(on_pending, "slow_down")
-                continue
-            if r.status_code == 400 and err == "authorization_pending":
-                interval = 2.0
-                _tell(on_pending, "pending")
-                continue
-            if r.status_code == 401:
-                raise OAuthError("Device code expired or invalid, please restart the authorization process.",
-                                 "invalid_grant", status=401)
-            if r.status_code == 429:
-                raise OAuthError("Too many requests. The server is rate limiting our requests, please try again "
-                                 "later.", "rate_limit", status=429)
-            if err in ("expired_token", "access_denied"):
-                # qwen-code logs these and keeps polling; a person at a terminal wants the answer now.
-                raise OAuthError(f"Device token poll failed: {err} - {data.get('error_description', '')}".strip(),
-                                 err, status=r.status_code)
-            if err is None:
-                raise OAuthError(f"Device token poll failed: {r.status_code} {r.reason_phrase}. Response: "
-                                 f"{r.text[:300]}", status=r.status_code)
-            _tell(on_pending, err)
     raise OAuthError("Authorization timeout, please restart the process.", "timeout")
 
 
-def _tell(cb, what: str) -> None:
-    if cb is not None:
-        cb(what)
-
-
-async def refresh(settings: AuthSettings, refresh_token: str) -> dict:
+async def refresh(settings: AuthSettings, refresh_token: str, *, http: httpx.AsyncClient | None = None) -> dict:
+    """The refresh grant. Raises RefreshRejected (400/401: log in again), NetworkError, OAuthError."""
     body = form({"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": settings.client_id})
     try:
-        async with _client() as c:
+        async with _maybe(http) as c:
             r = await c.post(f"{settings.oauth_base_url}/api/v1/oauth2/token", content=body, headers=HEADERS)
     except httpx.HTTPError as e:
-        raise OAuthError(f"Token refresh failed: network error ({type(e).__name__})", "network") from e
+        raise NetworkError(f"Token refresh failed: cannot reach {settings.oauth_base_url} ({type(e).__name__})",
+                           "network") from e
+    data = _json(r)
     if r.status_code in (400, 401):
-        try:
-            detail = r.json().get("error_description") or r.json().get("error")
-        except (ValueError, AttributeError):
-            detail = r.text[:200]
-        raise RefreshRejected(f"Refresh token expired or invalid ({detail})", "refresh_rejected",
+        detail = f"{(data or {}).get('error') or r.status_code}: {(data or {}).get('error_description') or ''}"
+        raise RefreshRejected(f"Refresh token expired or invalid ({detail.strip(': ')})", "refresh_rejected",
                               status=r.status_code)
-    if r.status_code // 100 != 2:
-        raise OAuthError(f"Token refresh failed: {r.status_code} {r.reason_phrase}", "server", status=r.status_code)
-    try:
-        data = r.json()
-    except ValueError as e:
-        raise OAuthError("Qwen OAuth refresh returned invalid JSON", "invalid_json") from e
-    if not isinstance(data, dict) or data.get("error") or not isinstance(data.get("access_token"), str):
-        raise OAuthError(f"Token refresh failed: {data.get('error') if isinstance(data, dict) else data}", "server")
+    if not r.is_success:
+        raise OAuthError(f"Token refresh failed: {r.status_code} {r.reason_phrase}. Response: {_snippet(r)}",
+                         "server", status=r.status_code)
+    if data is None:
+        raise OAuthError(f"Qwen OAuth refresh returned invalid JSON: {_snippet(r)}", "invalid_json",
+                         status=r.status_code)
+    if data.get("error"):
+        raise OAuthError(f"Token refresh failed: {data.get('error')} - {data.get('error_description')}", "server",
+                         status=r.status_code)
+    if not isinstance(data.get("access_token"), str) or not data["access_token"]:
+        raise OAuthError("Token refresh failed: reply without access_token", "server", status=r.status_code)
     return data
 
 
-def creds_from_token(data: dict, *, previous: dict | None = None) -> dict:
-    """The file contents after a login or a refresh (keeping the old refresh token / resource_url)."""
+def creds_from_token(data: dict, *, previous: dict | None = None, now_ms: float | None = None) -> dict:
+    """The file contents after a login (previous=None) or a refresh. A refresh reply without a
+    refresh_token keeps the old one; without resource_url keeps the old one too (qwen-code would drop
+    it and silently move the account to the DashScope default; the proxies keep it)."""
     previous = previous or {}
-    out = {
+    now_ms = time.time() * 1000 if now_ms is None else now_ms
+    try:
+        expires_in = float(data.get("expires_in") or 3600)
+    except (TypeError, ValueError):
+        expires_in = 3600.0
+    return {
         "access_token": data["access_token"],
         "token_type": data.get("token_type") or "Bearer",
         "refresh_token": data.get("refresh_token") or previous.get("refresh_token"),
-        # qwen-code drops resource_url when a refresh reply lacks it; keep it, as the proxy seeds do.
         "resource_url": data.get("resource_url") or previous.get("resource_url"),
-        "expiry_date": int(time.time() * 1000 + float(data.get("expires_in") or 3600) * 1000),
+        "expiry_date": int(now_ms + expires_in * 1000),
     }
-    return out
+
+
+class _maybe:
+    """`async with _maybe(http) as c`: the given client (left open) or a fresh one (closed after)."""
+
+    def __init__(self, http: httpx.AsyncClient | None) -> None:
+        self.http = http
+        self.own: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> httpx.AsyncClient:
+        if self.http is not None:
+            return self.http
+        self.own = client()
+        return self.own
+
+    async def __aexit__(self, *exc) -> None:
+        if self.own is not None:
+            await self.own.aclose()

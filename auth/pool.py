@@ -1,105 +1,219 @@
-"""The account pool: which account serves the next request, and what happens when one fails."""
+"""The account pool: which account serves the next request, and what happens when one fails.
+
+    pool = AccountPool.from_settings(AuthSettings.from_env(...))
+    cred = await pool.acquire(exclude=tried)        # round-robin over usable accounts
+    ... send the request with cred ...
+    pool.report(cred.account, "ok" | "auth" | "quota" | "throttle" | "error", retry_after=...)
+    cred = await pool.refreshed(cred.account)       # after "auth": retry once with a fresh token
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Collection
 
-from .accounts import Registry
+from .accounts import Registry, RegistryError, iso
 from .base import Account, AccountUnavailable, Credential
 from .settings import AuthSettings
 from .state import AccountState
 
+THROTTLE_FIRST_S = 1.0
 THROTTLE_MAX_S = 30.0
+OUTCOMES = ("ok", "auth", "quota", "throttle", "error")
+NO_ACCOUNTS = ("No Qwen account is configured: run `qwen-auth login` (Qwen Code OAuth) or "
+               "`qwen-auth add-key NAME --preset dashscope-intl --key-env VAR` (DashScope / Model Studio key).")
 
 
 class PoolExhausted(AccountUnavailable):
-    """Every account is cooling down (quota, throttling); retry_at says when the first is back."""
+    """No account can take a request now. `retry_at` (epoch s) is when the first cooling-down account is
+    back, or None when no wait helps (every account needs a login, a key, ...)."""
 
 
 def next_reset(now: float, reset_hour_utc: int = 0) -> float:
-    """When a daily quota comes back. Qwen's reset time is unverified (UTC midnight per the proxy
-    seeds, 00:00 Beijing per others): a setting, not a fact."""
+    """When a daily quota comes back: the next `reset_hour_utc`:00 UTC after `now`.
+
+    Qwen's/DashScope's reset time is NOT verified: the Qwen OAuth proxies assumed UTC midnight, others
+    00:00 Beijing time (16:00 UTC). Hence a setting (AuthSettings.quota_reset_hour_utc,
+    QWEN_QUOTA_RESET_HOUR_UTC), not a constant; a `Retry-After` from upstream wins over it."""
     day = 86400
     start = now - now % day + reset_hour_utc * 3600
-    return start if start > now else start + day
+    while start <= now:
+        start += day
+    return start
 
 
 class AccountPool:
-    def __init__(self, accounts: list[Account], state: AccountState, *, reset_hour_utc: int = 0) -> None:
-        self.accounts = accounts
+    def __init__(self, accounts: list[Account], state: AccountState, *, reset_hour_utc: int = 0,
+                 registry: Registry | None = None, check_every_s: float = 5.0) -> None:
+        self.accounts = list(accounts)
         self.state = state
         self.reset_hour_utc = reset_hour_utc
+        self.registry = registry
+        self.registry_error: str | None = None
+        self.check_every_s = check_every_s
         self._next = 0
         self._throttle_backoff: dict[str, float] = {}
+        self._sig = registry.signature() if registry else None
+        self._checked = time.monotonic()
 
     @classmethod
     def from_settings(cls, settings: AuthSettings) -> "AccountPool":
-        state = AccountState(settings.state_dir / "state.sqlite3")
-        return cls(Registry(settings).accounts(state), state)
+        state = AccountState(settings.state_db_path)
+        pool = cls([], state, reset_hour_utc=settings.quota_reset_hour_utc, registry=Registry(settings),
+                   check_every_s=settings.file_check_s)
+        pool.reload()
+        return pool
 
-    def _get(self, name: str) -> Account:
+    # ---- accounts ---------------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Re-read accounts.json (and whether qwen-code's login exists). Accounts that did not change keep
+        their object, so in-flight refreshes and cached logins survive."""
+        if self.registry is None:
+            return
+        self._sig = self.registry.signature()
+        self._checked = time.monotonic()
+        try:
+            fresh = self.registry.accounts(self.state)
+            self.registry_error = None
+        except RegistryError as e:
+            self.registry_error = str(e)
+            return  # keep the accounts we have
+        old = {a.name: a for a in self.accounts}
+        merged = []
+        for acct in fresh:
+            prev = old.get(acct.name)
+            merged.append(prev if prev is not None and _same(prev, acct) else acct)
+        self.accounts = merged
+        self._next %= max(len(merged), 1)
+
+    def _maybe_reload(self) -> None:
+        if self.registry is None or time.monotonic() - self._checked < self.check_every_s:
+            return
+        self._checked = time.monotonic()
+        if self.registry.signature() != self._sig:
+            self.reload()
+
+    def get(self, name: str) -> Account:
         for a in self.accounts:
             if a.name == name:
                 return a
         raise AccountUnavailable(f"no account named {name!r}")
 
+    def names(self) -> list[str]:
+        return [a.name for a in self.accounts]
+
+    # ---- the request path ---------------------------------------------------------------------------
+
     async def acquire(self, exclude: Collection[str] = ()) -> Credential:
+        """A credential from the next usable account (round-robin), skipping `exclude`, cooling-down and
+        needs-login accounts. Raises PoolExhausted (an AccountUnavailable) when none is usable."""
+        self._maybe_reload()
         if not self.accounts:
-            raise AccountUnavailable("No Qwen account is configured: run `qwen-auth login` (Qwen Code OAuth) or "
-                                     "`qwen-auth add-key NAME --preset dashscope-intl --key-env VAR`.")
+            raise AccountUnavailable(NO_ACCOUNTS + (f" ({self.registry_error})" if self.registry_error else ""))
         now = time.time()
         problems: list[str] = []
+        waits: list[float] = []
+        login_only = True  # every account that was tried (not cooling, not excluded) needs a login
         n = len(self.accounts)
+        start = self._next
         for i in range(n):
-            acct = self.accounts[(self._next + i) % n]
-            if acct.name in exclude:
-                problems.append(f"{acct.name}: already tried")
-                continue
-            until = self.state.get(acct.name)["cooldown_until"]
+            acct = self.accounts[(start + i) % n]
+            row = self.state.get(acct.name)
+            until = row["cooldown_until"] or 0.0
             if until > now:
-                problems.append(f"{acct.name}: cooling down until {time.strftime('%H:%M:%S', time.gmtime(until))}"
-                                " UTC")
+                waits.append(until)
+            if acct.name in exclude:
+                problems.append(f"{acct.name}: already tried for this request")
+                continue
+            if until > now:
+                why = row["last_error"] or "cooling down"
+                problems.append(f"{acct.name}: {why}, cooling down until {iso(until)}")
                 continue
             try:
                 cred = await acct.credential()
             except AccountUnavailable as e:
                 problems.append(str(e))
+                login_only = login_only and e.needs_login
                 continue
-            self._next = (self._next + i + 1) % n
+            self._next = (start + i + 1) % n
             return cred
-        msg = "No Qwen account can take this request — " + "; ".join(problems)
-        waits = [self.state.get(a.name)["cooldown_until"] for a in self.accounts]
-        waits = [w for w in waits if w > now]
-        if waits and len(waits) + sum(1 for a in self.accounts if a.name in exclude) >= n:
-            raise PoolExhausted(msg, retry_at=min(waits))
-        raise AccountUnavailable(msg, needs_login=any("qwen-auth" in p for p in problems) and not waits)
+        retry_at = min(waits) if waits else None
+        msg = "No Qwen account can take this request. " + "; ".join(problems) + "."
+        if retry_at is not None:
+            msg += f" The first is back at {iso(retry_at)}."
+        raise PoolExhausted(msg, retry_at=retry_at,
+                            needs_login=retry_at is None and login_only and len(exclude) == 0)
 
     async def refreshed(self, account: str) -> Credential:
-        return await self._get(account).credential(force_refresh=True)
+        """After upstream said 401: a freshly refreshed credential for `account` (single flight; another
+        process's newer login is used if there is one). Key accounts return their key unchanged."""
+        return await self.get(account).credential(force_refresh=True)
 
     def report(self, account: str, outcome: str, *, retry_after: float | None = None) -> None:
+        """What happened to a request sent with `account`'s credential:
+        ok - served (counted for today); auth - 401, the caller retries once with `refreshed()`;
+        quota - daily quota gone: cool down until the next reset (or `retry_after` seconds);
+        throttle - rate limited: cool down `retry_after` s, else 1 s doubling up to 30 s;
+        error - anything else: no change."""
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}; expected one of {OUTCOMES}")
         now = time.time()
         if outcome == "ok":
             self.state.count_request(account)
             self._throttle_backoff.pop(account, None)
+            row = self.state.get(account)  # from memory: cheap on the request path
+            if row["last_error"] and (row["cooldown_until"] or 0) <= now:
+                self.state.set(account, last_error=None)
         elif outcome == "quota":
-            until = now + retry_after if retry_after else next_reset(now, self.reset_hour_utc)
+            until = now + retry_after if retry_after and retry_after > 0 else next_reset(now, self.reset_hour_utc)
             self.state.set(account, cooldown_until=until, last_error="quota exhausted")
         elif outcome == "throttle":
-            wait = retry_after if retry_after is not None else self._throttle_backoff.get(account, 0.5) * 2
-            self._throttle_backoff[account] = min(wait, THROTTLE_MAX_S)
-            self.state.set(account, cooldown_until=now + min(wait, THROTTLE_MAX_S), last_error="throttled")
+            if retry_after is not None and retry_after >= 0:
+                wait = min(retry_after, THROTTLE_MAX_S)
+            else:
+                prev = self._throttle_backoff.get(account)
+                wait = THROTTLE_FIRST_S if prev is None else min(prev * 2, THROTTLE_MAX_S)
+            self._throttle_backoff[account] = wait
+            self.state.set(account, cooldown_until=now + wait, last_error="throttled")
+
+    # ---- state ------------------------------------------------------------------------------------
 
     def status(self) -> list[dict]:
+        """One JSON-safe row per account (never a token or key): name, kind, state (ok, expired,
+        refreshing, needs_login, cooling_down, missing, error), base_url, expires_at, cooldown_until,
+        requests_today, last_error, and kind-specific details."""
+        self._maybe_reload()
         out = []
         now = time.time()
         for a in self.accounts:
-            st = a.status()
+            try:
+                st = a.status()
+            except Exception as e:  # status must never take /health down
+                st = {"name": a.name, "kind": a.kind, "state": "error", "last_error": type(e).__name__}
             row = self.state.get(a.name)
-            if row["cooldown_until"] > now and st.get("state") in ("ok", "expired"):
+            until = row["cooldown_until"] or 0.0
+            st.setdefault("base_url", None)
+            st.setdefault("expires_at", None)
+            st.setdefault("last_error", None)
+            st["cooldown_until"] = iso(until) if until > now else None
+            if until > now and st.get("state") in ("ok", "expired", "refreshing"):
                 st["state"] = "cooling_down"
-                st["cooldown_until"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["cooldown_until"]))
+                st["last_error"] = st["last_error"] or row["last_error"]
             st["requests_today"] = self.state.requests_today(a.name)
             out.append(st)
+        if self.registry_error:
+            out.append({"name": "accounts.json", "kind": "config", "state": "error", "base_url": None,
+                        "expires_at": None, "cooldown_until": None, "requests_today": 0,
+                        "last_error": self.registry_error})
         return out
+
+    def close(self) -> None:
+        self.state.close()
+
+
+def _same(a: Account, b: Account) -> bool:
+    if type(a) is not type(b) or a.kind != b.kind:
+        return False
+    keys = ("path", "base_url", "key_env", "_key", "model_map", "default_model", "embeddings", "problem")
+    return all(getattr(a, k, None) == getattr(b, k, None) for k in keys)

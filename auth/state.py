@@ -31,14 +31,26 @@ class AccountState:
         if not path.exists():
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self._setup()
         self._lock = threading.Lock()
         self._rows: dict[str, dict] = {}
         self._pending: dict[tuple[str, str], int] = {}
         self._flushed = time.monotonic()
         atexit.register(self.flush)
+
+    def _setup(self) -> None:
+        # Switching to WAL needs a moment alone with the file and ignores the busy timeout: when two
+        # processes open it at once, one gets "database is locked". Retry briefly.
+        for attempt in range(50):
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(SCHEMA)
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e) or attempt == 49:
+                    raise
+                time.sleep(0.05 + 0.01 * attempt)
 
     def _row(self, account: str) -> dict:
         cur = self._db.execute("SELECT cooldown_until, needs_login, login_mtime, last_error FROM account_state "
