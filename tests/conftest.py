@@ -191,6 +191,14 @@ def make_gateway(tmp_path):
         gw.stop()
 
 
+@pytest.fixture
+def home(tmp_path, emu) -> tuple[Path, dict[str, str]]:
+    """An empty Qwen Code folder and gateway state folder pointing at the emulator's OAuth server."""
+    env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(tmp_path / "state"),
+           "QWEN_OAUTH_BASE_URL": emu.url, "HOME": str(tmp_path)}
+    return tmp_path, env
+
+
 @pytest.fixture(scope="session")
 def oauth_home(emulator: Emulator, tmp_path_factory) -> dict:
     """A Qwen Code login (oauth_creds.json) whose token the emulator accepts, and env pointing at it."""

@@ -13,13 +13,6 @@ from conftest import BIN, write_creds
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def home(tmp_path, emu):
-    env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(tmp_path / "state"),
-           "QWEN_OAUTH_BASE_URL": emu.url, "HOME": str(tmp_path)}
-    return tmp_path, env
-
-
 def login(emu, qdir, expires_in=3600):
     issued = emu.admin("POST", "tokens", {"expires_in": expires_in})
     write_creds(qdir, access_token=issued["access_token"], refresh_token=issued["refresh_token"],

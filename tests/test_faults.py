@@ -28,13 +28,6 @@ def still_serving(gw) -> None:
     assert ask(gw, "after").choices[0].message.content == "Echo: after"
 
 
-@pytest.fixture
-def home(tmp_path, emu):
-    env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(tmp_path / "state"),
-           "QWEN_OAUTH_BASE_URL": emu.url, "HOME": str(tmp_path)}
-    return tmp_path, env
-
-
 def login(emu, tmp, expires_in=3600):
     issued = emu.admin("POST", "tokens", {"expires_in": max(expires_in, 1)})
     return issued, write_creds(tmp / ".qwen", access_token=issued["access_token"],
