@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from auth import oauth
-from auth.accounts import DEFAULT, OAuthAccount, Registry
+from auth.accounts import DEFAULT, Registry
 from auth.base import KEY, OAUTH, AccountUnavailable
 from auth.credfile import LOGIN_ORDER, REFRESH_ORDER, read_creds, write_creds
 from auth.pool import AccountPool, PoolExhausted
@@ -546,6 +546,9 @@ def test_cli_key_rules(srv, settings):
     assert rc == 1 and "invalid account name" in err
     rc, _, err = run_cli(settings, "add-key", "x", "--base-url", "http://h/v1", "--key-stdin", stdin="")
     assert rc == 1 and "no key" in err
+    rc, _, err = run_cli(settings, "add-key", "x", "--base-url", "http://h/v1", "--key-env", "K", "--model-map", "nope")
+    assert rc == 1 and "ALIAS=MODEL" in err
+    assert not settings.accounts_path.exists()  # nothing was written by any of these
     rc, out, _ = run_cli(settings, "--help")
     assert rc == 0 and "exit codes" in out and "login denied" in out
 

@@ -408,7 +408,10 @@ async def test_needs_login_persists_until_the_file_changes(settings, state, tmp_
     _seed(settings, token="at-2")  # qwen-code (or qwen-auth login) logged in again
     acct.file_check_s = 0
     assert (await acct.credential()).token == "at-2"
-    assert not state.get(DEFAULT)["needs_login"] or not acct.state.get(DEFAULT)["needs_login"]
+    assert not acct.state.get(DEFAULT)["needs_login"]
+    fresh = AccountState(tmp_path / "state.sqlite3")  # and it is cleared on disk too
+    assert not fresh.get(DEFAULT)["needs_login"]
+    fresh.close()
 
 
 async def test_missing_and_corrupt_files(settings, state):
