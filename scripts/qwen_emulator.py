@@ -1,14 +1,18 @@
 """Qwen emulator: a real HTTP server speaking Qwen's OAuth device flow and chat API, offline.
 
-Try the whole product without a Qwen account:
+Try the whole product without a Qwen account (three terminals):
 
     .venv/bin/python scripts/qwen_emulator.py --port 9999 --api-key sk-demo
     .venv/bin/qwen-auth add-key demo --base-url http://127.0.0.1:9999/v1 --key-env DEMO_KEY
     DEMO_KEY=sk-demo .venv/bin/mitmdump -s addons/qwen.py --mode reverse:https://portal.qwen.ai -p 8080
 
-Chat answers are deterministic ("Echo: <your last message>", tool calls when tools are given).
-Admin API under /_emulator/ (switches, fault, requests, stats, tokens, approve/deny/expire, reset):
-see scripts/emulator/server.py and docs/emulator.md.
+then point any OpenAI client at http://127.0.0.1:8080/v1. Or log in through the device flow:
+`QWEN_OAUTH_BASE_URL=http://127.0.0.1:9999 .venv/bin/qwen-auth login` and open the printed link
+(an "Approve" page served by the emulator).
+
+Answers are deterministic: "Echo: <your last message>", a tool call when tools are offered,
+"Tool said: <result>" after a tool message, reasoning_content first. Test hooks live under
+/_emulator/ (switches, fault, requests, stats, tokens, approve/deny/expire, reset): see docs/emulator.md.
 """
 
 from __future__ import annotations
@@ -26,24 +30,27 @@ import emulator  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    ap.add_argument("--port-file", help="write the port number here once listening")
-    ap.add_argument("--api-key", action="append", default=[], help="an API key the chat API accepts (repeatable)")
-    ap.add_argument("--seed-token", action="append", default=[], help="an OAuth access token it accepts")
-    ap.add_argument("--quiet", action="store_true", help="no per-request log lines")
+    ap.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    ap.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one (default)")
+    ap.add_argument("--port-file", metavar="PATH", help="write the port number here once listening")
+    ap.add_argument("--api-key", action="append", default=[], metavar="KEY",
+                    help="an API key the chat API accepts (repeatable)")
+    ap.add_argument("--seed-token", action="append", default=[], metavar="TOKEN",
+                    help="an OAuth access token the chat API accepts, never expiring (repeatable)")
+    ap.add_argument("--quiet", action="store_true", help="no per-request log lines on stderr")
     a = ap.parse_args(argv)
     handle = emulator.start(a.host, a.port, quiet=a.quiet, api_keys=a.api_key, seed_tokens=a.seed_token)
     print(f"Qwen emulator listening on {handle.url}", flush=True)
     if a.port_file:
-        tmp = a.port_file + ".tmp"
+        tmp = f"{a.port_file}.tmp.{os.getpid()}"
         with open(tmp, "w") as f:
             f.write(str(handle.port))
-        os.replace(tmp, a.port_file)
+        os.replace(tmp, a.port_file)  # readers never see a half-written port
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    while not stop.wait(1):
+        pass
     handle.stop()
     return 0
 

@@ -1,82 +1,100 @@
-"""Deterministic Qwen-style chat answers, whole or as a stream of chunks (dicts)."""
+"""Deterministic Qwen-style answers: chat completions (whole or as chunks), embeddings, web search."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
+from collections.abc import Iterator
+from urllib.parse import quote
 
 KNOWN_MODELS = ("coder-model", "vision-model", "qwen3-coder-plus", "qwen3-coder-flash", "qwen3.5-plus",
                 "qwen3.6-plus", "qwen-plus", "qwen-max", "qwen-turbo", "qwen3-max")
+EMBEDDING_MODELS = ("text-embedding-v4", "text-embedding-v3")
+EMBEDDING_DIMENSIONS = 8
+REASONING = "Thinking about it."
 
 
-def _text(content) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
-
-
-def validate(body) -> tuple[int, dict] | None:
-    """Qwen's own 400s for what it refuses."""
-    if not isinstance(body, dict):
-        return 400, _err("invalid_parameter_error", "Request body is not valid JSON.")
-    if not isinstance(body.get("messages"), list) or not body["messages"]:
-        return 400, _err("invalid_parameter_error", "messages must not be empty")
-    if body.get("model") not in KNOWN_MODELS:
-        return 400, _err("model_not_found", f"The model `{body.get('model')}` does not exist or you do not have "
-                                            "access to it.")
-    rf = body.get("response_format")
-    if isinstance(rf, dict) and rf.get("type") in ("json_object", "json_schema") and body.get("enable_thinking"):
-        return 400, _err("invalid_parameter_error", "Json mode response is not supported when enable_thinking "
-                                                    "is true")
-    return None
-
-
-def _err(code: str, message: str, type: str = "invalid_request_error") -> dict:
+def error(code: str, message: str, type: str = "invalid_request_error") -> dict:
     return {"error": {"code": code, "message": message, "param": None, "type": type},
             "request_id": str(uuid.uuid4())}
 
 
-def plan(body: dict, sw: dict) -> dict:
-    """What to answer: reasoning, text or tool calls, usage."""
-    msgs = body["messages"]
-    last = msgs[-1] if isinstance(msgs[-1], dict) else {}
-    tools = body.get("tools") or []
-    reasoning = "Thinking about it." if (sw["reasoning"] or body.get("enable_thinking")) else ""
-    calls: list[dict] = []
-    if last.get("role") == "tool":
-        text = "Tool said: " + _text(last.get("content"))
-    elif tools and body.get("tool_choice") != "none":
-        forced = body.get("tool_choice")
-        names = [t.get("function", {}).get("name", "tool") for t in tools if isinstance(t, dict)]
-        if isinstance(forced, dict):
-            names = [forced.get("function", {}).get("name") or names[0]]
-        for i in range(max(1, int(sw["tool_calls_count"]))):
-            fn = next((t["function"] for t in tools if t.get("function", {}).get("name") == names[i % len(names)]),
-                      tools[0].get("function", {}))
+def text_of(content) -> str:
+    """A message's text: a string, or its text parts joined."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text") or "" for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+def validate(body) -> tuple[int, dict] | None:
+    """DashScope's 400s for what it refuses; None if the request is acceptable."""
+    if not isinstance(body, dict):
+        return 400, error("invalid_parameter_error", "The request body must be a JSON object.")
+    if body.get("model") not in KNOWN_MODELS:
+        return 400, error("model_not_found", f"The model `{body.get('model')}` does not exist or you do not have "
+                                             "access to it.")
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) for m in msgs):
+        return 400, error("invalid_parameter_error", "messages must be a non-empty list of message objects.")
+    rf = body.get("response_format")
+    json_mode = isinstance(rf, dict) and rf.get("type") in ("json_object", "json_schema")
+    if json_mode and body.get("enable_thinking") is True:
+        return 400, error("invalid_parameter_error", "Json mode response is not supported when enable_thinking is true")
+    return None
+
+
+def _tokens(text: str) -> int:
+    return len(text) // 4 + 1
+
+
+def _calls(body: dict, sw: dict) -> list[dict]:
+    tools = [t.get("function") or {} for t in body["tools"] if isinstance(t, dict)] or [{}]
+    choice = body.get("tool_choice")
+    forced = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
+    calls = []
+    for i in range(max(1, int(sw["tool_calls_count"]))):
+        fn = next((f for f in tools if f.get("name") == forced), None) or tools[i % len(tools)]
+        args = sw["tool_arguments"]
+        if args is None:
             props = (fn.get("parameters") or {}).get("properties") or {}
-            args = sw["tool_arguments"] if sw["tool_arguments"] is not None else (
-                {"location": "Paris"} if "location" in props else {})
-            calls.append({"id": f"call_{uuid.uuid4().hex[:24]}", "name": fn.get("name", "tool"),
-                          "arguments": json.dumps(args)})
-        text = ""
+            args = {"location": "Paris"} if "location" in props else {}
+        calls.append({"id": f"call_{uuid.uuid4().hex[:24]}", "name": fn.get("name", "tool"),
+                      "arguments": args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)})
+    return calls
+
+
+def plan(body: dict, sw: dict) -> dict:
+    """What to answer: reasoning, text or tool calls, finish reason, usage."""
+    msgs = body["messages"]
+    thinking = body.get("enable_thinking")
+    reasoning = REASONING if thinking is True or (sw["reasoning"] and thinking is not False) else ""
+    calls: list[dict] = []
+    text = ""
+    if msgs[-1].get("role") == "tool":
+        text = "Tool said: " + text_of(msgs[-1].get("content"))
+    elif body.get("tools") and body.get("tool_choice") != "none":
+        calls = _calls(body, sw)
+    elif sw["reply"] is not None:
+        text = str(sw["reply"])
     else:
-        user = next((m for m in reversed(msgs) if isinstance(m, dict) and m.get("role") == "user"), {})
-        text = sw["reply"] if sw["reply"] is not None else "Echo: " + _text(user.get("content"))
+        user = next((m for m in reversed(msgs) if m.get("role") == "user"), {})
+        text = "Echo: " + text_of(user.get("content"))
     if sw["think_leak"] and text:
-        text = f"<think>{reasoning or 'hidden thoughts'}</think>{text}"
-        reasoning = ""
-    prompt = sum(len(_text(m.get("content"))) for m in msgs if isinstance(m, dict)) // 4 + 1
-    completion = (len(text) + len(reasoning) + sum(len(c["arguments"]) for c in calls)) // 4 + 1
+        text, reasoning = f"<think>{reasoning or REASONING}</think>{text}", ""
+    n = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 0 else 1
+    prompt = _tokens("".join(text_of(m.get("content")) for m in msgs))
+    completion = _tokens(text + reasoning + "".join(c["arguments"] for c in calls)) * n
     usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
     cached = int(sw["usage_cached_tokens"])
     if sw["usage_top_level_cached"]:
         usage["cached_tokens"] = cached
     else:
         usage["prompt_tokens_details"] = {"cached_tokens": cached}
-    return {"reasoning": reasoning, "text": text, "calls": calls, "usage": usage,
+    return {"reasoning": reasoning, "text": text, "calls": calls, "usage": usage, "n": n,
             "finish": "tool_calls" if calls else "stop"}
 
 
@@ -85,74 +103,92 @@ def completion(body: dict, p: dict) -> dict:
     if p["reasoning"]:
         message["reasoning_content"] = p["reasoning"]
     if p["calls"]:
-        message["tool_calls"] = [{"id": c["id"], "type": "function", "index": i,
+        message["tool_calls"] = [{"index": i, "id": c["id"], "type": "function",
                                   "function": {"name": c["name"], "arguments": c["arguments"]}}
                                  for i, c in enumerate(p["calls"])]
-    n = body.get("n") if isinstance(body.get("n"), int) and body.get("n", 1) > 0 else 1
     return {"id": f"chatcmpl-{uuid.uuid4()}", "object": "chat.completion", "created": int(time.time()),
-            "model": body["model"], "system_fingerprint": None, "usage": p["usage"],
+            "model": body["model"],
             "choices": [{"index": i, "message": message, "finish_reason": p["finish"], "logprobs": None}
-                        for i in range(n)]}
+                        for i in range(p["n"])],
+            "usage": p["usage"], "system_fingerprint": None}
 
 
-def _pieces(text: str, count: int) -> list[str]:
+def pieces(text: str, count: int) -> list[str]:
+    """The text in `count` pieces, or one piece per word (with its trailing space) when count is 0."""
     if not text:
         return []
     if count <= 0:
         words = text.split(" ")
-        return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
-    size = max(1, -(-len(text) // count))
-    return [text[i:i + size] for i in range(0, len(text), size)]
+        return [w for w in [w + " " for w in words[:-1]] + [words[-1]] if w]
+    cuts = [len(text) * i // count for i in range(count + 1)]
+    return [text[a:b] for a, b in zip(cuts, cuts[1:]) if a < b]
 
 
-def stream_chunks(body: dict, p: dict, sw: dict) -> list[dict]:
+def chunks(body: dict, p: dict, sw: dict) -> Iterator[dict]:
+    """The stream, in qwen-protocol.md §7 order; one dict per SSE event (without [DONE])."""
     cid, created, model = f"chatcmpl-{uuid.uuid4()}", int(time.time()), body["model"]
 
-    def chunk(delta: dict, finish=None, usage=None, choices=True) -> dict:
-        c = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-             "system_fingerprint": None, "usage": usage}
-        c["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}] if choices else []
-        return c
+    def chunk(delta: dict | None, finish=None, usage=None) -> dict:
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
+        return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                "system_fingerprint": None, "choices": choices, "usage": usage}
 
-    out = [chunk({"role": "assistant", "content": ""})]
-    for piece in _pieces(p["reasoning"], 0):
-        out.append(chunk({"reasoning_content": piece}))
-    acc = ""
-    for piece in _pieces(p["text"], int(sw["chunk_count"])):
-        acc += piece
-        out.append(chunk({"content": acc if sw["cumulative_deltas"] else piece}))
+    yield chunk({"role": "assistant", "content": ""})
+    for piece in pieces(p["reasoning"], 0):
+        yield chunk({"reasoning_content": piece})
+    so_far = ""
+    for piece in pieces(p["text"], int(sw["chunk_count"])):
+        so_far += piece
+        yield chunk({"content": so_far if sw["cumulative_deltas"] else piece})
     for i, call in enumerate(p["calls"]):
         index = 0 if sw["tool_index_collision"] else i
-        first = {"index": index, "id": call["id"], "type": "function", "function": {"arguments": ""}}
+        head = {"index": index, "id": call["id"], "type": "function", "function": {"name": call["name"],
+                                                                                   "arguments": ""}}
         if sw["split_tool_name"]:
-            out.append(chunk({"tool_calls": [first]}))
-            out.append(chunk({"tool_calls": [{"index": index, "function": {"name": call["name"]}}]}))
+            del head["function"]["name"]
+            yield chunk({"tool_calls": [head]})
+            yield chunk({"tool_calls": [{"index": index, "function": {"name": call["name"]}}]})
         else:
-            first["function"]["name"] = call["name"]
-            out.append(chunk({"tool_calls": [first]}))
+            yield chunk({"tool_calls": [head]})
         args = call["arguments"]
-        half = len(args) // 2
-        for frag in (args[:half], args[half:]):
+        for frag in (args[:len(args) // 2], args[len(args) // 2:]):
             if frag:
-                out.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": frag}}]}))
+                yield chunk({"tool_calls": [{"index": index, "function": {"arguments": frag}}]})
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    usage_here = p["usage"] if include_usage and sw["usage_in_finish_chunk"] else None
-    out.append(chunk({}, finish=p["finish"], usage=usage_here))
-    if sw["duplicate_finish"]:
-        out.append(chunk({}, finish=p["finish"]))
-    if include_usage and not sw["usage_in_finish_chunk"]:
-        out.append(chunk({}, usage=p["usage"], choices=False))
-    return out
+    in_finish = include_usage and sw["usage_in_finish_chunk"]
+    for _ in range(2 if sw["duplicate_finish"] else 1):
+        yield chunk({}, finish=p["finish"], usage=p["usage"] if in_finish else None)
+    if include_usage and not in_finish:
+        yield chunk(None, usage=p["usage"])
 
 
-def embeddings(body: dict) -> dict:
+def embeddings(body) -> tuple[int, dict]:
+    if not isinstance(body, dict) or body.get("model") not in EMBEDDING_MODELS:
+        model = body.get("model") if isinstance(body, dict) else None
+        return 400, error("model_not_found", f"The model `{model}` does not exist or you do not have access to it.")
     inputs = body.get("input")
-    inputs = [inputs] if isinstance(inputs, str) else (inputs or [])
+    inputs = [inputs] if isinstance(inputs, str) else inputs
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) and t for t in inputs):
+        return 400, error("invalid_parameter_error", "input must be a non-empty string or list of strings.")
+    dims = body.get("dimensions") or EMBEDDING_DIMENSIONS
+    if not isinstance(dims, int) or not 0 < dims <= 4096:
+        return 400, error("invalid_parameter_error", "dimensions must be an integer in [1, 4096].")
     data = []
     for i, text in enumerate(inputs):
-        seed = sum(ord(c) for c in str(text))
-        data.append({"object": "embedding", "index": i, "embedding": [((seed * (k + 7)) % 1000) / 1000 for k in
-                                                                       range(8)]})
-    tokens = sum(len(str(t)) // 4 + 1 for t in inputs)
-    return {"object": "list", "data": data, "model": body.get("model"),
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        raw = hashlib.shake_256(text.encode()).digest(dims)
+        vec = [b / 127.5 - 1 for b in raw]
+        norm = sum(v * v for v in vec) ** 0.5 or 1.0
+        # Floats even when base64 is asked for: DashScope only supports encoding_format "float".
+        data.append({"object": "embedding", "index": i, "embedding": [round(v / norm, 6) for v in vec]})
+    tokens = sum(_tokens(t) for t in inputs)
+    return 200, {"object": "list", "data": data, "model": body["model"], "id": str(uuid.uuid4()),
+                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+def web_search(body) -> dict:
+    query = str((body or {}).get("uq", "")) if isinstance(body, dict) else ""
+    rows = (body or {}).get("rows", 5) if isinstance(body, dict) else 5
+    rows = min(int(rows), 10) if isinstance(rows, int) and rows > 0 else 5
+    docs = [{"title": f"Result {i + 1} for {query}", "url": f"https://example.com/{i + 1}?q={quote(query)}",
+             "snippet": f"Snippet {i + 1} about {query}."} for i in range(rows)]
+    return {"status": 0, "data": {"total": rows, "docs": docs}, "success": True}

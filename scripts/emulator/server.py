@@ -1,433 +1,335 @@
-"""The emulator's HTTP server: Qwen OAuth, the chat API, faults and the admin API."""
+"""The HTTP server: routing, the chat API's wire behaviour (JSON, SSE, faults) and socket plumbing."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import secrets
+import random
 import socket
 import struct
 import threading
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import TCPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from . import chat
+from . import admin, chat, faults, oauth
+from .faults import dumps
 from .state import State
 
-CLIENT_ID = "f0304373b74a44d2b584a3fb70ca9e56"
-AUTH_401 = {"error": {"code": "invalid_api_key", "message": "invalid access token or token expired",
-                      "param": None, "type": "invalid_request_error"}}
-QUOTA = {"error": {"code": "insufficient_quota", "message": "Free allocated quota exceeded.", "param": None,
-                   "type": "insufficient_quota"}}
-QUOTA_BILLING = {"error": {"code": "insufficient_quota", "message": "You exceeded your current quota, please check "
-                           "your plan and billing details. For details, see: https://help.aliyun.com/zh/model-studio/"
-                           "error-code#token-limit", "param": None, "type": "insufficient_quota"}}
-THROTTLE = {"error": {"code": "Throttling", "message": "Requests throttling triggered.", "param": None,
-                      "type": "throttling"}}
-CONTEXT = {"error": {"code": "invalid_parameter_error", "message": "Range of input length should be [1, 983616]",
-                     "param": None, "type": "invalid_request_error"}}
-CHAT_FAULTS = ("auth401", "quota429", "quota429_billing", "quota403", "throttle429", "context400", "timeout504",
-               "midstream504", "server500", "server500_empty", "server503", "reset_before_headers",
-               "reset_midstream", "stall", "invalid_json", "invalid_sse")
-OAUTH_FAULTS = ("oauth500", "oauth_reset", "oauth_slow")
+API_PREFIXES = ("/v1", "/compatible-mode/v1")
+NOT_FOUND = {"error": {"code": "NotFound", "message": "Not found", "param": None, "type": "invalid_request_error"}}
 
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    server_version = "QwenEmulator/1.0"
+    sys_version = ""
     server: "EmulatorServer"
 
-    def log_message(self, fmt, *args):  # quiet unless asked
+    # ---- socket plumbing -------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        super().setup()
+        # Without it small writes wait for the peer's delayed ACK: a fake ~40 ms stall in benchmarks.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.track(self.connection, True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.track(self.connection, False)
+
+    def log_message(self, fmt, *args) -> None:
         if not self.server.quiet:
             super().log_message(fmt, *args)
-
-    # ---- plumbing ----------------------------------------------------------------------------
 
     @property
     def state(self) -> State:
         return self.server.state
 
-    def _body(self) -> bytes:
-        n = int(self.headers.get("content-length") or 0)
-        return self.rfile.read(n) if n else b""
-
-    def _send(self, status: int, body: bytes | dict | str, ctype: str = "application/json", headers=None) -> None:
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body).encode()
-        elif isinstance(body, str):
-            body = body.encode()
+    def send_bytes(self, status: int, body: bytes, ctype: str | None, headers: dict | None = None) -> None:
         self.send_response(status)
-        self.send_header("content-type", ctype)
-        self.send_header("content-length", str(len(body)))
+        if ctype:
+            self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(body)
 
-    def _reset(self) -> None:
-        """Close with RST (SO_LINGER 0): what a crashed upstream looks like."""
+    def send_json(self, status: int, body, headers: dict | None = None) -> None:
+        self.send_bytes(status, dumps(body), "application/json", headers)
+
+    def send_text(self, status: int, text: str, ctype: str = "text/plain; charset=utf-8") -> None:
+        self.send_bytes(status, text.encode(), ctype)
+
+    def reset_connection(self) -> None:
+        """Close with RST (SO_LINGER 0), as a crashed upstream does."""
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.close_connection = True
         self.connection.close()
 
-    def _start_stream(self) -> None:
+    def start_stream(self) -> None:
         self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.send_header("transfer-encoding", "chunked")
-        self.send_header("cache-control", "no-cache")
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
 
-    def _chunk(self, data: bytes) -> None:
-        if self.state.switches["split_writes"] and len(data) > 3:
-            cuts = sorted({1, len(data) // 3, len(data) // 2, len(data) - 2})
-            parts = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)]) if data[a:b]]
-        else:
-            parts = [data]
+    def write_event(self, data: bytes, split: bool) -> None:
+        """One SSE event as HTTP chunk(s); split: several writes cut at arbitrary byte positions."""
+        parts = [data]
+        if split and len(data) > 4:
+            rnd = random.Random(len(data))
+            cuts = sorted({1, rnd.randrange(2, len(data) - 1), len(data) - 1})
+            parts = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])]
         for part in parts:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
-            self.wfile.flush()
-            if len(parts) > 1:
-                time.sleep(0.002)
+            if split:
+                time.sleep(0.001)  # separate TCP segments, not one coalesced write
 
-    def _end_stream(self) -> None:
+    def end_stream(self) -> None:
         self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
 
-    def _record(self, body: bytes) -> object:
-        parsed: object = None
-        ctype = self.headers.get("content-type", "")
+    # ---- requests --------------------------------------------------------------------------------
+
+    def read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            out = bytearray()
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                out += self.rfile.read(size)
+                self.rfile.readline()
+            while self.rfile.readline().strip():  # trailers
+                pass
+            return bytes(out)
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n > 0 else b""
+
+    def parse_body(self, raw: bytes):
+        """A form as a dict, JSON as parsed, else None."""
         try:
-            if "json" in ctype:
-                parsed = json.loads(body)
-            elif "form" in ctype:
-                parsed = dict(parse_qsl(body.decode()))
+            if "x-www-form-urlencoded" in self.headers.get("Content-Type", ""):
+                return dict(parse_qsl(raw.decode(), keep_blank_values=True))
+            return json.loads(raw) if raw.strip() else None
         except (ValueError, UnicodeDecodeError):
-            parsed = None
-        with self.state.lock:
-            self.state.requests.append({"method": self.command, "path": self.path,
-                                        "headers": {k.lower(): v for k, v in self.headers.items()},
-                                        "body": parsed, "raw_body_len": len(body), "time": time.time()})
-        return parsed
+            return None
 
-    # ---- routing ------------------------------------------------------------------------------
+    def record(self, raw: bytes, parsed) -> None:
+        headers: dict[str, str] = {}
+        for k, v in self.headers.items():
+            k = k.lower()
+            headers[k] = f"{headers[k]}, {v}" if k in headers else v
+        self.state.log({"method": self.command, "path": self.path, "headers": headers, "body": parsed,
+                        "raw_body_len": len(raw), "time": time.time()})
+
+    def bearer(self) -> str:
+        auth = self.headers.get("Authorization", "")
+        return auth[7:].strip() if auth[:7].lower() == "bearer " else ""
 
     def do_GET(self) -> None:
-        path = urlsplit(self.path).path
+        self.dispatch()
+
+    do_POST = do_DELETE = do_PUT = do_PATCH = do_GET
+
+    def dispatch(self) -> None:
+        try:
+            self.route()
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            self.close_connection = True  # the client went away mid-answer
+
+    def route(self) -> None:
+        url = urlsplit(self.path)
+        path, query = url.path, dict(parse_qsl(url.query))
+        raw = self.read_body()
+        parsed = self.parse_body(raw)
         if path.startswith("/_emulator/"):
-            return self._admin(path, b"")
-        if path == "/authorize":
-            code = dict(parse_qsl(urlsplit(self.path).query)).get("user_code", "")
-            return self._send(200, f"<html><body><h1>Qwen emulator</h1><p>Code {code}</p><form method=post "
-                                   f"action='/_emulator/approve?user_code={code}'><button>Approve</button></form>"
-                                   "</body></html>", "text/html")
-        self._record(b"")
-        if path.endswith("/v1/models"):
-            if not self._authorised():
-                return self._send(401, {**AUTH_401, "request_id": str(uuid.uuid4())})
-            return self._send(200, {"object": "list", "data": [{"id": m, "object": "model", "created": 0,
-                                                                 "owned_by": "qwen"} for m in chat.KNOWN_MODELS]})
-        self._send(404, {"error": {"message": "not found", "type": "invalid_request_error", "code": None,
-                                   "param": None}})
+            body = parsed if isinstance(parsed, dict) else {}
+            browser = "x-www-form-urlencoded" in self.headers.get("Content-Type", "")
+            return admin.handle(self, path[len("/_emulator/"):], {**body, **query}, browser)
+        self.record(raw, parsed)
+        form = parsed if isinstance(parsed, dict) else {}
+        api = next((path[len(p):] for p in API_PREFIXES if path.startswith(p + "/")), None)
+        routes = {
+            "/api/v1/oauth2/device/code": {"POST": lambda: oauth.device_code(self, form)},
+            "/api/v1/oauth2/token": {"POST": lambda: oauth.token(self, form)},
+            "/api/v1/indices/plugin/web_search": {"POST": lambda: self.api(lambda _: (200, chat.web_search(parsed)))},
+            "/authorize": {"GET": lambda: self.send_text(200, admin.authorize_page(query.get("user_code", "")),
+                                                         "text/html; charset=utf-8")},
+        }
+        if api == "/chat/completions":
+            routes[path] = {"POST": lambda: self.chat(raw)}
+        elif api == "/embeddings":
+            routes[path] = {"POST": lambda: self.api(lambda _: chat.embeddings(parsed), "embedding_requests")}
+        elif api == "/models" or (api or "").startswith("/models/"):
+            routes[path] = {"GET": lambda: self.api(lambda _: self.models(api[len("/models/"):]), metered=False)}
+        methods = routes.get(path)
+        if methods is None:
+            return self.send_json(404, NOT_FOUND)
+        if self.command not in methods:
+            return self.send_bytes(405, b"", None, {"Allow": ", ".join(methods)})
+        methods[self.command]()
 
-    def do_POST(self) -> None:
-        path = urlsplit(self.path).path
-        body = self._body()
-        if path.startswith("/_emulator/"):
-            return self._admin(path, body)
-        parsed = self._record(body)
-        if path == "/api/v1/oauth2/device/code":
-            return self._device_code(parsed)
-        if path == "/api/v1/oauth2/token":
-            return self._token(parsed)
-        if path.endswith("/chat/completions"):
-            return self._chat(body)
-        if path.endswith("/embeddings"):
-            return self._embeddings(parsed)
-        self._send(404, {"error": {"message": "not found", "type": "invalid_request_error", "code": None,
-                                   "param": None}})
+    # ---- the API ---------------------------------------------------------------------------------
 
-    # ---- API -------------------------------------------------------------------------------------
+    def authorised(self) -> str | None:
+        token = self.bearer()
+        if self.state.valid(token):
+            return token
+        self.send_json(401, faults.auth_401())
+        return None
 
-    def _bearer(self) -> str:
-        auth = self.headers.get("authorization", "")
-        return auth[7:] if auth.lower().startswith("bearer ") else ""
+    def api(self, answer, counter: str | None = None, metered: bool = True) -> None:
+        """A JSON endpoint: auth, then (if metered) queued faults and rate limits, then answer(token)."""
+        token = self.authorised()
+        if token is None:
+            return
+        if counter:
+            self.state.bump(counter)
+        f = self.state.take_fault(faults.API_FAULTS, token, self.path) if metered else None
+        if f and self.fault_answered(f, stream=False):
+            return
+        if metered and not self.within_limits(token):
+            return
+        status, body = answer(token)
+        data = dumps(body)
+        if f and self.fault_answered(f, False, data):
+            return
+        self.send_bytes(status, data, "application/json")
 
-    def _authorised(self) -> bool:
-        return self.state.valid(self._bearer())
+    def models(self, model_id: str) -> tuple[int, dict]:
+        entry = lambda m: {"id": m, "object": "model", "created": 0, "owned_by": "qwen"}  # noqa: E731
+        if not model_id:
+            return 200, {"object": "list", "data": [entry(m) for m in chat.KNOWN_MODELS]}
+        if model_id in chat.KNOWN_MODELS:
+            return 200, entry(model_id)
+        return 404, chat.error("model_not_found", f"The model `{model_id}` does not exist or you do not have "
+                                                  "access to it.")
 
-    def _fault_response(self, fault: dict) -> bool:
-        """Answer with a queued fault; True if the request is answered (or killed)."""
-        kind = fault["kind"]
-        rid = {"request_id": str(uuid.uuid4())}
-        bodies = {"auth401": (401, {**AUTH_401, **rid}), "quota429": (429, {**QUOTA, **rid}),
-                  "quota429_billing": (429, {**QUOTA_BILLING, **rid}), "quota403": (403, {**QUOTA, **rid}),
-                  "context400": (400, {**CONTEXT, **rid}),
-                  "server500": (500, {"error": {"code": "InternalError", "message": "Internal server error",
-                                                "param": None, "type": "server_error"}, **rid}),
-                  "server503": (503, {"error": {"code": "ServiceUnavailable", "message": "Service unavailable",
-                                                "param": None, "type": "server_error"}, **rid})}
-        if kind in bodies:
-            self._send(*bodies[kind])
-        elif kind == "throttle429":
-            extra = {"retry-after": str(fault["retry_after"])} if fault.get("retry_after") is not None else {}
-            self._send(429, {**THROTTLE, **rid}, headers=extra)
-        elif kind == "timeout504":
-            self._send(504, "stream timeout", "text/plain")
+    def within_limits(self, token: str) -> bool:
+        refused = self.state.count(token)
+        if refused:
+            self.send_json(429, faults.THROTTLE if refused == "throttle" else faults.QUOTA)
+        return not refused
+
+    def fault_answered(self, f: dict, stream: bool, partial: bytes = b"") -> bool:
+        """Answers with a queued fault; False for stream faults the stream itself will play."""
+        kind = f["kind"]
+        extra = {"Retry-After": str(f["retry_after"])} if f.get("retry_after") is not None else {}
+        if kind in faults.IMMEDIATE:
+            self.send_json(*faults.IMMEDIATE[kind], headers=extra)
+        elif kind == "auth401":
+            self.send_json(401, faults.auth_401(), extra)
+        elif kind == "timeout504" or (kind == "midstream504" and not stream):
+            self.send_bytes(504, b"stream timeout", "text/plain", extra)
         elif kind == "server500_empty":
-            self._send(500, b"", "text/plain")
-        elif kind == "invalid_json":
-            self._send(200, "{not json")
+            self.send_bytes(500, b"", None, extra)
+        elif kind == "invalid_json" or (kind == "invalid_sse" and not stream):
+            self.send_bytes(200, b"{not json", "application/json")
         elif kind == "reset_before_headers":
-            self._reset()
+            self.reset_connection()
+        elif kind in ("stall", "reset_midstream") and not stream and partial:
+            # A whole-body answer cut short: headers and half the body, then silence or RST.
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(partial)))
+            self.end_headers()
+            self.wfile.write(partial[:len(partial) // 2])
+            if kind == "stall":
+                self.server.stopping.wait(float(f.get("seconds", self.state.snapshot()["stall_seconds"])))
+            self.reset_connection()
         else:
-            return False  # stream faults are handled while streaming
+            return False
         return True
 
-    def _chat(self, raw: bytes) -> None:
-        token = self._bearer()
-        if not self.state.valid(token):
-            return self._send(401, {**AUTH_401, "request_id": str(uuid.uuid4())})
-        with self.state.lock:
-            self.state.stats["chat_requests"] += 1
-        fault = self.state.take_fault(CHAT_FAULTS, token, self.path)
-        if fault and self._fault_response(fault):
+    def chat(self, raw: bytes) -> None:
+        token = self.authorised()
+        if token is None:
             return
+        self.state.bump("chat_requests")
         try:
             body = json.loads(raw)
-        except ValueError:
-            return self._send(400, {"error": {"code": "invalid_parameter_error", "message": "Request body is "
-                                              "not valid JSON.", "param": None, "type": "invalid_request_error"}})
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        stream = isinstance(body, dict) and body.get("stream") is True
+        fault = self.state.take_fault(faults.API_FAULTS, token, self.path)
+        if fault and self.fault_answered(fault, stream):
+            return
+        if body is None:
+            return self.send_json(400, chat.error("invalid_parameter_error", "The request body is not valid JSON."))
         problem = chat.validate(body)
         if problem:
-            return self._send(*problem)
-        limited = self.state.count(token)
-        if limited == "throttle":
-            return self._send(429, THROTTLE)
-        if limited == "quota":
-            return self._send(429, QUOTA)
-        sw = dict(self.state.switches)
+            return self.send_json(*problem)
+        if not self.within_limits(token):
+            return
+        sw = self.state.snapshot()
         plan = chat.plan(body, sw)
-        if not body.get("stream"):
-            return self._send(200, chat.completion(body, plan))
-        self._stream(body, plan, sw, fault)
-
-    def _stream(self, body: dict, plan: dict, sw: dict, fault: dict | None) -> None:
-        kind = fault["kind"] if fault else None
         if sw["first_byte_delay_ms"]:
-            time.sleep(sw["first_byte_delay_ms"] / 1000)
-        self._start_stream()
-        chunks = chat.stream_chunks(body, plan, sw)
-        for i, c in enumerate(chunks):
-            if i and sw["gap_ms"]:
-                time.sleep(sw["gap_ms"] / 1000)
-            if kind in ("midstream504", "reset_midstream", "stall") and i == 3:
-                if kind == "midstream504":
-                    self._chunk(b'data: {"error":{"message":"stream timeout","type":"server_error","code":"504"}}'
-                                b"\n\n")
-                    self._end_stream()
-                elif kind == "reset_midstream":
-                    self._reset()
-                else:
-                    self._stall(sw["stall_seconds"])
+            self.server.stopping.wait(sw["first_byte_delay_ms"] / 1000)
+        if not stream:
+            answer = dumps(chat.completion(body, plan))
+            if fault and self.fault_answered(fault, False, answer):
                 return
-            if kind == "invalid_sse" and i == 2:
-                self._chunk(b"data: {this is not json\n\n")
-            self._chunk(f"data: {json.dumps(c)}\n\n".encode())
-        self._chunk(b"data: [DONE]\n\n")
-        self._end_stream()
+            return self.send_bytes(200, answer, "application/json")
+        self.stream(chat.chunks(body, plan, sw), sw, fault)
 
-    def _stall(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not self.server.stopping.is_set():
-            time.sleep(0.05)
-        self._reset()
-
-    def _embeddings(self, body) -> None:
-        token = self._bearer()
-        if not self.state.valid(token):
-            return self._send(401, {**AUTH_401, "request_id": str(uuid.uuid4())})
-        with self.state.lock:
-            self.state.stats["embedding_requests"] += 1
-        fault = self.state.take_fault(CHAT_FAULTS, token, self.path)
-        if fault and self._fault_response(fault):
-            return
-        if not isinstance(body, dict) or body.get("model") != "text-embedding-v4":
-            return self._send(400, {"error": {"code": "model_not_found", "message": "Model not exist.",
-                                              "param": None, "type": "invalid_request_error"}})
-        self._send(200, chat.embeddings(body))
-
-    # ---- OAuth -----------------------------------------------------------------------------------
-
-    def _oauth_fault(self) -> bool:
-        fault = self.state.take_fault(OAUTH_FAULTS, None, self.path)
-        if not fault:
-            return False
-        if fault["kind"] == "oauth_slow":
-            time.sleep(fault.get("seconds", 5))
-            return False
-        if fault["kind"] == "oauth500":
-            self._send(500, {"error": "server_error", "error_description": "Internal error"})
-        else:
-            self._reset()
-        return True
-
-    def _device_code(self, form) -> None:
-        with self.state.lock:
-            self.state.stats["device_code_calls"] += 1
-        if self._oauth_fault():
-            return
-        form = form or {}
-        if form.get("client_id") != CLIENT_ID:
-            return self._send(400, {"error": "invalid_client", "error_description": "Unknown client_id"})
-        if form.get("code_challenge_method") != "S256" or not form.get("code_challenge"):
-            return self._send(400, {"error": "invalid_request", "error_description": "PKCE S256 required"})
-        device_code = secrets.token_urlsafe(24)
-        user_code = "".join(secrets.choice("ABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(8))
-        sw = self.state.switches
-        with self.state.lock:
-            self.state.devices[device_code] = {"user_code": user_code, "challenge": form["code_challenge"],
-                                               "status": "approved" if sw["auto_approve"] else "pending",
-                                               "expires_at": time.time() + sw["device_expires_in"]}
-        reply = {"device_code": device_code, "user_code": user_code,
-                 "verification_uri": f"{self.state.url}/authorize",
-                 "verification_uri_complete": f"{self.state.url}/authorize?user_code={user_code}&client=qwen-code",
-                 "expires_in": sw["device_expires_in"]}
-        if sw["interval"] is not None:
-            reply["interval"] = sw["interval"]
-        self._send(200, reply)
-
-    def _token(self, form) -> None:
-        form = form or {}
-        grant = form.get("grant_type")
-        with self.state.lock:
-            self.state.stats["token_calls"] += 1
-            if grant == "refresh_token":
-                self.state.stats["refresh_calls"] += 1
-        if self._oauth_fault():
-            return
-        if form.get("client_id") != CLIENT_ID:
-            return self._send(400, {"error": "invalid_request", "error_description": "Invalid refresh token or "
-                                                                                      "client_id"})
-        if grant == "refresh_token":
-            return self._refresh(form)
-        if grant != "urn:ietf:params:oauth:grant-type:device_code":
-            return self._send(400, {"error": "unsupported_grant_type"})
-        sw = self.state.switches
-        with self.state.lock:
-            dev = self.state.devices.get(form.get("device_code", ""))
-            if dev is None:
-                return self._send(401, {"error": "invalid_grant", "error_description": "Unknown device code"})
-            if sw["slow_down"] > 0:
-                sw["slow_down"] -= 1
-                return self._send(sw["slow_down_status"], {"error": "slow_down",
-                                                          "error_description": "Polling too fast"})
-            if dev["status"] == "pending" and time.time() > dev["expires_at"]:
-                dev["status"] = "expired"
-            if dev["status"] == "pending":
-                return self._send(400, {"error": "authorization_pending",
-                                        "error_description": "The authorization request is still pending"})
-            if dev["status"] == "denied":
-                return self._send(400, {"error": "access_denied", "error_description": "The user denied access"})
-            if dev["status"] == "expired":
-                return self._send(400, {"error": "expired_token", "error_description": "The device code expired"})
-            verifier = form.get("code_verifier", "")
-            digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-            if digest != dev["challenge"]:
-                return self._send(400, {"error": "invalid_grant", "error_description": "PKCE verification failed"})
-            del self.state.devices[form["device_code"]]
-            issued = self.state.issue("oauth")
-        reply = {"access_token": issued["access_token"], "refresh_token": issued["refresh_token"],
-                 "token_type": "Bearer", "expires_in": issued["expires_in"], "scope": "openid profile email "
-                 "model.completion"}
-        self._add_resource_url(reply)
-        self._send(200, reply)
-
-    def _refresh(self, form: dict) -> None:
-        sw = self.state.switches
-        if sw["refresh_delay_ms"]:
-            time.sleep(sw["refresh_delay_ms"] / 1000)
-        with self.state.lock:
-            rt = form.get("refresh_token", "")
-            old = self.state.refresh_tokens.get(rt)
-            if old is None:
-                return self._send(sw["refresh_fail_status"], {"error": "invalid_request", "error_description":
-                                                              "Invalid refresh token or client_id"})
-            keep_rt = not sw["rotate_refresh_token"]
-            if not keep_rt:
-                del self.state.refresh_tokens[rt]
-            issued = self.state.issue("oauth", refresh_token=rt if keep_rt else None)
-        reply = {"access_token": issued["access_token"], "token_type": "Bearer", "expires_in": issued["expires_in"]}
-        if not keep_rt:
-            reply["refresh_token"] = issued["refresh_token"]
-        if not sw["refresh_omit_resource_url"]:
-            self._add_resource_url(reply)
-        self._send(200, reply)
-
-    def _add_resource_url(self, reply: dict) -> None:
-        url = self.state.switches["resource_url"]
-        if url != "none":
-            reply["resource_url"] = url or self.state.url
-
-    # ---- admin -----------------------------------------------------------------------------------
-
-    def _admin(self, path: str, raw: bytes) -> None:
-        st = self.state
-        try:
-            body = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            body = dict(parse_qsl(raw.decode(errors="replace")))
-        body.update(dict(parse_qsl(urlsplit(self.path).query)))
-        name = path[len("/_emulator/"):]
-        with st.lock:
-            if name == "switches":
-                if self.command == "POST":
-                    unknown = set(body) - set(st.switches)
-                    if unknown:
-                        return self._send(400, {"error": f"unknown switches: {sorted(unknown)}"})
-                    st.switches.update(body)
-                return self._send(200, st.switches)
-            if name == "reset":
-                st.reset(tokens=bool(body.get("tokens")))
-                return self._send(200, {"ok": True})
-            if name == "requests":
-                if self.command == "DELETE":
-                    st.requests.clear()
-                return self._send(200, st.requests if self.command == "GET" else {"ok": True})
-            if name == "stats":
-                return self._send(200, st.stats)
-            if name == "fault":
-                if body.get("kind") not in CHAT_FAULTS + OAUTH_FAULTS:
-                    return self._send(400, {"error": f"unknown fault {body.get('kind')!r}"})
-                st.faults.append({"count": 1, **body})
-                return self._send(200, {"ok": True})
-            if name == "tokens":
-                issued = st.issue(body.get("kind", "oauth"), body.get("expires_in"), body.get("access_token"),
-                                  body.get("refresh_token"))
-                return self._send(200, issued)
-            if name in ("approve", "deny", "expire"):
-                status = {"approve": "approved", "deny": "denied", "expire": "expired"}[name]
-                for code, dev in st.devices.items():
-                    if code == body.get("device_code") or dev["user_code"] == body.get("user_code"):
-                        dev["status"] = status
-                        return self._send(200, {"ok": True})
-                return self._send(404, {"error": "no such device authorisation"})
-        self._send(404, {"error": "unknown admin path"})
-
-    do_DELETE = do_GET
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def stream(self, events, sw: dict, queued: dict | None) -> None:
+        fault = queued["kind"] if queued else None
+        self.start_stream()
+        content_sent = 0
+        for i, event in enumerate(events):
+            choices = event["choices"]
+            tail = not choices or choices[0]["finish_reason"] is not None
+            if fault == "stall" and i == 1:
+                fault = None
+                if self.server.stopping.wait(float(queued.get("seconds", sw["stall_seconds"]))):
+                    return self.reset_connection()
+            if fault in ("midstream504", "reset_midstream") and (content_sent >= 2 or tail):
+                if fault == "reset_midstream":
+                    return self.reset_connection()
+                self.write_event(faults.MIDSTREAM_504, sw["split_writes"])
+                self.end_stream()
+                self.close_connection = True
+                return
+            if i and sw["gap_ms"]:
+                self.server.stopping.wait(sw["gap_ms"] / 1000)
+            self.write_event(b"data: " + dumps(event) + b"\n\n", sw["split_writes"])
+            delta = choices[0]["delta"] if choices else {}
+            content_sent += bool(delta.get("content") or delta.get("tool_calls"))
+            if fault == "invalid_sse" and content_sent:
+                fault = None
+                self.write_event(faults.GARBAGE_SSE, sw["split_writes"])
+        self.write_event(b"data: [DONE]\n\n", sw["split_writes"])
+        self.end_stream()
 
 
 class EmulatorServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128
 
-    def __init__(self, addr, state: State, quiet: bool) -> None:
+    def __init__(self, addr: tuple[str, int], state: State, quiet: bool) -> None:
+        self.address_family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
         super().__init__(addr, Handler)
         self.state = state
         self.quiet = quiet
         self.stopping = threading.Event()
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+
+    def server_bind(self) -> None:
+        TCPServer.server_bind(self)  # skips HTTPServer's getfqdn(), a DNS lookup that can hang offline
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def track(self, conn: socket.socket, alive: bool) -> None:
+        with self._conns_lock:
+            (self._conns.add if alive else self._conns.discard)(conn)
+
+    def close_connections(self) -> None:
+        with self._conns_lock:
+            conns = list(self._conns)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass

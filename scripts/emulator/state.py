@@ -1,4 +1,4 @@
-"""The emulator's memory: credentials, switches, queued faults, counters and the request log."""
+"""The emulator's memory: credentials, device logins, switches, queued faults, counters, request log."""
 
 from __future__ import annotations
 
@@ -6,63 +6,89 @@ import copy
 import secrets
 import threading
 import time
+from collections import deque
+
+SEED_LIFETIME = 10 * 365 * 86400  # command-line tokens never expire in practice
 
 DEFAULT_SWITCHES = {
+    # chat answers
     "reply": None,  # fixed answer text; default "Echo: <last user text>"
-    "reasoning": True,  # send reasoning_content before the answer
-    "tool_arguments": None,  # JSON object for tool calls
+    "reasoning": True,  # reasoning_content before the answer (request enable_thinking=false turns it off)
+    "tool_arguments": None,  # JSON object for tool-call arguments
     "tool_calls_count": 1,
+    "usage_cached_tokens": 0,
+    "usage_top_level_cached": False,
+    # streaming
+    "chunk_count": 0,  # content pieces; 0: one per word
     "gap_ms": 0,
     "first_byte_delay_ms": 0,
-    "chunk_count": 0,  # 0: one chunk per word
     "cumulative_deltas": False,
     "usage_in_finish_chunk": False,
-    "usage_top_level_cached": False,
-    "usage_cached_tokens": 0,
     "tool_index_collision": False,
     "split_tool_name": False,
     "duplicate_finish": False,
     "think_leak": False,
     "split_writes": False,
     "stall_seconds": 30,
+    # limits per token (0: off)
     "rpm_limit": 0,
     "daily_limit": 0,
     # OAuth
-    "expires_in": 3600,
+    "expires_in": 3600,  # access tokens from the device and refresh grants
     "device_expires_in": 1800,
-    "interval": None,
+    "interval": None,  # omitted from the device-code reply unless set
     "auto_approve": False,
     "slow_down": 0,  # answer slow_down to this many polls
-    "slow_down_status": 429,
+    "slow_down_status": 429,  # qwen-code expects 429, RFC 8628 says 400
     "rotate_refresh_token": True,
     "refresh_omit_resource_url": False,
     "refresh_fail_status": 400,
     "refresh_delay_ms": 0,
-    "resource_url": None,  # default: this server's http URL; "none": omit
+    "resource_url": None,  # None: this server's http:// URL; "none": omitted
+    # housekeeping
+    "request_log_limit": 1000,  # oldest entries dropped beyond this (benchmarks send many large bodies)
 }
 
 
-class State:
-    def __init__(self) -> None:
-        self.lock = threading.RLock()
-        self.url = ""
-        self.tokens: dict[str, dict] = {}  # access token -> {kind, expires_at, refresh_token}
-        self.refresh_tokens: dict[str, str] = {}  # refresh token -> access token
-        self.devices: dict[str, dict] = {}  # device_code -> {user_code, challenge, status}
-        self.reset(tokens=False)
+def short(token: str) -> str:
+    """How a token appears in stats: never in full."""
+    return token[:6] + "…"
 
-    def reset(self, *, tokens: bool) -> None:
+
+class State:
+    def __init__(self, url: str = "", api_keys=(), seed_tokens=()) -> None:
+        self.lock = threading.RLock()
+        self.url = url
+        self.seeds = (tuple(api_keys), tuple(seed_tokens))
+        self.tokens: dict[str, dict] = {}  # access token -> {kind, expires_at, refresh_token}
+        self.refresh_tokens: dict[str, str] = {}  # refresh token -> access token it came with
+        self.devices: dict[str, dict] = {}  # device_code -> {user_code, challenge, status, expires_at}
+        self.reset(tokens=True)
+
+    def reset(self, *, tokens: bool = False) -> None:
         with self.lock:
             self.switches = copy.deepcopy(DEFAULT_SWITCHES)
             self.faults: list[dict] = []
-            self.requests: list[dict] = []
+            self.requests: deque[dict] = deque()
             self.stats = {"chat_requests": 0, "embedding_requests": 0, "refresh_calls": 0, "token_calls": 0,
                           "device_code_calls": 0, "per_token": {}}
-            self.minute: dict[str, list[float]] = {}
+            self.minute: dict[str, deque[float]] = {}
+            self.daily: dict[str, tuple[str, int]] = {}
             if tokens:
                 self.tokens.clear()
                 self.refresh_tokens.clear()
                 self.devices.clear()
+                keys, seeds = self.seeds
+                for key in keys:
+                    self.issue("key", access_token=key)
+                for token in seeds:
+                    self.issue("oauth", SEED_LIFETIME, access_token=token)
+
+    def snapshot(self) -> dict:
+        with self.lock:
+            return copy.deepcopy(self.switches)
+
+    # ---- credentials -----------------------------------------------------------------------
 
     def issue(self, kind: str = "oauth", expires_in: float | None = None, access_token: str | None = None,
               refresh_token: str | None = None) -> dict:
@@ -70,47 +96,63 @@ class State:
             access = access_token or f"emu-at-{secrets.token_hex(16)}"
             expires_in = self.switches["expires_in"] if expires_in is None else expires_in
             rt = refresh_token or (f"emu-rt-{secrets.token_hex(16)}" if kind == "oauth" else None)
-            self.tokens[access] = {"kind": kind, "expires_at": time.time() + expires_in, "refresh_token": rt}
+            expires_at = time.time() + expires_in
+            self.tokens[access] = {"kind": kind, "expires_at": expires_at, "refresh_token": rt}
             if rt:
                 self.refresh_tokens[rt] = access
-            return {"access_token": access, "refresh_token": rt, "expires_in": expires_in,
-                    "expiry_date": int((time.time() + expires_in) * 1000)}
+            return {"access_token": access, "refresh_token": rt, "token_type": "Bearer", "kind": kind,
+                    "expires_in": expires_in, "expiry_date": int(expires_at * 1000)}
 
     def valid(self, token: str) -> bool:
         with self.lock:
             t = self.tokens.get(token)
             return bool(t) and (t["kind"] == "key" or t["expires_at"] > time.time())
 
-    def take_fault(self, kinds: tuple[str, ...] | None, token: str | None, path: str) -> dict | None:
-        """The first queued fault that matches this request (consumed)."""
+    # ---- faults, counters, log ---------------------------------------------------------------
+
+    def take_fault(self, kinds: tuple[str, ...], token: str | None, path: str) -> dict | None:
+        """The first queued fault of these kinds that matches the request; consumed."""
         with self.lock:
             for f in self.faults:
-                if kinds is not None and f["kind"] not in kinds:
-                    continue
-                if kinds is None and f["kind"].startswith("oauth"):
+                if f["kind"] not in kinds:
                     continue
                 if f.get("token") and f["token"] != token:
                     continue
                 if f.get("path") and f["path"] not in path:
                     continue
-                f["count"] = f.get("count", 1) - 1
+                f["count"] -= 1
                 if f["count"] <= 0:
                     self.faults.remove(f)
-                return f
+                return dict(f)
             return None
 
     def count(self, token: str) -> str | None:
-        """Counts a chat request; returns "throttle"/"quota" when a configured limit is hit."""
+        """Counts an API request for this token; "throttle"/"quota" when a limit refuses it."""
         with self.lock:
-            key = token[:6] + "…"
-            per = self.stats["per_token"].setdefault(key, {"requests": 0})
             now = time.time()
-            recent = [t for t in self.minute.get(token, []) if now - t < 60]
+            today = time.strftime("%Y-%m-%d", time.gmtime(now))
+            recent = self.minute.setdefault(token, deque())
+            while recent and now - recent[0] >= 60:
+                recent.popleft()
+            day, used = self.daily.get(token, (today, 0))
+            used = used if day == today else 0
+            if self.switches["daily_limit"] and used >= self.switches["daily_limit"]:
+                return "quota"
             if self.switches["rpm_limit"] and len(recent) >= self.switches["rpm_limit"]:
                 return "throttle"
-            if self.switches["daily_limit"] and per["requests"] >= self.switches["daily_limit"]:
-                return "quota"
             recent.append(now)
-            self.minute[token] = recent
-            per["requests"] += 1
+            self.daily[token] = (today, used + 1)
+            per = self.stats["per_token"].setdefault(short(token), {"requests": 0})
+            per.update(requests=per["requests"] + 1, last_minute=len(recent), today=used + 1)
             return None
+
+    def bump(self, *names: str) -> None:
+        with self.lock:
+            for name in names:
+                self.stats[name] += 1
+
+    def log(self, entry: dict) -> None:
+        with self.lock:
+            self.requests.append(entry)
+            while len(self.requests) > max(1, int(self.switches["request_log_limit"])):
+                self.requests.popleft()

@@ -1,0 +1,80 @@
+"""The test hooks under /_emulator/ and the browser page that approves a device login."""
+
+from __future__ import annotations
+
+import html
+
+from . import faults
+
+SETTLE = {"approve": "approved", "deny": "denied", "expire": "expired"}
+
+AUTHORIZE_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Qwen emulator: authorize</title></head>
+<body style="font-family: sans-serif; max-width: 32em; margin: 3em auto">
+<h1>Qwen emulator</h1>
+<p>A device asks to sign in with user code <b>{code}</b>.</p>
+<form method="post" action="/_emulator/approve">
+<input type="hidden" name="user_code" value="{code}">
+<button type="submit">Approve</button>
+<button type="submit" formaction="/_emulator/deny">Deny</button>
+</form>
+</body></html>
+"""
+
+SETTLED_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Qwen emulator</title></head>
+<body style="font-family: sans-serif; max-width: 32em; margin: 3em auto">
+<h1>{what}</h1><p>You can close this page and return to your terminal.</p></body></html>
+"""
+
+
+def authorize_page(user_code: str) -> str:
+    return AUTHORIZE_PAGE.format(code=html.escape(user_code, quote=True))
+
+
+def handle(h, name: str, body: dict, from_browser: bool) -> None:
+    st = h.state
+    method = h.command
+    with st.lock:
+        if name == "switches" and method in ("GET", "POST"):
+            if method == "POST":
+                unknown = sorted(set(body) - set(st.switches))
+                if unknown:
+                    return h.send_json(400, {"error": f"unknown switches {unknown}", "known": sorted(st.switches)})
+                st.switches.update(body)
+            return h.send_json(200, st.switches)
+        if name == "reset" and method == "POST":
+            st.reset(tokens=bool(body.get("tokens")))
+            return h.send_json(200, {"ok": True})
+        if name == "requests" and method in ("GET", "DELETE"):
+            if method == "DELETE":
+                st.requests.clear()
+                return h.send_json(200, {"ok": True})
+            return h.send_json(200, list(st.requests))
+        if name == "stats" and method == "GET":
+            return h.send_json(200, st.stats)
+        if name == "fault" and method == "POST":
+            fault = faults.normalise(body)
+            if isinstance(fault, str):
+                return h.send_json(400, {"error": fault})
+            st.faults.append(fault)
+            return h.send_json(200, {"ok": True, "queued": len(st.faults)})
+        if name == "faults" and method == "GET":
+            return h.send_json(200, st.faults)
+        if name == "tokens" and method == "POST":
+            kind = body.get("kind", "oauth")
+            if kind not in ("oauth", "key"):
+                return h.send_json(400, {"error": "kind must be 'oauth' or 'key'"})
+            expires_in = body.get("expires_in", 3600)
+            if not isinstance(expires_in, (int, float)):
+                return h.send_json(400, {"error": "expires_in must be a number of seconds"})
+            return h.send_json(200, st.issue(kind, expires_in, body.get("access_token"), body.get("refresh_token")))
+        if name in SETTLE and method == "POST":
+            for code, dev in st.devices.items():
+                if code == body.get("device_code") or (body.get("user_code") or "").upper() == dev["user_code"]:
+                    dev["status"] = SETTLE[name]
+                    if from_browser:
+                        return h.send_text(200, SETTLED_PAGE.format(what=SETTLE[name].capitalize()), "text/html")
+                    return h.send_json(200, {"ok": True, "status": SETTLE[name]})
+            return h.send_json(404, {"error": "no such device authorisation"})
+    h.send_json(404, {"error": f"unknown admin call {method} /_emulator/{name}"})

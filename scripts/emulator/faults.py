@@ -1,0 +1,60 @@
+"""Qwen's error bodies (qwen-protocol.md §4, verbatim) and the faults tests can queue."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+
+def dumps(obj) -> bytes:
+    """Compact JSON, as Qwen/DashScope write it."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _error(code: str, message: str, type: str) -> dict:
+    return {"error": {"code": code, "message": message, "param": None, "type": type}}
+
+
+def auth_401() -> dict:
+    return {**_error("invalid_api_key", "invalid access token or token expired", "invalid_request_error"),
+            "request_id": str(uuid.uuid4())}
+
+
+QUOTA = _error("insufficient_quota", "Free allocated quota exceeded.", "insufficient_quota")
+QUOTA_BILLING = _error("insufficient_quota", "You exceeded your current quota, please check your plan and billing "
+                       "details. For details, see: https://help.aliyun.com/zh/model-studio/error-code#token-limit",
+                       "insufficient_quota")
+THROTTLE = _error("Throttling", "Requests throttling triggered.", "throttling")
+CONTEXT = _error("invalid_parameter_error", "Range of input length should be [1, 983616]", "invalid_request_error")
+SERVER_500 = _error("InternalError", "Internal server error", "server_error")
+SERVER_503 = _error("ServiceUnavailable", "Service unavailable", "server_error")
+MIDSTREAM_504 = b'data: {"error":{"message":"stream timeout","type":"server_error","code":"504"}}\n\n'
+GARBAGE_SSE = b"data: {this is not json\n\n"
+
+# Answered before any work is done.
+IMMEDIATE = {
+    "quota429": (429, QUOTA),
+    "quota429_billing": (429, QUOTA_BILLING),
+    "quota403": (403, QUOTA),
+    "throttle429": (429, THROTTLE),
+    "context400": (400, CONTEXT),
+    "server500": (500, SERVER_500),
+    "server503": (503, SERVER_503),
+}
+# Need the socket or the stream: handled by the server.
+SPECIAL = ("auth401", "timeout504", "server500_empty", "invalid_json", "reset_before_headers")
+STREAM = ("midstream504", "reset_midstream", "stall", "invalid_sse")
+API_FAULTS = (*IMMEDIATE, *SPECIAL, *STREAM)
+OAUTH_FAULTS = ("oauth500", "oauth503", "oauth_reset", "oauth_slow")
+ALL = API_FAULTS + OAUTH_FAULTS
+
+
+def normalise(body: dict) -> dict | str:
+    """A fault as queued by POST /_emulator/fault, or an error message."""
+    if not isinstance(body, dict) or body.get("kind") not in ALL:
+        return f"unknown fault kind {body.get('kind') if isinstance(body, dict) else body!r}; known: {list(ALL)}"
+    try:
+        count = int(body.get("count", 1))
+    except (TypeError, ValueError):
+        return "count must be an integer"
+    return {**body, "count": max(1, count)}
