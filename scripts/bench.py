@@ -97,20 +97,25 @@ def _body_for(name: str, body: dict) -> dict:
     return body if name == "gateway" or name.startswith("gateway") else {**body, "model": "qwen3-coder-plus"}
 
 
+def _timed(url: str, key: str, body: dict, n: int, warmup: int) -> list[float]:
+    """Milliseconds for each of n sequential requests on one keep-alive connection, after a warm-up."""
+    with httpx.Client(timeout=60, trust_env=False, headers={"authorization": f"Bearer {key}"}) as c:
+        for _ in range(warmup):
+            c.post(url + "/v1/chat/completions", json=body).raise_for_status()
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            c.post(url + "/v1/chat/completions", json=body).raise_for_status()
+            times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
 def bench_latency(n: int) -> dict:
     with Procs() as p:
         emu = p.emulator()
         out = {}
         for name, (url, key) in _targets(p, emu).items():
-            body = _body_for(name, CHAT)
-            with httpx.Client(timeout=30, trust_env=False, headers={"authorization": f"Bearer {key}"}) as c:
-                for _ in range(30):
-                    c.post(url + "/v1/chat/completions", json=body).raise_for_status()
-                times = []
-                for _ in range(n):
-                    t0 = time.perf_counter()
-                    c.post(url + "/v1/chat/completions", json=body).raise_for_status()
-                    times.append((time.perf_counter() - t0) * 1000)
+            times = _timed(url, key, _body_for(name, CHAT), n, warmup=30)
             out[name] = {"p50_ms": _pct(times, 0.5), "p99_ms": _pct(times, 0.99), "requests": n}
         for v in out.values():
             v["p50_vs_bare_ms"] = round(v["p50_ms"] - out["mitmdump (no addon)"]["p50_ms"], 3)
@@ -155,14 +160,7 @@ def bench_bigprompt(n: int) -> dict:
             "--set", "qwen_token_count=false")), "x")
         out = {}
         for name, (url, key) in targets.items():
-            b = _body_for(name, body)
-            with httpx.Client(timeout=60, trust_env=False, headers={"authorization": f"Bearer {key}"}) as c:
-                c.post(url + "/v1/chat/completions", json=b).raise_for_status()
-                times = []
-                for _ in range(n):
-                    t0 = time.perf_counter()
-                    c.post(url + "/v1/chat/completions", json=b).raise_for_status()
-                    times.append((time.perf_counter() - t0) * 1000)
+            times = _timed(url, key, _body_for(name, body), n, warmup=1)
             out[name] = {"p50_ms": _pct(times, 0.5), "p95_ms": _pct(times, 0.95)}
         return {"scenario": f"1 MiB prompt: {n} sequential requests (gateway counts tokens in a thread)",
                 "results": out}

@@ -18,7 +18,6 @@ import uuid
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-import httpx
 import pytest
 
 from auth import oauth
@@ -29,32 +28,17 @@ from auth.pool import AccountPool, PoolExhausted
 from auth.remote import RemoteLogin, RemoteLoginError
 from auth.settings import AuthSettings
 from auth.state import AccountState
+from conftest import Emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 CLEAN_ENV = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
 
 
-class Server:
-    """The emulator process and its admin API."""
-
-    def __init__(self, proc: subprocess.Popen, port: int) -> None:
-        self.proc = proc
-        self.url = f"http://127.0.0.1:{port}"
-        self.http = httpx.Client(base_url=self.url, timeout=10, trust_env=False)
-
-    def admin(self, method: str, path: str, body: dict | None = None):
-        r = self.http.request(method, f"/_emulator/{path}", json=body)
-        r.raise_for_status()
-        return r.json() if r.content else None
-
-    def switches(self, **values) -> None:
-        self.admin("POST", "switches", values)
-
-    def stats(self) -> dict:
-        return self.admin("GET", "stats")
+class Server(Emulator):
+    """The session's emulator process (conftest), with the look-ups these tests use."""
 
     def requests(self, path: str | None = None) -> list[dict]:
-        return [r for r in self.admin("GET", "requests") if path is None or r["path"] == path]
+        return [r for r in super().requests() if path is None or r["path"] == path]
 
     def issue(self, expires_in: float = 3600, kind: str = "oauth") -> dict:
         return self.admin("POST", "tokens", {"expires_in": expires_in, "kind": kind})
@@ -63,26 +47,9 @@ class Server:
         return self.http.get("/v1/models", headers={"authorization": f"Bearer {token}"}).status_code == 200
 
 
-@pytest.fixture(scope="module")
-def qwen_server(tmp_path_factory):
-    d = tmp_path_factory.mktemp("qwen-emulator")
-    portfile = d / "port"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "qwen_emulator.py"), "--port", "0",
-                             "--port-file", str(portfile), "--quiet"], stdout=subprocess.DEVNULL,
-                            stderr=open(d / "stderr.log", "w"), env=CLEAN_ENV)
-    deadline = time.monotonic() + 20
-    while not (portfile.exists() and portfile.read_text().strip()):
-        assert proc.poll() is None and time.monotonic() < deadline, (d / "stderr.log").read_text()
-        time.sleep(0.05)
-    yield Server(proc, int(portfile.read_text()))
-    proc.terminate()
-    proc.wait(10)
-
-
 @pytest.fixture
-def srv(qwen_server):
-    qwen_server.admin("POST", "reset")
-    return qwen_server
+def srv(emu) -> Server:
+    return Server(emu.proc, emu.port)
 
 
 @pytest.fixture
