@@ -110,3 +110,19 @@ def _version(pkg: str) -> str:
     from importlib.metadata import version
 
     return version(pkg)
+
+
+def gateway_state_dir(procs: Procs, name: str = "gateway") -> Path:
+    """The state folder ($QWEN_GATEWAY_HOME) of a gateway started with `Procs.gateway(..., name)`."""
+    return procs.tmp / f"state-{name}"
+
+
+def set_emulator_switches(emulator_url: str, **values) -> None:
+    """Emulator behaviour for a benchmark (e.g. reply="ok": a short answer to a huge prompt)."""
+    httpx.post(emulator_url + "/_emulator/switches", json=values, trust_env=False).raise_for_status()
+
+
+def percentile(xs: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..1) of a non-empty sample."""
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, int(-(-len(xs) * q // 1)) - 1))]
