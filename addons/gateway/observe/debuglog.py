@@ -108,10 +108,11 @@ def _finish(snap: dict | None) -> dict | None:
     return out
 
 
-def write_rotated(folder: Path, record: dict, keep: int) -> Path:
-    """Write one exchange file (0600) and delete all but the newest `keep`."""
+def write_rotated(folder: Path, record: dict, keep: int, when: float | None = None) -> Path:
+    """Write one exchange file (0600) and delete all but the newest `keep`. Files are named by `when`,
+    the moment the exchange ended, so that writes finishing out of order still rotate oldest first."""
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    now = time.time()
+    now = time.time() if when is None else when
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
     path = folder / f"exchange-{stamp}-{record.get('flow', 'x')[:8]}.json"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -219,13 +220,14 @@ class DebugLog:
             client_response["raw"] = flow.response.raw_content  # a stream the gateway assembled for inspection
         error = flow.error.msg if flow.error else None
         folder = self.folder or state_dir() / "logs"
-        asyncio_utils.create_task(self._write_file(folder, flow.id, capture, meta, client_response, error),
-                                  name="qwen: debug log", keep_ref=True)
+        asyncio_utils.create_task(self._write_file(folder, flow.id, capture, meta, client_response, error,
+                                                   time.time()), name="qwen: debug log", keep_ref=True)
 
     async def _write_file(self, folder: Path, flow_id: str, capture: dict, meta: dict | None,
-                          client_response: dict | None, error: str | None) -> None:
+                          client_response: dict | None, error: str | None, ended: float) -> None:
         def work() -> Path:
-            return write_rotated(folder, build_record(flow_id, capture, meta, client_response, error), self.keep)
+            record = build_record(flow_id, capture, meta, client_response, error)
+            return write_rotated(folder, record, self.keep, ended)
 
         try:
             await asyncio.to_thread(work)
