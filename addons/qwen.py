@@ -18,10 +18,11 @@ from addons.gateway import contentviews  # noqa: E402
 from addons.gateway.addon import QwenGateway  # noqa: E402
 from addons.gateway.flowview import FlowAnnotator, FlowCap  # noqa: E402
 from addons.gateway.observe.debuglog import DebugCapture, DebugLog  # noqa: E402
-from addons.gateway.observe.guard import ContextGuard, TokenCounter  # noqa: E402
+from addons.gateway.observe.guard import ContextGuard  # noqa: E402
 from addons.gateway.observe.ledger import UsageLedger  # noqa: E402
 from addons.gateway.observe.metrics import GatewayMetrics, MetricsEndpoint, MetricsRecorder  # noqa: E402
 from addons.gateway.observe.requestlog import RequestLog  # noqa: E402
+from addons.gateway.observe.tokens import TokenCounter  # noqa: E402
 
 contentviews.register()  # assembled streams and readable requests in mitmweb
 gateway = QwenGateway()

@@ -16,6 +16,29 @@ CREATE TABLE IF NOT EXISTS account_state (account TEXT PRIMARY KEY, cooldown_unt
 """
 
 
+def open_private_db(path: Path, *, timeout: float, setup: str = "") -> sqlite3.Connection:
+    """A SQLite file only its owner can read (0600 in a 0700 folder), in WAL mode, shared by threads
+    (callers hold their own lock), after running `setup` (schema statements)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # SQLite gives -wal/-shm the same mode
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=timeout)
+    # Switching to WAL needs a moment alone with the file and ignores the busy timeout: when two
+    # processes open it at once, one gets "database is locked". Retry briefly.
+    for attempt in range(50):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            if setup:
+                db.executescript(setup)
+            return db
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e) or attempt == 49:
+                db.close()
+                raise
+            time.sleep(0.05 + 0.01 * attempt)
+    raise AssertionError("unreachable")
+
+
 def today() -> str:
     return time.strftime("%Y-%m-%d", time.gmtime())
 
@@ -27,30 +50,12 @@ class AccountState:
     FLUSH_S = 2.0
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not path.exists():
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5)
-        self._setup()
+        self._db = open_private_db(path, timeout=5, setup="PRAGMA synchronous=NORMAL;\n" + SCHEMA)
         self._lock = threading.Lock()
         self._rows: dict[str, dict] = {}
         self._pending: dict[tuple[str, str], int] = {}
         self._flushed = time.monotonic()
         atexit.register(self.flush)
-
-    def _setup(self) -> None:
-        # Switching to WAL needs a moment alone with the file and ignores the busy timeout: when two
-        # processes open it at once, one gets "database is locked". Retry briefly.
-        for attempt in range(50):
-            try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
-                self._db.executescript(SCHEMA)
-                return
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) and "busy" not in str(e) or attempt == 49:
-                    raise
-                time.sleep(0.05 + 0.01 * attempt)
 
     def _row(self, account: str) -> dict:
         cur = self._db.execute("SELECT cooldown_until, needs_login, login_mtime, last_error FROM account_state "

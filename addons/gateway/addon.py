@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
-from mitmproxy import connection, ctx, exceptions, http
+from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.utils import asyncio_utils
 
@@ -22,7 +22,7 @@ from auth.remote import RemoteLogin, RemoteLoginError
 from auth.settings import AuthSettings
 
 from . import errors
-from .chat import qwen_to_chat
+from .chat import chat_to_qwen, qwen_to_chat
 from .chat_stream import ChunkNormalizer
 from .errors import GatewayError
 from .exchange import Endpoint, Exchange
@@ -304,8 +304,6 @@ class QwenGateway:
         return cred
 
     def _upstream_body(self, ex: Exchange, cred: Credential) -> dict:
-        from .chat import chat_to_qwen
-
         ex.upstream_model = self.models.resolve(ex.requested_model, cred)
         if not ex.endpoint.translated:
             if ex.endpoint.needs_embeddings and not ex.upstream_model.startswith("text-embedding"):

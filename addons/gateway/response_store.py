@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 import threading
 import time
 from pathlib import Path
 
+from auth.state import open_private_db
+
 
 class ResponseStore:
     def __init__(self, path: Path, max_items: int = 1000) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not path.exists():
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         self.max_items = max_items
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, created REAL, response TEXT, "
-                         "history TEXT)")
+        self._db = open_private_db(path, timeout=5, setup="CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY "
+                                                          "KEY, created REAL, response TEXT, history TEXT);")
 
     def put(self, response: dict, history: list[dict]) -> None:
         with self._lock:

@@ -18,7 +18,7 @@ from mitmproxy import ctx, exceptions, http
 
 from ..errors import GatewayError
 from .common import claims, prompt_endpoint
-from .tokens import IMAGE_TOKENS, TokenCounter, estimate_request_tokens  # noqa: F401  (TokenCounter: re-export)
+from .tokens import IMAGE_TOKENS, estimate_request_tokens
 
 _PARAM = {"chat.completions": "messages", "responses": "input", "completions": "prompt"}
 _JSON = {"content-type": "application/json"}

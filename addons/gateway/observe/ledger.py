@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import sqlite3
 import threading
 import time
 from pathlib import Path
 
 from mitmproxy import http
 from mitmproxy.utils import asyncio_utils
+
+from auth.state import open_private_db
 
 from .common import cached_tokens, gateway_record, state_dir, status_of
 from .tokens import pending, wait_for_estimate
@@ -45,13 +45,9 @@ class Ledger:
     """The SQLite file; safe to use from several threads (one connection behind a lock)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not path.exists():
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # SQLite gives -wal/-shm the same mode
         self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = open_private_db(path, timeout=10)
         cols = ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
         self._db.execute(f"CREATE TABLE IF NOT EXISTS usage ({cols})")
         have = {row[1] for row in self._db.execute("PRAGMA table_info(usage)")}
