@@ -3,26 +3,20 @@
     mitmdump -s addons/qwen.py --mode reverse:https://portal.qwen.ai -p 8080
     mitmweb  -s addons/qwen.py            # explicit proxy: api.openai.com is answered by Qwen
 
-See README.md. Sibling packages are imported from the repository root.
+The code lives in the installed package `qwen_gateway` (`pip install -e .`, done by
+scripts/setup.sh); this file only registers its addons. See README.md.
 """
 
-import sys
-from pathlib import Path
-
-_ROOT = str(Path(__file__).resolve().parent.parent)
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from addons.gateway.access import AccessControl  # noqa: E402
-from addons.gateway import contentviews  # noqa: E402
-from addons.gateway.addon import QwenGateway  # noqa: E402
-from addons.gateway.flowview import FlowAnnotator, FlowCap  # noqa: E402
-from addons.gateway.observe.debuglog import DebugCapture, DebugLog  # noqa: E402
-from addons.gateway.observe.guard import ContextGuard  # noqa: E402
-from addons.gateway.observe.ledger import UsageLedger  # noqa: E402
-from addons.gateway.observe.metrics import GatewayMetrics, MetricsEndpoint, MetricsRecorder  # noqa: E402
-from addons.gateway.observe.requestlog import RequestLog  # noqa: E402
-from addons.gateway.observe.tokens import TokenCounter  # noqa: E402
+from qwen_gateway.access import AccessControl
+from qwen_gateway import contentviews
+from qwen_gateway.addon import QwenGateway
+from qwen_gateway.flowview import FlowAnnotator, FlowCap
+from qwen_gateway.observe.debuglog import DebugCapture, DebugLog
+from qwen_gateway.observe.guard import ContextGuard
+from qwen_gateway.observe.ledger import UsageLedger
+from qwen_gateway.observe.metrics import GatewayMetrics, MetricsEndpoint, MetricsRecorder
+from qwen_gateway.observe.requestlog import RequestLog
+from qwen_gateway.observe.tokens import TokenCounter
 
 contentviews.register()  # assembled streams and readable requests in mitmweb
 gateway = QwenGateway()

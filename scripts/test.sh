@@ -4,4 +4,4 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh --test
-exec .venv/bin/python -m pytest "$@"
+exec .venv/bin/pytest "$@"  # not `python -m pytest`: that puts the checkout on sys.path (a second import root)

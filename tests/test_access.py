@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from addons.gateway.access import exposed_listeners, key_matches
+from qwen_gateway.access import exposed_listeners, key_matches
 from conftest import ADDON, BIN
 
 

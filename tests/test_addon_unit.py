@@ -7,8 +7,8 @@ from mitmproxy import http
 from mitmproxy.proxy import mode_specs
 from mitmproxy.test import taddons, tflow
 
-from addons.gateway.addon import REDACTED, QwenGateway
-from auth.base import KEY, OAUTH, AccountUnavailable, Credential
+from qwen_gateway.addon import REDACTED, QwenGateway
+from qwen_gateway.auth.base import KEY, OAUTH, AccountUnavailable, Credential
 
 
 class StaticPool:

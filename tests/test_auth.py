@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from auth.accounts import OAuthAccount
-from auth.base import AccountUnavailable
-from auth.credfile import LOGIN_ORDER, REFRESH_ORDER, FileLock, read_creds
-from auth.pool import AccountPool, PoolExhausted
-from auth.settings import AuthSettings
-from auth.state import AccountState
+from qwen_gateway.auth.accounts import OAuthAccount
+from qwen_gateway.auth.base import AccountUnavailable
+from qwen_gateway.auth.credfile import LOGIN_ORDER, REFRESH_ORDER, FileLock, read_creds
+from qwen_gateway.auth.pool import AccountPool, PoolExhausted
+from qwen_gateway.auth.settings import AuthSettings
+from qwen_gateway.auth.state import AccountState
 from conftest import BIN, ROOT, write_creds
 
 
@@ -116,8 +116,8 @@ async def test_fifty_concurrent_requests_at_expiry_refresh_once(emu, settings):
 TWO_PROCS = textwrap.dedent("""
     import asyncio, sys
     sys.path.insert(0, {root!r})
-    from auth.pool import AccountPool
-    from auth.settings import AuthSettings
+    from qwen_gateway.auth.pool import AccountPool
+    from qwen_gateway.auth.settings import AuthSettings
     from pathlib import Path
     s = AuthSettings.from_env(qwen_dir=Path(sys.argv[1]), state_dir=Path(sys.argv[2]), oauth_base_url=sys.argv[3])
     print(asyncio.run(AccountPool.from_settings(s).acquire()).token)
@@ -154,8 +154,8 @@ async def test_dead_refresh_token_needs_login_and_file_untouched(emu, settings):
 KILLED = textwrap.dedent("""
     import asyncio, sys
     sys.path.insert(0, {root!r})
-    from auth.pool import AccountPool
-    from auth.settings import AuthSettings
+    from qwen_gateway.auth.pool import AccountPool
+    from qwen_gateway.auth.settings import AuthSettings
     from pathlib import Path
     s = AuthSettings.from_env(qwen_dir=Path(sys.argv[1]), state_dir=Path(sys.argv[2]), oauth_base_url=sys.argv[3])
     print("refreshing", flush=True)

@@ -20,14 +20,14 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from auth import oauth
-from auth.accounts import DEFAULT, Registry
-from auth.base import KEY, OAUTH, AccountUnavailable
-from auth.credfile import LOGIN_ORDER, REFRESH_ORDER, read_creds, write_creds
-from auth.pool import AccountPool, PoolExhausted
-from auth.remote import RemoteLogin, RemoteLoginError
-from auth.settings import AuthSettings
-from auth.state import AccountState
+from qwen_gateway.auth import oauth
+from qwen_gateway.auth.accounts import DEFAULT, Registry
+from qwen_gateway.auth.base import KEY, OAUTH, AccountUnavailable
+from qwen_gateway.auth.credfile import LOGIN_ORDER, REFRESH_ORDER, read_creds, write_creds
+from qwen_gateway.auth.pool import AccountPool, PoolExhausted
+from qwen_gateway.auth.remote import RemoteLogin, RemoteLoginError
+from qwen_gateway.auth.settings import AuthSettings
+from qwen_gateway.auth.state import AccountState
 from conftest import Emulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +70,7 @@ def seed(srv: Server, settings: AuthSettings, *, expires_in: float, name: str | 
 
 
 def cli(settings: AuthSettings, *args: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "auth.cli", "--qwen-dir", str(settings.qwen_dir), "--state-dir",
+    return subprocess.Popen([sys.executable, "-m", "qwen_gateway.auth.cli", "--qwen-dir", str(settings.qwen_dir), "--state-dir",
                              str(settings.state_dir), "--oauth-base-url", settings.oauth_base_url,
                              "--api-base", settings.default_api_base, *args],
                             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -232,8 +232,8 @@ PROC_SCRIPT = textwrap.dedent("""
     import asyncio, json, sys, time
     sys.path.insert(0, {root!r})
     from pathlib import Path
-    from auth.pool import AccountPool
-    from auth.settings import AuthSettings
+    from qwen_gateway.auth.pool import AccountPool
+    from qwen_gateway.auth.settings import AuthSettings
     qwen_dir, state_dir, url, start_at = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
     s = AuthSettings.from_env(qwen_dir=Path(qwen_dir), state_dir=Path(state_dir), oauth_base_url=url)
     pool = AccountPool.from_settings(s)
@@ -353,8 +353,8 @@ KILL_SCRIPT = textwrap.dedent("""
     import asyncio, sys
     sys.path.insert(0, {root!r})
     from pathlib import Path
-    from auth.pool import AccountPool
-    from auth.settings import AuthSettings
+    from qwen_gateway.auth.pool import AccountPool
+    from qwen_gateway.auth.settings import AuthSettings
     s = AuthSettings.from_env(qwen_dir=Path(sys.argv[1]), state_dir=Path(sys.argv[2]), oauth_base_url=sys.argv[3])
     pool = AccountPool.from_settings(s)
     print("refreshing", flush=True)

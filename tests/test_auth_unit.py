@@ -15,15 +15,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from auth import credfile, oauth
-from auth.accounts import (DEFAULT, BrokenAccount, KeyAccount, OAuthAccount, Registry, check_name,
+from qwen_gateway.auth import credfile, oauth
+from qwen_gateway.auth.accounts import (DEFAULT, BrokenAccount, KeyAccount, OAuthAccount, Registry, check_name,
                            save_login)
-from auth.base import KEY, OAUTH, Account, AccountUnavailable, Credential
-from auth.credfile import (LOGIN_ORDER, REFRESH_ORDER, CredentialFileError, FileLock, LockTimeout, dump_creds,
+from qwen_gateway.auth.base import KEY, OAUTH, Account, AccountUnavailable, Credential
+from qwen_gateway.auth.credfile import (LOGIN_ORDER, REFRESH_ORDER, CredentialFileError, FileLock, LockTimeout, dump_creds,
                            is_fresh, read_creds, write_creds)
-from auth.pool import AccountPool, PoolExhausted, next_reset
-from auth.settings import AuthSettings
-from auth.state import AccountState
+from qwen_gateway.auth.pool import AccountPool, PoolExhausted, next_reset
+from qwen_gateway.auth.settings import AuthSettings
+from qwen_gateway.auth.state import AccountState
 
 
 @pytest.fixture

@@ -8,14 +8,14 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from addons.gateway.chat import chat_to_qwen, qwen_to_chat, validate_chat_request
-from addons.gateway.chat_stream import ChatStreamTranslator, ChunkNormalizer
-from addons.gateway.completions import CompletionsStreamTranslator, chat_to_completion, completions_to_chat
-from addons.gateway.errors import GatewayError
-from addons.gateway.responses import chat_to_response, responses_to_chat
-from addons.gateway.responses_stream import ResponsesStreamTranslator
-from addons.gateway.sse import encode
-from addons.gateway.streaming import StreamRewriter
+from qwen_gateway.chat import chat_to_qwen, qwen_to_chat, validate_chat_request
+from qwen_gateway.chat_stream import ChatStreamTranslator, ChunkNormalizer
+from qwen_gateway.completions import CompletionsStreamTranslator, chat_to_completion, completions_to_chat
+from qwen_gateway.errors import GatewayError
+from qwen_gateway.responses import chat_to_response, responses_to_chat
+from qwen_gateway.responses_stream import ResponsesStreamTranslator
+from qwen_gateway.sse import encode
+from qwen_gateway.streaming import StreamRewriter
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

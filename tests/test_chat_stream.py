@@ -5,9 +5,9 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from addons.gateway.chat_stream import ChatStreamTranslator, ChunkNormalizer, ThinkSplitter
-from addons.gateway.sse import DONE, SSEDecoder, encode
-from addons.gateway.streaming import StreamRewriter
+from qwen_gateway.chat_stream import ChatStreamTranslator, ChunkNormalizer, ThinkSplitter
+from qwen_gateway.sse import DONE, SSEDecoder, encode
+from qwen_gateway.streaming import StreamRewriter
 
 
 def chunk(delta=None, finish=None, usage=None, choices=True, index=0):

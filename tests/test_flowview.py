@@ -8,13 +8,13 @@ from mitmproxy import contentviews, http
 from mitmproxy.addons.view import View
 from mitmproxy.test import taddons, tflow
 
-from addons.gateway.chat_stream import ChatStreamTranslator, ChunkNormalizer
-from addons.gateway.contentviews import (VIEWS, assemble_chat_stream, assemble_responses_stream, describe_request,
+from qwen_gateway.chat_stream import ChatStreamTranslator, ChunkNormalizer
+from qwen_gateway.contentviews import (VIEWS, assemble_chat_stream, assemble_responses_stream, describe_request,
                                          register)
-from addons.gateway.flowview import MARK_ERROR, MARK_OK, MARK_RETRIED, FlowAnnotator, FlowCap, marker, summary_line
-from addons.gateway.responses_stream import ResponsesStreamTranslator
-from addons.gateway.sse import encode
-from addons.gateway.streaming import StreamRewriter
+from qwen_gateway.flowview import MARK_ERROR, MARK_OK, MARK_RETRIED, FlowAnnotator, FlowCap, marker, summary_line
+from qwen_gateway.responses_stream import ResponsesStreamTranslator
+from qwen_gateway.sse import encode
+from qwen_gateway.streaming import StreamRewriter
 
 META = {"endpoint": "chat.completions", "model": "gpt-4o", "upstream_model": "coder-model", "account": "default",
         "status": 200, "usage": {"prompt_tokens": 12, "completion_tokens": 34, "prompt_tokens_details":

@@ -10,8 +10,8 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
-from addons.gateway.observe import debuglog
-from addons.gateway.observe.debuglog import (
+from qwen_gateway.observe import debuglog
+from qwen_gateway.observe.debuglog import (
     DebugCapture, DebugLog, redact_headers, redact_text, redact_url, write_rotated,
 )
 from helpers.observe_testlib import GatewayOptions, chat_body, client_flow, record, rerouted

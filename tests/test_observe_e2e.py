@@ -17,7 +17,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from addons.gateway.observe.tokens import count_request_tokens
+from qwen_gateway.observe.tokens import count_request_tokens
 from conftest import BIN
 
 pytestmark = pytest.mark.e2e

@@ -8,10 +8,10 @@ import pytest
 from mitmproxy import exceptions, http
 from mitmproxy.test import taddons
 
-from addons.gateway.errors import classify
-from addons.gateway.observe import guard as guard_mod
-from addons.gateway.observe.guard import ContextGuard, byte_bound, context_error, parse_limits
-from addons.gateway.observe.tokens import IMAGE_TOKENS, count_request_tokens
+from qwen_gateway.errors import classify
+from qwen_gateway.observe import guard as guard_mod
+from qwen_gateway.observe.guard import ContextGuard, byte_bound, context_error, parse_limits
+from qwen_gateway.observe.tokens import IMAGE_TOKENS, count_request_tokens
 from helpers.observe_testlib import GatewayOptions, chat_body, client_flow
 
 

@@ -12,10 +12,10 @@ import time
 import pytest
 from mitmproxy.test import taddons, tflow
 
-from addons.gateway import usage_cli
-from addons.gateway.observe import tokens
-from addons.gateway.observe.ledger import COLUMNS, Ledger, UsageLedger, row_from_meta
-from addons.gateway.observe.tokens import TokenCounter
+from qwen_gateway import usage_cli
+from qwen_gateway.observe import tokens
+from qwen_gateway.observe.ledger import COLUMNS, Ledger, UsageLedger, row_from_meta
+from qwen_gateway.observe.tokens import TokenCounter
 from helpers.observe_testlib import GatewayOptions, chat_body, client_flow, record, rerouted
 
 

@@ -7,8 +7,8 @@ from mitmproxy.test import taddons, tflow
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from addons.gateway.addon import QwenGateway
-from addons.gateway.observe.metrics import GatewayMetrics, MetricsEndpoint, MetricsRecorder, shared_metrics
+from qwen_gateway.addon import QwenGateway
+from qwen_gateway.observe.metrics import GatewayMetrics, MetricsEndpoint, MetricsRecorder, shared_metrics
 from helpers.observe_testlib import GatewayOptions, client_flow, record
 
 

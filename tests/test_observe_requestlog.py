@@ -8,9 +8,9 @@ import logging
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
-from addons.gateway.observe import tokens
-from addons.gateway.observe.requestlog import RequestLog, compact, format_line
-from addons.gateway.observe.tokens import TokenCounter, wait_for_estimate
+from qwen_gateway.observe import tokens
+from qwen_gateway.observe.requestlog import RequestLog, compact, format_line
+from qwen_gateway.observe.tokens import TokenCounter, wait_for_estimate
 from helpers.observe_testlib import chat_body, client_flow, record, rerouted
 
 

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from mitmproxy import http
 from mitmproxy.test import taddons
 
-from addons.gateway.observe import tokens
-from addons.gateway.observe.tokens import (
+from qwen_gateway.observe import tokens
+from qwen_gateway.observe.tokens import (
     IMAGE_TOKENS, MESSAGE_OVERHEAD, TokenCounter, count_request_tokens, encoding, estimate_request_tokens,
     pending, wait_for_estimate,
 )
@@ -147,7 +147,7 @@ _message = st.builds(lambda role, c: {"role": role, "content": c}, st.sampled_fr
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_message, max_size=6), st.booleans())
 def test_a_token_is_at_least_a_byte(messages, ascii_only):
-    from addons.gateway.observe.guard import byte_bound
+    from qwen_gateway.observe.guard import byte_bound
 
     body = {"model": "gpt-4o", "messages": messages}
     for content in (json.dumps(body, separators=(",", ":"), ensure_ascii=ascii_only).encode(),

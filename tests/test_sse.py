@@ -1,7 +1,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from addons.gateway.sse import SSEDecoder, ServerSentEvent, encode
+from qwen_gateway.sse import SSEDecoder, ServerSentEvent, encode
 
 
 def decode_all(chunks):

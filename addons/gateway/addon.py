@@ -16,10 +16,10 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.utils import asyncio_utils
 
-from auth.base import OAUTH, AccountUnavailable, Credential
-from auth.pool import AccountPool
-from auth.remote import RemoteLogin, RemoteLoginError
-from auth.settings import AuthSettings
+from qwen_gateway.auth.base import OAUTH, AccountUnavailable, Credential
+from qwen_gateway.auth.pool import AccountPool
+from qwen_gateway.auth.remote import RemoteLogin, RemoteLoginError
+from qwen_gateway.auth.settings import AuthSettings
 
 from . import errors
 from .chat import chat_to_qwen, qwen_to_chat

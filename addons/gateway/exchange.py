@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from auth.base import Credential
+from qwen_gateway.auth.base import Credential
 
 from .chat import validate_chat_request, wants_usage
 from .chat_stream import ChatStreamTranslator

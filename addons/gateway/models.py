@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 
-from auth.base import KEY, Credential
+from qwen_gateway.auth.base import KEY, Credential
 
 # Model ids the Qwen upstreams know (coder-model / vision-model: OAuth portal only).
 QWEN_MODELS = (

@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from auth.state import open_private_db
+from qwen_gateway.auth.state import open_private_db
 
 
 class ResponseStore:

@@ -12,7 +12,7 @@ from pathlib import Path
 from mitmproxy import http
 from mitmproxy.utils import asyncio_utils
 
-from auth.state import open_private_db
+from qwen_gateway.auth.state import open_private_db
 
 from .common import cached_tokens, gateway_record, state_dir, status_of
 from .tokens import pending, wait_for_estimate
