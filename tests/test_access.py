@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from qwen_gateway.access import exposed_listeners, key_matches
-from conftest import ADDON, BIN
+from helpers.procs import ADDON, BIN
 
 
 def test_key_matching_is_exact():

@@ -21,7 +21,7 @@ from qwen_gateway.auth.credfile import LOGIN_ORDER, REFRESH_ORDER, FileLock, rea
 from qwen_gateway.auth.pool import AccountPool, PoolExhausted
 from qwen_gateway.auth.settings import AuthSettings
 from qwen_gateway.auth.state import AccountState
-from conftest import BIN, ROOT, write_creds
+from helpers.procs import BIN, ROOT, write_creds
 
 
 @pytest.fixture

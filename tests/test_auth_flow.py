@@ -28,7 +28,7 @@ from qwen_gateway.auth.pool import AccountPool, PoolExhausted
 from qwen_gateway.auth.remote import RemoteLogin, RemoteLoginError
 from qwen_gateway.auth.settings import AuthSettings
 from qwen_gateway.auth.state import AccountState
-from conftest import Emulator
+from helpers.procs import Emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 CLEAN_ENV = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}

@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import BIN, write_creds
+from helpers.procs import BIN, write_creds
 
 pytestmark = pytest.mark.e2e
 

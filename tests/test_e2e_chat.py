@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import Gateway
+from helpers.procs import Gateway
 from openai_schema import validate
 
 pytestmark = pytest.mark.e2e

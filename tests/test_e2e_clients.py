@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, ROOT
+from helpers.procs import BIN, ROOT
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from conftest import ADDON, BIN
+from helpers.procs import ADDON, BIN
 
 pytestmark = pytest.mark.e2e
 

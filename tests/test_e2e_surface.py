@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import write_creds
+from helpers.procs import write_creds
 from openai_schema import validate, validate_stream_event
 
 pytestmark = pytest.mark.e2e

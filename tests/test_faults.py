@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import write_creds
+from helpers.procs import write_creds
 
 pytestmark = pytest.mark.e2e
 

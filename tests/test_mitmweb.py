@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import ROOT
+from helpers.procs import ROOT
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "test-pass"

@@ -1,0 +1,175 @@
+"""Real processes for end-to-end tests: the Qwen emulator and mitmdump/mitmweb running addons/qwen.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+ADDON = ROOT / "addons" / "qwen.py"
+PORTFILE_ADDON = ROOT / "tests" / "helpers" / "portfile.py"
+
+
+def _wait_for_file(path: Path, proc: subprocess.Popen, what: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.stat().st_size:
+            return path.read_text()
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} before it was ready")
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not start within {timeout}s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+class Emulator:
+    def __init__(self, proc: subprocess.Popen, port: int) -> None:
+        self.proc = proc
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.http = httpx.Client(base_url=self.url, timeout=10, trust_env=False)
+
+    def admin(self, method: str, path: str, body: dict | None = None):
+        r = self.http.request(method, f"/_emulator/{path}", json=body)
+        r.raise_for_status()
+        return r.json() if r.content else None
+
+    def reset(self) -> None:
+        self.admin("POST", "reset")
+
+    def switches(self, **values) -> None:
+        self.admin("POST", "switches", values)
+
+    def fault(self, kind: str, **kw) -> None:
+        self.admin("POST", "fault", {"kind": kind, **kw})
+
+    def requests(self) -> list[dict]:
+        return self.admin("GET", "requests")
+
+    def chat_requests(self) -> list[dict]:
+        return [r for r in self.requests() if r["path"].endswith("/chat/completions")]
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+    def stats(self) -> dict:
+        return self.admin("GET", "stats")
+
+    def seed_token(self, token: str | None = None, *, refresh_token: str | None = None, expires_in: int = 3600,
+                   kind: str = "oauth") -> str:
+        token = token or f"tok-{secrets.token_hex(12)}"
+        body = {"access_token": token, "expires_in": expires_in, "kind": kind}
+        if refresh_token:
+            body["refresh_token"] = refresh_token
+        self.admin("POST", "tokens", body)
+        return token
+
+
+
+def write_creds(qwen_dir: Path, *, access_token: str, refresh_token: str = "rt-unused",
+                resource_url: str | None, expires_in: float = 3600, name: str | None = None) -> Path:
+    """A credential file exactly as qwen-code writes it (indent 2, no trailing newline, 0600)."""
+    qwen_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    creds = {"access_token": access_token, "refresh_token": refresh_token, "token_type": "Bearer"}
+    if resource_url is not None:
+        creds["resource_url"] = resource_url
+    creds["expiry_date"] = int((time.time() + expires_in) * 1000)
+    path = qwen_dir / (f"oauth_creds_{name}.json" if name else "oauth_creds.json")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(creds, indent=2))
+    return path
+
+
+
+class Gateway:
+    """A real mitmdump/mitmweb process running addons/qwen.py."""
+
+    def __init__(self, workdir: Path, *, mode: str = "reverse:https://portal.qwen.ai", tool: str = "mitmdump",
+                 args: tuple[str, ...] = (), env: dict[str, str] | None = None, listen: str = "127.0.0.1") -> None:
+        self.workdir = workdir
+        self.listen = listen
+        self.mode = mode
+        self.tool = tool
+        self.args = args
+        self.env = env or {}
+        self.portfile = workdir / "ports.json"
+        self.connlog = workdir / "connections.log"
+        self.logfile = workdir / f"{tool}.log"
+        self.proc: subprocess.Popen | None = None
+        self.ports: dict[str, int] = {}
+
+    def start(self) -> "Gateway":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.portfile.unlink(missing_ok=True)
+        env = {**os.environ, "QWEN_TEST_PORTFILE": str(self.portfile), "QWEN_TEST_CONNLOG": str(self.connlog),
+               **self.env}
+        for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+            env.pop(k, None)
+        cmd = [str(BIN / self.tool), "--set", f"confdir={self.workdir / 'conf'}", "--mode",
+               f"{self.mode}@{self.listen}:0", "-s", str(PORTFILE_ADDON), "-s", str(ADDON), *self.args]
+        if self.tool == "mitmweb":
+            cmd += ["--set", "web_open_browser=false"]
+        self.proc = subprocess.Popen(cmd, stdout=open(self.logfile, "w"), stderr=subprocess.STDOUT, env=env,
+                                     cwd=str(self.workdir))
+        self.ports = json.loads(_wait_for_file(self.portfile, self.proc, self.tool))
+        return self
+
+    @property
+    def port(self) -> int:
+        return next(iter(self.ports.values()))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.workdir / "conf" / "mitmproxy-ca-cert.pem"
+
+    def log(self) -> str:
+        return self.logfile.read_text() if self.logfile.exists() else ""
+
+    def connections(self) -> list[str]:
+        return self.connlog.read_text().split() if self.connlog.exists() else []
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+
+
+def start_emulator(workdir: Path, *args: str) -> Emulator:
+    """The Qwen emulator as a real process on a free loopback port; stop it with `.stop()`."""
+    portfile = workdir / "port"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "qwen_emulator.py"), "--host", "127.0.0.1", "--port", "0",
+         "--port-file", str(portfile), "--quiet", *args],
+        stdout=open(workdir / "stdout.log", "w"), stderr=subprocess.STDOUT,
+    )
+    try:
+        return Emulator(proc, int(_wait_for_file(portfile, proc, "emulator").strip()))
+    except BaseException:
+        _stop(proc)
+        raise
