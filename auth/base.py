@@ -8,12 +8,37 @@ API keys all live behind `Account`.
 from __future__ import annotations
 
 import abc
+import enum
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
+from typing import Mapping, Protocol
 
-OAUTH = "oauth"
-KEY = "key"
+
+class Kind(enum.StrEnum):
+    OAUTH = "oauth"  # Qwen Code OAuth login (refreshing token)
+    KEY = "key"  # an API key of a Qwen plan (DashScope, Coding Plan, ...)
+
+
+OAUTH = Kind.OAUTH
+KEY = Kind.KEY
+
+
+class Outcome(enum.StrEnum):
+    """What happened to one upstream request, as the gateway reports it to the pool."""
+
+    OK = "ok"  # served: counted for today
+    AUTH = "auth"  # 401: the caller retries once with `refreshed()`
+    QUOTA = "quota"  # quota gone: cool down until the reset (or retry_after)
+    THROTTLE = "throttle"  # rate limited: cool down retry_after (or a doubling backoff)
+    ERROR = "error"  # anything else: no change
+
+
+class Capability(enum.StrEnum):
+    """What an upstream request needs from the account's API, beyond chat completions."""
+
+    CHAT = "chat"
+    EMBEDDINGS = "embeddings"
 
 
 @dataclass(frozen=True)
@@ -37,6 +62,37 @@ class AccountUnavailable(Exception):
         super().__init__(message)
         self.needs_login = needs_login
         self.retry_at = retry_at
+
+
+class NotCapable(AccountUnavailable):
+    """Usable accounts exist, but none serves the capability asked for (e.g. embeddings)."""
+
+
+class Pool(Protocol):
+    """The credential boundary: all the gateway knows of accounts."""
+
+    async def acquire(self, exclude: Collection[str] = (), *,
+                      capability: Capability = Capability.CHAT) -> Credential:
+        """A credential from the next usable account that has `capability`, skipping `exclude`.
+        Raises AccountUnavailable (NotCapable when only the capability is missing)."""
+
+    async def refreshed(self, account: str) -> Credential:
+        """A freshly refreshed credential for `account` (after a 401)."""
+
+    def report(self, account: str, outcome: Outcome, *, retry_after: float | None = None) -> None:
+        """What happened to a request sent with `account`'s credential."""
+
+    def status(self) -> list[dict]:
+        """One JSON-safe row per account: never a token or key."""
+
+    def reload(self) -> None:
+        """Read the account registry again (after a login)."""
+
+    def flush(self) -> None:
+        """Write batched state (request counts) now."""
+
+    def close(self) -> None:
+        """Release files and connections."""
 
 
 class Account(abc.ABC):

@@ -13,7 +13,7 @@ import time
 from collections.abc import Collection
 
 from .accounts import Registry, RegistryError, iso
-from .base import Account, AccountUnavailable, Credential
+from .base import Account, AccountUnavailable, Capability, Credential, NotCapable
 from .settings import AuthSettings
 from .state import AccountState
 
@@ -105,10 +105,33 @@ class AccountPool:
 
     # ---- the request path ---------------------------------------------------------------------------
 
-    async def acquire(self, exclude: Collection[str] = ()) -> Credential:
-        """A credential from the next usable account (round-robin), skipping `exclude`, cooling-down and
-        needs-login accounts. Raises PoolExhausted (an AccountUnavailable) when none is usable."""
+    async def acquire(self, exclude: Collection[str] = (), *,
+                      capability: Capability = Capability.CHAT) -> Credential:
+        """A credential from the next usable account (round-robin) that has `capability`, skipping
+        `exclude`, cooling-down and needs-login accounts. Raises PoolExhausted (an AccountUnavailable)
+        when none is usable, NotCapable when usable accounts exist but none has the capability."""
         self._maybe_reload()
+        if capability is Capability.EMBEDDINGS:
+            return await self._acquire_capable(exclude)
+        return await self._acquire(exclude)
+
+    async def _acquire_capable(self, exclude: Collection[str]) -> Credential:
+        skip = list(exclude)
+        while True:
+            try:
+                cred = await self._acquire(skip)
+            except AccountUnavailable as e:
+                if len(skip) > len(exclude):  # some account was usable, but none serves embeddings
+                    raise NotCapable(
+                        "None of your usable Qwen accounts serves embeddings. Qwen OAuth (portal.qwen.ai) has "
+                        "no embeddings API; a DashScope key account needs --embeddings: `qwen-auth add-key "
+                        "NAME --preset dashscope-intl --key-env VAR --embeddings`.") from e
+                raise
+            if cred.embeddings:
+                return cred
+            skip.append(cred.account)
+
+    async def _acquire(self, exclude: Collection[str]) -> Credential:
         if not self.accounts:
             raise AccountUnavailable(NO_ACCOUNTS + (f" ({self.registry_error})" if self.registry_error else ""))
         now = time.time()
@@ -207,6 +230,9 @@ class AccountPool:
                         "expires_at": None, "cooldown_until": None, "requests_today": 0,
                         "last_error": self.registry_error})
         return out
+
+    def flush(self) -> None:
+        self.state.flush()
 
     def close(self) -> None:
         self.state.close()

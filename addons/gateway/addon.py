@@ -25,7 +25,7 @@ from . import errors
 from .chat import chat_to_qwen, qwen_to_chat
 from .chat_stream import ChunkNormalizer
 from .errors import GatewayError
-from .exchange import Endpoint, Exchange
+from .legacy_exchange import Endpoint, Exchange
 from .models import ModelMap, parse_model_map
 from .response_store import ResponseStore
 from .stall import close_upstream

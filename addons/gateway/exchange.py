@@ -1,91 +1,175 @@
-"""One client request's journey through the gateway, and the endpoints it can take.
+"""One client request's journey through the gateway: the one typed record every step and observer reads.
 
-The gateway leaves a JSON-safe record of each exchange in `flow.metadata["qwen"]` (saved by
-`-w`, filterable with `~meta qwen`); the flow view, usage ledger, metrics and request log read
-only that record. Keys (all optional until the exchange ends):
+The gateway builds an `Exchange` once per claimed flow (the request classified and its body parsed
+once), fills it in as the request goes upstream and the answer comes back, and hands it to the
+observers at named points. `to_meta()` is its JSON-safe copy in `flow.metadata["qwen"]` (saved by
+`-w`, filterable with `~meta qwen`): never a token or key. Its keys:
 
-    client          {"method", "url"} as the client sent them (before rerouting)
-    endpoint        "chat.completions" | "responses" | "completions" | "embeddings"
-    model           the model name the client asked for
-    upstream_model  the Qwen model that answered
-    account         the account that answered; accounts_tried: every account used, in order
-    retries         how many times the gateway re-sent the request (401 refresh, quota rotation, throttling)
-    stream          whether the client asked for a stream
-    notes           human-readable remarks (rotations, dropped tools, ...)
+    client          {"method", "url", "key"?}: what the client sent (the key only as a hint)
+    route           what the gateway made of it: an endpoint name, or "models", "health", "metrics",
+                    "auth", "stored_response", "unknown"
+    endpoint        "chat.completions" | "responses" | "completions" | "embeddings" (forwarded exchanges)
+    model / upstream_model / account / accounts_tried / retries / retry_reasons / stream / notes
     started_at      epoch seconds; duration_ms: from request to the end of the answer
-    ttfb_ms         streams: time to the first byte sent to the client
-    usage           OpenAI usage dict (prompt_tokens, completion_tokens, total_tokens,
-                    prompt_tokens_details.cached_tokens) when Qwen reported it
+    ttfb_ms         time to the first byte sent to the client
+    usage           OpenAI chat usage when Qwen reported it
     status          the HTTP status the client got
-    stream_error    the error message that ended a stream early
+    stream_error    the message that ended a stream early
     error           {"status", "code", "message"} when the gateway answered with an error
+    prompt_tokens_est / token_method   the gateway's own prompt estimate
+    upstream        {"url", "headers", "body"?}: what was sent to Qwen, credential redacted
 """
 
 from __future__ import annotations
 
+import enum
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from qwen_gateway.auth.base import Credential
+if TYPE_CHECKING:
+    import asyncio
 
-from .chat import validate_chat_request, wants_usage
-from .chat_stream import ChatStreamTranslator
-from .streaming import StreamRewriter, StreamTranslator
+    from .auth.base import Credential
+    from .endpoints import Endpoint
+    from .streaming import StreamRewriter
+
+REDACTED = "<redacted>"
+
+
+class RetryReason(enum.StrEnum):
+    """Why the gateway sent a request to Qwen again (metrics count these)."""
+
+    REFRESHED = "refreshed"  # 401: the login was refreshed
+    ROTATED = "rotated"  # quota exhausted: another account
+    THROTTLED = "throttled"  # rate limited: waited, same or another account
+    RECONNECTED = "reconnected"  # a pooled connection had died before the request got through
+
+
+@dataclass(frozen=True)
+class Retry:
+    reason: RetryReason
+    account: str  # the account whose answer caused the retry
+    wait_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    status: int
+    code: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class ClientRequest:
+    """The client's request as it arrived, read once."""
+
+    method: str
+    path: str  # without the query
+    url: str
+    key_hint: str | None = None  # prefix and length, never the key
+    size: int = 0  # body bytes (decoded)
 
 
 @dataclass
 class Exchange:
-    endpoint: "Endpoint"
-    client_body: dict
-    chat_body: dict  # the request in OpenAI chat-completions form
-    requested_model: str
-    stream: bool
+    client: ClientRequest
+    route: str = "unknown"
+    endpoint: Endpoint | None = None
+    body: dict | None = None  # the client's JSON body, parsed once
+    requested_model: str = ""
+    stream: bool = False
     started: float = field(default_factory=time.monotonic)
     started_at: float = field(default_factory=time.time)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created: int = field(default_factory=lambda: int(time.time()))
-    upstream_model: str = ""
-    cred: Credential | None = None
-    tried: list[str] = field(default_factory=list)  # accounts, in order
-    retries: int = 0
-    notes: list[str] = field(default_factory=list)
-    rewriter: StreamRewriter | None = None
+    # upstream
+    chat_body: dict = field(default_factory=dict)  # the request in OpenAI chat-completions form
     upstream_body: dict | None = None
-    extra: dict = field(default_factory=dict)  # endpoint-specific state (e.g. stored history)
+    upstream_url: str = ""
+    upstream_headers: dict[str, str] = field(default_factory=dict)  # as sent, credential redacted
+    upstream_model: str = ""
+    cred: Credential | None = field(default=None, repr=False)
+    tried: list[str] = field(default_factory=list)  # accounts, in order
+    retries: list[Retry] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    # answer
+    status: int | None = None
+    usage: dict | None = None
+    error: ErrorInfo | None = None
+    stream_error: str | None = None
+    rewriter: StreamRewriter | None = None
+    first_byte_at: float | None = None
+    ended: float | None = None
+    upstream_status: int | None = None
+    upstream_response_headers: dict[str, str] = field(default_factory=dict)
+    upstream_response_body: bytes | None = None  # buffered answers, for the debug log
+    # observers' typed fields
+    prompt_tokens_est: int | None = None
+    token_method: str | None = None
+    estimate: asyncio.Future | None = field(default=None, repr=False)  # a prompt count still running
+    extra: dict[str, Any] = field(default_factory=dict)  # endpoint-specific state (e.g. the response id)
 
     @property
     def account(self) -> str:
         return self.cred.account if self.cred else ""
 
+    @property
+    def forwarded(self) -> bool:
+        return self.endpoint is not None and self.upstream_body is not None
 
-@dataclass(frozen=True)
-class Endpoint:
-    """How one OpenAI endpoint maps onto Qwen chat completions (or passes through)."""
+    @property
+    def duration_ms(self) -> float:
+        end = self.ended if self.ended is not None else time.monotonic()
+        return round((end - self.started) * 1000, 1)
 
-    name: str
-    upstream_suffix: str
-    to_chat: Callable[[dict, Exchange], dict]  # client body -> chat body (validates; may add notes)
-    from_chat: Callable[[dict, Exchange], dict]  # normalised chat answer -> client answer
-    stream_translator: Callable[[Exchange], StreamTranslator]
-    translated: bool = True  # False: the body goes upstream as is (embeddings)
-    finished: Callable[[Exchange, dict | None], None] | None = None  # the final client object, e.g. to store it
-    needs_embeddings: bool = False  # only accounts whose upstream serves /embeddings
+    @property
+    def ttfb_ms(self) -> float | None:
+        return round((self.first_byte_at - self.started) * 1000, 1) if self.first_byte_at is not None else None
+
+    def fail(self, status: int, code: str | None, message: str) -> None:
+        self.status = status
+        self.error = ErrorInfo(status, code, message)
+
+    def to_meta(self) -> dict:
+        """The JSON-safe record for flow.metadata["qwen"]."""
+        client: dict[str, Any] = {"method": self.client.method, "url": self.client.url}
+        if self.client.key_hint:
+            client["key"] = self.client.key_hint
+        out: dict[str, Any] = {
+            "client": client,
+            "route": self.route,
+            "started_at": self.started_at,
+            "duration_ms": self.duration_ms,
+            "model": self.requested_model,
+            "stream": self.stream,
+            "notes": list(self.notes),
+        }
+        if self.endpoint is not None:
+            out.update(endpoint=self.endpoint.name, upstream_model=self.upstream_model, account=self.account,
+                       accounts_tried=list(self.tried), retries=len(self.retries),
+                       retry_reasons=[r.reason.value for r in self.retries])
+        if self.upstream_url:
+            out["upstream"] = {"url": self.upstream_url, "headers": dict(self.upstream_headers)}
+        if self.status is not None:
+            out["status"] = self.status
+        if self.usage:
+            out["usage"] = self.usage
+        if self.ttfb_ms is not None:
+            out["ttfb_ms"] = self.ttfb_ms
+        if self.stream_error:
+            out["stream_error"] = self.stream_error
+        if self.error is not None:
+            out["error"] = {"status": self.error.status, "code": self.error.code, "message": self.error.message}
+        if self.prompt_tokens_est is not None:
+            out["prompt_tokens_est"] = self.prompt_tokens_est
+            out["token_method"] = self.token_method
+        return out
 
 
-def _chat_in(body: dict, _ex: Exchange) -> dict:
-    return validate_chat_request(body)
-
-
-def _chat_out(answer: dict, _ex: Exchange) -> dict:
-    return answer
-
-
-CHAT = Endpoint(
-    name="chat.completions",
-    upstream_suffix="chat/completions",
-    to_chat=_chat_in,
-    from_chat=_chat_out,
-    stream_translator=lambda ex: ChatStreamTranslator(wants_usage(ex.client_body)),
-)
+def key_hint(key: str) -> str | None:
+    """A client key as a hint: its first three characters and its length."""
+    if not key:
+        return None
+    return f"{key[:3]}… ({len(key)} chars)" if len(key) > 8 else f"<{len(key)} chars>"

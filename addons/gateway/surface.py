@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from .completions import CompletionsStreamTranslator, chat_to_completion, completions_to_chat
 from .errors import GatewayError
-from .exchange import CHAT, Endpoint, Exchange
+from .legacy_exchange import CHAT, Endpoint, Exchange
 from .response_store import ResponseStore
 from .responses import chat_to_response, dropped_tools, new_id, response_history, responses_to_chat
 from .responses_stream import ResponsesStreamTranslator

@@ -1,0 +1,170 @@
+"""Every option of the gateway, declared in one place and parsed once in `configure` into a `Config`.
+
+Hooks never read `ctx.options`: they read the frozen `Config` the gateway built when the options last
+changed. Secrets are never options (mitmweb serves options at /options): client keys come from
+$QWEN_GATEWAY_KEYS or a file, credentials from the account pool.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mitmproxy import exceptions
+
+from .auth.settings import AuthSettings
+from .models import ModelMap, parse_model_map
+from .upstream import DEFAULT_USER_AGENT
+
+KEYS_ENV = "QWEN_GATEWAY_KEYS"
+
+
+def declare(loader) -> None:
+    """All gateway options (mitmproxy's `load`)."""
+    add = loader.add_option
+    # routing and models
+    add("qwen_intercept_hosts", Sequence[str], ["api.openai.com"],
+        "Hosts whose API calls are answered by Qwen in regular/transparent/local modes "
+        "(reverse mode answers everything). Nothing is ever sent to these hosts.")
+    add("qwen_default_model", str, "coder-model", "Qwen model for OpenAI model names without an explicit mapping.")
+    add("qwen_model_map", Sequence[str], [], "Extra model mappings, alias=qwen-model (repeat the option for more).")
+    # accounts and upstream
+    add("qwen_dir", str, "", "Qwen Code's credential folder (default $QWEN_DIR or ~/.qwen).")
+    add("qwen_state_dir", str, "", "The gateway's own state folder (default $QWEN_GATEWAY_HOME or ~/.qwen-gateway).")
+    add("qwen_oauth_base_url", str, "", "Qwen OAuth server (default $QWEN_OAUTH_BASE_URL or https://chat.qwen.ai).")
+    add("qwen_api_base", str, "",
+        "API base for OAuth tokens without resource_url (default $QWEN_API_BASE or DashScope's "
+        "compatible-mode URL, as qwen-code does).")
+    add("qwen_user_agent", str, "", f"User-Agent sent upstream (default $QWEN_USER_AGENT or {DEFAULT_USER_AGENT}).")
+    add("qwen_upstream_timeout", int, 600, "Seconds a request to Qwen may take before its answer starts.")
+    add("qwen_upstream_keepalive", int, 120,
+        "Seconds an idle pooled connection to Qwen is kept warm for the next request (0: no pooling).")
+    add("qwen_stream_idle_timeout", int, 300,
+        "Seconds a stream may stay silent before the gateway ends it with an error (0: never). "
+        "qwen-code uses 240 s; mitmproxy's own tcp_timeout is 600 s.")
+    add("qwen_remote_login", str, "off",
+        "Serve POST /auth/initiate and /auth/poll (a device login started from another device): off, "
+        "loopback (loopback clients only) or on (any client that passed the client-key check).",
+        choices=["off", "loopback", "on"])
+    # access
+    add("qwen_client_keys_file", str, "",
+        f"File of client keys (one per line) the gateway requires; also ${KEYS_ENV} (comma-separated). "
+        "Keys are never options.")
+    add("qwen_allow_open", bool, False,
+        "Allow listening beyond loopback without client keys (anyone reaching the port spends your Qwen quota).")
+    add("qwen_max_body_mb", int, 32, "Largest request body accepted, in MiB (OpenAI 413 above).")
+    # observability
+    add("qwen_token_count", bool, True,
+        "Estimate each prompt's tokens with tiktoken (offline, in a thread) for the request line and ledger.")
+    add("qwen_metrics", bool, True, "Serve Prometheus metrics at GET /metrics on the gateway's listener.")
+    add("qwen_context_limits", Sequence[str], [],
+        "Prompt token limits per model, model=tokens (the model name the client asks for), e.g. "
+        "coder-model=1000000; repeat for more. Over the limit: a local 400 context_length_exceeded.")
+    add("qwen_context_limit_default", int, 0, "Prompt token limit for models not in qwen_context_limits (0: no limit).")
+    add("qwen_debug_log", bool, False,
+        "Write each exchange (client request, upstream request, upstream response, client response) as a "
+        "redacted JSON file under <state_dir>/logs/.")
+    add("qwen_debug_log_count", int, 20, "How many exchange files the debug log keeps (newest).")
+    add("qwen_web_flow_limit", int, 500, "Finished flows mitmweb keeps (oldest removed first; 0: keep all).")
+
+
+@dataclass(frozen=True)
+class Config:
+    intercept_hosts: frozenset[str] = frozenset({"api.openai.com"})
+    models: ModelMap = field(default_factory=lambda: ModelMap("coder-model"))
+    auth: AuthSettings = field(default_factory=AuthSettings.from_env)
+    user_agent: str = DEFAULT_USER_AGENT
+    upstream_timeout: float = 600
+    upstream_keepalive: float = 120
+    stream_idle_timeout: float = 300
+    remote_login: str = "off"
+    client_keys: tuple[bytes, ...] = ()
+    allow_open: bool = False
+    max_body: int = 32 << 20
+    token_count: bool = True
+    metrics: bool = True
+    context_limits: dict[str, int] = field(default_factory=dict)
+    context_limit_default: int = 0
+    debug_log: bool = False
+    debug_log_count: int = 20
+    web_flow_limit: int = 500
+
+    @property
+    def state_dir(self) -> Path:
+        return self.auth.state_dir
+
+    def context_limit(self, model: object) -> int:
+        return self.context_limits.get(model, self.context_limit_default) if isinstance(model, str) \
+            else self.context_limit_default
+
+
+def normalise_host(host: str) -> str:
+    """Host names compare case-insensitively and without the root's trailing dot (`api.openai.com.`)."""
+    return host.strip().lower().rstrip(".")
+
+
+def parse(o) -> Config:
+    """Options -> Config; raises OptionsError for any bad value (mitmproxy then refuses to start)."""
+    env = os.environ
+    for name in ("qwen_max_body_mb",):
+        if getattr(o, name) <= 0:
+            raise exceptions.OptionsError(f"{name} must be positive")
+    for name in ("qwen_upstream_timeout", "qwen_upstream_keepalive", "qwen_stream_idle_timeout",
+                 "qwen_context_limit_default", "qwen_web_flow_limit"):
+        if getattr(o, name) < 0:
+            raise exceptions.OptionsError(f"{name} must be 0 or more")
+    if o.qwen_debug_log_count < 1:
+        raise exceptions.OptionsError("qwen_debug_log_count must be at least 1")
+    try:
+        models = ModelMap(o.qwen_default_model, parse_model_map(o.qwen_model_map))
+        auth = AuthSettings.from_env(
+            qwen_dir=Path(o.qwen_dir).expanduser() if o.qwen_dir else None,
+            state_dir=Path(o.qwen_state_dir).expanduser() if o.qwen_state_dir else None,
+            oauth_base_url=o.qwen_oauth_base_url or None,
+            default_api_base=o.qwen_api_base or None)
+    except ValueError as e:
+        raise exceptions.OptionsError(str(e)) from e
+    return Config(
+        intercept_hosts=frozenset(normalise_host(h) for h in o.qwen_intercept_hosts if h.strip()),
+        models=models,
+        auth=auth,
+        user_agent=o.qwen_user_agent or env.get("QWEN_USER_AGENT") or DEFAULT_USER_AGENT,
+        upstream_timeout=o.qwen_upstream_timeout,
+        upstream_keepalive=o.qwen_upstream_keepalive,
+        stream_idle_timeout=o.qwen_stream_idle_timeout,
+        remote_login=o.qwen_remote_login,
+        client_keys=tuple(load_keys(o.qwen_client_keys_file, env.get(KEYS_ENV))),
+        allow_open=o.qwen_allow_open,
+        max_body=o.qwen_max_body_mb << 20,
+        token_count=o.qwen_token_count,
+        metrics=o.qwen_metrics,
+        context_limits=parse_limits(o.qwen_context_limits),
+        context_limit_default=o.qwen_context_limit_default,
+        debug_log=o.qwen_debug_log,
+        debug_log_count=o.qwen_debug_log_count,
+        web_flow_limit=o.qwen_web_flow_limit,
+    )
+
+
+def load_keys(path: str, env_value: str | None) -> list[bytes]:
+    keys = [k.strip() for k in (env_value or "").split(",") if k.strip()]
+    if path:
+        try:
+            lines = Path(path).expanduser().read_text().splitlines()
+        except OSError as e:
+            raise exceptions.OptionsError(f"qwen_client_keys_file: cannot read {path}: {e.strerror}") from e
+        keys += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    return [k.encode() for k in keys]
+
+
+def parse_limits(entries: Sequence[str]) -> dict[str, int]:
+    limits: dict[str, int] = {}
+    for item in entries:
+        model, sep, n = item.rpartition("=")
+        model, n = model.strip(), n.strip()
+        if not sep or not model or not n.isdigit() or int(n) <= 0:
+            raise exceptions.OptionsError(f"qwen_context_limits: {item!r} is not model=tokens (a positive integer)")
+        limits[model] = int(n)
+    return limits
