@@ -48,8 +48,15 @@ def test_connection_refused_is_a_prompt_502(make_gateway, emu, home):
     assert gw.alive()
 
 
-def test_reset_before_headers(gw, emu):
+def test_one_reset_before_headers_is_retried_transparently(gw, emu):
+    # a pooled connection that died is indistinguishable from one reset before headers: one retry
     emu.fault("reset_before_headers")
+    assert ask(gw, "again").choices[0].message.content == "Echo: again"
+    assert len(emu.chat_requests()) == 2
+
+
+def test_reset_before_headers_twice_is_a_502(gw, emu):
+    emu.fault("reset_before_headers", count=2)
     with pytest.raises(openai.InternalServerError) as e:
         ask(gw)
     assert e.value.status_code == 502

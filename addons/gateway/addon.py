@@ -1,539 +1,357 @@
-"""The mitmproxy addon: claims OpenAI-bound flows, sends them to Qwen, rewrites the answers."""
+"""The gateway: the one mitmproxy addon. It claims OpenAI-bound flows and answers them from Qwen.
+
+Per claimed flow, in this order (each step reads the one `Exchange` record; any exception in any step
+ends in an OpenAI-format error answered locally, so a claimed flow never reaches its original host):
+
+    requestheaders  claim the flow (routing.claims), open its Exchange, check the client key and the
+                    declared size (access), drop the client's key from the flow
+    request         classify (routing.route); local answers (local); parse the body once; observers'
+                    client_request; the endpoint's client -> chat translation (endpoints); the context
+                    guard; then forward: a whole answer is fetched by the upstream engine (engine, retry)
+                    and translated (forward); a stream is pointed at the loopback relay (relay)
+    responseheaders a relayed stream gets its stream translator (forward, streaming)
+    response/error  the record is completed, the pool told, the observers' finished called
+
+Observers (observe/*, flowview) are plain objects called at named points, each isolated.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
-import os
 import time
-from collections.abc import Sequence
-from pathlib import Path
 
-import httpx
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.utils import asyncio_utils
 
-from qwen_gateway.auth.base import OAUTH, AccountUnavailable, Credential
-from qwen_gateway.auth.pool import AccountPool
-from qwen_gateway.auth.remote import RemoteLogin, RemoteLoginError
-from qwen_gateway.auth.settings import AuthSettings
-
-from . import errors
-from .chat import chat_to_qwen, qwen_to_chat
-from .chat_stream import ChunkNormalizer
+from . import access, config, forward, routing
+from .auth.base import Outcome, Pool
+from .auth.pool import AccountPool
+from .config import Config, normalise_host
+from .endpoints import endpoints
+from .engine import UpstreamEngine
 from .errors import GatewayError
-from .legacy_exchange import Endpoint, Exchange
-from .models import ModelMap, parse_model_map
+from .exchange import ClientRequest, Exchange, key_hint
+from .local import LocalAnswers, error_response
+from .observe.base import POINTS, Observer, overrides
+from .observe.guard import context_check
+from .relay import TOKEN_HEADER, LoopbackRelay
 from .response_store import ResponseStore
-from .stall import close_upstream
-from .streaming import StreamRewriter
-from .surface import endpoints
-from .upstream import DEFAULT_USER_AGENT, host_header, upstream_headers, upstream_url
+from .retry import RetryPolicy
 
 log = logging.getLogger("qwen")
 
-REDACTED = "Bearer <redacted>"
-_JSON = {"content-type": "application/json"}
-# Throttling retries inside one client request: a short wait is better than an error.
-MAX_THROTTLE_RETRIES = 2
-MAX_THROTTLE_WAIT = 10.0
-# Client bodies up to this size are kept on the flow (mitmweb inspection, replay).
-CLIENT_BODY_KEEP = 256 * 1024
+# How long `finished` observers wait for a prompt estimate still being counted.
+ESTIMATE_WAIT_S = 5.0
 
 
 class QwenGateway:
-    """Reroutes OpenAI API calls to Qwen with an injected credential and OpenAI-shaped answers."""
-
-    def __init__(self, pool=None) -> None:
+    def __init__(self, pool: Pool | None = None, observers: list[Observer] | None = None) -> None:
         self._fixed_pool = pool  # tests hand in a pool; otherwise it is built from the options
-        self.endpoints: dict[str, Endpoint] = endpoints(self._responses)
+        self.pool: Pool | None = pool
+        self.config = Config()
+        self.observers: list[Observer] = list(observers or [])
+        self._points = {p: [getattr(o, p) for o in self.observers if overrides(o, p)] for p in POINTS}
         self._store: ResponseStore | None = None
-        self._state_dir: Path | None = None
-        self._remote: RemoteLogin | None = None
-        self.local_routes: dict[tuple[str, str], object] = {}
-        self.hosts: set[str] = set()
-        self.models = ModelMap("coder-model")
-        self.pool = pool
-        self.user_agent = DEFAULT_USER_AGENT
-        self._exchanges: dict[str, Exchange] = {}
-        self._client: httpx.AsyncClient | None = None
+        self.endpoints = endpoints(self._responses)
+        self.policy = RetryPolicy(pool)
+        self.engine = UpstreamEngine(self.policy, self.config,
+                                     on_upstream_request=lambda ex: self._notify("upstream_request", ex, None))
+        self.relay = LoopbackRelay(self.engine.open, idle_timeout=lambda: self.config.stream_idle_timeout)
+        self.local = LocalAnswers(pool=lambda: self.pool, store=self._responses, metrics=self._metrics,
+                                  reload_accounts=self._reload_accounts)
+        self._live: dict[str, Exchange] = {}  # flow id -> exchange, until response/error
 
-    # ---- options -------------------------------------------------------------------------------
+    # ---- lifecycle --------------------------------------------------------------------------------
 
     def load(self, loader) -> None:
-        loader.add_option("qwen_intercept_hosts", Sequence[str], ["api.openai.com"],
-                          "Hosts whose API calls are answered by Qwen in regular/transparent/local modes "
-                          "(reverse mode answers everything). Nothing is ever sent to these hosts.")
-        loader.add_option("qwen_default_model", str, "coder-model",
-                          "Qwen model for OpenAI model names without an explicit mapping.")
-        loader.add_option("qwen_model_map", Sequence[str], [],
-                          "Extra model mappings, alias=qwen-model (repeat the option for more).")
-        loader.add_option("qwen_dir", str, "", "Qwen Code's credential folder (default $QWEN_DIR or ~/.qwen).")
-        loader.add_option("qwen_state_dir", str, "",
-                          "The gateway's own state folder (default $QWEN_GATEWAY_HOME or ~/.qwen-gateway).")
-        loader.add_option("qwen_oauth_base_url", str, "",
-                          "Qwen OAuth server (default $QWEN_OAUTH_BASE_URL or https://chat.qwen.ai).")
-        loader.add_option("qwen_api_base", str, "",
-                          "API base for OAuth tokens without resource_url (default $QWEN_API_BASE or "
-                          "DashScope's compatible-mode URL, as qwen-code does).")
-        loader.add_option("qwen_user_agent", str, "",
-                          f"User-Agent sent upstream (default $QWEN_USER_AGENT or {DEFAULT_USER_AGENT}).")
-        loader.add_option("qwen_upstream_timeout", int, 600,
-                          "Seconds the gateway's own retry requests wait for Qwen.")
-        loader.add_option("qwen_remote_login", str, "off",
-                          "Serve POST /auth/initiate and /auth/poll (a device login started from another "
-                          "device): off, loopback (loopback clients only) or on (any client that passed the "
-                          "client-key check).", choices=["off", "loopback", "on"])
-        loader.add_option("qwen_stream_idle_timeout", int, 300,
-                          "Seconds a stream may stay silent before the gateway closes it (0: never). "
-                          "qwen-code uses 240 s; mitmproxy's own tcp_timeout is 600 s.")
+        config.declare(loader)
 
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
-        if "qwen_intercept_hosts" in updated:
-            self.hosts = {h.strip().lower() for h in opts.qwen_intercept_hosts if h.strip()}
-        if {"qwen_default_model", "qwen_model_map"} & updated:
-            try:
-                self.models = ModelMap(opts.qwen_default_model, parse_model_map(opts.qwen_model_map))
-            except ValueError as e:
-                raise exceptions.OptionsError(str(e)) from e
-        if {"qwen_dir", "qwen_state_dir", "qwen_oauth_base_url", "qwen_api_base"} & updated:
-            self._store = None
-            self._state_dir = None
-            if self._fixed_pool is None:
-                self.pool = self._build_pool()
-        if "qwen_user_agent" in updated:
-            self.user_agent = opts.qwen_user_agent or os.environ.get("QWEN_USER_AGENT") or DEFAULT_USER_AGENT
+        if any(k.startswith("qwen_") for k in updated):
+            old, new = self.config, config.parse(opts)
+            self.config = new
+            if new.auth != old.auth or self._store is None:
+                self._store = None
+                if self._fixed_pool is None:
+                    if self.pool is not None:
+                        self.pool.close()
+                    self.pool = AccountPool.from_settings(new.auth)
+                self.policy.pool = self.pool
+            stale = self.engine.reconfigure(new)
+            if stale is not None:
+                _close_later(stale)
+            for o in self.observers:
+                self._call(o.configure, new)
+        if {"mode", "listen_host", "qwen_client_keys_file", "qwen_allow_open"} & updated and "mode" in opts:
+            exposed = access.exposed_listeners(list(opts.mode), opts.listen_host)
+            if exposed and not self.config.client_keys and not self.config.allow_open:
+                raise exceptions.OptionsError(
+                    "The Qwen gateway would listen beyond loopback without client keys: " + ", ".join(exposed)
+                    + f". Set ${config.KEYS_ENV} or --set qwen_client_keys_file=FILE, or --set "
+                    "qwen_allow_open=true to accept that anyone reaching the port spends your quota.")
         if {"listen_host", "mode"} & updated and "mode" in opts:
-            _bind_loopback_by_default(opts)
+            bind_loopback_by_default(opts)
         if "connection_strategy" in updated and opts.connection_strategy != "lazy":
             # Eager would open a connection to the client's original target (api.openai.com)
             # before the gateway reroutes the request; lazy connects only where we send it.
             opts.update(connection_strategy="lazy")
 
-    def _settings(self) -> AuthSettings:
-        o = ctx.options
-        return AuthSettings.from_env(
-            qwen_dir=Path(o.qwen_dir).expanduser() if o.qwen_dir else None,
-            state_dir=Path(o.qwen_state_dir).expanduser() if o.qwen_state_dir else None,
-            oauth_base_url=o.qwen_oauth_base_url or None,
-            default_api_base=o.qwen_api_base or None,
-        )
-
-    def state_dir(self) -> Path:
-        """The gateway's own folder (ledgers, stored responses, logs); resolved once per option change."""
-        if self._state_dir is None:
-            self._state_dir = self._settings().state_dir
-        return self._state_dir
-
-    def _build_pool(self) -> AccountPool:
-        return AccountPool.from_settings(self._settings())
-
-    def _responses(self) -> ResponseStore:
-        """Stored Responses (previous_response_id), opened at first use."""
-        if self._store is None:
-            self._store = ResponseStore(self.state_dir() / "responses.sqlite3")
-        return self._store
+    def running(self) -> None:
+        asyncio_utils.create_task(self.relay.start(), name="qwen: relay", keep_ref=True)
+        for o in self.observers:
+            self._call(o.running)
 
     def done(self) -> None:
-        state = getattr(self.pool, "state", None)
-        if state is not None:
-            state.flush()  # batched request counts
-        if self._client is not None:
-            client, self._client = self._client, None
-            try:
-                asyncio.get_running_loop().create_task(client.aclose())
-            except RuntimeError:
-                pass
+        self.relay.stop()
+        if self.pool is not None:
+            self._call(self.pool.flush)
+        for o in self.observers:
+            self._call(o.done)
+        _close_later(self.engine.client)
 
-    # ---- which flows are ours --------------------------------------------------------------------
+    # ---- which flows are ours ---------------------------------------------------------------------
 
     def claims(self, flow: http.HTTPFlow) -> bool:
-        if _replayed_exchange(flow):
+        if flow.is_replay == "request" and isinstance(flow.metadata.get("qwen"), dict):
             return True
-        if isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode):
-            return True
-        return flow.request.pretty_host.lower() in self.hosts
+        return routing.claims(flow, self.config)
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
-        """Last line of defence: never open a connection to an intercepted host."""
+        """Last line of defence: the only server a claimed flow may reach is the relay. In reverse mode
+        every flow is claimed; in other modes nothing for an intercepted name (Host, SNI) gets out."""
         address = data.server.address
-        if address and str(address[0]).lower() in self.hosts:
-            data.server.error = f"qwen gateway refuses to connect to {address[0]}"
+        if address is None or (self.relay.address is not None and tuple(address[:2]) == self.relay.address):
+            return
+        hosts = self.config.intercept_hosts
+        names = (str(address[0]), data.server.sni or "", data.client.sni or "")
+        if isinstance(data.client.proxy_mode, mode_specs.ReverseMode) or any(
+                normalise_host(n) in hosts for n in names if n):
+            data.server.error = f"qwen gateway refuses to connect to {address[0]}: its requests go to Qwen"
 
     # ---- request ----------------------------------------------------------------------------------
 
-    async def request(self, flow: http.HTTPFlow) -> None:
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
             return
-        if not self.claims(flow):
-            return
         try:
-            await self._route(flow)
+            if not self.claims(flow):
+                return
+            refusal = None if flow.is_replay else access.check_key(flow.request, self.config.client_keys)
+            refusal = refusal or access.check_declared_size(flow.request, self.config.max_body)
+            ex = self._open(flow)
+            if refusal is not None:
+                self._refuse(flow, ex, refusal)
+        except Exception as e:
+            self._fail_closed(flow, e)
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.error or not flow.live:
+            return
+        ex = self._live.get(flow.id)
+        try:
+            if ex is None:
+                if flow.response or not self.claims(flow):
+                    return
+                ex = self._open(flow)  # a replay, or a flow that skipped requestheaders
+            if flow.response is None:
+                await self._handle(flow, ex)
         except GatewayError as e:
-            self._answer_error(flow, e)
-        except Exception as e:  # fail closed: never let the flow go on to its original host
-            log.exception("qwen: request handling failed")
-            self._answer_error(flow, GatewayError(500, f"The gateway failed: {type(e).__name__}."))
+            self._refuse(flow, ex, e)
+        except Exception as e:
+            self._fail_closed(flow, e)
 
-    async def _route(self, flow: http.HTTPFlow) -> None:
-        if _replayed_exchange(flow):
-            return await self._replay(flow)
-        method = flow.request.method.upper()
-        path = flow.request.path.split("?", 1)[0].rstrip("/") or "/"
-        sub = path[3:] if path.startswith("/v1/") or path == "/v1" else path
-        flow.metadata["qwen"] = {"client": _client_record(flow.request)}
-        if method == "POST" and path in ("/auth/initiate", "/auth/poll"):
-            flow.response = await self._remote_login(flow, path)
+    async def _handle(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        route = routing.route(ex.client.method, ex.client.path, self.endpoints)
+        ex.route, ex.endpoint = route.name, route.endpoint
+        if route.endpoint is None or route.name == "method_not_allowed":
+            if route.name == "auth":
+                ex.body = _parse_json(self._content(flow, ex) or b"{}")
+            self._notify("client_request", ex, flow)
+            flow.response = await self.local.answer(ex, flow, self.config)
             return
-        local = self._local(method, path, sub)
-        if local is not None:
-            flow.response = local
-            return
-        endpoint = self.endpoints.get(sub)
-        if endpoint is None:
-            raise GatewayError(404, f"Unknown request URL: {method} {path}. Please check the URL.",
-                               code="unknown_url")
-        if method != "POST":
-            raise GatewayError(405, f"Method {method} is not allowed for {path}; use POST.",
-                               code="method_not_allowed")
-        body = _parse_json(flow.request.content)
-        if len(flow.request.content or b"") <= CLIENT_BODY_KEEP:
-            flow.metadata["qwen"]["client"]["body"] = body  # the original request, for mitmweb and replay
-        await self._start(flow, endpoint, body)
-
-    async def _start(self, flow: http.HTTPFlow, endpoint: Endpoint, body: dict, note: str | None = None) -> None:
-        requested = body.get("model") if isinstance(body.get("model"), str) else ""
-        ex = Exchange(endpoint=endpoint, client_body=body, chat_body={}, requested_model=requested,
-                      stream=body.get("stream") is True)
-        if note:
-            ex.notes.append(note)
-        ex.chat_body = endpoint.to_chat(body, ex)
-        ex.cred = await self._acquire(ex)
-        self._send(flow, ex)
-        self._exchanges[flow.id] = ex
-
-    async def _replay(self, flow: http.HTTPFlow) -> None:
-        """A flow replayed from mitmweb: run the original client request again, with a fresh credential."""
-        meta = flow.metadata["qwen"]
-        endpoint = next((e for e in self.endpoints.values() if e.name == meta["endpoint"]), None)
-        body = meta.get("client", {}).get("body")
-        if endpoint is None or not isinstance(body, dict):
-            raise GatewayError(409, "This flow cannot be replayed: its original request was not kept "
-                                    f"(bodies over {CLIENT_BODY_KEEP // 1024} KiB are not).", code="replay_unavailable")
-        for key in ("error", "status", "usage", "ttfb_ms", "stream_error"):
-            meta.pop(key, None)
-        await self._start(flow, endpoint, body, note="replayed")
-
-    async def _remote_login(self, flow: http.HTTPFlow, path: str) -> http.Response:
-        mode = ctx.options.qwen_remote_login
-        peer = flow.client_conn.peername[0] if flow.client_conn.peername else ""
-        if mode == "off" or (mode == "loopback" and not _loopback(peer)):
-            raise GatewayError(404 if mode == "off" else 403, "Remote login is "
-                               + ("off (--set qwen_remote_login=loopback|on)." if mode == "off"
-                                  else "only served to loopback clients here."), code="remote_login_disabled")
-        if self._remote is None:
-            self._remote = RemoteLogin(self._settings(), on_success=lambda _name: self._reload_accounts())
-        body = _parse_json(flow.request.content or b"{}")
-        try:
-            if path == "/auth/initiate":
-                account = body.get("account")
-                return _json_response(200, await self._remote.initiate(account if isinstance(account, str) else None))
-            return _json_response(200, await self._remote.poll(str(body.get("id") or body.get("device_code_id") or "")))
-        except RemoteLoginError as e:
-            raise GatewayError(e.status, str(e), code=e.code) from e
-
-    def _reload_accounts(self) -> None:
-        reload = getattr(self.pool, "reload", None)
-        if callable(reload):
-            reload()
-
-    def _local(self, method: str, path: str, sub: str) -> http.Response | None:
-        if sub.startswith("/responses/") and method in ("GET", "DELETE"):
-            rid = sub[len("/responses/"):]
-            if method == "DELETE" and self._responses().delete(rid):
-                return _json_response(200, {"id": rid, "object": "response", "deleted": True})
-            stored = self._responses().get(rid) if method == "GET" else None
-            if stored is None:
-                raise GatewayError(404, f"Response with id '{rid}' not found.", code="not_found", param="response_id")
-            return _json_response(200, stored)
-        if method != "GET":
-            return None
-        if path == "/health":
-            return _json_response(200, self.health())
-        if sub == "/models":
-            return _json_response(200, {"object": "list", "data": self.models.list()})
-        if sub.startswith("/models/"):
-            model = self.models.get(sub[len("/models/"):])
-            if model is None:
-                raise GatewayError(404, f"The model '{sub[len('/models/'):]}' does not exist.",
-                                   code="model_not_found", param="model")
-            return _json_response(200, model)
-        return None
-
-    def health(self) -> dict:
-        accounts = self.pool.status() if self.pool else []
-        usable = [a for a in accounts if a.get("state") in ("ok", "expired", "refreshing")]
-        return {
-            "status": "ok" if usable else "degraded",
-            "accounts": accounts,
-            "upstream": usable[0].get("base_url") if usable else None,
-        }
-
-    async def _acquire(self, ex: Exchange, *, exclude: Sequence[str] = ()) -> Credential:
-        if self.pool is None:
-            raise GatewayError(503, "The gateway has no account pool configured.", code="no_accounts")
-        skip = list(exclude)
-        while True:
+        body = ex.body = _parse_json(self._content(flow, ex))
+        ex.requested_model = body["model"] if isinstance(body.get("model"), str) else ""
+        ex.stream = body.get("stream") is True
+        self._notify("client_request", ex, flow)
+        ex.chat_body = route.endpoint.to_chat(body, ex)
+        refusal = await context_check(ex, self.config)
+        if refusal is not None:
+            raise refusal
+        if ex.stream:
+            await self._relay(flow, ex)
+        else:
+            resp = await self.engine.open(ex)
             try:
-                cred = await self.pool.acquire(skip)
-            except AccountUnavailable as e:
-                if ex.endpoint.needs_embeddings and skip != list(exclude):
-                    raise GatewayError(400, "None of your usable Qwen accounts serves embeddings: Qwen OAuth "
-                                            "(portal.qwen.ai) has no embeddings API. Add a DashScope key: `qwen-auth "
-                                            "add-key NAME --preset dashscope-intl --key-env VAR --embeddings`.",
-                                       code="embeddings_unavailable", param="model") from e
-                raise _unavailable(e) from e
-            if not ex.endpoint.needs_embeddings or cred.embeddings:
-                break
-            skip.append(cred.account)
-        ex.tried.append(cred.account)
-        return cred
+                raw = await resp.aread()
+            finally:
+                await resp.aclose()
+            flow.response, ex.extra["final"] = forward.buffered_answer(ex, resp.status_code, resp.headers, raw)
+            ex.first_byte_at = time.monotonic()
 
-    def _upstream_body(self, ex: Exchange, cred: Credential) -> dict:
-        ex.upstream_model = self.models.resolve(ex.requested_model, cred)
-        if not ex.endpoint.translated:
-            if ex.endpoint.needs_embeddings and not ex.upstream_model.startswith("text-embedding"):
-                ex.upstream_model = "text-embedding-v4"
-            return {**ex.chat_body, "model": ex.upstream_model}
-        return chat_to_qwen(ex.chat_body, model=ex.upstream_model, oauth=cred.kind == OAUTH, session_id=ex.id)
+    def _content(self, flow: http.HTTPFlow, ex: Exchange) -> bytes:
+        try:
+            content = flow.request.content or b""
+        except ValueError as e:
+            raise GatewayError(400, "The request body could not be decoded (Content-Encoding).",
+                               code="invalid_content_encoding") from e
+        if len(content) > self.config.max_body:
+            raise access.too_large(self.config.max_body)
+        ex.client = ClientRequest(ex.client.method, ex.client.path, ex.client.url, ex.client.key_hint, len(content))
+        return content
 
-    def _send(self, flow: http.HTTPFlow, ex: Exchange) -> None:
-        """Point the flow at the account's API and put the Qwen request in it."""
-        cred = ex.cred
-        assert cred is not None
-        ex.upstream_body = self._upstream_body(ex, cred)
-        scheme, host, port, path = upstream_url(cred, ex.endpoint.upstream_suffix)
+    async def _relay(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        """Point the flow at the relay: mitmproxy then streams the engine's answer like any server's."""
+        host, port = await self.relay.start()
+        ex.extra["relay_token"] = token = self.relay.expect(ex)
         req = flow.request
-        req.scheme = scheme  # first: host/port setters derive the Host header from it
-        req.host = host
-        req.port = port
-        req.path = path
-        req.headers = http.Headers([(k.encode(), v.encode()) for k, v in upstream_headers(
-            cred, user_agent=self.user_agent, stream=ex.stream, host=host_header(scheme, host, port))])
-        req.content = json.dumps(ex.upstream_body, ensure_ascii=False).encode()
-        flow.metadata["qwen"].update(self._summary(ex))
+        shown = req.host_header  # keep what the client addressed, for mitmweb's list
+        req.scheme = "http"
+        req.host, req.port = host, port
+        req.host_header = shown
+        req.headers[TOKEN_HEADER] = token
 
     # ---- response ---------------------------------------------------------------------------------
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        ex = self._exchanges.get(flow.id)
+        ex = self._live.get(flow.id)
         if ex is None or flow.response is None:
             return
-        _redact(flow)
-        resp = flow.response
-        if ex.stream and resp.status_code == 200 and "event-stream" in resp.headers.get("content-type", ""):
-            ex.rewriter = StreamRewriter(ChunkNormalizer(ex.requested_model or ex.upstream_model),
-                                         ex.endpoint.stream_translator(ex), capture_limit=1 << 20)
-            resp.stream = ex.rewriter
-            resp.headers.pop("content-length", None)
-            resp.headers["cache-control"] = "no-cache"
-            if ctx.options.qwen_stream_idle_timeout > 0:
-                ex.extra["watchdog"] = asyncio_utils.create_task(
-                    self._watch_stream(flow, ex.rewriter, ctx.options.qwen_stream_idle_timeout),
-                    name="qwen stream watchdog", keep_ref=True)
-
-    async def _watch_stream(self, flow: http.HTTPFlow, rw: StreamRewriter, timeout: int) -> None:
-        while not rw.finished and flow.live:
-            idle = time.monotonic() - rw.last_upstream_at
-            if idle >= timeout:
-                if close_upstream(flow):
-                    log.warning("qwen: no data from Qwen for %d s: closed the stream", timeout)
-                    flow.metadata.setdefault("qwen", {})["stream_error"] = f"idle for {timeout} s: closed"
-                return
-            await asyncio.sleep(timeout - idle + 0.05)
-
-    async def response(self, flow: http.HTTPFlow) -> None:
-        ex = self._exchanges.pop(flow.id, None)
-        if ex is None or flow.response is None:
-            return
-        _stop_watchdog(ex)
         try:
+            self.relay.forget(ex.extra.pop("relay_token", None))
+            flow.request.headers.pop(TOKEN_HEADER, None)
+            resp = flow.response
+            if (ex.stream and ex.cred is not None and not ex.extra.get("relay_error") and resp.status_code == 200
+                    and "event-stream" in resp.headers.get("content-type", "")):
+                forward.start_stream(ex, resp)
+                self._notify("stream_started", ex, flow)
+        except Exception:
+            log.exception("qwen: could not start translating a stream")
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        ex = self._live.pop(flow.id, None)
+        if ex is None or flow.response is None:
+            return
+        try:
+            final = ex.extra.pop("final", None)
             if ex.rewriter is not None:
-                self._finish_stream(flow, ex)
-                return
-            await self._finish_buffered(flow, ex)
+                final = forward.finish_stream(ex, flow.response)
+            elif ex.stream and ex.cred is not None and not ex.extra.get("relay_error"):
+                # a relayed answer that was not a stream after all: translate it whole
+                flow.response, final = forward.buffered_answer(ex, flow.response.status_code, flow.response.headers,
+                                                               flow.response.content or b"")
+            if ex.cred is not None and ex.error is None:
+                failed = ex.rewriter is not None and ex.rewriter.error
+                self._call(self.pool.report, ex.cred.account, Outcome.ERROR if failed else Outcome.OK)
+                if ex.endpoint is not None and ex.endpoint.finished is not None and final is not None:
+                    ex.endpoint.finished(ex, final)
         except GatewayError as e:
-            self._answer_error(flow, e)
+            flow.response = error_response(e)
+            ex.fail(e.status, e.code, e.message)
         except Exception as e:
-            log.exception("qwen: response handling failed")
-            self._answer_error(flow, GatewayError(502, f"The gateway could not read Qwen's answer: "
-                                                       f"{type(e).__name__}."))
+            log.exception("qwen: could not finish an answer")
+            if ex.rewriter is None:
+                e2 = GatewayError(502, f"The gateway could not read Qwen's answer: {type(e).__name__}.")
+                flow.response = error_response(e2)
+                ex.fail(e2.status, e2.code, e2.message)
+        self._finish(flow, ex)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        ex = self._exchanges.pop(flow.id, None)
+        ex = self._live.pop(flow.id, None)
         if ex is None:
             return
-        _stop_watchdog(ex)
-        _redact(flow)
-        self._report(ex, "error")
-        meta = flow.metadata["qwen"]
-        meta.update(self._summary(ex))
-        meta["error"] = {"status": 502, "code": "upstream_connection_error",
-                         "message": flow.error.msg if flow.error else "connection error"}
+        self.relay.forget(ex.extra.pop("relay_token", None))
+        flow.request.headers.pop(TOKEN_HEADER, None)
+        message = flow.error.msg if flow.error else "connection error"
+        if ex.cred is not None:
+            self._call(self.pool.report, ex.cred.account, Outcome.ERROR)
+        ex.stream_error = ex.stream_error or message
+        if ex.error is None:
+            ex.fail(502, "upstream_connection_error", message)
+        self._finish(flow, ex)
 
-    def _finish_stream(self, flow: http.HTTPFlow, ex: Exchange) -> None:
-        rw = ex.rewriter
-        assert rw is not None
-        # The client already has these bytes; keep them on the flow so mitmweb and -w show them.
-        flow.response.raw_content = bytes(rw.captured)
-        self._report(ex, "error" if rw.error else "ok")
-        if ex.endpoint.finished is not None and not rw.error:
-            ex.endpoint.finished(ex, _final_object(rw))
-        flow.metadata["qwen"].update(self._summary(ex, flow.response.status_code))
+    # ---- the record and the observers -------------------------------------------------------------
 
-    async def _finish_buffered(self, flow: http.HTTPFlow, ex: Exchange) -> None:
-        resp = flow.response
-        status, headers, body = resp.status_code, dict(resp.headers), resp.content or b""
-        while status >= 400:
-            err = errors.classify(status, body, headers)
-            nxt = await self._recover(ex, err)
-            if nxt is None:
-                # the pool knows ok/auth/quota/throttle/error; other failures are the request's, not the account's
-                self._report(ex, err.kind if err.kind in (errors.AUTH, errors.QUOTA, errors.THROTTLE) else "error")
-                flow.metadata["qwen"].update(self._summary(ex, err.status))
-                raise err.to_gateway_error()
-            status, headers, body = nxt
-        self._report(ex, "ok")
-        flow.response, final = self._client_answer(ex, status, headers, body)
-        if ex.endpoint.finished is not None and final is not None:
-            ex.endpoint.finished(ex, final)
-        flow.metadata["qwen"].update(self._summary(ex, flow.response.status_code))
+    def _open(self, flow: http.HTTPFlow) -> Exchange:
+        req = flow.request
+        key = access.presented_key(req).decode("utf-8", "replace")
+        ex = Exchange(ClientRequest(req.method.upper(), req.path.split("?", 1)[0], req.pretty_url, key_hint(key)))
+        # the client's own key (in explicit-proxy mode: the user's real OpenAI key) is never kept on the flow
+        for name in ("authorization", "x-api-key", "proxy-authorization"):
+            req.headers.pop(name, None)
+        self._live[flow.id] = ex
+        return ex
 
-    def _client_answer(self, ex: Exchange, status: int, headers: dict, body: bytes) -> tuple[http.Response,
-                                                                                            dict | None]:
-        """The client's answer to a buffered Qwen answer, and the final object (for endpoints that keep it)."""
-        ctype = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
-        if "event-stream" in ctype or (ex.stream and body.lstrip().startswith(b"data:")):
-            rw = StreamRewriter(ChunkNormalizer(ex.requested_model or ex.upstream_model),
-                                ex.endpoint.stream_translator(ex))
-            out = rw.run(body)
-            ex.extra["usage"] = rw.normalizer.usage
-            return http.Response.make(status, out, {"content-type": "text/event-stream; charset=utf-8",
-                                                    "cache-control": "no-cache"}), _final_object(rw)
-        data = _parse_upstream_json(body)
-        if ex.endpoint.translated:
-            data = qwen_to_chat(data, model=ex.requested_model or ex.upstream_model)
-        ex.extra["usage"] = data.get("usage") if isinstance(data.get("usage"), dict) else None
-        data = ex.endpoint.from_chat(data, ex)
-        return _json_response(status, data), data
+    def _refuse(self, flow: http.HTTPFlow, ex: Exchange | None, e: GatewayError) -> None:
+        flow.response = error_response(e)
+        if ex is not None:
+            ex.fail(e.status, e.code, e.message)
 
-    async def _recover(self, ex: Exchange, err: errors.UpstreamError) -> tuple[int, dict, bytes] | None:
-        """Decide whether (and with which credential) to try again; None means give up."""
-        if self.pool is None or ex.cred is None:
-            return None
-        account = ex.cred.account
+    def _fail_closed(self, flow: http.HTTPFlow, e: Exception) -> None:
+        log.exception("qwen: request handling failed")
+        ex = self._live.get(flow.id)
+        self._refuse(flow, ex, GatewayError(500, f"The gateway failed: {type(e).__name__}."))
+
+    def _finish(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        ex.ended = time.monotonic()
+        if flow.response is not None and ex.status is None:
+            ex.status = flow.response.status_code
+        if ex.rewriter is None and ex.first_byte_at is None and flow.response is not None:
+            ex.first_byte_at = ex.ended
+        flow.metadata["qwen"] = ex.to_meta()
+        if ex.estimate is not None and not ex.estimate.done():
+            asyncio_utils.create_task(self._finish_after_estimate(flow, ex), name="qwen: finish", keep_ref=True)
+        else:
+            self._notify("finished", ex, flow)
+
+    async def _finish_after_estimate(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         try:
-            if err.kind == errors.AUTH and not ex.extra.get("refreshed"):
-                ex.extra["refreshed"] = True
-                self.pool.report(account, "auth")
-                ex.notes.append(f"401 from Qwen: refreshed {account}")
-                ex.cred = await self.pool.refreshed(account)
-            elif err.kind == errors.QUOTA:
-                self.pool.report(account, "quota", retry_after=err.retry_after)
-                ex.notes.append(f"quota exhausted on {account}: rotated")
-                ex.cred = await self._acquire(ex, exclude=ex.tried)
-            elif err.kind == errors.THROTTLE and ex.extra.get("throttled", 0) < MAX_THROTTLE_RETRIES:
-                ex.extra["throttled"] = ex.extra.get("throttled", 0) + 1
-                wait = min(err.retry_after if err.retry_after is not None else 1.0, MAX_THROTTLE_WAIT)
-                self.pool.report(account, "throttle", retry_after=wait)
-                ex.notes.append(f"throttled on {account}: waited {wait:g}s")
-                await asyncio.sleep(wait)
-                ex.cred = await self._acquire(ex)
-            else:
-                return None
-        except AccountUnavailable as e:
-            ex.notes.append(str(e))
-            if err.kind == errors.QUOTA:
-                raise _unavailable(e) from e
-            return None
-        except GatewayError:
-            if err.kind == errors.QUOTA:
-                raise
-            return None
-        ex.retries += 1
-        return await self._send_again(ex)
+            await asyncio.wait_for(asyncio.shield(ex.estimate), ESTIMATE_WAIT_S)
+        except Exception:
+            pass
+        flow.metadata["qwen"] = ex.to_meta()
+        self._notify("finished", ex, flow)
 
-    async def _send_again(self, ex: Exchange) -> tuple[int, dict, bytes]:
-        """A retry, sent by the gateway itself (mitmproxy cannot re-send a flow it is answering)."""
-        cred = ex.cred
-        assert cred is not None
-        body = self._upstream_body(ex, cred)
-        ex.upstream_body = body
-        scheme, host, port, path = upstream_url(cred, ex.endpoint.upstream_suffix)
-        headers = dict(upstream_headers(cred, user_agent=self.user_agent, stream=ex.stream,
-                                        host=host_header(scheme, host, port)))
-        headers["X-Stainless-Retry-Count"] = str(ex.retries)
-        url = f"{scheme}://{host_header(scheme, host, port)}{path}"
+    def _notify(self, point: str, ex: Exchange, flow: http.HTTPFlow | None) -> None:
+        for fn in self._points[point]:
+            self._call(fn, ex, flow)
+
+    @staticmethod
+    def _call(fn, *args, **kw) -> None:
+        """Observers and bookkeeping never change the flow: a failure is logged and the flow goes on."""
         try:
-            r = await self._http().post(url, content=json.dumps(body, ensure_ascii=False).encode(), headers=headers)
-        except httpx.HTTPError as e:
-            raise GatewayError(502, f"Qwen could not be reached on retry: {type(e).__name__}.",
-                               code="upstream_unreachable") from e
-        return r.status_code, dict(r.headers), r.content
+            fn(*args, **kw)
+        except Exception:
+            log.exception("qwen: %s failed", getattr(fn, "__qualname__", fn))
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(ctx.options.qwen_upstream_timeout, connect=10),
-                                             trust_env=False)
-        return self._client
+    # ---- helpers ----------------------------------------------------------------------------------
 
-    def _report(self, ex: Exchange, outcome: str) -> None:
-        if self.pool is not None and ex.cred is not None:
-            self.pool.report(ex.cred.account, outcome)
+    def _responses(self) -> ResponseStore:
+        """Stored Responses (previous_response_id), opened at first use."""
+        if self._store is None:
+            self._store = ResponseStore(self.config.state_dir / "responses.sqlite3")
+        return self._store
 
-    # ---- helpers ------------------------------------------------------------------------------
+    def _metrics(self) -> bytes | None:
+        for o in self.observers:
+            exposition = getattr(o, "exposition", None)
+            if callable(exposition):
+                return exposition()
+        return None
 
-    def _summary(self, ex: Exchange, status: int | None = None) -> dict:
-        """JSON-safe facts for flow.metadata["qwen"] (saved by -w): never a token. Other addons
-        (flow view, usage ledger, metrics, request log) read only this; keys are listed in exchange.py."""
-        out = {
-            "started_at": ex.started_at,
-            "duration_ms": round((time.monotonic() - ex.started) * 1000, 1),
-            "endpoint": ex.endpoint.name,
-            "model": ex.requested_model,
-            "upstream_model": ex.upstream_model,
-            "account": ex.account,
-            "accounts_tried": list(ex.tried),
-            "retries": ex.retries,
-            "stream": ex.stream,
-            "notes": list(ex.notes),
-        }
-        if status is not None:
-            out["status"] = status
-        if ex.extra.get("usage"):
-            out["usage"] = ex.extra["usage"]  # OpenAI chat usage, whatever the endpoint's own format
-        rw = ex.rewriter
-        if rw is not None:
-            if rw.first_byte_at is not None:
-                out["ttfb_ms"] = round((rw.first_byte_at - ex.started) * 1000, 1)
-            out["usage"] = rw.normalizer.usage
-            if rw.error:
-                out["stream_error"] = rw.error.get("message")
-        return out
+    def _reload_accounts(self) -> None:
+        if self.pool is not None:
+            self.pool.reload()
 
-    def _answer_error(self, flow: http.HTTPFlow, e: GatewayError) -> None:
-        headers = {**_JSON, **e.headers}
-        flow.response = http.Response.make(e.status, e.to_bytes(), headers)
-        meta = flow.metadata.setdefault("qwen", {})
-        meta["error"] = {"status": e.status, "code": e.code, "message": e.message}
-        meta["status"] = e.status
+    def health(self) -> dict:
+        from .local import health
+        return health(self.pool)
 
 
-def _bind_loopback_by_default(opts) -> None:
+def bind_loopback_by_default(opts) -> None:
     """mitmproxy listens on every interface unless told; the gateway spends the user's Qwen
     quota, so it listens on loopback unless --listen-host or a mode's @host says otherwise."""
     if opts.listen_host != "":
@@ -556,77 +374,19 @@ def _bind_loopback_by_default(opts) -> None:
                 pass
 
 
-def _final_object(rw: StreamRewriter) -> dict | None:
-    """A stream translator's final object (the Responses API keeps it), if it builds one."""
-    build = getattr(rw.translator, "response", None)
-    return build() if callable(build) and not rw.error else None
-
-
-def _loopback(host: str) -> bool:
+def _close_later(client) -> None:
     try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback or host.startswith("::ffff:127.")
-    except ValueError:
-        return False
+        asyncio.get_running_loop().create_task(client.aclose())
+    except RuntimeError:
+        pass
 
 
-def _stop_watchdog(ex: Exchange) -> None:
-    task = ex.extra.pop("watchdog", None)
-    if task is not None:
-        task.cancel()
-
-
-def _replayed_exchange(flow: http.HTTPFlow) -> bool:
-    meta = flow.metadata.get("qwen")
-    return flow.is_replay == "request" and isinstance(meta, dict) and bool(meta.get("endpoint"))
-
-
-def _client_record(req: http.Request) -> dict:
-    """What the client sent, for inspection: its key only as a hint (prefix and length)."""
-    record = {"method": req.method, "url": req.pretty_url}
-    auth = req.headers.get("authorization", "") or req.headers.get("x-api-key", "")
-    key = auth.split(" ", 1)[1] if auth.lower().startswith("bearer ") else auth
-    if key:
-        record["key"] = f"{key[:3]}… ({len(key)} chars)" if len(key) > 8 else f"<{len(key)} chars>"
-    return record
-
-
-def _parse_json(content: bytes | None) -> dict:
+def _parse_json(content: bytes) -> dict:
     try:
         body = json.loads(content or b"")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise GatewayError(400, "We could not parse the JSON body of your request. (HINT: This likely means "
                                 "you aren't using your HTTP library correctly.)", code="invalid_json")
     if not isinstance(body, dict):
         raise GatewayError(400, "The request body must be a JSON object.", code="invalid_request_body")
     return body
-
-
-def _parse_upstream_json(body: bytes) -> dict:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise GatewayError(502, "Qwen sent an answer that is not valid JSON.", code="invalid_upstream_response")
-    if not isinstance(data, dict):
-        raise GatewayError(502, "Qwen sent an unexpected answer.", code="invalid_upstream_response")
-    return data
-
-
-def _json_response(status: int, data: dict) -> http.Response:
-    return http.Response.make(status, json.dumps(data, ensure_ascii=False).encode(), _JSON)
-
-
-def _redact(flow: http.HTTPFlow) -> None:
-    """The request has been sent: hide the credential from mitmweb, -w files and logs."""
-    if "authorization" in flow.request.headers:
-        flow.request.headers["authorization"] = REDACTED
-
-
-def _unavailable(e: AccountUnavailable) -> GatewayError:
-    retry_at = getattr(e, "retry_at", None)
-    if getattr(e, "needs_login", False):
-        return GatewayError(401, str(e), code="qwen_login_required")
-    if retry_at is not None:
-        wait = max(1, int(retry_at - time.time()))
-        return GatewayError(429, str(e), type="insufficient_quota", code="insufficient_quota",
-                            headers={"retry-after": str(wait)})
-    return GatewayError(503, str(e), type="api_error", code="no_usable_account")

@@ -1,5 +1,6 @@
 """Test-only mitmproxy script: writes the listening ports to $QWEN_TEST_PORTFILE once running,
-and records every upstream connection attempt to $QWEN_TEST_CONNLOG (one host:port per line)."""
+and records every server connection mitmproxy opens to $QWEN_TEST_CONNLOG (one host:port per line;
+"relay" for the gateway's own loopback relay, the only server a claimed flow may reach)."""
 
 import json
 import os
@@ -19,8 +20,11 @@ class PortFile:
     def server_connect(self, data) -> None:
         log = os.environ.get("QWEN_TEST_CONNLOG")
         if log and data.server.address:
+            gateway = ctx.master.addons.get("qwengateway")
+            relay = getattr(getattr(gateway, "relay", None), "address", None)
+            address = tuple(data.server.address[:2])
             with open(log, "a") as f:
-                f.write(f"{data.server.address[0]}:{data.server.address[1]}\n")
+                f.write("relay\n" if address == relay else f"{address[0]}:{address[1]}\n")
 
 
 addons = [PortFile()]

@@ -126,3 +126,19 @@ class ContextGuard:
         except Exception:  # never let the guard break a request: Qwen has its own limit
             return None
         return model, limit, tokens, method, body.get("stream") is True
+
+
+async def context_check(ex, config) -> GatewayError | None:
+    """The context guard as a step of the gateway: the client's error when the prompt is over the limit."""
+    limit = config.context_limit(ex.requested_model)
+    if not limit or ex.endpoint is None or ex.endpoint.name not in _PARAM or ex.client.size <= limit:
+        return None
+    try:
+        tokens, method = await asyncio.to_thread(estimate_request_tokens, ex.body or {})
+    except Exception:
+        return None
+    ex.prompt_tokens_est, ex.token_method = tokens, method
+    if tokens <= limit:
+        return None
+    ex.notes.append(f"context guard: {tokens} tokens > {limit}")
+    return context_error(limit, tokens, _PARAM[ex.endpoint.name])

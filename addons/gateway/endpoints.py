@@ -1,0 +1,111 @@
+"""The OpenAI endpoints the gateway forwards to Qwen, each owning both directions of its translation.
+
+An `Endpoint` turns the client's body into an OpenAI chat-completions body (`to_chat`, which validates
+and notes what it changes), and Qwen's answer back into the client's format (`from_chat` for a whole
+answer, `stream_translator` for a stream). `qwen_body` then shapes the chat body for the account that
+serves it (model, qwen-code's fields). The translation modules (chat, responses, completions) are pure
+functions; this module only wires them per endpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .auth.base import OAUTH, Capability, Credential
+from .chat import chat_to_qwen, validate_chat_request, wants_usage
+from .chat_stream import ChatStreamTranslator
+from .completions import CompletionsStreamTranslator, chat_to_completion, completions_to_chat
+from .errors import GatewayError
+from .exchange import Exchange
+from .models import ModelMap
+from .response_store import ResponseStore
+from .responses import chat_to_response, dropped_tools, new_id, response_history, responses_to_chat
+from .responses_stream import ResponsesStreamTranslator
+from .streaming import StreamTranslator
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    upstream_suffix: str
+    to_chat: Callable[[dict, Exchange], dict]  # client body -> chat body (validates; may add notes)
+    from_chat: Callable[[dict, Exchange], dict]  # normalised chat answer -> client answer
+    stream_translator: Callable[[Exchange], StreamTranslator | None]
+    translated: bool = True  # False: the body goes upstream as is (embeddings)
+    finished: Callable[[Exchange, dict | None], None] | None = None  # the final client object, e.g. to store it
+    capability: Capability = Capability.CHAT
+
+
+def qwen_body(ex: Exchange, cred: Credential, models: ModelMap) -> dict:
+    """The body the account `cred` gets for this exchange (the model is resolved per account)."""
+    assert ex.endpoint is not None
+    ex.upstream_model = models.resolve(ex.requested_model, cred)
+    if not ex.endpoint.translated:
+        if ex.endpoint.capability is Capability.EMBEDDINGS and not ex.upstream_model.startswith("text-embedding"):
+            ex.upstream_model = "text-embedding-v4"
+        return {**ex.chat_body, "model": ex.upstream_model}
+    return chat_to_qwen(ex.chat_body, model=ex.upstream_model, oauth=cred.kind == OAUTH, session_id=ex.id)
+
+
+CHAT = Endpoint(
+    name="chat.completions", upstream_suffix="chat/completions",
+    to_chat=lambda body, ex: validate_chat_request(body),
+    from_chat=lambda answer, ex: answer,
+    stream_translator=lambda ex: ChatStreamTranslator(wants_usage(ex.body or {})))
+
+
+def responses_endpoint(store: Callable[[], ResponseStore]) -> Endpoint:
+    def to_chat(body: dict, ex: Exchange) -> dict:
+        history = None
+        prev = body.get("previous_response_id")
+        if prev is not None:
+            history = store().history(prev) if isinstance(prev, str) else None
+            if history is None:
+                raise GatewayError(400, f"Previous response with id '{prev}' not found.",
+                                   param="previous_response_id", code="previous_response_not_found")
+        dropped = dropped_tools(body)
+        if dropped:
+            ex.notes.append("dropped tools Qwen cannot run: " + ", ".join(sorted(set(dropped))))
+        ex.extra["response_id"] = new_id("resp")
+        return responses_to_chat(body, history)
+
+    def from_chat(chat: dict, ex: Exchange) -> dict:
+        return chat_to_response(chat, ex.body or {}, response_id=ex.extra["response_id"], created_at=ex.created)
+
+    def finished(ex: Exchange, response: dict | None) -> None:
+        if response is not None and (ex.body or {}).get("store") is not False:
+            store().put(response, response_history(ex.chat_body, response))
+
+    return Endpoint(
+        name="responses", upstream_suffix="chat/completions", to_chat=to_chat, from_chat=from_chat,
+        stream_translator=lambda ex: ResponsesStreamTranslator(ex.body or {}, response_id=ex.extra["response_id"],
+                                                               created_at=ex.created),
+        finished=finished)
+
+
+COMPLETIONS = Endpoint(
+    name="completions", upstream_suffix="chat/completions",
+    to_chat=lambda body, ex: completions_to_chat(body),
+    from_chat=lambda chat, ex: chat_to_completion(chat, ex.body or {}),
+    stream_translator=lambda ex: CompletionsStreamTranslator(ex.body or {}))
+
+
+def _embeddings_in(body: dict, ex: Exchange) -> dict:
+    if not isinstance(body.get("input"), (str, list)) or not body.get("input"):
+        raise GatewayError(400, "'input' is required: a string or an array of strings.", param="input",
+                           code="missing_required_parameter")
+    ex.stream = False
+    return {k: v for k, v in body.items() if k in ("model", "input", "dimensions", "encoding_format", "user")}
+
+
+EMBEDDINGS = Endpoint(
+    name="embeddings", upstream_suffix="embeddings", to_chat=_embeddings_in,
+    from_chat=lambda answer, ex: {**answer, "model": ex.requested_model or answer.get("model")},
+    stream_translator=lambda ex: None, translated=False, capability=Capability.EMBEDDINGS)
+
+
+def endpoints(store: Callable[[], ResponseStore]) -> dict[str, Endpoint]:
+    """Client paths (after /v1) -> endpoint."""
+    return {"/chat/completions": CHAT, "/responses": responses_endpoint(store), "/completions": COMPLETIONS,
+            "/embeddings": EMBEDDINGS}

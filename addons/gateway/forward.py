@@ -1,0 +1,78 @@
+"""The answer side of forwarding: Qwen's answer turned into the client's, whole or streamed."""
+
+from __future__ import annotations
+
+import json
+
+from mitmproxy import http
+
+from .chat import qwen_to_chat
+from .chat_stream import ChunkNormalizer
+from .errors import GatewayError
+from .exchange import Exchange
+from .local import json_response
+from .streaming import StreamRewriter
+
+STREAM_CAPTURE = 1 << 20  # bytes of a translated stream kept on the flow for mitmweb and -w
+
+
+def stream_rewriter(ex: Exchange, capture_limit: int = 0) -> StreamRewriter:
+    assert ex.endpoint is not None
+    return StreamRewriter(ChunkNormalizer(ex.requested_model or ex.upstream_model),
+                          ex.endpoint.stream_translator(ex), capture_limit=capture_limit)
+
+
+def start_stream(ex: Exchange, resp: http.Response) -> None:
+    """Translate the relayed Qwen stream event by event (mitmproxy's stream callable)."""
+    ex.rewriter = stream_rewriter(ex, STREAM_CAPTURE)
+    resp.stream = ex.rewriter
+    resp.headers.pop("content-length", None)
+    resp.headers["content-type"] = "text/event-stream; charset=utf-8"
+    resp.headers["cache-control"] = "no-cache"
+
+
+def finish_stream(ex: Exchange, resp: http.Response) -> dict | None:
+    """The stream has been sent: keep the client's bytes on the flow, record usage and errors; the final
+    object for endpoints that keep it (stored Responses)."""
+    rw = ex.rewriter
+    assert rw is not None
+    resp.raw_content = bytes(rw.captured)
+    ex.usage = rw.normalizer.usage
+    ex.first_byte_at = rw.first_byte_at
+    if rw.error:
+        ex.stream_error = str(rw.error.get("message"))
+    return _final_object(rw)
+
+
+def buffered_answer(ex: Exchange, status: int, headers, body: bytes) -> tuple[http.Response, dict | None]:
+    """The client's answer to a whole Qwen answer, and the final object (for endpoints that keep it)."""
+    assert ex.endpoint is not None
+    ctype = headers.get("content-type", "") or ""
+    if "event-stream" in ctype or (ex.stream and body.lstrip().startswith(b"data:")):
+        rw = stream_rewriter(ex)
+        out = rw.run(body)
+        ex.usage = rw.normalizer.usage
+        return http.Response.make(status, out, {"content-type": "text/event-stream; charset=utf-8",
+                                                "cache-control": "no-cache"}), _final_object(rw)
+    data = _upstream_json(body)
+    if ex.endpoint.translated:
+        data = qwen_to_chat(data, model=ex.requested_model or ex.upstream_model)
+    ex.usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
+    data = ex.endpoint.from_chat(data, ex)
+    return json_response(status, data), data
+
+
+def _final_object(rw: StreamRewriter) -> dict | None:
+    """A stream translator's final object (the Responses API keeps it), if it builds one."""
+    build = getattr(rw.translator, "response", None)
+    return build() if callable(build) and not rw.error else None
+
+
+def _upstream_json(body: bytes) -> dict:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise GatewayError(502, "Qwen sent an answer that is not valid JSON.", code="invalid_upstream_response")
+    if not isinstance(data, dict):
+        raise GatewayError(502, "Qwen sent an unexpected answer.", code="invalid_upstream_response")
+    return data

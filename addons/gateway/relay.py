@@ -1,0 +1,166 @@
+"""The loopback relay: how a streamed answer from the engine reaches mitmproxy's stream callable.
+
+mitmproxy can only stream a response that comes from a server connection; an answer an addon makes is
+sent whole. So a streamed exchange is pointed at this small HTTP/1.1 server, which runs in the addon's
+own event loop on 127.0.0.1 and a random port. It serves only exchanges the gateway registered, each
+once, named by a random token; it asks the engine for the answer (credential, pooled connection,
+retries before the first byte) and writes the upstream bytes to mitmproxy as they arrive, chunked.
+
+Faults become SSE error events the stream callable turns into the client's error format: an upstream
+silent for the idle limit, or one that breaks off. When mitmproxy closes the connection (the client
+went away), the upstream request is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+
+import httpx
+
+from .errors import GatewayError
+from .exchange import Exchange
+from .sse import encode
+from .streaming import stream_error
+
+log = logging.getLogger("qwen")
+
+TOKEN_HEADER = "x-qwen-relay"
+MAX_HEAD = 64 * 1024
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            413: "Payload Too Large", 429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
+            503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+class LoopbackRelay:
+    def __init__(self, open_upstream: Callable[[Exchange], Awaitable[httpx.Response]], *,
+                 idle_timeout: Callable[[], float]) -> None:
+        self.open_upstream = open_upstream
+        self.idle_timeout = idle_timeout
+        self.address: tuple[str, int] | None = None
+        self._server: asyncio.Server | None = None
+        self._pending: dict[str, Exchange] = {}
+        self._starting: asyncio.Future | None = None
+
+    async def start(self) -> tuple[str, int]:
+        if self.address is None:
+            if self._starting is None:
+                self._starting = asyncio.ensure_future(asyncio.start_server(self._connection, "127.0.0.1", 0,
+                                                                            limit=MAX_HEAD))
+            self._server = await asyncio.shield(self._starting)
+            self.address = self._server.sockets[0].getsockname()[:2]
+        return self.address
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        self._server, self.address, self._starting = None, None, None
+        self._pending.clear()
+
+    def expect(self, ex: Exchange) -> str:
+        """Register an exchange; the token is the only way to have it served (once)."""
+        token = secrets.token_urlsafe(24)
+        self._pending[token] = ex
+        return token
+
+    def forget(self, token: str | None) -> None:
+        if token:
+            self._pending.pop(token, None)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await self._one_request(reader, writer):
+                pass
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError):
+            pass
+        except Exception:
+            log.exception("qwen: relay connection failed")
+        finally:
+            writer.close()
+
+    async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Serve one request; False when the connection should close."""
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return False  # closed between requests
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length") or 0)
+        if length:
+            await reader.readexactly(length)  # the client's body, kept on the flow for display; not needed here
+        ex = self._pending.pop(headers.get(TOKEN_HEADER, ""), None)
+        if ex is None:
+            err = GatewayError(403, "This relay serves only requests the gateway prepared.", code="relay_refused")
+            await _write_whole(writer, err.status, err.to_bytes(), err.headers, close=True)
+            return False
+        return await self._serve(ex, reader, writer)
+
+    async def _serve(self, ex: Exchange, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        gone = asyncio.ensure_future(reader.read(1))  # b"" when mitmproxy closes: the client went away
+        try:
+            opening = asyncio.ensure_future(self.open_upstream(ex))
+            await asyncio.wait({opening, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not opening.done():
+                opening.cancel()
+                return False
+            try:
+                resp = opening.result()
+            except GatewayError as e:
+                ex.extra["relay_error"] = True
+                ex.fail(e.status, e.code, e.message)
+                await _write_whole(writer, e.status, e.to_bytes(), e.headers)
+                return True
+            try:
+                pump = asyncio.ensure_future(self._pump(resp, writer))
+                await asyncio.wait({pump, gone}, return_when=asyncio.FIRST_COMPLETED)
+                if not pump.done():
+                    pump.cancel()
+                    return False
+                return pump.result()
+            finally:
+                await resp.aclose()
+        finally:
+            gone.cancel()
+
+    async def _pump(self, resp: httpx.Response, writer: asyncio.StreamWriter) -> bool:
+        ctype = resp.headers.get("content-type", "application/json")
+        writer.write(f"HTTP/1.1 {resp.status_code} {_REASONS.get(resp.status_code, 'OK')}\r\n"
+                     f"content-type: {ctype}\r\ntransfer-encoding: chunked\r\n\r\n".encode("latin-1"))
+        try:
+            async for chunk in resp.aiter_raw():
+                if chunk:
+                    writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    await writer.drain()
+        except httpx.ReadTimeout:
+            _write_chunk(writer, _error_event(f"Qwen sent nothing for {self.idle_timeout():g} s: the gateway "
+                                              "ended the stream (qwen_stream_idle_timeout).", "stream_idle_timeout"))
+        except httpx.HTTPError as e:
+            _write_chunk(writer, _error_event(f"Qwen broke off the stream: {type(e).__name__}.",
+                                              "upstream_connection_error"))
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
+
+
+def _error_event(message: str, code: str) -> bytes:
+    return encode({"error": stream_error(message, code=code)})
+
+
+def _write_chunk(writer: asyncio.StreamWriter, data: bytes) -> None:
+    writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+
+async def _write_whole(writer: asyncio.StreamWriter, status: int, body: bytes, headers: dict[str, str],
+                       *, close: bool = False) -> None:
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    writer.write(f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\ncontent-type: application/json\r\n"
+                 f"content-length: {len(body)}\r\n{extra}{'connection: close' + chr(13) + chr(10) if close else ''}"
+                 "\r\n".encode("latin-1") + body)
+    await writer.drain()

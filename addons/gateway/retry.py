@@ -1,0 +1,95 @@
+"""What to do when Qwen refuses a request: refresh, rotate, wait, or give up — decided before the client
+has seen a byte, so a retried answer streams like any first attempt.
+
+Also the one place that turns "no account can take this" into the OpenAI error a client expects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Collection
+
+from . import errors
+from .auth.base import AccountUnavailable, Credential, NotCapable, Outcome, Pool
+from .errors import GatewayError, UpstreamError
+from .exchange import Exchange, Retry, RetryReason
+
+# Throttling retries inside one client request: a short wait is better than an error.
+MAX_THROTTLE_RETRIES = 2
+MAX_THROTTLE_WAIT = 10.0
+_POOL_OUTCOME = {errors.AUTH: Outcome.AUTH, errors.QUOTA: Outcome.QUOTA, errors.THROTTLE: Outcome.THROTTLE}
+
+
+class RetryPolicy:
+    def __init__(self, pool: Pool | None) -> None:
+        self.pool = pool
+
+    async def acquire(self, ex: Exchange, exclude: Collection[str] = ()) -> Credential:
+        """A credential for this exchange (the endpoint's capability included), recorded as tried."""
+        if self.pool is None:
+            raise GatewayError(503, "The gateway has no account pool configured.", code="no_accounts")
+        assert ex.endpoint is not None
+        try:
+            cred = await self.pool.acquire(exclude, capability=ex.endpoint.capability)
+        except NotCapable as e:
+            raise GatewayError(400, str(e), code=f"{ex.endpoint.capability.value}_unavailable", param="model") from e
+        except AccountUnavailable as e:
+            raise unavailable(e) from e
+        ex.tried.append(cred.account)
+        ex.cred = cred
+        return cred
+
+    async def recover(self, ex: Exchange, err: UpstreamError) -> Credential:
+        """The credential to try again with, after reporting `err` to the pool; raises the client's
+        error when the request should not be tried again."""
+        assert self.pool is not None and ex.cred is not None
+        account = ex.cred.account
+        reason: RetryReason | None = None
+        wait = 0.0
+        try:
+            if err.kind == errors.AUTH and not _retried(ex, RetryReason.REFRESHED):
+                self.pool.report(account, Outcome.AUTH)
+                ex.notes.append(f"401 from Qwen: refreshed {account}")
+                reason = RetryReason.REFRESHED
+                cred = await self.pool.refreshed(account)
+                ex.cred = cred
+            elif err.kind == errors.QUOTA:
+                self.pool.report(account, Outcome.QUOTA, retry_after=err.retry_after)
+                ex.notes.append(f"quota exhausted on {account}: rotated")
+                reason = RetryReason.ROTATED
+                cred = await self.acquire(ex, exclude=ex.tried)
+            elif err.kind == errors.THROTTLE and _retried(ex, RetryReason.THROTTLED) < MAX_THROTTLE_RETRIES:
+                wait = min(err.retry_after if err.retry_after is not None else 1.0, MAX_THROTTLE_WAIT)
+                self.pool.report(account, Outcome.THROTTLE, retry_after=wait)
+                ex.notes.append(f"throttled on {account}: waited {wait:g}s")
+                reason = RetryReason.THROTTLED
+                await asyncio.sleep(wait)
+                cred = await self.acquire(ex)
+        except AccountUnavailable as e:  # the refresh failed
+            ex.notes.append(str(e))
+            reason = None
+        except GatewayError:
+            if err.kind == errors.QUOTA:
+                raise  # no other account: the pool's own answer (429 with Retry-After, or 503)
+            reason = None
+        if reason is None:
+            self.pool.report(account, _POOL_OUTCOME.get(err.kind, Outcome.ERROR))
+            raise err.to_gateway_error()
+        ex.retries.append(Retry(reason, account, wait))
+        return cred
+
+
+def _retried(ex: Exchange, reason: RetryReason) -> int:
+    return sum(1 for r in ex.retries if r.reason is reason)
+
+
+def unavailable(e: AccountUnavailable) -> GatewayError:
+    retry_at = getattr(e, "retry_at", None)
+    if getattr(e, "needs_login", False):
+        return GatewayError(401, str(e), code="qwen_login_required")
+    if retry_at is not None:
+        wait = max(1, int(retry_at - time.time()))
+        return GatewayError(429, str(e), type="insufficient_quota", code="insufficient_quota",
+                            headers={"retry-after": str(wait)})
+    return GatewayError(503, str(e), type="api_error", code="no_usable_account")

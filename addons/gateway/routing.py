@@ -1,0 +1,49 @@
+"""Which flows are the gateway's, and what each claimed request is: decided once per flow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mitmproxy import http
+from mitmproxy.proxy import mode_specs
+
+from .config import Config, normalise_host
+from .endpoints import Endpoint
+
+# Requests answered by the gateway itself: (method, path) -> route; path prefixes are matched after these.
+LOCAL = {("GET", "/health"): "health", ("GET", "/metrics"): "metrics", ("GET", "/v1/models"): "models",
+         ("GET", "/models"): "models", ("POST", "/auth/initiate"): "auth", ("POST", "/auth/poll"): "auth"}
+LOCAL_PREFIXES = ((("GET",), "/models/", "models"), (("GET", "DELETE"), "/responses/", "stored_response"))
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str  # an endpoint name, a local route, "method_not_allowed" or "unknown"
+    endpoint: Endpoint | None = None
+
+
+def claims(flow: http.HTTPFlow, config: Config) -> bool:
+    """Reverse mode: every request. Other modes: requests to an intercepted host, by Host header or by the
+    TLS server name (a Host header that disagrees with the SNI does not get a request past the gateway)."""
+    if isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode):
+        return True
+    hosts = config.intercept_hosts
+    if normalise_host(flow.request.pretty_host) in hosts or normalise_host(flow.request.host) in hosts:
+        return True
+    sni = flow.client_conn.sni
+    return bool(sni) and normalise_host(sni) in hosts
+
+
+def route(method: str, path: str, endpoints: dict[str, Endpoint]) -> Route:
+    """`path` without its query. Endpoints answer with and without the /v1 prefix, as before."""
+    local = LOCAL.get((method, path))
+    if local is not None:
+        return Route(local)
+    sub = path[3:] if path.startswith("/v1/") else path
+    for methods, prefix, name in LOCAL_PREFIXES:
+        if sub.startswith(prefix) and len(sub) > len(prefix):
+            return Route(name) if method in methods else Route("method_not_allowed")
+    endpoint = endpoints.get(sub.rstrip("/") or "/")
+    if endpoint is None:
+        return Route("unknown")
+    return Route(endpoint.name, endpoint) if method == "POST" else Route("method_not_allowed", endpoint)
