@@ -1,14 +1,17 @@
-"""The addon's hooks in mitmproxy's own test style (taddons, tflow): no network."""
+"""The gateway addon in mitmproxy's own test style (taddons, tflow): no network. Qwen is an
+httpx.MockTransport handed to the upstream engine, so every upstream request is seen here."""
 
 import json
 
+import httpx
 import pytest
 from mitmproxy import http
 from mitmproxy.proxy import mode_specs
 from mitmproxy.test import taddons, tflow
 
-from qwen_gateway.addon import REDACTED, QwenGateway
-from qwen_gateway.auth.base import KEY, OAUTH, AccountUnavailable, Credential
+from qwen_gateway.addon import QwenGateway
+from qwen_gateway.auth.base import KEY, OAUTH, AccountUnavailable, Capability, Credential
+from qwen_gateway.relay import TOKEN_HEADER
 
 
 class StaticPool:
@@ -18,7 +21,7 @@ class StaticPool:
         self.creds = list(creds)
         self.reports: list[tuple[str, str]] = []
 
-    async def acquire(self, exclude=()):
+    async def acquire(self, exclude=(), *, capability=Capability.CHAT):
         for c in self.creds:
             if c.account not in exclude:
                 return c
@@ -33,208 +36,354 @@ class StaticPool:
     def status(self):
         return [{"name": c.account, "kind": c.kind, "state": "ok", "base_url": c.base_url} for c in self.creds]
 
+    def reload(self):
+        pass
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
 
 OAUTH_CRED = Credential("default", OAUTH, "https://portal.qwen.ai/v1", "secret-oauth-token")
 KEY_CRED = Credential("ds", KEY, "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "sk-secret",
                       default_model="qwen3-coder-plus")
+ANSWER = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "coder-model",
+          "choices": [{"index": 0, "message": {"role": "assistant", "content": "<think>hmm</think>Hello",
+                                               "reasoning_content": None}, "finish_reason": "stop"}],
+          "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4, "cached_tokens": 1}}
 
 
-def chat_flow(body, *, host="api.openai.com", path="/v1/chat/completions", reverse=False, method="POST"):
+class FakeQwen:
+    """Answers like Qwen and keeps every request it got."""
+
+    def __init__(self, *answers: tuple[int, dict]) -> None:
+        self.answers = list(answers)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        status, body = self.answers.pop(0) if self.answers else (200, ANSWER)
+        return httpx.Response(status, json=body)
+
+    def bodies(self) -> list[dict]:
+        return [json.loads(r.content) for r in self.requests]
+
+
+def chat_flow(body, *, host="api.openai.com", path="/v1/chat/completions", reverse=False, method="POST",
+              auth=b"Bearer sk-client-key"):
     f = tflow.tflow()
     f.request = http.Request.make(method, f"https://{host}{path}", json.dumps(body) if isinstance(body, dict)
-                                  else body, {"authorization": "Bearer sk-client-key", "content-type":
-                                              "application/json", "host": host})
+                                  else body, [(b"authorization", auth), (b"content-type", b"application/json"),
+                                              (b"host", host.encode())])
     if reverse:
         f.client_conn.proxy_mode = mode_specs.ProxyMode.parse("reverse:https://portal.qwen.ai")
     return f
 
 
-def loaded(tctx, gw):
-    """What `-s addons/qwen.py` does: configure() sees every option once."""
-    gw.configure(set(tctx.options.keys()))
-    return gw
+async def through(gw, f):
+    """A flow through the request-side hooks, as mitmproxy runs them."""
+    gw.requestheaders(f)
+    await gw.request(f)
+    if f.response is not None:
+        gw.responseheaders(f)
+        gw.response(f)
+    return f
+
+
+def make(*creds, qwen=None, **options):
+    qwen = qwen or FakeQwen()
+    gw = QwenGateway(pool=StaticPool(*creds), transport=httpx.MockTransport(qwen))
+    return gw, qwen
 
 
 @pytest.fixture
-def gw_ctx():
-    gw = QwenGateway(pool=StaticPool(OAUTH_CRED, KEY_CRED))
+def setup():
+    gw, qwen = make(OAUTH_CRED, KEY_CRED)
     with taddons.context(gw) as tctx:
-        yield loaded(tctx, gw), tctx
+        gw.configure(set(tctx.options.keys()))  # what `-s addons/qwen.py` does
+        yield gw, qwen, tctx
 
 
-async def test_chat_request_is_rerouted_with_injected_credential(gw_ctx):
-    gw, _ = gw_ctx
-    f = chat_flow({"model": "gpt-4o", "messages": [{"role": "system", "content": "be brief"},
-                                                  {"role": "user", "content": "hi"}], "stream": True})
-    await gw.request(f)
-    assert f.response is None
-    assert f.request.url == "https://portal.qwen.ai/v1/chat/completions"
-    assert f.request.headers["authorization"] == "Bearer secret-oauth-token"
-    assert f.request.headers["host"] == "portal.qwen.ai"
-    assert f.request.headers["x-dashscope-authtype"] == "qwen-oauth"
-    assert f.request.headers["user-agent"].startswith("QwenCode/")
-    assert "sk-client-key" not in str(f.request.headers)
-    body = json.loads(f.request.content)
-    assert body["model"] == "coder-model"
-    assert body["stream_options"] == {"include_usage": True}
-    assert body["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
-
-
-async def test_unclaimed_hosts_pass_untouched(gw_ctx):
-    gw, _ = gw_ctx
-    f = chat_flow({"x": 1}, host="example.com")
-    before = f.request.get_state()
-    await gw.request(f)
-    assert f.response is None and f.request.get_state() == before
-
-
-async def test_reverse_mode_claims_every_path(gw_ctx):
-    gw, _ = gw_ctx
-    f = chat_flow({}, host="portal.qwen.ai", path="/v1/nonsense", reverse=True)
-    await gw.request(f)
-    assert f.response.status_code == 404
-    assert json.loads(f.response.content)["error"]["code"] == "unknown_url"
-
-
-@pytest.mark.parametrize("body,status,param", [
-    (b"{not json", 400, None),
-    (b"[1,2]", 400, None),
-    ({"model": "gpt-4o"}, 400, "messages"),
-    ({"model": "gpt-4o", "messages": "hi"}, 400, "messages"),
-    ({"model": 5, "messages": [{"role": "user", "content": "x"}]}, 400, "model"),
-    ({"messages": [{"role": "wizard", "content": "x"}]}, 400, "messages[0].role"),
-])
-async def test_bad_input_gets_openai_errors(gw_ctx, body, status, param):
-    gw, _ = gw_ctx
-    f = chat_flow(body)
-    await gw.request(f)
-    assert f.response.status_code == status
-    err = json.loads(f.response.content)["error"]
-    assert set(err) == {"message", "type", "code", "param"} and err["param"] == param
-    assert f.request.host == "api.openai.com"  # nothing was rerouted, nothing was sent
-
-
-async def test_wrong_method_and_local_models(gw_ctx):
-    gw, _ = gw_ctx
-    f = chat_flow(b"", method="GET")
-    await gw.request(f)
-    assert f.response.status_code == 405
-    f = chat_flow(b"", path="/v1/models", method="GET")
-    await gw.request(f)
-    ids = [m["id"] for m in json.loads(f.response.content)["data"]]
-    assert "coder-model" in ids and "gpt-4o" in ids
-    f = chat_flow(b"", path="/v1/models/gpt-4o", method="GET")
-    await gw.request(f)
-    assert json.loads(f.response.content)["id"] == "gpt-4o"
-    f = chat_flow(b"", path="/v1/models/nope", method="GET")
-    await gw.request(f)
-    assert f.response.status_code == 404
-
-
-async def test_health_has_no_secrets(gw_ctx):
-    gw, _ = gw_ctx
-    f = chat_flow(b"", path="/health", method="GET", reverse=True)
-    await gw.request(f)
-    text = f.response.content.decode()
-    assert json.loads(text)["status"] == "ok"
-    assert "secret" not in text
-
-
-async def test_non_stream_answer_is_translated_and_token_redacted(gw_ctx):
-    gw, _ = gw_ctx
-    f = chat_flow({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
-    await gw.request(f)
-    qwen = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "coder-model",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "<think>hmm</think>Hello",
-                                                 "reasoning_content": None}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4, "cached_tokens": 1}}
-    f.response = http.Response.make(200, json.dumps(qwen), {"content-type": "application/json"})
-    gw.responseheaders(f)
-    assert f.request.headers["authorization"] == REDACTED
-    await gw.response(f)
+async def test_whole_answer_comes_from_the_engine_with_the_credential_outside_the_flow(setup):
+    gw, qwen, _ = setup
+    f = await through(gw, chat_flow({"model": "gpt-4o-mini", "messages": [{"role": "system", "content": "brief"},
+                                                                          {"role": "user", "content": "hi"}]}))
+    (up,) = qwen.requests
+    assert str(up.url) == "https://portal.qwen.ai/v1/chat/completions"
+    assert up.headers["authorization"] == "Bearer secret-oauth-token"
+    assert up.headers["x-dashscope-authtype"] == "qwen-oauth" and up.headers["user-agent"].startswith("QwenCode/")
+    assert "sk-client-key" not in str(up.headers)
+    body = qwen.bodies()[0]
+    assert body["model"] == "coder-model" and body["messages"][0]["content"][0]["cache_control"]
     out = json.loads(f.response.content)
-    assert out["model"] == "gpt-4o-mini"
-    assert out["choices"][0]["message"]["content"] == "Hello"
+    assert out["model"] == "gpt-4o-mini" and out["choices"][0]["message"]["content"] == "Hello"
     assert out["choices"][0]["message"]["reasoning_content"] == "hmm"
     assert out["usage"]["prompt_tokens_details"] == {"cached_tokens": 1}
-    assert f.metadata["qwen"]["upstream_model"] == "coder-model"
-    assert "secret" not in json.dumps(f.metadata)
+    # the flow keeps the client's request (its key dropped) and never held the credential
+    assert f.request.path == "/v1/chat/completions" and "authorization" not in f.request.headers
+    meta = f.metadata["qwen"]
+    assert meta["upstream_model"] == "coder-model" and meta["client"]["key"] == "sk-… (13 chars)"
+    assert meta["upstream"]["headers"]["Authorization"] == "Bearer <redacted>"
+    text = json.dumps(f.get_state(), default=repr) + json.dumps(meta)
+    assert "secret" not in text and "sk-client-key" not in text
+    assert gw.pool.reports == [("default", "ok")]
 
 
-async def test_stream_callable_is_installed_for_sse(gw_ctx):
-    gw, _ = gw_ctx
+async def test_stream_is_pointed_at_the_relay_without_credential(setup):
+    gw, qwen, _ = setup
     f = chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True})
+    gw.requestheaders(f)
     await gw.request(f)
+    assert f.response is None and qwen.requests == []  # the relay asks the engine once mitmproxy connects
+    assert (f.request.host, f.request.port) == gw.relay.address and f.request.scheme == "http"
+    assert f.request.host_header == "api.openai.com" and f.request.headers[TOKEN_HEADER]
+    assert "secret" not in json.dumps(f.get_state(), default=repr)
+    # the relay's answer arrives: the stream callable translates it
     f.response = http.Response.make(200, b"", {"content-type": "text/event-stream", "content-length": "0"})
     gw.responseheaders(f)
+    assert TOKEN_HEADER not in f.request.headers
     assert callable(f.response.stream) and "content-length" not in f.response.headers
     out = f.response.stream(b'data: {"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}\n\n'
                             b"data: [DONE]\n\n")
     out += f.response.stream(b"")
     f.response.raw_content = None
-    await gw.response(f)
-    assert f.response.raw_content == b"".join(out)
-    assert b'"model":"gpt-4o"' in f.response.raw_content
+    gw.response(f)
+    assert f.response.raw_content == b"".join(out) and b'"model":"gpt-4o"' in f.response.raw_content
 
 
-async def test_upstream_error_maps_to_openai_status(gw_ctx):
-    gw, _ = gw_ctx
-    f = chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
-    await gw.request(f)
-    f.response = http.Response.make(400, json.dumps({"error": {"code": "invalid_parameter_error", "message":
-                                    "Range of input length should be [1, 983616]", "type": "invalid_request_error",
-                                    "param": None}}), {"content-type": "application/json"})
-    gw.responseheaders(f)
-    await gw.response(f)
-    assert f.response.status_code == 400
-    assert json.loads(f.response.content)["error"]["code"] == "context_length_exceeded"
+async def test_unclaimed_hosts_pass_untouched(setup):
+    gw, qwen, _ = setup
+    f = chat_flow({"x": 1}, host="example.com")
+    before = f.request.get_state()
+    await through(gw, f)
+    assert f.response is None and f.request.get_state() == before and qwen.requests == []
+
+
+@pytest.mark.parametrize("host", ["API.OpenAI.com", "api.openai.com."])
+async def test_intercepted_host_matching_ignores_case_and_trailing_dot(setup, host):
+    gw, qwen, _ = setup
+    f = await through(gw, chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}, host=host))
+    assert f.response.status_code == 200 and len(qwen.requests) == 1
+
+
+async def test_reverse_mode_claims_every_path(setup):
+    gw, _, _ = setup
+    f = await through(gw, chat_flow({}, host="portal.qwen.ai", path="/v1/nonsense", reverse=True))
+    assert f.response.status_code == 404
+    assert json.loads(f.response.content)["error"]["code"] == "unknown_url"
+    assert f.metadata["qwen"]["route"] == "unknown" and f.metadata["qwen"]["status"] == 404
+
+
+@pytest.mark.parametrize("body,status,param", [
+    (b"{not json", 400, None),
+    (b"[1,2]", 400, None),
+    (b"[" * 100000, 400, None),
+    ({"model": "gpt-4o"}, 400, "messages"),
+    ({"model": "gpt-4o", "messages": "hi"}, 400, "messages"),
+    ({"model": 5, "messages": [{"role": "user", "content": "x"}]}, 400, "model"),
+    ({"messages": [{"role": "wizard", "content": "x"}]}, 400, "messages[0].role"),
+])
+async def test_bad_input_gets_openai_errors(setup, body, status, param):
+    gw, qwen, _ = setup
+    f = await through(gw, chat_flow(body))
+    assert f.response.status_code == status
+    err = json.loads(f.response.content)["error"]
+    assert set(err) == {"message", "type", "code", "param"} and err["param"] == param
+    assert f.request.host == "api.openai.com" and qwen.requests == []  # nothing rerouted, nothing sent
+
+
+async def test_wrong_method_and_local_models(setup):
+    gw, _, _ = setup
+    assert (await through(gw, chat_flow(b"", method="GET"))).response.status_code == 405
+    f = await through(gw, chat_flow(b"", path="/v1/models", method="GET"))
+    ids = [m["id"] for m in json.loads(f.response.content)["data"]]
+    assert "coder-model" in ids and "gpt-4o" in ids
+    f = await through(gw, chat_flow(b"", path="/v1/models/gpt-4o", method="GET"))
+    assert json.loads(f.response.content)["id"] == "gpt-4o"
+    assert (await through(gw, chat_flow(b"", path="/v1/models/nope", method="GET"))).response.status_code == 404
+
+
+async def test_health_has_no_secrets(setup):
+    gw, _, _ = setup
+    f = await through(gw, chat_flow(b"", path="/health", method="GET", reverse=True))
+    text = f.response.content.decode()
+    assert json.loads(text)["status"] == "ok" and "secret" not in text
+
+
+async def test_upstream_error_maps_to_openai_status():
+    gw, qwen = make(OAUTH_CRED, qwen=FakeQwen((400, {"error": {
+        "code": "invalid_parameter_error", "message": "Range of input length should be [1, 983616]",
+        "type": "invalid_request_error", "param": None}})))
+    with taddons.context(gw) as tctx:
+        gw.configure(set(tctx.options.keys()))
+        f = await through(gw, chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}))
+        assert f.response.status_code == 400
+        assert json.loads(f.response.content)["error"]["code"] == "context_length_exceeded"
+        assert gw.pool.reports == [("default", "error")]
+
+
+async def test_401_refreshes_once_and_retries_before_the_client_sees_anything():
+    gw, qwen = make(OAUTH_CRED, qwen=FakeQwen((401, {"error": {"code": "invalid_api_key", "message": "x"}})))
+    with taddons.context(gw) as tctx:
+        gw.configure(set(tctx.options.keys()))
+        f = await through(gw, chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}))
+        assert f.response.status_code == 200 and len(qwen.requests) == 2
+        assert qwen.requests[1].headers["x-stainless-retry-count"] == "1"
+        assert f.metadata["qwen"]["retry_reasons"] == ["refreshed"]
 
 
 async def test_key_account_gets_its_own_model_and_no_oauth_header():
-    gw = QwenGateway(pool=StaticPool(KEY_CRED))
+    gw, qwen = make(KEY_CRED)
     with taddons.context(gw) as tctx:
-        loaded(tctx, gw)
-        f = chat_flow({"model": "gpt-4o", "messages": [{"role": "system", "content": "s"},
-                                                      {"role": "user", "content": "hi"}]})
-        await gw.request(f)
-        assert f.request.url == "https://dashscope-intl.aliyuncs.com/compatible-mode/v1/chat/completions"
-        assert "x-dashscope-authtype" not in f.request.headers
-        body = json.loads(f.request.content)
+        gw.configure(set(tctx.options.keys()))
+        await through(gw, chat_flow({"model": "gpt-4o", "messages": [{"role": "system", "content": "s"},
+                                                                    {"role": "user", "content": "hi"}]}))
+        (up,) = qwen.requests
+        assert str(up.url) == "https://dashscope-intl.aliyuncs.com/compatible-mode/v1/chat/completions"
+        assert "x-dashscope-authtype" not in up.headers
+        body = qwen.bodies()[0]
         assert body["model"] == "qwen3-coder-plus" and body["messages"][0]["content"] == "s"
 
 
 async def test_no_account_fails_closed_with_openai_error():
-    gw = QwenGateway(pool=StaticPool())
+    gw, qwen = make()
     with taddons.context(gw) as tctx:
-        loaded(tctx, gw)
-        f = chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
-        await gw.request(f)
-        assert f.response.status_code == 503
-        assert f.request.host == "api.openai.com" and f.response.headers["content-type"] == "application/json"
+        gw.configure(set(tctx.options.keys()))
+        f = await through(gw, chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}))
+        assert f.response.status_code == 503 and f.response.headers["content-type"] == "application/json"
+        assert f.request.host == "api.openai.com" and qwen.requests == []
 
 
 def test_model_map_option_is_validated():
-    gw = QwenGateway(pool=StaticPool(OAUTH_CRED))
+    gw, _ = make(OAUTH_CRED)
     with taddons.context(gw) as tctx:
         tctx.configure(gw, qwen_model_map=["gpt-4o=qwen3-coder-plus"])
-        assert gw.models.resolve("gpt-4o") == "qwen3-coder-plus"
+        assert gw.config.models.resolve("gpt-4o") == "qwen3-coder-plus"
         with pytest.raises(Exception):
             tctx.configure(gw, qwen_model_map=["broken"])
 
 
-async def test_replayed_flow_gets_a_fresh_credential_and_original_request(gw_ctx):
-    gw, _ = gw_ctx
-    f = chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}, reverse=True)
-    await gw.request(f)
+async def test_replayed_flow_runs_again_with_a_fresh_credential(setup):
+    gw, qwen, _ = setup
+    f = await through(gw, chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+                                    reverse=True))
     assert f.metadata["qwen"]["client"]["key"] == "sk-… (13 chars)"
-    f.response = http.Response.make(401, b'{"error":{"code":"invalid_api_key","message":"x"}}')
-    gw.responseheaders(f)
-    assert f.request.headers["authorization"] == REDACTED
-    # mitmweb's replay sends the stored (rewritten, redacted) request through the hooks again
+    # mitmweb's replay sends the stored client request (its key gone) through the hooks again
     f.response = None
     f.is_replay = "request"
-    await gw.request(f)
-    assert f.response is None
-    assert f.request.headers["authorization"] == "Bearer secret-oauth-token"
-    assert f.metadata["qwen"]["notes"] == ["replayed"]
-    assert json.loads(f.request.content)["model"] == "coder-model"
+    f.client_conn.proxy_mode = mode_specs.ProxyMode.parse("regular")
+    await through(gw, f)
+    assert f.response.status_code == 200 and len(qwen.requests) == 2
+    assert qwen.requests[1].headers["authorization"] == "Bearer secret-oauth-token"
+
+
+# ---- fail closed by construction --------------------------------------------------------------------------
+
+async def test_malformed_authorization_bytes_with_client_keys_get_401_and_reach_nothing(monkeypatch):
+    monkeypatch.setenv("QWEN_GATEWAY_KEYS", "good-key")
+    gw, qwen = make(OAUTH_CRED)
+    with taddons.context(gw) as tctx:
+        gw.configure(set(tctx.options.keys()))
+        f = await through(gw, chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]},
+                                        auth=b"Bearer \xc3\x28", reverse=True))
+        assert f.response.status_code == 401 and qwen.requests == []
+        f = await through(gw, chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]},
+                                        auth=b"Bearer good-key", reverse=True))
+        assert f.response.status_code == 200
+
+
+class Boom(Exception):
+    pass
+
+
+def _raise(*a, **kw):
+    raise Boom("injected")
+
+
+async def _araise(*a, **kw):
+    raise Boom("injected")
+
+
+STEPS = [  # (object path, attribute, replacement): every step of the request path
+    ("qwen_gateway.routing", "claims", _raise),
+    ("qwen_gateway.routing", "route", _raise),
+    ("qwen_gateway.access", "check_key", _raise),
+    ("qwen_gateway.access", "check_declared_size", _raise),
+    ("qwen_gateway.addon", "_parse_json", _raise),
+    ("qwen_gateway.addon", "context_check", _araise),
+    ("qwen_gateway.endpoints", "qwen_body", _raise),
+    ("qwen_gateway.engine", "qwen_body", _raise),
+    ("qwen_gateway.forward", "buffered_answer", _raise),
+    ("qwen_gateway.local.LocalAnswers", "answer", _araise),
+    ("qwen_gateway.retry.RetryPolicy", "acquire", _araise),
+    ("qwen_gateway.engine.UpstreamEngine", "open", _araise),
+    ("qwen_gateway.addon.QwenGateway", "_open", _raise),
+    ("qwen_gateway.addon.QwenGateway", "_relay", _araise),
+]
+
+
+@pytest.mark.parametrize("target,name,fn", STEPS, ids=[f"{t.rsplit('.', 1)[-1]}.{n}" for t, n, _ in STEPS])
+@pytest.mark.parametrize("mode", ["reverse", "regular"])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_exception_in_any_step_is_an_openai_error_and_reaches_nothing(monkeypatch, target, name, fn,
+                                                                              mode, stream):
+    import importlib
+    parts = target.split(".")
+    obj = importlib.import_module(".".join(parts[:2]))
+    for attr in parts[2:]:
+        obj = getattr(obj, attr)
+    monkeypatch.setattr(obj, name, fn)
+    gw, qwen = make(OAUTH_CRED)
+    with taddons.context(gw) as tctx:
+        gw.configure(set(tctx.options.keys()))
+        for path, method in (("/v1/chat/completions", "POST"), ("/v1/models", "GET")):
+            f = chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}], "stream": stream},
+                          path=path, method=method, reverse=mode == "reverse")
+            await through(gw, f)
+            # either answered locally (an OpenAI error, or a real answer when the step was not on this path), or
+            # sent only to the relay; never left to go to its original host
+            if f.response is None:
+                assert stream and (f.request.host, f.request.port) == gw.relay.address
+            else:
+                assert f.response.headers["content-type"].startswith("application/json")
+                if f.response.status_code >= 400:
+                    assert set(json.loads(f.response.content)["error"]) == {"message", "type", "param", "code"}
+            assert f.request.host in ("api.openai.com", "127.0.0.1")
+        assert all(r.url.host in ("portal.qwen.ai",) for r in qwen.requests)
+
+
+@pytest.mark.parametrize("point", ["configure", "running", "client_request", "upstream_request", "stream_started",
+                                   "finished", "done"])
+async def test_a_failing_observer_is_logged_and_never_changes_the_flow(point, caplog):
+    from qwen_gateway.observe.base import Observer
+
+    calls = []
+
+    class Failing(Observer):
+        pass
+
+    def boom(self, *a):
+        calls.append(point)
+        raise Boom(point)
+
+    setattr(Failing, point, boom)
+    gw = QwenGateway(pool=StaticPool(OAUTH_CRED), observers=[Failing()],
+                     transport=httpx.MockTransport(FakeQwen()))
+    with taddons.context(gw) as tctx:
+        gw.configure(set(tctx.options.keys()))
+        if point == "running":
+            gw.running()
+        stream = point == "stream_started"
+        f = await through(gw, chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}],
+                                         "stream": stream}))
+        if stream:  # the relay's answer arrives
+            f.response = http.Response.make(200, b"", {"content-type": "text/event-stream"})
+            gw.responseheaders(f)
+            assert callable(f.response.stream)
+        else:
+            assert f.response.status_code == 200 and json.loads(f.response.content)["choices"]
+        if point == "done":
+            gw.done()
+    assert calls and "failed" in caplog.text

@@ -48,7 +48,8 @@ ESTIMATE_WAIT_S = 5.0
 
 
 class QwenGateway:
-    def __init__(self, pool: Pool | None = None, observers: list[Observer] | None = None) -> None:
+    def __init__(self, pool: Pool | None = None, observers: list[Observer] | None = None,
+                 transport=None) -> None:
         self._fixed_pool = pool  # tests hand in a pool; otherwise it is built from the options
         self.pool: Pool | None = pool
         self.config = Config()
@@ -58,11 +59,13 @@ class QwenGateway:
         self.endpoints = endpoints(self._responses)
         self.policy = RetryPolicy(pool)
         self.engine = UpstreamEngine(self.policy, self.config,
-                                     on_upstream_request=lambda ex: self._notify("upstream_request", ex, None))
+                                     on_upstream_request=self._upstream_request,
+                                     transport=transport)
         self.relay = LoopbackRelay(self.engine.open, idle_timeout=lambda: self.config.stream_idle_timeout)
         self.local = LocalAnswers(pool=lambda: self.pool, store=self._responses, metrics=self._metrics,
                                   reload_accounts=self._reload_accounts)
         self._live: dict[str, Exchange] = {}  # flow id -> exchange, until response/error
+        self._flows: dict[str, http.HTTPFlow] = {}  # exchange id -> flow, for the engine's callback
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -207,6 +210,7 @@ class QwenGateway:
         """Point the flow at the relay: mitmproxy then streams the engine's answer like any server's."""
         host, port = await self.relay.start()
         ex.extra["relay_token"] = token = self.relay.expect(ex)
+        ex.extra["relayed"] = True
         req = flow.request
         shown = req.host_header  # keep what the client addressed, for mitmweb's list
         req.scheme = "http"
@@ -224,7 +228,7 @@ class QwenGateway:
             self.relay.forget(ex.extra.pop("relay_token", None))
             flow.request.headers.pop(TOKEN_HEADER, None)
             resp = flow.response
-            if (ex.stream and ex.cred is not None and not ex.extra.get("relay_error") and resp.status_code == 200
+            if (ex.extra.get("relayed") and not ex.extra.get("relay_error") and resp.status_code == 200
                     and "event-stream" in resp.headers.get("content-type", "")):
                 forward.start_stream(ex, resp)
                 self._notify("stream_started", ex, flow)
@@ -239,7 +243,7 @@ class QwenGateway:
             final = ex.extra.pop("final", None)
             if ex.rewriter is not None:
                 final = forward.finish_stream(ex, flow.response)
-            elif ex.stream and ex.cred is not None and not ex.extra.get("relay_error"):
+            elif ex.extra.get("relayed") and not ex.extra.get("relay_error"):
                 # a relayed answer that was not a stream after all: translate it whole
                 flow.response, final = forward.buffered_answer(ex, flow.response.status_code, flow.response.headers,
                                                                flow.response.content or b"")
@@ -283,6 +287,7 @@ class QwenGateway:
         for name in ("authorization", "x-api-key", "proxy-authorization"):
             req.headers.pop(name, None)
         self._live[flow.id] = ex
+        self._flows[ex.id] = flow
         return ex
 
     def _refuse(self, flow: http.HTTPFlow, ex: Exchange | None, e: GatewayError) -> None:
@@ -295,7 +300,13 @@ class QwenGateway:
         ex = self._live.get(flow.id)
         self._refuse(flow, ex, GatewayError(500, f"The gateway failed: {type(e).__name__}."))
 
+    def _upstream_request(self, ex: Exchange) -> None:
+        flow = self._flows.get(ex.id)
+        if flow is not None:
+            self._notify("upstream_request", ex, flow)
+
     def _finish(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        self._flows.pop(ex.id, None)
         ex.ended = time.monotonic()
         if flow.response is not None and ex.status is None:
             ex.status = flow.response.status_code
@@ -315,7 +326,7 @@ class QwenGateway:
         flow.metadata["qwen"] = ex.to_meta()
         self._notify("finished", ex, flow)
 
-    def _notify(self, point: str, ex: Exchange, flow: http.HTTPFlow | None) -> None:
+    def _notify(self, point: str, ex: Exchange, flow: http.HTTPFlow) -> None:
         for fn in self._points[point]:
             self._call(fn, ex, flow)
 

@@ -33,17 +33,18 @@ _DEAD_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError
 
 class UpstreamEngine:
     def __init__(self, policy: RetryPolicy, config: Config,
-                 on_upstream_request: Callable[[Exchange], None] = lambda ex: None) -> None:
+                 on_upstream_request: Callable[[Exchange], None] = lambda ex: None,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.policy = policy
         self.config = config
         self.on_upstream_request = on_upstream_request
+        self.transport = transport  # tests hand in httpx.MockTransport
         self.client = self._client(config)
 
-    @staticmethod
-    def _client(config: Config) -> httpx.AsyncClient:
+    def _client(self, config: Config) -> httpx.AsyncClient:
         keepalive = config.upstream_keepalive
         return httpx.AsyncClient(
-            http2=True, trust_env=False, follow_redirects=False,
+            http2=True, trust_env=False, follow_redirects=False, transport=self.transport,
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=64 if keepalive else 0,
                                 keepalive_expiry=keepalive or None),
             timeout=httpx.Timeout(config.upstream_timeout or None, connect=CONNECT_TIMEOUT))
