@@ -111,7 +111,13 @@ class LoopbackRelay:
                 opening.cancel()
                 return False
             try:
-                resp = opening.result()
+                try:
+                    resp = opening.result()
+                except GatewayError:
+                    raise
+                except Exception as e:  # fail closed: the client gets an OpenAI error, never a broken connection
+                    log.exception("qwen: the upstream request failed")
+                    raise GatewayError(500, f"The gateway failed: {type(e).__name__}.") from e
             except GatewayError as e:
                 ex.extra["relay_error"] = True
                 ex.fail(e.status, e.code, e.message)
