@@ -79,12 +79,24 @@ def bench_stream(runs: int, gap_ms: int) -> dict:
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "ping"}]}
 
 
+PROCESS = {"mitmdump (no addon)": "bare", "gateway": "gateway"}  # target -> process whose CPU is counted
+
+
 def _targets(p: Procs, emu: str, *, bare: bool = True) -> dict[str, tuple[str, str]]:
     out = {"direct": (emu, "sk-bench")}
     if bare:
         out["mitmdump (no addon)"] = (p.mitmdump("bare", emu, addon=False), "sk-bench")
     out["gateway"] = (p.gateway(emu), "client-key-ignored")
     return out
+
+
+def _cpu_ms_per_request(p: Procs, name: str, before: float, requests: int) -> float | str:
+    proc = PROCESS.get(name)
+    return round((p.cpu_s(proc) - before) * 1000 / requests, 3) if proc else "-"
+
+
+def _cpu_before(p: Procs, name: str) -> float:
+    return p.cpu_s(PROCESS[name]) if name in PROCESS else 0.0
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -110,13 +122,22 @@ def _timed(url: str, key: str, body: dict, n: int, warmup: int) -> list[float]:
     return times
 
 
-def bench_latency(n: int) -> dict:
+def bench_latency(n: int, rounds: int = 4) -> dict:
     with Procs() as p:
         emu = p.emulator()
         out = {}
-        for name, (url, key) in _targets(p, emu).items():
-            times = _timed(url, key, _body_for(name, CHAT), n, warmup=30)
-            out[name] = {"p50_ms": _pct(times, 0.5), "p99_ms": _pct(times, 0.99), "requests": n}
+        targets = _targets(p, emu)
+        for round_ in range(rounds):  # alternating rounds: the machine's drift hits every target alike
+            for name, (url, key) in targets.items():
+                before = _cpu_before(p, name)
+                times = _timed(url, key, _body_for(name, CHAT), n // rounds, warmup=30 if round_ == 0 else 5)
+                acc = out.setdefault(name, {"times": [], "cpu": []})
+                acc["times"] += times
+                acc["cpu"].append(_cpu_ms_per_request(p, name, before, n // rounds + (30 if round_ == 0 else 5)))
+        for name, acc in out.items():
+            times, cpu = acc.pop("times"), acc.pop("cpu")
+            acc.update(p50_ms=_pct(times, 0.5), p99_ms=_pct(times, 0.99), requests=len(times),
+                       cpu_ms_per_request=cpu[0] if cpu[0] == "-" else round(statistics.median(cpu), 3))
         for v in out.values():
             v["p50_vs_bare_ms"] = round(v["p50_ms"] - out["mitmdump (no addon)"]["p50_ms"], 3)
         return {"scenario": f"latency: {n} sequential non-stream requests, keep-alive", "results": out}
@@ -138,13 +159,22 @@ async def _hammer(url: str, key: str, body: dict, total: int, concurrency: int) 
         return total / (time.perf_counter() - t0)
 
 
-def bench_throughput(total: int, concurrency: int) -> dict:
+def bench_throughput(total: int, concurrency: int, rounds: int = 4) -> dict:
     with Procs() as p:
         emu = p.emulator()
-        out = {}
-        for name, (url, key) in _targets(p, emu).items():
-            rps = asyncio.run(_hammer(url, key, _body_for(name, CHAT), total, concurrency))
-            out[name] = {"requests_per_s": round(rps, 1)}
+        out: dict[str, dict] = {}
+        targets = _targets(p, emu)
+        for _ in range(rounds):
+            for name, (url, key) in targets.items():
+                before = _cpu_before(p, name)
+                rps = asyncio.run(_hammer(url, key, _body_for(name, CHAT), total // rounds, concurrency))
+                acc = out.setdefault(name, {"rps": [], "cpu": []})
+                acc["rps"].append(rps)
+                acc["cpu"].append(_cpu_ms_per_request(p, name, before, 2 * (total // rounds)))
+        for acc in out.values():
+            rps, cpu = acc.pop("rps"), acc.pop("cpu")
+            acc.update(requests_per_s=round(statistics.median(rps), 1),
+                       cpu_ms_per_request=cpu[0] if cpu[0] == "-" else round(statistics.median(cpu), 3))
         base = out["mitmdump (no addon)"]["requests_per_s"]
         for v in out.values():
             v["vs_bare"] = f"{v['requests_per_s'] / base:.0%}"

@@ -92,6 +92,11 @@ class Procs:
         env = {"QWEN_DIR": str(qdir), "QWEN_GATEWAY_HOME": str(self.tmp / f"state-{name}")}
         return self.mitmdump(name, "https://portal.qwen.ai", addon=True, env=env, tool=tool, args=args)
 
+    def cpu_s(self, name: str) -> float:
+        """User + system CPU seconds the process `name` has used so far (from /proc)."""
+        fields = open(f"/proc/{self.pids[name]}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_mb(self, name: str) -> float:
         for line in open(f"/proc/{self.pids[name]}/status"):
             if line.startswith("VmRSS:"):

@@ -1,5 +1,5 @@
-"""The gateway addon in mitmproxy's own test style (taddons, tflow): no network. Qwen is an
-httpx.MockTransport handed to the upstream engine, so every upstream request is seen here."""
+"""The gateway addon in mitmproxy's own test style (taddons, tflow): no network. Qwen is a fake upstream
+client handed to the engine, so every upstream request is seen here."""
 
 import json
 
@@ -55,17 +55,43 @@ ANSWER = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model"
           "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4, "cached_tokens": 1}}
 
 
+class Sent:
+    def __init__(self, url: str, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.url = httpx.URL(url)
+        self.headers = httpx.Headers(headers)
+        self.content = body
+
+
+class FakeResponse:
+    def __init__(self, status: int, body: dict) -> None:
+        self.status_code = status
+        self.headers = {"content-type": "application/json"}
+        self.body = json.dumps(body).encode()
+
+    async def aiter_raw(self):
+        yield self.body
+
+    async def aread(self) -> bytes:
+        return self.body
+
+    async def aclose(self) -> None:
+        pass
+
+
 class FakeQwen:
-    """Answers like Qwen and keeps every request it got."""
+    """The engine's upstream client: answers like Qwen and keeps every request it got."""
 
     def __init__(self, *answers: tuple[int, dict]) -> None:
         self.answers = list(answers)
-        self.requests: list[httpx.Request] = []
+        self.requests: list[Sent] = []
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        status, body = self.answers.pop(0) if self.answers else (200, ANSWER)
-        return httpx.Response(status, json=body)
+    async def send(self, url, headers, body, *, timeout, read_timeout) -> FakeResponse:
+        self.requests.append(Sent(url, headers, body))
+        status, answer = self.answers.pop(0) if self.answers else (200, ANSWER)
+        return FakeResponse(status, answer)
+
+    async def aclose(self) -> None:
+        pass
 
     def bodies(self) -> list[dict]:
         return [json.loads(r.content) for r in self.requests]
@@ -94,7 +120,7 @@ async def through(gw, f):
 
 def make(*creds, qwen=None, **options):
     qwen = qwen or FakeQwen()
-    gw = QwenGateway(pool=StaticPool(*creds), transport=httpx.MockTransport(qwen))
+    gw = QwenGateway(pool=StaticPool(*creds), upstream=qwen)
     return gw, qwen
 
 
@@ -369,8 +395,7 @@ async def test_a_failing_observer_is_logged_and_never_changes_the_flow(point, ca
         raise Boom(point)
 
     setattr(Failing, point, boom)
-    gw = QwenGateway(pool=StaticPool(OAUTH_CRED), observers=[Failing()],
-                     transport=httpx.MockTransport(FakeQwen()))
+    gw = QwenGateway(pool=StaticPool(OAUTH_CRED), observers=[Failing()], upstream=FakeQwen())
     with taddons.context(gw) as tctx:
         gw.configure(set(tctx.options.keys()))
         if point == "running":

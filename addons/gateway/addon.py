@@ -49,7 +49,7 @@ ESTIMATE_WAIT_S = 5.0
 
 class QwenGateway:
     def __init__(self, pool: Pool | None = None, observers: list[Observer] | None = None,
-                 transport=None) -> None:
+                 upstream=None) -> None:
         self._fixed_pool = pool  # tests hand in a pool; otherwise it is built from the options
         self.pool: Pool | None = pool
         self.config = Config()
@@ -60,7 +60,7 @@ class QwenGateway:
         self.policy = RetryPolicy(pool)
         self.engine = UpstreamEngine(self.policy, self.config,
                                      on_upstream_request=self._upstream_request,
-                                     transport=transport)
+                                     client=upstream)
         self.relay = LoopbackRelay(self.engine.open, idle_timeout=lambda: self.config.stream_idle_timeout)
         self.local = LocalAnswers(pool=lambda: self.pool, store=self._responses, metrics=self._metrics,
                                   reload_accounts=self._reload_accounts)

@@ -18,12 +18,11 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 
-import httpx
-
 from .errors import GatewayError
 from .exchange import Exchange
 from .sse import encode
 from .streaming import stream_error
+from .upstream_client import Response, UpstreamError, UpstreamTimeout
 
 log = logging.getLogger("qwen")
 
@@ -35,7 +34,7 @@ _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden"
 
 
 class LoopbackRelay:
-    def __init__(self, open_upstream: Callable[[Exchange], Awaitable[httpx.Response]], *,
+    def __init__(self, open_upstream: Callable[[Exchange], Awaitable[Response]], *,
                  idle_timeout: Callable[[], float]) -> None:
         self.open_upstream = open_upstream
         self.idle_timeout = idle_timeout
@@ -135,7 +134,7 @@ class LoopbackRelay:
         finally:
             gone.cancel()
 
-    async def _pump(self, resp: httpx.Response, writer: asyncio.StreamWriter) -> bool:
+    async def _pump(self, resp: Response, writer: asyncio.StreamWriter) -> bool:
         ctype = resp.headers.get("content-type", "application/json")
         writer.write(f"HTTP/1.1 {resp.status_code} {_REASONS.get(resp.status_code, 'OK')}\r\n"
                      f"content-type: {ctype}\r\ntransfer-encoding: chunked\r\n\r\n".encode("latin-1"))
@@ -144,11 +143,11 @@ class LoopbackRelay:
                 if chunk:
                     writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                     await writer.drain()
-        except httpx.ReadTimeout:
+        except UpstreamTimeout:
             _write_chunk(writer, _error_event(f"Qwen sent nothing for {self.idle_timeout():g} s: the gateway "
                                               "ended the stream (qwen_stream_idle_timeout).", "stream_idle_timeout"))
-        except httpx.HTTPError as e:
-            _write_chunk(writer, _error_event(f"Qwen broke off the stream: {type(e).__name__}.",
+        except UpstreamError as e:
+            _write_chunk(writer, _error_event(f"Qwen broke off the stream: {e}.",
                                               "upstream_connection_error"))
         writer.write(b"0\r\n\r\n")
         await writer.drain()

@@ -1,0 +1,220 @@
+"""A small HTTP/1.1 client with a keep-alive pool, for the engine's calls to Qwen.
+
+Why not httpx: measured on this project's benchmark machine, one httpx request costs 0.74 ms of CPU
+(0.71 ms with http2=True), the same exchange over a plain asyncio stream 0.09 ms — and every request of
+the gateway pays it. The gateway needs only a narrow slice of HTTP: POST a JSON body, read a status,
+headers and a body that is either Content-Length framed, chunked (streams) or ends with the connection.
+That slice is this module: connections per origin kept warm for `keepalive` seconds, TLS verified with
+certifi's roots (as httpx does), a connection that died while idle detected at checkout or, failing
+that, reported as `DeadConnection` so the caller can retry once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import certifi
+
+MAX_HEAD = 64 * 1024
+
+
+class UpstreamError(Exception):
+    """The upstream could not be reached or broke the protocol."""
+
+
+class DeadConnection(UpstreamError):
+    """A reused keep-alive connection turned out to be closed before any answer: safe to retry once."""
+
+
+class UpstreamTimeout(UpstreamError):
+    pass
+
+
+class _Conn:
+    def __init__(self, origin: tuple[str, str, int], reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.origin = origin
+        self.reader = reader
+        self.writer = writer
+        self.idle_since = time.monotonic()
+
+    def usable(self, keepalive: float) -> bool:
+        return (not self.reader.at_eof() and not self.writer.is_closing()
+                and time.monotonic() - self.idle_since < keepalive)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Response:
+    """Status and headers read; the body is read with `aiter_raw()` or `aread()`, then `aclose()`."""
+
+    def __init__(self, client: UpstreamClient, conn: _Conn, status: int, headers: dict[str, str],
+                 read_timeout: float | None) -> None:
+        self._client = client
+        self._conn: _Conn | None = conn
+        self.status_code = status
+        self.headers = headers
+        self._read_timeout = read_timeout
+        self._done = False
+        te = headers.get("transfer-encoding", "").lower()
+        self._chunked = "chunked" in te
+        length = headers.get("content-length")
+        self._remaining = int(length) if length and length.isdigit() and not self._chunked else None
+        self._reusable = headers.get("connection", "").lower() != "close" and (self._chunked or
+                                                                                self._remaining is not None)
+
+    async def _read(self, coro):
+        try:
+            if self._read_timeout is None:
+                return await coro
+            return await asyncio.wait_for(coro, self._read_timeout)
+        except asyncio.TimeoutError as e:
+            raise UpstreamTimeout(f"no data for {self._read_timeout:g} s") from e
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as e:
+            raise UpstreamError(f"the connection broke: {type(e).__name__}") from e
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        """The body as it arrives (chunked framing removed)."""
+        conn = self._conn
+        if conn is None or self._done:
+            return
+        reader = conn.reader
+        if self._chunked:
+            while True:
+                line = await self._read(reader.readuntil(b"\r\n"))
+                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while (await self._read(reader.readuntil(b"\r\n"))) != b"\r\n":
+                        pass  # trailers
+                    break
+                data = await self._read(reader.readexactly(size + 2))
+                yield data[:-2]
+        elif self._remaining is not None:
+            while self._remaining > 0:
+                data = await self._read(reader.read(min(self._remaining, 65536)))
+                if not data:
+                    raise UpstreamError("the connection closed before the body was complete")
+                self._remaining -= len(data)
+                yield data
+        else:
+            while data := await self._read(reader.read(65536)):
+                yield data
+        self._done = True
+
+    async def aread(self) -> bytes:
+        return b"".join([chunk async for chunk in self.aiter_raw()])
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if self._done and self._reusable:
+            self._client._release(conn)
+        else:
+            conn.close()
+
+
+class UpstreamClient:
+    def __init__(self, *, keepalive: float, connect_timeout: float = 10.0, max_idle_per_origin: int = 64) -> None:
+        self.keepalive = keepalive
+        self.connect_timeout = connect_timeout
+        self.max_idle = max_idle_per_origin
+        self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
+        self._ssl: ssl.SSLContext | None = None
+        self.connections_opened = 0
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context(cafile=certifi.where())
+        return self._ssl
+
+    async def send(self, url: str, headers: list[tuple[str, str]], body: bytes, *,
+                   timeout: float | None, read_timeout: float | None) -> Response:
+        """POST `body`; returns once the status and headers are read (within `timeout`)."""
+        parts = urlsplit(url)
+        scheme = parts.scheme
+        host = parts.hostname or ""
+        port = parts.port or (443 if scheme == "https" else 80)
+        origin = (scheme, host, port)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        head = [f"POST {target} HTTP/1.1"]
+        head += [f"{k}: {v}" for k, v in headers if k.lower() not in ("content-length", "connection")]
+        head.append(f"content-length: {len(body)}")
+        request = ("\r\n".join(head) + "\r\n\r\n").encode() + body
+        conn, reused = await self._checkout(origin)
+        try:
+            conn.writer.write(request)
+            await conn.writer.drain()
+            status, fields = await asyncio.wait_for(self._head(conn.reader), timeout)
+        except asyncio.TimeoutError as e:
+            conn.close()
+            raise UpstreamTimeout(f"no answer within {timeout:g} s") from e
+        except (ConnectionError, asyncio.IncompleteReadError, OSError) as e:
+            conn.close()
+            if reused:
+                raise DeadConnection(type(e).__name__) from e
+            raise UpstreamError(f"the connection broke: {type(e).__name__}") from e
+        except (ValueError, asyncio.LimitOverrunError) as e:
+            conn.close()
+            raise UpstreamError("the answer is not HTTP/1.1") from e
+        return Response(self, conn, status, fields, read_timeout)
+
+    @staticmethod
+    async def _head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+        while True:
+            raw = await reader.readuntil(b"\r\n\r\n")
+            lines = raw.decode("latin-1").split("\r\n")
+            version, _, rest = lines[0].partition(" ")
+            if not version.startswith("HTTP/"):
+                raise ValueError("not an HTTP answer")
+            status = int(rest[:3])
+            if 100 <= status < 200:
+                continue  # 100 Continue and friends: the real answer follows
+            fields: dict[str, str] = {}
+            for line in lines[1:]:
+                name, sep, value = line.partition(":")
+                if sep:
+                    key = name.strip().lower()
+                    fields[key] = f"{fields[key]}, {value.strip()}" if key in fields else value.strip()
+            return status, fields
+
+    async def _checkout(self, origin: tuple[str, str, int]) -> tuple[_Conn, bool]:
+        idle = self._idle.get(origin)
+        while idle:
+            conn = idle.pop()
+            if conn.usable(self.keepalive):
+                return conn, True
+            conn.close()
+        scheme, host, port = origin
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(
+                host, port, ssl=self._tls() if scheme == "https" else None, limit=MAX_HEAD,
+                server_hostname=host if scheme == "https" else None), self.connect_timeout)
+        except asyncio.TimeoutError as e:
+            raise UpstreamTimeout(f"no connection within {self.connect_timeout:g} s") from e
+        except OSError as e:
+            raise UpstreamError(f"cannot connect: {e.strerror or type(e).__name__}") from e
+        self.connections_opened += 1
+        return _Conn(origin, reader, writer), False
+
+    def _release(self, conn: _Conn) -> None:
+        if self.keepalive <= 0:
+            conn.close()
+            return
+        idle = self._idle.setdefault(conn.origin, [])
+        if len(idle) >= self.max_idle:
+            conn.close()
+            return
+        conn.idle_since = time.monotonic()
+        idle.append(conn)
+
+    async def aclose(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
