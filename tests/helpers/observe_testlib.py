@@ -121,10 +121,10 @@ def refused(status: int, code: str, message: str, *, endpoint: str | None = "cha
                     upstream=False, status=status, usage=None, error=(status, code, message), duration_ms=2.0, **kw)
 
 
-def local(route: str, *, method: str = "GET", path: str = "/v1/models", status: int = 200) -> Exchange:
+def local(route: str, *, method: str = "GET", path: str = "/v1/models", status: int = 200, **kw) -> Exchange:
     """A successful local answer (/v1/models, /health, /metrics)."""
     return exchange(endpoint=None, route=route, method=method, path=path, model="", upstream=False, status=status,
-                    usage=None, duration_ms=0.4)
+                    usage=None, duration_ms=0.4, **kw)
 
 
 def retry(reason: RetryReason, account: str = "default", wait_s: float = 0.0) -> Retry:
