@@ -110,8 +110,9 @@ def recent(ledger: Ledger, filters: Filters | None = None, limit: int = 20) -> l
                         args + (limit,))
     out = []
     for r in reversed(rows):
-        row = dict(zip(REQUEST_COLUMNS, r))
-        row["time"] = _local(row["ts"]) if isinstance(row["ts"], (int, float)) else None
+        raw = dict(zip(REQUEST_COLUMNS, r))
+        ts = raw.pop("ts")
+        row = {"time": _local(ts) if isinstance(ts, (int, float)) else None, "ts": ts, **raw}
         row["stream"] = bool(row["stream"])
         out.append(row)
     return out
