@@ -278,7 +278,7 @@ def test_local_refusals_get_a_line_a_row_and_a_count(refusing, emu):
     ]
     lines = wait_for(lambda: len(all_lines(gw)) >= len(expected) and all_lines(gw), "six request lines")
     assert len(lines) == len(expected), lines
-    for line, (start, status, code) in zip(lines, expected):
+    for line, (start, status, code) in zip(lines, expected, strict=True):
         assert line.startswith(start) and f" {status} " in line, line
         assert (f" error={code}" in line) if code else " error=" not in line, line
 

@@ -245,7 +245,8 @@ async def test_estimate_starts_in_client_request_and_never_holds_it():
 async def test_it_counts_the_clients_body_for_every_prompt_endpoint():
     est = estimator()
     bodies = {"chat.completions": chat_body("hello world"), "responses": {"model": "m", "input": "hello world"},
-              "completions": {"model": "m", "prompt": "hello world"}, "embeddings": {"model": "m", "input": "hello world"}}
+              "completions": {"model": "m", "prompt": "hello world"},
+              "embeddings": {"model": "m", "input": "hello world"}}
     for endpoint, body in bodies.items():
         ex = exchange(endpoint=endpoint, body=body, status=None, usage=None)
         est.client_request(ex, client_flow(body))

@@ -207,8 +207,8 @@ class OpenAIRequestContentview(contentviews.Contentview):
 def describe_upstream(up: dict) -> str:
     """The request the gateway sent to Qwen, from the flow's record (the credential is redacted there
     already; redacted again, as the debug log does, in case a header carries another secret)."""
-    lines = [f"POST {redact_url(str(up.get('url')))}", "(what the gateway sent to Qwen; the \"OpenAI request\" view shows the "
-                                      "client's request)", ""]
+    lines = [f"POST {redact_url(str(up.get('url')))}",
+             "(what the gateway sent to Qwen; the \"OpenAI request\" view shows the client's request)", ""]
     headers = up.get("headers") if isinstance(up.get("headers"), dict) else {}
     lines += [f"{k}: {v}" for k, v in redact_headers(headers).items()]
     body = up.get("body")

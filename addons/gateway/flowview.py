@@ -5,7 +5,8 @@ request body.
 The Comment column is one table cell (newlines render as spaces), so the summary's sections are joined
 on one line by " ┃ " — outcome first, then notes, the error, and the client's request last:
 
-    gpt-4o → coder-model · acct default · 200 · in 12 / out 34 (cached 2) · ttfb 85 ms · 1.20 s ┃ client: POST /v1/chat/completions · key sk-… (20 chars)
+    gpt-4o → coder-model · acct default · 200 · in 12 / out 34 (cached 2) · ttfb 85 ms · 1.20 s
+        ┃ client: POST /v1/chat/completions · key sk-… (20 chars)          (one line in mitmweb)
 
 Markers: mitmweb shows `flow.marked` through mitmproxy's emoji table (an unknown value becomes 🔴), and
 the usual ✅/❌/🔁 are emoji-only glyphs that render as empty boxes without an emoji font. These shortcodes

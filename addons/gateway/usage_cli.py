@@ -100,7 +100,7 @@ def report(ledger: Ledger, view: str, filters: Filters | None = None, today: str
         f"SUM(COALESCE(cached_tokens, 0)), SUM(CASE WHEN {_FAILED} THEN 1 ELSE 0 END) "
         f"FROM usage WHERE {where} GROUP BY {cols} ORDER BY {cols}", day_args + args)
     names = [name for _, name in keys] + list(SUMS)
-    return [dict(zip(names, r)) for r in rows]
+    return [dict(zip(names, r, strict=True)) for r in rows]
 
 
 def recent(ledger: Ledger, filters: Filters | None = None, limit: int = 20) -> list[dict]:
@@ -110,7 +110,7 @@ def recent(ledger: Ledger, filters: Filters | None = None, limit: int = 20) -> l
                         args + (limit,))
     out = []
     for r in reversed(rows):
-        raw = dict(zip(REQUEST_COLUMNS, r))
+        raw = dict(zip(REQUEST_COLUMNS, r, strict=True))
         ts = raw.pop("ts")
         row = {"time": _local(ts) if isinstance(ts, (int, float)) else None, "ts": ts, **raw}
         row["stream"] = bool(row["stream"])
@@ -150,7 +150,7 @@ def _grid(cells: list[list[str]], nkeys: int, rules_after: tuple[int, ...], righ
     lines = []
     for n, row in enumerate(cells):
         line = "  ".join(c.rjust(w) if (i in right if right else i >= nkeys) else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(row, widths)))
+                         for i, (c, w) in enumerate(zip(row, widths, strict=True)))
         lines.append(line.rstrip())
         if n in rules_after:
             lines.append("  ".join("-" * w for w in widths))

@@ -1,7 +1,8 @@
 """One readable line per exchange in mitmproxy's log (logger "qwen", INFO) — every request the gateway
 claims, forwarded or answered by the gateway itself:
 
-    POST /v1/chat/completions gpt-4o→coder-model acct=default 200 est=1.2k in=1180 out=42 cached=1024 ttfb=85ms total=1.31s
+    POST /v1/chat/completions gpt-4o→coder-model acct=default 200 est=1.2k in=1180 out=42 cached=1024 \
+        ttfb=85ms total=1.31s                                              (one line in the log)
     POST /v1/chat/completions gpt-4o→? acct=- 503 total=2ms error=no_usable_account 'No Qwen account can …'
     GET /v1/models route=models 200 total=0ms
 

@@ -148,12 +148,6 @@ def token_method() -> str:
     return encoding().method
 
 
-def encoder() -> tuple[Callable[[str], list[int]], str]:
-    """(encode function, method) — the raw tiktoken encoder (the estimate yields placeholder ids)."""
-    enc = encoding()
-    return (enc.encode or (lambda text: [0] * ((len(text) + 3) // 4))), enc.method
-
-
 # ---- what a request's prompt is made of --------------------------------------------------------------
 
 _TEXT_KEYS = ("content", "text", "input", "prompt", "instructions", "arguments", "output", "refusal",
