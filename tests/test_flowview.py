@@ -293,3 +293,9 @@ def test_the_detail_view_shows_what_went_to_qwen():
     refusal = refused(503, "no_usable_account", "none")
     fr = answered(refusal)
     assert contentviews.prettify_message(fr.request, fr).view_name == "OpenAI request"
+
+
+def test_summaries_never_show_a_token():
+    ex = exchange(status=401, usage=None, error=(401, "qwen_login_required", "refresh said sk-abcdef123456789"))
+    line = summary_line(ex)
+    assert "abcdef123456789" not in line and "sk-<redacted>" in line

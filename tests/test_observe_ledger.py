@@ -348,3 +348,9 @@ def test_console_script_is_installed():
     from pathlib import Path
 
     assert os.access(Path(sys.executable).parent / "qwen-usage", os.X_OK)
+
+
+def test_error_messages_in_rows_are_redacted_and_bounded():
+    row = row_of(exchange(stream=True, stream_error="upstream said: Bearer abcdefgh12345678 " + "y" * 1000))
+    assert "abcdefgh12345678" not in row["error"] and row["error"].startswith("upstream said: Bearer <redacted>")
+    assert len(row["error"]) == 300 and row["error"].endswith("…")

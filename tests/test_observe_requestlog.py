@@ -96,3 +96,14 @@ def test_the_path_is_the_clients_without_the_query():
     ex.client = type(ex.client)("POST", "/v1/chat/completions", "http://h/v1/chat/completions?api-key=secret",
                                 size=ex.client.size)
     assert format_line(ex).startswith("POST /v1/chat/completions ") and "secret" not in format_line(ex)
+
+
+def test_error_messages_are_redacted_before_they_are_logged():
+    """An upstream or OAuth error may echo a token: the line never carries it, even across the cut."""
+    leak = 'token refresh failed: {"access_token": "tok-AAAA1111", "x": 1} (sent Bearer abcdefgh12345678)'
+    line = format_line(exchange(status=401, usage=None, error=(401, "qwen_login_required", leak)))
+    assert "tok-AAAA1111" not in line and "abcdefgh12345678" not in line
+    assert '"access_token": "<redacted>"' in line and "Bearer <redacted>" in line
+    across = "x" * 90 + " Bearer " + "s" * 40  # the token starts before the cut and ends after it
+    line = format_line(exchange(stream_error=across))
+    assert "ssssssss" not in line and line.endswith("…'")

@@ -9,7 +9,7 @@ import json
 
 from mitmproxy import contentviews, http
 
-from .observe.debuglog import redact_headers, redact_url
+from .observe.redact import redact_headers, redact_url
 from .sse import SSEDecoder
 
 

@@ -23,6 +23,7 @@ from mitmproxy import ctx
 
 from .observe.base import Observer
 from .observe.common import cached_tokens, endpoint_name, error_code, error_text, status_of, usage_int
+from .observe.redact import safe_message
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -60,7 +61,7 @@ def summary_line(ex: Exchange) -> str:
     if ex.retries:
         parts.append("retries " + ", ".join(f"{r.reason.value} ({r.account})" for r in ex.retries))
     sections = [" · ".join(parts), *ex.notes]
-    code, message = error_code(ex), error_text(ex)
+    code, message = error_code(ex), safe_message(error_text(ex), 300)
     if code or message:
         sections.append("error: " + " ".join(x for x in (code, message and f"“{message}”") if x))
     client = f"client: {ex.client.method} {ex.client.path}"

@@ -16,18 +16,17 @@ import collections
 import json
 import logging
 import os
-import re
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from mitmproxy import http
 from mitmproxy.net import encoding
 
 from .base import Observer
 from .common import endpoint_name
+from .redact import REDACTED, redact_headers, redact_text, redact_url  # noqa: F401  (REDACTED: re-exported)
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -35,34 +34,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("qwen")
 
-REDACTED = "<redacted>"
-SECRET_HEADERS = {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie",
-                  "x-goog-api-key"}
-SECRET_PARAMS = {"key", "api_key", "api-key", "apikey", "token", "access_token", "refresh_token", "code"}
-# "Bearer <anything>", and sk-… style keys anywhere in a header value or a body.
-SECRET_VALUE = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=\-]{8,}|\b(sk-)[A-Za-z0-9_\-]{6,}")
-SECRET_JSON = re.compile(r'(?i)("(?:api[_-]?key|access_token|refresh_token|id_token|authorization|password|'
-                         r'client_secret|secret)"\s*:\s*")(?:[^"\\]|\\.)*(")')
 BODY_CAP = 256 * 1024  # bytes of each body kept in a file
 MAX_CAPTURES = 1000  # exchanges captured but not finished yet (bounded, in case one never finishes)
-
-
-def redact_text(text: str) -> str:
-    text = SECRET_VALUE.sub(lambda m: (m.group(1) or m.group(2)) + REDACTED, text)
-    return SECRET_JSON.sub(lambda m: m.group(1) + REDACTED + m.group(2), text)
-
-
-def redact_headers(headers) -> dict[str, str]:
-    """Headers (a repeated header's values joined by ", ") with secret values replaced."""
-    return {k: REDACTED if k.lower() in SECRET_HEADERS else redact_text(v) for k, v in headers.items()}
-
-
-def redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    if not parts.query:
-        return redact_text(url)
-    query = [(k, REDACTED if k.lower() in SECRET_PARAMS else v) for k, v in parse_qsl(parts.query, True)]
-    return redact_text(urlunsplit(parts._replace(query=urlencode(query, safe="<>"))))
 
 
 def body_record(raw: bytes | None, content_type: str = "", size: int | None = None) -> dict | None:

@@ -15,6 +15,7 @@ from qwen_gateway.auth.state import open_private_db
 
 from .base import Observer
 from .common import cached_tokens, error_code, error_text, label, status_of, usage_int
+from .redact import safe_message
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("qwen")
 
 FILENAME = "usage.sqlite3"
+ERROR_CHARS = 300  # an error message (when there is no code) is kept up to this
 COLUMNS: dict[str, str] = {
     "ts": "REAL",  # epoch seconds, when the request arrived
     "day": "TEXT",  # local date of ts, YYYY-MM-DD
@@ -94,7 +96,7 @@ def row_of(ex: Exchange) -> dict:
         "est_tokens": ex.prompt_tokens_est, "token_method": ex.token_method,
         "ttfb_ms": ex.ttfb_ms, "duration_ms": ex.duration_ms,
         "stream": int(ex.stream is True), "retries": len(ex.retries),
-        "error": error_code(ex) or error_text(ex),
+        "error": error_code(ex) or safe_message(error_text(ex), ERROR_CHARS),
     }
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from .base import Observer
 from .common import cached_tokens, endpoint_name, error_code, error_text, status_of
+from .redact import safe_message
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -64,11 +65,11 @@ def format_line(ex: Exchange) -> str:
     parts.append(f"total={ms:.0f}ms" if ms < 1000 else f"total={ms / 1000:.2f}s")
     if ex.retries:
         parts.append(f"retries={len(ex.retries)}")
-    code, message = error_code(ex), error_text(ex)
+    code, message = error_code(ex), safe_message(error_text(ex), MESSAGE_CHARS)
     if code:
         parts.append(f"error={code}")
     if message:
-        parts.append(repr(message if len(message) <= MESSAGE_CHARS else message[:MESSAGE_CHARS - 1] + "…"))
+        parts.append(repr(message))
     return " ".join(parts)
 
 
