@@ -12,5 +12,8 @@ addon: they declare no options (config.py does), read the gateway's typed `Excha
     FlowAnnotator   ../flowview.py finished: mitmweb summary and marker
     FlowCap         ../flowview.py running, finished: bounded flows and request bodies in mitmweb
 
+Shared, stateless: common.py (what an exchange was: endpoint or route, status, error), redact.py (secrets
+out of headers, URLs and text before anything is written or shown).
+
 Every exchange the gateway claims reaches `finished`, local answers and refusals included.
 """
