@@ -299,3 +299,8 @@ def test_summaries_never_show_a_token():
     ex = exchange(status=401, usage=None, error=(401, "qwen_login_required", "refresh said sk-abcdef123456789"))
     line = summary_line(ex)
     assert "abcdef123456789" not in line and "sk-<redacted>" in line
+
+
+def test_the_estimate_shows_only_without_qwens_usage():
+    assert "prompt ≈" not in summary_line(exchange(prompt_tokens_est=850))
+    assert "prompt ≈ 850 tokens" in summary_line(exchange(prompt_tokens_est=850, usage=None))

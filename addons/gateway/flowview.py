@@ -53,7 +53,7 @@ def summary_line(ex: Exchange) -> str:
         cached = cached_tokens(usage)
         parts.append(f"in {usage_int(usage, 'prompt_tokens')} / out {usage_int(usage, 'completion_tokens')}"
                      + (f" (cached {cached})" if cached else ""))
-    if ex.prompt_tokens_est is not None:
+    elif ex.prompt_tokens_est is not None:  # Qwen's usage, when there is one, says it better
         parts.append(f"prompt ≈ {ex.prompt_tokens_est} tokens")
     if ex.ttfb_ms is not None:
         parts.append(f"ttfb {ex.ttfb_ms:.0f} ms")
