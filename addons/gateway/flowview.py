@@ -1,108 +1,169 @@
-"""What mitmweb shows for each gateway flow: a one-line summary (comment) and a marker; and a cap on
-how many finished flows mitmweb keeps."""
+"""What mitmweb shows for each flow the gateway claims — a one-line summary (the Comment column) and a
+marker — and what it keeps: at most `web_flow_limit` finished flows, and at most a prefix of a large
+request body.
+
+The Comment column is one table cell (newlines render as spaces), so the summary's sections are joined
+on one line by " ┃ " — outcome first, then notes, the error, and the client's request last:
+
+    gpt-4o → coder-model · acct default · 200 · in 12 / out 34 (cached 2) · ttfb 85 ms · 1.20 s
+        ┃ client: POST /v1/chat/completions · key sk-… (20 chars)          (one line in mitmweb)
+
+Markers: mitmweb shows `flow.marked` through mitmproxy's emoji table (an unknown value becomes 🔴), and
+the usual ✅/❌/🔁 are emoji-only glyphs that render as empty boxes without an emoji font. These shortcodes
+map to dingbats and arrows with a text presentation that common fonts (DejaVu, Liberation, Noto Sans) draw.
+"""
 
 from __future__ import annotations
 
 import collections
+import json
+from typing import TYPE_CHECKING
 
-from mitmproxy import ctx, http
+from mitmproxy import ctx
 
-MARK_OK, MARK_RETRIED, MARK_ERROR = ":white_check_mark:", ":repeat:", ":x:"
+from .observe.base import Observer
+from .observe.common import cached_tokens, endpoint_name, error_code, error_text, status_of, usage_int
+from .observe.redact import safe_message
+
+if TYPE_CHECKING:
+    from mitmproxy import http
+
+    from .config import Config
+    from .exchange import Exchange
+
+MARK_OK, MARK_RETRIED, MARK_ERROR = ":heavy_check_mark:", ":arrow_right_hook:", ":heavy_multiplication_x:"
+MARKERS = frozenset({MARK_OK, MARK_RETRIED, MARK_ERROR})
+SEP = " ┃ "  # between the summary's sections (U+2503: in every common font, unlike emoji)
+# mitmweb keeps each flow's request body: a bigger one is cut to this prefix (the gateway has sent it).
+BODY_KEEP = 256 * 1024
+# The upstream request body is put in flow.metadata (for the "Qwen upstream request" view) up to this size.
+UPSTREAM_BODY_KEEP = 256 * 1024
 
 
-def summary_line(meta: dict) -> str:
-    usage = meta.get("usage") or {}
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
-    status = meta.get("status") or (meta.get("error") or {}).get("status")
-    parts = [f"{meta.get('model') or '?'} → {meta.get('upstream_model') or '?'}", f"acct {meta.get('account') or '-'}",
-             str(status or "?")]
+def summary_line(ex: Exchange) -> str:
+    """Outcome · usage · timing ┃ notes ┃ error ┃ client request. Parts with no value are left out."""
+    status = status_of(ex)
+    if endpoint_name(ex) is not None:
+        parts = [f"{ex.requested_model or '?'} → {ex.upstream_model or '?'}", f"acct {ex.account or '-'}"]
+    else:
+        parts = [f"{ex.route} (answered by the gateway)"]
+    parts.append(str(status) if status is not None else "no status")
+    usage = ex.usage if isinstance(ex.usage, dict) else None
     if usage:
-        parts.append(f"in {usage.get('prompt_tokens')} / out {usage.get('completion_tokens')}"
+        cached = cached_tokens(usage)
+        parts.append(f"in {usage_int(usage, 'prompt_tokens')} / out {usage_int(usage, 'completion_tokens')}"
                      + (f" (cached {cached})" if cached else ""))
-    elif meta.get("prompt_tokens_est") is not None:
-        parts.append(f"est {meta['prompt_tokens_est']} in")
-    if meta.get("ttfb_ms") is not None:
-        parts.append(f"ttfb {meta['ttfb_ms']:.0f} ms")
-    if meta.get("duration_ms") is not None:
-        parts.append(f"{meta['duration_ms'] / 1000:.2f} s")
-    if meta.get("retries"):
-        parts.append(f"retries {meta['retries']}")
-    line = " · ".join(parts)
-    extra = list(meta.get("notes") or [])
-    err = meta.get("stream_error") or (meta.get("error") or {}).get("message")
-    if err:
-        extra.append(f"error: {err}")
-    client = meta.get("client") or {}
-    if client:
-        extra.append(f"client: {client.get('method')} {client.get('url')}"
-                     + (f" key {client['key']}" if client.get("key") else ""))
-    return line + ("\n" + "\n".join(extra) if extra else "")
+    elif ex.prompt_tokens_est is not None:  # Qwen's usage, when there is one, says it better
+        parts.append(f"prompt ≈ {ex.prompt_tokens_est} tokens")
+    if ex.ttfb_ms is not None:
+        parts.append(f"ttfb {ex.ttfb_ms:.0f} ms")
+    parts.append(f"{ex.duration_ms / 1000:.2f} s")
+    if ex.retries:
+        parts.append("retries " + ", ".join(f"{r.reason.value} ({r.account})" for r in ex.retries))
+    sections = [" · ".join(parts), *ex.notes]
+    code, message = error_code(ex), safe_message(error_text(ex), 300)
+    if code or message:
+        sections.append("error: " + " ".join(x for x in (code, message and f"“{message}”") if x))
+    client = f"client: {ex.client.method} {ex.client.path}"
+    if ex.client.key_hint:
+        client += f" · key {ex.client.key_hint}"
+    sections.append(client)
+    return SEP.join(sections)
 
 
-def marker(meta: dict) -> str:
-    status = meta.get("status") or (meta.get("error") or {}).get("status") or 0
-    if meta.get("error") or meta.get("stream_error") or (isinstance(status, int) and status >= 400):
+def marker(ex: Exchange) -> str:
+    status = status_of(ex)
+    if ex.error is not None or ex.stream_error or status is None or status >= 400:
         return MARK_ERROR
-    return MARK_RETRIED if meta.get("retries") else MARK_OK
+    return MARK_RETRIED if ex.retries else MARK_OK
 
 
-class FlowAnnotator:
-    def response(self, flow: http.HTTPFlow) -> None:
-        self._annotate(flow)
+class FlowAnnotator(Observer):
+    """In `finished`: the summary as the flow's comment, a marker (unless a person marked the flow), and
+    the upstream request body in `flow.metadata["qwen"]["upstream"]["body"]` when it is small enough (the
+    content view "Qwen upstream request" shows it)."""
 
-    def error(self, flow: http.HTTPFlow) -> None:
-        self._annotate(flow)
-
-    @staticmethod
-    def _annotate(flow: http.HTTPFlow) -> None:
+    def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
+        flow.comment = summary_line(ex)
+        if not flow.marked or flow.marked in MARKERS:
+            flow.marked = marker(ex)
         meta = flow.metadata.get("qwen")
-        if not (isinstance(meta, dict) and meta.get("endpoint")):
-            return
-        flow.comment = summary_line(meta)
-        if not flow.marked or flow.marked == flow.metadata.get("qwen_marker"):
-            flow.marked = marker(meta)
-            flow.metadata["qwen_marker"] = flow.marked
+        upstream = meta.get("upstream") if isinstance(meta, dict) else None
+        if (isinstance(upstream, dict) and "body" not in upstream and ex.upstream_body is not None
+                and ex.client.size <= UPSTREAM_BODY_KEEP  # cheap first: the same prompt, reshaped
+                and json_size_within(ex.upstream_body, UPSTREAM_BODY_KEEP)):
+            upstream["body"] = ex.upstream_body  # a reference: the exchange is over, nothing changes it
 
 
-class FlowCap:
-    """mitmweb keeps every flow forever; this keeps the newest N finished ones. Flows a person marked
-    (a marker other than the annotator's) are kept; live flows are never removed."""
+class FlowCap(Observer):
+    """mitmweb keeps every flow forever; this keeps the newest `web_flow_limit` finished ones, and cuts
+    request bodies over BODY_KEEP to their first BODY_KEEP bytes with a visible marker (bodies below it
+    are untouched, so those flows replay). Flows a person marked are kept; live flows are never removed.
+    Inactive in mitmdump (no view). `track(flow)` also takes flows the gateway did not claim."""
 
-    def __init__(self) -> None:
-        self.finished: collections.deque = collections.deque()
+    def __init__(self, body_keep: int = BODY_KEEP) -> None:
+        self.body_keep = body_keep
+        self.limit = 500
+        self.finished_flows: collections.deque = collections.deque()
         self.view = None
+
+    def configure(self, config: Config) -> None:
+        self.limit = config.web_flow_limit
 
     def running(self) -> None:
         self.view = ctx.master.addons.get("view")  # None in mitmdump: nothing to cap
 
-    def load(self, loader) -> None:
-        loader.add_option("qwen_web_flow_limit", int, 500,
-                          "Finished flows mitmweb keeps (oldest removed first; 0: keep all).")
-
-    def response(self, flow: http.HTTPFlow) -> None:
-        self._track(flow)
-
-    def error(self, flow: http.HTTPFlow) -> None:
-        self._track(flow)
-
-    def _track(self, flow: http.HTTPFlow) -> None:
-        view = self.view
-        limit = ctx.options.qwen_web_flow_limit
-        if view is None or limit <= 0:
+    def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
+        if self.view is None:
             return
-        self.finished.append(flow)
-        if len(self.finished) <= limit:
+        if cut_body(flow.request, self.body_keep):
+            flow.comment = (flow.comment + SEP if flow.comment else "") + \
+                f"request body cut to its first {self.body_keep // 1024} KiB in mitmweb (not replayable)"
+        self.track(flow)
+
+    def track(self, flow: http.HTTPFlow) -> None:
+        view = self.view
+        if view is None or self.limit <= 0:
+            return
+        self.finished_flows.append(flow)
+        if len(self.finished_flows) <= self.limit:
             return
         drop = []
-        keep = collections.deque()
-        while len(self.finished) + len(keep) > limit and self.finished:
-            f = self.finished.popleft()
-            user_marked = f.marked and f.marked != f.metadata.get("qwen_marker")
+        keep: collections.deque = collections.deque()
+        while len(self.finished_flows) + len(keep) > self.limit and self.finished_flows:
+            f = self.finished_flows.popleft()
+            user_marked = f.marked and f.marked not in MARKERS
             if f.live or user_marked:
                 keep.append(f)
             else:
                 drop.append(f)
-        self.finished.extendleft(reversed(keep))
+        self.finished_flows.extendleft(reversed(keep))
         drop = [f for f in drop if view.get_by_id(f.id) is not None]
         if drop:
             view.remove(drop)
+
+
+def json_size_within(obj, limit: int) -> bool:
+    """Whether an object's JSON is at most `limit` bytes; stops encoding as soon as it is over (a huge
+    upstream body costs no more than `limit` bytes of encoding)."""
+    size = 0
+    for chunk in json.JSONEncoder(ensure_ascii=False, default=str).iterencode(obj):
+        size += len(chunk.encode("utf-8", "replace"))
+        if size > limit:
+            return False
+    return True
+
+
+def cut_body(request: http.Request, keep: int) -> bool:
+    """Cut a request body over `keep` bytes (decoded) to its first `keep` bytes plus a marker line.
+    Returns whether it was cut."""
+    raw = request.raw_content
+    if raw is None or (len(raw) <= keep and "content-encoding" not in request.headers):
+        return False
+    body = request.get_content(strict=False) or b""
+    if len(body) <= keep:
+        return False
+    request.headers.pop("content-encoding", None)  # the prefix is stored decoded
+    request.content = body[:keep] + (f"\n\n[… qwen-gateway: {len(body):,} bytes, only the first {keep:,} "
+                                      f"kept in mitmweb]").encode()
+    return True

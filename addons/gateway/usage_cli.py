@@ -1,15 +1,24 @@
-"""qwen-usage: what the gateway spent, from its usage ledger (<state_dir>/usage.sqlite3).
+"""qwen-usage: what the gateway spent and answered, from its usage ledger (<state_dir>/usage.sqlite3).
 
     qwen-usage                   today, by account and model
     qwen-usage days              per day
     qwen-usage accounts          per account
     qwen-usage models            per Qwen model
-    --since YYYY-MM-DD           only from that (local) day on (days, accounts, models)
+    qwen-usage requests          the most recent requests, one per line (--limit N, default 20)
+
+Filters, for every view:
+    --since WHEN                 YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] (local time), or an age: 90s, 30m, 6h, 7d
+    --errors                     only requests answered with an error (or whose stream ended in one)
+    --status CODE                only this status (503) or class (5xx)
+    --account NAME               only this account ("-": requests no account answered)
+    --model NAME                 only this model (the one asked for, or the Qwen model)
     --json                       rows as JSON, for scripts
     --state-dir DIR              default: $QWEN_GATEWAY_HOME, else ~/.qwen-gateway
 
 Token counts are the usage Qwen reported; "errors" counts requests answered with an error status or
-whose stream ended with an error.
+whose stream ended with an error. Requests the gateway refused itself (no usable account, bad JSON,
+unknown URL, …) are rows too; successful local answers (/v1/models, /health, /metrics, /auth/*) are
+listed by `requests` but not summed in the other views.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -33,29 +43,83 @@ VIEWS = {  # view -> (key column expressions, as named in the output)
     "models": ((_MODEL, "model"),),
 }
 SUMS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "errors")
+_FAILED = "(status IS NULL OR status >= 400 OR error IS NOT NULL)"
+# Local answers that spend nothing: listed, not summed (unless they failed).
+SERVICE_ROUTES = ("models", "health", "metrics", "auth")
+_USAGE_ONLY = (f"NOT (COALESCE(endpoint, '') IN ({', '.join(repr(r) for r in SERVICE_ROUTES)}) "
+               f"AND status IS NOT NULL AND status < 400)")
+REQUEST_COLUMNS = ("ts", "endpoint", "method", "path", "model", "upstream_model", "account", "status", "error",
+                   "prompt_tokens", "completion_tokens", "cached_tokens", "est_tokens", "token_method", "ttfb_ms",
+                   "duration_ms", "stream", "retries")
 
 
-def report(ledger: Ledger, view: str, since: str | None = None, today: str | None = None) -> list[dict]:
+class Filters:
+    """The command line's filters as one SQL condition."""
+
+    def __init__(self, since: float | None = None, errors: bool = False, status: str | None = None,
+                 account: str | None = None, model: str | None = None) -> None:
+        self.where: list[str] = []
+        self.args: list = []
+        if since is not None:
+            self._add("ts >= ?", since)
+        if errors:
+            self._add(_FAILED)
+        if status is not None:
+            if status.endswith("xx"):
+                low = int(status[0]) * 100
+                self._add("status >= ? AND status < ?", low, low + 100)
+            else:
+                self._add("status = ?", int(status))
+        if account is not None:
+            self._add("account IS NULL" if account == "-" else "account = ?", *(() if account == "-" else (account,)))
+        if model is not None:
+            self._add("(model = ? OR upstream_model = ?)", model, model)
+
+    def _add(self, cond: str, *args) -> None:
+        self.where.append(cond)
+        self.args += args
+
+    def sql(self, *extra: str) -> tuple[str, tuple]:
+        conds = [*extra, *self.where]
+        return (" AND ".join(f"({c})" for c in conds) if conds else "1=1"), tuple(self.args)
+
+
+def report(ledger: Ledger, view: str, filters: Filters | None = None, today: str | None = None) -> list[dict]:
     """Aggregated rows of one view, as dicts (keys, then SUMS)."""
     keys = VIEWS[view]
+    filters = filters or Filters()
+    extra = [_USAGE_ONLY]
+    day_args: tuple = ()
     if view == "today":
-        where, args = "day = ?", (today or time.strftime("%Y-%m-%d"),)
-    elif since:
-        where, args = "day >= ?", (since,)
-    else:
-        where, args = "1=1", ()
+        extra.append("day = ?")
+        day_args = (today or time.strftime("%Y-%m-%d"),)
+    where, args = filters.sql(*extra)
     cols = ", ".join(f"COALESCE({c}, '-')" for c, _ in keys)
     rows = ledger.query(
         f"SELECT {cols}, COUNT(*), SUM(COALESCE(prompt_tokens, 0)), SUM(COALESCE(completion_tokens, 0)), "
-        f"SUM(COALESCE(cached_tokens, 0)), "
-        f"SUM(CASE WHEN status IS NULL OR status >= 400 OR error IS NOT NULL THEN 1 ELSE 0 END) "
-        f"FROM usage WHERE {where} GROUP BY {cols} ORDER BY {cols}", args)
+        f"SUM(COALESCE(cached_tokens, 0)), SUM(CASE WHEN {_FAILED} THEN 1 ELSE 0 END) "
+        f"FROM usage WHERE {where} GROUP BY {cols} ORDER BY {cols}", day_args + args)
     names = [name for _, name in keys] + list(SUMS)
-    return [dict(zip(names, r)) for r in rows]
+    return [dict(zip(names, r, strict=True)) for r in rows]
+
+
+def recent(ledger: Ledger, filters: Filters | None = None, limit: int = 20) -> list[dict]:
+    """The newest `limit` requests matching the filters, oldest first (as a log reads)."""
+    where, args = (filters or Filters()).sql()
+    rows = ledger.query(f"SELECT {', '.join(REQUEST_COLUMNS)} FROM usage WHERE {where} ORDER BY ts DESC LIMIT ?",
+                        args + (limit,))
+    out = []
+    for r in reversed(rows):
+        raw = dict(zip(REQUEST_COLUMNS, r, strict=True))
+        ts = raw.pop("ts")
+        row = {"time": _local(ts) if isinstance(ts, (int, float)) else None, "ts": ts, **raw}
+        row["stream"] = bool(row["stream"])
+        out.append(row)
+    return out
 
 
 def table(rows: list[dict]) -> str:
-    """A plain-text table with a total line."""
+    """A plain-text table of an aggregated view, with a total line."""
     if not rows:
         return "No requests recorded."
     head = list(rows[0])
@@ -63,37 +127,105 @@ def table(rows: list[dict]) -> str:
     cells = [[h.replace("_tokens", "").replace("_", " ") for h in head]]
     cells += [[str(r[k]) for k in head[:nkeys]] + [f"{r[k]:,}" for k in SUMS] for r in rows]
     cells.append(["total"] + [""] * (nkeys - 1) + [f"{sum(r[k] for r in rows):,}" for k in SUMS])
-    widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
+    return _grid(cells, nkeys, rules_after=(0, len(cells) - 2))
+
+
+def request_table(rows: list[dict]) -> str:
+    """One line per request: when, what the client asked, which model and account, the outcome."""
+    if not rows:
+        return "No requests recorded."
+    cells = [["time", "request", "model", "account", "status", "in", "out", "est", "total", "error"]]
+    for r in rows:
+        model = f"{r['model'] or '?'}→{r['upstream_model'] or '?'}" if r["upstream_model"] or r["model"] else "-"
+        cells.append([
+            r["time"] or "?", f"{r['method'] or '?'} {r['path'] or r['endpoint'] or '?'}", model,
+            r["account"] or "-", str(r["status"] if r["status"] is not None else "?"),
+            _n(r["prompt_tokens"]), _n(r["completion_tokens"]), _n(r["est_tokens"]), _ms(r["duration_ms"]),
+            r["error"] or ""])
+    return _grid(cells, 4, rules_after=(0,), right=(4, 5, 6, 7, 8))
+
+
+def _grid(cells: list[list[str]], nkeys: int, rules_after: tuple[int, ...], right: tuple[int, ...] = ()) -> str:
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
     lines = []
     for n, row in enumerate(cells):
-        line = "  ".join(c.ljust(w) if i < nkeys else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        line = "  ".join(c.rjust(w) if (i in right if right else i >= nkeys) else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(row, widths, strict=True)))
         lines.append(line.rstrip())
-        if n in (0, len(cells) - 2):
+        if n in rules_after:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
-def _day(value: str) -> str:
+def _n(v) -> str:
+    return f"{v:,}" if isinstance(v, int) else ""
+
+
+def _ms(v) -> str:
+    if not isinstance(v, (int, float)):
+        return ""
+    return f"{v:.0f}ms" if v < 1000 else f"{v / 1000:.2f}s"
+
+
+def _local(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+_AGE = re.compile(r"^(\d+)([smhd])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(value: str, now: float | None = None) -> float:
+    """--since: a local day or time, or an age ("30m"), as epoch seconds."""
+    value = value.strip()
+    age = _AGE.match(value)
+    if age:
+        return (time.time() if now is None else now) - int(age.group(1)) * _UNIT[age.group(2)]
     try:
-        return datetime.date.fromisoformat(value).isoformat()
+        if len(value) == 10:
+            day = datetime.date.fromisoformat(value)
+            return time.mktime((day.year, day.month, day.day, 0, 0, 0, 0, 0, -1))
+        return datetime.datetime.fromisoformat(value).timestamp()  # naive: local time
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"not a day, time or age (YYYY-MM-DD, YYYY-MM-DDTHH:MM, 30m, 6h, 7d): {value!r}") from None
+
+
+def _status(value: str) -> str:
+    v = value.strip().lower()
+    if re.fullmatch(r"[1-5]\d\d|[1-5]xx", v):
+        return v
+    raise argparse.ArgumentTypeError(f"not a status (503) or class (5xx): {value!r}")
+
+
+def _positive(value: str) -> int:
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    raise argparse.ArgumentTypeError(f"not a positive number: {value!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="qwen-usage", description=__doc__.split("\n", 1)[0],
                                  epilog=__doc__.split("\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("view", nargs="?", default="today", choices=list(VIEWS), help="what to group by (default: today)")
+    ap.add_argument("view", nargs="?", default="today", choices=[*VIEWS, "requests"],
+                    help="what to group by, or `requests` to list them (default: today)")
     ap.add_argument("--json", action="store_true", help="print rows as JSON")
-    ap.add_argument("--since", type=_day, metavar="YYYY-MM-DD", help="only from this day on")
+    ap.add_argument("--since", type=parse_since, metavar="WHEN", help="only from then on")
+    ap.add_argument("--errors", action="store_true", help="only requests that ended in an error")
+    ap.add_argument("--status", type=_status, metavar="CODE", help="only this status or class (503, 5xx)")
+    ap.add_argument("--account", metavar="NAME", help='only this account ("-": none)')
+    ap.add_argument("--model", metavar="NAME", help="only this model (asked for, or Qwen's)")
+    ap.add_argument("--limit", type=_positive, default=20, metavar="N", help="requests: how many (default 20)")
     ap.add_argument("--state-dir", metavar="DIR", help="the gateway's state folder")
     a = ap.parse_args(argv)
     state = Path(a.state_dir or os.environ.get("QWEN_GATEWAY_HOME") or "~/.qwen-gateway").expanduser()
     path = state / FILENAME
+    filters = Filters(since=a.since, errors=a.errors, status=a.status, account=a.account, model=a.model)
     if path.exists():
         ledger = Ledger(path)
         try:
-            rows = report(ledger, a.view, a.since)
+            rows = recent(ledger, filters, a.limit) if a.view == "requests" else report(ledger, a.view,
+                                                                                          filters=filters)
         finally:
             ledger.close()
     else:
@@ -101,7 +233,10 @@ def main(argv: list[str] | None = None) -> int:
         if not a.json:
             print(f"qwen-usage: no ledger at {path} yet (the gateway writes it on its first request)",
                   file=sys.stderr)
-    print(json.dumps(rows, indent=2) if a.json else table(rows))
+    if a.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        print(request_table(rows) if a.view == "requests" else table(rows))
     return 0
 
 

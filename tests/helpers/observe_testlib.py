@@ -1,61 +1,151 @@
-"""Test support for tests/test_observe_*.py: flows as the gateway leaves them, and the gateway's options
-(so the observability addons can be tested without the gateway)."""
+"""Test support for tests/test_observe_*.py and tests/test_flowview.py: exchanges and flows as the gateway
+hands them to the observers, and configurations as the gateway parses them (observers are tested without
+the gateway: each test calls the observer's methods in the gateway's order)."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 
-from mitmproxy import http
-from mitmproxy.proxy import mode_specs
-from mitmproxy.test import tflow
+from mitmproxy import ctx, http
+from mitmproxy.test import taddons, tflow
+
+from qwen_gateway import config as config_mod
+from qwen_gateway.auth.settings import AuthSettings
+from qwen_gateway.config import Config
+from qwen_gateway.exchange import ClientRequest, ErrorInfo, Exchange, Retry, RetryReason
+
+CLIENT_URL = "http://127.0.0.1:8080"
+UPSTREAM_URL = "https://portal.qwen.ai/v1/chat/completions"
+USAGE = {"prompt_tokens": 1180, "completion_tokens": 42, "total_tokens": 1222,
+         "prompt_tokens_details": {"cached_tokens": 1024}}
 
 
-class GatewayOptions:
-    """Registers the gateway options the observability addons read."""
+@dataclass(frozen=True)
+class EndpointStub:
+    """What observers read of an endpoint: its name."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class CredStub:
+    """What observers read of a credential: its account (never a token)."""
+
+    account: str
+
+
+def config(state_dir: Path | None = None, **fields) -> Config:
+    """A Config as the gateway would build it, with a state folder of the test's own."""
+    cfg = Config(**fields)
+    if state_dir is not None:
+        cfg = replace(cfg, auth=AuthSettings.from_env(state_dir=state_dir))
+    return cfg
+
+
+class _Options:
+    """Declares and parses the gateway's options exactly as the gateway does (config.py)."""
+
+    def __init__(self) -> None:
+        self.config: Config | None = None
 
     def load(self, loader) -> None:
-        loader.add_option("qwen_state_dir", str, "", "state folder")
-        loader.add_option("qwen_intercept_hosts", Sequence[str], ["api.openai.com"], "intercepted hosts")
+        config_mod.declare(loader)
+
+    def configure(self, updated) -> None:
+        self.config = config_mod.parse(ctx.options)
 
 
-def record(**overrides) -> dict:
-    """A finished exchange record, as QwenGateway._summary leaves it in flow.metadata["qwen"]."""
-    meta = {
-        "client": {"method": "POST", "url": "http://127.0.0.1:8080/v1/chat/completions", "key": "sk-… (20 chars)"},
-        "started_at": time.time(), "duration_ms": 1310.0, "endpoint": "chat.completions", "model": "gpt-4o",
-        "upstream_model": "coder-model", "account": "default", "accounts_tried": ["default"], "retries": 0,
-        "stream": False, "notes": [], "status": 200,
-        "usage": {"prompt_tokens": 1180, "completion_tokens": 42, "total_tokens": 1222,
-                  "prompt_tokens_details": {"cached_tokens": 1024}},
-    }
-    meta.update(overrides)
-    return meta
-
-
-def client_flow(body: dict | bytes | None = None, *, method: str = "POST", path: str = "/v1/chat/completions",
-                host: str = "api.openai.com", reverse: bool = True, headers: dict | None = None) -> http.HTTPFlow:
-    """A flow as the client sent it (before the gateway)."""
-    f = tflow.tflow()
-    content = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else b"")
-    hdrs = {"authorization": "Bearer sk-client-secret-key", "content-type": "application/json", "host": host,
-            **(headers or {})}
-    f.request = http.Request.make(method, f"http://{host}{path}", content, hdrs)
-    if reverse:
-        f.client_conn.proxy_mode = mode_specs.ProxyMode.parse("reverse:https://portal.qwen.ai")
-    return f
-
-
-def rerouted(f: http.HTTPFlow, upstream_body: dict | None = None, token: str = "tok-injected-secret") -> None:
-    """What the gateway does in `request`: its record, the upstream URL, the injected credential."""
-    f.metadata["qwen"] = {"client": {"method": f.request.method, "url": f.request.pretty_url}}
-    f.request.url = "https://portal.qwen.ai/v1/chat/completions"
-    f.request.headers["authorization"] = f"Bearer {token}"
-    f.request.headers["x-dashscope-authtype"] = "qwen-oauth"
-    if upstream_body is not None:
-        f.request.content = json.dumps(upstream_body).encode()
+def parsed_config(**options) -> Config:
+    """The Config for these option values (raises OptionsError like mitmproxy would)."""
+    addon = _Options()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, **options)
+        assert addon.config is not None
+        return addon.config
 
 
 def chat_body(text: str = "hello world", model: str = "gpt-4o", **extra) -> dict:
     return {"model": model, "messages": [{"role": "user", "content": text}], **extra}
+
+
+def exchange(*, endpoint: str | None = "chat.completions", route: str | None = None, method: str = "POST",
+             path: str = "/v1/chat/completions", body: dict | None = None, size: int | None = None,
+             model: str = "gpt-4o", upstream_model: str = "coder-model", account: str | None = "default",
+             status: int | None = 200, usage: dict | None = USAGE, duration_ms: float = 1310.0,
+             ttfb_ms: float | None = None, stream: bool = False, retries: tuple[Retry, ...] = (),
+             error: tuple[int, str | None, str] | None = None, stream_error: str | None = None,
+             prompt_tokens_est: int | None = None, token_method: str | None = None, notes: tuple[str, ...] = (),
+             key_hint: str | None = "sk-… (20 chars)", upstream: bool = True, started_at: float | None = None,
+             upstream_body: dict | None = None) -> Exchange:
+    """A finished exchange, by default a forwarded chat completion as the gateway leaves it."""
+    if body is None and endpoint is not None:
+        body = chat_body(model=model)
+    if size is None:
+        size = len(json.dumps(body).encode()) if body is not None else 0
+    ex = Exchange(ClientRequest(method, path, CLIENT_URL + path, key_hint=key_hint, size=size),
+                  route=route or endpoint or "unknown", endpoint=EndpointStub(endpoint) if endpoint else None,
+                  body=body, requested_model=model, stream=stream)
+    ex.started = time.monotonic() - 10
+    ex.ended = ex.started + duration_ms / 1000
+    if started_at is not None:
+        ex.started_at = started_at
+    if ttfb_ms is not None:
+        ex.first_byte_at = ex.started + ttfb_ms / 1000
+    if endpoint is not None and upstream:
+        ex.upstream_model = upstream_model
+        ex.cred = CredStub(account) if account else None
+        ex.tried = [account] if account else []
+        ex.upstream_url = UPSTREAM_URL
+        ex.upstream_headers = {"authorization": "Bearer <redacted>", "content-type": "application/json",
+                               "x-dashscope-authtype": "qwen-oauth"}
+        ex.upstream_body = upstream_body if upstream_body is not None else {**(body or {}), "model": upstream_model}
+    ex.retries = list(retries)
+    ex.notes = list(notes)
+    ex.status = status
+    ex.usage = usage
+    if error is not None:
+        ex.error = ErrorInfo(*error)
+    ex.stream_error = stream_error
+    ex.prompt_tokens_est, ex.token_method = prompt_tokens_est, token_method
+    return ex
+
+
+def refused(status: int, code: str, message: str, *, endpoint: str | None = "chat.completions",
+            route: str | None = None, method: str = "POST", path: str = "/v1/chat/completions",
+            model: str = "gpt-4o", body: dict | None = None, **kw) -> Exchange:
+    """An exchange the gateway answered itself with an error, without asking Qwen."""
+    return exchange(endpoint=endpoint, route=route, method=method, path=path, model=model, body=body,
+                    upstream=False, status=status, usage=None, error=(status, code, message), duration_ms=2.0, **kw)
+
+
+def local(route: str, *, method: str = "GET", path: str = "/v1/models", status: int = 200, **kw) -> Exchange:
+    """A successful local answer (/v1/models, /health, /metrics)."""
+    return exchange(endpoint=None, route=route, method=method, path=path, model="", upstream=False, status=status,
+                    usage=None, duration_ms=0.4, **kw)
+
+
+def retry(reason: RetryReason, account: str = "default", wait_s: float = 0.0) -> Retry:
+    return Retry(reason, account, wait_s)
+
+
+def client_flow(body: dict | bytes | None = None, *, method: str = "POST", path: str = "/v1/chat/completions",
+                host: str = "127.0.0.1:8080", headers: dict | None = None) -> http.HTTPFlow:
+    """A flow as the client sent it; the gateway leaves flow.request so (its key already removed)."""
+    f = tflow.tflow()
+    content = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else b"")
+    hdrs = {"content-type": "application/json", "host": host, **(headers or {})}
+    f.request = http.Request.make(method, f"http://{host}{path}", content, hdrs)
+    return f
+
+
+def answered(ex: Exchange, flow: http.HTTPFlow | None = None, *, content: bytes | dict = b"{}",
+             headers: dict | None = None) -> http.HTTPFlow:
+    """The flow once the client has its answer, with the record the gateway sets before `finished`."""
+    f = flow or client_flow(ex.body, method=ex.client.method, path=ex.client.path)
+    raw = json.dumps(content).encode() if isinstance(content, dict) else content
+    f.response = http.Response.make(ex.status or 502, raw, {"content-type": "application/json", **(headers or {})})
+    f.metadata["qwen"] = ex.to_meta()
+    return f

@@ -1,14 +1,19 @@
-"""Usage and observability addons. Each concern is one small mitmproxy addon; each reads only the
-gateway's record of an exchange, `flow.metadata["qwen"]` (see addons/gateway/exchange.py).
+"""Usage and observability: plain observer objects the gateway calls at named points of each exchange
+(see base.py), plus the context guard, a step the gateway awaits before forwarding. None is a mitmproxy
+addon: they declare no options (config.py does), read the gateway's typed `Exchange` (exchange.py) and the
+`Config` handed to `configure`, and keep their own state on the instance.
 
-Before the gateway (they must see or answer the client's request as it arrived):
-    MetricsEndpoint   metrics.py    GET /metrics
-    DebugCapture      debuglog.py   the client's request, Qwen's response before it is rewritten
-    ContextGuard      guard.py      400 context_length_exceeded without asking Qwen
-After the gateway (they read its record):
-    TokenCounter      tokens.py     prompt estimate with tiktoken, in a thread, off the request path
-    MetricsRecorder   metrics.py    counters and histograms
-    RequestLog        requestlog.py one line per request in mitmproxy's log
-    UsageLedger       ledger.py     one SQLite row per request (qwen-usage reads it)
-    DebugLog          debuglog.py   one redacted JSON file per exchange
+    TokenEstimator  tokens.py      client_request: prompt estimate in a low-priority thread (ex.estimate)
+    context_check   guard.py       awaited step: 400 context_length_exceeded without asking Qwen
+    Metrics         metrics.py     stream_started, finished; exposition() for GET /metrics
+    RequestLine     requestlog.py  finished: one line per exchange in mitmproxy's log
+    UsageLedger     ledger.py      finished, done: one SQLite row per exchange (qwen-usage reads it)
+    DebugLog        debuglog.py    client_request, upstream_request, finished: one redacted JSON file
+    FlowAnnotator   ../flowview.py finished: mitmweb summary and marker
+    FlowCap         ../flowview.py running, finished: bounded flows and request bodies in mitmweb
+
+Shared, stateless: common.py (what an exchange was: endpoint or route, status, error), redact.py (secrets
+out of headers, URLs and text before anything is written or shown).
+
+Every exchange the gateway claims reaches `finished`, local answers and refusals included.
 """

@@ -1,45 +1,56 @@
 """The context guard: a prompt over its model's token limit gets OpenAI's `context_length_exceeded` at once,
-instead of a slow 400 (or a 504 after minutes) from Qwen.
+instead of a slow 400 (or a 504 after minutes) from Qwen. A step the gateway awaits before forwarding:
+
+    error = await context_check(ex, config)   # None: go on
 
 Cheap for ordinary requests: a body no longer than the limit in bytes cannot exceed it (a cl100k token is
 at least one UTF-8 byte, and JSON spells text in at least as many bytes; images, which count a fixed
-amount, are added to the bound), so only bodies longer than the limit are parsed and counted — in a
-thread, awaited.
+amount, are added to the bound), so only bodies longer than the limit are counted. Bounded for huge ones:
+the count is the token estimator's (tokens.py: pieces of at most 64 K characters, sampled above 1 Mi
+characters) — the one already running for this exchange when there is one, else one in a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import time
-from collections.abc import Sequence
-
-from mitmproxy import ctx, exceptions, http
+import logging
+from typing import TYPE_CHECKING
 
 from ..errors import GatewayError
-from .common import claims, prompt_endpoint
-from .tokens import IMAGE_TOKENS, estimate_request_tokens
+from .common import endpoint_name
+from .tokens import IMAGE_TOKENS, SAMPLED, estimate_request_tokens
 
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..exchange import Exchange
+
+log = logging.getLogger("qwen")
+
+# The request parameter a context error names, per endpoint (embeddings have no context guard).
 _PARAM = {"chat.completions": "messages", "responses": "input", "completions": "prompt"}
-_JSON = {"content-type": "application/json"}
+_IMAGE_TYPES = ("image_url", "input_image", "image")
+WAIT_S = 2.0  # how long the guard waits for the estimator's count before counting itself
+# A sampled estimate is off by a few percent: within this margin above the limit, Qwen (which has its
+# own limit) decides rather than the guard refusing a prompt that may fit.
+SAMPLED_MARGIN = 0.05
 
 
-def parse_limits(entries: Sequence[str]) -> dict[str, int]:
-    limits: dict[str, int] = {}
-    for item in entries:
-        model, sep, n = item.rpartition("=")
-        model, n = model.strip(), n.strip()
-        if not sep or not model or not n.isdigit() or int(n) <= 0:
-            raise exceptions.OptionsError(f"qwen_context_limits: {item!r} is not model=tokens (a positive integer)")
-        limits[model] = int(n)
-    return limits
+def byte_bound(size: int, images: int = 0) -> int:
+    """An upper bound of the tokens a body of `size` bytes with `images` image parts can count."""
+    return size + images * IMAGE_TOKENS
 
 
-def byte_bound(content: bytes) -> int:
-    """An upper bound of the tokens a body can count: its bytes, plus the fixed amount per image
-    (every image part spells `"image…` or `…_image"` at least once)."""
-    images = content.count(b'"image') + content.count(b'_image"')
-    return len(content) + images * IMAGE_TOKENS
+def count_images(node, depth: int = 0) -> int:
+    """Image parts anywhere in a body (cheap: no text is copied). Deeper than JSON allows: not counted."""
+    if depth > 200:
+        return 0
+    if isinstance(node, dict):
+        if node.get("type") in _IMAGE_TYPES:
+            return 1
+        return sum(count_images(v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
+    if isinstance(node, list):
+        return sum(count_images(v, depth + 1) for v in node if isinstance(v, (dict, list)))
+    return 0
 
 
 def context_error(limit: int, tokens: int, param: str = "messages") -> GatewayError:
@@ -48,97 +59,49 @@ def context_error(limit: int, tokens: int, param: str = "messages") -> GatewayEr
                         type="invalid_request_error", code="context_length_exceeded", param=param)
 
 
-class ContextGuard:
-    """Before the gateway, in `request`."""
-
-    def __init__(self, gateway=None) -> None:
-        self.gateway = gateway
-        self.limits: dict[str, int] = {}
-        self.default = 0
-
-    def load(self, loader) -> None:
-        loader.add_option("qwen_context_limits", Sequence[str], [],
-                          "Prompt token limits per model, model=tokens (the model name the client asks for), "
-                          "e.g. coder-model=1000000; repeat for more. Over the limit: a local 400 "
-                          "context_length_exceeded.")
-        loader.add_option("qwen_context_limit_default", int, 0,
-                          "Prompt token limit for models not in qwen_context_limits (0: no limit).")
-
-    def configure(self, updated: set[str]) -> None:
-        if "qwen_context_limits" in updated:
-            self.limits = parse_limits(ctx.options.qwen_context_limits)
-        if "qwen_context_limit_default" in updated:
-            if ctx.options.qwen_context_limit_default < 0:
-                raise exceptions.OptionsError("qwen_context_limit_default must be 0 (off) or a token count")
-            self.default = ctx.options.qwen_context_limit_default
-
-    def limit_for(self, model: object) -> int:
-        return self.limits.get(model, self.default) if isinstance(model, str) else self.default
-
-    async def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or not flow.live or not (self.limits or self.default):
-            return
-        endpoint = prompt_endpoint(flow)
-        if endpoint is None or not claims(flow, self.gateway):
-            return
-        try:
-            content = flow.request.content or b""
-        except ValueError:  # undecodable content-encoding: the gateway answers that itself
-            return
-        bound = byte_bound(content)
-        if bound <= min([*self.limits.values(), *([self.default] if self.default else [])]):
-            return  # cannot exceed any limit: not even parsed
-        started = time.time()
-        checked = await asyncio.to_thread(self._check, content, bound)
-        if checked is None:
-            return
-        model, limit, tokens, method, stream = checked
-        if tokens <= limit:
-            # the TokenCounter (after the gateway) takes this count instead of counting again
-            flow.metadata["qwen_tokens"] = {"prompt_tokens_est": tokens, "token_method": method}
-            return
-        e = context_error(limit, tokens, _PARAM[endpoint])
-        flow.response = http.Response.make(e.status, e.to_bytes(), _JSON)
-        flow.metadata["qwen"] = {
-            "client": {"method": flow.request.method, "url": flow.request.pretty_url},
-            "endpoint": endpoint, "model": model if isinstance(model, str) else "", "upstream_model": "",
-            "account": "", "retries": 0, "stream": stream,
-            "notes": [f"context guard: {tokens} tokens > {limit}"], "started_at": started,
-            "duration_ms": round((time.time() - started) * 1000, 1), "status": e.status,
-            "error": {"status": e.status, "code": e.code, "message": e.message},
-            "prompt_tokens_est": tokens, "token_method": method,
-        }
-
-    def _check(self, content: bytes, bound: int) -> tuple[object, int, int, str, bool] | None:
-        """In a thread: (model, limit, tokens, method, stream), or None when there is nothing to check."""
-        try:
-            body = json.loads(content)
-        except (ValueError, UnicodeDecodeError):
-            return None  # the gateway answers malformed JSON itself
-        if not isinstance(body, dict):
-            return None
-        model = body.get("model")
-        limit = self.limit_for(model)
-        if not limit or bound <= limit:
-            return None
-        try:
-            tokens, method = estimate_request_tokens(body)
-        except Exception:  # never let the guard break a request: Qwen has its own limit
-            return None
-        return model, limit, tokens, method, body.get("stream") is True
-
-
-async def context_check(ex, config) -> GatewayError | None:
-    """The context guard as a step of the gateway: the client's error when the prompt is over the limit."""
-    limit = config.context_limit(ex.requested_model)
-    if not limit or ex.endpoint is None or ex.endpoint.name not in _PARAM or ex.client.size <= limit:
+async def context_check(ex: Exchange, config: Config) -> GatewayError | None:
+    """The error to answer when the prompt is over its model's limit, else None. The limit is looked up
+    by the model name the client sent. Sets `ex.prompt_tokens_est` / `ex.token_method` when it counted."""
+    param = _PARAM.get(endpoint_name(ex) or "")
+    body = ex.body
+    if param is None or not isinstance(body, dict):
         return None
-    try:
-        tokens, method = await asyncio.to_thread(estimate_request_tokens, ex.body or {})
-    except Exception:
+    limit = config.context_limit(body.get("model"))
+    if not limit:
         return None
-    ex.prompt_tokens_est, ex.token_method = tokens, method
-    if tokens <= limit:
+    if ex.prompt_tokens_est is None:
+        size = ex.client.size
+        if size and size <= limit and byte_bound(size, count_images(body)) <= limit:
+            return None  # cannot exceed the limit: not counted
+        await _count(ex, body)
+    tokens = ex.prompt_tokens_est
+    if tokens is None:
+        return None  # could not count: Qwen has its own limit
+    over = tokens > limit
+    if over and (ex.token_method or "").startswith(SAMPLED):
+        over = tokens > limit * (1 + SAMPLED_MARGIN)
+    if not over:
         return None
     ex.notes.append(f"context guard: {tokens} tokens > {limit}")
-    return context_error(limit, tokens, _PARAM[ex.endpoint.name])
+    return context_error(limit, tokens, param)
+
+
+async def _count(ex: Exchange, body: dict) -> None:
+    """The estimator's count when one is running (bounded wait), else one in a thread."""
+    if ex.estimate is not None:
+        try:
+            await asyncio.wait_for(asyncio.shield(ex.estimate), WAIT_S)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the request itself was cancelled, not the count
+        except Exception:  # timed out or failed: count here
+            pass
+        if ex.prompt_tokens_est is not None:
+            return
+    try:
+        tokens, method = await asyncio.to_thread(estimate_request_tokens, body)
+    except Exception:  # never let the guard break a request: Qwen has its own limit
+        log.debug("qwen: context guard could not count a prompt", exc_info=True)
+        return
+    ex.prompt_tokens_est, ex.token_method = tokens, method

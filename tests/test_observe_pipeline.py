@@ -1,0 +1,111 @@
+"""All observers together, driven in the gateway's order by a stand-in for the gateway: what one observer
+leaves (the estimate, the record, the comment) is what the next one reads. A reference for wiring them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+
+from mitmproxy import http
+from mitmproxy.addons.view import View
+from mitmproxy.test import taddons
+
+from qwen_gateway.flowview import MARK_ERROR, MARK_OK, FlowAnnotator, FlowCap
+from qwen_gateway.observe.base import POINTS, Observer, overrides
+from qwen_gateway.observe.debuglog import DebugLog
+from qwen_gateway.observe.guard import context_check
+from qwen_gateway.observe.ledger import UsageLedger
+from qwen_gateway.observe.metrics import Metrics
+from qwen_gateway.observe.requestlog import RequestLine
+from qwen_gateway.observe.tokens import TokenEstimator, count_request_tokens
+from helpers.observe_testlib import chat_body, client_flow, config, exchange
+
+
+class Broken(Observer):
+    def client_request(self, ex, flow):
+        raise RuntimeError("boom")
+
+    def finished(self, ex, flow):
+        raise RuntimeError("boom")
+
+
+async def call(observers, point: str, ex, flow) -> None:
+    """As the gateway does: only overridden methods, each isolated."""
+    for obs in observers:
+        if overrides(obs, point):
+            try:
+                getattr(obs, point)(ex, flow)
+            except Exception:
+                logging.getLogger("qwen").exception("observer %s failed in %s", type(obs).__name__, point)
+
+
+async def drive(observers, cfg, ex, *, stream: bool = False) -> http.HTTPFlow:
+    flow = client_flow(ex.body)
+    await call(observers, "client_request", ex, flow)
+    error = await context_check(ex, cfg)
+    if error is not None:
+        ex.fail(error.status, error.code, error.message)
+        flow.response = http.Response.make(error.status, error.to_bytes(), {"content-type": "application/json"})
+    else:
+        await call(observers, "upstream_request", ex, flow)
+        if stream:
+            await call(observers, "stream_started", ex, flow)
+        ex.upstream_status = 200
+        ex.upstream_response_headers = {"content-type": "application/json"}
+        ex.upstream_response_body = b'{"id": "q1"}'
+        flow.response = http.Response.make(200, b'{"id": "chatcmpl-1"}', {"content-type": "application/json"})
+        ex.status = 200
+    if ex.estimate is not None:
+        await asyncio.wait_for(asyncio.shield(ex.estimate), 10)
+    flow.metadata["qwen"] = ex.to_meta()
+    await call(observers, "finished", ex, flow)
+    return flow
+
+
+async def test_observers_in_the_gateways_order(tmp_path, caplog):
+    assert POINTS == ("client_request", "upstream_request", "stream_started", "finished")
+    cfg = config(tmp_path, debug_log=True, context_limits={"gpt-4o-mini": 50}, web_flow_limit=10)
+    est, metrics, line, ledger, debug = TokenEstimator(), Metrics(), RequestLine(), UsageLedger(), DebugLog()
+    annotate, cap = FlowAnnotator(), FlowCap()
+    observers = [est, Broken(), metrics, line, ledger, debug, annotate, cap]  # annotator before the cap
+    view = View()
+    with taddons.context(view), caplog.at_level(logging.INFO, logger="qwen"):
+        for obs in observers:
+            obs.configure(cfg)
+            obs.running()
+        ok = exchange(body=chat_body("hello there"), status=None, usage=None, stream=True)
+        ok_flow = await drive(observers, cfg, ok, stream=True)
+        too_long = exchange(body=chat_body("word " * 200, model="gpt-4o-mini"), model="gpt-4o-mini", status=None,
+                            usage=None, upstream=False)
+        refused_flow = await drive(observers, cfg, too_long)
+        await ledger.flush()
+        for obs in observers:
+            obs.done()
+    tokens = count_request_tokens(chat_body("word " * 200, model="gpt-4o-mini"))
+    # the estimate reached every reader; the guard reused it
+    assert ok.prompt_tokens_est == count_request_tokens(chat_body("hello there"))
+    assert too_long.prompt_tokens_est == tokens and too_long.status == 400
+    lines = [r.getMessage() for r in caplog.records if r.name == "qwen" and r.levelno == logging.INFO]
+    assert len(lines) == 2 and f" est={ok.prompt_tokens_est} " in lines[0]
+    assert lines[1].startswith(f"POST /v1/chat/completions gpt-4o-mini→? acct=- 400 est={tokens} ")
+    assert caplog.text.count("observer Broken failed") == 4  # logged; nobody else stopped
+    assert caplog.text.count("failed in") == 4
+    # one ledger row each, one debug file each, one count each
+    db = sqlite3.connect(tmp_path / "usage.sqlite3")
+    assert db.execute("SELECT status, est_tokens, error FROM usage ORDER BY ts").fetchall() == [
+        (200, ok.prompt_tokens_est, None), (400, tokens, "context_length_exceeded")]
+    db.close()
+    for _ in range(300):
+        files = list((tmp_path / "logs").glob("exchange-*.json"))
+        if len(files) == 2:
+            break
+        await asyncio.sleep(0.01)
+    recs = {json.loads(p.read_text())["exchange"]: json.loads(p.read_text()) for p in files}
+    assert recs[ok.id]["upstream_request"]["url"] == ok.upstream_url and recs[too_long.id]["upstream_request"] is None
+    assert metrics.streams._value.get() == 0
+    assert b'status="400"' in metrics.exposition()
+    # mitmweb: annotated, marked
+    assert ok_flow.marked == MARK_OK and refused_flow.marked == MARK_ERROR
+    assert "context_length_exceeded" in refused_flow.comment
