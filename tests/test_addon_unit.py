@@ -120,7 +120,7 @@ async def through(gw, f):
 
 def make(*creds, qwen=None, **options):
     qwen = qwen or FakeQwen()
-    gw = QwenGateway(pool=StaticPool(*creds), upstream=qwen)
+    gw = QwenGateway(pool=StaticPool(*creds), upstream=qwen, observers=[])
     return gw, qwen
 
 

@@ -34,9 +34,15 @@ from .endpoints import endpoints
 from .engine import UpstreamEngine
 from .errors import GatewayError
 from .exchange import ClientRequest, Exchange, key_hint
+from .flowview import FlowAnnotator, FlowCap
 from .local import LocalAnswers, error_response
 from .observe.base import POINTS, Observer, overrides
+from .observe.debuglog import DebugLog
 from .observe.guard import context_check
+from .observe.ledger import UsageLedger
+from .observe.metrics import Metrics
+from .observe.requestlog import RequestLine
+from .observe.tokens import TokenEstimator
 from .relay import TOKEN_HEADER, LoopbackRelay
 from .response_store import ResponseStore
 from .retry import RetryPolicy
@@ -53,8 +59,14 @@ class QwenGateway:
         self._fixed_pool = pool  # tests hand in a pool; otherwise it is built from the options
         self.pool: Pool | None = pool
         self.config = Config()
-        self.observers: list[Observer] = list(observers or [])
+        self.observers: list[Observer] = default_observers() if observers is None else list(observers)
+        self._flowcap = next((o for o in self.observers if isinstance(o, FlowCap)), None)
         self._points = {p: [getattr(o, p) for o in self.observers if overrides(o, p)] for p in POINTS}
+        # finished: those that show the prompt estimate wait for it; the others are told at once
+        self._points["finished_now"] = [o.finished for o in self.observers
+                                        if overrides(o, "finished") and not o.waits_for_estimate]
+        self._points["finished_after_estimate"] = [o.finished for o in self.observers
+                                                   if overrides(o, "finished") and o.waits_for_estimate]
         self._store: ResponseStore | None = None
         self.endpoints = endpoints(self._responses)
         self.policy = RetryPolicy(pool)
@@ -168,10 +180,9 @@ class QwenGateway:
             self._fail_closed(flow, e)
 
     async def _handle(self, flow: http.HTTPFlow, ex: Exchange) -> None:
-        route = routing.route(ex.client.method, ex.client.path, self.endpoints)
-        ex.route, ex.endpoint = route.name, route.endpoint
-        if route.endpoint is None or route.name == "method_not_allowed":
-            if route.name == "auth":
+        endpoint = ex.endpoint
+        if endpoint is None or ex.route == "method_not_allowed":
+            if ex.route == "auth":
                 ex.body = _parse_json(self._content(flow, ex) or b"{}")
             self._notify("client_request", ex, flow)
             flow.response = await self.local.answer(ex, flow, self.config)
@@ -180,7 +191,7 @@ class QwenGateway:
         ex.requested_model = body["model"] if isinstance(body.get("model"), str) else ""
         ex.stream = body.get("stream") is True
         self._notify("client_request", ex, flow)
-        ex.chat_body = route.endpoint.to_chat(body, ex)
+        ex.chat_body = endpoint.to_chat(body, ex)
         refusal = await context_check(ex, self.config)
         if refusal is not None:
             raise refusal
@@ -189,11 +200,10 @@ class QwenGateway:
         else:
             resp = await self.engine.open(ex)
             try:
-                raw = await resp.aread()
+                raw = ex.upstream_response_body = await resp.aread()
             finally:
                 await resp.aclose()
             flow.response, ex.extra["final"] = forward.buffered_answer(ex, resp.status_code, resp.headers, raw)
-            ex.first_byte_at = time.monotonic()
 
     def _content(self, flow: http.HTTPFlow, ex: Exchange) -> bytes:
         try:
@@ -238,6 +248,7 @@ class QwenGateway:
     def response(self, flow: http.HTTPFlow) -> None:
         ex = self._live.pop(flow.id, None)
         if ex is None or flow.response is None:
+            self._track_unclaimed(flow)
             return
         try:
             final = ex.extra.pop("final", None)
@@ -266,6 +277,7 @@ class QwenGateway:
     def error(self, flow: http.HTTPFlow) -> None:
         ex = self._live.pop(flow.id, None)
         if ex is None:
+            self._track_unclaimed(flow)
             return
         self.relay.forget(ex.extra.pop("relay_token", None))
         flow.request.headers.pop(TOKEN_HEADER, None)
@@ -283,9 +295,13 @@ class QwenGateway:
         req = flow.request
         key = access.presented_key(req).decode("utf-8", "replace")
         ex = Exchange(ClientRequest(req.method.upper(), req.path.split("?", 1)[0], req.pretty_url, key_hint(key)))
+        route = routing.route(ex.client.method, ex.client.path, self.endpoints)
+        ex.route, ex.endpoint = route.name, route.endpoint
         # the client's own key (in explicit-proxy mode: the user's real OpenAI key) is never kept on the flow
         for name in ("authorization", "x-api-key", "proxy-authorization"):
             req.headers.pop(name, None)
+        if flow.is_replay == "request":
+            ex.notes.append("replayed")
         self._live[flow.id] = ex
         self._flows[ex.id] = flow
         return ex
@@ -300,6 +316,11 @@ class QwenGateway:
         ex = self._live.get(flow.id)
         self._refuse(flow, ex, GatewayError(500, f"The gateway failed: {type(e).__name__}."))
 
+    def _track_unclaimed(self, flow: http.HTTPFlow) -> None:
+        """Flows the gateway passes through (other hosts, explicit proxy) count for mitmweb's cap too."""
+        if self._flowcap is not None:
+            self._call(self._flowcap.track, flow)
+
     def _upstream_request(self, ex: Exchange) -> None:
         flow = self._flows.get(ex.id)
         if flow is not None:
@@ -310,13 +331,12 @@ class QwenGateway:
         ex.ended = time.monotonic()
         if flow.response is not None and ex.status is None:
             ex.status = flow.response.status_code
-        if ex.rewriter is None and ex.first_byte_at is None and flow.response is not None:
-            ex.first_byte_at = ex.ended
         flow.metadata["qwen"] = ex.to_meta()
+        self._notify("finished_now", ex, flow)
         if ex.estimate is not None and not ex.estimate.done():
             asyncio_utils.create_task(self._finish_after_estimate(flow, ex), name="qwen: finish", keep_ref=True)
         else:
-            self._notify("finished", ex, flow)
+            self._notify("finished_after_estimate", ex, flow)
 
     async def _finish_after_estimate(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         try:
@@ -324,7 +344,7 @@ class QwenGateway:
         except Exception:
             pass
         flow.metadata["qwen"] = ex.to_meta()
-        self._notify("finished", ex, flow)
+        self._notify("finished_after_estimate", ex, flow)
 
     def _notify(self, point: str, ex: Exchange, flow: http.HTTPFlow) -> None:
         for fn in self._points[point]:
@@ -360,6 +380,12 @@ class QwenGateway:
     def health(self) -> dict:
         from .local import health
         return health(self.pool)
+
+
+def default_observers() -> list[Observer]:
+    """Every observer, in the order they are called (the annotator before the cap: the cap adds to the
+    annotator's comment)."""
+    return [TokenEstimator(), Metrics(), RequestLine(), UsageLedger(), DebugLog(), FlowAnnotator(), FlowCap()]
 
 
 def bind_loopback_by_default(opts) -> None:

@@ -21,6 +21,10 @@ POINTS = ("client_request", "upstream_request", "stream_started", "finished")
 
 
 class Observer:
+    # Whether `finished` should wait (a few seconds at most) for a prompt estimate still being counted:
+    # only observers that print or store the estimate do.
+    waits_for_estimate = False
+
     def configure(self, config: Config) -> None:
         """The options changed (also called once before the first flow)."""
 
@@ -38,7 +42,8 @@ class Observer:
 
     def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
         """The client has its whole answer, or the exchange ended in an error (`ex.status`, `ex.error`).
-        Runs after the prompt estimate, if one was still being counted (at most a few seconds later)."""
+        With `waits_for_estimate`, runs after the prompt estimate if one was still being counted (at most a
+        few seconds later)."""
 
     def done(self) -> None:
         """mitmproxy is shutting down: write what is buffered."""

@@ -103,6 +103,8 @@ def row_of(ex: Exchange) -> dict:
 class UsageLedger(Observer):
     """Rows are batched for FLUSH_S (or until MAX_BATCH) and written from a thread; `done` writes the rest."""
 
+    waits_for_estimate = True
+
     FLUSH_S = 0.5
     MAX_BATCH = 500
 

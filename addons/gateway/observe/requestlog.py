@@ -76,5 +76,7 @@ def format_line(ex: Exchange) -> str:
 class RequestLine(Observer):
     """In `finished`: the gateway has waited for the prompt estimate, so the line has it."""
 
+    waits_for_estimate = True
+
     def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
         log.info(format_line(ex))
