@@ -80,7 +80,7 @@ def plan(body: dict, sw: dict, cached: int = 0) -> dict:
     else:
         usage["prompt_tokens_details"] = {"cached_tokens": cached}
     return {"reasoning": reasoning, "text": text, "calls": calls, "usage": usage, "n": n,
-            "finish": "tool_calls" if calls else "stop"}
+            "finish": sw["finish_reason"] or ("tool_calls" if calls else "stop")}
 
 
 def completion(body: dict, p: dict) -> dict:
