@@ -190,7 +190,7 @@ async def test_upstream_error_maps_to_openai_status(gw_ctx):
     assert json.loads(f.response.content)["error"]["code"] == "context_length_exceeded"
 
 
-async def test_key_account_gets_its_own_model_and_no_oauth_header():
+async def test_key_account_gets_its_own_model_and_qwen_codes_shape():
     gw = QwenGateway(pool=StaticPool(KEY_CRED))
     with taddons.context(gw) as tctx:
         loaded(tctx, gw)
@@ -198,9 +198,10 @@ async def test_key_account_gets_its_own_model_and_no_oauth_header():
                                                       {"role": "user", "content": "hi"}]})
         await gw.request(f)
         assert f.request.url == "https://dashscope-intl.aliyuncs.com/compatible-mode/v1/chat/completions"
-        assert "x-dashscope-authtype" not in f.request.headers
+        assert f.request.headers["x-dashscope-authtype"] == "openai"  # qwen-code's value for keys
         body = json.loads(f.request.content)
-        assert body["model"] == "qwen3-coder-plus" and body["messages"][0]["content"] == "s"
+        assert body["model"] == "qwen3-coder-plus"
+        assert body["messages"][0]["content"] == [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}]
 
 
 async def test_no_account_fails_closed_with_openai_error():

@@ -309,7 +309,10 @@ class QwenGateway:
             if ex.endpoint.needs_embeddings and not ex.upstream_model.startswith("text-embedding"):
                 ex.upstream_model = "text-embedding-v4"
             return {**ex.chat_body, "model": ex.upstream_model}
-        return chat_to_qwen(ex.chat_body, model=ex.upstream_model, oauth=cred.kind == OAUTH, session_id=ex.id)
+        body = chat_to_qwen(ex.chat_body, model=ex.upstream_model, oauth=cred.kind == OAUTH, notes=ex.notes,
+                            default_model=cred.default_model)
+        ex.upstream_model = body["model"]  # images may have moved the request to a vision model
+        return body
 
     def _send(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         """Point the flow at the account's API and put the Qwen request in it."""

@@ -136,7 +136,7 @@ def responses_to_chat(body: dict, history: list[dict] | None = None) -> dict:
         if isinstance(body.get("parallel_tool_calls"), bool):
             chat["parallel_tool_calls"] = body["parallel_tool_calls"]
     for src, dst in (("max_output_tokens", "max_tokens"), ("temperature", "temperature"), ("top_p", "top_p"),
-                     ("user", "user")):
+                     ("user", "user"), ("prompt_cache_key", "prompt_cache_key")):  # the key names the session
         if body.get(src) is not None:
             chat[dst] = body[src]
     fmt = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
