@@ -246,7 +246,7 @@ def test_r7_access_denied_is_permission_denied_without_refresh(gw, emu):
     emu.switches(denied_models=["coder-model"])
     with pytest.raises(openai.PermissionDeniedError) as e:
         client(gw).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
-    assert e.value.code == "permission_denied" and "not enabled" in e.value.message
+    assert e.value.code == "permission_denied" and "not be enabled" in e.value.message
     assert emu.stats()["refresh_calls"] == 0 and len(emu.chat_requests()) == 1
 
 

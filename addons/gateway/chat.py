@@ -7,7 +7,7 @@ import json
 import uuid
 
 from . import qwen_rules as rules
-from .errors import GatewayError
+from .errors import GatewayError, classify_stream_error
 
 _ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 # OpenAI-only request fields Qwen rejects or would misread (prompt_cache_key is read first: the session id).
@@ -108,6 +108,10 @@ def qwen_to_chat(body: dict, *, model: str) -> dict:
     choices = []
     for i, choice in enumerate(out.get("choices") or []):
         choice = dict(choice)
+        if choice.get("finish_reason") == "error_finish":
+            # R6: an error (e.g. throttling), its text in the message: never the model's answer.
+            text = (choice.get("message") or {}).get("content") if isinstance(choice.get("message"), dict) else None
+            raise classify_stream_error(text).to_gateway_error()
         choice.setdefault("index", i)
         choice.setdefault("logprobs", None)
         message = dict(choice.get("message") or {})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from . import embeddings
 from .completions import CompletionsStreamTranslator, chat_to_completion, completions_to_chat
 from .errors import GatewayError
 from .legacy_exchange import CHAT, Endpoint, Exchange
@@ -53,12 +54,12 @@ def _embeddings_in(body: dict, ex: Exchange) -> dict:
         raise GatewayError(400, "'input' is required: a string or an array of strings.", param="input",
                            code="missing_required_parameter")
     ex.stream = False
-    return {k: v for k, v in body.items() if k in ("model", "input", "dimensions", "encoding_format", "user")}
+    return embeddings.to_upstream(body, notes=ex.notes)  # strings only (token ids decoded), floats asked
 
 
 EMBEDDINGS = Endpoint(
     name="embeddings", upstream_suffix="embeddings", to_chat=_embeddings_in,
-    from_chat=lambda answer, ex: {**answer, "model": ex.requested_model or answer.get("model")},
+    from_chat=lambda answer, ex: embeddings.to_client(answer, ex.client_body, ex.requested_model or None),
     stream_translator=lambda ex: None, translated=False, needs_embeddings=True)
 
 
