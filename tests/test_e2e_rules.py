@@ -61,6 +61,21 @@ def key_gw(emulator, tmp_path_factory):
 
 
 @pytest.fixture
+def own_gw(make_gateway, emu, tmp_path):
+    """A gateway with its own key account and state: for tests that leave the account cooling down."""
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "accounts.json").write_text(json.dumps({"accounts": [
+        {"name": "own", "kind": "key", "base_url": emu.url + "/v1", "key_env": "OWN_KEY",
+         "default_model": "qwen3.6-plus"}]}))
+    return make_gateway("own", env={"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(tmp_path / "state"),
+                                    "OWN_KEY": emu.seed_token(kind="key"), "HOME": str(tmp_path)})
+
+
+def account_state(gw: Gateway) -> dict:
+    return httpx.get(gw.url + "/health", trust_env=False, timeout=10).json()["accounts"][0]
+
+
+@pytest.fixture
 def kgw(key_gw, emu):
     assert key_gw.alive(), key_gw.log()
     return key_gw
@@ -208,20 +223,21 @@ def test_r5_embeddings_token_ids_and_base64(kgw, emu):
 # ---- R6: error_finish and content_filter ----------------------------------------------------------------
 
 
-def test_r6_error_finish_is_an_error_on_chat(gw, emu):
+def test_r6_error_finish_is_an_error_on_chat(own_gw, emu):
     emu.fault("error_finish")
     seen = ""
     with pytest.raises(openai.APIError) as e:
-        for ch in client(gw).chat.completions.create(model="gpt-4o", stream=True,
-                                                     messages=[{"role": "user", "content": "a b c d"}]):
+        for ch in client(own_gw).chat.completions.create(model="gpt-4o", stream=True,
+                                                         messages=[{"role": "user", "content": "a b c d"}]):
             seen += (ch.choices[0].delta.content or "") if ch.choices else ""
     assert "rate limit" in e.value.message
     assert "rate limit" not in seen  # the error's text never reaches the answer
+    assert account_state(own_gw)["last_error"] == "throttled"  # reported to the pool as throttling
 
 
-def test_r6_error_finish_is_response_failed_on_responses(gw, emu):
+def test_r6_error_finish_is_response_failed_on_responses(own_gw, emu):
     emu.fault("error_finish")
-    with client(gw).responses.stream(model="gpt-4o", input="a b c d") as s:
+    with client(own_gw).responses.stream(model="gpt-4o", input="a b c d") as s:
         events = list(s)
     last = events[-1]
     assert last.type == "response.failed" and last.response.error.code == "rate_limit_exceeded"

@@ -393,7 +393,7 @@ class QwenGateway:
         assert rw is not None
         # The client already has these bytes; keep them on the flow so mitmweb and -w show them.
         flow.response.raw_content = bytes(rw.captured)
-        self._report(ex, "error" if rw.error else "ok")
+        self._report(ex, "throttle" if rw.throttled else "error" if rw.error else "ok")  # error_finish: TPM
         if ex.endpoint.finished is not None and not rw.error:
             ex.endpoint.finished(ex, _final_object(rw))
         flow.metadata["qwen"].update(self._summary(ex, flow.response.status_code))
