@@ -273,10 +273,10 @@ def test_r7_arrears_is_permission_denied_on_responses(kgw, emu):
     assert "good standing" in e.value.message
 
 
-def test_per_minute_rate_quota_is_a_rate_limit_not_quota(kgw, emu):
+def test_per_minute_rate_quota_is_a_rate_limit_not_quota(own_gw, emu):
     emu.fault("ratequota429", count=3, retry_after=0)
     with pytest.raises(openai.RateLimitError) as e:
-        client(kgw).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        client(own_gw).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
     assert e.value.code == "rate_limit_exceeded"
     assert len(emu.chat_requests()) == 3  # waited and retried, as for any throttling
 

@@ -6,7 +6,7 @@ import pytest
 
 from qwen_gateway import qwen_rules as rules
 from qwen_gateway.chat import chat_to_qwen
-from qwen_gateway.models import Thinking, is_vision, output_cap, thinking_kind, vision_model
+from qwen_gateway.models import Thinking, is_vision, output_cap, thinking_kind, thinking_refusal, vision_model
 from qwen_gateway.responses import responses_to_chat
 
 TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
@@ -190,3 +190,16 @@ def test_notes_are_not_repeated_when_a_retry_translates_again():
     for _ in range(3):
         chat_to_qwen(body, model="coder-model", oauth=True, notes=notes)
     assert len(notes) == 1
+
+
+def test_a_refusal_teaches_a_models_thinking_kind():
+    assert thinking_refusal("<400> InternalError.Algo.InvalidParameter: The value of the enable_thinking "
+                            "parameter is restricted to True.") is Thinking.ONLY
+    assert thinking_refusal("reasoning_effort and thinking_budget cannot be set at the same time.") is \
+        Thinking.EFFORT
+    assert thinking_refusal("Range of max_tokens should be [1, 8192]") is None
+    learned = {"new-thinker": Thinking.ONLY}
+    assert thinking_kind("new-thinker", learned) is Thinking.ONLY and thinking_kind("new-thinker") is Thinking.HYBRID
+    out = chat_to_qwen({"model": "x", "messages": [USER], "reasoning_effort": "none"}, model="new-thinker",
+                       oauth=False, learned_thinking=learned)
+    assert "enable_thinking" not in out

@@ -5,9 +5,11 @@ from __future__ import annotations
 import copy
 import json
 import uuid
+from collections.abc import Mapping
 
 from . import qwen_rules as rules
 from .errors import GatewayError, classify_stream_error
+from .models import Thinking
 
 _ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 # OpenAI-only request fields Qwen rejects or would misread (prompt_cache_key is read first: the session id).
@@ -49,11 +51,13 @@ def wants_usage(body: dict) -> bool:
 
 
 def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None = None,
-                 notes: list[str] | None = None, default_model: str | None = None) -> dict:
+                 notes: list[str] | None = None, default_model: str | None = None,
+                 learned_thinking: Mapping[str, Thinking] | None = None) -> dict:
     """The body Qwen gets, obeying DashScope's rules, in qwen-code's shape (OAuth and keys alike).
 
     `notes` collects what was changed from the client's request; `default_model` is the account's, tried
-    first when images need a vision model; `session_id` overrides the one derived from the conversation.
+    first when images need a vision model; `session_id` overrides the one derived from the conversation;
+    `learned_thinking` overrides the thinking table for models a 400 taught about (`thinking_refusal`).
     The model may change (images): read it back from the result's "model".
     """
     out = copy.deepcopy(body)
@@ -75,7 +79,7 @@ def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None 
         out.pop("tool_choice", None)
         out.pop("parallel_tool_calls", None)
     out = rules.route_vision(out, oauth=oauth, default_model=default_model, notes=notes)
-    out = rules.thinking_knobs(out, effort, notes)
+    out = rules.thinking_knobs(out, effort, notes, learned=learned_thinking)
     out = rules.clamp_output(out, notes)
     return rules.qwen_code_shape(out, session=session, stream=bool(out.get("stream")))
 

@@ -60,12 +60,27 @@ def output_cap(model: str) -> int:
     return OUTPUT_CAPS[best] if best else DEFAULT_OUTPUT_CAP
 
 
-def thinking_kind(model: str) -> Thinking:
+def thinking_kind(model: str, learned: Mapping[str, Thinking] | None = None) -> Thinking:
+    """From the table, unless a refusal taught otherwise (`learned`, see `thinking_refusal`)."""
+    if learned and model in learned:
+        return learned[model]
     if model.startswith(THINKING_ONLY_PREFIXES) or "-thinking" in model:
         return Thinking.ONLY
     if model.startswith(EFFORT_NATIVE_PREFIXES):
         return Thinking.EFFORT
     return Thinking.HYBRID
+
+
+def thinking_refusal(message: str) -> Thinking | None:
+    """What a DashScope 400 says about the model's thinking knobs, for a model the table does not know
+    (qwen-code learns "thinking is mandatory" the same way): a caller may remember it per model and retry."""
+    low = message.lower()
+    if "enable_thinking" in low and ("restricted to true" in low or "must be set to true" in low
+                                     or "mandatory" in low):
+        return Thinking.ONLY
+    if "reasoning_effort" in low and "thinking_budget" in low:
+        return Thinking.EFFORT
+    return None
 
 
 def is_vision(model: str) -> bool:

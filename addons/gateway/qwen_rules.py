@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Mapping
 
 from .models import Thinking, is_vision, output_cap, thinking_kind, vision_model
 
@@ -70,7 +71,8 @@ def forced_tool(body: dict) -> bool:
     return bool(body.get("tools")) and (choice == "required" or isinstance(choice, dict))
 
 
-def thinking_knobs(body: dict, effort: object = None, notes: list[str] | None = None) -> dict:
+def thinking_knobs(body: dict, effort: object = None, notes: list[str] | None = None, *,
+                   learned: Mapping[str, Thinking] | None = None) -> dict:
     """Qwen's thinking fields for this model, from what the client asked (`enable_thinking`/`thinking_budget`
     as Qwen extras, or OpenAI's `reasoning_effort`), obeying the model's kind and Qwen's refusals:
     JSON mode and a forced tool choice both need thinking off (the client's explicit output contract wins
@@ -78,7 +80,7 @@ def thinking_knobs(body: dict, effort: object = None, notes: list[str] | None = 
     `reasoning_effort` and never `thinking_budget` with it."""
     out = dict(body)
     model = str(out.get("model") or "")
-    kind = thinking_kind(model)
+    kind = thinking_kind(model, learned)
     explicit = out.pop("enable_thinking", None)
     explicit = explicit if isinstance(explicit, bool) else None
     budget = out.pop("thinking_budget", None)
