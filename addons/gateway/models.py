@@ -92,7 +92,7 @@ def vision_model(model: str, *, oauth: bool, default_model: str | None = None) -
     default model when that can, else the plan's vision model."""
     if is_vision(model):
         return model
-    if default_model and is_vision(default_model) and not (not oauth and default_model in OAUTH_ONLY):
+    if default_model and is_vision(default_model) and (oauth or default_model not in OAUTH_ONLY):
         return default_model
     return OAUTH_VISION_MODEL if oauth else KEY_VISION_MODEL
 
