@@ -260,7 +260,7 @@ async def test_401_refreshes_once_and_retries_before_the_client_sees_anything():
         assert f.metadata["qwen"]["retry_reasons"] == ["refreshed"]
 
 
-async def test_key_account_gets_its_own_model_and_no_oauth_header():
+async def test_key_account_gets_its_own_model_and_qwen_codes_shape():
     gw, qwen = make(KEY_CRED)
     with taddons.context(gw) as tctx:
         gw.configure(set(tctx.options.keys()))
@@ -268,9 +268,10 @@ async def test_key_account_gets_its_own_model_and_no_oauth_header():
                                                                     {"role": "user", "content": "hi"}]}))
         (up,) = qwen.requests
         assert str(up.url) == "https://dashscope-intl.aliyuncs.com/compatible-mode/v1/chat/completions"
-        assert "x-dashscope-authtype" not in up.headers
+        assert up.headers["x-dashscope-authtype"] == "openai"  # qwen-code's value for keys
         body = qwen.bodies()[0]
-        assert body["model"] == "qwen3-coder-plus" and body["messages"][0]["content"] == "s"
+        assert body["model"] == "qwen3-coder-plus"
+        assert body["messages"][0]["content"] == [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}]
 
 
 async def test_no_account_fails_closed_with_openai_error():

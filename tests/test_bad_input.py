@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from qwen_gateway.chat import chat_to_qwen, qwen_to_chat, validate_chat_request
 from qwen_gateway.chat_stream import ChatStreamTranslator, ChunkNormalizer
 from qwen_gateway.completions import CompletionsStreamTranslator, chat_to_completion, completions_to_chat
+from qwen_gateway.embeddings import split_batches
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.responses import chat_to_response, responses_to_chat
 from qwen_gateway.responses_stream import ResponsesStreamTranslator
@@ -52,6 +53,16 @@ def test_request_translators_raise_only_4xx(body, msgs):
     chat = _only_4xx(completions_to_chat, body)
     if chat is not None:
         json.dumps(chat)
+
+
+@RELAXED
+@given(json_values | st.lists(st.lists(st.integers(-5, 200_000), max_size=5), max_size=3))
+def test_embedding_inputs_raise_only_4xx(value):
+    batches = _only_4xx(split_batches, {"model": "text-embedding-v4", "input": value})
+    if batches is not None:
+        json.dumps(batches)
+        assert batches and all(1 <= len(b["input"]) <= 10 and all(isinstance(t, str) for t in b["input"])
+                               for b in batches)
 
 
 answers = st.fixed_dictionaries({}, optional={

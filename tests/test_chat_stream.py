@@ -2,10 +2,13 @@
 
 import json
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from qwen_gateway.chat_stream import ChatStreamTranslator, ChunkNormalizer, ThinkSplitter
+from qwen_gateway.completions import CompletionsStreamTranslator
+from qwen_gateway.responses_stream import ResponsesStreamTranslator
 from qwen_gateway.sse import DONE, SSEDecoder, encode
 from qwen_gateway.streaming import StreamRewriter
 
@@ -24,8 +27,9 @@ def qwen_stream(*chunks) -> bytes:
     return b"".join(encode(c) for c in chunks) + DONE
 
 
-def run(body: bytes, cuts=(), include_usage=False, model="gpt-4o"):
-    rw = StreamRewriter(ChunkNormalizer(model), ChatStreamTranslator(include_usage), capture_limit=1 << 20)
+def run(body: bytes, cuts=(), include_usage=False, model="gpt-4o", cumulative=False, translator=None):
+    rw = StreamRewriter(ChunkNormalizer(model, cumulative=cumulative), translator or ChatStreamTranslator(include_usage),
+                        capture_limit=1 << 20)
     pieces, prev = [], 0
     for c in sorted(cuts) + [len(body)]:
         pieces.append(body[prev:c])
@@ -70,11 +74,38 @@ def test_usage_chunk_kept_when_client_asked():
     assert rw.normalizer.usage["total_tokens"] == 8
 
 
-def test_cumulative_deltas_become_incremental():
+def chat_text(events) -> str:
+    return "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1]
+                   if json.loads(e)["choices"])
+
+
+def test_cumulative_deltas_become_incremental_only_when_the_upstream_is_known_to_send_them():
     body = qwen_stream(chunk({"content": "He"}), chunk({"content": "Hello"}), chunk({"content": "Hello wor"}),
                        chunk({"content": "Hello world"}), chunk({}, finish="stop"))
-    _, events = run(body)
-    assert "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1]) == "Hello world"
+    _, events = run(body, cumulative=True)
+    assert chat_text(events) == "Hello world"
+    _, events = run(body)  # DashScope's compatible mode: increments, appended as they come
+    assert chat_text(events) == "HeHelloHello worHello world"
+
+
+@pytest.mark.parametrize("deltas", [["哈哈", "哈哈", "，好的"], ["**", "**bold**"], ["ab", "ab", "abab"]])
+def test_deltas_that_repeat_earlier_text_are_kept(deltas):
+    body = qwen_stream(*[chunk({"content": d}) for d in deltas], chunk({}, finish="stop"))
+    assert chat_text(run(body)[1]) == "".join(deltas)
+
+
+def test_error_finish_is_an_error_event_and_marks_throttling():
+    body = qwen_stream(chunk({"content": "Par"}), chunk({"content": "Requests rate limit exceeded, please try "
+                                                                    "again later."}, finish="error_finish"))
+    rw, events = run(body)
+    assert chat_text(events[:-1] + ["[DONE]"]) == "Par"
+    err = json.loads(events[-1])["error"]
+    assert err["code"] == "rate_limit_exceeded" and "rate limit" in err["message"]
+    assert rw.error == err and rw.throttled and rw.upstream_kind == "throttle"
+    rw, events = run(qwen_stream(chunk({"content": "internal failure"}, finish="error_finish")))
+    assert not rw.throttled and rw.upstream_kind == "server" and "internal failure" in events[-1]
+    rw, _ = run(BASIC)
+    assert rw.upstream_error is None and not rw.throttled
 
 
 def test_think_leak_moves_to_reasoning_across_chunks():
@@ -160,3 +191,29 @@ def test_any_split_gives_identical_output(cuts):
 @given(st.binary(max_size=300), st.lists(st.integers(0, 300), max_size=6))
 def test_arbitrary_bytes_never_raise_and_never_return_empty_bytes(blob, cuts):
     run(blob, cuts=[c for c in cuts if c <= len(blob)])
+
+
+def client_text(translator, events: list[str]) -> str:
+    """The answer text each client type assembles from its events."""
+    if isinstance(translator, ResponsesStreamTranslator):
+        done = [json.loads(e) for e in events if json.loads(e).get("type") == "response.completed"]
+        (final,) = done
+        return "".join(p["text"] for item in final["response"]["output"] if item["type"] == "message"
+                       for p in item["content"])
+    parsed = [json.loads(e) for e in events if e != "[DONE]"]
+    if isinstance(translator, CompletionsStreamTranslator):
+        return "".join(c["text"] for p in parsed for c in p["choices"])
+    return "".join(p["choices"][0]["delta"].get("content", "") for p in parsed if p["choices"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=8), max_size=12), st.lists(st.integers(0, 4000), max_size=6))
+def test_any_deltas_reach_every_client_as_their_concatenation(deltas, cuts):
+    text = "".join(deltas)
+    assume(not text.lstrip().startswith(("<think>", "<thinking>")))  # a leaked think block is moved, by design
+    body = qwen_stream(chunk({"role": "assistant", "content": ""}), *[chunk({"content": d}) for d in deltas],
+                       chunk({}, finish="stop"))
+    for translator in (ChatStreamTranslator(False), CompletionsStreamTranslator({"model": "m"}),
+                       ResponsesStreamTranslator({"model": "m"}, response_id="resp_1", created_at=1)):
+        _, events = run(body, cuts=[c for c in cuts if c <= len(body)], translator=translator)
+        assert client_text(translator, events) == text

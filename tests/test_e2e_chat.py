@@ -111,8 +111,9 @@ def test_non_stream_tool_call_round_trip(gw, emu):
     assert second.choices[0].message.content == "Tool said: sunny, 21C"
 
 
-def test_split_writes_and_cumulative_deltas(gw, emu):
-    emu.switches(split_writes=True, cumulative_deltas=True)
+def test_split_writes(gw, emu):
+    # Deltas are appended as they come (never guessed cumulative: see test_e2e_rules.py, R8).
+    emu.switches(split_writes=True)
     chunks = list(client(gw).chat.completions.create(
         model="gpt-4o", messages=[{"role": "user", "content": "one two three four five"}], stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Echo: one two three four five"

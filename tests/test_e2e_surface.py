@@ -145,7 +145,9 @@ def test_embeddings_through_a_dashscope_key(make_gateway, emu, tmp_path):
     write_creds(tmp_path / ".qwen", access_token=emu.seed_token(), resource_url=emu.url)
     gw = make_gateway("emb", env={"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
                                   "DS_KEY": key, "HOME": str(tmp_path)})
-    r = client(gw).embeddings.with_raw_response.create(model="text-embedding-3-small", input=["a", "b"])
+    # floats asked: OpenAI's schema describes the float form (the SDK's default base64 is in test_e2e_rules.py)
+    r = client(gw).embeddings.with_raw_response.create(model="text-embedding-3-small", input=["a", "b"],
+                                                       encoding_format="float")
     validate("CreateEmbeddingResponse", json.loads(r.text))
     parsed = r.parse()
     assert len(parsed.data) == 2 and parsed.model == "text-embedding-3-small"

@@ -332,11 +332,11 @@ def test_oauth_faults(emu):
 def test_chat_non_stream(emu):
     for path in ("/v1/chat/completions", "/compatible-mode/v1/chat/completions"):
         r = emu.chat([{"type": "text", "text": "two "}, {"type": "image_url", "image_url": {"url": "x"}},
-                      {"type": "text", "text": "parts"}], path=path, model="qwen3-coder-plus")
+                      {"type": "text", "text": "parts"}], path=path, model="qwen3.6-plus")
         assert r.status_code == 200 and int(r.headers["content-length"]) == len(r.content)
         c = r.json()
         assert list(c) == ["id", "object", "created", "model", "choices", "usage", "system_fingerprint"]
-        assert c["id"].startswith("chatcmpl-") and c["object"] == "chat.completion" and c["model"] == "qwen3-coder-plus"
+        assert c["id"].startswith("chatcmpl-") and c["object"] == "chat.completion" and c["model"] == "qwen3.6-plus"
         assert c["choices"] == [{"index": 0, "message": {"role": "assistant", "content": "Echo: two parts",
                                                          "reasoning_content": "Thinking about it."},
                                  "finish_reason": "stop", "logprobs": None}]
@@ -365,7 +365,8 @@ def test_chat_validation(emu):
     r = emu.chat(response_format={"type": "json_object"}, enable_thinking=True)
     assert r.status_code == 400
     assert r.json()["error"]["message"] == "Json mode response is not supported when enable_thinking is true"
-    assert emu.chat(response_format={"type": "json_object"}).status_code == 200
+    # coder-model thinks unless told otherwise (see test_emulator_rules.py for every rule)
+    assert emu.chat(response_format={"type": "json_object"}, enable_thinking=False).status_code == 200
 
 
 def test_tool_calls_non_stream(emu):
@@ -375,7 +376,8 @@ def test_tool_calls_non_stream(emu):
     assert re.fullmatch(r"call_[0-9a-f]+", call["id"]) and call["type"] == "function"
     assert call["function"] == {"name": "get_weather", "arguments": '{"location": "Paris"}'}
     forced = {"type": "function", "function": {"name": "get_time"}}
-    call = emu.chat(tools=TOOLS, tool_choice=forced).json()["choices"][0]["message"]["tool_calls"][0]
+    call = emu.chat(tools=TOOLS, tool_choice=forced, enable_thinking=False).json()["choices"][0]["message"][
+        "tool_calls"][0]
     assert call["function"] == {"name": "get_time", "arguments": "{}"}
     assert emu.chat("plain", tools=TOOLS, tool_choice="none").json()["choices"][0]["message"]["content"] == \
         "Echo: plain"

@@ -259,8 +259,10 @@ class QwenGateway:
                 flow.response, final = forward.buffered_answer(ex, flow.response.status_code, flow.response.headers,
                                                                flow.response.content or b"")
             if ex.cred is not None and ex.error is None:
-                failed = ex.rewriter is not None and ex.rewriter.error
-                self._call(self.pool.report, ex.cred.account, Outcome.ERROR if failed else Outcome.OK)
+                rw = ex.rewriter
+                outcome = Outcome.OK if rw is None or not rw.error else \
+                    Outcome.THROTTLE if rw.throttled else Outcome.ERROR  # error_finish: throttled mid-stream
+                self._call(self.pool.report, ex.cred.account, outcome)
                 if ex.endpoint is not None and ex.endpoint.finished is not None and final is not None:
                     ex.endpoint.finished(ex, final)
         except GatewayError as e:

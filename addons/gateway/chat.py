@@ -5,15 +5,16 @@ from __future__ import annotations
 import copy
 import json
 import uuid
+from collections.abc import Mapping
 
-from .errors import GatewayError
+from . import qwen_rules as rules
+from .errors import GatewayError, classify_stream_error
+from .models import Thinking
 
 _ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
-# OpenAI-only request fields Qwen rejects or would misread.
+# OpenAI-only request fields Qwen rejects or would misread (prompt_cache_key is read first: the session id).
 _DROP = ("store", "metadata", "service_tier", "prompt_cache_key", "safety_identifier", "prediction",
-         "modalities", "audio", "web_search_options", "verbosity", "reasoning_effort")
-_EFFORT_BUDGET = {"low": 1024, "medium": 8192}
-_VISION_PREFIXES = ("coder-model", "vision-model", "qwen-vl", "qwen3-vl-plus", "qwen3.5-plus")
+         "modalities", "audio", "web_search_options", "verbosity")
 
 
 def validate_chat_request(body: object) -> dict:
@@ -49,22 +50,25 @@ def wants_usage(body: dict) -> bool:
     return isinstance(opts, dict) and bool(opts.get("include_usage"))
 
 
-def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None = None) -> dict:
-    """The body Qwen gets. `oauth` adds what qwen-code sends to the portal."""
+def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None = None,
+                 notes: list[str] | None = None, default_model: str | None = None,
+                 learned_thinking: Mapping[str, Thinking] | None = None) -> dict:
+    """The body Qwen gets, obeying DashScope's rules, in qwen-code's shape (OAuth and keys alike).
+
+    `notes` collects what was changed from the client's request; `default_model` is the account's, tried
+    first when images need a vision model; `session_id` overrides the one derived from the conversation;
+    `learned_thinking` overrides the thinking table for models a 400 taught about (`thinking_refusal`).
+    The model may change (images): read it back from the result's "model".
+    """
     out = copy.deepcopy(body)
+    session = session_id or rules.session_id(body)
     out["model"] = model
+    out["messages"] = rules.system_roles([m for m in out.get("messages") or [] if isinstance(m, dict)], notes)
     effort = out.get("reasoning_effort")
     for key in _DROP:
         out.pop(key, None)
     if "max_completion_tokens" in out:
         out.setdefault("max_tokens", out.pop("max_completion_tokens"))
-    if isinstance(effort, str) and "enable_thinking" not in out:
-        if effort in ("none", "minimal"):
-            out["enable_thinking"] = False
-        else:
-            out["enable_thinking"] = True
-            if effort in _EFFORT_BUDGET:
-                out["thinking_budget"] = _EFFORT_BUDGET[effort]
     if out.get("stream"):
         # Always ask for usage: the gateway needs it; the client only sees it if it asked.
         out["stream_options"] = {**(out.get("stream_options") or {}), "include_usage": True}
@@ -74,27 +78,10 @@ def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None 
         out.pop("tools", None)
         out.pop("tool_choice", None)
         out.pop("parallel_tool_calls", None)
-    if oauth:
-        _qwen_code_extras(out, session_id)
-    return out
-
-
-def _qwen_code_extras(out: dict, session_id: str | None) -> None:
-    """What qwen-code adds on the OAuth portal: cache_control on the system prompt, metadata, vision flag."""
-    for m in out["messages"]:
-        if m.get("role") == "system" and isinstance(m.get("content"), str):
-            m["content"] = [{"type": "text", "text": m["content"], "cache_control": {"type": "ephemeral"}}]
-    out.setdefault("metadata", {"sessionId": session_id or str(uuid.uuid4()), "promptId": uuid.uuid4().hex[:13]})
-    if out["model"].startswith(_VISION_PREFIXES) and _has_image(out["messages"]):
-        out.setdefault("vl_high_resolution_images", True)
-
-
-def _has_image(messages: list[dict]) -> bool:
-    return any(
-        isinstance(m.get("content"), list) and any(isinstance(p, dict) and p.get("type") == "image_url"
-                                                    for p in m["content"])
-        for m in messages
-    )
+    out = rules.route_vision(out, oauth=oauth, default_model=default_model, notes=notes)
+    out = rules.thinking_knobs(out, effort, notes, learned=learned_thinking)
+    out = rules.clamp_output(out, notes)
+    return rules.qwen_code_shape(out, session=session, stream=bool(out.get("stream")))
 
 
 def normalise_usage(usage: object) -> dict | None:
@@ -125,6 +112,10 @@ def qwen_to_chat(body: dict, *, model: str) -> dict:
     choices = []
     for i, choice in enumerate(out.get("choices") or []):
         choice = dict(choice)
+        if choice.get("finish_reason") == "error_finish":
+            # R6: an error (e.g. throttling), its text in the message: never the model's answer.
+            text = (choice.get("message") or {}).get("content") if isinstance(choice.get("message"), dict) else None
+            raise classify_stream_error(text).to_gateway_error()
         choice.setdefault("index", i)
         choice.setdefault("logprobs", None)
         message = dict(choice.get("message") or {})

@@ -1,9 +1,14 @@
 """Streamed chat completions: Qwen's chunks made into the chunks OpenAI clients expect.
 
-`ChunkNormalizer` repairs Qwen's quirks once, for every endpoint (cumulative deltas,
-`<think>` leaking into content, tool-call index collisions, duplicate finish chunks,
-usage inside the finish chunk or at top level). `ChatStreamTranslator` then encodes the
-normalised chunks for /v1/chat/completions. Both are plain objects: no I/O.
+`ChunkNormalizer` repairs Qwen's quirks once, for every endpoint (`<think>` leaking into
+content, tool-call index collisions, duplicate finish chunks, usage inside the finish chunk or
+at top level, `error_finish`). `ChatStreamTranslator` then encodes the normalised chunks for
+/v1/chat/completions. Both are plain objects: no I/O.
+
+Text deltas are appended exactly as they come (R8: DashScope's compatible mode streams
+increments, and an increment may repeat earlier text: "哈哈", "哈哈", "，好的"). Only an upstream
+known to send the whole text so far in every delta is read that way (`cumulative=True`); it is
+never guessed from the content.
 """
 
 from __future__ import annotations
@@ -79,9 +84,9 @@ class _ChoiceState:
         self.finished = False
 
 
-def _delta_suffix(seen: str, text: str) -> tuple[str, str]:
-    """(new text, new accumulated). DashScope can send the whole text so far in every delta."""
-    if len(seen) >= 2 and text.startswith(seen):
+def _append(seen: str, text: str, cumulative: bool) -> tuple[str, str]:
+    """(new text, new accumulated). A cumulative upstream sends the whole text so far in every delta."""
+    if cumulative and text.startswith(seen):
         return text[len(seen):], text
     return text, seen + text
 
@@ -95,8 +100,10 @@ class ChunkNormalizer:
     usage (if upstream sent any) comes last, in its own chunk with `choices: []`.
     """
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, *, cumulative: bool = False) -> None:
         self.model = model
+        self.cumulative = cumulative  # only for an upstream known to send cumulative text
+        self.error_text: str | None = None  # set by a finish_reason "error_finish" chunk (R6)
         self.id: str | None = None
         self.created: int | None = None
         self.usage: dict | None = None
@@ -129,17 +136,23 @@ class ChunkNormalizer:
         if st.finished:
             return None  # duplicate finish chunk, or stray content after it
         delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        if choice.get("finish_reason") == "error_finish":
+            # R6: an error (e.g. TPM throttling), its text in delta.content: never the model's answer.
+            st.finished = True
+            text = delta.get("content")
+            self.error_text = text if isinstance(text, str) and text.strip() else "Qwen ended the answer with an error."
+            return None
         new: dict = {}
         if "role" in delta:
             new["role"] = delta["role"]
         reasoning = ""
         if isinstance(delta.get("reasoning_content"), str):
-            reasoning, st.reasoning = _delta_suffix(st.reasoning, delta["reasoning_content"])
+            reasoning, st.reasoning = _append(st.reasoning, delta["reasoning_content"], self.cumulative)
         elif isinstance(delta.get("reasoning"), str):
-            reasoning, st.reasoning = _delta_suffix(st.reasoning, delta["reasoning"])
+            reasoning, st.reasoning = _append(st.reasoning, delta["reasoning"], self.cumulative)
         content = None
         if isinstance(delta.get("content"), str):
-            text, st.content = _delta_suffix(st.content, delta["content"])
+            text, st.content = _append(st.content, delta["content"], self.cumulative)
             leaked, content = st.think.feed(text)
             reasoning += leaked
         elif "content" in delta:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import embeddings
 from .auth.base import OAUTH, Capability, Credential
 from .chat import chat_to_qwen, validate_chat_request, wants_usage
 from .chat_stream import ChatStreamTranslator
@@ -45,7 +46,10 @@ def qwen_body(ex: Exchange, cred: Credential, models: ModelMap) -> dict:
         if ex.endpoint.capability is Capability.EMBEDDINGS and not ex.upstream_model.startswith("text-embedding"):
             ex.upstream_model = "text-embedding-v4"
         return {**ex.chat_body, "model": ex.upstream_model}
-    return chat_to_qwen(ex.chat_body, model=ex.upstream_model, oauth=cred.kind == OAUTH, session_id=ex.id)
+    body = chat_to_qwen(ex.chat_body, model=ex.upstream_model, oauth=cred.kind == OAUTH, notes=ex.notes,
+                        default_model=cred.default_model)
+    ex.upstream_model = body["model"]  # images may have moved the request to a vision model
+    return body
 
 
 CHAT = Endpoint(
@@ -96,12 +100,12 @@ def _embeddings_in(body: dict, ex: Exchange) -> dict:
         raise GatewayError(400, "'input' is required: a string or an array of strings.", param="input",
                            code="missing_required_parameter")
     ex.stream = False
-    return {k: v for k, v in body.items() if k in ("model", "input", "dimensions", "encoding_format", "user")}
+    return embeddings.to_upstream(body, notes=ex.notes)  # strings only (token ids decoded), floats asked
 
 
 EMBEDDINGS = Endpoint(
     name="embeddings", upstream_suffix="embeddings", to_chat=_embeddings_in,
-    from_chat=lambda answer, ex: {**answer, "model": ex.requested_model or answer.get("model")},
+    from_chat=lambda answer, ex: embeddings.to_client(answer, ex.body or {}, ex.requested_model or None),
     stream_translator=lambda ex: None, translated=False, capability=Capability.EMBEDDINGS)
 
 

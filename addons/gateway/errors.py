@@ -7,6 +7,7 @@ OpenAI SDKs pick their exception class from the HTTP status (400 BadRequestError
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass, field
 
@@ -53,19 +54,27 @@ class GatewayError(Exception):
         return json.dumps(self.body()).encode()
 
 
-# What went wrong upstream decides what the gateway does next.
-AUTH = "auth"  # token rejected: refresh once and retry
-QUOTA = "quota"  # daily/plan quota: rotate to another account at once
-THROTTLE = "throttle"  # per-minute limit: back off (Retry-After) and retry
-CONTEXT = "context"  # prompt too long: not retryable
-TIMEOUT = "timeout"  # 504 stream timeout: not retryable (long contexts)
-SERVER = "server"  # other 5xx
-CLIENT = "client"  # other 4xx: the request itself is bad
+class ErrorKind(enum.StrEnum):
+    """What went wrong upstream decides what the gateway does next (values are the pool's outcomes where
+    they overlap: auth, quota, throttle)."""
+
+    AUTH = "auth"  # token rejected: refresh once and retry
+    QUOTA = "quota"  # daily/plan quota: rotate to another account at once
+    THROTTLE = "throttle"  # per-minute limit: back off (Retry-After) and retry
+    DENIED = "denied"  # 403 access denied: model not enabled, account in arrears; a refresh cannot help
+    CONTEXT = "context"  # prompt too long: not retryable
+    TIMEOUT = "timeout"  # 504 stream timeout: not retryable (long contexts)
+    SERVER = "server"  # other 5xx
+    CLIENT = "client"  # other 4xx: the request itself is bad
+
+
+AUTH, QUOTA, THROTTLE, DENIED = ErrorKind.AUTH, ErrorKind.QUOTA, ErrorKind.THROTTLE, ErrorKind.DENIED
+CONTEXT, TIMEOUT, SERVER, CLIENT = ErrorKind.CONTEXT, ErrorKind.TIMEOUT, ErrorKind.SERVER, ErrorKind.CLIENT
 
 
 @dataclass
 class UpstreamError:
-    kind: str
+    kind: ErrorKind
     status: int  # the status the client gets
     message: str
     type: str
@@ -116,32 +125,53 @@ def _retry_after(headers: dict[str, str] | None) -> float | None:
     return None
 
 
-_AUTH_WORDS = ("unauthorized", "forbidden", "invalid api key", "invalid access token", "token expired",
-               "authentication", "access denied")
-_CONTEXT_WORDS = ("context_length_exceeded", "maximum context length", "prompt too long",
-                  "range of input length should be", "too many tokens", "input length")
+# Qwen/DashScope error codes (DashScope's error-code page; qwen-protocol.md §4). Decisions go by code:
+# messages are free text ("Requests rate limit exceeded" carries code Throttling.RateQuota and is a
+# per-minute limit, not a quota).
+_AUTH_CODES = {"invalid_api_key", "InvalidApiKey", "invalid_access_token", "AccessTokenExpired"}
+_QUOTA_CODES = {"insufficient_quota", "Throttling.AllocationQuota", "AllocationQuota.FreeTierOnly"}
+_THROTTLE_CODES = {"Throttling", "Throttling.RateQuota", "Throttling.BurstRate", "Throttling.User",
+                   "rate_limit_exceeded", "limit_requests", "RequestThrottled"}
+_DENIED_CODES = {"AccessDenied", "AccessDenied.Unpurchased", "Model.AccessDenied", "Workspace.AccessDenied",
+                 "Arrearage", "permission_denied"}
+# Codeless answers seen in the wild (the portal's quota text, the context-length 400, the OAuth 401).
+_QUOTA_TEXTS = ("free allocated quota exceeded", "exceeded your current quota")
+_CONTEXT_TEXTS = ("range of input length should be", "maximum context length", "context_length_exceeded",
+                  "prompt too long", "too many tokens")
+_AUTH_TEXTS = ("invalid access token", "token expired", "invalid api key")
+_THROTTLE_TEXTS = ("throttl", "rate limit", "too many requests", "tpm", "rpm")
+DENIED_MESSAGE = ("Qwen denied access: the model may not be enabled for this account, or the account is in "
+                  "arrears (refreshing the login does not help).")
+
+
+def _throttle(message: str, code: str | None, retry_after: float | None) -> UpstreamError:
+    h = {"retry-after": str(int(retry_after))} if retry_after is not None else {}
+    return UpstreamError(THROTTLE, 429, message or "Rate limit exceeded.", "rate_limit_error",
+                         "rate_limit_exceeded", retry_after=retry_after, headers=h)
 
 
 def classify(status: int, body: bytes | str | None, headers: dict[str, str] | None = None) -> UpstreamError:
     """Map one Qwen error answer to what the gateway does and what the client sees."""
     message, code, etype, param = _parse_error(body)
-    low = f"{message} {code or ''} {etype or ''}".lower()
+    low = message.lower()
     retry_after = _retry_after(headers)
-    if "insufficient_quota" in low or "free allocated quota exceeded" in low or (
-        "quota" in low and "exceeded" in low
-    ) or (code or "").startswith("Throttling.AllocationQuota"):
+    if code in _QUOTA_CODES and status != 400 or status in (403, 429) and code is None and any(
+            t in low for t in _QUOTA_TEXTS):
         # A daily/plan quota is not a short throttle: no Retry-After "until tomorrow".
         return UpstreamError(QUOTA, 429, message or "Quota exceeded.", "insufficient_quota", "insufficient_quota")
-    if status == 429 or "throttling" in low or "rate limit" in low or "too many requests" in low:
-        h = {"retry-after": str(int(retry_after))} if retry_after is not None else {}
-        return UpstreamError(THROTTLE, 429, message or "Rate limit exceeded.", "rate_limit_error",
-                             code or "rate_limit_exceeded", retry_after=retry_after, headers=h)
-    if status in (401, 403) or any(w in low for w in _AUTH_WORDS) or ("token" in low and "expired" in low):
+    if code in _THROTTLE_CODES or status == 429:
+        return _throttle(message, code, retry_after)
+    if status == 401 or code in _AUTH_CODES or status == 403 and code is None and any(t in low for t in _AUTH_TEXTS):
         return UpstreamError(AUTH, 401, message or "Upstream rejected the credential.", "authentication_error",
                              code or "invalid_api_key")
-    if any(w in low for w in _CONTEXT_WORDS):
-        return UpstreamError(CONTEXT, 400, message, "invalid_request_error", "context_length_exceeded", param="messages")
-    if status == 504 or "stream timeout" in low:
+    if status == 403 or code in _DENIED_CODES:
+        # R7: model not enabled, account in arrears. Not a credential problem: no refresh, no retry.
+        return UpstreamError(DENIED, 403, f"{DENIED_MESSAGE} Qwen said: {message or 'Access denied.'}",
+                             "permission_error", "permission_denied")
+    if status in (400, 413) and any(t in low for t in _CONTEXT_TEXTS):
+        return UpstreamError(CONTEXT, 400, message, "invalid_request_error", "context_length_exceeded",
+                             param="messages")
+    if status == 504 or status >= 500 and "stream timeout" in low:
         return UpstreamError(TIMEOUT, 504, f"Qwen timed out ({message or 'gateway timeout'}). Long prompts "
                              "(above ~130k tokens) often do; try a shorter context.", "api_error", "upstream_timeout")
     if status >= 500:
@@ -151,3 +181,24 @@ def classify(status: int, body: bytes | str | None, headers: dict[str, str] | No
         return UpstreamError(CLIENT, 404, message or "Not found upstream.", "not_found_error", code, param)
     return UpstreamError(CLIENT, status if 400 <= status < 500 else 502, message or f"Qwen answered HTTP {status}.",
                          etype or "invalid_request_error", code, param)
+
+
+def classify_stream_error(err: object) -> UpstreamError:
+    """An error that arrives inside a 200 stream: a `data: {"error": …}` event (a dict) or the text of a
+    `finish_reason: "error_finish"` chunk (a string, R6: e.g. TPM throttling). Text has no code, so a
+    throttling phrase is the only sign of a per-minute limit."""
+    if isinstance(err, dict):
+        message = str(err.get("message") or "Qwen reported an error mid-stream.")
+        code = err.get("code") if isinstance(err.get("code"), str) else None
+        if code in _THROTTLE_CODES or code == "429":
+            return _throttle(message, code, None)
+        if code in _QUOTA_CODES:
+            return UpstreamError(QUOTA, 429, message, "insufficient_quota", "insufficient_quota")
+        if code == "504" or "stream timeout" in message.lower():
+            return UpstreamError(TIMEOUT, 504, message, str(err.get("type") or "server_error"), code or "504")
+        return UpstreamError(SERVER, 502, message, str(err.get("type") or "server_error"),
+                             code or "upstream_error", param=_str(err.get("param")))
+    message = str(err or "").strip() or "Qwen ended the answer with an error."
+    if any(t in message.lower() for t in _THROTTLE_TEXTS):
+        return _throttle(message, None, None)
+    return UpstreamError(SERVER, 502, message, "server_error", "upstream_error")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Iterable, Mapping
 
@@ -15,6 +16,7 @@ QWEN_MODELS = (
     "qwen3-coder-flash",
     "qwen3.5-plus",
     "qwen3.6-plus",
+    "qwen3.7-plus",
     "qwen3-max",
     "qwen-max",
     "qwen-plus",
@@ -23,6 +25,77 @@ QWEN_MODELS = (
 EMBEDDING_MODELS = ("text-embedding-v4",)
 OAUTH_ONLY = ("coder-model", "vision-model")
 KEY_DEFAULT_MODEL = "qwen3-coder-plus"  # for key accounts that name no default: served by DashScope and Coding Plan
+
+# Output caps: DashScope answers 400 "Range of max_tokens should be [1, N]" above them. Matched by the
+# longest prefix (dated snapshots share their family's cap); unknown models get qwen-code's safe default.
+OUTPUT_CAPS: dict[str, int] = {
+    "coder-model": 65536, "vision-model": 32768, "qwen3-coder-plus": 65536, "qwen3-coder-flash": 65536,
+    "qwen3.5-plus": 65536, "qwen3.6-plus": 65536, "qwen3.7-plus": 65536, "qwen3.7-flash": 32768,
+    "qwen3.8-flash": 32768, "qwen3.8-max": 65536, "qwen3-max": 65536, "qwen-max": 8192, "qwen-plus": 32768,
+    "qwen-turbo": 16384, "qwen-flash": 32768, "qwen-vl-max": 8192, "qwen-vl-plus": 8192, "qwen3-vl-plus": 32768,
+    "qwq-plus": 8192, "qwen3-235b-a22b-thinking-2507": 32768,
+}
+DEFAULT_OUTPUT_CAP = 8192
+
+
+class Thinking(enum.StrEnum):
+    """How a model's thinking is switched."""
+
+    HYBRID = "hybrid"  # enable_thinking true/false (+ thinking_budget)
+    ONLY = "only"  # always thinks: refuses enable_thinking false
+    EFFORT = "effort"  # takes reasoning_effort natively; refuses it together with thinking_budget
+
+
+THINKING_ONLY_PREFIXES = ("qwq",)
+EFFORT_NATIVE_PREFIXES = ("qwen3.8-max",)
+# Vision-capable models (images refused by every other model). coder-model is Qwen OAuth's.
+VISION_PREFIXES = ("coder-model", "vision-model", "qwen-vl", "qwen3-vl", "qwen3.5-plus", "qwen3.6-plus",
+                   "qwen3.7-plus")
+OAUTH_VISION_MODEL = "coder-model"
+KEY_VISION_MODEL = "qwen3.6-plus"  # on Model Studio, Coding Plan and Token Plan keys alike
+
+
+def output_cap(model: str) -> int:
+    best = max((p for p in OUTPUT_CAPS if model.startswith(p)), key=len, default=None)
+    return OUTPUT_CAPS[best] if best else DEFAULT_OUTPUT_CAP
+
+
+def thinking_kind(model: str, learned: Mapping[str, Thinking] | None = None) -> Thinking:
+    """From the table, unless a refusal taught otherwise (`learned`, see `thinking_refusal`)."""
+    if learned and model in learned:
+        return learned[model]
+    if model.startswith(THINKING_ONLY_PREFIXES) or "-thinking" in model:
+        return Thinking.ONLY
+    if model.startswith(EFFORT_NATIVE_PREFIXES):
+        return Thinking.EFFORT
+    return Thinking.HYBRID
+
+
+def thinking_refusal(message: str) -> Thinking | None:
+    """What a DashScope 400 says about the model's thinking knobs, for a model the table does not know
+    (qwen-code learns "thinking is mandatory" the same way): a caller may remember it per model and retry."""
+    low = message.lower()
+    if "enable_thinking" in low and ("restricted to true" in low or "must be set to true" in low
+                                     or "mandatory" in low):
+        return Thinking.ONLY
+    if "reasoning_effort" in low and "thinking_budget" in low:
+        return Thinking.EFFORT
+    return None
+
+
+def is_vision(model: str) -> bool:
+    return model.startswith(VISION_PREFIXES)
+
+
+def vision_model(model: str, *, oauth: bool, default_model: str | None = None) -> str:
+    """The model that can see images for this account: `model` itself when it can, else the account's
+    default model when that can, else the plan's vision model."""
+    if is_vision(model):
+        return model
+    if default_model and is_vision(default_model) and (oauth or default_model not in OAUTH_ONLY):
+        return default_model
+    return OAUTH_VISION_MODEL if oauth else KEY_VISION_MODEL
+
 
 # OpenAI names that clients send unchanged; "" means "the default model".
 DEFAULT_ALIASES: dict[str, str] = {

@@ -136,7 +136,7 @@ def responses_to_chat(body: dict, history: list[dict] | None = None) -> dict:
         if isinstance(body.get("parallel_tool_calls"), bool):
             chat["parallel_tool_calls"] = body["parallel_tool_calls"]
     for src, dst in (("max_output_tokens", "max_tokens"), ("temperature", "temperature"), ("top_p", "top_p"),
-                     ("user", "user")):
+                     ("user", "user"), ("prompt_cache_key", "prompt_cache_key")):  # the key names the session
         if body.get(src) is not None:
             chat[dst] = body[src]
     fmt = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
@@ -215,10 +215,15 @@ def chat_to_response(chat: dict, request: dict, *, response_id: str, created_at:
         fn = tc.get("function") or {}
         output.append(call_item(new_id("fc"), tc.get("id") or new_id("call"), fn.get("name") or "",
                                 fn.get("arguments") or ""))
-    length = choice.get("finish_reason") == "length"
+    incomplete = incomplete_reason(choice.get("finish_reason"))
     return response_object(request, response_id=response_id, created_at=created_at,
-                           status="incomplete" if length else "completed", output=output, usage=chat.get("usage"),
-                           incomplete="max_output_tokens" if length else None)
+                           status="incomplete" if incomplete else "completed", output=output, usage=chat.get("usage"),
+                           incomplete=incomplete)
+
+
+def incomplete_reason(finish_reason: object) -> str | None:
+    """A chat finish_reason that leaves a Response incomplete, as the Responses API names it."""
+    return {"length": "max_output_tokens", "content_filter": "content_filter"}.get(finish_reason)  # type: ignore
 
 
 def response_history(chat_request: dict, response: dict) -> list[dict]:

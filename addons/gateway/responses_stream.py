@@ -8,7 +8,7 @@ the next one opens, then exactly one terminal event. No I/O; never raises on odd
 from __future__ import annotations
 
 from . import sse
-from .responses import call_item, message_item, new_id, reasoning_item, response_object
+from .responses import call_item, incomplete_reason, message_item, new_id, reasoning_item, response_object
 
 
 class ResponsesStreamTranslator:
@@ -35,7 +35,7 @@ class ResponsesStreamTranslator:
 
     def response(self) -> dict:
         items = self.output + ([self.open["item"]] if self.open else [])
-        incomplete = "max_output_tokens" if self.status == "incomplete" else None
+        incomplete = incomplete_reason(self.finish_reason) if self.status == "incomplete" else None
         return response_object(self.request, response_id=self.response_id, created_at=self.created_at,
                                status=self.status, output=items, usage=self.usage, error=self.error,
                                incomplete=incomplete)
@@ -172,7 +172,7 @@ class ResponsesStreamTranslator:
             return []
         out = self._start() + self._close() + self._flush_calls()
         self.ended = True
-        if self.finish_reason == "length":
+        if incomplete_reason(self.finish_reason):
             self.status = "incomplete"
             return out + [self._ev("response.incomplete", response=self.response())]
         self.status = "completed"
@@ -184,6 +184,12 @@ class ResponsesStreamTranslator:
         out = self._start() + self._close("incomplete")
         self.ended = True
         self.status = "failed"
-        self.error = {"code": "server_error" if error.get("type") != "invalid_request_error" else "invalid_prompt",
-                      "message": str(error.get("message") or "Qwen failed mid-stream.")}
+        self.error = {"code": _error_code(error), "message": str(error.get("message") or "Qwen failed mid-stream.")}
         return out + [self._ev("response.failed", response=self.response())]
+
+
+def _error_code(error: dict) -> str:
+    """One of the codes a Response's `error` may carry."""
+    if error.get("code") == "rate_limit_exceeded":
+        return "rate_limit_exceeded"
+    return "invalid_prompt" if error.get("type") == "invalid_request_error" else "server_error"

@@ -13,6 +13,7 @@ import time
 from typing import Protocol
 
 from .chat_stream import ChunkNormalizer
+from .errors import ErrorKind, UpstreamError, classify_stream_error
 from .sse import SSEDecoder
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,9 @@ class StreamRewriter:
         self.captured = bytearray()
         self.capture_truncated = False
         self.finished = False
-        self.error: dict | None = None
+        self.error: dict | None = None  # the OpenAI error the client got, if the stream failed
+        # What Qwen reported inside the stream (an error event or error_finish), for the pool: see `throttled`.
+        self.upstream_error: UpstreamError | None = None
         self.first_byte_at: float | None = None  # first bytes sent to the client (monotonic)
         self.last_byte_at: float | None = None
         self.last_upstream_at = time.monotonic()  # last bytes from Qwen, for the idle watchdog
@@ -94,11 +97,25 @@ class StreamRewriter:
             log.warning("qwen: skipped an upstream event that is not JSON (%d bytes)", len(data))
             return []
         if isinstance(obj, dict) and obj.get("error") and not obj.get("choices"):
-            return self._fail(_as_openai_error(obj["error"]))
+            self.upstream_error = classify_stream_error(obj["error"])
+            return self._fail(_as_openai_error(obj["error"], self.upstream_error))
         out: list[bytes] = []
         for chunk in self.normalizer.feed(obj):
             out += self.translator.feed(chunk)
+        if self.normalizer.error_text is not None:
+            err = self.upstream_error = classify_stream_error(self.normalizer.error_text)
+            out += self._fail(stream_error(err.message, err.code or "upstream_error", err.type))
         return out
+
+    @property
+    def upstream_kind(self) -> ErrorKind | None:
+        """The kind of error Qwen reported inside the stream, if any."""
+        return self.upstream_error.kind if self.upstream_error else None
+
+    @property
+    def throttled(self) -> bool:
+        """The stream ended in Qwen's throttling error: the core reports THROTTLE to the pool."""
+        return self.upstream_kind is ErrorKind.THROTTLE
 
     def _finish(self) -> list[bytes]:
         self.finished = True
@@ -121,7 +138,9 @@ class StreamRewriter:
             self.captured += part
 
 
-def _as_openai_error(err: object) -> dict:
+def _as_openai_error(err: object, kind: UpstreamError) -> dict:
+    if kind.kind is ErrorKind.THROTTLE:
+        return stream_error(kind.message, "rate_limit_exceeded", "rate_limit_error")
     if isinstance(err, dict):
         code = err.get("code")
         return {

@@ -33,8 +33,8 @@ def upstream_headers(cred: Credential, *, user_agent: str, stream: bool, host: s
         ("X-DashScope-CacheControl", "enable"),
         ("X-DashScope-UserAgent", user_agent),
     ]
-    if cred.kind == OAUTH:
-        headers.append(("X-DashScope-AuthType", "qwen-oauth"))
+    # qwen-code sends it on every DashScope host: "qwen-oauth" for logins, "openai" for API keys.
+    headers.append(("X-DashScope-AuthType", "qwen-oauth" if cred.kind == OAUTH else "openai"))
     headers += [
         ("X-Stainless-Lang", "js"),
         ("X-Stainless-Package-Version", OPENAI_NODE_VERSION),

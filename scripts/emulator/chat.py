@@ -9,28 +9,19 @@ import uuid
 from collections.abc import Iterator
 from urllib.parse import quote
 
-KNOWN_MODELS = ("coder-model", "vision-model", "qwen3-coder-plus", "qwen3-coder-flash", "qwen3.5-plus",
-                "qwen3.6-plus", "qwen-plus", "qwen-max", "qwen-turbo", "qwen3-max")
+from . import rules
+from .cache import text_of, tokens as _tokens
+
+KNOWN_MODELS = rules.KNOWN_MODELS
 EMBEDDING_MODELS = ("text-embedding-v4", "text-embedding-v3")
 EMBEDDING_DIMENSIONS = 8
 REASONING = "Thinking about it."
 
 
-def error(code: str, message: str, type: str = "invalid_request_error") -> dict:
-    return {"error": {"code": code, "message": message, "param": None, "type": type},
-            "request_id": str(uuid.uuid4())}
+error = rules.error
 
 
-def text_of(content) -> str:
-    """A message's text: a string, or its text parts joined."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text") or "" for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
-
-
-def validate(body) -> tuple[int, dict] | None:
+def validate(body, sw: dict | None = None) -> tuple[int, dict] | None:
     """DashScope's 400s for what it refuses; None if the request is acceptable."""
     if not isinstance(body, dict):
         return 400, error("invalid_parameter_error", "The request body must be a JSON object.")
@@ -40,15 +31,7 @@ def validate(body) -> tuple[int, dict] | None:
     msgs = body.get("messages")
     if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) for m in msgs):
         return 400, error("invalid_parameter_error", "messages must be a non-empty list of message objects.")
-    rf = body.get("response_format")
-    json_mode = isinstance(rf, dict) and rf.get("type") in ("json_object", "json_schema")
-    if json_mode and body.get("enable_thinking") is True:
-        return 400, error("invalid_parameter_error", "Json mode response is not supported when enable_thinking is true")
-    return None
-
-
-def _tokens(text: str) -> int:
-    return len(text) // 4 + 1
+    return rules.check_chat(body, (sw or {}).get("denied_models") or ())
 
 
 def _calls(body: dict, sw: dict) -> list[dict]:
@@ -67,8 +50,8 @@ def _calls(body: dict, sw: dict) -> list[dict]:
     return calls
 
 
-def plan(body: dict, sw: dict) -> dict:
-    """What to answer: reasoning, text or tool calls, finish reason, usage."""
+def plan(body: dict, sw: dict, cached: int = 0) -> dict:
+    """What to answer: reasoning, text or tool calls, finish reason, usage (`cached`: prompt-cache hits)."""
     msgs = body["messages"]
     thinking = body.get("enable_thinking")
     reasoning = REASONING if thinking is True or (sw["reasoning"] and thinking is not False) else ""
@@ -78,6 +61,8 @@ def plan(body: dict, sw: dict) -> dict:
         text = "Tool said: " + text_of(msgs[-1].get("content"))
     elif body.get("tools") and body.get("tool_choice") != "none":
         calls = _calls(body, sw)
+    elif sw["deltas"]:
+        text = "".join(str(d) for d in sw["deltas"])
     elif sw["reply"] is not None:
         text = str(sw["reply"])
     else:
@@ -89,13 +74,13 @@ def plan(body: dict, sw: dict) -> dict:
     prompt = _tokens("".join(text_of(m.get("content")) for m in msgs))
     completion = _tokens(text + reasoning + "".join(c["arguments"] for c in calls)) * n
     usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-    cached = int(sw["usage_cached_tokens"])
+    cached = int(sw["usage_cached_tokens"]) or min(cached, prompt)
     if sw["usage_top_level_cached"]:
         usage["cached_tokens"] = cached
     else:
         usage["prompt_tokens_details"] = {"cached_tokens": cached}
     return {"reasoning": reasoning, "text": text, "calls": calls, "usage": usage, "n": n,
-            "finish": "tool_calls" if calls else "stop"}
+            "finish": sw["finish_reason"] or ("tool_calls" if calls else "stop")}
 
 
 def completion(body: dict, p: dict) -> dict:
@@ -137,7 +122,10 @@ def chunks(body: dict, p: dict, sw: dict) -> Iterator[dict]:
     for piece in pieces(p["reasoning"], 0):
         yield chunk({"reasoning_content": piece})
     so_far = ""
-    for piece in pieces(p["text"], int(sw["chunk_count"])):
+    # R8: the `deltas` switch streams exactly these pieces, repeats included ("哈哈", "哈哈", "，好的").
+    deltas = [str(d) for d in sw["deltas"] or ()]
+    text_pieces = deltas if deltas and p["text"] == "".join(deltas) else pieces(p["text"], int(sw["chunk_count"]))
+    for piece in text_pieces:
         so_far += piece
         yield chunk({"content": so_far if sw["cumulative_deltas"] else piece})
     for i, call in enumerate(p["calls"]):
@@ -166,10 +154,11 @@ def embeddings(body) -> tuple[int, dict]:
     if not isinstance(body, dict) or body.get("model") not in EMBEDDING_MODELS:
         model = body.get("model") if isinstance(body, dict) else None
         return 400, error("model_not_found", f"The model `{model}` does not exist or you do not have access to it.")
-    inputs = body.get("input")
+    problem = rules.check_embeddings(body.get("input"))
+    if problem:
+        return problem
+    inputs = body["input"]
     inputs = [inputs] if isinstance(inputs, str) else inputs
-    if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) and t for t in inputs):
-        return 400, error("invalid_parameter_error", "input must be a non-empty string or list of strings.")
     dims = body.get("dimensions") or EMBEDDING_DIMENSIONS
     if not isinstance(dims, int) or not 0 < dims <= 4096:
         return 400, error("invalid_parameter_error", "dimensions must be an integer in [1, 4096].")

@@ -26,6 +26,14 @@ QUOTA_BILLING = _error("insufficient_quota", "You exceeded your current quota, p
                        "insufficient_quota")
 THROTTLE = _error("Throttling", "Requests throttling triggered.", "throttling")
 CONTEXT = _error("invalid_parameter_error", "Range of input length should be [1, 983616]", "invalid_request_error")
+THROTTLE_RATE = _error("Throttling.RateQuota", "Requests rate limit exceeded, please try again later.", "throttling")
+# R7: 403 is also "not allowed", not only "bad key": the account is in arrears, or the model is not enabled.
+ARREARS = _error("Arrearage", "Access denied, please make sure your account is in good standing.",
+                 "invalid_request_error")
+DENIED = _error("AccessDenied.Unpurchased", "Access to model denied. Please make sure you are eligible for using "
+                "the model.", "invalid_request_error")
+# R6: a 200 stream that ends in an error, its text in delta.content (e.g. TPM throttling).
+ERROR_FINISH_TEXT = "Requests rate limit exceeded, please try again later."
 SERVER_500 = _error("InternalError", "Internal server error", "server_error")
 SERVER_503 = _error("ServiceUnavailable", "Service unavailable", "server_error")
 MIDSTREAM_504 = b'data: {"error":{"message":"stream timeout","type":"server_error","code":"504"}}\n\n'
@@ -37,13 +45,16 @@ IMMEDIATE = {
     "quota429_billing": (429, QUOTA_BILLING),
     "quota403": (403, QUOTA),
     "throttle429": (429, THROTTLE),
+    "ratequota429": (429, THROTTLE_RATE),
+    "arrears403": (403, ARREARS),
+    "denied403": (403, DENIED),
     "context400": (400, CONTEXT),
     "server500": (500, SERVER_500),
     "server503": (503, SERVER_503),
 }
 # Need the socket or the stream: handled by the server.
 SPECIAL = ("auth401", "timeout504", "server500_empty", "invalid_json", "reset_before_headers")
-STREAM = ("midstream504", "reset_midstream", "stall", "invalid_sse")
+STREAM = ("midstream504", "reset_midstream", "stall", "invalid_sse", "error_finish")
 API_FAULTS = (*IMMEDIATE, *SPECIAL, *STREAM)
 OAUTH_FAULTS = ("oauth500", "oauth503", "oauth_reset", "oauth_slow")
 ALL = API_FAULTS + OAUTH_FAULTS

@@ -257,13 +257,13 @@ class Handler(BaseHTTPRequestHandler):
             return
         if body is None:
             return self.send_json(400, chat.error("invalid_parameter_error", "The request body is not valid JSON."))
-        problem = chat.validate(body)
+        sw = self.state.snapshot()
+        problem = chat.validate(body, sw)
         if problem:
             return self.send_json(*problem)
         if not self.within_limits(token):
             return
-        sw = self.state.snapshot()
-        plan = chat.plan(body, sw)
+        plan = chat.plan(body, sw, self.state.cache.serve(token, body))
         if sw["first_byte_delay_ms"]:
             self.server.stopping.wait(sw["first_byte_delay_ms"] / 1000)
         if not stream:
@@ -291,6 +291,13 @@ class Handler(BaseHTTPRequestHandler):
                 self.end_stream()
                 self.close_connection = True
                 return
+            if fault == "error_finish" and (content_sent >= 1 or tail):
+                # R6: HTTP 200 all along; the error's text arrives as content with finish_reason error_finish.
+                text = str(queued.get("message") or faults.ERROR_FINISH_TEXT)
+                self.write_event(b"data: " + dumps({**event, "choices": [{
+                    "index": 0, "delta": {"content": text}, "finish_reason": "error_finish", "logprobs": None}],
+                    "usage": None}) + b"\n\n", sw["split_writes"])
+                break
             if i and sw["gap_ms"]:
                 self.server.stopping.wait(sw["gap_ms"] / 1000)
             self.write_event(b"data: " + dumps(event) + b"\n\n", sw["split_writes"])

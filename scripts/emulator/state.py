@@ -8,11 +8,16 @@ import threading
 import time
 from collections import deque
 
+from .cache import PromptCache
+
 SEED_LIFETIME = 10 * 365 * 86400  # command-line tokens never expire in practice
 
 DEFAULT_SWITCHES = {
     # chat answers
     "reply": None,  # fixed answer text; default "Echo: <last user text>"
+    "deltas": None,  # exact content deltas of the answer, repeats kept (R8: "哈哈", "哈哈", "，好的")
+    "finish_reason": None,  # override the answer's finish_reason (e.g. "content_filter", "length")
+    "denied_models": [],  # models this account has not enabled: 403 AccessDenied.Unpurchased (R7)
     "reasoning": True,  # reasoning_content before the answer (request enable_thinking=false turns it off)
     "tool_arguments": None,  # JSON object for tool-call arguments
     "tool_calls_count": 1,
@@ -70,6 +75,7 @@ class State:
             self.switches = copy.deepcopy(DEFAULT_SWITCHES)
             self.faults: list[dict] = []
             self.requests: deque[dict] = deque()
+            self.cache = PromptCache()  # explicit prompt cache (cache_control), per credential
             self.stats = {"chat_requests": 0, "embedding_requests": 0, "refresh_calls": 0, "token_calls": 0,
                           "device_code_calls": 0, "per_token": {}}
             self.minute: dict[str, deque[float]] = {}

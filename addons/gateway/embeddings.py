@@ -1,0 +1,130 @@
+"""Embeddings for DashScope (R5): at most 10 string inputs per request, so a client's request is split into
+batches and the answers merged back; token-id inputs are decoded to text; base64 answers are built here.
+
+OpenAI accepts up to 2,048 inputs per request, as strings or as token-id arrays: LangChain's
+OpenAIEmbeddings sends token ids (cl100k, what it encoded them with) by default, and the openai SDK asks
+`encoding_format: "base64"` by default. DashScope takes strings only, 10 at a time, and answers floats.
+Pure functions: the caller sends the batches (concurrently) and hands the answers back in batch order.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import struct
+
+from .errors import GatewayError
+from .qwen_rules import note
+
+BATCH = 10
+# What DashScope's embeddings endpoint takes besides the inputs.
+_KEPT = ("model", "dimensions", "user")
+
+
+@functools.cache
+def _cl100k():
+    """cl100k's decoder from the gateway's offline tiktoken encoding; None when only the estimate exists."""
+    from .observe.tokens import encoding
+
+    method = encoding().method
+    if not method.startswith("tiktoken:"):
+        return None
+    import tiktoken
+
+    return tiktoken.get_encoding(method.split(":", 1)[1])
+
+
+def _bad(message: str) -> GatewayError:
+    return GatewayError(400, message, param="input", code="invalid_value")
+
+
+def _is_ids(value: object) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(t, int) and not isinstance(t, bool)
+                                                           for t in value)
+
+
+def decode_tokens(ids: list[int]) -> str:
+    enc = _cl100k()
+    if enc is None:
+        raise _bad("Token-id inputs need the cl100k_base encoding, which this gateway cannot load offline: "
+                   "send the inputs as strings.")
+    try:
+        return enc.decode(ids)
+    except (KeyError, ValueError, OverflowError, TypeError) as e:
+        raise _bad("'input' holds token ids that are not cl100k_base tokens.") from e
+
+
+def _items(value: object) -> list:
+    """OpenAI's four input forms as a list: a string, strings, one token-id array, token-id arrays."""
+    if isinstance(value, str) or _is_ids(value):
+        return [value]
+    if isinstance(value, list) and value:
+        return value
+    raise GatewayError(400, "'input' is required: a string, an array of strings or of token-id arrays.",
+                       param="input", code="missing_required_parameter" if value is None else "invalid_type")
+
+
+def input_texts(value: object) -> list[str]:
+    """The inputs as strings, token ids decoded."""
+    texts = []
+    for i, item in enumerate(_items(value)):
+        if isinstance(item, str) and item:
+            texts.append(item)
+        elif _is_ids(item):
+            texts.append(decode_tokens(item))
+        else:
+            raise _bad(f"input[{i}] must be a non-empty string or a non-empty array of token ids.")
+    return texts
+
+
+def split_batches(body: dict, size: int = BATCH, *, notes: list[str] | None = None) -> list[dict]:
+    """The upstream requests for one client request, in order: ≤ `size` string inputs each, floats asked."""
+    texts = input_texts(body.get("input"))
+    if any(_is_ids(x) for x in _items(body.get("input"))):
+        note(notes, "token-id inputs decoded to text with cl100k_base (Qwen takes strings only)")
+    base = {k: body[k] for k in _KEPT if body.get(k) is not None}
+    base["encoding_format"] = "float"  # the only format DashScope answers; base64 is built by merge_answers
+    size = max(1, size)
+    batches = [{**base, "input": texts[i:i + size]} for i in range(0, len(texts), size)]
+    if len(batches) > 1:
+        note(notes, f"{len(texts)} inputs sent as {len(batches)} requests of at most {size} (Qwen's limit)")
+    return batches
+
+
+def to_upstream(body: dict, *, notes: list[str] | None = None) -> dict:
+    """One upstream request with every input (strings): what a caller that does not fan out sends."""
+    return split_batches(body, size=1 << 30, notes=notes)[0]
+
+
+def merge_answers(answers: list[dict], *, model: str | None = None, encoding_format: str | None = None) -> dict:
+    """One OpenAI answer from the batches' answers (in batch order): indexes continue across batches,
+    usage is summed; base64 when the client asked for it."""
+    data: list[dict] = []
+    usage = {"prompt_tokens": 0, "total_tokens": 0}
+    for answer in answers:
+        items = sorted((d for d in answer.get("data") or [] if isinstance(d, dict)),
+                       key=lambda d: d.get("index", 0) if isinstance(d.get("index"), int) else 0)
+        offset = len(data)
+        data += [{"object": "embedding", **d, "index": offset + j} for j, d in enumerate(items)]
+        u = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+        for key in usage:
+            usage[key] += int(u.get(key) or 0)
+    first = answers[0] if answers else {}
+    out = {"object": "list", "data": data, "model": model or first.get("model") or "", "usage": usage}
+    return encode_base64(out) if encoding_format == "base64" else out
+
+
+def encode_base64(answer: dict) -> dict:
+    """Each embedding as base64 of little-endian float32, what OpenAI sends for `encoding_format: "base64"`."""
+    data = []
+    for d in answer.get("data") or []:
+        vec = d.get("embedding")
+        if isinstance(vec, list):
+            d = {**d, "embedding": base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode("ascii")}
+        data.append(d)
+    return {**answer, "data": data}
+
+
+def to_client(answer: dict, client_body: dict, model: str | None = None) -> dict:
+    """One upstream answer as the client asked for it (its model name, its encoding)."""
+    return merge_answers([answer], model=model, encoding_format=client_body.get("encoding_format"))

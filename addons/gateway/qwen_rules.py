@@ -1,0 +1,211 @@
+"""What DashScope refuses that OpenAI accepts, and the request shape qwen-code sends: pure functions.
+
+Each function takes the Qwen-bound chat body and returns a new one that DashScope accepts (rules R1–R4,
+R9, R10 of dashscope-rules.md), appending a short note to `notes` whenever it changes something the
+client asked for, so the change shows on the flow. None of them does I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+
+from .models import Thinking, is_vision, output_cap, thinking_kind, vision_model
+
+EPHEMERAL = {"type": "ephemeral"}
+EFFORT_BUDGET = {"low": 1024, "medium": 8192}  # thinking_budget for OpenAI efforts; high: unbounded
+_OFF_EFFORTS = ("none", "minimal")
+_NATIVE_EFFORTS = ("low", "medium", "high")
+_SESSION_NS = uuid.UUID("5b7c2f0e-8a1d-4c3e-9f61-2d4a8e0c7b19")  # this gateway's namespace for session ids
+
+
+def note(notes: list[str] | None, text: str) -> None:
+    """Append once: a retried request runs the same translation again."""
+    if notes is not None and text not in notes:
+        notes.append(text)
+
+
+def _text(content) -> str | None:
+    """A content's text when it is only text (a string or text parts), else None."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in content):
+        return "".join(str(p.get("text") or "") for p in content)
+    return None
+
+
+# ---- R1: roles ------------------------------------------------------------------------------------------
+
+
+def system_roles(messages: list[dict], notes: list[str] | None = None) -> list[dict]:
+    """`developer` becomes `system` (DashScope knows no developer role), and the system messages that open the
+    conversation become one, so there is one leading system prompt to cache."""
+    out = []
+    if any(m.get("role") == "developer" for m in messages):
+        note(notes, "developer messages sent as system (Qwen has no developer role)")
+    for m in messages:
+        if m.get("role") == "developer":
+            m = {**m, "role": "system"}
+        prev = out[-1] if out else None
+        if m.get("role") == "system" and prev is not None and all(x.get("role") == "system" for x in out):
+            a, b = _text(prev.get("content")), _text(m.get("content"))
+            if a is not None and b is not None:
+                out[-1] = {**prev, "content": "\n\n".join(t for t in (a, b) if t)}
+                continue
+        out.append(m)
+    return out
+
+
+# ---- R2, R3, R9: thinking ---------------------------------------------------------------------------------
+
+
+def json_mode(body: dict) -> bool:
+    rf = body.get("response_format")
+    return isinstance(rf, dict) and rf.get("type") in ("json_object", "json_schema")
+
+
+def forced_tool(body: dict) -> bool:
+    choice = body.get("tool_choice")
+    return bool(body.get("tools")) and (choice == "required" or isinstance(choice, dict))
+
+
+def thinking_knobs(body: dict, effort: object = None, notes: list[str] | None = None, *,
+                   learned: Mapping[str, Thinking] | None = None) -> dict:
+    """Qwen's thinking fields for this model, from what the client asked (`enable_thinking`/`thinking_budget`
+    as Qwen extras, or OpenAI's `reasoning_effort`), obeying the model's kind and Qwen's refusals:
+    JSON mode and a forced tool choice both need thinking off (the client's explicit output contract wins
+    over a quality knob); a thinking-only model never gets thinking off; an effort-native model gets
+    `reasoning_effort` and never `thinking_budget` with it."""
+    out = dict(body)
+    model = str(out.get("model") or "")
+    kind = thinking_kind(model, learned)
+    explicit = out.pop("enable_thinking", None)
+    explicit = explicit if isinstance(explicit, bool) else None
+    budget = out.pop("thinking_budget", None)
+    out.pop("reasoning_effort", None)
+    effort = effort if isinstance(effort, str) else None
+    asked = explicit if explicit is not None else (effort not in _OFF_EFFORTS if effort else None)
+    if budget is None and explicit is None and effort:
+        budget = EFFORT_BUDGET.get(effort)
+    why = "JSON output (response_format)" if json_mode(out) else "a forced tool_choice" if forced_tool(out) else None
+
+    if kind is Thinking.ONLY:
+        if asked is False:
+            note(notes, f"thinking stays on: {model} always thinks")
+        if forced_tool(out):
+            out["tool_choice"] = "auto"
+            note(notes, f"forced tool_choice sent as auto: {model} always thinks and Qwen refuses a forced "
+                        "tool choice in thinking mode")
+        if budget is not None:
+            out["thinking_budget"] = budget
+        return out
+    if why:
+        out["enable_thinking"] = False
+        if asked:
+            note(notes, f"thinking off: Qwen refuses {why} in thinking mode")
+        return out
+    if kind is Thinking.EFFORT and effort and explicit is None:
+        if effort in _OFF_EFFORTS:
+            out["enable_thinking"] = False
+            return out
+        out["reasoning_effort"] = effort if effort in _NATIVE_EFFORTS else "high"
+        if "thinking_budget" in body:
+            note(notes, f"thinking_budget dropped: {model} takes reasoning_effort and refuses both")
+        return out
+    if asked is not None:
+        out["enable_thinking"] = asked
+    if budget is not None and asked is not False:
+        out["thinking_budget"] = budget
+    return out
+
+
+# ---- R4: output caps ---------------------------------------------------------------------------------------
+
+
+def clamp_output(body: dict, notes: list[str] | None = None) -> dict:
+    """max_tokens within the model's cap (`max_completion_tokens` already renamed to it)."""
+    value = body.get("max_tokens")
+    cap = output_cap(str(body.get("model") or ""))
+    if isinstance(value, int) and not isinstance(value, bool) and value > cap:
+        note(notes, f"max_tokens {value} lowered to {cap}, {body.get('model')}'s output cap")
+        return {**body, "max_tokens": cap}
+    return body
+
+
+# ---- R10: images -----------------------------------------------------------------------------------------
+
+
+def has_image(messages: list[dict]) -> bool:
+    return any(isinstance(m.get("content"), list) and any(
+        isinstance(p, dict) and p.get("type") == "image_url" for p in m["content"]) for m in messages)
+
+
+def route_vision(body: dict, *, oauth: bool, default_model: str | None = None,
+                 notes: list[str] | None = None) -> dict:
+    """Images go to a model that can see them, with qwen-code's high-resolution flag."""
+    if not has_image(body.get("messages") or []):
+        return body
+    model = str(body.get("model") or "")
+    target = vision_model(model, oauth=oauth, default_model=default_model)
+    if target != model:
+        note(notes, f"images sent to {target}: {model} cannot read images")
+    return {**body, "model": target, "vl_high_resolution_images": True}
+
+
+# ---- qwen-code's request shape -----------------------------------------------------------------------------
+
+
+def session_id(chat_body: dict) -> str:
+    """One id per client session, as qwen-code sends in metadata.sessionId: from `prompt_cache_key`, else
+    from the conversation's opening (system prompts and first user message), which every turn resends."""
+    key = chat_body.get("prompt_cache_key")
+    if isinstance(key, str) and key:
+        return str(uuid.uuid5(_SESSION_NS, "key:" + key))
+    opening = []
+    for m in chat_body.get("messages") or []:
+        if not isinstance(m, dict):
+            continue
+        role = "system" if m.get("role") == "developer" else m.get("role")
+        opening.append([role, _text(m.get("content")) or json.dumps(m.get("content"), sort_keys=True)])
+        if role == "user":
+            break
+    digest = hashlib.sha256(json.dumps([chat_body.get("model"), opening], ensure_ascii=False).encode()).hexdigest()
+    return str(uuid.uuid5(_SESSION_NS, "conv:" + digest))
+
+
+def _mark(message: dict) -> dict:
+    """The message with cache_control on its last content part (string content becomes one text part)."""
+    content = message.get("content")
+    if isinstance(content, str) and content:
+        return {**message, "content": [{"type": "text", "text": content, "cache_control": EPHEMERAL}]}
+    if isinstance(content, list) and content and isinstance(content[-1], dict):
+        return {**message, "content": [*content[:-1], {**content[-1], "cache_control": EPHEMERAL}]}
+    return message
+
+
+def cache_control(body: dict, *, stream: bool) -> dict:
+    """qwen-code's explicit prompt caching: the system prompt always; when streaming (long agent sessions)
+    also the last message and the last tool, so the next turn reads the whole prefix from the cache."""
+    messages = list(body.get("messages") or [])
+    first_system = next((i for i, m in enumerate(messages) if m.get("role") == "system"), None)
+    if first_system is not None:
+        messages[first_system] = _mark(messages[first_system])
+    out = {**body, "messages": messages}
+    if stream and messages:
+        messages[-1] = _mark(messages[-1])
+        tools = body.get("tools")
+        if isinstance(tools, list) and tools and isinstance(tools[-1], dict):
+            out["tools"] = [*tools[:-1], {**tools[-1], "cache_control": EPHEMERAL}]
+    return out
+
+
+def qwen_code_shape(body: dict, *, session: str, stream: bool) -> dict:
+    """What qwen-code adds on every DashScope host (OAuth and keys alike)."""
+    out = cache_control(body, stream=stream)
+    out["metadata"] = {"sessionId": session, "promptId": uuid.uuid4().hex[:13]}
+    out["preserve_thinking"] = True  # keep earlier turns' reasoning_content in the prompt (and its cache)
+    if is_vision(str(out.get("model") or "")) and has_image(out["messages"]):
+        out["vl_high_resolution_images"] = True
+    return out

@@ -1,0 +1,114 @@
+"""DashScope's request rules (R1–R10 of dashscope-rules.md), enforced the way real DashScope answers them.
+
+Each check returns (status, body) for a request real DashScope refuses, or None. The bodies are the ones
+users quoted in public threads; where no public thread quotes one (marked "assumed"), the body follows the
+quoted ones' shape. These rules are DashScope's defaults, so they are always on; only behaviours that are
+not the default (an `error_finish` stream, a model not enabled for the account) are switches or faults.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+ROLES = ("system", "assistant", "user", "tool", "function")
+ALGO = "<400> InternalError.Algo.InvalidParameter: "
+
+# Output caps (the upper bound in "Range of max_tokens should be [1, N]"), per model.
+OUTPUT_CAPS = {
+    "coder-model": 65536, "vision-model": 32768, "qwen3-coder-plus": 65536, "qwen3-coder-flash": 65536,
+    "qwen3.5-plus": 65536, "qwen3.6-plus": 65536, "qwen3.7-plus": 65536, "qwen3.7-flash": 32768,
+    "qwen3.8-flash": 32768, "qwen3.8-max": 65536, "qwen3-max": 65536, "qwen-max": 8192, "qwen-plus": 32768,
+    "qwen-turbo": 16384, "qwen-vl-max": 8192, "qwen-vl-plus": 8192, "qwen3-vl-plus": 32768, "qwq-plus": 8192,
+    "qwen3-235b-a22b-thinking-2507": 32768,
+}
+KNOWN_MODELS = tuple(OUTPUT_CAPS)
+# Thinking mode per model: "hybrid" models take enable_thinking (on by default where listed in
+# THINKS_BY_DEFAULT); "only" models always think and refuse enable_thinking: false; "effort" models take
+# reasoning_effort natively and refuse it together with thinking_budget.
+THINKING_ONLY = ("qwq-plus", "qwen3-235b-a22b-thinking-2507")
+EFFORT_NATIVE = ("qwen3.8-max",)
+THINKS_BY_DEFAULT = ("coder-model", "qwen3.5-plus", "qwen3.6-plus", "qwen3.7-plus", "qwen3.7-flash",
+                     "qwen3.8-flash", "qwen3.8-max", *THINKING_ONLY)
+VISION = ("coder-model", "vision-model", "qwen-vl-max", "qwen-vl-plus", "qwen3-vl-plus", "qwen3.5-plus",
+          "qwen3.6-plus", "qwen3.7-plus")
+EMBEDDING_BATCH = 10
+
+
+def error(code: str, message: str, type: str = "invalid_request_error") -> dict:
+    return {"error": {"code": code, "message": message, "param": None, "type": type},
+            "request_id": str(uuid.uuid4())}
+
+
+def invalid(message: str) -> tuple[int, dict]:
+    return 400, error("invalid_parameter_error", message)
+
+
+def thinking_on(body: dict) -> bool:
+    """Whether this request runs in thinking mode on its model."""
+    model = body.get("model")
+    if model in THINKING_ONLY:
+        return True
+    if model in EFFORT_NATIVE and isinstance(body.get("reasoning_effort"), str):
+        return body["reasoning_effort"] != "none"
+    flag = body.get("enable_thinking")
+    return flag if isinstance(flag, bool) else model in THINKS_BY_DEFAULT
+
+
+def _has_image(messages: list) -> bool:
+    return any(isinstance(m.get("content"), list) and any(
+        isinstance(p, dict) and p.get("type") in ("image_url", "image", "video", "video_url") for p in m["content"])
+        for m in messages)
+
+
+def check_roles(messages: list) -> tuple[int, dict] | None:
+    """R1: developer (or any other role) is refused, naming the first offending message."""
+    for i, m in enumerate(messages):
+        role = m.get("role")
+        if role not in ROLES:
+            allowed = ", ".join(f"'{r}'" for r in ROLES)
+            return invalid(f"{role} is not one of [{allowed}] - 'messages.[{i}].role'")
+    return None
+
+
+def check_chat(body: dict, denied_models=()) -> tuple[int, dict] | None:
+    """R1–R4, R7 (model not enabled), R9, R10 for one chat request; None when DashScope accepts it."""
+    model = body.get("model")
+    if model in denied_models:  # R7: a model the account has not enabled
+        return 403, error("AccessDenied.Unpurchased", "Access to model denied. Please make sure you are eligible "
+                                                      "for using the model.")
+    messages = body["messages"]
+    problem = check_roles(messages)
+    if problem:
+        return problem
+    thinking = thinking_on(body)
+    if model in THINKING_ONLY and body.get("enable_thinking") is False:  # R9 (body assumed)
+        return invalid(ALGO + "The value of the enable_thinking parameter is restricted to True.")
+    if model in EFFORT_NATIVE and "reasoning_effort" in body and "thinking_budget" in body:  # R9 (body assumed)
+        return invalid(ALGO + "reasoning_effort and thinking_budget cannot be set at the same time.")
+    rf = body.get("response_format")
+    if isinstance(rf, dict) and rf.get("type") in ("json_object", "json_schema") and thinking:  # R2
+        return invalid("Json mode response is not supported when enable_thinking is true")
+    choice = body.get("tool_choice")
+    if thinking and body.get("tools") and (choice == "required" or isinstance(choice, dict)):  # R3
+        return invalid(ALGO + "The tool_choice parameter does not support being set to required or object in "
+                              "thinking mode")
+    cap = OUTPUT_CAPS.get(model, 8192)
+    for key in ("max_tokens", "max_completion_tokens"):  # R4
+        value = body.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= cap):
+            return invalid(ALGO + f"Range of max_tokens should be [1, {cap}]")
+    if model not in VISION and _has_image(messages):  # R10
+        return invalid(ALGO + "The provided messages input is invalid. The error info is [Unexpected item type "
+                              "in content.]")
+    return None
+
+
+def check_embeddings(inputs) -> tuple[int, dict] | None:
+    """R5: at most 10 inputs, each a non-empty string (token-id arrays are refused)."""
+    if isinstance(inputs, list) and len(inputs) > EMBEDDING_BATCH:
+        return invalid(ALGO + "Value error, batch size is invalid, it should not be larger than 10.: input.contents")
+    if not isinstance(inputs, (str, list)) or not inputs or (
+            isinstance(inputs, list) and not all(isinstance(t, str) and t for t in inputs)):
+        # body assumed: DashScope takes strings only
+        return invalid(ALGO + "Value error, contents should be a string or a list of strings.: input.contents")
+    return None

@@ -1,0 +1,159 @@
+"""The emulator's strict DashScope rules (R1–R10 of dashscope-rules.md), driven directly over HTTP."""
+
+from __future__ import annotations
+
+import pytest
+
+from test_emulator import API_KEY, TOOLS, Emu, launch, parse_sse, terminate
+
+ALGO = "<400> InternalError.Algo.InvalidParameter: "
+FORCED = {"type": "function", "function": {"name": "get_time"}}
+IMAGE = [{"type": "text", "text": "what is this"}, {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]
+
+
+@pytest.fixture(scope="module")
+def proc(tmp_path_factory):
+    p, port = launch(tmp_path_factory.mktemp("emu"), "--quiet", "--api-key", API_KEY)
+    yield p, port
+    assert terminate(p) == 0
+
+
+@pytest.fixture
+def emu(proc) -> Emu:
+    e = Emu(proc[1])
+    e.admin("POST", "reset")
+    yield e
+    e.http.close()
+
+
+def refused(r, status=400) -> str:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) <= {"error", "request_id"} and set(body["error"]) == {"code", "message", "param", "type"}
+    return body["error"]["message"]
+
+
+def test_r1_roles_developer_is_refused(emu):
+    msgs = [{"role": "developer", "content": "be terse"}, {"role": "user", "content": "hi"}]
+    assert refused(emu.chat(messages=msgs)) == ("developer is not one of ['system', 'assistant', 'user', 'tool', "
+                                                "'function'] - 'messages.[0].role'")
+    msgs[0]["role"] = "system"
+    assert emu.chat(messages=msgs).status_code == 200
+
+
+def test_r2_json_mode_refused_in_thinking_mode(emu):
+    fmt = {"response_format": {"type": "json_object"}}
+    msg = "Json mode response is not supported when enable_thinking is true"
+    assert refused(emu.chat(enable_thinking=True, model="qwen3-coder-plus", **fmt)) == msg
+    assert refused(emu.chat(model="qwen3.6-plus", **fmt)) == msg  # thinks by default
+    assert refused(emu.chat(model="qwq-plus", **fmt)) == msg  # always thinks
+    assert emu.chat(model="qwen3.6-plus", enable_thinking=False, **fmt).status_code == 200
+    assert emu.chat(model="qwen3-coder-plus", **fmt).status_code == 200  # no thinking by default
+
+
+@pytest.mark.parametrize("choice", ["required", FORCED])
+def test_r3_forced_tool_choice_refused_in_thinking_mode(emu, choice):
+    r = emu.chat(tools=TOOLS, tool_choice=choice, enable_thinking=True)
+    assert refused(r) == ALGO + ("The tool_choice parameter does not support being set to required or object in "
+                                 "thinking mode")
+    assert r.json()["error"]["code"] == "invalid_parameter_error"
+    assert r.json()["error"]["type"] == "invalid_request_error"
+    assert emu.chat(tools=TOOLS, tool_choice=choice, enable_thinking=False).status_code == 200
+    assert emu.chat(tools=TOOLS, tool_choice="auto", enable_thinking=True).status_code == 200
+
+
+@pytest.mark.parametrize("model,cap", [("coder-model", 65536), ("qwen-max", 8192), ("qwen-turbo", 16384)])
+def test_r4_max_tokens_within_the_models_cap(emu, model, cap):
+    for key in ("max_tokens", "max_completion_tokens"):
+        assert refused(emu.chat(model=model, **{key: cap + 1})) == ALGO + f"Range of max_tokens should be [1, {cap}]"
+        assert refused(emu.chat(model=model, **{key: 0})) == ALGO + f"Range of max_tokens should be [1, {cap}]"
+        assert emu.chat(model=model, enable_thinking=False, **{key: cap}).status_code == 200
+
+
+def embed(emu, inputs):
+    return emu.http.post("/compatible-mode/v1/embeddings", json={"model": "text-embedding-v4", "input": inputs},
+                         headers={"Authorization": f"Bearer {API_KEY}"})
+
+
+def test_r5_embeddings_batch_of_ten_strings_at_most(emu):
+    assert refused(embed(emu, [f"t{i}" for i in range(11)])) == (
+        ALGO + "Value error, batch size is invalid, it should not be larger than 10.: input.contents")
+    ok = embed(emu, [f"t{i}" for i in range(10)])
+    assert ok.status_code == 200 and [d["index"] for d in ok.json()["data"]] == list(range(10))
+    for tokens in ([[1, 2, 3]], [1, 2, 3]):  # LangChain's default token-id arrays
+        assert "input.contents" in refused(embed(emu, tokens))
+
+
+def test_r6_error_finish_stream_is_a_switchable_fault(emu):
+    plain = emu.events("a b c")
+    assert all(e == "[DONE]" or not e["choices"] or e["choices"][0]["finish_reason"] != "error_finish"
+               for e in plain)
+    emu.fault("error_finish")
+    events = emu.events("a b c")
+    finish = [e for e in events[:-1] if e["choices"] and e["choices"][0]["finish_reason"]]
+    assert len(finish) == 1 and finish[0]["choices"][0]["finish_reason"] == "error_finish"
+    assert finish[0]["choices"][0]["delta"]["content"] == "Requests rate limit exceeded, please try again later."
+    assert events[-1] == "[DONE]"
+    emu.fault("error_finish", message="custom")
+    assert [e for e in emu.events()[:-1] if e["choices"] and e["choices"][0]["finish_reason"]][0][
+        "choices"][0]["delta"]["content"] == "custom"
+
+
+def test_r7_access_denied_for_a_model_not_enabled_and_arrears(emu):
+    emu.switches(denied_models=["qwen3.6-plus"])
+    r = emu.chat(model="qwen3.6-plus")
+    assert "Access to model denied" in refused(r, 403) and r.json()["error"]["code"] == "AccessDenied.Unpurchased"
+    assert emu.chat(model="qwen-plus").status_code == 200
+    emu.fault("arrears403")
+    r = emu.chat(model="qwen-plus")
+    assert refused(r, 403).startswith("Access denied") and r.json()["error"]["code"] == "Arrearage"
+
+
+def test_r8_deltas_that_repeat_earlier_text_are_streamed_as_is(emu):
+    emu.switches(deltas=["哈哈", "哈哈", "，好的"], reasoning=False)
+    events = emu.events()
+    assert [e["choices"][0]["delta"]["content"] for e in events[1:-2]] == ["哈哈", "哈哈", "，好的"]
+    assert emu.chat().json()["choices"][0]["message"]["content"] == "哈哈哈哈，好的"
+
+
+def test_r9_thinking_knobs_per_model(emu):
+    r = emu.chat(model="qwq-plus", enable_thinking=False)
+    assert refused(r) == ALGO + "The value of the enable_thinking parameter is restricted to True."
+    assert emu.chat(model="qwq-plus").status_code == 200
+    r = emu.chat(model="qwen3.8-max", reasoning_effort="high", thinking_budget=1024)
+    assert "reasoning_effort" in refused(r)
+    assert emu.chat(model="qwen3.8-max", reasoning_effort="high").status_code == 200
+    assert emu.chat(model="qwen3.6-plus", enable_thinking=False).status_code == 200
+
+
+def test_r10_images_only_to_vision_models(emu):
+    r = emu.chat(IMAGE, model="qwen3-coder-plus")
+    assert refused(r) == ALGO + ("The provided messages input is invalid. The error info is [Unexpected item type "
+                                 "in content.]")
+    for model in ("qwen3.6-plus", "qwen3.7-plus", "qwen3-vl-plus", "coder-model"):
+        assert emu.chat(IMAGE, model=model, vl_high_resolution_images=True).status_code == 200, model
+
+
+def usage(emu, messages, stream=True) -> dict:
+    r = emu.chat(messages=messages, stream=stream, stream_options={"include_usage": True})
+    return [e for e in parse_sse(r.text)[:-1] if not e["choices"]][0]["usage"]
+
+
+def test_cached_tokens_only_for_a_marked_repeated_prefix(emu):
+    system = "You are a careful assistant. " * 40
+    plain = [{"role": "system", "content": system}, {"role": "user", "content": "one"}]
+    assert usage(emu, plain)["prompt_tokens_details"]["cached_tokens"] == 0
+    assert usage(emu, plain)["prompt_tokens_details"]["cached_tokens"] == 0  # unmarked: never cached
+    marked = [{"role": "system", "content": [{"type": "text", "text": system,
+                                              "cache_control": {"type": "ephemeral"}}]},
+              {"role": "user", "content": [{"type": "text", "text": "one", "cache_control": {"type": "ephemeral"}}]}]
+    first = usage(emu, marked)
+    assert first["prompt_tokens_details"]["cached_tokens"] == 0  # written, not yet read
+    turn2 = marked + [{"role": "assistant", "content": "Echo: one"}, {"role": "user", "content": "two"}]
+    second = usage(emu, turn2)
+    cached = second["prompt_tokens_details"]["cached_tokens"]
+    assert 0 < cached <= second["prompt_tokens"] and cached >= first["prompt_tokens"] - 1
+    other = [{"role": "system", "content": "A different prompt."}, {"role": "user", "content": "one"}]
+    assert usage(emu, other)["prompt_tokens_details"]["cached_tokens"] == 0
+    emu.admin("POST", "reset")
+    assert usage(emu, turn2)["prompt_tokens_details"]["cached_tokens"] == 0

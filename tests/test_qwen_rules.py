@@ -1,0 +1,205 @@
+"""The translations that make OpenAI requests acceptable to DashScope (qwen_rules.py, models.py tables)."""
+
+from __future__ import annotations
+
+import pytest
+
+from qwen_gateway import qwen_rules as rules
+from qwen_gateway.chat import chat_to_qwen
+from qwen_gateway.models import Thinking, is_vision, output_cap, thinking_kind, thinking_refusal, vision_model
+from qwen_gateway.responses import responses_to_chat
+
+TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+USER = {"role": "user", "content": "hi"}
+
+
+def qwen(body: dict, model: str = "coder-model", oauth: bool = True, **kw) -> tuple[dict, list[str]]:
+    notes: list[str] = []
+    return chat_to_qwen({"model": "gpt-4o", "messages": [USER], **body}, model=model, oauth=oauth, notes=notes,
+                        **kw), notes
+
+
+# ---- R1 -------------------------------------------------------------------------------------------------
+
+
+def test_developer_becomes_system_and_leading_system_prompts_merge():
+    notes: list[str] = []
+    out = rules.system_roles([{"role": "system", "content": "a"}, {"role": "developer", "content": "b"}, USER,
+                              {"role": "developer", "content": "later"}], notes)
+    assert out == [{"role": "system", "content": "a\n\nb"}, USER, {"role": "system", "content": "later"}]
+    assert notes == ["developer messages sent as system (Qwen has no developer role)"]
+    parts = [{"type": "text", "text": "x"}, {"type": "image_url", "image_url": {"url": "u"}}]
+    kept = rules.system_roles([{"role": "system", "content": "a"}, {"role": "system", "content": parts}])
+    assert len(kept) == 2  # not only text: not merged
+    assert rules.system_roles([USER], notes := []) == [USER] and notes == []
+
+
+def test_chat_to_qwen_never_sends_developer_and_leaves_the_input_alone():
+    body = {"model": "gpt-5", "messages": [{"role": "developer", "content": "d"}, USER]}
+    out = chat_to_qwen(body, model="coder-model", oauth=False)
+    assert [m["role"] for m in out["messages"]] == ["system", "user"]
+    assert body["messages"][0]["role"] == "developer"
+
+
+# ---- R2, R3, R9 ------------------------------------------------------------------------------------------
+
+
+def test_json_output_turns_thinking_off_and_is_noted_only_when_thinking_was_asked():
+    out, notes = qwen({"reasoning_effort": "high", "response_format": {"type": "json_object"}})
+    assert out["enable_thinking"] is False and "thinking_budget" not in out and "reasoning_effort" not in out
+    assert notes == ["thinking off: Qwen refuses JSON output (response_format) in thinking mode"]
+    out, notes = qwen({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}})
+    assert out["enable_thinking"] is False and notes == []
+    out, _ = qwen({"response_format": {"type": "text"}, "reasoning_effort": "low"})
+    assert out["enable_thinking"] is True and out["thinking_budget"] == 1024
+
+
+@pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "f"}}])
+def test_forced_tool_choice_turns_thinking_off_on_hybrid_models(choice):
+    out, notes = qwen({"tools": TOOLS, "tool_choice": choice, "enable_thinking": True})
+    assert out["tool_choice"] == choice and out["enable_thinking"] is False
+    assert notes == ["thinking off: Qwen refuses a forced tool_choice in thinking mode"]
+    out, _ = qwen({"tools": TOOLS, "tool_choice": "auto", "reasoning_effort": "medium"})
+    assert out["enable_thinking"] is True and out["thinking_budget"] == 8192
+
+
+def test_thinking_only_models_keep_thinking_and_lose_a_forced_choice():
+    out, notes = qwen({"reasoning_effort": "none", "tools": TOOLS, "tool_choice": "required"}, model="qwq-plus")
+    assert "enable_thinking" not in out and out["tool_choice"] == "auto"
+    assert any("always thinks" in n for n in notes) and len(notes) == 2
+    out, notes = qwen({"enable_thinking": False}, model="qwen3-235b-a22b-thinking-2507")
+    assert "enable_thinking" not in out and notes
+
+
+def test_effort_native_models_get_reasoning_effort_never_with_a_budget():
+    out, notes = qwen({"reasoning_effort": "low", "thinking_budget": 500}, model="qwen3.8-max")
+    assert out["reasoning_effort"] == "low" and "thinking_budget" not in out and "enable_thinking" not in out
+    assert notes == ["thinking_budget dropped: qwen3.8-max takes reasoning_effort and refuses both"]
+    out, _ = qwen({"reasoning_effort": "xhigh"}, model="qwen3.8-max")
+    assert out["reasoning_effort"] == "high"
+    out, _ = qwen({"reasoning_effort": "minimal"}, model="qwen3.8-max")
+    assert out["enable_thinking"] is False and "reasoning_effort" not in out
+    out, _ = qwen({"reasoning_effort": "high", "response_format": {"type": "json_object"}}, model="qwen3.8-max")
+    assert out["enable_thinking"] is False and "reasoning_effort" not in out
+
+
+def test_explicit_qwen_knobs_win_over_reasoning_effort():
+    out, notes = qwen({"enable_thinking": False, "reasoning_effort": "high"})
+    assert out["enable_thinking"] is False and "thinking_budget" not in out and notes == []
+    out, _ = qwen({"thinking_budget": 300})
+    assert out["thinking_budget"] == 300 and "enable_thinking" not in out
+
+
+@pytest.mark.parametrize("model,kind", [("coder-model", Thinking.HYBRID), ("qwen3.6-plus", Thinking.HYBRID),
+                                        ("qwq-plus", Thinking.ONLY), ("qwen3-next-80b-a3b-thinking", Thinking.ONLY),
+                                        ("qwen3.8-max", Thinking.EFFORT), ("qwen3.8-max-2026-09-01", Thinking.EFFORT)])
+def test_thinking_kinds(model, kind):
+    assert thinking_kind(model) is kind
+
+
+# ---- R4 ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+def test_output_is_clamped_to_the_models_cap(field):
+    out, notes = qwen({field: 128000})
+    assert out["max_tokens"] == 65536 and "max_completion_tokens" not in out
+    assert notes == ["max_tokens 128000 lowered to 65536, coder-model's output cap"]
+    out, notes = qwen({field: 1000})
+    assert out["max_tokens"] == 1000 and notes == []
+    out, _ = qwen({field: 128000}, model="some-new-model")
+    assert out["max_tokens"] == 8192  # unknown: a safe default
+
+
+def test_output_caps_by_longest_prefix():
+    assert output_cap("qwen-max") == 8192 and output_cap("qwen-max-2025-01-25") == 8192
+    assert output_cap("qwen3-max") == 65536 and output_cap("qwen3-coder-plus-2025-07-22") == 65536
+    assert output_cap("nope") == 8192
+
+
+def test_responses_and_completions_limits_are_clamped_too():
+    chat = responses_to_chat({"model": "gpt-5", "input": "x", "max_output_tokens": 128000})
+    assert chat_to_qwen(chat, model="qwen-turbo", oauth=False)["max_tokens"] == 16384
+
+
+# ---- R10 ----------------------------------------------------------------------------------------------------
+
+IMAGE_MSG = {"role": "user", "content": [{"type": "text", "text": "what?"},
+                                         {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}
+
+
+def test_images_go_to_the_accounts_vision_model():
+    out, notes = qwen({"messages": [IMAGE_MSG]}, model="qwen3-coder-plus", oauth=False)
+    assert out["model"] == "qwen3.6-plus" and out["vl_high_resolution_images"] is True
+    assert notes == ["images sent to qwen3.6-plus: qwen3-coder-plus cannot read images"]
+    out, _ = qwen({"messages": [IMAGE_MSG]}, model="qwen3-coder-plus", oauth=False, default_model="qwen3.7-plus")
+    assert out["model"] == "qwen3.7-plus"
+    out, _ = qwen({"messages": [IMAGE_MSG]}, model="qwen3-coder-plus", oauth=True)
+    assert out["model"] == "coder-model"
+    out, notes = qwen({"messages": [IMAGE_MSG]}, model="qwen3-vl-plus", oauth=False)
+    assert out["model"] == "qwen3-vl-plus" and out["vl_high_resolution_images"] is True and notes == []
+    out, _ = qwen({}, model="qwen3-coder-plus", oauth=False)
+    assert out["model"] == "qwen3-coder-plus" and "vl_high_resolution_images" not in out
+
+
+def test_vision_list():
+    for m in ("qwen3.6-plus", "qwen3.7-plus", "qwen3-vl-plus", "qwen-vl-max", "coder-model"):
+        assert is_vision(m), m
+    for m in ("qwen3-coder-plus", "qwen-max", "qwq-plus"):
+        assert not is_vision(m), m
+    assert vision_model("qwen-max", oauth=False, default_model="coder-model") == "qwen3.6-plus"  # OAuth-only
+
+
+# ---- qwen-code's shape ------------------------------------------------------------------------------------
+
+
+def test_cache_control_on_system_and_when_streaming_last_message_and_tool():
+    msgs = [{"role": "system", "content": "s"}, USER]
+    out, _ = qwen({"messages": msgs, "tools": TOOLS})
+    assert out["messages"][0]["content"] == [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}]
+    assert out["messages"][1] == USER and "cache_control" not in out["tools"][-1]
+    out, _ = qwen({"messages": msgs, "tools": TOOLS, "stream": True})
+    assert out["messages"][1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert out["tools"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert out["preserve_thinking"] is True and set(out["metadata"]) == {"sessionId", "promptId"}
+    parts = [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+    out, _ = qwen({"messages": [{"role": "system", "content": parts}, USER]})
+    assert out["messages"][0]["content"] == [parts[0], {**parts[1], "cache_control": {"type": "ephemeral"}}]
+    out, _ = qwen({"messages": [USER, {"role": "assistant", "content": None, "tool_calls": []}], "stream": True})
+    assert out["messages"][-1]["content"] is None  # nothing to mark
+
+
+def test_session_id_is_stable_per_conversation():
+    turn1 = {"model": "gpt-4o", "messages": [{"role": "system", "content": "s"}, USER]}
+    turn2 = {**turn1, "messages": turn1["messages"] + [{"role": "assistant", "content": "a"}, {"role": "user",
+                                                                                             "content": "more"}]}
+    other = {**turn1, "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "else"}]}
+    assert rules.session_id(turn1) == rules.session_id(turn2) != rules.session_id(other)
+    as_dev = {**turn1, "messages": [{"role": "developer", "content": "s"}, USER]}
+    assert rules.session_id(as_dev) == rules.session_id(turn1)
+    keyed = rules.session_id({**turn1, "prompt_cache_key": "k"})
+    assert keyed == rules.session_id({**other, "prompt_cache_key": "k"}) != rules.session_id(turn1)
+    out = chat_to_qwen(turn2, model="coder-model", oauth=False)
+    assert out["metadata"]["sessionId"] == rules.session_id(turn1) and "prompt_cache_key" not in out
+    assert chat_to_qwen(turn1, model="m", oauth=False, session_id="given")["metadata"]["sessionId"] == "given"
+
+
+def test_notes_are_not_repeated_when_a_retry_translates_again():
+    notes: list[str] = []
+    body = {"model": "gpt-5", "messages": [USER], "max_completion_tokens": 10 ** 6}
+    for _ in range(3):
+        chat_to_qwen(body, model="coder-model", oauth=True, notes=notes)
+    assert len(notes) == 1
+
+
+def test_a_refusal_teaches_a_models_thinking_kind():
+    assert thinking_refusal("<400> InternalError.Algo.InvalidParameter: The value of the enable_thinking "
+                            "parameter is restricted to True.") is Thinking.ONLY
+    assert thinking_refusal("reasoning_effort and thinking_budget cannot be set at the same time.") is \
+        Thinking.EFFORT
+    assert thinking_refusal("Range of max_tokens should be [1, 8192]") is None
+    learned = {"new-thinker": Thinking.ONLY}
+    assert thinking_kind("new-thinker", learned) is Thinking.ONLY and thinking_kind("new-thinker") is Thinking.HYBRID
+    out = chat_to_qwen({"model": "x", "messages": [USER], "reasoning_effort": "none"}, model="new-thinker",
+                       oauth=False, learned_thinking=learned)
+    assert "enable_thinking" not in out
