@@ -188,7 +188,6 @@ def embedding_requests(emu) -> list[dict]:
     return [r["body"] for r in emu.requests() if r["path"].endswith("/embeddings")]
 
 
-@pytest.mark.xfail(strict=True, reason="embeddings fan-out is wired by the core")
 def test_r5_embeddings_25_inputs_with_the_sdks_default_encoding(kgw, emu):
     texts = [f"text number {i}" for i in range(25)]
     r = client(kgw).embeddings.create(model="text-embedding-3-small", input=texts)

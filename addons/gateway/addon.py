@@ -18,6 +18,7 @@ Observers (observe/*, flowview) are plain objects called at named points, each i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -26,8 +27,8 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.utils import asyncio_utils
 
-from . import access, config, forward, routing
-from .auth.base import Outcome, Pool
+from . import access, config, embeddings, forward, routing
+from .auth.base import Capability, Outcome, Pool
 from .auth.pool import AccountPool
 from .config import Config, normalise_host
 from .endpoints import endpoints
@@ -36,6 +37,7 @@ from .errors import GatewayError
 from .exchange import ClientRequest, Exchange, key_hint
 from .flowview import FlowAnnotator, FlowCap
 from .local import LocalAnswers, error_response
+from .local import json_response as local_json
 from .observe.base import POINTS, Observer, overrides
 from .observe.debuglog import DebugLog
 from .observe.guard import context_check
@@ -197,6 +199,9 @@ class QwenGateway:
             raise refusal
         if ex.stream:
             await self._relay(flow, ex)
+        elif endpoint.capability is Capability.EMBEDDINGS and len(batches := embeddings.split_batches(
+                ex.chat_body)) > 1:
+            flow.response = local_json(200, await self._embeddings(ex, batches))
         else:
             resp = await self.engine.open(ex)
             try:
@@ -204,6 +209,38 @@ class QwenGateway:
             finally:
                 await resp.aclose()
             flow.response, ex.extra["final"] = forward.buffered_answer(ex, resp.status_code, resp.headers, raw)
+
+    async def _embeddings(self, ex: Exchange, batches: list[dict]) -> dict:
+        """More inputs than Qwen takes at once: the batches go upstream concurrently, each with its own
+        credential and retries; the answers are put back together in order."""
+        ex.notes.append(f"{sum(len(b['input']) for b in batches)} inputs sent as {len(batches)} requests of at "
+                        f"most {embeddings.BATCH} (Qwen's limit)")
+        parts = [dataclasses.replace(ex, chat_body=b, tried=[], retries=[], notes=[], extra={}) for b in batches]
+
+        async def fetch(part: Exchange) -> dict:
+            resp = await self.engine.open(part)
+            try:
+                raw = await resp.aread()
+            finally:
+                await resp.aclose()
+            return forward.upstream_json(raw)
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(fetch(p)) for p in parts]
+        except* GatewayError as group:
+            raise group.exceptions[0] from None
+        first = parts[0]
+        ex.cred, ex.upstream_model, ex.upstream_url = first.cred, first.upstream_model, first.upstream_url
+        ex.upstream_headers, ex.upstream_status = first.upstream_headers, first.upstream_status
+        ex.upstream_body = first.upstream_body
+        for p in parts:
+            ex.tried += [a for a in p.tried if a not in ex.tried]
+            ex.retries += p.retries
+        answer = embeddings.merge_answers([t.result() for t in tasks], model=ex.requested_model or None,
+                                          encoding_format=(ex.body or {}).get("encoding_format"))
+        ex.usage = answer.get("usage")
+        return answer
 
     def _content(self, flow: http.HTTPFlow, ex: Exchange) -> bytes:
         try:

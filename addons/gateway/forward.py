@@ -54,7 +54,7 @@ def buffered_answer(ex: Exchange, status: int, headers, body: bytes) -> tuple[ht
         ex.usage = rw.normalizer.usage
         return http.Response.make(status, out, {"content-type": "text/event-stream; charset=utf-8",
                                                 "cache-control": "no-cache"}), _final_object(rw)
-    data = _upstream_json(body)
+    data = upstream_json(body)
     if ex.endpoint.translated:
         data = qwen_to_chat(data, model=ex.requested_model or ex.upstream_model)
     ex.usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
@@ -68,7 +68,7 @@ def _final_object(rw: StreamRewriter) -> dict | None:
     return build() if callable(build) and not rw.error else None
 
 
-def _upstream_json(body: bytes) -> dict:
+def upstream_json(body: bytes) -> dict:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
