@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from qwen_gateway.auth.accounts import OAuthAccount
+from qwen_gateway.auth.oauth_account import OAuthAccount
 from qwen_gateway.auth.base import AccountUnavailable
 from qwen_gateway.auth.credfile import LOGIN_ORDER, REFRESH_ORDER, FileLock, read_creds
 from qwen_gateway.auth.pool import AccountPool, PoolExhausted
@@ -179,7 +179,8 @@ async def test_sigkill_during_refresh_leaves_a_valid_file_and_a_breakable_lock(e
     assert read_creds(path)["access_token"] == old  # the old, complete login
     assert lock.exists()  # left behind by the killed process
     emu.switches(refresh_delay_ms=0)
-    acct = OAuthAccount("default", path, settings, AccountState(tmp_path / "st.sqlite3"), lock_stale_after=0.5)
+    settings.lock_stale_s = 0.5
+    acct = OAuthAccount("default", path, settings, AccountState(tmp_path / "st.sqlite3"))
     os.utime(lock, (time.time() - 1, time.time() - 1))
     cred = await acct.credential()
     assert cred.token != old and read_creds(path)["access_token"] == cred.token and not lock.exists()

@@ -21,7 +21,8 @@ from urllib.parse import quote, urlencode
 import pytest
 
 from qwen_gateway.auth import oauth
-from qwen_gateway.auth.accounts import DEFAULT, Registry
+from qwen_gateway.auth.names import DEFAULT
+from qwen_gateway.auth.registry import Registry
 from qwen_gateway.auth.base import KEY, OAUTH, AccountUnavailable
 from qwen_gateway.auth.credfile import LOGIN_ORDER, REFRESH_ORDER, read_creds, write_creds
 from qwen_gateway.auth.pool import AccountPool, PoolExhausted
@@ -451,7 +452,7 @@ async def test_quota_rotates_to_a_key_account_then_exhaustion(srv, settings):
 
 
 async def test_pool_picks_up_new_accounts_by_itself(srv, settings):
-    settings.file_check_s = 0
+    settings.accounts_check_s = 0
     pool = AccountPool.from_settings(settings)
     with pytest.raises(AccountUnavailable, match="qwen-auth login.*qwen-auth add-key"):
         await pool.acquire()
