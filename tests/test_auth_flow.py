@@ -31,7 +31,6 @@ from qwen_gateway.auth.remote import RemoteLogin, RemoteLoginError
 from qwen_gateway.auth.settings import AuthSettings
 from qwen_gateway.auth.state import AccountState
 from helpers.auth_env import CLEAN_ENV, NODE_FETCH, Server, run_cli, seed, settings_for
-from helpers.procs import ROOT
 
 pytestmark = pytest.mark.e2e
 
