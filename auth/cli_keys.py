@@ -56,12 +56,12 @@ def _key_source(a, old: dict | None) -> tuple[dict, str | None, str]:
         return {"key_env": a.key_env}, os.environ.get(a.key_env), f"read from ${a.key_env} at run time"
     if a.key_stdin:
         key = _read_key(a)
-        return {"key": key}, key, "stored in accounts.json (mode 0600)"
+        return {"key": key}, key, "stored in accounts.json, mode 0600"
     if old is not None and (old.get("key_env") or old.get("key")):
         if old.get("key_env"):
             return ({"key_env": old["key_env"]}, os.environ.get(old["key_env"]),
                     f"kept: read from ${old['key_env']} at run time")
-        return {"key": old["key"]}, old["key"], "kept: stored in accounts.json (mode 0600)"
+        return {"key": old["key"]}, old["key"], "kept: stored in accounts.json, mode 0600"
     raise CliError("give the key: --key-env VAR (read at run time) or --key-stdin (stored, mode 0600)")
 
 
@@ -91,9 +91,8 @@ def cmd_add_key(a, settings: AuthSettings) -> int:
         spec["embeddings"] = True
     reg.put(spec, replace=a.replace)
     plan = plan_of_url(base)
-    print(f"{'Replaced' if old else 'Added'} key account {a.name} -> {base}"
-          f"{' (' + PLAN_LABELS[plan] + ')' if plan else ''} (key {where}"
-          f"{', default model ' + spec['default_model'] if spec.get('default_model') else ''}).")
+    print(f"{'Replaced' if old else 'Added'} key account {a.name}: {PLAN_LABELS[plan] + ', ' if plan else ''}{base}"
+          f" (key {where}{'; default model ' + spec['default_model'] if spec.get('default_model') else ''}).")
     if old is not None and old.get("key") and "key" not in source:
         print(f"The key that was stored for {a.name} in accounts.json is removed (replaced by ${a.key_env}).")
     warning = key_warning(key or "", plan)
