@@ -98,7 +98,7 @@ async def test_oauth_error_replies_are_redacted_everywhere(stub, settings, case,
 
 
 async def test_a_401_storm_costs_one_refresh(stub, settings):
-    stub.delay_s = 0.2
+    stub.delay_s = 0.1
     old, _ = seed(settings, expires_in=3600)
     pool = AccountPool.from_settings(settings)
     wave = await asyncio.gather(*(pool.refreshed(DEFAULT) for _ in range(25)))
