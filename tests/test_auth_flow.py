@@ -390,7 +390,7 @@ async def test_a_healthy_account_is_served_while_another_process_holds_a_lock(sr
         t0 = time.monotonic()
         assert {(await pool.acquire()).account for _ in range(5)} == {"k"}
         later = time.monotonic() - t0
-        assert first < settings.refresh_wait_s + 1.5 and later < 0.5, (first, later)  # not qwen-code's 29 s
+        assert first < 2.5 and later < 0.5, (first, later)  # refresh_wait_s (1 s), not qwen-code's 29 s lock wait
         assert pool.status()[0]["state"] == "refreshing" and srv.stats()["refresh_calls"] == 0
     finally:
         holder.kill()
