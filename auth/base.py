@@ -76,11 +76,14 @@ class Pool(Protocol):
         """A credential from the next usable account that has `capability`, skipping `exclude`.
         Raises AccountUnavailable (NotCapable when only the capability is missing)."""
 
-    async def refreshed(self, account: str) -> Credential:
-        """A freshly refreshed credential for `account` (after a 401)."""
+    async def refreshed(self, account: str, *, refused: str | None = None) -> Credential:
+        """A freshly refreshed credential for `account` (after a 401). `refused`: the token upstream
+        refused, when known; if the account already holds another one, that is returned without a refresh.
+        At most one refresh per account per backoff window, however many 401s arrive."""
 
-    def report(self, account: str, outcome: Outcome, *, retry_after: float | None = None) -> None:
-        """What happened to a request sent with `account`'s credential."""
+    def report(self, account: str, outcome: Outcome | str, *, retry_after: float | None = None) -> None:
+        """What happened to a request sent with `account`'s credential (an Outcome; its string value
+        is accepted too)."""
 
     def status(self) -> list[dict]:
         """One JSON-safe row per account: never a token or key."""
@@ -100,9 +103,19 @@ class Account(abc.ABC):
     kind: str
 
     @abc.abstractmethod
-    async def credential(self, *, force_refresh: bool = False) -> Credential:
+    async def credential(self, *, force_refresh: bool = False, refused: str | None = None) -> Credential:
         """A usable credential, refreshed first if it is (or `force_refresh` says it is) stale.
-        Raises AccountUnavailable."""
+        `refused`: the token upstream refused (see Pool.refreshed). Raises AccountUnavailable."""
+
+    def ready(self) -> Credential | None:
+        """The credential at once when no I/O is needed (the hot path), None when `credential()` must be
+        awaited (a refresh is due). Raises AccountUnavailable."""
+        return None
+
+    @property
+    def refreshing(self) -> bool:
+        """True while a refresh is under way (the pool then serves another account instead of waiting)."""
+        return False
 
     @abc.abstractmethod
     def status(self) -> dict:

@@ -1,9 +1,10 @@
 """qwen-auth: log in to Qwen (device flow with a QR code), add API keys, list and check accounts.
 
 Accounts: `default` is Qwen Code's own login (<qwen dir>/oauth_creds.json, shared with the `qwen` CLI);
-`add NAME` logs in an extra OAuth account (<qwen dir>/oauth_creds_NAME.json); `add-key NAME` adds a
-DashScope / Model Studio / Coding Plan API key (the key is read from an environment variable at run time,
-or from standard input and stored 0600 - never from the command line). See docs/accounts.md.
+`add NAME` logs in an extra OAuth account (<qwen dir>/oauth_creds_NAME.json); `add-key NAME` adds an API
+key of a Model Studio plan - pay-as-you-go, Coding Plan, Token Plan, a workspace domain - or of any
+OpenAI-compatible endpoint (the key is read from an environment variable at run time, or from standard
+input and stored 0600 - never from the command line). See docs/accounts.md.
 
 Note: Qwen discontinued its free OAuth tier on 2026-04-15 (tokens now get 401). The OAuth login still
 works against any server speaking Qwen's protocol; for qwen models today, add a key.
@@ -22,37 +23,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
-import io
 import json
-import os
-import re
 import sys
 import time
 from pathlib import Path
 
-from . import oauth
-from .accounts import DEFAULT, Registry, RegistryError, check_name, save_login
-from .base import KEY, OAUTH
+from . import oauth, qr
+from .base import OAUTH
+from .cli_common import (EXIT_DENIED, EXIT_EXPIRED, EXIT_INTERRUPTED, EXIT_LOCAL, EXIT_NO_ACCOUNT, EXIT_OK,
+                         EXIT_SERVER, CliError)
+from .cli_keys import cmd_add_key
+from .names import DEFAULT, check_name
+from .plans import PLAN_LABELS, PRESETS
 from .pool import AccountPool
+from .registry import Registry, RegistryError, save_login
 from .settings import QWEN_OAUTH_BASE_URL, AuthSettings
 
-PRESETS = {
-    "dashscope-intl": ("https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "qwen3-coder-plus"),
-    "dashscope-cn": ("https://dashscope.aliyuncs.com/compatible-mode/v1", "qwen3-coder-plus"),
-    "coding-plan": ("https://coding.dashscope.aliyuncs.com/v1", "qwen3-coder-plus"),
-}
-EXIT_OK, EXIT_LOCAL, EXIT_DENIED, EXIT_EXPIRED, EXIT_SERVER, EXIT_NO_ACCOUNT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DISCONTINUED = ("Note: Qwen discontinued its free OAuth tier on 2026-04-15; such tokens are now refused (401). "
                 "For a working upstream today add a key: qwen-auth add-key NAME --preset dashscope-intl "
                 "--key-env DASHSCOPE_API_KEY")
-
-
-class CliError(Exception):
-    def __init__(self, message: str, code: int = EXIT_LOCAL) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,22 +50,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_LOCAL, f"{self.prog}: error: {message}\n")
 
 
-def qr_text(data: str) -> str:
-    import qrcode
-
-    qr = qrcode.QRCode(border=1)
-    qr.add_data(data)
-    out = io.StringIO()
-    qr.print_ascii(out=out, invert=True)
-    return out.getvalue()
-
-
 def _exit_for(e: oauth.OAuthError) -> int:
     return {"access_denied": EXIT_DENIED, "expired_token": EXIT_EXPIRED, "timeout": EXIT_EXPIRED,
             "invalid_grant": EXIT_EXPIRED}.get(e.code or "", EXIT_SERVER)
 
 
-async def device_login(settings: AuthSettings, name: str | None, *, out=sys.stderr, show_qr: bool = True) -> tuple:
+async def device_login(settings: AuthSettings, name: str | None, *, out=sys.stderr, show_qr: bool = True,
+                       invert: bool = False, sleep=asyncio.sleep) -> tuple:
     """The whole device flow at a terminal; returns (path, creds) once saved."""
     verifier, challenge = oauth.pkce_pair()
     device = await oauth.device_code(settings, challenge)
@@ -85,7 +65,7 @@ async def device_login(settings: AuthSettings, name: str | None, *, out=sys.stde
     print(f"Open this URL in a browser and approve:\n  {url}\nUser code: {device.get('user_code')}", file=out)
     if show_qr and url:
         print("\nOr scan:", file=out)
-        print(qr_text(url), file=out)
+        print(qr.qr_text(url, **qr.terminal_style(out, invert=invert)), file=out)
     minutes = max(1, round(float(device.get("expires_in") or oauth.DEFAULT_DEVICE_EXPIRES_S) / 60))
     print(f"Waiting for approval (up to {minutes} min; Ctrl-C to stop)…", file=out, flush=True)
 
@@ -95,7 +75,7 @@ async def device_login(settings: AuthSettings, name: str | None, *, out=sys.stde
         elif status == oauth.TRANSIENT and detail:
             print(detail, file=out, flush=True)
 
-    token = await oauth.poll_token(settings, device, verifier, on_event=on_event)
+    token = await oauth.poll_token(settings, device, verifier, on_event=on_event, sleep=sleep)
     return save_login(settings, name, token)
 
 
@@ -126,62 +106,10 @@ def cmd_login(a, settings: AuthSettings) -> int:
     if settings.oauth_base_url == QWEN_OAUTH_BASE_URL:
         print(DISCONTINUED, file=sys.stderr)
     try:
-        path, creds = asyncio.run(device_login(settings, name, show_qr=not a.no_qr))
+        path, creds = asyncio.run(device_login(settings, name, show_qr=not a.no_qr, invert=a.invert))
     except oauth.OAuthError as e:
         raise CliError(str(e), _exit_for(e)) from e
     print(f"Logged in: account {name or DEFAULT} saved to {path} (token expires {_when(creds['expiry_date'])}).")
-    return EXIT_OK
-
-
-def _read_key(a) -> str:
-    if sys.stdin.isatty():
-        key = getpass.getpass("API key (not echoed): ")
-    else:
-        key = sys.stdin.readline()
-    key = key.strip()
-    if not key:
-        raise CliError("no key on standard input")
-    return key
-
-
-def cmd_add_key(a, settings: AuthSettings) -> int:
-    check_name(a.name)
-    base, model = PRESETS[a.preset] if a.preset else (None, None)
-    base = (a.base_url or base or "").rstrip("/")
-    if not base:
-        raise CliError("give --base-url URL or --preset " + "|".join(PRESETS))
-    if not re.match(r"^https?://[^/\s]+", base):
-        raise CliError("--base-url must be an http(s) URL, e.g. https://dashscope-intl.aliyuncs.com/compatible-mode/v1")
-    reg = Registry(settings)
-    other = reg.find(reg.load(), a.name)
-    if other is not None and other.get("kind") != KEY:
-        raise CliError(f"account {a.name!r} already exists as an {other.get('kind')} account; remove it first")
-    spec: dict = {"name": a.name, "kind": KEY, "base_url": base}
-    if a.key_env:
-        if not ENV_NAME_RE.match(a.key_env):
-            # Never echo it: it may be the key itself, pasted in the wrong place.
-            raise CliError("--key-env takes the NAME of an environment variable (letters, digits, _), not a key")
-        spec["key_env"] = a.key_env
-    else:
-        spec["key"] = _read_key(a)
-    mapping = {}
-    for item in a.model_map:
-        alias, sep, target = item.partition("=")
-        if not sep or not alias.strip() or not target.strip():
-            raise CliError(f"--model-map takes ALIAS=MODEL, not {item!r}")
-        mapping[alias.strip()] = target.strip()
-    if mapping:
-        spec["model_map"] = mapping
-    if a.default_model or model:
-        spec["default_model"] = a.default_model or model
-    if a.embeddings:
-        spec["embeddings"] = True
-    reg.put(spec)
-    where = f"read from ${a.key_env} at run time" if a.key_env else f"stored in {reg.path} (mode 0600)"
-    print(f"{'Replaced' if other else 'Added'} key account {a.name} -> {base} (key {where}"
-          f"{', default model ' + spec['default_model'] if spec.get('default_model') else ''}).")
-    if a.key_env and not os.environ.get(a.key_env):
-        print(f"Warning: ${a.key_env} is not set in this shell; set it where the gateway runs.", file=sys.stderr)
     return EXIT_OK
 
 
@@ -273,6 +201,21 @@ def cmd_status(a, settings: AuthSettings) -> int:
     return EXIT_OK
 
 
+PRESET_TABLE = "\n".join(f"  {p.name:<17} {PLAN_LABELS[p.plan]}, {p.region}: {p.base_url}" for p in PRESETS.values())
+
+
+def _sub(sub, name: str, summary: str, description: str, **kw) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=summary, description=description,
+                          formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
+
+
+def _login_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-qr", action="store_true", help="do not draw the QR code")
+    p.add_argument("--invert", action="store_true",
+                   help="draw the QR code for a light terminal background (default: colours on a terminal, "
+                        "else drawn for a dark background)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="qwen-auth", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--qwen-dir", help="Qwen Code's folder (default $QWEN_DIR or ~/.qwen)")
@@ -282,33 +225,52 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--api-base", help="API base for a login without resource_url (default $QWEN_API_BASE or "
                                        "https://dashscope.aliyuncs.com/compatible-mode/v1)")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    p = sub.add_parser("login", help="log in the default account (Qwen Code's oauth_creds.json)")
-    p.add_argument("--no-qr", action="store_true", help="do not draw the QR code")
-    p = sub.add_parser("add", help="log in an extra OAuth account (oauth_creds_NAME.json)")
-    p.add_argument("name")
-    p.add_argument("--no-qr", action="store_true", help="do not draw the QR code")
-    p = sub.add_parser("add-key", help="add an API-key account (DashScope / Model Studio / Coding Plan / any)",
-                       description="Add an API-key account. The key never goes on the command line: name an "
-                                   "environment variable (--key-env) or pipe it in (--key-stdin). Presets: "
-                                   + ", ".join(f"{k} = {v[0]}" for k, v in PRESETS.items()))
-    p.add_argument("name")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="fills --base-url and --default-model")
+    p = _sub(sub, "login", "log in the default account (Qwen Code's oauth_creds.json)",
+             "Log in Qwen Code's own account with the OAuth device flow: open the URL shown (or scan the QR\n"
+             "code), approve, and the login is saved to <qwen dir>/oauth_creds.json, shared with the `qwen` CLI.\n"
+             "Also re-attaches the default account after `qwen-auth remove default`.")
+    _login_options(p)
+    p = _sub(sub, "add", "log in an extra OAuth account (oauth_creds_NAME.json)",
+             "Log in an extra OAuth account with the device flow; saved to <qwen dir>/oauth_creds_NAME.json\n"
+             "and listed in <state dir>/accounts.json. Run it again to log the account in again.")
+    p.add_argument("name", help="the account's name (letters, digits, '.', '_', '-')")
+    _login_options(p)
+    p = _sub(sub, "add-key", "add an API-key account (Model Studio plans, or any OpenAI-compatible URL)",
+             "Add an API-key account. The key never goes on the command line: name an environment variable\n"
+             "(--key-env, read by the gateway at run time) or pipe it in (--key-stdin, stored 0600).\n"
+             "The endpoint is a --preset, a workspace domain (--workspace ID --region REGION) or --base-url.\n"
+             "A key that does not fit the plan of its endpoint gets a warning (a 401 otherwise).\n\n"
+             "presets:\n" + PRESET_TABLE)
+    p.add_argument("name", help="the account's name (letters, digits, '.', '_', '-')")
+    p.add_argument("--preset", choices=list(PRESETS), metavar="PRESET",
+                   help="a Model Studio plan and region (listed above); fills --base-url and --default-model")
+    p.add_argument("--workspace", metavar="ID", help="a pay-as-you-go workspace-dedicated domain: the workspace id")
+    p.add_argument("--region", metavar="REGION", help="the workspace's region, e.g. cn-beijing, ap-southeast-1")
     p.add_argument("--base-url", help="OpenAI-compatible API base, e.g. https://…/compatible-mode/v1")
-    g = p.add_mutually_exclusive_group(required=True)
+    g = p.add_mutually_exclusive_group()
     g.add_argument("--key-env", metavar="VAR", help="environment variable holding the key at run time")
     g.add_argument("--key-stdin", action="store_true", help="read the key from standard input and store it (0600)")
     p.add_argument("--model-map", action="extend", nargs="+", default=[], metavar="ALIAS=MODEL",
                    help="send MODEL upstream when a client asks for ALIAS (repeatable)")
     p.add_argument("--default-model", metavar="MODEL", help="model used when a client's model is unknown")
     p.add_argument("--embeddings", action="store_true", help="this upstream serves /embeddings")
-    p = sub.add_parser("remove", help="remove an account (never deletes Qwen Code's login without --force)")
-    p.add_argument("name")
+    p.add_argument("--replace", action="store_true",
+                   help="replace an existing key account of this name (without a new --key-env/--key-stdin "
+                        "its key is kept)")
+    p = _sub(sub, "remove", "remove an account (never deletes Qwen Code's login without --force)",
+             "Remove an account from the pool. `remove default` detaches Qwen Code's login (its file is left\n"
+             "alone; `qwen-auth login` attaches it again). An extra OAuth account's login file is kept unless\n"
+             "--force. A key account's entry (with a stored key) is deleted from accounts.json.")
+    p.add_argument("name", help="the account to remove (`default` for Qwen Code's login)")
     p.add_argument("--force", action="store_true", help="also delete the account's login file (for `default`: "
                                                         "Qwen Code's oauth_creds.json)")
-    p = sub.add_parser("list", help="accounts: name, kind, state, expiry, requests today")
-    p.add_argument("--json", action="store_true")
-    p = sub.add_parser("status", help="accounts in detail: state, expiry, cooldown, upstream, last error")
-    p.add_argument("--json", action="store_true")
+    p = _sub(sub, "list", "accounts: name, kind, state, expiry, requests today",
+             "One line per account: name, kind, state, token expiry, requests today. No secrets.")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p = _sub(sub, "status", "accounts in detail: state, expiry, cooldown, upstream, last error",
+             "Accounts in detail: state, expiry, cooldown, requests today, upstream URL and the last error,\n"
+             "then where the files are. Never a token or key.")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts (the gateway's /health rows)")
     return ap
 
 

@@ -3,7 +3,12 @@
 Every request is form-encoded like qwen-code's `encodeURIComponent` (`urlencode(d, quote_via=quote)`: a
 space is `%20`, not `+`) with `Content-Type: application/x-www-form-urlencoded` and `Accept:
 application/json`; the device-code request adds `x-request-id: <uuid4>`. Source: qwen-code
-`packages/core/src/qwen/qwenOAuth2.ts` (docs/accounts.md, /work/shared/docs/qwen-protocol.md §1).
+`packages/core/src/qwen/qwenOAuth2.ts` (docs/accounts.md).
+
+The HTTP fingerprint is that of Node's fetch, which qwen-code uses: `user-agent: node`, `accept-encoding:
+gzip, deflate`, `accept-language: *`, `sec-fetch-mode: cors` (the OAuth host has answered refreshes
+without a Qwen-like agent with a non-JSON WAF page). Whatever the server says in an error is passed through
+`redact()` before it becomes a message: no token-shaped value reaches an error, a status row or a file.
 """
 
 from __future__ import annotations
@@ -20,12 +25,16 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
+from .redact import redact
 from .settings import AuthSettings
 
 SCOPE = "openid profile email model.completion"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-HEADERS = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+# Node's fetch (undici), as qwen-code sends it, plus qwen-code's own two headers: on every OAuth call.
+NODE_FETCH_HEADERS = {"user-agent": "node", "accept-encoding": "gzip, deflate", "accept-language": "*",
+                      "sec-fetch-mode": "cors"}
+HEADERS = {**NODE_FETCH_HEADERS, "Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
 POLL_START_S = 2.0
 POLL_MAX_S = 10.0
 SLOW_DOWN_FACTOR = 1.5
@@ -80,8 +89,25 @@ def _json(r: httpx.Response) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _snippet(r: httpx.Response) -> str:
-    return r.text[:300]
+def _snippet(r: httpx.Response, secrets: tuple[str, ...] = ()) -> str:
+    """The start of a reply body, redacted (before it is cut, so no half token survives)."""
+    try:
+        text = r.text
+    except Exception:  # undecodable body
+        return f"<{len(r.content)} bytes>"
+    return redact(text, secrets=secrets)
+
+
+def _status(r: httpx.Response) -> str:
+    return f"{r.status_code} {redact(r.reason_phrase, limit=60)}".rstrip()
+
+
+def _field(data: dict | None, key: str, secrets: tuple[str, ...] = (), default: str | None = None) -> str | None:
+    """A string field of an error reply, redacted; `default` when absent."""
+    value = (data or {}).get(key)
+    if value is None:
+        return default
+    return redact(str(value), secrets=secrets, limit=200)
 
 
 async def device_code(settings: AuthSettings, challenge: str, *, http: httpx.AsyncClient | None = None) -> dict:
@@ -98,13 +124,12 @@ async def device_code(settings: AuthSettings, challenge: str, *, http: httpx.Asy
                            f"({type(e).__name__})", "network") from e
     data = _json(r)
     if not r.is_success:
-        raise OAuthError(f"Device authorization failed: {r.status_code} {r.reason_phrase}. Response: {_snippet(r)}",
-                         (data or {}).get("error") or "server", status=r.status_code)
+        raise OAuthError(f"Device authorization failed: {_status(r)}. Response: {_snippet(r)}",
+                         _field(data, "error") or "server", status=r.status_code)
     if data is None or "device_code" not in data:
-        data = data or {}
-        raise OAuthError(f"Device authorization failed: {data.get('error', 'Unknown error')} - "
-                         f"{data.get('error_description', 'No details provided')}", data.get("error") or "server",
-                         status=r.status_code)
+        raise OAuthError(f"Device authorization failed: {_field(data, 'error', default='Unknown error')} - "
+                         f"{_field(data, 'error_description', default='No details provided')}",
+                         _field(data, "error") or "server", status=r.status_code)
     return data
 
 
@@ -125,8 +150,8 @@ async def poll_once(settings: AuthSettings, device_code_: str, verifier: str, *,
             return SUCCESS, data
         return TRANSIENT, "Error polling for token: reply without access_token"
     if data is None:
-        return TRANSIENT, f"Device token poll failed: {r.status_code} {r.reason_phrase}. Response: {_snippet(r)}"
-    err = data.get("error")
+        return TRANSIENT, f"Device token poll failed: {_status(r)}. Response: {_snippet(r)}"
+    err = _field(data, "error")
     if err == "authorization_pending" and r.status_code == 400:
         return PENDING, None
     if err == "slow_down" and r.status_code in (400, 429):  # qwen-code expects 429, RFC 8628 says 400
@@ -137,7 +162,7 @@ async def poll_once(settings: AuthSettings, device_code_: str, verifier: str, *,
     if r.status_code == 429:
         raise OAuthError("Too many requests. The server is rate limiting our requests, please try again later.",
                          "rate_limit", status=429)
-    message = f"Device token poll failed: {err or 'Unknown error'} - {data.get('error_description')}"
+    message = f"Device token poll failed: {err or 'Unknown error'} - {_field(data, 'error_description')}"
     if r.status_code == 400:
         # RFC 8628 §3.5: any other error ends the flow. (qwen-code logs it and polls on until its attempts
         # run out; someone at a terminal wants the answer now.)
@@ -178,19 +203,20 @@ async def refresh(settings: AuthSettings, refresh_token: str, *, http: httpx.Asy
         raise NetworkError(f"Token refresh failed: cannot reach {settings.oauth_base_url} ({type(e).__name__})",
                            "network") from e
     data = _json(r)
+    held = (refresh_token,)  # an echo of it is redacted whatever its shape
     if r.status_code in (400, 401):
-        detail = f"{(data or {}).get('error') or r.status_code}: {(data or {}).get('error_description') or ''}"
+        detail = f"{_field(data, 'error', held) or r.status_code}: {_field(data, 'error_description', held) or ''}"
         raise RefreshRejected(f"Refresh token expired or invalid ({detail.strip(': ')})", "refresh_rejected",
                               status=r.status_code)
     if not r.is_success:
-        raise OAuthError(f"Token refresh failed: {r.status_code} {r.reason_phrase}. Response: {_snippet(r)}",
-                         "server", status=r.status_code)
+        raise OAuthError(f"Token refresh failed: {_status(r)}. Response: {_snippet(r, held)}", "server",
+                         status=r.status_code)
     if data is None:
-        raise OAuthError(f"Qwen OAuth refresh returned invalid JSON: {_snippet(r)}", "invalid_json",
+        raise OAuthError(f"Qwen OAuth refresh returned invalid JSON: {_snippet(r, held)}", "invalid_json",
                          status=r.status_code)
     if data.get("error"):
-        raise OAuthError(f"Token refresh failed: {data.get('error')} - {data.get('error_description')}", "server",
-                         status=r.status_code)
+        raise OAuthError(f"Token refresh failed: {_field(data, 'error', held)} - "
+                         f"{_field(data, 'error_description', held)}", "server", status=r.status_code)
     if not isinstance(data.get("access_token"), str) or not data["access_token"]:
         raise OAuthError("Token refresh failed: reply without access_token", "server", status=r.status_code)
     return data

@@ -1,25 +1,34 @@
 """The account pool: which account serves the next request, and what happens when one fails.
 
     pool = AccountPool.from_settings(AuthSettings.from_env(...))
+    for line in pool.describe(): log(line)          # at start-up: what was loaded, and whether any works
     cred = await pool.acquire(exclude=tried)        # round-robin over usable accounts
     ... send the request with cred ...
-    pool.report(cred.account, "ok" | "auth" | "quota" | "throttle" | "error", retry_after=...)
-    cred = await pool.refreshed(cred.account)       # after "auth": retry once with a fresh token
+    pool.report(cred.account, Outcome.OK | AUTH | QUOTA | THROTTLE | ERROR, retry_after=...)
+    cred = await pool.refreshed(cred.account, refused=cred.token)   # after AUTH: retry once
+
+`AccountPool` is the `Pool` of auth/base.py. An account whose token is being refreshed (or whose refresh
+waits for another process's lock) does not hold requests up while another account is usable: acquire()
+waits for it at most `refresh_wait_s`, then serves the next account and lets the refresh finish alone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Collection
 
-from .accounts import Registry, RegistryError, iso
-from .base import Account, AccountUnavailable, Capability, Credential, NotCapable
+from .base import Account, AccountUnavailable, Capability, Credential, NotCapable, Outcome, Pool
+from .key_account import KeyAccount
+from .names import iso
+from .registry import Registry, RegistryError
 from .settings import AuthSettings
 from .state import AccountState
 
 THROTTLE_FIRST_S = 1.0
 THROTTLE_MAX_S = 30.0
-OUTCOMES = ("ok", "auth", "quota", "throttle", "error")
+OUTCOMES = tuple(o.value for o in Outcome)
+USABLE_STATES = ("ok", "expired", "refreshing")
 NO_ACCOUNTS = ("No Qwen account is configured: run `qwen-auth login` (Qwen Code OAuth) or "
                "`qwen-auth add-key NAME --preset dashscope-intl --key-env VAR` (DashScope / Model Studio key).")
 
@@ -42,15 +51,17 @@ def next_reset(now: float, reset_hour_utc: int = 0) -> float:
     return start
 
 
-class AccountPool:
+class AccountPool(Pool):
     def __init__(self, accounts: list[Account], state: AccountState, *, reset_hour_utc: int = 0,
-                 registry: Registry | None = None, check_every_s: float = 5.0) -> None:
+                 registry: Registry | None = None, check_every_s: float = 5.0,
+                 refresh_wait_s: float = 1.0) -> None:
         self.accounts = list(accounts)
         self.state = state
         self.reset_hour_utc = reset_hour_utc
         self.registry = registry
         self.registry_error: str | None = None
         self.check_every_s = check_every_s
+        self.refresh_wait_s = refresh_wait_s
         self._next = 0
         self._throttle_backoff: dict[str, float] = {}
         self._sig = registry.signature() if registry else None
@@ -60,7 +71,7 @@ class AccountPool:
     def from_settings(cls, settings: AuthSettings) -> "AccountPool":
         state = AccountState(settings.state_db_path)
         pool = cls([], state, reset_hour_utc=settings.quota_reset_hour_utc, registry=Registry(settings),
-                   check_every_s=settings.file_check_s)
+                   check_every_s=settings.accounts_check_s, refresh_wait_s=settings.refresh_wait_s)
         pool.reload()
         return pool
 
@@ -138,10 +149,12 @@ class AccountPool:
         problems: list[str] = []
         waits: list[float] = []
         login_only = True  # every account that was tried (not cooling, not excluded) needs a login
+        pending: dict[asyncio.Future, tuple[int, Account]] = {}  # refreshes still running
         n = len(self.accounts)
         start = self._next
         for i in range(n):
-            acct = self.accounts[(start + i) % n]
+            idx = (start + i) % n
+            acct = self.accounts[idx]
             row = self.state.get(acct.name)
             until = row["cooldown_until"] or 0.0
             if until > now:
@@ -154,13 +167,35 @@ class AccountPool:
                 problems.append(f"{acct.name}: {why}, cooling down until {iso(until)}")
                 continue
             try:
-                cred = await acct.credential()
+                cred = acct.ready()  # the hot path: no I/O, no task
+                if cred is None:  # a refresh is due: wait for it a little, not for another process's lock
+                    busy = acct.refreshing
+                    task = asyncio.ensure_future(acct.credential())
+                    task.add_done_callback(_retrieve)
+                    if not busy and self.refresh_wait_s > 0:
+                        await asyncio.wait({task}, timeout=self.refresh_wait_s)
+                    if not task.done():
+                        pending[task] = (idx, acct)
+                        continue
+                    cred = task.result()
             except AccountUnavailable as e:
                 problems.append(str(e))
                 login_only = login_only and e.needs_login
                 continue
-            self._next = (start + i + 1) % n
+            self._next = (idx + 1) % n
             return cred
+        while pending:  # nobody else could serve: the first refresh to finish does
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in sorted(done, key=lambda t: (pending[t][0] - start) % n):
+                idx, acct = pending.pop(task)
+                try:
+                    cred = task.result()
+                except AccountUnavailable as e:
+                    problems.append(str(e))
+                    login_only = login_only and e.needs_login
+                    continue
+                self._next = (idx + 1) % n
+                return cred
         retry_at = min(waits) if waits else None
         msg = "No Qwen account can take this request. " + "; ".join(problems) + "."
         if retry_at is not None:
@@ -168,30 +203,34 @@ class AccountPool:
         raise PoolExhausted(msg, retry_at=retry_at,
                             needs_login=retry_at is None and login_only and len(exclude) == 0)
 
-    async def refreshed(self, account: str) -> Credential:
+    async def refreshed(self, account: str, *, refused: str | None = None) -> Credential:
         """After upstream said 401: a freshly refreshed credential for `account` (single flight; another
-        process's newer login is used if there is one). Key accounts return their key unchanged."""
-        return await self.get(account).credential(force_refresh=True)
+        process's newer login is used if there is one; at most one refresh per account per
+        refresh_backoff_s however many 401s arrive). `refused` is the token that got the 401, when known.
+        Key accounts return their key unchanged."""
+        return await self.get(account).credential(force_refresh=True, refused=refused)
 
-    def report(self, account: str, outcome: str, *, retry_after: float | None = None) -> None:
-        """What happened to a request sent with `account`'s credential:
-        ok - served (counted for today); auth - 401, the caller retries once with `refreshed()`;
-        quota - daily quota gone: cool down until the next reset (or `retry_after` seconds);
-        throttle - rate limited: cool down `retry_after` s, else 1 s doubling up to 30 s;
-        error - anything else: no change."""
-        if outcome not in OUTCOMES:
-            raise ValueError(f"unknown outcome {outcome!r}; expected one of {OUTCOMES}")
+    def report(self, account: str, outcome: Outcome | str, *, retry_after: float | None = None) -> None:
+        """What happened to a request sent with `account`'s credential (an Outcome or its value):
+        OK - served (counted for today); AUTH - 401, the caller retries once with `refreshed()`;
+        QUOTA - daily quota gone: cool down until the next reset (or `retry_after` seconds);
+        THROTTLE - rate limited: cool down `retry_after` s, else 1 s doubling up to 30 s;
+        ERROR - anything else: no change."""
+        try:
+            outcome = Outcome(outcome)
+        except ValueError:
+            raise ValueError(f"unknown outcome {outcome!r}; expected one of {OUTCOMES}") from None
         now = time.time()
-        if outcome == "ok":
+        if outcome is Outcome.OK:
             self.state.count_request(account)
             self._throttle_backoff.pop(account, None)
             row = self.state.get(account)  # from memory: cheap on the request path
             if row["last_error"] and (row["cooldown_until"] or 0) <= now:
                 self.state.set(account, last_error=None)
-        elif outcome == "quota":
+        elif outcome is Outcome.QUOTA:
             until = now + retry_after if retry_after and retry_after > 0 else next_reset(now, self.reset_hour_utc)
             self.state.set(account, cooldown_until=until, last_error="quota exhausted")
-        elif outcome == "throttle":
+        elif outcome is Outcome.THROTTLE:
             if retry_after is not None and retry_after >= 0:
                 wait = min(retry_after, THROTTLE_MAX_S)
             else:
@@ -231,11 +270,42 @@ class AccountPool:
                         "last_error": self.registry_error})
         return out
 
+    def describe(self) -> list[str]:
+        """For the start-up log: one line per account (name, kind, state, upstream) and a warning line
+        when none is usable now. Never a token or key."""
+        rows = self.status()
+        lines = []
+        for r in rows:
+            line = f"account {r['name']} ({r['kind']}): {r.get('state') or '?'}, upstream {r.get('base_url') or '-'}"
+            if r.get("cooldown_until"):
+                line += f", cooling down until {r['cooldown_until']}"
+            if r.get("last_error") and r.get("state") not in ("ok", "expired"):
+                line += f" - {str(r['last_error']).removeprefix(r['name'] + ': ')}"
+            lines.append(line)
+        for a in self.accounts:
+            hint = a.key_warning() if isinstance(a, KeyAccount) else None
+            if hint:
+                lines.append(f"warning: account {a.name}: {hint}")
+        if not any(r.get("state") in USABLE_STATES for r in rows):
+            if not rows:
+                lines.append("WARNING: no Qwen account is configured, so every request will fail: " + NO_ACCOUNTS
+                             .removeprefix("No Qwen account is configured: "))
+            else:
+                lines.append("WARNING: no Qwen account is usable now, so requests will fail until one is "
+                             "(see the states above; `qwen-auth status` shows details).")
+        return lines
+
     def flush(self) -> None:
         self.state.flush()
 
     def close(self) -> None:
         self.state.close()
+
+
+def _retrieve(task: asyncio.Future) -> None:
+    """A refresh left to finish alone: its exception is retrieved (and kept in the account's state)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _same(a: Account, b: Account) -> bool:

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import oauth
-from .accounts import DEFAULT, Registry, check_name, iso, save_login
+from .names import DEFAULT, check_name, iso
+from .registry import Registry, save_login
 from .base import OAUTH
 from .settings import AuthSettings
 

@@ -9,6 +9,8 @@ import threading
 import time
 from pathlib import Path
 
+from .redact import redact
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS account_day (account TEXT, day TEXT, requests INTEGER, PRIMARY KEY (account, day));
 CREATE TABLE IF NOT EXISTS account_state (account TEXT PRIMARY KEY, cooldown_until REAL DEFAULT 0,
@@ -70,6 +72,8 @@ class AccountState:
             return dict(self._rows[account])
 
     def set(self, account: str, **values) -> None:
+        if values.get("last_error"):  # text from servers never reaches the file unredacted
+            values["last_error"] = redact(values["last_error"], limit=500)
         with self._lock:
             row = {**self._row(account), **values}
             self._rows[account] = row

@@ -1,50 +1,38 @@
-"""auth/ against the real Qwen emulator (a subprocess): device login with QR, refresh, single flight,
-the lock-file protocol across processes, SIGKILL mid-refresh, rotation, key accounts, the CLI, remote login."""
+"""Accounts against the session's Qwen emulator (a process): the device flow's polling, refresh, single
+flight, the lock-file protocol across processes, SIGKILL during a refresh with rotating refresh tokens, a
+lock held by another process, rotation, key accounts, remote login. (The qwen-auth command:
+test_auth_cli.py; without any process: test_auth_unit.py, test_auth_refresh.py, test_auth_commands.py.)"""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import math
 import os
-import re
 import signal
 import stat
 import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import quote, urlencode
 
 import pytest
 
+from qwen_gateway.auth import cli as qwen_auth
 from qwen_gateway.auth import oauth
-from qwen_gateway.auth.accounts import DEFAULT, Registry
 from qwen_gateway.auth.base import KEY, OAUTH, AccountUnavailable
 from qwen_gateway.auth.credfile import LOGIN_ORDER, REFRESH_ORDER, read_creds, write_creds
+from qwen_gateway.auth.names import DEFAULT
 from qwen_gateway.auth.pool import AccountPool, PoolExhausted
+from qwen_gateway.auth.registry import Registry
 from qwen_gateway.auth.remote import RemoteLogin, RemoteLoginError
 from qwen_gateway.auth.settings import AuthSettings
 from qwen_gateway.auth.state import AccountState
-from helpers.procs import Emulator
+from helpers.auth_env import CLEAN_ENV, NODE_FETCH, Server, run_cli, seed, settings_for
 
-ROOT = Path(__file__).resolve().parent.parent
-CLEAN_ENV = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
-
-
-class Server(Emulator):
-    """The session's emulator process (conftest), with the look-ups these tests use."""
-
-    def requests(self, path: str | None = None) -> list[dict]:
-        return [r for r in super().requests() if path is None or r["path"] == path]
-
-    def issue(self, expires_in: float = 3600, kind: str = "oauth") -> dict:
-        return self.admin("POST", "tokens", {"expires_in": expires_in, "kind": kind})
-
-    def accepts(self, token: str) -> bool:
-        return self.http.get("/v1/models", headers={"authorization": f"Bearer {token}"}).status_code == 200
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
@@ -53,112 +41,11 @@ def srv(emu) -> Server:
 
 
 @pytest.fixture
-def settings(tmp_path, srv) -> AuthSettings:
-    return AuthSettings.from_env(qwen_dir=tmp_path / ".qwen", state_dir=tmp_path / "state",
-                                 oauth_base_url=srv.url, default_api_base=srv.url + "/v1")
-
-
-def seed(srv: Server, settings: AuthSettings, *, expires_in: float, name: str | None = None,
-         file_expires_in: float | None = None) -> tuple[str, str, Path]:
-    """A login the emulator knows, written exactly as qwen-code writes it."""
-    issued = srv.issue(max(expires_in, 1))
-    path = settings.creds_path(name)
-    expiry = int((time.time() + (expires_in if file_expires_in is None else file_expires_in)) * 1000)
-    write_creds(path, {"access_token": issued["access_token"], "refresh_token": issued["refresh_token"],
-                       "token_type": "Bearer", "resource_url": srv.url, "expiry_date": expiry}, LOGIN_ORDER)
-    return issued["access_token"], issued["refresh_token"], path
-
-
-def cli(settings: AuthSettings, *args: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "qwen_gateway.auth.cli", "--qwen-dir", str(settings.qwen_dir), "--state-dir",
-                             str(settings.state_dir), "--oauth-base-url", settings.oauth_base_url,
-                             "--api-base", settings.default_api_base, *args],
-                            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**CLEAN_ENV, **(env or {})})
-
-
-def run_cli(settings: AuthSettings, *args: str, stdin: str | None = None, env: dict | None = None):
-    p = cli(settings, *args, env=env)
-    out, err = p.communicate(stdin, timeout=60)
-    return p.returncode, out, err
-
-
-def read_until(stream, marker: str, limit: float = 20) -> str:
-    seen = ""
-    deadline = time.monotonic() + limit
-    while marker not in seen:
-        line = stream.readline()
-        assert line and time.monotonic() < deadline, f"no {marker!r} in {seen!r}"
-        seen += line
-    return seen
+def settings(tmp_path, srv):
+    return settings_for(tmp_path, srv)
 
 
 # ---- device login ----------------------------------------------------------------------------------------
-
-
-def test_cli_device_login_with_qr_writes_qwen_codes_file(srv, settings):
-    p = cli(settings, "login")
-    shown = read_until(p.stderr, "Waiting for approval")
-    code = re.search(r"User code: (\w+)", shown).group(1)
-    assert f"user_code={code}" in shown and "Qwen OAuth Device Authorization" in shown
-    qr_lines = [ln for ln in shown.splitlines() if set(ln.strip()) and set(ln.strip()) <= set("█▀▄ \xa0")]
-    assert len(qr_lines) > 10  # a QR code was drawn
-    srv.admin("POST", "approve", {"user_code": code})
-    out, err = p.communicate(timeout=30)
-    assert p.returncode == 0, err
-    path = settings.default_creds_path
-    raw = path.read_text()
-    creds = json.loads(raw)
-    assert list(creds) == list(LOGIN_ORDER) and raw == json.dumps(creds, indent=2) and not raw.endswith("\n")
-    assert creds["token_type"] == "Bearer" and creds["resource_url"] == srv.url
-    assert abs(creds["expiry_date"] - (time.time() + 3600) * 1000) < 60_000
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    assert srv.accepts(creds["access_token"])
-    assert creds["access_token"] not in shown + out + err and creds["refresh_token"] not in shown + out + err
-    assert "Logged in: account default" in out
-    # the wire: form-encoded like encodeURIComponent, JSON accepted, x-request-id on the device request only
-    dev = srv.requests("/api/v1/oauth2/device/code")[0]
-    assert dev["headers"]["content-type"] == "application/x-www-form-urlencoded"
-    assert dev["headers"]["accept"] == "application/json" and uuid.UUID(dev["headers"]["x-request-id"])
-    assert dev["body"]["scope"] == "openid profile email model.completion"
-    assert dev["body"]["code_challenge_method"] == "S256" and len(dev["body"]["code_challenge"]) == 43
-    assert dev["raw_body_len"] == len(urlencode(dev["body"], quote_via=quote))  # %20, not +
-    polls = srv.requests("/api/v1/oauth2/token")
-    assert polls and all("x-request-id" not in r["headers"] for r in polls)
-    assert polls[-1]["body"]["grant_type"] == "urn:ietf:params:oauth:grant-type:device_code"
-    assert len(polls[-1]["body"]["code_verifier"]) == 43
-
-
-def test_cli_add_extra_account_then_list(srv, settings):
-    srv.switches(auto_approve=True)
-    rc, out, err = run_cli(settings, "add", "work", "--no-qr")
-    assert rc == 0, err
-    path = settings.creds_path("work")
-    assert path.name == "oauth_creds_work.json" and list(json.loads(path.read_text())) == list(LOGIN_ORDER)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert Registry(settings).find(Registry(settings).load(), "work") == {"name": "work", "kind": "oauth"}
-    assert not settings.default_creds_path.exists()
-    rc, out, _ = run_cli(settings, "list")
-    assert rc == 0 and re.search(r"work\s+oauth\s+ok\s+\d{4}-\d\d-\d\d \d\d:\d\d UTC\s+0", out), out
-
-
-@pytest.mark.parametrize("action,exit_code,message", [("deny", 2, "access_denied"),
-                                                      ("expire", 3, "expired_token")])
-def test_cli_login_denied_or_expired(srv, settings, action, exit_code, message):
-    p = cli(settings, "login", "--no-qr")
-    code = re.search(r"User code: (\w+)", read_until(p.stderr, "User code:")).group(1)
-    srv.admin("POST", action, {"user_code": code})
-    _, err = p.communicate(timeout=30)
-    assert p.returncode == exit_code and message in err
-    assert not settings.default_creds_path.exists()
-
-
-def test_cli_login_with_the_oauth_server_down(srv, settings):
-    srv.admin("POST", "fault", {"kind": "oauth500"})
-    rc, _, err = run_cli(settings, "login")
-    assert rc == 4 and "Device authorization failed: 500" in err
-    rc, _, err = run_cli(settings, "--oauth-base-url", "http://127.0.0.1:9", "login")
-    assert rc == 4 and "cannot reach" in err
 
 
 @pytest.mark.parametrize("status", [429, 400])
@@ -177,6 +64,20 @@ async def test_polling_follows_qwen_code(srv, settings, status):
     token = await oauth.poll_token(settings, device, verifier, sleep=sleep)
     assert waits == [3.0, 4.5, 6.75, 10.0, 10.0, 10.0, 2.0, 2.0]
     assert srv.accepts(token["access_token"])
+
+
+async def test_the_login_command_honours_slow_down(srv, settings):
+    srv.switches(slow_down=1, slow_down_status=429, auto_approve=True)
+    out, waits = io.StringIO(), []
+
+    async def sleep(s):
+        waits.append(s)
+
+    path, creds = await qwen_auth.device_login(settings, None, out=out, show_qr=False, sleep=sleep)
+    assert waits == [3.0] and len(srv.requests("/api/v1/oauth2/token")) == 2
+    assert "The server asked to poll more slowly" in out.getvalue()
+    assert read_creds(path)["access_token"] == creds["access_token"] and srv.accepts(creds["access_token"])
+    assert all({k: r["headers"].get(k) for k in NODE_FETCH} == NODE_FETCH for r in srv.oauth_requests())
 
 
 async def test_polling_gives_up_after_ceil_expires_in_over_2_attempts(srv, settings):
@@ -210,9 +111,10 @@ async def test_refresh_at_expiry_rotates_and_keeps_resource_url(srv, settings):
     assert creds["resource_url"] == srv.url and creds["refresh_token"] not in (old_rt, None)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and srv.accepts(cred.token)
     assert (await pool.acquire()).token == cred.token and srv.stats()["refresh_calls"] == 1
-    body = srv.requests("/api/v1/oauth2/token")[0]["body"]
-    assert body == {"grant_type": "refresh_token", "refresh_token": old_rt,
-                    "client_id": "f0304373b74a44d2b584a3fb70ca9e56"}
+    req = srv.requests("/api/v1/oauth2/token")[0]
+    assert req["body"] == {"grant_type": "refresh_token", "refresh_token": old_rt,
+                           "client_id": "f0304373b74a44d2b584a3fb70ca9e56"}
+    assert {k: req["headers"].get(k) for k in NODE_FETCH} == NODE_FETCH  # qwen-code's (Node fetch) fingerprint
     assert [p.name for p in path.parent.iterdir()] == ["oauth_creds.json"]  # lock and temp files gone
     pool.close()
 
@@ -230,7 +132,6 @@ async def test_fifty_concurrent_calls_at_expiry_refresh_once(srv, settings):
 
 PROC_SCRIPT = textwrap.dedent("""
     import asyncio, json, sys, time
-    sys.path.insert(0, {root!r})
     from pathlib import Path
     from qwen_gateway.auth.pool import AccountPool
     from qwen_gateway.auth.settings import AuthSettings
@@ -241,14 +142,14 @@ PROC_SCRIPT = textwrap.dedent("""
     time.sleep(max(0.0, start_at - time.time()))
     try:
         cred = asyncio.run(pool.acquire())
-        print(json.dumps({{"token": cred.token}}), flush=True)
+        print(json.dumps({"token": cred.token}), flush=True)
     except Exception as e:
-        print(json.dumps({{"error": str(e)}}), flush=True)
+        print(json.dumps({"error": str(e)}), flush=True)
 """)
 
 
 def spawn(settings: AuthSettings, state_dir: Path, start_at: float) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", PROC_SCRIPT.format(root=str(ROOT)), str(settings.qwen_dir),
+    return subprocess.Popen([sys.executable, "-c", PROC_SCRIPT, str(settings.qwen_dir),
                              str(state_dir), settings.oauth_base_url, str(start_at)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CLEAN_ENV)
 
@@ -351,7 +252,6 @@ async def test_a_refresh_by_someone_else_is_used_not_repeated(srv, settings):
 
 KILL_SCRIPT = textwrap.dedent("""
     import asyncio, sys
-    sys.path.insert(0, {root!r})
     from pathlib import Path
     from qwen_gateway.auth.pool import AccountPool
     from qwen_gateway.auth.settings import AuthSettings
@@ -362,22 +262,24 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_sigkill_mid_refresh_leaves_a_valid_file_and_a_breakable_lock(srv, settings, tmp_path):
-    # The emulator finishes the killed refresh server-side; without rotation the old refresh token stays
-    # good, so the next process can refresh with what the file holds.
-    srv.switches(refresh_delay_ms=3000, rotate_refresh_token=False)
+async def test_sigkill_before_the_server_answers_leaves_a_usable_login_with_rotation(srv, settings, tmp_path):
+    """Killed while the server still holds the refresh: the file keeps the old, complete login; the next
+    process breaks the stale lock and refreshes with it before the server has used it up."""
+    srv.switches(refresh_delay_ms=5000, rotate_refresh_token=True)
     old, old_rt, path = seed(srv, settings, expires_in=5)
     before = path.read_bytes()
-    p = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(root=str(ROOT)), str(settings.qwen_dir),
+    p = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(settings.qwen_dir),
                           str(tmp_path / "killed"), srv.url], stdout=subprocess.PIPE, text=True, env=CLEAN_ENV)
-    assert p.stdout.readline().strip() == "refreshing"
-    lock = path.with_suffix(".lock")
-    deadline = time.monotonic() + 10
-    while not srv.requests("/api/v1/oauth2/token") and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert lock.exists() and srv.requests("/api/v1/oauth2/token")  # mid-refresh: lock held, request open
-    os.kill(p.pid, signal.SIGKILL)
-    p.wait(10)
+    try:
+        assert p.stdout.readline().strip() == "refreshing"
+        lock = path.with_suffix(".lock")
+        deadline = time.monotonic() + 10
+        while not srv.requests("/api/v1/oauth2/token") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert lock.exists() and srv.requests("/api/v1/oauth2/token")  # mid-refresh: lock held, request open
+    finally:
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(10)
     creds = read_creds(path)  # parses, complete, the old login
     assert path.read_bytes() == before and creds["access_token"] == old and creds["refresh_token"] == old_rt
     assert lock.exists()  # the killed process could not remove it
@@ -389,8 +291,118 @@ def test_sigkill_mid_refresh_leaves_a_valid_file_and_a_breakable_lock(srv, setti
     out, err = nxt.communicate(timeout=60)
     result = json.loads(out.splitlines()[-1])
     assert "token" in result, (result, err)
-    assert result["token"] not in (old, None) and read_creds(path)["access_token"] == result["token"]
+    creds = read_creds(path)
+    assert result["token"] not in (old, None) and creds["access_token"] == result["token"]
+    assert srv.accepts(result["token"]) and creds["refresh_token"] != old_rt  # rotated, and the new one saved
     assert not lock.exists() and not [f for f in path.parent.iterdir() if ".stale." in f.name]
+    with pytest.raises(oauth.RefreshRejected):  # rotation is on: the old refresh token is used up
+        await oauth.refresh(settings, old_rt)
+    assert (await oauth.refresh(settings, creds["refresh_token"]))["access_token"]  # the saved one works
+
+
+TRAP_SCRIPT = textwrap.dedent("""
+    import asyncio, os, signal, sys
+    from pathlib import Path
+    from qwen_gateway.auth import credfile, oauth, state
+    from qwen_gateway.auth.pool import AccountPool
+    from qwen_gateway.auth.settings import AuthSettings
+
+    s = AuthSettings.from_env(qwen_dir=Path(sys.argv[1]), state_dir=Path(sys.argv[2]), oauth_base_url=sys.argv[3])
+    replied = False
+    real_refresh = oauth.refresh
+
+    async def refresh(*args, **kwargs):
+        global replied
+        data = await real_refresh(*args, **kwargs)
+        replied = True  # the server has rotated the refresh token: only our file knows the new one
+        print("replied", flush=True)
+        return data
+
+    def kill_at(where, real):
+        def trapped(*args, **kwargs):
+            if replied:  # the first thing after the reply that is not writing the login: die here
+                print("killed at " + where, flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(*args, **kwargs)
+        return trapped
+
+    oauth.refresh = refresh
+    credfile.FileLock.release = kill_at("lock release", credfile.FileLock.release)
+    state.AccountState.set = kill_at("state update", state.AccountState.set)
+    state.AccountState.count_request = kill_at("request count", state.AccountState.count_request)
+    asyncio.run(AccountPool.from_settings(s).acquire())
+    print("not killed", flush=True)
+""")
+
+
+async def test_sigkill_right_after_a_rotating_refresh_keeps_the_new_login(srv, settings, tmp_path):
+    """Killed at the first step after the server's reply: the rotated tokens are already on disk."""
+    srv.switches(rotate_refresh_token=True)
+    old, old_rt, path = seed(srv, settings, expires_in=5)
+    p = subprocess.Popen([sys.executable, "-c", TRAP_SCRIPT, str(settings.qwen_dir), str(tmp_path / "killed"),
+                          srv.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CLEAN_ENV)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == -signal.SIGKILL, (out, err)
+    assert out.splitlines() == ["replied", "killed at lock release"], (out, err)
+    creds = read_creds(path)
+    assert creds["access_token"] != old and creds["refresh_token"] != old_rt and srv.accepts(creds["access_token"])
+    assert list(json.loads(path.read_text())) == list(REFRESH_ORDER) and stat.S_IMODE(path.stat().st_mode) == 0o600
+    lock = path.with_suffix(".lock")
+    assert lock.exists() and srv.stats()["refresh_calls"] == 1
+    # the next process uses the saved login without a refresh (after breaking the dead process's lock)
+    os.utime(lock, (time.time() - 10.5, time.time() - 10.5))
+    nxt = spawn(settings, tmp_path / "next", time.time())
+    out, err = nxt.communicate(timeout=60)
+    assert json.loads(out.splitlines()[-1]) == {"token": creds["access_token"]}, err
+    assert srv.stats()["refresh_calls"] == 1
+    with pytest.raises(oauth.RefreshRejected):  # what the file held before is dead: only the write saved it
+        await oauth.refresh(settings, old_rt)
+    assert (await oauth.refresh(settings, creds["refresh_token"]))["access_token"]
+
+
+HOLDER_SCRIPT = textwrap.dedent("""
+    import os, sys, time, uuid
+    fd = os.open(sys.argv[1], os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    os.write(fd, str(uuid.uuid4()).encode())
+    os.close(fd)
+    print("held", flush=True)
+    deadline = time.monotonic() + 60  # bounded: the test kills it long before
+    while time.monotonic() < deadline:
+        os.utime(sys.argv[1])  # a lock someone keeps touching is never stale
+        time.sleep(0.2)
+""")
+
+
+async def test_a_healthy_account_is_served_while_another_process_holds_a_lock(srv, settings, monkeypatch):
+    settings.lock_stale_s = 1.0
+    old, _, path = seed(srv, settings, expires_in=5)  # due for a refresh
+    key = srv.issue(kind="key")["access_token"]
+    monkeypatch.setenv("EMU_KEY_K", key)
+    Registry(settings).put({"name": "k", "kind": "key", "base_url": srv.url + "/v1", "key_env": "EMU_KEY_K"})
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER_SCRIPT, str(path.with_suffix(".lock"))],
+                              stdout=subprocess.PIPE, text=True, env=CLEAN_ENV)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        pool = AccountPool.from_settings(settings)
+        t0 = time.monotonic()
+        assert (await pool.acquire()).account == "k"
+        first = time.monotonic() - t0
+        t0 = time.monotonic()
+        assert {(await pool.acquire()).account for _ in range(5)} == {"k"}
+        later = time.monotonic() - t0
+        assert first < 2.5 and later < 0.5, (first, later)  # refresh_wait_s (1 s), not qwen-code's 29 s lock wait
+        assert pool.status()[0]["state"] == "refreshing" and srv.stats()["refresh_calls"] == 0
+    finally:
+        holder.kill()
+        holder.wait(10)
+    # the holder died: its lock goes stale after lock_stale_s, the refresh that waited goes through
+    deadline = time.monotonic() + 20
+    while pool.get(DEFAULT).refreshing and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert pool.status()[0]["state"] == "ok" and srv.stats()["refresh_calls"] == 1
+    tokens = {(await pool.acquire()).token for _ in range(2)}
+    assert key in tokens and read_creds(path)["access_token"] in tokens and old not in tokens
+    pool.close()
 
 
 async def test_a_held_lock_is_kept_fresh_during_a_slow_refresh(srv, settings):
@@ -451,7 +463,7 @@ async def test_quota_rotates_to_a_key_account_then_exhaustion(srv, settings):
 
 
 async def test_pool_picks_up_new_accounts_by_itself(srv, settings):
-    settings.file_check_s = 0
+    settings.accounts_check_s = 0
     pool = AccountPool.from_settings(settings)
     with pytest.raises(AccountUnavailable, match="qwen-auth login.*qwen-auth add-key"):
         await pool.acquire()
@@ -465,77 +477,6 @@ async def test_pool_picks_up_new_accounts_by_itself(srv, settings):
     assert pool.names() == [DEFAULT, "k"] and pool.get(DEFAULT) is acct  # unchanged accounts keep their state
     assert {(await pool.acquire()).account for _ in range(2)} == {DEFAULT, "k"}
     pool.close()
-
-
-# ---- the CLI ---------------------------------------------------------------------------------------------
-
-
-def test_cli_status_and_list_show_no_secrets(srv, settings):
-    token, rt, _ = seed(srv, settings, expires_in=3600)
-    rc, out, err = run_cli(settings, "add-key", "ds", "--preset", "dashscope-intl", "--key-stdin",
-                           stdin="sk-very-secret-stored\n")
-    assert rc == 0 and "sk-very-secret-stored" not in out + err
-    assert "https://dashscope-intl.aliyuncs.com/compatible-mode/v1" in out and "qwen3-coder-plus" in out
-    rc, out, err = run_cli(settings, "add-key", "cp", "--preset", "coding-plan", "--key-env", "CP_KEY",
-                           env={"CP_KEY": "sk-sp-secret-env"})
-    assert rc == 0
-    reg = settings.accounts_path
-    assert stat.S_IMODE(reg.stat().st_mode) == 0o600 and "sk-very-secret-stored" in reg.read_text()
-    assert "sk-sp-secret-env" not in reg.read_text()  # by reference only
-    secrets_ = (token, rt, "sk-very-secret-stored", "sk-sp-secret-env")
-    outputs = {}
-    for args in (("status",), ("status", "--json"), ("list",), ("list", "--json")):
-        rc, out, err = run_cli(settings, *args, env={"CP_KEY": "sk-sp-secret-env"})
-        assert rc == 0, err
-        assert not any(s in out + err for s in secrets_), args
-        outputs[args] = out
-    rows = {r["name"]: r for r in json.loads(outputs[("status", "--json")])}
-    assert set(rows) == {"default", "ds", "cp"}
-    assert rows["default"]["state"] == "ok" and rows["default"]["base_url"] == srv.url + "/v1"
-    assert rows["ds"]["base_url"] == "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"
-    assert rows["cp"]["base_url"] == "https://coding.dashscope.aliyuncs.com/v1" and rows["cp"]["key"] == "$CP_KEY"
-    for r in rows.values():
-        assert {"name", "kind", "state", "base_url", "expires_at", "cooldown_until", "requests_today",
-                "last_error"} <= set(r)
-    assert set(json.loads(outputs[("list", "--json")])[0]) == {"name", "kind", "state", "expires_at",
-                                                                "requests_today"}
-    assert "ACCOUNT" in outputs[("status",)] and "dashscope-intl" in outputs[("status",)]
-
-
-def test_cli_key_rules(srv, settings):
-    rc, _, err = run_cli(settings, "add-key", "x", "--base-url", "http://h/v1", "--key-env", "sk-abc-123-secret")
-    assert rc == 1 and "sk-abc-123-secret" not in err and "NAME of an environment variable" in err
-    rc, _, err = run_cli(settings, "add-key", "x", "--base-url", "http://h/v1")  # no key source
-    assert rc == 1
-    rc, _, err = run_cli(settings, "add-key", "x", "--key-env", "K")  # no URL
-    assert rc == 1 and "--base-url" in err
-    rc, _, err = run_cli(settings, "add-key", "../x", "--base-url", "http://h/v1", "--key-env", "K")
-    assert rc == 1 and "invalid account name" in err
-    rc, _, err = run_cli(settings, "add-key", "x", "--base-url", "http://h/v1", "--key-stdin", stdin="")
-    assert rc == 1 and "no key" in err
-    rc, _, err = run_cli(settings, "add-key", "x", "--base-url", "http://h/v1", "--key-env", "K", "--model-map", "nope")
-    assert rc == 1 and "ALIAS=MODEL" in err
-    assert not settings.accounts_path.exists()  # nothing was written by any of these
-    rc, out, _ = run_cli(settings, "--help")
-    assert rc == 0 and "exit codes" in out and "login denied" in out
-
-
-def test_cli_remove(srv, settings):
-    seed(srv, settings, expires_in=3600)
-    seed(srv, settings, expires_in=3600, name="work")
-    Registry(settings).put({"name": "work", "kind": "oauth"})
-    assert run_cli(settings, "remove", "default")[0] == 0
-    assert settings.default_creds_path.exists()  # qwen-code's file: detached, never deleted
-    names = [r["name"] for r in json.loads(run_cli(settings, "status", "--json")[1])]
-    assert names == ["work"]
-    rc, out, _ = run_cli(settings, "remove", "work")
-    assert rc == 0 and settings.creds_path("work").exists() and "--force" in out
-    assert run_cli(settings, "remove", "nobody")[0] == 5
-    srv.switches(auto_approve=True)
-    assert run_cli(settings, "login", "--no-qr")[0] == 0  # attaches the default again
-    assert [r["name"] for r in json.loads(run_cli(settings, "list", "--json")[1])] == ["default"]
-    assert run_cli(settings, "remove", "default", "--force")[0] == 0
-    assert not settings.default_creds_path.exists()
 
 
 # ---- remote login ----------------------------------------------------------------------------------------

@@ -1,9 +1,13 @@
-"""auth/ without a server: file format, lock protocol, settings, pool logic, key accounts, registry."""
+"""auth/ without a process: file format, lock protocol, settings, pool logic, key accounts, registry, plans,
+redaction, the QR code, the CLI's parser. An OAuth server, where one is needed, is a scripted stub served
+from a thread of this process on loopback (tests/helpers/oauth_stub.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import inspect
 import json
 import os
 import stat
@@ -12,17 +16,20 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from qwen_gateway.auth import credfile, oauth
-from qwen_gateway.auth.accounts import (DEFAULT, BrokenAccount, KeyAccount, OAuthAccount, Registry, check_name,
-                           save_login)
-from qwen_gateway.auth.base import KEY, OAUTH, Account, AccountUnavailable, Credential
-from qwen_gateway.auth.credfile import (LOGIN_ORDER, REFRESH_ORDER, CredentialFileError, FileLock, LockTimeout, dump_creds,
-                           is_fresh, read_creds, write_creds)
+from qwen_gateway.auth.base import KEY, OAUTH, Account, AccountUnavailable, Credential, Outcome, Pool
+from qwen_gateway.auth.credfile import (LOGIN_ORDER, REFRESH_ORDER, CredentialFileError, FileLock, LockTimeout,
+                                        dump_creds, is_fresh, read_creds, write_creds)
+from qwen_gateway.auth.key_account import BrokenAccount, KeyAccount
+from qwen_gateway.auth.names import DEFAULT, check_name
+from qwen_gateway.auth.oauth_account import OAuthAccount
 from qwen_gateway.auth.pool import AccountPool, PoolExhausted, next_reset
-from qwen_gateway.auth.settings import AuthSettings
+from qwen_gateway.auth.registry import AccountExists, Registry, save_login
+from qwen_gateway.auth.redact import REDACTED, redact
+from qwen_gateway.auth.settings import INTERVAL_ENV, AuthSettings, resolve_state_dir
 from qwen_gateway.auth.state import AccountState
 
 
@@ -188,7 +195,8 @@ def test_held_locks_are_released_at_exit(tmp_path):
 
 
 def test_settings_from_env_and_overrides(monkeypatch, tmp_path):
-    for k in ("QWEN_DIR", "QWEN_GATEWAY_HOME", "QWEN_OAUTH_BASE_URL", "QWEN_API_BASE", "QWEN_QUOTA_RESET_HOUR_UTC"):
+    for k in ("QWEN_DIR", "QWEN_GATEWAY_HOME", "QWEN_OAUTH_BASE_URL", "QWEN_API_BASE", "QWEN_QUOTA_RESET_HOUR_UTC",
+              *INTERVAL_ENV.values()):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     s = AuthSettings.from_env()
@@ -218,7 +226,7 @@ class FakeAccount(Account):
         self.fail = fail
         self.forced = 0
 
-    async def credential(self, *, force_refresh: bool = False) -> Credential:
+    async def credential(self, *, force_refresh: bool = False, refused: str | None = None) -> Credential:
         self.forced += force_refresh
         if self.fail:
             raise self.fail
@@ -286,10 +294,10 @@ async def test_ok_counts_and_other_outcomes_change_nothing(state, tmp_path):
     pool = AccountPool([FakeAccount("a")], state)
     for _ in range(3):
         pool.report("a", "ok")
-    pool.report("a", "error")
-    pool.report("a", "auth")
+    pool.report("a", Outcome.ERROR)
+    pool.report("a", "auth")  # the string value is accepted too
     assert pool.status()[0]["requests_today"] == 3 and pool.status()[0]["state"] == "ok"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown outcome"):
         pool.report("a", "bogus")
     state.flush()
     other = AccountState(tmp_path / "state.sqlite3")  # persisted
@@ -456,3 +464,195 @@ def test_save_login_registers_extra_accounts_and_reattaches_default(settings):
 def test_form_matches_urlencode_quote():
     d = {"grant_type": oauth.DEVICE_GRANT, "client_id": "id", "device_code": "d c"}
     assert oauth.form(d) == urlencode(d, quote_via=quote).encode()
+
+
+# ---- intervals are settings ------------------------------------------------------------------------------
+
+
+def test_intervals_are_settings_with_env_vars(monkeypatch, tmp_path):
+    for var in INTERVAL_ENV.values():
+        monkeypatch.delenv(var, raising=False)
+    s = AuthSettings.from_env(qwen_dir=tmp_path, state_dir=tmp_path)
+    assert {k: getattr(s, k) for k in INTERVAL_ENV} == {
+        "file_check_s": 5.0, "accounts_check_s": 5.0, "refresh_retry_s": 5.0, "refresh_backoff_s": 30.0,
+        "refresh_wait_s": 1.0, "lock_stale_s": 10.0}
+    for i, var in enumerate(INTERVAL_ENV.values()):
+        monkeypatch.setenv(var, f"0.{i + 1}")
+    s = AuthSettings.from_env(qwen_dir=tmp_path, state_dir=tmp_path, refresh_wait_s=0.25)
+    assert [getattr(s, k) for k in INTERVAL_ENV] == [0.1, 0.2, 0.3, 0.4, 0.25, 0.6]  # an override wins
+    monkeypatch.setenv("QWEN_REFRESH_RETRY_S", "soon")
+    with pytest.raises(ValueError, match="QWEN_REFRESH_RETRY_S must be a number"):
+        AuthSettings.from_env(qwen_dir=tmp_path, state_dir=tmp_path)
+    with pytest.raises(ValueError, match="lock_stale_s"):
+        AuthSettings(tmp_path, tmp_path, "http://127.0.0.1:9", "http://127.0.0.1:9/v1", lock_stale_s=-1)
+    with pytest.raises(TypeError, match="unknown AuthSettings field"):
+        AuthSettings.from_env(refresh_every_s=1)
+
+
+def test_one_resolver_for_the_state_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("QWEN_GATEWAY_HOME", raising=False)
+    assert resolve_state_dir() == tmp_path / ".qwen-gateway"
+    monkeypatch.setenv("QWEN_GATEWAY_HOME", str(tmp_path / "env"))
+    assert resolve_state_dir() == tmp_path / "env" == AuthSettings.from_env().state_dir
+    assert resolve_state_dir("~/opt") == tmp_path / "opt" == AuthSettings.from_env(state_dir=tmp_path / "opt").state_dir
+
+
+async def test_the_pool_rereads_accounts_json_every_accounts_check_s(settings):
+    settings.accounts_check_s = 3600
+    settings.file_check_s = 0  # not the interval that governs the account list
+    pool = AccountPool.from_settings(settings)
+    Registry(settings).put({"name": "k", "kind": "key", "base_url": "http://127.0.0.1:9/v1", "key": "sk-1"})
+    with pytest.raises(AccountUnavailable, match="No Qwen account is configured"):
+        await pool.acquire()
+    pool.check_every_s = 0
+    assert (await pool.acquire()).account == "k"
+    pool.close()
+    settings.accounts_check_s = 0
+    pool = AccountPool.from_settings(settings)
+    Registry(settings).put({"name": "j", "kind": "key", "base_url": "http://127.0.0.1:9/v1", "key": "sk-2"})
+    assert {(await pool.acquire()).account for _ in range(2)} == {"j", "k"}
+    pool.close()
+
+
+# ---- the Pool protocol ------------------------------------------------------------------------------------
+
+
+def test_account_pool_is_the_pool_protocol():
+    assert Pool in AccountPool.__mro__  # declared, not just duck-typed
+    methods = [n for n, _ in inspect.getmembers(Pool, inspect.isfunction) if not n.startswith("_")]
+    assert set(methods) == {"acquire", "refreshed", "report", "status", "reload", "flush", "close"}
+    for name in methods:
+        want = inspect.signature(getattr(Pool, name)).parameters
+        have = inspect.signature(getattr(AccountPool, name)).parameters
+        assert [(p.name, p.kind) for p in want.values()] == [(p.name, p.kind) for p in have.values()], name
+        assert getattr(AccountPool, name) is not getattr(Pool, name), name  # implemented, not inherited
+
+
+class SlowRefresh(FakeAccount):
+    """An account whose refresh takes `delay` seconds (e.g. waiting for another process's lock)."""
+
+    def __init__(self, name: str, delay: float, *, fail: AccountUnavailable | None = None) -> None:
+        super().__init__(name)
+        self.delay = delay
+        self.refresh_fail = fail
+        self.started = 0
+        self.done = False
+
+    def ready(self):
+        return Credential(self.name, KEY, "http://x/v1", "t") if self.done else None
+
+    @property
+    def refreshing(self) -> bool:
+        return self.started > 0 and not self.done
+
+    async def credential(self, *, force_refresh: bool = False, refused: str | None = None) -> Credential:
+        self.started += 1
+        await asyncio.sleep(self.delay)
+        if self.refresh_fail:
+            raise self.refresh_fail
+        self.done = True
+        return Credential(self.name, KEY, "http://x/v1", "t")
+
+
+async def test_a_slow_refresh_does_not_hold_up_a_usable_account(state):
+    slow = SlowRefresh("a", 0.5)
+    pool = AccountPool([slow, FakeAccount("b")], state, refresh_wait_s=0.15)
+    t0 = time.monotonic()
+    assert (await pool.acquire()).account == "b"
+    first = time.monotonic() - t0
+    t0 = time.monotonic()
+    assert [(await pool.acquire()).account for _ in range(3)] == ["b", "b", "b"]  # no wait while it refreshes
+    later = time.monotonic() - t0
+    assert 0.15 <= first < 0.45 and later < 0.1, (first, later)
+    await asyncio.sleep(0.5)  # the refresh finished alone
+    assert slow.done and {(await pool.acquire()).account for _ in range(2)} == {"a", "b"}
+
+
+async def test_with_nothing_else_usable_the_refresh_is_awaited(state):
+    pool = AccountPool([SlowRefresh("a", 0.15)], state, refresh_wait_s=0.05)
+    assert (await pool.acquire()).account == "a"
+    dead = AccountUnavailable("c: Refresh token expired or invalid; run `qwen-auth add c`", needs_login=True)
+    pool = AccountPool([SlowRefresh("c", 0.1, fail=dead), FakeAccount("d", fail=AccountUnavailable("d: gone"))],
+                       state, refresh_wait_s=0.01)
+    with pytest.raises(PoolExhausted, match="qwen-auth add c") as e:
+        await pool.acquire()
+    assert "d: gone" in str(e.value)
+
+
+# ---- start-up lines -----------------------------------------------------------------------------------
+
+
+async def test_describe_gives_one_line_per_account_and_warns_when_none_is_usable(state, monkeypatch):
+    monkeypatch.setenv("PLAN_KEY", "sk-sp-0123456789abcdef")
+    key = KeyAccount({"name": "k", "base_url": "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
+                      "key_env": "PLAN_KEY"})
+    pool = AccountPool([FakeAccount("a"), key], state)
+    lines = pool.describe()
+    assert lines[:2] == ["account a (key): ok, upstream http://a.test/v1",
+                         "account k (key): ok, upstream https://dashscope-intl.aliyuncs.com/compatible-mode/v1"]
+    assert lines[2].startswith("warning: account k: this looks like a Coding Plan or Token Plan key")
+    assert len(lines) == 3 and "sk-sp-0123456789abcdef" not in "\n".join(lines)
+    pool.report("a", Outcome.QUOTA, retry_after=60)
+    monkeypatch.delenv("PLAN_KEY")
+    lines = pool.describe()
+    assert "account a (key): cooling_down" in lines[0] and "cooling down until 20" in lines[0]
+    assert lines[1] == "account k (key): missing, upstream https://dashscope-intl.aliyuncs.com/compatible-mode/v1" \
+                       " - env var PLAN_KEY is not set"
+    assert lines[-1].startswith("WARNING: no Qwen account is usable now")
+    empty = AccountPool([], state).describe()
+    assert len(empty) == 1 and empty[0].startswith("WARNING: no Qwen account is configured")
+    assert "qwen-auth login" in empty[0] and "qwen-auth add-key" in empty[0]
+
+
+def test_registry_never_replaces_silently(settings):
+    reg = Registry(settings)
+    reg.put({"name": "k", "kind": "key", "base_url": "http://x/v1", "key": "sk-stored"})
+    before = settings.accounts_path.read_bytes()
+    with pytest.raises(AccountExists):
+        reg.put({"name": "k", "kind": "key", "base_url": "http://y/v1", "key_env": "K"})
+    assert settings.accounts_path.read_bytes() == before
+    old = reg.put({"name": "k", "kind": "key", "base_url": "http://y/v1", "key_env": "K"}, replace=True)
+    assert old["key"] == "sk-stored" and reg.find(reg.load(), "k")["base_url"] == "http://y/v1"
+
+
+# ---- redaction ---------------------------------------------------------------------------------------------
+
+TOKEN_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+@pytest.mark.parametrize("text,kept,gone", [
+    ('{"error":"invalid_request","error_description":"Invalid refresh token or client_id"}',
+     ["Invalid refresh token or client_id", "invalid_request"], []),
+    ('{"error":"server_error","access_token":"x1","refresh_token":"short"}', ["server_error"], ['"x1"', "short"]),
+    ("grant_type=refresh_token&refresh_token=abc123&client_id=f0", ["grant_type=refresh_token"], ["abc123"]),
+    ("upstream said: Authorization: Bearer eyJhbGciOi.J9eyJzdWIi.OiIxMjM0 rejected", ["rejected"], ["eyJhbGciOi"]),
+    ("request a1b2c3d4e5f6a7b8c9d0 failed", ["request", "failed"], ["a1b2c3d4e5f6a7b8c9d0"]),
+    ('{"error":"x","detail":"new access token: QWxhZGRpbjpvcGVuIHNlc2FtZQ2025ab"', ["detail"], ["QWxhZGRpbjpv"]),
+    ('{"msg": "cut {"access_token": "tok-abcdefghijklmnop', ["msg"], ["tok-abcdefghijklmnop"]),
+])
+def test_redact(text, kept, gone):
+    out = redact(text)
+    assert REDACTED in out or not gone
+    assert all(k in out for k in kept), out
+    assert not any(g in out for g in gone), out
+
+
+def test_redact_before_cutting():
+    token = "Zx9" + "k" * 37  # token-shaped by length
+    text = "x " * 145 + token + " tail" * 20
+    assert "Zx9k" in text[:300] and "Zx9k" in redact(text[:300], limit=None)  # cut first: half a token leaks
+    out = redact(text, limit=300)
+    assert "Zx9k" not in out and REDACTED in out and out.endswith("…") and len(out) <= 301
+
+
+@given(st.text(alphabet=TOKEN_ALPHABET, min_size=8, max_size=80))
+def test_token_values_never_survive(tok):
+    assume(tok not in 'error server_error access_token refresh_token grant_type=refresh_token&client_id=x '
+                      'Authorization: Bearer anything at all here {"": ", ":"}')
+    for text in (json.dumps({"error": "server_error", "access_token": tok}),
+                 json.dumps({"refresh_token": tok})[:-2],  # cut short
+                 f"grant_type=refresh_token&refresh_token={tok}&client_id=x",
+                 f"Authorization: Bearer {tok}"):
+        assert tok not in redact(text, limit=None)
+    assert tok not in redact(f"anything at all {tok} here", secrets=[tok], limit=None)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import httpx
 import openai
@@ -116,8 +118,6 @@ def test_counts_persist_across_restarts(make_gateway, emu, home):
     ask(gw)
     ask(gw)
     gw.stop()
-    import subprocess
-
-    out = subprocess.run([str(BIN / "qwen-auth"), "status", "--json"], env={**__import__("os").environ, **env},
+    out = subprocess.run([str(BIN / "qwen-auth"), "status", "--json"], env={**os.environ, **env},
                          capture_output=True, text=True, timeout=20)
     assert json.loads(out.stdout)[0]["requests_today"] == 2

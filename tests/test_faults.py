@@ -109,13 +109,13 @@ def test_oauth_down_during_refresh_keeps_the_login(make_gateway, emu, home):
     tmp, env = home
     issued, path = login(emu, tmp, expires_in=5)
     before = path.read_bytes()
-    gw = make_gateway("oauthdown", env=env)
+    gw = make_gateway("oauthdown", env={**env, "QWEN_REFRESH_RETRY_S": "0.5"})
     emu.fault("oauth500")
     with pytest.raises(openai.APIStatusError) as e:
         ask(gw)
     assert e.value.status_code == 503 and "Token refresh failed" in e.value.message
     assert path.read_bytes() == before  # nothing lost
-    time.sleep(5.2)  # the account waits 5 s after a failed refresh before trying again (no hammering)
+    time.sleep(0.6)  # the account waits QWEN_REFRESH_RETRY_S after a failed refresh (no hammering)
     assert ask(gw, "recovered").choices[0].message.content == "Echo: recovered"  # refreshes now
     assert json.loads(path.read_text())["access_token"] != issued["access_token"]
 
@@ -124,15 +124,15 @@ def test_credential_file_deleted_corrupted_unreadable_while_running(make_gateway
     tmp, env = home
     _, path = login(emu, tmp)
     good = path.read_bytes()
-    gw = make_gateway("files", env=env)
+    gw = make_gateway("files", env={**env, "QWEN_FILE_CHECK_S": "0.3", "QWEN_ACCOUNTS_CHECK_S": "0.3"})
     still_serving(gw)
-    time.sleep(5.2)  # past the 5 s file check interval
+    time.sleep(0.4)  # past the file check interval
     path.unlink()
     with pytest.raises(openai.APIStatusError) as e:
         ask(gw)
     assert e.value.status_code in (401, 503) and "qwen-auth login" in e.value.message
     path.write_text("{corrupt")
-    time.sleep(5.2)  # the pool re-reads its account list at most every 5 s
+    time.sleep(0.4)  # the pool re-reads its account list at most every QWEN_ACCOUNTS_CHECK_S
     with pytest.raises(openai.APIStatusError) as e:
         ask(gw)
     assert "oauth_creds.json" in e.value.message and "qwen-auth login" in e.value.message
@@ -142,6 +142,6 @@ def test_credential_file_deleted_corrupted_unreadable_while_running(make_gateway
         ask(gw)
     path.rmdir()
     path.write_bytes(good)
-    time.sleep(5.2)
+    time.sleep(0.4)
     still_serving(gw)
     assert gw.alive()

@@ -1,0 +1,92 @@
+"""Alibaba Cloud Model Studio's keyed plans: presets for `qwen-auth add-key`, and whether a key fits a plan.
+
+A base URL and a key must come from the same plan and region (a mismatch is a 401):
+
+| Plan | Keys | OpenAI-compatible base URL |
+|---|---|---|
+| pay-as-you-go | `sk-…` | `https://dashscope-intl.aliyuncs.com/compatible-mode/v1` (Singapore), `dashscope` (Beijing), `dashscope-us` (Virginia); workspace domains `https://{WorkspaceId}.{region}.maas.aliyuncs.com/compatible-mode/v1` |
+| Coding Plan | `sk-sp-…` | `https://coding.dashscope.aliyuncs.com/v1`, `https://coding-intl.dashscope.aliyuncs.com/v1` |
+| Token Plan | `sk-sp-…` | `https://token-plan.cn-beijing.maas.aliyuncs.com/compatible-mode/v1`, `…ap-southeast-1…` |
+
+Sources: Model Studio's "Base URL overview", "Coding Plan quick start" and "Token Plan quick start" pages.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+PAYG, CODING, TOKEN = "payg", "coding", "token"
+PLAN_LABELS = {PAYG: "pay-as-you-go", CODING: "Coding Plan", TOKEN: "Token Plan"}
+PLAN_KEY_PREFIX = "sk-sp-"  # Coding Plan and Token Plan keys; pay-as-you-go keys are other `sk-` keys
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    plan: str
+    region: str
+    base_url: str
+    default_model: str
+
+
+PRESETS = {p.name: p for p in (
+    Preset("dashscope-intl", PAYG, "international (Singapore)",
+           "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "qwen3-coder-plus"),
+    Preset("dashscope-cn", PAYG, "China (Beijing)", "https://dashscope.aliyuncs.com/compatible-mode/v1",
+           "qwen3-coder-plus"),
+    Preset("dashscope-us", PAYG, "US (Virginia)", "https://dashscope-us.aliyuncs.com/compatible-mode/v1",
+           "qwen3-coder-plus"),
+    Preset("coding-plan", CODING, "China", "https://coding.dashscope.aliyuncs.com/v1", "qwen3-coder-plus"),
+    Preset("coding-plan-intl", CODING, "international", "https://coding-intl.dashscope.aliyuncs.com/v1",
+           "qwen3-coder-plus"),
+    Preset("token-plan-cn", TOKEN, "China (Beijing)",
+           "https://token-plan.cn-beijing.maas.aliyuncs.com/compatible-mode/v1", "qwen3.6-plus"),
+    Preset("token-plan-intl", TOKEN, "international (Singapore)",
+           "https://token-plan.ap-southeast-1.maas.aliyuncs.com/compatible-mode/v1", "qwen3.6-plus"),
+)}
+WORKSPACE_DEFAULT_MODEL = "qwen3-coder-plus"
+WORKSPACE_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+(?:-\d{1,2})?$")  # cn-beijing, ap-southeast-1, eu-central-1
+
+
+def workspace_base_url(workspace: str, region: str) -> str:
+    """A pay-as-you-go workspace-dedicated domain's OpenAI-compatible base URL. Raises ValueError."""
+    if not WORKSPACE_RE.match(workspace or ""):
+        raise ValueError("--workspace takes a workspace id (letters, digits and '-'), as shown in the Model "
+                         "Studio console")
+    if not REGION_RE.match(region or ""):
+        raise ValueError("--region takes a region id such as cn-beijing, ap-southeast-1 or eu-central-1")
+    return f"https://{workspace.lower()}.{region}.maas.aliyuncs.com/compatible-mode/v1"
+
+
+def plan_of_url(url: str) -> str | None:
+    """Which plan a Model Studio base URL belongs to (PAYG, CODING, TOKEN), or None for any other host."""
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    if host.endswith(".dashscope.aliyuncs.com") and host.split(".")[0] in ("coding", "coding-intl"):
+        return CODING
+    if host.startswith("token-plan.") and host.endswith(".maas.aliyuncs.com"):
+        return TOKEN
+    if re.fullmatch(r"(?:[a-z0-9-]+\.)?dashscope(?:-[a-z]+)?\.aliyuncs\.com", host) or \
+            host.endswith(".maas.aliyuncs.com"):
+        return PAYG
+    return None
+
+
+def key_warning(key: str, plan: str | None) -> str | None:
+    """Why `key` probably does not work with `plan` (a sentence that never contains the key), or None."""
+    if plan is None or not key:
+        return None
+    key = key.strip()
+    label = PLAN_LABELS[plan]
+    if not key.startswith("sk-"):
+        return f"this key does not look like a Model Studio key (those start with sk-); the {label} endpoint " \
+               "will likely refuse it (401)"
+    if plan in (CODING, TOKEN) and not key.startswith(PLAN_KEY_PREFIX):
+        return f"{label} keys start with {PLAN_KEY_PREFIX}; this one looks like a pay-as-you-go key, which the " \
+               f"{label} endpoint refuses (401)"
+    if plan == PAYG and key.startswith(PLAN_KEY_PREFIX):
+        return f"this looks like a Coding Plan or Token Plan key ({PLAN_KEY_PREFIX}…), which pay-as-you-go " \
+               "endpoints refuse (401); use a coding-plan* or token-plan-* preset"
+    return None
