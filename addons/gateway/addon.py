@@ -119,6 +119,13 @@ class QwenGateway:
 
     def running(self) -> None:
         asyncio_utils.create_task(self.relay.start(), name="qwen: relay", keep_ref=True)
+        describe = getattr(self.pool, "describe", None)
+        if callable(describe):  # which accounts were loaded, and a warning when none is usable
+            try:
+                for line in describe():
+                    (log.warning if line.startswith("WARNING") else log.info)(f"qwen: {line}")
+            except Exception:
+                log.exception("qwen: could not list the accounts")
         for o in self.observers:
             self._call(o.running)
 

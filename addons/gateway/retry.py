@@ -52,7 +52,7 @@ class RetryPolicy:
                 self.pool.report(account, Outcome.AUTH)
                 ex.notes.append(f"401 from Qwen: refreshed {account}")
                 reason = RetryReason.REFRESHED
-                cred = await self.pool.refreshed(account)
+                cred = await self.pool.refreshed(account, refused=ex.cred.token)
                 ex.cred = cred
             elif err.kind == errors.QUOTA:
                 self.pool.report(account, Outcome.QUOTA, retry_after=err.retry_after)

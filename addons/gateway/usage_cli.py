@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from .auth.settings import resolve_state_dir
+
 from .observe.ledger import FILENAME, Ledger
 
 # The Qwen model that answered; for requests that never reached Qwen (context guard), the model asked for.
@@ -218,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=_positive, default=20, metavar="N", help="requests: how many (default 20)")
     ap.add_argument("--state-dir", metavar="DIR", help="the gateway's state folder")
     a = ap.parse_args(argv)
-    state = Path(a.state_dir or os.environ.get("QWEN_GATEWAY_HOME") or "~/.qwen-gateway").expanduser()
+    state = resolve_state_dir(a.state_dir)
     path = state / FILENAME
     filters = Filters(since=a.since, errors=a.errors, status=a.status, account=a.account, model=a.model)
     if path.exists():
