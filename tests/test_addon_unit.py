@@ -27,7 +27,7 @@ class StaticPool:
                 return c
         raise AccountUnavailable("no account left")
 
-    async def refreshed(self, account):
+    async def refreshed(self, account, *, refused=None):
         return next(c for c in self.creds if c.account == account)
 
     def report(self, account, outcome, *, retry_after=None):
