@@ -134,7 +134,7 @@ def bench_latency(n: int, rounds: int = 4) -> dict:
                 acc = out.setdefault(name, {"times": [], "cpu": []})
                 acc["times"] += times
                 acc["cpu"].append(_cpu_ms_per_request(p, name, before, n // rounds + (30 if round_ == 0 else 5)))
-        for name, acc in out.items():
+        for acc in out.values():
             times, cpu = acc.pop("times"), acc.pop("cpu")
             acc.update(p50_ms=_pct(times, 0.5), p99_ms=_pct(times, 0.99), requests=len(times),
                        cpu_ms_per_request=cpu[0] if cpu[0] == "-" else round(statistics.median(cpu), 3))
@@ -216,7 +216,7 @@ def bench_webmemory(total: int, every: int) -> dict:
         uncapped = p.gateway(emu, "mitmweb-nocap", tool="mitmweb", args=("--set", "qwen_web_flow_limit=0"))
         out: dict[str, dict] = {}
         for sent in range(every, total + 1, every):
-            for name, url in (("mitmweb-cap500", capped), ("mitmweb-nocap", uncapped)):
+            for url in (capped, uncapped):
                 asyncio.run(_hammer(url, "x", CHAT, every, 8))
             out[f"after {sent}"] = {"cap 500 (default) MB": round(p.rss_mb("mitmweb-cap500"), 1),
                                     "no cap MB": round(p.rss_mb("mitmweb-nocap"), 1)}

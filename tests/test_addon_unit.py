@@ -85,7 +85,7 @@ class FakeQwen:
         self.answers = list(answers)
         self.requests: list[Sent] = []
 
-    async def send(self, url, headers, body, *, timeout, read_timeout) -> FakeResponse:
+    async def send(self, url, headers, body, *, head_timeout, read_timeout) -> FakeResponse:
         self.requests.append(Sent(url, headers, body))
         status, answer = self.answers.pop(0) if self.answers else (200, ANSWER)
         return FakeResponse(status, answer)

@@ -308,7 +308,7 @@ class QwenGateway:
                 rw = ex.rewriter
                 outcome = Outcome.OK if rw is None or not rw.error else \
                     Outcome.THROTTLE if rw.throttled else Outcome.ERROR  # error_finish: throttled mid-stream
-                self._call(self.pool.report, ex.cred.account, outcome)
+                self._report(ex, outcome)
                 if ex.endpoint is not None and ex.endpoint.finished is not None and final is not None:
                     ex.endpoint.finished(ex, final)
         except GatewayError as e:
@@ -330,8 +330,7 @@ class QwenGateway:
         self.relay.forget(ex.extra.pop("relay_token", None))
         flow.request.headers.pop(TOKEN_HEADER, None)
         message = flow.error.msg if flow.error else "connection error"
-        if ex.cred is not None:
-            self._call(self.pool.report, ex.cred.account, Outcome.ERROR)
+        self._report(ex, Outcome.ERROR)
         ex.stream_error = ex.stream_error or message
         if ex.error is None:
             ex.fail(502, "upstream_connection_error", message)
@@ -364,6 +363,10 @@ class QwenGateway:
         ex = self._live.get(flow.id)
         self._refuse(flow, ex, GatewayError(500, f"The gateway failed: {type(e).__name__}."))
 
+    def _report(self, ex: Exchange, outcome: Outcome) -> None:
+        if self.pool is not None and ex.cred is not None:
+            self._call(self.pool.report, ex.cred.account, outcome)
+
     def _track_unclaimed(self, flow: http.HTTPFlow) -> None:
         """Flows the gateway passes through (other hosts, explicit proxy) count for mitmweb's cap too."""
         if self._flowcap is not None:
@@ -388,7 +391,8 @@ class QwenGateway:
 
     async def _finish_after_estimate(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         try:
-            await asyncio.wait_for(asyncio.shield(ex.estimate), ESTIMATE_WAIT_S)
+            if ex.estimate is not None:
+                await asyncio.wait_for(asyncio.shield(ex.estimate), ESTIMATE_WAIT_S)
         except Exception:
             pass
         flow.metadata["qwen"] = ex.to_meta()
@@ -475,7 +479,7 @@ def _parse_json(content: bytes) -> dict:
         body = json.loads(content or b"")
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise GatewayError(400, "We could not parse the JSON body of your request. (HINT: This likely means "
-                                "you aren't using your HTTP library correctly.)", code="invalid_json")
+                                "you aren't using your HTTP library correctly.)", code="invalid_json") from None
     if not isinstance(body, dict):
         raise GatewayError(400, "The request body must be a JSON object.", code="invalid_request_body")
     return body

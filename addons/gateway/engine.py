@@ -61,7 +61,7 @@ class UpstreamEngine:
         while True:
             url, headers, body, read = self._request(ex)
             try:
-                resp = await self.client.send(url, headers, body, timeout=self.config.upstream_timeout or None,
+                resp = await self.client.send(url, headers, body, head_timeout=self.config.upstream_timeout or None,
                                               read_timeout=read)
             except DeadConnection as e:
                 if reconnected:

@@ -18,8 +18,10 @@ STREAM_CAPTURE = 1 << 20  # bytes of a translated stream kept on the flow for mi
 
 def stream_rewriter(ex: Exchange, capture_limit: int = 0) -> StreamRewriter:
     assert ex.endpoint is not None
-    return StreamRewriter(ChunkNormalizer(ex.requested_model or ex.upstream_model),
-                          ex.endpoint.stream_translator(ex), capture_limit=capture_limit)
+    translator = ex.endpoint.stream_translator(ex)
+    assert translator is not None  # only endpoints that stream get here
+    return StreamRewriter(ChunkNormalizer(ex.requested_model or ex.upstream_model), translator,
+                          capture_limit=capture_limit)
 
 
 def start_stream(ex: Exchange, resp: http.Response) -> None:
@@ -72,7 +74,8 @@ def upstream_json(body: bytes) -> dict:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        raise GatewayError(502, "Qwen sent an answer that is not valid JSON.", code="invalid_upstream_response")
+        raise GatewayError(502, "Qwen sent an answer that is not valid JSON.",
+                           code="invalid_upstream_response") from None
     if not isinstance(data, dict):
         raise GatewayError(502, "Qwen sent an unexpected answer.", code="invalid_upstream_response")
     return data

@@ -48,8 +48,9 @@ class LoopbackRelay:
             if self._starting is None:
                 self._starting = asyncio.ensure_future(asyncio.start_server(self._connection, "127.0.0.1", 0,
                                                                             limit=MAX_HEAD))
-            self._server = await asyncio.shield(self._starting)
-            self.address = self._server.sockets[0].getsockname()[:2]
+            server: asyncio.Server = await asyncio.shield(self._starting)
+            self._server = server
+            self.address = server.sockets[0].getsockname()[:2]
         return self.address
 
     def stop(self) -> None:

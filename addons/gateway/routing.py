@@ -28,10 +28,10 @@ def claims(flow: http.HTTPFlow, config: Config) -> bool:
     if isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode):
         return True
     hosts = config.intercept_hosts
-    if normalise_host(flow.request.pretty_host) in hosts or normalise_host(flow.request.host) in hosts:
+    if normalise_host(flow.request.pretty_host) in hosts or normalise_host(flow.request.host or "") in hosts:
         return True
     sni = flow.client_conn.sni
-    return bool(sni) and normalise_host(sni) in hosts
+    return sni is not None and normalise_host(sni) in hosts
 
 
 def route(method: str, path: str, endpoints: dict[str, Endpoint]) -> Route:

@@ -72,9 +72,10 @@ class Encoding:
     def _count_piece(self, text: str) -> int:
         if self.to_buffer is not None:
             try:
-                return memoryview(self.to_buffer(text)).nbytes // 4
+                return memoryview(self.to_buffer(text)).nbytes // 4  # type: ignore[arg-type]
             except Exception:  # e.g. a lone surrogate: the list API replaces it
                 pass
+        assert self.encode is not None  # the estimate (no encoder) never gets here
         return len(self.encode(text))
 
 
