@@ -78,6 +78,7 @@ class QwenGateway:
         self.relay = LoopbackRelay(self.engine.open, idle_timeout=lambda: self.config.stream_idle_timeout)
         self.local = LocalAnswers(pool=lambda: self.pool, store=self._responses, metrics=self._metrics,
                                   reload_accounts=self._reload_accounts)
+        self._loopback_only = False  # listeners moved to loopback by the gateway itself
         self._live: dict[str, Exchange] = {}  # flow id -> exchange, until response/error
         self._flows: dict[str, http.HTTPFlow] = {}  # exchange id -> flow, for the engine's callback
 
@@ -111,7 +112,16 @@ class QwenGateway:
                     + f". Set ${config.KEYS_ENV} or --set qwen_client_keys_file=FILE, or --set "
                     "qwen_allow_open=true to accept that anyone reaching the port spends your quota.")
         if {"listen_host", "mode"} & updated and "mode" in opts:
-            bind_loopback_by_default(opts)
+            self._loopback_only = bind_loopback_by_default(opts)
+            reverse_only = all(isinstance(mode_specs.ProxyMode.parse(m), mode_specs.ReverseMode) for m in opts.mode)
+            if reverse_only and opts.body_size_limit is None:
+                # mitmproxy buffers a whole upload before any hook can refuse it: bound it (reverse mode only,
+                # where every flow is the gateway's; elsewhere it would also cut passed-through downloads).
+                # Up to twice the limit the client still gets the gateway's own 413 in OpenAI's format.
+                opts.update(body_size_limit=f"{2 * (self.config.max_body >> 20) + 1}m")
+        if "keep_host_header" in updated and not opts.keep_host_header:
+            # the Host the client sent tells a rebinding page from a real client; the engine sets its own
+            opts.update(keep_host_header=True)
         if "connection_strategy" in updated and opts.connection_strategy != "lazy":
             # Eager would open a connection to the client's original target (api.openai.com)
             # before the gateway reroutes the request; lazy connects only where we send it.
@@ -158,17 +168,40 @@ class QwenGateway:
 
     # ---- request ----------------------------------------------------------------------------------
 
+    def client_connected(self, client) -> None:
+        """mitmproxy starts its listeners before this addon loads and moves them to loopback: a connection
+        that reached a listener beyond loopback in that moment is closed, never served."""
+        if self._loopback_only and client.sockname and not access.is_loopback(str(client.sockname[0])):
+            client.error = "qwen gateway: this listener is loopback-only"
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        """Explicit proxy with client keys: a tunnel to a host the gateway does not answer is refused, so
+        the proxy is no open relay for whoever holds no key (qwen_allow_passthrough lifts this)."""
+        if self.config.client_keys and not self.config.allow_passthrough and not self.claims(flow):
+            flow.response = error_response(_PASSTHROUGH_REFUSED)
+
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
             return
         try:
             if not self.claims(flow):
+                if self.config.client_keys and not self.config.allow_passthrough and not flow.is_replay:
+                    flow.response = error_response(_PASSTHROUGH_REFUSED)
                 return
-            refusal = None if flow.is_replay else access.check_key(flow.request, self.config.client_keys)
+            flow.request.stream = False  # the gateway reads the whole (bounded) body before anything is sent
+            req = flow.request
+            replay = bool(flow.is_replay)
+            refusal = None if replay else access.check_key(req, self.config.client_keys)
             ex = self._open(flow)  # drops the client's key from the flow: checked just before
             if refusal is not None and ex.route == "health" and access.is_loopback(_peer(flow)):
                 refusal = None  # /health stays open on loopback; beyond it, it is behind the key
-            refusal = refusal or access.check_declared_size(flow.request, self.config.max_body)
+            if not replay:
+                allowed = self.config.allowed_hosts | {_sock(flow)}
+                refusal = refusal or access.check_host(req, allowed) or access.check_origin(req, allowed)
+            if ex.route == "auth" and access.is_browser_request(req):
+                refusal = refusal or GatewayError(403, "Remote login is not served to web pages.",
+                                                  code="remote_login_disabled")
+            refusal = refusal or access.check_declared_size(req, self.config.max_body)
             if refusal is not None:
                 self._refuse(flow, ex, refusal)
         except Exception as e:
@@ -252,13 +285,15 @@ class QwenGateway:
         return answer
 
     def _content(self, flow: http.HTTPFlow, ex: Exchange) -> bytes:
-        try:
-            content = flow.request.content or b""
+        limit = self.config.max_body
+        try:  # decoded here with the limit: mitmproxy's own decoding has none (a zstd bomb)
+            content = access.decode_body(flow.request.raw_content or b"",
+                                         flow.request.headers.get("content-encoding", ""), limit)
+        except access.BodyTooLarge:
+            raise access.too_large(limit) from None
         except ValueError as e:
-            raise GatewayError(400, "The request body could not be decoded (Content-Encoding).",
+            raise GatewayError(400, f"The request body could not be decoded: {e}.",
                                code="invalid_content_encoding") from e
-        if len(content) > self.config.max_body:
-            raise access.too_large(self.config.max_body)
         ex.client = ClientRequest(ex.client.method, ex.client.path, ex.client.url, ex.client.key_hint, len(content))
         return content
 
@@ -440,11 +475,12 @@ def default_observers() -> list[Observer]:
     return [TokenEstimator(), Metrics(), RequestLine(), UsageLedger(), DebugLog(), FlowAnnotator(), FlowCap()]
 
 
-def bind_loopback_by_default(opts) -> None:
+def bind_loopback_by_default(opts) -> bool:
     """mitmproxy listens on every interface unless told; the gateway spends the user's Qwen
-    quota, so it listens on loopback unless --listen-host or a mode's @host says otherwise."""
+    quota, so it listens on loopback unless --listen-host or a mode's @host says otherwise.
+    True when every listener is then on 127.0.0.1."""
     if opts.listen_host != "":
-        return
+        return False
     modes = []
     for spec in opts.mode:
         mode = mode_specs.ProxyMode.parse(spec)
@@ -461,6 +497,18 @@ def bind_loopback_by_default(opts) -> None:
                 asyncio_utils.create_task(ps.setup_servers(), name="qwen: listen on loopback", keep_ref=True)
             except RuntimeError:  # no event loop (unit tests): listeners start later with the new modes
                 pass
+    listeners = [m for m in map(mode_specs.ProxyMode.parse, modes) if not isinstance(m, mode_specs.LocalMode)]
+    return bool(listeners) and all(m.custom_listen_host == "127.0.0.1" for m in listeners)
+
+
+_PASSTHROUGH_REFUSED = GatewayError(
+    403, "This gateway requires client keys and answers only its own hosts (qwen_intercept_hosts); it does "
+         "not relay other traffic (qwen_allow_passthrough).", code="passthrough_refused")
+
+
+def _sock(flow: http.HTTPFlow) -> str:
+    """The address the client connected to: a client that names it in Host is not a rebinding page."""
+    return access.host_name(str(flow.client_conn.sockname[0])) if flow.client_conn.sockname else ""
 
 
 def _peer(flow: http.HTTPFlow) -> str:
