@@ -17,7 +17,7 @@ import pytest
 
 from helpers.netns import (  # noqa: F401  (fixtures)
     BIN, CLIENT_KEY, OPENAI_ADDRESS, OTHER_ADDRESS, OTHER_HOST, PROXY_GID, PY, ROOT, World, client_env,
-    explicit_gw, iptables_unavailable, redirect_wrap, transparent_gw, world)
+    explicit_gw, iptables_unavailable, proxy_world, redirect_wrap, transparent_gw, world)
 
 pytestmark = pytest.mark.e2e
 
@@ -35,8 +35,9 @@ def mode_gw(request):
     return request.param, request.getfixturevalue(f"{request.param}_gw")
 
 
-def test_openai_python_chat_and_stream_unchanged(world, mode_gw):
+def test_openai_python_chat_and_stream_unchanged(mode_gw):
     mode, gw = mode_gw
+    world = gw.world
     world.reset_emulator()
     mark = world.mark(gw)
     r = world.run_client([PY, PYTHON_CLIENT, f"python via {mode}"], python_env(world, gw, mode))

@@ -419,14 +419,25 @@ def redirect_wrap(port: int = TRANSPARENT_PORT, *options: str) -> list:
     return [BIN / "qwen-redirect", "run", "--port", str(port), "--group", str(PROXY_GID), *options, "--"]
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def _world(tmp_path_factory, name: str):
     reason = namespace_unavailable()
     if reason:
         pytest.skip(f"no network namespace: {reason}")
-    w = World(tmp_path_factory.mktemp("world")).start()
+    w = World(tmp_path_factory.mktemp(name)).start()
     yield w
     w.stop()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """The namespace of the transparent-mode gateway (its redirect rules apply to every client in it)."""
+    yield from _world(tmp_path_factory, "world")
+
+
+@pytest.fixture(scope="module")
+def proxy_world(tmp_path_factory):
+    """A namespace without redirect rules, for the explicit proxy: what ignores the proxy is seen."""
+    yield from _world(tmp_path_factory, "proxy-world")
 
 
 @pytest.fixture(scope="module")
@@ -441,8 +452,8 @@ def transparent_gw(world):
 
 
 @pytest.fixture(scope="module")
-def explicit_gw(world):
-    """The explicit proxy (mitmdump's regular mode) inside the namespace."""
-    gw = world.gateway("explicit", "regular")
+def explicit_gw(proxy_world):
+    """The explicit proxy (mitmdump's regular mode) inside a namespace without redirect rules."""
+    gw = proxy_world.gateway("explicit", "regular")
     yield gw
     gw.stop()
