@@ -5,7 +5,8 @@ chat, chat stream, Responses stream), inside the test's network namespace (tests
 - The explicit proxy's environment variables alone do NOT: Node's fetch ignores HTTPS_PROXY, and the
   client goes straight to api.openai.com (here: the fake origin, which counts the connection).
 - NODE_USE_ENV_PROXY=1 makes Node's fetch use HTTPS_PROXY from Node 24.5 / 22.21 on: verified per
-  installed Node — the recipe works on those, and the variable is ignored on older ones."""
+  installed Node — the recipe works on those, and the variable is ignored on older ones.
+- OPENAI_BASE_URL (openai-node's own variable) pointed at a reverse-mode gateway works everywhere."""
 
 from __future__ import annotations
 
@@ -44,6 +45,14 @@ def _nodes() -> list:
 def has_env_proxy(version: tuple[int, int, int]) -> bool:
     """Node's release notes: NODE_USE_ENV_PROXY arrived in 24.5.0 and was backported to 22.21.0."""
     return version >= (24, 5, 0) or (22, 21, 0) <= version < (23, 0, 0)
+
+
+@pytest.fixture(scope="module")
+def reverse_gw(proxy_world):
+    """The README's recommended mode, inside the namespace."""
+    gw = proxy_world.gateway("reverse", "reverse:https://portal.qwen.ai")
+    yield gw
+    gw.stop()
 
 
 @pytest.fixture(params=_nodes())
@@ -101,3 +110,11 @@ def test_node_use_env_proxy_recipe(proxy_world, explicit_gw, node):
     else:
         assert r.returncode != 0 and world.origin_connections()[mark[0]:], (
             f"Node {version} is not supposed to know NODE_USE_ENV_PROXY, yet it used the proxy")
+
+
+def test_openai_node_with_its_base_url_variable_and_reverse_mode(proxy_world, reverse_gw, node):
+    world = proxy_world
+    world.reset_emulator()
+    mark = world.mark(reverse_gw)
+    r = run_node(world, node, "node reverse", OPENAI_BASE_URL=f"{reverse_gw.proxy_url}/v1")
+    assert_answered(world, reverse_gw, r, "node reverse", mark)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,21 @@ def test_openai_python_chat_and_stream_unchanged(mode_gw):
     assert all(CLIENT_KEY not in json.dumps(c["headers"]) for c in chats)  # the client's key stays home
     assert world.leaks(gw, mark) == []
     assert set(gw.connections()[mark[1]:]) == {f"127.0.0.1:{world.emu_port}"}  # only Qwen (the emulator)
+
+
+def test_curl_unchanged(mode_gw):
+    """curl honours HTTPS_PROXY (explicit proxy) and needs nothing but the CA in transparent mode."""
+    mode, gw = mode_gw
+    if shutil.which("curl") is None:
+        pytest.skip("curl not installed")
+    world = gw.world
+    mark = world.mark(gw)
+    env = client_env(world.workdir, **({"HTTPS_PROXY": gw.proxy_url} if mode == "explicit" else {}))
+    r = world.run_client(["curl", "-sS", "--fail", "--cacert", gw.ca_cert, "https://api.openai.com/v1/models",
+                          "-H", f"Authorization: Bearer {CLIENT_KEY}"], env, timeout=30)
+    assert r.returncode == 0, r.stderr + gw.log()[-2000:]
+    assert json.loads(r.stdout)["object"] == "list"
+    assert world.leaks(gw, mark) == []
 
 
 def test_namespace_has_its_own_hosts_file_and_leaves_the_hosts_untouched(world):

@@ -5,8 +5,9 @@ transparent listener (Linux, as root).
                                                  to 127.0.0.1:8080, except traffic of the group
                                                  mitmproxy runs as (default: qwen-gateway)
     qwen-redirect remove                         remove exactly those rules (their own chain)
-    qwen-redirect run --port 8080 -- mitmdump -s addons/qwen.py --mode transparent
-                                                 install, run the command as that group, remove on exit
+    qwen-redirect run --port 8080 --run-as "$USER" -- mitmdump -s addons/qwen.py --mode transparent
+                                                 install, run the command in that group (as that user),
+                                                 remove the rules when it exits
     --dry-run                                    print the commands instead of running them
 
 Options (install and run):
@@ -188,12 +189,23 @@ def _owner_ids(owner: tuple[str, str]) -> tuple[int | None, int, list[int]]:
     return pw.pw_uid, pw.pw_gid, sorted(set(os.getgrouplist(pw.pw_name, pw.pw_gid)))
 
 
-def run(plan: Plan, command: Sequence[str]) -> int:
-    """Install the rules, run `command` as the excluded user/group, remove the rules when it exits."""
+def run(plan: Plan, command: Sequence[str], run_as: str | None = None) -> int:
+    """Install the rules, run `command` as the excluded user/group, remove the rules when it exits.
+    `run_as`: with a group exclusion, run as this user (its home, its files) in the excluded group."""
     uid, gid, groups = _owner_ids(plan.owner)
+    env = None
+    if run_as:
+        if uid is not None:
+            raise RedirectError("--run-as goes with --group (with --user the command runs as that user)")
+        try:
+            pw = pwd.getpwuid(int(run_as)) if run_as.isdigit() else pwd.getpwnam(run_as)
+        except KeyError:
+            raise RedirectError(f"user {run_as} does not exist") from None
+        uid = pw.pw_uid
+        env = {**os.environ, "HOME": pw.pw_dir, "USER": pw.pw_name, "LOGNAME": pw.pw_name}
     install(plan)
     try:
-        child = subprocess.Popen(list(command), user=uid, group=gid, extra_groups=groups)
+        child = subprocess.Popen(list(command), user=uid, group=gid, extra_groups=groups, env=env)
     except BaseException:
         remove(plan.chain, plan.families)
         raise
@@ -217,7 +229,7 @@ def run(plan: Plan, command: Sequence[str]) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="qwen-redirect", description=__doc__.split("\n\n", 1)[0],
+    p = argparse.ArgumentParser(prog="qwen-redirect", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="action", required=True)
 
@@ -240,6 +252,8 @@ def _parser() -> argparse.ArgumentParser:
         who.add_argument("--user", help="user mitmproxy runs as, never redirected (instead of --group)")
         common(sp)
         if name == "run":
+            sp.add_argument("--run-as", metavar="USER",
+                            help="run the command as USER (its home and files) in the excluded group")
             sp.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS… (normally mitmdump)")
     common(sub.add_parser("remove", help="remove the rules"))
     return p
@@ -280,6 +294,8 @@ def main(argv: Sequence[str] | None = None, resolver: Resolver = resolve) -> int
             return 0
         plan = plan_from_args(args, resolver)
         if args.action == "install":
+            if not args.dry_run:
+                _owner_ids(plan.owner)  # a clear message for a missing group/user, before iptables
             sys.stdout.write(format_commands(install_commands(plan) if args.dry_run else install(plan)))
             return 0
         command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -287,11 +303,13 @@ def main(argv: Sequence[str] | None = None, resolver: Resolver = resolve) -> int
             raise RedirectError("run needs a command: qwen-redirect run [options] -- COMMAND…")
         if args.dry_run:
             sys.stdout.write(format_commands(install_commands(plan)))
-            sys.stdout.write(f"# then, as {'user' if plan.owner[0] == 'uid' else 'group'} {plan.owner[1]}: "
-                             f"{shlex.join(command)}\n# then, when it exits:\n")
+            who = f"user {plan.owner[1]}" if plan.owner[0] == "uid" else f"group {plan.owner[1]}"
+            if args.run_as:
+                who = f"user {args.run_as}, {who}"
+            sys.stdout.write(f"# then, as {who}: {shlex.join(command)}\n# then, when it exits:\n")
             sys.stdout.write(format_commands(remove_commands(plan.chain, plan.used_families())))
             return 0
-        return run(plan, command)
+        return run(plan, command, args.run_as)
     except RedirectError as e:
         print(f"qwen-redirect: {e}", file=sys.stderr)
         return 2

@@ -1,5 +1,6 @@
-// An unchanged openai-node client: `new OpenAI()` with nothing but OPENAI_API_KEY. Whatever it does
-// differently comes from the environment or the network.
+// An unchanged openai-node client: `new OpenAI()` with nothing but OPENAI_API_KEY (and, in the
+// reverse-mode recipe, the SDK's own OPENAI_BASE_URL). Whatever it does differently comes from the
+// environment or the network.
 //
 //   node openai_node.mjs ENTRY TEXT
 // ENTRY is the file URL of the installed package's ESM entry (the package lives in .tools/, outside
@@ -8,7 +9,8 @@
 const [entry, text] = process.argv.slice(2);
 const { default: OpenAI } = await import(entry);
 const client = new OpenAI({ maxRetries: 0, timeout: 30000 });
-if (client.baseURL !== "https://api.openai.com/v1") throw new Error(`base URL changed: ${client.baseURL}`);
+const expected = process.env.OPENAI_BASE_URL ?? "https://api.openai.com/v1"; // the SDK's own variable
+if (client.baseURL !== expected) throw new Error(`base URL ${client.baseURL}, expected ${expected}`);
 const messages = [{ role: "user", content: text }];
 const out = {};
 const chat = await client.chat.completions.create({ model: "gpt-4o", messages });
