@@ -271,7 +271,9 @@ def plan_from_args(args: argparse.Namespace, resolver: Resolver = resolve) -> Pl
                 found = [str(ipaddress.ip_address(host))]
             except ValueError:
                 found = list(resolver(host))
-            addresses += [a for a in found if a not in addresses]
+            for address in found:
+                if address not in addresses:
+                    addresses.append(address)
     families = (4,) if args.ipv4_only else (4, 6)
     owner = ("uid", args.user) if args.user else ("gid", args.group or DEFAULT_GROUP)
     plan = Plan(port=args.port, addresses=tuple(addresses), all_hosts=args.all_hosts,
