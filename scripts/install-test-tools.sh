@@ -46,6 +46,7 @@ else
 fi
 
 if [ ! -x .tools/agents-venv/bin/python ] || ! .tools/agents-venv/bin/python -c "import agents" 2>/dev/null; then
+  [ -x .venv/bin/python ] || bash scripts/setup.sh --test || true  # the project's Python 3.12+
   py=.venv/bin/python
   [ -x "$py" ] || py=$(command -v python3)
   mkdir -p .tools
