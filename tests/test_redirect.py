@@ -238,3 +238,24 @@ def test_missing_group_is_explained(fake):
     with pytest.raises(redirect.RedirectError, match="groupadd --system no-such-group-here"):
         redirect.run(redirect.Plan(port=1, addresses=("192.0.2.1",), owner=("gid", "no-such-group-here")), ["true"])
     assert fake.log == []  # nothing was installed
+
+
+@pytest.mark.e2e  # starts a process
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing a process's user and group needs root")
+def test_run_as_a_user_keeps_that_user_home_in_the_excluded_group(fake):
+    import pwd
+    import tempfile
+
+    nobody = pwd.getpwnam("nobody")
+    fd, name = tempfile.mkstemp(dir="/tmp")  # pytest's tmp_path is not reachable for nobody
+    os.close(fd)
+    seen = Path(name)
+    seen.chmod(0o666)
+    plan = redirect.Plan(port=8080, addresses=("192.0.2.10",), owner=("gid", "34343"))
+    rc = redirect.run(plan, ["/bin/sh", "-c", 'echo "$(id -u) $(id -g) $(id -G) $HOME $USER" > "$0"', str(seen)],
+                      run_as="nobody")
+    text = seen.read_text()
+    seen.unlink()
+    assert rc == 0
+    assert text.split() == [str(nobody.pw_uid), "34343", "34343", nobody.pw_dir, "nobody"]
+    assert fake.tables == {"iptables": {"OUTPUT": []}, "ip6tables": {"OUTPUT": []}}
