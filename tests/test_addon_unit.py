@@ -505,7 +505,7 @@ async def test_with_client_keys_other_hosts_are_not_relayed(setup, monkeypatch):
     assert f.response is None  # relayed, as the user asked
 
 
-def test_last_line_guard_sees_addresses_and_server_names(setup):
+async def test_last_line_guard_sees_addresses_and_server_names(setup):
     from mitmproxy.proxy import server_hooks
     from mitmproxy.test import tflow as tf
 
@@ -521,7 +521,7 @@ def test_last_line_guard_sees_addresses_and_server_names(setup):
         server = tf.tserver_conn()
         server.address, server.sni = address, server_sni
         server.error = None
-        gw.server_connect(server_hooks.ServerConnectionHookData(server=server, client=client))
+        await gw.server_connect(server_hooks.ServerConnectionHookData(server=server, client=client))
         assert bool(server.error) is refused, (address, client_sni, server_sni)
 
 

@@ -50,7 +50,8 @@ def test_openai_python_chat_and_stream_unchanged(mode_gw):
     assert len(chats) == 2 and chats[1]["body"]["stream"] is True
     assert all(CLIENT_KEY not in json.dumps(c["headers"]) for c in chats)  # the client's key stays home
     assert world.leaks(gw, mark) == []
-    assert set(gw.connections()[mark[1]:]) == {f"127.0.0.1:{world.emu_port}"}  # only Qwen (the emulator)
+    # mitmproxy itself reached only the gateway's relay (streams); the engine talked to Qwen (the emulator)
+    assert set(gw.connections()[mark[1]:]) <= {"relay"}
 
 
 def test_curl_unchanged(mode_gw):
@@ -154,10 +155,6 @@ print(c.getresponse().status)
 """
 
 
-@pytest.mark.xfail(strict=True, reason="gateway bug: in transparent mode server.address holds the original "
-                   "destination IP, and the server_connect guard compares it with host names, so a flow the "
-                   "gateway does not claim (Host header not an intercepted name) is sent to api.openai.com's "
-                   "address")
 @pytest.mark.parametrize("target,host", [("api.openai.com", "elsewhere.example"), (OPENAI_ADDRESS, OPENAI_ADDRESS)],
                          ids=["sni-api.openai.com-other-host-header", "address-only"])
 def test_transparent_guard_never_connects_to_the_intercepted_address(world, transparent_gw, target, host):

@@ -79,6 +79,7 @@ class QwenGateway:
         self.local = LocalAnswers(pool=lambda: self.pool, store=self._responses, metrics=self._metrics,
                                   reload_accounts=self._reload_accounts)
         self._loopback_only = False  # listeners moved to loopback by the gateway itself
+        self._resolved: tuple[frozenset[str], float, frozenset[str]] | None = None  # intercepted names' addresses
         self._live: dict[str, Exchange] = {}  # flow id -> exchange, until response/error
         self._flows: dict[str, http.HTTPFlow] = {}  # exchange id -> flow, for the engine's callback
 
@@ -154,17 +155,36 @@ class QwenGateway:
             return True
         return routing.claims(flow, self.config)
 
-    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+    async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         """Last line of defence: the only server a claimed flow may reach is the relay. In reverse mode
-        every flow is claimed; in other modes nothing for an intercepted name (Host, SNI) gets out."""
+        every flow is claimed; in other modes nothing for an intercepted name (Host, SNI) or one of the
+        addresses those names resolve to gets out."""
         address = data.server.address
         if address is None or (self.relay.address is not None and tuple(address[:2]) == self.relay.address):
             return
         hosts = self.config.intercept_hosts
         names = (str(address[0]), data.server.sni or "", data.client.sni or "")
-        if isinstance(data.client.proxy_mode, mode_specs.ReverseMode) or any(
-                normalise_host(n) in hosts for n in names if n):
+        if (isinstance(data.client.proxy_mode, mode_specs.ReverseMode)
+                or any(normalise_host(n) in hosts for n in names if n)
+                or str(address[0]) in await self._intercepted_addresses()):
             data.server.error = f"qwen gateway refuses to connect to {address[0]}: its requests go to Qwen"
+
+    async def _intercepted_addresses(self) -> frozenset[str]:
+        """What the intercepted names resolve to (cached a minute; a failed lookup resolves to nothing)."""
+        now = time.monotonic()
+        cached = self._resolved
+        if cached is not None and cached[0] == self.config.intercept_hosts and now - cached[1] < 60:
+            return cached[2]
+        loop = asyncio.get_running_loop()
+        found: set[str] = set()
+        for host in self.config.intercept_hosts:
+            try:
+                infos = await asyncio.wait_for(loop.getaddrinfo(host, None), 2)
+            except (OSError, asyncio.TimeoutError):
+                continue
+            found |= {str(info[4][0]) for info in infos}
+        self._resolved = (self.config.intercept_hosts, now, frozenset(found))
+        return self._resolved[2]
 
     # ---- request ----------------------------------------------------------------------------------
 
