@@ -218,3 +218,22 @@ def check_host(req: http.Request, allowed: frozenset[str]) -> GatewayError | Non
 def is_browser_request(req: http.Request) -> bool:
     """Fetch metadata or an Origin: sent by browsers, never by API clients and CLIs."""
     return "origin" in req.headers or "sec-fetch-site" in req.headers or "sec-fetch-mode" in req.headers
+
+
+# ---- admission: everything decided from the request's headers --------------------------------------------
+
+PASSTHROUGH_REFUSED = GatewayError(
+    403, "This gateway requires client keys and answers only its own hosts (qwen_intercept_hosts); it does "
+         "not relay other traffic (qwen_allow_passthrough).", code="passthrough_refused")
+
+
+def admit(req: http.Request, *, route: str, key_refusal: GatewayError | None, allowed: frozenset[str],
+          peer: str, max_body: int) -> GatewayError | None:
+    """The refusal for a claimed request, from its headers alone (the body is not read yet). `key_refusal`
+    is the client-key check, made before the key was dropped from the flow."""
+    if key_refusal is not None and not (route == "health" and is_loopback(peer)):
+        return key_refusal  # /health stays open on loopback; beyond it, it is behind the key
+    refusal = check_host(req, allowed) or check_origin(req, allowed)
+    if refusal is None and route == "auth" and is_browser_request(req):
+        refusal = GatewayError(403, "Remote login is not served to web pages.", code="remote_login_disabled")
+    return refusal or check_declared_size(req, max_body)

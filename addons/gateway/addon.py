@@ -17,8 +17,6 @@ Observers (observe/*, flowview) are plain objects called at named points, each i
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import json
 import logging
 import time
@@ -30,56 +28,40 @@ from mitmproxy.utils import asyncio_utils
 from . import access, config, embeddings, forward, routing
 from .auth.base import Capability, Outcome, Pool
 from .auth.pool import AccountPool
-from .config import Config, normalise_host
+from .config import Config
 from .endpoints import endpoints
 from .engine import UpstreamEngine
 from .errors import GatewayError
 from .exchange import ClientRequest, Exchange, key_hint
-from .flowview import FlowAnnotator, FlowCap
-from .local import LocalAnswers, error_response
-from .local import json_response as local_json
-from .observe.base import POINTS, Observer, overrides
-from .observe.debuglog import DebugLog
+from .fence import Fence, bind_loopback_by_default
+from .local import LocalAnswers, error_response, health
+from .observe.base import Observer
+from .observe.dispatch import Observers, call_safely, default_observers
 from .observe.guard import context_check
-from .observe.ledger import UsageLedger
-from .observe.metrics import Metrics
-from .observe.requestlog import RequestLine
-from .observe.tokens import TokenEstimator
 from .relay import TOKEN_HEADER, LoopbackRelay
 from .response_store import ResponseStore
 from .retry import RetryPolicy
 
 log = logging.getLogger("qwen")
 
-# How long `finished` observers wait for a prompt estimate still being counted.
-ESTIMATE_WAIT_S = 5.0
-
 
 class QwenGateway:
     def __init__(self, pool: Pool | None = None, observers: list[Observer] | None = None,
                  upstream=None) -> None:
-        self._fixed_pool = pool  # tests hand in a pool; otherwise it is built from the options
+        self._fixed_pool = pool  # tests hand in a pool (and a fake upstream); otherwise built from the options
         self.pool: Pool | None = pool
         self.config = Config()
-        self.observers: list[Observer] = default_observers() if observers is None else list(observers)
-        self._flowcap = next((o for o in self.observers if isinstance(o, FlowCap)), None)
-        self._points = {p: [getattr(o, p) for o in self.observers if overrides(o, p)] for p in POINTS}
-        # finished: those that show the prompt estimate wait for it; the others are told at once
-        self._points["finished_now"] = [o.finished for o in self.observers
-                                        if overrides(o, "finished") and not o.waits_for_estimate]
-        self._points["finished_after_estimate"] = [o.finished for o in self.observers
-                                                   if overrides(o, "finished") and o.waits_for_estimate]
+        self.observers = Observers(default_observers() if observers is None else list(observers))
         self._store: ResponseStore | None = None
         self.endpoints = endpoints(self._responses)
         self.policy = RetryPolicy(pool)
-        self.engine = UpstreamEngine(self.policy, self.config,
-                                     on_upstream_request=self._upstream_request,
+        self.engine = UpstreamEngine(self.policy, self.config, on_upstream_request=self._upstream_request,
                                      client=upstream)
         self.relay = LoopbackRelay(self.engine.open, idle_timeout=lambda: self.config.stream_idle_timeout)
-        self.local = LocalAnswers(pool=lambda: self.pool, store=self._responses, metrics=self._metrics,
-                                  reload_accounts=self._reload_accounts)
-        self._loopback_only = False  # listeners moved to loopback by the gateway itself
-        self._resolved: tuple[frozenset[str], float, frozenset[str]] | None = None  # intercepted names' addresses
+        self.local = LocalAnswers(pool=lambda: self.pool, store=self._responses,
+                                  metrics=lambda: self.observers.exposition() if self.observers.exposition else None,
+                                  reload_accounts=lambda: self.pool.reload() if self.pool else None)
+        self.fence = Fence()
         self._live: dict[str, Exchange] = {}  # flow id -> exchange, until response/error
         self._flows: dict[str, http.HTTPFlow] = {}  # exchange id -> flow, for the engine's callback
 
@@ -103,8 +85,7 @@ class QwenGateway:
             stale = self.engine.reconfigure(new)
             if stale is not None:
                 _close_later(stale)
-            for o in self.observers:
-                self._call(o.configure, new)
+            self.observers.configure(new)
         if {"mode", "listen_host", "qwen_client_keys_file", "qwen_allow_open"} & updated and "mode" in opts:
             exposed = access.exposed_listeners(list(opts.mode), opts.listen_host)
             if exposed and not self.config.client_keys and not self.config.allow_open:
@@ -113,7 +94,7 @@ class QwenGateway:
                     + f". Set ${config.KEYS_ENV} or --set qwen_client_keys_file=FILE, or --set "
                     "qwen_allow_open=true to accept that anyone reaching the port spends your quota.")
         if {"listen_host", "mode"} & updated and "mode" in opts:
-            self._loopback_only = bind_loopback_by_default(opts)
+            self.fence.loopback_only = bind_loopback_by_default(opts)
             reverse_only = all(isinstance(mode_specs.ProxyMode.parse(m), mode_specs.ReverseMode) for m in opts.mode)
             if reverse_only and opts.body_size_limit is None:
                 # mitmproxy buffers a whole upload before any hook can refuse it: bound it (reverse mode only,
@@ -137,91 +118,57 @@ class QwenGateway:
                     (log.warning if line.startswith("WARNING") else log.info)(f"qwen: {line}")
             except Exception:
                 log.exception("qwen: could not list the accounts")
-        for o in self.observers:
-            self._call(o.running)
+        self.observers.running()
 
     def done(self) -> None:
         self.relay.stop()
         if self.pool is not None:
-            self._call(self.pool.flush)
-        for o in self.observers:
-            self._call(o.done)
+            call_safely(self.pool.flush)
+        self.observers.done()
         _close_later(self.engine.client)
 
-    # ---- which flows are ours ---------------------------------------------------------------------
+    # ---- the perimeter ----------------------------------------------------------------------------
 
     def claims(self, flow: http.HTTPFlow) -> bool:
         if flow.is_replay == "request" and isinstance(flow.metadata.get("qwen"), dict):
             return True
         return routing.claims(flow, self.config)
 
-    async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
-        """Last line of defence: the only server a claimed flow may reach is the relay. In reverse mode
-        every flow is claimed; in other modes nothing for an intercepted name (Host, SNI) or one of the
-        addresses those names resolve to gets out."""
-        address = data.server.address
-        if address is None or (self.relay.address is not None and tuple(address[:2]) == self.relay.address):
-            return
-        hosts = self.config.intercept_hosts
-        names = (str(address[0]), data.server.sni or "", data.client.sni or "")
-        if (isinstance(data.client.proxy_mode, mode_specs.ReverseMode)
-                or any(normalise_host(n) in hosts for n in names if n)
-                or str(address[0]) in await self._intercepted_addresses()):
-            data.server.error = f"qwen gateway refuses to connect to {address[0]}: its requests go to Qwen"
-
-    async def _intercepted_addresses(self) -> frozenset[str]:
-        """What the intercepted names resolve to (cached a minute; a failed lookup resolves to nothing)."""
-        now = time.monotonic()
-        cached = self._resolved
-        if cached is not None and cached[0] == self.config.intercept_hosts and now - cached[1] < 60:
-            return cached[2]
-        loop = asyncio.get_running_loop()
-        found: set[str] = set()
-        for host in self.config.intercept_hosts:
-            try:
-                infos = await asyncio.wait_for(loop.getaddrinfo(host, None), 2)
-            except (OSError, asyncio.TimeoutError):
-                continue
-            found |= {str(info[4][0]) for info in infos}
-        self._resolved = (self.config.intercept_hosts, now, frozenset(found))
-        return self._resolved[2]
-
-    # ---- request ----------------------------------------------------------------------------------
-
     def client_connected(self, client) -> None:
-        """mitmproxy starts its listeners before this addon loads and moves them to loopback: a connection
-        that reached a listener beyond loopback in that moment is closed, never served."""
-        if self._loopback_only and client.sockname and not access.is_loopback(str(client.sockname[0])):
+        """A connection that reached a listener beyond loopback before the gateway moved it is closed."""
+        if self.fence.refuses_client(client.sockname):
             client.error = "qwen gateway: this listener is loopback-only"
+
+    async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """Last line of defence (fence.py): claimed flows reach only the relay."""
+        if await self.fence.refuses_server(data, self.config, self.relay.address):
+            target = data.server.address[0] if data.server.address else "?"
+            data.server.error = f"qwen gateway refuses to connect to {target}: its requests go to Qwen"
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         """Explicit proxy with client keys: a tunnel to a host the gateway does not answer is refused, so
         the proxy is no open relay for whoever holds no key (qwen_allow_passthrough lifts this)."""
-        if self.config.client_keys and not self.config.allow_passthrough and not self.claims(flow):
-            flow.response = error_response(_PASSTHROUGH_REFUSED)
+        if self._no_passthrough() and not self.claims(flow):
+            flow.response = error_response(access.PASSTHROUGH_REFUSED)
+
+    def _no_passthrough(self) -> bool:
+        return bool(self.config.client_keys) and not self.config.allow_passthrough
+
+    # ---- request ----------------------------------------------------------------------------------
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
             return
         try:
             if not self.claims(flow):
-                if self.config.client_keys and not self.config.allow_passthrough and not flow.is_replay:
-                    flow.response = error_response(_PASSTHROUGH_REFUSED)
+                if self._no_passthrough() and not flow.is_replay:
+                    flow.response = error_response(access.PASSTHROUGH_REFUSED)
                 return
             flow.request.stream = False  # the gateway reads the whole (bounded) body before anything is sent
-            req = flow.request
-            replay = bool(flow.is_replay)
-            refusal = None if replay else access.check_key(req, self.config.client_keys)
+            key_refusal = None if flow.is_replay else access.check_key(flow.request, self.config.client_keys)
             ex = self._open(flow)  # drops the client's key from the flow: checked just before
-            if refusal is not None and ex.route == "health" and access.is_loopback(_peer(flow)):
-                refusal = None  # /health stays open on loopback; beyond it, it is behind the key
-            if not replay:
-                allowed = self.config.allowed_hosts | {_sock(flow)}
-                refusal = refusal or access.check_host(req, allowed) or access.check_origin(req, allowed)
-            if ex.route == "auth" and access.is_browser_request(req):
-                refusal = refusal or GatewayError(403, "Remote login is not served to web pages.",
-                                                  code="remote_login_disabled")
-            refusal = refusal or access.check_declared_size(req, self.config.max_body)
+            refusal = access.admit(flow.request, route=ex.route, key_refusal=key_refusal, peer=_peer(flow),
+                                   allowed=self.config.allowed_hosts | {_sock(flow)}, max_body=self.config.max_body)
             if refusal is not None:
                 self._refuse(flow, ex, refusal)
         except Exception as e:
@@ -248,61 +195,24 @@ class QwenGateway:
         if endpoint is None or ex.route == "method_not_allowed":
             if ex.route == "auth":
                 ex.body = _parse_json(self._content(flow, ex) or b"{}")
-            self._notify("client_request", ex, flow)
+            self.observers.notify("client_request", ex, flow)
             flow.response = await self.local.answer(ex, flow, self.config)
             return
         body = ex.body = _parse_json(self._content(flow, ex))
         ex.requested_model = body["model"] if isinstance(body.get("model"), str) else ""
         ex.stream = body.get("stream") is True
-        self._notify("client_request", ex, flow)
+        self.observers.notify("client_request", ex, flow)
         ex.chat_body = endpoint.to_chat(body, ex)
         refusal = await context_check(ex, self.config)
         if refusal is not None:
             raise refusal
         if ex.stream:
             await self._relay(flow, ex)
-        elif endpoint.capability is Capability.EMBEDDINGS and len(batches := embeddings.split_batches(
-                ex.chat_body)) > 1:
-            flow.response = local_json(200, await self._embeddings(ex, batches))
+        elif endpoint.capability is Capability.EMBEDDINGS and len(
+                batches := embeddings.split_batches(ex.chat_body)) > 1:
+            flow.response = await forward.fetch_embeddings(self.engine, ex, batches)
         else:
-            resp = await self.engine.open(ex)
-            try:
-                raw = ex.upstream_response_body = await resp.aread()
-            finally:
-                await resp.aclose()
-            flow.response, ex.extra["final"] = forward.buffered_answer(ex, resp.status_code, resp.headers, raw)
-
-    async def _embeddings(self, ex: Exchange, batches: list[dict]) -> dict:
-        """More inputs than Qwen takes at once: the batches go upstream concurrently, each with its own
-        credential and retries; the answers are put back together in order."""
-        ex.notes.append(f"{sum(len(b['input']) for b in batches)} inputs sent as {len(batches)} requests of at "
-                        f"most {embeddings.BATCH} (Qwen's limit)")
-        parts = [dataclasses.replace(ex, chat_body=b, tried=[], retries=[], notes=[], extra={}) for b in batches]
-
-        async def fetch(part: Exchange) -> dict:
-            resp = await self.engine.open(part)
-            try:
-                raw = await resp.aread()
-            finally:
-                await resp.aclose()
-            return forward.upstream_json(raw)
-
-        try:
-            async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(fetch(p)) for p in parts]
-        except* GatewayError as group:
-            raise group.exceptions[0] from None
-        first = parts[0]
-        ex.cred, ex.upstream_model, ex.upstream_url = first.cred, first.upstream_model, first.upstream_url
-        ex.upstream_headers, ex.upstream_status = first.upstream_headers, first.upstream_status
-        ex.upstream_body = first.upstream_body
-        for p in parts:
-            ex.tried += [a for a in p.tried if a not in ex.tried]
-            ex.retries += p.retries
-        answer = embeddings.merge_answers([t.result() for t in tasks], model=ex.requested_model or None,
-                                          encoding_format=(ex.body or {}).get("encoding_format"))
-        ex.usage = answer.get("usage")
-        return answer
+            flow.response, ex.extra["final"] = await forward.fetch_whole(self.engine, ex)
 
     def _content(self, flow: http.HTTPFlow, ex: Exchange) -> bytes:
         limit = self.config.max_body
@@ -342,7 +252,7 @@ class QwenGateway:
             if (ex.extra.get("relayed") and not ex.extra.get("relay_error") and resp.status_code == 200
                     and "event-stream" in resp.headers.get("content-type", "")):
                 forward.start_stream(ex, resp)
-                self._notify("stream_started", ex, flow)
+                self.observers.notify("stream_started", ex, flow)
         except Exception:
             log.exception("qwen: could not start translating a stream")
 
@@ -391,7 +301,7 @@ class QwenGateway:
             ex.fail(502, "upstream_connection_error", message)
         self._finish(flow, ex)
 
-    # ---- the record and the observers -------------------------------------------------------------
+    # ---- the record -------------------------------------------------------------------------------
 
     def _open(self, flow: http.HTTPFlow) -> Exchange:
         req = flow.request
@@ -415,22 +325,21 @@ class QwenGateway:
 
     def _fail_closed(self, flow: http.HTTPFlow, e: Exception) -> None:
         log.exception("qwen: request handling failed")
-        ex = self._live.get(flow.id)
-        self._refuse(flow, ex, GatewayError(500, f"The gateway failed: {type(e).__name__}."))
+        self._refuse(flow, self._live.get(flow.id), GatewayError(500, f"The gateway failed: {type(e).__name__}."))
 
     def _report(self, ex: Exchange, outcome: Outcome) -> None:
         if self.pool is not None and ex.cred is not None:
-            self._call(self.pool.report, ex.cred.account, outcome)
+            call_safely(self.pool.report, ex.cred.account, outcome)
 
     def _track_unclaimed(self, flow: http.HTTPFlow) -> None:
         """Flows the gateway passes through (other hosts, explicit proxy) count for mitmweb's cap too."""
-        if self._flowcap is not None:
-            self._call(self._flowcap.track, flow)
+        if self.observers.track is not None:
+            call_safely(self.observers.track, flow)
 
     def _upstream_request(self, ex: Exchange) -> None:
         flow = self._flows.get(ex.id)
         if flow is not None:
-            self._notify("upstream_request", ex, flow)
+            self.observers.notify("upstream_request", ex, flow)
 
     def _finish(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         self._flows.pop(ex.id, None)
@@ -438,34 +347,7 @@ class QwenGateway:
         if flow.response is not None and ex.status is None:
             ex.status = flow.response.status_code
         flow.metadata["qwen"] = ex.to_meta()
-        self._notify("finished_now", ex, flow)
-        if ex.estimate is not None and not ex.estimate.done():
-            asyncio_utils.create_task(self._finish_after_estimate(flow, ex), name="qwen: finish", keep_ref=True)
-        else:
-            self._notify("finished_after_estimate", ex, flow)
-
-    async def _finish_after_estimate(self, flow: http.HTTPFlow, ex: Exchange) -> None:
-        try:
-            if ex.estimate is not None:
-                await asyncio.wait_for(asyncio.shield(ex.estimate), ESTIMATE_WAIT_S)
-        except Exception:
-            pass
-        flow.metadata["qwen"] = ex.to_meta()
-        self._notify("finished_after_estimate", ex, flow)
-
-    def _notify(self, point: str, ex: Exchange, flow: http.HTTPFlow) -> None:
-        for fn in self._points[point]:
-            self._call(fn, ex, flow)
-
-    @staticmethod
-    def _call(fn, *args, **kw) -> None:
-        """Observers and bookkeeping never change the flow: a failure is logged and the flow goes on."""
-        try:
-            fn(*args, **kw)
-        except Exception:
-            log.exception("qwen: %s failed", getattr(fn, "__qualname__", fn))
-
-    # ---- helpers ----------------------------------------------------------------------------------
+        self.observers.finished(ex, flow)
 
     def _responses(self) -> ResponseStore:
         """Stored Responses (previous_response_id), opened at first use."""
@@ -473,57 +355,8 @@ class QwenGateway:
             self._store = ResponseStore(self.config.state_dir / "responses.sqlite3")
         return self._store
 
-    def _metrics(self) -> bytes | None:
-        for o in self.observers:
-            exposition = getattr(o, "exposition", None)
-            if callable(exposition):
-                return exposition()
-        return None
-
-    def _reload_accounts(self) -> None:
-        if self.pool is not None:
-            self.pool.reload()
-
     def health(self) -> dict:
-        from .local import health
         return health(self.pool)
-
-
-def default_observers() -> list[Observer]:
-    """Every observer, in the order they are called (the annotator before the cap: the cap adds to the
-    annotator's comment)."""
-    return [TokenEstimator(), Metrics(), RequestLine(), UsageLedger(), DebugLog(), FlowAnnotator(), FlowCap()]
-
-
-def bind_loopback_by_default(opts) -> bool:
-    """mitmproxy listens on every interface unless told; the gateway spends the user's Qwen
-    quota, so it listens on loopback unless --listen-host or a mode's @host says otherwise.
-    True when every listener is then on 127.0.0.1."""
-    if opts.listen_host != "":
-        return False
-    modes = []
-    for spec in opts.mode:
-        mode = mode_specs.ProxyMode.parse(spec)
-        port = mode.listen_port(opts.listen_port)
-        if mode.custom_listen_host is None and port is not None and not isinstance(mode, mode_specs.LocalMode):
-            spec = f"{spec.split('@', 1)[0]}@127.0.0.1:{port}"
-        modes.append(spec)
-    if modes != list(opts.mode):
-        opts.update(mode=modes)
-        # Scripts load after mitmproxy has started its listeners: start them again on loopback.
-        ps = ctx.master.addons.get("proxyserver")
-        if ps is not None:
-            try:
-                asyncio_utils.create_task(ps.setup_servers(), name="qwen: listen on loopback", keep_ref=True)
-            except RuntimeError:  # no event loop (unit tests): listeners start later with the new modes
-                pass
-    listeners = [m for m in map(mode_specs.ProxyMode.parse, modes) if not isinstance(m, mode_specs.LocalMode)]
-    return bool(listeners) and all(m.custom_listen_host == "127.0.0.1" for m in listeners)
-
-
-_PASSTHROUGH_REFUSED = GatewayError(
-    403, "This gateway requires client keys and answers only its own hosts (qwen_intercept_hosts); it does "
-         "not relay other traffic (qwen_allow_passthrough).", code="passthrough_refused")
 
 
 def _sock(flow: http.HTTPFlow) -> str:
@@ -537,7 +370,7 @@ def _peer(flow: http.HTTPFlow) -> str:
 
 def _close_later(client) -> None:
     try:
-        asyncio.get_running_loop().create_task(client.aclose())
+        asyncio_utils.create_task(client.aclose(), name="qwen: close upstream pool", keep_ref=True)
     except RuntimeError:
         pass
 

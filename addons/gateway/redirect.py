@@ -83,7 +83,7 @@ def resolve(host: str) -> list[str]:
     except socket.gaierror as e:
         raise RedirectError(f"cannot resolve {host}: {e.strerror} (use --all-hosts to redirect every "
                             "destination)") from e
-    return sorted({info[4][0].split("%", 1)[0] for info in infos}, key=_address_order)
+    return sorted({str(info[4][0]).split("%", 1)[0] for info in infos}, key=_address_order)
 
 
 def _address_order(address: str):
