@@ -116,7 +116,7 @@ class Procs:
         cfg.write_text("model_list:\n  - model_name: qwen\n    litellm_params:\n      model: openai/qwen3-coder-plus\n"
                        f"      api_base: {upstream}/v1\n      api_key: sk-bench\n")
         p = self._spawn([binary, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port)], name,
-                        {"LITELLM_LOG": "ERROR"})
+                        {"LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": "sk-bench-litellm-master"})
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
