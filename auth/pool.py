@@ -188,14 +188,13 @@ class AccountPool(Pool):
             done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in sorted(done, key=lambda t: (pending[t][0] - start) % n):
                 idx, acct = pending.pop(task)
-                try:
-                    cred = task.result()
-                except AccountUnavailable as e:
-                    problems.append(str(e))
-                    login_only = login_only and e.needs_login
+                exc = task.exception()
+                if isinstance(exc, AccountUnavailable):
+                    problems.append(str(exc))
+                    login_only = login_only and exc.needs_login
                     continue
                 self._next = (idx + 1) % n
-                return cred
+                return task.result()
         retry_at = min(waits) if waits else None
         msg = "No Qwen account can take this request. " + "; ".join(problems) + "."
         if retry_at is not None:
