@@ -147,6 +147,7 @@ class AccountPool(Pool):
             raise AccountUnavailable(NO_ACCOUNTS + (f" ({self.registry_error})" if self.registry_error else ""))
         now = time.time()
         problems: list[str] = []
+        throttled_only = True  # every account cooling down is throttled (a rate limit, not a quota)
         waits: list[float] = []
         login_only = True  # every account that was tried (not cooling, not excluded) needs a login
         pending: dict[asyncio.Future, tuple[int, Account]] = {}  # refreshes still running
@@ -159,6 +160,7 @@ class AccountPool(Pool):
             until = row["cooldown_until"] or 0.0
             if until > now:
                 waits.append(until)
+                throttled_only = throttled_only and row["last_error"] == "throttled"
             if acct.name in exclude:
                 problems.append(f"{acct.name}: already tried for this request")
                 continue
@@ -199,7 +201,7 @@ class AccountPool(Pool):
         msg = "No Qwen account can take this request. " + "; ".join(problems) + "."
         if retry_at is not None:
             msg += f" The first is back at {iso(retry_at)}."
-        raise PoolExhausted(msg, retry_at=retry_at,
+        raise PoolExhausted(msg, retry_at=retry_at, throttled=retry_at is not None and throttled_only,
                             needs_login=retry_at is None and login_only and len(exclude) == 0)
 
     async def refreshed(self, account: str, *, refused: str | None = None) -> Credential:

@@ -540,3 +540,31 @@ def test_a_connection_that_reached_a_listener_beyond_loopback_is_closed(setup):
     local.error = None
     gw.client_connected(local)
     assert not local.error
+
+
+async def test_a_thinking_refusal_is_learned_and_the_request_sent_again():
+    refusal = {"error": {"code": "invalid_parameter_error", "type": "invalid_request_error", "message":
+                         "<400> InternalError.Algo.InvalidParameter: The value of the enable_thinking parameter "
+                         "is restricted to True."}}
+    gw, qwen = make(KEY_CRED, qwen=FakeQwen((400, refusal)))
+    with taddons.context(gw) as tctx:
+        gw.configure(set(tctx.options.keys()))
+        body = {"model": "qwen-new-thinker", "response_format": {"type": "json_object"},
+                "messages": [{"role": "user", "content": "json please"}]}
+        f = await through(gw, chat_flow(body))
+        assert f.response.status_code == 200 and len(qwen.requests) == 2
+        first, second = qwen.bodies()
+        assert first.get("enable_thinking") is False and second.get("enable_thinking") is not False
+        assert f.metadata["qwen"]["retry_reasons"] == ["thinking"]
+        f = await through(gw, chat_flow(body))  # learned: the next request is right the first time
+        assert len(qwen.requests) == 3 and qwen.bodies()[2].get("enable_thinking") is not False
+
+
+async def test_a_throttling_cooldown_is_a_rate_limit_not_a_quota():
+    from qwen_gateway.retry import unavailable
+    from qwen_gateway.auth.pool import PoolExhausted
+    import time as _time
+    e = unavailable(PoolExhausted("cooling down", retry_at=_time.time() + 5, throttled=True))
+    assert e.status == 429 and e.code == "rate_limit_exceeded" and e.headers["retry-after"]
+    e = unavailable(PoolExhausted("quota gone", retry_at=_time.time() + 3600))
+    assert e.status == 429 and e.code == "insufficient_quota"

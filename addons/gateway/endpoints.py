@@ -38,7 +38,7 @@ class Endpoint:
     capability: Capability = Capability.CHAT
 
 
-def qwen_body(ex: Exchange, cred: Credential, models: ModelMap) -> dict:
+def qwen_body(ex: Exchange, cred: Credential, models: ModelMap, learned_thinking=None) -> dict:
     """The body the account `cred` gets for this exchange (the model is resolved per account)."""
     assert ex.endpoint is not None
     ex.upstream_model = models.resolve(ex.requested_model, cred)
@@ -47,7 +47,7 @@ def qwen_body(ex: Exchange, cred: Credential, models: ModelMap) -> dict:
             ex.upstream_model = "text-embedding-v4"
         return {**ex.chat_body, "model": ex.upstream_model}
     body = chat_to_qwen(ex.chat_body, model=ex.upstream_model, oauth=cred.kind == OAUTH, notes=ex.notes,
-                        default_model=cred.default_model)
+                        default_model=cred.default_model, learned_thinking=learned_thinking)
     ex.upstream_model = body["model"]  # images may have moved the request to a vision model
     return body
 
