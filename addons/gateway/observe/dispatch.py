@@ -51,9 +51,9 @@ class Observers:
         self._finished_later = [o.finished for o in observers if overrides(o, "finished") and o.waits_for_estimate]
         # the metrics observer serves /metrics; the flow cap also counts flows the gateway passes through
         self.exposition: Callable[[], bytes] | None = next(
-            (o.exposition for o in observers if callable(getattr(o, "exposition", None))), None)
+            (o.exposition for o in observers if callable(getattr(o, "exposition", None))), None)  # type: ignore[attr-defined]
         self.track: Callable[[http.HTTPFlow], None] | None = next(
-            (o.track for o in observers if callable(getattr(o, "track", None))), None)
+            (o.track for o in observers if callable(getattr(o, "track", None))), None)  # type: ignore[attr-defined]
 
     def configure(self, config: Config) -> None:
         for o in self.all:
