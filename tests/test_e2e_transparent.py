@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,9 @@ def test_the_fake_origin_sees_a_client_that_bypasses_the_gateway(world, transpar
             "socket.create_connection(('api.openai.com', 443), timeout=10).close()")
     r = world.ns.run([PY, "-c", code], timeout=30)
     assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 5  # the fake origin logs from its own process: give it a moment
+    while len(world.origin_connections()) < before + 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert len(world.origin_connections()) == before + 1
 
 

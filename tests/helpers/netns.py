@@ -230,6 +230,7 @@ class World:
     def leaks(self, gw: "NsGateway", mark: tuple[int, int]) -> list[str]:
         """Since `mark`: connections the fake api.openai.com accepted, and upstream connections the
         gateway's mitmproxy opened to api.openai.com (by name or by its address here)."""
+        time.sleep(0.5)  # the fake origin logs from its own process: a connection must have time to show up
         opened = [c for c in gw.connections()[mark[1]:]
                   if c.rsplit(":", 1)[0] in (OPENAI_ADDRESS, "api.openai.com")]
         return self.origin_connections()[mark[0]:] + [f"mitmproxy -> {c}" for c in opened]
