@@ -21,8 +21,8 @@ from .errors import GatewayError
 from .exchange import Exchange
 from .models import ModelMap
 from .response_store import ResponseStore
-from .responses import chat_to_response, dropped_tools, new_id, response_history, responses_to_chat
-from .responses_stream import ResponsesStreamTranslator
+from .responses import chat_to_response, input_items, new_id, response_history, translate
+from .responses_stream import ResponsesStreamTranslator, sse_event
 from .streaming import StreamTranslator
 
 
@@ -60,6 +60,10 @@ CHAT = Endpoint(
 
 
 def responses_endpoint(store: Callable[[], ResponseStore]) -> Endpoint:
+    """/v1/responses: the request translated with the gateway's stored responses (previous_response_id,
+    item_reference) and sealed content (reasoning, compaction); what Qwen is offered under each function
+    name is kept in `ex.extra["tools"]` for the way back."""
+
     def to_chat(body: dict, ex: Exchange) -> dict:
         history = None
         prev = body.get("previous_response_id")
@@ -68,24 +72,44 @@ def responses_endpoint(store: Callable[[], ResponseStore]) -> Endpoint:
             if history is None:
                 raise GatewayError(400, f"Previous response with id '{prev}' not found.",
                                    param="previous_response_id", code="previous_response_not_found")
-        dropped = dropped_tools(body)
-        if dropped:
-            ex.notes.append("dropped tools Qwen cannot run: " + ", ".join(sorted(set(dropped))))
+        sealer = store().sealer
+        t = translate(body, history, notes=ex.notes, open_sealed=sealer.open, lookup=store().item)
         ex.extra["response_id"] = new_id("resp")
-        return responses_to_chat(body, history)
+        ex.extra["tools"] = t.tools
+        ex.extra["conversation"] = t.messages
+        if t.compaction:
+            ex.extra["compaction"] = True
+            ex.notes.append("compaction: the conversation summarised by one upstream call")
+        return t.chat
 
     def from_chat(chat: dict, ex: Exchange) -> dict:
-        return chat_to_response(chat, ex.body or {}, response_id=ex.extra["response_id"], created_at=ex.created)
+        compaction = bool(ex.extra.get("compaction"))
+        response = chat_to_response(chat, ex.body or {}, response_id=ex.extra["response_id"], created_at=ex.created,
+                                    tools=ex.extra.get("tools"), seal=store().sealer.seal, compaction=compaction)
+        if compaction:
+            message = ((chat.get("choices") or [{}])[0].get("message") or {})
+            ex.extra["summary"] = str(message.get("content") or "").strip()
+        return response
+
+    def translator(ex: Exchange, encode=sse_event) -> ResponsesStreamTranslator:
+        return ResponsesStreamTranslator(ex.body or {}, response_id=ex.extra["response_id"], created_at=ex.created,
+                                         tools=ex.extra.get("tools"), seal=store().sealer.seal,
+                                         compaction=bool(ex.extra.get("compaction")), encode=encode)
 
     def finished(ex: Exchange, response: dict | None) -> None:
-        if response is not None and (ex.body or {}).get("store") is not False:
-            store().put(response, response_history(ex.chat_body, response))
+        body = ex.body or {}
+        if response is None or body.get("store") is False:
+            return
+        summary = ex.extra.get("summary")
+        if summary is None and ex.rewriter is not None:
+            summary = getattr(ex.rewriter.translator, "summary", None)
+        history = response_history(ex.extra.get("conversation") or [], response, ex.extra.get("tools"),
+                                   summary=summary if ex.extra.get("compaction") else None)
+        store().put(response, history, input_items(body))
 
     return Endpoint(
         name="responses", upstream_suffix="chat/completions", to_chat=to_chat, from_chat=from_chat,
-        stream_translator=lambda ex: ResponsesStreamTranslator(ex.body or {}, response_id=ex.extra["response_id"],
-                                                               created_at=ex.created),
-        finished=finished)
+        stream_translator=translator, finished=finished)
 
 
 COMPLETIONS = Endpoint(
