@@ -298,6 +298,8 @@ class QwenGateway:
             return
         try:
             final = ex.extra.pop("final", None)
+            if ex.extra.get("relay_error"):
+                _as_stream_failure(flow, ex)
             if ex.rewriter is not None:
                 final = forward.finish_stream(ex, flow.response)
             elif ex.extra.get("relayed") and not ex.extra.get("relay_error"):
@@ -358,6 +360,7 @@ class QwenGateway:
         flow.response = error_response(e)
         if ex is not None:
             ex.fail(e.status, e.code, e.message)
+            _as_stream_failure(flow, ex)
 
     def _fail_closed(self, flow: http.HTTPFlow, e: Exception) -> None:
         log.exception("qwen: request handling failed")
@@ -457,6 +460,17 @@ def bind_loopback_by_default(opts) -> None:
                 asyncio_utils.create_task(ps.setup_servers(), name="qwen: listen on loopback", keep_ref=True)
             except RuntimeError:  # no event loop (unit tests): listeners start later with the new modes
                 pass
+
+
+def _as_stream_failure(flow: http.HTTPFlow, ex: Exchange) -> None:
+    """An error a streaming client acts on as an event of its stream (the Responses API's context overflow is
+    a `response.failed`, which Codex turns into its context-full handling), when the endpoint says so."""
+    hook = ex.endpoint.stream_failure if ex.endpoint is not None and ex.stream else None
+    body = hook(ex) if hook is not None and ex.error is not None else None
+    if body is not None:
+        flow.response = http.Response.make(200, body, {"content-type": "text/event-stream; charset=utf-8",
+                                                       "cache-control": "no-cache"})
+        ex.status = 200
 
 
 def _peer(flow: http.HTTPFlow) -> str:

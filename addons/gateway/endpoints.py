@@ -21,7 +21,7 @@ from .errors import GatewayError
 from .exchange import Exchange
 from .models import ModelMap
 from .response_store import ResponseStore
-from .responses import chat_to_response, input_items, new_id, response_history, translate
+from .responses import chat_to_response, input_items, new_id, response_history, translate, usage_to_responses
 from .responses_stream import ResponsesStreamTranslator, sse_event
 from .streaming import StreamTranslator
 
@@ -36,6 +36,8 @@ class Endpoint:
     translated: bool = True  # False: the body goes upstream as is (embeddings)
     finished: Callable[[Exchange, dict | None], None] | None = None  # the final client object, e.g. to store it
     capability: Capability = Capability.CHAT
+    # A streaming request's error as a whole stream the client acts on (None: the HTTP error stands)
+    stream_failure: Callable[[Exchange], bytes | None] | None = None
 
 
 def qwen_body(ex: Exchange, cred: Credential, models: ModelMap) -> dict:
@@ -107,9 +109,51 @@ def responses_endpoint(store: Callable[[], ResponseStore]) -> Endpoint:
                                    summary=summary if ex.extra.get("compaction") else None)
         store().put(response, history, input_items(body))
 
+    def stream_failure(ex: Exchange) -> bytes | None:
+        err = ex.error
+        if err is None or err.code != "context_length_exceeded" or "response_id" not in ex.extra:
+            return None
+        ex.stream_error = err.message
+        return b"".join(translator(ex).fail({"message": err.message, "code": err.code,
+                                             "type": "invalid_request_error"}))
+
     return Endpoint(
         name="responses", upstream_suffix="chat/completions", to_chat=to_chat, from_chat=from_chat,
-        stream_translator=translator, finished=finished)
+        stream_translator=translator, finished=finished, stream_failure=stream_failure)
+
+
+def compact_endpoint(store: Callable[[], ResponseStore]) -> Endpoint:
+    """/v1/responses/compact: one summarisation call; the answer keeps the user's messages and adds one
+    sealed `compaction` item (what a later request carries back instead of the conversation)."""
+
+    def to_chat(body: dict, ex: Exchange) -> dict:
+        history = None
+        prev = body.get("previous_response_id")
+        if prev is not None:
+            history = store().history(prev) if isinstance(prev, str) else None
+            if history is None:
+                raise GatewayError(400, f"Previous response with id '{prev}' not found.",
+                                   param="previous_response_id", code="previous_response_not_found")
+        items = body.get("input") if isinstance(body.get("input"), list) else (
+            [] if body.get("input") is None else [body.get("input")])
+        request = {**body, "stream": False, "input": [*items, {"type": "compaction_trigger"}]}
+        if isinstance(body.get("input"), str):
+            request["input"] = [{"type": "message", "role": "user", "content": body["input"]},
+                                {"type": "compaction_trigger"}]
+        ex.stream = False
+        t = translate(request, history, notes=ex.notes, open_sealed=store().sealer.open, lookup=store().item)
+        return t.chat
+
+    def from_chat(chat: dict, ex: Exchange) -> dict:
+        body = ex.body or {}
+        response = chat_to_response(chat, body, response_id=new_id("resp"), created_at=ex.created,
+                                    seal=store().sealer.seal, compaction=True)
+        kept = [i for i in input_items(body) if i.get("type") == "message" and i.get("role") == "user"]
+        return {"id": response["id"], "object": "response.compaction", "output": kept + response["output"],
+                "created_at": ex.created, "usage": response.get("usage") or usage_to_responses({})}
+
+    return Endpoint(name="responses.compact", upstream_suffix="chat/completions", to_chat=to_chat,
+                    from_chat=from_chat, stream_translator=lambda ex: None)
 
 
 COMPLETIONS = Endpoint(
@@ -135,5 +179,5 @@ EMBEDDINGS = Endpoint(
 
 def endpoints(store: Callable[[], ResponseStore]) -> dict[str, Endpoint]:
     """Client paths (after /v1) -> endpoint."""
-    return {"/chat/completions": CHAT, "/responses": responses_endpoint(store), "/completions": COMPLETIONS,
-            "/embeddings": EMBEDDINGS}
+    return {"/chat/completions": CHAT, "/responses": responses_endpoint(store),
+            "/responses/compact": compact_endpoint(store), "/completions": COMPLETIONS, "/embeddings": EMBEDDINGS}
