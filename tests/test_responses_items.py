@@ -17,7 +17,7 @@ from openai_schema import DOC, validate_stream_event
 from qwen_gateway.chat_stream import ChunkNormalizer
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.responses import (COMPACTION_PROMPT, SUMMARY_PREFIX, ToolRef, chat_to_response, custom_input,
-                                    input_items, response_history, translate)
+                                    history_items, input_items, translate)
 from qwen_gateway.responses_stream import InputDecoder, ResponsesStreamTranslator
 from qwen_gateway.seal import KEY_FILE, Sealer, load_key
 from qwen_gateway.sse import DONE, SSEDecoder, encode
@@ -382,29 +382,53 @@ def test_compaction_trigger_is_one_summarisation_call_and_its_item_comes_back(se
 # ---- previous_response_id and stored inputs --------------------------------------------------------------
 
 
-def test_history_keeps_developer_and_system_items_but_not_instructions():
+def test_history_keeps_every_earlier_item_but_not_instructions(sealer):
     body = {"model": "m", "instructions": "only for this response", "input": [
+        {"type": "additional_tools", "role": "developer", "tools": [NAMESPACE]},
         {"type": "message", "role": "developer", "content": "project rules"},
         {"type": "message", "role": "system", "content": "system rules"}, user("q1")]}
     t = translate(body)
     assert t.chat["messages"][0] == {"role": "system", "content": "only for this response"}
-    response = {"output": [{"type": "message", "content": [{"type": "output_text", "text": "a1"}]}]}
-    history = response_history(t.messages, response)
-    assert [m["content"] for m in history] == ["project rules", "system rules", "q1", "a1"]
-    later = translate({"model": "m", "input": "q2"}, history).chat["messages"]
-    assert [m["role"] for m in later] == ["system", "system", "user", "assistant", "user"]
+    response = {"output": [{"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "hm"}]},
+                           {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "a1"}]}]}
+    history = history_items(t.items, response, sealer.seal)
+    later = translate({"model": "m", "input": "q2"}, history, open_sealed=sealer.open)
+    msgs = later.chat["messages"]
+    assert [m["role"] for m in msgs] == ["system", "system", "user", "assistant", "user"]
+    assert [m["content"] for m in msgs] == ["project rules", "system rules", "q1", "a1", "q2"]
+    assert msgs[3]["reasoning_content"] == "hm"  # the gateway's own record: its reasoning goes back
+    assert names(later.chat) == ["clock__sleep"]  # tools from an earlier additional_tools item carry over
 
 
-def test_history_of_calls_uses_the_names_qwen_saw():
-    t = translate({"model": "m", "tools": [APPLY_PATCH, NAMESPACE], "input": "x"})
+def test_history_of_calls_and_references():
+    stored = {"msg_9": user("referenced")}
+    t = translate({"model": "m", "tools": [APPLY_PATCH, NAMESPACE], "input": [
+        {"type": "item_reference", "id": "msg_9"}, user("x")]}, lookup=stored.get)
     response = {"output": [
         {"type": "custom_tool_call", "call_id": "c1", "name": "apply_patch", "input": "P"},
-        {"type": "function_call", "call_id": "c2", "name": "sleep", "namespace": "clock", "arguments": "{}"},
-        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "hmm"}]}]}
-    (_, turn) = response_history(t.messages, response, t.tools)
+        {"type": "function_call", "call_id": "c2", "name": "sleep", "namespace": "clock", "arguments": "{}"}]}
+    history = history_items(t.items, response)
+    assert history[0] == stored["msg_9"]  # references resolved once, when stored
+    later = translate({"model": "m", "tools": [APPLY_PATCH, NAMESPACE], "input": [
+        {"type": "custom_tool_call_output", "call_id": "c1", "output": "ok"},
+        {"type": "function_call_output", "call_id": "c2", "output": "slept"}]}, history)
+    turn = later.chat["messages"][2]
     assert [c["function"]["name"] for c in turn["tool_calls"]] == ["apply_patch", "clock__sleep"]
     assert json.loads(turn["tool_calls"][0]["function"]["arguments"]) == {"input": "P"}
-    assert turn["reasoning_content"] == "hmm"
+
+
+def test_compaction_history_keeps_user_messages_and_the_summary():
+    t = translate({"model": "m", "input": [user("goal"), {"type": "message", "role": "assistant", "content": "x"},
+                                           {"type": "compaction_trigger"}]})
+    history = history_items(t.items, {"output": []}, summary="did x")
+    later = translate({"model": "m", "input": "next"}, history).chat["messages"]
+    assert [m["content"] for m in later] == ["goal", SUMMARY_PREFIX + "did x", "next"]
+
+
+def test_chat_history_from_an_older_gateway_still_continues():
+    msgs = translate({"model": "m", "input": "q2"}, chat_history=[{"role": "user", "content": "q1"},
+                                                                  {"role": "assistant", "content": "a1"}]).chat
+    assert [m["content"] for m in msgs["messages"]] == ["q1", "a1", "q2"]
 
 
 def test_input_items_get_ids_and_lose_client_bookkeeping():

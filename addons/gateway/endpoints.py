@@ -21,7 +21,7 @@ from .errors import GatewayError
 from .exchange import Exchange
 from .models import ModelMap
 from .response_store import ResponseStore
-from .responses import chat_to_response, input_items, new_id, response_history, translate, usage_to_responses
+from .responses import chat_to_response, history_items, input_items, new_id, translate, usage_to_responses
 from .responses_stream import ResponsesStreamTranslator, sse_event
 from .streaming import StreamTranslator
 
@@ -67,18 +67,11 @@ def responses_endpoint(store: Callable[[], ResponseStore]) -> Endpoint:
     name is kept in `ex.extra["tools"]` for the way back."""
 
     def to_chat(body: dict, ex: Exchange) -> dict:
-        history = None
-        prev = body.get("previous_response_id")
-        if prev is not None:
-            history = store().history(prev) if isinstance(prev, str) else None
-            if history is None:
-                raise GatewayError(400, f"Previous response with id '{prev}' not found.",
-                                   param="previous_response_id", code="previous_response_not_found")
-        sealer = store().sealer
-        t = translate(body, history, notes=ex.notes, open_sealed=sealer.open, lookup=store().item)
+        st = store()
+        t = translate(body, **st.continuation(body), notes=ex.notes, open_sealed=st.sealer.open, lookup=st.item)
         ex.extra["response_id"] = new_id("resp")
         ex.extra["tools"] = t.tools
-        ex.extra["conversation"] = t.messages
+        ex.extra["items"] = t.items
         if t.compaction:
             ex.extra["compaction"] = True
             ex.notes.append("compaction: the conversation summarised by one upstream call")
@@ -102,12 +95,14 @@ def responses_endpoint(store: Callable[[], ResponseStore]) -> Endpoint:
         body = ex.body or {}
         if response is None or body.get("store") is False:
             return
+        store().put(response, {"items": history_of(ex, response)}, input_items(body))
+
+    def history_of(ex: Exchange, response: dict) -> list[dict]:
         summary = ex.extra.get("summary")
         if summary is None and ex.rewriter is not None:
             summary = getattr(ex.rewriter.translator, "summary", None)
-        history = response_history(ex.extra.get("conversation") or [], response, ex.extra.get("tools"),
-                                   summary=summary if ex.extra.get("compaction") else None)
-        store().put(response, history, input_items(body))
+        return history_items(ex.extra.get("items") or [], response, store().sealer.seal,
+                             summary=summary if ex.extra.get("compaction") else None)
 
     def stream_failure(ex: Exchange) -> bytes | None:
         err = ex.error
@@ -127,13 +122,6 @@ def compact_endpoint(store: Callable[[], ResponseStore]) -> Endpoint:
     sealed `compaction` item (what a later request carries back instead of the conversation)."""
 
     def to_chat(body: dict, ex: Exchange) -> dict:
-        history = None
-        prev = body.get("previous_response_id")
-        if prev is not None:
-            history = store().history(prev) if isinstance(prev, str) else None
-            if history is None:
-                raise GatewayError(400, f"Previous response with id '{prev}' not found.",
-                                   param="previous_response_id", code="previous_response_not_found")
         items = body.get("input") if isinstance(body.get("input"), list) else (
             [] if body.get("input") is None else [body.get("input")])
         request = {**body, "stream": False, "input": [*items, {"type": "compaction_trigger"}]}
@@ -141,8 +129,9 @@ def compact_endpoint(store: Callable[[], ResponseStore]) -> Endpoint:
             request["input"] = [{"type": "message", "role": "user", "content": body["input"]},
                                 {"type": "compaction_trigger"}]
         ex.stream = False
-        t = translate(request, history, notes=ex.notes, open_sealed=store().sealer.open, lookup=store().item)
-        return t.chat
+        st = store()
+        return translate(request, **st.continuation(body), notes=ex.notes, open_sealed=st.sealer.open,
+                         lookup=st.item).chat
 
     def from_chat(chat: dict, ex: Exchange) -> dict:
         body = ex.body or {}

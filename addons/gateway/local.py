@@ -148,15 +148,8 @@ def item_page(items: list[dict], query) -> dict:
 async def input_tokens(store: ResponseStore, body: dict) -> dict:
     """POST /v1/responses/input_tokens: the gateway's own estimate of the prompt the request would send
     (previous_response_id included), counted like the request line's estimate (observe/tokens.py)."""
-    history = None
-    prev = body.get("previous_response_id")
-    if prev is not None:
-        history = store.history(prev) if isinstance(prev, str) else None
-        if history is None:
-            raise GatewayError(400, f"Previous response with id '{prev}' not found.", param="previous_response_id",
-                               code="previous_response_not_found")
-    chat = translate({**body, "input": body.get("input") if body.get("input") is not None else []}, history,
-                     open_sealed=store.sealer.open, lookup=store.item).chat
+    chat = translate({**body, "input": body.get("input") if body.get("input") is not None else []},
+                     **store.continuation(body), open_sealed=store.sealer.open, lookup=store.item).chat
     tokens, _method = await asyncio.to_thread(estimate_request_tokens, chat)
     return {"object": "response.input_tokens", "input_tokens": tokens}
 

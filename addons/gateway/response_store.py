@@ -11,6 +11,7 @@ from pathlib import Path
 
 from qwen_gateway.auth.state import open_private_db
 
+from .errors import GatewayError
 from .seal import Sealer
 
 _SCHEMA = """
@@ -52,8 +53,22 @@ class ResponseStore:
     def get(self, id: str) -> dict | None:
         return self._get("responses", "response", "id", id)
 
-    def history(self, id: str) -> list[dict] | None:
+    def history(self, id: str) -> dict | list[dict] | None:
         return self._get("responses", "history", "id", id)
+
+    def continuation(self, body: dict) -> dict:
+        """responses.translate()'s history arguments for the body's `previous_response_id` (a 400 when the
+        gateway has no such response)."""
+        prev = body.get("previous_response_id")
+        if prev is None:
+            return {}
+        stored = self.history(prev) if isinstance(prev, str) else None
+        if isinstance(stored, dict) and isinstance(stored.get("items"), list):
+            return {"history": stored["items"]}
+        if isinstance(stored, list):  # stored by an older gateway: chat messages
+            return {"chat_history": stored}
+        raise GatewayError(400, f"Previous response with id '{prev}' not found.", param="previous_response_id",
+                           code="previous_response_not_found")
 
     def inputs(self, id: str) -> list[dict] | None:
         """The input items of a stored response (None: no such response)."""

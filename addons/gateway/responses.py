@@ -258,7 +258,7 @@ def _shell_output_text(output: object) -> str:
 class Translation:
     chat: dict
     tools: dict[str, ToolRef]
-    messages: list[dict]  # the conversation without the `instructions` message: what a later turn continues
+    items: list[dict]  # the conversation as items (history first, references resolved): what a later turn continues
     compaction: bool = False  # a trailing compaction_trigger: the answer is one `compaction` item
     effort: str | None = None
 
@@ -321,12 +321,15 @@ def responses_to_chat(body: dict, history: list[dict] | None = None, **kw) -> di
     return translate(body, history, **kw).chat
 
 
-def translate(body: dict, history: list[dict] | None = None, *, notes: list[str] | None = None,
-              open_sealed: Callable[[str, object], dict | None] | None = None,
+def translate(body: dict, history: list[dict] | None = None, *, chat_history: list[dict] | None = None,
+              notes: list[str] | None = None, open_sealed: Callable[[str, object], dict | None] | None = None,
               lookup: Callable[[str], dict | None] | None = None) -> Translation:
-    """A Responses request in chat form. `history`: the chat messages a `previous_response_id` continues;
-    `open_sealed(kind, token)`: the gateway's sealer (seal.Sealer.open); `lookup(item_id)`: a stored item
-    for an `item_reference`; `notes` collects what was dropped or changed."""
+    """A Responses request in chat form.
+
+    `history`: the items a `previous_response_id` continues (every earlier input item, additional_tools and
+    developer messages included, and the earlier answers; see `history_items`); `chat_history`: chat messages
+    stored by an older gateway, put first; `open_sealed(kind, token)`: the gateway's sealer (seal.Sealer.open);
+    `lookup(item_id)`: a stored item for an `item_reference`; `notes` collects what was dropped or changed."""
     if not isinstance(body, dict):
         raise GatewayError(400, "The request body must be a JSON object.", code="invalid_request_body")
     notes = notes if notes is not None else []
@@ -347,14 +350,18 @@ def translate(body: dict, history: list[dict] | None = None, *, notes: list[str]
         items.pop()
     effort = (body.get("reasoning") or {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
     include = body.get("include") if isinstance(body.get("include"), list) else []
-    state = _State(ToolSet(), _Conversation(), notes, open_sealed, lookup, INCLUDE_REASONING in include, effort)
+    state = _State(ToolSet(), _Conversation(), notes, open_sealed, lookup, True, effort)
+    state.conv.messages += [m for m in chat_history or [] if isinstance(m, dict)]
     state.tools.add_all(body.get("tools"))
+    for i, item in enumerate(history or []):  # the gateway's own record: its reasoning always goes back
+        state.item(item, f"previous_response[{i}]")
+    state.want_reasoning = INCLUDE_REASONING in include
     for i, item in enumerate(items):
         state.item(item, f"input[{i}]")
     state.conv.flush_images()
     if state.tools.dropped:
         _note(notes, "dropped tools Qwen cannot run: " + ", ".join(sorted(set(state.tools.dropped))))
-    conversation = [m for m in (history or [])] + state.conv.messages
+    conversation = state.conv.messages
     messages: list[dict] = []
     if isinstance(body.get("instructions"), str) and body["instructions"]:
         messages.append({"role": "system", "content": body["instructions"]})
@@ -362,9 +369,10 @@ def translate(body: dict, history: list[dict] | None = None, *, notes: list[str]
     if not messages:
         raise GatewayError(400, "'input' must contain at least one message.", param="input", code="invalid_value")
     effort = state.effort
+    record = [*(history or []), *state.resolved]
     if compaction:
         chat = compaction_chat(body, messages)
-        return Translation(chat, {}, conversation, compaction=True, effort=effort)
+        return Translation(chat, {}, record, compaction=True, effort=effort)
     chat: dict = {"model": body.get("model") or "", "messages": messages, "stream": bool(body.get("stream"))}
     if state.tools.chat:
         chat["tools"] = state.tools.chat
@@ -388,7 +396,7 @@ def translate(body: dict, history: list[dict] | None = None, *, notes: list[str]
         chat["response_format"] = {"type": "json_object"}
     if isinstance(effort, str):
         chat["reasoning_effort"] = effort
-    return Translation(chat, dict(state.tools.refs), conversation, effort=effort)
+    return Translation(chat, dict(state.tools.refs), record, effort=effort)
 
 
 @dataclass
@@ -401,6 +409,7 @@ class _State:
     want_reasoning: bool
     effort: object
     search_ids: list[str] = field(default_factory=list)  # tool_search calls without a call_id, in order
+    resolved: list[dict] = field(default_factory=list)  # this request's items, references resolved
 
     def item(self, item: object, where: str, referenced: bool = False) -> None:
         if not isinstance(item, dict):
@@ -419,6 +428,8 @@ class _State:
                                code="unsupported_value")
         if referenced and kind == "item_reference":
             return
+        if kind != "item_reference" and not where.startswith("previous_response"):
+            self.resolved.append(item)
         handler(item, where)
 
     # -- messages
@@ -735,39 +746,28 @@ def incomplete_reason(finish_reason: object) -> str | None:
     return {"length": "max_output_tokens", "content_filter": "content_filter"}.get(finish_reason)  # type: ignore
 
 
-def response_history(messages: list[dict], response: dict, tools: dict[str, ToolRef] | None = None,
-                     summary: str | None = None) -> list[dict]:
-    """The chat messages a later `previous_response_id` continues from: every earlier message (developer and
-    system ones included; not the `instructions`, which apply to one response only) and this answer. A
-    compaction answer (`summary`) replaces the conversation with its summary."""
+def history_items(items: list[dict], response: dict, seal: Callable[[str, dict], str] | None = None,
+                  summary: str | None = None) -> list[dict]:
+    """What a later `previous_response_id` continues from: every item so far (`Translation.items`: earlier
+    turns, every input item — developer messages and additional_tools included — references resolved) and
+    this answer's output, its reasoning sealed so that it goes back to Qwen. A compaction answer (`summary`)
+    keeps the user's messages and the summary instead of the conversation."""
     if summary is not None:
-        return [{"role": "user", "content": SUMMARY_PREFIX + summary}]
-    output = response.get("output", [])
-    names = {(r.kind, r.namespace, r.name): q for q, r in (tools or {}).items()}
-    text = "".join(p.get("text", "") for item in output if item.get("type") == "message"
-                   for p in item.get("content", []))
-    reasoning = "".join(p.get("text", "") for item in output if item.get("type") == "reasoning"
-                        for p in item.get("summary", []))
-    calls = []
-    for it in output:
-        kind = it.get("type")
-        if kind == "function_call":
-            name = names.get((FUNCTION, it.get("namespace"), it["name"]), qualified(it.get("namespace"), it["name"]))
-            args = it["arguments"]
-        elif kind == "custom_tool_call":
-            name = names.get((CUSTOM, it.get("namespace"), it["name"]), qualified(it.get("namespace"), it["name"]))
-            args = json.dumps({CUSTOM_PARAM: it["input"]}, ensure_ascii=False)
-        elif kind == "tool_search_call":
-            name, args = TOOL_SEARCH, _args(it.get("arguments"))
-        else:
-            continue
-        calls.append({"id": it["call_id"], "type": FUNCTION, "function": {"name": name, "arguments": args}})
-    turn: dict = {"role": "assistant", "content": text or None}
-    if reasoning:
-        turn["reasoning_content"] = reasoning
-    if calls:
-        turn["tool_calls"] = calls
-    return list(messages) + [turn]
+        users = [i for i in items if i.get("type", "message") == "message" and i.get("role") == "user"
+                 and not _is_summary(i)]
+        return users + [{"type": "message", "role": "user", "content": SUMMARY_PREFIX + summary}]
+    out = [{k: v for k, v in i.items() if k != "internal_chat_message_metadata_passthrough"} for i in items]
+    for item in response.get("output") or []:
+        if item.get("type") == "reasoning" and not item.get("encrypted_content") and seal is not None:
+            text = "".join(p.get("text", "") for p in item.get("summary") or [])
+            item = {**item, "encrypted_content": seal("reasoning", {"text": text})} if text else item
+        out.append(item)
+    return out
+
+
+def _is_summary(item: dict) -> bool:
+    content = item.get("content")
+    return isinstance(content, str) and content.startswith(SUMMARY_PREFIX)
 
 
 def input_items(body: dict) -> list[dict]:
