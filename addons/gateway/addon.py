@@ -47,6 +47,7 @@ from .observe.requestlog import RequestLine
 from .observe.tokens import TokenEstimator
 from .relay import TOKEN_HEADER, LoopbackRelay
 from .response_store import ResponseStore
+from .responses_socket import ResponsesSockets, trim_messages, wants_socket
 from .retry import RetryPolicy
 
 log = logging.getLogger("qwen")
@@ -76,6 +77,7 @@ class QwenGateway:
                                      on_upstream_request=self._upstream_request,
                                      client=upstream)
         self.relay = LoopbackRelay(self.engine.open, idle_timeout=lambda: self.config.stream_idle_timeout)
+        self.sockets = ResponsesSockets(self)  # Responses over WebSocket (Codex's GET /v1/responses upgrade)
         self.local = LocalAnswers(pool=lambda: self.pool, store=self._responses, metrics=self._metrics,
                                   reload_accounts=self._reload_accounts)
         self._live: dict[str, Exchange] = {}  # flow id -> exchange, until response/error
@@ -131,6 +133,7 @@ class QwenGateway:
 
     def done(self) -> None:
         self.relay.stop()
+        self.sockets.stop()
         if self.pool is not None:
             self._call(self.pool.flush)
         for o in self.observers:
@@ -148,7 +151,7 @@ class QwenGateway:
         """Last line of defence: the only server a claimed flow may reach is the relay. In reverse mode
         every flow is claimed; in other modes nothing for an intercepted name (Host, SNI) gets out."""
         address = data.server.address
-        if address is None or (self.relay.address is not None and tuple(address[:2]) == self.relay.address):
+        if address is None or tuple(address[:2]) in (self.relay.address, self.sockets.address):
             return
         hosts = self.config.intercept_hosts
         names = (str(address[0]), data.server.sni or "", data.client.sni or "")
@@ -192,6 +195,9 @@ class QwenGateway:
 
     async def _handle(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         endpoint = ex.endpoint
+        if wants_socket(flow, ex):
+            await self.sockets.route(flow, ex)
+            return
         if endpoint is None or ex.route == "method_not_allowed":
             if ex.route == "auth":
                 ex.body = _parse_json(self._content(flow, ex) or b"{}")
@@ -273,6 +279,9 @@ class QwenGateway:
         req.host, req.port = host, port
         req.host_header = shown
         req.headers[TOKEN_HEADER] = token
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        trim_messages(flow)
 
     # ---- response ---------------------------------------------------------------------------------
 

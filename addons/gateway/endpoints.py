@@ -68,7 +68,9 @@ def responses_endpoint(store: Callable[[], ResponseStore]) -> Endpoint:
 
     def to_chat(body: dict, ex: Exchange) -> dict:
         st = store()
-        t = translate(body, **st.continuation(body), notes=ex.notes, open_sealed=st.sealer.open, lookup=st.item)
+        # a WebSocket continues from its own recent responses (ex.extra["history"]), else from the store
+        cont = {"history": ex.extra.pop("history")} if "history" in ex.extra else st.continuation(body)
+        t = translate(body, **cont, notes=ex.notes, open_sealed=st.sealer.open, lookup=st.item)
         ex.extra["response_id"] = new_id("resp")
         ex.extra["tools"] = t.tools
         ex.extra["items"] = t.items

@@ -559,24 +559,41 @@ class _State:
 # ---- compaction ------------------------------------------------------------------------------------------------
 
 
+# What of a long piece the summariser reads (head, tail): the summarisation call must fit the context that is
+# being compacted, and command outputs and file dumps are what fills it. User messages are kept whole.
+TRANSCRIPT_CUTS = {"tool": (2000, 1000), "assistant": (4000, 2000), "arguments": (1500, 500)}
+
+
+def _cut(text: str, kind: str) -> str:
+    head, tail = TRANSCRIPT_CUTS[kind]
+    if len(text) <= head + tail + 200:
+        return text
+    return f"{text[:head]}\n[… {len(text) - head - tail:,} characters left out …]\n{text[-tail:]}"
+
+
 def transcript(messages: list[dict]) -> str:
-    """The conversation as plain text, for the summarisation call (no tool-call structure to break)."""
+    """The conversation as plain text for the summarisation call (no tool-call structure to break): user
+    messages whole, long tool results, answers and arguments cut to their beginning and end; system and
+    developer messages left out (the client keeps sending them after a compaction)."""
     lines = []
     for m in messages:
         role = m.get("role")
+        if role in ("system", "developer"):
+            continue
         content = m.get("content")
         if isinstance(content, list):
             content = "\n".join(p.get("text", "") if p.get("type") == "text" else "[image]" for p in content
                                 if isinstance(p, dict))
         text = content if isinstance(content, str) else ""
         if role == "tool":
-            lines.append(f"[tool result {m.get('tool_call_id', '')}]\n{text}")
+            lines.append(f"[tool result {m.get('tool_call_id', '')}]\n{_cut(text, 'tool')}")
             continue
         if text:
-            lines.append(f"[{role}]\n{text}")
+            lines.append(f"[{role}]\n{_cut(text, 'assistant') if role == 'assistant' else text}")
         for c in m.get("tool_calls") or []:
             fn = c.get("function") or {}
-            lines.append(f"[{role} called {fn.get('name')} ({c.get('id')})]\n{fn.get('arguments', '')}")
+            lines.append(f"[{role} called {fn.get('name')} ({c.get('id')})]\n"
+                         f"{_cut(str(fn.get('arguments', '')), 'arguments')}")
     return "\n\n".join(lines)
 
 
@@ -751,11 +768,11 @@ def history_items(items: list[dict], response: dict, seal: Callable[[str, dict],
     """What a later `previous_response_id` continues from: every item so far (`Translation.items`: earlier
     turns, every input item — developer messages and additional_tools included — references resolved) and
     this answer's output, its reasoning sealed so that it goes back to Qwen. A compaction answer (`summary`)
-    keeps the user's messages and the summary instead of the conversation."""
-    if summary is not None:
-        users = [i for i in items if i.get("type", "message") == "message" and i.get("role") == "user"
-                 and not _is_summary(i)]
-        return users + [{"type": "message", "role": "user", "content": SUMMARY_PREFIX + summary}]
+    keeps the user's (and system and developer) messages and the summary instead of the conversation."""
+    if summary is not None:  # the summary leaves out system and developer messages: they are kept
+        kept = [i for i in items if i.get("type", "message") == "message" and not _is_summary(i)
+                and i.get("role") in ("user", "system", "developer")]
+        return kept + [{"type": "message", "role": "user", "content": SUMMARY_PREFIX + summary}]
     out = [{k: v for k, v in i.items() if k != "internal_chat_message_metadata_passthrough"} for i in items]
     for item in response.get("output") or []:
         if item.get("type") == "reasoning" and not item.get("encrypted_content") and seal is not None:
