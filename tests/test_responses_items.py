@@ -572,3 +572,53 @@ def test_input_decoder_gives_up_on_other_shapes():
     assert d.feed("[1, 2]") == "" and d.failed
     d = InputDecoder()
     assert d.feed('{"input": 5}') == "" and d.failed
+
+
+# ---- compaction transcript, routes, the WebSocket's pieces ------------------------------------------------
+
+
+def test_compaction_transcript_keeps_user_words_and_cuts_long_outputs():
+    from qwen_gateway.responses import transcript
+    long = "\n".join(str(i) for i in range(5000))
+    text = transcript([{"role": "system", "content": "SYSTEM PROMPT"}, {"role": "user", "content": "u" * 9000},
+                       {"role": "assistant", "content": None, "tool_calls": [
+                           {"id": "c1", "function": {"name": "exec", "arguments": "{}"}}]},
+                       {"role": "tool", "tool_call_id": "c1", "content": long}])
+    assert "SYSTEM PROMPT" not in text and "u" * 9000 in text
+    assert "0\n1\n2" in text and "4998\n4999" in text and "\n2500\n" not in text and "characters left out" in text
+
+
+def test_routes_for_the_responses_family():
+    from qwen_gateway.endpoints import endpoints
+    from qwen_gateway.routing import route
+    eps = endpoints(lambda: None)
+    assert route("POST", "/v1/responses/compact", eps).name == "responses.compact"
+    assert route("POST", "/v1/responses/input_tokens", eps).name == "input_tokens"
+    assert route("POST", "/v1/responses/resp_1/cancel", eps).name == "stored_response"
+    assert route("GET", "/v1/responses/resp_1/input_items", eps).name == "stored_response"
+    assert route("GET", "/v1/responses", eps).name == "method_not_allowed"  # a WebSocket upgrade is served first
+    assert route("PUT", "/v1/responses/resp_1", eps).name == "method_not_allowed"
+
+
+def test_item_pages_like_openai():
+    from qwen_gateway.local import item_page
+    items = [{"id": f"i{n}"} for n in range(5)]
+    page = item_page(items, {"limit": "2"})
+    assert [i["id"] for i in page["data"]] == ["i4", "i3"] and page["has_more"] and page["last_id"] == "i3"
+    page = item_page(items, {"order": "asc", "after": "i3"})
+    assert [i["id"] for i in page["data"]] == ["i4"] and not page["has_more"]
+    with pytest.raises(GatewayError):
+        item_page(items, {"limit": "0"})
+
+
+def test_websocket_error_events_and_flow_trimming():
+    from types import SimpleNamespace
+
+    from qwen_gateway.responses_socket import KEEP_FLOW_MESSAGES, _error_event, trim_messages
+    event = _error_event(GatewayError(429, "slow down", code="rate_limit_exceeded", headers={"retry-after": "2"}))
+    assert event["type"] == "error" and event["status"] == 429 and event["error"]["code"] == "rate_limit_exceeded"
+    assert event["headers"] == {"retry-after": "2"}
+    validate_stream_event(event)  # also the spec's ResponseErrorEvent
+    flow = SimpleNamespace(websocket=SimpleNamespace(messages=list(range(3 * KEEP_FLOW_MESSAGES))))
+    trim_messages(flow)
+    assert flow.websocket.messages == list(range(2 * KEEP_FLOW_MESSAGES, 3 * KEEP_FLOW_MESSAGES))
