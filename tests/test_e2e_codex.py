@@ -91,7 +91,12 @@ def assert_clean(log: str) -> None:
 def test_codex_builtin_provider_turn_and_tool_round_trip_over_websocket(make_gateway, emu, key_home, tmp_path):
     gw = make_gateway("codex", env=key_home)
     emu.switches(tool_arguments={"cmd": "echo pong-from-tool"})
-    _, custom_took = Codex(tmp_path, "custom", custom_config(gw), QWENPROXY_API_KEY="client-key").run("say pong")
+    custom_log, custom_took = Codex(tmp_path, "custom", custom_config(gw), QWENPROXY_API_KEY="client-key").run(
+        "say pong")
+    assert_clean(custom_log)
+    assert "pong-from-tool" in custom_log and "Tool said:" in custom_log  # custom provider: HTTPS, a tool round trip
+    custom_chats = emu.chat_requests()
+    assert len(custom_chats) == 2 and custom_chats[1]["body"]["messages"][-1]["role"] == "tool"
     emu.reset()
     emu.switches(tool_arguments={"input": EXEC_JS})
     log, took = Codex(tmp_path, "builtin", builtin_config(gw), OPENAI_API_KEY="client-key").run("say pong")

@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import secrets
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -50,6 +51,7 @@ MAX_HEAD = 64 * 1024
 MAX_MESSAGE = 64 << 20  # a response.create body (Codex sends up to a few MB of history)
 KEEP_RESPONSES = 8  # a connection's own recent responses, for previous_response_id
 KEEP_FLOW_MESSAGES = 200  # WebSocket messages kept on the flow (mitmproxy keeps every one otherwise)
+PENDING_S = 60.0  # an upgrade mitmproxy has not brought to the server by then never will
 
 
 def wants_socket(flow: http.HTTPFlow, ex: Exchange) -> bool:
@@ -83,6 +85,7 @@ def _encode(payload: dict) -> bytes:
 class _Pending:
     flow: http.HTTPFlow
     ex: Exchange  # the upgrade request's exchange (its key hint, its URL)
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -145,6 +148,9 @@ class ResponsesSockets:
             raise GatewayError(426, "WebSockets are off in this proxy (websocket=false): use HTTPS.",
                                code="websocket_disabled", headers={"upgrade": "websocket"})
         host, port = await self.start()
+        now = time.monotonic()
+        for old in [t for t, p in self._pending.items() if now - p.at > PENDING_S]:  # never connected
+            del self._pending[old]
         token = secrets.token_urlsafe(24)
         self._pending[token] = _Pending(flow, ex)
         ex.extra["socket"] = True
