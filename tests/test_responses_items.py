@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -213,11 +212,12 @@ def test_hosted_tools_dropped_with_a_note():
 
 def test_calls_map_back_to_the_items_the_client_offered():
     t = translate({"model": "m", "tools": [FN, APPLY_PATCH, NAMESPACE, TOOL_SEARCH], "input": "x"})
-    chat = {"choices": [{"finish_reason": "tool_calls", "message": {"role": "assistant", "content": None, "tool_calls": [
+    calls = {"role": "assistant", "content": None, "tool_calls": [
         {"id": "c1", "function": {"name": "exec_command", "arguments": '{"cmd":"ls"}'}},
         {"id": "c2", "function": {"name": "apply_patch", "arguments": json.dumps({"input": "*** Begin Patch\n"})}},
         {"id": "c3", "function": {"name": "clock__sleep", "arguments": "{}"}},
-        {"id": "c4", "function": {"name": "tool_search", "arguments": '{"query":"git"}'}}]}}]}
+        {"id": "c4", "function": {"name": "tool_search", "arguments": '{"query":"git"}'}}]}
+    chat = {"choices": [{"finish_reason": "tool_calls", "message": calls}]}
     r = chat_to_response(chat, {"model": "m"}, response_id="resp_1", created_at=1, tools=t.tools)
     fc, ct, ns, ts = r["output"]
     assert fc["type"] == "function_call" and fc["name"] == "exec_command" and "namespace" not in fc
@@ -390,7 +390,8 @@ def test_history_keeps_every_earlier_item_but_not_instructions(sealer):
     t = translate(body)
     assert t.chat["messages"][0] == {"role": "system", "content": "only for this response"}
     response = {"output": [{"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "hm"}]},
-                           {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "a1"}]}]}
+                           {"type": "message", "role": "assistant",
+                            "content": [{"type": "output_text", "text": "a1"}]}]}
     history = history_items(t.items, response, sealer.seal)
     later = translate({"model": "m", "input": "q2"}, history, open_sealed=sealer.open)
     msgs = later.chat["messages"]
@@ -511,7 +512,8 @@ def test_custom_tool_calls_stream_their_decoded_input():
 
 
 def test_namespaced_and_tool_search_calls_in_a_stream():
-    tools = {"clock__sleep": ToolRef("function", "sleep", "clock"), "tool_search": ToolRef("tool_search", "tool_search")}
+    tools = {"clock__sleep": ToolRef("function", "sleep", "clock"),
+             "tool_search": ToolRef("tool_search", "tool_search")}
     events = stream([call_frag("{}", first=True, name="clock__sleep"),
                      call_frag('{"query": "git"}', first=True, name="tool_search", index=1, cid="call_2"),
                      chunk({}, finish="tool_calls")], tools=tools)
@@ -523,7 +525,8 @@ def test_namespaced_and_tool_search_calls_in_a_stream():
 def test_split_tool_name_waits_for_the_whole_name():
     head = chunk({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "apply_"}}]})
     rest = chunk({"tool_calls": [{"index": 0, "function": {"name": "patch", "arguments": '{"input": "P"}'}}]})
-    events = stream([head, rest, chunk({}, finish="tool_calls")], tools={"apply_patch": ToolRef("custom", "apply_patch")})
+    events = stream([head, rest, chunk({}, finish="tool_calls")],
+                    tools={"apply_patch": ToolRef("custom", "apply_patch")})
     item = next(e for e in events if e["type"] == "response.output_item.done")["item"]
     assert item["type"] == "custom_tool_call" and item["input"] == "P"
 
@@ -535,7 +538,8 @@ def test_stream_compaction_is_one_sealed_item(sealer):
     assert kinds == ["response.created", "response.in_progress", "response.output_item.added",
                      "response.output_item.done", "response.completed"]
     (item,) = events[-1]["response"]["output"]
-    assert item["type"] == "compaction" and sealer.open("compaction", item["encrypted_content"])["summary"] == "Summary."
+    assert item["type"] == "compaction"
+    assert sealer.open("compaction", item["encrypted_content"])["summary"] == "Summary."
     empty = stream([chunk({"content": " "}), chunk({}, finish="stop")], seal=sealer.seal, compaction=True)
     assert empty[-1]["type"] == "response.failed"
 

@@ -801,8 +801,8 @@ def input_items(body: dict) -> list[dict]:
         if kind == "message":
             item.setdefault("status", "completed")
         if not item.get("id"):
-            prefix = {"message": "msg", "function_call_output": "fco", "custom_tool_call_output": "ctco"}.get(kind, "item")
-            item["id"] = new_id(prefix)
+            prefixes = {"message": "msg", "function_call_output": "fco", "custom_tool_call_output": "ctco"}
+            item["id"] = new_id(prefixes.get(kind, "item"))
         out.append(item)
     return out
 
