@@ -96,6 +96,7 @@ def test_codex_style_session_over_websocket(gw, emu):
     emu.switches(tool_arguments={"cmd": "echo hi"})
     base = {"model": "gpt-6.1-sol", "store": False, "stream": True, "include": ["reasoning.encrypted_content"],
             "tool_choice": "auto", "parallel_tool_calls": False}
+    seen = len(gw.log())  # the session's gateway: earlier tests' lines are not this test's
     ws = connect(gw, Authorization="Bearer client-key", **{"openai-beta": "responses_websockets=2026-02-06"})
     try:
         warm = turn(ws, {**base, "input": [], "generate": False})
@@ -118,8 +119,8 @@ def test_codex_style_session_over_websocket(gw, emu):
     finally:
         ws.close()
     time.sleep(0.3)
-    log = gw.log()
-    assert "Traceback" not in log and "crashed" not in log
+    log = gw.log()[seen:]
+    assert "Traceback" not in log and "crashed" not in log and " 101 " in log
 
 
 def test_websocket_errors_are_events(gw, emu):
