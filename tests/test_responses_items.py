@@ -626,3 +626,11 @@ def test_websocket_error_events_and_flow_trimming():
     flow = SimpleNamespace(websocket=SimpleNamespace(messages=list(range(3 * KEEP_FLOW_MESSAGES))))
     trim_messages(flow)
     assert flow.websocket.messages == list(range(2 * KEEP_FLOW_MESSAGES, 3 * KEEP_FLOW_MESSAGES))
+
+
+def test_an_earlier_configuration_update_does_not_override_this_request():
+    first = translate({"model": "m", "input": [user("a"), {"type": "configuration_update",
+                                                           "reasoning": {"effort": "low"}}]})
+    history = history_items(first.items, {"output": []})
+    later = translate({"model": "m", "reasoning": {"effort": "high"}, "input": "b"}, history)
+    assert later.chat["reasoning_effort"] == "high"

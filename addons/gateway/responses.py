@@ -514,6 +514,8 @@ class _State:
         self.tools.add_all(item.get("tools"))
 
     def _configuration_update(self, item: dict, where: str) -> None:
+        if where.startswith("previous_response"):
+            return  # an earlier turn's setting: this request's own settings apply
         reasoning = item.get("reasoning")
         effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
         if isinstance(effort, str):
