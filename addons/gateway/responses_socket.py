@@ -110,8 +110,12 @@ class _Session:
 
 
 class ResponsesSockets:
-    """The loopback WebSocket server and the turns it runs. `gateway` is the QwenGateway: its endpoints,
-    config, engine, pool and observer points are used exactly as a POST /v1/responses uses them."""
+    """The loopback WebSocket server and the turns it runs. `gateway` is the QwenGateway, whose parts a turn
+    uses exactly as a POST /v1/responses does: `endpoints["/responses"]`, `config`, `engine.open`, `pool`,
+    `_responses()` (the store and its sealer), `_flows` (the engine's upstream_request callback finds the
+    flow there), `_notify` (observer points), `_call` (isolated calls) and `_finish` (the record, the
+    finished observers). addon.py calls `route` from its request hook, allows `address` in server_connect
+    and `stop`s it in done."""
 
     def __init__(self, gateway) -> None:
         self.gw = gateway
