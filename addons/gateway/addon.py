@@ -40,6 +40,7 @@ from .observe.dispatch import Observers, call_safely, default_observers
 from .observe.guard import context_check
 from .relay import TOKEN_HEADER, LoopbackRelay
 from .response_store import ResponseStore
+from .responses_socket import ResponsesSockets, trim_messages, wants_socket
 from .retry import RetryPolicy
 
 log = logging.getLogger("qwen")
@@ -58,6 +59,7 @@ class QwenGateway:
         self.engine = UpstreamEngine(self.policy, self.config, on_upstream_request=self._upstream_request,
                                      client=upstream)
         self.relay = LoopbackRelay(self.engine.open, idle_timeout=lambda: self.config.stream_idle_timeout)
+        self.sockets = ResponsesSockets(self)  # Responses over WebSocket (Codex's GET /v1/responses upgrade)
         self.local = LocalAnswers(pool=lambda: self.pool, store=self._responses,
                                   metrics=lambda: self.observers.exposition() if self.observers.exposition else None,
                                   reload_accounts=lambda: self.pool.reload() if self.pool else None)
@@ -122,6 +124,7 @@ class QwenGateway:
 
     def done(self) -> None:
         self.relay.stop()
+        self.sockets.stop()
         if self.pool is not None:
             call_safely(self.pool.flush)
         self.observers.done()
@@ -141,7 +144,7 @@ class QwenGateway:
 
     async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         """Last line of defence (fence.py): claimed flows reach only the relay."""
-        if await self.fence.refuses_server(data, self.config, self.relay.address):
+        if await self.fence.refuses_server(data, self.config, (self.relay.address, self.sockets.address)):
             target = data.server.address[0] if data.server.address else "?"
             data.server.error = f"qwen gateway refuses to connect to {target}: its requests go to Qwen"
 
@@ -191,6 +194,9 @@ class QwenGateway:
             self._fail_closed(flow, e)
 
     async def _handle(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        if wants_socket(flow, ex):
+            await self.sockets.route(flow, ex)
+            return
         endpoint = ex.endpoint
         if endpoint is None or ex.route == "method_not_allowed":
             if ex.route == "auth":
@@ -239,6 +245,9 @@ class QwenGateway:
         req.host_header = shown
         req.headers[TOKEN_HEADER] = token
 
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        trim_messages(flow)
+
     # ---- response ---------------------------------------------------------------------------------
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -263,6 +272,8 @@ class QwenGateway:
             return
         try:
             final = ex.extra.pop("final", None)
+            if ex.extra.get("relay_error"):
+                forward.as_stream_failure(flow, ex)
             if ex.rewriter is not None:
                 final = forward.finish_stream(ex, flow.response)
             elif ex.extra.get("relayed") and not ex.extra.get("relay_error"):
@@ -322,6 +333,7 @@ class QwenGateway:
         flow.response = error_response(e)
         if ex is not None:
             ex.fail(e.status, e.code, e.message)
+            forward.as_stream_failure(flow, ex)
 
     def _fail_closed(self, flow: http.HTTPFlow, e: Exception) -> None:
         log.exception("qwen: request handling failed")

@@ -31,9 +31,10 @@ class Fence:
         return self.loopback_only and bool(sockname) and not is_loopback(str(sockname[0]))
 
     async def refuses_server(self, data: server_hooks.ServerConnectionHookData, config: Config,
-                             relay: tuple[str, int] | None) -> bool:
+                             own: tuple[tuple[str, int] | None, ...]) -> bool:
+        """`own`: the gateway's loopback servers (the stream relay, the WebSocket server): always allowed."""
         address = data.server.address
-        if address is None or (relay is not None and tuple(address[:2]) == relay):
+        if address is None or tuple(address[:2]) in own:
             return False
         if isinstance(data.client.proxy_mode, mode_specs.ReverseMode):
             return True

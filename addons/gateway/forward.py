@@ -125,3 +125,14 @@ async def fetch_embeddings(engine: UpstreamEngine, ex: Exchange, batches: list[d
                                       encoding_format=(ex.body or {}).get("encoding_format"))
     ex.usage = answer.get("usage")
     return json_response(200, answer)
+
+
+def as_stream_failure(flow: http.HTTPFlow, ex: Exchange) -> None:
+    """An error a streaming client acts on as an event of its stream (the Responses API's context overflow is
+    a `response.failed`, which Codex turns into its context-full handling), when the endpoint says so."""
+    hook = ex.endpoint.stream_failure if ex.endpoint is not None and ex.stream else None
+    body = hook(ex) if hook is not None and ex.error is not None else None
+    if body is not None:
+        flow.response = http.Response.make(200, body, {"content-type": "text/event-stream; charset=utf-8",
+                                                       "cache-control": "no-cache"})
+        ex.status = 200
