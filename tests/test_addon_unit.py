@@ -540,6 +540,12 @@ def test_a_connection_that_reached_a_listener_beyond_loopback_is_closed(setup):
     local.error = None
     gw.client_connected(local)
     assert not local.error
+    # a connection accepted before the gateway had loaded never got that check: its requests are killed
+    f = chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}, host="localhost",
+                  reverse=True)
+    f.client_conn.sockname = ("192.168.1.20", 8080)
+    gw.requestheaders(f)
+    assert f.error is not None and f.response is None
 
 
 async def test_a_thinking_refusal_is_learned_and_the_request_sent_again():

@@ -109,3 +109,17 @@ def test_debug_mitmproxy_logs_carry_no_credential(make_gateway, emu, oauth_home)
     time.sleep(0.5)
     assert oauth_home["token"] not in gw.log()
     assert os.path.getsize(gw.logfile) > 0
+
+
+def test_stream_large_bodies_cannot_send_a_request_to_the_reverse_target(make_gateway, emu, oauth_home):
+    from test_e2e_fail_closed import Target
+    target = Target()
+    try:
+        gw = make_gateway("slb", mode=f"reverse:http://127.0.0.1:{target.port}", env=oauth_home["env"],
+                          args=("--set", "stream_large_bodies=1k"))
+        big = {"model": "gpt-4o", "messages": [{"role": "user", "content": "long " * 4000}]}
+        r = httpx.post(gw.url + "/v1/chat/completions", json=big, trust_env=False, timeout=30)
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"].startswith("Echo: long")
+        assert target.connections == 0 and target.received == b""
+    finally:
+        target.close()

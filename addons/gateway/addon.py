@@ -95,9 +95,14 @@ class QwenGateway:
                     "The Qwen gateway would listen beyond loopback without client keys: " + ", ".join(exposed)
                     + f". Set ${config.KEYS_ENV} or --set qwen_client_keys_file=FILE, or --set "
                     "qwen_allow_open=true to accept that anyone reaching the port spends your quota.")
-        if {"listen_host", "mode"} & updated and "mode" in opts:
+        if {"listen_host", "mode", "stream_large_bodies"} & updated and "mode" in opts:
             self.fence.loopback_only = bind_loopback_by_default(opts)
             reverse_only = all(isinstance(mode_specs.ProxyMode.parse(m), mode_specs.ReverseMode) for m in opts.mode)
+            if reverse_only and opts.stream_large_bodies:
+                # mitmproxy would stream a large request to the reverse target (a label here) before any hook
+                # sees it; every flow is the gateway's in reverse mode, so nothing needs streaming through
+                log.warning("qwen: stream_large_bodies is ignored in reverse mode: the gateway reads each request")
+                opts.update(stream_large_bodies=None)
             if reverse_only and opts.body_size_limit is None:
                 # mitmproxy buffers a whole upload before any hook can refuse it: bound it (reverse mode only,
                 # where every flow is the gateway's; elsewhere it would also cut passed-through downloads).
@@ -163,6 +168,9 @@ class QwenGateway:
         if flow.response or flow.error or not flow.live:
             return
         try:
+            if self.fence.refuses_client(flow.client_conn.sockname):
+                flow.kill()  # accepted before the gateway loaded and moved the listener: never served
+                return
             if not self.claims(flow):
                 if self._no_passthrough() and not flow.is_replay:
                     flow.response = error_response(access.PASSTHROUGH_REFUSED)

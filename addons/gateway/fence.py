@@ -28,7 +28,7 @@ class Fence:
         self._resolved: tuple[frozenset[str], float, frozenset[str]] | None = None
 
     def refuses_client(self, sockname) -> bool:
-        return self.loopback_only and bool(sockname) and not is_loopback(str(sockname[0]))
+        return self.loopback_only and bool(sockname) and bool(sockname[0]) and not is_loopback(str(sockname[0]))
 
     async def refuses_server(self, data: server_hooks.ServerConnectionHookData, config: Config,
                              own: tuple[tuple[str, int] | None, ...]) -> bool:
