@@ -129,12 +129,18 @@ def test_codex_builtin_provider_through_the_explicit_proxy(make_gateway, emu, ke
     print(f"\nCodex built-in provider through the explicit proxy: {took:.2f} s")
 
 
-def test_codex_builtin_provider_remote_compaction(make_gateway, emu, key_home, tmp_path):
+@pytest.mark.parametrize("mode", ["reverse", "explicit proxy"])
+def test_codex_builtin_provider_remote_compaction(make_gateway, emu, key_home, tmp_path, mode):
     """Turn 1 leaves a large tool output in the context; turn 2 starts over the compaction limit, so Codex
     asks the gateway to compact (a trailing compaction_trigger) and continues from the sealed item."""
-    gw = make_gateway("compact", env=key_home)
-    codex = Codex(tmp_path, "compact", builtin_config(gw) + "model_auto_compact_token_limit = 22000\n",
-                  OPENAI_API_KEY="client-key")
+    limit = "model_auto_compact_token_limit = 22000\n"
+    if mode == "reverse":
+        gw = make_gateway("compact", env=key_home)
+        codex = Codex(tmp_path, "compact", builtin_config(gw) + limit, OPENAI_API_KEY="client-key")
+    else:  # unchanged Codex: no base URL, only the proxy and the CA
+        gw = make_gateway("compact-proxy", mode="regular", env=key_home)
+        codex = Codex(tmp_path, "compact", limit, OPENAI_API_KEY="sk-real-openai-key", HTTPS_PROXY=gw.url,
+                      CODEX_CA_CERTIFICATE=str(gw.ca_cert))
     emu.switches(tool_arguments={"input": 'const r = await tools.exec_command({cmd: "seq 1 8000", '
                                           'max_output_tokens: 30000}); text(r.output);'})
     log, _ = codex.run("count")
