@@ -70,7 +70,9 @@ def test_systemd_quoting():
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("QWEN_", "XDG_CONFIG_HOME"))}
+    # no QWEN_* settings, and no way to reach a real user manager: uninstall-service runs `systemctl --user`
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("QWEN_", "XDG_", "DBUS_SESSION_BUS_ADDRESS"))}
     env.update(HOME=str(home), QWEN_GATEWAY_HOME=str(home / "state"), QWEN_DIR=str(home / ".qwen"), **extra)
     for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
         env.pop(k, None)
