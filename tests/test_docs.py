@@ -190,10 +190,14 @@ class Session:
         self.servers: list[tuple[str, int]] = []  # (command, shell variable index)
         self.not_run: list[tuple[str, str]] = []
 
-    def run(self, b: Block, *, stdin: dict[str, str] | None = None, timeout: float = 120) -> str:
-        """Run a block command by command; return everything the terminal showed meanwhile."""
+    def run(self, b: Block, *, stdin: dict[str, str] | None = None, timeout: float = 120,
+            only: str | None = None) -> str:
+        """Run a block command by command (or only its one command containing `only`); return everything the
+        terminal showed meanwhile."""
         out, started = [], []
-        for cmd in b.commands:
+        cmds = b.commands if only is None else [c for c in b.commands if only in c]
+        assert cmds and (only is None or len(cmds) == 1), f"{b.id}: {only!r} names {len(cmds)} commands"
+        for cmd in cmds:
             reason = not_run_reason(b, cmd)
             if reason:
                 self.not_run.append((cmd, reason))
@@ -261,9 +265,17 @@ def session(tmp_path):
     # set up .venv outside the namespace (it has no network), as the README's first command does
     r = subprocess.run(["bash", "scripts/setup.sh", "--test"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
+    before = _repo_state()
     s = Session(tmp_path)
     yield s
     s.close()
+    assert _repo_state() == before, "the documented commands changed files in the repository"
+
+
+def _repo_state() -> str:
+    r = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
+    return r.stdout
 
 
 # ---- comparing ---------------------------------------------------------------------------------------
@@ -450,6 +462,174 @@ def test_mitmweb_with_a_hashed_password(session):
     assert "plaintext password" not in out and "docs-web-pass" not in out, out
 
 
+# ---- docs/accounts.md ---------------------------------------------------------------------------------
+
+EMULATOR_UP = (".venv/bin/python scripts/qwen_emulator.py --port 9999 --quiet > /dev/null 2>&1 &\n"
+               "export QWEN_OAUTH_BASE_URL=http://127.0.0.1:9999\n")
+
+
+def _admin(path: str, body: dict) -> str:
+    return (f"curl -s -o /dev/null -f -H 'Content-Type: application/json' -d '{json.dumps(body)}' "
+            f"http://127.0.0.1:9999/_emulator/{path}")
+
+
+def test_accounts_status_sample(session):
+    """The situation the sample's caption describes, built with the documented commands against the emulator:
+    two OAuth logins (`work` then runs out of quota), a stored DashScope key, a Coding Plan key whose
+    variable is not set; four requests through the gateway."""
+    home = session.home
+    session.sh(EMULATOR_UP)
+    sandbox.wait_port(session.shell, 9999)
+    session.sh(_admin("switches", {"auto_approve": True}) + "\n"
+               "qwen-auth login --no-qr > /dev/null 2>&1\n"
+               "qwen-auth add work --no-qr > /dev/null 2>&1\n"
+               "echo sk-docs-stored-key | qwen-auth add-key ds --base-url http://127.0.0.1:9999/compatible-mode/v1 "
+               "--key-stdin > /dev/null\n"
+               "qwen-auth add-key cp --preset coding-plan --key-env CODING_PLAN_KEY > /dev/null 2>&1\n"
+               + _admin("tokens", {"access_token": "sk-docs-stored-key", "kind": "key"}))
+    work = json.loads((home / ".qwen" / "oauth_creds_work.json").read_text())["access_token"]
+    session.sh(_admin("fault", {"kind": "quota429", "token": work}) + "\n"
+               "qwen-gateway > ~/gateway.log 2>&1 & gw=$!")
+    sandbox.wait_port(session.shell, 8080)
+    session.sh("for i in 1 2 3 4; do curl -s -o /dev/null http://127.0.0.1:8080/v1/chat/completions "
+               "-d '{\"model\": \"gpt-4o\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}'; done\n"
+               "kill $gw; wait $gw")
+    out = session.run(block("docs/accounts.md", "qwen-auth status "), only="qwen-auth status ")
+    expect(block("docs/accounts.md", "ACCOUNT  KIND   STATE         EXPIRES"), out, home)
+
+
+def test_accounts_startup_sample(session):
+    """A login whose refresh token the OAuth server refuses (so: needs_login, kept across restarts) and a key
+    account whose variable is not set; the sample shows the gateway's start-up lines after "qwen: "."""
+    home = session.home
+    session.sh(EMULATOR_UP)
+    sandbox.wait_port(session.shell, 9999)
+    creds = {"access_token": "at-expired", "refresh_token": "rt-unknown-to-the-server", "token_type": "Bearer",
+             "resource_url": "portal.qwen.ai", "expiry_date": 1000}
+    (home / ".qwen").mkdir(mode=0o700)
+    (home / ".qwen" / "oauth_creds.json").write_text(json.dumps(creds, indent=2))
+    session.sh("qwen-auth add-key ds --preset dashscope-intl --key-env DASHSCOPE_API_KEY > /dev/null 2>&1\n"
+               "qwen-gateway > ~/first.log 2>&1 & gw=$!")
+    sandbox.wait_port(session.shell, 8080)
+    session.sh("curl -s -o /dev/null http://127.0.0.1:8080/v1/models\n"
+               "curl -s -o /dev/null http://127.0.0.1:8080/v1/chat/completions "
+               "-d '{\"model\": \"gpt-4o\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}'\n"
+               "kill $gw; wait $gw\n"
+               "qwen-gateway > ~/second.log 2>&1 & gw=$!")
+    sandbox.wait_port(session.shell, 8080)
+    session.sh("sleep 0.5; kill $gw; wait $gw")
+    lines = [ln.split("] qwen: ", 1)[1] for ln in (home / "second.log").read_text().splitlines() if "] qwen: " in ln]
+    expect(block("docs/accounts.md", "account default (oauth): needs_login"), "\n".join(lines), home)
+
+
+def test_accounts_remote_login(session):
+    """The remote-login calls against a gateway started with --set qwen_remote_login=loopback, the emulator as
+    OAuth server. `<device_code_id>` is the value the first call printed (the test puts it in)."""
+    session.sh(EMULATOR_UP + "qwen-gateway --set qwen_remote_login=loopback > ~/gateway.log 2>&1 &")
+    sandbox.wait_port(session.shell, 9999)
+    sandbox.wait_port(session.shell, 8080)
+    b = block("docs/accounts.md", "/auth/initiate")
+    first, second = b.commands
+    assert "<device_code_id>" in second
+    started = json.loads(session.sh(first))
+    shown = json.loads(re.search(r"# -> (\{.*\})", b.text).group(1).replace(", ...}", "}").replace('"..."', '""'))
+    assert set(shown) <= set(started), (shown, started)
+    assert started["verification_uri_complete"].startswith("http://127.0.0.1:9999/authorize?")
+    polled = json.loads(session.sh(second.replace("<device_code_id>", started["device_code_id"])))
+    assert polled["status"] in ("pending", "success", "error") and polled["status"] == "pending", polled
+
+
+# ---- docs/observability.md ----------------------------------------------------------------------------
+
+OBSERVABILITY_CLIENT = r"""
+import json, sys, time, urllib.request, urllib.error
+import openai
+log = sys.argv[1]
+KEY = "sk-client-demo"
+c = openai.OpenAI(base_url="http://127.0.0.1:8080/v1", api_key=KEY, max_retries=0)
+seen = 0
+def settle():  # the next request only once the gateway has logged this one: the lines keep their order
+    global seen
+    seen += 1
+    end = time.monotonic() + 20
+    while sum(" /v1/" in ln for ln in open(log).read().splitlines()) < seen and time.monotonic() < end:
+        time.sleep(0.05)
+def admin(path, body):
+    urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:9999/_emulator/" + path,
+        data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}), timeout=10).read()
+def raw(method, path, body=None, key=KEY):
+    req = urllib.request.Request("http://127.0.0.1:8080" + path, data=body, method=method,
+                                 headers={"Authorization": "Bearer " + key, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return r.status, r.reason, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.reason, e.read().decode()
+admin("switches", {"usage_cached_tokens": 1024})
+system = {"role": "system", "content": "You answer questions about the Qwen gateway. " * 120}
+ping = {"role": "user", "content": "ping"}
+c.chat.completions.create(model="gpt-4o", messages=[system, ping]); settle()
+list(c.chat.completions.create(model="gpt-4o", messages=[system, ping], stream=True,
+                               stream_options={"include_usage": True})); settle()
+admin("switches", {"usage_cached_tokens": 0})
+c.responses.create(model="gpt-4o", input="ping"); settle()
+status, reason, body = raw("POST", "/v1/chat/completions", json.dumps(
+    {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "word " * 2000}]}).encode()); settle()
+with open(log + ".guard", "w") as f:
+    f.write(f"HTTP/1.1 {status} {reason}\n{body}\n")
+admin("fault", {"kind": "context400"})
+raw("POST", "/v1/chat/completions", json.dumps({"model": "gpt-4o", "messages": [ping]}).encode()); settle()
+raw("POST", "/v1/chat/completions", b"{not json"); settle()
+raw("POST", "/v1/chat/completions", json.dumps({"model": "gpt-4o", "messages": [ping]}).encode(),
+    key="sk-wrong"); settle()
+raw("POST", "/v1/chat/completion", b"{}"); settle()
+raw("GET", "/v1/models"); settle()
+with open(log + ".metrics", "w") as f:
+    f.write(raw("GET", "/metrics")[2])
+"""
+
+
+def _transcript(b: Block) -> list[tuple[str, str]]:
+    """An output block written as a session: `$ command` lines, each followed by what it printed."""
+    parts: list[tuple[str, list[str]]] = []
+    for ln in b.text.splitlines():
+        if ln.startswith("$ "):
+            parts.append((ln[2:], []))
+        else:
+            assert parts, f"{b.id}: output before the first `$ command`"
+            parts[-1][1].append(ln)
+    return [(cmd, "\n".join(lines).strip("\n")) for cmd, lines in parts]
+
+
+def test_observability_samples(session):
+    """docs/observability.md's samples, from one run: the emulator, a key account, a gateway with client keys
+    and a context limit for gpt-4o-mini, and the requests the page names (OBSERVABILITY_CLIENT)."""
+    home = session.home
+    (home / "client.py").write_text(OBSERVABILITY_CLIENT)
+    session.sh("export DEMO_KEY=sk-demo QWEN_GATEWAY_KEYS=sk-client-demo\n"
+               ".venv/bin/python scripts/qwen_emulator.py --port 9999 --api-key \"$DEMO_KEY\" --quiet > /dev/null 2>&1 &\n"
+               "qwen-auth add-key demo --base-url http://127.0.0.1:9999/v1 --key-env DEMO_KEY > /dev/null\n"
+               "qwen-gateway --set qwen_context_limits=gpt-4o-mini=1000 > ~/gateway.log 2>&1 & gw=$!")
+    sandbox.wait_port(session.shell, 9999)
+    sandbox.wait_port(session.shell, 8080)
+    session.sh(f"{sys.executable} ~/client.py ~/gateway.log")
+    session.sh("kill $gw; wait $gw")
+    lines = [ln for ln in (home / "gateway.log").read_text().splitlines() if " /v1/" in ln]
+    forwarded, local = "\n".join(lines[:5]), "\n".join(lines[5:])
+    expect(block("docs/observability.md", "gpt-4o→qwen3-coder-plus acct=demo 200 est=1.1k"), forwarded, home)
+    expect(block("docs/observability.md", "route=unknown 404"), local, home)
+    guard = (home / "gateway.log.guard").read_text()
+    expect(block("docs/observability.md", "HTTP/1.1 400 Bad Request"), guard, home)
+    scrape = (home / "gateway.log.metrics").read_text().splitlines()
+    for ln in block("docs/observability.md", "qwen_requests_total{account=").text.splitlines():
+        assert ln in scrape, f"docs/observability.md: {ln!r} is not in the scrape:\n" + "\n".join(
+            x for x in scrape if not x.startswith("#"))
+    for b in (block("docs/observability.md", "$ qwen-usage\n"), block("docs/observability.md", "$ qwen-usage requests")):
+        for cmd, shown in _transcript(b):
+            out = session.sh(cmd)
+            expect(shown, out, home)
+
+
 # ---- docs/configuration.md ---------------------------------------------------------------------------
 
 
@@ -497,6 +677,7 @@ CHECKED_BY_SCENARIOS = {  # shell blocks the tests above run (with their samples
     ("docs/emulator.md", "kill %1 %2; wait\n.venv/bin/qwen-auth status"),
     ("docs/troubleshooting.md", "curl -s http://127.0.0.1:8080/health"),
     ("docs/mitmweb.md", "argon2.PasswordHasher().hash"),
+    ("docs/accounts.md", "/auth/initiate"),
 }
 
 SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that compares them
@@ -511,9 +692,19 @@ SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that c
     ("docs/emulator.md", "gpt-4o→coder-model acct=default 200"): "test_emulator_login_recipe",
     ("docs/emulator.md", "default  oauth  ok"): "test_emulator_login_recipe",
     ("docs/troubleshooting.md", '{"status": "degraded", "accounts": [], "upstream": null}'): "test_troubleshooting_health",
+    ("docs/accounts.md", "ACCOUNT  KIND   STATE         EXPIRES"): "test_accounts_status_sample",
+    ("docs/accounts.md", "account default (oauth): needs_login"): "test_accounts_startup_sample",
+    ("docs/observability.md", "gpt-4o→qwen3-coder-plus acct=demo 200 est=1.1k"): "test_observability_samples",
+    ("docs/observability.md", "route=unknown 404"): "test_observability_samples",
+    ("docs/observability.md", "HTTP/1.1 400 Bad Request"): "test_observability_samples",
+    ("docs/observability.md", "qwen_requests_total{account="): "test_observability_samples",
+    ("docs/observability.md", "$ qwen-usage\n"): "test_observability_samples",
+    ("docs/observability.md", "$ qwen-usage requests"): "test_observability_samples",
 }
 
-NOT_OUTPUT: dict[tuple[str, str], str] = {}  # non-shell blocks that are no command's output: (file, anchor) -> why
+NOT_OUTPUT: dict[tuple[str, str], str] = {  # non-shell blocks that are no command's output: (file, anchor) -> why
+    ("docs/observability.md", "qwen-usage [today|days|accounts|models|requests]"): "the command's synopsis",
+}
 
 
 def _claimed(b: Block, keys) -> list:

@@ -158,7 +158,7 @@ class Shell:
         out, self._cursor = whole[self._cursor:], len(whole)
         # the markers start a line of their own unless the output before them ended without a newline
         # (curl's JSON): that output keeps its line, the marker goes
-        failures = re.findall(rf"{FAIL} (.*)\n?", out)
+        failures = [f for f in re.findall(rf"{FAIL} (.*)\n?", out) if f" . {block} < " not in f" {f}"]
         out = re.sub(rf"(?:{FAIL} .*|{DONE} \d+)(?:\n|$)", "", out)
         return out, failures
 
