@@ -134,9 +134,10 @@ class AccountPool(Pool):
             except AccountUnavailable as e:
                 if len(skip) > len(exclude):  # some account was usable, but none serves embeddings
                     raise NotCapable(
-                        "None of your usable Qwen accounts serves embeddings. Qwen OAuth (portal.qwen.ai) has "
-                        "no embeddings API; a DashScope key account needs --embeddings: `qwen-auth add-key "
-                        "NAME --preset dashscope-intl --key-env VAR --embeddings`.") from e
+                        f"None of your usable Qwen accounts ({', '.join(skip[len(exclude):])}) serves embeddings: "
+                        "only a key account added with --embeddings does (`qwen-auth add-key NAME --preset "
+                        "dashscope-intl --key-env VAR --embeddings`; --replace changes an existing one). Qwen "
+                        "OAuth logins have no embeddings API.") from e
                 raise
             if cred.embeddings:
                 return cred

@@ -25,7 +25,7 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.utils import asyncio_utils
 
-from . import access, config, embeddings, forward, routing
+from . import access, config, embeddings, forward, mitmdefaults, routing
 from .auth.base import Capability, Outcome, Pool
 from .auth.pool import AccountPool
 from .config import Config
@@ -74,6 +74,7 @@ class QwenGateway:
 
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
+        mitmdefaults.apply(opts, updated)  # flow_detail 0, web_columns + comment: unless the user set them
         if any(k.startswith("qwen_") for k in updated):
             old, new = self.config, config.parse(opts)
             self.config = new

@@ -1,0 +1,210 @@
+"""A shell for running documented commands exactly as printed: its own network namespace (a private
+loopback, so the documented ports 8080, 8081 and 9999 meet no other program on this machine and nothing
+reaches the network), a fresh HOME, the repository as working folder and .venv/bin first on PATH (as after
+`source .venv/bin/activate`).
+
+    python tests/helpers/sandbox.py COMMAND...   (inside the namespace) brings loopback up, then execs COMMAND
+
+`Shell` keeps one bash running, so blocks share variables and background jobs as in a terminal. Each
+block is written to a file and sourced (`. FILE < STDIN`), so a command that reads standard input reads
+what the test gives it, never the following commands. A failing command is reported by an ERR trap.
+Output is stdout and stderr together, as a terminal shows them; Python output is unbuffered
+(PYTHONUNBUFFERED=1), as on a terminal.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = ROOT / ".venv" / "bin"
+FAIL = "@@qwen-docs-fail@@"
+DONE = "@@qwen-docs-done@@"
+
+
+def loopback_up() -> None:
+    """`ip link set lo up` without iproute2: SIOCGIFFLAGS / SIOCSIFFLAGS on "lo"."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        req = struct.pack("16sh", b"lo", 0)
+        flags = struct.unpack("16sh", fcntl.ioctl(s, 0x8913, req)[:18])[1]
+        fcntl.ioctl(s, 0x8914, struct.pack("16sh", b"lo", flags | 1))
+    finally:
+        s.close()
+
+
+_PREFIX: list[str] | None = None
+_REASON: str | None = None
+
+
+def namespace_prefix() -> list[str] | None:
+    """The command prefix that starts a process in a new network namespace with loopback up, or None
+    (then `namespace_problem()` says why)."""
+    global _PREFIX, _REASON
+    if _PREFIX is not None or _REASON is not None:
+        return _PREFIX
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        _REASON = "`unshare` (util-linux) is not installed"
+        return None
+    errors = []
+    for flags in (["--net"], ["--user", "--map-root-user", "--net"]):
+        prefix = [unshare, *flags, "--", sys.executable, str(Path(__file__).resolve())]
+        r = subprocess.run([*prefix, sys.executable, "-c", "import socket; socket.create_server(('127.0.0.1', 0))"],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode == 0:
+            _PREFIX = prefix
+            return _PREFIX
+        errors.append(f"unshare {' '.join(flags)}: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
+    _REASON = "no private network namespace (needs root or unprivileged user namespaces): " + "; ".join(errors)
+    return None
+
+
+def namespace_problem() -> str | None:
+    namespace_prefix()
+    return _REASON
+
+
+def sandbox_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {"HOME": str(home), "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+           "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONUNBUFFERED": "1", "USER": os.environ.get("USER", "you"),
+           "TMPDIR": str(home / "tmp")}
+    env.update(extra)
+    return env
+
+
+class Shell:
+    """One bash in the sandbox. `run(text)` sources a block and returns what it printed (with what
+    background jobs printed meanwhile) and the commands that failed."""
+
+    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
+        prefix = namespace_prefix()
+        if prefix is None:
+            raise RuntimeError(namespace_problem())
+        self.home = home
+        (home / "tmp").mkdir(parents=True, exist_ok=True)
+        self.work = home / "tmp" / "blocks"
+        self.work.mkdir(exist_ok=True)
+        self.env = env or sandbox_env(home)
+        self.proc = subprocess.Popen([*prefix, "bash", "--norc", "--noprofile", "-s"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT,
+                                     start_new_session=True)
+        self._buf = bytearray()
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._cursor = 0
+        self._n = 0
+        self._send(f"trap 'echo \"{FAIL} $? $BASH_COMMAND\"' ERR")
+
+    def _read(self) -> None:
+        out = self.proc.stdout
+        while True:
+            chunk = out.read1(65536) if hasattr(out, "read1") else out.read(1)
+            if not chunk:
+                return
+            with self._lock:
+                self._buf += chunk
+                self._last = time.monotonic()
+
+    def _send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((line + "\n").encode())
+        self.proc.stdin.flush()
+
+    def text(self) -> str:
+        with self._lock:
+            return self._buf.decode("utf-8", "replace")
+
+    def run(self, text: str, *, stdin: str = "", timeout: float = 120, settle: float = 0.8) -> tuple[str, list[str]]:
+        """Source `text`; wait for it (at most `timeout` s), then until the output has been quiet for
+        `settle` s (background jobs finishing their lines; at most 5 s). Returns (output, failures)."""
+        self._n += 1
+        block = self.work / f"block{self._n}.sh"
+        block.write_text(text if text.endswith("\n") else text + "\n")
+        given = self.work / f"stdin{self._n}"
+        given.write_text(stdin)
+        marker = f"{DONE} {self._n}"
+        self._send(f". {block} < {given}; echo '{marker}'")
+        deadline = time.monotonic() + timeout
+        while marker not in self.text():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the shell exited ({self.proc.returncode}):\n{self.text()[self._cursor:]}")
+            if time.monotonic() > deadline:
+                self.close()
+                raise AssertionError(f"block did not finish within {timeout} s:\n{text}\n--- output:\n"
+                                     f"{self.text()[self._cursor:]}")
+            time.sleep(0.05)
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            with self._lock:
+                quiet = time.monotonic() - self._last
+            if quiet >= settle:
+                break
+            time.sleep(0.05)
+        whole = self.text()
+        out, self._cursor = whole[self._cursor:], len(whole)
+        # the markers start a line of their own unless the output before them ended without a newline
+        # (curl's JSON): that output keeps its line, the marker goes
+        failures = [f for f in re.findall(rf"{FAIL} (.*)\n?", out) if f" . {block} < " not in f" {f}"]
+        out = re.sub(rf"(?:{FAIL} .*|{DONE} \d+)(?:\n|$)", "", out)
+        return out, failures
+
+    def more(self, wait: float = 0.5) -> str:
+        """Output that arrived since the last call (background jobs), after `wait` seconds."""
+        time.sleep(wait)
+        whole = self.text()
+        out, self._cursor = whole[self._cursor:], len(whole)
+        return out
+
+    def close(self) -> None:
+        """Stop everything the shell started (one session: bash and its jobs)."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        # jobs that left the session (none of the documented commands do) die with the namespace's last process
+        self._reader.join(2)
+
+
+def wait_port(shell: Shell, port: int, timeout: float = 30) -> str:
+    """Wait until something in the shell's namespace accepts connections on 127.0.0.1:port; returns what
+    the terminal showed meanwhile."""
+    probe = ("import socket, sys, time\n"
+             f"end = time.monotonic() + {timeout}\n"
+             "while True:\n"
+             "    try:\n"
+             f"        socket.create_connection(('127.0.0.1', {port}), 1).close(); break\n"
+             "    except OSError:\n"
+             "        if time.monotonic() > end: sys.exit(f'nothing listens on port {port}')\n"
+             "        time.sleep(0.1)\n")
+    path = shell.work / f"wait{port}.py"
+    path.write_text(probe)
+    text, failures = shell.run(f"{sys.executable} {path}", timeout=timeout + 10, settle=0.1)
+    assert not failures, f"port {port} did not open: {failures}\n{shell.text()[-3000:]}"
+    return text
+
+
+
+
+if __name__ == "__main__":  # inside the new namespace
+    loopback_up()
+    os.execvp(sys.argv[1], sys.argv[1:])

@@ -1,0 +1,743 @@
+"""Every shell block of README.md and docs/*.md runs exactly as printed, and the sample outputs shown next to
+them are what the commands really print.
+
+How commands run (tests/helpers/sandbox.py): in a private network namespace — its own loopback, so the
+ports the docs print (8080, 8081, 9999) are used as printed, meet no other program, and nothing reaches
+the network — with a fresh HOME, the repository as working folder and .venv/bin on PATH (as after
+`source .venv/bin/activate`). One bash per test keeps variables and background jobs between the blocks of
+a walk-through, as a terminal does. Each command is run on its own (so a failure names it) and must exit
+0; every command has a time bound.
+
+- A server shown in the foreground (mitmdump, mitmweb, qwen-gateway, scripts/gateway.sh, the emulator)
+  runs until Ctrl-C: the test starts it in the background instead, waits until its ports answer, runs the
+  checks, then sends SIGINT (Ctrl-C) and expects it to exit 0.
+- Commands that cannot run here are listed in NOT_RUN with the reason and reported as skipped tests, one
+  per command (`test_not_run`). Nothing is left out silently.
+- A value the docs leave to you is given by the test and listed in GIVEN (e.g. `$KEY`).
+
+How outputs are compared (`expect`): line by line, after the test's temporary HOME is written as
+`/home/you` and the repository's folder as `/home/you/qwen-gateway` (the docs' imaginary user). These vary
+and match any value of their kind: clock times (12:34, 12:34:56, 12:34:56.789), dates (2026-11-22),
+durations (4ms, 1.20s, 0.01 s) and the device login's user code (8 letters and digits). Runs of spaces
+match runs of spaces and runs of dashes match runs of dashes, so a table may be wider or narrower when a
+varying value is. Everything else must be equal: ports (the docs' own, see above), token counts (the
+emulator's usage and the tiktoken estimate are deterministic), request counts, states, messages. When
+background processes share the terminal, each one's lines are compared in their own order (`sources`):
+how they interleave with the foreground's depends on timing.
+
+Every non-shell block in the docs is either a sample checked by a test here (SAMPLES) or listed in
+NOT_OUTPUT with the reason it is not a command's output.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from helpers import sandbox
+from helpers.sandbox import ROOT, Shell
+
+pytestmark = pytest.mark.e2e
+
+DOC_FILES = ["README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))]
+SHELL_LANGS = {"bash", "sh", "shell", "console"}
+
+# ---- the docs' blocks ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Block:
+    file: str
+    line: int  # of the opening fence
+    lang: str
+    text: str
+
+    @property
+    def is_shell(self) -> bool:
+        return self.lang in SHELL_LANGS
+
+    @property
+    def commands(self) -> list[str]:
+        """Logical commands: backslash continuations and quotes spanning lines joined; comment-only lines dropped."""
+        out, cur = [], ""
+        for line in self.text.splitlines():
+            cur = f"{cur}\n{line}" if cur else line
+            if cur.rstrip().endswith("\\"):
+                continue
+            try:
+                words = shlex.split(cur, comments=True)
+            except ValueError:  # a quote still open: the command goes on
+                continue
+            if words:
+                out.append(cur)
+            cur = ""
+        assert not cur, f"{self.file}:{self.line}: unfinished command {cur!r}"
+        return out
+
+    @property
+    def id(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+def read_blocks(file: str) -> list[Block]:
+    lines = (ROOT / file).read_text(encoding="utf-8").splitlines()
+    blocks, i = [], 0
+    while i < len(lines):
+        m = re.match(r"^(\s*)```(\S*)\s*$", lines[i])
+        if m:
+            indent, lang, start = m.group(1), m.group(2), i
+            body = []
+            i += 1
+            while i < len(lines) and lines[i].strip() != "```":
+                body.append(lines[i][len(indent):] if lines[i].startswith(indent) else lines[i])
+                i += 1
+            blocks.append(Block(file, start + 1, lang, "\n".join(body)))
+        i += 1
+    return blocks
+
+
+ALL_BLOCKS = [b for f in DOC_FILES for b in read_blocks(f)]
+
+
+class Exact(str):
+    """An anchor that is a block's whole text (a plain string anchor is a piece of it)."""
+
+
+def matches(b: Block, anchor: str) -> bool:
+    return b.text == anchor if isinstance(anchor, Exact) else anchor in b.text
+
+
+def block(file: str, anchor: str) -> Block:
+    """The one block of `file` that the anchor names."""
+    found = [b for b in ALL_BLOCKS if b.file == file and matches(b, anchor)]
+    assert len(found) == 1, f"{file}: {len(found)} blocks contain {anchor!r}"
+    return found[0]
+
+
+# ---- what does not run, and what the test gives ------------------------------------------------------
+
+NOT_RUN: list[tuple[str, str, str]] = [  # (file pattern, command pattern, reason)
+    (r".*", r"^sudo\b", "runs as root through sudo and changes this machine (firewall rules, groups)"),
+    (r".*", r"^iptables\b", "changes this machine's firewall rules (needs root)"),
+    (r".*", r"^(systemctl|journalctl|loginctl) ",
+     "talks to your real systemd user manager (it would start or change a service on this machine); the unit "
+     "itself is verified by tests/test_service.py"),
+    (r"README\.md|docs/accounts\.md", r"(^|/)qwen-auth (login|add (?!-))",
+     "a device login at the real chat.qwen.ai needs a person and the Qwen service (docs/emulator.md's login "
+     "against the emulator runs here)"),
+    (r"README\.md", r"^bash scripts/test\.sh", "the test suite itself (this test is part of it)"),
+    (r".*", r"scripts/bench(_tokens)?\.py",
+     "a benchmark: minutes of CPU on the shared cores, and its figures are measurements, not fixed output"),
+]
+
+GIVEN = {  # values the docs leave to the reader, as the test sets them
+    "KEY": "sk-sp-docs-test-key",  # docs/accounts.md: echo "$KEY" | qwen-auth add-key cp --preset coding-plan
+}
+
+
+def not_run_reason(b: Block, cmd: str) -> str | None:
+    for file_pat, cmd_pat, reason in NOT_RUN:
+        if re.fullmatch(file_pat, b.file) and re.search(cmd_pat, cmd.strip()):
+            return reason
+    return None
+
+
+SERVER = re.compile(r"^((\S*/)?(mitmdump|mitmweb|qwen-gateway)(\s|$)|bash scripts/gateway\.sh(\s|$)|"
+                    r"(\S*/)?python3? scripts/qwen_emulator\.py\s)")
+
+
+def server_ports(cmd: str) -> list[int] | None:
+    """The ports a server command (in the foreground or with `&`) listens on, or None when it is not one."""
+    line = cmd.strip().removesuffix("&").strip()
+    line = re.sub(r"\s+#.*$", "", line) if "#" in line else line
+    if not SERVER.match(line) or re.search(r"install-service|--help|--version", line):
+        return None
+    words = shlex.split(line, comments=True)
+    if "scripts/qwen_emulator.py" in line:
+        return [int(words[words.index("--port") + 1])]
+    ports = [int(words[words.index("-p") + 1])] if "-p" in words else [8080]
+    if "mitmweb" in words[0] or (len(words) > 1 and words[1] == "mitmweb"):
+        ports.append(8081)
+    return ports
+
+
+def in_background(cmd: str) -> bool:
+    return bool(re.search(r"&\s*(#.*)?$", cmd.strip()))
+
+
+# ---- running -----------------------------------------------------------------------------------------
+
+
+class Session:
+    """A sandboxed shell for one test, with the servers it started in the foreground's place."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        problem = sandbox.namespace_problem()
+        if problem:
+            pytest.skip(f"commands are run with the docs' own ports in a private network namespace: {problem}")
+        self.home = tmp_path / "home"
+        self.home.mkdir()
+        env = sandbox.sandbox_env(self.home, **GIVEN)
+        self.shell = Shell(self.home, env)
+        self.servers: list[tuple[str, int]] = []  # (command, shell variable index)
+        self.not_run: list[tuple[str, str]] = []
+
+    def run(self, b: Block, *, stdin: dict[str, str] | None = None, timeout: float = 120,
+            only: str | None = None) -> str:
+        """Run a block command by command (or only its one command containing `only`); return everything the
+        terminal showed meanwhile."""
+        out, started = [], []
+        cmds = b.commands if only is None else [c for c in b.commands if only in c]
+        assert cmds and (only is None or len(cmds) == 1), f"{b.id}: {only!r} names {len(cmds)} commands"
+        for cmd in cmds:
+            reason = not_run_reason(b, cmd)
+            if reason:
+                self.not_run.append((cmd, reason))
+                continue
+            given = next((v for k, v in (stdin or {}).items() if k in cmd), "")
+            ports = server_ports(cmd)
+            if ports is not None and in_background(cmd):
+                started += ports  # as printed; the test waits for it at the end of the block
+                ports = None
+            if ports is None:
+                text, failures = self.shell.run(cmd, stdin=given, timeout=timeout)
+                out.append(text)
+                assert not failures, f"{b.id}: {failures}\n--- output:\n{''.join(out)}"
+                continue
+            n = len(self.servers)
+            # the one change to a printed command: a foreground server goes to the background (ended by Ctrl-C)
+            text, failures = self.shell.run(f"{cmd} &\n__qwen_docs_server{n}=$!", stdin=given, settle=0.1)
+            out.append(text)
+            self.servers.append((cmd, n))
+            for port in ports:
+                out.append(sandbox.wait_port(self.shell, port))
+            text, failures = self.shell.run(":", settle=0.8)  # its start-up lines
+            out.append(text)
+        if started:  # servers the block started in the background: up before the next block, as a reader waits
+            for port in started:
+                out.append(sandbox.wait_port(self.shell, port))
+            out.append(self.shell.run(":", settle=0.8)[0])
+        return "".join(out)
+
+    def expect(self, sample: Block, out: str, *, sources: tuple[str, ...] = (), wait: float = 15) -> None:
+        """`expect(sample, out)`, once background processes have printed as many lines as the sample shows
+        for them (they may come after the foreground is done: the request line waits for the estimate)."""
+        deadline = time.monotonic() + wait
+        want = _groups(sample.text.splitlines(), list(sources))
+        while time.monotonic() < deadline:
+            got = _groups(as_shown(out, self.home).splitlines(), list(sources))
+            if all(len(got[i]) >= len(want[i]) for i in range(len(sources))):
+                break
+            out += self.shell.more()
+        expect(sample, out, self.home, sources=sources)
+
+    def stop_servers(self) -> str:
+        """Ctrl-C for every server the test started in the foreground's place; each must exit 0."""
+        out = []
+        for cmd, n in reversed(self.servers):
+            text, failures = self.shell.run(
+                f'kill -INT "$__qwen_docs_server{n}"; wait "$__qwen_docs_server{n}"', timeout=30)
+            out.append(text)
+            assert not failures, f"{cmd!r} did not exit cleanly on Ctrl-C: {failures}\n{text}"
+        self.servers.clear()
+        return "".join(out)
+
+    def sh(self, script: str, timeout: float = 60) -> str:
+        """The test's own command (not from the docs), in the same shell."""
+        text, failures = self.shell.run(script, timeout=timeout)
+        assert not failures, f"{script!r}: {failures}\n{text}"
+        return text
+
+    def close(self) -> None:
+        self.shell.close()
+
+
+@pytest.fixture
+def session(tmp_path):
+    # set up .venv outside the namespace (it has no network), as the README's first command does
+    r = subprocess.run(["bash", "scripts/setup.sh", "--test"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    before = _repo_state()
+    s = Session(tmp_path)
+    yield s
+    s.close()
+    assert _repo_state() == before, "the documented commands changed files in the repository"
+
+
+def _repo_state() -> str:
+    r = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
+    return r.stdout
+
+
+# ---- comparing ---------------------------------------------------------------------------------------
+
+VARYING = [  # what may differ between the docs and a run: (what, pattern in the sample, pattern it matches)
+    ("clock time with ms", r"\d\d:\d\d:\d\d\.\d{3}", r"\d\d:\d\d:\d\d\.\d{3}"),
+    ("date", r"\d{4}-\d\d-\d\d", r"\d{4}-\d\d-\d\d"),
+    ("clock time", r"\d\d:\d\d(?::\d\d)?", r"\d\d:\d\d(?::\d\d)?"),
+    ("duration", r"(?<![\w.])\d+(?:\.\d+)?(?:ms|s)(?![\w])", r"\d+(?:\.\d+)?(?:ms|s)"),
+    ("duration", r"(?<![\w.])\d+\.\d\d s(?![\w])", r"\d+\.\d\d s"),
+    ("device user code", r"(?<=user_code=)[A-Z0-9]{8}|(?<=User code: )[A-Z0-9]{8}", r"[A-Z0-9]{8}"),
+    ("table rule", r"-{3,}", r"-+"),
+]
+_VARYING_RE = re.compile("|".join(f"(?P<v{i}>{p})" for i, (_, p, _) in enumerate(VARYING)))
+
+
+def line_regex(sample: str) -> re.Pattern:
+    parts, pos = [], 0
+
+    def literal(text: str) -> str:
+        return r"\s+".join(re.escape(w) for w in re.split(r"\s+", text)) if text.strip() else (
+            r"\s+" if text else "")
+
+    for m in _VARYING_RE.finditer(sample):
+        parts.append(literal(sample[pos:m.start()]))
+        parts.append("(?:" + VARYING[int(m.lastgroup[1:])][2] + ")")
+        pos = m.end()
+    parts.append(literal(sample[pos:]))
+    return re.compile("".join(parts))
+
+
+def as_shown(text: str, home: Path) -> str:
+    """A run's output as the docs show it: the imaginary user's folders, no trailing spaces."""
+    text = text.replace(str(ROOT), "/home/you/qwen-gateway").replace(str(home), "/home/you")
+    return "\n".join(ln.rstrip() for ln in text.splitlines())
+
+
+def _groups(lines: list[str], sources: list[str]) -> dict[int, list[str]]:
+    groups: dict[int, list[str]] = {i: [] for i in range(len(sources) + 1)}
+    for ln in lines:
+        i = next((i for i, s in enumerate(sources) if re.match(s, ln)), len(sources))
+        groups[i].append(ln)
+    return groups
+
+
+def expect(sample: Block | str, actual: str, home: Path, *, sources: tuple[str, ...] = ()) -> None:
+    """The sample, line for line (see the module docstring for what may vary)."""
+    want = (sample.text if isinstance(sample, Block) else sample).splitlines()
+    got = as_shown(actual, home).splitlines()
+    while got and not got[-1].strip():
+        got.pop()
+    where = sample.id if isinstance(sample, Block) else "sample"
+    wg, gg = _groups([w.rstrip() for w in want], list(sources)), _groups(got, list(sources))
+    for i in wg:
+        w, g = wg[i], gg[i]
+        source = sources[i] if i < len(sources) else "foreground"
+        assert len(w) == len(g), (f"{where}: {len(w)} lines from {source} in the docs, {len(g)} in the run:\n"
+                                  + "\n".join(g) + "\n--- docs:\n" + "\n".join(w))
+        for wl, gl in zip(w, g, strict=True):
+            assert line_regex(wl).fullmatch(gl), f"{where}: the docs show\n  {wl}\nthe run printed\n  {gl}"
+
+
+GATEWAY = r"(\[\d\d:\d\d:\d\d\.\d{3}\]|qwen-gateway: )"
+EMULATOR = r"Qwen emulator listening"
+
+
+def test_the_comparison_can_fail(tmp_path):
+    """`expect` is tolerant only of what it says: a count, a state or a port that differs is a failure."""
+    sample = "demo     key   ok     -        -               1      http://127.0.0.1:9999/v1"
+    expect(sample, "demo  key  ok  -  -  1  http://127.0.0.1:9999/v1", tmp_path)
+    for wrong in ("demo  key  missing  -  -  1  http://127.0.0.1:9999/v1",
+                  "demo  key  ok  -  -  0  http://127.0.0.1:9999/v1",
+                  "demo  key  ok  -  -  1  http://127.0.0.1:9998/v1"):
+        with pytest.raises(AssertionError):
+            expect(sample, wrong, tmp_path)
+    expect("[14:02:11.602] POST /v1/x 200 total=4ms", "[09:00:00.001] POST /v1/x 200 total=17ms", tmp_path)
+    with pytest.raises(AssertionError):
+        expect("[14:02:11.602] POST /v1/x 200 in=2 total=4ms", "[09:00:00.001] POST /v1/x 200 in=3 total=4ms",
+               tmp_path)
+
+
+# ---- README.md ---------------------------------------------------------------------------------------
+
+
+def test_readme_gateway_command(session):
+    cmd = block("README.md", "bash scripts/gateway.sh")
+    assert cmd.commands == ["bash scripts/gateway.sh"]
+    out = session.run(cmd)
+    out += session.stop_servers()
+    expect(block("README.md", "qwen: WARNING: no Qwen account is configured"), out, session.home,
+           sources=(GATEWAY,))
+    readme = (ROOT / "README.md").read_text()
+    assert "mitmdump\nwith the addon in reverse mode on 127.0.0.1:8080" in readme
+
+
+def test_readme_offline_walkthrough(session):
+    home = session.home
+    out = session.run(block("README.md", "export DEMO_KEY=sk-demo"))
+    session.expect(block("README.md", "Added key account demo"), out, sources=(GATEWAY, EMULATOR))
+    out = session.run(block("README.md", "curl -s -w '\\n' http://127.0.0.1:8080/v1/embeddings"))
+    session.expect(block("README.md", '{"error": {"message": "None of your usable Qwen accounts (demo)'), out,
+                   sources=(GATEWAY,))
+    out = session.run(block("README.md", "kill %1 %2; wait"))
+    expect(block("README.md", "demo     key   ok"), out, home)
+
+
+def test_readme_service(session):
+    out = session.run(block("README.md", "qwen-gateway install-service"))
+    expect(block("README.md", "Wrote /home/you/.config/systemd/user/qwen-gateway.service."), out, session.home)
+
+
+# ---- docs/service.md ---------------------------------------------------------------------------------
+
+
+def test_service_dry_run(session):
+    out = session.run(block("docs/service.md", "install-service --dry-run"))
+    expect(block("docs/service.md", "# would write /home/you/.config/systemd/user/qwen-gateway.service:"), out,
+           session.home)
+    assert not (session.home / ".config" / "systemd").exists()
+
+
+# ---- docs/emulator.md --------------------------------------------------------------------------------
+
+
+def test_emulator_start(session):
+    out = session.run(block("docs/emulator.md", "scripts/qwen_emulator.py --port 9999 --api-key sk-demo"))
+    out += session.stop_servers()
+    expect(block("docs/emulator.md", Exact("Qwen emulator listening on http://127.0.0.1:9999")), out, session.home)
+
+
+def test_emulator_login_recipe(session):
+    home = session.home
+    out = session.run(block("docs/emulator.md", "export QWEN_OAUTH_BASE_URL=http://127.0.0.1:9999"))
+    session.expect(block("docs/emulator.md", "=== Qwen OAuth Device Authorization ==="), out,
+                   sources=(GATEWAY, EMULATOR))
+    out = session.run(block("docs/emulator.md", "curl -s http://127.0.0.1:8080/v1/chat/completions"))
+    session.expect(block("docs/emulator.md", "gpt-4o→coder-model acct=default 200"), out, sources=(GATEWAY,))
+    out = session.run(block("docs/emulator.md", "kill %1 %2; wait\n.venv/bin/qwen-auth status"))
+    expect(block("docs/emulator.md", "default  oauth  ok"), out, home)
+    creds = json.loads((home / ".qwen" / "oauth_creds.json").read_text())
+    assert creds["resource_url"] == "http://127.0.0.1:9999"
+
+
+# ---- docs/troubleshooting.md -------------------------------------------------------------------------
+
+
+def test_troubleshooting_health(session):
+    session.sh(".venv/bin/qwen-gateway > /dev/null 2>&1 &")  # the section's precondition: a gateway, no account
+    sandbox.wait_port(session.shell, 8080)
+    out = session.run(block("docs/troubleshooting.md", "curl -s http://127.0.0.1:8080/health"))
+    expect(block("docs/troubleshooting.md", '{"status": "degraded", "accounts": [], "upstream": null}'), out,
+           session.home)
+
+
+# ---- docs/mitmweb.md ---------------------------------------------------------------------------------
+
+MITMWEB_CHECK = r"""
+import json, urllib.request, urllib.error
+def get(path, password):
+    req = urllib.request.Request('http://127.0.0.1:8081' + path, headers={'Authorization': 'Bearer ' + password})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, None
+status, options = get('/options', 'docs-web-pass')
+wrong = get('/options', 'wrong')[0]
+with open(__file__ + '.out', 'w') as f:  # not the terminal: mitmweb writes its log lines there meanwhile
+    f.write(f"right password: {status} columns: {','.join(options['web_columns']['value'])}\n")
+    f.write(f"wrong password: {wrong}\n")
+"""
+
+
+def test_mitmweb_with_a_hashed_password(session):
+    out = session.run(block("docs/mitmweb.md", "argon2.PasswordHasher().hash"),
+                      stdin={"getpass": "docs-web-pass\n"})
+    (session.home / "check.py").write_text(MITMWEB_CHECK)
+    out += session.sh(f"{sys.executable} {session.home / 'check.py'}")
+    out += session.stop_servers()
+    checked = (session.home / "check.py.out").read_text().splitlines()
+    assert checked == ["right password: 200 columns: tls,icon,path,method,status,size,time,comment",
+                                    "wrong password: 403"], checked
+    assert "web password: " in out  # the prompt (on stderr), then nothing about a plaintext password
+    assert "plaintext password" not in out and "docs-web-pass" not in out, out
+
+
+# ---- docs/accounts.md ---------------------------------------------------------------------------------
+
+EMULATOR_UP = (".venv/bin/python scripts/qwen_emulator.py --port 9999 --quiet > /dev/null 2>&1 &\n"
+               "export QWEN_OAUTH_BASE_URL=http://127.0.0.1:9999\n")
+
+
+def _admin(path: str, body: dict) -> str:
+    return (f"curl -s -o /dev/null -f -H 'Content-Type: application/json' -d '{json.dumps(body)}' "
+            f"http://127.0.0.1:9999/_emulator/{path}")
+
+
+def test_accounts_status_sample(session):
+    """The situation the sample's caption describes, built with the documented commands against the emulator:
+    two OAuth logins (`work` then runs out of quota), a stored DashScope key, a Coding Plan key whose
+    variable is not set; four requests through the gateway."""
+    home = session.home
+    session.sh(EMULATOR_UP)
+    sandbox.wait_port(session.shell, 9999)
+    session.sh(_admin("switches", {"auto_approve": True}) + "\n"
+               "qwen-auth login --no-qr > /dev/null 2>&1\n"
+               "qwen-auth add work --no-qr > /dev/null 2>&1\n"
+               "echo sk-docs-stored-key | qwen-auth add-key ds --base-url http://127.0.0.1:9999/compatible-mode/v1 "
+               "--key-stdin > /dev/null\n"
+               "qwen-auth add-key cp --preset coding-plan --key-env CODING_PLAN_KEY > /dev/null 2>&1\n"
+               + _admin("tokens", {"access_token": "sk-docs-stored-key", "kind": "key"}))
+    work = json.loads((home / ".qwen" / "oauth_creds_work.json").read_text())["access_token"]
+    session.sh(_admin("fault", {"kind": "quota429", "token": work}) + "\n"
+               "qwen-gateway > ~/gateway.log 2>&1 & gw=$!")
+    sandbox.wait_port(session.shell, 8080)
+    session.sh("for i in 1 2 3 4; do curl -s -o /dev/null http://127.0.0.1:8080/v1/chat/completions "
+               "-d '{\"model\": \"gpt-4o\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}'; done\n"
+               "kill $gw; wait $gw")
+    out = session.run(block("docs/accounts.md", "qwen-auth status "), only="qwen-auth status ")
+    expect(block("docs/accounts.md", "ACCOUNT  KIND   STATE         EXPIRES"), out, home)
+
+
+def test_accounts_startup_sample(session):
+    """A login whose refresh token the OAuth server refuses (so: needs_login, kept across restarts) and a key
+    account whose variable is not set; the sample shows the gateway's start-up lines after "qwen: "."""
+    home = session.home
+    session.sh(EMULATOR_UP)
+    sandbox.wait_port(session.shell, 9999)
+    creds = {"access_token": "at-expired", "refresh_token": "rt-unknown-to-the-server", "token_type": "Bearer",
+             "resource_url": "portal.qwen.ai", "expiry_date": 1000}
+    (home / ".qwen").mkdir(mode=0o700)
+    (home / ".qwen" / "oauth_creds.json").write_text(json.dumps(creds, indent=2))
+    session.sh("qwen-auth add-key ds --preset dashscope-intl --key-env DASHSCOPE_API_KEY > /dev/null 2>&1\n"
+               "qwen-gateway > ~/first.log 2>&1 & gw=$!")
+    sandbox.wait_port(session.shell, 8080)
+    session.sh("curl -s -o /dev/null http://127.0.0.1:8080/v1/models\n"
+               "curl -s -o /dev/null http://127.0.0.1:8080/v1/chat/completions "
+               "-d '{\"model\": \"gpt-4o\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}'\n"
+               "kill $gw; wait $gw\n"
+               "qwen-gateway > ~/second.log 2>&1 & gw=$!")
+    sandbox.wait_port(session.shell, 8080)
+    session.sh("sleep 0.5; kill $gw; wait $gw")
+    lines = [ln.split("] qwen: ", 1)[1] for ln in (home / "second.log").read_text().splitlines() if "] qwen: " in ln]
+    expect(block("docs/accounts.md", "account default (oauth): needs_login"), "\n".join(lines), home)
+
+
+def test_accounts_remote_login(session):
+    """The remote-login calls against a gateway started with --set qwen_remote_login=loopback, the emulator as
+    OAuth server. `<device_code_id>` is the value the first call printed (the test puts it in)."""
+    session.sh(EMULATOR_UP + "qwen-gateway --set qwen_remote_login=loopback > ~/gateway.log 2>&1 &")
+    sandbox.wait_port(session.shell, 9999)
+    sandbox.wait_port(session.shell, 8080)
+    b = block("docs/accounts.md", "/auth/initiate")
+    first, second = b.commands
+    assert "<device_code_id>" in second
+    started = json.loads(session.sh(first))
+    shown = json.loads(re.search(r"# -> (\{.*\})", b.text).group(1).replace(", ...}", "}").replace('"..."', '""'))
+    assert set(shown) <= set(started), (shown, started)
+    assert started["verification_uri_complete"].startswith("http://127.0.0.1:9999/authorize?")
+    polled = json.loads(session.sh(second.replace("<device_code_id>", started["device_code_id"])))
+    assert polled["status"] in ("pending", "success", "error") and polled["status"] == "pending", polled
+
+
+# ---- docs/observability.md ----------------------------------------------------------------------------
+
+OBSERVABILITY_CLIENT = r"""
+import json, sys, time, urllib.request, urllib.error
+import openai
+log = sys.argv[1]
+KEY = "sk-client-demo"
+c = openai.OpenAI(base_url="http://127.0.0.1:8080/v1", api_key=KEY, max_retries=0)
+seen = 0
+def settle():  # the next request only once the gateway has logged this one: the lines keep their order
+    global seen
+    seen += 1
+    end = time.monotonic() + 20
+    while sum(" /v1/" in ln for ln in open(log).read().splitlines()) < seen and time.monotonic() < end:
+        time.sleep(0.05)
+def admin(path, body):
+    urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:9999/_emulator/" + path,
+        data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}), timeout=10).read()
+def raw(method, path, body=None, key=KEY):
+    req = urllib.request.Request("http://127.0.0.1:8080" + path, data=body, method=method,
+                                 headers={"Authorization": "Bearer " + key, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return r.status, r.reason, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.reason, e.read().decode()
+admin("switches", {"usage_cached_tokens": 1024})
+system = {"role": "system", "content": "You answer questions about the Qwen gateway. " * 120}
+ping = {"role": "user", "content": "ping"}
+c.chat.completions.create(model="gpt-4o", messages=[system, ping]); settle()
+list(c.chat.completions.create(model="gpt-4o", messages=[system, ping], stream=True,
+                               stream_options={"include_usage": True})); settle()
+admin("switches", {"usage_cached_tokens": 0})
+c.responses.create(model="gpt-4o", input="ping"); settle()
+status, reason, body = raw("POST", "/v1/chat/completions", json.dumps(
+    {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "word " * 2000}]}).encode()); settle()
+with open(log + ".guard", "w") as f:
+    f.write(f"HTTP/1.1 {status} {reason}\n{body}\n")
+admin("fault", {"kind": "context400"})
+raw("POST", "/v1/chat/completions", json.dumps({"model": "gpt-4o", "messages": [ping]}).encode()); settle()
+raw("POST", "/v1/chat/completions", b"{not json"); settle()
+raw("POST", "/v1/chat/completions", json.dumps({"model": "gpt-4o", "messages": [ping]}).encode(),
+    key="sk-wrong"); settle()
+raw("POST", "/v1/chat/completion", b"{}"); settle()
+raw("GET", "/v1/models"); settle()
+with open(log + ".metrics", "w") as f:
+    f.write(raw("GET", "/metrics")[2])
+"""
+
+
+def _transcript(b: Block) -> list[tuple[str, str]]:
+    """An output block written as a session: `$ command` lines, each followed by what it printed."""
+    parts: list[tuple[str, list[str]]] = []
+    for ln in b.text.splitlines():
+        if ln.startswith("$ "):
+            parts.append((ln[2:], []))
+        else:
+            assert parts, f"{b.id}: output before the first `$ command`"
+            parts[-1][1].append(ln)
+    return [(cmd, "\n".join(lines).strip("\n")) for cmd, lines in parts]
+
+
+def test_observability_samples(session):
+    """docs/observability.md's samples, from one run: the emulator, a key account, a gateway with client keys
+    and a context limit for gpt-4o-mini, and the requests the page names (OBSERVABILITY_CLIENT)."""
+    home = session.home
+    (home / "client.py").write_text(OBSERVABILITY_CLIENT)
+    session.sh("export DEMO_KEY=sk-demo QWEN_GATEWAY_KEYS=sk-client-demo\n"
+               ".venv/bin/python scripts/qwen_emulator.py --port 9999 --api-key \"$DEMO_KEY\" --quiet > /dev/null 2>&1 &\n"
+               "qwen-auth add-key demo --base-url http://127.0.0.1:9999/v1 --key-env DEMO_KEY > /dev/null\n"
+               "qwen-gateway --set qwen_context_limits=gpt-4o-mini=1000 > ~/gateway.log 2>&1 & gw=$!")
+    sandbox.wait_port(session.shell, 9999)
+    sandbox.wait_port(session.shell, 8080)
+    session.sh(f"{sys.executable} ~/client.py ~/gateway.log")
+    session.sh("kill $gw; wait $gw")
+    lines = [ln for ln in (home / "gateway.log").read_text().splitlines() if " /v1/" in ln]
+    forwarded, local = "\n".join(lines[:5]), "\n".join(lines[5:])
+    expect(block("docs/observability.md", "gpt-4o→qwen3-coder-plus acct=demo 200 est=1.1k"), forwarded, home)
+    expect(block("docs/observability.md", "route=unknown 404"), local, home)
+    guard = (home / "gateway.log.guard").read_text()
+    expect(block("docs/observability.md", "HTTP/1.1 400 Bad Request"), guard, home)
+    scrape = (home / "gateway.log.metrics").read_text().splitlines()
+    for ln in block("docs/observability.md", "qwen_requests_total{account=").text.splitlines():
+        assert ln in scrape, f"docs/observability.md: {ln!r} is not in the scrape:\n" + "\n".join(
+            x for x in scrape if not x.startswith("#"))
+    for b in (block("docs/observability.md", "$ qwen-usage\n"), block("docs/observability.md", "$ qwen-usage requests")):
+        for cmd, shown in _transcript(b):
+            out = session.sh(cmd)
+            expect(shown, out, home)
+
+
+# ---- docs/configuration.md ---------------------------------------------------------------------------
+
+
+def test_configuration_lists_every_option_with_its_default():
+    from qwen_gateway import config
+
+    declared: dict[str, object] = {}
+
+    class Loader:
+        def add_option(self, name, typespec, default, help, choices=None):  # noqa: A002 (mitmproxy's name)
+            declared[name] = default
+
+    config.declare(Loader())
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(qwen_\w+)` \| [^|]+ \| ([^|]+) \|", text, re.M)}
+    assert set(rows) == set(declared), (set(rows) ^ set(declared))
+    for name, default in declared.items():
+        shown = rows[name].strip()
+        if isinstance(default, str) and default == "":
+            continue  # the docs name the fallback (an environment variable or a path)
+        if isinstance(default, list):
+            want = ", ".join(f"`{d}`" for d in default) if default else "–"
+        else:
+            want = f"`{str(default).lower() if isinstance(default, bool) else default}`"
+        assert shown == want, f"{name}: docs {shown!r}, code {want!r}"
+
+
+def test_configuration_names_only_variables_the_code_reads():
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    code = "\n".join(p.read_text() for d in ("addons", "auth", "scripts") for p in (ROOT / d).rglob("*.py"))
+    for var in sorted(set(re.findall(r"`((?:QWEN|TIKTOKEN)_[A-Z_]+)`", text))):
+        assert var in code, f"docs/configuration.md names {var}, which no code reads"
+
+
+# ---- every other shell block, and what does not run ----------------------------------------------------
+
+CHECKED_BY_SCENARIOS = {  # shell blocks the tests above run (with their samples)
+    ("README.md", "bash scripts/gateway.sh"), ("README.md", "export DEMO_KEY=sk-demo"),
+    ("README.md", "curl -s -w '\\n' http://127.0.0.1:8080/v1/embeddings"), ("README.md", "kill %1 %2; wait"),
+    ("README.md", "qwen-gateway install-service"),
+    ("docs/service.md", "install-service --dry-run"),
+    ("docs/emulator.md", "scripts/qwen_emulator.py --port 9999 --api-key sk-demo"),
+    ("docs/emulator.md", "export QWEN_OAUTH_BASE_URL=http://127.0.0.1:9999"),
+    ("docs/emulator.md", "curl -s http://127.0.0.1:8080/v1/chat/completions"),
+    ("docs/emulator.md", "kill %1 %2; wait\n.venv/bin/qwen-auth status"),
+    ("docs/troubleshooting.md", "curl -s http://127.0.0.1:8080/health"),
+    ("docs/mitmweb.md", "argon2.PasswordHasher().hash"),
+    ("docs/accounts.md", "/auth/initiate"),
+}
+
+SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that compares them
+    ("README.md", "qwen: WARNING: no Qwen account is configured"): "test_readme_gateway_command",
+    ("README.md", "Added key account demo"): "test_readme_offline_walkthrough",
+    ("README.md", '{"error": {"message": "None of your usable Qwen accounts (demo)'): "test_readme_offline_walkthrough",
+    ("README.md", "demo     key   ok"): "test_readme_offline_walkthrough",
+    ("README.md", "Wrote /home/you/.config/systemd/user/qwen-gateway.service."): "test_readme_service",
+    ("docs/service.md", "# would write /home/you/.config/systemd/user/qwen-gateway.service:"): "test_service_dry_run",
+    ("docs/emulator.md", Exact("Qwen emulator listening on http://127.0.0.1:9999")): "test_emulator_start",
+    ("docs/emulator.md", "=== Qwen OAuth Device Authorization ==="): "test_emulator_login_recipe",
+    ("docs/emulator.md", "gpt-4o→coder-model acct=default 200"): "test_emulator_login_recipe",
+    ("docs/emulator.md", "default  oauth  ok"): "test_emulator_login_recipe",
+    ("docs/troubleshooting.md", '{"status": "degraded", "accounts": [], "upstream": null}'): "test_troubleshooting_health",
+    ("docs/accounts.md", "ACCOUNT  KIND   STATE         EXPIRES"): "test_accounts_status_sample",
+    ("docs/accounts.md", "account default (oauth): needs_login"): "test_accounts_startup_sample",
+    ("docs/observability.md", "gpt-4o→qwen3-coder-plus acct=demo 200 est=1.1k"): "test_observability_samples",
+    ("docs/observability.md", "route=unknown 404"): "test_observability_samples",
+    ("docs/observability.md", "HTTP/1.1 400 Bad Request"): "test_observability_samples",
+    ("docs/observability.md", "qwen_requests_total{account="): "test_observability_samples",
+    ("docs/observability.md", "$ qwen-usage\n"): "test_observability_samples",
+    ("docs/observability.md", "$ qwen-usage requests"): "test_observability_samples",
+}
+
+NOT_OUTPUT: dict[tuple[str, str], str] = {  # non-shell blocks that are no command's output: (file, anchor) -> why
+    ("docs/observability.md", "qwen-usage [today|days|accounts|models|requests]"): "the command's synopsis",
+}
+
+
+def _claimed(b: Block, keys) -> list:
+    return [k for k in keys if k[0] == b.file and matches(b, k[1])]
+
+
+OTHER_SHELL_BLOCKS = [b for b in ALL_BLOCKS if b.is_shell and not _claimed(b, CHECKED_BY_SCENARIOS)]
+NOT_RUN_COMMANDS = [(b, c, r) for b in ALL_BLOCKS if b.is_shell for c in b.commands if (r := not_run_reason(b, c))]
+
+
+@pytest.mark.parametrize("b", OTHER_SHELL_BLOCKS, ids=lambda b: b.id)
+def test_other_shell_blocks_run(session, b):
+    """Blocks without a sample: each command runs and exits 0 (servers start, listen and stop cleanly)."""
+    if all(not_run_reason(b, c) for c in b.commands):
+        pytest.skip("no command of this block runs here (see test_not_run)")
+    session.run(b)
+    session.stop_servers()
+
+
+@pytest.mark.parametrize(("b", "cmd", "reason"), NOT_RUN_COMMANDS,
+                         ids=[f"{b.id}:{c.split()[0] if c.split() else c}" for b, c, _ in NOT_RUN_COMMANDS])
+def test_not_run(b, cmd, reason):
+    pytest.skip(f"not run: {cmd.strip()!r}: {reason}")
+
+
+def test_every_sample_is_checked_or_explained():
+    unexplained = []
+    for b in ALL_BLOCKS:
+        if b.is_shell:
+            continue
+        keys = _claimed(b, SAMPLES) + _claimed(b, NOT_OUTPUT)
+        if len(keys) != 1:
+            unexplained.append(f"{b.id} ({len(keys)} entries): {b.text[:80]!r}")
+    assert not unexplained, "blocks that are neither a checked sample nor explained:\n" + "\n".join(unexplained)
+    for (file, anchor) in [*SAMPLES, *NOT_OUTPUT, *CHECKED_BY_SCENARIOS]:
+        assert any(b.file == file and matches(b, anchor) for b in ALL_BLOCKS), f"stale entry: {file}: {anchor!r}"
