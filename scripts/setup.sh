@@ -16,7 +16,9 @@ if [ ! -x .venv/bin/python ]; then
   "$py" -m venv .venv
 fi
 stamp=".venv/.installed$extras"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+current() { [ -f "$1" ] && [ ! pyproject.toml -nt "$1" ]; }
+# An install with the test tools includes the plain one: no second pip run (nor network) for it.
+if ! current "$stamp" && ! { [ -z "$extras" ] && current ".venv/.installed[test]"; }; then
   echo "setup: installing into .venv (log: .venv/install.log)…" >&2
   if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e ".$extras"; } \
       > .venv/install.log 2>&1; then

@@ -134,6 +134,15 @@ NOT_RUN: list[tuple[str, str, str]] = [  # (file pattern, command pattern, reaso
      "a device login at the real chat.qwen.ai needs a person and the Qwen service (docs/emulator.md's login "
      "against the emulator runs here)"),
     (r"README\.md", r"^bash scripts/test\.sh", "the test suite itself (this test is part of it)"),
+    (r"docs/clients\.md", r"\b(app\.mjs|app\.py)\b",
+     "your own program: the recipe's runs with real clients are tests/test_e2e_node.py, test_e2e_agents.py and "
+     "test_e2e_transparent.py (named under each recipe)"),
+    (r"docs/clients\.md", r"^export HTTPS_PROXY=", "sets the proxy for the commands that follow it in your shell"),
+    (r"docs/clients\.md", r"^curl --cacert ",
+     "goes through the proxy the `export` above sets in your shell; tests/test_e2e_transparent.py::test_curl_unchanged "
+     "runs curl through the explicit proxy"),
+    (r"docs/clients\.md", r"^sg qwen-gateway ",
+     "runs in the group the sudo step above creates (tests: qwen-redirect run with a numeric group)"),
     (r".*", r"scripts/bench(_tokens)?\.py",
      "a benchmark: minutes of CPU on the shared cores, and its figures are measurements, not fixed output"),
 ]
@@ -678,6 +687,7 @@ CHECKED_BY_SCENARIOS = {  # shell blocks the tests above run (with their samples
     ("docs/troubleshooting.md", "curl -s http://127.0.0.1:8080/health"),
     ("docs/mitmweb.md", "argon2.PasswordHasher().hash"),
     ("docs/accounts.md", "/auth/initiate"),
+    ("docs/clients.md", "$ qwen-redirect install --port 8080 --dry-run"),  # compared by tests/test_redirect.py
 }
 
 SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that compares them
