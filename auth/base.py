@@ -58,10 +58,12 @@ class Credential:
 class AccountUnavailable(Exception):
     """An account cannot give a credential now. The message is shown to users: no secrets."""
 
-    def __init__(self, message: str, *, needs_login: bool = False, retry_at: float | None = None) -> None:
+    def __init__(self, message: str, *, needs_login: bool = False, retry_at: float | None = None,
+                 throttled: bool = False) -> None:
         super().__init__(message)
         self.needs_login = needs_login
         self.retry_at = retry_at
+        self.throttled = throttled  # cooling down after rate limits: back within seconds, not at a quota reset
 
 
 class NotCapable(AccountUnavailable):

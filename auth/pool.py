@@ -148,6 +148,7 @@ class AccountPool(Pool):
             raise AccountUnavailable(NO_ACCOUNTS + (f" ({self.registry_error})" if self.registry_error else ""))
         now = time.time()
         problems: list[str] = []
+        throttled_only = True  # every account cooling down is throttled (a rate limit, not a quota)
         waits: list[float] = []
         login_only = True  # every account that was tried (not cooling, not excluded) needs a login
         pending: dict[asyncio.Future, tuple[int, Account]] = {}  # refreshes still running
@@ -160,6 +161,7 @@ class AccountPool(Pool):
             until = row["cooldown_until"] or 0.0
             if until > now:
                 waits.append(until)
+                throttled_only = throttled_only and row["last_error"] == "throttled"
             if acct.name in exclude:
                 problems.append(f"{acct.name}: already tried for this request")
                 continue
@@ -189,19 +191,18 @@ class AccountPool(Pool):
             done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in sorted(done, key=lambda t: (pending[t][0] - start) % n):
                 idx, acct = pending.pop(task)
-                try:
-                    cred = task.result()
-                except AccountUnavailable as e:
-                    problems.append(str(e))
-                    login_only = login_only and e.needs_login
+                exc = task.exception()
+                if isinstance(exc, AccountUnavailable):
+                    problems.append(str(exc))
+                    login_only = login_only and exc.needs_login
                     continue
                 self._next = (idx + 1) % n
-                return cred
+                return task.result()
         retry_at = min(waits) if waits else None
         msg = "No Qwen account can take this request. " + "; ".join(problems) + "."
         if retry_at is not None:
             msg += f" The first is back at {iso(retry_at)}."
-        raise PoolExhausted(msg, retry_at=retry_at,
+        raise PoolExhausted(msg, retry_at=retry_at, throttled=retry_at is not None and throttled_only,
                             needs_login=retry_at is None and login_only and len(exclude) == 0)
 
     async def refreshed(self, account: str, *, refused: str | None = None) -> Credential:

@@ -6,6 +6,9 @@
     .venv/bin/python scripts/bench.py bigprompt   # a 1 MB prompt; token counting on vs off
     .venv/bin/python scripts/bench.py memory      # gateway RSS after 5,000 and 20,000 requests
     .venv/bin/python scripts/bench.py webmemory   # mitmweb RSS over 5,000 requests, flow cap on vs off
+    .venv/bin/python scripts/bench.py far         # a far upstream (50 ms each way): new connection per request vs
+                                                  # keep-alive; LiteLLM too when $QWEN_BENCH_LITELLM names its binary
+    .venv/bin/python scripts/bench.py retry       # first chunk of a stream that needed a 401 refresh vs one that did not
     .venv/bin/python scripts/bench.py all --json
 
 Results are recorded in docs/performance.md. Nothing here asserts: it measures.
@@ -134,7 +137,7 @@ def bench_latency(n: int, rounds: int = 4) -> dict:
                 acc = out.setdefault(name, {"times": [], "cpu": []})
                 acc["times"] += times
                 acc["cpu"].append(_cpu_ms_per_request(p, name, before, n // rounds + (30 if round_ == 0 else 5)))
-        for name, acc in out.items():
+        for acc in out.values():
             times, cpu = acc.pop("times"), acc.pop("cpu")
             acc.update(p50_ms=_pct(times, 0.5), p99_ms=_pct(times, 0.99), requests=len(times),
                        cpu_ms_per_request=cpu[0] if cpu[0] == "-" else round(statistics.median(cpu), 3))
@@ -216,11 +219,93 @@ def bench_webmemory(total: int, every: int) -> dict:
         uncapped = p.gateway(emu, "mitmweb-nocap", tool="mitmweb", args=("--set", "qwen_web_flow_limit=0"))
         out: dict[str, dict] = {}
         for sent in range(every, total + 1, every):
-            for name, url in (("mitmweb-cap500", capped), ("mitmweb-nocap", uncapped)):
+            for url in (capped, uncapped):
                 asyncio.run(_hammer(url, "x", CHAT, every, 8))
             out[f"after {sent}"] = {"cap 500 (default) MB": round(p.rss_mb("mitmweb-cap500"), 1),
                                     "no cap MB": round(p.rss_mb("mitmweb-nocap"), 1)}
         return {"scenario": f"mitmweb RSS over {total} requests", "results": out}
+
+
+def _ask(url: str, key: str, body: dict, n: int, *, new_connection: bool) -> list[float]:
+    """Milliseconds per request: each on a new connection (as CLI tools do), or all on one kept alive."""
+    import ssl
+    tls = ssl.create_default_context()  # built once: a client's own set-up is not what is measured
+    times = []
+    client = None if new_connection else httpx.Client(timeout=60, trust_env=False, verify=tls)
+    try:
+        for _ in range(n + 2):
+            t0 = time.perf_counter()
+            if new_connection:
+                with httpx.Client(timeout=60, trust_env=False, verify=tls) as c:
+                    c.post(url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}
+                           ).raise_for_status()
+            else:
+                client.post(url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}
+                            ).raise_for_status()
+            times.append((time.perf_counter() - t0) * 1000)
+    finally:
+        if client is not None:
+            client.close()
+    return times[2:]  # the first two warm the path up
+
+
+def bench_far(n: int, delay_ms: int) -> dict:
+    import os
+    with Procs() as p:
+        emu = p.emulator()
+        far = p.delay_proxy(emu, delay_ms)
+        targets = {"direct": (far, "sk-bench"),
+                   "mitmdump (no addon)": (p.mitmdump("bare", far, addon=False), "sk-bench"),
+                   "gateway": (p.gateway(emu, upstream=far), "x")}
+        litellm = os.environ.get("QWEN_BENCH_LITELLM")
+        if litellm:
+            targets["LiteLLM proxy"] = (p.litellm(litellm, far), "sk-bench-litellm-master")
+        out = {}
+        for name, (url, key) in targets.items():
+            body = _body_for(name, CHAT)
+            if name == "LiteLLM proxy":
+                body = {**CHAT, "model": "qwen"}
+            fresh = _ask(url, key, body, n, new_connection=True)
+            kept = _ask(url, key, body, n, new_connection=False)
+            out[name] = {"new_connection_p50_ms": _pct(fresh, 0.5), "keepalive_p50_ms": _pct(kept, 0.5),
+                         "difference_ms": round(_pct(fresh, 0.5) - _pct(kept, 0.5), 1)}
+        return {"scenario": f"far upstream: {delay_ms} ms each way, {n} sequential non-stream requests per column",
+                "results": out}
+
+
+def _first_chunk_ms(client: httpx.Client, url: str, body: dict) -> float:
+    t0 = time.perf_counter()
+    with client.stream("POST", url + "/v1/chat/completions", json=body) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if line.startswith("data: {") and '"content"' in line:
+                return (time.perf_counter() - t0) * 1000
+    raise RuntimeError("no content chunk")
+
+
+def bench_retry(n: int) -> dict:
+    """A stream whose first attempt gets 401 (refresh, then the stream) against one that does not: the
+    difference is the failed attempt and the refresh; after that the retried stream's first chunk arrives
+    as fast as any first attempt's."""
+    with Procs() as p:
+        emu = p.emulator()
+        url = p.gateway(emu, refreshable=True)
+        body = {**CHAT, "stream": True}
+        plain, retried = [], []
+        with httpx.Client(timeout=60, trust_env=False) as client:
+            for i in range(n + 1):
+                t = _first_chunk_ms(client, url, body)
+                httpx.post(emu + "/_emulator/fault", json={"kind": "auth401"}, trust_env=False).raise_for_status()
+                r = _first_chunk_ms(client, url, body)
+                if i:  # the first pair warms up
+                    plain.append(t)
+                    retried.append(r)
+        out = {"stream, first attempt served": {"first_chunk_p50_ms": _pct(plain, 0.5)},
+               "stream after 401 + refresh": {"first_chunk_p50_ms": _pct(retried, 0.5)}}
+        out["stream after 401 + refresh"]["extra_ms"] = round(_pct(retried, 0.5) - _pct(plain, 0.5), 2)
+        out["stream, first attempt served"]["extra_ms"] = 0.0
+        return {"scenario": f"retried stream: {n} pairs, emulator on loopback (a 401 answer and a refresh cost "
+                            "two loopback round trips)", "results": out}
 
 
 def table(result: dict) -> str:
@@ -240,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         "bigprompt": lambda a: bench_bigprompt(20),
         "memory": lambda a: bench_memory((5000, 20000)),
         "webmemory": lambda a: bench_webmemory(5000, 1000),
+        "far": lambda a: bench_far(min(a.requests, 40), 50),
+        "retry": lambda a: bench_retry(min(a.requests, 30)),
     }
     ap.add_argument("scenario", choices=[*scenarios, "all"])
     ap.add_argument("--runs", type=int, default=10)

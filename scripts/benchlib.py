@@ -77,20 +77,57 @@ class Procs:
         return f"http://127.0.0.1:{port}"
 
     def gateway(self, emulator_url: str, name: str = "gateway", *, tool: str = "mitmdump",
-                args: tuple[str, ...] = ()) -> str:
-        """The gateway with one OAuth login pointing at the emulator (token seeded there)."""
-        token = "bench-token"
-        httpx.post(emulator_url + "/_emulator/tokens", json={"access_token": token, "expires_in": 86400},
-                   trust_env=False).raise_for_status()
+                args: tuple[str, ...] = (), upstream: str | None = None, refreshable: bool = False) -> str:
+        """The gateway with one OAuth login pointing at the emulator (token seeded there); `upstream`: another
+        API base for it (e.g. a delay proxy in front of the emulator); `refreshable`: a real refresh token."""
+        token, refresh = "bench-token", "unused"
+        if refreshable:
+            issued = httpx.post(emulator_url + "/_emulator/tokens", json={"expires_in": 86400}, trust_env=False)
+            issued.raise_for_status()
+            token, refresh = issued.json()["access_token"], issued.json()["refresh_token"]
+        else:
+            httpx.post(emulator_url + "/_emulator/tokens", json={"access_token": token, "expires_in": 86400},
+                       trust_env=False).raise_for_status()
         qdir = self.tmp / f"qwen-{name}"
         qdir.mkdir(mode=0o700)
-        creds = {"access_token": token, "refresh_token": "unused", "token_type": "Bearer",
-                 "resource_url": emulator_url, "expiry_date": int((time.time() + 86400) * 1000)}
+        creds = {"access_token": token, "refresh_token": refresh, "token_type": "Bearer",
+                 "resource_url": upstream or emulator_url, "expiry_date": int((time.time() + 86400) * 1000)}
         fd = os.open(qdir / "oauth_creds.json", os.O_WRONLY | os.O_CREAT, 0o600)
         os.write(fd, json.dumps(creds, indent=2).encode())
         os.close(fd)
-        env = {"QWEN_DIR": str(qdir), "QWEN_GATEWAY_HOME": str(self.tmp / f"state-{name}")}
+        env = {"QWEN_DIR": str(qdir), "QWEN_GATEWAY_HOME": str(self.tmp / f"state-{name}"),
+               "QWEN_OAUTH_BASE_URL": emulator_url}
         return self.mitmdump(name, "https://portal.qwen.ai", addon=True, env=env, tool=tool, args=args)
+
+    def delay_proxy(self, target: str, delay_ms: int, name: str = "far") -> str:
+        """A forwarder adding `delay_ms` each way in front of `target` (scripts/delay_proxy.py)."""
+        pf = self.tmp / f"{name}.port"
+        p = self._spawn([sys.executable, str(ROOT / "scripts" / "delay_proxy.py"), "--target",
+                         target.split("://", 1)[1], "--delay-ms", str(delay_ms), "--port-file", str(pf)], name)
+        return f"http://127.0.0.1:{int(_wait(pf, p, name))}"
+
+    def litellm(self, binary: str, upstream: str, name: str = "litellm") -> str:
+        """LiteLLM's proxy with one OpenAI-compatible model ("qwen") in front of `upstream`."""
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cfg = self.tmp / "litellm.yaml"
+        cfg.write_text("model_list:\n  - model_name: qwen\n    litellm_params:\n      model: openai/qwen3-coder-plus\n"
+                       f"      api_base: {upstream}/v1\n      api_key: sk-bench\n")
+        p = self._spawn([binary, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port)], name,
+                        {"LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": "sk-bench-litellm-master"})
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health/liveliness", trust_env=False, timeout=2).status_code == 200:
+                    return f"http://127.0.0.1:{port}"
+            except httpx.HTTPError:
+                pass
+            if p.poll() is not None:
+                raise RuntimeError("litellm exited early")
+            time.sleep(0.5)
+        raise RuntimeError("litellm did not start")
 
     def cpu_s(self, name: str) -> float:
         """User + system CPU seconds the process `name` has used so far (from /proc)."""

@@ -1,6 +1,7 @@
 """A TCP forwarder that puts a far network between two local programs: every byte is delivered
-`--delay-ms` later in each direction (a round trip costs twice that), order kept. It logs each
-connection it accepts, so tests can count how often a client opened a new upstream connection.
+`--delay-ms` later in each direction (a round trip costs twice that), order kept, and a new connection
+costs the handshake's round trip before its first bytes travel. It logs each connection it accepts, so
+tests can count how often a client opened a new upstream connection.
 
     python scripts/delay_proxy.py --target 127.0.0.1:9999 --delay-ms 50 --port 9998
 
@@ -15,7 +16,8 @@ import os
 import time
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float,
+                not_before: float = 0.0) -> None:
     queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
     async def deliver() -> None:
@@ -23,7 +25,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dela
             at, data = await queue.get()
             if not data:
                 break
-            wait = at + delay - time.monotonic()
+            wait = max(at + delay, not_before) - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             writer.write(data)
@@ -47,6 +49,9 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dela
 
 def serve(target: tuple[str, int], delay: float, conn_log: str | None):
     async def handle(creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
+        # The local accept is instant; a real connection first costs a round trip (SYN, SYN-ACK) before the
+        # client's first bytes travel one way: they arrive no earlier than three one-way delays from now.
+        first_data = time.monotonic() + 3 * delay
         if conn_log:
             with open(conn_log, "a") as f:
                 f.write(f"{time.time():.3f}\n")
@@ -55,7 +60,7 @@ def serve(target: tuple[str, int], delay: float, conn_log: str | None):
         except OSError:
             cwriter.close()
             return
-        await asyncio.gather(_pipe(creader, uwriter, delay), _pipe(ureader, cwriter, delay),
+        await asyncio.gather(_pipe(creader, uwriter, delay, first_data), _pipe(ureader, cwriter, delay),
                              return_exceptions=True)
     return handle
 

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 NEEDED = ["CreateChatCompletionResponse", "CreateChatCompletionStreamResponse", "CreateCompletionResponse",
           "CreateEmbeddingResponse", "ListModelsResponse", "Model", "ErrorResponse", "Response",
-          "ResponseStreamEvent"]
+          "ResponseStreamEvent", "CompactResource", "ResponseItemList", "TokenCountsResource"]
 PREFIX = "#/components/schemas/"
 
 

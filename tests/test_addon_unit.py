@@ -85,7 +85,7 @@ class FakeQwen:
         self.answers = list(answers)
         self.requests: list[Sent] = []
 
-    async def send(self, url, headers, body, *, timeout, read_timeout) -> FakeResponse:
+    async def send(self, url, headers, body, *, head_timeout, read_timeout) -> FakeResponse:
         self.requests.append(Sent(url, headers, body))
         status, answer = self.answers.pop(0) if self.answers else (200, ANSWER)
         return FakeResponse(status, answer)
@@ -103,6 +103,7 @@ def chat_flow(body, *, host="api.openai.com", path="/v1/chat/completions", rever
     f.request = http.Request.make(method, f"https://{host}{path}", json.dumps(body) if isinstance(body, dict)
                                   else body, [(b"authorization", auth), (b"content-type", b"application/json"),
                                               (b"host", host.encode())])
+    f.request.headers["host"] = host  # as the client wrote it (Request.make drops IPv6 brackets)
     if reverse:
         f.client_conn.proxy_mode = mode_specs.ProxyMode.parse("reverse:https://portal.qwen.ai")
     return f
@@ -196,7 +197,7 @@ async def test_intercepted_host_matching_ignores_case_and_trailing_dot(setup, ho
 
 async def test_reverse_mode_claims_every_path(setup):
     gw, _, _ = setup
-    f = await through(gw, chat_flow({}, host="portal.qwen.ai", path="/v1/nonsense", reverse=True))
+    f = await through(gw, chat_flow({}, host="localhost", path="/v1/nonsense", reverse=True))
     assert f.response.status_code == 404
     assert json.loads(f.response.content)["error"]["code"] == "unknown_url"
     assert f.metadata["qwen"]["route"] == "unknown" and f.metadata["qwen"]["status"] == 404
@@ -413,3 +414,163 @@ async def test_a_failing_observer_is_logged_and_never_changes_the_flow(point, ca
         if point == "done":
             gw.done()
     assert calls and "failed" in caplog.text
+
+
+# ---- what an attacker tries (issue: nothing leaks, nothing passes, nothing exhausts) -----------------------
+
+@pytest.mark.parametrize("host,origin,status", [
+    ("evil.example:8080", None, 403),  # DNS rebinding: the page's own name in Host
+    ("localhost:8080", "https://evil.example", 403),  # a cross-site page
+    ("localhost:8080", "null", 403),  # a sandboxed page or file://
+    ("localhost:8080", "http://localhost:3000", 200),  # a local web app
+    ("127.0.0.1:8080", None, 200),
+    ("[::1]:8080", None, 200),
+])
+async def test_host_and_origin_of_browser_attacks_are_refused(setup, host, origin, status):
+    gw, qwen, _ = setup
+    f = chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}, host=host, reverse=True)
+    if origin:
+        f.request.headers["origin"] = origin
+    await through(gw, f)
+    assert f.response.status_code == status
+    assert len(qwen.requests) == (1 if status == 200 else 0)
+    for path in ("/health", "/v1/models"):  # local answers too
+        g = chat_flow(b"", host=host, path=path, method="GET", reverse=True)
+        if origin:
+            g.request.headers["origin"] = origin
+        await through(gw, g)
+        assert g.response.status_code == status
+
+
+async def test_remote_login_refuses_requests_from_web_pages(setup, monkeypatch):
+    gw, _, tctx = setup
+    tctx.configure(gw, qwen_remote_login="loopback")
+    f = chat_flow({}, host="localhost:8080", path="/auth/initiate", reverse=True)
+    f.request.headers["sec-fetch-site"] = "same-origin"
+    await through(gw, f)
+    assert f.response.status_code == 403
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd"])
+async def test_decompression_bombs_are_refused_while_decoding(setup, encoding):
+    import gzip
+    import zlib
+
+    import brotli
+    import zstandard
+    gw, qwen, tctx = setup
+    tctx.configure(gw, qwen_max_body_mb=1)
+    bomb = b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "' + b"a" * (64 << 20) + b'"}]}'
+    packed = {"gzip": gzip.compress, "deflate": zlib.compress, "br": brotli.compress,
+              "zstd": zstandard.ZstdCompressor().compress}[encoding](bomb)
+    assert len(packed) < (1 << 20)  # small on the wire ...
+    f = chat_flow(b"", reverse=True, host="localhost")
+    f.request.raw_content = packed
+    f.request.headers["content-encoding"] = encoding
+    await through(gw, f)
+    assert f.response.status_code == 413 and qwen.requests == []  # ... refused once it grew past 1 MiB
+
+
+async def test_a_small_compressed_body_is_decoded(setup):
+    import gzip
+    gw, qwen, _ = setup
+    f = chat_flow(b"", reverse=True, host="localhost")
+    f.request.raw_content = gzip.compress(json.dumps({"model": "gpt-4o", "messages": [
+        {"role": "user", "content": "zipped"}]}).encode())
+    f.request.headers["content-encoding"] = "gzip"
+    await through(gw, f)
+    assert f.response.status_code == 200 and qwen.bodies()[0]["messages"][-1]["content"]
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "snappy"])
+async def test_a_body_that_does_not_decode_is_a_400(setup, encoding):
+    gw, qwen, _ = setup
+    f = chat_flow(b"", reverse=True, host="localhost")
+    f.request.raw_content = b"not compressed at all"
+    f.request.headers["content-encoding"] = encoding
+    await through(gw, f)
+    assert f.response.status_code == 400 and qwen.requests == []
+
+
+async def test_with_client_keys_other_hosts_are_not_relayed(setup, monkeypatch):
+    monkeypatch.setenv("QWEN_GATEWAY_KEYS", "k1")
+    gw, qwen, tctx = setup
+    gw.configure({"qwen_client_keys_file"})
+    f = chat_flow({"x": 1}, host="example.com")
+    await through(gw, f)
+    assert f.response.status_code == 403 and json.loads(f.response.content)["error"]["code"] == "passthrough_refused"
+    tctx.configure(gw, qwen_allow_passthrough=True)
+    f = chat_flow({"x": 1}, host="example.com")
+    await through(gw, f)
+    assert f.response is None  # relayed, as the user asked
+
+
+async def test_last_line_guard_sees_addresses_and_server_names(setup):
+    from mitmproxy.proxy import server_hooks
+    from mitmproxy.test import tflow as tf
+
+    gw, _, _ = setup
+    for address, client_sni, server_sni, refused in [
+        (("104.18.7.192", 443), "api.openai.com", None, True),  # transparent mode: an IP, the name in SNI
+        (("104.18.7.192", 443), None, "api.openai.com.", True),
+        (("api.openai.com", 443), None, None, True),
+        (("example.com", 443), "example.com", None, False),
+    ]:
+        client = tf.tclient_conn()
+        client.sni = client_sni
+        server = tf.tserver_conn()
+        server.address, server.sni = address, server_sni
+        server.error = None
+        await gw.server_connect(server_hooks.ServerConnectionHookData(server=server, client=client))
+        assert bool(server.error) is refused, (address, client_sni, server_sni)
+
+
+def test_a_connection_that_reached_a_listener_beyond_loopback_is_closed(setup):
+    from mitmproxy.test import tflow as tf
+
+    gw, _, tctx = setup
+    tctx.configure(gw, mode=["reverse:https://portal.qwen.ai"])  # the README's bare command
+    assert gw.fence.loopback_only
+    lan = tf.tclient_conn()
+    lan.sockname = ("192.168.1.20", 8080)
+    gw.client_connected(lan)
+    assert lan.error
+    local = tf.tclient_conn()
+    local.sockname = ("127.0.0.1", 8080)
+    local.error = None
+    gw.client_connected(local)
+    assert not local.error
+    # a connection accepted before the gateway had loaded never got that check: its requests are killed
+    f = chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}, host="localhost",
+                  reverse=True)
+    f.client_conn.sockname = ("192.168.1.20", 8080)
+    gw.requestheaders(f)
+    assert f.error is not None and f.response is None
+
+
+async def test_a_thinking_refusal_is_learned_and_the_request_sent_again():
+    refusal = {"error": {"code": "invalid_parameter_error", "type": "invalid_request_error", "message":
+                         "<400> InternalError.Algo.InvalidParameter: The value of the enable_thinking parameter "
+                         "is restricted to True."}}
+    gw, qwen = make(KEY_CRED, qwen=FakeQwen((400, refusal)))
+    with taddons.context(gw) as tctx:
+        gw.configure(set(tctx.options.keys()))
+        body = {"model": "qwen-new-thinker", "response_format": {"type": "json_object"},
+                "messages": [{"role": "user", "content": "json please"}]}
+        f = await through(gw, chat_flow(body))
+        assert f.response.status_code == 200 and len(qwen.requests) == 2
+        first, second = qwen.bodies()
+        assert first.get("enable_thinking") is False and second.get("enable_thinking") is not False
+        assert f.metadata["qwen"]["retry_reasons"] == ["thinking"]
+        f = await through(gw, chat_flow(body))  # learned: the next request is right the first time
+        assert len(qwen.requests) == 3 and qwen.bodies()[2].get("enable_thinking") is not False
+
+
+async def test_a_throttling_cooldown_is_a_rate_limit_not_a_quota():
+    from qwen_gateway.retry import unavailable
+    from qwen_gateway.auth.pool import PoolExhausted
+    import time as _time
+    e = unavailable(PoolExhausted("cooling down", retry_at=_time.time() + 5, throttled=True))
+    assert e.status == 429 and e.code == "rate_limit_exceeded" and e.headers["retry-after"]
+    e = unavailable(PoolExhausted("quota gone", retry_at=_time.time() + 3600))
+    assert e.status == 429 and e.code == "insufficient_quota"

@@ -656,3 +656,16 @@ def test_token_values_never_survive(tok):
                  f"Authorization: Bearer {tok}"):
         assert tok not in redact(text, limit=None)
     assert tok not in redact(f"anything at all {tok} here", secrets=[tok], limit=None)
+
+
+async def test_exhaustion_says_whether_only_rate_limits_hold_the_accounts(state):
+    pool = AccountPool([FakeAccount("a"), FakeAccount("b")], state)
+    pool.report("a", "throttle", retry_after=5)
+    pool.report("b", "throttle", retry_after=5)
+    with pytest.raises(PoolExhausted) as e:
+        await pool.acquire()
+    assert e.value.throttled and e.value.retry_at is not None
+    pool.report("b", "quota")
+    with pytest.raises(PoolExhausted) as e:
+        await pool.acquire()
+    assert not e.value.throttled  # one account is out of quota: not a plain rate limit

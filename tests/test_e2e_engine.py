@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from helpers.procs import ROOT, _wait_for_file, write_creds
+from helpers.procs import ROOT, _wait_for_file, free_port, mitmweb_api, write_creds
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "engine-test"
@@ -101,22 +101,10 @@ def _in_flight(gw, done: threading.Event, out: list) -> threading.Thread:
 
 def test_mitmweb_never_shows_the_credential_while_a_request_is_in_flight(make_gateway, emu, tmp_path):
     env, token = home_at(tmp_path, emu, emu.url)
-    with __import__("socket").socket() as s:
-        s.bind(("127.0.0.1", 0))
-        web_port = s.getsockname()[1]
+    web_port = free_port()
     gw = make_gateway("web", tool="mitmweb", env=env, args=(
         "--set", f"web_password={PASSWORD}", "--set", f"web_port={web_port}", "--set", "web_host=127.0.0.1"))
-    api = httpx.Client(base_url=f"http://127.0.0.1:{web_port}", headers={"Authorization": f"Bearer {PASSWORD}"},
-                       trust_env=False, timeout=10)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if api.get("/flows").status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    api = mitmweb_api(gw, web_port, PASSWORD)
     emu.switches(first_byte_delay_ms=3000)
     done, out = threading.Event(), []
     _in_flight(gw, done, out)

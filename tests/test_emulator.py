@@ -20,6 +20,8 @@ import httpx
 import openai
 import pytest
 
+pytestmark = pytest.mark.e2e  # starts emulator processes
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "qwen_emulator.py"
 CLIENT_ID = "f0304373b74a44d2b584a3fb70ca9e56"

@@ -6,6 +6,8 @@ import pytest
 
 from test_emulator import API_KEY, TOOLS, Emu, launch, parse_sse, terminate
 
+pytestmark = pytest.mark.e2e  # starts emulator processes
+
 ALGO = "<400> InternalError.Algo.InvalidParameter: "
 FORCED = {"type": "function", "function": {"name": "get_time"}}
 IMAGE = [{"type": "text", "text": "what is this"}, {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]

@@ -48,14 +48,16 @@ def test_connection_refused_is_a_prompt_502(make_gateway, emu, home):
     assert gw.alive()
 
 
-def test_one_reset_before_headers_is_retried_transparently(gw, emu):
-    # a pooled connection that died is indistinguishable from one reset before headers: one retry
+def test_a_reused_connection_reset_before_headers_is_retried_once(gw, emu):
+    # a pooled connection that died while idle is indistinguishable from one reset before headers: one retry
+    assert ask(gw, "warm").choices[0].message.content == "Echo: warm"  # the engine now holds a pooled connection
     emu.fault("reset_before_headers")
     assert ask(gw, "again").choices[0].message.content == "Echo: again"
-    assert len(emu.chat_requests()) == 2
+    assert len(emu.chat_requests()) == 3
 
 
 def test_reset_before_headers_twice_is_a_502(gw, emu):
+    assert ask(gw, "warm").choices[0].message.content == "Echo: warm"
     emu.fault("reset_before_headers", count=2)
     with pytest.raises(openai.InternalServerError) as e:
         ask(gw)

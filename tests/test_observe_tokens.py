@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import shutil
 import time
@@ -224,10 +225,28 @@ def big_body(chars: int = 1 << 20) -> dict:
     return chat_body(("lorem ipsum dolor sit amet " * (chars // 27 + 1))[:chars])
 
 
-def estimator(**fields) -> TokenEstimator:
+def estimator(inline_bytes: int = -1, **fields) -> TokenEstimator:
+    """An estimator; by default every prompt goes to its thread (inline_bytes=-1), as big ones do."""
     est = TokenEstimator()
+    est.INLINE_BYTES = inline_bytes
     est.configure(config(**fields))
     return est
+
+
+async def test_a_small_prompt_is_counted_on_the_spot_once_the_encoding_is_loaded():
+    est = estimator(inline_bytes=TokenEstimator.INLINE_BYTES)
+    tokens.encoding()
+    body = chat_body("hello world")
+    ex = exchange(body=body, status=None, usage=None)
+    ex.client = dataclasses.replace(ex.client, size=len(json.dumps(body)))
+    est.client_request(ex, client_flow(body))
+    assert ex.estimate is None and ex.prompt_tokens_est == count_request_tokens(body)
+    big = exchange(body=big_body(), status=None, usage=None)
+    big.client = dataclasses.replace(big.client, size=1 << 20)
+    est.client_request(big, client_flow(big.body))
+    assert big.estimate is not None  # a big one goes to the thread
+    await asyncio.wait_for(big.estimate, 30)
+    est.done()
 
 
 async def test_estimate_starts_in_client_request_and_never_holds_it():

@@ -17,8 +17,6 @@ Observers (observe/*, flowview) are plain objects called at named points, each i
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import json
 import logging
 import time
@@ -30,54 +28,42 @@ from mitmproxy.utils import asyncio_utils
 from . import access, config, embeddings, forward, mitmdefaults, routing
 from .auth.base import Capability, Outcome, Pool
 from .auth.pool import AccountPool
-from .config import Config, normalise_host
+from .config import Config
 from .endpoints import endpoints
 from .engine import UpstreamEngine
 from .errors import GatewayError
 from .exchange import ClientRequest, Exchange, key_hint
-from .flowview import FlowAnnotator, FlowCap
-from .local import LocalAnswers, error_response
-from .local import json_response as local_json
-from .observe.base import POINTS, Observer, overrides
-from .observe.debuglog import DebugLog
+from .fence import Fence, bind_loopback_by_default
+from .local import LocalAnswers, error_response, health
+from .observe.base import Observer
+from .observe.dispatch import Observers, call_safely, default_observers
 from .observe.guard import context_check
-from .observe.ledger import UsageLedger
-from .observe.metrics import Metrics
-from .observe.requestlog import RequestLine
-from .observe.tokens import TokenEstimator
 from .relay import TOKEN_HEADER, LoopbackRelay
 from .response_store import ResponseStore
+from .responses_socket import ResponsesSockets, trim_messages, wants_socket
 from .retry import RetryPolicy
 
 log = logging.getLogger("qwen")
-
-# How long `finished` observers wait for a prompt estimate still being counted.
-ESTIMATE_WAIT_S = 5.0
 
 
 class QwenGateway:
     def __init__(self, pool: Pool | None = None, observers: list[Observer] | None = None,
                  upstream=None) -> None:
-        self._fixed_pool = pool  # tests hand in a pool; otherwise it is built from the options
+        self._fixed_pool = pool  # tests hand in a pool (and a fake upstream); otherwise built from the options
         self.pool: Pool | None = pool
         self.config = Config()
-        self.observers: list[Observer] = default_observers() if observers is None else list(observers)
-        self._flowcap = next((o for o in self.observers if isinstance(o, FlowCap)), None)
-        self._points = {p: [getattr(o, p) for o in self.observers if overrides(o, p)] for p in POINTS}
-        # finished: those that show the prompt estimate wait for it; the others are told at once
-        self._points["finished_now"] = [o.finished for o in self.observers
-                                        if overrides(o, "finished") and not o.waits_for_estimate]
-        self._points["finished_after_estimate"] = [o.finished for o in self.observers
-                                                   if overrides(o, "finished") and o.waits_for_estimate]
+        self.observers = Observers(default_observers() if observers is None else list(observers))
         self._store: ResponseStore | None = None
         self.endpoints = endpoints(self._responses)
         self.policy = RetryPolicy(pool)
-        self.engine = UpstreamEngine(self.policy, self.config,
-                                     on_upstream_request=self._upstream_request,
+        self.engine = UpstreamEngine(self.policy, self.config, on_upstream_request=self._upstream_request,
                                      client=upstream)
         self.relay = LoopbackRelay(self.engine.open, idle_timeout=lambda: self.config.stream_idle_timeout)
-        self.local = LocalAnswers(pool=lambda: self.pool, store=self._responses, metrics=self._metrics,
-                                  reload_accounts=self._reload_accounts)
+        self.sockets = ResponsesSockets(self)  # Responses over WebSocket (Codex's GET /v1/responses upgrade)
+        self.local = LocalAnswers(pool=lambda: self.pool, store=self._responses,
+                                  metrics=lambda: self.observers.exposition() if self.observers.exposition else None,
+                                  reload_accounts=lambda: self.pool.reload() if self.pool else None)
+        self.fence = Fence()
         self._live: dict[str, Exchange] = {}  # flow id -> exchange, until response/error
         self._flows: dict[str, http.HTTPFlow] = {}  # exchange id -> flow, for the engine's callback
 
@@ -102,8 +88,7 @@ class QwenGateway:
             stale = self.engine.reconfigure(new)
             if stale is not None:
                 _close_later(stale)
-            for o in self.observers:
-                self._call(o.configure, new)
+            self.observers.configure(new)
         if {"mode", "listen_host", "qwen_client_keys_file", "qwen_allow_open"} & updated and "mode" in opts:
             exposed = access.exposed_listeners(list(opts.mode), opts.listen_host)
             if exposed and not self.config.client_keys and not self.config.allow_open:
@@ -111,8 +96,22 @@ class QwenGateway:
                     "The Qwen gateway would listen beyond loopback without client keys: " + ", ".join(exposed)
                     + f". Set ${config.KEYS_ENV} or --set qwen_client_keys_file=FILE, or --set "
                     "qwen_allow_open=true to accept that anyone reaching the port spends your quota.")
-        if {"listen_host", "mode"} & updated and "mode" in opts:
-            bind_loopback_by_default(opts)
+        if {"listen_host", "mode", "stream_large_bodies"} & updated and "mode" in opts:
+            self.fence.loopback_only = bind_loopback_by_default(opts)
+            reverse_only = all(isinstance(mode_specs.ProxyMode.parse(m), mode_specs.ReverseMode) for m in opts.mode)
+            if reverse_only and opts.stream_large_bodies:
+                # mitmproxy would stream a large request to the reverse target (a label here) before any hook
+                # sees it; every flow is the gateway's in reverse mode, so nothing needs streaming through
+                log.warning("qwen: stream_large_bodies is ignored in reverse mode: the gateway reads each request")
+                opts.update(stream_large_bodies=None)
+            if reverse_only and opts.body_size_limit is None:
+                # mitmproxy buffers a whole upload before any hook can refuse it: bound it (reverse mode only,
+                # where every flow is the gateway's; elsewhere it would also cut passed-through downloads).
+                # Up to twice the limit the client still gets the gateway's own 413 in OpenAI's format.
+                opts.update(body_size_limit=f"{2 * (self.config.max_body >> 20) + 1}m")
+        if "keep_host_header" in updated and not opts.keep_host_header:
+            # the Host the client sent tells a rebinding page from a real client; the engine sets its own
+            opts.update(keep_host_header=True)
         if "connection_strategy" in updated and opts.connection_strategy != "lazy":
             # Eager would open a connection to the client's original target (api.openai.com)
             # before the gateway reroutes the request; lazy connects only where we send it.
@@ -127,35 +126,42 @@ class QwenGateway:
                     (log.warning if line.startswith("WARNING") else log.info)(f"qwen: {line}")
             except Exception:
                 log.exception("qwen: could not list the accounts")
-        for o in self.observers:
-            self._call(o.running)
+        self.observers.running()
 
     def done(self) -> None:
         self.relay.stop()
+        self.sockets.stop()
         if self.pool is not None:
-            self._call(self.pool.flush)
-        for o in self.observers:
-            self._call(o.done)
+            call_safely(self.pool.flush)
+        self.observers.done()
         _close_later(self.engine.client)
 
-    # ---- which flows are ours ---------------------------------------------------------------------
+    # ---- the perimeter ----------------------------------------------------------------------------
 
     def claims(self, flow: http.HTTPFlow) -> bool:
         if flow.is_replay == "request" and isinstance(flow.metadata.get("qwen"), dict):
             return True
         return routing.claims(flow, self.config)
 
-    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
-        """Last line of defence: the only server a claimed flow may reach is the relay. In reverse mode
-        every flow is claimed; in other modes nothing for an intercepted name (Host, SNI) gets out."""
-        address = data.server.address
-        if address is None or (self.relay.address is not None and tuple(address[:2]) == self.relay.address):
-            return
-        hosts = self.config.intercept_hosts
-        names = (str(address[0]), data.server.sni or "", data.client.sni or "")
-        if isinstance(data.client.proxy_mode, mode_specs.ReverseMode) or any(
-                normalise_host(n) in hosts for n in names if n):
-            data.server.error = f"qwen gateway refuses to connect to {address[0]}: its requests go to Qwen"
+    def client_connected(self, client) -> None:
+        """A connection that reached a listener beyond loopback before the gateway moved it is closed."""
+        if self.fence.refuses_client(client.sockname):
+            client.error = "qwen gateway: this listener is loopback-only"
+
+    async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """Last line of defence (fence.py): claimed flows reach only the relay."""
+        if await self.fence.refuses_server(data, self.config, (self.relay.address, self.sockets.address)):
+            target = data.server.address[0] if data.server.address else "?"
+            data.server.error = f"qwen gateway refuses to connect to {target}: its requests go to Qwen"
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        """Explicit proxy with client keys: a tunnel to a host the gateway does not answer is refused, so
+        the proxy is no open relay for whoever holds no key (qwen_allow_passthrough lifts this)."""
+        if self._no_passthrough() and not self.claims(flow):
+            flow.response = error_response(access.PASSTHROUGH_REFUSED)
+
+    def _no_passthrough(self) -> bool:
+        return bool(self.config.client_keys) and not self.config.allow_passthrough
 
     # ---- request ----------------------------------------------------------------------------------
 
@@ -163,13 +169,18 @@ class QwenGateway:
         if flow.response or flow.error or not flow.live:
             return
         try:
-            if not self.claims(flow):
+            if self.fence.refuses_client(flow.client_conn.sockname):
+                flow.kill()  # accepted before the gateway loaded and moved the listener: never served
                 return
-            refusal = None if flow.is_replay else access.check_key(flow.request, self.config.client_keys)
+            if not self.claims(flow):
+                if self._no_passthrough() and not flow.is_replay:
+                    flow.response = error_response(access.PASSTHROUGH_REFUSED)
+                return
+            flow.request.stream = False  # the gateway reads the whole (bounded) body before anything is sent
+            key_refusal = None if flow.is_replay else access.check_key(flow.request, self.config.client_keys)
             ex = self._open(flow)  # drops the client's key from the flow: checked just before
-            if refusal is not None and ex.route == "health" and access.is_loopback(_peer(flow)):
-                refusal = None  # /health stays open on loopback; beyond it, it is behind the key
-            refusal = refusal or access.check_declared_size(flow.request, self.config.max_body)
+            refusal = access.admit(flow.request, route=ex.route, key_refusal=key_refusal, peer=_peer(flow),
+                                   allowed=self.config.allowed_hosts | {_sock(flow)}, max_body=self.config.max_body)
             if refusal is not None:
                 self._refuse(flow, ex, refusal)
         except Exception as e:
@@ -192,74 +203,42 @@ class QwenGateway:
             self._fail_closed(flow, e)
 
     async def _handle(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        if wants_socket(flow, ex):
+            await self.sockets.route(flow, ex)
+            return
         endpoint = ex.endpoint
         if endpoint is None or ex.route == "method_not_allowed":
             if ex.route == "auth":
                 ex.body = _parse_json(self._content(flow, ex) or b"{}")
-            self._notify("client_request", ex, flow)
+            self.observers.notify("client_request", ex, flow)
             flow.response = await self.local.answer(ex, flow, self.config)
             return
         body = ex.body = _parse_json(self._content(flow, ex))
         ex.requested_model = body["model"] if isinstance(body.get("model"), str) else ""
         ex.stream = body.get("stream") is True
-        self._notify("client_request", ex, flow)
+        self.observers.notify("client_request", ex, flow)
         ex.chat_body = endpoint.to_chat(body, ex)
         refusal = await context_check(ex, self.config)
         if refusal is not None:
             raise refusal
         if ex.stream:
             await self._relay(flow, ex)
-        elif endpoint.capability is Capability.EMBEDDINGS and len(batches := embeddings.split_batches(
-                ex.chat_body)) > 1:
-            flow.response = local_json(200, await self._embeddings(ex, batches))
+        elif endpoint.capability is Capability.EMBEDDINGS and len(
+                batches := embeddings.split_batches(ex.chat_body)) > 1:
+            flow.response = await forward.fetch_embeddings(self.engine, ex, batches)
         else:
-            resp = await self.engine.open(ex)
-            try:
-                raw = ex.upstream_response_body = await resp.aread()
-            finally:
-                await resp.aclose()
-            flow.response, ex.extra["final"] = forward.buffered_answer(ex, resp.status_code, resp.headers, raw)
-
-    async def _embeddings(self, ex: Exchange, batches: list[dict]) -> dict:
-        """More inputs than Qwen takes at once: the batches go upstream concurrently, each with its own
-        credential and retries; the answers are put back together in order."""
-        ex.notes.append(f"{sum(len(b['input']) for b in batches)} inputs sent as {len(batches)} requests of at "
-                        f"most {embeddings.BATCH} (Qwen's limit)")
-        parts = [dataclasses.replace(ex, chat_body=b, tried=[], retries=[], notes=[], extra={}) for b in batches]
-
-        async def fetch(part: Exchange) -> dict:
-            resp = await self.engine.open(part)
-            try:
-                raw = await resp.aread()
-            finally:
-                await resp.aclose()
-            return forward.upstream_json(raw)
-
-        try:
-            async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(fetch(p)) for p in parts]
-        except* GatewayError as group:
-            raise group.exceptions[0] from None
-        first = parts[0]
-        ex.cred, ex.upstream_model, ex.upstream_url = first.cred, first.upstream_model, first.upstream_url
-        ex.upstream_headers, ex.upstream_status = first.upstream_headers, first.upstream_status
-        ex.upstream_body = first.upstream_body
-        for p in parts:
-            ex.tried += [a for a in p.tried if a not in ex.tried]
-            ex.retries += p.retries
-        answer = embeddings.merge_answers([t.result() for t in tasks], model=ex.requested_model or None,
-                                          encoding_format=(ex.body or {}).get("encoding_format"))
-        ex.usage = answer.get("usage")
-        return answer
+            flow.response, ex.extra["final"] = await forward.fetch_whole(self.engine, ex)
 
     def _content(self, flow: http.HTTPFlow, ex: Exchange) -> bytes:
-        try:
-            content = flow.request.content or b""
+        limit = self.config.max_body
+        try:  # decoded here with the limit: mitmproxy's own decoding has none (a zstd bomb)
+            content = access.decode_body(flow.request.raw_content or b"",
+                                         flow.request.headers.get("content-encoding", ""), limit)
+        except access.BodyTooLarge:
+            raise access.too_large(limit) from None
         except ValueError as e:
-            raise GatewayError(400, "The request body could not be decoded (Content-Encoding).",
+            raise GatewayError(400, f"The request body could not be decoded: {e}.",
                                code="invalid_content_encoding") from e
-        if len(content) > self.config.max_body:
-            raise access.too_large(self.config.max_body)
         ex.client = ClientRequest(ex.client.method, ex.client.path, ex.client.url, ex.client.key_hint, len(content))
         return content
 
@@ -275,6 +254,9 @@ class QwenGateway:
         req.host_header = shown
         req.headers[TOKEN_HEADER] = token
 
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        trim_messages(flow)
+
     # ---- response ---------------------------------------------------------------------------------
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -288,7 +270,7 @@ class QwenGateway:
             if (ex.extra.get("relayed") and not ex.extra.get("relay_error") and resp.status_code == 200
                     and "event-stream" in resp.headers.get("content-type", "")):
                 forward.start_stream(ex, resp)
-                self._notify("stream_started", ex, flow)
+                self.observers.notify("stream_started", ex, flow)
         except Exception:
             log.exception("qwen: could not start translating a stream")
 
@@ -299,6 +281,8 @@ class QwenGateway:
             return
         try:
             final = ex.extra.pop("final", None)
+            if ex.extra.get("relay_error"):
+                forward.as_stream_failure(flow, ex)
             if ex.rewriter is not None:
                 final = forward.finish_stream(ex, flow.response)
             elif ex.extra.get("relayed") and not ex.extra.get("relay_error"):
@@ -309,7 +293,7 @@ class QwenGateway:
                 rw = ex.rewriter
                 outcome = Outcome.OK if rw is None or not rw.error else \
                     Outcome.THROTTLE if rw.throttled else Outcome.ERROR  # error_finish: throttled mid-stream
-                self._call(self.pool.report, ex.cred.account, outcome)
+                self._report(ex, outcome)
                 if ex.endpoint is not None and ex.endpoint.finished is not None and final is not None:
                     ex.endpoint.finished(ex, final)
         except GatewayError as e:
@@ -331,14 +315,13 @@ class QwenGateway:
         self.relay.forget(ex.extra.pop("relay_token", None))
         flow.request.headers.pop(TOKEN_HEADER, None)
         message = flow.error.msg if flow.error else "connection error"
-        if ex.cred is not None:
-            self._call(self.pool.report, ex.cred.account, Outcome.ERROR)
+        self._report(ex, Outcome.ERROR)
         ex.stream_error = ex.stream_error or message
         if ex.error is None:
             ex.fail(502, "upstream_connection_error", message)
         self._finish(flow, ex)
 
-    # ---- the record and the observers -------------------------------------------------------------
+    # ---- the record -------------------------------------------------------------------------------
 
     def _open(self, flow: http.HTTPFlow) -> Exchange:
         req = flow.request
@@ -359,21 +342,25 @@ class QwenGateway:
         flow.response = error_response(e)
         if ex is not None:
             ex.fail(e.status, e.code, e.message)
+            forward.as_stream_failure(flow, ex)
 
     def _fail_closed(self, flow: http.HTTPFlow, e: Exception) -> None:
         log.exception("qwen: request handling failed")
-        ex = self._live.get(flow.id)
-        self._refuse(flow, ex, GatewayError(500, f"The gateway failed: {type(e).__name__}."))
+        self._refuse(flow, self._live.get(flow.id), GatewayError(500, f"The gateway failed: {type(e).__name__}."))
+
+    def _report(self, ex: Exchange, outcome: Outcome) -> None:
+        if self.pool is not None and ex.cred is not None:
+            call_safely(self.pool.report, ex.cred.account, outcome)
 
     def _track_unclaimed(self, flow: http.HTTPFlow) -> None:
         """Flows the gateway passes through (other hosts, explicit proxy) count for mitmweb's cap too."""
-        if self._flowcap is not None:
-            self._call(self._flowcap.track, flow)
+        if self.observers.track is not None:
+            call_safely(self.observers.track, flow)
 
     def _upstream_request(self, ex: Exchange) -> None:
         flow = self._flows.get(ex.id)
         if flow is not None:
-            self._notify("upstream_request", ex, flow)
+            self.observers.notify("upstream_request", ex, flow)
 
     def _finish(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         self._flows.pop(ex.id, None)
@@ -381,33 +368,7 @@ class QwenGateway:
         if flow.response is not None and ex.status is None:
             ex.status = flow.response.status_code
         flow.metadata["qwen"] = ex.to_meta()
-        self._notify("finished_now", ex, flow)
-        if ex.estimate is not None and not ex.estimate.done():
-            asyncio_utils.create_task(self._finish_after_estimate(flow, ex), name="qwen: finish", keep_ref=True)
-        else:
-            self._notify("finished_after_estimate", ex, flow)
-
-    async def _finish_after_estimate(self, flow: http.HTTPFlow, ex: Exchange) -> None:
-        try:
-            await asyncio.wait_for(asyncio.shield(ex.estimate), ESTIMATE_WAIT_S)
-        except Exception:
-            pass
-        flow.metadata["qwen"] = ex.to_meta()
-        self._notify("finished_after_estimate", ex, flow)
-
-    def _notify(self, point: str, ex: Exchange, flow: http.HTTPFlow) -> None:
-        for fn in self._points[point]:
-            self._call(fn, ex, flow)
-
-    @staticmethod
-    def _call(fn, *args, **kw) -> None:
-        """Observers and bookkeeping never change the flow: a failure is logged and the flow goes on."""
-        try:
-            fn(*args, **kw)
-        except Exception:
-            log.exception("qwen: %s failed", getattr(fn, "__qualname__", fn))
-
-    # ---- helpers ----------------------------------------------------------------------------------
+        self.observers.finished(ex, flow)
 
     def _responses(self) -> ResponseStore:
         """Stored Responses (previous_response_id), opened at first use."""
@@ -415,49 +376,13 @@ class QwenGateway:
             self._store = ResponseStore(self.config.state_dir / "responses.sqlite3")
         return self._store
 
-    def _metrics(self) -> bytes | None:
-        for o in self.observers:
-            exposition = getattr(o, "exposition", None)
-            if callable(exposition):
-                return exposition()
-        return None
-
-    def _reload_accounts(self) -> None:
-        if self.pool is not None:
-            self.pool.reload()
-
     def health(self) -> dict:
-        from .local import health
         return health(self.pool)
 
 
-def default_observers() -> list[Observer]:
-    """Every observer, in the order they are called (the annotator before the cap: the cap adds to the
-    annotator's comment)."""
-    return [TokenEstimator(), Metrics(), RequestLine(), UsageLedger(), DebugLog(), FlowAnnotator(), FlowCap()]
-
-
-def bind_loopback_by_default(opts) -> None:
-    """mitmproxy listens on every interface unless told; the gateway spends the user's Qwen
-    quota, so it listens on loopback unless --listen-host or a mode's @host says otherwise."""
-    if opts.listen_host != "":
-        return
-    modes = []
-    for spec in opts.mode:
-        mode = mode_specs.ProxyMode.parse(spec)
-        port = mode.listen_port(opts.listen_port)
-        if mode.custom_listen_host is None and port is not None and not isinstance(mode, mode_specs.LocalMode):
-            spec = f"{spec.split('@', 1)[0]}@127.0.0.1:{port}"
-        modes.append(spec)
-    if modes != list(opts.mode):
-        opts.update(mode=modes)
-        # Scripts load after mitmproxy has started its listeners: start them again on loopback.
-        ps = ctx.master.addons.get("proxyserver")
-        if ps is not None:
-            try:
-                asyncio_utils.create_task(ps.setup_servers(), name="qwen: listen on loopback", keep_ref=True)
-            except RuntimeError:  # no event loop (unit tests): listeners start later with the new modes
-                pass
+def _sock(flow: http.HTTPFlow) -> str:
+    """The address the client connected to: a client that names it in Host is not a rebinding page."""
+    return access.host_name(str(flow.client_conn.sockname[0])) if flow.client_conn.sockname else ""
 
 
 def _peer(flow: http.HTTPFlow) -> str:
@@ -466,7 +391,7 @@ def _peer(flow: http.HTTPFlow) -> str:
 
 def _close_later(client) -> None:
     try:
-        asyncio.get_running_loop().create_task(client.aclose())
+        asyncio_utils.create_task(client.aclose(), name="qwen: close upstream pool", keep_ref=True)
     except RuntimeError:
         pass
 
@@ -476,7 +401,7 @@ def _parse_json(content: bytes) -> dict:
         body = json.loads(content or b"")
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise GatewayError(400, "We could not parse the JSON body of your request. (HINT: This likely means "
-                                "you aren't using your HTTP library correctly.)", code="invalid_json")
+                                "you aren't using your HTTP library correctly.)", code="invalid_json") from None
     if not isinstance(body, dict):
         raise GatewayError(400, "The request body must be a JSON object.", code="invalid_request_body")
     return body

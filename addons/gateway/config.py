@@ -54,7 +54,13 @@ def declare(loader) -> None:
         "Keys are never options.")
     add("qwen_allow_open", bool, False,
         "Allow listening beyond loopback without client keys (anyone reaching the port spends your Qwen quota).")
-    add("qwen_max_body_mb", int, 32, "Largest request body accepted, in MiB (OpenAI 413 above).")
+    add("qwen_allow_passthrough", bool, False,
+        "With client keys set, still relay traffic to hosts the gateway does not answer (explicit proxy). "
+        "Off: the proxy is no open relay for whoever holds no key.")
+    add("qwen_max_body_mb", int, 32, "Largest request body accepted, in MiB, after decompression (413 above).")
+    add("qwen_allowed_hosts", Sequence[str], [],
+        "More host names the gateway answers for (Host header, browser Origin) besides localhost, loopback "
+        "addresses, the address a client connected to, and qwen_intercept_hosts.")
     # observability
     add("qwen_token_count", bool, True,
         "Estimate each prompt's tokens with tiktoken (offline, in a thread) for the request line and ledger.")
@@ -73,6 +79,7 @@ def declare(loader) -> None:
 @dataclass(frozen=True)
 class Config:
     intercept_hosts: frozenset[str] = frozenset({"api.openai.com"})
+    allowed_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1", "::1", "api.openai.com"})
     models: ModelMap = field(default_factory=lambda: ModelMap("coder-model"))
     auth: AuthSettings = field(default_factory=AuthSettings.from_env)
     user_agent: str = DEFAULT_USER_AGENT
@@ -82,6 +89,7 @@ class Config:
     remote_login: str = "off"
     client_keys: tuple[bytes, ...] = ()
     allow_open: bool = False
+    allow_passthrough: bool = False
     max_body: int = 32 << 20
     token_count: bool = True
     metrics: bool = True
@@ -126,8 +134,11 @@ def parse(o) -> Config:
             default_api_base=o.qwen_api_base or None)
     except ValueError as e:
         raise exceptions.OptionsError(str(e)) from e
+    intercept = frozenset(normalise_host(h) for h in o.qwen_intercept_hosts if h.strip())
     return Config(
-        intercept_hosts=frozenset(normalise_host(h) for h in o.qwen_intercept_hosts if h.strip()),
+        intercept_hosts=intercept,
+        allowed_hosts=frozenset({"localhost", "127.0.0.1", "::1"}) | intercept
+        | {normalise_host(h) for h in o.qwen_allowed_hosts if h.strip()},
         models=models,
         auth=auth,
         user_agent=o.qwen_user_agent or env.get("QWEN_USER_AGENT") or DEFAULT_USER_AGENT,
@@ -137,6 +148,7 @@ def parse(o) -> Config:
         remote_login=o.qwen_remote_login,
         client_keys=tuple(load_keys(o.qwen_client_keys_file, env.get(KEYS_ENV))),
         allow_open=o.qwen_allow_open,
+        allow_passthrough=o.qwen_allow_passthrough,
         max_body=o.qwen_max_body_mb << 20,
         token_count=o.qwen_token_count,
         metrics=o.qwen_metrics,

@@ -106,7 +106,7 @@ def merge_answers(answers: list[dict], *, model: str | None = None, encoding_for
                        key=lambda d: d.get("index", 0) if isinstance(d.get("index"), int) else 0)
         offset = len(data)
         data += [{"object": "embedding", **d, "index": offset + j} for j, d in enumerate(items)]
-        u = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+        u: dict = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}  # type: ignore[assignment]
         for key in usage:
             usage[key] += int(u.get(key) or 0)
     first = answers[0] if answers else {}

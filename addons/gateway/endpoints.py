@@ -21,8 +21,8 @@ from .errors import GatewayError
 from .exchange import Exchange
 from .models import ModelMap
 from .response_store import ResponseStore
-from .responses import chat_to_response, dropped_tools, new_id, response_history, responses_to_chat
-from .responses_stream import ResponsesStreamTranslator
+from .responses import chat_to_response, history_items, input_items, new_id, translate, usage_to_responses
+from .responses_stream import ResponsesStreamTranslator, sse_event
 from .streaming import StreamTranslator
 
 
@@ -36,9 +36,11 @@ class Endpoint:
     translated: bool = True  # False: the body goes upstream as is (embeddings)
     finished: Callable[[Exchange, dict | None], None] | None = None  # the final client object, e.g. to store it
     capability: Capability = Capability.CHAT
+    # A streaming request's error as a whole stream the client acts on (None: the HTTP error stands)
+    stream_failure: Callable[[Exchange], bytes | None] | None = None
 
 
-def qwen_body(ex: Exchange, cred: Credential, models: ModelMap) -> dict:
+def qwen_body(ex: Exchange, cred: Credential, models: ModelMap, learned_thinking=None) -> dict:
     """The body the account `cred` gets for this exchange (the model is resolved per account)."""
     assert ex.endpoint is not None
     ex.upstream_model = models.resolve(ex.requested_model, cred)
@@ -47,7 +49,7 @@ def qwen_body(ex: Exchange, cred: Credential, models: ModelMap) -> dict:
             ex.upstream_model = "text-embedding-v4"
         return {**ex.chat_body, "model": ex.upstream_model}
     body = chat_to_qwen(ex.chat_body, model=ex.upstream_model, oauth=cred.kind == OAUTH, notes=ex.notes,
-                        default_model=cred.default_model)
+                        default_model=cred.default_model, learned_thinking=learned_thinking)
     ex.upstream_model = body["model"]  # images may have moved the request to a vision model
     return body
 
@@ -60,32 +62,89 @@ CHAT = Endpoint(
 
 
 def responses_endpoint(store: Callable[[], ResponseStore]) -> Endpoint:
+    """/v1/responses: the request translated with the gateway's stored responses (previous_response_id,
+    item_reference) and sealed content (reasoning, compaction); what Qwen is offered under each function
+    name is kept in `ex.extra["tools"]` for the way back."""
+
     def to_chat(body: dict, ex: Exchange) -> dict:
-        history = None
-        prev = body.get("previous_response_id")
-        if prev is not None:
-            history = store().history(prev) if isinstance(prev, str) else None
-            if history is None:
-                raise GatewayError(400, f"Previous response with id '{prev}' not found.",
-                                   param="previous_response_id", code="previous_response_not_found")
-        dropped = dropped_tools(body)
-        if dropped:
-            ex.notes.append("dropped tools Qwen cannot run: " + ", ".join(sorted(set(dropped))))
+        st = store()
+        # a WebSocket continues from its own recent responses (ex.extra["history"]), else from the store
+        cont = {"history": ex.extra.pop("history")} if "history" in ex.extra else st.continuation(body)
+        t = translate(body, **cont, notes=ex.notes, open_sealed=st.sealer.open, lookup=st.item)
         ex.extra["response_id"] = new_id("resp")
-        return responses_to_chat(body, history)
+        ex.extra["tools"] = t.tools
+        ex.extra["items"] = t.items
+        if t.compaction:
+            ex.extra["compaction"] = True
+            ex.notes.append("compaction: the conversation summarised by one upstream call")
+        return t.chat
 
     def from_chat(chat: dict, ex: Exchange) -> dict:
-        return chat_to_response(chat, ex.body or {}, response_id=ex.extra["response_id"], created_at=ex.created)
+        compaction = bool(ex.extra.get("compaction"))
+        response = chat_to_response(chat, ex.body or {}, response_id=ex.extra["response_id"], created_at=ex.created,
+                                    tools=ex.extra.get("tools"), seal=store().sealer.seal, compaction=compaction)
+        if compaction:
+            message = ((chat.get("choices") or [{}])[0].get("message") or {})
+            ex.extra["summary"] = str(message.get("content") or "").strip()
+        return response
+
+    def translator(ex: Exchange, encode=sse_event) -> ResponsesStreamTranslator:
+        return ResponsesStreamTranslator(ex.body or {}, response_id=ex.extra["response_id"], created_at=ex.created,
+                                         tools=ex.extra.get("tools"), seal=store().sealer.seal,
+                                         compaction=bool(ex.extra.get("compaction")), encode=encode)
 
     def finished(ex: Exchange, response: dict | None) -> None:
-        if response is not None and (ex.body or {}).get("store") is not False:
-            store().put(response, response_history(ex.chat_body, response))
+        body = ex.body or {}
+        if response is None or body.get("store") is False:
+            return
+        store().put(response, {"items": history_of(ex, response)}, input_items(body))
+
+    def history_of(ex: Exchange, response: dict) -> list[dict]:
+        summary = ex.extra.get("summary")
+        if summary is None and ex.rewriter is not None:
+            summary = getattr(ex.rewriter.translator, "summary", None)
+        return history_items(ex.extra.get("items") or [], response, store().sealer.seal,
+                             summary=summary if ex.extra.get("compaction") else None)
+
+    def stream_failure(ex: Exchange) -> bytes | None:
+        err = ex.error
+        if err is None or err.code != "context_length_exceeded" or "response_id" not in ex.extra:
+            return None
+        ex.stream_error = err.message
+        return b"".join(translator(ex).fail({"message": err.message, "code": err.code,
+                                             "type": "invalid_request_error"}))
 
     return Endpoint(
         name="responses", upstream_suffix="chat/completions", to_chat=to_chat, from_chat=from_chat,
-        stream_translator=lambda ex: ResponsesStreamTranslator(ex.body or {}, response_id=ex.extra["response_id"],
-                                                               created_at=ex.created),
-        finished=finished)
+        stream_translator=translator, finished=finished, stream_failure=stream_failure)
+
+
+def compact_endpoint(store: Callable[[], ResponseStore]) -> Endpoint:
+    """/v1/responses/compact: one summarisation call; the answer keeps the user's messages and adds one
+    sealed `compaction` item (what a later request carries back instead of the conversation)."""
+
+    def to_chat(body: dict, ex: Exchange) -> dict:
+        items: list = body["input"] if isinstance(body.get("input"), list) else (
+            [] if body.get("input") is None else [body.get("input")])
+        request = {**body, "stream": False, "input": [*items, {"type": "compaction_trigger"}]}
+        if isinstance(body.get("input"), str):
+            request["input"] = [{"type": "message", "role": "user", "content": body["input"]},
+                                {"type": "compaction_trigger"}]
+        ex.stream = False
+        st = store()
+        return translate(request, **st.continuation(body), notes=ex.notes, open_sealed=st.sealer.open,
+                         lookup=st.item).chat
+
+    def from_chat(chat: dict, ex: Exchange) -> dict:
+        body = ex.body or {}
+        response = chat_to_response(chat, body, response_id=new_id("resp"), created_at=ex.created,
+                                    seal=store().sealer.seal, compaction=True)
+        kept = [i for i in input_items(body) if i.get("type") == "message" and i.get("role") == "user"]
+        return {"id": response["id"], "object": "response.compaction", "output": kept + response["output"],
+                "created_at": ex.created, "usage": response.get("usage") or usage_to_responses({})}
+
+    return Endpoint(name="responses.compact", upstream_suffix="chat/completions", to_chat=to_chat,
+                    from_chat=from_chat, stream_translator=lambda ex: None)
 
 
 COMPLETIONS = Endpoint(
@@ -111,5 +170,5 @@ EMBEDDINGS = Endpoint(
 
 def endpoints(store: Callable[[], ResponseStore]) -> dict[str, Endpoint]:
     """Client paths (after /v1) -> endpoint."""
-    return {"/chat/completions": CHAT, "/responses": responses_endpoint(store), "/completions": COMPLETIONS,
-            "/embeddings": EMBEDDINGS}
+    return {"/chat/completions": CHAT, "/responses": responses_endpoint(store),
+            "/responses/compact": compact_endpoint(store), "/completions": COMPLETIONS, "/embeddings": EMBEDDINGS}

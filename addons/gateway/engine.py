@@ -61,7 +61,7 @@ class UpstreamEngine:
         while True:
             url, headers, body, read = self._request(ex)
             try:
-                resp = await self.client.send(url, headers, body, timeout=self.config.upstream_timeout or None,
+                resp = await self.client.send(url, headers, body, head_timeout=self.config.upstream_timeout or None,
                                               read_timeout=read)
             except DeadConnection as e:
                 if reconnected:
@@ -92,7 +92,7 @@ class UpstreamEngine:
         cred = ex.cred
         assert cred is not None and ex.endpoint is not None
         config = self.config
-        ex.upstream_body = qwen_body(ex, cred, config.models)
+        ex.upstream_body = qwen_body(ex, cred, config.models, self.policy.learned_thinking)
         scheme, host, port, path = upstream_url(cred, ex.endpoint.upstream_suffix)
         hostport = host_header(scheme, host, port)
         headers = upstream_headers(cred, user_agent=config.user_agent, stream=ex.stream, host=hostport)

@@ -45,6 +45,7 @@ class RetryReason(enum.StrEnum):
     ROTATED = "rotated"  # quota exhausted: another account
     THROTTLED = "throttled"  # rate limited: waited, same or another account
     RECONNECTED = "reconnected"  # a pooled connection had died before the request got through
+    THINKING = "thinking"  # the model refused its thinking settings: learned, sent again
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,16 @@ class FlowAnnotator(Observer):
     the upstream request body in `flow.metadata["qwen"]["upstream"]["body"]` when it is small enough (the
     content view "Qwen upstream request" shows it)."""
 
+    def __init__(self) -> None:
+        self.shown = True
+
+    def running(self) -> None:
+        # the summary is for mitmweb and for flow files; plain mitmdump shows neither, so it is not built
+        self.shown = ctx.master.addons.get("view") is not None or bool(getattr(ctx.options, "save_stream_file", None))
+
     def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
+        if not self.shown:
+            return
         flow.comment = summary_line(ex)
         if not flow.marked or flow.marked in MARKERS:
             flow.marked = marker(ex)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 
@@ -14,7 +15,9 @@ from .auth.remote import RemoteLogin, RemoteLoginError
 from .config import Config
 from .errors import GatewayError
 from .exchange import Exchange
+from .observe.tokens import estimate_request_tokens
 from .response_store import ResponseStore
+from .responses import translate
 
 JSON = {"content-type": "application/json"}
 
@@ -63,14 +66,9 @@ class LocalAnswers:
                 raise _unknown(method, path)
             return http.Response.make(200, exposition, {"content-type": CONTENT_TYPE_LATEST})
         if route == "stored_response":
-            rid = sub[len("/responses/"):]
-            if method == "DELETE" and self.store().delete(rid):
-                return json_response(200, {"id": rid, "object": "response", "deleted": True})
-            stored = self.store().get(rid) if method == "GET" else None
-            if stored is None:
-                raise GatewayError(404, f"Response with id '{rid}' not found.", code="not_found",
-                                   param="response_id")
-            return json_response(200, stored)
+            return stored_response(self.store(), method, sub[len("/responses/"):], flow.request.query)
+        if route == "input_tokens":
+            return json_response(200, await input_tokens(self.store(), _body(flow)))
         if route == "auth":
             return await self._remote_login(ex, flow, config)
         if route == "method_not_allowed":
@@ -95,6 +93,65 @@ class LocalAnswers:
             return json_response(200, await self._remote.poll(str(body.get("id") or body.get("device_code_id") or "")))
         except RemoteLoginError as e:
             raise GatewayError(e.status, str(e), code=e.code) from e
+
+
+def _body(flow: http.HTTPFlow) -> dict:
+    try:
+        body = json.loads(flow.request.content or b"{}")
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        body = None
+    if not isinstance(body, dict):
+        raise GatewayError(400, "The request body must be a JSON object.", code="invalid_request_body")
+    return body
+
+
+def stored_response(store: ResponseStore, method: str, rest: str, query) -> http.Response:
+    """GET/DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items, POST /v1/responses/{id}/cancel."""
+    rid, _, action = rest.partition("/")
+    if (method, action) not in (("GET", ""), ("DELETE", ""), ("GET", "input_items"), ("POST", "cancel")):
+        raise _unknown(method, f"/v1/responses/{rest}")
+    if method == "DELETE" and store.delete(rid):
+        return json_response(200, {"id": rid, "object": "response", "deleted": True})
+    stored = store.get(rid) if method != "DELETE" else None
+    if stored is None:
+        raise GatewayError(404, f"Response with id '{rid}' not found.", code="not_found", param="response_id")
+    if action == "cancel":  # every answer is finished before it is stored: nothing runs in the background
+        raise GatewayError(400, "Only responses created with background=true can be cancelled.",
+                           code="invalid_request", param="response_id")
+    if action == "input_items":
+        return json_response(200, item_page(store.inputs(rid) or [], query))
+    return json_response(200, stored)
+
+
+def item_page(items: list[dict], query) -> dict:
+    """One page of a list of items, as OpenAI pages them (`limit` 1–100, default 20; `order` desc by
+    default; `after` an item id)."""
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise GatewayError(400, "order must be asc or desc.", param="order", code="invalid_value")
+    try:
+        limit = int(query.get("limit", 20))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 100:
+        raise GatewayError(400, "limit must be an integer from 1 to 100.", param="limit", code="invalid_value")
+    ordered = items if order == "asc" else items[::-1]
+    after = query.get("after")
+    if after:
+        ids = [i.get("id") for i in ordered]
+        ordered = ordered[ids.index(after) + 1:] if after in ids else []
+    page = ordered[:limit]
+    return {"object": "list", "data": page, "has_more": len(ordered) > limit,
+            "first_id": page[0]["id"] if page else "", "last_id": page[-1]["id"] if page else ""}
+
+
+async def input_tokens(store: ResponseStore, body: dict) -> dict:
+    """POST /v1/responses/input_tokens: the gateway's own estimate of the prompt the request would send
+    (previous_response_id included), counted like the request line's estimate (observe/tokens.py)."""
+    chat = translate({**body, "input": body.get("input") if body.get("input") is not None else []},
+                     **store.continuation(body), open_sealed=store.sealer.open, lookup=store.item).chat
+    tokens, _method = await asyncio.to_thread(estimate_request_tokens, chat)
+    return {"object": "response.input_tokens", "input_tokens": tokens}
 
 
 def _unknown(method: str, path: str) -> GatewayError:

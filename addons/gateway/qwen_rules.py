@@ -42,7 +42,7 @@ def _text(content) -> str | None:
 def system_roles(messages: list[dict], notes: list[str] | None = None) -> list[dict]:
     """`developer` becomes `system` (DashScope knows no developer role), and the system messages that open the
     conversation become one, so there is one leading system prompt to cache."""
-    out = []
+    out: list[dict] = []
     if any(m.get("role") == "developer" for m in messages):
         note(notes, "developer messages sent as system (Qwen has no developer role)")
     for m in messages:

@@ -48,8 +48,9 @@ class LoopbackRelay:
             if self._starting is None:
                 self._starting = asyncio.ensure_future(asyncio.start_server(self._connection, "127.0.0.1", 0,
                                                                             limit=MAX_HEAD))
-            self._server = await asyncio.shield(self._starting)
-            self.address = self._server.sockets[0].getsockname()[:2]
+            server: asyncio.Server = await asyncio.shield(self._starting)
+            self._server = server
+            self.address = server.sockets[0].getsockname()[:2]
         return self.address
 
     def stop(self) -> None:
@@ -69,9 +70,10 @@ class LoopbackRelay:
             self._pending.pop(token, None)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        carry: bytes | None = b""  # a byte read while watching for the client to go away: the next request's
         try:
-            while await self._one_request(reader, writer):
-                pass
+            while carry is not None:
+                carry = await self._one_request(reader, writer, carry)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError):
             pass
         except Exception:
@@ -79,12 +81,13 @@ class LoopbackRelay:
         finally:
             writer.close()
 
-    async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        """Serve one request; False when the connection should close."""
+    async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                           carry: bytes) -> bytes | None:
+        """Serve one request; None when the connection should close, else what was read of the next one."""
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
+            head = carry + await reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError:
-            return False  # closed between requests
+            return None  # closed between requests
         lines = head.decode("latin-1").split("\r\n")
         headers = {}
         for line in lines[1:]:
@@ -98,17 +101,20 @@ class LoopbackRelay:
         if ex is None:
             err = GatewayError(403, "This relay serves only requests the gateway prepared.", code="relay_refused")
             await _write_whole(writer, err.status, err.to_bytes(), err.headers, close=True)
-            return False
+            return None
         return await self._serve(ex, reader, writer)
 
-    async def _serve(self, ex: Exchange, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        gone = asyncio.ensure_future(reader.read(1))  # b"" when mitmproxy closes: the client went away
+    async def _serve(self, ex: Exchange, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes | None:
+        # mitmproxy sends nothing more on this connection until the answer is complete: a read that ends means
+        # it closed the connection (the client went away), and the upstream request is cancelled
+        gone = asyncio.ensure_future(reader.read(1))
+        keep = True
         try:
             opening = asyncio.ensure_future(self.open_upstream(ex))
             await asyncio.wait({opening, gone}, return_when=asyncio.FIRST_COMPLETED)
             if not opening.done():
                 opening.cancel()
-                return False
+                return None
             try:
                 try:
                     resp = opening.result()
@@ -121,18 +127,23 @@ class LoopbackRelay:
                 ex.extra["relay_error"] = True
                 ex.fail(e.status, e.code, e.message)
                 await _write_whole(writer, e.status, e.to_bytes(), e.headers)
-                return True
-            try:
-                pump = asyncio.ensure_future(self._pump(resp, writer))
-                await asyncio.wait({pump, gone}, return_when=asyncio.FIRST_COMPLETED)
-                if not pump.done():
-                    pump.cancel()
-                    return False
-                return pump.result()
-            finally:
-                await resp.aclose()
+            else:
+                try:
+                    pump = asyncio.ensure_future(self._pump(resp, writer))
+                    await asyncio.wait({pump, gone}, return_when=asyncio.FIRST_COMPLETED)
+                    if not pump.done():
+                        pump.cancel()
+                        return None
+                    keep = pump.result()
+                finally:
+                    await resp.aclose()
         finally:
-            gone.cancel()
+            if not gone.done():
+                gone.cancel()
+            await asyncio.wait({gone})  # the read is over before the next one starts
+        if not keep or gone.cancelled():
+            return b"" if keep else None
+        return gone.result() or None  # b"": closed; a byte: the start of the next request
 
     async def _pump(self, resp: Response, writer: asyncio.StreamWriter) -> bool:
         ctype = resp.headers.get("content-type", "application/json")

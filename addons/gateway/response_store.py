@@ -1,4 +1,6 @@
-"""Stored Responses for `previous_response_id` and `GET /v1/responses/{id}`: SQLite, bounded, 0600."""
+"""The Responses API's state in the gateway's state folder: stored Responses (`previous_response_id`,
+`GET /v1/responses/{id}`, its `input_items`, `item_reference`s to their items) in SQLite, bounded, 0600;
+and the key that seals `encrypted_content` (seal.py, `seal.key` beside the database)."""
 
 from __future__ import annotations
 
@@ -9,32 +11,78 @@ from pathlib import Path
 
 from qwen_gateway.auth.state import open_private_db
 
+from .errors import GatewayError
+from .seal import Sealer
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, created REAL, response TEXT, history TEXT);
+CREATE TABLE IF NOT EXISTS response_inputs (id TEXT PRIMARY KEY, items TEXT);
+CREATE TABLE IF NOT EXISTS response_items (id TEXT PRIMARY KEY, response_id TEXT, item TEXT);
+CREATE INDEX IF NOT EXISTS response_items_by_response ON response_items (response_id);
+"""
+
 
 class ResponseStore:
     def __init__(self, path: Path, max_items: int = 1000) -> None:
+        self.path = path
         self.max_items = max_items
+        self.sealer = Sealer(path.parent)
         self._lock = threading.Lock()
-        self._db = open_private_db(path, timeout=5, setup="CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY "
-                                                          "KEY, created REAL, response TEXT, history TEXT);")
+        self._db = open_private_db(path, timeout=5, setup=_SCHEMA)
 
-    def put(self, response: dict, history: list[dict]) -> None:
-        with self._lock:
+    def put(self, response: dict, history: list[dict] | dict, inputs: list[dict] | None = None) -> None:
+        rid = response["id"]
+        items = [i for i in (inputs or []) + list(response.get("output") or [])
+                 if isinstance(i, dict) and isinstance(i.get("id"), str)]
+        with self._lock, self._db:
             self._db.execute("INSERT OR REPLACE INTO responses VALUES (?,?,?,?)",
-                             (response["id"], time.time(), json.dumps(response), json.dumps(history)))
+                             (rid, time.time(), json.dumps(response), json.dumps(history)))
+            self._db.execute("INSERT OR REPLACE INTO response_inputs VALUES (?,?)", (rid, json.dumps(inputs or [])))
+            self._db.executemany("INSERT OR REPLACE INTO response_items VALUES (?,?,?)",
+                                 [(i["id"], rid, json.dumps(i)) for i in items])
             self._db.execute("DELETE FROM responses WHERE id NOT IN (SELECT id FROM responses ORDER BY created DESC "
                              "LIMIT ?)", (self.max_items,))
+            self._db.execute("DELETE FROM response_inputs WHERE id NOT IN (SELECT id FROM responses)")
+            self._db.execute("DELETE FROM response_items WHERE response_id NOT IN (SELECT id FROM responses)")
 
-    def _get(self, id: str, column: str):
+    def _get(self, table: str, column: str, key: str, id: str):
         with self._lock:
-            row = self._db.execute(f"SELECT {column} FROM responses WHERE id=?", (id,)).fetchone()
+            row = self._db.execute(f"SELECT {column} FROM {table} WHERE {key}=?", (id,)).fetchone()
         return json.loads(row[0]) if row else None
 
     def get(self, id: str) -> dict | None:
-        return self._get(id, "response")
+        return self._get("responses", "response", "id", id)
 
-    def history(self, id: str) -> list[dict] | None:
-        return self._get(id, "history")
+    def history(self, id: str) -> dict | list[dict] | None:
+        return self._get("responses", "history", "id", id)
+
+    def continuation(self, body: dict) -> dict:
+        """responses.translate()'s history arguments for the body's `previous_response_id` (a 400 when the
+        gateway has no such response)."""
+        prev = body.get("previous_response_id")
+        if prev is None:
+            return {}
+        stored = self.history(prev) if isinstance(prev, str) else None
+        if isinstance(stored, dict) and isinstance(stored.get("items"), list):
+            return {"history": stored["items"]}
+        if isinstance(stored, list):  # stored by an older gateway: chat messages
+            return {"chat_history": stored}
+        raise GatewayError(400, f"Previous response with id '{prev}' not found.", param="previous_response_id",
+                           code="previous_response_not_found")
+
+    def inputs(self, id: str) -> list[dict] | None:
+        """The input items of a stored response (None: no such response)."""
+        if self.get(id) is None:
+            return None
+        return self._get("response_inputs", "items", "id", id) or []
+
+    def item(self, item_id: str) -> dict | None:
+        """An input or output item of a stored response, by its id (for `item_reference`)."""
+        return self._get("response_items", "item", "id", item_id)
 
     def delete(self, id: str) -> bool:
-        with self._lock:
-            return self._db.execute("DELETE FROM responses WHERE id=?", (id,)).rowcount > 0
+        with self._lock, self._db:
+            gone = self._db.execute("DELETE FROM responses WHERE id=?", (id,)).rowcount > 0
+            self._db.execute("DELETE FROM response_inputs WHERE id=?", (id,))
+            self._db.execute("DELETE FROM response_items WHERE response_id=?", (id,))
+        return gone

@@ -14,6 +14,7 @@ from . import errors
 from .auth.base import AccountUnavailable, Credential, NotCapable, Outcome, Pool
 from .errors import GatewayError, UpstreamError
 from .exchange import Exchange, Retry, RetryReason
+from .models import Thinking, thinking_refusal
 
 # Throttling retries inside one client request: a short wait is better than an error.
 MAX_THROTTLE_RETRIES = 2
@@ -24,6 +25,8 @@ _POOL_OUTCOME = {errors.AUTH: Outcome.AUTH, errors.QUOTA: Outcome.QUOTA, errors.
 class RetryPolicy:
     def __init__(self, pool: Pool | None) -> None:
         self.pool = pool
+        # what 400s taught about models the table does not know (thinking-only, effort-native)
+        self.learned_thinking: dict[str, Thinking] = {}
 
     async def acquire(self, ex: Exchange, exclude: Collection[str] = ()) -> Credential:
         """A credential for this exchange (the endpoint's capability included), recorded as tried."""
@@ -47,6 +50,12 @@ class RetryPolicy:
         account = ex.cred.account
         reason: RetryReason | None = None
         wait = 0.0
+        learned = thinking_refusal(err.message) if err.kind == errors.CLIENT and ex.upstream_model else None
+        if learned is not None and self.learned_thinking.get(ex.upstream_model) != learned:
+            self.learned_thinking[ex.upstream_model] = learned  # qwen-code learns "thinking is mandatory" so
+            ex.notes.append(f"{ex.upstream_model} refused its thinking settings: sent again as {learned.value}")
+            ex.retries.append(Retry(RetryReason.THINKING, account))
+            return ex.cred
         try:
             if err.kind == errors.AUTH and not _retried(ex, RetryReason.REFRESHED):
                 self.pool.report(account, Outcome.AUTH)
@@ -90,6 +99,9 @@ def unavailable(e: AccountUnavailable) -> GatewayError:
         return GatewayError(401, str(e), code="qwen_login_required")
     if retry_at is not None:
         wait = max(1, int(retry_at - time.time()))
+        if getattr(e, "throttled", False):  # a rate limit: the SDKs retry this one after Retry-After
+            return GatewayError(429, str(e), type="requests", code="rate_limit_exceeded",
+                                headers={"retry-after": str(wait)})
         return GatewayError(429, str(e), type="insufficient_quota", code="insufficient_quota",
                             headers={"retry-after": str(wait)})
     return GatewayError(503, str(e), type="api_error", code="no_usable_account")

@@ -12,8 +12,10 @@ from .endpoints import Endpoint
 
 # Requests answered by the gateway itself: (method, path) -> route; path prefixes are matched after these.
 LOCAL = {("GET", "/health"): "health", ("GET", "/metrics"): "metrics", ("GET", "/v1/models"): "models",
-         ("GET", "/models"): "models", ("POST", "/auth/initiate"): "auth", ("POST", "/auth/poll"): "auth"}
-LOCAL_PREFIXES = ((("GET",), "/models/", "models"), (("GET", "DELETE"), "/responses/", "stored_response"))
+         ("GET", "/models"): "models", ("POST", "/auth/initiate"): "auth", ("POST", "/auth/poll"): "auth",
+         ("POST", "/v1/responses/input_tokens"): "input_tokens", ("POST", "/responses/input_tokens"): "input_tokens"}
+# /responses/{id}: GET, DELETE; /responses/{id}/input_items: GET; /responses/{id}/cancel: POST
+LOCAL_PREFIXES = ((("GET",), "/models/", "models"), (("GET", "DELETE", "POST"), "/responses/", "stored_response"))
 
 
 @dataclass(frozen=True)
@@ -28,10 +30,10 @@ def claims(flow: http.HTTPFlow, config: Config) -> bool:
     if isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode):
         return True
     hosts = config.intercept_hosts
-    if normalise_host(flow.request.pretty_host) in hosts or normalise_host(flow.request.host) in hosts:
+    if normalise_host(flow.request.pretty_host) in hosts or normalise_host(flow.request.host or "") in hosts:
         return True
     sni = flow.client_conn.sni
-    return bool(sni) and normalise_host(sni) in hosts
+    return sni is not None and normalise_host(sni) in hosts
 
 
 def route(method: str, path: str, endpoints: dict[str, Endpoint]) -> Route:
@@ -40,10 +42,12 @@ def route(method: str, path: str, endpoints: dict[str, Endpoint]) -> Route:
     if local is not None:
         return Route(local)
     sub = path[3:] if path.startswith("/v1/") else path
+    endpoint = endpoints.get(sub.rstrip("/") or "/")
+    if endpoint is not None and method == "POST":  # an endpoint's own path wins over a prefix (/responses/compact)
+        return Route(endpoint.name, endpoint)
     for methods, prefix, name in LOCAL_PREFIXES:
         if sub.startswith(prefix) and len(sub) > len(prefix):
             return Route(name) if method in methods else Route("method_not_allowed")
-    endpoint = endpoints.get(sub.rstrip("/") or "/")
     if endpoint is None:
         return Route("unknown")
-    return Route(endpoint.name, endpoint) if method == "POST" else Route("method_not_allowed", endpoint)
+    return Route("method_not_allowed", endpoint)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Mapping
 import shlex
 import shutil
 import subprocess
@@ -135,8 +136,8 @@ def service_command() -> list[str]:
     return [str(here)] if here.exists() else [sys.executable, "-m", "qwen_gateway.service"]
 
 
-def unit_text(args: list[str], env_file: Path, environ: dict[str, str] | None = None) -> str:
-    environ = os.environ if environ is None else environ
+def unit_text(args: list[str], env_file: Path, environ: Mapping[str, str] | None = None) -> str:
+    env: Mapping[str, str] = os.environ if environ is None else environ
     lines = [
         "# Written by `qwen-gateway install-service`; written again by each install.",
         "[Unit]",
@@ -150,8 +151,8 @@ def unit_text(args: list[str], env_file: Path, environ: dict[str, str] | None = 
         'Environment="PYTHONUNBUFFERED=1"',
     ]
     for name in SETTINGS:
-        if environ.get(name):
-            lines.append(f'Environment="{name}={_env_value(environ[name])}"')
+        if env.get(name):
+            lines.append(f'Environment="{name}={_env_value(env[name])}"')
     lines += [
         f"# Keys: the variables of your key accounts and {CLIENT_KEYS_ENV}, one VAR=value a line (mode 0600).",
         f"EnvironmentFile={systemd_quote(str(env_file))}",

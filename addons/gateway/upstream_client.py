@@ -134,8 +134,8 @@ class UpstreamClient:
         return self._ssl
 
     async def send(self, url: str, headers: list[tuple[str, str]], body: bytes, *,
-                   timeout: float | None, read_timeout: float | None) -> Response:
-        """POST `body`; returns once the status and headers are read (within `timeout`)."""
+                   head_timeout: float | None, read_timeout: float | None) -> Response:
+        """POST `body`; returns once the status and headers are read (within `head_timeout`)."""
         parts = urlsplit(url)
         scheme = parts.scheme
         host = parts.hostname or ""
@@ -150,10 +150,10 @@ class UpstreamClient:
         try:
             conn.writer.write(request)
             await conn.writer.drain()
-            status, fields = await asyncio.wait_for(self._head(conn.reader), timeout)
+            status, fields = await asyncio.wait_for(self._head(conn.reader), head_timeout)
         except asyncio.TimeoutError as e:
             conn.close()
-            raise UpstreamTimeout(f"no answer within {timeout:g} s") from e
+            raise UpstreamTimeout(f"no answer within {head_timeout:g} s") from e
         except (ConnectionError, asyncio.IncompleteReadError, OSError) as e:
             conn.close()
             if reused:

@@ -26,11 +26,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import re
 import sys
 import time
-from pathlib import Path
 
 from .auth.settings import resolve_state_dir
 

@@ -1,5 +1,5 @@
 """Test-only mitmproxy script: writes the listening ports to $QWEN_TEST_PORTFILE once running,
-and records every server connection mitmproxy opens to $QWEN_TEST_CONNLOG (one host:port per line;
+and records every server connection mitmproxy opened to $QWEN_TEST_CONNLOG (one host:port per line;
 "relay" for the gateway's own loopback relay, the only server a claimed flow may reach)."""
 
 import json
@@ -17,7 +17,7 @@ class PortFile:
             json.dump(ports, f)
         os.replace(path + ".tmp", path)
 
-    def server_connect(self, data) -> None:
+    def server_connected(self, data) -> None:  # opened for real: an attempt the gateway refused is not here
         log = os.environ.get("QWEN_TEST_CONNLOG")
         if log and data.server.address:
             gateway = ctx.master.addons.get("qwengateway")

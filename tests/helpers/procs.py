@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -173,3 +172,27 @@ def start_emulator(workdir: Path, *args: str) -> Emulator:
     except BaseException:
         _stop(proc)
         raise
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mitmweb_api(gw: Gateway, port: int, password: str) -> httpx.Client:
+    """A client of mitmweb's REST API (Bearer password), once it answers (within 20 s)."""
+    api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {password}"},
+                       trust_env=False, timeout=10)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if api.get("/flows").status_code == 200:
+                return api
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            api.close()
+            raise RuntimeError("mitmweb did not answer within 20 s\n" + gw.log())
+        time.sleep(0.1)

@@ -63,7 +63,7 @@ def _message(m: http.Message) -> dict:
     snap: dict = {"headers": redact_headers(m.headers), "content_type": m.headers.get("content-type", "")}
     if isinstance(m, http.Request):
         snap.update(method=m.method, url=redact_url(m.pretty_url), http_version=m.http_version)
-    else:
+    elif isinstance(m, http.Response):
         snap.update(status=m.status_code, reason=m.reason, http_version=m.http_version)
     # a streamed body is not kept by mitmproxy (None) unless the gateway kept what it sent
     snap["raw"] = m.raw_content

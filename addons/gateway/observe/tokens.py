@@ -72,9 +72,10 @@ class Encoding:
     def _count_piece(self, text: str) -> int:
         if self.to_buffer is not None:
             try:
-                return memoryview(self.to_buffer(text)).nbytes // 4
+                return memoryview(self.to_buffer(text)).nbytes // 4  # type: ignore[arg-type]
             except Exception:  # e.g. a lone surrogate: the list API replaces it
                 pass
+        assert self.encode is not None  # the estimate (no encoder) never gets here
         return len(self.encode(text))
 
 
@@ -251,6 +252,9 @@ class TokenEstimator(Observer):
     awaits it instead of counting again. The request itself never waits for it."""
 
     MAX_PENDING = 32  # counts queued or running; beyond this a prompt is not counted (method "skipped")
+    # A prompt this small is counted on the spot (tens of microseconds): handing it to the thread and
+    # waiting for it would cost more than the count.
+    INLINE_BYTES = 2048
 
     def __init__(self) -> None:
         self.enabled = True
@@ -274,6 +278,12 @@ class TokenEstimator(Observer):
         if ex.error is not None or ex.status is not None:
             return  # refused already (bad key, bad JSON…): no CPU for a prompt nobody will answer
         if endpoint_name(ex) not in PROMPT_ENDPOINTS or not isinstance(ex.body, dict):
+            return
+        if ex.client.size <= self.INLINE_BYTES and encoding.cache_info().currsize:  # the encoding is loaded
+            try:
+                ex.prompt_tokens_est, ex.token_method = estimate_request_tokens(ex.body)
+            except Exception:
+                log.debug("qwen: token count failed", exc_info=True)
             return
         if len(self._pending) >= self.MAX_PENDING:
             ex.token_method = SKIPPED

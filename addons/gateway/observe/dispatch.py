@@ -1,0 +1,93 @@
+"""Calling the observers: each at its named points, each isolated, in a fixed order.
+
+Which methods a class overrides is looked up once; a point with no observer costs nothing. `finished` goes
+at once to observers that do not show the prompt estimate, and after the estimate (a few seconds at most)
+to those that do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from mitmproxy import http
+from mitmproxy.utils import asyncio_utils
+
+from ..config import Config
+from ..exchange import Exchange
+from .base import POINTS, Observer, overrides
+
+log = logging.getLogger("qwen")
+
+ESTIMATE_WAIT_S = 5.0
+
+
+def call_safely(fn: Callable, *args) -> None:
+    """Observers and bookkeeping never change the flow: a failure is logged and the flow goes on."""
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("qwen: %s failed", getattr(fn, "__qualname__", fn))
+
+
+def default_observers() -> list[Observer]:
+    """Every observer, in the order they are called (the annotator before the cap: the cap adds to the
+    annotator's comment)."""
+    from ..flowview import FlowAnnotator, FlowCap
+    from .debuglog import DebugLog
+    from .ledger import UsageLedger
+    from .metrics import Metrics
+    from .requestlog import RequestLine
+    from .tokens import TokenEstimator
+    return [TokenEstimator(), Metrics(), RequestLine(), UsageLedger(), DebugLog(), FlowAnnotator(), FlowCap()]
+
+
+class Observers:
+    def __init__(self, observers: list[Observer]) -> None:
+        self.all = observers
+        self._points = {p: [getattr(o, p) for o in observers if overrides(o, p)] for p in POINTS}
+        self._finished_now = [o.finished for o in observers if overrides(o, "finished") and not o.waits_for_estimate]
+        self._finished_later = [o.finished for o in observers if overrides(o, "finished") and o.waits_for_estimate]
+        # the metrics observer serves /metrics; the flow cap also counts flows the gateway passes through
+        self.exposition: Callable[[], bytes] | None = next(
+            (o.exposition for o in observers if callable(getattr(o, "exposition", None))), None)  # type: ignore[attr-defined]
+        self.track: Callable[[http.HTTPFlow], None] | None = next(
+            (o.track for o in observers if callable(getattr(o, "track", None))), None)  # type: ignore[attr-defined]
+
+    def configure(self, config: Config) -> None:
+        for o in self.all:
+            call_safely(o.configure, config)
+
+    def running(self) -> None:
+        for o in self.all:
+            call_safely(o.running)
+
+    def done(self) -> None:
+        for o in self.all:
+            call_safely(o.done)
+
+    def notify(self, point: str, ex: Exchange, flow: http.HTTPFlow) -> None:
+        for fn in self._points[point]:
+            call_safely(fn, ex, flow)
+
+    def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
+        for fn in self._finished_now:
+            call_safely(fn, ex, flow)
+        if not self._finished_later:
+            return
+        if ex.estimate is not None and not ex.estimate.done():
+            asyncio_utils.create_task(self._after_estimate(ex, flow), name="qwen: finished", keep_ref=True)
+        else:
+            for fn in self._finished_later:
+                call_safely(fn, ex, flow)
+
+    async def _after_estimate(self, ex: Exchange, flow: http.HTTPFlow) -> None:
+        try:
+            if ex.estimate is not None:
+                await asyncio.wait_for(asyncio.shield(ex.estimate), ESTIMATE_WAIT_S)
+        except Exception:
+            pass
+        flow.metadata["qwen"] = ex.to_meta()  # now with the estimate
+        for fn in self._finished_later:
+            call_safely(fn, ex, flow)
