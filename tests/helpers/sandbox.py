@@ -8,14 +8,19 @@ reaches the network), a fresh HOME, the repository as working folder and .venv/b
 `Shell` keeps one bash running, so blocks share variables and background jobs as in a terminal. Each
 block is written to a file and sourced (`. FILE < STDIN`), so a command that reads standard input reads
 what the test gives it, never the following commands. A failing command is reported by an ERR trap.
-Output is stdout and stderr together, as a terminal shows them; Python output is unbuffered
-(PYTHONUNBUFFERED=1), as on a terminal.
+Output goes to a pseudo-terminal (220 columns), stdout and stderr together, so programs write it as they
+would to a terminal: Python line by line, each line whole (a pipe would make them buffer, or with
+PYTHONUNBUFFERED write a line and its newline separately, where another process's line can slip in). The
+terminal is not the processes' controlling terminal (no job-control messages; `getpass` reads stdin).
+Colour codes are removed from what `Shell.run` returns.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import pty
+import termios
 import re
 import shutil
 import signal
@@ -30,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
 FAIL = "@@qwen-docs-fail@@"
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 DONE = "@@qwen-docs-done@@"
 
 
@@ -78,7 +84,7 @@ def namespace_problem() -> str | None:
 
 def sandbox_env(home: Path, **extra: str) -> dict[str, str]:
     env = {"HOME": str(home), "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-           "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONUNBUFFERED": "1", "USER": os.environ.get("USER", "you"),
+           "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TERM": "xterm", "USER": os.environ.get("USER", "you"),
            "TMPDIR": str(home / "tmp")}
     env.update(extra)
     return env
@@ -97,9 +103,16 @@ class Shell:
         self.work = home / "tmp" / "blocks"
         self.work.mkdir(exist_ok=True)
         self.env = env or sandbox_env(home)
+        master, slave = pty.openpty()
+        attrs = termios.tcgetattr(slave)
+        attrs[1] &= ~termios.OPOST  # no "\r\n" for "\n"
+        attrs[3] &= ~termios.ECHO
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 220, 0, 0))
         self.proc = subprocess.Popen([*prefix, "bash", "--norc", "--noprofile", "-s"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT,
-                                     start_new_session=True)
+                                     stdout=slave, stderr=slave, env=self.env, cwd=ROOT, start_new_session=True)
+        os.close(slave)
+        self._master = master
         self._buf = bytearray()
         self._last = time.monotonic()
         self._lock = threading.Lock()
@@ -110,9 +123,11 @@ class Shell:
         self._send(f"trap 'echo \"{FAIL} $? $BASH_COMMAND\"' ERR")
 
     def _read(self) -> None:
-        out = self.proc.stdout
         while True:
-            chunk = out.read1(65536) if hasattr(out, "read1") else out.read(1)
+            try:
+                chunk = os.read(self._master, 65536)
+            except OSError:  # EIO: every process holding the terminal has exited
+                chunk = b""
             if not chunk:
                 return
             with self._lock:
@@ -158,6 +173,7 @@ class Shell:
         out, self._cursor = whole[self._cursor:], len(whole)
         # the markers start a line of their own unless the output before them ended without a newline
         # (curl's JSON): that output keeps its line, the marker goes
+        out = ANSI.sub("", out)
         failures = [f for f in re.findall(rf"{FAIL} (.*)\n?", out) if f" . {block} < " not in f" {f}"]
         out = re.sub(rf"(?:{FAIL} .*|{DONE} \d+)(?:\n|$)", "", out)
         return out, failures
@@ -167,7 +183,7 @@ class Shell:
         time.sleep(wait)
         whole = self.text()
         out, self._cursor = whole[self._cursor:], len(whole)
-        return out
+        return ANSI.sub("", out)
 
     def close(self) -> None:
         """Stop everything the shell started (one session: bash and its jobs)."""
@@ -181,8 +197,11 @@ class Shell:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
-        # jobs that left the session (none of the documented commands do) die with the namespace's last process
         self._reader.join(2)
+        try:
+            os.close(self._master)
+        except OSError:
+            pass
 
 
 def wait_port(shell: Shell, port: int, timeout: float = 30) -> str:
