@@ -233,8 +233,10 @@ class Session:
                 assert not failures, f"{b.id}: {failures}\n--- output:\n{''.join(out)}"
                 continue
             n = len(self.servers)
-            # the one change to a printed command: a foreground server goes to the background (ended by Ctrl-C)
-            text, failures = self.shell.run(f"{cmd} &\n__qwen_docs_server{n}=$!", stdin=given, settle=0.1)
+            # the one change to a printed command: a foreground server goes to the background (ended by Ctrl-C);
+            # a trailing comment is left out, or the `&` would be part of it
+            bare = re.sub(r"\s+#[^'\"]*$", "", cmd.rstrip())
+            text, failures = self.shell.run(f"{bare} &\n__qwen_docs_server{n}=$!", stdin=given, settle=0.1)
             out.append(text)
             self.servers.append((cmd, n))
             for port in ports:
