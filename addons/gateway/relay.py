@@ -19,6 +19,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 
 from .errors import GatewayError
+from .loopback import LoopbackServer
 from .exchange import Exchange
 from .sse import encode
 from .streaming import stream_error
@@ -27,37 +28,17 @@ from .upstream_client import Response, UpstreamError, UpstreamTimeout
 log = logging.getLogger("qwen")
 
 TOKEN_HEADER = "x-qwen-relay"
-MAX_HEAD = 64 * 1024
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
             413: "Payload Too Large", 429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
             503: "Service Unavailable", 504: "Gateway Timeout"}
 
 
-class LoopbackRelay:
+class LoopbackRelay(LoopbackServer):
     def __init__(self, open_upstream: Callable[[Exchange], Awaitable[Response]], *,
                  idle_timeout: Callable[[], float]) -> None:
+        super().__init__()
         self.open_upstream = open_upstream
         self.idle_timeout = idle_timeout
-        self.address: tuple[str, int] | None = None
-        self._server: asyncio.Server | None = None
-        self._pending: dict[str, Exchange] = {}
-        self._starting: asyncio.Future | None = None
-
-    async def start(self) -> tuple[str, int]:
-        if self.address is None:
-            if self._starting is None:
-                self._starting = asyncio.ensure_future(asyncio.start_server(self._connection, "127.0.0.1", 0,
-                                                                            limit=MAX_HEAD))
-            server: asyncio.Server = await asyncio.shield(self._starting)
-            self._server = server
-            self.address = server.sockets[0].getsockname()[:2]
-        return self.address
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        self._server, self.address, self._starting = None, None, None
-        self._pending.clear()
 
     def expect(self, ex: Exchange) -> str:
         """Register an exchange; the token is the only way to have it served (once)."""

@@ -34,6 +34,7 @@ from .auth.base import Outcome
 from .chat_stream import ChunkNormalizer
 from .errors import GatewayError
 from .exchange import ClientRequest, Exchange
+from .loopback import LoopbackServer
 from .observe.guard import context_check
 from .responses import history_items, new_id, response_object
 from .responses_stream import ResponsesStreamTranslator
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("qwen")
 
 TOKEN_HEADER = "x-qwen-socket"
-MAX_HEAD = 64 * 1024
 MAX_MESSAGE = 64 << 20  # a response.create body (Codex sends up to a few MB of history)
 KEEP_RESPONSES = 8  # a connection's own recent responses, for previous_response_id
 KEEP_FLOW_MESSAGES = 200  # WebSocket messages kept on the flow (mitmproxy keeps every one otherwise)
@@ -109,7 +109,7 @@ class _Session:
             self.history.popitem(last=False)
 
 
-class ResponsesSockets:
+class ResponsesSockets(LoopbackServer):
     """The loopback WebSocket server and the turns it runs. `gateway` is the QwenGateway, whose parts a turn
     uses exactly as a POST /v1/responses does: `endpoints["/responses"]`, `config`, `engine.open`, `pool`,
     `_responses()` (the store and its sealer), `_flows` (the engine's upstream_request callback finds the
@@ -118,32 +118,16 @@ class ResponsesSockets:
     and `stop`s it in done."""
 
     def __init__(self, gateway) -> None:
+        super().__init__()
         self.gw = gateway
-        self.address: tuple[str, int] | None = None
-        self._server: asyncio.Server | None = None
-        self._starting: asyncio.Future | None = None
-        self._pending: dict[str, _Pending] = {}
         self._sessions: set[asyncio.Task] = set()
 
     # ---- the upgrade ---------------------------------------------------------------------------------
 
-    async def start(self) -> tuple[str, int]:
-        if self.address is None:
-            if self._starting is None:
-                self._starting = asyncio.ensure_future(asyncio.start_server(self._connection, "127.0.0.1", 0,
-                                                                            limit=MAX_HEAD))
-            server: asyncio.Server = await asyncio.shield(self._starting)
-            self._server = server
-            self.address = server.sockets[0].getsockname()[:2]
-        return self.address
-
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
         for task in list(self._sessions):
             task.cancel()
-        self._server, self.address, self._starting = None, None, None
-        self._pending.clear()
+        super().stop()
 
     async def route(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         """Point the upgrade at the loopback server (which answers 101): mitmproxy then relays the frames.
