@@ -63,3 +63,31 @@ def test_codex_builtin_provider_through_transparent_mode(world, transparent_gw):
     assert r.returncode == 0 and "pong-from-tool" in r.stdout + r.stderr, r.stdout + r.stderr
     print(f"\nCodex through transparent mode: built-in provider {took:.2f} s, custom provider {custom_took:.2f} s")
     assert took < custom_took + 1.0
+
+
+def test_codex_builtin_provider_remote_compaction_through_transparent_mode(world, transparent_gw):
+    """As tests/test_e2e_codex.py's compaction test, with the unchanged client inside the namespace."""
+    codex = codex_binary()
+    world.reset_emulator()
+    set_switches(world, tool_arguments={"input": 'const r = await tools.exec_command({cmd: "seq 1 8000", '
+                                                 'max_output_tokens: 30000}); text(r.output);'})
+    home = world.workdir / "codex-compact"
+    home.mkdir(exist_ok=True)
+    (home / "config.toml").write_text("model_auto_compact_token_limit = 22000\n")
+    work = world.workdir / "codex-compact-work"
+    work.mkdir(exist_ok=True)
+    mark = world.mark(transparent_gw)
+    env = client_env(world.workdir, CODEX_HOME=str(home), CODEX_CA_CERTIFICATE=str(transparent_gw.ca_cert))
+    r = world.ns.run([codex, "exec", "--skip-git-repo-check", "count"], timeout=120, env=env, cwd=str(work))
+    assert r.returncode == 0, r.stdout + r.stderr
+    world.reset_emulator()
+    set_switches(world, tool_arguments={"input": EXEC_JS})
+    r = world.ns.run([codex, "exec", "--skip-git-repo-check", "resume", "--last", "go on"], timeout=120, env=env,
+                     cwd=str(work))
+    log = r.stdout + r.stderr
+    assert r.returncode == 0, log
+    assert_clean(log)
+    assert "context compacted" in log and "pong-from-tool" in log
+    compaction = world.chat_requests()[0]["body"]
+    assert "tools" not in compaction  # the summarisation call the gateway made for the compaction trigger
+    assert world.leaks(transparent_gw, mark) == []
