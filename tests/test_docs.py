@@ -46,10 +46,10 @@ import pytest
 from helpers import sandbox
 from helpers.sandbox import ROOT, Shell
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]  # a walk-through starts several processes
 
 DOC_FILES = ["README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))]
-SHELL_LANGS = {"bash", "sh", "shell", "console"}
+SHELL_LANGS = {"bash", "sh", "shell"}  # `console` blocks are transcripts ($ command, then its output)
 
 # ---- the docs' blocks ---------------------------------------------------------------------------------
 
@@ -135,6 +135,12 @@ NOT_RUN: list[tuple[str, str, str]] = [  # (file pattern, command pattern, reaso
      "a device login at the real chat.qwen.ai needs a person and the Qwen service (docs/emulator.md's login "
      "against the emulator runs here)"),
     (r"README\.md", r"^bash scripts/test\.sh", "the test suite itself (this test is part of it)"),
+    (r"docs/clients\.md", r"\b(node app\.mjs|python app\.py)\b",
+     "app.mjs / app.py stand for the reader's own program; these recipes run with real openai-node, "
+     "openai-python and Agents SDK clients in tests/test_e2e_node.py, test_e2e_agents.py, test_e2e_transparent.py"),
+    (r"docs/clients\.md", r"^sg qwen-gateway\b",
+     "runs in the qwen-gateway group, which only the `sudo groupadd` line above (not run) creates; "
+     "tests/test_e2e_transparent.py runs mitmdump in that group inside its own namespace"),
     (r".*", r"scripts/bench(_tokens)?\.py",
      "a benchmark: minutes of CPU on the shared cores, and its figures are measurements, not fixed output"),
 ]
@@ -178,6 +184,21 @@ def server_ports(cmd: str) -> list[int] | None:
     if "mitmweb" in words[0] or (len(words) > 1 and words[1] == "mitmweb"):
         ports.append(8081)
     return ports
+
+
+def without_comment(cmd: str) -> str:
+    """The command without a trailing `# comment` (a `#` outside quotes that starts a word)."""
+    quote, prev = "", " "
+    for i, ch in enumerate(cmd):
+        if quote:
+            if ch == quote and (quote == "'" or cmd[i - 1] != "\\"):
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and prev.isspace():
+            return cmd[:i].rstrip()
+        prev = ch
+    return cmd.rstrip()
 
 
 def in_background(cmd: str) -> bool:
@@ -225,7 +246,8 @@ class Session:
                 continue
             n = len(self.servers)
             # the one change to a printed command: a foreground server goes to the background (ended by Ctrl-C)
-            text, failures = self.shell.run(f"{cmd} &\n__qwen_docs_server{n}=$!", stdin=given, settle=0.1)
+            text, failures = self.shell.run(f"{without_comment(cmd)} &\n__qwen_docs_server{n}=$!", stdin=given,
+                                            settle=0.1)
             out.append(text)
             self.servers.append((cmd, n))
             for port in ports:
@@ -273,9 +295,12 @@ class Session:
 
 @pytest.fixture
 def session(tmp_path):
-    # set up .venv outside the namespace (it has no network), as the README's first command does
-    r = subprocess.run(["bash", "scripts/setup.sh", "--test"], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
+    # set up .venv outside the namespace (it has no network), as the README's first commands do (setup.sh
+    # keeps a stamp per variant: scripts/gateway.sh runs it without --test)
+    for args in (["--test"], []):
+        r = subprocess.run(["bash", "scripts/setup.sh", *args], cwd=ROOT, capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr
     before = _repo_state()
     s = Session(tmp_path)
     yield s
@@ -722,6 +747,9 @@ SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that c
 
 NOT_OUTPUT: dict[tuple[str, str], str] = {  # non-shell blocks that are no command's output: (file, anchor) -> why
     ("docs/observability.md", "qwen-usage [today|days|accounts|models|requests]"): "the command's synopsis",
+    ("docs/clients.md", "$ qwen-redirect install --port 8080 --dry-run"):
+        "qwen-redirect's dry run with documentation addresses (192.0.2.10, 2001:db8::10) from a stub resolver; "
+        "tests/test_redirect.py compares this block with the real command's output under that resolver",
 }
 
 
