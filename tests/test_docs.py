@@ -46,10 +46,10 @@ import pytest
 from helpers import sandbox
 from helpers.sandbox import ROOT, Shell
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]  # a walk-through starts several processes
 
 DOC_FILES = ["README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))]
-SHELL_LANGS = {"bash", "sh", "shell", "console"}
+SHELL_LANGS = {"bash", "sh", "shell"}  # `console` blocks are transcripts ($ command, then its output)
 
 # ---- the docs' blocks ---------------------------------------------------------------------------------
 
@@ -135,15 +135,12 @@ NOT_RUN: list[tuple[str, str, str]] = [  # (file pattern, command pattern, reaso
      "a device login at the real chat.qwen.ai needs a person and the Qwen service (docs/emulator.md's login "
      "against the emulator runs here)"),
     (r"README\.md", r"^bash scripts/test\.sh", "the test suite itself (this test is part of it)"),
-    (r"docs/clients\.md", r"\b(app\.mjs|app\.py)\b",
-     "your own program: the recipe's runs with real clients are tests/test_e2e_node.py, test_e2e_agents.py and "
-     "test_e2e_transparent.py (named under each recipe)"),
-    (r"docs/clients\.md", r"^export HTTPS_PROXY=", "sets the proxy for the commands that follow it in your shell"),
-    (r"docs/clients\.md", r"^curl --cacert ",
-     "goes through the proxy the `export` above sets in your shell; tests/test_e2e_transparent.py::test_curl_unchanged "
-     "runs curl through the explicit proxy"),
-    (r"docs/clients\.md", r"^sg qwen-gateway ",
-     "runs in the group the sudo step above creates (tests: qwen-redirect run with a numeric group)"),
+    (r"docs/clients\.md", r"\b(node app\.mjs|python app\.py)\b",
+     "app.mjs / app.py stand for the reader's own program; these recipes run with real openai-node, "
+     "openai-python and Agents SDK clients in tests/test_e2e_node.py, test_e2e_agents.py, test_e2e_transparent.py"),
+    (r"docs/clients\.md", r"^sg qwen-gateway\b",
+     "runs in the qwen-gateway group, which only the `sudo groupadd` line above (not run) creates; "
+     "tests/test_e2e_transparent.py runs mitmdump in that group inside its own namespace"),
     (r".*", r"scripts/bench(_tokens)?\.py",
      "a benchmark: minutes of CPU on the shared cores, and its figures are measurements, not fixed output"),
 ]
@@ -187,6 +184,21 @@ def server_ports(cmd: str) -> list[int] | None:
     if "mitmweb" in words[0] or (len(words) > 1 and words[1] == "mitmweb"):
         ports.append(8081)
     return ports
+
+
+def without_comment(cmd: str) -> str:
+    """The command without a trailing `# comment` (a `#` outside quotes that starts a word)."""
+    quote, prev = "", " "
+    for i, ch in enumerate(cmd):
+        if quote:
+            if ch == quote and (quote == "'" or cmd[i - 1] != "\\"):
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and prev.isspace():
+            return cmd[:i].rstrip()
+        prev = ch
+    return cmd.rstrip()
 
 
 def in_background(cmd: str) -> bool:
@@ -233,10 +245,9 @@ class Session:
                 assert not failures, f"{b.id}: {failures}\n--- output:\n{''.join(out)}"
                 continue
             n = len(self.servers)
-            # the one change to a printed command: a foreground server goes to the background (ended by Ctrl-C);
-            # a trailing comment is left out, or the `&` would be part of it
-            bare = re.sub(r"\s+#[^'\"]*$", "", cmd.rstrip())
-            text, failures = self.shell.run(f"{bare} &\n__qwen_docs_server{n}=$!", stdin=given, settle=0.1)
+            # the one change to a printed command: a foreground server goes to the background (ended by Ctrl-C)
+            text, failures = self.shell.run(f"{without_comment(cmd)} &\n__qwen_docs_server{n}=$!", stdin=given,
+                                            settle=0.1)
             out.append(text)
             self.servers.append((cmd, n))
             for port in ports:
@@ -284,9 +295,12 @@ class Session:
 
 @pytest.fixture
 def session(tmp_path):
-    # set up .venv outside the namespace (it has no network), as the README's first command does
-    r = subprocess.run(["bash", "scripts/setup.sh", "--test"], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
+    # set up .venv outside the namespace (it has no network), as the README's first commands do (setup.sh
+    # keeps a stamp per variant: scripts/gateway.sh runs it without --test)
+    for args in (["--test"], []):
+        r = subprocess.run(["bash", "scripts/setup.sh", *args], cwd=ROOT, capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr
     before = _repo_state()
     s = Session(tmp_path)
     yield s
@@ -707,7 +721,6 @@ CHECKED_BY_SCENARIOS = {  # shell blocks the tests above run (with their samples
     ("docs/troubleshooting.md", "curl -s http://127.0.0.1:8080/health"),
     ("docs/mitmweb.md", "argon2.PasswordHasher().hash"),
     ("docs/accounts.md", "/auth/initiate"),
-    ("docs/clients.md", "$ qwen-redirect install --port 8080 --dry-run"),  # compared by tests/test_redirect.py
 }
 
 SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that compares them
@@ -734,6 +747,9 @@ SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that c
 
 NOT_OUTPUT: dict[tuple[str, str], str] = {  # non-shell blocks that are no command's output: (file, anchor) -> why
     ("docs/observability.md", "qwen-usage [today|days|accounts|models|requests]"): "the command's synopsis",
+    ("docs/clients.md", "$ qwen-redirect install --port 8080 --dry-run"):
+        "qwen-redirect's dry run with documentation addresses (192.0.2.10, 2001:db8::10) from a stub resolver; "
+        "tests/test_redirect.py compares this block with the real command's output under that resolver",
 }
 
 

@@ -72,9 +72,6 @@ def test_one_request_prints_one_line(make_gateway, emu, oauth_home):
 
 
 @pytest.mark.e2e
-@pytest.mark.xfail(strict=True, reason="relay.py logs 'qwen: relay connection failed' with a RuntimeError "
-                                       "traceback after every stream (its `gone` reader task is cancelled "
-                                       "but not awaited before the next readuntil); reported to the lead")
 def test_one_stream_prints_one_line(make_gateway, emu, oauth_home):
     gw = make_gateway("quiet-stream", env=oauth_home["env"])
     before = len(gw.log())

@@ -213,7 +213,7 @@ def wait_port(shell: Shell, port: int, timeout: float = 30) -> str:
              "    try:\n"
              f"        socket.create_connection(('127.0.0.1', {port}), 1).close(); break\n"
              "    except OSError:\n"
-             "        if time.monotonic() > end: sys.exit(f'nothing listens on port {port}')\n"
+             f"        if time.monotonic() > end: sys.exit('nothing listens on port {port}')\n"
              "        time.sleep(0.1)\n")
     path = shell.work / f"wait{port}.py"
     path.write_text(probe)
