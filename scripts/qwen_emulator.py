@@ -3,12 +3,14 @@
 Try the whole product without a Qwen account (three terminals):
 
     .venv/bin/python scripts/qwen_emulator.py --port 9999 --api-key sk-demo
+    export DEMO_KEY=sk-demo      # both qwen-auth (status) and the gateway read the key from it
     .venv/bin/qwen-auth add-key demo --base-url http://127.0.0.1:9999/v1 --key-env DEMO_KEY
-    DEMO_KEY=sk-demo .venv/bin/mitmdump -s addons/qwen.py --mode reverse:https://portal.qwen.ai -p 8080
+    .venv/bin/mitmdump -s addons/qwen.py --mode reverse:https://portal.qwen.ai -p 8080
 
 then point any OpenAI client at http://127.0.0.1:8080/v1. Or log in through the device flow:
-`QWEN_OAUTH_BASE_URL=http://127.0.0.1:9999 .venv/bin/qwen-auth login` and open the printed link
-(an "Approve" page served by the emulator).
+`export QWEN_OAUTH_BASE_URL=http://127.0.0.1:9999`, then `.venv/bin/qwen-auth login` and open the printed
+link (an "Approve" page served by the emulator); the gateway needs the same variable to refresh the login.
+See docs/emulator.md, whose recipes the docs test runs.
 
 Answers are deterministic: "Echo: <your last message>", a tool call when tools are offered,
 "Tool said: <result>" after a tool message, reasoning_content first. Test hooks live under
