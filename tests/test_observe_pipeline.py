@@ -109,3 +109,32 @@ async def test_observers_in_the_gateways_order(tmp_path, caplog):
     # mitmweb: annotated, marked
     assert ok_flow.marked == MARK_OK and refused_flow.marked == MARK_ERROR
     assert "context_length_exceeded" in refused_flow.comment
+
+
+async def test_at_shutdown_an_exchange_still_waiting_for_its_estimate_is_recorded():
+    import asyncio
+
+    from mitmproxy.test import tflow
+
+    from qwen_gateway.exchange import ClientRequest, Exchange
+    from qwen_gateway.observe.base import Observer
+    from qwen_gateway.observe.dispatch import Observers
+
+    seen = []
+
+    class Line(Observer):
+        waits_for_estimate = True
+
+        def finished(self, ex, flow):
+            seen.append(ex.id)
+
+    obs = Observers([Line()])
+    ex = Exchange(ClientRequest("POST", "/v1/chat/completions", "http://x/v1/chat/completions"))
+    ex.estimate = asyncio.get_running_loop().create_future()  # never completes
+    obs.finished(ex, tflow.tflow())
+    assert seen == []
+    obs.done()
+    assert seen == [ex.id]
+    ex.estimate.set_result(None)
+    await asyncio.sleep(0.05)
+    assert seen == [ex.id]  # told once

@@ -52,6 +52,7 @@ class Observers:
         # the metrics observer serves /metrics; the flow cap also counts flows the gateway passes through
         self.exposition: Callable[[], bytes] | None = next(
             (o.exposition for o in observers if callable(getattr(o, "exposition", None))), None)  # type: ignore[attr-defined]
+        self._waiting: dict[str, tuple[Exchange, http.HTTPFlow]] = {}  # finished, the estimate still counting
         self.track: Callable[[http.HTTPFlow], None] | None = next(
             (o.track for o in observers if callable(getattr(o, "track", None))), None)  # type: ignore[attr-defined]
 
@@ -64,6 +65,9 @@ class Observers:
             call_safely(o.running)
 
     def done(self) -> None:
+        # exchanges still waiting for their prompt estimate get their line and row now, without it
+        for ex, flow in list(self._waiting.values()):
+            self._finish_later(ex, flow)
         for o in self.all:
             call_safely(o.done)
 
@@ -77,6 +81,7 @@ class Observers:
         if not self._finished_later:
             return
         if ex.estimate is not None and not ex.estimate.done():
+            self._waiting[ex.id] = (ex, flow)
             asyncio_utils.create_task(self._after_estimate(ex, flow), name="qwen: finished", keep_ref=True)
         else:
             for fn in self._finished_later:
@@ -88,6 +93,11 @@ class Observers:
                 await asyncio.wait_for(asyncio.shield(ex.estimate), ESTIMATE_WAIT_S)
         except Exception:
             pass
-        flow.metadata["qwen"] = ex.to_meta()  # now with the estimate
+        self._finish_later(ex, flow)
+
+    def _finish_later(self, ex: Exchange, flow: http.HTTPFlow) -> None:
+        if self._waiting.pop(ex.id, None) is None:
+            return  # already told (at shutdown)
+        flow.metadata["qwen"] = ex.to_meta()  # now with the estimate, when it came
         for fn in self._finished_later:
             call_safely(fn, ex, flow)
