@@ -65,22 +65,21 @@ class InputDecoder:
         return piece
 
     def _value_start(self) -> int | None:
-        s, i, n = self.raw, 0, len(self.raw)
-        for expect in ("{", '"'):
-            while i < n and s[i] in " \t\r\n":
-                i += 1
-            if i == n:
-                return None
-            if s[i] != expect:
-                self.failed = True
-                return None
-            i += 1
+        s, n = self.raw, len(self.raw)
+        i = self._expect(0, '{"')
+        if i is None:
+            return None
         while i < n and s[i] != '"':  # the key
             i += 2 if s[i] == "\\" else 1
         if i >= n:
             return None
-        i += 1
-        for expect in (":", '"'):
+        return self._expect(i + 1, ':"')
+
+    def _expect(self, i: int, chars: str) -> int | None:
+        """Past `chars` (whitespace between them allowed) from `i`; None while more text is needed, and
+        `failed` when the text is not the shape this reader follows."""
+        s, n = self.raw, len(self.raw)
+        for expect in chars:
             while i < n and s[i] in " \t\r\n":
                 i += 1
             if i == n:
