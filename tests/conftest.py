@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import pytest
@@ -71,3 +73,16 @@ def gateway(emulator: Emulator, oauth_home: dict, tmp_path_factory) -> Gateway:
 def gw(gateway: Gateway, emu: Emulator) -> Gateway:
     assert gateway.alive(), gateway.log()
     return gateway
+
+
+@pytest.fixture
+def key_home(tmp_path, emu):
+    """A DashScope-style key account pointing at the emulator, as `qwen-auth add-key` writes it."""
+    key = emu.seed_token(kind="key")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "accounts.json").write_text(json.dumps({"accounts": [
+        {"name": "emu", "kind": "key", "base_url": emu.url + "/v1", "key_env": "EMU_KEY",
+         "default_model": "qwen3-coder-plus"}]}))
+    return {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "EMU_KEY": key,
+            "HOME": str(tmp_path)}

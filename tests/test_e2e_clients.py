@@ -2,41 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from helpers.procs import BIN, ROOT
+from helpers.procs import BIN
+from test_e2e_codex import codex_binary
 
 pytestmark = pytest.mark.e2e
 
 
-def codex_binary() -> str | None:
-    local = ROOT / ".tools" / "node_modules" / ".bin" / "codex"
-    return str(local) if local.exists() else shutil.which("codex")
-
-
-@pytest.fixture
-def key_home(tmp_path, emu):
-    """A DashScope-style key account pointing at the emulator, as `qwen-auth add-key` writes it."""
-    key = emu.seed_token(kind="key")
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "emu", "kind": "key", "base_url": emu.url + "/v1", "key_env": "EMU_KEY",
-         "default_model": "qwen3-coder-plus"}]}))
-    return {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "EMU_KEY": key,
-            "HOME": str(tmp_path)}
-
-
 def test_codex_exec_turn_with_a_tool_call_round_trip(make_gateway, emu, key_home, tmp_path):
-    codex = codex_binary()
-    if codex is None:
-        pytest.skip("Codex CLI not installed (scripts/install-test-tools.sh installs @openai/codex into .tools/)")
+    codex = codex_binary()  # skips, saying why, when Codex is not installed
     gw = make_gateway("codex", env=key_home)
     emu.switches(tool_arguments={"cmd": "echo pong-from-tool"})
     home = tmp_path / "codex-home"

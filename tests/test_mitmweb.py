@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import time
 from pathlib import Path
 
@@ -19,16 +18,12 @@ import httpx
 import openai
 import pytest
 
+from helpers.procs import free_port, mitmweb_api
+
 pytestmark = pytest.mark.e2e
 PASSWORD = "test-pass"
 # The markers the gateway sets (✔ ok, ↪ retried, ✖ error) and the summary's section separator.
 TEXT_GLYPHS = "\u2714\u21aa\u2716\u2503"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -40,17 +35,7 @@ def web(make_gateway, emu, oauth_home, tmp_path):
         "--set", f"web_password={hashed}", "--set", f"web_port={port}", "--set", "web_host=127.0.0.1",
         "--set", f"save_stream_file={dump}"))
     # mitmweb checks the password once, then a signed cookie (kept by the client): one argon2 check
-    api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {PASSWORD}"},
-                       trust_env=False, timeout=10)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if api.get("/flows").status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, gw.log()
-        time.sleep(0.1)
+    api = mitmweb_api(gw, port, PASSWORD)
     yield gw, api, port, dump
     api.close()
 
