@@ -1,6 +1,7 @@
 """The gateway addon in mitmproxy's own test style (taddons, tflow): no network. Qwen is a fake upstream
 client handed to the engine, so every upstream request is seen here."""
 
+import asyncio
 import json
 
 import httpx
@@ -116,6 +117,7 @@ async def through(gw, f):
     if f.response is not None:
         gw.responseheaders(f)
         gw.response(f)
+        await asyncio.sleep(0)  # a turn of the event loop: mitmproxy sends the answer, recording observers run
     return f
 
 

@@ -3,8 +3,10 @@ the request's raw bytes: a malformed header is a refusal, never an exception."""
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
+from dataclasses import dataclass
 
 from mitmproxy import http
 from mitmproxy.proxy import mode_specs
@@ -23,27 +25,71 @@ def key_matches(presented: bytes, keys: tuple[bytes, ...] | list[bytes]) -> bool
     return ok
 
 
-def presented_key(req: http.Request) -> bytes:
-    """The key the client presented, as raw bytes (Bearer token, else x-api-key)."""
+CREDENTIAL_HEADERS = frozenset({b"authorization", b"x-api-key", b"proxy-authorization"})
+_BROWSER_HEADERS = frozenset({b"origin", b"sec-fetch-site", b"sec-fetch-mode"})
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """What admission reads from the request's headers, in one pass over the raw fields (each lookup in
+    mitmproxy's Headers scans and lower-cases every field)."""
+
+    key: bytes = b""  # the key the client presented, raw: Bearer token, else x-api-key
+    host: str | None = None
+    origin: str | None = None
+    content_length: str = ""
+    browser: bool = False  # Origin or fetch metadata: sent by browsers, never by API clients and CLIs
+
+
+def read_head(req: http.Request) -> tuple[Head, tuple[tuple[bytes, bytes], ...] | None]:
+    """The request's Head, and its header fields without the client's credentials (None: there were none)."""
     bearer = api_key = b""
+    host = origin = None
+    length = ""
+    browser = False
+    kept: list[tuple[bytes, bytes]] = []
+    dropped = False
     for name, value in req.headers.fields:
         lname = name.lower()
-        if lname == b"authorization" and value[:7].lower() == b"bearer ":
-            bearer = value[7:].strip()
-        elif lname == b"x-api-key":
-            api_key = value.strip()
-    return bearer or api_key
+        if lname in CREDENTIAL_HEADERS:
+            dropped = True
+            if lname == b"authorization" and value[:7].lower() == b"bearer ":
+                bearer = value[7:].strip()
+            elif lname == b"x-api-key":
+                api_key = value.strip()
+            continue
+        kept.append((name, value))
+        if lname == b"host":  # repeated: joined like mitmproxy's Headers, and then no allowed name
+            host = _join(host, value)
+        elif lname == b"content-length":
+            length = value.decode("latin-1")
+        elif lname in _BROWSER_HEADERS:
+            browser = True
+            if lname == b"origin":
+                origin = _join(origin, value)
+    if req.http_version in ("HTTP/2.0", "HTTP/3") and req.authority:
+        host = req.authority  # what mitmproxy's host_header says for HTTP/2 and 3
+    return Head(bearer or api_key, host, origin, length, browser), tuple(kept) if dropped else None
 
 
-def check_key(req: http.Request, keys: tuple[bytes, ...]) -> GatewayError | None:
-    if keys and not key_matches(presented_key(req), keys):
+def _join(previous: str | None, value: bytes) -> str:
+    text = value.decode("utf-8", "surrogateescape")
+    return text if previous is None else f"{previous}, {text}"
+
+
+def presented_key(req: http.Request) -> bytes:
+    """The key the client presented, as raw bytes (Bearer token, else x-api-key)."""
+    return read_head(req)[0].key
+
+
+def check_key(presented: bytes, keys: tuple[bytes, ...]) -> GatewayError | None:
+    if keys and not key_matches(presented, keys):
         return GatewayError(401, INVALID_KEY, type="invalid_request_error", code="invalid_api_key")
     return None
 
 
-def check_declared_size(req: http.Request, max_body: int) -> GatewayError | None:
+def check_declared_size(length: str, max_body: int) -> GatewayError | None:
     """Content-Length over the limit: refused before the body is read."""
-    length = req.headers.get("content-length", "")
     if length.isdigit() and int(length) > max_body:
         return too_large(max_body)
     return None
@@ -54,6 +100,7 @@ def too_large(max_body: int) -> GatewayError:
                         code="request_too_large")
 
 
+@functools.lru_cache(maxsize=256)  # asked per request about the same few addresses
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -191,10 +238,9 @@ def _is_ip(value: str) -> bool:
         return False
 
 
-def check_origin(req: http.Request, allowed: frozenset[str]) -> GatewayError | None:
+def check_origin(origin: str | None, allowed: frozenset[str]) -> GatewayError | None:
     """A request a web page made (its Origin names another site) is refused: a page must not spend the
     user's quota or read the gateway's answers. Pages served from an allowed host (localhost) are fine."""
-    origin = req.headers.get("origin")
     if origin is None:
         return None
     name = host_name(origin.split("://", 1)[-1].split("/", 1)[0]) if "://" in origin else origin.lower()
@@ -205,19 +251,14 @@ def check_origin(req: http.Request, allowed: frozenset[str]) -> GatewayError | N
                         code="origin_not_allowed")
 
 
-def check_host(req: http.Request, allowed: frozenset[str]) -> GatewayError | None:
+def check_host(host: str | None, allowed: frozenset[str]) -> GatewayError | None:
     """DNS rebinding: a page on evil.example resolves its own name to 127.0.0.1 and reads the answers. Its
     requests carry its own name in Host; only the gateway's names are served."""
-    if host_name(req.host_header or "") in allowed:
+    if host_name(host or "") in allowed:
         return None
     return GatewayError(403, "This gateway answers only for its own host names (Host: "
-                             f"{(req.host_header or '')[:80]}). Add the name to qwen_allowed_hosts.",
+                             f"{(host or '')[:80]}). Add the name to qwen_allowed_hosts.",
                         code="host_not_allowed")
-
-
-def is_browser_request(req: http.Request) -> bool:
-    """Fetch metadata or an Origin: sent by browsers, never by API clients and CLIs."""
-    return "origin" in req.headers or "sec-fetch-site" in req.headers or "sec-fetch-mode" in req.headers
 
 
 # ---- admission: everything decided from the request's headers --------------------------------------------
@@ -227,13 +268,13 @@ PASSTHROUGH_REFUSED = GatewayError(
          "not relay other traffic (qwen_allow_passthrough).", code="passthrough_refused")
 
 
-def admit(req: http.Request, *, route: str, key_refusal: GatewayError | None, allowed: frozenset[str],
+def admit(head: Head, *, route: str, key_refusal: GatewayError | None, allowed: frozenset[str],
           peer: str, max_body: int) -> GatewayError | None:
     """The refusal for a claimed request, from its headers alone (the body is not read yet). `key_refusal`
     is the client-key check, made before the key was dropped from the flow."""
     if key_refusal is not None and not (route == "health" and is_loopback(peer)):
         return key_refusal  # /health stays open on loopback; beyond it, it is behind the key
-    refusal = check_host(req, allowed) or check_origin(req, allowed)
-    if refusal is None and route == "auth" and is_browser_request(req):
+    refusal = check_host(head.host, allowed) or check_origin(head.origin, allowed)
+    if refusal is None and route == "auth" and head.browser:
         refusal = GatewayError(403, "Remote login is not served to web pages.", code="remote_login_disabled")
-    return refusal or check_declared_size(req, max_body)
+    return refusal or check_declared_size(head.content_length, max_body)

@@ -177,9 +177,10 @@ class QwenGateway:
                     flow.response = error_response(access.PASSTHROUGH_REFUSED)
                 return
             flow.request.stream = False  # the gateway reads the whole (bounded) body before anything is sent
-            key_refusal = None if flow.is_replay else access.check_key(flow.request, self.config.client_keys)
-            ex = self._open(flow)  # drops the client's key from the flow: checked just before
-            refusal = access.admit(flow.request, route=ex.route, key_refusal=key_refusal, peer=_peer(flow),
+            head, without_key = access.read_head(flow.request)
+            key_refusal = None if flow.is_replay else access.check_key(head.key, self.config.client_keys)
+            ex = self._open(flow, head, without_key)  # drops the client's key from the flow: checked just before
+            refusal = access.admit(head, route=ex.route, key_refusal=key_refusal, peer=_peer(flow),
                                    allowed=self.config.allowed_hosts | {_sock(flow)}, max_body=self.config.max_body)
             if refusal is not None:
                 self._refuse(flow, ex, refusal)
@@ -194,7 +195,7 @@ class QwenGateway:
             if ex is None:
                 if flow.response or not self.claims(flow):
                     return
-                ex = self._open(flow)  # a replay, or a flow that skipped requestheaders
+                ex = self._open(flow, *access.read_head(flow.request))  # a replay, or a flow that skipped requestheaders
             if flow.response is None:
                 await self._handle(flow, ex)
         except GatewayError as e:
@@ -323,15 +324,16 @@ class QwenGateway:
 
     # ---- the record -------------------------------------------------------------------------------
 
-    def _open(self, flow: http.HTTPFlow) -> Exchange:
+    def _open(self, flow: http.HTTPFlow, head: access.Head,
+              without_key: tuple[tuple[bytes, bytes], ...] | None) -> Exchange:
         req = flow.request
-        key = access.presented_key(req).decode("utf-8", "replace")
-        ex = Exchange(ClientRequest(req.method.upper(), req.path.split("?", 1)[0], req.pretty_url, key_hint(key)))
-        route = routing.route(ex.client.method, ex.client.path, self.endpoints)
+        method, path = req.method.upper(), req.path.split("?", 1)[0]
+        ex = Exchange(ClientRequest(method, path, req.pretty_url, key_hint(head.key.decode("utf-8", "replace"))))
+        route = routing.route(method, path, self.endpoints)
         ex.route, ex.endpoint = route.name, route.endpoint
         # the client's own key (in explicit-proxy mode: the user's real OpenAI key) is never kept on the flow
-        for name in ("authorization", "x-api-key", "proxy-authorization"):
-            req.headers.pop(name, None)
+        if without_key is not None:
+            req.headers.fields = without_key
         if flow.is_replay == "request":
             ex.notes.append("replayed")
         self._live[flow.id] = ex

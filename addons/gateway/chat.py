@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import uuid
 from collections.abc import Mapping
@@ -60,7 +59,9 @@ def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None 
     `learned_thinking` overrides the thinking table for models a 400 taught about (`thinking_refusal`).
     The model may change (images): read it back from the result's "model".
     """
-    out = copy.deepcopy(body)
+    # A shallow copy: every step below builds new containers where it changes one (copy on write), so
+    # the client's body is never altered (a deep copy of a long conversation costs more than the rest).
+    out = dict(body)
     session = session_id or rules.session_id(body)
     out["model"] = model
     out["messages"] = rules.system_roles([m for m in out.get("messages") or [] if isinstance(m, dict)], notes)

@@ -10,11 +10,10 @@ client. Callers get a `Response` whose status is final and whose body is still s
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 
-from . import errors
+from . import errors, jsonio
 from .endpoints import qwen_body
 from .errors import GatewayError
 from .exchange import REDACTED, Exchange, Retry, RetryReason
@@ -102,4 +101,4 @@ class UpstreamEngine:
         self.on_upstream_request(ex)
         # A stream may pause between events for as long as the idle limit; a whole answer for the full timeout.
         read = (config.stream_idle_timeout or None) if ex.stream else (config.upstream_timeout or None)
-        return ex.upstream_url, headers, json.dumps(ex.upstream_body, ensure_ascii=False).encode(), read
+        return ex.upstream_url, headers, jsonio.dumps(ex.upstream_body), read

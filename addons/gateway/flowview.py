@@ -83,6 +83,8 @@ class FlowAnnotator(Observer):
     the upstream request body in `flow.metadata["qwen"]["upstream"]["body"]` when it is small enough (the
     content view "Qwen upstream request" shows it)."""
 
+    changes_flow = True
+
     def __init__(self) -> None:
         self.shown = True
 
@@ -109,6 +111,8 @@ class FlowCap(Observer):
     request bodies over BODY_KEEP to their first BODY_KEEP bytes with a visible marker (bodies below it
     are untouched, so those flows replay). Flows a person marked are kept; live flows are never removed.
     Inactive in mitmdump (no view). `track(flow)` also takes flows the gateway did not claim."""
+
+    changes_flow = True
 
     def __init__(self, body_keep: int = BODY_KEEP) -> None:
         self.body_keep = body_keep

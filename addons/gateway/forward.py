@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 
 from mitmproxy import http
 
-from . import embeddings
+from . import embeddings, jsonio
 from .chat import qwen_to_chat
 from .chat_stream import ChunkNormalizer
 from .errors import GatewayError
@@ -76,7 +75,7 @@ def _final_object(rw: StreamRewriter) -> dict | None:
 
 def upstream_json(body: bytes) -> dict:
     try:
-        data = json.loads(body)
+        data = jsonio.loads_answer(body)
     except (ValueError, UnicodeDecodeError):
         raise GatewayError(502, "Qwen sent an answer that is not valid JSON.",
                            code="invalid_upstream_response") from None

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import time
 from collections.abc import Callable
 
 from mitmproxy import http
+from mitmproxy.net.http import status_codes
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .access import is_loopback
 from .auth.base import Pool
 from .auth.remote import RemoteLogin, RemoteLoginError
 from .config import Config
+from . import jsonio
 from .errors import GatewayError
 from .exchange import Exchange
 from .observe.tokens import estimate_request_tokens
@@ -23,7 +27,19 @@ JSON = {"content-type": "application/json"}
 
 
 def json_response(status: int, data: dict) -> http.Response:
-    return http.Response.make(status, json.dumps(data, ensure_ascii=False).encode(), JSON)
+    return answer(status, jsonio.dumps(data))
+
+
+def answer(status: int, body: bytes, content_type: bytes = b"application/json") -> http.Response:
+    """A whole answer, built directly (Response.make converts its headers and re-encodes the content)."""
+    now = time.time()
+    headers = http.Headers(((b"content-type", content_type), (b"content-length", b"%d" % len(body))))
+    return http.Response(b"HTTP/1.1", status, _reason(status), headers, body, None, now, now)
+
+
+@functools.lru_cache(maxsize=None)
+def _reason(status: int) -> bytes:
+    return status_codes.RESPONSES.get(status, "").encode()
 
 
 def error_response(e: GatewayError) -> http.Response:

@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from qwen_gateway.auth.state import open_private_db
+from qwen_gateway.auth.state import open_private_db, transaction
 
 from .errors import GatewayError
 from .seal import Sealer
@@ -34,7 +34,7 @@ class ResponseStore:
         rid = response["id"]
         items = [i for i in (inputs or []) + list(response.get("output") or [])
                  if isinstance(i, dict) and isinstance(i.get("id"), str)]
-        with self._lock, self._db:
+        with self._lock, transaction(self._db):
             self._db.execute("INSERT OR REPLACE INTO responses VALUES (?,?,?,?)",
                              (rid, time.time(), json.dumps(response), json.dumps(history)))
             self._db.execute("INSERT OR REPLACE INTO response_inputs VALUES (?,?)", (rid, json.dumps(inputs or [])))
@@ -81,7 +81,7 @@ class ResponseStore:
         return self._get("response_items", "item", "id", item_id)
 
     def delete(self, id: str) -> bool:
-        with self._lock, self._db:
+        with self._lock, transaction(self._db):
             gone = self._db.execute("DELETE FROM responses WHERE id=?", (id,)).rowcount > 0
             self._db.execute("DELETE FROM response_inputs WHERE id=?", (id,))
             self._db.execute("DELETE FROM response_items WHERE response_id=?", (id,))

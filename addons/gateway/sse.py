@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from . import jsonio
+
 
 @dataclass(frozen=True)
 class ServerSentEvent:
@@ -107,7 +109,7 @@ def _next_eol(buf: bytes, start: int) -> int:
 def encode(data: str | dict, event: str | None = None) -> bytes:
     """One SSE event. Dicts are serialised compactly, the way OpenAI's servers do."""
     if not isinstance(data, str):
-        data = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        data = jsonio.dumps_text(data)
     head = f"event: {event}\n" if event else ""
     return f"{head}data: {data}\n\n".encode()
 

@@ -7,12 +7,12 @@ return b"" mid-stream (that ends HTTP/1 chunking). So this returns a list, maybe
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Protocol
 
 from .chat_stream import ChunkNormalizer
+from . import jsonio
 from .errors import ErrorKind, UpstreamError, classify_stream_error
 from .sse import SSEDecoder
 
@@ -91,7 +91,7 @@ class StreamRewriter:
         if data.strip() == "[DONE]":
             return self._finish()
         try:
-            obj = json.loads(data)
+            obj = jsonio.loads_answer(data)
         except ValueError:
             self.bad_events += 1
             log.warning("qwen: skipped an upstream event that is not JSON (%d bytes)", len(data))

@@ -24,6 +24,10 @@ class Observer:
     # Whether `finished` should wait (a few seconds at most) for a prompt estimate still being counted:
     # only observers that print or store the estimate do.
     waits_for_estimate = False
+    # Whether `finished` changes the flow (its comment, its marker, mitmweb's list): then it runs before
+    # mitmproxy sends and shows the answer. Every other observer's `finished` runs just after the answer
+    # was handed to the client's connection, off the request's path.
+    changes_flow = False
 
     def configure(self, config: Config) -> None:
         """The options changed (also called once before the first flow)."""
@@ -42,8 +46,9 @@ class Observer:
 
     def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
         """The client has its whole answer, or the exchange ended in an error (`ex.status`, `ex.error`).
-        With `waits_for_estimate`, runs after the prompt estimate if one was still being counted (at most a
-        few seconds later)."""
+        Unless `changes_flow`, runs once the answer is on its way (the next turn of the event loop); with
+        `waits_for_estimate`, after the prompt estimate if one was still being counted (a few seconds at
+        most)."""
 
     def done(self) -> None:
         """mitmproxy is shutting down: write what is buffered."""

@@ -1,8 +1,10 @@
 """Calling the observers: each at its named points, each isolated, in a fixed order.
 
 Which methods a class overrides is looked up once; a point with no observer costs nothing. `finished` goes
-at once to observers that do not show the prompt estimate, and after the estimate (a few seconds at most)
-to those that do.
+at once to observers that change the flow (mitmweb's comment and cap); to the others on the next turn of
+the event loop, once mitmproxy has handed the answer to the client's connection (the request line, the
+ledger row and the metrics are not on the request's path), and to those that show the prompt estimate
+after the estimate (a few seconds at most).
 """
 
 from __future__ import annotations
@@ -47,8 +49,11 @@ class Observers:
     def __init__(self, observers: list[Observer]) -> None:
         self.all = observers
         self._points = {p: [getattr(o, p) for o in observers if overrides(o, p)] for p in POINTS}
-        self._finished_now = [o.finished for o in observers if overrides(o, "finished") and not o.waits_for_estimate]
-        self._finished_later = [o.finished for o in observers if overrides(o, "finished") and o.waits_for_estimate]
+        ending = [o for o in observers if overrides(o, "finished")]
+        self._finished_flow = [o.finished for o in ending if o.changes_flow]
+        self._finished_now = [o.finished for o in ending if not o.changes_flow and not o.waits_for_estimate]
+        self._finished_later = [o.finished for o in ending if not o.changes_flow and o.waits_for_estimate]
+        self._deferred: dict[str, tuple[Exchange, http.HTTPFlow]] = {}  # finished, side observers not yet told
         # the metrics observer serves /metrics; the flow cap also counts flows the gateway passes through
         self.exposition: Callable[[], bytes] | None = next(
             (o.exposition for o in observers if callable(getattr(o, "exposition", None))), None)  # type: ignore[attr-defined]
@@ -65,7 +70,9 @@ class Observers:
             call_safely(o.running)
 
     def done(self) -> None:
-        # exchanges still waiting for their prompt estimate get their line and row now, without it
+        # exchanges not yet told, or still waiting for their prompt estimate, get their line and row now
+        for ex, flow in list(self._deferred.values()):
+            self._side(ex.id)
         for ex, flow in list(self._waiting.values()):
             self._finish_later(ex, flow)
         for o in self.all:
@@ -76,6 +83,25 @@ class Observers:
             call_safely(fn, ex, flow)
 
     def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
+        for fn in self._finished_flow:
+            call_safely(fn, ex, flow)
+        if not (self._finished_now or self._finished_later):
+            return
+        self._deferred[ex.id] = (ex, flow)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a script, a test): now
+            self._side(ex.id)
+            return
+        loop.call_soon(self._side, ex.id)
+
+    def _side(self, ex_id: str) -> None:
+        """The observers that only record: after mitmproxy has sent the answer (the `response` hook returns
+        before it does)."""
+        item = self._deferred.pop(ex_id, None)
+        if item is None:
+            return  # told already (at shutdown)
+        ex, flow = item
         for fn in self._finished_now:
             call_safely(fn, ex, flow)
         if not self._finished_later:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qwen_gateway.auth.state import open_private_db
+from qwen_gateway.auth.state import open_private_db, transaction
 
 from .base import Observer
 from .common import cached_tokens, error_code, error_text, label, status_of, usage_int
@@ -68,7 +68,7 @@ class Ledger:
 
     def add(self, rows: list[dict]) -> None:
         names = list(COLUMNS)
-        with self._lock:
+        with self._lock, transaction(self._db):  # one commit per batch, not per row
             self._db.executemany(f"INSERT INTO usage ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
                                  [tuple(row.get(c) for c in names) for row in rows])
 

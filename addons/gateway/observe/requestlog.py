@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from mitmproxy.log import LegacyLogEvents
+
 from .base import Observer
 from .common import cached_tokens, endpoint_name, error_code, error_text, status_of
 from .redact import safe_message
@@ -74,9 +76,42 @@ def format_line(ex: Exchange) -> str:
 
 
 class RequestLine(Observer):
-    """In `finished`: the gateway has waited for the prompt estimate, so the line has it."""
+    """In `finished`: the gateway has waited for the prompt estimate, so the line has it.
+
+    mitmproxy hands every log record to its deprecated `add_log` event too: a thread-safe wake-up of the
+    event loop and a call into every addon, for each line. The line skips that bridge (a filter on it)
+    and is not even formatted when no other handler would show it (`-q`, termlog_verbosity=warn)."""
 
     waits_for_estimate = True
 
+    def running(self) -> None:
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, LegacyLogEvents) and _SKIP_ADD_LOG not in handler.filters:
+                handler.addFilter(_SKIP_ADD_LOG)
+
     def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
-        log.info(format_line(ex))
+        if _shown():
+            log.info(format_line(ex), extra=_MARK)
+
+
+_MARK = {"qwen_request_line": True}
+
+
+def _skip_add_log(record: logging.LogRecord) -> bool:
+    return not getattr(record, "qwen_request_line", False)
+
+
+_SKIP_ADD_LOG = _skip_add_log
+
+
+def _shown() -> bool:
+    """Whether a handler other than mitmproxy's add_log bridge takes an INFO line from the "qwen" logger."""
+    if not log.isEnabledFor(logging.INFO):
+        return False
+    logger: logging.Logger | None = log
+    while logger is not None:
+        for handler in logger.handlers:
+            if handler.level <= logging.INFO and not isinstance(handler, LegacyLogEvents):
+                return True
+        logger = logger.parent if logger.propagate else None
+    return False
