@@ -183,6 +183,19 @@ def test_an_older_ledger_gets_the_new_columns(tmp_path):
     led.close()
 
 
+
+def test_a_batch_is_one_transaction_without_a_sync_per_commit(tmp_path):
+    """Autocommit made each row its own transaction, each with an fsync: 0.5 ms of a thread per request."""
+    led = Ledger(tmp_path / "usage.sqlite3")
+    statements: list[str] = []
+    led._db.set_trace_callback(statements.append)
+    led.add([row_of(exchange()) for _ in range(200)])
+    led._db.set_trace_callback(None)
+    assert [s for s in statements if s in ("BEGIN", "COMMIT")] == ["BEGIN", "COMMIT"]
+    assert led.query("PRAGMA synchronous") == [(1,)]  # NORMAL: in WAL mode, a commit does not sync
+    assert led.query("SELECT COUNT(*) FROM usage") == [(200,)]
+    led.close()
+
 # ---- qwen-usage ----------------------------------------------------------------------------------------
 
 @pytest.fixture

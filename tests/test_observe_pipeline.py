@@ -138,3 +138,33 @@ async def test_at_shutdown_an_exchange_still_waiting_for_its_estimate_is_recorde
     ex.estimate.set_result(None)
     await asyncio.sleep(0.05)
     assert seen == [ex.id]  # told once
+
+
+async def test_recording_observers_run_after_the_answer_is_sent_and_at_shutdown_at_the_latest():
+    """The `response` hook returns before mitmproxy writes the answer: observers that only record (the
+    request line, the ledger, metrics) run on the next turn of the loop, off the request's path; those
+    that change the flow (mitmweb's comment and cap) run at once, before it is shown."""
+    from qwen_gateway.observe.dispatch import Observers
+
+    seen: list[str] = []
+
+    class Recorder(Observer):
+        def finished(self, ex, flow):
+            seen.append("recorded " + ex.id)
+
+    class Annotator(Observer):
+        changes_flow = True
+
+        def finished(self, ex, flow):
+            seen.append("annotated " + ex.id)
+
+    observers = Observers([Recorder(), Annotator()])
+    first, second = exchange(), exchange()
+    observers.finished(first, client_flow())
+    assert seen == ["annotated " + first.id]
+    await asyncio.sleep(0)
+    assert seen == ["annotated " + first.id, "recorded " + first.id]
+    observers.finished(second, client_flow())
+    observers.done()  # shutting down before the loop turned: told now, once
+    await asyncio.sleep(0)
+    assert seen[2:] == ["annotated " + second.id, "recorded " + second.id]

@@ -107,3 +107,51 @@ def test_error_messages_are_redacted_before_they_are_logged():
     across = "x" * 90 + " Bearer " + "s" * 40  # the token starts before the cut and ends after it
     line = format_line(exchange(stream_error=across))
     assert "ssssssss" not in line and line.endswith("…'")
+
+
+class _Loop:
+    def __init__(self) -> None:
+        self.calls: list = []
+
+    def call_soon_threadsafe(self, *args) -> None:
+        self.calls.append(args)
+
+
+def test_the_line_skips_mitmproxys_add_log_bridge_and_other_lines_do_not(caplog):
+    """mitmproxy turns every record into an `add_log` event (a thread-safe wake-up and a visit to every
+    addon): for one line per request that cost more than the line. Other records still go there."""
+    from mitmproxy.log import LegacyLogEvents
+
+    caplog.set_level(logging.INFO, logger="qwen")  # mitmproxy sets the root logger to DEBUG
+    master = type("Master", (), {"event_loop": _Loop(), "addons": type("Addons", (), {"trigger": None})()})()
+    bridge = LegacyLogEvents(master)
+    shown = logging.Handler(logging.INFO)
+    shown.emit = lambda record: shown.records.append(record)  # type: ignore[method-assign]
+    shown.records = []  # type: ignore[attr-defined]
+    root = logging.getLogger()
+    root.addHandler(bridge)
+    root.addHandler(shown)
+    try:
+        rl = RequestLine()
+        rl.running()
+        ex = exchange()
+        rl.finished(ex, answered(ex))
+        assert [r.getMessage() for r in shown.records] == [format_line(ex)]
+        assert master.event_loop.calls == []
+        logging.getLogger("qwen").warning("qwen: something else")
+        assert len(master.event_loop.calls) == 1
+    finally:
+        root.removeHandler(bridge)
+        root.removeHandler(shown)
+
+
+def test_a_line_no_handler_shows_is_not_even_formatted(monkeypatch):
+    """`-q`: the terminal log takes warnings only; the line is not built."""
+    from qwen_gateway.observe import requestlog
+
+    monkeypatch.setattr(logging.getLogger(), "handlers", [logging.Handler(logging.WARNING)])
+    built = []
+    monkeypatch.setattr(requestlog, "format_line", lambda ex: built.append(ex) or "line")
+    ex = exchange()
+    RequestLine().finished(ex, answered(ex))
+    assert built == []
