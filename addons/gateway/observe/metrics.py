@@ -6,7 +6,7 @@ counts every exchange in `finished`, and renders the text the gateway serves at 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ..exchange import Exchange
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+MAX_CHILDREN = 4096
 TTFB_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
 
 
@@ -47,6 +48,17 @@ class Metrics(Observer):
                                  registry=r)
         self.streams = Gauge("qwen_streams_in_flight", "Streams being relayed now", registry=r)
         self._streaming: set[str] = set()  # exchange ids between stream_started and finished
+        # metric.labels(...) checks and looks up its labels on every call: each child is looked up once
+        self._children: dict[tuple, Any] = {}
+
+    def _child(self, metric, *labels: str):
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            if len(self._children) >= MAX_CHILDREN:  # label values come from clients (model names)
+                self._children.clear()
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -70,9 +82,9 @@ class Metrics(Observer):
         model = ex.requested_model if isinstance(ex.requested_model, str) else ""
         upstream, account = ex.upstream_model or "", ex.account or ""
         status = status_of(ex)
-        self.requests.labels(label(ex), model, upstream, account, str(status) if status else "error").inc()
+        self._child(self.requests, label(ex), model, upstream, account, str(status) if status else "error").inc()
         for retry in ex.retries:
-            self.retries.labels(retry.reason.value).inc()
+            self._child(self.retries, retry.reason.value).inc()
             if retry.reason is RetryReason.ROTATED:
                 self.rotations.inc()
         endpoint = endpoint_name(ex)
@@ -83,7 +95,7 @@ class Metrics(Observer):
         for kind, value in (("prompt", usage_int(usage, "prompt_tokens")),
                             ("completion", usage_int(usage, "completion_tokens")), ("cached", cached_tokens(usage))):
             if value is not None and value > 0:
-                self.tokens.labels(kind, billed, account).inc(value)
-        self.duration.labels(endpoint, billed).observe(ex.duration_ms / 1000)
+                self._child(self.tokens, kind, billed, account).inc(value)
+        self._child(self.duration, endpoint, billed).observe(ex.duration_ms / 1000)
         if ex.ttfb_ms is not None:
-            self.ttfb.labels(endpoint, billed).observe(ex.ttfb_ms / 1000)
+            self._child(self.ttfb, endpoint, billed).observe(ex.ttfb_ms / 1000)
