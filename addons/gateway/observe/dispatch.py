@@ -71,8 +71,8 @@ class Observers:
 
     def done(self) -> None:
         # exchanges not yet told, or still waiting for their prompt estimate, get their line and row now
-        for ex, flow in list(self._deferred.values()):
-            self._side(ex.id)
+        for ex_id in list(self._deferred):
+            self._side(ex_id)
         for ex, flow in list(self._waiting.values()):
             self._finish_later(ex, flow)
         for o in self.all:
