@@ -132,15 +132,18 @@ def bench_latency(n: int, rounds: int = 4) -> dict:
         targets = _targets(p, emu)
         for round_ in range(rounds):  # alternating rounds: the machine's drift hits every target alike
             for name, (url, key) in targets.items():
-                before = _cpu_before(p, name)
+                before, emu_before = _cpu_before(p, name), p.cpu_s("emulator")
                 times = _timed(url, key, _body_for(name, CHAT), n // rounds, warmup=30 if round_ == 0 else 5)
-                acc = out.setdefault(name, {"times": [], "cpu": []})
+                acc = out.setdefault(name, {"times": [], "cpu": [], "emu": []})
                 acc["times"] += times
-                acc["cpu"].append(_cpu_ms_per_request(p, name, before, n // rounds + (30 if round_ == 0 else 5)))
+                sent = n // rounds + (30 if round_ == 0 else 5)
+                acc["cpu"].append(_cpu_ms_per_request(p, name, before, sent))
+                acc["emu"].append((p.cpu_s("emulator") - emu_before) * 1000 / sent)
         for acc in out.values():
-            times, cpu = acc.pop("times"), acc.pop("cpu")
+            times, cpu, emu_cpu = acc.pop("times"), acc.pop("cpu"), acc.pop("emu")
             acc.update(p50_ms=_pct(times, 0.5), p99_ms=_pct(times, 0.99), requests=len(times),
-                       cpu_ms_per_request=cpu[0] if cpu[0] == "-" else round(statistics.median(cpu), 3))
+                       cpu_ms_per_request=cpu[0] if cpu[0] == "-" else round(statistics.median(cpu), 3),
+                       emulator_cpu_ms_per_request=round(statistics.median(emu_cpu), 3))
         for v in out.values():
             v["p50_vs_bare_ms"] = round(v["p50_ms"] - out["mitmdump (no addon)"]["p50_ms"], 3)
         return {"scenario": f"latency: {n} sequential non-stream requests, keep-alive", "results": out}
@@ -169,15 +172,17 @@ def bench_throughput(total: int, concurrency: int, rounds: int = 4) -> dict:
         targets = _targets(p, emu)
         for _ in range(rounds):
             for name, (url, key) in targets.items():
-                before = _cpu_before(p, name)
+                before, emu_before = _cpu_before(p, name), p.cpu_s("emulator")
                 rps = asyncio.run(_hammer(url, key, _body_for(name, CHAT), total // rounds, concurrency))
-                acc = out.setdefault(name, {"rps": [], "cpu": []})
+                acc = out.setdefault(name, {"rps": [], "cpu": [], "emu": []})
                 acc["rps"].append(rps)
                 acc["cpu"].append(_cpu_ms_per_request(p, name, before, 2 * (total // rounds)))
+                acc["emu"].append((p.cpu_s("emulator") - emu_before) * 1000 / (2 * (total // rounds)))
         for acc in out.values():
-            rps, cpu = acc.pop("rps"), acc.pop("cpu")
+            rps, cpu, emu_cpu = acc.pop("rps"), acc.pop("cpu"), acc.pop("emu")
             acc.update(requests_per_s=round(statistics.median(rps), 1),
-                       cpu_ms_per_request=cpu[0] if cpu[0] == "-" else round(statistics.median(cpu), 3))
+                       cpu_ms_per_request=cpu[0] if cpu[0] == "-" else round(statistics.median(cpu), 3),
+                       emulator_cpu_ms_per_request=round(statistics.median(emu_cpu), 3))
         base = out["mitmdump (no addon)"]["requests_per_s"]
         for v in out.values():
             v["vs_bare"] = f"{v['requests_per_s'] / base:.0%}"
@@ -320,8 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     scenarios = {
         "stream": lambda a: bench_stream(a.runs, a.gap_ms),
-        "latency": lambda a: bench_latency(a.requests),
-        "throughput": lambda a: bench_throughput(a.requests * 4, 16),
+        "latency": lambda a: bench_latency(a.requests * 2, rounds=8),
+        "throughput": lambda a: bench_throughput(a.requests * 10, 16, rounds=6),
         "bigprompt": lambda a: bench_bigprompt(20),
         "memory": lambda a: bench_memory((5000, 20000)),
         "webmemory": lambda a: bench_webmemory(5000, 1000),

@@ -465,7 +465,7 @@ def test_troubleshooting_health(session):
     session.sh(".venv/bin/qwen-gateway > /dev/null 2>&1 &")  # the section's precondition: a gateway, no account
     sandbox.wait_port(session.shell, 8080)
     out = session.run(block("docs/troubleshooting.md", "curl -s http://127.0.0.1:8080/health"))
-    expect(block("docs/troubleshooting.md", '{"status": "degraded", "accounts": [], "upstream": null}'), out,
+    expect(block("docs/troubleshooting.md", '{"status":"degraded","accounts":[],"upstream":null}'), out,
            session.home)
 
 
@@ -734,7 +734,7 @@ SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that c
     ("docs/emulator.md", "=== Qwen OAuth Device Authorization ==="): "test_emulator_login_recipe",
     ("docs/emulator.md", "gpt-4o→coder-model acct=default 200"): "test_emulator_login_recipe",
     ("docs/emulator.md", "default  oauth  ok"): "test_emulator_login_recipe",
-    ("docs/troubleshooting.md", '{"status": "degraded", "accounts": []'): "test_troubleshooting_health",
+    ("docs/troubleshooting.md", '{"status":"degraded","accounts":[]'): "test_troubleshooting_health",
     ("docs/accounts.md", "ACCOUNT  KIND   STATE         EXPIRES"): "test_accounts_status_sample",
     ("docs/accounts.md", "account default (oauth): needs_login"): "test_accounts_startup_sample",
     ("docs/observability.md", "gpt-4o→qwen3-coder-plus acct=demo 200 est=1.1k"): "test_observability_samples",
