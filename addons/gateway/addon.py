@@ -262,8 +262,8 @@ class QwenGateway:
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         ex = self._live.get(flow.id)
-        if ex is None or flow.response is None:
-            return
+        if ex is None or flow.response is None or not ex.extra.get("relayed"):
+            return  # only relayed answers have a token to forget and a stream to translate
         try:
             self.relay.forget(ex.extra.pop("relay_token", None))
             flow.request.headers.pop(TOKEN_HEADER, None)
