@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 
 from pathlib import Path
@@ -9,6 +10,17 @@ from pathlib import Path
 import pytest
 
 from helpers.procs import Emulator, Gateway, start_emulator, write_creds
+
+# Collecting imports mitmproxy, hypothesis, openai... and builds every test item: some million objects
+# that live until the end. Left in the collector's care, every full collection walks them all again (and
+# hypothesis's tests trigger many). So no collections while collecting, then those objects are moved out
+# of the collector's reach (gc.freeze). Objects the tests create are collected as usual.
+gc.disable()
+
+
+def pytest_collection_finish(session) -> None:
+    gc.freeze()
+    gc.enable()
 
 
 @pytest.fixture(scope="session")

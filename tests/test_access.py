@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 
 import httpx
-import openai
 import pytest
 
 from qwen_gateway.access import exposed_listeners, key_matches
@@ -40,6 +39,7 @@ def test_refuses_to_listen_beyond_loopback_without_keys(tmp_path, oauth_home):
 
 @pytest.mark.e2e
 def test_keys_required_on_an_open_listener(make_gateway, emu, oauth_home):
+    import openai
     gw = make_gateway("open", listen="0.0.0.0", env={**oauth_home["env"], "QWEN_GATEWAY_KEYS": "gw-key-1,gw-key-2"})
     no_key = openai.OpenAI(base_url=gw.url + "/v1", api_key="wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError) as e:
@@ -58,6 +58,7 @@ def test_keys_required_on_an_open_listener(make_gateway, emu, oauth_home):
 
 @pytest.mark.e2e
 def test_oversized_body_gets_413(make_gateway, emu, oauth_home):
+    import openai
     gw = make_gateway("big", args=("--set", "qwen_max_body_mb=1"), env=oauth_home["env"])
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x" * (2 << 20)}]}
     r = httpx.post(gw.url + "/v1/chat/completions", json=body, trust_env=False, timeout=30)

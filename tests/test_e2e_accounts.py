@@ -7,7 +7,6 @@ import os
 import subprocess
 
 import httpx
-import openai
 import pytest
 
 from helpers.procs import BIN, write_creds
@@ -32,6 +31,7 @@ def add_key(tmp_path, name, key_env, base_url, **extra):
 
 
 def ask(gw, text="hi", **kw):
+    import openai
     c = openai.OpenAI(base_url=gw.url + "/v1", api_key="client-key", max_retries=0, timeout=30)
     return c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": text}], **kw)
 
@@ -53,6 +53,7 @@ def test_401_refreshes_once_and_the_retry_succeeds(make_gateway, emu, home):
 
 
 def test_dead_login_is_an_authentication_error_naming_the_fix(make_gateway, emu, home):
+    import openai
     tmp, env = home
     write_creds(tmp / ".qwen", access_token="expired", refresh_token="dead", resource_url=emu.url, expires_in=-5)
     gw = make_gateway("dead", env=env)
@@ -86,6 +87,7 @@ def test_quota_rotates_to_the_next_account_without_a_client_error(make_gateway, 
 
 
 def test_every_account_exhausted_gives_openai_429_with_retry_after(make_gateway, emu, home):
+    import openai
     tmp, env = home
     token_a = login(emu, tmp / ".qwen")
     key_b = emu.seed_token(kind="key")

@@ -7,13 +7,16 @@ import os
 import subprocess
 import sys
 import textwrap
+from typing import TYPE_CHECKING
 
 import httpx
-import openai
 import pytest
 
 from helpers.procs import Gateway
 from openai_schema import validate
+
+if TYPE_CHECKING:
+    import openai  # annotations only; the functions import it when they run
 
 pytestmark = pytest.mark.e2e
 
@@ -23,6 +26,7 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "description":
 
 
 def client(gw: Gateway, **kw) -> openai.OpenAI:
+    import openai
     return openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-client-key-must-not-leak", max_retries=0,
                          timeout=30, **kw)
 
@@ -119,14 +123,15 @@ def test_split_writes(gw, emu):
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Echo: one two three four five"
 
 
-@pytest.mark.parametrize("fault,exc,code", [
-    ("context400", openai.BadRequestError, "context_length_exceeded"),
-    ("timeout504", openai.InternalServerError, "upstream_timeout"),
-    ("server500", openai.InternalServerError, None),
+@pytest.mark.parametrize("fault,exc,code", [  # exc: a name in openai (imported by the test, not at collection)
+    ("context400", "BadRequestError", "context_length_exceeded"),
+    ("timeout504", "InternalServerError", "upstream_timeout"),
+    ("server500", "InternalServerError", None),
 ])
 def test_upstream_errors_raise_the_matching_sdk_exception(gw, emu, fault, exc, code):
+    import openai
     emu.fault(fault)
-    with pytest.raises(exc) as e:
+    with pytest.raises(getattr(openai, exc)) as e:
         client(gw).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
     if code:
         assert e.value.code == code
@@ -135,6 +140,7 @@ def test_upstream_errors_raise_the_matching_sdk_exception(gw, emu, fault, exc, c
 
 
 def test_midstream_failure_ends_with_an_error_event(gw, emu):
+    import openai
     emu.fault("midstream504")
     with pytest.raises(openai.APIError, match="stream timeout"):
         for _ in client(gw).chat.completions.create(model="gpt-4o", stream=True,
@@ -143,6 +149,7 @@ def test_midstream_failure_ends_with_an_error_event(gw, emu):
 
 
 def test_reset_midstream_does_not_hang_the_client(gw, emu):
+    import openai
     emu.fault("reset_midstream")
     with pytest.raises((openai.APIError, httpx.HTTPError)):
         for _ in client(gw).chat.completions.create(model="gpt-4o", stream=True,
@@ -211,6 +218,7 @@ def test_explicit_proxy_leaves_other_hosts_alone(make_gateway, emu, oauth_home):
 
 
 def test_missing_credentials_fail_closed(make_gateway, emu, tmp_path):
+    import openai
     env = {"QWEN_DIR": str(tmp_path / "empty"), "QWEN_GATEWAY_HOME": str(tmp_path / "gh"), "HOME": str(tmp_path)}
     gw = make_gateway("nocreds", mode="regular", env=env)
     with pytest.raises(openai.APIStatusError) as e:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import httpx
-import openai
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -17,6 +16,7 @@ def test_remote_login_is_off_by_default(gw):
 
 
 def test_remote_login_end_to_end(make_gateway, emu, tmp_path):
+    import openai
     env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(tmp_path / "state"),
            "QWEN_OAUTH_BASE_URL": emu.url, "HOME": str(tmp_path)}
     gw = make_gateway("remote", env=env, args=("--set", "qwen_remote_login=loopback"))

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 import httpx
-import openai
 import pytest
 
 from openai_schema import validate, validate_stream_event
+
+if TYPE_CHECKING:
+    import openai  # annotations only; the functions import it when they run
 
 pytestmark = pytest.mark.e2e
 
@@ -41,6 +44,7 @@ def text_of(content) -> str:
 
 
 def client(gw) -> openai.OpenAI:
+    import openai
     return openai.OpenAI(base_url=gw.url + "/v1", api_key="client-key", max_retries=0, timeout=30)
 
 

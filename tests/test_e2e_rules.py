@@ -10,13 +10,16 @@ import base64
 import json
 import time
 import struct
+from typing import TYPE_CHECKING
 
 import httpx
-import openai
 import pydantic
 import pytest
 
 from helpers.procs import Gateway
+
+if TYPE_CHECKING:
+    import openai  # annotations only; the functions import it when they run
 
 pytestmark = pytest.mark.e2e
 
@@ -31,6 +34,7 @@ IMAGE = "https://example.com/cat.png"
 
 
 def client(gw: Gateway) -> openai.OpenAI:
+    import openai
     return openai.OpenAI(base_url=gw.url + "/v1", api_key="client-key", max_retries=0, timeout=30)
 
 
@@ -224,6 +228,7 @@ def test_r5_embeddings_token_ids_and_base64(kgw, emu):
 
 
 def test_r6_error_finish_is_an_error_on_chat(own_gw, emu):
+    import openai
     emu.fault("error_finish")
     seen = ""
     with pytest.raises(openai.APIError) as e:
@@ -263,6 +268,7 @@ def test_r6_content_filter_is_incomplete_on_responses(gw, emu):
 
 
 def test_r7_access_denied_is_permission_denied_without_refresh(gw, emu):
+    import openai
     emu.switches(denied_models=["coder-model"])
     with pytest.raises(openai.PermissionDeniedError) as e:
         client(gw).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
@@ -271,6 +277,7 @@ def test_r7_access_denied_is_permission_denied_without_refresh(gw, emu):
 
 
 def test_r7_arrears_is_permission_denied_on_responses(kgw, emu):
+    import openai
     emu.fault("arrears403")
     with pytest.raises(openai.PermissionDeniedError) as e:
         client(kgw).responses.create(model="gpt-4o", input="x")
@@ -278,6 +285,7 @@ def test_r7_arrears_is_permission_denied_on_responses(kgw, emu):
 
 
 def test_per_minute_rate_quota_is_a_rate_limit_not_quota(own_gw, emu):
+    import openai
     emu.fault("ratequota429", count=3, retry_after=0)
     with pytest.raises(openai.RateLimitError) as e:
         client(own_gw).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import httpx
-import openai
 import pytest
 
 from helpers.procs import write_creds
 from openai_schema import validate, validate_stream_event
+
+if TYPE_CHECKING:
+    import openai  # annotations only; the functions import it when they run
 
 pytestmark = pytest.mark.e2e
 
@@ -19,6 +22,7 @@ FN_TOOL = {"type": "function", "name": "get_weather", "description": "Weather fo
 
 
 def client(gw) -> openai.OpenAI:
+    import openai
     return openai.OpenAI(base_url=gw.url + "/v1", api_key="client-key", max_retries=0, timeout=30)
 
 
@@ -83,6 +87,7 @@ def test_responses_stream_function_call_round_trip(gw, emu):
 
 
 def test_stored_responses_and_unknown_previous_id(gw, emu):
+    import openai
     c = client(gw)
     r = c.responses.create(model="gpt-4o", input="remember me")
     assert c.responses.retrieve(r.id).output_text == "Echo: remember me"
@@ -117,6 +122,7 @@ def test_responses_midstream_failure_is_response_failed(gw, emu):
 
 
 def test_legacy_completions(gw, emu):
+    import openai
     c = client(gw)
     r = c.completions.with_raw_response.create(model="gpt-3.5-turbo-instruct", prompt="complete me")
     validate("CreateCompletionResponse", json.loads(r.text))
@@ -130,6 +136,7 @@ def test_legacy_completions(gw, emu):
 
 
 def test_embeddings_need_an_account_that_serves_them(gw, emu):
+    import openai
     with pytest.raises(openai.BadRequestError) as e:
         client(gw).embeddings.create(model="text-embedding-3-small", input="hi")
     assert e.value.code == "embeddings_unavailable" and "qwen-auth add-key" in e.value.message

@@ -17,7 +17,6 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 import httpx
-import openai
 import pytest
 
 pytestmark = pytest.mark.e2e  # starts emulator processes
@@ -702,6 +701,7 @@ def test_models_embeddings_web_search(emu):
 
 
 def test_openai_sdk(emu):
+    import openai
     client = openai.OpenAI(base_url=emu.url + "/v1", api_key=SEED, max_retries=0,
                            http_client=httpx.Client(trust_env=False, timeout=10))
     c = client.chat.completions.create(model="coder-model", messages=[{"role": "user", "content": "sdk"}])

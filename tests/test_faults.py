@@ -6,17 +6,21 @@ from __future__ import annotations
 import json
 import socket
 import time
+from typing import TYPE_CHECKING
 
 import httpx
-import openai
 import pytest
 
 from helpers.procs import write_creds
+
+if TYPE_CHECKING:
+    import openai  # annotations only; the functions import it when they run
 
 pytestmark = pytest.mark.e2e
 
 
 def client(gw, timeout=20) -> openai.OpenAI:
+    import openai
     return openai.OpenAI(base_url=gw.url + "/v1", api_key="client", max_retries=0, timeout=timeout)
 
 
@@ -35,6 +39,7 @@ def login(emu, tmp, expires_in=3600):
 
 
 def test_connection_refused_is_a_prompt_502(make_gateway, emu, home):
+    import openai
     tmp, env = home
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -57,6 +62,7 @@ def test_a_reused_connection_reset_before_headers_is_retried_once(gw, emu):
 
 
 def test_reset_before_headers_twice_is_a_502(gw, emu):
+    import openai
     assert ask(gw, "warm").choices[0].message.content == "Echo: warm"
     emu.fault("reset_before_headers", count=2)
     with pytest.raises(openai.InternalServerError) as e:
@@ -87,6 +93,7 @@ def test_invalid_sse_line_is_skipped(gw, emu):
 
 
 def test_stalled_stream_is_closed_by_the_idle_watchdog(make_gateway, emu, oauth_home):
+    import openai
     gw = make_gateway("stall", env=oauth_home["env"], args=("--set", "qwen_stream_idle_timeout=2"))
     emu.fault("stall", count=1)
     emu.switches(stall_seconds=30)
@@ -108,6 +115,7 @@ def test_slow_oauth_endpoint_during_refresh(make_gateway, emu, home):
 
 
 def test_oauth_down_during_refresh_keeps_the_login(make_gateway, emu, home):
+    import openai
     tmp, env = home
     issued, path = login(emu, tmp, expires_in=5)
     before = path.read_bytes()
@@ -123,6 +131,7 @@ def test_oauth_down_during_refresh_keeps_the_login(make_gateway, emu, home):
 
 
 def test_credential_file_deleted_corrupted_unreadable_while_running(make_gateway, emu, home):
+    import openai
     tmp, env = home
     _, path = login(emu, tmp)
     good = path.read_bytes()

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import argon2
 import httpx
-import openai
 import pytest
 
 from helpers.procs import free_port, mitmweb_api
@@ -41,6 +40,7 @@ def web(make_gateway, emu, oauth_home, tmp_path):
 
 
 def send_traffic(gw) -> None:
+    import openai
     c = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-client-key-visible-only-as-hint", max_retries=0)
     list(c.chat.completions.create(model="gpt-4o", stream=True,
                                    messages=[{"role": "user", "content": "show me in mitmweb"}]))
@@ -101,6 +101,7 @@ def test_hashed_password_and_the_comment_column_by_default(web):
 
 
 def test_replay_reinjects_a_fresh_credential(web, emu):
+    import openai
     gw, api, _, _ = web
     openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0).chat.completions.create(
         model="gpt-4o", messages=[{"role": "user", "content": "replay me"}])

@@ -15,7 +15,6 @@ import subprocess
 import time
 
 import httpx
-import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -41,6 +40,7 @@ def wait_for(pred, what: str, timeout: float = 20.0):
 
 @pytest.fixture
 def observed(make_gateway, emu, oauth_home, tmp_path):
+    import openai
     state = tmp_path / "state"
     env = {**oauth_home["env"], "QWEN_GATEWAY_HOME": str(state)}
     gw = make_gateway("observed", env=env, args=(
@@ -193,6 +193,7 @@ def test_debug_logs_hold_whole_exchanges_without_secrets(observed, emu, oauth_ho
 
 
 def test_context_guard_answers_locally(observed, emu):
+    import openai
     gw, client, state, _ = observed
     messages = [{"role": "user", "content": "word " * 200}]
     with pytest.raises(openai.BadRequestError) as e:
@@ -215,6 +216,7 @@ def test_context_guard_answers_locally(observed, emu):
 
 
 def test_qwens_own_context_400_is_the_same_openai_error(observed, emu):
+    import openai
     gw, client, state, _ = observed
     emu.fault("context400")
     with pytest.raises(openai.BadRequestError) as e:
