@@ -132,12 +132,14 @@ class FileLock:
 
     def acquire(self) -> None:
         delay = self.first_delay
-        for _ in range(self.attempts):
+        for attempt in range(self.attempts):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
             except FileExistsError:
                 if self._break_if_stale():
                     continue  # as qwen-code: try again at once
+                if attempt == self.attempts - 1:
+                    break  # no wait after the last attempt: it would only delay the timeout
                 time.sleep(delay)
                 delay = min(delay * 1.5, self.max_delay)
                 continue

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import gc
 import json
+import sys
 
 from pathlib import Path
 
 import pytest
 
 from helpers.procs import Emulator, Gateway, start_emulator, write_creds
+
+# A machine may set PYTHONDONTWRITEBYTECODE (this one does): then every run compiles the package again and
+# pytest rewrites the asserts of every test module again (~1.3 s of a unit run). The caches are
+# __pycache__ folders, ignored by git; the tests write them whatever the environment says.
+sys.dont_write_bytecode = False
 
 # Collecting imports mitmproxy, hypothesis, openai... and builds every test item: some million objects
 # that live until the end. Left in the collector's care, every full collection walks them all again (and

@@ -144,6 +144,19 @@ def test_lock_is_exclusive_and_holds_a_uuid(tmp_path):
     assert not path.exists()
 
 
+
+def test_no_wait_after_the_last_attempt(tmp_path, monkeypatch):
+    """Waiting after the last failed attempt only delays the timeout (by up to max_delay)."""
+    from qwen_gateway.auth import credfile
+
+    path = tmp_path / "oauth_creds.lock"
+    path.write_text("someone-else")
+    slept: list[float] = []
+    monkeypatch.setattr(credfile.time, "sleep", slept.append)
+    with pytest.raises(LockTimeout):
+        FileLock(path, attempts=3, first_delay=0.1).acquire()
+    assert slept == [0.1, pytest.approx(0.15)]
+
 def test_stale_lock_is_broken_without_reading_it(tmp_path):
     path = tmp_path / "oauth_creds.lock"
     path.write_text('{"lockId": "old-qwen-code", "timestamp": 1}')  # PR #443-era content: never parsed

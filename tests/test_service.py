@@ -147,6 +147,7 @@ def _install(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
                           timeout=60, env=_env(home, **env))
 
 
+@pytest.mark.e2e  # starts a process
 def test_install_service_dry_run_changes_nothing(tmp_path):
     r = _install(tmp_path, "--dry-run")
     assert r.returncode == 0, r.stderr
@@ -156,6 +157,7 @@ def test_install_service_dry_run_changes_nothing(tmp_path):
     assert not (tmp_path / ".config").exists()
 
 
+@pytest.mark.e2e  # starts a process
 def test_install_service_writes_a_unit_that_verifies_and_a_private_env_file(tmp_path, emu):
     _add_key_account(tmp_path, emu.url + "/v1")
     r = _install(tmp_path, "--", "--set", "qwen_default_model=qwen3-coder-plus", DEMO_KEY=SECRET)
@@ -184,6 +186,7 @@ def test_install_service_writes_a_unit_that_verifies_and_a_private_env_file(tmp_
         f"ExecStart={BIN / 'qwen-gateway'}"
 
 
+@pytest.mark.e2e  # starts a process
 def test_verify_catches_a_broken_unit(tmp_path):
     """The verification above can fail: the same check on a unit with a bad command and a bad value."""
     unit = tmp_path / "qwen-gateway.service"
@@ -223,6 +226,7 @@ def test_the_units_command_serves_with_the_key_from_the_env_file(tmp_path, emu):
     assert SECRET not in log.read_text()
 
 
+@pytest.mark.e2e  # starts a process
 def test_uninstall_service_removes_the_unit_and_keeps_the_env_file(tmp_path):
     assert _install(tmp_path).returncode == 0
     unit = tmp_path / ".config" / "systemd" / "user" / "qwen-gateway.service"
@@ -239,6 +243,7 @@ def test_uninstall_service_removes_the_unit_and_keeps_the_env_file(tmp_path):
     assert r.returncode == 0 and f"{unit} does not exist." in r.stdout
 
 
+@pytest.mark.e2e  # starts a process
 def test_help_names_every_command():
     r = subprocess.run([str(BIN / "qwen-gateway"), "--help"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0
