@@ -133,14 +133,17 @@ def test_freshness_uses_the_30_second_buffer():
 # ---- the lock file -------------------------------------------------------------------------------------
 
 
-def test_lock_is_exclusive_and_holds_a_uuid(tmp_path):
+def test_lock_is_exclusive_and_holds_a_uuid(tmp_path, monkeypatch):
+    from qwen_gateway.auth import credfile
+
     path = tmp_path / "oauth_creds.lock"
     with FileLock(path) as lock:
         assert lock.held and len(path.read_text()) == 36
-        t0 = time.monotonic()
+        slept: list[float] = []
+        monkeypatch.setattr(credfile.time, "sleep", slept.append)
         with pytest.raises(LockTimeout, match="Failed to acquire file lock for token refresh: timeout exceeded"):
             FileLock(path, attempts=3).acquire()
-        assert time.monotonic() - t0 >= 0.1 + 0.15  # waited 100 ms, then x1.5
+        assert slept == [0.1, pytest.approx(0.15)]  # waited 100 ms, then x1.5 (qwen-code's defaults)
     assert not path.exists()
 
 
