@@ -1,0 +1,34 @@
+"""JSON on the hot path (jsonio): orjson's speed, the standard library's reach, valid UTF-8 either way."""
+
+from __future__ import annotations
+
+import json
+
+from qwen_gateway import jsonio
+
+
+def test_what_orjson_writes_reads_back_as_the_same_value():
+    value = {"model": "qwen3-coder-plus", "messages": [{"role": "user", "content": "héllo ✓ \n\"q\""}],
+             "temperature": 0.7, "n": 1, "stream": False, "x": None}
+    out = jsonio.dumps(value)
+    assert json.loads(out) == value and b" " not in out.replace(b"h\xc3\xa9llo \xe2\x9c\x93 ", b"")
+
+
+def test_values_orjson_refuses_are_written_by_the_standard_library_as_valid_utf8():
+    """An integer beyond 64 bits and a lone surrogate (both come from a client's JSON) go to Qwen as the
+    client sent them, in valid UTF-8: `\\ud800` stays an escape."""
+    value = {"seed": 2 ** 70, "content": "a\ud800b"}
+    out = jsonio.dumps(value)
+    out.decode("utf-8")  # strict: no surrogate bytes
+    assert json.loads(out) == value
+    assert json.loads(jsonio.dumps_text(value)) == value
+
+
+def test_answers_are_read_strictly():
+    assert jsonio.loads_answer(b'{"a": [1, 2.5, "x"]}') == {"a": [1, 2.5, "x"]}
+    for bad in (b"NaN", b"{", b"\xff"):
+        try:
+            jsonio.loads_answer(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad!r} was read")
