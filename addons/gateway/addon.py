@@ -328,7 +328,9 @@ class QwenGateway:
               without_key: tuple[tuple[bytes, bytes], ...] | None) -> Exchange:
         req = flow.request
         method, path = req.method.upper(), req.path.split("?", 1)[0]
-        ex = Exchange(ClientRequest(method, path, req.pretty_url, key_hint(head.key.decode("utf-8", "replace"))))
+        # the URL as the client addressed it (mitmproxy's pretty_url re-parses and validates the Host header)
+        url = f"{req.scheme}://{head.host}{req.path}" if head.host else req.pretty_url
+        ex = Exchange(ClientRequest(method, path, url, key_hint(head.key.decode("utf-8", "replace"))))
         route = routing.route(method, path, self.endpoints)
         ex.route, ex.endpoint = route.name, route.endpoint
         # the client's own key (in explicit-proxy mode: the user's real OpenAI key) is never kept on the flow

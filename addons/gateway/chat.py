@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping
 
+from . import ids
 from . import qwen_rules as rules
 from .errors import GatewayError, classify_stream_error
 from .models import Thinking
@@ -109,7 +109,7 @@ def qwen_to_chat(body: dict, *, model: str) -> dict:
     if out.get("system_fingerprint") is None:
         out.pop("system_fingerprint", None)  # Qwen sends null; OpenAI's schema allows a string or nothing
     out.setdefault("object", "chat.completion")
-    out.setdefault("id", f"chatcmpl-{uuid.uuid4()}")
+    out.setdefault("id", f"chatcmpl-{ids.uuid_text()}")
     choices = []
     for i, choice in enumerate(out.get("choices") or []):
         choice = dict(choice)
@@ -146,7 +146,7 @@ def qwen_to_chat(body: dict, *, model: str) -> dict:
 def _fix_tool_call(tc: dict, j: int) -> dict:
     tc = dict(tc)
     tc.pop("index", None)
-    tc.setdefault("id", f"call_{uuid.uuid4().hex[:24]}")
+    tc.setdefault("id", f"call_{ids.hex_id(12)}")
     tc.setdefault("type", "function")
     fn = dict(tc.get("function") or {})
     fn.setdefault("name", "")

@@ -13,10 +13,9 @@ never guessed from the content.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
-from . import sse
+from . import ids, sse
 from .chat import normalise_usage
 
 _THINK_TAGS = (("<think>", "</think>"), ("<thinking>", "</thinking>"))
@@ -113,7 +112,7 @@ class ChunkNormalizer:
     def feed(self, chunk: object) -> list[dict]:
         if not isinstance(chunk, dict):
             return []
-        self.id = self.id or (chunk.get("id") if isinstance(chunk.get("id"), str) else f"chatcmpl-{uuid.uuid4()}")
+        self.id = self.id or (chunk.get("id") if isinstance(chunk.get("id"), str) else f"chatcmpl-{ids.uuid_text()}")
         self.created = self.created or (chunk.get("created") if isinstance(chunk.get("created"), int) else None)
         base = {"id": self.id, "object": "chat.completion.chunk", "created": self.created or 0, "model": self.model}
         if isinstance(chunk.get("system_fingerprint"), str):  # Qwen sends null: OpenAI allows a string or nothing
@@ -192,7 +191,7 @@ class ChunkNormalizer:
             slot = st.tools.get(up)
             if slot is None or (tid and tid != slot.id):
                 # A new call, or another call reusing the index (seen upstream): give it its own.
-                slot = st.tools[up] = _ToolSlot(st.tool_count, tid or f"call_{uuid.uuid4().hex[:24]}")
+                slot = st.tools[up] = _ToolSlot(st.tool_count, tid or f"call_{ids.hex_id(12)}")
                 st.tool_count += 1
                 frag = {"index": slot.index, "id": slot.id, "type": "function"}
             else:

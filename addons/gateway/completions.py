@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
 
-from . import sse
+from . import ids, sse
 from .errors import GatewayError
 
 _CARRIED = ("max_tokens", "temperature", "top_p", "n", "stop", "seed", "presence_penalty", "frequency_penalty",
@@ -32,7 +31,7 @@ def completions_to_chat(body: dict) -> dict:
 
 def chat_to_completion(chat: dict, request: dict) -> dict:
     return {
-        "id": "cmpl-" + uuid.uuid4().hex, "object": "text_completion", "created": chat.get("created") or 0,
+        "id": "cmpl-" + ids.hex_id(), "object": "text_completion", "created": chat.get("created") or 0,
         "model": request.get("model") or chat.get("model") or "",
         "choices": [{"text": (c.get("message") or {}).get("content") or "", "index": c.get("index", i),
                      "logprobs": None, "finish_reason": c.get("finish_reason") or "stop"}
@@ -46,7 +45,7 @@ class CompletionsStreamTranslator:
         opts = request.get("stream_options")
         self.include_usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
         self.model = request.get("model") or ""
-        self.id = "cmpl-" + uuid.uuid4().hex
+        self.id = "cmpl-" + ids.hex_id()
 
     def feed(self, chunk: dict) -> list[bytes]:
         base = {"id": self.id, "object": "text_completion", "created": chunk.get("created") or 0, "model": self.model}

@@ -23,10 +23,11 @@ observers at named points. `to_meta()` is its JSON-safe copy in `flow.metadata["
 from __future__ import annotations
 
 import enum
-import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from . import ids
 
 if TYPE_CHECKING:
     import asyncio
@@ -83,7 +84,7 @@ class Exchange:
     stream: bool = False
     started: float = field(default_factory=time.monotonic)
     started_at: float = field(default_factory=time.time)
-    id: str = field(default_factory=lambda: os.urandom(16).hex())  # as random as uuid4().hex, cheaper
+    id: str = field(default_factory=ids.hex_id)
     created: int = field(default_factory=lambda: int(time.time()))
     # upstream
     chat_body: dict = field(default_factory=dict)  # the request in OpenAI chat-completions form

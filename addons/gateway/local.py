@@ -31,10 +31,18 @@ def json_response(status: int, data: dict) -> http.Response:
 
 
 def answer(status: int, body: bytes, content_type: bytes = b"application/json") -> http.Response:
-    """A whole answer, built directly (Response.make converts its headers and re-encodes the content)."""
+    """A whole answer of known types, built without mitmproxy's constructor checks: `Response.make`
+    converts its headers and re-encodes the content, and every `Response(...)` type-checks each field
+    under `__debug__` (18 µs of the 20 µs it costs, on every answer). tests/test_local.py compares the
+    result with `Response.make`'s."""
     now = time.time()
-    headers = http.Headers(((b"content-type", content_type), (b"content-length", b"%d" % len(body))))
-    return http.Response(b"HTTP/1.1", status, _reason(status), headers, body, None, now, now)
+    data = object.__new__(http.ResponseData)
+    data.__dict__.update(http_version=b"HTTP/1.1", status_code=status, reason=_reason(status),
+                         headers=http.Headers(((b"content-type", content_type), (b"content-length", b"%d" % len(body)))),
+                         content=body, trailers=None, timestamp_start=now, timestamp_end=now)
+    resp = object.__new__(http.Response)
+    resp.data = data
+    return resp
 
 
 @functools.lru_cache(maxsize=None)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import uuid
 from collections.abc import Mapping
 
+from . import ids
 from .models import Thinking, is_vision, output_cap, thinking_kind, vision_model
 
 EPHEMERAL = {"type": "ephemeral"}
@@ -205,7 +205,7 @@ def cache_control(body: dict, *, stream: bool) -> dict:
 def qwen_code_shape(body: dict, *, session: str, stream: bool) -> dict:
     """What qwen-code adds on every DashScope host (OAuth and keys alike)."""
     out = cache_control(body, stream=stream)
-    out["metadata"] = {"sessionId": session, "promptId": os.urandom(7).hex()[:13]}
+    out["metadata"] = {"sessionId": session, "promptId": ids.hex_id(7)[:13]}
     out["preserve_thinking"] = True  # keep earlier turns' reasoning_content in the prompt (and its cache)
     if is_vision(str(out.get("model") or "")) and has_image(out["messages"]):
         out["vl_high_resolution_images"] = True

@@ -17,10 +17,10 @@ The way out (`chat_to_response`, and responses_stream for streams) builds the cl
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from . import ids
 from .errors import GatewayError
 
 FUNCTION = "function"
@@ -55,7 +55,7 @@ SUMMARY_PREFIX = "Summary of the earlier conversation (compacted):\n\n"
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
+    return f"{prefix}_{ids.hex_id()}"
 
 
 # ---- tools -------------------------------------------------------------------------------------------------
