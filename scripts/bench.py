@@ -82,7 +82,40 @@ def bench_stream(runs: int, gap_ms: int) -> dict:
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "ping"}]}
 
 
-PROCESS = {"mitmdump (no addon)": "bare", "gateway": "gateway"}  # target -> process whose CPU is counted
+PROCESS = {"mitmdump (no addon)": "bare", "mitmdump (no addon), plain body": "bare",
+           "gateway": "gateway"}  # target -> process whose CPU is counted
+
+
+Req = tuple[str, dict[str, str], bytes]  # path, headers, body
+
+
+def _chat(key: str, body: dict) -> Req:
+    return "/v1/chat/completions", {"authorization": f"Bearer {key}", "content-type": "application/json"}, \
+        json.dumps(body).encode()
+
+
+def _as_sent_upstream(emu: str, gateway: str) -> Req:
+    """The request the gateway sends to Qwen for CHAT (qwen-code's shape: its headers, metadata and cache
+    markers), as the emulator logged it: sent by direct and bare targets, the emulator does the same
+    work for every target and the difference is the proxy's alone."""
+    httpx.delete(emu + "/_emulator/requests", trust_env=False).raise_for_status()
+    httpx.post(gateway + "/v1/chat/completions", json=CHAT, trust_env=False).raise_for_status()
+    logged = [r for r in httpx.get(emu + "/_emulator/requests", trust_env=False).json()
+              if r["path"].endswith("/chat/completions")][-1]
+    skip = {"host", "content-length", "connection", "accept-encoding"}
+    return logged["path"], {k: v for k, v in logged["headers"].items() if k not in skip}, \
+        json.dumps(logged["body"]).encode()
+
+
+def _proxy_targets(p: Procs, emu: str) -> dict[str, tuple[str, Req]]:
+    """direct and bare mitmproxy send what the gateway sends upstream; a second bare row sends the
+    client's plain chat body (the emulator then does less work per request than for the gateway)."""
+    bare = p.mitmdump("bare", emu, addon=False)
+    gateway = p.gateway(emu)
+    shaped = _as_sent_upstream(emu, gateway)
+    return {"direct": (emu, shaped), "mitmdump (no addon)": (bare, shaped),
+            "mitmdump (no addon), plain body": (bare, _chat("sk-bench", _body_for("bare", CHAT))),
+            "gateway": (gateway, _chat("client-key-ignored", CHAT))}
 
 
 def _targets(p: Procs, emu: str, *, bare: bool = True) -> dict[str, tuple[str, str]]:
@@ -112,15 +145,16 @@ def _body_for(name: str, body: dict) -> dict:
     return body if name == "gateway" or name.startswith("gateway") else {**body, "model": "qwen3-coder-plus"}
 
 
-def _timed(url: str, key: str, body: dict, n: int, warmup: int) -> list[float]:
+def _timed(url: str, req: Req, n: int, warmup: int) -> list[float]:
     """Milliseconds for each of n sequential requests on one keep-alive connection, after a warm-up."""
-    with httpx.Client(timeout=60, trust_env=False, headers={"authorization": f"Bearer {key}"}) as c:
+    path, headers, content = req
+    with httpx.Client(timeout=60, trust_env=False, headers=headers) as c:
         for _ in range(warmup):
-            c.post(url + "/v1/chat/completions", json=body).raise_for_status()
+            c.post(url + path, content=content).raise_for_status()
         times = []
         for _ in range(n):
             t0 = time.perf_counter()
-            c.post(url + "/v1/chat/completions", json=body).raise_for_status()
+            c.post(url + path, content=content).raise_for_status()
             times.append((time.perf_counter() - t0) * 1000)
     return times
 
@@ -129,11 +163,11 @@ def bench_latency(n: int, rounds: int = 4) -> dict:
     with Procs() as p:
         emu = p.emulator()
         out = {}
-        targets = _targets(p, emu)
+        targets = _proxy_targets(p, emu)
         for round_ in range(rounds):  # alternating rounds: the machine's drift hits every target alike
-            for name, (url, key) in targets.items():
+            for name, (url, req) in targets.items():
                 before, emu_before = _cpu_before(p, name), p.cpu_s("emulator")
-                times = _timed(url, key, _body_for(name, CHAT), n // rounds, warmup=30 if round_ == 0 else 5)
+                times = _timed(url, req, n // rounds, warmup=30 if round_ == 0 else 5)
                 acc = out.setdefault(name, {"times": [], "cpu": [], "emu": []})
                 acc["times"] += times
                 sent = n // rounds + (30 if round_ == 0 else 5)
@@ -149,15 +183,16 @@ def bench_latency(n: int, rounds: int = 4) -> dict:
         return {"scenario": f"latency: {n} sequential non-stream requests, keep-alive", "results": out}
 
 
-async def _hammer(url: str, key: str, body: dict, total: int, concurrency: int) -> float:
+async def _hammer(url: str, req: Req, total: int, concurrency: int) -> float:
+    path, headers, content = req
     done = 0
-    async with httpx.AsyncClient(timeout=60, trust_env=False, headers={"authorization": f"Bearer {key}"},
+    async with httpx.AsyncClient(timeout=60, trust_env=False, headers=headers,
                                  limits=httpx.Limits(max_connections=concurrency)) as c:
         async def worker():
             nonlocal done
             while done < total:
                 done += 1
-                (await c.post(url + "/v1/chat/completions", json=body)).raise_for_status()
+                (await c.post(url + path, content=content)).raise_for_status()
         await asyncio.gather(*(worker() for _ in range(concurrency)))  # warm-up
         done = 0
         t0 = time.perf_counter()
@@ -169,11 +204,11 @@ def bench_throughput(total: int, concurrency: int, rounds: int = 4) -> dict:
     with Procs() as p:
         emu = p.emulator()
         out: dict[str, dict] = {}
-        targets = _targets(p, emu)
+        targets = _proxy_targets(p, emu)
         for _ in range(rounds):
-            for name, (url, key) in targets.items():
+            for name, (url, req) in targets.items():
                 before, emu_before = _cpu_before(p, name), p.cpu_s("emulator")
-                rps = asyncio.run(_hammer(url, key, _body_for(name, CHAT), total // rounds, concurrency))
+                rps = asyncio.run(_hammer(url, req, total // rounds, concurrency))
                 acc = out.setdefault(name, {"rps": [], "cpu": [], "emu": []})
                 acc["rps"].append(rps)
                 acc["cpu"].append(_cpu_ms_per_request(p, name, before, 2 * (total // rounds)))
@@ -198,7 +233,7 @@ def bench_bigprompt(n: int) -> dict:
             "--set", "qwen_token_count=false")), "x")
         out = {}
         for name, (url, key) in targets.items():
-            times = _timed(url, key, _body_for(name, body), n, warmup=1)
+            times = _timed(url, _chat(key, _body_for(name, body)), n, warmup=1)
             out[name] = {"p50_ms": _pct(times, 0.5), "p95_ms": _pct(times, 0.95)}
         return {"scenario": f"1 MiB prompt: {n} sequential requests (gateway counts tokens in a thread)",
                 "results": out}
@@ -211,7 +246,7 @@ def bench_memory(steps: tuple[int, ...], concurrency: int = 8) -> dict:
         out = {}
         sent = 0
         for step in steps:
-            asyncio.run(_hammer(url, "x", CHAT, step - sent, concurrency))
+            asyncio.run(_hammer(url, _chat("x", CHAT), step - sent, concurrency))
             sent = step
             out[f"after {step}"] = {"rss_mb": round(p.rss_mb("gateway"), 1)}
         return {"scenario": "gateway (mitmdump) RSS while serving non-stream requests", "results": out}
@@ -225,7 +260,7 @@ def bench_webmemory(total: int, every: int) -> dict:
         out: dict[str, dict] = {}
         for sent in range(every, total + 1, every):
             for url in (capped, uncapped):
-                asyncio.run(_hammer(url, "x", CHAT, every, 8))
+                asyncio.run(_hammer(url, _chat("x", CHAT), every, 8))
             out[f"after {sent}"] = {"cap 500 (default) MB": round(p.rss_mb("mitmweb-cap500"), 1),
                                     "no cap MB": round(p.rss_mb("mitmweb-nocap"), 1)}
         return {"scenario": f"mitmweb RSS over {total} requests", "results": out}
