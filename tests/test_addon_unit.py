@@ -182,6 +182,34 @@ async def test_stream_is_pointed_at_the_relay_without_credential(setup):
     assert f.response.raw_content == b"".join(out) and b'"model":"gpt-4o"' in f.response.raw_content
 
 
+
+@pytest.mark.parametrize("complete", [True, False])
+async def test_a_client_that_leaves_after_the_whole_stream_got_its_answer(setup, complete):
+    """The client reads [DONE] and closes before mitmproxy has seen the relay's end of the stream: mitmproxy
+    calls `error` ("Client disconnected."), but the client had the whole answer. Recorded as served (it
+    was a 502 upstream_connection_error); a client gone mid-stream stays an error."""
+    from mitmproxy import flow as mflow
+
+    gw, _, _ = setup
+    f = chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True})
+    gw.requestheaders(f)
+    await gw.request(f)
+    f.response = http.Response.make(200, b"", {"content-type": "text/event-stream"})
+    gw.responseheaders(f)
+    out = f.response.stream(b'data: {"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}\n\n')
+    if complete:
+        out += f.response.stream(b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+                                 b"data: [DONE]\n\n")
+    f.response.raw_content = None  # mitmproxy keeps no streamed body
+    f.error = mflow.Error("Client disconnected.")
+    gw.error(f)
+    meta = f.metadata["qwen"]
+    if complete:
+        assert meta["status"] == 200 and "error" not in meta
+        assert f.response.raw_content == b"".join(out) and b"[DONE]" in f.response.raw_content
+    else:
+        assert meta["status"] == 502 and meta["error"]["message"] == "Client disconnected."
+
 async def test_unclaimed_hosts_pass_untouched(setup):
     gw, qwen, _ = setup
     f = chat_flow({"x": 1}, host="example.com")

@@ -290,13 +290,7 @@ class QwenGateway:
                 # a relayed answer that was not a stream after all: translate it whole
                 flow.response, final = forward.buffered_answer(ex, flow.response.status_code, flow.response.headers,
                                                                flow.response.content or b"")
-            if ex.cred is not None and ex.error is None:
-                rw = ex.rewriter
-                outcome = Outcome.OK if rw is None or not rw.error else \
-                    Outcome.THROTTLE if rw.throttled else Outcome.ERROR  # error_finish: throttled mid-stream
-                self._report(ex, outcome)
-                if ex.endpoint is not None and ex.endpoint.finished is not None and final is not None:
-                    ex.endpoint.finished(ex, final)
+            self._served(ex, final)
         except GatewayError as e:
             flow.response = error_response(e)
             ex.fail(e.status, e.code, e.message)
@@ -315,6 +309,17 @@ class QwenGateway:
             return
         self.relay.forget(ex.extra.pop("relay_token", None))
         flow.request.headers.pop(TOKEN_HEADER, None)
+        rw = ex.rewriter
+        if rw is not None and rw.finished and not rw.error and flow.response is not None:
+            # The client read the whole answer ([DONE] included) and closed its connection before mitmproxy
+            # saw the relay's end of the stream: served, not an error.
+            try:
+                self._served(ex, forward.finish_stream(ex, flow.response))
+                ex.notes.append("the client closed its connection after the whole answer")
+            except Exception:
+                log.exception("qwen: could not finish a stream the client had read")
+            self._finish(flow, ex)
+            return
         message = flow.error.msg if flow.error else "connection error"
         self._report(ex, Outcome.ERROR)
         ex.stream_error = ex.stream_error or message
@@ -351,6 +356,17 @@ class QwenGateway:
     def _fail_closed(self, flow: http.HTTPFlow, e: Exception) -> None:
         log.exception("qwen: request handling failed")
         self._refuse(flow, self._live.get(flow.id), GatewayError(500, f"The gateway failed: {type(e).__name__}."))
+
+    def _served(self, ex: Exchange, final: dict | None) -> None:
+        """Qwen answered: the pool hears how, the endpoint keeps what it must (stored Responses)."""
+        if ex.cred is None or ex.error is not None:
+            return
+        rw = ex.rewriter
+        outcome = Outcome.OK if rw is None or not rw.error else \
+            Outcome.THROTTLE if rw.throttled else Outcome.ERROR  # error_finish: throttled mid-stream
+        self._report(ex, outcome)
+        if ex.endpoint is not None and ex.endpoint.finished is not None and final is not None:
+            ex.endpoint.finished(ex, final)
 
     def _report(self, ex: Exchange, outcome: Outcome) -> None:
         if self.pool is not None and ex.cred is not None:
