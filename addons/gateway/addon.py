@@ -44,6 +44,7 @@ from .responses_socket import ResponsesSockets, trim_messages, wants_socket
 from .retry import RetryPolicy
 
 log = logging.getLogger("qwen")
+CLIENT_LEFT = "Client disconnected"  # how mitmproxy's HTTP/1 layer names a client gone before the answer's end
 
 
 class QwenGateway:
@@ -324,7 +325,10 @@ class QwenGateway:
         self._report(ex, Outcome.ERROR)
         ex.stream_error = ex.stream_error or message
         if ex.error is None:
-            ex.fail(502, "upstream_connection_error", message)
+            if message.startswith(CLIENT_LEFT):  # the client went away mid-answer: not Qwen's doing
+                ex.fail(499, "client_disconnected", message)
+            else:
+                ex.fail(502, "upstream_connection_error", message)
         self._finish(flow, ex)
 
     # ---- the record -------------------------------------------------------------------------------
