@@ -212,6 +212,18 @@ async def test_a_client_that_leaves_after_the_whole_stream_got_its_answer(setup,
         assert meta["status"] == 499 and meta["error"] == {"status": 499, "code": "client_disconnected",
                                                            "message": "Client disconnected."}
 
+
+@pytest.mark.parametrize("path", ["/v1/traces/ingest", "/traces/ingest"])
+async def test_agents_sdk_traces_are_accepted_and_dropped(setup, path):
+    """The Agents SDK uploads its traces to api.openai.com: the gateway answers 204 itself (they go nowhere,
+    Qwen has no tracing API), so the SDK does not log a client error on every run."""
+    gw, qwen, _ = setup
+    f = chat_flow({"data": [{"object": "trace.span", "id": "span_1"}]}, path=path)
+    await through(gw, f)
+    assert f.response.status_code == 204 and not f.response.content and qwen.requests == []
+    assert "content-length" not in f.response.headers
+    assert f.metadata["qwen"]["route"] == "traces"
+
 async def test_unclaimed_hosts_pass_untouched(setup):
     gw, qwen, _ = setup
     f = chat_flow({"x": 1}, host="example.com")

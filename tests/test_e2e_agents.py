@@ -46,3 +46,4 @@ def test_agents_sdk_function_tool_run(mode_gw):
     assert all(CLIENT_KEY not in json.dumps(c["headers"]) for c in chats)
     assert "POST /v1/responses" in gw.log()  # the SDK spoke the Responses API
     assert world.leaks(gw, mark) == []  # its trace upload included: answered by the gateway, not sent on
+    assert "POST /v1/traces/ingest route=traces 204" in gw.log() and "Tracing client error" not in r.stderr

@@ -91,6 +91,10 @@ class LocalAnswers:
             return http.Response.make(200, exposition, {"content-type": CONTENT_TYPE_LATEST})
         if route == "stored_response":
             return stored_response(self.store(), method, sub[len("/responses/"):], flow.request.query)
+        if route == "traces":  # the Agents SDK's trace upload: nowhere to send it, and nothing is kept
+            resp = http.Response.make(204)
+            resp.headers.pop("content-length", None)  # a 204 has no body, and says nothing of its length
+            return resp
         if route == "input_tokens":
             return json_response(200, await input_tokens(self.store(), _body(flow)))
         if route == "auth":

@@ -13,7 +13,9 @@ from .endpoints import Endpoint
 # Requests answered by the gateway itself: (method, path) -> route; path prefixes are matched after these.
 LOCAL = {("GET", "/health"): "health", ("GET", "/metrics"): "metrics", ("GET", "/v1/models"): "models",
          ("GET", "/models"): "models", ("POST", "/auth/initiate"): "auth", ("POST", "/auth/poll"): "auth",
-         ("POST", "/v1/responses/input_tokens"): "input_tokens", ("POST", "/responses/input_tokens"): "input_tokens"}
+         ("POST", "/v1/responses/input_tokens"): "input_tokens", ("POST", "/responses/input_tokens"): "input_tokens",
+         # the Agents SDK's trace upload (api.openai.com): accepted and dropped, Qwen has no tracing API
+         ("POST", "/v1/traces/ingest"): "traces", ("POST", "/traces/ingest"): "traces"}
 # /responses/{id}: GET, DELETE; /responses/{id}/input_items: GET; /responses/{id}/cancel: POST
 LOCAL_PREFIXES = ((("GET",), "/models/", "models"), (("GET", "DELETE", "POST"), "/responses/", "stored_response"))
 
