@@ -11,18 +11,13 @@ import json
 import pytest
 
 from helpers.netns import (  # noqa: F401  (fixtures)
-    CLIENT_KEY, ROOT, client_env, explicit_gw, proxy_world, transparent_gw, world)
+    CLIENT_KEY, ROOT, client_env, explicit_gw, mode_gw, proxy_world, transparent_gw, world)
 
 PYTHON = ROOT / ".tools" / "agents-venv" / "bin" / "python"
 SCRIPT = ROOT / "tests" / "clients" / "agents_run.py"
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not PYTHON.exists(), reason=(
     "OpenAI Agents SDK not installed (scripts/install-test-tools.sh installs it into .tools/agents-venv)"))]
-
-
-@pytest.fixture(params=["transparent", "explicit"])
-def mode_gw(request):
-    return request.param, request.getfixturevalue(f"{request.param}_gw")
 
 
 def test_agents_sdk_function_tool_run(mode_gw):

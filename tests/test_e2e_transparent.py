@@ -19,7 +19,7 @@ import pytest
 
 from helpers.netns import (  # noqa: F401  (fixtures)
     BIN, CLIENT_KEY, OPENAI_ADDRESS, OTHER_ADDRESS, OTHER_HOST, PROXY_GID, PY, ROOT, World, client_env,
-    explicit_gw, iptables_unavailable, proxy_world, redirect_wrap, transparent_gw, world)
+    explicit_gw, iptables_unavailable, mode_gw, proxy_world, redirect_wrap, transparent_gw, world)
 
 pytestmark = pytest.mark.e2e
 
@@ -30,11 +30,6 @@ def python_env(world, gw, mode: str) -> dict:
     if mode == "explicit":
         return client_env(world.workdir, HTTPS_PROXY=gw.proxy_url, SSL_CERT_FILE=str(gw.ca_cert))
     return client_env(world.workdir, SSL_CERT_FILE=str(gw.ca_cert))  # transparent: only trust the CA
-
-
-@pytest.fixture(params=["transparent", "explicit"])
-def mode_gw(request):
-    return request.param, request.getfixturevalue(f"{request.param}_gw")
 
 
 def test_openai_python_chat_and_stream_unchanged(mode_gw):

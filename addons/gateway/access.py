@@ -77,11 +77,6 @@ def _join(previous: str | None, value: bytes) -> str:
     return text if previous is None else f"{previous}, {text}"
 
 
-def presented_key(req: http.Request) -> bytes:
-    """The key the client presented, as raw bytes (Bearer token, else x-api-key)."""
-    return read_head(req)[0].key
-
-
 def check_key(presented: bytes, keys: tuple[bytes, ...]) -> GatewayError | None:
     if keys and not key_matches(presented, keys):
         return GatewayError(401, INVALID_KEY, type="invalid_request_error", code="invalid_api_key")

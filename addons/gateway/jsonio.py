@@ -3,8 +3,8 @@ conversation is re-sent on every turn) and reads Qwen's answers faster; its outp
 and otherwise what `json.dumps(..., ensure_ascii=False)` writes. Where orjson refuses a value the
 standard library takes (an integer beyond 64 bits, a lone surrogate from a `\ud800` escape), the
 standard library writes it with ASCII escapes: the value goes on as the client sent it, in valid UTF-8.
-Client bodies are read by the standard library: orjson would
-turn an integer beyond 64 bits into a float and refuse NaN, and the client's numbers go to Qwen as sent.
+Client bodies are read by the standard library: orjson would turn an integer beyond 64 bits into a
+float and refuse NaN, and the client's numbers go to Qwen as sent.
 """
 
 from __future__ import annotations

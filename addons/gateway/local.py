@@ -12,11 +12,11 @@ from mitmproxy import http
 from mitmproxy.net.http import status_codes
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from . import jsonio
 from .access import is_loopback
 from .auth.base import Pool
 from .auth.remote import RemoteLogin, RemoteLoginError
 from .config import Config
-from . import jsonio
 from .errors import GatewayError
 from .exchange import Exchange
 from .observe.tokens import estimate_request_tokens

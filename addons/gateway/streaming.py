@@ -11,8 +11,8 @@ import logging
 import time
 from typing import Protocol
 
-from .chat_stream import ChunkNormalizer
 from . import jsonio
+from .chat_stream import ChunkNormalizer
 from .errors import ErrorKind, UpstreamError, classify_stream_error
 from .sse import SSEDecoder
 

@@ -459,3 +459,9 @@ def explicit_gw(proxy_world):
     gw = proxy_world.gateway("explicit", "regular")
     yield gw
     gw.stop()
+
+
+@pytest.fixture(params=["transparent", "explicit"])
+def mode_gw(request):
+    """(mode, gateway): the test runs once through each."""
+    return request.param, request.getfixturevalue(f"{request.param}_gw")

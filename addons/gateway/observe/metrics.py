@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from ..exchange import Exchange
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
-MAX_CHILDREN = 4096
 TTFB_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
+MAX_CHILDREN = 4096  # label sets cached before the cache starts over
 
 
 class Metrics(Observer):

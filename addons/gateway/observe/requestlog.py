@@ -86,8 +86,8 @@ class RequestLine(Observer):
 
     def running(self) -> None:
         for handler in logging.getLogger().handlers:
-            if isinstance(handler, LegacyLogEvents) and _SKIP_ADD_LOG not in handler.filters:
-                handler.addFilter(_SKIP_ADD_LOG)
+            if isinstance(handler, LegacyLogEvents) and _skip_add_log not in handler.filters:
+                handler.addFilter(_skip_add_log)
 
     def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
         if _shown():
@@ -99,9 +99,6 @@ _MARK = {"qwen_request_line": True}
 
 def _skip_add_log(record: logging.LogRecord) -> bool:
     return not getattr(record, "qwen_request_line", False)
-
-
-_SKIP_ADD_LOG = _skip_add_log
 
 
 def _shown() -> bool:
