@@ -7,8 +7,8 @@ The code lives in the installed package `qwen_gateway` (`pip install -e .`, done
 scripts/setup.sh); this file only registers its one addon. See README.md.
 """
 
-from qwen_gateway import contentviews
 from qwen_gateway.addon import QwenGateway
+from qwen_gateway.mitmweb import contentviews
 
 contentviews.register()  # assembled streams and readable requests in mitmweb
 addons = [QwenGateway()]

@@ -31,7 +31,7 @@ from pathlib import Path
 from . import oauth, qr
 from .base import OAUTH
 from .cli_common import (EXIT_DENIED, EXIT_EXPIRED, EXIT_INTERRUPTED, EXIT_LOCAL, EXIT_NO_ACCOUNT, EXIT_OK,
-                         EXIT_SERVER, CliError)
+    EXIT_SERVER, CliError)
 from .cli_keys import cmd_add_key
 from .names import DEFAULT, check_name
 from .plans import PLAN_LABELS, PRESETS

@@ -7,7 +7,7 @@ import subprocess
 import httpx
 import pytest
 
-from qwen_gateway.access import exposed_listeners, key_matches
+from qwen_gateway.door.access import exposed_listeners, key_matches
 from helpers.procs import ADDON, BIN
 
 

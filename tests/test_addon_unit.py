@@ -12,7 +12,7 @@ from mitmproxy.test import taddons, tflow
 
 from qwen_gateway.addon import QwenGateway
 from qwen_gateway.auth.base import KEY, OAUTH, AccountUnavailable, Capability, Credential
-from qwen_gateway.relay import TOKEN_HEADER
+from qwen_gateway.upstream.relay import TOKEN_HEADER
 
 
 class StaticPool:
@@ -379,18 +379,18 @@ async def _araise(*a, **kw):
 
 
 STEPS = [  # (object path, attribute, replacement): every step of the request path
-    ("qwen_gateway.routing", "claims", _raise),
-    ("qwen_gateway.routing", "route", _raise),
-    ("qwen_gateway.access", "check_key", _raise),
-    ("qwen_gateway.access", "check_declared_size", _raise),
+    ("qwen_gateway.door.routing", "claims", _raise),
+    ("qwen_gateway.door.routing", "route", _raise),
+    ("qwen_gateway.door.access", "check_key", _raise),
+    ("qwen_gateway.door.access", "check_declared_size", _raise),
     ("qwen_gateway.addon", "_parse_json", _raise),
     ("qwen_gateway.addon", "context_check", _araise),
-    ("qwen_gateway.endpoints", "qwen_body", _raise),
-    ("qwen_gateway.engine", "qwen_body", _raise),
+    ("qwen_gateway.registry", "qwen_body", _raise),
+    ("qwen_gateway.upstream.engine", "qwen_body", _raise),
     ("qwen_gateway.forward", "buffered_answer", _raise),
     ("qwen_gateway.local.LocalAnswers", "answer", _araise),
-    ("qwen_gateway.retry.RetryPolicy", "acquire", _araise),
-    ("qwen_gateway.engine.UpstreamEngine", "open", _araise),
+    ("qwen_gateway.upstream.retry.RetryPolicy", "acquire", _araise),
+    ("qwen_gateway.upstream.engine.UpstreamEngine", "open", _araise),
     ("qwen_gateway.addon.QwenGateway", "_open", _raise),
     ("qwen_gateway.addon.QwenGateway", "_relay", _araise),
 ]
@@ -429,7 +429,7 @@ async def test_an_exception_in_any_step_is_an_openai_error_and_reaches_nothing(m
 @pytest.mark.parametrize("point", ["configure", "running", "client_request", "upstream_request", "stream_started",
                                    "finished", "done"])
 async def test_a_failing_observer_is_logged_and_never_changes_the_flow(point, caplog):
-    from qwen_gateway.observe.base import Observer
+    from qwen_gateway.observer import Observer
 
     calls = []
 
@@ -613,7 +613,7 @@ async def test_a_thinking_refusal_is_learned_and_the_request_sent_again():
 
 
 async def test_a_throttling_cooldown_is_a_rate_limit_not_a_quota():
-    from qwen_gateway.retry import unavailable
+    from qwen_gateway.upstream.retry import unavailable
     from qwen_gateway.auth.pool import PoolExhausted
     import time as _time
     e = unavailable(PoolExhausted("cooling down", retry_at=_time.time() + 5, throttled=True))

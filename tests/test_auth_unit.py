@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from qwen_gateway.auth import credfile, oauth
 from qwen_gateway.auth.base import KEY, OAUTH, Account, AccountUnavailable, Credential, Outcome, Pool
 from qwen_gateway.auth.credfile import (LOGIN_ORDER, REFRESH_ORDER, CredentialFileError, FileLock, LockTimeout,
-                                        dump_creds, is_fresh, read_creds, write_creds)
+    dump_creds, is_fresh, read_creds, write_creds)
 from qwen_gateway.auth.key_account import BrokenAccount, KeyAccount
 from qwen_gateway.auth.names import DEFAULT, check_name
 from qwen_gateway.auth.oauth_account import OAuthAccount

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from qwen_gateway.chat_stream import ChatStreamTranslator, ChunkNormalizer, ThinkSplitter
-from qwen_gateway.completions import CompletionsStreamTranslator
-from qwen_gateway.responses_stream import ResponsesStreamTranslator
+from qwen_gateway.api.chat_stream import ChatStreamTranslator, ChunkNormalizer, ThinkSplitter
+from qwen_gateway.api.completions import CompletionsStreamTranslator
+from qwen_gateway.api.responses.stream import ResponsesStreamTranslator
 from qwen_gateway.sse import DONE, SSEDecoder, encode
 from qwen_gateway.streaming import StreamRewriter
 

@@ -20,14 +20,14 @@ pytestmark = pytest.mark.e2e
 
 INJECT = Path(__file__).parent / "helpers" / "inject.py"
 STEPS = [
-    "qwen_gateway.routing:claims",
-    "qwen_gateway.routing:route",
-    "qwen_gateway.access:check_key",
+    "qwen_gateway.door.routing:claims",
+    "qwen_gateway.door.routing:route",
+    "qwen_gateway.door.access:check_key",
     "qwen_gateway.addon:_parse_json",
     "qwen_gateway.addon:context_check",
-    "qwen_gateway.chat:validate_chat_request",
-    "qwen_gateway.engine:qwen_body",
-    "qwen_gateway.engine:UpstreamEngine.open",
+    "qwen_gateway.api.chat:validate_chat_request",
+    "qwen_gateway.upstream.engine:qwen_body",
+    "qwen_gateway.upstream.engine:UpstreamEngine.open",
     "qwen_gateway.forward:buffered_answer",
     "qwen_gateway.forward:start_stream",
     "qwen_gateway.local:LocalAnswers.answer",

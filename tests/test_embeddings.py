@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwen_gateway import embeddings as emb
+from qwen_gateway.api import embeddings as emb
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.observe.tokens import encoding
 

@@ -14,13 +14,13 @@ from mitmproxy.addons.view import View
 from mitmproxy.test import taddons, tflow
 from mitmproxy.tools.web.app import flow_to_json
 
-from qwen_gateway.chat_stream import ChatStreamTranslator, ChunkNormalizer
-from qwen_gateway.contentviews import (VIEWS, assemble_chat_stream, assemble_responses_stream, describe_request,
-                                       register)
+from qwen_gateway.api.chat_stream import ChatStreamTranslator, ChunkNormalizer
+from qwen_gateway.mitmweb.contentviews import (VIEWS, assemble_chat_stream, assemble_responses_stream,
+    describe_request, register)
 from qwen_gateway.exchange import RetryReason
-from qwen_gateway.flowview import (BODY_KEEP, MARK_ERROR, MARK_OK, MARK_RETRIED, SEP, FlowAnnotator, FlowCap,
-                                   cut_body, marker, summary_line)
-from qwen_gateway.responses_stream import ResponsesStreamTranslator
+from qwen_gateway.mitmweb.flowview import (BODY_KEEP, MARK_ERROR, MARK_OK, MARK_RETRIED, SEP, FlowAnnotator, FlowCap,
+    cut_body, marker, summary_line)
+from qwen_gateway.api.responses.stream import ResponsesStreamTranslator
 from qwen_gateway.sse import encode
 from qwen_gateway.streaming import StreamRewriter
 from helpers.observe_testlib import answered, chat_body, client_flow, config, exchange, local, refused, retry

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from qwen_gateway import usage_cli
+from qwen_gateway.cli import usage as usage_cli
 from qwen_gateway.auth.settings import AuthSettings
 from qwen_gateway.config import Config
 from qwen_gateway.exchange import RetryReason

@@ -12,8 +12,8 @@ from mitmproxy import http
 from mitmproxy.addons.view import View
 from mitmproxy.test import taddons
 
-from qwen_gateway.flowview import MARK_ERROR, MARK_OK, FlowAnnotator, FlowCap
-from qwen_gateway.observe.base import POINTS, Observer, overrides
+from qwen_gateway.mitmweb.flowview import MARK_ERROR, MARK_OK, FlowAnnotator, FlowCap
+from qwen_gateway.observer import POINTS, Observer, overrides
 from qwen_gateway.observe.debuglog import DebugLog
 from qwen_gateway.observe.guard import context_check
 from qwen_gateway.observe.ledger import UsageLedger
@@ -117,7 +117,7 @@ async def test_at_shutdown_an_exchange_still_waiting_for_its_estimate_is_recorde
     from mitmproxy.test import tflow
 
     from qwen_gateway.exchange import ClientRequest, Exchange
-    from qwen_gateway.observe.base import Observer
+    from qwen_gateway.observer import Observer
     from qwen_gateway.observe.dispatch import Observers
 
     seen = []

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from qwen_gateway import qwen_rules as rules
-from qwen_gateway.chat import chat_to_qwen
+from qwen_gateway.upstream.dashscope import rules
+from qwen_gateway.api.chat import chat_to_qwen
 from qwen_gateway.models import Thinking, is_vision, output_cap, thinking_kind, thinking_refusal, vision_model
-from qwen_gateway.responses import responses_to_chat
+from qwen_gateway.api.responses.request import responses_to_chat
 
 TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
 USER = {"role": "user", "content": "hi"}

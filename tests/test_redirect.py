@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from qwen_gateway import redirect
+from qwen_gateway.cli import redirect
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC_ADDRESSES = {"api.openai.com": ["192.0.2.10", "198.51.100.20", "2001:db8::10"]}

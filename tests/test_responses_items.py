@@ -13,11 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from openai_schema import DOC, validate_stream_event
-from qwen_gateway.chat_stream import ChunkNormalizer
+from qwen_gateway.api.chat_stream import ChunkNormalizer
 from qwen_gateway.errors import GatewayError
-from qwen_gateway.responses import (COMPACTION_PROMPT, SUMMARY_PREFIX, ToolRef, chat_to_response, custom_input,
-                                    history_items, input_items, translate)
-from qwen_gateway.responses_stream import InputDecoder, ResponsesStreamTranslator
+from qwen_gateway.api.responses.request import (COMPACTION_PROMPT, SUMMARY_PREFIX, ToolRef, chat_to_response,
+    custom_input, history_items, input_items, translate)
+from qwen_gateway.api.responses.stream import InputDecoder, ResponsesStreamTranslator
 from qwen_gateway.seal import KEY_FILE, Sealer, load_key
 from qwen_gateway.sse import DONE, SSEDecoder, encode
 from qwen_gateway.streaming import StreamRewriter
@@ -582,7 +582,7 @@ def test_input_decoder_gives_up_on_other_shapes():
 
 
 def test_compaction_transcript_keeps_user_words_and_cuts_long_outputs():
-    from qwen_gateway.responses import transcript
+    from qwen_gateway.api.responses.request import transcript
     long = "\n".join(str(i) for i in range(5000))
     text = transcript([{"role": "system", "content": "SYSTEM PROMPT"}, {"role": "user", "content": "u" * 9000},
                        {"role": "assistant", "content": None, "tool_calls": [
@@ -593,8 +593,8 @@ def test_compaction_transcript_keeps_user_words_and_cuts_long_outputs():
 
 
 def test_routes_for_the_responses_family():
-    from qwen_gateway.endpoints import endpoints
-    from qwen_gateway.routing import route
+    from qwen_gateway.registry import endpoints
+    from qwen_gateway.door.routing import route
     eps = endpoints(lambda: None)
     assert route("POST", "/v1/responses/compact", eps).name == "responses.compact"
     assert route("POST", "/v1/responses/input_tokens", eps).name == "input_tokens"
@@ -618,7 +618,7 @@ def test_item_pages_like_openai():
 def test_websocket_error_events_and_flow_trimming():
     from types import SimpleNamespace
 
-    from qwen_gateway.responses_socket import KEEP_FLOW_MESSAGES, _error_event, trim_messages
+    from qwen_gateway.api.responses.socket import KEEP_FLOW_MESSAGES, _error_event, trim_messages
     event = _error_event(GatewayError(429, "slow down", code="rate_limit_exceeded", headers={"retry-after": "2"}))
     assert event["type"] == "error" and event["status"] == 429 and event["error"]["code"] == "rate_limit_exceeded"
     assert event["headers"] == {"retry-after": "2"}

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from helpers.procs import ADDON, BIN, PORTFILE_ADDON, ROOT, _stop, _wait_for_file
-from qwen_gateway import service
+from qwen_gateway.cli import service
 
 DEFAULTS = ["--mode", "reverse:https://portal.qwen.ai", "-p", "8080", "--listen-host", "127.0.0.1"]
 SECRET = "sk-service-test-key-0123456789"

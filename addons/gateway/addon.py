@@ -25,23 +25,25 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.utils import asyncio_utils
 
-from . import access, config, embeddings, forward, mitmdefaults, routing
+from . import config, forward, mitmdefaults
+from .api import embeddings
+from .api.responses.socket import ResponsesSockets, trim_messages, wants_socket
+from .api.responses.store import ResponseStore
 from .auth.base import Capability, Outcome, Pool
 from .auth.pool import AccountPool
 from .config import Config
-from .endpoints import endpoints
-from .engine import UpstreamEngine
+from .door import access, routing
+from .door.fence import Fence, bind_loopback_by_default
 from .errors import GatewayError
 from .exchange import ClientRequest, Exchange, key_hint
-from .fence import Fence, bind_loopback_by_default
 from .local import LocalAnswers, error_response, health
-from .observe.base import Observer
 from .observe.dispatch import Observers, call_safely, default_observers
 from .observe.guard import context_check
-from .relay import TOKEN_HEADER, LoopbackRelay
-from .response_store import ResponseStore
-from .responses_socket import ResponsesSockets, trim_messages, wants_socket
-from .retry import RetryPolicy
+from .observer import Observer
+from .registry import endpoints
+from .upstream.engine import UpstreamEngine
+from .upstream.relay import TOKEN_HEADER, LoopbackRelay
+from .upstream.retry import RetryPolicy
 
 log = logging.getLogger("qwen")
 CLIENT_LEFT = "Client disconnected"  # how mitmproxy's HTTP/1 layer names a client gone before the answer's end

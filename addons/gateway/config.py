@@ -16,7 +16,7 @@ from mitmproxy import exceptions
 
 from .auth.settings import AuthSettings
 from .models import ModelMap, parse_model_map
-from .upstream import DEFAULT_USER_AGENT
+from .upstream.dashscope.headers import DEFAULT_USER_AGENT
 
 KEYS_ENV = "QWEN_GATEWAY_KEYS"
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from .auth.base import Credential
-    from .endpoints import Endpoint
+    from .registry import Endpoint
     from .streaming import StreamRewriter
 
 REDACTED = "<redacted>"

@@ -7,14 +7,15 @@ import dataclasses
 
 from mitmproxy import http
 
-from . import embeddings, jsonio
-from .chat import qwen_to_chat
-from .chat_stream import ChunkNormalizer
+from . import jsonio
+from .api import embeddings
+from .api.chat import qwen_to_chat
+from .api.chat_stream import ChunkNormalizer
 from .errors import GatewayError
 from .exchange import Exchange
 from .local import json_response
-from .engine import UpstreamEngine
 from .streaming import StreamRewriter
+from .upstream.engine import UpstreamEngine
 
 STREAM_CAPTURE = 1 << 20  # bytes of a translated stream kept on the flow for mitmweb and -w
 

@@ -13,15 +13,15 @@ from mitmproxy.net.http import status_codes
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import jsonio
-from .access import is_loopback
+from .api.responses.request import translate
+from .api.responses.store import ResponseStore
 from .auth.base import Pool
 from .auth.remote import RemoteLogin, RemoteLoginError
 from .config import Config
+from .door.access import is_loopback
 from .errors import GatewayError
 from .exchange import Exchange
 from .observe.tokens import estimate_request_tokens
-from .response_store import ResponseStore
-from .responses import translate
 
 JSON = {"content-type": "application/json"}
 

@@ -6,7 +6,7 @@ import enum
 import time
 from collections.abc import Iterable, Mapping
 
-from qwen_gateway.auth.base import KEY, Credential
+from .auth.base import KEY, Credential
 
 # Model ids the Qwen upstreams know (coder-model / vision-model: OAuth portal only).
 QWEN_MODELS = (

@@ -12,7 +12,7 @@ import time
 from typing import Protocol
 
 from . import jsonio
-from .chat_stream import ChunkNormalizer
+from .api.chat_stream import ChunkNormalizer
 from .errors import ErrorKind, UpstreamError, classify_stream_error
 from .sse import SSEDecoder
 

@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING
 from mitmproxy import http
 from mitmproxy.net import encoding
 
-from .base import Observer
-from .common import endpoint_name
-from .redact import REDACTED, redact_headers, redact_text, redact_url  # noqa: F401  (REDACTED: re-exported)
+from ..observer import Observer, endpoint_name
+from ..redact import REDACTED, redact_headers, redact_text, redact_url  # noqa: F401  (REDACTED: re-exported)
 
 if TYPE_CHECKING:
     from ..config import Config

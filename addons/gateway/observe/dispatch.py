@@ -18,7 +18,7 @@ from mitmproxy.utils import asyncio_utils
 
 from ..config import Config
 from ..exchange import Exchange
-from .base import POINTS, Observer, overrides
+from ..observer import POINTS, Observer, overrides
 
 log = logging.getLogger("qwen")
 
@@ -36,7 +36,7 @@ def call_safely(fn: Callable, *args) -> None:
 def default_observers() -> list[Observer]:
     """Every observer, in the order they are called (the annotator before the cap: the cap adds to the
     annotator's comment)."""
-    from ..flowview import FlowAnnotator, FlowCap
+    from ..mitmweb.flowview import FlowAnnotator, FlowCap
     from .debuglog import DebugLog
     from .ledger import UsageLedger
     from .metrics import Metrics

@@ -17,7 +17,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..errors import GatewayError
-from .common import endpoint_name
+from ..observer import endpoint_name
 from .tokens import IMAGE_TOKENS, SAMPLED, estimate_request_tokens
 
 if TYPE_CHECKING:

@@ -11,11 +11,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qwen_gateway.auth.state import open_private_db, transaction
-
-from .base import Observer
-from .common import cached_tokens, error_code, error_text, label, status_of, usage_int
-from .redact import safe_message
+from ..auth.state import open_private_db, transaction
+from ..observer import Observer, cached_tokens, error_code, error_text, label, status_of, usage_int
+from ..redact import safe_message
 
 if TYPE_CHECKING:
     from mitmproxy import http

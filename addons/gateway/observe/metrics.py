@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from ..exchange import RetryReason
-from .base import Observer
-from .common import cached_tokens, endpoint_name, label, status_of, usage_int
+from ..observer import Observer, cached_tokens, endpoint_name, label, status_of, usage_int
 
 if TYPE_CHECKING:
     from mitmproxy import http

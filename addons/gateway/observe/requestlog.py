@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING
 
 from mitmproxy.log import LegacyLogEvents
 
-from .base import Observer
-from .common import cached_tokens, endpoint_name, error_code, error_text, status_of
-from .redact import safe_message
+from ..observer import Observer, cached_tokens, endpoint_name, error_code, error_text, status_of
+from ..redact import safe_message
 
 if TYPE_CHECKING:
     from mitmproxy import http

@@ -25,11 +25,9 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
-from .base import Observer
-from .common import PROMPT_ENDPOINTS, endpoint_name
+from ..observer import PROMPT_ENDPOINTS, Observer, endpoint_name
 
 if TYPE_CHECKING:
     from mitmproxy import http

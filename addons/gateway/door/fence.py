@@ -16,8 +16,8 @@ from mitmproxy import ctx
 from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.utils import asyncio_utils
 
+from ..config import Config, normalise_host
 from .access import is_loopback
-from .config import Config, normalise_host
 
 RESOLVE_TTL_S = 60.0
 

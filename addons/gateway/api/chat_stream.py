@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import ids, sse
+from .. import ids, sse
 from .chat import normalise_usage
 
 _THINK_TAGS = (("<think>", "</think>"), ("<thinking>", "</thinking>"))

@@ -30,9 +30,8 @@ import re
 import sys
 import time
 
-from .auth.settings import resolve_state_dir
-
-from .observe.ledger import FILENAME, Ledger
+from ..auth.settings import resolve_state_dir
+from ..observe.ledger import FILENAME, Ledger
 
 # The Qwen model that answered; for requests that never reached Qwen (context guard), the model asked for.
 _MODEL = "COALESCE(NULLIF(upstream_model, ''), model)"

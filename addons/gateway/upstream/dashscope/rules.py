@@ -12,8 +12,8 @@ import json
 import uuid
 from collections.abc import Mapping
 
-from . import ids
-from .models import Thinking, is_vision, output_cap, thinking_kind, vision_model
+from ... import ids
+from ...models import Thinking, is_vision, output_cap, thinking_kind, vision_model
 
 EPHEMERAL = {"type": "ephemeral"}
 EFFORT_BUDGET = {"low": 1024, "medium": 8192}  # thinking_budget for OpenAI efforts; high: unbounded

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from mitmproxy import http
 from mitmproxy.proxy import mode_specs
 
-from .config import Config, normalise_host
-from .endpoints import Endpoint
+from ..config import Config, normalise_host
+from ..registry import Endpoint
 
 # Requests answered by the gateway itself: (method, path) -> route; path prefixes are matched after these.
 LOCAL = {("GET", "/health"): "health", ("GET", "/metrics"): "metrics", ("GET", "/v1/models"): "models",

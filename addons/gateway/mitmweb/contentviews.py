@@ -9,8 +9,8 @@ import json
 
 from mitmproxy import contentviews, http
 
-from .observe.redact import redact_headers, redact_url
-from .sse import SSEDecoder
+from ..redact import redact_headers, redact_url
+from ..sse import SSEDecoder
 
 
 def _events(data: bytes) -> list[tuple[str | None, str]]:

@@ -16,10 +16,23 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from . import sse
-from .responses import (CUSTOM, ToolRef, call_item, compaction_item, custom_call_item, custom_input,
-                        incomplete_reason, message_item, new_id, reasoning_item, response_object, search_call_item,
-                        tool_item, wants_sealed_reasoning)
+from ... import sse
+from .request import (
+    CUSTOM,
+    ToolRef,
+    call_item,
+    compaction_item,
+    custom_call_item,
+    custom_input,
+    incomplete_reason,
+    message_item,
+    new_id,
+    reasoning_item,
+    response_object,
+    search_call_item,
+    tool_item,
+    wants_sealed_reasoning,
+)
 
 
 def sse_event(payload: dict) -> bytes:

@@ -12,17 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import embeddings
+from .api import embeddings
+from .api.chat import chat_to_qwen, validate_chat_request, wants_usage
+from .api.chat_stream import ChatStreamTranslator
+from .api.completions import CompletionsStreamTranslator, chat_to_completion, completions_to_chat
+from .api.responses.request import chat_to_response, history_items, input_items, new_id, translate, usage_to_responses
+from .api.responses.store import ResponseStore
+from .api.responses.stream import ResponsesStreamTranslator, sse_event
 from .auth.base import OAUTH, Capability, Credential
-from .chat import chat_to_qwen, validate_chat_request, wants_usage
-from .chat_stream import ChatStreamTranslator
-from .completions import CompletionsStreamTranslator, chat_to_completion, completions_to_chat
 from .errors import GatewayError
 from .exchange import Exchange
 from .models import ModelMap
-from .response_store import ResponseStore
-from .responses import chat_to_response, history_items, input_items, new_id, translate, usage_to_responses
-from .responses_stream import ResponsesStreamTranslator, sse_event
 from .streaming import StreamTranslator
 
 

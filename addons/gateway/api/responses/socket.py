@@ -30,17 +30,17 @@ import wsproto.events as ws_events
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 
-from .auth.base import Outcome
-from .chat_stream import ChunkNormalizer
-from .errors import GatewayError
-from .exchange import ClientRequest, Exchange
-from .loopback import LoopbackServer
-from .observe.guard import context_check
-from .responses import history_items, new_id, response_object
-from .responses_stream import ResponsesStreamTranslator
-from .sse import encode as sse_encode
-from .streaming import StreamRewriter, stream_error
-from .upstream_client import UpstreamError, UpstreamTimeout
+from ...auth.base import Outcome
+from ...errors import GatewayError
+from ...exchange import ClientRequest, Exchange
+from ...loopback import LoopbackServer
+from ...observe.guard import context_check
+from ...sse import encode as sse_encode
+from ...streaming import StreamRewriter, stream_error
+from ...upstream.client import UpstreamError, UpstreamTimeout
+from ..chat_stream import ChunkNormalizer
+from .request import history_items, new_id, response_object
+from .stream import ResponsesStreamTranslator
 
 if TYPE_CHECKING:
     from mitmproxy import http

@@ -13,8 +13,8 @@ import base64
 import functools
 import struct
 
-from .errors import GatewayError
-from .qwen_rules import note
+from ..errors import GatewayError
+from ..upstream.dashscope.rules import note
 
 BATCH = 10
 # What DashScope's embeddings endpoint takes besides the inputs.
@@ -24,7 +24,7 @@ _KEPT = ("model", "dimensions", "user")
 @functools.cache
 def _cl100k():
     """cl100k's decoder from the gateway's offline tiktoken encoding; None when only the estimate exists."""
-    from .observe.tokens import encoding
+    from ..observe.tokens import encoding
 
     method = encoding().method
     if not method.startswith("tiktoken:"):

@@ -21,15 +21,14 @@ from typing import TYPE_CHECKING
 
 from mitmproxy import ctx
 
-from .observe.base import Observer
-from .observe.common import cached_tokens, endpoint_name, error_code, error_text, status_of, usage_int
-from .observe.redact import safe_message
+from ..observer import Observer, cached_tokens, endpoint_name, error_code, error_text, status_of, usage_int
+from ..redact import safe_message
 
 if TYPE_CHECKING:
     from mitmproxy import http
 
-    from .config import Config
-    from .exchange import Exchange
+    from ..config import Config
+    from ..exchange import Exchange
 
 MARK_OK, MARK_RETRIED, MARK_ERROR = ":heavy_check_mark:", ":arrow_right_hook:", ":heavy_multiplication_x:"
 MARKERS = frozenset({MARK_OK, MARK_RETRIED, MARK_ERROR})

@@ -18,12 +18,12 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 
-from .errors import GatewayError
-from .loopback import LoopbackServer
-from .exchange import Exchange
-from .sse import encode
-from .streaming import stream_error
-from .upstream_client import Response, UpstreamError, UpstreamTimeout
+from ..errors import GatewayError
+from ..exchange import Exchange
+from ..loopback import LoopbackServer
+from ..sse import encode
+from ..streaming import stream_error
+from .client import Response, UpstreamError, UpstreamTimeout
 
 log = logging.getLogger("qwen")
 

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping
 import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 UNIT_NAME = "qwen-gateway.service"
@@ -48,7 +48,7 @@ CLIENT_KEYS_ENV = "QWEN_GATEWAY_KEYS"
 
 def addon_script() -> Path:
     """addons/qwen.py: the package is addons/gateway (installed editable by scripts/setup.sh)."""
-    return Path(__file__).resolve().parent.parent / "qwen.py"
+    return Path(__file__).resolve().parents[2] / "qwen.py"
 
 
 def _sets(args: list[str], long: str, short: str | None, option: str) -> bool:
@@ -133,7 +133,7 @@ def _env_value(value: str) -> str:
 
 def service_command() -> list[str]:
     here = Path(sys.executable).parent / "qwen-gateway"
-    return [str(here)] if here.exists() else [sys.executable, "-m", "qwen_gateway.service"]
+    return [str(here)] if here.exists() else [sys.executable, "-m", "qwen_gateway.cli.service"]
 
 
 def unit_text(args: list[str], env_file: Path, environ: Mapping[str, str] | None = None) -> str:
@@ -170,8 +170,8 @@ def unit_text(args: list[str], env_file: Path, environ: Mapping[str, str] | None
 def key_variables() -> list[str]:
     """The environment variables the registered key accounts read their keys from (names only)."""
     try:
-        from .auth.registry import Registry
-        from .auth.settings import AuthSettings
+        from ..auth.registry import Registry
+        from ..auth.settings import AuthSettings
         data = Registry(AuthSettings.from_env()).load()
     except Exception:
         return []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 from urllib.parse import urlsplit
 
-from qwen_gateway.auth.base import OAUTH, Credential
+from ...auth.base import OAUTH, Credential
 
 QWEN_CODE_VERSION = "0.14.5"
 OPENAI_NODE_VERSION = "5.11.0"  # the openai SDK qwen-code 0.14.5 ships

@@ -9,10 +9,9 @@ import threading
 import time
 from pathlib import Path
 
-from qwen_gateway.auth.state import open_private_db, transaction
-
-from .errors import GatewayError
-from .seal import Sealer
+from ...auth.state import open_private_db, transaction
+from ...errors import GatewayError
+from ...seal import Sealer
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, created REAL, response TEXT, history TEXT);

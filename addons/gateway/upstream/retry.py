@@ -10,11 +10,11 @@ import asyncio
 import time
 from collections.abc import Collection
 
-from . import errors
-from .auth.base import AccountUnavailable, Credential, NotCapable, Outcome, Pool
-from .errors import GatewayError, UpstreamError
-from .exchange import Exchange, Retry, RetryReason
-from .models import Thinking, thinking_refusal
+from .. import errors
+from ..auth.base import AccountUnavailable, Credential, NotCapable, Outcome, Pool
+from ..errors import GatewayError, UpstreamError
+from ..exchange import Exchange, Retry, RetryReason
+from ..models import Thinking, thinking_refusal
 
 # Throttling retries inside one client request: a short wait is better than an error.
 MAX_THROTTLE_RETRIES = 2

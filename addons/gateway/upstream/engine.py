@@ -13,15 +13,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from . import errors, jsonio
-from .endpoints import qwen_body
-from .errors import GatewayError
-from .exchange import REDACTED, Exchange, Retry, RetryReason
-from .config import Config
+from .. import errors, jsonio
+from ..config import Config
+from ..errors import GatewayError
+from ..exchange import REDACTED, Exchange, Retry, RetryReason
+from ..registry import qwen_body
+from .client import DeadConnection, Response, UpstreamClient, UpstreamTimeout
+from .client import UpstreamError as ConnectionFailed
+from .dashscope.headers import host_header, upstream_headers, upstream_url
 from .retry import RetryPolicy
-from .upstream import host_header, upstream_headers, upstream_url
-from .upstream_client import DeadConnection, Response, UpstreamClient, UpstreamTimeout
-from .upstream_client import UpstreamError as ConnectionFailed
 
 log = logging.getLogger("qwen")
 

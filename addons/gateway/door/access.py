@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from mitmproxy import http
 from mitmproxy.proxy import mode_specs
 
-from .errors import GatewayError
+from ..errors import GatewayError
 
 INVALID_KEY = ("Incorrect API key provided. This gateway requires one of its client keys "
                "(Authorization: Bearer KEY or x-api-key).")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from . import ids
-from . import qwen_rules as rules
-from .errors import GatewayError, classify_stream_error
-from .models import Thinking
+from .. import ids
+from ..errors import GatewayError, classify_stream_error
+from ..models import Thinking
+from ..upstream.dashscope import rules
 
 _ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 # OpenAI-only request fields Qwen rejects or would misread (prompt_cache_key is read first: the session id).

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-
-from . import ids, sse
-from .errors import GatewayError
+from .. import ids, sse
+from ..errors import GatewayError
 
 _CARRIED = ("max_tokens", "temperature", "top_p", "n", "stop", "seed", "presence_penalty", "frequency_penalty",
             "user", "stream", "stream_options")

@@ -20,8 +20,8 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import ids
-from .errors import GatewayError
+from ... import ids
+from ...errors import GatewayError
 
 FUNCTION = "function"
 CUSTOM = "custom"
