@@ -43,6 +43,16 @@ def test_defaults_only_for_options_nobody_set():
     assert o2.web_columns == ["path"]
 
 
+def _log_size_after_startup(gw) -> int:
+    """The log's length once the gateway has said which accounts it loaded (its `running` line): under load
+    that line can reach the log after the port file, and would be counted as the request's."""
+    deadline = time.monotonic() + 15
+    while "qwen: account" not in gw.log():
+        assert time.monotonic() < deadline, gw.log()
+        time.sleep(0.05)
+    return len(gw.log())
+
+
 def _new_lines(gw, before: int, wait_for: re.Pattern, settle: float = 1.0) -> list[str]:
     """Log lines written after `before` bytes, once `wait_for` matched one and `settle` s passed (mitmproxy
     logs the client's disconnect after the answer)."""
@@ -65,7 +75,7 @@ def _one_request(gw, *, stream: bool = False) -> None:
 @pytest.mark.e2e
 def test_one_request_prints_one_line(make_gateway, emu, oauth_home):
     gw = make_gateway("quiet", env=oauth_home["env"])
-    before = len(gw.log())
+    before = _log_size_after_startup(gw)
     _one_request(gw)
     lines = _new_lines(gw, before, REQUEST_LINE)
     assert len(lines) == 1 and REQUEST_LINE.match(lines[0]), lines
@@ -74,7 +84,7 @@ def test_one_request_prints_one_line(make_gateway, emu, oauth_home):
 @pytest.mark.e2e
 def test_one_stream_prints_one_line(make_gateway, emu, oauth_home):
     gw = make_gateway("quiet-stream", env=oauth_home["env"])
-    before = len(gw.log())
+    before = _log_size_after_startup(gw)
     _one_request(gw, stream=True)
     lines = _new_lines(gw, before, REQUEST_LINE)
     assert len(lines) == 1 and REQUEST_LINE.match(lines[0]), lines
@@ -84,7 +94,7 @@ def test_one_stream_prints_one_line(make_gateway, emu, oauth_home):
 @pytest.mark.parametrize("args", [("--set", "flow_detail=1"), ("--flow-detail", "2")])
 def test_flow_detail_brings_mitmproxys_lines_back(make_gateway, emu, oauth_home, args):
     gw = make_gateway("verbose", env=oauth_home["env"], args=args)
-    before = len(gw.log())
+    before = _log_size_after_startup(gw)
     _one_request(gw)
     lines = _new_lines(gw, before, REQUEST_LINE)
     text = "\n".join(lines)
