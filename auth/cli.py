@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
-import time
 from pathlib import Path
 
 from . import oauth, qr
@@ -33,9 +31,9 @@ from .base import OAUTH
 from .cli_common import (EXIT_DENIED, EXIT_EXPIRED, EXIT_INTERRUPTED, EXIT_LOCAL, EXIT_NO_ACCOUNT, EXIT_OK,
     EXIT_SERVER, CliError)
 from .cli_keys import cmd_add_key
+from .cli_status import cmd_list, cmd_status, when
 from .names import DEFAULT, check_name
 from .plans import PLAN_LABELS, PRESETS
-from .pool import AccountPool
 from .registry import Registry, RegistryError, save_login
 from .settings import QWEN_OAUTH_BASE_URL, AuthSettings
 
@@ -85,13 +83,6 @@ def _settings(a) -> AuthSettings:
                                  oauth_base_url=a.oauth_base_url, default_api_base=a.api_base)
 
 
-def _when(ms_or_iso) -> str:
-    """Epoch ms or an ISO time from status() as `2026-05-01 12:34 UTC`."""
-    if isinstance(ms_or_iso, (int, float)):
-        return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ms_or_iso / 1000))
-    return ms_or_iso[:16].replace("T", " ") + " UTC" if ms_or_iso else "-"
-
-
 # ---- commands ------------------------------------------------------------------------------------
 
 
@@ -109,7 +100,7 @@ def cmd_login(a, settings: AuthSettings) -> int:
         path, creds = asyncio.run(device_login(settings, name, show_qr=not a.no_qr, invert=a.invert))
     except oauth.OAuthError as e:
         raise CliError(str(e), _exit_for(e)) from e
-    print(f"Logged in: account {name or DEFAULT} saved to {path} (token expires {_when(creds['expiry_date'])}).")
+    print(f"Logged in: account {name or DEFAULT} saved to {path} (token expires {when(creds['expiry_date'])}).")
     return EXIT_OK
 
 
@@ -143,61 +134,6 @@ def cmd_remove(a, settings: AuthSettings) -> int:
         elif path.exists():
             msg += f" Its login file {path} is kept (--force deletes it)."
     print(msg)
-    return EXIT_OK
-
-
-def _table(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
-
-
-def _rows(settings: AuthSettings) -> list[dict]:
-    pool = AccountPool.from_settings(settings)
-    try:
-        return pool.status()
-    finally:
-        pool.close()
-
-
-def _none(settings: AuthSettings) -> str:
-    return ("No accounts. Run `qwen-auth login` (Qwen Code OAuth) or `qwen-auth add-key NAME --preset "
-            f"dashscope-intl --key-env DASHSCOPE_API_KEY`. (Looked in {settings.qwen_dir} and {settings.state_dir}.)")
-
-
-def cmd_list(a, settings: AuthSettings) -> int:
-    rows = _rows(settings)
-    if a.json:
-        print(json.dumps([{k: r.get(k) for k in ("name", "kind", "state", "expires_at", "requests_today")}
-                          for r in rows], indent=2))
-        return EXIT_OK
-    if not rows:
-        print(_none(settings))
-        return EXIT_OK
-    table = [("NAME", "KIND", "STATE", "EXPIRES", "TODAY")]
-    table += [(r["name"], r["kind"], r.get("state") or "?", _when(r.get("expires_at")),
-               str(r.get("requests_today", 0))) for r in rows]
-    print(_table(table))
-    return EXIT_OK
-
-
-def cmd_status(a, settings: AuthSettings) -> int:
-    rows = _rows(settings)
-    if a.json:
-        print(json.dumps(rows, indent=2))
-        return EXIT_OK
-    if not rows:
-        print(_none(settings))
-        return EXIT_OK
-    table = [("ACCOUNT", "KIND", "STATE", "EXPIRES", "COOLDOWN UNTIL", "TODAY", "UPSTREAM")]
-    table += [(r["name"], r["kind"], r.get("state") or "?", _when(r.get("expires_at")),
-               _when(r.get("cooldown_until")), str(r.get("requests_today", 0)), r.get("base_url") or "-")
-              for r in rows]
-    print(_table(table))
-    for r in rows:
-        if r.get("last_error") and r.get("state") != "ok":
-            msg = r["last_error"].removeprefix(f"{r['name']}: ")
-            print(f"  {r['name']}: {msg}")
-    print(f"\nQwen Code folder: {settings.qwen_dir}   gateway state: {settings.state_dir}")
     return EXIT_OK
 
 

@@ -19,8 +19,8 @@ import time
 from collections.abc import Collection
 
 from .base import Account, AccountUnavailable, Capability, Credential, NotCapable, Outcome, Pool
-from .key_account import KeyAccount
 from .names import iso
+from .pool_status import NO_ACCOUNTS, describe_rows, status_rows
 from .registry import Registry, RegistryError
 from .settings import AuthSettings
 from .state import AccountState
@@ -28,9 +28,6 @@ from .state import AccountState
 THROTTLE_FIRST_S = 1.0
 THROTTLE_MAX_S = 30.0
 OUTCOMES = tuple(o.value for o in Outcome)
-USABLE_STATES = ("ok", "expired", "refreshing")
-NO_ACCOUNTS = ("No Qwen account is configured: run `qwen-auth login` (Qwen Code OAuth) or "
-               "`qwen-auth add-key NAME --preset dashscope-intl --key-env VAR` (DashScope / Model Studio key).")
 
 
 class PoolExhausted(AccountUnavailable):
@@ -151,7 +148,7 @@ class AccountPool(Pool):
         throttled_only = True  # every account cooling down is throttled (a rate limit, not a quota)
         waits: list[float] = []
         login_only = True  # every account that was tried (not cooling, not excluded) needs a login
-        pending: dict[asyncio.Future, tuple[int, Account]] = {}  # refreshes still running
+        pending: dict[asyncio.Task[Credential], tuple[int, Account]] = {}  # refreshes still running
         n = len(self.accounts)
         start = self._next
         for i in range(n):
@@ -248,54 +245,12 @@ class AccountPool(Pool):
         refreshing, needs_login, cooling_down, missing, error), base_url, expires_at, cooldown_until,
         requests_today, last_error, and kind-specific details."""
         self._maybe_reload()
-        out = []
-        now = time.time()
-        for a in self.accounts:
-            try:
-                st = a.status()
-            except Exception as e:  # status must never take /health down
-                st = {"name": a.name, "kind": a.kind, "state": "error", "last_error": type(e).__name__}
-            row = self.state.get(a.name)
-            until = row["cooldown_until"] or 0.0
-            st.setdefault("base_url", None)
-            st.setdefault("expires_at", None)
-            st.setdefault("last_error", None)
-            st["cooldown_until"] = iso(until) if until > now else None
-            if until > now and st.get("state") in ("ok", "expired", "refreshing"):
-                st["state"] = "cooling_down"
-                st["last_error"] = st["last_error"] or row["last_error"]
-            st["requests_today"] = self.state.requests_today(a.name)
-            out.append(st)
-        if self.registry_error:
-            out.append({"name": "accounts.json", "kind": "config", "state": "error", "base_url": None,
-                        "expires_at": None, "cooldown_until": None, "requests_today": 0,
-                        "last_error": self.registry_error})
-        return out
+        return status_rows(self.accounts, self.state, self.registry_error)
 
     def describe(self) -> list[str]:
         """For the start-up log: one line per account (name, kind, state, upstream) and a warning line
         when none is usable now. Never a token or key."""
-        rows = self.status()
-        lines = []
-        for r in rows:
-            line = f"account {r['name']} ({r['kind']}): {r.get('state') or '?'}, upstream {r.get('base_url') or '-'}"
-            if r.get("cooldown_until"):
-                line += f", cooling down until {r['cooldown_until']}"
-            if r.get("last_error") and r.get("state") not in ("ok", "expired"):
-                line += f" - {str(r['last_error']).removeprefix(r['name'] + ': ')}"
-            lines.append(line)
-        for a in self.accounts:
-            hint = a.key_warning() if isinstance(a, KeyAccount) else None
-            if hint:
-                lines.append(f"warning: account {a.name}: {hint}")
-        if not any(r.get("state") in USABLE_STATES for r in rows):
-            if not rows:
-                lines.append("WARNING: no Qwen account is configured, so every request will fail: " + NO_ACCOUNTS
-                             .removeprefix("No Qwen account is configured: "))
-            else:
-                lines.append("WARNING: no Qwen account is usable now, so requests will fail until one is "
-                             "(see the states above; `qwen-auth status` shows details).")
-        return lines
+        return describe_rows(self.status(), self.accounts)
 
     def flush(self) -> None:
         self.state.flush()

@@ -8,12 +8,15 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qwen_gateway.api.chat import chat_to_qwen, qwen_to_chat, validate_chat_request
-from qwen_gateway.api.chat_stream import ChatStreamTranslator, ChunkNormalizer
+from qwen_gateway.api.chat import ChatStreamTranslator, validate_chat_request
+from qwen_gateway.upstream.dashscope.answer import qwen_to_chat
+from qwen_gateway.upstream.dashscope.request import chat_to_qwen
+from qwen_gateway.upstream.dashscope.stream import ChunkNormalizer
 from qwen_gateway.api.completions import CompletionsStreamTranslator, chat_to_completion, completions_to_chat
 from qwen_gateway.api.embeddings import split_batches
 from qwen_gateway.errors import GatewayError
-from qwen_gateway.api.responses.request import chat_to_response, responses_to_chat
+from qwen_gateway.api.responses.output import chat_to_response
+from qwen_gateway.api.responses.request import responses_to_chat
 from qwen_gateway.api.responses.stream import ResponsesStreamTranslator
 from qwen_gateway.sse import encode
 from qwen_gateway.streaming import StreamRewriter

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from qwen_gateway.api.chat_stream import ChatStreamTranslator, ChunkNormalizer, ThinkSplitter
+from qwen_gateway.api.chat import ChatStreamTranslator
+from qwen_gateway.upstream.dashscope.stream import ChunkNormalizer, ThinkSplitter
 from qwen_gateway.api.completions import CompletionsStreamTranslator
 from qwen_gateway.api.responses.stream import ResponsesStreamTranslator
 from qwen_gateway.sse import DONE, SSEDecoder, encode

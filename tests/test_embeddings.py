@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from qwen_gateway.api import embeddings as emb
 from qwen_gateway.errors import GatewayError
-from qwen_gateway.observe.tokens import encoding
+from qwen_gateway.tokens import encoding
 
 
 def answer(vectors: list[list[float]], tokens: int, shuffle: bool = False) -> dict:

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from qwen_gateway.errors import ErrorKind, classify, classify_stream_error
+from qwen_gateway.errors import ErrorKind
+from qwen_gateway.upstream.dashscope.errors import classify, classify_stream_error
 
 
 def body(code, message, type="invalid_request_error") -> bytes:

@@ -14,7 +14,8 @@ from mitmproxy.addons.view import View
 from mitmproxy.test import taddons, tflow
 from mitmproxy.tools.web.app import flow_to_json
 
-from qwen_gateway.api.chat_stream import ChatStreamTranslator, ChunkNormalizer
+from qwen_gateway.api.chat import ChatStreamTranslator
+from qwen_gateway.upstream.dashscope.stream import ChunkNormalizer
 from qwen_gateway.mitmweb.contentviews import (VIEWS, assemble_chat_stream, assemble_responses_stream,
     describe_request, register)
 from qwen_gateway.exchange import RetryReason

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from qwen_gateway.observe.tokens import count_request_tokens
+from qwen_gateway.tokens import count_request_tokens
 from helpers.procs import BIN
 
 pytestmark = pytest.mark.e2e

@@ -11,10 +11,11 @@ import pytest
 from mitmproxy import exceptions
 
 from qwen_gateway.config import parse_limits
-from qwen_gateway.errors import classify
+from qwen_gateway.upstream.dashscope.errors import classify
 from qwen_gateway.observe import guard as guard_mod
 from qwen_gateway.observe.guard import byte_bound, context_check, context_error, count_images
-from qwen_gateway.observe.tokens import TokenEstimator, count_request_tokens
+from qwen_gateway.observe.estimator import TokenEstimator
+from qwen_gateway.tokens import count_request_tokens
 from helpers.observe_testlib import chat_body, client_flow, config, exchange, local, parsed_config
 
 LIMITS = {"gpt-4o-mini": 50, "coder-model": 1_000_000}

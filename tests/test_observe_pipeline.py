@@ -19,7 +19,8 @@ from qwen_gateway.observe.guard import context_check
 from qwen_gateway.observe.ledger import UsageLedger
 from qwen_gateway.observe.metrics import Metrics
 from qwen_gateway.observe.requestlog import RequestLine
-from qwen_gateway.observe.tokens import TokenEstimator, count_request_tokens
+from qwen_gateway.observe.estimator import TokenEstimator
+from qwen_gateway.tokens import count_request_tokens
 from helpers.observe_testlib import chat_body, client_flow, config, exchange
 
 
@@ -118,7 +119,7 @@ async def test_at_shutdown_an_exchange_still_waiting_for_its_estimate_is_recorde
 
     from qwen_gateway.exchange import ClientRequest, Exchange
     from qwen_gateway.observer import Observer
-    from qwen_gateway.observe.dispatch import Observers
+    from qwen_gateway.dispatch import Observers
 
     seen = []
 
@@ -144,7 +145,7 @@ async def test_recording_observers_run_after_the_answer_is_sent_and_at_shutdown_
     """The `response` hook returns before mitmproxy writes the answer: observers that only record (the
     request line, the ledger, metrics) run on the next turn of the loop, off the request's path; those
     that change the flow (mitmweb's comment and cap) run at once, before it is shown."""
-    from qwen_gateway.observe.dispatch import Observers
+    from qwen_gateway.dispatch import Observers
 
     seen: list[str] = []
 

@@ -13,9 +13,9 @@ import tiktoken
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qwen_gateway.observe import tokens
-from qwen_gateway.observe.tokens import (IMAGE_TOKENS, MESSAGE_OVERHEAD, TokenEstimator, count_request_tokens,
-    encoding, estimate_request_tokens)
+from qwen_gateway import tokens
+from qwen_gateway.observe.estimator import TokenEstimator
+from qwen_gateway.tokens import IMAGE_TOKENS, MESSAGE_OVERHEAD, count_request_tokens, encoding, estimate_request_tokens
 from helpers.observe_testlib import chat_body, client_flow, config, exchange, local, refused
 
 

@@ -1,11 +1,11 @@
-"""The translations that make OpenAI requests acceptable to DashScope (qwen_rules.py, models.py tables)."""
+"""The translations that make OpenAI requests acceptable to DashScope (upstream/dashscope/rules.py, models.py tables)."""
 
 from __future__ import annotations
 
 import pytest
 
 from qwen_gateway.upstream.dashscope import rules
-from qwen_gateway.api.chat import chat_to_qwen
+from qwen_gateway.upstream.dashscope.request import chat_to_qwen
 from qwen_gateway.models import Thinking, is_vision, output_cap, thinking_kind, thinking_refusal, vision_model
 from qwen_gateway.api.responses.request import responses_to_chat
 

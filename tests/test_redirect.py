@@ -1,4 +1,4 @@
-"""qwen-redirect (addons/gateway/redirect.py): the rules it generates, what it prints, the order in which
+"""qwen-redirect (addons/gateway/cli/redirect.py): the rules it generates, what it prints, the order in which
 it applies and removes them (against a fake iptables), and that docs/clients.md shows its real output.
 The rules at work, inside a network namespace: tests/test_e2e_transparent.py."""
 

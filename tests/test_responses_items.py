@@ -13,11 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from openai_schema import DOC, validate_stream_event
-from qwen_gateway.api.chat_stream import ChunkNormalizer
+from qwen_gateway.upstream.dashscope.stream import ChunkNormalizer
 from qwen_gateway.errors import GatewayError
-from qwen_gateway.api.responses.request import (COMPACTION_PROMPT, SUMMARY_PREFIX, ToolRef, chat_to_response,
-    custom_input, history_items, input_items, translate)
-from qwen_gateway.api.responses.stream import InputDecoder, ResponsesStreamTranslator
+from qwen_gateway.api.responses.compaction import COMPACTION_PROMPT, SUMMARY_PREFIX
+from qwen_gateway.api.responses.history import history_items, input_items
+from qwen_gateway.api.responses.items import custom_input
+from qwen_gateway.api.responses.output import chat_to_response
+from qwen_gateway.api.responses.request import translate
+from qwen_gateway.api.responses.tools import ToolRef
+from qwen_gateway.api.responses.input_decoder import InputDecoder
+from qwen_gateway.api.responses.stream import ResponsesStreamTranslator
 from qwen_gateway.seal import KEY_FILE, Sealer, load_key
 from qwen_gateway.sse import DONE, SSEDecoder, encode
 from qwen_gateway.streaming import StreamRewriter
@@ -162,6 +167,24 @@ def test_unknown_item_types_are_still_refused():
     with pytest.raises(GatewayError) as e:
         translate({"model": "m", "input": [{"type": "no_such_item"}]})
     assert e.value.status == 400 and e.value.param == "input[0].type"
+
+
+@pytest.mark.parametrize("kind", ["has_call", "_init__", "_repr__"])
+def test_an_item_type_naming_an_internal_method_is_refused_not_a_crash(kind):
+    # the reader picks a handler by the item's type: only item types are handlers, not its other methods
+    with pytest.raises(GatewayError) as e:
+        translate({"model": "m", "input": [{"type": kind}]})
+    assert e.value.status == 400 and e.value.param == "input[0].type"
+
+
+def test_every_item_handler_is_listed_as_an_item_type():
+    import inspect
+
+    from qwen_gateway.api.responses.items_in import ITEM_TYPES, ItemReader
+    handlers = {name[1:] for name, fn in inspect.getmembers(ItemReader, inspect.isfunction)
+                if name.startswith("_") and not name.startswith("__")
+                and list(inspect.signature(fn).parameters) == ["self", "item", "where"]}
+    assert handlers == ITEM_TYPES
 
 
 def test_dropped_items_leave_a_note():
@@ -582,7 +605,7 @@ def test_input_decoder_gives_up_on_other_shapes():
 
 
 def test_compaction_transcript_keeps_user_words_and_cuts_long_outputs():
-    from qwen_gateway.api.responses.request import transcript
+    from qwen_gateway.api.responses.compaction import transcript
     long = "\n".join(str(i) for i in range(5000))
     text = transcript([{"role": "system", "content": "SYSTEM PROMPT"}, {"role": "user", "content": "u" * 9000},
                        {"role": "assistant", "content": None, "tool_calls": [
@@ -605,7 +628,7 @@ def test_routes_for_the_responses_family():
 
 
 def test_item_pages_like_openai():
-    from qwen_gateway.local import item_page
+    from qwen_gateway.api.responses.retrieve import item_page
     items = [{"id": f"i{n}"} for n in range(5)]
     page = item_page(items, {"limit": "2"})
     assert [i["id"] for i in page["data"]] == ["i4", "i3"] and page["has_more"] and page["last_id"] == "i3"

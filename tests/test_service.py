@@ -1,4 +1,4 @@
-"""`qwen-gateway` (addons/gateway/service.py): mitmdump with scripts/gateway.sh's defaults, arguments passed
+"""`qwen-gateway` (addons/gateway/cli/service.py): mitmdump with scripts/gateway.sh's defaults, arguments passed
 through, and a systemd user unit that reads the keys from a 0600 environment file.
 
 What runs for real here: the console script (it execs mitmdump: a real gateway answers through the

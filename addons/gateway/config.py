@@ -16,7 +16,10 @@ from mitmproxy import exceptions
 
 from .auth.settings import AuthSettings
 from .models import ModelMap, parse_model_map
-from .upstream.dashscope.headers import DEFAULT_USER_AGENT
+
+# The upstream requests look like qwen-code's (the client Qwen's OAuth and plans are made for).
+QWEN_CODE_VERSION = "0.14.5"
+DEFAULT_USER_AGENT = f"QwenCode/{QWEN_CODE_VERSION} (linux; x64)"
 
 KEYS_ENV = "QWEN_GATEWAY_KEYS"
 

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from mitmproxy import http
 from mitmproxy.utils import asyncio_utils
 
-from ..config import Config
-from ..exchange import Exchange
-from ..observer import POINTS, Observer, overrides
+from .config import Config
+from .exchange import Exchange
+from .observer import POINTS, Observer, overrides
 
 log = logging.getLogger("qwen")
 
@@ -31,18 +31,6 @@ def call_safely(fn: Callable, *args) -> None:
         fn(*args)
     except Exception:
         log.exception("qwen: %s failed", getattr(fn, "__qualname__", fn))
-
-
-def default_observers() -> list[Observer]:
-    """Every observer, in the order they are called (the annotator before the cap: the cap adds to the
-    annotator's comment)."""
-    from ..mitmweb.flowview import FlowAnnotator, FlowCap
-    from .debuglog import DebugLog
-    from .ledger import UsageLedger
-    from .metrics import Metrics
-    from .requestlog import RequestLine
-    from .tokens import TokenEstimator
-    return [TokenEstimator(), Metrics(), RequestLine(), UsageLedger(), DebugLog(), FlowAnnotator(), FlowCap()]
 
 
 class Observers:

@@ -1,4 +1,6 @@
-"""OpenAI-format errors, and classification of Qwen's error answers.
+"""The gateway's errors: OpenAI-format errors it answers itself, the kinds of upstream failure the retry
+policy acts on, and the transport failures of an upstream connection. How one upstream's error answers
+map to these kinds is that upstream's own business (upstream/dashscope/errors.py).
 
 OpenAI SDKs pick their exception class from the HTTP status (400 BadRequestError,
 401 AuthenticationError, 403 PermissionDeniedError, 404 NotFoundError, 409, 422,
@@ -89,116 +91,13 @@ class UpstreamError:
         )
 
 
-def _parse_error(body: bytes | str | None) -> tuple[str, str | None, str | None, str | None]:
-    """(message, code, type, param) out of whatever error body Qwen/DashScope sent."""
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    text = (body or "").strip()
-    try:
-        data = json.loads(text) if text else None
-    except ValueError:
-        return text[:500], None, None, None
-    if isinstance(data, dict):
-        err = data.get("error", data)
-        if isinstance(err, dict):
-            msg = err.get("message") or err.get("error_description") or data.get("message") or ""
-            code = err.get("code") if isinstance(err.get("code"), str) else data.get("code")
-            return str(msg), code if isinstance(code, str) else None, _str(err.get("type")), _str(err.get("param"))
-        if isinstance(err, str):
-            return _str(data.get("message")) or err, _str(data.get("code")) or err, None, None
-    return text[:500], None, None, None
+class ConnectionFailed(Exception):
+    """The upstream could not be reached or broke the protocol (the transport, not an answer)."""
 
 
-def _str(v: object) -> str | None:
-    return v if isinstance(v, str) else None
+class DeadConnection(ConnectionFailed):
+    """A reused keep-alive connection turned out to be closed before any answer: safe to retry once."""
 
 
-def _retry_after(headers: dict[str, str] | None) -> float | None:
-    if not headers:
-        return None
-    for k, v in headers.items():
-        if k.lower() == "retry-after":
-            try:
-                return max(0.0, float(v))
-            except ValueError:
-                return None
-    return None
-
-
-# Qwen/DashScope error codes (DashScope's error-code page; qwen-protocol.md §4). Decisions go by code:
-# messages are free text ("Requests rate limit exceeded" carries code Throttling.RateQuota and is a
-# per-minute limit, not a quota).
-_AUTH_CODES = {"invalid_api_key", "InvalidApiKey", "invalid_access_token", "AccessTokenExpired"}
-_QUOTA_CODES = {"insufficient_quota", "Throttling.AllocationQuota", "AllocationQuota.FreeTierOnly"}
-_THROTTLE_CODES = {"Throttling", "Throttling.RateQuota", "Throttling.BurstRate", "Throttling.User",
-                   "rate_limit_exceeded", "limit_requests", "RequestThrottled"}
-_DENIED_CODES = {"AccessDenied", "AccessDenied.Unpurchased", "Model.AccessDenied", "Workspace.AccessDenied",
-                 "Arrearage", "permission_denied"}
-# Codeless answers seen in the wild (the portal's quota text, the context-length 400, the OAuth 401).
-_QUOTA_TEXTS = ("free allocated quota exceeded", "exceeded your current quota")
-_CONTEXT_TEXTS = ("range of input length should be", "maximum context length", "context_length_exceeded",
-                  "prompt too long", "too many tokens")
-_AUTH_TEXTS = ("invalid access token", "token expired", "invalid api key")
-_THROTTLE_TEXTS = ("throttl", "rate limit", "too many requests", "tpm", "rpm")
-DENIED_MESSAGE = ("Qwen denied access: the model may not be enabled for this account, or the account is in "
-                  "arrears (refreshing the login does not help).")
-
-
-def _throttle(message: str, code: str | None, retry_after: float | None) -> UpstreamError:
-    h = {"retry-after": str(int(retry_after))} if retry_after is not None else {}
-    return UpstreamError(THROTTLE, 429, message or "Rate limit exceeded.", "rate_limit_error",
-                         "rate_limit_exceeded", retry_after=retry_after, headers=h)
-
-
-def classify(status: int, body: bytes | str | None, headers: dict[str, str] | None = None) -> UpstreamError:
-    """Map one Qwen error answer to what the gateway does and what the client sees."""
-    message, code, etype, param = _parse_error(body)
-    low = message.lower()
-    retry_after = _retry_after(headers)
-    if code in _QUOTA_CODES and status != 400 or status in (403, 429) and code is None and any(
-            t in low for t in _QUOTA_TEXTS):
-        # A daily/plan quota is not a short throttle: no Retry-After "until tomorrow".
-        return UpstreamError(QUOTA, 429, message or "Quota exceeded.", "insufficient_quota", "insufficient_quota")
-    if code in _THROTTLE_CODES or status == 429:
-        return _throttle(message, code, retry_after)
-    if status == 401 or code in _AUTH_CODES or status == 403 and code is None and any(t in low for t in _AUTH_TEXTS):
-        return UpstreamError(AUTH, 401, message or "Upstream rejected the credential.", "authentication_error",
-                             code or "invalid_api_key")
-    if status == 403 or code in _DENIED_CODES:
-        # R7: model not enabled, account in arrears. Not a credential problem: no refresh, no retry.
-        return UpstreamError(DENIED, 403, f"{DENIED_MESSAGE} Qwen said: {message or 'Access denied.'}",
-                             "permission_error", "permission_denied")
-    if status in (400, 413) and any(t in low for t in _CONTEXT_TEXTS):
-        return UpstreamError(CONTEXT, 400, message, "invalid_request_error", "context_length_exceeded",
-                             param="messages")
-    if status == 504 or status >= 500 and "stream timeout" in low:
-        return UpstreamError(TIMEOUT, 504, f"Qwen timed out ({message or 'gateway timeout'}). Long prompts "
-                             "(above ~130k tokens) often do; try a shorter context.", "api_error", "upstream_timeout")
-    if status >= 500:
-        return UpstreamError(SERVER, 502 if status not in (500, 502, 503) else status,
-                             message or f"Qwen answered HTTP {status}.", "api_error", code or "upstream_error")
-    if status == 404:
-        return UpstreamError(CLIENT, 404, message or "Not found upstream.", "not_found_error", code, param)
-    return UpstreamError(CLIENT, status if 400 <= status < 500 else 502, message or f"Qwen answered HTTP {status}.",
-                         etype or "invalid_request_error", code, param)
-
-
-def classify_stream_error(err: object) -> UpstreamError:
-    """An error that arrives inside a 200 stream: a `data: {"error": …}` event (a dict) or the text of a
-    `finish_reason: "error_finish"` chunk (a string, R6: e.g. TPM throttling). Text has no code, so a
-    throttling phrase is the only sign of a per-minute limit."""
-    if isinstance(err, dict):
-        message = str(err.get("message") or "Qwen reported an error mid-stream.")
-        code = err.get("code") if isinstance(err.get("code"), str) else None
-        if code in _THROTTLE_CODES or code == "429":
-            return _throttle(message, code, None)
-        if code in _QUOTA_CODES:
-            return UpstreamError(QUOTA, 429, message, "insufficient_quota", "insufficient_quota")
-        if code == "504" or "stream timeout" in message.lower():
-            return UpstreamError(TIMEOUT, 504, message, str(err.get("type") or "server_error"), code or "504")
-        return UpstreamError(SERVER, 502, message, str(err.get("type") or "server_error"),
-                             code or "upstream_error", param=_str(err.get("param")))
-    message = str(err or "").strip() or "Qwen ended the answer with an error."
-    if any(t in message.lower() for t in _THROTTLE_TEXTS):
-        return _throttle(message, None, None)
-    return UpstreamError(SERVER, 502, message, "server_error", "upstream_error")
+class UpstreamTimeout(ConnectionFailed):
+    """The upstream sent nothing within the time allowed (the head, or the next bytes of a body)."""

@@ -28,12 +28,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import ids
+from .pivot import TRANSLATED, Endpoint, Leg
 
 if TYPE_CHECKING:
     import asyncio
 
     from .auth.base import Credential
-    from .registry import Endpoint
+    from .pivot import Upstream
     from .streaming import StreamRewriter
 
 REDACTED = "<redacted>"
@@ -78,7 +79,7 @@ class ClientRequest:
 class Exchange:
     client: ClientRequest
     route: str = "unknown"
-    endpoint: Endpoint | None = None
+    endpoint: Endpoint[Exchange] | None = None  # the client dialect's endpoint (forwarded routes)
     body: dict | None = None  # the client's JSON body, parsed once
     requested_model: str = ""
     stream: bool = False
@@ -93,6 +94,8 @@ class Exchange:
     upstream_headers: dict[str, str] = field(default_factory=dict)  # as sent, credential redacted
     upstream_model: str = ""
     cred: Credential | None = field(default=None, repr=False)
+    upstream: Upstream | None = field(default=None, repr=False)  # the upstream kind serving `cred`
+    leg: Leg = TRANSLATED  # how this (endpoint, upstream) pair is carried
     tried: list[str] = field(default_factory=list)  # accounts, in order
     retries: list[Retry] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)

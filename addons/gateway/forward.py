@@ -1,30 +1,31 @@
-"""The answer side of forwarding: Qwen's answer turned into the client's, whole or streamed."""
+"""The answer side of forwarding, where the pivot's two halves meet: the upstream's answer made into the
+chat form by the upstream that gave it (`ex.upstream`), then into the client's by the client's endpoint
+(`ex.endpoint`), whole or streamed. A pass-through pair (`ex.leg`) skips the chat form."""
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
+from collections.abc import Awaitable, Callable
 
 from mitmproxy import http
 
 from . import jsonio
-from .api import embeddings
-from .api.chat import qwen_to_chat
-from .api.chat_stream import ChunkNormalizer
 from .errors import GatewayError
 from .exchange import Exchange
 from .local import json_response
+from .pivot import UpstreamAnswer
 from .streaming import StreamRewriter
-from .upstream.engine import UpstreamEngine
+
+# The engine's `open`: the exchange sent upstream, the answer's head read, its body still arriving.
+OpenUpstream = Callable[[Exchange], Awaitable[UpstreamAnswer]]
 
 STREAM_CAPTURE = 1 << 20  # bytes of a translated stream kept on the flow for mitmweb and -w
 
 
 def stream_rewriter(ex: Exchange, capture_limit: int = 0) -> StreamRewriter:
-    assert ex.endpoint is not None
+    assert ex.endpoint is not None and ex.upstream is not None  # the engine chose the upstream
     translator = ex.endpoint.stream_translator(ex)
     assert translator is not None  # only endpoints that stream get here
-    return StreamRewriter(ChunkNormalizer(ex.requested_model or ex.upstream_model), translator,
+    return StreamRewriter(ex.upstream.chunks(ex.requested_model or ex.upstream_model), translator,
                           capture_limit=capture_limit)
 
 
@@ -61,8 +62,9 @@ def buffered_answer(ex: Exchange, status: int, headers, body: bytes) -> tuple[ht
         return http.Response.make(status, out, {"content-type": "text/event-stream; charset=utf-8",
                                                 "cache-control": "no-cache"}), _final_object(rw)
     data = upstream_json(body)
-    if ex.endpoint.translated:
-        data = qwen_to_chat(data, model=ex.requested_model or ex.upstream_model)
+    if not ex.leg.passthrough:
+        assert ex.upstream is not None
+        data = ex.upstream.answer(data, model=ex.requested_model or ex.upstream_model)
     ex.usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
     data = ex.endpoint.from_chat(data, ex)
     return json_response(status, data), data
@@ -85,46 +87,14 @@ def upstream_json(body: bytes) -> dict:
     return data
 
 
-async def fetch_whole(engine: UpstreamEngine, ex: Exchange) -> tuple[http.Response, dict | None]:
+async def fetch_whole(open_upstream: OpenUpstream, ex: Exchange) -> tuple[http.Response, dict | None]:
     """A whole (non-stream) answer: fetched by the engine, translated for the client."""
-    resp = await engine.open(ex)
+    resp = await open_upstream(ex)
     try:
         raw = ex.upstream_response_body = await resp.aread()
     finally:
         await resp.aclose()
     return buffered_answer(ex, resp.status_code, resp.headers, raw)
-
-
-async def fetch_embeddings(engine: UpstreamEngine, ex: Exchange, batches: list[dict]) -> http.Response:
-    """More inputs than Qwen takes at once: the batches go upstream concurrently, each with its own
-    credential and retries; the answers are put back together in order."""
-    ex.notes.append(f"{sum(len(b['input']) for b in batches)} inputs sent as {len(batches)} requests of at "
-                    f"most {embeddings.BATCH} (Qwen's limit)")
-    parts = [dataclasses.replace(ex, chat_body=b, tried=[], retries=[], notes=[], extra={}) for b in batches]
-
-    async def fetch(part: Exchange) -> dict:
-        resp = await engine.open(part)
-        try:
-            return upstream_json(await resp.aread())
-        finally:
-            await resp.aclose()
-
-    try:
-        async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(fetch(p)) for p in parts]
-    except* GatewayError as group:
-        raise group.exceptions[0] from None
-    first = parts[0]
-    ex.cred, ex.upstream_model, ex.upstream_url = first.cred, first.upstream_model, first.upstream_url
-    ex.upstream_headers, ex.upstream_status, ex.upstream_body = (first.upstream_headers, first.upstream_status,
-                                                                 first.upstream_body)
-    for p in parts:
-        ex.tried += [a for a in p.tried if a not in ex.tried]
-        ex.retries += p.retries
-    answer = embeddings.merge_answers([t.result() for t in tasks], model=ex.requested_model or None,
-                                      encoding_format=(ex.body or {}).get("encoding_format"))
-    ex.usage = answer.get("usage")
-    return json_response(200, answer)
 
 
 def as_stream_failure(flow: http.HTTPFlow, ex: Exchange) -> None:

@@ -8,7 +8,9 @@ lines starting with ':' are comments. Feed it chunks split at any byte.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from . import jsonio
 
@@ -106,7 +108,7 @@ def _next_eol(buf: bytes, start: int) -> int:
     return min(a, b)
 
 
-def encode(data: str | dict, event: str | None = None) -> bytes:
+def encode(data: str | Mapping[str, Any], event: str | None = None) -> bytes:
     """One SSE event. Dicts are serialised compactly, the way OpenAI's servers do."""
     if not isinstance(data, str):
         data = jsonio.dumps_text(data)

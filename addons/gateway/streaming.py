@@ -1,4 +1,9 @@
-"""The `flow.response.stream` callable: Qwen SSE bytes in, client SSE bytes out, event by event.
+"""The `flow.response.stream` callable: upstream SSE bytes in, client SSE bytes out, event by event.
+
+The two halves of the pivot meet here: the upstream's `ChunkSource` turns its events into normalised
+chat chunks, the client dialect's `StreamTranslator` turns those into the client's events (pivot.py).
+An event that is an error object (OpenAI's `{"error": …}`, also what the relay writes) ends the stream
+in the client's error format.
 
 mitmproxy's contract (see docs/troubleshooting.md): it is called per received chunk and
 once more with b"" at the end; it must never raise (the client would hang) and must never
@@ -9,24 +14,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Protocol
-
 from . import jsonio
-from .api.chat_stream import ChunkNormalizer
-from .errors import ErrorKind, UpstreamError, classify_stream_error
+from .errors import ErrorKind, UpstreamError
+from .pivot import ChunkSource, StreamTranslator
 from .sse import SSEDecoder
 
 log = logging.getLogger(__name__)
-
-
-class StreamTranslator(Protocol):
-    """Per-endpoint encoder of normalised chat chunks (chat, responses, completions)."""
-
-    def feed(self, chunk: dict) -> list[bytes]: ...
-
-    def finish(self) -> list[bytes]: ...
-
-    def fail(self, error: dict) -> list[bytes]: ...
 
 
 def stream_error(message: str, code: str = "upstream_error", type: str = "server_error") -> dict:
@@ -34,7 +27,7 @@ def stream_error(message: str, code: str = "upstream_error", type: str = "server
 
 
 class StreamRewriter:
-    def __init__(self, normalizer: ChunkNormalizer, translator: StreamTranslator, *, capture_limit: int = 0) -> None:
+    def __init__(self, normalizer: ChunkSource, translator: StreamTranslator, *, capture_limit: int = 0) -> None:
         self.normalizer = normalizer
         self.translator = translator
         self.decoder = SSEDecoder()
@@ -97,13 +90,13 @@ class StreamRewriter:
             log.warning("qwen: skipped an upstream event that is not JSON (%d bytes)", len(data))
             return []
         if isinstance(obj, dict) and obj.get("error") and not obj.get("choices"):
-            self.upstream_error = classify_stream_error(obj["error"])
+            self.upstream_error = self.normalizer.fault(obj["error"])
             return self._fail(_as_openai_error(obj["error"], self.upstream_error))
         out: list[bytes] = []
         for chunk in self.normalizer.feed(obj):
             out += self.translator.feed(chunk)
         if self.normalizer.error_text is not None:
-            err = self.upstream_error = classify_stream_error(self.normalizer.error_text)
+            err = self.upstream_error = self.normalizer.fault(self.normalizer.error_text)
             out += self._fail(stream_error(err.message, err.code or "upstream_error", err.type))
         return out
 

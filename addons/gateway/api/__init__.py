@@ -1,0 +1,9 @@
+"""Client dialects: each client API as endpoints that translate its requests to the pivot's chat form and
+the chat answer (or its normalised chunks) back (../pivot.py). A dialect never knows which upstream answers.
+
+    chat.py         /v1/chat/completions (the pivot's own form: validation and the client's stream)
+    completions.py  /v1/completions
+    embeddings.py   /v1/embeddings (a pass-through pair with DashScope: registry.py)
+    models.py       GET /v1/models, answered locally
+    responses/      /v1/responses: request, items, tools, output, stream, store, WebSocket, compaction
+"""

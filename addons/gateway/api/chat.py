@@ -1,19 +1,19 @@
-"""Chat completions: OpenAI request -> Qwen request, Qwen answer -> OpenAI answer. Pure functions."""
+"""/v1/chat/completions: the pivot's own form, so the dialect only validates the request and encodes the
+normalised chunks for the client (usage only when it asked for it). Pure functions and a stateless
+encoder."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from .. import ids
-from ..errors import GatewayError, classify_stream_error
-from ..models import Thinking
-from ..upstream.dashscope import rules
+from .. import sse
+from ..errors import GatewayError
+from ..pivot import ChatChunk, Endpoint
+
+if TYPE_CHECKING:
+    from ..exchange import Exchange
 
 _ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
-# OpenAI-only request fields Qwen rejects or would misread (prompt_cache_key is read first: the session id).
-_DROP = ("store", "metadata", "service_tier", "prompt_cache_key", "safety_identifier", "prediction",
-         "modalities", "audio", "web_search_options", "verbosity")
 
 
 def validate_chat_request(body: object) -> dict:
@@ -49,125 +49,29 @@ def wants_usage(body: dict) -> bool:
     return isinstance(opts, dict) and bool(opts.get("include_usage"))
 
 
-def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None = None,
-                 notes: list[str] | None = None, default_model: str | None = None,
-                 learned_thinking: Mapping[str, Thinking] | None = None) -> dict:
-    """The body Qwen gets, obeying DashScope's rules, in qwen-code's shape (OAuth and keys alike).
+class ChatStreamTranslator:
+    """Normalised chunks -> the SSE bytes a /v1/chat/completions client gets."""
 
-    `notes` collects what was changed from the client's request; `default_model` is the account's, tried
-    first when images need a vision model; `session_id` overrides the one derived from the conversation;
-    `learned_thinking` overrides the thinking table for models a 400 taught about (`thinking_refusal`).
-    The model may change (images): read it back from the result's "model".
-    """
-    # A shallow copy: every step below builds new containers where it changes one (copy on write), so
-    # the client's body is never altered (a deep copy of a long conversation costs more than the rest).
-    out = dict(body)
-    session = session_id or rules.session_id(body)
-    out["model"] = model
-    out["messages"] = rules.system_roles([m for m in out.get("messages") or [] if isinstance(m, dict)], notes)
-    effort = out.get("reasoning_effort")
-    for key in _DROP:
-        out.pop(key, None)
-    if "max_completion_tokens" in out:
-        out.setdefault("max_tokens", out.pop("max_completion_tokens"))
-    if out.get("stream"):
-        # Always ask for usage: the gateway needs it; the client only sees it if it asked.
-        out["stream_options"] = {**(out.get("stream_options") or {}), "include_usage": True}
-    else:
-        out.pop("stream_options", None)
-    if not out.get("tools"):
-        out.pop("tools", None)
-        out.pop("tool_choice", None)
-        out.pop("parallel_tool_calls", None)
-    out = rules.route_vision(out, oauth=oauth, default_model=default_model, notes=notes)
-    out = rules.thinking_knobs(out, effort, notes, learned=learned_thinking)
-    out = rules.clamp_output(out, notes)
-    return rules.qwen_code_shape(out, session=session, stream=bool(out.get("stream")))
+    def __init__(self, include_usage: bool) -> None:
+        self.include_usage = include_usage
+
+    def feed(self, chunk: ChatChunk) -> list[bytes]:
+        if chunk.get("choices") == [] and chunk.get("usage"):
+            return [sse.encode(chunk)] if self.include_usage else []
+        if self.include_usage:
+            chunk = {**chunk, "usage": None}
+        return [sse.encode(chunk)]
+
+    def finish(self) -> list[bytes]:
+        return [sse.DONE]
+
+    def fail(self, error: dict) -> list[bytes]:
+        # openai-python raises APIError(error.message) on a data event that carries "error".
+        return [sse.encode({"error": error})]
 
 
-def normalise_usage(usage: object) -> dict | None:
-    """Qwen may put cached_tokens at top level; OpenAI clients read prompt_tokens_details."""
-    if not isinstance(usage, dict):
-        return None
-    out = dict(usage)
-    cached = out.pop("cached_tokens", None)
-    details = dict(out.get("prompt_tokens_details") or {})
-    if isinstance(cached, int) and "cached_tokens" not in details:
-        details["cached_tokens"] = cached
-    if details:
-        out["prompt_tokens_details"] = details
-    for key in ("prompt_tokens", "completion_tokens"):
-        out.setdefault(key, 0)
-    out.setdefault("total_tokens", out["prompt_tokens"] + out["completion_tokens"])
-    return out
-
-
-def qwen_to_chat(body: dict, *, model: str) -> dict:
-    """A non-stream Qwen answer as the OpenAI client expects it: its own model name, usage, tool calls."""
-    out = dict(body)
-    out["model"] = model
-    if out.get("system_fingerprint") is None:
-        out.pop("system_fingerprint", None)  # Qwen sends null; OpenAI's schema allows a string or nothing
-    out.setdefault("object", "chat.completion")
-    out.setdefault("id", f"chatcmpl-{ids.uuid_text()}")
-    choices = []
-    for i, choice in enumerate(out.get("choices") or []):
-        choice = dict(choice)
-        if choice.get("finish_reason") == "error_finish":
-            # R6: an error (e.g. throttling), its text in the message: never the model's answer.
-            text = (choice.get("message") or {}).get("content") if isinstance(choice.get("message"), dict) else None
-            raise classify_stream_error(text).to_gateway_error()
-        choice.setdefault("index", i)
-        choice.setdefault("logprobs", None)
-        message = dict(choice.get("message") or {})
-        message.setdefault("role", "assistant")
-        message.setdefault("content", None)
-        content = message.get("content")
-        if isinstance(content, str) and content.lstrip().startswith(("<think>", "<thinking>")):
-            reasoning, content = split_think(content)
-            message["content"] = content
-            if reasoning and not message.get("reasoning_content"):
-                message["reasoning_content"] = reasoning
-        if message.get("tool_calls"):
-            message["tool_calls"] = [_fix_tool_call(tc, j) for j, tc in enumerate(message["tool_calls"])]
-            if choice.get("finish_reason") == "stop":
-                choice["finish_reason"] = "tool_calls"
-        message.setdefault("refusal", None)
-        choice["message"] = message
-        choice.setdefault("finish_reason", "stop")
-        choices.append(choice)
-    out["choices"] = choices
-    usage = normalise_usage(out.get("usage"))
-    if usage is not None:
-        out["usage"] = usage
-    return out
-
-
-def _fix_tool_call(tc: dict, j: int) -> dict:
-    tc = dict(tc)
-    tc.pop("index", None)
-    tc.setdefault("id", f"call_{ids.hex_id(12)}")
-    tc.setdefault("type", "function")
-    fn = dict(tc.get("function") or {})
-    fn.setdefault("name", "")
-    if not isinstance(fn.get("arguments"), str):
-        fn["arguments"] = "" if fn.get("arguments") is None else _json(fn["arguments"])
-    tc["function"] = fn
-    return tc
-
-
-def _json(v: object) -> str:
-    return json.dumps(v, ensure_ascii=False)
-
-
-def split_think(text: str) -> tuple[str, str]:
-    """`<think>r</think>c` -> (r, c): thinking that leaked into content."""
-    stripped = text.lstrip()
-    for open_tag, close_tag in (("<think>", "</think>"), ("<thinking>", "</thinking>")):
-        if stripped.startswith(open_tag):
-            rest = stripped[len(open_tag):]
-            reasoning, sep, content = rest.partition(close_tag)
-            if not sep:
-                return rest, ""
-            return reasoning.strip(), content.lstrip()
-    return "", text
+CHAT: Endpoint[Exchange] = Endpoint(
+    name="chat.completions",
+    to_chat=lambda body, ex: validate_chat_request(body),
+    from_chat=lambda answer, ex: answer,
+    stream_translator=lambda ex: ChatStreamTranslator(wants_usage(ex.body or {})))

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import ids, sse
 from ..errors import GatewayError
+from ..pivot import ChatChunk, Endpoint
+
+if TYPE_CHECKING:
+    from ..exchange import Exchange
 
 _CARRIED = ("max_tokens", "temperature", "top_p", "n", "stop", "seed", "presence_penalty", "frequency_penalty",
             "user", "stream", "stream_options")
@@ -46,13 +52,15 @@ class CompletionsStreamTranslator:
         self.model = request.get("model") or ""
         self.id = "cmpl-" + ids.hex_id()
 
-    def feed(self, chunk: dict) -> list[bytes]:
+    def feed(self, chunk: ChatChunk) -> list[bytes]:
+        """A normalised chunk as a `text_completion` chunk: its content as text; usage only if asked."""
         base = {"id": self.id, "object": "text_completion", "created": chunk.get("created") or 0, "model": self.model}
-        if chunk.get("choices") == [] and isinstance(chunk.get("usage"), dict):
-            return [sse.encode({**base, "choices": [], "usage": chunk["usage"]})] if self.include_usage else []
+        usage = chunk.get("usage")
+        if chunk.get("choices") == [] and isinstance(usage, dict):
+            return [sse.encode({**base, "choices": [], "usage": usage})] if self.include_usage else []
         choices = []
         for c in chunk.get("choices") or []:
-            text = (c.get("delta") or {}).get("content") or ""
+            text = c["delta"].get("content") or ""
             if text or c.get("finish_reason"):
                 choices.append({"text": text, "index": c.get("index", 0), "logprobs": None,
                                 "finish_reason": c.get("finish_reason")})
@@ -63,3 +71,10 @@ class CompletionsStreamTranslator:
 
     def fail(self, error: dict) -> list[bytes]:
         return [sse.encode({"error": error})]
+
+
+COMPLETIONS: Endpoint[Exchange] = Endpoint(
+    name="completions",
+    to_chat=lambda body, ex: completions_to_chat(body),
+    from_chat=lambda chat, ex: chat_to_completion(chat, ex.body or {}),
+    stream_translator=lambda ex: CompletionsStreamTranslator(ex.body or {}))

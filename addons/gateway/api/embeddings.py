@@ -9,12 +9,25 @@ Pure functions: the caller sends the batches (concurrently) and hands the answer
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import dataclasses
 import functools
 import struct
 
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from ..auth.base import Capability
 from ..errors import GatewayError
-from ..upstream.dashscope.rules import note
+from ..forward import upstream_json
+from ..pivot import Endpoint, UpstreamAnswer
+from ..tokens import encoding
+
+if TYPE_CHECKING:
+    from ..exchange import Exchange
+
+OpenUpstream = Callable[["Exchange"], Awaitable[UpstreamAnswer]]
 
 BATCH = 10
 # What DashScope's embeddings endpoint takes besides the inputs.
@@ -24,7 +37,6 @@ _KEPT = ("model", "dimensions", "user")
 @functools.cache
 def _cl100k():
     """cl100k's decoder from the gateway's offline tiktoken encoding; None when only the estimate exists."""
-    from ..observe.tokens import encoding
 
     method = encoding().method
     if not method.startswith("tiktoken:"):
@@ -128,3 +140,59 @@ def encode_base64(answer: dict) -> dict:
 def to_client(answer: dict, client_body: dict, model: str | None = None) -> dict:
     """One upstream answer as the client asked for it (its model name, its encoding)."""
     return merge_answers([answer], model=model, encoding_format=client_body.get("encoding_format"))
+
+
+def note(notes: list[str] | None, text: str) -> None:
+    """Append once: a retried request runs the same translation again."""
+    if notes is not None and text not in notes:
+        notes.append(text)
+
+
+async def fetch(ex: Exchange, open_upstream: OpenUpstream) -> dict | None:
+    """More inputs than Qwen takes at once: the batches go upstream concurrently, each with its own
+    credential and retries; the answers are put back together in order. None: one request will do."""
+    batches = split_batches(ex.chat_body)
+    if len(batches) < 2:
+        return None
+    ex.notes.append(f"{sum(len(b['input']) for b in batches)} inputs sent as {len(batches)} requests of at "
+                    f"most {BATCH} (Qwen's limit)")
+    parts = [dataclasses.replace(ex, chat_body=b, tried=[], retries=[], notes=[], extra={}) for b in batches]
+
+    async def fetch(part: Exchange) -> dict:
+        resp = await open_upstream(part)
+        try:
+            return upstream_json(await resp.aread())
+        finally:
+            await resp.aclose()
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(fetch(p)) for p in parts]
+    except* GatewayError as group:
+        raise group.exceptions[0] from None
+    first = parts[0]
+    ex.cred, ex.upstream_model, ex.upstream_url = first.cred, first.upstream_model, first.upstream_url
+    ex.upstream_headers, ex.upstream_status, ex.upstream_body = (first.upstream_headers, first.upstream_status,
+                                                                 first.upstream_body)
+    for p in parts:
+        ex.tried += [a for a in p.tried if a not in ex.tried]
+        ex.retries += p.retries
+    answer = merge_answers([t.result() for t in tasks], model=ex.requested_model or None,
+                                      encoding_format=(ex.body or {}).get("encoding_format"))
+    ex.usage = answer.get("usage")
+    return answer
+
+
+def _to_upstream(body: dict, ex: Exchange) -> dict:
+    if not isinstance(body.get("input"), (str, list)) or not body.get("input"):
+        raise GatewayError(400, "'input' is required: a string or an array of strings.", param="input",
+                           code="missing_required_parameter")
+    ex.stream = False
+    return to_upstream(body, notes=ex.notes)  # strings only (token ids decoded), floats asked
+
+
+# A pass-through pair with DashScope (registry.py): the body above goes to its embeddings endpoint as is.
+EMBEDDINGS: Endpoint[Exchange] = Endpoint(
+    name="embeddings", to_chat=_to_upstream,
+    from_chat=lambda answer, ex: to_client(answer, ex.body or {}, ex.requested_model or None),
+    stream_translator=lambda ex: None, capability=Capability.EMBEDDINGS, fetch=fetch)

@@ -121,93 +121,6 @@ def exposed_listeners(modes: list[str], listen_host: str) -> list[str]:
 
 # ---- request bodies: decoded with a limit (a few KiB of zstd can expand to gigabytes) -------------------
 
-def decode_body(raw: bytes, encoding: str, limit: int) -> bytes:
-    """The body with its Content-Encoding removed, refused (413) as soon as it grows past `limit`.
-    Raises ValueError for an encoding that is unknown or does not decode."""
-    out = raw
-    for enc in reversed([e.strip().lower() for e in encoding.split(",") if e.strip()]):
-        if enc in ("identity", ""):
-            continue
-        decoder = _DECODERS.get(enc)
-        if decoder is None:
-            raise ValueError(f"unsupported Content-Encoding {enc!r}")
-        out = decoder(out, limit)
-    if len(out) > limit:
-        raise BodyTooLarge
-    return out
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-_STEP = 64 * 1024
-
-
-def _zlib(raw: bytes, limit: int, wbits: int) -> bytes:
-    import zlib
-    try:
-        d = zlib.decompressobj(wbits)
-        parts, size, data = [], 0, raw
-        while True:
-            chunk = d.decompress(data, _STEP)
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge
-            parts.append(chunk)
-            data = d.unconsumed_tail
-            if not data and (d.eof or not chunk):
-                break
-        return b"".join(parts)
-    except zlib.error as e:
-        raise ValueError(str(e)) from e
-
-
-def _deflate(raw: bytes, limit: int) -> bytes:
-    try:
-        return _zlib(raw, limit, 15)  # zlib-wrapped, as the RFC says
-    except ValueError:
-        return _zlib(raw, limit, -15)  # raw deflate, as some clients send
-
-
-def _brotli(raw: bytes, limit: int) -> bytes:
-    import brotli
-    d = brotli.Decompressor()
-    parts, size, data = [], 0, raw
-    try:
-        while True:
-            chunk = d.process(data, output_buffer_limit=_STEP)
-            data = b""  # all input went in with the first call; later calls only drain
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge
-            parts.append(chunk)
-            if d.is_finished() or (not chunk and d.can_accept_more_data()):
-                return b"".join(parts)
-    except brotli.error as e:
-        raise ValueError(str(e)) from e
-
-
-def _zstd(raw: bytes, limit: int) -> bytes:
-    import io
-
-    import zstandard
-    try:
-        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw))
-        out = reader.read(limit + 1)
-    except zstandard.ZstdError as e:
-        raise ValueError(str(e)) from e
-    if len(out) > limit:
-        raise BodyTooLarge
-    return out
-
-
-_DECODERS = {"gzip": lambda raw, limit: _zlib(raw, limit, 31), "x-gzip": lambda raw, limit: _zlib(raw, limit, 31),
-             "deflate": _deflate, "br": _brotli, "zstd": _zstd}
-
-
-# ---- where requests come from: browsers and foreign hosts ----------------------------------------------
-
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
 
@@ -273,3 +186,12 @@ def admit(head: Head, *, route: str, key_refusal: GatewayError | None, allowed: 
     if refusal is None and route == "auth" and head.browser:
         refusal = GatewayError(403, "Remote login is not served to web pages.", code="remote_login_disabled")
     return refusal or check_declared_size(head.content_length, max_body)
+
+
+def sock_host(flow: http.HTTPFlow) -> str:
+    """The address the client connected to: a client that names it in Host is not a rebinding page."""
+    return host_name(str(flow.client_conn.sockname[0])) if flow.client_conn.sockname else ""
+
+
+def peer_host(flow: http.HTTPFlow) -> str:
+    return str(flow.client_conn.peername[0]) if flow.client_conn.peername else ""

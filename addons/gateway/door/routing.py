@@ -8,7 +8,7 @@ from mitmproxy import http
 from mitmproxy.proxy import mode_specs
 
 from ..config import Config, normalise_host
-from ..registry import Endpoint
+from ..pivot import Endpoint
 
 # Requests answered by the gateway itself: (method, path) -> route; path prefixes are matched after these.
 LOCAL = {("GET", "/health"): "health", ("GET", "/metrics"): "metrics", ("GET", "/v1/models"): "models",

@@ -6,6 +6,7 @@ Registered by addons/qwen.py."""
 from __future__ import annotations
 
 import json
+from typing import Any, TypedDict
 
 from mitmproxy import contentviews, http
 
@@ -13,15 +14,40 @@ from ..redact import redact_headers, redact_url
 from ..sse import SSEDecoder
 
 
+class ToolCall(TypedDict):
+    """One tool call of an assembled answer (arguments as streamed: JSON text, maybe cut short)."""
+
+    id: str | None
+    name: str
+    arguments: str
+
+
+class Assembled(TypedDict):
+    """A stream folded into one answer; a plain dict at run time, typed so the renderer's keys are checked."""
+
+    text: str
+    reasoning: str
+    tool_calls: dict[int, ToolCall]  # by the stream's index (chat) or output_index (responses)
+    finish_reason: str | None
+    usage: dict[str, Any] | None
+    error: str | None
+    events: int
+    model: str | None
+
+
 def _events(data: bytes) -> list[tuple[str | None, str]]:
     d = SSEDecoder()
     return [(e.event, e.data) for e in d.feed(data) + d.flush()]
 
 
-def assemble_chat_stream(data: bytes) -> dict:
+def _empty() -> Assembled:
+    return {"text": "", "reasoning": "", "tool_calls": {}, "finish_reason": None, "usage": None, "error": None,
+            "events": 0, "model": None}
+
+
+def assemble_chat_stream(data: bytes) -> Assembled:
     """Chat-completion (or legacy completion) chunks folded into one answer."""
-    out = {"text": "", "reasoning": "", "tool_calls": {}, "finish_reason": None, "usage": None, "error": None,
-           "events": 0, "model": None}
+    out = _empty()
     for _, raw in _events(data):
         out["events"] += 1
         if raw.strip() == "[DONE]":
@@ -40,7 +66,7 @@ def assemble_chat_stream(data: bytes) -> dict:
         for choice in chunk.get("choices") or []:
             if not isinstance(choice, dict):
                 continue
-            delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+            delta: dict[str, Any] = choice["delta"] if isinstance(choice.get("delta"), dict) else {}
             out["text"] += delta.get("content") or choice.get("text") or ""
             out["reasoning"] += delta.get("reasoning_content") or ""
             for tc in delta.get("tool_calls") or []:
@@ -53,9 +79,9 @@ def assemble_chat_stream(data: bytes) -> dict:
     return out
 
 
-def assemble_responses_stream(data: bytes) -> dict:
-    out = {"text": "", "reasoning": "", "tool_calls": {}, "finish_reason": None, "usage": None, "error": None,
-           "events": 0, "model": None}
+def assemble_responses_stream(data: bytes) -> Assembled:
+    """Responses API events folded into one answer."""
+    out = _empty()
     for _, raw in _events(data):
         out["events"] += 1
         try:
@@ -83,7 +109,7 @@ def assemble_responses_stream(data: bytes) -> dict:
     return out
 
 
-def render_assembled(a: dict) -> str:
+def render_assembled(a: Assembled) -> str:
     lines = [f"── assembled answer ({a['events']} events{', model ' + a['model'] if a['model'] else ''}) ──"]
     if a["reasoning"]:
         lines += ["", "reasoning:", a["reasoning"]]

@@ -1,19 +1,20 @@
 """Usage and observability: plain observer objects the gateway calls at named points of each exchange
-(see base.py), plus the context guard, a step the gateway awaits before forwarding. None is a mitmproxy
+(see ../observer.py; ../dispatch.py calls them), plus the context guard, a step the gateway awaits before forwarding. None is a mitmproxy
 addon: they declare no options (config.py does), read the gateway's typed `Exchange` (exchange.py) and the
 `Config` handed to `configure`, and keep their own state on the instance.
 
-    TokenEstimator  tokens.py      client_request: prompt estimate in a low-priority thread (ex.estimate)
+    TokenEstimator  estimator.py   client_request: prompt estimate in a low-priority thread (ex.estimate)
     context_check   guard.py       awaited step: 400 context_length_exceeded without asking Qwen
     Metrics         metrics.py     stream_started, finished; exposition() for GET /metrics
     RequestLine     requestlog.py  finished: one line per exchange in mitmproxy's log
     UsageLedger     ledger.py      finished, done: one SQLite row per exchange (qwen-usage reads it)
     DebugLog        debuglog.py    client_request, upstream_request, finished: one redacted JSON file
-    FlowAnnotator   ../flowview.py finished: mitmweb summary and marker
-    FlowCap         ../flowview.py running, finished: bounded flows and request bodies in mitmweb
+    FlowAnnotator   ../mitmweb/flowview.py  finished: mitmweb summary and marker
+    FlowCap         ../mitmweb/flowview.py  running, finished: bounded flows and request bodies in mitmweb
 
-Shared, stateless: common.py (what an exchange was: endpoint or route, status, error), redact.py (secrets
-out of headers, URLs and text before anything is written or shown).
+Shared, stateless, in the core: ../observer.py (what an exchange was: endpoint or route, status, error),
+../redact.py (secrets out of headers, URLs and text before anything is written or shown), ../tokens.py
+(the counting itself). The registry (../registry.py) lists the observers and their order.
 
 Every exchange the gateway claims reaches `finished`, local answers and refusals included.
 """

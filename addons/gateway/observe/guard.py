@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import GatewayError
 from ..observer import endpoint_name
-from .tokens import IMAGE_TOKENS, SAMPLED, estimate_request_tokens
+from ..tokens import IMAGE_TOKENS, SAMPLED, estimate_request_tokens
 
 if TYPE_CHECKING:
     from ..config import Config

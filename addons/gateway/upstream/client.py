@@ -19,19 +19,12 @@ from urllib.parse import urlsplit
 
 import certifi
 
+# The transport failures are the core's (errors.py): the relay and the WebSocket server catch them too.
+from ..errors import ConnectionFailed, DeadConnection, UpstreamTimeout
+
 MAX_HEAD = 64 * 1024
 
 
-class UpstreamError(Exception):
-    """The upstream could not be reached or broke the protocol."""
-
-
-class DeadConnection(UpstreamError):
-    """A reused keep-alive connection turned out to be closed before any answer: safe to retry once."""
-
-
-class UpstreamTimeout(UpstreamError):
-    pass
 
 
 class _Conn:
@@ -76,7 +69,7 @@ class Response:
         except asyncio.TimeoutError as e:
             raise UpstreamTimeout(f"no data for {self._read_timeout:g} s") from e
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as e:
-            raise UpstreamError(f"the connection broke: {type(e).__name__}") from e
+            raise ConnectionFailed(f"the connection broke: {type(e).__name__}") from e
 
     async def aiter_raw(self) -> AsyncIterator[bytes]:
         """The body as it arrives (chunked framing removed)."""
@@ -98,7 +91,7 @@ class Response:
             while self._remaining > 0:
                 data = await self._read(reader.read(min(self._remaining, 65536)))
                 if not data:
-                    raise UpstreamError("the connection closed before the body was complete")
+                    raise ConnectionFailed("the connection closed before the body was complete")
                 self._remaining -= len(data)
                 yield data
         else:
@@ -158,10 +151,10 @@ class UpstreamClient:
             conn.close()
             if reused:
                 raise DeadConnection(type(e).__name__) from e
-            raise UpstreamError(f"the connection broke: {type(e).__name__}") from e
+            raise ConnectionFailed(f"the connection broke: {type(e).__name__}") from e
         except (ValueError, asyncio.LimitOverrunError) as e:
             conn.close()
-            raise UpstreamError("the answer is not HTTP/1.1") from e
+            raise ConnectionFailed("the answer is not HTTP/1.1") from e
         return Response(self, conn, status, fields, read_timeout)
 
     @staticmethod
@@ -198,7 +191,7 @@ class UpstreamClient:
         except asyncio.TimeoutError as e:
             raise UpstreamTimeout(f"no connection within {self.connect_timeout:g} s") from e
         except OSError as e:
-            raise UpstreamError(f"cannot connect: {e.strerror or type(e).__name__}") from e
+            raise ConnectionFailed(f"cannot connect: {e.strerror or type(e).__name__}") from e
         self.connections_opened += 1
         return _Conn(origin, reader, writer), False
 

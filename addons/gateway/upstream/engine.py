@@ -13,14 +13,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from .. import errors, jsonio
+from .. import jsonio
 from ..config import Config
-from ..errors import GatewayError
-from ..exchange import REDACTED, Exchange, Retry, RetryReason
-from ..registry import qwen_body
-from .client import DeadConnection, Response, UpstreamClient, UpstreamTimeout
-from .client import UpstreamError as ConnectionFailed
-from .dashscope.headers import host_header, upstream_headers, upstream_url
+from ..errors import ConnectionFailed, DeadConnection, GatewayError, UpstreamTimeout
+from ..exchange import Exchange, Retry, RetryReason
+from ..pivot import Pairing
+from ..redact import REDACTED, SECRET_HEADERS
+from .client import Response, UpstreamClient
 from .retry import RetryPolicy
 
 log = logging.getLogger("qwen")
@@ -29,9 +28,10 @@ CONNECT_TIMEOUT = 10.0
 
 
 class UpstreamEngine:
-    def __init__(self, policy: RetryPolicy, config: Config,
+    def __init__(self, policy: RetryPolicy, config: Config, pairing: Pairing,
                  on_upstream_request: Callable[[Exchange], None] = lambda ex: None, client=None) -> None:
         self.policy = policy
+        self.pairing = pairing  # which upstream serves the account, and how the endpoint's pair is carried
         self.config = config
         self.on_upstream_request = on_upstream_request
         self._fixed_client = client  # tests hand in a fake with the same send()
@@ -84,21 +84,36 @@ class UpstreamEngine:
             finally:
                 await resp.aclose()
             ex.upstream_response_body = raw
-            await self.policy.recover(ex, errors.classify(resp.status_code, raw, dict(resp.headers)))
+            assert ex.upstream is not None
+            await self.policy.recover(ex, ex.upstream.classify(resp.status_code, raw, dict(resp.headers)))
 
     def _request(self, ex: Exchange) -> tuple[str, list[tuple[str, str]], bytes, float | None]:
         """(url, headers with the credential, body, read timeout) for the exchange's current account."""
         cred = ex.cred
         assert cred is not None and ex.endpoint is not None
         config = self.config
-        ex.upstream_body = qwen_body(ex, cred, config.models, self.policy.learned_thinking)
-        scheme, host, port, path = upstream_url(cred, ex.endpoint.upstream_suffix)
-        hostport = host_header(scheme, host, port)
-        headers = upstream_headers(cred, user_agent=config.user_agent, stream=ex.stream, host=hostport)
-        headers = [(k, str(len(ex.retries)) if k == "X-Stainless-Retry-Count" else v) for k, v in headers]
-        ex.upstream_url = f"{scheme}://{hostport}{path}"
-        ex.upstream_headers = {k: (f"Bearer {REDACTED}" if k.lower() == "authorization" else v) for k, v in headers}
+        upstream = ex.upstream = self.pairing.upstream(cred)
+        leg = ex.leg = self.pairing.leg(ex.endpoint.name, upstream.name)
+        model = config.models.resolve(ex.requested_model, cred)
+        ex.upstream_body = (
+            upstream.own_body(ex.chat_body, model=model, capability=ex.endpoint.capability) if leg.passthrough
+            else upstream.chat_body(ex.chat_body, model=model, cred=cred, notes=ex.notes,
+                                    learned=self.policy.learned_thinking))
+        ex.upstream_model = ex.upstream_body["model"]  # the upstream may move it (images: a vision model)
+        wire = upstream.wire(cred, leg.suffix, ex.upstream_body, user_agent=config.user_agent, stream=ex.stream,
+                             attempt=len(ex.retries))
+        headers = wire.headers
+        ex.upstream_url = wire.url
+        ex.upstream_headers = {k: _shown(k, v) for k, v in headers}
         self.on_upstream_request(ex)
         # A stream may pause between events for as long as the idle limit; a whole answer for the full timeout.
         read = (config.stream_idle_timeout or None) if ex.stream else (config.upstream_timeout or None)
-        return ex.upstream_url, headers, jsonio.dumps(ex.upstream_body), read
+        return wire.url, headers, jsonio.dumps(wire.body), read
+
+
+def _shown(name: str, value: str) -> str:
+    """A header as the record shows it: the credential never (whatever header an upstream carries it in)."""
+    low = name.lower()
+    if low == "authorization":
+        return f"Bearer {REDACTED}"
+    return REDACTED if low in SECRET_HEADERS else value

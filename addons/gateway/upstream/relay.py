@@ -18,12 +18,12 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 
-from ..errors import GatewayError
+from ..errors import ConnectionFailed, GatewayError, UpstreamTimeout
 from ..exchange import Exchange
 from ..loopback import LoopbackServer
 from ..sse import encode
 from ..streaming import stream_error
-from .client import Response, UpstreamError, UpstreamTimeout
+from .client import Response
 
 log = logging.getLogger("qwen")
 
@@ -138,7 +138,7 @@ class LoopbackRelay(LoopbackServer):
         except UpstreamTimeout:
             _write_chunk(writer, _error_event(f"Qwen sent nothing for {self.idle_timeout():g} s: the gateway "
                                               "ended the stream (qwen_stream_idle_timeout).", "stream_idle_timeout"))
-        except UpstreamError as e:
+        except ConnectionFailed as e:
             _write_chunk(writer, _error_event(f"Qwen broke off the stream: {e}.",
                                               "upstream_connection_error"))
         writer.write(b"0\r\n\r\n")

@@ -7,9 +7,7 @@ from urllib.parse import urlsplit
 
 from ...auth.base import OAUTH, Credential
 
-QWEN_CODE_VERSION = "0.14.5"
 OPENAI_NODE_VERSION = "5.11.0"  # the openai SDK qwen-code 0.14.5 ships
-DEFAULT_USER_AGENT = f"QwenCode/{QWEN_CODE_VERSION} (linux; x64)"
 
 
 def upstream_url(cred: Credential, suffix: str) -> tuple[str, str, int, str]:

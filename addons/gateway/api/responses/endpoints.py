@@ -1,0 +1,103 @@
+"""/v1/responses and /v1/responses/compact: the Responses dialect's endpoints, wired from its pure
+translation modules and the gateway's stored responses (store.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ...pivot import Endpoint
+from .history import history_items, input_items
+from .items import new_id
+from .output import chat_to_response, usage_to_responses
+from .request import translate
+from .store import ResponseStore
+from .stream import ResponsesStreamTranslator, sse_event
+
+if TYPE_CHECKING:
+    from ...exchange import Exchange
+
+
+def responses_endpoint(store: Callable[[], ResponseStore]) -> Endpoint[Exchange]:
+    """/v1/responses: the request translated with the gateway's stored responses (previous_response_id,
+    item_reference) and sealed content (reasoning, compaction); what Qwen is offered under each function
+    name is kept in `ex.extra["tools"]` for the way back."""
+
+    def to_chat(body: dict, ex: Exchange) -> dict:
+        st = store()
+        # a WebSocket continues from its own recent responses (ex.extra["history"]), else from the store
+        cont = {"history": ex.extra.pop("history")} if "history" in ex.extra else st.continuation(body)
+        t = translate(body, **cont, notes=ex.notes, open_sealed=st.sealer.open, lookup=st.item)
+        ex.extra["response_id"] = new_id("resp")
+        ex.extra["tools"] = t.tools
+        ex.extra["items"] = t.items
+        if t.compaction:
+            ex.extra["compaction"] = True
+            ex.notes.append("compaction: the conversation summarised by one upstream call")
+        return t.chat
+
+    def from_chat(chat: dict, ex: Exchange) -> dict:
+        compaction = bool(ex.extra.get("compaction"))
+        response = chat_to_response(chat, ex.body or {}, response_id=ex.extra["response_id"], created_at=ex.created,
+                                    tools=ex.extra.get("tools"), seal=store().sealer.seal, compaction=compaction)
+        if compaction:
+            message = ((chat.get("choices") or [{}])[0].get("message") or {})
+            ex.extra["summary"] = str(message.get("content") or "").strip()
+        return response
+
+    def translator(ex: Exchange, encode=sse_event) -> ResponsesStreamTranslator:
+        return ResponsesStreamTranslator(ex.body or {}, response_id=ex.extra["response_id"], created_at=ex.created,
+                                         tools=ex.extra.get("tools"), seal=store().sealer.seal,
+                                         compaction=bool(ex.extra.get("compaction")), encode=encode)
+
+    def finished(ex: Exchange, response: dict | None) -> None:
+        body = ex.body or {}
+        if response is None or body.get("store") is False:
+            return
+        store().put(response, {"items": history_of(ex, response)}, input_items(body))
+
+    def history_of(ex: Exchange, response: dict) -> list[dict]:
+        summary = ex.extra.get("summary")
+        if summary is None and ex.rewriter is not None:
+            summary = getattr(ex.rewriter.translator, "summary", None)
+        return history_items(ex.extra.get("items") or [], response, store().sealer.seal,
+                             summary=summary if ex.extra.get("compaction") else None)
+
+    def stream_failure(ex: Exchange) -> bytes | None:
+        err = ex.error
+        if err is None or err.code != "context_length_exceeded" or "response_id" not in ex.extra:
+            return None
+        ex.stream_error = err.message
+        return b"".join(translator(ex).fail({"message": err.message, "code": err.code,
+                                             "type": "invalid_request_error"}))
+
+    return Endpoint(name="responses", to_chat=to_chat, from_chat=from_chat, stream_translator=translator,
+                    finished=finished, stream_failure=stream_failure)
+
+
+def compact_endpoint(store: Callable[[], ResponseStore]) -> Endpoint[Exchange]:
+    """/v1/responses/compact: one summarisation call; the answer keeps the user's messages and adds one
+    sealed `compaction` item (what a later request carries back instead of the conversation)."""
+
+    def to_chat(body: dict, ex: Exchange) -> dict:
+        items: list = body["input"] if isinstance(body.get("input"), list) else (
+            [] if body.get("input") is None else [body.get("input")])
+        request = {**body, "stream": False, "input": [*items, {"type": "compaction_trigger"}]}
+        if isinstance(body.get("input"), str):
+            request["input"] = [{"type": "message", "role": "user", "content": body["input"]},
+                                {"type": "compaction_trigger"}]
+        ex.stream = False
+        st = store()
+        return translate(request, **st.continuation(body), notes=ex.notes, open_sealed=st.sealer.open,
+                         lookup=st.item).chat
+
+    def from_chat(chat: dict, ex: Exchange) -> dict:
+        body = ex.body or {}
+        response = chat_to_response(chat, body, response_id=new_id("resp"), created_at=ex.created,
+                                    seal=store().sealer.seal, compaction=True)
+        kept = [i for i in input_items(body) if i.get("type") == "message" and i.get("role") == "user"]
+        return {"id": response["id"], "object": "response.compaction", "output": kept + response["output"],
+                "created_at": ex.created, "usage": response.get("usage") or usage_to_responses({})}
+
+    return Endpoint(name="responses.compact", to_chat=to_chat, from_chat=from_chat,
+                    stream_translator=lambda ex: None)

@@ -1,0 +1,58 @@
+"""What the gateway keeps of a Response for later requests (store.py, and a WebSocket's recent responses):
+the conversation as items that a `previous_response_id` continues from, and the request's input as the
+stored items GET /v1/responses/{id}/input_items lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .compaction import SUMMARY_PREFIX
+from .items import new_id
+
+_PASSTHROUGH = "internal_chat_message_metadata_passthrough"  # the client's bookkeeping: not kept
+
+
+def history_items(items: list[dict], response: Mapping[str, Any], seal: Callable[[str, dict], str] | None = None,
+                  summary: str | None = None) -> list[dict]:
+    """What a later `previous_response_id` continues from: every item so far (`Translation.items`: earlier
+    turns, every input item — developer messages and additional_tools included — references resolved) and
+    this answer's output, its reasoning sealed so that it goes back to Qwen. A compaction answer (`summary`)
+    keeps the user's (and system and developer) messages and the summary instead of the conversation."""
+    if summary is not None:  # the summary leaves out system and developer messages: they are kept
+        kept = [i for i in items if i.get("type", "message") == "message" and not _is_summary(i)
+                and i.get("role") in ("user", "system", "developer")]
+        return kept + [{"type": "message", "role": "user", "content": SUMMARY_PREFIX + summary}]
+    out = [{k: v for k, v in i.items() if k != _PASSTHROUGH} for i in items]
+    for item in response.get("output") or []:
+        if item.get("type") == "reasoning" and not item.get("encrypted_content") and seal is not None:
+            text = "".join(p.get("text", "") for p in item.get("summary") or [])
+            item = {**item, "encrypted_content": seal("reasoning", {"text": text})} if text else item
+        out.append(item)
+    return out
+
+
+def _is_summary(item: dict) -> bool:
+    content = item.get("content")
+    return isinstance(content, str) and content.startswith(SUMMARY_PREFIX)
+
+
+def input_items(body: dict) -> list[dict]:
+    """The request's input as stored items (each with an id), for GET /v1/responses/{id}/input_items."""
+    raw = body.get("input")
+    items: list[dict] = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": raw}]}] \
+        if isinstance(raw, str) else [i for i in raw if isinstance(i, dict)] if isinstance(raw, list) else []
+    out = []
+    for item in items:
+        item = {k: v for k, v in item.items() if k != _PASSTHROUGH}
+        kind = item.setdefault("type", "message")
+        if kind == "message" and isinstance(item.get("content"), str):
+            item["content"] = [{"type": "input_text", "text": item["content"]}]
+        if kind == "message":
+            item.setdefault("status", "completed")
+        if not item.get("id"):
+            prefixes = {"message": "msg", "function_call_output": "fco", "custom_tool_call_output": "ctco"}
+            item["id"] = new_id(prefixes.get(kind, "item"))
+        out.append(item)
+    return out

@@ -1,0 +1,115 @@
+"""The way out for a whole answer: Qwen's chat completion -> a Response object.
+
+`response_object` writes every field OpenAI's schema requires, echoing the request (the stream translator
+uses it too); `chat_to_response` fills its output with the client's items (items.py): the reasoning (sealed
+when the request's `include` asks for it), the message, one item per tool call — or, for a compaction
+request, the one sealed `compaction` item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypedDict, cast
+
+from ...errors import GatewayError
+from .compaction import compaction_item
+from .items import message_item, new_id, reasoning_item, tool_item, wants_sealed_reasoning
+from .shapes import OutputItem, Response, ResponseError, Usage
+from .tools import ToolRef, echo_tools
+
+# A chat finish_reason that leaves a Response incomplete -> the reason the Responses API gives. Keyed by
+# object: an odd finish_reason is looked up as it came.
+_INCOMPLETE: dict[object, str] = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+# A Response's optional fields as dicts of their own (empty when absent), spread into the Response in order
+class _UsageField(TypedDict, total=False):
+    usage: Usage | None
+
+
+class _UserField(TypedDict, total=False):
+    user: str
+
+
+def usage_to_responses(usage: dict | None) -> Usage | None:
+    if not isinstance(usage, dict):
+        return None
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    cached = int(((usage.get("prompt_tokens_details") or {}).get("cached_tokens")) or 0)
+    reasoning = int(((usage.get("completion_tokens_details") or {}).get("reasoning_tokens")) or 0)
+    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
+            "output_tokens": completion,
+            "output_tokens_details": {"reasoning_tokens": reasoning},
+            "total_tokens": int(usage.get("total_tokens") or prompt + completion)}
+
+
+def response_object(request: dict, *, response_id: str, created_at: int, status: str, output: list[OutputItem],
+                    usage: dict | None = None, error: ResponseError | None = None,
+                    incomplete: str | None = None) -> Response:
+    """A Response with every field OpenAI's schema requires, echoing the request."""
+    # the optional fields, spread where OpenAI writes them: usage before metadata, user last
+    usage_field: _UsageField = {"usage": usage_to_responses(usage)} if usage else {}
+    user_field: _UserField = {"user": request["user"]} if isinstance(request.get("user"), str) else {}
+    return {
+        "id": response_id, "object": "response", "created_at": created_at, "status": status,
+        "error": error, "incomplete_details": {"reason": incomplete} if incomplete else None,
+        "instructions": request.get("instructions") if isinstance(request.get("instructions"), str) else None,
+        "max_output_tokens": request.get("max_output_tokens"), "model": request.get("model") or "",
+        "output": output, "parallel_tool_calls": request.get("parallel_tool_calls", True) is not False,
+        "previous_response_id": request.get("previous_response_id"),
+        "reasoning": request.get("reasoning") if isinstance(request.get("reasoning"), dict) else None,
+        "store": request.get("store", True) is not False,
+        "temperature": request.get("temperature"), "top_p": request.get("top_p"),
+        "text": t if isinstance(t := request.get("text"), dict) else {"format": {"type": "text"}},
+        "tool_choice": c if isinstance(c := request.get("tool_choice"), str) and c in ("auto", "none", "required")
+        else "auto",
+        "tools": echo_tools(request),
+        "truncation": "disabled",
+        **usage_field,
+        "metadata": m if isinstance(m := request.get("metadata"), dict) else {},
+        **user_field,
+    }
+
+
+def chat_to_response(chat: dict, request: dict, *, response_id: str, created_at: int,
+                     tools: dict[str, ToolRef] | None = None, seal: Callable[[str, dict], str] | None = None,
+                     compaction: bool = False) -> dict[str, Any]:
+    """The Response for a whole chat answer. Typed as a plain dict for the endpoints (registry.py), whose
+    answers are dicts."""
+    return cast(dict[str, Any], _response(chat, request, response_id, created_at, tools, seal, compaction))
+
+
+def _response(chat: dict, request: dict, response_id: str, created_at: int, tools: dict[str, ToolRef] | None,
+              seal: Callable[[str, dict], str] | None, compaction: bool) -> Response:
+    choice = (chat.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    output: list[OutputItem] = []
+    if compaction:
+        summary = s if isinstance(s := message.get("content"), str) else ""
+        if not summary.strip() or seal is None:
+            raise GatewayError(502, "Qwen returned no summary to compact the conversation with.",
+                               code="compaction_failed")
+        output.append(compaction_item(summary.strip(), seal, str(request.get("model") or "")))
+        return response_object(request, response_id=response_id, created_at=created_at, status="completed",
+                               output=output, usage=chat.get("usage"))
+    if message.get("reasoning_content"):
+        text = message["reasoning_content"]
+        sealed = seal("reasoning", {"text": text}) if seal and wants_sealed_reasoning(request) else None
+        output.append(reasoning_item(new_id("rs"), text, sealed))
+    if message.get("content"):
+        output.append(message_item(new_id("msg"), message["content"]))
+    for tc in message.get("tool_calls") or []:
+        fn = tc.get("function") or {}
+        name = fn.get("name") or ""
+        output.append(tool_item((tools or {}).get(name), name, new_id("fc"), tc.get("id") or new_id("call"),
+                                fn.get("arguments") or ""))
+    incomplete = incomplete_reason(choice.get("finish_reason"))
+    return response_object(request, response_id=response_id, created_at=created_at,
+                           status="incomplete" if incomplete else "completed", output=output, usage=chat.get("usage"),
+                           incomplete=incomplete)
+
+
+def incomplete_reason(finish_reason: object) -> str | None:
+    """A chat finish_reason that leaves a Response incomplete, as the Responses API names it."""
+    return _INCOMPLETE.get(finish_reason)

@@ -1,0 +1,133 @@
+"""The shapes of what the gateway builds for a Responses client: the Response object, its output items, its
+usage. Types only (TypedDicts are plain dicts at run time): a misspelt or missing field fails the type check,
+not a strict client. The stream events that carry them are in events.py.
+
+What is echoed from the client's request is typed `object` (it goes back as sent); what the client sends
+(request bodies, input items) stays `dict`: it is read defensively, never trusted to have a shape.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NotRequired, TypedDict
+
+ItemStatus = Literal["in_progress", "completed", "incomplete"]
+
+
+class SummaryText(TypedDict):
+    type: Literal["summary_text"]
+    text: str
+
+
+class OutputText(TypedDict):
+    type: Literal["output_text"]
+    text: str
+    annotations: list[object]  # always empty: Qwen cites nothing
+    logprobs: list[object]  # always empty: not asked of Qwen
+
+
+class ReasoningItem(TypedDict):
+    type: Literal["reasoning"]
+    id: str
+    summary: list[SummaryText]
+    encrypted_content: NotRequired[str]  # sealed (seal.py) when the request's include asks for it
+
+
+class MessageItem(TypedDict):
+    type: Literal["message"]
+    id: str
+    status: ItemStatus
+    role: Literal["assistant"]
+    content: list[OutputText]
+
+
+class FunctionCallItem(TypedDict):
+    type: Literal["function_call"]
+    id: str
+    call_id: str
+    name: str
+    arguments: str
+    status: ItemStatus
+    namespace: NotRequired[str]
+
+
+class CustomToolCallItem(TypedDict):
+    type: Literal["custom_tool_call"]
+    id: str
+    call_id: str
+    name: str
+    input: str
+    status: ItemStatus
+    namespace: NotRequired[str]
+
+
+class ToolSearchCallItem(TypedDict):
+    type: Literal["tool_search_call"]
+    id: str
+    call_id: str
+    execution: Literal["client"]
+    arguments: object  # the JSON value Qwen wrote (an object, as a rule)
+    status: ItemStatus
+
+
+class CompactionItem(TypedDict):
+    type: Literal["compaction"]
+    id: str
+    encrypted_content: str
+
+
+CallItem = FunctionCallItem | CustomToolCallItem | ToolSearchCallItem
+OutputItem = ReasoningItem | MessageItem | CallItem | CompactionItem
+
+
+class InputTokensDetails(TypedDict):
+    cached_tokens: int
+    cache_write_tokens: int
+
+
+class OutputTokensDetails(TypedDict):
+    reasoning_tokens: int
+
+
+class Usage(TypedDict):
+    input_tokens: int
+    input_tokens_details: InputTokensDetails
+    output_tokens: int
+    output_tokens_details: OutputTokensDetails
+    total_tokens: int
+
+
+class ResponseError(TypedDict):
+    code: str
+    message: str
+
+
+class IncompleteDetails(TypedDict):
+    reason: str
+
+
+class Response(TypedDict):
+    """Every field OpenAI's schema requires, in the order response_object writes them."""
+
+    id: str
+    object: Literal["response"]
+    created_at: int
+    status: str  # "in_progress" | "completed" | "incomplete" | "failed"
+    error: ResponseError | None
+    incomplete_details: IncompleteDetails | None
+    instructions: str | None
+    max_output_tokens: object
+    model: str
+    output: list[OutputItem]
+    parallel_tool_calls: bool
+    previous_response_id: object
+    reasoning: dict | None
+    store: bool
+    temperature: object
+    top_p: object
+    text: dict
+    tool_choice: str
+    tools: list[dict]
+    truncation: Literal["disabled"]
+    usage: NotRequired[Usage | None]  # only when Qwen reported usage
+    metadata: dict
+    user: NotRequired[str]

@@ -1,0 +1,200 @@
+"""The pivot: the one internal form every client dialect and every upstream translate to and from.
+
+The form is the OpenAI chat-completions request, its whole answer and its chunk stream — what Qwen's
+compatible mode speaks. A client dialect (api/) turns its request into a chat request and a chat answer
+(or normalised chunks) back into its own; an upstream (upstream/) turns a chat request into its wire
+and its wire back into a chat answer or normalised chunks. Neither knows the other:
+
+    client dialect ──to_chat──▶ chat request ──Upstream.body──▶ the upstream's wire
+    client dialect ◀─from_chat / StreamTranslator── chat answer / chunks ◀─answer / ChunkSource── wire
+
+A pair that skips the pivot (the upstream takes the dialect's own body, as DashScope's embeddings
+endpoint takes OpenAI's) is declared once, by the pair, in `Pairing` (built in registry.py).
+
+The TypedDicts below are the pivot's shapes where the gateway builds them; what comes from a client or
+an upstream is read as plain dicts and checked where it is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, NotRequired, Protocol, TypedDict, TypeVar
+
+from .auth.base import Capability, Credential
+
+if TYPE_CHECKING:
+    from .errors import UpstreamError
+    from .models import Thinking
+
+# The exchange record (exchange.py) holds an Endpoint; an Endpoint's functions take the record. The
+# record's type is a parameter here so that this module, below exchange.py, imports nothing above it.
+X = TypeVar("X")
+
+
+# ---- the shapes -------------------------------------------------------------------------------------
+
+class FunctionDelta(TypedDict, total=False):
+    name: str
+    arguments: str
+
+
+class ToolCallDelta(TypedDict):
+    index: int
+    id: NotRequired[str]
+    type: NotRequired[str]
+    function: FunctionDelta
+
+
+class ChunkDelta(TypedDict, total=False):
+    role: str
+    content: str | None
+    reasoning_content: str
+    tool_calls: list[ToolCallDelta]
+    refusal: Any
+    function_call: Any
+
+
+class ChunkChoice(TypedDict):
+    index: int
+    delta: ChunkDelta
+    logprobs: Any
+    finish_reason: str | None
+
+
+class ChatChunk(TypedDict):
+    """One normalised `chat.completion.chunk`: incremental deltas, reasoning in `reasoning_content`, each
+    tool call with its own index and an id on its first fragment, usage last in a chunk of its own."""
+
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    system_fingerprint: NotRequired[str]
+    usage: NotRequired[dict[str, Any] | None]
+
+
+# ---- the client side --------------------------------------------------------------------------------
+
+class StreamTranslator(Protocol):
+    """A client dialect's stream encoder: normalised chat chunks in, the client's SSE bytes out."""
+
+    def feed(self, chunk: ChatChunk) -> list[bytes]: ...
+
+    def finish(self) -> list[bytes]: ...
+
+    def fail(self, error: dict) -> list[bytes]: ...
+
+
+@dataclass(frozen=True)
+class Endpoint(Generic[X]):
+    """One client API endpoint: both directions of its translation to the pivot (X: the exchange record)."""
+
+    name: str
+    to_chat: Callable[[dict, X], dict]  # client body -> chat body (validates; may add notes)
+    from_chat: Callable[[dict, X], dict]  # normalised chat answer -> client answer
+    stream_translator: Callable[[X], StreamTranslator | None]
+    finished: Callable[[X, dict | None], None] | None = None  # the final client object, e.g. to store it
+    capability: Capability = Capability.CHAT
+    # A streaming request's error as a whole stream the client acts on (None: the HTTP error stands)
+    stream_failure: Callable[[X], bytes | None] | None = None
+    # A whole answer that takes more than one upstream call (embeddings beyond Qwen's batch size): given the
+    # engine's `open`, the client's answer, or None when one ordinary call does
+    fetch: Callable[[X, Callable[[X], Awaitable[UpstreamAnswer]]], Awaitable[dict | None]] | None = None
+
+
+# ---- the upstream side ------------------------------------------------------------------------------
+
+class ChunkSource(Protocol):
+    """An upstream's stream decoder: its parsed SSE events in, normalised chat chunks out (no I/O)."""
+
+    usage: dict | None  # the answer's usage, once the upstream reported it
+    finish_reasons: dict[int, str]  # per choice, once finished: a stream that ends without one is cut off
+    error_text: str | None  # the upstream ended the answer with an error inside a chunk
+
+    def feed(self, event: object) -> list[ChatChunk]: ...
+
+    def fault(self, error: object) -> UpstreamError:
+        """What an error inside the stream means (an error event, or `error_text`)."""
+        ...
+
+
+class UpstreamAnswer(Protocol):
+    """The engine's answer: status and headers final, the body still arriving."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    async def aread(self) -> bytes: ...
+
+    def aiter_raw(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Wire:
+    """One request as an upstream sends it: where, with which headers (the credential among them)."""
+
+    url: str  # scheme://host[:port]/path
+    headers: list[tuple[str, str]]
+    body: dict
+
+
+class Upstream(Protocol):
+    """One upstream kind: the pivot's chat form over its own wire, and back. It sees the chat request and the
+    account, never the client's request: it cannot tell which dialect asked."""
+
+    name: str
+
+    def chat_body(self, chat: dict, *, model: str, cred: Credential, notes: list[str],
+                  learned: Mapping[str, Thinking] | None) -> dict:
+        """The upstream body for a chat request on this account; its "model" is the model asked (the upstream
+        may move a request to another model, e.g. a vision model for images)."""
+        ...
+
+    def own_body(self, body: dict, *, model: str, capability: Capability) -> dict:
+        """The upstream body for a pass-through pair: the client dialect's own body, with a model it serves."""
+        ...
+
+    def wire(self, cred: Credential, suffix: str, body: dict, *, user_agent: str, stream: bool,
+             attempt: int) -> Wire: ...
+
+    def classify(self, status: int, body: bytes, headers: dict[str, str]) -> UpstreamError: ...
+
+    def answer(self, data: dict, *, model: str) -> dict:
+        """A whole answer (parsed JSON) as a chat completion, named `model`."""
+        ...
+
+    def chunks(self, model: str) -> ChunkSource: ...
+
+
+@dataclass(frozen=True)
+class Leg:
+    """How one (client dialect, upstream) pair is carried: the path under the account's base, and whether
+    the body goes through the pivot (translated) or as the dialect's own (a pass-through)."""
+
+    suffix: str = "chat/completions"
+    passthrough: bool = False
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """Which upstream serves each credential kind, and the pairs that do not go through the pivot."""
+
+    default: Upstream  # for an account of a kind not listed, and an exchange before its account is chosen
+    upstreams: Mapping[str, Upstream] = field(default_factory=dict)  # credential kind -> upstream
+    passthrough: Mapping[tuple[str, str], Leg] = field(default_factory=dict)  # (endpoint, upstream) -> leg
+
+    def upstream(self, cred: Credential) -> Upstream:
+        return self.upstreams.get(cred.kind, self.default)
+
+    def leg(self, endpoint: str, upstream: str) -> Leg:
+        return self.passthrough.get((endpoint, upstream), TRANSLATED)
+
+
+TRANSLATED = Leg()

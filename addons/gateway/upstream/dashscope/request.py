@@ -1,0 +1,57 @@
+"""The chat request as DashScope takes it: DashScope's rules applied, in qwen-code's shape (OAuth logins and
+keys alike). Pure functions: the client's body is never altered."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ...auth.base import Capability
+from ...models import Thinking
+from . import rules
+
+# OpenAI-only request fields Qwen rejects or would misread (prompt_cache_key is read first: the session id).
+_DROP = ("store", "metadata", "service_tier", "prompt_cache_key", "safety_identifier", "prediction",
+         "modalities", "audio", "web_search_options", "verbosity")
+
+
+def own_body(body: dict, *, model: str, capability: Capability) -> dict:
+    """A pass-through body (DashScope's OpenAI-compatible embeddings): the client's, with a Qwen model."""
+    if capability is Capability.EMBEDDINGS and not model.startswith("text-embedding"):
+        model = "text-embedding-v4"
+    return {**body, "model": model}
+
+
+def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None = None,
+                 notes: list[str] | None = None, default_model: str | None = None,
+                 learned_thinking: Mapping[str, Thinking] | None = None) -> dict:
+    """The body Qwen gets, obeying DashScope's rules, in qwen-code's shape (OAuth and keys alike).
+
+    `notes` collects what was changed from the client's request; `default_model` is the account's, tried
+    first when images need a vision model; `session_id` overrides the one derived from the conversation;
+    `learned_thinking` overrides the thinking table for models a 400 taught about (`thinking_refusal`).
+    The model may change (images): read it back from the result's "model".
+    """
+    # A shallow copy: every step below builds new containers where it changes one (copy on write), so
+    # the client's body is never altered (a deep copy of a long conversation costs more than the rest).
+    out = dict(body)
+    session = session_id or rules.session_id(body)
+    out["model"] = model
+    out["messages"] = rules.system_roles([m for m in out.get("messages") or [] if isinstance(m, dict)], notes)
+    effort = out.get("reasoning_effort")
+    for key in _DROP:
+        out.pop(key, None)
+    if "max_completion_tokens" in out:
+        out.setdefault("max_tokens", out.pop("max_completion_tokens"))
+    if out.get("stream"):
+        # Always ask for usage: the gateway needs it; the client only sees it if it asked.
+        out["stream_options"] = {**(out.get("stream_options") or {}), "include_usage": True}
+    else:
+        out.pop("stream_options", None)
+    if not out.get("tools"):
+        out.pop("tools", None)
+        out.pop("tool_choice", None)
+        out.pop("parallel_tool_calls", None)
+    out = rules.route_vision(out, oauth=oauth, default_model=default_model, notes=notes)
+    out = rules.thinking_knobs(out, effort, notes, learned=learned_thinking)
+    out = rules.clamp_output(out, notes)
+    return rules.qwen_code_shape(out, session=session, stream=bool(out.get("stream")))

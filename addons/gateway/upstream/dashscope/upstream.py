@@ -1,0 +1,50 @@
+"""DashScope as the pivot's `Upstream` (pivot.py): the parts of this package behind one object."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from ...auth.base import OAUTH, Capability, Credential
+from ...errors import UpstreamError
+from ...pivot import Wire
+from . import answer, errors, request
+from .headers import host_header, upstream_headers, upstream_url
+from .stream import ChunkNormalizer
+
+if TYPE_CHECKING:
+    from ...models import Thinking
+
+
+class DashScope:
+    """The `Upstream` of pivot.py for DashScope."""
+
+    name = "dashscope"
+
+    def chat_body(self, chat: dict, *, model: str, cred: Credential, notes: list[str],
+                  learned: Mapping[str, Thinking] | None) -> dict:
+        return request.chat_to_qwen(chat, model=model, oauth=cred.kind == OAUTH, notes=notes,
+                                    default_model=cred.default_model, learned_thinking=learned)
+
+    def own_body(self, body: dict, *, model: str, capability: Capability) -> dict:
+        return request.own_body(body, model=model, capability=capability)
+
+    def wire(self, cred: Credential, suffix: str, body: dict, *, user_agent: str, stream: bool,
+             attempt: int) -> Wire:
+        scheme, host, port, path = upstream_url(cred, suffix)
+        hostport = host_header(scheme, host, port)
+        headers = upstream_headers(cred, user_agent=user_agent, stream=stream, host=hostport)
+        headers = [(k, str(attempt) if k == "X-Stainless-Retry-Count" else v) for k, v in headers]
+        return Wire(f"{scheme}://{hostport}{path}", headers, body)
+
+    def classify(self, status: int, body: bytes, headers: dict[str, str]) -> UpstreamError:
+        return errors.classify(status, body, headers)
+
+    def answer(self, data: dict, *, model: str) -> dict:
+        return answer.qwen_to_chat(data, model=model)
+
+    def chunks(self, model: str) -> ChunkNormalizer:
+        return ChunkNormalizer(model)
+
+
+DASHSCOPE = DashScope()

@@ -1,0 +1,74 @@
+"""`qwen-auth list` and `qwen-auth status`: the accounts as a table or as JSON, from the pool's status rows
+(the gateway's /health rows). Never a token or key."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+
+from .cli_common import EXIT_OK
+from .pool import AccountPool
+from .settings import AuthSettings
+
+
+def when(ms_or_iso: float | str | None) -> str:
+    """Epoch ms or an ISO time from status() as `2026-05-01 12:34 UTC`."""
+    if isinstance(ms_or_iso, (int, float)):
+        return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ms_or_iso / 1000))
+    return ms_or_iso[:16].replace("T", " ") + " UTC" if ms_or_iso else "-"
+
+
+def _table(rows: Sequence[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def _rows(settings: AuthSettings) -> list[dict]:
+    pool = AccountPool.from_settings(settings)
+    try:
+        return pool.status()
+    finally:
+        pool.close()
+
+
+def _none(settings: AuthSettings) -> str:
+    return ("No accounts. Run `qwen-auth login` (Qwen Code OAuth) or `qwen-auth add-key NAME --preset "
+            f"dashscope-intl --key-env DASHSCOPE_API_KEY`. (Looked in {settings.qwen_dir} and {settings.state_dir}.)")
+
+
+def cmd_list(a, settings: AuthSettings) -> int:
+    rows = _rows(settings)
+    if a.json:
+        print(json.dumps([{k: r.get(k) for k in ("name", "kind", "state", "expires_at", "requests_today")}
+                          for r in rows], indent=2))
+        return EXIT_OK
+    if not rows:
+        print(_none(settings))
+        return EXIT_OK
+    table = [("NAME", "KIND", "STATE", "EXPIRES", "TODAY")]
+    table += [(r["name"], r["kind"], r.get("state") or "?", when(r.get("expires_at")),
+               str(r.get("requests_today", 0))) for r in rows]
+    print(_table(table))
+    return EXIT_OK
+
+
+def cmd_status(a, settings: AuthSettings) -> int:
+    rows = _rows(settings)
+    if a.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not rows:
+        print(_none(settings))
+        return EXIT_OK
+    table = [("ACCOUNT", "KIND", "STATE", "EXPIRES", "COOLDOWN UNTIL", "TODAY", "UPSTREAM")]
+    table += [(r["name"], r["kind"], r.get("state") or "?", when(r.get("expires_at")),
+               when(r.get("cooldown_until")), str(r.get("requests_today", 0)), r.get("base_url") or "-")
+              for r in rows]
+    print(_table(table))
+    for r in rows:
+        if r.get("last_error") and r.get("state") != "ok":
+            msg = r["last_error"].removeprefix(f"{r['name']}: ")
+            print(f"  {r['name']}: {msg}")
+    print(f"\nQwen Code folder: {settings.qwen_dir}   gateway state: {settings.state_dir}")
+    return EXIT_OK

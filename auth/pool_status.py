@@ -1,0 +1,71 @@
+"""What the account pool says about its accounts: the rows of /health and `qwen-auth status`, and the
+start-up log lines (which account is loaded, and whether any works). Never a token or key.
+
+    rows = status_rows(pool.accounts, pool.state, pool.registry_error)    # AccountPool.status()
+    lines = describe_rows(rows, pool.accounts)                            # AccountPool.describe()
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from .base import Account
+from .key_account import KeyAccount
+from .names import iso
+from .state import AccountState
+
+USABLE_STATES = ("ok", "expired", "refreshing")
+NO_ACCOUNTS = ("No Qwen account is configured: run `qwen-auth login` (Qwen Code OAuth) or "
+               "`qwen-auth add-key NAME --preset dashscope-intl --key-env VAR` (DashScope / Model Studio key).")
+
+
+def status_rows(accounts: Sequence[Account], state: AccountState, registry_error: str | None) -> list[dict]:
+    """One JSON-safe row per account (see AccountPool.status), then one for a broken accounts.json."""
+    out = []
+    now = time.time()
+    for a in accounts:
+        try:
+            st = a.status()
+        except Exception as e:  # status must never take /health down
+            st = {"name": a.name, "kind": a.kind, "state": "error", "last_error": type(e).__name__}
+        row = state.get(a.name)
+        until = row["cooldown_until"] or 0.0
+        st.setdefault("base_url", None)
+        st.setdefault("expires_at", None)
+        st.setdefault("last_error", None)
+        st["cooldown_until"] = iso(until) if until > now else None
+        if until > now and st.get("state") in ("ok", "expired", "refreshing"):
+            st["state"] = "cooling_down"
+            st["last_error"] = st["last_error"] or row["last_error"]
+        st["requests_today"] = state.requests_today(a.name)
+        out.append(st)
+    if registry_error:
+        out.append({"name": "accounts.json", "kind": "config", "state": "error", "base_url": None,
+                    "expires_at": None, "cooldown_until": None, "requests_today": 0,
+                    "last_error": registry_error})
+    return out
+
+
+def describe_rows(rows: Sequence[dict], accounts: Sequence[Account]) -> list[str]:
+    """The start-up log lines for `rows` (from status_rows): see AccountPool.describe."""
+    lines = []
+    for r in rows:
+        line = f"account {r['name']} ({r['kind']}): {r.get('state') or '?'}, upstream {r.get('base_url') or '-'}"
+        if r.get("cooldown_until"):
+            line += f", cooling down until {r['cooldown_until']}"
+        if r.get("last_error") and r.get("state") not in ("ok", "expired"):
+            line += f" - {str(r['last_error']).removeprefix(r['name'] + ': ')}"
+        lines.append(line)
+    for a in accounts:
+        hint = a.key_warning() if isinstance(a, KeyAccount) else None
+        if hint:
+            lines.append(f"warning: account {a.name}: {hint}")
+    if not any(r.get("state") in USABLE_STATES for r in rows):
+        if not rows:
+            lines.append("WARNING: no Qwen account is configured, so every request will fail: " + NO_ACCOUNTS
+                         .removeprefix("No Qwen account is configured: "))
+        else:
+            lines.append("WARNING: no Qwen account is usable now, so requests will fail until one is "
+                         "(see the states above; `qwen-auth status` shows details).")
+    return lines

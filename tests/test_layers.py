@@ -1,0 +1,106 @@
+"""The package's layout is its architecture (docs/architecture.md): wings import the core, never each other;
+the core imports no wing; no import cycle, type-only imports included. Read from the source, not imported."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WINGS = ("api", "upstream", "door", "mitmweb", "observe", "cli", "auth")
+# Entry points that wire the wings together.
+WIRING = {"qwen_gateway.addon", "qwen_gateway.registry"}
+# auth/ is a package of its own with a declared interface (docs/architecture.md).
+AUTH_INTERFACE = {"qwen_gateway.auth.base", "qwen_gateway.auth.settings", "qwen_gateway.auth.state",
+                  "qwen_gateway.auth.remote"}
+
+
+def modules() -> dict[str, tuple[Path, bool]]:
+    """Module name -> (file, is a package)."""
+    out = {}
+    for base, prefix in ((ROOT / "addons" / "gateway", ["qwen_gateway"]), (ROOT / "auth", ["qwen_gateway", "auth"])):
+        for path in base.rglob("*.py"):
+            parts = list(path.relative_to(base).with_suffix("").parts)
+            is_pkg = parts[-1] == "__init__"
+            name = ".".join(prefix + (parts[:-1] if is_pkg else parts))
+            out[name] = (path, is_pkg)
+    return out
+
+
+def imports(name: str, path: Path, is_pkg: bool, known: dict) -> set[str]:
+    """The package's modules `name` imports, wherever the import statement stands (TYPE_CHECKING included)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".") if is_pkg else name.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            found |= {m for m in [target, *(f"{target}.{a.name}" for a in node.names)] if m in known}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name in known}
+    found.discard(name)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    known = modules()
+    return {name: imports(name, path, is_pkg, known) for name, (path, is_pkg) in known.items()}
+
+
+def wing(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 and parts[1] in WINGS else "core"
+
+
+def test_the_package_is_read():
+    g = graph()
+    assert {"qwen_gateway.pivot", "qwen_gateway.api.chat", "qwen_gateway.upstream.engine",
+            "qwen_gateway.auth.pool"} <= set(g)
+    assert "qwen_gateway.exchange" in g["qwen_gateway.upstream.engine"]  # imports are seen
+
+
+def test_wings_import_the_core_never_each_other():
+    crossings = []
+    for module, deps in graph().items():
+        if module in WIRING or wing(module) == "cli":
+            continue
+        for dep in deps:
+            if wing(dep) in ("core", wing(module)) or dep in AUTH_INTERFACE:
+                continue
+            crossings.append(f"{module} -> {dep}")
+    assert crossings == []
+
+
+def test_no_import_cycle():
+    g = graph()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in g[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in g:
+        if v not in index:
+            visit(v)
+    assert cycles == []
