@@ -90,3 +90,14 @@ def key_warning(key: str, plan: str | None) -> str | None:
         return f"this looks like a Coding Plan or Token Plan key ({PLAN_KEY_PREFIX}…), which pay-as-you-go " \
                "endpoints refuse (401); use a coding-plan* or token-plan-* preset"
     return None
+
+
+def anthropic_base(url: str) -> str | None:
+    """A keyed plan's Anthropic-compatible base (Model Studio pay-as-you-go, Coding Plan, Token Plan and
+    workspace domains serve it as `/apps/anthropic` on the host of their OpenAI-compatible base), from the
+    OpenAI-compatible base URL; None when the URL is no such base."""
+    parts = urlsplit(url.rstrip("/"))
+    for tail in ("/compatible-mode/v1", "/v1"):
+        if parts.path.endswith(tail):
+            return f"{parts.scheme}://{parts.netloc}{parts.path[:-len(tail)]}/apps/anthropic"
+    return None

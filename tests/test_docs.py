@@ -141,6 +141,9 @@ NOT_RUN: list[tuple[str, str, str]] = [  # (file pattern, command pattern, reaso
     (r"docs/clients\.md", r"^sg qwen-gateway\b",
      "runs in the qwen-gateway group, which only the `sudo groupadd` line above (not run) creates; "
      "tests/test_e2e_transparent.py runs mitmdump in that group inside its own namespace"),
+    (r"docs/clients\.md", r"\bclaude -p\b",
+     "runs the real Claude Code (npm @anthropic-ai/claude-code); tests/test_e2e_claude_code.py runs both recipes "
+     "with it in a loopback-only network namespace"),
     (r".*", r"scripts/bench(_tokens)?\.py",
      "a benchmark: minutes of CPU on the shared cores, and its figures are measurements, not fixed output"),
 ]

@@ -34,7 +34,7 @@ from .door import access, body, options, routing
 from .door.fence import Fence
 from .errors import GatewayError
 from .exchange import ClientRequest, Exchange, key_hint
-from .local import LocalAnswers, error_response, health, json_response
+from .local import Formats, LocalAnswers, error_response, health, json_response
 from .dispatch import Observers, call_safely
 from .observe.guard import context_check
 from .observer import Observer
@@ -56,7 +56,7 @@ class QwenGateway:
         self._store: ResponseStore | None = None
         self.endpoints = registry.endpoints(self._responses)
         self.policy = RetryPolicy(pool)
-        self.engine = UpstreamEngine(self.policy, self.config, registry.pairing(),
+        self.engine = UpstreamEngine(self.policy, self.config, registry.pairing(self.config),
                                      on_upstream_request=self._upstream_request, client=upstream)
         self.relay = LoopbackRelay(self.engine.open, idle_timeout=lambda: self.config.stream_idle_timeout)
         self.sockets = ResponsesSockets(self)  # Responses over WebSocket (Codex's GET /v1/responses upgrade)
@@ -66,7 +66,9 @@ class QwenGateway:
         self.fence = Fence()
         self._live: dict[str, Exchange] = {}  # flow id -> exchange, until response/error
         self._flows: dict[str, http.HTTPFlow] = {}  # exchange id -> flow, for the engine's callback
-        self.settle = Settlement(pool=lambda: self.pool, observers=self.observers, flows=self._flows)
+        self.formats = Formats(registry.client_formats())
+        self.settle = Settlement(pool=lambda: self.pool, observers=self.observers, flows=self._flows,
+                                 formats=self.formats)
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -86,6 +88,7 @@ class QwenGateway:
                         self.pool.close()
                     self.pool = AccountPool.from_settings(new.auth)
                 self.policy.pool = self.pool
+            self.engine.pairing = registry.pairing(new)
             stale = self.engine.reconfigure(new)
             if stale is not None:
                 _close_later(stale)
@@ -184,7 +187,7 @@ class QwenGateway:
             return
         endpoint = ex.endpoint
         if endpoint is None or ex.route == "method_not_allowed":
-            if ex.route == "auth":
+            if ex.route in routing.BODY_ROUTES:
                 ex.body = body.parse_json(body.read(flow, ex, self.config.max_body) or b"{}")
             self.observers.notify("client_request", ex, flow)
             flow.response = await self.local.answer(ex, flow, self.config)
@@ -235,6 +238,7 @@ class QwenGateway:
             if (ex.extra.get("relayed") and not ex.extra.get("relay_error") and resp.status_code == 200
                     and "event-stream" in resp.headers.get("content-type", "")):
                 forward.start_stream(ex, resp)
+                self.formats.stamp(ex, resp)
                 self.observers.notify("stream_started", ex, flow)
         except Exception:
             log.exception("qwen: could not start translating a stream")
@@ -266,9 +270,11 @@ class QwenGateway:
         method, path = req.method.upper(), req.path.split("?", 1)[0]
         # the URL as the client addressed it (mitmproxy's pretty_url re-parses and validates the Host header)
         url = f"{req.scheme}://{head.host}{req.path}" if head.host else req.pretty_url
-        ex = Exchange(ClientRequest(method, path, url, key_hint(head.key.decode("utf-8", "replace"))))
+        ex = Exchange(ClientRequest(method, path, url, key_hint(head.key.decode("utf-8", "replace")),
+                                    api_headers=head.api_headers))
         route = routing.route(method, path, self.endpoints)
         ex.route, ex.endpoint = route.name, route.endpoint
+        ex.dialect = routing.dialect(route, head.host or req.host, head.anthropic)
         ex.upstream = self.engine.pairing.default  # until the engine chooses the account (and its upstream)
         # the client's own key (in explicit-proxy mode: the user's real OpenAI key) is never kept on the flow
         if without_key is not None:
@@ -280,7 +286,7 @@ class QwenGateway:
         return ex
 
     def _refuse(self, flow: http.HTTPFlow, ex: Exchange | None, e: GatewayError) -> None:
-        flow.response = error_response(e)
+        flow.response = self.formats.error(e, ex)
         if ex is not None:
             ex.fail(e.status, e.code, e.message)
             forward.as_stream_failure(flow, ex)

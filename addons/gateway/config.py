@@ -22,17 +22,22 @@ QWEN_CODE_VERSION = "0.14.5"
 DEFAULT_USER_AGENT = f"QwenCode/{QWEN_CODE_VERSION} (linux; x64)"
 
 KEYS_ENV = "QWEN_GATEWAY_KEYS"
+# The APIs an unchanged client is redirected from: OpenAI's and Anthropic's (Claude Code).
+INTERCEPT_HOSTS = ("api.openai.com", "api.anthropic.com")
 
 
 def declare(loader) -> None:
     """All gateway options (mitmproxy's `load`)."""
     add = loader.add_option
     # routing and models
-    add("qwen_intercept_hosts", Sequence[str], ["api.openai.com"],
+    add("qwen_intercept_hosts", Sequence[str], list(INTERCEPT_HOSTS),
         "Hosts whose API calls are answered by Qwen in regular/transparent/local modes "
         "(reverse mode answers everything). Nothing is ever sent to these hosts.")
     add("qwen_default_model", str, "coder-model", "Qwen model for OpenAI model names without an explicit mapping.")
     add("qwen_model_map", Sequence[str], [], "Extra model mappings, alias=qwen-model (repeat the option for more).")
+    add("qwen_messages_passthrough", bool, False,
+        "Pass Anthropic Messages requests (Claude Code) through to the Anthropic-compatible base of a key "
+        "account's plan (…/apps/anthropic) instead of translating them. Other accounts still translate.")
     # accounts and upstream
     add("qwen_dir", str, "", "Qwen Code's credential folder (default $QWEN_DIR or ~/.qwen).")
     add("qwen_state_dir", str, "", "The gateway's own state folder (default $QWEN_GATEWAY_HOME or ~/.qwen-gateway).")
@@ -81,8 +86,8 @@ def declare(loader) -> None:
 
 @dataclass(frozen=True)
 class Config:
-    intercept_hosts: frozenset[str] = frozenset({"api.openai.com"})
-    allowed_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1", "::1", "api.openai.com"})
+    intercept_hosts: frozenset[str] = frozenset(INTERCEPT_HOSTS)
+    allowed_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1", "::1", *INTERCEPT_HOSTS})
     models: ModelMap = field(default_factory=lambda: ModelMap("coder-model"))
     auth: AuthSettings = field(default_factory=AuthSettings.from_env)
     user_agent: str = DEFAULT_USER_AGENT
@@ -93,6 +98,7 @@ class Config:
     client_keys: tuple[bytes, ...] = ()
     allow_open: bool = False
     allow_passthrough: bool = False
+    messages_passthrough: bool = False
     max_body: int = 32 << 20
     token_count: bool = True
     metrics: bool = True
@@ -143,6 +149,7 @@ def parse(o) -> Config:
         allowed_hosts=frozenset({"localhost", "127.0.0.1", "::1"}) | intercept
         | {normalise_host(h) for h in o.qwen_allowed_hosts if h.strip()},
         models=models,
+        messages_passthrough=o.qwen_messages_passthrough,
         auth=auth,
         user_agent=o.qwen_user_agent or env.get("QWEN_USER_AGENT") or DEFAULT_USER_AGENT,
         upstream_timeout=o.qwen_upstream_timeout,

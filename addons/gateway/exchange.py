@@ -73,6 +73,7 @@ class ClientRequest:
     url: str
     key_hint: str | None = None  # prefix and length, never the key
     size: int = 0  # body bytes (decoded)
+    api_headers: tuple[tuple[str, str], ...] = ()  # anthropic-version, anthropic-beta: what a pass-through forwards
 
 
 @dataclass
@@ -80,6 +81,7 @@ class Exchange:
     client: ClientRequest
     route: str = "unknown"
     endpoint: Endpoint[Exchange] | None = None  # the client dialect's endpoint (forwarded routes)
+    dialect: str = "openai"  # whose format the client reads answers and errors in (door/routing.dialect)
     body: dict | None = None  # the client's JSON body, parsed once
     requested_model: str = ""
     stream: bool = False

@@ -23,6 +23,9 @@ STREAM_CAPTURE = 1 << 20  # bytes of a translated stream kept on the flow for mi
 
 def stream_rewriter(ex: Exchange, capture_limit: int = 0) -> StreamRewriter:
     assert ex.endpoint is not None and ex.upstream is not None  # the engine chose the upstream
+    if ex.leg.passthrough and ex.endpoint.own_stream is not None:  # the dialect's own events, both ways
+        source, own = ex.endpoint.own_stream(ex)
+        return StreamRewriter(source, own, capture_limit=capture_limit)
     translator = ex.endpoint.stream_translator(ex)
     assert translator is not None  # only endpoints that stream get here
     return StreamRewriter(ex.upstream.chunks(ex.requested_model or ex.upstream_model), translator,
@@ -55,16 +58,20 @@ def buffered_answer(ex: Exchange, status: int, headers, body: bytes) -> tuple[ht
     """The client's answer to a whole Qwen answer, and the final object (for endpoints that keep it)."""
     assert ex.endpoint is not None
     ctype = headers.get("content-type", "") or ""
-    if "event-stream" in ctype or (ex.stream and body.lstrip().startswith(b"data:")):
+    if "event-stream" in ctype or (ex.stream and body.lstrip().startswith((b"data:", b"event:"))):
         rw = stream_rewriter(ex)
         out = rw.run(body)
         ex.usage = rw.normalizer.usage
         return http.Response.make(status, out, {"content-type": "text/event-stream; charset=utf-8",
                                                 "cache-control": "no-cache"}), _final_object(rw)
     data = upstream_json(body)
-    if not ex.leg.passthrough:
-        assert ex.upstream is not None
-        data = ex.upstream.answer(data, model=ex.requested_model or ex.upstream_model)
+    if ex.leg.passthrough:  # the upstream answered in the dialect's own form
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
+        data = (ex.endpoint.from_own or ex.endpoint.from_chat)(data, ex)
+        ex.usage = ex.usage or usage  # from_own may record it in the chat form the ledger reads
+        return json_response(status, data), data
+    assert ex.upstream is not None
+    data = ex.upstream.answer(data, model=ex.requested_model or ex.upstream_model)
     ex.usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
     data = ex.endpoint.from_chat(data, ex)
     return json_response(status, data), data

@@ -17,6 +17,7 @@ from .auth.base import Pool
 from .config import Config
 from .errors import GatewayError
 from .exchange import Exchange
+from .pivot import ClientFormat
 
 JSON = {"content-type": "application/json"}
 
@@ -47,6 +48,26 @@ def _reason(status: int) -> bytes:
 
 def error_response(e: GatewayError) -> http.Response:
     return http.Response.make(e.status, e.to_bytes(), {**JSON, **e.headers})
+
+
+class Formats:
+    """Answers in the client's dialect's format (registry.py); OpenAI's where a dialect has none."""
+
+    def __init__(self, formats: Mapping[str, ClientFormat[Exchange]]) -> None:
+        self.formats = formats
+
+    def error(self, e: GatewayError, ex: Exchange | None) -> http.Response:
+        fmt = self.formats.get(ex.dialect) if ex is not None else None
+        if fmt is None or ex is None:
+            return error_response(e)
+        return http.Response.make(e.status, fmt.error_body(e, ex), {**JSON, **e.headers, **fmt.headers(ex)})
+
+    def stamp(self, ex: Exchange, resp: http.Response) -> None:
+        """The headers the dialect puts on every answer."""
+        fmt = self.formats.get(ex.dialect)
+        if fmt is not None:
+            for name, value in fmt.headers(ex).items():
+                resp.headers[name] = value
 
 
 def health(pool: Pool | None) -> dict:

@@ -104,6 +104,9 @@ DEFAULT_ALIASES: dict[str, str] = {
         "gpt-3.5-turbo", "gpt-3.5-turbo-instruct", "gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-5-codex",
         "o1", "o1-mini", "o3", "o3-mini", "o4-mini", "codex-mini-latest",
     )},
+    # Claude's tiers (any version: claude-opus-5-5, claude-sonnet-4-5-20250929, …; `tier_alias`): the account's
+    # default model for opus and sonnet, the fast coder for haiku. --set qwen_model_map=claude-opus=… changes one.
+    "claude-opus": "", "claude-sonnet": "", "claude-haiku": "qwen3-coder-flash",
     "text-embedding-3-small": "text-embedding-v4",
     "text-embedding-3-large": "text-embedding-v4",
     "text-embedding-ada-002": "text-embedding-v4",
@@ -132,6 +135,8 @@ class ModelMap:
         if cred is not None and name in cred.model_map:
             return cred.model_map[name]
         target = self.aliases.get(name)
+        if target is None and name.startswith("claude-"):
+            target = self.aliases.get(tier_alias(name) or "")
         if target is None:
             target = name if _looks_qwen(name) else ""
         if not target:
@@ -151,6 +156,14 @@ class ModelMap:
             if m["id"] == model_id:
                 return m
         return None
+
+
+def tier_alias(name: str) -> str | None:
+    """`claude-opus` for any Claude Opus id, and so on for sonnet and haiku (None for other names)."""
+    for tier in ("opus", "sonnet", "haiku"):
+        if tier in name.split("-"):
+            return f"claude-{tier}"
+    return None
 
 
 def _looks_qwen(name: str) -> bool:

@@ -59,7 +59,7 @@ def overrides(observer: Observer, point: str) -> bool:
     return getattr(type(observer), point, None) is not getattr(Observer, point)
 
 # The gateway's endpoint names (an exchange's route is one of these, or a local route such as "models").
-ENDPOINTS = frozenset({"chat.completions", "responses", "completions", "embeddings"})
+ENDPOINTS = frozenset({"chat.completions", "responses", "completions", "embeddings", "messages"})
 # Endpoints whose body carries a prompt worth estimating (embeddings' input counts too).
 PROMPT_ENDPOINTS = ENDPOINTS
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, NotRequired, Protocol, TypedDict
 from .auth.base import Capability, Credential
 
 if TYPE_CHECKING:
-    from .errors import UpstreamError
+    from .errors import GatewayError, UpstreamError
     from .models import Thinking
 
 # The exchange record (exchange.py) holds an Endpoint; an Endpoint's functions take the record. The
@@ -97,11 +97,27 @@ class Endpoint(Generic[X]):
     stream_translator: Callable[[X], StreamTranslator | None]
     finished: Callable[[X, dict | None], None] | None = None  # the final client object, e.g. to store it
     capability: Capability = Capability.CHAT
+    dialect: str = "openai"  # the format of its errors and local answers ("anthropic": api/messages/errors.py)
     # A streaming request's error as a whole stream the client acts on (None: the HTTP error stands)
     stream_failure: Callable[[X], bytes | None] | None = None
     # A whole answer that takes more than one upstream call (embeddings beyond Qwen's batch size): given the
     # engine's `open`, the client's answer, or None when one ordinary call does
     fetch: Callable[[X, Callable[[X], Awaitable[UpstreamAnswer]]], Awaitable[dict | None]] | None = None
+    # A pass-through pair (Leg.passthrough): the body the upstream gets in the dialect's own form (None: the
+    # body `to_chat` made is it), the client's answer from the upstream's own answer (None: `from_chat`), and
+    # the stream's reader and writer in the dialect's own event format
+    own_body: Callable[[dict, X], dict] | None = None
+    from_own: Callable[[dict, X], dict] | None = None
+    own_stream: Callable[[X], tuple[ChunkSource, StreamTranslator]] | None = None
+
+
+@dataclass(frozen=True)
+class ClientFormat(Generic[X]):
+    """How a dialect's client reads what the gateway says itself: its error body, and the headers every
+    answer carries (Anthropic's `request-id`). OpenAI's format is the core's default (errors.py)."""
+
+    error_body: Callable[[GatewayError, X], bytes]
+    headers: Callable[[X], dict[str, str]]
 
 
 # ---- the upstream side ------------------------------------------------------------------------------
@@ -161,8 +177,11 @@ class Upstream(Protocol):
         """The upstream body for a pass-through pair: the client dialect's own body, with a model it serves."""
         ...
 
-    def wire(self, cred: Credential, suffix: str, body: dict, *, user_agent: str, stream: bool,
-             attempt: int) -> Wire: ...
+    def wire(self, cred: Credential, suffix: str, body: dict, *, user_agent: str, stream: bool, attempt: int,
+             base: str | None = None, api_headers: tuple[tuple[str, str], ...] = ()) -> Wire:
+        """The request; `base` replaces the account's API base (a pass-through leg's), `api_headers` are the
+        client's API headers a pass-through forwards (anthropic-version, anthropic-beta)."""
+        ...
 
     def classify(self, status: int, body: bytes, headers: dict[str, str]) -> UpstreamError: ...
 
@@ -180,6 +199,9 @@ class Leg:
 
     suffix: str = "chat/completions"
     passthrough: bool = False
+    # The API base this pair uses for an account, or None when the account has none (the request is then
+    # translated as usual); None here: the account's own base
+    base: Callable[[Credential], str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -193,8 +215,15 @@ class Pairing:
     def upstream(self, cred: Credential) -> Upstream:
         return self.upstreams.get(cred.kind, self.default)
 
-    def leg(self, endpoint: str, upstream: str) -> Leg:
-        return self.passthrough.get((endpoint, upstream), TRANSLATED)
+    def leg(self, endpoint: str, upstream: Upstream, cred: Credential) -> tuple[Leg, str | None]:
+        """How the pair is carried for this account, and the API base to use (None: the account's own)."""
+        leg = self.passthrough.get((endpoint, upstream.name))
+        if leg is None:
+            return TRANSLATED, None
+        base = leg.base(cred) if leg.base is not None else None
+        if leg.base is not None and base is None:
+            return TRANSLATED, None  # this account has no such base: translated
+        return leg, base
 
 
 TRANSLATED = Leg()

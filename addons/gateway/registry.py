@@ -15,10 +15,14 @@ from .api import models as model_list
 from .api.chat import CHAT
 from .api.completions import COMPLETIONS
 from .api.embeddings import EMBEDDINGS
+from .api.messages import endpoints as messages, side as claude_side
+from .api.messages.errors import FORMAT as ANTHROPIC_FORMAT
 from .api.responses import retrieve
 from .api.responses.endpoints import compact_endpoint, responses_endpoint
 from .api.responses.store import ResponseStore
-from .auth.base import KEY, OAUTH
+from .auth import plans
+from .auth.base import KEY, OAUTH, Credential
+from .config import Config
 from .door.login import LoginRoute
 from .local import LocalRoute
 from .mitmweb.flowview import FlowAnnotator, FlowCap
@@ -28,7 +32,7 @@ from .observe.ledger import UsageLedger
 from .observe.metrics import Metrics
 from .observe.requestlog import RequestLine
 from .observer import Observer
-from .pivot import Endpoint, Leg, Pairing, Upstream
+from .pivot import ClientFormat, Endpoint, Leg, Pairing, Upstream
 from .upstream.dashscope.upstream import DASHSCOPE
 
 if TYPE_CHECKING:
@@ -38,21 +42,36 @@ if TYPE_CHECKING:
 def endpoints(store: Callable[[], ResponseStore]) -> dict[str, Endpoint[Exchange]]:
     """Client paths (after /v1) -> endpoint."""
     return {"/chat/completions": CHAT, "/responses": responses_endpoint(store),
-            "/responses/compact": compact_endpoint(store), "/completions": COMPLETIONS, "/embeddings": EMBEDDINGS}
+            "/responses/compact": compact_endpoint(store), "/completions": COMPLETIONS, "/embeddings": EMBEDDINGS,
+            "/messages": messages.messages_endpoint(lambda: store().sealer)}
 
 
-def pairing() -> Pairing:
+def pairing(config: Config) -> Pairing:
     """Every account kind speaks DashScope's compatible mode today (OAuth logins and keyed plans alike).
-    Embeddings pass through: DashScope's embeddings endpoint takes OpenAI's body (api/embeddings.py)."""
+    Embeddings pass through: DashScope's embeddings endpoint takes OpenAI's body (api/embeddings.py). With
+    `qwen_messages_passthrough`, Messages requests pass through to a key account's Anthropic-compatible
+    base (api/messages/passthrough.py); every other account translates them."""
     upstreams: dict[str, Upstream] = {OAUTH: DASHSCOPE, KEY: DASHSCOPE}
-    return Pairing(default=DASHSCOPE, upstreams=upstreams,
-                   passthrough={("embeddings", DASHSCOPE.name): Leg("embeddings", passthrough=True)})
+    legs = {("embeddings", DASHSCOPE.name): Leg("embeddings", passthrough=True)}
+    if config.messages_passthrough:
+        legs[("messages", DASHSCOPE.name)] = Leg("v1/messages", passthrough=True, base=anthropic_base)
+    return Pairing(default=DASHSCOPE, upstreams=upstreams, passthrough=legs)
+
+
+def anthropic_base(cred: Credential) -> str | None:
+    return plans.anthropic_base(cred.base_url) if cred.kind == KEY else None
 
 
 def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[], None]) -> dict[str, LocalRoute]:
     """Local answers that belong to a wing: route name (door/routing.py) -> answer."""
     return {"models": model_list.answer, "stored_response": retrieve.stored_response(store),
-            "input_tokens": retrieve.input_tokens(store), "auth": LoginRoute(reload_accounts)}
+            "input_tokens": retrieve.input_tokens(store), "auth": LoginRoute(reload_accounts),
+            "count_tokens": messages.count_tokens(lambda: store().sealer), "anthropic_side": claude_side.answer}
+
+
+def client_formats() -> dict[str, ClientFormat[Exchange]]:
+    """The dialects whose clients read errors (and answer headers) in a format of their own."""
+    return {messages.DIALECT: ANTHROPIC_FORMAT}
 
 
 def default_observers() -> list[Observer]:

@@ -17,7 +17,7 @@ from .auth.base import Outcome, Pool
 from .dispatch import Observers, call_safely
 from .errors import GatewayError
 from .exchange import Exchange
-from .local import error_response
+from .local import Formats
 
 log = logging.getLogger("qwen")
 CLIENT_LEFT = "Client disconnected"  # how mitmproxy's HTTP/1 layer names a client gone before the answer's end
@@ -25,8 +25,9 @@ CLIENT_LEFT = "Client disconnected"  # how mitmproxy's HTTP/1 layer names a clie
 
 class Settlement:
     def __init__(self, *, pool: Callable[[], Pool | None], observers: Observers,
-                 flows: dict[str, http.HTTPFlow]) -> None:
+                 flows: dict[str, http.HTTPFlow], formats: Formats) -> None:
         self.pool = pool
+        self.formats = formats
         self.observers = observers
         self.flows = flows  # exchange id -> flow, while the exchange runs (the engine's callback finds it)
 
@@ -35,7 +36,9 @@ class Settlement:
         assert flow.response is not None
         try:
             final = ex.extra.pop("final", None)
-            if ex.extra.get("relay_error"):
+            relay_error = ex.extra.get("relay_error")
+            if isinstance(relay_error, GatewayError):  # the relay wrote it in OpenAI's format
+                flow.response = self.formats.error(relay_error, ex)
                 forward.as_stream_failure(flow, ex)
             if ex.rewriter is not None:
                 final = forward.finish_stream(ex, flow.response)
@@ -45,14 +48,16 @@ class Settlement:
                                                                flow.response.content or b"")
             self.served(ex, final)
         except GatewayError as e:
-            flow.response = error_response(e)
+            flow.response = self.formats.error(e, ex)
             ex.fail(e.status, e.code, e.message)
         except Exception as e:
             log.exception("qwen: could not finish an answer")
             if ex.rewriter is None:
                 e2 = GatewayError(502, f"The gateway could not read Qwen's answer: {type(e).__name__}.")
-                flow.response = error_response(e2)
+                flow.response = self.formats.error(e2, ex)
                 ex.fail(e2.status, e2.code, e2.message)
+        if flow.response is not None and ex.rewriter is None:  # a stream's headers went out with its first bytes
+            self.formats.stamp(ex, flow.response)
         self.finish(flow, ex)
 
     def broken(self, flow: http.HTTPFlow, ex: Exchange) -> None:

@@ -27,6 +27,7 @@ def key_matches(presented: bytes, keys: tuple[bytes, ...] | list[bytes]) -> bool
 
 CREDENTIAL_HEADERS = frozenset({b"authorization", b"x-api-key", b"proxy-authorization"})
 _BROWSER_HEADERS = frozenset({b"origin", b"sec-fetch-site", b"sec-fetch-mode"})
+_API_HEADERS = frozenset({b"anthropic-version", b"anthropic-beta"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,8 @@ class Head:
     origin: str | None = None
     content_length: str = ""
     browser: bool = False  # Origin or fetch metadata: sent by browsers, never by API clients and CLIs
+    anthropic: bool = False  # an `anthropic-version` header: the client speaks Anthropic's API
+    api_headers: tuple[tuple[str, str], ...] = ()  # anthropic-version and anthropic-beta, as sent
 
 
 def read_head(req: http.Request) -> tuple[Head, tuple[tuple[bytes, bytes], ...] | None]:
@@ -46,7 +49,8 @@ def read_head(req: http.Request) -> tuple[Head, tuple[tuple[bytes, bytes], ...] 
     bearer = api_key = b""
     host = origin = None
     length = ""
-    browser = False
+    browser = anthropic = False
+    api_headers: list[tuple[str, str]] = []
     kept: list[tuple[bytes, bytes]] = []
     dropped = False
     for name, value in req.headers.fields:
@@ -63,13 +67,17 @@ def read_head(req: http.Request) -> tuple[Head, tuple[tuple[bytes, bytes], ...] 
             host = _join(host, value)
         elif lname == b"content-length":
             length = value.decode("latin-1")
+        elif lname in _API_HEADERS:
+            anthropic = anthropic or lname == b"anthropic-version"
+            api_headers.append((name.decode("latin-1"), value.decode("latin-1")))
         elif lname in _BROWSER_HEADERS:
             browser = True
             if lname == b"origin":
                 origin = _join(origin, value)
     if req.http_version in ("HTTP/2.0", "HTTP/3") and req.authority:
         host = req.authority  # what mitmproxy's host_header says for HTTP/2 and 3
-    return Head(bearer or api_key, host, origin, length, browser), tuple(kept) if dropped else None
+    return (Head(bearer or api_key, host, origin, length, browser, anthropic, tuple(api_headers)),
+            tuple(kept) if dropped else None)
 
 
 def _join(previous: str | None, value: bytes) -> str:

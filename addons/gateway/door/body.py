@@ -3,12 +3,13 @@ has none: a few hundred bytes of zstd can unpack to gigabytes), then parsed once
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from mitmproxy import http
 
 from ..errors import GatewayError
-from ..exchange import ClientRequest, Exchange
+from ..exchange import Exchange
 from .access import too_large
 
 
@@ -21,7 +22,7 @@ def read(flow: http.HTTPFlow, ex: Exchange, limit: int) -> bytes:
     except ValueError as e:
         raise GatewayError(400, f"The request body could not be decoded: {e}.",
                            code="invalid_content_encoding") from e
-    ex.client = ClientRequest(ex.client.method, ex.client.path, ex.client.url, ex.client.key_hint, len(content))
+    ex.client = dataclasses.replace(ex.client, size=len(content))
     return content
 
 

@@ -15,9 +15,17 @@ LOCAL = {("GET", "/health"): "health", ("GET", "/metrics"): "metrics", ("GET", "
          ("GET", "/models"): "models", ("POST", "/auth/initiate"): "auth", ("POST", "/auth/poll"): "auth",
          ("POST", "/v1/responses/input_tokens"): "input_tokens", ("POST", "/responses/input_tokens"): "input_tokens",
          # the Agents SDK's trace upload (api.openai.com): accepted and dropped, Qwen has no tracing API
-         ("POST", "/v1/traces/ingest"): "traces", ("POST", "/traces/ingest"): "traces"}
-# /responses/{id}: GET, DELETE; /responses/{id}/input_items: GET; /responses/{id}/cancel: POST
-LOCAL_PREFIXES = ((("GET",), "/models/", "models"), (("GET", "DELETE", "POST"), "/responses/", "stored_response"))
+         ("POST", "/v1/traces/ingest"): "traces", ("POST", "/traces/ingest"): "traces",
+         ("POST", "/v1/messages/count_tokens"): "count_tokens", ("POST", "/messages/count_tokens"): "count_tokens",
+         ("HEAD", "/api/hello"): "anthropic_side", ("GET", "/api/hello"): "anthropic_side"}
+# /responses/{id}: GET, DELETE; /responses/{id}/input_items: GET; /responses/{id}/cancel: POST;
+# /api/…: what Claude Code asks api.anthropic.com besides the model (settings, flags, telemetry)
+LOCAL_PREFIXES = ((("GET",), "/models/", "models"), (("GET", "DELETE", "POST"), "/responses/", "stored_response"),
+                  (("GET", "POST", "HEAD"), "/api/", "anthropic_side"))
+# Routes whose answers and errors are in Anthropic's format, and the routes whose JSON body is read first.
+ANTHROPIC_ROUTES = frozenset({"count_tokens", "anthropic_side"})
+ANTHROPIC_HOST = "api.anthropic.com"
+BODY_ROUTES = frozenset({"auth", "count_tokens"})
 
 
 @dataclass(frozen=True)
@@ -53,3 +61,14 @@ def route(method: str, path: str, endpoints: dict[str, Endpoint]) -> Route:
     if endpoint is None:
         return Route("unknown")
     return Route("method_not_allowed", endpoint)
+
+
+def dialect(route: Route, host: str, anthropic_version: bool) -> str:
+    """Whose format the client reads answers and errors in: its endpoint's; for local routes, Anthropic's
+    when the route is the Messages dialect's, the host is Anthropic's or the request names a version of
+    Anthropic's API (GET /v1/models from an Anthropic SDK), else OpenAI's."""
+    if route.endpoint is not None:
+        return route.endpoint.dialect
+    if route.name in ANTHROPIC_ROUTES or anthropic_version or normalise_host(host) == ANTHROPIC_HOST:
+        return "anthropic"
+    return "openai"

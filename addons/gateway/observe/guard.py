@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("qwen")
 
 # The request parameter a context error names, per endpoint (embeddings have no context guard).
-_PARAM = {"chat.completions": "messages", "responses": "input", "completions": "prompt"}
+_PARAM = {"chat.completions": "messages", "responses": "input", "completions": "prompt", "messages": "messages"}
 _IMAGE_TYPES = ("image_url", "input_image", "image")
 WAIT_S = 2.0  # how long the guard waits for the estimator's count before counting itself
 # A sampled estimate is off by a few percent: within this margin above the limit, Qwen (which has its

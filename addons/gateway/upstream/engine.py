@@ -92,16 +92,21 @@ class UpstreamEngine:
         cred = ex.cred
         assert cred is not None and ex.endpoint is not None
         config = self.config
+        endpoint = ex.endpoint
         upstream = ex.upstream = self.pairing.upstream(cred)
-        leg = ex.leg = self.pairing.leg(ex.endpoint.name, upstream.name)
+        leg, base = self.pairing.leg(endpoint.name, upstream, cred)
+        ex.leg = leg
         model = config.models.resolve(ex.requested_model, cred)
-        ex.upstream_body = (
-            upstream.own_body(ex.chat_body, model=model, capability=ex.endpoint.capability) if leg.passthrough
-            else upstream.chat_body(ex.chat_body, model=model, cred=cred, notes=ex.notes,
-                                    learned=self.policy.learned_thinking))
+        if leg.passthrough:
+            own = endpoint.own_body(ex.body or {}, ex) if endpoint.own_body is not None else ex.chat_body
+            ex.upstream_body = upstream.own_body(own, model=model, capability=endpoint.capability)
+        else:
+            ex.upstream_body = upstream.chat_body(ex.chat_body, model=model, cred=cred, notes=ex.notes,
+                                                  learned=self.policy.learned_thinking)
         ex.upstream_model = ex.upstream_body["model"]  # the upstream may move it (images: a vision model)
         wire = upstream.wire(cred, leg.suffix, ex.upstream_body, user_agent=config.user_agent, stream=ex.stream,
-                             attempt=len(ex.retries))
+                             attempt=len(ex.retries), base=base,
+                             api_headers=ex.client.api_headers if leg.passthrough else ())
         headers = wire.headers
         ex.upstream_url = wire.url
         ex.upstream_headers = {k: _shown(k, v) for k, v in headers}

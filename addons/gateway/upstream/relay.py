@@ -105,7 +105,7 @@ class LoopbackRelay(LoopbackServer):
                     log.exception("qwen: the upstream request failed")
                     raise GatewayError(500, f"The gateway failed: {type(e).__name__}.") from e
             except GatewayError as e:
-                ex.extra["relay_error"] = True
+                ex.extra["relay_error"] = e  # the client's format is applied when the answer is settled
                 ex.fail(e.status, e.code, e.message)
                 await _write_whole(writer, e.status, e.to_bytes(), e.headers)
             else:

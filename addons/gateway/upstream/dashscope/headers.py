@@ -10,9 +10,9 @@ from ...auth.base import OAUTH, Credential
 OPENAI_NODE_VERSION = "5.11.0"  # the openai SDK qwen-code 0.14.5 ships
 
 
-def upstream_url(cred: Credential, suffix: str) -> tuple[str, str, int, str]:
-    """(scheme, host, port, path) for `suffix` (e.g. "chat/completions") under the account's API base."""
-    parts = urlsplit(cred.base_url.rstrip("/") + "/" + suffix.lstrip("/"))
+def upstream_url(base: str, suffix: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path) for `suffix` (e.g. "chat/completions") under an API base."""
+    parts = urlsplit(base.rstrip("/") + "/" + suffix.lstrip("/"))
     scheme = parts.scheme or "https"
     port = parts.port or (443 if scheme == "https" else 80)
     return scheme, parts.hostname or "", port, parts.path

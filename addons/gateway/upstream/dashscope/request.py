@@ -15,10 +15,11 @@ _DROP = ("store", "metadata", "service_tier", "prompt_cache_key", "safety_identi
 
 
 def own_body(body: dict, *, model: str, capability: Capability) -> dict:
-    """A pass-through body (DashScope's OpenAI-compatible embeddings): the client's, with a Qwen model."""
+    """A pass-through body (DashScope's OpenAI-compatible embeddings, a plan's Anthropic-compatible base): the
+    dialect's own, with a Qwen model and the output within the model's cap."""
     if capability is Capability.EMBEDDINGS and not model.startswith("text-embedding"):
         model = "text-embedding-v4"
-    return {**body, "model": model}
+    return rules.clamp_output({**body, "model": model})
 
 
 def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None = None,

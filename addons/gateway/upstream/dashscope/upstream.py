@@ -29,12 +29,13 @@ class DashScope:
     def own_body(self, body: dict, *, model: str, capability: Capability) -> dict:
         return request.own_body(body, model=model, capability=capability)
 
-    def wire(self, cred: Credential, suffix: str, body: dict, *, user_agent: str, stream: bool,
-             attempt: int) -> Wire:
-        scheme, host, port, path = upstream_url(cred, suffix)
+    def wire(self, cred: Credential, suffix: str, body: dict, *, user_agent: str, stream: bool, attempt: int,
+             base: str | None = None, api_headers: tuple[tuple[str, str], ...] = ()) -> Wire:
+        scheme, host, port, path = upstream_url(base or cred.base_url, suffix)
         hostport = host_header(scheme, host, port)
         headers = upstream_headers(cred, user_agent=user_agent, stream=stream, host=hostport)
         headers = [(k, str(attempt) if k == "X-Stainless-Retry-Count" else v) for k, v in headers]
+        headers += api_headers
         return Wire(f"{scheme}://{hostport}{path}", headers, body)
 
     def classify(self, status: int, body: bytes, headers: dict[str, str]) -> UpstreamError:

@@ -1,0 +1,151 @@
+"""Anthropic content blocks -> chat messages: a user turn becomes its tool results (one `tool` message each,
+first, right after the assistant's calls) and then its own text and images; an assistant turn becomes one
+assistant message with its text, its tool calls and its verified thinking as `reasoning_content`.
+
+Qwen reads images in user messages only: images a tool returned follow its results in a user message that
+says so. Documents: plain text (and text blocks) are read as text; a PDF or any other file is refused with a
+400, since Qwen's chat models cannot read it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from ...errors import GatewayError
+
+_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+
+
+def _bad(message: str, param: str) -> GatewayError:
+    return GatewayError(400, message, type="invalid_request_error", param=param, code="invalid_request_error")
+
+
+def _note(notes: list[str], text: str) -> None:
+    if text not in notes:
+        notes.append(text)
+
+
+def _blocks(content: object, where: str) -> list[dict]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if not isinstance(content, list):
+        raise _bad(f"{where}: Input should be a valid string or a list of content blocks", where)
+    for j, block in enumerate(content):
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            raise _bad(f"{where}.{j}: a content block needs a type", f"{where}.{j}")
+    return content
+
+
+def image_part(block: dict, where: str) -> dict:
+    source = block.get("source")
+    if not isinstance(source, dict):
+        raise _bad(f"{where}.source: Field required", f"{where}.source")
+    if source.get("type") == "base64":
+        media, data = source.get("media_type"), source.get("data")
+        if media not in _IMAGE_TYPES or not isinstance(data, str) or not data:
+            raise _bad(f"{where}.source: a base64 image needs media_type (one of {', '.join(_IMAGE_TYPES)}) "
+                       "and data", f"{where}.source")
+        return {"type": "image_url", "image_url": {"url": f"data:{media};base64,{data}"}}
+    if source.get("type") == "url" and isinstance(source.get("url"), str):
+        return {"type": "image_url", "image_url": {"url": source["url"]}}
+    raise _bad(f"{where}.source.type: images are given as base64 or url (file ids are not supported)",
+               f"{where}.source.type")
+
+
+def document_text(block: dict, where: str) -> str:
+    source = block.get("source")
+    kind = source.get("type") if isinstance(source, dict) else None
+    title = block.get("title")
+    head = f"{title}\n\n" if isinstance(title, str) and title else ""
+    if kind == "text" and isinstance(source, dict) and isinstance(source.get("data"), str):
+        return head + source["data"]
+    if kind == "content" and isinstance(source, dict):
+        parts = _blocks(source.get("content"), f"{where}.source.content")
+        return head + "\n\n".join(str(p.get("text") or "") for p in parts if p.get("type") == "text")
+    media = source.get("media_type") if isinstance(source, dict) else None
+    raise _bad(f"{where}: a {media or kind or 'file'} document cannot be read by Qwen's chat models: send its text "
+               "as a text document or a text block", f"{where}.source")
+
+
+def _tool_result(block: dict, where: str) -> tuple[str, list[dict]]:
+    """(text, images) of a tool_result; an error result says so in its text."""
+    if not isinstance(block.get("tool_use_id"), str):
+        raise _bad(f"{where}.tool_use_id: Field required", f"{where}.tool_use_id")
+    content = block.get("content")
+    texts, images = [], []
+    for j, part in enumerate(_blocks(content, f"{where}.content") if content is not None else []):
+        if part["type"] == "text":
+            texts.append(str(part.get("text") or ""))
+        elif part["type"] == "image":
+            images.append(image_part(part, f"{where}.content.{j}"))
+        elif part["type"] == "document":
+            texts.append(document_text(part, f"{where}.content.{j}"))
+        else:
+            raise _bad(f"{where}.content.{j}.type: {part['type']!r} is not supported in a tool result",
+                       f"{where}.content.{j}.type")
+    text = "\n".join(texts)
+    if block.get("is_error") is True:
+        text = f"Error: {text}" if text else "Error."
+    return text, images
+
+
+def user_messages(content: object, where: str, notes: list[str]) -> list[dict]:
+    tools: list[dict] = []
+    tool_images: list[dict] = []
+    parts: list[dict] = []
+    for j, block in enumerate(_blocks(content, f"{where}.content")):
+        at, kind = f"{where}.content.{j}", block["type"]
+        if kind == "text":
+            parts.append({"type": "text", "text": str(block.get("text") or "")})
+        elif kind == "image":
+            parts.append(image_part(block, at))
+        elif kind == "document":
+            parts.append({"type": "text", "text": document_text(block, at)})
+        elif kind == "tool_result":
+            text, images = _tool_result(block, at)
+            tools.append({"role": "tool", "tool_call_id": block["tool_use_id"],
+                          "content": text or ("(the tool returned the image below)" if images else "")})
+            tool_images += images
+        else:
+            raise _bad(f"{at}.type: {kind!r} blocks are not accepted in a user message", f"{at}.type")
+    out = list(tools)
+    if tool_images:
+        out.append({"role": "user", "content": [
+            {"type": "text", "text": "The tool call above returned "
+                                     + ("this image:" if len(tool_images) == 1 else f"these {len(tool_images)} images:")},
+            *tool_images]})
+    if parts:
+        only_text = all(p["type"] == "text" for p in parts)
+        out.append({"role": "user", "content": parts[0]["text"] if only_text and len(parts) == 1 else parts})
+    return out
+
+
+def assistant_message(content: object, where: str, notes: list[str],
+                      verify: Callable[[str, str], bool]) -> dict:
+    text, reasoning, calls = [], [], []
+    for j, block in enumerate(_blocks(content, f"{where}.content")):
+        at, kind = f"{where}.content.{j}", block["type"]
+        if kind == "text":
+            text.append(str(block.get("text") or ""))
+        elif kind == "tool_use":
+            if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
+                raise _bad(f"{at}: a tool_use block needs an id and a name", at)
+            arguments = json.dumps(block.get("input") if block.get("input") is not None else {}, ensure_ascii=False)
+            calls.append({"id": block["id"], "type": "function",
+                          "function": {"name": block["name"], "arguments": arguments}})
+        elif kind == "thinking":
+            thought, signature = block.get("thinking"), block.get("signature")
+            if not isinstance(thought, str) or not isinstance(signature, str) or not verify(thought, signature):
+                raise _bad(f"{at}.signature: Invalid `signature` in `thinking` block", f"{at}.signature")
+            reasoning.append(thought)
+        elif kind == "redacted_thinking":
+            _note(notes, "redacted_thinking blocks left out (Qwen cannot read them)")
+        else:
+            raise _bad(f"{at}.type: {kind!r} blocks are not accepted in an assistant message", f"{at}.type")
+    message: dict = {"role": "assistant", "content": "".join(text) if text or not calls else None}
+    if calls:
+        message["tool_calls"] = calls
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    return message

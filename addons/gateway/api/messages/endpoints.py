@@ -1,0 +1,63 @@
+"""/v1/messages (any query, `?beta=true` included) and POST /v1/messages/count_tokens."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from mitmproxy import http
+
+from ...config import Config
+from ...errors import GatewayError
+from ...exchange import Exchange
+from ...local import json_response
+from ...pivot import Endpoint
+from ...seal import Sealer
+from ...tokens import estimate_request_tokens
+from . import passthrough
+from .request import to_chat
+from .response import chat_to_message
+from .stream import MessagesStreamTranslator
+from .thinking import Signer
+
+DIALECT = "anthropic"
+
+
+def messages_endpoint(sealer: Callable[[], Sealer]) -> Endpoint[Exchange]:
+    signer = Signer(sealer)
+
+    def from_chat(chat: dict, ex: Exchange) -> dict:
+        return dict(chat_to_message(chat, model=ex.requested_model or ex.upstream_model, sign=signer.sign))
+
+    def from_own(message: dict, ex: Exchange) -> dict:
+        answer, ex.usage = passthrough.own_answer(message, model=ex.requested_model or ex.upstream_model,
+                                                  sign=signer.sign)
+        return answer
+
+    def own_stream(ex: Exchange) -> tuple[passthrough.EventTap, passthrough.EventRelay]:
+        return passthrough.EventTap(), passthrough.EventRelay(model=ex.requested_model or ex.upstream_model,
+                                                              sign=signer.sign)
+
+    return Endpoint(name="messages", to_chat=lambda body, ex: to_chat(body, ex.notes, signer.verify),
+                    from_chat=from_chat, dialect=DIALECT,
+                    stream_translator=lambda ex: MessagesStreamTranslator(
+                        model=ex.requested_model or ex.upstream_model, sign=signer.sign),
+                    own_body=lambda body, ex: passthrough.own_body(body, ex.notes), from_own=from_own,
+                    own_stream=own_stream)
+
+
+def count_tokens(sealer: Callable[[], Sealer]):
+    """POST /v1/messages/count_tokens: the gateway's own estimate of the prompt, counted as the request line
+    counts it (tokens.py; Qwen's tokenizer differs: an estimate for budgets)."""
+    signer = Signer(sealer)
+
+    async def answer(ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Response:
+        body = dict(ex.body or {})
+        body.setdefault("max_tokens", 1)  # count_tokens takes no max_tokens
+        if not isinstance(body.get("model"), str):
+            raise GatewayError(400, "model: Field required", param="model")
+        chat = to_chat(body, ex.notes, signer.verify)
+        tokens, _method = await asyncio.to_thread(estimate_request_tokens, chat)
+        return json_response(200, {"input_tokens": tokens})
+
+    return answer

@@ -1,0 +1,49 @@
+"""Errors as Anthropic's clients read them: `{"type": "error", "error": {"type", "message"}, "request_id"}`,
+with the status the SDKs map to their exception classes (400 BadRequestError, 401 AuthenticationError, 403
+PermissionDeniedError, 404 NotFoundError, 413, 429 RateLimitError, 500 InternalServerError, 529
+OverloadedError). Claude Code retries 429, 5xx and 529 and shows 400 and 429 messages verbatim.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from ...errors import GatewayError
+from ...pivot import ClientFormat
+
+if TYPE_CHECKING:
+    from ...exchange import Exchange
+
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error", 403: "permission_error",
+          404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large", 415: "invalid_request_error",
+          426: "invalid_request_error", 429: "rate_limit_error", 499: "api_error", 529: "overloaded_error"}
+
+
+def error_type(status: int) -> str:
+    return _TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+
+
+def request_id(exchange_id: str) -> str:
+    return "req_" + exchange_id
+
+
+def error_body(e: GatewayError, rid: str) -> bytes:
+    return json.dumps({"type": "error", "error": {"type": error_type(e.status), "message": e.message},
+                       "request_id": rid}).encode()
+
+
+def stream_error_type(error: dict) -> str:
+    """The Anthropic error type of an error that ends a stream (given in OpenAI's shape by the core)."""
+    kind, code = error.get("type"), error.get("code")
+    if kind in ("rate_limit_error", "requests") or code == "rate_limit_exceeded":
+        return "rate_limit_error"
+    if kind == "invalid_request_error":
+        return "invalid_request_error"
+    if code in ("insufficient_quota",):
+        return "rate_limit_error"
+    return "api_error"
+
+
+FORMAT: ClientFormat[Exchange] = ClientFormat(error_body=lambda e, ex: error_body(e, request_id(ex.id)),
+                                              headers=lambda ex: {"request-id": request_id(ex.id)})

@@ -1,0 +1,161 @@
+"""The Messages API passed through to a plan's own Anthropic-compatible base (`qwen_messages_passthrough`,
+key accounts only; registry.py declares the pair). The request stays a Messages request, made acceptable to
+a strict Anthropic-compatible server; the answer stays Anthropic's, with the client's model name and the
+gateway's thinking signatures (so a later turn verifies on either path).
+
+What Claude Code sends beyond the base API is folded or left out here, as the translation does: `role:
+"system"` messages join `system`, the billing line is dropped, `thinking` blocks (the gateway's signatures
+mean nothing upstream) and the extras (`context_management`, `safeguards`, `output_config`, …) are removed,
+adaptive thinking becomes an explicit budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
+from ... import sse
+from ...errors import SERVER, THROTTLE, UpstreamError
+from ...pivot import ChatChunk
+from .errors import stream_error_type
+from .request import bad, note, system_text
+
+# Fields of the base Messages API a strict Anthropic-compatible server takes.
+_KEPT = ("model", "max_tokens", "stop_sequences", "stream", "temperature", "top_p", "top_k", "tools",
+         "tool_choice", "metadata", "thinking")
+_BUDGETS = {"low": 1024, "medium": 8192, "high": 16384, "max": 32768}
+
+
+def own_body(body: dict, notes: list[str]) -> dict:
+    """The client's Messages body as the plan's Anthropic base takes it."""
+    out = {k: body[k] for k in _KEPT if k in body}
+    dropped = sorted(set(body) - set(_KEPT) - {"messages", "system"})
+    if dropped:
+        note(notes, f"passed through without {', '.join(dropped)} (no meaning upstream)")
+    system = system_text(body.get("system"), "system", notes)
+    messages = []
+    for i, m in enumerate(body.get("messages") or []):
+        if not isinstance(m, dict):
+            raise bad(f"messages.{i}: Input should be an object", f"messages.{i}")
+        if m.get("role") == "system":
+            system = "\n\n".join(t for t in (system, system_text(m.get("content"), f"messages.{i}.content", notes))
+                                 if t)
+            continue
+        content = m.get("content")
+        if isinstance(content, list):
+            kept = [b for b in content if not (isinstance(b, dict) and b.get("type") in ("thinking",
+                                                                                          "redacted_thinking"))]
+            if len(kept) != len(content):
+                note(notes, "earlier thinking blocks left out (their signatures are the gateway's)")
+            content = kept
+        messages.append({**m, "content": content})
+    out["messages"] = messages
+    if system:
+        out["system"] = system
+    if isinstance(out.get("tools"), list):
+        out["tools"] = [{k: v for k, v in t.items() if k != "defer_loading"} if isinstance(t, dict) else t
+                        for t in out["tools"]]
+    out.update(_thinking(body))
+    return out
+
+
+def _thinking(body: dict) -> dict:
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict):
+        return {}
+    if thinking.get("type") == "disabled":
+        return {"thinking": {"type": "disabled"}}
+    config = body.get("output_config")
+    effort = config.get("effort") if isinstance(config, dict) else None
+    budget = thinking.get("budget_tokens") if thinking.get("type") == "enabled" else _BUDGETS.get(str(effort), 8192)
+    raw = body.get("max_tokens")
+    max_tokens: int = raw if isinstance(raw, int) else 0
+    if not isinstance(budget, int) or max_tokens <= 1024:
+        return {"thinking": {"type": "disabled"}}
+    return {"thinking": {"type": "enabled", "budget_tokens": max(1024, min(budget, max_tokens - 1))}}
+
+
+def chat_usage(usage: object) -> dict | None:
+    """Anthropic's usage in the chat form the ledger and metrics read."""
+    if not isinstance(usage, dict):
+        return None
+    cached = usage.get("cache_read_input_tokens") or 0
+    created = usage.get("cache_creation_input_tokens") or 0
+    prompt = (usage.get("input_tokens") or 0) + cached + created
+    completion = usage.get("output_tokens") or 0
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached}}
+
+
+def own_answer(data: dict, *, model: str, sign: Callable[[str], str]) -> tuple[dict, dict | None]:
+    """The upstream's Message with the client's model name and the gateway's thinking signatures; and its
+    usage in chat form."""
+    content = [{**b, "signature": sign(str(b.get("thinking") or ""))} if isinstance(b, dict) and
+               b.get("type") == "thinking" else b for b in data.get("content") or []]
+    return {**data, "model": model, "content": content}, chat_usage(data.get("usage"))
+
+
+class EventTap:
+    """The pass-through stream's reader (a `ChunkSource`): each Anthropic event goes on as it is; usage and
+    the stop are noted for the record."""
+
+    def __init__(self) -> None:
+        self.usage: dict | None = None
+        self.finish_reasons: dict[int, str] = {}
+        self.error_text: str | None = None
+        self._usage: dict[str, Any] = {}
+
+    def feed(self, event: object) -> list[ChatChunk]:
+        if not isinstance(event, dict):
+            return []
+        kind = event.get("type")
+        if kind == "message_start" and isinstance(event.get("message"), dict):
+            self._usage.update(event["message"].get("usage") or {})
+        elif kind == "message_delta":
+            self._usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
+            stop = (event.get("delta") or {}).get("stop_reason")
+            self.finish_reasons[0] = str(stop or "end_turn")
+        elif kind == "message_stop":
+            self.finish_reasons.setdefault(0, "end_turn")
+        if self._usage:
+            self.usage = chat_usage(self._usage)
+        return [cast(ChatChunk, event)]  # not a chat chunk: the dialect's own event, for EventRelay
+
+    def fault(self, error: object) -> UpstreamError:
+        err = error if isinstance(error, dict) else {}
+        message = str(err.get("message") or error or "the upstream failed")
+        if err.get("type") in ("overloaded_error", "rate_limit_error"):
+            return UpstreamError(THROTTLE, 429, message, "rate_limit_error", "rate_limit_exceeded")
+        return UpstreamError(SERVER, 502, message, "api_error", "upstream_error")
+
+
+class EventRelay:
+    """The pass-through stream's writer (a `StreamTranslator`): the events as they came, the model renamed and
+    thinking re-signed by the gateway."""
+
+    def __init__(self, *, model: str, sign: Callable[[str], str]) -> None:
+        self.model = model
+        self.sign = sign
+        self.thinking: dict[int, str] = {}
+
+    def feed(self, chunk: Mapping[str, Any]) -> list[bytes]:
+        event = dict(chunk)
+        kind = event.get("type")
+        if kind == "message_start" and isinstance(event.get("message"), dict):
+            event["message"] = {**event["message"], "model": self.model}
+        elif kind == "content_block_delta":
+            delta = event.get("delta") or {}
+            index = event.get("index", 0)
+            if delta.get("type") == "thinking_delta":
+                self.thinking[index] = self.thinking.get(index, "") + str(delta.get("thinking") or "")
+            elif delta.get("type") == "signature_delta":
+                event["delta"] = {**delta, "signature": self.sign(self.thinking.pop(index, ""))}
+        return [sse.encode(event, event=str(kind or "message"))]
+
+    def finish(self) -> list[bytes]:
+        return []  # message_stop came from upstream
+
+    def fail(self, error: dict) -> list[bytes]:
+        return [sse.encode({"type": "error", "error": {"type": stream_error_type(error),
+                                                       "message": str(error.get("message") or "failed")}},
+                           event="error")]

@@ -1,0 +1,204 @@
+"""An Anthropic Messages request (as Claude Code and the `anthropic` SDKs send it) -> the pivot's chat request.
+
+Every field has one fate, listed in docs/compatibility.md: translated, accepted and ignored (with a note on
+the exchange), or refused with Anthropic's 400. What Claude Code sends beyond the base API — `role:
+"system"` messages inside `messages`, `thinking` of type `adaptive`, `output_config`, `context_management`,
+`safeguards`, tools with `defer_loading`, `cache_control` anywhere, a JSON-encoded `metadata.user_id` — is
+accepted: it re-sends a 400 with fewer betas but never without those, so refusing them fails every turn.
+
+System text (the `system` field, then `role: "system"` messages in their order) becomes the one system
+prompt Qwen caches. Claude Code's billing line (`x-anthropic-billing-header: …`) is metadata, not prompt:
+it is dropped. `thinking` blocks come back with the signature the gateway made (`Signer`); a block it did
+not sign is refused, as Anthropic refuses one it did not sign, and the signature never reaches Qwen.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from ...errors import GatewayError
+from .content import assistant_message, user_messages
+
+_ROLES = ("user", "assistant", "system")
+# Accepted and recorded, with no meaning on Qwen's side.
+_IGNORED = ("context_management", "safeguards", "container", "mcp_servers", "service_tier", "diagnostics",
+            "inference_geo")
+_EFFORTS = {"low": "low", "medium": "medium", "high": "high", "max": "high", "xhigh": "high"}
+BILLING_PREFIX = "x-anthropic-billing-header:"
+
+
+def bad(message: str, param: str | None = None) -> GatewayError:
+    return GatewayError(400, message, type="invalid_request_error", param=param, code="invalid_request_error")
+
+
+def note(notes: list[str], text: str) -> None:
+    if text not in notes:
+        notes.append(text)
+
+
+def to_chat(body: dict, notes: list[str], verify: Callable[[str, str], bool]) -> dict:
+    """The chat request for a Messages body. `verify(thinking, signature)` checks a returned thinking block."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise bad("model: Field required", "model")
+    max_tokens = body.get("max_tokens")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise bad("max_tokens: Field required (a positive integer)", "max_tokens")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise bad("messages: at least one message is required", "messages")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise bad("stream: Input should be a valid boolean", "stream")
+    system = system_text(body.get("system"), "system", notes)
+    chat_messages: list[dict] = []
+    for i, m in enumerate(messages):
+        where = f"messages.{i}"
+        if not isinstance(m, dict) or m.get("role") not in _ROLES:
+            raise bad(f"{where}.role: Input should be 'user', 'assistant' or 'system'", f"{where}.role")
+        if m["role"] == "system":  # Claude Code's per-turn context: folded into the system prompt in order
+            text = system_text(m.get("content"), f"{where}.content", notes)
+            system = "\n\n".join(t for t in (system, text) if t)
+        elif m["role"] == "user":
+            chat_messages += user_messages(m.get("content"), where, notes)
+        else:
+            chat_messages.append(assistant_message(m.get("content"), where, notes, verify))
+    chat: dict = {"model": model, "messages": ([{"role": "system", "content": system}] if system else [])
+                  + chat_messages, "max_tokens": max_tokens, "stream": body.get("stream") is True}
+    _sampling(body, chat)
+    _tools(body, chat, notes)
+    _thinking(body, chat, notes)
+    _metadata(body, chat)
+    for key in _IGNORED:
+        if key in body:
+            note(notes, f"{key}: accepted, no Qwen equivalent")
+    return chat
+
+
+def system_text(value: object, where: str, notes: list[str]) -> str:
+    """A system prompt given as a string or text blocks (their `cache_control` is Qwen's business: the
+    DashScope upstream marks the system prompt for caching itself)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise bad(f"{where}: Input should be a valid string or a list of text blocks", where)
+    parts = []
+    for j, block in enumerate(value):
+        if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
+            raise bad(f"{where}.{j}: system content must be text blocks", f"{where}.{j}")
+        if block["text"].startswith(BILLING_PREFIX):
+            note(notes, "Claude Code's billing header line left out of the prompt")
+            continue
+        parts.append(block["text"])
+    return "\n\n".join(p for p in parts if p)
+
+
+def _sampling(body: dict, chat: dict) -> None:
+    for key in ("temperature", "top_p", "top_k"):
+        value = body.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise bad(f"{key}: Input should be a valid number", key)
+        chat[key] = value
+    stops = body.get("stop_sequences")
+    if stops is not None:
+        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+            raise bad("stop_sequences: Input should be a list of strings", "stop_sequences")
+        if stops:
+            chat["stop"] = stops
+
+
+def _tools(body: dict, chat: dict, notes: list[str]) -> None:
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise bad("tools: Input should be a valid list", "tools")
+    functions = []
+    for i, tool in enumerate(tools or []):
+        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+            raise bad(f"tools.{i}.name: Field required", f"tools.{i}.name")
+        kind = tool.get("type")
+        if kind not in (None, "custom"):  # server tools (web_search_…, bash_…, text_editor_…)
+            raise bad(f"tools.{i}: the server tool {kind!r} is not available through this gateway (Qwen runs no "
+                      "Anthropic server tools); define it as a custom tool with input_schema", f"tools.{i}.type")
+        schema = tool.get("input_schema")
+        if not isinstance(schema, dict):
+            raise bad(f"tools.{i}.input_schema: Field required", f"tools.{i}.input_schema")
+        if tool.get("defer_loading"):
+            note(notes, "defer_loading: the tool is offered to Qwen like the others")
+        parameters = {k: v for k, v in schema.items() if k != "$schema"}  # a draft marker, not a constraint
+        fn: dict = {"name": tool["name"], "parameters": parameters}
+        if isinstance(tool.get("description"), str):
+            fn["description"] = tool["description"]
+        functions.append({"type": "function", "function": fn})
+    if functions:
+        chat["tools"] = functions
+    choice = body.get("tool_choice")
+    if choice is None:
+        return
+    if not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool", "none"):
+        raise bad("tool_choice: Input should be auto, any, tool or none", "tool_choice")
+    kind = choice["type"]
+    if kind == "tool":
+        if not isinstance(choice.get("name"), str):
+            raise bad("tool_choice.name: Field required", "tool_choice.name")
+        chat["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+    else:
+        chat["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[kind]
+    if choice.get("disable_parallel_tool_use") is True:
+        chat["parallel_tool_calls"] = False
+
+
+def _thinking(body: dict, chat: dict, notes: list[str]) -> None:
+    """Anthropic's thinking switch and effort -> Qwen's `enable_thinking`/`thinking_budget` or an effort (the
+    DashScope upstream then obeys each model's own rules)."""
+    thinking = body.get("thinking")
+    config = body.get("output_config")
+    effort = config.get("effort") if isinstance(config, dict) else None
+    if isinstance(config, dict) and isinstance(config.get("format"), dict):
+        fmt = config["format"]
+        if fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
+            raise bad("output_config.format: only json_schema formats are supported", "output_config.format")
+        chat["response_format"] = {"type": "json_schema",
+                                   "json_schema": {"name": "output", "schema": fmt["schema"], "strict": True}}
+    if thinking is None:
+        if isinstance(effort, str) and effort in _EFFORTS:
+            chat["reasoning_effort"] = _EFFORTS[effort]
+        return
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled", "adaptive"):
+        raise bad("thinking.type: Input should be 'enabled', 'disabled' or 'adaptive'", "thinking.type")
+    kind = thinking["type"]
+    if kind == "disabled":
+        chat["enable_thinking"] = False
+    elif kind == "enabled":
+        budget = thinking.get("budget_tokens")
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+            raise bad("thinking.budget_tokens: Field required (a positive integer)", "thinking.budget_tokens")
+        chat["enable_thinking"] = True
+        chat["thinking_budget"] = budget
+    elif isinstance(effort, str) and effort in _EFFORTS:  # adaptive: the model decides, within the effort
+        chat["reasoning_effort"] = _EFFORTS[effort]
+    else:
+        chat["enable_thinking"] = True
+    if thinking.get("display") not in (None, "summarized", "omitted", "updates"):
+        note(notes, "thinking.display: accepted, Qwen's thinking is shown as it comes")
+
+
+def _metadata(body: dict, chat: dict) -> None:
+    """`metadata.user_id` (Claude Code: a JSON-encoded {"device_id", "session_id", …}): its session keeps one
+    Qwen session (and prompt cache) per Claude Code session."""
+    metadata = body.get("metadata")
+    user = metadata.get("user_id") if isinstance(metadata, dict) else None
+    if not isinstance(user, str) or not user:
+        return
+    session = None
+    if user.startswith("{"):
+        try:
+            parsed = json.loads(user)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and isinstance(parsed.get("session_id"), str):
+            session = parsed["session_id"]
+    chat["prompt_cache_key"] = session or user

@@ -1,0 +1,90 @@
+"""The pivot's chat answer -> an Anthropic Message: thinking (signed by the gateway), text and tool_use blocks,
+the stop reason and the usage in Anthropic's terms. Pure functions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Literal, NotRequired, TypedDict
+
+from ... import ids
+
+StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal"]
+# Qwen's finish reasons; "stop" is also how Qwen ends at a stop sequence (it does not say which one).
+_STOP: dict[str, StopReason] = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+                                "content_filter": "refusal"}
+
+
+class Usage(TypedDict):
+    input_tokens: int
+    output_tokens: int
+    cache_read_input_tokens: int
+    cache_creation_input_tokens: int
+
+
+class Message(TypedDict):
+    id: str
+    type: Literal["message"]
+    role: Literal["assistant"]
+    model: str
+    content: list[dict[str, Any]]
+    stop_reason: StopReason | None
+    stop_sequence: str | None
+    usage: Usage
+    container: NotRequired[None]
+
+
+def new_message_id() -> str:
+    return "msg_" + ids.hex_id(24)
+
+
+def stop_reason(finish: object) -> StopReason:
+    return _STOP.get(finish, "end_turn") if isinstance(finish, str) else "end_turn"
+
+
+def usage(chat_usage: object) -> Usage:
+    """Anthropic counts input without the cached part: input + cache_read + cache_creation = the whole prompt."""
+    u: dict = chat_usage if isinstance(chat_usage, dict) else {}
+    raw = u.get("prompt_tokens_details")
+    details: dict = raw if isinstance(raw, dict) else {}
+    cached = _int(details.get("cached_tokens"))
+    created = _int(details.get("cache_creation_input_tokens"))
+    prompt = _int(u.get("prompt_tokens"))
+    return Usage(input_tokens=max(0, prompt - cached - created), output_tokens=_int(u.get("completion_tokens")),
+                 cache_read_input_tokens=cached, cache_creation_input_tokens=created)
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def tool_input(arguments: object) -> dict:
+    """A tool call's arguments as the `input` object (Qwen writes JSON text; anything else is kept, wrapped)."""
+    if isinstance(arguments, dict):
+        return arguments
+    try:
+        value = json.loads(arguments) if isinstance(arguments, str) and arguments.strip() else {}
+    except ValueError:
+        return {"_raw_arguments": arguments}
+    return value if isinstance(value, dict) else {"_value": value}
+
+
+def chat_to_message(chat: dict, *, model: str, sign: Callable[[str], str]) -> Message:
+    choices = chat.get("choices") or [{}]
+    choice: dict = choices[0] if isinstance(choices[0], dict) else {}
+    raw = choice.get("message")
+    message: dict = raw if isinstance(raw, dict) else {}
+    content: list[dict[str, Any]] = []
+    reasoning = message.get("reasoning_content")
+    if isinstance(reasoning, str) and reasoning:
+        content.append({"type": "thinking", "thinking": reasoning, "signature": sign(reasoning)})
+    text = message.get("content")
+    if isinstance(text, str) and text:
+        content.append({"type": "text", "text": text})
+    for call in message.get("tool_calls") or []:
+        fn = call.get("function") or {}
+        content.append({"type": "tool_use", "id": str(call.get("id") or "toolu_" + ids.hex_id(24)),
+                        "name": str(fn.get("name") or ""), "input": tool_input(fn.get("arguments"))})
+    return Message(id=new_message_id(), type="message", role="assistant", model=model, content=content,
+                   stop_reason=stop_reason(choice.get("finish_reason")), stop_sequence=None,
+                   usage=usage(chat.get("usage")))

@@ -1,0 +1,40 @@
+"""What an unchanged Claude Code asks api.anthropic.com besides the model, answered locally at once with an
+empty, valid answer, never forwarded (docs/clients.md lists them). Left unanswered, managed settings and
+policy limits alone are retried for about 17 s before the first model call; feature flags, bootstrap and
+telemetry would carry the user's key or data to Anthropic."""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from ...config import Config
+from ...errors import GatewayError
+from ...exchange import Exchange
+from ...local import answer as whole, json_response
+
+# (method, path) -> the answer's JSON; prefixes for the paths that carry an id.
+ANSWERS: dict[tuple[str, str], dict] = {
+    ("GET", "/api/claude_code/settings"): {},  # managed settings: none
+    ("GET", "/api/claude_code/policy_limits"): {},  # organisation policy limits: none
+    ("GET", "/api/claude_cli/bootstrap"): {},
+    ("GET", "/api/claude_code_penguin_mode"): {},
+    ("GET", "/api/directory/server-urls"): {"servers": []},
+    ("POST", "/api/event_logging/v2/batch"): {},  # telemetry: dropped
+    ("POST", "/api/event_logging/batch"): {},
+    ("GET", "/api/claude_code/organizations/metrics_enabled"): {"metrics_logging_enabled": False},
+}
+PREFIXES: dict[tuple[str, str], dict] = {("POST", "/api/eval/"): {"features": {}}}  # feature flags (/api/eval/sdk-…): none
+
+
+async def answer(ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Response:
+    method, path = ex.client.method, ex.client.path
+    if path == "/api/hello" and method in ("HEAD", "GET"):
+        return whole(200, b"", b"text/plain")
+    data = ANSWERS.get((method, path))
+    if data is None:
+        data = next((v for (m, p), v in PREFIXES.items() if m == method and path.startswith(p)), None)
+    if data is None:
+        raise GatewayError(404, f"Unknown request URL: {method} {path}. This gateway answers Claude Code's model "
+                                "calls; it does not forward anything to Anthropic.", code="unknown_url")
+    ex.notes.append("Claude Code side request answered locally (nothing goes to Anthropic)")
+    return json_response(200, data)

@@ -1,0 +1,122 @@
+"""Normalised chat chunks -> Anthropic's stream events, in the order the SDKs' accumulators check:
+
+    message_start, ping, then per content block: content_block_start, content_block_delta…,
+    content_block_stop; then message_delta (stop_reason, usage) and message_stop.
+
+Blocks open as Qwen's output changes kind: reasoning -> a `thinking` block (its gateway-made signature as a
+`signature_delta` before it closes), content -> a `text` block, each tool call -> a `tool_use` block whose
+arguments stream as `input_json_delta`. Every event carries an `event:` line (Claude Code reads a stream
+without them as empty). An error ends the stream with an `error` event. No I/O; never raises on odd input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ... import sse
+from .errors import stream_error_type
+from .response import Usage, new_message_id, stop_reason, usage
+
+
+def event(payload: dict) -> bytes:
+    return sse.encode(payload, event=payload["type"])
+
+
+class MessagesStreamTranslator:
+    def __init__(self, *, model: str, sign: Callable[[str], str]) -> None:
+        self.model = model
+        self.sign = sign
+        self.started = False
+        self.index = -1  # the open block's index (-1: none open)
+        self.kind: str | None = None  # "thinking" | "text" | "tool_use"
+        self.thinking = ""
+        self.tool_blocks: dict[int, int] = {}  # chat tool-call index -> block index
+        self.stop: str | None = None
+        self.usage: Usage | None = None
+        self.blocks = 0
+
+    def feed(self, chunk: Mapping[str, Any]) -> list[bytes]:
+        out = self._start()
+        usage_seen = chunk.get("usage")
+        if isinstance(usage_seen, dict) and not chunk.get("choices"):
+            self.usage = usage(usage_seen)
+        for choice in chunk.get("choices") or []:
+            if choice.get("index", 0) != 0:
+                continue  # Messages answers one choice
+            delta = choice.get("delta") or {}
+            if delta.get("reasoning_content"):
+                out += self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+                self.thinking += delta["reasoning_content"]
+                out.append(self._delta({"type": "thinking_delta", "thinking": delta["reasoning_content"]}))
+            if isinstance(delta.get("content"), str) and delta["content"]:
+                out += self._open("text", {"type": "text", "text": ""})
+                out.append(self._delta({"type": "text_delta", "text": delta["content"]}))
+            for call in delta.get("tool_calls") or []:
+                out += self._tool_call(call)
+            if choice.get("finish_reason"):
+                self.stop = choice["finish_reason"]
+        return out
+
+    def finish(self) -> list[bytes]:
+        out = self._start() + self._close()
+        final = self.usage or Usage(input_tokens=0, output_tokens=0, cache_read_input_tokens=0,
+                                    cache_creation_input_tokens=0)
+        out.append(event({"type": "message_delta",
+                          "delta": {"stop_reason": stop_reason(self.stop), "stop_sequence": None},
+                          "usage": dict(final)}))
+        out.append(event({"type": "message_stop"}))
+        return out
+
+    def fail(self, error: dict) -> list[bytes]:
+        return [event({"type": "error", "error": {"type": stream_error_type(error),
+                                                  "message": str(error.get("message") or "Qwen failed.")}})]
+
+    # ---- blocks --------------------------------------------------------------------------------------
+
+    def _start(self) -> list[bytes]:
+        if self.started:
+            return []
+        self.started = True
+        message: dict[str, Any] = {"id": new_message_id(), "type": "message", "role": "assistant", "model": self.model,
+                   "content": [], "stop_reason": None, "stop_sequence": None,
+                   "usage": {"input_tokens": 0, "output_tokens": 0, "cache_read_input_tokens": 0,
+                             "cache_creation_input_tokens": 0}}
+        return [event({"type": "message_start", "message": message}), event({"type": "ping"})]
+
+    def _open(self, kind: str, block: dict) -> list[bytes]:
+        if self.kind == kind and kind != "tool_use":
+            return []
+        out = self._close()
+        self.index, self.kind = self.blocks, kind
+        self.blocks += 1
+        out.append(event({"type": "content_block_start", "index": self.index, "content_block": block}))
+        return out
+
+    def _close(self) -> list[bytes]:
+        if self.kind is None:
+            return []
+        out = []
+        if self.kind == "thinking":
+            out.append(self._delta({"type": "signature_delta", "signature": self.sign(self.thinking)}))
+            self.thinking = ""
+        out.append(event({"type": "content_block_stop", "index": self.index}))
+        self.kind = None
+        return out
+
+    def _delta(self, delta: dict, index: int | None = None) -> bytes:
+        return event({"type": "content_block_delta", "index": self.index if index is None else index,
+                      "delta": delta})
+
+    def _tool_call(self, call: Mapping[str, Any]) -> list[bytes]:
+        out: list[bytes] = []
+        fn = call.get("function") or {}
+        position = call.get("index", 0)
+        if call.get("id") and position not in self.tool_blocks:  # a new call: its own block
+            out += self._open("tool_use", {"type": "tool_use", "id": call["id"], "name": fn.get("name") or "",
+                                           "input": {}})
+            self.tool_blocks[position] = self.index
+        block = self.tool_blocks.get(position)
+        if block is not None and fn.get("arguments"):
+            out.append(self._delta({"type": "input_json_delta", "partial_json": fn["arguments"]}, block))
+        return out
