@@ -169,3 +169,38 @@ async def test_recording_observers_run_after_the_answer_is_sent_and_at_shutdown_
     observers.done()  # shutting down before the loop turned: told now, once
     await asyncio.sleep(0)
     assert seen[2:] == ["annotated " + second.id, "recorded " + second.id]
+
+
+async def test_a_late_estimate_keeps_what_the_flow_annotator_stored_on_the_record():
+    """The record is written again once a slow prompt estimate arrives: the upstream body the annotator kept
+    on it for mitmweb's upstream view must survive that (it was dropped: "body not kept")."""
+    from mitmproxy.test import tflow
+
+    from qwen_gateway.dispatch import Observers
+    from qwen_gateway.exchange import ClientRequest, Exchange
+
+    class Line(Observer):
+        waits_for_estimate = True
+
+        def finished(self, ex, flow):
+            pass
+
+    annotator = FlowAnnotator()
+    obs = Observers([annotator, Line()])
+    obs.configure(config())
+    ex = Exchange(ClientRequest("POST", "/v1/chat/completions", "http://x/v1/chat/completions"))
+    ex.upstream_url, ex.upstream_body, ex.status = "https://q/v1/chat/completions", {"model": "m"}, 200
+    ex.estimate = asyncio.get_running_loop().create_future()
+    flow = tflow.tflow(resp=True)
+    flow.metadata["qwen"] = ex.to_meta()
+    obs.finished(ex, flow)
+    assert flow.metadata["qwen"]["upstream"]["body"] == {"model": "m"}
+    await asyncio.sleep(0.01)  # the recording observers' turn: they wait for the estimate
+    ex.prompt_tokens_est = 7
+    ex.estimate.set_result((7, "estimate"))
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if flow.metadata["qwen"].get("prompt_tokens_est") == 7:
+            break
+    assert flow.metadata["qwen"]["prompt_tokens_est"] == 7
+    assert flow.metadata["qwen"]["upstream"]["body"] == {"model": "m"}

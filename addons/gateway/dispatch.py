@@ -112,6 +112,10 @@ class Observers:
     def _finish_later(self, ex: Exchange, flow: http.HTTPFlow) -> None:
         if self._waiting.pop(ex.id, None) is None:
             return  # already told (at shutdown)
-        flow.metadata["qwen"] = ex.to_meta()  # now with the estimate, when it came
+        old, meta = flow.metadata.get("qwen"), ex.to_meta()  # now with the estimate, when it came
+        kept = old.get("upstream") if isinstance(old, dict) else None
+        if isinstance(kept, dict) and "body" in kept and isinstance(meta.get("upstream"), dict):
+            meta["upstream"]["body"] = kept["body"]  # what the annotator kept for mitmweb's upstream view
+        flow.metadata["qwen"] = meta
         for fn in self._finished_later:
             call_safely(fn, ex, flow)
