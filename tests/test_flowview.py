@@ -305,3 +305,19 @@ def test_summaries_never_show_a_token():
 def test_the_estimate_shows_only_without_qwens_usage():
     assert "prompt ≈" not in summary_line(exchange(prompt_tokens_est=850))
     assert "prompt ≈ 850 tokens" in summary_line(exchange(prompt_tokens_est=850, usage=None))
+
+
+def test_a_messages_summary_reads_like_the_others():
+    """The summary is generic over the record: an Anthropic Messages exchange says nothing OpenAI-specific."""
+    ex = exchange(endpoint="messages", path="/v1/messages", model="claude-sonnet-4-5", stream=True, ttfb_ms=22,
+                  body={"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]},
+                  usage={"prompt_tokens": 30, "completion_tokens": 14, "prompt_tokens_details": {"cached_tokens": 20}})
+    assert summary_line(ex) == ("claude-sonnet-4-5 → coder-model · acct default · 200 · in 30 / out 14 (cached 20) · "
+                                "ttfb 22 ms · 1.31 s" + SEP + "client: POST /v1/messages · key sk-… (20 chars)")
+    bad = refused(400, "invalid_request_error", "max_tokens: Field required", endpoint="messages",
+                  path="/v1/messages", model="claude-sonnet-4-5")
+    assert summary_line(bad).split(SEP)[1:] == ["error: invalid_request_error “max_tokens: Field required”",
+                                                "client: POST /v1/messages · key sk-… (20 chars)"]
+    counted = local("count_tokens", method="POST", path="/v1/messages/count_tokens")
+    assert summary_line(counted) == ("count_tokens (answered by the gateway) · 200 · 0.00 s" + SEP
+                                     + "client: POST /v1/messages/count_tokens · key sk-… (20 chars)")

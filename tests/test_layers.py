@@ -104,3 +104,12 @@ def test_no_import_cycle():
         if v not in index:
             visit(v)
     assert cycles == []
+
+
+def test_every_package_is_installed():
+    """A folder of the package missing from pyproject.toml's list is left out of a wheel (the editable install
+    used here would not notice)."""
+    import tomllib
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {name for name, (_path, is_pkg) in modules().items() if is_pkg}
+    assert packages == listed

@@ -1,17 +1,21 @@
 """mitmweb content views: streams shown assembled (text, reasoning, tool calls, usage), then raw;
 OpenAI/Qwen request bodies shown as a readable conversation; and, for a request the gateway forwarded,
 what went to Qwen (the flow's request is the client's: method, path and body as the client sent them).
-Registered by addons/qwen.py."""
+The Anthropic Messages views are in anthropic_views.py. Registered by addons/qwen.py."""
 
 from __future__ import annotations
 
 import json
 from typing import Any, TypedDict
+from urllib.parse import urlsplit
 
 from mitmproxy import contentviews, http
 
 from ..redact import redact_headers, redact_url
 from ..sse import SSEDecoder
+from . import anthropic_views
+from .anthropic_views import describe_messages_request, is_messages_request
+from .flowrecord import endpoint as _endpoint, is_response as _is_response, upstream as _upstream
 
 
 class ToolCall(TypedDict):
@@ -166,26 +170,6 @@ def describe_request(body: dict) -> str:
     return "\n".join(lines)
 
 
-def _record(meta: contentviews.Metadata) -> dict | None:
-    q = meta.flow.metadata.get("qwen") if meta.flow is not None else None
-    return q if isinstance(q, dict) else None
-
-
-def _endpoint(meta: contentviews.Metadata) -> str | None:
-    q = _record(meta)
-    return q.get("endpoint") if q is not None else None
-
-
-def _upstream(meta: contentviews.Metadata) -> dict | None:
-    q = _record(meta)
-    up = q.get("upstream") if q is not None else None
-    return up if isinstance(up, dict) and up.get("url") else None
-
-
-def _is_response(meta: contentviews.Metadata) -> bool:
-    return isinstance(meta.http_message, http.Response)
-
-
 class QwenChatStreamContentview(contentviews.Contentview):
     name = "Qwen chat stream"
 
@@ -225,22 +209,25 @@ class OpenAIRequestContentview(contentviews.Contentview):
         return describe_request(body)
 
     def render_priority(self, data: bytes, metadata: contentviews.Metadata) -> float:
-        if not isinstance(metadata.http_message, http.Request) or _endpoint(metadata) is None:
+        if not isinstance(metadata.http_message, http.Request) or _endpoint(metadata) is None \
+                or is_messages_request(metadata):  # the "Anthropic request" view's
             return -1
         return 2 if "json" in (metadata.content_type or "") else -1
 
 
-def describe_upstream(up: dict) -> str:
+def describe_upstream(up: dict, client_view: str = "OpenAI request") -> str:
     """The request the gateway sent to Qwen, from the flow's record (the credential is redacted there
-    already; redacted again, as the debug log does, in case a header carries another secret)."""
-    lines = [f"POST {redact_url(str(up.get('url')))}",
-             "(what the gateway sent to Qwen; the \"OpenAI request\" view shows the client's request)", ""]
+    already; redacted again, as the debug log does, in case a header carries another secret). A Messages
+    request passed through to an Anthropic-compatible base is still a Messages request."""
+    url = redact_url(str(up.get("url")))
+    lines = [f"POST {url}", f"(what the gateway sent to Qwen; the \"{client_view}\" view shows the client's request)", ""]
     headers = up.get("headers") if isinstance(up.get("headers"), dict) else {}
     lines += [f"{k}: {v}" for k, v in redact_headers(headers).items()]
     body = up.get("body")
     if isinstance(body, dict):
-        lines += ["", "── conversation ──", describe_request(body), "",
-                  "── body ──", json.dumps(body, indent=2, ensure_ascii=False)]
+        messages = urlsplit(url).path.rstrip("/").endswith("/messages")
+        lines += ["", "── conversation ──", describe_messages_request(body) if messages else describe_request(body),
+                  "", "── body ──", json.dumps(body, indent=2, ensure_ascii=False)]
     else:
         lines += ["", "(body not kept: only bodies up to 256 KiB are; the debug log has it)"]
     return "\n".join(lines)
@@ -255,16 +242,16 @@ class QwenUpstreamRequestContentview(contentviews.Contentview):
         up = _upstream(metadata)
         if up is None:
             raise ValueError("not a request the gateway forwarded")
-        return describe_upstream(up)
+        return describe_upstream(up, "Anthropic request" if is_messages_request(metadata) else "OpenAI request")
 
     def render_priority(self, data: bytes, metadata: contentviews.Metadata) -> float:
         if not isinstance(metadata.http_message, http.Request) or _upstream(metadata) is None:
             return -1
-        return 3  # before "OpenAI request" (2): the detail view shows what went to Qwen
+        return 3  # before "OpenAI request" and "Anthropic request" (2): the detail view shows what went to Qwen
 
 
 VIEWS = (QwenChatStreamContentview(), QwenResponsesStreamContentview(), OpenAIRequestContentview(),
-         QwenUpstreamRequestContentview())
+         QwenUpstreamRequestContentview(), *anthropic_views.VIEWS)
 
 
 def register() -> None:
