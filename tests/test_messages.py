@@ -120,6 +120,7 @@ def test_tools_and_tool_choice():
     assert c["tools"][0] == {"type": "function", "function": {
         "name": "Bash", "description": "run", "parameters": {k: v for k, v in schema.items() if k != "$schema"}}}
     assert c["tool_choice"] == "required" and c["parallel_tool_calls"] is False
+    assert [t["function"]["name"] for t in c["tools"]] == ["Bash"]  # deferred: hidden until a tool search
     assert any("defer_loading" in n for n in notes)
     assert chat(body(tools=[{"name": "B", "input_schema": {}}], tool_choice={"type": "tool", "name": "B"}))[0][
         "tool_choice"] == {"type": "function", "function": {"name": "B"}}
@@ -138,6 +139,7 @@ def test_server_tools_are_refused_not_dropped():
     ({"type": "adaptive"}, {"effort": "max"}, {"reasoning_effort": "high"}),
     ({"type": "adaptive"}, None, {"enable_thinking": True}),
     (None, {"effort": "low"}, {"reasoning_effort": "low"}),
+    (None, None, {"enable_thinking": False}),  # Anthropic's models think only when asked
 ])
 def test_thinking_and_effort(thinking, config, expected):
     b = body(**({"thinking": thinking} if thinking else {}), **({"output_config": config} if config else {}))
@@ -313,7 +315,7 @@ def test_a_passed_through_body_is_a_plain_messages_request():
     assert [m["role"] for m in out["messages"]] == ["user", "assistant", "user"]
     assert out["messages"][1]["content"] == [{"type": "text", "text": "a"}]
     assert out["thinking"] == {"type": "enabled", "budget_tokens": 16384}
-    assert out["tools"] == [{"name": "B", "input_schema": {}}]
+    assert out["tools"] == []  # a deferred tool stays hidden from the model, as with Anthropic
     assert not {"context_management", "output_config"} & set(out)
 
 
@@ -336,3 +338,30 @@ def test_a_passed_through_stream_is_relayed_with_the_clients_model_and_the_gatew
     assert evs[3]["delta"]["signature"] == "ours(hm)" and evs[-1]["type"] == "message_stop"
     assert rw.error is None and tap.usage == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8,
                                               "prompt_tokens_details": {"cached_tokens": 0}}
+
+
+def test_thinking_the_client_did_not_ask_for_is_left_out():
+    from qwen_gateway.api.messages.request import asks_thinking
+    answer = {"choices": [{"finish_reason": "stop", "message": {"content": "hi", "reasoning_content": "hm"}}]}
+    assert not asks_thinking(body()) and asks_thinking(body(thinking={"type": "adaptive"}))
+    m = chat_to_message(answer, model="m", sign=str, thinking=False)
+    assert [b["type"] for b in m["content"]] == ["text"]
+    t = MessagesStreamTranslator(model="m", sign=str, thinking=False)
+    kinds = [e["content_block"]["type"] for k, e in events(t, [chunk({"reasoning_content": "hm"}),
+                                                                chunk({"content": "hi"})]) if k == "content_block_start"]
+    assert kinds == ["text"]
+
+
+def test_an_anthropic_image_moves_a_passed_through_request_to_a_vision_model():
+    from qwen_gateway.auth.base import Capability
+    from qwen_gateway.upstream.dashscope.request import own_body
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAA"}}
+    out = own_body({"messages": [{"role": "user", "content": [image]}], "max_tokens": 10}, model="qwen3-coder-plus",
+                   capability=Capability.CHAT)
+    assert out["model"] != "qwen3-coder-plus" and "vl_high_resolution_images" not in out
+
+
+def test_an_overloaded_529_stays_529():
+    from qwen_gateway.upstream.dashscope.errors import classify
+    err = classify(529, b'{"type":"error","error":{"type":"overloaded_error","message":"busy"}}')
+    assert err.status == 529 and error_type(err.status) == "overloaded_error"

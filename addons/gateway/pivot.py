@@ -173,7 +173,8 @@ class Upstream(Protocol):
         may move a request to another model, e.g. a vision model for images)."""
         ...
 
-    def own_body(self, body: dict, *, model: str, capability: Capability) -> dict:
+    def own_body(self, body: dict, *, model: str, capability: Capability, cred: Credential,
+                 notes: list[str]) -> dict:
         """The upstream body for a pass-through pair: the client dialect's own body, with a model it serves."""
         ...
 

@@ -10,6 +10,7 @@ from ..config import Config
 from ..errors import GatewayError
 from ..exchange import Exchange
 from ..local import json_response
+from ..models import tier_alias
 
 
 async def answer(ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Response:
@@ -17,10 +18,12 @@ async def answer(ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Resp
     sub = path[3:] if path.startswith("/v1/") else path
     if sub == "/models":
         if ex.dialect == "anthropic":  # an Anthropic SDK's models.list()
-            return json_response(200, anthropic_list(config.models.list()))
+            return json_response(200, anthropic_page(_for_messages(config.models.list()), flow.request.query))
         return json_response(200, {"object": "list", "data": config.models.list()})
     name = sub[len("/models/"):]
     model = config.models.get(name)
+    if model is None and ex.dialect == "anthropic" and tier_alias(name):  # any Claude id the map answers
+        model = {"id": name, "created": 0}
     if model is None:
         raise GatewayError(404, f"The model '{name}' does not exist.", code="model_not_found", param="model")
     if ex.dialect == "anthropic":
@@ -30,9 +33,37 @@ async def answer(ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Resp
 
 def anthropic_list(models: list[dict]) -> dict:
     """Anthropic's list shape (`type: model`, an RFC 3339 `created_at`, cursor ids)."""
-    data = [{"type": "model", "id": m["id"], "display_name": m["id"], "created_at": _created(m)} for m in models]
+    data = [{"type": "model", "id": m["id"], "display_name": m["id"], "created_at": _created(m),
+             "lifecycle": "active"} for m in models]
     return {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
             "last_id": data[-1]["id"] if data else None}
+
+
+def _for_messages(models: list[dict]) -> list[dict]:
+    """What a Messages client can ask for: the Claude names first, then Qwen's chat models (not OpenAI's
+    aliases, nor embedding models)."""
+    claude = [m for m in models if m["id"].startswith("claude-")]
+    qwen = [m for m in models if m.get("owned_by") == "qwen" and not m["id"].startswith("text-embedding")]
+    return claude + qwen
+
+
+def anthropic_page(models: list[dict], query) -> dict:
+    """One page, as Anthropic pages the list: `limit` (1–1000, default 20), `after_id`, `before_id`."""
+    try:
+        limit = int(query.get("limit", 20))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 1000:
+        raise GatewayError(400, "limit: Input should be an integer from 1 to 1000", param="limit")
+    ids = [m["id"] for m in models]
+    after, before = query.get("after_id"), query.get("before_id")
+    if after in ids:
+        models = models[ids.index(after) + 1:]
+    elif before in ids:
+        models = models[:ids.index(before)][-limit:]
+    page = anthropic_list(models[:limit])
+    page["has_more"] = len(models) > limit and before not in ids
+    return page
 
 
 def _created(model: dict) -> str:

@@ -99,7 +99,8 @@ class UpstreamEngine:
         model = config.models.resolve(ex.requested_model, cred)
         if leg.passthrough:
             own = endpoint.own_body(ex.body or {}, ex) if endpoint.own_body is not None else ex.chat_body
-            ex.upstream_body = upstream.own_body(own, model=model, capability=endpoint.capability)
+            ex.upstream_body = upstream.own_body(own, model=model, capability=endpoint.capability, cred=cred,
+                                                 notes=ex.notes)
         else:
             ex.upstream_body = upstream.chat_body(ex.chat_body, model=model, cred=cred, notes=ex.notes,
                                                   learned=self.policy.learned_thinking)

@@ -15,7 +15,7 @@ from ...pivot import Endpoint
 from ...seal import Sealer
 from ...tokens import estimate_request_tokens
 from . import passthrough
-from .request import to_chat
+from .request import asks_thinking, to_chat
 from .response import chat_to_message
 from .stream import MessagesStreamTranslator
 from .thinking import Signer
@@ -27,7 +27,8 @@ def messages_endpoint(sealer: Callable[[], Sealer]) -> Endpoint[Exchange]:
     signer = Signer(sealer)
 
     def from_chat(chat: dict, ex: Exchange) -> dict:
-        return dict(chat_to_message(chat, model=ex.requested_model or ex.upstream_model, sign=signer.sign))
+        return dict(chat_to_message(chat, model=ex.requested_model or ex.upstream_model, sign=signer.sign,
+                                    thinking=asks_thinking(ex.body or {})))
 
     def from_own(message: dict, ex: Exchange) -> dict:
         answer, ex.usage = passthrough.own_answer(message, model=ex.requested_model or ex.upstream_model,
@@ -41,7 +42,8 @@ def messages_endpoint(sealer: Callable[[], Sealer]) -> Endpoint[Exchange]:
     return Endpoint(name="messages", to_chat=lambda body, ex: to_chat(body, ex.notes, signer.verify),
                     from_chat=from_chat, dialect=DIALECT,
                     stream_translator=lambda ex: MessagesStreamTranslator(
-                        model=ex.requested_model or ex.upstream_model, sign=signer.sign),
+                        model=ex.requested_model or ex.upstream_model, sign=signer.sign,
+                        thinking=asks_thinking(ex.body or {})),
                     own_body=lambda body, ex: passthrough.own_body(body, ex.notes), from_own=from_own,
                     own_stream=own_stream)
 

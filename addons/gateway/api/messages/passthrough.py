@@ -52,9 +52,8 @@ def own_body(body: dict, notes: list[str]) -> dict:
     out["messages"] = messages
     if system:
         out["system"] = system
-    if isinstance(out.get("tools"), list):
-        out["tools"] = [{k: v for k, v in t.items() if k != "defer_loading"} if isinstance(t, dict) else t
-                        for t in out["tools"]]
+    if isinstance(out.get("tools"), list):  # deferred tools stay hidden, as the translation keeps them
+        out["tools"] = [t for t in out["tools"] if not (isinstance(t, dict) and t.get("defer_loading"))]
     out.update(_thinking(body))
     return out
 

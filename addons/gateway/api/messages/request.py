@@ -126,8 +126,9 @@ def _tools(body: dict, chat: dict, notes: list[str]) -> None:
         schema = tool.get("input_schema")
         if not isinstance(schema, dict):
             raise bad(f"tools.{i}.input_schema: Field required", f"tools.{i}.input_schema")
-        if tool.get("defer_loading"):
-            note(notes, "defer_loading: the tool is offered to Qwen like the others")
+        if tool.get("defer_loading"):  # hidden from the model until a tool search loads it, as Anthropic does
+            note(notes, "tools with defer_loading left out (Qwen has no tool search to load them)")
+            continue
         parameters = {k: v for k, v in schema.items() if k != "$schema"}  # a draft marker, not a constraint
         fn: dict = {"name": tool["name"], "parameters": parameters}
         if isinstance(tool.get("description"), str):
@@ -163,9 +164,11 @@ def _thinking(body: dict, chat: dict, notes: list[str]) -> None:
             raise bad("output_config.format: only json_schema formats are supported", "output_config.format")
         chat["response_format"] = {"type": "json_schema",
                                    "json_schema": {"name": "output", "schema": fmt["schema"], "strict": True}}
-    if thinking is None:
+    if thinking is None:  # Anthropic's models think only when asked
         if isinstance(effort, str) and effort in _EFFORTS:
             chat["reasoning_effort"] = _EFFORTS[effort]
+        else:
+            chat["enable_thinking"] = False
         return
     if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled", "adaptive"):
         raise bad("thinking.type: Input should be 'enabled', 'disabled' or 'adaptive'", "thinking.type")
@@ -184,6 +187,15 @@ def _thinking(body: dict, chat: dict, notes: list[str]) -> None:
         chat["enable_thinking"] = True
     if thinking.get("display") not in (None, "summarized", "omitted", "updates"):
         note(notes, "thinking.display: accepted, Qwen's thinking is shown as it comes")
+
+
+def asks_thinking(body: dict) -> bool:
+    """Whether the client wants thinking blocks: Anthropic returns them only when thinking is on (or an effort
+    lets the model decide), so a model that thinks anyway has its thinking left out of the answer."""
+    thinking, config = body.get("thinking"), body.get("output_config")
+    if isinstance(thinking, dict):
+        return thinking.get("type") != "disabled"
+    return isinstance(config, dict) and config.get("effort") in _EFFORTS
 
 
 def _metadata(body: dict, chat: dict) -> None:

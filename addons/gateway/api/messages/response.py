@@ -69,14 +69,14 @@ def tool_input(arguments: object) -> dict:
     return value if isinstance(value, dict) else {"_value": value}
 
 
-def chat_to_message(chat: dict, *, model: str, sign: Callable[[str], str]) -> Message:
+def chat_to_message(chat: dict, *, model: str, sign: Callable[[str], str], thinking: bool = True) -> Message:
     choices = chat.get("choices") or [{}]
     choice: dict = choices[0] if isinstance(choices[0], dict) else {}
     raw = choice.get("message")
     message: dict = raw if isinstance(raw, dict) else {}
     content: list[dict[str, Any]] = []
     reasoning = message.get("reasoning_content")
-    if isinstance(reasoning, str) and reasoning:
+    if thinking and isinstance(reasoning, str) and reasoning:
         content.append({"type": "thinking", "thinking": reasoning, "signature": sign(reasoning)})
     text = message.get("content")
     if isinstance(text, str) and text:

@@ -14,11 +14,10 @@ from ...local import answer as whole, json_response
 
 # (method, path) -> the answer's JSON; prefixes for the paths that carry an id.
 ANSWERS: dict[tuple[str, str], dict] = {
-    ("GET", "/api/claude_code/settings"): {},  # managed settings: none
-    ("GET", "/api/claude_code/policy_limits"): {},  # organisation policy limits: none
+    ("GET", "/api/claude_code/policy_limits"): {"restrictions": {}},  # organisation policy limits: none
     ("GET", "/api/claude_cli/bootstrap"): {},
     ("GET", "/api/claude_code_penguin_mode"): {},
-    ("GET", "/api/directory/server-urls"): {"servers": []},
+    ("GET", "/api/directory/server-urls"): {"urls": []},  # the MCP registry: no servers
     ("POST", "/api/event_logging/v2/batch"): {},  # telemetry: dropped
     ("POST", "/api/event_logging/batch"): {},
     ("GET", "/api/claude_code/organizations/metrics_enabled"): {"metrics_logging_enabled": False},
@@ -30,6 +29,12 @@ async def answer(ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Resp
     method, path = ex.client.method, ex.client.path
     if path == "/api/hello" and method in ("HEAD", "GET"):
         return whole(200, b"", b"text/plain")
+    if (method, path) == ("GET", "/api/claude_code/settings"):
+        # no managed settings: 204 (a 200 needs uuid, checksum and settings; the request-id header tells
+        # Claude Code the answer is the API's own, not an intermediary's)
+        resp = http.Response.make(204)
+        resp.headers.pop("content-length", None)
+        return resp
     data = ANSWERS.get((method, path))
     if data is None:
         data = next((v for (m, p), v in PREFIXES.items() if m == method and path.startswith(p)), None)

@@ -24,9 +24,10 @@ def event(payload: dict) -> bytes:
 
 
 class MessagesStreamTranslator:
-    def __init__(self, *, model: str, sign: Callable[[str], str]) -> None:
+    def __init__(self, *, model: str, sign: Callable[[str], str], thinking: bool = True) -> None:
         self.model = model
         self.sign = sign
+        self.show_thinking = thinking  # False: the client did not ask for thinking blocks
         self.started = False
         self.index = -1  # the open block's index (-1: none open)
         self.kind: str | None = None  # "thinking" | "text" | "tool_use"
@@ -45,7 +46,7 @@ class MessagesStreamTranslator:
             if choice.get("index", 0) != 0:
                 continue  # Messages answers one choice
             delta = choice.get("delta") or {}
-            if delta.get("reasoning_content"):
+            if delta.get("reasoning_content") and self.show_thinking:
                 out += self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""})
                 self.thinking += delta["reasoning_content"]
                 out.append(self._delta({"type": "thinking_delta", "thinking": delta["reasoning_content"]}))

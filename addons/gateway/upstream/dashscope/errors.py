@@ -97,8 +97,8 @@ def classify(status: int, body: bytes | str | None, headers: dict[str, str] | No
     if status == 504 or status >= 500 and "stream timeout" in low:
         return UpstreamError(TIMEOUT, 504, f"Qwen timed out ({message or 'gateway timeout'}). Long prompts "
                              "(above ~130k tokens) often do; try a shorter context.", "api_error", "upstream_timeout")
-    if status >= 500:
-        return UpstreamError(SERVER, 502 if status not in (500, 502, 503) else status,
+    if status >= 500:  # 529: an Anthropic-compatible base's "overloaded", which Anthropic's clients retry
+        return UpstreamError(SERVER, 502 if status not in (500, 502, 503, 529) else status,
                              message or f"Qwen answered HTTP {status}.", "api_error", code or "upstream_error")
     if status == 404:
         return UpstreamError(CLIENT, 404, message or "Not found upstream.", "not_found_error", code, param)

@@ -14,12 +14,18 @@ _DROP = ("store", "metadata", "service_tier", "prompt_cache_key", "safety_identi
          "modalities", "audio", "web_search_options", "verbosity")
 
 
-def own_body(body: dict, *, model: str, capability: Capability) -> dict:
+def own_body(body: dict, *, model: str, capability: Capability, default_model: str | None = None,
+             notes: list[str] | None = None) -> dict:
     """A pass-through body (DashScope's OpenAI-compatible embeddings, a plan's Anthropic-compatible base): the
-    dialect's own, with a Qwen model and the output within the model's cap."""
+    dialect's own, with a Qwen model (one that sees images when there are some) and the output within the
+    model's cap."""
     if capability is Capability.EMBEDDINGS and not model.startswith("text-embedding"):
         model = "text-embedding-v4"
-    return rules.clamp_output({**body, "model": model})
+    out = {**body, "model": model}
+    if capability is Capability.CHAT:
+        out = rules.route_vision(out, oauth=False, default_model=default_model, notes=notes)
+        out.pop("vl_high_resolution_images", None)  # an OpenAI-compatible extra: not for the Anthropic base
+    return rules.clamp_output(out, notes)
 
 
 def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None = None,

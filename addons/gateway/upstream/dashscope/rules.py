@@ -139,8 +139,17 @@ def clamp_output(body: dict, notes: list[str] | None = None) -> dict:
 
 
 def has_image(messages: list[dict]) -> bool:
-    return any(isinstance(m.get("content"), list) and any(
-        isinstance(p, dict) and p.get("type") == "image_url" for p in m["content"]) for m in messages)
+    """An image part in OpenAI's form (`image_url`), or an Anthropic `image` block (a plan's Anthropic base takes
+    those, also inside a tool result)."""
+    return any(isinstance(m, dict) and _images(m.get("content")) for m in messages)
+
+
+def _images(content: object) -> bool:
+    if not isinstance(content, list):
+        return False
+    return any(isinstance(p, dict) and (p.get("type") in ("image_url", "image") or
+                                        (p.get("type") == "tool_result" and _images(p.get("content"))))
+               for p in content)
 
 
 def route_vision(body: dict, *, oauth: bool, default_model: str | None = None,

@@ -26,8 +26,10 @@ class DashScope:
         return request.chat_to_qwen(chat, model=model, oauth=cred.kind == OAUTH, notes=notes,
                                     default_model=cred.default_model, learned_thinking=learned)
 
-    def own_body(self, body: dict, *, model: str, capability: Capability) -> dict:
-        return request.own_body(body, model=model, capability=capability)
+    def own_body(self, body: dict, *, model: str, capability: Capability, cred: Credential,
+                 notes: list[str]) -> dict:
+        return request.own_body(body, model=model, capability=capability, default_model=cred.default_model,
+                                notes=notes)
 
     def wire(self, cred: Credential, suffix: str, body: dict, *, user_agent: str, stream: bool, attempt: int,
              base: str | None = None, api_headers: tuple[tuple[str, str], ...] = ()) -> Wire:

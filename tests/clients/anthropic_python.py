@@ -1,0 +1,204 @@
+"""The `anthropic` Python SDK as a program would use it (run with .tools/anthropic-venv's Python). The base URL
+and the key come from the environment as the SDK reads them (ANTHROPIC_BASE_URL, ANTHROPIC_API_KEY or
+ANTHROPIC_AUTH_TOKEN); without ANTHROPIC_BASE_URL it talks to https://api.anthropic.com (HTTPS_PROXY,
+SSL_CERT_FILE honoured as httpx honours them).
+
+    python anthropic_python.py SCENARIO [JSON]
+
+Scenarios: text, stream, tools, thinking, image, count_tokens, models, calls (calls given by JSON, for
+errors). Prints one JSON object on its last line: {"result": …} or {"error": …}, and "http": every request
+the SDK sent, with the status and `request-id` of its answer. No retries (max_retries=0) and strict
+response validation: what the SDK accepts here it accepts from Anthropic.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import sys
+import zlib
+
+import anthropic
+
+MODEL = "claude-sonnet-4-6"
+WEATHER = {"name": "get_weather", "description": "The weather at a place",
+           "input_schema": {"type": "object", "properties": {"location": {"type": "string"}},
+                            "required": ["location"]}}
+
+http: list[dict] = []
+
+
+def _on_response(response) -> None:
+    http.append({"method": response.request.method, "url": str(response.request.url),
+                 "status": response.status_code, "request_id": response.headers.get("request-id")})
+
+
+client = anthropic.Anthropic(max_retries=0, timeout=30, _strict_response_validation=True,
+                             http_client=anthropic.DefaultHttpxClient(event_hooks={"response": [_on_response]}))
+
+
+def blocks(message) -> list[dict]:
+    return [b.to_dict(mode="json") for b in message.content]
+
+
+def message_out(message) -> dict:
+    return {"id": message.id, "type": message.type, "role": message.role, "model": message.model,
+            "stop_reason": message.stop_reason, "stop_sequence": message.stop_sequence, "content": blocks(message),
+            "usage": message.usage.to_dict(mode="json"), "request_id": getattr(message, "_request_id", None)}
+
+
+def stream_out(**params) -> dict:
+    """One `messages.stream()`: the accumulated message, and every event in the order the SDK saw it."""
+    events, text, partial_json, thinking, signatures = [], [], [], [], 0
+    with client.messages.stream(**params) as s:
+        for event in s:
+            kind = event.type
+            if kind == "content_block_delta":
+                kind += ":" + event.delta.type
+            elif kind == "content_block_start":
+                kind += ":" + event.content_block.type
+            events.append(kind)
+            if event.type == "text":
+                text.append(event.text)
+            elif event.type == "input_json":
+                partial_json.append(event.partial_json)
+            elif event.type == "thinking":
+                thinking.append(event.thinking)
+            elif event.type == "signature":
+                signatures += 1
+        final = s.get_final_message()
+        request_id = s.request_id
+    return {"message": message_out(final), "events": events, "text": "".join(text), "partial_json": partial_json,
+            "thinking": "".join(thinking), "signature_events": signatures, "stream_request_id": request_id}
+
+
+def png_base64() -> str:
+    """A real 2x2 red PNG, made here."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    raw = b"".join(b"\x00" + b"\xff\x00\x00" * 2 for _ in range(2))
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return base64.b64encode(png).decode()
+
+
+def error_out(e: anthropic.APIStatusError) -> dict:
+    return {"class": type(e).__name__, "classes": [c.__name__ for c in type(e).__mro__], "status": e.status_code,
+            "request_id": e.request_id, "type": e.type, "message": e.api_message, "body": e.body,
+            "retry_after": e.response.headers.get("retry-after")}
+
+
+# ---- scenarios ------------------------------------------------------------------------------------------
+
+
+def text(args: dict) -> dict:
+    m = client.messages.create(model=args.get("model", MODEL), max_tokens=256,
+                               messages=[{"role": "user", "content": args.get("text", "hello")}])
+    return message_out(m)
+
+
+def stream(args: dict) -> dict:
+    return stream_out(model=args.get("model", MODEL), max_tokens=256,
+                      messages=[{"role": "user", "content": args.get("text", "hello")}])
+
+
+def tools(args: dict) -> dict:
+    """A streamed tool_use turn (input from input_json_delta), then the tool_result turn, streamed too."""
+    question = {"role": "user", "content": "What is the weather in Paris?"}
+    first = stream_out(model=MODEL, max_tokens=512, tools=[WEATHER], messages=[question])
+    use = next(b for b in first["message"]["content"] if b["type"] == "tool_use")
+    result = {"type": "tool_result", "tool_use_id": use["id"], "content": f"sunny-in-{use['input'].get('location')}"}
+    second = stream_out(model=MODEL, max_tokens=512, tools=[WEATHER], messages=[
+        question, {"role": "assistant", "content": first["message"]["content"]},
+        {"role": "user", "content": [result]}])
+    return {"first": first, "second": second}
+
+
+def thinking(args: dict) -> dict:
+    """Thinking on, whole and streamed; each answer (thinking block and signature unchanged) sent back in the
+    next turn; then once with the signature altered, which must be refused."""
+    think = {"type": "enabled", "budget_tokens": 1024}
+    question = {"role": "user", "content": "Think, then answer."}
+    first = client.messages.create(model=MODEL, max_tokens=2048, thinking=think, messages=[question])
+    second = client.messages.create(model=MODEL, max_tokens=2048, thinking=think, messages=[
+        question, {"role": "assistant", "content": blocks(first)}, {"role": "user", "content": "Again."}])
+    streamed = stream_out(model=MODEL, max_tokens=2048, thinking=think, messages=[question])
+    after_stream = client.messages.create(model=MODEL, max_tokens=2048, thinking=think, messages=[
+        question, {"role": "assistant", "content": streamed["message"]["content"]},
+        {"role": "user", "content": "And again."}])
+    forged = [dict(b) for b in blocks(first)]
+    for b in forged:
+        if b["type"] == "thinking":
+            b["signature"] = b["signature"][:-4] + ("AAAA" if not b["signature"].endswith("AAAA") else "BBBB")
+    try:
+        client.messages.create(model=MODEL, max_tokens=2048, thinking=think, messages=[
+            question, {"role": "assistant", "content": forged}, {"role": "user", "content": "Once more."}])
+        refused = None
+    except anthropic.APIStatusError as e:
+        refused = error_out(e)
+    return {"first": message_out(first), "second": message_out(second), "streamed": streamed,
+            "after_stream": message_out(after_stream), "forged": refused}
+
+
+def image(args: dict) -> dict:
+    m = client.messages.create(model=MODEL, max_tokens=256, messages=[{"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png_base64()}},
+        {"type": "text", "text": "What colour is this?"}]}])
+    return message_out(m)
+
+
+def count_tokens(args: dict) -> dict:
+    short = client.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "hello"}])
+    long = client.messages.count_tokens(model=MODEL, system="You are terse.", tools=[WEATHER], messages=[
+        {"role": "user", "content": "hello " * 400}])
+    return {"short": short.input_tokens, "long": long.input_tokens, "request_id": short._request_id}
+
+
+def models(args: dict) -> dict:
+    page = client.models.list()
+    ids = []
+    for m in client.models.list(limit=5):  # auto-pagination: must end, with every model once
+        ids.append(m.id)
+        if len(ids) > 1000:
+            break
+    one = client.models.retrieve(args.get("retrieve", "claude-sonnet"))
+    return {"ids": [m.id for m in page.data], "first_id": page.first_id, "last_id": page.last_id,
+            "has_more": page.has_more, "paged_ids": ids, "types": sorted({m.type for m in page.data}),
+            "retrieved": one.to_dict(mode="json"), "request_id": one._request_id}
+
+
+def calls(args: dict) -> list[dict]:
+    """The calls in args["calls"], one after the other: each one's answer, or the exception it raised. A call is
+    {"op": "create" | "stream" | "get" | "retrieve", "params": {…} (create, stream), "path" (get), "model"
+    (retrieve)}."""
+    outcomes = []
+    for c in args["calls"]:
+        try:
+            if c["op"] == "create":
+                out = message_out(client.messages.create(**c["params"]))
+            elif c["op"] == "stream":
+                out = stream_out(**c["params"])
+            elif c["op"] == "get":
+                client.get(c["path"], cast_to=object)
+                out = {}
+            else:
+                out = client.models.retrieve(c["model"]).to_dict(mode="json")
+        except anthropic.APIStatusError as e:
+            outcomes.append({"raised": error_out(e)})
+        else:
+            outcomes.append({"answer": out})
+    return outcomes
+
+
+SCENARIOS = {f.__name__: f for f in (text, stream, tools, thinking, image, count_tokens, models, calls)}
+
+if __name__ == "__main__":
+    scenario = SCENARIOS[sys.argv[1]]
+    arguments = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
+    try:
+        print(json.dumps({"result": scenario(arguments), "http": http}))
+    except anthropic.APIStatusError as e:
+        print(json.dumps({"error": error_out(e), "http": http}))
+    except anthropic.APIResponseValidationError as e:  # strict validation: the answer is not Anthropic's shape
+        print(json.dumps({"invalid": f"{e}: {str(e.__cause__)[:700]}", "body": e.body, "http": http}))

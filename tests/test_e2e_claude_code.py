@@ -1,0 +1,180 @@
+"""Claude Code 2.1.328 (the real `claude` binary, npm @anthropic-ai/claude-code, in .tools/) through a real
+gateway, inside a loopback-only network namespace (tests/helpers/claude_ns.py) where api.anthropic.com and
+api.openai.com resolve to fake origins that count every connection reaching them.
+
+- With ANTHROPIC_BASE_URL (reverse mode) and CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1: a text turn, the
+  default tool set, and a Bash round trip. Every model call is exactly one `POST /v1/messages?beta=true`
+  (streamed; no non-streaming fallback, no re-send with fewer betas after a 400), and nothing else is asked.
+- Unchanged, through the explicit proxy (HTTPS_PROXY and the mitmproxy CA, nothing else): every request it
+  makes to api.anthropic.com, side requests included, is answered by the gateway, none reaches anyone else,
+  and the turn takes about as long as the base-URL turn (a side answer Claude Code rejects is retried with
+  back-off for seconds before the first model call).
+
+Each `claude -p` runs with a throwaway HOME and working folder, stdin from /dev/null, CI=1,
+DISABLE_AUTOUPDATER=1 and `--output-format stream-json --verbose`: its assistant events name every message
+it received, so the model calls are counted from the client's side and matched with the gateway's answers.
+The emulator answers any request that offers tools with a call of the first offered tool
+(docs/emulator.md), then `Tool said: <result>` once a tool result comes back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from helpers.claude_ns import (  # noqa: F401  (fixtures)
+    answered_ids, claude_world, flows, model_calls, proxy_gw, reverse_gw, stream_json)
+
+pytestmark = pytest.mark.e2e
+
+CLIENT_KEY = "sk-ant-client-key-never-forwarded"
+STREAM_JSON = ("--output-format", "stream-json", "--verbose")
+NO_TOOLS = ("--tools", "")
+MESSAGES = "/v1/messages?beta=true"
+
+
+def base_url_env(gw) -> dict[str, str]:
+    return {"ANTHROPIC_BASE_URL": gw.proxy_url, "ANTHROPIC_API_KEY": CLIENT_KEY,
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+
+
+def proxy_env(gw) -> dict[str, str]:
+    """An unchanged Claude Code: its key, the proxy and the CA; no base URL, nonessential traffic left on."""
+    return {"ANTHROPIC_API_KEY": CLIENT_KEY, "HTTPS_PROXY": gw.proxy_url, "NODE_EXTRA_CA_CERTS": str(gw.ca_cert)}
+
+
+def finished(r, gw) -> tuple[list[dict], dict]:
+    """The run's stream-json events and its final `result` event; the run must have succeeded."""
+    assert r.returncode == 0, f"exit {r.returncode}\nstdout: {r.stdout[-3000:]}\nstderr: {r.stderr[-3000:]}\n{gw.log()[-3000:]}"
+    events = stream_json(r)
+    result = events[-1]
+    assert result["type"] == "result" and result["subtype"] == "success" and result["is_error"] is False, result
+    return events, result
+
+
+def model_requests(world, mark: dict, calls: list[str]) -> list[dict]:
+    """The exchanges since `mark`: exactly one `POST /v1/messages?beta=true` per model call, each streamed and
+    answered 200 with the message Claude Code received, in order, the same betas and tools on every one (a
+    400 would have made Claude Code re-send with fewer); nothing else asked of the gateway."""
+    exchanges = world.exchanges(mark, len(calls))
+    requests = [e["client_request"] for e in exchanges]
+    assert [(r["method"], re.sub(r"^https?://[^/]+", "", r["url"])) for r in requests] == [("POST", MESSAGES)] * len(
+        calls), [(r["method"], r["url"]) for r in requests]
+    assert [e["client_response"]["status"] for e in exchanges] == [200] * len(calls)
+    assert [i for e in exchanges for i in answered_ids(e)] == calls  # one request per model call, none extra
+    bodies = [r["body"]["json"] for r in requests]
+    assert all(b["stream"] is True for b in bodies)  # no non-streaming fallback
+    assert len({r["headers"]["anthropic-beta"] for r in requests}) == 1  # no degraded re-send
+    assert len({json.dumps([t["name"] for t in b.get("tools", [])]) for b in bodies}) == 1
+    return bodies
+
+
+def assert_key_stayed_home(world) -> None:
+    assert CLIENT_KEY not in json.dumps(world.emulator("requests"))
+
+
+def test_text_turn_through_its_base_url(claude_world, reverse_gw):
+    world = claude_world
+    world.reset_emulator()
+    mark = world.mark_all(reverse_gw)
+    r, _, _ = world.claude("say hello", *NO_TOOLS, *STREAM_JSON, env=base_url_env(reverse_gw))
+    events, result = finished(r, reverse_gw)
+    assert result["result"] == "Echo: say hello"  # Qwen's (the emulator's) answer, on Claude Code's stdout
+    calls = model_calls(events)
+    assert len(calls) == 1
+    (body,) = model_requests(world, mark, calls)
+    assert body["model"].startswith("claude-") and body["thinking"]["type"] == "adaptive"
+    assert [f["path"] for f in flows(reverse_gw)[mark["flows"]:]] == [MESSAGES]  # no HEAD /api/hello, nothing else
+    assert len(world.chat_requests()) == 1
+    assert_key_stayed_home(world)
+    assert world.leaks_since(reverse_gw, mark) == []
+
+
+def test_default_tool_set_is_accepted_without_degraded_resends(claude_world, reverse_gw):
+    """Claude Code as it starts by default: 12 tools (one with `defer_loading`), a `role: "system"` message,
+    adaptive thinking, `context_management`, `output_config`, three cache breakpoints (about 49 KB). The
+    emulator calls the first tool offered (Agent) with no arguments; Claude Code answers with an error
+    tool_result and asks again: two model calls, two requests, both with every beta it started with."""
+    world = claude_world
+    world.reset_emulator()
+    mark = world.mark_all(reverse_gw)
+    r, _, _ = world.claude("say hello", *STREAM_JSON, env=base_url_env(reverse_gw))
+    events, result = finished(r, reverse_gw)
+    assert result["result"].startswith("Tool said: ")
+    calls = model_calls(events)
+    assert len(calls) == 2
+    first, second = model_requests(world, mark, calls)
+    assert any(t.get("defer_loading") for t in first["tools"]) and len(first["tools"]) >= 10
+    assert any(m["role"] == "system" for m in first["messages"])
+    assert first.get("context_management") and first.get("output_config")
+    use = next(b for b in second["messages"][-2]["content"] if b["type"] == "tool_use")
+    assert any(b.get("tool_use_id") == use["id"] for b in second["messages"][-1]["content"])
+    assert [f["path"] for f in flows(reverse_gw)[mark["flows"]:]] == [MESSAGES] * 2
+    assert_key_stayed_home(world)
+    assert world.leaks_since(reverse_gw, mark) == []
+
+
+def test_bash_tool_round_trip(claude_world, reverse_gw):
+    """The model asks for Bash `echo hi`; Claude Code runs it and sends the tool_result back, with the thinking
+    block (and the gateway's signature) of the first answer unchanged before the tool_use."""
+    world = claude_world
+    world.reset_emulator()
+    # `--tools Bash` offers Bash after Claude Code's DeferredToolPlaceholder; the emulator calls the first N
+    # tools offered, so two calls reach Bash whatever comes first (the placeholder's call fails in Claude Code)
+    world.switches(tool_arguments={"command": "echo hi"}, tool_calls_count=2)
+    mark = world.mark_all(reverse_gw)
+    r, _, _ = world.claude("run echo hi", "--tools", "Bash", "--allowedTools", "Bash", *STREAM_JSON,
+                           env=base_url_env(reverse_gw))
+    events, result = finished(r, reverse_gw)
+    assert result["result"] == "Tool said: hi"
+    calls = model_calls(events)
+    assert len(calls) == 2
+    first, second = model_requests(world, mark, calls)
+    assert "Bash" in [t["name"] for t in first["tools"]]
+    assistant, results = second["messages"][-2], second["messages"][-1]
+    assert assistant["role"] == "assistant" and results["role"] == "user"
+    thinking = [b for b in assistant["content"] if b["type"] == "thinking"]
+    assert thinking and all(b["signature"] for b in thinking)  # echoed back, and accepted (the turn went on)
+    bash = next(b for b in assistant["content"] if b["type"] == "tool_use" and b["name"] == "Bash")
+    assert bash["input"] == {"command": "echo hi"}  # streamed as input_json_delta, parsed by Claude Code
+    answer = next(b for b in results["content"] if b["type"] == "tool_result" and b["tool_use_id"] == bash["id"])
+    assert answer["content"] == "hi" and answer.get("is_error") is False
+    tool_messages = [m for m in world.chat_requests()[1]["body"]["messages"] if m["role"] == "tool"]
+    assert "hi" in [m["content"] if isinstance(m["content"], str) else "".join(p.get("text", "") for p in m["content"])
+                    for m in tool_messages]  # and Qwen got it as a tool message
+    assert_key_stayed_home(world)
+    assert world.leaks_since(reverse_gw, mark) == []
+
+
+def test_unchanged_claude_code_through_the_explicit_proxy(claude_world, reverse_gw, proxy_gw):
+    """No base URL, nonessential traffic on: everything it asks api.anthropic.com is answered by the gateway
+    (a side answer it rejects shows as repeated requests and as seconds lost before the model call)."""
+    world = claude_world
+    world.reset_emulator()
+    _, reference, _ = world.claude("say hello", *NO_TOOLS, *STREAM_JSON, env=base_url_env(reverse_gw))
+    world.reset_emulator()
+    mark = world.mark_all(proxy_gw)
+    r, took, work = world.claude("say hello", *NO_TOOLS, *STREAM_JSON, "--debug", env=proxy_env(proxy_gw))
+    events, result = finished(r, proxy_gw)
+    assert result["result"] == "Echo: say hello"
+    calls = model_calls(events)
+    assert len(calls) == 1
+    model_requests(world, mark, calls)
+    seen = flows(proxy_gw)[mark["flows"]:]
+    hosts = {(f["host"], f["port"]) for f in seen}
+    assert hosts == {("api.anthropic.com", 443)}, hosts  # it asked nobody else (nor the proxy for anyone else)
+    requests = [f for f in seen if f["method"] != "CONNECT"]
+    assert all(f["status"] is not None and f.get("error") is None for f in requests), requests  # all answered
+    asked = [f["path"].split("?")[0] for f in requests]
+    assert asked.count("/v1/messages") == 1
+    assert_key_stayed_home(world)
+    assert world.leaks_since(proxy_gw, mark) == []  # the fake api.anthropic.com saw nothing, nor did anyone else
+    repeated = {p: asked.count(p) for p in set(asked) if asked.count(p) > 1 and p != "/api/event_logging/v2/batch"}
+    debug = "\n".join(p.read_text() for p in (work.parent / "home" / ".claude" / "debug").glob("*.txt"))
+    rejected = [re.sub(r"(\\n|\s)+", " ", line)[:400] for line in debug.splitlines()
+                if re.search(r"Invalid response format|Failed to fetch|failed validation|Retry \d", line)]
+    print(f"\nClaude Code `-p` turn: base URL {reference:.2f} s, unchanged through the explicit proxy {took:.2f} s")
+    assert repeated == {} and rejected == [], (repeated, rejected)  # each side answer accepted the first time
+    assert took < 3 * reference
