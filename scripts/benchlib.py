@@ -57,8 +57,10 @@ class Procs:
         return p
 
     def emulator(self) -> str:
+        """The emulator; $QWEN_BENCH_EMULATOR names another copy of scripts/qwen_emulator.py (e.g. a pinned one)."""
         pf = self.tmp / "emu.port"
-        p = self._spawn([sys.executable, str(ROOT / "scripts" / "qwen_emulator.py"), "--port", "0",
+        script = os.environ.get("QWEN_BENCH_EMULATOR", str(ROOT / "scripts" / "qwen_emulator.py"))
+        p = self._spawn([sys.executable, script, "--port", "0",
                          "--port-file", str(pf), "--quiet", "--api-key", "sk-bench"], "emulator")
         return f"http://127.0.0.1:{int(_wait(pf, p, 'emulator'))}"
 
