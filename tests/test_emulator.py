@@ -97,19 +97,26 @@ def parse_sse(text: str) -> list:
     return out
 
 
-@pytest.fixture(scope="module")
-def proc(tmp_path_factory):
-    p, port = launch(tmp_path_factory.mktemp("emu"), "--quiet", "--api-key", API_KEY, "--seed-token", SEED)
-    yield p, port
-    assert terminate(p) == 0
+def emulator_fixtures(*args: str):
+    """The module's emulator process (started once, with `args`) and a per-test handle on it, reset."""
+
+    @pytest.fixture(scope="module")
+    def proc(tmp_path_factory):
+        p, port = launch(tmp_path_factory.mktemp("emu"), *args)
+        yield p, port
+        assert terminate(p) == 0
+
+    @pytest.fixture
+    def emu(proc) -> Emu:
+        e = Emu(proc[1])
+        e.admin("POST", "reset")
+        yield e
+        e.http.close()
+
+    return proc, emu
 
 
-@pytest.fixture
-def emu(proc) -> Emu:
-    e = Emu(proc[1])
-    e.admin("POST", "reset")
-    yield e
-    e.http.close()
+proc, emu = emulator_fixtures("--quiet", "--api-key", API_KEY, "--seed-token", SEED)
 
 
 # ---- process -----------------------------------------------------------------------------------

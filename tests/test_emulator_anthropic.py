@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from test_emulator import API_KEY, SEED, Emu, launch, terminate
+from test_emulator import API_KEY, SEED, emulator_fixtures
 
 pytestmark = pytest.mark.e2e  # starts emulator processes
 
@@ -26,19 +26,7 @@ THINK = {"type": "enabled", "budget_tokens": 1024}
 IMAGE = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
 
 
-@pytest.fixture(scope="module")
-def proc(tmp_path_factory):
-    p, port = launch(tmp_path_factory.mktemp("emu"), "--quiet", "--api-key", API_KEY, "--seed-token", SEED)
-    yield p, port
-    assert terminate(p) == 0
-
-
-@pytest.fixture
-def emu(proc) -> Emu:
-    e = Emu(proc[1])
-    e.admin("POST", "reset")
-    yield e
-    e.http.close()
+proc, emu = emulator_fixtures("--quiet", "--api-key", API_KEY, "--seed-token", SEED)
 
 
 def post(emu, body=None, path="/v1/messages?beta=true", headers=HEADERS, **fields) -> httpx.Response:

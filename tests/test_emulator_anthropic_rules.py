@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_emulator import API_KEY, Emu, launch, terminate
+from test_emulator import API_KEY, emulator_fixtures
 from test_emulator_anthropic import BASE, IMAGE, THINK, WEATHER, events, ok, post, refused, texts
 
 pytestmark = pytest.mark.e2e  # starts emulator processes
@@ -18,19 +18,7 @@ BUDGET = ("`max_tokens` must be greater than `thinking.budget_tokens`. Please co
 EXTRA = "Extra inputs are not permitted"
 
 
-@pytest.fixture(scope="module")
-def proc(tmp_path_factory):
-    p, port = launch(tmp_path_factory.mktemp("emu"), "--quiet", "--api-key", API_KEY)
-    yield p, port
-    assert terminate(p) == 0
-
-
-@pytest.fixture
-def emu(proc) -> Emu:
-    e = Emu(proc[1])
-    e.admin("POST", "reset")
-    yield e
-    e.http.close()
+proc, emu = emulator_fixtures("--quiet", "--api-key", API_KEY)
 
 
 def without(key: str) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_emulator import API_KEY, TOOLS, Emu, launch, parse_sse, terminate
+from test_emulator import API_KEY, TOOLS, emulator_fixtures, parse_sse
 
 pytestmark = pytest.mark.e2e  # starts emulator processes
 
@@ -13,19 +13,7 @@ FORCED = {"type": "function", "function": {"name": "get_time"}}
 IMAGE = [{"type": "text", "text": "what is this"}, {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]
 
 
-@pytest.fixture(scope="module")
-def proc(tmp_path_factory):
-    p, port = launch(tmp_path_factory.mktemp("emu"), "--quiet", "--api-key", API_KEY)
-    yield p, port
-    assert terminate(p) == 0
-
-
-@pytest.fixture
-def emu(proc) -> Emu:
-    e = Emu(proc[1])
-    e.admin("POST", "reset")
-    yield e
-    e.http.close()
+proc, emu = emulator_fixtures("--quiet", "--api-key", API_KEY)
 
 
 def refused(r, status=400) -> str:
