@@ -175,6 +175,12 @@ class Exchange:
         return out
 
 
+def note(notes: list[str] | None, text: str) -> None:
+    """Add a note to an exchange's notes, once: a retried request runs the same translation again."""
+    if notes is not None and text not in notes:
+        notes.append(text)
+
+
 def key_hint(key: str) -> str | None:
     """A client key as a hint: its first three characters and its length."""
     if not key:

@@ -24,6 +24,8 @@ from ..forward import upstream_json
 from ..pivot import Endpoint, UpstreamAnswer
 from ..tokens import encoding
 
+from ..exchange import note
+
 if TYPE_CHECKING:
     from ..exchange import Exchange
 
@@ -140,12 +142,6 @@ def encode_base64(answer: dict) -> dict:
 def to_client(answer: dict, client_body: dict, model: str | None = None) -> dict:
     """One upstream answer as the client asked for it (its model name, its encoding)."""
     return merge_answers([answer], model=model, encoding_format=client_body.get("encoding_format"))
-
-
-def note(notes: list[str] | None, text: str) -> None:
-    """Append once: a retried request runs the same translation again."""
-    if notes is not None and text not in notes:
-        notes.append(text)
 
 
 async def fetch(ex: Exchange, open_upstream: OpenUpstream) -> dict | None:

@@ -13,7 +13,7 @@ from typing import Any, TypedDict
 from mitmproxy import contentviews
 
 from ..sse import SSEDecoder
-from .flowrecord import content_type, endpoint, is_request, is_response, route
+from .flowrecord import content_type, endpoint, is_request, is_response, json_object, route
 
 # Routes whose bodies are Messages requests: the endpoint, and the token count the gateway answers itself.
 REQUEST_ROUTES = frozenset({"messages", "count_tokens"})
@@ -240,21 +240,11 @@ def is_messages_request(meta: contentviews.Metadata) -> bool:
     return is_request(meta) and (endpoint(meta) == "messages" or route(meta) in REQUEST_ROUTES)
 
 
-def _json_object(data: bytes) -> dict:
-    try:
-        body = json.loads(data)
-    except ValueError as e:
-        raise ValueError("not JSON") from e
-    if not isinstance(body, dict):
-        raise ValueError("not a JSON object")
-    return body
-
-
 class AnthropicRequestContentview(contentviews.Contentview):
     name = "Anthropic request"
 
     def prettify(self, data: bytes, metadata: contentviews.Metadata) -> str:
-        return describe_messages_request(_json_object(data))
+        return describe_messages_request(json_object(data))
 
     def render_priority(self, data: bytes, metadata: contentviews.Metadata) -> float:
         return 2 if is_messages_request(metadata) and "json" in content_type(metadata) else -1
@@ -269,7 +259,7 @@ class AnthropicMessageContentview(contentviews.Contentview):
         if "event-stream" in content_type(metadata) or data.lstrip().startswith(b"event:"):
             return (render_message(assemble_messages_stream(data)) + "\n\n── raw events ──\n"
                     + data.decode("utf-8", "replace"))
-        return render_message(assemble_message(_json_object(data)))
+        return render_message(assemble_message(json_object(data)))
 
     def render_priority(self, data: bytes, metadata: contentviews.Metadata) -> float:
         if not is_response(metadata):

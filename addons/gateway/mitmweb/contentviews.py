@@ -15,7 +15,7 @@ from ..redact import redact_headers, redact_url
 from ..sse import SSEDecoder
 from . import anthropic_views
 from .anthropic_views import describe_messages_request, is_messages_request
-from .flowrecord import endpoint as _endpoint, is_response as _is_response, upstream as _upstream
+from .flowrecord import endpoint as _endpoint, is_response as _is_response, json_object, upstream as _upstream
 
 
 class ToolCall(TypedDict):
@@ -200,13 +200,7 @@ class OpenAIRequestContentview(contentviews.Contentview):
     name = "OpenAI request"
 
     def prettify(self, data: bytes, metadata: contentviews.Metadata) -> str:
-        try:
-            body = json.loads(data)
-        except ValueError as e:
-            raise ValueError("not JSON") from e
-        if not isinstance(body, dict):
-            raise ValueError("not a JSON object")
-        return describe_request(body)
+        return describe_request(json_object(data))
 
     def render_priority(self, data: bytes, metadata: contentviews.Metadata) -> float:
         if not isinstance(metadata.http_message, http.Request) or _endpoint(metadata) is None \

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 from mitmproxy import contentviews, http
 
 
@@ -41,3 +43,14 @@ def is_response(meta: contentviews.Metadata) -> bool:
 
 def content_type(meta: contentviews.Metadata) -> str:
     return meta.content_type or ""
+
+
+def json_object(data: bytes) -> dict:
+    """A view's body as a JSON object, or the ValueError mitmweb shows when it is not one."""
+    try:
+        body = json.loads(data)
+    except ValueError as e:
+        raise ValueError("not JSON") from e
+    if not isinstance(body, dict):
+        raise ValueError("not a JSON object")
+    return body

@@ -13,43 +13,40 @@ import json
 from collections.abc import Callable
 
 from ...errors import GatewayError
+from ...exchange import note
 
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 
 
-def _bad(message: str, param: str) -> GatewayError:
+def bad(message: str, param: str | None = None) -> GatewayError:
+    """Anthropic's 400 for a request it would refuse."""
     return GatewayError(400, message, type="invalid_request_error", param=param, code="invalid_request_error")
-
-
-def _note(notes: list[str], text: str) -> None:
-    if text not in notes:
-        notes.append(text)
 
 
 def _blocks(content: object, where: str) -> list[dict]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
     if not isinstance(content, list):
-        raise _bad(f"{where}: Input should be a valid string or a list of content blocks", where)
+        raise bad(f"{where}: Input should be a valid string or a list of content blocks", where)
     for j, block in enumerate(content):
         if not isinstance(block, dict) or not isinstance(block.get("type"), str):
-            raise _bad(f"{where}.{j}: a content block needs a type", f"{where}.{j}")
+            raise bad(f"{where}.{j}: a content block needs a type", f"{where}.{j}")
     return content
 
 
 def image_part(block: dict, where: str) -> dict:
     source = block.get("source")
     if not isinstance(source, dict):
-        raise _bad(f"{where}.source: Field required", f"{where}.source")
+        raise bad(f"{where}.source: Field required", f"{where}.source")
     if source.get("type") == "base64":
         media, data = source.get("media_type"), source.get("data")
         if media not in _IMAGE_TYPES or not isinstance(data, str) or not data:
-            raise _bad(f"{where}.source: a base64 image needs media_type (one of {', '.join(_IMAGE_TYPES)}) "
+            raise bad(f"{where}.source: a base64 image needs media_type (one of {', '.join(_IMAGE_TYPES)}) "
                        "and data", f"{where}.source")
         return {"type": "image_url", "image_url": {"url": f"data:{media};base64,{data}"}}
     if source.get("type") == "url" and isinstance(source.get("url"), str):
         return {"type": "image_url", "image_url": {"url": source["url"]}}
-    raise _bad(f"{where}.source.type: images are given as base64 or url (file ids are not supported)",
+    raise bad(f"{where}.source.type: images are given as base64 or url (file ids are not supported)",
                f"{where}.source.type")
 
 
@@ -64,14 +61,14 @@ def document_text(block: dict, where: str) -> str:
         parts = _blocks(source.get("content"), f"{where}.source.content")
         return head + "\n\n".join(str(p.get("text") or "") for p in parts if p.get("type") == "text")
     media = source.get("media_type") if isinstance(source, dict) else None
-    raise _bad(f"{where}: a {media or kind or 'file'} document cannot be read by Qwen's chat models: send its text "
+    raise bad(f"{where}: a {media or kind or 'file'} document cannot be read by Qwen's chat models: send its text "
                "as a text document or a text block", f"{where}.source")
 
 
 def _tool_result(block: dict, where: str) -> tuple[str, list[dict]]:
     """(text, images) of a tool_result; an error result says so in its text."""
     if not isinstance(block.get("tool_use_id"), str):
-        raise _bad(f"{where}.tool_use_id: Field required", f"{where}.tool_use_id")
+        raise bad(f"{where}.tool_use_id: Field required", f"{where}.tool_use_id")
     content = block.get("content")
     texts, images = [], []
     for j, part in enumerate(_blocks(content, f"{where}.content") if content is not None else []):
@@ -82,7 +79,7 @@ def _tool_result(block: dict, where: str) -> tuple[str, list[dict]]:
         elif part["type"] == "document":
             texts.append(document_text(part, f"{where}.content.{j}"))
         else:
-            raise _bad(f"{where}.content.{j}.type: {part['type']!r} is not supported in a tool result",
+            raise bad(f"{where}.content.{j}.type: {part['type']!r} is not supported in a tool result",
                        f"{where}.content.{j}.type")
     text = "\n".join(texts)
     if block.get("is_error") is True:
@@ -108,7 +105,7 @@ def user_messages(content: object, where: str, notes: list[str]) -> list[dict]:
                           "content": text or ("(the tool returned the image below)" if images else "")})
             tool_images += images
         else:
-            raise _bad(f"{at}.type: {kind!r} blocks are not accepted in a user message", f"{at}.type")
+            raise bad(f"{at}.type: {kind!r} blocks are not accepted in a user message", f"{at}.type")
     out = list(tools)
     if tool_images:
         out.append({"role": "user", "content": [
@@ -130,19 +127,19 @@ def assistant_message(content: object, where: str, notes: list[str],
             text.append(str(block.get("text") or ""))
         elif kind == "tool_use":
             if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
-                raise _bad(f"{at}: a tool_use block needs an id and a name", at)
+                raise bad(f"{at}: a tool_use block needs an id and a name", at)
             arguments = json.dumps(block.get("input") if block.get("input") is not None else {}, ensure_ascii=False)
             calls.append({"id": block["id"], "type": "function",
                           "function": {"name": block["name"], "arguments": arguments}})
         elif kind == "thinking":
             thought, signature = block.get("thinking"), block.get("signature")
             if not isinstance(thought, str) or not isinstance(signature, str) or not verify(thought, signature):
-                raise _bad(f"{at}.signature: Invalid `signature` in `thinking` block", f"{at}.signature")
+                raise bad(f"{at}.signature: Invalid `signature` in `thinking` block", f"{at}.signature")
             reasoning.append(thought)
         elif kind == "redacted_thinking":
-            _note(notes, "redacted_thinking blocks left out (Qwen cannot read them)")
+            note(notes, "redacted_thinking blocks left out (Qwen cannot read them)")
         else:
-            raise _bad(f"{at}.type: {kind!r} blocks are not accepted in an assistant message", f"{at}.type")
+            raise bad(f"{at}.type: {kind!r} blocks are not accepted in an assistant message", f"{at}.type")
     message: dict = {"role": "assistant", "content": "".join(text) if text or not calls else None}
     if calls:
         message["tool_calls"] = calls

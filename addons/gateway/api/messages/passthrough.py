@@ -16,9 +16,11 @@ from typing import Any, cast
 
 from ... import sse
 from ...errors import SERVER, THROTTLE, UpstreamError
+from ...exchange import note
 from ...pivot import ChatChunk
 from .errors import stream_error_type
-from .request import bad, note, system_text
+from .content import bad
+from .request import system_text
 
 # Fields of the base Messages API a strict Anthropic-compatible server takes.
 _KEPT = ("model", "max_tokens", "stop_sequences", "stream", "temperature", "top_p", "top_k", "tools",
@@ -110,14 +112,14 @@ class EventTap:
         kind = event.get("type")
         if kind == "message_start" and isinstance(event.get("message"), dict):
             self._usage.update(event["message"].get("usage") or {})
+            self.usage = chat_usage(self._usage) if self._usage else None
         elif kind == "message_delta":
             self._usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
+            self.usage = chat_usage(self._usage) if self._usage else None
             stop = (event.get("delta") or {}).get("stop_reason")
             self.finish_reasons[0] = str(stop or "end_turn")
         elif kind == "message_stop":
             self.finish_reasons.setdefault(0, "end_turn")
-        if self._usage:
-            self.usage = chat_usage(self._usage)
         return [cast(ChatChunk, event)]  # not a chat chunk: the dialect's own event, for EventRelay
 
     def fault(self, error: object) -> UpstreamError:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from ...errors import GatewayError
-from .content import assistant_message, user_messages
+from ...exchange import note
+from .content import assistant_message, bad, user_messages
 
 _ROLES = ("user", "assistant", "system")
 # Accepted and recorded, with no meaning on Qwen's side.
@@ -26,15 +26,6 @@ _IGNORED = ("context_management", "safeguards", "container", "mcp_servers", "ser
             "inference_geo")
 _EFFORTS = {"low": "low", "medium": "medium", "high": "high", "max": "high", "xhigh": "high"}
 BILLING_PREFIX = "x-anthropic-billing-header:"
-
-
-def bad(message: str, param: str | None = None) -> GatewayError:
-    return GatewayError(400, message, type="invalid_request_error", param=param, code="invalid_request_error")
-
-
-def note(notes: list[str], text: str) -> None:
-    if text not in notes:
-        notes.append(text)
 
 
 def to_chat(body: dict, notes: list[str], verify: Callable[[str, str], bool]) -> dict:

@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ...errors import GatewayError
+from ...exchange import note
 from .compaction import SUMMARY_PREFIX
 from .items import new_id
-from .messages import Conversation, message_content, note, shell_output_text, tool_output
+from .messages import Conversation, message_content, shell_output_text, tool_output
 from .tools import CUSTOM_PARAM, TOOL_SEARCH, ToolSet, qualified
 
 # Items that record what a hosted tool (or a tool Qwen is not offered) did: Qwen cannot use them.

@@ -11,15 +11,11 @@ from __future__ import annotations
 import json
 
 from ...errors import GatewayError
+from ...exchange import note
 from .tools import FUNCTION
 
 _TEXT_PARTS = ("input_text", "output_text", "text", "refusal", "summary_text", "reasoning_text")
 _DROPPED_PARTS = ("input_file", "input_audio", "audio", "file")
-
-
-def note(notes: list[str], text: str) -> None:
-    if text not in notes:
-        notes.append(text)
 
 
 def _image_part(p: dict, where: str) -> dict:

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import GatewayError
+from ...exchange import note
 from .compaction import compaction_chat
 from .items import INCLUDE_REASONING
 from .items_in import ItemReader
-from .messages import Conversation, note
+from .messages import Conversation
 from .tools import CUSTOM, FUNCTION, ToolRef, ToolSet, qualified
 
 

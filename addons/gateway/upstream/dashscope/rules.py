@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Mapping
 
 from ... import ids
+from ...exchange import note
 from ...models import Thinking, is_vision, output_cap, thinking_kind, vision_model
 
 EPHEMERAL = {"type": "ephemeral"}
@@ -20,12 +21,6 @@ EFFORT_BUDGET = {"low": 1024, "medium": 8192}  # thinking_budget for OpenAI effo
 _OFF_EFFORTS = ("none", "minimal")
 _NATIVE_EFFORTS = ("low", "medium", "high")
 _SESSION_NS = uuid.UUID("5b7c2f0e-8a1d-4c3e-9f61-2d4a8e0c7b19")  # this gateway's namespace for session ids
-
-
-def note(notes: list[str] | None, text: str) -> None:
-    """Append once: a retried request runs the same translation again."""
-    if notes is not None and text not in notes:
-        notes.append(text)
 
 
 def _text(content) -> str | None:
