@@ -239,6 +239,34 @@ async def test_intercepted_host_matching_ignores_case_and_trailing_dot(setup, ho
     assert f.response.status_code == 200 and len(qwen.requests) == 1
 
 
+async def test_codex_model_list_on_chatgpt_com_is_answered_and_the_rest_of_the_host_passes(setup):
+    """Codex (built-in provider) refreshes its catalog from chatgpt.com with the user's key: answered here, an
+    empty catalog (Codex keeps its own); every other chatgpt.com path is not the gateway's."""
+    gw, qwen, _ = setup
+    f = chat_flow(b"", host="chatgpt.com", method="GET", path="/backend-api/codex/models?client_version=0.169.0")
+    f.client_conn.sni = "chatgpt.com"
+    await through(gw, f)
+    assert f.response.status_code == 200 and json.loads(f.response.content) == {"models": []}
+    assert f.response.headers["etag"] and "authorization" not in f.request.headers
+    other = chat_flow(b"", host="chatgpt.com", method="GET", path="/backend-api/plugins/export/curated")
+    other.client_conn.sni = "chatgpt.com"
+    before = other.request.get_state()
+    await through(gw, other)
+    assert other.response is None and other.request.get_state() == before and qwen.requests == []
+
+
+async def test_a_claimed_path_needs_every_name_to_agree(setup):
+    """The path is claimed on chatgpt.com only: a Host header naming it inside a tunnel to another server
+    name (SNI) claims nothing, and the same path on another host is not the gateway's."""
+    gw, _, _ = setup
+    f = chat_flow(b"", host="chatgpt.com", method="GET", path="/backend-api/codex/models")
+    f.client_conn.sni = "example.com"
+    await through(gw, f)
+    assert f.response is None
+    g = await through(gw, chat_flow(b"", host="example.com", method="GET", path="/backend-api/codex/models"))
+    assert g.response is None
+
+
 async def test_reverse_mode_claims_every_path(setup):
     gw, _, _ = setup
     f = await through(gw, chat_flow({}, host="localhost", path="/v1/nonsense", reverse=True))

@@ -24,6 +24,10 @@ DEFAULT_USER_AGENT = f"QwenCode/{QWEN_CODE_VERSION} (linux; x64)"
 KEYS_ENV = "QWEN_GATEWAY_KEYS"
 # The APIs an unchanged client is redirected from: OpenAI's and Anthropic's (Claude Code).
 INTERCEPT_HOSTS = ("api.openai.com", "api.anthropic.com")
+# Single paths of other hosts that belong to an intercepted API's clients: Codex (built-in provider) refreshes
+# its model list from its backend, and its key must not go there either. Claimed with api.openai.com.
+CODEX_MODELS = ("chatgpt.com", "/backend-api/codex/models")
+CLAIMED_PATHS_WITH = {"api.openai.com": (CODEX_MODELS,)}
 
 
 def declare(loader) -> None:
@@ -87,7 +91,8 @@ def declare(loader) -> None:
 @dataclass(frozen=True)
 class Config:
     intercept_hosts: frozenset[str] = frozenset(INTERCEPT_HOSTS)
-    allowed_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1", "::1", *INTERCEPT_HOSTS})
+    claimed_paths: frozenset[tuple[str, str]] = frozenset({CODEX_MODELS})  # (host, path) of hosts not intercepted
+    allowed_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1", "::1", *INTERCEPT_HOSTS, CODEX_MODELS[0]})
     models: ModelMap = field(default_factory=lambda: ModelMap("coder-model"))
     auth: AuthSettings = field(default_factory=AuthSettings.from_env)
     user_agent: str = DEFAULT_USER_AGENT
@@ -144,9 +149,11 @@ def parse(o) -> Config:
     except ValueError as e:
         raise exceptions.OptionsError(str(e)) from e
     intercept = frozenset(normalise_host(h) for h in o.qwen_intercept_hosts if h.strip())
+    claimed = frozenset(p for h in intercept for p in CLAIMED_PATHS_WITH.get(h, ()))
     return Config(
         intercept_hosts=intercept,
-        allowed_hosts=frozenset({"localhost", "127.0.0.1", "::1"}) | intercept
+        claimed_paths=claimed,
+        allowed_hosts=frozenset({"localhost", "127.0.0.1", "::1"}) | intercept | {h for h, _ in claimed}
         | {normalise_host(h) for h in o.qwen_allowed_hosts if h.strip()},
         models=models,
         messages_passthrough=o.qwen_messages_passthrough,

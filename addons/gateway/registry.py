@@ -66,7 +66,8 @@ def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[
     """Local answers that belong to a wing: route name (door/routing.py) -> answer."""
     return {"models": model_list.answer, "stored_response": retrieve.stored_response(store),
             "input_tokens": retrieve.input_tokens(store), "auth": LoginRoute(reload_accounts),
-            "count_tokens": messages.count_tokens(lambda: store().sealer), "anthropic_side": claude_side.answer}
+            "count_tokens": messages.count_tokens(lambda: store().sealer), "anthropic_side": claude_side.answer,
+            "codex_models": model_list.codex_catalog}
 
 
 def client_formats() -> dict[str, ClientFormat[Exchange]]:

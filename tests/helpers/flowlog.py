@@ -1,8 +1,8 @@
 """Test-only mitmproxy script: one line per request the proxy received, whoever answered it, in the file named
-by `--set test_flowlog=PATH`. Each line is JSON: {"method", "host", "port", "path", "status"} (status null and
+by `--set test_flowlog=PATH`. Each line is JSON: {"method", "host", "port", "path", "status", "auth"} (status null and
 "error" set when the flow ended without an answer), written when the flow ends; CONNECT requests (explicit
 proxy) get a line of their own. Host and path are recorded as the client sent them, before any addon
-rewrote the request."""
+rewrote the request; "auth" says whether it carried a credential header (Authorization, x-api-key)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ class FlowLog:
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         r = flow.request
-        self.seen[flow.id] = {"method": r.method, "host": r.pretty_host, "port": r.port, "path": r.path}
+        self.seen[flow.id] = {"method": r.method, "host": r.pretty_host, "port": r.port, "path": r.path,
+                              "auth": "authorization" in r.headers or "x-api-key" in r.headers}
 
     def response(self, flow: http.HTTPFlow) -> None:
         record = self.seen.pop(flow.id, None)

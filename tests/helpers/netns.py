@@ -37,6 +37,7 @@ PORTFILE_ADDON = ROOT / "tests" / "helpers" / "portfile.py"
 EMULATOR = ROOT / "scripts" / "qwen_emulator.py"
 
 OPENAI_ADDRESS = "127.0.0.2"  # what api.openai.com resolves to inside the namespace
+CHATGPT_HOST, CHATGPT_ADDRESS = "chatgpt.com", "127.0.0.5"  # Codex's backend: nothing listens there
 OTHER_HOST, OTHER_ADDRESS = "other.example", "127.0.0.3"  # a host the gateway must leave alone
 PROXY_GID = 34343  # the group mitmdump runs as in transparent mode: its traffic is never redirected
 TRANSPARENT_PORT = 8080  # fixed: the namespace is private
@@ -177,7 +178,8 @@ class World:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.ns = Namespace(workdir / "ns", {"api.openai.com": OPENAI_ADDRESS, OTHER_HOST: OTHER_ADDRESS})
+        self.ns = Namespace(workdir / "ns", {"api.openai.com": OPENAI_ADDRESS, CHATGPT_HOST: CHATGPT_ADDRESS,
+                                             OTHER_HOST: OTHER_ADDRESS})
         self.procs: list[subprocess.Popen] = []
         self.emu_port = 0
         self.origin_log = workdir / "origin.log"

@@ -31,6 +31,18 @@ async def answer(ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Resp
     return json_response(200, model)
 
 
+async def codex_catalog(ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Response:
+    """Codex's model-list refresh (GET chatgpt.com/backend-api/codex/models, built-in provider): an empty
+    catalog. Codex 0.169 takes a non-empty answer as its whole catalog, the instructions it sends each model
+    included (`base_instructions`), so listing Qwen models would replace Codex's own prompt with one the
+    gateway wrote; an empty one keeps Codex's bundled catalog and prompts, and the gateway answers whichever
+    model Codex then asks for (models.ModelMap). Answered here, the user's key never reaches chatgpt.com and
+    Codex does not retry the refresh (docs/clients.md)."""
+    resp = json_response(200, {"models": []})
+    resp.headers["etag"] = '"qwen-gateway-empty"'  # Codex keeps the ETag and refreshes when it changes
+    return resp
+
+
 def anthropic_list(models: list[dict]) -> dict:
     """Anthropic's list shape (`type: model`, an RFC 3339 `created_at`, cursor ids)."""
     data = [{"type": "model", "id": m["id"], "display_name": m["id"], "created_at": _created(m),

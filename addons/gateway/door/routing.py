@@ -17,7 +17,8 @@ LOCAL = {("GET", "/health"): "health", ("GET", "/metrics"): "metrics", ("GET", "
          # the Agents SDK's trace upload (api.openai.com): accepted and dropped, Qwen has no tracing API
          ("POST", "/v1/traces/ingest"): "traces", ("POST", "/traces/ingest"): "traces",
          ("POST", "/v1/messages/count_tokens"): "count_tokens", ("POST", "/messages/count_tokens"): "count_tokens",
-         ("HEAD", "/api/hello"): "anthropic_side", ("GET", "/api/hello"): "anthropic_side"}
+         ("HEAD", "/api/hello"): "anthropic_side", ("GET", "/api/hello"): "anthropic_side",
+         ("GET", "/backend-api/codex/models"): "codex_models"}  # Codex's model list (config.CODEX_MODELS)
 # /responses/{id}: GET, DELETE; /responses/{id}/input_items: GET; /responses/{id}/cancel: POST;
 # /api/…: what Claude Code asks api.anthropic.com besides the model (settings, flags, telemetry)
 LOCAL_PREFIXES = ((("GET",), "/models/", "models"), (("GET", "DELETE", "POST"), "/responses/", "stored_response"),
@@ -36,14 +37,24 @@ class Route:
 
 def claims(flow: http.HTTPFlow, config: Config) -> bool:
     """Reverse mode: every request. Other modes: requests to an intercepted host, by Host header or by the
-    TLS server name (a Host header that disagrees with the SNI does not get a request past the gateway)."""
+    TLS server name (a Host header that disagrees with the SNI does not get a request past the gateway);
+    and the single paths claimed on other hosts (`config.claimed_paths`), with the tunnel they come through."""
     if isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode):
         return True
     hosts = config.intercept_hosts
-    if normalise_host(flow.request.pretty_host) in hosts or normalise_host(flow.request.host or "") in hosts:
-        return True
+    names = {normalise_host(flow.request.pretty_host), normalise_host(flow.request.host or "")}
     sni = flow.client_conn.sni
-    return sni is not None and normalise_host(sni) in hosts
+    if sni is not None:
+        names.add(normalise_host(sni))
+    if names & hosts:
+        return True
+    if not config.claimed_paths:
+        return False
+    if flow.request.method == "CONNECT":  # the tunnel to chatgpt.com carries the claimed path
+        return any(host in names for host, _ in config.claimed_paths)
+    path = flow.request.path.partition("?")[0]
+    # every name must agree: a Host header naming chatgpt.com inside a tunnel to another host claims nothing
+    return any(names - {""} == {host} for host, p in config.claimed_paths if p == path)
 
 
 def route(method: str, path: str, endpoints: dict[str, Endpoint]) -> Route:
