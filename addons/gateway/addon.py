@@ -34,7 +34,7 @@ from .door import access, body, options, routing
 from .door.fence import Fence
 from .errors import GatewayError
 from .exchange import ClientRequest, Exchange, key_hint
-from .local import Formats, LocalAnswers, error_response, health, json_response
+from .local import Formats, LocalAnswers, error_response, health
 from .dispatch import Observers, call_safely
 from .observe.guard import context_check
 from .observer import Observer
@@ -200,10 +200,8 @@ class QwenGateway:
         await self.check_context(ex)
         if ex.stream:
             await self._relay(flow, ex)
-        elif endpoint.fetch is not None and (whole := await endpoint.fetch(ex, self.engine.open)) is not None:
-            flow.response = json_response(200, whole)
         else:
-            flow.response, ex.extra["final"] = await forward.fetch_whole(self.engine.open, ex)
+            flow.response, ex.extra["final"] = await forward.answer_whole(self.engine.open, ex, flow.client_conn)
 
     async def check_context(self, ex: Exchange) -> None:
         """The context guard: a prompt longer than the model takes is refused before it goes upstream."""

@@ -4,9 +4,10 @@ chat form by the upstream that gave it (`ex.upstream`), then into the client's b
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
-from mitmproxy import http
+from mitmproxy import connection, http
 
 from . import jsonio
 from .errors import GatewayError
@@ -19,6 +20,7 @@ from .streaming import StreamRewriter
 OpenUpstream = Callable[[Exchange], Awaitable[UpstreamAnswer]]
 
 STREAM_CAPTURE = 1 << 20  # bytes of a translated stream kept on the flow for mitmweb and -w
+CLIENT_WATCH = 0.1  # seconds between looks at a waiting client's connection
 
 
 def stream_rewriter(ex: Exchange, capture_limit: int = 0) -> StreamRewriter:
@@ -92,6 +94,34 @@ def upstream_json(body: bytes) -> dict:
     if not isinstance(data, dict):
         raise GatewayError(502, "Qwen sent an unexpected answer.", code="invalid_upstream_response")
     return data
+
+
+async def answer_whole(open_upstream: OpenUpstream, ex: Exchange,
+                       client: connection.Client) -> tuple[http.Response, dict | None]:
+    """A whole answer (the endpoint's own fetch, else the engine's), given up as soon as the client leaves.
+
+    mitmproxy holds a client's close until the request hook returns, so the hook would wait for an answer
+    nobody reads; the connection's state says at once that the client closed it (EOF), and then the upstream
+    request is cancelled (its connection closed, as the relay does for a stream) and the exchange ends 499."""
+    work = asyncio.ensure_future(_whole(open_upstream, ex))
+    try:
+        while not work.done():
+            await asyncio.wait((work,), timeout=CLIENT_WATCH)
+            if not work.done() and not client.state & connection.ConnectionState.CAN_READ:
+                work.cancel()
+                raise GatewayError(499, "Client disconnected before the answer: the upstream request was "
+                                        "cancelled.", code="client_disconnected")
+    finally:
+        if not work.done():
+            work.cancel()
+    return work.result()
+
+
+async def _whole(open_upstream: OpenUpstream, ex: Exchange) -> tuple[http.Response, dict | None]:
+    assert ex.endpoint is not None
+    if ex.endpoint.fetch is not None and (whole := await ex.endpoint.fetch(ex, open_upstream)) is not None:
+        return json_response(200, whole), None
+    return await fetch_whole(open_upstream, ex)
 
 
 async def fetch_whole(open_upstream: OpenUpstream, ex: Exchange) -> tuple[http.Response, dict | None]:

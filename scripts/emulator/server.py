@@ -132,8 +132,8 @@ class Handler(Wire):
         if not self.within_limits(token):
             return
         plan = chat.plan(body, sw, self.state.cache.serve(token, body))
-        if sw["first_byte_delay_ms"]:
-            self.server.stopping.wait(sw["first_byte_delay_ms"] / 1000)
+        if sw["first_byte_delay_ms"] and not self.wait_unless_abandoned(sw["first_byte_delay_ms"] / 1000):
+            return  # the client left before the answer began
         if not stream:
             answer = dumps(chat.completion(body, plan))
             if fault and self.fault_answered(fault, False, answer):

@@ -77,7 +77,7 @@ class State:
             self.requests: deque[dict] = deque()
             self.cache = PromptCache()  # explicit prompt cache (cache_control), per credential
             self.stats = {"chat_requests": 0, "embedding_requests": 0, "refresh_calls": 0, "token_calls": 0,
-                          "device_code_calls": 0, "per_token": {}}
+                          "device_code_calls": 0, "abandoned": 0, "per_token": {}}
             self.minute: dict[str, deque[float]] = {}
             self.daily: dict[str, tuple[str, int]] = {}
             if tokens:

@@ -33,6 +33,29 @@ class Wire(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.track(self.connection, True)
 
+    def wait_unless_abandoned(self, seconds: float) -> bool:
+        """Wait before answering, as a slow model does; False (and counted in stats["abandoned"]) when the
+        client closes its connection meanwhile, as a real server notices: a gateway that cancels the upstream
+        request of a client that left shows here."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self.server.stopping.wait(min(left, 0.05)):
+                return True
+            try:
+                self.connection.setblocking(False)
+                closed = self.connection.recv(1, socket.MSG_PEEK) == b""
+            except (BlockingIOError, InterruptedError):
+                closed = False
+            except OSError:
+                closed = True
+            finally:
+                self.connection.setblocking(True)
+            if closed:
+                self.state.bump("abandoned")
+                self.close_connection = True
+                return False
+        return True
+
     def finish(self) -> None:
         try:
             super().finish()

@@ -155,6 +155,9 @@ class UpstreamClient:
         except (ValueError, asyncio.LimitOverrunError) as e:
             conn.close()
             raise ConnectionFailed("the answer is not HTTP/1.1") from e
+        except asyncio.CancelledError:  # the client left: Qwen sees the request end now, not at its answer
+            conn.close()
+            raise
         return Response(self, conn, status, fields, read_timeout)
 
     @staticmethod
