@@ -86,7 +86,9 @@ def test_quota_rotates_to_the_next_account_without_a_client_error(make_gateway, 
     assert states == {"default": "cooling_down", "b": "ok"}
 
 
-def test_every_account_exhausted_gives_openai_429_with_retry_after(make_gateway, emu, home):
+def test_every_account_exhausted_gives_openai_quota_429_that_clients_do_not_retry(make_gateway, emu, home):
+    """No Retry-After (the quota is back in hours: a client would sleep that long) and `x-should-retry: false`:
+    openai-python gives up at once instead of retrying twice."""
     import openai
     tmp, env = home
     token_a = login(emu, tmp / ".qwen")
@@ -98,7 +100,8 @@ def test_every_account_exhausted_gives_openai_429_with_retry_after(make_gateway,
     with pytest.raises(openai.RateLimitError) as e:
         ask(gw)
     assert e.value.code == "insufficient_quota"
-    assert int(e.value.response.headers["retry-after"]) > 0
+    assert "retry-after" not in e.value.response.headers
+    assert e.value.response.headers["x-should-retry"] == "false"
     with pytest.raises(openai.RateLimitError):  # and stays so, without calling Qwen
         ask(gw)
     assert len(emu.chat_requests()) == 2

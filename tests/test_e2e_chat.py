@@ -169,7 +169,7 @@ def test_bad_client_input(gw, emu, content, status, code):
     validate("ErrorResponse", r.json())
     assert r.json()["error"]["code"] == code
     r = httpx.post(gw.url + "/v1/no/such/thing", json={}, trust_env=False)
-    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
+    assert r.status_code == 404 and r.json()["error"]["type"] == "invalid_request_error"  # as OpenAI types it
     assert emu.chat_requests() == []
     assert client(gw).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "ok"}])
 

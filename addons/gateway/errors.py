@@ -17,11 +17,21 @@ _DEFAULT_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
     403: "permission_error",
-    404: "not_found_error",
+    404: "invalid_request_error",  # OpenAI's type for unknown URLs and models (Anthropic's not_found_error is its own)
     405: "invalid_request_error",
     413: "invalid_request_error",
-    429: "rate_limit_error",
+    429: "requests",  # OpenAI types a rate limit by what ran out (requests, tokens)
 }
+
+
+# The `type`s OpenAI's API puts in its errors (a rate limit is typed by what ran out: requests or tokens).
+OPENAI_ERROR_TYPES = frozenset({"invalid_request_error", "authentication_error", "permission_error", "server_error",
+                                "insufficient_quota", "requests", "tokens", "api_error"})
+
+
+def openai_type(kind: object, default: str = "server_error") -> str:
+    """`kind` when it is one of OpenAI's error types, else `default` (Qwen's own: `InternalError.Algo`, …)."""
+    return kind if isinstance(kind, str) and kind in OPENAI_ERROR_TYPES else default
 
 
 def error_body(message: str, type: str, code: str | None = None, param: str | None = None) -> dict:

@@ -63,11 +63,16 @@ class Formats:
         return http.Response.make(e.status, fmt.error_body(e, ex), {**JSON, **e.headers, **fmt.headers(ex)})
 
     def stamp(self, ex: Exchange, resp: http.Response) -> None:
-        """The headers the dialect puts on every answer."""
+        """The headers the dialect puts on every answer (OpenAI's: its request id)."""
         fmt = self.formats.get(ex.dialect)
-        if fmt is not None:
-            for name, value in fmt.headers(ex).items():
-                resp.headers[name] = value
+        for name, value in (fmt.headers(ex) if fmt is not None else openai_headers(ex)).items():
+            resp.headers[name] = value
+
+
+def openai_headers(ex: Exchange) -> dict[str, str]:
+    """OpenAI sends `x-request-id: req_…` on every answer; its SDKs show it (`response._request_id`) and
+    people quote it in bug reports. The exchange's id: the same id as in the debug log and mitmweb."""
+    return {"x-request-id": f"req_{ex.id}"}
 
 
 def health(pool: Pool | None) -> dict:

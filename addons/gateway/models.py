@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import time
 from collections.abc import Iterable, Mapping
 
 from .auth.base import KEY, Credential
@@ -124,6 +123,11 @@ def parse_model_map(items: Iterable[str]) -> dict[str, str]:
     return out
 
 
+# OpenAI's `created` is when a model appeared; Qwen's compatible API gives no date, so one fixed date for all
+# (the day this list was last revised): a client that caches the list sees it unchanged.
+LISTED_SINCE = 1_761_955_200  # 2025-11-01
+
+
 class ModelMap:
     def __init__(self, default_model: str, aliases: Mapping[str, str] | None = None) -> None:
         self.default_model = default_model
@@ -146,7 +150,7 @@ class ModelMap:
         return target
 
     def list(self) -> list[dict]:
-        created = int(time.time())
+        created = LISTED_SINCE
         names = list(dict.fromkeys([*QWEN_MODELS, *EMBEDDING_MODELS, *self.aliases]))
         return [{"id": n, "object": "model", "created": created, "owned_by": "qwen" if _looks_qwen(n) or n in
                  OAUTH_ONLY else "qwen-gateway"} for n in names]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from . import jsonio
-from .errors import ErrorKind, UpstreamError
+from .errors import ErrorKind, UpstreamError, openai_type
 from .pivot import ChunkSource, StreamTranslator
 from .sse import SSEDecoder
 
@@ -97,7 +97,7 @@ class StreamRewriter:
             out += self.translator.feed(chunk)
         if self.normalizer.error_text is not None:
             err = self.upstream_error = self.normalizer.fault(self.normalizer.error_text)
-            out += self._fail(stream_error(err.message, err.code or "upstream_error", err.type))
+            out += self._fail(stream_error(err.message, err.code or "upstream_error", openai_type(err.type)))
         return out
 
     @property
@@ -133,12 +133,12 @@ class StreamRewriter:
 
 def _as_openai_error(err: object, kind: UpstreamError) -> dict:
     if kind.kind is ErrorKind.THROTTLE:
-        return stream_error(kind.message, "rate_limit_exceeded", "rate_limit_error")
+        return stream_error(kind.message, "rate_limit_exceeded", "requests")
     if isinstance(err, dict):
         code = err.get("code")
         return {
             "message": str(err.get("message") or "Qwen reported an error mid-stream."),
-            "type": str(err.get("type") or "server_error"),
+            "type": openai_type(err.get("type")),
             "code": str(code) if code is not None else "upstream_error",
             "param": err.get("param"),
         }

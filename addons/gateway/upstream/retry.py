@@ -102,6 +102,8 @@ def unavailable(e: AccountUnavailable) -> GatewayError:
         if getattr(e, "throttled", False):  # a rate limit: the SDKs retry this one after Retry-After
             return GatewayError(429, str(e), type="requests", code="rate_limit_exceeded",
                                 headers={"retry-after": str(wait)})
+        # A quota is back at its reset, hours away: no Retry-After (a client would sleep that long), and
+        # OpenAI's SDKs told not to retry it (x-should-retry), as they treat OpenAI's own quota answer.
         return GatewayError(429, str(e), type="insufficient_quota", code="insufficient_quota",
-                            headers={"retry-after": str(wait)})
+                            headers={"x-should-retry": "false"})
     return GatewayError(503, str(e), type="api_error", code="no_usable_account")

@@ -69,7 +69,7 @@ DENIED_MESSAGE = ("Qwen denied access: the model may not be enabled for this acc
 
 def _throttle(message: str, code: str | None, retry_after: float | None) -> UpstreamError:
     h = {"retry-after": str(int(retry_after))} if retry_after is not None else {}
-    return UpstreamError(THROTTLE, 429, message or "Rate limit exceeded.", "rate_limit_error",
+    return UpstreamError(THROTTLE, 429, message or "Rate limit exceeded.", "requests",
                          "rate_limit_exceeded", retry_after=retry_after, headers=h)
 
 
@@ -101,7 +101,7 @@ def classify(status: int, body: bytes | str | None, headers: dict[str, str] | No
         return UpstreamError(SERVER, 502 if status not in (500, 502, 503, 529) else status,
                              message or f"Qwen answered HTTP {status}.", "api_error", code or "upstream_error")
     if status == 404:
-        return UpstreamError(CLIENT, 404, message or "Not found upstream.", "not_found_error", code, param)
+        return UpstreamError(CLIENT, 404, message or "Not found upstream.", "invalid_request_error", code, param)
     return UpstreamError(CLIENT, status if 400 <= status < 500 else 502, message or f"Qwen answered HTTP {status}.",
                          etype or "invalid_request_error", code, param)
 
