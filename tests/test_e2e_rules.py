@@ -196,7 +196,7 @@ def embedding_requests(emu) -> list[dict]:
 def test_r5_embeddings_25_inputs_with_the_sdks_default_encoding(kgw, emu):
     texts = [f"text number {i}" for i in range(25)]
     r = client(kgw).embeddings.create(model="text-embedding-3-small", input=texts)
-    assert [d.index for d in r.data] == list(range(25)) and all(len(d.embedding) == 8 for d in r.data)
+    assert [d.index for d in r.data] == list(range(25)) and all(len(d.embedding) == 1536 for d in r.data)
     bodies = embedding_requests(emu)
     assert sorted(len(b["input"]) for b in bodies) == [5, 10, 10]
     assert r.usage.prompt_tokens == sum(len(t) // 4 + 1 for t in texts)

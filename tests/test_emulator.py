@@ -697,7 +697,7 @@ def test_models_embeddings_web_search(emu):
         r = emu.http.post(prefix + "/embeddings", headers=auth, json={"model": "text-embedding-v4",
                                                                       "input": ["a", "b", "a"]})
         e = r.json()
-        assert [d["index"] for d in e["data"]] == [0, 1, 2] and len(e["data"][0]["embedding"]) == 8
+        assert [d["index"] for d in e["data"]] == [0, 1, 2] and len(e["data"][0]["embedding"]) == 1024
         assert e["data"][0]["embedding"] == e["data"][2]["embedding"] != e["data"][1]["embedding"]
         assert e["usage"]["total_tokens"] == e["usage"]["prompt_tokens"] > 0
     assert emu.http.get("/v1/models").status_code == 401
@@ -722,7 +722,7 @@ def test_openai_sdk(emu):
         final = s.get_final_completion()
     assert final.choices[0].message.tool_calls[0].function.name == "get_weather"
     vec = client.embeddings.create(model="text-embedding-v4", input="sdk").data[0].embedding
-    assert len(vec) == 8
+    assert len(vec) == 1024  # text-embedding-v4's default size
     emu.fault("quota429")
     with pytest.raises(openai.RateLimitError) as e:
         client.chat.completions.create(model="coder-model", messages=[{"role": "user", "content": "q"}])

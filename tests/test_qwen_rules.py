@@ -64,7 +64,8 @@ def test_forced_tool_choice_turns_thinking_off_on_hybrid_models(choice):
 
 
 def test_thinking_only_models_keep_thinking_and_lose_a_forced_choice():
-    out, notes = qwen({"reasoning_effort": "none", "tools": TOOLS, "tool_choice": "required"}, model="qwq-plus")
+    out, notes = qwen({"reasoning_effort": "none", "tools": TOOLS, "tool_choice": "required", "stream": True},
+                      model="qwq-plus")
     assert "enable_thinking" not in out and out["tool_choice"] == "auto"
     assert any("always thinks" in n for n in notes) and len(notes) == 2
     out, notes = qwen({"enable_thinking": False}, model="qwen3-235b-a22b-thinking-2507")

@@ -48,6 +48,7 @@ class RetryReason(enum.StrEnum):
     THROTTLED = "throttled"  # rate limited: waited, same or another account
     RECONNECTED = "reconnected"  # a pooled connection had died before the request got through
     THINKING = "thinking"  # the model refused its thinking settings: learned, sent again
+    STREAM_ONLY = "stream_only"  # the model answers streams only: learned, sent again as a stream
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from mitmproxy import connection, http
 
 from . import jsonio
+from .assemble import ChunkAssembler
 from .errors import GatewayError
 from .exchange import Exchange
 from .local import json_response
@@ -60,6 +61,11 @@ def buffered_answer(ex: Exchange, status: int, headers, body: bytes) -> tuple[ht
     """The client's answer to a whole Qwen answer, and the final object (for endpoints that keep it)."""
     assert ex.endpoint is not None
     ctype = headers.get("content-type", "") or ""
+    if "event-stream" in ctype and not ex.stream and not ex.leg.passthrough:
+        data = assembled(ex, body)  # a whole answer the upstream could only stream (a stream-only model)
+        ex.usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
+        data = ex.endpoint.from_chat(data, ex)
+        return json_response(status, data), data
     if "event-stream" in ctype or (ex.stream and body.lstrip().startswith((b"data:", b"event:"))):
         rw = stream_rewriter(ex)
         out = rw.run(body)
@@ -77,6 +83,20 @@ def buffered_answer(ex: Exchange, status: int, headers, body: bytes) -> tuple[ht
     ex.usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
     data = ex.endpoint.from_chat(data, ex)
     return json_response(status, data), data
+
+
+def assembled(ex: Exchange, body: bytes) -> dict:
+    """A streamed upstream answer as one chat completion, through the upstream's own chunk source; an error
+    inside the stream is the client's error, as it is in a whole answer."""
+    assert ex.upstream is not None
+    assembler = ChunkAssembler()
+    rw = StreamRewriter(ex.upstream.chunks(ex.requested_model or ex.upstream_model), assembler)
+    rw.run(body)
+    if rw.upstream_error is not None:
+        raise rw.upstream_error.to_gateway_error()
+    if rw.error is not None:
+        raise GatewayError(502, str(rw.error.get("message")), code=str(rw.error.get("code") or "upstream_error"))
+    return assembler.completion()
 
 
 def _final_object(rw: StreamRewriter) -> dict | None:

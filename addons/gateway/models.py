@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from .auth.base import KEY, Credential
 
@@ -22,6 +22,17 @@ QWEN_MODELS = (
     "qwen-turbo",
 )
 EMBEDDING_MODELS = ("text-embedding-v4",)
+# The sizes each Qwen embedding model offers (`dimensions`), its default first (Model Studio's embedding docs);
+# v2 has one fixed size and takes no `dimensions`.
+EMBEDDING_SIZES: dict[str, tuple[int, ...]] = {
+    "text-embedding-v4": (1024, 2048, 1536, 768, 512, 256, 128, 64),
+    "text-embedding-v3": (1024, 768, 512, 256, 128, 64),
+    "text-embedding-v2": (1536,),
+    "text-embedding-v1": (1536,),
+}
+# OpenAI's embedding models' sizes: a vector store created for one of them breaks on any other size.
+OPENAI_EMBEDDING_SIZES = {"text-embedding-3-small": 1536, "text-embedding-ada-002": 1536,
+                          "text-embedding-3-large": 3072}
 OAUTH_ONLY = ("coder-model", "vision-model")
 KEY_DEFAULT_MODEL = "qwen3-coder-plus"  # for key accounts that name no default: served by DashScope and Coding Plan
 
@@ -80,6 +91,23 @@ def thinking_refusal(message: str) -> Thinking | None:
     if "reasoning_effort" in low and "thinking_budget" in low:
         return Thinking.EFFORT
     return None
+
+
+# Models that answer only streams: a request without `stream: true` gets DashScope's 400 "This model only support
+# stream mode, please enable the stream parameter to access the model." (Model Studio's QwQ and QVQ, and the
+# open-source Qwen3 thinking models such as qwen3-235b-a22b-thinking-2507). A model not listed is learned from
+# that 400 at run time (`stream_refusal`).
+STREAM_ONLY_PREFIXES = ("qwq", "qvq")
+
+
+def stream_only(model: str, learned: Collection[str] = ()) -> bool:
+    return model in learned or model.startswith(STREAM_ONLY_PREFIXES) or (
+        model.startswith("qwen3-") and "-thinking" in model)
+
+
+def stream_refusal(message: str) -> bool:
+    """Whether a DashScope 400 says the model answers streams only (a caller remembers it and retries)."""
+    return "only support stream mode" in message.lower()
 
 
 def is_vision(model: str) -> bool:

@@ -17,7 +17,7 @@ an upstream is read as plain dicts and checked where it is read.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, NotRequired, Protocol, TypedDict, TypeVar
 
@@ -168,9 +168,11 @@ class Upstream(Protocol):
     name: str
 
     def chat_body(self, chat: dict, *, model: str, cred: Credential, notes: list[str],
-                  learned: Mapping[str, Thinking] | None) -> dict:
+                  learned: Mapping[str, Thinking] | None, stream_only: Collection[str] = ()) -> dict:
         """The upstream body for a chat request on this account; its "model" is the model asked (the upstream
-        may move a request to another model, e.g. a vision model for images)."""
+        may move a request to another model, e.g. a vision model for images). `learned` and `stream_only`:
+        what the upstream's refusals taught about models (thinking knobs; models that answer streams only,
+        whose whole answers the upstream streams and `forward.buffered_answer` assembles)."""
         ...
 
     def own_body(self, body: dict, *, model: str, capability: Capability, cred: Credential,

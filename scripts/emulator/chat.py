@@ -13,8 +13,7 @@ from . import rules
 from .cache import text_of, tokens as _tokens
 
 KNOWN_MODELS = rules.KNOWN_MODELS
-EMBEDDING_MODELS = ("text-embedding-v4", "text-embedding-v3")
-EMBEDDING_DIMENSIONS = 8
+EMBEDDING_MODELS = tuple(rules.EMBEDDING_SIZES)
 REASONING = "Thinking about it."
 
 
@@ -31,7 +30,7 @@ def validate(body, sw: dict | None = None) -> tuple[int, dict] | None:
     msgs = body.get("messages")
     if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) for m in msgs):
         return 400, error("invalid_parameter_error", "messages must be a non-empty list of message objects.")
-    return rules.check_chat(body, (sw or {}).get("denied_models") or ())
+    return rules.check_chat(body, (sw or {}).get("denied_models") or ()) or rules.check_params(body, (sw or {}).get("stream_only_models") or ())
 
 
 def _calls(body: dict, sw: dict) -> list[dict]:
@@ -159,9 +158,10 @@ def embeddings(body) -> tuple[int, dict]:
         return problem
     inputs = body["input"]
     inputs = [inputs] if isinstance(inputs, str) else inputs
-    dims = body.get("dimensions") or EMBEDDING_DIMENSIONS
-    if not isinstance(dims, int) or not 0 < dims <= 4096:
-        return 400, error("invalid_parameter_error", "dimensions must be an integer in [1, 4096].")
+    problem = rules.check_dimensions(body["model"], body.get("dimensions"))
+    if problem:
+        return problem
+    dims = body.get("dimensions") or rules.EMBEDDING_SIZES[body["model"]][0]
     data = []
     for i, text in enumerate(inputs):
         raw = hashlib.shake_256(text.encode()).digest(dims)

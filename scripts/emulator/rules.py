@@ -31,7 +31,12 @@ THINKS_BY_DEFAULT = ("coder-model", "qwen3.5-plus", "qwen3.6-plus", "qwen3.7-plu
                      "qwen3.8-flash", "qwen3.8-max", *THINKING_ONLY)
 VISION = ("coder-model", "vision-model", "qwen-vl-max", "qwen-vl-plus", "qwen3-vl-plus", "qwen3.5-plus",
           "qwen3.6-plus", "qwen3.7-plus")
+# Models that answer streams only (Model Studio: QwQ, the open-source Qwen3 thinking models).
+STREAM_ONLY = ("qwq-plus", "qwen3-235b-a22b-thinking-2507")
 EMBEDDING_BATCH = 10
+# The sizes each embedding model offers (`dimensions`), its default first; v2 has one fixed size.
+EMBEDDING_SIZES = {"text-embedding-v4": (1024, 2048, 1536, 768, 512, 256, 128, 64),
+                   "text-embedding-v3": (1024, 768, 512, 256, 128, 64), "text-embedding-v2": (1536,)}
 
 
 def error(code: str, message: str, type: str = "invalid_request_error") -> dict:
@@ -101,6 +106,36 @@ def check_chat(body: dict, denied_models=()) -> tuple[int, dict] | None:
         return invalid(ALGO + "The provided messages input is invalid. The error info is [Unexpected item type "
                               "in content.]")
     return None
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_params(body: dict, stream_only=()) -> tuple[int, dict] | None:
+    """Stream-only models, sampling ranges, images in tool messages: checked after `check_chat`."""
+    temperature, top_p = body.get("temperature"), body.get("top_p")
+    if temperature is not None and not (_number(temperature) and 0 <= temperature < 2):  # body assumed
+        return invalid(ALGO + "Range of temperature should be [0.0, 2.0)")
+    if top_p is not None and not (_number(top_p) and 0 < top_p <= 1):  # body assumed
+        return invalid(ALGO + "Range of top_p should be (0.0, 1.0]")
+    for m in body["messages"]:  # tool content is read as text (body assumed)
+        if m.get("role") == "tool" and _has_image([m]):
+            return invalid(ALGO + "The provided messages input is invalid. The error info is [Unexpected item "
+                                  "type in content.]")
+    if body.get("model") in (*STREAM_ONLY, *stream_only) and body.get("stream") is not True:  # real body (public threads)
+        return invalid("This model only support stream mode, please enable the stream parameter to access the "
+                       "model. ")
+    return None
+
+
+def check_dimensions(model: str, dims) -> tuple[int, dict] | None:
+    """`dimensions` one of the sizes the model offers (body assumed, in R5's style)."""
+    sizes = EMBEDDING_SIZES.get(model, ())
+    if dims is None or dims in sizes and (len(sizes) > 1 or dims == sizes[0]):
+        return None
+    listed = ", ".join(str(s) for s in sorted(sizes, reverse=True))
+    return invalid(ALGO + f"Value error, dimension should be one of [{listed}].: parameters.dimension")
 
 
 def check_embeddings(inputs) -> tuple[int, dict] | None:

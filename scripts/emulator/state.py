@@ -18,6 +18,7 @@ DEFAULT_SWITCHES = {
     "deltas": None,  # exact content deltas of the answer, repeats kept (R8: "哈哈", "哈哈", "，好的")
     "finish_reason": None,  # override the answer's finish_reason (e.g. "content_filter", "length")
     "denied_models": [],  # models this account has not enabled: 403 AccessDenied.Unpurchased (R7)
+    "stream_only_models": [],  # more models that answer streams only (besides rules.STREAM_ONLY)
     "reasoning": True,  # reasoning_content before the answer (request enable_thinking=false turns it off)
     "tool_arguments": None,  # JSON object for tool-call arguments
     "tool_calls_count": 1,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from .. import sse
 from ..errors import GatewayError
 from ..pivot import ChatChunk, Endpoint
+from . import chat_answer, chat_params
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
@@ -50,12 +51,18 @@ def wants_usage(body: dict) -> bool:
 
 
 class ChatStreamTranslator:
-    """Normalised chunks -> the SSE bytes a /v1/chat/completions client gets."""
+    """Normalised chunks -> the SSE bytes a /v1/chat/completions client gets (tool calls in the form its
+    request offered the tools: chat_answer.py)."""
 
-    def __init__(self, include_usage: bool) -> None:
+    def __init__(self, include_usage: bool, body: dict | None = None) -> None:
         self.include_usage = include_usage
+        self.calls = chat_answer.CallRewriter(body or {})
 
     def feed(self, chunk: ChatChunk) -> list[bytes]:
+        rewritten = self.calls.rewrite(chunk)
+        if rewritten is None:
+            return []
+        chunk = rewritten
         if chunk.get("choices") == [] and chunk.get("usage"):
             return [sse.encode(chunk)] if self.include_usage else []
         if self.include_usage:
@@ -72,6 +79,6 @@ class ChatStreamTranslator:
 
 CHAT: Endpoint[Exchange] = Endpoint(
     name="chat.completions",
-    to_chat=lambda body, ex: validate_chat_request(body),
-    from_chat=lambda answer, ex: answer,
-    stream_translator=lambda ex: ChatStreamTranslator(wants_usage(ex.body or {})))
+    to_chat=lambda body, ex: chat_params.translate(validate_chat_request(body), ex.notes),
+    from_chat=lambda answer, ex: chat_answer.to_client(answer, ex.body or {}),
+    stream_translator=lambda ex: ChatStreamTranslator(wants_usage(ex.body or {}), ex.body or {}))

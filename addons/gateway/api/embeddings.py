@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 
 from ..auth.base import Capability
 from ..errors import GatewayError
+from ..exchange import note
 from ..forward import upstream_json
+from ..models import EMBEDDING_SIZES, OPENAI_EMBEDDING_SIZES
 from ..pivot import Endpoint, UpstreamAnswer
 from ..tokens import encoding
-
-from ..exchange import note
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
@@ -179,12 +179,37 @@ async def fetch(ex: Exchange, open_upstream: OpenUpstream) -> dict | None:
     return answer
 
 
+def offered_sizes() -> list[int]:
+    """Every vector size some Qwen embedding model offers, largest first."""
+    return sorted({s for sizes in EMBEDDING_SIZES.values() for s in sizes}, reverse=True)
+
+
+def dimensions(body: dict, notes: list[str] | None = None) -> dict:
+    """The vector size the client gets: the one it asked, else its OpenAI model's (a vector store made for
+    text-embedding-3-small takes 1536 floats, never Qwen's default 1024); a size no Qwen model offers is a
+    400 naming those there are, never a vector of another size."""
+    dims, model = body.get("dimensions"), body.get("model")
+    if dims is None and isinstance(model, str) and model in OPENAI_EMBEDDING_SIZES:
+        dims = OPENAI_EMBEDDING_SIZES[model]
+        if dims in offered_sizes():
+            note(notes, f"dimensions {dims} asked of Qwen: {model}'s size")
+            return {**body, "dimensions": dims}
+    if dims is None:
+        return body
+    if not isinstance(dims, int) or isinstance(dims, bool) or dims not in offered_sizes():
+        sizes = ", ".join(str(s) for s in offered_sizes())
+        what = f"{model}'s {dims} dimensions" if body.get("dimensions") is None else f"{dims} dimensions"
+        raise GatewayError(400, f"Qwen's embedding models cannot answer {what}: they offer {sizes}. Send "
+                                "`dimensions` with one of these sizes.", param="dimensions", code="unsupported_value")
+    return body
+
+
 def _to_upstream(body: dict, ex: Exchange) -> dict:
     if not isinstance(body.get("input"), (str, list)) or not body.get("input"):
         raise GatewayError(400, "'input' is required: a string or an array of strings.", param="input",
                            code="missing_required_parameter")
     ex.stream = False
-    return to_upstream(body, notes=ex.notes)  # strings only (token ids decoded), floats asked
+    return to_upstream(dimensions(body, ex.notes), notes=ex.notes)  # strings only (token ids decoded), floats asked
 
 
 # A pass-through pair with DashScope (registry.py): the body above goes to its embeddings endpoint as is.

@@ -103,7 +103,8 @@ class UpstreamEngine:
                                                  notes=ex.notes)
         else:
             ex.upstream_body = upstream.chat_body(ex.chat_body, model=model, cred=cred, notes=ex.notes,
-                                                  learned=self.policy.learned_thinking)
+                                                  learned=self.policy.learned_thinking,
+                                                  stream_only=self.policy.learned_stream_only)
         ex.upstream_model = ex.upstream_body["model"]  # the upstream may move it (images: a vision model)
         wire = upstream.wire(cred, leg.suffix, ex.upstream_body, user_agent=config.user_agent, stream=ex.stream,
                              attempt=len(ex.retries), base=base,

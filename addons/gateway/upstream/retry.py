@@ -14,7 +14,7 @@ from .. import errors
 from ..auth.base import AccountUnavailable, Credential, NotCapable, Outcome, Pool
 from ..errors import GatewayError, UpstreamError
 from ..exchange import Exchange, Retry, RetryReason
-from ..models import Thinking, thinking_refusal
+from ..models import Thinking, stream_refusal, thinking_refusal
 
 # Throttling retries inside one client request: a short wait is better than an error.
 MAX_THROTTLE_RETRIES = 2
@@ -27,6 +27,7 @@ class RetryPolicy:
         self.pool = pool
         # what 400s taught about models the table does not know (thinking-only, effort-native)
         self.learned_thinking: dict[str, Thinking] = {}
+        self.learned_stream_only: set[str] = set()  # models a 400 said answer streams only
 
     async def acquire(self, ex: Exchange, exclude: Collection[str] = ()) -> Credential:
         """A credential for this exchange (the endpoint's capability included), recorded as tried."""
@@ -55,6 +56,12 @@ class RetryPolicy:
             self.learned_thinking[ex.upstream_model] = learned  # qwen-code learns "thinking is mandatory" so
             ex.notes.append(f"{ex.upstream_model} refused its thinking settings: sent again as {learned.value}")
             ex.retries.append(Retry(RetryReason.THINKING, account))
+            return ex.cred
+        if (err.kind == errors.CLIENT and ex.upstream_model and stream_refusal(err.message)
+                and ex.upstream_model not in self.learned_stream_only):
+            self.learned_stream_only.add(ex.upstream_model)
+            ex.notes.append(f"{ex.upstream_model} answers streams only: sent again as a stream")
+            ex.retries.append(Retry(RetryReason.STREAM_ONLY, account))
             return ex.cred
         try:
             if err.kind == errors.AUTH and not _retried(ex, RetryReason.REFRESHED):

@@ -3,11 +3,13 @@ keys alike). Pure functions: the client's body is never altered."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from ...auth.base import Capability
-from ...models import Thinking
-from . import rules
+from ...errors import GatewayError
+from ...exchange import note
+from ...models import EMBEDDING_SIZES, Thinking
+from . import params, rules
 
 # OpenAI-only request fields Qwen rejects or would misread (prompt_cache_key is read first: the session id).
 _DROP = ("store", "metadata", "service_tier", "prompt_cache_key", "safety_identifier", "prediction",
@@ -19,8 +21,8 @@ def own_body(body: dict, *, model: str, capability: Capability, default_model: s
     """A pass-through body (DashScope's OpenAI-compatible embeddings, a plan's Anthropic-compatible base): the
     dialect's own, with a Qwen model (one that sees images when there are some) and the output within the
     model's cap."""
-    if capability is Capability.EMBEDDINGS and not model.startswith("text-embedding"):
-        model = "text-embedding-v4"
+    if capability is Capability.EMBEDDINGS:
+        return embedding_body(body, model if model.startswith("text-embedding") else "text-embedding-v4", notes)
     out = {**body, "model": model}
     if capability is Capability.CHAT:
         out = rules.route_vision(out, oauth=False, default_model=default_model, notes=notes)
@@ -28,14 +30,37 @@ def own_body(body: dict, *, model: str, capability: Capability, default_model: s
     return rules.clamp_output(out, notes)
 
 
+def embedding_body(body: dict, model: str, notes: list[str] | None = None) -> dict:
+    """The embeddings body on a model that offers the size asked (`dimensions`): the model itself, else the
+    first that does (text-embedding-v4 offers the most); a model with one fixed size takes no `dimensions`."""
+    dims = body.get("dimensions")
+    sizes = EMBEDDING_SIZES.get(model)
+    if dims is None or sizes is None:
+        return {**body, "model": model}
+    if dims not in sizes:
+        other = next((m for m, s in EMBEDDING_SIZES.items() if dims in s), None)
+        if other is None:
+            raise GatewayError(400, f"{model} cannot answer {dims} dimensions: it offers "
+                                    f"{', '.join(map(str, sorted(sizes, reverse=True)))}.", param="dimensions",
+                               code="unsupported_value")
+        note(notes, f"{other} asked instead of {model}: {model} has no {dims}-dimension vectors")
+        model, sizes = other, EMBEDDING_SIZES[other]
+    out = {**body, "model": model}
+    if len(sizes) == 1:
+        out.pop("dimensions")  # a fixed size: the model takes no `dimensions`
+    return out
+
+
 def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None = None,
                  notes: list[str] | None = None, default_model: str | None = None,
-                 learned_thinking: Mapping[str, Thinking] | None = None) -> dict:
+                 learned_thinking: Mapping[str, Thinking] | None = None,
+                 learned_stream_only: Collection[str] = ()) -> dict:
     """The body Qwen gets, obeying DashScope's rules, in qwen-code's shape (OAuth and keys alike).
 
     `notes` collects what was changed from the client's request; `default_model` is the account's, tried
     first when images need a vision model; `session_id` overrides the one derived from the conversation;
-    `learned_thinking` overrides the thinking table for models a 400 taught about (`thinking_refusal`).
+    `learned_thinking` overrides the thinking table for models a 400 taught about (`thinking_refusal`), and
+    `learned_stream_only` adds to the table of models that answer streams only (`stream_refusal`).
     The model may change (images): read it back from the result's "model".
     """
     # A shallow copy: every step below builds new containers where it changes one (copy on write), so
@@ -58,7 +83,10 @@ def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None 
         out.pop("tools", None)
         out.pop("tool_choice", None)
         out.pop("parallel_tool_calls", None)
+    out["messages"] = params.tool_images(out["messages"], notes)
     out = rules.route_vision(out, oauth=oauth, default_model=default_model, notes=notes)
+    out = params.stream_whole(out, notes, learned=learned_stream_only)
+    out = params.sampling_ranges(out, notes)
     out = rules.thinking_knobs(out, effort, notes, learned=learned_thinking)
     out = rules.clamp_output(out, notes)
     return rules.qwen_code_shape(out, session=session, stream=bool(out.get("stream")))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
 from ...auth.base import OAUTH, Capability, Credential
@@ -22,9 +22,10 @@ class DashScope:
     name = "dashscope"
 
     def chat_body(self, chat: dict, *, model: str, cred: Credential, notes: list[str],
-                  learned: Mapping[str, Thinking] | None) -> dict:
+                  learned: Mapping[str, Thinking] | None, stream_only: Collection[str] = ()) -> dict:
         return request.chat_to_qwen(chat, model=model, oauth=cred.kind == OAUTH, notes=notes,
-                                    default_model=cred.default_model, learned_thinking=learned)
+                                    default_model=cred.default_model, learned_thinking=learned,
+                                    learned_stream_only=stream_only)
 
     def own_body(self, body: dict, *, model: str, capability: Capability, cred: Credential,
                  notes: list[str]) -> dict:
@@ -35,6 +36,7 @@ class DashScope:
              base: str | None = None, api_headers: tuple[tuple[str, str], ...] = ()) -> Wire:
         scheme, host, port, path = upstream_url(base or cred.base_url, suffix)
         hostport = host_header(scheme, host, port)
+        stream = stream or body.get("stream") is True  # a stream-only model's whole answer comes as a stream
         headers = upstream_headers(cred, user_agent=user_agent, stream=stream, host=hostport)
         headers = [(k, str(attempt) if k == "X-Stainless-Retry-Count" else v) for k, v in headers]
         headers += api_headers
