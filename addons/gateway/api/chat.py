@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from .. import sse
 from ..errors import GatewayError
 from ..pivot import ChatChunk, Endpoint
+from . import websearch
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
@@ -72,6 +73,6 @@ class ChatStreamTranslator:
 
 CHAT: Endpoint[Exchange] = Endpoint(
     name="chat.completions",
-    to_chat=lambda body, ex: validate_chat_request(body),
+    to_chat=lambda body, ex: websearch.chat_request(validate_chat_request(body)),
     from_chat=lambda answer, ex: answer,
     stream_translator=lambda ex: ChatStreamTranslator(wants_usage(ex.body or {})))

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 
 from ...auth.base import Capability
 from ...models import Thinking
-from . import rules
+from . import rules, search
 
 # OpenAI-only request fields Qwen rejects or would misread (prompt_cache_key is read first: the session id).
 _DROP = ("store", "metadata", "service_tier", "prompt_cache_key", "safety_identifier", "prediction",
-         "modalities", "audio", "web_search_options", "verbosity")
+         "modalities", "audio", "verbosity")
 
 
 def own_body(body: dict, *, model: str, capability: Capability, default_model: str | None = None,
@@ -59,6 +59,7 @@ def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None 
         out.pop("tool_choice", None)
         out.pop("parallel_tool_calls", None)
     out = rules.route_vision(out, oauth=oauth, default_model=default_model, notes=notes)
+    out = search.search_knobs(out, oauth=oauth, notes=notes)  # on the model that answers (after vision routing)
     out = rules.thinking_knobs(out, effort, notes, learned=learned_thinking)
     out = rules.clamp_output(out, notes)
     return rules.qwen_code_shape(out, session=session, stream=bool(out.get("stream")))
