@@ -213,7 +213,7 @@ def test_messages_whole_answer_has_citations_and_server_tool_use():
     assert block["citations"][0]["cited_text"] == "Rain today"
     assert block["citations"][1]["cited_text"] == ". Sun tomorrow"
     assert all(c["type"] == "web_search_result_location" and c["encrypted_index"] for c in block["citations"])
-    assert m["usage"]["server_tool_use"] == {"web_search_requests": 1}
+    assert m["usage"]["server_tool_use"] == {"web_search_requests": 1, "web_fetch_requests": 0}
     plain = chat_to_message(answer(None), model="claude-sonnet-5-5", sign=lambda t: "sig")
     assert "citations" not in plain["content"][0] and "server_tool_use" not in plain["usage"]
 
@@ -227,4 +227,4 @@ def test_messages_stream_sends_citations_deltas_and_server_tool_use():
     assert [c["url"] for c in cites] == ["https://one.example/a", "https://two.example/b"]
     kinds = [e["type"] for e in events]
     assert kinds.index("content_block_stop") > max(i for i, e in enumerate(events) if e["type"] == "content_block_delta")
-    assert events[-2]["usage"]["server_tool_use"] == {"web_search_requests": 1}
+    assert events[-2]["usage"]["server_tool_use"] == {"web_search_requests": 1, "web_fetch_requests": 0}

@@ -171,4 +171,4 @@ def anthropic_citations(text: str, annotations: object) -> list[dict]:
 
 def server_tool_use(search_info: object) -> dict | None:
     """Anthropic's usage.server_tool_use for an answer that searched (Qwen searches once per answer)."""
-    return {"web_search_requests": 1} if searched(search_info) else None
+    return {"web_search_requests": 1, "web_fetch_requests": 0} if searched(search_info) else None
