@@ -227,10 +227,10 @@ def test_tool_choice_for_custom_and_namespaced_tools():
 
 def test_hosted_tools_dropped_with_a_note():
     notes: list[str] = []
-    t = translate({"model": "m", "tools": [FN, {"type": "web_search"}, {"type": "tool_search", "execution": "server"}],
+    t = translate({"model": "m", "tools": [FN, {"type": "file_search"}, {"type": "tool_search", "execution": "server"}],
                    "input": "x"}, notes=notes)
     assert names(t.chat) == ["exec_command"]
-    assert any("web_search" in n and "tool_search" in n for n in notes)
+    assert any("file_search" in n and "tool_search" in n for n in notes)  # web_search: tests/test_websearch.py
 
 
 def test_calls_map_back_to_the_items_the_client_offered():

@@ -53,6 +53,7 @@ class ChunkDelta(TypedDict, total=False):
     tool_calls: list[ToolCallDelta]
     refusal: Any
     function_call: Any
+    annotations: list[dict[str, Any]]  # url_citation annotations of the whole text, in the choice's last delta
 
 
 class ChunkChoice(TypedDict):
@@ -73,6 +74,20 @@ class ChatChunk(TypedDict):
     choices: list[ChunkChoice]
     system_fingerprint: NotRequired[str]
     usage: NotRequired[dict[str, Any] | None]
+    search_info: NotRequired[dict[str, Any]]  # Qwen's web search sources, on the chunk they arrived with
+
+
+class WebSearchOptions(TypedDict, total=False):
+    """Chat's `web_search_options` as the pivot carries it: OpenAI's fields, and three of the gateway's own that
+    a client dialect sets for its own search tool (a chat client's `web_search_options` never carries them).
+    Its answer's sources come back as Qwen's `search_info` ({"search_results": [{"index", "title", "url", …}]})
+    beside the choices, and as `url_citation` annotations on the message (or the choice's last delta)."""
+
+    search_context_size: str
+    user_location: Any
+    optional: bool  # only offered (a Responses web_search tool): an upstream that cannot search drops it
+    forced: bool  # the client forced the search tool: search before answering
+    param: str  # the client's parameter that asked for search, for the 400 when it cannot be done
 
 
 # ---- the client side --------------------------------------------------------------------------------

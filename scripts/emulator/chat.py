@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 from urllib.parse import quote
 
-from . import rules
+from . import rules, search
 from .cache import text_of, tokens as _tokens
 
 KNOWN_MODELS = rules.KNOWN_MODELS
@@ -30,7 +30,9 @@ def validate(body, sw: dict | None = None) -> tuple[int, dict] | None:
     msgs = body.get("messages")
     if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) for m in msgs):
         return 400, error("invalid_parameter_error", "messages must be a non-empty list of message objects.")
-    return rules.check_chat(body, (sw or {}).get("denied_models") or ()) or rules.check_params(body, (sw or {}).get("stream_only_models") or ())
+    sw = sw or {}
+    return (rules.check_chat(body, sw.get("denied_models") or ())
+            or rules.check_params(body, sw.get("stream_only_models") or ()) or search.check(body))
 
 
 def _calls(body: dict, sw: dict) -> list[dict]:
@@ -67,6 +69,9 @@ def plan(body: dict, sw: dict, cached: int = 0) -> dict:
     else:
         user = next((m for m in reversed(msgs) if m.get("role") == "user"), {})
         text = "Echo: " + text_of(user.get("content"))
+    sources = search.info(body, text_of(next((m for m in reversed(msgs) if m.get("role") == "user"), {})
+                                        .get("content")))
+    text = text if calls else search.cite(body, text)
     if sw["think_leak"] and text:
         text, reasoning = f"<think>{reasoning or REASONING}</think>{text}", ""
     n = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 0 else 1
@@ -78,7 +83,7 @@ def plan(body: dict, sw: dict, cached: int = 0) -> dict:
         usage["cached_tokens"] = cached
     else:
         usage["prompt_tokens_details"] = {"cached_tokens": cached}
-    return {"reasoning": reasoning, "text": text, "calls": calls, "usage": usage, "n": n,
+    return {"reasoning": reasoning, "text": text, "calls": calls, "usage": usage, "n": n, "search_info": sources,
             "finish": sw["finish_reason"] or ("tool_calls" if calls else "stop")}
 
 
@@ -90,8 +95,9 @@ def completion(body: dict, p: dict) -> dict:
         message["tool_calls"] = [{"index": i, "id": c["id"], "type": "function",
                                   "function": {"name": c["name"], "arguments": c["arguments"]}}
                                  for i, c in enumerate(p["calls"])]
+    searched = {"search_info": p["search_info"]} if p.get("search_info") else {}  # search.py: shape assumed
     return {"id": f"chatcmpl-{uuid.uuid4()}", "object": "chat.completion", "created": int(time.time()),
-            "model": body["model"],
+            "model": body["model"], **searched,
             "choices": [{"index": i, "message": message, "finish_reason": p["finish"], "logprobs": None}
                         for i in range(p["n"])],
             "usage": p["usage"], "system_fingerprint": None}
@@ -117,13 +123,17 @@ def chunks(body: dict, p: dict, sw: dict) -> Iterator[dict]:
         return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                 "system_fingerprint": None, "choices": choices, "usage": usage}
 
-    yield chunk({"role": "assistant", "content": ""})
+    first = chunk({"role": "assistant", "content": ""})
+    if p.get("search_info"):
+        first["search_info"] = p["search_info"]  # search.py: shape assumed
+    yield first
     for piece in pieces(p["reasoning"], 0):
         yield chunk({"reasoning_content": piece})
     so_far = ""
     # R8: the `deltas` switch streams exactly these pieces, repeats included ("哈哈", "哈哈", "，好的").
     deltas = [str(d) for d in sw["deltas"] or ()]
-    text_pieces = deltas if deltas and p["text"] == "".join(deltas) else pieces(p["text"], int(sw["chunk_count"]))
+    text_pieces = deltas if deltas and p["text"] == "".join(deltas) else (
+        search.pieces(body, p["text"]) or pieces(p["text"], int(sw["chunk_count"])))
     for piece in text_pieces:
         so_far += piece
         yield chunk({"content": so_far if sw["cumulative_deltas"] else piece})

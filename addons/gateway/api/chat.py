@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from .. import sse
 from ..errors import GatewayError
 from ..pivot import ChatChunk, Endpoint
-from . import chat_answer, chat_params
+from . import chat_answer, chat_params, websearch
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
@@ -79,6 +79,6 @@ class ChatStreamTranslator:
 
 CHAT: Endpoint[Exchange] = Endpoint(
     name="chat.completions",
-    to_chat=lambda body, ex: chat_params.translate(validate_chat_request(body), ex.notes),
+    to_chat=lambda body, ex: websearch.chat_request(chat_params.translate(validate_chat_request(body), ex.notes)),
     from_chat=lambda answer, ex: chat_answer.to_client(answer, ex.body or {}),
     stream_translator=lambda ex: ChatStreamTranslator(wants_usage(ex.body or {}), ex.body or {}))

@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable
 
 from ...exchange import note
+from ..websearch import is_anthropic_tool, messages_search
 from .content import assistant_message, bad, user_messages
 
 _ROLES = ("user", "assistant", "system")
@@ -58,6 +59,7 @@ def to_chat(body: dict, notes: list[str], verify: Callable[[str, str], bool]) ->
                   + chat_messages, "max_tokens": max_tokens, "stream": body.get("stream") is True}
     _sampling(body, chat)
     _tools(body, chat, notes)
+    messages_search(body, chat, notes)  # the web_search server tool: Qwen's own search
     _thinking(body, chat, notes)
     _metadata(body, chat)
     for key in _IGNORED:
@@ -111,6 +113,8 @@ def _tools(body: dict, chat: dict, notes: list[str]) -> None:
         if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
             raise bad(f"tools.{i}.name: Field required", f"tools.{i}.name")
         kind = tool.get("type")
+        if is_anthropic_tool(tool):
+            continue  # Qwen searches itself: messages_search
         if kind not in (None, "custom"):  # server tools (web_search_…, bash_…, text_editor_…)
             raise bad(f"tools.{i}: the server tool {kind!r} is not available through this gateway (Qwen runs no "
                       "Anthropic server tools); define it as a custom tool with input_schema", f"tools.{i}.type")

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, Literal, NotRequired, TypedDict
 
 from ... import ids
+from ..websearch import anthropic_citations, server_tool_use
 
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal"]
 # Qwen's finish reasons; "stop" is also how Qwen ends at a stop sequence (it does not say which one).
@@ -20,6 +21,7 @@ class Usage(TypedDict):
     output_tokens: int
     cache_read_input_tokens: int
     cache_creation_input_tokens: int
+    server_tool_use: NotRequired[dict]  # {"web_search_requests": n} when Qwen searched the web
 
 
 class Message(TypedDict):
@@ -80,11 +82,15 @@ def chat_to_message(chat: dict, *, model: str, sign: Callable[[str], str], think
         content.append({"type": "thinking", "thinking": reasoning, "signature": sign(reasoning)})
     text = message.get("content")
     if isinstance(text, str) and text:
-        content.append({"type": "text", "text": text})
+        cited = anthropic_citations(text, message.get("annotations"))  # web search sources
+        content.append({"type": "text", "text": text, **({"citations": cited} if cited else {})})
     for call in message.get("tool_calls") or []:
         fn = call.get("function") or {}
         content.append({"type": "tool_use", "id": str(call.get("id") or "toolu_" + ids.hex_id(24)),
                         "name": str(fn.get("name") or ""), "input": tool_input(fn.get("arguments"))})
+    used = usage(chat.get("usage"))
+    searches = server_tool_use(chat.get("search_info"))
+    if searches:
+        used["server_tool_use"] = searches
     return Message(id=new_message_id(), type="message", role="assistant", model=model, content=content,
-                   stop_reason=stop_reason(choice.get("finish_reason")), stop_sequence=None,
-                   usage=usage(chat.get("usage")))
+                   stop_reason=stop_reason(choice.get("finish_reason")), stop_sequence=None, usage=used)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ... import sse
+from ..websearch import anthropic_citations, server_tool_use
 from .errors import stream_error_type
 from .response import Usage, new_message_id, stop_reason, usage
 
@@ -36,12 +37,15 @@ class MessagesStreamTranslator:
         self.stop: str | None = None
         self.usage: Usage | None = None
         self.blocks = 0
+        self.searches: dict | None = None  # usage.server_tool_use, once Qwen's sources arrived
+        self.text = ""  # a searched answer's text, for its citations
 
     def feed(self, chunk: Mapping[str, Any]) -> list[bytes]:
         out = self._start()
         usage_seen = chunk.get("usage")
         if isinstance(usage_seen, dict) and not chunk.get("choices"):
             self.usage = usage(usage_seen)
+        self.searches = self.searches or server_tool_use(chunk.get("search_info"))
         for choice in chunk.get("choices") or []:
             if choice.get("index", 0) != 0:
                 continue  # Messages answers one choice
@@ -53,6 +57,10 @@ class MessagesStreamTranslator:
             if isinstance(delta.get("content"), str) and delta["content"]:
                 out += self._open("text", {"type": "text", "text": ""})
                 out.append(self._delta({"type": "text_delta", "text": delta["content"]}))
+                self.text += delta["content"] if self.searches else ""
+            if delta.get("annotations") and self.kind == "text":
+                out += [self._delta({"type": "citations_delta", "citation": c})
+                        for c in anthropic_citations(self.text, delta["annotations"])]
             for call in delta.get("tool_calls") or []:
                 out += self._tool_call(call)
             if choice.get("finish_reason"):
@@ -63,6 +71,8 @@ class MessagesStreamTranslator:
         out = self._start() + self._close()
         final = self.usage or Usage(input_tokens=0, output_tokens=0, cache_read_input_tokens=0,
                                     cache_creation_input_tokens=0)
+        if self.searches:
+            final = {**final, "server_tool_use": self.searches}
         out.append(event({"type": "message_delta",
                           "delta": {"stop_reason": stop_reason(self.stop), "stop_sequence": None},
                           "usage": dict(final)}))

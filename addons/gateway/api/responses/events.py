@@ -101,5 +101,22 @@ class CustomInputDone(_Event):
     input: str
 
 
+class WebSearchCallEvent(_Event):
+    type: Literal["response.web_search_call.in_progress", "response.web_search_call.searching",
+                  "response.web_search_call.completed"]
+    output_index: int
+    item_id: str
+
+
+class AnnotationAdded(_Event):
+    type: Literal["response.output_text.annotation.added"]
+    item_id: str
+    output_index: int
+    content_index: int
+    annotation_index: int
+    annotation: dict
+
+
 StreamEvent = (ResponseEvent | OutputItemEvent | SummaryPartEvent | SummaryTextDelta | SummaryTextDone
-               | ContentPartEvent | OutputTextDelta | OutputTextDone | CallDelta | ArgumentsDone | CustomInputDone)
+               | ContentPartEvent | OutputTextDelta | OutputTextDone | CallDelta | ArgumentsDone | CustomInputDone
+               | WebSearchCallEvent | AnnotationAdded)

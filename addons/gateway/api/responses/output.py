@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypedDict, cast
 
 from ...errors import GatewayError
+from ..websearch import responses_annotations, search_call_item
 from .compaction import compaction_item
 from .items import message_item, new_id, reasoning_item, tool_item, wants_sealed_reasoning
 from .shapes import OutputItem, Response, ResponseError, Usage
@@ -93,12 +94,17 @@ def _response(chat: dict, request: dict, response_id: str, created_at: int, tool
         output.append(compaction_item(summary.strip(), seal, str(request.get("model") or "")))
         return response_object(request, response_id=response_id, created_at=created_at, status="completed",
                                output=output, usage=chat.get("usage"))
+    search = search_call_item(chat.get("search_info"), request)  # Qwen searched before it answered
+    if search is not None:
+        output.append(search)
     if message.get("reasoning_content"):
         text = message["reasoning_content"]
         sealed = seal("reasoning", {"text": text}) if seal and wants_sealed_reasoning(request) else None
         output.append(reasoning_item(new_id("rs"), text, sealed))
     if message.get("content"):
-        output.append(message_item(new_id("msg"), message["content"]))
+        item = message_item(new_id("msg"), message["content"])
+        item["content"][0]["annotations"] = list(responses_annotations(message.get("annotations")))
+        output.append(item)
     for tc in message.get("tool_calls") or []:
         fn = tc.get("function") or {}
         name = fn.get("name") or ""

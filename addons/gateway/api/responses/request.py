@@ -24,6 +24,7 @@ from typing import Any
 
 from ...errors import GatewayError
 from ...exchange import note
+from ..websearch import responses_options
 from .compaction import compaction_chat
 from .items import INCLUDE_REASONING
 from .items_in import ItemReader
@@ -119,5 +120,8 @@ def translate(body: dict, history: list[dict] | None = None, *, chat_history: li
         chat["response_format"] = {"type": "json_object"}
     if isinstance(effort, str):
         chat["reasoning_effort"] = effort
+    search = responses_options(body, reader.tools.search, bool(reader.tools.chat), notes)
+    if search is not None:
+        chat["web_search_options"] = search
     return Translation(chat, dict(reader.tools.refs), record, effort=effort)
 

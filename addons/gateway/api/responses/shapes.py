@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Literal, NotRequired, TypedDict
 
+from ..websearch import WebSearchCallItem
+
 ItemStatus = Literal["in_progress", "completed", "incomplete"]
 
 
@@ -21,7 +23,7 @@ class SummaryText(TypedDict):
 class OutputText(TypedDict):
     type: Literal["output_text"]
     text: str
-    annotations: list[object]  # always empty: Qwen cites nothing
+    annotations: list[object]  # url_citation annotations when Qwen searched the web (websearch.py)
     logprobs: list[object]  # always empty: not asked of Qwen
 
 
@@ -76,7 +78,7 @@ class CompactionItem(TypedDict):
 
 
 CallItem = FunctionCallItem | CustomToolCallItem | ToolSearchCallItem
-OutputItem = ReasoningItem | MessageItem | CallItem | CompactionItem
+OutputItem = ReasoningItem | MessageItem | CallItem | CompactionItem | WebSearchCallItem
 
 
 class InputTokensDetails(TypedDict):

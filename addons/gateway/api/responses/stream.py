@@ -15,7 +15,7 @@ shapes are in events.py; a tool call's own events are written by stream_call.py.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from ... import sse
@@ -24,7 +24,9 @@ from .events import StreamEvent
 from .items import message_item, new_id, reasoning_item, tool_item, wants_sealed_reasoning
 from .output import incomplete_reason, response_object
 from .shapes import ItemStatus, MessageItem, OutputItem, ReasoningItem, Response, ResponseError
+from ..websearch import responses_annotations, search_call_item
 from .stream_call import StreamedCall
+from .stream_search import annotations_added, search_call
 from .tools import CUSTOM, ToolRef
 
 
@@ -40,6 +42,7 @@ class _OpenText:
     item: ReasoningItem | MessageItem
     index: int = 0  # set by _open
     text: str = ""
+    annotations: list[dict] = field(default_factory=list)  # a message's web search citations
 
 
 @dataclass(slots=True, eq=False)
@@ -145,6 +148,7 @@ class ResponsesStreamTranslator:
         else:
             text = o.text
             item = message_item(item_id, text, status)
+            item["content"][0]["annotations"] = list(o.annotations)
             out.append(self._ev({"type": "response.output_text.done", "item_id": item_id, "output_index": index,
                                  "content_index": 0, "text": text, "logprobs": []}))
             out.append(self._ev({"type": "response.content_part.done", "item_id": item_id, "output_index": index,
@@ -238,6 +242,11 @@ class ResponsesStreamTranslator:
         out = self._start()
         if isinstance(chunk.get("usage"), dict):
             self.usage = chunk["usage"]
+        search = None if self.compaction else search_call_item(chunk.get("search_info"), self.request)
+        if search is not None:  # Qwen searched: the call is done before anything of the answer streams
+            out += self._close()
+            out += search_call(self._ev, len(self.output), search)
+            self.output.append(search)
         for choice in chunk.get("choices") or []:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue  # the Responses API has one output; n > 1 is not expressible
@@ -246,6 +255,11 @@ class ResponsesStreamTranslator:
                 out += self._delta("reasoning", delta["reasoning_content"])
             if isinstance(delta.get("content"), str) and delta["content"]:
                 out += self._delta("message", delta["content"])
+            o = self.open
+            if delta.get("annotations") and isinstance(o, _OpenText) and o.kind == "message":
+                cited = responses_annotations(delta["annotations"])
+                out += annotations_added(self._ev, o.item["id"], o.index, len(o.annotations), cited)
+                o.annotations += cited
             for tc in delta.get("tool_calls") or []:
                 if isinstance(tc, dict) and not self.compaction:
                     out += self._tool(tc)

@@ -4,12 +4,15 @@ Tools come from the request's `tools`, `additional_tools` items and `tool_search
 plain functions only: a namespace member is offered as `namespace__name`, a freeform (custom) tool as a
 function with one string parameter `input`, a client-executed tool_search as a function `tool_search`.
 What each name stands for is kept in a `ToolRef`, so that the way out (items.tool_item) gives the client
-back what it offered. Hosted tools (web_search, file_search, …) cannot be offered: they are dropped.
+back what it offered. A web_search tool is kept aside (`ToolSet.search`: Qwen's own search, websearch.py);
+other hosted tools (file_search, …) cannot be offered: they are dropped.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from ..websearch import is_responses_tool
 
 FUNCTION = "function"
 CUSTOM = "custom"
@@ -18,7 +21,7 @@ DEFAULT_NAMESPACE = "functions"  # OpenAI's own name for plain function tools: m
 NS_SEP = "__"  # qualified name of a namespace member: namespace__name
 CUSTOM_PARAM = "input"
 
-_DROPPED_TOOLS_OK = ("web_search", "web_search_preview", "file_search", "computer", "computer_use_preview",
+_DROPPED_TOOLS_OK = ("file_search", "computer", "computer_use_preview",
                      "code_interpreter", "image_generation", "mcp", "local_shell", "shell", "apply_patch",
                      "programmatic_tool_calling")
 _CUSTOM_HINT = ("This tool takes free-form text, not JSON: put the whole text in the `input` string and "
@@ -70,12 +73,16 @@ class ToolSet:
         self.chat: list[dict] = []
         self.refs: dict[str, ToolRef] = {}
         self.dropped: list[str] = []
+        self.search: dict | None = None  # a web_search tool: Qwen searches itself (websearch.py)
 
     def add(self, tool: object, namespace: str | None = None, ns_description: str = "") -> None:
         if not isinstance(tool, dict):
             return
         kind = tool.get("type")
         name = tool.get("name")
+        if is_responses_tool(tool) and namespace is None:
+            self.search = self.search or tool
+            return
         if kind == "namespace" and namespace is None and isinstance(name, str) and name:
             desc = _str(tool.get("description"))
             for member in _list(tool.get("tools")):

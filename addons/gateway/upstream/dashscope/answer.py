@@ -7,6 +7,7 @@ import json
 
 from ... import ids
 from .errors import classify_stream_error
+from .search import annotate_answer
 
 
 def normalise_usage(usage: object) -> dict | None:
@@ -64,7 +65,7 @@ def qwen_to_chat(body: dict, *, model: str) -> dict:
     usage = normalise_usage(out.get("usage"))
     if usage is not None:
         out["usage"] = usage
-    return out
+    return annotate_answer(out)  # web search sources (search_info) as url_citation annotations
 
 
 def _fix_tool_call(tc: dict, j: int) -> dict:

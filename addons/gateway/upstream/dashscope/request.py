@@ -9,11 +9,11 @@ from ...auth.base import Capability
 from ...errors import GatewayError
 from ...exchange import note
 from ...models import EMBEDDING_SIZES, Thinking
-from . import params, rules
+from . import params, rules, search
 
 # OpenAI-only request fields Qwen rejects or would misread (prompt_cache_key is read first: the session id).
 _DROP = ("store", "metadata", "service_tier", "prompt_cache_key", "safety_identifier", "prediction",
-         "modalities", "audio", "web_search_options", "verbosity")
+         "modalities", "audio", "verbosity")
 
 
 def own_body(body: dict, *, model: str, capability: Capability, default_model: str | None = None,
@@ -85,6 +85,7 @@ def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None 
         out.pop("parallel_tool_calls", None)
     out["messages"] = params.tool_images(out["messages"], notes)
     out = rules.route_vision(out, oauth=oauth, default_model=default_model, notes=notes)
+    out = search.search_knobs(out, oauth=oauth, notes=notes)  # on the model that answers (after vision routing)
     out = params.stream_whole(out, notes, learned=learned_stream_only)
     out = params.sampling_ranges(out, notes)
     out = rules.thinking_knobs(out, effort, notes, learned=learned_thinking)

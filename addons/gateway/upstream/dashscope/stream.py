@@ -19,6 +19,7 @@ from ...errors import UpstreamError
 from ...pivot import ChatChunk, ChunkChoice, ChunkDelta, FunctionDelta, ToolCallDelta
 from .answer import normalise_usage
 from .errors import classify_stream_error
+from .search import StreamCitations
 
 _THINK_TAGS = (("<think>", "</think>"), ("<thinking>", "</thinking>"))
 
@@ -110,6 +111,7 @@ class ChunkNormalizer:
         self.usage: dict | None = None
         self.finish_reasons: dict[int, str] = {}
         self._choices: dict[int, _ChoiceState] = {}
+        self.citations = StreamCitations()  # web search sources, and the text their markers are found in
 
     def feed(self, event: object) -> list[ChatChunk]:
         if not isinstance(event, dict):
@@ -120,6 +122,7 @@ class ChunkNormalizer:
         self.created = self.created or (created if isinstance(created, int) else None)
         fingerprint = event.get("system_fingerprint")  # Qwen sends null: OpenAI allows a string or nothing
         out: list[ChatChunk] = []
+        self.citations.event(event)
         raw_choices = event.get("choices")
         choices = [c for c in (raw_choices if isinstance(raw_choices, list) else []) if isinstance(c, dict)]
         fixed = [c for c in (self._choice(c) for c in choices) if c is not None]
@@ -131,6 +134,9 @@ class ChunkNormalizer:
             last = self._chunk([], fingerprint)
             last["usage"] = usage
             out.append(last)
+        info = self.citations.take_info() if out else None
+        if info is not None:  # passed on with the first chunk it can ride on
+            out[0]["search_info"] = info
         return out
 
     def _chunk(self, choices: list[ChunkChoice], fingerprint: object) -> ChatChunk:
@@ -180,6 +186,7 @@ class ChunkNormalizer:
             content = (content or "") + rest if rest else content
         if content is not None and (content != "" or "role" in new):
             new["content"] = content
+            self.citations.text(idx, content)
         if reasoning:
             new["reasoning_content"] = reasoning
         calls = self._tool_calls(st, delta.get("tool_calls"))
@@ -191,6 +198,9 @@ class ChunkNormalizer:
             new["function_call"] = delta["function_call"]
         if finish:
             st.finished = True
+            cited = self.citations.annotations(idx)
+            if cited:
+                new["annotations"] = cited
             if finish == "stop" and st.tools:
                 finish = "tool_calls"
             self.finish_reasons[idx] = finish
