@@ -294,6 +294,16 @@ class ResponsesStreamTranslator:
         self.error = {"code": error_code(error), "message": str(error.get("message") or "Qwen failed mid-stream.")}
         return out + [self._ev({"type": "response.failed", "response": self._response()})]
 
+    def cancel(self) -> list[bytes]:
+        """A background response cancelled: the item being streamed ends incomplete; no event says more (the
+        spec has no terminal event for it), the Response's status is `cancelled`."""
+        if self.ended:
+            return []
+        out = self._close("incomplete")
+        self.ended = True
+        self.status = "cancelled"
+        return out
+
 
 def error_code(error: dict) -> str:
     """The code a Response's `error` carries: OpenAI's for rate limits and context overflow (what clients such
