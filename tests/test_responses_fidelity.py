@@ -197,3 +197,27 @@ def test_input_items_carry_a_status_where_the_spec_lists_one():
     assert [i["status"] for i in items] == ["completed"] * 5 + ["incomplete"]
     validate("ResponseItemList", {"object": "list", "data": items, "has_more": False,
                                   "first_id": items[0]["id"], "last_id": items[-1]["id"]})
+
+
+# ---- background responses the gateway no longer runs ------------------------------------------------
+
+
+def test_a_background_response_left_running_by_a_stopped_gateway_reads_failed(tmp_path):
+    import asyncio
+
+    from qwen_gateway.api.responses.background import BackgroundRuns
+    from qwen_gateway.api.responses.retrieve import stored
+    from qwen_gateway.api.responses.store import ResponseStore
+
+    store = ResponseStore(tmp_path / "responses.sqlite3")
+    queued = {**whole({**BODY, "background": True}, chat_answer("x")), "status": "queued", "output": []}
+    store.put(queued, {"items": []}, [])
+    runs = BackgroundRuns(gateway=None)  # a fresh process: it runs nothing
+    answer = json.loads(asyncio.run(stored(store, "GET", queued["id"], {}, runs)).content)
+    assert answer["status"] == "failed" and "stopped" in answer["error"]["message"]
+    validate("Response", answer)
+    with pytest.raises(GatewayError) as e:
+        asyncio.run(stored(store, "GET", queued["id"], {"stream": "true"}, runs))
+    assert e.value.param == "stream"
+    cancelled = json.loads(asyncio.run(stored(store, "POST", queued["id"] + "/cancel", {}, runs)).content)
+    assert cancelled["status"] == "failed"  # answered as it ended
