@@ -25,6 +25,7 @@ from mitmproxy.proxy import server_hooks
 from mitmproxy.utils import asyncio_utils
 
 from . import config, forward, mitmdefaults, registry
+from .api.responses.background import BackgroundRuns
 from .api.responses.socket import ResponsesSockets, trim_messages, wants_socket
 from .api.responses.store import ResponseStore
 from .auth.base import Pool
@@ -54,14 +55,16 @@ class QwenGateway:
         self.config = Config()
         self.observers = Observers(registry.default_observers() if observers is None else list(observers))
         self._store: ResponseStore | None = None
-        self.endpoints = registry.endpoints(self._responses)
+        self.endpoints = registry.endpoints(self._responses, lambda: self.background)
         self.policy = RetryPolicy(pool)
         self.engine = UpstreamEngine(self.policy, self.config, registry.pairing(self.config),
                                      on_upstream_request=self._upstream_request, client=upstream)
         self.relay = LoopbackRelay(self.engine.open, idle_timeout=lambda: self.config.stream_idle_timeout)
         self.sockets = ResponsesSockets(self)  # Responses over WebSocket (Codex's GET /v1/responses upgrade)
+        self.background = BackgroundRuns(self)  # Responses created with background: true, while they run
         self.local = LocalAnswers(pool=lambda: self.pool,
-                                  routes=registry.local_routes(self._responses, self._reload_accounts),
+                                  routes=registry.local_routes(self._responses, self._reload_accounts,
+                                                               lambda: self.background),
                                   metrics=lambda: self.observers.exposition() if self.observers.exposition else None)
         self.fence = Fence()
         self._live: dict[str, Exchange] = {}  # flow id -> exchange, until response/error
@@ -109,6 +112,7 @@ class QwenGateway:
     def done(self) -> None:
         self.relay.stop()
         self.sockets.stop()
+        self.background.stop()
         if self.pool is not None:
             call_safely(self.pool.flush)
         self.observers.done()

@@ -18,6 +18,7 @@ from .api.embeddings import EMBEDDINGS
 from .api.messages import endpoints as messages, side as claude_side
 from .api.messages.errors import FORMAT as ANTHROPIC_FORMAT
 from .api.responses import retrieve
+from .api.responses.background import BackgroundRuns
 from .api.responses.endpoints import compact_endpoint, responses_endpoint
 from .api.responses.store import ResponseStore
 from .auth import plans
@@ -39,9 +40,10 @@ if TYPE_CHECKING:
     from .exchange import Exchange
 
 
-def endpoints(store: Callable[[], ResponseStore]) -> dict[str, Endpoint[Exchange]]:
-    """Client paths (after /v1) -> endpoint."""
-    return {"/chat/completions": CHAT, "/responses": responses_endpoint(store),
+def endpoints(store: Callable[[], ResponseStore],
+              runs: Callable[[], BackgroundRuns] | None = None) -> dict[str, Endpoint[Exchange]]:
+    """Client paths (after /v1) -> endpoint. `runs`: where background responses run (none: refused)."""
+    return {"/chat/completions": CHAT, "/responses": responses_endpoint(store, runs),
             "/responses/compact": compact_endpoint(store), "/completions": COMPLETIONS, "/embeddings": EMBEDDINGS,
             "/messages": messages.messages_endpoint(lambda: store().sealer)}
 
@@ -62,9 +64,10 @@ def anthropic_base(cred: Credential) -> str | None:
     return plans.anthropic_base(cred.base_url) if cred.kind == KEY else None
 
 
-def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[], None]) -> dict[str, LocalRoute]:
+def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[], None],
+                 runs: Callable[[], BackgroundRuns] | None = None) -> dict[str, LocalRoute]:
     """Local answers that belong to a wing: route name (door/routing.py) -> answer."""
-    return {"models": model_list.answer, "stored_response": retrieve.stored_response(store),
+    return {"models": model_list.answer, "stored_response": retrieve.stored_response(store, runs),
             "input_tokens": retrieve.input_tokens(store), "auth": LoginRoute(reload_accounts),
             "count_tokens": messages.count_tokens(lambda: store().sealer), "anthropic_side": claude_side.answer,
             "codex_models": model_list.codex_catalog}

@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ...errors import GatewayError
 from ...pivot import Endpoint
+from . import background
 from .history import history_items, input_items
 from .items import new_id
 from .output import chat_to_response, usage_to_responses
@@ -16,14 +18,22 @@ from .stream import ResponsesStreamTranslator, sse_event
 
 if TYPE_CHECKING:
     from ...exchange import Exchange
+    from ...forward import OpenUpstream
 
 
-def responses_endpoint(store: Callable[[], ResponseStore]) -> Endpoint[Exchange]:
+def responses_endpoint(store: Callable[[], ResponseStore],
+                       runs: Callable[[], background.BackgroundRuns] | None = None) -> Endpoint[Exchange]:
     """/v1/responses: the request translated with the gateway's stored responses (previous_response_id,
     item_reference) and sealed content (reasoning, compaction); what Qwen is offered under each function
-    name is kept in `ex.extra["tools"]` for the way back."""
+    name is kept in `ex.extra["tools"]` for the way back. `background: true` is answered at once and run by
+    `runs` (background.py)."""
 
     def to_chat(body: dict, ex: Exchange) -> dict:
+        if body.get("background") is True:
+            if runs is None:
+                raise GatewayError(400, "Background responses are not available here.", param="background",
+                                   code="unsupported_value")
+            background.check(body)
         st = store()
         # a WebSocket continues from its own recent responses (ex.extra["history"]), else from the store
         cont = {"history": ex.extra.pop("history")} if "history" in ex.extra else st.continuation(body)
@@ -71,8 +81,13 @@ def responses_endpoint(store: Callable[[], ResponseStore]) -> Endpoint[Exchange]
         return b"".join(translator(ex).fail({"message": err.message, "code": err.code,
                                              "type": "invalid_request_error"}))
 
+    async def fetch(ex: Exchange, open_upstream: OpenUpstream) -> dict | None:
+        if runs is None or (ex.body or {}).get("background") is not True:
+            return None  # one ordinary call
+        return runs().start(ex, open_upstream)
+
     return Endpoint(name="responses", to_chat=to_chat, from_chat=from_chat, stream_translator=translator,
-                    finished=finished, stream_failure=stream_failure)
+                    finished=finished, stream_failure=stream_failure, fetch=fetch)
 
 
 def compact_endpoint(store: Callable[[], ResponseStore]) -> Endpoint[Exchange]:

@@ -12,6 +12,10 @@ from .compaction import SUMMARY_PREFIX
 from .items import new_id
 
 _PASSTHROUGH = "internal_chat_message_metadata_passthrough"  # the client's bookkeeping: not kept
+# Input items whose listed form (the spec's ItemResource) carries a status: "completed" when the client sent none
+_WITH_STATUS = frozenset({"message", "function_call", "function_call_output", "custom_tool_call",
+                          "custom_tool_call_output", "tool_search_call", "tool_search_output", "computer_call_output",
+                          "shell_call", "shell_call_output", "local_shell_call_output"})
 
 
 def history_items(items: list[dict], response: Mapping[str, Any], seal: Callable[[str, dict], str] | None = None,
@@ -49,7 +53,7 @@ def input_items(body: dict) -> list[dict]:
         kind = item.setdefault("type", "message")
         if kind == "message" and isinstance(item.get("content"), str):
             item["content"] = [{"type": "input_text", "text": item["content"]}]
-        if kind == "message":
+        if kind in _WITH_STATUS:
             item.setdefault("status", "completed")
         if not item.get("id"):
             prefixes = {"message": "msg", "function_call_output": "fco", "custom_tool_call_output": "ctco"}

@@ -14,8 +14,9 @@ from typing import Any, TypedDict, cast
 from ...errors import GatewayError
 from ..websearch import responses_annotations, search_call_item
 from .compaction import compaction_item
+from .fields import cap_calls
 from .items import message_item, new_id, reasoning_item, tool_item, wants_sealed_reasoning
-from .shapes import OutputItem, Response, ResponseError, Usage
+from .shapes import ItemStatus, OutputItem, Response, ResponseError, Usage
 from .tools import ToolRef, echo_tools
 
 # A chat finish_reason that leaves a Response incomplete -> the reason the Responses API gives. Keyed by
@@ -54,23 +55,34 @@ def response_object(request: dict, *, response_id: str, created_at: int, status:
     user_field: _UserField = {"user": request["user"]} if isinstance(request.get("user"), str) else {}
     return {
         "id": response_id, "object": "response", "created_at": created_at, "status": status,
-        "error": error, "incomplete_details": {"reason": incomplete} if incomplete else None,
+        "background": request.get("background") is True, "error": error,
+        "incomplete_details": {"reason": incomplete} if incomplete else None,
         "instructions": request.get("instructions") if isinstance(request.get("instructions"), str) else None,
-        "max_output_tokens": request.get("max_output_tokens"), "model": request.get("model") or "",
+        "max_output_tokens": request.get("max_output_tokens"), "max_tool_calls": cap_calls(request),
+        "model": request.get("model") or "",
         "output": output, "parallel_tool_calls": request.get("parallel_tool_calls", True) is not False,
         "previous_response_id": request.get("previous_response_id"),
         "reasoning": request.get("reasoning") if isinstance(request.get("reasoning"), dict) else None,
+        "service_tier": "default",  # the tier that served it: Qwen has one (the request's is not sent)
         "store": request.get("store", True) is not False,
         "temperature": request.get("temperature"), "top_p": request.get("top_p"),
         "text": t if isinstance(t := request.get("text"), dict) else {"format": {"type": "text"}},
-        "tool_choice": c if isinstance(c := request.get("tool_choice"), str) and c in ("auto", "none", "required")
-        else "auto",
-        "tools": echo_tools(request),
-        "truncation": "disabled",
+        "tool_choice": echo_tool_choice(request.get("tool_choice")),
+        "tools": echo_tools(request), "top_logprobs": 0,  # anything else is refused (fields.py)
+        # the gateway never truncates: an input too long is refused with context_length_exceeded either way
+        "truncation": t if (t := request.get("truncation")) in ("auto", "disabled") else "disabled",
         **usage_field,
         "metadata": m if isinstance(m := request.get("metadata"), dict) else {},
         **user_field,
     }
+
+
+def echo_tool_choice(choice: object) -> object:
+    """The request's tool_choice as the Response echoes it: as sent (a named or allowed_tools choice
+    included), `auto` when it sent none."""
+    if isinstance(choice, str) and choice in ("auto", "none", "required"):
+        return choice
+    return choice if isinstance(choice, dict) and isinstance(choice.get("type"), str) else "auto"
 
 
 def chat_to_response(chat: dict, request: dict, *, response_id: str, created_at: int,
@@ -101,16 +113,20 @@ def _response(chat: dict, request: dict, response_id: str, created_at: int, tool
         text = message["reasoning_content"]
         sealed = seal("reasoning", {"text": text}) if seal and wants_sealed_reasoning(request) else None
         output.append(reasoning_item(new_id("rs"), text, sealed))
+    incomplete = incomplete_reason(choice.get("finish_reason"))
+    calls = message.get("tool_calls") or []
+    if (cap := cap_calls(request)) is not None:  # max_tool_calls: the first calls Qwen made
+        calls = calls[:cap]
+    cut: ItemStatus = "incomplete" if incomplete else "completed"  # the last item is the one cut off
     if message.get("content"):
-        item = message_item(new_id("msg"), message["content"])
+        item = message_item(new_id("msg"), message["content"], "completed" if calls else cut)
         item["content"][0]["annotations"] = list(responses_annotations(message.get("annotations")))
         output.append(item)
-    for tc in message.get("tool_calls") or []:
+    for i, tc in enumerate(calls):
         fn = tc.get("function") or {}
         name = fn.get("name") or ""
         output.append(tool_item((tools or {}).get(name), name, new_id("fc"), tc.get("id") or new_id("call"),
-                                fn.get("arguments") or ""))
-    incomplete = incomplete_reason(choice.get("finish_reason"))
+                                fn.get("arguments") or "", cut if i == len(calls) - 1 else "completed"))
     return response_object(request, response_id=response_id, created_at=created_at,
                            status="incomplete" if incomplete else "completed", output=output, usage=chat.get("usage"),
                            incomplete=incomplete)

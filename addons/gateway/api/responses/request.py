@@ -26,6 +26,7 @@ from ...errors import GatewayError
 from ...exchange import note
 from ..websearch import responses_options
 from .compaction import compaction_chat
+from .fields import limit_tools, max_tool_calls, refuse_unhonoured
 from .items import INCLUDE_REASONING
 from .items_in import ItemReader
 from .messages import Conversation
@@ -58,6 +59,8 @@ def translate(body: dict, history: list[dict] | None = None, *, chat_history: li
     if not isinstance(body, dict):
         raise GatewayError(400, "The request body must be a JSON object.", code="invalid_request_body")
     notes = notes if notes is not None else []
+    refuse_unhonoured(body)
+    max_tool_calls(body)
     raw = body.get("input")
     if isinstance(raw, str):
         items: list = [{"type": "message", "role": "user", "content": raw}]
@@ -108,6 +111,7 @@ def translate(body: dict, history: list[dict] | None = None, *, chat_history: li
                 "name": qualified(choice.get("namespace"), str(choice["name"]))}}
         if isinstance(body.get("parallel_tool_calls"), bool):
             chat["parallel_tool_calls"] = body["parallel_tool_calls"]
+        limit_tools(chat, body, notes)
     for src, dst in (("max_output_tokens", "max_tokens"), ("temperature", "temperature"), ("top_p", "top_p"),
                      ("user", "user"), ("prompt_cache_key", "prompt_cache_key")):  # the key names the session
         if body.get(src) is not None:

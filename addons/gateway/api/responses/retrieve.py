@@ -13,15 +13,19 @@ from ...config import Config
 from ...errors import GatewayError
 from ...exchange import Exchange
 from ...local import LocalRoute, json_response, unknown_url
+from ...local import answer as raw_answer
 from ...tokens import estimate_request_tokens
+from .background import BackgroundRuns, Run
 from .request import translate
 from .store import ResponseStore
 
 
-def stored_response(store: Callable[[], ResponseStore]) -> LocalRoute:
+def stored_response(store: Callable[[], ResponseStore],
+                    runs: Callable[[], BackgroundRuns] | None = None) -> LocalRoute:
     async def answer(ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Response:
         sub = ex.client.path[3:] if ex.client.path.startswith("/v1/") else ex.client.path
-        return stored(store(), ex.client.method, sub[len("/responses/"):], flow.request.query)
+        return await stored(store(), ex.client.method, sub[len("/responses/"):], flow.request.query,
+                            runs() if runs is not None else None)
     return answer
 
 
@@ -41,22 +45,61 @@ def _body(flow: http.HTTPFlow) -> dict:
     return body
 
 
-def stored(store: ResponseStore, method: str, rest: str, query) -> http.Response:
-    """GET/DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items, POST /v1/responses/{id}/cancel."""
+async def stored(store: ResponseStore, method: str, rest: str, query,
+                 runs: BackgroundRuns | None = None) -> http.Response:
+    """GET/DELETE /v1/responses/{id} (GET with `stream=true`: a background response's events),
+    GET /v1/responses/{id}/input_items, POST /v1/responses/{id}/cancel."""
     rid, _, action = rest.partition("/")
     if (method, action) not in (("GET", ""), ("DELETE", ""), ("GET", "input_items"), ("POST", "cancel")):
         raise unknown_url(method, f"/v1/responses/{rest}")
-    if method == "DELETE" and store.delete(rid):
-        return json_response(200, {"id": rid, "object": "response", "deleted": True})
+    run = runs.get(rid) if runs is not None else None
+    if method == "DELETE":
+        if run is not None and runs is not None:
+            await runs.cancel(run)
+        if store.delete(rid):
+            return json_response(200, {"id": rid, "object": "response", "deleted": True})
     stored = store.get(rid) if method != "DELETE" else None
     if stored is None:
         raise GatewayError(404, f"Response with id '{rid}' not found.", code="not_found", param="response_id")
-    if action == "cancel":  # every answer is finished before it is stored: nothing runs in the background
-        raise GatewayError(400, "Only responses created with background=true can be cancelled.",
-                           code="invalid_request", param="response_id")
     if action == "input_items":
         return json_response(200, item_page(store.inputs(rid) or [], query))
-    return json_response(200, stored)
+    if not stored.get("background"):
+        if action == "cancel":  # every other answer is finished before it is stored
+            raise GatewayError(400, "Only responses created with background=true can be cancelled.",
+                               code="invalid_request", param="response_id")
+        if query.get("stream") == "true":
+            raise GatewayError(400, "Only responses created with background=true can be streamed.",
+                               code="invalid_request", param="stream")
+        return json_response(200, stored)
+    return await _background(run, stored, action, query, runs)
+
+
+async def _background(run: Run | None, stored: dict, action: str, query,
+                      runs: BackgroundRuns | None) -> http.Response:
+    """A background response: cancelled, streamed (its events after `starting_after`, once it has ended) or
+    shown as it stands."""
+    if run is None:  # not run by this gateway process: it ended, or the gateway stopped while it ran
+        if stored.get("status") in ("queued", "in_progress"):
+            stored = {**stored, "status": "failed", "error": {
+                "code": "server_error", "message": "The gateway stopped while this response was running."}}
+        if query.get("stream") == "true":
+            raise GatewayError(400, "This response's events are no longer held by the gateway.",
+                               code="invalid_request", param="stream")
+        return json_response(200, stored)
+    if action == "cancel" and runs is not None:
+        return json_response(200, await runs.cancel(run))
+    if query.get("stream") == "true":
+        after = query.get("starting_after")
+        try:
+            start = int(after) if after is not None else -1
+        except ValueError:
+            start = -2
+        if start < -1:
+            raise GatewayError(400, "starting_after must be a sequence number (an integer, 0 or more).",
+                               param="starting_after", code="invalid_value")
+        await run.done.wait()  # the gateway's own answers go out whole: the events once the run has ended
+        return raw_answer(200, run.since(start), b"text/event-stream; charset=utf-8")
+    return json_response(200, run.response())
 
 
 def item_page(items: list[dict], query) -> dict:

@@ -113,23 +113,27 @@ class Response(TypedDict):
     id: str
     object: Literal["response"]
     created_at: int
-    status: str  # "in_progress" | "completed" | "incomplete" | "failed"
+    status: str  # "queued" | "in_progress" | "completed" | "incomplete" | "failed" | "cancelled"
+    background: bool
     error: ResponseError | None
     incomplete_details: IncompleteDetails | None
     instructions: str | None
     max_output_tokens: object
+    max_tool_calls: int | None
     model: str
     output: list[OutputItem]
     parallel_tool_calls: bool
     previous_response_id: object
     reasoning: dict | None
+    service_tier: str
     store: bool
     temperature: object
     top_p: object
     text: dict
-    tool_choice: str
+    tool_choice: object  # as the request sent it
     tools: list[dict]
-    truncation: Literal["disabled"]
+    top_logprobs: int
+    truncation: str  # "auto" | "disabled", as the request sent it
     usage: NotRequired[Usage | None]  # only when Qwen reported usage
     metadata: dict
     user: NotRequired[str]

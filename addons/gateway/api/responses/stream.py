@@ -21,6 +21,7 @@ from typing import Any, Literal, cast
 from ... import sse
 from .compaction import compaction_item
 from .events import StreamEvent
+from .fields import cap_calls
 from .items import message_item, new_id, reasoning_item, tool_item, wants_sealed_reasoning
 from .output import incomplete_reason, response_object
 from .shapes import ItemStatus, MessageItem, OutputItem, ReasoningItem, Response, ResponseError
@@ -193,6 +194,8 @@ class ResponsesStreamTranslator:
         args = args if isinstance(args, str) else ""
         call = self.calls.get(idx)
         out: list[bytes] = []
+        if call is None and (cap := cap_calls(self.request)) is not None and len(self.calls) >= cap:
+            return out  # beyond max_tool_calls: dropped
         if call is None:
             call = self.calls[idx] = _ChatCall(c if isinstance(c := tc.get("id"), str) and c else new_id("call"))
         if call.state is not None and call.state is not self.open:
@@ -272,9 +275,10 @@ class ResponsesStreamTranslator:
             return []
         if self.compaction:
             return self._finish_compaction()
-        out = self._start() + self._flush_calls() + self._close()
+        incomplete = incomplete_reason(self.finish_reason)
+        out = self._start() + self._flush_calls() + self._close("incomplete" if incomplete else "completed")
         self.ended = True
-        if incomplete_reason(self.finish_reason):
+        if incomplete:
             self.status = "incomplete"
             return out + [self._ev({"type": "response.incomplete", "response": self._response()})]
         self.status = "completed"
@@ -303,6 +307,16 @@ class ResponsesStreamTranslator:
         self.status = "failed"
         self.error = {"code": error_code(error), "message": str(error.get("message") or "Qwen failed mid-stream.")}
         return out + [self._ev({"type": "response.failed", "response": self._response()})]
+
+    def cancel(self) -> list[bytes]:
+        """A background response cancelled: the item being streamed ends incomplete; no event says more (the
+        spec has no terminal event for it), the Response's status is `cancelled`."""
+        if self.ended:
+            return []
+        out = self._close("incomplete")
+        self.ended = True
+        self.status = "cancelled"
+        return out
 
 
 def error_code(error: dict) -> str:

@@ -1,0 +1,192 @@
+"""Background responses (`"background": true`): the POST is answered at once with the `queued` Response; the
+turn runs on in the gateway — its own exchange, on the POST's flow, through the same engine, stream
+translation, pool and stored response as a streamed POST (like a WebSocket turn, socket_turns.py) — while
+`GET /v1/responses/{id}` shows where it is, `GET …?stream=true&starting_after=N` gives its events and
+`POST …/cancel` stops it.
+
+Every event of a run is kept, encoded as it was made, for the last `KEEP_RUNS` runs: a stream retrieved
+later replays them. mitmproxy sends an answer the gateway makes itself whole, so a stream retrieved while
+the run goes on is answered when the run ends (every event after `starting_after`, the terminal one
+included).
+
+`gateway` is the QwenGateway; a run uses its `engine.open`, `_flows` (the engine's upstream_request
+callback), `observers`, `settle.report` (the pool) and `settle.finish` (the record, the finished observers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, cast
+
+from ... import ids
+from ...auth.base import Outcome
+from ...errors import ConnectionFailed, GatewayError, UpstreamTimeout
+from ...exchange import Exchange
+from ...forward import OpenUpstream
+from ...sse import encode as sse_encode
+from ...streaming import StreamRewriter, stream_error
+from .history import input_items
+from .output import response_object
+from .stream import ResponsesStreamTranslator, sse_event
+
+if TYPE_CHECKING:
+    from mitmproxy import http
+
+log = logging.getLogger("qwen")
+
+KEEP_RUNS = 64  # finished runs whose events are kept for a later stream
+
+
+def check(body: dict) -> None:
+    """What `background: true` needs (OpenAI refuses the same with store false)."""
+    if body.get("store") is False:
+        raise GatewayError(400, "Background responses must be stored: 'background' needs 'store' to be true.",
+                           param="background", code="unsupported_value")
+    if body.get("stream") is True:
+        raise GatewayError(400, "A background response is answered at once with its id: stream its events with "
+                                "GET /v1/responses/{id}?stream=true. 'background' with 'stream: true' is not "
+                                "supported.", param="stream", code="unsupported_value")
+
+
+@dataclasses.dataclass(eq=False)
+class Run:
+    """One background response: its exchange, its events (SSE-encoded, by sequence number), its state."""
+
+    ex: Exchange
+    queued: dict[str, Any]
+    translator: ResponsesStreamTranslator
+    events: list[bytes] = dataclasses.field(default_factory=list)
+    task: asyncio.Task | None = None
+    done: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    cancelled: bool = False
+
+    def record(self, event: dict) -> bytes:
+        data = sse_event(event)  # encoded now: the items an event carries change as the run goes on
+        self.events.append(data)
+        return data
+
+    def response(self) -> dict[str, Any]:
+        """The Response as it stands: queued until the engine has Qwen's answer."""
+        return self.translator.response() if self.translator.seq or self.done.is_set() else self.queued
+
+    def since(self, starting_after: int) -> bytes:
+        return b"".join(self.events[starting_after + 1:])
+
+
+class BackgroundRuns:
+    def __init__(self, gateway) -> None:
+        self.gw = gateway
+        self.runs: OrderedDict[str, Run] = OrderedDict()
+
+    def get(self, response_id: str) -> Run | None:
+        return self.runs.get(response_id)
+
+    def start(self, ex: Exchange, open_upstream: OpenUpstream) -> dict[str, Any]:
+        """Queue the POST's turn; the queued Response is the POST's answer."""
+        body = ex.body or {}
+        rid = ex.extra["response_id"]
+        queued = cast(dict[str, Any], response_object(body, response_id=rid, created_at=ex.created, status="queued",
+                                                      output=[]))
+        turn = dataclasses.replace(ex, id=ids.hex_id(), started=time.monotonic(), stream=True,
+                                   chat_body={**ex.chat_body, "stream": True}, tried=[], retries=[],
+                                   notes=[*ex.notes, "background"], extra=dict(ex.extra))
+        store = self.gw._responses()
+        run = Run(turn, queued, translator=ResponsesStreamTranslator(
+            body, response_id=rid, created_at=ex.created, tools=ex.extra.get("tools"), seal=store.sealer.seal,
+            compaction=bool(ex.extra.get("compaction"))))
+        run.translator.encode = run.record
+        flow = self.gw._flows.get(ex.id)
+        self.runs[rid] = run
+        self._evict()
+        store.put(dict(queued), {"items": []}, input_items(body))  # GET finds it at once; the store bounds it
+        run.task = asyncio.get_running_loop().create_task(self._run(run, flow, open_upstream),
+                                                          name=f"qwen: background {rid}")
+        ex.notes.append("background: answered queued, the turn runs on")
+        return dict(queued)
+
+    def _evict(self) -> None:
+        finished = [rid for rid, r in self.runs.items() if r.done.is_set()]
+        for rid in finished[:max(0, len(self.runs) - KEEP_RUNS)]:
+            del self.runs[rid]
+
+    async def cancel(self, run: Run) -> dict[str, Any]:
+        """Stop a run; its Response (status `cancelled`, or how it ended if it had)."""
+        if run.task is not None and not run.done.is_set():
+            run.cancelled = True
+            run.task.cancel()
+            await run.done.wait()
+        return run.response()
+
+    def stop(self) -> None:
+        for run in self.runs.values():
+            if run.task is not None:
+                run.task.cancel()
+
+    # ---- the turn ----------------------------------------------------------------------------------------
+
+    async def _run(self, run: Run, flow: http.HTTPFlow | None, open_upstream: OpenUpstream) -> None:
+        gw, ex, translator = self.gw, run.ex, run.translator
+        if flow is not None:
+            gw._flows[ex.id] = flow
+        rw: StreamRewriter | None = None
+        try:
+            resp = await open_upstream(ex)
+            assert ex.upstream is not None
+            rw = ex.rewriter = StreamRewriter(ex.upstream.chunks(ex.requested_model or ex.upstream_model),
+                                              translator)
+            try:
+                await self._pump(rw, resp)
+            finally:
+                await resp.aclose()
+            ex.usage, ex.first_byte_at = rw.normalizer.usage, rw.first_byte_at
+            if rw.error:
+                ex.stream_error = str(rw.error.get("message"))
+            gw.settle.report(ex, Outcome.OK if not rw.error else Outcome.THROTTLE if rw.throttled else Outcome.ERROR)
+        except GatewayError as e:
+            ex.fail(e.status, e.code, e.message)
+            translator.fail({"message": e.message, "code": e.code, "type": e.type})
+        except asyncio.CancelledError:
+            ex.stream_error = "cancelled (POST /v1/responses/{id}/cancel)"
+            if not translator.ended:
+                translator.cancel()
+            if not run.cancelled:  # the gateway is shutting down
+                raise
+        except Exception as e:
+            log.exception("qwen: a background response failed")
+            ex.fail(500, "gateway_error", f"The gateway failed: {type(e).__name__}.")
+            translator.fail({"message": f"The gateway failed: {type(e).__name__}.", "type": "server_error"})
+        finally:
+            self._end(run, flow)
+
+    async def _pump(self, rw: StreamRewriter, resp) -> None:
+        try:
+            async for chunk in resp.aiter_raw():
+                if chunk:
+                    rw(chunk)
+                if rw.finished:
+                    break
+        except UpstreamTimeout:
+            rw(sse_encode({"error": stream_error("Qwen sent nothing for too long: the gateway ended the stream "
+                                                 "(qwen_stream_idle_timeout).", "stream_idle_timeout")}))
+        except ConnectionFailed as e:
+            rw(sse_encode({"error": stream_error(f"Qwen broke off the stream: {e}.", "upstream_connection_error")}))
+        rw(b"")
+
+    def _end(self, run: Run, flow: http.HTTPFlow | None) -> None:
+        """The final Response stored (and kept for previous_response_id), the record settled on the flow."""
+        ex = run.ex
+        try:
+            if ex.endpoint is not None and ex.endpoint.finished is not None:
+                ex.endpoint.finished(ex, run.response())
+        except Exception:
+            log.exception("qwen: could not store a background response")
+        finally:
+            run.done.set()
+            if ex.status is None:
+                ex.status = 200
+            if flow is not None:
+                self.gw.settle.finish(flow, ex)
