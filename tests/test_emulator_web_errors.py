@@ -4,6 +4,7 @@ the rules a request must keep (qwen-web-protocol.md §1.3, §1.6, §1.12) and th
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import pytest
@@ -225,3 +226,13 @@ def test_request_log_redacts_cookies_and_tokens(web):
     assert log[0]["web_session"] == s["session"] and "authorization" not in log[0]["headers"]
     stats = web.emu.admin("GET", "web/state")["stats"]
     assert stats["completions"] == 1 and stats["chats_created"] == 1 and stats["refresh_calls"] == 1
+
+
+def test_docs_name_every_web_switch_and_fault(web):
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "emulator.md").read_text()
+    section = doc[doc.index("## Qwen Chat web API"):doc.index("## Admin API")]
+    known = web.http.post("/_emulator/web/fault", json={"kind": "?"}).json()["error"]
+    kinds = known[known.index("["):].strip("[]").replace("'", "").split(", ")
+    assert len(kinds) == 8
+    for name in [*web.emu.admin("GET", "web/switches"), *kinds]:
+        assert f"`{name}`" in section, name
