@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from . import faults
+from . import faults, web_admin, web_state
 
 SETTLE = {"approve": "approved", "deny": "denied", "expire": "expired"}
 
@@ -36,6 +36,8 @@ def handle(h, name: str, body: dict, from_browser: bool) -> None:
     st = h.state
     method = h.command
     with st.lock:
+        if name.startswith("web/"):  # the Qwen Chat web API's hooks (web_admin.py)
+            return web_admin.handle(h, name[len("web/"):], body)
         if name == "switches" and method in ("GET", "POST"):
             if method == "POST":
                 unknown = sorted(set(body) - set(st.switches))
@@ -45,6 +47,7 @@ def handle(h, name: str, body: dict, from_browser: bool) -> None:
             return h.send_json(200, st.switches)
         if name == "reset" and method == "POST":
             st.reset(tokens=bool(body.get("tokens")))
+            web_state.of(st).reset(sessions=bool(body.get("tokens")))
             return h.send_json(200, {"ok": True})
         if name == "requests" and method in ("GET", "DELETE"):
             if method == "DELETE":

@@ -10,7 +10,7 @@ from http.server import ThreadingHTTPServer
 from socketserver import TCPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from . import admin, anthropic, chat, faults, oauth
+from . import admin, anthropic, chat, faults, oauth, web
 from .faults import dumps
 from .state import State
 from .wire import Wire
@@ -42,6 +42,8 @@ class Handler(Wire):
             body = parsed if isinstance(parsed, dict) else {}
             browser = "x-www-form-urlencoded" in self.headers.get("Content-Type", "")
             return admin.handle(self, path[len("/_emulator/"):], {**body, **query}, browser)
+        if web.owns(path):  # the Qwen Chat web API (chat.qwen.ai, auth.qwen.ai): web.py
+            return web.route(self, path, query, raw, parsed)
         on_anthropic = path.startswith(anthropic.PREFIX + "/")
         self.record(raw, parsed, redact=on_anthropic)
         if on_anthropic:  # Model Studio's Anthropic-compatible base: its own errors, even for 404 and 405
