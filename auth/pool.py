@@ -22,18 +22,17 @@ import asyncio
 import time
 from collections.abc import Collection
 
-from .base import WEB, Account, AccountUnavailable, Capability, Credential, NotCapable, Outcome, Pool
+from .base import Account, AccountUnavailable, Capability, Credential, NotCapable, Outcome, Pool
 from .names import iso
-from .pool_status import NO_ACCOUNTS, USABLE_STATES, describe_rows, status_rows
+from .pool_status import NO_ACCOUNTS, USABLE_STATES, describe_rows, status_rows, unserved
 from .registry import Registry, RegistryError
 from .settings import AuthSettings
 from .state import AccountState
-from .web_account import NOT_SERVED, WEB_WARNING
+from .web_account import WEB_WARNING
 
 THROTTLE_FIRST_S = 1.0
 THROTTLE_MAX_S = 30.0
 OUTCOMES = tuple(o.value for o in Outcome)
-UNSERVED = {WEB: NOT_SERVED}  # why a kind the gateway has no upstream for is never handed out
 
 
 class PoolExhausted(AccountUnavailable):
@@ -257,7 +256,7 @@ class AccountPool(Pool):
     def _refusal(self, acct: Account) -> str | None:
         """Why `acct` is never handed out (opt-in missing, no upstream for its kind), or None."""
         off = getattr(acct, "off_reason", None)
-        return str(off) if off else self._refusal_for(acct.kind)
+        return str(off) if off else unserved(acct.kind, self.kinds)
 
     # ---- state ------------------------------------------------------------------------------------
 
@@ -269,15 +268,10 @@ class AccountPool(Pool):
         rows = status_rows(self.accounts, self.state, self.registry_error)
         kinds = {a.name: a.kind for a in self.accounts}
         for r in rows:  # a session that is fine but that the gateway cannot send requests with
-            refusal = self._refusal_for(kinds.get(r["name"]))
+            refusal = unserved(kinds.get(r["name"]), self.kinds)
             if refusal and r.get("state") in USABLE_STATES + ("cooling_down",):
                 r.update(state="unserved", last_error=refusal)
         return rows
-
-    def _refusal_for(self, kind: str | None) -> str | None:
-        if kind is None or self.kinds is None or kind in self.kinds:
-            return None
-        return UNSERVED.get(kind, f"the gateway has no upstream for {kind} accounts")
 
     def describe(self) -> list[str]:
         """For the start-up log: one line per account (name, kind, state, upstream) and a warning line

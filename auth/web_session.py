@@ -173,8 +173,8 @@ def apply_refresh(session: Session, data: object, cookies: list[dict], *, now: f
     """The session after a refresh answered `data` (parsed JSON) and set `cookies`. Raises RefreshError
     when the answer holds no token, NeedsLogin on an `Unauthorized` envelope."""
     now = time.time() if now is None else now
-    body = data if isinstance(data, dict) else {}
-    inner = body.get("data") if isinstance(body.get("data"), dict) else body
+    body: dict = data if isinstance(data, dict) else {}
+    inner: dict = body["data"] if isinstance(body.get("data"), dict) else body
     if body.get("success") is False:
         code = str(inner.get("code") or "")
         if code.lower() == "unauthorized":
