@@ -40,7 +40,9 @@ def jwt(exp: float | None, **claims) -> str:
     return f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64(payload)}.Zm9yZ2VkLXNpZ25hdHVyZS0xMjM0NTY3ODkw"
 
 
-TOKEN = jwt(NOW + 900)
+# Long-lived enough that no test meets the refresh margin however late in a run it comes (the real ones
+# live ~15 min; the tests that need an expiring one make their own).
+TOKEN = jwt(NOW + 12 * 3600)
 REFRESH = "rt_7Hq2LmX9vB4nK8pQ1sT6wY3zA5cE0fG"
 ITNA = "eqGxRDBDgQiQ3GHD0Dcmi+QNDTxDAUxZe2DDIi4D0Dx7DItx0D"
 ITNA2 = "eqGxRDBDgQiQ3GHD0Dcmi+QNDTxDAUxZe2DDIi4D0Dx7DItx0D2"
@@ -261,7 +263,7 @@ def stub():
     s.close()
 
 
-NEW = jwt(NOW + 900, n=2)
+NEW = jwt(NOW + 12 * 3600, n=2)
 
 
 def run(coro):
@@ -371,7 +373,7 @@ def test_off_by_default_loaded_for_status_never_handed_out(tmp_path):
         assert "chat: disabled: --set qwen_web_accounts=true" in str(e.value) and not e.value.needs_login
         row = pool.status()[0]
         assert (row["kind"], row["state"], row["session"], row["refresh"]) == ("web", "disabled", "ok", "possible")
-        assert 800 < row["expires_in_s"] <= 900 and row["last_punish"] is None and row["cookies"] == 7
+        assert 0 < row["expires_in_s"] <= 12 * 3600 and row["last_punish"] is None and row["cookies"] == 7
         assert row["bx_headers"] == ["bx-ua", "bx-v"]
         assert WEB_WARNING not in pool.describe()
         assert all(x not in shown(pool) for x in (*SECRETS, "231!bxua-value"))
@@ -435,8 +437,10 @@ def test_a_refused_refresh_needs_a_new_import_and_the_import_clears_it(tmp_path,
         assert "add-web chat --replace" in str(e.value) and e.value.needs_login
         assert pool.status()[0]["state"] == "needs_login"
         assert ws.load(s.web_session_path("chat")) is not None  # never deleted
-        time.sleep(0.01)  # a new mtime
         import_session(s)  # what `qwen-auth add-web chat --replace` writes
+        path = s.web_session_path("chat")
+        later = path.stat().st_mtime + 5  # a newer file than the refusal, whatever the clock's resolution
+        os.utime(path, (later, later))
         pool.get("chat")._checked = float("-inf")
         assert run(pool.acquire()).token == TOKEN
     finally:
