@@ -18,10 +18,12 @@ from typing import Mapping, Protocol
 class Kind(enum.StrEnum):
     OAUTH = "oauth"  # Qwen Code OAuth login (refreshing token)
     KEY = "key"  # an API key of a Qwen plan (DashScope, Coding Plan, ...)
+    WEB = "web"  # a Qwen Chat browser session (chat.qwen.ai): opt-in, see auth/web_account.py
 
 
 OAUTH = Kind.OAUTH
 KEY = Kind.KEY
+WEB = Kind.WEB
 
 
 class Outcome(enum.StrEnum):
@@ -46,13 +48,17 @@ class Credential:
     """What one upstream request needs. `token` is never shown by repr()."""
 
     account: str
-    kind: str  # OAUTH or KEY
+    kind: str  # OAUTH, KEY or WEB
     base_url: str  # API base without a trailing slash, e.g. https://portal.qwen.ai/v1
     token: str = field(repr=False)
     # Upstream model ids differ (coder-model is OAuth-only): an account may bring its own map.
     model_map: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     default_model: str | None = None
     embeddings: bool = False  # whether this upstream serves /embeddings
+    # A web session (WEB) sends more than a bearer token: its cookie jar (name -> value, for chat.qwen.ai)
+    # and the browser's headers (user-agent, bx-*). Empty for the other kinds; never shown by repr().
+    cookies: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
 
 
 class AccountUnavailable(Exception):

@@ -4,7 +4,8 @@ Accounts: `default` is Qwen Code's own login (<qwen dir>/oauth_creds.json, share
 `add NAME` logs in an extra OAuth account (<qwen dir>/oauth_creds_NAME.json); `add-key NAME` adds an API
 key of a Model Studio plan - pay-as-you-go, Coding Plan, Token Plan, a workspace domain - or of any
 OpenAI-compatible endpoint (the key is read from an environment variable at run time, or from standard
-input and stored 0600 - never from the command line). See docs/accounts.md.
+input and stored 0600 - never from the command line); `add-web NAME` imports a Qwen Chat browser session
+(opt-in and risky: the gateway uses it only with --set qwen_web_accounts=true). See docs/accounts.md.
 
 Note: Qwen discontinued its free OAuth tier on 2026-04-15 (tokens now get 401). The OAuth login still
 works against any server speaking Qwen's protocol; for qwen models today, add a key.
@@ -27,7 +28,7 @@ import sys
 from pathlib import Path
 
 from . import oauth, qr
-from .base import OAUTH
+from .base import OAUTH, WEB
 from .cli_common import (EXIT_DENIED, EXIT_EXPIRED, EXIT_INTERRUPTED, EXIT_LOCAL, EXIT_NO_ACCOUNT, EXIT_OK,
     EXIT_SERVER, CliError)
 from .cli_keys import cmd_add_key
@@ -36,6 +37,7 @@ from .names import DEFAULT, check_name
 from .plans import PLAN_LABELS, PRESETS
 from .registry import Registry, RegistryError, save_login
 from .settings import QWEN_OAUTH_BASE_URL, AuthSettings
+from .web_cli import OPT_IN, RISK, cmd_add_web
 
 DISCONTINUED = ("Note: Qwen discontinued its free OAuth tier on 2026-04-15; such tokens are now refused (401). "
                 "For a working upstream today add a key: qwen-auth add-key NAME --preset dashscope-intl "
@@ -126,13 +128,13 @@ def cmd_remove(a, settings: AuthSettings) -> int:
     data["accounts"] = [s for s in data["accounts"] if s is not spec]
     reg.save(data)
     msg = f"Removed account {a.name}."
-    if spec.get("kind") == OAUTH:
-        path = settings.creds_path(a.name)
+    if spec.get("kind") in (OAUTH, WEB):
+        path = settings.creds_path(a.name) if spec.get("kind") == OAUTH else settings.web_session_path(a.name)
         if a.force:
             path.unlink(missing_ok=True)
             msg += f" Deleted {path.name}."
         elif path.exists():
-            msg += f" Its login file {path} is kept (--force deletes it)."
+            msg += f" Its {'login' if spec.get('kind') == OAUTH else 'session'} file {path} is kept (--force deletes it)."
     print(msg)
     return EXIT_OK
 
@@ -193,6 +195,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replace", action="store_true",
                    help="replace an existing key account of this name (without a new --key-env/--key-stdin "
                         "its key is kept)")
+    p = _sub(sub, "add-web", "import a Qwen Chat browser session (chat.qwen.ai; opt-in, risky)",
+             "Import a logged-in chat.qwen.ai browser session as a web account: the cookie jar, the token, the\n"
+             "browser's User-Agent and, when given, its bx-* headers. Stored 0600 in <state dir>/web/NAME.json.\n"
+             "Secrets never go on the command line: --token and --cookie-header read `-` (standard input, not\n"
+             "echoed on a terminal) or a FILE. Without --token, the jar's `token` cookie (or a storageState's\n"
+             "localStorage token) is used. A `refresh_token` cookie (auth.qwen.ai) lets the session refresh.\n\n"
+             + RISK + "\n" + OPT_IN + " Requests are not served by web accounts yet (import and status work).")
+    p.add_argument("name", help="the account's name (letters, digits, '.', '_', '-')")
+    p.add_argument("--cookies", metavar="FILE",
+                   help="the browser's cookies: a Netscape cookies.txt or a Playwright storageState JSON (detected)")
+    p.add_argument("--cookie-header", metavar="-|FILE",
+                   help="a Cookie header copied from DevTools: `-` reads standard input, else a file holding it")
+    p.add_argument("--token", metavar="-|FILE",
+                   help="the bearer token (localStorage `token`): `-` reads standard input, else a file")
+    p.add_argument("--user-agent", metavar="UA", help="the browser's User-Agent (navigator.userAgent)")
+    p.add_argument("--bx-ua", metavar="VALUE", help="the bx-ua header of a chat.qwen.ai request (optional)")
+    p.add_argument("--bx-umidtoken", metavar="VALUE", help="the bx-umidtoken header (optional)")
+    p.add_argument("--bx-v", metavar="VALUE", help="the bx-v header, e.g. 2.5.36 (optional)")
+    p.add_argument("--replace", action="store_true", help="replace the session of an existing web account")
     p = _sub(sub, "remove", "remove an account (never deletes Qwen Code's login without --force)",
              "Remove an account from the pool. `remove default` detaches Qwen Code's login (its file is left\n"
              "alone; `qwen-auth login` attaches it again). An extra OAuth account's login file is kept unless\n"
@@ -210,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-HANDLERS = {"login": cmd_login, "add": cmd_login, "add-key": cmd_add_key, "remove": cmd_remove,
+HANDLERS = {"login": cmd_login, "add": cmd_login, "add-key": cmd_add_key, "add-web": cmd_add_web, "remove": cmd_remove,
             "list": cmd_list, "status": cmd_status}
 
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from .cli_common import EXIT_OK
 from .pool import AccountPool
 from .settings import AuthSettings
+from .web_cli import disabled_note, status_line
 
 
 def when(ms_or_iso: float | str | None) -> str:
@@ -67,8 +68,13 @@ def cmd_status(a, settings: AuthSettings) -> int:
               for r in rows]
     print(_table(table))
     for r in rows:
-        if r.get("last_error") and r.get("state") != "ok":
+        if r.get("kind") == "web":  # expires in, refresh, last punish, cooldown: never a cookie or token
+            print(status_line(r))
+        if r.get("last_error") and r.get("state") not in ("ok", "disabled"):
             msg = r["last_error"].removeprefix(f"{r['name']}: ")
             print(f"  {r['name']}: {msg}")
+    note = disabled_note(rows)
+    if note:
+        print(f"\n{note}")
     print(f"\nQwen Code folder: {settings.qwen_dir}   gateway state: {settings.state_dir}")
     return EXIT_OK

@@ -10,6 +10,10 @@
 `AccountPool` is the `Pool` of auth/base.py. An account whose token is being refreshed (or whose refresh
 waits for another process's lock) does not hold requests up while another account is usable: acquire()
 waits for it at most `refresh_wait_s`, then serves the next account and lets the refresh finish alone.
+
+Which accounts may be handed out at all: those of the `kinds` the gateway has an upstream for (the gateway
+passes its pairing's kinds; None: every kind), and not a web account unless the user opted in
+(`AuthSettings.web_accounts`). The others are loaded and shown by status(), never acquired.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from collections.abc import Collection
 
 from .base import Account, AccountUnavailable, Capability, Credential, NotCapable, Outcome, Pool
 from .names import iso
-from .pool_status import NO_ACCOUNTS, describe_rows, status_rows
+from .pool_status import NO_ACCOUNTS, USABLE_STATES, describe_rows, status_rows, unserved
 from .registry import Registry, RegistryError
 from .settings import AuthSettings
 from .state import AccountState
+from .web_account import WEB_WARNING
 
 THROTTLE_FIRST_S = 1.0
 THROTTLE_MAX_S = 30.0
@@ -51,8 +56,11 @@ def next_reset(now: float, reset_hour_utc: int = 0) -> float:
 class AccountPool(Pool):
     def __init__(self, accounts: list[Account], state: AccountState, *, reset_hour_utc: int = 0,
                  registry: Registry | None = None, check_every_s: float = 5.0,
-                 refresh_wait_s: float = 1.0) -> None:
+                 refresh_wait_s: float = 1.0, kinds: Collection[str] | None = None,
+                 web_accounts: bool = False) -> None:
         self.accounts = list(accounts)
+        self.kinds = frozenset(kinds) if kinds is not None else None
+        self.web_accounts = web_accounts
         self.state = state
         self.reset_hour_utc = reset_hour_utc
         self.registry = registry
@@ -65,10 +73,12 @@ class AccountPool(Pool):
         self._checked = time.monotonic()
 
     @classmethod
-    def from_settings(cls, settings: AuthSettings) -> "AccountPool":
+    def from_settings(cls, settings: AuthSettings, *, kinds: Collection[str] | None = None) -> "AccountPool":
+        """`kinds`: the credential kinds the caller can send requests with (the gateway: its pairing's)."""
         state = AccountState(settings.state_db_path)
         pool = cls([], state, reset_hour_utc=settings.quota_reset_hour_utc, registry=Registry(settings),
-                   check_every_s=settings.accounts_check_s, refresh_wait_s=settings.refresh_wait_s)
+                   check_every_s=settings.accounts_check_s, refresh_wait_s=settings.refresh_wait_s,
+                   kinds=kinds, web_accounts=settings.web_accounts)
         pool.reload()
         return pool
 
@@ -166,6 +176,11 @@ class AccountPool(Pool):
                 why = row["last_error"] or "cooling down"
                 problems.append(f"{acct.name}: {why}, cooling down until {iso(until)}")
                 continue
+            refusal = self._refusal(acct)
+            if refusal is not None:  # never handed out, whatever its state (not a login to fix)
+                problems.append(f"{acct.name}: {refusal}")
+                login_only = False
+                continue
             try:
                 cred = acct.ready()  # the hot path: no I/O, no task
                 if cred is None:  # a refresh is due: wait for it a little, not for another process's lock
@@ -238,6 +253,11 @@ class AccountPool(Pool):
             self._throttle_backoff[account] = wait
             self.state.set(account, cooldown_until=now + wait, last_error="throttled")
 
+    def _refusal(self, acct: Account) -> str | None:
+        """Why `acct` is never handed out (opt-in missing, no upstream for its kind), or None."""
+        off = getattr(acct, "off_reason", None)
+        return str(off) if off else unserved(acct.kind, self.kinds)
+
     # ---- state ------------------------------------------------------------------------------------
 
     def status(self) -> list[dict]:
@@ -245,12 +265,21 @@ class AccountPool(Pool):
         refreshing, needs_login, cooling_down, missing, error), base_url, expires_at, cooldown_until,
         requests_today, last_error, and kind-specific details."""
         self._maybe_reload()
-        return status_rows(self.accounts, self.state, self.registry_error)
+        rows = status_rows(self.accounts, self.state, self.registry_error)
+        kinds = {a.name: a.kind for a in self.accounts}
+        for r in rows:  # a session that is fine but that the gateway cannot send requests with
+            refusal = unserved(kinds.get(r["name"]), self.kinds)
+            if refusal and r.get("state") in USABLE_STATES + ("cooling_down",):
+                r.update(state="unserved", last_error=refusal)
+        return rows
 
     def describe(self) -> list[str]:
         """For the start-up log: one line per account (name, kind, state, upstream) and a warning line
         when none is usable now. Never a token or key."""
-        return describe_rows(self.status(), self.accounts)
+        lines = describe_rows(self.status(), self.accounts)
+        if self.web_accounts:  # the user opted in: say once, loudly, what that risks
+            lines.append(WEB_WARNING)
+        return lines
 
     def flush(self) -> None:
         self.state.flush()

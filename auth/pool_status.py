@@ -8,16 +8,26 @@ start-up log lines (which account is loaded, and whether any works). Never a tok
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
-from .base import Account
+from .base import WEB, Account
 from .key_account import KeyAccount
 from .names import iso
 from .state import AccountState
+from .web_account import NOT_SERVED
 
 USABLE_STATES = ("ok", "expired", "refreshing")
 NO_ACCOUNTS = ("No Qwen account is configured: run `qwen-auth login` (Qwen Code OAuth) or "
                "`qwen-auth add-key NAME --preset dashscope-intl --key-env VAR` (DashScope / Model Studio key).")
+
+UNSERVED: dict[str, str] = {WEB: NOT_SERVED}  # why a kind the gateway has no upstream for is never handed out
+
+
+def unserved(kind: str | None, kinds: Collection[str] | None) -> str | None:
+    """Why an account of `kind` is never handed out by a pool serving `kinds` (None: every kind), or None."""
+    if kind is None or kinds is None or kind in kinds:
+        return None
+    return UNSERVED.get(kind, f"the gateway has no upstream for {kind} accounts")
 
 
 def status_rows(accounts: Sequence[Account], state: AccountState, registry_error: str | None) -> list[dict]:

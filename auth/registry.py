@@ -4,7 +4,8 @@
     {"version": 1, "detach_default": false,
      "accounts": [{"name": "work", "kind": "oauth"},
                   {"name": "ds", "kind": "key", "base_url": "...", "key_env": "DASHSCOPE_API_KEY",
-                   "default_model": "qwen3-coder-plus", "model_map": {}, "embeddings": true}]}
+                   "default_model": "qwen3-coder-plus", "model_map": {}, "embeddings": true},
+                  {"name": "chat", "kind": "web"}]}
 
 Mode 0600, written atomically (a key given with --key-stdin is stored here).
 """
@@ -15,13 +16,14 @@ import json
 from pathlib import Path
 
 from . import oauth
-from .base import KEY, OAUTH, Account
+from .base import KEY, OAUTH, WEB, Account
 from .credfile import LOGIN_ORDER, atomic_write, write_creds
 from .key_account import BrokenAccount, KeyAccount
 from .names import DEFAULT, check_name
 from .oauth_account import OAuthAccount
 from .settings import AuthSettings
 from .state import AccountState
+from .web_account import WebAccount
 
 
 class RegistryError(Exception):
@@ -108,6 +110,8 @@ class Registry:
             if not spec.get("key_env") and not spec.get("key"):
                 return BrokenAccount(name, KEY, "neither key_env nor key in accounts.json")
             return KeyAccount(spec)
+        if kind == WEB:  # the session lives in its own file (web_session.py); off unless opted in
+            return WebAccount(name, self.settings.web_session_path(name), self.settings, state)
         return BrokenAccount(name, str(kind), f"unknown account kind {kind!r} in accounts.json")
 
 

@@ -14,6 +14,10 @@
 | refresh_backoff_s | QWEN_REFRESH_BACKOFF_S | 30 (after a refresh, a 401 gets that token: one refresh per window) |
 | refresh_wait_s | QWEN_REFRESH_WAIT_S | 1 (wait this long for one account's refresh before serving another) |
 | lock_stale_s | QWEN_LOCK_STALE_S | 10 (a refresh lock older than this is broken: qwen-code's LOCK_TIMEOUT_MS) |
+| web_accounts | (none: the gateway's option qwen_web_accounts only) | false (Qwen Chat web accounts are handed out
+  only when true: opt-in, risky) |
+| web_base_url | QWEN_WEB_BASE_URL | https://chat.qwen.ai (the Qwen Chat web API) |
+| web_auth_base_url | QWEN_WEB_AUTH_BASE_URL | https://auth.qwen.ai (where a web session is refreshed) |
 
 Keyword overrides that are not None win over the environment.
 
@@ -30,6 +34,8 @@ from pathlib import Path
 from .endpoints import DEFAULT_DASHSCOPE_BASE_URL
 
 QWEN_OAUTH_BASE_URL = "https://chat.qwen.ai"
+QWEN_WEB_BASE_URL = "https://chat.qwen.ai"
+QWEN_WEB_AUTH_BASE_URL = "https://auth.qwen.ai"
 QWEN_CLIENT_ID = "f0304373b74a44d2b584a3fb70ca9e56"
 DEFAULT_STATE_DIR = "~/.qwen-gateway"
 
@@ -74,12 +80,20 @@ class AuthSettings:
     refresh_wait_s: float = 1.0
     # Hour (UTC) at which a daily quota is assumed to come back. Unverified for Qwen/DashScope.
     quota_reset_hour_utc: int = 0
+    # Qwen Chat web accounts (a browser session: auth/web_account.py) are loaded for status always, but
+    # handed out only when the user opted in with the gateway's option qwen_web_accounts (no variable: an
+    # environment left over from elsewhere must not switch it on).
+    web_accounts: bool = False
+    web_base_url: str = QWEN_WEB_BASE_URL
+    web_auth_base_url: str = QWEN_WEB_AUTH_BASE_URL
 
     def __post_init__(self) -> None:
         self.qwen_dir = Path(self.qwen_dir).expanduser()
         self.state_dir = Path(self.state_dir).expanduser()
         self.oauth_base_url = self.oauth_base_url.rstrip("/")
         self.default_api_base = self.default_api_base.rstrip("/")
+        self.web_base_url = self.web_base_url.rstrip("/")
+        self.web_auth_base_url = self.web_auth_base_url.rstrip("/")
         if not 0 <= int(self.quota_reset_hour_utc) <= 23:
             raise ValueError(f"quota_reset_hour_utc must be 0-23, not {self.quota_reset_hour_utc!r}")
         for name in INTERVAL_ENV:
@@ -104,6 +118,10 @@ class AuthSettings:
     def state_db_path(self) -> Path:
         return self.state_dir / "state.sqlite3"
 
+    def web_session_path(self, name: str) -> Path:
+        """A web account's session (token, cookie jar, browser headers): <state dir>/web/<name>.json, 0600."""
+        return self.state_dir / "web" / f"{name}.json"
+
     @classmethod
     def from_env(cls, **overrides) -> "AuthSettings":
         unknown = set(overrides) - {f.name for f in fields(cls)}
@@ -116,6 +134,9 @@ class AuthSettings:
             "oauth_base_url": env.get("QWEN_OAUTH_BASE_URL") or QWEN_OAUTH_BASE_URL,
             "default_api_base": env.get("QWEN_API_BASE") or DEFAULT_DASHSCOPE_BASE_URL,
         }
+        for name, var in (("web_base_url", "QWEN_WEB_BASE_URL"), ("web_auth_base_url", "QWEN_WEB_AUTH_BASE_URL")):
+            if env.get(var):
+                values[name] = env[var]
         if env.get("QWEN_QUOTA_RESET_HOUR_UTC"):
             values["quota_reset_hour_utc"] = int(env["QWEN_QUOTA_RESET_HOUR_UTC"])
         for name, var in INTERVAL_ENV.items():
@@ -126,3 +147,4 @@ class AuthSettings:
                     raise ValueError(f"{var} must be a number of seconds, not {env[var]!r}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+

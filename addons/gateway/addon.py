@@ -84,14 +84,16 @@ class QwenGateway:
         if any(k.startswith("qwen_") for k in updated):
             old, new = self.config, config.parse(opts)
             self.config = new
+            pairing = registry.pairing(new)
             if new.auth != old.auth or self._store is None:
                 self._store = None
                 if self._fixed_pool is None:
                     if self.pool is not None:
                         self.pool.close()
-                    self.pool = AccountPool.from_settings(new.auth)
+                    # the pool hands out only the kinds an upstream serves (a web account: not yet)
+                    self.pool = AccountPool.from_settings(new.auth, kinds=pairing.upstreams.keys())
                 self.policy.pool = self.pool
-            self.engine.pairing = registry.pairing(new)
+            self.engine.pairing = pairing
             stale = self.engine.reconfigure(new)
             if stale is not None:
                 _close_later(stale)

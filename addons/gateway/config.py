@@ -49,6 +49,11 @@ def declare(loader) -> None:
     add("qwen_api_base", str, "",
         "API base for OAuth tokens without resource_url (default $QWEN_API_BASE or DashScope's "
         "compatible-mode URL, as qwen-code does).")
+    add("qwen_web_accounts", bool, False,
+        "Use Qwen Chat web accounts (browser sessions imported with `qwen-auth add-web`). Off by default: "
+        "automating your Qwen account outside the browser risks anti-bot blocks and a banned account.")
+    add("qwen_web_auth_base_url", str, "",
+        "Where web sessions are refreshed (default $QWEN_WEB_AUTH_BASE_URL or https://auth.qwen.ai).")
     add("qwen_user_agent", str, "", f"User-Agent sent upstream (default $QWEN_USER_AGENT or {DEFAULT_USER_AGENT}).")
     add("qwen_upstream_timeout", int, 600, "Seconds a request to Qwen may take before its answer starts.")
     add("qwen_upstream_keepalive", int, 120,
@@ -145,7 +150,9 @@ def parse(o) -> Config:
             qwen_dir=Path(o.qwen_dir).expanduser() if o.qwen_dir else None,
             state_dir=Path(o.qwen_state_dir).expanduser() if o.qwen_state_dir else None,
             oauth_base_url=o.qwen_oauth_base_url or None,
-            default_api_base=o.qwen_api_base or None)
+            default_api_base=o.qwen_api_base or None,
+            web_accounts=o.qwen_web_accounts,
+            web_auth_base_url=o.qwen_web_auth_base_url or None)
     except ValueError as e:
         raise exceptions.OptionsError(str(e)) from e
     intercept = frozenset(normalise_host(h) for h in o.qwen_intercept_hosts if h.strip())

@@ -52,7 +52,13 @@ def pairing(config: Config) -> Pairing:
     """Every account kind speaks DashScope's compatible mode today (OAuth logins and keyed plans alike).
     Embeddings pass through: DashScope's embeddings endpoint takes OpenAI's body (api/embeddings.py). With
     `qwen_messages_passthrough`, Messages requests pass through to a key account's Anthropic-compatible
-    base (api/messages/passthrough.py); every other account translates them."""
+    base (api/messages/passthrough.py); every other account translates them.
+
+    WEB (a Qwen Chat browser session, auth/web_account.py) is deliberately absent: no upstream speaks
+    chat.qwen.ai yet, and DashScope must never receive a web session. The addon builds the pool with these
+    kinds only (`AccountPool.from_settings(kinds=...)`), so a web credential is never acquired for a request,
+    even with qwen_web_accounts on: the client gets a 503 saying web accounts are not served yet (never
+    `Pairing.default`). The web upstream adds `WEB: <its Upstream>` here, and the guard lifts by itself."""
     upstreams: dict[str, Upstream] = {OAUTH: DASHSCOPE, KEY: DASHSCOPE}
     legs = {("embeddings", DASHSCOPE.name): Leg("embeddings", passthrough=True)}
     if config.messages_passthrough:

@@ -1,0 +1,78 @@
+"""Web accounts through a real gateway (mitmdump + the emulator + openai-python): off by default; opted in,
+one start-up WARNING saying the risk, and still never used for a request while no upstream speaks
+chat.qwen.ai: the client gets a 503 saying why, DashScope never sees the session, /health shows it."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from qwen_gateway.auth import web_session as ws
+from qwen_gateway.auth.base import WEB
+from qwen_gateway.auth.registry import Registry
+from qwen_gateway.auth.settings import AuthSettings
+from qwen_gateway.auth.web_account import NOT_SERVED
+from test_auth_web import HEADER, ITNA, REFRESH, SECRETS, TOKEN, UA
+from test_e2e_accounts import login
+
+from qwen_gateway.auth import web_cookies as wc
+
+pytestmark = pytest.mark.e2e
+
+
+def import_web(tmp_path, name: str = "chat") -> None:
+    settings = AuthSettings.from_env(qwen_dir=tmp_path / ".qwen", state_dir=tmp_path / "state")
+    session = ws.new_session(TOKEN, wc.keep(wc.parse_header(HEADER)), user_agent=UA, bx={"bx-v": "2.5.36"})
+    ws.save(settings.web_session_path(name), session)
+    Registry(settings).put({"name": name, "kind": WEB})
+
+
+def ask(gw):
+    c = openai.OpenAI(base_url=gw.url + "/v1", api_key="client-key", max_retries=0, timeout=30)
+    return c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+
+
+def health(gw) -> dict:
+    return httpx.get(gw.url + "/health", trust_env=False).json()
+
+
+def leaked(*texts: str) -> list[str]:
+    return [s for s in SECRETS if any(s in t for t in texts)]
+
+
+def test_off_by_default_a_web_account_is_shown_but_never_used(make_gateway, emu, home):
+    tmp, env = home
+    import_web(tmp)
+    gw = make_gateway("off", env=env)
+    with pytest.raises(openai.InternalServerError) as e:
+        ask(gw)
+    assert e.value.status_code == 503 and "chat: disabled: --set qwen_web_accounts=true" in e.value.message
+    h = health(gw)
+    assert h["status"] == "degraded" and h["accounts"][0]["state"] == "disabled"
+    assert emu.chat_requests() == []
+    assert "qwen_web_accounts is on" not in gw.log()
+    assert leaked(gw.log(), json.dumps(h), e.value.message) == []
+
+
+def test_opted_in_it_warns_once_and_still_never_sends_a_web_session_upstream(make_gateway, emu, home):
+    tmp, env = home
+    import_web(tmp)
+    gw = make_gateway("on", env={**env, "QWEN_ACCOUNTS_CHECK_S": "0"}, args=("--set", "qwen_web_accounts=true"))
+    with pytest.raises(openai.InternalServerError) as e:
+        ask(gw)
+    assert e.value.status_code == 503 and NOT_SERVED in e.value.message
+    assert e.value.body["code"] == "no_usable_account" and e.value.body["type"] == "api_error"
+    row = health(gw)["accounts"][0]
+    assert (row["kind"], row["state"], row["session"], row["refresh"]) == ("web", "unserved", "ok", "possible")
+    warnings = [ln for ln in gw.log().splitlines() if "qwen_web_accounts is on" in ln]
+    assert len(warnings) == 1 and "banned account" in warnings[0]
+    # With an account the DashScope upstream serves, that one answers; the web session goes nowhere.
+    token = login(emu, tmp / ".qwen")
+    assert ask(gw).choices[0].message.content == "Echo: hi"
+    sent = emu.chat_requests()
+    assert [r["headers"]["authorization"] for r in sent] == [f"Bearer {token}"]
+    assert leaked(json.dumps(emu.requests()), gw.log(), json.dumps(health(gw)), e.value.message) == []
+    assert REFRESH not in json.dumps(emu.requests()) and ITNA not in gw.log()
