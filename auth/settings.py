@@ -14,6 +14,8 @@
 | refresh_backoff_s | QWEN_REFRESH_BACKOFF_S | 30 (after a refresh, a 401 gets that token: one refresh per window) |
 | refresh_wait_s | QWEN_REFRESH_WAIT_S | 1 (wait this long for one account's refresh before serving another) |
 | lock_stale_s | QWEN_LOCK_STALE_S | 10 (a refresh lock older than this is broken: qwen-code's LOCK_TIMEOUT_MS) |
+| proxy, ca_file, ca_dir, tls_verify | (the gateway's network settings) | direct, certifi's roots: the gateway sets
+  them so that the OAuth calls go the way its calls to Qwen go (network.py: HTTPS_PROXY, SSL_CERT_FILE, …) |
 
 Keyword overrides that are not None win over the environment.
 
@@ -24,7 +26,7 @@ under `AuthSettings.state_dir` (or `resolve_state_dir()` where no settings objec
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .endpoints import DEFAULT_DASHSCOPE_BASE_URL
@@ -74,6 +76,12 @@ class AuthSettings:
     refresh_wait_s: float = 1.0
     # Hour (UTC) at which a daily quota is assumed to come back. Unverified for Qwen/DashScope.
     quota_reset_hour_utc: int = 0
+    # How the OAuth calls reach the server: a proxy URL (its credentials inside: never shown), the trusted
+    # CAs (None: certifi's roots) and whether certificates are verified at all (mitmproxy's ssl_insecure).
+    proxy: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
+    ca_dir: str | None = None
+    tls_verify: bool = True
 
     def __post_init__(self) -> None:
         self.qwen_dir = Path(self.qwen_dir).expanduser()

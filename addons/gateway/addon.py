@@ -78,7 +78,7 @@ class QwenGateway:
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
         mitmdefaults.apply(opts, updated)  # flow_detail 0, web_columns + comment: unless the user set them
-        if any(k.startswith("qwen_") for k in updated):
+        if any(k.startswith("qwen_") for k in updated) or config.NETWORK_OPTIONS & updated:
             old, new = self.config, config.parse(opts)
             self.config = new
             if new.auth != old.auth or self._store is None:
