@@ -130,7 +130,7 @@ def from_options(o) -> Network:
     """mitmproxy's options + the environment -> Network; raises NetworkError for what cannot be used."""
     env = os.environ
     warnings: list[str] = []
-    mode_proxy = _mode_proxy(list(o.mode), o.upstream_auth)
+    mode_proxy = _mode_proxy(list(o.mode), getattr(o, "upstream_auth", None))  # an addon's option: may be absent
     proxies = urllib.request.getproxies_environment()
     own = _own_listeners(list(o.mode), o.listen_port)
     kept = []
