@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 
-from mitmproxy import ctx, http
+from mitmproxy import connection, ctx, http
 from mitmproxy.proxy import server_hooks
 from mitmproxy.utils import asyncio_utils
 
@@ -222,6 +222,7 @@ class QwenGateway:
         req.host, req.port = host, port
         req.host_header = shown
         req.headers[TOKEN_HEADER] = token
+        flow.server_conn = connection.Server(address=(host, port))  # direct: not via --mode upstream's proxy
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         trim_messages(flow)
