@@ -107,6 +107,14 @@ def test_a_proxy_variable_naming_the_gateways_own_listener_is_ignored(tmp_path, 
     assert network.from_options(opts(tmp_path, mode=["regular"], listen_port=8080)).proxy_for("https", "q", 443)
 
 
+def test_other_proxy_variables_are_not_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("npm_config_https_proxy", "socks5://proxy:1080")  # another program's: never refused
+    monkeypatch.setenv("GIT_PROXY", "not a url")
+    assert network.from_options(opts(tmp_path)).proxy_for("https", "q", 443) is None
+    monkeypatch.setenv("HTTPS_PROXY", "socks5://proxy:1080")  # under --mode upstream the environment is not read
+    assert network.from_options(opts(tmp_path, mode=["upstream:http://10.9.9.9:3128"])).proxy_for("https", "q", 443)
+
+
 @pytest.mark.parametrize("value", ["socks5://user:hunter2@proxy:1080", "https://user:hunter2@proxy:3128",
                                    "http://user:hunter2@proxy:notaport"])
 def test_a_proxy_the_gateway_cannot_use_stops_it_at_start_without_the_password(tmp_path, monkeypatch, value):
@@ -315,3 +323,21 @@ def test_an_untrusted_certificate_is_a_clear_error_naming_the_fix(tmp_path):
         origin.server.close()
 
     asyncio.run(main())
+
+
+def test_the_engine_says_ssl_insecure_once_and_rebuilds_its_pool_for_new_settings(tmp_path, caplog):
+    import dataclasses
+
+    from qwen_gateway import registry
+    from qwen_gateway.upstream.engine import UpstreamEngine
+    from qwen_gateway.upstream.retry import RetryPolicy
+
+    engine = UpstreamEngine(RetryPolicy(None), config.Config(), registry.pairing(config.Config()))
+    insecure = dataclasses.replace(config.Config(), network=network.from_options(opts(tmp_path, ssl_insecure=True)))
+    with caplog.at_level("WARNING", logger="qwen"):
+        stale = engine.reconfigure(insecure)
+        assert stale is not None and engine.client.network.insecure  # a new pool with the new settings
+        assert engine.reconfigure(dataclasses.replace(insecure, upstream_timeout=5)) is None  # same network
+    assert [r.getMessage() for r in caplog.records if "ssl_insecure" in r.getMessage()] == [
+        "qwen: ssl_insecure is on: the certificates of Qwen (and of any proxy inspecting TLS) are NOT verified"]
+    asyncio.run(stale.aclose())

@@ -134,7 +134,11 @@ def from_options(o) -> Network:
     proxies = urllib.request.getproxies_environment()
     own = _own_listeners(list(o.mode), o.listen_port)
     kept = []
-    for scheme, url in sorted(proxies.items()):
+    # only the variables the gateway reads (not npm_config_proxy, GIT_PROXY…), and none under --mode upstream
+    for scheme in () if mode_proxy is not None else ("http", "https", "all", "no"):
+        url = proxies.get(scheme)
+        if not url:
+            continue
         if scheme != "no":
             proxy = _proxy(url, _env_name(proxies, scheme))  # a bad value is refused even if unused
             if proxy.host.lower() in LOOPBACK_NAMES | _loopback(proxy.host) and proxy.port in own:
