@@ -18,6 +18,7 @@ import base64
 import hashlib
 import math
 import secrets
+import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -76,9 +77,15 @@ def form(data: dict) -> bytes:
     return urlencode(data, quote_via=quote).encode()
 
 
-def client() -> httpx.AsyncClient:
-    # trust_env=False: never send OAuth traffic through an HTTP(S)_PROXY that may be this gateway itself.
-    return httpx.AsyncClient(timeout=TIMEOUT, trust_env=False)
+def client(settings: AuthSettings | None = None) -> httpx.AsyncClient:
+    """trust_env=False: never an HTTP(S)_PROXY that may be this gateway itself; the proxy and CAs come from
+    the settings instead (the gateway fills them from its network settings, its own listeners left out)."""
+    if settings is None:
+        return httpx.AsyncClient(timeout=TIMEOUT, trust_env=False)
+    verify: ssl.SSLContext | bool = settings.tls_verify
+    if settings.tls_verify and (settings.ca_file or settings.ca_dir):
+        verify = ssl.create_default_context(cafile=settings.ca_file, capath=settings.ca_dir)
+    return httpx.AsyncClient(timeout=TIMEOUT, trust_env=False, proxy=settings.proxy, verify=verify)
 
 
 def _json(r: httpx.Response) -> dict | None:
@@ -117,7 +124,7 @@ async def device_code(settings: AuthSettings, challenge: str, *, http: httpx.Asy
                  "code_challenge_method": "S256"})
     url = f"{settings.oauth_base_url}/api/v1/oauth2/device/code"
     try:
-        async with _maybe(http) as c:
+        async with _maybe(http, settings) as c:
             r = await c.post(url, content=body, headers={**HEADERS, "x-request-id": str(uuid.uuid4())})
     except httpx.HTTPError as e:
         raise NetworkError(f"Device authorization failed: cannot reach {settings.oauth_base_url} "
@@ -140,7 +147,7 @@ async def poll_once(settings: AuthSettings, device_code_: str, verifier: str, *,
     body = form({"grant_type": DEVICE_GRANT, "client_id": settings.client_id, "device_code": device_code_,
                  "code_verifier": verifier})
     try:
-        async with _maybe(http) as c:
+        async with _maybe(http, settings) as c:
             r = await c.post(f"{settings.oauth_base_url}/api/v1/oauth2/token", content=body, headers=HEADERS)
     except httpx.HTTPError as e:  # qwen-code logs and keeps polling
         return TRANSIENT, f"Error polling for token: network error ({type(e).__name__})"
@@ -197,7 +204,7 @@ async def refresh(settings: AuthSettings, refresh_token: str, *, http: httpx.Asy
     """The refresh grant. Raises RefreshRejected (400/401: log in again), NetworkError, OAuthError."""
     body = form({"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": settings.client_id})
     try:
-        async with _maybe(http) as c:
+        async with _maybe(http, settings) as c:
             r = await c.post(f"{settings.oauth_base_url}/api/v1/oauth2/token", content=body, headers=HEADERS)
     except httpx.HTTPError as e:
         raise NetworkError(f"Token refresh failed: cannot reach {settings.oauth_base_url} ({type(e).__name__})",
@@ -242,16 +249,17 @@ def creds_from_token(data: dict, *, previous: dict | None = None, now_ms: float 
 
 
 class _maybe:
-    """`async with _maybe(http) as c`: the given client (left open) or a fresh one (closed after)."""
+    """`async with _maybe(http, settings) as c`: the given client (left open) or a fresh one (closed after)."""
 
-    def __init__(self, http: httpx.AsyncClient | None) -> None:
+    def __init__(self, http: httpx.AsyncClient | None, settings: AuthSettings) -> None:
         self.http = http
+        self.settings = settings
         self.own: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> httpx.AsyncClient:
         if self.http is not None:
             return self.http
-        self.own = client()
+        self.own = client(self.settings)
         return self.own
 
     async def __aexit__(self, *exc) -> None:

@@ -18,6 +18,8 @@
   only when true: opt-in, risky) |
 | web_base_url | QWEN_WEB_BASE_URL | https://chat.qwen.ai (the Qwen Chat web API) |
 | web_auth_base_url | QWEN_WEB_AUTH_BASE_URL | https://auth.qwen.ai (where a web session is refreshed) |
+| proxy, ca_file, ca_dir, tls_verify | (the gateway's network settings) | direct, certifi's roots: the gateway sets
+  them so that the OAuth calls go the way its calls to Qwen go (network.py: HTTPS_PROXY, SSL_CERT_FILE, …) |
 
 Keyword overrides that are not None win over the environment.
 
@@ -28,7 +30,7 @@ under `AuthSettings.state_dir` (or `resolve_state_dir()` where no settings objec
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .endpoints import DEFAULT_DASHSCOPE_BASE_URL
@@ -86,6 +88,12 @@ class AuthSettings:
     web_accounts: bool = False
     web_base_url: str = QWEN_WEB_BASE_URL
     web_auth_base_url: str = QWEN_WEB_AUTH_BASE_URL
+    # How the OAuth calls reach the server: a proxy URL (its credentials inside: never shown), the trusted
+    # CAs (None: certifi's roots) and whether certificates are verified at all (mitmproxy's ssl_insecure).
+    proxy: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
+    ca_dir: str | None = None
+    tls_verify: bool = True
 
     def __post_init__(self) -> None:
         self.qwen_dir = Path(self.qwen_dir).expanduser()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import ssl
 import sys
 import threading
 
@@ -39,9 +40,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="an API key the chat API accepts (repeatable)")
     ap.add_argument("--seed-token", action="append", default=[], metavar="TOKEN",
                     help="an OAuth access token the chat API accepts, never expiring (repeatable)")
+    ap.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain) ...")
+    ap.add_argument("--tls-key", metavar="PEM", help="... and this private key (default: in --tls-cert)")
     ap.add_argument("--quiet", action="store_true", help="no per-request log lines on stderr")
     a = ap.parse_args(argv)
-    handle = emulator.start(a.host, a.port, quiet=a.quiet, api_keys=a.api_key, seed_tokens=a.seed_token)
+    tls = None
+    if a.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(a.tls_cert, a.tls_key)
+    handle = emulator.start(a.host, a.port, quiet=a.quiet, api_keys=a.api_key, seed_tokens=a.seed_token, tls=tls)
     print(f"Qwen emulator listening on {handle.url}", flush=True)
     if a.port_file:
         tmp = f"{a.port_file}.tmp.{os.getpid()}"

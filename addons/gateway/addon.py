@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 
-from mitmproxy import ctx, http
+from mitmproxy import connection, ctx, http
 from mitmproxy.proxy import server_hooks
 from mitmproxy.utils import asyncio_utils
 
@@ -81,7 +81,7 @@ class QwenGateway:
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
         mitmdefaults.apply(opts, updated)  # flow_detail 0, web_columns + comment: unless the user set them
-        if any(k.startswith("qwen_") for k in updated):
+        if any(k.startswith("qwen_") for k in updated) or config.NETWORK_OPTIONS & updated:
             old, new = self.config, config.parse(opts)
             self.config = new
             pairing = registry.pairing(new)
@@ -226,6 +226,7 @@ class QwenGateway:
         req.host, req.port = host, port
         req.host_header = shown
         req.headers[TOKEN_HEADER] = token
+        flow.server_conn = connection.Server(address=(host, port))  # direct: not via --mode upstream's proxy
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         trim_messages(flow)

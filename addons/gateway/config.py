@@ -7,6 +7,7 @@ $QWEN_GATEWAY_KEYS or a file, credentials from the account pool.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from mitmproxy import exceptions
 
+from . import network as net
 from .auth.settings import AuthSettings
 from .models import ModelMap, parse_model_map
 
@@ -22,6 +24,8 @@ QWEN_CODE_VERSION = "0.14.5"
 DEFAULT_USER_AGENT = f"QwenCode/{QWEN_CODE_VERSION} (linux; x64)"
 
 KEYS_ENV = "QWEN_GATEWAY_KEYS"
+# mitmproxy's own options the network settings are read from (a change re-parses the Config)
+NETWORK_OPTIONS = net.OPTIONS
 # The APIs an unchanged client is redirected from: OpenAI's and Anthropic's (Claude Code).
 INTERCEPT_HOSTS = ("api.openai.com", "api.anthropic.com")
 # Single paths of other hosts that belong to an intercepted API's clients: Codex (built-in provider) refreshes
@@ -117,6 +121,7 @@ class Config:
     debug_log: bool = False
     debug_log_count: int = 20
     web_flow_limit: int = 500
+    network: net.Network = field(default_factory=net.Network)  # proxy and trusted CAs for the calls to Qwen
 
     @property
     def state_dir(self) -> Path:
@@ -146,6 +151,7 @@ def parse(o) -> Config:
         raise exceptions.OptionsError("qwen_debug_log_count must be at least 1")
     try:
         models = ModelMap(o.qwen_default_model, parse_model_map(o.qwen_model_map))
+        network = net.from_options(o)
         auth = AuthSettings.from_env(
             qwen_dir=Path(o.qwen_dir).expanduser() if o.qwen_dir else None,
             state_dir=Path(o.qwen_state_dir).expanduser() if o.qwen_state_dir else None,
@@ -153,6 +159,9 @@ def parse(o) -> Config:
             default_api_base=o.qwen_api_base or None,
             web_accounts=o.qwen_web_accounts,
             web_auth_base_url=o.qwen_web_auth_base_url or None)
+        # the OAuth refresh reaches Qwen the way the engine does: same proxy, same trusted CAs
+        auth = dataclasses.replace(auth, proxy=network.proxy_url(auth.oauth_base_url), ca_file=network.ca_file,
+                                   ca_dir=network.ca_dir, tls_verify=not network.insecure)
     except ValueError as e:
         raise exceptions.OptionsError(str(e)) from e
     intercept = frozenset(normalise_host(h) for h in o.qwen_intercept_hosts if h.strip())
@@ -181,6 +190,7 @@ def parse(o) -> Config:
         debug_log=o.qwen_debug_log,
         debug_log_count=o.qwen_debug_log_count,
         web_flow_limit=o.qwen_web_flow_limit,
+        network=network,
     )
 
 

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from dataclasses import dataclass
 
@@ -50,11 +51,18 @@ class EmulatorHandle:
         self.thread.join(5)
 
 
-def start(host: str = "127.0.0.1", port: int = 0, *, quiet: bool = True, api_keys=(), seed_tokens=()
-          ) -> EmulatorHandle:
+def start(host: str = "127.0.0.1", port: int = 0, *, quiet: bool = True, api_keys=(), seed_tokens=(),
+          tls: ssl.SSLContext | None = None) -> EmulatorHandle:
+    """`tls`: serve HTTPS with this server context (Qwen's real endpoints are HTTPS; tests of proxies and
+    trusted CAs need a TLS origin)."""
     state = State(api_keys=api_keys, seed_tokens=seed_tokens)
     server = EmulatorServer((host, port), state, quiet)
-    state.url = f"http://{_url_host(host)}:{server.server_address[1]}"
+    if tls is not None:
+        # The handshake happens in the connection's own thread (its first read), not in the accept loop:
+        # a client that never completes it (or refuses the certificate) holds up no one else.
+        server.socket = tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    scheme = "https" if tls is not None else "http"
+    state.url = f"{scheme}://{_url_host(host)}:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="qwen-emulator",
                               daemon=True)
     thread.start()

@@ -120,10 +120,10 @@ class Gateway:
     def start(self) -> "Gateway":
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.portfile.unlink(missing_ok=True)
-        env = {**os.environ, "QWEN_TEST_PORTFILE": str(self.portfile), "QWEN_TEST_CONNLOG": str(self.connlog),
-               **self.env}
+        env = {**os.environ, "QWEN_TEST_PORTFILE": str(self.portfile), "QWEN_TEST_CONNLOG": str(self.connlog)}
         for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
-            env.pop(k, None)
+            env.pop(k, None)  # the machine's proxy never; one a test gives (self.env) is kept
+        env.update(self.env)
         cmd = [str(BIN / self.tool), "--set", f"confdir={self.workdir / 'conf'}", "--mode",
                f"{self.mode}@{self.listen}:0", "-s", str(PORTFILE_ADDON), "-s", str(ADDON), *self.args]
         if self.tool == "mitmweb":

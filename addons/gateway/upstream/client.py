@@ -5,8 +5,13 @@ Why not httpx: measured on this project's benchmark machine, one httpx request c
 the gateway pays it. The gateway needs only a narrow slice of HTTP: POST a JSON body, read a status,
 headers and a body that is either Content-Length framed, chunked (streams) or ends with the connection.
 That slice is this module: connections per origin kept warm for `keepalive` seconds, TLS verified with
-certifi's roots (as httpx does), a connection that died while idle detected at checkout or, failing
-that, reported as `DeadConnection` so the caller can retry once.
+the roots `network.py` chooses (certifi's by default, as httpx does), a connection that died while idle
+detected at checkout or, failing that, reported as `DeadConnection` so the caller can retry once.
+
+Through a proxy (network.py chooses it) every pooled connection is a CONNECT tunnel opened once, then
+TLS to the origin inside it: the tunnel stays warm with the connection, so N requests cost one CONNECT.
+Plain-http origins (the emulator on loopback) are tunnelled too rather than sent in absolute-form: one
+code path, one pool keyed by origin, and keep-alive that is the origin's own, not the proxy's.
 """
 
 from __future__ import annotations
@@ -17,14 +22,19 @@ import time
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
-import certifi
-
 # The transport failures are the core's (errors.py): the relay and the WebSocket server catch them too.
 from ..errors import ConnectionFailed, DeadConnection, UpstreamTimeout
+from ..network import Network, Proxy
 
 MAX_HEAD = 64 * 1024
 
 
+class ProxyRefused(ConnectionFailed):
+    """The proxy answered CONNECT with something else than 2xx (407, 403, 502…): its answer, no credential."""
+
+
+class UntrustedCertificate(ConnectionFailed):
+    """The origin's certificate did not verify (a TLS-inspecting proxy whose CA is not trusted, typically)."""
 
 
 class _Conn:
@@ -113,18 +123,14 @@ class Response:
 
 
 class UpstreamClient:
-    def __init__(self, *, keepalive: float, connect_timeout: float = 10.0, max_idle_per_origin: int = 64) -> None:
+    def __init__(self, *, keepalive: float, connect_timeout: float = 10.0, max_idle_per_origin: int = 64,
+                 network: Network | None = None) -> None:
         self.keepalive = keepalive
         self.connect_timeout = connect_timeout
         self.max_idle = max_idle_per_origin
+        self.network = network or Network()
         self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
-        self._ssl: ssl.SSLContext | None = None
         self.connections_opened = 0
-
-    def _tls(self) -> ssl.SSLContext:
-        if self._ssl is None:
-            self._ssl = ssl.create_default_context(cafile=certifi.where())
-        return self._ssl
 
     async def send(self, url: str, headers: list[tuple[str, str]], body: bytes, *,
                    head_timeout: float | None, read_timeout: float | None) -> Response:
@@ -187,16 +193,39 @@ class UpstreamClient:
                 return conn, True
             conn.close()
         scheme, host, port = origin
+        proxy = self.network.proxy_for(scheme, host, port)
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(
-                host, port, ssl=self._tls() if scheme == "https" else None, limit=MAX_HEAD,
-                server_hostname=host if scheme == "https" else None), self.connect_timeout)
+            reader, writer = await asyncio.wait_for(self._connect(scheme, host, port, proxy), self.connect_timeout)
         except asyncio.TimeoutError as e:
-            raise UpstreamTimeout(f"no connection within {self.connect_timeout:g} s") from e
+            via = f" through the proxy {proxy.shown}" if proxy else ""
+            raise UpstreamTimeout(f"no connection{via} within {self.connect_timeout:g} s") from e
+        except ssl.SSLCertVerificationError as e:
+            raise UntrustedCertificate(
+                f"the TLS certificate of {host} is not trusted ({e.verify_message}); behind a TLS-inspecting "
+                "proxy or firewall, trust its CA with SSL_CERT_FILE or ssl_verify_upstream_trusted_ca") from e
+        except ssl.SSLError as e:
+            raise ConnectionFailed(f"TLS with {host} failed: {e.reason or type(e).__name__}") from e
         except OSError as e:
-            raise ConnectionFailed(f"cannot connect: {e.strerror or type(e).__name__}") from e
+            what = f"the proxy {proxy.shown}" if proxy else f"{host}:{port}"
+            raise ConnectionFailed(f"cannot connect to {what}: {e.strerror or type(e).__name__}") from e
         self.connections_opened += 1
         return _Conn(origin, reader, writer), False
+
+    async def _connect(self, scheme: str, host: str, port: int, proxy: Proxy | None
+                       ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        tls = self.network.ssl_context() if scheme == "https" else None
+        if proxy is None:
+            return await asyncio.open_connection(host, port, ssl=tls, limit=MAX_HEAD,
+                                                 server_hostname=host if tls else None)
+        reader, writer = await asyncio.open_connection(proxy.host, proxy.port, limit=MAX_HEAD)
+        try:
+            await _tunnel(reader, writer, proxy, host, port)
+            if tls is not None:
+                await writer.start_tls(tls, server_hostname=host)
+        except BaseException:
+            writer.close()
+            raise
+        return reader, writer
 
     def _release(self, conn: _Conn) -> None:
         if self.keepalive <= 0:
@@ -214,3 +243,28 @@ class UpstreamClient:
             for conn in idle:
                 conn.close()
         self._idle.clear()
+
+
+async def _tunnel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, proxy: Proxy, host: str,
+                  port: int) -> None:
+    """CONNECT host:port through the proxy; returns when the tunnel is open, raises ProxyRefused if not."""
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    head = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+    if proxy.authorization:
+        head.append(f"Proxy-Authorization: {proxy.authorization}")
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+    await writer.drain()
+    try:
+        raw = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as e:
+        raise ProxyRefused(f"the proxy {proxy.shown} closed the connection instead of answering CONNECT") from e
+    except asyncio.LimitOverrunError as e:
+        raise ProxyRefused(f"the proxy {proxy.shown} answered CONNECT with an oversized head") from e
+    version, _, rest = raw.decode("latin-1").split("\r\n", 1)[0].partition(" ")
+    status, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/") or not status.isdigit():
+        raise ProxyRefused(f"the proxy {proxy.shown} did not answer CONNECT in HTTP")
+    if not 200 <= int(status) < 300:
+        # The proxy's own words, short and printable: they name why (407 needs credentials, 403 a policy).
+        said = "".join(c for c in reason if c.isprintable())[:80]
+        raise ProxyRefused(f"the proxy {proxy.shown} answered CONNECT {authority} with {status} {said}".rstrip())

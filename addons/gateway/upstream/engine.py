@@ -19,7 +19,7 @@ from ..errors import ConnectionFailed, DeadConnection, GatewayError, UpstreamTim
 from ..exchange import Exchange, Retry, RetryReason
 from ..pivot import Pairing
 from ..redact import REDACTED, SECRET_HEADERS
-from .client import Response, UpstreamClient
+from .client import ProxyRefused, Response, UntrustedCertificate, UpstreamClient
 from .retry import RetryPolicy
 
 log = logging.getLogger("qwen")
@@ -39,12 +39,17 @@ class UpstreamEngine:
 
     @staticmethod
     def _client(config: Config) -> UpstreamClient:
-        return UpstreamClient(keepalive=config.upstream_keepalive, connect_timeout=CONNECT_TIMEOUT)
+        return UpstreamClient(keepalive=config.upstream_keepalive, connect_timeout=CONNECT_TIMEOUT,
+                              network=config.network)
 
     def reconfigure(self, config: Config):
         """New options; returns the old client when the pool had to be rebuilt (the caller closes it)."""
         old, self.config = self.config, config
-        if old.upstream_keepalive == config.upstream_keepalive or self._fixed_client is not None:
+        if old.network != config.network:
+            for line in config.network.warnings:  # once per change of the settings, not per request
+                log.warning(line)
+        same = (old.upstream_keepalive, old.network) == (config.upstream_keepalive, config.network)
+        if same or self._fixed_client is not None:
             return None
         client, self.client = self.client, self._client(config)
         return client
@@ -71,6 +76,10 @@ class UpstreamEngine:
             except UpstreamTimeout as e:
                 raise GatewayError(504, f"Qwen did not answer in time: {e} (qwen_upstream_timeout).",
                                    code="upstream_timeout") from e
+            except ProxyRefused as e:
+                raise GatewayError(502, f"Qwen could not be reached: {e}.", code="upstream_proxy_refused") from e
+            except UntrustedCertificate as e:
+                raise GatewayError(502, f"Qwen could not be reached: {e}.", code="upstream_certificate") from e
             except ConnectionFailed as e:
                 raise GatewayError(502, f"Qwen could not be reached: {e}.", code="upstream_unreachable") from e
             ex.upstream_status = resp.status_code
