@@ -17,8 +17,10 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+import websocket
 
 from helpers import testca
+from test_e2e_responses_ws import turn, user
 from helpers.procs import BIN, PORTFILE_ADDON, ROOT, Emulator, _stop, _wait_for_file, start_emulator, write_creds
 
 pytestmark = pytest.mark.e2e
@@ -196,6 +198,16 @@ def test_the_gateways_upstream_mode_sends_qwens_traffic_through_that_proxy(make_
     chat_both_ways(c, "upstream mode")
     assert len(emu.chat_requests()) == 2
     assert proxy.connects() == [f"127.0.0.1:{emu.port}"], gw.log()
+    # the Responses WebSocket (Codex's first try) goes to the gateway's own loopback server, not the proxy
+    ws = websocket.create_connection("wss://api.openai.com/v1/responses", timeout=15, http_proxy_host="127.0.0.1",
+                                     http_proxy_port=gw.port, proxy_type="http",
+                                     sslopt={"ca_certs": str(gw.ca_cert)}, header=["authorization: Bearer sk-x"])
+    try:
+        events = turn(ws, {"model": "gpt-4o", "input": [user("over the socket")]}, validate=False)
+    finally:
+        ws.close()
+    assert events[-1]["type"] == "response.completed", events[-1]
+    assert len(emu.chat_requests()) == 3
 
 
 # ---- (d) proxy credentials ---------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import wsproto.events as ws_events
 from wsproto import ConnectionType, WSConnection
+from mitmproxy import connection
 from wsproto.connection import ConnectionState
 
 from ...errors import GatewayError
@@ -117,6 +118,7 @@ class ResponsesSockets(LoopbackServer):
         req.host, req.port = host, port
         req.host_header = shown
         req.headers[TOKEN_HEADER] = token
+        flow.server_conn = connection.Server(address=(host, port))  # direct: not via --mode upstream's proxy
 
     # ---- the connection --------------------------------------------------------------------------------
 
