@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
-from . import web_cookies as wc
+from . import oauth, web_cookies as wc
 from . import web_session as ws
 from .base import WEB, Account, AccountUnavailable, Credential
 from .credfile import FileLock, LockTimeout
@@ -188,7 +188,8 @@ class WebAccount(Account):
                 self._adopt(current)  # another process refreshed while we waited for the lock
                 return current
             try:
-                new = await ws.refresh(current, self.settings.web_auth_base_url)
+                async with oauth.client(self.settings) as http:  # the gateway's proxy and trusted CAs
+                    new = await ws.refresh(current, self.settings.web_auth_base_url, http=http)
             except ws.Punished as e:
                 self._park(current, str(e), punished=True)
                 raise AccountUnavailable(f"{self.name}: {e}", needs_login=True) from None
