@@ -152,7 +152,8 @@ def test_secret_headers_are_redacted_in_every_form(text):
 
 def test_lines_without_secrets_are_unchanged():
     for line in ("GET /v1/models route=models 200 total=0ms", "no authorization header was sent",
-                 "reverse proxy to https://portal.qwen.ai listening at 127.0.0.1:8080."):
+                 "reverse proxy to https://portal.qwen.ai listening at 127.0.0.1:8080.",
+                 "401 error=invalid_api_key 'This gateway requires one of its client keys (Authorization: Bearer KEY…'"):
         assert redact_log(line) == line
 
 

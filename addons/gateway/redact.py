@@ -44,10 +44,11 @@ def safe_message(text: str | None, limit: int) -> str | None:
 
 
 # A secret header's value in raw HTTP/1 text, also as mitmproxy's protocol debug prints it (the bytes'
-# repr, where a line ends in the four characters \r\n: a name right after them has no word boundary),
-# and in HTTP/2 header pairs as Python prints them: (b'authorization', b'Bearer …').
+# repr: a line ends in the four characters \r\n, and a chunk may begin with a header right after b'),
+# and in HTTP/2 header pairs as Python prints them: (b'authorization', b'Bearer …'). Only at a line's
+# start: a message that names the header ("send Authorization: Bearer KEY") is left as it is.
 _NAMES = "|".join(re.escape(h) for h in sorted(SECRET_HEADERS, key=len, reverse=True))
-SECRET_HEADER_LINE = re.compile(rf"(?i)(?:(?<=\\n)|(?<![\w-]))((?:{_NAMES})[ \t]*:[ \t]*)((?:[^\r\n\\]|\\(?![rn]))+)")
+SECRET_HEADER_LINE = re.compile(rf"(?im)(?:^|(?<=\\n)|(?<=b['\"]))((?:{_NAMES})[ \t]*:[ \t]*)((?:[^\r\n\\]|\\(?![rn]))+)")
 SECRET_HEADER_PAIR = re.compile(rf"(?i)(b?['\"](?:{_NAMES})['\"],\s*b?['\"])([^'\"]*)")
 
 
