@@ -484,7 +484,7 @@ async def test_a_failing_observer_is_logged_and_never_changes_the_flow(point, ca
         else:
             assert f.response.status_code == 200 and json.loads(f.response.content)["choices"]
         if point == "done":
-            gw.done()
+            await gw.done()
     assert calls and "failed" in caplog.text
 
 

@@ -562,7 +562,8 @@ def test_accounts_startup_sample(session):
                "qwen-gateway > ~/second.log 2>&1 & gw=$!")
     sandbox.wait_port(session.shell, 8080)
     session.sh("sleep 0.5; kill $gw; wait $gw")
-    lines = [ln.split("] qwen: ", 1)[1] for ln in (home / "second.log").read_text().splitlines() if "] qwen: " in ln]
+    lines = [ln.split("] qwen: ", 1)[1] for ln in (home / "second.log").read_text().splitlines()
+             if "] qwen: " in ln and "qwen: gateway stopped" not in ln]  # start-up lines only
     expect(block("docs/accounts.md", "account default (oauth): needs_login"), "\n".join(lines), home)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 
-from mitmproxy import connection, ctx, http
+from mitmproxy import ctx, http
 from mitmproxy.proxy import server_hooks
 from mitmproxy.utils import asyncio_utils
 
@@ -31,12 +31,13 @@ from .api.responses.store import ResponseStore
 from .auth.base import Pool
 from .auth.pool import AccountPool
 from .config import Config
-from .door import access, body, options, routing
+from .door import access, body, claim, listeners, options, routing
 from .door.fence import Fence
 from .errors import GatewayError
-from .exchange import ClientRequest, Exchange, key_hint
+from .exchange import Exchange
 from .local import Formats, LocalAnswers, error_response, health
 from .dispatch import Observers, call_safely
+from .observe import requestlog, terminal
 from .observe.guard import context_check
 from .observer import Observer
 from .settle import Settlement
@@ -77,6 +78,7 @@ class QwenGateway:
 
     def load(self, loader) -> None:
         config.declare(loader)
+        terminal.keep_secrets_out_of_logs()  # mitmproxy's protocol debug prints clients' headers
 
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
@@ -102,16 +104,12 @@ class QwenGateway:
 
     def running(self) -> None:
         asyncio_utils.create_task(self.relay.start(), name="qwen: relay", keep_ref=True)
-        describe = getattr(self.pool, "describe", None)
-        if callable(describe):  # which accounts were loaded, and a warning when none is usable
-            try:
-                for line in describe():
-                    (log.warning if line.startswith("WARNING") else log.info)(f"qwen: {line}")
-            except Exception:
-                log.exception("qwen: could not list the accounts")
+        terminal.keep_secrets_out_of_logs()
+        terminal.describe_accounts(getattr(self.pool, "describe", None))
         self.observers.running()
 
-    def done(self) -> None:
+    async def done(self) -> None:
+        closed = await listeners.close_clients(self.relay, self.sockets)  # first: flows end while all runs
         self.relay.stop()
         self.sockets.stop()
         self.background.stop()
@@ -119,6 +117,7 @@ class QwenGateway:
             call_safely(self.pool.flush)
         self.observers.done()
         _close_later(self.engine.client)
+        terminal.stopped(closed)
 
     # ---- the perimeter ----------------------------------------------------------------------------
 
@@ -139,13 +138,9 @@ class QwenGateway:
             data.server.error = f"qwen gateway refuses to connect to {target}: its requests go to Qwen"
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
-        """Explicit proxy with client keys: a tunnel to a host the gateway does not answer is refused, so
-        the proxy is no open relay for whoever holds no key (qwen_allow_passthrough lifts this)."""
-        if self._no_passthrough() and not self.claims(flow):
+        """Explicit proxy with client keys: a tunnel to a host the gateway does not answer is refused."""
+        if claim.no_passthrough(self.config) and not self.claims(flow):
             flow.response = error_response(access.PASSTHROUGH_REFUSED)
-
-    def _no_passthrough(self) -> bool:
-        return bool(self.config.client_keys) and not self.config.allow_passthrough
 
     # ---- request ----------------------------------------------------------------------------------
 
@@ -157,7 +152,7 @@ class QwenGateway:
                 flow.kill()  # accepted before the gateway loaded and moved the listener: never served
                 return
             if not self.claims(flow):
-                if self._no_passthrough() and not flow.is_replay:
+                if claim.no_passthrough(self.config) and not flow.is_replay:
                     flow.response = error_response(access.PASSTHROUGH_REFUSED)
                 return
             flow.request.stream = False  # the gateway reads the whole (bounded) body before anything is sent
@@ -217,16 +212,10 @@ class QwenGateway:
 
     async def _relay(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         """Point the flow at the relay: mitmproxy then streams the engine's answer like any server's."""
-        host, port = await self.relay.start()
+        address = await self.relay.start()
         ex.extra["relay_token"] = token = self.relay.expect(ex)
         ex.extra["relayed"] = True
-        req = flow.request
-        shown = req.host_header  # keep what the client addressed, for mitmweb's list
-        req.scheme = "http"
-        req.host, req.port = host, port
-        req.host_header = shown
-        req.headers[TOKEN_HEADER] = token
-        flow.server_conn = connection.Server(address=(host, port))  # direct: not via --mode upstream's proxy
+        claim.point_at_relay(flow, address, token, TOKEN_HEADER)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         trim_messages(flow)
@@ -252,6 +241,7 @@ class QwenGateway:
         ex = self._live.pop(flow.id, None)
         if ex is None or flow.response is None:
             self.settle.passed(flow)
+            requestlog.passed(flow)
             return
         self.settle.answered(flow, ex)
 
@@ -259,6 +249,7 @@ class QwenGateway:
         ex = self._live.pop(flow.id, None)
         if ex is None:
             self.settle.passed(flow)
+            requestlog.passed(flow)
             return
         self._forget_relay(flow, ex)
         self.settle.broken(flow, ex)
@@ -271,21 +262,7 @@ class QwenGateway:
 
     def _open(self, flow: http.HTTPFlow, head: access.Head,
               without_key: tuple[tuple[bytes, bytes], ...] | None) -> Exchange:
-        req = flow.request
-        method, path = req.method.upper(), req.path.split("?", 1)[0]
-        # the URL as the client addressed it (mitmproxy's pretty_url re-parses and validates the Host header)
-        url = f"{req.scheme}://{head.host}{req.path}" if head.host else req.pretty_url
-        ex = Exchange(ClientRequest(method, path, url, key_hint(head.key.decode("utf-8", "replace")),
-                                    api_headers=head.api_headers))
-        route = routing.route(method, path, self.endpoints)
-        ex.route, ex.endpoint = route.name, route.endpoint
-        ex.dialect = routing.dialect(route, head.host or req.host, head.anthropic)
-        ex.upstream = self.engine.pairing.default  # until the engine chooses the account (and its upstream)
-        # the client's own key (in explicit-proxy mode: the user's real OpenAI key) is never kept on the flow
-        if without_key is not None:
-            req.headers.fields = without_key
-        if flow.is_replay == "request":
-            ex.notes.append("replayed")
+        ex = claim.open_exchange(flow, head, without_key, self.endpoints, self.engine.pairing.default)
         self._live[flow.id] = ex
         self._flows[ex.id] = flow
         return ex

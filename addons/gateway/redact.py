@@ -41,3 +41,20 @@ def safe_message(text: str | None, limit: int) -> str | None:
     cut = len(text) > limit
     text = redact_text(text[:limit + 64])[:limit - 1 if cut else limit]  # 64: a secret across the cut still matches
     return text + "…" if cut else text
+
+
+# A secret header's value in raw HTTP/1 text, also as mitmproxy's protocol debug prints it (the bytes'
+# repr: a line ends in the four characters \r\n, and a chunk may begin with a header right after b'),
+# and in HTTP/2 header pairs as Python prints them: (b'authorization', b'Bearer …'). Only at a line's
+# start: a message that names the header ("send Authorization: Bearer KEY") is left as it is.
+_NAMES = "|".join(re.escape(h) for h in sorted(SECRET_HEADERS, key=len, reverse=True))
+SECRET_HEADER_LINE = re.compile(rf"(?im)(?:^|(?<=\\n)|(?<=b['\"]))((?:{_NAMES})[ \t]*:[ \t]*)((?:[^\r\n\\]|\\(?![rn]))+)")
+SECRET_HEADER_PAIR = re.compile(rf"(?i)(b?['\"](?:{_NAMES})['\"],\s*b?['\"])([^'\"]*)")
+
+
+def redact_log(text: str) -> str:
+    """A log line with credentials out: secret headers' values (raw, repr'd bytes, HTTP/2 pairs), then
+    what `redact_text` finds anywhere (Bearer tokens, sk- keys, JSON secrets)."""
+    text = SECRET_HEADER_LINE.sub(lambda m: m.group(1) + REDACTED, text)
+    text = SECRET_HEADER_PAIR.sub(lambda m: m.group(1) + REDACTED, text)
+    return redact_text(text)

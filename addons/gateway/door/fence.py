@@ -1,7 +1,7 @@
 """What may connect to the gateway, and where mitmproxy may connect: the perimeter.
 
-- Listeners: mitmproxy listens on every interface unless told; the gateway moves them to loopback and
-  closes a connection that reached a listener beyond loopback in the moment before.
+- Listeners: mitmproxy listens on every interface unless told; the gateway moves them to loopback
+  (listeners.py) and closes a connection that reached a listener beyond loopback in the moment before.
 - Server connections: the only server a claimed flow may reach is the relay; in reverse mode every flow is
   claimed; in other modes nothing for an intercepted name (Host, SNI) or one of the addresses those names
   resolve to gets out (transparent mode sees addresses, not names).
@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from mitmproxy import ctx
 from mitmproxy.proxy import mode_specs, server_hooks
-from mitmproxy.utils import asyncio_utils
 
 from ..config import Config, normalise_host
 from .access import is_loopback
@@ -59,28 +57,3 @@ class Fence:
         self._resolved = (hosts, now, frozenset(found))
         return self._resolved[2]
 
-
-def bind_loopback_by_default(opts) -> bool:
-    """mitmproxy listens on every interface unless told; the gateway spends the user's Qwen quota, so it
-    listens on loopback unless --listen-host or a mode's @host says otherwise. True when every listener is
-    then on 127.0.0.1."""
-    if opts.listen_host != "":
-        return False
-    modes = []
-    for spec in opts.mode:
-        mode = mode_specs.ProxyMode.parse(spec)
-        port = mode.listen_port(opts.listen_port)
-        if mode.custom_listen_host is None and port is not None and not isinstance(mode, mode_specs.LocalMode):
-            spec = f"{spec.split('@', 1)[0]}@127.0.0.1:{port}"
-        modes.append(spec)
-    if modes != list(opts.mode):
-        opts.update(mode=modes)
-        # Scripts load after mitmproxy has started its listeners: start them again on loopback.
-        ps = ctx.master.addons.get("proxyserver")
-        if ps is not None:
-            try:
-                asyncio_utils.create_task(ps.setup_servers(), name="qwen: listen on loopback", keep_ref=True)
-            except RuntimeError:  # no event loop (unit tests): listeners start later with the new modes
-                pass
-    listeners = [m for m in map(mode_specs.ProxyMode.parse, modes) if not isinstance(m, mode_specs.LocalMode)]
-    return bool(listeners) and all(m.custom_listen_host == "127.0.0.1" for m in listeners)

@@ -5,6 +5,8 @@
 - In reverse mode every flow is the gateway's: no request is streamed past it, and uploads are bounded.
 - The client's Host header is kept (it tells a DNS-rebinding page from a real client).
 - Connections are lazy: an eager strategy would connect to the client's original target first.
+- `proxy_debug` prints every byte clients send: the gateway redacts the credentials it knows in every
+  log line (observe/terminal.py) and says at start-up that other secrets may still show.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from mitmproxy.proxy import mode_specs
 
 from ..config import KEYS_ENV, Config
 from . import access
-from .fence import Fence, bind_loopback_by_default
+from .fence import Fence
+from .listeners import bind_loopback_by_default
 
 log = logging.getLogger("qwen")
 
@@ -42,6 +45,10 @@ def enforce(opts, updated: set[str], config: Config, fence: Fence) -> None:
             # where every flow is the gateway's; elsewhere it would also cut passed-through downloads).
             # Up to twice the limit the client still gets the gateway's own 413 in OpenAI's format.
             opts.update(body_size_limit=f"{2 * (config.max_body >> 20) + 1}m")
+    if "proxy_debug" in updated and getattr(opts, "proxy_debug", False):
+        log.warning("qwen: WARNING: proxy_debug logs the raw bytes of every request and answer, secrets "
+                    "included: the gateway redacts credentials it recognises (Authorization, Proxy-Authorization, "
+                    "x-api-key, api-key, Cookie headers; Bearer and sk- keys), others (in bodies) may still show")
     if "keep_host_header" in updated and not opts.keep_host_header:
         # the Host the client sent tells a rebinding page from a real client; the engine sets its own
         opts.update(keep_host_header=True)

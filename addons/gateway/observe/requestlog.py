@@ -6,15 +6,27 @@ claims, forwarded or answered by the gateway itself:
     POST /v1/chat/completions gpt-4o→? acct=- 503 total=2ms error=no_usable_account 'No Qwen account can …'
     GET /v1/models route=models 200 total=0ms
 
+and one for every flow the gateway lets pass (explicit proxy and the other modes: hosts it does not
+intercept), which mitmproxy's own flow lines would otherwise be the only trace of — they are off by
+default (flow_detail 0). The URL without its query (a query may carry a key), never a header:
+
+    GET http://example.com/page passed 200 total=41ms
+    GET http://127.0.0.1:9/x passed 502 total=1ms error="[Errno 111] Connect call failed ('127.0.0.1', 9)"
+    GET http://example.com/ refused 403 total=0ms        (client keys set, qwen_allow_passthrough off)
+
 mitmproxy prints it in its terminal log; `-q` (or `--set termlog_verbosity=warn`) hides it like any info line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
+from mitmproxy import flow as mflow
 from mitmproxy.log import LegacyLogEvents
+from mitmproxy.net.http import url
 
 from ..observer import Observer, cached_tokens, endpoint_name, error_code, error_text, status_of
 from ..redact import safe_message
@@ -72,6 +84,55 @@ def format_line(ex: Exchange) -> str:
     if message:
         parts.append(repr(message))
     return " ".join(parts)
+
+
+def format_passed(flow: http.HTTPFlow) -> str | None:
+    """The line of a flow the gateway did not claim: passed to its host, or refused (pass-through off);
+    None for one mitmproxy killed (the gateway's fence did)."""
+    if flow.error is not None and flow.error.msg == mflow.Error.KILLED_MESSAGE:
+        return None
+    req = flow.request
+    host = f"[{req.host}]" if ":" in req.host else req.host  # where it went (not the Host header)
+    if req.port != url.default_port(req.scheme):
+        host += f":{req.port}"
+    parts = [f"{req.method} {req.scheme}://{host}{req.path.split('?', 1)[0]}"]
+    if flow.response is not None and flow.server_conn.timestamp_start is None:
+        # answered before any server was asked: the gateway's own refusal (client keys, no pass-through)
+        parts.append("refused" if flow.response.status_code >= 400 else "answered")
+    else:
+        parts.append("passed")
+    if flow.response is not None:
+        parts.append(str(flow.response.status_code))
+        end = flow.response.timestamp_end
+    else:  # mitmproxy answered 502 itself when it could not connect (ErrorCode.CONNECT_FAILED)
+        parts.append("502" if flow.server_conn.timestamp_tcp_setup is None and flow.error is not None else "?")
+        end = None
+    if flow.error is not None:
+        end = end or flow.error.timestamp
+    ms = ((end or time.time()) - req.timestamp_start) * 1000
+    parts.append(f"total={ms:.0f}ms" if ms < 1000 else f"total={ms / 1000:.2f}s")
+    if flow.error is not None:
+        parts.append(f"error={safe_message(flow.error.msg, MESSAGE_CHARS)!r}")
+    return " ".join(parts)
+
+
+def passed(flow: http.HTTPFlow) -> None:
+    """From the addon's response/error hooks, for a flow it did not claim: the line once mitmproxy has
+    handed the answer to the client (the hook runs before it does)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # no event loop (a script, a test): now
+        _log_passed(flow)
+        return
+    loop.call_soon(_log_passed, flow)
+
+
+def _log_passed(flow: http.HTTPFlow) -> None:
+    try:
+        if _shown() and (line := format_passed(flow)) is not None:
+            log.info(line, extra=_MARK)
+    except Exception:
+        log.exception("qwen: could not write a pass-through line")
 
 
 class RequestLine(Observer):

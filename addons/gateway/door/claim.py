@@ -1,0 +1,52 @@
+"""What the gateway does to a flow it claims: opens its one record, the `Exchange` (the client's request as
+it arrived, its route and dialect) and drops the client's key from the flow; points a stream at the
+relay, the only server a claimed flow may reach (fence.py). And whether it lets other flows pass."""
+
+from __future__ import annotations
+
+from mitmproxy import connection, http
+
+from ..config import Config
+from ..exchange import ClientRequest, Exchange, key_hint
+from ..pivot import Upstream
+from . import access, routing
+
+
+def open_exchange(flow: http.HTTPFlow, head: access.Head, without_key: tuple[tuple[bytes, bytes], ...] | None,
+                  endpoints: dict, upstream: Upstream) -> Exchange:
+    """`without_key`: the request's headers without the client's key (None: it sent none);
+    `upstream`: the default one, until the engine chooses the account (and its upstream)."""
+    req = flow.request
+    method, path = req.method.upper(), req.path.split("?", 1)[0]
+    # the URL as the client addressed it (mitmproxy's pretty_url re-parses and validates the Host header)
+    url = f"{req.scheme}://{head.host}{req.path}" if head.host else req.pretty_url
+    ex = Exchange(ClientRequest(method, path, url, key_hint(head.key.decode("utf-8", "replace")),
+                                api_headers=head.api_headers))
+    route = routing.route(method, path, endpoints)
+    ex.route, ex.endpoint = route.name, route.endpoint
+    ex.dialect = routing.dialect(route, head.host or req.host, head.anthropic)
+    ex.upstream = upstream
+    # the client's own key (in explicit-proxy mode: the user's real OpenAI key) is never kept on the flow
+    if without_key is not None:
+        req.headers.fields = without_key
+    if flow.is_replay == "request":
+        ex.notes.append("replayed")
+    return ex
+
+
+def point_at_relay(flow: http.HTTPFlow, address: tuple[str, int], token: str, token_header: str) -> None:
+    """mitmproxy then streams the relay's answer like any server's; mitmweb's list still shows the host the
+    client addressed."""
+    req = flow.request
+    shown = req.host_header
+    req.scheme = "http"
+    req.host, req.port = address
+    req.host_header = shown
+    req.headers[token_header] = token
+    flow.server_conn = connection.Server(address=address)  # direct: not via --mode upstream's proxy
+
+
+def no_passthrough(config: Config) -> bool:
+    """With client keys, flows for other hosts are refused: the proxy is no open relay for whoever holds no
+    key (qwen_allow_passthrough lifts this)."""
+    return bool(config.client_keys) and not config.allow_passthrough

@@ -1,0 +1,117 @@
+"""Where mitmproxy listens, and the client connections it holds when it stops.
+
+Start-up. mitmproxy listens on every interface unless told; the gateway spends the user's Qwen quota, so
+it moves listeners nobody placed to 127.0.0.1. mitmdump loads `-s` scripts only once it has begun binding
+its listeners (`Master.run` starts `setup_servers` before the script watcher's first turn), so the README's
+bare command always binds `*:PORT` first and the gateway starts the listeners again on loopback. Reverse
+mode to an `https://` target also listens on UDP (HTTP/3), and mitmproxy closes a UDP listener without
+waiting for its socket to go (`AsyncioServerInstance._stop`): binding `127.0.0.1:PORT` at once then failed
+about one start in seven ("[Errno 98] … Failed to bind UDP socket"). So the move is two steps: stop the
+listeners on every interface, wait until their sockets are closed, then start the loopback ones.
+
+Shutdown. At exit, asyncio cancels the connection handlers still running, and Python 3.12.1's
+`StreamReaderProtocol` then prints a `CancelledError` traceback for each (its done-callback asks a
+cancelled task for its exception). mitmproxy leaves its client connections open when it stops, so the
+gateway closes them itself, the way mitmproxy closes an idle one (`close_connection`): each handler ends
+normally, its flows end with an error the gateway records, the client reads a clean end of stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from mitmproxy import ctx
+from mitmproxy.proxy import mode_specs
+from mitmproxy.utils import asyncio_utils
+
+from ..loopback import LoopbackServer
+
+log = logging.getLogger("qwen")
+
+CLOSE_WAIT_S = 5.0  # a listener's socket is normally gone within milliseconds
+POLL_S = 0.01
+
+
+def bind_loopback_by_default(opts) -> bool:
+    """mitmproxy listens on every interface unless told; the gateway listens on loopback unless
+    --listen-host or a mode's @host says otherwise. True when every listener is then on 127.0.0.1."""
+    if opts.listen_host != "":
+        return False
+    modes = []
+    for spec in opts.mode:
+        mode = mode_specs.ProxyMode.parse(spec)
+        port = mode.listen_port(opts.listen_port)
+        if mode.custom_listen_host is None and port is not None and not isinstance(mode, mode_specs.LocalMode):
+            spec = f"{spec.split('@', 1)[0]}@127.0.0.1:{port}"
+        modes.append(spec)
+    if modes != list(opts.mode):
+        opts.update(mode=modes)
+        # Scripts load after mitmproxy has begun starting its listeners: start them again on loopback.
+        # Once mitmproxy is running, its own `configure` restarts them for the mode just set.
+        ps = ctx.master.addons.get("proxyserver")
+        if ps is not None and not ps.is_running:
+            try:
+                asyncio_utils.create_task(move(ps.servers, [mode_specs.ProxyMode.parse(m) for m in modes]),
+                                          name="qwen: listen on loopback", keep_ref=True)
+            except RuntimeError:  # no event loop (unit tests): listeners start later with the new modes
+                pass
+    listeners = [m for m in map(mode_specs.ProxyMode.parse, modes) if not isinstance(m, mode_specs.LocalMode)]
+    return bool(listeners) and all(m.custom_listen_host == "127.0.0.1" for m in listeners)
+
+
+async def move(servers, wanted: list[mode_specs.ProxyMode]) -> bool:
+    """Run exactly the `wanted` listeners (mitmproxy's `Servers`): those not wanted are stopped and their
+    sockets closed before any new one binds the port they held."""
+    # mitmproxy's own first start may still be binding (it holds the servers' lock): an update that
+    # changes nothing waits for it, and then every listener it started has its sockets
+    await servers.update([s.mode for s in servers])
+    stale = [s for s in servers if s.mode not in wanted]
+    if stale:
+        closing = [sock for s in stale for sock in _closed_later(s)]
+        await servers.update([s.mode for s in servers if s.mode in wanted])
+        await _wait_closed(closing)
+    return await servers.update(wanted)
+
+
+def _closed_later(instance) -> list:
+    """An instance's listening sockets that close after `close()` returns: mitmproxy_rs's UDP servers.
+    (asyncio's TCP servers close their sockets at once; their `wait_closed` waits for every connection.)
+    Private to mitmproxy: without it the move is as before, not broken."""
+    return [s for s in getattr(instance, "_servers", ()) if not isinstance(s, asyncio.Server)
+            and callable(getattr(s, "wait_closed", None))]
+
+
+async def _wait_closed(sockets: Iterable) -> None:
+    for sock in sockets:
+        try:
+            await asyncio.wait_for(sock.wait_closed(), CLOSE_WAIT_S)
+        except Exception as e:  # the new bind then says what is wrong
+            log.debug(f"qwen: a listener did not close: {e!r}")
+
+
+async def close_clients(*own: LoopbackServer) -> int:
+    """At shutdown (the gateway's `done`, before anything else stops): close every client connection
+    mitmproxy holds and wait until their handlers have ended (at most CLOSE_WAIT_S), then until the
+    connections mitmproxy had opened to the gateway's `own` loopback servers (the relay) have ended too.
+    Their flows end while the gateway still runs (a stream cut short is recorded as such). Returns how
+    many client connections were open."""
+    ps = ctx.master.addons.get("proxyserver")
+    connections: dict = ps.connections if ps is not None else {}
+    handlers = list(connections.values())
+    for handler in handlers:
+        try:
+            if handler.client in handler.transports:
+                handler.close_connection(handler.client)
+        except Exception as e:
+            log.debug(f"qwen: could not close a client connection: {e!r}")
+    # a handler leaves `connections` as its task ends; mitmproxy has no event for that moment (its
+    # client_disconnected hook comes before the handler has closed the server side)
+    for _ in range(int(CLOSE_WAIT_S / POLL_S)):
+        if not connections:
+            break
+        await asyncio.sleep(POLL_S)
+    for server in own:
+        await server.ended()
+    return len(handlers)
