@@ -6,6 +6,7 @@ turns the frames back into chat chunks; the HTTP-200 envelopes and punish pages 
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import openai
@@ -59,8 +60,11 @@ def web(make_gateway, emu, home):
     ws.save(settings.web_session_path("chat"), session)
     Registry(settings).put({"name": "chat", "kind": WEB})
     env = {**env, "QWEN_WEB_BASE_URL": emu.url, "QWEN_WEB_AUTH_BASE_URL": emu.url, "QWEN_ACCOUNTS_CHECK_S": "0"}
-    gw = make_gateway("web", env=env, args=("--set", "qwen_web_accounts=true"))
-    return Web(emu, gw, minted)
+    gw = make_gateway("web", env=env, args=("--set", "qwen_web_accounts=true", "--set", "qwen_debug_log=true",
+                                              "--set", "qwen_web_min_interval=0"))
+    web = Web(emu, gw, minted)
+    web.state = tmp / "state"
+    return web
 
 
 def test_a_whole_chat_answer_from_a_web_account(web):
@@ -191,9 +195,29 @@ def test_bad_request_and_in_stream_errors_are_clear_502s(web):
     assert e.value.status_code == 502 and "Internal error!" in e.value.message
 
 
-def test_no_secret_in_the_log_or_the_emulator_log(web):
+def test_legacy_completions_and_messages_on_a_web_account(web):
+    r = web.client.completions.create(model="gpt-4o", prompt="say hi")
+    assert r.choices[0].text == "Echo: say hi"
+    m = httpx.post(web.gw.url + "/v1/messages", trust_env=False, timeout=30,
+                   headers={"x-api-key": "client-key", "anthropic-version": "2023-06-01"},
+                   json={"model": "claude-sonnet-4-5", "max_tokens": 100, "system": "Be brief.",
+                         "messages": [{"role": "user", "content": "hello"}]})
+    assert m.status_code == 200, m.text
+    text = [b["text"] for b in m.json()["content"] if b["type"] == "text"]
+    assert text == ["Echo: Be brief.\n\nhello"]
+
+
+def test_no_secret_in_the_log_the_debug_log_or_the_emulator_log(web):
     web.ask()
     list(web.ask(stream=True))
-    text = web.gw.log() + json.dumps(httpx.get(web.gw.url + "/health", trust_env=False).json())
+    for _ in range(100):  # the debug log is written by a thread after the answer: wait for both files
+        logs = sorted((web.state / "logs").glob("*.json"))
+        if len(logs) == 2:
+            break
+        time.sleep(0.1)
+    assert len(logs) == 2
+    debug = "".join(p.read_text() for p in logs)
+    assert '"cookie": "<redacted>"' in debug.lower() and '"bx-ua": "<redacted>"' in debug.lower()
+    text = web.gw.log() + debug + json.dumps(httpx.get(web.gw.url + "/health", trust_env=False).json())
     assert [s for s in web.secrets() if s in text] == []
     assert [s for s in web.secrets() if s in json.dumps(web.emu.requests())] == []

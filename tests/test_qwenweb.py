@@ -18,7 +18,10 @@ from qwen_gateway.upstream.qwenweb import errors as web_errors, request
 from qwen_gateway.upstream.qwenweb.headers import web_headers
 from qwen_gateway.upstream.qwenweb.stream import WebChunks
 from qwen_gateway.upstream.qwenweb.tools import ToolCallParser, describe
-from qwen_gateway.upstream.qwenweb.upstream import QWEN_WEB
+from qwen_gateway.upstream.qwenweb.pacing import Pacer
+from qwen_gateway.upstream.qwenweb.upstream import QwenWeb
+
+QWEN_WEB = QwenWeb()
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather.",
                                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
@@ -89,6 +92,25 @@ def test_an_image_is_a_clear_400():
     with pytest.raises(GatewayError) as e:
         request.completion_body(chat, model="m", notes=[])
     assert e.value.status == 400 and e.value.param == "messages[0].content" and e.value.code == "unsupported_value"
+
+
+def test_knobs_the_web_app_lacks_are_dropped_with_a_note_and_n_and_logprobs_refused():
+    notes: list[str] = []
+    request.completion_body({"messages": [{"role": "user", "content": "x"}], "temperature": 0.2, "max_tokens": 9},
+                            model="qwen3.7-plus", notes=notes)
+    assert [n.split(":")[0] for n in notes] == ["temperature", "max_tokens"]
+    for field, value in (("n", 2), ("logprobs", True)):
+        with pytest.raises(GatewayError) as e:
+            request.completion_body({"messages": [{"role": "user", "content": "x"}], field: value}, model="m", notes=[])
+        assert (e.value.status, e.value.param, e.value.code) == (400, field, "unsupported_value")
+    with pytest.raises(GatewayError) as e:
+        request.completion_body({"messages": [{"role": "user", "content": "x"}], "web_search_options": {}},
+                                model="m", notes=[])
+    assert e.value.param == "web_search_options"
+    notes = []
+    request.completion_body({"messages": [{"role": "user", "content": "x"}],
+                             "web_search_options": {"optional": True, "param": "tools"}}, model="m", notes=notes)
+    assert any("search tool was dropped" in n for n in notes)
 
 
 def test_the_headers_carry_the_session_and_the_record_shows_none_of_it():
@@ -239,3 +261,14 @@ def test_only_a_stream_is_an_answer():
     assert not QWEN_WEB.refused(200, {"Content-Type": "text/event-stream; charset=utf-8"})
     assert QWEN_WEB.refused(200, {"content-type": "application/json"}) and QWEN_WEB.refused(200, {})
     assert QWEN_WEB.refused(500, {"content-type": "text/event-stream"})
+
+
+# ---- pacing ---------------------------------------------------------------------------------------------------
+
+def test_pacing_books_one_slot_per_interval_and_account():
+    now = [100.0]
+    pacer = Pacer(3, clock=lambda: now[0])
+    assert [pacer.book("a") for _ in range(3)] == [0, 3, 6]  # concurrent requests queue in order
+    assert pacer.book("b") == 0  # another account has its own pace
+    now[0] = 110.0
+    assert pacer.book("a") == 0 and Pacer(0).book("a") == 0

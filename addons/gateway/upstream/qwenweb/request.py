@@ -16,6 +16,9 @@ DEFAULT_MODEL = "qwen3.7-plus"  # the web app's default (§1.10: QP's)
 # (GET /api/models) is issue #24 item 5.
 WEB_MODELS = frozenset({"qwen3.8-max", "qwen3.7-plus", "qwen3.7-max", "qwen3.6-plus", "qwen3.5-plus",
                         "qwen3-coder-plus"})
+# Knobs the web app has no field for (§1.6): dropped, each with a note on the exchange.
+DROPPED = ("temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "presence_penalty",
+           "frequency_penalty", "repetition_penalty", "seed", "stop", "response_format", "parallel_tool_calls")
 ROLES = {"user": "User", "assistant": "Assistant", "tool": "Tool result", "function": "Tool result"}
 
 
@@ -35,6 +38,10 @@ def new_chat_body(model: str, now: float | None = None) -> dict:
 def completion_body(chat: dict, *, model: str, notes: list[str], now: float | None = None) -> dict:
     """The completion body for a chat request, its `chat_id` still None (the chat is made just before)."""
     now = time.time() if now is None else now
+    refuse_unsupported(chat)
+    notes += [f"{k}: Qwen Chat web accounts have no such setting: dropped" for k in DROPPED if chat.get(k) is not None]
+    if isinstance(chat.get("web_search_options"), dict):
+        notes.append("web search: not available on Qwen Chat web accounts: the offered search tool was dropped")
     model = web_model(model, notes)
     text = flatten(chat)
     thinking = _thinking(chat)
@@ -47,6 +54,21 @@ def completion_body(chat: dict, *, model: str, notes: list[str], now: float | No
             "timestamp": int(now),
             "feature_config": {"thinking_enabled": thinking, "thinking_format": "detail", "output_schema": "phase",
                                "research_mode": "normal", "auto_search": False}}
+
+
+def refuse_unsupported(chat: dict) -> None:
+    """What a web account cannot give at all: several choices, log probabilities."""
+    n = chat.get("n")
+    if isinstance(n, int) and n > 1:
+        raise GatewayError(400, "Qwen Chat web accounts answer one choice: n must be 1.", param="n",
+                           code="unsupported_value")
+    if chat.get("logprobs") or chat.get("top_logprobs"):
+        raise GatewayError(400, "Qwen Chat web accounts do not return log probabilities.", param="logprobs",
+                           code="unsupported_value")
+    search = chat.get("web_search_options")
+    if isinstance(search, dict) and not search.get("optional"):  # an offered search tool is dropped instead
+        raise GatewayError(400, "Web search is not available on Qwen Chat web accounts.",
+                           param=str(search.get("param") or "web_search_options"), code="unsupported_value")
 
 
 def with_chat(body: dict, chat_id: str) -> dict:

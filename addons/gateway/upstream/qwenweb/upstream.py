@@ -16,6 +16,7 @@ from ...errors import SERVER, GatewayError, UpstreamError
 from ...pivot import Fetch, Wire
 from . import errors, request
 from .headers import url, web_headers
+from .pacing import Pacer
 from .stream import WebChunks
 
 if TYPE_CHECKING:
@@ -23,9 +24,13 @@ if TYPE_CHECKING:
 
 
 class QwenWeb:
-    """The `Upstream` of pivot.py for chat.qwen.ai."""
+    """The `Upstream` of pivot.py for chat.qwen.ai; `min_interval`: seconds between two generations of one
+    account (qwen_web_min_interval)."""
 
     name = "qwenweb"
+
+    def __init__(self, min_interval: float = 0.0) -> None:
+        self.pacer = Pacer(min_interval)
 
     def chat_body(self, chat: dict, *, model: str, cred: Credential, notes: list[str],
                   learned: Mapping[str, Thinking] | None, stream_only: Collection[str] = ()) -> dict:
@@ -37,7 +42,9 @@ class QwenWeb:
                            code="unsupported_value", param="model")
 
     async def prepare(self, cred: Credential, body: dict, fetch: Fetch) -> dict | UpstreamError:
-        """Create the chat the completion goes to; the body with its `chat_id`, or what went wrong."""
+        """Create the chat the completion goes to (after the account's pacing interval); the body with its
+        `chat_id`, or what went wrong."""
+        await self.pacer.wait(cred.account)
         target, host = url(cred, "/api/v2/chats/new")
         status, headers, raw = await fetch(Wire(target, web_headers(cred, host, bearer=False),
                                                 request.new_chat_body(body["model"])))
@@ -84,5 +91,3 @@ def _chat_id(data: dict) -> str | None:
             return v
     return None
 
-
-QWEN_WEB = QwenWeb()
