@@ -34,6 +34,7 @@ class Outcome(enum.StrEnum):
     QUOTA = "quota"  # quota gone: cool down until the reset (or retry_after)
     THROTTLE = "throttle"  # rate limited: cool down retry_after (or a doubling backoff)
     ERROR = "error"  # anything else: no change
+    PUNISHED = "punished"  # an anti-bot page (a web session): the account is parked until imported again
 
 
 class Capability(enum.StrEnum):
@@ -124,6 +125,10 @@ class Account(abc.ABC):
     def refreshing(self) -> bool:
         """True while a refresh is under way (the pool then serves another account instead of waiting)."""
         return False
+
+    def record_punish(self, why: str = "") -> None:
+        """The upstream answered with an anti-bot page (web sessions park themselves); others ignore it."""
+        return None
 
     @abc.abstractmethod
     def status(self) -> dict:

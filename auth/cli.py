@@ -37,6 +37,7 @@ from .names import DEFAULT, check_name
 from .plans import PLAN_LABELS, PRESETS
 from .registry import Registry, RegistryError, save_login
 from .settings import QWEN_OAUTH_BASE_URL, AuthSettings
+from .web_account import SERVED
 from .web_cli import OPT_IN, RISK, cmd_add_web
 
 DISCONTINUED = ("Note: Qwen discontinued its free OAuth tier on 2026-04-15; such tokens are now refused (401). "
@@ -201,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
              "Secrets never go on the command line: --token and --cookie-header read `-` (standard input, not\n"
              "echoed on a terminal) or a FILE. Without --token, the jar's `token` cookie (or a storageState's\n"
              "localStorage token) is used. A `refresh_token` cookie (auth.qwen.ai) lets the session refresh.\n\n"
-             + RISK + "\n" + OPT_IN + " Requests are not served by web accounts yet (import and status work).")
+             + RISK + "\n" + OPT_IN + " " + SERVED)
     p.add_argument("name", help="the account's name (letters, digits, '.', '_', '-')")
     p.add_argument("--cookies", metavar="FILE",
                    help="the browser's cookies: a Netscape cookies.txt or a Playwright storageState JSON (detected)")

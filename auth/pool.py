@@ -229,6 +229,7 @@ class AccountPool(Pool):
         OK - served (counted for today); AUTH - 401, the caller retries once with `refreshed()`;
         QUOTA - daily quota gone: cool down until the next reset (or `retry_after` seconds);
         THROTTLE - rate limited: cool down `retry_after` s, else 1 s doubling up to 30 s;
+        PUNISHED - an anti-bot page: the account parks itself (a web session: needs a fresh import);
         ERROR - anything else: no change."""
         try:
             outcome = Outcome(outcome)
@@ -252,6 +253,10 @@ class AccountPool(Pool):
                 wait = THROTTLE_FIRST_S if prev is None else min(prev * 2, THROTTLE_MAX_S)
             self._throttle_backoff[account] = wait
             self.state.set(account, cooldown_until=now + wait, last_error="throttled")
+        elif outcome is Outcome.PUNISHED:
+            for acct in self.accounts:
+                if acct.name == account:
+                    acct.record_punish()
 
     def _refusal(self, acct: Account) -> str | None:
         """Why `acct` is never handed out (opt-in missing, no upstream for its kind), or None."""

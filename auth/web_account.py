@@ -29,9 +29,11 @@ from .state import AccountState
 
 REFRESH_BUFFER_S = 60.0  # the access token lives ~15 min: refresh in its last minute
 DISABLED = "disabled: --set qwen_web_accounts=true to use web accounts (risky: see the README)"
-# Said where the pairing is declared too (addons/gateway/registry.py): no upstream speaks chat.qwen.ai yet.
-NOT_SERVED = ("requests are not served by Qwen Chat web accounts yet (importing a session and its status work; "
-              "the web upstream is in progress)")
+# Why a pool built without an upstream for the web kind never hands one out (the gateway's pairing has one:
+# addons/gateway/registry.py, upstream/qwenweb/).
+NOT_SERVED = "requests are not served by Qwen Chat web accounts here (no upstream for the web kind)"
+SERVED = ("Web accounts serve chat completions, the Responses API, legacy completions and the Messages API "
+          "(text and tools; no images, no embeddings).")
 WEB_WARNING = ("WARNING: qwen_web_accounts is on: Qwen Chat web accounts (chat.qwen.ai browser sessions) may be "
                "used. This automates your own Qwen account outside the browser, which Qwen may treat as a breach "
                "of its terms: expect anti-bot blocks and possibly a banned account. Turn it off with "

@@ -19,7 +19,7 @@ from .names import check_name
 from .registry import Registry
 from .settings import AuthSettings
 from .state import AccountState
-from .web_account import NOT_SERVED
+from .web_account import SERVED
 
 RISK = ("Web accounts automate your own Qwen Chat account outside the browser: Qwen may see this as a breach "
         "of its terms, answer with anti-bot blocks, or ban the account.")
@@ -122,7 +122,7 @@ def cmd_add_web(a, settings: AuthSettings) -> int:
               "browser that made these cookies.", file=sys.stderr)
     if left is not None and left < 0 and not session.can_refresh:
         print("Warning: this token has expired and cannot be refreshed: import a fresh session.", file=sys.stderr)
-    print(f"Note: {RISK} {OPT_IN} Today {NOT_SERVED}.", file=sys.stderr)
+    print(f"Note: {RISK} {OPT_IN} {SERVED}", file=sys.stderr)
     return EXIT_OK
 
 

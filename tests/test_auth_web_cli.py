@@ -62,7 +62,7 @@ def test_add_web_from_a_cookies_txt_stores_everything_0600_and_prints_no_secret(
     assert "Added web account chat: 7 qwen.ai cookies from the Netscape cookies.txt (4 for other sites or " \
            "expired left out); token expires in 1" in out and re.search(r"token expires in 1[01] h;", out)
     assert "refresh possible (refresh_token cookie); bx-ua, bx-umidtoken, bx-v; user agent set" in out
-    assert "--set qwen_web_accounts=true" in err and "ban" in err and "not served by Qwen Chat web accounts yet" in err
+    assert "--set qwen_web_accounts=true" in err and "ban" in err and "Web accounts serve chat completions" in err
     path = settings.web_session_path("chat")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     s = ws.load(path)

@@ -1,6 +1,6 @@
 """Web accounts through a real gateway (mitmdump + the emulator + openai-python): off by default; opted in,
-one start-up WARNING saying the risk, and still never used for a request while no upstream speaks
-chat.qwen.ai: the client gets a 503 saying why, DashScope never sees the session, /health shows it."""
+one start-up WARNING saying the risk, and the session sent to the Qwen Chat web API only: DashScope never sees
+it, /health shows it. Web accounts answering requests: tests/test_e2e_qwenweb.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from qwen_gateway.auth import web_session as ws
 from qwen_gateway.auth.base import WEB
 from qwen_gateway.auth.registry import Registry
 from qwen_gateway.auth.settings import AuthSettings
-from qwen_gateway.auth.web_account import NOT_SERVED
 from test_auth_web import HEADER, ITNA, REFRESH, SECRETS, TOKEN, UA
 from test_e2e_accounts import login
 
@@ -57,19 +56,21 @@ def test_off_by_default_a_web_account_is_shown_but_never_used(make_gateway, emu,
     assert leaked(gw.log(), json.dumps(h), e.value.message) == []
 
 
-def test_opted_in_it_warns_once_and_still_never_sends_a_web_session_upstream(make_gateway, emu, home):
+def test_opted_in_it_warns_once_and_sends_the_web_session_to_the_web_api_only(make_gateway, emu, home):
     tmp, env = home
-    import_web(tmp)
-    gw = make_gateway("on", env={**env, "QWEN_ACCOUNTS_CHECK_S": "0"}, args=("--set", "qwen_web_accounts=true"))
-    with pytest.raises(openai.InternalServerError) as e:
-        ask(gw)
-    assert e.value.status_code == 503 and NOT_SERVED in e.value.message
-    assert e.value.body["code"] == "no_usable_account" and e.value.body["type"] == "api_error"
+    import_web(tmp)  # a session the emulator never minted: its web API refuses it, and the refresh too
+    gw = make_gateway("on", env={**env, "QWEN_ACCOUNTS_CHECK_S": "0", "QWEN_WEB_BASE_URL": emu.url,
+                                 "QWEN_WEB_AUTH_BASE_URL": emu.url}, args=("--set", "qwen_web_accounts=true"))
     row = health(gw)["accounts"][0]
-    assert (row["kind"], row["state"], row["session"], row["refresh"]) == ("web", "unserved", "ok", "possible")
+    assert (row["kind"], row["state"], row["session"], row["refresh"]) == ("web", "ok", "ok", "possible")
+    with pytest.raises(openai.AuthenticationError) as e:
+        ask(gw)
+    assert "qwen-auth add-web" in e.value.message
+    assert [r["path"] for r in emu.requests()] == ["/api/v2/chats/new", "/api/v2/auths/refresh"]
     warnings = [ln for ln in gw.log().splitlines() if "qwen_web_accounts is on" in ln]
     assert len(warnings) == 1 and "banned account" in warnings[0]
-    # With an account the DashScope upstream serves, that one answers; the web session goes nowhere.
+    assert health(gw)["accounts"][0]["state"] == "needs_login"
+    # With an account the DashScope upstream serves, that one answers; the web session never goes there.
     token = login(emu, tmp / ".qwen")
     assert ask(gw).choices[0].message.content == "Echo: hi"
     sent = emu.chat_requests()

@@ -56,6 +56,9 @@ def declare(loader) -> None:
     add("qwen_web_accounts", bool, False,
         "Use Qwen Chat web accounts (browser sessions imported with `qwen-auth add-web`). Off by default: "
         "automating your Qwen account outside the browser risks anti-bot blocks and a banned account.")
+    add("qwen_web_min_interval", int, 3,
+        "Seconds at least between two requests sent with one Qwen Chat web account (0: no pacing). Bursts "
+        "look like a bot and raise the session's anti-bot risk.")
     add("qwen_web_auth_base_url", str, "",
         "Where web sessions are refreshed (default $QWEN_WEB_AUTH_BASE_URL or https://auth.qwen.ai).")
     add("qwen_user_agent", str, "", f"User-Agent sent upstream (default $QWEN_USER_AGENT or {DEFAULT_USER_AGENT}).")
@@ -113,6 +116,7 @@ class Config:
     allow_open: bool = False
     allow_passthrough: bool = False
     messages_passthrough: bool = False
+    web_min_interval: float = 3
     max_body: int = 32 << 20
     token_count: bool = True
     metrics: bool = True
@@ -144,7 +148,7 @@ def parse(o) -> Config:
         if getattr(o, name) <= 0:
             raise exceptions.OptionsError(f"{name} must be positive")
     for name in ("qwen_upstream_timeout", "qwen_upstream_keepalive", "qwen_stream_idle_timeout",
-                 "qwen_context_limit_default", "qwen_web_flow_limit"):
+                 "qwen_context_limit_default", "qwen_web_flow_limit", "qwen_web_min_interval"):
         if getattr(o, name) < 0:
             raise exceptions.OptionsError(f"{name} must be 0 or more")
     if o.qwen_debug_log_count < 1:
@@ -173,6 +177,7 @@ def parse(o) -> Config:
         | {normalise_host(h) for h in o.qwen_allowed_hosts if h.strip()},
         models=models,
         messages_passthrough=o.qwen_messages_passthrough,
+        web_min_interval=o.qwen_web_min_interval,
         auth=auth,
         user_agent=o.qwen_user_agent or env.get("QWEN_USER_AGENT") or DEFAULT_USER_AGENT,
         upstream_timeout=o.qwen_upstream_timeout,

@@ -78,10 +78,12 @@ class ErrorKind(enum.StrEnum):
     TIMEOUT = "timeout"  # 504 stream timeout: not retryable (long contexts)
     SERVER = "server"  # other 5xx
     CLIENT = "client"  # other 4xx: the request itself is bad
+    PUNISHED = "punished"  # an anti-bot page (Qwen Chat web accounts): the session is parked, never retried
 
 
 AUTH, QUOTA, THROTTLE, DENIED = ErrorKind.AUTH, ErrorKind.QUOTA, ErrorKind.THROTTLE, ErrorKind.DENIED
 CONTEXT, TIMEOUT, SERVER, CLIENT = ErrorKind.CONTEXT, ErrorKind.TIMEOUT, ErrorKind.SERVER, ErrorKind.CLIENT
+PUNISHED = ErrorKind.PUNISHED
 
 
 @dataclass

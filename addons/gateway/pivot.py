@@ -176,6 +176,11 @@ class Wire:
     body: dict
 
 
+# One extra request an upstream makes before its main one (Upstream.prepare), sent by the engine over its
+# pooled client: the answer's (status, headers, whole body). Transport failures raise GatewayError.
+Fetch = Callable[[Wire], Awaitable[tuple[int, dict[str, str], bytes]]]
+
+
 class Upstream(Protocol):
     """One upstream kind: the pivot's chat form over its own wire, and back. It sees the chat request and the
     account, never the client's request: it cannot tell which dialect asked."""
@@ -199,6 +204,16 @@ class Upstream(Protocol):
              base: str | None = None, api_headers: tuple[tuple[str, str], ...] = ()) -> Wire:
         """The request; `base` replaces the account's API base (a pass-through leg's), `api_headers` are the
         client's API headers a pass-through forwards (anthropic-version, anthropic-beta)."""
+        ...
+
+    async def prepare(self, cred: Credential, body: dict, fetch: Fetch) -> dict | UpstreamError:
+        """What must exist upstream before the request is sent (the web API's chat: `chats/new`), made with
+        `fetch`; returns the body to send (DashScope: `body` as it is) or the error to recover from."""
+        ...
+
+    def refused(self, status: int, headers: Mapping[str, str]) -> bool:
+        """Whether an answer is an error to `classify` (DashScope: status >= 400; the web API: also an HTTP 200
+        envelope or punish page, anything but a stream)."""
         ...
 
     def classify(self, status: int, body: bytes, headers: dict[str, str]) -> UpstreamError: ...

@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 REDACTED = "<redacted>"
 SECRET_HEADERS = {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie",
-                  "x-goog-api-key"}
+                  "x-goog-api-key", "bx-ua", "bx-umidtoken"}  # bx-*: a Qwen Chat browser's anti-bot tokens
 SECRET_PARAMS = {"key", "api_key", "api-key", "apikey", "token", "access_token", "refresh_token", "code"}
 # "Bearer <anything>", and sk-… style keys anywhere in a header value or a body.
 SECRET_VALUE = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=\-]{8,}|\b(sk-)[A-Za-z0-9_\-]{6,}")

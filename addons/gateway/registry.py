@@ -22,7 +22,7 @@ from .api.responses.background import BackgroundRuns
 from .api.responses.endpoints import compact_endpoint, responses_endpoint
 from .api.responses.store import ResponseStore
 from .auth import plans
-from .auth.base import KEY, OAUTH, Credential
+from .auth.base import KEY, OAUTH, WEB, Credential
 from .config import Config
 from .door.login import LoginRoute
 from .local import LocalRoute
@@ -35,6 +35,7 @@ from .observe.requestlog import RequestLine
 from .observer import Observer
 from .pivot import ClientFormat, Endpoint, Leg, Pairing, Upstream
 from .upstream.dashscope.upstream import DASHSCOPE
+from .upstream.qwenweb.upstream import QwenWeb
 
 if TYPE_CHECKING:
     from .exchange import Exchange
@@ -49,17 +50,14 @@ def endpoints(store: Callable[[], ResponseStore],
 
 
 def pairing(config: Config) -> Pairing:
-    """Every account kind speaks DashScope's compatible mode today (OAuth logins and keyed plans alike).
+    """OAuth logins and keyed plans speak DashScope's compatible mode; WEB accounts (a Qwen Chat browser session,
+    auth/web_account.py, opt-in with qwen_web_accounts) speak chat.qwen.ai's web API (upstream/qwenweb/).
     Embeddings pass through: DashScope's embeddings endpoint takes OpenAI's body (api/embeddings.py). With
     `qwen_messages_passthrough`, Messages requests pass through to a key account's Anthropic-compatible
-    base (api/messages/passthrough.py); every other account translates them.
-
-    WEB (a Qwen Chat browser session, auth/web_account.py) is deliberately absent: no upstream speaks
-    chat.qwen.ai yet, and DashScope must never receive a web session. The addon builds the pool with these
-    kinds only (`AccountPool.from_settings(kinds=...)`), so a web credential is never acquired for a request,
-    even with qwen_web_accounts on: the client gets a 503 saying web accounts are not served yet (never
-    `Pairing.default`). The web upstream adds `WEB: <its Upstream>` here, and the guard lifts by itself."""
-    upstreams: dict[str, Upstream] = {OAUTH: DASHSCOPE, KEY: DASHSCOPE}
+    base (api/messages/passthrough.py); every other account translates them. The addon builds the pool with
+    these kinds only (`AccountPool.from_settings(kinds=...)`): an account of a kind not listed is never
+    acquired, so no account's credential reaches another kind's upstream (never `Pairing.default`)."""
+    upstreams: dict[str, Upstream] = {OAUTH: DASHSCOPE, KEY: DASHSCOPE, WEB: QwenWeb(config.web_min_interval)}
     legs = {("embeddings", DASHSCOPE.name): Leg("embeddings", passthrough=True)}
     if config.messages_passthrough:
         legs[("messages", DASHSCOPE.name)] = Leg("v1/messages", passthrough=True, base=anthropic_base)

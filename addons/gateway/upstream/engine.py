@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 from .. import jsonio
 from ..config import Config
-from ..errors import ConnectionFailed, DeadConnection, GatewayError, UpstreamTimeout
+from ..errors import ConnectionFailed, DeadConnection, GatewayError, UpstreamError, UpstreamTimeout
 from ..exchange import Exchange, Retry, RetryReason
-from ..pivot import Pairing
+from ..pivot import Pairing, Upstream, Wire
 from ..redact import REDACTED, SECRET_HEADERS
 from .client import ProxyRefused, Response, UntrustedCertificate, UpstreamClient
 from .retry import RetryPolicy
@@ -63,7 +63,14 @@ class UpstreamEngine:
         await self.policy.acquire(ex)
         reconnected = False
         while True:
-            url, headers, body, read = self._request(ex)
+            upstream, base = self._body(ex)
+            assert ex.cred is not None
+            prepared = await upstream.prepare(ex.cred, ex.upstream_body or {}, self._fetch)
+            if isinstance(prepared, UpstreamError):  # the first of two requests failed (the web API's chats/new)
+                await self.policy.recover(ex, prepared)
+                continue
+            ex.upstream_body = prepared
+            url, headers, body, read = self._wire(ex, base)
             try:
                 resp = await self.client.send(url, headers, body, head_timeout=self.config.upstream_timeout or None,
                                               read_timeout=read)
@@ -73,18 +80,11 @@ class UpstreamEngine:
                 reconnected = True
                 ex.retries.append(Retry(RetryReason.RECONNECTED, ex.account))
                 continue
-            except UpstreamTimeout as e:
-                raise GatewayError(504, f"Qwen did not answer in time: {e} (qwen_upstream_timeout).",
-                                   code="upstream_timeout") from e
-            except ProxyRefused as e:
-                raise GatewayError(502, f"Qwen could not be reached: {e}.", code="upstream_proxy_refused") from e
-            except UntrustedCertificate as e:
-                raise GatewayError(502, f"Qwen could not be reached: {e}.", code="upstream_certificate") from e
             except ConnectionFailed as e:
-                raise GatewayError(502, f"Qwen could not be reached: {e}.", code="upstream_unreachable") from e
+                raise _transport(e) from e
             ex.upstream_status = resp.status_code
             ex.upstream_response_headers = dict(resp.headers)
-            if resp.status_code < 400:
+            if not upstream.refused(resp.status_code, resp.headers):
                 return resp
             try:
                 raw = await resp.aread()
@@ -93,11 +93,30 @@ class UpstreamEngine:
             finally:
                 await resp.aclose()
             ex.upstream_response_body = raw
-            assert ex.upstream is not None
-            await self.policy.recover(ex, ex.upstream.classify(resp.status_code, raw, dict(resp.headers)))
+            await self.policy.recover(ex, upstream.classify(resp.status_code, raw, dict(resp.headers)))
 
-    def _request(self, ex: Exchange) -> tuple[str, list[tuple[str, str]], bytes, float | None]:
-        """(url, headers with the credential, body, read timeout) for the exchange's current account."""
+    async def _fetch(self, wire: Wire) -> tuple[int, dict[str, str], bytes]:
+        """An upstream's preparatory request (pivot.Fetch): whole, over the same pool; a dead keep-alive
+        connection is tried again once."""
+        body = jsonio.dumps(wire.body)
+        timeout = self.config.upstream_timeout or None
+        for again in (False, True):
+            try:
+                resp = await self.client.send(wire.url, wire.headers, body, head_timeout=timeout, read_timeout=timeout)
+                try:
+                    return resp.status_code, dict(resp.headers), await resp.aread()
+                finally:
+                    await resp.aclose()
+            except DeadConnection as e:
+                if again:
+                    raise GatewayError(502, "Qwen closed the connection.", code="upstream_connection_error") from e
+            except ConnectionFailed as e:
+                raise _transport(e) from e
+        raise AssertionError("unreachable")
+
+    def _body(self, ex: Exchange) -> tuple[Upstream, str | None]:
+        """The upstream serving the exchange's current account and the API base its leg uses (None: the
+        account's own); the body on the record."""
         cred = ex.cred
         assert cred is not None and ex.endpoint is not None
         config = self.config
@@ -115,9 +134,15 @@ class UpstreamEngine:
                                                   learned=self.policy.learned_thinking,
                                                   stream_only=self.policy.learned_stream_only)
         ex.upstream_model = ex.upstream_body["model"]  # the upstream may move it (images: a vision model)
-        wire = upstream.wire(cred, leg.suffix, ex.upstream_body, user_agent=config.user_agent, stream=ex.stream,
+        return upstream, base
+
+    def _wire(self, ex: Exchange, base: str | None) -> tuple[str, list[tuple[str, str]], bytes, float | None]:
+        """(url, headers with the credential, body, read timeout) for the exchange's current account."""
+        cred, config, upstream = ex.cred, self.config, ex.upstream
+        assert cred is not None and upstream is not None and ex.upstream_body is not None
+        wire = upstream.wire(cred, ex.leg.suffix, ex.upstream_body, user_agent=config.user_agent, stream=ex.stream,
                              attempt=len(ex.retries), base=base,
-                             api_headers=ex.client.api_headers if leg.passthrough else ())
+                             api_headers=ex.client.api_headers if ex.leg.passthrough else ())
         headers = wire.headers
         ex.upstream_url = wire.url
         ex.upstream_headers = {k: _shown(k, v) for k, v in headers}
@@ -125,6 +150,15 @@ class UpstreamEngine:
         # A stream may pause between events for as long as the idle limit; a whole answer for the full timeout.
         read = (config.stream_idle_timeout or None) if ex.stream else (config.upstream_timeout or None)
         return wire.url, headers, jsonio.dumps(wire.body), read
+
+
+def _transport(e: ConnectionFailed) -> GatewayError:
+    """A transport failure as the client's error: a timeout, the proxy's refusal, an untrusted certificate."""
+    if isinstance(e, UpstreamTimeout):
+        return GatewayError(504, f"Qwen did not answer in time: {e} (qwen_upstream_timeout).", code="upstream_timeout")
+    code = "upstream_proxy_refused" if isinstance(e, ProxyRefused) else \
+        "upstream_certificate" if isinstance(e, UntrustedCertificate) else "upstream_unreachable"
+    return GatewayError(502, f"Qwen could not be reached: {e}.", code=code)
 
 
 def _shown(name: str, value: str) -> str:

@@ -19,7 +19,8 @@ from ..models import Thinking, stream_refusal, thinking_refusal
 # Throttling retries inside one client request: a short wait is better than an error.
 MAX_THROTTLE_RETRIES = 2
 MAX_THROTTLE_WAIT = 10.0
-_POOL_OUTCOME = {errors.AUTH: Outcome.AUTH, errors.QUOTA: Outcome.QUOTA, errors.THROTTLE: Outcome.THROTTLE}
+_POOL_OUTCOME = {errors.AUTH: Outcome.AUTH, errors.QUOTA: Outcome.QUOTA, errors.THROTTLE: Outcome.THROTTLE,
+                 errors.PUNISHED: Outcome.PUNISHED}
 
 
 class RetryPolicy:
@@ -85,8 +86,11 @@ class RetryPolicy:
         except AccountUnavailable as e:  # the refresh failed
             ex.notes.append(str(e))
             reason = None
-        except GatewayError:
+        except GatewayError as e:
             if err.kind == errors.QUOTA:
+                if e.status == 429 and "retry-after" in err.headers:  # the upstream said when (Qwen Chat's `num`)
+                    raise GatewayError(429, f"{err.message} {e.message}", type=e.type, code=e.code,
+                                       headers={**e.headers, "retry-after": err.headers["retry-after"]}) from e
                 raise  # no other account: the pool's own answer (429 with Retry-After, or 503)
             reason = None
         if reason is None:

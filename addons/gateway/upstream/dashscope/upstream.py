@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ...auth.base import OAUTH, Capability, Credential
 from ...errors import UpstreamError
-from ...pivot import Wire
+from ...pivot import Fetch, Wire
 from . import answer, errors, request
 from .headers import host_header, upstream_headers, upstream_url
 from .stream import ChunkNormalizer
@@ -41,6 +41,12 @@ class DashScope:
         headers = [(k, str(attempt) if k == "X-Stainless-Retry-Count" else v) for k, v in headers]
         headers += api_headers
         return Wire(f"{scheme}://{hostport}{path}", headers, body)
+
+    async def prepare(self, cred: Credential, body: dict, fetch: Fetch) -> dict | UpstreamError:
+        return body  # one request per attempt: nothing to make first
+
+    def refused(self, status: int, headers: Mapping[str, str]) -> bool:
+        return status >= 400
 
     def classify(self, status: int, body: bytes, headers: dict[str, str]) -> UpstreamError:
         return errors.classify(status, body, headers)

@@ -1,0 +1,125 @@
+"""The chat request (the pivot) as the web API's two requests (qwen-web-protocol.md §1.5, §1.6): `chats/new`, then
+one completion whose single user message carries the whole conversation, flattened (§1.8 strategy 1: a new chat
+per request, stateless, safe under concurrency). System prompts and the tools' description come first, earlier
+turns as a transcript, tool results folded back as text. Pure functions, no I/O."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from ...errors import GatewayError
+from . import tools
+
+DEFAULT_MODEL = "qwen3.7-plus"  # the web app's default (§1.10: QP's)
+# The web catalogue's ids seen in 2026 (§1.10); any other name asked goes to the default. The live catalogue
+# (GET /api/models) is issue #24 item 5.
+WEB_MODELS = frozenset({"qwen3.8-max", "qwen3.7-plus", "qwen3.7-max", "qwen3.6-plus", "qwen3.5-plus",
+                        "qwen3-coder-plus"})
+# Knobs the web app has no field for (§1.6): dropped, each with a note on the exchange.
+DROPPED = ("temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "presence_penalty",
+           "frequency_penalty", "repetition_penalty", "seed", "stop", "response_format", "parallel_tool_calls")
+ROLES = {"user": "User", "assistant": "Assistant", "tool": "Tool result", "function": "Tool result"}
+
+
+def web_model(model: str, notes: list[str]) -> str:
+    if model in WEB_MODELS:
+        return model
+    notes.append(f"{model} is not a Qwen Chat web model: sent to {DEFAULT_MODEL}")
+    return DEFAULT_MODEL
+
+
+def new_chat_body(model: str, now: float | None = None) -> dict:
+    now = time.time() if now is None else now
+    return {"title": "New Chat", "models": [model], "chat_mode": "normal", "chat_type": "t2t",
+            "timestamp": int(now * 1000), "project_id": ""}
+
+
+def completion_body(chat: dict, *, model: str, notes: list[str], now: float | None = None) -> dict:
+    """The completion body for a chat request, its `chat_id` still None (the chat is made just before)."""
+    now = time.time() if now is None else now
+    refuse_unsupported(chat)
+    notes += [f"{k}: Qwen Chat web accounts have no such setting: dropped" for k in DROPPED if chat.get(k) is not None]
+    if isinstance(chat.get("web_search_options"), dict):
+        notes.append("web search: not available on Qwen Chat web accounts: the offered search tool was dropped")
+    model = web_model(model, notes)
+    text = flatten(chat)
+    thinking = _thinking(chat)
+    node = {"id": None, "fid": str(uuid.uuid4()), "parentId": None, "childrenIds": [], "role": "user",
+            "content": text, "user_action": "chat", "files": [], "timestamp": int(now), "models": [model],
+            "model": "", "chat_type": "t2t", "sub_chat_type": "t2t", "extra": {"meta": {"subChatType": "t2t"}},
+            "feature_config": {"thinking_enabled": thinking, "output_schema": "phase"}}
+    return {"stream": True, "version": "2.1", "incremental_output": True, "chat_id": None, "chatId": None,
+            "chat_mode": "normal", "model": model, "parent_id": None, "parentId": None, "messages": [node],
+            "timestamp": int(now),
+            "feature_config": {"thinking_enabled": thinking, "thinking_format": "detail", "output_schema": "phase",
+                               "research_mode": "normal", "auto_search": False}}
+
+
+def refuse_unsupported(chat: dict) -> None:
+    """What a web account cannot give at all: several choices, log probabilities."""
+    n = chat.get("n")
+    if isinstance(n, int) and n > 1:
+        raise GatewayError(400, "Qwen Chat web accounts answer one choice: n must be 1.", param="n",
+                           code="unsupported_value")
+    if chat.get("logprobs") or chat.get("top_logprobs"):
+        raise GatewayError(400, "Qwen Chat web accounts do not return log probabilities.", param="logprobs",
+                           code="unsupported_value")
+    search = chat.get("web_search_options")
+    if isinstance(search, dict) and not search.get("optional"):  # an offered search tool is dropped instead
+        raise GatewayError(400, "Web search is not available on Qwen Chat web accounts.",
+                           param=str(search.get("param") or "web_search_options"), code="unsupported_value")
+
+
+def with_chat(body: dict, chat_id: str) -> dict:
+    return {**body, "chat_id": chat_id, "chatId": chat_id}
+
+
+def _thinking(chat: dict) -> bool:
+    """Thinking unless the client turned it off (Qwen's `enable_thinking: false`, `reasoning_effort: none`)."""
+    return chat.get("enable_thinking") is not False and chat.get("reasoning_effort") not in ("none", "minimal")
+
+
+def flatten(chat: dict) -> str:
+    """The conversation as one user message: the system block, then the turns; a lone user turn as it is."""
+    messages = [m for m in chat.get("messages") or [] if isinstance(m, dict)]
+    system = [_text(m, i) for i, m in enumerate(messages) if m.get("role") in ("system", "developer")]
+    turns = [(i, m) for i, m in enumerate(messages) if m.get("role") not in ("system", "developer")]
+    tool_block = tools.describe(chat.get("tools") or [], chat.get("tool_choice"))
+    head = [s for s in [*system, tool_block or ""] if s]
+    if len(turns) == 1 and turns[0][1].get("role") == "user":
+        body = _text(turns[0][1], turns[0][0])
+    else:
+        lines = [_turn(m, i) for i, m in turns]
+        body = "Conversation so far:\n\n" + "\n\n".join(line for line in lines if line)
+        body += "\n\nContinue as the Assistant: answer the last message."
+    return "\n\n".join([*head, body]) if head else body
+
+
+def _turn(m: dict, i: int) -> str:
+    role = str(m.get("role"))
+    text = _text(m, i)
+    if role == "assistant":
+        calls = [tools.call_text(str((c.get("function") or {}).get("name")), str((c.get("function") or {})
+                                 .get("arguments") or "")) for c in m.get("tool_calls") or [] if isinstance(c, dict)]
+        text = "\n".join(part for part in [text, *calls] if part)
+    elif role in ("tool", "function"):
+        ref = m.get("tool_call_id") or m.get("name")
+        return f"{ROLES[role]}{f' ({ref})' if ref else ''}: {text}"
+    return f"{ROLES.get(role, role.title())}: {text}" if text else ""
+
+
+def _text(m: dict, i: int) -> str:
+    content = m.get("content")
+    if content is None or isinstance(content, str):
+        return content or ""
+    parts = []
+    for part in content if isinstance(content, list) else []:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("text", "input_text", "output_text"):
+            parts.append(str(part.get("text") or ""))
+        elif kind is not None:
+            raise GatewayError(400, f"Qwen Chat web accounts take text only: messages[{i}] has a {kind} part "
+                                    "(images and files are not supported on web accounts).",
+                               param=f"messages[{i}].content", code="unsupported_value")
+    return "\n".join(parts)

@@ -1,0 +1,93 @@
+"""Qwen Chat web accounts as the pivot's `Upstream` (pivot.py): the parts of this package behind one object.
+
+One attempt is two requests: `prepare` creates the chat (`chats/new`, through the engine's pooled client),
+then the engine sends the completion `wire` builds. Its answer is always a stream; a whole answer is
+assembled from it (forward.assembled), so `answer` is never given a JSON body by a working upstream."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING
+
+from ... import jsonio
+from ...auth.base import Capability, Credential
+from ...errors import SERVER, GatewayError, UpstreamError
+from ...pivot import Fetch, Wire
+from . import errors, request
+from .headers import url, web_headers
+from .pacing import Pacer
+from .stream import WebChunks
+
+if TYPE_CHECKING:
+    from ...models import Thinking
+
+
+class QwenWeb:
+    """The `Upstream` of pivot.py for chat.qwen.ai; `min_interval`: seconds between two generations of one
+    account (qwen_web_min_interval)."""
+
+    name = "qwenweb"
+
+    def __init__(self, min_interval: float = 0.0) -> None:
+        self.pacer = Pacer(min_interval)
+
+    def chat_body(self, chat: dict, *, model: str, cred: Credential, notes: list[str],
+                  learned: Mapping[str, Thinking] | None, stream_only: Collection[str] = ()) -> dict:
+        return request.completion_body(chat, model=model, notes=notes)
+
+    def own_body(self, body: dict, *, model: str, capability: Capability, cred: Credential,
+                 notes: list[str]) -> dict:
+        raise GatewayError(400, f"Qwen Chat web accounts do not serve {capability.value}.",
+                           code="unsupported_value", param="model")
+
+    async def prepare(self, cred: Credential, body: dict, fetch: Fetch) -> dict | UpstreamError:
+        """Create the chat the completion goes to (after the account's pacing interval); the body with its
+        `chat_id`, or what went wrong."""
+        await self.pacer.wait(cred.account)
+        target, host = url(cred, "/api/v2/chats/new")
+        status, headers, raw = await fetch(Wire(target, web_headers(cred, host, bearer=False),
+                                                request.new_chat_body(body["model"])))
+        try:
+            data = json.loads(raw) if status == 200 else None
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and data.get("success") is True:
+            chat_id = _chat_id(data)
+            if chat_id:
+                return request.with_chat(body, chat_id)
+            return UpstreamError(SERVER, 502, "Qwen Chat created a chat without an id.", "api_error",
+                                 code="invalid_upstream_response")
+        return errors.classify(status, raw, headers)
+
+    def wire(self, cred: Credential, suffix: str, body: dict, *, user_agent: str, stream: bool, attempt: int,
+             base: str | None = None, api_headers: tuple[tuple[str, str], ...] = ()) -> Wire:
+        chat_id = str(body.get("chat_id") or "")
+        target, host = url(cred, f"/api/v2/chat/completions?chat_id={chat_id}")
+        return Wire(target, web_headers(cred, host, bearer=True, referer=f"/c/{chat_id}"), body)
+
+    def refused(self, status: int, headers: Mapping[str, str]) -> bool:
+        return errors.is_error_answer(status, dict(headers))
+
+    def classify(self, status: int, body: bytes, headers: dict[str, str]) -> UpstreamError:
+        return errors.classify(status, body, headers)
+
+    def answer(self, data: dict, *, model: str) -> dict:
+        # Only reached for a JSON answer the engine let through: the web API answers completions as streams.
+        raise errors.classify(200, jsonio.dumps(data), {}).to_gateway_error()
+
+    def chunks(self, model: str) -> WebChunks:
+        return WebChunks(model)
+
+
+def _chat_id(data: dict) -> str | None:
+    """The new chat's id, where the clients find it (§1.5: `data.id`, also `chat_id`, `id`, `data.chat.id`)."""
+    inner = data.get("data") if isinstance(data.get("data"), dict) else {}
+    assert isinstance(inner, dict)
+    chat = inner.get("chat") if isinstance(inner.get("chat"), dict) else {}
+    assert isinstance(chat, dict)
+    for v in (inner.get("id"), inner.get("chat_id"), chat.get("id"), data.get("chat_id"), data.get("id")):
+        if isinstance(v, str) and v:
+            return v
+    return None
+
