@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 
 from . import oauth
-from .base import OAUTH, Account, AccountUnavailable, Credential
-from .credfile import REFRESH_ORDER, CredentialFileError, FileLock, LockTimeout, is_fresh, read_creds, write_creds
+from .base import OAUTH, AccountUnavailable, Credential
+from .credfile import REFRESH_ORDER, CredentialFileError, is_fresh, read_creds, write_creds
 from .endpoints import api_base_from_resource_url
 from .names import iso, login_hint
+from .refreshing import RefreshedFileAccount
 from .settings import AuthSettings
 from .state import AccountState
 
@@ -42,31 +43,18 @@ class _FileSig:
                                                                                      other.size)
 
 
-class OAuthAccount(Account):
+class OAuthAccount(RefreshedFileAccount[dict]):
     kind = OAUTH
 
     def __init__(self, name: str, path: Path, settings: AuthSettings, state: AccountState) -> None:
-        self.name = name
-        self.path = path
-        self.lock_path = path.with_suffix(".lock")
-        self.settings = settings
-        self.state = state
+        super().__init__(name, path, settings, state)
         self.file_check_s = settings.file_check_s
         self._creds: dict | None = None
         self._sig: _FileSig | None = None
-        self._checked = float("-inf")
-        self._inflight: asyncio.Future | None = None
-        self._failure: AccountUnavailable | None = None
-        self._failed_until = 0.0
-        self._refreshed_at = float("-inf")  # monotonic time of our last successful refresh
 
     @property
     def login_hint(self) -> str:
         return login_hint(self.name)
-
-    @property
-    def refreshing(self) -> bool:
-        return self._inflight is not None and not self._inflight.done()
 
     # ---- the file ---------------------------------------------------------------------------------
 
@@ -142,26 +130,11 @@ class OAuthAccount(Account):
                 return self._credential(creds)  # someone already replaced the token that failed
             if time.monotonic() - self._refreshed_at < self.settings.refresh_backoff_s:
                 return self._credential(creds)  # one refresh per window: a 401 storm gets this token
-        if self._inflight is None or self._inflight.done():  # single flight: every waiter shares one refresh
-            fut = asyncio.ensure_future(self._refresh(creds["access_token"], force_refresh))
-            self._inflight = fut
-            fut.add_done_callback(self._flight_done)
-        return self._credential(await asyncio.shield(self._inflight))
-
-    def _flight_done(self, fut: asyncio.Future) -> None:
-        if self._inflight is fut:
-            self._inflight = None
-        if not fut.cancelled():
-            fut.exception()  # retrieved: no "never retrieved" warning when nobody waited
+        token = creds["access_token"]
+        return self._credential(await self._single_flight(lambda: self._refresh(token, force_refresh)))
 
     async def _refresh(self, seen_token: str, force: bool) -> dict:
-        lock = FileLock(self.lock_path, stale_after=self.settings.lock_stale_s)
-        try:
-            await asyncio.to_thread(lock.acquire)
-        except LockTimeout as e:
-            raise self._failed(f"{self.name}: {e}") from e
-        beat = asyncio.ensure_future(self._heartbeat(lock))
-        try:
+        async with self._locked():
             sig = await asyncio.to_thread(self._stat)
             try:
                 current = await asyncio.to_thread(read_creds, self.path)
@@ -194,27 +167,8 @@ class OAuthAccount(Account):
                 self.state.set(self.name, last_error=f"could not save the refreshed login ({type(e).__name__})")
                 return new
             self._adopt(new)
-            self._refreshed_at = time.monotonic()
-            if self.state.get(self.name)["last_error"]:
-                self.state.set(self.name, last_error=None)
+            self._refreshed()
             return new
-        finally:
-            beat.cancel()
-            await asyncio.to_thread(lock.release)
-
-    async def _heartbeat(self, lock: FileLock) -> None:
-        """Touch the lock while a slow refresh runs so others do not break it as stale (10 s)."""
-        every = max(self.settings.lock_stale_s / 3, 0.05)
-        while True:
-            await asyncio.sleep(every)
-            await asyncio.to_thread(lock.touch)
-
-    def _failed(self, message: str) -> AccountUnavailable:
-        err = AccountUnavailable(message)
-        self._failure = err
-        self._failed_until = time.monotonic() + self.settings.refresh_retry_s
-        self.state.set(self.name, last_error=message)
-        return err
 
     def status(self) -> dict:
         out = {"name": self.name, "kind": self.kind, "state": "ok", "base_url": None, "expires_at": None,

@@ -21,9 +21,9 @@ from types import MappingProxyType
 
 from . import oauth, web_cookies as wc
 from . import web_session as ws
-from .base import WEB, Account, AccountUnavailable, Credential
-from .credfile import FileLock, LockTimeout
+from .base import WEB, AccountUnavailable, Credential
 from .names import iso
+from .refreshing import RefreshedFileAccount
 from .settings import AuthSettings
 from .state import AccountState
 
@@ -44,32 +44,19 @@ def reimport_hint(name: str) -> str:
     return f"import a fresh browser session: qwen-auth add-web {name} --replace --cookies FILE"
 
 
-class WebAccount(Account):
+class WebAccount(RefreshedFileAccount[ws.Session]):
     kind = WEB
 
     def __init__(self, name: str, path: Path, settings: AuthSettings, state: AccountState) -> None:
-        self.name = name
-        self.path = path
-        self.lock_path = path.with_suffix(".lock")
-        self.settings = settings
-        self.state = state
+        super().__init__(name, path, settings, state)
         self.enabled = settings.web_accounts
         self._session: ws.Session | None = None
         self._mtime: float | None = None
-        self._checked = float("-inf")
-        self._inflight: asyncio.Future | None = None
-        self._failure: AccountUnavailable | None = None
-        self._failed_until = 0.0
-        self._refreshed_at = float("-inf")
 
     @property
     def off_reason(self) -> str | None:
         """Why the pool must not hand this account out whatever its session (None: it may)."""
         return None if self.enabled else DISABLED
-
-    @property
-    def refreshing(self) -> bool:
-        return self._inflight is not None and not self._inflight.done()
 
     # ---- the file ---------------------------------------------------------------------------------
 
@@ -159,25 +146,11 @@ class WebAccount(Account):
             raise self._expired() if not self._fresh(s) else AccountUnavailable(
                 f"{self.name}: the token was refused and the session has no refresh_token cookie; "
                 f"{reimport_hint(self.name)}", needs_login=True)
-        if self._inflight is None or self._inflight.done():
-            fut = asyncio.ensure_future(self._refresh(s.token, force_refresh))
-            self._inflight = fut
-            fut.add_done_callback(self._flight_done)
-        return self._credential(await asyncio.shield(self._inflight))
-
-    def _flight_done(self, fut: asyncio.Future) -> None:
-        if self._inflight is fut:
-            self._inflight = None
-        if not fut.cancelled():
-            fut.exception()
+        token = s.token
+        return self._credential(await self._single_flight(lambda: self._refresh(token, force_refresh)))
 
     async def _refresh(self, seen_token: str, force: bool) -> ws.Session:
-        lock = FileLock(self.lock_path, stale_after=self.settings.lock_stale_s)
-        try:
-            await asyncio.to_thread(lock.acquire)
-        except LockTimeout as e:
-            raise self._failed(f"{self.name}: {e}") from e
-        try:
+        async with self._locked():
             mtime = await asyncio.to_thread(self._stat_mtime)
             try:
                 current = await asyncio.to_thread(ws.load, self.path)
@@ -207,19 +180,8 @@ class WebAccount(Account):
                 self._session = new
             else:
                 self._adopt(new)
-            self._refreshed_at = time.monotonic()
-            if self.state.get(self.name)["last_error"]:
-                self.state.set(self.name, last_error=None)
+            self._refreshed()
             return new
-        finally:
-            await asyncio.to_thread(lock.release)
-
-    def _failed(self, message: str) -> AccountUnavailable:
-        err = AccountUnavailable(message)
-        self._failure = err
-        self._failed_until = time.monotonic() + self.settings.refresh_retry_s
-        self.state.set(self.name, last_error=message)
-        return err
 
     def _park(self, session: ws.Session, why: str, *, punished: bool) -> None:
         """Mark the account needs_login (persisted); a punish is written to the session file too."""
