@@ -4,19 +4,16 @@ any output or error."""
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import stat
 import subprocess
-import sys
 
 import pytest
 
-from qwen_gateway.auth import cli
 from qwen_gateway.auth import web_session as ws
 from qwen_gateway.auth.registry import Registry
-from qwen_gateway.auth.settings import AuthSettings
+from test_auth_commands import run, settings  # noqa: F401  (fixtures: the CLI in-process)
 from test_auth_web import HEADER, ITNA, NETSCAPE, PLAYWRIGHT, REFRESH, SECRETS, TOKEN, UA
 
 from helpers.auth_env import CLEAN_ENV
@@ -24,22 +21,6 @@ from helpers.procs import BIN, ROOT
 
 BX_UA = "231!bxua-secretish-value"
 BX_UMID = "T2gA-umid-secretish-value"
-
-
-@pytest.fixture
-def settings(tmp_path) -> AuthSettings:
-    return AuthSettings.from_env(qwen_dir=tmp_path / ".qwen", state_dir=tmp_path / "state",
-                                 oauth_base_url="http://127.0.0.1:9", default_api_base="http://127.0.0.1:9/v1")
-
-
-@pytest.fixture
-def run(settings, capsys, monkeypatch):
-    def run(*args: str, stdin: str = "") -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        rc = cli.main(["--qwen-dir", str(settings.qwen_dir), "--state-dir", str(settings.state_dir), *args])
-        out = capsys.readouterr()
-        return rc, out.out, out.err
-    return run
 
 
 def no_secret(*texts: str) -> bool:
