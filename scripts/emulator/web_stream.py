@@ -8,19 +8,9 @@ import json
 from collections.abc import Iterator
 
 from .cache import text_of, tokens
+from .chat import pieces
 
 TOOL_PIECE = 7  # a <tool_call> block goes out in 7-character pieces: its tags never arrive whole
-
-
-def pieces(text: str, count: int) -> list[str]:
-    """The text in `count` pieces, or one per word (with its trailing space) when count is 0."""
-    if not text:
-        return []
-    if count <= 0:
-        words = text.split(" ")
-        return [w for w in [w + " " for w in words[:-1]] + [words[-1]] if w]
-    cuts = [len(text) * i // count for i in range(count + 1)]
-    return [text[a:b] for a, b in zip(cuts, cuts[1:]) if a < b]
 
 
 def prompt_of(node: dict) -> str:
