@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
+import httpx
 import pytest
 
 from helpers.procs import BIN
@@ -54,3 +56,36 @@ def test_llm_cli_on_a_web_account(web, tmp_path, api, stream):  # noqa: F811
     assert r.stdout.strip().endswith("Echo: say pong"), r.stdout
     body, = web.sent()
     assert body["messages"][0]["content"] == "say pong"
+
+
+def listed(web) -> dict[str, str]:  # noqa: F811  (the fixture's name)
+    r = httpx.get(web.gw.url + "/v1/models", headers={"authorization": "Bearer client-key"}, trust_env=False)
+    assert r.status_code == 200, r.text
+    return {m["id"]: m["owned_by"] for m in r.json()["data"]}
+
+
+def test_models_live_from_the_web_catalogue(web):  # noqa: F811
+    """The catalogue rotated: /v1/models lists it (fetched in the background, no credential sent), and a
+    model it lacks, or an OpenAI name, goes to its best current model."""
+    web.admin("switches", models=["qwen3.5-plus", "qwen4-plus", "qwen3-coder-plus"])
+    for _ in range(100):  # the first answer is the cache (here the static list); the fetch runs behind it
+        models = listed(web)
+        if "qwen4-plus" in models:
+            break
+        time.sleep(0.1)
+    assert models["qwen4-plus"] == "qwen-web" and models["qwen3.5-plus"] == "qwen-web"
+    fetch, = web.requests("/api/models")
+    assert "cookie" not in fetch["headers"] and "authorization" not in fetch["headers"]
+    for asked in ("gpt-4o", "qwen3.7-plus"):  # not in the catalogue any more
+        assert web.client.chat.completions.create(
+            model=asked, messages=[{"role": "user", "content": "hi"}]).choices[0].message.content == "Echo: hi"
+    web.client.chat.completions.create(model="qwen3.5-plus", messages=[{"role": "user", "content": "hi"}])
+    assert [b["model"] for b in web.sent()] == ["qwen4-plus", "qwen4-plus", "qwen3.5-plus"]
+    assert len(web.requests("/api/models")) == 1  # cached: one fetch per TTL
+
+
+def test_no_web_catalogue_unless_opted_in(make_gateway, emu, key_home):
+    gw = make_gateway("keys", env={**key_home, "QWEN_WEB_BASE_URL": emu.url})
+    r = httpx.get(gw.url + "/v1/models", trust_env=False)
+    assert r.status_code == 200 and "qwen-web" not in {m["owned_by"] for m in r.json()["data"]}
+    assert [q for q in emu.requests() if "/api/models" in q["path"]] == []
