@@ -1,6 +1,7 @@
 """Real clients on a Qwen Chat web account (issue #24, "Done when"): Codex CLI on a custom provider (the Responses
 API over HTTPS) with a tool round trip, and simonw's `llm` on both APIs. The web account, the emulator and the
-gateway are test_e2e_qwenweb.py's `web` fixture; the openai SDK's turns (chat, stream, tools, Responses) are there."""
+gateway are test_e2e_qwenweb.py's `web` fixture; the openai SDK's turns (chat, stream, tools, Responses) are there.
+And the live models (issue #24 item 5): the web catalogue in /v1/models, a model it lacks sent to its best."""
 
 from __future__ import annotations
 

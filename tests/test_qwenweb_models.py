@@ -116,3 +116,14 @@ def test_refresh_soon_without_an_event_loop_does_nothing():
     live = LiveModels()
     WebCatalogue(live, "http://127.0.0.1:9").refresh_soon()
     assert not live.is_live(WEB)
+
+
+def test_model_not_found_makes_the_catalogue_due_again():
+    live = LiveModels()
+    web = QwenWeb(0, live, "http://127.0.0.1:9")
+    live.put(WEB, ["qwen3.7-plus"])
+    assert not live.due(WEB)
+    envelope = json.dumps({"success": False, "data": {"code": "Not_Found", "details": "Model not found!"}}).encode()
+    err = web.classify(200, envelope, {"content-type": "application/json"})
+    assert err.status == 404 and err.code == "model_not_found"
+    assert live.due(WEB) and live.ids(WEB) == ("qwen3.7-plus",)  # refetched at the next chance, cache kept

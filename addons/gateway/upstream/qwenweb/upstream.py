@@ -73,7 +73,7 @@ class QwenWeb:
                 return request.with_chat(body, chat_id)
             return UpstreamError(SERVER, 502, "Qwen Chat created a chat without an id.", "api_error",
                                  code="invalid_upstream_response")
-        return errors.classify(status, raw, headers)
+        return self.classify(status, raw, headers)
 
     def wire(self, cred: Credential, suffix: str, body: dict, *, user_agent: str, stream: bool, attempt: int,
              base: str | None = None, api_headers: tuple[tuple[str, str], ...] = ()) -> Wire:
@@ -85,7 +85,10 @@ class QwenWeb:
         return errors.is_error_answer(status, dict(headers))
 
     def classify(self, status: int, body: bytes, headers: dict[str, str]) -> UpstreamError:
-        return errors.classify(status, body, headers)
+        err = errors.classify(status, body, headers)
+        if err.code == "model_not_found" and self.live is not None:
+            self.live.stale(WEB)  # the catalogue rotated: fetched again at the next chance
+        return err
 
     def answer(self, data: dict, *, model: str) -> dict:
         # Only reached for a JSON answer the engine let through: the web API answers completions as streams.
