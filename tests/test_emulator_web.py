@@ -220,6 +220,20 @@ def test_tool_call_switch_splits_a_tool_call_block_across_frames(web):
     assert not any("<tool_call>" in p or "</tool_call>" in p for p in pieces)  # the tags themselves are split
 
 
+def test_tool_call_times_calls_that_often_then_answers(web):
+    """A client's tool round trip (Codex runs the tool, then asks again): the call, then the reply."""
+    call = {"name": "exec_command", "arguments": {"cmd": "echo hi"}}
+    web.emu.admin("POST", "web/switches", {"tool_call": call, "tool_call_times": 1, "reply": "Done."})
+    s = web.session()
+    texts = []
+    for prompt in ("run it", "Tool result: hi"):
+        ds = deltas(frames(web.complete(s, web.chat_id(s), prompt)))
+        texts.append("".join(d["content"] for d in ds if d["status"] == "typing"))
+    assert texts[0].startswith("<tool_call>") and texts[1] == "Done."
+    sw = web.emu.admin("GET", "web/switches")
+    assert sw["tool_call"] is None and sw["tool_call_times"] == 0
+
+
 # ---- multi-turn: parent_id ---------------------------------------------------------------------
 
 

@@ -51,10 +51,10 @@ def test_a_lone_user_message_is_sent_as_it_is():
     assert notes == []
 
 
-def test_a_model_the_web_app_lacks_goes_to_its_default_with_a_note():
+def test_a_model_the_web_app_lacks_goes_to_its_best_model_with_a_note():
     notes: list[str] = []
     body = request.completion_body({"messages": [{"role": "user", "content": "hi"}]}, model="coder-model", notes=notes)
-    assert body["model"] == request.DEFAULT_MODEL and "coder-model" in notes[0]
+    assert body["model"] == "qwen3.8-max" and "coder-model" in notes[0]  # the static list's best (catalogue.rank)
 
 
 def test_history_is_flattened_system_first_tool_calls_and_results_as_text():

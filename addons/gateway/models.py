@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Iterable, Mapping
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 from .auth.base import KEY, Credential
 
@@ -156,10 +157,72 @@ def parse_model_map(items: Iterable[str]) -> dict[str, str]:
 LISTED_SINCE = 1_761_955_200  # 2025-11-01
 
 
+LIVE_TTL = 3600.0  # how long a fetched catalogue is current (Qwen2API's default for the web catalogue)
+LIVE_RETRY = 60.0  # after a failed fetch, the next try no sooner: a catalogue down is never hammered
+
+
+class LiveModels:
+    """The models each account kind's upstream currently offers (its live catalogue), per kind. An upstream
+    registers its kind with the static list (the fallback and the offline answer) and a `refresh` callable
+    that starts a fetch in the background and reports with `put` or `failed`; nothing here does I/O, so
+    nothing on a request's path waits for a catalogue: `ids` is the cache, or the fallback."""
+
+    def __init__(self, ttl: float = LIVE_TTL, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl, self.clock = ttl, clock
+        self._fallback: dict[str, tuple[str, ...]] = {}
+        self._refresh: dict[str, Callable[[], None]] = {}
+        self._live: dict[str, tuple[tuple[str, ...], float]] = {}  # kind -> (ids, fetched at)
+        self._failed: dict[str, float] = {}
+
+    def register(self, kind: str, fallback: Sequence[str], refresh: Callable[[], None]) -> None:
+        self._fallback[kind], self._refresh[kind] = tuple(fallback), refresh
+
+    def ids(self, kind: str) -> tuple[str, ...]:
+        live = self._live.get(kind)
+        return live[0] if live else self._fallback.get(kind, ())
+
+    def is_live(self, kind: str) -> bool:
+        return kind in self._live
+
+    def due(self, kind: str) -> bool:
+        now = self.clock()
+        live = self._live.get(kind)
+        if live and now - live[1] < self.ttl:
+            return False
+        return kind not in self._failed or now - self._failed[kind] >= LIVE_RETRY
+
+    def put(self, kind: str, ids: Sequence[str]) -> None:
+        if ids:  # an empty catalogue is no answer: the last one (or the fallback) stays
+            self._live[kind] = (tuple(ids), self.clock())
+            self._failed.pop(kind, None)
+        else:
+            self.failed(kind)
+
+    def failed(self, kind: str) -> None:
+        self._failed[kind] = self.clock()
+
+    def stale(self, kind: str) -> None:
+        """The upstream said a model is gone: fetch again at the next chance."""
+        if kind in self._live:
+            self._live[kind] = (self._live[kind][0], self.clock() - self.ttl)
+        self._failed.pop(kind, None)
+
+    def wanted(self) -> None:
+        """Starts the refresh of every kind whose catalogue is due (the callables only schedule)."""
+        for kind, refresh in self._refresh.items():
+            if self.due(kind):
+                refresh()
+
+    def listed(self) -> list[tuple[str, str]]:
+        """(model id, account kind) for every registered kind's current models."""
+        return [(m, kind) for kind in self._refresh for m in self.ids(kind)]
+
+
 class ModelMap:
     def __init__(self, default_model: str, aliases: Mapping[str, str] | None = None) -> None:
         self.default_model = default_model
         self.aliases = {**DEFAULT_ALIASES, **(aliases or {})}
+        self.live = LiveModels()
 
     def resolve(self, requested: str | None, cred: Credential | None = None) -> str:
         """The upstream model id for what the client asked, for this account."""
@@ -178,10 +241,16 @@ class ModelMap:
         return target
 
     def list(self) -> list[dict]:
+        """The static list, then the live catalogues' models (`owned_by: qwen-<kind>`, e.g. `qwen-web`; a
+        static id a catalogue also holds says that kind)."""
         created = LISTED_SINCE
         names = list(dict.fromkeys([*QWEN_MODELS, *EMBEDDING_MODELS, *self.aliases]))
-        return [{"id": n, "object": "model", "created": created, "owned_by": "qwen" if _looks_qwen(n) or n in
-                 OAUTH_ONLY else "qwen-gateway"} for n in names]
+        owners = {n: "qwen" if _looks_qwen(n) or n in OAUTH_ONLY else "qwen-gateway" for n in names}
+        for model, kind in self.live.listed():
+            owners.setdefault(model, f"qwen-{kind}")
+            if owners[model] == "qwen":
+                owners[model] = f"qwen-{kind}"
+        return [{"id": n, "object": "model", "created": created, "owned_by": owner} for n, owner in owners.items()]
 
     def get(self, model_id: str) -> dict | None:
         for m in self.list():

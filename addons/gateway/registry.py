@@ -57,7 +57,9 @@ def pairing(config: Config) -> Pairing:
     base (api/messages/passthrough.py); every other account translates them. The addon builds the pool with
     these kinds only (`AccountPool.from_settings(kinds=...)`): an account of a kind not listed is never
     acquired, so no account's credential reaches another kind's upstream (never `Pairing.default`)."""
-    upstreams: dict[str, Upstream] = {OAUTH: DASHSCOPE, KEY: DASHSCOPE, WEB: QwenWeb(config.web_min_interval)}
+    web = QwenWeb(config.web_min_interval, config.models.live, config.auth.web_base_url, config.network) \
+        if config.auth.web_accounts else QwenWeb(config.web_min_interval)  # not opted in: no catalogue fetched
+    upstreams: dict[str, Upstream] = {OAUTH: DASHSCOPE, KEY: DASHSCOPE, WEB: web}
     legs = {("embeddings", DASHSCOPE.name): Leg("embeddings", passthrough=True)}
     if config.messages_passthrough:
         legs[("messages", DASHSCOPE.name)] = Leg("v1/messages", passthrough=True, base=anthropic_base)

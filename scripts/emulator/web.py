@@ -129,6 +129,15 @@ def _start(w: WebState, body: dict, s: dict) -> tuple[dict, dict] | tuple[str, s
     return chat, gen
 
 
+def _count_tool_call(w: WebState) -> None:
+    """`tool_call_times`: a client's round trip runs the tool and asks again; the model then answers."""
+    left = int(w.switches.get("tool_call_times") or 0)
+    if w.switches.get("tool_call") is not None and left > 0:
+        w.switches["tool_call_times"] = left - 1
+        if left == 1:
+            w.switches["tool_call"] = None
+
+
 def complete(h, w: WebState, query: dict, body: dict | None) -> None:
     s = auth.admit(h, w)
     if s is None:
@@ -148,6 +157,8 @@ def complete(h, w: WebState, query: dict, body: dict | None) -> None:
     with w.lock:
         started = _start(w, body, s)
         sw = dict(w.switches)
+        if not isinstance(started[0], str):
+            _count_tool_call(w)
         released = w.released
     if isinstance(started[0], str):
         return send_envelope(h, *started)

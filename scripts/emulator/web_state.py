@@ -20,6 +20,7 @@ ANTI_BOT = ("ssxmod_itna", "ssxmod_itna2", "acw_tc", "x-ap", "cna", "tfstk", "is
 DEFAULT_SWITCHES = {
     "reply": None,  # fixed answer text; default "Echo: <the user message>"
     "tool_call": None,  # {"name", "arguments"}: the answer is one <tool_call>{…}</tool_call> block
+    "tool_call_times": 0,  # > 0: only that many answers call (then tool_call is cleared); 0: every answer
     "chunk_count": 0,  # answer pieces; 0: one per word (a tool-call block: 7-character pieces)
     "gap_ms": 0,  # pause between frames
     "models": None,  # catalogue ids (default: web_models.CATALOGUE's)

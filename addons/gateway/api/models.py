@@ -1,4 +1,5 @@
-"""GET /v1/models and /v1/models/{id}, answered locally from the model map (models.py)."""
+"""GET /v1/models and /v1/models/{id}, answered locally from the model map (models.py): the static list and the
+live catalogues of the account kinds in use (models.LiveModels), as cached."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ..models import tier_alias
 
 
 async def answer(ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Response:
+    config.models.live.wanted()  # the live catalogues refresh in the background: this answer is the cache
     path = ex.client.path
     sub = path[3:] if path.startswith("/v1/") else path
     if sub == "/models":
@@ -55,7 +57,8 @@ def _for_messages(models: list[dict]) -> list[dict]:
     """What a Messages client can ask for: the Claude names first, then Qwen's chat models (not OpenAI's
     aliases, nor embedding models)."""
     claude = [m for m in models if m["id"].startswith("claude-")]
-    qwen = [m for m in models if m.get("owned_by") == "qwen" and not m["id"].startswith("text-embedding")]
+    qwen = [m for m in models if str(m.get("owned_by")).startswith("qwen") and m.get("owned_by") != "qwen-gateway"
+            and not m["id"].startswith("text-embedding")]
     return claude + qwen
 
 

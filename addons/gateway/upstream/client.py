@@ -133,17 +133,19 @@ class UpstreamClient:
         self.connections_opened = 0
 
     async def send(self, url: str, headers: list[tuple[str, str]], body: bytes, *,
-                   head_timeout: float | None, read_timeout: float | None) -> Response:
-        """POST `body`; returns once the status and headers are read (within `head_timeout`)."""
+                   head_timeout: float | None, read_timeout: float | None, method: str = "POST") -> Response:
+        """POST `body` (or GET, without one: a catalogue); returns once the status and headers are read
+        (within `head_timeout`)."""
         parts = urlsplit(url)
         scheme = parts.scheme
         host = parts.hostname or ""
         port = parts.port or (443 if scheme == "https" else 80)
         origin = (scheme, host, port)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
-        head = [f"POST {target} HTTP/1.1"]
+        head = [f"{method} {target} HTTP/1.1"]
         head += [f"{k}: {v}" for k, v in headers if k.lower() not in ("content-length", "connection")]
-        head.append(f"content-length: {len(body)}")
+        if method != "GET":
+            head.append(f"content-length: {len(body)}")
         request = ("\r\n".join(head) + "\r\n\r\n").encode() + body
         conn, reused = await self._checkout(origin)
         try:

@@ -8,25 +8,19 @@ from __future__ import annotations
 import time
 import uuid
 
+from collections.abc import Sequence
+
 from ...errors import GatewayError
 from . import tools
+from .catalogue import pick
 
-DEFAULT_MODEL = "qwen3.7-plus"  # the web app's default (§1.10: QP's)
-# The web catalogue's ids seen in 2026 (§1.10); any other name asked goes to the default. The live catalogue
-# (GET /api/models) is issue #24 item 5.
-WEB_MODELS = frozenset({"qwen3.8-max", "qwen3.7-plus", "qwen3.7-max", "qwen3.6-plus", "qwen3.5-plus",
-                        "qwen3-coder-plus"})
+# The web catalogue's ids seen in 2026 (§1.10): the fallback and the offline answer when the live catalogue
+# (catalogue.py, GET /api/models) has not answered.
+WEB_MODELS = ("qwen3.8-max", "qwen3.7-plus", "qwen3.7-max", "qwen3.6-plus", "qwen3.5-plus", "qwen3-coder-plus")
 # Knobs the web app has no field for (§1.6): dropped, each with a note on the exchange.
 DROPPED = ("temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "presence_penalty",
            "frequency_penalty", "repetition_penalty", "seed", "stop", "response_format", "parallel_tool_calls")
 ROLES = {"user": "User", "assistant": "Assistant", "tool": "Tool result", "function": "Tool result"}
-
-
-def web_model(model: str, notes: list[str]) -> str:
-    if model in WEB_MODELS:
-        return model
-    notes.append(f"{model} is not a Qwen Chat web model: sent to {DEFAULT_MODEL}")
-    return DEFAULT_MODEL
 
 
 def new_chat_body(model: str, now: float | None = None) -> dict:
@@ -35,14 +29,16 @@ def new_chat_body(model: str, now: float | None = None) -> dict:
             "timestamp": int(now * 1000), "project_id": ""}
 
 
-def completion_body(chat: dict, *, model: str, notes: list[str], now: float | None = None) -> dict:
-    """The completion body for a chat request, its `chat_id` still None (the chat is made just before)."""
+def completion_body(chat: dict, *, model: str, notes: list[str], models: Sequence[str] = WEB_MODELS,
+                    default: str | None = None, now: float | None = None) -> dict:
+    """The completion body for a chat request, its `chat_id` still None (the chat is made just before).
+    `models`: the catalogue (live, or the fallback); `default`: the account's default model."""
     now = time.time() if now is None else now
     refuse_unsupported(chat)
     notes += [f"{k}: Qwen Chat web accounts have no such setting: dropped" for k in DROPPED if chat.get(k) is not None]
     if isinstance(chat.get("web_search_options"), dict):
         notes.append("web search: not available on Qwen Chat web accounts: the offered search tool was dropped")
-    model = web_model(model, notes)
+    model = pick(model, models, default, notes)
     text = flatten(chat)
     thinking = _thinking(chat)
     node = {"id": None, "fid": str(uuid.uuid4()), "parentId": None, "childrenIds": [], "role": "user",

@@ -11,10 +11,13 @@ from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
 from ... import jsonio
-from ...auth.base import Capability, Credential
+from ...auth.base import WEB, Capability, Credential
 from ...errors import SERVER, GatewayError, UpstreamError
+from ...models import LiveModels
+from ...network import Network
 from ...pivot import Fetch, Wire
 from . import errors, request
+from .catalogue import WebCatalogue
 from .headers import url, web_headers
 from .pacing import Pacer
 from .stream import WebChunks
@@ -29,12 +32,24 @@ class QwenWeb:
 
     name = "qwenweb"
 
-    def __init__(self, min_interval: float = 0.0) -> None:
+    def __init__(self, min_interval: float = 0.0, live: LiveModels | None = None, base: str | None = None,
+                 network: Network | None = None) -> None:
         self.pacer = Pacer(min_interval)
+        self.live = live
+        if live is not None and base:  # web accounts in use: their catalogue joins /v1/models
+            live.register(WEB, request.WEB_MODELS, WebCatalogue(live, base, network).refresh_soon)
+
+    def models(self) -> tuple[str, ...]:
+        """The catalogue as cached (a due refresh starts in the background), else the static list."""
+        if self.live is None:
+            return request.WEB_MODELS
+        self.live.wanted()
+        return self.live.ids(WEB) or request.WEB_MODELS
 
     def chat_body(self, chat: dict, *, model: str, cred: Credential, notes: list[str],
                   learned: Mapping[str, Thinking] | None, stream_only: Collection[str] = ()) -> dict:
-        return request.completion_body(chat, model=model, notes=notes)
+        return request.completion_body(chat, model=model, notes=notes, models=self.models(),
+                                       default=cred.default_model)
 
     def own_body(self, body: dict, *, model: str, capability: Capability, cred: Credential,
                  notes: list[str]) -> dict:
@@ -58,7 +73,7 @@ class QwenWeb:
                 return request.with_chat(body, chat_id)
             return UpstreamError(SERVER, 502, "Qwen Chat created a chat without an id.", "api_error",
                                  code="invalid_upstream_response")
-        return errors.classify(status, raw, headers)
+        return self.classify(status, raw, headers)
 
     def wire(self, cred: Credential, suffix: str, body: dict, *, user_agent: str, stream: bool, attempt: int,
              base: str | None = None, api_headers: tuple[tuple[str, str], ...] = ()) -> Wire:
@@ -70,7 +85,10 @@ class QwenWeb:
         return errors.is_error_answer(status, dict(headers))
 
     def classify(self, status: int, body: bytes, headers: dict[str, str]) -> UpstreamError:
-        return errors.classify(status, body, headers)
+        err = errors.classify(status, body, headers)
+        if err.code == "model_not_found" and self.live is not None:
+            self.live.stale(WEB)  # the catalogue rotated: fetched again at the next chance
+        return err
 
     def answer(self, data: dict, *, model: str) -> dict:
         # Only reached for a JSON answer the engine let through: the web API answers completions as streams.
