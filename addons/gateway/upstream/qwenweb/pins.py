@@ -1,7 +1,7 @@
 """Pinned multi-turn for web accounts (qwen-web-protocol.md §1.8 strategy 2): a conversation keeps its Qwen Chat
 chat, and a later turn sends only its new messages with `parent_id` = the chat's last response.
 
-A pin is keyed by (account, the client's `user` or `x-qwen-session`, model) and remembers the chat, its last
+A pin is keyed by (account, the client's `user` field, model) and remembers the chat, its last
 response id and a digest of the transcript sent so far (tools and messages). A request continues the pin only
 when that transcript is a prefix of its messages, followed by the assistant's answer and then new user or tool
 messages; anything else (an edited history, other tools) starts a new chat. Pins live in SQLite under the state
@@ -18,7 +18,6 @@ from pathlib import Path
 
 from ...auth.state import open_private_db
 
-SESSION_HEADER = "x-qwen-session"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pins (key TEXT PRIMARY KEY, chat_id TEXT, response_id TEXT, digest TEXT,
     count INTEGER, expires REAL);
