@@ -140,3 +140,13 @@ def test_pinned_turns_stream(web):
     turn(web, h, "three")
     chats = {chat_of(r) for r in completions(web)}
     assert len(chats) == 1 and completions(web)[-1]["body"]["messages"][0]["content"] == "three"
+
+
+def test_responses_turns_with_previous_response_id_continue_one_chat(web):
+    r1 = web.client.responses.create(model="gpt-4o", input="one", user="alice")
+    r2 = web.client.responses.create(model="gpt-4o", input="two", user="alice", previous_response_id=r1.id)
+    web.client.responses.create(model="gpt-4o", input="three", user="alice", previous_response_id=r2.id)
+    sent = completions(web)
+    assert r2.output_text == "Echo: two" and len({chat_of(r) for r in sent}) == 1
+    assert [r["body"]["messages"][0]["content"] for r in sent] == ["one", "two", "three"]
+    assert len(web.requests("/api/v2/chats/new")) == 1
