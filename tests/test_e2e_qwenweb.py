@@ -51,7 +51,12 @@ class Web:
 
 @pytest.fixture
 def web(make_gateway, emu, home):
-    emu.admin("POST", "reset", {"tokens": True})
+    return start_web(make_gateway, emu, home)
+
+
+def start_web(make_gateway, emu, home, *args: str) -> Web:
+    """A web account minted by the emulator, imported, and a gateway opted in (with `args` more options). The
+    emulator's logins are left alone: other modules' gateways share them."""
     tmp, env = home
     minted = emu.admin("POST", "web/session", {"expires_in": 3600})
     settings = AuthSettings.from_env(qwen_dir=tmp / ".qwen", state_dir=tmp / "state")
@@ -61,7 +66,7 @@ def web(make_gateway, emu, home):
     Registry(settings).put({"name": "chat", "kind": WEB})
     env = {**env, "QWEN_WEB_BASE_URL": emu.url, "QWEN_WEB_AUTH_BASE_URL": emu.url, "QWEN_ACCOUNTS_CHECK_S": "0"}
     gw = make_gateway("web", env=env, args=("--set", "qwen_web_accounts=true", "--set", "qwen_debug_log=true",
-                                              "--set", "qwen_web_min_interval=0"))
+                                              "--set", "qwen_web_min_interval=0", *args))
     web = Web(emu, gw, minted)
     web.state = tmp / "state"
     return web

@@ -59,6 +59,11 @@ def declare(loader) -> None:
     add("qwen_web_min_interval", int, 3,
         "Seconds at least between two requests sent with one Qwen Chat web account (0: no pacing). Bursts "
         "look like a bot and raise the session's anti-bot risk.")
+    add("qwen_web_pin", str, "off",
+        "Pinned multi-turn for Qwen Chat web accounts: `off` (a new chat per request, the history flattened) or "
+        "`user` (requests with the same OpenAI `user` field continue one chat, sending only the new message).",
+        choices=("off", "user"))
+    add("qwen_web_pin_ttl", int, 3600, "Seconds a pinned Qwen Chat conversation is kept after its last turn.")
     add("qwen_web_auth_base_url", str, "",
         "Where web sessions are refreshed (default $QWEN_WEB_AUTH_BASE_URL or https://auth.qwen.ai).")
     add("qwen_user_agent", str, "", f"User-Agent sent upstream (default $QWEN_USER_AGENT or {DEFAULT_USER_AGENT}).")
@@ -117,6 +122,8 @@ class Config:
     allow_passthrough: bool = False
     messages_passthrough: bool = False
     web_min_interval: float = 3
+    web_pin: str = "off"
+    web_pin_ttl: float = 3600
     max_body: int = 32 << 20
     token_count: bool = True
     metrics: bool = True
@@ -148,7 +155,8 @@ def parse(o) -> Config:
         if getattr(o, name) <= 0:
             raise exceptions.OptionsError(f"{name} must be positive")
     for name in ("qwen_upstream_timeout", "qwen_upstream_keepalive", "qwen_stream_idle_timeout",
-                 "qwen_context_limit_default", "qwen_web_flow_limit", "qwen_web_min_interval"):
+                 "qwen_context_limit_default", "qwen_web_flow_limit", "qwen_web_min_interval",
+                 "qwen_web_pin_ttl"):
         if getattr(o, name) < 0:
             raise exceptions.OptionsError(f"{name} must be 0 or more")
     if o.qwen_debug_log_count < 1:
@@ -178,6 +186,8 @@ def parse(o) -> Config:
         models=models,
         messages_passthrough=o.qwen_messages_passthrough,
         web_min_interval=o.qwen_web_min_interval,
+        web_pin=o.qwen_web_pin,
+        web_pin_ttl=o.qwen_web_pin_ttl,
         auth=auth,
         user_agent=o.qwen_user_agent or env.get("QWEN_USER_AGENT") or DEFAULT_USER_AGENT,
         upstream_timeout=o.qwen_upstream_timeout,

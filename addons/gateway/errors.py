@@ -79,11 +79,12 @@ class ErrorKind(enum.StrEnum):
     SERVER = "server"  # other 5xx
     CLIENT = "client"  # other 4xx: the request itself is bad
     PUNISHED = "punished"  # an anti-bot page (Qwen Chat web accounts): the session is parked, never retried
+    STALE = "stale"  # the upstream's own state moved on (a pinned Qwen Chat chat): tried once more, afresh
 
 
 AUTH, QUOTA, THROTTLE, DENIED = ErrorKind.AUTH, ErrorKind.QUOTA, ErrorKind.THROTTLE, ErrorKind.DENIED
 CONTEXT, TIMEOUT, SERVER, CLIENT = ErrorKind.CONTEXT, ErrorKind.TIMEOUT, ErrorKind.SERVER, ErrorKind.CLIENT
-PUNISHED = ErrorKind.PUNISHED
+PUNISHED, STALE = ErrorKind.PUNISHED, ErrorKind.STALE
 
 
 @dataclass

@@ -49,6 +49,7 @@ class RetryReason(enum.StrEnum):
     RECONNECTED = "reconnected"  # a pooled connection had died before the request got through
     THINKING = "thinking"  # the model refused its thinking settings: learned, sent again
     STREAM_ONLY = "stream_only"  # the model answers streams only: learned, sent again as a stream
+    NEW_CHAT = "new_chat"  # a pinned Qwen Chat chat refused the turn (stale parent): sent again in a new chat
 
 
 @dataclass(frozen=True)

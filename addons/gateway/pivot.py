@@ -211,6 +211,15 @@ class Upstream(Protocol):
         `fetch`; returns the body to send (DashScope: `body` as it is) or the error to recover from."""
         ...
 
+    def opened(self, body: dict, resp: UpstreamAnswer) -> UpstreamAnswer:
+        """The answer to the prepared `body` as the engine hands it on (DashScope: `resp` itself; the web API
+        reads a pinned chat's answer through, and closing it ends the chat's turn)."""
+        ...
+
+    def abandoned(self, body: dict) -> None:
+        """The prepared `body` was never answered (the send failed): undo what `prepare` holds."""
+        ...
+
     def refused(self, status: int, headers: Mapping[str, str]) -> bool:
         """Whether an answer is an error to `classify` (DashScope: status >= 400; the web API: also an HTTP 200
         envelope or punish page, anything but a stream)."""

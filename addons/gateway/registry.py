@@ -35,7 +35,7 @@ from .observe.requestlog import RequestLine
 from .observer import Observer
 from .pivot import ClientFormat, Endpoint, Leg, Pairing, Upstream
 from .upstream.dashscope.upstream import DASHSCOPE
-from .upstream.qwenweb.upstream import QwenWeb
+from .upstream.qwenweb.upstream import web_upstream
 
 if TYPE_CHECKING:
     from .exchange import Exchange
@@ -57,9 +57,7 @@ def pairing(config: Config) -> Pairing:
     base (api/messages/passthrough.py); every other account translates them. The addon builds the pool with
     these kinds only (`AccountPool.from_settings(kinds=...)`): an account of a kind not listed is never
     acquired, so no account's credential reaches another kind's upstream (never `Pairing.default`)."""
-    web = QwenWeb(config.web_min_interval, config.models.live, config.auth.web_base_url, config.network) \
-        if config.auth.web_accounts else QwenWeb(config.web_min_interval)  # not opted in: no catalogue fetched
-    upstreams: dict[str, Upstream] = {OAUTH: DASHSCOPE, KEY: DASHSCOPE, WEB: web}
+    upstreams: dict[str, Upstream] = {OAUTH: DASHSCOPE, KEY: DASHSCOPE, WEB: web_upstream(config)}
     legs = {("embeddings", DASHSCOPE.name): Leg("embeddings", passthrough=True)}
     if config.messages_passthrough:
         legs[("messages", DASHSCOPE.name)] = Leg("v1/messages", passthrough=True, base=anthropic_base)

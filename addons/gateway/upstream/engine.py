@@ -17,9 +17,9 @@ from .. import jsonio
 from ..config import Config
 from ..errors import ConnectionFailed, DeadConnection, GatewayError, UpstreamError, UpstreamTimeout
 from ..exchange import Exchange, Retry, RetryReason
-from ..pivot import Pairing, Upstream, Wire
+from ..pivot import Pairing, Upstream, UpstreamAnswer, Wire
 from ..redact import REDACTED, SECRET_HEADERS
-from .client import ProxyRefused, Response, UntrustedCertificate, UpstreamClient
+from .client import ProxyRefused, UntrustedCertificate, UpstreamClient
 from .retry import RetryPolicy
 
 log = logging.getLogger("qwen")
@@ -57,7 +57,7 @@ class UpstreamEngine:
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def open(self, ex: Exchange) -> Response:
+    async def open(self, ex: Exchange) -> UpstreamAnswer:
         """Send the exchange to Qwen; return the answer with its headers read and its body still streaming.
         Raises GatewayError (in OpenAI's format) when no attempt succeeds."""
         await self.policy.acquire(ex)
@@ -72,8 +72,12 @@ class UpstreamEngine:
             ex.upstream_body = prepared
             url, headers, body, read = self._wire(ex, base)
             try:
-                resp = await self.client.send(url, headers, body, head_timeout=self.config.upstream_timeout or None,
-                                              read_timeout=read)
+                try:
+                    resp = await self.client.send(url, headers, body, head_timeout=self.config.upstream_timeout
+                                                  or None, read_timeout=read)
+                except BaseException:
+                    upstream.abandoned(ex.upstream_body)
+                    raise
             except DeadConnection as e:
                 if reconnected:
                     raise GatewayError(502, "Qwen closed the connection.", code="upstream_connection_error") from e
@@ -82,6 +86,7 @@ class UpstreamEngine:
                 continue
             except ConnectionFailed as e:
                 raise _transport(e) from e
+            resp = upstream.opened(ex.upstream_body, resp)
             ex.upstream_status = resp.status_code
             ex.upstream_response_headers = dict(resp.headers)
             if not upstream.refused(resp.status_code, resp.headers):

@@ -21,9 +21,9 @@ from collections.abc import Awaitable, Callable
 from ..errors import ConnectionFailed, GatewayError, UpstreamTimeout
 from ..exchange import Exchange
 from ..loopback import LoopbackServer
+from ..pivot import UpstreamAnswer
 from ..sse import encode
 from ..streaming import stream_error
-from .client import Response
 
 log = logging.getLogger("qwen")
 
@@ -34,7 +34,7 @@ _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden"
 
 
 class LoopbackRelay(LoopbackServer):
-    def __init__(self, open_upstream: Callable[[Exchange], Awaitable[Response]], *,
+    def __init__(self, open_upstream: Callable[[Exchange], Awaitable[UpstreamAnswer]], *,
                  idle_timeout: Callable[[], float]) -> None:
         super().__init__()
         self.open_upstream = open_upstream
@@ -126,7 +126,7 @@ class LoopbackRelay(LoopbackServer):
             return b"" if keep else None
         return gone.result() or None  # b"": closed; a byte: the start of the next request
 
-    async def _pump(self, resp: Response, writer: asyncio.StreamWriter) -> bool:
+    async def _pump(self, resp: UpstreamAnswer, writer: asyncio.StreamWriter) -> bool:
         ctype = resp.headers.get("content-type", "application/json")
         writer.write(f"HTTP/1.1 {resp.status_code} {_REASONS.get(resp.status_code, 'OK')}\r\n"
                      f"content-type: {ctype}\r\ntransfer-encoding: chunked\r\n\r\n".encode("latin-1"))

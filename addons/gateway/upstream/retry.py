@@ -64,6 +64,10 @@ class RetryPolicy:
             ex.notes.append(f"{ex.upstream_model} answers streams only: sent again as a stream")
             ex.retries.append(Retry(RetryReason.STREAM_ONLY, account))
             return ex.cred
+        if err.kind == errors.STALE and not _retried(ex, RetryReason.NEW_CHAT):
+            ex.notes.append(f"{err.message}: sent again in a new chat")
+            ex.retries.append(Retry(RetryReason.NEW_CHAT, account))
+            return ex.cred
         try:
             if err.kind == errors.AUTH and not _retried(ex, RetryReason.REFRESHED):
                 self.pool.report(account, Outcome.AUTH)

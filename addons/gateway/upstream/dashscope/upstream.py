@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ...auth.base import OAUTH, Capability, Credential
 from ...errors import UpstreamError
-from ...pivot import Fetch, Wire
+from ...pivot import Fetch, UpstreamAnswer, Wire
 from . import answer, errors, request
 from .headers import host_header, upstream_headers, upstream_url
 from .stream import ChunkNormalizer
@@ -44,6 +44,12 @@ class DashScope:
 
     async def prepare(self, cred: Credential, body: dict, fetch: Fetch) -> dict | UpstreamError:
         return body  # one request per attempt: nothing to make first
+
+    def opened(self, body: dict, resp: UpstreamAnswer) -> UpstreamAnswer:
+        return resp
+
+    def abandoned(self, body: dict) -> None:
+        pass
 
     def refused(self, status: int, headers: Mapping[str, str]) -> bool:
         return status >= 400

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 
-from ...errors import AUTH, CLIENT, PUNISHED, QUOTA, SERVER, THROTTLE, UpstreamError
+from ...errors import AUTH, CLIENT, PUNISHED, QUOTA, SERVER, STALE, THROTTLE, UpstreamError
 
 PUNISH_MARKS = ("_____tmd_____/punish", "FAIL_SYS_USER_VALIDATE", "RGV587", "aliyun_waf", "baxia-dialog-content")
 PUNISH_MESSAGE = ("Qwen Chat answered with an anti-bot page: this session needs a fresh browser login "
                   "(qwen-auth add-web NAME --replace); the account is parked until then.")
 # Codes that mean "wait": the per-day cap has `num` hours (§1.12); the others are short (assumed).
 _THROTTLE = {"toomanyrequests", "too_many_requests", "parallellimited"}
+# A turn refused for the chat's state (a stale parent_id, a generation still running, §1.8, §1.12): a new chat
+# serves it (retry.py tries once more; the pinned chat is forgotten first).
+STALE_MARKS = ("parent", "in progress")
 _QUOTA = {"quotalimited", "exceedlimit", "quota_exhausted"}
 
 
@@ -69,6 +72,8 @@ def envelope(code: str, details: str, num: object) -> UpstreamError:
     if low == "not_found":
         return UpstreamError(CLIENT, 404, said, "invalid_request_error", code="model_not_found"
                              if "model" in details.lower() else "not_found")
+    if low == "bad_request" and any(w in details.lower() for w in STALE_MARKS):
+        return UpstreamError(STALE, 502, f"{said} (the pinned chat moved on)", "api_error", code="upstream_bad_request")
     if low == "bad_request":
         return UpstreamError(SERVER, 502, f"{said} (Qwen Chat refused the gateway's request).", "api_error",
                              code="upstream_bad_request")

@@ -71,6 +71,21 @@ def with_chat(body: dict, chat_id: str) -> dict:
     return {**body, "chat_id": chat_id, "chatId": chat_id}
 
 
+def continued(body: dict, chat_id: str, parent_id: str, content: str) -> dict:
+    """The body as a later turn of a pinned chat (§1.8 strategy 2): only the new message, its parent the chat's
+    last response."""
+    node = {**body["messages"][0], "content": content, "parentId": parent_id}
+    return {**with_chat(body, chat_id), "parent_id": parent_id, "parentId": parent_id, "messages": [node]}
+
+
+def follow_up_text(messages: list[dict], first: int) -> str:
+    """The new messages of a pinned turn as one user message: a lone user message as it is, tool results (and
+    what follows them) as lines; `first`: the index of the first one in the request (for errors)."""
+    if len(messages) == 1 and messages[0].get("role") == "user":
+        return _text(messages[0], first)
+    return "\n\n".join(line for line in (_turn(m, first + i) for i, m in enumerate(messages)) if line)
+
+
 def _thinking(chat: dict) -> bool:
     """Thinking unless the client turned it off (Qwen's `enable_thinking: false`, `reasoning_effort: none`)."""
     return chat.get("enable_thinking") is not False and chat.get("reasoning_effort") not in ("none", "minimal")

@@ -12,14 +12,17 @@ from typing import TYPE_CHECKING
 
 from ... import jsonio
 from ...auth.base import WEB, Capability, Credential
+from ...config import Config
 from ...errors import SERVER, GatewayError, UpstreamError
 from ...models import LiveModels
 from ...network import Network
-from ...pivot import Fetch, Wire
+from ...pivot import Fetch, UpstreamAnswer, Wire
 from . import errors, request
 from .catalogue import WebCatalogue
 from .headers import url, web_headers
 from .pacing import Pacer
+from .pinning import PLAN, Pinning
+from .pins import PinStore
 from .stream import WebChunks
 
 if TYPE_CHECKING:
@@ -28,14 +31,15 @@ if TYPE_CHECKING:
 
 class QwenWeb:
     """The `Upstream` of pivot.py for chat.qwen.ai; `min_interval`: seconds between two generations of one
-    account (qwen_web_min_interval)."""
+    account (qwen_web_min_interval); `pinning`: pinned multi-turn (qwen_web_pin; None: a new chat per request)."""
 
     name = "qwenweb"
 
     def __init__(self, min_interval: float = 0.0, live: LiveModels | None = None, base: str | None = None,
-                 network: Network | None = None) -> None:
+                 network: Network | None = None, pinning: Pinning | None = None) -> None:
         self.pacer = Pacer(min_interval)
         self.live = live
+        self.pinning = pinning
         if live is not None and base:  # web accounts in use: their catalogue joins /v1/models
             live.register(WEB, request.WEB_MODELS, WebCatalogue(live, base, network).refresh_soon)
 
@@ -48,8 +52,10 @@ class QwenWeb:
 
     def chat_body(self, chat: dict, *, model: str, cred: Credential, notes: list[str],
                   learned: Mapping[str, Thinking] | None, stream_only: Collection[str] = ()) -> dict:
-        return request.completion_body(chat, model=model, notes=notes, models=self.models(),
+        body = request.completion_body(chat, model=model, notes=notes, models=self.models(),
                                        default=cred.default_model)
+        plan = self.pinning.plan(chat, cred.account, body["model"]) if self.pinning is not None else None
+        return {**body, PLAN: plan} if plan is not None else body
 
     def own_body(self, body: dict, *, model: str, capability: Capability, cred: Credential,
                  notes: list[str]) -> dict:
@@ -60,6 +66,10 @@ class QwenWeb:
         """Create the chat the completion goes to (after the account's pacing interval); the body with its
         `chat_id`, or what went wrong."""
         await self.pacer.wait(cred.account)
+        if self.pinning is not None and (body.get(PLAN) or {}).get("hit"):
+            continued = await self.pinning.claim(body)
+            if continued is not None:
+                return continued
         target, host = url(cred, "/api/v2/chats/new")
         status, headers, raw = await fetch(Wire(target, web_headers(cred, host, bearer=False),
                                                 request.new_chat_body(body["model"])))
@@ -79,7 +89,16 @@ class QwenWeb:
              base: str | None = None, api_headers: tuple[tuple[str, str], ...] = ()) -> Wire:
         chat_id = str(body.get("chat_id") or "")
         target, host = url(cred, f"/api/v2/chat/completions?chat_id={chat_id}")
-        return Wire(target, web_headers(cred, host, bearer=True, referer=f"/c/{chat_id}"), body)
+        sent = {k: v for k, v in body.items() if k != PLAN}
+        return Wire(target, web_headers(cred, host, bearer=True, referer=f"/c/{chat_id}"), sent)
+
+    def opened(self, body: dict, resp: UpstreamAnswer) -> UpstreamAnswer:
+        """A pinned turn's answer is read through, to learn the chat's new last response when it ends."""
+        return self.pinning.watch(body, resp) if self.pinning is not None and PLAN in body else resp
+
+    def abandoned(self, body: dict) -> None:
+        if self.pinning is not None and PLAN in body:
+            self.pinning.abandoned(body)
 
     def refused(self, status: int, headers: Mapping[str, str]) -> bool:
         return errors.is_error_answer(status, dict(headers))
@@ -96,6 +115,18 @@ class QwenWeb:
 
     def chunks(self, model: str) -> WebChunks:
         return WebChunks(model)
+
+
+def web_upstream(config: Config) -> QwenWeb:
+    """The web upstream the options ask for (qwen_web_min_interval, qwen_web_pin, qwen_web_pin_ttl); its live
+    catalogue only when web accounts are on (not opted in: nothing is fetched)."""
+    pinning = None
+    if config.web_pin != "off":
+        pinning = Pinning(PinStore(config.state_dir / "web_pins.sqlite3", config.web_pin_ttl), config.web_pin)
+    if not config.auth.web_accounts:
+        return QwenWeb(config.web_min_interval, pinning=pinning)
+    return QwenWeb(config.web_min_interval, config.models.live, config.auth.web_base_url, config.network,
+                   pinning=pinning)
 
 
 def _chat_id(data: dict) -> str | None:
