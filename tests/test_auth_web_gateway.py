@@ -66,7 +66,11 @@ def test_opted_in_it_warns_once_and_sends_the_web_session_to_the_web_api_only(ma
     with pytest.raises(openai.AuthenticationError) as e:
         ask(gw)
     assert "qwen-auth add-web" in e.value.message
-    assert [r["path"] for r in emu.requests()] == ["/api/v2/chats/new", "/api/v2/auths/refresh"]
+    requests = emu.requests()
+    # the live catalogue (GET /api/models) is fetched in the background, whenever: it carries no credential
+    catalogue = [r for r in requests if r["path"] == "/api/models"]
+    assert all("cookie" not in r["headers"] and "authorization" not in r["headers"] for r in catalogue)
+    assert [r["path"] for r in requests if r not in catalogue] == ["/api/v2/chats/new", "/api/v2/auths/refresh"]
     warnings = [ln for ln in gw.log().splitlines() if "qwen_web_accounts is on" in ln]
     assert len(warnings) == 1 and "banned account" in warnings[0]
     assert health(gw)["accounts"][0]["state"] == "needs_login"
