@@ -11,6 +11,17 @@ def dumps(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def take(queue: list[dict], matches) -> dict | None:
+    """The first queued fault `matches` accepts, counted down (and removed at its last use); a copy."""
+    for f in queue:
+        if matches(f):
+            f["count"] -= 1
+            if f["count"] <= 0:
+                queue.remove(f)
+            return dict(f)
+    return None
+
+
 def _error(code: str, message: str, type: str) -> dict:
     return {"error": {"code": code, "message": message, "param": None, "type": type}}
 

@@ -8,6 +8,7 @@ import threading
 import time
 from collections import deque
 
+from . import faults
 from .cache import PromptCache
 
 SEED_LIFETIME = 10 * 365 * 86400  # command-line tokens never expire in practice
@@ -120,18 +121,8 @@ class State:
     def take_fault(self, kinds: tuple[str, ...], token: str | None, path: str) -> dict | None:
         """The first queued fault of these kinds that matches the request; consumed."""
         with self.lock:
-            for f in self.faults:
-                if f["kind"] not in kinds:
-                    continue
-                if f.get("token") and f["token"] != token:
-                    continue
-                if f.get("path") and f["path"] not in path:
-                    continue
-                f["count"] -= 1
-                if f["count"] <= 0:
-                    self.faults.remove(f)
-                return dict(f)
-            return None
+            return faults.take(self.faults, lambda f: f["kind"] in kinds and (not f.get("token") or f["token"] == token)
+                               and (not f.get("path") or f["path"] in path))
 
     def count(self, token: str) -> str | None:
         """Counts an API request for this token; "throttle"/"quota" when a limit refuses it."""

@@ -11,6 +11,8 @@ import threading
 import time
 import uuid
 
+from . import faults
+
 ACCESS_TTL = 900  # gen C access tokens live 15 min (§1.2)
 REFRESH_TTL = 30 * 86400  # the refresh_token cookie: 30 days
 # The anti-bot part of a browser jar (§1.3, QS "Experiment 2"): a write must carry all of them, with the
@@ -154,16 +156,8 @@ class WebState:
     def take_fault(self, path: str, session: str | None, kinds: tuple[str, ...] = FAULTS) -> dict | None:
         """The first queued fault that matches (by default faults aim at completions; `path` aims elsewhere)."""
         with self.lock:
-            for f in self.faults:
-                if f["kind"] not in kinds or (f.get("session") and f["session"] != session):
-                    continue
-                if f["path"] not in path:
-                    continue
-                f["count"] -= 1
-                if f["count"] <= 0:
-                    self.faults.remove(f)
-                return dict(f)
-            return None
+            return faults.take(self.faults, lambda f: f["kind"] in kinds and f["path"] in path
+                               and (not f.get("session") or f["session"] == session))
 
     def queue_fault(self, body: dict) -> str | None:
         if body.get("kind") not in FAULTS:
