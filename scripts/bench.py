@@ -10,6 +10,8 @@
     .venv/bin/python scripts/bench.py webmemory   # mitmweb RSS over 5,000 requests, flow cap on vs off
     .venv/bin/python scripts/bench.py far         # a far upstream (50 ms each way): new connection per request vs
                                                   # keep-alive; LiteLLM too when $QWEN_BENCH_LITELLM names its binary
+    .venv/bin/python scripts/bench.py concurrency # 400 streams of 20 events 250 ms apart opened together (--streams,
+                                                  # --stream-gap-ms, --events, --rounds): gaps, first event, RSS, CPU
     .venv/bin/python scripts/bench.py retry       # first chunk of a stream that needed a 401 refresh vs one that did not
     .venv/bin/python scripts/bench.py all --json
 
@@ -26,6 +28,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_concurrency import bench_concurrency  # noqa: E402
 from bench_far import bench_far  # noqa: E402
 from bench_load import bench_bigprompt, bench_latency, bench_memory, bench_throughput, bench_webmemory  # noqa: E402
 from bench_messages import bench_messages  # noqa: E402
@@ -53,11 +56,16 @@ def main(argv: list[str] | None = None) -> int:
         "webmemory": lambda a: bench_webmemory(5000, 1000),
         "far": lambda a: bench_far(min(a.requests, 40), 50),
         "retry": lambda a: bench_retry(min(a.requests, 30)),
+        "concurrency": lambda a: bench_concurrency(a.streams, a.stream_gap_ms, a.events, a.rounds),
     }
     ap.add_argument("scenario", choices=[*scenarios, "all"])
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--gap-ms", type=int, default=50)
     ap.add_argument("--requests", type=int, default=400)
+    ap.add_argument("--streams", type=int, default=400, help="concurrency: streams opened together")
+    ap.add_argument("--stream-gap-ms", type=int, default=250, help="concurrency: ms between a stream's events")
+    ap.add_argument("--events", type=int, default=20, help="concurrency: events per stream")
+    ap.add_argument("--rounds", type=int, default=1, help="concurrency: alternating rounds per target")
     ap.add_argument("--json", action="store_true", help="print JSON instead of tables")
     a = ap.parse_args(argv)
     names = list(scenarios) if a.scenario == "all" else [a.scenario]

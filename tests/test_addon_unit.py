@@ -12,6 +12,7 @@ from mitmproxy.test import taddons, tflow
 
 from qwen_gateway.addon import QwenGateway
 from qwen_gateway.auth.base import KEY, OAUTH, AccountUnavailable, Capability, Credential
+from qwen_gateway.upstream import inproc
 from qwen_gateway.upstream.relay import TOKEN_HEADER
 
 
@@ -450,7 +451,7 @@ async def test_an_exception_in_any_step_is_an_openai_error_and_reaches_nothing(m
                 assert f.response.headers["content-type"].startswith("application/json")
                 if f.response.status_code >= 400:
                     assert set(json.loads(f.response.content)["error"]) == {"message", "type", "param", "code"}
-            assert f.request.host in ("api.openai.com", "127.0.0.1")
+            assert f.request.host in ("api.openai.com", "127.0.0.1", inproc.HOST)
         assert all(r.url.host in ("portal.qwen.ai",) for r in qwen.requests)
 
 

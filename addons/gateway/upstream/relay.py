@@ -1,10 +1,12 @@
-"""The loopback relay: how a streamed answer from the engine reaches mitmproxy's stream callable.
+"""The relay: how a streamed answer from the engine reaches mitmproxy's stream callable.
 
 mitmproxy can only stream a response that comes from a server connection; an answer an addon makes is
 sent whole. So a streamed exchange is pointed at this small HTTP/1.1 server, which runs in the addon's
-own event loop on 127.0.0.1 and a random port. It serves only exchanges the gateway registered, each
-once, named by a random token; it asks the engine for the answer (credential, pooled connection,
-retries before the first byte) and writes the upstream bytes to mitmproxy as they arrive, chunked.
+own event loop and is reached through an in-process connection (inproc.py: no socket; it listened on
+127.0.0.1 before, which cost a socket hop per event and a TCP connect per stream). It serves only
+exchanges the gateway registered, each once, named by a random token; it asks the engine for the answer
+(credential, pooled connection, retries before the first byte) and writes the upstream bytes to mitmproxy
+as they arrive, chunked.
 
 Faults become SSE error events the stream callable turns into the client's error format: an upstream
 silent for the idle limit, or one that breaks off. When mitmproxy closes the connection (the client
@@ -24,6 +26,7 @@ from ..loopback import LoopbackServer
 from ..pivot import UpstreamAnswer
 from ..sse import encode
 from ..streaming import stream_error
+from . import inproc
 
 log = logging.getLogger("qwen")
 
@@ -39,6 +42,15 @@ class LoopbackRelay(LoopbackServer):
         super().__init__()
         self.open_upstream = open_upstream
         self.idle_timeout = idle_timeout
+
+    async def start(self) -> tuple[str, int]:
+        if self.address is None:
+            self.address = inproc.listen(self._tracked)
+        return self.address
+
+    def stop(self) -> None:
+        inproc.close(self.address)
+        super().stop()
 
     def expect(self, ex: Exchange) -> str:
         """Register an exchange; the token is the only way to have it served (once)."""
