@@ -32,6 +32,9 @@ def bench_stream(runs: int, gap_ms: int) -> dict:
         body = {"model": "qwen3-coder-plus", "stream": True, "messages": [{"role": "user", "content": WORDS}]}
         targets = {"direct": (emu, "sk-bench"),
                    "mitmdump (no addon)": (p.mitmdump("bare", emu, addon=False), "sk-bench"),
+                   # streaming bodies (without it mitmproxy buffers an event stream): mitmproxy's own floor
+                   "mitmdump (no addon), streaming": (p.mitmdump("bare-stream", emu, addon=False,
+                                                                 args=("--set", "stream_large_bodies=1")), "sk-bench"),
                    "gateway": (p.gateway(emu), "client-key-ignored")}
         out = {}
         for name, (url, key) in targets.items():

@@ -218,3 +218,22 @@ def test_any_deltas_reach_every_client_as_their_concatenation(deltas, cuts):
                        ResponsesStreamTranslator({"model": "m"}, response_id="resp_1", created_at=1)):
         _, events = run(body, cuts=[c for c in cuts if c <= len(body)], translator=translator)
         assert client_text(translator, events) == text
+
+
+def test_a_long_stream_is_not_kept_in_memory_by_the_normalizer():
+    """Each event's text is passed on, not accumulated: a long answer held its whole text in the normalizer and
+    copied it at every event (O(n^2) over a stream). Only an upstream known to send cumulative text needs it."""
+    import tracemalloc
+
+    norm = ChunkNormalizer("gpt-4o")
+    piece = "x" * 100
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(5000):  # 500 kB of answer
+            norm.feed(json.loads(json.dumps(chunk({"content": piece}))))
+            norm.feed(json.loads(json.dumps(chunk({"reasoning_content": piece}))))
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 100_000, held

@@ -87,8 +87,11 @@ class _ChoiceState:
 
 
 def _append(seen: str, text: str, cumulative: bool) -> tuple[str, str]:
-    """(new text, new accumulated). A cumulative upstream sends the whole text so far in every delta."""
-    if cumulative and text.startswith(seen):
+    """(new text, new accumulated). A cumulative upstream sends the whole text so far in every delta; for any
+    other nothing is accumulated (a long answer would be held, and copied at every event)."""
+    if not cumulative:
+        return text, seen
+    if text.startswith(seen):
         return text[len(seen):], text
     return text, seen + text
 
