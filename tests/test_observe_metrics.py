@@ -112,3 +112,90 @@ def test_own_registry_not_the_global_one():
     assert a.registry is not REGISTRY and a.registry is not b.registry
     assert "qwen_requests_total" not in {s.name for fam in REGISTRY.collect() for s in fam.samples}
     assert req(scrape(a), "200") == 1 and req(scrape(b), "200") == 0
+
+
+class StatusPool:
+    """What the metrics read of the account pool: its public status rows (as /health shows them)."""
+
+    def __init__(self, rows: list[dict]) -> None:
+        self.rows = rows
+        self.calls = 0
+
+    def status(self) -> list[dict]:
+        self.calls += 1
+        return [dict(r) for r in self.rows]
+
+
+def iso_in(seconds: float) -> str:
+    import time
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds))
+
+
+def scrape_with(m: Metrics, pool) -> dict[tuple, float]:
+    out = {}
+    for fam in text_string_to_metric_families(m.exposition(pool).decode()):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_account_gauges_are_read_from_the_pool_at_scrape_time_only():
+    m = Metrics()
+    pool = StatusPool([
+        {"name": "a", "kind": "key", "state": "cooling_down", "cooldown_until": iso_in(3600),
+         "requests_today": 7, "last_error": "quota exhausted"},
+        {"name": "default", "kind": "oauth", "state": "ok", "cooldown_until": None, "requests_today": 2},
+        {"name": "old", "kind": "oauth", "state": "needs_login", "cooldown_until": None, "requests_today": 0},
+        {"name": "accounts.json", "kind": "config", "state": "error", "cooldown_until": None, "requests_today": 0},
+    ])
+    finish(m, exchange())
+    assert pool.calls == 0  # nothing on the request path
+    s = scrape_with(m, pool)
+    assert pool.calls == 1
+    left = s[("qwen_account_cooldown_seconds", (("account", "a"),))]
+    assert 3590 < left <= 3600
+    assert s[("qwen_account_cooldown_seconds", (("account", "default"),))] == 0
+    usable = {dict(k[1])["account"]: v for k, v in s.items() if k[0] == "qwen_account_usable"}
+    assert usable == {"a": 0, "default": 1, "old": 0}  # a broken accounts.json is not an account
+    assert s[("qwen_account_requests_today", (("account", "a"),))] == 7
+    states = {k[1]: v for k, v in s.items() if k[0] == "qwen_account_state"}
+    assert states == {(("account", "a"), ("kind", "key"), ("state", "cooling_down")): 1,
+                      (("account", "default"), ("kind", "oauth"), ("state", "ok")): 1,
+                      (("account", "old"), ("kind", "oauth"), ("state", "needs_login")): 1}
+    # a cooldown that is over reads 0, never negative; the next scrape reads the pool again
+    pool.rows[0].update(state="ok", cooldown_until=iso_in(-30))
+    s = scrape_with(m, pool)
+    assert s[("qwen_account_cooldown_seconds", (("account", "a"),))] == 0
+    assert s[("qwen_account_usable", (("account", "a"),))] == 1
+    assert pool.calls == 2
+
+
+def test_no_pool_or_a_failing_pool_still_gives_the_request_metrics():
+    class Broken:
+        def status(self):
+            raise RuntimeError("database gone")
+
+    m = Metrics()
+    finish(m, exchange())
+    for pool in (None, Broken()):
+        s = scrape_with(m, pool)
+        assert req(s, "200") == 1
+        assert not any(k[0].startswith("qwen_account_") and not k[0].startswith("qwen_account_rotations")
+                       for k in s)
+
+
+def test_errors_are_counted_by_endpoint_account_and_code_mid_stream_failures_included():
+    m = Metrics()
+    finish(m, exchange())  # served: no error
+    finish(m, exchange(status=429, usage=None, error=(429, "insufficient_quota", "m")))
+    finish(m, refused(400, "context_length_exceeded", "too long"))
+    finish(m, refused(404, "unknown_url", "Unknown request URL", endpoint=None, route="unknown", path="/v2/x"))
+    # a stream that broke after its 200 went out: the client got an error event, not an error status
+    finish(m, exchange(stream=True, ttfb_ms=40.0, stream_error="Qwen ended the stream before the answer was complete."))
+    s = scrape(m)
+    errors = {(dict(k[1])["endpoint"], dict(k[1])["account"], dict(k[1])["code"]): v
+              for k, v in s.items() if k[0] == "qwen_errors_total"}
+    assert errors == {("chat.completions", "default", "insufficient_quota"): 1,
+                      ("chat.completions", "", "context_length_exceeded"): 1,
+                      ("unknown", "", "unknown_url"): 1,
+                      ("chat.completions", "default", "stream_error"): 1}
