@@ -31,10 +31,13 @@ def req(s, status, account="default", upstream="coder-model", endpoint="chat.com
                                           ("status", status), ("upstream_model", upstream))), 0)
 
 
-def test_a_fresh_registry_has_only_the_label_less_series_at_zero():
+def test_a_fresh_registry_has_the_label_less_series_and_every_retry_reason_at_zero():
+    """A counter series that appears at its first increment hides that increment from rate() and increase():
+    the retry reasons are known in advance, so their series exist from the start."""
     s = scrape(Metrics())
-    assert {k[0]: v for k, v in s.items() if not k[0].endswith("_created")} == {
-        "qwen_account_rotations_total": 0, "qwen_streams_in_flight": 0}
+    assert {(k[0], k[1]): v for k, v in s.items() if not k[0].endswith("_created")} == {
+        ("qwen_account_rotations_total", ()): 0, ("qwen_streams_in_flight", ()): 0,
+        **{("qwen_retries_total", (("reason", r.value),)): 0 for r in RetryReason}}
 
 
 def test_counts_requests_tokens_latency_and_typed_retries():
@@ -57,7 +60,7 @@ def test_counts_requests_tokens_latency_and_typed_retries():
     assert s[("qwen_request_duration_seconds_count", hist)] == 5
     assert abs(s[("qwen_request_duration_seconds_sum", hist)] - 5 * 1.31) < 1e-6
     assert s[("qwen_time_to_first_byte_seconds_count", hist)] == 1
-    retries = {dict(k[1])["reason"]: v for k, v in s.items() if k[0] == "qwen_retries_total"}
+    retries = {dict(k[1])["reason"]: v for k, v in s.items() if k[0] == "qwen_retries_total" and v}
     assert retries == {"refreshed": 1, "rotated": 1, "throttled": 1, "reconnected": 1}  # notes are not read
     assert s[("qwen_account_rotations_total", ())] == 1
     assert s[("qwen_streams_in_flight", ())] == 0

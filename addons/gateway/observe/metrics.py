@@ -120,6 +120,8 @@ class Metrics(Observer):
         self._streaming: set[str] = set()  # exchange ids between stream_started and finished
         # metric.labels(...) checks and looks up its labels on every call: each child is looked up once
         self._children: dict[tuple, Any] = {}
+        for reason in RetryReason:  # a series born at its first increment hides it from rate() and increase()
+            self._child(self.retries, reason.value)
 
     def _child(self, metric, *labels: str):
         key = (id(metric), *labels)
