@@ -3,8 +3,8 @@
 # folders (.tools/) or from Debian:
 #   - Debian's chromium + chromium-driver (mitmweb browser test), iptables (transparent mode,
 #     inside network namespaces the tests create) and prometheus (the Grafana dashboard's queries run
-#     against a real one; Debian's postinst does not start it where no init runs, and the test starts
-#     its own on a free loopback port);
+#     against a real one: the test starts its own on a free loopback port, whether or not the package's
+#     service runs on :9090);
 #   - from npm, into .tools/: the Codex CLI, openai-node (`openai`), Claude Code (`claude`: the npm
 #     package brings its native binary, about 360 MB, through a platform optional dependency; checked
 #     with `claude --version`, offline), and a Node release that has NODE_USE_ENV_PROXY (the

@@ -74,13 +74,14 @@ def test_the_dashboard_is_provisioning_ready():
 
 
 def test_the_provisioning_files_point_where_the_docs_copy_the_dashboard():
-    yaml = pytest.importorskip("yaml")
-    provider = yaml.safe_load((PROVISIONING / "dashboards" / "qwen-gateway.yaml").read_text())
+    from ruamel.yaml import YAML  # mitmproxy's YAML library: always installed with the gateway
+    yaml = YAML(typ="safe")
+    provider = yaml.load((PROVISIONING / "dashboards" / "qwen-gateway.yaml").read_text())
     assert provider["apiVersion"] == 1
     assert provider["providers"][0]["type"] == "file"
     assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards/qwen-gateway"
     assert "/var/lib/grafana/dashboards/qwen-gateway" in (ROOT / "docs" / "observability.md").read_text()
-    source = yaml.safe_load((PROVISIONING / "datasources" / "prometheus.yaml").read_text())
+    source = yaml.load((PROVISIONING / "datasources" / "prometheus.yaml").read_text())
     assert [d["type"] for d in source["datasources"]] == ["prometheus"]
 
 
