@@ -163,16 +163,20 @@ def api_total(gw) -> float:
     return total
 
 
-def scraped(prom: Prometheus, gw) -> None:
-    """Wait (bounded) until Prometheus holds every API request the gateway has counted so far."""
-    expected = api_total(gw)
+def scraped(prom: Prometheus, gw, expected: int) -> None:
+    """Wait (bounded) until the gateway has counted the `expected` API requests (its observers count an
+    exchange just after the client has its answer), then until Prometheus has scraped them."""
+    deadline = time.monotonic() + 20
+    while (counted := api_total(gw)) != expected:
+        assert counted < expected and time.monotonic() < deadline, f"the gateway counted {counted:g}, not {expected}"
+        time.sleep(0.1)
     prom.wait(f'sum(qwen_requests_total{{endpoint=~"{"|".join(API)}"}})',
               lambda r: values(r) == [expected], f"{expected:g} API requests scraped")
 
 
-def load(gw, emu, *, failing_stream: bool) -> None:
+def load(gw, emu, *, failing_stream: bool) -> int:
     """One round: a whole answer, a chat stream, a Responses stream, a refused prompt; optionally a stream that
-    breaks after its 200."""
+    breaks after its 200. Returns how many API requests it sent."""
     import openai
     c = openai.OpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0, timeout=30)
     msgs = [{"role": "user", "content": "dashboard " * 20}]
@@ -189,6 +193,7 @@ def load(gw, emu, *, failing_stream: bool) -> None:
         emu.fault("midstream504")
         with pytest.raises(openai.APIError):
             list(c.chat.completions.create(model="gpt-4o", messages=msgs, stream=True))
+    return 5 if failing_stream else 4
 
 
 @pytest.mark.e2e
@@ -217,11 +222,11 @@ def test_every_panel_has_data_in_a_real_prometheus(make_gateway, emu, tmp_path):
         # throttled once: the gateway waits Qwen's Retry-After and sends the request again
         emu.fault("throttle429", retry_after=1)
         c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "patience"}])
-        load(gw, emu, failing_stream=False)
-        scraped(prom, gw)
+        sent = 3 + load(gw, emu, failing_stream=False)
+        scraped(prom, gw, sent)
         # a second round, so that every rate() sees its counters move between two scrapes
-        load(gw, emu, failing_stream=True)
-        scraped(prom, gw)
+        sent += load(gw, emu, failing_stream=True)
+        scraped(prom, gw, sent)
 
         dash = dashboard()
         empty = []
