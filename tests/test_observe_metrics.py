@@ -202,3 +202,28 @@ def test_errors_are_counted_by_endpoint_account_and_code_mid_stream_failures_inc
                       ("chat.completions", "", "context_length_exceeded"): 1,
                       ("unknown", "", "unknown_url"): 1,
                       ("chat.completions", "default", "stream_error"): 1}
+
+
+def test_account_gauges_from_a_real_pool_after_a_quota_error(tmp_path):
+    """The rows come from the real pool (auth/pool.py): a change to how it reports cooldowns fails here."""
+    from qwen_gateway.auth.base import Outcome
+    from qwen_gateway.auth.key_account import KeyAccount
+    from qwen_gateway.auth.pool import AccountPool
+    from qwen_gateway.auth.state import AccountState
+
+    accounts = [KeyAccount({"name": n, "kind": "key", "base_url": "http://127.0.0.1:9/v1", "key": "sk-test-" + n})
+                for n in ("a", "b")]
+    pool = AccountPool(accounts, AccountState(tmp_path / "state.sqlite3"))
+    try:
+        pool.report("a", Outcome.QUOTA, retry_after=600)
+        pool.report("b", Outcome.OK)
+        text = Metrics().exposition(pool)
+        s = scrape_with(Metrics(), pool)
+    finally:
+        pool.close()
+    assert 590 <= s[("qwen_account_cooldown_seconds", (("account", "a"),))] <= 600
+    assert s[("qwen_account_cooldown_seconds", (("account", "b"),))] == 0
+    assert {k[1][0][1]: v for k, v in s.items() if k[0] == "qwen_account_usable"} == {"a": 0, "b": 1}
+    assert s[("qwen_account_requests_today", (("account", "b"),))] == 1
+    assert s[("qwen_account_state", (("account", "a"), ("kind", "key"), ("state", "cooling_down")))] == 1
+    assert b'account="a"' in text and b"sk-test" not in text  # never a key (the rows /health shows)
