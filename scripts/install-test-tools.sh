@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the optional real clients and system tools the end-to-end tests drive, all into ignored
 # folders (.tools/) or from Debian:
-#   - Debian's chromium + chromium-driver (mitmweb browser test) and iptables (transparent mode,
-#     inside network namespaces the tests create);
+#   - Debian's chromium + chromium-driver (mitmweb browser test), iptables (transparent mode,
+#     inside network namespaces the tests create) and prometheus (the Grafana dashboard's queries run
+#     against a real one: the test starts its own on a free loopback port, whether or not the package's
+#     service runs on :9090);
 #   - from npm, into .tools/: the Codex CLI, openai-node (`openai`), Claude Code (`claude`: the npm
 #     package brings its native binary, about 360 MB, through a platform optional dependency; checked
 #     with `claude --version`, offline), and a Node release that has NODE_USE_ENV_PROXY (the
@@ -26,6 +28,7 @@ apt_missing=()
 command -v chromium >/dev/null && command -v chromedriver >/dev/null || apt_missing+=(chromium chromium-driver)
 command -v iptables >/dev/null || apt_missing+=(iptables)
 command -v systemd-analyze >/dev/null || apt_missing+=(systemd)  # verifies the service unit (tests/test_service.py)
+command -v prometheus >/dev/null || apt_missing+=(prometheus)  # scrapes a gateway for the dashboard (tests/test_e2e_dashboard.py)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null) \

@@ -31,10 +31,13 @@ def req(s, status, account="default", upstream="coder-model", endpoint="chat.com
                                           ("status", status), ("upstream_model", upstream))), 0)
 
 
-def test_a_fresh_registry_has_only_the_label_less_series_at_zero():
+def test_a_fresh_registry_has_the_label_less_series_and_every_retry_reason_at_zero():
+    """A counter series that appears at its first increment hides that increment from rate() and increase():
+    the retry reasons are known in advance, so their series exist from the start."""
     s = scrape(Metrics())
-    assert {k[0]: v for k, v in s.items() if not k[0].endswith("_created")} == {
-        "qwen_account_rotations_total": 0, "qwen_streams_in_flight": 0}
+    assert {(k[0], k[1]): v for k, v in s.items() if not k[0].endswith("_created")} == {
+        ("qwen_account_rotations_total", ()): 0, ("qwen_streams_in_flight", ()): 0,
+        **{("qwen_retries_total", (("reason", r.value),)): 0 for r in RetryReason}}
 
 
 def test_counts_requests_tokens_latency_and_typed_retries():
@@ -57,7 +60,7 @@ def test_counts_requests_tokens_latency_and_typed_retries():
     assert s[("qwen_request_duration_seconds_count", hist)] == 5
     assert abs(s[("qwen_request_duration_seconds_sum", hist)] - 5 * 1.31) < 1e-6
     assert s[("qwen_time_to_first_byte_seconds_count", hist)] == 1
-    retries = {dict(k[1])["reason"]: v for k, v in s.items() if k[0] == "qwen_retries_total"}
+    retries = {dict(k[1])["reason"]: v for k, v in s.items() if k[0] == "qwen_retries_total" and v}
     assert retries == {"refreshed": 1, "rotated": 1, "throttled": 1, "reconnected": 1}  # notes are not read
     assert s[("qwen_account_rotations_total", ())] == 1
     assert s[("qwen_streams_in_flight", ())] == 0
@@ -112,3 +115,115 @@ def test_own_registry_not_the_global_one():
     assert a.registry is not REGISTRY and a.registry is not b.registry
     assert "qwen_requests_total" not in {s.name for fam in REGISTRY.collect() for s in fam.samples}
     assert req(scrape(a), "200") == 1 and req(scrape(b), "200") == 0
+
+
+class StatusPool:
+    """What the metrics read of the account pool: its public status rows (as /health shows them)."""
+
+    def __init__(self, rows: list[dict]) -> None:
+        self.rows = rows
+        self.calls = 0
+
+    def status(self) -> list[dict]:
+        self.calls += 1
+        return [dict(r) for r in self.rows]
+
+
+def iso_in(seconds: float) -> str:
+    import time
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds))
+
+
+def scrape_with(m: Metrics, pool) -> dict[tuple, float]:
+    out = {}
+    for fam in text_string_to_metric_families(m.exposition(pool).decode()):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_account_gauges_are_read_from_the_pool_at_scrape_time_only():
+    m = Metrics()
+    pool = StatusPool([
+        {"name": "a", "kind": "key", "state": "cooling_down", "cooldown_until": iso_in(3600),
+         "requests_today": 7, "last_error": "quota exhausted"},
+        {"name": "default", "kind": "oauth", "state": "ok", "cooldown_until": None, "requests_today": 2},
+        {"name": "old", "kind": "oauth", "state": "needs_login", "cooldown_until": None, "requests_today": 0},
+        {"name": "accounts.json", "kind": "config", "state": "error", "cooldown_until": None, "requests_today": 0},
+    ])
+    finish(m, exchange())
+    assert pool.calls == 0  # nothing on the request path
+    s = scrape_with(m, pool)
+    assert pool.calls == 1
+    left = s[("qwen_account_cooldown_seconds", (("account", "a"),))]
+    assert 3590 < left <= 3600
+    assert s[("qwen_account_cooldown_seconds", (("account", "default"),))] == 0
+    usable = {dict(k[1])["account"]: v for k, v in s.items() if k[0] == "qwen_account_usable"}
+    assert usable == {"a": 0, "default": 1, "old": 0}  # a broken accounts.json is not an account
+    assert s[("qwen_account_requests_today", (("account", "a"),))] == 7
+    states = {k[1]: v for k, v in s.items() if k[0] == "qwen_account_state"}
+    assert states == {(("account", "a"), ("kind", "key"), ("state", "cooling_down")): 1,
+                      (("account", "default"), ("kind", "oauth"), ("state", "ok")): 1,
+                      (("account", "old"), ("kind", "oauth"), ("state", "needs_login")): 1}
+    # a cooldown that is over reads 0, never negative; the next scrape reads the pool again
+    pool.rows[0].update(state="ok", cooldown_until=iso_in(-30))
+    s = scrape_with(m, pool)
+    assert s[("qwen_account_cooldown_seconds", (("account", "a"),))] == 0
+    assert s[("qwen_account_usable", (("account", "a"),))] == 1
+    assert pool.calls == 2
+
+
+def test_no_pool_or_a_failing_pool_still_gives_the_request_metrics():
+    class Broken:
+        def status(self):
+            raise RuntimeError("database gone")
+
+    m = Metrics()
+    finish(m, exchange())
+    for pool in (None, Broken()):
+        s = scrape_with(m, pool)
+        assert req(s, "200") == 1
+        assert not any(k[0].startswith("qwen_account_") and not k[0].startswith("qwen_account_rotations")
+                       for k in s)
+
+
+def test_errors_are_counted_by_endpoint_account_and_code_mid_stream_failures_included():
+    m = Metrics()
+    finish(m, exchange())  # served: no error
+    finish(m, exchange(status=429, usage=None, error=(429, "insufficient_quota", "m")))
+    finish(m, refused(400, "context_length_exceeded", "too long"))
+    finish(m, refused(404, "unknown_url", "Unknown request URL", endpoint=None, route="unknown", path="/v2/x"))
+    # a stream that broke after its 200 went out: the client got an error event, not an error status
+    finish(m, exchange(stream=True, ttfb_ms=40.0, stream_error="Qwen ended the stream before the answer was complete."))
+    s = scrape(m)
+    errors = {(dict(k[1])["endpoint"], dict(k[1])["account"], dict(k[1])["code"]): v
+              for k, v in s.items() if k[0] == "qwen_errors_total"}
+    assert errors == {("chat.completions", "default", "insufficient_quota"): 1,
+                      ("chat.completions", "", "context_length_exceeded"): 1,
+                      ("unknown", "", "unknown_url"): 1,
+                      ("chat.completions", "default", "stream_error"): 1}
+
+
+def test_account_gauges_from_a_real_pool_after_a_quota_error(tmp_path):
+    """The rows come from the real pool (auth/pool.py): a change to how it reports cooldowns fails here."""
+    from qwen_gateway.auth.base import Outcome
+    from qwen_gateway.auth.key_account import KeyAccount
+    from qwen_gateway.auth.pool import AccountPool
+    from qwen_gateway.auth.state import AccountState
+
+    accounts = [KeyAccount({"name": n, "kind": "key", "base_url": "http://127.0.0.1:9/v1", "key": "sk-test-" + n})
+                for n in ("a", "b")]
+    pool = AccountPool(accounts, AccountState(tmp_path / "state.sqlite3"))
+    try:
+        pool.report("a", Outcome.QUOTA, retry_after=600)
+        pool.report("b", Outcome.OK)
+        text = Metrics().exposition(pool)
+        s = scrape_with(Metrics(), pool)
+    finally:
+        pool.close()
+    assert 590 <= s[("qwen_account_cooldown_seconds", (("account", "a"),))] <= 600
+    assert s[("qwen_account_cooldown_seconds", (("account", "b"),))] == 0
+    assert {k[1][0][1]: v for k, v in s.items() if k[0] == "qwen_account_usable"} == {"a": 0, "b": 1}
+    assert s[("qwen_account_requests_today", (("account", "b"),))] == 1
+    assert s[("qwen_account_state", (("account", "a"), ("kind", "key"), ("state", "cooling_down")))] == 1
+    assert b'account="a"' in text and b"sk-test" not in text  # never a key (the rows /health shows)

@@ -66,7 +66,7 @@ class QwenGateway:
         self.local = LocalAnswers(pool=lambda: self.pool,
                                   routes=registry.local_routes(self._responses, self._reload_accounts,
                                                                lambda: self.background),
-                                  metrics=lambda: self.observers.exposition() if self.observers.exposition else None)
+                                  metrics=lambda: self.observers.exposition(self.pool) if self.observers.exposition else None)
         self.fence = Fence()
         self._live: dict[str, Exchange] = {}  # flow id -> exchange, until response/error
         self._flows: dict[str, http.HTTPFlow] = {}  # exchange id -> flow, for the engine's callback

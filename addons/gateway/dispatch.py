@@ -16,6 +16,7 @@ from collections.abc import Callable
 from mitmproxy import http
 from mitmproxy.utils import asyncio_utils
 
+from .auth.base import Pool
 from .config import Config
 from .exchange import Exchange
 from .observer import POINTS, Observer, overrides
@@ -43,7 +44,7 @@ class Observers:
         self._finished_later = [o.finished for o in ending if not o.changes_flow and o.waits_for_estimate]
         self._deferred: dict[str, tuple[Exchange, http.HTTPFlow]] = {}  # finished, side observers not yet told
         # the metrics observer serves /metrics; the flow cap also counts flows the gateway passes through
-        self.exposition: Callable[[], bytes] | None = next(
+        self.exposition: Callable[[Pool | None], bytes] | None = next(
             (o.exposition for o in observers if callable(getattr(o, "exposition", None))), None)  # type: ignore[attr-defined]
         self._waiting: dict[str, tuple[Exchange, http.HTTPFlow]] = {}  # finished, the estimate still counting
         self.track: Callable[[http.HTTPFlow], None] | None = next(

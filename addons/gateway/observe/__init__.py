@@ -5,7 +5,7 @@ addon: they declare no options (config.py does), read the gateway's typed `Excha
 
     TokenEstimator  estimator.py   client_request: prompt estimate in a low-priority thread (ex.estimate)
     context_check   guard.py       awaited step: 400 context_length_exceeded without asking Qwen
-    Metrics         metrics.py     stream_started, finished; exposition() for GET /metrics
+    Metrics         metrics.py     stream_started, finished; exposition(pool) for GET /metrics
     RequestLine     requestlog.py  finished: one line per exchange in mitmproxy's log
     UsageLedger     ledger.py      finished, done: one SQLite row per exchange (qwen-usage reads it)
     DebugLog        debuglog.py    client_request, upstream_request, finished: one redacted JSON file
