@@ -106,7 +106,8 @@ def _slowest(s: Summary) -> str:
     head = ["time", "endpoint", "model", "account", "status", "duration", "first byte", "error"]
     return (f"<h2>Slowest requests</h2><h3>By duration (top {len(s.slowest)})</h3>"
             f"{_table('slowest', head, [_request(r) for r in s.slowest])}"
-            f"<h3>By time to first byte (top {len(s.first_byte)})</h3>"
+            f"<h3>By time to first byte (top {len(s.first_byte)}; streams: a whole answer has no first byte "
+            f"of its own)</h3>"
             f"{_table('first-byte', head, [_request(r) for r in s.first_byte])}")
 
 
