@@ -29,9 +29,10 @@ h3 { font-size: 15px; margin: 18px 0 6px; }
 .card b { display: block; font-size: 20px; }
 table { border-collapse: collapse; margin: 6px 0 12px; }
 th, td { padding: 3px 10px; border-bottom: 1px solid #eee; text-align: left; vertical-align: top; }
-th { background: #f5f5f5; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f5f5f5; } td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.t { white-space: nowrap; }
 tr.total td { font-weight: 600; border-top: 1px solid #999; }
-td.why { max-width: 420px; overflow-wrap: anywhere; color: #8a2a00; }
+td.why { min-width: 12em; max-width: 420px; overflow-wrap: break-word; color: #8a2a00; }
 .chart text { font: 11px system-ui, sans-serif; fill: #444; }
 .chart .grid { stroke: #e4e4e4; }
 .empty { font-size: 16px; padding: 24px; background: #f7f7f7; border-radius: 6px; }
@@ -75,6 +76,9 @@ def _cards(t: Totals) -> str:
 def _usage(s: Summary, by: str, cells: dict[tuple[str, str], Totals]) -> str:
     """Tokens and requests per day, stacked by model (or account), and the table of the same numbers."""
     names = sorted({name for _, name in cells})
+    sums = {n: (sum(t.tokens for (_, m), t in cells.items() if m == n),
+                sum(t.requests for (_, m), t in cells.items() if m == n)) for n in names}
+    order = sorted(names, key=lambda n: (-sums[n][0], -sums[n][1], n))  # one colour per name in both charts
     tokens = {n: [float(cells[d, n].tokens) if (d, n) in cells else 0.0 for d in s.days] for n in names}
     requests = {n: [float(cells[d, n].requests) if (d, n) in cells else 0.0 for d in s.days] for n in names}
     rows = [[_c(day), _c(name), *_sums(t)] for (day, name), t in sorted(cells.items())]
@@ -83,9 +87,10 @@ def _usage(s: Summary, by: str, cells: dict[tuple[str, str], Totals]) -> str:
                    total=["total", "", *_sums(total)])
     return (f"<h2>Per day by {by}</h2>"
             f"<h3>Tokens (prompt + completion) per day by {by}</h3>"
-            f"{stacked_bars(f'chart-tokens-{by}', f'tokens per day by {by}', s.days, tokens)}"
+            f"{stacked_bars(f'chart-tokens-{by}', f'tokens per day by {by}', s.days, tokens, order=order)}"
             f"<h3>Requests per day by {by}</h3>"
-            f"{stacked_bars(f'chart-requests-{by}', f'requests per day by {by}', s.days, requests)}{table}")
+            f"{stacked_bars(f'chart-requests-{by}', f'requests per day by {by}', s.days, requests, order=order)}"
+            f"{table}")
 
 
 def _errors(s: Summary) -> str:
@@ -113,7 +118,7 @@ def _slowest(s: Summary) -> str:
 
 def _request(r: Row) -> list[str]:
     model = r["upstream_model"] or r["model"] or "-"
-    return [_c(_time(r["ts"]) if isinstance(r["ts"], (int, float)) else "?"), _c(r["endpoint"] or "-"), _c(model),
+    return [_c(_time(r["ts"]) if isinstance(r["ts"], (int, float)) else "?", "t"), _c(r["endpoint"] or "-"), _c(model),
             _c(r["account"] or "-"), _n(r["status"] if r["status"] is not None else "?"), _n(_ms(r["duration_ms"])),
             _n(_ms(r["ttfb_ms"])), _c(r["error"] or "", "why")]
 

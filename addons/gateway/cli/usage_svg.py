@@ -13,7 +13,7 @@ OTHER = "other"
 
 WIDTH, HEIGHT = 760, 260
 LEFT, RIGHT, TOP, BOTTOM = 64, 12, 12, 44  # room for the value axis and the day labels
-LEGEND_ROW = 18
+LEGEND_ROW, LEGEND_COLUMNS, LEGEND_CHARS = 18, 3, 30  # a longer name is cut (the tooltips keep it whole)
 
 
 def nice_ceiling(value: float) -> float:
@@ -31,9 +31,11 @@ def nice_ceiling(value: float) -> float:
     return 10 * step
 
 
-def fold_series(series: dict[str, list[float]], keep: int = MAX_SERIES) -> dict[str, list[float]]:
-    """At most `keep` series, the largest first; the rest summed into one called "other"."""
-    ranked = sorted(series.items(), key=lambda kv: (-sum(kv[1]), kv[0]))
+def fold_series(series: dict[str, list[float]], order: list[str] | None = None,
+                keep: int = MAX_SERIES) -> dict[str, list[float]]:
+    """At most `keep` series in `order` (default: the largest first); the rest summed into one called "other"."""
+    names = order if order is not None else sorted(series, key=lambda n: (-sum(series[n]), n))
+    ranked = [(n, series[n]) for n in names if n in series]
     if len(ranked) <= keep:
         return dict(ranked)
     head, tail = ranked[:keep - 1], ranked[keep - 1:]
@@ -63,12 +65,13 @@ def _colours(names: list[str], fixed: dict[str, str] | None) -> dict[str, str]:
 
 
 def stacked_bars(chart_id: str, label: str, days: list[str], series: dict[str, list[float]],
-                 colours: dict[str, str] | None = None) -> str:
+                 colours: dict[str, str] | None = None, order: list[str] | None = None) -> str:
     """One bar per day, one coloured segment per series (values in the order of `days`), and a legend.
 
     Each segment carries data-day, data-series and data-value (and a tooltip) so the numbers can be read
-    back from the drawing; `colours` fixes some series' colours (errors in red)."""
-    series = fold_series(series)
+    back from the drawing; `colours` fixes some series' colours (errors in red); charts given the same `order`
+    (all their series, as ranked) give each series the same colour and place."""
+    series = fold_series(series, order)
     names = list(series)
     colour = _colours(names, colours)
     totals = [sum(vals[i] for vals in series.values()) for i in range(len(days))]
@@ -76,7 +79,7 @@ def stacked_bars(chart_id: str, label: str, days: list[str], series: dict[str, l
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = plot_w / max(len(days), 1)
     bar = max(min(slot * 0.7, 48), 1)
-    legend_rows = (len(names) + 3) // 4
+    legend_rows = -(-len(names) // LEGEND_COLUMNS)
     height = HEIGHT + legend_rows * LEGEND_ROW
     out = [f'<svg id="{escape(chart_id)}" class="chart" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" '
            f'height="{height}" role="img" aria-label="{escape(label)}">']
@@ -102,9 +105,10 @@ def stacked_bars(chart_id: str, label: str, days: list[str], series: dict[str, l
         if i % every == 0:
             out.append(f'<text class="axis" x="{x + bar / 2:.1f}" y="{TOP + plot_h + 16}" '
                        f'text-anchor="middle">{escape(day[5:] if len(day) == 10 else day)}</text>')
-    for n, name in enumerate(names):  # the legend, four to a row
-        x, y = LEFT + (n % 4) * (plot_w / 4), HEIGHT - 8 + (n // 4) * LEGEND_ROW
-        shown = name if len(name) <= 28 else name[:27] + "…"
+    for n, name in enumerate(names):  # the legend, in rows
+        x = LEFT + (n % LEGEND_COLUMNS) * (plot_w / LEGEND_COLUMNS)
+        y = HEIGHT - 8 + (n // LEGEND_COLUMNS) * LEGEND_ROW
+        shown = name if len(name) <= LEGEND_CHARS else name[:LEGEND_CHARS - 1] + "…"
         out.append(f'<rect class="key" x="{x:.1f}" y="{y - 10}" width="10" height="10" fill="{colour[name]}"/>'
                    f'<text class="legend" x="{x + 14:.1f}" y="{y}">{escape(shown)}</text>')
     out.append("</svg>")
