@@ -33,7 +33,9 @@ th { background: #f5f5f5; } td.n { text-align: right; font-variant-numeric: tabu
 td.t { white-space: nowrap; }
 tr.total td { font-weight: 600; border-top: 1px solid #999; }
 td.why { min-width: 12em; max-width: 420px; overflow-wrap: break-word; color: #8a2a00; }
-.chart text { font: 11px system-ui, sans-serif; fill: #444; }
+.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(460px, 1fr)); gap: 8px 24px; }
+figure { margin: 0; } svg.chart { width: 100%; max-width: 640px; height: auto; }
+.chart text { font: 12px system-ui, sans-serif; fill: #444; }
 .chart .grid { stroke: #e4e4e4; }
 .empty { font-size: 16px; padding: 24px; background: #f7f7f7; border-radius: 6px; }
 """
@@ -82,15 +84,14 @@ def _usage(s: Summary, by: str, cells: dict[tuple[str, str], Totals]) -> str:
     tokens = {n: [float(cells[d, n].tokens) if (d, n) in cells else 0.0 for d in s.days] for n in names}
     requests = {n: [float(cells[d, n].requests) if (d, n) in cells else 0.0 for d in s.days] for n in names}
     rows = [[_c(day), _c(name), *_sums(t)] for (day, name), t in sorted(cells.items())]
-    total = s.total
     table = _table(f"by-{by}", ["day", by, "requests", "prompt", "completion", "cached", "errors"], rows,
-                   total=["total", "", *_sums(total)])
-    return (f"<h2>Per day by {by}</h2>"
-            f"<h3>Tokens (prompt + completion) per day by {by}</h3>"
-            f"{stacked_bars(f'chart-tokens-{by}', f'tokens per day by {by}', s.days, tokens, order=order)}"
-            f"<h3>Requests per day by {by}</h3>"
+                   total=["total", "", *_sums(s.total)])
+    return (f'<h2>Per day by {by}</h2><div class="charts">'
+            f"<figure><h3>Tokens (prompt + completion) per day by {by}</h3>"
+            f"{stacked_bars(f'chart-tokens-{by}', f'tokens per day by {by}', s.days, tokens, order=order)}</figure>"
+            f"<figure><h3>Requests per day by {by}</h3>"
             f"{stacked_bars(f'chart-requests-{by}', f'requests per day by {by}', s.days, requests, order=order)}"
-            f"{table}")
+            f"</figure></div>{table}")
 
 
 def _errors(s: Summary) -> str:

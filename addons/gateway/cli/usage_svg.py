@@ -11,9 +11,9 @@ OTHER_COLOUR = "#999999"
 MAX_SERIES = len(PALETTE)  # more series than colours: the smallest are drawn together as "other"
 OTHER = "other"
 
-WIDTH, HEIGHT = 760, 260
-LEFT, RIGHT, TOP, BOTTOM = 64, 12, 12, 44  # room for the value axis and the day labels
-LEGEND_ROW, LEGEND_COLUMNS, LEGEND_CHARS = 18, 3, 30  # a longer name is cut (the tooltips keep it whole)
+WIDTH, HEIGHT = 560, 240
+LEFT, RIGHT, TOP, BOTTOM = 52, 12, 12, 44  # room for the value axis and the day labels
+LEGEND_ROW, LEGEND_COLUMNS, LEGEND_CHARS = 18, 2, 30  # a longer name is cut (the tooltips keep it whole)
 
 
 def nice_ceiling(value: float) -> float:
