@@ -238,3 +238,23 @@ def test_many_series_fold_into_other_with_one_colour_per_name_across_charts():
     colour = {s["data-series"]: s["fill"] for s in one.segments}
     assert colour == {s["data-series"]: s["fill"] for s in two.segments} and len(set(colour.values())) == 8
     assert [nice_ceiling(v) for v in (0, 0.3, 7, 10, 11, 2600, 3300)] == [1, 0.5, 10, 10, 20, 5000, 5000]
+
+
+def test_rows_are_read_with_one_plain_select(tmp_path, state, monkeypatch):
+    """Portable SQL (the ledger may live on another database): one SELECT of columns with `?` placeholders,
+    no SQLite function, no grouping; the sums are the report's own."""
+    seen: list[tuple[str, tuple]] = []
+    query = Ledger.query
+
+    def recording(self, sql, args=()):
+        seen.append((sql, args))
+        return query(self, sql, args)
+
+    monkeypatch.setattr(Ledger, "query", recording)
+    render(tmp_path, state, "--account", "team", "--since", "2026-11-21", "--status", "2xx")
+    ((sql, args),) = seen
+    assert sql.startswith("SELECT ts, day, endpoint, model, upstream_model, account, status, error, ") and \
+        " FROM usage WHERE " in sql
+    assert sql.count("?") == len(args) == 4 and "team" in args
+    assert not any(f in sql.upper() for f in ("STRFTIME", "JULIANDAY", "DATETIME", "IFNULL", "GROUP_CONCAT",
+                                              "GROUP BY", "PRAGMA", "LIMIT"))

@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 
 DEFAULT_TOP = 10  # slowest requests listed, by duration and by time to first byte
-COLUMNS = ("ts", "day", "endpoint", "method", "path", "model", "upstream_model", "account", "status", "error",
-           "prompt_tokens", "completion_tokens", "cached_tokens", "ttfb_ms", "duration_ms", "stream")
+COLUMNS = ("ts", "day", "endpoint", "model", "upstream_model", "account", "status", "error", "prompt_tokens",
+           "completion_tokens", "cached_tokens", "ttfb_ms", "duration_ms")  # what the page shows
 
 Row = dict[str, Any]
 
