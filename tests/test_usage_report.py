@@ -4,6 +4,7 @@ numbers compared with the rows written (Ledger.add); tests/test_e2e_usage_report
 
 from __future__ import annotations
 
+import stat
 import time
 from html import escape
 from html.parser import HTMLParser
@@ -215,6 +216,7 @@ def test_default_file_is_in_the_current_folder(tmp_path, state, monkeypatch, cap
     assert usage_cli.main(["report", "--state-dir", str(state)]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "usage-report.html")
     assert "qwen3-coder-flash" in (tmp_path / "usage-report.html").read_text(encoding="utf-8")
+    assert stat.S_IMODE((tmp_path / "usage-report.html").stat().st_mode) == 0o600  # private, as the ledger
 
 
 def test_report_only_options_are_refused_elsewhere(tmp_path, state, capsys):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -32,5 +33,9 @@ def write(rows: list[Row], a: argparse.Namespace, now: float | None = None) -> P
     """Writes the page for the command line's filters; returns its path."""
     out = Path(a.out or DEFAULT_OUT).absolute()
     summary = summarize(rows, a.limit or DEFAULT_TOP)
-    out.write_text(page(summary, described(a), time.time() if now is None else now), encoding="utf-8")
+    text = page(summary, described(a), time.time() if now is None else now)
+    # private as the ledger is (0600): accounts, models and error messages; the owner may share it on purpose
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
     return out
