@@ -5,6 +5,9 @@
     qwen-usage accounts          per account
     qwen-usage models            per Qwen model
     qwen-usage requests          the most recent requests, one per line (--limit N, default 20)
+    qwen-usage report            one HTML page: tokens and requests per day by model and account, error
+                                 rates, the slowest requests (--limit N of them, default 10; --out FILE,
+                                 default usage-report.html); prints the file's path
 
 Filters, for every view:
     --since WHEN                 YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] (local time), or an age: 90s, 30m, 6h, 7d
@@ -32,6 +35,7 @@ import time
 
 from ..auth.settings import resolve_state_dir
 from ..observe.ledger import FILENAME, Ledger
+from . import usage_report
 
 # The Qwen model that answered; for requests that never reached Qwen (context guard), the model asked for.
 _MODEL = "COALESCE(NULLIF(upstream_model, ''), model)"
@@ -206,25 +210,35 @@ def _positive(value: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="qwen-usage", description=__doc__.split("\n", 1)[0],
                                  epilog=__doc__.split("\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("view", nargs="?", default="today", choices=[*VIEWS, "requests"],
-                    help="what to group by, or `requests` to list them (default: today)")
+    ap.add_argument("view", nargs="?", default="today", choices=[*VIEWS, "requests", "report"],
+                    help="what to group by, `requests` to list them, `report` for an HTML page (default: today)")
     ap.add_argument("--json", action="store_true", help="print rows as JSON")
     ap.add_argument("--since", type=parse_since, metavar="WHEN", help="only from then on")
     ap.add_argument("--errors", action="store_true", help="only requests that ended in an error")
     ap.add_argument("--status", type=_status, metavar="CODE", help="only this status or class (503, 5xx)")
     ap.add_argument("--account", metavar="NAME", help='only this account ("-": none)')
     ap.add_argument("--model", metavar="NAME", help="only this model (asked for, or Qwen's)")
-    ap.add_argument("--limit", type=_positive, default=20, metavar="N", help="requests: how many (default 20)")
+    ap.add_argument("--limit", type=_positive, metavar="N", help="requests: how many (default 20); report: "
+                    "slowest requests listed (default 10)")
+    ap.add_argument("--out", metavar="FILE", help=f"report: the page to write (default {usage_report.DEFAULT_OUT})")
     ap.add_argument("--state-dir", metavar="DIR", help="the gateway's state folder")
     a = ap.parse_args(argv)
+    if a.out is not None and a.view != "report":
+        ap.error("--out is for report only")
+    if a.view == "report" and a.json:
+        ap.error("--json does not apply to report (it writes HTML)")
     state = resolve_state_dir(a.state_dir)
     path = state / FILENAME
     filters = Filters(since=a.since, errors=a.errors, status=a.status, account=a.account, model=a.model)
     if path.exists():
         ledger = Ledger(path)
         try:
-            rows = recent(ledger, filters, a.limit) if a.view == "requests" else report(ledger, a.view,
-                                                                                          filters=filters)
+            if a.view == "report":
+                rows = usage_report.load(ledger, *filters.sql(_USAGE_ONLY))
+            elif a.view == "requests":
+                rows = recent(ledger, filters, a.limit or 20)
+            else:
+                rows = report(ledger, a.view, filters=filters)
         finally:
             ledger.close()
     else:
@@ -232,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         if not a.json:
             print(f"qwen-usage: no ledger at {path} yet (the gateway writes it on its first request)",
                   file=sys.stderr)
-    if a.json:
+    if a.view == "report":
+        print(usage_report.write(rows, a))
+    elif a.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
         print(request_table(rows) if a.view == "requests" else table(rows))

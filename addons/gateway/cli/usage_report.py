@@ -1,0 +1,41 @@
+"""`qwen-usage report`: the usage ledger as one self-contained HTML page, written to a file
+(usage_summary.py sums the rows, usage_page.py writes the HTML, usage_svg.py draws the charts)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from .usage_page import page
+from .usage_summary import DEFAULT_TOP, Row, load, summarize
+
+__all__ = ["DEFAULT_OUT", "described", "load", "write"]
+
+DEFAULT_OUT = "usage-report.html"
+
+
+def described(a: argparse.Namespace) -> list[str]:
+    """The filters as the page names them."""
+    out = []
+    if a.since is not None:
+        out.append(f"since {time.strftime('%Y-%m-%d %H:%M', time.localtime(a.since))}")
+    if a.errors:
+        out.append("errors only")
+    for name in ("status", "account", "model"):
+        if getattr(a, name) is not None:
+            out.append(f"{name} {getattr(a, name)}")
+    return out
+
+
+def write(rows: list[Row], a: argparse.Namespace, now: float | None = None) -> Path:
+    """Writes the page for the command line's filters; returns its path."""
+    out = Path(a.out or DEFAULT_OUT).absolute()
+    summary = summarize(rows, a.limit or DEFAULT_TOP)
+    text = page(summary, described(a), time.time() if now is None else now)
+    # private as the ledger is (0600): accounts, models and error messages; the owner may share it on purpose
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return out
