@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 # The transport failures are the core's (errors.py): the relay and the WebSocket server catch them too.
 from ..errors import ConnectionFailed, DeadConnection, UpstreamTimeout
 from ..network import Network, Proxy
+from .chunked import ChunkedDecoder
 
 MAX_HEAD = 64 * 1024
 
@@ -88,15 +89,19 @@ class Response:
             return
         reader = conn.reader
         if self._chunked:
-            while True:
-                line = await self._read(reader.readuntil(b"\r\n"))
-                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while (await self._read(reader.readuntil(b"\r\n"))) != b"\r\n":
-                        pass  # trailers
-                    break
-                data = await self._read(reader.readexactly(size + 2))
-                yield data[:-2]
+            decoder = ChunkedDecoder()
+            while not decoder.done:
+                data = await self._read(reader.read(65536))
+                if not data:
+                    raise ConnectionFailed("the connection closed before the body was complete")
+                try:
+                    body = decoder.feed(data)
+                except ValueError as e:
+                    raise ConnectionFailed(f"the answer's chunked body is broken: {e}") from e
+                if body:
+                    yield body
+            if decoder.leftover:  # more than one answer: the connection's state is unknown
+                self._reusable = False
         elif self._remaining is not None:
             while self._remaining > 0:
                 data = await self._read(reader.read(min(self._remaining, 65536)))
