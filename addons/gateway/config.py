@@ -49,6 +49,10 @@ def declare(loader) -> None:
     # accounts and upstream
     add("qwen_dir", str, "", "Qwen Code's credential folder (default $QWEN_DIR or ~/.qwen).")
     add("qwen_state_dir", str, "", "The gateway's own state folder (default $QWEN_GATEWAY_HOME or ~/.qwen-gateway).")
+    add("qwen_state_url", str, "",
+        "Shared state on PostgreSQL, postgresql://user@host:port/db (no password in it: libpq reads PGPASSFILE, "
+        "~/.pgpass or PGPASSWORD). Account state, stored responses, the sealing key and the usage ledger are "
+        "then shared by every gateway using that database. Default: SQLite files in the state folder.")
     add("qwen_oauth_base_url", str, "", "Qwen OAuth server (default $QWEN_OAUTH_BASE_URL or https://chat.qwen.ai).")
     add("qwen_api_base", str, "",
         "API base for OAuth tokens without resource_url (default $QWEN_API_BASE or DashScope's "
@@ -138,6 +142,10 @@ class Config:
     def state_dir(self) -> Path:
         return self.auth.state_dir
 
+    @property
+    def state_url(self) -> str:
+        return self.auth.state_url
+
     def context_limit(self, model: object) -> int:
         return self.context_limits.get(model, self.context_limit_default) if isinstance(model, str) \
             else self.context_limit_default
@@ -170,7 +178,8 @@ def parse(o) -> Config:
             oauth_base_url=o.qwen_oauth_base_url or None,
             default_api_base=o.qwen_api_base or None,
             web_accounts=o.qwen_web_accounts,
-            web_auth_base_url=o.qwen_web_auth_base_url or None)
+            web_auth_base_url=o.qwen_web_auth_base_url or None,
+            state_url=o.qwen_state_url.strip() or None)
         # the OAuth refresh reaches Qwen the way the engine does: same proxy, same trusted CAs
         auth = dataclasses.replace(auth, proxy=network.proxy_url(auth.oauth_base_url), ca_file=network.ca_file,
                                    ca_dir=network.ca_dir, tls_verify=not network.insecure)

@@ -84,6 +84,8 @@ class Turns:
             if body.get("generate") is False:  # a warm-up: the connection is ready, nothing to generate
                 self._warm_up(session, ex, body)
                 return
+            if endpoint.prepare is not None:
+                await endpoint.prepare(body, ex)
             ex.chat_body = endpoint.to_chat(body, ex)
             await gw.check_context(ex)
             resp = await gw.engine.open(ex)
