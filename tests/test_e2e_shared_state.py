@@ -1,0 +1,126 @@
+"""Two real gateways (mitmdump processes, each with its own state folder, as on two machines) sharing one real
+PostgreSQL database through `--set qwen_state_url=…`: stored responses, account cooldowns and the usage
+ledger are one state for both."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
+from helpers.procs import BIN, Gateway, write_creds
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def pair(tmp_path, emu, pg_url):
+    """(gateway one, gateway two, the OAuth account's token, the key account's key, the database URL)."""
+    issued = emu.admin("POST", "tokens", {"expires_in": 3600})
+    key = emu.seed_token(kind="key")
+    gws: list[Gateway] = []
+    for name in ("one", "two"):
+        home = tmp_path / name
+        write_creds(home / ".qwen", access_token=issued["access_token"], refresh_token=issued["refresh_token"],
+                    resource_url=emu.url)
+        (home / "state").mkdir(parents=True)
+        (home / "state" / "accounts.json").write_text(json.dumps({"accounts": [
+            {"name": "b", "kind": "key", "base_url": emu.url + "/v1", "key_env": "KEY_B",
+             "default_model": "qwen3-coder-plus"}]}))
+        env = {"QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(home / "state"),
+               "QWEN_OAUTH_BASE_URL": emu.url, "HOME": str(home), "KEY_B": key}
+        gws.append(Gateway(home / "gw", env=env, args=("--set", f"qwen_state_url={pg_url}")))
+    try:
+        for gw in gws:
+            gw.start()
+        yield gws[0], gws[1], issued["access_token"], key, pg_url
+    finally:
+        for gw in gws:
+            gw.stop()
+
+
+def client(gw: Gateway):
+    import openai
+    return openai.OpenAI(base_url=gw.url + "/v1", api_key="client-key", max_retries=0, timeout=30)
+
+
+def _until(check, what: str, limit: float = 15.0):
+    deadline = time.monotonic() + limit
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {limit} s")
+        time.sleep(0.1)
+
+
+def test_a_response_stored_through_one_is_continued_through_the_other(pair, emu):
+    one, two, *_ = pair
+    first = client(one).responses.create(model="gpt-4o", input="remember the word kumquat")
+    assert first.output_text == "Echo: remember the word kumquat"
+    second = client(two).responses.create(model="gpt-4o", previous_response_id=first.id, input="which word?")
+    assert second.output_text == "Echo: which word?"
+    sent = emu.chat_requests()[-1]["body"]["messages"]
+    assert [m["role"] for m in sent][-3:] == ["user", "assistant", "user"]
+    assert "kumquat" in json.dumps(sent)  # the first turn, read by gateway two from the database
+    # and the other way round, streamed
+    with client(one).responses.stream(model="gpt-4o", previous_response_id=second.id, input="again") as s:
+        assert s.get_final_response().output_text == "Echo: again"
+    assert "which word?" in json.dumps(emu.chat_requests()[-1]["body"]["messages"])
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_response_answered_by_a_gateway_killed_at_once_is_read_through_the_other(pair, stream):
+    one, two, *_ = pair
+    if stream:
+        with client(one).responses.stream(model="gpt-4o", input="durable stream") as s:
+            rid = s.get_final_response().id
+    else:
+        rid = client(one).responses.create(model="gpt-4o", input="durable").id
+    assert one.proc is not None
+    one.proc.send_signal(signal.SIGKILL)  # no shutdown: what was committed is all there is
+    one.proc.wait(10)
+    got = client(two).responses.retrieve(rid)
+    assert got.id == rid and got.output_text == ("Echo: durable stream" if stream else "Echo: durable")
+
+
+def _accounts(gw: Gateway) -> dict[str, str]:
+    health = httpx.get(gw.url + "/health", trust_env=False, timeout=10).json()
+    return {a["name"]: a["state"] for a in health["accounts"]}
+
+
+def test_an_account_one_finds_exhausted_is_skipped_by_the_other(pair, emu):
+    one, two, token, key, _ = pair
+    oauth = next(name for name, state in _accounts(two).items() if name != "b")
+    assert _accounts(two)[oauth] != "cooling_down"
+    emu.fault("quota429", token=token)
+    r = client(one).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "rotate"}])
+    assert r.choices[0].message.content == "Echo: rotate"  # gateway one rotated to the key account
+    _until(lambda: _accounts(two)[oauth] == "cooling_down", "gateway two seeing the cooldown")
+    before = len(emu.chat_requests())
+    for i in range(3):  # round robin would reach the OAuth account within two requests
+        r = client(two).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": f"t{i}"}])
+        assert r.choices[0].message.content == f"Echo: t{i}"
+    auths = [c["headers"]["authorization"] for c in emu.chat_requests()[before:]]
+    assert auths == [f"Bearer {key}"] * 3  # the exhausted account was never tried by gateway two
+
+
+def test_qwen_usage_shows_the_requests_of_both_gateways(pair, tmp_path):
+    one, two, _, _, url = pair
+    for gw, n in ((one, 2), (two, 3)):
+        for i in range(n):
+            client(gw).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": f"u{i}"}])
+
+    def total() -> int:
+        r = subprocess.run([str(BIN / "qwen-usage"), "models", "--json", "--state-url", url,
+                            "--state-dir", str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return sum(row["requests"] for row in json.loads(r.stdout))
+
+    assert _until(lambda: total() == 5, "five ledger rows from two gateways")
