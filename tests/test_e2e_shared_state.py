@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 import time
 
 import httpx
@@ -124,3 +125,47 @@ def test_qwen_usage_shows_the_requests_of_both_gateways(pair, tmp_path):
         return sum(row["requests"] for row in json.loads(r.stdout))
 
     assert _until(lambda: total() == 5, "five ledger rows from two gateways")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_no_client_hears_of_a_response_before_it_is_committed(pair, stream):
+    """The database is held (the responses table locked): the answer, or a stream's final events, must not
+    reach the client while the write waits. Gateway one is then killed: whatever the client was told
+    exists must be readable through gateway two."""
+    import psycopg
+
+    one, two, _, _, url = pair
+    client(one).responses.create(model="gpt-4o", input="warm up")  # tables and pools ready
+    told: list[str] = []
+    failed: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            if stream:
+                with client(one).responses.create(model="gpt-4o", input="held", stream=True) as events:
+                    for ev in events:
+                        if ev.type == "response.completed":
+                            told.append(ev.response.id)
+            else:
+                told.append(client(one).responses.create(model="gpt-4o", input="held").id)
+        except BaseException as e:  # noqa: BLE001  (the gateway is killed under it)
+            failed.append(e)
+
+    with psycopg.connect(url) as holder:
+        holder.execute("LOCK TABLE responses IN ACCESS EXCLUSIVE MODE")
+        worker = threading.Thread(target=ask)
+        worker.start()
+        with psycopg.connect(url, autocommit=True) as watch:
+            _until(lambda: watch.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type='Lock' "
+                                         "AND query LIKE 'INSERT INTO responses%'").fetchone()[0] > 0,
+                   "the response's INSERT waiting for the lock")
+        worker.join(2)  # bounded: with the write held, nothing more may reach the client
+        assert told == []
+        assert one.proc is not None
+        one.proc.send_signal(signal.SIGKILL)
+        one.proc.wait(10)
+        holder.rollback()
+    worker.join(30)
+    assert not worker.is_alive()
+    for rid in told:  # (none: the client heard nothing, and nothing was promised)
+        assert client(two).responses.retrieve(rid).id == rid

@@ -239,3 +239,40 @@ def test_qwen_usage_refuses_a_url_with_a_password(capsys):
         usage.main(["--state-url", "postgresql://u:hunter2@127.0.0.1/x"])
     err = capsys.readouterr().err
     assert "password" in err and "hunter2" not in err
+
+
+# ---- a stream's final events wait for the answer to be kept ------------------------------------------
+
+def _rewriter():
+    from qwen_gateway.api.responses.stream import ResponsesStreamTranslator
+    from qwen_gateway.streaming import StreamRewriter
+    from qwen_gateway.upstream.dashscope.stream import ChunkNormalizer
+
+    return StreamRewriter(ChunkNormalizer("gpt-4o"),
+                          ResponsesStreamTranslator({"model": "gpt-4o"}, response_id="resp_x", created_at=1))
+
+
+def _sse(obj) -> bytes:
+    return b"data: " + __import__("json").dumps(obj).encode() + b"\n\n"
+
+
+def test_a_parked_stream_holds_its_final_events_until_the_relayed_stream_ends():
+    rw = _rewriter()
+    parked: list[bool] = []
+    rw.park = lambda: parked.append(rw.error is None)
+    chunk = {"id": "c", "object": "chat.completion.chunk", "model": "qwen",
+             "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]}
+    last = {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    early = b"".join(rw(_sse(chunk) + _sse(last) + b"data: [DONE]\n\n"))
+    assert b"response.output_text.delta" in early and b"response.completed" not in early
+    assert parked == [True] and rw.held  # the write starts now; the events wait for the end
+    assert b"response.completed" in b"".join(rw(b""))
+    assert rw.held is None
+
+
+def test_a_failed_stream_is_not_parked_and_opens_the_gate_at_once():
+    rw = _rewriter()
+    parked: list[bool] = []
+    rw.park = lambda: parked.append(rw.error is None)
+    out = b"".join(rw(_sse({"error": {"message": "boom", "code": "InternalError"}})))
+    assert b"response.failed" in out and parked == [False] and rw.held is None

@@ -222,6 +222,8 @@ class QwenGateway:
     async def _relay(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         """Point the flow at the relay: mitmproxy then streams the engine's answer like any server's."""
         address = await self.relay.start()
+        if ex.extra.get("keep_before_end"):  # the endpoint keeps the answer in a shared database first
+            ex.extra["final_gate"] = asyncio.get_running_loop().create_future()
         ex.extra["relay_token"] = token = self.relay.expect(ex)
         ex.extra["relayed"] = True
         claim.point_at_relay(flow, address, token, TOKEN_HEADER)

@@ -39,6 +39,8 @@ def responses_endpoint(store: Callable[[], ResponseStore],
         cont = {"history": ex.extra.pop("history")} if "history" in ex.extra else st.continuation(body)
         t = translate(body, **cont, notes=ex.notes, open_sealed=st.sealer.open, lookup=st.item)
         ex.extra["response_id"] = new_id("resp")
+        if st.durable and body.get("store") is not False:  # committed before the stream's final events
+            ex.extra["keep_before_end"] = True
         ex.extra["tools"] = t.tools
         ex.extra["items"] = t.items
         if t.compaction:

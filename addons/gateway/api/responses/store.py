@@ -23,6 +23,8 @@ CREATE INDEX IF NOT EXISTS response_items_by_response ON response_items (respons
 
 
 class ResponseStore:
+    durable = False  # True: `put` returns a write the answer waits for (a shared database)
+
     def __init__(self, path: Path, max_items: int = 1000) -> None:
         self.path = path
         self.max_items = max_items

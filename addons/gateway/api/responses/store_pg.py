@@ -52,6 +52,8 @@ _TRIM = ("DELETE FROM responses WHERE id IN (SELECT id FROM responses ORDER BY c
 
 
 class SharedResponseStore(ResponseStore):
+    durable = True
+
     def __init__(self, path: Path, db: Database, max_items: int = 1000) -> None:
         super().__init__(path, max_items)
         self.db = db
