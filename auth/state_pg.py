@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import json
 import logging
 import threading
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
-from .pg import Database
+from .pg import Database, advisory_key
 from .redact import redact
 from .settings import AuthSettings
 from .state import AccountState, today
@@ -29,7 +31,10 @@ STEPS = (
     "PRIMARY KEY (account, day))",
     "CREATE TABLE account_state (account TEXT PRIMARY KEY, cooldown_until DOUBLE PRECISION DEFAULT 0, "
     "needs_login BOOLEAN DEFAULT false, login_mtime DOUBLE PRECISION DEFAULT 0, last_error TEXT)",
+    # an OAuth login refreshed by one gateway, for the others (the database holds credentials: protect it)
+    "CREATE TABLE shared_credentials (account TEXT PRIMARY KEY, creds TEXT NOT NULL, expiry DOUBLE PRECISION)",
 )
+REFRESH_LOCK_WAIT_S = 60.0  # another gateway's refresh (an HTTP call with its own timeout) held the lock
 _UPSERT = ("INSERT INTO account_state VALUES (%s,%s,%s,%s,%s) ON CONFLICT (account) DO UPDATE SET "
            "cooldown_until=EXCLUDED.cooldown_until, needs_login=EXCLUDED.needs_login, "
            "login_mtime=EXCLUDED.login_mtime, last_error=EXCLUDED.last_error")
@@ -139,6 +144,40 @@ class SharedAccountState(AccountState):
                     self._day_counts[key] = self._day_counts.get(key, 0) + n
         except Exception as e:
             log.warning("qwen: could not write request counts to the shared database: %s", type(e).__name__)
+
+    # ---- one refresher across machines (auth/refreshing.py) -----------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def refresh_lock(self, account: str) -> AsyncIterator[None]:
+        """The account's advisory lock (a session lock on a connection held for the block)."""
+        await self.db.amigrate(COMPONENT, STEPS)
+        pool = await self.db.pool()
+        async with pool.connection() as conn:
+            key = advisory_key(account)
+            await asyncio.wait_for(conn.execute("SELECT pg_advisory_lock(%s)", (key,)), REFRESH_LOCK_WAIT_S)
+            try:
+                yield
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    async def published(self, account: str) -> dict | None:
+        await self.db.amigrate(COMPONENT, STEPS)
+        rows = await self.db.fetch("SELECT creds FROM shared_credentials WHERE account=%s", (account,))
+        try:
+            creds = json.loads(rows[0][0]) if rows else None
+        except ValueError:
+            return None
+        return creds if isinstance(creds, dict) else None
+
+    async def publish(self, account: str, creds: dict) -> None:
+        try:
+            await self.db.amigrate(COMPONENT, STEPS)
+            await self.db.execute("INSERT INTO shared_credentials VALUES (%s, %s, %s) ON CONFLICT (account) DO "
+                                  "UPDATE SET creds=EXCLUDED.creds, expiry=EXCLUDED.expiry",
+                                  (account, json.dumps(creds), float(creds.get("expiry_date") or 0)),
+                                  notify=f"credential:{account}")
+        except Exception as e:  # the refresh itself succeeded: this gateway goes on with it
+            log.warning("qwen: could not publish %s's refreshed login: %s", account, type(e).__name__)
 
     # ---- AccountState's interface (synchronous, from memory) ---------------------------------------
 

@@ -169,3 +169,37 @@ def test_no_client_hears_of_a_response_before_it_is_committed(pair, stream):
     assert not worker.is_alive()
     for rid in told:  # (none: the client heard nothing, and nothing was promised)
         assert client(two).responses.retrieve(rid).id == rid
+
+
+async def test_two_machines_refreshing_one_login_at_once_make_one_refresh(tmp_path, emu, pg_url):
+    """Two gateways on two machines (their own credential files, so their own file locks) share a login:
+    the account's advisory lock lets one refresh; the other adopts the published login, written 0600."""
+    import asyncio
+    import os
+
+    from qwen_gateway.auth.credfile import read_creds
+    from qwen_gateway.auth.oauth_account import OAuthAccount
+    from qwen_gateway.auth.pg import Database
+    from qwen_gateway.auth.settings import AuthSettings
+    from qwen_gateway.auth.state_pg import SharedAccountState
+
+    issued = emu.admin("POST", "tokens", {"expires_in": 3600})
+    accounts = []
+    for name in ("m1", "m2"):
+        path = write_creds(tmp_path / name / ".qwen", access_token=issued["access_token"],
+                           refresh_token=issued["refresh_token"], resource_url=emu.url, expires_in=-60)
+        settings = AuthSettings.from_env(qwen_dir=tmp_path / name / ".qwen", state_dir=tmp_path / name / "state",
+                                         oauth_base_url=emu.url, state_url=pg_url)
+        state = SharedAccountState(Database(pg_url))
+        accounts.append((OAuthAccount("default", path, settings, state), path, state))
+    before = emu.stats()["refresh_calls"]
+    try:
+        creds = await asyncio.gather(*(acct.credential() for acct, _, _ in accounts))
+    finally:
+        for _, _, state in accounts:
+            state.close()
+    assert emu.stats()["refresh_calls"] == before + 1
+    assert creds[0].token == creds[1].token != issued["access_token"]
+    for _, path, _ in accounts:
+        assert read_creds(path)["access_token"] == creds[0].token
+        assert os.stat(path).st_mode & 0o777 == 0o600
