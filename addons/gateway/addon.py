@@ -31,7 +31,7 @@ from .api.responses.background import BackgroundRuns
 from .api.responses.socket import ResponsesSockets, trim_messages, wants_socket
 from .api.responses.store import ResponseStore
 from .api.responses.store_pg import SharedResponseStore
-from .auth.pg import Database
+from .auth.pg import Database, shown
 from .auth.base import Pool
 from .auth.pool import AccountPool
 from .config import Config
@@ -111,6 +111,8 @@ class QwenGateway:
         asyncio_utils.create_task(self.relay.start(), name="qwen: relay", keep_ref=True)
         terminal.keep_secrets_out_of_logs()
         terminal.describe_accounts(getattr(self.pool, "describe", None))
+        if self.config.state_url:  # never a password: the option refuses a URL that carries one
+            log.info("qwen: shared state on %s", shown(self.config.state_url))
         self.observers.running()
 
     async def done(self) -> None:
