@@ -127,8 +127,8 @@ def test_qwen_usage_shows_the_requests_of_both_gateways(pair, tmp_path):
     assert _until(lambda: total() == 5, "five ledger rows from two gateways")
 
 
-@pytest.mark.parametrize("stream", [False, True])
-def test_no_client_hears_of_a_response_before_it_is_committed(pair, stream):
+@pytest.mark.parametrize("how", ["whole", "stream", "websocket"])
+def test_no_client_hears_of_a_response_before_it_is_committed(pair, how):
     """The database is held (the responses table locked): the answer, or a stream's final events, must not
     reach the client while the write waits. Gateway one is then killed: whatever the client was told
     exists must be readable through gateway two."""
@@ -141,11 +141,21 @@ def test_no_client_hears_of_a_response_before_it_is_committed(pair, stream):
 
     def ask() -> None:
         try:
-            if stream:
+            if how == "stream":
                 with client(one).responses.create(model="gpt-4o", input="held", stream=True) as events:
                     for ev in events:
                         if ev.type == "response.completed":
                             told.append(ev.response.id)
+            elif how == "websocket":
+                import websocket
+
+                ws = websocket.create_connection(one.url.replace("http://", "ws://") + "/v1/responses", timeout=30)
+                ws.send(json.dumps({"type": "response.create", "model": "gpt-4o", "input": "held"}))
+                while True:
+                    event = json.loads(ws.recv())
+                    if event["type"] == "response.completed":
+                        told.append(event["response"]["id"])
+                        break
             else:
                 told.append(client(one).responses.create(model="gpt-4o", input="held").id)
         except BaseException as e:  # noqa: BLE001  (the gateway is killed under it)
