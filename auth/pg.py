@@ -27,6 +27,7 @@ log = logging.getLogger("qwen")
 
 SCHEMES = ("postgresql", "postgres")
 CHANNEL = "qwen_state"  # NOTIFY channel: payload "<kind>:<key>" (kind: account, credential)
+POOL_WAIT_S = 5.0  # a request waits at most this for a connection (the database down: an error, not a hang)
 _LOCK_SCHEMA = 0x7177_6E00  # advisory lock key for migrations ("qwn\0")
 
 
@@ -142,9 +143,13 @@ class Database:
             if self._pool is None:
                 from psycopg_pool import AsyncConnectionPool
 
-                pool = AsyncConnectionPool(self.url, min_size=1, max_size=self.max_size, open=False,
-                                           kwargs={"autocommit": True}, name="qwen-state")
-                await pool.open(wait=True, timeout=10)
+                pool = AsyncConnectionPool(self.url, min_size=1, max_size=self.max_size, open=False, timeout=POOL_WAIT_S,
+                                           kwargs={"autocommit": True, "connect_timeout": 5}, name="qwen-state")
+                try:
+                    await pool.open(wait=True, timeout=10)
+                except BaseException:
+                    await pool.close()  # no workers left retrying: the next caller tries again
+                    raise
                 self._pool = pool
         return self._pool
 

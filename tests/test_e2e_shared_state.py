@@ -213,3 +213,17 @@ async def test_two_machines_refreshing_one_login_at_once_make_one_refresh(tmp_pa
     for _, path, _ in accounts:
         assert read_creds(path)["access_token"] == creds[0].token
         assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+def test_a_database_that_is_down_is_a_clear_503_for_stored_responses_and_chat_still_answers(
+        make_gateway, oauth_home):
+    from helpers.procs import free_port
+
+    url = f"postgresql://qwen@127.0.0.1:{free_port()}/nowhere"  # nothing listens there
+    gw = make_gateway("down", env=oauth_home["env"], args=("--set", f"qwen_state_url={url}"))
+    r = httpx.post(gw.url + "/v1/responses", json={"model": "gpt-4o", "input": "hi"}, trust_env=False, timeout=60)
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "state_unavailable" and "database" in r.json()["error"]["message"]
+    chat = client(gw).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "still"}])
+    assert chat.choices[0].message.content == "Echo: still"
+    assert "shared database postgresql://qwen@127.0.0.1" in gw.log()

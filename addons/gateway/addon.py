@@ -204,8 +204,6 @@ class QwenGateway:
         ex.requested_model = client_body["model"] if isinstance(client_body.get("model"), str) else ""
         ex.stream = client_body.get("stream") is True
         self.observers.notify("client_request", ex, flow)
-        if self.config.state_url:  # a shared database: its sealing key before anything is sealed or opened
-            await self._responses().ready()
         if endpoint.prepare is not None:
             await endpoint.prepare(client_body, ex)
         ex.chat_body = endpoint.to_chat(client_body, ex)

@@ -16,7 +16,8 @@ import logging
 from collections.abc import Awaitable
 from pathlib import Path
 
-from ...auth.pg import Database
+from ...auth.pg import Database, shown
+from ...errors import GatewayError
 from ...seal import load_key
 from .store import ResponseStore, rows_of
 
@@ -62,9 +63,16 @@ class SharedResponseStore(ResponseStore):
         self._puts = 0
 
     async def ready(self) -> None:
+        """Connected, migrated, the shared sealing key adopted; a 503 naming the database when it cannot be
+        (tried again by the next request)."""
         if self._ready is None or (self._ready.done() and self._ready.exception() is not None):
             self._ready = asyncio.get_running_loop().create_task(self._open(), name="qwen: shared responses")
-        await asyncio.shield(self._ready)
+        try:
+            await asyncio.shield(self._ready)
+        except Exception as e:
+            log.warning("qwen: the shared database %s is unavailable: %s", shown(self.db.url), type(e).__name__)
+            raise GatewayError(503, "The gateway's shared state database is unavailable; try again later.",
+                               code="state_unavailable") from None
 
     async def _open(self) -> None:
         await self.db.amigrate(COMPONENT, STEPS)
