@@ -4,6 +4,7 @@ ledger are one state for both."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -227,3 +228,62 @@ def test_a_database_that_is_down_is_a_clear_503_for_stored_responses_and_chat_st
     chat = client(gw).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "still"}])
     assert chat.choices[0].message.content == "Echo: still"
     assert "shared database postgresql://qwen@127.0.0.1" in gw.log()
+
+
+def test_a_web_conversation_pinned_through_one_gateway_continues_through_the_other(tmp_path, emu, pg_url):
+    """Two gateways serving one Qwen Chat web account (qwen_web_pin=user): the second turn, sent to the other
+    gateway, continues the chat the first made (parent_id = its last response), sending only the new message."""
+    import sqlite3
+    import urllib.parse
+
+    import openai
+
+    from qwen_gateway.auth import web_cookies as wc
+    from qwen_gateway.auth import web_session as ws
+    from qwen_gateway.auth.base import WEB
+    from qwen_gateway.auth.registry import Registry
+    from qwen_gateway.auth.settings import AuthSettings
+    from test_e2e_qwenweb import UA
+
+    minted = emu.admin("POST", "web/session", {"expires_in": 3600})
+    gws = []
+    for name in ("one", "two"):
+        home = tmp_path / name
+        settings = AuthSettings.from_env(qwen_dir=home / ".qwen", state_dir=home / "state")
+        session = ws.new_session(minted["access_token"], wc.keep(wc.parse_header(minted["cookie_header"])),
+                                 user_agent=UA, bx={"bx-v": "2.5.36", "bx-ua": "bx-ua-secret-value"})
+        ws.save(settings.web_session_path("chat"), session)
+        Registry(settings).put({"name": "chat", "kind": WEB})
+        env = {"QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(home / "state"), "HOME": str(home),
+               "QWEN_OAUTH_BASE_URL": emu.url, "QWEN_WEB_BASE_URL": emu.url, "QWEN_WEB_AUTH_BASE_URL": emu.url}
+        gws.append(Gateway(home / "gw", env=env, args=(
+            "--set", "qwen_web_accounts=true", "--set", "qwen_web_min_interval=0", "--set", "qwen_web_pin=user",
+            "--set", f"qwen_state_url={pg_url}")))
+    try:
+        for gw in gws:
+            gw.start()
+        one, two = (openai.OpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0, timeout=30) for gw in gws)
+        history = [{"role": "user", "content": "one"}]
+        r = one.chat.completions.create(model="gpt-4o", messages=history, user="alice")
+        history += [{"role": "assistant", "content": r.choices[0].message.content}]
+
+        def pinned_on_two() -> bool:
+            path = tmp_path / "two" / "state" / "web_pins.sqlite3"
+            if not path.exists():
+                return False
+            with contextlib.closing(sqlite3.connect(path)) as db:
+                return db.execute("SELECT count(*) FROM pins").fetchone()[0] == 1
+
+        _until(pinned_on_two, "gateway two holding gateway one's pin")
+        chats = [r for r in emu.requests() if "/api/v2/chat/completions" in r["path"]]
+        chat_id = urllib.parse.parse_qs(urllib.parse.urlsplit(chats[-1]["path"]).query)["chat_id"][0]
+        parent = emu.admin("GET", "web/state")["chats"][chat_id]["last_response_id"]
+        r = two.chat.completions.create(model="gpt-4o", messages=[*history, {"role": "user", "content": "two"}],
+                                        user="alice")
+        assert r.choices[0].message.content == "Echo: two"
+        sent = [r for r in emu.requests() if "/api/v2/chat/completions" in r["path"]][-1]
+        assert sent["body"]["chat_id"] == chat_id and sent["body"]["parent_id"] == parent
+        assert [m["content"] for m in sent["body"]["messages"]] == ["two"]
+    finally:
+        for gw in gws:
+            gw.stop()

@@ -276,3 +276,35 @@ def test_a_failed_stream_is_not_parked_and_opens_the_gate_at_once():
     rw.park = lambda: parked.append(rw.error is None)
     out = b"".join(rw(_sse({"error": {"message": "boom", "code": "InternalError"}})))
     assert b"response.failed" in out and parked == [False] and rw.held is None
+
+
+# ---- web pins ----------------------------------------------------------------------------------------
+
+async def test_a_web_pin_made_by_one_gateway_is_continued_and_dropped_on_the_other(backend, tmp_path):
+    from qwen_gateway.upstream.qwenweb.pins import PinStore
+    from qwen_gateway.upstream.qwenweb.pins_pg import SharedPinStore
+
+    kind, url = backend
+    if kind == "sqlite":
+        a = b = PinStore(tmp_path / "web_pins.sqlite3", ttl=60)
+    else:
+        a = SharedPinStore(tmp_path / "a" / "web_pins.sqlite3", 60, Database(url))
+        b = SharedPinStore(tmp_path / "b" / "web_pins.sqlite3", 60, Database(url))
+        b.start()
+    try:
+        await _until(lambda: _listening(b), "b's listener ready")
+        pin = a.put("k1", "chat-1", "resp-1", "digest", 2)
+        await _until(lambda: b.get("k1") == pin, "the pin reaching b")
+        a.drop("k1")
+        await _until(lambda: b.get("k1") is None, "the drop reaching b")
+    finally:
+        a.close()
+        if b is not a:
+            b.close()
+
+
+def _listening(store) -> bool:
+    """A shared pin store's listener has connected (its first copy ran: the table exists)."""
+    from qwen_gateway.upstream.qwenweb.pins_pg import COMPONENT, SharedPinStore
+
+    return not isinstance(store, SharedPinStore) or COMPONENT in store.db._migrated

@@ -51,8 +51,9 @@ def declare(loader) -> None:
     add("qwen_state_dir", str, "", "The gateway's own state folder (default $QWEN_GATEWAY_HOME or ~/.qwen-gateway).")
     add("qwen_state_url", str, "",
         "Shared state on PostgreSQL, postgresql://user@host:port/db (no password in it: libpq reads PGPASSFILE, "
-        "~/.pgpass or PGPASSWORD). Account state, stored responses, the sealing key and the usage ledger are "
-        "then shared by every gateway using that database. Default: SQLite files in the state folder.")
+        "~/.pgpass or PGPASSWORD). Account state, refreshed logins, stored responses, the sealing key, web pins "
+        "and the usage ledger are then shared by every gateway using that database. Default: SQLite files in "
+        "the state folder.")
     add("qwen_oauth_base_url", str, "", "Qwen OAuth server (default $QWEN_OAUTH_BASE_URL or https://chat.qwen.ai).")
     add("qwen_api_base", str, "",
         "API base for OAuth tokens without resource_url (default $QWEN_API_BASE or DashScope's "
