@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .pg import Database, advisory_key
+from .pg import CHANNEL, Database, advisory_key
 from .redact import redact
 from .settings import AuthSettings
 from .state import AccountState, today
@@ -199,7 +199,7 @@ class SharedAccountState(AccountState):
                 with self.db.connect() as conn, conn.transaction():
                     conn.execute(_UPSERT, (account, row["cooldown_until"], bool(row["needs_login"]),
                                            row["login_mtime"], row["last_error"]))
-                    conn.execute("SELECT pg_notify(%s, %s)", ("qwen_state", f"account:{account}"))
+                    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"account:{account}"))
             finally:
                 with self._lock:
                     self._writing[account] -= 1

@@ -25,8 +25,8 @@ ANTHROPIC_VERSION=2.10.0
 apt_missing=()
 command -v chromium >/dev/null && command -v chromedriver >/dev/null || apt_missing+=(chromium chromium-driver)
 command -v iptables >/dev/null || apt_missing+=(iptables)
-command -v systemd-analyze >/dev/null || apt_missing+=(systemd)
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_missing+=(postgresql)  # shared state (tests/pgserver.py)  # verifies the service unit (tests/test_service.py)
+command -v systemd-analyze >/dev/null || apt_missing+=(systemd)  # verifies the service unit (tests/test_service.py)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_missing+=(postgresql)  # shared state (tests/helpers/pgserver.py)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null) \
