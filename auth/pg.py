@@ -50,6 +50,17 @@ def check_url(url: str) -> str:
     return url
 
 
+def driver_missing() -> str | None:
+    """Why PostgreSQL cannot be used here (the optional extra is not installed), or None."""
+    import importlib.util
+
+    missing = [m for m in ("psycopg", "psycopg_pool") if importlib.util.find_spec(m) is None]
+    if missing:
+        return (f"qwen_state_url needs {' and '.join(missing)}: install the postgres extra "
+                "(pip install -e '.[postgres]')")
+    return None
+
+
 def shown(url: str) -> str:
     """The URL with anything secret-looking removed (its query dropped: sslkey paths, options)."""
     try:

@@ -308,3 +308,12 @@ def _listening(store) -> bool:
     from qwen_gateway.upstream.qwenweb.pins_pg import COMPONENT, SharedPinStore
 
     return not isinstance(store, SharedPinStore) or COMPONENT in store.db._migrated
+
+
+def test_the_option_without_the_postgres_extra_is_a_clear_configure_error(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "psycopg_pool" else real(name, *a))
+    with pytest.raises(exceptions.OptionsError, match=r"psycopg_pool.*postgres extra"):
+        parsed_config(qwen_state_url="postgresql://gw@127.0.0.1/qwen")

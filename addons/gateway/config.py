@@ -16,6 +16,7 @@ from pathlib import Path
 from mitmproxy import exceptions
 
 from . import network as net
+from .auth.pg import driver_missing
 from .auth.settings import AuthSettings
 from .models import ModelMap, parse_model_map
 
@@ -186,6 +187,8 @@ def parse(o) -> Config:
                                    ca_dir=network.ca_dir, tls_verify=not network.insecure)
     except ValueError as e:
         raise exceptions.OptionsError(str(e)) from e
+    if auth.state_url and (missing := driver_missing()):
+        raise exceptions.OptionsError(missing)
     intercept = frozenset(normalise_host(h) for h in o.qwen_intercept_hosts if h.strip())
     claimed = frozenset(p for h in intercept for p in CLAIMED_PATHS_WITH.get(h, ()))
     return Config(
