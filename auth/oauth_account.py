@@ -147,6 +147,13 @@ class OAuthAccount(RefreshedFileAccount[dict]):
             if is_fresh(current) and (not force or current["access_token"] != seen_token):
                 self._adopt(current)
                 return current
+            # Another machine's gateway (shared state) may have: its login, written here atomically (0600).
+            published = await self._published()
+            if published is not None and is_fresh(published) and published["access_token"] != seen_token \
+                    and (published.get("expiry_date") or 0) > (current.get("expiry_date") or 0):
+                await asyncio.to_thread(write_creds, self.path, published, REFRESH_ORDER)
+                self._adopt(published)
+                return published
             try:
                 data = await oauth.refresh(self.settings, current["refresh_token"])
             except oauth.RefreshRejected as e:
@@ -168,6 +175,7 @@ class OAuthAccount(RefreshedFileAccount[dict]):
                 return new
             self._adopt(new)
             self._refreshed()
+            await self._publish(new)
             return new
 
     def status(self) -> dict:

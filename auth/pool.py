@@ -28,6 +28,7 @@ from .pool_status import NO_ACCOUNTS, USABLE_STATES, describe_rows, status_rows,
 from .registry import Registry, RegistryError
 from .settings import AuthSettings
 from .state import AccountState
+from .state_pg import shared_state
 from .web_account import WEB_WARNING
 
 THROTTLE_FIRST_S = 1.0
@@ -75,7 +76,7 @@ class AccountPool(Pool):
     @classmethod
     def from_settings(cls, settings: AuthSettings, *, kinds: Collection[str] | None = None) -> "AccountPool":
         """`kinds`: the credential kinds the caller can send requests with (the gateway: its pairing's)."""
-        state = AccountState(settings.state_db_path)
+        state = shared_state(settings) or AccountState(settings.state_db_path)
         pool = cls([], state, reset_hour_utc=settings.quota_reset_hour_utc, registry=Registry(settings),
                    check_every_s=settings.accounts_check_s, refresh_wait_s=settings.refresh_wait_s,
                    kinds=kinds, web_accounts=settings.web_accounts)

@@ -16,6 +16,7 @@ from .base import Account, AccountUnavailable
 from .credfile import FileLock, LockTimeout
 from .settings import AuthSettings
 from .state import AccountState
+from .state_pg import SharedAccountState
 
 T = TypeVar("T")
 
@@ -53,7 +54,8 @@ class RefreshedFileAccount(Account, Generic[T]):
 
     @contextlib.asynccontextmanager
     async def _locked(self) -> AsyncIterator[None]:
-        """The account's lock file, held (and touched) for the block."""
+        """The account's lock file, held (and touched) for the block; with shared state on PostgreSQL also
+        the account's advisory lock there: one refresher across machines."""
         lock = FileLock(self.lock_path, stale_after=self.settings.lock_stale_s)
         try:
             await asyncio.to_thread(lock.acquire)
@@ -61,10 +63,27 @@ class RefreshedFileAccount(Account, Generic[T]):
             raise self._failed(f"{self.name}: {e}") from e
         beat = asyncio.ensure_future(self._heartbeat(lock))
         try:
-            yield
+            if isinstance(self.state, SharedAccountState):
+                try:
+                    async with self.state.refresh_lock(self.name):
+                        yield
+                except TimeoutError as e:
+                    raise self._failed(f"{self.name}: another gateway's refresh did not finish in time") from e
+            else:
+                yield
         finally:
             beat.cancel()
             await asyncio.to_thread(lock.release)
+
+    async def _published(self) -> dict | None:
+        """The newest credential another gateway published for this account (shared state only)."""
+        if isinstance(self.state, SharedAccountState):
+            return await self.state.published(self.name)
+        return None
+
+    async def _publish(self, creds: dict) -> None:
+        if isinstance(self.state, SharedAccountState):
+            await self.state.publish(self.name, creds)
 
     async def _heartbeat(self, lock: FileLock) -> None:
         every = max(self.settings.lock_stale_s / 3, 0.05)

@@ -94,6 +94,9 @@ class AuthSettings:
     ca_file: str | None = None
     ca_dir: str | None = None
     tls_verify: bool = True
+    # Shared state on PostgreSQL (the gateway's option qwen_state_url; auth/pg.py): "" keeps SQLite files
+    # under state_dir. Never carries a password (libpq reads PGPASSFILE, ~/.pgpass or PGPASSWORD).
+    state_url: str = ""
 
     def __post_init__(self) -> None:
         self.qwen_dir = Path(self.qwen_dir).expanduser()
@@ -109,6 +112,10 @@ class AuthSettings:
             if not value >= 0:  # also refuses NaN
                 raise ValueError(f"{name} must be a number of seconds >= 0, not {getattr(self, name)!r}")
             setattr(self, name, value)
+        if self.state_url:
+            from .pg import check_url
+
+            check_url(self.state_url)  # a StateUrlError (a ValueError) names what is wrong, never the password
 
     @property
     def default_creds_path(self) -> Path:

@@ -2,9 +2,10 @@
 # Installs the optional real clients and system tools the end-to-end tests drive, all into ignored
 # folders (.tools/) or from Debian:
 #   - Debian's chromium + chromium-driver (mitmweb browser test), iptables (transparent mode,
-#     inside network namespaces the tests create) and prometheus (the Grafana dashboard's queries run
-#     against a real one: the test starts its own on a free loopback port, whether or not the package's
-#     service runs on :9090);
+#     inside network namespaces the tests create), and the servers the tests start themselves on free
+#     loopback ports: prometheus (the Grafana dashboard's queries run against a real one), postgresql
+#     (shared state: run as `postgres`) and nginx (two gateways behind it); installed, never started as
+#     services;
 #   - from npm, into .tools/: the Codex CLI, openai-node (`openai`), Claude Code (`claude`: the npm
 #     package brings its native binary, about 360 MB, through a platform optional dependency; checked
 #     with `claude --version`, offline), and a Node release that has NODE_USE_ENV_PROXY (the
@@ -29,10 +30,19 @@ command -v chromium >/dev/null && command -v chromedriver >/dev/null || apt_miss
 command -v iptables >/dev/null || apt_missing+=(iptables)
 command -v systemd-analyze >/dev/null || apt_missing+=(systemd)  # verifies the service unit (tests/test_service.py)
 command -v prometheus >/dev/null || apt_missing+=(prometheus)  # scrapes a gateway for the dashboard (tests/test_e2e_dashboard.py)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_missing+=(postgresql)  # shared state (tests/helpers/pgserver.py)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_missing+=(nginx)  # two gateways behind it (tests/test_e2e_deploy.py)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    # Installed, never started: the tests start their own servers on loopback, but Debian's postinst scripts
+    # would start PostgreSQL, Prometheus and nginx as services (policy-rc.d 101: no service starts now).
+    own_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && own_policy=1
+    fi
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null) \
       || { echo "install-test-tools: apt-get install ${apt_missing[*]} failed"; status=1; }
+    [ "$own_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
   else
     echo "install-test-tools: ${apt_missing[*]} missing and apt-get unavailable (not root?)"; status=1
   fi

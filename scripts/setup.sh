@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=""
-[ "${1:-}" = "--test" ] && extras="[test]"
+[ "${1:-}" = "--test" ] && extras="[test,postgres]"  # the tests start a real PostgreSQL
 if [ ! -x .venv/bin/python ]; then
   py=""
   for cand in python3.13 python3.12 python3; do
@@ -18,7 +18,7 @@ fi
 stamp=".venv/.installed$extras"
 current() { [ -f "$1" ] && [ ! pyproject.toml -nt "$1" ]; }
 # An install with the test tools includes the plain one: no second pip run (nor network) for it.
-if ! current "$stamp" && ! { [ -z "$extras" ] && current ".venv/.installed[test]"; }; then
+if ! current "$stamp" && ! { [ -z "$extras" ] && current ".venv/.installed[test,postgres]"; }; then
   echo "setup: installing into .venv (log: .venv/install.log)…" >&2
   if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e ".$extras"; } \
       > .venv/install.log 2>&1; then

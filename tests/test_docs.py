@@ -146,6 +146,9 @@ NOT_RUN: list[tuple[str, str, str]] = [  # (file pattern, command pattern, reaso
     (r"docs/clients\.md", r"\bclaude -p\b",
      "runs the real Claude Code (npm @anthropic-ai/claude-code); tests/test_e2e_claude_code.py runs both recipes "
      "with it in a loopback-only network namespace"),
+    (r"docs/deploy\.md", r"(qwen-gateway|qwen-usage) .*--?(set qwen_)?state.url",
+     "needs the PostgreSQL server the section sets up (db.internal); tests/test_e2e_shared_state.py starts two "
+     "gateways with this option and runs qwen-usage --state-url against a real PostgreSQL"),
     (r".*", r"scripts/bench(_tokens)?\.py",
      "a benchmark: minutes of CPU on the shared cores, and its figures are measurements, not fixed output"),
 ]

@@ -18,7 +18,9 @@ The wings are named only in registry.py; the addon hands its tables to the core.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable
 
 from mitmproxy import ctx, http
 from mitmproxy.proxy import server_hooks
@@ -28,6 +30,8 @@ from . import config, forward, mitmdefaults, registry
 from .api.responses.background import BackgroundRuns
 from .api.responses.socket import ResponsesSockets, trim_messages, wants_socket
 from .api.responses.store import ResponseStore
+from .api.responses.store_pg import SharedResponseStore
+from .auth.pg import Database, shown
 from .auth.base import Pool
 from .auth.pool import AccountPool
 from .config import Config
@@ -46,6 +50,7 @@ from .upstream.relay import TOKEN_HEADER, LoopbackRelay
 from .upstream.retry import RetryPolicy
 
 log = logging.getLogger("qwen")
+DURABLE_WAIT_S = 10.0  # a stored Response's database write, at most, before the answer goes out
 
 
 class QwenGateway:
@@ -106,6 +111,8 @@ class QwenGateway:
         asyncio_utils.create_task(self.relay.start(), name="qwen: relay", keep_ref=True)
         terminal.keep_secrets_out_of_logs()
         terminal.describe_accounts(getattr(self.pool, "describe", None))
+        if self.config.state_url:  # never a password: the option refuses a URL that carries one
+            log.info("qwen: shared state on %s", shown(self.config.state_url))
         self.observers.running()
 
     async def done(self) -> None:
@@ -197,6 +204,8 @@ class QwenGateway:
         ex.requested_model = client_body["model"] if isinstance(client_body.get("model"), str) else ""
         ex.stream = client_body.get("stream") is True
         self.observers.notify("client_request", ex, flow)
+        if endpoint.prepare is not None:
+            await endpoint.prepare(client_body, ex)
         ex.chat_body = endpoint.to_chat(client_body, ex)
         await self.check_context(ex)
         if ex.stream:
@@ -213,6 +222,8 @@ class QwenGateway:
     async def _relay(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         """Point the flow at the relay: mitmproxy then streams the engine's answer like any server's."""
         address = await self.relay.start()
+        if ex.extra.get("keep_before_end"):  # the endpoint keeps the answer in a shared database first
+            ex.extra["final_gate"] = asyncio.get_running_loop().create_future()
         ex.extra["relay_token"] = token = self.relay.expect(ex)
         ex.extra["relayed"] = True
         claim.point_at_relay(flow, address, token, TOKEN_HEADER)
@@ -237,13 +248,32 @@ class QwenGateway:
         except Exception:
             log.exception("qwen: could not start translating a stream")
 
-    def response(self, flow: http.HTTPFlow) -> None:
+    def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         ex = self._live.pop(flow.id, None)
         if ex is None or flow.response is None:
             self.settle.passed(flow)
             requestlog.passed(flow)
-            return
+            return None
         self.settle.answered(flow, ex)
+        # mitmproxy awaits what a hook returns: only an answer with a database write to wait for waits
+        return self._durable(flow, ex) if "durable" in ex.extra else None
+
+    async def _durable(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        """A write the endpoint started (a stored Response on a shared database) is committed before
+        mitmproxy sends the answer: a gateway killed right after answering loses nothing the client was
+        told exists. A whole answer whose write failed becomes an error."""
+        write = ex.extra.pop("durable", None)
+        if write is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(write), DURABLE_WAIT_S)
+        except Exception as e:
+            log.error("qwen: could not store response %s in the shared database: %s",
+                      ex.extra.get("response_id"), type(e).__name__)
+            if ex.rewriter is None:
+                flow.response = self.formats.error(GatewayError(
+                    503, "The gateway could not store the response in its shared database.",
+                    code="state_unavailable"), ex)
 
     def error(self, flow: http.HTTPFlow) -> None:
         ex = self._live.pop(flow.id, None)
@@ -287,9 +317,11 @@ class QwenGateway:
             self.pool.reload()
 
     def _responses(self) -> ResponseStore:
-        """Stored Responses (previous_response_id), opened at first use."""
+        """Stored Responses (previous_response_id), opened at first use (shared: qwen_state_url)."""
         if self._store is None:
-            self._store = ResponseStore(self.config.state_dir / "responses.sqlite3")
+            path = self.config.state_dir / "responses.sqlite3"
+            url = self.config.state_url
+            self._store = SharedResponseStore(path, Database(url)) if url else ResponseStore(path)
         return self._store
 
     def health(self) -> dict:

@@ -16,6 +16,7 @@ from pathlib import Path
 from mitmproxy import exceptions
 
 from . import network as net
+from .auth.pg import driver_missing
 from .auth.settings import AuthSettings
 from .models import ModelMap, parse_model_map
 
@@ -49,6 +50,11 @@ def declare(loader) -> None:
     # accounts and upstream
     add("qwen_dir", str, "", "Qwen Code's credential folder (default $QWEN_DIR or ~/.qwen).")
     add("qwen_state_dir", str, "", "The gateway's own state folder (default $QWEN_GATEWAY_HOME or ~/.qwen-gateway).")
+    add("qwen_state_url", str, "",
+        "Shared state on PostgreSQL, postgresql://user@host:port/db (no password in it: libpq reads PGPASSFILE, "
+        "~/.pgpass or PGPASSWORD). Account state, refreshed logins, stored responses, the sealing key, web pins "
+        "and the usage ledger are then shared by every gateway using that database. Default: SQLite files in "
+        "the state folder.")
     add("qwen_oauth_base_url", str, "", "Qwen OAuth server (default $QWEN_OAUTH_BASE_URL or https://chat.qwen.ai).")
     add("qwen_api_base", str, "",
         "API base for OAuth tokens without resource_url (default $QWEN_API_BASE or DashScope's "
@@ -138,6 +144,10 @@ class Config:
     def state_dir(self) -> Path:
         return self.auth.state_dir
 
+    @property
+    def state_url(self) -> str:
+        return self.auth.state_url
+
     def context_limit(self, model: object) -> int:
         return self.context_limits.get(model, self.context_limit_default) if isinstance(model, str) \
             else self.context_limit_default
@@ -170,12 +180,15 @@ def parse(o) -> Config:
             oauth_base_url=o.qwen_oauth_base_url or None,
             default_api_base=o.qwen_api_base or None,
             web_accounts=o.qwen_web_accounts,
-            web_auth_base_url=o.qwen_web_auth_base_url or None)
+            web_auth_base_url=o.qwen_web_auth_base_url or None,
+            state_url=o.qwen_state_url.strip() or None)
         # the OAuth refresh reaches Qwen the way the engine does: same proxy, same trusted CAs
         auth = dataclasses.replace(auth, proxy=network.proxy_url(auth.oauth_base_url), ca_file=network.ca_file,
                                    ca_dir=network.ca_dir, tls_verify=not network.insecure)
     except ValueError as e:
         raise exceptions.OptionsError(str(e)) from e
+    if auth.state_url and (missing := driver_missing()):
+        raise exceptions.OptionsError(missing)
     intercept = frozenset(normalise_host(h) for h in o.qwen_intercept_hosts if h.strip())
     claimed = frozenset(p for h in intercept for p in CLAIMED_PATHS_WITH.get(h, ()))
     return Config(

@@ -39,9 +39,33 @@ def start_stream(ex: Exchange, resp: http.Response) -> None:
     """Translate the relayed Qwen stream event by event (mitmproxy's stream callable)."""
     ex.rewriter = stream_rewriter(ex, STREAM_CAPTURE)
     resp.stream = ex.rewriter
+    gate = ex.extra.get("final_gate")
+    if isinstance(gate, asyncio.Future):
+        ex.rewriter.park = lambda: keep_early(ex, gate)
     resp.headers.pop("content-length", None)
     resp.headers["content-type"] = "text/event-stream; charset=utf-8"
     resp.headers["cache-control"] = "no-cache"
+
+
+def keep_early(ex: Exchange, gate: asyncio.Future) -> None:
+    """The stream's final events are parked: the endpoint keeps its final object now (a shared store's
+    write starts) and the relay's gate opens when the write is done (at once when there is nothing to keep)."""
+    rw = ex.rewriter
+    final = _final_object(rw) if rw is not None else None
+    write = None
+    if final is not None and ex.endpoint is not None and ex.endpoint.finished is not None:
+        ex.extra["kept"] = True  # settle.served does not keep it twice
+        ex.endpoint.finished(ex, final)
+        write = ex.extra.get("durable")
+
+    def opened(_: object = None) -> None:
+        if not gate.done():
+            gate.set_result(None)
+
+    if isinstance(write, asyncio.Future):
+        write.add_done_callback(opened)
+    else:
+        opened()
 
 
 def finish_stream(ex: Exchange, resp: http.Response) -> dict | None:

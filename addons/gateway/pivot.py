@@ -124,6 +124,9 @@ class Endpoint(Generic[X]):
     own_body: Callable[[dict, X], dict] | None = None
     from_own: Callable[[dict, X], dict] | None = None
     own_stream: Callable[[X], tuple[ChunkSource, StreamTranslator]] | None = None
+    # Awaited before `to_chat` (which is synchronous): state the translation reads that may have to come
+    # from a shared database first (a stored Response another gateway wrote)
+    prepare: Callable[[dict, X], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ Adding a client dialect: its endpoints below. Adding an upstream: its kind in `p
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -46,7 +48,9 @@ def endpoints(store: Callable[[], ResponseStore],
     """Client paths (after /v1) -> endpoint. `runs`: where background responses run (none: refused)."""
     return {"/chat/completions": CHAT, "/responses": responses_endpoint(store, runs),
             "/responses/compact": compact_endpoint(store), "/completions": COMPLETIONS, "/embeddings": EMBEDDINGS,
-            "/messages": messages.messages_endpoint(lambda: store().sealer)}
+            # the sealer signs thinking blocks: with a shared store, its key comes from the database first
+            "/messages": dataclasses.replace(messages.messages_endpoint(lambda: store().sealer),
+                                             prepare=lambda body, ex: store().ready())}
 
 
 def pairing(config: Config) -> Pairing:

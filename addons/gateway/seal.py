@@ -9,6 +9,8 @@ a tampered, foreign or other-kind token opens to None.
 The key is 32 random bytes in `<state_dir>/seal.key` (0600), created at first use and written atomically
 (a private temporary file linked into place: two gateways starting together end up with the same key).
 Losing the key only makes older sealed items unreadable (they are dropped with a note).
+With shared state on PostgreSQL, the first gateway's key is published in the database and every gateway
+adopts it (`Sealer.adopt`): one gateway opens what another sealed.
 
 Token format: "qgw1." + base64url(nonce || ciphertext || tag), no padding.
 """
@@ -81,6 +83,13 @@ class Sealer:
             if self._aead is None:
                 self._aead = AESGCM(load_key(self.folder))
             return self._aead
+
+    def adopt(self, key: bytes) -> None:
+        """Seal and open with `key` from now on (the key several gateways share through their database)."""
+        if len(key) != _KEY_BYTES:
+            raise ValueError("a sealing key is 32 bytes")
+        with self._lock:
+            self._aead = AESGCM(key)
 
     def seal(self, kind: str, payload: dict) -> str:
         nonce = secrets.token_bytes(_NONCE_BYTES)

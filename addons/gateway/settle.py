@@ -91,7 +91,8 @@ class Settlement:
         outcome = Outcome.OK if rw is None or not rw.error else \
             Outcome.THROTTLE if rw.throttled else Outcome.ERROR  # error_finish: throttled mid-stream
         self.report(ex, outcome)
-        if ex.endpoint is not None and ex.endpoint.finished is not None and final is not None:
+        if ex.endpoint is not None and ex.endpoint.finished is not None and final is not None \
+                and not ex.extra.get("kept"):  # a parked stream's answer was kept before its end
             ex.endpoint.finished(ex, final)
 
     def report(self, ex: Exchange, outcome: Outcome) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+
 from . import jsonio
 from .errors import ErrorKind, UpstreamError, openai_type
 from .pivot import ChunkSource, StreamTranslator
@@ -42,6 +44,12 @@ class StreamRewriter:
         self.last_byte_at: float | None = None
         self.last_upstream_at = time.monotonic()  # last bytes from Qwen, for the idle watchdog
         self.bad_events = 0
+        # Set when the answer must be kept (committed to a shared database) before the client hears it is
+        # complete: the final events are parked at Qwen's [DONE], `park` is called (it starts the write),
+        # and they go out at the end of the relayed stream, which the relay sends once the write is done.
+        # `park` is also called when the stream fails (nothing to keep: `error` is set).
+        self.park: Callable[[], None] | None = None
+        self.held: list[bytes] | None = None
 
     def __call__(self, chunk: bytes) -> list[bytes]:
         self.last_upstream_at = time.monotonic()
@@ -50,6 +58,8 @@ class StreamRewriter:
         except Exception as e:  # never into mitmproxy's core: end the stream cleanly instead
             log.exception("qwen: stream translation failed")
             out = [] if self.finished else self._fail(stream_error(f"gateway stream error: {type(e).__name__}"))
+        if chunk == b"" and self.held is not None:  # the end of the stream: the parked final events
+            out, self.held = out + self.held, None
         if out:
             now = time.monotonic()
             self.first_byte_at = self.first_byte_at or now
@@ -112,12 +122,28 @@ class StreamRewriter:
 
     def _finish(self) -> list[bytes]:
         self.finished = True
-        return self.translator.finish()
+        out = self.translator.finish()
+        if self.park is None:
+            return out
+        self.held = out
+        self._parked()
+        return []
 
     def _fail(self, error: dict) -> list[bytes]:
         self.finished = True
         self.error = error
-        return self.translator.fail(error)
+        out = self.translator.fail(error)
+        if self.park is not None:
+            self._parked()
+        return out
+
+    def _parked(self) -> None:
+        park, self.park = self.park, None
+        try:
+            if park is not None:
+                park()
+        except Exception:
+            log.exception("qwen: could not keep a finished stream's answer")
 
     def _capture(self, out: list[bytes]) -> None:
         if self.capture_truncated or not self.capture_limit:

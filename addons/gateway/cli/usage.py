@@ -17,6 +17,8 @@ Filters, for every view:
     --model NAME                 only this model (the one asked for, or the Qwen model)
     --json                       rows as JSON, for scripts
     --state-dir DIR              default: $QWEN_GATEWAY_HOME, else ~/.qwen-gateway
+    --state-url URL              the gateways' shared PostgreSQL database (postgresql://user@host:port/db,
+                                 no password: libpq reads PGPASSFILE, ~/.pgpass); default $QWEN_STATE_URL
 
 Token counts are the usage Qwen reported; "errors" counts requests answered with an error status or
 whose stream ended with an error. Requests the gateway refused itself (no usable account, bad JSON,
@@ -29,12 +31,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import re
 import sys
 import time
 
 from ..auth.settings import resolve_state_dir
-from ..observe.ledger import FILENAME, Ledger
+from ..auth.pg import Database, StateUrlError
+from ..observe.ledger import FILENAME, Ledger, SharedLedger
 from . import usage_report
 
 # The Qwen model that answered; for requests that never reached Qwen (context guard), the model asked for.
@@ -87,7 +91,7 @@ class Filters:
         return (" AND ".join(f"({c})" for c in conds) if conds else "1=1"), tuple(self.args)
 
 
-def report(ledger: Ledger, view: str, filters: Filters | None = None, today: str | None = None) -> list[dict]:
+def report(ledger: Ledger | SharedLedger, view: str, filters: Filters | None = None, today: str | None = None) -> list[dict]:
     """Aggregated rows of one view, as dicts (keys, then SUMS)."""
     keys = VIEWS[view]
     filters = filters or Filters()
@@ -106,7 +110,7 @@ def report(ledger: Ledger, view: str, filters: Filters | None = None, today: str
     return [dict(zip(names, r, strict=True)) for r in rows]
 
 
-def recent(ledger: Ledger, filters: Filters | None = None, limit: int = 20) -> list[dict]:
+def recent(ledger: Ledger | SharedLedger, filters: Filters | None = None, limit: int = 20) -> list[dict]:
     """The newest `limit` requests matching the filters, oldest first (as a log reads)."""
     where, args = (filters or Filters()).sql()
     rows = ledger.query(f"SELECT {', '.join(REQUEST_COLUMNS)} FROM usage WHERE {where} ORDER BY ts DESC LIMIT ?",
@@ -207,6 +211,16 @@ def _positive(value: str) -> int:
     raise argparse.ArgumentTypeError(f"not a positive number: {value!r}")
 
 
+def open_ledger(ap: argparse.ArgumentParser, url: str) -> SharedLedger:
+    """The shared database's ledger (an error naming the problem, never a password)."""
+    try:
+        return SharedLedger(Database(url))
+    except StateUrlError as e:
+        ap.error(str(e))
+    except Exception as e:  # psycopg's errors name host, port and user, never the password
+        ap.exit(1, f"qwen-usage: cannot read the shared database: {type(e).__name__}: {e}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="qwen-usage", description=__doc__.split("\n", 1)[0],
                                  epilog=__doc__.split("\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -222,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                     "slowest requests listed (default 10)")
     ap.add_argument("--out", metavar="FILE", help=f"report: the page to write (default {usage_report.DEFAULT_OUT})")
     ap.add_argument("--state-dir", metavar="DIR", help="the gateway's state folder")
+    ap.add_argument("--state-url", metavar="URL", default=os.environ.get("QWEN_STATE_URL") or None,
+                    help="the shared PostgreSQL database (default $QWEN_STATE_URL)")
     a = ap.parse_args(argv)
     if a.out is not None and a.view != "report":
         ap.error("--out is for report only")
@@ -230,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     state = resolve_state_dir(a.state_dir)
     path = state / FILENAME
     filters = Filters(since=a.since, errors=a.errors, status=a.status, account=a.account, model=a.model)
-    if path.exists():
-        ledger = Ledger(path)
+    ledger = open_ledger(ap, a.state_url) if a.state_url else Ledger(path) if path.exists() else None
+    if ledger is not None:
         try:
             if a.view == "report":
                 rows = usage_report.load(ledger, *filters.sql(_USAGE_ONLY))

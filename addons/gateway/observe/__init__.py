@@ -7,7 +7,7 @@ addon: they declare no options (config.py does), read the gateway's typed `Excha
     context_check   guard.py       awaited step: 400 context_length_exceeded without asking Qwen
     Metrics         metrics.py     stream_started, finished; exposition(pool) for GET /metrics
     RequestLine     requestlog.py  finished: one line per exchange in mitmproxy's log
-    UsageLedger     ledger.py      finished, done: one SQLite row per exchange (qwen-usage reads it)
+    UsageLedger     ledger.py      finished, done: one row per exchange, SQLite or the shared PostgreSQL (qwen-usage reads it)
     DebugLog        debuglog.py    client_request, upstream_request, finished: one redacted JSON file
     FlowAnnotator   ../mitmweb/flowview.py  finished: mitmweb summary and marker
     FlowCap         ../mitmweb/flowview.py  running, finished: bounded flows and request bodies in mitmweb

@@ -8,9 +8,11 @@ import asyncio
 import logging
 import threading
 import time
+from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from ..auth.pg import Database, placeholders, shown
 from ..auth.state import open_private_db, transaction
 from ..observer import Observer, cached_tokens, error_code, error_text, label, status_of, usage_int
 from ..redact import safe_message
@@ -79,6 +81,49 @@ class Ledger:
             self._db.close()
 
 
+_PG_TYPES = {"REAL": "DOUBLE PRECISION", "INTEGER": "BIGINT", "TEXT": "TEXT"}
+PG_STEPS = (  # the ledger's schema in a shared database (auth/pg.py migrates it)
+    f"CREATE TABLE usage ({', '.join(f'{name} {_PG_TYPES[kind]}' for name, kind in COLUMNS.items())})",
+    "CREATE INDEX usage_day ON usage (day)",
+    "CREATE INDEX usage_ts ON usage (ts)",
+)
+
+
+def _plain(value: Any) -> Any:
+    """PostgreSQL's SUM of integers is numeric: an int (or float) for the report and JSON."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+class SharedLedger:
+    """The ledger in a shared PostgreSQL database (`qwen_state_url`): every gateway's rows in one table,
+    read by `qwen-usage --state-url`. Ledger's interface, from the writer thread or a command (a plain
+    connection, never on the event loop); `query` takes SQL written for SQLite and translates its `?`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.path = shown(db.url)  # what the ledger is, for messages (never a secret)
+        self._lock = threading.Lock()
+        db.migrate("usage", PG_STEPS)
+        self._conn: Any = db.connect()
+
+    def add(self, rows: list[dict]) -> None:
+        names = list(COLUMNS)
+        sql = f"INSERT INTO usage ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))})"
+        with self._lock, self._conn.transaction(), self._conn.cursor() as cur:  # one commit per batch
+            cur.executemany(sql, [tuple(row.get(c) for c in names) for row in rows])
+
+    def query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            rows = self._conn.execute(placeholders(sql), args).fetchall()
+        return [tuple(_plain(v) for v in r) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
 def row_of(ex: Exchange) -> dict:
     """One ledger row from an exchange (cheap: built on the event loop, written later)."""
     usage = ex.usage if isinstance(ex.usage, dict) else None
@@ -108,7 +153,8 @@ class UsageLedger(Observer):
 
     def __init__(self) -> None:
         self.path: Path | None = None
-        self._ledger: Ledger | None = None
+        self.url = ""  # qwen_state_url: the shared database's ledger instead of the file
+        self._ledger: Ledger | SharedLedger | None = None
         self._open_lock = threading.Lock()
         self._rows: list[dict] = []
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -116,13 +162,19 @@ class UsageLedger(Observer):
 
     def configure(self, config: Config) -> None:
         self.path = config.state_dir / FILENAME
+        self.url = config.state_url
 
-    def ledger(self) -> Ledger:
+    def ledger(self) -> Ledger | SharedLedger:
         """The open ledger (opened at first use, again when the state folder changed; call from a thread)."""
         with self._open_lock:
             if self.path is None:
                 raise RuntimeError("the usage ledger was not configured")
-            if self._ledger is None or self._ledger.path != self.path:
+            if self.url:
+                if not isinstance(self._ledger, SharedLedger) or self._ledger.db.url != self.url:
+                    if self._ledger is not None:
+                        self._ledger.close()
+                    self._ledger = SharedLedger(Database(self.url))
+            elif self._ledger is None or self._ledger.path != self.path:
                 if self._ledger is not None:
                     self._ledger.close()
                 self._ledger = Ledger(self.path)

@@ -30,6 +30,7 @@ from ..streaming import stream_error
 from . import inproc
 
 log = logging.getLogger("qwen")
+GATE_WAIT_S = 10.0
 
 TOKEN_HEADER = "x-qwen-relay"
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
@@ -130,7 +131,7 @@ class LoopbackRelay(LoopbackServer):
                 await _write_whole(writer, e.status, e.to_bytes(), e.headers)
             else:
                 try:
-                    pump = asyncio.ensure_future(self._pump(resp, writer))
+                    pump = asyncio.ensure_future(self._pump(resp, writer, ex.extra.get("final_gate")))
                     await asyncio.wait({pump, gone}, return_when=asyncio.FIRST_COMPLETED)
                     if not pump.done():
                         pump.cancel()
@@ -146,7 +147,7 @@ class LoopbackRelay(LoopbackServer):
             return b"" if keep else None
         return gone.result() or None  # b"": closed; a byte: the start of the next request
 
-    async def _pump(self, resp: UpstreamAnswer, writer: asyncio.StreamWriter) -> bool:
+    async def _pump(self, resp: UpstreamAnswer, writer: asyncio.StreamWriter, gate: object = None) -> bool:
         ctype = resp.headers.get("content-type", "application/json")
         writer.write(f"HTTP/1.1 {resp.status_code} {_REASONS.get(resp.status_code, 'OK')}\r\n"
                      f"content-type: {ctype}\r\ntransfer-encoding: chunked\r\n\r\n".encode("latin-1"))
@@ -161,6 +162,13 @@ class LoopbackRelay(LoopbackServer):
         except ConnectionFailed as e:
             _write_chunk(writer, _error_event(f"Qwen broke off the stream: {e}.",
                                               "upstream_connection_error"))
+        if isinstance(gate, asyncio.Future) and resp.status_code == 200 and "event-stream" in ctype:
+            # the answer is being kept (a shared database): the stream's end, and with it the client's final
+            # events, waits for the write (bounded: a gate nobody opens costs GATE_WAIT_S, never the stream)
+            try:
+                await asyncio.wait_for(asyncio.shield(gate), GATE_WAIT_S)
+            except TimeoutError:
+                log.warning("qwen: a stream's end waited %g s for its answer to be kept", GATE_WAIT_S)
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return True

@@ -3,7 +3,7 @@ translation modules and the gateway's stored responses (store.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from ...errors import GatewayError
@@ -13,7 +13,7 @@ from .history import history_items, input_items
 from .items import new_id
 from .output import chat_to_response, usage_to_responses
 from .request import translate
-from .store import ResponseStore
+from .store import ResponseStore, wanted_ids
 from .stream import ResponsesStreamTranslator, sse_event
 
 if TYPE_CHECKING:
@@ -39,6 +39,8 @@ def responses_endpoint(store: Callable[[], ResponseStore],
         cont = {"history": ex.extra.pop("history")} if "history" in ex.extra else st.continuation(body)
         t = translate(body, **cont, notes=ex.notes, open_sealed=st.sealer.open, lookup=st.item)
         ex.extra["response_id"] = new_id("resp")
+        if st.durable and body.get("store") is not False:  # committed before the stream's final events
+            ex.extra["keep_before_end"] = True
         ex.extra["tools"] = t.tools
         ex.extra["items"] = t.items
         if t.compaction:
@@ -64,7 +66,9 @@ def responses_endpoint(store: Callable[[], ResponseStore],
         body = ex.body or {}
         if response is None or body.get("store") is False:
             return
-        store().put(response, {"items": history_of(ex, response)}, input_items(body))
+        write = store().put(response, {"items": history_of(ex, response)}, input_items(body))
+        if write is not None:  # a shared store's database write: the answer waits for it (addon.response)
+            ex.extra["durable"] = write
 
     def history_of(ex: Exchange, response: dict) -> list[dict]:
         summary = ex.extra.get("summary")
@@ -87,7 +91,7 @@ def responses_endpoint(store: Callable[[], ResponseStore],
         return runs().start(ex, open_upstream)
 
     return Endpoint(name="responses", to_chat=to_chat, from_chat=from_chat, stream_translator=translator,
-                    finished=finished, stream_failure=stream_failure, fetch=fetch)
+                    finished=finished, stream_failure=stream_failure, fetch=fetch, prepare=prepare(store))
 
 
 def compact_endpoint(store: Callable[[], ResponseStore]) -> Endpoint[Exchange]:
@@ -115,4 +119,13 @@ def compact_endpoint(store: Callable[[], ResponseStore]) -> Endpoint[Exchange]:
                 "created_at": ex.created, "usage": response.get("usage") or usage_to_responses({})}
 
     return Endpoint(name="responses.compact", to_chat=to_chat, from_chat=from_chat,
-                    stream_translator=lambda ex: None)
+                    stream_translator=lambda ex: None, prepare=prepare(store))
+
+
+def prepare(store: Callable[[], ResponseStore]) -> Callable[[dict, Exchange], Awaitable[None]]:
+    """The stored responses and items the body refers to, fetched from a shared database when not here."""
+
+    async def load(body: dict, ex: Exchange) -> None:
+        await store().load(wanted_ids(body))
+
+    return load

@@ -17,7 +17,7 @@ from ...local import answer as raw_answer
 from ...tokens import estimate_request_tokens
 from .background import BackgroundRuns, Run
 from .request import translate
-from .store import ResponseStore
+from .store import ResponseStore, wanted_ids
 
 
 def stored_response(store: Callable[[], ResponseStore],
@@ -52,6 +52,7 @@ async def stored(store: ResponseStore, method: str, rest: str, query,
     rid, _, action = rest.partition("/")
     if (method, action) not in (("GET", ""), ("DELETE", ""), ("GET", "input_items"), ("POST", "cancel")):
         raise unknown_url(method, f"/v1/responses/{rest}")
+    await store.load([rid])  # a shared store: one another gateway stored
     run = runs.get(rid) if runs is not None else None
     if method == "DELETE":
         if run is not None and runs is not None:
@@ -127,6 +128,7 @@ def item_page(items: list[dict], query) -> dict:
 async def count_input_tokens(store: ResponseStore, body: dict) -> dict:
     """POST /v1/responses/input_tokens: the gateway's own estimate of the prompt the request would send
     (previous_response_id included), counted like the request line's estimate (tokens.py)."""
+    await store.load(wanted_ids(body))
     chat = translate({**body, "input": body.get("input") if body.get("input") is not None else []},
                      **store.continuation(body), open_sealed=store.sealer.open, lookup=store.item).chat
     tokens, _method = await asyncio.to_thread(estimate_request_tokens, chat)

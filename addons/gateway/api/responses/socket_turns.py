@@ -18,6 +18,7 @@ from wsproto.connection import ConnectionState
 from ...auth.base import Outcome
 from ...errors import ConnectionFailed, GatewayError, UpstreamTimeout
 from ...exchange import ClientRequest, Exchange
+from ...forward import keep_early
 from ...sse import encode as sse_encode
 from ...streaming import StreamRewriter, stream_error
 from .history import history_items
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from mitmproxy import http
 
 log = logging.getLogger("qwen")
+KEEP_WAIT_S = 10.0  # a stored response's database write, at most, before the turn's final events
 
 KEEP_RESPONSES = 8  # a connection's own recent responses, for previous_response_id
 
@@ -84,6 +86,8 @@ class Turns:
             if body.get("generate") is False:  # a warm-up: the connection is ready, nothing to generate
                 self._warm_up(session, ex, body)
                 return
+            if endpoint.prepare is not None:
+                await endpoint.prepare(body, ex)
             ex.chat_body = endpoint.to_chat(body, ex)
             await gw.check_context(ex)
             resp = await gw.engine.open(ex)
@@ -91,8 +95,12 @@ class Turns:
             rw = ex.rewriter = StreamRewriter(ex.upstream.chunks(ex.requested_model or ex.upstream_model),
                                               self._translator(ex))
             gw.observers.notify("stream_started", ex, flow)
+            gate = None
+            if ex.extra.get("keep_before_end"):  # a shared store: committed before response.completed goes out
+                gate = asyncio.get_running_loop().create_future()
+                rw.park = lambda: keep_early(ex, gate)
             try:
-                await self._pump(session, ex, rw, resp)
+                await self._pump(session, ex, rw, resp, gate)
             finally:
                 await resp.aclose()
             self._settle(session, ex, rw)
@@ -125,7 +133,8 @@ class Turns:
                                          tools=ex.extra.get("tools"), seal=store.sealer.seal,
                                          compaction=bool(ex.extra.get("compaction")), encode=_encode)
 
-    async def _pump(self, session: Session, ex: Exchange, rw: StreamRewriter, resp) -> None:
+    async def _pump(self, session: Session, ex: Exchange, rw: StreamRewriter, resp,
+                    gate: asyncio.Future | None = None) -> None:
         def send(outs: list[bytes]) -> None:
             for out in outs:
                 session.send(out)
@@ -144,6 +153,11 @@ class Turns:
         except ConnectionFailed as e:
             send(rw(sse_encode({"error": stream_error(f"Qwen broke off the stream: {e}.",
                                                       "upstream_connection_error")})))
+        if gate is not None and rw.held is not None:  # the final events wait for the write (bounded)
+            try:
+                await asyncio.wait_for(asyncio.shield(gate), KEEP_WAIT_S)
+            except TimeoutError:
+                log.warning("qwen: a WebSocket turn's end waited %g s for its response to be kept", KEEP_WAIT_S)
         send(rw(b""))
         await session.writer.drain()
 
@@ -160,7 +174,8 @@ class Turns:
             return
         final = translator.response()
         assert ex.endpoint is not None and ex.endpoint.finished is not None  # the Responses endpoint keeps it
-        ex.endpoint.finished(ex, final)
+        if not ex.extra.get("kept"):  # a parked turn's response was kept before its end
+            ex.endpoint.finished(ex, final)
         summary = translator.summary if ex.extra.get("compaction") else None
         session.remember(final["id"], history_items(ex.extra.get("items") or [], final,
                                                     gw._responses().sealer.seal, summary=summary))

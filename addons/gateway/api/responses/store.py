@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 
 from ...auth.state import open_private_db, transaction
@@ -22,6 +23,8 @@ CREATE INDEX IF NOT EXISTS response_items_by_response ON response_items (respons
 
 
 class ResponseStore:
+    durable = False  # True: `put` returns a write the answer waits for (a shared database)
+
     def __init__(self, path: Path, max_items: int = 1000) -> None:
         self.path = path
         self.max_items = max_items
@@ -29,16 +32,24 @@ class ResponseStore:
         self._lock = threading.Lock()
         self._db = open_private_db(path, timeout=5, setup=_SCHEMA)
 
-    def put(self, response: dict, history: list[dict] | dict, inputs: list[dict] | None = None) -> None:
-        rid = response["id"]
-        items = [i for i in (inputs or []) + list(response.get("output") or [])
-                 if isinstance(i, dict) and isinstance(i.get("id"), str)]
+    async def ready(self) -> None:
+        """Before a request uses the store (a shared store connects and adopts the shared sealing key)."""
+
+    async def load(self, ids: list[str]) -> None:
+        """Responses and items by id, made readable by the synchronous reads (a shared store fetches the ones
+        it does not have locally)."""
+
+    def put(self, response: dict, history: list[dict] | dict, inputs: list[dict] | None = None) -> Awaitable[None] | None:
+        """Stored here at once; a shared store returns its database write, which the answer waits for."""
+        self._keep(*rows_of(response, history, inputs))
+        return None
+
+    def _keep(self, rid: str, created: float, response: str, history: str, inputs: str,
+              items: list[tuple[str, str, str]]) -> None:
         with self._lock, transaction(self._db):
-            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?,?,?,?)",
-                             (rid, time.time(), json.dumps(response), json.dumps(history)))
-            self._db.execute("INSERT OR REPLACE INTO response_inputs VALUES (?,?)", (rid, json.dumps(inputs or [])))
-            self._db.executemany("INSERT OR REPLACE INTO response_items VALUES (?,?,?)",
-                                 [(i["id"], rid, json.dumps(i)) for i in items])
+            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?,?,?,?)", (rid, created, response, history))
+            self._db.execute("INSERT OR REPLACE INTO response_inputs VALUES (?,?)", (rid, inputs))
+            self._db.executemany("INSERT OR REPLACE INTO response_items VALUES (?,?,?)", items)
             self._db.execute("DELETE FROM responses WHERE id NOT IN (SELECT id FROM responses ORDER BY created DESC "
                              "LIMIT ?)", (self.max_items,))
             self._db.execute("DELETE FROM response_inputs WHERE id NOT IN (SELECT id FROM responses)")
@@ -79,9 +90,38 @@ class ResponseStore:
         """An input or output item of a stored response, by its id (for `item_reference`)."""
         return self._get("response_items", "item", "id", item_id)
 
+    def has(self, id: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM responses WHERE id=?", (id,)).fetchone() is not None
+
+    def has_item(self, id: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM response_items WHERE id=?", (id,)).fetchone() is not None
+
     def delete(self, id: str) -> bool:
         with self._lock, transaction(self._db):
             gone = self._db.execute("DELETE FROM responses WHERE id=?", (id,)).rowcount > 0
             self._db.execute("DELETE FROM response_inputs WHERE id=?", (id,))
             self._db.execute("DELETE FROM response_items WHERE response_id=?", (id,))
         return gone
+
+
+def rows_of(response: dict, history: list[dict] | dict, inputs: list[dict] | None
+            ) -> tuple[str, float, str, str, str, list[tuple[str, str, str]]]:
+    """What one stored response is, as rows: id, created, the response, its history, its input items, and
+    (item id, response id, item) for every input and output item with an id."""
+    rid = response["id"]
+    items = [i for i in (inputs or []) + list(response.get("output") or [])
+             if isinstance(i, dict) and isinstance(i.get("id"), str)]
+    return (rid, time.time(), json.dumps(response), json.dumps(history), json.dumps(inputs or []),
+            [(i["id"], rid, json.dumps(i)) for i in items])
+
+
+def wanted_ids(body: dict) -> list[str]:
+    """The stored responses and items a Responses body refers to (previous_response_id, item_reference)."""
+    ids = [body["previous_response_id"]] if isinstance(body.get("previous_response_id"), str) else []
+    items = body.get("input")
+    if isinstance(items, list):
+        ids += [i["id"] for i in items if isinstance(i, dict) and i.get("type") == "item_reference"
+                and isinstance(i.get("id"), str)]
+    return ids

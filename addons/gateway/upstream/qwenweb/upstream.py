@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ... import jsonio
 from ...auth.base import WEB, Capability, Credential
+from ...auth.pg import Database
 from ...config import Config
 from ...errors import SERVER, GatewayError, UpstreamError
 from ...models import LiveModels
@@ -23,6 +24,7 @@ from .headers import url, web_headers
 from .pacing import Pacer
 from .pinning import PLAN, Pinning
 from .pins import PinStore
+from .pins_pg import SharedPinStore
 from .stream import WebChunks
 
 if TYPE_CHECKING:
@@ -122,7 +124,10 @@ def web_upstream(config: Config) -> QwenWeb:
     catalogue only when web accounts are on (not opted in: nothing is fetched)."""
     pinning = None
     if config.web_pin != "off":
-        pinning = Pinning(PinStore(config.state_dir / "web_pins.sqlite3", config.web_pin_ttl), config.web_pin)
+        path = config.state_dir / "web_pins.sqlite3"
+        store = SharedPinStore(path, config.web_pin_ttl, Database(config.state_url)) if config.state_url \
+            else PinStore(path, config.web_pin_ttl)
+        pinning = Pinning(store, config.web_pin)
     if not config.auth.web_accounts:
         return QwenWeb(config.web_min_interval, pinning=pinning)
     return QwenWeb(config.web_min_interval, config.models.live, config.auth.web_base_url, config.network,

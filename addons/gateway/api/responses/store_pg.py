@@ -1,0 +1,139 @@
+"""Stored Responses shared by several gateways through PostgreSQL (`qwen_state_url`, auth/pg.py).
+
+The local SQLite store stays the synchronous read path (`to_chat` reads it inline); PostgreSQL is the
+truth shared by every gateway:
+- `put` keeps the response locally and returns the database write (a task on the event loop): the answer
+  waits for it, so a response a client was told about is committed before the client hears of it;
+- `load` (awaited before a request is translated, and before `GET /v1/responses/{id}`) copies from the
+  database the responses and items this gateway does not have;
+- `ready` publishes this gateway's sealing key if the database has none, and adopts the database's."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Awaitable
+from pathlib import Path
+
+from ...auth.pg import Database, shown
+from ...errors import GatewayError
+from ...seal import load_key
+from .store import ResponseStore, rows_of
+
+log = logging.getLogger("qwen")
+
+COMPONENT = "responses"
+STEPS = (
+    "CREATE TABLE responses (id TEXT PRIMARY KEY, created DOUBLE PRECISION, response TEXT, history TEXT)",
+    "CREATE INDEX responses_created ON responses (created)",
+    "CREATE TABLE response_inputs (id TEXT PRIMARY KEY, items TEXT)",
+    "CREATE TABLE response_items (id TEXT PRIMARY KEY, response_id TEXT, item TEXT)",
+    "CREATE INDEX response_items_by_response ON response_items (response_id)",
+    # secrets every gateway of the database shares (the sealing key): protect the database like the state folder
+    "CREATE TABLE shared_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+SEAL_KEY = "seal.key"
+TRIM_EVERY = 50  # puts between two trims of the shared table to max_items
+
+
+def _upserts(table: str, columns: str, key: str) -> str:
+    names = [c.strip() for c in columns.split(",")]
+    sets = ", ".join(f"{c}=EXCLUDED.{c}" for c in names if c != key)
+    return (f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(names))}) "
+            f"ON CONFLICT ({key}) DO UPDATE SET {sets}")
+
+
+_PUT_RESPONSE = _upserts("responses", "id, created, response, history", "id")
+_PUT_INPUTS = _upserts("response_inputs", "id, items", "id")
+_PUT_ITEM = _upserts("response_items", "id, response_id, item", "id")
+_TRIM = ("DELETE FROM responses WHERE id IN (SELECT id FROM responses ORDER BY created DESC OFFSET %s)",
+         "DELETE FROM response_inputs WHERE id NOT IN (SELECT id FROM responses)",
+         "DELETE FROM response_items WHERE response_id NOT IN (SELECT id FROM responses)")
+
+
+class SharedResponseStore(ResponseStore):
+    durable = True
+
+    def __init__(self, path: Path, db: Database, max_items: int = 1000) -> None:
+        super().__init__(path, max_items)
+        self.db = db
+        self._ready: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._puts = 0
+
+    async def ready(self) -> None:
+        """Connected, migrated, the shared sealing key adopted; a 503 naming the database when it cannot be
+        (tried again by the next request)."""
+        if self._ready is None or (self._ready.done() and self._ready.exception() is not None):
+            self._ready = asyncio.get_running_loop().create_task(self._open(), name="qwen: shared responses")
+        try:
+            await asyncio.shield(self._ready)
+        except Exception as e:
+            log.warning("qwen: the shared database %s is unavailable: %s", shown(self.db.url), type(e).__name__)
+            raise GatewayError(503, "The gateway's shared state database is unavailable; try again later.",
+                               code="state_unavailable") from None
+
+    async def _open(self) -> None:
+        await self.db.amigrate(COMPONENT, STEPS)
+        mine = base64.b64encode(await asyncio.to_thread(load_key, self.path.parent)).decode()
+        await self.db.execute("INSERT INTO shared_secrets VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
+                              (SEAL_KEY, mine))
+        rows = await self.db.fetch("SELECT value FROM shared_secrets WHERE name=%s", (SEAL_KEY,))
+        self.sealer.adopt(base64.b64decode(rows[0][0]))
+
+    def put(self, response: dict, history: list[dict] | dict, inputs: list[dict] | None = None) -> Awaitable[None] | None:
+        rows = rows_of(response, history, inputs)
+        self._keep(*rows)
+        self._puts += 1
+        trim = self._puts % TRIM_EVERY == 0
+        task = asyncio.get_running_loop().create_task(self._put(rows, trim), name="qwen: store a response")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _put(self, rows: tuple, trim: bool) -> None:
+        rid, created, response, history, inputs, items = rows
+        pool = await self.db.pool()
+        async with pool.connection() as conn:
+            async with conn.transaction():
+                await conn.execute(_PUT_RESPONSE, (rid, created, response, history))
+                await conn.execute(_PUT_INPUTS, (rid, inputs))
+                if items:
+                    async with conn.cursor() as cur:
+                        await cur.executemany(_PUT_ITEM, items)
+            if trim:
+                async with conn.transaction():
+                    await conn.execute(_TRIM[0], (self.max_items,))
+                    for sql in _TRIM[1:]:
+                        await conn.execute(sql)
+
+    async def load(self, ids: list[str]) -> None:
+        await self.ready()
+        missing = [i for i in ids if not self.has(i) and not self.has_item(i)]
+        if not missing:
+            return
+        owners = await self.db.fetch("SELECT DISTINCT response_id FROM response_items WHERE id = ANY(%s)", (missing,))
+        wanted = list({*missing, *(r[0] for r in owners)})
+        found = await self.db.fetch("SELECT r.id, r.created, r.response, r.history, i.items FROM responses r "
+                                    "LEFT JOIN response_inputs i ON i.id = r.id WHERE r.id = ANY(%s)", (wanted,))
+        if not found:
+            return
+        items = await self.db.fetch("SELECT id, response_id, item FROM response_items WHERE response_id = ANY(%s)",
+                                    ([r[0] for r in found],))
+        for rid, created, response, history, inputs in found:
+            self._keep(rid, created, response, history, inputs or "[]", [i for i in items if i[1] == rid])
+
+    def delete(self, id: str) -> bool:
+        gone = super().delete(id)
+        task = asyncio.get_running_loop().create_task(self._delete(id), name="qwen: delete a response")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return gone
+
+    async def _delete(self, id: str) -> None:
+        pool = await self.db.pool()
+        async with pool.connection() as conn, conn.transaction():
+            await conn.execute("DELETE FROM responses WHERE id=%s", (id,))
+            await conn.execute("DELETE FROM response_inputs WHERE id=%s", (id,))
+            await conn.execute("DELETE FROM response_items WHERE response_id=%s", (id,))

@@ -1,0 +1,117 @@
+"""Pins shared by several gateways through PostgreSQL (`qwen_state_url`, auth/pg.py): a conversation pinned by
+one gateway continues on another that serves the same web account.
+
+The local SQLite store (pins.py) stays the synchronous read path (`Pinning.plan` reads it inline). A pin
+written or dropped here is written to the database by a task, with a NOTIFY: the other gateways' listeners
+copy that row into their local store at once (and every REFRESH_S, in case a notification was lost). Two
+gateways continuing one chat at once is what Qwen Chat itself refuses (a stale `parent_id`): the turn that
+lost is retried in a new chat (ErrorKind.STALE), as on one gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from ...auth.pg import Database
+from .pins import Pin, PinStore
+
+log = logging.getLogger("qwen")
+
+COMPONENT = "web_pins"
+STEPS = ("CREATE TABLE web_pins (key TEXT PRIMARY KEY, chat_id TEXT, response_id TEXT, digest TEXT, "
+         "count INTEGER, expires DOUBLE PRECISION)",)
+_COLUMNS = "key, chat_id, response_id, digest, count, expires"
+_UPSERT = (f"INSERT INTO web_pins ({_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (key) DO UPDATE SET "
+           "chat_id=EXCLUDED.chat_id, response_id=EXCLUDED.response_id, digest=EXCLUDED.digest, "
+           "count=EXCLUDED.count, expires=EXCLUDED.expires")
+
+
+class SharedPinStore(PinStore):
+    REFRESH_S = 5.0
+
+    def __init__(self, path: Path, ttl: float, db: Database) -> None:
+        super().__init__(path, ttl)
+        self.db = db
+        self._listener: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self.start()  # made on the event loop (configure): listening before the first request
+
+    def start(self) -> None:
+        """Listen for the other gateways' pins (on the event loop; at first use when there was none yet)."""
+        if self._listener is None:
+            with contextlib.suppress(RuntimeError):
+                self._listener = asyncio.get_running_loop().create_task(self._listen(), name="qwen: shared pins")
+
+    async def _listen(self) -> None:
+        while True:
+            conn = None
+            try:
+                await self.db.amigrate(COMPONENT, STEPS)
+                conn = await self.db.listen()
+                await self._copy()
+                while True:
+                    async for note in conn.notifies(timeout=self.REFRESH_S):
+                        kind, _, key = note.payload.partition(":")
+                        if kind == "pin":
+                            await self._copy(key)
+                    await self._copy()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("qwen: shared web pins: %s (retrying in %.0f s)", type(e).__name__, self.REFRESH_S)
+                await asyncio.sleep(self.REFRESH_S)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+
+    async def _copy(self, key: str | None = None) -> None:
+        """The database's pins (one, or all live ones) into the local store; a pin gone there goes here."""
+        where, args = ("key=%s", (key,)) if key is not None else ("expires > %s", (time.time(),))
+        rows = await self.db.fetch(f"SELECT {_COLUMNS} FROM web_pins WHERE {where}", args)
+        with self._lock:
+            for r in rows:
+                self._db.execute("INSERT OR REPLACE INTO pins VALUES (?,?,?,?,?,?)", tuple(r))
+            if key is not None and not rows:
+                self._db.execute("DELETE FROM pins WHERE key=?", (key,))
+
+    def _spawn(self, sql: str, args: tuple, key: str) -> None:
+        self.start()
+        try:
+            task = asyncio.get_running_loop().create_task(self._write(sql, args, key), name="qwen: share a pin")
+        except RuntimeError:  # no event loop (a script): local only
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _write(self, sql: str, args: tuple, key: str) -> None:
+        try:
+            await self.db.amigrate(COMPONENT, STEPS)
+            await self.db.execute(sql, args, notify=f"pin:{key}")
+        except Exception as e:  # this gateway keeps its pin; the others start a new chat
+            log.warning("qwen: could not share a web pin: %s", type(e).__name__)
+
+    def get(self, key: str, now: float | None = None) -> Pin | None:
+        self.start()
+        return super().get(key, now)
+
+    def put(self, key: str, chat_id: str, response_id: str, digest: str, count: int,
+            now: float | None = None) -> Pin:
+        pin = super().put(key, chat_id, response_id, digest, count, now)
+        row: tuple[Any, ...] = (key, pin.chat_id, pin.response_id, pin.digest, pin.count, pin.expires)
+        self._spawn(_UPSERT, row, key)
+        return pin
+
+    def drop(self, key: str) -> None:
+        super().drop(key)
+        self._spawn("DELETE FROM web_pins WHERE key=%s", (key,), key)
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            self._listener = None
+        super().close()

@@ -1,0 +1,193 @@
+"""Shared state on PostgreSQL (`qwen_state_url=postgresql://user@host:port/db`): what every shared store uses.
+
+- `check_url`: the URL names no password (libpq reads it from PGPASSWORD, PGPASSFILE or ~/.pgpass), and
+  `shown` is the URL as logs and errors may print it.
+- `Database`: one URL; an `AsyncConnectionPool` opened on the running event loop (the gateway's stores:
+  no network round trip ever blocks mitmproxy's loop) and plain connections for threads and commands
+  (the usage ledger's writer thread, `qwen-usage`).
+- `migrate`: each store brings its own numbered schema steps; `schema_version` remembers how far each
+  component got, and an advisory lock makes two gateways starting at once take turns.
+- `placeholders`: SQL written for SQLite (`?`) made psycopg's (`%s`).
+
+psycopg 3 is an optional dependency (the `postgres` extra): imported only when a URL is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+import zlib
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+log = logging.getLogger("qwen")
+
+SCHEMES = ("postgresql", "postgres")
+CHANNEL = "qwen_state"  # NOTIFY channel: payload "<kind>:<key>" (kind: account, credential)
+POOL_WAIT_S = 5.0  # a request waits at most this for a connection (the database down: an error, not a hang)
+_LOCK_SCHEMA = 0x7177_6E00  # advisory lock key for migrations ("qwn\0")
+
+
+class StateUrlError(ValueError):
+    """A `qwen_state_url` the gateway refuses (the message never repeats a password)."""
+
+
+def check_url(url: str) -> str:
+    """The URL as given, or StateUrlError: a postgresql:// URL with no password in it (nor in its query)."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a port that is not a number raises here
+    except ValueError as e:
+        raise StateUrlError(f"qwen_state_url is not a URL: {e}") from None
+    if parts.scheme not in SCHEMES:
+        raise StateUrlError(f"qwen_state_url must be a postgresql://user@host:port/db URL (got {parts.scheme!r}://)")
+    if parts.password is not None or re.search(r"(^|&)password=", parts.query, re.I):
+        raise StateUrlError("qwen_state_url must not carry a password: put it in PGPASSFILE or ~/.pgpass "
+                            "(or PGPASSWORD) for libpq to read")
+    return url
+
+
+def driver_missing() -> str | None:
+    """Why PostgreSQL cannot be used here (the optional extra is not installed), or None."""
+    import importlib.util
+
+    missing = [m for m in ("psycopg", "psycopg_pool") if importlib.util.find_spec(m) is None]
+    if missing:
+        return (f"qwen_state_url needs {' and '.join(missing)}: install the postgres extra "
+                "(pip install -e '.[postgres]')")
+    return None
+
+
+def shown(url: str) -> str:
+    """The URL with anything secret-looking removed (its query dropped: sslkey paths, options)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        netloc = (f"{parts.username}@" if parts.username else "") + host + (f":{parts.port}" if parts.port else "")
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    except ValueError:
+        return "(an invalid URL)"
+
+
+def placeholders(sql: str) -> str:
+    """`?` outside string literals becomes `%s`; a literal `%` becomes `%%` (psycopg's format)."""
+    out = []
+    quoted = False
+    for ch in sql:
+        if ch == "'":
+            quoted = not quoted
+        if ch == "%":
+            out.append("%%")
+        elif ch == "?" and not quoted:
+            out.append("%s")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def advisory_key(text: str) -> int:
+    """A stable signed 64-bit advisory-lock key for a name (an account's refresh lock)."""
+    return zlib.crc32(b"qwen-gateway/" + text.encode()) | 0x5157_0000_0000
+
+
+_SCHEMA_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+
+
+def migrate_sync(conn: Any, component: str, steps: Sequence[str]) -> int:
+    """Bring `component`'s tables to version len(steps) (step i is version i+1), under an advisory lock held
+    for the transaction: two gateways starting at once take turns, the second finds the work done."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_SCHEMA,))
+        conn.execute(_SCHEMA_TABLE)
+        row = conn.execute("SELECT version FROM schema_version WHERE component=%s", (component,)).fetchone()
+        have = row[0] if row else 0
+        for version, step in enumerate(steps[have:], start=have + 1):
+            conn.execute(step)
+            conn.execute("INSERT INTO schema_version VALUES (%s, %s) ON CONFLICT (component) DO UPDATE SET "
+                         "version = EXCLUDED.version", (component, version))
+        return len(steps)
+
+
+class Database:
+    """One PostgreSQL database. `pool()` is for the event loop (opened there, on first use); `connect()`
+    gives a plain connection for a thread or a command; `migrate` runs a component's schema steps once."""
+
+    def __init__(self, url: str, *, max_size: int = 4) -> None:
+        self.url = check_url(url)
+        self.max_size = max_size
+        self._pool: Any = None
+        self._pool_lock: asyncio.Lock | None = None
+        self._migrated: set[str] = set()
+        self._mlock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Database({shown(self.url)})"
+
+    def connect(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+
+    def migrate(self, component: str, steps: Sequence[str]) -> None:
+        """Blocking (call from a thread, or a command)."""
+        with self._mlock:
+            if component in self._migrated:
+                return
+            with self.connect() as conn:
+                migrate_sync(conn, component, steps)
+            self._migrated.add(component)
+
+    async def amigrate(self, component: str, steps: Sequence[str]) -> None:
+        if component not in self._migrated:
+            await asyncio.to_thread(self.migrate, component, steps)
+
+    async def pool(self) -> Any:
+        """The event loop's connection pool (autocommit connections), opened at first use."""
+        if self._pool is not None:
+            return self._pool
+        if self._pool_lock is None:
+            self._pool_lock = asyncio.Lock()
+        async with self._pool_lock:
+            if self._pool is None:
+                from psycopg_pool import AsyncConnectionPool
+
+                pool = AsyncConnectionPool(self.url, min_size=1, max_size=self.max_size, open=False, timeout=POOL_WAIT_S,
+                                           kwargs={"autocommit": True, "connect_timeout": 5}, name="qwen-state")
+                try:
+                    await pool.open(wait=True, timeout=10)
+                except BaseException:
+                    await pool.close()  # no workers left retrying: the next caller tries again
+                    raise
+                self._pool = pool
+        return self._pool
+
+    async def execute(self, sql: str, args: Sequence[Any] = (), *, notify: str | None = None) -> int:
+        """One statement (and a NOTIFY with `notify` as payload, in the same transaction): its row count."""
+        pool = await self.pool()
+        async with pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(sql, args)
+            if notify is not None:
+                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, notify))
+            return cur.rowcount
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
+        pool = await self.pool()
+        async with pool.connection() as conn:
+            cur = await conn.execute(sql, args)
+            return list(await cur.fetchall())
+
+    async def listen(self) -> Any:
+        """A connection of its own that LISTENs on CHANNEL (the caller iterates `notifies` and closes it)."""
+        import psycopg
+
+        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=10)
+        await conn.execute(f"LISTEN {CHANNEL}")
+        return conn
+
+    async def aclose(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
