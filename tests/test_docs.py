@@ -149,6 +149,9 @@ NOT_RUN: list[tuple[str, str, str]] = [  # (file pattern, command pattern, reaso
     (r"docs/deploy\.md", r"(qwen-gateway|qwen-usage) .*--?(set qwen_)?state.url",
      "needs the PostgreSQL server the section sets up (db.internal); tests/test_e2e_shared_state.py starts two "
      "gateways with this option and runs qwen-usage --state-url against a real PostgreSQL"),
+    (r"docs/deploy\.md", r"mitmdump -s addons/qwen\.py --mode reverse:https://portal\.qwen\.ai@127\.0\.0\.1:808[12]",
+     "a gateway in the background on the PostgreSQL server the section sets up (db.internal); "
+     "tests/test_e2e_deploy.py starts two this way (on free ports) behind Debian's nginx with the page's nginx block"),
     (r".*", r"scripts/bench(_tokens)?\.py",
      "a benchmark: minutes of CPU on the shared cores, and its figures are measurements, not fixed output"),
 ]

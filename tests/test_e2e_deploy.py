@@ -1,0 +1,175 @@
+"""docs/deploy.md's "Two gateways behind nginx", run: Debian's nginx on loopback with the `nginx` block of the
+page as printed (only the ports and the host name changed), in front of two real gateways sharing one real
+PostgreSQL, driven by openai-python."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
+from helpers.procs import ROOT, Gateway, free_port, write_creds
+
+pytestmark = pytest.mark.e2e
+
+KEY = "deploy-client-key"
+
+
+def nginx_block() -> str:
+    """The page's nginx configuration, exactly as printed."""
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    blocks = re.findall(r"```nginx\n(.*?)```", text, re.S)
+    assert len(blocks) == 1, "docs/deploy.md should show one nginx block"
+    return blocks[0]
+
+
+def configured(block: str, listen: int, gateways: list[int]) -> str:
+    """The printed block for this test: its ports, and 127.0.0.1 as the host name clients use."""
+    out = block.replace("listen 8080;", f"listen 127.0.0.1:{listen};").replace("qwen.internal", "127.0.0.1")
+    for printed, port in zip(("127.0.0.1:8081", "127.0.0.1:8082"), gateways):
+        assert printed in out
+        out = out.replace(printed, f"127.0.0.1:{port}")
+    return out
+
+
+class Nginx:
+    def __init__(self, root: Path, port: int, site: str) -> None:
+        self.root = root
+        self.port = port
+        root.mkdir(parents=True, exist_ok=True)
+        for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (root / sub).mkdir(exist_ok=True)
+        user = "user root;\n" if os.geteuid() == 0 else ""  # workers may read the test's temporary folders
+        (root / "nginx.conf").write_text(
+            f"{user}worker_processes 1;\npid {root}/nginx.pid;\nerror_log {root}/error.log info;\n"
+            "events { worker_connections 256; }\n"
+            "http {\n"
+            f"  access_log {root}/access.log;\n"
+            f"  client_body_temp_path {root}/client_body; proxy_temp_path {root}/proxy;\n"
+            f"  fastcgi_temp_path {root}/fastcgi; uwsgi_temp_path {root}/uwsgi; scgi_temp_path {root}/scgi;\n"
+            + site.replace("\n", "\n  ") + "\n}\n")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Nginx":
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        check = subprocess.run([nginx, "-t", "-c", str(self.root / "nginx.conf"), "-p", str(self.root)],
+                               capture_output=True, text=True, timeout=30)
+        assert check.returncode == 0, check.stderr
+        self.proc = subprocess.Popen([nginx, "-c", str(self.root / "nginx.conf"), "-p", str(self.root), "-g",
+                                      "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{self.port}/", trust_env=False, timeout=2)
+                return self
+            except httpx.TransportError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"nginx exited: {self.proc.stderr.read() if self.proc.stderr else ''}")
+                time.sleep(0.1)
+        raise RuntimeError("nginx did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture
+def deployed(tmp_path, emu, pg_url):
+    """(nginx's URL, gateway one, gateway two), the gateways started as the page shows."""
+    if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
+        pytest.skip("nginx is not installed (Debian package nginx-light: scripts/install-test-tools.sh)")
+    issued = emu.admin("POST", "tokens", {"expires_in": 3600})
+    gws: list[Gateway] = []
+    nginx = None
+    try:
+        for name in ("one", "two"):
+            home = tmp_path / name
+            write_creds(home / ".qwen", access_token=issued["access_token"], refresh_token=issued["refresh_token"],
+                        resource_url=emu.url)
+            env = {"QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(home / "state"), "HOME": str(home),
+                   "QWEN_OAUTH_BASE_URL": emu.url, "QWEN_GATEWAY_KEYS": KEY}
+            gw = Gateway(home / "gw", env=env, args=("--set", f"qwen_state_url={pg_url}",
+                                                     "--set", "qwen_allowed_hosts=qwen.internal"))
+            gws.append(gw.start())
+        port = free_port()
+        nginx = Nginx(tmp_path / "nginx", port, configured(nginx_block(), port, [gw.port for gw in gws]))
+        nginx.start()
+        yield f"http://127.0.0.1:{nginx.port}", gws[0], gws[1]
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        for gw in gws:
+            gw.stop()
+
+
+def client(url: str):
+    import openai
+    return openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0, timeout=30)
+
+
+def served(gw: Gateway) -> int:
+    """Chat and Responses requests the gateway answered (its own /metrics, on its own port)."""
+    text = httpx.get(gw.url + "/metrics", headers={"authorization": f"Bearer {KEY}"}, trust_env=False).text
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("qwen_requests_total{") and 'endpoint="models"' not in line))
+
+
+def test_requests_alternate_and_a_stored_response_is_continued_through_the_other(deployed, emu):
+    url, one, two = deployed
+    c = client(url)
+    first = c.responses.create(model="gpt-4o", input="remember the word kumquat")
+    ids = [first.id]
+    for i in range(3):  # each turn continues the last, whichever gateway stored it
+        ids.append(c.responses.create(model="gpt-4o", previous_response_id=ids[-1], input=f"turn {i}").id)
+    assert "kumquat" in json.dumps(emu.chat_requests()[-1]["body"]["messages"])
+    assert served(one) >= 2 and served(two) >= 2  # nginx alternated: both stored, both continued
+    assert c.responses.retrieve(first.id).output_text == "Echo: remember the word kumquat"
+
+
+def test_a_stream_arrives_event_by_event_through_nginx(deployed, emu):
+    url, *_ = deployed
+    emu.switches(gap_ms=200)
+    arrivals = []
+    t0 = time.monotonic()
+    with client(url).chat.completions.create(model="gpt-4o", stream=True,
+                                             messages=[{"role": "user", "content": "a b c d e"}]) as stream:
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                arrivals.append(time.monotonic() - t0)
+    assert len(arrivals) >= 5
+    # each piece arrives as the emulator sent it (200 ms apart), not collected until the end of the answer
+    assert arrivals[-1] - arrivals[0] >= 0.6, arrivals
+
+
+def test_with_one_gateway_stopped_the_other_answers_everything(deployed):
+    url, one, two = deployed
+    one.stop()
+    c = client(url)
+    for i in range(4):
+        r = c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": f"still {i}"}])
+        assert r.choices[0].message.content == f"Echo: still {i}"
+
+
+def test_a_client_without_the_key_is_refused_through_nginx(deployed):
+    """Every request reaches the gateways from 127.0.0.1 through nginx: the client keys are what keeps the
+    network out."""
+    url, *_ = deployed
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    r = httpx.post(url + "/v1/chat/completions", json=body, trust_env=False, timeout=30)
+    assert r.status_code == 401 and r.json()["error"]["type"] == "invalid_request_error", r.text
+    r = httpx.post(url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {KEY}"},
+                   trust_env=False, timeout=30)
+    assert r.status_code == 200
