@@ -15,11 +15,12 @@ psycopg 3 is an optional dependency (the `postgres` extra): imported only when a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -186,6 +187,35 @@ class Database:
         conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=10)
         await conn.execute(f"LISTEN {CHANNEL}")
         return conn
+
+    async def follow(self, component: str, steps: Sequence[str], kind: str, reload: Callable[[str | None], Awaitable[None]],
+                     *, every: float, what: str, ready: asyncio.Event | None = None) -> None:
+        """Keep a local copy in step with the database, for ever (a task of its own): migrate, `reload(None)`
+        (everything), then `reload(key)` for each NOTIFY "<kind>:<key>", and `reload(None)` again every `every`
+        seconds (a lost notification). A failure is logged (`what`) and the whole retried after `every`."""
+        while True:
+            conn = None
+            try:
+                await self.amigrate(component, steps)
+                conn = await self.listen()
+                await reload(None)
+                if ready is not None:
+                    ready.set()
+                while True:
+                    async for note in conn.notifies(timeout=every):
+                        got, _, key = note.payload.partition(":")
+                        if got == kind:
+                            await reload(key)
+                    await reload(None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("qwen: %s: %s (retrying in %.0f s)", what, type(e).__name__, every)
+                await asyncio.sleep(every)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
 
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None

@@ -106,10 +106,15 @@ class AccountState:
         if due:
             self.flush()
 
+    def _take_pending(self) -> dict[tuple[str, str], int]:
+        """The counts not yet written (the caller holds the lock), and the flush clock restarted."""
+        pending, self._pending = self._pending, {}
+        self._flushed = time.monotonic()
+        return pending
+
     def flush(self) -> None:
         with self._lock:
-            pending, self._pending = self._pending, {}
-            self._flushed = time.monotonic()
+            pending = self._take_pending()
             if not pending:
                 return
             with transaction(self._db):

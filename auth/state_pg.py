@@ -76,29 +76,8 @@ class SharedAccountState(AccountState):
             self._listener = asyncio.get_running_loop().create_task(self._listen(), name="qwen: shared state")
 
     async def _listen(self) -> None:
-        while True:
-            conn = None
-            try:
-                await self.db.amigrate(COMPONENT, STEPS)
-                conn = await self.db.listen()
-                await self.reload()
-                if self.ready is not None:
-                    self.ready.set()
-                while True:
-                    async for note in conn.notifies(timeout=self.REFRESH_S):
-                        kind, _, key = note.payload.partition(":")
-                        if kind == "account":
-                            await self.reload(key)
-                    await self.reload()  # the fallback: whatever a lost notification did not say
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                log.warning("qwen: shared account state: %s (retrying in %.0f s)", type(e).__name__, self.REFRESH_S)
-                await asyncio.sleep(self.REFRESH_S)
-            finally:
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close()
+        await self.db.follow(COMPONENT, STEPS, "account", self.reload, every=self.REFRESH_S,
+                             what="shared account state", ready=self.ready)
 
     async def reload(self, account: str | None = None) -> None:
         where, args = ("WHERE account=%s", (account,)) if account is not None else ("", ())
@@ -206,8 +185,7 @@ class SharedAccountState(AccountState):
 
     def flush(self) -> None:
         with self._lock:
-            pending, self._pending = self._pending, {}
-            self._flushed = time.monotonic()
+            pending = self._take_pending()
         if not pending:
             return
         try:

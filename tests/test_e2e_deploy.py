@@ -70,9 +70,10 @@ class Nginx:
             try:
                 httpx.get(f"http://127.0.0.1:{self.port}/", trust_env=False, timeout=2)
                 return self
-            except httpx.TransportError:
+            except httpx.TransportError as e:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"nginx exited: {self.proc.stderr.read() if self.proc.stderr else ''}")
+                    said = self.proc.stderr.read() if self.proc.stderr else b""
+                    raise RuntimeError(f"nginx exited: {said!r}") from e
                 time.sleep(0.1)
         raise RuntimeError("nginx did not start")
 

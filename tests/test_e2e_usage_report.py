@@ -13,7 +13,6 @@ from __future__ import annotations
 import http.server
 import os
 import shutil
-import sqlite3
 import subprocess
 import threading
 import time
@@ -23,23 +22,11 @@ import httpx
 import pytest
 
 from helpers.procs import BIN
+from helpers.ledger import ledger_rows
 
 pytestmark = pytest.mark.e2e
 DELAY_MS = 400  # the stream's first byte: the slowest first byte of the three
 
-
-def ledger_rows(state: Path) -> list[dict]:
-    path = state / "usage.sqlite3"
-    if not path.exists():
-        return []
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute("SELECT * FROM usage ORDER BY ts")]
-    except sqlite3.OperationalError:  # created, table not there yet
-        return []
-    finally:
-        db.close()
 
 
 def wait_rows(state: Path, n: int) -> list[dict]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import time
 
@@ -20,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from qwen_gateway.tokens import count_request_tokens
 from helpers.procs import BIN
+from helpers.ledger import ledger_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -65,19 +65,6 @@ def request_lines(gw) -> list[str]:
     """The request lines of API requests sent with POST to /v1/…."""
     return [ln for ln in all_lines(gw) if ln.startswith("POST /v1/") and " acct=" in ln]
 
-
-def ledger_rows(state) -> list[dict]:
-    path = state / "usage.sqlite3"
-    if not path.exists():
-        return []
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute("SELECT * FROM usage ORDER BY ts")]
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        db.close()
 
 
 def qwen_usage(env, state, *args) -> str:

@@ -47,27 +47,7 @@ class SharedPinStore(PinStore):
                 self._listener = asyncio.get_running_loop().create_task(self._listen(), name="qwen: shared pins")
 
     async def _listen(self) -> None:
-        while True:
-            conn = None
-            try:
-                await self.db.amigrate(COMPONENT, STEPS)
-                conn = await self.db.listen()
-                await self._copy()
-                while True:
-                    async for note in conn.notifies(timeout=self.REFRESH_S):
-                        kind, _, key = note.payload.partition(":")
-                        if kind == "pin":
-                            await self._copy(key)
-                    await self._copy()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                log.warning("qwen: shared web pins: %s (retrying in %.0f s)", type(e).__name__, self.REFRESH_S)
-                await asyncio.sleep(self.REFRESH_S)
-            finally:
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close()
+        await self.db.follow(COMPONENT, STEPS, "pin", self._copy, every=self.REFRESH_S, what="shared web pins")
 
     async def _copy(self, key: str | None = None) -> None:
         """The database's pins (one, or all live ones) into the local store; a pin gone there goes here."""
