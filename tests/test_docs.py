@@ -760,6 +760,9 @@ SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that c
 NOT_OUTPUT: dict[tuple[str, str], str] = {  # non-shell blocks that are no command's output: (file, anchor) -> why
     ("docs/architecture.md", "client dialect (api/)"): "a diagram of the pivot between the wings",
     ("docs/observability.md", "qwen-usage [today|days|accounts|models|requests]"): "the command's synopsis",
+    ("docs/deploy.md", "upstream qwen_gateways {"):
+        "nginx's configuration; tests/test_e2e_deploy.py runs this block as printed (its ports and host name "
+        "changed) with Debian's nginx in front of two gateways",
     ("docs/clients.md", "$ qwen-redirect install --port 8080 --dry-run"):
         "qwen-redirect's dry run with documentation addresses (192.0.2.10, 2001:db8::10) from a stub resolver; "
         "tests/test_redirect.py compares this block with the real command's output under that resolver",
