@@ -137,5 +137,5 @@ def bench_concurrency(n: int, gap_ms: int, events: int, rounds: int = 1) -> dict
 
 
 def _median_of(rows: list[dict]) -> dict:
-    return {k: (round(statistics.median(r[k] for r in rows), 2) if not isinstance(rows[0][k], str) else rows[0][k])
+    return {k: (statistics.median(r[k] for r in rows) if not isinstance(rows[0][k], str) else rows[0][k])
             for k in rows[0]}

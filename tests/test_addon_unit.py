@@ -166,13 +166,8 @@ async def test_stream_is_pointed_at_the_relay_without_credential(setup):
     f = chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True})
     gw.requestheaders(f)
     await gw.request(f)
-    assert f.response is None
+    assert f.response is None and qwen.requests == []  # the relay asks the engine once mitmproxy connects
     assert (f.request.host, f.request.port) == gw.relay.address and f.request.scheme == "http"
-    # the upstream request starts at once (Qwen answers while mitmproxy connects to the relay), from the engine
-    for _ in range(20):
-        await asyncio.sleep(0)
-    (up,) = qwen.requests
-    assert up.headers["authorization"] == "Bearer secret-oauth-token"
     assert f.request.host_header == "api.openai.com" and f.request.headers[TOKEN_HEADER]
     assert "secret" not in json.dumps(f.get_state(), default=repr)
     # the relay's answer arrives: the stream callable translates it
@@ -187,33 +182,6 @@ async def test_stream_is_pointed_at_the_relay_without_credential(setup):
     gw.response(f)
     assert f.response.raw_content == b"".join(out) and b'"model":"gpt-4o"' in f.response.raw_content
 
-
-
-async def test_a_stream_whose_flow_ends_before_the_relay_serves_it_has_its_upstream_request_cancelled(setup):
-    """The upstream request starts in the request hook; a flow that ends before mitmproxy reached the relay
-    (the client left, mitmproxy failed) takes it down with it: nothing keeps reading from Qwen."""
-    from mitmproxy import flow as mflow
-
-    gw, qwen, _ = setup
-    started, cancelled = asyncio.Event(), asyncio.Event()
-
-    async def slow_send(*a, **kw):
-        started.set()
-        try:
-            await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    qwen.send = slow_send
-    f = chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True})
-    gw.requestheaders(f)
-    await gw.request(f)
-    await asyncio.wait_for(started.wait(), 5)
-    f.error = mflow.Error("Client disconnected.")
-    gw.error(f)
-    await asyncio.wait_for(cancelled.wait(), 5)
-    assert not gw.relay._pending
 
 
 @pytest.mark.parametrize("complete", [True, False])

@@ -19,7 +19,6 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from ..errors import ConnectionFailed, GatewayError, UpstreamTimeout
 from ..exchange import Exchange
@@ -50,24 +49,19 @@ class LoopbackRelay(LoopbackServer):
             self.address = inproc.listen(self._tracked)
         return self.address
 
+    def stop(self) -> None:
+        inproc.close(self.address)
+        super().stop()
+
     def expect(self, ex: Exchange) -> str:
-        """Register an exchange and start its upstream request now: while mitmproxy connects to the relay and
-        sends it the request, Qwen is already answering. The token is the only way to have it served (once)."""
+        """Register an exchange; the token is the only way to have it served (once)."""
         token = secrets.token_urlsafe(24)
-        self._pending[token] = (ex, asyncio.ensure_future(self.open_upstream(ex)))
+        self._pending[token] = ex
         return token
 
     def forget(self, token: str | None) -> None:
-        """The flow ended without the relay serving it (the client left, mitmproxy failed): the upstream
-        request started for it is cancelled, or its answer closed."""
-        if token and (entry := self._pending.pop(token, None)) is not None:
-            _abandon(entry[1])
-
-    def stop(self) -> None:
-        for _, opening in self._pending.values():
-            _abandon(opening)
-        inproc.close(self.address)
-        super().stop()
+        if token:
+            self._pending.pop(token, None)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         carry: bytes | None = b""  # a byte read while watching for the client to go away: the next request's
@@ -97,23 +91,21 @@ class LoopbackRelay(LoopbackServer):
         length = int(headers.get("content-length") or 0)
         if length:
             await reader.readexactly(length)  # the client's body, kept on the flow for display; not needed here
-        entry = self._pending.pop(headers.get(TOKEN_HEADER, ""), None)
-        if entry is None:
+        ex = self._pending.pop(headers.get(TOKEN_HEADER, ""), None)
+        if ex is None:
             err = GatewayError(403, "This relay serves only requests the gateway prepared.", code="relay_refused")
             await _write_whole(writer, err.status, err.to_bytes(), err.headers, close=True)
             return None
-        ex, opening = entry
-        return await self._serve(ex, opening, reader, writer)
+        return await self._serve(ex, reader, writer)
 
-    async def _serve(self, ex: Exchange, opening: asyncio.Future[UpstreamAnswer], reader: asyncio.StreamReader,
-                     writer: asyncio.StreamWriter) -> bytes | None:
+    async def _serve(self, ex: Exchange, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes | None:
         # mitmproxy sends nothing more on this connection until the answer is complete: a read that ends means
         # it closed the connection (the client went away), and the upstream request is cancelled
         gone = asyncio.ensure_future(reader.read(1))
         keep = True
         try:
-            either: list[asyncio.Future[Any]] = [opening, gone]
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            opening = asyncio.ensure_future(self.open_upstream(ex))
+            await asyncio.wait({opening, gone}, return_when=asyncio.FIRST_COMPLETED)
             if not opening.done():
                 opening.cancel()
                 return None
@@ -172,14 +164,6 @@ class LoopbackRelay(LoopbackServer):
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return True
-
-
-def _abandon(opening: asyncio.Future[UpstreamAnswer]) -> None:
-    if not opening.done():
-        opening.cancel()  # the engine closes a cancelled request's connection
-    elif not opening.cancelled() and opening.exception() is None:
-        asyncio.ensure_future(opening.result().aclose())  # an answer nobody will read
-    # else: the failure was retrieved above (no "exception never retrieved" at exit)
 
 
 def _error_event(message: str, code: str) -> bytes:
