@@ -5,7 +5,7 @@ real token rate, through each target in turn in one run — direct, bare mitmdum
 The client is a small raw-socket asyncio client (one connection per stream, HTTP/1.1, `connection: close`),
 so its own cost per event is a `recv` and a byte count, not an HTTP library's. For each target it reports:
 events/s held over the run, the gaps between a stream's events (p50 / p99, and p99 of their distance from
-the gap the emulator sent), first-event latency (p50 / p99 from sending the request), the proxy's RSS growth
+the gap the emulator sent), first-event latency (p50, mean, p99 from sending the request), the proxy's RSS growth
 per held stream (its peak RSS while the streams are open minus its RSS before, over N), and the proxy's CPU
 (user + system) per 1,000 events. Nothing asserts: it measures.
 """
@@ -13,13 +13,15 @@ per held stream (its peak RSS while the streams are open minus its RSS before, o
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import threading
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from bench_http import as_sent_upstream, chat
-from benchlib import Procs, percentile, set_emulator_switches
+from benchlib import Procs, percentile, revision, set_emulator_switches
 
 RSS_SAMPLE_S = 0.05
 
@@ -102,7 +104,8 @@ def measure(p: Procs, proc: str | None, url: str, req, n: int, gap_ms: int) -> d
         "events_per_s": round(events / wall, 1),
         "gap_p50_ms": round(statistics.median(gaps), 1), "gap_p99_ms": round(percentile(gaps, 0.99), 1),
         "gap_p99_error_ms": round(percentile(errors, 0.99), 1),
-        "first_event_p50_ms": round(statistics.median(firsts), 2), "first_event_p99_ms": round(percentile(firsts, 0.99), 2),
+        "first_event_p50_ms": round(statistics.median(firsts), 2), "first_event_mean_ms": round(statistics.mean(firsts), 2),
+        "first_event_p99_ms": round(percentile(firsts, 0.99), 2),
         "rss_kib_per_stream": round((sampler.peak - before_rss) * 1024 / n, 1) if sampler else "-",
         "cpu_ms_per_1000_events": round((p.cpu_s(proc) - cpu0) * 1e6 / events, 1) if proc and events else "-",
         "emulator_cpu_ms_per_1000_events": round((p.cpu_s("emulator") - emu0) * 1e6 / events, 1) if events else "-",
@@ -123,6 +126,10 @@ def bench_concurrency(n: int, gap_ms: int, events: int, rounds: int = 1) -> dict
         set_emulator_switches(emu, gap_ms=gap_ms, reasoning=False)
         targets = {"direct": (None, emu, shaped), "mitmdump (no addon), streaming": ("bare", bare, shaped),
                    "gateway": ("gateway", gateway, client)}
+        baseline = os.environ.get("QWEN_BENCH_BASELINE")  # another checkout (with its .venv): before a change
+        if baseline:
+            name = f"gateway at {revision(Path(baseline))}"
+            targets[name] = ("baseline", p.gateway(emu, "baseline", checkout=Path(baseline)), client)
         runs: dict[str, list[dict]] = {name: [] for name in targets}
         for _ in range(rounds):  # alternating rounds: the machine's drift hits every target alike
             for name, (proc, url, req) in targets.items():
@@ -137,5 +144,10 @@ def bench_concurrency(n: int, gap_ms: int, events: int, rounds: int = 1) -> dict
 
 
 def _median_of(rows: list[dict]) -> dict:
-    return {k: (statistics.median(r[k] for r in rows) if not isinstance(rows[0][k], str) else rows[0][k])
-            for k in rows[0]}
+    """Medians over the rounds; RSS growth from the first round (memory a process has grown to stays, so
+    later rounds of the same process grow less)."""
+    out = {k: (round(statistics.median(r[k] for r in rows), 2) if not isinstance(rows[0][k], str) else rows[0][k])
+           for k in rows[0]}
+    out["rss_kib_per_stream"] = rows[0]["rss_kib_per_stream"]
+    return out
+

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
+from pathlib import Path
 
 import httpx
 
 from bench_http import CHAT, Req, chat, pct, sse_events
-from benchlib import Procs, set_emulator_switches
+from benchlib import Procs, revision, set_emulator_switches
 
 WORDS = " ".join(f"w{i}" for i in range(40))  # the emulator echoes it one word per chunk
 
@@ -36,6 +38,10 @@ def bench_stream(runs: int, gap_ms: int) -> dict:
                    "mitmdump (no addon), streaming": (p.mitmdump("bare-stream", emu, addon=False,
                                                                  args=("--set", "stream_large_bodies=1")), "sk-bench"),
                    "gateway": (p.gateway(emu), "client-key-ignored")}
+        baseline = os.environ.get("QWEN_BENCH_BASELINE")  # another checkout (with its .venv): before a change
+        if baseline:
+            targets[f"gateway at {revision(Path(baseline))}"] = (p.gateway(emu, "baseline", checkout=Path(baseline)),
+                                                                 "client-key-ignored")
         out = {}
         for name, (url, key) in targets.items():
             req = chat(key, body)

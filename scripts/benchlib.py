@@ -65,21 +65,24 @@ class Procs:
         return f"http://127.0.0.1:{int(_wait(pf, p, 'emulator'))}"
 
     def mitmdump(self, name: str, upstream: str, *, addon: bool, env: dict | None = None, tool: str = "mitmdump",
-                 args: tuple[str, ...] = ()) -> str:
+                 args: tuple[str, ...] = (), checkout: Path | None = None) -> str:
+        """`checkout`: run another checkout's gateway (its own .venv and addons/qwen.py), e.g. a baseline."""
         pf = self.tmp / f"{name}.ports"
-        args = [str(BIN / tool), "-q", "--set", f"confdir={self.tmp / 'conf'}", "--mode",
+        args = [str((checkout / ".venv" / "bin" if checkout else BIN) / tool), "-q", "--set", f"confdir={self.tmp / 'conf'}", "--mode",
                 f"reverse:{upstream}@127.0.0.1:0", "--set", "connection_strategy=lazy",
                 "-s", str(ROOT / "tests" / "helpers" / "portfile.py"), *args]
         if tool == "mitmweb":
             args += ["--set", "web_open_browser=false", "--set", "web_port=0", "--set", "web_password=bench"]
         if addon:
-            args += ["-s", os.environ.get("QWEN_BENCH_SCRIPT", str(ROOT / "addons" / "qwen.py"))]
+            args += ["-s", str(checkout / "addons" / "qwen.py") if checkout else
+                     os.environ.get("QWEN_BENCH_SCRIPT", str(ROOT / "addons" / "qwen.py"))]
         p = self._spawn(args, name, {"QWEN_TEST_PORTFILE": str(pf), **(env or {})})
         port = next(iter(json.loads(_wait(pf, p, name)).values()))
         return f"http://127.0.0.1:{port}"
 
     def gateway(self, emulator_url: str, name: str = "gateway", *, tool: str = "mitmdump",
-                args: tuple[str, ...] = (), upstream: str | None = None, refreshable: bool = False) -> str:
+                args: tuple[str, ...] = (), upstream: str | None = None, refreshable: bool = False,
+                checkout: Path | None = None) -> str:
         """The gateway with one OAuth login pointing at the emulator (token seeded there); `upstream`: another
         API base for it (e.g. a delay proxy in front of the emulator); `refreshable`: a real refresh token."""
         token, refresh = "bench-token", "unused"
@@ -99,7 +102,8 @@ class Procs:
         os.close(fd)
         env = {"QWEN_DIR": str(qdir), "QWEN_GATEWAY_HOME": str(self.tmp / f"state-{name}"),
                "QWEN_OAUTH_BASE_URL": emulator_url}
-        return self.mitmdump(name, "https://portal.qwen.ai", addon=True, env=env, tool=tool, args=args)
+        return self.mitmdump(name, "https://portal.qwen.ai", addon=True, env=env, tool=tool, args=args,
+                             checkout=checkout)
 
     def delay_proxy(self, target: str, delay_ms: int, name: str = "far") -> str:
         """A forwarder adding `delay_ms` each way in front of `target` (scripts/delay_proxy.py)."""
@@ -170,3 +174,12 @@ def percentile(xs: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..1) of a non-empty sample."""
     xs = sorted(xs)
     return xs[min(len(xs) - 1, max(0, int(-(-len(xs) * q // 1)) - 1))]
+
+
+def revision(checkout: Path) -> str:
+    """The short commit of a checkout (a baseline's label)."""
+    try:
+        return subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip() or checkout.name
+    except OSError:
+        return checkout.name
