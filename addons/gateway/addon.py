@@ -50,7 +50,6 @@ from .upstream.relay import TOKEN_HEADER, LoopbackRelay
 from .upstream.retry import RetryPolicy
 
 log = logging.getLogger("qwen")
-DURABLE_WAIT_S = 10.0  # a stored Response's database write, at most, before the answer goes out
 
 
 class QwenGateway:
@@ -256,24 +255,7 @@ class QwenGateway:
             return None
         self.settle.answered(flow, ex)
         # mitmproxy awaits what a hook returns: only an answer with a database write to wait for waits
-        return self._durable(flow, ex) if "durable" in ex.extra else None
-
-    async def _durable(self, flow: http.HTTPFlow, ex: Exchange) -> None:
-        """A write the endpoint started (a stored Response on a shared database) is committed before
-        mitmproxy sends the answer: a gateway killed right after answering loses nothing the client was
-        told exists. A whole answer whose write failed becomes an error."""
-        write = ex.extra.pop("durable", None)
-        if write is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(write), DURABLE_WAIT_S)
-        except Exception as e:
-            log.error("qwen: could not store response %s in the shared database: %s",
-                      ex.extra.get("response_id"), type(e).__name__)
-            if ex.rewriter is None:
-                flow.response = self.formats.error(GatewayError(
-                    503, "The gateway could not store the response in its shared database.",
-                    code="state_unavailable"), ex)
+        return self.settle.durable(flow, ex) if "durable" in ex.extra else None
 
     def error(self, flow: http.HTTPFlow) -> None:
         ex = self._live.pop(flow.id, None)

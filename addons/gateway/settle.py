@@ -6,6 +6,7 @@ hooks, and the WebSocket server's turns, end every exchange here.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from .errors import GatewayError
 from .exchange import Exchange
 from .local import Formats
 
+DURABLE_WAIT_S = 10.0  # a stored Response's database write, at most, before the answer goes out
 log = logging.getLogger("qwen")
 CLIENT_LEFT = "Client disconnected"  # how mitmproxy's HTTP/1 layer names a client gone before the answer's end
 
@@ -108,6 +110,23 @@ class Settlement:
             ex.status = flow.response.status_code
         flow.metadata["qwen"] = ex.to_meta()
         self.observers.finished(ex, flow)
+
+    async def durable(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        """A write the endpoint started (a stored Response on a shared database) is committed before
+        mitmproxy sends the answer: a gateway killed right after answering loses nothing the client was
+        told exists. A whole answer whose write failed becomes an error."""
+        write = ex.extra.pop("durable", None)
+        if write is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(write), DURABLE_WAIT_S)
+        except Exception as e:
+            log.error("qwen: could not store response %s in the shared database: %s",
+                      ex.extra.get("response_id"), type(e).__name__)
+            if ex.rewriter is None:
+                flow.response = self.formats.error(GatewayError(
+                    503, "The gateway could not store the response in its shared database.",
+                    code="state_unavailable"), ex)
 
     def passed(self, flow: http.HTTPFlow) -> None:
         """Flows the gateway passes through (other hosts, explicit proxy) count for mitmweb's cap too."""
