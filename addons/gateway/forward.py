@@ -5,6 +5,7 @@ chat form by the upstream that gave it (`ex.upstream`), then into the client's b
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 from mitmproxy import connection, http
@@ -21,6 +22,8 @@ from .streaming import StreamRewriter
 OpenUpstream = Callable[[Exchange], Awaitable[UpstreamAnswer]]
 
 STREAM_CAPTURE = 1 << 20  # bytes of a translated stream kept on the flow for mitmweb and -w
+KEEP_WAIT_S = 10.0  # a kept answer's database write, at most, before its end goes out (stream, turn, whole)
+log = logging.getLogger("qwen")
 CLIENT_WATCH = 0.1  # seconds between looks at a waiting client's connection
 
 
@@ -66,6 +69,15 @@ def keep_early(ex: Exchange, gate: asyncio.Future) -> None:
         write.add_done_callback(opened)
     else:
         opened()
+
+
+async def until_kept(gate: asyncio.Future, what: str) -> None:
+    """Wait for a parked stream's answer to be kept (keep_early opens `gate`), at most KEEP_WAIT_S: a gate
+    nobody opens delays the end of `what`, never loses it."""
+    try:
+        await asyncio.wait_for(asyncio.shield(gate), KEEP_WAIT_S)
+    except TimeoutError:
+        log.warning("qwen: %s's end waited %g s for its answer to be kept", what, KEEP_WAIT_S)
 
 
 def finish_stream(ex: Exchange, resp: http.Response) -> dict | None:

@@ -20,7 +20,6 @@ from .errors import GatewayError
 from .exchange import Exchange
 from .local import Formats
 
-DURABLE_WAIT_S = 10.0  # a stored Response's database write, at most, before the answer goes out
 log = logging.getLogger("qwen")
 CLIENT_LEFT = "Client disconnected"  # how mitmproxy's HTTP/1 layer names a client gone before the answer's end
 
@@ -119,7 +118,7 @@ class Settlement:
         if write is None:
             return
         try:
-            await asyncio.wait_for(asyncio.shield(write), DURABLE_WAIT_S)
+            await asyncio.wait_for(asyncio.shield(write), forward.KEEP_WAIT_S)
         except Exception as e:
             log.error("qwen: could not store response %s in the shared database: %s",
                       ex.extra.get("response_id"), type(e).__name__)

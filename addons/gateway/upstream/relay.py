@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 
 from ..errors import ConnectionFailed, GatewayError, UpstreamTimeout
 from ..exchange import Exchange
+from ..forward import until_kept
 from ..loopback import LoopbackServer
 from ..pivot import UpstreamAnswer
 from ..sse import encode
@@ -29,7 +30,6 @@ from ..streaming import stream_error
 from . import inproc
 
 log = logging.getLogger("qwen")
-GATE_WAIT_S = 10.0
 
 TOKEN_HEADER = "x-qwen-relay"
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
@@ -156,11 +156,8 @@ class LoopbackRelay(LoopbackServer):
                                               "upstream_connection_error"))
         if isinstance(gate, asyncio.Future) and resp.status_code == 200 and "event-stream" in ctype:
             # the answer is being kept (a shared database): the stream's end, and with it the client's final
-            # events, waits for the write (bounded: a gate nobody opens costs GATE_WAIT_S, never the stream)
-            try:
-                await asyncio.wait_for(asyncio.shield(gate), GATE_WAIT_S)
-            except TimeoutError:
-                log.warning("qwen: a stream's end waited %g s for its answer to be kept", GATE_WAIT_S)
+            # events, waits for the write
+            await until_kept(gate, "a stream")
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return True

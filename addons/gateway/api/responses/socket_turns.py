@@ -18,7 +18,7 @@ from wsproto.connection import ConnectionState
 from ...auth.base import Outcome
 from ...errors import ConnectionFailed, GatewayError, UpstreamTimeout
 from ...exchange import ClientRequest, Exchange
-from ...forward import keep_early
+from ...forward import keep_early, until_kept
 from ...sse import encode as sse_encode
 from ...streaming import StreamRewriter, stream_error
 from .history import history_items
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from mitmproxy import http
 
 log = logging.getLogger("qwen")
-KEEP_WAIT_S = 10.0  # a stored response's database write, at most, before the turn's final events
 
 KEEP_RESPONSES = 8  # a connection's own recent responses, for previous_response_id
 
@@ -153,11 +152,8 @@ class Turns:
         except ConnectionFailed as e:
             send(rw(sse_encode({"error": stream_error(f"Qwen broke off the stream: {e}.",
                                                       "upstream_connection_error")})))
-        if gate is not None and rw.held is not None:  # the final events wait for the write (bounded)
-            try:
-                await asyncio.wait_for(asyncio.shield(gate), KEEP_WAIT_S)
-            except TimeoutError:
-                log.warning("qwen: a WebSocket turn's end waited %g s for its response to be kept", KEEP_WAIT_S)
+        if gate is not None and rw.held is not None:  # the final events wait for the write
+            await until_kept(gate, "a WebSocket turn")
         send(rw(b""))
         await session.writer.drain()
 
