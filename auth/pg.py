@@ -20,11 +20,12 @@ import logging
 import re
 import threading
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 log = logging.getLogger("qwen")
+T = TypeVar("T")
 
 SCHEMES = ("postgresql", "postgres")
 CHANNEL = "qwen_state"  # NOTIFY channel: payload "<kind>:<key>" (kind: account, credential)
@@ -123,6 +124,7 @@ class Database:
         self._pool_lock: asyncio.Lock | None = None
         self._migrated: set[str] = set()
         self._mlock = threading.Lock()
+        self._tasks: set[asyncio.Task] = set()
 
     def __repr__(self) -> str:
         return f"Database({shown(self.url)})"
@@ -187,6 +189,24 @@ class Database:
         conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=10)
         await conn.execute(f"LISTEN {CHANNEL}")
         return conn
+
+    def background(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
+        """`coro` as a task on the running loop, held until it ends (a write off the caller's path). Raises
+        RuntimeError, with `coro` closed, when no loop runs (a command: the caller writes another way)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            coro.close()
+            raise
+        task = loop.create_task(coro, name=name)
+        self._tasks.add(task)  # a task nobody references may be collected before it ends
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    @property
+    def busy(self) -> bool:
+        """A background task of this database's is still running."""
+        return bool(self._tasks)
 
     async def follow(self, component: str, steps: Sequence[str], kind: str, reload: Callable[[str | None], Awaitable[None]],
                      *, every: float, what: str, ready: asyncio.Event | None = None) -> None:

@@ -16,7 +16,6 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 from .pg import CHANNEL, Database, advisory_key
 from .redact import redact
@@ -62,7 +61,6 @@ class SharedAccountState(AccountState):
         self._pending: dict[tuple[str, str], int] = {}
         self._writing: dict[str, int] = {}  # accounts with a write in flight: a reload keeps memory's row
         self._flushed = time.monotonic()
-        self._tasks: set[asyncio.Task] = set()
         self._listener: asyncio.Task | None = None
         self.ready: asyncio.Event | None = None
         atexit.register(self._flush_blocking)
@@ -91,16 +89,6 @@ class SharedAccountState(AccountState):
                     self._rows[r[0]] = _row(r)
             for a, day, n in counts:
                 self._day_counts[(a, day)] = int(n)
-
-    def _spawn(self, coro: Any) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            coro.close()
-            raise
-        task = loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _write(self, account: str, row: dict) -> None:
         try:
@@ -172,7 +160,7 @@ class SharedAccountState(AccountState):
             self._rows[account] = row
             self._writing[account] = self._writing.get(account, 0) + 1
         try:
-            self._spawn(self._write(account, dict(row)))
+            self.db.background(self._write(account, dict(row)), "qwen: share an account's state")
         except RuntimeError:  # no event loop (a command): write now
             try:
                 with self.db.connect() as conn, conn.transaction():
@@ -189,14 +177,14 @@ class SharedAccountState(AccountState):
         if not pending:
             return
         try:
-            self._spawn(self._write_counts(pending))
+            self.db.background(self._write_counts(pending), "qwen: share request counts")
         except RuntimeError:
             self._flush_blocking(pending)
 
     def _flush_blocking(self, pending: dict[tuple[str, str], int] | None = None) -> None:
         if pending is None:
             with self._lock:
-                pending, self._pending = self._pending, {}
+                pending = self._take_pending()
         if not pending:
             return
         try:

@@ -147,7 +147,7 @@ async def test_request_counts_are_batched_and_summed_across_gateways(backend, tm
         b.flush()
         if backend[0] == "postgres":
             assert isinstance(a, SharedAccountState)
-            await _until(lambda: not a._tasks and not b._tasks, "the counts written")  # type: ignore[attr-defined]
+            await _until(lambda: not a.db.busy and not b.db.busy, "the counts written")
             await a.reload()
         assert a.requests_today("acct") == 4
     finally:
@@ -194,7 +194,7 @@ async def test_a_deleted_response_is_gone_for_both(backend, tmp_path):
         await write
     assert b.delete("resp_2") if backend[0] == "sqlite" else (await b.load(["resp_2"]), b.delete("resp_2"))[1]
     if isinstance(b, SharedResponseStore):
-        await _until(lambda: not b._tasks, "the delete written")
+        await _until(lambda: not b.db.busy, "the delete written")
     fresh, _ = _stores(backend, tmp_path / "c")
     await fresh.load(["resp_2"])
     assert fresh.get("resp_2") is None

@@ -59,7 +59,6 @@ class SharedResponseStore(ResponseStore):
         super().__init__(path, max_items)
         self.db = db
         self._ready: asyncio.Task | None = None
-        self._tasks: set[asyncio.Task] = set()
         self._puts = 0
 
     async def ready(self) -> None:
@@ -87,10 +86,7 @@ class SharedResponseStore(ResponseStore):
         self._keep(*rows)
         self._puts += 1
         trim = self._puts % TRIM_EVERY == 0
-        task = asyncio.get_running_loop().create_task(self._put(rows, trim), name="qwen: store a response")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self.db.background(self._put(rows, trim), "qwen: store a response")
 
     async def _put(self, rows: tuple, trim: bool) -> None:
         rid, created, response, history, inputs, items = rows
@@ -126,9 +122,7 @@ class SharedResponseStore(ResponseStore):
 
     def delete(self, id: str) -> bool:
         gone = super().delete(id)
-        task = asyncio.get_running_loop().create_task(self._delete(id), name="qwen: delete a response")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.db.background(self._delete(id), "qwen: delete a response")
         return gone
 
     async def _delete(self, id: str) -> None:

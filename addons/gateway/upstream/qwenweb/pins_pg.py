@@ -37,7 +37,6 @@ class SharedPinStore(PinStore):
         super().__init__(path, ttl)
         self.db = db
         self._listener: asyncio.Task | None = None
-        self._tasks: set[asyncio.Task] = set()
         self.start()  # made on the event loop (configure): listening before the first request
 
     def start(self) -> None:
@@ -61,12 +60,8 @@ class SharedPinStore(PinStore):
 
     def _spawn(self, sql: str, args: tuple, key: str) -> None:
         self.start()
-        try:
-            task = asyncio.get_running_loop().create_task(self._write(sql, args, key), name="qwen: share a pin")
-        except RuntimeError:  # no event loop (a script): local only
-            return
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        with contextlib.suppress(RuntimeError):  # no event loop (a script): local only
+            self.db.background(self._write(sql, args, key), "qwen: share a pin")
 
     async def _write(self, sql: str, args: tuple, key: str) -> None:
         try:
