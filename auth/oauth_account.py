@@ -148,7 +148,7 @@ class OAuthAccount(RefreshedFileAccount[dict]):
                 self._adopt(current)
                 return current
             # Another machine's gateway (shared state) may have: its login, written here atomically (0600).
-            published = await self._published()
+            published = await self.state.published(self.name)
             if published is not None and is_fresh(published) and published["access_token"] != seen_token \
                     and (published.get("expiry_date") or 0) > (current.get("expiry_date") or 0):
                 await asyncio.to_thread(write_creds, self.path, published, REFRESH_ORDER)
@@ -175,7 +175,7 @@ class OAuthAccount(RefreshedFileAccount[dict]):
                 return new
             self._adopt(new)
             self._refreshed()
-            await self._publish(new)
+            await self.state.publish(self.name, new)
             return new
 
     def status(self) -> dict:

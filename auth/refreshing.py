@@ -15,8 +15,7 @@ from typing import Generic, TypeVar
 from .base import Account, AccountUnavailable
 from .credfile import FileLock, LockTimeout
 from .settings import AuthSettings
-from .state import AccountState
-from .state_pg import SharedAccountState
+from .state import AccountState, RefreshLockTimeout
 
 T = TypeVar("T")
 
@@ -63,27 +62,14 @@ class RefreshedFileAccount(Account, Generic[T]):
             raise self._failed(f"{self.name}: {e}") from e
         beat = asyncio.ensure_future(self._heartbeat(lock))
         try:
-            if isinstance(self.state, SharedAccountState):
-                try:
-                    async with self.state.refresh_lock(self.name):
-                        yield
-                except TimeoutError as e:
-                    raise self._failed(f"{self.name}: another gateway's refresh did not finish in time") from e
-            else:
-                yield
+            try:
+                async with self.state.refresh_lock(self.name):
+                    yield
+            except RefreshLockTimeout as e:
+                raise self._failed(f"{self.name}: another gateway's refresh did not finish in time") from e
         finally:
             beat.cancel()
             await asyncio.to_thread(lock.release)
-
-    async def _published(self) -> dict | None:
-        """The newest credential another gateway published for this account (shared state only)."""
-        if isinstance(self.state, SharedAccountState):
-            return await self.state.published(self.name)
-        return None
-
-    async def _publish(self, creds: dict) -> None:
-        if isinstance(self.state, SharedAccountState):
-            await self.state.publish(self.name, creds)
 
     async def _heartbeat(self, lock: FileLock) -> None:
         every = max(self.settings.lock_stale_s / 3, 0.05)

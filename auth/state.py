@@ -58,6 +58,10 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     db.execute("COMMIT")
 
 
+class RefreshLockTimeout(Exception):
+    """Another gateway held the account's refresh lock too long."""
+
+
 def today() -> str:
     return time.strftime("%Y-%m-%d", time.gmtime())
 
@@ -121,6 +125,19 @@ class AccountState:
                 for (account, day), n in pending.items():
                     self._db.execute("INSERT INTO account_day VALUES (?,?,?) ON CONFLICT(account, day) DO UPDATE SET "
                                      "requests = requests + ?", (account, day, n, n))
+
+    # One refresher across machines (refreshing.py). A local file has nothing to share: the lock file is the
+    # whole of it; the shared state (state_pg.py) adds a database lock and passes refreshed logins around.
+    def refresh_lock(self, account: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Held around an account's refresh, besides its lock file (raises RefreshLockTimeout)."""
+        return contextlib.nullcontext()
+
+    async def published(self, account: str) -> dict | None:
+        """The newest login another gateway published for the account."""
+        return None
+
+    async def publish(self, account: str, creds: dict) -> None:
+        """A login this gateway refreshed, for the other gateways."""
 
     def requests_today(self, account: str) -> int:
         with self._lock:

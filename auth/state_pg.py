@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from .pg import CHANNEL, Database, advisory_key
 from .redact import redact
 from .settings import AuthSettings
-from .state import AccountState, today
+from .state import AccountState, RefreshLockTimeout, today
 
 log = logging.getLogger("qwen")
 
@@ -121,7 +121,10 @@ class SharedAccountState(AccountState):
         pool = await self.db.pool()
         async with pool.connection() as conn:
             key = advisory_key(account)
-            await asyncio.wait_for(conn.execute("SELECT pg_advisory_lock(%s)", (key,)), REFRESH_LOCK_WAIT_S)
+            try:
+                await asyncio.wait_for(conn.execute("SELECT pg_advisory_lock(%s)", (key,)), REFRESH_LOCK_WAIT_S)
+            except TimeoutError as e:
+                raise RefreshLockTimeout(account) from e
             try:
                 yield
             finally:
