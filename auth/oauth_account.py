@@ -5,7 +5,9 @@ process, under qwen-code's lock file across processes, re-reading the file first
 refreshed. What this adds to qwen-code's rules:
 
 - the new tokens are written to the file (atomically) before anything else happens: a process killed
-  right after the server rotated the refresh token still leaves the new one on disk;
+  right after the server rotated the refresh token still leaves the new one on disk; killed between writing
+  the temp file and renaming it, the new login is in `<file>.tmp.<uuid>`: the next refresh under the lock
+  (the first use after a start, when such a file is there) adopts it (stranded.py);
 - one refresh per account per `refresh_backoff_s` window: a storm of 401s gets the token just refreshed;
 - after a refresh failed for a network or server reason, none is tried for `refresh_retry_s`;
 - a login whose refresh token is refused is marked needs_login (persisted) and never deleted or rewritten.
@@ -14,11 +16,12 @@ refreshed. What this adds to qwen-code's rules:
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from pathlib import Path
 
-from . import oauth
+from . import oauth, stranded
 from .base import OAUTH, AccountUnavailable, Credential
 from .credfile import REFRESH_ORDER, CredentialFileError, is_fresh, read_creds, write_creds
 from .endpoints import api_base_from_resource_url
@@ -28,6 +31,7 @@ from .settings import AuthSettings
 from .state import AccountState
 
 NEEDS_LOGIN_MESSAGE = "Refresh token expired or invalid; run `{hint}`"
+log = logging.getLogger("qwen")
 
 
 class _FileSig:
@@ -51,6 +55,8 @@ class OAuthAccount(RefreshedFileAccount[dict]):
         self.file_check_s = settings.file_check_s
         self._creds: dict | None = None
         self._sig: _FileSig | None = None
+        self._stranded = False  # a refresh's temp file was found: look at it under the lock before any use
+        self._left: set[str] = set()  # temp files said to be left alone (said once)
 
     @property
     def login_hint(self) -> str:
@@ -76,6 +82,8 @@ class OAuthAccount(RefreshedFileAccount[dict]):
                 raise AccountUnavailable(f"{self.name}: no Qwen login ({self.path.name} is missing); run "
                                          f"`{self.login_hint}`", needs_login=True)
             if self._creds is None or sig != self._sig:
+                if self._creds is None:  # the first look (a start): a refresh killed before its rename?
+                    self._stranded = bool(stranded.temps(self.path))
                 try:
                     creds = read_creds(self.path)
                 except CredentialFileError as e:
@@ -110,7 +118,7 @@ class OAuthAccount(RefreshedFileAccount[dict]):
 
     def ready(self) -> Credential | None:
         creds = self._load()
-        if is_fresh(creds):
+        if is_fresh(creds) and not self._stranded:
             return self._credential(creds)
         if self._failure is not None and time.monotonic() < self._failed_until:
             raise AccountUnavailable(str(self._failure))  # do not hammer a failing OAuth server
@@ -121,7 +129,7 @@ class OAuthAccount(RefreshedFileAccount[dict]):
         (`refused` differs from the current one) or we refreshed less than refresh_backoff_s ago."""
         creds = self._load()
         if not force_refresh:
-            if is_fresh(creds):
+            if is_fresh(creds) and not self._stranded:
                 return self._credential(creds)
             if self._failure is not None and time.monotonic() < self._failed_until:
                 raise AccountUnavailable(str(self._failure))
@@ -135,6 +143,7 @@ class OAuthAccount(RefreshedFileAccount[dict]):
 
     async def _refresh(self, seen_token: str, force: bool) -> dict:
         async with self._locked():
+            await asyncio.to_thread(self._recover)
             sig = await asyncio.to_thread(self._stat)
             try:
                 current = await asyncio.to_thread(read_creds, self.path)
@@ -177,6 +186,20 @@ class OAuthAccount(RefreshedFileAccount[dict]):
             self._refreshed()
             await self.state.publish(self.name, new)
             return new
+
+    def _recover(self) -> None:
+        """Under the lock: finish the rename of a refreshed login a killed process left in its temp file."""
+        self._stranded = False
+        try:
+            found = stranded.recover(self.path)
+        except OSError as e:
+            log.warning("qwen: %s: could not adopt a refreshed login left in a temp file (%s)", self.name,
+                        type(e).__name__)
+            return
+        said, self._left = self._left, {name for name, _ in found.left}
+        found.left = [(name, why) for name, why in found.left if name not in said]  # said once, not per refresh
+        for line in found.lines(self.name):
+            log.warning(line)
 
     def status(self) -> dict:
         out = {"name": self.name, "kind": self.kind, "state": "ok", "base_url": None, "expires_at": None,

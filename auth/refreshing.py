@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from .base import Account, AccountUnavailable
-from .credfile import FileLock, LockTimeout
+from .filelock import FileLock, LockTimeout
 from .settings import AuthSettings
 from .state import AccountState, RefreshLockTimeout
 
