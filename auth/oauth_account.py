@@ -16,7 +16,6 @@ refreshed. What this adds to qwen-code's rules:
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import time
 from pathlib import Path
@@ -31,7 +30,6 @@ from .settings import AuthSettings
 from .state import AccountState
 
 NEEDS_LOGIN_MESSAGE = "Refresh token expired or invalid; run `{hint}`"
-log = logging.getLogger("qwen")
 
 
 class _FileSig:
@@ -49,14 +47,13 @@ class _FileSig:
 
 class OAuthAccount(RefreshedFileAccount[dict]):
     kind = OAUTH
+    stranded_kind = stranded.OAUTH_LOGIN
 
     def __init__(self, name: str, path: Path, settings: AuthSettings, state: AccountState) -> None:
         super().__init__(name, path, settings, state)
         self.file_check_s = settings.file_check_s
         self._creds: dict | None = None
         self._sig: _FileSig | None = None
-        self._stranded = False  # a refresh's temp file was found: look at it under the lock before any use
-        self._left: set[str] = set()  # temp files said to be left alone (said once)
 
     @property
     def login_hint(self) -> str:
@@ -83,7 +80,7 @@ class OAuthAccount(RefreshedFileAccount[dict]):
                                          f"`{self.login_hint}`", needs_login=True)
             if self._creds is None or sig != self._sig:
                 if self._creds is None:  # the first look (a start): a refresh killed before its rename?
-                    self._stranded = bool(stranded.temps(self.path))
+                    self._look_for_stranded()
                 try:
                     creds = read_creds(self.path)
                 except CredentialFileError as e:
@@ -186,20 +183,6 @@ class OAuthAccount(RefreshedFileAccount[dict]):
             self._refreshed()
             await self.state.publish(self.name, new)
             return new
-
-    def _recover(self) -> None:
-        """Under the lock: finish the rename of a refreshed login a killed process left in its temp file."""
-        self._stranded = False
-        try:
-            found = stranded.recover(self.path)
-        except OSError as e:
-            log.warning("qwen: %s: could not adopt a refreshed login left in a temp file (%s)", self.name,
-                        type(e).__name__)
-            return
-        said, self._left = self._left, {name for name, _ in found.left}
-        found.left = [(name, why) for name, why in found.left if name not in said]  # said once, not per refresh
-        for line in found.lines(self.name):
-            log.warning(line)
 
     def status(self) -> dict:
         out = {"name": self.name, "kind": self.kind, "state": "ok", "base_url": None, "expires_at": None,

@@ -115,6 +115,29 @@ def test_no_temp_file_no_work(tmp_path):
     assert (found.adopted, found.removed, found.left, found.lines("default")) == (None, [], [], [])
 
 
+def jwt(user: str, exp: float) -> str:
+    import base64
+
+    claims = base64.urlsafe_b64encode(json.dumps({"id": user, "exp": int(exp)}).encode()).rstrip(b"=").decode()
+    return f"eyJhbGciOiJIUzI1NiJ9.{claims}.sig"
+
+
+@pytest.mark.parametrize("user", ["u-1", "u-2"])
+def test_a_web_session_is_adopted_only_for_the_same_user(tmp_path, user):
+    from qwen_gateway.auth import web_session as ws
+
+    path = tmp_path / "chat.json"
+    ws.save(path, ws.new_session(jwt("u-1", time.time() + 30), [], user_agent=None, bx={}))
+    os.utime(path, (time.time() - 60, time.time() - 60))
+    newer = ws.new_session(jwt(user, time.time() + 900), [], user_agent=None, bx={})
+    tmp = temp_of(path, json.dumps(newer.to_json()))
+    found = stranded.recover(path, ws.STRANDED)
+    if user == "u-1":
+        assert found.adopted == tmp.name and ws.load(path) == newer
+    else:
+        assert found.adopted is None and found.left == [(tmp.name, "another account's")] and tmp.exists()
+
+
 # ---- the lock of a process that died (real processes, no server) ------------------------------------------------
 
 
@@ -347,3 +370,58 @@ def test_a_gateway_after_a_process_killed_before_the_rename(srv, tmp_path, make_
     assert "adopted" in log and tmp.name in log and LOCK_LINE in log, log
     for secret in (old, old_rt, new["access_token"], new["refresh_token"]):
         assert secret not in log
+
+
+# ---- a web session (the same rename, the same risk: auth.qwen.ai rotates the refresh cookie) ----------------------
+
+WEB_KILL_AT_RENAME = textwrap.dedent("""
+    import asyncio, os, signal, sys
+    from pathlib import Path
+    from qwen_gateway.auth.pool import AccountPool
+    from qwen_gateway.auth.settings import AuthSettings
+
+    real_replace = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if ".tmp." in os.fspath(src) and os.fspath(dst).endswith("chat.json"):
+            print("killed before the rename", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_replace(src, dst, *args, **kwargs)
+
+    os.replace = replace
+    s = AuthSettings.from_env(qwen_dir=Path(sys.argv[1]), state_dir=Path(sys.argv[2]), web_auth_base_url=sys.argv[3],
+                              web_accounts=True)
+    asyncio.run(AccountPool.from_settings(s).get("chat").credential())
+    print("not killed", flush=True)
+""")
+
+
+@pytest.mark.e2e
+async def test_a_web_session_killed_before_the_rename_is_adopted_not_lost(srv, tmp_path):
+    from qwen_gateway.auth import web_cookies as wc, web_session as ws
+    from qwen_gateway.auth.base import WEB
+    from qwen_gateway.auth.pool import AccountPool
+    from qwen_gateway.auth.registry import Registry
+    from qwen_gateway.auth.settings import AuthSettings
+
+    settings = AuthSettings.from_env(qwen_dir=tmp_path / ".qwen", state_dir=tmp_path / "state",
+                                     web_auth_base_url=srv.url, web_accounts=True)
+    minted = srv.admin("POST", "web/session", {"expires_in": 30})  # within a minute of expiry: a refresh is due
+    path = settings.web_session_path("chat")
+    ws.save(path, ws.new_session(minted["access_token"], wc.keep(wc.parse_header(minted["cookie_header"])),
+                                 user_agent="Mozilla/5.0", bx={}))
+    Registry(settings).put({"name": "chat", "kind": WEB})
+    p = run_child(WEB_KILL_AT_RENAME, settings.qwen_dir, settings.state_dir, srv.url, "killed before the rename")
+    p.communicate(timeout=30)
+    assert p.returncode == -signal.SIGKILL
+    tmp, = [f for f in path.parent.iterdir() if ".tmp." in f.name]
+    new = ws.load(tmp)
+    assert ws.load(path).token == minted["access_token"] and new.token != minted["access_token"]
+    assert srv.admin("GET", "web/state")["stats"]["refresh_calls"] == 1  # the cookie in chat.json is used up now
+    lock = path.with_suffix(".lock")
+    assert lock.exists()  # the killed process's: removed at once by the next one (its OS lock died with it)
+    pool = AccountPool.from_settings(settings)
+    cred = await pool.get("chat").credential()
+    assert cred.token == new.token and srv.admin("GET", "web/state")["stats"]["refresh_calls"] == 1
+    assert ws.load(path) == new and not tmp.exists() and not lock.exists()
+    pool.close()
