@@ -216,8 +216,9 @@ def srv(emu) -> Server:
     return Server(emu.proc, emu.port)
 
 
-# A refresh that rotates the refresh token, killed at the rename of its temp file over the login file: the new
-# tokens exist only in the temp file, the server has already used up the old refresh token.
+# A refresh that rotates the refresh token (of account argv[4], whose file is argv[5]), killed at the rename of
+# its temp file over the file: the new tokens exist only in the temp file, the server has already used up the
+# old refresh token.
 KILL_AT_RENAME = textwrap.dedent("""
     import asyncio, os, signal, sys
     from pathlib import Path
@@ -227,14 +228,15 @@ KILL_AT_RENAME = textwrap.dedent("""
     real_replace = os.replace
 
     def replace(src, dst, *args, **kwargs):
-        if ".tmp." in os.fspath(src) and os.fspath(dst).endswith("oauth_creds.json"):
+        if ".tmp." in os.fspath(src) and os.fspath(dst).endswith(sys.argv[5]):
             print("killed before the rename", flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
         return real_replace(src, dst, *args, **kwargs)
 
     os.replace = replace
-    s = AuthSettings.from_env(qwen_dir=Path(sys.argv[1]), state_dir=Path(sys.argv[2]), oauth_base_url=sys.argv[3])
-    asyncio.run(AccountPool.from_settings(s).get("default").credential())
+    s = AuthSettings.from_env(qwen_dir=Path(sys.argv[1]), state_dir=Path(sys.argv[2]), oauth_base_url=sys.argv[3],
+                              web_auth_base_url=sys.argv[3], web_accounts=True)
+    asyncio.run(AccountPool.from_settings(s).get(sys.argv[4]).credential())
     print("not killed", flush=True)
 """)
 
@@ -268,9 +270,9 @@ NEXT = textwrap.dedent("""
 """)
 
 
-def run_child(script: str, qwen_dir: Path, state_dir: Path, url: str, until: str) -> subprocess.Popen:
-    p = subprocess.Popen([sys.executable, "-c", script, str(qwen_dir), str(state_dir), url], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=CLEAN_ENV)
+def run_child(script: str, qwen_dir: Path, state_dir: Path, url: str, until: str, *more: str) -> subprocess.Popen:
+    p = subprocess.Popen([sys.executable, "-c", script, str(qwen_dir), str(state_dir), url, *more],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CLEAN_ENV)
     line = p.stdout.readline().strip()
     if line != until:
         p.kill()
@@ -282,7 +284,8 @@ def run_child(script: str, qwen_dir: Path, state_dir: Path, url: str, until: str
 def kill_at_the_rename(srv: Server, qwen_dir: Path, state_dir: Path) -> tuple[Path, dict]:
     """The login file (old, whole) and the stranded temp file's login (new) after the kill."""
     srv.switches(rotate_refresh_token=True)
-    p = run_child(KILL_AT_RENAME, qwen_dir, state_dir, srv.url, "killed before the rename")
+    p = run_child(KILL_AT_RENAME, qwen_dir, state_dir, srv.url, "killed before the rename", "default",
+                  "oauth_creds.json")
     p.communicate(timeout=30)
     assert p.returncode == -signal.SIGKILL
     temps = [f for f in qwen_dir.iterdir() if ".tmp." in f.name]
@@ -374,26 +377,6 @@ def test_a_gateway_after_a_process_killed_before_the_rename(srv, tmp_path, make_
 
 # ---- a web session (the same rename, the same risk: auth.qwen.ai rotates the refresh cookie) ----------------------
 
-WEB_KILL_AT_RENAME = textwrap.dedent("""
-    import asyncio, os, signal, sys
-    from pathlib import Path
-    from qwen_gateway.auth.pool import AccountPool
-    from qwen_gateway.auth.settings import AuthSettings
-
-    real_replace = os.replace
-
-    def replace(src, dst, *args, **kwargs):
-        if ".tmp." in os.fspath(src) and os.fspath(dst).endswith("chat.json"):
-            print("killed before the rename", flush=True)
-            os.kill(os.getpid(), signal.SIGKILL)
-        return real_replace(src, dst, *args, **kwargs)
-
-    os.replace = replace
-    s = AuthSettings.from_env(qwen_dir=Path(sys.argv[1]), state_dir=Path(sys.argv[2]), web_auth_base_url=sys.argv[3],
-                              web_accounts=True)
-    asyncio.run(AccountPool.from_settings(s).get("chat").credential())
-    print("not killed", flush=True)
-""")
 
 
 @pytest.mark.e2e
@@ -411,7 +394,8 @@ async def test_a_web_session_killed_before_the_rename_is_adopted_not_lost(srv, t
     ws.save(path, ws.new_session(minted["access_token"], wc.keep(wc.parse_header(minted["cookie_header"])),
                                  user_agent="Mozilla/5.0", bx={}))
     Registry(settings).put({"name": "chat", "kind": WEB})
-    p = run_child(WEB_KILL_AT_RENAME, settings.qwen_dir, settings.state_dir, srv.url, "killed before the rename")
+    p = run_child(KILL_AT_RENAME, settings.qwen_dir, settings.state_dir, srv.url, "killed before the rename", "chat",
+                  "chat.json")
     p.communicate(timeout=30)
     assert p.returncode == -signal.SIGKILL
     tmp, = [f for f in path.parent.iterdir() if ".tmp." in f.name]
