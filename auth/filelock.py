@@ -74,6 +74,13 @@ class FileLock:
         return self._ident is not None
 
     def acquire(self) -> None:
+        try:
+            self._acquire()
+        except BaseException:
+            self._drop_os_lock()  # never left holding the OS lock without the lock file
+            raise
+
+    def _acquire(self) -> None:
         delay = self.first_delay
         self._token = str(uuid.uuid4())
         said = False
@@ -103,7 +110,6 @@ class FileLock:
                 break  # no wait after the last attempt: it would only delay the timeout
             time.sleep(delay)
             delay = min(delay * 1.5, self.max_delay)
-        self._drop_os_lock()
         raise LockTimeout("Failed to acquire file lock for token refresh: timeout exceeded")
 
     def _take_os_lock(self) -> bool:

@@ -409,3 +409,23 @@ async def test_a_web_session_killed_before_the_rename_is_adopted_not_lost(srv, t
     assert cred.token == new.token and srv.admin("GET", "web/state")["stats"]["refresh_calls"] == 1
     assert ws.load(path) == new and not tmp.exists() and not lock.exists()
     pool.close()
+
+
+def test_a_failed_acquire_never_keeps_the_os_lock(tmp_path, monkeypatch):
+    """Whatever stops an acquire (here the lock file cannot be created), the OS lock goes with it: a lock that
+    would otherwise stay held for the life of this process, and hold up every other gateway."""
+    lock = tmp_path / "oauth_creds.lock"
+    real_open = os.open
+
+    def refuse(path, *args, **kwargs):
+        if os.fspath(path) == os.fspath(lock):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(filelock.os, "open", refuse)
+    with pytest.raises(PermissionError):
+        FileLock(lock, attempts=1).acquire()
+    monkeypatch.setattr(filelock.os, "open", real_open)
+    with FileLock(lock, attempts=1):  # at once: nothing of the failed attempt is held
+        pass
+    assert not list(tmp_path.iterdir())
