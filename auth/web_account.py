@@ -46,6 +46,7 @@ def reimport_hint(name: str) -> str:
 
 class WebAccount(RefreshedFileAccount[ws.Session]):
     kind = WEB
+    stranded_kind = ws.STRANDED
 
     def __init__(self, name: str, path: Path, settings: AuthSettings, state: AccountState) -> None:
         super().__init__(name, path, settings, state)
@@ -76,6 +77,8 @@ class WebAccount(RefreshedFileAccount[ws.Session]):
                 raise AccountUnavailable(f"{self.name}: no web session ({self.path.name} is missing); "
                                          f"{reimport_hint(self.name)}", needs_login=True)
             if self._session is None or mtime != self._mtime:
+                if self._session is None:  # the first look (a start): a refresh killed before its rename?
+                    self._look_for_stranded()
                 try:
                     self._session = ws.load(self.path)
                 except (ValueError, OSError) as e:
@@ -121,7 +124,7 @@ class WebAccount(RefreshedFileAccount[ws.Session]):
         if not self.enabled:
             raise AccountUnavailable(f"{self.name}: {DISABLED}")
         s = self._load()
-        if self._fresh(s):
+        if self._fresh(s) and not (self._stranded and s.can_refresh):
             return self._credential(s)
         if not s.can_refresh:
             raise self._expired()
@@ -151,6 +154,7 @@ class WebAccount(RefreshedFileAccount[ws.Session]):
 
     async def _refresh(self, seen_token: str, force: bool) -> ws.Session:
         async with self._locked():
+            await asyncio.to_thread(self._recover)
             mtime = await asyncio.to_thread(self._stat_mtime)
             try:
                 current = await asyncio.to_thread(ws.load, self.path)

@@ -19,10 +19,11 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from qwen_gateway.auth import credfile, oauth
+from qwen_gateway.auth import filelock, oauth
 from qwen_gateway.auth.base import KEY, OAUTH, Account, AccountUnavailable, Credential, Outcome, Pool
-from qwen_gateway.auth.credfile import (LOGIN_ORDER, REFRESH_ORDER, CredentialFileError, FileLock, LockTimeout,
-    dump_creds, is_fresh, read_creds, write_creds)
+from qwen_gateway.auth.credfile import (LOGIN_ORDER, REFRESH_ORDER, CredentialFileError, dump_creds, is_fresh,
+    read_creds, write_creds)
+from qwen_gateway.auth.filelock import FileLock, LockTimeout
 from qwen_gateway.auth.key_account import BrokenAccount, KeyAccount
 from qwen_gateway.auth.names import DEFAULT, check_name
 from qwen_gateway.auth.oauth_account import OAuthAccount
@@ -134,13 +135,11 @@ def test_freshness_uses_the_30_second_buffer():
 
 
 def test_lock_is_exclusive_and_holds_a_uuid(tmp_path, monkeypatch):
-    from qwen_gateway.auth import credfile
-
     path = tmp_path / "oauth_creds.lock"
     with FileLock(path) as lock:
         assert lock.held and len(path.read_text()) == 36
         slept: list[float] = []
-        monkeypatch.setattr(credfile.time, "sleep", slept.append)
+        monkeypatch.setattr(filelock.time, "sleep", slept.append)
         with pytest.raises(LockTimeout, match="Failed to acquire file lock for token refresh: timeout exceeded"):
             FileLock(path, attempts=3).acquire()
         assert slept == [0.1, pytest.approx(0.15)]  # waited 100 ms, then x1.5 (qwen-code's defaults)
@@ -150,12 +149,10 @@ def test_lock_is_exclusive_and_holds_a_uuid(tmp_path, monkeypatch):
 
 def test_no_wait_after_the_last_attempt(tmp_path, monkeypatch):
     """Waiting after the last failed attempt only delays the timeout (by up to max_delay)."""
-    from qwen_gateway.auth import credfile
-
     path = tmp_path / "oauth_creds.lock"
     path.write_text("someone-else")
     slept: list[float] = []
-    monkeypatch.setattr(credfile.time, "sleep", slept.append)
+    monkeypatch.setattr(filelock.time, "sleep", slept.append)
     with pytest.raises(LockTimeout):
         FileLock(path, attempts=3, first_delay=0.1).acquire()
     assert slept == [0.1, pytest.approx(0.15)]
@@ -183,12 +180,24 @@ def test_release_never_removes_another_holders_lock(tmp_path):
     mine = FileLock(path)
     mine.acquire()
     os.utime(path, (time.time() - 30, time.time() - 30))
-    theirs = FileLock(path, attempts=2)
-    theirs.acquire()  # broke mine as stale
+    os.rename(path, tmp_path / "oauth_creds.lock.stale.x")  # qwen-code broke it as stale, and took it
+    (tmp_path / "oauth_creds.lock.stale.x").unlink()
+    path.write_text("qwen-code's own uuid")
     mine.release()
-    assert path.exists() and theirs.held
-    theirs.release()
-    assert not path.exists()
+    assert path.read_text() == "qwen-code's own uuid" and not mine.held
+
+
+def test_a_live_gateways_lock_is_never_broken_by_another_gateway(tmp_path):
+    """Its OS lock says it is alive, however old its lock file looks (a stopped heartbeat): no second refresher
+    that would use up the refresh token under it."""
+    path = tmp_path / "oauth_creds.lock"
+    with FileLock(path):
+        os.utime(path, (time.time() - 30, time.time() - 30))
+        held = path.read_bytes()
+        with pytest.raises(LockTimeout):
+            FileLock(path, attempts=2, first_delay=0.01).acquire()
+        assert path.read_bytes() == held
+    assert not list(tmp_path.iterdir())  # the lock and its OS lock's file gone
 
 
 def test_touch_keeps_a_held_lock_young(tmp_path):
@@ -203,7 +212,7 @@ def test_held_locks_are_released_at_exit(tmp_path):
     path = tmp_path / "oauth_creds.lock"
     lock = FileLock(path)
     lock.acquire()
-    credfile._release_all()
+    filelock._release_all()
     assert not path.exists() and not lock.held
 
 

@@ -33,12 +33,15 @@ def files(tmp_path):
     (tmp_path / "cookies.txt").write_text(NETSCAPE)
     (tmp_path / "state.json").write_text(PLAYWRIGHT)
     (tmp_path / "token.txt").write_text(f"Bearer {TOKEN}\n")
+    (tmp_path / "bx-ua.txt").write_text(BX_UA + "\n")
+    (tmp_path / "bx-umidtoken.txt").write_text(BX_UMID)
     return tmp_path
 
 
 def test_add_web_from_a_cookies_txt_stores_everything_0600_and_prints_no_secret(run, settings, files):
     rc, out, err = run("add-web", "chat", "--cookies", str(files / "cookies.txt"), "--user-agent", UA,
-                       "--bx-ua", BX_UA, "--bx-umidtoken", BX_UMID, "--bx-v", "2.5.36")
+                       "--bx-ua", str(files / "bx-ua.txt"), "--bx-umidtoken", str(files / "bx-umidtoken.txt"),
+                       "--bx-v", "2.5.36")
     assert rc == 0, err
     assert "Added web account chat: 7 qwen.ai cookies from the Netscape cookies.txt (4 for other sites or " \
            "expired left out); token expires in 1" in out and re.search(r"token expires in 1[01] h;", out)
@@ -68,6 +71,15 @@ def test_add_web_from_a_pasted_header_on_stdin_and_a_token_file(run, settings, f
     assert "Warning: no --user-agent" in err and no_secret(out, err)
 
 
+def test_bx_headers_come_from_a_file_or_standard_input_never_the_command_line(run, settings, files):
+    """They are Baxia's tokens of the browser's session: secrets like the token (`ps`, the shell history)."""
+    rc, out, err = run("add-web", "chat", "--cookies", str(files / "cookies.txt"), "--bx-ua", "-",
+                       "--bx-umidtoken", str(files / "bx-umidtoken.txt"), stdin=BX_UA + "\n")
+    assert rc == 0, err
+    assert ws.load(settings.web_session_path("chat")).bx == {"bx-ua": BX_UA, "bx-umidtoken": BX_UMID}
+    assert no_secret(out, err)
+
+
 def test_add_web_with_only_a_token_on_stdin_warns_about_the_missing_jar(run, settings):
     rc, out, err = run("add-web", "bare", "--token", "-", "--user-agent", UA, stdin=TOKEN + "\n")
     assert rc == 0, err
@@ -83,6 +95,10 @@ def test_add_web_with_only_a_token_on_stdin_warns_about_the_missing_jar(run, set
     ((), "", "no token: the cookies hold no `token` cookie (none given). Give the session's token with --token -"),
     (("--token", "-"), "  \n", "--token: nothing to read"),
     (("--cookie-header", "-", "--token", "-"), "", "cannot both"),
+    (("--token", "-", "--bx-ua", BX_UA), TOKEN, "--bx-ua takes - (standard input) or a FILE holding it, never the "
+                                               "value itself"),
+    (("--token", "-", "--bx-umidtoken", BX_UMID), TOKEN, "--bx-umidtoken takes - (standard input) or a FILE"),
+    (("--token", "-", "--bx-ua", "-"), TOKEN, "--token and --bx-ua cannot both read standard input"),
 ])
 def test_add_web_refusals_name_what_is_missing_and_never_echo_a_secret(run, settings, args, stdin, says):
     rc, out, err = run("add-web", "chat", *args, stdin=stdin)
@@ -115,7 +131,8 @@ def test_replace_and_name_conflicts(run, settings, files):
 
 
 def test_status_and_list_show_web_accounts_without_secrets(run, files):
-    run("add-web", "chat", "--cookies", str(files / "cookies.txt"), "--user-agent", UA, "--bx-ua", BX_UA)
+    run("add-web", "chat", "--cookies", str(files / "cookies.txt"), "--user-agent", UA, "--bx-ua",
+        str(files / "bx-ua.txt"))
     rc, out, err = run("status")
     assert rc == 0, err
     row = next(ln for ln in out.splitlines() if ln.startswith("chat "))
