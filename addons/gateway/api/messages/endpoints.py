@@ -47,7 +47,7 @@ def messages_endpoint(sealer: Callable[[], Sealer]) -> Endpoint[Exchange]:
                         thinking=asks_thinking(ex.body or {}), stops=sequences(ex.body or {}),
                         input_tokens=lambda: ex.prompt_tokens_est),
                     own_body=lambda body, ex: passthrough.own_body(body, ex.notes), from_own=from_own,
-                    own_stream=own_stream)
+                    own_stream=own_stream, counted_first=True)
 
 
 def count_tokens(sealer: Callable[[], Sealer]):
