@@ -32,7 +32,7 @@ class StaticPool:
     async def refreshed(self, account, *, refused=None):
         return next(c for c in self.creds if c.account == account)
 
-    def report(self, account, outcome, *, retry_after=None):
+    def report(self, account, outcome, *, retry_after=None, detail=None):
         self.reports.append((account, outcome))
 
     def status(self):
