@@ -189,3 +189,22 @@ def test_bodies_that_break_anthropics_schema_get_anthropics_400(endpoint, fields
 def test_bodies_anthropic_takes_are_taken(endpoint, fields):
     ex = exchange(body(**fields))
     endpoint.to_chat(ex.body, ex)
+
+
+# ---- Claude Code's side requests ------------------------------------------------------------------------
+
+async def test_webfetchs_domain_check_is_answered_locally():
+    """WebFetch fetches only after a 200 with `can_fetch: true` (tests/test_e2e_claude_code_webfetch.py runs it)."""
+    from mitmproxy.test import tflow
+
+    from qwen_gateway.api.messages import side
+    from qwen_gateway.config import Config
+    f = tflow.tflow()
+    f.request.method, f.request.path = "GET", "/api/web/domain_info?domain=docs.example.com"
+    ex = Exchange(ClientRequest("GET", "/api/web/domain_info", "https://api.anthropic.com/api/web/domain_info"))
+    resp = await side.answer(ex, f, Config())
+    assert resp.status_code == 200 and json.loads(resp.content) == {"domain": "docs.example.com", "can_fetch": True}
+    f.request.path = "/api/web/domain_info"
+    with pytest.raises(GatewayError) as e:
+        await side.answer(ex, f, Config())
+    assert e.value.status == 400

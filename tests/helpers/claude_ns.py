@@ -63,10 +63,11 @@ class ClaudeWorld(World):
 
     # ---- gateways that record what they receive ----
 
-    def recording_gateway(self, name: str, mode: str) -> NsGateway:
+    def recording_gateway(self, name: str, mode: str, *args: str) -> NsGateway:
         flowlog = self.workdir / name / "flows.jsonl"
         return self.gateway(name, mode, args=["-s", FLOWLOG_ADDON, "--set", f"test_flowlog={flowlog}",
-                                              "--set", "qwen_debug_log=true", "--set", "qwen_debug_log_count=1000"])
+                                              "--set", "qwen_debug_log=true", "--set", "qwen_debug_log_count=1000",
+                                              *args])
 
     def anthropic_connections(self) -> list[str]:
         """Every connection the fake api.anthropic.com accepted so far."""
