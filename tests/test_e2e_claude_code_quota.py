@@ -24,6 +24,7 @@ def test_claude_code_prints_that_the_quota_is_spent_in_qwens_words(claude_world,
     world.fault("quota429", count=50)
     r, _, _ = world.claude("say hello", *NO_TOOLS, env=base_url_env(reverse_gw), timeout=240)
     printed = r.stdout + r.stderr
+    print(f"\nClaude Code printed: {printed.strip()}")
     assert r.returncode == 1, printed
     assert QWEN_SAID in printed and "quota" in printed.lower() and "emu" in printed, printed
     assert "already tried" not in printed, printed

@@ -11,6 +11,7 @@ counts every connection reaching it.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -47,9 +48,10 @@ def logged_gateway(world, name: str, *args: str):
     return gw
 
 
-def codex_turn(world, gw, name: str) -> str:
+def codex_turn(world, gw, name: str, config: str = "") -> str:
     home = world.workdir / f"codex-{name}"
     home.mkdir(exist_ok=True)
+    (home / "config.toml").write_text(config)
     work = world.workdir / f"work-{name}"
     work.mkdir(exist_ok=True)
     base = {k: v for k, v in client_env(world.workdir).items() if k != "OPENAI_API_KEY"}
@@ -62,9 +64,7 @@ def codex_turn(world, gw, name: str) -> str:
 
 
 def telemetry_connections(world) -> list[str]:
-    time_to_log = 0.5  # the fake origin logs from its own process
-    import time
-    time.sleep(time_to_log)
+    time.sleep(0.5)  # the fake origin logs from its own process
     return world.telemetry_log.read_text().splitlines() if world.telemetry_log.exists() else []
 
 
@@ -104,5 +104,10 @@ def test_codex_telemetry_passes_when_told_to(telemetry_world):
         codex_turn(world, gw, "pass")
         assert len(telemetry_connections(world)[mark:]) >= 1  # it went on to (the fake) ab.chatgpt.com
         assert "route=codex_telemetry" not in gw.log()
+        # Codex's own switch, for transparent mode (where ab.chatgpt.com is not redirected): no metrics at all
+        mark, flows = len(telemetry_connections(world)), len(gw.flows())
+        codex_turn(world, gw, "no-metrics", '[otel]\nmetrics_exporter = "none"\n')
+        assert telemetry_connections(world)[mark:] == []
+        assert not any(f["host"] == TELEMETRY_HOST for f in gw.flows()[flows:])
     finally:
         gw.stop()
