@@ -16,8 +16,9 @@ import time
 import pytest
 
 from helpers.claude_ns import FLOWLOG_ADDON
-from helpers.netns import CLIENT_KEY, World, client_env, namespace_unavailable
-from test_e2e_codex import EXEC_JS, assert_clean, codex_binary
+from helpers.netns import CLIENT_KEY, World, namespace_unavailable
+from test_e2e_codex import EXEC_JS, assert_clean
+from test_e2e_codex_backend import codex_run
 from test_e2e_codex_transparent import set_switches
 
 pytestmark = pytest.mark.e2e
@@ -49,18 +50,8 @@ def logged_gateway(world, name: str, *args: str):
 
 
 def codex_turn(world, gw, name: str, config: str = "") -> str:
-    home = world.workdir / f"codex-{name}"
-    home.mkdir(exist_ok=True)
-    (home / "config.toml").write_text(config)
-    work = world.workdir / f"work-{name}"
-    work.mkdir(exist_ok=True)
-    base = {k: v for k, v in client_env(world.workdir).items() if k != "OPENAI_API_KEY"}
-    r = world.ns.run([codex_binary(), "exec", "--skip-git-repo-check", "say pong"], timeout=120, cwd=str(work),
-                     env={**base, "CODEX_HOME": str(home), "HTTPS_PROXY": gw.proxy_url,
-                          "CODEX_CA_CERTIFICATE": str(gw.ca_cert), "CODEX_API_KEY": CLIENT_KEY})
-    log = r.stdout + r.stderr
-    assert r.returncode == 0, log + gw.log()[-3000:]
-    return log
+    """One `codex exec` through the explicit proxy with CODEX_API_KEY (the built-in provider): its log."""
+    return codex_run(world, gw, name, config, CODEX_API_KEY=CLIENT_KEY)[0]
 
 
 def telemetry_connections(world) -> list[str]:

@@ -170,6 +170,10 @@ TOOL = {"name": "Bash", "input_schema": {"type": "object"}}
     ({"thinking": {"type": "enabled", "budget_tokens": 1000}}, "thinking.budget_tokens"),
     ({"thinking": {"type": "enabled", "budget_tokens": 2000}, "max_tokens": 2000}, "thinking.budget_tokens"),
     ({"stop_sequences": [None]}, "stop_sequences"),
+    ({"thinking": {"type": "adaptive"}, "tools": [TOOL], "tool_choice": {"type": "any"}}, "tool_choice"),
+    ({"thinking": {"type": "enabled", "budget_tokens": 1024}, "max_tokens": 2048, "temperature": 0.5}, "temperature"),
+    ({"thinking": {"type": "adaptive"}, "top_k": 5}, "top_k"),
+    ({"thinking": {"type": "adaptive"}, "top_p": 0.5}, "top_p"),
     ({"metadata": {"user_id": 5}}, "metadata.user_id"),
 ])
 def test_bodies_that_break_anthropics_schema_get_anthropics_400(endpoint, fields, param):
@@ -185,6 +189,9 @@ def test_bodies_that_break_anthropics_schema_get_anthropics_400(endpoint, fields
     {"tool_choice": {"type": "auto"}}, {"tool_choice": {"type": "none"}},
     {"tools": [{"name": "mcp__server__tool-1", "input_schema": {"type": "object"}}]},
     {"thinking": {"type": "enabled", "budget_tokens": 31999}, "max_tokens": 32000},  # Claude Code's
+    {"thinking": {"type": "adaptive"}, "temperature": 1, "top_p": 0.95, "tools": [TOOL],
+     "tool_choice": {"type": "auto"}},
+    {"thinking": {"type": "disabled"}, "temperature": 0.2, "top_k": 5, "tools": [TOOL], "tool_choice": {"type": "any"}},
 ])
 def test_bodies_anthropic_takes_are_taken(endpoint, fields):
     ex = exchange(body(**fields))

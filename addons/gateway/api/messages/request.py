@@ -194,6 +194,8 @@ def _thinking(body: dict, chat: dict, notes: list[str], max_tokens: int | None) 
     if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled", "adaptive"):
         raise bad("thinking.type: Input should be 'enabled', 'disabled' or 'adaptive'", "thinking.type")
     kind = thinking["type"]
+    if kind != "disabled":
+        _with_thinking(body)
     if kind == "disabled":
         chat["enable_thinking"] = False
     elif kind == "enabled":
@@ -212,6 +214,20 @@ def _thinking(body: dict, chat: dict, notes: list[str], max_tokens: int | None) 
         chat["enable_thinking"] = True
     if thinking.get("display") not in (None, "summarized", "omitted", "updates"):
         note(notes, "thinking.display: accepted, Qwen's thinking is shown as it comes")
+
+
+def _with_thinking(body: dict) -> None:
+    """What Anthropic refuses alongside thinking (its extended-thinking limits): forced tool use, a
+    temperature other than 1, any top_k, a top_p below 0.95 (the values' types are checked already)."""
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") in ("any", "tool"):
+        raise bad("Thinking may not be enabled when tool_choice forces tool use.", "tool_choice")
+    if body.get("temperature") not in (None, 1):
+        raise bad("temperature: may only be set to 1 when thinking is enabled", "temperature")
+    if body.get("top_k") is not None:
+        raise bad("top_k: may not be set when thinking is enabled", "top_k")
+    if body.get("top_p") is not None and body["top_p"] < 0.95:
+        raise bad("top_p: must be between 0.95 and 1 when thinking is enabled", "top_p")
 
 
 def asks_thinking(body: dict) -> bool:
