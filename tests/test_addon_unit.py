@@ -32,7 +32,7 @@ class StaticPool:
     async def refreshed(self, account, *, refused=None):
         return next(c for c in self.creds if c.account == account)
 
-    def report(self, account, outcome, *, retry_after=None):
+    def report(self, account, outcome, *, retry_after=None, detail=None):
         self.reports.append((account, outcome))
 
     def status(self):
@@ -254,6 +254,35 @@ async def test_codex_model_list_on_chatgpt_com_is_answered_and_the_rest_of_the_h
     before = other.request.get_state()
     await through(gw, other)
     assert other.response is None and other.request.get_state() == before and qwen.requests == []
+
+
+def telemetry_flow(content_type: bytes = b"application/x-protobuf"):
+    f = chat_flow(b"\x0a\x03otel-metrics-payload", host="ab.chatgpt.com", path="/otlp/v1/metrics")
+    f.request.headers["content-type"] = content_type.decode()
+    f.client_conn.sni = "ab.chatgpt.com"
+    return f
+
+
+async def test_codex_telemetry_is_answered_with_an_empty_otlp_success_and_dropped(setup):
+    """Codex's OTLP metrics (ab.chatgpt.com, claimed with api.openai.com): OTLP/HTTP's full success in the
+    request's encoding, the metrics themselves not kept on the flow."""
+    gw, qwen, _ = setup
+    f = await through(gw, telemetry_flow())
+    assert (f.response.status_code, f.response.content) == (200, b"")
+    assert f.response.headers["content-type"] == "application/x-protobuf"
+    assert f.request.content == b"" and qwen.requests == []
+    assert any("telemetry" in n for n in f.metadata["qwen"]["notes"])
+    f = await through(gw, telemetry_flow(b"application/json"))
+    assert (f.response.status_code, f.response.content) == (200, b"{}")
+
+
+async def test_codex_telemetry_passes_when_told_to(setup):
+    gw, _, tctx = setup
+    tctx.options.update(qwen_codex_telemetry="pass")
+    f = telemetry_flow()
+    before = f.request.get_state()
+    await through(gw, f)
+    assert f.response is None and f.request.get_state() == before
 
 
 async def test_a_claimed_path_needs_every_name_to_agree(setup):

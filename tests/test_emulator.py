@@ -361,6 +361,19 @@ def test_chat_non_stream(emu):
     assert "reasoning_content" not in emu.chat(enable_thinking=False).json()["choices"][0]["message"]
 
 
+def test_a_stop_sequence_ends_the_text_before_it_without_saying_so(emu):
+    """Compatible mode's `stop`: the text ends before the first sequence found, which is not written, and
+    the finish reason is "stop", as at a natural end."""
+    emu.switches(reply="Hello END world STOP")
+    for stop in (["STOP", "END"], "END"):
+        c = emu.chat(stop=stop).json()["choices"][0]
+        assert (c["message"]["content"], c["finish_reason"]) == ("Hello ", "stop")
+        streamed = [e for e in emu.events(stop=stop) if isinstance(e, dict) and e["choices"]]
+        assert "".join(e["choices"][0]["delta"].get("content") or "" for e in streamed) == "Hello "
+        assert streamed[-1]["choices"][0]["finish_reason"] == "stop"
+    assert emu.chat(stop=["nowhere"]).json()["choices"][0]["message"]["content"] == "Hello END world STOP"
+
+
 def test_chat_validation(emu):
     headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
     assert emu.http.post("/v1/chat/completions", content=b"{nope", headers=headers).status_code == 400

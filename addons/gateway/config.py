@@ -33,6 +33,9 @@ INTERCEPT_HOSTS = ("api.openai.com", "api.anthropic.com")
 # its model list from its backend, and its key must not go there either. Claimed with api.openai.com.
 CODEX_MODELS = ("chatgpt.com", "/backend-api/codex/models")
 CLAIMED_PATHS_WITH = {"api.openai.com": (CODEX_MODELS,)}
+# Codex's telemetry (OTLP/HTTP to OpenAI's Statsig host): answered by the gateway unless qwen_codex_telemetry=pass.
+CODEX_TELEMETRY = tuple(("ab.chatgpt.com", f"/otlp/v1/{signal}") for signal in ("metrics", "traces", "logs"))
+TELEMETRY_WITH = {"api.openai.com": CODEX_TELEMETRY}
 
 
 def declare(loader) -> None:
@@ -44,6 +47,10 @@ def declare(loader) -> None:
         "(reverse mode answers everything). Nothing is ever sent to these hosts.")
     add("qwen_default_model", str, "coder-model", "Qwen model for OpenAI model names without an explicit mapping.")
     add("qwen_model_map", Sequence[str], [], "Extra model mappings, alias=qwen-model (repeat the option for more).")
+    add("qwen_codex_telemetry", str, "answer",
+        "Codex's telemetry to OpenAI (OTLP metrics to ab.chatgpt.com, through the explicit proxy): `answer` (the "
+        "gateway answers it itself with an empty success; nothing is kept or sent on) or `pass` (it goes to "
+        "OpenAI as Codex sent it). Claimed with api.openai.com.", choices=("answer", "pass"))
     add("qwen_messages_passthrough", bool, False,
         "Pass Anthropic Messages requests (Claude Code) through to the Anthropic-compatible base of a key "
         "account's plan (…/apps/anthropic) instead of translating them. Other accounts still translate.")
@@ -114,8 +121,10 @@ def declare(loader) -> None:
 @dataclass(frozen=True)
 class Config:
     intercept_hosts: frozenset[str] = frozenset(INTERCEPT_HOSTS)
-    claimed_paths: frozenset[tuple[str, str]] = frozenset({CODEX_MODELS})  # (host, path) of hosts not intercepted
-    allowed_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1", "::1", *INTERCEPT_HOSTS, CODEX_MODELS[0]})
+    # (host, path) of hosts not intercepted
+    claimed_paths: frozenset[tuple[str, str]] = frozenset({CODEX_MODELS, *CODEX_TELEMETRY})
+    allowed_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1", "::1", *INTERCEPT_HOSTS, CODEX_MODELS[0],
+                                               CODEX_TELEMETRY[0][0]})
     models: ModelMap = field(default_factory=lambda: ModelMap("coder-model"))
     auth: AuthSettings = field(default_factory=AuthSettings.from_env)
     user_agent: str = DEFAULT_USER_AGENT
@@ -190,7 +199,8 @@ def parse(o) -> Config:
     if auth.state_url and (missing := driver_missing()):
         raise exceptions.OptionsError(missing)
     intercept = frozenset(normalise_host(h) for h in o.qwen_intercept_hosts if h.strip())
-    claimed = frozenset(p for h in intercept for p in CLAIMED_PATHS_WITH.get(h, ()))
+    claimed = frozenset(p for h in intercept for p in CLAIMED_PATHS_WITH.get(h, ())
+                        + (TELEMETRY_WITH.get(h, ()) if o.qwen_codex_telemetry == "answer" else ()))
     return Config(
         intercept_hosts=intercept,
         claimed_paths=claimed,

@@ -23,6 +23,7 @@ OpenUpstream = Callable[[Exchange], Awaitable[UpstreamAnswer]]
 
 STREAM_CAPTURE = 1 << 20  # bytes of a translated stream kept on the flow for mitmweb and -w
 KEEP_WAIT_S = 10.0  # a kept answer's database write, at most, before its end goes out (stream, turn, whole)
+COUNT_WAIT_S = 0.5  # a prompt count still running, at most, before a stream that reports it starts
 log = logging.getLogger("qwen")
 CLIENT_WATCH = 0.1  # seconds between looks at a waiting client's connection
 
@@ -78,6 +79,16 @@ async def until_kept(gate: asyncio.Future, what: str) -> None:
         await asyncio.wait_for(asyncio.shield(gate), KEEP_WAIT_S)
     except TimeoutError:
         log.warning("qwen: %s's end waited %g s for its answer to be kept", what, KEEP_WAIT_S)
+
+
+async def until_counted(ex: Exchange) -> None:
+    """For an endpoint whose first event reports the prompt's tokens: the count (started off the request path
+    when the request arrived, observe/estimator.py) finishes first, at most COUNT_WAIT_S. It has almost always
+    finished by the time Qwen answers; a fast upstream and a long prompt wait for the rest of it."""
+    count = ex.estimate
+    if count is None or count.done() or ex.endpoint is None or not ex.endpoint.counted_first:
+        return
+    await asyncio.wait({count}, timeout=COUNT_WAIT_S)
 
 
 def finish_stream(ex: Exchange, resp: http.Response) -> dict | None:

@@ -71,7 +71,7 @@ def plan(body: dict, sw: dict, cached: int = 0) -> dict:
         text = "Echo: " + text_of(user.get("content"))
     sources = search.info(body, text_of(next((m for m in reversed(msgs) if m.get("role") == "user"), {})
                                         .get("content")))
-    text = text if calls else search.cite(body, text)
+    text = text if calls else _before_stop(body, search.cite(body, text))
     if sw["think_leak"] and text:
         text, reasoning = f"<think>{reasoning or REASONING}</think>{text}", ""
     n = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 0 else 1
@@ -85,6 +85,15 @@ def plan(body: dict, sw: dict, cached: int = 0) -> dict:
         usage["prompt_tokens_details"] = {"cached_tokens": cached}
     return {"reasoning": reasoning, "text": text, "calls": calls, "usage": usage, "n": n, "search_info": sources,
             "finish": sw["finish_reason"] or ("tool_calls" if calls else "stop")}
+
+
+def _before_stop(body: dict, text: str) -> str:
+    """OpenAI's `stop`, as compatible mode applies it: the text ends before the first sequence found, which is
+    not written, and the finish reason stays "stop" (the answer does not say a sequence ended it)."""
+    stop = body.get("stop")
+    stops = [stop] if isinstance(stop, str) else [s for s in stop if isinstance(s, str)] if isinstance(stop, list) else []
+    found = [at for s in stops if s and (at := text.find(s)) >= 0]
+    return text[:min(found)] if found else text
 
 
 def completion(body: dict, p: dict) -> dict:

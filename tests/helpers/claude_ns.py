@@ -63,10 +63,11 @@ class ClaudeWorld(World):
 
     # ---- gateways that record what they receive ----
 
-    def recording_gateway(self, name: str, mode: str) -> NsGateway:
+    def recording_gateway(self, name: str, mode: str, *args: str) -> NsGateway:
         flowlog = self.workdir / name / "flows.jsonl"
         return self.gateway(name, mode, args=["-s", FLOWLOG_ADDON, "--set", f"test_flowlog={flowlog}",
-                                              "--set", "qwen_debug_log=true", "--set", "qwen_debug_log_count=1000"])
+                                              "--set", "qwen_debug_log=true", "--set", "qwen_debug_log_count=1000",
+                                              *args])
 
     def anthropic_connections(self) -> list[str]:
         """Every connection the fake api.anthropic.com accepted so far."""
@@ -98,8 +99,15 @@ class ClaudeWorld(World):
     # ---- the emulator, from inside ----
 
     def switches(self, **values) -> None:
+        self._admin("switches", values)
+
+    def fault(self, kind: str, **values) -> None:
+        """Queue an emulator fault (docs/emulator.md), e.g. `fault("quota429", count=5)`."""
+        self._admin("fault", {"kind": kind, **values})
+
+    def _admin(self, path: str, values: dict) -> None:
         code = ("import json,sys,urllib.request as u;u.urlopen(u.Request("
-                f"'http://127.0.0.1:{self.emu_port}/_emulator/switches',data=sys.argv[1].encode(),"
+                f"'http://127.0.0.1:{self.emu_port}/_emulator/{path}',data=sys.argv[1].encode(),"
                 "headers={'content-type':'application/json'}),timeout=10)")
         r = self.ns.run([PY, "-c", code, json.dumps(values)], timeout=30)
         assert r.returncode == 0, r.stderr

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from mitmproxy import http
 from mitmproxy.proxy import mode_specs
 
-from ..config import Config, normalise_host
+from ..config import CODEX_TELEMETRY, Config, normalise_host
 from ..pivot import Endpoint
 
 # Requests answered by the gateway itself: (method, path) -> route; path prefixes are matched after these.
@@ -18,7 +18,9 @@ LOCAL = {("GET", "/health"): "health", ("GET", "/metrics"): "metrics", ("GET", "
          ("POST", "/v1/traces/ingest"): "traces", ("POST", "/traces/ingest"): "traces",
          ("POST", "/v1/messages/count_tokens"): "count_tokens", ("POST", "/messages/count_tokens"): "count_tokens",
          ("HEAD", "/api/hello"): "anthropic_side", ("GET", "/api/hello"): "anthropic_side",
-         ("GET", "/backend-api/codex/models"): "codex_models"}  # Codex's model list (config.CODEX_MODELS)
+         ("GET", "/backend-api/codex/models"): "codex_models",  # Codex's model list (config.CODEX_MODELS)
+         # Codex's OTLP telemetry (config.CODEX_TELEMETRY): an empty success, nothing kept
+         **{("POST", path): "codex_telemetry" for _, path in CODEX_TELEMETRY}}
 # /responses/{id}: GET, DELETE; /responses/{id}/input_items: GET; /responses/{id}/cancel: POST;
 # /api/…: what Claude Code asks api.anthropic.com besides the model (settings, flags, telemetry)
 LOCAL_PREFIXES = ((("GET",), "/models/", "models"), (("GET", "DELETE", "POST"), "/responses/", "stored_response"),

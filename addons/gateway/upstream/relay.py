@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 
 from ..errors import ConnectionFailed, GatewayError, UpstreamTimeout
 from ..exchange import Exchange
-from ..forward import until_kept
+from ..forward import until_counted, until_kept
 from ..loopback import LoopbackServer
 from ..pivot import UpstreamAnswer
 from ..sse import encode
@@ -123,6 +123,7 @@ class LoopbackRelay(LoopbackServer):
                 await _write_whole(writer, e.status, e.to_bytes(), e.headers)
             else:
                 try:
+                    await until_counted(ex)
                     pump = asyncio.ensure_future(self._pump(resp, writer, ex.extra.get("final_gate")))
                     await asyncio.wait({pump, gone}, return_when=asyncio.FIRST_COMPLETED)
                     if not pump.done():

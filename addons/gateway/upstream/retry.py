@@ -75,8 +75,8 @@ class RetryPolicy:
                 reason = RetryReason.REFRESHED
                 cred = await self.pool.refreshed(account, refused=ex.cred.token)
                 ex.cred = cred
-            elif err.kind == errors.QUOTA:
-                self.pool.report(account, Outcome.QUOTA, retry_after=err.retry_after)
+            elif err.kind == errors.QUOTA:  # Qwen's words stay with the account while it cools down
+                self.pool.report(account, Outcome.QUOTA, retry_after=err.retry_after, detail=err.message)
                 ex.notes.append(f"quota exhausted on {account}: rotated")
                 reason = RetryReason.ROTATED
                 cred = await self.acquire(ex, exclude=ex.tried)
@@ -91,11 +91,12 @@ class RetryPolicy:
             ex.notes.append(str(e))
             reason = None
         except GatewayError as e:
-            if err.kind == errors.QUOTA:
+            if err.kind == errors.QUOTA:  # no other account: the pool's own answer (429, or 503), which names
+                # the account and gives Qwen's words (the report above)
                 if e.status == 429 and "retry-after" in err.headers:  # the upstream said when (Qwen Chat's `num`)
-                    raise GatewayError(429, f"{err.message} {e.message}", type=e.type, code=e.code,
+                    raise GatewayError(429, e.message, type=e.type, code=e.code,
                                        headers={**e.headers, "retry-after": err.headers["retry-after"]}) from e
-                raise  # no other account: the pool's own answer (429 with Retry-After, or 503)
+                raise
             reason = None
         if reason is None:
             self.pool.report(account, _POOL_OUTCOME.get(err.kind, Outcome.ERROR))
@@ -118,7 +119,8 @@ def unavailable(e: AccountUnavailable) -> GatewayError:
             return GatewayError(429, str(e), type="requests", code="rate_limit_exceeded",
                                 headers={"retry-after": str(wait)})
         # A quota is back at its reset, hours away: no Retry-After (a client would sleep that long), and
-        # OpenAI's SDKs told not to retry it (x-should-retry), as they treat OpenAI's own quota answer.
-        return GatewayError(429, str(e), type="insufficient_quota", code="insufficient_quota",
+        # OpenAI's SDKs told not to retry it (x-should-retry), as they treat OpenAI's own quota answer;
+        # Claude Code honours it too, and prints the message as it is.
+        return GatewayError(429, f"Qwen quota exceeded. {e}", type="insufficient_quota", code="insufficient_quota",
                             headers={"x-should-retry": "false"})
     return GatewayError(503, str(e), type="api_error", code="no_usable_account")
