@@ -73,6 +73,9 @@ def translate(body: dict, history: list[dict] | None = None, *, chat_history: li
         raise GatewayError(400, "'tools' must be an array.", param="tools", code="invalid_type")
     if "model" in body and not isinstance(body["model"], str):
         raise GatewayError(400, "'model' must be a string.", param="model", code="invalid_type")
+    if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
+        raise GatewayError(400, "Invalid type for 'stream_options': expected an object or null.",
+                           param="stream_options", code="invalid_type")  # as chat and completions (the spec)
     compaction = bool(items) and isinstance(items[-1], dict) and items[-1].get("type") == "compaction_trigger"
     if compaction:
         items.pop()

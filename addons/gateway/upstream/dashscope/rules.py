@@ -176,7 +176,9 @@ def session_id(chat_body: dict) -> str:
         opening.append([role, _text(m.get("content")) or json.dumps(m.get("content"), sort_keys=True)])
         if role == "user":
             break
-    digest = hashlib.sha256(json.dumps([chat_body.get("model"), opening], ensure_ascii=False).encode()).hexdigest()
+    # surrogatepass: a lone surrogate (a client's "\\ud83d" escape) hashes as itself, never a 500
+    text = json.dumps([chat_body.get("model"), opening], ensure_ascii=False)
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     return str(uuid.uuid5(_SESSION_NS, "conv:" + digest))
 
 

@@ -1,0 +1,121 @@
+"""Issue 31, OpenAI items, end to end: openai-python (raw HTTP where the exact shape is the point) -> a real
+mitmdump -> the strict emulator.
+
+Item 1: no 5xx from client input (embeddings past one batch when the first batch fails; `stream_options`
+not an object; a lone surrogate escape in the opening of a conversation). Item 4: schema-invalid chat and
+completions bodies refused 400 naming the field. The fuzzer over every API is tests/test_e2e_fuzz.py."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from test_e2e_rules import client, sent
+
+pytestmark = pytest.mark.e2e
+
+USER = [{"role": "user", "content": "x"}]
+
+
+def post(gw, path: str, raw: str | dict, **headers) -> httpx.Response:
+    """A body sent as given (a str goes byte for byte: `"\\ud83d"` stays an escape, as JavaScript writes it)."""
+    content = raw if isinstance(raw, str) else json.dumps(raw)
+    return httpx.post(gw.url + path, content=content, trust_env=False, timeout=30,
+                      headers={"content-type": "application/json", **headers})
+
+
+def no_traceback(gw) -> None:
+    assert "Traceback" not in gw.log(), gw.log()[-3000:]
+
+
+@pytest.fixture
+def emb_gw(make_gateway, emu, tmp_path):
+    """A key account that serves embeddings."""
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "accounts.json").write_text(json.dumps({"accounts": [
+        {"name": "own", "kind": "key", "base_url": emu.url + "/compatible-mode/v1", "key_env": "OWN_KEY",
+         "embeddings": True, "default_model": "qwen3-coder-plus"}]}))
+    return make_gateway("emb", env={"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(tmp_path / "state"),
+                                    "OWN_KEY": emu.seed_token(kind="key"), "HOME": str(tmp_path)})
+
+
+# ---- item 1: embeddings past one batch ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [5, 11, 25])
+def test_embeddings_without_an_embeddings_account_are_refused_alike_whatever_their_count(gw, emu, count):
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as e:
+        client(gw).embeddings.create(model="text-embedding-3-small", input=[f"t{i}" for i in range(count)])
+    assert e.value.status_code == 400 and e.value.code == "embeddings_unavailable", e.value
+    no_traceback(gw)
+
+
+@pytest.mark.parametrize("count", [5, 11, 25])
+def test_embeddings_whose_first_batch_meets_a_spent_quota_get_the_429_whatever_their_count(emb_gw, emu, count):
+    import openai
+
+    emu.fault("quota429", count=10, path="/embeddings")
+    with pytest.raises(openai.RateLimitError) as e:
+        client(emb_gw).embeddings.create(model="text-embedding-3-small", input=[f"t{i}" for i in range(count)])
+    assert e.value.status_code == 429 and e.value.code == "insufficient_quota", e.value
+    no_traceback(emb_gw)
+
+
+# ---- item 1: stream_options not an object ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/chat/completions", {"model": "gpt-4o", "messages": USER}),
+    ("/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "x"}),
+    ("/v1/responses", {"model": "gpt-4o", "input": "x"}),
+])
+@pytest.mark.parametrize("value", [[{}], "x", 5, True])
+@pytest.mark.parametrize("stream", [True, False])
+def test_stream_options_that_is_not_an_object_is_refused_naming_it(gw, emu, path, body, value, stream):
+    r = post(gw, path, {**body, "stream": stream, "stream_options": value})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] == "stream_options" and err["type"] == "invalid_request_error", err
+    assert "stream_options" in err["message"] and "object" in err["message"]
+    assert emu.chat_requests() == []
+    no_traceback(gw)
+
+
+def test_stream_options_as_an_object_or_null_is_taken(gw, emu):
+    c = client(gw)
+    chunks = list(c.chat.completions.create(model="gpt-4o", messages=USER, stream=True,
+                                            stream_options={"include_usage": True}))
+    assert chunks[-1].usage is not None and chunks[-1].choices == []
+    r = post(gw, "/v1/chat/completions", {"model": "gpt-4o", "messages": USER, "stream_options": None})
+    assert r.status_code == 200, r.text
+
+
+# ---- item 1: a lone surrogate escape in the opening ------------------------------------------------------------
+
+CUT = "cut inside an emoji: \\ud83d"  # JSON text: what JSON.stringify writes for "…😀".slice(0, -1)
+
+
+@pytest.mark.parametrize("path, raw, headers", [
+    ("/v1/chat/completions", '{"model":"gpt-4o","messages":[{"role":"user","content":"%s"}]}', {}),
+    ("/v1/chat/completions", '{"model":"gpt-4o","messages":[{"role":"system","content":"%s"},'
+                             '{"role":"user","content":"hi"}],"stream":true}', {}),
+    ("/v1/responses", '{"model":"gpt-4o","input":"%s"}', {}),
+    ("/v1/responses", '{"model":"gpt-4o","instructions":"%s","input":"hi","stream":true}', {}),
+    ("/v1/completions", '{"model":"gpt-3.5-turbo-instruct","prompt":"%s"}', {}),
+    ("/v1/messages", '{"model":"claude-sonnet-4-6","max_tokens":64,"messages":[{"role":"user","content":"%s"}]}',
+     {"anthropic-version": "2023-06-01"}),
+    ("/v1/messages", '{"model":"claude-sonnet-4-6","max_tokens":64,"system":"%s","messages":[{"role":"user",'
+                     '"content":"hi"}],"stream":true}', {"anthropic-version": "2023-06-01"}),
+])
+def test_a_lone_surrogate_in_the_opening_is_answered_and_qwen_gets_valid_utf8(gw, emu, path, raw, headers):
+    r = post(gw, path, raw % CUT, **headers)
+    assert r.status_code == 200, r.text
+    (req,) = emu.chat_requests()
+    wire = json.dumps(req["body"], ensure_ascii=False)
+    assert "\ufffd" in wire and "\\ud83d" not in wire  # the replacement character, no lone escape
+    wire.encode("utf-8")  # strict: valid UTF-8
+    no_traceback(gw)
