@@ -119,3 +119,53 @@ def test_a_lone_surrogate_in_the_opening_is_answered_and_qwen_gets_valid_utf8(gw
     assert "\ufffd" in wire and "\\ud83d" not in wire  # the replacement character, no lone escape
     wire.encode("utf-8")  # strict: valid UTF-8
     no_traceback(gw)
+
+
+# ---- item 5: Responses ------------------------------------------------------------------------------------------
+
+
+def test_a_sealed_reasoning_item_sent_back_without_include_is_used(gw, emu):
+    """`include` governs what the answer carries; the item the client sends back is Qwen's reasoning again."""
+    emu.switches(reasoning=True)
+    c = client(gw)
+    first = c.responses.create(model="gpt-5.5", input="think", store=False, include=["reasoning.encrypted_content"],
+                               reasoning={"summary": "auto"})
+    rs = next(o for o in first.output if o.type == "reasoning")
+    assert rs.encrypted_content and rs.summary[0].text
+    items = [o.model_dump(exclude_none=True) for o in first.output]
+    c.responses.create(model="gpt-5.5", store=False,  # no include on the follow-up
+                       input=[{"role": "user", "content": "think"}, *items, {"role": "user", "content": "again"}])
+    assistant = emu.chat_requests()[-1]["body"]["messages"][1]
+    assert assistant["role"] == "assistant" and assistant["reasoning_content"] == rs.summary[0].text
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_reasoning_shows_its_text_only_when_a_summary_is_asked(gw, emu, stream):
+    """Codex sends `reasoning: {"effort": "low"}` (no summary): a reasoning item with `summary: []`, as OpenAI
+    answers; `summary: "auto"` gets the text. Either way the next turn (previous_response_id) gives Qwen the
+    reasoning back."""
+    emu.switches(reasoning=True)
+    c = client(gw)
+
+    def ask(**kw):
+        if not stream:
+            return c.responses.create(model="gpt-5.5", **kw)
+        with c.responses.stream(model="gpt-5.5", **kw) as s:
+            kinds = [e.type for e in s]
+            final = s.get_final_response()
+        final.kinds = kinds  # type: ignore[attr-defined]
+        return final
+
+    plain = ask(input="think", reasoning={"effort": "low"})
+    rs = next(o for o in plain.output if o.type == "reasoning")
+    assert rs.summary == [] and rs.encrypted_content is None
+    if stream:
+        assert not any(k.startswith("response.reasoning_summary") for k in plain.kinds)
+    shown = ask(input="think", reasoning={"effort": "low", "summary": "auto"})
+    text = next(o for o in shown.output if o.type == "reasoning").summary[0].text
+    assert text
+    if stream:
+        assert "response.reasoning_summary_text.delta" in shown.kinds
+    ask(input="again", previous_response_id=plain.id, reasoning={"effort": "low"})
+    assistant = emu.chat_requests()[-1]["body"]["messages"][1]
+    assert assistant["role"] == "assistant" and assistant["reasoning_content"] == text

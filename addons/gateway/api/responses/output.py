@@ -15,7 +15,7 @@ from ...errors import GatewayError
 from ..websearch import responses_annotations, search_call_item
 from .compaction import compaction_item
 from .fields import cap_calls
-from .items import message_item, new_id, reasoning_item, tool_item, wants_sealed_reasoning
+from .items import message_item, new_id, reasoning_item, tool_item, wants_sealed_reasoning, wants_summary
 from .shapes import ItemStatus, OutputItem, Response, ResponseError, Usage
 from .tools import ToolRef, echo_tools
 
@@ -112,7 +112,7 @@ def _response(chat: dict, request: dict, response_id: str, created_at: int, tool
     if message.get("reasoning_content"):
         text = message["reasoning_content"]
         sealed = seal("reasoning", {"text": text}) if seal and wants_sealed_reasoning(request) else None
-        output.append(reasoning_item(new_id("rs"), text, sealed))
+        output.append(reasoning_item(new_id("rs"), text, sealed, wants_summary(request)))
     incomplete = incomplete_reason(choice.get("finish_reason"))
     calls = message.get("tool_calls") or []
     if (cap := cap_calls(request)) is not None:  # max_tool_calls: the first calls Qwen made

@@ -27,7 +27,6 @@ from ...exchange import note
 from ..websearch import responses_options
 from .compaction import compaction_chat
 from .fields import limit_tools, max_tool_calls, refuse_unhonoured
-from .items import INCLUDE_REASONING
 from .items_in import ItemReader
 from .messages import Conversation
 from .tools import CUSTOM, FUNCTION, ToolRef, ToolSet, qualified
@@ -80,13 +79,11 @@ def translate(body: dict, history: list[dict] | None = None, *, chat_history: li
     if compaction:
         items.pop()
     effort = (body.get("reasoning") or {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
-    include = inc if isinstance(inc := body.get("include"), list) else []
-    reader = ItemReader(ToolSet(), Conversation(), notes, open_sealed, lookup, True, effort)
+    reader = ItemReader(ToolSet(), Conversation(), notes, open_sealed, lookup, effort)
     reader.conv.messages += [m for m in chat_history or [] if isinstance(m, dict)]
     reader.tools.add_all(body.get("tools"))
     for i, item in enumerate(history or []):  # the gateway's own record: its reasoning always goes back
         reader.item(item, f"previous_response[{i}]")
-    reader.want_reasoning = INCLUDE_REASONING in include
     for i, item in enumerate(items):
         reader.item(item, f"input[{i}]")
     reader.conv.flush_images()
