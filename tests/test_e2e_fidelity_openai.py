@@ -169,3 +169,29 @@ def test_reasoning_shows_its_text_only_when_a_summary_is_asked(gw, emu, stream):
     ask(input="again", previous_response_id=plain.id, reasoning={"effort": "low"})
     assistant = emu.chat_requests()[-1]["body"]["messages"][1]
     assert assistant["role"] == "assistant" and assistant["reasoning_content"] == text
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_truncation_auto_drops_the_oldest_items_to_fit(make_gateway, oauth_home, emu, stream):
+    """The spec: `truncation: "auto"` drops items from the beginning of the conversation when the input exceeds
+    the context window; `disabled` (the default) gets the 400. The window here: qwen_context_limits."""
+    import openai
+
+    gw = make_gateway("small", env=oauth_home["env"], args=("--set", "qwen_context_limits=gpt-5.5=400"))
+    c = client(gw)
+    old = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}: " + "word " * 60} for i in range(8)]
+    body = dict(model="gpt-5.5", instructions="be brief", input=[*old, {"role": "user", "content": "the question"}])
+    with pytest.raises(openai.BadRequestError) as e:
+        c.responses.create(**body)
+    assert e.value.code == "context_length_exceeded" and emu.chat_requests() == []
+    if stream:
+        with c.responses.stream(**body, truncation="auto") as s:
+            r = s.get_final_response()
+    else:
+        r = c.responses.create(**body, truncation="auto")
+    assert r.status == "completed" and r.truncation == "auto" and r.output_text == "Echo: the question"
+    sent = emu.chat_requests()[-1]["body"]["messages"]
+    assert sent[0]["role"] == "system" and "be brief" in json.dumps(sent[0])
+    assert 2 <= len(sent) < 10 and sent[1]["role"] == "user" and "the question" in json.dumps(sent[-1])
+    assert "turn 0:" not in json.dumps(sent)
+    no_traceback(gw)
