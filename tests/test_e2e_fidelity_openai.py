@@ -195,3 +195,25 @@ def test_truncation_auto_drops_the_oldest_items_to_fit(make_gateway, oauth_home,
     assert 2 <= len(sent) < 10 and sent[1]["role"] == "user" and "the question" in json.dumps(sent[-1])
     assert "turn 0:" not in json.dumps(sent)
     no_traceback(gw)
+
+
+def test_verbosity_service_tier_and_safety_identifier_are_answered_not_dropped(gw, emu):
+    """Codex sends `text.verbosity: "low"` on every turn: Qwen gets it as a system hint (DashScope has no such
+    field, and the emulator refuses none of this); `service_tier` is answered with the tier used;
+    `safety_identifier` and `prompt_cache_key` are echoed on the Response."""
+    c = client(gw)
+    r = c.responses.create(model="gpt-5.5", input="hi", instructions="you help", text={"verbosity": "low"},
+                           service_tier="flex", safety_identifier="user-42", prompt_cache_key="thread-7")
+    assert (r.service_tier, r.safety_identifier, r.prompt_cache_key) == ("default", "user-42", "thread-7")
+    system = emu.chat_requests()[-1]["body"]["messages"][0]
+    assert system["role"] == "system" and "you help" in json.dumps(system) and "Be concise" in json.dumps(system)
+    for key in ("verbosity", "service_tier", "safety_identifier", "text"):
+        assert key not in emu.chat_requests()[-1]["body"]
+    chat = c.chat.completions.create(model="gpt-4o", messages=USER, verbosity="high", service_tier="priority",
+                                     safety_identifier="user-42")
+    assert chat.service_tier == "default"
+    sent_body = sent(emu)
+    assert sent_body["messages"][0]["role"] == "system" and "Be thorough" in json.dumps(sent_body["messages"][0])
+    assert "verbosity" not in sent_body and "safety_identifier" not in sent_body
+    c.chat.completions.create(model="gpt-4o", messages=USER, verbosity="medium")
+    assert sent(emu)["messages"][0]["role"] == "user"  # the default: nothing added

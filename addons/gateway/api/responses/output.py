@@ -69,10 +69,13 @@ def response_object(request: dict, *, response_id: str, created_at: int, status:
         "text": t if isinstance(t := request.get("text"), dict) else {"format": {"type": "text"}},
         "tool_choice": echo_tool_choice(request.get("tool_choice")),
         "tools": echo_tools(request), "top_logprobs": 0,  # anything else is refused (fields.py)
-        # the gateway never truncates: an input too long is refused with context_length_exceeded either way
+        # "auto": the context guard drops the oldest items when the input is over the model's limit
         "truncation": t if (t := request.get("truncation")) in ("auto", "disabled") else "disabled",
         **usage_field,
         "metadata": m if isinstance(m := request.get("metadata"), dict) else {},
+        # echoed as OpenAI does (the key names the upstream session: rules.session_id)
+        "prompt_cache_key": k if isinstance(k := request.get("prompt_cache_key"), str) else None,
+        "safety_identifier": s if isinstance(s := request.get("safety_identifier"), str) else None,
         **user_field,
     }
 

@@ -124,6 +124,9 @@ def translate(body: dict, history: list[dict] | None = None, *, chat_history: li
         chat["response_format"] = {"type": "json_object"}
     if isinstance(effort, str):
         chat["reasoning_effort"] = effort
+    verbosity = (body.get("text") or {}).get("verbosity") if isinstance(body.get("text"), dict) else None
+    if verbosity is not None:
+        chat["verbosity"] = verbosity  # the chat field: the upstream says it as it can (a system hint)
     search = responses_options(body, reader.tools.search, bool(reader.tools.chat), notes)
     if search is not None:
         chat["web_search_options"] = search

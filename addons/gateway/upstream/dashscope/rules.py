@@ -54,6 +54,27 @@ def system_roles(messages: list[dict], notes: list[str] | None = None) -> list[d
     return out
 
 
+# ---- verbosity: DashScope has none ----------------------------------------------------------------------
+
+VERBOSITY_HINTS = {"low": "Be concise: answer briefly, without elaboration.",
+                   "high": "Be thorough: answer in detail, with full explanations."}
+
+
+def verbosity_hint(messages: list[dict], verbosity: object, notes: list[str] | None = None) -> list[dict]:
+    """OpenAI's `verbosity` (chat) / `text.verbosity` (Responses; Codex sends `low` on every turn) as one
+    sentence at the end of the leading system prompt (a new one when there is none): DashScope takes no such
+    field. `medium` is the model's default: nothing added. The same sentence every turn keeps the cache."""
+    hint = VERBOSITY_HINTS.get(verbosity) if isinstance(verbosity, str) else None
+    if hint is None:
+        return messages
+    note(notes, f"verbosity {verbosity} given to Qwen as a system hint")
+    first = messages[0] if messages else None
+    text = _text(first.get("content")) if first is not None and first.get("role") == "system" else None
+    if first is not None and text is not None:
+        return [{**first, "content": f"{text}\n\n{hint}" if text else hint}, *messages[1:]]
+    return [{"role": "system", "content": hint}, *messages]
+
+
 # ---- R2, R3, R9: thinking ---------------------------------------------------------------------------------
 
 
