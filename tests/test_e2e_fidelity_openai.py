@@ -217,3 +217,13 @@ def test_verbosity_service_tier_and_safety_identifier_are_answered_not_dropped(g
     assert "verbosity" not in sent_body and "safety_identifier" not in sent_body
     c.chat.completions.create(model="gpt-4o", messages=USER, verbosity="medium")
     assert sent(emu)["messages"][0]["role"] == "user"  # the default: nothing added
+
+
+def test_a_lone_surrogate_in_a_stored_ids_place_is_not_found(gw, emu):
+    """The fuzzer's find: previous_response_id "\\ud83d" -> 500 UnicodeEncodeError from the store's lookup."""
+    r = post(gw, "/v1/responses", '{"model":"gpt-4o","input":"x","previous_response_id":"\\ud83d"}')
+    assert r.status_code == 400 and r.json()["error"]["code"] == "previous_response_not_found", r.text
+    r = post(gw, "/v1/responses", '{"model":"gpt-4o","input":[{"type":"item_reference","id":"\\ud83d"},'
+                                  '{"role":"user","content":"x"}]}')
+    assert r.status_code == 200, r.text
+    no_traceback(gw)
