@@ -82,18 +82,23 @@ class Schemas:
             required += r
         return props, required
 
-    def valid(self, name: str, overrides: dict[str, st.SearchStrategy] | None = None) -> st.SearchStrategy:
+    def valid(self, name: str, overrides: dict[str, st.SearchStrategy] | None = None,
+              defaults: dict[str, st.SearchStrategy] | None = None) -> st.SearchStrategy:
         """Bodies of schema `name`; a field in `overrides` that the body has is drawn from its strategy instead
-        (a model name the gateway knows, rather than any string, so that the body goes on past the model map)."""
+        (a model name the gateway knows, rather than any string, so that the body goes on past the model map);
+        a field in `defaults` that it lacks is added (what the spec leaves optional but an answer needs)."""
         base = self.strategy({"$ref": f"#/components/schemas/{name}"}, 0)
-        if not overrides:
+        if not overrides and not defaults:
             return base
 
         @st.composite
         def build(draw):
             body = draw(base)
-            for key, strategy in overrides.items():
+            for key, strategy in (overrides or {}).items():
                 if key in body:
+                    body[key] = draw(strategy)
+            for key, strategy in (defaults or {}).items():
+                if key not in body:
                     body[key] = draw(strategy)
             return body
 
@@ -153,14 +158,15 @@ class Schemas:
 
         return build()
 
-    def broken(self, name: str, overrides: dict[str, st.SearchStrategy] | None = None) -> st.SearchStrategy:
+    def broken(self, name: str, overrides: dict[str, st.SearchStrategy] | None = None,
+               defaults: dict[str, st.SearchStrategy] | None = None) -> st.SearchStrategy:
         """A body of `name` with one thing broken: a field (present or not) given a value of another type, a
         required field removed, or a nested value replaced."""
         props = sorted(self.properties(name))
 
         @st.composite
         def build(draw):
-            body = draw(self.valid(name, overrides))
+            body = draw(self.valid(name, overrides, defaults))
             how = draw(st.sampled_from(["field", "field", "drop", "nested"]))
             if how == "drop" and body:
                 body.pop(draw(st.sampled_from(sorted(body))))

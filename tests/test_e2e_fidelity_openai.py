@@ -12,6 +12,7 @@ import json
 import httpx
 import pytest
 
+from test_e2e_fidelity_chat import fresh_gw  # noqa: F401 - the fixture: a key account that serves embeddings
 from test_e2e_rules import client, sent
 
 pytestmark = pytest.mark.e2e
@@ -30,17 +31,6 @@ def no_traceback(gw) -> None:
     assert "Traceback" not in gw.log(), gw.log()[-3000:]
 
 
-@pytest.fixture
-def emb_gw(make_gateway, emu, tmp_path):
-    """A key account that serves embeddings."""
-    (tmp_path / "state").mkdir()
-    (tmp_path / "state" / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "own", "kind": "key", "base_url": emu.url + "/compatible-mode/v1", "key_env": "OWN_KEY",
-         "embeddings": True, "default_model": "qwen3-coder-plus"}]}))
-    return make_gateway("emb", env={"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(tmp_path / "state"),
-                                    "OWN_KEY": emu.seed_token(kind="key"), "HOME": str(tmp_path)})
-
-
 # ---- item 1: embeddings past one batch ------------------------------------------------------------------------
 
 
@@ -55,14 +45,14 @@ def test_embeddings_without_an_embeddings_account_are_refused_alike_whatever_the
 
 
 @pytest.mark.parametrize("count", [5, 11, 25])
-def test_embeddings_whose_first_batch_meets_a_spent_quota_get_the_429_whatever_their_count(emb_gw, emu, count):
+def test_embeddings_whose_first_batch_meets_a_spent_quota_get_the_429_whatever_their_count(fresh_gw, emu, count):
     import openai
 
     emu.fault("quota429", count=10, path="/embeddings")
     with pytest.raises(openai.RateLimitError) as e:
-        client(emb_gw).embeddings.create(model="text-embedding-3-small", input=[f"t{i}" for i in range(count)])
+        client(fresh_gw).embeddings.create(model="text-embedding-3-small", input=[f"t{i}" for i in range(count)])
     assert e.value.status_code == 429 and e.value.code == "insufficient_quota", e.value
-    no_traceback(emb_gw)
+    no_traceback(fresh_gw)
 
 
 # ---- item 1: stream_options not an object ---------------------------------------------------------------------

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from helpers.procs import Gateway
 from schema_strategy import TEXT, Schemas
+from test_e2e_rules import key_gw  # noqa: F401 - the fixture: a key account that also serves embeddings
 
 pytestmark = pytest.mark.e2e
 
@@ -55,29 +56,18 @@ OUTCOMES: collections.Counter = collections.Counter()  # (path, valid, status) -
 
 
 @pytest.fixture(scope="module")
-def fuzz_gws(emulator, oauth_home, tmp_path_factory) -> dict[str, Gateway]:
+def fuzz_gws(key_gw, gateway) -> dict[str, Gateway]:
     """Two gateways on the emulator: `key`, whose key account also serves embeddings (valid bodies get answers),
     and `oauth`, a Qwen Code login alone (no embeddings account: every embeddings request is refused, however
     many inputs it has)."""
-    home = tmp_path_factory.mktemp("fuzz")
-    state = home / "state"
-    state.mkdir()
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "emu", "kind": "key", "base_url": emulator.url + "/compatible-mode/v1", "key_env": "EMU_KEY",
-         "embeddings": True, "default_model": "qwen3-coder-plus"}]}))
-    key = Gateway(home / "key", env={"QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
-                                     "EMU_KEY": emulator.seed_token(kind="key"), "HOME": str(home)}).start()
-    oauth = Gateway(home / "oauth", env=oauth_home["env"]).start()
-    yield {"key": key, "oauth": oauth}
-    key.stop()
-    oauth.stop()
+    return {"key": key_gw, "oauth": gateway}
 
 
 class LogWatch:
     """What a gateway wrote to its log since the last look."""
 
     def __init__(self, gw: Gateway) -> None:
-        self.gw, self.offset = gw, 0
+        self.gw, self.offset = gw, gw.logfile.stat().st_size  # what earlier tests left is theirs
 
     def new(self) -> str:
         with open(self.gw.logfile, "rb") as f:
@@ -173,16 +163,25 @@ def reached(path: str) -> None:
     assert broken >= EXAMPLES // 10, f"{path}: only {broken} broken bodies sent: {OUTCOMES}"
 
 
-# Legacy completions refuse what Qwen cannot do (prompt batches and token ids, echo, suffix, logprobs, best_of):
-# most prompts are one string, so that valid bodies also go on to Qwen.
-OVERRIDES = {"/v1/completions": {"prompt": st.one_of(TEXT, TEXT, TEXT, st.lists(TEXT, max_size=2)),
-                                 "best_of": st.sampled_from([1, None, 2]), "echo": st.sampled_from([False, None, True])}}
+# What keeps valid bodies going on to Qwen rather than all refused at one check: legacy completions refuse
+# what Qwen cannot do (prompt batches and token ids, echo, suffix, logprobs, best_of), so most prompts are
+# one string; embeddings take non-empty strings and cl100k token ids, and the sizes Qwen offers; a
+# Response needs input (the spec leaves it optional for stored prompts, which the gateway refuses).
+WORDS = st.text(min_size=1, max_size=12)
+OVERRIDES = {
+    "/v1/completions": {"prompt": st.one_of(TEXT, TEXT, TEXT, st.lists(TEXT, max_size=2)),
+                        "best_of": st.sampled_from([1, None, 2]), "echo": st.sampled_from([False, None, True])},
+    "/v1/embeddings": {"input": st.one_of(WORDS, st.lists(WORDS, min_size=1, max_size=25),
+                                          st.lists(st.integers(0, 50_000), min_size=1, max_size=8), TEXT),
+                       "dimensions": st.sampled_from([1024, 1536, 512, 64, 3])},
+}
+DEFAULTS = {"/v1/responses": {"input": st.one_of(TEXT, st.just([{"role": "user", "content": "hi"}]))}}
 
 
 def bodies(path: str) -> st.SearchStrategy:
     schemas, name, _, _ = APIS[path]
-    overrides = {"model": MODELS[path], **OVERRIDES.get(path, {})}
-    return st.one_of(schemas.valid(name, overrides), schemas.broken(name, overrides))
+    overrides, defaults = {"model": MODELS[path], **OVERRIDES.get(path, {})}, DEFAULTS.get(path)
+    return st.one_of(schemas.valid(name, overrides, defaults), schemas.broken(name, overrides, defaults))
 
 
 @pytest.fixture(scope="module")

@@ -160,6 +160,12 @@ class Compiler:
         checks = [(self.compile(o), self._types_of(o)) for o in options]
         kinds = sorted({t for _, types in checks for t in types or []})
         untyped = any(types is None for _, types in checks)
+        by_kind: dict[str, Check] = {}
+        for c, types in checks:
+            for t in (types or []) + (["integer"] if types and "number" in types else []):
+                by_kind[t] = c if t not in by_kind else _first_of(by_kind[t], c)
+        if not untyped:  # told apart by the value's JSON type alone: one lookup (a string or an array of parts)
+            return self._by_kind(by_kind, kinds)
 
         def check(v: object) -> None:
             fitting = []
@@ -175,6 +181,15 @@ class Compiler:
                 raise fitting[0]
             raise (_wrong_type(kinds, v) if not fitting and not untyped else
                    Invalid("invalid_value", "it matches none of the forms this field takes"))
+        return check
+
+    @staticmethod
+    def _by_kind(table: dict[str, Check], kinds: list[str]) -> Check:
+        def check(v: object) -> None:
+            sub = table.get(_KINDS.get(type(v), ""))
+            if sub is None:
+                raise _wrong_type(kinds, v)
+            sub(v)
         return check
 
     def _types_of(self, option: dict) -> list[str] | None:
@@ -274,6 +289,16 @@ class Compiler:
                                                    f"characters, but got {len(v)}")
             steps.append(text)
         return steps
+
+
+def _first_of(a: Check, b: Check) -> Check:
+    """Two options of the same JSON type: the first that takes the value (the second's error otherwise)."""
+    def check(v: object) -> None:
+        try:
+            a(v)
+        except Invalid:
+            b(v)
+    return check
 
 
 def _kind_in(value: object, types: list[str]) -> bool:
