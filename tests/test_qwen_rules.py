@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from qwen_gateway.upstream.dashscope import rules
@@ -213,3 +215,7 @@ def test_a_lone_surrogate_in_the_opening_names_a_session():
     whole = {"model": "gpt-4o", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": ""}]}
     assert rules.session_id(cut) == rules.session_id(cut) != rules.session_id(whole)
     assert chat_to_qwen(cut, model="coder-model", oauth=False)["metadata"]["sessionId"] == rules.session_id(cut)
+    keyed = {**whole, "prompt_cache_key": "thread\ud83d"}  # the fuzzer's find: a 500 from uuid5
+    assert rules.session_id(keyed) == rules.session_id({**cut, "prompt_cache_key": "thread\ud83d"})
+    assert rules.session_id(keyed) == str(uuid.uuid5(rules._SESSION_NS, "key:thread".encode() + b"\xed\xa0\xbd"))
+    assert rules.session_id({**whole, "prompt_cache_key": "k"}) == str(uuid.uuid5(rules._SESSION_NS, "key:k"))

@@ -188,7 +188,7 @@ def session_id(chat_body: dict) -> str:
     from the conversation's opening (system prompts and first user message), which every turn resends."""
     key = chat_body.get("prompt_cache_key")
     if isinstance(key, str) and key:
-        return str(uuid.uuid5(_SESSION_NS, "key:" + key))
+        return str(uuid.uuid5(_SESSION_NS, ("key:" + key).encode("utf-8", "surrogatepass")))  # as below
     opening = []
     for m in chat_body.get("messages") or []:
         if not isinstance(m, dict):
