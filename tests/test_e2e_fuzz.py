@@ -30,7 +30,7 @@ from test_e2e_rules import key_gw  # noqa: F401 - the fixture: a key account tha
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLES = int(os.environ.get("QWEN_FUZZ_EXAMPLES", "120"))
+EXAMPLES = int(os.environ.get("QWEN_FUZZ_EXAMPLES", "100"))  # per API; more for a longer hunt
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=bool(os.environ.get("CI")),
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                        HealthCheck.data_too_large, HealthCheck.filter_too_much])
