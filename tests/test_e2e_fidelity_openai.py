@@ -217,3 +217,28 @@ def test_a_lone_surrogate_in_a_stored_ids_place_is_not_found(gw, emu):
                                   '{"role":"user","content":"x"}]}')
     assert r.status_code == 200, r.text
     no_traceback(gw)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_truncation_auto_also_fits_qwens_own_context_limit(gw, emu, stream):
+    """No limit configured in the gateway: Qwen's 400 "Range of input length should be [1, N]" names it; with
+    truncation auto the oldest items are dropped to fit and the request is sent again (retry `truncated`)."""
+    import openai
+
+    emu.switches(context_limit=300)
+    c = client(gw)
+    old = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}: " + "word " * 60} for i in range(8)]
+    body = dict(model="gpt-5.5", instructions="be brief", input=[*old, {"role": "user", "content": "the question"}])
+    with pytest.raises(openai.BadRequestError) as e:
+        c.responses.create(**body)
+    assert e.value.code == "context_length_exceeded"
+    if stream:
+        with c.responses.stream(**body, truncation="auto") as s:
+            r = s.get_final_response()
+    else:
+        r = c.responses.create(**body, truncation="auto")
+    assert r.status == "completed" and r.output_text == "Echo: the question"
+    first, second = emu.chat_requests()[-2:]
+    assert len(second["body"]["messages"]) < len(first["body"]["messages"]) == 10
+    assert "turn 0:" not in json.dumps(second["body"]) and "be brief" in json.dumps(second["body"]["messages"][0])
+    no_traceback(gw)

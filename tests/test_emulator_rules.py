@@ -159,3 +159,11 @@ def test_a_lone_surrogate_escape_is_refused_and_its_replacement_taken(emu):
     assert emu.chat("cut \ufffd").status_code == 200
     pair = '{"model": "coder-model", "messages": [{"role": "user", "content": "whole \\ud83d\\ude00"}]}'
     assert emu.http.post("/v1/chat/completions", content=pair, headers=headers).status_code == 200
+
+
+def test_a_prompt_over_the_context_limit_gets_qwens_400_naming_it(emu):
+    emu.switches(context_limit=100)
+    assert refused(emu.chat("x" * 500)) == "Range of input length should be [1, 100]"
+    assert emu.chat("x" * 300).status_code == 200
+    emu.switches(context_limit=0)
+    assert emu.chat("x" * 5000).status_code == 200

@@ -34,6 +34,9 @@ def validate(body, sw: dict | None = None) -> tuple[int, dict] | None:
     if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) for m in msgs):
         return 400, error("invalid_parameter_error", "messages must be a non-empty list of message objects.")
     sw = sw or {}
+    limit = sw.get("context_limit") or 0
+    if limit and sum(_tokens(text_of(m.get("content"))) for m in msgs) > limit:
+        return 400, error("invalid_parameter_error", f"Range of input length should be [1, {limit}]")
     return (rules.check_chat(body, sw.get("denied_models") or ())
             or rules.check_params(body, sw.get("stream_only_models") or ()) or search.check(body))
 

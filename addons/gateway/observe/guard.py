@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import GatewayError
 from ..observer import endpoint_name
-from ..tokens import IMAGE_TOKENS, SAMPLED, estimate_request_tokens
+from ..tokens import IMAGE_TOKENS, SAMPLED, estimate_request_tokens, truncate_chat
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -83,35 +83,13 @@ async def context_check(ex: Exchange, config: Config) -> GatewayError | None:
     if not over:
         return None
     ex.notes.append(f"context guard: {tokens} tokens > {limit}")
-    if body.get("truncation") == "auto" and isinstance(ex.chat_body, dict):  # Responses: drop the oldest items
-        fitted = await asyncio.to_thread(truncate, ex.chat_body, limit)
+    if ex.extra.get("truncation") == "auto" and isinstance(ex.chat_body, dict):  # Responses: drop the oldest items
+        fitted = await asyncio.to_thread(truncate_chat, ex.chat_body, limit)
         if fitted is not None:
             ex.chat_body, dropped, ex.prompt_tokens_est = fitted
             ex.notes.append(f"truncation auto: the {dropped} oldest messages dropped to fit {limit} tokens")
             return None  # (none dropped: the translated request, counted alone, fits)
     return context_error(limit, tokens, param)
-
-
-def truncate(chat: dict, limit: int) -> tuple[dict, int, int] | None:
-    """The chat body with its oldest messages dropped until its estimate fits `limit` (the Responses API's
-    `truncation: "auto"`: items dropped from the beginning of the conversation): the leading system messages
-    stay, and what is kept starts at a user message (a tool result never loses its call). (body, messages
-    dropped, tokens), or None when even the last user message alone does not fit."""
-    messages = chat.get("messages")
-    if not isinstance(messages, list):
-        return None
-    head = 0
-    while head < len(messages) and isinstance(messages[head], dict) and messages[head].get("role") == "system":
-        head += 1
-    fixed = estimate_request_tokens({**chat, "messages": messages[:head]})[0]
-    costs = [estimate_request_tokens({"messages": [m]})[0] for m in messages[head:]]
-    total = fixed + sum(costs)
-    for start, m in enumerate(messages[head:]):
-        if total <= limit and (start == 0 or (isinstance(m, dict) and m.get("role") == "user")):
-            kept = [*messages[:head], *messages[head + start:]]
-            return {**chat, "messages": kept}, start, total
-        total -= costs[start]
-    return None
 
 
 async def _count(ex: Exchange, body: dict) -> None:

@@ -43,6 +43,8 @@ def responses_endpoint(store: Callable[[], ResponseStore],
             ex.extra["keep_before_end"] = True
         ex.extra["tools"] = t.tools
         ex.extra["items"] = t.items
+        if body.get("truncation") == "auto":  # the guard and the retry policy drop the oldest items to fit
+            ex.extra["truncation"] = "auto"
         if t.compaction:
             ex.extra["compaction"] = True
             ex.notes.append("compaction: the conversation summarised by one upstream call")
