@@ -15,6 +15,7 @@ reproducible; elsewhere they are random and failures are kept in hypothesis's ex
 from __future__ import annotations
 
 import collections
+from collections.abc import Iterator
 import json
 import os
 import re
@@ -68,6 +69,7 @@ class LogWatch:
 
     def __init__(self, gw: Gateway) -> None:
         self.gw, self.offset = gw, gw.logfile.stat().st_size  # what earlier tests left is theirs
+        self.http = httpx.Client(base_url=gw.url, trust_env=False, timeout=60)  # one keep-alive connection
 
     def new(self) -> str:
         with open(self.gw.logfile, "rb") as f:
@@ -123,7 +125,7 @@ def _stream_errors(dialect: str, text: str) -> list[str]:
     return bad
 
 
-def send(gw: Gateway, watch: LogWatch, path: str, body: dict) -> None:
+def send(watch: LogWatch, path: str, body: dict) -> None:
     schemas, name, dialect, strict = APIS[path]
     # A top-level null stands for an absent field on the gateway's OpenAI APIs (clients send them; docs/
     # compatibility.md): judged as absent here too. Anthropic's schema has no such leniency.
@@ -131,9 +133,8 @@ def send(gw: Gateway, watch: LogWatch, path: str, body: dict) -> None:
     errors = schemas.errors(name, judged)
     payload = json.dumps(body)  # ASCII: a lone surrogate goes as "\ud83d", as JavaScript writes it
     headers = {"content-type": "application/json", **(ANTHROPIC_HEADERS if dialect == "anthropic" else {})}
-    with httpx.Client(base_url=gw.url, trust_env=False, timeout=60) as http:
-        with http.stream("POST", path, content=payload, headers=headers) as r:
-            text = r.read().decode("utf-8", "replace")
+    with watch.http.stream("POST", path, content=payload, headers=headers) as r:
+        text = r.read().decode("utf-8", "replace")
     OUTCOMES[path, not errors, r.status_code] += 1
     shown = f"POST {path} {payload[:1500]}\n-> {r.status_code} {text[:800]}"
     log = watch.new()
@@ -185,8 +186,11 @@ def bodies(path: str) -> st.SearchStrategy:
 
 
 @pytest.fixture(scope="module")
-def watches(fuzz_gws) -> dict[str, LogWatch]:
-    return {name: LogWatch(gw) for name, gw in fuzz_gws.items()}
+def watches(fuzz_gws) -> Iterator[dict[str, LogWatch]]:
+    out = {name: LogWatch(gw) for name, gw in fuzz_gws.items()}
+    yield out
+    for w in out.values():
+        w.http.close()
 
 
 @pytest.mark.parametrize("path", [p for p in APIS if p != "/v1/embeddings"])
@@ -194,7 +198,7 @@ def test_every_body_is_answered_or_refused_in_the_clients_dialect(fuzz_gws, watc
     @FUZZ
     @given(body=bodies(path))
     def run(body):
-        send(fuzz_gws["key"], watches["key"], path, body)
+        send(watches["key"], path, body)
 
     run()
     reached(path)
@@ -205,7 +209,7 @@ def test_every_embeddings_body_is_answered_or_refused_with_and_without_an_embedd
     @given(body=bodies("/v1/embeddings"))
     def run(body):
         for name in ("key", "oauth"):
-            send(fuzz_gws[name], watches[name], "/v1/embeddings", body)
+            send(watches[name], "/v1/embeddings", body)
 
     run()
     reached("/v1/embeddings")
