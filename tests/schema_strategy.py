@@ -10,6 +10,7 @@ validator (`is_valid`) what each body is before it judges the answer.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from pathlib import Path
@@ -166,7 +167,9 @@ class Schemas:
 
         @st.composite
         def build(draw):
-            body = draw(self.valid(name, overrides, defaults))
+            # a copy: a body may hold a strategy's own object (st.just, an enum value), which a mutation below
+            # would change for every later example (hypothesis then sees generation change under it)
+            body = copy.deepcopy(draw(self.valid(name, overrides, defaults)))
             how = draw(st.sampled_from(["field", "field", "drop", "nested"]))
             if how == "drop" and body:
                 body.pop(draw(st.sampled_from(sorted(body))))
