@@ -312,7 +312,8 @@ async def test_reverse_mode_claims_every_path(setup):
     ({"model": "gpt-4o"}, 400, "messages"),
     ({"model": "gpt-4o", "messages": "hi"}, 400, "messages"),
     ({"model": 5, "messages": [{"role": "user", "content": "x"}]}, 400, "model"),
-    ({"messages": [{"role": "wizard", "content": "x"}]}, 400, "messages[0].role"),
+    ({"model": "gpt-4o", "messages": [{"role": "wizard", "content": "x"}]}, 400, "messages[0].role"),
+    ({"messages": [{"role": "user", "content": "x"}]}, 400, "model"),  # required, as OpenAI has it
 ])
 async def test_bad_input_gets_openai_errors(setup, body, status, param):
     gw, qwen, _ = setup

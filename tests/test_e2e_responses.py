@@ -185,7 +185,8 @@ def test_compact_endpoint(gw, emu):
 def test_sealed_reasoning_keeps_a_stateless_client_reasoning(gw, emu):
     emu.switches(reasoning=True)
     c = client(gw)
-    first = c.responses.create(model="gpt-5.5", input="think", store=False, include=["reasoning.encrypted_content"])
+    first = c.responses.create(model="gpt-5.5", input="think", store=False, include=["reasoning.encrypted_content"],
+                               reasoning={"summary": "auto"})  # the text shows only when a summary is asked
     rs = next(o for o in first.output if o.type == "reasoning")
     assert rs.encrypted_content and rs.summary[0].text not in rs.encrypted_content
     items = [o.model_dump(exclude_none=True) for o in first.output]

@@ -367,3 +367,12 @@ def test_error_messages_in_rows_are_redacted_and_bounded():
     row = row_of(exchange(stream=True, stream_error="upstream said: Bearer abcdefgh12345678 " + "y" * 1000))
     assert "abcdefgh12345678" not in row["error"] and row["error"].startswith("upstream said: Bearer <redacted>")
     assert len(row["error"]) == 300 and row["error"].endswith("…")
+
+
+def test_a_lone_surrogate_in_the_clients_model_name_is_stored(tmp_path):
+    """A model name with a lone surrogate (a client's `"\\ud83d"` escape): the row is written, the surrogate as
+    U+FFFD (SQLite refused the whole batch: 'surrogates not allowed')."""
+    led = Ledger(tmp_path / "usage.sqlite3")
+    led.add([row_of(exchange(model="gpt\ud83d")), row_of(exchange())])
+    assert led.query("SELECT model FROM usage ORDER BY rowid") == [("gpt\ufffd",), ("gpt-4o",)]
+    led.close()

@@ -50,6 +50,7 @@ class RetryReason(enum.StrEnum):
     THINKING = "thinking"  # the model refused its thinking settings: learned, sent again
     STREAM_ONLY = "stream_only"  # the model answers streams only: learned, sent again as a stream
     NEW_CHAT = "new_chat"  # a pinned Qwen Chat chat refused the turn (stale parent): sent again in a new chat
+    TRUNCATED = "truncated"  # over Qwen's context with Responses `truncation: "auto"`: the oldest items dropped
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,9 @@ def validate(body, sw: dict | None = None) -> tuple[int, dict] | None:
     """DashScope's 400s for what it refuses; None if the request is acceptable."""
     if not isinstance(body, dict):
         return 400, error("invalid_parameter_error", "The request body must be a JSON object.")
+    problem = rules.check_text(body)
+    if problem:
+        return problem
     if body.get("model") not in KNOWN_MODELS:
         return 400, error("model_not_found", f"The model `{body.get('model')}` does not exist or you do not have "
                                              "access to it.")
@@ -31,6 +34,9 @@ def validate(body, sw: dict | None = None) -> tuple[int, dict] | None:
     if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) for m in msgs):
         return 400, error("invalid_parameter_error", "messages must be a non-empty list of message objects.")
     sw = sw or {}
+    limit = sw.get("context_limit") or 0
+    if limit and sum(_tokens(text_of(m.get("content"))) for m in msgs) > limit:
+        return 400, error("invalid_parameter_error", f"Range of input length should be [1, {limit}]")
     return (rules.check_chat(body, sw.get("denied_models") or ())
             or rules.check_params(body, sw.get("stream_only_models") or ()) or search.check(body))
 
@@ -172,7 +178,7 @@ def embeddings(body) -> tuple[int, dict]:
     if not isinstance(body, dict) or body.get("model") not in EMBEDDING_MODELS:
         model = body.get("model") if isinstance(body, dict) else None
         return 400, error("model_not_found", f"The model `{model}` does not exist or you do not have access to it.")
-    problem = rules.check_embeddings(body.get("input"))
+    problem = rules.check_text(body) or rules.check_embeddings(body.get("input"))
     if problem:
         return problem
     inputs = body["input"]

@@ -37,6 +37,8 @@ DEFAULT_SWITCHES = {
     "think_leak": False,
     "split_writes": False,
     "stall_seconds": 30,
+    # the model's input limit in the emulator's tokens (0: none): longer prompts get Qwen's context 400
+    "context_limit": 0,
     # limits per token (0: off)
     "rpm_limit": 0,
     "daily_limit": 0,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..auth.pg import Database, placeholders, shown
 from ..auth.state import open_private_db, transaction
+from ..jsonio import valid_text
 from ..observer import Observer, cached_tokens, error_code, error_text, label, status_of, usage_int
 from ..redact import safe_message
 
@@ -70,7 +71,7 @@ class Ledger:
         names = list(COLUMNS)
         with self._lock, transaction(self._db):  # one commit per batch, not per row
             self._db.executemany(f"INSERT INTO usage ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-                                 [tuple(row.get(c) for c in names) for row in rows])
+                                 _values(rows, names))
 
     def query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
@@ -112,7 +113,7 @@ class SharedLedger:
         names = list(COLUMNS)
         sql = f"INSERT INTO usage ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))})"
         with self._lock, self._conn.transaction(), self._conn.cursor() as cur:  # one commit per batch
-            cur.executemany(sql, [tuple(row.get(c) for c in names) for row in rows])
+            cur.executemany(sql, _values(rows, names))
 
     def query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
@@ -122,6 +123,12 @@ class SharedLedger:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _values(rows: list[dict], names: list[str]) -> list[tuple]:
+    """The rows as the database takes them: a client's text (its model name, an error quoting it) may hold a
+    lone surrogate, which neither SQLite nor PostgreSQL can store."""
+    return [tuple(valid_text(v) if isinstance(v, str) else v for v in (row.get(c) for c in names)) for row in rows]
 
 
 def row_of(ex: Exchange) -> dict:

@@ -7,6 +7,7 @@ Also the one place that turns "no account can take this" into the OpenAI error a
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Collection
 
@@ -15,6 +16,7 @@ from ..auth.base import AccountUnavailable, Credential, NotCapable, Outcome, Poo
 from ..errors import GatewayError, UpstreamError
 from ..exchange import Exchange, Retry, RetryReason
 from ..models import Thinking, stream_refusal, thinking_refusal
+from ..tokens import truncate_chat
 
 # Throttling retries inside one client request: a short wait is better than an error.
 MAX_THROTTLE_RETRIES = 2
@@ -64,6 +66,10 @@ class RetryPolicy:
             ex.notes.append(f"{ex.upstream_model} answers streams only: sent again as a stream")
             ex.retries.append(Retry(RetryReason.STREAM_ONLY, account))
             return ex.cred
+        if err.kind == errors.CONTEXT and ex.extra.get("truncation") == "auto" and not _retried(
+                ex, RetryReason.TRUNCATED) and await _truncated(ex, err):
+            ex.retries.append(Retry(RetryReason.TRUNCATED, account))
+            return ex.cred
         if err.kind == errors.STALE and not _retried(ex, RetryReason.NEW_CHAT):
             ex.notes.append(f"{err.message}: sent again in a new chat")
             ex.retries.append(Retry(RetryReason.NEW_CHAT, account))
@@ -103,6 +109,27 @@ class RetryPolicy:
             raise err.to_gateway_error()
         ex.retries.append(Retry(reason, account, wait))
         return cred
+
+
+# Qwen counts with its own tokenizer: the gateway's estimate aims this far under the limit Qwen named.
+TRUNCATE_SHARE = 0.9
+_LIMIT = re.compile(r"\[1, (\d+)\]")  # "Range of input length should be [1, 983616]"
+
+
+async def _truncated(ex: Exchange, err: UpstreamError) -> bool:
+    """The Responses API's `truncation: "auto"` when Qwen says the input is over its limit: the oldest
+    messages dropped until the estimate fits (the limit from Qwen's message). False: nothing to drop."""
+    found = _LIMIT.search(err.message)
+    if found is None or not isinstance(ex.chat_body, dict):
+        return False
+    limit = int(int(found.group(1)) * TRUNCATE_SHARE)
+    fitted = await asyncio.to_thread(truncate_chat, ex.chat_body, limit)
+    if fitted is None or not fitted[1]:
+        return False
+    ex.chat_body, dropped, _ = fitted
+    ex.notes.append(f"truncation auto: Qwen's limit is {found.group(1)} tokens: the {dropped} oldest messages "
+                    "dropped, sent again")
+    return True
 
 
 def _retried(ex: Exchange, reason: RetryReason) -> int:

@@ -43,6 +43,8 @@ def responses_endpoint(store: Callable[[], ResponseStore],
             ex.extra["keep_before_end"] = True
         ex.extra["tools"] = t.tools
         ex.extra["items"] = t.items
+        if body.get("truncation") == "auto":  # the guard and the retry policy drop the oldest items to fit
+            ex.extra["truncation"] = "auto"
         if t.compaction:
             ex.extra["compaction"] = True
             ex.notes.append("compaction: the conversation summarised by one upstream call")
@@ -52,9 +54,11 @@ def responses_endpoint(store: Callable[[], ResponseStore],
         compaction = bool(ex.extra.get("compaction"))
         response = chat_to_response(chat, ex.body or {}, response_id=ex.extra["response_id"], created_at=ex.created,
                                     tools=ex.extra.get("tools"), seal=store().sealer.seal, compaction=compaction)
+        message = ((chat.get("choices") or [{}])[0].get("message") or {})
         if compaction:
-            message = ((chat.get("choices") or [{}])[0].get("message") or {})
             ex.extra["summary"] = str(message.get("content") or "").strip()
+        ex.extra["reasoning"] = {o["id"]: str(message.get("reasoning_content") or "")
+                                 for o in response["output"] if o["type"] == "reasoning"}
         return response
 
     def translator(ex: Exchange, encode=sse_event) -> ResponsesStreamTranslator:
@@ -71,11 +75,12 @@ def responses_endpoint(store: Callable[[], ResponseStore],
             ex.extra["durable"] = write
 
     def history_of(ex: Exchange, response: dict) -> list[dict]:
-        summary = ex.extra.get("summary")
-        if summary is None and ex.rewriter is not None:
-            summary = getattr(ex.rewriter.translator, "summary", None)
+        summary, reasoning = ex.extra.get("summary"), ex.extra.get("reasoning")
+        if ex.rewriter is not None:  # a stream: its translator kept them
+            summary = summary if summary is not None else getattr(ex.rewriter.translator, "summary", None)
+            reasoning = reasoning if reasoning is not None else getattr(ex.rewriter.translator, "reasoning", None)
         return history_items(ex.extra.get("items") or [], response, store().sealer.seal,
-                             summary=summary if ex.extra.get("compaction") else None)
+                             summary=summary if ex.extra.get("compaction") else None, reasoning=reasoning)
 
     def stream_failure(ex: Exchange) -> bytes | None:
         err = ex.error

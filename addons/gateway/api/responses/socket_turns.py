@@ -174,7 +174,8 @@ class Turns:
             ex.endpoint.finished(ex, final)
         summary = translator.summary if ex.extra.get("compaction") else None
         session.remember(final["id"], history_items(ex.extra.get("items") or [], final,
-                                                    gw._responses().sealer.seal, summary=summary))
+                                                    gw._responses().sealer.seal, summary=summary,
+                                                    reasoning=translator.reasoning))
 
     def _warm_up(self, session: Session, ex: Exchange, body: dict) -> None:
         rid = new_id("resp")

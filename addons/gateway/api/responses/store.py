@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ...auth.state import open_private_db, transaction
 from ...errors import GatewayError
+from ...jsonio import valid_text
 from ...seal import Sealer
 
 _SCHEMA = """
@@ -56,6 +57,7 @@ class ResponseStore:
             self._db.execute("DELETE FROM response_items WHERE response_id NOT IN (SELECT id FROM responses)")
 
     def _get(self, table: str, column: str, key: str, id: str):
+        id = valid_text(id)  # a client's id with a lone surrogate ("\ud83d") is no stored id: not found, no 500
         with self._lock:
             row = self._db.execute(f"SELECT {column} FROM {table} WHERE {key}=?", (id,)).fetchone()
         return json.loads(row[0]) if row else None
@@ -99,6 +101,7 @@ class ResponseStore:
             return self._db.execute("SELECT 1 FROM response_items WHERE id=?", (id,)).fetchone() is not None
 
     def delete(self, id: str) -> bool:
+        id = valid_text(id)
         with self._lock, transaction(self._db):
             gone = self._db.execute("DELETE FROM responses WHERE id=?", (id,)).rowcount > 0
             self._db.execute("DELETE FROM response_inputs WHERE id=?", (id,))
@@ -114,7 +117,7 @@ def rows_of(response: dict, history: list[dict] | dict, inputs: list[dict] | Non
     items = [i for i in (inputs or []) + list(response.get("output") or [])
              if isinstance(i, dict) and isinstance(i.get("id"), str)]
     return (rid, time.time(), json.dumps(response), json.dumps(history), json.dumps(inputs or []),
-            [(i["id"], rid, json.dumps(i)) for i in items])
+            [(valid_text(i["id"]), rid, json.dumps(i)) for i in items])  # a client id may hold a lone surrogate
 
 
 def wanted_ids(body: dict) -> list[str]:
@@ -124,4 +127,4 @@ def wanted_ids(body: dict) -> list[str]:
     if isinstance(items, list):
         ids += [i["id"] for i in items if isinstance(i, dict) and i.get("type") == "item_reference"
                 and isinstance(i.get("id"), str)]
-    return ids
+    return [valid_text(i) for i in ids]  # a database can look up no lone surrogate

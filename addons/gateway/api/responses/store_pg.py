@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ...auth.pg import Database, shown
 from ...errors import GatewayError
+from ...jsonio import valid_text
 from ...seal import load_key
 from .store import ResponseStore, rows_of
 
@@ -121,6 +122,7 @@ class SharedResponseStore(ResponseStore):
             self._keep(rid, created, response, history, inputs or "[]", [i for i in items if i[1] == rid])
 
     def delete(self, id: str) -> bool:
+        id = valid_text(id)  # a path with a lone surrogate names no stored response
         gone = super().delete(id)
         self.db.background(self._delete(id), "qwen: delete a response")
         return gone
