@@ -101,7 +101,6 @@ def test_codex_builtin_provider_turn_and_tool_round_trip_over_websocket(make_gat
     assert re.search(r"GET /v1/responses .* 101 ", gw.log())  # the turn went over the WebSocket (the request line)
     print(f"\nCodex turn with a tool round trip: built-in provider (WebSocket) {took:.2f} s, "
           f"custom provider (HTTPS) {custom_took:.2f} s")
-    assert took < custom_took + 1.0
 
 
 def test_codex_builtin_provider_through_the_explicit_proxy(make_gateway, emu, key_home, tmp_path):

@@ -71,4 +71,3 @@ def test_codex_with_codex_api_key_gets_its_model_list_from_the_gateway(proxy_wor
     _, custom_took = codex_run(world, gw, "custom", custom, QWENPROXY_API_KEY=CLIENT_KEY)
     print(f"\nCodex with CODEX_API_KEY through the explicit proxy: built-in provider {took:.2f} s, "
           f"custom provider {custom_took:.2f} s")
-    assert took < custom_took + 1.0

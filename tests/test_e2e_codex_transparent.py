@@ -62,7 +62,6 @@ def test_codex_builtin_provider_through_transparent_mode(world, transparent_gw):
     custom_took = time.monotonic() - start
     assert r.returncode == 0 and "pong-from-tool" in r.stdout + r.stderr, r.stdout + r.stderr
     print(f"\nCodex through transparent mode: built-in provider {took:.2f} s, custom provider {custom_took:.2f} s")
-    assert took < custom_took + 1.0
 
 
 def test_codex_builtin_provider_remote_compaction_through_transparent_mode(world, transparent_gw):
