@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
+from functools import partial
 
 from mitmproxy import ctx, http
 from mitmproxy.proxy import server_hooks
@@ -35,11 +36,13 @@ from .auth.pg import Database, shown
 from .auth.base import Pool
 from .auth.pool import AccountPool
 from .config import Config
-from .door import access, body, claim, listeners, options, routing
+from .door import access, body, claim, descriptors, headlimit, listeners, options, routing
+from .door.deadlines import HeadDeadlines
 from .door.fence import Fence
 from .errors import GatewayError
 from .exchange import Exchange
 from .local import Formats, LocalAnswers, error_response, health
+from .logtally import LogTally
 from .dispatch import Observers, call_safely
 from .observe import requestlog, terminal
 from .observe.guard import context_check
@@ -77,12 +80,18 @@ class QwenGateway:
         self.formats = Formats(registry.client_formats())
         self.settle = Settlement(pool=lambda: self.pool, observers=self.observers, flows=self._flows,
                                  formats=self.formats)
+        # hostile clients: oversized heads (door/headlimit), late heads (door/deadlines), descriptor storms
+        self.tally = LogTally(log)  # their log lines: one per kind per 10 s, with a count
+        self.deadlines = HeadDeadlines(self.tally)
+        self.accept_storms = descriptors.AcceptStorms(self.tally)
+        self._running = False
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
     def load(self, loader) -> None:
         config.declare(loader)
         terminal.keep_secrets_out_of_logs()  # mitmproxy's protocol debug prints clients' headers
+        descriptors.raise_soft_limit()
 
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
@@ -104,6 +113,11 @@ class QwenGateway:
             if stale is not None:
                 _close_later(stale)
             self.observers.configure(new)
+            if new.max_head != old.max_head or not headlimit.installed():
+                headlimit.install(headlimit.Limit(new.max_head, partial(
+                    headlimit.answer, endpoints=self.endpoints, formats=self.formats), self.tally))
+            if new.head_timeout != old.head_timeout and self._running:
+                self.deadlines.start(new.head_timeout)
         options.enforce(opts, updated, self.config, self.fence)
 
     def running(self) -> None:
@@ -113,8 +127,13 @@ class QwenGateway:
         if self.config.state_url:  # never a password: the option refuses a URL that carries one
             log.info("qwen: shared state on %s", shown(self.config.state_url))
         self.observers.running()
+        self.accept_storms.install(asyncio.get_running_loop())
+        self.deadlines.start(self.config.head_timeout)
+        self._running = True
 
     async def done(self) -> None:
+        self._running = False
+        self.deadlines.stop()
         closed = await listeners.close_clients(self.relay, self.sockets)  # first: flows end while all runs
         self.relay.stop()
         self.sockets.stop()
@@ -123,6 +142,8 @@ class QwenGateway:
             call_safely(self.pool.flush)
         self.observers.done()
         _close_later(self.engine.client)
+        self.tally.close()
+        self.accept_storms.uninstall(asyncio.get_running_loop())
         terminal.stopped(closed)
 
     # ---- the perimeter ----------------------------------------------------------------------------
@@ -136,6 +157,11 @@ class QwenGateway:
         """A connection that reached a listener beyond loopback before the gateway moved it is closed."""
         if self.fence.refuses_client(client.sockname):
             client.error = "qwen gateway: this listener is loopback-only"
+        else:
+            self.deadlines.opened(client)  # it owes a request head from now on
+
+    def client_disconnected(self, client) -> None:
+        self.deadlines.closed(client)
 
     async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         """Last line of defence (fence.py): claimed flows reach only the relay."""
@@ -145,12 +171,26 @@ class QwenGateway:
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         """Explicit proxy with client keys: a tunnel to a host the gateway does not answer is refused."""
+        self.deadlines.tunnelled(flow)
         if claim.no_passthrough(self.config) and not self.claims(flow):
             flow.response = error_response(access.PASSTHROUGH_REFUSED)
+
+    # a TCP tunnel passed through and a WebSocket session are exchanges in progress: never late for a head
+    def tcp_start(self, flow) -> None:
+        self.deadlines.began(flow)
+
+    def tcp_end(self, flow) -> None:
+        self.deadlines.ended(flow)
+
+    tcp_error = tcp_end
+
+    def websocket_end(self, flow) -> None:
+        self.deadlines.ended(flow)
 
     # ---- request ----------------------------------------------------------------------------------
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
+        self.deadlines.began(flow)  # a whole head: the connection owes nothing until this exchange ends
         if flow.response or flow.error or not flow.live:
             return
         try:
@@ -248,6 +288,8 @@ class QwenGateway:
             log.exception("qwen: could not start translating a stream")
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        if flow.websocket is None:  # a WebSocket session goes on until websocket_end
+            self.deadlines.ended(flow)
         ex = self._live.pop(flow.id, None)
         if ex is None or flow.response is None:
             self.settle.passed(flow)
@@ -258,6 +300,7 @@ class QwenGateway:
         return self.settle.durable(flow, ex) if "durable" in ex.extra else None
 
     def error(self, flow: http.HTTPFlow) -> None:
+        self.deadlines.ended(flow)
         ex = self._live.pop(flow.id, None)
         if ex is None:
             self.settle.passed(flow)
