@@ -168,6 +168,51 @@ def test_an_endless_chunk_size_line_is_cut_off(make_gateway, emu, oauth_home):
     assert serving(gw)
 
 
+def test_http2_header_lists_are_bounded_by_h2_itself(make_gateway, emu, oauth_home):
+    """A client that speaks HTTP/2 inside the explicit proxy's tunnel, with 100 KiB of headers: h2 (mitmproxy's
+    HTTP/2 library) refuses a header list over 64 KiB with a connection error (GOAWAY ENHANCE_YOUR_CALM, then
+    PROTOCOL_ERROR "Oversized header block"), not a 431; nothing reaches Qwen and the next client is served."""
+    import h2.config
+    import h2.connection
+    import h2.errors
+    import h2.events
+
+    gw = make_gateway("h2", mode="regular", env=oauth_home["env"])
+    raw = socket.create_connection(("127.0.0.1", gw.port), timeout=20)
+    raw.sendall(b"CONNECT api.openai.com:443 HTTP/1.1\r\nHost: api.openai.com:443\r\n\r\n")
+    assert _read_until(raw, b"\r\n\r\n").startswith(b"HTTP/1.1 200")
+    ctx = ssl.create_default_context(cafile=str(gw.ca_cert))
+    ctx.set_alpn_protocols(["h2"])
+    goaway = []
+    received = []
+    with ctx.wrap_socket(raw, server_hostname="api.openai.com") as tls:
+        assert tls.selected_alpn_protocol() == "h2"
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        body = json.dumps(CHAT).encode()
+        conn.send_headers(1, [(":method", "POST"), (":path", "/v1/chat/completions"), (":scheme", "https"),
+                              (":authority", "api.openai.com"), ("content-type", "application/json"),
+                              ("x-padding", "a" * (100 << 10))])
+        conn.send_data(1, body, end_stream=True)
+        tls.sendall(conn.data_to_send())
+        for _ in range(100):  # until the gateway ends the connection
+            data = tls.recv(65536)
+            if not data:
+                break
+            for event in conn.receive_data(data):
+                received.append(type(event).__name__)
+                if isinstance(event, h2.events.ConnectionTerminated):
+                    goaway.append((event.error_code, event.additional_data or b""))
+            if goaway:
+                break
+    assert goaway and "ResponseReceived" not in received, received
+    assert goaway[0][0] in (h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, h2.errors.ErrorCodes.PROTOCOL_ERROR), goaway
+    assert emu.chat_requests() == []
+    with httpx.Client(proxy=gw.url, verify=ssl.create_default_context(cafile=str(gw.ca_cert)), trust_env=False,
+                      timeout=20) as c:
+        assert c.post("https://api.openai.com/v1/chat/completions", json=CHAT).status_code == 200
+
+
 # ---- slow clients -----------------------------------------------------------------------------------
 
 
