@@ -92,7 +92,7 @@ def _read_headers(self, event):
 
 def _read_body(self, event):
     yield from _original["read_body"](self, event)
-    if len(self.buf) > _limit.size and getattr(self.state, "__func__", None) is _read_body:
+    if len(self.buf) > _limit.size and self.conn.connected and getattr(self.state, "__func__", None) is _read_body:
         # the body reader leaves only an unfinished chunk-size or trailer line in the buffer
         _note("chunk_line", lambda n: f"qwen: cut off {_requests(n)} whose chunk-size line ran over "
                                       f"{_kib(_limit.size)} (400)")
