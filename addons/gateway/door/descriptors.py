@@ -37,7 +37,7 @@ def raise_soft_limit() -> None:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if hard != resource.RLIM_INFINITY and soft < hard:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            log.info(f"qwen: open files limit raised from {soft} to {hard} (each client connection takes one)")
+            log.debug(f"qwen: open files limit raised from {soft} to {hard} (each client connection takes one)")
             soft = hard
     except (OSError, ValueError) as e:  # a platform that refuses (macOS with an unlimited hard limit)
         log.debug(f"qwen: open files limit left as it is: {e}")
