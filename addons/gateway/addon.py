@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from functools import partial
 
 from mitmproxy import ctx, http
 from mitmproxy.proxy import server_hooks
@@ -36,13 +35,12 @@ from .auth.pg import Database, shown
 from .auth.base import Pool
 from .auth.pool import AccountPool
 from .config import Config
-from .door import access, body, claim, descriptors, headlimit, listeners, options, routing
-from .door.deadlines import HeadDeadlines
+from .door import access, body, claim, listeners, options, routing
+from .door.hostile import HostileClients
 from .door.fence import Fence
 from .errors import GatewayError
 from .exchange import Exchange
 from .local import Formats, LocalAnswers, error_response, health
-from .logtally import LogTally
 from .dispatch import Observers, call_safely
 from .observe import requestlog, terminal
 from .observe.guard import context_check
@@ -80,18 +78,15 @@ class QwenGateway:
         self.formats = Formats(registry.client_formats())
         self.settle = Settlement(pool=lambda: self.pool, observers=self.observers, flows=self._flows,
                                  formats=self.formats)
-        # hostile clients: oversized heads (door/headlimit), late heads (door/deadlines), descriptor storms
-        self.tally = LogTally(log)  # their log lines: one per kind per 10 s, with a count
-        self.deadlines = HeadDeadlines(self.tally)
-        self.accept_storms = descriptors.AcceptStorms(self.tally)
-        self._running = False
+        self.clients = HostileClients(log, self.endpoints, self.formats)  # oversized and late heads, fd storms
+        self.deadlines = self.clients.deadlines  # told by the hooks when a head arrives and an exchange ends
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
     def load(self, loader) -> None:
         config.declare(loader)
         terminal.keep_secrets_out_of_logs()  # mitmproxy's protocol debug prints clients' headers
-        descriptors.raise_soft_limit()
+        self.clients.load()
 
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
@@ -113,11 +108,7 @@ class QwenGateway:
             if stale is not None:
                 _close_later(stale)
             self.observers.configure(new)
-            if new.max_head != old.max_head or not headlimit.installed():
-                headlimit.install(headlimit.Limit(new.max_head, partial(
-                    headlimit.answer, endpoints=self.endpoints, formats=self.formats), self.tally))
-            if new.head_timeout != old.head_timeout and self._running:
-                self.deadlines.start(new.head_timeout)
+            self.clients.configure(old, new)
         options.enforce(opts, updated, self.config, self.fence)
 
     def running(self) -> None:
@@ -127,13 +118,9 @@ class QwenGateway:
         if self.config.state_url:  # never a password: the option refuses a URL that carries one
             log.info("qwen: shared state on %s", shown(self.config.state_url))
         self.observers.running()
-        self.accept_storms.install(asyncio.get_running_loop())
-        self.deadlines.start(self.config.head_timeout)
-        self._running = True
+        self.clients.running(self.config)
 
     async def done(self) -> None:
-        self._running = False
-        self.deadlines.stop()
         closed = await listeners.close_clients(self.relay, self.sockets)  # first: flows end while all runs
         self.relay.stop()
         self.sockets.stop()
@@ -142,8 +129,7 @@ class QwenGateway:
             call_safely(self.pool.flush)
         self.observers.done()
         _close_later(self.engine.client)
-        self.tally.close()
-        self.accept_storms.uninstall(asyncio.get_running_loop())
+        self.clients.done()
         terminal.stopped(closed)
 
     # ---- the perimeter ----------------------------------------------------------------------------
@@ -182,10 +168,7 @@ class QwenGateway:
     def tcp_end(self, flow) -> None:
         self.deadlines.ended(flow)
 
-    tcp_error = tcp_end
-
-    def websocket_end(self, flow) -> None:
-        self.deadlines.ended(flow)
+    tcp_error = websocket_end = tcp_end
 
     # ---- request ----------------------------------------------------------------------------------
 
