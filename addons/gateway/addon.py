@@ -36,6 +36,7 @@ from .auth.base import Pool
 from .auth.pool import AccountPool
 from .config import Config
 from .door import access, body, claim, listeners, options, routing
+from .door.hostile import HostileClients
 from .door.fence import Fence
 from .errors import GatewayError
 from .exchange import Exchange
@@ -77,12 +78,15 @@ class QwenGateway:
         self.formats = Formats(registry.client_formats())
         self.settle = Settlement(pool=lambda: self.pool, observers=self.observers, flows=self._flows,
                                  formats=self.formats)
+        self.clients = HostileClients(log, self.endpoints, self.formats)  # oversized and late heads, fd storms
+        self.deadlines = self.clients.deadlines  # told by the hooks when a head arrives and an exchange ends
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
     def load(self, loader) -> None:
         config.declare(loader)
         terminal.keep_secrets_out_of_logs()  # mitmproxy's protocol debug prints clients' headers
+        self.clients.load()
 
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
@@ -104,6 +108,7 @@ class QwenGateway:
             if stale is not None:
                 _close_later(stale)
             self.observers.configure(new)
+            self.clients.configure(old, new)
         options.enforce(opts, updated, self.config, self.fence)
 
     def running(self) -> None:
@@ -113,6 +118,7 @@ class QwenGateway:
         if self.config.state_url:  # never a password: the option refuses a URL that carries one
             log.info("qwen: shared state on %s", shown(self.config.state_url))
         self.observers.running()
+        self.clients.running(self.config)
 
     async def done(self) -> None:
         closed = await listeners.close_clients(self.relay, self.sockets)  # first: flows end while all runs
@@ -123,6 +129,7 @@ class QwenGateway:
             call_safely(self.pool.flush)
         self.observers.done()
         _close_later(self.engine.client)
+        self.clients.done()
         terminal.stopped(closed)
 
     # ---- the perimeter ----------------------------------------------------------------------------
@@ -136,6 +143,11 @@ class QwenGateway:
         """A connection that reached a listener beyond loopback before the gateway moved it is closed."""
         if self.fence.refuses_client(client.sockname):
             client.error = "qwen gateway: this listener is loopback-only"
+        else:
+            self.deadlines.opened(client)  # it owes a request head from now on
+
+    def client_disconnected(self, client) -> None:
+        self.deadlines.closed(client)
 
     async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         """Last line of defence (fence.py): claimed flows reach only the relay."""
@@ -145,12 +157,23 @@ class QwenGateway:
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         """Explicit proxy with client keys: a tunnel to a host the gateway does not answer is refused."""
+        self.deadlines.tunnelled(flow)
         if claim.no_passthrough(self.config) and not self.claims(flow):
             flow.response = error_response(access.PASSTHROUGH_REFUSED)
+
+    # a TCP tunnel passed through and a WebSocket session are exchanges in progress: never late for a head
+    def tcp_start(self, flow) -> None:
+        self.deadlines.began(flow)
+
+    def tcp_end(self, flow) -> None:
+        self.deadlines.ended(flow)
+
+    tcp_error = websocket_end = tcp_end
 
     # ---- request ----------------------------------------------------------------------------------
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
+        self.deadlines.began(flow)  # a whole head: the connection owes nothing until this exchange ends
         if flow.response or flow.error or not flow.live:
             return
         try:
@@ -248,6 +271,8 @@ class QwenGateway:
             log.exception("qwen: could not start translating a stream")
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        if flow.websocket is None:  # a WebSocket session goes on until websocket_end
+            self.deadlines.ended(flow)
         ex = self._live.pop(flow.id, None)
         if ex is None or flow.response is None:
             self.settle.passed(flow)
@@ -258,6 +283,7 @@ class QwenGateway:
         return self.settle.durable(flow, ex) if "durable" in ex.extra else None
 
     def error(self, flow: http.HTTPFlow) -> None:
+        self.deadlines.ended(flow)
         ex = self._live.pop(flow.id, None)
         if ex is None:
             self.settle.passed(flow)

@@ -100,6 +100,13 @@ def declare(loader) -> None:
         "With client keys set, still relay traffic to hosts the gateway does not answer (explicit proxy). "
         "Off: the proxy is no open relay for whoever holds no key.")
     add("qwen_max_body_mb", int, 32, "Largest request body accepted, in MiB, after decompression (413 above).")
+    add("qwen_max_header_kb", int, 64,
+        "Largest request head (request line and headers) accepted over HTTP/1, in KiB: above it the client gets "
+        "431 and the connection is closed. HTTP/2 header lists are held to 64 KiB by h2 itself.")
+    add("qwen_head_timeout", int, 60,
+        "Seconds a client connection may go without sending a complete request head: from when it opens (TLS "
+        "handshake and CONNECT included) and from the end of its last answer, so an idle keep-alive connection "
+        "is closed after this long too (0: never). A stream or WebSocket session in progress is never cut.")
     add("qwen_allowed_hosts", Sequence[str], [],
         "More host names the gateway answers for (Host header, browser Origin) besides localhost, loopback "
         "addresses, the address a client connected to, and qwen_intercept_hosts.")
@@ -140,6 +147,8 @@ class Config:
     web_pin: str = "off"
     web_pin_ttl: float = 3600
     max_body: int = 32 << 20
+    max_head: int = 64 << 10
+    head_timeout: float = 60
     token_count: bool = True
     metrics: bool = True
     context_limits: dict[str, int] = field(default_factory=dict)
@@ -170,12 +179,12 @@ def normalise_host(host: str) -> str:
 def parse(o) -> Config:
     """Options -> Config; raises OptionsError for any bad value (mitmproxy then refuses to start)."""
     env = os.environ
-    for name in ("qwen_max_body_mb",):
+    for name in ("qwen_max_body_mb", "qwen_max_header_kb"):
         if getattr(o, name) <= 0:
             raise exceptions.OptionsError(f"{name} must be positive")
     for name in ("qwen_upstream_timeout", "qwen_upstream_keepalive", "qwen_stream_idle_timeout",
                  "qwen_context_limit_default", "qwen_web_flow_limit", "qwen_web_min_interval",
-                 "qwen_web_pin_ttl"):
+                 "qwen_web_pin_ttl", "qwen_head_timeout"):
         if getattr(o, name) < 0:
             raise exceptions.OptionsError(f"{name} must be 0 or more")
     if o.qwen_debug_log_count < 1:
@@ -221,6 +230,8 @@ def parse(o) -> Config:
         allow_open=o.qwen_allow_open,
         allow_passthrough=o.qwen_allow_passthrough,
         max_body=o.qwen_max_body_mb << 20,
+        max_head=o.qwen_max_header_kb << 10,
+        head_timeout=o.qwen_head_timeout,
         token_count=o.qwen_token_count,
         metrics=o.qwen_metrics,
         context_limits=parse_limits(o.qwen_context_limits),
