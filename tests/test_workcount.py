@@ -1,0 +1,199 @@
+"""The work one request costs the gateway, counted inside a real mitmdump (tests/helpers/workcount.py): JSON
+encodes and decodes, SQL statements, thread hand-offs, timers, tasks, log records — for one request of each
+main kind, and for a batch of requests (what the ledger and the per-account counts write once per batch).
+
+A count, never a clock: these numbers are the same on a quiet and on a busy machine. Each expected number
+is a list of named items (what the gateway must do for that request); a change that adds per-request work
+makes the count grow and the test fail, with the item list saying what was allowed. Work that belongs in a
+batch (a SQL statement per request, a thread hand-off per request) is caught by the batch test: N requests
+must cost N times the per-request items plus the batch's items once.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+
+from helpers.procs import ROOT, Gateway, write_creds
+
+pytestmark = pytest.mark.e2e
+
+WORKCOUNT = ROOT / "tests" / "helpers" / "workcount.py"
+KINDS = ("json_decode", "json_encode", "sql", "thread_handoff", "thread_wakeup", "timer", "task", "log_record")
+
+
+class Counter:
+    """The control socket of tests/helpers/workcount.py."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=90)
+        self.file = self.sock.makefile("rwb")
+
+    def __call__(self, command: str):
+        self.file.write(command.encode() + b"\n")
+        self.file.flush()
+        return json.loads(self.file.readline())
+
+    def measure(self, send) -> dict[str, int]:
+        """The work of what `send()` does, its batch closed: every counter, zeros included."""
+        self("flush")
+        self("reset")
+        send()
+        self("flush")
+        got = self("counts")
+        self.sites = self("sites")
+        return {k: got.get(k, 0) for k in sorted(set(KINDS) | set(got))}
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def counted(emulator, tmp_path_factory):
+    home = tmp_path_factory.mktemp("workcount")
+    token = emulator.seed_token(expires_in=24 * 3600)
+    write_creds(home / ".qwen", access_token=token, resource_url=emulator.url, expires_in=24 * 3600)
+    portfile = home / "workcount.port"
+    gw = Gateway(home / "gw", args=("-s", str(WORKCOUNT)), env={
+        "QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(home / "state"),
+        "QWEN_OAUTH_BASE_URL": emulator.url, "HOME": str(home), "QWEN_TEST_WORKCOUNT": str(portfile)}).start()
+    counter = Counter(int(_wait(portfile, gw)))
+    client = httpx.Client(base_url=gw.url, timeout=60, trust_env=False,
+                          headers={"authorization": "Bearer sk-client-key-ignored"})
+    yield gw, counter, client
+    client.close()
+    counter.close()
+    gw.stop()
+
+
+def _wait(path: Path, gw: Gateway) -> str:
+    import time
+    for _ in range(600):
+        if path.exists() and path.read_text():
+            return path.read_text()
+        assert gw.alive(), gw.log()
+        time.sleep(0.05)
+    raise AssertionError("the work counter did not start\n" + gw.log())
+
+
+CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "say three words"}]}
+
+
+def whole_chat(client: httpx.Client) -> bytes:
+    r = client.post("/v1/chat/completions", json=CHAT)
+    assert r.status_code == 200, r.text
+    return r.content
+
+
+def streamed_chat(client: httpx.Client) -> bytes:
+    with client.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as r:
+        assert r.status_code == 200
+        body = r.read()
+    assert body.rstrip().endswith(b"data: [DONE]"), body[-200:]
+    return body
+
+
+def stored_response(client: httpx.Client) -> bytes:
+    with client.stream("POST", "/v1/responses", json={"model": "gpt-5.5", "input": "say three words",
+                                                      "stream": True, "store": True}) as r:
+        assert r.status_code == 200
+        body = r.read()
+    assert b"response.completed" in body, body[-300:]
+    return body
+
+
+def messages(client: httpx.Client) -> bytes:
+    with client.stream("POST", "/v1/messages", headers={"anthropic-version": "2023-06-01"},
+                       json={"model": "claude-sonnet-4-6", "max_tokens": 64, "stream": True,
+                             "messages": [{"role": "user", "content": "say three words"}]}) as r:
+        assert r.status_code == 200
+        body = r.read()
+    assert b"message_stop" in body, body[-300:]
+    return body
+
+
+SENDERS = {"whole chat": whole_chat, "streamed chat": streamed_chat, "Responses, stored": stored_response,
+           "Messages, streamed": messages}
+
+
+# What each request must cost the gateway: (how many, what) per counter. "per event" items are multiplied by
+# the stream's events: `upstream` (the JSON events the gateway read from Qwen) or `client` (the events the
+# client got, [DONE] excluded). Every counter not named here must be 0.
+Item = tuple[int | str, str]
+COMMON: dict[str, list[Item]] = {
+    "json_decode": [(1, "the client's body (door/body.parse_json)")],
+    "json_encode": [(1, "the session id's digest of the conversation's opening (dashscope/rules.session_id)"),
+                    (1, "the body sent to Qwen (engine._wire)")],
+    "sql": [(1, "the ledger's row: one row of the batch's INSERT (observe/ledger)")],
+    "timer": [(1, "the upstream exchange's deadline: one watchdog for its head and every read (upstream/client)")],
+    "log_record": [(1, "the request line (observe/requestlog)")],
+}
+STREAM: dict[str, list[Item]] = {
+    "json_decode": [("upstream", "each event Qwen sent (streaming.StreamRewriter)")],
+    "json_encode": [("client", "each event the client got (the endpoint's stream translator)")],
+}
+PER_REQUEST: dict[str, dict[str, list[Item]]] = {
+    "whole chat": {
+        "json_decode": [(1, "Qwen's answer (forward.upstream_json)")],
+        "json_encode": [(1, "the client's answer (local.json_response)")],
+    },
+    "streamed chat": STREAM,
+    "Responses, stored": {
+        **STREAM,
+        # the local store (api/responses/store.py) keeps the response and its items, today on the event loop
+        "json_encode": [*STREAM["json_encode"], (1, "the sealed reasoning of the stored response (seal.seal)"),
+                        (6, "the stored response's rows: the response and its input and output items "
+                            "(api/responses/store.rows_of)")],
+        "sql": [(10, "the stored response's write: BEGIN, 8 rows, COMMIT (api/responses/store._keep)")],
+    },
+    "Messages, streamed": STREAM,
+}
+# What a batch costs once, however many requests it holds (the ledger's window, the per-account counts).
+PER_BATCH: dict[str, list[Item]] = {
+    "sql": [(2, "the ledger's BEGIN and COMMIT"),
+            (3, "the per-account request counts: BEGIN, one upsert per account and day, COMMIT (auth/state)")],
+    "timer": [(1, "the ledger's window (observe/ledger)")],
+    "task": [(1, "the ledger's flush")],
+    "thread_handoff": [(1, "the ledger's write, in a worker thread")],
+    "thread_wakeup": [(1, "the ledger's write done, back to the event loop")],
+}
+
+
+def expected(kind: str, requests: int, upstream: int, client: int) -> dict[str, int]:
+    """The allowed counts for `requests` requests of `kind` holding `upstream` and `client` events in all."""
+    units = {"upstream": upstream, "client": client}
+    out = {k: 0 for k in KINDS}
+    per_request = {**COMMON}
+    for name, items in PER_REQUEST[kind].items():
+        per_request[name] = [*COMMON.get(name, []), *items]
+    for name, items in per_request.items():
+        out[name] += sum(requests * n if isinstance(n, int) else units[n] for n, _ in items)
+    for name, items in PER_BATCH.items():
+        out[name] += sum(n for n, _ in items)
+    return out
+
+
+def client_events(body: bytes) -> int:
+    """The events of a stream the client got ([DONE] excluded); 0 for a whole answer."""
+    return sum(1 for line in body.splitlines() if line.startswith(b"data:") and line.strip() != b"data: [DONE]")
+
+
+@pytest.mark.parametrize("requests", [1, 5])
+@pytest.mark.parametrize("kind", list(SENDERS))
+def test_the_work_of_one_request_and_of_a_batch(counted, emulator, kind, requests):
+    """N requests of a kind cost N times its per-request items and the batch's items once: per-request work a
+    batch would do (a statement per row committed alone, a thread hand-off per request) fails here."""
+    gw, counter, client = counted
+    emulator.reset()
+    send = SENDERS[kind]
+    for _ in range(2):  # warm: the first request of a kind opens databases, loads encodings, fills caches
+        send(client)
+    bodies: list[bytes] = []
+    got = counter.measure(lambda: bodies.extend(send(client) for _ in range(requests)))
+    upstream = got.pop("upstream_events", 0)
+    want = expected(kind, requests, upstream, sum(client_events(b) for b in bodies))
+    assert got == want, f"{kind}, {requests} request(s): where the gateway did it: {counter.sites}"
