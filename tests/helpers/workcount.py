@@ -24,7 +24,9 @@ wraps the one function every caller goes through:
     thread_wakeup               loop.call_soon_threadsafe from any thread but the event loop's (a worker
                                 thread handing a result back); not attributed: mitmdump has no threads
                                 of its own on a request's path
-    timer                       loop.call_at (call_later, asyncio.timeout, wait_for, sleep)
+    timer                       loop.call_at (call_later, asyncio.timeout, wait_for, sleep); the client
+                                watch's timer (forward.ClientWatch: one for all waiting requests, armed
+                                per 0.1 s of waiting, not per request) is `per_process_timer`
     task                        loop.create_task (asyncio.create_task, ensure_future of a coroutine)
     log_record                  a record the gateway's loggers handle (a request line, a warning)
 
@@ -166,7 +168,18 @@ if psycopg is not None:
 _wrap(concurrent.futures.ThreadPoolExecutor, "submit", "thread_handoff")
 _wrap(threading.Thread, "start", "thread_handoff")
 _wrap(queue.Queue, "put", "thread_handoff")
-_wrap(asyncio.BaseEventLoop, "call_at", "timer")
+_real_call_at = asyncio.BaseEventLoop.call_at
+PER_PROCESS_TIMERS = ("ClientWatch._look",)  # one timer for every waiting request: per 0.1 s, not per request
+
+
+def _call_at(self, when, callback, *args, **kwargs):
+    if site := _ours():
+        per_process = getattr(callback, "__qualname__", "") in PER_PROCESS_TIMERS
+        _count("per_process_timer" if per_process else "timer", 1, site)
+    return _real_call_at(self, when, callback, *args, **kwargs)
+
+
+asyncio.BaseEventLoop.call_at = _call_at  # type: ignore[method-assign]
 _wrap(asyncio.BaseEventLoop, "create_task", "task")
 _wrap(logging.Logger, "handle", "log_record")
 _loop_thread: int | None = None
