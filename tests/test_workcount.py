@@ -60,14 +60,16 @@ def counted(emulator, tmp_path_factory):
     portfile = home / "workcount.port"
     gw = Gateway(home / "gw", args=("-s", str(WORKCOUNT)), env={
         "QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(home / "state"),
-        "QWEN_OAUTH_BASE_URL": emulator.url, "HOME": str(home), "QWEN_TEST_WORKCOUNT": str(portfile)}).start()
-    counter = Counter(int(_wait(portfile, gw)))
-    client = httpx.Client(base_url=gw.url, timeout=60, trust_env=False,
-                          headers={"authorization": "Bearer sk-client-key-ignored"})
-    yield gw, counter, client
-    client.close()
-    counter.close()
-    gw.stop()
+        "QWEN_OAUTH_BASE_URL": emulator.url, "HOME": str(home), "QWEN_TEST_WORKCOUNT": str(portfile)})
+    try:
+        gw.start()
+        counter = Counter(int(_wait(portfile, gw)))
+        with httpx.Client(base_url=gw.url, timeout=60, trust_env=False,
+                          headers={"authorization": "Bearer sk-client-key-ignored"}) as client:
+            yield gw, counter, client
+        counter.close()
+    finally:
+        gw.stop()
 
 
 def _wait(path: Path, gw: Gateway) -> str:
