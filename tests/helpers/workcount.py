@@ -5,7 +5,8 @@ control socket (127.0.0.1, a thread of its own). A line sent there is a command,
 
     reset   zero every counter
     flush   close the batches: wait until no exchange is open, write the batched ledger rows and
-            per-account request counts (the gateway's own flush methods: their work is counted too)
+            per-account request counts (the gateway's own flush methods: their work is counted too),
+            and wait for the gateway's tasks those flushes started (a shared database's writes)
     counts  the counters: {"json_decode": n, ...}
     sites   where they were counted: {"json_decode forward:upstream_json": n, ...} (the gateway's
             innermost frame: what a failing test prints)
@@ -17,8 +18,9 @@ wraps the one function every caller goes through:
     json_decode / json_encode   json.loads / json.dumps / JSONEncoder.iterencode (outside json.dumps),
                                 orjson.loads / orjson.dumps
     sql                         every statement SQLite runs (a trace callback on every connection, the
-                                ones opened before this script too) and every psycopg execute (per row
-                                of an executemany)
+                                ones opened before this script too)
+    pg_execute                  every psycopg execute (per row of an executemany); the statements the
+                                PostgreSQL server runs, BEGIN and COMMIT included, are in its log
     thread_handoff              ThreadPoolExecutor.submit (asyncio.to_thread, run_in_executor), a new
                                 Thread started, queue.Queue.put
     thread_wakeup               loop.call_soon_threadsafe from any thread but the event loop's (a worker
@@ -26,7 +28,9 @@ wraps the one function every caller goes through:
                                 of its own on a request's path
     timer                       loop.call_at (call_later, asyncio.timeout, wait_for, sleep); the client
                                 watch's timer (forward.ClientWatch: one for all waiting requests, armed
-                                per 0.1 s of waiting, not per request) is `per_process_timer`
+                                per 0.1 s of waiting, not per request) and the shared state listener's
+                                (auth/pg.follow) are `per_process_timer`; psycopg's own (its pool's
+                                waits, which vary with its connections' state) `library_timer`
     task                        loop.create_task (asyncio.create_task, ensure_future of a coroutine)
     log_record                  a record the gateway's loggers handle (a request line, a warning)
 
@@ -156,12 +160,12 @@ try:
     import psycopg
 except ImportError:  # pragma: no cover - psycopg is a dependency of the shared state
     psycopg = None
-if psycopg is not None:
+if psycopg is not None:  # the calls; what the server runs (BEGIN and COMMIT too) its log says (the test)
     for _cls in (psycopg.Cursor, psycopg.AsyncCursor, psycopg.ClientCursor, psycopg.AsyncClientCursor):
         if "execute" in vars(_cls):
-            _wrap(_cls, "execute", "sql")
+            _wrap(_cls, "execute", "pg_execute")
         if "executemany" in vars(_cls):
-            _wrap(_cls, "executemany", "sql", rows=lambda a: len(list(a[2])) if len(a) > 2 else 1)
+            _wrap(_cls, "executemany", "pg_execute", rows=lambda a: len(list(a[2])) if len(a) > 2 else 1)
 
 # ---- threads, timers, tasks, log records -----------------------------------------------------------
 
@@ -169,18 +173,53 @@ _wrap(concurrent.futures.ThreadPoolExecutor, "submit", "thread_handoff")
 _wrap(threading.Thread, "start", "thread_handoff")
 _wrap(queue.Queue, "put", "thread_handoff")
 _real_call_at = asyncio.BaseEventLoop.call_at
-PER_PROCESS_TIMERS = ("ClientWatch._look",)  # one timer for every waiting request: per 0.1 s, not per request
+# A clock's timers, not a request's: the client watch (one timer for every waiting whole answer, per 0.1 s)
+# and the shared state's listener (its wait for notifications, a full reload every few seconds)
+PER_PROCESS_TIMERS = ("ClientWatch._look",)
+PER_PROCESS_SITES = ("auth.pg:follow",)
+
+
+LIBRARIES = ("psycopg",)  # a database driver's own timers (its pool's waits): its business, not counted as ours
+
+
+def _library(depth: int = 2) -> bool:
+    """Whether a library's frame comes before the gateway's on the calling stack."""
+    f = sys._getframe(depth)
+    while f is not None:
+        module = f.f_globals.get("__name__", "")
+        if module.startswith(PACKAGE):
+            return False
+        if module.startswith(LIBRARIES):
+            return True
+        f = f.f_back
+    return False
 
 
 def _call_at(self, when, callback, *args, **kwargs):
     if site := _ours():
-        per_process = getattr(callback, "__qualname__", "") in PER_PROCESS_TIMERS
-        _count("per_process_timer" if per_process else "timer", 1, site)
+        per_process = getattr(callback, "__qualname__", "") in PER_PROCESS_TIMERS or site in PER_PROCESS_SITES
+        kind = "per_process_timer" if per_process else "library_timer" if _library() else "timer"
+        _count(kind, 1, site)
     return _real_call_at(self, when, callback, *args, **kwargs)
 
 
 asyncio.BaseEventLoop.call_at = _call_at  # type: ignore[method-assign]
-_wrap(asyncio.BaseEventLoop, "create_task", "task")
+_recent: set[asyncio.Task] = set()  # the gateway's tasks started by `flush`: it waits for them to end
+_flushing = threading.Event()
+_real_create_task = asyncio.BaseEventLoop.create_task
+
+
+def _create_task(self, *args, **kwargs):
+    task = _real_create_task(self, *args, **kwargs)
+    if site := _ours():
+        _count("task", 1, site)
+        if _flushing.is_set():
+            _recent.add(task)
+            task.add_done_callback(_recent.discard)
+    return task
+
+
+asyncio.BaseEventLoop.create_task = _create_task  # type: ignore[method-assign]
 _wrap(logging.Logger, "handle", "log_record")
 _loop_thread: int | None = None
 _real_threadsafe = asyncio.BaseEventLoop.call_soon_threadsafe
@@ -212,6 +251,11 @@ from qwen_gateway.observe.ledger import UsageLedger  # noqa: E402
 
 UsageLedger.FLUSH_S = HOLD_S
 AccountState.FLUSH_S = HOLD_S
+
+
+def _gateways(task: asyncio.Task) -> bool:
+    frame = getattr(task.get_coro(), "cr_frame", None)
+    return frame is not None and frame.f_globals.get("__name__", "").startswith(PACKAGE)
 
 
 class WorkCount:
@@ -251,6 +295,13 @@ class WorkCount:
             await asyncio.sleep(0.01)
         else:
             raise RuntimeError("exchanges still open")
+        _flushing.set()
+        try:
+            await self._close_batches(gw)
+        finally:
+            _flushing.clear()
+
+    async def _close_batches(self, gw) -> None:
         ledger = next(o for o in gw.observers.all if isinstance(o, UsageLedger))
         if ledger._rows:
             ledger._flush_soon()  # what the end of the window does
@@ -258,6 +309,14 @@ class WorkCount:
             await asyncio.gather(*ledger._writes)
         if gw.pool is not None:
             gw.pool.flush()
+        for _ in range(1000):  # what the flushes started (a shared database's writes run as tasks); a
+            # library's long-lived tasks started meanwhile (a connection pool's workers) are not waited for
+            pending = [t for t in _recent if not t.done() and _gateways(t)]
+            if not pending:
+                break
+            await asyncio.wait(pending, timeout=0.05)
+        else:
+            raise RuntimeError(f"tasks still running: {pending}")
 
     def _handler(self):
         owner = self
