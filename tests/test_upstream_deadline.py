@@ -18,6 +18,12 @@ async def _server(handler) -> tuple[asyncio.Server, str]:
     return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/chat"
 
 
+async def _silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Reads the request, answers nothing."""
+    await reader.readuntil(b"\r\n\r\n")
+    await asyncio.sleep(3600)
+
+
 def _chunked_server(pieces: int, gap: float, stall_after: int | None = None):
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
@@ -56,10 +62,7 @@ class TimerCount:
 
 
 async def test_a_head_that_does_not_come_is_a_timeout():
-    async def silent(reader, writer):
-        await reader.readuntil(b"\r\n\r\n")
-        await asyncio.sleep(3600)
-    server, url = await _server(silent)
+    server, url = await _server(_silent)
     client = UpstreamClient(keepalive=5)
     try:
         with pytest.raises(UpstreamTimeout, match="no answer within 0.2 s"):
@@ -121,10 +124,7 @@ async def test_a_whole_answer_costs_one_timer(monkeypatch):
 
 
 async def test_a_cancellation_that_is_not_the_deadlines_goes_on():
-    async def silent(reader, writer):
-        await reader.readuntil(b"\r\n\r\n")
-        await asyncio.sleep(3600)
-    server, url = await _server(silent)
+    server, url = await _server(_silent)
     client = UpstreamClient(keepalive=5)
     try:
         task = asyncio.ensure_future(client.send(url, [], b"{}", head_timeout=600, read_timeout=600))
