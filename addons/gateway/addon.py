@@ -73,6 +73,7 @@ class QwenGateway:
                                                                lambda: self.background),
                                   metrics=lambda: self.observers.exposition(self.pool) if self.observers.exposition else None)
         self.fence = Fence()
+        self.watch = forward.ClientWatch()  # whole answers given up when their client leaves
         self._live: dict[str, Exchange] = {}  # flow id -> exchange, until response/error
         self._flows: dict[str, http.HTTPFlow] = {}  # exchange id -> flow, for the engine's callback
         self.formats = Formats(registry.client_formats())
@@ -233,7 +234,8 @@ class QwenGateway:
         if ex.stream:
             await self._relay(flow, ex)
         else:
-            flow.response, ex.extra["final"] = await forward.answer_whole(self.engine.open, ex, flow.client_conn)
+            flow.response, ex.extra["final"] = await forward.answer_whole(self.engine.open, ex, flow.client_conn,
+                                                                              self.watch)
 
     async def check_context(self, ex: Exchange) -> None:
         """The context guard: a prompt longer than the model takes is refused before it goes upstream."""

@@ -163,25 +163,60 @@ def upstream_json(body: bytes) -> dict:
     return data
 
 
-async def answer_whole(open_upstream: OpenUpstream, ex: Exchange,
-                       client: connection.Client) -> tuple[http.Response, dict | None]:
-    """A whole answer (the endpoint's own fetch, else the engine's), given up as soon as the client leaves.
+class ClientWatch:
+    """Whole answers given up when their client leaves. mitmproxy holds a client's close until the `request`
+    hook returns, so the hook would wait for an answer nobody reads; the connection's state says at once
+    that the client closed it (EOF). One timer looks at every waiting client each CLIENT_WATCH seconds, and
+    only while one waits: a request pays an entry in a dict, not a task and a timer of its own."""
 
-    mitmproxy holds a client's close until the request hook returns, so the hook would wait for an answer
-    nobody reads; the connection's state says at once that the client closed it (EOF), and then the upstream
-    request is cancelled (its connection closed, as the relay does for a stream) and the exchange ends 499."""
-    work = asyncio.ensure_future(_whole(open_upstream, ex))
+    def __init__(self) -> None:
+        self._waiting: dict[asyncio.Task, connection.Client] = {}
+        self._left: set[asyncio.Task] = set()  # cancelled here: their client left
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, task: asyncio.Task, client: connection.Client) -> None:
+        self._waiting[task] = client
+        loop = asyncio.get_running_loop()
+        if self._handle is None or self._loop is not loop:
+            self._loop, self._handle = loop, loop.call_later(CLIENT_WATCH, self._look)
+
+    def discard(self, task: asyncio.Task) -> bool:
+        """Stop watching `task`; whether it was cancelled because its client left."""
+        self._waiting.pop(task, None)
+        if task in self._left:
+            self._left.discard(task)
+            return True
+        return False
+
+    def _look(self) -> None:
+        self._handle = None
+        for task, client in list(self._waiting.items()):
+            if not client.state & connection.ConnectionState.CAN_READ and task not in self._left:
+                self._left.add(task)
+                task.cancel()
+        if self._waiting and self._loop is not None:
+            self._handle = self._loop.call_later(CLIENT_WATCH, self._look)
+
+
+async def answer_whole(open_upstream: OpenUpstream, ex: Exchange, client: connection.Client,
+                       watch: ClientWatch) -> tuple[http.Response, dict | None]:
+    """A whole answer (the endpoint's own fetch, else the engine's), given up as soon as the client leaves:
+    the upstream request is cancelled (its connection closed, as the relay does for a stream) and the
+    exchange ends 499."""
+    task = asyncio.current_task()
+    assert task is not None
+    watch.add(task, client)
     try:
-        while not work.done():
-            await asyncio.wait((work,), timeout=CLIENT_WATCH)
-            if not work.done() and not client.state & connection.ConnectionState.CAN_READ:
-                work.cancel()
-                raise GatewayError(499, "Client disconnected before the answer: the upstream request was "
-                                        "cancelled.", code="client_disconnected")
+        return await _whole(open_upstream, ex)
+    except asyncio.CancelledError:
+        if watch.discard(task) and task.uncancel() == 0:  # else cancelled by someone else too: that goes on
+            raise GatewayError(499, "Client disconnected before the answer: the upstream request was "
+                                    "cancelled.", code="client_disconnected") from None
+        raise
     finally:
-        if not work.done():
-            work.cancel()
-    return work.result()
+        if watch.discard(task):  # the client left, but the answer was complete before the cancel landed
+            task.uncancel()
 
 
 async def _whole(open_upstream: OpenUpstream, ex: Exchange) -> tuple[http.Response, dict | None]:

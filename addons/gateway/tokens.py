@@ -67,6 +67,10 @@ class Encoding:
 
 
 def _tiktoken_encoding(method: str, enc) -> Encoding:
+    if isinstance(getattr(enc, "_mergeable_ranks", None), dict):
+        # tiktoken keeps a Python copy of the 100,256 ranks beside its Rust core (~14 MB of RSS) that only
+        # pickling by value and its teaching module read; encoding and decoding go through the core
+        enc._mergeable_ranks = {}
     core = getattr(enc, "_core_bpe", None)
     raw = getattr(core, "encode_to_tiktoken_buffer", None)
     to_buffer = None
