@@ -8,6 +8,11 @@
 - `migrate`: each store brings its own numbered schema steps; `schema_version` remembers how far each
   component got, and an advisory lock makes two gateways starting at once take turns.
 - `placeholders`: SQL written for SQLite (`?`) made psycopg's (`%s`).
+- Faults (storage.py): a database that cannot be reached, restarts or runs out of room is one
+  `StateUnavailable`, logged once per outage by the URL's `Health`; while it is away every caller is refused
+  at once (no wait for a pool timeout); a connection the server ended while it sat in the pool (a restart)
+  is replaced once, transparently; the probe notices the return within PROBE_S and the pool is made anew
+  (psycopg_pool's own reconnection backs off to minutes).
 
 psycopg 3 is an optional dependency (the `postgres` extra): imported only when a URL is set.
 """
@@ -24,12 +29,18 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from .storage import PROBE_S, Health, StateUnavailable, health_of
+
 log = logging.getLogger("qwen")
+# psycopg_pool logs each failed reconnection and each dead connection it discards; the URL's Health says it
+# once per outage instead
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 T = TypeVar("T")
 
 SCHEMES = ("postgresql", "postgres")
 CHANNEL = "qwen_state"  # NOTIFY channel: payload "<kind>:<key>" (kind: account, credential)
 POOL_WAIT_S = 5.0  # a request waits at most this for a connection (the database down: an error, not a hang)
+CONNECT_S = 3  # a new connection's connect_timeout (libpq's, in whole seconds)
 _LOCK_SCHEMA = 0x7177_6E00  # advisory lock key for migrations ("qwn\0")
 
 
@@ -113,6 +124,27 @@ def migrate_sync(conn: Any, component: str, steps: Sequence[str]) -> int:
         return len(steps)
 
 
+def unavailable(e: BaseException) -> bool:
+    """`e` says the database cannot be used now (unreachable, restarting, ended the session, out of room or
+    connections), not that a statement is wrong."""
+    import psycopg
+
+    if not isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError)):
+        return False
+    state = getattr(e, "sqlstate", None)
+    # no SQLSTATE: the connection failed or broke; 08 connection, 53 insufficient resources, 57 operator
+    # intervention (AdminShutdown, CannotConnectNow); psycopg_pool's PoolTimeout has none either
+    return state is None or state[:2] in ("08", "53", "57")
+
+
+def _reachable(url: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_S) as conn:
+        conn.execute("SELECT 1")
+    return True
+
+
 class Database:
     """One PostgreSQL database. `pool()` is for the event loop (opened there, on first use); `connect()`
     gives a plain connection for a thread or a command; `migrate` runs a component's schema steps once."""
@@ -120,7 +152,10 @@ class Database:
     def __init__(self, url: str, *, max_size: int = 4) -> None:
         self.url = check_url(url)
         self.max_size = max_size
+        self.health: Health = health_of(f"pg:{self.url}", f"the shared database {shown(self.url)}",
+                                        "shared state database", lambda: _reachable(self.url))
         self._pool: Any = None
+        self._pool_outage = 0  # the health's outage count when the pool was opened: older pools are stale
         self._pool_lock: asyncio.Lock | None = None
         self._migrated: set[str] = set()
         self._mlock = threading.Lock()
@@ -129,10 +164,24 @@ class Database:
     def __repr__(self) -> str:
         return f"Database({shown(self.url)})"
 
+    def lost(self, e: BaseException) -> StateUnavailable:
+        """The database failed with `e`: down (logged once), the error to raise."""
+        return self.health.lost(type(e).__name__)
+
+    def available(self) -> None:
+        """StateUnavailable at once while the database is known to be away."""
+        if self.health.down:
+            raise self.health.error()
+
     def connect(self) -> Any:
+        """A plain connection (a thread, a command); StateUnavailable when the database cannot be reached."""
         import psycopg
 
-        return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        self.available()
+        try:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_S)
+        except psycopg.OperationalError as e:
+            raise self.lost(e) from None
 
     def migrate(self, component: str, steps: Sequence[str]) -> None:
         """Blocking (call from a thread, or a command)."""
@@ -148,46 +197,89 @@ class Database:
             await asyncio.to_thread(self.migrate, component, steps)
 
     async def pool(self) -> Any:
-        """The event loop's connection pool (autocommit connections), opened at first use."""
-        if self._pool is not None:
+        """The event loop's connection pool (autocommit connections), opened at first use and anew after an
+        outage; StateUnavailable while the database is away."""
+        self.available()
+        if self._pool is not None and self._pool_outage == self.health.outages:
             return self._pool
         if self._pool_lock is None:
             self._pool_lock = asyncio.Lock()
         async with self._pool_lock:
+            if self._pool is not None and self._pool_outage != self.health.outages:
+                self._drop(self._pool)  # opened before the last outage: its connections are dead
             if self._pool is None:
                 from psycopg_pool import AsyncConnectionPool
 
+                outage = self.health.outages
                 pool = AsyncConnectionPool(self.url, min_size=1, max_size=self.max_size, open=False, timeout=POOL_WAIT_S,
-                                           kwargs={"autocommit": True, "connect_timeout": 5}, name="qwen-state")
+                                           kwargs={"autocommit": True, "connect_timeout": CONNECT_S}, name="qwen-state")
                 try:
-                    await pool.open(wait=True, timeout=10)
-                except BaseException:
+                    await pool.open(wait=True, timeout=2 * CONNECT_S)
+                except BaseException as e:
                     await pool.close()  # no workers left retrying: the next caller tries again
+                    if isinstance(e, Exception) and unavailable(e):
+                        raise self.lost(e) from None
                     raise
-                self._pool = pool
+                self._pool, self._pool_outage = pool, outage
         return self._pool
+
+    def _drop(self, pool: Any) -> None:
+        """Forget `pool` (closed off the caller's path): the next caller opens a fresh one."""
+        if self._pool is pool:
+            self._pool = None
+        with contextlib.suppress(RuntimeError):
+            self.background(pool.close(), "qwen: close a stale database pool")
+
+    async def run(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """`work(connection)` on a pooled connection. One the server ended while it sat in the pool (a restart)
+        is replaced, once, and the work run again; the database away is StateUnavailable (at once while it
+        is known to be away)."""
+        for attempt in (1, 2):
+            pool = await self.pool()
+            conn = None
+            try:
+                async with pool.connection() as conn:
+                    result = await work(conn)
+                self.health.ok()
+                return result
+            except Exception as e:
+                if not unavailable(e):
+                    raise
+                if attempt == 1 and conn is not None and conn.broken:  # every idle connection is as old
+                    self._drop(pool)
+                    continue
+                raise self.lost(e) from None
+        raise AssertionError("unreachable")
 
     async def execute(self, sql: str, args: Sequence[Any] = (), *, notify: str | None = None) -> int:
         """One statement (and a NOTIFY with `notify` as payload, in the same transaction): its row count."""
-        pool = await self.pool()
-        async with pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(sql, args)
-            if notify is not None:
-                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, notify))
-            return cur.rowcount
+
+        async def work(conn: Any) -> int:
+            async with conn.transaction():
+                cur = await conn.execute(sql, args)
+                if notify is not None:
+                    await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, notify))
+                return cur.rowcount
+
+        return await self.run(work)
 
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
-        pool = await self.pool()
-        async with pool.connection() as conn:
+        async def work(conn: Any) -> list[tuple]:
             cur = await conn.execute(sql, args)
             return list(await cur.fetchall())
+
+        return await self.run(work)
 
     async def listen(self) -> Any:
         """A connection of its own that LISTENs on CHANNEL (the caller iterates `notifies` and closes it)."""
         import psycopg
 
-        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=10)
-        await conn.execute(f"LISTEN {CHANNEL}")
+        self.available()
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=CONNECT_S)
+            await conn.execute(f"LISTEN {CHANNEL}")
+        except psycopg.OperationalError as e:
+            raise self.lost(e) from None
         return conn
 
     def background(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
@@ -201,6 +293,7 @@ class Database:
         task = loop.create_task(coro, name=name)
         self._tasks.add(task)  # a task nobody references may be collected before it ends
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_ended)
         return task
 
     @property
@@ -212,7 +305,8 @@ class Database:
                      *, every: float, what: str, ready: asyncio.Event | None = None) -> None:
         """Keep a local copy in step with the database, for ever (a task of its own): migrate, `reload(None)`
         (everything), then `reload(key)` for each NOTIFY "<kind>:<key>", and `reload(None)` again every `every`
-        seconds (a lost notification). A failure is logged (`what`) and the whole retried after `every`."""
+        seconds (a lost notification). The database away: the whole again once it is back (the Health says it
+        once); another failure is logged (`what`) and the whole retried after `every`."""
         while True:
             conn = None
             try:
@@ -230,8 +324,14 @@ class Database:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                log.warning("qwen: %s: %s (retrying in %.0f s)", what, type(e).__name__, every)
-                await asyncio.sleep(every)
+                if isinstance(e, StateUnavailable) or unavailable(e):
+                    if not isinstance(e, StateUnavailable):
+                        self.lost(e)  # the listener is often the first to see a restart
+                    while self.health.down:
+                        await asyncio.sleep(PROBE_S)
+                else:
+                    log.warning("qwen: %s: %s (retrying in %.0f s)", what, type(e).__name__, every)
+                    await asyncio.sleep(every)
             finally:
                 if conn is not None:
                     with contextlib.suppress(Exception):
@@ -241,3 +341,10 @@ class Database:
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+
+
+def _ended(task: asyncio.Task) -> None:
+    """A background task's end: its failure retrieved here (whoever awaits it still gets it; nobody else
+    is told "exception never retrieved" when it is collected)."""
+    if not task.cancelled():
+        task.exception()
