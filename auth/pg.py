@@ -211,6 +211,7 @@ class Database:
                 from psycopg_pool import AsyncConnectionPool
 
                 outage = self.health.outages
+                await self._reach()  # one attempt, failing at once when nothing listens (the pool would retry)
                 pool = AsyncConnectionPool(self.url, min_size=1, max_size=self.max_size, open=False, timeout=POOL_WAIT_S,
                                            kwargs={"autocommit": True, "connect_timeout": CONNECT_S}, name="qwen-state")
                 try:
@@ -222,6 +223,15 @@ class Database:
                     raise
                 self._pool, self._pool_outage = pool, outage
         return self._pool
+
+    async def _reach(self) -> None:
+        import psycopg
+
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=CONNECT_S)
+        except psycopg.OperationalError as e:
+            raise self.lost(e) from None
+        await conn.close()
 
     def _drop(self, pool: Any) -> None:
         """Forget `pool` (closed off the caller's path): the next caller opens a fresh one."""
@@ -327,8 +337,7 @@ class Database:
                 if isinstance(e, StateUnavailable) or unavailable(e):
                     if not isinstance(e, StateUnavailable):
                         self.lost(e)  # the listener is often the first to see a restart
-                    while self.health.down:
-                        await asyncio.sleep(PROBE_S)
+                    await asyncio.sleep(PROBE_S)  # tried again: refused at once (no network) until the probe sees it back
                 else:
                     log.warning("qwen: %s: %s (retrying in %.0f s)", what, type(e).__name__, every)
                     await asyncio.sleep(every)

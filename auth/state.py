@@ -122,10 +122,10 @@ class AccountState:
             row = {**self._row(account), **self._unsaved.get(account, {}), **values}
             self._rows[account] = row
             self._unsaved[account] = row
-            if self._write(self._save_rows):
+            if self._write_file(self._save_rows):
                 self._unsaved.clear()
 
-    def _write(self, statements: Callable[[sqlite3.Connection], None]) -> bool:
+    def _write_file(self, statements: Callable[[sqlite3.Connection], None]) -> bool:
         """`statements` in one transaction (the caller holds the lock): True when written, False when the folder
         cannot take it now (said once by its Health; the caller keeps what it wrote)."""
         db = self._file()
@@ -167,7 +167,7 @@ class AccountState:
 
     def flush(self) -> None:
         with self._lock:
-            if self._unsaved and self._write(self._save_rows):
+            if self._unsaved and self._write_file(self._save_rows):
                 self._unsaved.clear()
             pending = self._take_pending()
             if not pending:
@@ -178,7 +178,7 @@ class AccountState:
                     db.execute("INSERT INTO account_day VALUES (?,?,?) ON CONFLICT(account, day) DO UPDATE SET "
                                "requests = requests + ?", (account, day, n, n))
 
-            if not self._write(add):
+            if not self._write_file(add):
                 self._keep_pending(pending)
 
     # One refresher across machines (refreshing.py). A local file has nothing to share: the lock file is the

@@ -37,7 +37,8 @@ from .auth.pool import AccountPool
 from .config import Config
 from .door import access, body, claim, listeners, options, routing
 from .door.fence import Fence
-from .errors import GatewayError
+from .auth.storage import StateUnavailable
+from .errors import GatewayError, gateway_error
 from .exchange import Exchange
 from .local import Formats, LocalAnswers, error_response, health
 from .dispatch import Observers, call_safely
@@ -183,8 +184,8 @@ class QwenGateway:
                 ex = self._open(flow, *access.read_head(flow.request))  # a replay, or a flow that skipped requestheaders
             if flow.response is None:
                 await self._handle(flow, ex)
-        except GatewayError as e:
-            self._refuse(flow, ex, e)
+        except (GatewayError, StateUnavailable) as e:
+            self._refuse(flow, ex, gateway_error(e))
         except Exception as e:
             self._fail_closed(flow, e)
 
@@ -221,7 +222,7 @@ class QwenGateway:
     async def _relay(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         """Point the flow at the relay: mitmproxy then streams the engine's answer like any server's."""
         address = await self.relay.start()
-        if ex.extra.get("keep_before_end"):  # the endpoint keeps the answer in a shared database first
+        if ex.extra.get("keep_before_end"):  # the endpoint keeps the answer before the stream's end goes out
             ex.extra["final_gate"] = asyncio.get_running_loop().create_future()
         ex.extra["relay_token"] = token = self.relay.expect(ex)
         ex.extra["relayed"] = True

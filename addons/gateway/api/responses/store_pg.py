@@ -6,22 +6,22 @@ truth shared by every gateway:
   waits for it, so a response a client was told about is committed before the client hears of it;
 - `load` (awaited before a request is translated, and before `GET /v1/responses/{id}`) copies from the
   database the responses and items this gateway does not have;
-- `ready` publishes this gateway's sealing key if the database has none, and adopts the database's."""
+- `ready` publishes this gateway's sealing key if the database has none, and adopts the database's.
+The database away: StateUnavailable (503 `state_unavailable`) from `ready`, so from `prepare` before a
+request's upstream call, from `load` and from the write (auth/pg.py says the outage once)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import logging
+import contextlib
 from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 
-from ...auth.pg import Database, shown
-from ...errors import GatewayError
+from ...auth.pg import Database, unavailable
 from ...seal import load_key
-from .store import ResponseStore, rows_of
-
-log = logging.getLogger("qwen")
+from .store import ResponseStore, Rows, rows_of
 
 COMPONENT = "responses"
 STEPS = (
@@ -53,8 +53,6 @@ _TRIM = ("DELETE FROM responses WHERE id IN (SELECT id FROM responses ORDER BY c
 
 
 class SharedResponseStore(ResponseStore):
-    durable = True
-
     def __init__(self, path: Path, db: Database, max_items: int = 1000) -> None:
         super().__init__(path, max_items)
         self.db = db
@@ -62,16 +60,17 @@ class SharedResponseStore(ResponseStore):
         self._puts = 0
 
     async def ready(self) -> None:
-        """Connected, migrated, the shared sealing key adopted; a 503 naming the database when it cannot be
-        (tried again by the next request)."""
+        """Connected, migrated, the shared sealing key adopted; StateUnavailable when the database cannot be
+        used (tried again by the next request; at once while it is known to be away)."""
+        self.db.available()
         if self._ready is None or (self._ready.done() and self._ready.exception() is not None):
             self._ready = asyncio.get_running_loop().create_task(self._open(), name="qwen: shared responses")
         try:
             await asyncio.shield(self._ready)
         except Exception as e:
-            log.warning("qwen: the shared database %s is unavailable: %s", shown(self.db.url), type(e).__name__)
-            raise GatewayError(503, "The gateway's shared state database is unavailable; try again later.",
-                               code="state_unavailable") from None
+            if unavailable(e):
+                raise self.db.lost(e) from None
+            raise
 
     async def _open(self) -> None:
         await self.db.amigrate(COMPONENT, STEPS)
@@ -81,17 +80,22 @@ class SharedResponseStore(ResponseStore):
         rows = await self.db.fetch("SELECT value FROM shared_secrets WHERE name=%s", (SEAL_KEY,))
         self.sealer.adopt(base64.b64decode(rows[0][0]))
 
+    async def check(self) -> None:
+        """The database (connected and ready) and the local copy (what `to_chat` reads) both usable."""
+        await self.ready()
+        await super().check()
+
     def put(self, response: dict, history: list[dict] | dict, inputs: list[dict] | None = None) -> Awaitable[None] | None:
         rows = rows_of(response, history, inputs)
-        self._keep(*rows)
+        local = self._write(rows)  # the local copy, in a thread; the database's commit is what is awaited
         self._puts += 1
         trim = self._puts % TRIM_EVERY == 0
-        return self.db.background(self._put(rows, trim), "qwen: store a response")
+        return self.db.background(self._put(rows, trim, local), "qwen: store a response")
 
-    async def _put(self, rows: tuple, trim: bool) -> None:
+    async def _put(self, rows: Rows, trim: bool, local: Awaitable[None] | None) -> None:
         rid, created, response, history, inputs, items = rows
-        pool = await self.db.pool()
-        async with pool.connection() as conn:
+
+        async def write(conn: Any) -> None:
             async with conn.transaction():
                 await conn.execute(_PUT_RESPONSE, (rid, created, response, history))
                 await conn.execute(_PUT_INPUTS, (rid, inputs))
@@ -103,6 +107,11 @@ class SharedResponseStore(ResponseStore):
                     await conn.execute(_TRIM[0], (self.max_items,))
                     for sql in _TRIM[1:]:
                         await conn.execute(sql)
+
+        await self.db.run(write)
+        if local is not None:  # committed in the database: a local copy the folder refused is fetched again
+            with contextlib.suppress(Exception):
+                await local
 
     async def load(self, ids: list[str]) -> None:
         await self.ready()
@@ -117,8 +126,13 @@ class SharedResponseStore(ResponseStore):
             return
         items = await self.db.fetch("SELECT id, response_id, item FROM response_items WHERE response_id = ANY(%s)",
                                     ([r[0] for r in found],))
-        for rid, created, response, history, inputs in found:
-            self._keep(rid, created, response, history, inputs or "[]", [i for i in items if i[1] == rid])
+        copies: list[Rows] = [(rid, created, response, history, inputs or "[]", [i for i in items if i[1] == rid])
+                              for rid, created, response, history, inputs in found]
+        await asyncio.to_thread(self._keep_all, copies)
+
+    def _keep_all(self, copies: list[Rows]) -> None:
+        for rows in copies:
+            self._keep(*rows)
 
     def delete(self, id: str) -> bool:
         gone = super().delete(id)
@@ -126,8 +140,10 @@ class SharedResponseStore(ResponseStore):
         return gone
 
     async def _delete(self, id: str) -> None:
-        pool = await self.db.pool()
-        async with pool.connection() as conn, conn.transaction():
-            await conn.execute("DELETE FROM responses WHERE id=%s", (id,))
-            await conn.execute("DELETE FROM response_inputs WHERE id=%s", (id,))
-            await conn.execute("DELETE FROM response_items WHERE response_id=%s", (id,))
+        async def delete(conn: Any) -> None:
+            async with conn.transaction():
+                await conn.execute("DELETE FROM responses WHERE id=%s", (id,))
+                await conn.execute("DELETE FROM response_inputs WHERE id=%s", (id,))
+                await conn.execute("DELETE FROM response_items WHERE response_id=%s", (id,))
+
+        await self.db.run(delete)
