@@ -41,6 +41,7 @@ SCHEMES = ("postgresql", "postgres")
 CHANNEL = "qwen_state"  # NOTIFY channel: payload "<kind>:<key>" (kind: account, credential)
 POOL_WAIT_S = 5.0  # a request waits at most this for a connection (the database down: an error, not a hang)
 CONNECT_S = 3  # a new connection's connect_timeout (libpq's, in whole seconds)
+DRAIN_S = 10.0  # at shutdown, how long the last background writes may take
 _LOCK_SCHEMA = 0x7177_6E00  # advisory lock key for migrations ("qwn\0")
 
 
@@ -302,7 +303,9 @@ class Database:
             raise
         task = loop.create_task(coro, name=name)
         self._tasks.add(task)  # a task nobody references may be collected before it ends
+        _writes.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_writes.discard)
         task.add_done_callback(_ended)
         return task
 
@@ -350,6 +353,16 @@ class Database:
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+
+
+_writes: set[asyncio.Task] = set()  # every Database's background tasks: what `drain` waits for at shutdown
+
+
+async def drain() -> None:
+    """Shutdown: wait (at most DRAIN_S) for the writes still running in the background (request counts
+    flushed at the end, the last stored responses), which would die with the event loop."""
+    if _writes:
+        await asyncio.wait(set(_writes), timeout=DRAIN_S)
 
 
 def _ended(task: asyncio.Task) -> None:

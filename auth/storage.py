@@ -16,6 +16,7 @@ pg.py) or the local state folder (SQLite files, state.py), and the one error tha
 from __future__ import annotations
 
 import errno
+import itertools
 import logging
 import os
 import sqlite3
@@ -27,6 +28,7 @@ from pathlib import Path
 log = logging.getLogger("qwen")
 
 PROBE_S = 0.5  # while a storage is down, how often the probe looks for its return
+PROBE_FIRST_S = (0.1, 0.2, 0.3)  # sooner at first: a restart is over in well under a second
 LOCAL_MIN_FREE = 1 << 20  # a state folder with less free space is full: a stored Response needs a few pages
 
 
@@ -100,8 +102,8 @@ class Health:
     def _probing(self) -> None:
         """Until the probe sees the storage back: then the stores are called back, and the thread ends (a new
         failure starts another)."""
-        while True:
-            time.sleep(PROBE_S)
+        for delay in itertools.chain(PROBE_FIRST_S, itertools.repeat(PROBE_S)):
+            time.sleep(delay)
             try:
                 ok = self.probe()
             except Exception:  # noqa: BLE001  (still away, whatever the way it says so)

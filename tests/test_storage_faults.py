@@ -14,7 +14,7 @@ import time
 import pytest
 
 from helpers.observe_testlib import exchange
-from helpers.pgserver import PgServer, unavailable
+from helpers.pgserver import pg_own  # noqa: F401  (fixture)
 from qwen_gateway.api.responses.store_pg import SharedResponseStore
 from qwen_gateway.auth.pg import Database
 from qwen_gateway.auth.settings import AuthSettings
@@ -27,17 +27,9 @@ from qwen_gateway.upstream.qwenweb.pins_pg import SharedPinStore
 
 
 @pytest.fixture
-def pg():
-    """A PostgreSQL server of the test's own (the test stops and restarts it), with one database."""
-    reason = unavailable()
-    if reason:
-        pytest.skip(reason)
-    srv = PgServer().start()
-    try:
-        srv.db = srv.new_database()
-        yield srv
-    finally:
-        srv.stop()
+def pg(pg_own):
+    """The test's own PostgreSQL (it stops and restarts it)."""
+    return pg_own
 
 
 def _count(url: str, sql: str) -> int:

@@ -31,6 +31,7 @@ from .api.responses.background import BackgroundRuns
 from .api.responses.socket import ResponsesSockets, trim_messages, wants_socket
 from .api.responses.store import ResponseStore
 from .api.responses.store_pg import SharedResponseStore
+from .auth import pg
 from .auth.pg import Database, shown
 from .auth.base import Pool
 from .auth.pool import AccountPool
@@ -113,6 +114,7 @@ class QwenGateway:
         terminal.describe_accounts(getattr(self.pool, "describe", None))
         if self.config.state_url:  # never a password: the option refuses a URL that carries one
             log.info("qwen: shared state on %s", shown(self.config.state_url))
+            self._responses().start()  # the shared sealing key adopted now, not by the first request
         self.observers.running()
 
     async def done(self) -> None:
@@ -122,6 +124,7 @@ class QwenGateway:
         self.background.stop()
         if self.pool is not None:
             call_safely(self.pool.flush)
+        await pg.drain()  # the shared database's last writes, before the loop stops
         self.observers.done()
         _close_later(self.engine.client)
         terminal.stopped(closed)

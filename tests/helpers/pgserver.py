@@ -48,6 +48,7 @@ class PgServer:
         self.proc: subprocess.Popen | None = None
         self._names = itertools.count(1)
         self.as_user: list[str] = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.db = ""  # pg_own's database
 
     def start(self) -> "PgServer":
         self.root.chmod(0o755)
@@ -128,3 +129,20 @@ def pg_server():
 def pg_url(pg_server: PgServer) -> str:
     """A fresh database on the session's server."""
     return pg_server.new_database()
+
+
+@pytest.fixture
+def pg_own():
+    """A PostgreSQL server of the test's own, which the test may stop and restart (`halt`, `resume`), with
+    one database (`.db`, its URL)."""
+    reason = unavailable()
+    if reason and os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    if reason:
+        pytest.skip(reason)
+    srv = PgServer().start()
+    try:
+        srv.db = srv.new_database()
+        yield srv
+    finally:
+        srv.stop()

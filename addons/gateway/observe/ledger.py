@@ -114,19 +114,23 @@ class SharedLedger:
         self._conn: Any = db.connect()
 
     def _use(self, work: Any) -> Any:
-        """`work(connection)`, on a new connection when the last one died (a restart ends every session);
-        StateUnavailable when the database cannot be used (the connection given up)."""
+        """`work(connection)`; a connection the server ended (a restart ends every session) is replaced once
+        and the work run again; StateUnavailable when the database cannot be used."""
         with self._lock:
-            if self._conn is None or self._conn.closed:
-                self._conn = self.db.connect()
-            try:
-                result = work(self._conn)
-            except Exception as e:
-                if not unavailable(e):
-                    raise
-                self._conn.close()
-                self._conn = None
-                raise self.db.lost(e) from None
+            for attempt in (1, 2):
+                if self._conn is None or self._conn.closed:
+                    self._conn = self.db.connect()
+                try:
+                    result = work(self._conn)
+                    break
+                except Exception as e:
+                    if not unavailable(e):
+                        raise
+                    broken = self._conn.broken
+                    self._conn.close()
+                    self._conn = None
+                    if attempt == 2 or not broken:
+                        raise self.db.lost(e) from None
         self.db.health.ok()
         return result
 

@@ -70,6 +70,9 @@ class ResponseStore:
             self._wdb = db
         return self._wdb
 
+    def start(self) -> None:
+        """At the gateway's start (a shared store connects and adopts the shared sealing key)."""
+
     async def ready(self) -> None:
         """Before a request uses the store (a shared store connects and adopts the shared sealing key)."""
 
@@ -109,7 +112,7 @@ class ResponseStore:
             self._keep(*rows)
             return None
         write = loop.run_in_executor(None, lambda: self._keep(*rows))
-        write.add_done_callback(_retrieved)
+        write.add_done_callback(retrieved)
         return write
 
     def _keep(self, rid: str, created: float, response: str, history: str, inputs: str,
@@ -198,7 +201,7 @@ class ResponseStore:
         return gone > 0
 
 
-def _retrieved(write: asyncio.Future[Any]) -> None:
+def retrieved(write: asyncio.Future[Any]) -> None:
     """A write's failure is read here too: one nobody awaits (a background run's) is not reported as
     "exception never retrieved"; whoever awaits it still gets it."""
     if not write.cancelled():

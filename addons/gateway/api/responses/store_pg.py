@@ -21,7 +21,7 @@ from typing import Any
 
 from ...auth.pg import Database, unavailable
 from ...seal import load_key
-from .store import ResponseStore, Rows, rows_of
+from .store import ResponseStore, Rows, retrieved, rows_of
 
 COMPONENT = "responses"
 STEPS = (
@@ -59,25 +59,37 @@ class SharedResponseStore(ResponseStore):
         self._ready: asyncio.Task | None = None
         self._puts = 0
 
+    def start(self) -> None:
+        """Connect and adopt the shared sealing key now (the gateway's start), not at the first request."""
+        if self._ready is None:
+            self._ready = asyncio.get_running_loop().create_task(self._open(), name="qwen: shared responses")
+            self._ready.add_done_callback(retrieved)
+
     async def ready(self) -> None:
         """Connected, migrated, the shared sealing key adopted; StateUnavailable when the database cannot be
         used (tried again by the next request; at once while it is known to be away)."""
         self.db.available()
-        if self._ready is None or (self._ready.done() and self._ready.exception() is not None):
+        if self._ready is None or (self._ready.done() and not self._adopted()):
             self._ready = asyncio.get_running_loop().create_task(self._open(), name="qwen: shared responses")
+            self._ready.add_done_callback(retrieved)
+        await asyncio.shield(self._ready)
+
+    def _adopted(self) -> bool:
+        """`ready` has succeeded once: the shared sealing key is this gateway's."""
+        task = self._ready
+        return task is not None and task.done() and not task.cancelled() and task.exception() is None
+
+    async def _open(self) -> None:
         try:
-            await asyncio.shield(self._ready)
+            await self.db.amigrate(COMPONENT, STEPS)
+            mine = base64.b64encode(await asyncio.to_thread(load_key, self.path.parent)).decode()
+            await self.db.execute("INSERT INTO shared_secrets VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
+                                  (SEAL_KEY, mine))
+            rows = await self.db.fetch("SELECT value FROM shared_secrets WHERE name=%s", (SEAL_KEY,))
         except Exception as e:
             if unavailable(e):
                 raise self.db.lost(e) from None
             raise
-
-    async def _open(self) -> None:
-        await self.db.amigrate(COMPONENT, STEPS)
-        mine = base64.b64encode(await asyncio.to_thread(load_key, self.path.parent)).decode()
-        await self.db.execute("INSERT INTO shared_secrets VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
-                              (SEAL_KEY, mine))
-        rows = await self.db.fetch("SELECT value FROM shared_secrets WHERE name=%s", (SEAL_KEY,))
         self.sealer.adopt(base64.b64decode(rows[0][0]))
 
     async def check(self) -> None:
@@ -114,6 +126,8 @@ class SharedResponseStore(ResponseStore):
                 await local
 
     async def load(self, ids: list[str]) -> None:
+        if not ids and self._adopted():
+            return  # nothing to fetch, the shared sealing key already in use: the database is not needed
         await self.ready()
         missing = [i for i in ids if not self.has(i) and not self.has_item(i)]
         if not missing:
