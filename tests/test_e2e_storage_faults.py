@@ -178,6 +178,62 @@ def test_an_outage_is_a_clear_503_for_what_needs_the_database_and_nothing_is_los
         assert _outage_lines(gw) == 1, gw.log()  # one line for the outage, per gateway
 
 
+def _stream_events(gw: Gateway, how: str, during) -> list[dict]:
+    """A stored Response streamed (SSE, or a Responses WebSocket turn) whose answer Qwen sends slowly;
+    `during()` runs once its first text arrived. The events as the client got them."""
+    events: list[dict] = []
+
+    def seen(event: dict) -> None:
+        events.append(event)
+        if event["type"] == "response.output_text.delta" and \
+                sum(e["type"] == "response.output_text.delta" for e in events) == 1:
+            during()
+
+    if how == "stream":
+        with client(gw).responses.create(model="gpt-4o", input="one two three four", stream=True) as stream:
+            for ev in stream:
+                seen(ev.model_dump())
+        return events
+    import websocket
+
+    ws = websocket.create_connection(gw.url.replace("http://", "ws://") + "/v1/responses", timeout=30)
+    try:
+        ws.send(json.dumps({"type": "response.create", "model": "gpt-4o", "input": "one two three four"}))
+        while True:
+            event = json.loads(ws.recv())
+            seen(event)
+            if event["type"] in ("response.completed", "response.failed", "response.incomplete", "error"):
+                return events
+    finally:
+        ws.close()
+
+
+def _failed_not_completed(events: list[dict], storage: str) -> str:
+    """The stream ended in response.failed naming the storage, never response.completed: its id."""
+    kinds = [e["type"] for e in events]
+    assert "response.completed" not in kinds and kinds[-1] == "response.failed", kinds
+    error = events[-1]["response"]["error"]
+    assert error["code"] == "server_error" and storage in error["message"], error
+    return events[-1]["response"]["id"]
+
+
+@pytest.mark.parametrize("how", ["stream", "websocket"])
+def test_a_stream_whose_response_cannot_be_stored_ends_in_response_failed(pair_own, pg_own, emu, how):
+    import openai
+
+    one, two = pair_own
+    assert client(one).responses.create(model="gpt-4o", input="warm").output_text == "Echo: warm"
+    emu.switches(gap_ms=300)  # Qwen's words 0.3 s apart: the database goes away mid-answer
+    rid = _failed_not_completed(_stream_events(one, how, pg_own.halt), "database")
+    pg_own.resume()
+    _served_again(two, "after a mid-stream outage")
+    for gw in (one, two):  # not stored, so found nowhere (and never as completed)
+        with pytest.raises(openai.NotFoundError):
+            client(gw).responses.retrieve(rid)
+    for gw in (one, two):
+        assert _log_problems(gw) == [], gw.log()
+
+
 # ---- the local state folder: a tmpfs in a private mount namespace ------------------------------------------
 
 
@@ -327,3 +383,20 @@ def test_a_read_only_state_folder_serves_chat_and_refuses_stored_responses_with_
     log = gw.log()
     assert _log_problems(gw) == [], log
     assert _outage_lines(gw) == 1, log
+
+
+@pytest.mark.parametrize("how", ["stream", "websocket"])
+def test_a_stream_whose_response_the_full_folder_cannot_take_ends_in_response_failed(tmpfs_gateway, emu, how):
+    import openai
+
+    gw = tmpfs_gateway()
+    assert client(gw).responses.create(model="gpt-4o", input="warm").output_text == "Echo: warm"
+    emu.switches(gap_ms=300)
+    filler = _inside(gw, gw.state / "filler")  # type: ignore[attr-defined]
+    rid = _failed_not_completed(_stream_events(gw, how, lambda: _fill(filler)), "local storage")
+    filler.unlink()
+    emu.switches(gap_ms=0)
+    _served_again(gw, "after a mid-stream full disk")
+    with pytest.raises(openai.NotFoundError):
+        client(gw).responses.retrieve(rid)
+    assert _log_problems(gw) == [], gw.log()

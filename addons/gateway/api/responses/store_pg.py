@@ -120,8 +120,16 @@ class SharedResponseStore(ResponseStore):
                     for sql in _TRIM[1:]:
                         await conn.execute(sql)
 
-        await self.db.run(write)
-        if local is not None:  # committed in the database: a local copy the folder refused is fetched again
+        try:
+            await self.db.run(write)
+        except Exception:  # not committed: not found here either
+            if local is not None:
+                with contextlib.suppress(Exception):
+                    await local
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(ResponseStore.delete, self, rid)
+            raise
+        if local is not None:  # committed: a local copy the folder refused is fetched again from the database
             with contextlib.suppress(Exception):
                 await local
 
