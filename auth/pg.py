@@ -1,13 +1,11 @@
 """Shared state on PostgreSQL (`qwen_state_url=postgresql://user@host:port/db`): what every shared store uses.
 
-- `check_url`: the URL names no password (libpq reads it from PGPASSWORD, PGPASSFILE or ~/.pgpass), and
-  `shown` is the URL as logs and errors may print it.
+- The URL's rules (pg_url.py, re-exported here): `check_url`, `shown`, `placeholders`, `advisory_key`.
 - `Database`: one URL; an `AsyncConnectionPool` opened on the running event loop (the gateway's stores:
   no network round trip ever blocks mitmproxy's loop) and plain connections for threads and commands
   (the usage ledger's writer thread, `qwen-usage`).
 - `migrate`: each store brings its own numbered schema steps; `schema_version` remembers how far each
   component got, and an advisory lock makes two gateways starting at once take turns.
-- `placeholders`: SQL written for SQLite (`?`) made psycopg's (`%s`).
 - Faults (storage.py): a database that cannot be reached, restarts or runs out of room is one
   `StateUnavailable`, logged once per outage by the URL's `Health`; while it is away every caller is refused
   at once (no wait for a pool timeout); a connection the server ended while it sat in the pool (a restart)
@@ -22,13 +20,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import threading
-import zlib
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
+from .pg_url import SCHEMES as SCHEMES  # the URL's rules: every store imports them from here
+from .pg_url import StateUrlError as StateUrlError
+from .pg_url import advisory_key as advisory_key
+from .pg_url import check_url as check_url
+from .pg_url import driver_missing as driver_missing
+from .pg_url import placeholders as placeholders
+from .pg_url import shown as shown
 from .storage import PROBE_S, Health, StateUnavailable, health_of
 
 log = logging.getLogger("qwen")
@@ -37,74 +39,11 @@ log = logging.getLogger("qwen")
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 T = TypeVar("T")
 
-SCHEMES = ("postgresql", "postgres")
 CHANNEL = "qwen_state"  # NOTIFY channel: payload "<kind>:<key>" (kind: account, credential)
 POOL_WAIT_S = 5.0  # a request waits at most this for a connection (the database down: an error, not a hang)
 CONNECT_S = 3  # a new connection's connect_timeout (libpq's, in whole seconds)
 DRAIN_S = 10.0  # at shutdown, how long the last background writes may take
 _LOCK_SCHEMA = 0x7177_6E00  # advisory lock key for migrations ("qwn\0")
-
-
-class StateUrlError(ValueError):
-    """A `qwen_state_url` the gateway refuses (the message never repeats a password)."""
-
-
-def check_url(url: str) -> str:
-    """The URL as given, or StateUrlError: a postgresql:// URL with no password in it (nor in its query)."""
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # a port that is not a number raises here
-    except ValueError as e:
-        raise StateUrlError(f"qwen_state_url is not a URL: {e}") from None
-    if parts.scheme not in SCHEMES:
-        raise StateUrlError(f"qwen_state_url must be a postgresql://user@host:port/db URL (got {parts.scheme!r}://)")
-    if parts.password is not None or re.search(r"(^|&)password=", parts.query, re.I):
-        raise StateUrlError("qwen_state_url must not carry a password: put it in PGPASSFILE or ~/.pgpass "
-                            "(or PGPASSWORD) for libpq to read")
-    return url
-
-
-def driver_missing() -> str | None:
-    """Why PostgreSQL cannot be used here (the optional extra is not installed), or None."""
-    import importlib.util
-
-    missing = [m for m in ("psycopg", "psycopg_pool") if importlib.util.find_spec(m) is None]
-    if missing:
-        return (f"qwen_state_url needs {' and '.join(missing)}: install the postgres extra "
-                "(pip install -e '.[postgres]')")
-    return None
-
-
-def shown(url: str) -> str:
-    """The URL with anything secret-looking removed (its query dropped: sslkey paths, options)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        netloc = (f"{parts.username}@" if parts.username else "") + host + (f":{parts.port}" if parts.port else "")
-        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    except ValueError:
-        return "(an invalid URL)"
-
-
-def placeholders(sql: str) -> str:
-    """`?` outside string literals becomes `%s`; a literal `%` becomes `%%` (psycopg's format)."""
-    out = []
-    quoted = False
-    for ch in sql:
-        if ch == "'":
-            quoted = not quoted
-        if ch == "%":
-            out.append("%%")
-        elif ch == "?" and not quoted:
-            out.append("%s")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def advisory_key(text: str) -> int:
-    """A stable signed 64-bit advisory-lock key for a name (an account's refresh lock)."""
-    return zlib.crc32(b"qwen-gateway/" + text.encode()) | 0x5157_0000_0000
 
 
 _SCHEMA_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"

@@ -65,9 +65,7 @@ class SharedAccountState(AccountState):
         self._unsaved: dict[str, dict] = {}  # rows the database could not take: written when it is back
         self._flushed = time.monotonic()
         self._listener: asyncio.Task | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.ready: asyncio.Event | None = None
-        db.health.when_back(self._resume)
         atexit.register(self._flush_blocking)
 
     # ---- the event loop's side --------------------------------------------------------------------
@@ -76,16 +74,12 @@ class SharedAccountState(AccountState):
         """Migrate, load every row, then listen (call on the event loop; returns at once)."""
         if self._listener is None:
             self.ready = asyncio.Event()
-            self._loop = asyncio.get_running_loop()
-            self._listener = self._loop.create_task(self._listen(), name="qwen: shared state")
-
-    def _resume(self) -> None:
-        """The database is back (called from its probe's thread): what it could not take is written now."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._write_unsaved)
+            loop = asyncio.get_running_loop()
+            self._listener = loop.create_task(self._listen(), name="qwen: shared state")
+            self.db.health.when_back(self._write_unsaved, loop)
 
     def _write_unsaved(self) -> None:
+        """The database is back: what it could not take is written now."""
         with self._lock:
             unsaved = dict(self._unsaved)
             for account in unsaved:

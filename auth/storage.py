@@ -15,6 +15,7 @@ pg.py) or the local state folder (SQLite files, state.py), and the one error tha
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import itertools
 import logging
@@ -56,7 +57,7 @@ class Health:
         self.since = 0.0
         self.outages = 0  # how many times it went down (a pool opened before the last one is stale)
         self._lock = threading.Lock()
-        self._back: list[Callable[[], None]] = []
+        self._back: list[tuple[Callable[[], None], asyncio.AbstractEventLoop | None]] = []
         self._prober: threading.Thread | None = None
 
     @property
@@ -92,12 +93,12 @@ class Health:
             if was:
                 log.info("qwen: %s is back after %.1f s", self.what, time.monotonic() - self.since)
 
-    def when_back(self, callback: Callable[[], None]) -> None:
-        """Call `callback` (from the probe's thread: it must be thread-safe) each time the probe sees the
-        storage back: a store that kept rows writes them."""
+    def when_back(self, callback: Callable[[], None], loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Call `callback` each time the probe sees the storage back (a store that kept rows writes them): on
+        `loop` when given, else in the probe's thread (then it must be thread-safe)."""
         with self._lock:
-            if callback not in self._back:
-                self._back.append(callback)
+            if (callback, loop) not in self._back:
+                self._back.append((callback, loop))
 
     def _probing(self) -> None:
         """Until the probe sees the storage back: then the stores are called back, and the thread ends (a new
@@ -115,9 +116,12 @@ class Health:
                     self.reason, self.trying = None, self.trying or back
                     callbacks = list(self._back) if back else []
                     break
-        for callback in callbacks:
+        for callback, loop in callbacks:
             try:
-                callback()
+                if loop is None:
+                    callback()
+                elif not loop.is_closed():
+                    loop.call_soon_threadsafe(callback)
             except Exception:
                 log.exception("qwen: a store could not resume after %s came back", self.what)
 

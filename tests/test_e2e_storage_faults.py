@@ -21,20 +21,9 @@ import pytest
 
 from helpers.pgserver import pg_own  # noqa: F401  (fixture)
 from helpers.procs import Gateway
-from test_e2e_shared_state import client, two_gateways
+from test_e2e_shared_state import _until, client, two_gateways
 
 pytestmark = pytest.mark.e2e
-
-
-def _until(check, what: str, limit: float = 20.0):
-    deadline = time.monotonic() + limit
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {limit} s")
-        time.sleep(0.05)
 
 
 def _sql(url: str, query: str) -> int:
@@ -293,7 +282,7 @@ def _inside(gw: Gateway, path: Path) -> Path:
 
 def _fill(target: Path) -> None:
     """Write zeros into `target` until the file system is full (ENOSPC)."""
-    with open(target, "wb") as f:
+    with open(target, "wb", buffering=0) as f:  # unbuffered: nothing left to fail at close
         block = b"\0" * (1 << 16)
         try:
             for _ in range(1 << 14):  # bounded: 1 GiB at most, the tmpfs is 8 MiB

@@ -201,7 +201,7 @@ class UsageLedger(Observer):
         self.url = config.state_url
         self._db = Database(self.url) if self.url else None
         self.health = self._db.health if self._db is not None else local_health(config.state_dir)
-        self.health.when_back(self._resume)
+        self._loop = None  # `finished` registers the flush for the storage's return on its loop
 
     def where(self) -> str:
         """What the ledger is, for messages: the database (never a secret) or the file."""
@@ -227,10 +227,13 @@ class UsageLedger(Observer):
         self._rows.append(row_of(ex))
         self._bound()
         try:
-            loop = self._loop = asyncio.get_running_loop()
+            loop = asyncio.get_running_loop()
         except RuntimeError:  # no event loop (a script, a test): write now
             self._write_now()
             return
+        if self._loop is not loop and self.health is not None:
+            self._loop = loop
+            self.health.when_back(self._flush_soon, loop)
         if len(self._rows) >= self.MAX_BATCH:
             self._flush_soon()
         elif self._flush_handle is None:
@@ -244,12 +247,6 @@ class UsageLedger(Observer):
                 log.warning("qwen: the usage ledger holds at most %d rows while %s is unavailable: the oldest are "
                             "dropped (counted when it is back)", self.MAX_KEPT, self.where())
             self._dropped += over
-
-    def _resume(self) -> None:
-        """The storage is back (called from its probe's thread): write what was kept."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._flush_soon)
 
     def _flush_soon(self) -> None:
         if self._flush_handle is not None:

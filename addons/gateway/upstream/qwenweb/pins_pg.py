@@ -40,25 +40,19 @@ class SharedPinStore(PinStore):
         super().__init__(path, ttl)
         self.db = db
         self._listener: asyncio.Task | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._unshared: dict[str, tuple[str, tuple]] = {}  # key -> its newest write the database could not take
-        db.health.when_back(self._resume)
         self.start()  # made on the event loop (configure): listening before the first request
 
     def start(self) -> None:
         """Listen for the other gateways' pins (on the event loop; at first use when there was none yet)."""
         if self._listener is None:
             with contextlib.suppress(RuntimeError):
-                self._loop = asyncio.get_running_loop()
-                self._listener = self._loop.create_task(self._listen(), name="qwen: shared pins")
-
-    def _resume(self) -> None:
-        """The database is back (called from its probe's thread): the pins it could not take are shared now."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._share_unshared)
+                loop = asyncio.get_running_loop()
+                self._listener = loop.create_task(self._listen(), name="qwen: shared pins")
+                self.db.health.when_back(self._share_unshared, loop)
 
     def _share_unshared(self) -> None:
+        """The database is back: the pins it could not take are shared now."""
         unshared, self._unshared = self._unshared, {}
         for key, (sql, args) in unshared.items():
             self._spawn(sql, args, key)
