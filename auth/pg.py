@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from .pg_url import SCHEMES as SCHEMES  # the URL's rules: every store imports them from here
@@ -200,6 +200,28 @@ class Database:
                     continue
                 raise self.lost(e) from None
         raise AssertionError("unreachable")
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Any]:
+        """A pooled connection held for a block (a session-level lock), checked first: one the server ended
+        while it sat in the pool is replaced, once. The database away is StateUnavailable, in the block too."""
+        for attempt in (1, 2):
+            pool = await self.pool()
+            try:
+                async with pool.connection() as conn:
+                    try:
+                        await conn.execute("SELECT 1")
+                    except Exception as e:
+                        if attempt == 1 and unavailable(e) and conn.broken:
+                            self._drop(pool)
+                            continue
+                        raise
+                    yield conn
+                    return
+            except Exception as e:
+                if unavailable(e):
+                    raise self.lost(e) from None
+                raise
 
     async def execute(self, sql: str, args: Sequence[Any] = (), *, notify: str | None = None) -> int:
         """One statement (and a NOTIFY with `notify` as payload, in the same transaction): its row count."""

@@ -147,8 +147,7 @@ class SharedAccountState(AccountState):
     async def refresh_lock(self, account: str) -> AsyncIterator[None]:
         """The account's advisory lock (a session lock on a connection held for the block)."""
         await self.db.amigrate(COMPONENT, STEPS)
-        pool = await self.db.pool()
-        async with pool.connection() as conn:
+        async with self.db.session() as conn:
             key = advisory_key(account)
             try:
                 await asyncio.wait_for(conn.execute("SELECT pg_advisory_lock(%s)", (key,)), REFRESH_LOCK_WAIT_S)

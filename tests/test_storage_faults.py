@@ -288,3 +288,28 @@ async def test_a_local_store_write_runs_off_the_event_loop_in_work_that_does_not
     # costs about 20 times more at 2,000)
     assert at_2000 < 1.5 * at_100, (at_100, at_2000)
     assert threading.get_ident() not in small.writers | large.writers  # no write on the event loop's thread
+
+
+# ---- an OAuth refresh while the database is away ------------------------------------------------------------
+
+
+async def test_a_refresh_that_needs_the_database_while_it_is_away_makes_the_account_unavailable(pg, tmp_path):
+    """One refresher across machines takes the account's lock in the database: with the database away the
+    refresh waits (the account is unavailable for a while, the others serve), it never runs unguarded and
+    never surfaces as a storage error (a 500)."""
+    from helpers.procs import free_port, write_creds
+    from qwen_gateway.auth.base import AccountUnavailable
+    from qwen_gateway.auth.oauth_account import OAuthAccount
+
+    state = await _state(pg.db)
+    path = write_creds(tmp_path / ".qwen", access_token="old", refresh_token="rt", resource_url=None,
+                       expires_in=-60)  # expired: the next credential() refreshes
+    settings = AuthSettings.from_env(qwen_dir=tmp_path / ".qwen", state_dir=tmp_path / "state",
+                                     oauth_base_url=f"http://127.0.0.1:{free_port()}", state_url=pg.db)
+    try:
+        pg.halt()
+        with pytest.raises(AccountUnavailable, match="database"):
+            await OAuthAccount("default", path, settings, state).credential()
+    finally:
+        state.close()
+        await state.db.aclose()
