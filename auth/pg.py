@@ -41,7 +41,8 @@ T = TypeVar("T")
 
 CHANNEL = "qwen_state"  # NOTIFY channel: payload "<kind>:<key>" (kind: account, credential)
 POOL_WAIT_S = 5.0  # a request waits at most this for a connection (the database down: an error, not a hang)
-CONNECT_S = 3  # a new connection's connect_timeout (libpq's, in whole seconds)
+CONNECT_S = 10  # a new connection's connect_timeout (libpq's, whole seconds; a refused one fails at once)
+PROBE_CONNECT_S = 2  # the probe's: a host that does not answer is simply not back yet
 DRAIN_S = 10.0  # at shutdown, how long the last background writes may take
 _LOCK_SCHEMA = 0x7177_6E00  # advisory lock key for migrations ("qwn\0")
 
@@ -80,7 +81,7 @@ def unavailable(e: BaseException) -> bool:
 def _reachable(url: str) -> bool:
     import psycopg
 
-    with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_S) as conn:
+    with psycopg.connect(url, autocommit=True, connect_timeout=PROBE_CONNECT_S) as conn:
         conn.execute("SELECT 1")
     return True
 
@@ -155,7 +156,7 @@ class Database:
                 pool = AsyncConnectionPool(self.url, min_size=1, max_size=self.max_size, open=False, timeout=POOL_WAIT_S,
                                            kwargs={"autocommit": True, "connect_timeout": CONNECT_S}, name="qwen-state")
                 try:
-                    await pool.open(wait=True, timeout=2 * CONNECT_S)
+                    await pool.open(wait=True, timeout=CONNECT_S)
                 except BaseException as e:
                     await pool.close()  # no workers left retrying: the next caller tries again
                     if isinstance(e, Exception) and unavailable(e):

@@ -125,6 +125,8 @@ def test_an_outage_is_a_clear_503_for_what_needs_the_database_and_nothing_is_los
 
     one, two = pair_own
     exchanges, stored = _traffic(one, "before")
+    assert client(two).responses.retrieve(stored).id == stored  # two has used the database (its key adopted)
+    exchanges += 1
     pg_own.halt()
     # chat and streams go on, through both gateways
     for gw in (one, two):

@@ -15,14 +15,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 from ...auth.pg import Database, unavailable
+from ...auth.storage import StateUnavailable
 from ...seal import load_key
 from .store import ResponseStore, Rows, retrieved, rows_of
 
+log = logging.getLogger("qwen")
 COMPONENT = "responses"
 STEPS = (
     "CREATE TABLE responses (id TEXT PRIMARY KEY, created DOUBLE PRECISION, response TEXT, history TEXT)",
@@ -52,6 +55,13 @@ _TRIM = ("DELETE FROM responses WHERE id IN (SELECT id FROM responses ORDER BY c
          "DELETE FROM response_items WHERE response_id NOT IN (SELECT id FROM responses)")
 
 
+def _started(task: asyncio.Task) -> None:
+    """The start's failure: the database away is said by its Health; anything else here, once."""
+    failure = None if task.cancelled() else task.exception()
+    if failure is not None and not isinstance(failure, StateUnavailable):
+        log.warning("qwen: the shared Responses store could not start: %s: %s", type(failure).__name__, failure)
+
+
 class SharedResponseStore(ResponseStore):
     def __init__(self, path: Path, db: Database, max_items: int = 1000) -> None:
         super().__init__(path, max_items)
@@ -60,10 +70,13 @@ class SharedResponseStore(ResponseStore):
         self._puts = 0
 
     def start(self) -> None:
-        """Connect and adopt the shared sealing key now (the gateway's start), not at the first request."""
-        if self._ready is None:
-            self._ready = asyncio.get_running_loop().create_task(self._open(), name="qwen: shared responses")
-            self._ready.add_done_callback(retrieved)
+        """Connect and adopt the shared sealing key now (the gateway's start), not at the first request; again
+        when the database comes back if it could not then."""
+        loop = asyncio.get_running_loop()
+        self.db.health.when_back(self.start, loop)
+        if self._ready is None or (self._ready.done() and not self._adopted()):
+            self._ready = loop.create_task(self._open(), name="qwen: shared responses")
+            self._ready.add_done_callback(_started)
 
     async def ready(self) -> None:
         """Connected, migrated, the shared sealing key adopted; StateUnavailable when the database cannot be
