@@ -19,6 +19,7 @@ from .base import Account, AccountUnavailable
 from .filelock import FileLock, LockTimeout
 from .settings import AuthSettings
 from .state import AccountState, RefreshLockTimeout
+from .storage import StateUnavailable
 
 T = TypeVar("T")
 log = logging.getLogger("qwen")
@@ -75,6 +76,8 @@ class RefreshedFileAccount(Account, Generic[T]):
                     yield
             except RefreshLockTimeout as e:
                 raise self._failed(f"{self.name}: another gateway's refresh did not finish in time") from e
+            except StateUnavailable as e:  # no refresh without the lock that makes it the only one
+                raise self._failed(f"{self.name}: the refresh waits for the shared database ({e.message})") from e
         finally:
             beat.cancel()
             await asyncio.to_thread(lock.release)

@@ -361,7 +361,7 @@ def _limits(pid: int) -> tuple[int, int]:
 
 
 def test_the_soft_descriptor_limit_is_raised_to_the_hard_one(make_gateway, emu, oauth_home):
-    gw = make_gateway("nofile", env=oauth_home["env"], wrap=("prlimit", "--nofile=512:4096", "--"),
+    gw = make_gateway("nofile", env=oauth_home["env"], prefix=("prlimit", "--nofile=512:4096", "--"),
                       args=("--set", "termlog_verbosity=debug"))  # the line is a debug line
     assert _limits(gw.proc.pid) == (4096, 4096)
     assert serving(gw)

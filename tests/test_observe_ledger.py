@@ -158,15 +158,18 @@ async def test_the_state_folder_comes_from_the_config_and_can_change(tmp_path, m
     assert len(rows_in(tmp_path / "other" / "usage.sqlite3")) == 1
 
 
-async def test_a_write_that_fails_is_logged_not_raised(tmp_path, caplog):
+async def test_a_folder_that_cannot_be_written_is_one_line_and_its_rows_are_kept(tmp_path, caplog):
     (tmp_path / "file").write_text("")
     led = UsageLedger()
     led.configure(config(tmp_path / "file" / "state"))  # a folder inside a file: cannot be created
-    led.finished(exchange(), None)
-    await led.flush()
-    led.finished(exchange(), None)
+    for _ in range(2):
+        led.finished(exchange(), None)
+        await led.flush()
+    assert len(led._rows) == 2  # kept for when the folder takes them, not raised, not dropped
     led.done()
-    assert caplog.text.count("could not write 1 usage rows") == 2
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+    assert caplog.text.count("is unavailable (cannot be created)") == 1
+    assert "2 usage rows could not be written" in caplog.text
 
 
 def test_an_older_ledger_gets_the_new_columns(tmp_path):

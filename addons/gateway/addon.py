@@ -31,6 +31,7 @@ from .api.responses.background import BackgroundRuns
 from .api.responses.socket import ResponsesSockets, trim_messages, wants_socket
 from .api.responses.store import ResponseStore
 from .api.responses.store_pg import SharedResponseStore
+from .auth import pg
 from .auth.pg import Database, shown
 from .auth.base import Pool
 from .auth.pool import AccountPool
@@ -38,7 +39,8 @@ from .config import Config
 from .door import access, body, claim, listeners, options, routing
 from .door.hostile import HostileClients
 from .door.fence import Fence
-from .errors import GatewayError
+from .auth.storage import StateUnavailable
+from .errors import GatewayError, gateway_error
 from .exchange import Exchange
 from .local import Formats, LocalAnswers, error_response, health
 from .dispatch import Observers, call_safely
@@ -118,6 +120,7 @@ class QwenGateway:
         terminal.describe_accounts(getattr(self.pool, "describe", None))
         if self.config.state_url:  # never a password: the option refuses a URL that carries one
             log.info("qwen: shared state on %s", shown(self.config.state_url))
+            self._responses().start()  # the shared sealing key adopted now, not by the first request
         self.observers.running()
         self.clients.running(self.config)
 
@@ -128,6 +131,7 @@ class QwenGateway:
         self.background.stop()
         if self.pool is not None:
             call_safely(self.pool.flush)
+        await pg.drain()  # the shared database's last writes, before the loop stops
         self.observers.done()
         _close_later(self.engine.client)
         self.clients.done()
@@ -207,8 +211,8 @@ class QwenGateway:
                 ex = self._open(flow, *access.read_head(flow.request))  # a replay, or a flow that skipped requestheaders
             if flow.response is None:
                 await self._handle(flow, ex)
-        except GatewayError as e:
-            self._refuse(flow, ex, e)
+        except (GatewayError, StateUnavailable) as e:
+            self._refuse(flow, ex, gateway_error(e))
         except Exception as e:
             self._fail_closed(flow, e)
 
@@ -246,7 +250,7 @@ class QwenGateway:
     async def _relay(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         """Point the flow at the relay: mitmproxy then streams the engine's answer like any server's."""
         address = await self.relay.start()
-        if ex.extra.get("keep_before_end"):  # the endpoint keeps the answer in a shared database first
+        if ex.extra.get("keep_before_end"):  # the endpoint keeps the answer before the stream's end goes out
             ex.extra["final_gate"] = asyncio.get_running_loop().create_future()
         ex.extra["relay_token"] = token = self.relay.expect(ex)
         ex.extra["relayed"] = True

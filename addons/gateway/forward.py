@@ -12,11 +12,12 @@ from mitmproxy import connection, http
 
 from . import jsonio
 from .assemble import ChunkAssembler
-from .errors import GatewayError
+from .auth.storage import StateUnavailable
+from .errors import GatewayError, gateway_error
 from .exchange import Exchange
 from .local import json_response
 from .pivot import UpstreamAnswer
-from .streaming import StreamRewriter
+from .streaming import StreamRewriter, stream_error
 
 # The engine's `open`: the exchange sent upstream, the answer's head read, its body still arriving.
 OpenUpstream = Callable[[Exchange], Awaitable[UpstreamAnswer]]
@@ -52,17 +53,24 @@ def start_stream(ex: Exchange, resp: http.Response) -> None:
 
 
 def keep_early(ex: Exchange, gate: asyncio.Future) -> None:
-    """The stream's final events are parked: the endpoint keeps its final object now (a shared store's
-    write starts) and the relay's gate opens when the write is done (at once when there is nothing to keep)."""
+    """The stream's final events are parked: the endpoint keeps its final object now (the store's write
+    starts) and the relay's gate opens when the write is done (at once when there is nothing to keep). A
+    write that failed takes the end back: the client hears the answer was not kept, never that it is done."""
     rw = ex.rewriter
     final = _final_object(rw) if rw is not None else None
     write = None
     if final is not None and ex.endpoint is not None and ex.endpoint.finished is not None:
         ex.extra["kept"] = True  # settle.served does not keep it twice
-        ex.endpoint.finished(ex, final)
+        try:
+            ex.endpoint.finished(ex, final)
+        except StateUnavailable as e:
+            unkept(ex, e)
         write = ex.extra.get("durable")
 
     def opened(_: object = None) -> None:
+        if isinstance(write, asyncio.Future) and (write.cancelled() or write.exception() is not None):
+            failure = None if write.cancelled() else write.exception()
+            unkept(ex, failure if isinstance(failure, StateUnavailable) else None)
         if not gate.done():
             gate.set_result(None)
 
@@ -72,13 +80,23 @@ def keep_early(ex: Exchange, gate: asyncio.Future) -> None:
         opened()
 
 
-async def until_kept(gate: asyncio.Future, what: str) -> None:
-    """Wait for a parked stream's answer to be kept (keep_early opens `gate`), at most KEEP_WAIT_S: a gate
-    nobody opens delays the end of `what`, never loses it."""
+def unkept(ex: Exchange, e: StateUnavailable | None) -> None:
+    """The parked end of `ex`'s stream becomes the dialect's failure event: its answer was not kept."""
+    err = gateway_error(e or StateUnavailable("The gateway could not store the response in time; try again later."))
+    ex.stream_error = err.message
+    ex.extra["unkept"] = True
+    if ex.rewriter is not None:
+        ex.rewriter.unkept(stream_error(err.message, code=err.code or "state_unavailable"))
+
+
+async def until_kept(ex: Exchange, gate: asyncio.Future, what: str) -> None:
+    """Wait for a parked stream's answer to be kept (keep_early opens `gate`), at most KEEP_WAIT_S: a write
+    still pending then is not reported done (the end becomes a failure), and the end goes out."""
     try:
         await asyncio.wait_for(asyncio.shield(gate), KEEP_WAIT_S)
     except TimeoutError:
         log.warning("qwen: %s's end waited %g s for its answer to be kept", what, KEEP_WAIT_S)
+        unkept(ex, None)
 
 
 async def until_counted(ex: Exchange) -> None:

@@ -138,11 +138,12 @@ class LoopbackRelay(LoopbackServer):
             return True
         try:
             await until_counted(ex)
-            return await self._pump(resp, writer, ex.extra.get("final_gate"))
+            return await self._pump(ex, resp, writer)
         finally:
             await resp.aclose()
 
-    async def _pump(self, resp: UpstreamAnswer, writer: asyncio.StreamWriter, gate: object = None) -> bool:
+    async def _pump(self, ex: Exchange, resp: UpstreamAnswer, writer: asyncio.StreamWriter) -> bool:
+        gate = ex.extra.get("final_gate")
         ctype = resp.headers.get("content-type", "application/json")
         writer.write(f"HTTP/1.1 {resp.status_code} {_REASONS.get(resp.status_code, 'OK')}\r\n"
                      f"content-type: {ctype}\r\ntransfer-encoding: chunked\r\n\r\n".encode("latin-1"))
@@ -160,7 +161,7 @@ class LoopbackRelay(LoopbackServer):
         if isinstance(gate, asyncio.Future) and resp.status_code == 200 and "event-stream" in ctype:
             # the answer is being kept (a shared database): the stream's end, and with it the client's final
             # events, waits for the write
-            await until_kept(gate, "a stream")
+            await until_kept(ex, gate, "a stream")
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return True

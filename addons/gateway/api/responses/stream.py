@@ -312,6 +312,14 @@ class ResponsesStreamTranslator:
         self.error = {"code": error_code(error), "message": str(error.get("message") or "Qwen failed mid-stream.")}
         return out + [self._ev({"type": "response.failed", "response": self._response()})]
 
+    def unkept(self, held: list[bytes], error: dict) -> list[bytes]:
+        """`finish`'s events (`held`, not sent yet) with their terminal event replaced by `response.failed`:
+        the gateway could not keep (store) the response, so it must not be reported complete."""
+        self.seq -= 1  # the terminal event is taken back: its sequence number goes to the failure
+        self.status = "failed"
+        self.error = {"code": error_code(error), "message": str(error.get("message") or "not stored")}
+        return held[:-1] + [self._ev({"type": "response.failed", "response": self._response()})]
+
     def cancel(self) -> list[bytes]:
         """A background response cancelled: the item being streamed ends incomplete; no event says more (the
         spec has no terminal event for it), the Response's status is `cancelled`."""
