@@ -151,11 +151,17 @@ PER_REQUEST: dict[str, dict[str, list[Item]]] = {
     "streamed chat": STREAM,
     "Responses, stored": {
         **STREAM,
-        # the local store (api/responses/store.py) keeps the response and its items, today on the event loop
+        # the local store (api/responses/store.py) keeps the response and its items in a worker thread, and the
+        # stream's end goes out once that write has committed (the client never hears of an unstored response)
         "json_encode": [*STREAM["json_encode"], (1, "the sealed reasoning of the stored response (seal.seal)"),
                         (6, "the stored response's rows: the response and its input and output items "
                             "(api/responses/store.rows_of)")],
-        "sql": [(10, "the stored response's write: BEGIN, 8 rows, COMMIT (api/responses/store._keep)")],
+        "sql": [(6, "the stored response's write: the id's look-up, the response, its inputs, its items "
+                    "(api/responses/store._keep)"),
+                (2, "that write's BEGIN and COMMIT")],
+        "thread_handoff": [(1, "the stored response's write, in the store's worker thread (store._write)")],
+        "thread_wakeup": [(1, "that write done, back to the event loop")],
+        "timer": [(1, "the bounded wait for that write before the stream's end goes out (forward.until_kept)")],
     },
     "Messages, streamed": STREAM,
 }
@@ -256,8 +262,8 @@ PG_PER_BATCH: dict[str, list[Item]] = {
     **PER_BATCH,
     "task": [*PER_BATCH["task"], (1, "the per-account counts' write, a task on the loop (auth/pg.background)")],
 }
-# The Responses store on PostgreSQL (api/responses/store_pg.py) is not here yet: its write is being reworked
-# (the storage work); today a stored response costs a task and 7 statements on the server besides SQLite's 10.
+# The Responses store on PostgreSQL (api/responses/store_pg.py) is not counted here: its write is a task on the
+# loop (auth/pg.background) whose psycopg timers vary with the pool's state, besides the local copy's write.
 PG_KINDS = [k for k in SENDERS if k != "Responses, stored"]
 
 

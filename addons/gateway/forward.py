@@ -92,6 +92,8 @@ def unkept(ex: Exchange, e: StateUnavailable | None) -> None:
 async def until_kept(ex: Exchange, gate: asyncio.Future, what: str) -> None:
     """Wait for a parked stream's answer to be kept (keep_early opens `gate`), at most KEEP_WAIT_S: a write
     still pending then is not reported done (the end becomes a failure), and the end goes out."""
+    if gate.done():
+        return
     try:
         await asyncio.wait_for(asyncio.shield(gate), KEEP_WAIT_S)
     except TimeoutError:

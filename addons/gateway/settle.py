@@ -120,7 +120,9 @@ class Settlement:
         if write is None:
             return
         try:
-            await asyncio.wait_for(asyncio.shield(write), forward.KEEP_WAIT_S)
+            if not write.done():  # a stream's write was already awaited before its end went out: no timer again
+                await asyncio.wait_for(asyncio.shield(write), forward.KEEP_WAIT_S)
+            write.result()
         except Exception as e:
             if not isinstance(e, StateUnavailable):
                 log.error("qwen: could not store response %s: %s", ex.extra.get("response_id"), type(e).__name__)
