@@ -133,6 +133,8 @@ class Schemas:
                 high = low
             return st.lists(self.strategy(schema.get("items", {}), depth + 1), min_size=low, max_size=high)
         if kind == "string":
+            if "pattern" in schema:  # a name the API restricts (Anthropic's tool names): strings that match it
+                return st.from_regex(schema["pattern"], fullmatch=True)
             return TEXT if not schema.get("minLength") else TEXT.filter(lambda s: len(s) >= schema["minLength"])
         if kind == "integer":
             return st.integers(schema.get("minimum", -(2**31)), schema.get("maximum", 2**31))
