@@ -43,6 +43,23 @@ def test_defaults_only_for_options_nobody_set():
     assert o2.web_columns == ["path"]
 
 
+def test_mitmweb_without_flow_detail_is_quiet_too():
+    """mitmweb has no `flow_detail` (mitmdump's dumper declares it): its connection lines are off unless
+    `termlog_verbosity=debug` asks for them, as the README says."""
+    import logging
+    logger = logging.getLogger(mitmdefaults.CONNECTION_LOGGER)
+    before = logger.level
+    try:
+        o = _opts(termlog_verbosity=(str, "info"), web_columns=(list, ["path"]))
+        mitmdefaults.apply(o, {"termlog_verbosity", "web_columns"})
+        assert logger.level == logging.WARNING
+        o.update(termlog_verbosity="debug")
+        mitmdefaults.apply(o, {"termlog_verbosity"})
+        assert logger.level == logging.NOTSET
+    finally:
+        logger.setLevel(before)
+
+
 def _log_size_after_startup(gw) -> int:
     """The log's length once the gateway has said which accounts it loaded (its `running` line): under load
     that line can reach the log after the port file, and would be counted as the request's."""
@@ -84,6 +101,18 @@ def test_one_request_prints_one_line(make_gateway, emu, oauth_home):
 @pytest.mark.e2e
 def test_one_stream_prints_one_line(make_gateway, emu, oauth_home):
     gw = make_gateway("quiet-stream", env=oauth_home["env"])
+    before = _log_size_after_startup(gw)
+    _one_request(gw, stream=True)
+    lines = _new_lines(gw, before, REQUEST_LINE)
+    assert len(lines) == 1 and REQUEST_LINE.match(lines[0]), lines
+
+
+@pytest.mark.e2e
+def test_one_request_prints_one_line_in_mitmweb(make_gateway, emu, oauth_home):
+    from test_mitmweb import free_port  # noqa: PLC0415 (a helper of the mitmweb tests)
+
+    gw = make_gateway("quiet-web", tool="mitmweb", env=oauth_home["env"],
+                      args=("--set", f"web_port={free_port()}", "--set", "web_password=pw"))
     before = _log_size_after_startup(gw)
     _one_request(gw, stream=True)
     lines = _new_lines(gw, before, REQUEST_LINE)
