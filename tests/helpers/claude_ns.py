@@ -95,15 +95,6 @@ class ClaudeWorld(World):
                 return found
             time.sleep(0.1)
 
-    # ---- the emulator, from inside ----
-
-    def switches(self, **values) -> None:
-        code = ("import json,sys,urllib.request as u;u.urlopen(u.Request("
-                f"'http://127.0.0.1:{self.emu_port}/_emulator/switches',data=sys.argv[1].encode(),"
-                "headers={'content-type':'application/json'}),timeout=10)")
-        r = self.ns.run([PY, "-c", code, json.dumps(values)], timeout=30)
-        assert r.returncode == 0, r.stderr
-
     # ---- Claude Code ----
 
     def claude(self, prompt: str, *flags: str, env: dict[str, str], timeout: int = 120

@@ -252,6 +252,14 @@ class World:
     def chat_requests(self) -> list[dict]:
         return [r for r in self.emulator("requests") if r["path"].endswith("/chat/completions")]
 
+    def switches(self, **values) -> None:
+        """POST /_emulator/switches from inside the namespace."""
+        code = ("import json,sys,urllib.request as u;u.urlopen(u.Request("
+                f"'http://127.0.0.1:{self.emu_port}/_emulator/switches',data=sys.argv[1].encode(),"
+                "headers={'content-type':'application/json'}),timeout=10)")
+        r = self.ns.run([PY, "-c", code, json.dumps(values)], timeout=30)
+        assert r.returncode == 0, r.stderr
+
     def reset_emulator(self) -> None:
         code = ("import urllib.request as u;u.urlopen(u.Request("
                 f"'http://127.0.0.1:{self.emu_port}/_emulator/reset',data=b'{{}}',"
