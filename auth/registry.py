@@ -109,7 +109,7 @@ class Registry:
                 return BrokenAccount(name, KEY, "no valid base_url in accounts.json")
             if not spec.get("key_env") and not spec.get("key"):
                 return BrokenAccount(name, KEY, "neither key_env nor key in accounts.json")
-            return KeyAccount(spec)
+            return KeyAccount(spec, state)
         if kind == WEB:  # the session lives in its own file (web_session.py); off unless opted in
             return WebAccount(name, self.settings.web_session_path(name), self.settings, state)
         return BrokenAccount(name, str(kind), f"unknown account kind {kind!r} in accounts.json")
