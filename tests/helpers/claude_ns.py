@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.netns import PY, ROOT, NsGateway, World, namespace_unavailable
+from helpers.netns import ROOT, NsGateway, World, namespace_unavailable
 
 ANTHROPIC_ADDRESS = "127.0.0.4"  # what api.anthropic.com resolves to inside the namespace
 CLAUDE_VERSION = "2.1.328"
