@@ -20,7 +20,7 @@ def open_exchange(flow: http.HTTPFlow, head: access.Head, without_key: tuple[tup
     `upstream`: the default one, until the engine chooses the account (and its upstream)."""
     req = flow.request
     method, path = req.method.upper(), req.path.split("?", 1)[0]
-    called = as_called(flow, head.host)
+    called = as_called(flow, head.host or "")
     # the URL as the client addressed it (mitmproxy's pretty_url re-parses and validates the Host header)
     url = f"{called[0]}://{head.host}{req.path}" if head.host else req.pretty_url
     ex = Exchange(ClientRequest(method, path, url, key_hint(head.key.decode("utf-8", "replace")),
