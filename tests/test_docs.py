@@ -583,7 +583,10 @@ def test_accounts_startup_sample(session):
                "kill $gw; wait $gw\n"
                "qwen-gateway > ~/second.log 2>&1 & gw=$!")
     sandbox.wait_port(session.shell, 8080)
-    session.sh("sleep 0.5; kill $gw; wait $gw")
+    # its port can open before mitmdump has loaded the addon (scripts load as the listeners start): the
+    # start-up lines are waited for (at most 30 s), then Ctrl-C
+    session.sh("for i in $(seq 300); do grep -q 'qwen: WARNING' ~/second.log && break; sleep 0.1; done\n"
+               "kill $gw; wait $gw")
     lines = [ln.split("] qwen: ", 1)[1] for ln in (home / "second.log").read_text().splitlines()
              if "] qwen: " in ln and "qwen: gateway stopped" not in ln]  # start-up lines only
     expect(block("docs/accounts.md", "account default (oauth): needs_login"), "\n".join(lines), home)
@@ -697,6 +700,9 @@ def test_observability_samples(session):
         b = block("docs/observability.md", anchor)
         for cmd, shown in _transcript(b):
             expect(shown, session.sh(cmd), home)
+    out = session.run(block("docs/observability.md", "qwen-usage report --since 7d"))  # the page of this run
+    assert as_shown(out, home).strip() == "/home/you/usage-report.html", out
+    assert "qwen3-coder-plus" in (home / "usage-report.html").read_text(encoding="utf-8")
 
 
 # ---- docs/clients.md: every client's recipe, as printed ------------------------------------------------
@@ -806,6 +812,7 @@ CHECKED_BY_SCENARIOS = {  # shell blocks the tests above run (with their samples
     ("docs/troubleshooting.md", "curl -s http://127.0.0.1:8080/health"),
     ("docs/mitmweb.md", "argon2.PasswordHasher().hash"),
     ("docs/accounts.md", "/auth/initiate"),
+    ("docs/observability.md", "qwen-usage report --since 7d"),
 }
 
 SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that compares them
