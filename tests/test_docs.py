@@ -348,6 +348,7 @@ VARYING = [  # what may differ between the docs and a run: (what, pattern in the
     ("duration", r"(?<![\w.])\d+(?:\.\d+)?(?:ms|s)(?![\w])", r"\d+(?:\.\d+)?(?:ms|s)"),
     ("duration", r"(?<![\w.])\d+\.\d\d s(?![\w])", r"\d+\.\d\d s"),
     ("device user code", r"(?<=user_code=)[A-Z0-9]{8}|(?<=User code: )[A-Z0-9]{8}", r"[A-Z0-9]{8}"),
+    ("minutes left", r"(?<=expires in )\d+ min\b", r"\d+ min"),
     ("table rule", r"-{3,}", r"-+"),
 ]
 _VARYING_RE = re.compile("|".join(f"(?P<v{i}>{p})" for i, (_, p, _) in enumerate(VARYING)))
@@ -474,12 +475,26 @@ def test_emulator_login_recipe(session):
     out = session.run(block("docs/emulator.md", "export QWEN_OAUTH_BASE_URL=http://127.0.0.1:9999"))
     session.expect(block("docs/emulator.md", "=== Qwen OAuth Device Authorization ==="), out,
                    sources=(GATEWAY, EMULATOR))
-    out = session.run(block("docs/emulator.md", "curl -s http://127.0.0.1:8080/v1/chat/completions"))
+    out = session.run(block("docs/emulator.md", "\"content\": \"ping\"}]}'"))
     session.expect(block("docs/emulator.md", "gpt-4o→coder-model acct=default 200"), out, sources=(GATEWAY,))
     out = session.run(block("docs/emulator.md", "kill %1 %2; wait\n.venv/bin/qwen-auth status"))
     expect(block("docs/emulator.md", "default  oauth  ok"), out, home)
     creds = json.loads((home / ".qwen" / "oauth_creds.json").read_text())
     assert creds["resource_url"] == "http://127.0.0.1:9999"
+
+
+def test_emulator_web_account_recipe(session):
+    """A Qwen Chat web account against the emulator, as printed: the session's cookies imported with
+    `qwen-auth add-web`, one request through the gateway, and `qwen-auth status` in a shell without the
+    variables still naming the emulator as the account's upstream (issue 32: it showed https://chat.qwen.ai)."""
+    need_curl()
+    out = session.run(block("docs/emulator.md", "export QWEN_WEB_BASE_URL=http://127.0.0.1:9999"))
+    assert "Added web account chat: 9 qwen.ai cookies from the Netscape cookies.txt" in out, out
+    assert "upstream http://127.0.0.1:9999." in out, out
+    out = session.run(block("docs/emulator.md", "\"content\": \"hi\"}]}'"))
+    session.expect(block("docs/emulator.md", "gpt-4o→qwen3.8-max acct=chat 200"), out, sources=(GATEWAY,))
+    out = session.run(block("docs/emulator.md", "unset QWEN_WEB_BASE_URL QWEN_WEB_AUTH_BASE_URL"))
+    expect(block("docs/emulator.md", "chat     web   disabled"), out, session.home)
 
 
 # ---- docs/troubleshooting.md -------------------------------------------------------------------------
@@ -807,8 +822,10 @@ CHECKED_BY_SCENARIOS = {  # shell blocks the tests above run (with their samples
     ("docs/service.md", "install-service --dry-run"),
     ("docs/emulator.md", "scripts/qwen_emulator.py --port 9999 --api-key sk-demo"),
     ("docs/emulator.md", "export QWEN_OAUTH_BASE_URL=http://127.0.0.1:9999"),
-    ("docs/emulator.md", "curl -s http://127.0.0.1:8080/v1/chat/completions"),
+    ("docs/emulator.md", "\"content\": \"ping\"}]}'"),
     ("docs/emulator.md", "kill %1 %2; wait\n.venv/bin/qwen-auth status"),
+    ("docs/emulator.md", "export QWEN_WEB_BASE_URL=http://127.0.0.1:9999"),
+    ("docs/emulator.md", "unset QWEN_WEB_BASE_URL QWEN_WEB_AUTH_BASE_URL"),
     ("docs/troubleshooting.md", "curl -s http://127.0.0.1:8080/health"),
     ("docs/mitmweb.md", "argon2.PasswordHasher().hash"),
     ("docs/accounts.md", "/auth/initiate"),
@@ -826,6 +843,8 @@ SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that c
     ("docs/emulator.md", "=== Qwen OAuth Device Authorization ==="): "test_emulator_login_recipe",
     ("docs/emulator.md", "gpt-4o→coder-model acct=default 200"): "test_emulator_login_recipe",
     ("docs/emulator.md", "default  oauth  ok"): "test_emulator_login_recipe",
+    ("docs/emulator.md", "gpt-4o→qwen3.8-max acct=chat 200"): "test_emulator_web_account_recipe",
+    ("docs/emulator.md", "chat     web   disabled"): "test_emulator_web_account_recipe",
     ("docs/troubleshooting.md", '{"status":"degraded","accounts":[]'): "test_troubleshooting_health",
     ("docs/accounts.md", "ACCOUNT  KIND   STATE         EXPIRES"): "test_accounts_status_sample",
     ("docs/accounts.md", "account default (oauth): needs_login"): "test_accounts_startup_sample",
