@@ -159,3 +159,34 @@ def test_unchanged_claude_code_through_the_explicit_proxy(claude_world, reverse_
     print(f"\nClaude Code `-p` turn: base URL {reference:.2f} s, unchanged through the explicit proxy {took:.2f} s")
     assert repeated == {} and rejected == [], (repeated, rejected)  # each side answer accepted the first time
     assert took < 3 * reference
+
+
+# ---- mistakes a newcomer makes (issue 32, item 4): the message Claude Code prints ----------------------
+
+
+def test_its_base_url_at_the_explicit_proxy_prints_what_to_type(claude_world, proxy_gw):
+    """ANTHROPIC_BASE_URL at `mitmdump -s addons/qwen.py` (regular mode): mitmproxy's bare 502 page, which Claude
+    Code retried 10 times over 90 s. Now a 400 in Anthropic's format, printed by Claude Code as it came (it
+    re-sends a 400 at once with fewer betas, as against any 400: no back-off, no 502)."""
+    world = claude_world
+    mark = world.mark_all(proxy_gw)
+    r, _, _ = world.claude("say hello", env=base_url_env(proxy_gw))
+    printed = r.stdout + r.stderr
+    print("\nClaude Code printed:", printed.strip())
+    assert r.returncode != 0
+    assert "runs as an explicit proxy" in printed and f".venv/bin/qwen-gateway -p {proxy_gw.port}" in printed
+    asked = [f for f in flows(proxy_gw)[mark["flows"]:] if f["path"].startswith("/v1/messages")]
+    print(f"{len(asked)} requests, each answered {sorted({f['status'] for f in asked})}")
+    assert asked and all(f["status"] == 400 for f in asked), asked
+    assert world.leaks_since(proxy_gw, mark) == []
+
+
+def test_its_base_url_ending_in_v1_simply_works(claude_world, reverse_gw):
+    """ANTHROPIC_BASE_URL=http://127.0.0.1:8080/v1: Claude Code sends POST /v1/v1/messages; it was a 404 that
+    Claude Code showed as "There's an issue with the selected model"."""
+    world = claude_world
+    world.reset_emulator()
+    r, _, _ = world.claude("say hello", *STREAM_JSON, env={**base_url_env(reverse_gw),
+                                                           "ANTHROPIC_BASE_URL": reverse_gw.proxy_url + "/v1"})
+    _, result = finished(r, reverse_gw)
+    assert result["result"] == "Echo: say hello"
