@@ -15,21 +15,12 @@ import json
 
 import pytest
 from mitmproxy.proxy import mode_specs
-from mitmproxy.test import taddons
 
 from qwen_gateway.upstream.relay import TOKEN_HEADER
-from test_addon_unit import KEY_CRED, OAUTH_CRED, chat_flow, make, through
+from test_addon_unit import chat_flow, setup, through  # noqa: F401  (setup: the gateway in taddons)
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 MESSAGES = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
-
-
-@pytest.fixture
-def setup():
-    gw, qwen = make(OAUTH_CRED, KEY_CRED)
-    with taddons.context(gw) as tctx:
-        gw.configure(set(tctx.options.keys()))
-        yield gw, qwen
 
 
 def to_the_proxy_itself(body, path: str, *, listener=("127.0.0.1", 8080), host="127.0.0.1:8080", headers=(),
@@ -50,7 +41,7 @@ def to_the_proxy_itself(body, path: str, *, listener=("127.0.0.1", 8080), host="
 
 
 async def test_an_openai_base_url_client_at_the_explicit_proxy_is_told_what_to_type(setup):
-    gw, qwen = setup
+    gw, qwen, _ = setup
     f = await through(gw, to_the_proxy_itself(CHAT, "/v1/chat/completions"))
     assert f.response.status_code == 400 and f.response.headers["content-type"] == "application/json"
     error = json.loads(f.response.content)["error"]
@@ -63,7 +54,7 @@ async def test_an_openai_base_url_client_at_the_explicit_proxy_is_told_what_to_t
 
 
 async def test_an_anthropic_base_url_client_at_the_explicit_proxy_gets_anthropics_format(setup):
-    gw, _ = setup
+    gw, _, _ = setup
     f = await through(gw, to_the_proxy_itself(MESSAGES, "/v1/messages?beta=true",
                                               headers=[("anthropic-version", "2023-06-01")]))
     assert f.response.status_code == 400
@@ -74,7 +65,7 @@ async def test_an_anthropic_base_url_client_at_the_explicit_proxy_gets_anthropic
 
 
 async def test_health_and_metrics_of_the_explicit_proxy_itself_are_answered(setup):
-    gw, _ = setup
+    gw, _, _ = setup
     f = await through(gw, to_the_proxy_itself(b"", "/health", method="GET"))
     assert f.response.status_code == 200 and json.loads(f.response.content)["status"] == "ok"
 
@@ -82,7 +73,7 @@ async def test_health_and_metrics_of_the_explicit_proxy_itself_are_answered(setu
 async def test_other_hosts_still_pass_and_the_proxy_port_elsewhere_is_not_the_proxy(setup):
     """Only a request whose destination is this very listener is the mistake: the same port on another host,
     or a name the gateway does not intercept, passes as before."""
-    gw, _ = setup
+    gw, _, _ = setup
     f = to_the_proxy_itself(CHAT, "/v1/chat/completions", host="192.0.2.7:8080")
     gw.requestheaders(f)
     await gw.request(f)
@@ -94,7 +85,7 @@ async def test_other_hosts_still_pass_and_the_proxy_port_elsewhere_is_not_the_pr
     ("/v1/v1/chat/completions", CHAT, "openai"),
 ])
 async def test_a_doubled_v1_simply_works(setup, path, body, dialect):
-    gw, qwen = setup
+    gw, qwen, _ = setup
     f = chat_flow(body, host="127.0.0.1:8080", path=path, reverse=True)
     f.request.headers["anthropic-version"] = "2023-06-01"
     f = await through(gw, f)
