@@ -826,6 +826,7 @@ CHECKED_BY_SCENARIOS = {  # shell blocks the tests above run (with their samples
     ("docs/emulator.md", "kill %1 %2; wait\n.venv/bin/qwen-auth status"),
     ("docs/emulator.md", "export QWEN_WEB_BASE_URL=http://127.0.0.1:9999"),
     ("docs/emulator.md", "unset QWEN_WEB_BASE_URL QWEN_WEB_AUTH_BASE_URL"),
+    ("docs/emulator.md", "\"content\": \"hi\"}]}'"),
     ("docs/troubleshooting.md", "curl -s http://127.0.0.1:8080/health"),
     ("docs/mitmweb.md", "argon2.PasswordHasher().hash"),
     ("docs/accounts.md", "/auth/initiate"),
