@@ -306,5 +306,6 @@ def _retrieve(task: asyncio.Future) -> None:
 def _same(a: Account, b: Account) -> bool:
     if type(a) is not type(b) or a.kind != b.kind:
         return False
-    keys = ("path", "base_url", "key_env", "_key", "model_map", "default_model", "embeddings", "problem")
+    keys = ("path", "base_url", "auth_base_url", "key_env", "_key", "model_map", "default_model", "embeddings",
+            "problem")
     return all(getattr(a, k, None) == getattr(b, k, None) for k in keys)

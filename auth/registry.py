@@ -110,9 +110,10 @@ class Registry:
                 return BrokenAccount(name, KEY, "no valid base_url in accounts.json")
             if not spec.get("key_env") and not spec.get("key"):
                 return BrokenAccount(name, KEY, "neither key_env nor key in accounts.json")
-            return KeyAccount(spec)
+            return KeyAccount(spec, state)
         if kind == WEB:  # the session lives in its own file (web_session.py); off unless opted in
-            return WebAccount(name, self.settings.web_session_path(name), self.settings, state)
+            urls = {k: spec[k] for k in ("base_url", "auth_base_url") if isinstance(spec.get(k), str) and spec[k]}
+            return WebAccount(name, self.settings.web_session_path(name), self.settings, state, **urls)
         return BrokenAccount(name, str(kind), f"unknown account kind {kind!r} in accounts.json")
 
 

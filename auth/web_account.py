@@ -48,9 +48,13 @@ class WebAccount(RefreshedFileAccount[ws.Session]):
     kind = WEB
     stranded_kind = ws.STRANDED
 
-    def __init__(self, name: str, path: Path, settings: AuthSettings, state: AccountState) -> None:
+    def __init__(self, name: str, path: Path, settings: AuthSettings, state: AccountState, *,
+                 base_url: str | None = None, auth_base_url: str | None = None) -> None:
         super().__init__(name, path, settings, state)
         self.enabled = settings.web_accounts
+        # the web API and refresh server the session was imported for (accounts.json), else the settings'
+        self.base_url = (base_url or settings.web_base_url).rstrip("/")
+        self.auth_base_url = (auth_base_url or settings.web_auth_base_url).rstrip("/")
         self._session: ws.Session | None = None
         self._mtime: float | None = None
 
@@ -110,7 +114,7 @@ class WebAccount(RefreshedFileAccount[ws.Session]):
     def _credential(self, s: ws.Session) -> Credential:
         headers = {"user-agent": s.user_agent} if s.user_agent else {}
         headers.update(s.bx)
-        return Credential(self.name, WEB, self.settings.web_base_url, s.token,
+        return Credential(self.name, WEB, self.base_url, s.token,
                           cookies=MappingProxyType(wc.for_host(s.cookies, wc.CHAT_HOST)),
                           headers=MappingProxyType(headers))
 
@@ -168,7 +172,7 @@ class WebAccount(RefreshedFileAccount[ws.Session]):
                 return current
             try:
                 async with oauth.client(self.settings) as http:  # the gateway's proxy and trusted CAs
-                    new = await ws.refresh(current, self.settings.web_auth_base_url, http=http)
+                    new = await ws.refresh(current, self.auth_base_url, http=http)
             except ws.Punished as e:
                 self._park(current, str(e), punished=True)
                 raise AccountUnavailable(f"{self.name}: {e}", needs_login=True) from None
@@ -207,7 +211,7 @@ class WebAccount(RefreshedFileAccount[ws.Session]):
             self._park(session, why, punished=True)
 
     def status(self) -> dict:
-        out: dict = {"name": self.name, "kind": self.kind, "state": "ok", "base_url": self.settings.web_base_url,
+        out: dict = {"name": self.name, "kind": self.kind, "state": "ok", "base_url": self.base_url,
                      "expires_at": None, "last_error": None, "file": str(self.path), "enabled": self.enabled}
         try:
             s = self._load(force=True)

@@ -18,7 +18,7 @@ from .base import WEB
 from .cli_common import EXIT_OK, CliError
 from .names import check_name
 from .registry import Registry
-from .settings import AuthSettings
+from .settings import QWEN_WEB_AUTH_BASE_URL, QWEN_WEB_BASE_URL, AuthSettings
 from .state import AccountState
 from .web_account import SERVED
 
@@ -109,7 +109,12 @@ def cmd_add_web(a, settings: AuthSettings) -> int:
     session = ws.new_session(token, cookies, user_agent=a.user_agent, bx={k: v for k, v in bx.items() if v})
     path = settings.web_session_path(a.name)
     ws.save(path, session)
-    reg.put({"name": a.name, "kind": WEB}, replace=True)
+    # the web API this session belongs to, when it is not Qwen Chat's (QWEN_WEB_BASE_URL at import: the
+    # emulator): kept with the account, so the gateway and `status` use it whatever their environment says
+    entry: dict = {"name": a.name, "kind": WEB}
+    if (settings.web_base_url, settings.web_auth_base_url) != (QWEN_WEB_BASE_URL, QWEN_WEB_AUTH_BASE_URL):
+        entry.update(base_url=settings.web_base_url, auth_base_url=settings.web_auth_base_url)
+    reg.put(entry, replace=True)
     state = AccountState(settings.state_db_path)
     try:
         if state.get(a.name)["needs_login"]:
@@ -123,7 +128,8 @@ def cmd_add_web(a, settings: AuthSettings) -> int:
           f"{'expires ' + _duration(left) if left is not None and left >= 0 else 'expired ' + _duration(left) if left is not None else 'without an expiry'}"
           f"; refresh {'possible (refresh_token cookie)' if session.can_refresh else 'impossible (no refresh_token cookie)'}"
           f"; {', '.join(sorted(session.bx)) or 'no bx-* headers'}; user agent {'set' if a.user_agent else 'not set'}."
-          f"\nStored in {path} (mode 0600).")
+          f"\nStored in {path} (mode 0600)"
+          f"{'; upstream ' + entry['base_url'] if 'base_url' in entry else ''}.")
     if not cookies:
         print("Warning: no cookie jar: Qwen's anti-bot checks refuse a bare token on most requests; give "
               "--cookies FILE or --cookie-header.", file=sys.stderr)

@@ -9,6 +9,7 @@ import pytest
 from mitmproxy import http
 from mitmproxy.proxy import mode_specs
 from mitmproxy.test import taddons, tflow
+from mitmproxy.tools.web.app import flow_to_json
 
 from qwen_gateway.addon import QwenGateway
 from qwen_gateway.auth.base import KEY, OAUTH, AccountUnavailable, Capability, Credential
@@ -182,6 +183,49 @@ async def test_stream_is_pointed_at_the_relay_without_credential(setup):
     gw.response(f)
     assert f.response.raw_content == b"".join(out) and b'"model":"gpt-4o"' in f.response.raw_content
 
+
+
+def _from_a_client(f, *, host: str, tls: bool, listener=("127.0.0.1", 8080)):
+    """As mitmproxy hands the flow over: in reverse mode the request's URL is the reverse target's."""
+    if isinstance(f.client_conn.proxy_mode, mode_specs.ReverseMode):
+        f.request.scheme, f.request.host, f.request.port = "https", "portal.qwen.ai", 443
+    f.request.headers["host"] = host
+    f.client_conn.sockname = listener
+    f.client_conn.timestamp_tls_setup = 1.0 if tls else None  # tls_established
+    return f
+
+
+def _shown(f) -> str:
+    """The URL mitmweb's Path column shows (its `pretty_url`: scheme, pretty host, a port unless the
+    scheme's default, path)."""
+    r = flow_to_json(f)["request"]
+    default = {"http": 80, "https": 443}[r["scheme"]]
+    return f"{r['scheme']}://{r['pretty_host']}{'' if r['port'] == default else ':' + str(r['port'])}{r['path']}"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_the_flow_shows_the_url_the_client_called(setup, stream):
+    """Issue 32: mitmweb's Path column read `https://127.0.0.1/v1/…` for whole answers (the reverse target's
+    scheme and port) and `http://127.0.0.1:1/v1/…` for streams (the relay's port). Once answered, a flow
+    shows what the client called, in reverse mode and through the explicit proxy."""
+    gw, _, _ = setup
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+    cases = [(chat_flow(body, host="127.0.0.1:8080", reverse=True), "127.0.0.1:8080", False,
+              "http://127.0.0.1:8080/v1/chat/completions"),
+             (chat_flow(body, host="localhost:8080", reverse=True), "localhost:8080", False,
+              "http://localhost:8080/v1/chat/completions"),
+             (chat_flow(body), "api.openai.com", True, "https://api.openai.com/v1/chat/completions")]
+    for f, host, tls, called in cases:
+        f = _from_a_client(f, host=host, tls=tls)
+        gw.requestheaders(f)
+        await gw.request(f)
+        if stream:
+            assert (f.request.host, f.request.port) == gw.relay.address  # connected to the relay...
+            f.response = http.Response.make(200, b"", {"content-type": "text/event-stream"})
+            gw.responseheaders(f)  # ...and shown as called once its answer arrives
+            assert _shown(f) == called
+        gw.response(f)
+        assert _shown(f) == called and f.metadata["qwen"]["client"]["url"] == called
 
 
 @pytest.mark.parametrize("complete", [True, False])

@@ -378,6 +378,35 @@ async def test_key_account_reads_its_env_var_at_run_time(monkeypatch):
     assert "sk-secret" not in status and "$TEST_DS_KEY" in status
 
 
+async def test_a_key_qwen_refuses_stays_refused_until_the_key_changes(monkeypatch, tmp_path):
+    """After a 401 a key account is refused (not refreshed, not handed out), across restarts, until its key
+    changes; the state keeps a fingerprint of the refused key, never the key."""
+    spec = {"name": "ds", "kind": KEY, "base_url": "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
+            "key_env": "TEST_DS_KEY"}
+    monkeypatch.setenv("TEST_DS_KEY", "sk-wrong-key-0123456789")
+    state = AccountState(tmp_path / "state.sqlite3")
+    pool = AccountPool([KeyAccount(spec, state)], state)
+    cred = await pool.acquire()
+    pool.report("ds", Outcome.AUTH)
+    with pytest.raises(AccountUnavailable) as e:
+        await pool.refreshed("ds", refused=cred.token)
+    assert str(e.value).startswith("Qwen refused the key of account ds ($TEST_DS_KEY) with 401: put a valid key "
+                                   "for https://dashscope-intl.aliyuncs.com/compatible-mode/v1 in $TEST_DS_KEY")
+    (row,) = pool.status()
+    assert row["state"] == "refused" and "$TEST_DS_KEY" in row["last_error"]
+    with pytest.raises(AccountUnavailable, match=r"Qwen refused the key of account ds"):
+        await pool.acquire()
+    state.close()
+    assert b"sk-wrong-key" not in (tmp_path / "state.sqlite3").read_bytes()
+    again = AccountState(tmp_path / "state.sqlite3")  # a restart
+    assert AccountPool([KeyAccount(spec, again)], again).status()[0]["state"] == "refused"
+    monkeypatch.setenv("TEST_DS_KEY", "sk-right-key-9876543210")  # the user put the right key there
+    pool = AccountPool([KeyAccount(spec, again)], again)
+    assert (await pool.acquire()).token == "sk-right-key-9876543210"
+    assert pool.status()[0]["state"] == "ok" and not again.get("ds")["needs_login"]
+    again.close()
+
+
 def test_registry_entries_that_cannot_work_are_shown_not_used(settings, state):
     Registry(settings).save({"accounts": [
         {"name": "ok", "kind": "key", "base_url": "http://x/v1", "key": "sk-stored"},

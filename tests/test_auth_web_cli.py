@@ -13,7 +13,7 @@ import pytest
 
 from qwen_gateway.auth import web_session as ws
 from qwen_gateway.auth.registry import Registry
-from test_auth_commands import run, settings  # noqa: F401  (fixtures: the CLI in-process)
+from test_auth_commands import entry, run, settings  # noqa: F401  (fixtures: the CLI in-process)
 from test_auth_web import HEADER, ITNA, NETSCAPE, PLAYWRIGHT, REFRESH, SECRETS, TOKEN, UA
 
 from helpers.auth_env import CLEAN_ENV
@@ -149,6 +149,28 @@ def test_status_and_list_show_web_accounts_without_secrets(run, files):
     rc, listed, _ = run("list")
     assert "chat  web   disabled" in listed
     assert no_secret(out, js, listed, err)
+
+
+def test_an_account_added_against_another_web_api_keeps_it(run, settings, files, monkeypatch):
+    """Issue 32: an account imported with QWEN_WEB_BASE_URL naming the emulator showed https://chat.qwen.ai in
+    `qwen-auth status` from any shell without the variable, and a gateway started without it sent the account's
+    requests there. The account keeps the web API (and the refresh server) it was added for."""
+    monkeypatch.setenv("QWEN_WEB_BASE_URL", "http://127.0.0.1:9999/")
+    monkeypatch.setenv("QWEN_WEB_AUTH_BASE_URL", "http://127.0.0.1:9999")
+    rc, out, err = run("add-web", "chat", "--cookies", str(files / "cookies.txt"), "--user-agent", UA)
+    assert rc == 0, err
+    assert "upstream http://127.0.0.1:9999" in out
+    assert entry(settings, "chat") == {"name": "chat", "kind": "web", "base_url": "http://127.0.0.1:9999",
+                                       "auth_base_url": "http://127.0.0.1:9999"}
+    monkeypatch.delenv("QWEN_WEB_BASE_URL")
+    monkeypatch.delenv("QWEN_WEB_AUTH_BASE_URL")
+    rc, out, err = run("status")
+    row = next(ln for ln in out.splitlines() if ln.startswith("chat "))
+    assert row.split()[-1] == "http://127.0.0.1:9999", out
+    from qwen_gateway.auth.state import AccountState
+    from qwen_gateway.auth.web_account import WebAccount
+    acct = Registry(settings)._build(entry(settings, "chat"), AccountState(settings.state_db_path))
+    assert isinstance(acct, WebAccount) and acct.auth_base_url == "http://127.0.0.1:9999"
 
 
 def test_remove_keeps_the_session_file_unless_forced(run, settings, files):

@@ -136,6 +136,7 @@ def test_stream_accumulates_strictly(msg_gw, emu):
 
 
 def test_tool_use_round_trip(msg_gw, emu):
+    emu.switches(tool_calls="always")  # a call of the offered tool, whatever the prompt (docs/emulator.md)
     out = result(sdk(msg_gw, "tools"))
     first, second = out["first"], out["second"]
     assert_anthropic_order(first["events"])

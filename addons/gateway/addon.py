@@ -22,8 +22,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 
-from mitmproxy import ctx, http
-from mitmproxy.proxy import server_hooks
+from mitmproxy import ctx, http, tls
+from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.utils import asyncio_utils
 
 from . import config, forward, mitmdefaults, registry
@@ -36,7 +36,7 @@ from .auth.pg import Database, shown
 from .auth.base import Pool
 from .auth.pool import AccountPool
 from .config import Config
-from .door import access, body, claim, listeners, options, routing
+from .door import access, body, claim, listeners, mistakes, options, routing
 from .door.hostile import HostileClients
 from .door.fence import Fence
 from .auth.storage import StateUnavailable
@@ -76,6 +76,7 @@ class QwenGateway:
                                   metrics=lambda: self.observers.exposition(self.pool) if self.observers.exposition else None)
         self.fence = Fence()
         self.watch = forward.ClientWatch()  # whole answers given up when their client leaves
+        self.own_certs = False  # mitmproxy's `certs`: the user serves TLS on purpose
         self._live: dict[str, Exchange] = {}  # flow id -> exchange, until response/error
         self._flows: dict[str, http.HTTPFlow] = {}  # exchange id -> flow, for the engine's callback
         self.formats = Formats(registry.client_formats())
@@ -113,6 +114,8 @@ class QwenGateway:
             self.observers.configure(new)
             self.clients.configure(old, new)
         options.enforce(opts, updated, self.config, self.fence)
+        if "certs" in updated:  # without certificates of the user's own, TLS on a reverse listener is a mistake
+            self.own_certs = bool(opts.certs)
 
     def running(self) -> None:
         asyncio_utils.create_task(self.relay.start(), name="qwen: relay", keep_ref=True)
@@ -160,6 +163,14 @@ class QwenGateway:
             target = data.server.address[0] if data.server.address else "?"
             data.server.error = f"qwen gateway refuses to connect to {target}: its requests go to Qwen"
 
+    def tls_failed_client(self, data: tls.TlsData) -> None:
+        """`https://` on the reverse-mode listener, which speaks plain HTTP: say what to use (mistakes.py)."""
+        client = data.context.client
+        if not self.own_certs and isinstance(client.proxy_mode, mode_specs.ReverseMode):
+            line = mistakes.https_on_plain_listener(client.sockname)
+            if line:
+                log.warning(line)
+
     def http_connect(self, flow: http.HTTPFlow) -> None:
         """Explicit proxy with client keys: a tunnel to a host the gateway does not answer is refused."""
         self.deadlines.tunnelled(flow)
@@ -195,6 +206,7 @@ class QwenGateway:
             ex = self._open(flow, head, without_key)  # drops the client's key from the flow: checked just before
             refusal = access.admit(head, route=ex.route, key_refusal=key_refusal, peer=access.peer_host(flow),
                                    allowed=self.config.allowed_hosts | {access.sock_host(flow)}, max_body=self.config.max_body)
+            refusal = refusal or mistakes.refusal(flow, ex.route, ex.dialect)
             if refusal is not None:
                 self._refuse(flow, ex, refusal)
         except Exception as e:
@@ -267,6 +279,7 @@ class QwenGateway:
             return  # only relayed answers have a token to forget and a stream to translate
         try:
             self._forget_relay(flow, ex)
+            claim.show_as_called(flow, ex)
             resp = flow.response
             if (ex.extra.get("relayed") and not ex.extra.get("relay_error") and resp.status_code == 200
                     and "event-stream" in resp.headers.get("content-type", "")):
@@ -284,6 +297,7 @@ class QwenGateway:
             self.settle.passed(flow)
             requestlog.passed(flow)
             return None
+        claim.show_as_called(flow, ex)
         self.settle.answered(flow, ex)
         # mitmproxy awaits what a hook returns: only an answer with a database write to wait for waits
         return self.settle.durable(flow, ex) if "durable" in ex.extra else None
@@ -296,6 +310,7 @@ class QwenGateway:
             requestlog.passed(flow)
             return
         self._forget_relay(flow, ex)
+        claim.show_as_called(flow, ex)
         self.settle.broken(flow, ex)
 
     def _forget_relay(self, flow: http.HTTPFlow, ex: Exchange) -> None:

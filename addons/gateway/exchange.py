@@ -185,7 +185,9 @@ def note(notes: list[str] | None, text: str) -> None:
 
 
 def key_hint(key: str) -> str | None:
-    """A client key as a hint: its first three characters and its length."""
-    if not key:
+    """A client key as a hint: its first three characters and its length. None for a key of 8 characters or
+    fewer: a placeholder (`x`, `anything`) whose length says nothing and whose first three characters would
+    give most of it away."""
+    if len(key) <= 8:
         return None
-    return f"{key[:3]}… ({len(key)} chars)" if len(key) > 8 else f"<{len(key)} chars>"
+    return f"{key[:3]}… ({len(key)} chars)"

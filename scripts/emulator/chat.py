@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 from urllib.parse import quote
 
-from . import rules, search
+from . import rules, search, tools
 from .cache import text_of, tokens as _tokens
 
 KNOWN_MODELS = rules.KNOWN_MODELS
@@ -41,17 +41,16 @@ def validate(body, sw: dict | None = None) -> tuple[int, dict] | None:
             or rules.check_params(body, sw.get("stream_only_models") or ()) or search.check(body))
 
 
-def _calls(body: dict, sw: dict) -> list[dict]:
-    tools = [t.get("function") or {} for t in body["tools"] if isinstance(t, dict)] or [{}]
-    choice = body.get("tool_choice")
-    forced = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
+def _calls(body: dict, sw: dict, prompt: str) -> list[dict]:
+    """The tool calls to answer with (tools.py: when, and with which arguments); empty: answer in words."""
+    offered = [t.get("function") or {} for t in body["tools"] if isinstance(t, dict)]
+    chosen = tools.wanted(offered, body.get("tool_choice"), prompt, sw["tool_calls"])
     calls = []
-    for i in range(max(1, int(sw["tool_calls_count"]))):
-        fn = next((f for f in tools if f.get("name") == forced), None) or tools[i % len(tools)]
+    for i in range(max(1, int(sw["tool_calls_count"])) if chosen else 0):
+        fn = chosen[i % len(chosen)]
         args = sw["tool_arguments"]
         if args is None:
-            props = (fn.get("parameters") or {}).get("properties") or {}
-            args = {"location": "Paris"} if "location" in props else {}
+            args = tools.arguments(fn)
         calls.append({"id": f"call_{uuid.uuid4().hex[:24]}", "name": fn.get("name", "tool"),
                       "arguments": args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)})
     return calls
@@ -62,21 +61,20 @@ def plan(body: dict, sw: dict, cached: int = 0) -> dict:
     msgs = body["messages"]
     thinking = body.get("enable_thinking")
     reasoning = REASONING if thinking is True or (sw["reasoning"] and thinking is not False) else ""
+    user = next((m for m in reversed(msgs) if m.get("role") == "user"), {})
     calls: list[dict] = []
     text = ""
     if msgs[-1].get("role") == "tool":
         text = "Tool said: " + text_of(msgs[-1].get("content"))
-    elif body.get("tools") and body.get("tool_choice") != "none":
-        calls = _calls(body, sw)
+    elif body.get("tools") and (calls := _calls(body, sw, text_of(user.get("content")))):
+        pass
     elif sw["deltas"]:
         text = "".join(str(d) for d in sw["deltas"])
     elif sw["reply"] is not None:
         text = str(sw["reply"])
     else:
-        user = next((m for m in reversed(msgs) if m.get("role") == "user"), {})
-        text = "Echo: " + text_of(user.get("content"))
-    sources = search.info(body, text_of(next((m for m in reversed(msgs) if m.get("role") == "user"), {})
-                                        .get("content")))
+        text = "Echo: " + tools.prompt_text(text_of(user.get("content")))
+    sources = search.info(body, text_of(user.get("content")))
     text = text if calls else _before_stop(body, search.cite(body, text))
     if sw["think_leak"] and text:
         text, reasoning = f"<think>{reasoning or REASONING}</think>{text}", ""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.netns import PY, ROOT, NsGateway, World, namespace_unavailable
+from helpers.netns import ROOT, NsGateway, World, namespace_unavailable
 
 ANTHROPIC_ADDRESS = "127.0.0.4"  # what api.anthropic.com resolves to inside the namespace
 CLAUDE_VERSION = "2.1.328"
@@ -95,22 +95,6 @@ class ClaudeWorld(World):
             if len(found) >= count or time.monotonic() > deadline:
                 return found
             time.sleep(0.1)
-
-    # ---- the emulator, from inside ----
-
-    def switches(self, **values) -> None:
-        self._admin("switches", values)
-
-    def fault(self, kind: str, **values) -> None:
-        """Queue an emulator fault (docs/emulator.md), e.g. `fault("quota429", count=5)`."""
-        self._admin("fault", {"kind": kind, **values})
-
-    def _admin(self, path: str, values: dict) -> None:
-        code = ("import json,sys,urllib.request as u;u.urlopen(u.Request("
-                f"'http://127.0.0.1:{self.emu_port}/_emulator/{path}',data=sys.argv[1].encode(),"
-                "headers={'content-type':'application/json'}),timeout=10)")
-        r = self.ns.run([PY, "-c", code, json.dumps(values)], timeout=30)
-        assert r.returncode == 0, r.stderr
 
     # ---- Claude Code ----
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Collection
 
 from .. import errors
-from ..auth.base import AccountUnavailable, Credential, NotCapable, Outcome, Pool
+from ..auth.base import KEY, AccountUnavailable, Credential, NotCapable, Outcome, Pool
 from ..errors import GatewayError, UpstreamError
 from ..exchange import Exchange, Retry, RetryReason
 from ..models import Thinking, stream_refusal, thinking_refusal
@@ -74,6 +74,8 @@ class RetryPolicy:
             ex.notes.append(f"{err.message}: sent again in a new chat")
             ex.retries.append(Retry(RetryReason.NEW_CHAT, account))
             return ex.cred
+        if err.kind == errors.AUTH and ex.cred.kind == KEY:
+            return await self._past_a_refused_key(ex, err)
         try:
             if err.kind == errors.AUTH and not _retried(ex, RetryReason.REFRESHED):
                 self.pool.report(account, Outcome.AUTH)
@@ -108,6 +110,31 @@ class RetryPolicy:
             self.pool.report(account, _POOL_OUTCOME.get(err.kind, Outcome.ERROR))
             raise err.to_gateway_error()
         ex.retries.append(Retry(reason, account, wait))
+        return cred
+
+    async def _past_a_refused_key(self, ex: Exchange, err: UpstreamError) -> Credential:
+        """A key Qwen answers with 401 is not refreshed: the account marks itself refused (kept until its key
+        changes) and says so; the next account takes the request. With none, the client reads which
+        account's key, in which variable, Qwen refused — not Qwen's bare `invalid access token or token
+        expired`, which reads like the end of the OAuth tier."""
+        assert self.pool is not None and ex.cred is not None
+        account = ex.cred.account
+        self.pool.report(account, Outcome.AUTH)
+        why = f"Qwen refused the key of account {account} with 401."
+        if not _retried(ex, RetryReason.REFRESHED):
+            try:  # the account's verdict (AccountPool: refused, and why); another pool may hand out a new key
+                cred = await self.pool.refreshed(account, refused=ex.cred.token)
+                ex.retries.append(Retry(RetryReason.REFRESHED, account))
+                return cred
+            except AccountUnavailable as e:
+                why = str(e)
+        ex.notes.append(why)
+        try:
+            cred = await self.acquire(ex, exclude=ex.tried)
+        except GatewayError:
+            raise GatewayError(401, f"{why} Qwen said: “{err.message}”", type="authentication_error",
+                               code="invalid_api_key") from None
+        ex.retries.append(Retry(RetryReason.ROTATED, account))
         return cred
 
 
