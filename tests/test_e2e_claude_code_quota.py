@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from helpers.claude_ns import claude_world, reverse_gw  # noqa: F401  (fixtures)
-from test_e2e_claude_code import NO_TOOLS, base_url_env
+from test_e2e_claude_code import base_url_env
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +22,7 @@ def test_claude_code_prints_that_the_quota_is_spent_in_qwens_words(claude_world,
     world = claude_world
     world.reset_emulator()
     world.fault("quota429", count=50)
-    r, _, _ = world.claude("say hello", *NO_TOOLS, env=base_url_env(reverse_gw), timeout=240)
+    r, _, _ = world.claude("say hello", env=base_url_env(reverse_gw), timeout=240)
     printed = r.stdout + r.stderr
     print(f"\nClaude Code printed: {printed.strip()}")
     assert r.returncode == 1, printed
@@ -33,6 +33,6 @@ def test_claude_code_prints_that_the_quota_is_spent_in_qwens_words(claude_world,
     asked = world.exchanges({"logs": set()}, 1)
     assert all(e["client_response"]["status"] == 429 for e in asked), [e["client_response"]["status"] for e in asked]
     # the next turn is refused at once, still in Qwen's words, without asking Qwen again
-    r, _, _ = world.claude("again", *NO_TOOLS, env=base_url_env(reverse_gw), timeout=240)
+    r, _, _ = world.claude("again", env=base_url_env(reverse_gw), timeout=240)
     assert r.returncode == 1 and QWEN_SAID in r.stdout + r.stderr, r.stdout + r.stderr
     assert len(world.chat_requests()) == 1
