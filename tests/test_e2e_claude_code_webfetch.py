@@ -75,7 +75,8 @@ def test_webfetch_through_the_explicit_proxy(fetch_world, fetch_gw):
     world.reset_emulator()
     world.switches(tool_arguments={"url": PAGE_URL, "prompt": "What is the secret word?"}, tool_calls_count=1)
     mark = world.mark_all(gw)
-    r, _, _ = world.claude("read the guide", "--tools", "WebFetch", "--allowedTools", "WebFetch", *STREAM_JSON,
+    r, _, _ = world.claude("use WebFetch to read the guide", "--tools", "WebFetch", "--allowedTools", "WebFetch",
+                           *STREAM_JSON,
                            env=proxy_env(gw), timeout=180)
     events, result = finished(r, gw)
     seen = [f for f in flows(gw)[mark["flows"]:] if f["method"] != "CONNECT"]
