@@ -7,7 +7,7 @@ import os
 from types import MappingProxyType
 
 from .base import KEY, Account, AccountUnavailable, Credential
-from .plans import key_warning, plan_of_url
+from .plans import billing_of, key_warning, plan_of_url
 
 
 class KeyAccount(Account):
@@ -24,6 +24,7 @@ class KeyAccount(Account):
         self.model_map = MappingProxyType({str(k): str(v) for k, v in (spec.get("model_map") or {}).items()})
         self.default_model = spec.get("default_model")
         self.embeddings = bool(spec.get("embeddings"))
+        self.billing = billing_of(self.base_url)
 
     def _key_value(self) -> str:
         key = os.environ.get(self.key_env, "") if self.key_env else (self._key or "")
@@ -35,7 +36,8 @@ class KeyAccount(Account):
 
     def ready(self) -> Credential:
         return Credential(self.name, KEY, self.base_url, self._key_value(), model_map=self.model_map,
-                          default_model=self.default_model, embeddings=self.embeddings)
+                          default_model=self.default_model, embeddings=self.embeddings,
+                          billing=self.billing)
 
     async def credential(self, *, force_refresh: bool = False, refused: str | None = None) -> Credential:
         return self.ready()

@@ -62,6 +62,8 @@ def format_line(ex: Exchange) -> str:
         parts += [f"{ex.requested_model or '?'}→{ex.upstream_model or '?'}", f"acct={ex.account or '-'}"]
     else:
         parts.append(f"route={ex.route}")
+    if ex.key_name:  # a named client key (qwen-keys): its name, never the key
+        parts.append(f"key={ex.key_name}")
     status = status_of(ex)
     parts.append(str(status) if status is not None else "?")
     if ex.prompt_tokens_est is not None:
@@ -72,6 +74,8 @@ def format_line(ex: Exchange) -> str:
         cached = cached_tokens(usage)
         if cached:
             parts.append(f"cached={cached}")
+    if ex.cost is not None:
+        parts.append(f"cost=${ex.cost:.6f}" if ex.cost_unit == "USD" else f"cost={ex.cost:g} {ex.cost_unit}")
     if ex.ttfb_ms is not None:
         parts.append(f"ttfb={ex.ttfb_ms:.0f}ms")
     ms = ex.duration_ms

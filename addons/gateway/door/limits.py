@@ -1,0 +1,181 @@
+"""Requests and tokens per minute for each named key: a sliding window, exact on one gateway and across
+every gateway on one PostgreSQL database.
+
+A key with `--rpm N` has at most N requests admitted in any minute. What a key may still do is handed out
+as *grants* by a backend: `MemoryGrants` (one gateway: the window in this process) or `SharedGrants`
+(door/team_pg.py: one statement under the key's advisory lock, on the database's clock). A grant counts in
+the window for `window` seconds from when it was made.
+
+Round trips to the database are made rare by leases: a gateway takes a chunk sized to the limit (1 when
+the limit is small, so the count stays exact under any concurrency; up to limit/60 for large limits) and
+spends it locally for at most `lease` seconds; what is left is given back. A shared grant therefore
+counts for 60 s + `lease`: requests made from one grant all happen within `lease` of it, so no minute ever
+holds more than N requests (the price: a slot frees a `lease` later than a minute after its request).
+
+tpm reserves an estimate of the request's tokens before it goes upstream and settles the grant with what
+Qwen reported once the answer is complete (door/team.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+RPM, TPM = "rpm", "tpm"
+WINDOW_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    name: str
+    kind: str
+    amount: int
+    grant: int  # the grant it came from: settled or given back through it
+
+
+class Grants(Protocol):
+    window: float  # seconds a grant counts
+    lease: float  # seconds a gateway may spend what it took (0: all of it is spent at once)
+
+    def chunk(self, limit: int, want: int) -> int: ...
+
+    async def take(self, name: str, kind: str, want: int, chunk: int, limit: int) -> tuple[int, int, float]:
+        """(granted: 0 or between want and chunk, its id, seconds until room frees when 0 was granted)."""
+        ...
+
+    def settle(self, name: str, kind: str, grant: int, delta: int) -> None:
+        """Add `delta` to a grant (negative: give back), off the request's path."""
+        ...
+
+
+class MemoryGrants:
+    """One gateway's window (no qwen_state_url): exact, nothing shared, no lease needed."""
+
+    window = WINDOW_S
+    lease = 0.0
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[str, str], dict[int, list[float]]] = {}  # (name, kind) -> id -> [at, amount]
+        self._used: dict[tuple[str, str], int] = {}
+        self._ids = 0
+
+    def chunk(self, limit: int, want: int) -> int:
+        return want
+
+    async def take(self, name: str, kind: str, want: int, chunk: int, limit: int) -> tuple[int, int, float]:
+        return self.take_now(name, kind, want, limit)
+
+    def take_now(self, name: str, kind: str, want: int, limit: int, now: float | None = None) -> tuple[int, int, float]:
+        now = time.monotonic() if now is None else now
+        key = (name, kind)
+        grants = self._open.setdefault(key, {})
+        used = self._used.get(key, 0)
+        while grants:  # oldest first (dicts keep insertion order)
+            first = next(iter(grants))
+            at, amount = grants[first]
+            if at > now - self.window:
+                break
+            used -= int(amount)
+            del grants[first]
+        if used + want > limit:
+            self._used[key] = used
+            oldest = grants[next(iter(grants))][0] if grants else now
+            return 0, 0, max(oldest + self.window - now, 0.0)
+        self._ids += 1
+        grants[self._ids] = [now, float(want)]
+        self._used[key] = used + want
+        return want, self._ids, 0.0
+
+    def settle(self, name: str, kind: str, grant: int, delta: int) -> None:
+        key = (name, kind)
+        entry = self._open.get(key, {}).get(grant)
+        if entry is not None:  # a grant that already left the window counts no more
+            new = max(0, int(entry[1]) + delta)
+            self._used[key] = self._used.get(key, 0) + new - int(entry[1])
+            entry[1] = float(new)
+
+
+@dataclass
+class Lease:
+    grant: int
+    remaining: int
+    until: float  # monotonic
+
+
+class Limiter:
+    """Takes from the local lease when it can (no I/O), else from the backend (one at a time per key)."""
+
+    def __init__(self, grants: Grants) -> None:
+        self.grants = grants
+        self._leases: dict[tuple[str, str], Lease] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    async def take(self, name: str, kind: str, want: int, limit: int) -> Taken | float:
+        """What was taken, or the seconds until the window has room (a refusal)."""
+        key = (name, kind)
+        taken = self._from_lease(key, want)
+        if taken is not None:
+            return taken
+        if not self.grants.lease:  # one gateway: the backend's take never waits
+            return self._granted(key, want, await self.grants.take(name, kind, want, want, limit))
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        async with lock:  # concurrent requests wait for the one round trip instead of making their own
+            taken = self._from_lease(key, want)
+            if taken is not None:
+                return taken
+            self._end_lease(key)
+            got = await self.grants.take(name, kind, want, self.grants.chunk(limit, want), limit)
+            return self._granted(key, want, got)
+
+    def _granted(self, key: tuple[str, str], want: int, got: tuple[int, int, float]) -> Taken | float:
+        granted, grant, retry_after = got
+        if granted < want:
+            return retry_after
+        if granted > want:
+            self._leases[key] = Lease(grant, granted - want, time.monotonic() + self.grants.lease)
+        return Taken(key[0], key[1], want, grant)
+
+    def _from_lease(self, key: tuple[str, str], want: int) -> Taken | None:
+        lease = self._leases.get(key)
+        if lease is None or lease.remaining < want or lease.until <= time.monotonic():
+            return None
+        lease.remaining -= want
+        return Taken(key[0], key[1], want, lease.grant)
+
+    def _end_lease(self, key: tuple[str, str]) -> None:
+        lease = self._leases.pop(key, None)
+        if lease is not None and lease.remaining:
+            self.grants.settle(key[0], key[1], lease.grant, -lease.remaining)
+
+    def give_back(self, taken: Taken) -> None:
+        """A request refused after it took (its tpm was refused after its rpm slot)."""
+        lease = self._leases.get((taken.name, taken.kind))
+        if lease is not None and lease.grant == taken.grant and lease.until > time.monotonic():
+            lease.remaining += taken.amount
+        else:
+            self.grants.settle(taken.name, taken.kind, taken.grant, -taken.amount)
+
+    def settle(self, taken: Taken, used: int) -> None:
+        """tpm: the tokens Qwen reported replace the estimate reserved."""
+        if used != taken.amount:
+            self.grants.settle(taken.name, taken.kind, taken.grant, used - taken.amount)
+
+    def sweep(self) -> None:
+        """Expired leases give back what they did not spend (called every second)."""
+        now = time.monotonic()
+        for key in [k for k, lease in self._leases.items() if lease.until <= now]:
+            self._end_lease(key)
+
+
+def shared_chunk(limit: int, want: int) -> int:
+    """A lease sized to the limit: 1 up to 119 a minute (each request asks the database: exact under any
+    concurrency), then 1/60 of the limit (a round trip every second or so at full speed)."""
+    return max(want, limit // 60 if limit >= 120 else want)
+
+
+def retry_seconds(seconds: float) -> int:
+    return max(1, math.ceil(seconds))
