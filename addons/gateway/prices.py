@@ -3,8 +3,9 @@
 
 Parsed once in `configure` (config.py); `PriceTable.cost` is pure and cheap (two dict lookups), called once
 per exchange when it ends (settle.py). The account's `billing` (auth/plans.billing_of: "payg:intl",
-"coding", …) and the Qwen model that answered choose the price; "*" in a user file prices every account
-whose billing the gateway does not know (OAuth logins, web sessions, self-hosted or other endpoints).
+"coding", …) and the Qwen model that answered choose the price; "*" in a user file is the default for
+anything the account's billing does not price: accounts whose billing the gateway does not know (OAuth
+logins, web sessions, self-hosted or other endpoints), or a model missing from the list.
 
 The user file (JSON), any of:
 
@@ -52,12 +53,16 @@ class PriceTable:
         if not isinstance(usage, dict):
             return None
         prompt, completion = _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
-        unit = self.units.get(billing)
-        if unit == REQUESTS:
-            return 1.0, REQUESTS
-        if unit == TOKENS:
-            return float(prompt + completion), TOKENS
-        tiers = self._tiers(billing, model)
+        tiers = None
+        for where in (billing, ANY):  # the account's billing first, then the user's default for anything else
+            unit = self.units.get(where)
+            if unit == REQUESTS:
+                return 1.0, REQUESTS
+            if unit == TOKENS:
+                return float(prompt + completion), TOKENS
+            tiers = self._tiers(where, model)
+            if tiers is not None:
+                break
         if tiers is None:
             return None
         tier = next((t for t in tiers if t.up_to is None or prompt <= t.up_to), tiers[-1])
@@ -70,14 +75,10 @@ class PriceTable:
         return ((prompt - cached) * tier.input + cached * cached_price + completion * out_price) / 1e6, USD
 
     def _tiers(self, billing: str, model: str) -> tuple[Tier, ...] | None:
-        if not model:
+        prices = self.models.get(billing)
+        if not model or prices is None:
             return None
-        for name in (model, _SNAPSHOT.sub("", model)):
-            for where in (billing, ANY):
-                found = self.models.get(where, {}).get(name)
-                if found is not None:
-                    return found
-        return None
+        return prices.get(model) or prices.get(_SNAPSHOT.sub("", model))
 
 
 def _int(v: object) -> int:
