@@ -81,7 +81,7 @@ def test_anthropic_clients_get_the_refusals_in_their_own_shape(tmp_path, emu, ma
     assert first["answer"]["content"][0]["text"] == "Echo: hi"
     limited = second["raised"]
     assert limited["class"] == "RateLimitError" and limited["body"]["error"]["type"] == "rate_limit_error"
-    assert "'claude'" in limited["message"] and "1 requests per minute" in limited["message"]
+    assert "'claude'" in limited["message"] and "1 request per minute" in limited["message"]
     assert 1 <= int(limited["retry_after"]) <= 62
     assert len(emu.requests()) == before + 1  # only the admitted one went upstream
 

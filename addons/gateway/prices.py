@@ -81,6 +81,11 @@ class PriceTable:
         return prices.get(model) or prices.get(_SNAPSHOT.sub("", model))
 
 
+def usd(amount: float) -> str:
+    """An amount as people read it: cents from a dollar up, else to the millionth (one request costs little)."""
+    return "$0" if not amount else f"${amount:,.2f}" if amount >= 1 else f"${amount:.6f}"
+
+
 def _int(v: object) -> int:
     return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
 

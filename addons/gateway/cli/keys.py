@@ -31,6 +31,7 @@ from ..auth.pg import Database, StateUrlError
 from ..auth.settings import resolve_state_dir
 from ..door.keyring import KeyRecord, digest, new_key
 from ..door.keystore import FILENAME, KeyNameError, KeyStore, Spent
+from ..prices import usd
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._-]{0,63}$")  # shown in logs, mitmweb and metric labels
 OPTION_OF = {"rpm": "rpm", "tpm": "tpm", "daily_tokens": "daily-tokens", "monthly_usd": "monthly-usd"}
@@ -72,8 +73,12 @@ def _limits(a: argparse.Namespace) -> dict[str, float]:
 def described(rec: KeyRecord) -> str:
     parts = [f"rpm {rec.rpm}" if rec.rpm else "", f"tpm {rec.tpm:,}" if rec.tpm else "",
              f"daily-tokens {rec.daily_tokens:,}" if rec.daily_tokens else "",
-             f"monthly-usd ${rec.monthly_usd:,.2f}" if rec.monthly_usd else ""]
+             f"monthly-usd {usd(rec.monthly_usd)}" if rec.monthly_usd else ""]
     return ", ".join(p for p in parts if p) or "no limits"
+
+
+def _plural(n: int, what: str) -> str:
+    return f"{n:,} {what}{'' if n == 1 else 's'}"
 
 
 def _when(ts: float | None) -> str:
@@ -104,13 +109,13 @@ def table(items: list[dict]) -> str:
         (["PLAN THIS MONTH"] if plan else []) + ["LAST USED"]
     cells = [head]
     for r in items:
-        row = [r["name"], r["state"], n(r["rpm"]), n(r["tpm"]), n(r["daily_tokens"]), n(r["monthly_usd"], "${:,.2f}"),
-               f"{r['tokens_today']:,} tokens, {r['requests_today']} requests"
-               + (f", {r['refused_today']} refused" if r["refused_today"] else ""), f"${r['usd_this_month']:,.4f}"]
+        row = [r["name"], r["state"], n(r["rpm"]), n(r["tpm"]), n(r["daily_tokens"]),
+               usd(r["monthly_usd"]) if r["monthly_usd"] else "-",
+               f"{r['tokens_today']:,} tokens, {_plural(r['requests_today'], 'request')}"
+               + (f", {r['refused_today']} refused" if r["refused_today"] else ""), usd(r["usd_this_month"])]
         if plan:
-            row.append(", ".join(x for x in (f"{r['plan_requests_this_month']:,} requests" if r["plan_requests_this_month"]
-                                             else "", f"{r['plan_tokens_this_month']:,} tokens"
-                                             if r["plan_tokens_this_month"] else "") if x) or "-")
+            row.append(", ".join(_plural(r[f"plan_{unit}s_this_month"], unit) for unit in ("request", "token")
+                                 if r[f"plan_{unit}s_this_month"]) or "-")
         cells.append(row + [r["last_used"]])
     widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)

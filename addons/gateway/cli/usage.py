@@ -42,6 +42,7 @@ import time
 from ..auth.settings import resolve_state_dir
 from ..auth.pg import Database, StateUrlError
 from ..observe.ledger import FILENAME, Ledger, SharedLedger
+from ..prices import usd
 from . import usage_report
 
 # The Qwen model that answered; for requests that never reached Qwen (context guard), the model asked for.
@@ -55,6 +56,7 @@ VIEWS = {  # view -> (key column expressions, as named in the output)
 SUMS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "errors")
 # --by key: the key's refusals, and what its answers cost (USD; a Coding Plan's requests, a Token Plan's tokens)
 KEY_SUMS = ("requests", "refused", "prompt_tokens", "completion_tokens", "cost_usd", "plan_requests", "plan_tokens")
+HEADS = {"cost_usd": "cost", "plan_requests": "plan requests", "plan_tokens": "plan tokens"}
 _KEY_SQL = ("COUNT(*)", "SUM(CASE WHEN error IN ('invalid_api_key', 'rate_limit_exceeded', 'insufficient_quota') "
             "AND account IS NULL THEN 1 ELSE 0 END)", "SUM(COALESCE(prompt_tokens, 0))",
             "SUM(COALESCE(completion_tokens, 0))", "SUM(CASE WHEN cost_unit = 'USD' THEN cost ELSE 0 END)",
@@ -162,8 +164,8 @@ def table(rows: list[dict], sums: tuple[str, ...] = SUMS) -> str:
     nkeys = len(head) - len(sums)
 
     def number(k: str, v) -> str:
-        return f"${v:,.4f}" if k == "cost_usd" else f"{v:,}"
-    cells = [[h.replace("_tokens", "").replace("_usd", " USD").replace("_", " ") for h in head]]
+        return usd(v) if k == "cost_usd" else f"{v:,}"
+    cells = [[HEADS.get(h, h.replace("_tokens", "").replace("_", " ")) for h in head]]
     cells += [[str(r[k]) for k in head[:nkeys]] + [number(k, r[k]) for k in sums] for r in rows]
     cells.append(["total"] + [""] * (nkeys - 1) + [number(k, sum(r[k] for r in rows)) for k in sums])
     return _grid(cells, nkeys, rules_after=(0, len(cells) - 2))

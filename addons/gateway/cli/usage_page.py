@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from html import escape
 from typing import TYPE_CHECKING
 
+from ..prices import usd
 from .usage_svg import stacked_bars
 
 if TYPE_CHECKING:
@@ -100,11 +101,11 @@ def _keys(s: Summary) -> str:
     if all(key == "-" for _, key in s.by_key):
         return ""
     rows = [[_c(day), _c(key), _n(f"{t.requests:,}"), _n(f"{t.refused:,}"), _n(f"{t.prompt:,}"),
-             _n(f"{t.completion:,}"), _n(f"${t.usd:,.4f}"), _c(_plan(t))] for (day, key), t in sorted(s.by_key.items())]
+             _n(f"{t.completion:,}"), _n(usd(t.usd)), _c(_plan(t))] for (day, key), t in sorted(s.by_key.items())]
     t = s.total
     table = _table("by-key", ["day", "key", "requests", "refused", "prompt", "completion", "cost (USD)", "plan units"],
                    rows, total=["total", "", _n(f"{t.requests:,}"), _n(f"{t.refused:,}"), _n(f"{t.prompt:,}"),
-                                _n(f"{t.completion:,}"), _n(f"${t.usd:,.4f}"), _c(_plan(t))])
+                                _n(f"{t.completion:,}"), _n(usd(t.usd)), _c(_plan(t))])
     return ("<h2>Per day by key</h2><p class=\"meta\">Named client keys (qwen-keys): refused counts the requests the "
             "gateway refused itself (unknown or revoked key, rate limit, budget); cost is what pay-as-you-go "
             f"answers cost by the price table, plan units what Coding Plan and Token Plan answers used.</p>{table}")

@@ -22,9 +22,9 @@ def revoked(rec: KeyRecord) -> GatewayError:
 
 def rate_limited(rec: KeyRecord, kind: str, seconds: float) -> GatewayError:
     wait = retry_seconds(seconds)
-    what = f"{rec.rpm} requests" if kind == "rpm" else f"{rec.tpm:,} tokens"
+    what = f"{rec.rpm} request{'s' if rec.rpm != 1 else ''}" if kind == "rpm" else f"{rec.tpm:,} tokens"
     return GatewayError(429, f"Rate limit reached for key {rec.name!r}: {what} per minute (qwen-keys --{kind}). "
-                             f"Try again in {wait} s.", type="requests" if kind == "rpm" else "tokens",
+                             f"Try again in {wait}s.", type="requests" if kind == "rpm" else "tokens",
                         code="rate_limit_exceeded", headers={"retry-after": str(wait)})
 
 

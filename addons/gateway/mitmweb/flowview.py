@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from mitmproxy import ctx
 
 from ..observer import Observer, cached_tokens, endpoint_name, error_code, error_text, status_of, usage_int
+from ..prices import USD, usd
 from ..redact import safe_message
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def summary_line(ex: Exchange) -> str:
     elif ex.prompt_tokens_est is not None:  # Qwen's usage, when there is one, says it better
         parts.append(f"prompt ≈ {ex.prompt_tokens_est} tokens")
     if ex.cost is not None:
-        parts.append(f"${ex.cost:.6f}" if ex.cost_unit == "USD" else f"{ex.cost:g} plan {ex.cost_unit}")
+        parts.append(usd(ex.cost) if ex.cost_unit == USD else f"{ex.cost:g} plan {ex.cost_unit}")
     if ex.ttfb_ms is not None:
         parts.append(f"ttfb {ex.ttfb_ms:.0f} ms")
     parts.append(f"{ex.duration_ms / 1000:.2f} s")

@@ -29,6 +29,7 @@ from mitmproxy.log import LegacyLogEvents
 from mitmproxy.net.http import url
 
 from ..observer import Observer, cached_tokens, endpoint_name, error_code, error_text, status_of
+from ..prices import USD, usd
 from ..redact import safe_message
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ def format_line(ex: Exchange) -> str:
         if cached:
             parts.append(f"cached={cached}")
     if ex.cost is not None:
-        parts.append(f"cost=${ex.cost:.6f}" if ex.cost_unit == "USD" else f"cost={ex.cost:g} {ex.cost_unit}")
+        parts.append(f"cost={usd(ex.cost)}" if ex.cost_unit == USD else f"cost={ex.cost:g} {ex.cost_unit}")
     if ex.ttfb_ms is not None:
         parts.append(f"ttfb={ex.ttfb_ms:.0f}ms")
     ms = ex.duration_ms
