@@ -44,8 +44,9 @@ class KeyRecord:
 class Keyring:
     """Immutable: a reload builds a new one (the hot path reads it without a lock)."""
 
-    def __init__(self, records: tuple[KeyRecord, ...] = (), *, loaded: bool = True) -> None:
+    def __init__(self, records: tuple[KeyRecord, ...] = (), *, loaded: bool = True, provisional: bool = False) -> None:
         self.records = records
+        self.provisional = provisional  # read from the local copy of the shared keys, not the database yet
         self._by_digest = MappingProxyType({r.digest: r for r in records})
         self.by_name = MappingProxyType({r.name: r for r in records})
         self.loaded = loaded  # False until the shared database was read once: nothing is known yet
@@ -65,4 +66,5 @@ class Keyring:
     def replaced(self, name: str, record: KeyRecord | None) -> Keyring:
         """This ring with one key's record replaced (None: it no longer exists)."""
         rest = tuple(r for r in self.records if r.name != name)
-        return Keyring(rest + ((record,) if record is not None else ()), loaded=self.loaded)
+        return Keyring(rest + ((record,) if record is not None else ()), loaded=self.loaded,
+                       provisional=self.provisional)

@@ -24,6 +24,7 @@ from ..auth.state import open_private_db, transaction
 from .keyring import KeyRecord
 
 FILENAME = "keys.sqlite3"
+SNAPSHOT = "keys-shared.sqlite3"  # the shared keys as this gateway last read them (a database down at start)
 COMPONENT = "keys"
 _KEYS = ("CREATE TABLE {ine} client_keys (name TEXT PRIMARY KEY, digest TEXT NOT NULL UNIQUE, "
          "rpm {int} NOT NULL DEFAULT 0, tpm {int} NOT NULL DEFAULT 0, daily_tokens {int} NOT NULL DEFAULT 0, "
@@ -143,8 +144,8 @@ class KeyStore:
         self._add_spend = self._sql(add_spend_sql("GREATEST" if shared else "MAX"))
 
     @classmethod
-    def local(cls, state_dir: Path) -> KeyStore:
-        return cls(open_private_db(state_dir / FILENAME, timeout=10, setup=SQLITE_SCHEMA), shared=False)
+    def local(cls, state_dir: Path, filename: str = FILENAME) -> KeyStore:
+        return cls(open_private_db(state_dir / filename, timeout=10, setup=SQLITE_SCHEMA), shared=False)
 
     @classmethod
     def remote(cls, db: Database) -> KeyStore:
@@ -206,6 +207,17 @@ class KeyStore:
         new = self.key(name)
         assert new is not None
         return new
+
+    def replace_all(self, records: tuple[KeyRecord, ...]) -> None:
+        """The snapshot: exactly these keys (digests and limits)."""
+        now = time.time()
+        with self._tx():
+            self.conn.execute("DELETE FROM client_keys")
+            for r in records:
+                self.conn.execute(self._sql("INSERT INTO client_keys (name, digest, rpm, tpm, daily_tokens, "
+                                            "monthly_usd, created, changed, revoked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                                  (r.name, r.digest.hex(), r.rpm, r.tpm, r.daily_tokens, r.monthly_usd, now, now,
+                                   now if r.revoked else None))
 
     # ---- spend -------------------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from ..prices import REQUESTS, TOKENS, USD
 from . import refusals
 from .access import INVALID_KEY, key_matches
 from .keyring import Keyring, KeyRecord
-from .keystore import FILENAME, KeyStore
+from .keystore import FILENAME, SNAPSHOT, KeyStore
 from .limits import RPM, TPM, Limiter, MemoryGrants, Taken
 from .spend import SpendBook
 from .team_pg import SharedGrants, SharedKeys
@@ -58,7 +58,9 @@ class Team(Observer):
         self._version: int | None = None
         self._shared: SharedKeys | None = None
         self._db: Database | None = None
-        self._ready: asyncio.Event | None = None
+        self._settled: asyncio.Event | None = None  # PostgreSQL: the first read of the keys succeeded or failed
+        self._snapshot: Path | None = None
+        self._warned = False
         self._tasks: list[asyncio.Task] = []
         self._running = False
 
@@ -73,10 +75,13 @@ class Team(Observer):
         if config.state_url:
             db = self._db = Database(config.state_url)
             self._shared, self._path = SharedKeys(db), None
-            self.ring = Keyring(loaded=False)
             self.limiter = Limiter(SharedGrants(db))
+            self._snapshot = config.state_dir / SNAPSHOT
+            # what this gateway read last time: the door holds while the database does not answer
+            self.ring = Keyring(self._read_snapshot(), provisional=True) if self._snapshot.exists() \
+                else Keyring(loaded=False)
         else:
-            self._shared, self._path = None, config.state_dir / FILENAME
+            self._shared, self._path, self._snapshot = None, config.state_dir / FILENAME, None
             self.limiter = Limiter(MemoryGrants())
             self.ring = Keyring()
         self.book = SpendBook()
@@ -92,8 +97,9 @@ class Team(Observer):
     def _start(self) -> None:
         loop = asyncio.get_running_loop()
         if self._shared is not None:
-            self._ready = asyncio.Event()
-            self._tasks.append(self._shared.follow(self._reload, self._ready))
+            self._settled = asyncio.Event()
+            self._tasks.append(loop.create_task(self._first_read(), name="qwen: named keys, first read"))
+            self._tasks.append(self._shared.follow(self._reload))
         self._tasks.append(loop.create_task(self._ticks(), name="qwen: named keys' spend"))
 
     def _stop(self) -> None:
@@ -147,18 +153,28 @@ class Team(Observer):
     async def late_check(self, presented_digest: bytes, flat: bool) -> tuple[GatewayError | None, KeyRecord | None]:
         """A request that came before the shared keys were read: waits for them (LOAD_WAIT_S at most).
         `flat`: the gateway has flat keys (the request's key is none of them)."""
-        if self._ready is not None and not self.ring.loaded:
+        if self._settled is not None and not self.ring.loaded:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), LOAD_WAIT_S)
+                await asyncio.wait_for(self._settled.wait(), LOAD_WAIT_S)
         ring = self.ring
-        if not ring.loaded:
-            return refusals.keys_unread(), None
+        if not ring.loaded:  # the database does not answer, and this gateway never read its keys
+            if flat:
+                return INVALID, None
+            self._warn_unread()
+            return None, None
         if not ring.required:
             return (INVALID if flat else None), None
         rec = ring.find_digest(presented_digest)
         if rec is None:
             return INVALID, None
         return (refusals.revoked(rec) if rec.revoked else None), rec
+
+    def _warn_unread(self) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("qwen: WARNING: the shared database does not answer and this gateway has never read its "
+                        "named client keys: it serves as a gateway without named keys (loopback clients, or the "
+                        "flat keys) until it can read them (docs/keys.md)")
 
     @staticmethod
     def bind(ex: Exchange, rec: KeyRecord | None) -> None:
@@ -225,9 +241,14 @@ class Team(Observer):
         self.book.charge(name, requests=1, tokens=tokens, usd=cost if unit == USD else 0.0,
                          plan_requests=int(cost) if unit == REQUESTS else 0,
                          plan_tokens=int(cost) if unit == TOKENS else 0)
-        for t in ex.extra.get("taken", ()):
-            if t.kind == TPM:
-                self.limiter.settle(t, tokens)
+        taken = ex.extra.get("taken")
+        # settled once, by the exchange that has Qwen's answer (a background response's POST, answered
+        # `queued`, hands its allowance to the turn that runs on: the same list)
+        if taken and (ex.usage is not None or ex.error is not None or ex.stream_error):
+            for t in taken:
+                if t.kind == TPM:
+                    self.limiter.settle(t, tokens)
+            taken.clear()
 
     # ---- the store -----------------------------------------------------------------------------------
 
@@ -264,6 +285,26 @@ class Team(Observer):
             if result[0] is not None:
                 self._apply(*result)
 
+    def _read_snapshot(self) -> tuple[KeyRecord, ...]:
+        assert self._snapshot is not None
+        store = KeyStore.local(self._snapshot.parent, SNAPSHOT)
+        try:
+            return store.keys()
+        finally:
+            store.close()
+
+    def _save_snapshot(self, keys: tuple[KeyRecord, ...]) -> None:
+        if self._snapshot is None:
+            return
+        try:
+            store = KeyStore.local(self._snapshot.parent, SNAPSHOT)
+            try:
+                store.replace_all(keys)
+            finally:
+                store.close()
+        except Exception as e:  # the state folder full or read-only: the keys are still in memory
+            log.warning("qwen: could not keep a copy of the named keys in %s: %s", self._snapshot, type(e).__name__)
+
     def _local_io(self, pending: dict, today: str) -> tuple[tuple[KeyRecord, ...] | None, dict]:
         """In a thread: the keys file opened once it exists, spend written, everything read again when
         another process (qwen-keys, another gateway on the same folder) changed it."""
@@ -285,12 +326,25 @@ class Team(Observer):
             self.ring = Keyring(keys)
             self.book.replace(spend)
 
+    async def _first_read(self) -> None:
+        try:
+            await self._reload(None)
+        except Exception as e:
+            log.warning("qwen: could not read the named client keys from the shared database: %s (retrying)",
+                        type(e).__name__)
+        finally:
+            assert self._settled is not None
+            self._settled.set()
+
     async def _reload(self, name: str | None) -> None:
         assert self._shared is not None
         keys = await self._shared.keys(name)
         spend = await self._shared.spend(self.book.day, name)
         if name is None:
-            self.ring = Keyring(tuple(keys))
+            new = tuple(sorted(keys, key=lambda r: r.name))
+            if self.ring.provisional or new != tuple(sorted(self.ring.records, key=lambda r: r.name)):
+                await asyncio.to_thread(self._save_snapshot, new)
+            self.ring = Keyring(new)
         else:
             self.ring = self.ring.replaced(name, keys[0] if keys else None)
         self.book.replace(spend, name)

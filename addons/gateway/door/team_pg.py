@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from ..auth.pg import Database, placeholders
+from ..auth.pg import CHANNEL, Database, placeholders
 from .keyring import KeyRecord
 from .keystore import COMPONENT, KEY_COLUMNS, PG_STEPS, Delta, Spent, add_spend_sql, record_of, spend_query, spent_of
 from .limits import WINDOW_S, shared_chunk
@@ -61,12 +61,13 @@ class SharedKeys:
         self.db = db
         self._add_spend = placeholders(add_spend_sql("GREATEST"))
 
-    def follow(self, reload: Callable[[str | None], Awaitable[None]], ready: asyncio.Event) -> asyncio.Task:
+    def follow(self, reload: Callable[[str | None], Awaitable[None]]) -> asyncio.Task:
         return asyncio.get_running_loop().create_task(
-            self.db.follow(COMPONENT, PG_STEPS, "key", reload, every=REFRESH_S, what="named client keys", ready=ready),
+            self.db.follow(COMPONENT, PG_STEPS, "key", reload, every=REFRESH_S, what="named client keys"),
             name="qwen: named keys")
 
     async def keys(self, name: str | None = None) -> list[KeyRecord]:
+        await self.db.amigrate(COMPONENT, PG_STEPS)  # once: a new database has no keys, not an error
         where, args = ("WHERE name = %s", (name,)) if name is not None else ("", ())
         return [record_of(r) for r in await self.db.fetch(f"SELECT {KEY_COLUMNS} FROM client_keys {where}", args)]
 
@@ -81,4 +82,4 @@ class SharedKeys:
             for (name, day), d in deltas.items():
                 await conn.execute(self._add_spend, (name, day, *d.values()))
             for name in {n for n, _ in deltas}:
-                await conn.execute("SELECT pg_notify('qwen_state', %s)", (f"key:{name}",))
+                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"key:{name}"))
