@@ -84,6 +84,12 @@ def test_anthropic_clients_get_the_refusals_in_their_own_shape(tmp_path, emu, ma
     assert "'claude'" in limited["message"] and "1 request per minute" in limited["message"]
     assert 1 <= int(limited["retry_after"]) <= 62
     assert len(emu.requests()) == before + 1  # only the admitted one went upstream
+    budget = add_key(env, "claude-daily", "--daily-tokens", "1")
+    until(lambda: _status(gw.url, budget) == 200, "the new key", limit=5)  # spends more than 1 token
+    spent = anthropic_calls(gw.url, budget, [{"op": "create", "params": MESSAGE}])[0]["raised"]
+    assert spent["class"] == "RateLimitError" and spent["body"]["error"]["type"] == "rate_limit_error"
+    assert "daily budget" in spent["message"] and "resets at 00:00 UTC" in spent["message"]
+    assert 1 <= int(spent["retry_after"]) <= 86400
 
 
 def test_twenty_concurrent_requests_on_a_key_with_rpm_5_get_exactly_5_answers(tmp_path, emu, make_gateway):

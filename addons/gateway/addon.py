@@ -233,7 +233,8 @@ class QwenGateway:
         refusal = await context_check(ex, self.config)
         if refusal is not None:
             raise refusal
-        await self.team.limit(ex)
+        if ex.key_name:
+            await self.team.limit(ex)
 
     async def _relay(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         """Point the flow at the relay: mitmproxy then streams the engine's answer like any server's."""

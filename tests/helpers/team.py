@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
-from helpers.procs import BIN, ROOT
+from helpers.procs import BIN, ROOT, until  # noqa: F401  (the tests take it from here)
 
 QWEN_KEYS = BIN / "qwen-keys"
 QWEN_USAGE = BIN / "qwen-usage"
@@ -40,17 +39,6 @@ def add_key(env: dict[str, str], name: str, *limits: str) -> str:
     key = out.strip().splitlines()[-1]
     assert key.startswith("sk-qg-") and len(key) > 40, out
     return key
-
-
-def until(check, what: str, limit: float = 10.0, every: float = 0.1):
-    deadline = time.monotonic() + limit
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {limit} s")
-        time.sleep(every)
 
 
 def openai_client(url: str, key: str):

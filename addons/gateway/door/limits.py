@@ -18,17 +18,17 @@ Qwen reported once the answer is complete (door/team.py)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import math
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 RPM, TPM = "rpm", "tpm"
 WINDOW_S = 60.0
 
 
-@dataclass(frozen=True, slots=True)
-class Taken:
+class Taken(NamedTuple):  # a tuple: made twice per limited request
     name: str
     kind: str
     amount: int
@@ -41,6 +41,10 @@ class Grants(Protocol):
 
     def chunk(self, limit: int, want: int) -> int: ...
 
+    def try_now(self, name: str, kind: str, want: int, limit: int) -> tuple[int, int, float] | None:
+        """`take` without waiting when the backend can (in memory); None when it must ask (a database)."""
+        ...
+
     async def take(self, name: str, kind: str, want: int, chunk: int, limit: int) -> tuple[int, int, float]:
         """(granted: 0 or between want and chunk, its id, seconds until room frees when 0 was granted)."""
         ...
@@ -50,6 +54,17 @@ class Grants(Protocol):
         ...
 
 
+class _Window:
+    """One key's grants of one kind, oldest first; each grant is [at, amount, id] (settled in place)."""
+
+    __slots__ = ("grants", "by_id", "used")
+
+    def __init__(self) -> None:
+        self.grants: collections.deque[list] = collections.deque()
+        self.by_id: dict[int, list] = {}
+        self.used = 0
+
+
 class MemoryGrants:
     """One gateway's window (no qwen_state_url): exact, nothing shared, no lease needed."""
 
@@ -57,44 +72,44 @@ class MemoryGrants:
     lease = 0.0
 
     def __init__(self) -> None:
-        self._open: dict[tuple[str, str], dict[int, list[float]]] = {}  # (name, kind) -> id -> [at, amount]
-        self._used: dict[tuple[str, str], int] = {}
+        self._windows: dict[tuple[str, str], _Window] = {}
         self._ids = 0
 
     def chunk(self, limit: int, want: int) -> int:
         return want
+
+    def try_now(self, name: str, kind: str, want: int, limit: int) -> tuple[int, int, float]:
+        return self.take_now(name, kind, want, limit)
 
     async def take(self, name: str, kind: str, want: int, chunk: int, limit: int) -> tuple[int, int, float]:
         return self.take_now(name, kind, want, limit)
 
     def take_now(self, name: str, kind: str, want: int, limit: int, now: float | None = None) -> tuple[int, int, float]:
         now = time.monotonic() if now is None else now
-        key = (name, kind)
-        grants = self._open.setdefault(key, {})
-        used = self._used.get(key, 0)
-        while grants:  # oldest first (dicts keep insertion order)
-            first = next(iter(grants))
-            at, amount = grants[first]
-            if at > now - self.window:
-                break
-            used -= int(amount)
-            del grants[first]
-        if used + want > limit:
-            self._used[key] = used
-            oldest = grants[next(iter(grants))][0] if grants else now
-            return 0, 0, max(oldest + self.window - now, 0.0)
+        w = self._windows.get((name, kind))
+        if w is None:
+            w = self._windows[(name, kind)] = _Window()
+        grants, horizon = w.grants, now - self.window
+        while grants and grants[0][0] <= horizon:  # left the window
+            _, amount, gid = grants.popleft()
+            w.used -= amount
+            del w.by_id[gid]
+        if w.used + want > limit:
+            return 0, 0, max((grants[0][0] if grants else now) + self.window - now, 0.0)
         self._ids += 1
-        grants[self._ids] = [now, float(want)]
-        self._used[key] = used + want
+        entry = [now, want, self._ids]
+        grants.append(entry)
+        w.by_id[self._ids] = entry
+        w.used += want
         return want, self._ids, 0.0
 
     def settle(self, name: str, kind: str, grant: int, delta: int) -> None:
-        key = (name, kind)
-        entry = self._open.get(key, {}).get(grant)
-        if entry is not None:  # a grant that already left the window counts no more
-            new = max(0, int(entry[1]) + delta)
-            self._used[key] = self._used.get(key, 0) + new - int(entry[1])
-            entry[1] = float(new)
+        w = self._windows.get((name, kind))
+        entry = w.by_id.get(grant) if w is not None else None
+        if w is not None and entry is not None:  # a grant that already left the window counts no more
+            new = max(0, entry[1] + delta)
+            w.used += new - entry[1]
+            entry[1] = new
 
 
 @dataclass
@@ -112,14 +127,21 @@ class Limiter:
         self._leases: dict[tuple[str, str], Lease] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
-    async def take(self, name: str, kind: str, want: int, limit: int) -> Taken | float:
-        """What was taken, or the seconds until the window has room (a refusal)."""
+    def take_now(self, name: str, kind: str, want: int, limit: int) -> Taken | float | None:
+        """`take` when no waiting is needed (the lease has enough, or the backend is in memory), else None."""
         key = (name, kind)
         taken = self._from_lease(key, want)
         if taken is not None:
             return taken
-        if not self.grants.lease:  # one gateway: the backend's take never waits
-            return self._granted(key, want, await self.grants.take(name, kind, want, want, limit))
+        got = self.grants.try_now(name, kind, want, limit)
+        return None if got is None else self._granted(key, want, got)
+
+    async def take(self, name: str, kind: str, want: int, limit: int) -> Taken | float:
+        """What was taken, or the seconds until the window has room (a refusal)."""
+        key = (name, kind)
+        got = self.take_now(name, kind, want, limit)
+        if got is not None:
+            return got
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks[key] = asyncio.Lock()
@@ -128,8 +150,8 @@ class Limiter:
             if taken is not None:
                 return taken
             self._end_lease(key)
-            got = await self.grants.take(name, kind, want, self.grants.chunk(limit, want), limit)
-            return self._granted(key, want, got)
+            answer = await self.grants.take(name, kind, want, self.grants.chunk(limit, want), limit)
+            return self._granted(key, want, answer)
 
     def _granted(self, key: tuple[str, str], want: int, got: tuple[int, int, float]) -> Taken | float:
         granted, grant, retry_after = got

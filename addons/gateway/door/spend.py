@@ -54,22 +54,32 @@ class SpendBook:
 
     def charge(self, name: str, *, requests: int = 0, refused: int = 0, tokens: int = 0, usd: float = 0.0,
                plan_requests: int = 0, plan_tokens: int = 0, now: float | None = None) -> None:
+        """Once per request of a named key: counted in place (no copies: it is on every request's way out)."""
         now = time.time() if now is None else now
-        s = self.spent(name, now)
-        self.totals[name] = dataclasses.replace(
-            s, tokens_today=s.tokens_today + tokens, requests_today=s.requests_today + requests,
-            refused_today=s.refused_today + refused, usd_month=s.usd_month + usd,
-            plan_requests_month=s.plan_requests_month + plan_requests,
-            plan_tokens_month=s.plan_tokens_month + plan_tokens, last_used=now if requests else s.last_used)
-        d = self.pending.setdefault((name, self._day), Delta())
-        d.requests += requests
-        d.refused += refused
+        self._roll(now)
+        s = self.totals.get(name)
+        if s is None:
+            s = self.totals[name] = Spent()
+        d = self.pending.get((name, self._day))
+        if d is None:
+            d = self.pending[(name, self._day)] = Delta()
+        s.tokens_today += tokens
         d.tokens += tokens
-        d.usd += usd
-        d.plan_requests += plan_requests
-        d.plan_tokens += plan_tokens
+        s.requests_today += requests
+        d.requests += requests
+        if refused:
+            s.refused_today += refused
+            d.refused += refused
+        if usd:
+            s.usd_month += usd
+            d.usd += usd
+        if plan_requests or plan_tokens:
+            s.plan_requests_month += plan_requests
+            s.plan_tokens_month += plan_tokens
+            d.plan_requests += plan_requests
+            d.plan_tokens += plan_tokens
         if requests:
-            d.last_used = now
+            s.last_used = d.last_used = now
 
     def take_pending(self) -> dict[tuple[str, str], Delta]:
         """What to write now (kept as `writing` until `written`)."""

@@ -209,7 +209,9 @@ class Team(Observer):
 
     async def _take(self, rec: KeyRecord, kind: str, want: int, limit: int, taken: list[Taken]) -> Taken:
         try:
-            got = await self.limiter.take(rec.name, kind, want, limit)
+            got = self.limiter.take_now(rec.name, kind, want, limit)  # no waiting: memory, or the lease
+            if got is None:
+                got = await self.limiter.take(rec.name, kind, want, limit)
         except Exception as e:
             log.warning("qwen: could not count key %s's requests in the shared database: %s", rec.name,
                         type(e).__name__)
@@ -235,8 +237,8 @@ class Team(Observer):
             self.book.charge(name, refused=1)
             return
         usage = ex.usage if isinstance(ex.usage, dict) else {}
-        tokens = sum(v for k in ("prompt_tokens", "completion_tokens")
-                     if isinstance(v := usage.get(k), int) and not isinstance(v, bool))
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        tokens = (prompt if type(prompt) is int else 0) + (completion if type(completion) is int else 0)
         cost, unit = ex.cost or 0.0, ex.cost_unit
         self.book.charge(name, requests=1, tokens=tokens, usd=cost if unit == USD else 0.0,
                          plan_requests=int(cost) if unit == REQUESTS else 0,

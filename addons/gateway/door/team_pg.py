@@ -33,6 +33,9 @@ class SharedGrants:
     def chunk(self, limit: int, want: int) -> int:
         return shared_chunk(limit, want)
 
+    def try_now(self, name: str, kind: str, want: int, limit: int) -> None:
+        return None  # the database is asked (when the lease is spent)
+
     async def take(self, name: str, kind: str, want: int, chunk: int, limit: int) -> tuple[int, int, float]:
         await self.db.amigrate(COMPONENT, PG_STEPS)
         rows = await self.db.fetch("SELECT granted, grant_id, retry_after FROM qwen_key_take(%s, %s, %s, %s, %s, %s)",
