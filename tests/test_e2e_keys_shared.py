@@ -78,7 +78,7 @@ def test_twenty_concurrent_requests_across_two_gateways_on_a_key_with_rpm_5_get_
 def test_what_a_key_spent_through_one_gateway_counts_at_the_other(pair, emu):
     one, two, cli = pair
     key = add_key(cli, "budget", "--daily-tokens", "10")
-    until(lambda: status(two, "x") == 401, "the key on gateway two", limit=5)
+    until(lambda: status(one, "x") == 401 and status(two, "x") == 401, "the key on both gateways", limit=5)
     assert openai_client(one.url, key).chat.completions.create(
         model="gpt-4o", messages=[{"role": "user", "content": "word " * 30}]).usage.total_tokens > 10
     until(lambda: json.loads(qwen_keys(cli, "list", "--json").stdout)[0]["tokens_today"] > 10,
