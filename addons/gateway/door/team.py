@@ -7,31 +7,25 @@
   and tpm through the limiter (door/limits.py), which asks the backend only when the local lease is spent.
 - **Spend** (`finished`, an observer, after the answer): tokens Qwen reported, the request's cost
   (`ex.cost`, prices.py) and refusals, per key and UTC day; tpm grants settled with the real tokens.
-- **Where**: `<state_dir>/keys.sqlite3` (one gateway: polled every second, written in batches from a thread),
-  or the shared database (`qwen_state_url`: followed by NOTIFY, written from the event loop, rate limits
-  exact across gateways). A running gateway sees a new, revoked or rotated key within a second (5 s at most
-  on PostgreSQL when a notification is lost).
+- **Where** (door/keysource.py): `<state_dir>/keys.sqlite3`, or the shared database (`qwen_state_url`: rate
+  limits exact across gateways). A running gateway sees a new, revoked or rotated key within a second (5 s
+  at most on PostgreSQL when a notification is lost).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..auth.pg import Database
 from ..errors import GatewayError
 from ..observer import Observer
 from ..prices import REQUESTS, TOKENS, USD
 from . import refusals
 from .access import INVALID_KEY, key_matches
 from .keyring import Keyring, KeyRecord
-from .keystore import FILENAME, SNAPSHOT, KeyStore
+from .keysource import KeySource
 from .limits import RPM, TPM, Limiter, MemoryGrants, Taken
 from .spend import SpendBook
-from .team_pg import SharedGrants, SharedKeys
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -41,8 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("qwen")
 
-TICK_S = 1.0  # SQLite: how often the keys file is looked at and spend written; both: leases swept
-LOAD_WAIT_S = 10.0  # PostgreSQL at start: how long a request waits for the keys to be read once
 INVALID = GatewayError(401, INVALID_KEY, type="invalid_request_error", code="invalid_api_key")
 PENDING = GatewayError(503, "keys not read yet")  # a marker, never answered: see Team.check
 
@@ -52,87 +44,22 @@ class Team(Observer):
         self.ring = Keyring()
         self.book = SpendBook()
         self.limiter = Limiter(MemoryGrants())
-        self._where: tuple[Path, str] | None = None
-        self._path: Path | None = None  # SQLite: the keys file (opened once it exists)
-        self._store: KeyStore | None = None
-        self._version: int | None = None
-        self._shared: SharedKeys | None = None
-        self._db: Database | None = None
-        self._settled: asyncio.Event | None = None  # PostgreSQL: the first read of the keys succeeded or failed
-        self._snapshot: Path | None = None
+        self.source = KeySource(self)
         self._warned = False
-        self._tasks: list[asyncio.Task] = []
-        self._running = False
 
-    # ---- lifecycle -----------------------------------------------------------------------------------
+    # ---- lifecycle: where the keys live (door/keysource.py) -------------------------------------------
 
     def configure(self, config: Config) -> None:
-        where = (config.state_dir, config.state_url)
-        if where == self._where:
-            return
-        self._stop()
-        self._where = where
-        if config.state_url:
-            db = self._db = Database(config.state_url)
-            self._shared, self._path = SharedKeys(db), None
-            self.limiter = Limiter(SharedGrants(db))
-            self._snapshot = config.state_dir / SNAPSHOT
-            # what this gateway read last time: the door holds while the database does not answer
-            self.ring = Keyring(self._read_snapshot(), provisional=True) if self._snapshot.exists() \
-                else Keyring(loaded=False)
-        else:
-            self._shared, self._path, self._snapshot = None, config.state_dir / FILENAME, None
-            self.limiter = Limiter(MemoryGrants())
-            self.ring = Keyring()
-        self.book = SpendBook()
-        if self._path is not None and self._path.exists():  # at start-up, before the first request: read at once
-            self._apply(*self._local_io({}, self.book.day))
-        if self._running:
-            self._start()
+        self.source.configure(config)
 
     def running(self) -> None:
-        self._running = True
-        self._start()
-
-    def _start(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._shared is not None:
-            self._settled = asyncio.Event()
-            self._tasks.append(loop.create_task(self._first_read(), name="qwen: named keys, first read"))
-            self._tasks.append(self._shared.follow(self._reload))
-        self._tasks.append(loop.create_task(self._ticks(), name="qwen: named keys' spend"))
-
-    def _stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        self._tasks = []
-        if self._store is not None:
-            self._store.close()
-            self._store, self._version = None, None
+        self.source.running()
 
     async def close(self) -> None:
-        """Shutdown: what was charged is written."""
-        for task in self._tasks:
-            task.cancel()
-        self._tasks = []
-        with contextlib.suppress(Exception):
-            await self._flush()
-        self._stop()
+        await self.source.close()
 
     def keys_exist(self) -> bool:
-        """Whether named keys exist; before the shared keys were read (start-up), the database is asked
-        (blocking, once: the exposure check of a listener beyond loopback)."""
-        if self.ring.loaded or self._db is None:
-            return self.ring.required
-        try:
-            store = KeyStore.remote(self._db)
-            try:
-                return bool(store.keys())
-            finally:
-                store.close()
-        except Exception as e:
-            log.warning("qwen: could not read the named keys from the shared database: %s", type(e).__name__)
-            return False
+        return self.source.keys_exist()
 
     # ---- who ---------------------------------------------------------------------------------------
 
@@ -151,11 +78,9 @@ class Team(Observer):
         return (INVALID if ring.loaded else PENDING), None
 
     async def late_check(self, presented_digest: bytes, flat: bool) -> tuple[GatewayError | None, KeyRecord | None]:
-        """A request that came before the shared keys were read: waits for them (LOAD_WAIT_S at most).
+        """A request that came before the shared keys were read: waits for the first read (10 s at most).
         `flat`: the gateway has flat keys (the request's key is none of them)."""
-        if self._settled is not None and not self.ring.loaded:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._settled.wait(), LOAD_WAIT_S)
+        await self.source.first_read()
         ring = self.ring
         if not ring.loaded:  # the database does not answer, and this gateway never read its keys
             if flat:
@@ -251,102 +176,3 @@ class Team(Observer):
                 if t.kind == TPM:
                     self.limiter.settle(t, tokens)
             taken.clear()
-
-    # ---- the store -----------------------------------------------------------------------------------
-
-    async def _ticks(self) -> None:
-        while True:
-            await asyncio.sleep(TICK_S)
-            try:
-                self.limiter.sweep()
-                await self._flush()
-            except Exception:
-                log.exception("qwen: named keys: could not write spend")
-
-    async def _flush(self) -> None:
-        if self._shared is not None:
-            pending = self.book.take_pending()
-            if not pending:
-                return
-            ok = False
-            try:
-                await self._shared.write_spend(pending)
-                ok = True
-            except Exception as e:
-                log.warning("qwen: could not write named keys' spend to the shared database: %s", type(e).__name__)
-            finally:
-                self.book.written(pending, ok)
-        elif self._path is not None:
-            pending = self.book.take_pending()
-            try:
-                result = await asyncio.to_thread(self._local_io, pending, self.book.day)
-            except Exception:
-                self.book.written(pending, False)
-                raise
-            self.book.written(pending, True)
-            if result[0] is not None:
-                self._apply(*result)
-
-    def _read_snapshot(self) -> tuple[KeyRecord, ...]:
-        assert self._snapshot is not None
-        store = KeyStore.local(self._snapshot.parent, SNAPSHOT)
-        try:
-            return store.keys()
-        finally:
-            store.close()
-
-    def _save_snapshot(self, keys: tuple[KeyRecord, ...]) -> None:
-        if self._snapshot is None:
-            return
-        try:
-            store = KeyStore.local(self._snapshot.parent, SNAPSHOT)
-            try:
-                store.replace_all(keys)
-            finally:
-                store.close()
-        except Exception as e:  # the state folder full or read-only: the keys are still in memory
-            log.warning("qwen: could not keep a copy of the named keys in %s: %s", self._snapshot, type(e).__name__)
-
-    def _local_io(self, pending: dict, today: str) -> tuple[tuple[KeyRecord, ...] | None, dict]:
-        """In a thread: the keys file opened once it exists, spend written, everything read again when
-        another process (qwen-keys, another gateway on the same folder) changed it."""
-        assert self._path is not None
-        if self._store is None:
-            if not self._path.exists():
-                return None, {}
-            self._store = KeyStore.local(self._path.parent)
-        if pending:
-            self._store.write_spend(pending)
-        version = self._store.data_version()
-        if version == self._version:
-            return None, {}
-        self._version = version
-        return self._store.keys(), self._store.spend(today=today)
-
-    def _apply(self, keys: tuple[KeyRecord, ...] | None, spend: dict) -> None:
-        if keys is not None:
-            self.ring = Keyring(keys)
-            self.book.replace(spend)
-
-    async def _first_read(self) -> None:
-        try:
-            await self._reload(None)
-        except Exception as e:
-            log.warning("qwen: could not read the named client keys from the shared database: %s (retrying)",
-                        type(e).__name__)
-        finally:
-            assert self._settled is not None
-            self._settled.set()
-
-    async def _reload(self, name: str | None) -> None:
-        assert self._shared is not None
-        keys = await self._shared.keys(name)
-        spend = await self._shared.spend(self.book.day, name)
-        if name is None:
-            new = tuple(sorted(keys, key=lambda r: r.name))
-            if self.ring.provisional or new != tuple(sorted(self.ring.records, key=lambda r: r.name)):
-                await asyncio.to_thread(self._save_snapshot, new)
-            self.ring = Keyring(new)
-        else:
-            self.ring = self.ring.replaced(name, keys[0] if keys else None)
-        self.book.replace(spend, name)
