@@ -102,6 +102,8 @@ class KeySource:
             task.cancel()
         self._tasks = []
         with contextlib.suppress(Exception):
+            self.state.limiter.sweep(everything=True)
+            await self.state.limiter.grants.flush()
             await self._flush()
         self._stop()
 
@@ -131,6 +133,7 @@ class KeySource:
             await asyncio.sleep(TICK_S)
             try:
                 self.state.limiter.sweep()
+                await self.state.limiter.grants.flush()
                 await self._flush()
             except Exception:
                 log.exception("qwen: named keys: could not write spend")

@@ -53,6 +53,10 @@ class Grants(Protocol):
         """Add `delta` to a grant (negative: give back), off the request's path."""
         ...
 
+    async def flush(self) -> None:
+        """Write the settlements (every second)."""
+        ...
+
 
 class _Window:
     """One key's grants of one kind, oldest first; each grant is [at, amount, id] (settled in place)."""
@@ -102,6 +106,9 @@ class MemoryGrants:
         w.by_id[self._ids] = entry
         w.used += want
         return want, self._ids, 0.0
+
+    async def flush(self) -> None:
+        return None  # nothing to write: the window is this process's
 
     def settle(self, name: str, kind: str, grant: int, delta: int) -> None:
         w = self._windows.get((name, kind))
@@ -182,14 +189,22 @@ class Limiter:
             self.grants.settle(taken.name, taken.kind, taken.grant, -taken.amount)
 
     def settle(self, taken: Taken, used: int) -> None:
-        """tpm: the tokens Qwen reported replace the estimate reserved."""
-        if used != taken.amount:
-            self.grants.settle(taken.name, taken.kind, taken.grant, used - taken.amount)
+        """tpm: the tokens Qwen reported replace the estimate reserved. While its lease runs, the difference
+        comes out of (or goes back into) the lease: the grant already counts the whole chunk."""
+        delta = used - taken.amount
+        if not delta:
+            return
+        lease = self._leases.get((taken.name, taken.kind))
+        if lease is not None and lease.grant == taken.grant and lease.until > time.monotonic() \
+                and lease.remaining >= delta:
+            lease.remaining -= delta
+        else:
+            self.grants.settle(taken.name, taken.kind, taken.grant, delta)
 
-    def sweep(self) -> None:
-        """Expired leases give back what they did not spend (called every second)."""
+    def sweep(self, everything: bool = False) -> None:
+        """Expired leases give back what they did not spend (called every second; at shutdown, all of them)."""
         now = time.monotonic()
-        for key in [k for k, lease in self._leases.items() if lease.until <= now]:
+        for key in [k for k, lease in self._leases.items() if everything or lease.until <= now]:
             self._end_lease(key)
 
 

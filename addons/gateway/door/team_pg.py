@@ -29,6 +29,7 @@ class SharedGrants:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._deltas: dict[int, int] = {}  # grant id -> tokens (or requests) to add; negative: given back
 
     def chunk(self, limit: int, want: int) -> int:
         return shared_chunk(limit, want)
@@ -44,17 +45,21 @@ class SharedGrants:
         return int(granted), int(grant), float(retry)
 
     def settle(self, name: str, kind: str, grant: int, delta: int) -> None:
-        try:
-            self.db.background(self._settle(grant, delta), "qwen: settle a key's grant")
-        except RuntimeError:  # no event loop (shutting down): the grant leaves the window by itself
-            pass
+        self._deltas[grant] = self._deltas.get(grant, 0) + delta  # written by `flush`, every second
 
-    async def _settle(self, grant: int, delta: int) -> None:
+    async def flush(self) -> None:
+        """The settlements of the last second, one statement per grant, in one transaction."""
+        deltas, self._deltas = self._deltas, {}
+        if not deltas:
+            return
         try:
-            await self.db.execute("UPDATE key_grants SET amount = GREATEST(0, amount + %s) WHERE id = %s",
-                                  (delta, grant))
-        except Exception as e:
-            log.warning("qwen: could not settle a key's rate grant in the shared database: %s", type(e).__name__)
+            pool = await self.db.pool()
+            async with pool.connection() as conn, conn.transaction():
+                for grant, delta in deltas.items():
+                    await conn.execute("UPDATE key_grants SET amount = GREATEST(0, amount + %s) WHERE id = %s",
+                                       (delta, grant))
+        except Exception as e:  # a grant unsettled counts what was reserved until it leaves the window
+            log.warning("qwen: could not settle named keys' rate grants in the shared database: %s", type(e).__name__)
 
 
 class SharedKeys:
