@@ -91,9 +91,10 @@ class Pool(Protocol):
         refused, when known; if the account already holds another one, that is returned without a refresh.
         At most one refresh per account per backoff window, however many 401s arrive."""
 
-    def report(self, account: str, outcome: Outcome | str, *, retry_after: float | None = None) -> None:
+    def report(self, account: str, outcome: Outcome | str, *, retry_after: float | None = None,
+               detail: str | None = None) -> None:
         """What happened to a request sent with `account`'s credential (an Outcome; its string value
-        is accepted too)."""
+        is accepted too). `detail`: the upstream's own words for a QUOTA, shown while the account cools down."""
 
     def status(self) -> list[dict]:
         """One JSON-safe row per account: never a token or key."""

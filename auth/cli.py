@@ -199,9 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(sub, "add-web", "import a Qwen Chat browser session (chat.qwen.ai; opt-in, risky)",
              "Import a logged-in chat.qwen.ai browser session as a web account: the cookie jar, the token, the\n"
              "browser's User-Agent and, when given, its bx-* headers. Stored 0600 in <state dir>/web/NAME.json.\n"
-             "Secrets never go on the command line: --token and --cookie-header read `-` (standard input, not\n"
-             "echoed on a terminal) or a FILE. Without --token, the jar's `token` cookie (or a storageState's\n"
-             "localStorage token) is used. A `refresh_token` cookie (auth.qwen.ai) lets the session refresh.\n\n"
+             "Secrets never go on the command line: --token, --cookie-header, --bx-ua and --bx-umidtoken read `-`\n"
+             "(standard input, not echoed on a terminal; one of them at most) or a FILE. Without --token, the\n"
+             "jar's `token` cookie (or a storageState's localStorage token) is used. A `refresh_token` cookie\n"
+             "(auth.qwen.ai) lets the session refresh.\n\n"
              + RISK + "\n" + OPT_IN + " " + SERVED)
     p.add_argument("name", help="the account's name (letters, digits, '.', '_', '-')")
     p.add_argument("--cookies", metavar="FILE",
@@ -211,8 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", metavar="-|FILE",
                    help="the bearer token (localStorage `token`): `-` reads standard input, else a file")
     p.add_argument("--user-agent", metavar="UA", help="the browser's User-Agent (navigator.userAgent)")
-    p.add_argument("--bx-ua", metavar="VALUE", help="the bx-ua header of a chat.qwen.ai request (optional)")
-    p.add_argument("--bx-umidtoken", metavar="VALUE", help="the bx-umidtoken header (optional)")
+    p.add_argument("--bx-ua", metavar="-|FILE", help="the bx-ua header of a chat.qwen.ai request (optional): `-` "
+                                                     "reads standard input, else a file holding it")
+    p.add_argument("--bx-umidtoken", metavar="-|FILE", help="the bx-umidtoken header (optional): `-` or a file")
     p.add_argument("--bx-v", metavar="VALUE", help="the bx-v header, e.g. 2.5.36 (optional)")
     p.add_argument("--replace", action="store_true", help="replace the session of an existing web account")
     p = _sub(sub, "remove", "remove an account (never deletes Qwen Code's login without --force)",

@@ -1,21 +1,16 @@
-"""qwen-code's credential file and lock file, byte-compatible (see docs/accounts.md).
+"""qwen-code's credential file, byte-compatible (see docs/accounts.md); its lock file is filelock.py's.
 
 File: `json.dumps(obj, indent=2)`, no trailing newline, mode 0600 (folder 0700), written to a temp file
-`<name>.tmp.<uuid>`, fsynced and renamed over the old one, so a crash leaves the old file or the new one.
-Lock: exclusive create of `<name>.lock` holding a random UUID; stale when its mtime is more than 10 s old
--> renamed to `<lock>.stale.<uuid>` and removed; 20 attempts from 100 ms, x1.5, capped at 2 s; removed in
-`finally` (and at exit). A lock's content is never interpreted (old qwen-code versions wrote JSON there):
-it is only compared with our own UUID before we remove a lock, so we never remove someone else's.
+`<name>.tmp.<uuid>`, fsynced and renamed over the old one, so a crash leaves the old file or the new one
+(or, killed between the two, the new one in the temp file: stranded.py adopts it).
 
 Everything here is blocking file I/O: async callers run it with `asyncio.to_thread`.
 """
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -24,10 +19,6 @@ REQUIRED = ("access_token", "refresh_token", "token_type")
 # Key orders qwen-code writes: after a device login, and after a refresh.
 LOGIN_ORDER = ("access_token", "refresh_token", "token_type", "resource_url", "expiry_date")
 REFRESH_ORDER = ("access_token", "token_type", "refresh_token", "resource_url", "expiry_date")
-LOCK_STALE_S = 10.0  # LOCK_TIMEOUT_MS
-LOCK_ATTEMPTS = 20
-LOCK_FIRST_DELAY_S = 0.1
-LOCK_MAX_DELAY_S = 2.0
 REFRESH_BUFFER_MS = 30_000  # TOKEN_REFRESH_BUFFER_MS
 
 
@@ -84,7 +75,12 @@ def atomic_write(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    try:  # make the rename itself durable
+    fsync_folder(path)
+
+
+def fsync_folder(path: Path) -> None:
+    """Make a rename to `path` durable (best effort)."""
+    try:
         dfd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dfd)
@@ -97,113 +93,3 @@ def atomic_write(path: Path, text: str) -> None:
 def write_creds(path: Path, creds: dict, order: tuple[str, ...] = REFRESH_ORDER) -> None:
     """Atomic 0600 write in qwen-code's format; a crash leaves the old file or the new one, never half."""
     atomic_write(path, dump_creds(creds, order))
-
-
-_held: set["FileLock"] = set()
-_held_lock = threading.Lock()
-
-
-@atexit.register
-def _release_all() -> None:  # qwen-code also removes its lock on exit
-    for lock in list(_held):
-        lock.release()
-
-
-class LockTimeout(TimeoutError):
-    pass
-
-
-class FileLock:
-    """qwen-code's cross-process refresh lock. Blocking: call from a thread."""
-
-    def __init__(self, path: Path, stale_after: float = LOCK_STALE_S, attempts: int = LOCK_ATTEMPTS,
-                 first_delay: float = LOCK_FIRST_DELAY_S, max_delay: float = LOCK_MAX_DELAY_S) -> None:
-        self.path = path
-        self.stale_after = stale_after
-        self.attempts = attempts
-        self.first_delay = first_delay
-        self.max_delay = max_delay
-        self._ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the lock file we created
-        self._token = ""
-
-    @property
-    def held(self) -> bool:
-        return self._ident is not None
-
-    def acquire(self) -> None:
-        delay = self.first_delay
-        for attempt in range(self.attempts):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-            except FileExistsError:
-                if self._break_if_stale():
-                    continue  # as qwen-code: try again at once
-                if attempt == self.attempts - 1:
-                    break  # no wait after the last attempt: it would only delay the timeout
-                time.sleep(delay)
-                delay = min(delay * 1.5, self.max_delay)
-                continue
-            token = str(uuid.uuid4())
-            try:
-                os.write(fd, token.encode())
-                st = os.fstat(fd)
-            finally:
-                os.close(fd)
-            self._ident = (st.st_dev, st.st_ino)
-            self._token = token
-            with _held_lock:
-                _held.add(self)
-            return
-        raise LockTimeout("Failed to acquire file lock for token refresh: timeout exceeded")
-
-    def _break_if_stale(self) -> bool:
-        try:
-            if time.time() - self.path.stat().st_mtime <= self.stale_after:
-                return False
-            stale = self.path.with_name(f"{self.path.name}.stale.{uuid.uuid4()}")
-            os.rename(self.path, stale)
-            stale.unlink(missing_ok=True)
-            return True
-        except FileNotFoundError:
-            return True  # gone meanwhile: try again at once
-        except OSError:
-            return False
-
-    def _still_ours(self) -> bool:
-        """Same file and still our UUID (inode numbers are reused at once after a stale break)."""
-        try:
-            st = self.path.stat()
-            if (st.st_dev, st.st_ino) != self._ident:
-                return False
-            with open(self.path, "rb") as f:
-                return f.read(64) == self._token.encode()
-        except OSError:
-            return False
-
-    def touch(self) -> None:
-        """Keep a held lock from looking stale while a slow refresh is still running."""
-        if self.held and self._still_ours():
-            try:
-                os.utime(self.path)
-            except OSError:
-                pass
-
-    def release(self) -> None:
-        if not self.held:
-            return
-        # If another process broke our lock as stale and took it, the file is theirs now: leave it.
-        if self._still_ours():
-            try:
-                self.path.unlink()
-            except FileNotFoundError:
-                pass
-        self._ident = None
-        with _held_lock:
-            _held.discard(self)
-
-    def __enter__(self) -> "FileLock":
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()

@@ -3,20 +3,25 @@ Qwen endpoint), and the placeholder for an accounts.json entry that cannot be us
 
 from __future__ import annotations
 
+import hashlib
 import os
 from types import MappingProxyType
 
 from .base import KEY, Account, AccountUnavailable, Credential
 from .plans import billing_of, key_warning, plan_of_url
+from .state import AccountState
 
 
 class KeyAccount(Account):
     """The key is read from an environment variable at run time (`key_env`) or stored in accounts.json
-    (`key`, file mode 0600). A key is never refreshed: `credential(force_refresh=True)` returns it as is."""
+    (`key`, file mode 0600). A key is never refreshed: after a 401 (`credential(force_refresh=True)`) the
+    account is *refused* — Qwen will not take this key — and stays so, across restarts, until the key
+    changes. The state keeps that as a login's refusal is kept: `needs_login`, and in `login_mtime` (which
+    tells a login's files apart) a 48-bit fingerprint of the refused key (of its SHA-256: never the key)."""
 
     kind = KEY
 
-    def __init__(self, spec: dict) -> None:
+    def __init__(self, spec: dict, state: AccountState | None = None) -> None:
         self.name = spec["name"]
         self.base_url = str(spec["base_url"]).rstrip("/")
         self.key_env = spec.get("key_env")
@@ -25,6 +30,9 @@ class KeyAccount(Account):
         self.default_model = spec.get("default_model")
         self.embeddings = bool(spec.get("embeddings"))
         self.billing = billing_of(self.base_url)
+        self.state = state
+        row = state.get(self.name) if state is not None else None
+        self._refused: float | None = row["login_mtime"] if row and row["needs_login"] else None
 
     def _key_value(self) -> str:
         key = os.environ.get(self.key_env, "") if self.key_env else (self._key or "")
@@ -35,12 +43,38 @@ class KeyAccount(Account):
         return key
 
     def ready(self) -> Credential:
-        return Credential(self.name, KEY, self.base_url, self._key_value(), model_map=self.model_map,
-                          default_model=self.default_model, embeddings=self.embeddings,
-                          billing=self.billing)
+        key = self._key_value()
+        if self._refused is not None:  # only then is the key hashed: not on every request
+            self._check_refused(key)
+        return Credential(self.name, KEY, self.base_url, key, model_map=self.model_map,
+                          default_model=self.default_model, embeddings=self.embeddings, billing=self.billing)
 
     async def credential(self, *, force_refresh: bool = False, refused: str | None = None) -> Credential:
+        if force_refresh:  # Qwen answered 401: a key cannot be refreshed, this one is refused
+            key = self._key_value()
+            if refused is None or refused == key:
+                self._refused = fingerprint(key)
+                if self.state is not None:
+                    self.state.set(self.name, needs_login=True, login_mtime=self._refused,
+                                   last_error=self.refused_message())
+                raise AccountUnavailable(self.refused_message())
         return self.ready()
+
+    def _check_refused(self, key: str) -> None:
+        if fingerprint(key) == self._refused:
+            raise AccountUnavailable(self.refused_message())
+        self._refused = None  # another key since: try it
+        if self.state is not None:
+            self.state.set(self.name, needs_login=False, login_mtime=0.0, last_error=None)
+
+    def refused_message(self) -> str:
+        """What a refused key means and what to do (the account and its variable; never the key)."""
+        if self.key_env:
+            where, fix = f"${self.key_env}", f"put a valid key for {self.base_url} in ${self.key_env} and restart the gateway"
+        else:
+            where, fix = "stored in accounts.json", f"store a valid one (`qwen-auth add-key {self.name} --replace ...`)"
+        return (f"Qwen refused the key of account {self.name} ({where}) with 401: {fix}; `qwen-auth status` shows "
+                "the account as refused until then.")
 
     def key_warning(self) -> str | None:
         """Why the key probably does not fit its endpoint's plan (never the key itself), or None."""
@@ -55,10 +89,21 @@ class KeyAccount(Account):
                "default_model": self.default_model, "model_map": dict(self.model_map),
                "embeddings": self.embeddings}
         try:
-            self._key_value()
+            key = self._key_value()
         except AccountUnavailable as e:
             out.update(state="missing", last_error=str(e))
+            return out
+        try:
+            if self._refused is not None:
+                self._check_refused(key)
+        except AccountUnavailable:
+            out.update(state="refused", last_error=self.refused_message())
         return out
+
+
+def fingerprint(key: str) -> float:
+    """A 48-bit fingerprint of a key (of its SHA-256), exact in a float column: which key was refused."""
+    return float(int.from_bytes(hashlib.sha256(key.encode()).digest()[:6], "big"))
 
 
 class BrokenAccount(Account):

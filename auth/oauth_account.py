@@ -5,7 +5,9 @@ process, under qwen-code's lock file across processes, re-reading the file first
 refreshed. What this adds to qwen-code's rules:
 
 - the new tokens are written to the file (atomically) before anything else happens: a process killed
-  right after the server rotated the refresh token still leaves the new one on disk;
+  right after the server rotated the refresh token still leaves the new one on disk; killed between writing
+  the temp file and renaming it, the new login is in `<file>.tmp.<uuid>`: the next refresh under the lock
+  (the first use after a start, when such a file is there) adopts it (stranded.py);
 - one refresh per account per `refresh_backoff_s` window: a storm of 401s gets the token just refreshed;
 - after a refresh failed for a network or server reason, none is tried for `refresh_retry_s`;
 - a login whose refresh token is refused is marked needs_login (persisted) and never deleted or rewritten.
@@ -18,7 +20,7 @@ import os
 import time
 from pathlib import Path
 
-from . import oauth
+from . import oauth, stranded
 from .base import OAUTH, AccountUnavailable, Credential
 from .credfile import REFRESH_ORDER, CredentialFileError, is_fresh, read_creds, write_creds
 from .endpoints import api_base_from_resource_url
@@ -45,6 +47,7 @@ class _FileSig:
 
 class OAuthAccount(RefreshedFileAccount[dict]):
     kind = OAUTH
+    stranded_kind = stranded.OAUTH_LOGIN
 
     def __init__(self, name: str, path: Path, settings: AuthSettings, state: AccountState) -> None:
         super().__init__(name, path, settings, state)
@@ -76,6 +79,8 @@ class OAuthAccount(RefreshedFileAccount[dict]):
                 raise AccountUnavailable(f"{self.name}: no Qwen login ({self.path.name} is missing); run "
                                          f"`{self.login_hint}`", needs_login=True)
             if self._creds is None or sig != self._sig:
+                if self._creds is None:  # the first look (a start): a refresh killed before its rename?
+                    self._look_for_stranded()
                 try:
                     creds = read_creds(self.path)
                 except CredentialFileError as e:
@@ -110,7 +115,7 @@ class OAuthAccount(RefreshedFileAccount[dict]):
 
     def ready(self) -> Credential | None:
         creds = self._load()
-        if is_fresh(creds):
+        if is_fresh(creds) and not self._stranded:
             return self._credential(creds)
         if self._failure is not None and time.monotonic() < self._failed_until:
             raise AccountUnavailable(str(self._failure))  # do not hammer a failing OAuth server
@@ -121,7 +126,7 @@ class OAuthAccount(RefreshedFileAccount[dict]):
         (`refused` differs from the current one) or we refreshed less than refresh_backoff_s ago."""
         creds = self._load()
         if not force_refresh:
-            if is_fresh(creds):
+            if is_fresh(creds) and not self._stranded:
                 return self._credential(creds)
             if self._failure is not None and time.monotonic() < self._failed_until:
                 raise AccountUnavailable(str(self._failure))
@@ -135,6 +140,7 @@ class OAuthAccount(RefreshedFileAccount[dict]):
 
     async def _refresh(self, seen_token: str, force: bool) -> dict:
         async with self._locked():
+            await asyncio.to_thread(self._recover)
             sig = await asyncio.to_thread(self._stat)
             try:
                 current = await asyncio.to_thread(read_creds, self.path)

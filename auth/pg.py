@@ -1,13 +1,16 @@
 """Shared state on PostgreSQL (`qwen_state_url=postgresql://user@host:port/db`): what every shared store uses.
 
-- `check_url`: the URL names no password (libpq reads it from PGPASSWORD, PGPASSFILE or ~/.pgpass), and
-  `shown` is the URL as logs and errors may print it.
+- The URL's rules (pg_url.py, re-exported here): `check_url`, `shown`, `placeholders`, `advisory_key`.
 - `Database`: one URL; an `AsyncConnectionPool` opened on the running event loop (the gateway's stores:
   no network round trip ever blocks mitmproxy's loop) and plain connections for threads and commands
   (the usage ledger's writer thread, `qwen-usage`).
 - `migrate`: each store brings its own numbered schema steps; `schema_version` remembers how far each
   component got, and an advisory lock makes two gateways starting at once take turns.
-- `placeholders`: SQL written for SQLite (`?`) made psycopg's (`%s`).
+- Faults (storage.py): a database that cannot be reached, restarts or runs out of room is one
+  `StateUnavailable`, logged once per outage by the URL's `Health`; while it is away every caller is refused
+  at once (no wait for a pool timeout); a connection the server ended while it sat in the pool (a restart)
+  is replaced once, transparently; the probe notices the return within PROBE_S and the pool is made anew
+  (psycopg_pool's own reconnection backs off to minutes).
 
 psycopg 3 is an optional dependency (the `postgres` extra): imported only when a URL is set.
 """
@@ -17,82 +20,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import threading
-import zlib
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+
+from .pg_url import SCHEMES as SCHEMES  # the URL's rules: every store imports them from here
+from .pg_url import StateUrlError as StateUrlError
+from .pg_url import advisory_key as advisory_key
+from .pg_url import check_url as check_url
+from .pg_url import driver_missing as driver_missing
+from .pg_url import placeholders as placeholders
+from .pg_url import shown as shown
+from .storage import PROBE_S, Health, StateUnavailable, health_of
 
 log = logging.getLogger("qwen")
+# psycopg_pool logs each failed reconnection and each dead connection it discards; the URL's Health says it
+# once per outage instead
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 T = TypeVar("T")
 
-SCHEMES = ("postgresql", "postgres")
 CHANNEL = "qwen_state"  # NOTIFY channel: payload "<kind>:<key>" (kind: account, credential)
 POOL_WAIT_S = 5.0  # a request waits at most this for a connection (the database down: an error, not a hang)
+CONNECT_S = 10  # a new connection's connect_timeout (libpq's, whole seconds; a refused one fails at once)
+PROBE_CONNECT_S = 2  # the probe's: a host that does not answer is simply not back yet
+DRAIN_S = 10.0  # at shutdown, how long the last background writes may take
 _LOCK_SCHEMA = 0x7177_6E00  # advisory lock key for migrations ("qwn\0")
-
-
-class StateUrlError(ValueError):
-    """A `qwen_state_url` the gateway refuses (the message never repeats a password)."""
-
-
-def check_url(url: str) -> str:
-    """The URL as given, or StateUrlError: a postgresql:// URL with no password in it (nor in its query)."""
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # a port that is not a number raises here
-    except ValueError as e:
-        raise StateUrlError(f"qwen_state_url is not a URL: {e}") from None
-    if parts.scheme not in SCHEMES:
-        raise StateUrlError(f"qwen_state_url must be a postgresql://user@host:port/db URL (got {parts.scheme!r}://)")
-    if parts.password is not None or re.search(r"(^|&)password=", parts.query, re.I):
-        raise StateUrlError("qwen_state_url must not carry a password: put it in PGPASSFILE or ~/.pgpass "
-                            "(or PGPASSWORD) for libpq to read")
-    return url
-
-
-def driver_missing() -> str | None:
-    """Why PostgreSQL cannot be used here (the optional extra is not installed), or None."""
-    import importlib.util
-
-    missing = [m for m in ("psycopg", "psycopg_pool") if importlib.util.find_spec(m) is None]
-    if missing:
-        return (f"qwen_state_url needs {' and '.join(missing)}: install the postgres extra "
-                "(pip install -e '.[postgres]')")
-    return None
-
-
-def shown(url: str) -> str:
-    """The URL with anything secret-looking removed (its query dropped: sslkey paths, options)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        netloc = (f"{parts.username}@" if parts.username else "") + host + (f":{parts.port}" if parts.port else "")
-        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    except ValueError:
-        return "(an invalid URL)"
-
-
-def placeholders(sql: str) -> str:
-    """`?` outside string literals becomes `%s`; a literal `%` becomes `%%` (psycopg's format)."""
-    out = []
-    quoted = False
-    for ch in sql:
-        if ch == "'":
-            quoted = not quoted
-        if ch == "%":
-            out.append("%%")
-        elif ch == "?" and not quoted:
-            out.append("%s")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def advisory_key(text: str) -> int:
-    """A stable signed 64-bit advisory-lock key for a name (an account's refresh lock)."""
-    return zlib.crc32(b"qwen-gateway/" + text.encode()) | 0x5157_0000_0000
 
 
 _SCHEMA_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
@@ -113,6 +65,27 @@ def migrate_sync(conn: Any, component: str, steps: Sequence[str]) -> int:
         return len(steps)
 
 
+def unavailable(e: BaseException) -> bool:
+    """`e` says the database cannot be used now (unreachable, restarting, ended the session, out of room or
+    connections), not that a statement is wrong."""
+    import psycopg
+
+    if not isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError)):
+        return False
+    state = getattr(e, "sqlstate", None)
+    # no SQLSTATE: the connection failed or broke; 08 connection, 53 insufficient resources, 57 operator
+    # intervention (AdminShutdown, CannotConnectNow); psycopg_pool's PoolTimeout has none either
+    return state is None or state[:2] in ("08", "53", "57")
+
+
+def _reachable(url: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True, connect_timeout=PROBE_CONNECT_S) as conn:
+        conn.execute("SELECT 1")
+    return True
+
+
 class Database:
     """One PostgreSQL database. `pool()` is for the event loop (opened there, on first use); `connect()`
     gives a plain connection for a thread or a command; `migrate` runs a component's schema steps once."""
@@ -120,7 +93,10 @@ class Database:
     def __init__(self, url: str, *, max_size: int = 4) -> None:
         self.url = check_url(url)
         self.max_size = max_size
+        self.health: Health = health_of(f"pg:{self.url}", f"the shared database {shown(self.url)}",
+                                        "shared state database", lambda: _reachable(self.url))
         self._pool: Any = None
+        self._pool_outage = 0  # the health's outage count when the pool was opened: older pools are stale
         self._pool_lock: asyncio.Lock | None = None
         self._migrated: set[str] = set()
         self._mlock = threading.Lock()
@@ -129,10 +105,24 @@ class Database:
     def __repr__(self) -> str:
         return f"Database({shown(self.url)})"
 
+    def lost(self, e: BaseException) -> StateUnavailable:
+        """The database failed with `e`: down (logged once), the error to raise."""
+        return self.health.lost(type(e).__name__)
+
+    def available(self) -> None:
+        """StateUnavailable at once while the database is known to be away."""
+        if self.health.down:
+            raise self.health.error()
+
     def connect(self) -> Any:
+        """A plain connection (a thread, a command); StateUnavailable when the database cannot be reached."""
         import psycopg
 
-        return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        self.available()
+        try:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_S)
+        except psycopg.OperationalError as e:
+            raise self.lost(e) from None
 
     def migrate(self, component: str, steps: Sequence[str]) -> None:
         """Blocking (call from a thread, or a command)."""
@@ -148,46 +138,121 @@ class Database:
             await asyncio.to_thread(self.migrate, component, steps)
 
     async def pool(self) -> Any:
-        """The event loop's connection pool (autocommit connections), opened at first use."""
-        if self._pool is not None:
+        """The event loop's connection pool (autocommit connections), opened at first use and anew after an
+        outage; StateUnavailable while the database is away."""
+        self.available()
+        if self._pool is not None and self._pool_outage == self.health.outages:
             return self._pool
         if self._pool_lock is None:
             self._pool_lock = asyncio.Lock()
         async with self._pool_lock:
+            if self._pool is not None and self._pool_outage != self.health.outages:
+                self._drop(self._pool)  # opened before the last outage: its connections are dead
             if self._pool is None:
                 from psycopg_pool import AsyncConnectionPool
 
+                outage = self.health.outages
+                await self._reach()  # one attempt, failing at once when nothing listens (the pool would retry)
                 pool = AsyncConnectionPool(self.url, min_size=1, max_size=self.max_size, open=False, timeout=POOL_WAIT_S,
-                                           kwargs={"autocommit": True, "connect_timeout": 5}, name="qwen-state")
+                                           kwargs={"autocommit": True, "connect_timeout": CONNECT_S}, name="qwen-state")
                 try:
-                    await pool.open(wait=True, timeout=10)
-                except BaseException:
+                    await pool.open(wait=True, timeout=CONNECT_S)
+                except BaseException as e:
                     await pool.close()  # no workers left retrying: the next caller tries again
+                    if isinstance(e, Exception) and unavailable(e):
+                        raise self.lost(e) from None
                     raise
-                self._pool = pool
+                self._pool, self._pool_outage = pool, outage
         return self._pool
+
+    async def _reach(self) -> None:
+        import psycopg
+
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=CONNECT_S)
+        except psycopg.OperationalError as e:
+            raise self.lost(e) from None
+        await conn.close()
+
+    def _drop(self, pool: Any) -> None:
+        """Forget `pool` (closed off the caller's path): the next caller opens a fresh one."""
+        if self._pool is pool:
+            self._pool = None
+        with contextlib.suppress(RuntimeError):
+            self.background(pool.close(), "qwen: close a stale database pool")
+
+    async def run(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """`work(connection)` on a pooled connection. One the server ended while it sat in the pool (a restart)
+        is replaced, once, and the work run again; the database away is StateUnavailable (at once while it
+        is known to be away)."""
+        for attempt in (1, 2):
+            pool = await self.pool()
+            conn = None
+            try:
+                async with pool.connection() as conn:
+                    result = await work(conn)
+                self.health.ok()
+                return result
+            except Exception as e:
+                if not unavailable(e):
+                    raise
+                if attempt == 1 and conn is not None and conn.broken:  # every idle connection is as old
+                    self._drop(pool)
+                    continue
+                raise self.lost(e) from None
+        raise AssertionError("unreachable")
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Any]:
+        """A pooled connection held for a block (a session-level lock), checked first: one the server ended
+        while it sat in the pool is replaced, once. The database away is StateUnavailable, in the block too."""
+        for attempt in (1, 2):
+            pool = await self.pool()
+            try:
+                async with pool.connection() as conn:
+                    try:
+                        await conn.execute("SELECT 1")
+                    except Exception as e:
+                        if attempt == 1 and unavailable(e) and conn.broken:
+                            self._drop(pool)
+                            continue
+                        raise
+                    yield conn
+                    return
+            except Exception as e:
+                if unavailable(e):
+                    raise self.lost(e) from None
+                raise
 
     async def execute(self, sql: str, args: Sequence[Any] = (), *, notify: str | None = None) -> int:
         """One statement (and a NOTIFY with `notify` as payload, in the same transaction): its row count."""
-        pool = await self.pool()
-        async with pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(sql, args)
-            if notify is not None:
-                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, notify))
-            return cur.rowcount
+
+        async def work(conn: Any) -> int:
+            async with conn.transaction():
+                cur = await conn.execute(sql, args)
+                if notify is not None:
+                    await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, notify))
+                return cur.rowcount
+
+        return await self.run(work)
 
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
-        pool = await self.pool()
-        async with pool.connection() as conn:
+        async def work(conn: Any) -> list[tuple]:
             cur = await conn.execute(sql, args)
             return list(await cur.fetchall())
+
+        return await self.run(work)
 
     async def listen(self) -> Any:
         """A connection of its own that LISTENs on CHANNEL (the caller iterates `notifies` and closes it)."""
         import psycopg
 
-        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=10)
-        await conn.execute(f"LISTEN {CHANNEL}")
+        self.available()
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=CONNECT_S)
+            await conn.execute(f"LISTEN {CHANNEL}")
+        except psycopg.OperationalError as e:
+            raise self.lost(e) from None
         return conn
 
     def background(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
@@ -200,7 +265,10 @@ class Database:
             raise
         task = loop.create_task(coro, name=name)
         self._tasks.add(task)  # a task nobody references may be collected before it ends
+        _writes.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_writes.discard)
+        task.add_done_callback(_ended)
         return task
 
     @property
@@ -212,7 +280,8 @@ class Database:
                      *, every: float, what: str, ready: asyncio.Event | None = None) -> None:
         """Keep a local copy in step with the database, for ever (a task of its own): migrate, `reload(None)`
         (everything), then `reload(key)` for each NOTIFY "<kind>:<key>", and `reload(None)` again every `every`
-        seconds (a lost notification). A failure is logged (`what`) and the whole retried after `every`."""
+        seconds (a lost notification). The database away: the whole again once it is back (the Health says it
+        once); another failure is logged (`what`) and the whole retried after `every`."""
         while True:
             conn = None
             try:
@@ -230,8 +299,13 @@ class Database:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                log.warning("qwen: %s: %s (retrying in %.0f s)", what, type(e).__name__, every)
-                await asyncio.sleep(every)
+                if isinstance(e, StateUnavailable) or unavailable(e):
+                    if not isinstance(e, StateUnavailable):
+                        self.lost(e)  # the listener is often the first to see a restart
+                    await asyncio.sleep(PROBE_S)  # tried again: refused at once (no network) until the probe sees it back
+                else:
+                    log.warning("qwen: %s: %s (retrying in %.0f s)", what, type(e).__name__, every)
+                    await asyncio.sleep(every)
             finally:
                 if conn is not None:
                     with contextlib.suppress(Exception):
@@ -241,3 +315,20 @@ class Database:
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+
+
+_writes: set[asyncio.Task] = set()  # every Database's background tasks: what `drain` waits for at shutdown
+
+
+async def drain() -> None:
+    """Shutdown: wait (at most DRAIN_S) for the writes still running in the background (request counts
+    flushed at the end, the last stored responses), which would die with the event loop."""
+    if _writes:
+        await asyncio.wait(set(_writes), timeout=DRAIN_S)
+
+
+def _ended(task: asyncio.Task) -> None:
+    """A background task's end: its failure retrieved here (whoever awaits it still gets it; nobody else
+    is told "exception never retrieved" when it is collected)."""
+    if not task.cancelled():
+        task.exception()

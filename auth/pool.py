@@ -170,12 +170,12 @@ class AccountPool(Pool):
             if until > now:
                 waits.append(until)
                 throttled_only = throttled_only and row["last_error"] == "throttled"
-            if acct.name in exclude:
-                problems.append(f"{acct.name}: already tried for this request")
-                continue
-            if until > now:
+            if until > now:  # why it cools down says more than that this request tried it (its quota is spent)
                 why = row["last_error"] or "cooling down"
                 problems.append(f"{acct.name}: {why}, cooling down until {iso(until)}")
+                continue
+            if acct.name in exclude:
+                problems.append(f"{acct.name}: already tried for this request")
                 continue
             refusal = self._refusal(acct)
             if refusal is not None:  # never handed out, whatever its state (not a login to fix)
@@ -225,10 +225,12 @@ class AccountPool(Pool):
         Key accounts return their key unchanged."""
         return await self.get(account).credential(force_refresh=True, refused=refused)
 
-    def report(self, account: str, outcome: Outcome | str, *, retry_after: float | None = None) -> None:
+    def report(self, account: str, outcome: Outcome | str, *, retry_after: float | None = None,
+               detail: str | None = None) -> None:
         """What happened to a request sent with `account`'s credential (an Outcome or its value):
         OK - served (counted for today); AUTH - 401, the caller retries once with `refreshed()`;
-        QUOTA - daily quota gone: cool down until the next reset (or `retry_after` seconds);
+        QUOTA - daily quota gone: cool down until the next reset (or `retry_after` seconds), `detail` (the
+        upstream's own words) kept with it for every request refused meanwhile;
         THROTTLE - rate limited: cool down `retry_after` s, else 1 s doubling up to 30 s;
         PUNISHED - an anti-bot page: the account parks itself (a web session: needs a fresh import);
         ERROR - anything else: no change."""
@@ -245,7 +247,8 @@ class AccountPool(Pool):
                 self.state.set(account, last_error=None)
         elif outcome is Outcome.QUOTA:
             until = now + retry_after if retry_after and retry_after > 0 else next_reset(now, self.reset_hour_utc)
-            self.state.set(account, cooldown_until=until, last_error="quota exhausted")
+            self.state.set(account, cooldown_until=until,
+                           last_error=f'quota exhausted (Qwen said: "{detail}")' if detail else "quota exhausted")
         elif outcome is Outcome.THROTTLE:
             if retry_after is not None and retry_after >= 0:
                 wait = min(retry_after, THROTTLE_MAX_S)
@@ -303,5 +306,6 @@ def _retrieve(task: asyncio.Future) -> None:
 def _same(a: Account, b: Account) -> bool:
     if type(a) is not type(b) or a.kind != b.kind:
         return False
-    keys = ("path", "base_url", "key_env", "_key", "model_map", "default_model", "embeddings", "problem")
+    keys = ("path", "base_url", "auth_base_url", "key_env", "_key", "model_map", "default_model", "embeddings",
+            "problem")
     return all(getattr(a, k, None) == getattr(b, k, None) for k in keys)

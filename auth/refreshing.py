@@ -1,26 +1,33 @@
 """What every account kept in a file and refreshed from a server shares (OAuth logins, web sessions): one
 refresh at a time in this process (every waiter shares it), under a lock file across processes (touched
-while a slow refresh runs, so nobody breaks it as stale), and a pause of `refresh_retry_s` after a refresh
-that failed for a network or server reason."""
+while a slow refresh runs, so nobody breaks it as stale), a pause of `refresh_retry_s` after a refresh
+that failed for a network or server reason, and, under the lock before each refresh, the newer state a
+killed refresh left in a temp file adopted (stranded.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from . import stranded
 from .base import Account, AccountUnavailable
-from .credfile import FileLock, LockTimeout
+from .filelock import FileLock, LockTimeout
 from .settings import AuthSettings
 from .state import AccountState, RefreshLockTimeout
+from .storage import StateUnavailable
 
 T = TypeVar("T")
+log = logging.getLogger("qwen")
 
 
 class RefreshedFileAccount(Account, Generic[T]):
+    stranded_kind: stranded.Kind  # what the file holds, for a temp file a killed refresh left
+
     def __init__(self, name: str, path: Path, settings: AuthSettings, state: AccountState) -> None:
         self.name = name
         self.path = path
@@ -32,6 +39,8 @@ class RefreshedFileAccount(Account, Generic[T]):
         self._failure: AccountUnavailable | None = None
         self._failed_until = 0.0
         self._refreshed_at = float("-inf")  # monotonic time of our last successful refresh
+        self._stranded = False  # a temp file of the file was there at the first look: refresh (adopt) first
+        self._left: set[str] = set()  # temp files said to be left alone (said once)
 
     @property
     def refreshing(self) -> bool:
@@ -67,6 +76,8 @@ class RefreshedFileAccount(Account, Generic[T]):
                     yield
             except RefreshLockTimeout as e:
                 raise self._failed(f"{self.name}: another gateway's refresh did not finish in time") from e
+            except StateUnavailable as e:  # no refresh without the lock that makes it the only one
+                raise self._failed(f"{self.name}: the refresh waits for the shared database ({e.message})") from e
         finally:
             beat.cancel()
             await asyncio.to_thread(lock.release)
@@ -76,6 +87,25 @@ class RefreshedFileAccount(Account, Generic[T]):
         while True:
             await asyncio.sleep(every)
             await asyncio.to_thread(lock.touch)
+
+    def _look_for_stranded(self) -> None:
+        """At the first look at the file (a start): did a refresh die before its rename? One listdir."""
+        self._stranded = bool(stranded.temps(self.path))
+
+    def _recover(self) -> None:
+        """Under the lock, blocking: finish the rename of a refreshed file a killed process left in its temp
+        file (stranded.py), and say what was done."""
+        self._stranded = False
+        try:
+            found = stranded.recover(self.path, self.stranded_kind)
+        except OSError as e:
+            log.warning("qwen: %s: could not adopt the refreshed file left in a temp file (%s)", self.name,
+                        type(e).__name__)
+            return
+        said, self._left = self._left, {name for name, _ in found.left}
+        found.left = [(name, why) for name, why in found.left if name not in said]  # said once, not per refresh
+        for line in found.lines(self.name):
+            log.warning(line)
 
     def _failed(self, message: str) -> AccountUnavailable:
         """A refresh failed for a network or server reason: none is tried for `refresh_retry_s`."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from . import oauth
 from .base import KEY, OAUTH, WEB, Account
 from .credfile import LOGIN_ORDER, atomic_write, write_creds
+from .filelock import FileLock
 from .key_account import BrokenAccount, KeyAccount
 from .names import DEFAULT, check_name
 from .oauth_account import OAuthAccount
@@ -109,9 +110,10 @@ class Registry:
                 return BrokenAccount(name, KEY, "no valid base_url in accounts.json")
             if not spec.get("key_env") and not spec.get("key"):
                 return BrokenAccount(name, KEY, "neither key_env nor key in accounts.json")
-            return KeyAccount(spec)
+            return KeyAccount(spec, state)
         if kind == WEB:  # the session lives in its own file (web_session.py); off unless opted in
-            return WebAccount(name, self.settings.web_session_path(name), self.settings, state)
+            urls = {k: spec[k] for k in ("base_url", "auth_base_url") if isinstance(spec.get(k), str) and spec[k]}
+            return WebAccount(name, self.settings.web_session_path(name), self.settings, state, **urls)
         return BrokenAccount(name, str(kind), f"unknown account kind {kind!r} in accounts.json")
 
 
@@ -127,7 +129,11 @@ def save_login(settings: AuthSettings, name: str | None, token: dict) -> tuple[P
     if other is not None and other.get("kind") != OAUTH:
         raise ValueError(f"account {name!r} already exists as a {other.get('kind')} account")
     creds = oauth.creds_from_token(token)
-    write_creds(path, creds, LOGIN_ORDER)
+    # Under the refresh lock: a refresh running now cannot write its result over this login afterwards, and
+    # nobody takes this write's temp file for one a killed refresh left (stranded.py).
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with FileLock(path.with_suffix(".lock"), stale_after=settings.lock_stale_s):
+        write_creds(path, creds, LOGIN_ORDER)
     if name == DEFAULT:
         if data.pop("detach_default", None) is not None:
             reg.save(data)

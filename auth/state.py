@@ -1,4 +1,7 @@
-"""Per-account state that survives restarts: requests per day, cooldowns, needs-login flags (SQLite)."""
+"""Per-account state that survives restarts: requests per day, cooldowns, needs-login flags (SQLite).
+
+A state folder that is full or read-only (storage.py) never fails a request: memory has the state, and
+what could not be written (counts, a changed row) is written when the folder is usable again."""
 
 from __future__ import annotations
 
@@ -8,10 +11,11 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .redact import redact
+from .storage import local_failure, local_health
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS account_day (account TEXT, day TEXT, requests INTEGER, PRIMARY KEY (account, day));
@@ -73,17 +77,35 @@ class AccountState:
     FLUSH_S = 2.0
 
     def __init__(self, path: Path) -> None:
-        self._db = open_private_db(path, timeout=5, setup=SCHEMA)
+        self.path = path
+        self.health = local_health(path.parent)
         self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
         self._rows: dict[str, dict] = {}
+        self._unsaved: dict[str, dict] = {}  # rows the folder could not take: written when it can
         self._pending: dict[tuple[str, str], int] = {}
         self._flushed = time.monotonic()
+        with self._lock:
+            self._file()  # opened now if the folder takes it; else memory serves until it does
+        self.health.when_back(self.flush)
         atexit.register(self.flush)
 
+    def _file(self) -> sqlite3.Connection | None:
+        """The SQLite file, opened at first use that can open it; None while the folder cannot take it (its
+        Health says so once). The caller holds the lock."""
+        if self._db is None and not self.health.down:
+            try:
+                self._db = open_private_db(self.path, timeout=5, setup=SCHEMA)
+            except Exception as e:
+                if local_failure(self.path.parent, e) is None:
+                    raise
+        return self._db
+
     def _row(self, account: str) -> dict:
-        cur = self._db.execute("SELECT cooldown_until, needs_login, login_mtime, last_error FROM account_state "
-                               "WHERE account=?", (account,))
-        r = cur.fetchone() or (0.0, 0, 0.0, None)
+        db = self._file()
+        r = db.execute("SELECT cooldown_until, needs_login, login_mtime, last_error FROM account_state "
+                       "WHERE account=?", (account,)).fetchone() if db is not None else None
+        r = r or (0.0, 0, 0.0, None)
         return {"cooldown_until": r[0], "needs_login": bool(r[1]), "login_mtime": r[2], "last_error": r[3]}
 
     def get(self, account: str) -> dict:
@@ -96,11 +118,33 @@ class AccountState:
         if values.get("last_error"):  # text from servers never reaches the file unredacted
             values["last_error"] = redact(values["last_error"], limit=500)
         with self._lock:
-            row = {**self._row(account), **values}
+            # the file's row (another process, `qwen-auth`, may have changed it), what it could not take yet
+            row = {**self._row(account), **self._unsaved.get(account, {}), **values}
             self._rows[account] = row
-            self._db.execute("INSERT OR REPLACE INTO account_state VALUES (?,?,?,?,?)",
-                             (account, row["cooldown_until"], int(row["needs_login"]), row["login_mtime"],
-                              row["last_error"]))
+            self._unsaved[account] = row
+            if self._write_file(self._save_rows):
+                self._unsaved.clear()
+
+    def _write_file(self, statements: Callable[[sqlite3.Connection], None]) -> bool:
+        """`statements` in one transaction (the caller holds the lock): True when written, False when the folder
+        cannot take it now (said once by its Health; the caller keeps what it wrote)."""
+        db = self._file()
+        if db is None:
+            return False
+        try:
+            with transaction(db):
+                statements(db)
+        except Exception as e:
+            if local_failure(self.path.parent, e) is None:
+                raise
+            return False
+        self.health.ok()
+        return True
+
+    def _save_rows(self, db: sqlite3.Connection) -> None:
+        for account, row in self._unsaved.items():
+            db.execute("INSERT OR REPLACE INTO account_state VALUES (?,?,?,?,?)",
+                       (account, row["cooldown_until"], int(row["needs_login"]), row["login_mtime"], row["last_error"]))
 
     def count_request(self, account: str) -> None:
         with self._lock:
@@ -116,15 +160,26 @@ class AccountState:
         self._flushed = time.monotonic()
         return pending
 
+    def _keep_pending(self, pending: dict[tuple[str, str], int]) -> None:
+        """Counts that could not be written, back with the ones counted meanwhile (the caller holds the lock)."""
+        for key, n in pending.items():
+            self._pending[key] = self._pending.get(key, 0) + n
+
     def flush(self) -> None:
         with self._lock:
+            if self._unsaved and self._write_file(self._save_rows):
+                self._unsaved.clear()
             pending = self._take_pending()
             if not pending:
                 return
-            with transaction(self._db):
+
+            def add(db: sqlite3.Connection) -> None:
                 for (account, day), n in pending.items():
-                    self._db.execute("INSERT INTO account_day VALUES (?,?,?) ON CONFLICT(account, day) DO UPDATE SET "
-                                     "requests = requests + ?", (account, day, n, n))
+                    db.execute("INSERT INTO account_day VALUES (?,?,?) ON CONFLICT(account, day) DO UPDATE SET "
+                               "requests = requests + ?", (account, day, n, n))
+
+            if not self._write_file(add):
+                self._keep_pending(pending)
 
     # One refresher across machines (refreshing.py). A local file has nothing to share: the lock file is the
     # whole of it; the shared state (state_pg.py) adds a database lock and passes refreshed logins around.
@@ -141,10 +196,12 @@ class AccountState:
 
     def requests_today(self, account: str) -> int:
         with self._lock:
-            r = self._db.execute("SELECT requests FROM account_day WHERE account=? AND day=?",
-                                 (account, today())).fetchone()
+            db = self._file()
+            r = db.execute("SELECT requests FROM account_day WHERE account=? AND day=?",
+                           (account, today())).fetchone() if db is not None else None
             return (r[0] if r else 0) + self._pending.get((account, today()), 0)
 
     def close(self) -> None:
         self.flush()
-        self._db.close()
+        if self._db is not None:
+            self._db.close()

@@ -4,7 +4,8 @@ The pool reads from memory, as with SQLite. A state change (cooldown, needs-logi
 memory at once and is written by a task on the event loop, with a NOTIFY in the same transaction: the
 other gateways' listeners reload that account's row at once. A full reload every REFRESH_S is the fallback
 for a lost notification (a listener reconnecting). Request counts are batched (FLUSH_S) as with SQLite.
-Nothing here waits on the network on the caller's path."""
+Nothing here waits on the network on the caller's path. The database away (a restart, an outage): the
+counts and rows it could not take stay in memory and are written when it is back (pg.py's Health)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .pg import CHANNEL, Database, advisory_key
 from .redact import redact
 from .settings import AuthSettings
 from .state import AccountState, RefreshLockTimeout, today
+from .storage import StateUnavailable
 
 log = logging.getLogger("qwen")
 
@@ -60,6 +62,7 @@ class SharedAccountState(AccountState):
         self._day_counts: dict[tuple[str, str], int] = {}  # committed counts, as last read
         self._pending: dict[tuple[str, str], int] = {}
         self._writing: dict[str, int] = {}  # accounts with a write in flight: a reload keeps memory's row
+        self._unsaved: dict[str, dict] = {}  # rows the database could not take: written when it is back
         self._flushed = time.monotonic()
         self._listener: asyncio.Task | None = None
         self.ready: asyncio.Event | None = None
@@ -71,7 +74,19 @@ class SharedAccountState(AccountState):
         """Migrate, load every row, then listen (call on the event loop; returns at once)."""
         if self._listener is None:
             self.ready = asyncio.Event()
-            self._listener = asyncio.get_running_loop().create_task(self._listen(), name="qwen: shared state")
+            loop = asyncio.get_running_loop()
+            self._listener = loop.create_task(self._listen(), name="qwen: shared state")
+            self.db.health.when_back(self._write_unsaved, loop)
+
+    def _write_unsaved(self) -> None:
+        """The database is back: what it could not take is written now."""
+        with self._lock:
+            unsaved = dict(self._unsaved)
+            for account in unsaved:
+                self._writing[account] = self._writing.get(account, 0) + 1
+        for account, row in unsaved.items():
+            self.db.background(self._write(account, row), "qwen: share an account's state")
+        self.flush()
 
     async def _listen(self) -> None:
         await self.db.follow(COMPONENT, STEPS, "account", self.reload, every=self.REFRESH_S,
@@ -85,30 +100,44 @@ class SharedAccountState(AccountState):
                                      (today(), account) if account is not None else (today(),))
         with self._lock:
             for r in rows:
-                if not self._writing.get(r[0]):
+                if not self._writing.get(r[0]) and r[0] not in self._unsaved:
                     self._rows[r[0]] = _row(r)
             for a, day, n in counts:
                 self._day_counts[(a, day)] = int(n)
 
     async def _write(self, account: str, row: dict) -> None:
+        saved = False
         try:
             await self.db.execute(_UPSERT, (account, row["cooldown_until"], bool(row["needs_login"]),
                                             row["login_mtime"], row["last_error"]), notify=f"account:{account}")
+            saved = True
+        except StateUnavailable:
+            pass  # said once by the database's Health; written when it is back
         except Exception as e:
             log.warning("qwen: could not write %s's state to the shared database: %s", account, type(e).__name__)
+            saved = True  # not the database's absence: writing it again would fail again
         finally:
             with self._lock:
                 self._writing[account] -= 1
+                if saved:
+                    self._unsaved.pop(account, None)
+                else:  # memory's row: newer than this write's, if the account changed meanwhile
+                    self._unsaved[account] = dict(self._rows.get(account) or row)
 
     async def _write_counts(self, pending: dict[tuple[str, str], int]) -> None:
-        try:
-            pool = await self.db.pool()
-            async with pool.connection() as conn, conn.transaction():
+        async def add(conn) -> None:
+            async with conn.transaction():
                 for (account, day), n in pending.items():
                     await conn.execute(_COUNT, (account, day, n))
+
+        try:
+            await self.db.run(add)
             with self._lock:
                 for key, n in pending.items():
                     self._day_counts[key] = self._day_counts.get(key, 0) + n
+        except StateUnavailable:
+            with self._lock:
+                self._keep_pending(pending)  # written with the next flush once the database is back
         except Exception as e:
             log.warning("qwen: could not write request counts to the shared database: %s", type(e).__name__)
 
@@ -118,8 +147,7 @@ class SharedAccountState(AccountState):
     async def refresh_lock(self, account: str) -> AsyncIterator[None]:
         """The account's advisory lock (a session lock on a connection held for the block)."""
         await self.db.amigrate(COMPONENT, STEPS)
-        pool = await self.db.pool()
-        async with pool.connection() as conn:
+        async with self.db.session() as conn:
             key = advisory_key(account)
             try:
                 await asyncio.wait_for(conn.execute("SELECT pg_advisory_lock(%s)", (key,)), REFRESH_LOCK_WAIT_S)
@@ -176,6 +204,8 @@ class SharedAccountState(AccountState):
 
     def flush(self) -> None:
         with self._lock:
+            if self.db.health.down:
+                return  # kept: written when the database is back
             pending = self._take_pending()
         if not pending:
             return
@@ -195,7 +225,8 @@ class SharedAccountState(AccountState):
                 for (account, day), n in pending.items():
                     conn.execute(_COUNT, (account, day, n))
         except Exception as e:
-            log.warning("qwen: could not write request counts to the shared database: %s", type(e).__name__)
+            log.warning("qwen: could not write %d request counts to the shared database: %s",
+                        sum(pending.values()), type(e).__name__)
 
     def requests_today(self, account: str) -> int:
         key = (account, today())

@@ -46,10 +46,15 @@ def reimport_hint(name: str) -> str:
 
 class WebAccount(RefreshedFileAccount[ws.Session]):
     kind = WEB
+    stranded_kind = ws.STRANDED
 
-    def __init__(self, name: str, path: Path, settings: AuthSettings, state: AccountState) -> None:
+    def __init__(self, name: str, path: Path, settings: AuthSettings, state: AccountState, *,
+                 base_url: str | None = None, auth_base_url: str | None = None) -> None:
         super().__init__(name, path, settings, state)
         self.enabled = settings.web_accounts
+        # the web API and refresh server the session was imported for (accounts.json), else the settings'
+        self.base_url = (base_url or settings.web_base_url).rstrip("/")
+        self.auth_base_url = (auth_base_url or settings.web_auth_base_url).rstrip("/")
         self._session: ws.Session | None = None
         self._mtime: float | None = None
 
@@ -76,6 +81,8 @@ class WebAccount(RefreshedFileAccount[ws.Session]):
                 raise AccountUnavailable(f"{self.name}: no web session ({self.path.name} is missing); "
                                          f"{reimport_hint(self.name)}", needs_login=True)
             if self._session is None or mtime != self._mtime:
+                if self._session is None:  # the first look (a start): a refresh killed before its rename?
+                    self._look_for_stranded()
                 try:
                     self._session = ws.load(self.path)
                 except (ValueError, OSError) as e:
@@ -107,7 +114,7 @@ class WebAccount(RefreshedFileAccount[ws.Session]):
     def _credential(self, s: ws.Session) -> Credential:
         headers = {"user-agent": s.user_agent} if s.user_agent else {}
         headers.update(s.bx)
-        return Credential(self.name, WEB, self.settings.web_base_url, s.token,
+        return Credential(self.name, WEB, self.base_url, s.token,
                           cookies=MappingProxyType(wc.for_host(s.cookies, wc.CHAT_HOST)),
                           headers=MappingProxyType(headers))
 
@@ -121,7 +128,7 @@ class WebAccount(RefreshedFileAccount[ws.Session]):
         if not self.enabled:
             raise AccountUnavailable(f"{self.name}: {DISABLED}")
         s = self._load()
-        if self._fresh(s):
+        if self._fresh(s) and not (self._stranded and s.can_refresh):
             return self._credential(s)
         if not s.can_refresh:
             raise self._expired()
@@ -151,6 +158,7 @@ class WebAccount(RefreshedFileAccount[ws.Session]):
 
     async def _refresh(self, seen_token: str, force: bool) -> ws.Session:
         async with self._locked():
+            await asyncio.to_thread(self._recover)
             mtime = await asyncio.to_thread(self._stat_mtime)
             try:
                 current = await asyncio.to_thread(ws.load, self.path)
@@ -164,7 +172,7 @@ class WebAccount(RefreshedFileAccount[ws.Session]):
                 return current
             try:
                 async with oauth.client(self.settings) as http:  # the gateway's proxy and trusted CAs
-                    new = await ws.refresh(current, self.settings.web_auth_base_url, http=http)
+                    new = await ws.refresh(current, self.auth_base_url, http=http)
             except ws.Punished as e:
                 self._park(current, str(e), punished=True)
                 raise AccountUnavailable(f"{self.name}: {e}", needs_login=True) from None
@@ -203,7 +211,7 @@ class WebAccount(RefreshedFileAccount[ws.Session]):
             self._park(session, why, punished=True)
 
     def status(self) -> dict:
-        out: dict = {"name": self.name, "kind": self.kind, "state": "ok", "base_url": self.settings.web_base_url,
+        out: dict = {"name": self.name, "kind": self.kind, "state": "ok", "base_url": self.base_url,
                      "expires_at": None, "last_error": None, "file": str(self.path), "enabled": self.enabled}
         try:
             s = self._load(force=True)

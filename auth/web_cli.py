@@ -1,7 +1,8 @@
 """`qwen-auth add-web`: import a Qwen Chat browser session (opt-in, risky), and the web lines of `status`.
 
-Secrets never come from the command line (they would show in `ps` and the shell's history): the token and
-a pasted Cookie header are read from standard input (`-`, without echo on a terminal) or from a file.
+Secrets never come from the command line (they would show in `ps` and the shell's history): the token, a
+pasted Cookie header and the bx-ua / bx-umidtoken headers (Baxia's tokens of the browser session) are read
+from standard input (`-`, without echo on a terminal; one of them at most) or from a file.
 Nothing secret is printed: counts, cookie names of note, expiry and header names only.
 """
 
@@ -17,7 +18,7 @@ from .base import WEB
 from .cli_common import EXIT_OK, CliError
 from .names import check_name
 from .registry import Registry
-from .settings import AuthSettings
+from .settings import QWEN_WEB_AUTH_BASE_URL, QWEN_WEB_BASE_URL, AuthSettings
 from .state import AccountState
 from .web_account import SERVED
 
@@ -77,10 +78,16 @@ def _cookies(a) -> tuple[list[dict], str | None, list[str], int]:
     return kept, ls_token, sources, len(found) - len(kept)
 
 
+# The flags whose value is a secret: `-` (standard input) or a FILE holding it.
+SECRET_FLAGS = (("token", "--token"), ("cookie_header", "--cookie-header"), ("bx_ua", "--bx-ua"),
+                ("bx_umidtoken", "--bx-umidtoken"))
+
+
 def cmd_add_web(a, settings: AuthSettings) -> int:
     check_name(a.name)
-    if a.token == "-" and a.cookie_header == "-":
-        raise CliError("--token and --cookie-header cannot both read standard input: put one in a file")
+    stdin = [flag for attr, flag in SECRET_FLAGS if getattr(a, attr) == "-"]
+    if len(stdin) > 1:
+        raise CliError(f"{stdin[0]} and {stdin[1]} cannot both read standard input: put one in a file")
     reg = Registry(settings)
     old = reg.find(reg.load(), a.name)
     if old is not None and old.get("kind") != WEB:
@@ -95,11 +102,19 @@ def cmd_add_web(a, settings: AuthSettings) -> int:
                        else " (none given)") + ". Give the session's token with --token - (standard input) or "
                        "--token FILE: in the browser's DevTools on chat.qwen.ai, Application > Local Storage > "
                        "`token`, or a request's Authorization header without `Bearer `")
-    bx = {"bx-ua": a.bx_ua, "bx-umidtoken": a.bx_umidtoken, "bx-v": a.bx_v}
+    bx = {"bx-ua": _secret(a.bx_ua, "--bx-ua", "bx-ua (not echoed): ") if a.bx_ua else None,
+          "bx-umidtoken": _secret(a.bx_umidtoken, "--bx-umidtoken", "bx-umidtoken (not echoed): ")
+          if a.bx_umidtoken else None,
+          "bx-v": a.bx_v}  # a version number, no secret
     session = ws.new_session(token, cookies, user_agent=a.user_agent, bx={k: v for k, v in bx.items() if v})
     path = settings.web_session_path(a.name)
     ws.save(path, session)
-    reg.put({"name": a.name, "kind": WEB}, replace=True)
+    # the web API this session belongs to, when it is not Qwen Chat's (QWEN_WEB_BASE_URL at import: the
+    # emulator): kept with the account, so the gateway and `status` use it whatever their environment says
+    entry: dict = {"name": a.name, "kind": WEB}
+    if (settings.web_base_url, settings.web_auth_base_url) != (QWEN_WEB_BASE_URL, QWEN_WEB_AUTH_BASE_URL):
+        entry.update(base_url=settings.web_base_url, auth_base_url=settings.web_auth_base_url)
+    reg.put(entry, replace=True)
     state = AccountState(settings.state_db_path)
     try:
         if state.get(a.name)["needs_login"]:
@@ -113,7 +128,8 @@ def cmd_add_web(a, settings: AuthSettings) -> int:
           f"{'expires ' + _duration(left) if left is not None and left >= 0 else 'expired ' + _duration(left) if left is not None else 'without an expiry'}"
           f"; refresh {'possible (refresh_token cookie)' if session.can_refresh else 'impossible (no refresh_token cookie)'}"
           f"; {', '.join(sorted(session.bx)) or 'no bx-* headers'}; user agent {'set' if a.user_agent else 'not set'}."
-          f"\nStored in {path} (mode 0600).")
+          f"\nStored in {path} (mode 0600)"
+          f"{'; upstream ' + entry['base_url'] if 'base_url' in entry else ''}.")
     if not cookies:
         print("Warning: no cookie jar: Qwen's anti-bot checks refuse a bare token on most requests; give "
               "--cookies FILE or --cookie-header.", file=sys.stderr)

@@ -27,6 +27,7 @@ import httpx
 
 from . import web_cookies as wc
 from .credfile import atomic_write
+from .stranded import Kind
 from .redact import redact
 
 BX_HEADERS = ("bx-ua", "bx-umidtoken", "bx-v")
@@ -106,6 +107,17 @@ def load(path: Path) -> Session | None:
         return Session.from_json(json.loads(raw))
     except ValueError as e:
         raise ValueError(f"{path.name} is not a valid web session ({str(e).split(' (')[0]})") from None
+
+
+def _same_user(a: Session, b: Session) -> bool:
+    """Two sessions of one Qwen Chat user (the JWT's `id` claim; none: not known to be the same)."""
+    user = (wc.jwt_claims(a.token) or {}).get("id")
+    return user is not None and user == (wc.jwt_claims(b.token) or {}).get("id")
+
+
+# A session a refresh killed before its rename left in `<name>.json.tmp.<uuid>` (stranded.py): newer when its
+# token expires later.
+STRANDED = Kind(load, _same_user, lambda s: float(s.expires_at or 0))
 
 
 # ---- refresh ----------------------------------------------------------------------------------------

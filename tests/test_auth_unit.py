@@ -19,10 +19,11 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from qwen_gateway.auth import credfile, oauth
+from qwen_gateway.auth import filelock, oauth
 from qwen_gateway.auth.base import KEY, OAUTH, Account, AccountUnavailable, Credential, Outcome, Pool
-from qwen_gateway.auth.credfile import (LOGIN_ORDER, REFRESH_ORDER, CredentialFileError, FileLock, LockTimeout,
-    dump_creds, is_fresh, read_creds, write_creds)
+from qwen_gateway.auth.credfile import (LOGIN_ORDER, REFRESH_ORDER, CredentialFileError, dump_creds, is_fresh,
+    read_creds, write_creds)
+from qwen_gateway.auth.filelock import FileLock, LockTimeout
 from qwen_gateway.auth.key_account import BrokenAccount, KeyAccount
 from qwen_gateway.auth.names import DEFAULT, check_name
 from qwen_gateway.auth.oauth_account import OAuthAccount
@@ -134,13 +135,11 @@ def test_freshness_uses_the_30_second_buffer():
 
 
 def test_lock_is_exclusive_and_holds_a_uuid(tmp_path, monkeypatch):
-    from qwen_gateway.auth import credfile
-
     path = tmp_path / "oauth_creds.lock"
     with FileLock(path) as lock:
         assert lock.held and len(path.read_text()) == 36
         slept: list[float] = []
-        monkeypatch.setattr(credfile.time, "sleep", slept.append)
+        monkeypatch.setattr(filelock.time, "sleep", slept.append)
         with pytest.raises(LockTimeout, match="Failed to acquire file lock for token refresh: timeout exceeded"):
             FileLock(path, attempts=3).acquire()
         assert slept == [0.1, pytest.approx(0.15)]  # waited 100 ms, then x1.5 (qwen-code's defaults)
@@ -150,12 +149,10 @@ def test_lock_is_exclusive_and_holds_a_uuid(tmp_path, monkeypatch):
 
 def test_no_wait_after_the_last_attempt(tmp_path, monkeypatch):
     """Waiting after the last failed attempt only delays the timeout (by up to max_delay)."""
-    from qwen_gateway.auth import credfile
-
     path = tmp_path / "oauth_creds.lock"
     path.write_text("someone-else")
     slept: list[float] = []
-    monkeypatch.setattr(credfile.time, "sleep", slept.append)
+    monkeypatch.setattr(filelock.time, "sleep", slept.append)
     with pytest.raises(LockTimeout):
         FileLock(path, attempts=3, first_delay=0.1).acquire()
     assert slept == [0.1, pytest.approx(0.15)]
@@ -183,12 +180,24 @@ def test_release_never_removes_another_holders_lock(tmp_path):
     mine = FileLock(path)
     mine.acquire()
     os.utime(path, (time.time() - 30, time.time() - 30))
-    theirs = FileLock(path, attempts=2)
-    theirs.acquire()  # broke mine as stale
+    os.rename(path, tmp_path / "oauth_creds.lock.stale.x")  # qwen-code broke it as stale, and took it
+    (tmp_path / "oauth_creds.lock.stale.x").unlink()
+    path.write_text("qwen-code's own uuid")
     mine.release()
-    assert path.exists() and theirs.held
-    theirs.release()
-    assert not path.exists()
+    assert path.read_text() == "qwen-code's own uuid" and not mine.held
+
+
+def test_a_live_gateways_lock_is_never_broken_by_another_gateway(tmp_path):
+    """Its OS lock says it is alive, however old its lock file looks (a stopped heartbeat): no second refresher
+    that would use up the refresh token under it."""
+    path = tmp_path / "oauth_creds.lock"
+    with FileLock(path):
+        os.utime(path, (time.time() - 30, time.time() - 30))
+        held = path.read_bytes()
+        with pytest.raises(LockTimeout):
+            FileLock(path, attempts=2, first_delay=0.01).acquire()
+        assert path.read_bytes() == held
+    assert not list(tmp_path.iterdir())  # the lock and its OS lock's file gone
 
 
 def test_touch_keeps_a_held_lock_young(tmp_path):
@@ -203,7 +212,7 @@ def test_held_locks_are_released_at_exit(tmp_path):
     path = tmp_path / "oauth_creds.lock"
     lock = FileLock(path)
     lock.acquire()
-    credfile._release_all()
+    filelock._release_all()
     assert not path.exists() and not lock.held
 
 
@@ -368,6 +377,35 @@ async def test_key_account_reads_its_env_var_at_run_time(monkeypatch):
     assert dict(cred.model_map) == {"gpt-4o": "qwen3-coder-plus"} and "sk-secret" not in repr(cred)
     status = json.dumps(acct.status())
     assert "sk-secret" not in status and "$TEST_DS_KEY" in status
+
+
+async def test_a_key_qwen_refuses_stays_refused_until_the_key_changes(monkeypatch, tmp_path):
+    """After a 401 a key account is refused (not refreshed, not handed out), across restarts, until its key
+    changes; the state keeps a fingerprint of the refused key, never the key."""
+    spec = {"name": "ds", "kind": KEY, "base_url": "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
+            "key_env": "TEST_DS_KEY"}
+    monkeypatch.setenv("TEST_DS_KEY", "sk-wrong-key-0123456789")
+    state = AccountState(tmp_path / "state.sqlite3")
+    pool = AccountPool([KeyAccount(spec, state)], state)
+    cred = await pool.acquire()
+    pool.report("ds", Outcome.AUTH)
+    with pytest.raises(AccountUnavailable) as e:
+        await pool.refreshed("ds", refused=cred.token)
+    assert str(e.value).startswith("Qwen refused the key of account ds ($TEST_DS_KEY) with 401: put a valid key "
+                                   "for https://dashscope-intl.aliyuncs.com/compatible-mode/v1 in $TEST_DS_KEY")
+    (row,) = pool.status()
+    assert row["state"] == "refused" and "$TEST_DS_KEY" in row["last_error"]
+    with pytest.raises(AccountUnavailable, match=r"Qwen refused the key of account ds"):
+        await pool.acquire()
+    state.close()
+    assert b"sk-wrong-key" not in (tmp_path / "state.sqlite3").read_bytes()
+    again = AccountState(tmp_path / "state.sqlite3")  # a restart
+    assert AccountPool([KeyAccount(spec, again)], again).status()[0]["state"] == "refused"
+    monkeypatch.setenv("TEST_DS_KEY", "sk-right-key-9876543210")  # the user put the right key there
+    pool = AccountPool([KeyAccount(spec, again)], again)
+    assert (await pool.acquire()).token == "sk-right-key-9876543210"
+    assert pool.status()[0]["state"] == "ok" and not again.get("ds")["needs_login"]
+    again.close()
 
 
 def test_registry_entries_that_cannot_work_are_shown_not_used(settings, state):

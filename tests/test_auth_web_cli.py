@@ -13,7 +13,7 @@ import pytest
 
 from qwen_gateway.auth import web_session as ws
 from qwen_gateway.auth.registry import Registry
-from test_auth_commands import run, settings  # noqa: F401  (fixtures: the CLI in-process)
+from test_auth_commands import entry, run, settings  # noqa: F401  (fixtures: the CLI in-process)
 from test_auth_web import HEADER, ITNA, NETSCAPE, PLAYWRIGHT, REFRESH, SECRETS, TOKEN, UA
 
 from helpers.auth_env import CLEAN_ENV
@@ -33,12 +33,15 @@ def files(tmp_path):
     (tmp_path / "cookies.txt").write_text(NETSCAPE)
     (tmp_path / "state.json").write_text(PLAYWRIGHT)
     (tmp_path / "token.txt").write_text(f"Bearer {TOKEN}\n")
+    (tmp_path / "bx-ua.txt").write_text(BX_UA + "\n")
+    (tmp_path / "bx-umidtoken.txt").write_text(BX_UMID)
     return tmp_path
 
 
 def test_add_web_from_a_cookies_txt_stores_everything_0600_and_prints_no_secret(run, settings, files):
     rc, out, err = run("add-web", "chat", "--cookies", str(files / "cookies.txt"), "--user-agent", UA,
-                       "--bx-ua", BX_UA, "--bx-umidtoken", BX_UMID, "--bx-v", "2.5.36")
+                       "--bx-ua", str(files / "bx-ua.txt"), "--bx-umidtoken", str(files / "bx-umidtoken.txt"),
+                       "--bx-v", "2.5.36")
     assert rc == 0, err
     assert "Added web account chat: 7 qwen.ai cookies from the Netscape cookies.txt (4 for other sites or " \
            "expired left out); token expires in 1" in out and re.search(r"token expires in 1[01] h;", out)
@@ -68,6 +71,15 @@ def test_add_web_from_a_pasted_header_on_stdin_and_a_token_file(run, settings, f
     assert "Warning: no --user-agent" in err and no_secret(out, err)
 
 
+def test_bx_headers_come_from_a_file_or_standard_input_never_the_command_line(run, settings, files):
+    """They are Baxia's tokens of the browser's session: secrets like the token (`ps`, the shell history)."""
+    rc, out, err = run("add-web", "chat", "--cookies", str(files / "cookies.txt"), "--bx-ua", "-",
+                       "--bx-umidtoken", str(files / "bx-umidtoken.txt"), stdin=BX_UA + "\n")
+    assert rc == 0, err
+    assert ws.load(settings.web_session_path("chat")).bx == {"bx-ua": BX_UA, "bx-umidtoken": BX_UMID}
+    assert no_secret(out, err)
+
+
 def test_add_web_with_only_a_token_on_stdin_warns_about_the_missing_jar(run, settings):
     rc, out, err = run("add-web", "bare", "--token", "-", "--user-agent", UA, stdin=TOKEN + "\n")
     assert rc == 0, err
@@ -83,6 +95,10 @@ def test_add_web_with_only_a_token_on_stdin_warns_about_the_missing_jar(run, set
     ((), "", "no token: the cookies hold no `token` cookie (none given). Give the session's token with --token -"),
     (("--token", "-"), "  \n", "--token: nothing to read"),
     (("--cookie-header", "-", "--token", "-"), "", "cannot both"),
+    (("--token", "-", "--bx-ua", BX_UA), TOKEN, "--bx-ua takes - (standard input) or a FILE holding it, never the "
+                                               "value itself"),
+    (("--token", "-", "--bx-umidtoken", BX_UMID), TOKEN, "--bx-umidtoken takes - (standard input) or a FILE"),
+    (("--token", "-", "--bx-ua", "-"), TOKEN, "--token and --bx-ua cannot both read standard input"),
 ])
 def test_add_web_refusals_name_what_is_missing_and_never_echo_a_secret(run, settings, args, stdin, says):
     rc, out, err = run("add-web", "chat", *args, stdin=stdin)
@@ -115,7 +131,8 @@ def test_replace_and_name_conflicts(run, settings, files):
 
 
 def test_status_and_list_show_web_accounts_without_secrets(run, files):
-    run("add-web", "chat", "--cookies", str(files / "cookies.txt"), "--user-agent", UA, "--bx-ua", BX_UA)
+    run("add-web", "chat", "--cookies", str(files / "cookies.txt"), "--user-agent", UA, "--bx-ua",
+        str(files / "bx-ua.txt"))
     rc, out, err = run("status")
     assert rc == 0, err
     row = next(ln for ln in out.splitlines() if ln.startswith("chat "))
@@ -132,6 +149,28 @@ def test_status_and_list_show_web_accounts_without_secrets(run, files):
     rc, listed, _ = run("list")
     assert "chat  web   disabled" in listed
     assert no_secret(out, js, listed, err)
+
+
+def test_an_account_added_against_another_web_api_keeps_it(run, settings, files, monkeypatch):
+    """Issue 32: an account imported with QWEN_WEB_BASE_URL naming the emulator showed https://chat.qwen.ai in
+    `qwen-auth status` from any shell without the variable, and a gateway started without it sent the account's
+    requests there. The account keeps the web API (and the refresh server) it was added for."""
+    monkeypatch.setenv("QWEN_WEB_BASE_URL", "http://127.0.0.1:9999/")
+    monkeypatch.setenv("QWEN_WEB_AUTH_BASE_URL", "http://127.0.0.1:9999")
+    rc, out, err = run("add-web", "chat", "--cookies", str(files / "cookies.txt"), "--user-agent", UA)
+    assert rc == 0, err
+    assert "upstream http://127.0.0.1:9999" in out
+    assert entry(settings, "chat") == {"name": "chat", "kind": "web", "base_url": "http://127.0.0.1:9999",
+                                       "auth_base_url": "http://127.0.0.1:9999"}
+    monkeypatch.delenv("QWEN_WEB_BASE_URL")
+    monkeypatch.delenv("QWEN_WEB_AUTH_BASE_URL")
+    rc, out, err = run("status")
+    row = next(ln for ln in out.splitlines() if ln.startswith("chat "))
+    assert row.split()[-1] == "http://127.0.0.1:9999", out
+    from qwen_gateway.auth.state import AccountState
+    from qwen_gateway.auth.web_account import WebAccount
+    acct = Registry(settings)._build(entry(settings, "chat"), AccountState(settings.state_db_path))
+    assert isinstance(acct, WebAccount) and acct.auth_base_url == "http://127.0.0.1:9999"
 
 
 def test_remove_keeps_the_session_file_unless_forced(run, settings, files):

@@ -67,11 +67,22 @@ class Block:
 
     @property
     def commands(self) -> list[str]:
-        """Logical commands: backslash continuations and quotes spanning lines joined; comment-only lines dropped."""
-        out, cur = [], ""
+        """Logical commands: backslash continuations, quotes spanning lines and here-documents (`<<'EOF'` …
+        `EOF`) joined; comment-only lines dropped."""
+        out, cur, heredoc = [], "", None
         for line in self.text.splitlines():
             cur = f"{cur}\n{line}" if cur else line
+            if heredoc is not None:
+                if line.strip() != heredoc:
+                    continue
+                out.append(cur)
+                cur, heredoc = "", None
+                continue
             if cur.rstrip().endswith("\\"):
+                continue
+            opened = re.search(r"<<-?\s*(['\"]?)(\w+)\1", without_comment(line))
+            if opened:
+                heredoc = opened.group(2)
                 continue
             try:
                 words = shlex.split(cur, comments=True)
@@ -80,7 +91,7 @@ class Block:
             if words:
                 out.append(cur)
             cur = ""
-        assert not cur, f"{self.file}:{self.line}: unfinished command {cur!r}"
+        assert not cur and heredoc is None, f"{self.file}:{self.line}: unfinished command {cur!r}"
         return out
 
     @property
@@ -143,9 +154,6 @@ NOT_RUN: list[tuple[str, str, str]] = [  # (file pattern, command pattern, reaso
     (r"docs/clients\.md", r"^sg qwen-gateway\b",
      "runs in the qwen-gateway group, which only the `sudo groupadd` line above (not run) creates; "
      "tests/test_e2e_transparent.py runs mitmdump in that group inside its own namespace"),
-    (r"docs/clients\.md", r"\bclaude -p\b",
-     "runs the real Claude Code (npm @anthropic-ai/claude-code); tests/test_e2e_claude_code.py runs both recipes "
-     "with it in a loopback-only network namespace"),
     (r"docs/deploy\.md", r"(qwen-gateway|qwen-usage) .*--?(set qwen_)?state.url",
      "needs the PostgreSQL server the section sets up (db.internal); tests/test_e2e_shared_state.py starts two "
      "gateways with this option and runs qwen-usage --state-url against a real PostgreSQL"),
@@ -222,13 +230,15 @@ def in_background(cmd: str) -> bool:
 class Session:
     """A sandboxed shell for one test, with the servers it started in the foreground's place."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, path: list[Path] = (), **extra: str) -> None:  # type: ignore[assignment]
         problem = sandbox.namespace_problem()
         if problem:
             pytest.skip(f"commands are run with the docs' own ports in a private network namespace: {problem}")
         self.home = tmp_path / "home"
         self.home.mkdir()
-        env = sandbox.sandbox_env(self.home, **GIVEN)
+        env = sandbox.sandbox_env(self.home, **GIVEN, **extra)
+        if path:  # programs the reader installed (clients): found before the project's .venv/bin
+            env["PATH"] = ":".join([*map(str, path), env["PATH"]])
         self.shell = Shell(self.home, env)
         self.servers: list[tuple[str, int]] = []  # (command, shell variable index)
         self.not_run: list[tuple[str, str]] = []
@@ -304,8 +314,7 @@ class Session:
         self.shell.close()
 
 
-@pytest.fixture
-def session(tmp_path):
+def _sessions(tmp_path, **kw):
     # set up .venv outside the namespace (it has no network), as the README's first commands do (setup.sh
     # keeps a stamp per variant: scripts/gateway.sh runs it without --test)
     for args in (["--test"], []):
@@ -313,10 +322,15 @@ def session(tmp_path):
                            timeout=600)
         assert r.returncode == 0, r.stderr
     before = _repo_state()
-    s = Session(tmp_path)
+    s = Session(tmp_path, **kw)
     yield s
     s.close()
     assert _repo_state() == before, "the documented commands changed files in the repository"
+
+
+@pytest.fixture
+def session(tmp_path):
+    yield from _sessions(tmp_path)
 
 
 def _repo_state() -> str:
@@ -334,6 +348,7 @@ VARYING = [  # what may differ between the docs and a run: (what, pattern in the
     ("duration", r"(?<![\w.])\d+(?:\.\d+)?(?:ms|s)(?![\w])", r"\d+(?:\.\d+)?(?:ms|s)"),
     ("duration", r"(?<![\w.])\d+\.\d\d s(?![\w])", r"\d+\.\d\d s"),
     ("device user code", r"(?<=user_code=)[A-Z0-9]{8}|(?<=User code: )[A-Z0-9]{8}", r"[A-Z0-9]{8}"),
+    ("minutes left", r"(?<=expires in )\d+ min\b", r"\d+ min"),
     ("table rule", r"-{3,}", r"-+"),
     ("time left", r"(?<=in )(?:\d+ d )?(?:\d+ h )?\d+ min", r"(?:\d+ d )?(?:\d+ h )?\d+ min"),
 ]
@@ -461,12 +476,26 @@ def test_emulator_login_recipe(session):
     out = session.run(block("docs/emulator.md", "export QWEN_OAUTH_BASE_URL=http://127.0.0.1:9999"))
     session.expect(block("docs/emulator.md", "=== Qwen OAuth Device Authorization ==="), out,
                    sources=(GATEWAY, EMULATOR))
-    out = session.run(block("docs/emulator.md", "curl -s http://127.0.0.1:8080/v1/chat/completions"))
+    out = session.run(block("docs/emulator.md", "\"content\": \"ping\"}]}'"))
     session.expect(block("docs/emulator.md", "gpt-4o→coder-model acct=default 200"), out, sources=(GATEWAY,))
     out = session.run(block("docs/emulator.md", "kill %1 %2; wait\n.venv/bin/qwen-auth status"))
     expect(block("docs/emulator.md", "default  oauth  ok"), out, home)
     creds = json.loads((home / ".qwen" / "oauth_creds.json").read_text())
     assert creds["resource_url"] == "http://127.0.0.1:9999"
+
+
+def test_emulator_web_account_recipe(session):
+    """A Qwen Chat web account against the emulator, as printed: the session's cookies imported with
+    `qwen-auth add-web`, one request through the gateway, and `qwen-auth status` in a shell without the
+    variables still naming the emulator as the account's upstream (issue 32: it showed https://chat.qwen.ai)."""
+    need_curl()
+    out = session.run(block("docs/emulator.md", "export QWEN_WEB_BASE_URL=http://127.0.0.1:9999"))
+    assert "Added web account chat: 9 qwen.ai cookies from the Netscape cookies.txt" in out, out
+    assert "upstream http://127.0.0.1:9999." in out, out
+    out = session.run(block("docs/emulator.md", "\"content\": \"hi\"}]}'"))
+    session.expect(block("docs/emulator.md", "gpt-4o→qwen3.8-max acct=chat 200"), out, sources=(GATEWAY,))
+    out = session.run(block("docs/emulator.md", "unset QWEN_WEB_BASE_URL QWEN_WEB_AUTH_BASE_URL"))
+    expect(block("docs/emulator.md", "chat     web   disabled"), out, session.home)
 
 
 # ---- docs/troubleshooting.md -------------------------------------------------------------------------
@@ -570,7 +599,10 @@ def test_accounts_startup_sample(session):
                "kill $gw; wait $gw\n"
                "qwen-gateway > ~/second.log 2>&1 & gw=$!")
     sandbox.wait_port(session.shell, 8080)
-    session.sh("sleep 0.5; kill $gw; wait $gw")
+    # its port can open before mitmdump has loaded the addon (scripts load as the listeners start): the
+    # start-up lines are waited for (at most 30 s), then Ctrl-C
+    session.sh("for i in $(seq 300); do grep -q 'qwen: WARNING' ~/second.log && break; sleep 0.1; done\n"
+               "kill $gw; wait $gw")
     lines = [ln.split("] qwen: ", 1)[1] for ln in (home / "second.log").read_text().splitlines()
              if "] qwen: " in ln and "qwen: gateway stopped" not in ln]  # start-up lines only
     expect(block("docs/accounts.md", "account default (oauth): needs_login"), "\n".join(lines), home)
@@ -680,10 +712,71 @@ def test_observability_samples(session):
     for ln in block("docs/observability.md", "qwen_requests_total{account=").text.splitlines():
         assert ln in scrape, f"docs/observability.md: {ln!r} is not in the scrape:\n" + "\n".join(
             x for x in scrape if not x.startswith("#"))
-    for anchor in ("$ qwen-usage\n", "$ qwen-usage requests"):
+    for anchor in ("$ .venv/bin/qwen-usage\n", "$ .venv/bin/qwen-usage requests"):
         b = block("docs/observability.md", anchor)
         for cmd, shown in _transcript(b):
             expect(shown, session.sh(cmd), home)
+    out = session.run(block("docs/observability.md", "qwen-usage report --since 7d"))  # the page of this run
+    assert as_shown(out, home).strip() == "/home/you/usage-report.html", out
+    assert "qwen3-coder-plus" in (home / "usage-report.html").read_text(encoding="utf-8")
+
+
+# ---- docs/clients.md: every client's recipe, as printed ------------------------------------------------
+
+TOOLS = ROOT / ".tools"
+CLIENT_PATH = [TOOLS / "agents-venv" / "bin", TOOLS / "node_modules" / ".bin", TOOLS / "continue" / "node_modules" / ".bin"]
+CLIENT_ENV = {  # the reader's machine, as far as the clients are concerned (GIVEN, for the client recipes)
+    "NODE_PATH": str(TOOLS / "node_modules"),  # `npm install openai` in the reader's project
+    "DISABLE_AUTOUPDATER": "1",  # Claude Code checks for a newer version at start; there is no network here
+}
+INSTALL = "scripts/install-test-tools.sh installs it"
+# (anchor of a block in docs/clients.md, what it needs here: (path that must exist, why it is missing))
+CLIENT_RECIPES = [
+    ("require('openai')", [(TOOLS / "node_modules" / "openai" / "package.json", f"openai-node is not installed ({INSTALL})")]),
+    ("from agents import Agent", [(TOOLS / "agents-venv" / "bin" / "python", f"the OpenAI Agents SDK is not installed ({INSTALL})")]),
+    ("llm openai endpoint", [(ROOT / ".venv" / "bin" / "llm", "llm is not installed (bash scripts/setup.sh --test)")]),
+    ('openai_base_url = "http://127.0.0.1:8080/v1"', [(TOOLS / "node_modules" / ".bin" / "codex", f"Codex CLI is not installed ({INSTALL})")]),
+    ("[model_providers.qwen]", [(TOOLS / "node_modules" / ".bin" / "codex", f"Codex CLI is not installed ({INSTALL})")]),
+    ("CODEX_CA_CERTIFICATE=", [(TOOLS / "node_modules" / ".bin" / "codex", f"Codex CLI is not installed ({INSTALL})")]),
+    ("ANTHROPIC_BASE_URL=http://127.0.0.1:8080 ANTHROPIC_API_KEY=anything",
+     [(TOOLS / "node_modules" / ".bin" / "claude", f"Claude Code is not installed ({INSTALL})")]),
+    ("NODE_EXTRA_CA_CERTS=~/.mitmproxy/mitmproxy-ca-cert.pem ANTHROPIC_API_KEY=anything claude",
+     [(TOOLS / "node_modules" / ".bin" / "claude", f"Claude Code is not installed ({INSTALL})")]),
+    ("cn --config ~/.continue/qwen.yaml", [(TOOLS / "continue" / "node_modules" / ".bin" / "cn",
+                                            f"Continue's CLI (@continuedev/cli) is not installed ({INSTALL})")]),
+    ("SSL_CERT_FILE=~/.mitmproxy/mitmproxy-ca-cert.pem OPENAI_API_KEY=anything python", []),
+]
+CLIENTS = re.compile(r"(^|\s)(python|node|llm|codex|claude|cn|curl)\s")  # a block's commands that ask a client
+# What a client prints when it did not get a plain answer: an error line, a tool the model called that failed.
+CLIENT_TROUBLE = re.compile(r"ERROR|Traceback|Error:|error:|InputValidationError|failed to parse|Not logged in|"
+                            r"Reconnecting|Tracing request failed|tool_use|tool call")
+DEMO_ACCOUNT = (".venv/bin/python scripts/qwen_emulator.py --port 9999 --api-key sk-demo --quiet > /dev/null 2>&1 &\n"
+                "export DEMO_KEY=sk-demo\n"
+                ".venv/bin/qwen-auth add-key demo --base-url http://127.0.0.1:9999/v1 --key-env DEMO_KEY > /dev/null\n")
+
+
+@pytest.mark.parametrize(("anchor", "needs"), CLIENT_RECIPES, ids=[a[:40] for a, _ in CLIENT_RECIPES])
+def test_client_recipe_runs_as_printed(tmp_path, anchor, needs):
+    """One client recipe of docs/clients.md, every command as printed, against the README's offline emulator
+    (its account added first, as the page says): each client prints the emulator's plain answer (`Echo: say
+    hello`), and nothing of an error, a failed tool call or a retry."""
+    missing = [why for path, why in needs if not path.exists()]
+    if missing:
+        pytest.skip("; ".join(missing))
+    b = block("docs/clients.md", anchor)
+    for s in _sessions(tmp_path, path=CLIENT_PATH, **CLIENT_ENV):
+        s.sh(DEMO_ACCOUNT)
+        sandbox.wait_port(s.shell, 9999)
+        out = s.run(b, timeout=180)
+        asked = [c for c in b.commands if CLIENTS.search(without_comment(c)) and "<<" not in c
+                 and not re.search(r"\bcurl\b", c) and not_run_reason(b, c) is None]
+        out += s.stop_servers()
+        shown = as_shown(out, s.home)
+        print(f"\n--- {b.id}:\n{shown}")
+        answers = [ln for ln in shown.splitlines() if ln.strip() == "Echo: say hello"]
+        assert asked and len(answers) >= len(asked), f"{b.id}: a client printed no answer:\n{shown}"
+        trouble = CLIENT_TROUBLE.search(shown)
+        assert trouble is None, f"{b.id}: {trouble.group(0)!r}:\n{shown}"
 
 
 # ---- docs/keys.md -------------------------------------------------------------------------------------
@@ -701,7 +794,7 @@ def test_keys_walkthrough(session):
     expect(block("docs/keys.md", "200 200 200 429"), out, home)
     out = session.run(block("docs/keys.md", "qwen-keys revoke ci"))
     expect(block("docs/keys.md", "has used its daily budget"), out, home)
-    out = session.run(block("docs/keys.md", "qwen-keys list\nqwen-usage --by key"))
+    out = session.run(block("docs/keys.md", "qwen-keys list\n.venv/bin/qwen-usage --by key"))
     expect(block("docs/keys.md", "NAME   STATE    RPM"), out, home)
 
 
@@ -755,19 +848,24 @@ def test_configuration_names_only_variables_the_code_reads():
 # ---- every other shell block, and what does not run ----------------------------------------------------
 
 CHECKED_BY_SCENARIOS = {  # shell blocks the tests above run (with their samples)
+    *(("docs/clients.md", anchor) for anchor, _ in CLIENT_RECIPES),
     ("README.md", "bash scripts/gateway.sh"), ("README.md", "export DEMO_KEY=sk-demo"),
     ("README.md", "curl -s -w '\\n' http://127.0.0.1:8080/v1/embeddings"), ("README.md", "kill %1 %2; wait"),
     ("README.md", "qwen-gateway install-service"),
     ("docs/service.md", "install-service --dry-run"),
     ("docs/emulator.md", "scripts/qwen_emulator.py --port 9999 --api-key sk-demo"),
     ("docs/emulator.md", "export QWEN_OAUTH_BASE_URL=http://127.0.0.1:9999"),
-    ("docs/emulator.md", "curl -s http://127.0.0.1:8080/v1/chat/completions"),
+    ("docs/emulator.md", "\"content\": \"ping\"}]}'"),
     ("docs/emulator.md", "kill %1 %2; wait\n.venv/bin/qwen-auth status"),
+    ("docs/emulator.md", "export QWEN_WEB_BASE_URL=http://127.0.0.1:9999"),
+    ("docs/emulator.md", "unset QWEN_WEB_BASE_URL QWEN_WEB_AUTH_BASE_URL"),
+    ("docs/emulator.md", "\"content\": \"hi\"}]}'"),
     ("docs/troubleshooting.md", "curl -s http://127.0.0.1:8080/health"),
     ("docs/mitmweb.md", "argon2.PasswordHasher().hash"),
     ("docs/accounts.md", "/auth/initiate"),
     ("docs/keys.md", "qwen-keys add alice --rpm 3"), ("docs/keys.md", "for i in 1 2 3 4;"),
-    ("docs/keys.md", "qwen-keys revoke ci"), ("docs/keys.md", "qwen-keys list\nqwen-usage --by key"),
+    ("docs/keys.md", "qwen-keys revoke ci"), ("docs/keys.md", "qwen-keys list\n.venv/bin/qwen-usage --by key"),
+    ("docs/observability.md", "qwen-usage report --since 7d"),
 }
 
 SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that compares them
@@ -781,6 +879,8 @@ SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that c
     ("docs/emulator.md", "=== Qwen OAuth Device Authorization ==="): "test_emulator_login_recipe",
     ("docs/emulator.md", "gpt-4o→coder-model acct=default 200"): "test_emulator_login_recipe",
     ("docs/emulator.md", "default  oauth  ok"): "test_emulator_login_recipe",
+    ("docs/emulator.md", "gpt-4o→qwen3.8-max acct=chat 200"): "test_emulator_web_account_recipe",
+    ("docs/emulator.md", "chat     web   disabled"): "test_emulator_web_account_recipe",
     ("docs/troubleshooting.md", '{"status":"degraded","accounts":[]'): "test_troubleshooting_health",
     ("docs/accounts.md", "ACCOUNT  KIND   STATE         EXPIRES"): "test_accounts_status_sample",
     ("docs/accounts.md", "account default (oauth): needs_login"): "test_accounts_startup_sample",
@@ -788,8 +888,8 @@ SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that c
     ("docs/observability.md", "route=unknown 404"): "test_observability_samples",
     ("docs/observability.md", "HTTP/1.1 400 Bad Request"): "test_observability_samples",
     ("docs/observability.md", "qwen_requests_total{account="): "test_observability_samples",
-    ("docs/observability.md", "$ qwen-usage\n"): "test_observability_samples",
-    ("docs/observability.md", "$ qwen-usage requests"): "test_observability_samples",
+    ("docs/observability.md", "$ .venv/bin/qwen-usage\n"): "test_observability_samples",
+    ("docs/observability.md", "$ .venv/bin/qwen-usage requests"): "test_observability_samples",
     ("docs/keys.md", "Added key account demo: http://127.0.0.1:9999/v1"): "test_keys_walkthrough",
     ("docs/keys.md", "200 200 200 429"): "test_keys_walkthrough",
     ("docs/keys.md", "has used its daily budget"): "test_keys_walkthrough",
@@ -803,7 +903,7 @@ NOT_OUTPUT: dict[tuple[str, str], str] = {  # non-shell blocks that are no comma
     ("docs/deploy.md", "upstream qwen_gateways {"):
         "nginx's configuration; tests/test_e2e_deploy.py runs this block as printed (its ports and host name "
         "changed) with Debian's nginx in front of two gateways",
-    ("docs/clients.md", "$ qwen-redirect install --port 8080 --dry-run"):
+    ("docs/clients.md", "$ .venv/bin/qwen-redirect install --port 8080 --dry-run"):
         "qwen-redirect's dry run with documentation addresses (192.0.2.10, 2001:db8::10) from a stub resolver; "
         "tests/test_redirect.py compares this block with the real command's output under that resolver",
 }
@@ -843,3 +943,58 @@ def test_every_sample_is_checked_or_explained():
     assert not unexplained, "blocks that are neither a checked sample nor explained:\n" + "\n".join(unexplained)
     for (file, anchor) in [*SAMPLES, *NOT_OUTPUT, *CHECKED_BY_SCENARIOS]:
         assert any(b.file == file and matches(b, anchor) for b in ALL_BLOCKS), f"stale entry: {file}: {anchor!r}"
+
+
+# ---- a newcomer's shell: the project's commands are in .venv/bin, not on PATH ----------------------------
+
+VENV_PROGRAMS = ("mitmdump", "mitmweb", "mitmproxy", "qwen-auth", "qwen-usage", "qwen-gateway", "qwen-redirect")
+_SEGMENT = re.compile(r"\|\||&&|[|;&]|\$\(|`|\(")
+
+
+def programs_run(cmd: str) -> list[str]:
+    """The programs a shell command runs as typed: the first word of each pipeline part, after variable
+    assignments and `sudo`/`exec`/`time`/`env`; the command string of `sg GROUP -c "…"` too."""
+    out = []
+    for part in _SEGMENT.split(without_comment(cmd).replace("\\\n", " ")):
+        try:
+            words = shlex.split(part)
+        except ValueError:
+            words = part.split()
+        while words and (re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]) or words[0] in ("sudo", "exec",
+                                                                                              "time", "env")):
+            words = words[1:]
+        if words:
+            out.append(words[0])
+        if len(words) > 3 and words[0] == "sg" and words[2] == "-c":
+            out += programs_run(words[3])
+    return out
+
+
+def bare_venv_commands(file: str) -> list[str]:
+    """Commands a newcomer types from `file` that name a program of .venv/bin without its path (`command not
+    found` in a fresh terminal): shell blocks, `$ …` transcripts and the README's Run-modes table."""
+    found = []
+    for b in ALL_BLOCKS:
+        if b.file != file:
+            continue
+        cmds = b.commands if b.is_shell else [ln[2:] for ln in b.text.splitlines() if ln.startswith("$ ")]
+        found += [f"{b.id}: {c.strip()}" for c in cmds if any(p in VENV_PROGRAMS for p in programs_run(c))]
+    if file == "README.md":
+        section = (ROOT / file).read_text().split("## Run modes", 1)[1].split("\n## ", 1)[0]
+        table = "\n".join(ln for ln in section.splitlines() if ln.startswith("|"))
+        for cell in re.findall(r"`([^`]+)`", table):
+            if any(p in VENV_PROGRAMS for p in programs_run(cell)):
+                found.append(f"README.md Run modes: {cell}")
+    return found
+
+
+def test_the_programs_in_venv_are_typed_with_their_path():
+    """Issue 32: `mitmdump` as printed was `command not found`: the package installs it in .venv/bin, which a
+    fresh terminal does not have on PATH (this test's sandbox has it, as after `source .venv/bin/activate`,
+    so the runs alone could not tell)."""
+    assert programs_run("sudo .venv/bin/qwen-redirect run -- .venv/bin/mitmdump -s x") == [".venv/bin/qwen-redirect"]
+    assert programs_run('echo "$KEY" | qwen-auth add-key cp') == ["echo", "qwen-auth"]
+    assert programs_run('sg qwen-gateway -c "mitmdump -s addons/qwen.py"') == ["sg", "mitmdump"]
+    assert programs_run("systemctl --user enable --now qwen-gateway") == ["systemctl"]
+    bare = [c for f in DOC_FILES for c in bare_venv_commands(f)]
+    assert bare == [], "type these as .venv/bin/NAME:\n" + "\n".join(bare)

@@ -107,6 +107,25 @@ def test_every_account_exhausted_gives_openai_quota_429_that_clients_do_not_retr
     assert len(emu.chat_requests()) == 2
 
 
+def test_a_spent_quota_is_said_in_qwens_words_with_the_account_named(make_gateway, emu, home):
+    """The client reads that the quota is spent, on which account, in Qwen's own words, on the request Qwen
+    refused and on the next one (the account cooling down: Qwen is not asked again)."""
+    import openai
+    tmp, env = home
+    key = emu.seed_token(kind="key")
+    add_key(tmp, "plan", "KEY_PLAN", emu.url + "/v1")
+    gw = make_gateway("spent", env={**env, "KEY_PLAN": key})
+    emu.fault("quota429", token=key)
+    for _ in range(2):
+        with pytest.raises(openai.RateLimitError) as e:
+            ask(gw)
+        message = e.value.body["message"]
+        assert e.value.code == "insufficient_quota" and e.value.response.headers["x-should-retry"] == "false"
+        assert "quota" in message.lower() and "plan" in message and "Free allocated quota exceeded." in message, message
+        assert "already tried" not in message, message
+    assert len(emu.chat_requests()) == 1
+
+
 def test_throttling_waits_and_retries(make_gateway, emu, home):
     tmp, env = home
     login(emu, tmp / ".qwen")

@@ -24,6 +24,7 @@ def test_agents_sdk_function_tool_run(mode_gw):
     mode, gw = mode_gw
     world = gw.world
     world.reset_emulator()
+    world.switches(tool_calls="always")  # a call of the offered tool, whatever the prompt (docs/emulator.md)
     mark = world.mark(gw)
     env = client_env(world.workdir, SSL_CERT_FILE=str(gw.ca_cert))
     if mode == "explicit":

@@ -87,6 +87,7 @@ def test_stream_chunks_validate_and_usage_only_when_asked(gw, emu):
 
 
 def test_streamed_tool_call(gw, emu):
+    emu.switches(tool_calls="always")
     stream = client(gw).chat.completions.create(
         model="gpt-4o", messages=[{"role": "user", "content": "weather in Paris?"}], tools=TOOLS, stream=True)
     calls: dict[int, dict] = {}
@@ -104,6 +105,7 @@ def test_streamed_tool_call(gw, emu):
 
 
 def test_non_stream_tool_call_round_trip(gw, emu):
+    emu.switches(tool_calls="always")  # a call of the offered tool, whatever the prompt (docs/emulator.md)
     c = client(gw)
     msgs = [{"role": "user", "content": "weather in Paris?"}]
     first = c.chat.completions.create(model="gpt-4o", messages=msgs, tools=TOOLS)

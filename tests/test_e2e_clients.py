@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 def test_codex_exec_turn_with_a_tool_call_round_trip(make_gateway, emu, key_home, tmp_path):
     codex = codex_binary()  # skips, saying why, when Codex is not installed
     gw = make_gateway("codex", env=key_home)
-    emu.switches(tool_arguments={"cmd": "echo pong-from-tool"})
+    emu.switches(tool_calls="always", tool_arguments={"cmd": "echo pong-from-tool"})
     home = tmp_path / "codex-home"
     home.mkdir()
     (home / "config.toml").write_text(

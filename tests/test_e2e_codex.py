@@ -78,7 +78,7 @@ def assert_clean(log: str) -> None:
 
 def test_codex_builtin_provider_turn_and_tool_round_trip_over_websocket(make_gateway, emu, key_home, tmp_path):
     gw = make_gateway("codex", env=key_home)
-    emu.switches(tool_arguments={"cmd": "echo pong-from-tool"})
+    emu.switches(tool_calls="always", tool_arguments={"cmd": "echo pong-from-tool"})
     custom_log, custom_took = Codex(tmp_path, "custom", custom_config(gw), QWENPROXY_API_KEY="client-key").run(
         "say pong")
     assert_clean(custom_log)
@@ -86,7 +86,7 @@ def test_codex_builtin_provider_turn_and_tool_round_trip_over_websocket(make_gat
     custom_chats = emu.chat_requests()
     assert len(custom_chats) == 2 and custom_chats[1]["body"]["messages"][-1]["role"] == "tool"
     emu.reset()
-    emu.switches(tool_arguments={"input": EXEC_JS})
+    emu.switches(tool_calls="always", tool_arguments={"input": EXEC_JS})
     log, took = Codex(tmp_path, "builtin", builtin_config(gw), OPENAI_API_KEY="client-key").run("say pong")
     assert_clean(log)
     assert "pong-from-tool" in log and "Tool said:" in log  # Codex ran the model's JavaScript, then answered
@@ -101,12 +101,11 @@ def test_codex_builtin_provider_turn_and_tool_round_trip_over_websocket(make_gat
     assert re.search(r"GET /v1/responses .* 101 ", gw.log())  # the turn went over the WebSocket (the request line)
     print(f"\nCodex turn with a tool round trip: built-in provider (WebSocket) {took:.2f} s, "
           f"custom provider (HTTPS) {custom_took:.2f} s")
-    assert took < custom_took + 1.0
 
 
 def test_codex_builtin_provider_through_the_explicit_proxy(make_gateway, emu, key_home, tmp_path):
     gw = make_gateway("proxy", mode="regular", env=key_home)
-    emu.switches(tool_arguments={"input": EXEC_JS})
+    emu.switches(tool_calls="always", tool_arguments={"input": EXEC_JS})
     codex = Codex(tmp_path, "proxy", "", OPENAI_API_KEY="sk-real-openai-key", HTTPS_PROXY=gw.url,
                   CODEX_CA_CERTIFICATE=str(gw.ca_cert))
     log, took = codex.run("say pong")
@@ -129,13 +128,13 @@ def test_codex_builtin_provider_remote_compaction(make_gateway, emu, key_home, t
         gw = make_gateway("compact-proxy", mode="regular", env=key_home)
         codex = Codex(tmp_path, "compact", limit, OPENAI_API_KEY="sk-real-openai-key", HTTPS_PROXY=gw.url,
                       CODEX_CA_CERTIFICATE=str(gw.ca_cert))
-    emu.switches(tool_arguments={"input": 'const r = await tools.exec_command({cmd: "seq 1 8000", '
+    emu.switches(tool_calls="always", tool_arguments={"input": 'const r = await tools.exec_command({cmd: "seq 1 8000", '
                                           'max_output_tokens: 30000}); text(r.output);'})
     log, _ = codex.run("count")
     assert_clean(log)
     assert "context compacted" not in log
     emu.reset()
-    emu.switches(tool_arguments={"input": EXEC_JS})
+    emu.switches(tool_calls="always", tool_arguments={"input": EXEC_JS})
     log, took = codex.run("go on", resume=True)
     assert_clean(log)
     assert "context compacted" in log and "pong-from-tool" in log
@@ -152,7 +151,7 @@ def test_codex_catalog_model_apply_patch_is_a_custom_tool(make_gateway, emu, key
     gw = make_gateway("catalog", env=key_home)
     # Codex's catalog tools: exec_command, write_stdin, request_user_input, apply_patch, …; the emulator calls
     # the first N tools it is offered, so the fourth call is apply_patch (the others fail in Codex, as expected)
-    emu.switches(tool_arguments={"input": PATCH}, tool_calls_count=4)
+    emu.switches(tool_calls="always", tool_arguments={"input": PATCH}, tool_calls_count=4)
     codex = Codex(tmp_path, "catalog", custom_config(gw, "gpt-5.5"), QWENPROXY_API_KEY="client-key")
     log, _ = codex.run("add hello.txt")
     assert (codex.work / "hello.txt").read_text() == "hello from apply_patch\n", log
@@ -172,7 +171,7 @@ def test_codex_catalog_model_apply_patch_is_a_custom_tool(make_gateway, emu, key
 
 def test_websockets_off_means_one_refusal_and_an_immediate_fallback(make_gateway, emu, key_home, tmp_path):
     gw = make_gateway("nows", env=key_home, args=("--set", "websocket=false"))
-    emu.switches(tool_arguments={"input": EXEC_JS})
+    emu.switches(tool_calls="always", tool_arguments={"input": EXEC_JS})
     log, took = Codex(tmp_path, "nows", builtin_config(gw), OPENAI_API_KEY="client-key").run("say pong")
     assert "pong-from-tool" in log and "Reconnecting" not in log
     assert gw.log().count("GET /v1/responses") == 1 and " 426 " in gw.log()  # one attempt, then HTTPS

@@ -55,7 +55,7 @@ def test_a_stream_only_model_answers_a_whole_chat_request(gw, emu):
 
 
 def test_a_stream_only_models_tool_calls_arrive_whole(gw, emu):
-    emu.switches(tool_index_collision=True, tool_calls_count=2)
+    emu.switches(tool_calls="always", tool_index_collision=True, tool_calls_count=2)
     c = client(gw).chat.completions.create(model="qwen3-235b-a22b-thinking-2507", messages=USER, tools=TOOLS)
     calls = c.choices[0].message.tool_calls
     assert c.choices[0].finish_reason == "tool_calls" and len(calls) == 2 and len({t.id for t in calls}) == 2
@@ -127,6 +127,7 @@ LEGACY = {"model": "gpt-4o", "messages": USER, "functions": [WEATHER], "function
 
 
 def test_legacy_functions_answer_function_call(gw, emu):
+    emu.switches(tool_calls="always")  # a call of the offered function, whatever the prompt (docs/emulator.md)
     r = post(gw, "/v1/chat/completions", LEGACY)
     assert r.status_code == 200, r.text
     choice = r.json()["choices"][0]
@@ -144,6 +145,7 @@ def test_legacy_functions_answer_function_call(gw, emu):
 
 
 def test_legacy_functions_stream_function_call_deltas(gw, emu):
+    emu.switches(tool_calls="always")
     with httpx.stream("POST", gw.url + "/v1/chat/completions", json={**LEGACY, "stream": True}, trust_env=False,
                       timeout=30) as r:
         events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
@@ -155,6 +157,7 @@ def test_legacy_functions_stream_function_call_deltas(gw, emu):
 
 
 def test_legacy_functions_with_openai_python(gw, emu):
+    emu.switches(tool_calls="always")
     c = client(gw).chat.completions.create(model="gpt-4o", messages=USER, functions=[WEATHER])
     assert c.choices[0].message.function_call.name == "get_weather" and not c.choices[0].message.tool_calls
 
@@ -175,7 +178,7 @@ CUSTOM = {"type": "custom", "custom": {"name": "apply_patch", "description": "Ap
 
 
 def test_custom_tools_come_back_as_custom_calls_whole_and_streamed(gw, emu):
-    emu.switches(tool_arguments={"input": "*** Begin Patch\n*** End Patch"})
+    emu.switches(tool_calls="always", tool_arguments={"input": "*** Begin Patch\n*** End Patch"})
     c = client(gw).chat.completions.create(model="gpt-4o", messages=USER, tools=[CUSTOM])
     call = c.choices[0].message.tool_calls[0]
     assert call.type == "custom" and call.custom.name == "apply_patch"

@@ -136,6 +136,7 @@ def test_stream_accumulates_strictly(msg_gw, emu):
 
 
 def test_tool_use_round_trip(msg_gw, emu):
+    emu.switches(tool_calls="always")  # a call of the offered tool, whatever the prompt (docs/emulator.md)
     out = result(sdk(msg_gw, "tools"))
     first, second = out["first"], out["second"]
     assert_anthropic_order(first["events"])
@@ -164,7 +165,58 @@ def test_thinking_signature_round_trip(msg_gw, emu):
     forged = out["forged"]
     assert forged and forged["class"] == "BadRequestError" and forged["type"] == "invalid_request_error", forged
     assert "signature" in forged["message"]
-    assert len(upstream(emu)) == 4  # the forged turn never reached Qwen
+    # a block signed elsewhere (another gateway, Anthropic: a session resumed here) is left out, the turn goes on
+    assert texts(out["elsewhere"]) == "Echo: Signed elsewhere."
+    sent = upstream(emu)
+    assert len(sent) == 5  # the edited turn never reached Qwen
+    assert "Thinking about it." not in json.dumps(sent[-1]["body"]["messages"][:-1])
+
+
+def test_stop_sequences_are_reported_whole_and_streamed(msg_gw, emu):
+    """Qwen ends before a stop sequence without saying so: the gateway applies them itself and answers as
+    Anthropic does, `stop_reason: "stop_sequence"` and the sequence matched."""
+    emu.switches(reply="Hello END world STOP", reasoning=False)
+    params = {**PARAMS, "stop_sequences": ["STOP", "END"]}
+    whole, streamed, unmatched = result(sdk(msg_gw, "calls", {"calls": [
+        {"op": "create", "params": params}, {"op": "stream", "params": params},
+        {"op": "create", "params": {**PARAMS, "stop_sequences": ["nowhere"]}}]}))
+    m = whole["answer"]
+    assert (texts(m), m["stop_reason"], m["stop_sequence"]) == ("Hello ", "stop_sequence", "END")
+    s = streamed["answer"]
+    assert_anthropic_order(s["events"])
+    assert s["text"] == texts(s["message"]) == "Hello "
+    assert (s["message"]["stop_reason"], s["message"]["stop_sequence"]) == ("stop_sequence", "END")
+    m = unmatched["answer"]
+    assert (texts(m), m["stop_reason"], m["stop_sequence"]) == ("Hello END world STOP", "end_turn", None)
+
+
+def test_message_start_carries_the_prompts_tokens(msg_gw, emu):
+    """Clients that record input tokens from `message_start` (the first event) get a count, not 0."""
+    long = "a few words of a prompt " * 200
+    for _ in range(2):  # the first request also loads the counting encoding
+        s = result(sdk(msg_gw, "stream", {"text": long}))
+    assert s["start_usage"]["input_tokens"] > 500, s["start_usage"]
+    final = s["message"]["usage"]  # Qwen's own count at the end (the second prompt came from its cache)
+    assert final["input_tokens"] + final["cache_read_input_tokens"] > 500, final
+
+
+BAD = [({"tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+         "tool_choice": {"type": "tool", "name": "missing"}}, "tool_choice.name"),
+       ({"tool_choice": {"type": "any"}}, "tool_choice"),
+       ({"messages": [{"role": "user", "content": [{"type": "text", "text": None}]}]}, "text"),
+       ({"temperature": 5}, "temperature"), ({"top_p": 2}, "top_p"), ({"top_k": -5}, "top_k")]
+
+
+def test_bodies_that_break_anthropics_schema_are_refused_as_anthropic_refuses_them(msg_gw, emu):
+    # as the body's own fields (this SDK's create() has no temperature, top_p or top_k parameters)
+    outcomes = result(sdk(msg_gw, "calls", {"calls": [{"op": "create", "params": {**PARAMS, "extra_body": fields}}
+                                                       for fields, _ in BAD]}))
+    for (fields, named), o in zip(BAD, outcomes):
+        raised = o.get("raised") or {}
+        assert (raised.get("status"), raised.get("class"), raised.get("type")) == (
+            400, "BadRequestError", "invalid_request_error"), (fields, o)
+        assert named in raised["message"], raised["message"]
+    assert upstream(emu) == []  # refused before anything went to Qwen
 
 
 def test_base64_image(msg_gw, emu):

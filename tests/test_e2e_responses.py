@@ -84,7 +84,7 @@ def codex_builtin_body(*items, stream=True) -> dict:
 
 def test_codex_builtin_request_with_additional_tools_is_answered(gw, emu):
     body = codex_builtin_body({"type": "configuration_update", "reasoning": {"effort": "low"}})
-    emu.switches(tool_arguments={"input": EXEC_JS})
+    emu.switches(tool_calls="always", tool_arguments={"input": EXEC_JS})
     events = sse(gw, body)
     assert events[-1]["type"] == "response.completed"
     sent = emu.chat_requests()[-1]["body"]
@@ -111,7 +111,7 @@ def test_codex_builtin_tool_round_trip_and_namespaced_call(gw, emu):
 
 
 def test_catalog_apply_patch_is_a_custom_tool_call_through_the_strict_sdk(gw, emu):
-    emu.switches(tool_arguments={"input": PATCH})
+    emu.switches(tool_calls="always", tool_arguments={"input": PATCH})
     tools = [APPLY_PATCH, {"type": "function", "name": "exec_command", "parameters": {"type": "object",
                                                                                       "properties": {}}},
              {"type": "tool_search", "execution": "client", "description": "find tools",
@@ -134,7 +134,7 @@ def test_catalog_apply_patch_is_a_custom_tool_call_through_the_strict_sdk(gw, em
 
 
 def test_function_call_arguments_reach_the_client_as_qwen_writes_them(gw, emu):
-    emu.switches(gap_ms=300, tool_arguments={"location": "Paris"})
+    emu.switches(tool_calls="always", gap_ms=300, tool_arguments={"location": "Paris"})
     tool = {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {
         "location": {"type": "string"}}}}
     seen: list[tuple[str, float]] = []
@@ -185,7 +185,8 @@ def test_compact_endpoint(gw, emu):
 def test_sealed_reasoning_keeps_a_stateless_client_reasoning(gw, emu):
     emu.switches(reasoning=True)
     c = client(gw)
-    first = c.responses.create(model="gpt-5.5", input="think", store=False, include=["reasoning.encrypted_content"])
+    first = c.responses.create(model="gpt-5.5", input="think", store=False, include=["reasoning.encrypted_content"],
+                               reasoning={"summary": "auto"})  # the text shows only when a summary is asked
     rs = next(o for o in first.output if o.type == "reasoning")
     assert rs.encrypted_content and rs.summary[0].text not in rs.encrypted_content
     items = [o.model_dump(exclude_none=True) for o in first.output]

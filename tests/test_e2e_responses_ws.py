@@ -93,7 +93,7 @@ def user(text: str) -> dict:
 
 
 def test_codex_style_session_over_websocket(gw, emu):
-    emu.switches(tool_arguments={"cmd": "echo hi"})
+    emu.switches(tool_calls="always", tool_arguments={"cmd": "echo hi"})
     base = {"model": "gpt-6.1-sol", "store": False, "stream": True, "include": ["reasoning.encrypted_content"],
             "tool_choice": "auto", "parallel_tool_calls": False}
     seen = len(gw.log())  # the session's gateway: earlier tests' lines are not this test's

@@ -19,9 +19,9 @@ from helpers.procs import BIN, Gateway, until, write_creds
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def pair(tmp_path, emu, pg_url):
-    """(gateway one, gateway two, the OAuth account's token, the key account's key, the database URL)."""
+def two_gateways(tmp_path, emu, url: str):
+    """Two gateways on one database, each with its own state folder (as on two machines), an OAuth login and a
+    key account: (gateway one, gateway two, the login's token, the key), started; the caller stops them."""
     issued = emu.admin("POST", "tokens", {"expires_in": 3600})
     key = emu.seed_token(kind="key")
     gws: list[Gateway] = []
@@ -35,14 +35,26 @@ def pair(tmp_path, emu, pg_url):
              "default_model": "qwen3-coder-plus"}]}))
         env = {"QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(home / "state"),
                "QWEN_OAUTH_BASE_URL": emu.url, "HOME": str(home), "KEY_B": key}
-        gws.append(Gateway(home / "gw", env=env, args=("--set", f"qwen_state_url={pg_url}")))
+        gws.append(Gateway(home / "gw", env=env, args=("--set", f"qwen_state_url={url}")))
     try:
         for gw in gws:
             gw.start()
-        yield gws[0], gws[1], issued["access_token"], key, pg_url
-    finally:
+    except BaseException:
         for gw in gws:
             gw.stop()
+        raise
+    return gws[0], gws[1], issued["access_token"], key
+
+
+@pytest.fixture
+def pair(tmp_path, emu, pg_url):
+    """(gateway one, gateway two, the OAuth account's token, the key account's key, the database URL)."""
+    one, two, token, key = two_gateways(tmp_path, emu, pg_url)
+    try:
+        yield one, two, token, key, pg_url
+    finally:
+        one.stop()
+        two.stop()
 
 
 def client(gw: Gateway):

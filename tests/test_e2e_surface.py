@@ -68,6 +68,7 @@ def test_responses_stream_text_in_strict_order(gw, emu):
 
 
 def test_responses_stream_function_call_round_trip(gw, emu):
+    emu.switches(tool_calls="always")  # a call of the offered tool, whatever the prompt (docs/emulator.md)
     c = client(gw)
     with c.responses.stream(model="gpt-4o", input="weather in Paris?", tools=[FN_TOOL]) as stream:
         for _ in stream:

@@ -161,3 +161,28 @@ def test_transparent_guard_never_connects_to_the_intercepted_address(world, tran
     r = world.run_client([PY, "-c", GUARD_CLIENT, transparent_gw.ca_cert, target, host], client_env(world.workdir))
     assert r.returncode == 0, r.stderr  # the client gets an answer (an error), from the gateway
     assert world.leaks(transparent_gw, mark) == []
+
+
+OVERSIZED_HEAD_CLIENT = """
+import json, openai
+client = openai.OpenAI(max_retries=0, timeout=30, default_headers={"x-padding": "a" * (100 << 10)})
+try:
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    print(json.dumps({"status": 200}))
+except openai.APIStatusError as e:
+    print(json.dumps({"status": e.status_code, "code": e.code}))
+"""
+
+
+def test_a_request_head_over_the_limit_is_a_431_through_both_modes(mode_gw):
+    """openai-python, unchanged, with 100 KiB of headers: inside the CONNECT tunnel (explicit proxy) and the
+    redirected TLS connection (transparent), the gateway's HTTP/1 reader refuses the head at 64 KiB."""
+    mode, gw = mode_gw
+    world = gw.world
+    world.reset_emulator()
+    mark = world.mark(gw)
+    r = world.run_client([PY, "-c", OVERSIZED_HEAD_CLIENT], python_env(world, gw, mode))
+    assert r.returncode == 0, r.stderr + gw.log()[-2000:]
+    assert json.loads(r.stdout) == {"status": 431, "code": "request_header_fields_too_large"}
+    assert world.chat_requests() == []
+    assert world.leaks(gw, mark) == []

@@ -23,6 +23,7 @@ import pytest
 
 from helpers.procs import BIN
 from helpers.ledger import ledger_rows
+from qwen_gateway.observe.ledger import FILENAME, Ledger
 
 pytestmark = pytest.mark.e2e
 DELAY_MS = 400  # the stream's first byte: the slowest first byte of the three
@@ -204,6 +205,8 @@ def test_report_renders_in_chromium_with_the_ledgers_numbers_and_no_network(serv
 def test_report_without_requests_says_so(oauth_home, tmp_path):
     """A ledger that exists but holds no request of the period: the page says so (and is still written)."""
     state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    Ledger(state / FILENAME).close()  # created, as by a gateway that has not answered anything yet
     env = {**oauth_home["env"], "QWEN_GATEWAY_HOME": str(state)}
     out = tmp_path / "empty.html"
     run_report(env, state, out)

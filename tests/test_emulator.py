@@ -361,6 +361,19 @@ def test_chat_non_stream(emu):
     assert "reasoning_content" not in emu.chat(enable_thinking=False).json()["choices"][0]["message"]
 
 
+def test_a_stop_sequence_ends_the_text_before_it_without_saying_so(emu):
+    """Compatible mode's `stop`: the text ends before the first sequence found, which is not written, and
+    the finish reason is "stop", as at a natural end."""
+    emu.switches(reply="Hello END world STOP")
+    for stop in (["STOP", "END"], "END"):
+        c = emu.chat(stop=stop).json()["choices"][0]
+        assert (c["message"]["content"], c["finish_reason"]) == ("Hello ", "stop")
+        streamed = [e for e in emu.events(stop=stop) if isinstance(e, dict) and e["choices"]]
+        assert "".join(e["choices"][0]["delta"].get("content") or "" for e in streamed) == "Hello "
+        assert streamed[-1]["choices"][0]["finish_reason"] == "stop"
+    assert emu.chat(stop=["nowhere"]).json()["choices"][0]["message"]["content"] == "Hello END world STOP"
+
+
 def test_chat_validation(emu):
     headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
     assert emu.http.post("/v1/chat/completions", content=b"{nope", headers=headers).status_code == 400
@@ -378,7 +391,7 @@ def test_chat_validation(emu):
 
 
 def test_tool_calls_non_stream(emu):
-    c = emu.chat("weather?", tools=TOOLS).json()["choices"][0]
+    c = emu.chat("weather? (get_weather)", tools=TOOLS).json()["choices"][0]
     assert c["finish_reason"] == "tool_calls"
     (call,) = c["message"]["tool_calls"]
     assert re.fullmatch(r"call_[0-9a-f]+", call["id"]) and call["type"] == "function"
@@ -395,9 +408,73 @@ def test_tool_calls_non_stream(emu):
                {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]
     c = emu.chat(messages=history, tools=TOOLS).json()["choices"][0]
     assert c["message"]["content"] == "Tool said: sunny" and c["finish_reason"] == "stop"
-    emu.switches(tool_arguments={"cmd": "ls"}, tool_calls_count=2)
+    emu.switches(tool_arguments={"cmd": "ls"}, tool_calls_count=2, tool_calls="always")
     calls = emu.chat(tools=TOOLS).json()["choices"][0]["message"]["tool_calls"]
     assert [c["function"]["arguments"] for c in calls] == ['{"cmd": "ls"}'] * 2
+
+
+# Tools as agent clients offer them: required fields of several kinds (Claude Code's Agent, Codex's
+# exec_command and shell, a weather tool).
+AGENT_TOOLS = [
+    {"type": "function", "function": {"name": "Agent", "parameters": {
+        "type": "object", "required": ["description", "prompt", "subagent_type"], "properties": {
+            "description": {"type": "string"}, "prompt": {"type": "string"}, "subagent_type": {"type": "string"},
+            "model": {"type": "string", "enum": ["sonnet", "opus"]}}}}},
+    {"type": "function", "function": {"name": "exec_command", "parameters": {
+        "type": "object", "required": ["cmd"], "properties": {"cmd": {"type": "string"},
+                                                             "yield_time_ms": {"type": "number"}}}}},
+    {"type": "function", "function": {"name": "shell", "parameters": {
+        "type": "object", "required": ["command", "timeout_ms", "with_escalated_permissions", "mode"],
+        "properties": {"command": {"type": "array", "items": {"type": "string"}},
+                       "timeout_ms": {"type": "integer", "minimum": 100},
+                       "with_escalated_permissions": {"type": "boolean"},
+                       "mode": {"anyOf": [{"type": "null"}, {"type": "string", "enum": ["fast", "slow"]}]}}}}},
+    {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "required": ["location"], "properties": {"location": {"type": "string"}}}}},
+]
+
+
+def test_demo_answers_in_words_unless_the_prompt_asks_for_a_tool(emu):
+    """What an agent client shows against the README's emulator: `hello` is answered in words even with tools
+    offered (Claude Code's `<system-reminder>` around the prompt is not read as asking); naming a tool, or
+    tool_choice forcing one, calls it with its required fields filled."""
+    c = emu.chat("hello", tools=AGENT_TOOLS).json()["choices"][0]
+    assert c["finish_reason"] == "stop" and c["message"]["content"] == "Echo: hello"
+    assert "tool_calls" not in c["message"]
+    wrapped = [{"type": "text", "text": "<system-reminder>Use the Agent tool or exec_command.</system-reminder>"},
+               {"type": "text", "text": "hello"}]
+    c = emu.chat(wrapped, tools=AGENT_TOOLS).json()["choices"][0]
+    assert c["finish_reason"] == "stop" and "tool_calls" not in c["message"]
+    c = emu.chat("use exec_command to list the files", tools=AGENT_TOOLS).json()["choices"][0]
+    assert c["finish_reason"] == "tool_calls"
+    (call,) = c["message"]["tool_calls"]
+    assert call["function"]["name"] == "exec_command"
+    assert json.loads(call["function"]["arguments"]) == {"cmd": "echo hello"}
+    events = emu.events("ask an Agent", tools=AGENT_TOOLS)
+    args = "".join(d["function"].get("arguments", "") for e in events[:-1] if e["choices"]
+                   for d in e["choices"][0]["delta"].get("tool_calls", []))
+    assert json.loads(args) == {"description": "Say hello", "prompt": "hello", "subagent_type": "hello"}
+    forced = emu.chat("hi", tools=AGENT_TOOLS, tool_choice="required", enable_thinking=False).json()
+    assert forced["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "Agent"
+    emu.switches(tool_calls="always")
+    calls = emu.chat("hello", tools=AGENT_TOOLS).json()["choices"][0]["message"]["tool_calls"]
+    assert [c["function"]["name"] for c in calls] == ["Agent"]
+    emu.switches(tool_calls="never")
+    assert "tool_calls" not in emu.chat("use shell", tools=AGENT_TOOLS).json()["choices"][0]["message"]
+    r = emu.http.post("/_emulator/switches", json={"tool_calls": "sometimes"})
+    assert r.status_code == 400 and "asked, always, never" in r.text
+
+
+def test_tool_arguments_fill_each_required_field_with_a_value_of_its_type(emu):
+    emu.switches(tool_calls="always", tool_calls_count=4)
+    calls = emu.chat("hi", tools=AGENT_TOOLS).json()["choices"][0]["message"]["tool_calls"]
+    args = {c["function"]["name"]: json.loads(c["function"]["arguments"]) for c in calls}
+    assert args["shell"] == {"command": ["echo", "hello"], "timeout_ms": 100, "with_escalated_permissions": False,
+                             "mode": "fast"}
+    assert args["get_weather"] == {"location": "Paris"} and args["exec_command"] == {"cmd": "echo hello"}
+    emu.switches(tool_arguments={"cmd": "ls"}, tool_calls_count=1)  # the switch still wins
+    calls = emu.chat("use shell", tools=AGENT_TOOLS).json()["choices"][0]["message"]["tool_calls"]
+    assert [(c["function"]["name"], c["function"]["arguments"]) for c in calls] == [("shell", '{"cmd": "ls"}')]
 
 
 # ---- chat, stream ------------------------------------------------------------------------------
@@ -443,7 +520,7 @@ def test_stream_sequence(emu):
 
 
 def test_stream_tool_call_sequence(emu):
-    events = emu.events("weather?", tools=TOOLS, stream_options={"include_usage": True})
+    events = emu.events("weather? (get_weather)", tools=TOOLS, stream_options={"include_usage": True})
     assert squeeze(kinds(events)) == ["role", "reasoning", "tool", "finish", "usage", "done"]
     frags = [c["choices"][0]["delta"]["tool_calls"] for c in events if kinds([c]) == ["tool"]]
     first, rest = frags[0][0], [f[0] for f in frags[1:]]
@@ -479,7 +556,8 @@ def test_stream_switches(emu):
 
 
 def test_stream_tool_call_quirks(emu):
-    emu.switches(tool_calls_count=2, tool_index_collision=True, split_tool_name=True, reasoning=False)
+    emu.switches(tool_calls="always", tool_calls_count=2, tool_index_collision=True, split_tool_name=True,
+                 reasoning=False)
     events = emu.events(tools=TOOLS)
     frags = [e["choices"][0]["delta"]["tool_calls"][0] for e in events if kinds([e]) == ["tool"]]
     heads = [f for f in frags if "id" in f]
@@ -717,7 +795,7 @@ def test_openai_sdk(emu):
                                                  stream=True, stream_options={"include_usage": True}))
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == "Echo: a b"
     assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens > 0
-    with client.chat.completions.stream(model="coder-model", messages=[{"role": "user", "content": "w"}],
+    with client.chat.completions.stream(model="coder-model", messages=[{"role": "user", "content": "get_weather"}],
                                         tools=TOOLS) as s:
         final = s.get_final_completion()
     assert final.choices[0].message.tool_calls[0].function.name == "get_weather"

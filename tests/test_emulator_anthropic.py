@@ -116,6 +116,9 @@ def test_thinking_by_default_follows_the_model_and_the_reasoning_switch(emu):
 
 
 def test_a_tool_use_turn_and_its_result(emu):
+    m = ok(post(emu, tools=[WEATHER]))  # "hello there" asks for no tool: an answer in words (tools.py)
+    assert m["stop_reason"] == "end_turn" and m["content"][-1] == {"type": "text", "text": "Echo: hello there"}
+    emu.switches(tool_calls="always")
     m = ok(post(emu, tools=[WEATHER]))
     assert m["stop_reason"] == "tool_use" and len(m["content"]) == 1
     use = m["content"][0]

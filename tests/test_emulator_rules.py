@@ -147,3 +147,23 @@ def test_cached_tokens_only_for_a_marked_repeated_prefix(emu):
     assert usage(emu, other)["prompt_tokens_details"]["cached_tokens"] == 0
     emu.admin("POST", "reset")
     assert usage(emu, turn2)["prompt_tokens_details"]["cached_tokens"] == 0
+
+
+def test_a_lone_surrogate_escape_is_refused_and_its_replacement_taken(emu):
+    """Valid JSON syntax, no character: a strict UTF-8 server refuses it (assumed); U+FFFD is text."""
+    headers = {"Authorization": f"Bearer {API_KEY}", "content-type": "application/json"}
+    raw = '{"model": "coder-model", "messages": [{"role": "user", "content": "cut \\ud83d"}]}'
+    assert "lone surrogate" in refused(emu.http.post("/v1/chat/completions", content=raw, headers=headers))
+    raw = '{"model": "text-embedding-v4", "input": ["cut \\ud83d"]}'
+    assert "lone surrogate" in refused(emu.http.post("/compatible-mode/v1/embeddings", content=raw, headers=headers))
+    assert emu.chat("cut \ufffd").status_code == 200
+    pair = '{"model": "coder-model", "messages": [{"role": "user", "content": "whole \\ud83d\\ude00"}]}'
+    assert emu.http.post("/v1/chat/completions", content=pair, headers=headers).status_code == 200
+
+
+def test_a_prompt_over_the_context_limit_gets_qwens_400_naming_it(emu):
+    emu.switches(context_limit=100)
+    assert refused(emu.chat("x" * 500)) == "Range of input length should be [1, 100]"
+    assert emu.chat("x" * 300).status_code == 200
+    emu.switches(context_limit=0)
+    assert emu.chat("x" * 5000).status_code == 200

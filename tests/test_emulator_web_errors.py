@@ -152,6 +152,31 @@ def test_punish_styles(web, style, ctype, marker):
         assert body["ret"][0].startswith("FAIL_SYS_USER_VALIDATE") and "_____tmd_____/punish" in body["data"]["url"]
 
 
+def post_raw(web: Web, s: dict, cid: str, text: str) -> httpx.Response:
+    """A completion whose body is sent as the browser sends it: JSON with the text as raw UTF-8."""
+    body = json.dumps(web.body(cid, text), ensure_ascii=False).encode()
+    return web.http.post(f"/api/v2/chat/completions?chat_id={cid}", content=body,
+                         headers={**web.headers(s), "Content-Type": "application/json"})
+
+
+def test_the_waf_body_size_rule(web):
+    """qwen-web-protocol.md §1.14 (CNDOC U-17): about 50,000 characters pass; 62,000 and more set off x5sec at
+    once, and the session stays punished (§1.13)."""
+    s = web.session()
+    cid = web.chat_id(s)
+    ok = post_raw(web, s, cid, "x" * 61_999)
+    assert answer_text(frames(ok)) == "Echo: " + "x" * 61_999
+    assert web.emu.admin("GET", "web/state")["stats"]["punished"] == 0
+    r = post_raw(web, s, web.chat_id(s), "x" * 62_000)
+    punished(r)
+    assert web.emu.admin("GET", "web/state")["stats"]["punished"] == 1
+    punished(web.complete(s, web.chat_id(s), "short"))  # the risk score stays up for the session
+    cjk = web.session()  # 50,000 Chinese characters (150,000 bytes of UTF-8) passed in CNDOC's test
+    assert answer_text(frames(post_raw(web, cjk, web.chat_id(cjk), "字" * 50_000))).startswith("Echo: 字字")
+    emoji = web.session()  # fewer characters, but 62,000 Chinese characters' worth of bytes
+    punished(post_raw(web, emoji, web.chat_id(emoji), "😀" * 46_500))
+
+
 def test_punish_fault_and_refresh_is_never_punished(web):
     s = web.session()
     web.emu.admin("POST", "web/fault", {"kind": "punish"})

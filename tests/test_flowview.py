@@ -43,6 +43,16 @@ def test_summary_sections_are_separated_on_one_line():
     assert client == "client: POST /v1/chat/completions · key sk-… (20 chars)"
 
 
+def test_a_placeholder_key_gets_no_hint():
+    """Issue 32: a client sending `x` as its key read `key <1 chars>`. A short key is a placeholder (`x`,
+    `anything`): its length says nothing, three of its characters would give it away; nothing is shown."""
+    from qwen_gateway.exchange import key_hint
+    assert key_hint("x") is None and key_hint("anything") is None and key_hint("") is None
+    assert key_hint("sk-ant-client-key") == "sk-… (17 chars)"
+    client = summary_line(exchange(key_hint=key_hint("x"))).split(SEP)[-1]
+    assert client == "client: POST /v1/chat/completions", client
+
+
 def test_error_summaries_have_no_stray_fragments():
     """Issue: an error summary read "… · est 9 in · …"."""
     ex = refused(400, "context_length_exceeded", "This model's maximum context length is 50 tokens.",

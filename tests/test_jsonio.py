@@ -15,13 +15,15 @@ def test_what_orjson_writes_reads_back_as_the_same_value():
 
 
 def test_values_orjson_refuses_are_written_by_the_standard_library_as_valid_utf8():
-    """An integer beyond 64 bits and a lone surrogate (both come from a client's JSON) go to Qwen as the
-    client sent them, in valid UTF-8: `\\ud800` stays an escape."""
-    value = {"seed": 2 ** 70, "content": "a\ud800b"}
+    """An integer beyond 64 bits goes to Qwen as the client sent it; a lone surrogate (a `\\ud83d` escape,
+    what JavaScript writes for a string cut inside an emoji) as U+FFFD: valid UTF-8, no escape to choke on."""
+    value = json.loads('{"seed": 1180591620717411303424, "content": "a\\ud800b \\ud83d\\ude00 \\udc00"}')
     out = jsonio.dumps(value)
     out.decode("utf-8")  # strict: no surrogate bytes
-    assert json.loads(out) == value
-    assert json.loads(jsonio.dumps_text(value)) == value
+    assert b"\\ud" not in out
+    assert json.loads(out) == {"seed": 2 ** 70, "content": "a\ufffdb \U0001f600 \ufffd"}
+    assert json.loads(jsonio.dumps_text(value)) == json.loads(out)
+    assert jsonio.valid_text("ok é") == "ok é" and jsonio.valid_text("\ud83d") == "\ufffd"
 
 
 def test_answers_are_read_strictly():

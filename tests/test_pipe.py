@@ -103,3 +103,16 @@ async def test_a_connection_completes_only_after_the_caller_could_record_its_tas
             loop.set_task_factory(previous)
     finally:
         inproc.close(address)
+
+
+async def test_the_reader_calls_back_once_when_its_peer_closes():
+    """The relay's watch for a client gone mid-answer: a callback, not a read pending in a task of its own."""
+    (_, client_w), (server_r, _) = pipe.pipe(("qwen-relay.invalid", 1))
+    told: list[int] = []
+    server_r.on_eof = lambda: told.append(1)
+    client_w.write(b"more bytes: stay buffered, no callback")
+    assert told == []
+    client_w.close()
+    client_w.close()
+    assert told == [1] and server_r.on_eof is None
+    assert await server_r.read() == b"more bytes: stay buffered, no callback"

@@ -43,6 +43,23 @@ def test_defaults_only_for_options_nobody_set():
     assert o2.web_columns == ["path"]
 
 
+def test_mitmweb_without_flow_detail_is_quiet_too():
+    """mitmweb has no `flow_detail` (mitmdump's dumper declares it): its connection lines are off unless
+    `termlog_verbosity=debug` asks for them, as the README says."""
+    import logging
+    logger = logging.getLogger(mitmdefaults.CONNECTION_LOGGER)
+    before = logger.level
+    try:
+        o = _opts(termlog_verbosity=(str, "info"), web_columns=(list, ["path"]))
+        mitmdefaults.apply(o, {"termlog_verbosity", "web_columns"})
+        assert logger.level == logging.WARNING
+        o.update(termlog_verbosity="debug")
+        mitmdefaults.apply(o, {"termlog_verbosity"})
+        assert logger.level == logging.NOTSET
+    finally:
+        logger.setLevel(before)
+
+
 def _log_size_after_startup(gw) -> int:
     """The log's length once the gateway has said which accounts it loaded (its `running` line): under load
     that line can reach the log after the port file, and would be counted as the request's."""
@@ -91,6 +108,18 @@ def test_one_stream_prints_one_line(make_gateway, emu, oauth_home):
 
 
 @pytest.mark.e2e
+def test_one_request_prints_one_line_in_mitmweb(make_gateway, emu, oauth_home):
+    from test_mitmweb import free_port  # noqa: PLC0415 (a helper of the mitmweb tests)
+
+    gw = make_gateway("quiet-web", tool="mitmweb", env=oauth_home["env"],
+                      args=("--set", f"web_port={free_port()}", "--set", "web_password=pw"))
+    before = _log_size_after_startup(gw)
+    _one_request(gw, stream=True)
+    lines = _new_lines(gw, before, REQUEST_LINE)
+    assert len(lines) == 1 and REQUEST_LINE.match(lines[0]), lines
+
+
+@pytest.mark.e2e
 @pytest.mark.parametrize("args", [("--set", "flow_detail=1"), ("--flow-detail", "2")])
 def test_flow_detail_brings_mitmproxys_lines_back(make_gateway, emu, oauth_home, args):
     gw = make_gateway("verbose", env=oauth_home["env"], args=args)
@@ -100,7 +129,8 @@ def test_flow_detail_brings_mitmproxys_lines_back(make_gateway, emu, oauth_home,
     text = "\n".join(lines)
     assert sum(bool(REQUEST_LINE.match(ln)) for ln in lines) == 1, text
     assert "client connect" in text and "client disconnect" in text, text
-    assert "POST https://portal.qwen.ai/v1/chat/completions" in text and "<< 200 OK" in text, text
+    # the flow as the client called it (the reverse target is a label: claim.show_as_called)
+    assert f"POST http://127.0.0.1:{gw.port}/v1/chat/completions" in text and "<< 200 OK" in text, text
 
 
 @pytest.mark.e2e

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from qwen_gateway.upstream.dashscope import rules
@@ -204,3 +206,16 @@ def test_a_refusal_teaches_a_models_thinking_kind():
     out = chat_to_qwen({"model": "x", "messages": [USER], "reasoning_effort": "none"}, model="new-thinker",
                        oauth=False, learned_thinking=learned)
     assert "enable_thinking" not in out
+
+
+def test_a_lone_surrogate_in_the_opening_names_a_session():
+    """`"\\ud83d"` (JavaScript's JSON for a string cut inside an emoji) in the system prompt or first user
+    message: hashed as it is (issue 31: a 500 UnicodeEncodeError), distinct from the same text without it."""
+    cut = {"model": "gpt-4o", "messages": [{"role": "system", "content": "s\ud83d"}, {"role": "user", "content": "\ud83d"}]}
+    whole = {"model": "gpt-4o", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": ""}]}
+    assert rules.session_id(cut) == rules.session_id(cut) != rules.session_id(whole)
+    assert chat_to_qwen(cut, model="coder-model", oauth=False)["metadata"]["sessionId"] == rules.session_id(cut)
+    keyed = {**whole, "prompt_cache_key": "thread\ud83d"}  # the fuzzer's find: a 500 from uuid5
+    assert rules.session_id(keyed) == rules.session_id({**cut, "prompt_cache_key": "thread\ud83d"})
+    assert rules.session_id(keyed) == str(uuid.uuid5(rules._SESSION_NS, "key:thread".encode() + b"\xed\xa0\xbd"))
+    assert rules.session_id({**whole, "prompt_cache_key": "k"}) == str(uuid.uuid5(rules._SESSION_NS, "key:k"))

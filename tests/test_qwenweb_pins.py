@@ -180,3 +180,30 @@ def test_a_stale_parent_or_a_busy_chat_is_tried_once_more_in_a_new_chat():
     for details in ("The parent message is not the chat's last response!", "The chat is in progress!"):
         assert web_errors.envelope("Bad_Request", details, None).kind == errors.STALE
     assert web_errors.envelope("Bad_Request", "Something wrong with request!", None).kind == errors.SERVER
+
+
+async def test_a_turn_whose_pin_moved_on_is_refused_when_the_whole_conversation_is_too_long(web):
+    """Its new message fits, so it was planned on the pin; the pin moved on while it waited: the whole
+    conversation would go to a new chat, and that is over Qwen Chat's size rule: a 400 before any request, and
+    the chat it waited for is free."""
+    u1, a1 = {"role": "user", "content": "p" * 30_000}, {"role": "assistant", "content": "Echo: " + "p" * 30_000}
+    fetched: list = []
+
+    async def fetch(wire):
+        fetched.append(wire)
+        return await fetch_new_chat(wire)
+
+    first = await web.prepare(CRED, body_for(web, [u1]), fetch)
+    await run_turn(web, first, finished("r1"))
+    a = await web.prepare(CRED, body_for(web, [u1, a1, U2]), fetch)
+    assert a["parent_id"] == "r1" and len(fetched) == 1  # the pinned turn: no new chat
+    waiting = asyncio.ensure_future(web.prepare(CRED, body_for(web, [u1, a1, {"role": "user", "content": "bis"}]),
+                                                fetch))
+    await asyncio.sleep(0.05)
+    await run_turn(web, a, finished("r2"))
+    with pytest.raises(GatewayError) as e:
+        await waiting
+    assert e.value.status == 400 and e.value.code == "context_length_exceeded" and len(fetched) == 1
+    assert "c1" not in web.pinning._locks  # the chat is free
+    with pytest.raises(GatewayError):  # no pin to continue: refused at once, as the body is made
+        body_for(web, [u1, a1, U2], user="bob")

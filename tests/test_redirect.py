@@ -124,8 +124,8 @@ def test_the_docs_show_the_real_dry_run_output(capsys):
     doc = (ROOT / "docs" / "clients.md").read_text()
     block = re.search(r"```console\n(.*?)```", doc, re.S).group(1)
     sessions = re.split(r"^\$ ", block, flags=re.M)[1:]
-    assert [s.splitlines()[0] for s in sessions] == ["qwen-redirect install --port 8080 --dry-run",
-                                                     "qwen-redirect remove --dry-run"]
+    assert [s.splitlines()[0] for s in sessions] == [".venv/bin/qwen-redirect install --port 8080 --dry-run",
+                                                     ".venv/bin/qwen-redirect remove --dry-run"]
     for session in sessions:
         command, _, shown = session.partition("\n")
         rc, out, _ = dry(capsys, *command.split()[1:])

@@ -340,7 +340,7 @@ def test_images_in_tool_outputs_reach_the_vision_model_after_the_tool_messages()
 # ---- sealed reasoning and compaction ---------------------------------------------------------------------
 
 
-def test_sealed_reasoning_comes_back_when_asked_and_foreign_is_dropped(sealer):
+def test_sealed_reasoning_comes_back_and_foreign_is_dropped(sealer):
     include = ["reasoning.encrypted_content"]
     chat = {"choices": [{"finish_reason": "stop", "message": {"role": "assistant", "content": "answer",
                                                               "reasoning_content": "because"}}]}
@@ -358,9 +358,10 @@ def test_sealed_reasoning_comes_back_when_asked_and_foreign_is_dropped(sealer):
     msgs = translate({**body, "input": [user("q"), foreign, msg]}, notes=notes, open_sealed=sealer.open).chat[
         "messages"]
     assert "reasoning_content" not in msgs[1] and any("did not seal" in n for n in notes)
+    # issue 31: `include` governs what the answer carries, not what the client sends back: used without it
     notes = []
-    translate({**body, "include": []}, notes=notes, open_sealed=sealer.open)
-    assert any("include" in n for n in notes)
+    msgs = translate({**body, "include": []}, notes=notes, open_sealed=sealer.open).chat["messages"]
+    assert msgs[1] == {"role": "assistant", "content": "answer", "reasoning_content": "because"} and not notes
 
 
 def test_reasoning_before_a_tool_call_goes_with_it(sealer):
@@ -657,3 +658,31 @@ def test_an_earlier_configuration_update_does_not_override_this_request():
     history = history_items(first.items, {"output": []})
     later = translate({"model": "m", "reasoning": {"effort": "high"}, "input": "b"}, history)
     assert later.chat["reasoning_effort"] == "high"
+
+
+@pytest.mark.parametrize("summary", [None, "auto", "detailed"])
+def test_reasoning_text_shows_only_when_a_summary_is_asked(sealer, summary):
+    """Issue 31: without `reasoning.summary` OpenAI answers a reasoning item with `summary: []` (and no
+    reasoning_summary events); the text still goes back to Qwen on the next turn (history, sealed content)."""
+    request = {"model": "m", "include": ["reasoning.encrypted_content"],
+               **({"reasoning": {"effort": "low", "summary": summary}} if summary else {})}
+    chat = {"choices": [{"finish_reason": "stop", "message": {"role": "assistant", "content": "answer",
+                                                              "reasoning_content": "because"}}]}
+    rs = chat_to_response(chat, request, response_id="resp_1", created_at=1, seal=sealer.seal)["output"][0]
+    assert rs["summary"] == ([{"type": "summary_text", "text": "because"}] if summary else [])
+    assert sealer.open("reasoning", rs["encrypted_content"]) == {"text": "because"}
+    t = ResponsesStreamTranslator(request, response_id="resp_2", created_at=1, seal=sealer.seal)
+    chunks = [{"choices": [{"index": 0, "delta": {"reasoning_content": "bec"}, "finish_reason": None}]},
+              {"choices": [{"index": 0, "delta": {"reasoning_content": "ause"}, "finish_reason": None}]},
+              {"choices": [{"index": 0, "delta": {"content": "answer"}, "finish_reason": "stop"}]}]
+    raw = b"".join(b for c in chunks for b in t.feed(c)) + b"".join(t.finish())
+    events = [json.loads(line[6:]) for line in raw.decode().splitlines() if line.startswith("data: ")]
+    for e in events:
+        validate_stream_event(e)
+    summaries = [e for e in events if e["type"].startswith("response.reasoning_summary")]
+    assert bool(summaries) is bool(summary)
+    done = next(e["item"] for e in events if e["type"] == "response.output_item.done")
+    assert done["type"] == "reasoning" and done["summary"] == rs["summary"]
+    assert t.reasoning == {done["id"]: "because"}
+    history = history_items([], t.response(), sealer.seal, reasoning=t.reasoning)
+    assert sealer.open("reasoning", history[0]["encrypted_content"]) == {"text": "because"}

@@ -170,6 +170,8 @@ def test_install_service_writes_a_unit_that_verifies_and_a_private_env_file(tmp_
     assert f'Environment="QWEN_GATEWAY_HOME={tmp_path / "state"}"' in text
     assert f"EnvironmentFile={env_file}" in text
     assert SECRET not in text and SECRET not in r.stdout  # the key never goes into the unit
+    # every client connection takes a descriptor: not systemd's default soft limit of 1,024 (verified below)
+    assert "LimitNOFILE=65536" in text.splitlines()
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
     assert "#DEMO_KEY=" in env_file.read_text().splitlines()  # the account's variable, named for the user
     assert SECRET not in env_file.read_text()

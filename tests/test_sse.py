@@ -58,3 +58,29 @@ def test_any_chunking_gives_the_same_events(evs, data):
         prev = c
     got = decode_all(chunks)
     assert [(e.event, e.data) for e in got] == [(e, d) for e, d in evs]
+
+
+class _AnyLineEnds(SSEDecoder):
+    """The decoder's general loop for every buffer (the reference for its \\n-only fast path)."""
+
+    def _feed_lf(self, buf):
+        return self._feed_any(buf)
+
+
+_bytes = st.lists(st.sampled_from([b"data:", b"data: x", b"event: e", b": c", b"id: 1", b"retry: 5", b"\n", b"\r",
+                                   b"\r\n", b" ", b"\xc3\xa9", b"\xe2\x82", b"\xff", b"\x00", b"[DONE]", b"{}"]),
+                  max_size=40).map(b"".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_bytes, st.data())
+def test_the_fast_path_for_lf_only_buffers_decodes_as_the_general_loop(raw, data):
+    """Any bytes (invalid UTF-8, \\r anywhere, lines split at any byte): the same events, the same tail."""
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=8)))
+    fast, general = SSEDecoder(), _AnyLineEnds()
+    prev = 0
+    for c in cuts + [len(raw)]:
+        assert fast.feed(raw[prev:c]) == general.feed(raw[prev:c])
+        assert fast._buf == general._buf
+        prev = c
+    assert fast.flush() == general.flush()

@@ -192,9 +192,18 @@ def test_hostile_names_are_text_not_markup(tmp_path, state):
     assert [a["content"] for a in csp] == ["default-src 'none'; style-src 'unsafe-inline'; img-src data:"]
 
 
-def test_the_empty_page_says_so(tmp_path):
-    empty = tmp_path / "nothing"  # no ledger at all: the page is still written, and readable
-    page, _ = render(tmp_path, empty)
+def test_no_ledger_is_a_message_and_no_file(tmp_path, capsys, monkeypatch):
+    """Issue 32: with no ledger the report still wrote (and overwrote) usage-report.html in the current folder."""
+    monkeypatch.chdir(tmp_path)
+    empty = tmp_path / "nothing"
+    assert usage_cli.main(["report", "--state-dir", str(empty)]) == 1
+    err = capsys.readouterr().err
+    assert f"no ledger at {empty / FILENAME} yet" in err and "no report written" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_period_without_requests_says_so(tmp_path, state):
+    page, _ = render(tmp_path, state, "--since", "2030-01-01")
     assert "No requests in this period." in "".join(page.text)
     assert page.svgs == [] and "by-model" not in page.tables
 
@@ -211,12 +220,19 @@ def test_filters_are_applied_and_shown(tmp_path, state):
     assert "No requests in this period." in "".join(page.text)
 
 
-def test_default_file_is_in_the_current_folder(tmp_path, state, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
+def test_default_file_is_in_the_state_folder_and_a_replaced_one_is_named(tmp_path, state, monkeypatch, capsys):
+    """Issue 32: the default was usage-report.html in the current folder (a checkout showed it untracked),
+    replaced without a word."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
     assert usage_cli.main(["report", "--state-dir", str(state)]) == 0
-    assert capsys.readouterr().out.strip() == str(tmp_path / "usage-report.html")
-    assert "qwen3-coder-flash" in (tmp_path / "usage-report.html").read_text(encoding="utf-8")
-    assert stat.S_IMODE((tmp_path / "usage-report.html").stat().st_mode) == 0o600  # private, as the ledger
+    assert capsys.readouterr().out.strip() == str(state / "usage-report.html")
+    assert list(work.iterdir()) == []
+    assert "qwen3-coder-flash" in (state / "usage-report.html").read_text(encoding="utf-8")
+    assert stat.S_IMODE((state / "usage-report.html").stat().st_mode) == 0o600  # private, as the ledger
+    assert usage_cli.main(["report", "--state-dir", str(state)]) == 0
+    assert capsys.readouterr().out.strip() == f"{state / 'usage-report.html'} (it replaced the previous report)"
 
 
 def test_report_only_options_are_refused_elsewhere(tmp_path, state, capsys):

@@ -22,8 +22,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 
-from mitmproxy import ctx, http
-from mitmproxy.proxy import server_hooks
+from mitmproxy import ctx, http, tls
+from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.utils import asyncio_utils
 
 from . import config, forward, mitmdefaults, registry
@@ -31,15 +31,18 @@ from .api.responses.background import BackgroundRuns
 from .api.responses.socket import ResponsesSockets, trim_messages, wants_socket
 from .api.responses.store import ResponseStore
 from .api.responses.store_pg import SharedResponseStore
+from .auth import pg
 from .auth.pg import Database, shown
 from .auth.base import Pool
 from .auth.pool import AccountPool
 from .config import Config
-from .door import access, body, claim, listeners, options, routing
+from .door import access, body, claim, listeners, mistakes, options, routing
+from .door.hostile import HostileClients
 from .door.keyring import digest
 from .door.team import PENDING, Team
 from .door.fence import Fence
-from .errors import GatewayError
+from .auth.storage import StateUnavailable
+from .errors import GatewayError, gateway_error
 from .exchange import Exchange
 from .local import Formats, LocalAnswers, error_response, health
 from .dispatch import Observers, call_safely
@@ -75,17 +78,22 @@ class QwenGateway:
                                                                lambda: self.background),
                                   metrics=lambda: self.observers.exposition(self.pool) if self.observers.exposition else None)
         self.fence = Fence()
+        self.watch = forward.ClientWatch()  # whole answers given up when their client leaves
+        self.own_certs = False  # mitmproxy's `certs`: the user serves TLS on purpose
         self._live: dict[str, Exchange] = {}  # flow id -> exchange, until response/error
         self._flows: dict[str, http.HTTPFlow] = {}  # exchange id -> flow, for the engine's callback
         self.formats = Formats(registry.client_formats())
         self.settle = Settlement(pool=lambda: self.pool, observers=self.observers, flows=self._flows,
                                  formats=self.formats, prices=lambda: self.config.prices)
+        self.clients = HostileClients(log, self.endpoints, self.formats)  # oversized and late heads, fd storms
+        self.deadlines = self.clients.deadlines  # told by the hooks when a head arrives and an exchange ends
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
     def load(self, loader) -> None:
         config.declare(loader)
         terminal.keep_secrets_out_of_logs()  # mitmproxy's protocol debug prints clients' headers
+        self.clients.load()
 
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
@@ -107,7 +115,10 @@ class QwenGateway:
             if stale is not None:
                 _close_later(stale)
             self.observers.configure(new)  # the team's keys first: the exposure check counts them
+            self.clients.configure(old, new)
         options.enforce(opts, updated, self.config, self.fence, named_keys=self.team.keys_exist)
+        if "certs" in updated:  # without certificates of the user's own, TLS on a reverse listener is a mistake
+            self.own_certs = bool(opts.certs)
 
     def running(self) -> None:
         asyncio_utils.create_task(self.relay.start(), name="qwen: relay", keep_ref=True)
@@ -115,7 +126,9 @@ class QwenGateway:
         terminal.describe_accounts(getattr(self.pool, "describe", None))
         if self.config.state_url:  # never a password: the option refuses a URL that carries one
             log.info("qwen: shared state on %s", shown(self.config.state_url))
+            self._responses().start()  # the shared sealing key adopted now, not by the first request
         self.observers.running()
+        self.clients.running(self.config)
 
     async def done(self) -> None:
         closed = await listeners.close_clients(self.relay, self.sockets)  # first: flows end while all runs
@@ -125,8 +138,10 @@ class QwenGateway:
         await self.team.close()
         if self.pool is not None:
             call_safely(self.pool.flush)
+        await pg.drain()  # the shared database's last writes, before the loop stops
         self.observers.done()
         _close_later(self.engine.client)
+        self.clients.done()
         terminal.stopped(closed)
 
     # ---- the perimeter ----------------------------------------------------------------------------
@@ -140,6 +155,11 @@ class QwenGateway:
         """A connection that reached a listener beyond loopback before the gateway moved it is closed."""
         if self.fence.refuses_client(client.sockname):
             client.error = "qwen gateway: this listener is loopback-only"
+        else:
+            self.deadlines.opened(client)  # it owes a request head from now on
+
+    def client_disconnected(self, client) -> None:
+        self.deadlines.closed(client)
 
     async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         """Last line of defence (fence.py): claimed flows reach only the relay."""
@@ -147,14 +167,33 @@ class QwenGateway:
             target = data.server.address[0] if data.server.address else "?"
             data.server.error = f"qwen gateway refuses to connect to {target}: its requests go to Qwen"
 
+    def tls_failed_client(self, data: tls.TlsData) -> None:
+        """`https://` on the reverse-mode listener, which speaks plain HTTP: say what to use (mistakes.py)."""
+        client = data.context.client
+        if not self.own_certs and isinstance(client.proxy_mode, mode_specs.ReverseMode):
+            line = mistakes.https_on_plain_listener(client.sockname)
+            if line:
+                log.warning(line)
+
     def http_connect(self, flow: http.HTTPFlow) -> None:
         """Explicit proxy with client keys: a tunnel to a host the gateway does not answer is refused."""
+        self.deadlines.tunnelled(flow)
         if claim.no_passthrough(self.config, self.team.ring.required) and not self.claims(flow):
             flow.response = error_response(access.PASSTHROUGH_REFUSED)
+
+    # a TCP tunnel passed through and a WebSocket session are exchanges in progress: never late for a head
+    def tcp_start(self, flow) -> None:
+        self.deadlines.began(flow)
+
+    def tcp_end(self, flow) -> None:
+        self.deadlines.ended(flow)
+
+    tcp_error = websocket_end = tcp_end
 
     # ---- request ----------------------------------------------------------------------------------
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
+        self.deadlines.began(flow)  # a whole head: the connection owes nothing until this exchange ends
         if flow.response or flow.error or not flow.live:
             return
         try:
@@ -174,6 +213,7 @@ class QwenGateway:
             self.team.bind(ex, key)
             refusal = access.admit(head, route=ex.route, key_refusal=key_refusal, peer=access.peer_host(flow),
                                    allowed=self.config.allowed_hosts | {access.sock_host(flow)}, max_body=self.config.max_body)
+            refusal = refusal or mistakes.refusal(flow, ex.route, ex.dialect)
             if refusal is not None:
                 self._refuse(flow, ex, refusal)
         except Exception as e:
@@ -192,8 +232,8 @@ class QwenGateway:
                 await self._late_key_check(flow, ex)
             if flow.response is None:
                 await self._handle(flow, ex)
-        except GatewayError as e:
-            self._refuse(flow, ex, e)
+        except (GatewayError, StateUnavailable) as e:
+            self._refuse(flow, ex, gateway_error(e))
         except Exception as e:
             self._fail_closed(flow, e)
 
@@ -225,7 +265,8 @@ class QwenGateway:
         if ex.stream:
             await self._relay(flow, ex)
         else:
-            flow.response, ex.extra["final"] = await forward.answer_whole(self.engine.open, ex, flow.client_conn)
+            flow.response, ex.extra["final"] = await forward.answer_whole(self.engine.open, ex, flow.client_conn,
+                                                                              self.watch)
 
     async def check_context(self, ex: Exchange) -> None:
         """Just before upstream: the context guard (a prompt longer than the model takes is refused), then
@@ -239,7 +280,7 @@ class QwenGateway:
     async def _relay(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         """Point the flow at the relay: mitmproxy then streams the engine's answer like any server's."""
         address = await self.relay.start()
-        if ex.extra.get("keep_before_end"):  # the endpoint keeps the answer in a shared database first
+        if ex.extra.get("keep_before_end"):  # the endpoint keeps the answer before the stream's end goes out
             ex.extra["final_gate"] = asyncio.get_running_loop().create_future()
         ex.extra["relay_token"] = token = self.relay.expect(ex)
         ex.extra["relayed"] = True
@@ -256,6 +297,7 @@ class QwenGateway:
             return  # only relayed answers have a token to forget and a stream to translate
         try:
             self._forget_relay(flow, ex)
+            claim.show_as_called(flow, ex)
             resp = flow.response
             if (ex.extra.get("relayed") and not ex.extra.get("relay_error") and resp.status_code == 200
                     and "event-stream" in resp.headers.get("content-type", "")):
@@ -266,22 +308,27 @@ class QwenGateway:
             log.exception("qwen: could not start translating a stream")
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        if flow.websocket is None:  # a WebSocket session goes on until websocket_end
+            self.deadlines.ended(flow)
         ex = self._live.pop(flow.id, None)
         if ex is None or flow.response is None:
             self.settle.passed(flow)
             requestlog.passed(flow)
             return None
+        claim.show_as_called(flow, ex)
         self.settle.answered(flow, ex)
         # mitmproxy awaits what a hook returns: only an answer with a database write to wait for waits
         return self.settle.durable(flow, ex) if "durable" in ex.extra else None
 
     def error(self, flow: http.HTTPFlow) -> None:
+        self.deadlines.ended(flow)
         ex = self._live.pop(flow.id, None)
         if ex is None:
             self.settle.passed(flow)
             requestlog.passed(flow)
             return
         self._forget_relay(flow, ex)
+        claim.show_as_called(flow, ex)
         self.settle.broken(flow, ex)
 
     def _forget_relay(self, flow: http.HTTPFlow, ex: Exchange) -> None:

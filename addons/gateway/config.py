@@ -34,6 +34,9 @@ INTERCEPT_HOSTS = ("api.openai.com", "api.anthropic.com")
 # its model list from its backend, and its key must not go there either. Claimed with api.openai.com.
 CODEX_MODELS = ("chatgpt.com", "/backend-api/codex/models")
 CLAIMED_PATHS_WITH = {"api.openai.com": (CODEX_MODELS,)}
+# Codex's telemetry (OTLP/HTTP to OpenAI's Statsig host): answered by the gateway unless qwen_codex_telemetry=pass.
+CODEX_TELEMETRY = tuple(("ab.chatgpt.com", f"/otlp/v1/{signal}") for signal in ("metrics", "traces", "logs"))
+TELEMETRY_WITH = {"api.openai.com": CODEX_TELEMETRY}
 
 
 def declare(loader) -> None:
@@ -45,6 +48,10 @@ def declare(loader) -> None:
         "(reverse mode answers everything). Nothing is ever sent to these hosts.")
     add("qwen_default_model", str, "coder-model", "Qwen model for OpenAI model names without an explicit mapping.")
     add("qwen_model_map", Sequence[str], [], "Extra model mappings, alias=qwen-model (repeat the option for more).")
+    add("qwen_codex_telemetry", str, "answer",
+        "Codex's telemetry to OpenAI (OTLP metrics to ab.chatgpt.com, through the explicit proxy): `answer` (the "
+        "gateway answers it itself with an empty success; nothing is kept or sent on) or `pass` (it goes to "
+        "OpenAI as Codex sent it). Claimed with api.openai.com.", choices=("answer", "pass"))
     add("qwen_messages_passthrough", bool, False,
         "Pass Anthropic Messages requests (Claude Code) through to the Anthropic-compatible base of a key "
         "account's plan (…/apps/anthropic) instead of translating them. Other accounts still translate.")
@@ -94,6 +101,13 @@ def declare(loader) -> None:
         "With client keys set, still relay traffic to hosts the gateway does not answer (explicit proxy). "
         "Off: the proxy is no open relay for whoever holds no key.")
     add("qwen_max_body_mb", int, 32, "Largest request body accepted, in MiB, after decompression (413 above).")
+    add("qwen_max_header_kb", int, 64,
+        "Largest request head (request line and headers) accepted over HTTP/1, in KiB: above it the client gets "
+        "431 and the connection is closed. HTTP/2 header lists are held to 64 KiB by h2 itself.")
+    add("qwen_head_timeout", int, 60,
+        "Seconds a client connection may go without sending a complete request head: from when it opens (TLS "
+        "handshake and CONNECT included) and from the end of its last answer, so an idle keep-alive connection "
+        "is closed after this long too (0: never). A stream or WebSocket session in progress is never cut.")
     add("qwen_allowed_hosts", Sequence[str], [],
         "More host names the gateway answers for (Host header, browser Origin) besides localhost, loopback "
         "addresses, the address a client connected to, and qwen_intercept_hosts.")
@@ -119,8 +133,10 @@ def declare(loader) -> None:
 @dataclass(frozen=True)
 class Config:
     intercept_hosts: frozenset[str] = frozenset(INTERCEPT_HOSTS)
-    claimed_paths: frozenset[tuple[str, str]] = frozenset({CODEX_MODELS})  # (host, path) of hosts not intercepted
-    allowed_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1", "::1", *INTERCEPT_HOSTS, CODEX_MODELS[0]})
+    # (host, path) of hosts not intercepted
+    claimed_paths: frozenset[tuple[str, str]] = frozenset({CODEX_MODELS, *CODEX_TELEMETRY})
+    allowed_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1", "::1", *INTERCEPT_HOSTS, CODEX_MODELS[0],
+                                               CODEX_TELEMETRY[0][0]})
     models: ModelMap = field(default_factory=lambda: ModelMap("coder-model"))
     auth: AuthSettings = field(default_factory=AuthSettings.from_env)
     user_agent: str = DEFAULT_USER_AGENT
@@ -136,6 +152,8 @@ class Config:
     web_pin: str = "off"
     web_pin_ttl: float = 3600
     max_body: int = 32 << 20
+    max_head: int = 64 << 10
+    head_timeout: float = 60
     token_count: bool = True
     metrics: bool = True
     context_limits: dict[str, int] = field(default_factory=dict)
@@ -167,12 +185,12 @@ def normalise_host(host: str) -> str:
 def parse(o) -> Config:
     """Options -> Config; raises OptionsError for any bad value (mitmproxy then refuses to start)."""
     env = os.environ
-    for name in ("qwen_max_body_mb",):
+    for name in ("qwen_max_body_mb", "qwen_max_header_kb"):
         if getattr(o, name) <= 0:
             raise exceptions.OptionsError(f"{name} must be positive")
     for name in ("qwen_upstream_timeout", "qwen_upstream_keepalive", "qwen_stream_idle_timeout",
                  "qwen_context_limit_default", "qwen_web_flow_limit", "qwen_web_min_interval",
-                 "qwen_web_pin_ttl"):
+                 "qwen_web_pin_ttl", "qwen_head_timeout"):
         if getattr(o, name) < 0:
             raise exceptions.OptionsError(f"{name} must be 0 or more")
     if o.qwen_debug_log_count < 1:
@@ -197,7 +215,8 @@ def parse(o) -> Config:
     if auth.state_url and (missing := driver_missing()):
         raise exceptions.OptionsError(missing)
     intercept = frozenset(normalise_host(h) for h in o.qwen_intercept_hosts if h.strip())
-    claimed = frozenset(p for h in intercept for p in CLAIMED_PATHS_WITH.get(h, ()))
+    claimed = frozenset(p for h in intercept for p in CLAIMED_PATHS_WITH.get(h, ())
+                        + (TELEMETRY_WITH.get(h, ()) if o.qwen_codex_telemetry == "answer" else ()))
     return Config(
         intercept_hosts=intercept,
         claimed_paths=claimed,
@@ -218,6 +237,8 @@ def parse(o) -> Config:
         allow_open=o.qwen_allow_open,
         allow_passthrough=o.qwen_allow_passthrough,
         max_body=o.qwen_max_body_mb << 20,
+        max_head=o.qwen_max_header_kb << 10,
+        head_timeout=o.qwen_head_timeout,
         token_count=o.qwen_token_count,
         metrics=o.qwen_metrics,
         context_limits=parse_limits(o.qwen_context_limits),

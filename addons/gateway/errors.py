@@ -13,6 +13,10 @@ import enum
 import json
 from dataclasses import dataclass, field
 
+from .auth.storage import StateUnavailable
+
+STATE_RETRY_AFTER_S = 2  # what a 503 state_unavailable asks a client to wait (storage.PROBE_S is 0.5 s)
+
 _DEFAULT_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -64,6 +68,14 @@ class GatewayError(Exception):
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.body()).encode()
+
+
+def gateway_error(e: GatewayError | StateUnavailable) -> GatewayError:
+    """The one answer to the gateway's state storage being away (the shared database, the state folder):
+    503 `state_unavailable`, the storage named, a Retry-After. A GatewayError stays as it is."""
+    if isinstance(e, GatewayError):
+        return e
+    return GatewayError(503, e.message, code="state_unavailable", headers={"retry-after": str(STATE_RETRY_AFTER_S)})
 
 
 class ErrorKind(enum.StrEnum):

@@ -52,6 +52,7 @@ class RetryReason(enum.StrEnum):
     THINKING = "thinking"  # the model refused its thinking settings: learned, sent again
     STREAM_ONLY = "stream_only"  # the model answers streams only: learned, sent again as a stream
     NEW_CHAT = "new_chat"  # a pinned Qwen Chat chat refused the turn (stale parent): sent again in a new chat
+    TRUNCATED = "truncated"  # over Qwen's context with Responses `truncation: "auto"`: the oldest items dropped
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,9 @@ def note(notes: list[str] | None, text: str) -> None:
 
 
 def key_hint(key: str) -> str | None:
-    """A client key as a hint: its first three characters and its length."""
-    if not key:
+    """A client key as a hint: its first three characters and its length. None for a key of 8 characters or
+    fewer: a placeholder (`x`, `anything`) whose length says nothing and whose first three characters would
+    give most of it away."""
+    if len(key) <= 8:
         return None
-    return f"{key[:3]}… ({len(key)} chars)" if len(key) > 8 else f"<{len(key)} chars>"
+    return f"{key[:3]}… ({len(key)} chars)"

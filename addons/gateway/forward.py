@@ -12,17 +12,19 @@ from mitmproxy import connection, http
 
 from . import jsonio
 from .assemble import ChunkAssembler
-from .errors import GatewayError
+from .auth.storage import StateUnavailable
+from .errors import GatewayError, gateway_error
 from .exchange import Exchange
 from .local import json_response
 from .pivot import UpstreamAnswer
-from .streaming import StreamRewriter
+from .streaming import StreamRewriter, stream_error
 
 # The engine's `open`: the exchange sent upstream, the answer's head read, its body still arriving.
 OpenUpstream = Callable[[Exchange], Awaitable[UpstreamAnswer]]
 
 STREAM_CAPTURE = 1 << 20  # bytes of a translated stream kept on the flow for mitmweb and -w
 KEEP_WAIT_S = 10.0  # a kept answer's database write, at most, before its end goes out (stream, turn, whole)
+COUNT_WAIT_S = 0.5  # a prompt count still running, at most, before a stream that reports it starts
 log = logging.getLogger("qwen")
 CLIENT_WATCH = 0.1  # seconds between looks at a waiting client's connection
 
@@ -51,17 +53,24 @@ def start_stream(ex: Exchange, resp: http.Response) -> None:
 
 
 def keep_early(ex: Exchange, gate: asyncio.Future) -> None:
-    """The stream's final events are parked: the endpoint keeps its final object now (a shared store's
-    write starts) and the relay's gate opens when the write is done (at once when there is nothing to keep)."""
+    """The stream's final events are parked: the endpoint keeps its final object now (the store's write
+    starts) and the relay's gate opens when the write is done (at once when there is nothing to keep). A
+    write that failed takes the end back: the client hears the answer was not kept, never that it is done."""
     rw = ex.rewriter
     final = _final_object(rw) if rw is not None else None
     write = None
     if final is not None and ex.endpoint is not None and ex.endpoint.finished is not None:
         ex.extra["kept"] = True  # settle.served does not keep it twice
-        ex.endpoint.finished(ex, final)
+        try:
+            ex.endpoint.finished(ex, final)
+        except StateUnavailable as e:
+            unkept(ex, e)
         write = ex.extra.get("durable")
 
     def opened(_: object = None) -> None:
+        if isinstance(write, asyncio.Future) and (write.cancelled() or write.exception() is not None):
+            failure = None if write.cancelled() else write.exception()
+            unkept(ex, failure if isinstance(failure, StateUnavailable) else None)
         if not gate.done():
             gate.set_result(None)
 
@@ -71,13 +80,35 @@ def keep_early(ex: Exchange, gate: asyncio.Future) -> None:
         opened()
 
 
-async def until_kept(gate: asyncio.Future, what: str) -> None:
-    """Wait for a parked stream's answer to be kept (keep_early opens `gate`), at most KEEP_WAIT_S: a gate
-    nobody opens delays the end of `what`, never loses it."""
+def unkept(ex: Exchange, e: StateUnavailable | None) -> None:
+    """The parked end of `ex`'s stream becomes the dialect's failure event: its answer was not kept."""
+    err = gateway_error(e or StateUnavailable("The gateway could not store the response in time; try again later."))
+    ex.stream_error = err.message
+    ex.extra["unkept"] = True
+    if ex.rewriter is not None:
+        ex.rewriter.unkept(stream_error(err.message, code=err.code or "state_unavailable"))
+
+
+async def until_kept(ex: Exchange, gate: asyncio.Future, what: str) -> None:
+    """Wait for a parked stream's answer to be kept (keep_early opens `gate`), at most KEEP_WAIT_S: a write
+    still pending then is not reported done (the end becomes a failure), and the end goes out."""
+    if gate.done():
+        return
     try:
         await asyncio.wait_for(asyncio.shield(gate), KEEP_WAIT_S)
     except TimeoutError:
         log.warning("qwen: %s's end waited %g s for its answer to be kept", what, KEEP_WAIT_S)
+        unkept(ex, None)
+
+
+async def until_counted(ex: Exchange) -> None:
+    """For an endpoint whose first event reports the prompt's tokens: the count (started off the request path
+    when the request arrived, observe/estimator.py) finishes first, at most COUNT_WAIT_S. It has almost always
+    finished by the time Qwen answers; a fast upstream and a long prompt wait for the rest of it."""
+    count = ex.estimate
+    if count is None or count.done() or ex.endpoint is None or not ex.endpoint.counted_first:
+        return
+    await asyncio.wait({count}, timeout=COUNT_WAIT_S)
 
 
 def finish_stream(ex: Exchange, resp: http.Response) -> dict | None:
@@ -152,25 +183,60 @@ def upstream_json(body: bytes) -> dict:
     return data
 
 
-async def answer_whole(open_upstream: OpenUpstream, ex: Exchange,
-                       client: connection.Client) -> tuple[http.Response, dict | None]:
-    """A whole answer (the endpoint's own fetch, else the engine's), given up as soon as the client leaves.
+class ClientWatch:
+    """Whole answers given up when their client leaves. mitmproxy holds a client's close until the `request`
+    hook returns, so the hook would wait for an answer nobody reads; the connection's state says at once
+    that the client closed it (EOF). One timer looks at every waiting client each CLIENT_WATCH seconds, and
+    only while one waits: a request pays an entry in a dict, not a task and a timer of its own."""
 
-    mitmproxy holds a client's close until the request hook returns, so the hook would wait for an answer
-    nobody reads; the connection's state says at once that the client closed it (EOF), and then the upstream
-    request is cancelled (its connection closed, as the relay does for a stream) and the exchange ends 499."""
-    work = asyncio.ensure_future(_whole(open_upstream, ex))
+    def __init__(self) -> None:
+        self._waiting: dict[asyncio.Task, connection.Client] = {}
+        self._left: set[asyncio.Task] = set()  # cancelled here: their client left
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, task: asyncio.Task, client: connection.Client) -> None:
+        self._waiting[task] = client
+        loop = asyncio.get_running_loop()
+        if self._handle is None or self._loop is not loop:
+            self._loop, self._handle = loop, loop.call_later(CLIENT_WATCH, self._look)
+
+    def discard(self, task: asyncio.Task) -> bool:
+        """Stop watching `task`; whether it was cancelled because its client left."""
+        self._waiting.pop(task, None)
+        if task in self._left:
+            self._left.discard(task)
+            return True
+        return False
+
+    def _look(self) -> None:
+        self._handle = None
+        for task, client in list(self._waiting.items()):
+            if not client.state & connection.ConnectionState.CAN_READ and task not in self._left:
+                self._left.add(task)
+                task.cancel()
+        if self._waiting and self._loop is not None:
+            self._handle = self._loop.call_later(CLIENT_WATCH, self._look)
+
+
+async def answer_whole(open_upstream: OpenUpstream, ex: Exchange, client: connection.Client,
+                       watch: ClientWatch) -> tuple[http.Response, dict | None]:
+    """A whole answer (the endpoint's own fetch, else the engine's), given up as soon as the client leaves:
+    the upstream request is cancelled (its connection closed, as the relay does for a stream) and the
+    exchange ends 499."""
+    task = asyncio.current_task()
+    assert task is not None
+    watch.add(task, client)
     try:
-        while not work.done():
-            await asyncio.wait((work,), timeout=CLIENT_WATCH)
-            if not work.done() and not client.state & connection.ConnectionState.CAN_READ:
-                work.cancel()
-                raise GatewayError(499, "Client disconnected before the answer: the upstream request was "
-                                        "cancelled.", code="client_disconnected")
+        return await _whole(open_upstream, ex)
+    except asyncio.CancelledError:
+        if watch.discard(task) and task.uncancel() == 0:  # else cancelled by someone else too: that goes on
+            raise GatewayError(499, "Client disconnected before the answer: the upstream request was "
+                                    "cancelled.", code="client_disconnected") from None
+        raise
     finally:
-        if not work.done():
-            work.cancel()
-    return work.result()
+        if watch.discard(task):  # the client left, but the answer was complete before the cancel landed
+            task.uncancel()
 
 
 async def _whole(open_upstream: OpenUpstream, ex: Exchange) -> tuple[http.Response, dict | None]:

@@ -2,7 +2,9 @@
 conversation is re-sent on every turn) and reads Qwen's answers faster; its output is compact, UTF-8,
 and otherwise what `json.dumps(..., ensure_ascii=False)` writes. Where orjson refuses a value the
 standard library takes (an integer beyond 64 bits, a lone surrogate from a `\ud800` escape), the
-standard library writes it with ASCII escapes: the value goes on as the client sent it, in valid UTF-8.
+standard library writes it: numbers as sent, a lone surrogate (what JavaScript's `JSON.stringify` writes
+for a string cut inside an emoji) as U+FFFD, the replacement character any strict UTF-8 reader would put
+there: what goes to Qwen is valid UTF-8 with no escape a strict server could choke on.
 Client bodies are read by the standard library: orjson would turn an integer beyond 64 bits into a
 float and refuse NaN, and the client's numbers go to Qwen as sent.
 """
@@ -10,8 +12,11 @@ float and refuse NaN, and the client's numbers go to Qwen as sent.
 from __future__ import annotations
 
 import json
+import re
 
 import orjson
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins escaped pairs: whatever is left is lone
 
 
 def dumps(obj: object) -> bytes:
@@ -19,7 +24,12 @@ def dumps(obj: object) -> bytes:
     try:
         return orjson.dumps(obj)
     except (TypeError, orjson.JSONEncodeError):
-        return json.dumps(obj, separators=(",", ":")).encode("ascii")
+        return valid_text(json.dumps(obj, separators=(",", ":"), ensure_ascii=False)).encode("utf-8")
+
+
+def valid_text(text: str) -> str:
+    """`text` with each lone surrogate replaced by U+FFFD: encodable as UTF-8 (SQLite, hashes, the wire)."""
+    return text if text.isascii() else _LONE_SURROGATE.sub("\ufffd", text)
 
 
 def dumps_text(obj: object) -> str:

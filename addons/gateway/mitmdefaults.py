@@ -3,7 +3,8 @@
 - `flow_detail` 0 (mitmdump): the gateway's request line is the one line per request; mitmproxy's own
   per-flow lines (the flow dump, and its connection lines: client/server connect and disconnect,
   "Streaming response from …") are left out. `--set flow_detail=1` (or `-v`, or
-  `termlog_verbosity=debug`) brings them back.
+  `termlog_verbosity=debug`) brings them back. mitmweb has no `flow_detail`: its connection lines are off
+  too, and `--set termlog_verbosity=debug` brings them back.
 - `web_columns` + `comment` (mitmweb): the list shows the gateway's one-line summary.
 
 "Set" means set by anyone — the command line (`--set`, `--flow-detail`, `-q`, `-v`), config.yaml or
@@ -35,6 +36,8 @@ def apply(opts, updated: set[str]) -> None:
         opts.update(flow_detail=0)
     if "web_columns" in updated and not user_set(opts, "web_columns") and "comment" not in opts.web_columns:
         opts.update(web_columns=[*opts.web_columns, "comment"])
-    if {"flow_detail", "termlog_verbosity"} & updated and "flow_detail" in opts:
-        quiet = opts.flow_detail == 0 and getattr(opts, "termlog_verbosity", "info") != "debug"
+    if {"flow_detail", "termlog_verbosity"} & updated:
+        # mitmweb has no flow_detail (mitmdump's dumper declares it): there only termlog_verbosity decides
+        detail = opts.flow_detail if "flow_detail" in opts else 0
+        quiet = detail == 0 and getattr(opts, "termlog_verbosity", "info") != "debug"
         logging.getLogger(CONNECTION_LOGGER).setLevel(logging.WARNING if quiet else logging.NOTSET)

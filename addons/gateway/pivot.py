@@ -127,6 +127,9 @@ class Endpoint(Generic[X]):
     # Awaited before `to_chat` (which is synchronous): state the translation reads that may have to come
     # from a shared database first (a stored Response another gateway wrote)
     prepare: Callable[[dict, X], Awaitable[None]] | None = None
+    # Its stream's first event carries the gateway's prompt estimate (Anthropic's message_start usage): the
+    # relay lets a count still running finish before the stream starts (forward.until_counted)
+    counted_first: bool = False
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .api import models as model_list
+from .api import models as model_list, telemetry
 from .api.chat import CHAT
 from .api.completions import COMPLETIONS
 from .api.embeddings import EMBEDDINGS
@@ -78,7 +78,7 @@ def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[
     return {"models": model_list.answer, "stored_response": retrieve.stored_response(store, runs),
             "input_tokens": retrieve.input_tokens(store), "auth": LoginRoute(reload_accounts),
             "count_tokens": messages.count_tokens(lambda: store().sealer), "anthropic_side": claude_side.answer,
-            "codex_models": model_list.codex_catalog}
+            "codex_models": model_list.codex_catalog, "codex_telemetry": telemetry.answer}
 
 
 def client_formats() -> dict[str, ClientFormat[Exchange]]:

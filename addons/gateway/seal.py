@@ -84,6 +84,10 @@ class Sealer:
                 self._aead = AESGCM(load_key(self.folder))
             return self._aead
 
+    def ready(self) -> None:
+        """The key loaded now (made if there is none): what cannot be written says so here, not mid-answer."""
+        self._cipher()
+
     def adopt(self, key: bytes) -> None:
         """Seal and open with `key` from now on (the key several gateways share through their database)."""
         if len(key) != _KEY_BYTES:

@@ -15,8 +15,9 @@ from mitmproxy import http
 
 from . import forward
 from .auth.base import Outcome, Pool
+from .auth.storage import StateUnavailable
 from .dispatch import Observers, call_safely
-from .errors import GatewayError
+from .errors import GatewayError, gateway_error
 from .exchange import Exchange
 from .local import Formats
 from .prices import PriceTable
@@ -51,7 +52,8 @@ class Settlement:
                 flow.response, final = forward.buffered_answer(ex, flow.response.status_code, flow.response.headers,
                                                                flow.response.content or b"")
             self.served(ex, final)
-        except GatewayError as e:
+        except (GatewayError, StateUnavailable) as caught:
+            e = gateway_error(caught)
             flow.response = self.formats.error(e, ex)
             ex.fail(e.status, e.code, e.message)
         except Exception as e:
@@ -118,21 +120,24 @@ class Settlement:
         self.observers.finished(ex, flow)
 
     async def durable(self, flow: http.HTTPFlow, ex: Exchange) -> None:
-        """A write the endpoint started (a stored Response on a shared database) is committed before
-        mitmproxy sends the answer: a gateway killed right after answering loses nothing the client was
-        told exists. A whole answer whose write failed becomes an error."""
+        """A write the endpoint started (a stored Response) is committed before mitmproxy sends the answer:
+        a gateway killed right after answering loses nothing the client was told exists. A whole answer
+        whose write failed becomes a 503 `state_unavailable` (the storage's outage is logged once by it)."""
         write = ex.extra.pop("durable", None)
         if write is None:
             return
         try:
-            await asyncio.wait_for(asyncio.shield(write), forward.KEEP_WAIT_S)
+            if not write.done():  # a stream's write was already awaited before its end went out: no timer again
+                await asyncio.wait_for(asyncio.shield(write), forward.KEEP_WAIT_S)
+            write.result()
         except Exception as e:
-            log.error("qwen: could not store response %s in the shared database: %s",
-                      ex.extra.get("response_id"), type(e).__name__)
+            if not isinstance(e, StateUnavailable):
+                log.error("qwen: could not store response %s: %s", ex.extra.get("response_id"), type(e).__name__)
+                e = StateUnavailable("The gateway could not store the response in time; try again later.")
             if ex.rewriter is None:
-                flow.response = self.formats.error(GatewayError(
-                    503, "The gateway could not store the response in its shared database.",
-                    code="state_unavailable"), ex)
+                err = gateway_error(e)
+                flow.response = self.formats.error(err, ex)
+                ex.fail(err.status, err.code, err.message)
 
     def passed(self, flow: http.HTTPFlow) -> None:
         """Flows the gateway passes through (other hosts, explicit proxy) count for mitmweb's cap too."""

@@ -38,6 +38,12 @@ class SSEDecoder:
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Decode what is complete in buffer + chunk; keep the unfinished tail."""
         buf = self._buf + chunk
+        if b"\r" not in buf:  # every line ends in \n (what Qwen and most servers send): split once
+            return self._feed_lf(buf)
+        return self._feed_any(buf)
+
+    def _feed_any(self, buf: bytes) -> list[ServerSentEvent]:
+        """`feed` for any line ends: \n, \r\n or \r."""
         events: list[ServerSentEvent] = []
         start = 0
         n = len(buf)
@@ -54,6 +60,18 @@ class SSEDecoder:
             if ev is not None:
                 events.append(ev)
         self._buf = buf[start:]
+        if len(self._buf) > self._max_line:
+            raise ValueError("SSE line too long")
+        return events
+
+    def _feed_lf(self, buf: bytes) -> list[ServerSentEvent]:
+        """`feed` for a buffer without \r: the lines are split and decoded in one pass each (the general
+        loop looks for both line ends from every line's start, and a \r it never finds costs a scan to the
+        buffer's end per line)."""
+        end = buf.rfind(b"\n")  # -1: no complete line, all of it is kept
+        events = [] if end < 0 else [ev for line in buf[:end].decode("utf-8", "replace").split("\n")
+                                     if (ev := self._line(line)) is not None]
+        self._buf = buf[end + 1:]
         if len(self._buf) > self._max_line:
             raise ValueError("SSE line too long")
         return events

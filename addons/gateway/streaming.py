@@ -137,6 +137,13 @@ class StreamRewriter:
             self._parked()
         return out
 
+    def unkept(self, error: dict) -> None:
+        """The parked end is taken back (the answer could not be kept): the translator's failure event in
+        place of its terminal event, when it can give one (the Responses API's `response.failed`)."""
+        take_back = getattr(self.translator, "unkept", None)
+        if self.held is not None and callable(take_back):
+            self.held = take_back(self.held, error)
+
     def _parked(self) -> None:
         park, self.park = self.park, None
         try:

@@ -67,6 +67,10 @@ class Encoding:
 
 
 def _tiktoken_encoding(method: str, enc) -> Encoding:
+    if isinstance(getattr(enc, "_mergeable_ranks", None), dict):
+        # tiktoken keeps a Python copy of the 100,256 ranks beside its Rust core (~14 MB of RSS) that only
+        # pickling by value and its teaching module read; encoding and decoding go through the core
+        enc._mergeable_ranks = {}
     core = getattr(enc, "_core_bpe", None)
     raw = getattr(core, "encode_to_tiktoken_buffer", None)
     to_buffer = None
@@ -220,3 +224,25 @@ def _sampled(enc: Encoding, texts: list[str], total: int) -> int:
 def count_request_tokens(body: dict) -> int:
     """Estimated prompt tokens of a request body (text parts only; each image counts IMAGE_TOKENS)."""
     return estimate_request_tokens(body)[0]
+
+
+def truncate_chat(chat: dict, limit: int) -> tuple[dict, int, int] | None:
+    """The chat body with its oldest messages dropped until its estimate fits `limit` (the Responses API's
+    `truncation: "auto"`: items dropped from the beginning of the conversation): the leading system messages
+    stay, and what is kept starts at a user message (a tool result never loses its call). (body, messages
+    dropped, tokens), or None when even the last user message alone does not fit."""
+    messages = chat.get("messages")
+    if not isinstance(messages, list):
+        return None
+    head = 0
+    while head < len(messages) and isinstance(messages[head], dict) and messages[head].get("role") == "system":
+        head += 1
+    fixed = estimate_request_tokens({**chat, "messages": messages[:head]})[0]
+    costs = [estimate_request_tokens({"messages": [m]})[0] for m in messages[head:]]
+    total = fixed + sum(costs)
+    for start, m in enumerate(messages[head:]):
+        if total <= limit and (start == 0 or (isinstance(m, dict) and m.get("role") == "user")):
+            kept = [*messages[:head], *messages[head + start:]]
+            return {**chat, "messages": kept}, start, total
+        total -= costs[start]
+    return None

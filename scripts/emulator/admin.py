@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from . import faults, web_admin, web_state
+from . import faults, tools, web_admin, web_state
 
 SETTLE = {"approve": "approved", "deny": "denied", "expire": "expired"}
 
@@ -43,6 +43,8 @@ def handle(h, name: str, body: dict, from_browser: bool) -> None:
                 unknown = sorted(set(body) - set(st.switches))
                 if unknown:
                     return h.send_json(400, {"error": f"unknown switches {unknown}", "known": sorted(st.switches)})
+                if body.get("tool_calls", "asked") not in tools.MODES:
+                    return h.send_json(400, {"error": f"tool_calls must be one of {', '.join(tools.MODES)}"})
                 st.switches.update(body)
             return h.send_json(200, st.switches)
         if name == "reset" and method == "POST":

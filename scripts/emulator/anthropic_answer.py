@@ -2,8 +2,8 @@
 (message_start, ping, content_block_start/delta/stop per block, message_delta, message_stop).
 
 What is said comes from the OpenAI path's deterministic reply (`chat.plan`, so the same switches drive both):
-"Echo: <last user text>", a tool call when tools are offered, "Tool said: <result>" after a tool_result, the
-reasoning text as a `thinking` block with a signature. Shapes follow Anthropic's Messages reference; usage
+"Echo: <last user text>", a tool call when the prompt asks for one (tools.py), "Tool said: <result>" after a
+tool_result, the reasoning text as a `thinking` block with a signature. Shapes follow Anthropic's Messages reference; usage
 follows Anthropic's accounting (input_tokens without the cached and newly cached prompt tokens).
 """
 

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 from urllib.parse import quote
 
-from . import rules, search
+from . import rules, search, tools
 from .cache import text_of, tokens as _tokens
 
 KNOWN_MODELS = rules.KNOWN_MODELS
@@ -24,6 +24,9 @@ def validate(body, sw: dict | None = None) -> tuple[int, dict] | None:
     """DashScope's 400s for what it refuses; None if the request is acceptable."""
     if not isinstance(body, dict):
         return 400, error("invalid_parameter_error", "The request body must be a JSON object.")
+    problem = rules.check_text(body)
+    if problem:
+        return problem
     if body.get("model") not in KNOWN_MODELS:
         return 400, error("model_not_found", f"The model `{body.get('model')}` does not exist or you do not have "
                                              "access to it.")
@@ -31,21 +34,23 @@ def validate(body, sw: dict | None = None) -> tuple[int, dict] | None:
     if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) for m in msgs):
         return 400, error("invalid_parameter_error", "messages must be a non-empty list of message objects.")
     sw = sw or {}
+    limit = sw.get("context_limit") or 0
+    if limit and sum(_tokens(text_of(m.get("content"))) for m in msgs) > limit:
+        return 400, error("invalid_parameter_error", f"Range of input length should be [1, {limit}]")
     return (rules.check_chat(body, sw.get("denied_models") or ())
             or rules.check_params(body, sw.get("stream_only_models") or ()) or search.check(body))
 
 
-def _calls(body: dict, sw: dict) -> list[dict]:
-    tools = [t.get("function") or {} for t in body["tools"] if isinstance(t, dict)] or [{}]
-    choice = body.get("tool_choice")
-    forced = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
+def _calls(body: dict, sw: dict, prompt: str) -> list[dict]:
+    """The tool calls to answer with (tools.py: when, and with which arguments); empty: answer in words."""
+    offered = [t.get("function") or {} for t in body["tools"] if isinstance(t, dict)]
+    chosen = tools.wanted(offered, body.get("tool_choice"), prompt, sw["tool_calls"])
     calls = []
-    for i in range(max(1, int(sw["tool_calls_count"]))):
-        fn = next((f for f in tools if f.get("name") == forced), None) or tools[i % len(tools)]
+    for i in range(max(1, int(sw["tool_calls_count"])) if chosen else 0):
+        fn = chosen[i % len(chosen)]
         args = sw["tool_arguments"]
         if args is None:
-            props = (fn.get("parameters") or {}).get("properties") or {}
-            args = {"location": "Paris"} if "location" in props else {}
+            args = tools.arguments(fn)
         calls.append({"id": f"call_{uuid.uuid4().hex[:24]}", "name": fn.get("name", "tool"),
                       "arguments": args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)})
     return calls
@@ -56,22 +61,21 @@ def plan(body: dict, sw: dict, cached: int = 0) -> dict:
     msgs = body["messages"]
     thinking = body.get("enable_thinking")
     reasoning = REASONING if thinking is True or (sw["reasoning"] and thinking is not False) else ""
+    user = next((m for m in reversed(msgs) if m.get("role") == "user"), {})
     calls: list[dict] = []
     text = ""
     if msgs[-1].get("role") == "tool":
         text = "Tool said: " + text_of(msgs[-1].get("content"))
-    elif body.get("tools") and body.get("tool_choice") != "none":
-        calls = _calls(body, sw)
+    elif body.get("tools") and (calls := _calls(body, sw, text_of(user.get("content")))):
+        pass
     elif sw["deltas"]:
         text = "".join(str(d) for d in sw["deltas"])
     elif sw["reply"] is not None:
         text = str(sw["reply"])
     else:
-        user = next((m for m in reversed(msgs) if m.get("role") == "user"), {})
-        text = "Echo: " + text_of(user.get("content"))
-    sources = search.info(body, text_of(next((m for m in reversed(msgs) if m.get("role") == "user"), {})
-                                        .get("content")))
-    text = text if calls else search.cite(body, text)
+        text = "Echo: " + tools.prompt_text(text_of(user.get("content")))
+    sources = search.info(body, text_of(user.get("content")))
+    text = text if calls else _before_stop(body, search.cite(body, text))
     if sw["think_leak"] and text:
         text, reasoning = f"<think>{reasoning or REASONING}</think>{text}", ""
     n = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 0 else 1
@@ -85,6 +89,15 @@ def plan(body: dict, sw: dict, cached: int = 0) -> dict:
         usage["prompt_tokens_details"] = {"cached_tokens": cached}
     return {"reasoning": reasoning, "text": text, "calls": calls, "usage": usage, "n": n, "search_info": sources,
             "finish": sw["finish_reason"] or ("tool_calls" if calls else "stop")}
+
+
+def _before_stop(body: dict, text: str) -> str:
+    """OpenAI's `stop`, as compatible mode applies it: the text ends before the first sequence found, which is
+    not written, and the finish reason stays "stop" (the answer does not say a sequence ended it)."""
+    stop = body.get("stop")
+    stops = [stop] if isinstance(stop, str) else [s for s in stop if isinstance(s, str)] if isinstance(stop, list) else []
+    found = [at for s in stops if s and (at := text.find(s)) >= 0]
+    return text[:min(found)] if found else text
 
 
 def completion(body: dict, p: dict) -> dict:
@@ -163,7 +176,7 @@ def embeddings(body) -> tuple[int, dict]:
     if not isinstance(body, dict) or body.get("model") not in EMBEDDING_MODELS:
         model = body.get("model") if isinstance(body, dict) else None
         return 400, error("model_not_found", f"The model `{model}` does not exist or you do not have access to it.")
-    problem = rules.check_embeddings(body.get("input"))
+    problem = rules.check_text(body) or rules.check_embeddings(body.get("input"))
     if problem:
         return problem
     inputs = body["input"]

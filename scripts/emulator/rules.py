@@ -8,6 +8,7 @@ not the default (an `error_finish` stream, a model not enabled for the account) 
 
 from __future__ import annotations
 
+import json
 import uuid
 
 ROLES = ("system", "assistant", "user", "tool", "function")
@@ -72,6 +73,16 @@ def check_roles(messages: list) -> tuple[int, dict] | None:
         if role not in ROLES:
             allowed = ", ".join(f"'{r}'" for r in ROLES)
             return invalid(f"{role} is not one of [{allowed}] - 'messages.[{i}].role'")
+    return None
+
+
+def check_text(body: object) -> tuple[int, dict] | None:
+    """Text that is not Unicode: a lone surrogate escape (`"\\ud83d"`, valid JSON syntax, no character) is
+    refused, as a strict UTF-8 server refuses it (body assumed). What the gateway must send is U+FFFD."""
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return invalid("The request body holds a lone surrogate escape: its text is not valid Unicode.")
     return None
 
 

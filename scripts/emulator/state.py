@@ -21,7 +21,9 @@ DEFAULT_SWITCHES = {
     "denied_models": [],  # models this account has not enabled: 403 AccessDenied.Unpurchased (R7)
     "stream_only_models": [],  # more models that answer streams only (besides rules.STREAM_ONLY)
     "reasoning": True,  # reasoning_content before the answer (request enable_thinking=false turns it off)
-    "tool_arguments": None,  # JSON object for tool-call arguments
+    "tool_calls": "asked",  # tools.py: "asked" (a call only when the prompt names a tool or tool_choice forces
+    # one), "always" (whenever tools are offered: the first, then the next), "never"
+    "tool_arguments": None,  # JSON object for tool-call arguments (default: the tool's required fields filled)
     "tool_calls_count": 1,
     "usage_cached_tokens": 0,
     "usage_top_level_cached": False,
@@ -37,6 +39,8 @@ DEFAULT_SWITCHES = {
     "think_leak": False,
     "split_writes": False,
     "stall_seconds": 30,
+    # the model's input limit in the emulator's tokens (0: none): longer prompts get Qwen's context 400
+    "context_limit": 0,
     # limits per token (0: off)
     "rpm_limit": 0,
     "daily_limit": 0,

@@ -25,7 +25,7 @@ def route(h, path: str, query: dict, raw: bytes, parsed) -> None:
     body = parsed if isinstance(parsed, dict) else None
     routes = {"/api/models": {"GET": lambda: h.send_json(200, web_models.catalogue(w.switches))},
               "/api/v2/chats/new": {"POST": lambda: new_chat(h, w, body)},
-              "/api/v2/chat/completions": {"POST": lambda: complete(h, w, query, body)},
+              "/api/v2/chat/completions": {"POST": lambda: complete(h, w, query, body, raw)},
               "/api/v2/chat/stop": {"POST": lambda: stop(h, w, body)},
               "/api/v2/auths/refresh": {"GET": lambda: refresh(h, w)}}
     if path not in routes and path.startswith(CHATS) and path[len(CHATS):] and "/" not in path[len(CHATS):]:
@@ -138,8 +138,8 @@ def _count_tool_call(w: WebState) -> None:
             w.switches["tool_call"] = None
 
 
-def complete(h, w: WebState, query: dict, body: dict | None) -> None:
-    s = auth.admit(h, w)
+def complete(h, w: WebState, query: dict, body: dict | None, raw: bytes = b"") -> None:
+    s = auth.admit(h, w, raw=raw, body=body)
     if s is None:
         return
     fault = _fault(h, w, s["session"])

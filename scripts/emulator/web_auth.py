@@ -22,6 +22,11 @@ BX = ("bx-ua", "bx-umidtoken", "bx-v")
 # names, so a test still sees which cookies arrived.
 SECRET_HEADERS = ("authorization", "bx-ua", "bx-umidtoken")
 PUNISH_URL = "https://chat.qwen.ai/_____tmd_____/punish?x5secdata=xd{tag}&x5step={step}"
+# The WAF's body-size rule (§1.14, CNDOC U-17): a message of about 50,000 (Chinese) characters passed, one of
+# 62,000 or more set off x5sec at once, whatever the exit IP. Whether the WAF counts characters or bytes is not
+# known: both are enforced, at the figure seen failing (62,000 Chinese characters are 186,000 bytes of UTF-8).
+WAF_MAX_CHARS = 62_000
+WAF_MAX_BYTES = 3 * WAF_MAX_CHARS
 
 
 def envelope(code: str, details: str, **more) -> dict:
@@ -77,14 +82,31 @@ def cookies(h) -> dict[str, str]:
     return jar
 
 
-def waf_passes(h, w: WebState, s: dict | None, jar: dict) -> bool:
+def too_big(raw: bytes, body: object) -> bool:
+    """Over the WAF's body-size rule: a message node of WAF_MAX_CHARS characters or more, or a body of
+    WAF_MAX_BYTES bytes or more."""
+    if len(raw) >= WAF_MAX_BYTES:
+        return True
+    nodes = body.get("messages") if isinstance(body, dict) else None
+    return any(len(_text(m.get("content"))) >= WAF_MAX_CHARS for m in nodes or () if isinstance(m, dict))
+
+
+def _text(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    parts = content if isinstance(content, list) else ()
+    return "".join(str(p.get("text") or "") for p in parts if isinstance(p, dict))
+
+
+def waf_passes(h, w: WebState, s: dict | None, jar: dict, size_ok: bool = True) -> bool:
     """The WAF in front of the writes: a session it punished stays punished for a while (§1.13: "punished
     calls raise the risk score"); Bearer with no cookie jar (CNDOC §2.6), a jar without the anti-bot cookies
-    (QS: a bare acw_tc + x-ap jar) or with another session's (CNDOC's pair gate), and, when `require_bx`,
-    a write without the bx-* headers, are punished."""
+    (QS: a bare acw_tc + x-ap jar) or with another session's (CNDOC's pair gate), a body over the size rule
+    (§1.14), and, when `require_bx`, a write without the bx-* headers, are punished."""
     if s and w.punished(s):
         return False
-    ok = all(k in jar for k in ANTI_BOT) and (not s or all(jar.get(k) == v for k, v in s["anti_bot"].items()))
+    ok = size_ok and all(k in jar for k in ANTI_BOT) and \
+        (not s or all(jar.get(k) == v for k, v in s["anti_bot"].items()))
     if ok and w.switches["require_bx"]:
         ok = all(h.headers.get(k) for k in BX)
     if not ok and s:
@@ -92,16 +114,17 @@ def waf_passes(h, w: WebState, s: dict | None, jar: dict) -> bool:
     return ok
 
 
-def admit(h, w: WebState, *, write: bool = True) -> dict | None:
+def admit(h, w: WebState, *, write: bool = True, raw: bytes = b"", body: object = None) -> dict | None:
     """The live session behind a Bearer + cookie request (completions, stop, a chat's history); None once the
-    request is answered: the punish page, `Bad_Request` for a write without `version` (CNDOC §2.3), or
-    `Unauthorized` for a token that is unknown, expired, replaced by a refresh, or revoked."""
+    request is answered: the punish page (`raw`, `body`: what the size rule measures), `Bad_Request` for a
+    write without `version` (CNDOC §2.3), or `Unauthorized` for a token that is unknown, expired, replaced by
+    a refresh, or revoked."""
     jar = cookies(h)
     token = h.bearer() or jar.get("token", "")
     s = w.session_of(token) if token else None
     with w.lock:
         style = w.switches["punish_style"]
-        passes = waf_passes(h, w, s, jar)
+        passes = waf_passes(h, w, s, jar, not too_big(raw, body))
     if not passes:
         punish(h, style)
         return None

@@ -50,11 +50,13 @@ def message_out(message) -> dict:
 
 def stream_out(**params) -> dict:
     """One `messages.stream()`: the accumulated message, and every event in the order the SDK saw it."""
-    events, text, partial_json, thinking, signatures = [], [], [], [], 0
+    events, text, partial_json, thinking, signatures, start_usage = [], [], [], [], 0, None
     with client.messages.stream(**params) as s:
         for event in s:
             kind = event.type
-            if kind == "content_block_delta":
+            if kind == "message_start":
+                start_usage = event.message.usage.to_dict(mode="json")
+            elif kind == "content_block_delta":
                 kind += ":" + event.delta.type
             elif kind == "content_block_start":
                 kind += ":" + event.content_block.type
@@ -70,7 +72,8 @@ def stream_out(**params) -> dict:
         final = s.get_final_message()
         request_id = s.request_id
     return {"message": message_out(final), "events": events, "text": "".join(text), "partial_json": partial_json,
-            "thinking": "".join(thinking), "signature_events": signatures, "stream_request_id": request_id}
+            "thinking": "".join(thinking), "signature_events": signatures, "stream_request_id": request_id,
+            "start_usage": start_usage}
 
 
 def png_base64() -> str:
@@ -117,7 +120,8 @@ def tools(args: dict) -> dict:
 
 def thinking(args: dict) -> dict:
     """Thinking on, whole and streamed; each answer (thinking block and signature unchanged) sent back in the
-    next turn; then once with the signature altered, which must be refused."""
+    next turn; then once with the thinking edited under its signature, which must be refused; then once with
+    a signature made elsewhere (as Anthropic's look), which is the client's to send."""
     think = {"type": "enabled", "budget_tokens": 1024}
     question = {"role": "user", "content": "Think, then answer."}
     first = client.messages.create(model=MODEL, max_tokens=2048, thinking=think, messages=[question])
@@ -128,17 +132,23 @@ def thinking(args: dict) -> dict:
         question, {"role": "assistant", "content": streamed["message"]["content"]},
         {"role": "user", "content": "And again."}])
     forged = [dict(b) for b in blocks(first)]
+    foreign = [dict(b) for b in blocks(first)]
     for b in forged:
         if b["type"] == "thinking":
-            b["signature"] = b["signature"][:-4] + ("AAAA" if not b["signature"].endswith("AAAA") else "BBBB")
+            b["thinking"] += " (edited)"
+    for b in foreign:
+        if b["type"] == "thinking":
+            b["signature"] = "EqQBCkYIBxgCKkBmb3JlaWdu" + "A" * 64
     try:
         client.messages.create(model=MODEL, max_tokens=2048, thinking=think, messages=[
             question, {"role": "assistant", "content": forged}, {"role": "user", "content": "Once more."}])
         refused = None
     except anthropic.APIStatusError as e:
         refused = error_out(e)
+    elsewhere = client.messages.create(model=MODEL, max_tokens=2048, thinking=think, messages=[
+        question, {"role": "assistant", "content": foreign}, {"role": "user", "content": "Signed elsewhere."}])
     return {"first": message_out(first), "second": message_out(second), "streamed": streamed,
-            "after_stream": message_out(after_stream), "forged": refused}
+            "after_stream": message_out(after_stream), "forged": refused, "elsewhere": message_out(elsewhere)}
 
 
 def image(args: dict) -> dict:

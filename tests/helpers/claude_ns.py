@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.netns import PY, ROOT, NsGateway, World, namespace_unavailable
+from helpers.netns import ROOT, NsGateway, World, namespace_unavailable
 
 ANTHROPIC_ADDRESS = "127.0.0.4"  # what api.anthropic.com resolves to inside the namespace
 CLAUDE_VERSION = "2.1.328"
@@ -63,10 +63,11 @@ class ClaudeWorld(World):
 
     # ---- gateways that record what they receive ----
 
-    def recording_gateway(self, name: str, mode: str) -> NsGateway:
+    def recording_gateway(self, name: str, mode: str, *args: str) -> NsGateway:
         flowlog = self.workdir / name / "flows.jsonl"
         return self.gateway(name, mode, args=["-s", FLOWLOG_ADDON, "--set", f"test_flowlog={flowlog}",
-                                              "--set", "qwen_debug_log=true", "--set", "qwen_debug_log_count=1000"])
+                                              "--set", "qwen_debug_log=true", "--set", "qwen_debug_log_count=1000",
+                                              *args])
 
     def anthropic_connections(self) -> list[str]:
         """Every connection the fake api.anthropic.com accepted so far."""
@@ -94,15 +95,6 @@ class ClaudeWorld(World):
             if len(found) >= count or time.monotonic() > deadline:
                 return found
             time.sleep(0.1)
-
-    # ---- the emulator, from inside ----
-
-    def switches(self, **values) -> None:
-        code = ("import json,sys,urllib.request as u;u.urlopen(u.Request("
-                f"'http://127.0.0.1:{self.emu_port}/_emulator/switches',data=sys.argv[1].encode(),"
-                "headers={'content-type':'application/json'}),timeout=10)")
-        r = self.ns.run([PY, "-c", code, json.dumps(values)], timeout=30)
-        assert r.returncode == 0, r.stderr
 
     # ---- Claude Code ----
 

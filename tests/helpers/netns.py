@@ -252,6 +252,21 @@ class World:
     def chat_requests(self) -> list[dict]:
         return [r for r in self.emulator("requests") if r["path"].endswith("/chat/completions")]
 
+    def switches(self, **values) -> None:
+        """POST /_emulator/switches from inside the namespace."""
+        self._admin("switches", values)
+
+    def fault(self, kind: str, **values) -> None:
+        """Queue an emulator fault (docs/emulator.md), e.g. `fault("quota429", count=5)`."""
+        self._admin("fault", {"kind": kind, **values})
+
+    def _admin(self, path: str, values: dict) -> None:
+        code = ("import json,sys,urllib.request as u;u.urlopen(u.Request("
+                f"'http://127.0.0.1:{self.emu_port}/_emulator/{path}',data=sys.argv[1].encode(),"
+                "headers={'content-type':'application/json'}),timeout=10)")
+        r = self.ns.run([PY, "-c", code, json.dumps(values)], timeout=30)
+        assert r.returncode == 0, r.stderr
+
     def reset_emulator(self) -> None:
         code = ("import urllib.request as u;u.urlopen(u.Request("
                 f"'http://127.0.0.1:{self.emu_port}/_emulator/reset',data=b'{{}}',"

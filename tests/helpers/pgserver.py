@@ -8,6 +8,7 @@ import glob
 import itertools
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -47,6 +48,7 @@ class PgServer:
         self.proc: subprocess.Popen | None = None
         self._names = itertools.count(1)
         self.as_user: list[str] = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.db = ""  # pg_own's database
 
     def start(self) -> "PgServer":
         self.root.chmod(0o755)
@@ -58,6 +60,11 @@ class PgServer:
         subprocess.run([*self.as_user, str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
                         "--auth=trust", "-E", "UTF8", "--no-sync"], check=True, capture_output=True, timeout=120)
         self.log = open(self.root / "server.log", "w")
+        return self.resume()
+
+    def resume(self) -> "PgServer":
+        """Start the server on its data folder and port (again, after `halt`); returns once it accepts
+        connections (at most 30 s)."""
         self.proc = subprocess.Popen(
             [*self.as_user, str(self.bindir / "postgres"), "-D", str(self.data), "-h", "127.0.0.1",
              "-p", str(self.port), "-k", str(self.root / "sock"), "-c", "fsync=off", "-c", "max_connections=60"],
@@ -73,6 +80,18 @@ class PgServer:
                 raise RuntimeError("postgres did not start within 30 s")
             time.sleep(0.1)
 
+    def halt(self) -> None:
+        """Stop the server as `pg_ctl stop -m fast` does (SIGINT to the postmaster: every session ends with
+        AdminShutdown), keeping its data for `resume`. `halt` then `resume` is `pg_ctl restart`."""
+        assert self.proc is not None
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])  # runuser does not pass SIGINT on
+        os.kill(pid, signal.SIGINT)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.kill(pid, signal.SIGKILL)
+            self.proc.wait(5)
+
     def url(self, db: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
 
@@ -86,12 +105,7 @@ class PgServer:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: "smart" shutdown; SIGQUIT below if it lingers
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            self.halt()  # the postmaster itself: runuser may exit first and leave it running
         if hasattr(self, "log"):
             self.log.close()
         shutil.rmtree(self.root, ignore_errors=True)
@@ -115,3 +129,20 @@ def pg_server():
 def pg_url(pg_server: PgServer) -> str:
     """A fresh database on the session's server."""
     return pg_server.new_database()
+
+
+@pytest.fixture
+def pg_own():
+    """A PostgreSQL server of the test's own, which the test may stop and restart (`halt`, `resume`), with
+    one database (`.db`, its URL)."""
+    reason = unavailable()
+    if reason and os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    if reason:
+        pytest.skip(reason)
+    srv = PgServer().start()
+    try:
+        srv.db = srv.new_database()
+        yield srv
+    finally:
+        srv.stop()

@@ -104,8 +104,10 @@ class Gateway:
     """A real mitmdump/mitmweb process running addons/qwen.py."""
 
     def __init__(self, workdir: Path, *, mode: str = "reverse:https://portal.qwen.ai", tool: str = "mitmdump",
-                 args: tuple[str, ...] = (), env: dict[str, str] | None = None, listen: str = "127.0.0.1") -> None:
+                 args: tuple[str, ...] = (), env: dict[str, str] | None = None, listen: str = "127.0.0.1",
+                 prefix: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
+        self.prefix = prefix  # what runs mitmdump (and then execs it: the pid stays mitmdump's), e.g. a namespace or prlimit
         self.listen = listen
         self.mode = mode
         self.tool = tool
@@ -124,7 +126,7 @@ class Gateway:
         for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
             env.pop(k, None)  # the machine's proxy never; one a test gives (self.env) is kept
         env.update(self.env)
-        cmd = [str(BIN / self.tool), "--set", f"confdir={self.workdir / 'conf'}", "--mode",
+        cmd = [*self.prefix, str(BIN / self.tool), "--set", f"confdir={self.workdir / 'conf'}", "--mode",
                f"{self.mode}@{self.listen}:0", "-s", str(PORTFILE_ADDON), "-s", str(ADDON), *self.args]
         if self.tool == "mitmweb":
             cmd += ["--set", "web_open_browser=false"]

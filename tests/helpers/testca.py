@@ -1,5 +1,5 @@
-"""A throwaway certificate authority for tests: a CA and a server certificate for 127.0.0.1 / localhost,
-made with `cryptography` (a dependency of mitmproxy), written as PEM files."""
+"""A throwaway certificate authority for tests: a CA and a server certificate for 127.0.0.1 / localhost (or
+other names), made with `cryptography` (a dependency of mitmproxy), written as PEM files."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def make(folder: Path, name: str = "qwen-test") -> Certs:
+def make(folder: Path, name: str = "qwen-test", hosts: tuple[str, ...] = ("localhost",)) -> Certs:
+    """The CA and a server certificate for 127.0.0.1 and the names in `hosts`."""
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -43,7 +44,7 @@ def make(folder: Path, name: str = "qwen-test") -> Certs:
     cert = (x509.CertificateBuilder().subject_name(_name("127.0.0.1")).issuer_name(ca_cert.subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+            .add_extension(x509.SubjectAlternativeName([*map(x509.DNSName, hosts),
                                                         x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
                            critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)

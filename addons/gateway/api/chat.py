@@ -9,40 +9,17 @@ from typing import TYPE_CHECKING
 from .. import sse
 from ..errors import GatewayError
 from ..pivot import ChatChunk, Endpoint
-from . import chat_answer, chat_params, websearch
+from . import chat_answer, chat_params, request_schema, websearch
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
 
-_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
-
 
 def validate_chat_request(body: object) -> dict:
-    """Reject what no upstream could answer, with the param OpenAI would name."""
+    """Refuse what OpenAI refuses (its published schema: request_schema.py), with the param OpenAI would name."""
     if not isinstance(body, dict):
         raise GatewayError(400, "The request body must be a JSON object.", code="invalid_request_body")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise GatewayError(400, "'messages' is required and must be a non-empty array.", param="messages",
-                           code="missing_required_parameter" if messages is None else "invalid_type")
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in _ROLES:
-            raise GatewayError(400, f"messages[{i}] must be an object with a valid 'role'.",
-                               param=f"messages[{i}].role", code="invalid_value")
-        content = m.get("content")
-        if content is not None and not isinstance(content, (str, list)):
-            raise GatewayError(400, f"messages[{i}].content must be a string or an array of content parts.",
-                               param=f"messages[{i}].content", code="invalid_type")
-    if "model" in body and not isinstance(body["model"], str):
-        raise GatewayError(400, "'model' must be a string.", param="model", code="invalid_type")
-    if "stream" in body and not isinstance(body["stream"], bool):
-        raise GatewayError(400, "'stream' must be a boolean.", param="stream", code="invalid_type")
-    if body.get("tools") is not None and not isinstance(body["tools"], list):
-        raise GatewayError(400, "'tools' must be an array.", param="tools", code="invalid_type")
-    n = body.get("n")
-    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
-        raise GatewayError(400, "'n' must be a positive integer.", param="n", code="invalid_value")
-    return body
+    return request_schema.check(request_schema.CHAT, body)
 
 
 def wants_usage(body: dict) -> bool:

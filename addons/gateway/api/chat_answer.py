@@ -20,7 +20,10 @@ def _custom_call(call: dict) -> dict:
 
 
 def to_client(answer: dict, body: dict) -> dict:
-    """A whole chat answer with the tool calls in the form the client's request offered them."""
+    """A whole chat answer with the tool calls in the form the client's request offered them; a `service_tier`
+    asked is answered with the tier that served it, as OpenAI does (Qwen has one: `default`)."""
+    if body.get("service_tier") is not None:
+        answer = {**answer, "service_tier": "default"}
     legacy, custom = is_legacy(body), custom_names(body)
     if not legacy and not custom:
         return answer

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from .. import ids, sse
 from ..errors import GatewayError
 from ..pivot import ChatChunk, Endpoint
+from . import request_schema
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
@@ -16,6 +17,7 @@ _CARRIED = ("max_tokens", "temperature", "top_p", "n", "stop", "seed", "presence
 
 
 def completions_to_chat(body: dict) -> dict:
+    request_schema.check(request_schema.COMPLETIONS, body)  # what OpenAI refuses, with the param it names
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
         prompt = prompt[0]

@@ -161,11 +161,16 @@ async def fetch(ex: Exchange, open_upstream: OpenUpstream) -> dict | None:
         finally:
             await resp.aclose()
 
+    # Not a TaskGroup: with mitmproxy's eager tasks a batch refused at once (no embeddings account, quota)
+    # fails inside create_task, and the group's next create_task raised RuntimeError: a 500 ExceptionGroup.
+    tasks = [asyncio.ensure_future(fetch(p)) for p in parts]
     try:
-        async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(fetch(p)) for p in parts]
-    except* GatewayError as group:
-        raise group.exceptions[0] from None
+        answers = await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()  # the first failure is the answer: the other batches are not waited for
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     first = parts[0]
     ex.cred, ex.upstream_model, ex.upstream_url = first.cred, first.upstream_model, first.upstream_url
     ex.upstream_headers, ex.upstream_status, ex.upstream_body = (first.upstream_headers, first.upstream_status,
@@ -173,7 +178,7 @@ async def fetch(ex: Exchange, open_upstream: OpenUpstream) -> dict | None:
     for p in parts:
         ex.tried += [a for a in p.tried if a not in ex.tried]
         ex.retries += p.retries
-    answer = merge_answers([t.result() for t in tasks], model=ex.requested_model or None,
+    answer = merge_answers(answers, model=ex.requested_model or None,
                                       encoding_format=(ex.body or {}).get("encoding_format"))
     ex.usage = answer.get("usage")
     return answer

@@ -9,7 +9,7 @@
                                  plan units (with a view: today's, or per day with `days`)
     qwen-usage report            one HTML page: tokens and requests per day by model and account, error
                                  rates, the slowest requests (--limit N of them, default 10; --out FILE,
-                                 default usage-report.html); prints the file's path
+                                 default usage-report.html in the state folder); prints the file's path
 
 Filters, for every view:
     --since WHEN                 YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] (local time), or an age: 90s, 30m, 6h, 7d
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--by", choices=["key"], help="group by named client key (with today or days)")
     ap.add_argument("--limit", type=_positive, metavar="N", help="requests: how many (default 20); report: "
                     "slowest requests listed (default 10)")
-    ap.add_argument("--out", metavar="FILE", help=f"report: the page to write (default {usage_report.DEFAULT_OUT})")
+    ap.add_argument("--out", metavar="FILE", help=f"report: the page to write (default {usage_report.DEFAULT_OUT} in the state folder)")
     ap.add_argument("--state-dir", metavar="DIR", help="the gateway's state folder")
     ap.add_argument("--state-url", metavar="URL", default=os.environ.get("QWEN_STATE_URL") or None,
                     help="the shared PostgreSQL database (default $QWEN_STATE_URL)")
@@ -299,11 +299,16 @@ def main(argv: list[str] | None = None) -> int:
             ledger.close()
     else:
         rows = []
+        if a.view == "report":  # nothing to draw: no file (an old report is left as it is)
+            print(f"qwen-usage: no ledger at {path} yet (the gateway writes it on its first request): no report "
+                  "written", file=sys.stderr)
+            return 1
         if not a.json:
             print(f"qwen-usage: no ledger at {path} yet (the gateway writes it on its first request)",
                   file=sys.stderr)
     if a.view == "report":
-        print(usage_report.write(rows, a))
+        out, replaced = usage_report.write(rows, a, folder=state)
+        print(f"{out} (it replaced the previous report)" if replaced else out)
     elif a.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:

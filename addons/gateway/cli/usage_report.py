@@ -29,13 +29,15 @@ def described(a: argparse.Namespace) -> list[str]:
     return out
 
 
-def write(rows: list[Row], a: argparse.Namespace, now: float | None = None) -> Path:
-    """Writes the page for the command line's filters; returns its path."""
-    out = Path(a.out or DEFAULT_OUT).absolute()
+def write(rows: list[Row], a: argparse.Namespace, folder: Path, now: float | None = None) -> tuple[Path, bool]:
+    """Writes the page for the command line's filters (`--out`, else DEFAULT_OUT in the state `folder`: never
+    a stray file in whatever folder the command ran in); returns its path and whether it replaced a file."""
+    out = Path(a.out).absolute() if a.out else folder.absolute() / DEFAULT_OUT
+    replaced = out.exists()
     summary = summarize(rows, a.limit or DEFAULT_TOP)
     text = page(summary, described(a), time.time() if now is None else now)
     # private as the ledger is (0600): accounts, models and error messages; the owner may share it on purpose
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
-    return out
+    return out, replaced

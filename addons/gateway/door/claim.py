@@ -5,6 +5,8 @@ relay, the only server a claimed flow may reach (fence.py). And whether it lets 
 from __future__ import annotations
 
 from mitmproxy import connection, http
+from mitmproxy.net.http import url
+from mitmproxy.proxy import mode_specs
 
 from ..config import Config
 from ..exchange import ClientRequest, Exchange, key_hint
@@ -18,10 +20,12 @@ def open_exchange(flow: http.HTTPFlow, head: access.Head, without_key: tuple[tup
     `upstream`: the default one, until the engine chooses the account (and its upstream)."""
     req = flow.request
     method, path = req.method.upper(), req.path.split("?", 1)[0]
+    called = as_called(flow, head.host or "")
     # the URL as the client addressed it (mitmproxy's pretty_url re-parses and validates the Host header)
-    url = f"{req.scheme}://{head.host}{req.path}" if head.host else req.pretty_url
+    url = f"{called[0]}://{head.host}{req.path}" if head.host else req.pretty_url
     ex = Exchange(ClientRequest(method, path, url, key_hint(head.key.decode("utf-8", "replace")),
                                 api_headers=head.api_headers))
+    ex.extra["called"] = called
     route = routing.route(method, path, endpoints)
     ex.route, ex.endpoint = route.name, route.endpoint
     ex.dialect = routing.dialect(route, head.host or req.host, head.anthropic)
@@ -32,6 +36,35 @@ def open_exchange(flow: http.HTTPFlow, head: access.Head, without_key: tuple[tup
     if flow.is_replay == "request":
         ex.notes.append("replayed")
     return ex
+
+
+def as_called(flow: http.HTTPFlow, host_header: str) -> tuple[str, str, int]:
+    """The scheme, host and port the client addressed. In reverse mode the request arrives with the reverse
+    target's (`https://portal.qwen.ai:443`, a label): the client's are its connection's and its Host header's
+    (`http://127.0.0.1:8080`). In the other modes the request's own are the client's."""
+    req, client = flow.request, flow.client_conn
+    if not isinstance(client.proxy_mode, mode_specs.ReverseMode):
+        return req.scheme, req.host, req.port
+    scheme = "https" if client.tls_established else "http"
+    listener = client.sockname if isinstance(client.sockname, tuple) else ("127.0.0.1", 0)
+    try:
+        host, port = url.parse_authority(host_header, check=True) if host_header else (listener[0], listener[1])
+    except ValueError:
+        host, port = listener[0], listener[1]
+    return scheme, host, port if port is not None else listener[1]
+
+
+def show_as_called(flow: http.HTTPFlow, ex: Exchange) -> None:
+    """Once the answer has arrived: the request's scheme, host and port back to what the client addressed, so
+    mitmweb's Path column (and a flow file) shows the client's URL, not the reverse target's label or the
+    relay's in-process address. A replay is claimed again by the gateway before it connects anywhere."""
+    called = ex.extra.get("called")
+    if called is None:
+        return
+    req = flow.request
+    shown = req.host_header
+    req.scheme, req.host, req.port = called
+    req.host_header = shown
 
 
 def point_at_relay(flow: http.HTTPFlow, address: tuple[str, int], token: str, token_header: str) -> None:

@@ -7,7 +7,10 @@ bare command always binds `*:PORT` first and the gateway starts the listeners ag
 mode to an `https://` target also listens on UDP (HTTP/3), and mitmproxy closes a UDP listener without
 waiting for its socket to go (`AsyncioServerInstance._stop`): binding `127.0.0.1:PORT` at once then failed
 about one start in seven ("[Errno 98] … Failed to bind UDP socket"). So the move is two steps: stop the
-listeners on every interface, wait until their sockets are closed, then start the loopback ones.
+listeners on every interface, wait until their sockets are closed, then start the loopback ones. mitmproxy
+logs each listener it starts and stops: the lines for the moved ones (`listening at *:8080`, `at *:8080
+stopped`) are left out while the move runs (`QuietMove`), so the terminal shows one listening line, the
+loopback one, and not a start, a stop and a restart that read like a crash.
 
 Shutdown. At exit, asyncio cancels the connection handlers still running, and Python 3.12.1's
 `StreamReaderProtocol` then prints a `CancelledError` traceback for each (its done-callback asks a
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 
 from mitmproxy import ctx
 from mitmproxy.proxy import mode_specs
@@ -47,18 +50,59 @@ def bind_loopback_by_default(opts) -> bool:
             spec = f"{spec.split('@', 1)[0]}@127.0.0.1:{port}"
         modes.append(spec)
     if modes != list(opts.mode):
+        opts_before = list(opts.mode)
         opts.update(mode=modes)
         # Scripts load after mitmproxy has begun starting its listeners: start them again on loopback.
         # Once mitmproxy is running, its own `configure` restarts them for the mode just set.
         ps = ctx.master.addons.get("proxyserver")
         if ps is not None and not ps.is_running:
+            wanted = [mode_specs.ProxyMode.parse(m) for m in modes]
+            quiet = QuietMove([m for m in map(mode_specs.ProxyMode.parse, opts_before) if m not in wanted])
             try:
-                asyncio_utils.create_task(move(ps.servers, [mode_specs.ProxyMode.parse(m) for m in modes]),
-                                          name="qwen: listen on loopback", keep_ref=True)
+                asyncio_utils.create_task(quiet.during(move(ps.servers, wanted)), name="qwen: listen on loopback",
+                                          keep_ref=True)
             except RuntimeError:  # no event loop (unit tests): listeners start later with the new modes
-                pass
+                quiet.remove()
     listeners = [m for m in map(mode_specs.ProxyMode.parse, modes) if not isinstance(m, mode_specs.LocalMode)]
     return bool(listeners) and all(m.custom_listen_host == "127.0.0.1" for m in listeners)
+
+
+class QuietMove(logging.Filter):
+    """Leaves out mitmproxy's lines about the listeners being moved to loopback (`… listening at *:8080.`,
+    `… at *:8080 stopped.`: mode_servers.ServerInstance.start/stop), from when the move is decided until
+    it has ended. Any other line of that logger (an error binding the loopback port) still shows."""
+
+    LOGGER = "mitmproxy.proxy.mode_servers"
+
+    def __init__(self, moved: list[mode_specs.ProxyMode]) -> None:
+        super().__init__()
+        self.moved = {m.description for m in moved}
+        logging.getLogger(self.LOGGER).addFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        for description in self.moved:
+            rest = text.removeprefix(description + " ")
+            if rest != text and _on_every_interface(rest):
+                return False
+        return True
+
+    async def during(self, work: Awaitable[bool]) -> bool:
+        try:
+            return await work
+        finally:
+            self.remove()
+
+    def remove(self) -> None:
+        logging.getLogger(self.LOGGER).removeFilter(self)
+
+
+def _on_every_interface(rest: str) -> bool:
+    """`listening at *:8080.` or `at *:8080 and *:8080 stopped.` (mitmproxy's words after the mode)."""
+    addresses = rest.removeprefix("listening at ").removeprefix("at ").removesuffix(".").removesuffix(" stopped")
+    if addresses == rest or not addresses:
+        return False
+    return all(a.startswith("*:") for a in addresses.split(" and "))
 
 
 async def move(servers, wanted: list[mode_specs.ProxyMode]) -> bool:

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from mitmproxy import http
 from mitmproxy.proxy import mode_specs
 
-from ..config import Config, normalise_host
+from ..config import CODEX_TELEMETRY, Config, normalise_host
 from ..pivot import Endpoint
+from . import mistakes
 
 # Requests answered by the gateway itself: (method, path) -> route; path prefixes are matched after these.
 LOCAL = {("GET", "/health"): "health", ("GET", "/metrics"): "metrics", ("GET", "/v1/models"): "models",
@@ -18,7 +19,9 @@ LOCAL = {("GET", "/health"): "health", ("GET", "/metrics"): "metrics", ("GET", "
          ("POST", "/v1/traces/ingest"): "traces", ("POST", "/traces/ingest"): "traces",
          ("POST", "/v1/messages/count_tokens"): "count_tokens", ("POST", "/messages/count_tokens"): "count_tokens",
          ("HEAD", "/api/hello"): "anthropic_side", ("GET", "/api/hello"): "anthropic_side",
-         ("GET", "/backend-api/codex/models"): "codex_models"}  # Codex's model list (config.CODEX_MODELS)
+         ("GET", "/backend-api/codex/models"): "codex_models",  # Codex's model list (config.CODEX_MODELS)
+         # Codex's OTLP telemetry (config.CODEX_TELEMETRY): an empty success, nothing kept
+         **{("POST", path): "codex_telemetry" for _, path in CODEX_TELEMETRY}}
 # /responses/{id}: GET, DELETE; /responses/{id}/input_items: GET; /responses/{id}/cancel: POST;
 # /api/…: what Claude Code asks api.anthropic.com besides the model (settings, flags, telemetry)
 LOCAL_PREFIXES = ((("GET",), "/models/", "models"), (("GET", "DELETE", "POST"), "/responses/", "stored_response"),
@@ -39,8 +42,8 @@ def claims(flow: http.HTTPFlow, config: Config) -> bool:
     """Reverse mode: every request. Other modes: requests to an intercepted host, by Host header or by the
     TLS server name (a Host header that disagrees with the SNI does not get a request past the gateway);
     and the single paths claimed on other hosts (`config.claimed_paths`), with the tunnel they come through."""
-    if isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode):
-        return True
+    if isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode) or mistakes.to_this_listener(flow):
+        return True  # (a base-URL client at the explicit proxy: claimed to be told what to type, mistakes.py)
     hosts = config.intercept_hosts
     names = {normalise_host(flow.request.pretty_host), normalise_host(flow.request.host or "")}
     sni = flow.client_conn.sni
@@ -58,7 +61,9 @@ def claims(flow: http.HTTPFlow, config: Config) -> bool:
 
 
 def route(method: str, path: str, endpoints: dict[str, Endpoint]) -> Route:
-    """`path` without its query. Endpoints answer with and without the /v1 prefix, as before."""
+    """`path` without its query. Endpoints answer with and without the /v1 prefix, as before, and with a
+    doubled one (a base URL that ended in /v1: mistakes.py)."""
+    path = mistakes.undoubled(path)
     local = LOCAL.get((method, path))
     if local is not None:
         return Route(local)

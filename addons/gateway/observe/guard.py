@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import GatewayError
 from ..observer import endpoint_name
-from ..tokens import IMAGE_TOKENS, SAMPLED, estimate_request_tokens
+from ..tokens import IMAGE_TOKENS, SAMPLED, estimate_request_tokens, truncate_chat
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -83,6 +83,12 @@ async def context_check(ex: Exchange, config: Config) -> GatewayError | None:
     if not over:
         return None
     ex.notes.append(f"context guard: {tokens} tokens > {limit}")
+    if ex.extra.get("truncation") == "auto" and isinstance(ex.chat_body, dict):  # Responses: drop the oldest items
+        fitted = await asyncio.to_thread(truncate_chat, ex.chat_body, limit)
+        if fitted is not None:
+            ex.chat_body, dropped, ex.prompt_tokens_est = fitted
+            ex.notes.append(f"truncation auto: the {dropped} oldest messages dropped to fit {limit} tokens")
+            return None  # (none dropped: the translated request, counted alone, fits)
     return context_error(limit, tokens, param)
 
 

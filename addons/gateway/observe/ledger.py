@@ -1,6 +1,10 @@
 """The usage ledger: one SQLite row per exchange in `<state_dir>/usage.sqlite3` (mode 0600) — forwarded
 requests and the ones the gateway answered itself (refusals with their status and error code) — written
-in batches from a thread, never on the event loop. `qwen-usage` reads it."""
+in batches from a thread, never on the event loop. `qwen-usage` reads it.
+
+When its storage is away (the shared database restarting or down, the state folder full or read-only:
+auth/storage.py) the rows are kept in memory, at most MAX_KEPT (the oldest dropped beyond, counted, one
+line), and written as soon as the storage's probe sees it back; the outage itself is one line."""
 
 from __future__ import annotations
 
@@ -12,8 +16,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..auth.pg import Database, placeholders, shown
+from ..auth.pg import Database, placeholders, shown, unavailable
 from ..auth.state import open_private_db, transaction
+from ..auth.storage import Health, StateUnavailable, local_failure, local_health
+from ..jsonio import valid_text
 from ..observer import Observer, cached_tokens, error_code, error_text, label, status_of, usage_int
 from ..redact import safe_message
 
@@ -73,7 +79,7 @@ class Ledger:
         names = list(COLUMNS)
         with self._lock, transaction(self._db):  # one commit per batch, not per row
             self._db.executemany(f"INSERT INTO usage ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-                                 [tuple(row.get(c) for c in names) for row in rows])
+                                 _values(rows, names))
 
     def query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
@@ -114,20 +120,51 @@ class SharedLedger:
         db.migrate("usage", PG_STEPS)
         self._conn: Any = db.connect()
 
+    def _use(self, work: Any) -> Any:
+        """`work(connection)`; a connection the server ended (a restart ends every session) is replaced once
+        and the work run again; StateUnavailable when the database cannot be used."""
+        with self._lock:
+            for attempt in (1, 2):
+                if self._conn is None or self._conn.closed:
+                    self._conn = self.db.connect()
+                try:
+                    result = work(self._conn)
+                    break
+                except Exception as e:
+                    if not unavailable(e):
+                        raise
+                    broken = self._conn.broken
+                    self._conn.close()
+                    self._conn = None
+                    if attempt == 2 or not broken:
+                        raise self.db.lost(e) from None
+        self.db.health.ok()
+        return result
+
     def add(self, rows: list[dict]) -> None:
         names = list(COLUMNS)
         sql = f"INSERT INTO usage ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))})"
-        with self._lock, self._conn.transaction(), self._conn.cursor() as cur:  # one commit per batch
-            cur.executemany(sql, [tuple(row.get(c) for c in names) for row in rows])
+
+        def insert(conn: Any) -> None:
+            with conn.transaction(), conn.cursor() as cur:  # one commit per batch
+                cur.executemany(sql, _values(rows, names))
+
+        self._use(insert)
 
     def query(self, sql: str, args: tuple = ()) -> list[tuple]:
-        with self._lock:
-            rows = self._conn.execute(placeholders(sql), args).fetchall()
+        rows = self._use(lambda conn: conn.execute(placeholders(sql), args).fetchall())
         return [tuple(_plain(v) for v in r) for r in rows]
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            if self._conn is not None:
+                self._conn.close()
+
+
+def _values(rows: list[dict], names: list[str]) -> list[tuple]:
+    """The rows as the database takes them: a client's text (its model name, an error quoting it) may hold a
+    lone surrogate, which neither SQLite nor PostgreSQL can store."""
+    return [tuple(valid_text(v) if isinstance(v, str) else v for v in (row.get(c) for c in names)) for row in rows]
 
 
 def row_of(ex: Exchange) -> dict:
@@ -151,36 +188,49 @@ def row_of(ex: Exchange) -> dict:
 
 
 class UsageLedger(Observer):
-    """Rows are batched for FLUSH_S (or until MAX_BATCH) and written from a thread; `done` writes the rest."""
+    """Rows are batched for FLUSH_S (or until MAX_BATCH) and written from a thread; `done` writes the rest.
+    Rows its storage could not take are kept (MAX_KEPT) and written when the storage is back."""
 
     waits_for_estimate = True
 
     FLUSH_S = 0.5
     MAX_BATCH = 500
+    MAX_KEPT = 10_000  # rows held while the storage is away (~20 MB; at 20 requests a second, 8 minutes)
 
     def __init__(self) -> None:
         self.path: Path | None = None
         self.url = ""  # qwen_state_url: the shared database's ledger instead of the file
+        self.health: Health | None = None
+        self._db: Database | None = None
         self._ledger: Ledger | SharedLedger | None = None
         self._open_lock = threading.Lock()
         self._rows: list[dict] = []
+        self._dropped = 0  # rows given up since the storage went away
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_handle: asyncio.TimerHandle | None = None
         self._writes: set[asyncio.Task] = set()
 
     def configure(self, config: Config) -> None:
         self.path = config.state_dir / FILENAME
         self.url = config.state_url
+        self._db = Database(self.url) if self.url else None
+        self.health = self._db.health if self._db is not None else local_health(config.state_dir)
+        self._loop = None  # `finished` registers the flush for the storage's return on its loop
+
+    def where(self) -> str:
+        """What the ledger is, for messages: the database (never a secret) or the file."""
+        return shown(self.url) if self.url else str(self.path)
 
     def ledger(self) -> Ledger | SharedLedger:
         """The open ledger (opened at first use, again when the state folder changed; call from a thread)."""
         with self._open_lock:
             if self.path is None:
                 raise RuntimeError("the usage ledger was not configured")
-            if self.url:
+            if self._db is not None:
                 if not isinstance(self._ledger, SharedLedger) or self._ledger.db.url != self.url:
                     if self._ledger is not None:
                         self._ledger.close()
-                    self._ledger = SharedLedger(Database(self.url))
+                    self._ledger = SharedLedger(self._db)
             elif self._ledger is None or self._ledger.path != self.path:
                 if self._ledger is not None:
                     self._ledger.close()
@@ -189,15 +239,28 @@ class UsageLedger(Observer):
 
     def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
         self._rows.append(row_of(ex))
+        self._bound()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no event loop (a script, a test): write now
             self._write_now()
             return
+        if self._loop is not loop and self.health is not None:
+            self._loop = loop
+            self.health.when_back(self._flush_soon, loop)
         if len(self._rows) >= self.MAX_BATCH:
             self._flush_soon()
         elif self._flush_handle is None:
             self._flush_handle = loop.call_later(self.FLUSH_S, self._flush_soon)
+
+    def _bound(self) -> None:
+        over = len(self._rows) - self.MAX_KEPT
+        if over > 0:
+            del self._rows[:over]
+            if not self._dropped:
+                log.warning("qwen: the usage ledger holds at most %d rows while %s is unavailable: the oldest are "
+                            "dropped (counted when it is back)", self.MAX_KEPT, self.where())
+            self._dropped += over
 
     def _flush_soon(self) -> None:
         if self._flush_handle is not None:
@@ -208,24 +271,37 @@ class UsageLedger(Observer):
         task.add_done_callback(self._writes.discard)
 
     async def flush(self) -> None:
-        """Write the batched rows (in a thread)."""
+        """Write the batched rows (in a thread); while the storage is away they wait for its return."""
+        if not self._rows or (self.health is not None and self.health.down):
+            return
         rows, self._rows = self._rows, []
-        if rows:
-            try:
-                await asyncio.to_thread(self._write, rows)
-            except Exception:
-                log.exception("qwen: could not write %d usage rows to %s", len(rows), self.path)
+        if not await asyncio.to_thread(self._write, rows):
+            self._rows[:0] = rows  # before the rows that came meanwhile: the ledger stays in order
+            self._bound()
 
-    def _write(self, rows: list[dict]) -> None:
-        self.ledger().add(rows)
+    def _write(self, rows: list[dict]) -> bool:
+        """Rows written (True), or kept for later (False: the storage is away, said once by its Health)."""
+        try:
+            self.ledger().add(rows)
+        except StateUnavailable:
+            return False
+        except Exception as e:
+            if self.url or local_failure(self.path.parent if self.path else Path("."), e) is None:
+                log.exception("qwen: could not write %d usage rows to %s", len(rows), self.where())
+                return True  # not the storage's doing: these rows would fail again
+            return False
+        if self.health is not None:
+            self.health.ok()
+        if self._dropped:
+            log.warning("qwen: the usage ledger is written again; %d rows of the outage were dropped",
+                        self._dropped)
+            self._dropped = 0
+        return True
 
     def _write_now(self) -> None:
         rows, self._rows = self._rows, []
-        if rows:
-            try:
-                self._write(rows)
-            except Exception:
-                log.exception("qwen: could not write %d usage rows to %s", len(rows), self.path)
+        if rows and not self._write(rows):
+            log.warning("qwen: %d usage rows could not be written: %s is unavailable", len(rows), self.where())
 
     def done(self) -> None:
         """Shutdown: whatever is still batched is written now."""

@@ -28,6 +28,7 @@ from mitmproxy import flow as mflow
 from mitmproxy.log import LegacyLogEvents
 from mitmproxy.net.http import url
 
+from ..jsonio import valid_text
 from ..observer import Observer, cached_tokens, endpoint_name, error_code, error_text, status_of
 from ..prices import USD, usd
 from ..redact import safe_message
@@ -88,7 +89,7 @@ def format_line(ex: Exchange) -> str:
         parts.append(f"error={code}")
     if message:
         parts.append(repr(message))
-    return " ".join(parts)
+    return valid_text(" ".join(parts))  # a client's model name may hold a lone surrogate: no printable line
 
 
 def format_passed(flow: http.HTTPFlow) -> str | None:

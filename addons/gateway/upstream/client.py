@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from ..errors import ConnectionFailed, DeadConnection, UpstreamTimeout
 from ..network import Network, Proxy
 from .chunked import ChunkedDecoder
+from .deadline import Deadline
 
 MAX_HEAD = 64 * 1024
 
@@ -58,12 +59,13 @@ class Response:
     """Status and headers read; the body is read with `aiter_raw()` or `aread()`, then `aclose()`."""
 
     def __init__(self, client: UpstreamClient, conn: _Conn, status: int, headers: dict[str, str],
-                 read_timeout: float | None) -> None:
+                 read_timeout: float | None, deadline: Deadline | None = None) -> None:
         self._client = client
         self._conn: _Conn | None = conn
         self.status_code = status
         self.headers = headers
         self._read_timeout = read_timeout
+        self._deadline = deadline or Deadline(read_timeout)  # the head's timer goes on for the body's reads
         self._done = False
         te = headers.get("transfer-encoding", "").lower()
         self._chunked = "chunked" in te
@@ -73,14 +75,19 @@ class Response:
                                                                                 self._remaining is not None)
 
     async def _read(self, coro):
+        deadline = self._deadline
+        deadline.start(self._read_timeout)
         try:
-            if self._read_timeout is None:
-                return await coro
-            return await asyncio.wait_for(coro, self._read_timeout)
-        except asyncio.TimeoutError as e:
-            raise UpstreamTimeout(f"no data for {self._read_timeout:g} s") from e
+            data = await coro
+        except asyncio.CancelledError:
+            if deadline.stop():
+                raise UpstreamTimeout(f"no data for {self._read_timeout:g} s") from None
+            raise
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as e:
+            deadline.stop()
             raise ConnectionFailed(f"the connection broke: {type(e).__name__}") from e
+        deadline.stop()
+        return data
 
     async def aiter_raw(self) -> AsyncIterator[bytes]:
         """The body as it arrives (chunked framing removed)."""
@@ -118,6 +125,7 @@ class Response:
         return b"".join([chunk async for chunk in self.aiter_raw()])
 
     async def aclose(self) -> None:
+        self._deadline.close()
         conn, self._conn = self._conn, None
         if conn is None:
             return
@@ -153,25 +161,34 @@ class UpstreamClient:
             head.append(f"content-length: {len(body)}")
         request = ("\r\n".join(head) + "\r\n\r\n").encode() + body
         conn, reused = await self._checkout(origin)
+        limits = [t for t in (head_timeout, read_timeout) if t is not None]
+        deadline = Deadline(min(limits) if limits else None)  # one timer for the head and every read
+        expired = False
         try:
             conn.writer.write(request)
             await conn.writer.drain()
-            status, fields = await asyncio.wait_for(self._head(conn.reader), head_timeout)
-        except asyncio.TimeoutError as e:
+            deadline.start(head_timeout)
+            try:
+                status, fields = await self._head(conn.reader)
+            finally:
+                expired = deadline.stop()
+        except asyncio.CancelledError:  # the head's deadline, or the client left: Qwen sees the request end now
             conn.close()
-            raise UpstreamTimeout(f"no answer within {head_timeout:g} s") from e
+            deadline.close()
+            if expired:
+                raise UpstreamTimeout(f"no answer within {head_timeout:g} s") from None
+            raise
         except (ConnectionError, asyncio.IncompleteReadError, OSError) as e:
             conn.close()
+            deadline.close()
             if reused:
                 raise DeadConnection(type(e).__name__) from e
             raise ConnectionFailed(f"the connection broke: {type(e).__name__}") from e
         except (ValueError, asyncio.LimitOverrunError) as e:
             conn.close()
+            deadline.close()
             raise ConnectionFailed("the answer is not HTTP/1.1") from e
-        except asyncio.CancelledError:  # the client left: Qwen sees the request end now, not at its answer
-            conn.close()
-            raise
-        return Response(self, conn, status, fields, read_timeout)
+        return Response(self, conn, status, fields, read_timeout, deadline)
 
     @staticmethod
     async def _head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:

@@ -15,7 +15,7 @@ read instead of filling memory.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, SupportsIndex
 
 HIGH_WATER = 256 * 1024
@@ -31,6 +31,9 @@ class PipeReader(asyncio.StreamReader):
         self.closed = False  # its own side closed the connection: writes to it fail
         self.room = asyncio.Event()
         self.room.set()
+        # Called once when the peer closes the connection (the relay's watch for a client gone mid-answer:
+        # a callback, where a socket's server would keep a read pending in a task of its own)
+        self.on_eof: Callable[[], None] | None = None
 
     def feed_data(self, data: Iterable[SupportsIndex]) -> None:
         data = bytes(data)
@@ -43,6 +46,9 @@ class PipeReader(asyncio.StreamReader):
         super().feed_eof()
         if self.closed:
             self.room.set()  # nobody will read: a writer waiting for room learns it is closed instead
+        told, self.on_eof = self.on_eof, None
+        if told is not None:
+            told()
 
     def _consumed(self, data: bytes) -> bytes:
         self.unread -= len(data)

@@ -22,12 +22,13 @@ from collections.abc import Awaitable, Callable
 
 from ..errors import ConnectionFailed, GatewayError, UpstreamTimeout
 from ..exchange import Exchange
-from ..forward import until_kept
+from ..forward import until_counted, until_kept
 from ..loopback import LoopbackServer
 from ..pivot import UpstreamAnswer
 from ..sse import encode
 from ..streaming import stream_error
 from . import inproc
+from .pipe import PipeReader
 
 log = logging.getLogger("qwen")
 
@@ -64,10 +65,9 @@ class LoopbackRelay(LoopbackServer):
             self._pending.pop(token, None)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        carry: bytes | None = b""  # a byte read while watching for the client to go away: the next request's
         try:
-            while carry is not None:
-                carry = await self._one_request(reader, writer, carry)
+            while await self._one_request(reader, writer):
+                pass
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError):
             pass
         except Exception:
@@ -75,13 +75,12 @@ class LoopbackRelay(LoopbackServer):
         finally:
             writer.close()
 
-    async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                           carry: bytes) -> bytes | None:
-        """Serve one request; None when the connection should close, else what was read of the next one."""
+    async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Serve one request; whether the connection stays open for the next."""
         try:
-            head = carry + await reader.readuntil(b"\r\n\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError:
-            return None  # closed between requests
+            return False  # closed between requests
         lines = head.decode("latin-1").split("\r\n")
         headers = {}
         for line in lines[1:]:
@@ -95,51 +94,56 @@ class LoopbackRelay(LoopbackServer):
         if ex is None:
             err = GatewayError(403, "This relay serves only requests the gateway prepared.", code="relay_refused")
             await _write_whole(writer, err.status, err.to_bytes(), err.headers, close=True)
-            return None
+            return False
         return await self._serve(ex, reader, writer)
 
-    async def _serve(self, ex: Exchange, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes | None:
-        # mitmproxy sends nothing more on this connection until the answer is complete: a read that ends means
-        # it closed the connection (the client went away), and the upstream request is cancelled
-        gone = asyncio.ensure_future(reader.read(1))
-        keep = True
-        try:
-            opening = asyncio.ensure_future(self.open_upstream(ex))
-            await asyncio.wait({opening, gone}, return_when=asyncio.FIRST_COMPLETED)
-            if not opening.done():
-                opening.cancel()
-                return None
-            try:
-                try:
-                    resp = opening.result()
-                except GatewayError:
-                    raise
-                except Exception as e:  # fail closed: the client gets an OpenAI error, never a broken connection
-                    log.exception("qwen: the upstream request failed")
-                    raise GatewayError(500, f"The gateway failed: {type(e).__name__}.") from e
-            except GatewayError as e:
-                ex.extra["relay_error"] = e  # the client's format is applied when the answer is settled
-                ex.fail(e.status, e.code, e.message)
-                await _write_whole(writer, e.status, e.to_bytes(), e.headers)
-            else:
-                try:
-                    pump = asyncio.ensure_future(self._pump(resp, writer, ex.extra.get("final_gate")))
-                    await asyncio.wait({pump, gone}, return_when=asyncio.FIRST_COMPLETED)
-                    if not pump.done():
-                        pump.cancel()
-                        return None
-                    keep = pump.result()
-                finally:
-                    await resp.aclose()
-        finally:
-            if not gone.done():
-                gone.cancel()
-            await asyncio.wait({gone})  # the read is over before the next one starts
-        if not keep or gone.cancelled():
-            return b"" if keep else None
-        return gone.result() or None  # b"": closed; a byte: the start of the next request
+    async def _serve(self, ex: Exchange, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        # mitmproxy sends nothing more on this connection until the answer is complete: its end of the
+        # connection closing means the client went away, and the upstream request is cancelled (this task is:
+        # no task of its own for the upstream request, the pump or the watch)
+        assert isinstance(reader, PipeReader)  # the relay is reached in-process only (start)
+        task = asyncio.current_task()
+        assert task is not None
+        if reader.at_eof():
+            return False  # closed already
+        gone: list[bool] = []
 
-    async def _pump(self, resp: UpstreamAnswer, writer: asyncio.StreamWriter, gate: object = None) -> bool:
+        def closed() -> None:
+            gone.append(True)
+            task.cancel()
+
+        reader.on_eof = closed
+        try:
+            return await self._answer(ex, writer)
+        except asyncio.CancelledError:
+            if gone and task.uncancel() == 0:
+                return False
+            raise
+        finally:
+            reader.on_eof = None
+
+    async def _answer(self, ex: Exchange, writer: asyncio.StreamWriter) -> bool:
+        try:
+            try:
+                resp = await self.open_upstream(ex)
+            except GatewayError:
+                raise
+            except Exception as e:  # fail closed: the client gets an OpenAI error, never a broken connection
+                log.exception("qwen: the upstream request failed")
+                raise GatewayError(500, f"The gateway failed: {type(e).__name__}.") from e
+        except GatewayError as e:
+            ex.extra["relay_error"] = e  # the client's format is applied when the answer is settled
+            ex.fail(e.status, e.code, e.message)
+            await _write_whole(writer, e.status, e.to_bytes(), e.headers)
+            return True
+        try:
+            await until_counted(ex)
+            return await self._pump(ex, resp, writer)
+        finally:
+            await resp.aclose()
+
+    async def _pump(self, ex: Exchange, resp: UpstreamAnswer, writer: asyncio.StreamWriter) -> bool:
+        gate = ex.extra.get("final_gate")
         ctype = resp.headers.get("content-type", "application/json")
         writer.write(f"HTTP/1.1 {resp.status_code} {_REASONS.get(resp.status_code, 'OK')}\r\n"
                      f"content-type: {ctype}\r\ntransfer-encoding: chunked\r\n\r\n".encode("latin-1"))
@@ -157,7 +161,7 @@ class LoopbackRelay(LoopbackServer):
         if isinstance(gate, asyncio.Future) and resp.status_code == 200 and "event-stream" in ctype:
             # the answer is being kept (a shared database): the stream's end, and with it the client's final
             # events, waits for the write
-            await until_kept(gate, "a stream")
+            await until_kept(ex, gate, "a stream")
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return True

@@ -7,14 +7,16 @@ Also the one place that turns "no account can take this" into the OpenAI error a
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Collection
 
 from .. import errors
-from ..auth.base import AccountUnavailable, Credential, NotCapable, Outcome, Pool
+from ..auth.base import KEY, AccountUnavailable, Credential, NotCapable, Outcome, Pool
 from ..errors import GatewayError, UpstreamError
 from ..exchange import Exchange, Retry, RetryReason
 from ..models import Thinking, stream_refusal, thinking_refusal
+from ..tokens import truncate_chat
 
 # Throttling retries inside one client request: a short wait is better than an error.
 MAX_THROTTLE_RETRIES = 2
@@ -64,10 +66,16 @@ class RetryPolicy:
             ex.notes.append(f"{ex.upstream_model} answers streams only: sent again as a stream")
             ex.retries.append(Retry(RetryReason.STREAM_ONLY, account))
             return ex.cred
+        if err.kind == errors.CONTEXT and ex.extra.get("truncation") == "auto" and not _retried(
+                ex, RetryReason.TRUNCATED) and await _truncated(ex, err):
+            ex.retries.append(Retry(RetryReason.TRUNCATED, account))
+            return ex.cred
         if err.kind == errors.STALE and not _retried(ex, RetryReason.NEW_CHAT):
             ex.notes.append(f"{err.message}: sent again in a new chat")
             ex.retries.append(Retry(RetryReason.NEW_CHAT, account))
             return ex.cred
+        if err.kind == errors.AUTH and ex.cred.kind == KEY:
+            return await self._past_a_refused_key(ex, err)
         try:
             if err.kind == errors.AUTH and not _retried(ex, RetryReason.REFRESHED):
                 self.pool.report(account, Outcome.AUTH)
@@ -75,8 +83,8 @@ class RetryPolicy:
                 reason = RetryReason.REFRESHED
                 cred = await self.pool.refreshed(account, refused=ex.cred.token)
                 ex.cred = cred
-            elif err.kind == errors.QUOTA:
-                self.pool.report(account, Outcome.QUOTA, retry_after=err.retry_after)
+            elif err.kind == errors.QUOTA:  # Qwen's words stay with the account while it cools down
+                self.pool.report(account, Outcome.QUOTA, retry_after=err.retry_after, detail=err.message)
                 ex.notes.append(f"quota exhausted on {account}: rotated")
                 reason = RetryReason.ROTATED
                 cred = await self.acquire(ex, exclude=ex.tried)
@@ -91,17 +99,64 @@ class RetryPolicy:
             ex.notes.append(str(e))
             reason = None
         except GatewayError as e:
-            if err.kind == errors.QUOTA:
+            if err.kind == errors.QUOTA:  # no other account: the pool's own answer (429, or 503), which names
+                # the account and gives Qwen's words (the report above)
                 if e.status == 429 and "retry-after" in err.headers:  # the upstream said when (Qwen Chat's `num`)
-                    raise GatewayError(429, f"{err.message} {e.message}", type=e.type, code=e.code,
+                    raise GatewayError(429, e.message, type=e.type, code=e.code,
                                        headers={**e.headers, "retry-after": err.headers["retry-after"]}) from e
-                raise  # no other account: the pool's own answer (429 with Retry-After, or 503)
+                raise
             reason = None
         if reason is None:
             self.pool.report(account, _POOL_OUTCOME.get(err.kind, Outcome.ERROR))
             raise err.to_gateway_error()
         ex.retries.append(Retry(reason, account, wait))
         return cred
+
+    async def _past_a_refused_key(self, ex: Exchange, err: UpstreamError) -> Credential:
+        """A key Qwen answers with 401 is not refreshed: the account marks itself refused (kept until its key
+        changes) and says so; the next account takes the request. With none, the client reads which
+        account's key, in which variable, Qwen refused — not Qwen's bare `invalid access token or token
+        expired`, which reads like the end of the OAuth tier."""
+        assert self.pool is not None and ex.cred is not None
+        account = ex.cred.account
+        self.pool.report(account, Outcome.AUTH)
+        why = f"Qwen refused the key of account {account} with 401."
+        if not _retried(ex, RetryReason.REFRESHED):
+            try:  # the account's verdict (AccountPool: refused, and why); another pool may hand out a new key
+                cred = await self.pool.refreshed(account, refused=ex.cred.token)
+                ex.retries.append(Retry(RetryReason.REFRESHED, account))
+                return cred
+            except AccountUnavailable as e:
+                why = str(e)
+        ex.notes.append(why)
+        try:
+            cred = await self.acquire(ex, exclude=ex.tried)
+        except GatewayError:
+            raise GatewayError(401, f"{why} Qwen said: “{err.message}”", type="authentication_error",
+                               code="invalid_api_key") from None
+        ex.retries.append(Retry(RetryReason.ROTATED, account))
+        return cred
+
+
+# Qwen counts with its own tokenizer: the gateway's estimate aims this far under the limit Qwen named.
+TRUNCATE_SHARE = 0.9
+_LIMIT = re.compile(r"\[1, (\d+)\]")  # "Range of input length should be [1, 983616]"
+
+
+async def _truncated(ex: Exchange, err: UpstreamError) -> bool:
+    """The Responses API's `truncation: "auto"` when Qwen says the input is over its limit: the oldest
+    messages dropped until the estimate fits (the limit from Qwen's message). False: nothing to drop."""
+    found = _LIMIT.search(err.message)
+    if found is None or not isinstance(ex.chat_body, dict):
+        return False
+    limit = int(int(found.group(1)) * TRUNCATE_SHARE)
+    fitted = await asyncio.to_thread(truncate_chat, ex.chat_body, limit)
+    if fitted is None or not fitted[1]:
+        return False
+    ex.chat_body, dropped, _ = fitted
+    ex.notes.append(f"truncation auto: Qwen's limit is {found.group(1)} tokens: the {dropped} oldest messages "
+                    "dropped, sent again")
+    return True
 
 
 def _retried(ex: Exchange, reason: RetryReason) -> int:
@@ -118,7 +173,8 @@ def unavailable(e: AccountUnavailable) -> GatewayError:
             return GatewayError(429, str(e), type="requests", code="rate_limit_exceeded",
                                 headers={"retry-after": str(wait)})
         # A quota is back at its reset, hours away: no Retry-After (a client would sleep that long), and
-        # OpenAI's SDKs told not to retry it (x-should-retry), as they treat OpenAI's own quota answer.
-        return GatewayError(429, str(e), type="insufficient_quota", code="insufficient_quota",
+        # OpenAI's SDKs told not to retry it (x-should-retry), as they treat OpenAI's own quota answer;
+        # Claude Code honours it too, and prints the message as it is.
+        return GatewayError(429, f"Qwen quota exceeded. {e}", type="insufficient_quota", code="insufficient_quota",
                             headers={"x-should-retry": "false"})
     return GatewayError(503, str(e), type="api_error", code="no_usable_account")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from ...errors import GatewayError
 from ...exchange import note
+from .thinking import FOREIGN, OURS
 
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 
@@ -21,6 +22,13 @@ _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 def bad(message: str, param: str | None = None) -> GatewayError:
     """Anthropic's 400 for a request it would refuse."""
     return GatewayError(400, message, type="invalid_request_error", param=param, code="invalid_request_error")
+
+
+def _text(block: dict, where: str) -> str:
+    """A text block's text: Anthropic refuses a text block without one (null included)."""
+    if not isinstance(block.get("text"), str):
+        raise bad(f"{where}.text: Input should be a valid string", f"{where}.text")
+    return block["text"]
 
 
 def _blocks(content: object, where: str) -> list[dict]:
@@ -59,7 +67,8 @@ def document_text(block: dict, where: str) -> str:
         return head + source["data"]
     if kind == "content" and isinstance(source, dict):
         parts = _blocks(source.get("content"), f"{where}.source.content")
-        return head + "\n\n".join(str(p.get("text") or "") for p in parts if p.get("type") == "text")
+        return head + "\n\n".join(_text(p, f"{where}.source.content.{j}") for j, p in enumerate(parts)
+                                     if p.get("type") == "text")
     media = source.get("media_type") if isinstance(source, dict) else None
     raise bad(f"{where}: a {media or kind or 'file'} document cannot be read by Qwen's chat models: send its text "
                "as a text document or a text block", f"{where}.source")
@@ -73,7 +82,7 @@ def _tool_result(block: dict, where: str) -> tuple[str, list[dict]]:
     texts, images = [], []
     for j, part in enumerate(_blocks(content, f"{where}.content") if content is not None else []):
         if part["type"] == "text":
-            texts.append(str(part.get("text") or ""))
+            texts.append(_text(part, f"{where}.content.{j}"))
         elif part["type"] == "image":
             images.append(image_part(part, f"{where}.content.{j}"))
         elif part["type"] == "document":
@@ -94,7 +103,7 @@ def user_messages(content: object, where: str, notes: list[str]) -> list[dict]:
     for j, block in enumerate(_blocks(content, f"{where}.content")):
         at, kind = f"{where}.content.{j}", block["type"]
         if kind == "text":
-            parts.append({"type": "text", "text": str(block.get("text") or "")})
+            parts.append({"type": "text", "text": _text(block, at)})
         elif kind == "image":
             parts.append(image_part(block, at))
         elif kind == "document":
@@ -119,21 +128,29 @@ def user_messages(content: object, where: str, notes: list[str]) -> list[dict]:
 
 
 def assistant_message(content: object, where: str, notes: list[str],
-                      verify: Callable[[str, str], bool]) -> dict:
+                      verify: Callable[[str, str], str]) -> dict:
     text, reasoning, calls = [], [], []
     for j, block in enumerate(_blocks(content, f"{where}.content")):
         at, kind = f"{where}.content.{j}", block["type"]
         if kind == "text":
-            text.append(str(block.get("text") or ""))
+            text.append(_text(block, at))
         elif kind == "tool_use":
             if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
                 raise bad(f"{at}: a tool_use block needs an id and a name", at)
-            arguments = json.dumps(block.get("input") if block.get("input") is not None else {}, ensure_ascii=False)
+            if not isinstance(block.get("input"), dict):
+                raise bad(f"{at}.input: Input should be a valid dictionary", f"{at}.input")
+            arguments = json.dumps(block["input"], ensure_ascii=False)
             calls.append({"id": block["id"], "type": "function",
                           "function": {"name": block["name"], "arguments": arguments}})
         elif kind == "thinking":
             thought, signature = block.get("thinking"), block.get("signature")
-            if not isinstance(thought, str) or not isinstance(signature, str) or not verify(thought, signature):
+            if not isinstance(thought, str) or not isinstance(signature, str):
+                raise bad(f"{at}: a thinking block needs its thinking and signature", at)
+            verdict = verify(thought, signature)
+            if verdict == FOREIGN:  # another gateway's, or Anthropic's (a session resumed here): unreadable
+                note(notes, "thinking blocks signed elsewhere dropped (another gateway or Anthropic signed them)")
+                continue
+            if verdict != OURS:
                 raise bad(f"{at}.signature: Invalid `signature` in `thinking` block", f"{at}.signature")
             reasoning.append(thought)
         elif kind == "redacted_thinking":

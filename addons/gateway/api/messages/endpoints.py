@@ -17,6 +17,7 @@ from ...tokens import estimate_request_tokens
 from . import passthrough
 from .request import asks_thinking, to_chat
 from .response import chat_to_message
+from .stops import sequences
 from .stream import MessagesStreamTranslator
 from .thinking import Signer
 
@@ -28,7 +29,7 @@ def messages_endpoint(sealer: Callable[[], Sealer]) -> Endpoint[Exchange]:
 
     def from_chat(chat: dict, ex: Exchange) -> dict:
         return dict(chat_to_message(chat, model=ex.requested_model or ex.upstream_model, sign=signer.sign,
-                                    thinking=asks_thinking(ex.body or {})))
+                                    thinking=asks_thinking(ex.body or {}), stops=sequences(ex.body or {})))
 
     def from_own(message: dict, ex: Exchange) -> dict:
         answer, ex.usage = passthrough.own_answer(message, model=ex.requested_model or ex.upstream_model,
@@ -43,9 +44,10 @@ def messages_endpoint(sealer: Callable[[], Sealer]) -> Endpoint[Exchange]:
                     from_chat=from_chat, dialect=DIALECT,
                     stream_translator=lambda ex: MessagesStreamTranslator(
                         model=ex.requested_model or ex.upstream_model, sign=signer.sign,
-                        thinking=asks_thinking(ex.body or {})),
+                        thinking=asks_thinking(ex.body or {}), stops=sequences(ex.body or {}),
+                        input_tokens=lambda: ex.prompt_tokens_est),
                     own_body=lambda body, ex: passthrough.own_body(body, ex.notes), from_own=from_own,
-                    own_stream=own_stream)
+                    own_stream=own_stream, counted_first=True)
 
 
 def count_tokens(sealer: Callable[[], Sealer]):
@@ -58,7 +60,7 @@ def count_tokens(sealer: Callable[[], Sealer]):
         body.setdefault("max_tokens", 1)  # count_tokens takes no max_tokens
         if not isinstance(body.get("model"), str):
             raise GatewayError(400, "model: Field required", param="model")
-        chat = to_chat(body, ex.notes, signer.verify)
+        chat = to_chat(body, ex.notes, signer.verify, counting=True)
         tokens, _method = await asyncio.to_thread(estimate_request_tokens, chat)
         return json_response(200, {"input_tokens": tokens})
 

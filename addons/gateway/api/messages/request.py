@@ -15,6 +15,7 @@ not sign is refused, as Anthropic refuses one it did not sign, and the signature
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 
 from ...exchange import note
@@ -27,10 +28,12 @@ _IGNORED = ("context_management", "safeguards", "container", "mcp_servers", "ser
             "inference_geo")
 _EFFORTS = {"low": "low", "medium": "medium", "high": "high", "max": "high", "xhigh": "high"}
 BILLING_PREFIX = "x-anthropic-billing-header:"
+TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")  # Anthropic's custom tool names
 
 
-def to_chat(body: dict, notes: list[str], verify: Callable[[str, str], bool]) -> dict:
-    """The chat request for a Messages body. `verify(thinking, signature)` checks a returned thinking block."""
+def to_chat(body: dict, notes: list[str], verify: Callable[[str, str], str], *, counting: bool = False) -> dict:
+    """The chat request for a Messages body. `verify(thinking, signature)` checks a returned thinking block
+    (thinking.py). `counting`: a count_tokens body (no max_tokens of its own to check a budget against)."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise bad("model: Field required", "model")
@@ -60,7 +63,7 @@ def to_chat(body: dict, notes: list[str], verify: Callable[[str, str], bool]) ->
     _sampling(body, chat)
     _tools(body, chat, notes)
     messages_search(body, chat, notes)  # the web_search server tool: Qwen's own search
-    _thinking(body, chat, notes)
+    _thinking(body, chat, notes, None if counting else max_tokens)
     _metadata(body, chat)
     for key in _IGNORED:
         if key in body:
@@ -89,19 +92,23 @@ def system_text(value: object, where: str, notes: list[str]) -> str:
 
 
 def _sampling(body: dict, chat: dict) -> None:
-    for key in ("temperature", "top_p", "top_k"):
+    """Anthropic's ranges (temperature and top_p 0..1, top_k an integer >= 0): within them Qwen takes each as is.
+    `stop_sequences` stay with the gateway (stops.py)."""
+    for key, high in (("temperature", 1), ("top_p", 1), ("top_k", None)):
         value = body.get(key)
         if value is None:
             continue
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise bad(f"{key}: Input should be a valid number", key)
+        integer = key == "top_k"
+        if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+            raise bad(f"{key}: Input should be a valid {'integer' if integer else 'number'}", key)
+        if value < 0:
+            raise bad(f"{key}: Input should be greater than or equal to 0", key)
+        if high is not None and value > high:
+            raise bad(f"{key}: Input should be less than or equal to {high}", key)
         chat[key] = value
     stops = body.get("stop_sequences")
-    if stops is not None:
-        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
-            raise bad("stop_sequences: Input should be a list of strings", "stop_sequences")
-        if stops:
-            chat["stop"] = stops
+    if stops is not None and (not isinstance(stops, list) or not all(isinstance(s, str) for s in stops)):
+        raise bad("stop_sequences: Input should be a list of strings", "stop_sequences")
 
 
 def _tools(body: dict, chat: dict, notes: list[str]) -> None:
@@ -109,18 +116,26 @@ def _tools(body: dict, chat: dict, notes: list[str]) -> None:
     if tools is not None and not isinstance(tools, list):
         raise bad("tools: Input should be a valid list", "tools")
     functions = []
+    names: set[str] = set()
     for i, tool in enumerate(tools or []):
         if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
             raise bad(f"tools.{i}.name: Field required", f"tools.{i}.name")
+        if tool["name"] in names:
+            raise bad(f"tools: Tool names must be unique ({tool['name']!r} appears twice).", "tools")
+        names.add(tool["name"])
         kind = tool.get("type")
         if is_anthropic_tool(tool):
             continue  # Qwen searches itself: messages_search
         if kind not in (None, "custom"):  # server tools (web_search_…, bash_…, text_editor_…)
             raise bad(f"tools.{i}: the server tool {kind!r} is not available through this gateway (Qwen runs no "
                       "Anthropic server tools); define it as a custom tool with input_schema", f"tools.{i}.type")
+        if not TOOL_NAME.match(tool["name"]):
+            raise bad(f"tools.{i}.name: String should match pattern '^[a-zA-Z0-9_-]{{1,128}}$'", f"tools.{i}.name")
         schema = tool.get("input_schema")
         if not isinstance(schema, dict):
             raise bad(f"tools.{i}.input_schema: Field required", f"tools.{i}.input_schema")
+        if schema.get("type") != "object":
+            raise bad(f"tools.{i}.input_schema.type: Input should be 'object'", f"tools.{i}.input_schema.type")
         if tool.get("defer_loading"):  # hidden from the model until a tool search loads it, as Anthropic does
             note(notes, "tools with defer_loading left out (Qwen has no tool search to load them)")
             continue
@@ -131,15 +146,25 @@ def _tools(body: dict, chat: dict, notes: list[str]) -> None:
         functions.append({"type": "function", "function": fn})
     if functions:
         chat["tools"] = functions
-    choice = body.get("tool_choice")
+    _tool_choice(body.get("tool_choice"), names, chat)
+
+
+def _tool_choice(choice: object, names: set[str], chat: dict) -> None:
+    """Anthropic's tool_choice: `any` and `tool` need tools, and `tool` one of them (a deferred tool counts:
+    Anthropic loads it when forced)."""
     if choice is None:
         return
     if not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool", "none"):
         raise bad("tool_choice: Input should be auto, any, tool or none", "tool_choice")
     kind = choice["type"]
+    if kind in ("any", "tool") and not names:
+        raise bad(f"tool_choice: {kind!r} may only be specified while providing tools", "tool_choice")
     if kind == "tool":
         if not isinstance(choice.get("name"), str):
             raise bad("tool_choice.name: Field required", "tool_choice.name")
+        if choice["name"] not in names:
+            raise bad(f"tool_choice.name: tool {choice['name']!r} is not among the tools of this request",
+                      "tool_choice.name")
         chat["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
     else:
         chat["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[kind]
@@ -147,9 +172,10 @@ def _tools(body: dict, chat: dict, notes: list[str]) -> None:
         chat["parallel_tool_calls"] = False
 
 
-def _thinking(body: dict, chat: dict, notes: list[str]) -> None:
+def _thinking(body: dict, chat: dict, notes: list[str], max_tokens: int | None) -> None:
     """Anthropic's thinking switch and effort -> Qwen's `enable_thinking`/`thinking_budget` or an effort (the
-    DashScope upstream then obeys each model's own rules)."""
+    DashScope upstream then obeys each model's own rules). An explicit budget is Anthropic's: at least 1024,
+    and below `max_tokens` (None: a count, which has none)."""
     thinking = body.get("thinking")
     config = body.get("output_config")
     effort = config.get("effort") if isinstance(config, dict) else None
@@ -168,12 +194,18 @@ def _thinking(body: dict, chat: dict, notes: list[str]) -> None:
     if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled", "adaptive"):
         raise bad("thinking.type: Input should be 'enabled', 'disabled' or 'adaptive'", "thinking.type")
     kind = thinking["type"]
+    if kind != "disabled":
+        _with_thinking(body)
     if kind == "disabled":
         chat["enable_thinking"] = False
     elif kind == "enabled":
         budget = thinking.get("budget_tokens")
-        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
-            raise bad("thinking.budget_tokens: Field required (a positive integer)", "thinking.budget_tokens")
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1024:
+            raise bad("thinking.budget_tokens: Input should be an integer greater than or equal to 1024",
+                      "thinking.budget_tokens")
+        if max_tokens is not None and budget >= max_tokens:
+            raise bad("thinking.budget_tokens: `max_tokens` must be greater than `thinking.budget_tokens`",
+                      "thinking.budget_tokens")
         chat["enable_thinking"] = True
         chat["thinking_budget"] = budget
     elif isinstance(effort, str) and effort in _EFFORTS:  # adaptive: the model decides, within the effort
@@ -182,6 +214,20 @@ def _thinking(body: dict, chat: dict, notes: list[str]) -> None:
         chat["enable_thinking"] = True
     if thinking.get("display") not in (None, "summarized", "omitted", "updates"):
         note(notes, "thinking.display: accepted, Qwen's thinking is shown as it comes")
+
+
+def _with_thinking(body: dict) -> None:
+    """What Anthropic refuses alongside thinking (its extended-thinking limits): forced tool use, a
+    temperature other than 1, any top_k, a top_p below 0.95 (the values' types are checked already)."""
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") in ("any", "tool"):
+        raise bad("Thinking may not be enabled when tool_choice forces tool use.", "tool_choice")
+    if body.get("temperature") not in (None, 1):
+        raise bad("temperature: may only be set to 1 when thinking is enabled", "temperature")
+    if body.get("top_k") is not None:
+        raise bad("top_k: may not be set when thinking is enabled", "top_k")
+    if body.get("top_p") is not None and body["top_p"] < 0.95:
+        raise bad("top_p: must be between 0.95 and 1 when thinking is enabled", "top_p")
 
 
 def asks_thinking(body: dict) -> bool:
@@ -197,7 +243,11 @@ def _metadata(body: dict, chat: dict) -> None:
     """`metadata.user_id` (Claude Code: a JSON-encoded {"device_id", "session_id", …}): its session keeps one
     Qwen session (and prompt cache) per Claude Code session."""
     metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise bad("metadata: Input should be a valid dictionary", "metadata")
     user = metadata.get("user_id") if isinstance(metadata, dict) else None
+    if user is not None and not isinstance(user, str):
+        raise bad("metadata.user_id: Input should be a valid string", "metadata.user_id")
     if not isinstance(user, str) or not user:
         return
     session = None

@@ -9,9 +9,10 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 from ... import ids
 from ..websearch import anthropic_citations, server_tool_use
+from .stops import cut
 
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal"]
-# Qwen's finish reasons; "stop" is also how Qwen ends at a stop sequence (it does not say which one).
+# Qwen's finish reasons ("stop_sequence" is the gateway's own finding: stops.py).
 _STOP: dict[str, StopReason] = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                                 "content_filter": "refusal"}
 
@@ -71,7 +72,10 @@ def tool_input(arguments: object) -> dict:
     return value if isinstance(value, dict) else {"_value": value}
 
 
-def chat_to_message(chat: dict, *, model: str, sign: Callable[[str], str], thinking: bool = True) -> Message:
+def chat_to_message(chat: dict, *, model: str, sign: Callable[[str], str], thinking: bool = True,
+                    stops: tuple[str, ...] = ()) -> Message:
+    """`stops`: the request's stop sequences; the text ends before the first one found, and nothing after it
+    (tool calls included) is the client's."""
     choices = chat.get("choices") or [{}]
     choice: dict = choices[0] if isinstance(choices[0], dict) else {}
     raw = choice.get("message")
@@ -81,10 +85,13 @@ def chat_to_message(chat: dict, *, model: str, sign: Callable[[str], str], think
     if thinking and isinstance(reasoning, str) and reasoning:
         content.append({"type": "thinking", "thinking": reasoning, "signature": sign(reasoning)})
     text = message.get("content")
+    matched = None
+    if isinstance(text, str):
+        text, matched = cut(text, stops)
     if isinstance(text, str) and text:
         cited = anthropic_citations(text, message.get("annotations"))  # web search sources
         content.append({"type": "text", "text": text, **({"citations": cited} if cited else {})})
-    for call in message.get("tool_calls") or []:
+    for call in message.get("tool_calls") or [] if matched is None else []:
         fn = call.get("function") or {}
         content.append({"type": "tool_use", "id": str(call.get("id") or "toolu_" + ids.hex_id(24)),
                         "name": str(fn.get("name") or ""), "input": tool_input(fn.get("arguments"))})
@@ -93,4 +100,5 @@ def chat_to_message(chat: dict, *, model: str, sign: Callable[[str], str], think
     if searches:
         used["server_tool_use"] = searches
     return Message(id=new_message_id(), type="message", role="assistant", model=model, content=content,
-                   stop_reason=stop_reason(choice.get("finish_reason")), stop_sequence=None, usage=used)
+                   stop_reason="stop_sequence" if matched else stop_reason(choice.get("finish_reason")),
+                   stop_sequence=matched, usage=used)

@@ -1,7 +1,12 @@
 """What an unchanged Claude Code asks api.anthropic.com besides the model, answered locally at once with an
 empty, valid answer, never forwarded (docs/clients.md lists them). Left unanswered, managed settings and
 policy limits alone are retried for about 17 s before the first model call; feature flags, bootstrap and
-telemetry would carry the user's key or data to Anthropic."""
+telemetry would carry the user's key or data to Anthropic.
+
+WebFetch asks `GET /api/web/domain_info?domain=<host>` before it fetches a page and fetches only on a 200 with
+`can_fetch: true` (Anthropic's blocklist of sites it will not fetch). The gateway has no such list: every
+domain may be fetched, as Claude Code does with `skipWebFetchPreflight`. The page itself is fetched by Claude
+Code, through the proxy like any other site."""
 
 from __future__ import annotations
 
@@ -35,6 +40,12 @@ async def answer(ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Resp
         resp = http.Response.make(204)
         resp.headers.pop("content-length", None)
         return resp
+    if (method, path) == ("GET", "/api/web/domain_info"):
+        domain = flow.request.query.get("domain", "")
+        if not domain:
+            raise GatewayError(400, "domain: Field required", code="invalid_request_error")
+        ex.notes.append("WebFetch's domain check answered locally: every domain may be fetched")
+        return json_response(200, {"domain": domain, "can_fetch": True})
     data = ANSWERS.get((method, path))
     if data is None:
         data = next((v for (m, p), v in PREFIXES.items() if m == method and path.startswith(p)), None)

@@ -7,6 +7,10 @@ Blocks open as Qwen's output changes kind: reasoning -> a `thinking` block (its 
 `signature_delta` before it closes), content -> a `text` block, each tool call -> a `tool_use` block whose
 arguments stream as `input_json_delta`. Every event carries an `event:` line (Claude Code reads a stream
 without them as empty). An error ends the stream with an `error` event. No I/O; never raises on odd input.
+
+`message_start` carries the gateway's estimate of the prompt (`input_tokens`: Qwen counts only at the end,
+in `message_delta`). With stop sequences, text goes through a `StopScanner` (stops.py): what follows the
+first sequence found is not the client's, and the answer ends with `stop_reason: "stop_sequence"`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from ... import sse
 from ..websearch import anthropic_citations, server_tool_use
 from .errors import stream_error_type
 from .response import Usage, new_message_id, stop_reason, usage
+from .stops import StopScanner
 
 
 def event(payload: dict) -> bytes:
@@ -25,8 +30,11 @@ def event(payload: dict) -> bytes:
 
 
 class MessagesStreamTranslator:
-    def __init__(self, *, model: str, sign: Callable[[str], str], thinking: bool = True) -> None:
+    def __init__(self, *, model: str, sign: Callable[[str], str], thinking: bool = True,
+                 stops: tuple[str, ...] = (), input_tokens: Callable[[], int | None] = lambda: None) -> None:
         self.model = model
+        self.scanner = StopScanner(stops) if stops else None
+        self.input_tokens = input_tokens  # the gateway's prompt estimate, read when the stream starts
         self.sign = sign
         self.show_thinking = thinking  # False: the client did not ask for thinking blocks
         self.started = False
@@ -49,32 +57,44 @@ class MessagesStreamTranslator:
         for choice in chunk.get("choices") or []:
             if choice.get("index", 0) != 0:
                 continue  # Messages answers one choice
+            if choice.get("finish_reason"):
+                self.stop = choice["finish_reason"]
+            if self.scanner is not None and self.scanner.matched is not None:
+                continue  # the answer ended at a stop sequence
             delta = choice.get("delta") or {}
             if delta.get("reasoning_content") and self.show_thinking:
                 out += self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""})
                 self.thinking += delta["reasoning_content"]
                 out.append(self._delta({"type": "thinking_delta", "thinking": delta["reasoning_content"]}))
             if isinstance(delta.get("content"), str) and delta["content"]:
-                out += self._open("text", {"type": "text", "text": ""})
-                out.append(self._delta({"type": "text_delta", "text": delta["content"]}))
-                self.text += delta["content"] if self.searches else ""
+                out += self._text(delta["content"] if self.scanner is None else self.scanner.feed(delta["content"]))
+                if self.scanner is not None and self.scanner.matched is not None:
+                    continue
             if delta.get("annotations") and self.kind == "text":
                 out += [self._delta({"type": "citations_delta", "citation": c})
                         for c in anthropic_citations(self.text, delta["annotations"])]
             for call in delta.get("tool_calls") or []:
                 out += self._tool_call(call)
-            if choice.get("finish_reason"):
-                self.stop = choice["finish_reason"]
+        return out
+
+    def _text(self, text: str) -> list[bytes]:
+        if not text:
+            return []
+        out = self._open("text", {"type": "text", "text": ""})
+        out.append(self._delta({"type": "text_delta", "text": text}))
+        self.text += text if self.searches else ""
         return out
 
     def finish(self) -> list[bytes]:
         out = self._start() + self._close()
-        final = self.usage or Usage(input_tokens=0, output_tokens=0, cache_read_input_tokens=0,
-                                    cache_creation_input_tokens=0)
+        # without Qwen's count, the estimate again: a 0 here would replace it in the SDKs' accumulators
+        final = self.usage or self._estimate()
         if self.searches:
             final = {**final, "server_tool_use": self.searches}
+        matched = self.scanner.matched if self.scanner is not None else None
         out.append(event({"type": "message_delta",
-                          "delta": {"stop_reason": stop_reason(self.stop), "stop_sequence": None},
+                          "delta": {"stop_reason": "stop_sequence" if matched else stop_reason(self.stop),
+                                    "stop_sequence": matched},
                           "usage": dict(final)}))
         out.append(event({"type": "message_stop"}))
         return out
@@ -90,10 +110,14 @@ class MessagesStreamTranslator:
             return []
         self.started = True
         message: dict[str, Any] = {"id": new_message_id(), "type": "message", "role": "assistant", "model": self.model,
-                   "content": [], "stop_reason": None, "stop_sequence": None,
-                   "usage": {"input_tokens": 0, "output_tokens": 0, "cache_read_input_tokens": 0,
-                             "cache_creation_input_tokens": 0}}
+                   "content": [], "stop_reason": None, "stop_sequence": None, "usage": dict(self._estimate())}
         return [event({"type": "message_start", "message": message}), event({"type": "ping"})]
+
+    def _estimate(self) -> Usage:
+        """The gateway's prompt estimate as usage (0 when the count has not finished: it runs off the request
+        path, and Qwen rarely answers before it ends)."""
+        return Usage(input_tokens=self.input_tokens() or 0, output_tokens=0, cache_read_input_tokens=0,
+                     cache_creation_input_tokens=0)
 
     def _open(self, kind: str, block: dict) -> list[bytes]:
         if self.kind == kind and kind != "tool_use":
@@ -105,6 +129,9 @@ class MessagesStreamTranslator:
         return out
 
     def _close(self) -> list[bytes]:
+        if self.kind == "text" and self.scanner is not None and self.scanner.held:
+            held = self.scanner.flush()  # the text is over: a held tail was no sequence's start
+            return [self._delta({"type": "text_delta", "text": held}), *self._close()]
         if self.kind is None:
             return []
         out = []

@@ -1,7 +1,9 @@
 """Thinking blocks' signatures: the gateway signs Qwen's reasoning when it hands it to the client and checks
 the signature when the block comes back (the client must return it unchanged, as with Anthropic). The
-signature is a sealed token (seal.py) holding the thinking's SHA-256: it verifies without storing anything,
-and a block edited by the client, or signed by someone else, is refused."""
+signature is a sealed token (seal.py) holding the thinking's SHA-256: it verifies without storing anything.
+A block the gateway signed and the client edited is refused, as Anthropic refuses it; one signed elsewhere
+(another gateway with its own key, or Anthropic: a session resumed from there) cannot be checked or read,
+and is dropped with a note, as the Responses side drops a reasoning item it did not seal."""
 
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ from collections.abc import Callable
 from ...seal import Sealer
 
 KIND = "thinking"
+# What `Signer.verify` finds: the gateway's own signature of this thinking, the gateway's signature of other
+# thinking (edited by the client), or a signature the gateway did not make.
+OURS, ALTERED, FOREIGN = "ours", "altered", "foreign"
 
 
 def _digest(thinking: str) -> str:
@@ -24,6 +29,8 @@ class Signer:
     def sign(self, thinking: str) -> str:
         return self.sealer().seal(KIND, {"sha256": _digest(thinking)})
 
-    def verify(self, thinking: str, signature: str) -> bool:
+    def verify(self, thinking: str, signature: str) -> str:
         payload = self.sealer().open(KIND, signature)
-        return payload is not None and payload.get("sha256") == _digest(thinking)
+        if payload is None:
+            return FOREIGN
+        return OURS if payload.get("sha256") == _digest(thinking) else ALTERED

@@ -85,8 +85,8 @@ class BackgroundRuns:
     def get(self, response_id: str) -> Run | None:
         return self.runs.get(response_id)
 
-    def start(self, ex: Exchange, open_upstream: OpenUpstream) -> dict[str, Any]:
-        """Queue the POST's turn; the queued Response is the POST's answer."""
+    async def start(self, ex: Exchange, open_upstream: OpenUpstream) -> dict[str, Any]:
+        """Queue the POST's turn once the queued Response is stored; the queued Response is the POST's answer."""
         body = ex.body or {}
         rid = ex.extra["response_id"]
         queued = cast(dict[str, Any], response_object(body, response_id=rid, created_at=ex.created, status="queued",
@@ -99,10 +99,12 @@ class BackgroundRuns:
             body, response_id=rid, created_at=ex.created, tools=ex.extra.get("tools"), seal=store.sealer.seal,
             compaction=bool(ex.extra.get("compaction"))))
         run.translator.encode = run.record
+        write = store.put(dict(queued), {"items": []}, input_items(body))  # GET finds it at once; the store bounds it
+        if write is not None:
+            await write  # a store that cannot take it: the POST is refused, nothing has gone upstream
         flow = self.gw._flows.get(ex.id)
         self.runs[rid] = run
         self._evict()
-        store.put(dict(queued), {"items": []}, input_items(body))  # GET finds it at once; the store bounds it
         run.task = asyncio.get_running_loop().create_task(self._run(run, flow, open_upstream),
                                                           name=f"qwen: background {rid}")
         ex.notes.append("background: answered queued, the turn runs on")

@@ -13,7 +13,7 @@ from .history import history_items, input_items
 from .items import new_id
 from .output import chat_to_response, usage_to_responses
 from .request import translate
-from .store import ResponseStore, wanted_ids
+from .store import ResponseStore
 from .stream import ResponsesStreamTranslator, sse_event
 
 if TYPE_CHECKING:
@@ -39,10 +39,12 @@ def responses_endpoint(store: Callable[[], ResponseStore],
         cont = {"history": ex.extra.pop("history")} if "history" in ex.extra else st.continuation(body)
         t = translate(body, **cont, notes=ex.notes, open_sealed=st.sealer.open, lookup=st.item)
         ex.extra["response_id"] = new_id("resp")
-        if st.durable and body.get("store") is not False:  # committed before the stream's final events
+        if body.get("store") is not False:  # stored before the stream's final events go out
             ex.extra["keep_before_end"] = True
         ex.extra["tools"] = t.tools
         ex.extra["items"] = t.items
+        if body.get("truncation") == "auto":  # the guard and the retry policy drop the oldest items to fit
+            ex.extra["truncation"] = "auto"
         if t.compaction:
             ex.extra["compaction"] = True
             ex.notes.append("compaction: the conversation summarised by one upstream call")
@@ -52,9 +54,11 @@ def responses_endpoint(store: Callable[[], ResponseStore],
         compaction = bool(ex.extra.get("compaction"))
         response = chat_to_response(chat, ex.body or {}, response_id=ex.extra["response_id"], created_at=ex.created,
                                     tools=ex.extra.get("tools"), seal=store().sealer.seal, compaction=compaction)
+        message = ((chat.get("choices") or [{}])[0].get("message") or {})
         if compaction:
-            message = ((chat.get("choices") or [{}])[0].get("message") or {})
             ex.extra["summary"] = str(message.get("content") or "").strip()
+        ex.extra["reasoning"] = {o["id"]: str(message.get("reasoning_content") or "")
+                                 for o in response["output"] if o["type"] == "reasoning"}
         return response
 
     def translator(ex: Exchange, encode=sse_event) -> ResponsesStreamTranslator:
@@ -67,15 +71,16 @@ def responses_endpoint(store: Callable[[], ResponseStore],
         if response is None or body.get("store") is False:
             return
         write = store().put(response, {"items": history_of(ex, response)}, input_items(body))
-        if write is not None:  # a shared store's database write: the answer waits for it (addon.response)
+        if write is not None:  # the store's write: the answer waits for it (addon.response, forward.keep_early)
             ex.extra["durable"] = write
 
     def history_of(ex: Exchange, response: dict) -> list[dict]:
-        summary = ex.extra.get("summary")
-        if summary is None and ex.rewriter is not None:
-            summary = getattr(ex.rewriter.translator, "summary", None)
+        summary, reasoning = ex.extra.get("summary"), ex.extra.get("reasoning")
+        if ex.rewriter is not None:  # a stream: its translator kept them
+            summary = summary if summary is not None else getattr(ex.rewriter.translator, "summary", None)
+            reasoning = reasoning if reasoning is not None else getattr(ex.rewriter.translator, "reasoning", None)
         return history_items(ex.extra.get("items") or [], response, store().sealer.seal,
-                             summary=summary if ex.extra.get("compaction") else None)
+                             summary=summary if ex.extra.get("compaction") else None, reasoning=reasoning)
 
     def stream_failure(ex: Exchange) -> bytes | None:
         err = ex.error
@@ -88,10 +93,10 @@ def responses_endpoint(store: Callable[[], ResponseStore],
     async def fetch(ex: Exchange, open_upstream: OpenUpstream) -> dict | None:
         if runs is None or (ex.body or {}).get("background") is not True:
             return None  # one ordinary call
-        return runs().start(ex, open_upstream)
+        return await runs().start(ex, open_upstream)
 
     return Endpoint(name="responses", to_chat=to_chat, from_chat=from_chat, stream_translator=translator,
-                    finished=finished, stream_failure=stream_failure, fetch=fetch, prepare=prepare(store))
+                    finished=finished, stream_failure=stream_failure, fetch=fetch, prepare=prepare(store, stores=True))
 
 
 def compact_endpoint(store: Callable[[], ResponseStore]) -> Endpoint[Exchange]:
@@ -119,13 +124,14 @@ def compact_endpoint(store: Callable[[], ResponseStore]) -> Endpoint[Exchange]:
                 "created_at": ex.created, "usage": response.get("usage") or usage_to_responses({})}
 
     return Endpoint(name="responses.compact", to_chat=to_chat, from_chat=from_chat,
-                    stream_translator=lambda ex: None, prepare=prepare(store))
+                    stream_translator=lambda ex: None, prepare=prepare(store, stores=False))
 
 
-def prepare(store: Callable[[], ResponseStore]) -> Callable[[dict, Exchange], Awaitable[None]]:
-    """The stored responses and items the body refers to, fetched from a shared database when not here."""
+def prepare(store: Callable[[], ResponseStore], *, stores: bool) -> Callable[[dict, Exchange], Awaitable[None]]:
+    """Before the upstream call: the stored responses and items the body refers to (fetched from a shared
+    database when not here) and, for an answer that will be stored, a store that can take it."""
 
-    async def load(body: dict, ex: Exchange) -> None:
-        await store().load(wanted_ids(body))
+    async def ready(body: dict, ex: Exchange) -> None:
+        await store().prepare(body, stores=stores)
 
-    return load
+    return ready

@@ -19,10 +19,11 @@ _WITH_STATUS = frozenset({"message", "function_call", "function_call_output", "c
 
 
 def history_items(items: list[dict], response: Mapping[str, Any], seal: Callable[[str, dict], str] | None = None,
-                  summary: str | None = None) -> list[dict]:
+                  summary: str | None = None, reasoning: Mapping[str, str] | None = None) -> list[dict]:
     """What a later `previous_response_id` continues from: every item so far (`Translation.items`: earlier
     turns, every input item — developer messages and additional_tools included — references resolved) and
-    this answer's output, its reasoning sealed so that it goes back to Qwen. A compaction answer (`summary`)
+    this answer's output, its reasoning sealed so that it goes back to Qwen (the text from the item's summary,
+    or from `reasoning`, item id -> text, when the client asked for no summary). A compaction answer (`summary`)
     keeps the user's (and system and developer) messages and the summary instead of the conversation."""
     if summary is not None:  # the summary leaves out system and developer messages: they are kept
         kept = [i for i in items if i.get("type", "message") == "message" and not _is_summary(i)
@@ -31,7 +32,8 @@ def history_items(items: list[dict], response: Mapping[str, Any], seal: Callable
     out = [{k: v for k, v in i.items() if k != _PASSTHROUGH} for i in items]
     for item in response.get("output") or []:
         if item.get("type") == "reasoning" and not item.get("encrypted_content") and seal is not None:
-            text = "".join(p.get("text", "") for p in item.get("summary") or [])
+            text = "".join(p.get("text", "") for p in item.get("summary") or []) or (reasoning or {}).get(
+                str(item.get("id")), "")
             item = {**item, "encrypted_content": seal("reasoning", {"text": text})} if text else item
         out.append(item)
     return out

@@ -32,8 +32,16 @@ def wants_sealed_reasoning(request: dict) -> bool:
     return isinstance(include, list) and INCLUDE_REASONING in include
 
 
-def reasoning_item(item_id: str, text: str, encrypted: str | None = None) -> ReasoningItem:
-    item: ReasoningItem = {"type": "reasoning", "id": item_id, "summary": [{"type": "summary_text", "text": text}]}
+def wants_summary(request: dict) -> bool:
+    """`reasoning.summary` asked (auto, concise, detailed): only then does a reasoning item carry its text, as
+    OpenAI answers (without it: `summary: []`, the text only sealed, for a client that asked for that)."""
+    reasoning = request.get("reasoning")
+    return isinstance(reasoning, dict) and reasoning.get("summary") in ("auto", "concise", "detailed")
+
+
+def reasoning_item(item_id: str, text: str, encrypted: str | None = None, summary: bool = True) -> ReasoningItem:
+    item: ReasoningItem = {"type": "reasoning", "id": item_id,
+                           "summary": [{"type": "summary_text", "text": text}] if summary else []}
     if encrypted is not None:
         item["encrypted_content"] = encrypted
     return item

@@ -57,7 +57,6 @@ class ItemReader:
     notes: list[str]
     open_sealed: Callable[[str, object], dict | None] | None
     lookup: Callable[[str], dict | None] | None
-    want_reasoning: bool
     effort: object  # the request's reasoning effort as sent; a configuration_update item may replace it
     search_ids: list[str] = field(default_factory=list)  # tool_search calls without a call_id, in order
     resolved: list[dict] = field(default_factory=list)  # this request's items, references resolved
@@ -187,10 +186,9 @@ class ItemReader:
     def _reasoning(self, item: dict, where: str) -> None:
         token = item.get("encrypted_content")
         payload = self.open_sealed("reasoning", token) if self.open_sealed and token else None
-        if payload is not None and self.want_reasoning and isinstance(payload.get("text"), str):
+        # `include` asks for sealed reasoning in the answer; what the client sends back is used either way
+        if payload is not None and isinstance(payload.get("text"), str):
             self.conv.reasoning = (self.conv.reasoning + "\n" if self.conv.reasoning else "") + payload["text"]
-        elif payload is not None:
-            note(self.notes, "reasoning items dropped: include did not ask for reasoning.encrypted_content")
         elif token:
             note(self.notes, "reasoning items the gateway did not seal dropped")
         else:

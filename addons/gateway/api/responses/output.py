@@ -15,7 +15,7 @@ from ...errors import GatewayError
 from ..websearch import responses_annotations, search_call_item
 from .compaction import compaction_item
 from .fields import cap_calls
-from .items import message_item, new_id, reasoning_item, tool_item, wants_sealed_reasoning
+from .items import message_item, new_id, reasoning_item, tool_item, wants_sealed_reasoning, wants_summary
 from .shapes import ItemStatus, OutputItem, Response, ResponseError, Usage
 from .tools import ToolRef, echo_tools
 
@@ -69,10 +69,13 @@ def response_object(request: dict, *, response_id: str, created_at: int, status:
         "text": t if isinstance(t := request.get("text"), dict) else {"format": {"type": "text"}},
         "tool_choice": echo_tool_choice(request.get("tool_choice")),
         "tools": echo_tools(request), "top_logprobs": 0,  # anything else is refused (fields.py)
-        # the gateway never truncates: an input too long is refused with context_length_exceeded either way
+        # "auto": the context guard drops the oldest items when the input is over the model's limit
         "truncation": t if (t := request.get("truncation")) in ("auto", "disabled") else "disabled",
         **usage_field,
         "metadata": m if isinstance(m := request.get("metadata"), dict) else {},
+        # echoed as OpenAI does (the key names the upstream session: rules.session_id)
+        "prompt_cache_key": k if isinstance(k := request.get("prompt_cache_key"), str) else None,
+        "safety_identifier": s if isinstance(s := request.get("safety_identifier"), str) else None,
         **user_field,
     }
 
@@ -112,7 +115,7 @@ def _response(chat: dict, request: dict, response_id: str, created_at: int, tool
     if message.get("reasoning_content"):
         text = message["reasoning_content"]
         sealed = seal("reasoning", {"text": text}) if seal and wants_sealed_reasoning(request) else None
-        output.append(reasoning_item(new_id("rs"), text, sealed))
+        output.append(reasoning_item(new_id("rs"), text, sealed, wants_summary(request)))
     incomplete = incomplete_reason(choice.get("finish_reason"))
     calls = message.get("tool_calls") or []
     if (cap := cap_calls(request)) is not None:  # max_tool_calls: the first calls Qwen made

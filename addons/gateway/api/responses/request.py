@@ -27,7 +27,6 @@ from ...exchange import note
 from ..websearch import responses_options
 from .compaction import compaction_chat
 from .fields import limit_tools, max_tool_calls, refuse_unhonoured
-from .items import INCLUDE_REASONING
 from .items_in import ItemReader
 from .messages import Conversation
 from .tools import CUSTOM, FUNCTION, ToolRef, ToolSet, qualified
@@ -73,17 +72,18 @@ def translate(body: dict, history: list[dict] | None = None, *, chat_history: li
         raise GatewayError(400, "'tools' must be an array.", param="tools", code="invalid_type")
     if "model" in body and not isinstance(body["model"], str):
         raise GatewayError(400, "'model' must be a string.", param="model", code="invalid_type")
+    if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
+        raise GatewayError(400, "Invalid type for 'stream_options': expected an object or null.",
+                           param="stream_options", code="invalid_type")  # as chat and completions (the spec)
     compaction = bool(items) and isinstance(items[-1], dict) and items[-1].get("type") == "compaction_trigger"
     if compaction:
         items.pop()
     effort = (body.get("reasoning") or {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
-    include = inc if isinstance(inc := body.get("include"), list) else []
-    reader = ItemReader(ToolSet(), Conversation(), notes, open_sealed, lookup, True, effort)
+    reader = ItemReader(ToolSet(), Conversation(), notes, open_sealed, lookup, effort)
     reader.conv.messages += [m for m in chat_history or [] if isinstance(m, dict)]
     reader.tools.add_all(body.get("tools"))
     for i, item in enumerate(history or []):  # the gateway's own record: its reasoning always goes back
         reader.item(item, f"previous_response[{i}]")
-    reader.want_reasoning = INCLUDE_REASONING in include
     for i, item in enumerate(items):
         reader.item(item, f"input[{i}]")
     reader.conv.flush_images()
@@ -124,6 +124,9 @@ def translate(body: dict, history: list[dict] | None = None, *, chat_history: li
         chat["response_format"] = {"type": "json_object"}
     if isinstance(effort, str):
         chat["reasoning_effort"] = effort
+    verbosity = (body.get("text") or {}).get("verbosity") if isinstance(body.get("text"), dict) else None
+    if verbosity is not None:
+        chat["verbosity"] = verbosity  # the chat field: the upstream says it as it can (a system hint)
     search = responses_options(body, reader.tools.search, bool(reader.tools.chat), notes)
     if search is not None:
         chat["web_search_options"] = search

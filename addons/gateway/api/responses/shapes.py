@@ -136,4 +136,6 @@ class Response(TypedDict):
     truncation: str  # "auto" | "disabled", as the request sent it
     usage: NotRequired[Usage | None]  # only when Qwen reported usage
     metadata: dict
+    prompt_cache_key: str | None
+    safety_identifier: str | None
     user: NotRequired[str]

@@ -16,7 +16,8 @@ from wsproto import WSConnection
 from wsproto.connection import ConnectionState
 
 from ...auth.base import Outcome
-from ...errors import ConnectionFailed, GatewayError, UpstreamTimeout
+from ...auth.storage import StateUnavailable
+from ...errors import ConnectionFailed, GatewayError, UpstreamTimeout, gateway_error
 from ...exchange import ClientRequest, Exchange
 from ...forward import keep_early, until_kept
 from ...sse import encode as sse_encode
@@ -96,7 +97,7 @@ class Turns:
                                               self._translator(ex))
             gw.observers.notify("stream_started", ex, flow)
             gate = None
-            if ex.extra.get("keep_before_end"):  # a shared store: committed before response.completed goes out
+            if ex.extra.get("keep_before_end"):  # stored before response.completed goes out
                 gate = asyncio.get_running_loop().create_future()
                 rw.park = lambda: keep_early(ex, gate)
             try:
@@ -104,7 +105,8 @@ class Turns:
             finally:
                 await resp.aclose()
             self._settle(session, ex, rw)
-        except GatewayError as e:
+        except (GatewayError, StateUnavailable) as caught:
+            e = gateway_error(caught)
             ex.fail(e.status, e.code, e.message)
             if e.code == "context_length_exceeded" and "response_id" in ex.extra:
                 ex.stream_error = e.message
@@ -154,7 +156,7 @@ class Turns:
             send(rw(sse_encode({"error": stream_error(f"Qwen broke off the stream: {e}.",
                                                       "upstream_connection_error")})))
         if gate is not None and rw.held is not None:  # the final events wait for the write
-            await until_kept(gate, "a WebSocket turn")
+            await until_kept(ex, gate, "a WebSocket turn")
         send(rw(b""))
         await session.writer.drain()
 
@@ -173,9 +175,12 @@ class Turns:
         assert ex.endpoint is not None and ex.endpoint.finished is not None  # the Responses endpoint keeps it
         if not ex.extra.get("kept"):  # a parked turn's response was kept before its end
             ex.endpoint.finished(ex, final)
+        if ex.extra.get("unkept"):  # not stored: not continued either
+            return
         summary = translator.summary if ex.extra.get("compaction") else None
         session.remember(final["id"], history_items(ex.extra.get("items") or [], final,
-                                                    gw._responses().sealer.seal, summary=summary))
+                                                    gw._responses().sealer.seal, summary=summary,
+                                                    reasoning=translator.reasoning))
 
     def _warm_up(self, session: Session, ex: Exchange, body: dict) -> None:
         rid = new_id("resp")

@@ -1,17 +1,29 @@
 """The Responses API's state in the gateway's state folder: stored Responses (`previous_response_id`,
 `GET /v1/responses/{id}`, its `input_items`, `item_reference`s to their items) in SQLite, bounded, 0600;
-and the key that seals `encrypted_content` (seal.py, `seal.key` beside the database)."""
+and the key that seals `encrypted_content` (seal.py, `seal.key` beside the database).
+
+Reads are point lookups on the caller's thread. A write (a stored response and the trim that keeps the
+store at `max_items`) runs in a worker thread on a connection of its own (WAL: readers never wait for it)
+and costs the same at any size: the oldest responses by insertion (rowid order) go, as many as the new
+one brings over the cap. `put` returns the write, which the answer waits for: a response the client is
+told about is on disk. The folder full or read-only (auth/storage.py): StateUnavailable, refused by
+`prepare` before a request's upstream call when it is known (or free space is below LOCAL_MIN_FREE)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 
 from ...auth.state import open_private_db, transaction
+from ...auth.storage import check_local, local_failure, local_health
 from ...errors import GatewayError
+from ...jsonio import valid_text
 from ...seal import Sealer
 
 _SCHEMA = """
@@ -20,44 +32,124 @@ CREATE TABLE IF NOT EXISTS response_inputs (id TEXT PRIMARY KEY, items TEXT);
 CREATE TABLE IF NOT EXISTS response_items (id TEXT PRIMARY KEY, response_id TEXT, item TEXT);
 CREATE INDEX IF NOT EXISTS response_items_by_response ON response_items (response_id);
 """
+Rows = tuple[str, float, str, str, str, list[tuple[str, str, str]]]
 
 
 class ResponseStore:
-    durable = False  # True: `put` returns a write the answer waits for (a shared database)
-
     def __init__(self, path: Path, max_items: int = 1000) -> None:
         self.path = path
         self.max_items = max_items
         self.sealer = Sealer(path.parent)
-        self._lock = threading.Lock()
-        self._db = open_private_db(path, timeout=5, setup=_SCHEMA)
+        self.health = local_health(path.parent)
+        self._lock = threading.Lock()  # the reading connection
+        self._wlock = threading.Lock()  # the writing connection, and the count
+        self._db: sqlite3.Connection | None = None
+        self._wdb: sqlite3.Connection | None = None
+        self._count = 0  # responses in the file (the writer keeps it: a trim needs no count(*))
+
+    def _open_file(self) -> sqlite3.Connection:
+        try:
+            return open_private_db(self.path, timeout=5, setup=_SCHEMA)
+        except Exception as e:
+            raise self._fault(e) from None
+
+    def _fault(self, e: Exception) -> Exception:
+        """A failure of the folder as StateUnavailable (its outage said once), anything else as it is."""
+        return local_failure(self.path.parent, e) or e
+
+    def _reader(self) -> sqlite3.Connection:
+        """The reading connection, opened at first use (the caller holds `_lock`)."""
+        if self._db is None:
+            self._db = self._open_file()
+        return self._db
+
+    def _writer(self) -> sqlite3.Connection:
+        """The writing connection, opened at first use (the caller holds `_wlock`)."""
+        if self._wdb is None:
+            db = self._open_file()
+            self._count = db.execute("SELECT count(*) FROM responses").fetchone()[0]
+            self._wdb = db
+        return self._wdb
+
+    def start(self) -> None:
+        """At the gateway's start (a shared store connects and adopts the shared sealing key)."""
 
     async def ready(self) -> None:
         """Before a request uses the store (a shared store connects and adopts the shared sealing key)."""
+
+    async def prepare(self, body: dict, *, stores: bool = True) -> None:
+        """Before a Responses request is translated (so before its upstream call): the responses and items it
+        refers to made readable, and, when it will be stored (`stores` and `store` not false), the store
+        known to take it: StateUnavailable now rather than after Qwen answered."""
+        ids = wanted_ids(body)
+        if ids or (stores and body.get("store") is not False):
+            await self.check()
+        await self.load(ids)
+
+    async def check(self) -> None:
+        """StateUnavailable when the folder is known to be full or unwritable, has less than LOCAL_MIN_FREE
+        free (one statvfs), or cannot hold the store's file or its sealing key."""
+        check_local(self.path.parent)
+        try:
+            self.sealer.ready()
+        except OSError as e:
+            raise self._fault(e) from None
+        with self._lock:
+            self._reader()
 
     async def load(self, ids: list[str]) -> None:
         """Responses and items by id, made readable by the synchronous reads (a shared store fetches the ones
         it does not have locally)."""
 
     def put(self, response: dict, history: list[dict] | dict, inputs: list[dict] | None = None) -> Awaitable[None] | None:
-        """Stored here at once; a shared store returns its database write, which the answer waits for."""
-        self._keep(*rows_of(response, history, inputs))
-        return None
+        """Stored by a worker thread: the write, which the answer waits for (None without an event loop: stored
+        at once)."""
+        return self._write(rows_of(response, history, inputs))
+
+    def _write(self, rows: Rows) -> asyncio.Future[None] | None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._keep(*rows)
+            return None
+        write = loop.run_in_executor(None, lambda: self._keep(*rows))
+        write.add_done_callback(retrieved)
+        return write
 
     def _keep(self, rid: str, created: float, response: str, history: str, inputs: str,
               items: list[tuple[str, str, str]]) -> None:
-        with self._lock, transaction(self._db):
-            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?,?,?,?)", (rid, created, response, history))
-            self._db.execute("INSERT OR REPLACE INTO response_inputs VALUES (?,?)", (rid, inputs))
-            self._db.executemany("INSERT OR REPLACE INTO response_items VALUES (?,?,?)", items)
-            self._db.execute("DELETE FROM responses WHERE id NOT IN (SELECT id FROM responses ORDER BY created DESC "
-                             "LIMIT ?)", (self.max_items,))
-            self._db.execute("DELETE FROM response_inputs WHERE id NOT IN (SELECT id FROM responses)")
-            self._db.execute("DELETE FROM response_items WHERE response_id NOT IN (SELECT id FROM responses)")
+        """One response in, and the oldest out beyond max_items: work that does not grow with the store."""
+        with self._wlock:
+            db = self._writer()
+            try:
+                new = db.execute("SELECT 1 FROM responses WHERE id=?", (rid,)).fetchone() is None
+                count = self._count + new
+                with transaction(db):
+                    db.execute("INSERT OR REPLACE INTO responses VALUES (?,?,?,?)", (rid, created, response, history))
+                    db.execute("INSERT OR REPLACE INTO response_inputs VALUES (?,?)", (rid, inputs))
+                    db.executemany("INSERT OR REPLACE INTO response_items VALUES (?,?,?)", items)
+                    if count > self.max_items:
+                        count -= self._drop(db, [r[0] for r in db.execute(
+                            "SELECT id FROM responses ORDER BY rowid LIMIT ?", (count - self.max_items,))])
+            except Exception as e:
+                raise self._fault(e) from None
+            self._count = count
+        self.health.ok()
+
+    @staticmethod
+    def _drop(db: sqlite3.Connection, ids: list[str]) -> int:
+        """Responses gone with their inputs and items; how many there were."""
+        gone = 0
+        for rid in ids:
+            gone += db.execute("DELETE FROM responses WHERE id=?", (rid,)).rowcount
+            db.execute("DELETE FROM response_inputs WHERE id=?", (rid,))
+            db.execute("DELETE FROM response_items WHERE response_id=?", (rid,))
+        return gone
 
     def _get(self, table: str, column: str, key: str, id: str):
+        id = valid_text(id)  # a client's id with a lone surrogate ("\ud83d") is no stored id: not found, no 500
         with self._lock:
-            row = self._db.execute(f"SELECT {column} FROM {table} WHERE {key}=?", (id,)).fetchone()
+            row = self._reader().execute(f"SELECT {column} FROM {table} WHERE {key}=?", (id,)).fetchone()
         return json.loads(row[0]) if row else None
 
     def get(self, id: str) -> dict | None:
@@ -92,29 +184,41 @@ class ResponseStore:
 
     def has(self, id: str) -> bool:
         with self._lock:
-            return self._db.execute("SELECT 1 FROM responses WHERE id=?", (id,)).fetchone() is not None
+            return self._reader().execute("SELECT 1 FROM responses WHERE id=?", (id,)).fetchone() is not None
 
     def has_item(self, id: str) -> bool:
         with self._lock:
-            return self._db.execute("SELECT 1 FROM response_items WHERE id=?", (id,)).fetchone() is not None
+            return self._reader().execute("SELECT 1 FROM response_items WHERE id=?", (id,)).fetchone() is not None
 
     def delete(self, id: str) -> bool:
-        with self._lock, transaction(self._db):
-            gone = self._db.execute("DELETE FROM responses WHERE id=?", (id,)).rowcount > 0
-            self._db.execute("DELETE FROM response_inputs WHERE id=?", (id,))
-            self._db.execute("DELETE FROM response_items WHERE response_id=?", (id,))
-        return gone
+        """A client's DELETE (rare, one row: on the caller's thread)."""
+        id = valid_text(id)  # a path with a lone surrogate names no stored response
+        with self._wlock:
+            db = self._writer()
+            try:
+                with transaction(db):
+                    gone = self._drop(db, [id])
+            except Exception as e:
+                raise self._fault(e) from None
+            self._count -= gone
+        return gone > 0
 
 
-def rows_of(response: dict, history: list[dict] | dict, inputs: list[dict] | None
-            ) -> tuple[str, float, str, str, str, list[tuple[str, str, str]]]:
+def retrieved(write: asyncio.Future[Any]) -> None:
+    """A write's failure is read here too: one nobody awaits (a background run's) is not reported as
+    "exception never retrieved"; whoever awaits it still gets it."""
+    if not write.cancelled():
+        write.exception()
+
+
+def rows_of(response: dict, history: list[dict] | dict, inputs: list[dict] | None) -> Rows:
     """What one stored response is, as rows: id, created, the response, its history, its input items, and
     (item id, response id, item) for every input and output item with an id."""
     rid = response["id"]
     items = [i for i in (inputs or []) + list(response.get("output") or [])
              if isinstance(i, dict) and isinstance(i.get("id"), str)]
     return (rid, time.time(), json.dumps(response), json.dumps(history), json.dumps(inputs or []),
-            [(i["id"], rid, json.dumps(i)) for i in items])
+            [(valid_text(i["id"]), rid, json.dumps(i)) for i in items])  # a client id may hold a lone surrogate
 
 
 def wanted_ids(body: dict) -> list[str]:
@@ -124,4 +228,4 @@ def wanted_ids(body: dict) -> list[str]:
     if isinstance(items, list):
         ids += [i["id"] for i in items if isinstance(i, dict) and i.get("type") == "item_reference"
                 and isinstance(i.get("id"), str)]
-    return ids
+    return [valid_text(i) for i in ids]  # a database can look up no lone surrogate

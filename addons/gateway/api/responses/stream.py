@@ -22,7 +22,7 @@ from ... import sse
 from .compaction import compaction_item
 from .events import StreamEvent
 from .fields import cap_calls
-from .items import message_item, new_id, reasoning_item, tool_item, wants_sealed_reasoning
+from .items import message_item, new_id, reasoning_item, tool_item, wants_sealed_reasoning, wants_summary
 from .output import incomplete_reason, response_object
 from .shapes import ItemStatus, MessageItem, OutputItem, ReasoningItem, Response, ResponseError
 from ..websearch import responses_annotations, search_call_item
@@ -81,6 +81,8 @@ class ResponsesStreamTranslator:
         self.error: ResponseError | None = None
         self.ended = False
         self.summary: str | None = None  # a compaction's summary, once complete
+        self.summarise = wants_summary(request)  # reasoning text in the items only when reasoning.summary asked
+        self.reasoning: dict[str, str] = {}  # reasoning item id -> its text (history.py seals it for later turns)
         self._summary_parts: list[str] = []
 
     # ---- events --------------------------------------------------------------------------------
@@ -117,7 +119,7 @@ class ResponsesStreamTranslator:
         self.open = o
         item = o.item
         out.append(self._ev({"type": "response.output_item.added", "output_index": index, "item": item}))
-        if item["type"] == "reasoning":
+        if item["type"] == "reasoning" and self.summarise:
             out.append(self._ev({"type": "response.reasoning_summary_part.added", "item_id": item["id"],
                                  "output_index": index, "summary_index": 0,
                                  "part": {"type": "summary_text", "text": ""}}))
@@ -141,11 +143,13 @@ class ResponsesStreamTranslator:
             text = o.text
             sealed = self.seal("reasoning", {"text": text}) if self.seal and wants_sealed_reasoning(
                 self.request) and text else None
-            item = reasoning_item(item_id, text, sealed)
-            out.append(self._ev({"type": "response.reasoning_summary_text.done", "item_id": item_id,
-                                 "output_index": index, "summary_index": 0, "text": text}))
-            out.append(self._ev({"type": "response.reasoning_summary_part.done", "item_id": item_id,
-                                 "output_index": index, "summary_index": 0, "part": item["summary"][0]}))
+            item = reasoning_item(item_id, text, sealed, self.summarise)
+            self.reasoning[item_id] = text
+            if self.summarise:
+                out.append(self._ev({"type": "response.reasoning_summary_text.done", "item_id": item_id,
+                                     "output_index": index, "summary_index": 0, "text": text}))
+                out.append(self._ev({"type": "response.reasoning_summary_part.done", "item_id": item_id,
+                                     "output_index": index, "summary_index": 0, "part": item["summary"][0]}))
         else:
             text = o.text
             item = message_item(item_id, text, status)
@@ -176,12 +180,12 @@ class ResponsesStreamTranslator:
             o = _OpenText(kind, item)
             out += self._open(o)
         o.text += text
-        if kind == "reasoning":
-            out.append(self._ev({"type": "response.reasoning_summary_text.delta", "item_id": o.item["id"],
-                                 "output_index": o.index, "summary_index": 0, "delta": text}))
-        else:
+        if kind == "message":
             out.append(self._ev({"type": "response.output_text.delta", "item_id": o.item["id"],
                                  "output_index": o.index, "content_index": 0, "delta": text, "logprobs": []}))
+        elif self.summarise:  # else the text is only kept: for the item's sealed content, and the history
+            out.append(self._ev({"type": "response.reasoning_summary_text.delta", "item_id": o.item["id"],
+                                 "output_index": o.index, "summary_index": 0, "delta": text}))
         return out
 
     # ---- tool calls ----------------------------------------------------------------------------
@@ -307,6 +311,14 @@ class ResponsesStreamTranslator:
         self.status = "failed"
         self.error = {"code": error_code(error), "message": str(error.get("message") or "Qwen failed mid-stream.")}
         return out + [self._ev({"type": "response.failed", "response": self._response()})]
+
+    def unkept(self, held: list[bytes], error: dict) -> list[bytes]:
+        """`finish`'s events (`held`, not sent yet) with their terminal event replaced by `response.failed`:
+        the gateway could not keep (store) the response, so it must not be reported complete."""
+        self.seq -= 1  # the terminal event is taken back: its sequence number goes to the failure
+        self.status = "failed"
+        self.error = {"code": error_code(error), "message": str(error.get("message") or "not stored")}
+        return held[:-1] + [self._ev({"type": "response.failed", "response": self._response()})]
 
     def cancel(self) -> list[bytes]:
         """A background response cancelled: the item being streamed ends incomplete; no event says more (the

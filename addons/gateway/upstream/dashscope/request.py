@@ -11,7 +11,8 @@ from ...exchange import note
 from ...models import EMBEDDING_SIZES, Thinking
 from . import params, rules, search
 
-# OpenAI-only request fields Qwen rejects or would misread (prompt_cache_key is read first: the session id).
+# OpenAI-only request fields Qwen rejects or would misread (prompt_cache_key is read first: the session id;
+# verbosity becomes a system hint; service_tier is answered as the one tier Qwen has).
 _DROP = ("store", "metadata", "service_tier", "prompt_cache_key", "safety_identifier", "prediction",
          "modalities", "audio", "verbosity")
 
@@ -70,6 +71,7 @@ def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None 
     out["model"] = model
     out["messages"] = rules.system_roles([m for m in out.get("messages") or [] if isinstance(m, dict)], notes)
     effort = out.get("reasoning_effort")
+    out["messages"] = rules.verbosity_hint(out["messages"], out.get("verbosity"), notes)
     for key in _DROP:
         out.pop(key, None)
     if "max_completion_tokens" in out:

@@ -54,6 +54,27 @@ def system_roles(messages: list[dict], notes: list[str] | None = None) -> list[d
     return out
 
 
+# ---- verbosity: DashScope has none ----------------------------------------------------------------------
+
+VERBOSITY_HINTS = {"low": "Be concise: answer briefly, without elaboration.",
+                   "high": "Be thorough: answer in detail, with full explanations."}
+
+
+def verbosity_hint(messages: list[dict], verbosity: object, notes: list[str] | None = None) -> list[dict]:
+    """OpenAI's `verbosity` (chat) / `text.verbosity` (Responses; Codex sends `low` on every turn) as one
+    sentence at the end of the leading system prompt (a new one when there is none): DashScope takes no such
+    field. `medium` is the model's default: nothing added. The same sentence every turn keeps the cache."""
+    hint = VERBOSITY_HINTS.get(verbosity) if isinstance(verbosity, str) else None
+    if hint is None:
+        return messages
+    note(notes, f"verbosity {verbosity} given to Qwen as a system hint")
+    first = messages[0] if messages else None
+    text = _text(first.get("content")) if first is not None and first.get("role") == "system" else None
+    if first is not None and text is not None:
+        return [{**first, "content": f"{text}\n\n{hint}" if text else hint}, *messages[1:]]
+    return [{"role": "system", "content": hint}, *messages]
+
+
 # ---- R2, R3, R9: thinking ---------------------------------------------------------------------------------
 
 
@@ -167,7 +188,7 @@ def session_id(chat_body: dict) -> str:
     from the conversation's opening (system prompts and first user message), which every turn resends."""
     key = chat_body.get("prompt_cache_key")
     if isinstance(key, str) and key:
-        return str(uuid.uuid5(_SESSION_NS, "key:" + key))
+        return str(uuid.uuid5(_SESSION_NS, ("key:" + key).encode("utf-8", "surrogatepass")))  # as below
     opening = []
     for m in chat_body.get("messages") or []:
         if not isinstance(m, dict):
@@ -176,7 +197,9 @@ def session_id(chat_body: dict) -> str:
         opening.append([role, _text(m.get("content")) or json.dumps(m.get("content"), sort_keys=True)])
         if role == "user":
             break
-    digest = hashlib.sha256(json.dumps([chat_body.get("model"), opening], ensure_ascii=False).encode()).hexdigest()
+    # surrogatepass: a lone surrogate (a client's "\\ud83d" escape) hashes as itself, never a 500
+    text = json.dumps([chat_body.get("model"), opening], ensure_ascii=False)
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     return str(uuid.uuid5(_SESSION_NS, "conv:" + digest))
 
 

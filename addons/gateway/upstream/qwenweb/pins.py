@@ -5,7 +5,8 @@ A pin is keyed by (account, the client's `user` field, model) and remembers the 
 response id and a digest of the transcript sent so far (tools and messages). A request continues the pin only
 when that transcript is a prefix of its messages, followed by the assistant's answer and then new user or tool
 messages; anything else (an edited history, other tools) starts a new chat. Pins live in SQLite under the state
-folder, 0600, with a TTL; no message text is stored, only digests. Pure functions and the store, no network."""
+folder, 0600, with a TTL; no message text is stored, only digests. Pure functions and the store, no network.
+A pin the folder cannot take (full, read-only: auth/storage.py) is not kept: the next turn starts a new chat."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...auth.state import open_private_db
+from ...auth.storage import local_failure
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pins (key TEXT PRIMARY KEY, chat_id TEXT, response_id TEXT, digest TEXT,
@@ -64,8 +66,18 @@ class PinStore:
 
     def __init__(self, path: Path, ttl: float) -> None:
         self.ttl = ttl
+        self.path = path
         self._lock = threading.Lock()
         self._db = open_private_db(path, timeout=5, setup=_SCHEMA)
+
+    def _change(self, *statements: tuple[str, tuple]) -> None:
+        """Write statements (the caller holds the lock); a full or read-only folder drops them (said once)."""
+        try:
+            for sql, args in statements:
+                self._db.execute(sql, args)
+        except Exception as e:
+            if local_failure(self.path.parent, e) is None:
+                raise
 
     def get(self, key: str, now: float | None = None) -> Pin | None:
         now = time.time() if now is None else now
@@ -75,7 +87,7 @@ class PinStore:
             if row is None:
                 return None
             if row[4] <= now:
-                self._db.execute("DELETE FROM pins WHERE key=?", (key,))
+                self._change(("DELETE FROM pins WHERE key=?", (key,)))
                 return None
         return Pin(*row)
 
@@ -83,14 +95,14 @@ class PinStore:
             now: float | None = None) -> Pin:
         pin = Pin(chat_id, response_id, digest, count, (time.time() if now is None else now) + self.ttl)
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO pins VALUES (?,?,?,?,?,?)",
-                             (key, pin.chat_id, pin.response_id, pin.digest, pin.count, pin.expires))
-            self._db.execute("DELETE FROM pins WHERE expires <= ?", (time.time() if now is None else now,))
+            self._change(("INSERT OR REPLACE INTO pins VALUES (?,?,?,?,?,?)",
+                          (key, pin.chat_id, pin.response_id, pin.digest, pin.count, pin.expires)),
+                         ("DELETE FROM pins WHERE expires <= ?", (time.time() if now is None else now,)))
         return pin
 
     def drop(self, key: str) -> None:
         with self._lock:
-            self._db.execute("DELETE FROM pins WHERE key=?", (key,))
+            self._change(("DELETE FROM pins WHERE key=?", (key,)))
 
     def close(self) -> None:
         self._db.close()

@@ -5,7 +5,8 @@ The local SQLite store (pins.py) stays the synchronous read path (`Pinning.plan`
 written or dropped here is written to the database by a task, with a NOTIFY: the other gateways' listeners
 copy that row into their local store at once (and every REFRESH_S, in case a notification was lost). Two
 gateways continuing one chat at once is what Qwen Chat itself refuses (a stale `parent_id`): the turn that
-lost is retried in a new chat (ErrorKind.STALE), as on one gateway."""
+lost is retried in a new chat (ErrorKind.STALE), as on one gateway. A pin written while the database is away
+is kept (the newest per conversation, at most MAX_UNSHARED) and shared when it is back."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ...auth.pg import Database
+from ...auth.storage import StateUnavailable
 from .pins import Pin, PinStore
 
 log = logging.getLogger("qwen")
@@ -32,18 +34,28 @@ _UPSERT = (f"INSERT INTO web_pins ({_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s) ON CON
 
 class SharedPinStore(PinStore):
     REFRESH_S = 5.0
+    MAX_UNSHARED = 10_000  # pins held while the database is away (a pin is a few hundred bytes)
 
     def __init__(self, path: Path, ttl: float, db: Database) -> None:
         super().__init__(path, ttl)
         self.db = db
         self._listener: asyncio.Task | None = None
+        self._unshared: dict[str, tuple[str, tuple]] = {}  # key -> its newest write the database could not take
         self.start()  # made on the event loop (configure): listening before the first request
 
     def start(self) -> None:
         """Listen for the other gateways' pins (on the event loop; at first use when there was none yet)."""
         if self._listener is None:
             with contextlib.suppress(RuntimeError):
-                self._listener = asyncio.get_running_loop().create_task(self._listen(), name="qwen: shared pins")
+                loop = asyncio.get_running_loop()
+                self._listener = loop.create_task(self._listen(), name="qwen: shared pins")
+                self.db.health.when_back(self._share_unshared, loop)
+
+    def _share_unshared(self) -> None:
+        """The database is back: the pins it could not take are shared now."""
+        unshared, self._unshared = self._unshared, {}
+        for key, (sql, args) in unshared.items():
+            self._spawn(sql, args, key)
 
     async def _listen(self) -> None:
         await self.db.follow(COMPONENT, STEPS, "pin", self._copy, every=self.REFRESH_S, what="shared web pins")
@@ -67,6 +79,11 @@ class SharedPinStore(PinStore):
         try:
             await self.db.amigrate(COMPONENT, STEPS)
             await self.db.execute(sql, args, notify=f"pin:{key}")
+        except StateUnavailable:  # said once by the database's Health: shared when it is back
+            self._unshared.pop(key, None)
+            self._unshared[key] = (sql, args)
+            if len(self._unshared) > self.MAX_UNSHARED:
+                del self._unshared[next(iter(self._unshared))]  # the oldest: that conversation starts anew
         except Exception as e:  # this gateway keeps its pin; the others start a new chat
             log.warning("qwen: could not share a web pin: %s", type(e).__name__)
 

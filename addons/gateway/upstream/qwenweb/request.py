@@ -10,6 +10,7 @@ import uuid
 
 from collections.abc import Sequence
 
+from ... import jsonio
 from ...errors import GatewayError
 from . import tools
 from .catalogue import pick
@@ -21,6 +22,15 @@ WEB_MODELS = ("qwen3.8-max", "qwen3.7-plus", "qwen3.7-max", "qwen3.6-plus", "qwe
 DROPPED = ("temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "presence_penalty",
            "frequency_penalty", "repetition_penalty", "seed", "stop", "response_format", "parallel_tool_calls")
 ROLES = {"user": "User", "assistant": "Assistant", "tool": "Tool result", "function": "Tool result"}
+# Qwen Chat's WAF body-size rule (qwen-web-protocol.md §1.14, CNDOC U-17): a message of about 50,000 (Chinese)
+# characters passed; one of 62,000 or more set off the anti-bot page at once, and a punished session stays
+# punished a while (§1.13). Nothing is known in between, nor whether characters or bytes count: the gateway
+# sends at most what was seen passing, counted both ways (those 50,000 characters as UTF-8).
+MAX_MESSAGE_CHARS = 50_000
+MAX_BODY_BYTES = 150_000
+WAF_BLOCKS_CHARS = 62_000
+_MAX_BYTES_PER_CHAR = 6  # a character in the JSON body: at most `\u001f`
+_ENVELOPE = 4_096  # the body around the message, generously
 
 
 def new_chat_body(model: str, now: float | None = None) -> dict:
@@ -65,6 +75,24 @@ def refuse_unsupported(chat: dict) -> None:
     if isinstance(search, dict) and not search.get("optional"):  # an offered search tool is dropped instead
         raise GatewayError(400, "Web search is not available on Qwen Chat web accounts.",
                            param=str(search.get("param") or "web_search_options"), code="unsupported_value")
+
+
+def check_size(body: dict) -> None:
+    """Refuse, before anything is sent, a completion whose message is over what Qwen Chat was seen taking."""
+    text = body["messages"][0]["content"]
+    chars = len(text) if isinstance(text, str) else 0
+    if chars <= MAX_MESSAGE_CHARS and chars * _MAX_BYTES_PER_CHAR + _ENVELOPE <= MAX_BODY_BYTES:
+        return  # the usual case: nothing serialised to know
+    size = len(jsonio.dumps({k: v for k, v in body.items() if not k.startswith("_")}))
+    if chars <= MAX_MESSAGE_CHARS and size <= MAX_BODY_BYTES:
+        return
+    raise GatewayError(
+        400, f"prompt is too long for a Qwen Chat web account: the conversation goes to Qwen Chat as one message of "
+             f"{chars:,} characters ({size:,} bytes), and Qwen Chat's firewall blocks a message of about "
+             f"{WAF_BLOCKS_CHARS:,} characters and more (then the session itself, for a while). The gateway sends at "
+             f"most {MAX_MESSAGE_CHARS:,} characters ({MAX_BODY_BYTES:,} bytes): shorten or compact the "
+             "conversation, or serve long contexts with an API-key account.",
+        type="invalid_request_error", code="context_length_exceeded")
 
 
 def with_chat(body: dict, chat_id: str) -> dict:

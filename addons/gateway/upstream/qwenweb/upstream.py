@@ -57,6 +57,11 @@ class QwenWeb:
         body = request.completion_body(chat, model=model, notes=notes, models=self.models(),
                                        default=cred.default_model)
         plan = self.pinning.plan(chat, cred.account, body["model"]) if self.pinning is not None else None
+        hit = (plan or {}).get("hit")
+        # What will be sent: a pinned chat's new message only, else the whole conversation (prepare checks that
+        # again if the pin moves on meanwhile).
+        request.check_size(request.continued(body, hit["chat_id"], hit["response_id"], hit["content"]) if hit
+                           else body)
         return {**body, PLAN: plan} if plan is not None else body
 
     def own_body(self, body: dict, *, model: str, capability: Capability, cred: Credential,
@@ -72,6 +77,7 @@ class QwenWeb:
             continued = await self.pinning.claim(body)
             if continued is not None:
                 return continued
+            request.check_size(body)  # the pin moved on: the whole conversation goes to a new chat
         target, host = url(cred, "/api/v2/chats/new")
         status, headers, raw = await fetch(Wire(target, web_headers(cred, host, bearer=False),
                                                 request.new_chat_body(body["model"])))

@@ -1,0 +1,215 @@
+"""Request heads held to a size limit inside mitmproxy's HTTP/1 reading (qwen_max_header_kb).
+
+mitmproxy's HTTP/1 server layer (`Http1Server`, mitmproxy/proxy/layers/http/_http1.py) appends every byte a
+client sends to one buffer and looks for the end of the head in it, with no limit ("FIXME: protect against
+header size DoS"): a 100 MiB header was read whole (+411 MB) and answered 200. No mitmproxy option bounds it
+(`body_size_limit` is for bodies), and no hook runs before the head is complete. So the gateway wraps three
+of that layer's states, on the class, once per process — every HTTP/1 client connection has one such layer:
+reverse mode, the explicit proxy (its CONNECT, and the requests inside the tunnel), transparent mode.
+
+- `read_headers`: when the buffer holds more than the limit and no head ends within it, the client gets
+  431 in its own format (OpenAI's; Anthropic's for the Messages API or an `anthropic-version` header),
+  read from the head's first bytes; then the gateway half-closes and discards what the client still sends
+  (at most DISCARD_LIMIT), so that a client still writing reads the answer instead of a reset.
+- `read_body`: a chunk-size or trailer line longer than the limit ends the request (400).
+- `wait`: bytes piped ahead of an answer beyond the limit close the connection (HTTP/1 pipelining is
+  not served: the buffer would only grow until the answer ends).
+
+A head within the limit goes to mitmproxy's own code untouched: the cost per request is one length
+comparison per read. Memory per connection stays under the limit plus one read (64 KiB). HTTP/2 is h2's
+business: it refuses a header list over 64 KiB (decoded; SETTINGS_MAX_HEADER_LIST_SIZE) and more than 64
+CONTINUATION frames with a connection error — no 431 — and mitmproxy closes the connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mitmproxy import http
+from mitmproxy.net.http import http1
+from mitmproxy.proxy import commands, events
+from mitmproxy.proxy.layers.http import _http1
+from mitmproxy.proxy.layers.http._base import ReceiveHttp
+from mitmproxy.proxy.layers.http._events import ErrorCode, RequestProtocolError
+
+from ..errors import GatewayError
+from ..exchange import ClientRequest, Exchange
+from ..local import Formats
+from ..logtally import LogTally
+from . import routing
+
+log = logging.getLogger("qwen")
+
+DEFAULT_LIMIT = 64 << 10
+DISCARD_LIMIT = 1 << 20  # what a refused client may still send, unread, before the connection is closed
+BLANK_LINE = re.compile(rb"\n\r?\n")  # where h11 (mitmproxy's reader) ends a head
+
+
+@dataclass(frozen=True)
+class Limit:
+    size: int = DEFAULT_LIMIT  # bytes
+    answer: Callable[[bytes, GatewayError], bytes] | None = None  # (the head's first bytes, error) -> the answer
+    tally: LogTally | None = None
+
+
+_limit = Limit()
+_original: dict[str, Callable] = {}
+
+
+def install(limit: Limit) -> bool:
+    """Bound every HTTP/1 client connection's head from now on (called from `configure`; the class is
+    wrapped once, later calls only change the limit). False when this mitmproxy lacks what is wrapped."""
+    global _limit
+    _limit = limit
+    if _original:
+        return True
+    server = _http1.Http1Server
+    if not all(callable(getattr(server, name, None)) for name in ("read_headers", "read_body", "wait")):
+        log.warning("qwen: this mitmproxy's HTTP/1 reader is not the one the gateway knows: request heads "
+                    "are not bounded (qwen_max_header_kb)")
+        return False
+    for name, wrapper in (("read_headers", _read_headers), ("read_body", _read_body), ("wait", _wait)):
+        _original[name] = getattr(server, name)
+        setattr(server, name, wrapper)
+    return True
+
+
+def installed() -> bool:
+    return bool(_original)
+
+
+def _read_headers(self, event):
+    if len(self.buf) > _limit.size:
+        head = bytes(self.buf)
+        if BLANK_LINE.search(head, 0, _limit.size) is None:
+            yield from _refuse_head(self, head[:_limit.size])
+            return
+    yield from _original["read_headers"](self, event)
+
+
+def _read_body(self, event):
+    yield from _original["read_body"](self, event)
+    if len(self.buf) > _limit.size and self.conn.connected and getattr(self.state, "__func__", None) is _read_body:
+        # the body reader leaves only an unfinished chunk-size or trailer line in the buffer
+        _note("chunk_line", lambda n: f"qwen: cut off {_requests(n)} whose chunk-size line ran over "
+                                      f"{_kib(_limit.size)} (400)")
+        e = GatewayError(400, f"A chunk-size or trailer line of the request body is over {_kib(_limit.size)} "
+                              "(qwen_max_header_kb).", code="invalid_chunked_body")
+        yield commands.SendData(self.conn, _answer(http1.assemble_request_head(self.request), e))
+        yield commands.CloseConnection(self.conn)
+        # the flow ends as with any malformed body (mitmproxy itself answers those with nothing)
+        yield ReceiveHttp(RequestProtocolError(self.stream_id, e.message, code=ErrorCode.GENERIC_CLIENT_ERROR))
+        self.state = self.done
+
+
+def _wait(self, event):
+    if isinstance(event, events.DataReceived) and len(self.buf) > _limit.size:
+        _note("piped", lambda n: f"qwen: closed {_connections(n)} that sent over {_kib(_limit.size)} ahead "
+                                 "of the answer they were waiting for")
+        yield commands.CloseConnection(self.conn)
+        yield ReceiveHttp(RequestProtocolError(
+            self.stream_id, f"The client sent over {_kib(_limit.size)} ahead of its answer.",
+            code=ErrorCode.CLIENT_DISCONNECTED))
+        self.state = self.done
+        return
+    yield from _original["wait"](self, event)
+
+
+def _refuse_head(self, head: bytes):
+    peer = self.conn.peername[0] if self.conn.peername else "?"
+    _note("head", lambda n: f"qwen: refused {_requests(n)} with a request head over {_kib(_limit.size)} (431; "
+                            f"qwen_max_header_kb), the last from {peer}")
+    yield commands.SendData(self.conn, _answer(head, too_large(_limit.size)))
+    yield commands.CloseTcpConnection(self.conn, half_close=True)
+    self.buf = type(self.buf)()
+    self.state = _discarding(self)
+
+
+def _discarding(layer):
+    """The state after a refusal: what the client still sends is dropped (the buffer emptied), up to
+    DISCARD_LIMIT; the connection closes when the client closes its side or sends more."""
+    left = [DISCARD_LIMIT]
+
+    def discard(event):
+        if isinstance(event, events.DataReceived):
+            left[0] -= len(layer.buf)
+            layer.buf = type(layer.buf)()
+            if left[0] > 0:
+                return
+        elif not isinstance(event, events.ConnectionClosed):
+            return
+        yield commands.CloseConnection(layer.conn)
+        layer.state = layer.done
+
+    return discard
+
+
+def _answer(head: bytes, e: GatewayError) -> bytes:
+    try:
+        if _limit.answer is not None:
+            return _limit.answer(head, e)
+    except Exception:  # never a crash inside mitmproxy's reader: the answer in OpenAI's format then
+        log.exception("qwen: could not write an answer in the client's format")
+    return _assemble(http.Response.make(e.status, e.to_bytes(), {"content-type": "application/json"}))
+
+
+def _note(kind: str, line: Callable[[int], str]) -> None:
+    if _limit.tally is not None:
+        _limit.tally.note(kind, line)
+
+
+# ---- the answer -----------------------------------------------------------------------------------------
+
+
+def too_large(limit: int) -> GatewayError:
+    return GatewayError(431, f"The request head (request line and headers) is over the gateway's limit of "
+                             f"{_kib(limit)} (qwen_max_header_kb). Send smaller headers.",
+                        code="request_header_fields_too_large")
+
+
+def answer(head: bytes, e: GatewayError, endpoints: dict, formats: Formats) -> bytes:
+    """`e` answered to the client whose request head starts with `head`, in that client's format: what its
+    request line and the headers read so far say (a request line that does not parse: OpenAI's)."""
+    method, path, host, anthropic = first_lines(head)
+    ex = Exchange(ClientRequest(method, path, host + path))
+    route = routing.route(method, path, endpoints)
+    ex.route, ex.endpoint = route.name, route.endpoint
+    ex.dialect = routing.dialect(route, host, anthropic)
+    return _assemble(formats.error(e, ex))
+
+
+def first_lines(head: bytes) -> tuple[str, str, str, bool]:
+    """(method, path without query, host, whether an anthropic-version header came) from a head's first bytes;
+    the request line may be in origin form (/v1/…) or absolute form (http://host/v1/…, the explicit proxy)."""
+    request_line, _, rest = head.partition(b"\n")
+    parts = request_line.decode("latin-1").split()
+    method, target = (parts[0].upper(), parts[1]) if len(parts) >= 2 else ("GET", "/")
+    host = ""
+    if "://" in target:
+        host, _, target = target.split("://", 1)[1].partition("/")
+        target = "/" + target
+    path = target.split("?", 1)[0] or "/"
+    lowered = rest.lower()
+    if not host and (m := re.search(rb"(?:^|\n)host:[ \t]*([^\r\n]*)\r?\n", lowered)):
+        host = m.group(1).decode("latin-1").strip()
+    return method, path, host, re.search(rb"(?:^|\n)anthropic-version:", lowered) is not None
+
+
+def _assemble(resp: http.Response) -> bytes:
+    resp.headers["connection"] = "close"
+    return http1.assemble_response(resp)
+
+
+def _kib(size: int) -> str:
+    return f"{size >> 10} KiB" if size % 1024 == 0 else f"{size} bytes"
+
+
+def _requests(n: int) -> str:
+    return "1 request" if n == 1 else f"{n} requests"
+
+
+def _connections(n: int) -> str:
+    return "1 connection" if n == 1 else f"{n} connections"

@@ -1,0 +1,175 @@
+"""The floor (scripts/bench.py floor): the gateway against bare mitmdump for a small chat request — p50 at
+concurrency 1, requests/s at concurrency 16, CPU per request and RSS after 10,000 requests — in one run,
+with more gateways beside them when asked:
+
+    QWEN_BENCH_BASELINE=DIR   another checkout's gateway (its own .venv and addons/qwen.py): before a change
+    QWEN_BENCH_KEYS=1         the gateway with a named client key (`qwen-keys add`, generous limits)
+    QWEN_BENCH_PG=1           the gateway with its state on PostgreSQL (`qwen_state_url`, a server started
+                              as tests/helpers/pgserver.py does); with both: one more with keys and PostgreSQL
+
+The load comes from wrk (Debian's `wrk`): a C client that leaves the two cores to the proxies, where a
+Python client competes with them. The targets alternate in rounds (each round starts with the next target)
+so the machine's drift hits them alike; figures are medians over the rounds, with their range. Bare
+mitmdump sends what the gateway sends upstream (qwen-code's request shape), so the emulator does the same
+work for both. Nothing here asserts: it measures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from bench_http import CHAT, Req, as_sent_upstream, chat
+from benchlib import BIN, ROOT, Procs, revision
+
+RSS_AFTER = 10_000  # requests each target has served when its RSS is read
+WRK = shutil.which("wrk") or "/usr/bin/wrk"
+
+
+def lua(req: Req) -> str:
+    """A wrk script POSTing `req` and printing its summary as one JSON line."""
+    _, headers, body = req
+    lines = ['wrk.method = "POST"', f"wrk.body = [==[{body.decode()}]==]"]
+    lines += [f"wrk.headers[ [==[{k}]==] ] = [==[{v}]==]" for k, v in headers.items()]
+    lines.append('''done = function(s, latency, requests)
+  local e = s.errors
+  io.write(string.format('WRK {"requests": %d, "us": %d, "p50_us": %d, "p99_us": %d, "errors": %d, "non2xx": %d}\\n',
+    s.requests, s.duration, latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.timeout, e.status))
+end''')
+    return "\n".join(lines) + "\n"
+
+
+def wrk(url: str, script: Path, connections: int, seconds: float) -> dict:
+    out = subprocess.run([WRK, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(script),
+                          url], capture_output=True, text=True, timeout=seconds + 60)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRK ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no summary: {out.stdout[-500:]} {out.stderr[-500:]}")
+    got = json.loads(line[4:])
+    if got["errors"] or got["non2xx"]:
+        raise RuntimeError(f"{url}: {got['errors']} errors, {got['non2xx']} answers not 2xx")
+    return got
+
+
+class Target:
+    def __init__(self, name: str, proc: str, url: str, req: Req, script: Path) -> None:
+        self.name, self.proc, self.url, self.req, self.script = name, proc, url, req, script
+        self.p50: list[float] = []
+        self.p99: list[float] = []
+        self.rps: list[float] = []
+        self.cpu: list[float] = []
+        self.served = 0
+
+
+def _key(home: Path, name: str, state_url: str | None) -> str:
+    """A named client key in a gateway's state folder, or its shared database (`qwen-keys add`, a limit
+    nobody reaches here: the limiter's work is counted, never its refusals)."""
+    tool = BIN / "qwen-keys"
+    if not tool.exists():
+        raise RuntimeError("QWEN_BENCH_KEYS: this checkout has no qwen-keys (the team gateway's named keys)")
+    out = subprocess.run([str(tool), "add", name, "--rpm", "10000000", *(["--state-url", state_url] if state_url
+                                                                         else [])],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "QWEN_GATEWAY_HOME": str(home)})
+    if out.returncode:
+        raise RuntimeError(f"qwen-keys add failed: {out.stdout[-300:]} {out.stderr[-300:]}")
+    return out.stdout.strip().splitlines()[-1]
+
+
+def _targets(p: Procs, emu: str) -> list[Target]:
+    client = chat("client-key-ignored", CHAT)
+    gateway = p.gateway(emu)
+    bare = p.mitmdump("bare", emu, addon=False)
+    found = [("mitmdump (no addon)", "bare", bare, as_sent_upstream(emu, gateway, client)),
+             ("gateway", "gateway", gateway, client)]
+    baseline = os.environ.get("QWEN_BENCH_BASELINE")
+    if baseline:
+        found.append((f"gateway at {revision(Path(baseline))}", "baseline",
+                      p.gateway(emu, "baseline", checkout=Path(baseline)), client))
+    keys, pg = os.environ.get("QWEN_BENCH_KEYS"), os.environ.get("QWEN_BENCH_PG")
+    server = None
+    if pg:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from helpers.pgserver import PgServer, unavailable
+        if (why := unavailable()) is not None:
+            raise RuntimeError(f"QWEN_BENCH_PG: {why}")
+        server = p.pg = PgServer().start()
+    variants = [("named keys", True, False)] if keys else []
+    variants += [("PostgreSQL shared state", False, True)] if pg else []
+    variants += [("named keys and PostgreSQL", True, True)] if keys and pg else []
+    for label, with_key, with_pg in variants:
+        name = "gw-" + label.split()[0].lower() + ("-pg" if with_key and with_pg else "")
+        url = server.new_database() if with_pg and server else None
+        args = ("--set", f"qwen_state_url={url}") if url else ()
+        req = client
+        if with_key:
+            home = p.tmp / f"state-{name}"
+            home.mkdir(mode=0o700, exist_ok=True)
+            key = _key(home, "bench", url)
+            req = (client[0], {**client[1], "authorization": f"Bearer {key}"}, client[2])
+        found.append((f"gateway, {label}", name, p.gateway(emu, name, args=args), req))
+    out = []
+    for name, proc, url, req in found:
+        script = p.tmp / f"{proc}.lua"
+        script.write_text(lua(req))
+        out.append(Target(name, proc, url + req[0], req, script))
+    return out
+
+
+def bench_floor(rounds: int, seconds: float) -> dict:
+    if not Path(WRK).exists():
+        raise SystemExit("bench.py floor needs wrk (Debian: apt-get install wrk)")
+    with Procs() as p:
+        emu = p.emulator()
+        try:
+            targets = _targets(p, emu)
+            for t in targets:  # warm: connections, imports, caches, the first rows of every database
+                t.served += wrk(t.url, t.script, 16, 1)["requests"]
+            for r in range(rounds):
+                order = targets[r % len(targets):] + targets[:r % len(targets)]
+                for t in order:
+                    cpu0 = p.cpu_s(t.proc)
+                    one = wrk(t.url, t.script, 1, seconds)
+                    many = wrk(t.url, t.script, 16, seconds)
+                    t.served += one["requests"] + many["requests"]
+                    t.p50.append(one["p50_us"] / 1000)
+                    t.p99.append(one["p99_us"] / 1000)
+                    t.rps.append(many["requests"] / (many["us"] / 1e6))
+                    t.cpu.append((p.cpu_s(t.proc) - cpu0) * 1000 / (one["requests"] + many["requests"]))
+            for t in targets:  # RSS once every target has served as many requests
+                while t.served < RSS_AFTER:
+                    t.served += wrk(t.url, t.script, 16, 2)["requests"]
+            return {"scenario": f"floor: a small chat request, wrk, {rounds} alternating rounds of {seconds:g} s "
+                                "at concurrency 1 and 16 (medians, [min–max])",
+                    "results": _rows(p, targets)}
+        finally:
+            server = getattr(p, "pg", None)
+            if server is not None:
+                p.__exit__()  # the gateways first: they hold connections to the server
+                server.stop()
+
+
+def _rows(p: Procs, targets: list[Target]) -> dict:
+    bare = targets[0]
+    bare_p50, bare_rps = statistics.median(bare.p50), statistics.median(bare.rps)
+    out = {}
+    for t in targets:
+        p50, rps = statistics.median(t.p50), statistics.median(t.rps)
+        out[t.name] = {
+            "p50_ms": f"{p50:.3f} [{min(t.p50):.3f}–{max(t.p50):.3f}]",
+            "p50_vs_bare_ms": round(p50 - bare_p50, 3),
+            "p99_ms": round(statistics.median(t.p99), 3),
+            "req_per_s_c16": f"{rps:.0f} [{min(t.rps):.0f}–{max(t.rps):.0f}]",
+            "vs_bare": f"{rps / bare_rps:.2f}×",
+            "cpu_ms_per_request": round(statistics.median(t.cpu), 3),
+            "rss_mb": round(p.rss_mb(t.proc), 1),
+            "requests_served": t.served,
+        }
+    return out
+

@@ -1,0 +1,351 @@
+"""Test-only mitmproxy script: counts the work the gateway does, inside a real mitmdump process.
+
+Loaded with `-s` next to addons/qwen.py; $QWEN_TEST_WORKCOUNT names a file where it writes the port of its
+control socket (127.0.0.1, a thread of its own). A line sent there is a command, the answer one JSON line:
+
+    reset   zero every counter
+    flush   close the batches: wait until no exchange is open, write the batched ledger rows and
+            per-account request counts (the gateway's own flush methods: their work is counted too),
+            and wait for the gateway's tasks those flushes started (a shared database's writes)
+    counts  the counters: {"json_decode": n, ...}
+    sites   where they were counted: {"json_decode forward:upstream_json": n, ...} (the gateway's
+            innermost frame: what a failing test prints)
+
+What is counted is work *the gateway* does: a call counts when a frame of the `qwen_gateway` package is
+on the calling stack (mitmproxy's own tasks, timers and hook calls are not the gateway's). Each counter
+wraps the one function every caller goes through:
+
+    json_decode / json_encode   json.loads / json.dumps / JSONEncoder.iterencode (outside json.dumps),
+                                orjson.loads / orjson.dumps
+    sql                         every statement SQLite runs (a trace callback on every connection, the
+                                ones opened before this script too)
+    pg_execute                  every psycopg execute (per row of an executemany); the statements the
+                                PostgreSQL server runs, BEGIN and COMMIT included, are in its log
+    thread_handoff              ThreadPoolExecutor.submit (asyncio.to_thread, run_in_executor), a new
+                                Thread started, queue.Queue.put
+    thread_wakeup               loop.call_soon_threadsafe from any thread but the event loop's (a worker
+                                thread handing a result back); not attributed: mitmdump has no threads
+                                of its own on a request's path
+    timer                       loop.call_at (call_later, asyncio.timeout, wait_for, sleep); the client
+                                watch's timer (forward.ClientWatch: one for all waiting requests, armed
+                                per 0.1 s of waiting, not per request) and the shared state listener's
+                                (auth/pg.follow) are `per_process_timer`; psycopg's own (its pool's
+                                waits, which vary with its connections' state) `library_timer`
+    task                        loop.create_task (asyncio.create_task, ensure_future of a coroutine)
+    log_record                  a record the gateway's loggers handle (a request line, a warning)
+
+and one unit the counts are per: `upstream_events`, the JSON events the gateway's SSE decoder read.
+
+The batch windows are held open (the ledger's FLUSH_S, the account counts' FLUSH_S): a batch is then
+exactly the requests sent between two `flush` commands, whatever the machine's speed, and `flush`
+closes it the way the window's end would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import gc
+import json
+import logging
+import os
+import queue
+import socketserver
+import sqlite3
+import sys
+import threading
+
+import orjson
+
+PACKAGE = "qwen_gateway"
+HOLD_S = 3600.0  # a batch window nobody waits out: `flush` ends it
+
+_lock = threading.Lock()
+counts: dict[str, int] = {}
+sites: dict[str, int] = {}  # "counter module:function" -> n: where the gateway did it (the innermost frame)
+_ignored_threads: set[int] = set()  # the control thread: its own calls are not the gateway's
+_state = threading.local()  # depth inside a counted json.dumps (its iterencode is the same encode)
+
+
+def _ours(depth: int = 2) -> str | None:
+    """The gateway's innermost frame on the calling stack, as `module:function` (None: not the gateway's)."""
+    try:
+        f = sys._getframe(depth)
+    except ValueError:  # called from the top of a thread
+        return None
+    while f is not None:
+        module = f.f_globals.get("__name__", "")
+        if module.startswith(PACKAGE):
+            return f"{module.removeprefix(PACKAGE + '.')}:{f.f_code.co_name}"
+        f = f.f_back
+    return None
+
+
+def _count(name: str, n: int = 1, site: str | None = None) -> None:
+    if threading.get_ident() in _ignored_threads:
+        return
+    with _lock:
+        counts[name] = counts.get(name, 0) + n
+        if site is not None:
+            key = f"{name} {site}"
+            sites[key] = sites.get(key, 0) + n
+
+
+def _wrap(owner, attr: str, counter: str, *, rows=None) -> None:
+    real = getattr(owner, attr)
+
+    def counted(*args, **kwargs):
+        if site := _ours():
+            _count(counter, rows(args) if rows else 1, site)
+        return real(*args, **kwargs)
+
+    counted.__wrapped__ = real  # type: ignore[attr-defined]
+    setattr(owner, attr, counted)
+
+
+# ---- JSON ------------------------------------------------------------------------------------------
+
+_wrap(json, "loads", "json_decode")
+_wrap(orjson, "loads", "json_decode")
+_wrap(orjson, "dumps", "json_encode")
+_real_dumps = json.dumps
+_real_iterencode = json.JSONEncoder.iterencode
+
+
+def _dumps(*args, **kwargs):
+    if site := _ours():
+        _count("json_encode", 1, site)
+    _state.depth = getattr(_state, "depth", 0) + 1
+    try:
+        return _real_dumps(*args, **kwargs)
+    finally:
+        _state.depth -= 1
+
+
+def _iterencode(self, *args, **kwargs):
+    if not getattr(_state, "depth", 0) and (site := _ours()):
+        _count("json_encode", 1, site)
+    return _real_iterencode(self, *args, **kwargs)
+
+
+json.dumps = _dumps
+json.JSONEncoder.iterencode = _iterencode  # type: ignore[method-assign]
+
+# ---- SQL -------------------------------------------------------------------------------------------
+
+
+def _trace(_statement: str) -> None:
+    if site := _ours(2):
+        _count("sql", 1, site)
+
+
+_real_connect = sqlite3.connect
+
+
+def _connect(*args, **kwargs):
+    db = _real_connect(*args, **kwargs)
+    db.set_trace_callback(_trace)
+    return db
+
+
+sqlite3.connect = _connect
+for _obj in gc.get_objects():  # connections the gateway opened before this script was loaded
+    if isinstance(_obj, sqlite3.Connection):
+        try:
+            _obj.set_trace_callback(_trace)
+        except sqlite3.ProgrammingError:  # closed
+            pass
+
+try:
+    import psycopg
+except ImportError:  # pragma: no cover - psycopg is a dependency of the shared state
+    psycopg = None
+if psycopg is not None:  # the calls; what the server runs (BEGIN and COMMIT too) its log says (the test)
+    for _cls in (psycopg.Cursor, psycopg.AsyncCursor, psycopg.ClientCursor, psycopg.AsyncClientCursor):
+        if "execute" in vars(_cls):
+            _wrap(_cls, "execute", "pg_execute")
+        if "executemany" in vars(_cls):
+            _wrap(_cls, "executemany", "pg_execute", rows=lambda a: len(list(a[2])) if len(a) > 2 else 1)
+
+# ---- threads, timers, tasks, log records -----------------------------------------------------------
+
+_wrap(concurrent.futures.ThreadPoolExecutor, "submit", "thread_handoff")
+_wrap(threading.Thread, "start", "thread_handoff")
+_wrap(queue.Queue, "put", "thread_handoff")
+_real_call_at = asyncio.BaseEventLoop.call_at
+# A clock's timers, not a request's: the client watch (one timer for every waiting whole answer, per 0.1 s)
+# and the shared state's listener (its wait for notifications, a full reload every few seconds)
+PER_PROCESS_TIMERS = ("ClientWatch._look",)
+PER_PROCESS_SITES = ("auth.pg:follow",)
+
+
+LIBRARIES = ("psycopg",)  # a database driver's own timers (its pool's waits): its business, not counted as ours
+
+
+def _library(depth: int = 2) -> bool:
+    """Whether a library's frame comes before the gateway's on the calling stack."""
+    f = sys._getframe(depth)
+    while f is not None:
+        module = f.f_globals.get("__name__", "")
+        if module.startswith(PACKAGE):
+            return False
+        if module.startswith(LIBRARIES):
+            return True
+        f = f.f_back
+    return False
+
+
+def _call_at(self, when, callback, *args, **kwargs):
+    if site := _ours():
+        per_process = getattr(callback, "__qualname__", "") in PER_PROCESS_TIMERS or site in PER_PROCESS_SITES
+        kind = "per_process_timer" if per_process else "library_timer" if _library() else "timer"
+        _count(kind, 1, site)
+    return _real_call_at(self, when, callback, *args, **kwargs)
+
+
+asyncio.BaseEventLoop.call_at = _call_at  # type: ignore[method-assign]
+_recent: set[asyncio.Task] = set()  # the gateway's tasks started by `flush`: it waits for them to end
+_flushing = threading.Event()
+_real_create_task = asyncio.BaseEventLoop.create_task
+
+
+def _create_task(self, *args, **kwargs):
+    task = _real_create_task(self, *args, **kwargs)
+    if site := _ours():
+        _count("task", 1, site)
+        if _flushing.is_set():
+            _recent.add(task)
+            task.add_done_callback(_recent.discard)
+    return task
+
+
+asyncio.BaseEventLoop.create_task = _create_task  # type: ignore[method-assign]
+_wrap(logging.Logger, "handle", "log_record")
+_loop_thread: int | None = None
+_real_threadsafe = asyncio.BaseEventLoop.call_soon_threadsafe
+
+
+def _call_soon_threadsafe(self, *args, **kwargs):
+    if threading.get_ident() != _loop_thread:
+        _count("thread_wakeup", 1, _ours() or threading.current_thread().name)
+    return _real_threadsafe(self, *args, **kwargs)
+
+
+asyncio.BaseEventLoop.call_soon_threadsafe = _call_soon_threadsafe  # type: ignore[method-assign]
+
+# ---- units: what a count is per ----------------------------------------------------------------------
+
+from qwen_gateway.sse import SSEDecoder  # noqa: E402
+
+for _name in ("feed", "flush"):
+    def _events(self, *args, _real=getattr(SSEDecoder, _name)):
+        events = _real(self, *args)
+        _count("upstream_events", sum(1 for e in events if e.data.strip() not in ("", "[DONE]")))
+        return events
+    setattr(SSEDecoder, _name, _events)
+
+# ---- the batch windows, held open ------------------------------------------------------------------
+
+from qwen_gateway.auth.state import AccountState  # noqa: E402
+from qwen_gateway.observe.ledger import UsageLedger  # noqa: E402
+
+UsageLedger.FLUSH_S = HOLD_S
+AccountState.FLUSH_S = HOLD_S
+
+
+def _gateways(task: asyncio.Task) -> bool:
+    frame = getattr(task.get_coro(), "cr_frame", None)
+    return frame is not None and frame.f_globals.get("__name__", "").startswith(PACKAGE)
+
+
+class WorkCount:
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.server: socketserver.TCPServer | None = None
+
+    def running(self) -> None:
+        global _loop_thread
+        from mitmproxy import ctx
+
+        self.loop = asyncio.get_running_loop()
+        _loop_thread = threading.get_ident()
+        self.gateway = ctx.master.addons.get("qwengateway")
+        self.server = socketserver.TCPServer(("127.0.0.1", 0), self._handler())
+        thread = threading.Thread(target=self._serve, name="workcount control", daemon=True)
+        thread.start()
+        path = os.environ["QWEN_TEST_WORKCOUNT"]
+        with open(path + ".tmp", "w") as f:
+            f.write(str(self.server.server_address[1]))
+        os.replace(path + ".tmp", path)
+
+    def _serve(self) -> None:
+        _ignored_threads.add(threading.get_ident())
+        assert self.server is not None
+        self.server.serve_forever(poll_interval=0.2)
+
+    def done(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+
+    async def _flush(self) -> None:
+        gw = self.gateway
+        for _ in range(1000):  # the exchanges end (a stream's settle comes after its last byte)
+            if not gw._live and not gw.observers._deferred and not gw.observers._waiting:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise RuntimeError("exchanges still open")
+        _flushing.set()
+        try:
+            await self._close_batches(gw)
+        finally:
+            _flushing.clear()
+
+    async def _close_batches(self, gw) -> None:
+        ledger = next(o for o in gw.observers.all if isinstance(o, UsageLedger))
+        if ledger._rows:
+            ledger._flush_soon()  # what the end of the window does
+        if ledger._writes:
+            await asyncio.gather(*ledger._writes)
+        if gw.pool is not None:
+            gw.pool.flush()
+        for _ in range(1000):  # what the flushes started (a shared database's writes run as tasks); a
+            # library's long-lived tasks started meanwhile (a connection pool's workers) are not waited for
+            pending = [t for t in _recent if not t.done() and _gateways(t)]
+            if not pending:
+                break
+            await asyncio.wait(pending, timeout=0.05)
+        else:
+            raise RuntimeError(f"tasks still running: {pending}")
+
+    def _handler(self):
+        owner = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                for line in self.rfile:
+                    command = line.strip().decode()
+                    if command == "reset":
+                        with _lock:
+                            counts.clear()
+                            sites.clear()
+                        answer: object = "ok"
+                    elif command == "flush":
+                        assert owner.loop is not None
+                        asyncio.run_coroutine_threadsafe(owner._flush(), owner.loop).result(60)
+                        answer = "ok"
+                    elif command == "counts":
+                        with _lock:
+                            answer = dict(counts)
+                    elif command == "sites":
+                        with _lock:
+                            answer = dict(sites)
+                    else:
+                        answer = f"unknown command {command!r}"
+                    self.wfile.write(_real_dumps(answer).encode() + b"\n")
+                    self.wfile.flush()
+
+        return Handler
+
+
+addons = [WorkCount()]

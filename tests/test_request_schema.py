@@ -1,0 +1,70 @@
+"""api/request_schema.py: chat and legacy-completions bodies checked against OpenAI's request schemas, each
+refusal a 400 naming the field as OpenAI does (issue 31 item 4); what the gateway takes beyond the spec."""
+
+from __future__ import annotations
+
+import pytest
+
+from qwen_gateway.api import request_schema as rs
+from qwen_gateway.errors import GatewayError
+
+USER = [{"role": "user", "content": "x"}]
+CHAT = {"model": "gpt-4o", "messages": USER}
+
+
+def refused(schema, body) -> GatewayError:
+    with pytest.raises(GatewayError) as e:
+        rs.check(schema, body)
+    assert e.value.status == 400 and e.value.type == "invalid_request_error"
+    return e.value
+
+
+@pytest.mark.parametrize("body, param, code, words", [
+    ({"messages": USER}, "model", "missing_required_parameter", "Missing required parameter: 'model'"),
+    ({"model": "gpt-4o", "messages": []}, "messages", "invalid_value", "1 to any number of items"),
+    ({"model": "gpt-4o", "messages": [{"role": "user", "content": 5}]}, "messages[0].content", "invalid_type",
+     "expected an array or a string, but got an integer"),
+    ({"model": "gpt-4o", "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role", "invalid_value",
+     "'developer', 'system', 'user', 'assistant', 'tool', 'function'"),
+    ({"model": "gpt-4o", "messages": [{"content": "x"}]}, "messages[0].role", "missing_required_parameter", ""),
+    ({"model": "gpt-4o", "messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id",
+     "missing_required_parameter", ""),
+    ({"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "txt", "text": "a"}]}]},
+     "messages[0].content[0].type", "invalid_value", "'text', 'image_url'"),
+    ({**CHAT, "stream_options": [{}]}, "stream_options", "invalid_type", "expected null or an object"),
+    ({**CHAT, "stream_options": "x"}, "stream_options", "invalid_type", "but got a string"),
+    ({**CHAT, "stream_options": 5}, "stream_options", "invalid_type", "but got an integer"),
+    ({**CHAT, "temperature": 5}, "temperature", "invalid_value", "from 0 to 2, but got 5"),
+    ({**CHAT, "max_completion_tokens": True}, "max_completion_tokens", "invalid_type", "got a boolean"),
+    ({**CHAT, "tools": [{"type": "function", "function": {}}]}, "tools[0].function.name",
+     "missing_required_parameter", ""),
+    ({**CHAT, "stop": 5}, "stop", "invalid_type", ""),
+])
+def test_a_chat_body_the_spec_refuses_is_refused_naming_the_field(body, param, code, words):
+    e = refused(rs.CHAT, body)
+    assert (e.param, e.code) == (param, code) and words in e.message and f"'{param}'" in e.message
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"prompt": "x"}, "model"),
+    ({"model": "m", "prompt": "x", "best_of": True}, "best_of"),
+    ({"model": "m", "prompt": "x", "stream_options": "x"}, "stream_options"),
+    ({"model": "m", "prompt": 5}, "prompt"),
+])
+def test_a_completions_body_the_spec_refuses_is_refused_naming_the_field(body, param):
+    assert refused(rs.COMPLETIONS, body).param == param
+
+
+@pytest.mark.parametrize("body", [
+    CHAT,
+    {**CHAT, "tools": None, "stream_options": None, "function_call": None},  # top-level null: absent
+    {**CHAT, "enable_thinking": True, "thinking_budget": 100},  # Qwen's extras: not the spec's, not refused
+    {"model": "gpt-4o", "messages": [  # images in a tool message: the gateway moves them for the vision model
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c", "content": [
+            {"type": "text", "text": "shot"}, {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]},
+    {"model": "gpt-4o", "messages": [{"role": "assistant", "content": "a", "reasoning_content": "r"}, *USER]},
+])
+def test_what_clients_send_is_taken(body):
+    assert rs.check(rs.CHAT, body) is body
