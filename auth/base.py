@@ -56,6 +56,7 @@ class Credential:
     model_map: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     default_model: str | None = None
     embeddings: bool = False  # whether this upstream serves /embeddings
+    billing: str = ""  # how its requests are paid, for the price table (plans.billing_of): "payg:intl", "coding", …
     # A web session (WEB) sends more than a bearer token: its cookie jar (name -> value, for chat.qwen.ai)
     # and the browser's headers (user-agent, bx-*). Empty for the other kinds; never shown by repr().
     cookies: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)

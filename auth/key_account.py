@@ -8,7 +8,7 @@ import os
 from types import MappingProxyType
 
 from .base import KEY, Account, AccountUnavailable, Credential
-from .plans import key_warning, plan_of_url
+from .plans import billing_of, key_warning, plan_of_url
 from .state import AccountState
 
 
@@ -29,6 +29,7 @@ class KeyAccount(Account):
         self.model_map = MappingProxyType({str(k): str(v) for k, v in (spec.get("model_map") or {}).items()})
         self.default_model = spec.get("default_model")
         self.embeddings = bool(spec.get("embeddings"))
+        self.billing = billing_of(self.base_url)
         self.state = state
         row = state.get(self.name) if state is not None else None
         self._refused: float | None = row["login_mtime"] if row and row["needs_login"] else None
@@ -46,7 +47,7 @@ class KeyAccount(Account):
         if self._refused is not None:  # only then is the key hashed: not on every request
             self._check_refused(key)
         return Credential(self.name, KEY, self.base_url, key, model_map=self.model_map,
-                          default_model=self.default_model, embeddings=self.embeddings)
+                          default_model=self.default_model, embeddings=self.embeddings, billing=self.billing)
 
     async def credential(self, *, force_refresh: bool = False, refused: str | None = None) -> Credential:
         if force_refresh:  # Qwen answered 401: a key cannot be refreshed, this one is refused

@@ -74,6 +74,25 @@ def plan_of_url(url: str) -> str | None:
     return None
 
 
+def billing_of(url: str) -> str:
+    """How requests through a base URL are paid, as the price table (prices.py) names it: `payg:intl`,
+    `payg:cn`, `payg:us` (pay-as-you-go, by the region whose price list applies), `coding`, `token` (a plan's
+    own unit), or "" (unknown: OAuth logins, web sessions, any other host). Workspace domains are priced by
+    their region: `cn-*` as China (Beijing), `us-*` as US (Virginia), others as international (Singapore)."""
+    plan = plan_of_url(url)
+    if plan in (CODING, TOKEN):
+        return plan
+    if plan != PAYG:
+        return ""
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    labels = host.split(".")
+    if host.endswith(".maas.aliyuncs.com") and len(labels) >= 5:
+        region = labels[-4]  # {workspace}.{region}.maas.aliyuncs.com
+    else:
+        region = {"dashscope": "cn-beijing", "dashscope-us": "us-east-1"}.get(labels[-3], "ap-southeast-1")
+    return "payg:cn" if region.startswith("cn-") else "payg:us" if region.startswith("us-") else "payg:intl"
+
+
 def key_warning(key: str, plan: str | None) -> str | None:
     """Why `key` probably does not work with `plan` (a sentence that never contains the key), or None."""
     if plan is None or not key:

@@ -16,6 +16,8 @@
     .venv/bin/python scripts/bench.py concurrency # 400 streams of 20 events 250 ms apart opened together (--streams,
                                                   # --stream-gap-ms, --events, --rounds): gaps, first event, RSS, CPU
     .venv/bin/python scripts/bench.py retry       # first chunk of a stream that needed a 401 refresh vs one that did not
+    .venv/bin/python scripts/bench.py keys        # the client-key check and named keys' counters: no keys, a flat key,
+                                                  # a named key with and without limits, shared state (PostgreSQL)
     .venv/bin/python scripts/bench.py all --json
 
 Results are recorded in docs/performance.md. Nothing here asserts: it measures. The scenarios live in
@@ -34,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_concurrency import bench_concurrency  # noqa: E402
 from bench_far import bench_far  # noqa: E402
 from bench_floor import bench_floor  # noqa: E402
+from bench_keys import bench_keys  # noqa: E402
 from bench_profile import bench_profile  # noqa: E402
 from bench_load import bench_bigprompt, bench_latency, bench_memory, bench_throughput, bench_webmemory  # noqa: E402
 from bench_messages import bench_messages  # noqa: E402
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         "far": lambda a: bench_far(min(a.requests, 40), 50),
         "retry": lambda a: bench_retry(min(a.requests, 30)),
         "concurrency": lambda a: bench_concurrency(a.streams, a.stream_gap_ms, a.events, a.rounds),
+        "keys": lambda a: bench_keys(a.requests, a.requests * 10, 16, rounds=4),
     }
     ap.add_argument("scenario", choices=[*scenarios, "all"])
     ap.add_argument("--runs", type=int, default=10)

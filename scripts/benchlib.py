@@ -82,9 +82,10 @@ class Procs:
 
     def gateway(self, emulator_url: str, name: str = "gateway", *, tool: str = "mitmdump",
                 args: tuple[str, ...] = (), upstream: str | None = None, refreshable: bool = False,
-                checkout: Path | None = None) -> str:
+                checkout: Path | None = None, env: dict | None = None) -> str:
         """The gateway with one OAuth login pointing at the emulator (token seeded there); `upstream`: another
-        API base for it (e.g. a delay proxy in front of the emulator); `refreshable`: a real refresh token."""
+        API base for it (e.g. a delay proxy in front of the emulator); `refreshable`: a real refresh token;
+        `env`: more environment (client keys)."""
         token, refresh = "bench-token", "unused"
         if refreshable:
             issued = httpx.post(emulator_url + "/_emulator/tokens", json={"expires_in": 86400}, trust_env=False)
@@ -101,7 +102,7 @@ class Procs:
         os.write(fd, json.dumps(creds, indent=2).encode())
         os.close(fd)
         env = {"QWEN_DIR": str(qdir), "QWEN_GATEWAY_HOME": str(self.tmp / f"state-{name}"),
-               "QWEN_OAUTH_BASE_URL": emulator_url}
+               "QWEN_OAUTH_BASE_URL": emulator_url, **(env or {})}
         return self.mitmdump(name, "https://portal.qwen.ai", addon=True, env=env, tool=tool, args=args,
                              checkout=checkout)
 

@@ -484,7 +484,8 @@ async def _araise(*a, **kw):
 STEPS = [  # (object path, attribute, replacement): every step of the request path
     ("qwen_gateway.door.routing", "claims", _raise),
     ("qwen_gateway.door.routing", "route", _raise),
-    ("qwen_gateway.door.access", "check_key", _raise),
+    ("qwen_gateway.door.team.Team", "check", _raise),
+    ("qwen_gateway.door.team.Team", "limit", _araise),
     ("qwen_gateway.door.access", "check_declared_size", _raise),
     ("qwen_gateway.door.body", "parse_json", _raise),
     ("qwen_gateway.addon", "context_check", _araise),

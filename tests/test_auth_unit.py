@@ -372,7 +372,8 @@ async def test_key_account_reads_its_env_var_at_run_time(monkeypatch):
     monkeypatch.setenv("TEST_DS_KEY", "sk-secret-123")
     cred = await acct.credential()
     assert cred == Credential("ds", KEY, "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "sk-secret-123",
-                              model_map=cred.model_map, default_model="qwen3-coder-plus", embeddings=True)
+                              model_map=cred.model_map, default_model="qwen3-coder-plus", embeddings=True,
+                              billing="payg:intl")  # how it is paid: the price table reads it
     assert dict(cred.model_map) == {"gpt-4o": "qwen3-coder-plus"} and "sk-secret" not in repr(cred)
     status = json.dumps(acct.status())
     assert "sk-secret" not in status and "$TEST_DS_KEY" in status

@@ -350,6 +350,7 @@ VARYING = [  # what may differ between the docs and a run: (what, pattern in the
     ("device user code", r"(?<=user_code=)[A-Z0-9]{8}|(?<=User code: )[A-Z0-9]{8}", r"[A-Z0-9]{8}"),
     ("minutes left", r"(?<=expires in )\d+ min\b", r"\d+ min"),
     ("table rule", r"-{3,}", r"-+"),
+    ("time left", r"(?<=in )(?:\d+ d )?(?:\d+ h )?\d+ min", r"(?:\d+ d )?(?:\d+ h )?\d+ min"),
 ]
 _VARYING_RE = re.compile("|".join(f"(?P<v{i}>{p})" for i, (_, p, _) in enumerate(VARYING)))
 
@@ -778,6 +779,38 @@ def test_client_recipe_runs_as_printed(tmp_path, anchor, needs):
         assert trouble is None, f"{b.id}: {trouble.group(0)!r}:\n{shown}"
 
 
+# ---- docs/keys.md -------------------------------------------------------------------------------------
+
+
+def test_keys_walkthrough(session):
+    """The team setup end to end, as printed: named keys made with qwen-keys, a gateway refusing a fourth
+    request in a minute, an unknown key, a spent budget and a revoked key; then what each key spent."""
+    need_curl()
+    home = session.home
+    out = session.run(block("docs/keys.md", "qwen-keys add alice --rpm 3"))
+    session.expect(block("docs/keys.md", "Added key account demo: http://127.0.0.1:9999/v1"), out,
+                   sources=(EMULATOR,))
+    out = session.run(block("docs/keys.md", "for i in 1 2 3 4;"))
+    expect(block("docs/keys.md", "200 200 200 429"), out, home)
+    out = session.run(block("docs/keys.md", "qwen-keys revoke ci"))
+    expect(block("docs/keys.md", "has used its daily budget"), out, home)
+    out = session.run(block("docs/keys.md", "qwen-keys list\n.venv/bin/qwen-usage --by key"))
+    expect(block("docs/keys.md", "NAME   STATE    RPM"), out, home)
+
+
+def test_keys_price_file_example(tmp_path):
+    """The price file docs/keys.md shows is one the gateway reads, and prices what it says."""
+    from qwen_gateway import prices
+
+    f = tmp_path / "prices.json"
+    f.write_text(block("docs/keys.md", '"coding": {"unit": "requests"}').text)
+    table = prices.load(str(f))
+    assert table.cost("payg:intl", "qwen3-coder-plus", {"prompt_tokens": 40_000, "completion_tokens": 0})[0] == \
+        pytest.approx(40_000 * 1.8 / 1e6)
+    assert table.cost("", "my-finetune", {"prompt_tokens": 1_000_000, "completion_tokens": 0}) == (0.5, "USD")
+    assert table.cost("coding", "qwen3-coder-plus", {"prompt_tokens": 1, "completion_tokens": 1}) == (1.0, "requests")
+
+
 # ---- docs/configuration.md ---------------------------------------------------------------------------
 
 
@@ -830,6 +863,8 @@ CHECKED_BY_SCENARIOS = {  # shell blocks the tests above run (with their samples
     ("docs/troubleshooting.md", "curl -s http://127.0.0.1:8080/health"),
     ("docs/mitmweb.md", "argon2.PasswordHasher().hash"),
     ("docs/accounts.md", "/auth/initiate"),
+    ("docs/keys.md", "qwen-keys add alice --rpm 3"), ("docs/keys.md", "for i in 1 2 3 4;"),
+    ("docs/keys.md", "qwen-keys revoke ci"), ("docs/keys.md", "qwen-keys list\n.venv/bin/qwen-usage --by key"),
     ("docs/observability.md", "qwen-usage report --since 7d"),
 }
 
@@ -855,6 +890,11 @@ SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that c
     ("docs/observability.md", "qwen_requests_total{account="): "test_observability_samples",
     ("docs/observability.md", "$ .venv/bin/qwen-usage\n"): "test_observability_samples",
     ("docs/observability.md", "$ .venv/bin/qwen-usage requests"): "test_observability_samples",
+    ("docs/keys.md", "Added key account demo: http://127.0.0.1:9999/v1"): "test_keys_walkthrough",
+    ("docs/keys.md", "200 200 200 429"): "test_keys_walkthrough",
+    ("docs/keys.md", "has used its daily budget"): "test_keys_walkthrough",
+    ("docs/keys.md", "NAME   STATE    RPM"): "test_keys_walkthrough",
+    ("docs/keys.md", '"coding": {"unit": "requests"}'): "test_keys_price_file_example",
 }
 
 NOT_OUTPUT: dict[tuple[str, str], str] = {  # non-shell blocks that are no command's output: (file, anchor) -> why

@@ -22,7 +22,8 @@ INJECT = Path(__file__).parent / "helpers" / "inject.py"
 STEPS = [
     "qwen_gateway.door.routing:claims",
     "qwen_gateway.door.routing:route",
-    "qwen_gateway.door.access:check_key",
+    "qwen_gateway.door.team:Team.check",
+    "qwen_gateway.door.team:Team.limit",
     "qwen_gateway.door.body:parse_json",
     "qwen_gateway.addon:context_check",
     "qwen_gateway.api.chat:validate_chat_request",

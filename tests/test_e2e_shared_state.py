@@ -9,13 +9,12 @@ import json
 import signal
 import subprocess
 import threading
-import time
 
 import httpx
 import pytest
 
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
-from helpers.procs import BIN, Gateway, write_creds
+from helpers.procs import BIN, Gateway, until, write_creds
 
 pytestmark = pytest.mark.e2e
 
@@ -63,15 +62,7 @@ def client(gw: Gateway):
     return openai.OpenAI(base_url=gw.url + "/v1", api_key="client-key", max_retries=0, timeout=30)
 
 
-def _until(check, what: str, limit: float = 15.0):
-    deadline = time.monotonic() + limit
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {limit} s")
-        time.sleep(0.1)
+_until = until
 
 
 def test_a_response_stored_through_one_is_continued_through_the_other(pair, emu):

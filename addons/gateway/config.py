@@ -19,6 +19,7 @@ from . import network as net
 from .auth.pg import driver_missing
 from .auth.settings import AuthSettings
 from .models import ModelMap, parse_model_map
+from .prices import PriceTable, builtin as builtin_prices, load as load_prices
 
 # The upstream requests look like qwen-code's (the client Qwen's OAuth and plans are made for).
 QWEN_CODE_VERSION = "0.14.5"
@@ -123,6 +124,10 @@ def declare(loader) -> None:
         "redacted JSON file under <state_dir>/logs/.")
     add("qwen_debug_log_count", int, 20, "How many exchange files the debug log keeps (newest).")
     add("qwen_web_flow_limit", int, 500, "Finished flows mitmweb keeps (oldest removed first; 0: keep all).")
+    # the team gateway (docs/keys.md)
+    add("qwen_prices_file", str, "",
+        "A JSON file of prices (USD per million tokens, by billing and model) that overrides or extends the "
+        "built-in Model Studio price list; costs go to the usage ledger, /metrics and named keys' budgets.")
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,7 @@ class Config:
     debug_log_count: int = 20
     web_flow_limit: int = 500
     network: net.Network = field(default_factory=net.Network)  # proxy and trusted CAs for the calls to Qwen
+    prices: PriceTable = field(default_factory=builtin_prices)
 
     @property
     def state_dir(self) -> Path:
@@ -203,6 +209,7 @@ def parse(o) -> Config:
         # the OAuth refresh reaches Qwen the way the engine does: same proxy, same trusted CAs
         auth = dataclasses.replace(auth, proxy=network.proxy_url(auth.oauth_base_url), ca_file=network.ca_file,
                                    ca_dir=network.ca_dir, tls_verify=not network.insecure)
+        prices = load_prices(o.qwen_prices_file.strip())
     except ValueError as e:
         raise exceptions.OptionsError(str(e)) from e
     if auth.state_url and (missing := driver_missing()):
@@ -240,6 +247,7 @@ def parse(o) -> Config:
         debug_log_count=o.qwen_debug_log_count,
         web_flow_limit=o.qwen_web_flow_limit,
         network=network,
+        prices=prices,
     )
 
 

@@ -6,6 +6,8 @@ observers at named points. `to_meta()` is its JSON-safe copy in `flow.metadata["
 `-w`, filterable with `~meta qwen`): never a token or key. Its keys:
 
     client          {"method", "url", "key"?}: what the client sent (the key only as a hint)
+    key             the name of the named client key (qwen-keys) the request came with
+    cost            {"amount", "unit"}: what the request cost (unit USD, or a plan's requests or tokens)
     route           what the gateway made of it: an endpoint name, or "models", "health", "metrics",
                     "auth", "stored_response", "unknown"
     endpoint        "chat.completions" | "responses" | "completions" | "embeddings" (forwarded exchanges)
@@ -120,6 +122,10 @@ class Exchange:
     token_method: str | None = None
     estimate: asyncio.Future | None = field(default=None, repr=False)  # a prompt count still running
     extra: dict[str, Any] = field(default_factory=dict)  # endpoint-specific state (e.g. the response id)
+    # the team gateway (door/team.py, prices.py)
+    key_name: str = ""  # the named client key the request came with (never the key itself)
+    cost: float | None = None  # what the answer cost, in `cost_unit`
+    cost_unit: str = ""  # "USD", or a plan's own "requests" / "tokens"
 
     @property
     def account(self) -> str:
@@ -175,6 +181,10 @@ class Exchange:
         if self.prompt_tokens_est is not None:
             out["prompt_tokens_est"] = self.prompt_tokens_est
             out["token_method"] = self.token_method
+        if self.key_name:
+            out["key"] = self.key_name
+        if self.cost is not None:
+            out["cost"] = {"amount": self.cost, "unit": self.cost_unit}
         return out
 
 

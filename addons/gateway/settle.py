@@ -20,6 +20,7 @@ from .dispatch import Observers, call_safely
 from .errors import GatewayError, gateway_error
 from .exchange import Exchange
 from .local import Formats
+from .prices import PriceTable
 
 log = logging.getLogger("qwen")
 CLIENT_LEFT = "Client disconnected"  # how mitmproxy's HTTP/1 layer names a client gone before the answer's end
@@ -27,8 +28,10 @@ CLIENT_LEFT = "Client disconnected"  # how mitmproxy's HTTP/1 layer names a clie
 
 class Settlement:
     def __init__(self, *, pool: Callable[[], Pool | None], observers: Observers,
-                 flows: dict[str, http.HTTPFlow], formats: Formats) -> None:
+                 flows: dict[str, http.HTTPFlow], formats: Formats,
+                 prices: Callable[[], PriceTable] = PriceTable) -> None:
         self.pool = pool
+        self.prices = prices
         self.formats = formats
         self.observers = observers
         self.flows = flows  # exchange id -> flow, while the exchange runs (the engine's callback finds it)
@@ -109,6 +112,10 @@ class Settlement:
         ex.ended = time.monotonic()
         if flow.response is not None and ex.status is None:
             ex.status = flow.response.status_code
+        if ex.cred is not None and ex.usage:  # what Qwen reported, priced once for every observer
+            cost = self.prices().cost(ex.cred.billing, ex.upstream_model, ex.usage)
+            if cost is not None:
+                ex.cost, ex.cost_unit = cost
         flow.metadata["qwen"] = ex.to_meta()
         self.observers.finished(ex, flow)
 

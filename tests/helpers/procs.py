@@ -198,3 +198,15 @@ def mitmweb_api(gw: Gateway, port: int, password: str) -> httpx.Client:
             api.close()
             raise RuntimeError("mitmweb did not answer within 20 s\n" + gw.log())
         time.sleep(0.1)
+
+
+def until(check, what: str, limit: float = 15.0, every: float = 0.1):
+    """Polls `check` until it returns something true (returned), for `limit` seconds at most."""
+    deadline = time.monotonic() + limit
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {limit} s")
+        time.sleep(every)

@@ -5,6 +5,8 @@
     qwen-usage accounts          per account
     qwen-usage models            per Qwen model
     qwen-usage requests          the most recent requests, one per line (--limit N, default 20)
+    qwen-usage --by key          per named client key (qwen-keys): requests, refused, tokens, cost in USD and
+                                 plan units (with a view: today's, or per day with `days`)
     qwen-usage report            one HTML page: tokens and requests per day by model and account, error
                                  rates, the slowest requests (--limit N of them, default 10; --out FILE,
                                  default usage-report.html in the state folder); prints the file's path
@@ -15,6 +17,7 @@ Filters, for every view:
     --status CODE                only this status (503) or class (5xx)
     --account NAME               only this account ("-": requests no account answered)
     --model NAME                 only this model (the one asked for, or the Qwen model)
+    --key NAME                   only this named client key ("-": requests without one)
     --json                       rows as JSON, for scripts
     --state-dir DIR              default: $QWEN_GATEWAY_HOME, else ~/.qwen-gateway
     --state-url URL              the gateways' shared PostgreSQL database (postgresql://user@host:port/db,
@@ -39,6 +42,7 @@ import time
 from ..auth.settings import resolve_state_dir
 from ..auth.pg import Database, StateUrlError
 from ..observe.ledger import FILENAME, Ledger, SharedLedger
+from ..prices import usd
 from . import usage_report
 
 # The Qwen model that answered; for requests that never reached Qwen (context guard), the model asked for.
@@ -50,6 +54,14 @@ VIEWS = {  # view -> (key column expressions, as named in the output)
     "models": ((_MODEL, "model"),),
 }
 SUMS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "errors")
+# --by key: the key's refusals, and what its answers cost (USD; a Coding Plan's requests, a Token Plan's tokens)
+KEY_SUMS = ("requests", "refused", "prompt_tokens", "completion_tokens", "cost_usd", "plan_requests", "plan_tokens")
+HEADS = {"cost_usd": "cost", "plan_requests": "plan requests", "plan_tokens": "plan tokens"}
+_KEY_SQL = ("COUNT(*)", "SUM(CASE WHEN error IN ('invalid_api_key', 'rate_limit_exceeded', 'insufficient_quota') "
+            "AND account IS NULL THEN 1 ELSE 0 END)", "SUM(COALESCE(prompt_tokens, 0))",
+            "SUM(COALESCE(completion_tokens, 0))", "SUM(CASE WHEN cost_unit = 'USD' THEN cost ELSE 0 END)",
+            "SUM(CASE WHEN cost_unit = 'requests' THEN cost ELSE 0 END)",
+            "SUM(CASE WHEN cost_unit = 'tokens' THEN cost ELSE 0 END)")
 _FAILED = "(status IS NULL OR status >= 400 OR error IS NOT NULL)"
 # Local answers that spend nothing: listed, not summed (unless they failed).
 SERVICE_ROUTES = ("models", "health", "metrics", "auth")
@@ -64,7 +76,7 @@ class Filters:
     """The command line's filters as one SQL condition."""
 
     def __init__(self, since: float | None = None, errors: bool = False, status: str | None = None,
-                 account: str | None = None, model: str | None = None) -> None:
+                 account: str | None = None, model: str | None = None, key: str | None = None) -> None:
         self.where: list[str] = []
         self.args: list = []
         if since is not None:
@@ -81,6 +93,8 @@ class Filters:
             self._add("account IS NULL" if account == "-" else "account = ?", *(() if account == "-" else (account,)))
         if model is not None:
             self._add("(model = ? OR upstream_model = ?)", model, model)
+        if key is not None:
+            self._add("key_name IS NULL" if key == "-" else "key_name = ?", *(() if key == "-" else (key,)))
 
     def _add(self, cond: str, *args) -> None:
         self.where.append(cond)
@@ -110,6 +124,23 @@ def report(ledger: Ledger | SharedLedger, view: str, filters: Filters | None = N
     return [dict(zip(names, r, strict=True)) for r in rows]
 
 
+def by_key(ledger: Ledger | SharedLedger, view: str, filters: Filters | None = None,
+           today: str | None = None) -> list[dict]:
+    """Per named client key (and per day with the `days` view; today only with `today`)."""
+    keys: tuple[tuple[str, str], ...] = ((("day", "day"),) if view == "days" else ()) + (("key_name", "key"),)
+    where, args = (filters or Filters()).sql(_USAGE_ONLY, *(["day = ?"] if view == "today" else []))
+    day_args = (today or time.strftime("%Y-%m-%d"),) if view == "today" else ()
+    cols = ", ".join(f"COALESCE({c}, '-')" for c, _ in keys)
+    rows = ledger.query(f"SELECT {cols}, {', '.join(_KEY_SQL)} FROM usage WHERE {where} GROUP BY {cols} "
+                        f"ORDER BY {cols}", day_args + args)
+    names = [name for _, name in keys] + list(KEY_SUMS)
+    out = [dict(zip(names, r, strict=True)) for r in rows]
+    for r in out:
+        r["cost_usd"] = round(float(r["cost_usd"] or 0), 6)
+        r["plan_requests"], r["plan_tokens"] = int(r["plan_requests"] or 0), int(r["plan_tokens"] or 0)
+    return out
+
+
 def recent(ledger: Ledger | SharedLedger, filters: Filters | None = None, limit: int = 20) -> list[dict]:
     """The newest `limit` requests matching the filters, oldest first (as a log reads)."""
     where, args = (filters or Filters()).sql()
@@ -125,15 +156,18 @@ def recent(ledger: Ledger | SharedLedger, filters: Filters | None = None, limit:
     return out
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], sums: tuple[str, ...] = SUMS) -> str:
     """A plain-text table of an aggregated view, with a total line."""
     if not rows:
         return "No requests recorded."
     head = list(rows[0])
-    nkeys = len(head) - len(SUMS)
-    cells = [[h.replace("_tokens", "").replace("_", " ") for h in head]]
-    cells += [[str(r[k]) for k in head[:nkeys]] + [f"{r[k]:,}" for k in SUMS] for r in rows]
-    cells.append(["total"] + [""] * (nkeys - 1) + [f"{sum(r[k] for r in rows):,}" for k in SUMS])
+    nkeys = len(head) - len(sums)
+
+    def number(k: str, v) -> str:
+        return usd(v) if k == "cost_usd" else f"{v:,}"
+    cells = [[HEADS.get(h, h.replace("_tokens", "").replace("_", " ")) for h in head]]
+    cells += [[str(r[k]) for k in head[:nkeys]] + [number(k, r[k]) for k in sums] for r in rows]
+    cells.append(["total"] + [""] * (nkeys - 1) + [number(k, sum(r[k] for r in rows)) for k in sums])
     return _grid(cells, nkeys, rules_after=(0, len(cells) - 2))
 
 
@@ -232,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--status", type=_status, metavar="CODE", help="only this status or class (503, 5xx)")
     ap.add_argument("--account", metavar="NAME", help='only this account ("-": none)')
     ap.add_argument("--model", metavar="NAME", help="only this model (asked for, or Qwen's)")
+    ap.add_argument("--key", metavar="NAME", help='only this named client key ("-": none)')
+    ap.add_argument("--by", choices=["key"], help="group by named client key (with today or days)")
     ap.add_argument("--limit", type=_positive, metavar="N", help="requests: how many (default 20); report: "
                     "slowest requests listed (default 10)")
     ap.add_argument("--out", metavar="FILE", help=f"report: the page to write (default {usage_report.DEFAULT_OUT} in the state folder)")
@@ -243,9 +279,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--out is for report only")
     if a.view == "report" and a.json:
         ap.error("--json does not apply to report (it writes HTML)")
+    if a.by and a.view not in ("today", "days"):
+        ap.error("--by key goes with the today (default) or days view")
     state = resolve_state_dir(a.state_dir)
     path = state / FILENAME
-    filters = Filters(since=a.since, errors=a.errors, status=a.status, account=a.account, model=a.model)
+    filters = Filters(since=a.since, errors=a.errors, status=a.status, account=a.account, model=a.model, key=a.key)
     ledger = open_ledger(ap, a.state_url) if a.state_url else Ledger(path) if path.exists() else None
     if ledger is not None:
         try:
@@ -253,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows = usage_report.load(ledger, *filters.sql(_USAGE_ONLY))
             elif a.view == "requests":
                 rows = recent(ledger, filters, a.limit or 20)
+            elif a.by:
+                rows = by_key(ledger, a.view, filters)
             else:
                 rows = report(ledger, a.view, filters=filters)
         finally:
@@ -272,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     elif a.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
-        print(request_table(rows) if a.view == "requests" else table(rows))
+        print(request_table(rows) if a.view == "requests" else table(rows, KEY_SUMS if a.by else SUMS))
     return 0
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from html import escape
 from typing import TYPE_CHECKING
 
+from ..prices import usd
 from .usage_svg import stacked_bars
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def page(s: Summary, filters: list[str], now: float) -> str:
         parts.append('<p class="empty" id="empty">No requests in this period.</p>')
     else:
         parts += [_cards(s.total), _usage(s, "model", s.by_model), _usage(s, "account", s.by_account),
-                  _errors(s), _slowest(s)]
+                  _keys(s), _errors(s), _slowest(s)]
     parts.append("</body></html>\n")
     return "".join(parts)
 
@@ -92,6 +93,26 @@ def _usage(s: Summary, by: str, cells: dict[tuple[str, str], Totals]) -> str:
             f"<figure><h3>Requests per day by {by}</h3>"
             f"{stacked_bars(f'chart-requests-{by}', f'requests per day by {by}', s.days, requests, order=order)}"
             f"</figure></div>{table}")
+
+
+def _keys(s: Summary) -> str:
+    """Per day and named client key (qwen-keys): requests, refusals, tokens and what they cost; "-" is the
+    requests without a named key. Left out when no request came with one."""
+    if all(key == "-" for _, key in s.by_key):
+        return ""
+    rows = [[_c(day), _c(key), _n(f"{t.requests:,}"), _n(f"{t.refused:,}"), _n(f"{t.prompt:,}"),
+             _n(f"{t.completion:,}"), _n(usd(t.usd)), _c(_plan(t))] for (day, key), t in sorted(s.by_key.items())]
+    t = s.total
+    table = _table("by-key", ["day", "key", "requests", "refused", "prompt", "completion", "cost (USD)", "plan units"],
+                   rows, total=["total", "", _n(f"{t.requests:,}"), _n(f"{t.refused:,}"), _n(f"{t.prompt:,}"),
+                                _n(f"{t.completion:,}"), _n(usd(t.usd)), _c(_plan(t))])
+    return ("<h2>Per day by key</h2><p class=\"meta\">Named client keys (qwen-keys): refused counts the requests the "
+            "gateway refused itself (unknown or revoked key, rate limit, budget); cost is what pay-as-you-go "
+            f"answers cost by the price table, plan units what Coding Plan and Token Plan answers used.</p>{table}")
+
+
+def _plan(t: Totals) -> str:
+    return ", ".join(f"{n:,} {unit}" for unit, n in sorted(t.plan.items())) or "-"
 
 
 def _errors(s: Summary) -> str:

@@ -23,8 +23,8 @@ def described(a: argparse.Namespace) -> list[str]:
         out.append(f"since {time.strftime('%Y-%m-%d %H:%M', time.localtime(a.since))}")
     if a.errors:
         out.append("errors only")
-    for name in ("status", "account", "model"):
-        if getattr(a, name) is not None:
+    for name in ("status", "account", "model", "key"):
+        if getattr(a, name, None) is not None:
             out.append(f"{name} {getattr(a, name)}")
     return out
 

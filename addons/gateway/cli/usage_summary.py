@@ -14,7 +14,10 @@ from typing import Any, Protocol
 
 DEFAULT_TOP = 10  # slowest requests listed, by duration and by time to first byte
 COLUMNS = ("ts", "day", "endpoint", "model", "upstream_model", "account", "status", "error", "prompt_tokens",
-           "completion_tokens", "cached_tokens", "ttfb_ms", "duration_ms")  # what the page shows
+           "completion_tokens", "cached_tokens", "ttfb_ms", "duration_ms", "key_name", "cost",
+           "cost_unit")  # what the page shows
+# What the gateway refused a named key itself (no account was asked): counted as the key's refusals.
+KEY_REFUSALS = ("invalid_api_key", "rate_limit_exceeded", "insufficient_quota")
 
 Row = dict[str, Any]
 
@@ -30,6 +33,9 @@ class Totals:
     completion: int = 0
     cached: int = 0
     errors: int = 0
+    refused: int = 0
+    usd: float = 0.0
+    plan: Counter[str] = field(default_factory=Counter)  # a plan's own units: requests, tokens
 
     def add(self, r: Row) -> None:
         self.requests += 1
@@ -37,6 +43,12 @@ class Totals:
         self.completion += r["completion_tokens"] or 0
         self.cached += r["cached_tokens"] or 0
         self.errors += failed(r)
+        self.refused += refused(r)
+        if isinstance(r["cost"], (int, float)):
+            if r["cost_unit"] == "USD":
+                self.usd += r["cost"]
+            elif r["cost_unit"]:
+                self.plan[r["cost_unit"]] += int(r["cost"])
 
     @property
     def tokens(self) -> int:
@@ -55,6 +67,7 @@ class Summary:
     total: Totals = field(default_factory=Totals)
     by_model: dict[tuple[str, str], Totals] = field(default_factory=lambda: defaultdict(Totals))  # (day, model)
     by_account: dict[tuple[str, str], Totals] = field(default_factory=lambda: defaultdict(Totals))
+    by_key: dict[tuple[str, str], Totals] = field(default_factory=lambda: defaultdict(Totals))  # named client keys
     per_day: dict[str, Totals] = field(default_factory=lambda: defaultdict(Totals))
     per_endpoint: dict[str, Totals] = field(default_factory=lambda: defaultdict(Totals))
     codes_by_day: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
@@ -68,6 +81,11 @@ class Summary:
 def failed(r: Row) -> bool:
     """As the other views count errors: an error status, no status, or a stream that ended in an error."""
     return r["status"] is None or r["status"] >= 400 or r["error"] is not None
+
+
+def refused(r: Row) -> bool:
+    """A request the gateway refused a client key itself (unknown, revoked, over a limit or budget)."""
+    return r["error"] in KEY_REFUSALS and not r["account"]
 
 
 def model_of(r: Row) -> str:
@@ -92,6 +110,7 @@ def summarize(rows: list[Row], top: int = DEFAULT_TOP) -> Summary:
         s.total.add(r)
         s.by_model[day, model_of(r)].add(r)
         s.by_account[day, r["account"] or "-"].add(r)
+        s.by_key[day, r["key_name"] or "-"].add(r)
         s.per_day[day].add(r)
         s.per_endpoint[endpoint].add(r)
         if failed(r):

@@ -85,12 +85,6 @@ def _join(previous: str | None, value: bytes) -> str:
     return text if previous is None else f"{previous}, {text}"
 
 
-def check_key(presented: bytes, keys: tuple[bytes, ...]) -> GatewayError | None:
-    if keys and not key_matches(presented, keys):
-        return GatewayError(401, INVALID_KEY, type="invalid_request_error", code="invalid_api_key")
-    return None
-
-
 def check_declared_size(length: str, max_body: int) -> GatewayError | None:
     """Content-Length over the limit: refused before the body is read."""
     if length.isdigit() and int(length) > max_body:

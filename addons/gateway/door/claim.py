@@ -79,7 +79,7 @@ def point_at_relay(flow: http.HTTPFlow, address: tuple[str, int], token: str, to
     flow.server_conn = connection.Server(address=address)  # direct: not via --mode upstream's proxy
 
 
-def no_passthrough(config: Config) -> bool:
-    """With client keys, flows for other hosts are refused: the proxy is no open relay for whoever holds no
-    key (qwen_allow_passthrough lifts this)."""
-    return bool(config.client_keys) and not config.allow_passthrough
+def no_passthrough(config: Config, named_keys: bool = False) -> bool:
+    """With client keys (flat or named), flows for other hosts are refused: the proxy is no open relay for
+    whoever holds no key (qwen_allow_passthrough lifts this)."""
+    return (bool(config.client_keys) or named_keys) and not config.allow_passthrough

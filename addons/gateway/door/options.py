@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from mitmproxy import exceptions
 from mitmproxy.proxy import mode_specs
@@ -24,14 +25,16 @@ from .listeners import bind_loopback_by_default
 log = logging.getLogger("qwen")
 
 
-def enforce(opts, updated: set[str], config: Config, fence: Fence) -> None:
+def enforce(opts, updated: set[str], config: Config, fence: Fence,
+            named_keys: Callable[[], bool] = lambda: False) -> None:
+    """`named_keys`: whether named client keys (qwen-keys) exist (asked only when a listener is exposed)."""
     if {"mode", "listen_host", "qwen_client_keys_file", "qwen_allow_open"} & updated and "mode" in opts:
         exposed = access.exposed_listeners(list(opts.mode), opts.listen_host)
-        if exposed and not config.client_keys and not config.allow_open:
+        if exposed and not config.client_keys and not config.allow_open and not named_keys():
             raise exceptions.OptionsError(
                 "The Qwen gateway would listen beyond loopback without client keys: " + ", ".join(exposed)
-                + f". Set ${KEYS_ENV} or --set qwen_client_keys_file=FILE, or --set "
-                "qwen_allow_open=true to accept that anyone reaching the port spends your quota.")
+                + f". Add named keys with qwen-keys add NAME, set ${KEYS_ENV} or --set qwen_client_keys_file=FILE, "
+                "or --set qwen_allow_open=true to accept that anyone reaching the port spends your quota.")
     if {"listen_host", "mode", "stream_large_bodies"} & updated and "mode" in opts:
         fence.loopback_only = bind_loopback_by_default(opts)
         reverse_only = all(isinstance(mode_specs.ProxyMode.parse(m), mode_specs.ReverseMode) for m in opts.mode)

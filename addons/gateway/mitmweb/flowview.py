@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from mitmproxy import ctx
 
 from ..observer import Observer, cached_tokens, endpoint_name, error_code, error_text, status_of, usage_int
+from ..prices import USD, usd
 from ..redact import safe_message
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ def summary_line(ex: Exchange) -> str:
                      + (f" (cached {cached})" if cached else ""))
     elif ex.prompt_tokens_est is not None:  # Qwen's usage, when there is one, says it better
         parts.append(f"prompt ≈ {ex.prompt_tokens_est} tokens")
+    if ex.cost is not None:
+        parts.append(usd(ex.cost) if ex.cost_unit == USD else f"{ex.cost:g} plan {ex.cost_unit}")
     if ex.ttfb_ms is not None:
         parts.append(f"ttfb {ex.ttfb_ms:.0f} ms")
     parts.append(f"{ex.duration_ms / 1000:.2f} s")
@@ -64,7 +67,9 @@ def summary_line(ex: Exchange) -> str:
     if code or message:
         sections.append("error: " + " ".join(x for x in (code, message and f"“{message}”") if x))
     client = f"client: {ex.client.method} {ex.client.path}"
-    if ex.client.key_hint:
+    if ex.key_name:  # a named client key (qwen-keys): its name says who, the hint would not
+        client += f" · key {ex.key_name}"
+    elif ex.client.key_hint:
         client += f" · key {ex.client.key_hint}"
     sections.append(client)
     return SEP.join(sections)

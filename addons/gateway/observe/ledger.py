@@ -53,6 +53,9 @@ COLUMNS: dict[str, str] = {
     "token_method": "TEXT",
     "method": "TEXT",  # the client's request line (path without the query)
     "path": "TEXT",
+    "key_name": "TEXT",  # the named client key (qwen-keys) the request came with
+    "cost": "REAL",  # what it cost (prices.py), in cost_unit
+    "cost_unit": "TEXT",  # USD, or a Coding Plan's requests / a Token Plan's tokens
 }
 
 
@@ -92,6 +95,9 @@ PG_STEPS = (  # the ledger's schema in a shared database (auth/pg.py migrates it
     f"CREATE TABLE usage ({', '.join(f'{name} {_PG_TYPES[kind]}' for name, kind in COLUMNS.items())})",
     "CREATE INDEX usage_day ON usage (day)",
     "CREATE INDEX usage_ts ON usage (ts)",
+    # the team gateway's columns, for a ledger created before them (step 1 of a new one has them already)
+    "ALTER TABLE usage ADD COLUMN IF NOT EXISTS key_name TEXT, ADD COLUMN IF NOT EXISTS cost DOUBLE PRECISION, "
+    "ADD COLUMN IF NOT EXISTS cost_unit TEXT",
 )
 
 
@@ -177,6 +183,7 @@ def row_of(ex: Exchange) -> dict:
         "ttfb_ms": ex.ttfb_ms, "duration_ms": ex.duration_ms,
         "stream": int(ex.stream is True), "retries": len(ex.retries),
         "error": error_code(ex) or safe_message(error_text(ex), ERROR_CHARS),
+        "key_name": ex.key_name or None, "cost": ex.cost, "cost_unit": ex.cost_unit or None,
     }
 
 

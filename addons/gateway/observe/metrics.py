@@ -98,10 +98,15 @@ class Metrics(Observer):
         self.registry = r = CollectorRegistry()
         self.requests = Counter("qwen_requests", "Requests answered by the gateway, local answers included "
                                 "(endpoint: the endpoint, or the route of a local answer: models, health, "
-                                "metrics, auth, stored_response, unknown)",
-                                ["endpoint", "model", "upstream_model", "account", "status"], registry=r)
+                                "metrics, auth, stored_response, unknown; key: the named client key's name, "
+                                "empty without one)",
+                                ["endpoint", "model", "upstream_model", "account", "status", "key"], registry=r)
         self.tokens = Counter("qwen_tokens", "Tokens reported by Qwen (kind: prompt, completion, cached)",
-                              ["kind", "model", "account"], registry=r)
+                              ["kind", "model", "account", "key"], registry=r)
+        self.cost = Counter("qwen_cost_usd", "What answers cost in USD (pay-as-you-go accounts, from the price "
+                            "table: docs/keys.md)", ["model", "account", "key"], registry=r)
+        self.plan_units = Counter("qwen_plan_units", "What answers used of a plan's window (Coding Plan: "
+                                  "requests, Token Plan: tokens)", ["account", "unit", "key"], registry=r)
         self.duration = Histogram("qwen_request_duration_seconds", "API requests: from the client's request to "
                                   "the end of the answer (upstream latency, retries included)", ["endpoint", "model"],
                                   buckets=LATENCY_BUCKETS, registry=r)
@@ -157,9 +162,9 @@ class Metrics(Observer):
 
     def record(self, ex: Exchange) -> None:
         model = ex.requested_model if isinstance(ex.requested_model, str) else ""
-        upstream, account = ex.upstream_model or "", ex.account or ""
+        upstream, account, key = ex.upstream_model or "", ex.account or "", ex.key_name  # names: bounded labels
         status = status_of(ex)
-        self._child(self.requests, label(ex), model, upstream, account, str(status) if status else "error").inc()
+        self._child(self.requests, label(ex), model, upstream, account, str(status) if status else "error", key).inc()
         if failed(ex):
             code = error_code(ex) or _stream_code(ex) or (f"http_{status}" if status else "error")
             self._child(self.errors, label(ex), account, code).inc()
@@ -175,7 +180,12 @@ class Metrics(Observer):
         for kind, value in (("prompt", usage_int(usage, "prompt_tokens")),
                             ("completion", usage_int(usage, "completion_tokens")), ("cached", cached_tokens(usage))):
             if value is not None and value > 0:
-                self._child(self.tokens, kind, billed, account).inc(value)
+                self._child(self.tokens, kind, billed, account, key).inc(value)
+        if ex.cost:
+            if ex.cost_unit == "USD":
+                self._child(self.cost, billed, account, key).inc(ex.cost)
+            else:
+                self._child(self.plan_units, account, ex.cost_unit, key).inc(ex.cost)
         self._child(self.duration, endpoint, billed).observe(ex.duration_ms / 1000)
         if ex.ttfb_ms is not None:
             self._child(self.ttfb, endpoint, billed).observe(ex.ttfb_ms / 1000)

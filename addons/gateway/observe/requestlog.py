@@ -30,6 +30,7 @@ from mitmproxy.net.http import url
 
 from ..jsonio import valid_text
 from ..observer import Observer, cached_tokens, endpoint_name, error_code, error_text, status_of
+from ..prices import USD, usd
 from ..redact import safe_message
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ def format_line(ex: Exchange) -> str:
         parts += [f"{ex.requested_model or '?'}→{ex.upstream_model or '?'}", f"acct={ex.account or '-'}"]
     else:
         parts.append(f"route={ex.route}")
+    if ex.key_name:  # a named client key (qwen-keys): its name, never the key
+        parts.append(f"key={ex.key_name}")
     status = status_of(ex)
     parts.append(str(status) if status is not None else "?")
     if ex.prompt_tokens_est is not None:
@@ -73,6 +76,8 @@ def format_line(ex: Exchange) -> str:
         cached = cached_tokens(usage)
         if cached:
             parts.append(f"cached={cached}")
+    if ex.cost is not None:
+        parts.append(f"cost={usd(ex.cost)}" if ex.cost_unit == USD else f"cost={ex.cost:g} {ex.cost_unit}")
     if ex.ttfb_ms is not None:
         parts.append(f"ttfb={ex.ttfb_ms:.0f}ms")
     ms = ex.duration_ms

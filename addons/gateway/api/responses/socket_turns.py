@@ -73,6 +73,7 @@ class Turns:
                       route="responses", endpoint=endpoint, body=body, stream=True)
         ex.requested_model = body["model"] if isinstance(body.get("model"), str) else ""
         ex.notes.append("over WebSocket")
+        gw.team.bind(ex, up.extra.get("key"))  # the connection's named key: each turn is limited and counted
         session.turns += 1
         flow = session.flow
         gw._flows[ex.id] = flow

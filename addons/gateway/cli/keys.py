@@ -1,0 +1,204 @@
+"""qwen-keys: named client keys for a team gateway — who may use it, within which limits, and what each spent.
+
+    qwen-keys add NAME [--rpm N] [--tpm N] [--daily-tokens N] [--monthly-usd X]
+                                 a new key; printed once, as the last line (only its SHA-256 is stored)
+    qwen-keys list               name, state, limits, spent today / this month, last used (--json)
+    qwen-keys set NAME [--rpm N] [--tpm N] [--daily-tokens N] [--monthly-usd X]
+                                 change a key's limits (0 removes one)
+    qwen-keys revoke NAME        the key stops working
+    qwen-keys rotate NAME        a new key for NAME (printed as the last line); the old one stops working
+
+    --state-dir DIR              default: $QWEN_GATEWAY_HOME, else ~/.qwen-gateway (keys.sqlite3, mode 0600)
+    --state-url URL              the gateways' shared PostgreSQL database (postgresql://user@host:port/db, no
+                                 password: libpq reads PGPASSFILE, ~/.pgpass); default $QWEN_STATE_URL
+
+Once any named key exists, the gateway requires one on every request (Authorization: Bearer KEY or x-api-key;
+the keys of qwen_client_keys_file / $QWEN_GATEWAY_KEYS keep working). Running gateways see a new, revoked or
+rotated key within a second (5 s at most with a shared database). Limits: requests and tokens per minute (rpm,
+tpm), tokens per UTC day as Qwen reported them, USD per UTC month from the price table. See docs/keys.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+
+from ..auth.pg import Database, StateUrlError
+from ..auth.settings import resolve_state_dir
+from ..door.keyring import KeyRecord, digest, new_key
+from ..door.keystore import FILENAME, KeyNameError, KeyStore, Spent
+from ..prices import usd
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._-]{0,63}$")  # shown in logs, mitmweb and metric labels
+OPTION_OF = {"rpm": "rpm", "tpm": "tpm", "daily_tokens": "daily-tokens", "monthly_usd": "monthly-usd"}
+
+
+def _name(value: str) -> str:
+    if not NAME_RE.match(value):
+        raise argparse.ArgumentTypeError(f"{value!r}: a key name is letters, digits, '@', '.', '_' or '-' (max 64)")
+    return value
+
+
+def _count(value: str) -> int:
+    if value.isdigit():
+        return int(value)
+    raise argparse.ArgumentTypeError(f"not a whole number ≥ 0: {value!r}")
+
+
+def _usd(value: str) -> float:
+    try:
+        usd = float(value.lstrip("$"))
+    except ValueError:
+        usd = -1.0
+    if usd >= 0 and usd == usd and usd != float("inf"):
+        return usd
+    raise argparse.ArgumentTypeError(f"not an amount of USD ≥ 0: {value!r}")
+
+
+def _limits_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rpm", type=_count, metavar="N", help="requests per minute")
+    p.add_argument("--tpm", type=_count, metavar="N", help="tokens per minute (the prompt estimated, then counted)")
+    p.add_argument("--daily-tokens", type=_count, metavar="N", help="tokens per UTC day, as Qwen reported them")
+    p.add_argument("--monthly-usd", type=_usd, metavar="X", help="USD per UTC month, from the price table")
+
+
+def _limits(a: argparse.Namespace) -> dict[str, float]:
+    return {k: getattr(a, k) for k in OPTION_OF if getattr(a, k) is not None}
+
+
+def described(rec: KeyRecord) -> str:
+    parts = [f"rpm {rec.rpm}" if rec.rpm else "", f"tpm {rec.tpm:,}" if rec.tpm else "",
+             f"daily-tokens {rec.daily_tokens:,}" if rec.daily_tokens else "",
+             f"monthly-usd {usd(rec.monthly_usd)}" if rec.monthly_usd else ""]
+    return ", ".join(p for p in parts if p) or "no limits"
+
+
+def _plural(n: int, what: str) -> str:
+    return f"{n:,} {what}{'' if n == 1 else 's'}"
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts)) if ts else "-"
+
+
+def rows(store: KeyStore) -> list[dict]:
+    spend = store.spend()
+    out = []
+    for rec in store.keys():
+        s = spend.get(rec.name) or Spent()
+        out.append({"name": rec.name, "state": "revoked" if rec.revoked else "active", "rpm": rec.rpm or None,
+                    "tpm": rec.tpm or None, "daily_tokens": rec.daily_tokens or None,
+                    "monthly_usd": rec.monthly_usd or None, "tokens_today": s.tokens_today,
+                    "requests_today": s.requests_today, "refused_today": s.refused_today,
+                    "usd_this_month": round(s.usd_month, 6), "plan_requests_this_month": s.plan_requests_month,
+                    "plan_tokens_this_month": s.plan_tokens_month, "last_used": _when(s.last_used)})
+    return out
+
+
+def table(items: list[dict]) -> str:
+    if not items:
+        return "No named keys yet (qwen-keys add NAME)."
+    def n(v, fmt="{:,}"):  # noqa: E306
+        return "-" if v is None else fmt.format(v)
+    plan = any(r["plan_requests_this_month"] or r["plan_tokens_this_month"] for r in items)
+    head = ["NAME", "STATE", "RPM", "TPM", "DAILY TOKENS", "MONTHLY USD", "TODAY", "THIS MONTH"] + \
+        (["PLAN THIS MONTH"] if plan else []) + ["LAST USED"]
+    cells = [head]
+    for r in items:
+        row = [r["name"], r["state"], n(r["rpm"]), n(r["tpm"]), n(r["daily_tokens"]),
+               usd(r["monthly_usd"]) if r["monthly_usd"] else "-",
+               f"{r['tokens_today']:,} tokens, {_plural(r['requests_today'], 'request')}"
+               + (f", {r['refused_today']} refused" if r["refused_today"] else ""), usd(r["usd_this_month"])]
+        if plan:
+            row.append(", ".join(_plural(r[f"plan_{unit}s_this_month"], unit) for unit in ("request", "token")
+                                 if r[f"plan_{unit}s_this_month"]) or "-")
+        cells.append(row + [r["last_used"]])
+    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
+
+
+def _open(ap: argparse.ArgumentParser, a: argparse.Namespace, *, create: bool) -> KeyStore | None:
+    if a.state_url:
+        try:
+            return KeyStore.remote(Database(a.state_url))
+        except StateUrlError as e:
+            ap.error(str(e))
+        except Exception as e:  # psycopg's errors name host, port and user, never the password
+            ap.exit(1, f"qwen-keys: cannot use the shared database: {type(e).__name__}: {e}\n")
+    state = resolve_state_dir(a.state_dir)
+    if not create and not (state / FILENAME).exists():
+        return None
+    return KeyStore.local(state)
+
+
+def _where(a: argparse.Namespace) -> str:
+    return "the shared database" if a.state_url else str(resolve_state_dir(a.state_dir) / FILENAME)
+
+
+def run(ap: argparse.ArgumentParser, a: argparse.Namespace) -> int:
+    store = _open(ap, a, create=a.command != "list")
+    if store is None:
+        print(json.dumps([]) if a.json else table([]))
+        return 0
+    try:
+        if a.command == "list":
+            items = rows(store)
+            print(json.dumps(items, indent=2) if a.json else table(items))
+        elif a.command == "add":
+            key = new_key()
+            store.add(a.name, digest(key.encode()), _limits(a))
+            rec = store.key(a.name)
+            assert rec is not None
+            print(f"Added key {a.name} ({described(rec)}) to {_where(a)}.")
+            print("The key is shown once, here; only its SHA-256 is stored. Clients send it as their API key:")
+            print(key)
+        elif a.command == "set":
+            if not _limits(a):
+                ap.error("set: give at least one of --rpm, --tpm, --daily-tokens, --monthly-usd (0 removes a limit)")
+            rec = store.update(a.name, **_limits(a))
+            print(f"Key {a.name}: {described(rec)}.")
+        elif a.command == "revoke":
+            store.update(a.name, revoked=time.time())
+            print(f"Revoked key {a.name}: running gateways refuse it within seconds (401).")
+        elif a.command == "rotate":
+            key = new_key()
+            old = store.key(a.name)
+            store.update(a.name, digest=digest(key.encode()).hex(), revoked=None)
+            print(f"New key for {a.name}" + (" (it was revoked: active again)" if old and old.revoked else "")
+                  + "; the old key stops working within seconds. Shown once, here:")
+            print(key)
+    except KeyNameError as e:
+        print(f"qwen-keys: {e}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="qwen-keys", description=__doc__.split("\n", 1)[0],
+                                 epilog=__doc__.split("\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--state-dir", metavar="DIR", help="the gateway's state folder")
+    common.add_argument("--state-url", metavar="URL", default=os.environ.get("QWEN_STATE_URL") or None,
+                        help="the shared PostgreSQL database (default $QWEN_STATE_URL)")
+    sub = ap.add_subparsers(dest="command", required=True)
+    for name, text in (("add", "a new key, printed once as the last line"), ("set", "change a key's limits")):
+        p = sub.add_parser(name, parents=[common], help=text)
+        p.add_argument("name", type=_name)
+        _limits_args(p)
+    p = sub.add_parser("list", parents=[common], help="keys, limits and spend")
+    p.add_argument("--json", action="store_true", help="print rows as JSON")
+    for name, text in (("revoke", "the key stops working"), ("rotate", "a new key for NAME, printed as the last line")):
+        sub.add_parser(name, parents=[common], help=text).add_argument("name", type=_name)
+    a = ap.parse_args(argv)
+    a.json = getattr(a, "json", False)
+    return run(ap, a)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

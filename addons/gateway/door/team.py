@@ -1,0 +1,178 @@
+"""A team gateway: named client keys (`qwen-keys`) with limits and budgets, and what each key spent.
+
+- **Who**: `check` (requestheaders, every request): one SHA-256 and one dict lookup in the keyring held in
+  memory. Once any named key exists, a request needs one (or a key of the flat keys file, which keeps
+  working alongside); an unknown or revoked key is a 401 and nothing goes upstream.
+- **Limits** (`limit`, before the request goes upstream): budgets from memory (door/spend.py), then rpm
+  and tpm through the limiter (door/limits.py), which asks the backend only when the local lease is spent.
+- **Spend** (`finished`, an observer, after the answer): tokens Qwen reported, the request's cost
+  (`ex.cost`, prices.py) and refusals, per key and UTC day; tpm grants settled with the real tokens.
+- **Where** (door/keysource.py): `<state_dir>/keys.sqlite3`, or the shared database (`qwen_state_url`: rate
+  limits exact across gateways). A running gateway sees a new, revoked or rotated key within a second (5 s
+  at most on PostgreSQL when a notification is lost).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from ..errors import GatewayError
+from ..observer import Observer
+from ..prices import REQUESTS, TOKENS, USD
+from . import refusals
+from .access import INVALID_KEY, key_matches
+from .keyring import Keyring, KeyRecord
+from .keysource import KeySource
+from .limits import RPM, TPM, Limiter, MemoryGrants, Taken
+from .spend import SpendBook
+
+if TYPE_CHECKING:
+    from mitmproxy import http
+
+    from ..config import Config
+    from ..exchange import Exchange
+
+log = logging.getLogger("qwen")
+
+INVALID = GatewayError(401, INVALID_KEY, type="invalid_request_error", code="invalid_api_key")
+PENDING = GatewayError(503, "keys not read yet")  # a marker, never answered: see Team.check
+
+
+class Team(Observer):
+    def __init__(self) -> None:
+        self.ring = Keyring()
+        self.book = SpendBook()
+        self.limiter = Limiter(MemoryGrants())
+        self.source = KeySource(self)
+        self._warned = False
+
+    # ---- lifecycle: where the keys live (door/keysource.py) -------------------------------------------
+
+    def configure(self, config: Config) -> None:
+        self.source.configure(config)
+
+    def running(self) -> None:
+        self.source.running()
+
+    async def close(self) -> None:
+        await self.source.close()
+
+    def keys_exist(self) -> bool:
+        return self.source.keys_exist()
+
+    # ---- who ---------------------------------------------------------------------------------------
+
+    def check(self, presented: bytes, flat: tuple[bytes, ...]) -> tuple[GatewayError | None, KeyRecord | None]:
+        """(the refusal, the named key) of a request's key; the refusal is PENDING when the shared keys are
+        not read yet and no flat key matched (`late_check` decides, in the request hook)."""
+        ring = self.ring
+        if ring.required:
+            rec = ring.find(presented) if presented else None
+            if rec is not None:
+                return (refusals.revoked(rec) if rec.revoked else None), rec
+        elif ring.loaded and not flat:
+            return None, None  # no keys of any kind: the gateway is open (and loopback-only)
+        if flat and key_matches(presented, flat):
+            return None, None
+        return (INVALID if ring.loaded else PENDING), None
+
+    async def late_check(self, presented_digest: bytes, flat: bool) -> tuple[GatewayError | None, KeyRecord | None]:
+        """A request that came before the shared keys were read: waits for the first read (10 s at most).
+        `flat`: the gateway has flat keys (the request's key is none of them)."""
+        await self.source.first_read()
+        ring = self.ring
+        if not ring.loaded:  # the database does not answer, and this gateway never read its keys
+            if flat:
+                return INVALID, None
+            self._warn_unread()
+            return None, None
+        if not ring.required:
+            return (INVALID if flat else None), None
+        rec = ring.find_digest(presented_digest)
+        if rec is None:
+            return INVALID, None
+        return (refusals.revoked(rec) if rec.revoked else None), rec
+
+    def _warn_unread(self) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("qwen: WARNING: the shared database does not answer and this gateway has never read its "
+                        "named client keys: it serves as a gateway without named keys (loopback clients, or the "
+                        "flat keys) until it can read them (docs/keys.md)")
+
+    @staticmethod
+    def bind(ex: Exchange, rec: KeyRecord | None) -> None:
+        if rec is not None:
+            ex.key_name = rec.name
+            if not rec.revoked:
+                ex.extra["key"] = rec
+
+    # ---- limits, before upstream ---------------------------------------------------------------------
+
+    async def limit(self, ex: Exchange) -> None:
+        """Raises the refusal when the exchange's key is over a budget or a rate limit."""
+        rec = ex.extra.get("key")
+        if not isinstance(rec, KeyRecord) or "taken" in ex.extra:
+            return
+        if rec.daily_tokens or rec.monthly_usd:
+            spent = self.book.spent(rec.name)
+            if rec.daily_tokens and spent.tokens_today >= rec.daily_tokens:
+                raise refusals.over_daily(rec, spent.tokens_today)
+            if rec.monthly_usd and spent.usd_month >= rec.monthly_usd:
+                raise refusals.over_monthly(rec, spent.usd_month)
+        taken: list[Taken] = []
+        ex.extra["taken"] = taken
+        if rec.rpm:
+            taken.append(await self._take(rec, RPM, 1, rec.rpm, taken))
+        if rec.tpm:
+            want = max(1, ex.prompt_tokens_est or ex.client.size // 4)  # bytes/4: no count on the request's path
+            if want > rec.tpm:
+                self._give_back(taken)
+                raise refusals.too_large(rec, want)
+            taken.append(await self._take(rec, TPM, want, rec.tpm, taken))
+
+    async def _take(self, rec: KeyRecord, kind: str, want: int, limit: int, taken: list[Taken]) -> Taken:
+        try:
+            got = self.limiter.take_now(rec.name, kind, want, limit)  # no waiting: memory, or the lease
+            if got is None:
+                got = await self.limiter.take(rec.name, kind, want, limit)
+        except Exception as e:
+            log.warning("qwen: could not count key %s's requests in the shared database: %s", rec.name,
+                        type(e).__name__)
+            self._give_back(taken)
+            raise refusals.counts_unreachable(rec) from None
+        if isinstance(got, Taken):
+            return got
+        self._give_back(taken)
+        raise refusals.rate_limited(rec, kind, got)
+
+    def _give_back(self, taken: list[Taken]) -> None:
+        for t in taken:
+            self.limiter.give_back(t)
+        taken.clear()
+
+    # ---- spend, after the answer ---------------------------------------------------------------------
+
+    def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
+        name = ex.key_name
+        if not name:
+            return
+        if ex.cred is None and ex.error is not None and ex.error.code in refusals.REFUSAL_CODES:
+            self.book.charge(name, refused=1)
+            return
+        usage = ex.usage if isinstance(ex.usage, dict) else {}
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        tokens = (prompt if type(prompt) is int else 0) + (completion if type(completion) is int else 0)
+        cost, unit = ex.cost or 0.0, ex.cost_unit
+        self.book.charge(name, requests=1, tokens=tokens, usd=cost if unit == USD else 0.0,
+                         plan_requests=int(cost) if unit == REQUESTS else 0,
+                         plan_tokens=int(cost) if unit == TOKENS else 0)
+        taken = ex.extra.get("taken")
+        # settled once, by the exchange that has Qwen's answer (a background response's POST, answered
+        # `queued`, hands its allowance to the turn that runs on: the same list)
+        if taken and (ex.usage is not None or ex.error is not None or ex.stream_error):
+            for t in taken:
+                if t.kind == TPM:
+                    self.limiter.settle(t, tokens)
+            taken.clear()

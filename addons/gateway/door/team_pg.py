@@ -1,0 +1,93 @@
+"""Named keys on the shared PostgreSQL database (`qwen_state_url`), from the gateway's event loop: the keys
+followed (NOTIFY "key:<name>" from `qwen-keys` and from other gateways' spend, a full reload every
+REFRESH_S), spend added in batches, and the rpm/tpm grants (door/limits.py) taken in one statement each.
+Nothing here blocks the loop; no request waits on the database unless its key has rpm or tpm and no
+lease left."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from ..auth.pg import CHANNEL, Database, placeholders
+from .keyring import KeyRecord
+from .keystore import COMPONENT, KEY_COLUMNS, PG_STEPS, Delta, Spent, add_spend_sql, record_of, spend_query, spent_of
+from .limits import WINDOW_S, shared_chunk
+
+log = logging.getLogger("qwen")
+
+REFRESH_S = 5.0  # a lost notification: every key and its spend are read again within this
+LEASE_S = 2.0
+
+
+class SharedGrants:
+    """door/limits.Grants on the database: exact across gateways."""
+
+    window = WINDOW_S + LEASE_S
+    lease = LEASE_S
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._deltas: dict[int, int] = {}  # grant id -> tokens (or requests) to add; negative: given back
+
+    def chunk(self, limit: int, want: int) -> int:
+        return shared_chunk(limit, want)
+
+    def try_now(self, name: str, kind: str, want: int, limit: int) -> None:
+        return None  # the database is asked (when the lease is spent)
+
+    async def take(self, name: str, kind: str, want: int, chunk: int, limit: int) -> tuple[int, int, float]:
+        await self.db.amigrate(COMPONENT, PG_STEPS)
+        rows = await self.db.fetch("SELECT granted, grant_id, retry_after FROM qwen_key_take(%s, %s, %s, %s, %s, %s)",
+                                   (name, kind, want, chunk, limit, self.window))
+        granted, grant, retry = rows[0]
+        return int(granted), int(grant), float(retry)
+
+    def settle(self, name: str, kind: str, grant: int, delta: int) -> None:
+        self._deltas[grant] = self._deltas.get(grant, 0) + delta  # written by `flush`, every second
+
+    async def flush(self) -> None:
+        """The settlements of the last second, one statement per grant, in one transaction."""
+        deltas, self._deltas = self._deltas, {}
+        if not deltas:
+            return
+        try:
+            pool = await self.db.pool()
+            async with pool.connection() as conn, conn.transaction():
+                for grant, delta in deltas.items():
+                    await conn.execute("UPDATE key_grants SET amount = GREATEST(0, amount + %s) WHERE id = %s",
+                                       (delta, grant))
+        except Exception as e:  # a grant unsettled counts what was reserved until it leaves the window
+            log.warning("qwen: could not settle named keys' rate grants in the shared database: %s", type(e).__name__)
+
+
+class SharedKeys:
+    """The keys and their spend, read and written on the event loop."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._add_spend = placeholders(add_spend_sql("GREATEST"))
+
+    def follow(self, reload: Callable[[str | None], Awaitable[None]]) -> asyncio.Task:
+        return asyncio.get_running_loop().create_task(
+            self.db.follow(COMPONENT, PG_STEPS, "key", reload, every=REFRESH_S, what="named client keys"),
+            name="qwen: named keys")
+
+    async def keys(self, name: str | None = None) -> list[KeyRecord]:
+        await self.db.amigrate(COMPONENT, PG_STEPS)  # once: a new database has no keys, not an error
+        where, args = ("WHERE name = %s", (name,)) if name is not None else ("", ())
+        return [record_of(r) for r in await self.db.fetch(f"SELECT {KEY_COLUMNS} FROM client_keys {where}", args)]
+
+    async def spend(self, today: str, name: str | None = None) -> dict[str, Spent]:
+        sql, args = spend_query(today, name)
+        return {r[0]: spent_of(r) for r in await self.db.fetch(placeholders(sql), args)}
+
+    async def write_spend(self, deltas: dict[tuple[str, str], Delta]) -> None:
+        """One transaction; the other gateways hear of each key at once."""
+        pool = await self.db.pool()
+        async with pool.connection() as conn, conn.transaction():
+            for (name, day), d in deltas.items():
+                await conn.execute(self._add_spend, (name, day, *d.values()))
+            for name in {n for n, _ in deltas}:
+                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"key:{name}"))

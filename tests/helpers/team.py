@@ -1,0 +1,62 @@
+"""The team gateway's tests: a key account on the emulator, `qwen-keys` run as the real command, clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from helpers.procs import BIN, ROOT, until  # noqa: F401  (the tests take it from here)
+
+QWEN_KEYS = BIN / "qwen-keys"
+QWEN_USAGE = BIN / "qwen-usage"
+
+
+def team_env(tmp_path: Path, emu, name: str = "team") -> dict[str, str]:
+    """A state folder with one key account on the emulator (as `qwen-auth add-key` writes it)."""
+    key = emu.seed_token(kind="key")
+    state = tmp_path / name / "state"
+    state.mkdir(parents=True)
+    (state / "accounts.json").write_text(json.dumps({"accounts": [
+        {"name": "emu", "kind": "key", "base_url": emu.url + "/v1", "key_env": "EMU_KEY",
+         "default_model": "qwen3-coder-plus"}]}))
+    return {"QWEN_DIR": str(tmp_path / name / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "EMU_KEY": key,
+            "HOME": str(tmp_path / name)}
+
+
+def qwen_keys(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run([str(QWEN_KEYS), *args], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, **env})
+    if ok:
+        assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+def add_key(env: dict[str, str], name: str, *limits: str) -> str:
+    """A new key: the last line `qwen-keys add` prints."""
+    out = qwen_keys(env, "add", name, *limits).stdout
+    key = out.strip().splitlines()[-1]
+    assert key.startswith("sk-qg-") and len(key) > 40, out
+    return key
+
+
+def openai_client(url: str, key: str):
+    import openai
+    return openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=30)
+
+
+ANTHROPIC_PYTHON = ROOT / ".tools" / "anthropic-venv" / "bin" / "python"
+ANTHROPIC_DRIVER = ROOT / "tests" / "clients" / "anthropic_python.py"
+NO_ANTHROPIC = "anthropic SDK not installed (scripts/install-test-tools.sh installs it into .tools/anthropic-venv)"
+MESSAGE = {"model": "claude-sonnet-4-6", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def anthropic_calls(url: str, key: str, calls: list[dict]) -> list[dict]:
+    """The anthropic SDK (tests/clients/anthropic_python.py `calls`): each call's answer or the error it raised."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_") and "PROXY" not in k.upper()}
+    env.update(ANTHROPIC_BASE_URL=url, ANTHROPIC_API_KEY=key)
+    r = subprocess.run([str(ANTHROPIC_PYTHON), str(ANTHROPIC_DRIVER), "calls", json.dumps({"calls": calls})],
+                       env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])["result"]
