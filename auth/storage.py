@@ -139,6 +139,15 @@ def health_of(key: str, what: str, public: str, probe: Callable[[], bool]) -> He
         return found
 
 
+def unavailable() -> list[dict]:
+    """The storages that are down now, for /health: what (in clients' words, no path or URL), why, how long."""
+    now = time.monotonic()
+    with _healths_lock:
+        healths = list(_healths.values())
+    return [{"name": h.public, "state": "unavailable", "reason": h.reason, "for_s": round(now - h.since, 1)}
+            for h in healths if h.down]
+
+
 # ---- the local state folder -------------------------------------------------------------------------------
 
 

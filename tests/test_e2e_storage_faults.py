@@ -385,11 +385,15 @@ def test_a_read_only_state_folder_serves_chat_and_refuses_stored_responses_with_
     exchanges = _chat_goes_on(gw)
     _refused_before_upstream(gw, emu)
     exchanges += 2
-    assert httpx.get(gw.url + "/health", trust_env=False, timeout=10).json()["status"] == "ok"
+    health = httpx.get(gw.url + "/health", trust_env=False, timeout=10).json()
+    assert health["status"] == "ok", health  # chat is served: the gateway is up, its local storage is not
+    assert [(s["name"], s["reason"]) for s in health["storage"]] == [("local storage", "not writable")], health
     assert gw.proc is not None
     subprocess.run(["nsenter", "-t", str(gw.proc.pid), "-m", "mount", "-o", "remount,rw",
                     str(gw.state)], check=True, timeout=20)  # type: ignore[attr-defined]
     exchanges += 1 + _served_again(gw, "after a read-only folder")  # with /health
+    assert "storage" not in httpx.get(gw.url + "/health", trust_env=False, timeout=10).json()
+    exchanges += 1
     _until(lambda: _ledger_rows(gw) == exchanges, "the rows of the read-only time written after it")
     log = gw.log()
     assert _log_problems(gw) == [], log

@@ -313,3 +313,30 @@ async def test_a_refresh_that_needs_the_database_while_it_is_away_makes_the_acco
     finally:
         state.close()
         await state.db.aclose()
+
+
+def test_health_names_a_storage_while_it_is_down(tmp_path):
+    """/health says which storage is unavailable and why (status stays "ok": chat is served), and drops the
+    entry once the probe sees it back."""
+    from qwen_gateway.auth.storage import local_health
+    from qwen_gateway.local import health
+
+    def local_entries() -> list[dict]:
+        return [s for s in health(None).get("storage", []) if s["name"] == "local storage"]
+
+    before = len(local_entries())  # another test's folder may be down meanwhile (one Health per process)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    folder = blocker / "state"  # under a file: never writable
+    local_health(folder).lost("not writable")
+    shown = health(None)
+    assert shown["status"] == "degraded"  # no account here: the status is the accounts', not the storage's
+    entries = local_entries()
+    assert len(entries) == before + 1 and ("not writable", "unavailable") in \
+        [(s["reason"], s["state"]) for s in entries], shown
+    assert all(isinstance(s["for_s"], float) for s in entries) and str(folder) not in str(shown)  # no paths
+    blocker.unlink()
+    deadline = time.monotonic() + 10
+    while len(local_entries()) > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(local_entries()) == before

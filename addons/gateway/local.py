@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import jsonio
 from .auth.base import Pool
+from .auth.storage import unavailable
 from .config import Config
 from .errors import GatewayError
 from .exchange import Exchange
@@ -78,8 +79,12 @@ def openai_headers(ex: Exchange) -> dict[str, str]:
 def health(pool: Pool | None) -> dict:
     accounts = pool.status() if pool else []
     usable = [a for a in accounts if a.get("state") in ("ok", "expired", "refreshing")]
-    return {"status": "ok" if usable else "degraded", "accounts": accounts,
-            "upstream": usable[0].get("base_url") if usable else None}
+    shown = {"status": "ok" if usable else "degraded", "accounts": accounts,
+             "upstream": usable[0].get("base_url") if usable else None}
+    down = unavailable()
+    if down:  # chat is still served (the status is the accounts'); what needs the storage is refused
+        shown["storage"] = down
+    return shown
 
 
 # A local answer a client dialect gives (registry.py): the exchange, its flow, the options -> the answer.
