@@ -219,3 +219,16 @@ async def test_a_stopped_database_is_a_clear_503_for_reads_writes_and_the_check(
         assert await store.get("chatcmpl-2") is None  # refused while away: never half-stored
     finally:
         await base.db.aclose()
+
+
+def test_routes_for_the_stored_chat_family():
+    from qwen_gateway.door.routing import route
+    from qwen_gateway.registry import endpoints
+    eps = endpoints(lambda: None)  # type: ignore[arg-type,return-value]
+    assert route("POST", "/v1/chat/completions", eps).name == "chat.completions"
+    for method, path in (("GET", "/v1/chat/completions"), ("GET", "/chat/completions"),
+                         ("GET", "/v1/chat/completions/chatcmpl-1"), ("POST", "/v1/chat/completions/chatcmpl-1"),
+                         ("DELETE", "/v1/chat/completions/chatcmpl-1"), ("GET", "/v1/chat/completions/c/messages")):
+        assert route(method, path, eps).name == "stored_chat", (method, path)
+    assert route("PUT", "/v1/chat/completions/chatcmpl-1", eps).name == "method_not_allowed"
+    assert route("PUT", "/v1/chat/completions", eps).name == "method_not_allowed"
