@@ -84,9 +84,9 @@ def chat_endpoint(chats: Callable[[], ChatStore]) -> Endpoint[Exchange]:
     """The chat endpoint, keeping `store: true` completions in `chats()`."""
 
     def to_chat(body: dict, ex: Exchange) -> dict:
+        chat = CHAT.to_chat(body, ex)  # the schema first: a body it refuses is refused naming its own field
         if body.get("metadata") is not None:
             check_metadata(body["metadata"])
-        chat = CHAT.to_chat(body, ex)
         if body.get("store") is True:  # stored before the stream's [DONE] goes out
             ex.extra["keep_before_end"] = True
         return chat
