@@ -109,7 +109,7 @@ def _error_shape(dialect: str, body: object) -> str | None:
 def _stream_errors(dialect: str, text: str) -> list[str]:
     """The in-band errors of a streamed answer that are not in the dialect's shape."""
     bad = []
-    for line in text.splitlines():
+    for line in re.split(r"\r\n|\r|\n", text):  # SSE's line ends only: str.splitlines also cuts at U+0085, U+2028
         if not line.startswith("data:") or line.strip() == "data: [DONE]":
             continue
         try:
