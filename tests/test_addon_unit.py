@@ -370,7 +370,9 @@ async def test_bad_input_gets_openai_errors(setup, body, status, param):
 
 async def test_wrong_method_and_local_models(setup):
     gw, _, _ = setup
-    assert (await through(gw, chat_flow(b"", method="GET"))).response.status_code == 405
+    assert (await through(gw, chat_flow(b"", method="PUT"))).response.status_code == 405
+    # GET /v1/chat/completions lists the stored chat completions (api/stored_chat)
+    assert json.loads((await through(gw, chat_flow(b"", method="GET"))).response.content)["object"] == "list"
     f = await through(gw, chat_flow(b"", path="/v1/models", method="GET"))
     ids = [m["id"] for m in json.loads(f.response.content)["data"]]
     assert "coder-model" in ids and "gpt-4o" in ids

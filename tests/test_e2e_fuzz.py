@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import json
 import os
 import re
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -108,7 +109,7 @@ def _error_shape(dialect: str, body: object) -> str | None:
 def _stream_errors(dialect: str, text: str) -> list[str]:
     """The in-band errors of a streamed answer that are not in the dialect's shape."""
     bad = []
-    for line in text.splitlines():
+    for line in re.split(r"\r\n|\r|\n", text):  # SSE's line ends only: str.splitlines also cuts at U+0085, U+2028
         if not line.startswith("data:") or line.strip() == "data: [DONE]":
             continue
         try:
@@ -213,3 +214,50 @@ def test_every_embeddings_body_is_answered_or_refused_with_and_without_an_embedd
 
     run()
     reached("/v1/embeddings")
+
+
+# Stored chat completions (store: true): the ids, queries and update bodies of /v1/chat/completions/{id}, its
+# messages and the list, generated: a stored id or any text, any query value, any update body (the spec's
+# `{"metadata": Metadata}` and broken ones). Never a 5xx, every error in OpenAI's shape.
+ANY = st.one_of(TEXT, st.integers(-5, 200).map(str), st.sampled_from(["asc", "desc", "gpt-4o", ""]))
+METADATA = st.one_of(st.none(), st.dictionaries(TEXT, TEXT, max_size=3), st.dictionaries(
+    st.text(max_size=70), st.text(max_size=600), min_size=15, max_size=18), st.just({"k": 5}), st.just("x"))
+UPDATE = st.one_of(st.fixed_dictionaries({"metadata": METADATA}), st.dictionaries(
+    st.sampled_from(["metadata", "model", "store", ""]), st.one_of(METADATA, TEXT), max_size=2))
+QUERY = st.dictionaries(st.sampled_from(["limit", "order", "after", "model", "metadata[run]", "metadata[x]"]), ANY,
+                        max_size=4)
+
+
+def test_every_stored_chat_completion_request_is_answered_or_refused_in_openais_shape(fuzz_gws, watches):
+    watch = watches["key"]
+    made = watch.http.post("/v1/chat/completions", json={
+        "model": "gpt-4o", "messages": [{"role": "user", "content": "kept"}], "store": True,
+        "metadata": {"run": "fuzz"}})
+    assert made.status_code == 200, made.text
+    stored = made.json()["id"]
+    seen: collections.Counter = collections.Counter()
+
+    @FUZZ
+    @given(method=st.sampled_from(["GET", "POST", "DELETE"]), cid=st.one_of(st.just(stored), TEXT),
+           messages=st.booleans(), query=QUERY, body=UPDATE, listing=st.booleans())
+    def run(method, cid, messages, query, body, listing):
+        path = "/v1/chat/completions" if listing else \
+            f"/v1/chat/completions/{quote(cid.encode('utf-8', 'surrogatepass'), safe='') or 'x'}" + \
+            ("/messages" if messages else "")
+        method = "GET" if listing else method
+        if method == "DELETE" and cid == stored:
+            method = "GET"  # keep the one stored completion for the other examples
+        r = watch.http.request(method, path, params=query, content=json.dumps(body) if method == "POST" else None,
+                               headers={"content-type": "application/json"})
+        seen[r.status_code] += 1
+        shown = f"{method} {path} {query} {body}\n-> {r.status_code} {r.text[:800]}"
+        log = watch.new()
+        assert "Traceback" not in log, f"{shown}\n{log[-3000:]}"
+        assert r.status_code < 500, shown
+        if r.status_code >= 400:
+            assert (problem := _error_shape("openai", r.json())) is None, f"{problem}\n{shown}"
+        else:
+            assert r.json().get("object") in ("list", "chat.completion"), shown
+
+    run()
+    assert seen[200] >= EXAMPLES // 10 and sum(n for s, n in seen.items() if s >= 400) >= EXAMPLES // 10, seen

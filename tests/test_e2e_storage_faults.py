@@ -169,8 +169,13 @@ def test_an_outage_is_a_clear_503_for_what_needs_the_database_and_nothing_is_los
     finally:
         ws.close()
     assert event["type"] == "error" and event["status"] == 503 and event["code"] == "state_unavailable", event
+    _stored_chat_refused(one, stream=False)  # a stored chat completion, whole and streamed: the same
+    _stored_chat_refused(two, stream=True)
+    with pytest.raises(openai.APIStatusError) as e:
+        client(one).chat.completions.list()
+    _unavailable(e.value)
     assert len(emu.chat_requests()) == sent  # no quota spent on answers nobody could keep
-    exchanges += 4
+    exchanges += 7
     # a Response that is not stored needs no database
     assert client(one).responses.create(model="gpt-4o", input="unstored", store=False).output_text == \
         "Echo: unstored"
@@ -218,6 +223,38 @@ def _stream_events(gw: Gateway, how: str, during) -> list[dict]:
         ws.close()
 
 
+def _stored_chat_refused(gw: Gateway, stream: bool) -> None:
+    """A `store: true` chat completion: 503 state_unavailable (before any upstream call: the caller counts)."""
+    import openai
+
+    with pytest.raises(openai.APIStatusError) as e:
+        got = client(gw).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "kept?"}],
+                                                 store=True, stream=stream)
+        if stream:
+            list(got)
+    _unavailable(e.value)
+
+
+def _stored_chat_stream_unkept(gw: Gateway, during, storage: str) -> str:
+    """A `store: true` chat streamed slowly, `during()` run at its first text: it must end in an error naming
+    the storage (openai-python raises it), never in [DONE] as if stored. The completion's id."""
+    import openai
+
+    ids: set[str] = set()
+    fired = False
+    with pytest.raises(openai.APIError) as e:
+        for chunk in client(gw).chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "one two three four"}], store=True,
+                stream=True):
+            ids.add(chunk.id)
+            if any(ch.delta.content for ch in chunk.choices) and not fired:
+                fired = True
+                during()
+    assert storage in e.value.message, e.value.message
+    assert len(ids) == 1
+    return ids.pop()
+
+
 def _failed_not_completed(events: list[dict], storage: str) -> str:
     """The stream ended in response.failed naming the storage, never response.completed: its id."""
     kinds = [e["type"] for e in events]
@@ -242,6 +279,23 @@ def test_a_stream_whose_response_cannot_be_stored_ends_in_response_failed(pair_o
         with pytest.raises(openai.NotFoundError):
             client(gw).responses.retrieve(rid)
     for gw in (one, two):
+        assert _log_problems(gw) == [], gw.log()
+
+
+def test_a_stored_chat_stream_that_cannot_be_stored_ends_in_an_error(pair_own, pg_own, emu):
+    import openai
+
+    one, two = pair_own
+    assert client(one).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "warm"}],
+                                               store=True).choices[0].message.content == "Echo: warm"
+    emu.switches(gap_ms=300)  # Qwen's words 0.3 s apart: the database goes away mid-answer
+    cid = _stored_chat_stream_unkept(one, pg_own.halt, "database")
+    pg_own.resume()
+    emu.switches(gap_ms=0)
+    for gw in (one, two):
+        _served_again(gw, "after a mid-stream outage")
+        with pytest.raises(openai.NotFoundError):
+            client(gw).chat.completions.retrieve(cid)
         assert _log_problems(gw) == [], gw.log()
 
 
@@ -334,7 +388,8 @@ def _ledger_rows(gw: Gateway) -> int:
 
 
 def _refused_before_upstream(gw: Gateway, emu) -> None:
-    """A stored Response, whole and streamed: 503 state_unavailable naming local storage, Qwen never asked."""
+    """A stored Response and a stored chat completion, whole and streamed: 503 state_unavailable (the Response's
+    naming local storage), Qwen never asked."""
     import openai
 
     sent = len(emu.chat_requests())
@@ -346,6 +401,8 @@ def _refused_before_upstream(gw: Gateway, emu) -> None:
         with client(gw).responses.create(model="gpt-4o", input="kept?", stream=True) as events:
             list(events)
     _unavailable(e.value)
+    _stored_chat_refused(gw, stream=False)
+    _stored_chat_refused(gw, stream=True)
     assert len(emu.chat_requests()) == sent
 
 
@@ -368,7 +425,7 @@ def test_a_full_state_folder_refuses_stored_responses_before_qwen_and_serves_aga
     _fill(filler)
     exchanges += _chat_goes_on(gw)
     _refused_before_upstream(gw, emu)
-    exchanges += 2
+    exchanges += 4
     assert client(gw).responses.retrieve(stored).id == stored  # reading needs no space
     exchanges += 1
     filler.unlink()  # space returns
@@ -384,7 +441,7 @@ def test_a_read_only_state_folder_serves_chat_and_refuses_stored_responses_with_
     gw = tmpfs_gateway("ro")
     exchanges = _chat_goes_on(gw)
     _refused_before_upstream(gw, emu)
-    exchanges += 2
+    exchanges += 4
     health = httpx.get(gw.url + "/health", trust_env=False, timeout=10).json()
     assert health["status"] == "ok", health  # chat is served: the gateway is up, its local storage is not
     assert [(s["name"], s["reason"]) for s in health["storage"]] == [("local storage", "not writable")], health
@@ -414,4 +471,21 @@ def test_a_stream_whose_response_the_full_folder_cannot_take_ends_in_response_fa
     _served_again(gw, "after a mid-stream full disk")
     with pytest.raises(openai.NotFoundError):
         client(gw).responses.retrieve(rid)
+    assert _log_problems(gw) == [], gw.log()
+
+
+def test_a_stored_chat_stream_the_full_folder_cannot_take_ends_in_an_error(tmpfs_gateway, emu):
+    import openai
+
+    gw = tmpfs_gateway()
+    assert client(gw).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "warm"}],
+                                              store=True).choices[0].message.content == "Echo: warm"
+    emu.switches(gap_ms=300)
+    filler = _inside(gw, gw.state / "filler")  # type: ignore[attr-defined]
+    cid = _stored_chat_stream_unkept(gw, lambda: _fill(filler), "local storage")
+    filler.unlink()
+    emu.switches(gap_ms=0)
+    _served_again(gw, "after a mid-stream full disk")
+    with pytest.raises(openai.NotFoundError):
+        client(gw).chat.completions.retrieve(cid)
     assert _log_problems(gw) == [], gw.log()

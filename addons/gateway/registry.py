@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .api import models as model_list, telemetry
-from .api.chat import CHAT
 from .api.completions import COMPLETIONS
 from .api.embeddings import EMBEDDINGS
 from .api.messages import endpoints as messages, side as claude_side
@@ -23,6 +22,7 @@ from .api.responses import retrieve
 from .api.responses.background import BackgroundRuns
 from .api.responses.endpoints import compact_endpoint, responses_endpoint
 from .api.responses.store import ResponseStore
+from .api.stored_chat import endpoint as stored_chat
 from .auth import plans
 from .auth.base import KEY, OAUTH, WEB, Credential
 from .config import Config
@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 def endpoints(store: Callable[[], ResponseStore],
               runs: Callable[[], BackgroundRuns] | None = None) -> dict[str, Endpoint[Exchange]]:
     """Client paths (after /v1) -> endpoint. `runs`: where background responses run (none: refused)."""
-    return {"/chat/completions": CHAT, "/responses": responses_endpoint(store, runs),
+    return {"/chat/completions": stored_chat.chat_endpoint(stored_chat.chats_of(store)),
+            "/responses": responses_endpoint(store, runs),
             "/responses/compact": compact_endpoint(store), "/completions": COMPLETIONS, "/embeddings": EMBEDDINGS,
             # the sealer signs thinking blocks: with a shared store, its key comes from the database first
             "/messages": dataclasses.replace(messages.messages_endpoint(lambda: store().sealer),
@@ -78,7 +79,8 @@ def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[
     return {"models": model_list.answer, "stored_response": retrieve.stored_response(store, runs),
             "input_tokens": retrieve.input_tokens(store), "auth": LoginRoute(reload_accounts),
             "count_tokens": messages.count_tokens(lambda: store().sealer), "anthropic_side": claude_side.answer,
-            "codex_models": model_list.codex_catalog, "codex_telemetry": telemetry.answer}
+            "codex_models": model_list.codex_catalog, "codex_telemetry": telemetry.answer,
+            "stored_chat": stored_chat.stored_chat(stored_chat.chats_of(store))}
 
 
 def client_formats() -> dict[str, ClientFormat[Exchange]]:

@@ -2,6 +2,7 @@
 the chat answer (or its normalised chunks) back (../pivot.py). A dialect never knows which upstream answers.
 
     chat.py         /v1/chat/completions (the pivot's own form: validation and the client's stream)
+    stored_chat/    its `store: true` completions, kept and read back (GET/POST/DELETE /v1/chat/completions/…)
     completions.py  /v1/completions
     embeddings.py   /v1/embeddings (a pass-through pair with DashScope: registry.py)
     models.py       GET /v1/models, answered locally

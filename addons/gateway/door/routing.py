@@ -14,6 +14,7 @@ from . import mistakes
 # Requests answered by the gateway itself: (method, path) -> route; path prefixes are matched after these.
 LOCAL = {("GET", "/health"): "health", ("GET", "/metrics"): "metrics", ("GET", "/v1/models"): "models",
          ("GET", "/models"): "models", ("POST", "/auth/initiate"): "auth", ("POST", "/auth/poll"): "auth",
+         ("GET", "/v1/chat/completions"): "stored_chat", ("GET", "/chat/completions"): "stored_chat",
          ("POST", "/v1/responses/input_tokens"): "input_tokens", ("POST", "/responses/input_tokens"): "input_tokens",
          # the Agents SDK's trace upload (api.openai.com): accepted and dropped, Qwen has no tracing API
          ("POST", "/v1/traces/ingest"): "traces", ("POST", "/traces/ingest"): "traces",
@@ -23,13 +24,15 @@ LOCAL = {("GET", "/health"): "health", ("GET", "/metrics"): "metrics", ("GET", "
          # Codex's OTLP telemetry (config.CODEX_TELEMETRY): an empty success, nothing kept
          **{("POST", path): "codex_telemetry" for _, path in CODEX_TELEMETRY}}
 # /responses/{id}: GET, DELETE; /responses/{id}/input_items: GET; /responses/{id}/cancel: POST;
+# /chat/completions/{id}: GET, POST (its metadata), DELETE; /chat/completions/{id}/messages: GET;
 # /api/…: what Claude Code asks api.anthropic.com besides the model (settings, flags, telemetry)
 LOCAL_PREFIXES = ((("GET",), "/models/", "models"), (("GET", "DELETE", "POST"), "/responses/", "stored_response"),
+                  (("GET", "DELETE", "POST"), "/chat/completions/", "stored_chat"),
                   (("GET", "POST", "HEAD"), "/api/", "anthropic_side"))
 # Routes whose answers and errors are in Anthropic's format, and the routes whose JSON body is read first.
 ANTHROPIC_ROUTES = frozenset({"count_tokens", "anthropic_side"})
 ANTHROPIC_HOST = "api.anthropic.com"
-BODY_ROUTES = frozenset({"auth", "count_tokens"})
+BODY_ROUTES = frozenset({"auth", "count_tokens", "stored_chat"})
 
 
 @dataclass(frozen=True)

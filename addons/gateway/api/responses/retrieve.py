@@ -103,10 +103,10 @@ async def _background(run: Run | None, stored: dict, action: str, query,
     return json_response(200, run.response())
 
 
-def item_page(items: list[dict], query) -> dict:
+def item_page(items: list[dict], query, default_order: str = "desc") -> dict:
     """One page of a list of items, as OpenAI pages them (`limit` 1–100, default 20; `order` desc by
-    default; `after` an item id)."""
-    order = query.get("order", "desc")
+    default, asc for stored chat completions; `after` an item id)."""
+    order = query.get("order", default_order)
     if order not in ("asc", "desc"):
         raise GatewayError(400, "order must be asc or desc.", param="order", code="invalid_value")
     try:

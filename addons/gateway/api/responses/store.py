@@ -16,9 +16,9 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ...auth.state import open_private_db, transaction
 from ...auth.storage import check_local, local_failure, local_health
@@ -31,8 +31,11 @@ CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, created REAL, respons
 CREATE TABLE IF NOT EXISTS response_inputs (id TEXT PRIMARY KEY, items TEXT);
 CREATE TABLE IF NOT EXISTS response_items (id TEXT PRIMARY KEY, response_id TEXT, item TEXT);
 CREATE INDEX IF NOT EXISTS response_items_by_response ON response_items (response_id);
+CREATE TABLE IF NOT EXISTS chat_completions (id TEXT PRIMARY KEY, created REAL, model TEXT, metadata TEXT,
+    completion TEXT, messages TEXT);
 """
 Rows = tuple[str, float, str, str, str, list[tuple[str, str, str]]]
+T = TypeVar("T")
 
 
 class ResponseStore:
@@ -145,6 +148,32 @@ class ResponseStore:
             db.execute("DELETE FROM response_inputs WHERE id=?", (rid,))
             db.execute("DELETE FROM response_items WHERE response_id=?", (rid,))
         return gone
+
+    def committed(self, work: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """`work(db)` in one transaction on the writing connection, run by a worker thread (another table of
+        the folder's database: stored chat completions); its result, awaited by the caller."""
+        write = asyncio.get_running_loop().run_in_executor(None, self._commit, work)
+        write.add_done_callback(retrieved)
+        return write
+
+    def _commit(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        with self._wlock:
+            db = self._writer()
+            try:
+                with transaction(db):
+                    result = work(db)
+            except Exception as e:
+                raise self._fault(e) from None
+        self.health.ok()
+        return result
+
+    def read(self, sql: str, args: tuple = ()) -> list[tuple]:
+        """The rows of one query on the reading connection (another table of the folder's database)."""
+        with self._lock:
+            try:
+                return self._reader().execute(sql, args).fetchall()
+            except Exception as e:
+                raise self._fault(e) from None
 
     def _get(self, table: str, column: str, key: str, id: str):
         id = valid_text(id)  # a client's id with a lone surrogate ("\ud83d") is no stored id: not found, no 500
