@@ -70,6 +70,32 @@ def _served_again(gw: Gateway, what: str, limit: float = 15.0) -> int:
         time.sleep(0.05)
 
 
+def _rows_settle(count, exchanges: int) -> bool:
+    """One row per exchange, still so a second later (two ledger flushes: a late row, such as a WebSocket
+    session's when it closes, would show up — a count reached only for a moment proves nothing)."""
+    if count() != exchanges:
+        return False
+    time.sleep(1.0)
+    return count() == exchanges
+
+
+def _db_rows_reach(url: str, exchanges: int, what: str, limit: float = 15.0) -> None:
+    """Wait (bounded) until the shared ledger holds one row per exchange; else say what it holds."""
+    import psycopg
+
+    deadline = time.monotonic() + limit
+    while not _rows_settle(lambda: _sql(url, "SELECT count(*) FROM usage"), exchanges):
+        if time.monotonic() > deadline:
+            with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+                rows = conn.execute("SELECT method, path, status, error, count(*) FROM usage "
+                                    "GROUP BY 1, 2, 3, 4 ORDER BY 2, 3").fetchall()
+                refusals = conn.execute("SELECT ts, method, path, duration_ms, stream FROM usage WHERE status = 503 "
+                                        "ORDER BY ts").fetchall()
+            raise AssertionError(f"{what}: {sum(r[-1] for r in rows)} rows for {exchanges} exchanges:\n"
+                                 + "\n".join(map(str, rows)) + "\nthe 503s:\n" + "\n".join(map(str, refusals)))
+        time.sleep(0.1)
+
+
 def _read_again(gw: Gateway, stored: str, what: str, limit: float = 15.0) -> int:
     """Retrieve a stored Response until it is served (503 state_unavailable until this gateway's probe sees
     the database back; bounded): how many exchanges that took."""
@@ -175,7 +201,7 @@ def test_an_outage_is_a_clear_503_for_what_needs_the_database_and_nothing_is_los
         client(one).chat.completions.list()
     _unavailable(e.value)
     assert len(emu.chat_requests()) == sent  # no quota spent on answers nobody could keep
-    exchanges += 7
+    exchanges += 8  # the WebSocket is two rows: its session (101, when it closes) and its turn (503)
     # a Response that is not stored needs no database
     assert client(one).responses.create(model="gpt-4o", input="unstored", store=False).output_text == \
         "Echo: unstored"
@@ -185,7 +211,7 @@ def test_an_outage_is_a_clear_503_for_what_needs_the_database_and_nothing_is_los
     # each gateway sees the database back through its own probe (every PROBE_S): gateway one may still answer
     # 503 for a moment after two served — bounded, and each refusal is an exchange of the ledger's too
     exchanges += _read_again(one, stored, "after an outage")
-    _until(lambda: _sql(pg_own.db, "SELECT count(*) FROM usage") == exchanges, "the outage's ledger rows")
+    _db_rows_reach(pg_own.db, exchanges, "the outage's ledger rows")
     down = _sql(pg_own.db, "SELECT count(*) FROM usage WHERE status = 503 AND error = 'state_unavailable'")
     assert down >= 4  # the refusals of the outage are in the ledger too, written after it
     for gw in (one, two):
@@ -420,7 +446,7 @@ def test_a_full_state_folder_refuses_stored_responses_before_qwen_and_serves_aga
         tmpfs_gateway, emu):
     gw = tmpfs_gateway()
     exchanges, stored = _traffic(gw, "before")
-    _until(lambda: _ledger_rows(gw) == exchanges, "the first rows written")
+    _until(lambda: _rows_settle(lambda: _ledger_rows(gw), exchanges), "the first rows written")
     filler = _inside(gw, gw.state / "filler")  # type: ignore[attr-defined]
     _fill(filler)
     exchanges += _chat_goes_on(gw)
@@ -430,7 +456,7 @@ def test_a_full_state_folder_refuses_stored_responses_before_qwen_and_serves_aga
     exchanges += 1
     filler.unlink()  # space returns
     exchanges += _served_again(gw, "after a full disk")
-    _until(lambda: _ledger_rows(gw) == exchanges, "the rows of the full-disk time written after it")
+    _until(lambda: _rows_settle(lambda: _ledger_rows(gw), exchanges), "the rows of the full-disk time written after it")
     log = gw.log()
     assert _log_problems(gw) == [], log
     assert _outage_lines(gw) == 1 and "is unavailable (disk full)" in log, log
@@ -451,7 +477,7 @@ def test_a_read_only_state_folder_serves_chat_and_refuses_stored_responses_with_
     exchanges += 1 + _served_again(gw, "after a read-only folder")  # with /health
     assert "storage" not in httpx.get(gw.url + "/health", trust_env=False, timeout=10).json()
     exchanges += 1
-    _until(lambda: _ledger_rows(gw) == exchanges, "the rows of the read-only time written after it")
+    _until(lambda: _rows_settle(lambda: _ledger_rows(gw), exchanges), "the rows of the read-only time written after it")
     log = gw.log()
     assert _log_problems(gw) == [], log
     assert _outage_lines(gw) == 1, log
