@@ -64,7 +64,7 @@ def test_codex_telemetry_is_answered_by_the_gateway_and_reaches_nobody(telemetry
     gw = logged_gateway(world, "answer")
     try:
         world.reset_emulator()
-        set_switches(world, tool_arguments={"input": EXEC_JS})
+        set_switches(world, tool_calls="always", tool_arguments={"input": EXEC_JS})
         mark = len(telemetry_connections(world))
         log = codex_turn(world, gw, "answer")
         assert_clean(log)
@@ -90,7 +90,7 @@ def test_codex_telemetry_passes_when_told_to(telemetry_world):
     gw = logged_gateway(world, "pass", "--set", "qwen_codex_telemetry=pass")
     try:
         world.reset_emulator()
-        set_switches(world, tool_arguments={"input": EXEC_JS})
+        set_switches(world, tool_calls="always", tool_arguments={"input": EXEC_JS})
         mark = len(telemetry_connections(world))
         codex_turn(world, gw, "pass")
         assert len(telemetry_connections(world)[mark:]) >= 1  # it went on to (the fake) ab.chatgpt.com

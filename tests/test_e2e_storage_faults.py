@@ -296,7 +296,8 @@ def test_a_stream_whose_response_cannot_be_stored_ends_in_response_failed(pair_o
 
     one, two = pair_own
     assert client(one).responses.create(model="gpt-4o", input="warm").output_text == "Echo: warm"
-    emu.switches(gap_ms=300)  # Qwen's words 0.3 s apart: the database goes away mid-answer
+    emu.switches(gap_ms=1000)  # Qwen's words 1 s apart: the database goes away mid-answer (a halt under load can
+    # take more than a second: the answer must outlast it)
     rid = _failed_not_completed(_stream_events(one, how, pg_own.halt), "database")
     pg_own.resume()
     for gw in (one, two):  # each sees the database back through its own probe
@@ -314,7 +315,7 @@ def test_a_stored_chat_stream_that_cannot_be_stored_ends_in_an_error(pair_own, p
     one, two = pair_own
     assert client(one).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "warm"}],
                                                store=True).choices[0].message.content == "Echo: warm"
-    emu.switches(gap_ms=300)  # Qwen's words 0.3 s apart: the database goes away mid-answer
+    emu.switches(gap_ms=1000)  # Qwen's words 1 s apart: the answer outlasts the halt (see above)
     cid = _stored_chat_stream_unkept(one, pg_own.halt, "database")
     pg_own.resume()
     emu.switches(gap_ms=0)
