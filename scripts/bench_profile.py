@@ -6,12 +6,16 @@ and the threads. A sample counts for every part on its stack (parts nest: the ga
 engine), so the shares are inclusive; `self` shares (the innermost frame) add up to 100 %.
 
 py-spy (PyPI `py-spy`) must be installed in the venv; it samples another process, which needs ptrace rights
-(root, or kernel.yama.ptrace_scope 0). Nothing here asserts: it measures.
+(root, or kernel.yama.ptrace_scope 0). QWEN_BENCH_KEYS and QWEN_BENCH_PG profile those gateways too (as `floor`
+starts them); QWEN_BENCH_PROFILE_DIR=DIR keeps each target's raw samples there (py-spy's `raw` format).
+Nothing here asserts: it measures.
 """
 
 from __future__ import annotations
 
 import collections
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -100,6 +104,7 @@ def bench_profile(seconds: int) -> list[dict]:
 
 def _profile(p: Procs, spy: Path, targets: list[Target], seconds: int) -> list[dict]:
     results = []
+    keep = os.environ.get("QWEN_BENCH_PROFILE_DIR")
     for t in targets:
         wrk(t.url, t.script, 16, 2)  # warm
         out = p.tmp / f"{t.proc}.spy"
@@ -111,6 +116,8 @@ def _profile(p: Procs, spy: Path, targets: list[Target], seconds: int) -> list[d
         cpu = (p.cpu_s(t.proc) - cpu0) * 1000 / got["requests"]
         spying.wait(seconds + 60)
         stacks = collapsed(out)
+        if keep:  # QWEN_BENCH_PROFILE_DIR: the raw samples, for a flame graph or a closer look
+            shutil.copy(out, Path(keep) / out.name)
         results.append({"scenario": f"profile: {t.name}, wrk at concurrency 16 for {seconds} s, "
                                     f"{sum(stacks.values())} samples, {cpu:.3f} ms of CPU per request "
                                     "(inclusive shares of the samples, %)",
