@@ -95,10 +95,20 @@ class NotCallable:
     request = 42  # mitmproxy logs an AddonManagerError for it
 
 
+class RaisingLookup:
+    @property
+    def request(self):  # getattr(addon, "request", None) raises: mitmproxy logs it
+        raise ValueError("no looking")
+
+
+class NoneChildren:
+    addons = None  # traverse iterates it: mitmproxy logs the TypeError
+
+
 def _chain(calls: list[str]) -> list:
     late = Recorder("late", calls)
     return [Quiet(), Recorder("a", calls), Quiet([Quiet(), Recorder("nested", calls, is_async=True)]),
-            Recorder("broken", calls, fail=True), ModuleNamedLikeAHook(), NotCallable(),
+            Recorder("broken", calls, fail=True), ModuleNamedLikeAHook(), NotCallable(), RaisingLookup(), NoneChildren(),
             Recorder("parent", calls, children=[Recorder("child", calls)]), Recorder("halt", calls, halt=True), late]
 
 
@@ -119,6 +129,7 @@ async def test_the_same_hooks_in_the_same_order_with_mitmproxys_error_handling(c
     assert (calls, logged) == await _run(True, caplog)
     assert calls == ["a", "nested", "broken", "parent", "child", "halt"]  # AddonHalt stops the event
     assert logged[0] == "Addon error: broken broke" and "not callable" in logged[1]
+    assert logged[2:] == ["Addon error: no looking", "Addon error: 'NoneType' object is not iterable"]
 
 
 async def test_addons_added_or_children_changed_after_install_are_seen():

@@ -26,6 +26,9 @@ from mitmproxy import addonmanager, exceptions, hooks
 _MITMPROXY_DISPATCH = addonmanager.AddonManager.trigger_event
 
 
+_NO_CHILDREN = object()
+
+
 def _has_hook(addon: Any, name: str) -> bool:
     """Whether mitmproxy's walk (addonmanager.traverse, _iter_hooks) would find anything to do for `name`
     in `addon`: a truthy attribute of that name on it or any child. Anything odd (a property that raises,
@@ -33,8 +36,13 @@ def _has_hook(addon: Any, name: str) -> bool:
     try:
         if getattr(addon, name, None):
             return True
-        children = getattr(addon, "addons", None) if hasattr(addon, "addons") else None
-        return children is not None and any(_has_hook(child, name) for child in children)
+        children = getattr(addon, "addons", _NO_CHILDREN)  # traverse: hasattr(a, "addons"), then a.addons
+        if children is _NO_CHILDREN:
+            return False
+        for child in children:
+            if _has_hook(child, name):
+                return True
+        return False
     except Exception:
         return True
 
@@ -43,7 +51,11 @@ async def _trigger_event(self: addonmanager.AddonManager, event: hooks.Hook) -> 
     """AddonManager.trigger_event (mitmproxy 12.2), entering only the addons that have the hook."""
     name = event.name
     for addon in self.chain:
-        if not _has_hook(addon, name):
+        try:  # the common case inline (an addon of mitmproxy's without the hook nor children): two lookups
+            idle = not getattr(addon, name, None) and getattr(addon, "addons", _NO_CHILDREN) is _NO_CHILDREN
+        except Exception:
+            idle = False  # mitmproxy's path meets it, and logs it
+        if idle or not _has_hook(addon, name):
             continue  # mitmproxy's path would walk it, find nothing, call nothing, raise nothing
         try:
             with addonmanager.safecall():
