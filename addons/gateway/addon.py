@@ -92,7 +92,9 @@ class QwenGateway:
 
     def load(self, loader) -> None:
         config.declare(loader)
-        hookdispatch.install(loader.master.addons)  # events enter only the addons with their hook
+        master = getattr(loader, "master", None)  # mitmproxy's Loader has it (a bare OptManager does not)
+        if master is not None:
+            hookdispatch.install(master.addons)  # events enter only the addons with their hook
         terminal.keep_secrets_out_of_logs()  # mitmproxy's protocol debug prints clients' headers
         self.clients.load()
 

@@ -36,7 +36,7 @@ def _has_hook(addon: Any, name: str) -> bool:
     try:
         if getattr(addon, name, None):
             return True
-        children = getattr(addon, "addons", _NO_CHILDREN)  # traverse: hasattr(a, "addons"), then a.addons
+        children: Any = getattr(addon, "addons", _NO_CHILDREN)  # traverse: hasattr(a, "addons"), then a.addons
         if children is _NO_CHILDREN:
             return False
         for child in children:
