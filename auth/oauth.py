@@ -22,16 +22,18 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
-
-import httpx
 
 from .redact import redact
 from .settings import AuthSettings
 
+if TYPE_CHECKING:  # httpx (1.6 MB) is imported at the first OAuth call: a gateway of key accounts never needs it
+    import httpx
+
 SCOPE = "openid profile email model.completion"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+TIMEOUT_S, CONNECT_TIMEOUT_S = 30.0, 10.0
 # Node's fetch (undici), as qwen-code sends it, plus qwen-code's own two headers: on every OAuth call.
 NODE_FETCH_HEADERS = {"user-agent": "node", "accept-encoding": "gzip, deflate", "accept-language": "*",
                       "sec-fetch-mode": "cors"}
@@ -80,12 +82,15 @@ def form(data: dict) -> bytes:
 def client(settings: AuthSettings | None = None) -> httpx.AsyncClient:
     """trust_env=False: never an HTTP(S)_PROXY that may be this gateway itself; the proxy and CAs come from
     the settings instead (the gateway fills them from its network settings, its own listeners left out)."""
+    import httpx
+
+    timeout = httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
     if settings is None:
-        return httpx.AsyncClient(timeout=TIMEOUT, trust_env=False)
+        return httpx.AsyncClient(timeout=timeout, trust_env=False)
     verify: ssl.SSLContext | bool = settings.tls_verify
     if settings.tls_verify and (settings.ca_file or settings.ca_dir):
         verify = ssl.create_default_context(cafile=settings.ca_file, capath=settings.ca_dir)
-    return httpx.AsyncClient(timeout=TIMEOUT, trust_env=False, proxy=settings.proxy, verify=verify)
+    return httpx.AsyncClient(timeout=timeout, trust_env=False, proxy=settings.proxy, verify=verify)
 
 
 def _json(r: httpx.Response) -> dict | None:
@@ -123,6 +128,8 @@ async def device_code(settings: AuthSettings, challenge: str, *, http: httpx.Asy
     body = form({"client_id": settings.client_id, "scope": SCOPE, "code_challenge": challenge,
                  "code_challenge_method": "S256"})
     url = f"{settings.oauth_base_url}/api/v1/oauth2/device/code"
+    import httpx
+
     try:
         async with _maybe(http, settings) as c:
             r = await c.post(url, content=body, headers={**HEADERS, "x-request-id": str(uuid.uuid4())})
@@ -146,6 +153,8 @@ async def poll_once(settings: AuthSettings, device_code_: str, verifier: str, *,
     Raises OAuthError when polling must stop (denied, expired, rate-limited, unknown device code)."""
     body = form({"grant_type": DEVICE_GRANT, "client_id": settings.client_id, "device_code": device_code_,
                  "code_verifier": verifier})
+    import httpx
+
     try:
         async with _maybe(http, settings) as c:
             r = await c.post(f"{settings.oauth_base_url}/api/v1/oauth2/token", content=body, headers=HEADERS)
@@ -203,6 +212,8 @@ async def poll_token(settings: AuthSettings, device: dict, verifier: str, *,
 async def refresh(settings: AuthSettings, refresh_token: str, *, http: httpx.AsyncClient | None = None) -> dict:
     """The refresh grant. Raises RefreshRejected (400/401: log in again), NetworkError, OAuthError."""
     body = form({"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": settings.client_id})
+    import httpx
+
     try:
         async with _maybe(http, settings) as c:
             r = await c.post(f"{settings.oauth_base_url}/api/v1/oauth2/token", content=body, headers=HEADERS)

@@ -22,19 +22,21 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from . import web_cookies as wc
 from .credfile import atomic_write
 from .stranded import Kind
 from .redact import redact
 
+if TYPE_CHECKING:  # imported at the first refresh (oauth.py: a gateway without such accounts never needs it)
+    import httpx
+
 BX_HEADERS = ("bx-ua", "bx-umidtoken", "bx-v")
 AUTH_VERSION = "0.3.12"  # the SPA build the auth domain expects (CNDOC, ELD)
 CHAT_ORIGIN = "https://chat.qwen.ai"
 REFRESH_PATH = "/api/v2/auths/refresh"
-TIMEOUT = httpx.Timeout(20.0, connect=10.0)
+TIMEOUT_S, CONNECT_TIMEOUT_S = 20.0, 10.0
 # Markers of Aliyun's anti-bot answers (punish page, x5sec, WAF slider): never retried in a loop.
 PUNISH_MARKERS = ("_____tmd_____/punish", "FAIL_SYS_USER_VALIDATE", "RGV587_ERROR", "x5secdata", "aliyun_waf")
 
@@ -225,9 +227,11 @@ async def refresh(session: Session, auth_base: str, *, http: httpx.AsyncClient |
     NeedsLogin, Punished or RefreshError (network, 5xx, an answer without a token); messages redacted."""
     if not session.can_refresh:
         raise NeedsLogin("the session has no refresh_token cookie")
+    import httpx
+
     url = auth_base.rstrip("/") + REFRESH_PATH
     own = http is None
-    client = http or httpx.AsyncClient(timeout=TIMEOUT, trust_env=False)
+    client = http or httpx.AsyncClient(timeout=httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S), trust_env=False)
     try:
         r = await client.get(url, headers=refresh_headers(session))
     except httpx.HTTPError as e:

@@ -6,6 +6,7 @@
     .venv/bin/python scripts/bench.py floor       # the gateway vs bare mitmdump (and QWEN_BENCH_BASELINE, _KEYS,
                                                   # _PG): p50 at c1, req/s at c16, CPU, RSS after 10,000, with wrk
     .venv/bin/python scripts/bench.py profile     # py-spy on the gateway and bare mitmdump under wrk: CPU by part
+                                                  # (QWEN_BENCH_KEYS, _PG: those gateways too)
     .venv/bin/python scripts/bench.py messages    # /v1/messages vs /v1/chat/completions in one gateway: p50/p99
                                                   # and CPU of whole answers, first chunk and gaps of streams
     .venv/bin/python scripts/bench.py bigprompt   # a 1 MB prompt; token counting on vs off

@@ -82,7 +82,7 @@ def _key(home: Path, name: str, state_url: str | None) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def _targets(p: Procs, emu: str) -> list[Target]:
+def floor_targets(p: Procs, emu: str) -> list[Target]:
     client = chat("client-key-ignored", CHAT)
     gateway = p.gateway(emu)
     bare = p.mitmdump("bare", emu, addon=False)
@@ -128,7 +128,7 @@ def bench_floor(rounds: int, seconds: float) -> dict:
     with Procs() as p:
         emu = p.emulator()
         try:
-            targets = _targets(p, emu)
+            targets = floor_targets(p, emu)
             for t in targets:  # warm: connections, imports, caches, the first rows of every database
                 t.served += wrk(t.url, t.script, 16, 1)["requests"]
             for r in range(rounds):

@@ -6,17 +6,20 @@ and the threads. A sample counts for every part on its stack (parts nest: the ga
 engine), so the shares are inclusive; `self` shares (the innermost frame) add up to 100 %.
 
 py-spy (PyPI `py-spy`) must be installed in the venv; it samples another process, which needs ptrace rights
-(root, or kernel.yama.ptrace_scope 0). Nothing here asserts: it measures.
+(root, or kernel.yama.ptrace_scope 0). QWEN_BENCH_KEYS and QWEN_BENCH_PG profile those gateways too (as `floor`
+starts them); QWEN_BENCH_PROFILE_DIR=DIR keeps each target's raw samples there (py-spy's `raw` format).
+Nothing here asserts: it measures.
 """
 
 from __future__ import annotations
 
 import collections
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
-from bench_floor import Target, lua, wrk
-from bench_http import CHAT, as_sent_upstream, chat
+from bench_floor import Target, floor_targets, wrk
 from benchlib import BIN, Procs
 
 # (part, substrings of a frame "function (file:line)"; a sample counts for the part when one frame matches)
@@ -37,6 +40,10 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("gateway: mitmweb summary", ("gateway/mitmweb/",)),
     ("gateway: Exchange record (exchange.py)", ("gateway/exchange.py",)),
     ("gateway: account pool (auth/)", ("gateway/auth/", "/auth/pool.py", "/auth/state.py")),
+    ("gateway: named keys (door/team, limits, spend)", ("gateway/door/team", "gateway/door/limits.py",
+                                                       "gateway/door/spend.py", "gateway/door/keyring.py")),
+    ("gateway: PostgreSQL (psycopg)", ("psycopg/", "gateway/auth/pg.py")),
+    ("gateway: client body check (api/request_schema.py)", ("gateway/api/request_schema.py",)),
     ("JSON (json, orjson, jsonio)", ("json/", "gateway/jsonio.py")),
     ("mitmproxy: hook dispatch (addonmanager)", ("mitmproxy/addonmanager.py",)),
     ("mitmproxy: HTTP layers", ("mitmproxy/proxy/layers/",)),
@@ -84,29 +91,37 @@ def bench_profile(seconds: int) -> list[dict]:
         raise SystemExit("bench.py profile needs py-spy in the venv (.venv/bin/pip install py-spy)")
     with Procs() as p:
         emu = p.emulator()
-        client = chat("client-key-ignored", CHAT)
-        gateway = p.gateway(emu)
-        bare = p.mitmdump("bare", emu, addon=False)
-        targets = [Target("mitmdump (no addon)", "bare", bare + client[0], as_sent_upstream(emu, gateway, client),
-                          p.tmp / "bare.lua"),
-                   Target("gateway", "gateway", gateway + client[0], client, p.tmp / "gateway.lua")]
-        results = []
-        for t in targets:
-            t.script.write_text(lua(t.req))
-            wrk(t.url, t.script, 16, 2)  # warm
-            out = p.tmp / f"{t.proc}.spy"
-            spying = subprocess.Popen([str(spy), "record", "--pid", str(p.pids[t.proc]), "--rate", "250", "--threads",
-                                       "--nonblocking", "--format", "raw", "--duration", str(seconds + 1), "--output",
-                                       str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            cpu0 = p.cpu_s(t.proc)
-            got = wrk(t.url, t.script, 16, seconds)
-            cpu = (p.cpu_s(t.proc) - cpu0) * 1000 / got["requests"]
-            spying.wait(seconds + 60)
-            stacks = collapsed(out)
-            results.append({"scenario": f"profile: {t.name}, wrk at concurrency 16 for {seconds} s, "
-                                        f"{sum(stacks.values())} samples, {cpu:.3f} ms of CPU per request "
-                                        "(inclusive shares of the samples, %)",
-                            "results": {k: {"share_%": v} for k, v in shares(stacks).items()}})
-            results.append({"scenario": f"profile: {t.name}, the innermost frames (self, %)",
-                            "results": {frame: {"self_%": v} for frame, v in top_self(stacks)}})
-        return results
+        try:
+            # the floor's targets (QWEN_BENCH_KEYS, _PG: those gateways too), but no baseline checkout
+            targets = [t for t in floor_targets(p, emu) if t.proc != "baseline"]
+            return _profile(p, spy, targets, seconds)
+        finally:
+            server = getattr(p, "pg", None)
+            if server is not None:
+                p.__exit__()  # the gateways first: they hold connections to the server
+                server.stop()
+
+
+def _profile(p: Procs, spy: Path, targets: list[Target], seconds: int) -> list[dict]:
+    results = []
+    keep = os.environ.get("QWEN_BENCH_PROFILE_DIR")
+    for t in targets:
+        wrk(t.url, t.script, 16, 2)  # warm
+        out = p.tmp / f"{t.proc}.spy"
+        spying = subprocess.Popen([str(spy), "record", "--pid", str(p.pids[t.proc]), "--rate", "250", "--threads",
+                                   "--nonblocking", "--format", "raw", "--duration", str(seconds + 1), "--output",
+                                   str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cpu0 = p.cpu_s(t.proc)
+        got = wrk(t.url, t.script, 16, seconds)
+        cpu = (p.cpu_s(t.proc) - cpu0) * 1000 / got["requests"]
+        spying.wait(seconds + 60)
+        stacks = collapsed(out)
+        if keep:  # QWEN_BENCH_PROFILE_DIR: the raw samples, for a flame graph or a closer look
+            shutil.copy(out, Path(keep) / out.name)
+        results.append({"scenario": f"profile: {t.name}, wrk at concurrency 16 for {seconds} s, "
+                                    f"{sum(stacks.values())} samples, {cpu:.3f} ms of CPU per request "
+                                    "(inclusive shares of the samples, %)",
+                        "results": {k: {"share_%": v} for k, v in shares(stacks).items()}})
+        results.append({"scenario": f"profile: {t.name}, the innermost frames (self, %)",
+                        "results": {frame: {"self_%": v} for frame, v in top_self(stacks)}})
+    return results

@@ -704,7 +704,7 @@ def test_observability_samples(session):
     session.sh("kill $gw; wait $gw")
     lines = [ln for ln in (home / "gateway.log").read_text().splitlines() if " /v1/" in ln]
     forwarded, local = "\n".join(lines[:5]), "\n".join(lines[5:])
-    expect(block("docs/observability.md", "gpt-4o→qwen3-coder-plus acct=demo 200 est=1.1k"), forwarded, home)
+    expect(block("docs/observability.md", "gpt-4o→qwen3-coder-plus acct=demo 200 est=1.4k"), forwarded, home)
     expect(block("docs/observability.md", "route=unknown 404"), local, home)
     guard = (home / "gateway.log.guard").read_text()
     expect(block("docs/observability.md", "HTTP/1.1 400 Bad Request"), guard, home)
@@ -884,7 +884,7 @@ SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that c
     ("docs/troubleshooting.md", '{"status":"degraded","accounts":[]'): "test_troubleshooting_health",
     ("docs/accounts.md", "ACCOUNT  KIND   STATE         EXPIRES"): "test_accounts_status_sample",
     ("docs/accounts.md", "account default (oauth): needs_login"): "test_accounts_startup_sample",
-    ("docs/observability.md", "gpt-4o→qwen3-coder-plus acct=demo 200 est=1.1k"): "test_observability_samples",
+    ("docs/observability.md", "gpt-4o→qwen3-coder-plus acct=demo 200 est=1.4k"): "test_observability_samples",
     ("docs/observability.md", "route=unknown 404"): "test_observability_samples",
     ("docs/observability.md", "HTTP/1.1 400 Bad Request"): "test_observability_samples",
     ("docs/observability.md", "qwen_requests_total{account="): "test_observability_samples",

@@ -129,7 +129,7 @@ async def test_what_the_guard_leaves_alone():
 async def test_it_awaits_the_estimate_already_running_instead_of_counting_again(monkeypatch):
     est = TokenEstimator()
     est.INLINE_BYTES = -1  # counted in the thread, as a big prompt is
-    est.configure(config())
+    est.configure(config(token_count_exact=True))  # with tiktoken (characters / 4 would be counted again)
     body = chat_body("word " * 200, model="gpt-4o-mini")
     ex = request(body)
     est.client_request(ex, client_flow(body))

@@ -228,8 +228,12 @@ def estimator(inline_bytes: int = -1, **fields) -> TokenEstimator:
     return est
 
 
+# The tests below count with tiktoken (qwen_token_count_exact, or an endpoint that reports the prompt's tokens):
+# without it a chat prompt gets characters / 4 and tiktoken is not loaded (tests/test_tokens_lazy.py).
+
+
 async def test_a_small_prompt_is_counted_on_the_spot_once_the_encoding_is_loaded():
-    est = estimator(inline_bytes=TokenEstimator.INLINE_BYTES)
+    est = estimator(inline_bytes=TokenEstimator.INLINE_BYTES, token_count_exact=True)
     tokens.encoding()
     body = chat_body("hello world")
     ex = exchange(body=body, status=None, usage=None)
@@ -245,7 +249,7 @@ async def test_a_small_prompt_is_counted_on_the_spot_once_the_encoding_is_loaded
 
 
 async def test_estimate_starts_in_client_request_and_never_holds_it():
-    est = estimator()
+    est = estimator(token_count_exact=True)
     ex = exchange(body=big_body(), usage=None, status=None)
     est.client_request(ex, client_flow(ex.body))  # a plain function: returns at once, the count runs in a thread
     assert ex.estimate is not None and not ex.estimate.done() and ex.prompt_tokens_est is None
@@ -257,7 +261,7 @@ async def test_estimate_starts_in_client_request_and_never_holds_it():
 
 
 async def test_it_counts_the_clients_body_for_every_prompt_endpoint():
-    est = estimator()
+    est = estimator(token_count_exact=True)
     bodies = {"chat.completions": chat_body("hello world"), "responses": {"model": "m", "input": "hello world"},
               "completions": {"model": "m", "prompt": "hello world"},
               "embeddings": {"model": "m", "input": "hello world"}}
@@ -307,7 +311,7 @@ async def test_backlog_is_bounded(monkeypatch):
 
 async def test_a_failed_count_leaves_no_estimate(monkeypatch):
     est = estimator()
-    monkeypatch.setattr(tokens, "estimate_request_tokens", lambda body: 1 / 0)
+    monkeypatch.setattr(tokens, "estimate_request_tokens", lambda body, exact=True: 1 / 0)
     ex = exchange(status=None)
     est.client_request(ex, client_flow())
     assert await ex.estimate is None and ex.prompt_tokens_est is None
@@ -332,7 +336,7 @@ async def test_estimators_are_independent_and_done_stops_the_worker():
 async def test_a_big_count_does_not_stall_the_event_loop(monkeypatch):
     """While a 4 MiB prompt is counted exactly (the threshold raised for the test), the loop keeps turning."""
     monkeypatch.setattr(tokens, "EXACT_CHARS", 8 << 20)
-    est = estimator()
+    est = estimator(token_count_exact=True)
     encoding()  # loaded beforehand, as running() does
     ex = exchange(body=big_body(4 << 20), status=None)
     est.client_request(ex, client_flow())
@@ -346,7 +350,7 @@ async def test_a_big_count_does_not_stall_the_event_loop(monkeypatch):
 
 
 async def test_running_loads_the_encoding_in_the_worker(fresh_encoding):
-    est = estimator()
+    est = estimator(token_count_exact=True)
     est.running()
     for _ in range(500):
         if encoding.cache_info().currsize:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qwen_gateway.upstream.dashscope import rules
 from qwen_gateway.upstream.dashscope.request import chat_to_qwen
@@ -170,6 +172,44 @@ def test_cache_control_on_system_and_when_streaming_last_message_and_tool():
     assert out["messages"][0]["content"] == [parts[0], {**parts[1], "cache_control": {"type": "ephemeral"}}]
     out, _ = qwen({"messages": [USER, {"role": "assistant", "content": None, "tool_calls": []}], "stream": True})
     assert out["messages"][-1]["content"] is None  # nothing to mark
+
+
+def _session_id_as_before(chat_body: dict) -> str:
+    """rules.session_id as it was written before its speed-up (json.dumps per call, uuid.uuid5): session ids
+    must not change, or every client's Qwen prompt cache starts over."""
+    import hashlib
+    import json
+    key = chat_body.get("prompt_cache_key")
+    if isinstance(key, str) and key:
+        return str(uuid.uuid5(rules._SESSION_NS, ("key:" + key).encode("utf-8", "surrogatepass")))
+    opening = []
+    for m in chat_body.get("messages") or []:
+        if not isinstance(m, dict):
+            continue
+        role = "system" if m.get("role") == "developer" else m.get("role")
+        opening.append([role, rules._text(m.get("content")) or json.dumps(m.get("content"), sort_keys=True)])
+        if role == "user":
+            break
+    text = json.dumps([chat_body.get("model"), opening], ensure_ascii=False)
+    return str(uuid.uuid5(rules._SESSION_NS, "conv:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()))
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                     max_leaves=8)
+_message = st.fixed_dictionaries({"role": st.sampled_from(["system", "developer", "user", "assistant", 7]),
+                                  "content": st.text() | _json | st.lists(st.fixed_dictionaries(
+                                      {"type": st.just("text"), "text": st.text()}), max_size=3)})
+
+
+@settings(max_examples=300, deadline=None)
+@given(model=st.text() | st.none() | st.integers(), messages=st.lists(_message | _json, max_size=4),
+       cache_key=st.none() | st.text())
+def test_session_ids_are_the_ones_they_always_were(model, messages, cache_key):
+    body = {"model": model, "messages": messages, **({"prompt_cache_key": cache_key} if cache_key is not None else {})}
+    assert rules.session_id(body) == _session_id_as_before(body)
+    assert rules.session_id({"model": "m", "messages": [{"role": "user", "content": "\ud83d lone"}]}) == \
+        _session_id_as_before({"model": "m", "messages": [{"role": "user", "content": "\ud83d lone"}]})
 
 
 def test_session_id_is_stable_per_conversation():

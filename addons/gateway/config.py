@@ -113,7 +113,11 @@ def declare(loader) -> None:
         "addresses, the address a client connected to, and qwen_intercept_hosts.")
     # observability
     add("qwen_token_count", bool, True,
-        "Estimate each prompt's tokens with tiktoken (offline, in a thread) for the request line and ledger.")
+        "Estimate each prompt's tokens for the request line and ledger (characters / 4; tiktoken where a count "
+        "must be exact: the context guard, Anthropic Messages, the count endpoints).")
+    add("qwen_token_count_exact", bool, False,
+        "Count every prompt with tiktoken (offline, in a thread), not only where a count must be exact: "
+        "~25 MB more memory, loaded at start.")
     add("qwen_metrics", bool, True, "Serve Prometheus metrics at GET /metrics on the gateway's listener.")
     add("qwen_context_limits", Sequence[str], [],
         "Prompt token limits per model, model=tokens (the model name the client asks for), e.g. "
@@ -155,6 +159,7 @@ class Config:
     max_head: int = 64 << 10
     head_timeout: float = 60
     token_count: bool = True
+    token_count_exact: bool = False
     metrics: bool = True
     context_limits: dict[str, int] = field(default_factory=dict)
     context_limit_default: int = 0
@@ -240,6 +245,7 @@ def parse(o) -> Config:
         max_head=o.qwen_max_header_kb << 10,
         head_timeout=o.qwen_head_timeout,
         token_count=o.qwen_token_count,
+        token_count_exact=o.qwen_token_count_exact,
         metrics=o.qwen_metrics,
         context_limits=parse_limits(o.qwen_context_limits),
         context_limit_default=o.qwen_context_limit_default,

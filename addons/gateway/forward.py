@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from mitmproxy import connection, http
 
-from . import jsonio
+from . import jsonio, tokens
 from .assemble import ChunkAssembler
 from .auth.storage import StateUnavailable
 from .errors import GatewayError, gateway_error
@@ -25,6 +25,7 @@ OpenUpstream = Callable[[Exchange], Awaitable[UpstreamAnswer]]
 STREAM_CAPTURE = 1 << 20  # bytes of a translated stream kept on the flow for mitmweb and -w
 KEEP_WAIT_S = 10.0  # a kept answer's database write, at most, before its end goes out (stream, turn, whole)
 COUNT_WAIT_S = 0.5  # a prompt count still running, at most, before a stream that reports it starts
+LOAD_WAIT_S = 2.0  # more, once: the count that loads tiktoken's encoding (~0.4 s; loaded at first need)
 log = logging.getLogger("qwen")
 CLIENT_WATCH = 0.1  # seconds between looks at a waiting client's connection
 
@@ -104,11 +105,13 @@ async def until_kept(ex: Exchange, gate: asyncio.Future, what: str) -> None:
 async def until_counted(ex: Exchange) -> None:
     """For an endpoint whose first event reports the prompt's tokens: the count (started off the request path
     when the request arrived, observe/estimator.py) finishes first, at most COUNT_WAIT_S. It has almost always
-    finished by the time Qwen answers; a fast upstream and a long prompt wait for the rest of it."""
+    finished by the time Qwen answers; a fast upstream and a long prompt wait for the rest of it (the first such
+    stream of the process also for tiktoken's encoding to load)."""
     count = ex.estimate
     if count is None or count.done() or ex.endpoint is None or not ex.endpoint.counted_first:
         return
-    await asyncio.wait({count}, timeout=COUNT_WAIT_S)
+    loading = not tokens.encoding.cache_info().currsize
+    await asyncio.wait({count}, timeout=COUNT_WAIT_S + (LOAD_WAIT_S if loading else 0))
 
 
 def finish_stream(ex: Exchange, resp: http.Response) -> dict | None:

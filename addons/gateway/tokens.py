@@ -136,6 +136,9 @@ def _estimate(reason: str) -> Encoding:
     return Encoding(ESTIMATE, None)
 
 
+CHARACTERS = Encoding(ESTIMATE, None)  # characters / 4: what a count that need not be exact uses
+
+
 def token_method() -> str:
     return encoding().method
 
@@ -192,10 +195,11 @@ def prompt_of(body: dict) -> Prompt:
     return p
 
 
-def estimate_request_tokens(body: dict) -> tuple[int, str]:
+def estimate_request_tokens(body: dict, exact: bool = True) -> tuple[int, str]:
     """(estimated prompt tokens, method) for a chat / responses / completions / embeddings body.
-    Exact (for the encoding) up to EXACT_CHARS characters of text, sampled above; bounded either way."""
-    enc = encoding()
+    Exact (for the encoding) up to EXACT_CHARS characters of text, sampled above; bounded either way.
+    `exact=False`: characters / 4 (method ESTIMATE), tiktoken not even loaded."""
+    enc = encoding() if exact else CHARACTERS
     p = prompt_of(body)
     texts = [*p.texts, p.tools] if p.tools else p.texts
     fixed = p.token_ids + p.images * IMAGE_TOKENS + MESSAGE_OVERHEAD * p.messages

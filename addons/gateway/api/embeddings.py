@@ -217,8 +217,16 @@ def _to_upstream(body: dict, ex: Exchange) -> dict:
     return to_upstream(dimensions(body, ex.notes), notes=ex.notes)  # strings only (token ids decoded), floats asked
 
 
+async def _decoder_loaded(body: dict, ex: Exchange) -> None:
+    """Token-id inputs need tiktoken's encoding, loaded only when first needed (~0.5 s): in a thread, never
+    on the event loop that `to_chat` runs on."""
+    value = body.get("input")
+    if _is_ids(value) or (isinstance(value, list) and any(_is_ids(v) for v in value)):
+        await asyncio.to_thread(_cl100k)
+
+
 # A pass-through pair with DashScope (registry.py): the body above goes to its embeddings endpoint as is.
 EMBEDDINGS: Endpoint[Exchange] = Endpoint(
-    name="embeddings", to_chat=_to_upstream,
+    name="embeddings", to_chat=_to_upstream, prepare=_decoder_loaded,
     from_chat=lambda answer, ex: to_client(answer, ex.body or {}, ex.requested_model or None),
     stream_translator=lambda ex: None, capability=Capability.EMBEDDINGS, fetch=fetch)

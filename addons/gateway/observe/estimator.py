@@ -1,5 +1,11 @@
 """The token estimator: the observer that counts each prompt off the request path (tokens.py counts; looked
-up there at each call, so a test can stand in for it)."""
+up there at each call, so a test can stand in for it).
+
+tiktoken is loaded only when a count must be exact (its encoding is ~25 MB of the process's memory, and a
+small prompt's count ran on the event loop): for an endpoint whose answer reports the prompt's tokens
+(`counted_first`: the Messages API's first event), or every prompt with `qwen_token_count_exact`. Other
+prompts get characters / 4 (method `estimate`) for the request line, the ledger and mitmweb; the context
+guard counts exactly itself when the byte bound cannot decide (guard.py)."""
 
 from __future__ import annotations
 
@@ -44,15 +50,17 @@ class TokenEstimator(Observer):
 
     def __init__(self) -> None:
         self.enabled = True
+        self.exact = False  # every prompt counted with tiktoken (qwen_token_count_exact)
         # One worker: counts never pile onto the default executor (ledger, debug log) and use one core at most.
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._pending: set[asyncio.Task] = set()  # also keeps the tasks referenced until they end
 
     def configure(self, config: Config) -> None:
         self.enabled = config.token_count
+        self.exact = config.token_count_exact
 
     def running(self) -> None:
-        if self.enabled:  # load the encoding now rather than on the first request (~0.5 s)
+        if self.enabled and self.exact:  # load the encoding now rather than on the first request (~0.5 s)
             try:
                 asyncio.get_running_loop().run_in_executor(self._pool(), tokens.encoding)
             except RuntimeError:
@@ -65,9 +73,10 @@ class TokenEstimator(Observer):
             return  # refused already (bad key, bad JSON…): no CPU for a prompt nobody will answer
         if endpoint_name(ex) not in PROMPT_ENDPOINTS or not isinstance(ex.body, dict):
             return
-        if ex.client.size <= self.INLINE_BYTES and tokens.encoding.cache_info().currsize:  # the encoding is loaded
-            try:
-                ex.prompt_tokens_est, ex.token_method = tokens.estimate_request_tokens(ex.body)
+        exact = self.exact or bool(getattr(ex.endpoint, "counted_first", False))
+        if ex.client.size <= self.INLINE_BYTES and (not exact or tokens.encoding.cache_info().currsize):
+            try:  # characters / 4, or tiktoken once its encoding is loaded
+                ex.prompt_tokens_est, ex.token_method = tokens.estimate_request_tokens(ex.body, exact)
             except Exception:
                 log.debug("qwen: token count failed", exc_info=True)
             return
@@ -75,14 +84,15 @@ class TokenEstimator(Observer):
             ex.token_method = SKIPPED
             log.debug("qwen: %d prompt counts pending: not counting this one", len(self._pending))
             return
-        task = asyncio.get_running_loop().create_task(self._count(ex, ex.body), name="qwen: count prompt tokens")
+        task = asyncio.get_running_loop().create_task(self._count(ex, ex.body, exact), name="qwen: count prompt tokens")
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
         ex.estimate = task
 
-    async def _count(self, ex: Exchange, body: dict) -> tuple[int, str] | None:
+    async def _count(self, ex: Exchange, body: dict, exact: bool) -> tuple[int, str] | None:
         try:
-            result = await asyncio.get_running_loop().run_in_executor(self._pool(), tokens.estimate_request_tokens, body)
+            result = await asyncio.get_running_loop().run_in_executor(self._pool(), tokens.estimate_request_tokens, body,
+                                                                      exact)
         except Exception:
             log.debug("qwen: token count failed", exc_info=True)
             return None

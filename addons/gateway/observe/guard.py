@@ -5,9 +5,10 @@ instead of a slow 400 (or a 504 after minutes) from Qwen. A step the gateway awa
 
 Cheap for ordinary requests: a body no longer than the limit in bytes cannot exceed it (a cl100k token is
 at least one UTF-8 byte, and JSON spells text in at least as many bytes; images, which count a fixed
-amount, are added to the bound), so only bodies longer than the limit are counted. Bounded for huge ones:
-the count is the token estimator's (tokens.py: pieces of at most 64 K characters, sampled above 1 Mi
-characters) — the one already running for this exchange when there is one, else one in a thread.
+amount, are added to the bound), so only bodies longer than the limit are counted — with tiktoken, never
+on the estimator's characters / 4. Bounded for huge ones: the count is tokens.py's (pieces of at most 64 K
+characters, sampled above 1 Mi characters) — the estimator's, already running for this exchange, when it
+counts with tiktoken, else one in a thread.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import GatewayError
 from ..observer import endpoint_name
-from ..tokens import IMAGE_TOKENS, SAMPLED, estimate_request_tokens, truncate_chat
+from ..tokens import ESTIMATE, IMAGE_TOKENS, SAMPLED, estimate_request_tokens, truncate_chat
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -69,7 +70,7 @@ async def context_check(ex: Exchange, config: Config) -> GatewayError | None:
     limit = config.context_limit(body.get("model"))
     if not limit:
         return None
-    if ex.prompt_tokens_est is None:
+    if ex.prompt_tokens_est is None or ex.token_method == ESTIMATE:  # not counted yet, or by characters / 4
         size = ex.client.size
         if size and size <= limit and byte_bound(size, count_images(body)) <= limit:
             return None  # cannot exceed the limit: not counted
@@ -93,7 +94,8 @@ async def context_check(ex: Exchange, config: Config) -> GatewayError | None:
 
 
 async def _count(ex: Exchange, body: dict) -> None:
-    """The estimator's count when one is running (bounded wait), else one in a thread."""
+    """The estimator's count when one is running (bounded wait) and it counts with tiktoken, else one in a
+    thread."""
     if ex.estimate is not None:
         try:
             await asyncio.wait_for(asyncio.shield(ex.estimate), WAIT_S)
@@ -103,7 +105,7 @@ async def _count(ex: Exchange, body: dict) -> None:
                 raise  # the request itself was cancelled, not the count
         except Exception:  # timed out or failed: count here
             pass
-        if ex.prompt_tokens_est is not None:
+        if ex.prompt_tokens_est is not None and ex.token_method != ESTIMATE:
             return
     try:
         tokens, method = await asyncio.to_thread(estimate_request_tokens, body)

@@ -1,0 +1,169 @@
+"""mitmproxy's event dispatch in the gateway's process (hookdispatch.py): an event enters only the addons that
+have its hook — the same hooks, in the same order, with mitmproxy's own error handling — instead of every
+addon of the chain (35 in mitmdump) through a context manager, a coroutine and two generators each.
+
+Driven through a real DumpMaster (mitmdump's own addons) with the gateway loaded as mitmproxy loads it;
+the work is counted (addons entered per event), never timed."""
+
+from __future__ import annotations
+
+import logging
+import re
+import types
+
+import pytest
+from mitmproxy import addonmanager, exceptions, hooks, options
+from mitmproxy.proxy.layers import http as lhttp
+from mitmproxy.test import tflow
+from mitmproxy.tools.dump import DumpMaster
+
+from qwen_gateway import hookdispatch
+from qwen_gateway.addon import QwenGateway
+
+
+def _master(*extra) -> DumpMaster:
+    m = DumpMaster(options.Options(), with_termlog=False, with_dumper=True)
+    for addon in extra:
+        m.addons.add(addon)
+    m.options.update(flow_detail=0)
+    return m
+
+
+def _entered(m: DumpMaster) -> list[str]:
+    """Names of the chain's addons mitmproxy's invoke_addon is entered for, in order."""
+    seen: list[str] = []
+    real = m.addons.invoke_addon
+
+    async def counting(addon, event):
+        seen.append(type(addon).__name__)
+        await real(addon, event)
+    m.addons.invoke_addon = counting  # type: ignore[method-assign]
+    return seen
+
+
+def _hooked(m: DumpMaster, name: str) -> list[str]:
+    return [type(a).__name__ for a in m.addons.chain
+            if any(getattr(x, name, None) for x in addonmanager.traverse([a]))]
+
+
+async def test_the_gateway_loaded_makes_an_event_enter_only_the_addons_with_its_hook():
+    gateway = QwenGateway()
+    m = _master(gateway)
+    entered = _entered(m)
+    f = tflow.tflow(resp=True)
+    f.request.host = "example.com"  # not a flow the gateway claims in its default (explicit) mode
+    await m.addons.handle_lifecycle(lhttp.HttpRequestHeadersHook(f))
+    assert len(m.addons.chain) > 30
+    # requestheaders: mitmdump's ProxyAuth, ModifyHeaders, UpstreamAuth and the gateway; update: nobody
+    assert entered == _hooked(m, "requestheaders") == ["ProxyAuth", "ModifyHeaders", "UpstreamAuth", "QwenGateway"]
+
+
+class Recorder:
+    def __init__(self, name: str, calls: list[str], *, fail: bool = False, halt: bool = False,
+                 is_async: bool = False, children: list | None = None) -> None:
+        self.name, self.calls, self.fail, self.halt = name, calls, fail, halt
+        if children is not None:
+            self.addons = children
+        if is_async:
+            async def request(flow) -> None:
+                self._called()
+            self.request = request
+        else:
+            self.request = lambda flow: self._called()
+
+    def _called(self) -> None:
+        self.calls.append(self.name)
+        if self.fail:
+            raise ValueError(f"{self.name} broke")
+        if self.halt:
+            raise exceptions.AddonHalt()
+
+
+class Quiet:
+    """No hook at all, children included."""
+
+    def __init__(self, children: list | None = None) -> None:
+        if children is not None:
+            self.addons = children
+
+
+class ModuleNamedLikeAHook:
+    request = types  # "from mitmproxy import log" in an addon: a module, not a hook (mitmproxy skips it)
+
+
+class NotCallable:
+    request = 42  # mitmproxy logs an AddonManagerError for it
+
+
+class RaisingLookup:
+    @property
+    def request(self):  # getattr(addon, "request", None) raises: mitmproxy logs it
+        raise ValueError("no looking")
+
+
+class NoneChildren:
+    addons = None  # traverse iterates it: mitmproxy logs the TypeError
+
+
+def _chain(calls: list[str]) -> list:
+    late = Recorder("late", calls)
+    return [Quiet(), Recorder("a", calls), Quiet([Quiet(), Recorder("nested", calls, is_async=True)]),
+            Recorder("broken", calls, fail=True), ModuleNamedLikeAHook(), NotCallable(), RaisingLookup(), NoneChildren(),
+            Recorder("parent", calls, children=[Recorder("child", calls)]), Recorder("halt", calls, halt=True), late]
+
+
+async def _run(install: bool, caplog) -> tuple[list[str], list[str]]:
+    m = DumpMaster(options.Options(), with_termlog=False, with_dumper=False)
+    calls: list[str] = []
+    m.addons.chain = _chain(calls)
+    if install:
+        assert hookdispatch.install(m.addons)
+    caplog.clear()
+    with caplog.at_level(logging.ERROR):
+        await m.addons.trigger_event(lhttp.HttpRequestHook(tflow.tflow()))
+    return calls, [re.sub(r" at 0x[0-9a-f]+", "", r.getMessage()) for r in caplog.records]
+
+
+async def test_the_same_hooks_in_the_same_order_with_mitmproxys_error_handling(caplog):
+    calls, logged = await _run(False, caplog)
+    assert (calls, logged) == await _run(True, caplog)
+    assert calls == ["a", "nested", "broken", "parent", "child", "halt"]  # AddonHalt stops the event
+    assert logged[0] == "Addon error: broken broke" and "not callable" in logged[1]
+    assert logged[2:] == ["Addon error: no looking", "Addon error: 'NoneType' object is not iterable"]
+
+
+async def test_addons_added_or_children_changed_after_install_are_seen():
+    m = DumpMaster(options.Options(), with_termlog=False, with_dumper=False)
+    calls: list[str] = []
+    loader = Quiet([])
+    m.addons.chain = [loader]
+    assert hookdispatch.install(m.addons)
+    event = lhttp.HttpRequestHook(tflow.tflow())
+    await m.addons.trigger_event(event)
+    loader.addons = [Recorder("script, reloaded", calls)]  # as mitmproxy's script loader does
+    m.addons.chain.append(Recorder("registered later", calls))
+    await m.addons.trigger_event(event)
+    assert calls == ["script, reloaded", "registered later"]
+
+
+async def test_installed_once_and_only_over_mitmproxys_own_dispatch():
+    m = DumpMaster(options.Options(), with_termlog=False, with_dumper=False)
+    assert hookdispatch.install(m.addons) and not hookdispatch.install(m.addons)  # already there
+    other = DumpMaster(options.Options(), with_termlog=False, with_dumper=False)
+
+    async def someone_elses(event: hooks.Hook) -> None:
+        return None
+    other.addons.trigger_event = someone_elses  # type: ignore[method-assign]
+    assert not hookdispatch.install(other.addons)
+    assert other.addons.trigger_event is someone_elses
+
+
+@pytest.mark.parametrize("event", ["running", "done"])
+async def test_lifecycle_events_reach_the_gateway(event, monkeypatch):
+    """running/done go through trigger_event too (master.py): the gateway still gets them."""
+    got: list[str] = []
+    gateway = QwenGateway()
+    monkeypatch.setattr(gateway, event, lambda *a: got.append(event))
+    m = _master(gateway)
+    await m.addons.trigger_event(hooks.RunningHook() if event == "running" else hooks.DoneHook())
+    assert got == [event]
