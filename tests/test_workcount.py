@@ -252,7 +252,25 @@ def counted_pg(emulator, tmp_path_factory, pg_server):  # noqa: F811
     log = ServerLog(pg_server.root / "server.log")
     for gw, counter, client in _start(emulator, tmp_path_factory.mktemp("workcount-pg"),
                                       ("--set", f"qwen_state_url={url}")):
+        _sealing_key_shared(url)  # a start-up write, not a request's: done before anything is counted
         yield gw, counter, client, log
+
+
+def _sealing_key_shared(url: str) -> None:
+    """Wait (bounded) until the starting gateway has published its Responses sealing key (store_pg.ready)."""
+    import time
+
+    import psycopg
+
+    for _ in range(300):
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+                if conn.execute("SELECT count(*) FROM shared_secrets").fetchone()[0]:
+                    return
+        except psycopg.errors.UndefinedTable:
+            pass  # not migrated yet
+        time.sleep(0.05)
+    raise AssertionError("the gateway never published its sealing key")
 
 
 # With the state on PostgreSQL the same rows go to the server (its statements, from its log, are `sql`:

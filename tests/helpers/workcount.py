@@ -174,9 +174,10 @@ _wrap(threading.Thread, "start", "thread_handoff")
 _wrap(queue.Queue, "put", "thread_handoff")
 _real_call_at = asyncio.BaseEventLoop.call_at
 # A clock's timers, not a request's: the client watch (one timer for every waiting whole answer, per 0.1 s)
-# and the shared state's listener (its wait for notifications, a full reload every few seconds)
+# and the shared state's listener (its wait for notifications, a full reload every few seconds), and the named
+# keys' clock (door/keysource.py: leases swept and spend written once a second, whatever the traffic)
 PER_PROCESS_TIMERS = ("ClientWatch._look",)
-PER_PROCESS_SITES = ("auth.pg:follow",)
+PER_PROCESS_SITES = ("auth.pg:follow", "door.keysource:_ticks")
 
 
 LIBRARIES = ("psycopg",)  # a database driver's own timers (its pool's waits): its business, not counted as ours
