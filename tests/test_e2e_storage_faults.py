@@ -154,7 +154,7 @@ def test_two_gateways_lose_no_row_over_a_postgresql_restart(pair_own, pg_own, em
     assert client(one).responses.retrieve(before).id == before
     assert client(two).responses.retrieve(after).id == after
     exchanges += 2
-    _until(lambda: _sql(pg_own.db, "SELECT count(*) FROM usage") == exchanges, "every exchange's ledger row")
+    _db_rows_reach(pg_own.db, exchanges, "every exchange's ledger row")
     upstream = len(emu.chat_requests())
     for gw in (one, two):
         gw.stop()  # the request counts still batched are written at exit

@@ -17,6 +17,8 @@ free.
 
 from __future__ import annotations
 
+import asyncio
+
 import errno
 import logging
 import os
@@ -54,6 +56,7 @@ class AcceptStorms:
     def __init__(self, tally: LogTally) -> None:
         self.tally = tally
         self.previous = None
+        self.exiting = False
 
     def install(self, loop) -> None:
         current = loop.get_exception_handler()
@@ -66,16 +69,36 @@ class AcceptStorms:
         if loop.get_exception_handler() is self:
             loop.set_exception_handler(self.previous)
 
+    def at_exit(self, loop) -> None:
+        """The gateway is done: nothing is tallied any more, and what asyncio reports of the connection handlers
+        it cancels at exit is dropped (see `_cancelled_handler`); the rest goes on to the handler before."""
+        self.exiting = True
+
     def __call__(self, loop, context: dict) -> None:
         exc = context.get("exception")
+        if self.exiting:
+            if not _cancelled_handler(exc, context):
+                self._pass_on(loop, context)
+            return
         if (isinstance(exc, OSError) and exc.errno in _OUT_OF
                 and str(context.get("message", "")).startswith("socket.accept() out of system resource")):
             self.tally.note(f"accept:{exc.errno}", lambda n: _line(exc, n), level=logging.ERROR)
             return
+        self._pass_on(loop, context)
+
+    def _pass_on(self, loop, context: dict) -> None:
         if self.previous is not None:
             self.previous(loop, context)
         else:
             loop.default_exception_handler(context)
+
+
+def _cancelled_handler(exc: object, context: dict) -> bool:
+    """Python 3.12.1's StreamReaderProtocol asks a connection handler that asyncio cancelled at exit for its
+    exception, which raises CancelledError into the loop's handler: a traceback for a connection accepted
+    after the gateway closed the others (a storm still in the listen queue). Nothing failed."""
+    return isinstance(exc, asyncio.CancelledError) and str(context.get("message", "")).startswith(
+        "Exception in callback StreamReaderProtocol.connection_made")
 
 
 def _line(exc: OSError, n: int) -> str:

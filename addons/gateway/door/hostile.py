@@ -43,4 +43,4 @@ class HostileClients:
         self._running = False
         self.deadlines.stop()
         self.tally.close()
-        self.accept_storms.uninstall(asyncio.get_running_loop())
+        self.accept_storms.at_exit(asyncio.get_running_loop())  # stays: asyncio cancels handlers after `done`
