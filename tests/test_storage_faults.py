@@ -340,3 +340,23 @@ def test_health_names_a_storage_while_it_is_down(tmp_path):
     while len(local_entries()) > before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(local_entries()) == before
+
+
+@pytest.mark.parametrize("where", ["local", "shared"])
+def test_a_batch_written_again_is_counted_once(pg, tmp_path, where):
+    """A COMMIT the server carried out but whose answer never came (it was shutting down: the client reads
+    AdminShutdown) leaves the batch kept, and written again once the database is back. Each row carries its
+    exchange's id and is taken once (CI once found one row more than exchanges after a PostgreSQL restart)."""
+    from qwen_gateway.observe.ledger import row_of
+
+    led = UsageLedger()
+    led.configure(Config(auth=AuthSettings.from_env(state_dir=tmp_path / "state",
+                                                    state_url=pg.db if where == "shared" else None)))
+    try:
+        rows = [row_of(exchange()) for _ in range(3)]
+        led.ledger().add(rows)
+        led.ledger().add(rows + [row_of(exchange())])  # the same batch again, with a row that came meanwhile
+        count = led.ledger().query("SELECT count(*) FROM usage")[0][0]
+        assert count == 4
+    finally:
+        led.done()

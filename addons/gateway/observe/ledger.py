@@ -56,6 +56,7 @@ COLUMNS: dict[str, str] = {
     "key_name": "TEXT",  # the named client key (qwen-keys) the request came with
     "cost": "REAL",  # what it cost (prices.py), in cost_unit
     "cost_unit": "TEXT",  # USD, or a Coding Plan's requests / a Token Plan's tokens
+    "xid": "TEXT",  # the exchange's id (random, 128 bits): a batch written again is taken once (UNIQUE)
 }
 
 
@@ -74,12 +75,13 @@ class Ledger:
                 self._db.execute(f"ALTER TABLE usage ADD COLUMN {name} {kind}")
         self._db.execute("CREATE INDEX IF NOT EXISTS usage_day ON usage (day)")
         self._db.execute("CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts)")
+        self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS usage_xid ON usage (xid)")
 
     def add(self, rows: list[dict]) -> None:
         names = list(COLUMNS)
         with self._lock, transaction(self._db):  # one commit per batch, not per row
-            self._db.executemany(f"INSERT INTO usage ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-                                 _values(rows, names))
+            self._db.executemany(f"INSERT OR IGNORE INTO usage ({', '.join(names)}) "  # OR IGNORE: see `xid`
+                                 f"VALUES ({', '.join('?' * len(names))})", _values(rows, names))
 
     def query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
@@ -98,6 +100,10 @@ PG_STEPS = (  # the ledger's schema in a shared database (auth/pg.py migrates it
     # the team gateway's columns, for a ledger created before them (step 1 of a new one has them already)
     "ALTER TABLE usage ADD COLUMN IF NOT EXISTS key_name TEXT, ADD COLUMN IF NOT EXISTS cost DOUBLE PRECISION, "
     "ADD COLUMN IF NOT EXISTS cost_unit TEXT",
+    # each row's exchange id, taken once: a COMMIT the server carried out as it shut down, whose answer never
+    # came, leaves its batch to be written again when the database is back
+    "ALTER TABLE usage ADD COLUMN IF NOT EXISTS xid TEXT",
+    "CREATE UNIQUE INDEX IF NOT EXISTS usage_xid ON usage (xid)",
 )
 
 
@@ -143,7 +149,8 @@ class SharedLedger:
 
     def add(self, rows: list[dict]) -> None:
         names = list(COLUMNS)
-        sql = f"INSERT INTO usage ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))})"
+        sql = (f"INSERT INTO usage ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))}) "
+               "ON CONFLICT DO NOTHING")  # a batch written again (see PG_STEPS)
 
         def insert(conn: Any) -> None:
             with conn.transaction(), conn.cursor() as cur:  # one commit per batch
@@ -183,7 +190,7 @@ def row_of(ex: Exchange) -> dict:
         "ttfb_ms": ex.ttfb_ms, "duration_ms": ex.duration_ms,
         "stream": int(ex.stream is True), "retries": len(ex.retries),
         "error": error_code(ex) or safe_message(error_text(ex), ERROR_CHARS),
-        "key_name": ex.key_name or None, "cost": ex.cost, "cost_unit": ex.cost_unit or None,
+        "key_name": ex.key_name or None, "cost": ex.cost, "cost_unit": ex.cost_unit or None, "xid": ex.id,
     }
 
 
