@@ -50,24 +50,30 @@ def _traffic(gw: Gateway, tag: str) -> tuple[int, str]:
     return 4, final.id
 
 
-def _served_again(gw: Gateway, what: str, limit: float = 15.0) -> int:
-    """Ask for a stored Response until it is served (503 state_unavailable until the gateway sees its storage
-    back; bounded): how many exchanges that took. Prints how long, for docs/reliability.md."""
+def _until_served(gw: Gateway, call, what: str, limit: float = 15.0) -> int:
+    """`call()` until it is served (503 state_unavailable until the gateway sees its storage back; bounded):
+    how many exchanges that took. Prints how long, for docs/reliability.md."""
     import openai
 
     start, attempts = time.monotonic(), 0
     while True:
         attempts += 1
         try:
-            assert client(gw).responses.create(model="gpt-4o", input="back").output_text == "Echo: back"
-            print(f"\n{what}: a stored Response served again after {time.monotonic() - start:.2f} s "
-                  f"({attempts} attempts)")
+            call()
+            print(f"\n{what}: served again after {time.monotonic() - start:.2f} s ({attempts} attempts)")
             return attempts
         except openai.APIStatusError as e:
             _unavailable(e)
         if time.monotonic() - start > limit:
-            raise AssertionError(f"{what}: no stored Response within {limit} s\n{gw.log()}")
+            raise AssertionError(f"{what}: not served within {limit} s\n{gw.log()}")
         time.sleep(0.05)
+
+
+def _served_again(gw: Gateway, what: str) -> int:
+    """A stored Response asked for until it is served."""
+    def stored() -> None:
+        assert client(gw).responses.create(model="gpt-4o", input="back").output_text == "Echo: back"
+    return _until_served(gw, stored, what)
 
 
 def _rows_settle(count, exchanges: int) -> bool:
@@ -96,22 +102,11 @@ def _db_rows_reach(url: str, exchanges: int, what: str, limit: float = 15.0) -> 
         time.sleep(0.1)
 
 
-def _read_again(gw: Gateway, stored: str, what: str, limit: float = 15.0) -> int:
-    """Retrieve a stored Response until it is served (503 state_unavailable until this gateway's probe sees
-    the database back; bounded): how many exchanges that took."""
-    import openai
-
-    start, attempts = time.monotonic(), 0
-    while True:
-        attempts += 1
-        try:
-            assert client(gw).responses.retrieve(stored).id == stored
-            return attempts
-        except openai.APIStatusError as e:
-            _unavailable(e)
-        if time.monotonic() - start > limit:
-            raise AssertionError(f"{what}: {stored} not served within {limit} s\n{gw.log()}")
-        time.sleep(0.05)
+def _read_again(gw: Gateway, stored: str, what: str) -> int:
+    """A stored Response retrieved until it is served (each gateway's probe sees the database back on its own)."""
+    def read() -> None:
+        assert client(gw).responses.retrieve(stored).id == stored
+    return _until_served(gw, read, what)
 
 
 def _unavailable(e) -> None:
