@@ -402,7 +402,8 @@ def test_stopping_during_a_descriptor_storm_is_quiet(make_gateway, emu, oauth_ho
             s.close()
     log = gw.log()
     assert gw.proc.returncode == 0 and "qwen: gateway stopped" in log
-    assert "Traceback" not in log, log[-3000:]
+    at = log.find("Traceback")
+    assert at < 0, log[max(0, at - 1500):at + 3000]  # (no `not in` on the whole log: pytest's diff of it took minutes)
 
 
 def test_a_descriptor_storm_logs_a_few_lines_and_serving_resumes(make_gateway, emu, oauth_home):

@@ -295,3 +295,32 @@ def test_a_connection_handler_cancelled_at_exit_leaves_no_traceback(caplog):
 
     asyncio.run(main())
     assert seen == ["something else"]
+
+
+def test_a_handler_cancelled_after_mitmproxy_put_the_loops_handler_back_is_not_logged(caplog):
+    """mitmproxy's run puts the loop's exception handler back as it was when it ends, before asyncio cancels
+    the handlers left: asyncio's default handler logs the report (CI, under load: a CancelledError traceback per
+    connection accepted at the last moment). After `done`, its logger drops exactly that report."""
+    descriptors.AcceptStorms(LogTally(logging.getLogger("qwen.test"))).at_exit(None)
+
+    async def main():
+        async def handler(reader, writer):
+            await asyncio.sleep(3600)
+
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        _, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+        for _ in range(100):  # bounded: until the server has a handler task
+            handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if handlers:
+                break
+            await asyncio.sleep(0.01)
+        for t in handlers:
+            t.cancel()
+        await asyncio.sleep(0.05)
+        asyncio.get_running_loop().call_exception_handler({"message": "something else", "exception": ValueError()})
+        writer.close()
+        server.close()
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        asyncio.run(main())
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == ["something else"]

@@ -71,8 +71,12 @@ class AcceptStorms:
 
     def at_exit(self, loop) -> None:
         """The gateway is done: nothing is tallied any more, and what asyncio reports of the connection handlers
-        it cancels at exit is dropped (see `_cancelled_handler`); the rest goes on to the handler before."""
+        it cancels at exit is dropped (see `_cancelled_handler`); the rest goes on to the handler before.
+        mitmproxy puts the loop's handler back as it was when its run ends, before asyncio cancels what is left:
+        then asyncio's default handler logs the report, and a filter on its logger drops it."""
         self.exiting = True
+        if not any(isinstance(f, _QuietCancelledHandlers) for f in _ASYNCIO_LOG.filters):
+            _ASYNCIO_LOG.addFilter(_QuietCancelledHandlers())
 
     def __call__(self, loop, context: dict) -> None:
         exc = context.get("exception")
@@ -91,6 +95,15 @@ class AcceptStorms:
             self.previous(loop, context)
         else:
             loop.default_exception_handler(context)
+
+
+_ASYNCIO_LOG = logging.getLogger("asyncio")
+
+
+class _QuietCancelledHandlers(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not _cancelled_handler(exc, {"message": record.getMessage()})
 
 
 def _cancelled_handler(exc: object, context: dict) -> bool:
