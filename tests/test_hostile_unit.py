@@ -261,6 +261,27 @@ def test_accept_out_of_descriptors_is_tallied_and_everything_else_passed_on(capl
     assert "ulimit -n" in caplog.messages[0] and "LimitNOFILE" in caplog.messages[0]
 
 
+async def _a_connection_handler_cancelled() -> None:
+    """A real asyncio server's connection handler, cancelled as asyncio.run cancels what is left at exit (its
+    StreamReaderProtocol then reports the cancelled task), then one unrelated report that must still go through."""
+    async def handler(reader, writer):
+        await asyncio.sleep(3600)
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    _, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+    for _ in range(100):  # bounded: until the server has a handler task
+        handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if handlers:
+            break
+        await asyncio.sleep(0.01)
+    for t in handlers:
+        t.cancel()
+    await asyncio.sleep(0.05)
+    asyncio.get_running_loop().call_exception_handler({"message": "something else", "exception": ValueError("x")})
+    writer.close()
+    server.close()
+
+
 def test_a_connection_handler_cancelled_at_exit_leaves_no_traceback(caplog):
     """Python 3.12.1's StreamReaderProtocol asks a cancelled handler task for its exception, and the loop's
     exception handler prints a CancelledError traceback: at exit, a connection accepted after the gateway
@@ -274,24 +295,7 @@ def test_a_connection_handler_cancelled_at_exit_leaves_no_traceback(caplog):
         storms = descriptors.AcceptStorms(LogTally(logging.getLogger("qwen.test")))
         storms.install(loop)
         storms.at_exit(loop)  # the gateway's `done`
-
-        async def handler(reader, writer):
-            await asyncio.sleep(3600)
-
-        server = await asyncio.start_server(handler, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-        for _ in range(100):  # bounded: until the server has a handler task
-            handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            if handlers:
-                break
-            await asyncio.sleep(0.01)
-        for t in handlers:
-            t.cancel()  # what asyncio.run does to what is left at exit
-        await asyncio.sleep(0.05)
-        loop.call_exception_handler({"message": "something else", "exception": ValueError("x")})
-        writer.close()
-        server.close()
+        await _a_connection_handler_cancelled()
 
     asyncio.run(main())
     assert seen == ["something else"]
@@ -302,25 +306,6 @@ def test_a_handler_cancelled_after_mitmproxy_put_the_loops_handler_back_is_not_l
     the handlers left: asyncio's default handler logs the report (CI, under load: a CancelledError traceback per
     connection accepted at the last moment). After `done`, its logger drops exactly that report."""
     descriptors.AcceptStorms(LogTally(logging.getLogger("qwen.test"))).at_exit(None)
-
-    async def main():
-        async def handler(reader, writer):
-            await asyncio.sleep(3600)
-
-        server = await asyncio.start_server(handler, "127.0.0.1", 0)
-        _, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
-        for _ in range(100):  # bounded: until the server has a handler task
-            handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            if handlers:
-                break
-            await asyncio.sleep(0.01)
-        for t in handlers:
-            t.cancel()
-        await asyncio.sleep(0.05)
-        asyncio.get_running_loop().call_exception_handler({"message": "something else", "exception": ValueError()})
-        writer.close()
-        server.close()
-
     with caplog.at_level(logging.ERROR, logger="asyncio"):
-        asyncio.run(main())
+        asyncio.run(_a_connection_handler_cancelled())
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == ["something else"]
