@@ -36,7 +36,7 @@ from .auth.pg import Database, shown
 from .auth.base import Pool
 from .auth.pool import AccountPool
 from .config import Config
-from .door import access, body, claim, listeners, mistakes, options, routing
+from .door import access, body, claim, listeners, mistakes, options, routing, startup
 from .door.hostile import HostileClients
 from .door.keyring import digest
 from .door.team import PENDING, Team
@@ -87,18 +87,30 @@ class QwenGateway:
                                  formats=self.formats, prices=lambda: self.config.prices)
         self.clients = HostileClients(log, self.endpoints, self.formats)  # oversized and late heads, fd storms
         self.deadlines = self.clients.deadlines  # told by the hooks when a head arrives and an exchange ends
+        self._running = False  # mitmproxy serves: a failure in configure is then refused, not fatal
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
     def load(self, loader) -> None:
-        config.declare(loader)
         master = getattr(loader, "master", None)  # mitmproxy's Loader has it (a bare OptManager does not)
-        if master is not None:
-            hookdispatch.install(master.addons)  # events enter only the addons with their hook
-        terminal.keep_secrets_out_of_logs()  # mitmproxy's protocol debug prints clients' headers
-        self.clients.load()
+        self._running = startup.mitmproxy_running(master)  # a script reloaded: mitmproxy already serves
+        with startup.fail_closed(self._running):
+            config.declare(loader)
+            if master is not None:
+                if problems := startup.check_deferred(master.options):
+                    if not self._running:
+                        startup.stop(problems)
+                    for line in problems:  # a reload: the values stay unset, the gateway keeps serving
+                        log.error("qwen: %s", line)
+                hookdispatch.install(master.addons)  # events enter only the addons with their hook
+            terminal.keep_secrets_out_of_logs()  # mitmproxy's protocol debug prints clients' headers
+            self.clients.load()
 
     def configure(self, updated: set[str]) -> None:
+        with startup.fail_closed(self._running):  # never a mitmproxy serving without a configured gateway
+            self._configure(updated)
+
+    def _configure(self, updated: set[str]) -> None:
         opts = ctx.options
         mitmdefaults.apply(opts, updated)  # flow_detail 0, web_columns + comment: unless the user set them
         if any(k.startswith("qwen_") for k in updated) or config.NETWORK_OPTIONS & updated:
@@ -124,6 +136,7 @@ class QwenGateway:
             self.own_certs = bool(opts.certs)
 
     def running(self) -> None:
+        self._running = True
         asyncio_utils.create_task(self.relay.start(), name="qwen: relay", keep_ref=True)
         terminal.keep_secrets_out_of_logs()
         terminal.describe_accounts(getattr(self.pool, "describe", None))
