@@ -36,7 +36,7 @@ from .auth.pg import Database, shown
 from .auth.base import Pool
 from .auth.pool import AccountPool
 from .config import Config
-from .door import access, body, claim, listeners, mistakes, options, routing, startup
+from .door import access, body, claim, listeners, mistakes, options, passthrough, routing, startup
 from .door.hostile import HostileClients
 from .door.keyring import digest
 from .door.team import PENDING, Team
@@ -44,7 +44,7 @@ from .door.fence import Fence
 from .auth.storage import StateUnavailable
 from .errors import GatewayError, gateway_error
 from .exchange import Exchange
-from .local import Formats, LocalAnswers, error_response, health
+from .local import Formats, LocalAnswers, health
 from .dispatch import Observers, call_safely
 from .observe import requestlog, terminal
 from .observe.guard import context_check
@@ -195,7 +195,7 @@ class QwenGateway:
         """Explicit proxy with client keys: a tunnel to a host the gateway does not answer is refused."""
         self.deadlines.tunnelled(flow)
         if claim.no_passthrough(self.config, self.team.ring.required) and not self.claims(flow):
-            flow.response = error_response(access.PASSTHROUGH_REFUSED)
+            passthrough.refuse(flow)
 
     # a TCP tunnel passed through and a WebSocket session are exchanges in progress: never late for a head
     def tcp_start(self, flow) -> None:
@@ -218,7 +218,9 @@ class QwenGateway:
                 return
             if not self.claims(flow):
                 if claim.no_passthrough(self.config, self.team.ring.required) and not flow.is_replay:
-                    flow.response = error_response(access.PASSTHROUGH_REFUSED)
+                    passthrough.refuse(flow)
+                else:
+                    passthrough.pass_on(flow, self._own_key)
                 return
             flow.request.stream = False  # the gateway reads the whole (bounded) body before anything is sent
             head, without_key = access.read_head(flow.request)
@@ -309,7 +311,10 @@ class QwenGateway:
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         ex = self._live.get(flow.id)
-        if ex is None or flow.response is None or not ex.extra.get("relayed"):
+        if ex is None:
+            passthrough.seal(flow)  # sent: out of the record before -w writes it
+            return
+        if flow.response is None or not ex.extra.get("relayed"):
             return  # only relayed answers have a token to forget and a stream to translate
         try:
             self._forget_relay(flow, ex)
@@ -328,6 +333,7 @@ class QwenGateway:
             self.deadlines.ended(flow)
         ex = self._live.pop(flow.id, None)
         if ex is None or flow.response is None:
+            passthrough.seal(flow)  # an answer that had no responseheaders (another addon's, a replay's)
             self.settle.passed(flow)
             requestlog.passed(flow)
             return None
@@ -340,6 +346,7 @@ class QwenGateway:
         self.deadlines.ended(flow)
         ex = self._live.pop(flow.id, None)
         if ex is None:
+            passthrough.seal(flow)
             self.settle.passed(flow)
             requestlog.passed(flow)
             return
@@ -369,6 +376,10 @@ class QwenGateway:
     def _fail_closed(self, flow: http.HTTPFlow, e: Exception) -> None:
         log.exception("qwen: request handling failed")
         self._refuse(flow, self._live.get(flow.id), GatewayError(500, f"The gateway failed: {type(e).__name__}."))
+
+    def _own_key(self, presented: bytes) -> bool:
+        """Whether a credential is one of this gateway's client keys (flat or named, revoked included)."""
+        return bool(presented) and (presented in self.config.client_keys or self.team.ring.find(presented) is not None)
 
     def _upstream_request(self, ex: Exchange) -> None:
         flow = self._flows.get(ex.id)
