@@ -7,8 +7,16 @@ The code lives in the installed package `qwen_gateway` (`pip install -e .`, done
 scripts/setup.sh); this file only registers its one addon. See README.md.
 """
 
-from qwen_gateway.addon import QwenGateway
-from qwen_gateway.mitmweb import contentviews
+try:
+    from qwen_gateway.addon import QwenGateway
+    from qwen_gateway.mitmweb import contentviews
 
-contentviews.register()  # assembled streams and readable requests in mitmweb
+    contentviews.register()  # assembled streams and readable requests in mitmweb
+except Exception as e:
+    # mitmproxy would log this and go on as a plain proxy to the reverse target: stop it instead
+    import logging
+
+    logging.getLogger("qwen").error("qwen: the gateway cannot load: %s: %s", type(e).__name__, e)
+    raise SystemExit(1) from None
+
 addons = [QwenGateway()]

@@ -6,7 +6,7 @@ import json
 
 import httpx
 import pytest
-from mitmproxy import http
+from mitmproxy import exceptions, http
 from mitmproxy.proxy import mode_specs
 from mitmproxy.test import taddons, tflow
 from mitmproxy.tools.web.app import flow_to_json
@@ -433,13 +433,18 @@ async def test_no_account_fails_closed_with_openai_error():
         assert f.request.host == "api.openai.com" and qwen.requests == []
 
 
-def test_model_map_option_is_validated():
+async def test_model_map_option_is_validated():
     gw, _ = make(OAUTH_CRED)
     with taddons.context(gw) as tctx:
+        with pytest.raises(SystemExit):  # while mitmproxy starts: the process ends (door/startup.py)
+            tctx.configure(gw, qwen_model_map=["broken"])
         tctx.configure(gw, qwen_model_map=["gpt-4o=qwen3-coder-plus"])
         assert gw.config.models.resolve("gpt-4o") == "qwen3-coder-plus"
-        with pytest.raises(Exception):
+        gw.running()
+        with pytest.raises(exceptions.OptionsError, match="qwen_model_map"):  # at run time: refused, kept
             tctx.configure(gw, qwen_model_map=["broken"])
+        assert gw.config.models.resolve("gpt-4o") == "qwen3-coder-plus"
+        await gw.done()
 
 
 async def test_replayed_flow_runs_again_with_a_fresh_credential(setup):

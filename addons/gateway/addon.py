@@ -36,7 +36,7 @@ from .auth.pg import Database, shown
 from .auth.base import Pool
 from .auth.pool import AccountPool
 from .config import Config
-from .door import access, body, claim, listeners, mistakes, options, routing
+from .door import access, body, claim, listeners, mistakes, options, passthrough, routing, startup
 from .door.hostile import HostileClients
 from .door.keyring import digest
 from .door.team import PENDING, Team
@@ -44,7 +44,7 @@ from .door.fence import Fence
 from .auth.storage import StateUnavailable
 from .errors import GatewayError, gateway_error
 from .exchange import Exchange
-from .local import Formats, LocalAnswers, error_response, health
+from .local import Formats, LocalAnswers, health
 from .dispatch import Observers, call_safely
 from .observe import requestlog, terminal
 from .observe.guard import context_check
@@ -87,18 +87,30 @@ class QwenGateway:
                                  formats=self.formats, prices=lambda: self.config.prices)
         self.clients = HostileClients(log, self.endpoints, self.formats)  # oversized and late heads, fd storms
         self.deadlines = self.clients.deadlines  # told by the hooks when a head arrives and an exchange ends
+        self._running = False  # mitmproxy serves: a failure in configure is then refused, not fatal
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
     def load(self, loader) -> None:
-        config.declare(loader)
         master = getattr(loader, "master", None)  # mitmproxy's Loader has it (a bare OptManager does not)
-        if master is not None:
-            hookdispatch.install(master.addons)  # events enter only the addons with their hook
-        terminal.keep_secrets_out_of_logs()  # mitmproxy's protocol debug prints clients' headers
-        self.clients.load()
+        self._running = startup.mitmproxy_running(master)  # a script reloaded: mitmproxy already serves
+        with startup.fail_closed(self._running):
+            config.declare(loader)
+            if master is not None:
+                if problems := startup.check_deferred(master.options):
+                    if not self._running:
+                        startup.stop(problems)
+                    for line in problems:  # a reload: the values stay unset, the gateway keeps serving
+                        log.error("qwen: %s", line)
+                hookdispatch.install(master.addons)  # events enter only the addons with their hook
+            terminal.keep_secrets_out_of_logs()  # mitmproxy's protocol debug prints clients' headers
+            self.clients.load()
 
     def configure(self, updated: set[str]) -> None:
+        with startup.fail_closed(self._running):  # never a mitmproxy serving without a configured gateway
+            self._configure(updated)
+
+    def _configure(self, updated: set[str]) -> None:
         opts = ctx.options
         mitmdefaults.apply(opts, updated)  # flow_detail 0, web_columns + comment: unless the user set them
         if any(k.startswith("qwen_") for k in updated) or config.NETWORK_OPTIONS & updated:
@@ -124,6 +136,7 @@ class QwenGateway:
             self.own_certs = bool(opts.certs)
 
     def running(self) -> None:
+        self._running = True
         asyncio_utils.create_task(self.relay.start(), name="qwen: relay", keep_ref=True)
         terminal.keep_secrets_out_of_logs()
         terminal.describe_accounts(getattr(self.pool, "describe", None))
@@ -182,7 +195,7 @@ class QwenGateway:
         """Explicit proxy with client keys: a tunnel to a host the gateway does not answer is refused."""
         self.deadlines.tunnelled(flow)
         if claim.no_passthrough(self.config, self.team.ring.required) and not self.claims(flow):
-            flow.response = error_response(access.PASSTHROUGH_REFUSED)
+            passthrough.refuse(flow)
 
     # a TCP tunnel passed through and a WebSocket session are exchanges in progress: never late for a head
     def tcp_start(self, flow) -> None:
@@ -205,7 +218,9 @@ class QwenGateway:
                 return
             if not self.claims(flow):
                 if claim.no_passthrough(self.config, self.team.ring.required) and not flow.is_replay:
-                    flow.response = error_response(access.PASSTHROUGH_REFUSED)
+                    passthrough.refuse(flow)
+                else:
+                    passthrough.pass_on(flow, self._own_key)
                 return
             flow.request.stream = False  # the gateway reads the whole (bounded) body before anything is sent
             head, without_key = access.read_head(flow.request)
@@ -296,7 +311,10 @@ class QwenGateway:
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         ex = self._live.get(flow.id)
-        if ex is None or flow.response is None or not ex.extra.get("relayed"):
+        if ex is None:
+            passthrough.seal(flow)  # sent: out of the record before -w writes it
+            return
+        if flow.response is None or not ex.extra.get("relayed"):
             return  # only relayed answers have a token to forget and a stream to translate
         try:
             self._forget_relay(flow, ex)
@@ -315,6 +333,7 @@ class QwenGateway:
             self.deadlines.ended(flow)
         ex = self._live.pop(flow.id, None)
         if ex is None or flow.response is None:
+            passthrough.seal(flow)  # an answer that had no responseheaders (another addon's, a replay's)
             self.settle.passed(flow)
             requestlog.passed(flow)
             return None
@@ -327,6 +346,7 @@ class QwenGateway:
         self.deadlines.ended(flow)
         ex = self._live.pop(flow.id, None)
         if ex is None:
+            passthrough.seal(flow)
             self.settle.passed(flow)
             requestlog.passed(flow)
             return
@@ -356,6 +376,10 @@ class QwenGateway:
     def _fail_closed(self, flow: http.HTTPFlow, e: Exception) -> None:
         log.exception("qwen: request handling failed")
         self._refuse(flow, self._live.get(flow.id), GatewayError(500, f"The gateway failed: {type(e).__name__}."))
+
+    def _own_key(self, presented: bytes) -> bool:
+        """Whether a credential is one of this gateway's client keys (flat or named, revoked included)."""
+        return bool(presented) and (presented in self.config.client_keys or self.team.ring.find(presented) is not None)
 
     def _upstream_request(self, ex: Exchange) -> None:
         flow = self._flows.get(ex.id)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import ids
+from .jsonio import valid_text
 from .pivot import TRANSLATED, Endpoint, Leg
 
 if TYPE_CHECKING:
@@ -150,7 +151,8 @@ class Exchange:
 
     def to_meta(self) -> dict:
         """The JSON-safe record for flow.metadata["qwen"]."""
-        client: dict[str, Any] = {"method": self.client.method, "url": self.client.url}
+        # mitmproxy reads a URL's bytes that are not UTF-8 as lone surrogates, which no flow file can hold
+        client: dict[str, Any] = {"method": self.client.method, "url": valid_text(self.client.url)}
         if self.client.key_hint:
             client["key"] = self.client.key_hint
         out: dict[str, Any] = {
@@ -177,7 +179,8 @@ class Exchange:
         if self.stream_error:
             out["stream_error"] = self.stream_error
         if self.error is not None:
-            out["error"] = {"status": self.error.status, "code": self.error.code, "message": self.error.message}
+            out["error"] = {"status": self.error.status, "code": self.error.code,
+                            "message": valid_text(self.error.message)}
         if self.prompt_tokens_est is not None:
             out["prompt_tokens_est"] = self.prompt_tokens_est
             out["token_method"] = self.token_method

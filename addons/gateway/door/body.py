@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 from mitmproxy import http
 
 from ..errors import GatewayError
+from ..jsonio import valid_text
 from ..exchange import Exchange
 from .access import too_large
 
@@ -29,6 +31,8 @@ def read(flow: http.HTTPFlow, ex: Exchange, limit: int) -> bytes:
 def parse_json(content: bytes) -> dict:
     try:
         body = json.loads(content or b"")
+        if _SURROGATE.search(content or b""):  # a `\ud800` escape (or its raw bytes): maybe a lone surrogate
+            body = json.loads(valid_text(json.dumps(body, ensure_ascii=False)))
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise GatewayError(400, "We could not parse the JSON body of your request. (HINT: This likely means "
                                 "you aren't using your HTTP library correctly.)", code="invalid_json") from None
@@ -57,6 +61,11 @@ class BodyTooLarge(Exception):
     pass
 
 
+# A lone surrogate (what JavaScript's JSON.stringify writes for a string cut inside an emoji) is no Unicode
+# text: it becomes U+FFFD as the body is read, as it would on the wire to Qwen, so that nothing the client
+# sent breaks a later writer (mitmproxy's flow files, SQLite, the ledger). Escaped pairs are joined by
+# json.loads; only the rare body with a surrogate escape at all is walked again.
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 _STEP = 64 * 1024
 
 

@@ -23,6 +23,7 @@ from mitmproxy import ctx
 
 from ..observer import Observer, cached_tokens, endpoint_name, error_code, error_text, status_of, usage_int
 from ..prices import USD, usd
+from ..jsonio import valid_text
 from ..redact import safe_message
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ class FlowAnnotator(Observer):
     def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
         if not self.shown:
             return
-        flow.comment = summary_line(ex)
+        flow.comment = valid_text(summary_line(ex))  # a path's undecodable bytes: no lone surrogate in a flow file
         if not flow.marked or flow.marked in MARKERS:
             flow.marked = marker(ex)
         meta = flow.metadata.get("qwen")
