@@ -32,9 +32,8 @@ from .pg_url import check_url as check_url
 from .pg_url import driver_missing as driver_missing
 from .pg_url import placeholders as placeholders
 from .pg_url import shown as shown
-from .pg_faults import DEADLINE_S, adeadline, writable
-from .pg_faults import STATEMENT_MS as STATEMENT_MS  # the stores import these from here
-from .pg_faults import deadline as deadline
+from .pg_faults import DEADLINE_S, STATEMENT_MS, writable
+from .pg_faults import deadline as deadline  # the stores import these from here
 from .pg_faults import unavailable as unavailable
 from .pg_schema import migrate_sync as migrate_sync
 from .storage import Health, StateUnavailable, health_of
@@ -170,7 +169,7 @@ class Database:
             conn = clock = None
             try:
                 async with pool.connection() as conn:
-                    with adeadline(conn) as clock:
+                    with deadline(conn) as clock:
                         result = await work(conn)
                 self.health.ok()
                 return result
@@ -194,7 +193,7 @@ class Database:
             try:
                 async with pool.connection() as conn:
                     try:
-                        with adeadline(conn) as clock:
+                        with deadline(conn) as clock:
                             await conn.execute("SET statement_timeout = 0")  # the block may wait on a lock
                     except Exception as e:
                         if clock.expired:
@@ -206,7 +205,7 @@ class Database:
                     try:
                         yield conn
                     finally:  # a broken connection leaves the pool anyway
-                        with contextlib.suppress(Exception), adeadline(conn):
+                        with contextlib.suppress(Exception), deadline(conn):
                             await _configure(conn)
                     return
             except Exception as e:

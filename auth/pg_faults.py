@@ -3,19 +3,22 @@ failure too (pg.py uses them; storage.py says each outage once).
 
 - `unavailable(e)`: a storage fault — the database cannot be used now (unreachable, restarting, hung, out of
   room, read-only, failing its disk) — whose work is kept for later; anything else is a bug, shown as one.
-- `deadline` / `adeadline`: a statement with no answer after DEADLINE_S gets its connection's socket shut
-  down, so the wait ends at once (a hung server answers neither the statement nor a cancel request); the
-  server's own `statement_timeout` (STATEMENT_MS) cancels first, cleanly, what a live server takes too long over.
+- `deadline`: a statement with no answer after DEADLINE_S gets its connection's socket shut down, so the
+  wait ends at once (a hung server answers neither the statement nor a cancel request); on the event loop's
+  pool the server's own `statement_timeout` (STATEMENT_MS) cancels first, cleanly, what a live server takes
+  too long over.
 - `writable(url)`: the probe of a database that went away: a session, and a write that needs new disk pages.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import heapq
+import itertools
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,43 +47,72 @@ def unavailable(e: BaseException) -> bool:
 
 
 class Expiry:
-    """A statement's deadline: `expired` once it passed (the connection's socket shut down then)."""
+    """One statement's deadline (`deadline`): `expired` once it passed and the connection's socket was shut."""
 
-    expired = False
+    def __init__(self, conn: Any, seconds: float) -> None:
+        self.conn: Any = conn  # None once the statement is over: nothing to cut
+        self.when = time.monotonic() + seconds
+        self.expired = False
 
-    def cut(self, conn: Any) -> None:
+    def cut(self) -> None:
+        """Called by the watchdog under its lock: the connection (so its socket) is still open here."""
         self.expired = True
-        with contextlib.suppress(Exception):  # closed meanwhile: nothing left to cut
-            sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+        with contextlib.suppress(Exception):  # closed by the server meanwhile: nothing left to cut
+            sock = socket.socket(fileno=os.dup(self.conn.pgconn.socket))
             try:
                 sock.shutdown(socket.SHUT_RDWR)  # the waiting read sees the end: an OperationalError at once
             finally:
                 sock.close()
 
 
+class _Watchdog:
+    """One thread for every deadline of the process (no thread nor event-loop timer per statement): it sleeps
+    until the earliest one still armed. Arming and disarming take its lock, and so does a cut: a statement
+    that ended is never cut, nor a socket that reused its number."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._due: list[tuple[float, int, Expiry]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, expiry: Expiry) -> None:
+        with self._lock:
+            heapq.heappush(self._due, (expiry.when, next(self._order), expiry))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="qwen: database deadlines", daemon=True)
+                self._thread.start()
+            elif self._due[0][2] is expiry:
+                self._lock.notify()
+
+    def disarm(self, expiry: Expiry) -> None:
+        with self._lock:
+            expiry.conn = None
+
+    def _run(self) -> None:
+        with self._lock:
+            while True:
+                now = time.monotonic()
+                while self._due and (self._due[0][2].conn is None or self._due[0][0] <= now):
+                    expiry = heapq.heappop(self._due)[2]
+                    if expiry.conn is not None:
+                        expiry.cut()
+                self._lock.wait(self._due[0][0] - now if self._due else None)
+
+
+_watchdog = _Watchdog()
+
+
 @contextlib.contextmanager
 def deadline(conn: Any, seconds: float = DEADLINE_S) -> Iterator[Expiry]:
-    """Around blocking work on `conn` in a thread (the ledger's writer, the probe)."""
-    expiry = Expiry()
-    timer = threading.Timer(seconds, expiry.cut, (conn,))
-    timer.daemon = True
-    timer.start()
+    """Around work on `conn`, blocking (a thread) or awaited (the event loop). Not `asyncio.wait_for`:
+    cancelling psycopg's wait sends a cancel request, which a hung server does not answer either."""
+    expiry = Expiry(conn, seconds)
+    _watchdog.arm(expiry)
     try:
         yield expiry
     finally:
-        timer.cancel()
-
-
-@contextlib.contextmanager
-def adeadline(conn: Any, seconds: float = DEADLINE_S) -> Iterator[Expiry]:
-    """Around awaited work on `conn` (the event loop's pool). Not `asyncio.wait_for`: cancelling psycopg's wait
-    sends a cancel request, which a hung server does not answer either."""
-    expiry = Expiry()
-    handle = asyncio.get_running_loop().call_later(seconds, expiry.cut, conn)
-    try:
-        yield expiry
-    finally:
-        handle.cancel()
+        _watchdog.disarm(expiry)
 
 
 def writable(url: str) -> bool:

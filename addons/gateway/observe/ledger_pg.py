@@ -7,7 +7,7 @@ import threading
 from decimal import Decimal
 from typing import Any
 
-from ..auth.pg import STATEMENT_MS, Database, deadline, placeholders, shown, unavailable
+from ..auth.pg import Database, deadline, placeholders, shown, unavailable
 from .ledger_rows import COLUMNS, values
 
 _PG_TYPES = {"REAL": "DOUBLE PRECISION", "INTEGER": "BIGINT", "TEXT": "TEXT"}
@@ -77,7 +77,6 @@ class SharedLedger:
 
         def insert(conn: Any) -> None:
             with conn.transaction(), conn.cursor() as cur:  # one commit per batch
-                cur.execute(f"SET LOCAL statement_timeout = {STATEMENT_MS}")
                 cur.executemany(sql, values(rows, names))
 
         self._use(insert, hurried=True)
