@@ -15,7 +15,7 @@ import pytest
 from helpers.pgserver import pg_tmpfs  # noqa: F401  (fixture)
 from helpers.procs import Gateway, until
 from test_e2e_shared_state import client
-from test_e2e_storage_faults import (_db_rows_reach, _log_problems, _outage_lines, _served_again, _stored_chat_refused,
+from test_e2e_storage_faults import (_db_rows_reach, _sql, _log_problems, _outage_lines, _served_again, _stored_chat_refused,
                                      _traffic, _unavailable)
 
 pytestmark = pytest.mark.e2e
@@ -68,11 +68,12 @@ class _Health:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         self.asked = 0
+        self.entries: list[dict] = []
 
     def storage(self) -> list[tuple[str, str]]:
         self.asked += 1
-        shown = httpx.get(self.gw.url + "/health", trust_env=False, timeout=10).json()
-        return [(s["name"], s["reason"]) for s in shown.get("storage", [])]
+        self.entries = httpx.get(self.gw.url + "/health", trust_env=False, timeout=10).json().get("storage", [])
+        return [(s["name"], s["reason"]) for s in self.entries]
 
     def names_the_database(self) -> list[tuple[str, str]]:
         return until(lambda: [s for s in self.storage() if s[0] == "shared state database"],
@@ -108,6 +109,7 @@ def test_a_full_database_keeps_every_ledger_row_and_writes_them_once_space_retur
     health = _Health(gw)
     assert health.names_the_database() == [("shared state database", "DiskFull")]
     exchanges += _stored_refused_before_upstream(gw, emu)
+    print(f"\nkept in memory while the disk was full: {exchanges - _sql(pg_tmpfs.db, 'SELECT count(*) FROM usage')} rows")
     pg_tmpfs.free()
     exchanges += _served_again(gw, "after the database's disk was full")
     exchanges += health.asked

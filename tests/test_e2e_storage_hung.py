@@ -7,6 +7,8 @@ once the database answers again."""
 
 from __future__ import annotations
 
+import time
+
 import openai
 import pytest
 
@@ -46,14 +48,19 @@ def test_a_hung_database_is_noticed_in_seconds_and_stored_requests_are_refused_a
     _db_rows_reach(pg_own.db, exchanges, "the rows before the database hung")
     try:
         pg_own.pause()
+        stopped = time.monotonic()
         exchanges += _burst(gw, 10)  # chat goes on; the rows' write meets the hung database
         # a stored chat completion: its write waits on the database; answered 503 within NOTICED_S
-        first = _hurried(gw, NOTICED_S)
+        first, asked = _hurried(gw, NOTICED_S), time.monotonic()
         _refused(lambda: first.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}],
                                                        store=True))
+        answered = time.monotonic() - asked
         exchanges += 1
         health = _Health(gw)
         assert health.names_the_database()[0][0] == "shared state database"
+        down_for = next(s["for_s"] for s in health.entries if s["name"] == "shared state database")
+        print(f"\nnoticed {time.monotonic() - stopped - down_for:.1f} s after SIGSTOP "
+              f"({health.entries[0]['reason']}); the first stored request answered 503 in {answered:.1f} s")
         # from now on: refused at once, Qwen never asked
         sent = len(emu.chat_requests())
         quick = _hurried(gw, AT_ONCE_S)
