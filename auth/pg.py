@@ -42,7 +42,7 @@ log = logging.getLogger("qwen")
 # psycopg_pool logs each failed reconnection and each dead connection it discards; the URL's Health says it
 # once per outage instead
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
-logging.getLogger("psycopg").setLevel(logging.ERROR)  # and psycopg each pipeline a failed batch aborted
+logging.getLogger("psycopg").setLevel(logging.ERROR)  # and psycopg's note of each pipeline a failed batch ended
 T = TypeVar("T")
 
 CHANNEL = "qwen_state"  # NOTIFY channel: payload "<kind>:<key>" (kind: account, credential)
