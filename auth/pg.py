@@ -6,11 +6,12 @@
   (the usage ledger's writer thread, `qwen-usage`).
 - `migrate`: each store brings its own numbered schema steps; `schema_version` remembers how far each
   component got, and an advisory lock makes two gateways starting at once take turns.
-- Faults (storage.py): a database that cannot be reached, restarts or runs out of room is one
+- Faults (storage.py, pg_faults.py): a database that cannot be reached, restarts, hangs (no answer within
+  DEADLINE_S), runs out of room or turns read-only — at connection, migration or any statement — is one
   `StateUnavailable`, logged once per outage by the URL's `Health`; while it is away every caller is refused
   at once (no wait for a pool timeout); a connection the server ended while it sat in the pool (a restart)
-  is replaced once, transparently; the probe notices the return within PROBE_S and the pool is made anew
-  (psycopg_pool's own reconnection backs off to minutes).
+  is replaced once, transparently; the probe (a session and a write) notices the return within PROBE_S and
+  the pool is made anew (psycopg_pool's own reconnection backs off to minutes).
 
 psycopg 3 is an optional dependency (the `postgres` extra): imported only when a URL is set.
 """
@@ -31,59 +32,27 @@ from .pg_url import check_url as check_url
 from .pg_url import driver_missing as driver_missing
 from .pg_url import placeholders as placeholders
 from .pg_url import shown as shown
-from .storage import PROBE_S, Health, StateUnavailable, health_of
+from .pg_faults import DEADLINE_S, STATEMENT_MS, writable
+from .pg_faults import deadline as deadline  # the stores import these from here
+from .pg_faults import unavailable as unavailable
+from .pg_schema import migrate_sync as migrate_sync
+from .storage import Health, StateUnavailable, health_of
 
 log = logging.getLogger("qwen")
 # psycopg_pool logs each failed reconnection and each dead connection it discards; the URL's Health says it
 # once per outage instead
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+logging.getLogger("psycopg").setLevel(logging.ERROR)  # and psycopg's note of each pipeline a failed batch ended
 T = TypeVar("T")
 
 CHANNEL = "qwen_state"  # NOTIFY channel: payload "<kind>:<key>" (kind: account, credential)
-POOL_WAIT_S = 5.0  # a request waits at most this for a connection (the database down: an error, not a hang)
-CONNECT_S = 10  # a new connection's connect_timeout (libpq's, whole seconds; a refused one fails at once)
-PROBE_CONNECT_S = 2  # the probe's: a host that does not answer is simply not back yet
+POOL_WAIT_S = DEADLINE_S  # a request waits at most this for a connection (the database hung: an error, not a hang)
+CONNECT_S = 3  # a new connection's connect_timeout (libpq's, whole seconds; a refused one fails at once)
 DRAIN_S = 10.0  # at shutdown, how long the last background writes may take
-_LOCK_SCHEMA = 0x7177_6E00  # advisory lock key for migrations ("qwn\0")
-
-
-_SCHEMA_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-
-
-def migrate_sync(conn: Any, component: str, steps: Sequence[str]) -> int:
-    """Bring `component`'s tables to version len(steps) (step i is version i+1), under an advisory lock held
-    for the transaction: two gateways starting at once take turns, the second finds the work done."""
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_SCHEMA,))
-        conn.execute(_SCHEMA_TABLE)
-        row = conn.execute("SELECT version FROM schema_version WHERE component=%s", (component,)).fetchone()
-        have = row[0] if row else 0
-        for version, step in enumerate(steps[have:], start=have + 1):
-            conn.execute(step)
-            conn.execute("INSERT INTO schema_version VALUES (%s, %s) ON CONFLICT (component) DO UPDATE SET "
-                         "version = EXCLUDED.version", (component, version))
-        return len(steps)
-
-
-def unavailable(e: BaseException) -> bool:
-    """`e` says the database cannot be used now (unreachable, restarting, ended the session, out of room or
-    connections), not that a statement is wrong."""
-    import psycopg
-
-    if not isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError)):
-        return False
-    state = getattr(e, "sqlstate", None)
-    # no SQLSTATE: the connection failed or broke; 08 connection, 53 insufficient resources, 57 operator
-    # intervention (AdminShutdown, CannotConnectNow); psycopg_pool's PoolTimeout has none either
-    return state is None or state[:2] in ("08", "53", "57")
-
-
-def _reachable(url: str) -> bool:
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True, connect_timeout=PROBE_CONNECT_S) as conn:
-        conn.execute("SELECT 1")
-    return True
+async def _configure(conn: Any) -> None:
+    """A pooled connection's statements are cancelled by the server after STATEMENT_MS (a lock wait, a server
+    too slow to serve): a clean error, before the client's own deadline cuts the connection."""
+    await conn.execute(f"SET statement_timeout = {STATEMENT_MS}")
 
 
 class Database:
@@ -94,7 +63,7 @@ class Database:
         self.url = check_url(url)
         self.max_size = max_size
         self.health: Health = health_of(f"pg:{self.url}", f"the shared database {shown(self.url)}",
-                                        "shared state database", lambda: _reachable(self.url))
+                                        "shared state database", lambda: writable(self.url))
         self._pool: Any = None
         self._pool_outage = 0  # the health's outage count when the pool was opened: older pools are stale
         self._pool_lock: asyncio.Lock | None = None
@@ -108,6 +77,10 @@ class Database:
     def lost(self, e: BaseException) -> StateUnavailable:
         """The database failed with `e`: down (logged once), the error to raise."""
         return self.health.lost(type(e).__name__)
+
+    def hung(self) -> StateUnavailable:
+        """A statement had no answer within DEADLINE_S: down (logged once), the error to raise."""
+        return self.health.lost(f"no answer within {DEADLINE_S:g} s")
 
     def available(self) -> None:
         """StateUnavailable at once while the database is known to be away."""
@@ -130,7 +103,12 @@ class Database:
             if component in self._migrated:
                 return
             with self.connect() as conn:
-                migrate_sync(conn, component, steps)
+                try:  # no deadline: an index built over a large table may take minutes
+                    migrate_sync(conn, component, steps)
+                except Exception as e:  # a step the full (or read-only) database refused: an outage too
+                    if unavailable(e):
+                        raise self.lost(e) from None
+                    raise
             self._migrated.add(component)
 
     async def amigrate(self, component: str, steps: Sequence[str]) -> None:
@@ -154,7 +132,8 @@ class Database:
                 outage = self.health.outages
                 await self._reach()  # one attempt, failing at once when nothing listens (the pool would retry)
                 pool = AsyncConnectionPool(self.url, min_size=1, max_size=self.max_size, open=False, timeout=POOL_WAIT_S,
-                                           kwargs={"autocommit": True, "connect_timeout": CONNECT_S}, name="qwen-state")
+                                           kwargs={"autocommit": True, "connect_timeout": CONNECT_S},
+                                           configure=_configure, name="qwen-state")
                 try:
                     await pool.open(wait=True, timeout=CONNECT_S)
                 except BaseException as e:
@@ -187,13 +166,16 @@ class Database:
         is known to be away)."""
         for attempt in (1, 2):
             pool = await self.pool()
-            conn = None
+            conn = clock = None
             try:
                 async with pool.connection() as conn:
-                    result = await work(conn)
+                    with deadline(conn) as clock:
+                        result = await work(conn)
                 self.health.ok()
                 return result
             except Exception as e:
+                if clock is not None and clock.expired:
+                    raise self.hung() from None  # not the restart below: a new connection would hang as well
                 if not unavailable(e):
                     raise
                 if attempt == 1 and conn is not None and conn.broken:  # every idle connection is as old
@@ -211,13 +193,20 @@ class Database:
             try:
                 async with pool.connection() as conn:
                     try:
-                        await conn.execute("SELECT 1")
+                        with deadline(conn) as clock:
+                            await conn.execute("SET statement_timeout = 0")  # the block may wait on a lock
                     except Exception as e:
+                        if clock.expired:
+                            raise self.hung() from None
                         if attempt == 1 and unavailable(e) and conn.broken:
                             self._drop(pool)
                             continue
                         raise
-                    yield conn
+                    try:
+                        yield conn
+                    finally:  # a broken connection leaves the pool anyway
+                        with contextlib.suppress(Exception), deadline(conn):
+                            await _configure(conn)
                     return
             except Exception as e:
                 if unavailable(e):
@@ -278,38 +267,10 @@ class Database:
 
     async def follow(self, component: str, steps: Sequence[str], kind: str, reload: Callable[[str | None], Awaitable[None]],
                      *, every: float, what: str, ready: asyncio.Event | None = None) -> None:
-        """Keep a local copy in step with the database, for ever (a task of its own): migrate, `reload(None)`
-        (everything), then `reload(key)` for each NOTIFY "<kind>:<key>", and `reload(None)` again every `every`
-        seconds (a lost notification). The database away: the whole again once it is back (the Health says it
-        once); another failure is logged (`what`) and the whole retried after `every`."""
-        while True:
-            conn = None
-            try:
-                await self.amigrate(component, steps)
-                conn = await self.listen()
-                await reload(None)
-                if ready is not None:
-                    ready.set()
-                while True:
-                    async for note in conn.notifies(timeout=every):
-                        got, _, key = note.payload.partition(":")
-                        if got == kind:
-                            await reload(key)
-                    await reload(None)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                if isinstance(e, StateUnavailable) or unavailable(e):
-                    if not isinstance(e, StateUnavailable):
-                        self.lost(e)  # the listener is often the first to see a restart
-                    await asyncio.sleep(PROBE_S)  # tried again: refused at once (no network) until the probe sees it back
-                else:
-                    log.warning("qwen: %s: %s (retrying in %.0f s)", what, type(e).__name__, every)
-                    await asyncio.sleep(every)
-            finally:
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close()
+        """Keep a local copy in step with the database, for ever (pg_follow.py)."""
+        from .pg_follow import follow
+
+        await follow(self, component, steps, kind, reload, every=every, what=what, ready=ready)
 
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None

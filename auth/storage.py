@@ -196,6 +196,8 @@ def local_fault(e: BaseException) -> str | None:
             return "cannot be opened"
         if name.startswith("SQLITE_IOERR") or "disk I/O error" in text:
             return "disk I/O error"
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in text:
+            return "locked"  # another process held it past the connection's timeout
     return None
 
 

@@ -32,7 +32,7 @@ def _sql(url: str, query: str) -> int:
     try:
         with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
             return int(conn.execute(query).fetchone()[0])
-    except psycopg.OperationalError:
+    except (psycopg.OperationalError, psycopg.errors.UndefinedTable):  # away, or its first write still to come
         return -1
 
 

@@ -1,9 +1,14 @@
 """A real PostgreSQL server for the shared-state tests (Debian's `postgresql` package), started in a temporary
 folder on 127.0.0.1 and a free port, trust authentication on loopback only, stopped by the fixture. As root it
-runs as the `postgres` user. Each test gets a database of its own (`pg_url`)."""
+runs as the `postgres` user. Each test gets a database of its own (`pg_url`).
+
+Faults caused for real: `halt`/`resume` (pg_ctl stop and start), `pause`/`unpause` (SIGSTOP and SIGCONT to the
+postmaster and every backend: a hung database), and with `tmpfs_mb` the data folder on a tmpfs of the
+server's own mount namespace (its WAL outside it), which `fill` fills to ENOSPC and `free` empties again."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -37,8 +42,17 @@ def unavailable() -> str | None:
     return None
 
 
+_TMPFS = """set -e
+mount -t tmpfs -o "size=$1,mode=0700" qwen-pg "$2"
+cp -a "$3"/. "$2"/
+chown postgres:postgres "$2"
+shift 3
+exec "$@"
+"""
+
+
 class PgServer:
-    def __init__(self) -> None:
+    def __init__(self, tmpfs_mb: int | None = None) -> None:
         bindir = pg_bin()
         assert bindir is not None
         self.bindir = bindir
@@ -49,6 +63,8 @@ class PgServer:
         self._names = itertools.count(1)
         self.as_user: list[str] = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         self.db = ""  # pg_own's database
+        self.tmpfs_mb = tmpfs_mb  # the data folder on a tmpfs of this size (a private mount namespace)
+        self.stopped: list[int] = []  # the processes `pause` stopped
 
     def start(self) -> "PgServer":
         self.root.chmod(0o755)
@@ -57,16 +73,30 @@ class PgServer:
         if self.as_user:
             shutil.chown(self.data, "postgres", "postgres")
             shutil.chown(self.root / "sock", "postgres", "postgres")
-        subprocess.run([*self.as_user, str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
-                        "--auth=trust", "-E", "UTF8", "--no-sync"], check=True, capture_output=True, timeout=120)
+        initdb = [str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                  "--no-sync"]
+        if self.tmpfs_mb:  # made on disk, copied onto the tmpfs at start; the WAL stays on disk
+            self.template = self.root / "template"
+            (self.root / "wal").mkdir(mode=0o700)
+            for folder in (self.template, self.root / "wal"):
+                folder.mkdir(mode=0o700, exist_ok=True)
+                shutil.chown(folder, "postgres", "postgres")
+            initdb[2] = str(self.template)
+            initdb += ["-X", str(self.root / "wal")]
+        subprocess.run([*self.as_user, *initdb], check=True, capture_output=True, timeout=120)
         self.log = open(self.root / "server.log", "w")
         return self.resume()
 
     def resume(self) -> "PgServer":
         """Start the server on its data folder and port (again, after `halt`); returns once it accepts
         connections (at most 30 s)."""
+        prefix: list[str] = []
+        if self.tmpfs_mb:
+            assert self.proc is None, "a tmpfs server starts once (its data goes with its mount namespace)"
+            prefix = ["unshare", "-m", "--propagation", "private", "--", "sh", "-c", _TMPFS, "sh",
+                      f"{self.tmpfs_mb}m", str(self.data), str(self.template)]
         self.proc = subprocess.Popen(
-            [*self.as_user, str(self.bindir / "postgres"), "-D", str(self.data), "-h", "127.0.0.1",
+            [*prefix, *self.as_user, str(self.bindir / "postgres"), "-D", str(self.data), "-h", "127.0.0.1",
              "-p", str(self.port), "-k", str(self.root / "sock"), "-c", "fsync=off", "-c", "max_connections=60"],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
@@ -84,13 +114,56 @@ class PgServer:
         """Stop the server as `pg_ctl stop -m fast` does (SIGINT to the postmaster: every session ends with
         AdminShutdown), keeping its data for `resume`. `halt` then `resume` is `pg_ctl restart`."""
         assert self.proc is not None
-        pid = int((self.data / "postmaster.pid").read_text().split()[0])  # runuser does not pass SIGINT on
+        self.unpause()
+        pid = self.postmaster()  # runuser does not pass SIGINT on
         os.kill(pid, signal.SIGINT)
         try:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
             os.kill(pid, signal.SIGKILL)
             self.proc.wait(5)
+
+    @property
+    def seen(self) -> Path:
+        """The data folder as this process sees it (a tmpfs one: through the server's mount namespace)."""
+        if self.tmpfs_mb and self.proc is not None:
+            return Path(f"/proc/{self.proc.pid}/root{self.data}")
+        return self.data
+
+    def postmaster(self) -> int:
+        return int((self.seen / "postmaster.pid").read_text().split()[0])
+
+    def pause(self) -> None:
+        """SIGSTOP the postmaster, then every process it started (its backends, checkpointer, …): a database
+        that hangs — connections are accepted by the kernel, nothing answers. `unpause` (SIGCONT) ends it."""
+        pid = self.postmaster()
+        os.kill(pid, signal.SIGSTOP)
+        self.stopped.append(pid)  # first: it forks nothing more from now on
+        for child in _children(pid):
+            os.kill(child, signal.SIGSTOP)
+            self.stopped.append(child)
+
+    def unpause(self) -> None:
+        if self.stopped and self.proc is not None:
+            self.stopped.insert(0, self.proc.pid)  # runuser stops itself when its child stops: resumed last
+        while self.stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.stopped.pop(), signal.SIGCONT)
+
+    def fill(self) -> None:
+        """Fill the tmpfs data folder to ENOSPC (a file of zeros, `free` removes it)."""
+        assert self.tmpfs_mb
+        with open(self.seen / "filler", "wb", buffering=0) as f:  # unbuffered: nothing left to fail at close
+            try:
+                for _ in range(1 << 14):  # bounded: 1 GiB at most
+                    f.write(b"\0" * (1 << 16))
+            except OSError as e:
+                assert e.errno == 28, e  # ENOSPC
+                return
+        raise AssertionError("the tmpfs never filled")
+
+    def free(self) -> None:
+        (self.seen / "filler").unlink()
 
     def url(self, db: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
@@ -104,11 +177,23 @@ class PgServer:
         return self.url(name)
 
     def stop(self) -> None:
+        self.unpause()
         if self.proc is not None and self.proc.poll() is None:
             self.halt()  # the postmaster itself: runuser may exit first and leave it running
         if hasattr(self, "log"):
             self.log.close()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text()
+                if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:  # the field after the state: the parent
+                    found.append(int(entry.name))
+    return found
 
 
 @pytest.fixture(scope="session")
@@ -143,6 +228,36 @@ def pg_own():
     srv = PgServer().start()
     try:
         srv.db = srv.new_database()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def _namespace_problem() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (a tmpfs in a private mount namespace)"
+    if shutil.which("unshare") is None:
+        return "unshare (util-linux) not installed"
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True, timeout=20)
+    return None if r.returncode == 0 else f"no private mount namespace here: {r.stderr.decode().strip()}"
+
+
+@pytest.fixture
+def pg_tmpfs():
+    """`pg_own`, its data folder a 48 MiB tmpfs (`fill`, `free`). Its database has had one session already: a new
+    database's first session writes a cache file, and a full disk would refuse the session itself."""
+    reason = unavailable()
+    if reason and os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    reason = reason or _namespace_problem()
+    if reason:
+        pytest.skip(reason)
+    srv = PgServer(tmpfs_mb=48).start()
+    try:
+        import psycopg
+
+        srv.db = srv.new_database()
+        psycopg.connect(srv.db, connect_timeout=10).close()
         yield srv
     finally:
         srv.stop()

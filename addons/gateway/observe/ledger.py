@@ -2,26 +2,27 @@
 requests and the ones the gateway answered itself (refusals with their status and error code) — written
 in batches from a thread, never on the event loop. `qwen-usage` reads it.
 
-When its storage is away (the shared database restarting or down, the state folder full or read-only:
-auth/storage.py) the rows are kept in memory, at most MAX_KEPT (the oldest dropped beyond, counted, one
-line), and written as soon as the storage's probe sees it back; the outage itself is one line."""
+When its storage is away — any storage fault (auth/storage.py, auth/pg_faults.py): the shared database
+restarting, down, hung, full or read-only, at its migration or mid-batch; the state folder full, read-only,
+locked or failing — the rows are kept in memory, at most MAX_KEPT (the oldest dropped beyond, counted, one
+line), and written as soon as the storage's probe sees it back; the outage itself is one line. A failure
+that is no storage fault is a bug (`UsageLedger._isolate`): shown once with its traceback, never retried."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import threading
-import time
-from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ..auth.pg import Database, placeholders, shown, unavailable
+from ..auth.pg import Database, shown, unavailable
 from ..auth.state import open_private_db, transaction
 from ..auth.storage import Health, StateUnavailable, local_failure, local_health
-from ..jsonio import valid_text
-from ..observer import Observer, cached_tokens, error_code, error_text, label, status_of, usage_int
+from ..observer import Observer
 from ..redact import safe_message
+from .ledger_pg import SharedLedger
+from .ledger_rows import COLUMNS, ERROR_CHARS, row_of, values
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -29,35 +30,10 @@ if TYPE_CHECKING:
     from ..config import Config
     from ..exchange import Exchange
 
+__all__ = ["COLUMNS", "FILENAME", "Ledger", "SharedLedger", "UsageLedger", "row_of"]  # what commands and tests import
 log = logging.getLogger("qwen")
 
 FILENAME = "usage.sqlite3"
-ERROR_CHARS = 300  # an error message (when there is no code) is kept up to this
-COLUMNS: dict[str, str] = {
-    "ts": "REAL",  # epoch seconds, when the request arrived
-    "day": "TEXT",  # local date of ts, YYYY-MM-DD
-    "endpoint": "TEXT",  # the endpoint, or the route of a local answer (models, health, unknown, …)
-    "model": "TEXT",  # as the client asked
-    "upstream_model": "TEXT",
-    "account": "TEXT",
-    "status": "INTEGER",  # what the client got
-    "prompt_tokens": "INTEGER",  # usage reported by Qwen
-    "completion_tokens": "INTEGER",
-    "cached_tokens": "INTEGER",
-    "est_tokens": "INTEGER",  # the gateway's own estimate (tiktoken)
-    "ttfb_ms": "REAL",
-    "duration_ms": "REAL",
-    "stream": "INTEGER",
-    "retries": "INTEGER",
-    "error": "TEXT",  # error code, or the message that ended a stream early
-    "token_method": "TEXT",
-    "method": "TEXT",  # the client's request line (path without the query)
-    "path": "TEXT",
-    "key_name": "TEXT",  # the named client key (qwen-keys) the request came with
-    "cost": "REAL",  # what it cost (prices.py), in cost_unit
-    "cost_unit": "TEXT",  # USD, or a Coding Plan's requests / a Token Plan's tokens
-    "xid": "TEXT",  # the exchange's id (random, 128 bits): a batch written again is taken once (UNIQUE)
-}
 
 
 class Ledger:
@@ -81,7 +57,7 @@ class Ledger:
         names = list(COLUMNS)
         with self._lock, transaction(self._db):  # one commit per batch, not per row
             self._db.executemany(f"INSERT OR IGNORE INTO usage ({', '.join(names)}) "  # OR IGNORE: see `xid`
-                                 f"VALUES ({', '.join('?' * len(names))})", _values(rows, names))
+                                 f"VALUES ({', '.join('?' * len(names))})", values(rows, names))
 
     def query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
@@ -90,108 +66,6 @@ class Ledger:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-_PG_TYPES = {"REAL": "DOUBLE PRECISION", "INTEGER": "BIGINT", "TEXT": "TEXT"}
-PG_STEPS = (  # the ledger's schema in a shared database (auth/pg.py migrates it)
-    f"CREATE TABLE usage ({', '.join(f'{name} {_PG_TYPES[kind]}' for name, kind in COLUMNS.items())})",
-    "CREATE INDEX usage_day ON usage (day)",
-    "CREATE INDEX usage_ts ON usage (ts)",
-    # the team gateway's columns, for a ledger created before them (step 1 of a new one has them already)
-    "ALTER TABLE usage ADD COLUMN IF NOT EXISTS key_name TEXT, ADD COLUMN IF NOT EXISTS cost DOUBLE PRECISION, "
-    "ADD COLUMN IF NOT EXISTS cost_unit TEXT",
-    # each row's exchange id, taken once: a COMMIT the server carried out as it shut down, whose answer never
-    # came, leaves its batch to be written again when the database is back
-    "ALTER TABLE usage ADD COLUMN IF NOT EXISTS xid TEXT",
-    "CREATE UNIQUE INDEX IF NOT EXISTS usage_xid ON usage (xid)",
-)
-
-
-def _plain(value: Any) -> Any:
-    """PostgreSQL's SUM of integers is numeric: an int (or float) for the report and JSON."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    return value
-
-
-class SharedLedger:
-    """The ledger in a shared PostgreSQL database (`qwen_state_url`): every gateway's rows in one table,
-    read by `qwen-usage --state-url`. Ledger's interface, from the writer thread or a command (a plain
-    connection, never on the event loop); `query` takes SQL written for SQLite and translates its `?`."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self.path = shown(db.url)  # what the ledger is, for messages (never a secret)
-        self._lock = threading.Lock()
-        db.migrate("usage", PG_STEPS)
-        self._conn: Any = db.connect()
-
-    def _use(self, work: Any) -> Any:
-        """`work(connection)`; a connection the server ended (a restart ends every session) is replaced once
-        and the work run again; StateUnavailable when the database cannot be used."""
-        with self._lock:
-            for attempt in (1, 2):
-                if self._conn is None or self._conn.closed:
-                    self._conn = self.db.connect()
-                try:
-                    result = work(self._conn)
-                    break
-                except Exception as e:
-                    if not unavailable(e):
-                        raise
-                    broken = self._conn.broken
-                    self._conn.close()
-                    self._conn = None
-                    if attempt == 2 or not broken:
-                        raise self.db.lost(e) from None
-        self.db.health.ok()
-        return result
-
-    def add(self, rows: list[dict]) -> None:
-        names = list(COLUMNS)
-        sql = (f"INSERT INTO usage ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))}) "
-               "ON CONFLICT DO NOTHING")  # a batch written again (see PG_STEPS)
-
-        def insert(conn: Any) -> None:
-            with conn.transaction(), conn.cursor() as cur:  # one commit per batch
-                cur.executemany(sql, _values(rows, names))
-
-        self._use(insert)
-
-    def query(self, sql: str, args: tuple = ()) -> list[tuple]:
-        rows = self._use(lambda conn: conn.execute(placeholders(sql), args).fetchall())
-        return [tuple(_plain(v) for v in r) for r in rows]
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-
-
-def _values(rows: list[dict], names: list[str]) -> list[tuple]:
-    """The rows as the database takes them: a client's text (its model name, an error quoting it) may hold a
-    lone surrogate, which neither SQLite nor PostgreSQL can store."""
-    return [tuple(valid_text(v) if isinstance(v, str) else v for v in (row.get(c) for c in names)) for row in rows]
-
-
-def row_of(ex: Exchange) -> dict:
-    """One ledger row from an exchange (cheap: built on the event loop, written later)."""
-    usage = ex.usage if isinstance(ex.usage, dict) else None
-    ts = ex.started_at
-    return {
-        "ts": ts, "day": time.strftime("%Y-%m-%d", time.localtime(ts)),
-        "endpoint": label(ex), "method": ex.client.method, "path": ex.client.path,
-        "model": ex.requested_model if isinstance(ex.requested_model, str) and ex.requested_model else None,
-        "upstream_model": ex.upstream_model or None, "account": ex.account or None,
-        "status": status_of(ex),
-        "prompt_tokens": usage_int(usage, "prompt_tokens"), "completion_tokens": usage_int(usage, "completion_tokens"),
-        "cached_tokens": cached_tokens(usage),
-        "est_tokens": ex.prompt_tokens_est, "token_method": ex.token_method,
-        "ttfb_ms": ex.ttfb_ms, "duration_ms": ex.duration_ms,
-        "stream": int(ex.stream is True), "retries": len(ex.retries),
-        "error": error_code(ex) or safe_message(error_text(ex), ERROR_CHARS),
-        "key_name": ex.key_name or None, "cost": ex.cost, "cost_unit": ex.cost_unit or None, "xid": ex.id,
-    }
 
 
 class UsageLedger(Observer):
@@ -213,6 +87,7 @@ class UsageLedger(Observer):
         self._open_lock = threading.Lock()
         self._rows: list[dict] = []
         self._dropped = 0  # rows given up since the storage went away
+        self._bugs = 0  # rows dropped for a failure that is no storage fault
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_handle: asyncio.TimerHandle | None = None
         self._writes: set[asyncio.Task] = set()
@@ -289,21 +164,64 @@ class UsageLedger(Observer):
     def _write(self, rows: list[dict]) -> bool:
         """Rows written (True), or kept for later (False: the storage is away, said once by its Health)."""
         try:
-            self.ledger().add(rows)
-        except StateUnavailable:
-            return False
+            ledger = self.ledger()  # opened: the folder, the connection, the migration
         except Exception as e:
-            if self.url or local_failure(self.path.parent if self.path else Path("."), e) is None:
-                log.exception("qwen: could not write %d usage rows to %s", len(rows), self.where())
-                return True  # not the storage's doing: these rows would fail again
+            if self._away(e):
+                return False
+            self._bug(e, len(rows))
+            return True
+        try:
+            ledger.add(rows)
+        except Exception as e:
+            return not self._away(e) and self._isolate(ledger, rows, e)
+        self._written()
+        return True
+
+    def _away(self, e: Exception) -> bool:
+        """`e` is a storage fault (its outage said once by the storage's Health): the rows wait for its return."""
+        if isinstance(e, StateUnavailable):
+            return True
+        if self._db is not None:
+            if unavailable(e):
+                self._db.lost(e)
+                return True
             return False
+        return local_failure(self.path.parent if self.path else Path("."), e) is not None
+
+    def _isolate(self, ledger: Ledger | SharedLedger, rows: list[dict], e: Exception) -> bool:
+        """A batch failed, and not for its storage: a bug, or a row the table refuses (an operator's constraint).
+        Each row is tried on its own, so one cannot take the batch with it; one that fails alone is dropped —
+        kept, it would fail for ever and push good rows out — and counted (`_bug`). True, or False (kept) when
+        the storage went away meanwhile (the rows written already are taken once: `xid`)."""
+        if len(rows) == 1:
+            self._bug(e, 1)
+            return True
+        for row in rows:
+            try:
+                ledger.add([row])
+            except Exception as again:
+                if self._away(again):
+                    return False
+                self._bug(again, 1)
+        return True
+
+    def _bug(self, e: Exception, rows: int) -> None:
+        """`rows` dropped for `e`, no storage fault: the first time, one line with its traceback; then counted
+        (one line at shutdown)."""
+        with self._open_lock:
+            first, self._bugs = not self._bugs, self._bugs + rows
+        if first:
+            log.error("qwen: the usage ledger could not write to %s: %s. Not a storage fault (a bug, or a row the "
+                      "table refuses): such rows are dropped, not retried, and counted at shutdown", self.where(),
+                      safe_message(f"{type(e).__name__}: {e}", ERROR_CHARS), exc_info=e)
+
+    def _written(self) -> None:
         if self.health is not None:
             self.health.ok()
         if self._dropped:
             log.warning("qwen: the usage ledger is written again; %d rows of the outage were dropped",
                         self._dropped)
             self._dropped = 0
-        return True
 
     def _write_now(self) -> None:
         rows, self._rows = self._rows, []
@@ -316,3 +234,6 @@ class UsageLedger(Observer):
             self._flush_handle.cancel()
             self._flush_handle = None
         self._write_now()
+        if self._bugs:
+            log.warning("qwen: %d usage rows could not be written to %s (the error logged above): dropped",
+                        self._bugs, self.where())

@@ -1,0 +1,91 @@
+"""The usage ledger in a shared PostgreSQL database (`qwen_state_url`): its schema steps and `SharedLedger`."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from decimal import Decimal
+from typing import Any
+
+from ..auth.pg import Database, deadline, placeholders, shown, unavailable
+from .ledger_rows import COLUMNS, values
+
+_PG_TYPES = {"REAL": "DOUBLE PRECISION", "INTEGER": "BIGINT", "TEXT": "TEXT"}
+PG_STEPS = (  # the ledger's schema in a shared database (auth/pg.py migrates it)
+    f"CREATE TABLE usage ({', '.join(f'{name} {_PG_TYPES[kind]}' for name, kind in COLUMNS.items())})",
+    "CREATE INDEX usage_day ON usage (day)",
+    "CREATE INDEX usage_ts ON usage (ts)",
+    # the team gateway's columns, for a ledger created before them (step 1 of a new one has them already)
+    "ALTER TABLE usage ADD COLUMN IF NOT EXISTS key_name TEXT, ADD COLUMN IF NOT EXISTS cost DOUBLE PRECISION, "
+    "ADD COLUMN IF NOT EXISTS cost_unit TEXT",
+    # each row's exchange id, taken once: a COMMIT the server carried out as it shut down, whose answer never
+    # came, leaves its batch to be written again when the database is back
+    "ALTER TABLE usage ADD COLUMN IF NOT EXISTS xid TEXT",
+    "CREATE UNIQUE INDEX IF NOT EXISTS usage_xid ON usage (xid)",
+)
+
+
+def _plain(value: Any) -> Any:
+    """PostgreSQL's SUM of integers is numeric: an int (or float) for the report and JSON."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+class SharedLedger:
+    """The ledger in a shared PostgreSQL database (`qwen_state_url`): every gateway's rows in one table,
+    read by `qwen-usage --state-url`. Ledger's interface, from the writer thread or a command (a plain
+    connection, never on the event loop); `query` takes SQL written for SQLite and translates its `?`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.path = shown(db.url)  # what the ledger is, for messages (never a secret)
+        self._lock = threading.Lock()
+        db.migrate("usage", PG_STEPS)
+        self._conn: Any = db.connect()
+
+    def _use(self, work: Any, hurried: bool = False) -> Any:
+        """`work(connection)`; a connection the server ended (a restart ends every session) is replaced once
+        and the work run again; StateUnavailable when the database cannot be used — `hurried`: too when it
+        does not answer within pg's DEADLINE_S (the gateway's writes; a report may take its time)."""
+        with self._lock:
+            for attempt in (1, 2):
+                if self._conn is None or self._conn.closed:
+                    self._conn = self.db.connect()
+                clock = None
+                try:
+                    with deadline(self._conn) if hurried else contextlib.nullcontext() as clock:
+                        result = work(self._conn)
+                    break
+                except Exception as e:
+                    if not unavailable(e):
+                        raise
+                    broken = self._conn.broken
+                    self._conn.close()
+                    self._conn = None
+                    if clock is not None and clock.expired:
+                        raise self.db.hung() from None  # a new connection would wait as long
+                    if attempt == 2 or not broken:
+                        raise self.db.lost(e) from None
+        self.db.health.ok()
+        return result
+
+    def add(self, rows: list[dict]) -> None:
+        names = list(COLUMNS)
+        sql = (f"INSERT INTO usage ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))}) "
+               "ON CONFLICT DO NOTHING")  # a batch written again (see PG_STEPS)
+
+        def insert(conn: Any) -> None:
+            with conn.transaction(), conn.cursor() as cur:  # one commit per batch
+                cur.executemany(sql, values(rows, names))
+
+        self._use(insert, hurried=True)
+
+    def query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        rows = self._use(lambda conn: conn.execute(placeholders(sql), args).fetchall())
+        return [tuple(_plain(v) for v in r) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()

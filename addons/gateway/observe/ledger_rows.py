@@ -1,0 +1,71 @@
+"""A usage-ledger row: its columns (the same in the SQLite file and the shared database) and how an exchange
+becomes one."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from ..jsonio import valid_text
+from ..observer import cached_tokens, error_code, error_text, label, status_of, usage_int
+from ..redact import safe_message
+
+if TYPE_CHECKING:
+    from ..exchange import Exchange
+
+ERROR_CHARS = 300  # an error message (when there is no code) is kept up to this
+COLUMNS: dict[str, str] = {
+    "ts": "REAL",  # epoch seconds, when the request arrived
+    "day": "TEXT",  # local date of ts, YYYY-MM-DD
+    "endpoint": "TEXT",  # the endpoint, or the route of a local answer (models, health, unknown, …)
+    "model": "TEXT",  # as the client asked
+    "upstream_model": "TEXT",
+    "account": "TEXT",
+    "status": "INTEGER",  # what the client got
+    "prompt_tokens": "INTEGER",  # usage reported by Qwen
+    "completion_tokens": "INTEGER",
+    "cached_tokens": "INTEGER",
+    "est_tokens": "INTEGER",  # the gateway's own estimate (tiktoken)
+    "ttfb_ms": "REAL",
+    "duration_ms": "REAL",
+    "stream": "INTEGER",
+    "retries": "INTEGER",
+    "error": "TEXT",  # error code, or the message that ended a stream early
+    "token_method": "TEXT",
+    "method": "TEXT",  # the client's request line (path without the query)
+    "path": "TEXT",
+    "key_name": "TEXT",  # the named client key (qwen-keys) the request came with
+    "cost": "REAL",  # what it cost (prices.py), in cost_unit
+    "cost_unit": "TEXT",  # USD, or a Coding Plan's requests / a Token Plan's tokens
+    "xid": "TEXT",  # the exchange's id (random, 128 bits): a batch written again is taken once (UNIQUE)
+}
+
+
+def values(rows: list[dict], names: list[str]) -> list[tuple]:
+    """The rows as the databases take them: a client's text (its model name, an error quoting it) may hold a
+    lone surrogate, which neither SQLite nor PostgreSQL can store, or a NUL, which PostgreSQL's text refuses."""
+    return [tuple(_storable(v) if isinstance(v, str) else v for v in (row.get(c) for c in names)) for row in rows]
+
+
+def _storable(text: str) -> str:
+    return valid_text(text).replace("\x00", "\ufffd")
+
+
+def row_of(ex: Exchange) -> dict:
+    """One ledger row from an exchange (cheap: built on the event loop, written later)."""
+    usage = ex.usage if isinstance(ex.usage, dict) else None
+    ts = ex.started_at
+    return {
+        "ts": ts, "day": time.strftime("%Y-%m-%d", time.localtime(ts)),
+        "endpoint": label(ex), "method": ex.client.method, "path": ex.client.path,
+        "model": ex.requested_model if isinstance(ex.requested_model, str) and ex.requested_model else None,
+        "upstream_model": ex.upstream_model or None, "account": ex.account or None,
+        "status": status_of(ex),
+        "prompt_tokens": usage_int(usage, "prompt_tokens"), "completion_tokens": usage_int(usage, "completion_tokens"),
+        "cached_tokens": cached_tokens(usage),
+        "est_tokens": ex.prompt_tokens_est, "token_method": ex.token_method,
+        "ttfb_ms": ex.ttfb_ms, "duration_ms": ex.duration_ms,
+        "stream": int(ex.stream is True), "retries": len(ex.retries),
+        "error": error_code(ex) or safe_message(error_text(ex), ERROR_CHARS),
+        "key_name": ex.key_name or None, "cost": ex.cost, "cost_unit": ex.cost_unit or None, "xid": ex.id,
+    }
