@@ -7,6 +7,7 @@ local copy of carol's rows and the one that must read the database)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import uuid
 
@@ -187,3 +188,30 @@ def test_what_was_stored_before_named_keys_stays_with_no_key(tmp_path, emu, make
     assert named.chat.completions.list().data == []
     assert old.responses.retrieve(response.id).output_text == "Echo: from before the keys"
     assert [c.id for c in old.chat.completions.list().data] == [completion.id]
+
+
+def test_one_key_storing_many_never_evicts_another_keys_objects(team, emu):
+    """The stores kept the newest 1,000 objects of every key together (the shared one trimmed every 50 puts):
+    carol storing 1,100 took dave's. Each key now keeps its own newest PER_KEY."""
+    gws, keys = team
+    dave = openai_client(gws[0].url, keys["dave"])
+    his_completion = dave.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "dave's"}],
+                                                  store=True)
+    his_response = dave.responses.create(model="gpt-4o", input="dave's")
+    carol = openai_client(gws[0].url, keys["carol"])
+    many = 1060  # beyond 1,000, and beyond the shared store's trim at 1,050 puts
+
+    def store_one(i: int) -> tuple[str, str]:
+        done = carol.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": f"n{i}"}],
+                                             store=True)
+        return done.id, carol.responses.create(model="gpt-4o", input=f"n{i}").id
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        hers = list(pool.map(store_one, range(many)))
+    for gw in gws:
+        dave = openai_client(gw.url, keys["dave"])
+        assert dave.chat.completions.retrieve(his_completion.id).choices[0].message.content == "Echo: dave's"
+        assert dave.responses.retrieve(his_response.id).output_text == "Echo: dave's"
+    carol = openai_client(gws[-1].url, keys["carol"])
+    assert carol.chat.completions.retrieve(hers[0][0]).id == hers[0][0]  # and hers within her own cap
+    assert carol.responses.retrieve(hers[0][1]).id == hers[0][1]
