@@ -135,16 +135,21 @@ async def test_objects_older_than_30_days_go_as_later_ones_are_stored(stores, tm
     await chats.put(chat_row("chatcmpl-old", "carol"))
     _age(url, one.path, "responses", "resp_old")
     _age(url, one.path, "chat_completions", "chatcmpl-old")
-    for i in range(TRIM_EVERY):  # another key's writes: on PostgreSQL, every TRIM_EVERY puts drop a batch
-        await put(one, f"resp_new_{i}", "dave")
-        await chats.put(chat_row(f"chatcmpl-new-{i}", "dave"))
-    fresh = ResponseStore(tmp_path / "fresh" / "responses.sqlite3") if url is None else \
-        SharedResponseStore(tmp_path / "fresh" / "responses.sqlite3", Database(url))
-    reader = one if url is None else fresh  # the database's truth, not a gateway's local copy
-    assert await read(reader, "resp_old", "carol") is None and reader.item("in_old", "carol") is None
-    assert await chats.get("chatcmpl-old", "carol") is None
-    assert await read(reader, f"resp_new_{TRIM_EVERY - 1}", "dave") is not None
-    await closed(fresh)
+    # a gateway (started again, or the other one) 31 days later: its writes drop what is past its age
+    later = ResponseStore(one.path, per_key=CAP) if url is None else \
+        SharedResponseStore(tmp_path / "later" / "responses.sqlite3", Database(url), per_key=CAP)
+    later_chats = chats_of(lambda: later)()
+    try:
+        await later.ready()
+        await later_chats.check()
+        for i in range(TRIM_EVERY):  # another key's writes: on PostgreSQL, every TRIM_EVERY puts drop a batch
+            await put(later, f"resp_new_{i}", "dave")
+            await later_chats.put(chat_row(f"chatcmpl-new-{i}", "dave"))
+        assert await read(later, "resp_old", "carol") is None and later.item("in_old", "carol") is None
+        assert await later_chats.get("chatcmpl-old", "carol") is None
+        assert await read(later, f"resp_new_{TRIM_EVERY - 1}", "dave") is not None
+    finally:
+        await closed(later)
 
 
 # ---- stored before owners -------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from ...auth.storage import check_local, local_failure, local_health
 from ...errors import GatewayError
 from ...jsonio import valid_text
 from ...seal import Sealer
-from .store_schema import PER_KEY, TABLES, counts, expired, migrate
+from .store_schema import PER_KEY, TABLES, Expiry, counts, migrate
 
 # id, owner, created, the response, its history, its input items, and (item id, response id, item, owner)
 Rows = tuple[str, str, float, str, str, str, list[tuple[str, str, str, str]]]
@@ -47,6 +47,7 @@ class ResponseStore:
         self._db: sqlite3.Connection | None = None
         self._wdb: sqlite3.Connection | None = None
         self._counts: dict[str, int] = {}  # responses per owner (the writer keeps them: a trim needs no count(*))
+        self._expiry = Expiry("responses")
 
     def _open_file(self) -> sqlite3.Connection:
         try:
@@ -71,6 +72,7 @@ class ResponseStore:
         if self._wdb is None:
             db = self._open_file()
             self._counts = counts(db, "responses")
+            self._expiry.read(db)
             self._wdb = db
         return self._wdb
 
@@ -139,11 +141,14 @@ class ResponseStore:
                         counts[owner] -= self._drop(db, [r[0] for r in db.execute(
                             "SELECT id FROM responses WHERE owner=? ORDER BY rowid LIMIT ?",
                             (owner, counts[owner] - self.per_key))])
-                    for old, whose in expired(db, "responses", time.time()):
-                        counts[whose] = counts.get(whose, self._counts.get(whose, 0)) - self._drop(db, [old])
+                    old, due = self._expiry.take(db, time.time())
+                    for rid_old, whose in old:
+                        counts[whose] = counts.get(whose, self._counts.get(whose, 0)) - self._drop(db, [rid_old])
             except Exception as e:
                 raise self._fault(e) from None
             self._counts.update(counts)
+            self._expiry.due = due
+            self._expiry.stored(created)
         self.health.ok()
 
     @staticmethod

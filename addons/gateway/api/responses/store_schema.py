@@ -8,13 +8,16 @@ rows belong to no key, as they were stored.
 
 Retention, per owner (never one cap shared by every key): each keeps its newest PER_KEY Responses and its
 newest PER_KEY chat completions, and nothing older than MAX_AGE_S (OpenAI keeps stored objects 30 days). A
-write that takes its owner over the cap drops that owner's oldest; every write also drops up to
-EXPIRE_PER_WRITE objects past their age (so the old ones go faster than new ones come): work that does not
-grow with the store."""
+write that takes its owner over the cap drops that owner's oldest; once the oldest object is past its age,
+each write also drops up to EXPIRE_PER_WRITE of those (so they go faster than new ones come; the writer
+knows when the oldest comes due, so until then a write asks nothing more): work that does not grow with
+the store."""
 
 from __future__ import annotations
 
+import math
 import sqlite3
+from dataclasses import dataclass
 
 PER_KEY = 10_000  # stored Responses, and stored chat completions, an owner keeps (its newest)
 MAX_AGE_S = 30 * 86400  # OpenAI's 30 days
@@ -71,10 +74,31 @@ def migrate(db: sqlite3.Connection) -> None:
     db.executescript(_INDEXES)
 
 
-def expired(db: sqlite3.Connection, table: str, now: float) -> list[tuple[str, str]]:
-    """(id, owner) of the oldest objects of `table` past MAX_AGE_S, at most EXPIRE_PER_WRITE (the age index)."""
-    return db.execute(f"SELECT id, owner FROM {table} WHERE created < ? ORDER BY created LIMIT ?",
-                      (now - MAX_AGE_S, EXPIRE_PER_WRITE)).fetchall()
+@dataclass
+class Expiry:
+    """When the oldest object of `table` passes MAX_AGE_S, as its writer knows it (the writer's lock held)."""
+
+    table: str
+    due: float = math.inf
+
+    def read(self, db: sqlite3.Connection) -> None:
+        """When the oldest object in the file comes due (once, when the writer opens it: the age index)."""
+        oldest = db.execute(f"SELECT min(created) FROM {self.table}").fetchone()[0]
+        self.due = oldest + MAX_AGE_S if oldest is not None else math.inf
+
+    def stored(self, created: float) -> None:
+        self.due = min(self.due, created + MAX_AGE_S)
+
+    def take(self, db: sqlite3.Connection, now: float) -> tuple[list[tuple[str, str]], float]:
+        """(id, owner) of up to EXPIRE_PER_WRITE objects past their age (none asked for before `due`), and when
+        the oldest left comes due (for `due` once the write is committed)."""
+        if now < self.due:
+            return [], self.due
+        oldest = db.execute(f"SELECT id, owner, created FROM {self.table} ORDER BY created LIMIT ?",
+                            (EXPIRE_PER_WRITE + 1,)).fetchall()
+        gone = [(i, owner) for i, owner, created in oldest[:EXPIRE_PER_WRITE] if created < now - MAX_AGE_S]
+        left = oldest[len(gone):]
+        return gone, left[0][2] + MAX_AGE_S if left else math.inf
 
 
 def counts(db: sqlite3.Connection, table: str) -> dict[str, int]:

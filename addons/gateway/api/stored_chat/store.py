@@ -18,7 +18,7 @@ from collections.abc import Awaitable
 
 from ...jsonio import valid_text
 from ..responses.store import ResponseStore
-from ..responses.store_schema import PER_KEY, counts, expired
+from ..responses.store_schema import PER_KEY, Expiry, counts
 from .records import Row, shown
 
 # never over another owner's completion of the same id (ids are Qwen's: unique, but not the gateway's own)
@@ -33,6 +33,7 @@ class ChatStore:
         self.base = base
         self.per_key = per_key
         self._counts: dict[str, int] | None = None  # rows per owner (the writer keeps them, under the base's lock)
+        self._expiry = Expiry("chat_completions")
 
     async def check(self) -> None:
         """Before a `store: true` request goes upstream: StateUnavailable when the completion could not be
@@ -48,6 +49,7 @@ class ChatStore:
         transaction)."""
         if self._counts is None:
             self._counts = counts(db, "chat_completions")
+            self._expiry.read(db)
         owner = row.owner
         new = db.execute("SELECT 1 FROM chat_completions WHERE id=?", (row.id,)).fetchone() is None
         db.execute(_PUT, (row.id, row.created, row.model, row.metadata, row.completion, row.messages, owner))
@@ -56,10 +58,13 @@ class ChatStore:
             changes[owner] -= db.execute("DELETE FROM chat_completions WHERE id IN (SELECT id FROM chat_completions "
                                          "WHERE owner=? ORDER BY rowid LIMIT ?)",
                                          (owner, changes[owner] - self.per_key)).rowcount
-        for old, whose in expired(db, "chat_completions", time.time()):
-            gone = db.execute("DELETE FROM chat_completions WHERE id=?", (old,)).rowcount
+        old, due = self._expiry.take(db, time.time())
+        for cid, whose in old:
+            gone = db.execute("DELETE FROM chat_completions WHERE id=?", (cid,)).rowcount
             changes[whose] = changes.get(whose, self._counts.get(whose, 0)) - gone
-        self._counts.update(changes)
+        self._counts.update(changes)  # (the base commits this write once `_keep` returns; a failure: StateUnavailable)
+        self._expiry.due = due
+        self._expiry.stored(row.created)
 
     async def get(self, id: str, owner: str) -> dict | None:
         """The owner's completion (with its metadata), None when the owner stored none under `id`."""
