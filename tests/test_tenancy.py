@@ -74,7 +74,7 @@ async def test_a_keys_objects_are_found_by_that_key_only(stores):
     for store in (one, two):
         assert await read(store, "resp_carol", "dave") is None and await read(store, "resp_carol", "") is None
         assert store.item("in_carol", "dave") is None and store.inputs("resp_carol", "dave") is None
-        assert not store.delete("resp_carol", "dave")
+        assert not await store.delete("resp_carol", "dave")
         assert (await read(store, "resp_carol", "carol"))["id"] == "resp_carol"
         assert store.item("in_carol", "carol")["content"] == "carol's in_carol"
     assert await chats.get("chatcmpl-carol", "dave") is None and await chats.messages("chatcmpl-carol", "dave") is None

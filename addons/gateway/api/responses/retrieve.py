@@ -58,7 +58,7 @@ async def stored(store: ResponseStore, method: str, rest: str, query, owner: str
     if method == "DELETE":
         if run is not None and runs is not None:
             await runs.cancel(run)
-        if store.delete(rid, owner):
+        if await store.delete(rid, owner):
             return json_response(200, {"id": rid, "object": "response", "deleted": True})
     stored = store.get(rid, owner) if method != "DELETE" else None
     if stored is None:

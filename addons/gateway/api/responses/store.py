@@ -234,9 +234,13 @@ class ResponseStore:
             return self._reader().execute("SELECT 1 FROM response_items WHERE owner=? AND id=?",
                                           (owner, id)).fetchone() is not None
 
-    def delete(self, id: str, owner: str) -> bool:
-        """A client's DELETE of one of its own responses (rare, one row: on the caller's thread)."""
-        id = valid_text(id)  # a path with a lone surrogate names no stored response
+    async def delete(self, id: str, owner: str) -> bool:
+        """A client's DELETE of one of its own responses: True when it was there (a shared store: once the
+        database's delete is committed)."""
+        return self._delete_here(valid_text(id), owner)  # a path with a lone surrogate names no stored response
+
+    def _delete_here(self, id: str, owner: str) -> bool:
+        """The local file's copy gone (rare, one row: on the caller's thread)."""
         with self._wlock:
             db = self._writer()
             try:

@@ -74,12 +74,12 @@ _EXPIRE = ("DELETE FROM responses WHERE id IN (SELECT id FROM responses WHERE cr
 _CHILDREN = ("DELETE FROM response_inputs WHERE id = ANY(%s)", "DELETE FROM response_items WHERE response_id = ANY(%s)")
 
 
-async def _gone(conn: Any, sql: str, args: tuple) -> None:
-    """Responses deleted by `sql` (… RETURNING id), with their inputs and items."""
+async def _gone(conn: Any, sql: str, args: tuple) -> bool:
+    """Responses deleted by `sql` (… RETURNING id), with their inputs and items; whether there were any."""
     ids = [r[0] for r in await (await conn.execute(sql, args)).fetchall()]
-    if ids:
-        for children in _CHILDREN:
-            await conn.execute(children, (ids,))
+    for children in _CHILDREN if ids else ():
+        await conn.execute(children, (ids,))
+    return bool(ids)
 
 
 def _started(task: asyncio.Task) -> None:
@@ -172,7 +172,7 @@ class SharedResponseStore(ResponseStore):
                 with contextlib.suppress(Exception):
                     await local
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(ResponseStore.delete, self, rid, owner)
+                await asyncio.to_thread(self._delete_here, rid, owner)
             raise
         if local is not None:  # committed: a local copy the folder refused is fetched again from the database
             with contextlib.suppress(Exception):
@@ -203,15 +203,15 @@ class SharedResponseStore(ResponseStore):
         for rows in copies:
             self._keep(*rows)
 
-    def delete(self, id: str, owner: str) -> bool:
+    async def delete(self, id: str, owner: str) -> bool:
+        """Gone here and, before the answer, from the database: a GET that follows, through any gateway, finds
+        nothing to copy back (the database away: StateUnavailable, the 503)."""
         id = valid_text(id)  # a path with a lone surrogate names no stored response
-        gone = super().delete(id, owner)
-        self.db.background(self._delete(id, owner), "qwen: delete a response")
-        return gone
+        here = self._delete_here(id, owner)
 
-    async def _delete(self, id: str, owner: str) -> None:
-        async def delete(conn: Any) -> None:
+        async def delete(conn: Any) -> bool:
             async with conn.transaction():
-                await _gone(conn, "DELETE FROM responses WHERE id = %s AND owner = %s RETURNING id", (id, owner))
+                return await _gone(conn, "DELETE FROM responses WHERE id = %s AND owner = %s RETURNING id",
+                                   (id, owner))
 
-        await self.db.run(delete)
+        return await self.db.run(delete) or here
