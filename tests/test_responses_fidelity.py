@@ -211,13 +211,13 @@ def test_a_background_response_left_running_by_a_stopped_gateway_reads_failed(tm
 
     store = ResponseStore(tmp_path / "responses.sqlite3")
     queued = {**whole({**BODY, "background": True}, chat_answer("x")), "status": "queued", "output": []}
-    store.put(queued, {"items": []}, [])
+    store.put(queued, {"items": []}, [], owner="")
     runs = BackgroundRuns(gateway=None)  # a fresh process: it runs nothing
-    answer = json.loads(asyncio.run(stored(store, "GET", queued["id"], {}, runs)).content)
+    answer = json.loads(asyncio.run(stored(store, "GET", queued["id"], {}, "", runs)).content)
     assert answer["status"] == "failed" and "stopped" in answer["error"]["message"]
     validate("Response", answer)
     with pytest.raises(GatewayError) as e:
-        asyncio.run(stored(store, "GET", queued["id"], {"stream": "true"}, runs))
+        asyncio.run(stored(store, "GET", queued["id"], {"stream": "true"}, "", runs))
     assert e.value.param == "stream"
-    cancelled = json.loads(asyncio.run(stored(store, "POST", queued["id"] + "/cancel", {}, runs)).content)
+    cancelled = json.loads(asyncio.run(stored(store, "POST", queued["id"] + "/cancel", {}, "", runs)).content)
     assert cancelled["status"] == "failed"  # answered as it ended

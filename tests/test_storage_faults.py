@@ -166,21 +166,21 @@ async def test_stored_responses_are_read_after_a_restart_and_a_clear_503_during_
     try:
         await a.ready()
         await b.ready()
-        write = a.put({"id": "resp_1", "output": []}, {"items": []})
+        write = a.put({"id": "resp_1", "output": []}, {"items": []}, owner="")
         assert write is not None
         await write
-        await b.load(["resp_0"])  # b's pool holds a connection now
+        await b.load(["resp_0"], "")  # b's pool holds a connection now
         pg.halt()
         pg.resume()
-        await b.load(["resp_1"])  # through connections the restart ended: a fresh one, no AdminShutdown
-        assert b.get("resp_1") == {"id": "resp_1", "output": []}
+        await b.load(["resp_1"], "")  # through connections the restart ended: a fresh one, no AdminShutdown
+        assert b.get("resp_1", "") == {"id": "resp_1", "output": []}
         pg.halt()
-        for reader in (lambda: b.load(["resp_2"]), b.ready, b.check):
+        for reader in (lambda: b.load(["resp_2"], ""), b.ready, b.check):
             with pytest.raises(StateUnavailable) as e:  # the gateway's 503 state_unavailable (errors.py)
                 await reader()
             assert gateway_error(e.value).status == 503 and gateway_error(e.value).code == "state_unavailable"
             assert "database" in e.value.message and "PoolTimeout" not in e.value.message
-        write = a.put({"id": "resp_3", "output": []}, {"items": []})
+        write = a.put({"id": "resp_3", "output": []}, {"items": []}, owner="")
         assert write is not None
         with pytest.raises(StateUnavailable):
             await write
@@ -258,22 +258,25 @@ async def _steps_per_put(tmp_path, monkeypatch, cap: int, work: _Work) -> float:
 
     real = store_mod.open_private_db
     monkeypatch.setattr(store_mod, "open_private_db", lambda *a, **kw: work.watch(real(*a, **kw)))
-    st = store_mod.ResponseStore(tmp_path / f"cap{cap}" / "responses.sqlite3", max_items=cap)
+    st = store_mod.ResponseStore(tmp_path / f"cap{cap}" / "responses.sqlite3", per_key=cap)
     item = {"type": "message", "role": "user", "content": "x" * 200}
 
-    async def put(i: int) -> None:
-        write = st.put({"id": f"resp_{i}", "output": [{"id": f"msg_{i}", "type": "message"}]}, {"items": [item]},
-                       [{"id": f"in_{i}", **item}])
+    async def put(i: int, owner: str = "carol") -> None:
+        write = st.put({"id": f"resp_{owner}_{i}", "output": [{"id": f"msg_{i}", "type": "message"}]},
+                       {"items": [item]}, [{"id": f"in_{i}", **item}], owner=owner)
         if write is not None:
             await write
 
-    for i in range(cap + 10):  # filled to its cap: every put now trims one
+    for i in range(cap):  # another key's, at its cap too: carol's writes never touch them
+        await put(i, "dave")
+    for i in range(cap + 10):  # carol's filled to her cap: every put now trims one of hers
         await put(i)
     work.steps, work.counting = 0, True
     for i in range(cap + 10, cap + 30):
         await put(i)
     work.counting = False
-    assert st.get(f"resp_{cap + 29}") is not None and st.get("resp_0") is None
+    assert st.get(f"resp_carol_{cap + 29}", "carol") is not None and st.get("resp_carol_0", "carol") is None
+    assert st.get("resp_dave_0", "dave") is not None
     return work.steps / 20
 
 

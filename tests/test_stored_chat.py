@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -61,7 +62,7 @@ def test_a_row_holds_the_completion_the_messages_model_and_metadata_and_nothing_
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "store": True,
             "metadata": {"run": "1"}}
     completion = {"id": "chatcmpl-9", "object": "chat.completion", "model": "gpt-4o", "choices": []}
-    row = row_of(body, completion, 5.0)
+    row = row_of(body, completion, 5.0, "")
     assert (row.id, row.model, row.created) == ("chatcmpl-9", "gpt-4o", 5.0)
     assert json.loads(row.completion) == completion and json.loads(row.metadata) == {"run": "1"}
     assert json.loads(row.messages)[0]["id"] == "chatcmpl-9-0"
@@ -130,9 +131,10 @@ def chat_stores(request, tmp_path):
                  for n in ("a", "b"))
 
 
-def _row(n: int, run: str = "r", model: str = "gpt-4o"):
+def _row(n: int, run: str = "r", model: str = "gpt-4o", owner: str = ""):
     body = {"model": model, "messages": [{"role": "user", "content": f"m{n}"}], "metadata": {"run": run, "n": str(n)}}
-    return row_of(body, {"id": f"chatcmpl-{n}", "object": "chat.completion", "model": model, "choices": []}, float(n))
+    return row_of(body, {"id": f"chatcmpl-{n}", "object": "chat.completion", "model": model, "choices": []},
+                  time.time(), owner)
 
 
 async def test_a_completion_stored_by_one_is_read_updated_and_deleted_by_the_other(chat_stores):
@@ -140,18 +142,18 @@ async def test_a_completion_stored_by_one_is_read_updated_and_deleted_by_the_oth
     await a.check()
     for n in range(3):
         await a.put(_row(n, model="o3" if n == 1 else "gpt-4o"))
-    assert (await b.get("chatcmpl-1"))["metadata"] == {"run": "r", "n": "1"}
-    assert (await b.messages("chatcmpl-1"))[0]["content"] == "m1"
-    assert await b.get("chatcmpl-x") is None and await b.messages("chatcmpl-x") is None
-    assert await b.get("chatcmpl-\ud83d") is None  # a lone surrogate in a path: not found, no error
-    assert [r[0] for r in await b.index()] == ["chatcmpl-0", "chatcmpl-1", "chatcmpl-2"]
-    page = await listed(b, {"metadata[run]": "r", "model": "gpt-4o"})
+    assert (await b.get("chatcmpl-1", ""))["metadata"] == {"run": "r", "n": "1"}
+    assert (await b.messages("chatcmpl-1", ""))[0]["content"] == "m1"
+    assert await b.get("chatcmpl-x", "") is None and await b.messages("chatcmpl-x", "") is None
+    assert await b.get("chatcmpl-\ud83d", "") is None  # a lone surrogate in a path: not found, no error
+    assert [r[0] for r in await b.index("")] == ["chatcmpl-0", "chatcmpl-1", "chatcmpl-2"]
+    page = await listed(b, {"metadata[run]": "r", "model": "gpt-4o"}, "")
     assert [c["id"] for c in page["data"]] == ["chatcmpl-0", "chatcmpl-2"] and not page["has_more"]
-    assert await b.update("chatcmpl-0", {"run": "s"}) and not await b.update("chatcmpl-x", {})
-    assert (await a.get("chatcmpl-0"))["metadata"] == {"run": "s"}
-    assert await a.delete("chatcmpl-2") and not await a.delete("chatcmpl-2")
-    assert await b.get("chatcmpl-2") is None
-    assert [c["id"] for c in (await listed(b, {"order": "desc"}))["data"]] == ["chatcmpl-1", "chatcmpl-0"]
+    assert await b.update("chatcmpl-0", {"run": "s"}, "") and not await b.update("chatcmpl-x", {}, "")
+    assert (await a.get("chatcmpl-0", ""))["metadata"] == {"run": "s"}
+    assert await a.delete("chatcmpl-2", "") and not await a.delete("chatcmpl-2", "")
+    assert await b.get("chatcmpl-2", "") is None
+    assert [c["id"] for c in (await listed(b, {"order": "desc"}, ""))["data"]] == ["chatcmpl-1", "chatcmpl-0"]
 
 
 async def test_the_local_answers_say_not_found_in_openais_shape(chat_stores):
@@ -159,22 +161,22 @@ async def test_the_local_answers_say_not_found_in_openais_shape(chat_stores):
     for method, rest in (("GET", "chatcmpl-x"), ("GET", "chatcmpl-x/messages"), ("DELETE", "chatcmpl-x"),
                          ("POST", "chatcmpl-x")):
         with pytest.raises(GatewayError) as e:
-            await stored(a, method, rest, {}, {"metadata": {}})
+            await stored(a, method, rest, {}, {"metadata": {}}, "")
         assert e.value.status == 404 and "chatcmpl-x" in e.value.message
     with pytest.raises(GatewayError) as e:
-        await stored(a, "GET", "chatcmpl-x/other", {}, {})
+        await stored(a, "GET", "chatcmpl-x/other", {}, {}, "")
     assert e.value.status == 404 and e.value.code == "unknown_url"
 
 
-async def test_the_local_store_keeps_the_newest_max_items(tmp_path):
-    store = ChatStore(ResponseStore(tmp_path / "responses.sqlite3"), max_items=3)
+async def test_the_local_store_keeps_a_keys_newest_per_key(tmp_path):
+    store = ChatStore(ResponseStore(tmp_path / "responses.sqlite3"), per_key=3)
     for n in range(5):
         await store.put(_row(n))
-    assert [r[0] for r in await store.index()] == ["chatcmpl-2", "chatcmpl-3", "chatcmpl-4"]
-    assert await store.delete("chatcmpl-3")
+    assert [r[0] for r in await store.index("")] == ["chatcmpl-2", "chatcmpl-3", "chatcmpl-4"]
+    assert await store.delete("chatcmpl-3", "")
     await store.put(_row(5))
     await store.put(_row(6))  # the delete was counted: one more fits before the oldest goes
-    assert [r[0] for r in await store.index()] == ["chatcmpl-4", "chatcmpl-5", "chatcmpl-6"]
+    assert [r[0] for r in await store.index("")] == ["chatcmpl-4", "chatcmpl-5", "chatcmpl-6"]
 
 
 def test_one_chat_store_per_state_store_whoever_asks(tmp_path):
@@ -202,8 +204,8 @@ async def test_a_stopped_database_is_a_clear_503_for_reads_writes_and_the_check(
         await store.put(_row(1))
         pg_own.halt()
         # the first use sees it away (as for stored Responses, `check` costs no round trip: known-away only)
-        for work in (lambda: store.get("chatcmpl-1"), store.check, store.index, lambda: store.messages("chatcmpl-1"),
-                     lambda: store.update("chatcmpl-1", {}), lambda: store.delete("chatcmpl-1"),
+        for work in (lambda: store.get("chatcmpl-1", ""), store.check, lambda: store.index(""),
+                     lambda: store.messages("chatcmpl-1", ""), lambda: store.update("chatcmpl-1", {}, ""), lambda: store.delete("chatcmpl-1", ""),
                      lambda: store.put(_row(2))):
             with pytest.raises(StateUnavailable) as e:
                 await work()
@@ -211,12 +213,12 @@ async def test_a_stopped_database_is_a_clear_503_for_reads_writes_and_the_check(
         pg_own.resume()
         for _ in range(200):  # the probe sees it back (bounded: 200 looks)
             try:
-                got = await store.get("chatcmpl-1")
+                got = await store.get("chatcmpl-1", "")
                 break
             except StateUnavailable:
                 await asyncio.sleep(0.05)
         assert got is not None and got["id"] == "chatcmpl-1"
-        assert await store.get("chatcmpl-2") is None  # refused while away: never half-stored
+        assert await store.get("chatcmpl-2", "") is None  # refused while away: never half-stored
     finally:
         await base.db.aclose()
 

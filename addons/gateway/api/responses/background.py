@@ -82,8 +82,10 @@ class BackgroundRuns:
         self.gw = gateway
         self.runs: OrderedDict[str, Run] = OrderedDict()
 
-    def get(self, response_id: str) -> Run | None:
-        return self.runs.get(response_id)
+    def get(self, response_id: str, owner: str) -> Run | None:
+        """The run of `owner`'s response (another key's run is none of its business)."""
+        run = self.runs.get(response_id)
+        return run if run is not None and run.ex.key_name == owner else None
 
     async def start(self, ex: Exchange, open_upstream: OpenUpstream) -> dict[str, Any]:
         """Queue the POST's turn once the queued Response is stored; the queued Response is the POST's answer."""
@@ -99,7 +101,8 @@ class BackgroundRuns:
             body, response_id=rid, created_at=ex.created, tools=ex.extra.get("tools"), seal=store.sealer.seal,
             compaction=bool(ex.extra.get("compaction"))))
         run.translator.encode = run.record
-        write = store.put(dict(queued), {"items": []}, input_items(body))  # GET finds it at once; the store bounds it
+        # GET finds it at once (its key's GET); the store bounds it
+        write = store.put(dict(queued), {"items": []}, input_items(body), owner=ex.key_name)
         if write is not None:
             await write  # a store that cannot take it: the POST is refused, nothing has gone upstream
         flow = self.gw._flows.get(ex.id)

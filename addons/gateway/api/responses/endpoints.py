@@ -34,10 +34,10 @@ def responses_endpoint(store: Callable[[], ResponseStore],
                 raise GatewayError(400, "Background responses are not available here.", param="background",
                                    code="unsupported_value")
             background.check(body)
-        st = store()
+        st, owner = store(), ex.key_name  # what the request's own key stored, and nobody else's
         # a WebSocket continues from its own recent responses (ex.extra["history"]), else from the store
-        cont = {"history": ex.extra.pop("history")} if "history" in ex.extra else st.continuation(body)
-        t = translate(body, **cont, notes=ex.notes, open_sealed=st.sealer.open, lookup=st.item)
+        cont = {"history": ex.extra.pop("history")} if "history" in ex.extra else st.continuation(body, owner)
+        t = translate(body, **cont, notes=ex.notes, open_sealed=st.sealer.open, lookup=lambda i: st.item(i, owner))
         ex.extra["response_id"] = new_id("resp")
         if body.get("store") is not False:  # stored before the stream's final events go out
             ex.extra["keep_before_end"] = True
@@ -70,7 +70,7 @@ def responses_endpoint(store: Callable[[], ResponseStore],
         body = ex.body or {}
         if response is None or body.get("store") is False:
             return
-        write = store().put(response, {"items": history_of(ex, response)}, input_items(body))
+        write = store().put(response, {"items": history_of(ex, response)}, input_items(body), owner=ex.key_name)
         if write is not None:  # the store's write: the answer waits for it (addon.response, forward.keep_early)
             ex.extra["durable"] = write
 
@@ -111,9 +111,9 @@ def compact_endpoint(store: Callable[[], ResponseStore]) -> Endpoint[Exchange]:
             request["input"] = [{"type": "message", "role": "user", "content": body["input"]},
                                 {"type": "compaction_trigger"}]
         ex.stream = False
-        st = store()
-        return translate(request, **st.continuation(body), notes=ex.notes, open_sealed=st.sealer.open,
-                         lookup=st.item).chat
+        st, owner = store(), ex.key_name
+        return translate(request, **st.continuation(body, owner), notes=ex.notes, open_sealed=st.sealer.open,
+                         lookup=lambda i: st.item(i, owner)).chat
 
     def from_chat(chat: dict, ex: Exchange) -> dict:
         body = ex.body or {}
@@ -128,10 +128,11 @@ def compact_endpoint(store: Callable[[], ResponseStore]) -> Endpoint[Exchange]:
 
 
 def prepare(store: Callable[[], ResponseStore], *, stores: bool) -> Callable[[dict, Exchange], Awaitable[None]]:
-    """Before the upstream call: the stored responses and items the body refers to (fetched from a shared
-    database when not here) and, for an answer that will be stored, a store that can take it."""
+    """Before the upstream call: the stored responses and items the body refers to (the request's key's,
+    fetched from a shared database when not here) and, for an answer that will be stored, a store that can
+    take it."""
 
     async def ready(body: dict, ex: Exchange) -> None:
-        await store().prepare(body, stores=stores)
+        await store().prepare(body, ex.key_name, stores=stores)
 
     return ready

@@ -24,14 +24,14 @@ def stored_response(store: Callable[[], ResponseStore],
                     runs: Callable[[], BackgroundRuns] | None = None) -> LocalRoute:
     async def answer(ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Response:
         sub = ex.client.path[3:] if ex.client.path.startswith("/v1/") else ex.client.path
-        return await stored(store(), ex.client.method, sub[len("/responses/"):], flow.request.query,
+        return await stored(store(), ex.client.method, sub[len("/responses/"):], flow.request.query, ex.key_name,
                             runs() if runs is not None else None)
     return answer
 
 
 def input_tokens(store: Callable[[], ResponseStore]) -> LocalRoute:
     async def answer(ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Response:
-        return json_response(200, await count_input_tokens(store(), _body(flow)))
+        return json_response(200, await count_input_tokens(store(), _body(flow), ex.key_name))
     return answer
 
 
@@ -45,25 +45,26 @@ def _body(flow: http.HTTPFlow) -> dict:
     return body
 
 
-async def stored(store: ResponseStore, method: str, rest: str, query,
+async def stored(store: ResponseStore, method: str, rest: str, query, owner: str,
                  runs: BackgroundRuns | None = None) -> http.Response:
     """GET/DELETE /v1/responses/{id} (GET with `stream=true`: a background response's events),
-    GET /v1/responses/{id}/input_items, POST /v1/responses/{id}/cancel."""
+    GET /v1/responses/{id}/input_items, POST /v1/responses/{id}/cancel: of a response `owner` stored
+    (another key's is not found, as an id never stored)."""
     rid, _, action = rest.partition("/")
     if (method, action) not in (("GET", ""), ("DELETE", ""), ("GET", "input_items"), ("POST", "cancel")):
         raise unknown_url(method, f"/v1/responses/{rest}")
-    await store.load([rid])  # a shared store: one another gateway stored
-    run = runs.get(rid) if runs is not None else None
+    await store.load([rid], owner)  # a shared store: one another gateway stored
+    run = runs.get(rid, owner) if runs is not None else None
     if method == "DELETE":
         if run is not None and runs is not None:
             await runs.cancel(run)
-        if store.delete(rid):
+        if await store.delete(rid, owner):
             return json_response(200, {"id": rid, "object": "response", "deleted": True})
-    stored = store.get(rid) if method != "DELETE" else None
+    stored = store.get(rid, owner) if method != "DELETE" else None
     if stored is None:
         raise GatewayError(404, f"Response with id '{rid}' not found.", code="not_found", param="response_id")
     if action == "input_items":
-        return json_response(200, item_page(store.inputs(rid) or [], query))
+        return json_response(200, item_page(store.inputs(rid, owner) or [], query))
     if not stored.get("background"):
         if action == "cancel":  # every other answer is finished before it is stored
             raise GatewayError(400, "Only responses created with background=true can be cancelled.",
@@ -125,11 +126,12 @@ def item_page(items: list[dict], query, default_order: str = "desc") -> dict:
             "first_id": page[0]["id"] if page else "", "last_id": page[-1]["id"] if page else ""}
 
 
-async def count_input_tokens(store: ResponseStore, body: dict) -> dict:
+async def count_input_tokens(store: ResponseStore, body: dict, owner: str) -> dict:
     """POST /v1/responses/input_tokens: the gateway's own estimate of the prompt the request would send
-    (previous_response_id included), counted like the request line's estimate (tokens.py)."""
-    await store.load(wanted_ids(body))
+    (previous_response_id, `owner`'s, included), counted like the request line's estimate (tokens.py)."""
+    await store.load(wanted_ids(body), owner)
     chat = translate({**body, "input": body.get("input") if body.get("input") is not None else []},
-                     **store.continuation(body), open_sealed=store.sealer.open, lookup=store.item).chat
+                     **store.continuation(body, owner), open_sealed=store.sealer.open,
+                     lookup=lambda i: store.item(i, owner)).chat
     tokens, _method = await asyncio.to_thread(estimate_request_tokens, chat)
     return {"object": "response.input_tokens", "input_tokens": tokens}

@@ -1,13 +1,17 @@
 """The Responses API's state in the gateway's state folder: stored Responses (`previous_response_id`,
-`GET /v1/responses/{id}`, its `input_items`, `item_reference`s to their items) in SQLite, bounded, 0600;
-and the key that seals `encrypted_content` (seal.py, `seal.key` beside the database).
+`GET /v1/responses/{id}`, its `input_items`, `item_reference`s to their items) in SQLite, 0600; and the key
+that seals `encrypted_content` (seal.py, `seal.key` beside the database).
 
-Reads are point lookups on the caller's thread. A write (a stored response and the trim that keeps the
-store at `max_items`) runs in a worker thread on a connection of its own (WAL: readers never wait for it)
-and costs the same at any size: the oldest responses by insertion (rowid order) go, as many as the new
-one brings over the cap. `put` returns the write, which the answer waits for: a response the client is
-told about is on disk. The folder full or read-only (auth/storage.py): StateUnavailable, refused by
-`prepare` before a request's upstream call when it is known (or free space is below LOCAL_MIN_FREE)."""
+Each stored response is its owner's (the named key that stored it, '' for none: store_schema.py): every
+read and delete names the owner, and another key's response is found nowhere, as an id never stored.
+
+Reads are point lookups on the caller's thread. A write (a stored response and the retention that keeps
+its owner within PER_KEY and every owner within MAX_AGE_S, store_schema.py) runs in a worker thread on a
+connection of its own (WAL: readers never wait for it) and costs the same at any size: the owner's oldest
+by insertion go, as many as the new one brings over the cap, and at most EXPIRE_PER_WRITE past their age.
+`put` returns the write, which the answer waits for: a response the client is told about is on disk. The
+folder full or read-only (auth/storage.py): StateUnavailable, refused by `prepare` before a request's
+upstream call when it is known (or free space is below LOCAL_MIN_FREE)."""
 
 from __future__ import annotations
 
@@ -25,34 +29,31 @@ from ...auth.storage import check_local, local_failure, local_health
 from ...errors import GatewayError
 from ...jsonio import valid_text
 from ...seal import Sealer
+from .store_schema import PER_KEY, TABLES, Expiry, counts, migrate
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, created REAL, response TEXT, history TEXT);
-CREATE TABLE IF NOT EXISTS response_inputs (id TEXT PRIMARY KEY, items TEXT);
-CREATE TABLE IF NOT EXISTS response_items (id TEXT PRIMARY KEY, response_id TEXT, item TEXT);
-CREATE INDEX IF NOT EXISTS response_items_by_response ON response_items (response_id);
-CREATE TABLE IF NOT EXISTS chat_completions (id TEXT PRIMARY KEY, created REAL, model TEXT, metadata TEXT,
-    completion TEXT, messages TEXT);
-"""
-Rows = tuple[str, float, str, str, str, list[tuple[str, str, str]]]
+# id, owner, created, the response, its history, its input items, and (item id, response id, item, owner)
+Rows = tuple[str, str, float, str, str, str, list[tuple[str, str, str, str]]]
 T = TypeVar("T")
 
 
 class ResponseStore:
-    def __init__(self, path: Path, max_items: int = 1000) -> None:
+    def __init__(self, path: Path, per_key: int = PER_KEY) -> None:
         self.path = path
-        self.max_items = max_items
+        self.per_key = per_key
         self.sealer = Sealer(path.parent)
         self.health = local_health(path.parent)
         self._lock = threading.Lock()  # the reading connection
         self._wlock = threading.Lock()  # the writing connection, and the count
         self._db: sqlite3.Connection | None = None
         self._wdb: sqlite3.Connection | None = None
-        self._count = 0  # responses in the file (the writer keeps it: a trim needs no count(*))
+        self._counts: dict[str, int] = {}  # responses per owner (the writer keeps them: a trim needs no count(*))
+        self._expiry = Expiry("responses")
 
     def _open_file(self) -> sqlite3.Connection:
         try:
-            return open_private_db(self.path, timeout=5, setup=_SCHEMA)
+            db = open_private_db(self.path, timeout=5, setup=TABLES)
+            migrate(db)
+            return db
         except Exception as e:
             raise self._fault(e) from None
 
@@ -70,7 +71,8 @@ class ResponseStore:
         """The writing connection, opened at first use (the caller holds `_wlock`)."""
         if self._wdb is None:
             db = self._open_file()
-            self._count = db.execute("SELECT count(*) FROM responses").fetchone()[0]
+            self._counts = counts(db, "responses")
+            self._expiry.read(db)
             self._wdb = db
         return self._wdb
 
@@ -80,14 +82,14 @@ class ResponseStore:
     async def ready(self) -> None:
         """Before a request uses the store (a shared store connects and adopts the shared sealing key)."""
 
-    async def prepare(self, body: dict, *, stores: bool = True) -> None:
+    async def prepare(self, body: dict, owner: str, *, stores: bool = True) -> None:
         """Before a Responses request is translated (so before its upstream call): the responses and items it
-        refers to made readable, and, when it will be stored (`stores` and `store` not false), the store
-        known to take it: StateUnavailable now rather than after Qwen answered."""
+        refers to (the owner's) made readable, and, when it will be stored (`stores` and `store` not false),
+        the store known to take it: StateUnavailable now rather than after Qwen answered."""
         ids = wanted_ids(body)
         if ids or (stores and body.get("store") is not False):
             await self.check()
-        await self.load(ids)
+        await self.load(ids, owner)
 
     async def check(self) -> None:
         """StateUnavailable when the folder is known to be full or unwritable, has less than LOCAL_MIN_FREE
@@ -100,14 +102,15 @@ class ResponseStore:
         with self._lock:
             self._reader()
 
-    async def load(self, ids: list[str]) -> None:
-        """Responses and items by id, made readable by the synchronous reads (a shared store fetches the ones
-        it does not have locally)."""
+    async def load(self, ids: list[str], owner: str) -> None:
+        """The owner's responses and items by id, made readable by the synchronous reads (a shared store fetches
+        the ones it does not have locally)."""
 
-    def put(self, response: dict, history: list[dict] | dict, inputs: list[dict] | None = None) -> Awaitable[None] | None:
-        """Stored by a worker thread: the write, which the answer waits for (None without an event loop: stored
-        at once)."""
-        return self._write(rows_of(response, history, inputs))
+    def put(self, response: dict, history: list[dict] | dict, inputs: list[dict] | None = None, *,
+            owner: str) -> Awaitable[None] | None:
+        """Stored for `owner` by a worker thread: the write, which the answer waits for (None without an event
+        loop: stored at once)."""
+        return self._write(rows_of(response, history, inputs, owner))
 
     def _write(self, rows: Rows) -> asyncio.Future[None] | None:
         try:
@@ -119,24 +122,33 @@ class ResponseStore:
         write.add_done_callback(retrieved)
         return write
 
-    def _keep(self, rid: str, created: float, response: str, history: str, inputs: str,
-              items: list[tuple[str, str, str]]) -> None:
-        """One response in, and the oldest out beyond max_items: work that does not grow with the store."""
+    def _keep(self, rid: str, owner: str, created: float, response: str, history: str, inputs: str,
+              items: list[tuple[str, str, str, str]]) -> None:
+        """One response in; the owner's oldest out beyond per_key, and a few past their age: work that does not
+        grow with the store."""
         with self._wlock:
             db = self._writer()
             try:
                 new = db.execute("SELECT 1 FROM responses WHERE id=?", (rid,)).fetchone() is None
-                count = self._count + new
+                counts = {owner: self._counts.get(owner, 0) + new}
                 with transaction(db):
-                    db.execute("INSERT OR REPLACE INTO responses VALUES (?,?,?,?)", (rid, created, response, history))
+                    db.execute("INSERT OR REPLACE INTO responses (id, created, response, history, owner) "
+                               "VALUES (?,?,?,?,?)", (rid, created, response, history, owner))
                     db.execute("INSERT OR REPLACE INTO response_inputs VALUES (?,?)", (rid, inputs))
-                    db.executemany("INSERT OR REPLACE INTO response_items VALUES (?,?,?)", items)
-                    if count > self.max_items:
-                        count -= self._drop(db, [r[0] for r in db.execute(
-                            "SELECT id FROM responses ORDER BY rowid LIMIT ?", (count - self.max_items,))])
+                    db.executemany("INSERT OR REPLACE INTO response_items (id, response_id, item, owner) "
+                                   "VALUES (?,?,?,?)", items)
+                    if counts[owner] > self.per_key:
+                        counts[owner] -= self._drop(db, [r[0] for r in db.execute(
+                            "SELECT id FROM responses WHERE owner=? ORDER BY rowid LIMIT ?",
+                            (owner, counts[owner] - self.per_key))])
+                    old, due = self._expiry.take(db, time.time())
+                    for rid_old, whose in old:
+                        counts[whose] = counts.get(whose, self._counts.get(whose, 0)) - self._drop(db, [rid_old])
             except Exception as e:
                 raise self._fault(e) from None
-            self._count = count
+            self._counts.update(counts)
+            self._expiry.due = due
+            self._expiry.stored(created)
         self.health.ok()
 
     @staticmethod
@@ -175,25 +187,26 @@ class ResponseStore:
             except Exception as e:
                 raise self._fault(e) from None
 
-    def _get(self, table: str, column: str, key: str, id: str):
-        id = valid_text(id)  # a client's id with a lone surrogate ("\ud83d") is no stored id: not found, no 500
+    def _one(self, sql: str, *args: str):
+        args = tuple(valid_text(a) for a in args)  # a client's id with a lone surrogate is no stored id: no 500
         with self._lock:
-            row = self._reader().execute(f"SELECT {column} FROM {table} WHERE {key}=?", (id,)).fetchone()
+            row = self._reader().execute(sql, args).fetchone()
         return json.loads(row[0]) if row else None
 
-    def get(self, id: str) -> dict | None:
-        return self._get("responses", "response", "id", id)
+    def get(self, id: str, owner: str) -> dict | None:
+        """The owner's stored response (None: none stored under `id`, or another key's)."""
+        return self._one("SELECT response FROM responses WHERE id=? AND owner=?", id, owner)
 
-    def history(self, id: str) -> dict | list[dict] | None:
-        return self._get("responses", "history", "id", id)
+    def history(self, id: str, owner: str) -> dict | list[dict] | None:
+        return self._one("SELECT history FROM responses WHERE id=? AND owner=?", id, owner)
 
-    def continuation(self, body: dict) -> dict:
+    def continuation(self, body: dict, owner: str) -> dict:
         """responses.translate()'s history arguments for the body's `previous_response_id` (a 400 when the
-        gateway has no such response)."""
+        owner has no such response: another key's is not found, as one never stored)."""
         prev = body.get("previous_response_id")
         if prev is None:
             return {}
-        stored = self.history(prev) if isinstance(prev, str) else None
+        stored = self.history(prev, owner) if isinstance(prev, str) else None
         if isinstance(stored, dict) and isinstance(stored.get("items"), list):
             return {"history": stored["items"]}
         if isinstance(stored, list):  # stored by an older gateway: chat messages
@@ -201,35 +214,42 @@ class ResponseStore:
         raise GatewayError(400, f"Previous response with id '{prev}' not found.", param="previous_response_id",
                            code="previous_response_not_found")
 
-    def inputs(self, id: str) -> list[dict] | None:
-        """The input items of a stored response (None: no such response)."""
-        if self.get(id) is None:
+    def inputs(self, id: str, owner: str) -> list[dict] | None:
+        """The input items of the owner's stored response (None: no such response)."""
+        if self.get(id, owner) is None:
             return None
-        return self._get("response_inputs", "items", "id", id) or []
+        return self._one("SELECT items FROM response_inputs WHERE id=?", id) or []
 
-    def item(self, item_id: str) -> dict | None:
-        """An input or output item of a stored response, by its id (for `item_reference`)."""
-        return self._get("response_items", "item", "id", item_id)
+    def item(self, item_id: str, owner: str) -> dict | None:
+        """An input or output item of one of the owner's stored responses, by its id (for `item_reference`)."""
+        return self._one("SELECT item FROM response_items WHERE owner=? AND id=?", owner, item_id)
 
-    def has(self, id: str) -> bool:
+    def has(self, id: str, owner: str) -> bool:
         with self._lock:
-            return self._reader().execute("SELECT 1 FROM responses WHERE id=?", (id,)).fetchone() is not None
+            return self._reader().execute("SELECT 1 FROM responses WHERE id=? AND owner=?",
+                                          (id, owner)).fetchone() is not None
 
-    def has_item(self, id: str) -> bool:
+    def has_item(self, id: str, owner: str) -> bool:
         with self._lock:
-            return self._reader().execute("SELECT 1 FROM response_items WHERE id=?", (id,)).fetchone() is not None
+            return self._reader().execute("SELECT 1 FROM response_items WHERE owner=? AND id=?",
+                                          (owner, id)).fetchone() is not None
 
-    def delete(self, id: str) -> bool:
-        """A client's DELETE (rare, one row: on the caller's thread)."""
-        id = valid_text(id)  # a path with a lone surrogate names no stored response
+    async def delete(self, id: str, owner: str) -> bool:
+        """A client's DELETE of one of its own responses: True when it was there (a shared store: once the
+        database's delete is committed)."""
+        return self._delete_here(valid_text(id), owner)  # a path with a lone surrogate names no stored response
+
+    def _delete_here(self, id: str, owner: str) -> bool:
+        """The local file's copy gone (rare, one row: on the caller's thread)."""
         with self._wlock:
             db = self._writer()
             try:
                 with transaction(db):
-                    gone = self._drop(db, [id])
+                    mine = db.execute("SELECT 1 FROM responses WHERE id=? AND owner=?", (id, owner)).fetchone()
+                    gone = self._drop(db, [id]) if mine else 0
             except Exception as e:
                 raise self._fault(e) from None
-            self._count -= gone
+            self._counts[owner] = self._counts.get(owner, 0) - gone
         return gone > 0
 
 
@@ -240,14 +260,14 @@ def retrieved(write: asyncio.Future[Any]) -> None:
         write.exception()
 
 
-def rows_of(response: dict, history: list[dict] | dict, inputs: list[dict] | None) -> Rows:
-    """What one stored response is, as rows: id, created, the response, its history, its input items, and
-    (item id, response id, item) for every input and output item with an id."""
+def rows_of(response: dict, history: list[dict] | dict, inputs: list[dict] | None, owner: str) -> Rows:
+    """What one stored response is, as rows: id, owner, created, the response, its history, its input items,
+    and (item id, response id, item, owner) for every input and output item with an id."""
     rid = response["id"]
     items = [i for i in (inputs or []) + list(response.get("output") or [])
              if isinstance(i, dict) and isinstance(i.get("id"), str)]
-    return (rid, time.time(), json.dumps(response), json.dumps(history), json.dumps(inputs or []),
-            [(valid_text(i["id"]), rid, json.dumps(i)) for i in items])  # a client id may hold a lone surrogate
+    return (rid, owner, time.time(), json.dumps(response), json.dumps(history), json.dumps(inputs or []),
+            [(valid_text(i["id"]), rid, json.dumps(i), owner) for i in items])  # a client id: maybe a lone surrogate
 
 
 def wanted_ids(body: dict) -> list[str]:

@@ -102,7 +102,7 @@ def chat_endpoint(chats: Callable[[], ChatStore]) -> Endpoint[Exchange]:
         if body.get("store") is not True or not isinstance(completion, dict) or "id" not in completion:
             return
         # the write: the answer waits for it (settle.durable, forward.keep_early); refused, a 503 or an error event
-        ex.extra["durable"] = chats().put(row_of(body, completion, time.time()))
+        ex.extra["durable"] = chats().put(row_of(body, completion, time.time(), ex.key_name))
 
     async def prepare(body: dict, ex: Exchange) -> None:
         if body.get("store") is True:  # refused now (503 state_unavailable), before Qwen answers for nothing
@@ -113,35 +113,37 @@ def chat_endpoint(chats: Callable[[], ChatStore]) -> Endpoint[Exchange]:
 
 
 def stored_chat(chats: Callable[[], ChatStore]) -> LocalRoute:
-    """GET /v1/chat/completions (the list), GET/POST/DELETE /v1/chat/completions/{id}, GET …/{id}/messages."""
+    """GET /v1/chat/completions (the list), GET/POST/DELETE /v1/chat/completions/{id}, GET …/{id}/messages:
+    the completions the request's own key stored (another key's are not found, as an id never stored)."""
 
     async def answer(ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Response:
         sub = ex.client.path[3:] if ex.client.path.startswith("/v1/") else ex.client.path
-        return await stored(chats(), ex.client.method, sub[len(PATH):].strip("/"), flow.request.query, ex.body or {})
+        return await stored(chats(), ex.client.method, sub[len(PATH):].strip("/"), flow.request.query, ex.body or {},
+                            ex.key_name)
 
     return answer
 
 
-async def stored(store: ChatStore, method: str, rest: str, query, body: dict) -> http.Response:
+async def stored(store: ChatStore, method: str, rest: str, query, body: dict, owner: str) -> http.Response:
     cid, _, action = rest.partition("/")
     if not cid:
-        return json_response(200, await listed(store, query))
+        return json_response(200, await listed(store, query, owner))
     if (method, action) not in (("GET", ""), ("POST", ""), ("DELETE", ""), ("GET", "messages")):
         raise unknown_url(method, f"/v1{PATH}/{rest}")
     if method == "POST":
-        found = await store.update(cid, update_metadata(body))
+        found = await store.update(cid, update_metadata(body), owner)
     elif method == "DELETE":
-        found = await store.delete(cid)
+        found = await store.delete(cid, owner)
         if found:
             return json_response(200, {"object": "chat.completion.deleted", "id": cid, "deleted": True})
     elif action == "messages":
-        messages = await store.messages(cid)
+        messages = await store.messages(cid, owner)
         if messages is not None:
             return json_response(200, item_page(messages, query, default_order="asc"))
         found = False
     else:
         found = True
-    completion = await store.get(cid) if found else None
+    completion = await store.get(cid, owner) if found else None
     if completion is None:
         raise GatewayError(404, f"No chat completion found with id '{cid}'. Only completions created with "
                                 "store: true are kept.", code="not_found", param="completion_id")
@@ -159,11 +161,11 @@ def update_metadata(body: dict) -> dict[str, str]:
     return check_metadata(body["metadata"])
 
 
-async def listed(store: ChatStore, query) -> dict:
-    """One page of the stored completions that match the query (oldest first unless `order=desc`)."""
+async def listed(store: ChatStore, query, owner: str) -> dict:
+    """One page of the owner's stored completions that match the query (oldest first unless `order=desc`)."""
     wanted = list_filter(query)
-    matching = [{"id": cid} for cid, model, metadata in await store.index() if wanted.matches(model, metadata)]
+    matching = [{"id": cid} for cid, model, metadata in await store.index(owner) if wanted.matches(model, metadata)]
     page = item_page(matching, query, default_order="asc")
-    found = await store.completions([i["id"] for i in page["data"]]) if page["data"] else {}
+    found = await store.completions([i["id"] for i in page["data"]], owner) if page["data"] else {}
     page["data"] = [found[i["id"]] for i in page["data"] if i["id"] in found]  # one deleted meanwhile: left out
     return page

@@ -17,7 +17,8 @@ PARTS = ("text", "image_url")  # the content parts a stored message lists (OpenA
 
 @dataclass(frozen=True)
 class Row:
-    """One stored completion as its store keeps it (JSON text: the same in SQLite and PostgreSQL)."""
+    """One stored completion as its store keeps it (JSON text: the same in SQLite and PostgreSQL), and whose
+    it is (the named key that stored it; '' for none)."""
 
     id: str
     created: float
@@ -25,6 +26,7 @@ class Row:
     metadata: str
     completion: str
     messages: str
+    owner: str
 
 
 def invalid(message: str, param: str, code: str = "invalid_value") -> GatewayError:
@@ -57,13 +59,14 @@ def check_metadata(value: object, param: str = "metadata") -> dict[str, str]:
     return value
 
 
-def row_of(body: dict, completion: dict, created: float) -> Row:
+def row_of(body: dict, completion: dict, created: float, owner: str) -> Row:
     """What is kept of one `store: true` exchange: the completion the client got, its request's messages,
-    model and metadata (already checked by `check_metadata`). Never a credential: none is in either."""
+    model and metadata (already checked by `check_metadata`), for `owner`. Never a credential: none is in
+    either (the owner is the key's name)."""
     cid = valid_text(str(completion["id"]))
     return Row(id=cid, created=created, model=str(completion.get("model") or body.get("model") or ""),
                metadata=json.dumps(body.get("metadata") or {}), completion=json.dumps(completion),
-               messages=json.dumps(stored_messages(cid, body.get("messages") or [])))
+               messages=json.dumps(stored_messages(cid, body.get("messages") or [])), owner=owner)
 
 
 def stored_messages(cid: str, messages: list) -> list[dict]:
