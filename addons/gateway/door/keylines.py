@@ -40,7 +40,7 @@ def change(old: Keyring, new: Keyring, *, first: bool, where: str, flat: bool, e
     if new.locked and not old.locked:
         return locked(exposed)
     if first:
-        return describe(new, where) if new.records else keyless(flat) if old.required else None
+        return describe(new, where) if new.records else keyless(flat) if old.loaded and old.required else None
     if old.required and not new.required:
         return keyless(flat)
     if new.required and not old.required:

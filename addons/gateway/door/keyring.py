@@ -60,8 +60,8 @@ class Keyring:
     def required(self) -> bool:
         """Once any named key exists (revoked ones too: a gateway whose keys were all revoked refuses every
         request, it does not fall open), every request needs a key; `qwen-keys delete` of the last one
-        makes the gateway keyless again."""
-        return bool(self.records) or self.locked
+        makes the gateway keyless again. Keys not read yet may exist: a key is needed (fail closed)."""
+        return bool(self.records) or self.locked or not self.loaded
 
     def find(self, presented: bytes) -> KeyRecord | None:
         return self.find_digest(digest(presented))

@@ -207,7 +207,7 @@ class KeySource:
         """The keyring the door reads from now on, and a line when what it means changed."""
         old = self.state.ring
         exposed: list[str] = []
-        if not ring.records and (old.required or not old.loaded) and not self._flat and not self._allow_open:
+        if not ring.records and old.required and not self._flat and not self._allow_open:
             exposed = _exposed()
             if exposed:  # keyless beyond loopback: never (the start-up check refuses it too)
                 ring = Keyring(loaded=ring.loaded, locked=True)
