@@ -334,3 +334,29 @@ def test_the_ledger_the_request_line_and_the_summary_show_the_key_name_and_cost_
     assert "key alice" in summary and "$0.001680" in summary
     meta = json.dumps(ex.to_meta())
     assert '"key": "alice"' in meta and key not in meta + line + summary
+
+
+@pytest.mark.parametrize(("listen_host", "shut"), [("0.0.0.0", True), ("127.0.0.1", False)])
+async def test_the_last_key_deleted_keeps_a_gateway_listening_beyond_loopback_shut(tmp_path, caplog, listen_host,
+                                                                                   shut):
+    from mitmproxy.test import taddons
+
+    from qwen_gateway.auth.settings import AuthSettings
+    from qwen_gateway.config import Config
+    from qwen_gateway.door.keystore import KeyStore
+
+    caplog.set_level("INFO", "qwen")
+    store = KeyStore.local(tmp_path)
+    store.add("alice", digest(b"k"), {})
+    team = Team()
+    with taddons.context() as tctx:
+        tctx.options.update(listen_host=listen_host, mode=["regular"])
+        team.configure(Config(auth=AuthSettings(qwen_dir=tmp_path, state_dir=tmp_path, oauth_base_url="",
+                                                default_api_base="")))
+        assert team.status() == {"active": 1, "revoked": 0, "state": "read"}
+        store.delete("alice")
+        store.close()
+        await team.source._flush()  # what the gateway does every second: the file changed, read again
+    assert team.ring.locked is shut and (team.check(b"", ())[0] is not None) is shut
+    said = [r.getMessage() for r in caplog.records if "no named client key is left" in r.getMessage()]
+    assert len(said) == 1 and ("listens beyond loopback (regular (on 0.0.0.0))" in said[0]) is shut, said
