@@ -146,9 +146,9 @@ class KeySource:
     async def _ticks(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
-            self.state.limiter.sweep()
-            await self.state.limiter.grants.flush()  # says its own failures
             try:
+                self.state.limiter.sweep()
+                await self.state.limiter.grants.flush()  # says its own failures
                 await self._flush()
             except Exception as e:  # the storage away: the spend is kept for the next batch
                 self._spend.failed(e)
