@@ -57,7 +57,7 @@ class KeySource:
         self._tasks: list[asyncio.Task] = []
         self._running = False
         self._flat = self._allow_open = False
-        self._spend = OutageNote("", "")
+        self._spend = OutageNote("", "")  # made for its storage by `configure`
 
     def configure(self, config: Config) -> None:
         self._flat, self._allow_open = bool(config.client_keys), config.allow_open
