@@ -13,11 +13,12 @@ import subprocess
 import time
 
 import httpx
+import openai
 import pytest
 
 from helpers.pgserver import PgServer, unavailable
 from helpers.procs import Gateway, free_port
-from helpers.team import add_key, qwen_keys, team_env, until
+from helpers.team import ANTHROPIC_PYTHON, MESSAGE, add_key, anthropic_calls, openai_client, qwen_keys, team_env, until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))]
 HI = [{"role": "user", "content": "hi"}]
@@ -128,8 +129,9 @@ def test_revoked_stays_revoked_through_an_outage_and_a_restart_of_both_gateways(
             gw.start()
         before = len(emu.chat_requests())
         for gw in gws:  # from the copy each saved as it applied the changes
-            refused = post(gw, bob)
-            assert refused.status_code == 401 and "revoked" in refused.json()["error"]["message"]
+            with pytest.raises(openai.AuthenticationError) as e:
+                openai_client(gw.url, bob).chat.completions.create(model="gpt-4o", messages=HI)
+            assert "'bob' was revoked" in e.value.message
             assert [post(gw, k).status_code for k in (None, alice, dave, erin, "sk-qg-guessed")] == [401] * 5
             assert post(gw, carol).status_code == 200 and post(gw, rotated).status_code == 200
             copy = gw.workdir.parent / "state" / "keys-shared.sqlite3"
@@ -142,11 +144,13 @@ def test_revoked_stays_revoked_through_an_outage_and_a_restart_of_both_gateways(
             r = post(fresh, key)
             assert r.status_code == 503 and r.json()["error"]["code"] == "state_unavailable", r.text
             assert "named client keys" in r.json()["error"]["message"]
-        r = httpx.post(fresh.url + "/v1/messages", headers={"x-api-key": carol, "anthropic-version": "2023-06-01"},
-                       json={"model": "claude-sonnet-4-6", "max_tokens": 16, "messages": HI}, trust_env=False,
-                       timeout=60)
-        assert r.status_code == 503 and r.json()["type"] == "error"  # in the client's dialect
-        assert "named client keys" in r.json()["error"]["message"]
+        with pytest.raises(openai.InternalServerError) as e:
+            openai_client(fresh.url, carol).chat.completions.create(model="gpt-4o", messages=HI)
+        assert e.value.status_code == 503 and e.value.code == "state_unavailable"
+        if ANTHROPIC_PYTHON.exists():  # the Messages API: in Anthropic's shape
+            raised = anthropic_calls(fresh.url, carol, [{"op": "create", "params": MESSAGE}])[0]["raised"]
+            assert raised["status"] == 503 and raised["body"]["type"] == "error"
+            assert "named client keys" in raised["message"]
         assert len(emu.chat_requests()) == before + 4
         assert "has never read its named client keys" in fresh.log()
     finally:
