@@ -796,6 +796,10 @@ def test_keys_walkthrough(session):
     expect(block("docs/keys.md", "has used its daily budget"), out, home)
     out = session.run(block("docs/keys.md", "qwen-keys list\n.venv/bin/qwen-usage --by key"))
     expect(block("docs/keys.md", "NAME   STATE    RPM"), out, home)
+    # the gateway's log, whole once it stopped (the last block's `kill`)
+    said = [ln[ln.index("qwen: named client keys:"):] for ln in (home / "gateway.log").read_text().splitlines()
+            if "qwen: named client keys:" in ln]
+    expect(block("docs/keys.md", "qwen: named client keys: 2 active"), "\n".join(said), home)
 
 
 def test_keys_price_file_example(tmp_path):
@@ -894,6 +898,7 @@ SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that c
     ("docs/keys.md", "200 200 200 429"): "test_keys_walkthrough",
     ("docs/keys.md", "has used its daily budget"): "test_keys_walkthrough",
     ("docs/keys.md", "NAME   STATE    RPM"): "test_keys_walkthrough",
+    ("docs/keys.md", "qwen: named client keys: 2 active"): "test_keys_walkthrough",
     ("docs/keys.md", '"coding": {"unit": "requests"}'): "test_keys_price_file_example",
 }
 

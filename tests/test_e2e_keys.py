@@ -87,9 +87,9 @@ def test_anthropic_clients_get_the_refusals_in_their_own_shape(tmp_path, emu, ma
     budget = add_key(env, "claude-daily", "--daily-tokens", "1")
     until(lambda: _status(gw.url, budget) == 200, "the new key", limit=5)  # spends more than 1 token
     spent = anthropic_calls(gw.url, budget, [{"op": "create", "params": MESSAGE}])[0]["raised"]
-    assert spent["class"] == "RateLimitError" and spent["body"]["error"]["type"] == "rate_limit_error"
-    assert "daily budget" in spent["message"] and "resets at 00:00 UTC" in spent["message"]
-    assert 1 <= int(spent["retry_after"]) <= 86400
+    # as Anthropic answers a reached spend limit (test_e2e_keys_headers.py): a 400, never a day-long 429
+    assert spent["class"] == "BadRequestError" and spent["body"]["error"]["type"] == "invalid_request_error"
+    assert "You have reached your specified API usage limits" in spent["message"] and spent["retry_after"] is None
 
 
 def test_twenty_concurrent_requests_on_a_key_with_rpm_5_get_exactly_5_answers(tmp_path, emu, make_gateway):
@@ -152,7 +152,7 @@ def test_a_daily_token_budget_refuses_the_next_request_and_says_when_it_resets(t
     assert "daily budget" in err.message and "of 20 tokens today" in err.message
     assert "resets at 00:00 UTC" in err.message
     assert err.response.headers["x-should-retry"] == "false"
-    assert 1 <= int(err.response.headers["retry-after"]) <= 86400
+    assert "retry-after" not in err.response.headers  # hours away: beyond any window a client would wait out
     assert len(emu.chat_requests()) == before
     # a restarted gateway still knows what the key spent today
     gw.stop()

@@ -53,6 +53,23 @@ def test_keys_made_with_qwen_keys_are_seen_by_every_gateway_within_5_s(pair, emu
     assert not (cli["QWEN_GATEWAY_HOME"] and __import__("pathlib").Path(cli["QWEN_GATEWAY_HOME"], "keys.sqlite3").exists())
 
 
+def test_a_key_deleted_is_gone_from_every_gateway_and_the_last_one_opens_them_again(pair, emu):
+    one, two, cli = pair
+    alice, bob = add_key(cli, "alice"), add_key(cli, "bob")
+    for gw in (one, two):
+        until(lambda gw=gw: status(gw, bob) == 200 and status(gw, "anything") == 401, "the keys on every gateway",
+              limit=5)
+    qwen_keys(cli, "delete", "alice")  # announced by NOTIFY, as a revocation is
+    for gw in (one, two):
+        until(lambda gw=gw: status(gw, alice) == 401, "the deletion on every gateway", limit=5)
+        assert status(gw, bob) == 200 and "no named client key is left" not in gw.log()
+    assert [k["name"] for k in json.loads(qwen_keys(cli, "list", "--json").stdout)] == ["bob"]
+    qwen_keys(cli, "delete", "bob")
+    for gw in (one, two):
+        until(lambda gw=gw: status(gw, "anything") == 200, "every gateway keyless again", limit=5)
+        assert gw.log().count("no named client key is left") == 1
+
+
 def test_a_key_with_rpm_3_gets_its_4th_request_in_a_minute_refused_whichever_gateway_it_reaches(pair, emu):
     one, two, cli = pair
     key = add_key(cli, "three", "--rpm", "3")

@@ -224,8 +224,12 @@ def test_a_database_that_is_down_is_a_clear_503_for_stored_responses_and_chat_st
     from helpers.procs import free_port
 
     url = f"postgresql://qwen@127.0.0.1:{free_port()}/nowhere"  # nothing listens there
-    gw = make_gateway("down", env=oauth_home["env"], args=("--set", f"qwen_state_url={url}"))
-    r = httpx.post(gw.url + "/v1/responses", json={"model": "gpt-4o", "input": "hi"}, trust_env=False, timeout=60)
+    # a flat client key: a gateway that never read its named keys refuses every other request
+    # (test_e2e_keys_faults.py); the keys file needs no database
+    gw = make_gateway("down", env={**oauth_home["env"], "QWEN_GATEWAY_KEYS": "client-key"},
+                      args=("--set", f"qwen_state_url={url}"))
+    r = httpx.post(gw.url + "/v1/responses", json={"model": "gpt-4o", "input": "hi"}, trust_env=False, timeout=60,
+                   headers={"Authorization": "Bearer client-key"})
     assert r.status_code == 503
     assert r.json()["error"]["code"] == "state_unavailable" and "database" in r.json()["error"]["message"]
     chat = client(gw).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "still"}])

@@ -36,6 +36,9 @@ async def test_two_gateways_taking_at_once_stay_exactly_within_the_limit(pg_url)
         assert sum(isinstance(g, Taken) for g in got) == 5
         assert all(55 <= g <= 62 for g in got if not isinstance(g, Taken))  # when the oldest grant leaves
         assert await _used(dbs[0], "k", RPM) == 5
+        for limiter in limiters:  # what each heard last from the database: the window full, empty within 62 s
+            left, reset = limiter.state("k", RPM, 5)
+            assert left == 0 and 0 < reset <= 62
     finally:
         for db in dbs:
             await db.aclose()

@@ -12,11 +12,14 @@ import pytest
 from qwen_gateway import prices
 from qwen_gateway.auth.base import KEY, Credential
 from qwen_gateway.auth.plans import PRESETS, billing_of
-from qwen_gateway.door import refusals
+from mitmproxy.test import tflow
+
+from qwen_gateway.door import keylines, ratelimits, refusals
 from qwen_gateway.door.keyring import Keyring, KeyRecord, digest, new_key
-from qwen_gateway.door.limits import RPM, TPM, Limiter, MemoryGrants, Taken, shared_chunk
+from qwen_gateway.door.limits import RPM, TPM, Answer, Limiter, MemoryGrants, Taken, shared_chunk
+from qwen_gateway.door.outage import OutageNote
 from qwen_gateway.door.spend import SpendBook
-from qwen_gateway.door.team import INVALID, PENDING, Team
+from qwen_gateway.door.team import NO_KEY, PENDING, Team
 from qwen_gateway.exchange import ClientRequest, Exchange
 from qwen_gateway.mitmweb.flowview import summary_line
 from qwen_gateway.observe.ledger import row_of
@@ -102,10 +105,11 @@ def test_the_window_slides_and_settling_changes_what_counts():
     grants = MemoryGrants()
     assert grants.take_now("k", RPM, 1, 2, now=100.0)[0] == 1
     assert grants.take_now("k", RPM, 1, 2, now=130.0)[0] == 1
-    granted, _, retry = grants.take_now("k", RPM, 1, 2, now=150.0)
-    assert granted == 0 and retry == pytest.approx(10.0)
+    refused = grants.take_now("k", RPM, 1, 2, now=150.0)
+    assert refused.granted == 0 and refused.retry_after == pytest.approx(10.0)
+    assert refused.used == 2 and refused.reset_after == pytest.approx(40.0)  # when the newest leaves
     assert grants.take_now("k", RPM, 1, 2, now=160.5)[0] == 1  # the first left the window
-    _, tpm_id, _ = grants.take_now("k", TPM, 100, 300, now=200.0)
+    tpm_id = grants.take_now("k", TPM, 100, 300, now=200.0).grant
     grants.settle("k", TPM, tpm_id, 150)  # Qwen reported 250 tokens, not the 100 reserved
     assert grants.take_now("k", TPM, 60, 300, now=201.0)[0] == 0
     assert grants.take_now("k", TPM, 50, 300, now=201.0)[0] == 50
@@ -130,8 +134,8 @@ class CountingGrants(MemoryGrants):
     async def take(self, name, kind, want, chunk, limit):
         self.calls += 1
         await asyncio.sleep(0)  # a round trip: other requests run meanwhile
-        granted, grant, retry = self.take_now(name, kind, chunk, limit)
-        return (granted, grant, retry) if granted else self.take_now(name, kind, want, limit)
+        got = self.take_now(name, kind, chunk, limit)
+        return got if got.granted else self.take_now(name, kind, want, limit)
 
     def settle(self, name, kind, grant, delta):
         self.settled.append(delta)
@@ -176,30 +180,141 @@ def test_the_key_check():
     alice, bob = new_key(), new_key()
     team = Team()
     assert team.check(b"", ()) == (None, None)  # no keys at all: open
-    assert team.check(b"flat", (b"flat",)) == (None, None) and team.check(b"x", (b"flat",)) == (INVALID, None)
+    assert team.check(b"flat", (b"flat",)) == (None, None)
+    assert team.check(b"x", (b"flat",)) == (refusals.no_key(True, False, False), None)
     recs = (KeyRecord("alice", digest(alice.encode())), KeyRecord("bob", digest(bob.encode()), revoked=True))
     team.ring = Keyring(recs)
     assert team.check(alice.encode(), ()) == (None, recs[0])
     refusal, rec = team.check(bob.encode(), ())
     assert rec == recs[1] and refusal.status == 401 and "revoked" in refusal.message
-    assert team.check(b"", ()) == (INVALID, None) and team.check(alice[:-1].encode(), ()) == (INVALID, None)
+    assert team.check(b"", ()) == (refusals.no_key(False, True, False), None)
+    assert team.check(alice[:-1].encode(), ()) == (refusals.no_key(True, True, False), None)
     assert team.check(b"flat", (b"flat",)) == (None, None)  # the keys file keeps working
+    team.ring = Keyring(recs[1:])  # revoked keys only: every request still needs a key, and none passes
+    assert team.ring.required and team.check(b"", ())[0].status == 401
+    team.ring = Keyring(locked=True)  # no key left, listening beyond loopback: shut
+    assert team.check(b"", ())[0].status == 401 and team.status() == {"active": 0, "revoked": 0, "state": "read"}
     team.ring = Keyring(loaded=False)  # the shared database not read yet
     assert team.check(alice.encode(), ()) == (PENDING, None)
     assert team.check(b"flat", (b"flat",)) == (None, None)
+    assert team.status() == {"state": "unread"}
+
+
+async def test_a_gateway_that_never_read_its_keys_refuses_every_request_it_cannot_check():
+    team = Team()
+    team.ring = Keyring(loaded=False)  # no first read to wait for (no database configured): it failed
+    for presented in (NO_KEY, digest(b"sk-qg-any")):
+        refusal, rec = await team.late_check(presented, flat=False)
+        assert refusal.status == 503 and refusal.code == "state_unavailable" and rec is None
+        assert "named client keys" in refusal.message
+    team.ring = Keyring((KeyRecord("alice", digest(b"k")),))  # read meanwhile
+    assert await team.late_check(digest(b"k"), flat=False) == (None, team.ring.records[0])
+    assert (await team.late_check(NO_KEY, flat=False))[0].message.startswith("You didn't provide an API key.")
+
+
+def test_the_401_says_how_to_get_a_key_and_on_the_gateways_machine_where_they_are_listed():
+    team = Team()
+    team.ring = Keyring((KeyRecord("alice", digest(b"k")),))
+    near, far = tflow.tflow(), tflow.tflow()
+    near.client_conn.peername = ("127.0.0.1", 50000)
+    far.client_conn.peername = ("10.1.2.3", 50000)
+    for flow, listed in ((near, True), (far, False)):
+        for presented, first in ((b"", "You didn't provide an API key."), (b"wrong", "Incorrect API key provided.")):
+            refusal, _ = team.check(presented, (), flow)
+            assert refusal.status == 401 and refusal.code == "invalid_api_key"
+            assert refusal.message.startswith(first) and "qwen-keys add NAME" in refusal.message
+            assert ("`qwen-keys list` shows the gateway's named keys" in refusal.message) is listed
+    flat_only = Team()
+    refusal, _ = flat_only.check(b"", (b"flat",), near)
+    assert "qwen_client_keys_file" in refusal.message and "qwen-keys" not in refusal.message
 
 
 def test_budget_refusals_name_the_budget_and_when_it_resets():
     rec = KeyRecord("ci", daily_tokens=1000, monthly_usd=5)
     now = calendar.timegm((2026, 12, 31, 22, 30, 0))
-    daily = refusals.over_daily(rec, 1234, now)
+    daily = refusals.over_daily(rec, 1234, now=now)
     assert daily.status == 429 and daily.code == daily.type == "insufficient_quota"
     assert "1,234 of 1,000 tokens today" in daily.message and "in 1 h 30 min" in daily.message
-    assert daily.headers == {"retry-after": "5400", "x-should-retry": "false"}
-    monthly = refusals.over_monthly(rec, 5.25, now)
+    assert daily.headers == {"x-should-retry": "false"}  # no Retry-After: hours away, beyond any window
+    monthly = refusals.over_monthly(rec, 5.25, now=now)
     assert "$5.25 of $5.00 this month" in monthly.message and "resets on 2027-01-01" in monthly.message
     limited = refusals.rate_limited(KeyRecord("ci", rpm=5), RPM, 12.2)
     assert limited.headers == {"retry-after": "13"} and limited.type == "requests"
+
+
+def test_on_the_messages_api_a_spent_budget_is_anthropics_spend_limit_400():
+    rec = KeyRecord("ci", daily_tokens=1000, monthly_usd=5)
+    now = calendar.timegm((2026, 12, 31, 22, 30, 0))
+    daily = refusals.over_daily(rec, 1234, "anthropic", now)
+    assert daily.status == 400 and daily.type == "invalid_request_error" and not daily.headers
+    assert daily.message.startswith("You have reached your specified API usage limits. You will regain access on "
+                                    "2027-01-01 at 00:00 UTC. (key 'ci': 1,234 of 1,000 tokens today")
+    monthly = refusals.over_monthly(rec, 5.25, "anthropic", calendar.timegm((2026, 5, 31, 12, 0, 0)))
+    assert monthly.status == 400 and "regain access on 2026-06-01 at 00:00 UTC." in monthly.message
+
+
+def test_rate_limit_headers_as_each_api_writes_them():
+    assert [ratelimits.duration(s) for s in (0, 0.25, 1, 59.2, 60, 62, 360)] == \
+        ["0s", "250ms", "1s", "1m0s", "1m0s", "1m2s", "6m0s"]
+    now = calendar.timegm((2026, 5, 31, 12, 0, 0))
+    states = [("requests", 5, 4, 60.0), ("tokens", 1000, 900, 0.5)]
+    assert ratelimits.headers("openai", states, now) == {
+        "x-ratelimit-limit-requests": "5", "x-ratelimit-remaining-requests": "4", "x-ratelimit-reset-requests": "1m0s",
+        "x-ratelimit-limit-tokens": "1000", "x-ratelimit-remaining-tokens": "900", "x-ratelimit-reset-tokens": "500ms"}
+    assert ratelimits.headers("anthropic", states, now) == {
+        "anthropic-ratelimit-requests-limit": "5", "anthropic-ratelimit-requests-remaining": "4",
+        "anthropic-ratelimit-requests-reset": "2026-05-31T12:01:00Z", "anthropic-ratelimit-tokens-limit": "1000",
+        "anthropic-ratelimit-tokens-remaining": "900", "anthropic-ratelimit-tokens-reset": "2026-05-31T12:00:01Z"}
+
+
+async def test_the_limiter_says_what_is_left_and_when_the_window_is_empty():
+    limiter = Limiter(MemoryGrants())
+    assert limiter.state("k", RPM, 3) == (3, 0.0)  # nothing taken: all of it, now
+    await limiter.take("k", RPM, 1, 3)
+    await limiter.take("k", RPM, 1, 3)
+    left, reset = limiter.state("k", RPM, 3)
+    assert left == 1 and 59 < reset <= 60
+    await limiter.take("k", RPM, 1, 3)
+    assert isinstance(await limiter.take("k", RPM, 1, 3), float)  # refused
+    assert limiter.state("k", RPM, 3)[0] == 0
+    leased = Limiter(CountingGrants())  # a lease: what it still holds is the key's to use
+    await leased.take("big", RPM, 1, 6000)
+    assert leased.state("big", RPM, 6000)[0] == 6000 - 100 + 99
+    assert MemoryGrants().take_now("x", RPM, 1, 1, now=10.0) == Answer(1, 1, 0.0, 1, 60.0)
+
+
+# ---- the keys' lifecycle ----------------------------------------------------------------------------------
+
+def test_what_the_log_says_as_the_keys_change():
+    none, alice = Keyring(), Keyring((KeyRecord("alice", b"a"),))
+    revoked = Keyring((KeyRecord("alice", b"a", revoked=True),))
+    say = lambda old, new, first=False, flat=False: keylines.change(old, new, first=first, where="", flat=flat,  # noqa: E731
+                                                                     exposed=["regular@8080 (on 0.0.0.0)"])
+    assert say(Keyring(loaded=False), alice, first=True).startswith("qwen: named client keys: 1 active, 0 revoked")
+    assert say(Keyring(loaded=False), none, first=True) is None  # no keys: nothing to say
+    assert "every request now needs a key" in say(none, alice)
+    assert "none active, 1 revoked: every request is refused" in say(alice, revoked)
+    assert "no longer requires a key" in say(revoked, none)
+    assert "keys file" in say(revoked, none, flat=True)
+    assert "listens beyond loopback (regular@8080 (on 0.0.0.0))" in say(revoked, Keyring(locked=True))
+    assert say(alice, alice) is None
+
+
+def test_a_deleted_keys_spend_is_forgotten_and_a_failing_write_is_said_once(caplog):
+    caplog.set_level("INFO", "qwen")
+    book = SpendBook()
+    book.charge("gone", requests=1, tokens=10)
+    book.charge("kept", requests=1, tokens=10)
+    writing = book.take_pending()
+    book.charge("gone", requests=1, tokens=5)
+    book.forget("gone")
+    assert set(book.totals) == {"kept"} and not book.pending and list(book.writing) == [k for k in writing if k[0] == "kept"]
+    note = OutageNote("qwen: failing: %s", "qwen: back")
+    for _ in range(5):
+        note.failed(ConnectionError())
+    note.worked()
+    note.worked()
+    assert [r.getMessage() for r in caplog.records] == ["qwen: failing: ConnectionError", "qwen: back"]
 
 
 # ---- where the key's name and the cost show ----------------------------------------------------------------
@@ -219,3 +334,29 @@ def test_the_ledger_the_request_line_and_the_summary_show_the_key_name_and_cost_
     assert "key alice" in summary and "$0.001680" in summary
     meta = json.dumps(ex.to_meta())
     assert '"key": "alice"' in meta and key not in meta + line + summary
+
+
+@pytest.mark.parametrize(("listen_host", "shut"), [("0.0.0.0", True), ("127.0.0.1", False)])
+async def test_the_last_key_deleted_keeps_a_gateway_listening_beyond_loopback_shut(tmp_path, caplog, listen_host,
+                                                                                   shut):
+    from mitmproxy.test import taddons
+
+    from qwen_gateway.auth.settings import AuthSettings
+    from qwen_gateway.config import Config
+    from qwen_gateway.door.keystore import KeyStore
+
+    caplog.set_level("INFO", "qwen")
+    store = KeyStore.local(tmp_path)
+    store.add("alice", digest(b"k"), {})
+    team = Team()
+    with taddons.context() as tctx:
+        tctx.options.update(listen_host=listen_host, mode=["regular"])
+        team.configure(Config(auth=AuthSettings(qwen_dir=tmp_path, state_dir=tmp_path, oauth_base_url="",
+                                                default_api_base="")))
+        assert team.status() == {"active": 1, "revoked": 0, "state": "read"}
+        store.delete("alice")
+        store.close()
+        await team.source._flush()  # what the gateway does every second: the file changed, read again
+    assert team.ring.locked is shut and (team.check(b"", ())[0] is not None) is shut
+    said = [r.getMessage() for r in caplog.records if "no named client key is left" in r.getMessage()]
+    assert len(said) == 1 and ("listens beyond loopback (regular (on 0.0.0.0))" in said[0]) is shut, said

@@ -76,7 +76,8 @@ class QwenGateway:
         self.local = LocalAnswers(pool=lambda: self.pool,
                                   routes=registry.local_routes(self._responses, self._reload_accounts,
                                                                lambda: self.background),
-                                  metrics=lambda: self.observers.exposition(self.pool) if self.observers.exposition else None)
+                                  metrics=lambda: self.observers.exposition(self.pool) if self.observers.exposition else None,
+                                  keys=self.team.status)
         self.fence = Fence()
         self.watch = forward.ClientWatch()  # whole answers given up when their client leaves
         self.own_certs = False  # mitmproxy's `certs`: the user serves TLS on purpose
@@ -224,7 +225,7 @@ class QwenGateway:
                 return
             flow.request.stream = False  # the gateway reads the whole (bounded) body before anything is sent
             head, without_key = access.read_head(flow.request)
-            key_refusal, key = (None, None) if flow.is_replay else self.team.check(head.key, self.config.client_keys)
+            key_refusal, key = (None, None) if flow.is_replay else self.team.check(head.key, self.config.client_keys, flow)
             ex = self._open(flow, head, without_key)  # drops the client's key from the flow: checked just before
             if key_refusal is PENDING:  # the shared keys are not read yet: decided in `request` (its digest only)
                 ex.extra["key_digest"], key_refusal = digest(head.key), None
@@ -256,7 +257,7 @@ class QwenGateway:
             self._fail_closed(flow, e)
 
     async def _late_key_check(self, flow: http.HTTPFlow, ex: Exchange) -> None:
-        refusal, key = await self.team.late_check(ex.extra.pop("key_digest"), bool(self.config.client_keys))
+        refusal, key = await self.team.late_check(ex.extra.pop("key_digest"), bool(self.config.client_keys), flow)
         self.team.bind(ex, key)
         if refusal is not None and not (ex.route == "health" and access.is_loopback(access.peer_host(flow))):
             raise refusal
@@ -399,7 +400,7 @@ class QwenGateway:
         return self._store
 
     def health(self) -> dict:
-        return health(self.pool)
+        return health(self.pool, self.team.status())
 
 
 def _close_later(client) -> None:

@@ -47,8 +47,8 @@ def _reason(status: int) -> bytes:
     return status_codes.RESPONSES.get(status, "").encode()
 
 
-def error_response(e: GatewayError) -> http.Response:
-    return http.Response.make(e.status, e.to_bytes(), {**JSON, **e.headers})
+def error_response(e: GatewayError, more: dict[str, str] | None = None) -> http.Response:
+    return http.Response.make(e.status, e.to_bytes(), {**JSON, **e.headers, **(more or {})})
 
 
 class Formats:
@@ -60,13 +60,17 @@ class Formats:
     def error(self, e: GatewayError, ex: Exchange | None) -> http.Response:
         fmt = self.formats.get(ex.dialect) if ex is not None else None
         if fmt is None or ex is None:
-            return error_response(e)
-        return http.Response.make(e.status, fmt.error_body(e, ex), {**JSON, **e.headers, **fmt.headers(ex)})
+            return error_response(e, ex.extra.get("limit_headers") if ex is not None else None)
+        return http.Response.make(e.status, fmt.error_body(e, ex), {**JSON, **e.headers, **fmt.headers(ex),
+                                                                    **ex.extra.get("limit_headers", {})})
 
     def stamp(self, ex: Exchange, resp: http.Response) -> None:
-        """The headers the dialect puts on every answer (OpenAI's: its request id)."""
+        """The headers the dialect puts on every answer (OpenAI's: its request id), and a named key's rate
+        limits (door/ratelimits.py)."""
         fmt = self.formats.get(ex.dialect)
         for name, value in (fmt.headers(ex) if fmt is not None else openai_headers(ex)).items():
+            resp.headers[name] = value
+        for name, value in ex.extra.get("limit_headers", {}).items():
             resp.headers[name] = value
 
 
@@ -76,11 +80,16 @@ def openai_headers(ex: Exchange) -> dict[str, str]:
     return {"x-request-id": f"req_{ex.id}"}
 
 
-def health(pool: Pool | None) -> dict:
+def health(pool: Pool | None, keys: dict | None = None) -> dict:
+    """`keys`: the named client keys (active, revoked, read from where), when there are any."""
     accounts = pool.status() if pool else []
     usable = [a for a in accounts if a.get("state") in ("ok", "expired", "refreshing")]
     shown = {"status": "ok" if usable else "degraded", "accounts": accounts,
              "upstream": usable[0].get("base_url") if usable else None}
+    if keys is not None:
+        shown["keys"] = keys
+        if keys.get("state") == "unread":  # every request is refused until they are read
+            shown["status"] = "degraded"
     down = unavailable()
     if down:  # chat is still served (the status is the accounts'); what needs the storage is refused
         shown["storage"] = down
@@ -93,15 +102,16 @@ LocalRoute = Callable[[Exchange, http.HTTPFlow, Config], Awaitable[http.Response
 
 class LocalAnswers:
     def __init__(self, *, pool: Callable[[], Pool | None], routes: Mapping[str, LocalRoute],
-                 metrics: Callable[[], bytes | None]) -> None:
+                 metrics: Callable[[], bytes | None], keys: Callable[[], dict | None] = lambda: None) -> None:
         self.pool = pool
+        self.keys = keys
         self.routes = routes  # answers that belong to a wing (registry.py): models, stored responses, login
         self.metrics = metrics
 
     async def answer(self, ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Response:
         route, path, method = ex.route, ex.client.path, ex.client.method
         if route == "health":
-            return json_response(200, health(self.pool()))
+            return json_response(200, health(self.pool(), self.keys()))
         handler = self.routes.get(route)
         if handler is not None:
             return await handler(ex, flow, config)

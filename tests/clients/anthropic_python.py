@@ -31,7 +31,8 @@ http: list[dict] = []
 
 def _on_response(response) -> None:
     http.append({"method": response.request.method, "url": str(response.request.url),
-                 "status": response.status_code, "request_id": response.headers.get("request-id")})
+                 "status": response.status_code, "request_id": response.headers.get("request-id"),
+                 "ratelimit": {k: v for k, v in response.headers.items() if "ratelimit" in k or k == "retry-after"}})
 
 
 client = anthropic.Anthropic(max_retries=0, timeout=30, _strict_response_validation=True,
@@ -181,7 +182,9 @@ def models(args: dict) -> dict:
 def calls(args: dict) -> list[dict]:
     """The calls in args["calls"], one after the other: each one's answer, or the exception it raised. A call is
     {"op": "create" | "stream" | "get" | "retrieve", "params": {…} (create, stream), "path" (get), "model"
-    (retrieve)}."""
+    (retrieve)}; args["max_retries"]: the SDK's own retries (0 unless given)."""
+    global client
+    client = client.with_options(max_retries=args.get("max_retries", 0))
     outcomes = []
     for c in args["calls"]:
         try:

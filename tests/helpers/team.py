@@ -54,9 +54,16 @@ MESSAGE = {"model": "claude-sonnet-4-6", "max_tokens": 64, "messages": [{"role":
 
 def anthropic_calls(url: str, key: str, calls: list[dict]) -> list[dict]:
     """The anthropic SDK (tests/clients/anthropic_python.py `calls`): each call's answer or the error it raised."""
+    return anthropic_run(url, key, calls)["result"]
+
+
+def anthropic_run(url: str, key: str, calls: list[dict], max_retries: int = 0) -> dict:
+    """`anthropic_calls` with the SDK's own retries, and every HTTP exchange it made ("http": status and the
+    rate-limit headers of each answer)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_") and "PROXY" not in k.upper()}
     env.update(ANTHROPIC_BASE_URL=url, ANTHROPIC_API_KEY=key)
-    r = subprocess.run([str(ANTHROPIC_PYTHON), str(ANTHROPIC_DRIVER), "calls", json.dumps({"calls": calls})],
+    args = json.dumps({"calls": calls, "max_retries": max_retries})
+    r = subprocess.run([str(ANTHROPIC_PYTHON), str(ANTHROPIC_DRIVER), "calls", args],
                        env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])["result"]
+    return json.loads(r.stdout.strip().splitlines()[-1])

@@ -5,17 +5,20 @@
     qwen-keys list               name, state, limits, spent today / this month, last used (--json)
     qwen-keys set NAME [--rpm N] [--tpm N] [--daily-tokens N] [--monthly-usd X]
                                  change a key's limits (0 removes one)
-    qwen-keys revoke NAME        the key stops working
+    qwen-keys revoke NAME        the key stops working (it stays listed: a gateway with keys still needs one)
     qwen-keys rotate NAME        a new key for NAME (printed as the last line); the old one stops working
+    qwen-keys delete NAME        the key gone for good: its record and spend (the usage ledger keeps its
+                                 requests); once no key is left, the gateways need none again
 
     --state-dir DIR              default: $QWEN_GATEWAY_HOME, else ~/.qwen-gateway (keys.sqlite3, mode 0600)
     --state-url URL              the gateways' shared PostgreSQL database (postgresql://user@host:port/db, no
                                  password: libpq reads PGPASSFILE, ~/.pgpass); default $QWEN_STATE_URL
 
-Once any named key exists, the gateway requires one on every request (Authorization: Bearer KEY or x-api-key;
-the keys of qwen_client_keys_file / $QWEN_GATEWAY_KEYS keep working). Running gateways see a new, revoked or
-rotated key within a second (5 s at most with a shared database). Limits: requests and tokens per minute (rpm,
-tpm), tokens per UTC day as Qwen reported them, USD per UTC month from the price table. See docs/keys.md.
+Once any named key exists (revoked ones too), the gateway requires one on every request (Authorization: Bearer
+KEY or x-api-key; the keys of qwen_client_keys_file / $QWEN_GATEWAY_KEYS keep working). Running gateways see a
+new, revoked, rotated or deleted key within a second (5 s at most with a shared database). Limits: requests and
+tokens per minute (rpm, tpm), tokens per UTC day as Qwen reported them, USD per UTC month from the price table.
+See docs/keys.md.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ import time
 
 from ..auth.pg import Database, StateUrlError
 from ..auth.settings import resolve_state_dir
+from ..door.keycopy import KeyCopy
 from ..door.keyring import KeyRecord, digest, new_key
-from ..door.keystore import FILENAME, KeyNameError, KeyStore, Spent
+from ..door.keystore import FILENAME, SNAPSHOT, KeyNameError, KeyStore, Spent
 from ..prices import usd
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._-]{0,63}$")  # shown in logs, mitmweb and metric labels
@@ -171,12 +175,33 @@ def run(ap: argparse.ArgumentParser, a: argparse.Namespace) -> int:
             print(f"New key for {a.name}" + (" (it was revoked: active again)" if old and old.revoked else "")
                   + "; the old key stops working within seconds. Shown once, here:")
             print(key)
+        elif a.command == "delete":
+            store.delete(a.name)
+            print(f"Deleted key {a.name}: its record and spend are gone (the usage ledger keeps its requests); "
+                  "running gateways refuse it within seconds (401).")
+            if not store.keys():
+                print("No named key is left: running gateways no longer require one (on loopback; the keys of "
+                      "qwen_client_keys_file still work).")
+        if a.command != "list" and a.state_url:
+            _keep_copy(a, store)
     except KeyNameError as e:
         print(f"qwen-keys: {e}", file=sys.stderr)
         return 1
     finally:
         store.close()
     return 0
+
+
+def _keep_copy(a: argparse.Namespace, store: KeyStore) -> None:
+    """The copy of the shared keys a gateway keeps in this state folder (door/keycopy.py), when there is one:
+    a gateway stopped now restarts with the change even while the database is down."""
+    copy = KeyCopy(resolve_state_dir(a.state_dir) / SNAPSHOT)
+    if copy.path.exists():
+        try:
+            copy.write(store.keys())
+        except Exception as e:
+            print(f"qwen-keys: could not update {copy.path}: {type(e).__name__} (the gateway there updates it "
+                  "when it hears of the change)", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         _limits_args(p)
     p = sub.add_parser("list", parents=[common], help="keys, limits and spend")
     p.add_argument("--json", action="store_true", help="print rows as JSON")
-    for name, text in (("revoke", "the key stops working"), ("rotate", "a new key for NAME, printed as the last line")):
+    for name, text in (("revoke", "the key stops working"), ("rotate", "a new key for NAME, printed as the last line"),
+                       ("delete", "the key gone for good (its record and spend)")):
         sub.add_parser(name, parents=[common], help=text).add_argument("name", type=_name)
     a = ap.parse_args(argv)
     a.json = getattr(a, "json", False)

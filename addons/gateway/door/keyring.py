@@ -44,17 +44,24 @@ class KeyRecord:
 class Keyring:
     """Immutable: a reload builds a new one (the hot path reads it without a lock)."""
 
-    def __init__(self, records: tuple[KeyRecord, ...] = (), *, loaded: bool = True, provisional: bool = False) -> None:
+    def __init__(self, records: tuple[KeyRecord, ...] = (), *, loaded: bool = True, provisional: bool = False,
+                 locked: bool = False) -> None:
         self.records = records
         self.provisional = provisional  # read from the local copy of the shared keys, not the database yet
         self._by_digest = MappingProxyType({r.digest: r for r in records})
         self.by_name = MappingProxyType({r.name: r for r in records})
         self.loaded = loaded  # False until the shared database was read once: nothing is known yet
+        # no key left, but the gateway listens beyond loopback: the door stays shut (door/keysource.py)
+        self.locked = locked and not records
+        self.revoked = sum(r.revoked for r in records)
+        self.active = len(records) - self.revoked
 
     @property
     def required(self) -> bool:
-        """Once any named key exists (revoked ones too), every request needs a key."""
-        return bool(self.records)
+        """Once any named key exists (revoked ones too: a gateway whose keys were all revoked refuses every
+        request, it does not fall open), every request needs a key; `qwen-keys delete` of the last one
+        makes the gateway keyless again. Keys not read yet may exist: a key is needed (fail closed)."""
+        return bool(self.records) or self.locked or not self.loaded
 
     def find(self, presented: bytes) -> KeyRecord | None:
         return self.find_digest(digest(presented))

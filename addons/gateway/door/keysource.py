@@ -2,8 +2,9 @@
 memory): `<state_dir>/keys.sqlite3` — opened once it exists, looked at every TICK_S in a thread (SQLite's
 data version says whether another process wrote), spend written in batches — or, with `qwen_state_url`, the
 shared database: read at start, followed by NOTIFY (and every 5 s), spend added every TICK_S from the event
-loop, and a local copy of the keys (`keys-shared.sqlite3`) that holds the door when the database is down at
-start."""
+loop, and a local copy of the keys (door/keycopy.py) saved as each change is applied, which holds the door
+when the database is down at start. A deleted key's spend is forgotten; the last key deleted makes the
+gateway keyless again (door/keylines.py says so), unless it listens beyond loopback: then it stays shut."""
 
 from __future__ import annotations
 
@@ -14,9 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ..auth.pg import Database
+from . import keylines
+from .access import exposed_listeners
+from .keycopy import KeyCopy
 from .keyring import Keyring, KeyRecord
 from .keystore import FILENAME, SNAPSHOT, KeyStore
 from .limits import Limiter, MemoryGrants
+from .outage import OutageNote
 from .spend import SpendBook
 from .team_pg import SharedGrants, SharedKeys
 
@@ -47,11 +52,15 @@ class KeySource:
         self._shared: SharedKeys | None = None
         self._db: Database | None = None
         self._settled: asyncio.Event | None = None  # PostgreSQL: the first read of the keys succeeded or failed
-        self._snapshot: Path | None = None
+        self._copy: KeyCopy | None = None  # PostgreSQL: the keys as enforced, on this gateway's disk
+        self._reloading = asyncio.Lock()  # one read of the shared keys at a time: applied (and saved) in order
         self._tasks: list[asyncio.Task] = []
         self._running = False
+        self._flat = self._allow_open = False
+        self._spend = OutageNote("", "")  # made for its storage by `configure`
 
     def configure(self, config: Config) -> None:
+        self._flat, self._allow_open = bool(config.client_keys), config.allow_open
         where = (config.state_dir, config.state_url)
         if where == self._where:
             return
@@ -62,17 +71,22 @@ class KeySource:
             db = self._db = Database(config.state_url)
             self._shared, self._path = SharedKeys(db), None
             st.limiter = Limiter(SharedGrants(db))
-            self._snapshot = config.state_dir / SNAPSHOT
-            # what this gateway read last time: the door holds while the database does not answer
-            st.ring = Keyring(self._read_snapshot(), provisional=True) if self._snapshot.exists() \
-                else Keyring(loaded=False)
+            self._copy = KeyCopy(config.state_dir / SNAPSHOT)
+            kept = self._copy.read()  # what this gateway enforced last: the door holds while the database is down
+            st.ring = Keyring(loaded=False)
+            if kept is not None:
+                self._install(Keyring(kept, provisional=True), first=True, where=keylines.COPY)
+            where_spend = "the shared database"
         else:
-            self._shared, self._db, self._path, self._snapshot = None, None, config.state_dir / FILENAME, None
+            self._shared, self._db, self._path, self._copy = None, None, config.state_dir / FILENAME, None
             st.limiter = Limiter(MemoryGrants())
             st.ring = Keyring()
+            where_spend = FILENAME
+        self._spend = OutageNote(f"qwen: could not write named keys' spend to {where_spend}: %s (kept in memory, "
+                                 "written once it can be)", f"qwen: named keys' spend written to {where_spend} again")
         st.book = SpendBook()
         if self._path is not None and self._path.exists():  # at start-up, before the first request: read at once
-            self._apply(*self._local_io({}, st.book.day))
+            self._apply(*self._local_io({}, st.book.day), first=True)
         if self._running:
             self._start()
 
@@ -124,19 +138,22 @@ class KeySource:
                 return bool(store.keys())
             finally:
                 store.close()
-        except Exception as e:
-            log.warning("qwen: could not read the named keys from the shared database: %s", type(e).__name__)
-            return False
+        except Exception as e:  # unknown: as if there were some, the door shut until they are read
+            log.warning("qwen: could not read the named keys from the shared database: %s (every request is "
+                        "refused until they are read)", type(e).__name__)
+            return True
 
     async def _ticks(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
             try:
                 self.state.limiter.sweep()
-                await self.state.limiter.grants.flush()
+                await self.state.limiter.grants.flush()  # says its own failures
                 await self._flush()
-            except Exception:
-                log.exception("qwen: named keys: could not write spend")
+            except Exception as e:  # the storage away: the spend is kept for the next batch
+                self._spend.failed(e)
+            else:
+                self._spend.worked()
 
     async def _flush(self) -> None:
         if self._shared is not None:
@@ -147,8 +164,6 @@ class KeySource:
             try:
                 await self._shared.write_spend(pending)
                 ok = True
-            except Exception as e:
-                log.warning("qwen: could not write named keys' spend to the shared database: %s", type(e).__name__)
             finally:
                 self.state.book.written(pending, ok)
         elif self._path is not None:
@@ -162,46 +177,46 @@ class KeySource:
             if result[0] is not None:
                 self._apply(*result)
 
-    def _read_snapshot(self) -> tuple[KeyRecord, ...]:
-        assert self._snapshot is not None
-        store = KeyStore.local(self._snapshot.parent, SNAPSHOT)
-        try:
-            return store.keys()
-        finally:
-            store.close()
-
-    def _save_snapshot(self, keys: tuple[KeyRecord, ...]) -> None:
-        if self._snapshot is None:
-            return
-        try:
-            store = KeyStore.local(self._snapshot.parent, SNAPSHOT)
-            try:
-                store.replace_all(keys)
-            finally:
-                store.close()
-        except Exception as e:  # the state folder full or read-only: the keys are still in memory
-            log.warning("qwen: could not keep a copy of the named keys in %s: %s", self._snapshot, type(e).__name__)
-
     def _local_io(self, pending: dict, today: str) -> tuple[tuple[KeyRecord, ...] | None, dict]:
         """In a thread: the keys file opened once it exists, spend written, everything read again when
-        another process (qwen-keys, another gateway on the same folder) changed it."""
+        another process (qwen-keys, another gateway on the same folder) changed it. The spend of a key
+        deleted meanwhile is not written (its name may be used again, from zero)."""
         assert self._path is not None
         if self._store is None:
             if not self._path.exists():
                 return None, {}
             self._store = KeyStore.local(self._path.parent)
+        version = self._store.data_version()  # our own writes leave it as it is
+        keys = self._store.keys() if version != self._version else None
+        if keys is not None:
+            names = {r.name for r in keys}
+            pending = {k: d for k, d in pending.items() if k[0] in names}
         if pending:
             self._store.write_spend(pending)
-        version = self._store.data_version()
-        if version == self._version:
+        if keys is None:
             return None, {}
         self._version = version
-        return self._store.keys(), self._store.spend(today=today)
+        return keys, self._store.spend(today=today)
 
-    def _apply(self, keys: tuple[KeyRecord, ...] | None, spend: dict) -> None:
+    def _apply(self, keys: tuple[KeyRecord, ...] | None, spend: dict, first: bool = False) -> None:
         if keys is not None:
-            self.state.ring = Keyring(keys)
+            self._install(Keyring(keys), first=first)
             self.state.book.replace(spend)
+
+    def _install(self, ring: Keyring, *, first: bool = False, where: str = "") -> None:
+        """The keyring the door reads from now on, and a line when what it means changed."""
+        old = self.state.ring
+        exposed: list[str] = []
+        if not ring.records and old.required and not self._flat and not self._allow_open:
+            exposed = _exposed()
+            if exposed:  # keyless beyond loopback: never (the start-up check refuses it too)
+                ring = Keyring(loaded=ring.loaded, locked=True)
+        self.state.ring = ring
+        for gone in old.by_name.keys() - ring.by_name.keys():
+            self.state.book.forget(gone)
+        line = keylines.change(old, ring, first=first, where=where, flat=self._flat, exposed=exposed)
+        if line:
+            (log.warning if "WARNING" in line else log.info)(line)
 
     async def _first_read(self) -> None:
         try:
@@ -214,14 +229,30 @@ class KeySource:
             self._settled.set()
 
     async def _reload(self, name: str | None) -> None:
-        assert self._shared is not None
-        keys = await self._shared.keys(name)
-        spend = await self._shared.spend(self.state.book.day, name)
-        if name is None:
-            new = tuple(sorted(keys, key=lambda r: r.name))
-            if self.state.ring.provisional or new != tuple(sorted(self.state.ring.records, key=lambda r: r.name)):
-                await asyncio.to_thread(self._save_snapshot, new)
-            self.state.ring = Keyring(new)
-        else:
-            self.state.ring = self.state.ring.replaced(name, keys[0] if keys else None)
-        self.state.book.replace(spend, name)
+        """Every key (None), or one a NOTIFY named (a change, or only its spend): saved to the copy, then
+        applied."""
+        assert self._shared is not None and self._copy is not None
+        async with self._reloading:
+            keys = await self._shared.keys(name)
+            spend = await self._shared.spend(self.state.book.day, name)
+            old = self.state.ring
+            first = old.provisional or not old.loaded
+            if name is None:
+                new: Keyring | None = Keyring(tuple(sorted(keys, key=lambda r: r.name)))
+            else:
+                rec = keys[0] if keys else None
+                new = None if old.by_name.get(name) == rec and not first else old.replaced(name, rec)
+            if new is not None:
+                await self._copy.keep(new.records)  # before it takes effect: a restart never finds less
+                self._install(new, first=first, where=keylines.SHARED)
+            self.state.book.replace(spend, name)
+
+
+def _exposed() -> list[str]:
+    """The listeners beyond loopback (mitmproxy's options); when they cannot be read, assumed to exist."""
+    try:
+        from mitmproxy import ctx
+
+        return exposed_listeners(list(ctx.options.mode), ctx.options.listen_host)
+    except Exception:
+        return ["its listeners"]

@@ -62,6 +62,29 @@ PG_STEPS = (
         INSERT INTO key_grants (name, kind, at, amount) VALUES (p_name, p_kind, now_s, give) RETURNING id INTO new_id;
         RETURN QUERY SELECT give, new_id, 0.0::DOUBLE PRECISION;
     END $$""",
+    # qwen_key_take, also saying how much of the window is in use and when it is empty again: the rate-limit
+    # headers clients read (door/ratelimits.py). Gateways of before still call qwen_key_take.
+    """CREATE FUNCTION qwen_key_grant(p_name TEXT, p_kind TEXT, p_want BIGINT, p_chunk BIGINT, p_limit BIGINT,
+        p_window DOUBLE PRECISION) RETURNS TABLE (granted BIGINT, grant_id BIGINT, retry_after DOUBLE PRECISION,
+        used BIGINT, reset_after DOUBLE PRECISION)
+    LANGUAGE plpgsql AS $$
+    DECLARE now_s DOUBLE PRECISION; in_use BIGINT; oldest DOUBLE PRECISION; newest DOUBLE PRECISION; give BIGINT;
+        new_id BIGINT;
+    BEGIN
+        PERFORM pg_advisory_xact_lock(hashtextextended('qwen-key:' || p_name || ':' || p_kind, 0));
+        now_s := extract(epoch FROM clock_timestamp());
+        DELETE FROM key_grants g WHERE g.name = p_name AND g.kind = p_kind AND g.at <= now_s - p_window;
+        SELECT COALESCE(SUM(g.amount), 0), MIN(g.at), MAX(g.at) INTO in_use, oldest, newest FROM key_grants g
+            WHERE g.name = p_name AND g.kind = p_kind;
+        IF in_use + p_want > p_limit THEN
+            RETURN QUERY SELECT 0::BIGINT, 0::BIGINT, GREATEST(COALESCE(oldest + p_window - now_s, p_window), 0.0),
+                in_use, GREATEST(COALESCE(newest + p_window - now_s, 0.0), 0.0);
+            RETURN;
+        END IF;
+        give := GREATEST(p_want, LEAST(p_chunk, p_limit - in_use));
+        INSERT INTO key_grants (name, kind, at, amount) VALUES (p_name, p_kind, now_s, give) RETURNING id INTO new_id;
+        RETURN QUERY SELECT give, new_id, 0.0::DOUBLE PRECISION, in_use + give, p_window;
+    END $$""",
 )
 
 KEY_COLUMNS = "name, digest, rpm, tpm, daily_tokens, monthly_usd, revoked"
@@ -207,6 +230,16 @@ class KeyStore:
         new = self.key(name)
         assert new is not None
         return new
+
+    def delete(self, name: str) -> None:
+        """The key gone for good: its record (digest, limits) and its spend (the usage ledger keeps its
+        requests under its name); the name may be used again, from zero."""
+        with self._tx():
+            if self.key(name) is None:
+                raise KeyNameError(f"no key named {name!r} (qwen-keys list shows them)")
+            for table in ("client_keys", "key_day") + (("key_grants",) if self.shared else ()):
+                self.conn.execute(self._sql(f"DELETE FROM {table} WHERE name = ?"), (name,))
+            self._notify(name)
 
     def replace_all(self, records: tuple[KeyRecord, ...]) -> None:
         """The snapshot: exactly these keys (digests and limits)."""

@@ -13,7 +13,11 @@ counts for 60 s + `lease`: requests made from one grant all happen within `lease
 holds more than N requests (the price: a slot frees a `lease` later than a minute after its request).
 
 tpm reserves an estimate of the request's tokens before it goes upstream and settles the grant with what
-Qwen reported once the answer is complete (door/team.py)."""
+Qwen reported once the answer is complete (door/team.py).
+
+Each backend answer also says how much of the window is in use and when it is empty again: what the
+rate-limit headers tell the client (`Limiter.state`, door/ratelimits.py), as of the last answer (on
+PostgreSQL with leases: at most a lease old)."""
 
 from __future__ import annotations
 
@@ -35,18 +39,28 @@ class Taken(NamedTuple):  # a tuple: made twice per limited request
     grant: int  # the grant it came from: settled or given back through it
 
 
+class Answer(NamedTuple):
+    """A backend's answer to a take."""
+
+    granted: int  # 0, or between want and chunk
+    grant: int  # its id
+    retry_after: float  # when 0 was granted: seconds until the oldest grant leaves the window
+    used: int  # what the window holds now (this grant included)
+    reset_after: float  # seconds until the window is empty
+
+
 class Grants(Protocol):
     window: float  # seconds a grant counts
     lease: float  # seconds a gateway may spend what it took (0: all of it is spent at once)
 
     def chunk(self, limit: int, want: int) -> int: ...
 
-    def try_now(self, name: str, kind: str, want: int, limit: int) -> tuple[int, int, float] | None:
+    def try_now(self, name: str, kind: str, want: int, limit: int) -> Answer | None:
         """`take` without waiting when the backend can (in memory); None when it must ask (a database)."""
         ...
 
-    async def take(self, name: str, kind: str, want: int, chunk: int, limit: int) -> tuple[int, int, float]:
-        """(granted: 0 or between want and chunk, its id, seconds until room frees when 0 was granted)."""
+    async def take(self, name: str, kind: str, want: int, chunk: int, limit: int) -> Answer:
+        """`want` (up to `chunk`) if it fits under `limit`, else nothing and when to retry."""
         ...
 
     def settle(self, name: str, kind: str, grant: int, delta: int) -> None:
@@ -82,13 +96,13 @@ class MemoryGrants:
     def chunk(self, limit: int, want: int) -> int:
         return want
 
-    def try_now(self, name: str, kind: str, want: int, limit: int) -> tuple[int, int, float]:
+    def try_now(self, name: str, kind: str, want: int, limit: int) -> Answer:
         return self.take_now(name, kind, want, limit)
 
-    async def take(self, name: str, kind: str, want: int, chunk: int, limit: int) -> tuple[int, int, float]:
+    async def take(self, name: str, kind: str, want: int, chunk: int, limit: int) -> Answer:
         return self.take_now(name, kind, want, limit)
 
-    def take_now(self, name: str, kind: str, want: int, limit: int, now: float | None = None) -> tuple[int, int, float]:
+    def take_now(self, name: str, kind: str, want: int, limit: int, now: float | None = None) -> Answer:
         now = time.monotonic() if now is None else now
         w = self._windows.get((name, kind))
         if w is None:
@@ -99,13 +113,14 @@ class MemoryGrants:
             w.used -= amount
             del w.by_id[gid]
         if w.used + want > limit:
-            return 0, 0, max((grants[0][0] if grants else now) + self.window - now, 0.0)
+            return Answer(0, 0, max((grants[0][0] if grants else now) + self.window - now, 0.0), w.used,
+                          max(grants[-1][0] + self.window - now, 0.0) if grants else 0.0)
         self._ids += 1
         entry = [now, want, self._ids]
         grants.append(entry)
         w.by_id[self._ids] = entry
         w.used += want
-        return want, self._ids, 0.0
+        return Answer(want, self._ids, 0.0, w.used, self.window)
 
     async def flush(self) -> None:
         return None  # nothing to write: the window is this process's
@@ -133,6 +148,7 @@ class Limiter:
         self.grants = grants
         self._leases: dict[tuple[str, str], Lease] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._seen: dict[tuple[str, str], tuple[int, float]] = {}  # the window's use and end, at the last answer
 
     def take_now(self, name: str, kind: str, want: int, limit: int) -> Taken | float | None:
         """`take` when no waiting is needed (the lease has enough, or the backend is in memory), else None."""
@@ -160,13 +176,25 @@ class Limiter:
             answer = await self.grants.take(name, kind, want, self.grants.chunk(limit, want), limit)
             return self._granted(key, want, answer)
 
-    def _granted(self, key: tuple[str, str], want: int, got: tuple[int, int, float]) -> Taken | float:
-        granted, grant, retry_after = got
+    def _granted(self, key: tuple[str, str], want: int, got: Answer) -> Taken | float:
+        granted, grant, retry_after, used, reset_after = got
+        self._seen[key] = (used, time.monotonic() + reset_after)
         if granted < want:
             return retry_after
         if granted > want:
             self._leases[key] = Lease(grant, granted - want, time.monotonic() + self.grants.lease)
         return Taken(key[0], key[1], want, grant)
+
+    def state(self, name: str, kind: str, limit: int) -> tuple[int, float]:
+        """(what the key may still take, seconds until its window is empty), as of the backend's last answer
+        and what this gateway's lease still holds."""
+        now = time.monotonic()
+        used, ends = self._seen.get((name, kind), (0, 0.0))
+        if ends <= now:
+            return limit, 0.0
+        lease = self._leases.get((name, kind))
+        spare = lease.remaining if lease is not None and lease.until > now else 0
+        return max(0, min(limit, limit - used + spare)), ends - now
 
     def _from_lease(self, key: tuple[str, str], want: int) -> Taken | None:
         lease = self._leases.get(key)

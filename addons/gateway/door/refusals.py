@@ -1,18 +1,37 @@
-"""The errors a named key's request gets, in OpenAI's shape (the addon answers them in the client's dialect:
-Anthropic's clients read a 429 as rate_limit_error). A rate limit says when to retry (Retry-After); a
-budget says which budget, how much was spent and when it resets, and that retrying sooner is pointless
-(`x-should-retry: false`, which the OpenAI and Anthropic SDKs obey instead of retrying a 429)."""
+"""The errors a request gets at the door of a gateway with client keys, in OpenAI's shape (the addon answers
+them in the client's dialect: Anthropic's clients read a 429 as rate_limit_error). A missing or wrong key
+says how to get one; a rate limit says when to retry (Retry-After, never beyond the minute); a spent budget
+says which budget, how much was spent and when it resets — on OpenAI's dialects a 429 `insufficient_quota`
+with `x-should-retry: false` (the SDKs then do not retry it), on the Messages API a 400 as Anthropic answers
+a reached spend limit (no client retries a 400, none waits a day on a Retry-After)."""
 
 from __future__ import annotations
 
+import functools
 import time
 
 from ..errors import GatewayError
 from .keyring import KeyRecord
 from .limits import retry_seconds
+from .ratelimits import ANTHROPIC
 from .spend import next_midnight, next_month
 
 REFUSAL_CODES = frozenset({"invalid_api_key", "rate_limit_exceeded", "insufficient_quota", "state_unavailable"})
+SPEND_LIMIT = ("You have reached your specified API usage limits. You will regain access on {day} at 00:00 UTC.")
+
+
+@functools.cache  # eight answers, made once
+def no_key(presented: bool, named: bool, local: bool) -> GatewayError:
+    """401 for a request without a key (`presented` False) or with a wrong one; how to get one, and on the
+    gateway's own machine (`local`: a loopback client) where the named keys are listed."""
+    first = ("Incorrect API key provided. This gateway requires one of its client keys" if presented else
+             "You didn't provide an API key. This gateway requires one of its client keys")
+    how = ("Ask the gateway's operator for one (they make it with `qwen-keys add NAME`)." if named else
+           "Ask the gateway's operator for one (its keys file: qwen_client_keys_file or $QWEN_GATEWAY_KEYS).")
+    here = (" On this machine, `qwen-keys list` shows the gateway's named keys (a key itself is printed once, by "
+            "`qwen-keys add` or `qwen-keys rotate`)." if local and named else "")
+    return GatewayError(401, f"{first} (Authorization: Bearer KEY or x-api-key). {how}{here}",
+                        type="invalid_request_error", code="invalid_api_key")
 
 
 def revoked(rec: KeyRecord) -> GatewayError:
@@ -42,31 +61,46 @@ def _until(seconds: float) -> str:
                                 f"{rest % 60} min") if p)
 
 
-def over_daily(rec: KeyRecord, spent: int, now: float | None = None) -> GatewayError:
+def over_daily(rec: KeyRecord, spent: int, dialect: str = "", now: float | None = None) -> GatewayError:
     now = time.time() if now is None else now
     reset = next_midnight(now)
+    if dialect == ANTHROPIC:
+        return _spend_limit(reset, f"key {rec.name!r}: {spent:,} of {rec.daily_tokens:,} tokens today, "
+                                   "qwen-keys --daily-tokens")
     return _budget(f"Key {rec.name!r} has used its daily budget: {spent:,} of {rec.daily_tokens:,} tokens today "
-                   f"(qwen-keys --daily-tokens). It resets at 00:00 UTC, in {_until(reset - now)}.", reset - now)
+                   f"(qwen-keys --daily-tokens). It resets at 00:00 UTC, in {_until(reset - now)}.")
 
 
-def over_monthly(rec: KeyRecord, spent: float, now: float | None = None) -> GatewayError:
+def over_monthly(rec: KeyRecord, spent: float, dialect: str = "", now: float | None = None) -> GatewayError:
     now = time.time() if now is None else now
     reset = next_month(now)
+    if dialect == ANTHROPIC:
+        return _spend_limit(reset, f"key {rec.name!r}: ${spent:,.2f} of ${rec.monthly_usd:,.2f} this month, "
+                                   "qwen-keys --monthly-usd")
     day = time.strftime("%Y-%m-%d", time.gmtime(reset))
     return _budget(f"Key {rec.name!r} has spent its monthly budget: ${spent:,.2f} of ${rec.monthly_usd:,.2f} this "
-                   f"month (qwen-keys --monthly-usd). It resets on {day} at 00:00 UTC, in {_until(reset - now)}.",
-                   reset - now)
+                   f"month (qwen-keys --monthly-usd). It resets on {day} at 00:00 UTC, in {_until(reset - now)}.")
 
 
-def _budget(message: str, seconds: float) -> GatewayError:
+def _budget(message: str) -> GatewayError:
+    """No Retry-After: the wait is hours or days, beyond any rate-limit window a client would wait out."""
     return GatewayError(429, message, type="insufficient_quota", code="insufficient_quota",
-                        headers={"retry-after": str(retry_seconds(seconds)), "x-should-retry": "false"})
+                        headers={"x-should-retry": "false"})
+
+
+def _spend_limit(reset: float, which: str) -> GatewayError:
+    """Anthropic's answer to a reached spend limit, word for word, then which budget of which key."""
+    day = time.strftime("%Y-%m-%d", time.gmtime(reset))
+    return GatewayError(400, f"{SPEND_LIMIT.format(day=day)} ({which})", type="invalid_request_error",
+                        code="insufficient_quota")
 
 
 def keys_unread() -> GatewayError:
-    return GatewayError(503, "The gateway could not read its client keys from its shared database "
-                             "(qwen_state_url) yet. Try again in a moment; if this lasts, check that the "
-                             "database is reachable.", code="state_unavailable", headers={"retry-after": "5"})
+    return GatewayError(503, "The gateway has not read its named client keys: its shared database "
+                             "(qwen_state_url) does not answer and it has no copy of them yet. Every request is "
+                             "refused until it can read them; try again in a moment, and if this lasts, check "
+                             "that the database is reachable.", code="state_unavailable",
+                        headers={"retry-after": "5"})
 
 
 def counts_unreachable(rec: KeyRecord) -> GatewayError:

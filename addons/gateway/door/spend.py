@@ -99,6 +99,13 @@ class SpendBook:
                         setattr(mine, f.name, getattr(mine, f.name) + getattr(d, f.name))
                 mine.last_used = max(mine.last_used or 0, d.last_used or 0) or None
 
+    def forget(self, name: str) -> None:
+        """A deleted key: what it spent is no one's (its name may be used again, from zero)."""
+        self.totals.pop(name, None)
+        for book in (self.pending, self.writing):
+            for k in [k for k in book if k[0] == name]:
+                del book[k]
+
     def replace(self, read: dict[str, Spent], name: str | None = None) -> None:
         """What the store holds now (every key, or `name`'s), plus what it does not hold yet."""
         self._roll(time.time())

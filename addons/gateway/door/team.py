@@ -1,10 +1,13 @@
 """A team gateway: named client keys (`qwen-keys`) with limits and budgets, and what each key spent.
 
 - **Who**: `check` (requestheaders, every request): one SHA-256 and one dict lookup in the keyring held in
-  memory. Once any named key exists, a request needs one (or a key of the flat keys file, which keeps
-  working alongside); an unknown or revoked key is a 401 and nothing goes upstream.
+  memory. Once any named key exists (revoked ones too), a request needs one (or a key of the flat keys
+  file, which keeps working alongside); a missing, unknown or revoked key is a 401 and nothing goes
+  upstream. A gateway on PostgreSQL that never read its keys (and has no copy of them) refuses every
+  request with 503 rather than serve without them.
 - **Limits** (`limit`, before the request goes upstream): budgets from memory (door/spend.py), then rpm
-  and tpm through the limiter (door/limits.py), which asks the backend only when the local lease is spent.
+  and tpm through the limiter (door/limits.py), which asks the backend only when the local lease is spent;
+  a key with rpm or tpm gets their state as headers on its answer or refusal (door/ratelimits.py).
 - **Spend** (`finished`, an observer, after the answer): tokens Qwen reported, the request's cost
   (`ex.cost`, prices.py) and refusals, per key and UTC day; tpm grants settled with the real tokens.
 - **Where** (door/keysource.py): `<state_dir>/keys.sqlite3`, or the shared database (`qwen_state_url`: rate
@@ -20,9 +23,9 @@ from typing import TYPE_CHECKING
 from ..errors import GatewayError
 from ..observer import Observer
 from ..prices import REQUESTS, TOKENS, USD
-from . import refusals
-from .access import INVALID_KEY, key_matches
-from .keyring import Keyring, KeyRecord
+from . import ratelimits, refusals
+from .access import is_loopback, key_matches, peer_host
+from .keyring import Keyring, KeyRecord, digest
 from .keysource import KeySource
 from .limits import RPM, TPM, Limiter, MemoryGrants, Taken
 from .spend import SpendBook
@@ -35,8 +38,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("qwen")
 
-INVALID = GatewayError(401, INVALID_KEY, type="invalid_request_error", code="invalid_api_key")
 PENDING = GatewayError(503, "keys not read yet")  # a marker, never answered: see Team.check
+NO_KEY = digest(b"")  # what a request without a key presents (late_check sees digests only)
 
 
 class Team(Observer):
@@ -61,11 +64,22 @@ class Team(Observer):
     def keys_exist(self) -> bool:
         return self.source.keys_exist()
 
+    def status(self) -> dict | None:
+        """What /health says of the named keys (None: there are none, nothing to say)."""
+        ring = self.ring
+        if not ring.loaded:
+            return {"state": "unread"}
+        if not ring.required:
+            return None
+        return {"active": ring.active, "revoked": ring.revoked, "state": "copy" if ring.provisional else "read"}
+
     # ---- who ---------------------------------------------------------------------------------------
 
-    def check(self, presented: bytes, flat: tuple[bytes, ...]) -> tuple[GatewayError | None, KeyRecord | None]:
+    def check(self, presented: bytes, flat: tuple[bytes, ...],
+              flow: http.HTTPFlow | None = None) -> tuple[GatewayError | None, KeyRecord | None]:
         """(the refusal, the named key) of a request's key; the refusal is PENDING when the shared keys are
-        not read yet and no flat key matched (`late_check` decides, in the request hook)."""
+        not read yet and no flat key matched (`late_check` decides, in the request hook). `flow`: where the
+        client is, for the 401's advice (asked only when refusing)."""
         ring = self.ring
         if ring.required:
             rec = ring.find(presented) if presented else None
@@ -75,31 +89,32 @@ class Team(Observer):
             return None, None  # no keys of any kind: the gateway is open (and loopback-only)
         if flat and key_matches(presented, flat):
             return None, None
-        return (INVALID if ring.loaded else PENDING), None
+        if not ring.loaded:
+            return PENDING, None
+        return refusals.no_key(bool(presented), ring.required, _local(flow)), None
 
-    async def late_check(self, presented_digest: bytes, flat: bool) -> tuple[GatewayError | None, KeyRecord | None]:
+    async def late_check(self, presented_digest: bytes, flat: bool,
+                         flow: http.HTTPFlow | None = None) -> tuple[GatewayError | None, KeyRecord | None]:
         """A request that came before the shared keys were read: waits for the first read (10 s at most).
         `flat`: the gateway has flat keys (the request's key is none of them)."""
         await self.source.first_read()
         ring = self.ring
-        if not ring.loaded:  # the database does not answer, and this gateway never read its keys
-            if flat:
-                return INVALID, None
+        if not ring.loaded:  # the database does not answer, this gateway never read its keys: the door stays shut
             self._warn_unread()
+            return refusals.keys_unread(), None
+        rec = ring.find_digest(presented_digest) if ring.required else None
+        if rec is not None:
+            return (refusals.revoked(rec) if rec.revoked else None), rec
+        if not ring.required and not flat:
             return None, None
-        if not ring.required:
-            return (INVALID if flat else None), None
-        rec = ring.find_digest(presented_digest)
-        if rec is None:
-            return INVALID, None
-        return (refusals.revoked(rec) if rec.revoked else None), rec
+        return refusals.no_key(presented_digest != NO_KEY, ring.required, _local(flow)), None
 
     def _warn_unread(self) -> None:
         if not self._warned:
             self._warned = True
             log.warning("qwen: WARNING: the shared database does not answer and this gateway has never read its "
-                        "named client keys: it serves as a gateway without named keys (loopback clients, or the "
-                        "flat keys) until it can read them (docs/keys.md)")
+                        "named client keys (it has no copy of them): it refuses every request (503) until it "
+                        "can read them; the keys file's keys still work (docs/keys.md)")
 
     @staticmethod
     def bind(ex: Exchange, rec: KeyRecord | None) -> None:
@@ -115,12 +130,19 @@ class Team(Observer):
         rec = ex.extra.get("key")
         if not isinstance(rec, KeyRecord) or "taken" in ex.extra:
             return
+        try:
+            await self._limit(ex, rec)
+        finally:  # on the answer and on a refusal alike (local.Formats puts them on either)
+            if rec.rpm or rec.tpm:
+                ex.extra["limit_headers"] = self._headers(ex.dialect, rec)
+
+    async def _limit(self, ex: Exchange, rec: KeyRecord) -> None:
         if rec.daily_tokens or rec.monthly_usd:
             spent = self.book.spent(rec.name)
             if rec.daily_tokens and spent.tokens_today >= rec.daily_tokens:
-                raise refusals.over_daily(rec, spent.tokens_today)
+                raise refusals.over_daily(rec, spent.tokens_today, ex.dialect)
             if rec.monthly_usd and spent.usd_month >= rec.monthly_usd:
-                raise refusals.over_monthly(rec, spent.usd_month)
+                raise refusals.over_monthly(rec, spent.usd_month, ex.dialect)
         taken: list[Taken] = []
         ex.extra["taken"] = taken
         if rec.rpm:
@@ -131,6 +153,13 @@ class Team(Observer):
                 self._give_back(taken)
                 raise refusals.too_large(rec, want)
             taken.append(await self._take(rec, TPM, want, rec.tpm, taken))
+
+    def _headers(self, dialect: str, rec: KeyRecord) -> dict[str, str]:
+        states = []
+        for what, kind, limit in (("requests", RPM, rec.rpm), ("tokens", TPM, rec.tpm)):
+            if limit:
+                states.append((what, limit, *self.limiter.state(rec.name, kind, limit)))
+        return ratelimits.headers(dialect, states)
 
     async def _take(self, rec: KeyRecord, kind: str, want: int, limit: int, taken: list[Taken]) -> Taken:
         try:
@@ -176,3 +205,8 @@ class Team(Observer):
                 if t.kind == TPM:
                     self.limiter.settle(t, tokens)
             taken.clear()
+
+
+def _local(flow: http.HTTPFlow | None) -> bool:
+    """The client is on the gateway's own machine (a loopback peer)."""
+    return flow is not None and is_loopback(peer_host(flow))

@@ -7,15 +7,13 @@ lease left."""
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 
 from ..auth.pg import CHANNEL, Database, placeholders
 from .keyring import KeyRecord
 from .keystore import COMPONENT, KEY_COLUMNS, PG_STEPS, Delta, Spent, add_spend_sql, record_of, spend_query, spent_of
-from .limits import WINDOW_S, shared_chunk
-
-log = logging.getLogger("qwen")
+from .limits import WINDOW_S, Answer, shared_chunk
+from .outage import OutageNote
 
 REFRESH_S = 5.0  # a lost notification: every key and its spend are read again within this
 LEASE_S = 2.0
@@ -30,6 +28,9 @@ class SharedGrants:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._deltas: dict[int, int] = {}  # grant id -> tokens (or requests) to add; negative: given back
+        self._note = OutageNote("qwen: could not settle named keys' rate grants in the shared database: %s (each "
+                                "counts what it reserved until it leaves the window)",
+                                "qwen: named keys' rate grants settled in the shared database again")
 
     def chunk(self, limit: int, want: int) -> int:
         return shared_chunk(limit, want)
@@ -37,12 +38,13 @@ class SharedGrants:
     def try_now(self, name: str, kind: str, want: int, limit: int) -> None:
         return None  # the database is asked (when the lease is spent)
 
-    async def take(self, name: str, kind: str, want: int, chunk: int, limit: int) -> tuple[int, int, float]:
+    async def take(self, name: str, kind: str, want: int, chunk: int, limit: int) -> Answer:
         await self.db.amigrate(COMPONENT, PG_STEPS)
-        rows = await self.db.fetch("SELECT granted, grant_id, retry_after FROM qwen_key_take(%s, %s, %s, %s, %s, %s)",
-                                   (name, kind, want, chunk, limit, self.window))
-        granted, grant, retry = rows[0]
-        return int(granted), int(grant), float(retry)
+        rows = await self.db.fetch("SELECT granted, grant_id, retry_after, used, reset_after "
+                                   "FROM qwen_key_grant(%s, %s, %s, %s, %s, %s)", (name, kind, want, chunk, limit,
+                                                                                    self.window))
+        granted, grant, retry, used, reset = rows[0]
+        return Answer(int(granted), int(grant), float(retry), int(used), float(reset))
 
     def settle(self, name: str, kind: str, grant: int, delta: int) -> None:
         self._deltas[grant] = self._deltas.get(grant, 0) + delta  # written by `flush`, every second
@@ -59,7 +61,9 @@ class SharedGrants:
                     await conn.execute("UPDATE key_grants SET amount = GREATEST(0, amount + %s) WHERE id = %s",
                                        (delta, grant))
         except Exception as e:  # a grant unsettled counts what was reserved until it leaves the window
-            log.warning("qwen: could not settle named keys' rate grants in the shared database: %s", type(e).__name__)
+            self._note.failed(e)
+        else:
+            self._note.worked()
 
 
 class SharedKeys:
@@ -84,10 +88,14 @@ class SharedKeys:
         return {r[0]: spent_of(r) for r in await self.db.fetch(placeholders(sql), args)}
 
     async def write_spend(self, deltas: dict[tuple[str, str], Delta]) -> None:
-        """One transaction; the other gateways hear of each key at once."""
+        """One transaction; the other gateways hear of each key at once. The spend of a key deleted before
+        this gateway heard of it is not kept (its name may be used again, from zero)."""
         pool = await self.db.pool()
+        names = sorted({n for n, _ in deltas})
         async with pool.connection() as conn, conn.transaction():
             for (name, day), d in deltas.items():
                 await conn.execute(self._add_spend, (name, day, *d.values()))
-            for name in {n for n, _ in deltas}:
+            await conn.execute("DELETE FROM key_day d WHERE d.name = ANY(%s) AND NOT EXISTS "
+                               "(SELECT 1 FROM client_keys c WHERE c.name = d.name)", (names,))
+            for name in names:
                 await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"key:{name}"))

@@ -1,0 +1,47 @@
+"""A named key's rate limits as the real APIs announce them, on every answer and refusal of a key with rpm
+or tpm (a key without them gets none):
+
+- OpenAI: `x-ratelimit-limit-requests`, `x-ratelimit-remaining-requests`, `x-ratelimit-reset-requests`
+  (and `-tokens`); the reset a duration as OpenAI writes it (`1s`, `6m0s`, `250ms`).
+- Anthropic (the Messages API): `anthropic-ratelimit-requests-limit`, `-remaining`, `-reset` (and
+  `tokens-`); the reset an RFC 3339 time.
+
+The reset is when the window is empty again: every request (token) it counts has left the minute."""
+
+from __future__ import annotations
+
+import math
+import time
+
+ANTHROPIC = "anthropic"  # the dialect (Endpoint.dialect) whose clients read Anthropic's headers
+
+
+def duration(seconds: float) -> str:
+    """OpenAI's (Go's) way: `250ms` under a second, else whole seconds rounded up (`59s`, `1m0s`)."""
+    if seconds <= 0:
+        return "0s"
+    if seconds < 1:
+        return f"{math.ceil(seconds * 1000)}ms"
+    minutes, rest = divmod(math.ceil(seconds), 60)
+    return f"{minutes}m{rest}s" if minutes else f"{rest}s"
+
+
+def rfc3339(seconds: float, now: float | None = None) -> str:
+    at = (time.time() if now is None else now) + max(seconds, 0.0)
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(math.ceil(at)))
+
+
+def headers(dialect: str, states: list[tuple[str, int, int, float]], now: float | None = None) -> dict[str, str]:
+    """`states`: (what: "requests" or "tokens", limit, remaining, seconds until the window is empty)."""
+    out = {}
+    if dialect == ANTHROPIC:
+        for what, limit, remaining, reset in states:
+            out[f"anthropic-ratelimit-{what}-limit"] = str(limit)
+            out[f"anthropic-ratelimit-{what}-remaining"] = str(remaining)
+            out[f"anthropic-ratelimit-{what}-reset"] = rfc3339(reset, now)
+    else:
+        for what, limit, remaining, reset in states:
+            out[f"x-ratelimit-limit-{what}"] = str(limit)
+            out[f"x-ratelimit-remaining-{what}"] = str(remaining)
+            out[f"x-ratelimit-reset-{what}"] = duration(reset)
+    return out
