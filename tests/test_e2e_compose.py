@@ -107,7 +107,9 @@ def test_compose_runs_two_gateways_sharing_postgresql(project, tmp_path):
     db = project.container("postgres")
     assert docker("inspect", "-f", "{{.State.Health.Status}}", db).stdout.strip() == "healthy"  # before the gateways
     clients = {}
-    for service in ("gateway-1", "gateway-2"):
+    for service in ("gateway-1", "gateway-2"):  # every folder on a named volume of the project: none anonymous
+        mounts = docker("inspect", "-f", "{{range .Mounts}}{{.Name}} {{end}}", project.container(service)).stdout
+        assert sorted(mounts.split()) == sorted(f"{project.name}_{v}" for v in ("state", "logins", f"certs-{service[-1]}"))
         project.things.emulator_in(project.container(service), tmp_path / service, "--port", "9999",
                                    "--api-key", DEMO_KEY)
         live(project.url(service))

@@ -89,6 +89,9 @@ def test_the_image_answers_keeps_its_state_across_containers_and_stops_on_sigter
     # beyond loopback (docker-proxy's address): the probes answer without a key, the rest needs one
     assert httpx.get(url + "/health/readiness", trust_env=False).json() == {"status": "ready"}
     assert httpx.get(url + "/health", trust_env=False).status_code == 401
+    # as kubelet asks: the container's own address, in Host too
+    ip = docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", first).stdout.strip()
+    assert httpx.get(f"http://{ip}:8080/health/liveness", trust_env=False).json() == {"status": "alive"}
     assert httpx.post(url + "/v1/chat/completions", trust_env=False, json={"model": "gpt-4o", "messages": [
         {"role": "user", "content": "no key"}]}).status_code == 401
     assert chat(url, alice, "ping") == "Echo: ping"
