@@ -858,6 +858,7 @@ def _ready(url: str) -> None:
     until(ready, f"{url} ready", limit=60, every=0.2)
 
 
+@pytest.mark.timeout(1200)  # a bound: the images may be built first (40-80 s each, from nothing)
 def test_deploy_container(tmp_path, docker_daemon):
     """The page's image build on the local base (behind this machine's TLS-inspecting proxy, as printed), a named
     key and an account in the state volume, the gateway in a container on 127.0.0.1:8080, its readiness, and a new
@@ -885,6 +886,7 @@ def test_deploy_container(tmp_path, docker_daemon):
             (ROOT / left).unlink(missing_ok=True)
 
 
+@pytest.mark.timeout(1200)  # a bound: the images may be built first (40-80 s each, from nothing)
 def test_deploy_compose(tmp_path, docker_daemon, gateway_image, postgres_image):
     """The page's compose walk-through as printed: the environment files, the account, `up`, both gateways ready,
     `down`. No registry here: the test gives the images by compose.yaml's variables (QWEN_GATEWAY_IMAGE,
