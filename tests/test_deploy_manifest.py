@@ -11,11 +11,14 @@ import json
 import re
 import subprocess
 
+import httpx
+
 import kubernetes_validate
 import pytest
 import yaml
 
-from helpers.procs import BIN, ROOT
+from helpers.docker import Things, docker, docker_daemon, gateway_image, things  # noqa: F401  (fixtures)
+from helpers.procs import BIN, ROOT, until
 from qwen_gateway.auth.pg_url import check_url
 from qwen_gateway.door import routing
 
@@ -103,3 +106,52 @@ def test_the_accounts_config_map_is_a_registry_the_gateway_reads(tmp_path):
     rows = [line.split() for line in r.stdout.splitlines() if line.startswith("ds ")]
     assert rows and rows[0][:3] == ["ds", "key", "ok"], r.stdout
     assert "https://dashscope-intl.aliyuncs.com/compatible-mode/v1" in r.stdout
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(1200)  # a bound: the image may be built first
+def test_the_pod_runs_as_kubelet_would_run_it(gateway_image, things, tmp_path):
+    """The Deployment's container without a cluster: the image run by Docker with the pod's user, the Secret's
+    variables, `emptyDir` folders (0777, as kubelet makes them), the ConfigMap's accounts.json mounted read-only
+    at its subPath, and the args as printed but for the state URL (no PostgreSQL at postgres.example.com here).
+    Kubelet's probes (GET to the pod's address, that address in Host, no key) answer 200, and a client calling
+    the Service's name with a client key is served."""
+    objects = manifest()
+    c, pod = container(objects), objects["Deployment"]["spec"]["template"]["spec"]
+    ctx = pod["securityContext"]
+    pairs = list(zip(c["args"][::2], c["args"][1::2], strict=True))
+    assert {flag for flag, _ in pairs} == {"--set"}
+    args = [w for flag, value in pairs if not value.startswith("qwen_state_url=") for w in (flag, value)]
+    secret = tmp_path / "secret.env"  # the Secret's variables (the manifest's comment names them)
+    secret.write_text("PGPASSWORD=unused\nQWEN_GATEWAY_KEYS=pod-client-key\nDASHSCOPE_API_KEY=sk-pod-test\n")
+    mounts: list[str] = []
+    kinds = {v["name"]: v for v in pod["volumes"]}
+    for m in c["volumeMounts"]:
+        volume = kinds[m["name"]]
+        if "emptyDir" in volume:
+            folder = tmp_path / m["name"]
+            folder.mkdir()
+            folder.chmod(0o777)
+            mounts += ["-v", f"{folder}:{m['mountPath']}"]
+        else:
+            data = objects["ConfigMap"]["data"][m["subPath"]]
+            assert volume["configMap"]["name"] == objects["ConfigMap"]["metadata"]["name"]
+            (tmp_path / m["subPath"]).write_text(data)
+            mounts += ["-v", f"{tmp_path / m['subPath']}:{m['mountPath']}:{'ro' if m.get('readOnly') else 'rw'}"]
+    name = things.run("pod", "--user", f"{ctx['runAsUser']}:{ctx['runAsGroup']}", "--env-file", str(secret), *mounts,
+                      gateway_image, *args)
+    ip = docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", name).stdout.strip()
+    port = c["ports"][0]["containerPort"]
+
+    def kubelet(probe: str) -> int:
+        try:
+            return httpx.get(f"http://{ip}:{port}{c[probe]['httpGet']['path']}", trust_env=False, timeout=5).status_code
+        except httpx.TransportError:
+            return 0
+    until(lambda: kubelet("startupProbe") == 200, "the startup probe", limit=60)
+    assert kubelet("livenessProbe") == 200 and kubelet("readinessProbe") == 200, things.logs(name)
+    service = objects["Service"]["metadata"]["name"]
+    r = httpx.get(f"http://{ip}:{port}/v1/models", headers={"Host": f"{service}:{port}",
+                  "Authorization": "Bearer pod-client-key"}, trust_env=False, timeout=10)
+    assert r.status_code == 200, r.text
+    assert "qwen: account ds (key): ok" in things.logs(name)
