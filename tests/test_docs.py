@@ -859,11 +859,12 @@ def _ready(url: str) -> None:
 
 
 @pytest.mark.timeout(1200)  # a bound: the images may be built first (40-80 s each, from nothing)
-def test_deploy_container(tmp_path, docker_daemon):
+def test_deploy_container(tmp_path, docker_daemon, gateway_image):
     """The page's image build on the local base (behind this machine's TLS-inspecting proxy, as printed), a named
     key and an account in the state volume, the gateway in a container on 127.0.0.1:8080, its readiness, and a new
     container reading the key back after `docker rm`. On this machine's network (see `_docker_preconditions`);
-    everything the commands made is removed after."""
+    everything the commands made is removed after. (The session's image is built first: the page's build then
+    finds every layer in Docker's cache, and leaves no build stage of its own behind.)"""
     need_curl()
     from helpers.docker import docker
 
