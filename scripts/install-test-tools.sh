@@ -6,6 +6,10 @@
 #     loopback ports: prometheus (the Grafana dashboard's queries run against a real one), postgresql
 #     (shared state: run as `postgres`) and nginx (two gateways behind it); installed, never started as
 #     services;
+#   - Debian's docker.io, docker-compose and debootstrap (the container image and compose.yaml, tests/helpers/
+#     docker.py: the tests start dockerd themselves when none runs), and the Debian trixie base image those
+#     tests build on, made once per machine by scripts/docker-base.sh (no image registry is reachable; about
+#     2 minutes);
 #   - from npm, into .tools/: the Codex CLI, openai-node (`openai`), Claude Code (`claude`: the npm
 #     package brings its native binary, about 360 MB, through a platform optional dependency; checked
 #     with `claude --version`, offline), a Node release that has NODE_USE_ENV_PROXY (the
@@ -34,7 +38,11 @@ command -v systemd-analyze >/dev/null || apt_missing+=(systemd)  # verifies the 
 command -v prometheus >/dev/null || apt_missing+=(prometheus)  # scrapes a gateway for the dashboard (tests/test_e2e_dashboard.py)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_missing+=(postgresql)  # shared state (tests/helpers/pgserver.py)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_missing+=(nginx)  # two gateways behind it (tests/test_e2e_deploy.py)
-if [ ${#apt_missing[@]} -gt 0 ]; then
+docker_missing=()  # installed without their recommends (apparmor, needrestart…): what the tests were run with
+[ -x /usr/sbin/dockerd ] || command -v dockerd >/dev/null || docker_missing+=(docker.io)
+[ -x /usr/sbin/debootstrap ] || command -v debootstrap >/dev/null || docker_missing+=(debootstrap)
+command -v docker-compose >/dev/null || docker_missing+=(docker-compose)
+if [ $((${#apt_missing[@]} + ${#docker_missing[@]})) -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     # Installed, never started: the tests start their own servers on loopback, but Debian's postinst scripts
     # would start PostgreSQL, Prometheus and nginx as services (policy-rc.d 101: no service starts now).
@@ -42,12 +50,27 @@ if [ ${#apt_missing[@]} -gt 0 ]; then
     if [ ! -e /usr/sbin/policy-rc.d ]; then
       printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && own_policy=1
     fi
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null) \
+    apt-get update -qq || { echo "install-test-tools: apt-get update failed"; status=1; }
+    [ ${#apt_missing[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null \
       || { echo "install-test-tools: apt-get install ${apt_missing[*]} failed"; status=1; }
+    [ ${#docker_missing[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${docker_missing[@]}" >/dev/null || { echo "install-test-tools: apt-get install ${docker_missing[*]} failed"; status=1; }
     [ "$own_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
   else
-    echo "install-test-tools: ${apt_missing[*]} missing and apt-get unavailable (not root?)"; status=1
+    echo "install-test-tools: ${apt_missing[*]} ${docker_missing[*]} missing and apt-get unavailable (not root?)"; status=1
   fi
+fi
+
+# The base image, in the Docker daemon's store (a daemon started here for it is stopped after).
+if [ "$(id -u)" = 0 ] && command -v docker >/dev/null && [ -x /usr/sbin/dockerd ]; then
+  dockerd_pid=""
+  if ! docker info >/dev/null 2>&1; then
+    /usr/sbin/dockerd > /tmp/install-test-tools-dockerd.log 2>&1 &
+    dockerd_pid=$!
+    for _ in $(seq 120); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  fi
+  bash scripts/docker-base.sh || { echo "install-test-tools: the Debian base image could not be made"; status=1; }
+  if [ -n "$dockerd_pid" ]; then kill "$dockerd_pid"; wait "$dockerd_pid" 2>/dev/null; fi
 fi
 
 npm_install() {  # folder, what, packages…

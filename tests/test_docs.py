@@ -32,6 +32,7 @@ NOT_OUTPUT with the reason it is not a command's output.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -41,9 +42,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from helpers import sandbox
+from helpers.docker import docker_daemon, gateway_image, postgres_image  # noqa: F401  (fixtures: deploy.md)
 from helpers.sandbox import ROOT, Shell
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]  # a walk-through starts several processes
@@ -137,6 +140,15 @@ def block(file: str, anchor: str) -> Block:
 # ---- what does not run, and what the test gives ------------------------------------------------------
 
 NOT_RUN: list[tuple[str, str, str]] = [  # (file pattern, command pattern, reason)
+    (r"README\.md|docs/deploy\.md", r"^docker build -t qwen-gateway \.$", "its base, python:3.13-slim, comes from Docker Hub, "
+     "which is unreachable here; docs/deploy.md's next block builds the same Dockerfile on the local Debian base, "
+     "and test_deploy_container runs it"),
+    (r"docs/deploy\.md", r"^sudo bash scripts/docker-base\.sh$", "makes the Debian base image as root: the docker "
+     "tests' session runs the same script when the image is missing (tests/helpers/docker.py), CI in "
+     "scripts/install-test-tools.sh"),
+    (r"docs/deploy\.md", r"^kubectl ", "needs a Kubernetes cluster, and there is none here (`kubectl apply "
+     "--dry-run=client` needs one too); tests/test_deploy_manifest.py validates the manifest against Kubernetes' "
+     "schemas and the gateway"),
     (r"docs/observability\.md", r"^sudo\b", "installs the dashboard into a Grafana, which cannot be installed here "
      "(not in Debian, no internet); tests/test_e2e_dashboard.py runs every panel's query in a real Prometheus"),
     (r".*", r"^sudo\b", "runs as root through sudo and changes this machine (firewall rules, groups)"),
@@ -230,8 +242,9 @@ def in_background(cmd: str) -> bool:
 class Session:
     """A sandboxed shell for one test, with the servers it started in the foreground's place."""
 
-    def __init__(self, tmp_path: Path, path: list[Path] = (), **extra: str) -> None:  # type: ignore[assignment]
-        problem = sandbox.namespace_problem()
+    def __init__(self, tmp_path: Path, path: list[Path] = (), netns: bool = True,  # type: ignore[assignment]
+                 **extra: str) -> None:
+        problem = sandbox.namespace_problem() if netns else None
         if problem:
             pytest.skip(f"commands are run with the docs' own ports in a private network namespace: {problem}")
         self.home = tmp_path / "home"
@@ -239,7 +252,7 @@ class Session:
         env = sandbox.sandbox_env(self.home, **GIVEN, **extra)
         if path:  # programs the reader installed (clients): found before the project's .venv/bin
             env["PATH"] = ":".join([*map(str, path), env["PATH"]])
-        self.shell = Shell(self.home, env)
+        self.shell = Shell(self.home, env, netns=netns)
         self.servers: list[tuple[str, int]] = []  # (command, shell variable index)
         self.not_run: list[tuple[str, str]] = []
 
@@ -815,6 +828,102 @@ def test_keys_price_file_example(tmp_path):
     assert table.cost("coding", "qwen3-coder-plus", {"prompt_tokens": 1, "completion_tokens": 1}) == (1.0, "requests")
 
 
+# ---- docs/deploy.md: the container image and compose ------------------------------------------------------
+
+DOCKER_GIVEN = {"DASHSCOPE_API_KEY": "sk-docs-test-dashscope"}  # the reader's key: no request is sent with it
+
+
+def _docker_preconditions(ports: tuple[int, ...], names: dict[str, list[str]]) -> None:
+    """Docker's daemon publishes ports on this machine's network, not a namespace of the test's: the docs'
+    ports must be free here, and nothing of the docs' names may exist already (it would be the reader's)."""
+    import socket
+
+    from helpers.docker import docker
+
+    for port in ports:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                pytest.skip(f"port {port} is in use on this machine: the documented commands publish the gateway there")
+    for kind, found in names.items():
+        for name in found:
+            if docker(kind, "inspect", name, check=False).returncode == 0:
+                pytest.skip(f"a Docker {kind} named {name} exists on this machine: the documented commands would use it")
+
+
+def _ready(url: str) -> None:
+    """The test's own wait between the docs' `docker run` and their readiness call ("once it has started")."""
+    from helpers.procs import until
+
+    def ready() -> bool:
+        try:
+            return httpx.get(url + "/health/readiness", trust_env=False, timeout=5).status_code == 200
+        except httpx.TransportError:
+            return False
+    until(ready, f"{url} ready", limit=60, every=0.2)
+
+
+@pytest.mark.timeout(1200)  # a bound: the images may be built first (40-80 s each, from nothing)
+def test_deploy_container(tmp_path, docker_daemon, gateway_image):
+    """The page's image build on the local base (behind this machine's TLS-inspecting proxy, as printed), a named
+    key and an account in the state volume, the gateway in a container on 127.0.0.1:8080, its readiness, and a new
+    container reading the key back after `docker rm`. On this machine's network (see `_docker_preconditions`);
+    everything the commands made is removed after. (The session's image is built first: the page's build then
+    finds every layer in Docker's cache, and leaves no build stage of its own behind.)"""
+    need_curl()
+    from helpers.docker import docker
+
+    volumes = ["qwen-state", "qwen-logins", "qwen-certs"]
+    _docker_preconditions((8080,), {"container": ["qwen-gateway"], "volume": volumes, "image": ["qwen-gateway"]})
+    try:
+        for s in _sessions(tmp_path, netns=False, **DOCKER_GIVEN):
+            s.run(block("docs/deploy.md", "cp /etc/ssl/certs/ca-certificates.crt build-ca.pem"), timeout=900)
+            s.run(block("docs/deploy.md", "docker run -d --name qwen-gateway"), timeout=120)
+            _ready("http://127.0.0.1:8080")
+            out = s.run(block("docs/deploy.md", "curl -s -w '\\n' http://127.0.0.1:8080/health/readiness"))
+            expect(block("docs/deploy.md", Exact('{"status":"ready"}')), out, s.home)
+            out = s.run(block("docs/deploy.md", "docker stop qwen-gateway && docker rm qwen-gateway"), timeout=120)
+            expect(block("docs/deploy.md", "alice  active"), out, s.home)
+    finally:
+        docker("rm", "-f", "-v", "qwen-gateway", check=False)
+        docker("volume", "rm", *volumes, check=False)
+        docker("image", "rm", "qwen-gateway", check=False)  # the tag: its layers are the session's test image's
+        for left in ("qwen-gateway.env", "build-ca.pem"):
+            (ROOT / left).unlink(missing_ok=True)
+
+
+@pytest.mark.timeout(1200)  # a bound: the images may be built first (40-80 s each, from nothing)
+def test_deploy_compose(tmp_path, docker_daemon, gateway_image, postgres_image):
+    """The page's compose walk-through as printed: the environment files, the account, `up`, both gateways ready,
+    `down`. No registry here: the test gives the images by compose.yaml's variables (QWEN_GATEWAY_IMAGE,
+    QWEN_POSTGRES_IMAGE: the session's, built on the local base) and a DASHSCOPE_API_KEY. On this machine's
+    network; the project's containers, volumes and the environment files are removed after."""
+    need_curl()
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose is not installed (Debian package docker-compose: scripts/install-test-tools.sh)")
+    from helpers.docker import docker
+
+    project = re.sub(r"[^-_a-z0-9]", "", ROOT.name.lower())  # Compose v1's name for the checkout's folder
+    _docker_preconditions((8081, 8082), {"container": [f"{project}_postgres_1", f"{project}_gateway-1_1",
+                                                        f"{project}_gateway-2_1"],
+                                         "volume": [f"{project}_{v}" for v in ("db", "state", "logins", "certs-1", "certs-2")]})
+    images = {"QWEN_GATEWAY_IMAGE": gateway_image, "QWEN_POSTGRES_IMAGE": postgres_image}
+    try:
+        for s in _sessions(tmp_path, netns=False, **DOCKER_GIVEN, **images):
+            s.run(block("docs/deploy.md", 'echo "POSTGRES_PASSWORD=$password" > postgres.env'))
+            s.run(block("docs/deploy.md", "docker-compose up -d"), timeout=300)
+            for port in (8081, 8082):
+                _ready(f"http://127.0.0.1:{port}")
+            out = s.run(block("docs/deploy.md", "curl -s -w '\\n' http://127.0.0.1:8081/health/readiness"))
+            expect(block("docs/deploy.md", Exact('{"status":"ready"}\n{"status":"ready"}')), out, s.home)
+            s.run(block("docs/deploy.md", Exact("docker-compose down")), timeout=120)
+            assert docker("volume", "inspect", f"{project}_state", check=False).returncode == 0  # kept, as the page says
+    finally:
+        subprocess.run(["docker-compose", "down", "--volumes", "--remove-orphans"], cwd=ROOT, capture_output=True,
+                       timeout=180, env={**os.environ, **images})
+        for left in ("qwen-gateway.env", "postgres.env"):
+            (ROOT / left).unlink(missing_ok=True)
+
+
 # ---- docs/configuration.md ---------------------------------------------------------------------------
 
 
@@ -870,6 +979,14 @@ CHECKED_BY_SCENARIOS = {  # shell blocks the tests above run (with their samples
     ("docs/keys.md", "qwen-keys add alice --rpm 3"), ("docs/keys.md", "for i in 1 2 3 4;"),
     ("docs/keys.md", "qwen-keys revoke ci"), ("docs/keys.md", "qwen-keys list\n.venv/bin/qwen-usage --by key"),
     ("docs/observability.md", "qwen-usage report --since 7d"),
+    ("docs/deploy.md", "cp /etc/ssl/certs/ca-certificates.crt build-ca.pem"),
+    ("docs/deploy.md", "docker run -d --name qwen-gateway"),
+    ("docs/deploy.md", "curl -s -w '\\n' http://127.0.0.1:8080/health/readiness"),
+    ("docs/deploy.md", "docker stop qwen-gateway && docker rm qwen-gateway"),
+    ("docs/deploy.md", 'echo "POSTGRES_PASSWORD=$password" > postgres.env'),
+    ("docs/deploy.md", "docker-compose up -d"),
+    ("docs/deploy.md", "curl -s -w '\\n' http://127.0.0.1:8081/health/readiness"),
+    ("docs/deploy.md", Exact("docker-compose down")),
 }
 
 SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that compares them
@@ -900,11 +1017,17 @@ SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that c
     ("docs/keys.md", "NAME   STATE    RPM"): "test_keys_walkthrough",
     ("docs/keys.md", "qwen: named client keys: 2 active"): "test_keys_walkthrough",
     ("docs/keys.md", '"coding": {"unit": "requests"}'): "test_keys_price_file_example",
+    ("docs/deploy.md", Exact('{"status":"ready"}')): "test_deploy_container",
+    ("docs/deploy.md", "alice  active"): "test_deploy_container",
+    ("docs/deploy.md", Exact('{"status":"ready"}\n{"status":"ready"}')): "test_deploy_compose",
 }
 
 NOT_OUTPUT: dict[tuple[str, str], str] = {  # non-shell blocks that are no command's output: (file, anchor) -> why
     ("docs/architecture.md", "client dialect (api/)"): "a diagram of the pivot between the wings",
     ("docs/observability.md", "qwen-usage [today|days|accounts|models|requests]"): "the command's synopsis",
+    ("docs/deploy.md", "kind: Deployment"):
+        "a Kubernetes manifest; tests/test_deploy_manifest.py validates it as printed against Kubernetes' schemas "
+        "(strict) and the gateway's routes, image and account registry",
     ("docs/deploy.md", "upstream qwen_gateways {"):
         "nginx's configuration; tests/test_e2e_deploy.py runs this block as printed (its ports and host name "
         "changed) with Debian's nginx in front of two gateways",

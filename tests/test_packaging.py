@@ -14,3 +14,25 @@ def test_only_qwen_gateway_is_importable(tmp_path, module, importable):
     r = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=tmp_path, capture_output=True, text=True,
                        timeout=60)
     assert (r.returncode == 0) is importable, r.stderr
+
+
+def test_every_docstring_compiles_on_python_3_13():
+    """Python 3.13 strips a docstring's indentation at compile time, through UTF-8: a lone surrogate in one
+    (a `\\ud800` escape in a docstring that is not raw) is `UnicodeEncodeError`, and the module cannot be
+    imported (found by building the container image on Debian trixie's Python 3.13). Checked here on any
+    Python: no docstring of the package, its scripts or its tests holds a lone surrogate."""
+    import ast
+    import re
+
+    from helpers.procs import ROOT
+
+    found = []
+    for folder in ("addons", "auth", "scripts", "tests"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                    doc = ast.get_docstring(node, clean=False)
+                    if doc and re.search("[\ud800-\udfff]", doc):
+                        found.append(f"{path.relative_to(ROOT)}: {getattr(node, 'name', 'the module')}")
+    assert found == [], "docstrings with a lone surrogate (write the escape as \\\\ud800, or make it raw):\n" \
+        + "\n".join(found)

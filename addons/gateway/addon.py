@@ -259,7 +259,7 @@ class QwenGateway:
     async def _late_key_check(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         refusal, key = await self.team.late_check(ex.extra.pop("key_digest"), bool(self.config.client_keys), flow)
         self.team.bind(ex, key)
-        if refusal is not None and not (ex.route == "health" and access.is_loopback(access.peer_host(flow))):
+        if refusal is not None and not access.key_exempt(ex.route, access.peer_host(flow)):
             raise refusal
 
     async def _handle(self, flow: http.HTTPFlow, ex: Exchange) -> None:

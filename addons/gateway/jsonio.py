@@ -1,7 +1,7 @@
 """JSON on the hot path. orjson writes JSON about ten times faster than the standard library (a long
 conversation is re-sent on every turn) and reads Qwen's answers faster; its output is compact, UTF-8,
 and otherwise what `json.dumps(..., ensure_ascii=False)` writes. Where orjson refuses a value the
-standard library takes (an integer beyond 64 bits, a lone surrogate from a `\ud800` escape), the
+standard library takes (an integer beyond 64 bits, a lone surrogate from a `\\ud800` escape), the
 standard library writes it: numbers as sent, a lone surrogate (what JavaScript's `JSON.stringify` writes
 for a string cut inside an emoji) as U+FFFD, the replacement character any strict UTF-8 reader would put
 there: what goes to Qwen is valid UTF-8 with no escape a strict server could choke on.

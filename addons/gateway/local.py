@@ -19,6 +19,7 @@ from .config import Config
 from .errors import GatewayError
 from .exchange import Exchange
 from .pivot import ClientFormat
+from .probes import PROBES, Probes
 
 JSON = {"content-type": "application/json"}
 
@@ -107,11 +108,14 @@ class LocalAnswers:
         self.keys = keys
         self.routes = routes  # answers that belong to a wing (registry.py): models, stored responses, login
         self.metrics = metrics
+        self.probes = Probes(pool)  # /health/liveness, /health/readiness
 
     async def answer(self, ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Response:
         route, path, method = ex.route, ex.client.path, ex.client.method
         if route == "health":
             return json_response(200, health(self.pool(), self.keys()))
+        if route in PROBES:
+            return json_response(*self.probes.answer(route))
         handler = self.routes.get(route)
         if handler is not None:
             return await handler(ex, flow, config)

@@ -12,6 +12,7 @@ from mitmproxy import http
 from mitmproxy.proxy import mode_specs
 
 from ..errors import GatewayError
+from ..probes import PROBES
 
 INVALID_KEY = ("Incorrect API key provided. This gateway requires one of its client keys "
                "(Authorization: Bearer KEY or x-api-key).")
@@ -178,12 +179,18 @@ PASSTHROUGH_REFUSED = GatewayError(
          "not relay other traffic (qwen_allow_passthrough).", code="passthrough_refused")
 
 
+def key_exempt(route: str, peer: str) -> bool:
+    """What answers without a client key: the probes, to anyone (kubelet and Docker send no key, and they show
+    no secret: probes.py); /health on loopback (beyond it, it is behind the key: it names the accounts)."""
+    return route in PROBES or (route == "health" and is_loopback(peer))
+
+
 def admit(head: Head, *, route: str, key_refusal: GatewayError | None, allowed: frozenset[str],
           peer: str, max_body: int) -> GatewayError | None:
     """The refusal for a claimed request, from its headers alone (the body is not read yet). `key_refusal`
     is the client-key check, made before the key was dropped from the flow."""
-    if key_refusal is not None and not (route == "health" and is_loopback(peer)):
-        return key_refusal  # /health stays open on loopback; beyond it, it is behind the key
+    if key_refusal is not None and not key_exempt(route, peer):
+        return key_refusal
     refusal = check_host(head.host, allowed) or check_origin(head.origin, allowed)
     if refusal is None and route == "auth" and head.browser:
         refusal = GatewayError(403, "Remote login is not served to web pages.", code="remote_login_disabled")

@@ -23,7 +23,7 @@ from mitmproxy.proxy import mode_specs
 from ..errors import GatewayError
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
-ANSWERED_FOR_ITSELF = frozenset({"health", "metrics"})  # monitoring, not a client's API call
+ANSWERED_FOR_ITSELF = frozenset({"health", "liveness", "readiness", "metrics"})  # monitoring, not an API call
 REVERSE_COMMAND = "mitmdump -s addons/qwen.py --mode reverse:https://portal.qwen.ai -p {port}"
 
 

@@ -13,6 +13,7 @@ from . import mistakes
 
 # Requests answered by the gateway itself: (method, path) -> route; path prefixes are matched after these.
 LOCAL = {("GET", "/health"): "health", ("GET", "/metrics"): "metrics", ("GET", "/v1/models"): "models",
+         ("GET", "/health/liveness"): "liveness", ("GET", "/health/readiness"): "readiness",  # probes.py
          ("GET", "/models"): "models", ("POST", "/auth/initiate"): "auth", ("POST", "/auth/poll"): "auth",
          ("GET", "/v1/chat/completions"): "stored_chat", ("GET", "/chat/completions"): "stored_chat",
          ("POST", "/v1/responses/input_tokens"): "input_tokens", ("POST", "/responses/input_tokens"): "input_tokens",
