@@ -29,6 +29,16 @@ def pytest_collection_finish(session) -> None:
     gc.enable()
 
 
+@pytest.fixture(autouse=True)
+def _storage_healths(monkeypatch):
+    """Each test starts with no storage known to be down: the registry of storages' health (auth/storage.py)
+    is the process's, and a test that took a database or folder down must not leave it down for the next
+    (a readiness probe answered 503 `storage_unavailable` after the ledger's fault tests)."""
+    from qwen_gateway.auth import storage
+
+    monkeypatch.setattr(storage, "_healths", {})
+
+
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory) -> Emulator:
     emu = start_emulator(tmp_path_factory.mktemp("emulator"))
