@@ -17,7 +17,7 @@ import pytest
 
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 from helpers.procs import Gateway
-from helpers.team import add_key, openai_client, team_env, until
+from helpers.team import add_key, openai_client, qwen_keys, team_env, until
 from test_e2e_responses_ws import connect, turn, user
 
 pytestmark = pytest.mark.e2e
@@ -28,9 +28,10 @@ NOBODYS = ("chatcmpl-00000000-0000-0000-0000-000000000000", "resp_00000000000000
 
 @pytest.fixture(params=["local", "postgres"])
 def team(request, tmp_path, emu):
-    """(the gateways: carol stores through the first; the keys by name), the keys made before the start."""
+    """(the gateways: carol stores through the first; the keys by name; `qwen-keys`' environment), the keys
+    made before the start."""
     if request.param == "local":
-        env = team_env(tmp_path, emu)
+        env = cli = team_env(tmp_path, emu)
         keys = {name: add_key(env, name) for name in ("carol", "dave")}
         gws = [Gateway(tmp_path / "team" / "gw", env=env)]
     else:
@@ -42,7 +43,7 @@ def team(request, tmp_path, emu):
     try:
         for gw in gws:
             gw.start()
-        yield gws, keys
+        yield gws, keys, cli
     finally:
         for gw in gws:
             gw.stop()
@@ -64,7 +65,7 @@ def refused(call, theirs: str, nobodys: str, cls=openai.NotFoundError, *, named:
 
 
 def test_a_keys_stored_chat_completions_are_its_own(team, emu):
-    gws, keys = team
+    gws, keys, _ = team
     carol = openai_client(gws[0].url, keys["carol"])
     run = uuid.uuid4().hex
     whole = carol.chat.completions.create(model="gpt-4o", messages=MESSAGES, store=True, metadata={"run": run})
@@ -99,7 +100,7 @@ def test_a_keys_stored_chat_completions_are_its_own(team, emu):
 
 
 def test_a_keys_stored_responses_are_its_own(team, emu):
-    gws, keys = team
+    gws, keys, _ = team
     carol = openai_client(gws[0].url, keys["carol"])
     first = carol.responses.create(model="gpt-4o", input="carol's secret: kumquat")
     item = first.output[-1].id
@@ -149,7 +150,7 @@ def test_a_keys_stored_responses_are_its_own(team, emu):
 
 
 def test_a_keys_background_response_is_its_own(team, emu):
-    gws, keys = team
+    gws, keys, _ = team
     emu.fault("stall", seconds=8)  # Qwen sends its first chunk, then nothing for a while: the run goes on
     carol = openai_client(gws[0].url, keys["carol"])
     running = carol.responses.create(model="gpt-4o", input="take your time", background=True)
@@ -193,7 +194,7 @@ def test_what_was_stored_before_named_keys_stays_with_no_key(tmp_path, emu, make
 def test_one_key_storing_many_never_evicts_another_keys_objects(team, emu):
     """The stores kept the newest 1,000 objects of every key together (the shared one trimmed every 50 puts):
     carol storing 1,100 took dave's. Each key now keeps its own newest PER_KEY."""
-    gws, keys = team
+    gws, keys, _ = team
     dave = openai_client(gws[0].url, keys["dave"])
     his_completion = dave.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "dave's"}],
                                                   store=True)
@@ -215,3 +216,34 @@ def test_one_key_storing_many_never_evicts_another_keys_objects(team, emu):
     carol = openai_client(gws[-1].url, keys["carol"])
     assert carol.chat.completions.retrieve(hers[0][0]).id == hers[0][0]  # and hers within her own cap
     assert carol.responses.retrieve(hers[0][1]).id == hers[0][1]
+
+
+def test_a_deleted_keys_stored_objects_go_with_it(team, emu):
+    """`qwen-keys delete` is for good: a key added later under the same name reads nothing of the old one's."""
+    gws, keys, cli = team
+    carol = openai_client(gws[0].url, keys["carol"])
+    cid = carol.chat.completions.create(model="gpt-4o", messages=MESSAGES, store=True).id
+    rid = carol.responses.create(model="gpt-4o", input="carol's secret: kumquat").id
+    for gw in gws:  # every gateway has seen them (the second reads carol's rows from the database)
+        seen = openai_client(gw.url, keys["carol"])
+        assert seen.chat.completions.retrieve(cid).id == cid and seen.responses.retrieve(rid).id == rid
+    out = qwen_keys(cli, "delete", "carol").stdout
+    assert "stored objects" in out, out
+    again = add_key(cli, "carol")
+    for gw in gws:
+        new = openai_client(gw.url, again)
+        until(lambda: listed(new) == [], "carol's name served again, with nothing stored")
+        with pytest.raises(openai.NotFoundError):
+            new.chat.completions.retrieve(cid)
+        with pytest.raises(openai.NotFoundError):
+            new.responses.retrieve(rid)
+        with pytest.raises(openai.BadRequestError):
+            new.responses.create(model="gpt-4o", input="go on", previous_response_id=rid)
+
+
+def listed(client) -> list | None:
+    """The key's stored completions, or None while the gateway has not heard of the key yet (401)."""
+    try:
+        return client.chat.completions.list().data
+    except openai.AuthenticationError:
+        return None

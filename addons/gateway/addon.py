@@ -64,6 +64,7 @@ class QwenGateway:
         self.pool: Pool | None = pool
         self.config = Config()
         self.team = Team()  # named client keys (qwen-keys): checked at the door, spend counted when finished
+        self.team.deleted.append(lambda name: self._responses().forget_owner(name))  # gone for good
         self.observers = Observers([*(registry.default_observers() if observers is None else observers), self.team])
         self._store: ResponseStore | None = None
         self.endpoints = registry.endpoints(self._responses, lambda: self.background)

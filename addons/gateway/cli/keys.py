@@ -24,12 +24,14 @@ See docs/keys.md.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import json
 import os
 import re
 import sys
 import time
 
+from ..api.responses.store_schema import FORGET_OWNER, forget_owner
 from ..auth.pg import Database, StateUrlError
 from ..auth.settings import resolve_state_dir
 from ..door.keycopy import KeyCopy
@@ -177,7 +179,9 @@ def run(ap: argparse.ArgumentParser, a: argparse.Namespace) -> int:
             print(key)
         elif a.command == "delete":
             store.delete(a.name)
-            print(f"Deleted key {a.name}: its record and spend are gone (the usage ledger keeps its requests); "
+            gone = forget_stored(a, a.name)
+            print(f"Deleted key {a.name}: its record and spend are gone, and its {gone} stored objects "
+                  "(the usage ledger keeps its requests); "
                   "running gateways refuse it within seconds (401).")
             if not store.keys():
                 print("No named key is left: running gateways no longer require one (on loopback; the keys of "
@@ -190,6 +194,33 @@ def run(ap: argparse.ArgumentParser, a: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def forget_stored(a: argparse.Namespace, name: str) -> int:
+    """The deleted key's stored Responses and chat completions (docs/keys.md#stored-objects-each-keys-own),
+    in the state folder and the shared database: a key added later under that name starts with none."""
+    gone = 0
+    local = resolve_state_dir(a.state_dir) / "responses.sqlite3"
+    if local.exists():
+        db = sqlite3.connect(local, timeout=10)
+        try:
+            gone += forget_owner(db, name)
+        except sqlite3.OperationalError as e:  # a file of an older gateway (no owners): nothing of a name in it
+            if "no such column" not in str(e) and "no such table" not in str(e):
+                raise
+        finally:
+            db.close()
+    if a.state_url:
+        with Database(a.state_url).connect() as conn:
+            for sql in FORGET_OWNER:
+                try:
+                    cur = conn.execute(sql.replace("?", "%s"), (name,))
+                except Exception as e:  # psycopg's UndefinedTable/Column: a database no gateway has stored in
+                    if getattr(e, "sqlstate", "") not in ("42P01", "42703"):
+                        raise
+                    continue
+                gone += cur.rowcount if sql.startswith(("DELETE FROM responses ", "DELETE FROM chat_comp")) else 0
+    return gone
 
 
 def _keep_copy(a: argparse.Namespace, store: KeyStore) -> None:
@@ -219,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("list", parents=[common], help="keys, limits and spend")
     p.add_argument("--json", action="store_true", help="print rows as JSON")
     for name, text in (("revoke", "the key stops working"), ("rotate", "a new key for NAME, printed as the last line"),
-                       ("delete", "the key gone for good (its record and spend)")):
+                       ("delete", "the key gone for good (its record, spend and stored objects)")):
         sub.add_parser(name, parents=[common], help=text).add_argument("name", type=_name)
     a = ap.parse_args(argv)
     a.json = getattr(a, "json", False)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ..auth.pg import Database
+from ..dispatch import call_safely
 from . import keylines
 from .access import exposed_listeners
 from .keycopy import KeyCopy
@@ -40,6 +42,7 @@ class TeamState(Protocol):
     ring: Keyring
     book: SpendBook
     limiter: Limiter
+    deleted: list[Callable[[str], None]]  # told each name deleted
 
 
 class KeySource:
@@ -214,6 +217,8 @@ class KeySource:
         self.state.ring = ring
         for gone in old.by_name.keys() - ring.by_name.keys():
             self.state.book.forget(gone)
+            for told in self.state.deleted:
+                call_safely(told, gone)
         line = keylines.change(old, ring, first=first, where=where, flat=self._flat, exposed=exposed)
         if line:
             (log.warning if "WARNING" in line else log.info)(line)

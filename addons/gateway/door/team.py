@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import GatewayError
@@ -49,6 +50,7 @@ class Team(Observer):
         self.limiter = Limiter(MemoryGrants())
         self.source = KeySource(self)
         self._warned = False
+        self.deleted: list[Callable[[str], None]] = []  # told each name deleted (its stored objects go with it)
 
     # ---- lifecycle: where the keys live (door/keysource.py) -------------------------------------------
 

@@ -29,7 +29,7 @@ from ...auth.storage import check_local, local_failure, local_health
 from ...errors import GatewayError
 from ...jsonio import valid_text
 from ...seal import Sealer
-from .store_schema import PER_KEY, TABLES, Expiry, counts, migrate
+from .store_schema import PER_KEY, TABLES, Expiry, counts, forget_owner, migrate
 
 # id, owner, created, the response, its history, its input items, and (item id, response id, item, owner)
 Rows = tuple[str, str, float, str, str, str, list[tuple[str, str, str, str]]]
@@ -48,6 +48,7 @@ class ResponseStore:
         self._wdb: sqlite3.Connection | None = None
         self._counts: dict[str, int] = {}  # responses per owner (the writer keeps them: a trim needs no count(*))
         self._expiry = Expiry("responses")
+        self.forgotten: list[Callable[[str], None]] = []  # told each owner forgotten (stored chat's counts)
 
     def _open_file(self) -> sqlite3.Connection:
         try:
@@ -178,6 +179,20 @@ class ResponseStore:
                 raise self._fault(e) from None
         self.health.ok()
         return result
+
+    def forget_owner(self, owner: str) -> None:
+        """Every stored object of `owner` gone from the folder (its named key was deleted: a key added later
+        under the name starts with none), in a worker thread; the shared database's rows go with `qwen-keys`."""
+        def work(db: sqlite3.Connection) -> None:
+            forget_owner(db, owner)
+            self._counts.pop(owner, None)
+            for told in self.forgotten:
+                told(owner)
+
+        try:
+            self.committed(work)
+        except RuntimeError:  # no event loop (a test): at once
+            self._commit(work)
 
     def read(self, sql: str, args: tuple = ()) -> list[tuple]:
         """The rows of one query on the reading connection (another table of the folder's database)."""

@@ -104,3 +104,23 @@ class Expiry:
 def counts(db: sqlite3.Connection, table: str) -> dict[str, int]:
     """Objects per owner (read once, when the writer opens the file; the writer keeps them after)."""
     return dict(db.execute(f"SELECT owner, count(*) FROM {table} GROUP BY owner").fetchall())
+
+
+# Every stored object of one owner (`qwen-keys delete`: a name deleted is gone for good, so a key added later
+# under the same name never reads what the deleted one stored). The same statements on the shared database.
+FORGET_OWNER = (
+    "DELETE FROM response_inputs WHERE id IN (SELECT id FROM responses WHERE owner = ?)",
+    "DELETE FROM response_items WHERE owner = ?",
+    "DELETE FROM responses WHERE owner = ?",
+    "DELETE FROM chat_completions WHERE owner = ?",
+)
+
+
+def forget_owner(db: sqlite3.Connection, owner: str) -> int:
+    """Delete `owner`'s stored objects from a state folder's file; how many Responses and completions went."""
+    gone = 0
+    with db:
+        for sql in FORGET_OWNER:
+            n = db.execute(sql, (owner,)).rowcount
+            gone += n if sql.startswith(("DELETE FROM responses ", "DELETE FROM chat_completions")) else 0
+    return gone

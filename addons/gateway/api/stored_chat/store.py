@@ -33,7 +33,13 @@ class ChatStore:
         self.base = base
         self.per_key = per_key
         self._counts: dict[str, int] | None = None  # rows per owner (the writer keeps them, under the base's lock)
+        base.forgotten.append(self._forget)
         self._expiry = Expiry("chat_completions")
+
+    def _forget(self, owner: str) -> None:
+        """`owner`'s rows are gone (the base's writer deleted them, holding the lock that guards the counts)."""
+        if self._counts is not None:
+            self._counts.pop(owner, None)
 
     async def check(self) -> None:
         """Before a `store: true` request goes upstream: StateUnavailable when the completion could not be
