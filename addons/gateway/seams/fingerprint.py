@@ -23,7 +23,7 @@ from mitmproxy import version
 
 log = logging.getLogger("qwen")
 
-WRITTEN_AGAINST = "12.2.3"  # the mitmproxy release the digests below were taken from
+WRITTEN_AGAINST = "12.2.3"  # the seams' digests were taken from it (the same code: 12.2.0, 12.2.2, 12.3.0, 12.3.1)
 
 _told: set[str] = set()  # seams whose refusal was logged: one line per seam and process
 
