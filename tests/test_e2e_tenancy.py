@@ -232,7 +232,7 @@ def test_a_deleted_keys_stored_objects_go_with_it(team, emu):
     again = add_key(cli, "carol")
     for gw in gws:
         new = openai_client(gw.url, again)
-        until(lambda: listed(new) == [], "carol's name served again, with nothing stored")
+        until(lambda new=new: listed(new) == [], "carol's name served again, with nothing stored")
         with pytest.raises(openai.NotFoundError):
             new.chat.completions.retrieve(cid)
         with pytest.raises(openai.NotFoundError):

@@ -8,6 +8,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 WINGS = ("api", "upstream", "door", "mitmweb", "observe", "cli", "auth")
+# seams/ (every patch of mitmproxy's or asyncio's behaviour) is not a wing: it is part of the core, which any
+# wing may call and which imports no wing.
+SEAMS = "qwen_gateway.seams"
 # Entry points that wire the wings together.
 WIRING = {"qwen_gateway.addon", "qwen_gateway.registry"}
 # auth/ is a package of its own with a declared interface (docs/architecture.md).
@@ -104,6 +107,53 @@ def test_no_import_cycle():
         if v not in index:
             visit(v)
     assert cycles == []
+
+
+def test_seams_are_core():
+    assert wing(f"{SEAMS}.server_connect") == "core"
+    assert all(wing(dep) == "core" for module, deps in graph().items() if module.startswith(SEAMS) for dep in deps)
+
+
+def _patches(path: Path) -> list[str]:
+    """What a module does that patches mitmproxy or asyncio: imports a private mitmproxy module, assigns an
+    attribute of an imported mitmproxy or asyncio name (directly or with setattr), binds a function as an
+    object's method, or sets an event loop's exception handler."""
+    tree = ast.parse(path.read_text())
+    foreign = {"asyncio"}  # names bound to asyncio or mitmproxy modules and their contents
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "mitmproxy":
+            foreign |= {a.asname or a.name for a in node.names}
+            private = [f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+            if any(part.startswith("_") for part in (node.module or "").split(".")) or private:
+                found.append(f"line {node.lineno}: imports mitmproxy's private {', '.join(private) or node.module}")
+        elif isinstance(node, ast.Import):
+            foreign |= {(a.asname or a.name).split(".")[0] for a in node.names if a.name.split(".")[0] == "mitmproxy"}
+    for node in ast.walk(tree):
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "setattr" and node.args:
+            targets = [ast.Attribute(value=node.args[0], attr="?")]
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr == "set_exception_handler":
+            found.append(f"line {node.lineno}: sets the event loop's exception handler")
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) \
+                and ast.unparse(node.value.func).endswith("MethodType"):
+            found.append(f"line {node.lineno}: binds a method to {ast.unparse(node.targets[0])}")
+        for target in targets:
+            root = target
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if target is not root and isinstance(root, ast.Name) and root.id in foreign:
+                found.append(f"line {node.lineno}: assigns to {ast.unparse(target)}")
+    return found
+
+
+def test_mitmproxy_and_asyncio_are_patched_only_in_seams():
+    """docs/architecture.md#seams: every patch in one folder, each guarded by the mitmproxy it was written for."""
+    outside = {name: _patches(path) for name, (path, _) in modules().items() if not name.startswith(SEAMS)}
+    assert {name: found for name, found in outside.items() if found} == {}
+    inside = {name for name, (path, _) in modules().items() if name.startswith(SEAMS) and _patches(path)}
+    assert inside == {f"{SEAMS}.{m}" for m in ("hook_dispatch", "server_connect", "http1_heads", "loop_reports")}
 
 
 def test_every_package_is_installed():

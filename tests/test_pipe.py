@@ -56,6 +56,8 @@ async def test_a_writer_waiting_for_room_fails_when_the_reader_closes():
 
 
 async def test_open_connection_reaches_a_listening_server_and_nothing_else_changes():
+    """inproc.open_connection is what mitmproxy's server connect calls (seams/server_connect.py; driven through
+    mitmproxy's own code in test_seams_server_connect.py): asyncio's own is never replaced."""
     original = asyncio.open_connection
     seen = []
 
@@ -66,8 +68,9 @@ async def test_open_connection_reaches_a_listening_server_and_nothing_else_chang
 
     address = inproc.listen(serve)
     try:
-        assert address[0].endswith(".invalid")
-        reader, writer = await asyncio.open_connection(*address)
+        assert address is not None and address[0].endswith(".invalid")
+        assert asyncio.open_connection is original
+        reader, writer = await inproc.open_connection(*address)
         writer.write(b"ping")
         assert await reader.read(10) == b"pong"
         assert await reader.read(10) == b""
@@ -78,10 +81,10 @@ async def test_open_connection_reaches_a_listening_server_and_nothing_else_chang
         server.close()
         await server.wait_closed()
         with pytest.raises(OSError):
-            await asyncio.open_connection("127.0.0.1", port)
+            await inproc.open_connection("127.0.0.1", port)
     finally:
         inproc.close(address)
-    assert asyncio.open_connection is original  # the last server gone: asyncio as it was
+    assert asyncio.open_connection is original  # asyncio as it was
 
 
 async def test_a_connection_completes_only_after_the_caller_could_record_its_task():
@@ -91,12 +94,13 @@ async def test_a_connection_completes_only_after_the_caller_could_record_its_tas
         writer.close()
 
     address = inproc.listen(serve)
+    assert address is not None
     try:
         loop = asyncio.get_running_loop()
         previous = loop.get_task_factory()
         loop.set_task_factory(asyncio.eager_task_factory)
         try:
-            task = loop.create_task(asyncio.open_connection(*address))
+            task = loop.create_task(inproc.open_connection(*address))
             assert not task.done()
             await task
         finally:

@@ -26,7 +26,7 @@ from mitmproxy import ctx, http, tls
 from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.utils import asyncio_utils
 
-from . import config, forward, hookdispatch, mitmdefaults, registry
+from . import config, forward, mitmdefaults, registry
 from .api.responses.background import BackgroundRuns
 from .api.responses.socket import ResponsesSockets, trim_messages, wants_socket
 from .api.responses.store import ResponseStore
@@ -49,6 +49,7 @@ from .dispatch import Observers, call_safely
 from .observe import requestlog, terminal
 from .observe.guard import context_check
 from .observer import Observer
+from .seams import hook_dispatch
 from .settle import Settlement
 from .upstream.engine import UpstreamEngine
 from .upstream.relay import TOKEN_HEADER, LoopbackRelay
@@ -104,7 +105,7 @@ class QwenGateway:
                         startup.stop(problems)
                     for line in problems:  # a reload: the values stay unset, the gateway keeps serving
                         log.error("qwen: %s", line)
-                hookdispatch.install(master.addons)  # events enter only the addons with their hook
+                hook_dispatch.install(master.addons)  # events enter only the addons with their hook
             terminal.keep_secrets_out_of_logs()  # mitmproxy's protocol debug prints clients' headers
             self.clients.load()
 

@@ -1,8 +1,9 @@
 """Hostile or sloppy clients, wired in one place for the addon (docs/reliability.md#hostile-clients):
-request heads bounded inside mitmproxy's HTTP/1 reader (headlimit.py), connections that owe a head closed
-when late (deadlines.py; the addon's hooks tell it when a head arrives and an exchange ends), the
-file-descriptor limit and accept() storms (descriptors.py). Their log lines go through one LogTally: one
-line per kind per 10 s, with a count."""
+request heads bounded inside mitmproxy's HTTP/1 reader (seams/http1_heads.py; the answer in the client's
+format: oversized_head.py), connections that owe a head closed when late (deadlines.py; the addon's hooks
+tell it when a head arrives and an exchange ends), the file-descriptor limit (descriptors.py) and accept()
+storms (seams/loop_reports.py). Their log lines go through one LogTally: one line per kind per 10 s, with a
+count."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from functools import partial
 from ..config import Config
 from ..local import Formats
 from ..logtally import LogTally
-from . import descriptors, headlimit
+from ..seams import http1_heads, loop_reports
+from . import descriptors, oversized_head
 from .deadlines import HeadDeadlines
 
 
@@ -21,16 +23,16 @@ class HostileClients:
     def __init__(self, log: logging.Logger, endpoints: dict, formats: Formats) -> None:
         self.tally = LogTally(log)
         self.deadlines = HeadDeadlines(self.tally)
-        self.accept_storms = descriptors.AcceptStorms(self.tally)
-        self._answer = partial(headlimit.answer, endpoints=endpoints, formats=formats)  # in the client's format
+        self.accept_storms = loop_reports.AcceptStorms(self.tally)
+        self._answer = partial(oversized_head.answer, endpoints=endpoints, formats=formats)  # in the client's format
         self._running = False
 
     def load(self) -> None:
         descriptors.raise_soft_limit()
 
     def configure(self, old: Config, new: Config) -> None:
-        if new.max_head != old.max_head or not headlimit.installed():
-            headlimit.install(headlimit.Limit(new.max_head, self._answer, self.tally))
+        if new.max_head != old.max_head or not http1_heads.installed():
+            http1_heads.install(http1_heads.Limit(new.max_head, self._answer, self.tally))
         if new.head_timeout != old.head_timeout and self._running:
             self.deadlines.start(new.head_timeout)
 

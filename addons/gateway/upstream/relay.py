@@ -2,8 +2,9 @@
 
 mitmproxy can only stream a response that comes from a server connection; an answer an addon makes is
 sent whole. So a streamed exchange is pointed at this small HTTP/1.1 server, which runs in the addon's
-own event loop and is reached through an in-process connection (inproc.py: no socket; it listened on
-127.0.0.1 before, which cost a socket hop per event and a TCP connect per stream). It serves only
+own event loop and is reached through an in-process connection (inproc.py: no socket; on a mitmproxy whose
+server connect the seam was not written against, it listens on 127.0.0.1, as it did before, at the cost of a
+socket hop per event and a TCP connect per stream). It serves only
 exchanges the gateway registered, each once, named by a random token; it asks the engine for the answer
 (credential, pooled connection, retries before the first byte) and writes the upstream bytes to mitmproxy
 as they arrive, chunked.
@@ -48,7 +49,7 @@ class LoopbackRelay(LoopbackServer):
     async def start(self) -> tuple[str, int]:
         if self.address is None:
             self.address = inproc.listen(self._tracked)
-        return self.address
+        return self.address or await super().start()  # 127.0.0.1 when mitmproxy cannot connect in-process
 
     def stop(self) -> None:
         inproc.close(self.address)
@@ -101,7 +102,8 @@ class LoopbackRelay(LoopbackServer):
         # mitmproxy sends nothing more on this connection until the answer is complete: its end of the
         # connection closing means the client went away, and the upstream request is cancelled (this task is:
         # no task of its own for the upstream request, the pump or the watch)
-        assert isinstance(reader, PipeReader)  # the relay is reached in-process only (start)
+        if not isinstance(reader, PipeReader):  # over TCP (start): a client gone is noticed when a write fails
+            return await self._answer(ex, writer)
         task = asyncio.current_task()
         assert task is not None
         if reader.at_eof():

@@ -1,6 +1,6 @@
 """mitmproxy's event dispatch without the addons an event has nothing to do in.
 
-mitmproxy 12 triggers every event on every addon of its chain (35 in mitmdump, 40 or so in mitmweb): for
+Why: mitmproxy 12 triggers every event on every addon of its chain (35 in mitmdump, 40 or so in mitmweb): for
 each one, `AddonManager.trigger_event` opens a `safecall` context manager and an `invoke_addon` coroutine,
 which walk the addon and its children with two generators looking for a method named like the event. A
 keep-alive request is eight events (requestheaders, request, responseheaders, response, each followed by
@@ -12,8 +12,13 @@ about a fifth of the process's samples, in bare mitmdump as in the gateway).
 mitmproxy uses and over the same children, whether an addon has the event's method at all, and enters
 mitmproxy's own path (`safecall`, `invoke_addon`) only for those that do: the same hooks, in the same
 order, with the same error handling and `AddonHalt`. Nothing is cached: an addon registered, removed or
-reloaded later is seen at the next event. Installed only over mitmproxy's own dispatch (never over someone
-else's), once.
+reloaded later is seen at the next event. Installed once, on that one manager (not on the class: another
+master in the process keeps mitmproxy's dispatch), and only over the dispatch it was written against:
+mitmproxy 12.2.3's `trigger_event`, whose walk (`_iter_hooks`, `traverse`) `_has_hook` reproduces.
+
+What mitmproxy change would remove it: AddonManager keeping, per event name, the addons that have the hook
+(invalidated when the chain or an addon's children change), or skipping `safecall`/`invoke_addon` when
+`_iter_hooks` finds nothing.
 """
 
 from __future__ import annotations
@@ -23,8 +28,14 @@ from typing import Any
 
 from mitmproxy import addonmanager, exceptions, hooks
 
-_MITMPROXY_DISPATCH = addonmanager.AddonManager.trigger_event
+from .fingerprint import WrittenAgainst
 
+WRITTEN = WrittenAgainst(
+    seam="events entering only the addons with their hook",
+    loses="every event walks every addon, as in mitmproxy (the same hooks, more work per request)",
+    code=(("mitmproxy.addonmanager:AddonManager.trigger_event", "b763c59bc4992e33"),
+          ("mitmproxy.addonmanager:AddonManager._iter_hooks", "350b419ab7284091"),
+          ("mitmproxy.addonmanager:traverse", "bad3d9f88bdf9269")))
 
 _NO_CHILDREN = object()
 
@@ -48,7 +59,7 @@ def _has_hook(addon: Any, name: str) -> bool:
 
 
 async def _trigger_event(self: addonmanager.AddonManager, event: hooks.Hook) -> None:
-    """AddonManager.trigger_event (mitmproxy 12.2), entering only the addons that have the hook."""
+    """AddonManager.trigger_event (mitmproxy 12.2.3), entering only the addons that have the hook."""
     name = event.name
     for addon in self.chain:
         try:  # the common case inline (an addon of mitmproxy's without the hook nor children): two lookups
@@ -65,10 +76,12 @@ async def _trigger_event(self: addonmanager.AddonManager, event: hooks.Hook) -> 
 
 
 def install(manager: addonmanager.AddonManager) -> bool:
-    """Give `manager` the dispatch above; False when it is there already or the manager's dispatch is not
-    mitmproxy's own (a newer mitmproxy, another addon's): left as it is."""
+    """Give `manager` the dispatch above; False when it is there already, when the manager's dispatch is not
+    its class's (another addon's), or when that is not the code this was written against: left as it is."""
     current = getattr(manager, "trigger_event", None)
-    if getattr(current, "__func__", None) is not _MITMPROXY_DISPATCH or "trigger_event" in vars(manager):
+    if "trigger_event" in vars(manager) or getattr(current, "__func__", None) is not type(manager).trigger_event:
+        return False
+    if not WRITTEN.fits():
         return False
     manager.trigger_event = types.MethodType(_trigger_event, manager)  # type: ignore[method-assign]
     return True

@@ -1,23 +1,26 @@
-"""mitmproxy's event dispatch in the gateway's process (hookdispatch.py): an event enters only the addons that
-have its hook — the same hooks, in the same order, with mitmproxy's own error handling — instead of every
-addon of the chain (35 in mitmdump) through a context manager, a coroutine and two generators each.
+"""mitmproxy's event dispatch in the gateway's process (seams/hook_dispatch.py): an event enters only the
+addons that have its hook — the same hooks, in the same order, with mitmproxy's own error handling — instead
+of every addon of the chain (35 in mitmdump) through a context manager, a coroutine and two generators each;
+on another mitmproxy's dispatch, the seam stays out.
 
 Driven through a real DumpMaster (mitmdump's own addons) with the gateway loaded as mitmproxy loads it;
 the work is counted (addons entered per event), never timed."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 import types
 
 import pytest
-from mitmproxy import addonmanager, exceptions, hooks, options
+from helpers import another_mitmproxy
+from mitmproxy import addonmanager, exceptions, hooks, options, version
 from mitmproxy.proxy.layers import http as lhttp
 from mitmproxy.test import tflow
 from mitmproxy.tools.dump import DumpMaster
 
-from qwen_gateway import hookdispatch
+from qwen_gateway.seams import fingerprint, hook_dispatch
 from qwen_gateway.addon import QwenGateway
 
 
@@ -117,7 +120,7 @@ async def _run(install: bool, caplog) -> tuple[list[str], list[str]]:
     calls: list[str] = []
     m.addons.chain = _chain(calls)
     if install:
-        assert hookdispatch.install(m.addons)
+        assert hook_dispatch.install(m.addons)
     caplog.clear()
     with caplog.at_level(logging.ERROR):
         await m.addons.trigger_event(lhttp.HttpRequestHook(tflow.tflow()))
@@ -137,7 +140,7 @@ async def test_addons_added_or_children_changed_after_install_are_seen():
     calls: list[str] = []
     loader = Quiet([])
     m.addons.chain = [loader]
-    assert hookdispatch.install(m.addons)
+    assert hook_dispatch.install(m.addons)
     event = lhttp.HttpRequestHook(tflow.tflow())
     await m.addons.trigger_event(event)
     loader.addons = [Recorder("script, reloaded", calls)]  # as mitmproxy's script loader does
@@ -148,13 +151,13 @@ async def test_addons_added_or_children_changed_after_install_are_seen():
 
 async def test_installed_once_and_only_over_mitmproxys_own_dispatch():
     m = DumpMaster(options.Options(), with_termlog=False, with_dumper=False)
-    assert hookdispatch.install(m.addons) and not hookdispatch.install(m.addons)  # already there
+    assert hook_dispatch.install(m.addons) and not hook_dispatch.install(m.addons)  # already there
     other = DumpMaster(options.Options(), with_termlog=False, with_dumper=False)
 
     async def someone_elses(event: hooks.Hook) -> None:
         return None
     other.addons.trigger_event = someone_elses  # type: ignore[method-assign]
-    assert not hookdispatch.install(other.addons)
+    assert not hook_dispatch.install(other.addons)
     assert other.addons.trigger_event is someone_elses
 
 
@@ -167,3 +170,34 @@ async def test_lifecycle_events_reach_the_gateway(event, monkeypatch):
     m = _master(gateway)
     await m.addons.trigger_event(hooks.RunningHook() if event == "running" else hooks.DoneHook())
     assert got == [event]
+
+
+async def test_on_another_mitmproxys_dispatch_it_is_left_as_it_is_with_one_line(tmp_path, monkeypatch, caplog):
+    """Written against mitmproxy 12.2.3's trigger_event (and the walk it reproduces): a release that changes
+    one line of it — here iterating over a copy of the chain — keeps its own dispatch, and the events still
+    reach the hooks (every addon walked, as in mitmproxy)."""
+    monkeypatch.setattr(fingerprint, "_told", set())
+    other = another_mitmproxy.release("mitmproxy.addonmanager", tmp_path, monkeypatch)
+    monkeypatch.setattr(version, "VERSION", "12.3.0")
+    monkeypatch.setattr(addonmanager.AddonManager, "trigger_event", other.AddonManager.trigger_event)
+    importlib.reload(hook_dispatch)  # the seam imported on that mitmproxy
+    m = DumpMaster(options.Options(), with_termlog=False, with_dumper=False)
+    calls: list[str] = []
+    m.addons.chain = [Quiet(), Recorder("a", calls)]
+    with caplog.at_level(logging.WARNING, logger="qwen"):
+        assert not hook_dispatch.install(m.addons)
+        assert not hook_dispatch.install(DumpMaster(options.Options(), with_termlog=False).addons)  # no 2nd line
+    assert m.addons.trigger_event.__func__ is other.AddonManager.trigger_event
+    entered = _entered(m)
+    await m.addons.trigger_event(lhttp.HttpRequestHook(tflow.tflow()))
+    assert calls == ["a"] and entered == ["Quiet", "Recorder"]  # mitmproxy's walk: the quiet addon entered too
+    assert caplog.messages == [
+        "qwen: events entering only the addons with their hook: left out, as this mitmproxy (12.3.0) is not the "
+        "code it was written against (mitmproxy 12.2.3; changed: AddonManager.trigger_event); every event walks "
+        "every addon, as in mitmproxy (the same hooks, more work per request)"]
+
+
+async def test_the_same_code_under_another_release_number_is_patched(monkeypatch):
+    """The guard reads the code, not the number: a release that leaves the dispatch as it was keeps the seam."""
+    monkeypatch.setattr(version, "VERSION", "12.2.9")
+    assert hook_dispatch.install(DumpMaster(options.Options(), with_termlog=False, with_dumper=False).addons)

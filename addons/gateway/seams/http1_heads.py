@@ -1,16 +1,18 @@
-"""Request heads held to a size limit inside mitmproxy's HTTP/1 reading (qwen_max_header_kb).
+"""Request heads held to a size limit inside mitmproxy's HTTP/1 server layer (qwen_max_header_kb).
 
-mitmproxy's HTTP/1 server layer (`Http1Server`, mitmproxy/proxy/layers/http/_http1.py) appends every byte a
-client sends to one buffer and looks for the end of the head in it, with no limit ("FIXME: protect against
+Why: mitmproxy's HTTP/1 server layer (`Http1Server`, mitmproxy/proxy/layers/http/_http1.py) appends every byte
+a client sends to one buffer and looks for the end of the head in it, with no limit ("FIXME: protect against
 header size DoS"): a 100 MiB header was read whole (+411 MB) and answered 200. No mitmproxy option bounds it
-(`body_size_limit` is for bodies), and no hook runs before the head is complete. So the gateway wraps three
-of that layer's states, on the class, once per process — every HTTP/1 client connection has one such layer:
-reverse mode, the explicit proxy (its CONNECT, and the requests inside the tunnel), transparent mode.
+(`body_size_limit` is for bodies), and no hook runs before the head is complete, nor when the layer is made.
+So the gateway wraps three of that layer's states, on the class, once per process — every HTTP/1 client
+connection has one such layer: reverse mode, the explicit proxy (its CONNECT, and the requests inside the
+tunnel), transparent mode. The class is the narrowest place there is; `Http1Client` (server connections) is
+left alone.
 
 - `read_headers`: when the buffer holds more than the limit and no head ends within it, the client gets
-  431 in its own format (OpenAI's; Anthropic's for the Messages API or an `anthropic-version` header),
-  read from the head's first bytes; then the gateway half-closes and discards what the client still sends
-  (at most DISCARD_LIMIT), so that a client still writing reads the answer instead of a reset.
+  431 in its own format (`Limit.answer`: door/oversized_head.py), then the gateway half-closes and discards
+  what the client still sends (at most DISCARD_LIMIT), so that a client still writing reads the answer
+  instead of a reset.
 - `read_body`: a chunk-size or trailer line longer than the limit ends the request (400).
 - `wait`: bytes piped ahead of an answer beyond the limit close the connection (HTTP/1 pipelining is
   not served: the buffer would only grow until the answer ends).
@@ -19,6 +21,10 @@ A head within the limit goes to mitmproxy's own code untouched: the cost per req
 comparison per read. Memory per connection stays under the limit plus one read (64 KiB). HTTP/2 is h2's
 business: it refuses a header list over 64 KiB (decoded; SETTINGS_MAX_HEADER_LIST_SIZE) and more than 64
 CONTINUATION frames with a connection error — no 431 — and mitmproxy closes the connection.
+
+What mitmproxy change would remove it: a limit on the HTTP/1 head in `Http1Server.read_headers` (an option
+like `body_size_limit`, answered 431), a bound on chunk-size lines in the body reader, and on bytes buffered
+in `wait`; the 431 in the client's format would then be an `error` hook's business.
 """
 
 from __future__ import annotations
@@ -36,10 +42,8 @@ from mitmproxy.proxy.layers.http._base import ReceiveHttp
 from mitmproxy.proxy.layers.http._events import ErrorCode, RequestProtocolError
 
 from ..errors import GatewayError
-from ..exchange import ClientRequest, Exchange
-from ..local import Formats
 from ..logtally import LogTally
-from . import routing
+from .fingerprint import WrittenAgainst
 
 log = logging.getLogger("qwen")
 
@@ -47,11 +51,21 @@ DEFAULT_LIMIT = 64 << 10
 DISCARD_LIMIT = 1 << 20  # what a refused client may still send, unread, before the connection is closed
 BLANK_LINE = re.compile(rb"\n\r?\n")  # where h11 (mitmproxy's reader) ends a head
 
+WRITTEN = WrittenAgainst(
+    seam="request heads bounded in mitmproxy's HTTP/1 reader",
+    loses="request heads are not bounded (qwen_max_header_kb): a client may send one as large as memory allows",
+    # the two classes as shipped, and the three states as found on the class (another addon may have replaced one)
+    code=(("mitmproxy.proxy.layers.http._http1:Http1Connection", "c0675638b0756013"),
+          ("mitmproxy.proxy.layers.http._http1:Http1Server", "cc8428d0bb6f79a5"),
+          ("mitmproxy.proxy.layers.http._http1:Http1Server.read_headers", "3fe0945216bcf7bc"),
+          ("mitmproxy.proxy.layers.http._http1:Http1Server.read_body", "aece271029af36e4"),
+          ("mitmproxy.proxy.layers.http._http1:Http1Server.wait", "c99d0494a840a2b6")))
+
 
 @dataclass(frozen=True)
 class Limit:
     size: int = DEFAULT_LIMIT  # bytes
-    answer: Callable[[bytes, GatewayError], bytes] | None = None  # (the head's first bytes, error) -> the answer
+    answer: Callable[[bytes, GatewayError], http.Response] | None = None  # (the head's first bytes, error) -> answer
     tally: LogTally | None = None
 
 
@@ -61,16 +75,15 @@ _original: dict[str, Callable] = {}
 
 def install(limit: Limit) -> bool:
     """Bound every HTTP/1 client connection's head from now on (called from `configure`; the class is
-    wrapped once, later calls only change the limit). False when this mitmproxy lacks what is wrapped."""
+    wrapped once, later calls only change the limit). False on a mitmproxy whose HTTP/1 layer this was not
+    written against: nothing changed."""
     global _limit
     _limit = limit
     if _original:
         return True
-    server = _http1.Http1Server
-    if not all(callable(getattr(server, name, None)) for name in ("read_headers", "read_body", "wait")):
-        log.warning("qwen: this mitmproxy's HTTP/1 reader is not the one the gateway knows: request heads "
-                    "are not bounded (qwen_max_header_kb)")
+    if not WRITTEN.fits():
         return False
+    server = _http1.Http1Server
     for name, wrapper in (("read_headers", _read_headers), ("read_body", _read_body), ("wait", _wait)):
         _original[name] = getattr(server, name)
         setattr(server, name, wrapper)
@@ -122,7 +135,7 @@ def _refuse_head(self, head: bytes):
     peer = self.conn.peername[0] if self.conn.peername else "?"
     _note("head", lambda n: f"qwen: refused {_requests(n)} with a request head over {_kib(_limit.size)} (431; "
                             f"qwen_max_header_kb), the last from {peer}")
-    yield commands.SendData(self.conn, _answer(head, too_large(_limit.size)))
+    yield commands.SendData(self.conn, _answer(head, _head_too_large(_limit.size)))
     yield commands.CloseTcpConnection(self.conn, half_close=True)
     self.buf = type(self.buf)()
     self.state = _discarding(self)
@@ -150,7 +163,7 @@ def _discarding(layer):
 def _answer(head: bytes, e: GatewayError) -> bytes:
     try:
         if _limit.answer is not None:
-            return _limit.answer(head, e)
+            return _assemble(_limit.answer(head, e))
     except Exception:  # never a crash inside mitmproxy's reader: the answer in OpenAI's format then
         log.exception("qwen: could not write an answer in the client's format")
     return _assemble(http.Response.make(e.status, e.to_bytes(), {"content-type": "application/json"}))
@@ -164,38 +177,10 @@ def _note(kind: str, line: Callable[[int], str]) -> None:
 # ---- the answer -----------------------------------------------------------------------------------------
 
 
-def too_large(limit: int) -> GatewayError:
+def _head_too_large(limit: int) -> GatewayError:
     return GatewayError(431, f"The request head (request line and headers) is over the gateway's limit of "
                              f"{_kib(limit)} (qwen_max_header_kb). Send smaller headers.",
                         code="request_header_fields_too_large")
-
-
-def answer(head: bytes, e: GatewayError, endpoints: dict, formats: Formats) -> bytes:
-    """`e` answered to the client whose request head starts with `head`, in that client's format: what its
-    request line and the headers read so far say (a request line that does not parse: OpenAI's)."""
-    method, path, host, anthropic = first_lines(head)
-    ex = Exchange(ClientRequest(method, path, host + path))
-    route = routing.route(method, path, endpoints)
-    ex.route, ex.endpoint = route.name, route.endpoint
-    ex.dialect = routing.dialect(route, host, anthropic)
-    return _assemble(formats.error(e, ex))
-
-
-def first_lines(head: bytes) -> tuple[str, str, str, bool]:
-    """(method, path without query, host, whether an anthropic-version header came) from a head's first bytes;
-    the request line may be in origin form (/v1/…) or absolute form (http://host/v1/…, the explicit proxy)."""
-    request_line, _, rest = head.partition(b"\n")
-    parts = request_line.decode("latin-1").split()
-    method, target = (parts[0].upper(), parts[1]) if len(parts) >= 2 else ("GET", "/")
-    host = ""
-    if "://" in target:
-        host, _, target = target.split("://", 1)[1].partition("/")
-        target = "/" + target
-    path = target.split("?", 1)[0] or "/"
-    lowered = rest.lower()
-    if not host and (m := re.search(rb"(?:^|\n)host:[ \t]*([^\r\n]*)\r?\n", lowered)):
-        host = m.group(1).decode("latin-1").strip()
-    return method, path, host, re.search(rb"(?:^|\n)anthropic-version:", lowered) is not None
 
 
 def _assemble(resp: http.Response) -> bytes:

@@ -1,0 +1,17 @@
+"""Every place the gateway changes how mitmproxy or asyncio behave, in one folder (docs/architecture.md#seams).
+
+Each seam replaces or stands in front of one piece of mitmproxy's code, so each is right only for the code it
+was read against: it names that code with a digest of its source (fingerprint.py) and installs only over that
+code. On any other — a newer or older mitmproxy, a patched one, another addon's replacement — it refuses with
+one log line saying what the gateway does without it, and the gateway goes on.
+
+- `hook_dispatch.py`: an event enters only the addons that have its hook (the gateway's own AddonManager).
+- `server_connect.py`: mitmproxy's server connect reaches the gateway's in-process servers (the relay).
+- `http1_heads.py`: request heads bounded inside mitmproxy's HTTP/1 server layer (qwen_max_header_kb).
+- `loop_reports.py`: the event loop's reports of accept() storms tallied, and of connection handlers
+  cancelled at exit dropped.
+
+Each module's docstring says why the seam exists and which change to mitmproxy would remove it. The seams are
+part of the core: any wing may call them (door/hostile.py, upstream/inproc.py, the addon's `load`); they
+import nothing but the core.
+"""

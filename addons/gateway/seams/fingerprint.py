@@ -1,0 +1,63 @@
+"""The mitmproxy code a seam was written against, and the check that it is the code installed.
+
+A seam names the functions and classes whose behaviour it replaces, reproduces or relies on, each with a
+digest of its source as mitmproxy WRITTEN_AGAINST ships it. Before the seam installs, the source of what is
+installed now is read (`inspect.getsource`: the .py files mitmproxy's wheel carries) and hashed; any
+difference — another release, a patched mitmproxy, a replacement by another addon — and the seam refuses with
+one log line. The version number alone would not do: a release may change the code or keep it, and a patch or
+another addon changes it under the same number.
+
+After upgrading mitmproxy, tests/test_seams_fingerprint.py names each piece of code that changed and its new
+digest: read the change, adapt the seam, then take the digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import logging
+from dataclasses import dataclass
+
+from mitmproxy import version
+
+log = logging.getLogger("qwen")
+
+WRITTEN_AGAINST = "12.2.3"  # the seams' digests were taken from it (the same code: 12.2.0, 12.2.2, 12.3.0, 12.3.1)
+
+_told: set[str] = set()  # seams whose refusal was logged: one line per seam and process
+
+
+def digest(name: str) -> str | None:
+    """The digest of the source of `name` ("module:qualified.name") as installed; None when there is no
+    such code or its source cannot be read."""
+    module, _, qualname = name.partition(":")
+    try:
+        found: object = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+        source = inspect.getsource(found)  # type: ignore[arg-type]
+    except (ImportError, AttributeError, OSError, TypeError):
+        return None
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class WrittenAgainst:
+    seam: str  # what the gateway does to mitmproxy, for the log line
+    loses: str  # what the gateway does without it
+    code: tuple[tuple[str, str], ...]  # ("module:qualified.name", digest of its source in WRITTEN_AGAINST)
+
+    def differing(self) -> list[str]:
+        """The named code whose installed source is not the one the seam was written against."""
+        return [name for name, expected in self.code if digest(name) != expected]
+
+    def fits(self) -> bool:
+        """Whether the seam may install; if not, one warning (once per process) says what is left out."""
+        differing = self.differing()
+        if differing and self.seam not in _told:
+            _told.add(self.seam)
+            names = ", ".join(name.partition(":")[2] for name in differing)
+            log.warning(f"qwen: {self.seam}: left out, as this mitmproxy ({version.VERSION}) is not the code it was "
+                        f"written against (mitmproxy {WRITTEN_AGAINST}; changed: {names}); {self.loses}")
+        return not differing

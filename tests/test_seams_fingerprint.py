@@ -1,0 +1,50 @@
+"""The check every seam makes before it patches mitmproxy (seams/fingerprint.py): the source of the code it was
+written against, hashed, compared with what is installed. Each seam's own test (test_seams_*.py) shows it
+refusing another mitmproxy's code."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+from mitmproxy import master
+
+from qwen_gateway.seams import fingerprint
+
+SEAMS = ("hook_dispatch", "server_connect", "http1_heads", "loop_reports")
+
+
+def test_every_seam_fits_the_installed_mitmproxy():
+    """Fails after an upgrade of mitmproxy that changed code a seam names: read the change, adapt the seam,
+    then take the new digest shown here. In a process of its own: here, seams are installed already."""
+    code = ("import json\nfrom qwen_gateway.seams import fingerprint, " + ", ".join(SEAMS) + "\n"
+            f"print(json.dumps({{name: fingerprint.digest(name) for seam in ({', '.join(SEAMS)},) "
+            "for name, expected in seam.WRITTEN.code if fingerprint.digest(name) != expected}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {}, "changed: the installed mitmproxy's digests"
+
+
+def test_code_that_is_not_there_or_has_no_source_is_not_the_code(monkeypatch):
+    assert fingerprint.digest("mitmproxy.nowhere:Master.run") is None
+    assert fingerprint.digest("mitmproxy.master:Master.ran") is None
+    namespace: dict = {}
+    exec("async def run(self):\n    pass\n", namespace)  # no file to read it from
+    monkeypatch.setattr(master.Master, "run", namespace["run"])
+    assert fingerprint.digest("mitmproxy.master:Master.run") is None
+    written = fingerprint.WrittenAgainst("x", "y", (("builtins:len", "0000000000000000"),))
+    assert written.differing() == ["builtins:len"]  # a builtin has no source: refused, not crashed
+
+
+def test_a_refusal_is_one_line_per_seam_and_process(monkeypatch, caplog):
+    monkeypatch.setattr(fingerprint, "_told", set())
+    written = fingerprint.WrittenAgainst("the seam", "what is lost", (
+        ("mitmproxy.master:Master.run", "0000000000000000"),
+        ("mitmproxy.master:Master.shutdown", fingerprint.digest("mitmproxy.master:Master.shutdown") or "")))
+    with caplog.at_level(logging.WARNING, logger="qwen"):
+        assert not written.fits() and not written.fits()
+    assert caplog.messages == [
+        "qwen: the seam: left out, as this mitmproxy (12.2.3) is not the code it was written against "
+        "(mitmproxy 12.2.3; changed: Master.run); what is lost"]

@@ -1,0 +1,148 @@
+"""The head limit inside mitmproxy's HTTP/1 server layer (seams/http1_heads.py), driven with real events as
+mitmproxy's own layer tests do: a head over the limit is a 431 in the client's format (door/oversized_head.py)
+and what follows is dropped, an endless chunk-size line a 400; and on another mitmproxy's layer the seam
+refuses, leaving it as it is."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from helpers import another_mitmproxy
+from mitmproxy.proxy import commands, context, events
+from mitmproxy.proxy.layers.http import _http1
+from mitmproxy.proxy.layers.http._base import ReceiveHttp
+from mitmproxy.proxy.layers.http._events import RequestHeaders, RequestProtocolError
+from mitmproxy import options
+from mitmproxy.test import tflow
+
+from qwen_gateway import registry
+from qwen_gateway.door import oversized_head
+from qwen_gateway.local import Formats
+from qwen_gateway.seams import fingerprint, http1_heads
+
+
+@pytest.fixture
+def limited():
+    formats = Formats(registry.client_formats())
+    endpoints = registry.endpoints(lambda: None, lambda: None)
+    before = http1_heads._limit
+    assert http1_heads.install(http1_heads.Limit(1024, lambda head, e: oversized_head.answer(head, e, endpoints,
+                                                                                           formats)))
+    yield
+    http1_heads.install(before)
+
+
+def server() -> tuple[_http1.Http1Server, context.Context]:
+    ctx = context.Context(tflow.tclient_conn(), options.Options())
+    layer = _http1.Http1Server(ctx)
+    list(layer.handle_event(events.Start()))
+    return layer, ctx
+
+
+def feed(layer, ctx, data: bytes) -> list:
+    return list(layer.handle_event(events.DataReceived(ctx.client, data)))
+
+
+def test_a_head_within_the_limit_goes_to_mitmproxy_untouched(limited):
+    layer, ctx = server()
+    cmds = feed(layer, ctx, b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 900 + b"\r\n\r\n")
+    assert [type(c.event) for c in cmds if isinstance(c, ReceiveHttp)][:1] == [RequestHeaders]
+
+
+def test_a_head_that_ends_within_the_limit_is_read_even_when_more_bytes_came(limited):
+    layer, ctx = server()
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n"
+    cmds = feed(layer, ctx, head + b"{" * 2000)  # head and body in one read: 2 KiB in the buffer
+    assert any(isinstance(c, ReceiveHttp) and isinstance(c.event, RequestHeaders) for c in cmds)
+    assert not any(isinstance(c, commands.SendData) for c in cmds)
+
+
+@pytest.mark.parametrize(("start", "dialect"), [
+    (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n", "openai"),
+    (b"POST /v1/messages HTTP/1.1\r\nHost: x\r\n", "anthropic"),
+    (b"GET /v1/models HTTP/1.1\r\nanthropic-version: 2023-06-01\r\n", "anthropic"),
+    (b"POST http://api.anthropic.com/v1/messages/count_tokens HTTP/1.1\r\n", "anthropic"),
+    (b"\x16\x03\x01garbage", "openai"),
+])
+def test_a_head_over_the_limit_is_a_431_in_the_clients_format_and_the_rest_is_dropped(limited, start, dialect):
+    layer, ctx = server()
+    assert feed(layer, ctx, start + b"X-Pad: ") == []
+    cmds = feed(layer, ctx, b"a" * 2000)
+    sent = [c for c in cmds if isinstance(c, commands.SendData)]
+    assert len(sent) == 1 and sent[0].data.startswith(b"HTTP/1.1 431 ")
+    body = json.loads(sent[0].data.partition(b"\r\n\r\n")[2])
+    if dialect == "anthropic":
+        assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+        assert b"request-id: req_" in sent[0].data
+    else:
+        assert body["error"]["code"] == "request_header_fields_too_large"
+    assert "1 KiB" in json.dumps(body)
+    assert any(isinstance(c, commands.CloseTcpConnection) and c.half_close for c in cmds)
+    assert not any(isinstance(c, ReceiveHttp) for c in cmds)  # no flow: nothing reached the gateway's hooks
+    # what the client still sends is dropped, not kept; past DISCARD_LIMIT the connection is closed
+    for _ in range(http1_heads.DISCARD_LIMIT // 65536 - 1):
+        assert feed(layer, ctx, b"a" * 65536) == [] and len(layer.buf) == 0
+    assert [type(c) for c in feed(layer, ctx, b"a" * 65536)] == [commands.CloseConnection]
+
+
+def test_a_refused_client_that_closes_is_closed(limited):
+    layer, ctx = server()
+    feed(layer, ctx, b"GET / HTTP/1.1\r\nX: " + b"a" * 2000)
+    cmds = list(layer.handle_event(events.ConnectionClosed(ctx.client)))
+    assert [type(c) for c in cmds] == [commands.CloseConnection]
+
+
+def test_an_endless_chunk_size_line_fails_the_request_with_a_400(limited):
+    layer, ctx = server()
+    feed(layer, ctx, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1")
+    cmds = feed(layer, ctx, b"1" * 2000)
+    sent = [c for c in cmds if isinstance(c, commands.SendData)]
+    assert sent and sent[0].data.startswith(b"HTTP/1.1 400 ")
+    assert json.loads(sent[0].data.partition(b"\r\n\r\n")[2])["error"]["code"] == "invalid_chunked_body"
+    assert any(isinstance(c, ReceiveHttp) and isinstance(c.event, RequestProtocolError) for c in cmds)
+    assert any(type(c) is commands.CloseConnection for c in cmds)
+
+
+@pytest.fixture
+def never_installed(monkeypatch):
+    """The process as if the seam had never been installed (an earlier test of this process may have)."""
+    monkeypatch.setattr(fingerprint, "_told", set())
+    for name, state in http1_heads._original.items():
+        monkeypatch.setattr(_http1.Http1Server, name, state)
+    monkeypatch.setattr(http1_heads, "_original", {})
+    monkeypatch.setattr(http1_heads, "_limit", http1_heads._limit)
+
+
+def test_on_another_mitmproxys_http1_layer_heads_are_left_unbounded_with_one_line(never_installed, tmp_path,
+                                                                                  monkeypatch, caplog):
+    """The seam was written against mitmproxy 12.2.3's Http1Server: one changed line (a comment, even) and it
+    does not touch the class, says so once, and the gateway goes on."""
+    other = another_mitmproxy.release("mitmproxy.proxy.layers.http._http1", tmp_path, monkeypatch)
+    monkeypatch.setattr(_http1, "Http1Server", other.Http1Server)
+    states = {name: vars(other.Http1Server).get(name) for name in ("read_headers", "read_body", "wait")}
+    with caplog.at_level(logging.WARNING, logger="qwen"):
+        assert not http1_heads.install(http1_heads.Limit(1024))
+        assert not http1_heads.install(http1_heads.Limit(2048))  # configure again: no second line
+    assert {name: vars(other.Http1Server).get(name) for name in states} == states
+    assert not http1_heads.installed()
+    [line] = caplog.messages
+    assert line.startswith("qwen: request heads bounded in mitmproxy's HTTP/1 reader: left out, as this mitmproxy")
+    assert "(mitmproxy 12.2.3; changed: Http1Server, Http1Server.read_headers)" in line
+    assert "request heads are not bounded (qwen_max_header_kb)" in line
+    layer = other.Http1Server(context.Context(tflow.tclient_conn(), options.Options()))
+    list(layer.handle_event(events.Start()))
+    assert list(layer.handle_event(events.DataReceived(layer.conn, b"GET / HTTP/1.1\r\nX: " + b"a" * 4096))) == []
+    assert len(layer.buf) > 4096  # mitmproxy's own reader: held, not refused
+
+
+def test_a_state_another_addon_replaced_is_not_the_code_either(never_installed, tmp_path, monkeypatch, caplog):
+    """The same class as shipped, but its read_headers replaced at run time (by another addon, or here by the
+    edited copy): the seam does not wrap what it has not read."""
+    other = another_mitmproxy.release("mitmproxy.proxy.layers.http._http1", tmp_path, monkeypatch)
+    monkeypatch.setattr(_http1.Http1Server, "read_headers", other.Http1Server.read_headers)
+    with caplog.at_level(logging.WARNING, logger="qwen"):
+        assert not http1_heads.install(http1_heads.Limit(1024))
+    assert _http1.Http1Server.read_headers is other.Http1Server.read_headers
+    assert "(mitmproxy 12.2.3; changed: Http1Server.read_headers)" in caplog.messages[0]
