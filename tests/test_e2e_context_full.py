@@ -34,19 +34,22 @@ needs_sdk = pytest.mark.skipif(not PYTHON.exists(), reason="anthropic SDK not in
                                                            "installs it into .tools/anthropic-venv)")
 
 
-@pytest.fixture(scope="module")
-def ctx_gw(emulator, tmp_path_factory) -> Gateway:
-    """A key account on the emulator; the guard limits two client model names."""
-    home = tmp_path_factory.mktemp("context-full")
+def key_gateway(emulator, home, *args: str) -> Gateway:
+    """A gateway whose one account is a key on the emulator."""
     state = home / "state"
     state.mkdir()
     (state / "accounts.json").write_text(json.dumps({"accounts": [
         {"name": "emu", "kind": "key", "base_url": emulator.url + "/v1", "key_env": "EMU_KEY",
          "default_model": "qwen3-coder-plus"}]}))
-    gw = Gateway(home / "gw", args=("--set", f"qwen_context_limits={GUARDED}={LIMIT}", "--set",
-                                    f"qwen_context_limits={OPENAI_GUARDED}={LIMIT}"),
-                 env={"QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(home),
-                      "EMU_KEY": emulator.seed_token(kind="key")}).start()
+    return Gateway(home / "gw", args=args, env={"QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
+                                                "HOME": str(home), "EMU_KEY": emulator.seed_token(kind="key")}).start()
+
+
+@pytest.fixture(scope="module")
+def ctx_gw(emulator, tmp_path_factory) -> Gateway:
+    """The guard limits two client model names."""
+    gw = key_gateway(emulator, tmp_path_factory.mktemp("context-full"), "--set",
+                     f"qwen_context_limits={GUARDED}={LIMIT}", "--set", f"qwen_context_limits={OPENAI_GUARDED}={LIMIT}")
     yield gw
     gw.stop()
 
@@ -105,3 +108,18 @@ def test_openai_dialects_keep_openais_words_for_qwens_refusal(ctx_gw, emu):
     with pytest.raises(openai.BadRequestError) as e:  # the guard's, for comparison: the same shape
         c.chat.completions.create(model=OPENAI_GUARDED, messages=[{"role": "user", "content": LONG}])
     assert e.value.code == "context_length_exceeded" and OPENAI.fullmatch(e.value.body["message"]).group(1) == str(LIMIT)
+
+
+@needs_sdk
+def test_messages_passed_through_say_prompt_is_too_long_too(emulator, emu, tmp_path):
+    """With `qwen_messages_passthrough` the key account's Anthropic-compatible base refuses in its own shape, with
+    Qwen's words (the emulator's context400 fault: `Range of input length should be [1, 983616]`); the gateway's
+    count is far lower than Qwen's limit, so the prompt is said to be one token over it."""
+    gw = key_gateway(emulator, tmp_path, "--set", "qwen_messages_passthrough=true")
+    try:
+        emu.fault("context400", count=2)
+        for raised in refusals(gw, "claude-sonnet-4-6"):
+            assert anthropic_numbers(raised) == (983617, 983616)
+        assert [r["path"].split("?")[0] for r in emu.requests()][-2:] == ["/apps/anthropic/v1/messages"] * 2
+    finally:
+        gw.stop()
