@@ -1,6 +1,7 @@
 """Extract the OpenAI schemas the tests validate against into tests/data/openai_schemas.json, and the request
-schemas the gateway validates chat and legacy completions bodies with into
-addons/gateway/api/request_schemas.json (descriptions dropped, the gateway's documented widenings applied).
+schemas the gateway validates chat, legacy completions and Responses bodies with into
+addons/gateway/api/request_schemas.json (descriptions dropped, the gateway's documented widenings and Qwen's
+bounds applied).
 
     .venv/bin/python scripts/extract_schemas.py [path/to/openai-openapi.json]
 
@@ -70,7 +71,29 @@ def extract(spec: dict, needed: list[str] = NEEDED) -> dict:
 
 # What the gateway validates (api/request_schema.py), and where it takes more than the spec, each a documented
 # feature (docs/compatibility.md): images in a tool message (moved to a user message for the vision model).
-VALIDATED = ["CreateChatCompletionRequest", "CreateCompletionRequest"]
+VALIDATED = ["CreateChatCompletionRequest", "CreateCompletionRequest", "CreateResponse"]
+# A Responses body may carry only the request's own fields, as OpenAI answers others (`Unknown parameter`);
+# besides them, what real clients send that the gateway documents: Codex's `client_metadata` (dropped).
+RESPONSES_EXTRA = ["client_metadata"]
+# Items a client gives back as input need no `id` or `status` (OpenAI's API takes them without: Codex sends its
+# assistant messages and reasoning so; an assistant message, like any, no `type`); fields OpenAI's API defaults
+# need not be sent (an `output_text`'s `annotations`, an `input_image`'s `detail`, a function tool's `strict` and
+# `parameters`); and two item types
+# the gateway reads besides the spec's: Codex's `configuration_update`, and `compaction_summary` (an older
+# name of `compaction`).
+GIVEN_BACK = ("id", "status")
+EXTRA_ITEMS = [{"type": "object", "properties": {"type": {"type": "string", "enum": ["configuration_update"]}},
+                "required": ["type"]},
+               {"type": "object", "properties": {"type": {"type": "string", "enum": ["compaction_summary"]},
+                                                 "encrypted_content": {"type": "string"}},
+                "required": ["type", "encrypted_content"]}]
+NULLABLE = (("ReasoningItem", "content"),)  # Codex gives its reasoning items back with `content: null`
+DEFAULTED = (("OutputTextContent", ("annotations", "logprobs")), ("InputImageContent", ("detail",)),
+             ("FunctionTool", ("strict", "parameters")))  # what OpenAI's API defaults when it is left out
+# Qwen's lower bound of an answer's length (dashscope-rules.md R4: "Range of max_tokens should be [1, N]"),
+# refused by the gateway naming the client's own field; above the model's cap it is lowered to the cap.
+MIN_ONE = (("CreateChatCompletionRequest", "max_tokens"), ("CreateChatCompletionRequest", "max_completion_tokens"),
+           ("CreateCompletionRequest", "max_tokens"))
 _DROPPED_KEYS = ("description", "title", "example", "examples", "default", "deprecated", "discriminator")
 
 
@@ -87,11 +110,53 @@ def _bare(node):
     return out
 
 
+def _properties(schemas: dict, node: dict) -> list[str]:
+    """Every property an object schema names, through `$ref` and `allOf`."""
+    while "$ref" in node:
+        node = schemas[node["$ref"][len(PREFIX):]]
+    names = list(node.get("properties") or {})
+    for part in node.get("allOf") or []:
+        names += [n for n in _properties(schemas, part) if n not in names]
+    return names
+
+
+def _union(schemas: dict, name: str) -> list[str]:
+    """The named schemas a union is made of, a member that is itself a union (`Item`) replaced by its own."""
+    out = []
+    for option in schemas[name].get("oneOf") or schemas[name].get("anyOf") or []:
+        member = option.get("$ref", "")[len(PREFIX):]
+        inner = schemas.get(member, {})
+        out += _union(schemas, member) if "oneOf" in inner or "anyOf" in inner else [member] if member else []
+    return out
+
+
+def _own(schema: dict, prop: str) -> dict:
+    """The property's schema where the object (or one of its allOf parts) defines it."""
+    for part in [schema, *schema.get("allOf", [])]:
+        if prop in part.get("properties", {}):
+            return part["properties"][prop]
+    raise KeyError(prop)
+
+
 def gateway_schemas(spec: dict) -> dict:
     doc = extract(spec, VALIDATED)
     schemas = {name: _bare(schema) for name, schema in doc["components"]["schemas"].items()}
     image = {"$ref": PREFIX + "ChatCompletionRequestMessageContentPartImage"}
     schemas["ChatCompletionRequestToolMessageContentPart"]["oneOf"].append(image)
+    for name, prop in MIN_ONE:
+        _own(schemas[name], prop)["minimum"] = 1
+    for name in _union(schemas, "InputItem"):
+        item = schemas[name]
+        given_back = ("type", *GIVEN_BACK) if name == "OutputMessage" else () if name == "ItemReferenceParam" else \
+            GIVEN_BACK  # a message's `type` may be left out; a reference is its id
+        item["required"] = [r for r in item.get("required", []) if r not in given_back]
+    for name, prop in NULLABLE:
+        schemas[name]["properties"][prop] = {"anyOf": [schemas[name]["properties"][prop], {"type": "null"}]}
+    for name, optional in DEFAULTED:
+        schemas[name]["required"] = [r for r in schemas[name]["required"] if r not in optional]
+    schemas["InputItem"]["oneOf"] += EXTRA_ITEMS
+    known = _properties(schemas, schemas["CreateResponse"]) + RESPONSES_EXTRA
+    schemas["CreateResponseBody"] = {"allOf": [{"$ref": PREFIX + "CreateResponse"}, {"propertyNames": {"enum": known}}]}
     return {"x-source": doc["x-source"], "x-license": "MIT", "x-generated-by": "scripts/extract_schemas.py",
             "components": {"schemas": schemas}}
 

@@ -41,9 +41,17 @@ def _load_anthropic() -> dict:
     return json.loads((DATA / "anthropic_messages_request.json").read_text())
 
 
+def _load_gateway() -> dict:
+    """The request schemas the gateway checks bodies with (the spec's, with its documented widenings), a `oneOf`
+    read as `anyOf` as the gateway reads it (the spec's Responses input items overlap: a user message with
+    `input_text` parts is both an EasyInputMessage and an InputMessage)."""
+    text = (DATA.parent.parent / "addons" / "gateway" / "api" / "request_schemas.json").read_text()
+    return json.loads(text.replace('"oneOf":', '"anyOf":'))
+
+
 @functools.cache
 def document(kind: str) -> dict:
-    return _load_openai() if kind == "openai" else _load_anthropic()
+    return {"openai": _load_openai, "anthropic": _load_anthropic, "gateway": _load_gateway}[kind]()
 
 
 class Schemas:

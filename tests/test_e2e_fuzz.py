@@ -4,8 +4,9 @@ with a field broken (tests/schema_strategy.py), against the strict emulator.
 
 Whatever the body: never a 5xx, never a traceback in the gateway's log, every error in the client's own shape
 (OpenAI `{"error": {message, type, param, code}}`, Anthropic `{"type": "error", "error": {type, message}}`).
-A chat or completions body the schema refuses is refused 400 `invalid_request_error` with `param` naming the
-field, as OpenAI does. And valid bodies are answered (counted after each run): a fuzzer whose bodies
+A chat, completions or Responses body the schema refuses is refused 400 `invalid_request_error` with `param`
+naming the field, as OpenAI does (Responses: the spec's schema with the gateway's documented widenings, fields it
+does not define refused). And valid bodies are answered (counted after each run): a fuzzer whose bodies
 all bounce off the first check would prove nothing.
 
 Bounded: a fixed number of examples per API. In CI (`CI` set) the examples are derandomized, so a run is
@@ -27,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers.procs import Gateway
+from openai_schema import validate, validate_stream_event
 from schema_strategy import TEXT, Schemas
 from test_e2e_rules import key_gw  # noqa: F401 - the fixture: a key account that also serves embeddings
 
@@ -36,7 +38,7 @@ EXAMPLES = int(os.environ.get("QWEN_FUZZ_EXAMPLES", "100"))  # per API; more for
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=bool(os.environ.get("CI")),
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                        HealthCheck.data_too_large, HealthCheck.filter_too_much])
-OPENAI, ANTHROPIC = Schemas("openai"), Schemas("anthropic")
+OPENAI, ANTHROPIC, GATEWAY = Schemas("openai"), Schemas("anthropic"), Schemas("gateway")
 CHAT_MODELS = st.sampled_from(["gpt-4o", "gpt-5", "o3", "qwen3-coder-plus", "qwen3-coder-flash", "coder-model"])
 MODELS = {
     "/v1/chat/completions": CHAT_MODELS, "/v1/responses": CHAT_MODELS,
@@ -45,13 +47,14 @@ MODELS = {
     "/v1/messages": st.sampled_from(["claude-sonnet-4-6", "claude-haiku-4-5", "qwen3-coder-plus"]),
     "/v1/messages/count_tokens": st.sampled_from(["claude-sonnet-4-6", "qwen3-coder-plus"]),
 }
-APIS = {  # path -> (schemas, schema name, dialect, refuses every schema-invalid body with its param)
-    "/v1/chat/completions": (OPENAI, "CreateChatCompletionRequest", "openai", True),
-    "/v1/completions": (OPENAI, "CreateCompletionRequest", "openai", True),
-    "/v1/responses": (OPENAI, "CreateResponse", "openai", False),
-    "/v1/embeddings": (OPENAI, "CreateEmbeddingRequest", "openai", False),
-    "/v1/messages": (ANTHROPIC, "CreateMessageParams", "anthropic", False),
-    "/v1/messages/count_tokens": (ANTHROPIC, "CountTokensParams", "anthropic", False),
+APIS = {  # path -> (schemas, schema name, dialect, the schema every body it refuses is refused by, with its param)
+    "/v1/chat/completions": (OPENAI, "CreateChatCompletionRequest", "openai", (OPENAI, "CreateChatCompletionRequest")),
+    "/v1/completions": (OPENAI, "CreateCompletionRequest", "openai", (OPENAI, "CreateCompletionRequest")),
+    # the spec's, with the widenings docs/compatibility.md lists (what real clients send), unknown fields refused
+    "/v1/responses": (OPENAI, "CreateResponse", "openai", (GATEWAY, "CreateResponseBody")),
+    "/v1/embeddings": (OPENAI, "CreateEmbeddingRequest", "openai", None),
+    "/v1/messages": (ANTHROPIC, "CreateMessageParams", "anthropic", None),
+    "/v1/messages/count_tokens": (ANTHROPIC, "CountTokensParams", "anthropic", None),
 }
 ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
 OUTCOMES: collections.Counter = collections.Counter()  # (path, valid, status) -> count, checked at the end
@@ -126,12 +129,34 @@ def _stream_errors(dialect: str, text: str) -> list[str]:
     return bad
 
 
+def _valid_responses(text: str, shown: str) -> None:
+    """A Response (or a stream of events) as the spec and openai-python's own model have it: what the gateway
+    echoes from the request included."""
+    from openai.types.responses import Response
+    whole = [json.loads(text)] if text.lstrip().startswith("{") else []
+    for line in re.split(r"\r\n|\r|\n", text):
+        if line.startswith("data:") and line.strip() != "data: [DONE]":
+            event = json.loads(line[5:])
+            try:
+                validate_stream_event(event)
+            except AssertionError as e:
+                raise AssertionError(f"{e}\n{shown}") from None
+            whole += [event["response"]] if isinstance(event.get("response"), dict) else []
+    for response in whole:
+        try:
+            validate("Response", response)
+            Response.model_validate(response)
+        except (AssertionError, ValueError) as e:
+            raise AssertionError(f"{e}\n{shown}") from None
+
+
 def send(watch: LogWatch, path: str, body: dict) -> None:
-    schemas, name, dialect, strict = APIS[path]
+    schemas, name, dialect, judge = APIS[path]
     # A top-level null stands for an absent field on the gateway's OpenAI APIs (clients send them; docs/
     # compatibility.md): judged as absent here too. Anthropic's schema has no such leniency.
     judged = {k: v for k, v in body.items() if v is not None} if dialect == "openai" else body
     errors = schemas.errors(name, judged)
+    refused = judge[0].errors(judge[1], judged) if judge else []
     payload = json.dumps(body)  # ASCII: a lone surrogate goes as "\ud83d", as JavaScript writes it
     headers = {"content-type": "application/json", **(ANTHROPIC_HEADERS if dialect == "anthropic" else {})}
     with watch.http.stream("POST", path, content=payload, headers=headers) as r:
@@ -146,8 +171,10 @@ def send(watch: LogWatch, path: str, body: dict) -> None:
         assert (problem := _error_shape(dialect, body_out)) is None, f"{problem}\n{shown}"
     elif r.headers.get("content-type", "").startswith("text/event-stream"):
         assert not (bad := _stream_errors(dialect, text)), f"{bad}\n{shown}"
-    if strict and errors:
-        roots = _roots(errors)
+    if path == "/v1/responses" and r.status_code == 200:
+        _valid_responses(text, shown)
+    if refused:
+        roots = _roots(refused)
         assert r.status_code == 400, f"schema-invalid ({sorted(roots)}), answered {r.status_code}\n{shown}"
         err = json.loads(text)["error"]
         assert err["type"] == "invalid_request_error", shown

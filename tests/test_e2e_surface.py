@@ -105,13 +105,15 @@ def test_stored_responses_and_unknown_previous_id(gw, emu):
 def test_codex_style_request_drops_unsupported_tools(gw, emu):
     body = {"model": "gpt-5-codex", "stream": True, "store": False, "include": ["reasoning.encrypted_content"],
             "reasoning": {"summary": "auto"}, "parallel_tool_calls": True, "tool_choice": "auto",
-            "tools": [FN_TOOL, {"type": "web_search"}, {"type": "namespace", "name": "multi_agent_v1", "tools": []}],
+            "tools": [FN_TOOL, {"type": "web_search"},
+                      {"type": "namespace", "name": "multi_agent_v1", "description": "Agents",
+                       "tools": [{"type": "function", "name": "spawn", "parameters": {"type": "object"}}]}],
             "input": [{"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "dev"}]},
                       {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}]}
     events = sse_events(gw, "/v1/responses", body)
     assert events[-1]["type"] == "response.completed"
     sent = emu.chat_requests()[0]["body"]
-    assert [t["function"]["name"] for t in sent["tools"]] == ["get_weather"]
+    assert [t["function"]["name"] for t in sent["tools"]] == ["get_weather", "multi_agent_v1__spawn"]  # no search
 
 
 def test_responses_midstream_failure_is_response_failed(gw, emu):

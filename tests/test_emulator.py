@@ -465,6 +465,16 @@ def test_demo_answers_in_words_unless_the_prompt_asks_for_a_tool(emu):
     assert r.status_code == 400 and "asked, always, never" in r.text
 
 
+def test_a_prompt_that_forbids_tools_is_answered_in_words(emu):
+    """Claude Code's request for a summary when it compacts names its tools only to forbid them; the emulator
+    called Bash, and Claude Code's compaction failed ("summarization produced empty response")."""
+    prompt = ("CRITICAL: Respond with TEXT ONLY. Do NOT call any tools.\n\n- Do NOT use Read, Bash, Grep, or ANY "
+              "other tool.\nYour task is to create a detailed summary of the conversation so far.")
+    c = emu.chat(prompt, tools=AGENT_TOOLS + [{"type": "function", "function": {"name": "Bash"}}]).json()["choices"][0]
+    assert c["finish_reason"] == "stop" and "tool_calls" not in c["message"]
+    assert c["message"]["content"].startswith("Echo: CRITICAL: Respond with TEXT ONLY.")
+
+
 def test_tool_arguments_fill_each_required_field_with_a_value_of_its_type(emu):
     emu.switches(tool_calls="always", tool_calls_count=4)
     calls = emu.chat("hi", tools=AGENT_TOOLS).json()["choices"][0]["message"]["tool_calls"]

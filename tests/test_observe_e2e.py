@@ -214,7 +214,9 @@ def test_qwens_own_context_400_is_the_same_openai_error(observed, emu):
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "too long, says Qwen"}])
     assert e.value.status_code == 400 and e.value.code == "context_length_exceeded"
     assert e.value.body["type"] == "invalid_request_error" and e.value.body["param"] == "messages"
-    assert "Range of input length" in e.value.body["message"]
+    # in OpenAI's words, its limit Qwen's ("Range of input length should be [1, 983616]"), at least one token over
+    assert e.value.body["message"].startswith("This model's maximum context length is 983616 tokens. However, your "
+                                              "messages resulted in 983617 tokens.")
     assert len(emu.chat_requests()) == 1
     line = wait_for(lambda: request_lines(gw), "the request line")[0]
     assert " acct=default 400 " in line and "error=context_length_exceeded" in line

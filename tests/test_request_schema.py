@@ -68,3 +68,52 @@ def test_a_completions_body_the_spec_refuses_is_refused_naming_the_field(body, p
 ])
 def test_what_clients_send_is_taken(body):
     assert rs.check(rs.CHAT, body) is body
+
+
+RESP = {"model": "gpt-4o", "input": "hi"}
+
+
+@pytest.mark.parametrize("body, param, code, words", [
+    ({**RESP, "temperature": 7}, "temperature", "invalid_value", "from 0 to 2, but got 7"),
+    ({**RESP, "max_output_tokens": 0}, "max_output_tokens", "invalid_value", "at least 16, but got 0"),
+    ({**RESP, "verbosity": "low"}, "verbosity", "unknown_parameter", "Unknown parameter: 'verbosity'."),
+    ({**RESP, "metadata": {"run": 5}}, "metadata.run", "invalid_type", "expected a string"),
+    ({**RESP, "input": [{"type": "bogus"}]}, "input[0].type", "invalid_value", "'message', 'file_search_call'"),
+    ({**RESP, "input": [{"role": "wizard", "content": "x"}]}, "input[0].role", "invalid_value", "'user'"),
+    ({**RESP, "input": [{"content": "x"}]}, "input[0].role", "missing_required_parameter", ""),
+    ({**RESP, "input": [{"type": "function_call", "call_id": "c", "name": "f"}]}, "input[0].arguments",
+     "missing_required_parameter", ""),
+    ({**RESP, "input": [{"type": "item_reference"}]}, "input[0].id", "missing_required_parameter", ""),
+    ({**RESP, "input": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": 5}]}]},
+     "input[0].content[0].text", "invalid_type", "expected a string"),  # the nearest option's error, not a tag's
+    ({**RESP, "input": [{"type": ["message"]}]}, "input[0].type", "invalid_value", "not one of"),
+])
+def test_a_responses_body_the_spec_refuses_is_refused_naming_the_field(body, param, code, words):
+    e = refused(rs.RESPONSES, body)
+    assert (e.param, e.code) == (param, code) and words in e.message and f"'{param}'" in e.message
+
+
+@pytest.mark.parametrize("body", [
+    RESP,
+    {**RESP, "client_metadata": {"x": "y"}, "tools": [{"type": "function", "name": "f"}]},  # Codex; OpenAI defaults
+    {**RESP, "input": [  # items given back without their id or status, as Codex does
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "a"}]},
+        {"role": "assistant", "content": [{"type": "output_text", "text": "b"}]},
+        {"type": "reasoning", "summary": [], "content": None, "encrypted_content": "qgw1.x"},
+        {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c", "output": "ok"},
+        {"type": "message", "role": "user", "content": [{"type": "input_image", "image_url": "https://x/y.png"}]},
+        {"type": "configuration_update", "reasoning": {"effort": "low"}}, {"id": "msg_1"}]},
+])
+def test_what_responses_clients_send_is_taken(body):
+    assert rs.check(rs.RESPONSES, body) is body
+
+
+@pytest.mark.parametrize("schema, body, param", [
+    (rs.CHAT, {**CHAT, "max_tokens": 0}, "max_tokens"), (rs.CHAT, {**CHAT, "max_completion_tokens": 0},
+                                                         "max_completion_tokens"),
+    (rs.COMPLETIONS, {"model": "m", "prompt": "x", "max_tokens": 0}, "max_tokens"),
+])
+def test_an_answer_length_below_qwens_range_is_refused_naming_the_field(schema, body, param):
+    e = refused(schema, body)
+    assert e.param == param and "expected a value of at least 1, but got 0" in e.message

@@ -8,7 +8,9 @@ tool error.
 - `tool_calls` switch `"asked"` (the default): a call only when the request forces one (`tool_choice`
   `required` or a named function) or the last user message names an offered tool, exactly as spelt
   (`use Bash to list the files`, `call get_weather`). The client's own wrappers around the prompt
-  (Claude Code's `<system-reminder>`, Codex's `<environment_context>` blocks) are not read.
+  (Claude Code's `<system-reminder>`, Codex's `<environment_context>` blocks) are not read. A prompt that
+  forbids tools ("Do NOT call any tools. … Do NOT use Read, Bash, …": Claude Code's request for a summary
+  when it compacts) is answered in words, whatever tools it names.
 - `"always"`: whenever tools are offered, the one the prompt names, else the first one (then the next, with
   `tool_calls_count`): the emulator's old behaviour, for tests that want a call without naming a tool.
 - `"never"`: never, even when forced (a model that ignores the request).
@@ -26,6 +28,7 @@ import re
 
 MODES = ("asked", "always", "never")
 WRAPPER = re.compile(r"<([A-Za-z_-]+)>.*?</\1>", re.S)  # a client's context block around the prompt
+NO_TOOLS = re.compile(r"\bdo not (?:call|use) any tools?\b", re.I)
 MAX_DEPTH = 6
 
 # plausible strings by a word of the field's name (file_path, filePath: "file", "path"), first match wins
@@ -51,7 +54,8 @@ def wanted(tools: list[dict], choice, prompt: str, mode: str) -> list[dict]:
     if forced:
         named = [f for f in tools if f.get("name") == forced]
         return named or tools
-    words = set(re.findall(r"[A-Za-z0-9_.-]+", prompt_text(prompt)))
+    told_not_to = NO_TOOLS.search(prompt)  # tools named only to forbid them
+    words = set() if told_not_to else set(re.findall(r"[A-Za-z0-9_.-]+", prompt_text(prompt)))
     named = [f for f in tools if f.get("name") in words]
     if named:
         return named

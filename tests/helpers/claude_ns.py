@@ -98,13 +98,14 @@ class ClaudeWorld(World):
 
     # ---- Claude Code ----
 
-    def claude(self, prompt: str, *flags: str, env: dict[str, str], timeout: int = 120
+    def claude(self, prompt: str, *flags: str, env: dict[str, str], timeout: int = 120, again: Path | None = None
                ) -> tuple[subprocess.CompletedProcess, float, Path]:
-        """One `claude -p PROMPT FLAGS…` in a fresh HOME and working folder: (process, seconds, working folder)."""
+        """One `claude -p PROMPT FLAGS…` in a fresh HOME and working folder (or those of the run whose working
+        folder is `again`: `--continue` goes on with its session): (process, seconds, working folder)."""
         self.runs += 1
-        run = self.workdir / f"claude-{self.runs}"
-        (run / "home").mkdir(parents=True)
-        (run / "work").mkdir()
+        run = again.parent if again is not None else self.workdir / f"claude-{self.runs}"
+        (run / "home").mkdir(parents=True, exist_ok=again is not None)
+        (run / "work").mkdir(exist_ok=again is not None)
         base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "HOME": str(run / "home"),
                 "CI": "1", "DISABLE_AUTOUPDATER": "1"}
         start = time.monotonic()

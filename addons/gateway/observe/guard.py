@@ -1,5 +1,6 @@
-"""The context guard: a prompt over its model's token limit gets OpenAI's `context_length_exceeded` at once,
-instead of a slow 400 (or a 504 after minutes) from Qwen. A step the gateway awaits before forwarding:
+"""The context guard: a prompt over its model's token limit gets `context_length_exceeded` (overflow.py: in
+the client's own words) at once, instead of a slow 400 (or a 504 after minutes) from Qwen. A step the
+gateway awaits before forwarding:
 
     error = await context_check(ex, config)   # None: go on
 
@@ -8,29 +9,23 @@ at least one UTF-8 byte, and JSON spells text in at least as many bytes; images,
 amount, are added to the bound), so only bodies longer than the limit are counted — with tiktoken, never
 on the estimator's characters / 4. Bounded for huge ones: the count is tokens.py's (pieces of at most 64 K
 characters, sampled above 1 Mi characters) — the estimator's, already running for this exchange, when it
-counts with tiktoken, else one in a thread.
+counts with tiktoken, else one in a thread (overflow.prompt_tokens).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING
 
-from ..errors import GatewayError
 from ..observer import endpoint_name
-from ..tokens import ESTIMATE, IMAGE_TOKENS, SAMPLED, estimate_request_tokens, truncate_chat
+from ..overflow import PROMPT_PARAMS, ContextOverflow, prompt_tokens
+from ..tokens import ESTIMATE, IMAGE_TOKENS, SAMPLED, truncate_chat
 
 if TYPE_CHECKING:
     from ..config import Config
     from ..exchange import Exchange
 
-log = logging.getLogger("qwen")
-
-# The request parameter a context error names, per endpoint (embeddings have no context guard).
-_PARAM = {"chat.completions": "messages", "responses": "input", "completions": "prompt", "messages": "messages"}
 _IMAGE_TYPES = ("image_url", "input_image", "image")
-WAIT_S = 2.0  # how long the guard waits for the estimator's count before counting itself
 # A sampled estimate is off by a few percent: within this margin above the limit, Qwen (which has its
 # own limit) decides rather than the guard refusing a prompt that may fit.
 SAMPLED_MARGIN = 0.05
@@ -54,16 +49,10 @@ def count_images(node, depth: int = 0) -> int:
     return 0
 
 
-def context_error(limit: int, tokens: int, param: str = "messages") -> GatewayError:
-    return GatewayError(400, f"This model's maximum context length is {limit} tokens. However, your messages "
-                             f"resulted in {tokens} tokens. Please reduce the length of the messages.",
-                        type="invalid_request_error", code="context_length_exceeded", param=param)
-
-
-async def context_check(ex: Exchange, config: Config) -> GatewayError | None:
+async def context_check(ex: Exchange, config: Config) -> ContextOverflow | None:
     """The error to answer when the prompt is over its model's limit, else None. The limit is looked up
     by the model name the client sent. Sets `ex.prompt_tokens_est` / `ex.token_method` when it counted."""
-    param = _PARAM.get(endpoint_name(ex) or "")
+    param = PROMPT_PARAMS.get(endpoint_name(ex) or "")
     body = ex.body
     if param is None or not isinstance(body, dict):
         return None
@@ -74,7 +63,7 @@ async def context_check(ex: Exchange, config: Config) -> GatewayError | None:
         size = ex.client.size
         if size and size <= limit and byte_bound(size, count_images(body)) <= limit:
             return None  # cannot exceed the limit: not counted
-        await _count(ex, body)
+        await prompt_tokens(ex)
     tokens = ex.prompt_tokens_est
     if tokens is None:
         return None  # could not count: Qwen has its own limit
@@ -90,26 +79,4 @@ async def context_check(ex: Exchange, config: Config) -> GatewayError | None:
             ex.chat_body, dropped, ex.prompt_tokens_est = fitted
             ex.notes.append(f"truncation auto: the {dropped} oldest messages dropped to fit {limit} tokens")
             return None  # (none dropped: the translated request, counted alone, fits)
-    return context_error(limit, tokens, param)
-
-
-async def _count(ex: Exchange, body: dict) -> None:
-    """The estimator's count when one is running (bounded wait) and it counts with tiktoken, else one in a
-    thread."""
-    if ex.estimate is not None:
-        try:
-            await asyncio.wait_for(asyncio.shield(ex.estimate), WAIT_S)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise  # the request itself was cancelled, not the count
-        except Exception:  # timed out or failed: count here
-            pass
-        if ex.prompt_tokens_est is not None and ex.token_method != ESTIMATE:
-            return
-    try:
-        tokens, method = await asyncio.to_thread(estimate_request_tokens, body)
-    except Exception:  # never let the guard break a request: Qwen has its own limit
-        log.debug("qwen: context guard could not count a prompt", exc_info=True)
-        return
-    ex.prompt_tokens_est, ex.token_method = tokens, method
+    return ContextOverflow(tokens, limit, param)

@@ -7,7 +7,6 @@ Also the one place that turns "no account can take this" into the OpenAI error a
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Collection
 
@@ -16,6 +15,7 @@ from ..auth.base import KEY, AccountUnavailable, Credential, NotCapable, Outcome
 from ..errors import GatewayError, UpstreamError
 from ..exchange import Exchange, Retry, RetryReason
 from ..models import Thinking, stream_refusal, thinking_refusal
+from ..overflow import over_upstream_limit, upstream_limit
 from ..tokens import truncate_chat
 
 # Throttling retries inside one client request: a short wait is better than an error.
@@ -108,6 +108,8 @@ class RetryPolicy:
             reason = None
         if reason is None:
             self.pool.report(account, _POOL_OUTCOME.get(err.kind, Outcome.ERROR))
+            if err.kind == errors.CONTEXT:  # in the guard's terms: the limit Qwen named, the prompt counted
+                raise await over_upstream_limit(ex, err.message, err.to_gateway_error())
             raise err.to_gateway_error()
         ex.retries.append(Retry(reason, account, wait))
         return cred
@@ -140,21 +142,19 @@ class RetryPolicy:
 
 # Qwen counts with its own tokenizer: the gateway's estimate aims this far under the limit Qwen named.
 TRUNCATE_SHARE = 0.9
-_LIMIT = re.compile(r"\[1, (\d+)\]")  # "Range of input length should be [1, 983616]"
 
 
 async def _truncated(ex: Exchange, err: UpstreamError) -> bool:
     """The Responses API's `truncation: "auto"` when Qwen says the input is over its limit: the oldest
     messages dropped until the estimate fits (the limit from Qwen's message). False: nothing to drop."""
-    found = _LIMIT.search(err.message)
-    if found is None or not isinstance(ex.chat_body, dict):
+    named = upstream_limit(err.message)
+    if named is None or not isinstance(ex.chat_body, dict):
         return False
-    limit = int(int(found.group(1)) * TRUNCATE_SHARE)
-    fitted = await asyncio.to_thread(truncate_chat, ex.chat_body, limit)
+    fitted = await asyncio.to_thread(truncate_chat, ex.chat_body, int(named * TRUNCATE_SHARE))
     if fitted is None or not fitted[1]:
         return False
     ex.chat_body, dropped, _ = fitted
-    ex.notes.append(f"truncation auto: Qwen's limit is {found.group(1)} tokens: the {dropped} oldest messages "
+    ex.notes.append(f"truncation auto: Qwen's limit is {named} tokens: the {dropped} oldest messages "
                     "dropped, sent again")
     return True
 

@@ -10,6 +10,7 @@ import json
 from typing import TYPE_CHECKING
 
 from ...errors import GatewayError
+from ...overflow import ContextOverflow
 from ...pivot import ClientFormat
 
 if TYPE_CHECKING:
@@ -29,8 +30,16 @@ def request_id(exchange_id: str) -> str:
 
 
 def error_body(e: GatewayError, rid: str) -> bytes:
-    return json.dumps({"type": "error", "error": {"type": error_type(e.status), "message": e.message},
+    return json.dumps({"type": "error", "error": {"type": error_type(e.status), "message": message(e)},
                        "request_id": rid}).encode()
+
+
+def message(e: GatewayError) -> str:
+    """The error's words as Anthropic's API has them: a prompt over the limit is `prompt is too long: N tokens
+    > M maximum`, the text Claude Code recognises (it then compacts the conversation by the gap)."""
+    if isinstance(e, ContextOverflow):
+        return f"prompt is too long: {e.tokens} tokens > {e.limit} maximum"
+    return e.message
 
 
 def stream_error_type(error: dict) -> str:

@@ -12,7 +12,7 @@ from . import background
 from .history import history_items, input_items
 from .items import new_id
 from .output import chat_to_response, usage_to_responses
-from .request import translate
+from .request import check_request, translate
 from .store import ResponseStore
 from .stream import ResponsesStreamTranslator, sse_event
 
@@ -29,6 +29,7 @@ def responses_endpoint(store: Callable[[], ResponseStore],
     `runs` (background.py)."""
 
     def to_chat(body: dict, ex: Exchange) -> dict:
+        check_request(body)
         if body.get("background") is True:
             if runs is None:
                 raise GatewayError(400, "Background responses are not available here.", param="background",

@@ -24,6 +24,7 @@ from typing import Any
 
 from ...errors import GatewayError
 from ...exchange import note
+from .. import request_schema
 from ..websearch import responses_options
 from .compaction import compaction_chat
 from .fields import limit_tools, max_tool_calls, refuse_unhonoured
@@ -39,6 +40,14 @@ class Translation:
     items: list[dict]  # the conversation as items (history first, references resolved): what a later turn continues
     compaction: bool = False  # a trailing compaction_trigger: the answer is one `compaction` item
     effort: object = None  # the reasoning effort as the request (or a configuration_update) gave it
+
+
+def check_request(body: object) -> dict:
+    """Refuse what OpenAI refuses (its published CreateResponse schema, request_schema.py; fields it does not
+    define included), with the param OpenAI would name: the body, when it is taken."""
+    if not isinstance(body, dict):
+        raise GatewayError(400, "The request body must be a JSON object.", code="invalid_request_body")
+    return request_schema.check(request_schema.RESPONSES, body)
 
 
 def responses_to_chat(body: dict, history: list[dict] | None = None, **kw: Any) -> dict:

@@ -25,6 +25,7 @@ from ...streaming import StreamRewriter, stream_error
 from .history import history_items
 from .items import new_id
 from .output import response_object
+from .request import check_request
 from .stream import ResponsesStreamTranslator
 
 if TYPE_CHECKING:
@@ -84,8 +85,8 @@ class Turns:
             if isinstance(prev, str) and prev in session.history:
                 ex.extra["history"] = session.history[prev]
             body["stream"] = True
-            if body.get("generate") is False:  # a warm-up: the connection is ready, nothing to generate
-                self._warm_up(session, ex, body)
+            if body.pop("generate", True) is False:  # a warm-up: the connection is ready, nothing to generate
+                self._warm_up(session, ex, check_request(body))  # (generate: the socket's field, not the request's)
                 return
             if endpoint.prepare is not None:
                 await endpoint.prepare(body, ex)
