@@ -14,6 +14,7 @@ from mitmproxy.tools.web.app import flow_to_json
 from qwen_gateway.addon import QwenGateway
 from qwen_gateway.auth.base import KEY, OAUTH, AccountUnavailable, Capability, Credential
 from qwen_gateway.upstream import inproc
+from qwen_gateway.turn.runner import STREAM_CAPTURE
 from qwen_gateway.upstream.relay import TOKEN_HEADER
 
 
@@ -81,6 +82,24 @@ class FakeResponse:
         pass
 
 
+class StreamAnswer:
+    """Qwen's streamed answer: its chunks as they arrive (then, with `hang`, nothing more until cancelled)."""
+
+    def __init__(self, *chunks: bytes, hang: bool = False) -> None:
+        self.status_code = 200
+        self.headers = {"content-type": "text/event-stream"}
+        self.chunks, self.hang = chunks, hang
+
+    async def aiter_raw(self):
+        for chunk in self.chunks:
+            yield chunk
+        if self.hang:
+            await asyncio.Event().wait()
+
+    async def aclose(self) -> None:
+        pass
+
+
 class FakeQwen:
     """The engine's upstream client: answers like Qwen and keeps every request it got."""
 
@@ -90,7 +109,10 @@ class FakeQwen:
 
     async def send(self, url, headers, body, *, head_timeout, read_timeout) -> FakeResponse:
         self.requests.append(Sent(url, headers, body))
-        status, answer = self.answers.pop(0) if self.answers else (200, ANSWER)
+        next_one = self.answers.pop(0) if self.answers else (200, ANSWER)
+        if isinstance(next_one, StreamAnswer):
+            return next_one
+        status, answer = next_one
         return FakeResponse(status, answer)
 
     async def aclose(self) -> None:
@@ -121,6 +143,38 @@ async def through(gw, f):
         gw.response(f)
         await asyncio.sleep(0)  # a turn of the event loop: mitmproxy sends the answer, recording observers run
     return f
+
+
+async def relayed(gw, qwen, f, answer: StreamAnswer) -> bytes:
+    """What happens once mitmproxy connects to the relay (upstream/relay.py): the turn opens the engine's
+    answer (here `answer`) and pumps it, writing the client's events; mitmproxy gets the relay's head
+    (responseheaders). The client's bytes; with a hanging answer, the pump is cancelled after its first
+    events, as the relay's is when the client goes away."""
+    ex = gw.relay._pending.pop(f.request.headers[TOKEN_HEADER])
+    qwen.answers.append(answer)
+    sent: list[bytes] = []
+
+    async def send(outs: list[bytes]) -> None:
+        sent.extend(outs)
+
+    resp = await gw.turns.open(ex)
+    f.response = http.Response.make(200, b"", {"content-type": "text/event-stream; charset=utf-8",
+                                               "cache-control": "no-cache", "transfer-encoding": "chunked"})
+    f.response.headers.pop("content-length", None)  # the relay's head: chunked
+    pump = asyncio.ensure_future(gw.turns.pump(ex, resp, send, capture=STREAM_CAPTURE))
+    await asyncio.sleep(0)
+    gw.responseheaders(f)
+    if answer.hang:
+        for _ in range(100):
+            if sent:
+                break
+            await asyncio.sleep(0.01)
+        pump.cancel()
+    try:
+        await pump
+    except asyncio.CancelledError:
+        pass
+    return b"".join(sent)
 
 
 def make(*creds, qwen=None, **options):
@@ -171,17 +225,15 @@ async def test_stream_is_pointed_at_the_relay_without_credential(setup):
     assert (f.request.host, f.request.port) == gw.relay.address and f.request.scheme == "http"
     assert f.request.host_header == "api.openai.com" and f.request.headers[TOKEN_HEADER]
     assert "secret" not in json.dumps(f.get_state(), default=repr)
-    # the relay's answer arrives: the stream callable translates it
-    f.response = http.Response.make(200, b"", {"content-type": "text/event-stream", "content-length": "0"})
-    gw.responseheaders(f)
+    # mitmproxy connects to the relay: the turn translates Qwen's events, mitmproxy passes them on
+    out = await relayed(gw, qwen, f, StreamAnswer(
+        b'data: {"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}\n\n', b"data: [DONE]\n\n"))
     assert TOKEN_HEADER not in f.request.headers
-    assert callable(f.response.stream) and "content-length" not in f.response.headers
-    out = f.response.stream(b'data: {"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}\n\n'
-                            b"data: [DONE]\n\n")
-    out += f.response.stream(b"")
+    assert f.response.stream is True and "content-length" not in f.response.headers
+    assert qwen.requests and "secret" not in json.dumps(f.get_state(), default=repr)
     f.response.raw_content = None
     gw.response(f)
-    assert f.response.raw_content == b"".join(out) and b'"model":"gpt-4o"' in f.response.raw_content
+    assert f.response.raw_content == out and b'"model":"gpt-4o"' in f.response.raw_content
 
 
 
@@ -236,23 +288,20 @@ async def test_a_client_that_leaves_after_the_whole_stream_got_its_answer(setup,
     same 502, as if Qwen had failed)."""
     from mitmproxy import flow as mflow
 
-    gw, _, _ = setup
+    gw, qwen, _ = setup
     f = chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True})
     gw.requestheaders(f)
     await gw.request(f)
-    f.response = http.Response.make(200, b"", {"content-type": "text/event-stream"})
-    gw.responseheaders(f)
-    out = f.response.stream(b'data: {"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}\n\n')
-    if complete:
-        out += f.response.stream(b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
-                                 b"data: [DONE]\n\n")
+    first = b'data: {"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}\n\n'
+    rest = b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+    out = await relayed(gw, qwen, f, StreamAnswer(first, rest) if complete else StreamAnswer(first, hang=True))
     f.response.raw_content = None  # mitmproxy keeps no streamed body
     f.error = mflow.Error("Client disconnected.")
     gw.error(f)
     meta = f.metadata["qwen"]
     if complete:
         assert meta["status"] == 200 and "error" not in meta
-        assert f.response.raw_content == b"".join(out) and b"[DONE]" in f.response.raw_content
+        assert f.response.raw_content == out and b"[DONE]" in f.response.raw_content
     else:
         assert meta["status"] == 499 and meta["error"] == {"status": 499, "code": "client_disconnected",
                                                            "message": "Client disconnected."}
@@ -495,10 +544,10 @@ STEPS = [  # (object path, attribute, replacement): every step of the request pa
     ("qwen_gateway.door.team.Team", "limit", _araise),
     ("qwen_gateway.door.access", "check_declared_size", _raise),
     ("qwen_gateway.door.body", "parse_json", _raise),
-    ("qwen_gateway.addon", "context_check", _araise),
+    ("qwen_gateway.wiring", "context_check", _araise),
     ("qwen_gateway.upstream.dashscope.upstream.DashScope", "chat_body", _raise),
     ("qwen_gateway.upstream.dashscope.request", "chat_to_qwen", _raise),
-    ("qwen_gateway.forward", "buffered_answer", _raise),
+    ("qwen_gateway.turn.whole", "translated", _raise),
     ("qwen_gateway.local.LocalAnswers", "answer", _araise),
     ("qwen_gateway.upstream.retry.RetryPolicy", "acquire", _araise),
     ("qwen_gateway.upstream.engine.UpstreamEngine", "open", _araise),
@@ -552,7 +601,8 @@ async def test_a_failing_observer_is_logged_and_never_changes_the_flow(point, ca
         raise Boom(point)
 
     setattr(Failing, point, boom)
-    gw = QwenGateway(pool=StaticPool(OAUTH_CRED), observers=[Failing()], upstream=FakeQwen())
+    qwen = FakeQwen()
+    gw = QwenGateway(pool=StaticPool(OAUTH_CRED), observers=[Failing()], upstream=qwen)
     with taddons.context(gw) as tctx:
         gw.configure(set(tctx.options.keys()))
         if point == "running":
@@ -560,10 +610,10 @@ async def test_a_failing_observer_is_logged_and_never_changes_the_flow(point, ca
         stream = point == "stream_started"
         f = await through(gw, chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}],
                                          "stream": stream}))
-        if stream:  # the relay's answer arrives
-            f.response = http.Response.make(200, b"", {"content-type": "text/event-stream"})
-            gw.responseheaders(f)
-            assert callable(f.response.stream)
+        if stream:  # mitmproxy connects to the relay: the turn streams the answer
+            out = await relayed(gw, qwen, f, StreamAnswer(b'data: {"choices":[{"index":0,"delta":{"content":"x"},'
+                                                         b'"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'))
+            assert f.response.stream is True and b"[DONE]" in out
         else:
             assert f.response.status_code == 200 and json.loads(f.response.content)["choices"]
         if point == "done":

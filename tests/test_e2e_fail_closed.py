@@ -25,12 +25,12 @@ STEPS = [
     "qwen_gateway.door.team:Team.check",
     "qwen_gateway.door.team:Team.limit",
     "qwen_gateway.door.body:parse_json",
-    "qwen_gateway.addon:context_check",
+    "qwen_gateway.wiring:context_check",
     "qwen_gateway.api.chat:validate_chat_request",
     "qwen_gateway.upstream.dashscope.request:chat_to_qwen",
     "qwen_gateway.upstream.engine:UpstreamEngine.open",
-    "qwen_gateway.forward:buffered_answer",
-    "qwen_gateway.forward:start_stream",
+    "qwen_gateway.turn.whole:translated",
+    "qwen_gateway.turn.whole:stream_rewriter",
     "qwen_gateway.local:LocalAnswers.answer",
 ]
 

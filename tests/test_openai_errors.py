@@ -14,7 +14,7 @@ from qwen_gateway.auth.base import AccountUnavailable
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.upstream.dashscope.errors import classify
 from qwen_gateway.upstream.retry import unavailable
-from test_addon_unit import KEY_CRED, OAUTH_CRED, FakeQwen, chat_flow, make, through
+from test_addon_unit import KEY_CRED, OAUTH_CRED, FakeQwen, StreamAnswer, chat_flow, make, relayed, through
 
 REQUEST_ID = re.compile(r"req_[0-9a-f]{32}")
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
@@ -52,9 +52,7 @@ async def test_a_stream_carries_the_request_id_in_its_headers(setup):
     f = chat_flow({**CHAT, "stream": True})
     gw.requestheaders(f)
     await gw.request(f)
-    from mitmproxy import http
-    f.response = http.Response.make(200, b"", {"content-type": "text/event-stream"})
-    gw.responseheaders(f)
+    await relayed(gw, gw.engine.client, f, StreamAnswer(b"data: [DONE]\n\n"))
     assert REQUEST_ID.fullmatch(f.response.headers.get("x-request-id", ""))
 
 

@@ -212,7 +212,7 @@ def test_a_background_response_left_running_by_a_stopped_gateway_reads_failed(tm
     store = ResponseStore(tmp_path / "responses.sqlite3")
     queued = {**whole({**BODY, "background": True}, chat_answer("x")), "status": "queued", "output": []}
     store.put(queued, {"items": []}, [], owner="")
-    runs = BackgroundRuns(gateway=None)  # a fresh process: it runs nothing
+    runs = BackgroundRuns(runner=None, store=lambda: store)  # type: ignore[arg-type]  # a fresh process: runs nothing
     answer = json.loads(asyncio.run(stored(store, "GET", queued["id"], {}, "", runs)).content)
     assert answer["status"] == "failed" and "stopped" in answer["error"]["message"]
     validate("Response", answer)

@@ -121,10 +121,15 @@ async def test_on_another_mitmproxys_server_connect_the_relay_listens_on_loopbac
     monkeypatch.setattr(server.ConnectionHandler, "open_connection", other.ConnectionHandler.open_connection)
     answer = Answer()
 
-    async def open_upstream(ex: Exchange) -> Answer:
-        return answer
+    class Runner:  # the turn, as the relay sees it: Qwen's events passed on as they come
+        async def open(self, ex: Exchange) -> Answer:
+            return answer
 
-    relay = LoopbackRelay(open_upstream, idle_timeout=lambda: 5)
+        async def pump(self, ex, resp, send, *, capture=0, translator=None) -> None:
+            async for chunk in resp.aiter_raw():
+                await send([chunk])
+
+    relay = LoopbackRelay(Runner())  # type: ignore[arg-type]
     with caplog.at_level(logging.WARNING, logger="qwen"):
         address = await relay.start()
         assert await relay.start() == address

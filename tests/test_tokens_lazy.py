@@ -124,12 +124,12 @@ async def test_token_id_embeddings_load_the_decoder_in_a_thread_before_translati
 async def test_the_first_counted_stream_waits_for_the_encoding_to_load(unloaded):
     """The Messages API's first event reports the prompt's tokens: its count may have to load tiktoken first
     (~0.4 s, once per process), longer than the usual wait for a count (COUNT_WAIT_S)."""
-    from qwen_gateway import forward
+    from qwen_gateway.turn import runner
 
     loop = asyncio.get_running_loop()
     ex = exchange(status=None, usage=None)
     ex.endpoint = CountedFirst()  # type: ignore[assignment]
     ex.estimate = loop.create_future()
-    loop.call_later(forward.COUNT_WAIT_S + 0.3, ex.estimate.set_result, (1, "tiktoken:x"))
-    await forward.until_counted(ex)
+    loop.call_later(runner.COUNT_WAIT_S + 0.3, ex.estimate.set_result, (1, "tiktoken:x"))
+    await runner.until_counted(ex)
     assert ex.estimate.done()  # waited for the load, not only COUNT_WAIT_S

@@ -122,7 +122,22 @@ class Exchange:
     prompt_tokens_est: int | None = None
     token_method: str | None = None
     estimate: asyncio.Future | None = field(default=None, repr=False)  # a prompt count still running
-    extra: dict[str, Any] = field(default_factory=dict)  # endpoint-specific state (e.g. the response id)
+    extra: dict[str, Any] = field(default_factory=dict)  # the endpoint's own state (e.g. the response id)
+    # the turn's own state (turn/): how the answer reaches the client and what is kept of it
+    relay_token: str | None = None  # a stream pointed at the relay: the token that has it served, once
+    relayed: bool = False  # its answer comes through the relay (mitmproxy streams it)
+    relay_error: Exception | None = None  # the upstream refused before the first byte: the client's error
+    keep_before_end: bool = False  # the endpoint keeps the answer before a stream's end goes out (set by it)
+    gate: asyncio.Future | None = field(default=None, repr=False)  # that stream's end, opened once it is kept
+    write: Any = field(default=None, repr=False)  # the endpoint's write (a future), awaited before the end
+    kept: bool = False  # the endpoint kept the answer already (a parked stream's end)
+    unkept: bool = False  # its write failed: the answer was not kept (nor may it be continued)
+    final: dict | None = None  # a whole answer's final object, for the endpoint to keep
+    # the door's state of a named client key (door/team.py)
+    key_record: Any = field(default=None, repr=False)  # its record, while the request may be limited
+    key_digest: bytes | None = field(default=None, repr=False)  # checked once the shared keys are read
+    key_taken: Any = field(default=None, repr=False)  # what its rate limits took, given back at the end
+    limit_headers: dict[str, str] | None = None  # its limits' state, on the answer (x-ratelimit-*)
     # the team gateway (door/team.py, prices.py)
     key_name: str = ""  # the named client key the request came with (never the key itself)
     cost: float | None = None  # what the answer cost, in `cost_unit`

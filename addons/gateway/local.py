@@ -61,9 +61,9 @@ class Formats:
     def error(self, e: GatewayError, ex: Exchange | None) -> http.Response:
         fmt = self.formats.get(ex.dialect) if ex is not None else None
         if fmt is None or ex is None:
-            return error_response(e, ex.extra.get("limit_headers") if ex is not None else None)
+            return error_response(e, ex.limit_headers if ex is not None else None)
         return http.Response.make(e.status, fmt.error_body(e, ex), {**JSON, **e.headers, **fmt.headers(ex),
-                                                                    **ex.extra.get("limit_headers", {})})
+                                                                    **(ex.limit_headers or {})})
 
     def stamp(self, ex: Exchange, resp: http.Response) -> None:
         """The headers the dialect puts on every answer (OpenAI's: its request id), and a named key's rate
@@ -71,7 +71,7 @@ class Formats:
         fmt = self.formats.get(ex.dialect)
         for name, value in (fmt.headers(ex) if fmt is not None else openai_headers(ex)).items():
             resp.headers[name] = value
-        for name, value in ex.extra.get("limit_headers", {}).items():
+        for name, value in (ex.limit_headers or {}).items():
             resp.headers[name] = value
 
 

@@ -128,7 +128,7 @@ class Endpoint(Generic[X]):
     # from a shared database first (a stored Response another gateway wrote)
     prepare: Callable[[dict, X], Awaitable[None]] | None = None
     # Its stream's first event carries the gateway's prompt estimate (Anthropic's message_start usage): the
-    # relay lets a count still running finish before the stream starts (forward.until_counted)
+    # relay lets a count still running finish before the stream starts (turn.runner.Turns.open)
     counted_first: bool = False
 
 
@@ -198,7 +198,7 @@ class Upstream(Protocol):
         """The upstream body for a chat request on this account; its "model" is the model asked (the upstream
         may move a request to another model, e.g. a vision model for images). `learned` and `stream_only`:
         what the upstream's refusals taught about models (thinking knobs; models that answer streams only,
-        whose whole answers the upstream streams and `forward.buffered_answer` assembles)."""
+        whose whole answers the upstream streams and `turn.whole.translated` assembles)."""
         ...
 
     def own_body(self, body: dict, *, model: str, capability: Capability, cred: Credential,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from ..auth.base import Capability
 from ..errors import GatewayError
 from ..exchange import note
-from ..forward import upstream_json
+from ..turn.whole import upstream_json
 from ..models import EMBEDDING_SIZES, OPENAI_EMBEDDING_SIZES
 from ..pivot import Endpoint, UpstreamAnswer
 from ..tokens import encoding

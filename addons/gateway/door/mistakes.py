@@ -17,10 +17,14 @@ what to type instead, or simply works.
 
 from __future__ import annotations
 
+import logging
+
 from mitmproxy import http
 from mitmproxy.proxy import mode_specs
 
 from ..errors import GatewayError
+
+log = logging.getLogger("qwen")
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 ANSWERED_FOR_ITSELF = frozenset({"health", "liveness", "readiness", "metrics"})  # monitoring, not an API call
@@ -65,7 +69,14 @@ def undoubled(path: str) -> str:
     return path[3:] if path.startswith("/v1/v1/") else path
 
 
-def https_on_plain_listener(sockname) -> str | None:
+def https_on_plain_listener(client) -> None:
+    """A client's TLS handshake failed on a reverse-mode listener (plain HTTP): one line says what to use."""
+    line = plain_listener_line(client.sockname) if isinstance(client.proxy_mode, mode_specs.ReverseMode) else None
+    if line:
+        log.warning(line)
+
+
+def plain_listener_line(sockname) -> str | None:
     """The line to log when a client's TLS handshake failed on a reverse-mode listener (None: not a listener
     the gateway knows as plain HTTP)."""
     if not isinstance(sockname, tuple) or len(sockname) < 2:

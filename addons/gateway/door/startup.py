@@ -52,6 +52,16 @@ def check_deferred(opts) -> list[str]:
     return problems
 
 
+def deferred_values(opts, running: bool) -> None:
+    """At load: the gateway's deferred values checked. While mitmproxy starts, a problem stops it; at a
+    reload (mitmproxy serves), the values stay unset, each problem said, and the gateway keeps serving."""
+    if problems := check_deferred(opts):
+        if not running:
+            stop(problems)
+        for line in problems:
+            log.error("qwen: %s", line)
+
+
 def mitmproxy_running(master) -> bool:
     """Whether mitmproxy already serves (a script reloaded, an option changed) or is still starting."""
     loader = master.addons.get("scriptloader") if master is not None else None

@@ -123,20 +123,20 @@ class Team(Observer):
         if rec is not None:
             ex.key_name = rec.name
             if not rec.revoked:
-                ex.extra["key"] = rec
+                ex.key_record = rec
 
     # ---- limits, before upstream ---------------------------------------------------------------------
 
     async def limit(self, ex: Exchange) -> None:
         """Raises the refusal when the exchange's key is over a budget or a rate limit."""
-        rec = ex.extra.get("key")
-        if not isinstance(rec, KeyRecord) or "taken" in ex.extra:
+        rec = ex.key_record
+        if not isinstance(rec, KeyRecord) or ex.key_taken is not None:
             return
         try:
             await self._limit(ex, rec)
         finally:  # on the answer and on a refusal alike (local.Formats puts them on either)
             if rec.rpm or rec.tpm:
-                ex.extra["limit_headers"] = self._headers(ex.dialect, rec)
+                ex.limit_headers = self._headers(ex.dialect, rec)
 
     async def _limit(self, ex: Exchange, rec: KeyRecord) -> None:
         if rec.daily_tokens or rec.monthly_usd:
@@ -146,7 +146,7 @@ class Team(Observer):
             if rec.monthly_usd and spent.usd_month >= rec.monthly_usd:
                 raise refusals.over_monthly(rec, spent.usd_month, ex.dialect)
         taken: list[Taken] = []
-        ex.extra["taken"] = taken
+        ex.key_taken = taken
         if rec.rpm:
             taken.append(await self._take(rec, RPM, 1, rec.rpm, taken))
         if rec.tpm:
@@ -199,7 +199,7 @@ class Team(Observer):
         self.book.charge(name, requests=1, tokens=tokens, usd=cost if unit == USD else 0.0,
                          plan_requests=int(cost) if unit == REQUESTS else 0,
                          plan_tokens=int(cost) if unit == TOKENS else 0)
-        taken = ex.extra.get("taken")
+        taken = ex.key_taken
         # settled once, by the exchange that has Qwen's answer (a background response's POST, answered
         # `queued`, hands its allowance to the turn that runs on: the same list)
         if taken and (ex.usage is not None or ex.error is not None or ex.stream_error):

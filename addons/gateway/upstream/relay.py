@@ -1,17 +1,16 @@
-"""The relay: how a streamed answer from the engine reaches mitmproxy's stream callable.
+"""The relay: how a streamed answer reaches mitmproxy, which streams it to the client.
 
 mitmproxy can only stream a response that comes from a server connection; an answer an addon makes is
 sent whole. So a streamed exchange is pointed at this small HTTP/1.1 server, which runs in the addon's
 own event loop and is reached through an in-process connection (inproc.py: no socket; on a mitmproxy whose
 server connect the seam was not written against, it listens on 127.0.0.1, as it did before, at the cost of a
 socket hop per event and a TCP connect per stream). It serves only
-exchanges the gateway registered, each once, named by a random token; it asks the engine for the answer
-(credential, pooled connection, retries before the first byte) and writes the upstream bytes to mitmproxy
-as they arrive, chunked.
-
-Faults become SSE error events the stream callable turns into the client's error format: an upstream
-silent for the idle limit, or one that breaks off. When mitmproxy closes the connection (the client
-went away), the upstream request is cancelled.
+exchanges the gateway registered, each once, named by a random token. It is the HTTP transport of a turn
+(turn/runner.py): the turn opens the engine's answer (credential, pooled connection, retries before the first
+byte) and pumps it, each upstream event translated into the client's at once, which the relay writes to
+mitmproxy chunked. A refusal before the first byte is written whole (the settlement puts it in the
+client's format); an answer that is not a stream after all is written as it came (and translated whole).
+When mitmproxy closes the connection (the client went away), the turn's upstream request is cancelled.
 """
 
 from __future__ import annotations
@@ -19,15 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
 
 from ..errors import ConnectionFailed, GatewayError, UpstreamTimeout
 from ..exchange import Exchange
-from ..forward import until_counted, until_kept
 from ..loopback import LoopbackServer
 from ..pivot import UpstreamAnswer
-from ..sse import encode
-from ..streaming import stream_error
+from ..turn import TurnRunner
 from . import inproc
 from .pipe import PipeReader
 
@@ -39,12 +35,15 @@ _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden"
             503: "Service Unavailable", 504: "Gateway Timeout"}
 
 
+STREAM_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\n"
+               b"transfer-encoding: chunked\r\n\r\n")
+
+
 class LoopbackRelay(LoopbackServer):
-    def __init__(self, open_upstream: Callable[[Exchange], Awaitable[UpstreamAnswer]], *,
-                 idle_timeout: Callable[[], float]) -> None:
+    def __init__(self, runner: TurnRunner, *, capture: int = 0) -> None:
         super().__init__()
-        self.open_upstream = open_upstream
-        self.idle_timeout = idle_timeout
+        self.runner = runner
+        self.capture = capture  # bytes of each translated stream kept on its flow
 
     async def start(self) -> tuple[str, int]:
         if self.address is None:
@@ -127,54 +126,49 @@ class LoopbackRelay(LoopbackServer):
     async def _answer(self, ex: Exchange, writer: asyncio.StreamWriter) -> bool:
         try:
             try:
-                resp = await self.open_upstream(ex)
+                resp = await self.runner.open(ex)
             except GatewayError:
                 raise
-            except Exception as e:  # fail closed: the client gets an OpenAI error, never a broken connection
+            except Exception as e:  # fail closed: the client gets an error, never a broken connection
                 log.exception("qwen: the upstream request failed")
                 raise GatewayError(500, f"The gateway failed: {type(e).__name__}.") from e
         except GatewayError as e:
-            ex.extra["relay_error"] = e  # the client's format is applied when the answer is settled
+            ex.relay_error = e  # the client's format is applied when the answer is settled
             ex.fail(e.status, e.code, e.message)
             await _write_whole(writer, e.status, e.to_bytes(), e.headers)
             return True
         try:
-            await until_counted(ex)
-            return await self._pump(ex, resp, writer)
+            if resp.status_code == 200 and "event-stream" in resp.headers.get("content-type", ""):
+                writer.write(STREAM_HEAD)
+
+                async def send(outs: list[bytes]) -> None:
+                    data = b"".join(outs)
+                    if data:
+                        writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+                        await writer.drain()
+
+                await self.runner.pump(ex, resp, send, capture=self.capture)
+            else:
+                await _copy(resp, writer)
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            return True
         finally:
             await resp.aclose()
 
-    async def _pump(self, ex: Exchange, resp: UpstreamAnswer, writer: asyncio.StreamWriter) -> bool:
-        gate = ex.extra.get("final_gate")
-        ctype = resp.headers.get("content-type", "application/json")
-        writer.write(f"HTTP/1.1 {resp.status_code} {_REASONS.get(resp.status_code, 'OK')}\r\n"
-                     f"content-type: {ctype}\r\ntransfer-encoding: chunked\r\n\r\n".encode("latin-1"))
-        try:
-            async for chunk in resp.aiter_raw():
-                if chunk:
-                    writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                    await writer.drain()
-        except UpstreamTimeout:
-            _write_chunk(writer, _error_event(f"Qwen sent nothing for {self.idle_timeout():g} s: the gateway "
-                                              "ended the stream (qwen_stream_idle_timeout).", "stream_idle_timeout"))
-        except ConnectionFailed as e:
-            _write_chunk(writer, _error_event(f"Qwen broke off the stream: {e}.",
-                                              "upstream_connection_error"))
-        if isinstance(gate, asyncio.Future) and resp.status_code == 200 and "event-stream" in ctype:
-            # the answer is being kept (a shared database): the stream's end, and with it the client's final
-            # events, waits for the write
-            await until_kept(ex, gate, "a stream")
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
-        return True
 
-
-def _error_event(message: str, code: str) -> bytes:
-    return encode({"error": stream_error(message, code=code)})
-
-
-def _write_chunk(writer: asyncio.StreamWriter, data: bytes) -> None:
-    writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+async def _copy(resp: UpstreamAnswer, writer: asyncio.StreamWriter) -> None:
+    """An answer that is not a stream, as it came (the settlement translates it whole)."""
+    ctype = resp.headers.get("content-type", "application/json")
+    writer.write(f"HTTP/1.1 {resp.status_code} {_REASONS.get(resp.status_code, 'OK')}\r\n"
+                 f"content-type: {ctype}\r\ntransfer-encoding: chunked\r\n\r\n".encode("latin-1"))
+    try:
+        async for chunk in resp.aiter_raw():
+            if chunk:
+                writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                await writer.drain()
+    except (UpstreamTimeout, ConnectionFailed):
+        pass  # what came is what the settlement reads
 
 
 async def _write_whole(writer: asyncio.StreamWriter, status: int, body: bytes, headers: dict[str, str],

@@ -9,8 +9,8 @@ later replays them. mitmproxy sends an answer the gateway makes itself whole, so
 the run goes on is answered when the run ends (every event after `starting_after`, the terminal one
 included).
 
-`gateway` is the QwenGateway; a run uses its `engine.open`, `_flows` (the engine's upstream_request
-callback), `observers`, `settle.report` (the pool) and `settle.finish` (the record, the finished observers).
+A run is driven by the gateway's turn (`runner`, turn/runner.py): the engine's answer opened, pumped through
+the run's translator (which records the events), the pool told, the record settled on the POST's flow.
 """
 
 from __future__ import annotations
@@ -20,17 +20,16 @@ import dataclasses
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from ... import ids
-from ...auth.base import Outcome
-from ...errors import ConnectionFailed, GatewayError, UpstreamTimeout
+from ...errors import GatewayError
 from ...exchange import Exchange
-from ...forward import OpenUpstream
-from ...sse import encode as sse_encode
-from ...streaming import StreamRewriter, stream_error
+from ...turn import TurnRunner
 from .history import input_items
 from .output import response_object
+from .store import ResponseStore
 from .stream import ResponsesStreamTranslator, sse_event
 
 if TYPE_CHECKING:
@@ -78,8 +77,9 @@ class Run:
 
 
 class BackgroundRuns:
-    def __init__(self, gateway) -> None:
-        self.gw = gateway
+    def __init__(self, runner: TurnRunner, store: Callable[[], ResponseStore]) -> None:
+        self.runner = runner
+        self.store = store
         self.runs: OrderedDict[str, Run] = OrderedDict()
 
     def get(self, response_id: str, owner: str) -> Run | None:
@@ -87,7 +87,7 @@ class BackgroundRuns:
         run = self.runs.get(response_id)
         return run if run is not None and run.ex.key_name == owner else None
 
-    async def start(self, ex: Exchange, open_upstream: OpenUpstream) -> dict[str, Any]:
+    async def start(self, ex: Exchange) -> dict[str, Any]:
         """Queue the POST's turn once the queued Response is stored; the queued Response is the POST's answer."""
         body = ex.body or {}
         rid = ex.extra["response_id"]
@@ -95,8 +95,9 @@ class BackgroundRuns:
                                                       output=[]))
         turn = dataclasses.replace(ex, id=ids.hex_id(), started=time.monotonic(), stream=True,
                                    chat_body={**ex.chat_body, "stream": True}, tried=[], retries=[],
-                                   notes=[*ex.notes, "background"], extra=dict(ex.extra))
-        store = self.gw._responses()
+                                   notes=[*ex.notes, "background"], extra=dict(ex.extra),
+                                   keep_before_end=False, write=None, gate=None, final=None)  # kept at its end
+        store = self.store()
         run = Run(turn, queued, translator=ResponsesStreamTranslator(
             body, response_id=rid, created_at=ex.created, tools=ex.extra.get("tools"), seal=store.sealer.seal,
             compaction=bool(ex.extra.get("compaction"))))
@@ -105,10 +106,9 @@ class BackgroundRuns:
         write = store.put(dict(queued), {"items": []}, input_items(body), owner=ex.key_name)
         if write is not None:
             await write  # a store that cannot take it: the POST is refused, nothing has gone upstream
-        flow = self.gw._flows.get(ex.id)
         self.runs[rid] = run
         self._evict()
-        run.task = asyncio.get_running_loop().create_task(self._run(run, flow, open_upstream),
+        run.task = asyncio.get_running_loop().create_task(self._run(run, self.runner.flow_of(ex)),
                                                           name=f"qwen: background {rid}")
         ex.notes.append("background: answered queued, the turn runs on")
         return dict(queued)
@@ -133,24 +133,17 @@ class BackgroundRuns:
 
     # ---- the turn ----------------------------------------------------------------------------------------
 
-    async def _run(self, run: Run, flow: http.HTTPFlow | None, open_upstream: OpenUpstream) -> None:
-        gw, ex, translator = self.gw, run.ex, run.translator
+    async def _run(self, run: Run, flow: http.HTTPFlow | None) -> None:
+        ex, translator = run.ex, run.translator
         if flow is not None:
-            gw._flows[ex.id] = flow
-        rw: StreamRewriter | None = None
+            self.runner.follow(ex, flow)
         try:
-            resp = await open_upstream(ex)
-            assert ex.upstream is not None
-            rw = ex.rewriter = StreamRewriter(ex.upstream.chunks(ex.requested_model or ex.upstream_model),
-                                              translator)
-            try:
-                await self._pump(rw, resp)
+            resp = await self.runner.open(ex)
+            try:  # the translator records each event (run.record): nothing to send
+                await self.runner.pump(ex, resp, _nowhere, translator=translator)
             finally:
                 await resp.aclose()
-            ex.usage, ex.first_byte_at = rw.normalizer.usage, rw.first_byte_at
-            if rw.error:
-                ex.stream_error = str(rw.error.get("message"))
-            gw.settle.report(ex, Outcome.OK if not rw.error else Outcome.THROTTLE if rw.throttled else Outcome.ERROR)
+            self.runner.streamed(ex, keep=False)  # its Response is stored by _end, whatever the outcome
         except GatewayError as e:
             ex.fail(e.status, e.code, e.message)
             translator.fail({"message": e.message, "code": e.code, "type": e.type})
@@ -167,20 +160,6 @@ class BackgroundRuns:
         finally:
             self._end(run, flow)
 
-    async def _pump(self, rw: StreamRewriter, resp) -> None:
-        try:
-            async for chunk in resp.aiter_raw():
-                if chunk:
-                    rw(chunk)
-                if rw.finished:
-                    break
-        except UpstreamTimeout:
-            rw(sse_encode({"error": stream_error("Qwen sent nothing for too long: the gateway ended the stream "
-                                                 "(qwen_stream_idle_timeout).", "stream_idle_timeout")}))
-        except ConnectionFailed as e:
-            rw(sse_encode({"error": stream_error(f"Qwen broke off the stream: {e}.", "upstream_connection_error")}))
-        rw(b"")
-
     def _end(self, run: Run, flow: http.HTTPFlow | None) -> None:
         """The final Response stored (and kept for previous_response_id), the record settled on the flow."""
         ex = run.ex
@@ -194,4 +173,8 @@ class BackgroundRuns:
             if ex.status is None:
                 ex.status = 200
             if flow is not None:
-                self.gw.settle.finish(flow, ex)
+                self.runner.finish(flow, ex)
+
+
+async def _nowhere(outs: list[bytes]) -> None:
+    """A background run's events go to its Run (the translator's `encode`), not to a connection."""

@@ -18,7 +18,7 @@ from .stream import ResponsesStreamTranslator, sse_event
 
 if TYPE_CHECKING:
     from ...exchange import Exchange
-    from ...forward import OpenUpstream
+    from ...turn.whole import OpenUpstream
 
 
 def responses_endpoint(store: Callable[[], ResponseStore],
@@ -41,7 +41,7 @@ def responses_endpoint(store: Callable[[], ResponseStore],
         t = translate(body, **cont, notes=ex.notes, open_sealed=st.sealer.open, lookup=lambda i: st.item(i, owner))
         ex.extra["response_id"] = new_id("resp")
         if body.get("store") is not False:  # stored before the stream's final events go out
-            ex.extra["keep_before_end"] = True
+            ex.keep_before_end = True
         ex.extra["tools"] = t.tools
         ex.extra["items"] = t.items
         if body.get("truncation") == "auto":  # the guard and the retry policy drop the oldest items to fit
@@ -72,8 +72,8 @@ def responses_endpoint(store: Callable[[], ResponseStore],
         if response is None or body.get("store") is False:
             return
         write = store().put(response, {"items": history_of(ex, response)}, input_items(body), owner=ex.key_name)
-        if write is not None:  # the store's write: the answer waits for it (addon.response, forward.keep_early)
-            ex.extra["durable"] = write
+        if write is not None:  # the store's write: the answer waits for it (addon.response, turn.keep.keep_early)
+            ex.write = write
 
     def history_of(ex: Exchange, response: dict) -> list[dict]:
         summary, reasoning = ex.extra.get("summary"), ex.extra.get("reasoning")
@@ -94,7 +94,7 @@ def responses_endpoint(store: Callable[[], ResponseStore],
     async def fetch(ex: Exchange, open_upstream: OpenUpstream) -> dict | None:
         if runs is None or (ex.body or {}).get("background") is not True:
             return None  # one ordinary call
-        return await runs().start(ex, open_upstream)
+        return await runs().start(ex)
 
     return Endpoint(name="responses", to_chat=to_chat, from_chat=from_chat, stream_translator=translator,
                     finished=finished, stream_failure=stream_failure, fetch=fetch, prepare=prepare(store, stores=True))

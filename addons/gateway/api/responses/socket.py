@@ -22,6 +22,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,10 @@ from wsproto.connection import ConnectionState
 from ...errors import GatewayError
 from ...exchange import Exchange
 from ...loopback import LoopbackServer
+from ...pivot import Endpoint
+from ...turn import TurnRunner
 from .socket_turns import Session, Turns, _encode, _error_event
+from .store import ResponseStore
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -77,17 +81,13 @@ class _Pending:
 
 
 class ResponsesSockets(LoopbackServer):
-    """The loopback WebSocket server and the turns it runs. `gateway` is the QwenGateway, whose parts a turn
-    uses exactly as a POST /v1/responses does: `endpoints["/responses"]`, `config`, `check_context`, `engine.open`,
-    `_responses()` (the store and its sealer), `_flows` (the engine's upstream_request callback finds the
-    flow there), `observers` (their points), `settle.report` (the pool) and `settle.finish` (the record, the
-    finished observers). addon.py calls `route` from its request hook, allows `address` in server_connect
-    and `stop`s it in done."""
+    """The loopback WebSocket server and the turns it runs, each by the gateway's turn (`runner`: the Responses
+    `endpoint`, its `store`) exactly as a POST /v1/responses is (socket_turns.py). addon.py calls `route` from
+    its request hook, allows `address` in server_connect and `stop`s it in done."""
 
-    def __init__(self, gateway) -> None:
+    def __init__(self, runner: TurnRunner, endpoint: Endpoint[Exchange], store: Callable[[], ResponseStore]) -> None:
         super().__init__()
-        self.gw = gateway
-        self.turns = Turns(gateway)
+        self.turns = Turns(runner, endpoint, store)
         self._sessions: set[asyncio.Task] = set()
 
     # ---- the upgrade ---------------------------------------------------------------------------------

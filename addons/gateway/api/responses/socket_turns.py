@@ -9,23 +9,23 @@ import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import wsproto.events as ws_events
 from wsproto import WSConnection
 from wsproto.connection import ConnectionState
 
-from ...auth.base import Outcome
 from ...auth.storage import StateUnavailable
-from ...errors import ConnectionFailed, GatewayError, UpstreamTimeout, gateway_error
+from ...errors import GatewayError, gateway_error
 from ...exchange import ClientRequest, Exchange
-from ...forward import keep_early, until_kept
-from ...sse import encode as sse_encode
-from ...streaming import StreamRewriter, stream_error
+from ...pivot import Endpoint
+from ...turn import TurnRunner
 from .history import history_items
 from .items import new_id
 from .output import response_object
 from .request import check_request
+from .store import ResponseStore
 from .stream import ResponsesStreamTranslator
 
 if TYPE_CHECKING:
@@ -62,50 +62,44 @@ class Session:
 
 
 class Turns:
-    """The turns of every WebSocket; `gateway` is the QwenGateway (see ResponsesSockets for what it uses)."""
+    """The turns of every WebSocket, each run by the gateway's turn (`runner`, turn/runner.py) as a streamed POST
+    /v1/responses is: the Responses `endpoint`, its stored Responses (`store`: the sealer of history items)."""
 
-    def __init__(self, gateway) -> None:
-        self.gw = gateway
+    def __init__(self, runner: TurnRunner, endpoint: Endpoint[Exchange], store: Callable[[], ResponseStore]) -> None:
+        self.runner = runner
+        self.endpoint = endpoint
+        self.store = store
 
     async def run(self, session: Session, body: dict, size: int) -> None:
-        gw, up = self.gw, session.upgrade
-        endpoint = gw.endpoints["/responses"]
+        up, flow = session.upgrade, session.flow
         ex = Exchange(ClientRequest("POST", up.client.path, up.client.url, up.client.key_hint, size),
-                      route="responses", endpoint=endpoint, body=body, stream=True)
-        ex.requested_model = body["model"] if isinstance(body.get("model"), str) else ""
+                      route="responses", endpoint=self.endpoint, stream=True)
         ex.notes.append("over WebSocket")
-        gw.team.bind(ex, up.extra.get("key"))  # the connection's named key: each turn is limited and counted
+        # the connection's named key: each turn is limited and counted
+        ex.key_name, ex.key_record = up.key_name, up.key_record
         session.turns += 1
-        flow = session.flow
-        gw._flows[ex.id] = flow
-        rw: StreamRewriter | None = None
         try:
-            gw.observers.notify("client_request", ex, flow)
+            body["stream"] = True
+            self.runner.received(ex, body, flow)
             prev = body.get("previous_response_id")
             if isinstance(prev, str) and prev in session.history:
                 ex.extra["history"] = session.history[prev]
-            body["stream"] = True
             if body.pop("generate", True) is False:  # a warm-up: the connection is ready, nothing to generate
                 self._warm_up(session, ex, check_request(body))  # (generate: the socket's field, not the request's)
                 return
-            if endpoint.prepare is not None:
-                await endpoint.prepare(body, ex)
-            ex.chat_body = endpoint.to_chat(body, ex)
-            await gw.check_context(ex)
-            resp = await gw.engine.open(ex)
-            assert ex.upstream is not None  # the engine chose the account, and with it the upstream
-            rw = ex.rewriter = StreamRewriter(ex.upstream.chunks(ex.requested_model or ex.upstream_model),
-                                              self._translator(ex))
-            gw.observers.notify("stream_started", ex, flow)
-            gate = None
-            if ex.extra.get("keep_before_end"):  # stored before response.completed goes out
-                gate = asyncio.get_running_loop().create_future()
-                rw.park = lambda: keep_early(ex, gate)
+            await self.runner.translate(ex)
+            resp = await self.runner.open(ex)
+
+            async def send(outs: list[bytes]) -> None:
+                for out in outs:
+                    session.send(out)
+                await session.writer.drain()
+
             try:
-                await self._pump(session, ex, rw, resp, gate)
+                await self.runner.pump(ex, resp, send, translator=self._translator(ex))
             finally:
                 await resp.aclose()
-            self._settle(session, ex, rw)
+            self._remember(session, ex, self.runner.streamed(ex))
         except (GatewayError, StateUnavailable) as caught:
             e = gateway_error(caught)
             ex.fail(e.status, e.code, e.message)
@@ -128,60 +122,21 @@ class Turns:
         finally:
             if ex.status is None:
                 ex.status = 200
-            gw.settle.finish(flow, ex)
+            self.runner.finish(flow, ex)
 
     def _translator(self, ex: Exchange) -> ResponsesStreamTranslator:
-        store = self.gw._responses()
         return ResponsesStreamTranslator(ex.body or {}, response_id=ex.extra["response_id"], created_at=ex.created,
-                                         tools=ex.extra.get("tools"), seal=store.sealer.seal,
+                                         tools=ex.extra.get("tools"), seal=self.store().sealer.seal,
                                          compaction=bool(ex.extra.get("compaction")), encode=_encode)
 
-    async def _pump(self, session: Session, ex: Exchange, rw: StreamRewriter, resp,
-                    gate: asyncio.Future | None = None) -> None:
-        def send(outs: list[bytes]) -> None:
-            for out in outs:
-                session.send(out)
-
-        try:
-            async for chunk in resp.aiter_raw():
-                if chunk:
-                    send(rw(chunk))
-                    await session.writer.drain()
-                if rw.finished:
-                    break
-        except UpstreamTimeout:
-            idle = self.gw.config.stream_idle_timeout
-            send(rw(sse_encode({"error": stream_error(f"Qwen sent nothing for {idle:g} s: the gateway ended the "
-                                                      "stream (qwen_stream_idle_timeout).", "stream_idle_timeout")})))
-        except ConnectionFailed as e:
-            send(rw(sse_encode({"error": stream_error(f"Qwen broke off the stream: {e}.",
-                                                      "upstream_connection_error")})))
-        if gate is not None and rw.held is not None:  # the final events wait for the write
-            await until_kept(ex, gate, "a WebSocket turn")
-        send(rw(b""))
-        await session.writer.drain()
-
-    def _settle(self, session: Session, ex: Exchange, rw: StreamRewriter) -> None:
-        """As the gateway's `response` hook does for a stream: usage, the pool, the stored response."""
-        gw = self.gw
-        ex.usage = rw.normalizer.usage
-        ex.first_byte_at = rw.first_byte_at
-        if rw.error:
-            ex.stream_error = str(rw.error.get("message"))
-        gw.settle.report(ex, Outcome.OK if not rw.error else Outcome.THROTTLE if rw.throttled else Outcome.ERROR)
-        translator = rw.translator
-        if rw.error or not isinstance(translator, ResponsesStreamTranslator):
-            return
-        final = translator.response()
-        assert ex.endpoint is not None and ex.endpoint.finished is not None  # the Responses endpoint keeps it
-        if not ex.extra.get("kept"):  # a parked turn's response was kept before its end
-            ex.endpoint.finished(ex, final)
-        if ex.extra.get("unkept"):  # not stored: not continued either
+    def _remember(self, session: Session, ex: Exchange, final: dict | None) -> None:
+        """The turn's response, for this connection's next `previous_response_id` (not when unkept)."""
+        translator = ex.rewriter.translator if ex.rewriter is not None else None
+        if final is None or ex.unkept or not isinstance(translator, ResponsesStreamTranslator):
             return
         summary = translator.summary if ex.extra.get("compaction") else None
-        session.remember(final["id"], history_items(ex.extra.get("items") or [], final,
-                                                    gw._responses().sealer.seal, summary=summary,
-                                                    reasoning=translator.reasoning))
+        session.remember(final["id"], history_items(ex.extra.get("items") or [], final, self.store().sealer.seal,
+                                                    summary=summary, reasoning=translator.reasoning))
 
     def _warm_up(self, session: Session, ex: Exchange, body: dict) -> None:
         rid = new_id("resp")

@@ -65,7 +65,7 @@ class _Keeping:
 
 class KeptChatStreamTranslator(ChatStreamTranslator):
     """A `store: true` stream: the client's chunks as ever, and `response()`, the completion they make (what
-    forward.keep_early keeps before the parked [DONE] goes out)."""
+    turn.keep.keep_early keeps before the parked [DONE] goes out)."""
 
     def __init__(self, include_usage: bool, body: dict) -> None:
         super().__init__(include_usage, body)
@@ -88,7 +88,7 @@ def chat_endpoint(chats: Callable[[], ChatStore]) -> Endpoint[Exchange]:
         if body.get("metadata") is not None:
             check_metadata(body["metadata"])
         if body.get("store") is True:  # stored before the stream's [DONE] goes out
-            ex.extra["keep_before_end"] = True
+            ex.keep_before_end = True
         return chat
 
     def translator(ex: Exchange) -> ChatStreamTranslator:
@@ -101,8 +101,8 @@ def chat_endpoint(chats: Callable[[], ChatStore]) -> Endpoint[Exchange]:
         body = ex.body or {}
         if body.get("store") is not True or not isinstance(completion, dict) or "id" not in completion:
             return
-        # the write: the answer waits for it (settle.durable, forward.keep_early); refused, a 503 or an error event
-        ex.extra["durable"] = chats().put(row_of(body, completion, time.time(), ex.key_name))
+        # the write: the answer waits for it (Settlement.durable, turn.keep.keep_early); refused, a 503 or an error event
+        ex.write = chats().put(row_of(body, completion, time.time(), ex.key_name))
 
     async def prepare(body: dict, ex: Exchange) -> None:
         if body.get("store") is True:  # refused now (503 state_unavailable), before Qwen answers for nothing

@@ -20,7 +20,7 @@ TOP_P_MIN = 0.0001  # a nucleus of the likeliest token only, which is what top_p
 
 def stream_whole(body: dict, notes: list[str] | None = None, *, learned: Collection[str] = ()) -> dict:
     """A whole answer from a model that answers streams only: asked as a stream (usage included), which
-    `forward.buffered_answer` assembles into one chat completion through the same chunk normaliser."""
+    `turn.whole.translated` assembles into one chat completion through the same chunk normaliser."""
     model = str(body.get("model") or "")
     if body.get("stream") or not stream_only(model, learned):
         return body

@@ -2,7 +2,7 @@
 
 One attempt is two requests: `prepare` creates the chat (`chats/new`, through the engine's pooled client),
 then the engine sends the completion `wire` builds. Its answer is always a stream; a whole answer is
-assembled from it (forward.assembled), so `answer` is never given a JSON body by a working upstream."""
+assembled from it (turn.whole.assembled), so `answer` is never given a JSON body by a working upstream."""
 
 from __future__ import annotations
 

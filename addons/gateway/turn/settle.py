@@ -1,7 +1,7 @@
 """How an exchange ends: the answer completed (a stream's usage and errors, a relayed answer that was not a
 stream translated whole), the pool told how the account did, the endpoint's keepsake stored (Responses),
 the record written to the flow and the observers' `finished` called. The addon's `response` and `error`
-hooks, and the WebSocket server's turns, end every exchange here.
+hooks, the WebSocket turns and background runs end every exchange here (through runner.Turns).
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
-from . import forward
-from .auth.base import Outcome, Pool
-from .auth.storage import StateUnavailable
-from .dispatch import Observers, call_safely
-from .errors import GatewayError, gateway_error
-from .exchange import Exchange
-from .local import Formats
-from .prices import PriceTable
+from ..auth.base import Outcome, Pool
+from ..auth.storage import StateUnavailable
+from ..dispatch import Observers, call_safely
+from ..errors import GatewayError, gateway_error
+from ..exchange import Exchange
+from ..local import Formats
+from ..prices import PriceTable
+from .keep import KEEP_WAIT_S, final_object
+from .whole import as_stream_failure, translated
 
 log = logging.getLogger("qwen")
 CLIENT_LEFT = "Client disconnected"  # how mitmproxy's HTTP/1 layer names a client gone before the answer's end
@@ -40,17 +41,16 @@ class Settlement:
         """mitmproxy's `response`: the client has (or is about to have) the whole answer."""
         assert flow.response is not None
         try:
-            final = ex.extra.pop("final", None)
-            relay_error = ex.extra.get("relay_error")
-            if isinstance(relay_error, GatewayError):  # the relay wrote it in OpenAI's format
-                flow.response = self.formats.error(relay_error, ex)
-                forward.as_stream_failure(flow, ex)
+            final, ex.final = ex.final, None
+            if isinstance(ex.relay_error, GatewayError):  # the relay wrote it in OpenAI's format
+                flow.response = self.formats.error(ex.relay_error, ex)
+                as_stream_failure(flow, ex)
             if ex.rewriter is not None:
-                final = forward.finish_stream(ex, flow.response)
-            elif ex.extra.get("relayed") and not ex.extra.get("relay_error"):
+                final = self.stream_sent(ex, flow.response)
+            elif ex.relayed and ex.relay_error is None:
                 # a relayed answer that was not a stream after all: translate it whole
-                flow.response, final = forward.buffered_answer(ex, flow.response.status_code, flow.response.headers,
-                                                               flow.response.content or b"")
+                flow.response, final = translated(ex, flow.response.status_code, flow.response.headers,
+                                                  flow.response.content or b"")
             self.served(ex, final)
         except (GatewayError, StateUnavailable) as caught:
             e = gateway_error(caught)
@@ -73,7 +73,7 @@ class Settlement:
             # The client read the whole answer ([DONE] included) and closed its connection before mitmproxy
             # saw the relay's end of the stream: served, not an error.
             try:
-                self.served(ex, forward.finish_stream(ex, flow.response))
+                self.served(ex, self.stream_sent(ex, flow.response))
                 ex.notes.append("the client closed its connection after the whole answer")
             except Exception:
                 log.exception("qwen: could not finish a stream the client had read")
@@ -98,8 +98,27 @@ class Settlement:
             Outcome.THROTTLE if rw.throttled else Outcome.ERROR  # error_finish: throttled mid-stream
         self.report(ex, outcome)
         if ex.endpoint is not None and ex.endpoint.finished is not None and final is not None \
-                and not ex.extra.get("kept"):  # a parked stream's answer was kept before its end
+                and not ex.kept:  # a parked stream's answer was kept before its end
             ex.endpoint.finished(ex, final)
+
+    @classmethod
+    def stream_sent(cls, ex: Exchange, resp: http.Response) -> dict | None:
+        """The stream has been sent: the client's bytes kept on the flow, its outcome recorded."""
+        assert ex.rewriter is not None
+        resp.raw_content = bytes(ex.rewriter.captured)
+        return cls.stream_outcome(ex)
+
+    @staticmethod
+    def stream_outcome(ex: Exchange) -> dict | None:
+        """A stream's usage and errors on the exchange; the final object for endpoints that keep it (stored
+        Responses)."""
+        rw = ex.rewriter
+        assert rw is not None
+        ex.usage = rw.normalizer.usage
+        ex.first_byte_at = rw.first_byte_at
+        if rw.error:
+            ex.stream_error = str(rw.error.get("message"))
+        return final_object(rw)
 
     def report(self, ex: Exchange, outcome: Outcome) -> None:
         pool = self.pool()
@@ -123,12 +142,12 @@ class Settlement:
         """A write the endpoint started (a stored Response) is committed before mitmproxy sends the answer:
         a gateway killed right after answering loses nothing the client was told exists. A whole answer
         whose write failed becomes a 503 `state_unavailable` (the storage's outage is logged once by it)."""
-        write = ex.extra.pop("durable", None)
+        write, ex.write = ex.write, None
         if write is None:
             return
         try:
             if not write.done():  # a stream's write was already awaited before its end went out: no timer again
-                await asyncio.wait_for(asyncio.shield(write), forward.KEEP_WAIT_S)
+                await asyncio.wait_for(asyncio.shield(write), KEEP_WAIT_S)
             write.result()
         except Exception as e:
             if not isinstance(e, StateUnavailable):

@@ -1,0 +1,181 @@
+"""The composition root: every part of the gateway made once and joined, and what changes when the options do.
+
+    the account pool       (auth/pool.py) from the options' account settings, made again when they change
+    the stored Responses   (api/responses/store*.py) opened at first use, shared on qwen_state_url
+    the engine             (upstream/engine.py) with its retry policy and the registry's pairing
+    the observers          (registry.default_observers, and the team: named keys' spend)
+    the checks             before upstream, in order: the context guard (observe/guard.py), a named key's
+                           budgets and rate limits (door/team.py)
+    the turn               (turn/runner.py) with the engine, the checks, the observers and the settlement
+    its transports         the relay (HTTP streams), the Responses WebSocket, background runs
+    the door               the fence, hostile clients, local answers, the dialects' error formats
+
+The addon (addon.py) is only mitmproxy's hooks over these parts; the wings are named in registry.py.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mitmproxy import http
+from mitmproxy.utils import asyncio_utils
+
+from . import config, mitmdefaults, registry
+from .api.responses.background import BackgroundRuns
+from .api.responses.socket import ResponsesSockets
+from .api.responses.store import ResponseStore
+from .api.responses.store_pg import SharedResponseStore
+from .auth import pg
+from .auth.base import Pool
+from .auth.pg import Database, shown
+from .auth.pool import AccountPool
+from .config import Config
+from .dispatch import Observers, call_safely
+from .door import listeners, options, passthrough
+from .door.fence import Fence
+from .door.hostile import HostileClients
+from .door.team import Team
+from .exchange import Exchange
+from .local import Formats, LocalAnswers, health
+from .observe import requestlog, terminal
+from .observe.guard import context_check
+from .observer import Observer
+from .turn.runner import STREAM_CAPTURE, Turns
+from .turn.settle import Settlement
+from .upstream.engine import UpstreamEngine
+from .upstream.relay import LoopbackRelay
+from .upstream.retry import RetryPolicy
+
+log = logging.getLogger("qwen")
+
+
+class Wiring:
+    def __init__(self, pool: Pool | None = None, observers: list[Observer] | None = None, upstream=None) -> None:
+        self._fixed_pool = pool  # tests hand in a pool (and a fake upstream); otherwise built from the options
+        self.pool: Pool | None = pool
+        self.config = Config()
+        self.team = Team()  # named client keys (qwen-keys): checked at the door, spend counted when finished
+        self.team.deleted.append(lambda name: self._responses().forget_owner(name))  # gone for good
+        self.observers = Observers([*(registry.default_observers() if observers is None else observers), self.team])
+        self._store: ResponseStore | None = None
+        self.endpoints = registry.endpoints(self._responses, lambda: self.background)
+        self.policy = RetryPolicy(pool)
+        self.engine = UpstreamEngine(self.policy, self.config, registry.pairing(self.config),
+                                     on_upstream_request=self._upstream_request, client=upstream)
+        self._flows: dict[str, http.HTTPFlow] = {}  # exchange id -> flow, while its exchange runs
+        self.formats = Formats(registry.client_formats())
+        self.settle = Settlement(pool=lambda: self.pool, observers=self.observers, flows=self._flows,
+                                 formats=self.formats, prices=lambda: self.config.prices)
+        self.turns = Turns(open_upstream=self.engine.open, checks=(self.check_context, self.team.limit),
+                           observers=self.observers, settlement=self.settle,
+                           idle_timeout=lambda: self.config.stream_idle_timeout)
+        self.relay = LoopbackRelay(self.turns, capture=STREAM_CAPTURE)  # HTTP streams reach mitmproxy here
+        responses = self.endpoints["/responses"]
+        self.sockets = ResponsesSockets(self.turns, responses, self._responses)  # Codex's WebSocket upgrade
+        self.background = BackgroundRuns(self.turns, self._responses)  # background: true, while they run
+        self.local = LocalAnswers(pool=lambda: self.pool,
+                                  routes=registry.local_routes(self._responses, self._reload_accounts,
+                                                               lambda: self.background),
+                                  metrics=lambda: self.observers.exposition(self.pool) if self.observers.exposition else None,
+                                  keys=self.team.status)
+        self.fence = Fence()
+        self.own_certs = False  # mitmproxy's `certs`: the user serves TLS on purpose
+        self.clients = HostileClients(log, self.endpoints, self.formats)  # oversized and late heads, fd storms
+        self.deadlines = self.clients.deadlines  # told by the hooks when a head arrives and an exchange ends
+
+    # ---- what the options change ------------------------------------------------------------------
+
+    def reconfigure(self, opts, updated: set[str]) -> None:
+        mitmdefaults.apply(opts, updated)  # flow_detail 0, web_columns + comment: unless the user set them
+        if any(k.startswith("qwen_") for k in updated) or config.NETWORK_OPTIONS & updated:
+            old, new = self.config, config.parse(opts)
+            self.config = new
+            pairing = registry.pairing(new)
+            if new.auth != old.auth or self._store is None:
+                self._store = None
+                if self._fixed_pool is None:
+                    if self.pool is not None:
+                        self.pool.close()
+                    # the pool hands out only the kinds an upstream serves (a web account: not yet)
+                    self.pool = AccountPool.from_settings(new.auth, kinds=pairing.upstreams.keys())
+                self.policy.pool = self.pool
+            self.engine.pairing = pairing
+            stale = self.engine.reconfigure(new)
+            if stale is not None:
+                _close_later(stale)
+            self.observers.configure(new)  # the team's keys first: the exposure check counts them
+            self.clients.configure(old, new)
+        options.enforce(opts, updated, self.config, self.fence, named_keys=self.team.keys_exist)
+        if "certs" in updated:  # without certificates of the user's own, TLS on a reverse listener is a mistake
+            self.own_certs = bool(opts.certs)
+
+    # ---- start and stop ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        asyncio_utils.create_task(self.relay.start(), name="qwen: relay", keep_ref=True)
+        terminal.keep_secrets_out_of_logs()
+        terminal.describe_accounts(getattr(self.pool, "describe", None))
+        if self.config.state_url:  # never a password: the option refuses a URL that carries one
+            log.info("qwen: shared state on %s", shown(self.config.state_url))
+            self._responses().start()  # the shared sealing key adopted now, not by the first request
+        self.observers.running()
+        self.clients.running(self.config)
+
+    async def stop(self) -> None:
+        closed = await listeners.close_clients(self.relay, self.sockets)  # first: flows end while all runs
+        self.relay.stop()
+        self.sockets.stop()
+        self.background.stop()
+        await self.team.close()
+        if self.pool is not None:
+            call_safely(self.pool.flush)
+        await pg.drain()  # the shared database's last writes, before the loop stops
+        self.observers.done()
+        _close_later(self.engine.client)
+        self.clients.done()
+        terminal.stopped(closed)
+
+    # ---- the parts' callbacks ---------------------------------------------------------------------
+
+    async def check_context(self, ex: Exchange) -> None:
+        """The context guard: a prompt longer than the model takes is refused before upstream."""
+        refusal = await context_check(ex, self.config)
+        if refusal is not None:
+            raise refusal
+
+    def passed(self, flow: http.HTTPFlow) -> None:
+        """A flow the gateway does not answer, ended: its credentials out of the record, counted."""
+        passthrough.seal(flow)
+        self.settle.passed(flow)
+        requestlog.passed(flow)
+
+    def _own_key(self, presented: bytes) -> bool:
+        """Whether a credential is one of this gateway's client keys (flat or named, revoked included)."""
+        return bool(presented) and (presented in self.config.client_keys or self.team.ring.find(presented) is not None)
+
+    def _upstream_request(self, ex: Exchange) -> None:
+        flow = self._flows.get(ex.id)
+        if flow is not None:
+            self.observers.notify("upstream_request", ex, flow)
+
+    def _reload_accounts(self) -> None:
+        if self.pool is not None:
+            self.pool.reload()
+
+    def _responses(self) -> ResponseStore:
+        """Stored Responses (previous_response_id), opened at first use (shared: qwen_state_url)."""
+        if self._store is None:
+            path = self.config.state_dir / "responses.sqlite3"
+            url = self.config.state_url
+            self._store = SharedResponseStore(path, Database(url)) if url else ResponseStore(path)
+        return self._store
+
+    def health(self) -> dict:
+        return health(self.pool, self.team.status())
+
+
+def _close_later(client) -> None:
+    try:
+        asyncio_utils.create_task(client.aclose(), name="qwen: close upstream pool", keep_ref=True)
+    except RuntimeError:
+        pass
