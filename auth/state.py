@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .redact import redact
+from .oauth_replies import redact
 from .storage import local_failure, local_health
 
 SCHEMA = """

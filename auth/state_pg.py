@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator
 
 from .pg import CHANNEL, Database, advisory_key
-from .redact import redact
+from .oauth_replies import redact
 from .settings import AuthSettings
 from .state import AccountState, RefreshLockTimeout, today
 from .storage import StateUnavailable

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from . import web_cookies as wc
 from .credfile import atomic_write
 from .stranded import Kind
-from .redact import redact
+from .oauth_replies import redact
 
 if TYPE_CHECKING:  # imported at the first refresh (oauth.py: a gateway without such accounts never needs it)
     import httpx

@@ -75,7 +75,7 @@ async def test_oauth_error_replies_are_redacted_everywhere(stub, settings, case,
         await pool.acquire()
     assert stub.refreshes == 1 and stub.requests[0]["form"]["refresh_token"] == rt  # it was really sent
     shown = [str(e.value), json.dumps(pool.status()), *pool.describe()]  # client error, /health, start-up
-    assert "[redacted]" in "".join(shown)
+    assert "<redacted>" in "".join(shown)
     stored_error = pool.state.get(DEFAULT)["last_error"]
     assert stored_error and stored_error in pool.status()[0]["last_error"]
     pool.flush()

@@ -29,7 +29,7 @@ from qwen_gateway.auth.names import DEFAULT, check_name
 from qwen_gateway.auth.oauth_account import OAuthAccount
 from qwen_gateway.auth.pool import AccountPool, PoolExhausted, next_reset
 from qwen_gateway.auth.registry import AccountExists, Registry, save_login
-from qwen_gateway.auth.redact import REDACTED, redact
+from qwen_gateway.auth.oauth_replies import REDACTED, redact
 from qwen_gateway.auth.settings import INTERVAL_ENV, AuthSettings, resolve_state_dir
 from qwen_gateway.auth.state import AccountState
 

@@ -12,7 +12,7 @@ WINGS = ("api", "upstream", "door", "mitmweb", "observe", "cli", "auth")
 # wing may call and which imports no wing.
 SEAMS = "qwen_gateway.seams"
 # Entry points that wire the wings together.
-WIRING = {"qwen_gateway.addon", "qwen_gateway.wiring", "qwen_gateway.registry"}
+WIRING = {"qwen_gateway.addon", "qwen_gateway.wiring", "qwen_gateway.wings"}
 # auth/ is a package of its own with a declared interface (docs/architecture.md).
 AUTH_INTERFACE = {"qwen_gateway.auth.base", "qwen_gateway.auth.settings", "qwen_gateway.auth.state",
                   "qwen_gateway.auth.remote", "qwen_gateway.auth.pg", "qwen_gateway.auth.storage"}

@@ -12,7 +12,7 @@ import pytest
 
 @pytest.mark.parametrize("module", ["httpx", "tiktoken"])
 def test_loading_the_gateway_does_not_import(module):
-    code = ("import sys\nfrom mitmproxy.tools import dump\nimport qwen_gateway.addon, qwen_gateway.registry\n"
+    code = ("import sys\nfrom mitmproxy.tools import dump\nimport qwen_gateway.addon, qwen_gateway.wings\n"
             f"print({module!r} in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

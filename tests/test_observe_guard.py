@@ -13,7 +13,7 @@ from mitmproxy import exceptions
 from qwen_gateway.config import parse_limits
 from qwen_gateway.upstream.dashscope.errors import classify
 from qwen_gateway import overflow as overflow_mod
-from qwen_gateway.observe.guard import byte_bound, context_check, count_images
+from qwen_gateway.turn.guard import byte_bound, context_check, count_images
 from qwen_gateway.overflow import ContextOverflow
 from qwen_gateway.observe.estimator import TokenEstimator
 from qwen_gateway.tokens import count_request_tokens

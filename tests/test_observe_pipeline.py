@@ -15,7 +15,7 @@ from mitmproxy.test import taddons
 from qwen_gateway.mitmweb.flowview import MARK_ERROR, MARK_OK, FlowAnnotator, FlowCap
 from qwen_gateway.observer import POINTS, Observer, overrides
 from qwen_gateway.observe.debuglog import DebugLog
-from qwen_gateway.observe.guard import context_check
+from qwen_gateway.turn.guard import context_check
 from qwen_gateway.observe.ledger import UsageLedger
 from qwen_gateway.observe.metrics import Metrics
 from qwen_gateway.observe.requestlog import RequestLine

@@ -617,7 +617,7 @@ def test_compaction_transcript_keeps_user_words_and_cuts_long_outputs():
 
 
 def test_routes_for_the_responses_family():
-    from qwen_gateway.registry import endpoints
+    from qwen_gateway.wings import endpoints
     from qwen_gateway.door.routing import route
     eps = endpoints(lambda: None)
     assert route("POST", "/v1/responses/compact", eps).name == "responses.compact"

@@ -17,7 +17,7 @@ from mitmproxy.proxy.layers.http._events import RequestHeaders, RequestProtocolE
 from mitmproxy import options
 from mitmproxy.test import tflow
 
-from qwen_gateway import registry
+from qwen_gateway import wings
 from qwen_gateway.door import oversized_head
 from qwen_gateway.local import Formats
 from qwen_gateway.seams import fingerprint, http1_heads
@@ -25,8 +25,8 @@ from qwen_gateway.seams import fingerprint, http1_heads
 
 @pytest.fixture
 def limited():
-    formats = Formats(registry.client_formats())
-    endpoints = registry.endpoints(lambda: None, lambda: None)
+    formats = Formats(wings.client_formats())
+    endpoints = wings.endpoints(lambda: None, lambda: None)
     before = http1_heads._limit
     assert http1_heads.install(http1_heads.Limit(1024, lambda head, e: oversized_head.answer(head, e, endpoints,
                                                                                            formats)))

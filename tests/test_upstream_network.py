@@ -328,11 +328,11 @@ def test_an_untrusted_certificate_is_a_clear_error_naming_the_fix(tmp_path):
 def test_the_engine_says_ssl_insecure_once_and_rebuilds_its_pool_for_new_settings(tmp_path, caplog):
     import dataclasses
 
-    from qwen_gateway import registry
+    from qwen_gateway import wings
     from qwen_gateway.upstream.engine import UpstreamEngine
     from qwen_gateway.upstream.retry import RetryPolicy
 
-    engine = UpstreamEngine(RetryPolicy(None), config.Config(), registry.pairing(config.Config()))
+    engine = UpstreamEngine(RetryPolicy(None), config.Config(), wings.pairing(config.Config()))
     insecure = dataclasses.replace(config.Config(), network=network.from_options(opts(tmp_path, ssl_insecure=True)))
     with caplog.at_level("WARNING", logger="qwen"):
         stale = engine.reconfigure(insecure)

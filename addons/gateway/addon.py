@@ -7,7 +7,7 @@ reaches its original host):
 
     requestheaders  claim the flow (door/routing), open its Exchange, check the client key, Host, Origin
                     and declared size (door/access), drop the client's key from the flow
-    request         local answers (local, and the wings' own through the registry); the body read once
+    request         local answers (local, and the wings' own: wings.py); the body read once
                     (door/body); the turn: received, translated, checked; then a whole answer from the
                     turn, or the flow pointed at the relay, where the turn streams the answer
     responseheaders a relayed stream passes through mitmproxy as the turn writes it

@@ -1,5 +1,5 @@
 """Answers the gateway gives itself: /health, /metrics, the Agents SDK's traces, unknown URLs — and the
-routes a wing answers locally (/v1/models, stored responses, remote login), handed in by the registry.
+routes a wing answers locally (/v1/models, stored responses, remote login), handed in by wings.py.
 Also the builders every local answer uses."""
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def error_response(e: GatewayError, more: dict[str, str] | None = None) -> http.
 
 
 class Formats:
-    """Answers in the client's dialect's format (registry.py); OpenAI's where a dialect has none."""
+    """Answers in the client's dialect's format (wings.py); OpenAI's where a dialect has none."""
 
     def __init__(self, formats: Mapping[str, ClientFormat[Exchange]]) -> None:
         self.formats = formats
@@ -97,7 +97,7 @@ def health(pool: Pool | None, keys: dict | None = None) -> dict:
     return shown
 
 
-# A local answer a client dialect gives (registry.py): the exchange, its flow, the options -> the answer.
+# A local answer a client dialect gives (wings.py): the exchange, its flow, the options -> the answer.
 LocalRoute = Callable[[Exchange, http.HTTPFlow, Config], Awaitable[http.Response]]
 
 
@@ -106,7 +106,7 @@ class LocalAnswers:
                  metrics: Callable[[], bytes | None], keys: Callable[[], dict | None] = lambda: None) -> None:
         self.pool = pool
         self.keys = keys
-        self.routes = routes  # answers that belong to a wing (registry.py): models, stored responses, login
+        self.routes = routes  # answers that belong to a wing (wings.py): models, stored responses, login
         self.metrics = metrics
         self.probes = Probes(pool)  # /health/liveness, /health/readiness
 

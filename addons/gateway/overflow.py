@@ -1,7 +1,7 @@
 """A prompt over its model's limit, with both numbers, so that each client reads it in its own API's words:
 OpenAI's `context_length_exceeded` ("This model's maximum context length is M tokens. However, your messages
 resulted in N tokens…"), Anthropic's `prompt is too long: N tokens > M maximum` (api/messages/errors.py;
-Claude Code compacts by the gap between the two). The context guard (observe/guard.py) knows both numbers;
+Claude Code compacts by the gap between the two). The context guard (turn/guard.py) knows both numbers;
 Qwen's own refusal names M ("Range of input length should be [1, M]") and the gateway counts N.
 
 N is always the gateway's count of the client's prompt (tokens.py, tiktoken): the count a Messages stream

@@ -9,7 +9,7 @@ and its wire back into a chat answer or normalised chunks. Neither knows the oth
     client dialect ◀─from_chat / StreamTranslator── chat answer / chunks ◀─answer / ChunkSource── wire
 
 A pair that skips the pivot (the upstream takes the dialect's own body, as DashScope's embeddings
-endpoint takes OpenAI's) is declared once, by the pair, in `Pairing` (built in registry.py).
+endpoint takes OpenAI's) is declared once, by the pair, in `Pairing` (built in wings.py).
 
 The TypedDicts below are the pivot's shapes where the gateway builds them; what comes from a client or
 an upstream is read as plain dicts and checked where it is read.

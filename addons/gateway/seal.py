@@ -119,7 +119,3 @@ class Sealer:
             return None
         return payload if isinstance(payload, dict) else None
 
-
-def is_sealed(token: object) -> bool:
-    """Looks like one of this gateway's tokens (not proof: `Sealer.open` decides)."""
-    return isinstance(token, str) and token.startswith(PREFIX)

@@ -2,15 +2,15 @@
 
     the account pool       (auth/pool.py) from the options' account settings, made again when they change
     the stored Responses   (api/responses/store*.py) opened at first use, shared on qwen_state_url
-    the engine             (upstream/engine.py) with its retry policy and the registry's pairing
-    the observers          (registry.default_observers, and the team: named keys' spend)
-    the checks             before upstream, in order: the context guard (observe/guard.py), a named key's
+    the engine             (upstream/engine.py) with its retry policy and the pairing of wings.py
+    the observers          (wings.default_observers, and the team: named keys' spend)
+    the checks             before upstream, in order: the context guard (turn/guard.py), a named key's
                            budgets and rate limits (door/team.py)
     the turn               (turn/runner.py) with the engine, the checks, the observers and the settlement
     its transports         the relay (HTTP streams), the Responses WebSocket, background runs
     the door               the fence, hostile clients, local answers, the dialects' error formats
 
-The addon (addon.py) is only mitmproxy's hooks over these parts; the wings are named in registry.py.
+The addon (addon.py) is only mitmproxy's hooks over these parts; the wings are named in wings.py.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import logging
 from mitmproxy import http
 from mitmproxy.utils import asyncio_utils
 
-from . import config, mitmdefaults, registry
+from . import config, mitmdefaults, wings
 from .api.responses.background import BackgroundRuns
 from .api.responses.socket import ResponsesSockets
 from .api.responses.store import ResponseStore
@@ -38,7 +38,7 @@ from .door.team import Team
 from .exchange import Exchange
 from .local import Formats, LocalAnswers, health
 from .observe import requestlog, terminal
-from .observe.guard import context_check
+from .turn.guard import context_check
 from .observer import Observer
 from .turn.runner import STREAM_CAPTURE, Turns
 from .turn.settle import Settlement
@@ -56,14 +56,14 @@ class Wiring:
         self.config = Config()
         self.team = Team()  # named client keys (qwen-keys): checked at the door, spend counted when finished
         self.team.deleted.append(lambda name: self._responses().forget_owner(name))  # gone for good
-        self.observers = Observers([*(registry.default_observers() if observers is None else observers), self.team])
+        self.observers = Observers([*(wings.default_observers() if observers is None else observers), self.team])
         self._store: ResponseStore | None = None
-        self.endpoints = registry.endpoints(self._responses, lambda: self.background)
+        self.endpoints = wings.endpoints(self._responses, lambda: self.background)
         self.policy = RetryPolicy(pool)
-        self.engine = UpstreamEngine(self.policy, self.config, registry.pairing(self.config),
+        self.engine = UpstreamEngine(self.policy, self.config, wings.pairing(self.config),
                                      on_upstream_request=self._upstream_request, client=upstream)
         self._flows: dict[str, http.HTTPFlow] = {}  # exchange id -> flow, while its exchange runs
-        self.formats = Formats(registry.client_formats())
+        self.formats = Formats(wings.client_formats())
         self.settle = Settlement(pool=lambda: self.pool, observers=self.observers, flows=self._flows,
                                  formats=self.formats, prices=lambda: self.config.prices)
         self.turns = Turns(open_upstream=self.engine.open, checks=(self.check_context, self.team.limit),
@@ -74,7 +74,7 @@ class Wiring:
         self.sockets = ResponsesSockets(self.turns, responses, self._responses)  # Codex's WebSocket upgrade
         self.background = BackgroundRuns(self.turns, self._responses)  # background: true, while they run
         self.local = LocalAnswers(pool=lambda: self.pool,
-                                  routes=registry.local_routes(self._responses, self._reload_accounts,
+                                  routes=wings.local_routes(self._responses, self._reload_accounts,
                                                                lambda: self.background),
                                   metrics=lambda: self.observers.exposition(self.pool) if self.observers.exposition else None,
                                   keys=self.team.status)
@@ -90,7 +90,7 @@ class Wiring:
         if any(k.startswith("qwen_") for k in updated) or config.NETWORK_OPTIONS & updated:
             old, new = self.config, config.parse(opts)
             self.config = new
-            pairing = registry.pairing(new)
+            pairing = wings.pairing(new)
             if new.auth != old.auth or self._store is None:
                 self._store = None
                 if self._fixed_pool is None:

@@ -4,7 +4,7 @@ the chat answer (or its normalised chunks) back (../pivot.py). A dialect never k
     chat.py         /v1/chat/completions (the pivot's own form: validation and the client's stream)
     stored_chat/    its `store: true` completions, kept and read back (GET/POST/DELETE /v1/chat/completions/…)
     completions.py  /v1/completions
-    embeddings.py   /v1/embeddings (a pass-through pair with DashScope: registry.py)
+    embeddings.py   /v1/embeddings (a pass-through pair with DashScope: wings.py)
     models.py       GET /v1/models, answered locally
     responses/      /v1/responses: request, items, tools, output, stream, store, WebSocket, compaction
 """

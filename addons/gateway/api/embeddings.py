@@ -225,7 +225,7 @@ async def _decoder_loaded(body: dict, ex: Exchange) -> None:
         await asyncio.to_thread(_cl100k)
 
 
-# A pass-through pair with DashScope (registry.py): the body above goes to its embeddings endpoint as is.
+# A pass-through pair with DashScope (wings.py): the body above goes to its embeddings endpoint as is.
 EMBEDDINGS: Endpoint[Exchange] = Endpoint(
     name="embeddings", to_chat=_to_upstream, prepare=_decoder_loaded,
     from_chat=lambda answer, ex: to_client(answer, ex.body or {}, ex.requested_model or None),

@@ -1,10 +1,10 @@
 """Usage and observability: plain observer objects the gateway calls at named points of each exchange
-(see ../observer.py; ../dispatch.py calls them), plus the context guard, a step the gateway awaits before forwarding. None is a mitmproxy
+(see ../observer.py; ../dispatch.py calls them); they never change the flow (the context guard, which refuses
+requests, is a check of the turn: ../turn/guard.py). None is a mitmproxy
 addon: they declare no options (config.py does), read the gateway's typed `Exchange` (exchange.py) and the
 `Config` handed to `configure`, and keep their own state on the instance.
 
     TokenEstimator  estimator.py   client_request: prompt estimate in a low-priority thread (ex.estimate)
-    context_check   guard.py       awaited step: 400 context_length_exceeded without asking Qwen
     Metrics         metrics.py     stream_started, finished; exposition(pool) for GET /metrics
     RequestLine     requestlog.py  finished: one line per exchange in mitmproxy's log
     UsageLedger     ledger.py      finished, done: one row per exchange, SQLite or the shared PostgreSQL (qwen-usage reads it)
@@ -14,7 +14,7 @@ addon: they declare no options (config.py does), read the gateway's typed `Excha
 
 Shared, stateless, in the core: ../observer.py (what an exchange was: endpoint or route, status, error),
 ../redact.py (secrets out of headers, URLs and text before anything is written or shown), ../tokens.py
-(the counting itself). The registry (../registry.py) lists the observers and their order.
+(the counting itself). ../wings.py lists the observers and their order.
 
 Every exchange the gateway claims reaches `finished`, local answers and refusals included.
 """

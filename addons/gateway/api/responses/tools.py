@@ -124,18 +124,6 @@ class ToolSet:
             self.add(t)
 
 
-def dropped_tools(body: dict) -> list[str]:
-    """Tool types in `tools` that Qwen cannot be offered (web_search, file_search, …)."""
-    ts = ToolSet()
-    ts.add_all(body.get("tools"))
-    return ts.dropped
-
-
-def function_tools(body: dict) -> list[dict]:
-    return [t for t in _list(body.get("tools"))
-            if isinstance(t, dict) and t.get("type") == FUNCTION and isinstance(t.get("name"), str)]
-
-
 def echo_tools(body: dict) -> list[dict]:
     """The request's tools as a Response echoes them (function tools with strict/parameters present)."""
     out = []

@@ -2,7 +2,7 @@
 
 An error reply may echo what it was sent (the refresh token) or carry what it should not (a new access
 token in a 500, a truncated JSON body). Such text reaches client errors, /health, `qwen-auth status` and
-state.sqlite3, so everything token-shaped is replaced by `[redacted]` first:
+state.sqlite3, so everything token-shaped is replaced by `<redacted>` first:
 
 - the value of any JSON field or `name=value` / `name: value` pair whose name contains "token"
   (also when the JSON is cut short and the string has no closing quote);
@@ -19,7 +19,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-REDACTED = "[redacted]"
+from ..redact import REDACTED  # one marker for every redaction: "<redacted>"
+
 DEFAULT_LIMIT = 300
 
 # "…token…": "value"   (value possibly cut short: no closing quote)
@@ -46,7 +47,7 @@ def _long_runs(m: re.Match) -> str:
 
 
 def redact(text: str | None, *, secrets: Iterable[str | None] = (), limit: int | None = DEFAULT_LIMIT) -> str:
-    """`text` with every token-shaped value replaced by [redacted], then cut to `limit` characters."""
+    """`text` with every token-shaped value replaced by <redacted>, then cut to `limit` characters."""
     out = str(text or "")
     for s in secrets:
         if s and len(s) >= 4:

@@ -1,4 +1,4 @@
-"""The registry: the one place where the wings are named. The addon builds its tables here — the client
+"""The one place where the wings are named. The wiring builds its tables here — the client
 dialects' endpoints by path, which upstream serves each kind of account, the (endpoint, upstream) pairs
 that skip the pivot, the local answers that belong to a dialect, and the observers — and hands them to
 the core, which knows the wings only through these tables (pivot.py's types).
