@@ -31,9 +31,9 @@ from .api.responses.background import BackgroundRuns
 from .api.responses.socket import ResponsesSockets, trim_messages, wants_socket
 from .api.responses.store import ResponseStore
 from .api.responses.store_pg import SharedResponseStore
-from .auth import pg
-from .auth.pg import Database, shown
-from .auth.base import Pool
+from .storage import pg
+from .storage.pg import Database, shown
+from .accounts import Pool
 from .auth.pool import AccountPool
 from .config import Config
 from .door import access, body, claim, listeners, mistakes, options, passthrough, routing, startup
@@ -41,7 +41,7 @@ from .door.hostile import HostileClients
 from .door.keyring import digest
 from .door.team import PENDING, Team
 from .door.fence import Fence
-from .auth.storage import StateUnavailable
+from .storage.health import StateUnavailable
 from .errors import GatewayError, gateway_error
 from .exchange import Exchange
 from .local import Formats, LocalAnswers, health

@@ -12,7 +12,7 @@ from mitmproxy import connection, http
 
 from . import jsonio, tokens
 from .assemble import ChunkAssembler
-from .auth.storage import StateUnavailable
+from .storage.health import StateUnavailable
 from .errors import GatewayError, gateway_error
 from .exchange import Exchange
 from .local import json_response

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from mitmproxy import http
 
 from . import forward
-from .auth.base import Outcome, Pool
-from .auth.storage import StateUnavailable
+from .accounts import Outcome, Pool
+from .storage.health import StateUnavailable
 from .dispatch import Observers, call_safely
 from .errors import GatewayError, gateway_error
 from .exchange import Exchange

@@ -23,7 +23,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, cast
 
 from ... import ids
-from ...auth.base import Outcome
+from ...accounts import Outcome
 from ...errors import ConnectionFailed, GatewayError, UpstreamTimeout
 from ...exchange import Exchange
 from ...forward import OpenUpstream

@@ -15,8 +15,8 @@ import wsproto.events as ws_events
 from wsproto import WSConnection
 from wsproto.connection import ConnectionState
 
-from ...auth.base import Outcome
-from ...auth.storage import StateUnavailable
+from ...accounts import Outcome
+from ...storage.health import StateUnavailable
 from ...errors import ConnectionFailed, GatewayError, UpstreamTimeout, gateway_error
 from ...exchange import ClientRequest, Exchange
 from ...forward import keep_early, until_kept
