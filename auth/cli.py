@@ -27,16 +27,16 @@ import asyncio
 import sys
 from pathlib import Path
 
+from ..accounts import OAUTH, WEB
 from . import oauth, qr
-from .base import OAUTH, WEB
 from .cli_common import (EXIT_DENIED, EXIT_EXPIRED, EXIT_INTERRUPTED, EXIT_LOCAL, EXIT_NO_ACCOUNT, EXIT_OK,
     EXIT_SERVER, CliError)
+from ..auth_settings import QWEN_OAUTH_BASE_URL, AuthSettings
 from .cli_keys import cmd_add_key
 from .cli_status import cmd_list, cmd_status, when
 from .names import DEFAULT, check_name
 from .plans import PLAN_LABELS, PRESETS
 from .registry import Registry, RegistryError, save_login
-from .settings import QWEN_OAUTH_BASE_URL, AuthSettings
 from .web_account import SERVED
 from .web_cli import OPT_IN, RISK, cmd_add_web
 

@@ -7,12 +7,12 @@ import os
 import re
 import sys
 
-from .base import KEY
+from ..accounts import KEY
+from ..auth_settings import AuthSettings
 from .cli_common import ENV_NAME_RE, EXIT_OK, CliError
 from .names import check_name
 from .plans import PLAN_LABELS, PRESETS, WORKSPACE_DEFAULT_MODEL, key_warning, plan_of_url, workspace_base_url
 from .registry import Registry
-from .settings import AuthSettings
 
 
 def _read_key(a) -> str:

@@ -7,9 +7,9 @@ import json
 import time
 from collections.abc import Sequence
 
+from ..auth_settings import AuthSettings
 from .cli_common import EXIT_OK
 from .pool import AccountPool
-from .settings import AuthSettings
 from .web_cli import disabled_note, status_line
 
 

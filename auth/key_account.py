@@ -7,7 +7,8 @@ import hashlib
 import os
 from types import MappingProxyType
 
-from .base import KEY, Account, AccountUnavailable, Credential
+from ..accounts import KEY, AccountUnavailable, Credential
+from .account import Account
 from .plans import billing_of, key_warning, plan_of_url
 from .state import AccountState
 

@@ -20,13 +20,13 @@ import os
 import time
 from pathlib import Path
 
+from ..accounts import OAUTH, AccountUnavailable, Credential
+from ..auth_settings import AuthSettings
 from . import oauth, stranded
-from .base import OAUTH, AccountUnavailable, Credential
 from .credfile import REFRESH_ORDER, CredentialFileError, is_fresh, read_creds, write_creds
 from .endpoints import api_base_from_resource_url
 from .names import iso, login_hint
 from .refreshing import RefreshedFileAccount
-from .settings import AuthSettings
 from .state import AccountState
 
 NEEDS_LOGIN_MESSAGE = "Refresh token expired or invalid; run `{hint}`"

@@ -7,7 +7,7 @@
     pool.report(cred.account, Outcome.OK | AUTH | QUOTA | THROTTLE | ERROR, retry_after=...)
     cred = await pool.refreshed(cred.account, refused=cred.token)   # after AUTH: retry once
 
-`AccountPool` is the `Pool` of auth/base.py. An account whose token is being refreshed (or whose refresh
+`AccountPool` is the `Pool` of accounts.py (the core). An account whose token is being refreshed (or whose refresh
 waits for another process's lock) does not hold requests up while another account is usable: acquire()
 waits for it at most `refresh_wait_s`, then serves the next account and lets the refresh finish alone.
 
@@ -22,11 +22,12 @@ import asyncio
 import time
 from collections.abc import Collection
 
-from .base import Account, AccountUnavailable, Capability, Credential, NotCapable, Outcome, Pool
+from .account import Account
+from ..accounts import AccountUnavailable, Capability, Credential, NotCapable, Outcome, Pool
 from .names import iso
 from .pool_status import NO_ACCOUNTS, USABLE_STATES, describe_rows, status_rows, unserved
 from .registry import Registry, RegistryError
-from .settings import AuthSettings
+from ..auth_settings import AuthSettings
 from .state import AccountState
 from .state_pg import shared_state
 from .web_account import WEB_WARNING

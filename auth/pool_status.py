@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Sequence
 
-from .base import WEB, Account
+from ..accounts import WEB
+from .account import Account
 from .key_account import KeyAccount
 from .names import iso
 from .state import AccountState

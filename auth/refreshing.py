@@ -14,12 +14,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from ..accounts import AccountUnavailable
+from ..auth_settings import AuthSettings
+from ..storage.health import StateUnavailable
 from . import stranded
-from .base import Account, AccountUnavailable
+from .account import Account
 from .filelock import FileLock, LockTimeout
-from .settings import AuthSettings
 from .state import AccountState, RefreshLockTimeout
-from .storage import StateUnavailable
 
 T = TypeVar("T")
 log = logging.getLogger("qwen")

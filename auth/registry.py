@@ -15,14 +15,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..accounts import KEY, OAUTH, WEB
+from ..auth_settings import AuthSettings
 from . import oauth
-from .base import KEY, OAUTH, WEB, Account
+from .account import Account
 from .credfile import LOGIN_ORDER, atomic_write, write_creds
 from .filelock import FileLock
 from .key_account import BrokenAccount, KeyAccount
 from .names import DEFAULT, check_name
 from .oauth_account import OAuthAccount
-from .settings import AuthSettings
 from .state import AccountState
 from .web_account import WebAccount
 

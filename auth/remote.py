@@ -21,23 +21,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..accounts import OAUTH
+from ..auth_settings import AuthSettings
+from ..errors import GatewayError
 from . import oauth
 from .names import DEFAULT, check_name, iso
 from .registry import Registry, save_login
-from .base import OAUTH
-from .settings import AuthSettings
 
 MAX_SESSIONS = 32
 KEEP_FINISHED_S = 120.0  # a finished session still answers poll() (idempotent) for this long
 
 
-class RemoteLoginError(Exception):
-    """initiate() refused: `status` is the HTTP status to answer with, `code` a short error code."""
+class RemoteLoginError(GatewayError):
+    """initiate() refused: `status` is the HTTP status to answer with, `code` a short error code (the gateway
+    answers it as it is, in the client's format)."""
 
     def __init__(self, message: str, *, status: int = 400, code: str = "invalid_request") -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
+        super().__init__(status, message, code=code)
 
 
 @dataclass

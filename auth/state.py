@@ -1,65 +1,27 @@
 """Per-account state that survives restarts: requests per day, cooldowns, needs-login flags (SQLite).
 
-A state folder that is full or read-only (storage.py) never fails a request: memory has the state, and
+A state folder that is full or read-only (storage/health.py) never fails a request: memory has the state, and
 what could not be written (counts, a changed row) is written when the folder is usable again."""
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
+from ..storage.health import local_failure, local_health
+from ..storage.sqlite import open_private_db, transaction
 from .oauth_replies import redact
-from .storage import local_failure, local_health
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS account_day (account TEXT, day TEXT, requests INTEGER, PRIMARY KEY (account, day));
 CREATE TABLE IF NOT EXISTS account_state (account TEXT PRIMARY KEY, cooldown_until REAL DEFAULT 0,
     needs_login INTEGER DEFAULT 0, login_mtime REAL DEFAULT 0, last_error TEXT);
 """
-
-
-def open_private_db(path: Path, *, timeout: float, setup: str = "") -> sqlite3.Connection:
-    """A SQLite file only its owner can read (0600 in a 0700 folder), in WAL mode with synchronous=NORMAL
-    (a commit costs no fsync; a power cut may lose the last moments, never the file), shared by threads
-    (callers hold their own lock), after running `setup` (schema statements). The connection commits each
-    statement on its own: group statements with `transaction`."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not path.exists():
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # SQLite gives -wal/-shm the same mode
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=timeout)
-    # Switching to WAL needs a moment alone with the file and ignores the busy timeout: when two
-    # processes open it at once, one gets "database is locked". Retry briefly.
-    for attempt in range(50):
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            if setup:
-                db.executescript(setup)
-            return db
-        except sqlite3.OperationalError as e:
-            if "locked" not in str(e) and "busy" not in str(e) or attempt == 49:
-                db.close()
-                raise
-            time.sleep(0.05 + 0.01 * attempt)
-    raise AssertionError("unreachable")
-
-
-@contextlib.contextmanager
-def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One commit for many statements (in autocommit mode each statement would be a transaction of its own)."""
-    db.execute("BEGIN")
-    try:
-        yield db
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
 
 
 class RefreshLockTimeout(Exception):

@@ -1,4 +1,4 @@
-"""`AccountState` shared by several gateways through PostgreSQL (auth/pg.py).
+"""`AccountState` shared by several gateways through PostgreSQL (storage/pg.py).
 
 The pool reads from memory, as with SQLite. A state change (cooldown, needs-login, last error) updates
 memory at once and is written by a task on the event loop, with a NOTIFY in the same transaction: the
@@ -18,11 +18,11 @@ import threading
 import time
 from collections.abc import AsyncIterator
 
-from .pg import CHANNEL, Database, advisory_key
+from ..auth_settings import AuthSettings
+from ..storage.health import StateUnavailable
+from ..storage.pg import CHANNEL, Database, advisory_key
 from .oauth_replies import redact
-from .settings import AuthSettings
 from .state import AccountState, RefreshLockTimeout, today
-from .storage import StateUnavailable
 
 log = logging.getLogger("qwen")
 

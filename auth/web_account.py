@@ -19,12 +19,12 @@ from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
+from ..accounts import WEB, AccountUnavailable, Credential
+from ..auth_settings import AuthSettings
 from . import oauth, web_cookies as wc
 from . import web_session as ws
-from .base import WEB, AccountUnavailable, Credential
 from .names import iso
 from .refreshing import RefreshedFileAccount
-from .settings import AuthSettings
 from .state import AccountState
 
 REFRESH_BUFFER_S = 60.0  # the access token lives ~15 min: refresh in its last minute

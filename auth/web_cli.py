@@ -12,13 +12,13 @@ import getpass
 import sys
 from pathlib import Path
 
+from ..accounts import WEB
+from ..auth_settings import QWEN_WEB_AUTH_BASE_URL, QWEN_WEB_BASE_URL, AuthSettings
 from . import web_cookies as wc
 from . import web_session as ws
-from .base import WEB
 from .cli_common import EXIT_OK, CliError
 from .names import check_name
 from .registry import Registry
-from .settings import QWEN_WEB_AUTH_BASE_URL, QWEN_WEB_BASE_URL, AuthSettings
 from .state import AccountState
 from .web_account import SERVED
 

@@ -42,7 +42,7 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("gateway: account pool (auth/)", ("gateway/auth/", "/auth/pool.py", "/auth/state.py")),
     ("gateway: named keys (door/team, limits, spend)", ("gateway/door/team", "gateway/door/limits.py",
                                                        "gateway/door/spend.py", "gateway/door/keyring.py")),
-    ("gateway: PostgreSQL (psycopg)", ("psycopg/", "gateway/auth/pg.py")),
+    ("gateway: PostgreSQL (psycopg)", ("psycopg/", "gateway/storage/pg.py")),
     ("gateway: client body check (api/request_schema.py)", ("gateway/api/request_schema.py",)),
     ("JSON (json, orjson, jsonio)", ("json/", "gateway/jsonio.py")),
     ("mitmproxy: hook dispatch (addonmanager)", ("mitmproxy/addonmanager.py",)),

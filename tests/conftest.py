@@ -31,12 +31,12 @@ def pytest_collection_finish(session) -> None:
 
 @pytest.fixture(autouse=True)
 def _storage_healths(monkeypatch):
-    """Each test starts with no storage known to be down: the registry of storages' health (auth/storage.py)
+    """Each test starts with no storage known to be down: the registry of storages' health (storage/health.py)
     is the process's, and a test that took a database or folder down must not leave it down for the next
     (a readiness probe answered 503 `storage_unavailable` after the ledger's fault tests)."""
-    from qwen_gateway.auth import storage
+    from qwen_gateway.storage import health
 
-    monkeypatch.setattr(storage, "_healths", {})
+    monkeypatch.setattr(health, "_healths", {})
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,8 @@ from mitmproxy.proxy import mode_specs
 from mitmproxy.test import taddons, tflow
 from mitmproxy.tools.web.app import flow_to_json
 
+from qwen_gateway.accounts import KEY, OAUTH, AccountUnavailable, Capability, Credential
 from qwen_gateway.addon import QwenGateway
-from qwen_gateway.auth.base import KEY, OAUTH, AccountUnavailable, Capability, Credential
 from qwen_gateway.upstream import inproc
 from qwen_gateway.turn.runner import STREAM_CAPTURE
 from qwen_gateway.upstream.relay import TOKEN_HEADER

@@ -10,12 +10,12 @@ import time
 
 import pytest
 
+from qwen_gateway.accounts import AccountUnavailable
 from qwen_gateway.auth import cli
-from qwen_gateway.auth.base import AccountUnavailable
 from qwen_gateway.auth.credfile import LOGIN_ORDER, read_creds, write_creds
 from qwen_gateway.auth.names import DEFAULT
 from qwen_gateway.auth.pool import AccountPool
-from qwen_gateway.auth.settings import AuthSettings
+from qwen_gateway.auth_settings import AuthSettings
 from helpers.oauth_stub import OAuthStub
 
 

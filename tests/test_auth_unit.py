@@ -19,8 +19,9 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from qwen_gateway.accounts import KEY, OAUTH, AccountUnavailable, Credential, Outcome, Pool
 from qwen_gateway.auth import filelock, oauth
-from qwen_gateway.auth.base import KEY, OAUTH, Account, AccountUnavailable, Credential, Outcome, Pool
+from qwen_gateway.auth.account import Account
 from qwen_gateway.auth.credfile import (LOGIN_ORDER, REFRESH_ORDER, CredentialFileError, dump_creds, is_fresh,
     read_creds, write_creds)
 from qwen_gateway.auth.filelock import FileLock, LockTimeout
@@ -28,10 +29,10 @@ from qwen_gateway.auth.key_account import BrokenAccount, KeyAccount
 from qwen_gateway.auth.names import DEFAULT, check_name
 from qwen_gateway.auth.oauth_account import OAuthAccount
 from qwen_gateway.auth.pool import AccountPool, PoolExhausted, next_reset
-from qwen_gateway.auth.registry import AccountExists, Registry, save_login
 from qwen_gateway.auth.oauth_replies import REDACTED, redact
-from qwen_gateway.auth.settings import INTERVAL_ENV, AuthSettings, resolve_state_dir
+from qwen_gateway.auth.registry import AccountExists, Registry, save_login
 from qwen_gateway.auth.state import AccountState
+from qwen_gateway.auth_settings import INTERVAL_ENV, AuthSettings, resolve_state_dir
 
 
 @pytest.fixture

@@ -16,14 +16,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from qwen_gateway.accounts import KEY, OAUTH, WEB, Credential
 from qwen_gateway.auth import web_cookies as wc
 from qwen_gateway.auth import web_session as ws
-from qwen_gateway.auth.base import KEY, OAUTH, WEB, Credential
 from qwen_gateway.auth.pool import AccountPool, PoolExhausted
 from qwen_gateway.auth.registry import Registry
-from qwen_gateway.auth.settings import AuthSettings
 from qwen_gateway.auth.state import AccountState
 from qwen_gateway.auth.web_account import NOT_SERVED, WEB_WARNING, WebAccount
+from qwen_gateway.auth_settings import AuthSettings
 
 NOW = time.time()
 FAR = int(NOW) + 30 * 86400

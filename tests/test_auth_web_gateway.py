@@ -10,10 +10,10 @@ import httpx
 import openai
 import pytest
 
+from qwen_gateway.accounts import WEB
 from qwen_gateway.auth import web_session as ws
-from qwen_gateway.auth.base import WEB
 from qwen_gateway.auth.registry import Registry
-from qwen_gateway.auth.settings import AuthSettings
+from qwen_gateway.auth_settings import AuthSettings
 from test_auth_web import HEADER, ITNA, REFRESH, SECRETS, TOKEN, UA
 from test_e2e_accounts import login
 

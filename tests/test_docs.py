@@ -206,7 +206,7 @@ def server_ports(cmd: str) -> list[int] | None:
     """The ports a server command (in the foreground or with `&`) listens on, or None when it is not one."""
     line = cmd.strip().removesuffix("&").strip()
     line = re.sub(r"\s+#.*$", "", line) if "#" in line else line
-    if not SERVER.match(line) or re.search(r"install-service|--help|--version", line):
+    if not SERVER.match(line) or re.search(r"install-service|--help|--version|exit status", line):  # (ends at once)
         return None
     words = shlex.split(line, comments=True)
     if "scripts/qwen_emulator.py" in line:
@@ -927,6 +927,13 @@ def test_deploy_compose(tmp_path, docker_daemon, gateway_image, postgres_image):
 # ---- docs/configuration.md ---------------------------------------------------------------------------
 
 
+def test_configuration_fail_closed_sample(session):
+    """A bad value and a misspelt name stop the gateway before it listens, one line each (door/startup.py)."""
+    out = session.run(block("docs/configuration.md", "qwen-gateway --set qwen_upstream_keepalive=ten"))
+    expect(block("docs/configuration.md", "qwen: the gateway cannot start: option qwen_upstream_keepalive"), out,
+           session.home, sources=(GATEWAY,))
+
+
 def test_configuration_lists_every_option_with_its_default():
     from qwen_gateway import config
 
@@ -990,6 +997,8 @@ CHECKED_BY_SCENARIOS = {  # shell blocks the tests above run (with their samples
 }
 
 SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that compares them
+    ("docs/configuration.md", "qwen: the gateway cannot start: option qwen_upstream_keepalive"):
+        "test_configuration_fail_closed_sample",
     ("README.md", "qwen: WARNING: no Qwen account is configured"): "test_readme_gateway_command",
     ("README.md", "Added key account demo"): "test_readme_offline_walkthrough",
     ("README.md", '{"error": {"message": "None of your usable Qwen accounts (demo)'): "test_readme_offline_walkthrough",

@@ -193,8 +193,8 @@ async def test_two_machines_refreshing_one_login_at_once_make_one_refresh(tmp_pa
 
     from qwen_gateway.auth.credfile import read_creds
     from qwen_gateway.auth.oauth_account import OAuthAccount
-    from qwen_gateway.auth.pg import Database
-    from qwen_gateway.auth.settings import AuthSettings
+    from qwen_gateway.storage.pg import Database
+    from qwen_gateway.auth_settings import AuthSettings
     from qwen_gateway.auth.state_pg import SharedAccountState
 
     issued = emu.admin("POST", "tokens", {"expires_in": 3600})
@@ -247,9 +247,9 @@ def test_a_web_conversation_pinned_through_one_gateway_continues_through_the_oth
 
     from qwen_gateway.auth import web_cookies as wc
     from qwen_gateway.auth import web_session as ws
-    from qwen_gateway.auth.base import WEB
+    from qwen_gateway.accounts import WEB
     from qwen_gateway.auth.registry import Registry
-    from qwen_gateway.auth.settings import AuthSettings
+    from qwen_gateway.auth_settings import AuthSettings
     from test_e2e_qwenweb import UA
 
     minted = emu.admin("POST", "web/session", {"expires_in": 3600})

@@ -11,11 +11,11 @@ WINGS = ("api", "upstream", "door", "mitmweb", "observe", "cli", "auth")
 # seams/ (every patch of mitmproxy's or asyncio's behaviour) is not a wing: it is part of the core, which any
 # wing may call and which imports no wing.
 SEAMS = "qwen_gateway.seams"
+# storage/ (connections, migrations, health, the local and shared state helpers) is part of the core too: every
+# store uses it, the accounts' (auth/) as any wing's.
+STORAGE = "qwen_gateway.storage"
 # Entry points that wire the wings together.
 WIRING = {"qwen_gateway.addon", "qwen_gateway.wiring", "qwen_gateway.wings"}
-# auth/ is a package of its own with a declared interface (docs/architecture.md).
-AUTH_INTERFACE = {"qwen_gateway.auth.base", "qwen_gateway.auth.settings", "qwen_gateway.auth.state",
-                  "qwen_gateway.auth.remote", "qwen_gateway.auth.pg", "qwen_gateway.auth.storage"}
 
 
 def modules() -> dict[str, tuple[Path, bool]]:
@@ -61,7 +61,7 @@ def wing(module: str) -> str:
 def test_the_package_is_read():
     g = graph()
     assert {"qwen_gateway.pivot", "qwen_gateway.api.chat", "qwen_gateway.upstream.engine",
-            "qwen_gateway.auth.pool"} <= set(g)
+            "qwen_gateway.auth.pool", f"{STORAGE}.pg"} <= set(g)
     assert "qwen_gateway.exchange" in g["qwen_gateway.upstream.engine"]  # imports are seen
 
 
@@ -71,7 +71,7 @@ def test_wings_import_the_core_never_each_other():
         if module in WIRING or wing(module) == "cli":
             continue
         for dep in deps:
-            if wing(dep) in ("core", wing(module)) or dep in AUTH_INTERFACE:
+            if wing(dep) in ("core", wing(module)):
                 continue
             crossings.append(f"{module} -> {dep}")
     assert crossings == []
@@ -112,6 +112,28 @@ def test_no_import_cycle():
 def test_seams_are_core():
     assert wing(f"{SEAMS}.server_connect") == "core"
     assert all(wing(dep) == "core" for module, deps in graph().items() if module.startswith(SEAMS) for dep in deps)
+
+
+def _opens_a_database(path: Path) -> list[str]:
+    """Where a module opens a database itself: imports psycopg (or its pool) or calls sqlite3.connect."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+        found += [f"line {node.lineno}: imports {n}" for n in names if n.split(".")[0] in ("psycopg", "psycopg_pool")]
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "sqlite3.connect":
+            found.append(f"line {node.lineno}: calls sqlite3.connect")
+    return found
+
+
+def test_only_storage_opens_a_database():
+    """Every store, the accounts' included, reaches its database through storage/ (sqlite.py, pg.py): auth/ holds
+    accounts and credentials, not connections. The commands are entry points (`qwen-keys` reads a file as it is)."""
+    outside = {name: _opens_a_database(path) for name, (path, _) in modules().items()
+               if not name.startswith(STORAGE) and wing(name) != "cli"}
+    assert {name: found for name, found in outside.items() if found} == {}
+    assert {name for name, (path, _) in modules().items() if name.startswith(STORAGE) and _opens_a_database(path)} \
+        == {f"{STORAGE}.{m}" for m in ("sqlite", "pg", "pg_faults")}
 
 
 def _patches(path: Path) -> list[str]:

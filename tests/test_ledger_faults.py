@@ -17,11 +17,11 @@ import pytest
 
 from helpers.observe_testlib import exchange
 from helpers.pgserver import pg_own  # noqa: F401  (fixture)
-from qwen_gateway.auth.pg import unavailable
-from qwen_gateway.auth.settings import AuthSettings
-from qwen_gateway.auth.storage import local_fault
+from qwen_gateway.auth_settings import AuthSettings
 from qwen_gateway.config import Config
 from qwen_gateway.observe.ledger import UsageLedger
+from qwen_gateway.storage.health import local_fault
+from qwen_gateway.storage.pg import unavailable
 
 
 def _sql(url: str, sql: str) -> int:

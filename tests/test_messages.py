@@ -356,7 +356,7 @@ def test_thinking_the_client_did_not_ask_for_is_left_out():
 
 
 def test_an_anthropic_image_moves_a_passed_through_request_to_a_vision_model():
-    from qwen_gateway.auth.base import Capability
+    from qwen_gateway.accounts import Capability
     from qwen_gateway.upstream.dashscope.request import own_body
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAA"}}
     out = own_body({"messages": [{"role": "user", "content": [image]}], "max_tokens": 10}, model="qwen3-coder-plus",

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
+from qwen_gateway.auth_settings import AuthSettings
 from qwen_gateway.cli import usage as usage_cli
-from qwen_gateway.auth.settings import AuthSettings
 from qwen_gateway.config import Config
 from qwen_gateway.exchange import RetryReason
 from qwen_gateway.observe.ledger import COLUMNS, Ledger, UsageLedger, row_of

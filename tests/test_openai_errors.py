@@ -10,7 +10,7 @@ import re
 import pytest
 from mitmproxy.test import taddons
 
-from qwen_gateway.auth.base import AccountUnavailable
+from qwen_gateway.accounts import AccountUnavailable
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.upstream.dashscope.errors import classify
 from qwen_gateway.upstream.retry import unavailable

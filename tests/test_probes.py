@@ -10,8 +10,8 @@ import json
 import pytest
 from mitmproxy.test import taddons
 
-from qwen_gateway.auth.storage import health_of
 from qwen_gateway.probes import Probes
+from qwen_gateway.storage.health import health_of
 from test_addon_unit import KEY_CRED, OAUTH_CRED, StaticPool, chat_flow, make, setup, through  # noqa: F401
 from test_mistakes import to_the_proxy_itself
 

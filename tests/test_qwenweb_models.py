@@ -8,7 +8,7 @@ import asyncio
 import json
 import socket
 
-from qwen_gateway.auth.base import WEB, Credential
+from qwen_gateway.accounts import WEB, Credential
 from qwen_gateway.models import LIVE_RETRY, LiveModels, ModelMap
 from qwen_gateway.upstream.qwenweb import request
 from qwen_gateway.upstream.qwenweb.catalogue import WebCatalogue, best, parse, pick

@@ -12,7 +12,7 @@ import stat
 import pytest
 
 from qwen_gateway import errors
-from qwen_gateway.auth.base import WEB, Credential
+from qwen_gateway.accounts import WEB, Credential
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.upstream.qwenweb import errors as web_errors
 from qwen_gateway.upstream.qwenweb.pinning import PLAN, Pinning

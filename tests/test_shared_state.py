@@ -14,12 +14,12 @@ from helpers.observe_testlib import parsed_config
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 from qwen_gateway.api.responses.store import ResponseStore, wanted_ids
 from qwen_gateway.api.responses.store_pg import SharedResponseStore
-from qwen_gateway.auth.pg import Database, StateUrlError, check_url, migrate_sync, placeholders, shown
 from qwen_gateway.auth.state import AccountState
 from qwen_gateway.auth.state_pg import SharedAccountState
 from qwen_gateway.cli import usage
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.observe.ledger import Ledger, SharedLedger
+from qwen_gateway.storage.pg import Database, StateUrlError, check_url, migrate_sync, placeholders, shown
 
 # ---- the URL ------------------------------------------------------------------------------------------
 

@@ -16,13 +16,13 @@ import pytest
 from helpers.observe_testlib import exchange
 from helpers.pgserver import pg_own  # noqa: F401  (fixture)
 from qwen_gateway.api.responses.store_pg import SharedResponseStore
-from qwen_gateway.auth.pg import Database
-from qwen_gateway.auth.settings import AuthSettings
 from qwen_gateway.auth.state_pg import SharedAccountState
+from qwen_gateway.auth_settings import AuthSettings
 from qwen_gateway.config import Config
-from qwen_gateway.auth.storage import StateUnavailable
 from qwen_gateway.errors import gateway_error
 from qwen_gateway.observe.ledger import UsageLedger
+from qwen_gateway.storage.health import StateUnavailable
+from qwen_gateway.storage.pg import Database
 from qwen_gateway.upstream.qwenweb.pins_pg import SharedPinStore
 
 
@@ -301,7 +301,7 @@ async def test_a_refresh_that_needs_the_database_while_it_is_away_makes_the_acco
     refresh waits (the account is unavailable for a while, the others serve), it never runs unguarded and
     never surfaces as a storage error (a 500)."""
     from helpers.procs import free_port, write_creds
-    from qwen_gateway.auth.base import AccountUnavailable
+    from qwen_gateway.accounts import AccountUnavailable
     from qwen_gateway.auth.oauth_account import OAuthAccount
 
     state = await _state(pg.db)
@@ -321,7 +321,7 @@ async def test_a_refresh_that_needs_the_database_while_it_is_away_makes_the_acco
 def test_health_names_a_storage_while_it_is_down(tmp_path):
     """/health says which storage is unavailable and why (status stays "ok": chat is served), and drops the
     entry once the probe sees it back."""
-    from qwen_gateway.auth.storage import local_health
+    from qwen_gateway.storage.health import local_health
     from qwen_gateway.local import health
 
     def local_entries() -> list[dict]:

@@ -19,9 +19,9 @@ from qwen_gateway.api.responses.store_pg import SharedResponseStore
 from qwen_gateway.api.stored_chat.endpoint import KeptChatStreamTranslator, chats_of, listed, stored, update_metadata
 from qwen_gateway.api.stored_chat.records import check_metadata, list_filter, row_of, stored_messages
 from qwen_gateway.api.stored_chat.store import ChatStore
-from qwen_gateway.auth.pg import Database
-from qwen_gateway.auth.storage import StateUnavailable
 from qwen_gateway.errors import GatewayError, gateway_error
+from qwen_gateway.storage.health import StateUnavailable
+from qwen_gateway.storage.pg import Database
 
 # ---- metadata, messages, filters ---------------------------------------------------------------------------
 

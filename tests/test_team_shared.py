@@ -8,10 +8,10 @@ import asyncio
 
 
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
-from qwen_gateway.auth.pg import Database
 from qwen_gateway.door.keystore import COMPONENT, PG_STEPS
 from qwen_gateway.door.limits import RPM, TPM, Limiter, Taken
 from qwen_gateway.door.team_pg import SharedGrants
+from qwen_gateway.storage.pg import Database
 
 
 class Counted(SharedGrants):

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from qwen_gateway import prices
-from qwen_gateway.auth.base import KEY, Credential
+from qwen_gateway.accounts import KEY, Credential
 from qwen_gateway.auth.plans import PRESETS, billing_of
 from mitmproxy.test import tflow
 
@@ -341,7 +341,7 @@ async def test_the_last_key_deleted_keeps_a_gateway_listening_beyond_loopback_sh
                                                                                    shut):
     from mitmproxy.test import taddons
 
-    from qwen_gateway.auth.settings import AuthSettings
+    from qwen_gateway.auth_settings import AuthSettings
     from qwen_gateway.config import Config
     from qwen_gateway.door.keystore import KeyStore
 

@@ -20,7 +20,7 @@ from qwen_gateway.api.responses.store_schema import MAX_AGE_S
 from qwen_gateway.api.stored_chat import store_pg as chats_pg
 from qwen_gateway.api.stored_chat.endpoint import chats_of
 from qwen_gateway.api.stored_chat.records import row_of
-from qwen_gateway.auth.pg import Database, migrate_sync
+from qwen_gateway.storage.pg import Database, migrate_sync
 
 CAP = 3  # per key, in these tests
 

@@ -15,7 +15,7 @@ from mitmproxy import exceptions
 from helpers import testca
 from qwen_gateway import config, network
 from qwen_gateway.auth import oauth
-from qwen_gateway.auth.settings import AuthSettings
+from qwen_gateway.auth_settings import AuthSettings
 from qwen_gateway.upstream.client import ProxyRefused, UntrustedCertificate, UpstreamClient
 
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",

@@ -278,10 +278,10 @@ def _sealing_key_shared(url: str) -> None:
 # psycopg's own timers (its pool's waits: 3 or 4 per write, with its connections' state) are not counted.
 PG_PER_BATCH: dict[str, list[Item]] = {
     **PER_BATCH,
-    "task": [*PER_BATCH["task"], (1, "the per-account counts' write, a task on the loop (auth/pg.background)")],
+    "task": [*PER_BATCH["task"], (1, "the per-account counts' write, a task on the loop (storage/pg.background)")],
 }
 # The Responses store on PostgreSQL (api/responses/store_pg.py) is not counted here: its write is a task on the
-# loop (auth/pg.background) whose psycopg timers vary with the pool's state, besides the local copy's write.
+# loop (storage/pg.background) whose psycopg timers vary with the pool's state, besides the local copy's write.
 PG_KINDS = [k for k in SENDERS if k != "Responses, stored"]
 
 

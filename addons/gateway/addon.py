@@ -24,7 +24,6 @@ from mitmproxy.proxy import server_hooks
 
 from . import config
 from .api.responses.socket import trim_messages, wants_socket
-from .auth.storage import StateUnavailable
 from .door import access, admission, body, claim, mistakes, passthrough, routing, startup
 from .errors import GatewayError, gateway_error
 from .exchange import Exchange

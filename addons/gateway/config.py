@@ -16,11 +16,11 @@ from pathlib import Path
 from mitmproxy import exceptions
 
 from . import network as net
-from .auth.pg import driver_missing
-from .auth.settings import AuthSettings
+from .auth_settings import AuthSettings
 from .models import ModelMap, parse_model_map
 from .option_specs import OptionSpec, problem
 from .prices import PriceTable, builtin as builtin_prices, load as load_prices
+from .storage.pg import driver_missing
 
 # The upstream requests look like qwen-code's (the client Qwen's OAuth and plans are made for).
 QWEN_CODE_VERSION = "0.14.5"

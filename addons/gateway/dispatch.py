@@ -16,7 +16,7 @@ from collections.abc import Callable
 from mitmproxy import http
 from mitmproxy.utils import asyncio_utils
 
-from .auth.base import Pool
+from .accounts import Pool
 from .config import Config
 from .exchange import Exchange
 from .observer import POINTS, Observer, overrides

@@ -13,7 +13,7 @@ import enum
 import json
 from dataclasses import dataclass, field
 
-from .auth.storage import StateUnavailable
+from .storage.health import StateUnavailable
 
 STATE_RETRY_AFTER_S = 2  # what a 503 state_unavailable asks a client to wait (storage.PROBE_S is 0.5 s)
 

@@ -36,7 +36,7 @@ from .pivot import TRANSLATED, Endpoint, Leg
 if TYPE_CHECKING:
     import asyncio
 
-    from .auth.base import Credential
+    from .accounts import Credential
     from .pivot import Upstream
     from .streaming import StreamRewriter
 

@@ -13,13 +13,13 @@ from mitmproxy.net.http import status_codes
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import jsonio
-from .auth.base import Pool
-from .auth.storage import unavailable
+from .accounts import Pool
 from .config import Config
 from .errors import GatewayError
 from .exchange import Exchange
 from .pivot import ClientFormat
 from .probes import PROBES, Probes
+from .storage.health import unavailable
 
 JSON = {"content-type": "application/json"}
 

@@ -6,7 +6,7 @@ import enum
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
-from .auth.base import KEY, Credential
+from .accounts import KEY, Credential
 
 # Model ids the Qwen upstreams know (coder-model / vision-model: OAuth portal only).
 QWEN_MODELS = (

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapp
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, NotRequired, Protocol, TypedDict, TypeVar
 
-from .auth.base import Capability, Credential
+from .accounts import Capability, Credential
 
 if TYPE_CHECKING:
     from .errors import GatewayError, UpstreamError

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .auth.base import Pool
-from .auth.storage import unavailable
+from .accounts import Pool
+from .storage.health import unavailable
 
 PROBES = frozenset({"liveness", "readiness"})  # the routes (door/routing.py)
 USABLE = ("ok", "expired", "refreshing")  # an account the pool hands out, as /health counts them (local.health)

@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .accounts import KEY, OAUTH, WEB, Credential
 from .api import models as model_list, telemetry
 from .api.completions import COMPLETIONS
 from .api.embeddings import EMBEDDINGS
@@ -24,7 +25,7 @@ from .api.responses.endpoints import compact_endpoint, responses_endpoint
 from .api.responses.store import ResponseStore
 from .api.stored_chat import endpoint as stored_chat
 from .auth import plans
-from .auth.base import KEY, OAUTH, WEB, Credential
+from .auth.remote import RemoteLogin
 from .config import Config
 from .door.login import LoginRoute
 from .local import LocalRoute
@@ -77,7 +78,7 @@ def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[
                  runs: Callable[[], BackgroundRuns] | None = None) -> dict[str, LocalRoute]:
     """Local answers that belong to a wing: route name (door/routing.py) -> answer."""
     return {"models": model_list.answer, "stored_response": retrieve.stored_response(store, runs),
-            "input_tokens": retrieve.input_tokens(store), "auth": LoginRoute(reload_accounts),
+            "input_tokens": retrieve.input_tokens(store), "auth": LoginRoute(reload_accounts, RemoteLogin),
             "count_tokens": messages.count_tokens(lambda: store().sealer), "anthropic_side": claude_side.answer,
             "codex_models": model_list.codex_catalog, "codex_telemetry": telemetry.answer,
             "stored_chat": stored_chat.stored_chat(stored_chat.chats_of(store))}

@@ -25,9 +25,9 @@ from .api.responses.background import BackgroundRuns
 from .api.responses.socket import ResponsesSockets
 from .api.responses.store import ResponseStore
 from .api.responses.store_pg import SharedResponseStore
-from .auth import pg
-from .auth.base import Pool
-from .auth.pg import Database, shown
+from .storage import pg
+from .accounts import Pool
+from .storage.pg import Database, shown
 from .auth.pool import AccountPool
 from .config import Config
 from .dispatch import Observers, call_safely

@@ -13,7 +13,7 @@ from mitmproxy import ctx, http
 from mitmproxy.test import taddons, tflow
 
 from qwen_gateway import config as config_mod
-from qwen_gateway.auth.settings import AuthSettings
+from qwen_gateway.auth_settings import AuthSettings
 from qwen_gateway.config import Config
 from qwen_gateway.exchange import ClientRequest, ErrorInfo, Exchange, Retry, RetryReason
 

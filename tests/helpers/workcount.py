@@ -29,7 +29,7 @@ wraps the one function every caller goes through:
     timer                       loop.call_at (call_later, asyncio.timeout, wait_for, sleep); the client
                                 watch's timer (forward.ClientWatch: one for all waiting requests, armed
                                 per 0.1 s of waiting, not per request) and the shared state listener's
-                                (auth/pg.follow) are `per_process_timer`; psycopg's own (its pool's
+                                (storage/pg.follow) are `per_process_timer`; psycopg's own (its pool's
                                 waits, which vary with its connections' state) `library_timer`
     task                        loop.create_task (asyncio.create_task, ensure_future of a coroutine)
     log_record                  a record the gateway's loggers handle (a request line, a warning)
@@ -177,7 +177,7 @@ _real_call_at = asyncio.BaseEventLoop.call_at
 # and the shared state's listener (its wait for notifications, a full reload every few seconds), and the named
 # keys' clock (door/keysource.py: leases swept and spend written once a second, whatever the traffic)
 PER_PROCESS_TIMERS = ("ClientWatch._look",)
-PER_PROCESS_SITES = ("auth.pg:follow", "door.keysource:_ticks")
+PER_PROCESS_SITES = ("storage.pg:follow", "door.keysource:_ticks")
 
 
 LIBRARIES = ("psycopg",)  # a database driver's own timers (its pool's waits): its business, not counted as ours

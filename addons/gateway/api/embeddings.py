@@ -18,7 +18,7 @@ import struct
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from ..auth.base import Capability
+from ..accounts import Capability
 from ..errors import GatewayError
 from ..exchange import note
 from ..turn.whole import upstream_json

@@ -32,12 +32,12 @@ import sys
 import time
 
 from ..api.responses.store_schema import FORGET_OWNER, forget_owner
-from ..auth.pg import Database, StateUrlError
-from ..auth.settings import resolve_state_dir
+from ..auth_settings import resolve_state_dir
 from ..door.keycopy import KeyCopy
 from ..door.keyring import KeyRecord, digest, new_key
 from ..door.keystore import FILENAME, SNAPSHOT, KeyNameError, KeyStore, Spent
 from ..prices import usd
+from ..storage.pg import Database, StateUrlError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._-]{0,63}$")  # shown in logs, mitmweb and metric labels
 OPTION_OF = {"rpm": "rpm", "tpm": "tpm", "daily_tokens": "daily-tokens", "monthly_usd": "monthly-usd"}

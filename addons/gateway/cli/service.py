@@ -174,7 +174,7 @@ def key_variables() -> list[str]:
     """The environment variables the registered key accounts read their keys from (names only)."""
     try:
         from ..auth.registry import Registry
-        from ..auth.settings import AuthSettings
+        from ..auth_settings import AuthSettings
         data = Registry(AuthSettings.from_env()).load()
     except Exception:
         return []

@@ -39,10 +39,10 @@ import re
 import sys
 import time
 
-from ..auth.settings import resolve_state_dir
-from ..auth.pg import Database, StateUrlError
+from ..auth_settings import resolve_state_dir
 from ..observe.ledger import FILENAME, Ledger, SharedLedger
 from ..prices import usd
+from ..storage.pg import Database, StateUrlError
 from . import usage_report
 
 # The Qwen model that answered; for requests that never reached Qwen (context guard), the model asked for.

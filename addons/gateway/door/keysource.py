@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from ..auth.pg import Database
 from ..dispatch import call_safely
+from ..storage.pg import Database
 from . import keylines
 from .access import exposed_listeners
 from .keycopy import KeyCopy

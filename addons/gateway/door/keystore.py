@@ -1,6 +1,6 @@
 """Where named client keys and their spend are kept: `<state_dir>/keys.sqlite3` (0600, WAL) or, with
 `qwen_state_url`, the shared PostgreSQL database. One set of statements for both (written for SQLite,
-`auth/pg.placeholders` makes them psycopg's).
+`storage/pg.placeholders` makes them psycopg's).
 
     client_keys  name, digest (SHA-256, hex: never the key), rpm, tpm, daily_tokens, monthly_usd, created,
                  changed, revoked (epoch seconds, or NULL)
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..auth.pg import CHANNEL, Database, placeholders
-from ..auth.state import open_private_db, transaction
+from ..storage.pg import CHANNEL, Database, placeholders
+from ..storage.sqlite import open_private_db, transaction
 from .keyring import KeyRecord
 
 FILENAME = "keys.sqlite3"

@@ -2,7 +2,7 @@
 requests and the ones the gateway answered itself (refusals with their status and error code) — written
 in batches from a thread, never on the event loop. `qwen-usage` reads it.
 
-When its storage is away — any storage fault (auth/storage.py, auth/pg_faults.py): the shared database
+When its storage is away — any storage fault (storage/health.py, storage/pg_faults.py): the shared database
 restarting, down, hung, full or read-only, at its migration or mid-batch; the state folder full, read-only,
 locked or failing — the rows are kept in memory, at most MAX_KEPT (the oldest dropped beyond, counted, one
 line), and written as soon as the storage's probe sees it back; the outage itself is one line. A failure
@@ -16,9 +16,9 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..auth.pg import Database, shown, unavailable
-from ..auth.state import open_private_db, transaction
-from ..auth.storage import Health, StateUnavailable, local_failure, local_health
+from ..storage.pg import Database, shown, unavailable
+from ..storage.sqlite import open_private_db, transaction
+from ..storage.health import Health, StateUnavailable, local_failure, local_health
 from ..observer import Observer
 from ..redact import safe_message
 from .ledger_pg import SharedLedger

@@ -7,11 +7,11 @@ import threading
 from decimal import Decimal
 from typing import Any
 
-from ..auth.pg import Database, deadline, placeholders, shown, unavailable
+from ..storage.pg import Database, deadline, placeholders, shown, unavailable
 from .ledger_rows import COLUMNS, values
 
 _PG_TYPES = {"REAL": "DOUBLE PRECISION", "INTEGER": "BIGINT", "TEXT": "TEXT"}
-PG_STEPS = (  # the ledger's schema in a shared database (auth/pg.py migrates it)
+PG_STEPS = (  # the ledger's schema in a shared database (storage/pg.py migrates it)
     f"CREATE TABLE usage ({', '.join(f'{name} {_PG_TYPES[kind]}' for name, kind in COLUMNS.items())})",
     "CREATE INDEX usage_day ON usage (day)",
     "CREATE INDEX usage_ts ON usage (ts)",

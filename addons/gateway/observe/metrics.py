@@ -24,7 +24,7 @@ from ..observer import Observer, cached_tokens, endpoint_name, error_code, faile
 if TYPE_CHECKING:
     from mitmproxy import http
 
-    from ..auth.base import Pool
+    from ..accounts import Pool
     from ..config import Config
     from ..exchange import Exchange
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ..auth.storage import StateUnavailable
+from ..storage.health import StateUnavailable
 from ..errors import gateway_error
 from ..exchange import Exchange
 from ..streaming import StreamRewriter, stream_error

@@ -13,13 +13,13 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
-from ..auth.base import Outcome, Pool
-from ..auth.storage import StateUnavailable
+from ..accounts import Outcome, Pool
 from ..dispatch import Observers, call_safely
 from ..errors import GatewayError, gateway_error
 from ..exchange import Exchange
 from ..local import Formats
 from ..prices import PriceTable
+from ..storage.health import StateUnavailable
 from .keep import KEEP_WAIT_S, final_object
 from .whole import as_stream_failure, translated
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Collection
 
 from .. import errors
-from ..auth.base import KEY, AccountUnavailable, Credential, NotCapable, Outcome, Pool
+from ..accounts import KEY, AccountUnavailable, Credential, NotCapable, Outcome, Pool
 from ..errors import GatewayError, UpstreamError
 from ..exchange import Exchange, Retry, RetryReason
 from ..models import Thinking, stream_refusal, thinking_refusal

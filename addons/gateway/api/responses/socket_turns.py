@@ -16,8 +16,8 @@ import wsproto.events as ws_events
 from wsproto import WSConnection
 from wsproto.connection import ConnectionState
 
-from ...auth.storage import StateUnavailable
 from ...errors import GatewayError, gateway_error
+from ...storage.health import StateUnavailable
 from ...exchange import ClientRequest, Exchange
 from ...pivot import Endpoint
 from ...turn import TurnRunner

@@ -10,7 +10,7 @@ its owner within PER_KEY and every owner within MAX_AGE_S, store_schema.py) runs
 connection of its own (WAL: readers never wait for it) and costs the same at any size: the owner's oldest
 by insertion go, as many as the new one brings over the cap, and at most EXPIRE_PER_WRITE past their age.
 `put` returns the write, which the answer waits for: a response the client is told about is on disk. The
-folder full or read-only (auth/storage.py): StateUnavailable, refused by `prepare` before a request's
+folder full or read-only (storage/health.py): StateUnavailable, refused by `prepare` before a request's
 upstream call when it is known (or free space is below LOCAL_MIN_FREE)."""
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ...auth.state import open_private_db, transaction
-from ...auth.storage import check_local, local_failure, local_health
 from ...errors import GatewayError
 from ...jsonio import valid_text
 from ...seal import Sealer
+from ...storage.health import check_local, local_failure, local_health
+from ...storage.sqlite import open_private_db, transaction
 from .store_schema import PER_KEY, TABLES, Expiry, counts, forget_owner, migrate
 
 # id, owner, created, the response, its history, its input items, and (item id, response id, item, owner)

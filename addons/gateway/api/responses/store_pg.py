@@ -1,4 +1,4 @@
-"""Stored Responses shared by several gateways through PostgreSQL (`qwen_state_url`, auth/pg.py).
+"""Stored Responses shared by several gateways through PostgreSQL (`qwen_state_url`, storage/pg.py).
 
 The local SQLite store stays the synchronous read path (`to_chat` reads it inline); PostgreSQL is the
 truth shared by every gateway:
@@ -12,7 +12,7 @@ truth shared by every gateway:
   TRIM_EVERY more per gateway for a while;
 - `ready` publishes this gateway's sealing key if the database has none, and adopts the database's.
 The database away: StateUnavailable (503 `state_unavailable`) from `ready`, so from `prepare` before a
-request's upstream call, from `load` and from the write (auth/pg.py says the outage once)."""
+request's upstream call, from `load` and from the write (storage/pg.py says the outage once)."""
 
 from __future__ import annotations
 
@@ -25,10 +25,10 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
-from ...auth.pg import Database, unavailable
-from ...auth.storage import StateUnavailable
 from ...jsonio import valid_text
 from ...seal import load_key
+from ...storage.health import StateUnavailable
+from ...storage.pg import Database, unavailable
 from .store import ResponseStore, Rows, retrieved, rows_of
 from .store_schema import MAX_AGE_S, PER_KEY
 

@@ -12,8 +12,8 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
-from ...auth.pg import unavailable
 from ...jsonio import valid_text
+from ...storage.pg import unavailable
 from ..responses.store_pg import EXPIRE_BATCH, TRIM_EVERY, SharedResponseStore
 from ..responses.store_schema import MAX_AGE_S, PER_KEY
 from .records import Row, shown

@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 from urllib.parse import urlsplit
 
-from ...auth.base import OAUTH, Credential
+from ...accounts import OAUTH, Credential
 
 OPENAI_NODE_VERSION = "5.11.0"  # the openai SDK qwen-code 0.14.5 ships
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from ...auth.base import Capability
+from ...accounts import Capability
 from ...errors import GatewayError
 from ...exchange import note
 from ...models import EMBEDDING_SIZES, Thinking

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
-from ...auth.base import OAUTH, Capability, Credential
+from ...accounts import OAUTH, Capability, Credential
 from ...errors import UpstreamError
 from ...pivot import Fetch, UpstreamAnswer, Wire
 from . import answer, errors, request

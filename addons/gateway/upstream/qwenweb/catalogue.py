@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 
-from ...auth.base import WEB
+from ...accounts import WEB
 from ...models import LiveModels
 from ...network import Network
 from ..client import ConnectionFailed, UpstreamClient

@@ -9,7 +9,7 @@ import time
 import uuid
 from urllib.parse import urlsplit
 
-from ...auth.base import Credential
+from ...accounts import Credential
 
 SPA_VERSION = "0.2.66"  # the SPA build the notes saw last (§1.3: QP's constant); a write without it: Bad_Request
 CHROME_UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "

@@ -6,7 +6,7 @@ response id and a digest of the transcript sent so far (tools and messages). A r
 when that transcript is a prefix of its messages, followed by the assistant's answer and then new user or tool
 messages; anything else (an edited history, other tools) starts a new chat. Pins live in SQLite under the state
 folder, 0600, with a TTL; no message text is stored, only digests. Pure functions and the store, no network.
-A pin the folder cannot take (full, read-only: auth/storage.py) is not kept: the next turn starts a new chat."""
+A pin the folder cannot take (full, read-only: storage/health.py) is not kept: the next turn starts a new chat."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...auth.state import open_private_db
-from ...auth.storage import local_failure
+from ...storage.health import local_failure
+from ...storage.sqlite import open_private_db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pins (key TEXT PRIMARY KEY, chat_id TEXT, response_id TEXT, digest TEXT,

@@ -1,4 +1,4 @@
-"""Pins shared by several gateways through PostgreSQL (`qwen_state_url`, auth/pg.py): a conversation pinned by
+"""Pins shared by several gateways through PostgreSQL (`qwen_state_url`, storage/pg.py): a conversation pinned by
 one gateway continues on another that serves the same web account.
 
 The local SQLite store (pins.py) stays the synchronous read path (`Pinning.plan` reads it inline). A pin
@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ...auth.pg import Database
-from ...auth.storage import StateUnavailable
+from ...storage.health import StateUnavailable
+from ...storage.pg import Database
 from .pins import Pin, PinStore
 
 log = logging.getLogger("qwen")

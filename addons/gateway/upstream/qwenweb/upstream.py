@@ -11,13 +11,13 @@ from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
 from ... import jsonio
-from ...auth.base import WEB, Capability, Credential
-from ...auth.pg import Database
+from ...accounts import WEB, Capability, Credential
 from ...config import Config
 from ...errors import SERVER, GatewayError, UpstreamError
 from ...models import LiveModels
 from ...network import Network
 from ...pivot import Fetch, UpstreamAnswer, Wire
+from ...storage.pg import Database
 from . import errors, request
 from .catalogue import WebCatalogue
 from .headers import url, web_headers

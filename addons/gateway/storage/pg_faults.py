@@ -1,5 +1,5 @@
 """What a PostgreSQL failure says about the database, and the deadline that makes one that stopped answering a
-failure too (pg.py uses them; storage.py says each outage once).
+failure too (pg.py uses them; health.py says each outage once).
 
 - `unavailable(e)`: a storage fault — the database cannot be used now (unreachable, restarting, hung, out of
   room, read-only, failing its disk) — whose work is kept for later; anything else is a bug, shown as one.

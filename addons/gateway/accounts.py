@@ -2,12 +2,11 @@
 
 The gateway asks the pool for a `Credential`, sends one upstream request with it and
 reports what happened. It never looks inside an account: OAuth files, refresh, locks and
-API keys all live behind `Account`.
+API keys all live behind `Account` (auth/account.py), in the auth wing that implements `Pool`.
 """
 
 from __future__ import annotations
 
-import abc
 import enum
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -107,31 +106,3 @@ class Pool(Protocol):
 
     def close(self) -> None:
         """Release files and connections."""
-
-
-class Account(abc.ABC):
-    name: str
-    kind: str
-
-    @abc.abstractmethod
-    async def credential(self, *, force_refresh: bool = False, refused: str | None = None) -> Credential:
-        """A usable credential, refreshed first if it is (or `force_refresh` says it is) stale.
-        `refused`: the token upstream refused (see Pool.refreshed). Raises AccountUnavailable."""
-
-    def ready(self) -> Credential | None:
-        """The credential at once when no I/O is needed (the hot path), None when `credential()` must be
-        awaited (a refresh is due). Raises AccountUnavailable."""
-        return None
-
-    @property
-    def refreshing(self) -> bool:
-        """True while a refresh is under way (the pool then serves another account instead of waiting)."""
-        return False
-
-    def record_punish(self, why: str = "") -> None:
-        """The upstream answered with an anti-bot page (web sessions park themselves); others ignore it."""
-        return None
-
-    @abc.abstractmethod
-    def status(self) -> dict:
-        """JSON-safe state for /health and `qwen-auth status`: never a token or key."""

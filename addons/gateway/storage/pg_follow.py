@@ -9,8 +9,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from .health import PROBE_S, StateUnavailable
 from .pg_faults import unavailable
-from .storage import PROBE_S, StateUnavailable
 
 log = logging.getLogger("qwen")
 

@@ -6,7 +6,7 @@
   (the usage ledger's writer thread, `qwen-usage`).
 - `migrate`: each store brings its own numbered schema steps; `schema_version` remembers how far each
   component got, and an advisory lock makes two gateways starting at once take turns.
-- Faults (storage.py, pg_faults.py): a database that cannot be reached, restarts, hangs (no answer within
+- Faults (health.py, pg_faults.py): a database that cannot be reached, restarts, hangs (no answer within
   DEADLINE_S), runs out of room or turns read-only — at connection, migration or any statement — is one
   `StateUnavailable`, logged once per outage by the URL's `Health`; while it is away every caller is refused
   at once (no wait for a pool timeout); a connection the server ended while it sat in the pool (a restart)
@@ -36,7 +36,7 @@ from .pg_faults import DEADLINE_S, STATEMENT_MS, writable
 from .pg_faults import deadline as deadline  # the stores import these from here
 from .pg_faults import unavailable as unavailable
 from .pg_schema import migrate_sync as migrate_sync
-from .storage import Health, StateUnavailable, health_of
+from .health import Health, StateUnavailable, health_of
 
 log = logging.getLogger("qwen")
 # psycopg_pool logs each failed reconnection and each dead connection it discards; the URL's Health says it

@@ -1,5 +1,5 @@
 """Whether the gateway's state storage can be used now: the shared PostgreSQL database (`qwen_state_url`,
-pg.py) or the local state folder (SQLite files, state.py), and the one error that says it cannot.
+pg.py) or the local state folder (SQLite files, sqlite.py), and the one error that says it cannot.
 
 - `StateUnavailable`: what every store raises when its storage cannot be used; the gateway answers it 503
   `state_unavailable` in the client's dialect (one mapping, in the core's errors.py), never a 500.

@@ -1,4 +1,5 @@
-"""Where credentials live, which servers they talk to, and how often the pool looks again: resolved once.
+"""Where credentials live, which servers they talk to, and how often the pool looks again: resolved once
+(by config.py from the gateway's options, by the commands from the environment), read by the accounts (auth/).
 
 | Field | Env var | Default |
 |---|---|---|
@@ -33,8 +34,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from .endpoints import DEFAULT_DASHSCOPE_BASE_URL
-
+DEFAULT_DASHSCOPE_BASE_URL = "https://dashscope.aliyuncs.com/compatible-mode/v1"  # auth/endpoints.py's default too
 QWEN_OAUTH_BASE_URL = "https://chat.qwen.ai"
 QWEN_WEB_BASE_URL = "https://chat.qwen.ai"
 QWEN_WEB_AUTH_BASE_URL = "https://auth.qwen.ai"
@@ -94,7 +94,7 @@ class AuthSettings:
     ca_file: str | None = None
     ca_dir: str | None = None
     tls_verify: bool = True
-    # Shared state on PostgreSQL (the gateway's option qwen_state_url; auth/pg.py): "" keeps SQLite files
+    # Shared state on PostgreSQL (the gateway's option qwen_state_url; storage/pg.py): "" keeps SQLite files
     # under state_dir. Never carries a password (libpq reads PGPASSFILE, ~/.pgpass or PGPASSWORD).
     state_url: str = ""
 
@@ -113,7 +113,7 @@ class AuthSettings:
                 raise ValueError(f"{name} must be a number of seconds >= 0, not {getattr(self, name)!r}")
             setattr(self, name, value)
         if self.state_url:
-            from .pg import check_url
+            from .storage.pg import check_url
 
             check_url(self.state_url)  # a StateUrlError (a ValueError) names what is wrong, never the password
 
