@@ -12,6 +12,7 @@ from mitmproxy import exceptions
 
 from helpers.observe_testlib import parsed_config
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
+from qwen_gateway.storage.pg_tasks import close_pools
 from qwen_gateway.api.responses.store import ResponseStore, wanted_ids
 from qwen_gateway.api.responses.store_pg import SharedResponseStore
 from qwen_gateway.auth.state import AccountState
@@ -20,6 +21,14 @@ from qwen_gateway.cli import usage
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.observe.ledger import Ledger, SharedLedger
 from qwen_gateway.storage.pg import Database, StateUrlError, check_url, migrate_sync, placeholders, shown
+
+
+@pytest.fixture(autouse=True)
+async def _pools_closed():
+    """Every pool a test opened, closed in its event loop: psycopg_pool's workers would keep the loop's end
+    waiting (storage/pg_tasks.py)."""
+    yield
+    await close_pools()
 
 # ---- the URL ------------------------------------------------------------------------------------------
 

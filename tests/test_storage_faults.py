@@ -15,6 +15,7 @@ import pytest
 
 from helpers.observe_testlib import exchange
 from helpers.pgserver import pg_own  # noqa: F401  (fixture)
+from qwen_gateway.storage.pg_tasks import close_pools
 from qwen_gateway.api.responses.store_pg import SharedResponseStore
 from qwen_gateway.auth.state_pg import SharedAccountState
 from qwen_gateway.auth_settings import AuthSettings
@@ -24,6 +25,14 @@ from qwen_gateway.observe.ledger import UsageLedger
 from qwen_gateway.storage.health import StateUnavailable
 from qwen_gateway.storage.pg import Database
 from qwen_gateway.upstream.qwenweb.pins_pg import SharedPinStore
+
+
+@pytest.fixture(autouse=True)
+async def _pools_closed():
+    """Every pool a test opened, closed in its event loop: psycopg_pool's workers would keep the loop's end
+    waiting (storage/pg_tasks.py)."""
+    yield
+    await close_pools()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from helpers.pgserver import pg_own, pg_server, pg_url  # noqa: F401  (fixtures)
+from qwen_gateway.storage.pg_tasks import close_pools
 from qwen_gateway.api.chat import ChatStreamTranslator
 from qwen_gateway.api.responses.store import ResponseStore
 from qwen_gateway.api.responses.store_pg import SharedResponseStore
@@ -22,6 +23,14 @@ from qwen_gateway.api.stored_chat.store import ChatStore
 from qwen_gateway.errors import GatewayError, gateway_error
 from qwen_gateway.storage.health import StateUnavailable
 from qwen_gateway.storage.pg import Database
+
+
+@pytest.fixture(autouse=True)
+async def _pools_closed():
+    """Every pool a test opened, closed in its event loop: psycopg_pool's workers would keep the loop's end
+    waiting (storage/pg_tasks.py)."""
+    yield
+    await close_pools()
 
 # ---- metadata, messages, filters ---------------------------------------------------------------------------
 

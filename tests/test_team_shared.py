@@ -6,12 +6,22 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 from qwen_gateway.door.keystore import COMPONENT, PG_STEPS
 from qwen_gateway.door.limits import RPM, TPM, Limiter, Taken
 from qwen_gateway.door.team_pg import SharedGrants
 from qwen_gateway.storage.pg import Database
+from qwen_gateway.storage.pg_tasks import close_pools
+
+
+@pytest.fixture(autouse=True)
+async def _pools_closed():
+    """Every pool a test opened, closed in its event loop: psycopg_pool's workers would keep the loop's end
+    waiting (storage/pg_tasks.py)."""
+    yield
+    await close_pools()
 
 
 class Counted(SharedGrants):

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
+from qwen_gateway.storage.pg_tasks import close_pools
 from qwen_gateway.api.responses import store_pg as responses_pg
 from qwen_gateway.api.responses.store import ResponseStore
 from qwen_gateway.api.responses.store_pg import TRIM_EVERY, SharedResponseStore
@@ -21,6 +22,14 @@ from qwen_gateway.api.stored_chat import store_pg as chats_pg
 from qwen_gateway.api.stored_chat.endpoint import chats_of
 from qwen_gateway.api.stored_chat.records import row_of
 from qwen_gateway.storage.pg import Database, migrate_sync
+
+
+@pytest.fixture(autouse=True)
+async def _pools_closed():
+    """Every pool a test opened, closed in its event loop: psycopg_pool's workers would keep the loop's end
+    waiting (storage/pg_tasks.py)."""
+    yield
+    await close_pools()
 
 CAP = 3  # per key, in these tests
 

@@ -29,6 +29,7 @@ from .errors import GatewayError, gateway_error
 from .exchange import Exchange
 from .observe import terminal
 from .seams import hook_dispatch
+from .storage.health import StateUnavailable
 from .turn.whole import as_stream_failure
 from .upstream.relay import TOKEN_HEADER
 from .wiring import Wiring

@@ -130,6 +130,7 @@ class Wiring:
         if self.pool is not None:
             call_safely(self.pool.flush)
         await pg.drain()  # the shared database's last writes, before the loop stops
+        await pg.close_pools()  # their workers stopped: the loop's end waits for nothing
         self.observers.done()
         _close_later(self.engine.client)
         self.clients.done()

@@ -16,7 +16,7 @@ from .access import is_loopback
 
 
 class DeviceLogins(Protocol):
-    """Device logins started and finished over HTTP: auth/remote.py's `RemoteLogin`, handed in by the registry
+    """Device logins started and finished over HTTP: auth/remote.py's `RemoteLogin`, handed in by wings.py
     (the door imports no wing). What it refuses it raises as a GatewayError, answered in the client's format."""
 
     async def initiate(self, account: str | None = None) -> dict: ...

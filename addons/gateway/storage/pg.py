@@ -25,6 +25,9 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
+from .pg_tasks import _ended, _pooled, _writes
+from .pg_tasks import close_pools as close_pools
+from .pg_tasks import drain as drain
 from .pg_url import SCHEMES as SCHEMES  # the URL's rules: every store imports them from here
 from .pg_url import StateUrlError as StateUrlError
 from .pg_url import advisory_key as advisory_key
@@ -48,7 +51,6 @@ T = TypeVar("T")
 CHANNEL = "qwen_state"  # NOTIFY channel: payload "<kind>:<key>" (kind: account, credential)
 POOL_WAIT_S = DEADLINE_S  # a request waits at most this for a connection (the database hung: an error, not a hang)
 CONNECT_S = 3  # a new connection's connect_timeout (libpq's, whole seconds; a refused one fails at once)
-DRAIN_S = 10.0  # at shutdown, how long the last background writes may take
 async def _configure(conn: Any) -> None:
     """A pooled connection's statements are cancelled by the server after STATEMENT_MS (a lock wait, a server
     too slow to serve): a clean error, before the client's own deadline cuts the connection."""
@@ -142,6 +144,7 @@ class Database:
                         raise self.lost(e) from None
                     raise
                 self._pool, self._pool_outage = pool, outage
+                _pooled.add(self)
         return self._pool
 
     async def _reach(self) -> None:
@@ -276,20 +279,3 @@ class Database:
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
-
-
-_writes: set[asyncio.Task] = set()  # every Database's background tasks: what `drain` waits for at shutdown
-
-
-async def drain() -> None:
-    """Shutdown: wait (at most DRAIN_S) for the writes still running in the background (request counts
-    flushed at the end, the last stored responses), which would die with the event loop."""
-    if _writes:
-        await asyncio.wait(set(_writes), timeout=DRAIN_S)
-
-
-def _ended(task: asyncio.Task) -> None:
-    """A background task's end: its failure retrieved here (whoever awaits it still gets it; nobody else
-    is told "exception never retrieved" when it is collected)."""
-    if not task.cancelled():
-        task.exception()

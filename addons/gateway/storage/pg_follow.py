@@ -13,6 +13,7 @@ from .health import PROBE_S, StateUnavailable
 from .pg_faults import unavailable
 
 log = logging.getLogger("qwen")
+CLOSE_S = 2.0  # closing a follower's connection, at most
 
 
 async def follow(db: Any, component: str, steps: Sequence[str], kind: str, reload: Callable[[str | None], Awaitable[None]],
@@ -22,7 +23,7 @@ async def follow(db: Any, component: str, steps: Sequence[str], kind: str, reloa
     every `every` seconds (a lost notification). The database away: the whole again once it is back (the Health says it
     once); another failure is logged (`what`) and the whole retried after `every`."""
     while True:
-        conn = None
+        conn = notes = None
         try:
             await db.amigrate(component, steps)
             conn = await db.listen()
@@ -30,7 +31,8 @@ async def follow(db: Any, component: str, steps: Sequence[str], kind: str, reloa
             if ready is not None:
                 ready.set()
             while True:
-                async for note in conn.notifies(timeout=every):
+                notes = conn.notifies(timeout=every)
+                async for note in notes:
                     got, _, key = note.payload.partition(":")
                     if got == kind:
                         await reload(key)
@@ -46,6 +48,11 @@ async def follow(db: Any, component: str, steps: Sequence[str], kind: str, reloa
                 log.warning("qwen: %s: %s (retrying in %.0f s)", what, type(e).__name__, every)
                 await asyncio.sleep(every)
         finally:
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await conn.close()
+            # the notifications' generator holds the connection's lock until it is closed: closed first, or
+            # the connection's close waits for it for ever (a cancelled task that never ends: the event
+            # loop's shutdown hung on it under load); and neither may wait long
+            with contextlib.suppress(Exception):
+                if notes is not None:
+                    await asyncio.wait_for(notes.aclose(), CLOSE_S)
+                if conn is not None:
+                    await asyncio.wait_for(conn.close(), CLOSE_S)
