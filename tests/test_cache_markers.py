@@ -94,3 +94,26 @@ def test_whole_and_streamed_requests_are_marked_alike():
     whole = chat_to_qwen(chat, model="qwen3-coder-plus", oauth=False)
     streamed = chat_to_qwen({**chat, "stream": True}, model="qwen3-coder-plus", oauth=False)
     assert where(whole) == where(streamed) == ["messages.0.0", "messages.1.0"]
+
+
+def test_a_responses_breakpoint_and_explicit_mode_reach_the_markers():
+    from qwen_gateway.api.responses.request import responses_to_chat
+    chat = responses_to_chat({"model": "gpt-4o", "instructions": LONG, "prompt_cache_options": {"mode": "explicit"},
+                              "input": [{"role": "user", "content": [
+                                  {"type": "input_text", "text": "doc", "prompt_cache_breakpoint": {"mode": "explicit"}},
+                                  {"type": "input_text", "text": " and a question"}]}]})
+    out = chat_to_qwen(chat, model="qwen3-coder-plus", oauth=False)
+    assert where(out) == ["messages.1.0"]  # the client's only: explicit breakpoints, none of the gateway's
+    assert "prompt_cache_options" not in out
+
+
+def test_the_pass_through_keeps_marked_system_blocks():
+    from qwen_gateway.api.messages.passthrough import has_markers, own_body
+    body = {"model": "m", "max_tokens": 9, "system": [{"type": "text", "text": "a", "cache_control": EPHEMERAL},
+                                                       {"type": "text", "text": "b"}],
+            "messages": [{"role": "user", "content": "q"}, {"role": "system", "content": "c"}]}
+    out = own_body(body, [])
+    assert out["system"] == [{"type": "text", "text": "a", "cache_control": EPHEMERAL}, {"type": "text", "text": "b"},
+                             {"type": "text", "text": "c"}]
+    assert has_markers(body) and not has_markers({**body, "system": "a"})
+    assert own_body({**body, "system": "a"}, [])["system"] == "a\n\nc"  # unmarked: one text, as before

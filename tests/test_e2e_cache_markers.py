@@ -150,3 +150,13 @@ def test_chat_and_responses_whole_get_the_whole_prompt_cached(cache_gw, emu):
     d1 = r1.usage.input_tokens_details
     assert d1.cached_tokens > 1024 and d1.cache_write_tokens > 0  # the system prompt the chat stored; the rest
     assert r2.usage.input_tokens_details.cached_tokens == d1.cached_tokens + d1.cache_write_tokens  # all of r1
+
+
+def test_a_responses_breakpoint_reaches_qwen(cache_gw, emu):
+    """openai-python's Responses `prompt_cache_breakpoint` (OpenAI's explicit breakpoint) is Qwen's marker."""
+    since = len(emu.chat_requests())
+    client(cache_gw).responses.create(model="gpt-5.5", input=[{"role": "user", "content": [
+        {"type": "input_text", "text": LONG, "prompt_cache_breakpoint": {"mode": "explicit"}},
+        {"type": "input_text", "text": "and a question"}]}])
+    (body,) = qwen_bodies(emu, since)
+    assert markers(body) == ["messages.0.0", "messages.0.1"]  # the client's, then the whole prompt
