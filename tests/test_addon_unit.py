@@ -147,7 +147,7 @@ async def test_whole_answer_comes_from_the_engine_with_the_credential_outside_th
     assert up.headers["x-dashscope-authtype"] == "qwen-oauth" and up.headers["user-agent"].startswith("QwenCode/")
     assert "sk-client-key" not in str(up.headers)
     body = qwen.bodies()[0]
-    assert body["model"] == "coder-model" and body["messages"][0]["content"][0]["cache_control"]
+    assert body["model"] == "coder-model" and body["messages"][0]["content"] == "brief"  # short: no cache marker
     out = json.loads(f.response.content)
     assert out["model"] == "gpt-4o-mini" and out["choices"][0]["message"]["content"] == "Hello"
     assert out["choices"][0]["message"]["reasoning_content"] == "hmm"
@@ -421,7 +421,7 @@ async def test_key_account_gets_its_own_model_and_qwen_codes_shape():
         assert up.headers["x-dashscope-authtype"] == "openai"  # qwen-code's value for keys
         body = qwen.bodies()[0]
         assert body["model"] == "qwen3-coder-plus"
-        assert body["messages"][0]["content"] == [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}]
+        assert body["messages"][0]["content"] == "s"  # a short prompt: no cache marker (test_cache_markers.py)
 
 
 async def test_no_account_fails_closed_with_openai_error():
