@@ -8,7 +8,8 @@ its keys (the switch `key_accounts` maps a key to its account; by default each k
 - `burst_limit`: requests in one second, then the burst protection's answer;
 - `concurrency_limit`: requests in flight (OpenAI-compatible chat), then a Coding Plan's concurrency answer;
 - `plan_limits` {"5h", "week", "month"}: a Coding Plan's requests in its windows, as its FAQ defines them: the
-  last 5 hours; the week from Monday 00:00 UTC+8; the month from `plan_month_day` (00:00 UTC+8).
+  last 5 hours; the week from Monday 00:00 UTC+8; the month from `plan_month_day` (00:00 UTC+8). Counted on
+  the plan's paths (`/v1/…`, `/apps/anthropic/…`), not pay-as-you-go's `/compatible-mode/v1/…`.
 
 `count` returns the name of the limit that refuses a request (faults.LIMITS has each one's answer), or None.
 """
@@ -54,8 +55,8 @@ class Limits:
         got, n = self.buckets.get((account, name), (which, 0))
         return n if got == which else 0
 
-    def count(self, account: str, sw: dict, tokens: int, now: float) -> str | None:
-        plan = sw["plan_limits"] or {}
+    def count(self, account: str, sw: dict, tokens: int, now: float, *, plan_path: bool = True) -> str | None:
+        plan = (sw["plan_limits"] or {}) if plan_path else {}
         day = time.strftime("%Y-%m-%d", time.gmtime(now))
         periods = {"day": day, "week": week_of(now), "month": month_of(now, int(sw["plan_month_day"] or 1))}
         minute, second, hours = (self._recent(account, w, now) for w in ("minute", "second", "5h"))

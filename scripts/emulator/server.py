@@ -109,7 +109,7 @@ class Handler(Wire):
 
     def within_limits(self, token: str, prompt: int = 0) -> bool:
         """Counted against the key's account's limits (limits.py); False: refused as Model Studio refuses it."""
-        refused = self.state.count(token, prompt)
+        refused = self.state.count(token, prompt, path=self.path)
         if refused:
             self.send_json(429, faults.LIMITS[refused])
         return not refused

@@ -138,12 +138,13 @@ class State:
         """The Alibaba Cloud account a key belongs to (`key_accounts`), as stats name it (never the key)."""
         return str(self.switches["key_accounts"].get(token) or short(token))
 
-    def count(self, token: str, tokens: int = 0) -> str | None:
+    def count(self, token: str, tokens: int = 0, *, path: str = "") -> str | None:
         """Counts an API request against its account's limits (limits.py): the limit that refuses it, or None."""
         with self.lock:
             now = time.time()
             account = self.account_of(token)
-            refused = self.limits.count(account, self.switches, tokens, now)
+            refused = self.limits.count(account, self.switches, tokens, now,
+                                        plan_path=not path.startswith("/compatible-mode/"))
             if refused is None:
                 per = self.stats["per_token"].setdefault(short(token), {"requests": 0})
                 per.update(requests=per["requests"] + 1, last_minute=self.limits.last_minute(account, now),
