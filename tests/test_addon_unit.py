@@ -24,7 +24,7 @@ class StaticPool:
         self.creds = list(creds)
         self.reports: list[tuple[str, str]] = []
 
-    async def acquire(self, exclude=(), *, capability=Capability.CHAT):
+    async def acquire(self, exclude=(), *, capability=Capability.CHAT, conversation=None):
         for c in self.creds:
             if c.account not in exclude:
                 return c
@@ -33,7 +33,7 @@ class StaticPool:
     async def refreshed(self, account, *, refused=None):
         return next(c for c in self.creds if c.account == account)
 
-    def report(self, account, outcome, *, retry_after=None, detail=None):
+    def report(self, account, outcome, *, retry_after=None, detail=None, window=None):
         self.reports.append((account, outcome))
 
     def status(self):

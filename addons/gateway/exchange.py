@@ -37,7 +37,7 @@ from .pivot import TRANSLATED, Endpoint, Leg
 if TYPE_CHECKING:
     import asyncio
 
-    from .accounts import Credential
+    from .accounts import Conversation, Credential
     from .pivot import Upstream
     from .streaming import StreamRewriter
 
@@ -98,6 +98,7 @@ class Exchange:
     created: int = field(default_factory=lambda: int(time.time()))
     # upstream
     chat_body: dict = field(default_factory=dict)  # the request in OpenAI chat-completions form
+    conversation: Conversation | None = None  # which conversation it continues (the endpoint's to_chat says)
     upstream_body: dict | None = None
     upstream_url: str = ""
     upstream_headers: dict[str, str] = field(default_factory=dict)  # as sent, credential redacted
