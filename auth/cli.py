@@ -193,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="send MODEL upstream when a client asks for ALIAS (repeatable)")
     p.add_argument("--default-model", metavar="MODEL", help="model used when a client's model is unknown")
     p.add_argument("--embeddings", action="store_true", help="this upstream serves /embeddings")
+    p.add_argument("--group", metavar="NAME", help="keys of one Alibaba Cloud account share a NAME: its limits are "
+                   "summed over its keys, so a quota or throttle on one cools them all")
+    p.add_argument("--month-day", type=int, metavar="DAY", help="Coding Plan: the day of the month its subscription "
+                   "started (its monthly quota comes back then, 00:00 UTC+8)")
     p.add_argument("--replace", action="store_true",
                    help="replace an existing key account of this name (without a new --key-env/--key-stdin "
                         "its key is kept)")

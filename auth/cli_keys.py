@@ -89,10 +89,21 @@ def cmd_add_key(a, settings: AuthSettings) -> int:
         spec["default_model"] = a.default_model or model
     if a.embeddings:
         spec["embeddings"] = True
+    if a.group:
+        try:
+            spec["group"] = check_name(a.group, allow_default=True)
+        except ValueError:
+            raise CliError("--group takes a name (letters, digits, '.', '_', '-'): the same for every key of one "
+                           "Alibaba Cloud account") from None
+    if a.month_day is not None:
+        if not 1 <= a.month_day <= 31:
+            raise CliError("--month-day takes the day of the month (1-31) the Coding Plan subscription started")
+        spec["month_day"] = a.month_day
     reg.put(spec, replace=a.replace)
     plan = plan_of_url(base)
     print(f"{'Replaced' if old else 'Added'} key account {a.name}: {PLAN_LABELS[plan] + ', ' if plan else ''}{base}"
-          f" (key {where}{'; default model ' + spec['default_model'] if spec.get('default_model') else ''}).")
+          f" (key {where}{'; default model ' + spec['default_model'] if spec.get('default_model') else ''}"
+          f"{'; group ' + spec['group'] if spec.get('group') else ''}).")
     if old is not None and old.get("key") and "key" not in source:
         print(f"The key that was stored for {a.name} in accounts.json is removed (replaced by ${a.key_env}).")
     warning = key_warning(key or "", plan)

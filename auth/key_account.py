@@ -31,6 +31,10 @@ class KeyAccount(Account):
         self.default_model = spec.get("default_model")
         self.embeddings = bool(spec.get("embeddings"))
         self.billing = billing_of(self.base_url)
+        # keys of one Alibaba Cloud account share its limits (groups.py); a Coding Plan's monthly quota comes back
+        # on its subscription's day of the month (windows.py)
+        self.group: str | None = str(spec["group"]) if spec.get("group") else None
+        self.month_day: int | None = spec.get("month_day") if isinstance(spec.get("month_day"), int) else None
         self.state = state
         row = state.get(self.name) if state is not None else None
         self._refused: float | None = row["login_mtime"] if row and row["needs_login"] else None
@@ -89,6 +93,8 @@ class KeyAccount(Account):
                "last_error": None, "key": f"${self.key_env}" if self.key_env else "stored in accounts.json",
                "default_model": self.default_model, "model_map": dict(self.model_map),
                "embeddings": self.embeddings}
+        if self.group:
+            out["group"] = self.group
         try:
             key = self._key_value()
         except AccountUnavailable as e:

@@ -2,18 +2,18 @@
 
     pool = AccountPool.from_settings(AuthSettings.from_env(...))
     for line in pool.describe(): log(line)          # at start-up: what was loaded, and whether any works
-    cred = await pool.acquire(exclude=tried)        # round-robin over usable accounts
+    cred = await pool.acquire(exclude=tried, conversation=ex.conversation)  # its account, or round-robin
     ... send the request with cred ...
-    pool.report(cred.account, Outcome.OK | AUTH | QUOTA | THROTTLE | ERROR, retry_after=...)
+    pool.report(cred.account, Outcome.OK | AUTH | QUOTA | THROTTLE | ERROR, retry_after=..., window=...)
     cred = await pool.refreshed(cred.account, refused=cred.token)   # after AUTH: retry once
 
-`AccountPool` is the `Pool` of accounts.py (the core). An account whose token is being refreshed (or whose refresh
-waits for another process's lock) does not hold requests up while another account is usable: acquire()
-waits for it at most `refresh_wait_s`, then serves the next account and lets the refresh finish alone.
-
-Which accounts may be handed out at all: those of the `kinds` the gateway has an upstream for (the gateway
-passes its pairing's kinds; None: every kind), and not a web account unless the user opted in
-(`AuthSettings.web_accounts`). The others are loaded and shown by status(), never acquired.
+`AccountPool` is the `Pool` of accounts.py (the core). An account being refreshed (or whose refresh waits for
+another process's lock) does not hold requests up while another is usable: acquire() waits for it at most
+`refresh_wait_s`, then serves the next account. A turn goes to the account that served its conversation while
+it is usable (affinity.py, affinity_pg.py), else to the next usable one in turn, which keeps it. A `group`
+(keys of one Alibaba Cloud account: groups.py) cools down together, for as long as what ran out says
+(windows.py). Only accounts of the `kinds` the gateway has an upstream for are handed out, and web accounts
+only when opted in (`AuthSettings.web_accounts`); the others are shown by status().
 """
 
 from __future__ import annotations
@@ -22,19 +22,23 @@ import asyncio
 import time
 from collections.abc import Collection
 
-from .account import Account
-from ..accounts import AccountUnavailable, Capability, Credential, NotCapable, Outcome, Pool
-from .names import iso
-from .pool_status import NO_ACCOUNTS, USABLE_STATES, describe_rows, status_rows, unserved
-from .registry import Registry, RegistryError
+from ..accounts import (AccountUnavailable, Capability, Conversation, Credential, NotCapable, Outcome, Pool,
+                        Window)
 from ..auth_settings import AuthSettings
+from .account import Account
+from .affinity import Affinity
+from .affinity_pg import SharedAffinity
+from .groups import cool, group_map, siblings
+from .names import iso
+from .pool_status import NO_ACCOUNTS, NO_EMBEDDINGS, describe_rows, status_rows, unserved
+from .registry import Registry, RegistryError, same_account
 from .state import AccountState
-from .state_pg import shared_state
+from .state_pg import SharedAccountState, shared_state
 from .web_account import WEB_WARNING
+from .windows import next_reset, quota_error, quota_until, throttle_error, throttle_wait
 
-THROTTLE_FIRST_S = 1.0
-THROTTLE_MAX_S = 30.0
 OUTCOMES = tuple(o.value for o in Outcome)
+__all__ = ["AccountPool", "PoolExhausted", "next_reset"]
 
 
 class PoolExhausted(AccountUnavailable):
@@ -42,24 +46,11 @@ class PoolExhausted(AccountUnavailable):
     back, or None when no wait helps (every account needs a login, a key, ...)."""
 
 
-def next_reset(now: float, reset_hour_utc: int = 0) -> float:
-    """When a daily quota comes back: the next `reset_hour_utc`:00 UTC after `now`.
-
-    Qwen's/DashScope's reset time is NOT verified: the Qwen OAuth proxies assumed UTC midnight, others
-    00:00 Beijing time (16:00 UTC). Hence a setting (AuthSettings.quota_reset_hour_utc,
-    QWEN_QUOTA_RESET_HOUR_UTC), not a constant; a `Retry-After` from upstream wins over it."""
-    day = 86400
-    start = now - now % day + reset_hour_utc * 3600
-    while start <= now:
-        start += day
-    return start
-
-
 class AccountPool(Pool):
     def __init__(self, accounts: list[Account], state: AccountState, *, reset_hour_utc: int = 0,
                  registry: Registry | None = None, check_every_s: float = 5.0,
                  refresh_wait_s: float = 1.0, kinds: Collection[str] | None = None,
-                 web_accounts: bool = False) -> None:
+                 web_accounts: bool = False, affinity: Affinity | None = None) -> None:
         self.accounts = list(accounts)
         self.kinds = frozenset(kinds) if kinds is not None else None
         self.web_accounts = web_accounts
@@ -71,6 +62,8 @@ class AccountPool(Pool):
         self.refresh_wait_s = refresh_wait_s
         self._next = 0
         self._throttle_backoff: dict[str, float] = {}
+        self.affinity = affinity if affinity is not None else Affinity()
+        self._groups = group_map(self.accounts)
         self._sig = registry.signature() if registry else None
         self._checked = time.monotonic()
 
@@ -78,9 +71,13 @@ class AccountPool(Pool):
     def from_settings(cls, settings: AuthSettings, *, kinds: Collection[str] | None = None) -> "AccountPool":
         """`kinds`: the credential kinds the caller can send requests with (the gateway: its pairing's)."""
         state = shared_state(settings) or AccountState(settings.state_db_path)
+        affinity = None
+        if isinstance(state, SharedAccountState):  # gateways that share state share conversations too
+            affinity = SharedAffinity(state.db)
+            affinity.start()
         pool = cls([], state, reset_hour_utc=settings.quota_reset_hour_utc, registry=Registry(settings),
                    check_every_s=settings.accounts_check_s, refresh_wait_s=settings.refresh_wait_s,
-                   kinds=kinds, web_accounts=settings.web_accounts)
+                   kinds=kinds, web_accounts=settings.web_accounts, affinity=affinity)
         pool.reload()
         return pool
 
@@ -103,9 +100,10 @@ class AccountPool(Pool):
         merged = []
         for acct in fresh:
             prev = old.get(acct.name)
-            merged.append(prev if prev is not None and _same(prev, acct) else acct)
+            merged.append(prev if prev is not None and same_account(prev, acct) else acct)
         self.accounts = merged
         self._next %= max(len(merged), 1)
+        self._groups = group_map(merged)
 
     def _maybe_reload(self) -> None:
         if self.registry is None or time.monotonic() - self._checked < self.check_every_s:
@@ -115,25 +113,33 @@ class AccountPool(Pool):
             self.reload()
 
     def get(self, name: str) -> Account:
-        for a in self.accounts:
-            if a.name == name:
-                return a
-        raise AccountUnavailable(f"no account named {name!r}")
+        acct = self._find(name)
+        if acct is None:
+            raise AccountUnavailable(f"no account named {name!r}")
+        return acct
 
     def names(self) -> list[str]:
         return [a.name for a in self.accounts]
 
     # ---- the request path ---------------------------------------------------------------------------
 
-    async def acquire(self, exclude: Collection[str] = (), *,
-                      capability: Capability = Capability.CHAT) -> Credential:
-        """A credential from the next usable account (round-robin) that has `capability`, skipping
+    async def acquire(self, exclude: Collection[str] = (), *, capability: Capability = Capability.CHAT,
+                      conversation: Conversation | None = None) -> Credential:
+        """A credential from the account that served `conversation` if it is usable, else from the next usable
+        account (round-robin), which then keeps the conversation; one that has `capability`, skipping
         `exclude`, cooling-down and needs-login accounts. Raises PoolExhausted (an AccountUnavailable)
         when none is usable, NotCapable when usable accounts exist but none has the capability."""
         self._maybe_reload()
         if capability is Capability.EMBEDDINGS:
             return await self._acquire_capable(exclude)
-        return await self._acquire(exclude)
+        if conversation is None:
+            return await self._acquire(exclude)
+        pinned = self.affinity.get(conversation.key)
+        if pinned is None and self.affinity.shared:
+            pinned = await self.affinity.fetch(conversation.key)
+        cred = await self._acquire(exclude, pinned)
+        self.affinity.keep(conversation.key, cred.account)
+        return cred
 
     async def _acquire_capable(self, exclude: Collection[str]) -> Credential:
         skip = list(exclude)
@@ -142,17 +148,13 @@ class AccountPool(Pool):
                 cred = await self._acquire(skip)
             except AccountUnavailable as e:
                 if len(skip) > len(exclude):  # some account was usable, but none serves embeddings
-                    raise NotCapable(
-                        f"None of your usable Qwen accounts ({', '.join(skip[len(exclude):])}) serves embeddings: "
-                        "only a key account added with --embeddings does (`qwen-auth add-key NAME --preset "
-                        "dashscope-intl --key-env VAR --embeddings`; --replace changes an existing one). Qwen "
-                        "OAuth logins have no embeddings API.") from e
+                    raise NotCapable(NO_EMBEDDINGS.format(", ".join(skip[len(exclude):]))) from e
                 raise
             if cred.embeddings:
                 return cred
             skip.append(cred.account)
 
-    async def _acquire(self, exclude: Collection[str]) -> Credential:
+    async def _acquire(self, exclude: Collection[str], pinned: str | None = None) -> Credential:
         if not self.accounts:
             raise AccountUnavailable(NO_ACCOUNTS + (f" ({self.registry_error})" if self.registry_error else ""))
         now = time.time()
@@ -163,15 +165,18 @@ class AccountPool(Pool):
         pending: dict[asyncio.Task[Credential], tuple[int, Account]] = {}  # refreshes still running
         n = len(self.accounts)
         start = self._next
-        for i in range(n):
-            idx = (start + i) % n
+        order = [(start + i) % n for i in range(n)]
+        first = next((i for i in order if self.accounts[i].name == pinned), None) if pinned else None
+        if first is not None:  # the conversation's account first; the turn keeps the round-robin where it was
+            order.remove(first)
+            order.insert(0, first)
+        for idx in order:
             acct = self.accounts[idx]
             row = self.state.get(acct.name)
             until = row["cooldown_until"] or 0.0
-            if until > now:
-                waits.append(until)
-                throttled_only = throttled_only and row["last_error"] == "throttled"
             if until > now:  # why it cools down says more than that this request tried it (its quota is spent)
+                waits.append(until)
+                throttled_only = throttled_only and (row["last_error"] or "").startswith("throttled")
                 why = row["last_error"] or "cooling down"
                 problems.append(f"{acct.name}: {why}, cooling down until {iso(until)}")
                 continue
@@ -199,7 +204,8 @@ class AccountPool(Pool):
                 problems.append(str(e))
                 login_only = login_only and e.needs_login
                 continue
-            self._next = (idx + 1) % n
+            if idx != first:
+                self._next = (idx + 1) % n
             return cred
         while pending:  # nobody else could serve: the first refresh to finish does
             done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -227,14 +233,14 @@ class AccountPool(Pool):
         return await self.get(account).credential(force_refresh=True, refused=refused)
 
     def report(self, account: str, outcome: Outcome | str, *, retry_after: float | None = None,
-               detail: str | None = None) -> None:
+               detail: str | None = None, window: Window | None = None) -> None:
         """What happened to a request sent with `account`'s credential (an Outcome or its value):
         OK - served (counted for today); AUTH - 401, the caller retries once with `refreshed()`;
-        QUOTA - daily quota gone: cool down until the next reset (or `retry_after` seconds), `detail` (the
-        upstream's own words) kept with it for every request refused meanwhile;
+        QUOTA - a quota `window` ran out: cool down until it ends (windows.py; `retry_after` seconds when
+        upstream said), `detail` (the upstream's own words) kept with it for every request refused meanwhile;
         THROTTLE - rate limited: cool down `retry_after` s, else 1 s doubling up to 30 s;
         PUNISHED - an anti-bot page: the account parks itself (a web session: needs a fresh import);
-        ERROR - anything else: no change."""
+        ERROR - anything else: no change. A quota or throttle cools the account's whole group."""
         try:
             outcome = Outcome(outcome)
         except ValueError:
@@ -247,21 +253,21 @@ class AccountPool(Pool):
             if row["last_error"] and (row["cooldown_until"] or 0) <= now:
                 self.state.set(account, last_error=None)
         elif outcome is Outcome.QUOTA:
-            until = now + retry_after if retry_after and retry_after > 0 else next_reset(now, self.reset_hour_utc)
-            self.state.set(account, cooldown_until=until,
-                           last_error=f'quota exhausted (Qwen said: "{detail}")' if detail else "quota exhausted")
+            until = now + retry_after if retry_after and retry_after > 0 else quota_until(
+                window, now, reset_hour_utc=self.reset_hour_utc, month_day=getattr(self._find(account), "month_day", None))
+            cool(self.state, self._groups, account, until, quota_error(window, detail, until))
         elif outcome is Outcome.THROTTLE:
-            if retry_after is not None and retry_after >= 0:
-                wait = min(retry_after, THROTTLE_MAX_S)
-            else:
-                prev = self._throttle_backoff.get(account)
-                wait = THROTTLE_FIRST_S if prev is None else min(prev * 2, THROTTLE_MAX_S)
-            self._throttle_backoff[account] = wait
-            self.state.set(account, cooldown_until=now + wait, last_error="throttled")
+            wait = throttle_wait(retry_after, self._throttle_backoff.get(account))
+            for member in siblings(self._groups, account):
+                self._throttle_backoff[member] = wait
+            cool(self.state, self._groups, account, now + wait, throttle_error(window, detail))
         elif outcome is Outcome.PUNISHED:
-            for acct in self.accounts:
-                if acct.name == account:
-                    acct.record_punish()
+            punished = self._find(account)
+            if punished is not None:
+                punished.record_punish()
+
+    def _find(self, name: str) -> Account | None:
+        return next((a for a in self.accounts if a.name == name), None)
 
     def _refusal(self, acct: Account) -> str | None:
         """Why `acct` is never handed out (opt-in missing, no upstream for its kind), or None."""
@@ -271,21 +277,12 @@ class AccountPool(Pool):
     # ---- state ------------------------------------------------------------------------------------
 
     def status(self) -> list[dict]:
-        """One JSON-safe row per account (never a token or key): name, kind, state (ok, expired,
-        refreshing, needs_login, cooling_down, missing, error), base_url, expires_at, cooldown_until,
-        requests_today, last_error, and kind-specific details."""
+        """One JSON-safe row per account (never a token or key): pool_status.status_rows."""
         self._maybe_reload()
-        rows = status_rows(self.accounts, self.state, self.registry_error)
-        kinds = {a.name: a.kind for a in self.accounts}
-        for r in rows:  # a session that is fine but that the gateway cannot send requests with
-            refusal = unserved(kinds.get(r["name"]), self.kinds)
-            if refusal and r.get("state") in USABLE_STATES + ("cooling_down",):
-                r.update(state="unserved", last_error=refusal)
-        return rows
+        return status_rows(self.accounts, self.state, self.registry_error, self.kinds)
 
     def describe(self) -> list[str]:
-        """For the start-up log: one line per account (name, kind, state, upstream) and a warning line
-        when none is usable now. Never a token or key."""
+        """The start-up log's lines: one per account and a warning when none is usable now (never a secret)."""
         lines = describe_rows(self.status(), self.accounts)
         if self.web_accounts:  # the user opted in: say once, loudly, what that risks
             lines.append(WEB_WARNING)
@@ -295,6 +292,7 @@ class AccountPool(Pool):
         self.state.flush()
 
     def close(self) -> None:
+        self.affinity.close()
         self.state.close()
 
 
@@ -302,11 +300,3 @@ def _retrieve(task: asyncio.Future) -> None:
     """A refresh left to finish alone: its exception is retrieved (and kept in the account's state)."""
     if not task.cancelled():
         task.exception()
-
-
-def _same(a: Account, b: Account) -> bool:
-    if type(a) is not type(b) or a.kind != b.kind:
-        return False
-    keys = ("path", "base_url", "auth_base_url", "key_env", "_key", "model_map", "default_model", "embeddings",
-            "problem")
-    return all(getattr(a, k, None) == getattr(b, k, None) for k in keys)

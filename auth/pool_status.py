@@ -16,10 +16,15 @@ from .key_account import KeyAccount
 from .names import iso
 from .state import AccountState
 from .web_account import NOT_SERVED
+from .windows import window_of
 
 USABLE_STATES = ("ok", "expired", "refreshing")
 NO_ACCOUNTS = ("No Qwen account is configured: run `qwen-auth login` (Qwen Code OAuth) or "
                "`qwen-auth add-key NAME --preset dashscope-intl --key-env VAR` (DashScope / Model Studio key).")
+
+NO_EMBEDDINGS = ("None of your usable Qwen accounts ({}) serves embeddings: only a key account added with "
+                 "--embeddings does (`qwen-auth add-key NAME --preset dashscope-intl --key-env VAR --embeddings`; "
+                 "--replace changes an existing one). Qwen OAuth logins have no embeddings API.")
 
 UNSERVED: dict[str, str] = {WEB: NOT_SERVED}  # why a kind the gateway has no upstream for is never handed out
 
@@ -31,8 +36,12 @@ def unserved(kind: str | None, kinds: Collection[str] | None) -> str | None:
     return UNSERVED.get(kind, f"the gateway has no upstream for {kind} accounts")
 
 
-def status_rows(accounts: Sequence[Account], state: AccountState, registry_error: str | None) -> list[dict]:
-    """One JSON-safe row per account (see AccountPool.status), then one for a broken accounts.json."""
+def status_rows(accounts: Sequence[Account], state: AccountState, registry_error: str | None,
+                kinds: Collection[str] | None = None) -> list[dict]:
+    """One JSON-safe row per account, then one for a broken accounts.json: name, kind, state (ok, expired,
+    refreshing, needs_login, cooling_down, missing, refused, error; `unserved`: fine, but of a kind the pool
+    serving `kinds` cannot send requests with), base_url, expires_at, cooldown_until, while cooling `window`
+    (what ran out: windows.py), requests_today, last_error, and kind-specific details (a key's `group`)."""
     out = []
     now = time.time()
     for a in accounts:
@@ -49,7 +58,11 @@ def status_rows(accounts: Sequence[Account], state: AccountState, registry_error
         if until > now and st.get("state") in ("ok", "expired", "refreshing"):
             st["state"] = "cooling_down"
             st["last_error"] = st["last_error"] or row["last_error"]
+            st["window"] = window_of(row["last_error"])
         st["requests_today"] = state.requests_today(a.name)
+        refusal = unserved(a.kind, kinds)
+        if refusal and st.get("state") in USABLE_STATES + ("cooling_down",):
+            st.update(state="unserved", last_error=refusal)
         out.append(st)
     if registry_error:
         out.append({"name": "accounts.json", "kind": "config", "state": "error", "base_url": None,

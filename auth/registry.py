@@ -148,3 +148,12 @@ def save_login(settings: AuthSettings, name: str | None, token: dict) -> tuple[P
     finally:
         state.close()
     return path, creds
+
+
+def same_account(a: Account, b: Account) -> bool:
+    """Whether a freshly read account is the one already loaded (which then keeps its object and state)."""
+    if type(a) is not type(b) or a.kind != b.kind:
+        return False
+    keys = ("path", "base_url", "auth_base_url", "key_env", "_key", "model_map", "default_model", "embeddings",
+            "problem", "group", "month_day")
+    return all(getattr(a, k, None) == getattr(b, k, None) for k in keys)

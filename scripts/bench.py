@@ -19,6 +19,9 @@
     .venv/bin/python scripts/bench.py retry       # first chunk of a stream that needed a 401 refresh vs one that did not
     .venv/bin/python scripts/bench.py keys        # the client-key check and named keys' counters: no keys, a flat key,
                                                   # a named key with and without limits, shared state (PostgreSQL)
+    .venv/bin/python scripts/bench.py affinity    # 3 key accounts, 12 concurrent conversations of 6 turns: turns on
+                                                  # their first account, cache hits, input cost (QWEN_BENCH_BASELINE:
+                                                  # against that checkout's round-robin); the look-up's own cost
     .venv/bin/python scripts/bench.py all --json
 
 Results are recorded in docs/performance.md. Nothing here asserts: it measures. The scenarios live in
@@ -34,6 +37,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_affinity import bench_affinity  # noqa: E402
 from bench_concurrency import bench_concurrency  # noqa: E402
 from bench_far import bench_far  # noqa: E402
 from bench_floor import bench_floor  # noqa: E402
@@ -69,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         "retry": lambda a: bench_retry(min(a.requests, 30)),
         "concurrency": lambda a: bench_concurrency(a.streams, a.stream_gap_ms, a.events, a.rounds),
         "keys": lambda a: bench_keys(a.requests, a.requests * 10, 16, rounds=4),
+        "affinity": lambda a: bench_affinity(),
     }
     ap.add_argument("scenario", choices=[*scenarios, "all"])
     ap.add_argument("--runs", type=int, default=10)

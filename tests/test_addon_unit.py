@@ -25,7 +25,7 @@ class StaticPool:
         self.creds = list(creds)
         self.reports: list[tuple[str, str]] = []
 
-    async def acquire(self, exclude=(), *, capability=Capability.CHAT):
+    async def acquire(self, exclude=(), *, capability=Capability.CHAT, conversation=None):
         for c in self.creds:
             if c.account not in exclude:
                 return c
@@ -34,7 +34,7 @@ class StaticPool:
     async def refreshed(self, account, *, refused=None):
         return next(c for c in self.creds if c.account == account)
 
-    def report(self, account, outcome, *, retry_after=None, detail=None):
+    def report(self, account, outcome, *, retry_after=None, detail=None, window=None):
         self.reports.append((account, outcome))
 
     def status(self):
@@ -201,7 +201,7 @@ async def test_whole_answer_comes_from_the_engine_with_the_credential_outside_th
     assert up.headers["x-dashscope-authtype"] == "qwen-oauth" and up.headers["user-agent"].startswith("QwenCode/")
     assert "sk-client-key" not in str(up.headers)
     body = qwen.bodies()[0]
-    assert body["model"] == "coder-model" and body["messages"][0]["content"][0]["cache_control"]
+    assert body["model"] == "coder-model" and body["messages"][0]["content"] == "brief"  # short: no cache marker
     out = json.loads(f.response.content)
     assert out["model"] == "gpt-4o-mini" and out["choices"][0]["message"]["content"] == "Hello"
     assert out["choices"][0]["message"]["reasoning_content"] == "hmm"
@@ -470,7 +470,7 @@ async def test_key_account_gets_its_own_model_and_qwen_codes_shape():
         assert up.headers["x-dashscope-authtype"] == "openai"  # qwen-code's value for keys
         body = qwen.bodies()[0]
         assert body["model"] == "qwen3-coder-plus"
-        assert body["messages"][0]["content"] == [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}]
+        assert body["messages"][0]["content"] == "s"  # a short prompt: no cache marker (test_cache_markers.py)
 
 
 async def test_no_account_fails_closed_with_openai_error():

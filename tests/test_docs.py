@@ -569,7 +569,7 @@ def _admin(path: str, body: dict) -> str:
 def test_accounts_status_sample(session):
     """The situation the sample's caption describes, built with the documented commands against the emulator:
     two OAuth logins (`work` then runs out of quota), a stored DashScope key, a Coding Plan key whose
-    variable is not set; four requests through the gateway."""
+    variable is not set; four conversations through the gateway."""
     need_curl()
     home = session.home
     session.sh(EMULATOR_UP)
@@ -586,8 +586,8 @@ def test_accounts_status_sample(session):
                "qwen-gateway > ~/gateway.log 2>&1 & gw=$!")
     sandbox.wait_port(session.shell, 8080)
     session.sh("for i in 1 2 3 4; do curl -s -o /dev/null http://127.0.0.1:8080/v1/chat/completions "
-               "-d '{\"model\": \"gpt-4o\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}'; done\n"
-               "kill $gw; wait $gw")
+               "-d '{\"model\": \"gpt-4o\", \"messages\": [{\"role\": \"user\", \"content\": \"task '$i'\"}]}'; done\n"
+               "kill $gw; wait $gw")  # four conversations (one conversation's turns would all go to its account)
     out = session.run(block("docs/accounts.md", "qwen-auth status "), only="qwen-auth status ")
     expect(block("docs/accounts.md", "ACCOUNT  KIND   STATE         EXPIRES"), out, home)
 

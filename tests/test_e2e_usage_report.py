@@ -69,8 +69,10 @@ def run_report(env: dict, state: Path, out: Path) -> None:
 
 
 def sums(rows: list[dict]) -> list[str]:
-    """A row of the by-model and by-account tables, from the ledger: requests, prompt, completion, cached, errors."""
-    tokens = [f"{sum(r[k] or 0 for r in rows):,}" for k in ("prompt_tokens", "completion_tokens", "cached_tokens")]
+    """A row of the by-model and by-account tables, from the ledger: requests, prompt, completion, cached, cache
+    writes, errors."""
+    tokens = [f"{sum(r[k] or 0 for r in rows):,}" for k in ("prompt_tokens", "completion_tokens", "cached_tokens",
+                                                            "cache_write_tokens")]
     return [str(len(rows)), *tokens, str(sum(r["status"] >= 400 or r["error"] is not None for r in rows))]
 
 
@@ -185,7 +187,8 @@ def test_report_renders_in_chromium_with_the_ledgers_numbers_and_no_network(serv
         assert browser.execute_script("return performance.getEntriesByType('resource').length") == 0
         cards = {c.get_attribute("data-name"): c.text.split("\n")[0]
                  for c in browser.find_elements(By.CSS_SELECTOR, "#totals .card")}
-        assert [cards[k] for k in ("requests", "prompt tokens", "completion tokens", "cached tokens", "errors")] \
+        assert [cards[k] for k in ("requests", "prompt tokens", "completion tokens", "cached tokens", "cache writes",
+                                   "errors")] \
             == sums(rows), cards
         browser.save_screenshot(str(shot))
         browser.set_script_timeout(10)

@@ -625,6 +625,24 @@ EXACT = {
     "timeout504": (504, b"stream timeout"),
     "server500_empty": (500, b""),
     "invalid_json": (200, b"{not json"),
+    # what ran out (Model Studio's error messages, the Coding Plan FAQ; limit_requests and limit_burst_rate byte
+    # for byte as users captured them)
+    "hour_quota429": (429, b'{"error":{"code":"insufficient_quota","message":"hour allocated quota exceeded",'
+                           b'"param":null,"type":"insufficient_quota"}}'),
+    "week_quota429": (429, b'{"error":{"code":"insufficient_quota","message":"week allocated quota exceeded",'
+                           b'"param":null,"type":"insufficient_quota"}}'),
+    "month_quota429": (429, b'{"error":{"code":"insufficient_quota","message":"month allocated quota exceeded",'
+                            b'"param":null,"type":"insufficient_quota"}}'),
+    "usage429": (429, b'{"error":{"code":"insufficient_quota","message":"usage allocated quota exceeded. please try '
+                      b'again later.","param":null,"type":"insufficient_quota"}}'),
+    "concurrency429": (429, b'{"error":{"code":"insufficient_quota","message":"concurrency allocated quota exceeded. '
+                            b'please try again later.","param":null,"type":"insufficient_quota"}}'),
+    "rpm429": (429, b'{"error":{"message":"You have exceeded your current request limit. For details, see: https://'
+                    b'help.aliyun.com/zh/model-studio/error-code#rate-limit","type":"limit_requests",'
+                    b'"code":"limit_requests"}}'),
+    "burst429": (429, b'{"error":{"message":"Request rate increased too quickly. To ensure system stability, please '
+                      b'adjust your client logic to scale requests more smoothly over time.","type":"limit_burst_rate",'
+                      b'"param":"","code":"limit_burst_rate"}}'),
 }
 
 
@@ -726,6 +744,69 @@ def test_rate_limits_per_token(emu):
     per = emu.admin("GET", "stats")["per_token"]
     assert per == {API_KEY[:6] + "…": {"requests": 2, "last_minute": 2, "today": 2},
                    SEED[:6] + "…": {"requests": 1, "last_minute": 1, "today": 1}}
+
+
+def test_arrearage_is_a_400_with_a_request_id(emu):
+    emu.fault("arrears400")
+    r = emu.chat()
+    assert r.status_code == 400 and list(r.json()) == ["error", "request_id"]
+    assert r.json()["error"] == {"message": "Access denied, please make sure your account is in good standing. For "
+                                 "details, see: https://help.aliyun.com/zh/model-studio/error-code#overdue-payment",
+                                 "type": "Arrearage", "param": None, "code": "Arrearage"}
+
+
+def test_limits_are_an_alibaba_cloud_accounts_summed_over_its_keys(emu):
+    """Two keys of one account (`key_accounts`): a Coding Plan's 5-hour requests are counted together, and both
+    are refused with its words once they are spent; a key of another account is not."""
+    emu.switches(key_accounts={API_KEY: "acme", SEED: "acme"}, plan_limits={"5h": 3})
+    assert [emu.chat(token=t).status_code for t in (API_KEY, SEED, API_KEY)] == [200, 200, 200]
+    for token in (SEED, API_KEY):
+        r = emu.chat(token=token)
+        assert r.status_code == 429 and r.json()["error"]["message"] == "hour allocated quota exceeded"
+    emu.switches(key_accounts={API_KEY: "acme"})  # SEED: an account of its own again
+    assert emu.chat(token=SEED).status_code == 200
+    assert emu.admin("GET", "stats")["per_account"]["acme"]["requests"] == 3
+
+
+@pytest.mark.parametrize("switches,answer", [
+    ({"plan_limits": {"week": 1}}, "week allocated quota exceeded"),
+    ({"plan_limits": {"month": 1}, "plan_month_day": 31}, "month allocated quota exceeded"),
+    ({"tpm_limit": 10}, "You exceeded your current quota, please check your plan and billing details."),
+    ({"burst_limit": 1}, "Request rate increased too quickly."),
+    ({"rpm_limit": 1}, "Requests throttling triggered."),
+])
+def test_each_limit_answers_in_model_studios_words(emu, switches, answer):
+    emu.switches(**switches)
+    assert emu.chat("forty characters of prompt, ten tokens").status_code == 200
+    r = emu.chat()
+    assert r.status_code == 429 and r.json()["error"]["message"].startswith(answer), r.text
+
+
+def test_concurrency_limit_counts_requests_in_flight(emu):
+    import concurrent.futures
+
+    emu.switches(concurrency_limit=1, first_byte_delay_ms=500)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(emu.chat)
+        time.sleep(0.2)
+        refused = emu.chat()
+        assert slow.result().status_code == 200
+    assert refused.status_code == 429 and refused.json()["error"]["message"].startswith(
+        "concurrency allocated quota exceeded")
+    assert emu.chat().status_code == 200  # nothing in flight any more
+
+
+def test_cache_hits_per_account(emu):
+    marked = {"role": "system", "content": [{"type": "text", "text": "a long system prompt " * 50,
+                                             "cache_control": {"type": "ephemeral"}}]}
+    body = {"model": "coder-model", "messages": [marked, {"role": "user", "content": "hi"}]}
+    for token in (API_KEY, API_KEY, SEED):
+        assert emu.http.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {token}"}
+                             ).status_code == 200
+    per = emu.admin("GET", "stats")["per_account"]
+    assert per[API_KEY[:6] + "…"]["cache_hits"] == 1 and per[API_KEY[:6] + "…"]["cached_tokens"] > 200
+    assert per[SEED[:6] + "…"] == {"requests": 1, "prompt_tokens": per[SEED[:6] + "…"]["prompt_tokens"],
+                                   "cached_tokens": 0, "cache_hits": 0}  # another key's cache
 
 
 # ---- admin and the rest -------------------------------------------------------------------------

@@ -150,7 +150,7 @@ def test_stop_sequences_and_finish_reason_switches(emu):
 
 
 def test_prompt_cache_reads_and_creations(emu):
-    system = [{"type": "text", "text": "You are terse. " * 40, "cache_control": {"type": "ephemeral"}}]
+    system = [{"type": "text", "text": "You are terse. " * 300, "cache_control": {"type": "ephemeral"}}]  # ≥ 1,024 tokens
     first = ok(post(emu, system=system))["usage"]
     assert first["cache_creation_input_tokens"] > 0 and first["cache_read_input_tokens"] == 0
     second = ok(post(emu, system=system))["usage"]

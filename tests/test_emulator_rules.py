@@ -129,16 +129,20 @@ def usage(emu, messages, stream=True) -> dict:
     return [e for e in parse_sse(r.text)[:-1] if not e["choices"]][0]["usage"]
 
 
-def test_cached_tokens_only_for_a_marked_repeated_prefix(emu):
-    system = "You are a careful assistant. " * 40
+def test_cached_tokens_implicit_unmarked_explicit_marked(emu):
+    """Model Studio's two caches (tests/test_emulator_cache.py has the rest): unmarked prompts read the implicit
+    cache, marked ones the explicit cache, in their streamed usage."""
+    system = "You are a careful assistant. " * 160  # over 1,024 of the emulator's tokens
     plain = [{"role": "system", "content": system}, {"role": "user", "content": "one"}]
-    assert usage(emu, plain)["prompt_tokens_details"]["cached_tokens"] == 0
-    assert usage(emu, plain)["prompt_tokens_details"]["cached_tokens"] == 0  # unmarked: never cached
+    assert usage(emu, plain)["prompt_tokens_details"] == {"cached_tokens": 0}
+    again = usage(emu, plain)["prompt_tokens_details"]
+    assert set(again) == {"cached_tokens"} and again["cached_tokens"] > 1024  # the implicit cache
     marked = [{"role": "system", "content": [{"type": "text", "text": system,
                                               "cache_control": {"type": "ephemeral"}}]},
               {"role": "user", "content": [{"type": "text", "text": "one", "cache_control": {"type": "ephemeral"}}]}]
     first = usage(emu, marked)
     assert first["prompt_tokens_details"]["cached_tokens"] == 0  # written, not yet read
+    assert first["prompt_tokens_details"]["cache_creation_input_tokens"] >= first["prompt_tokens"] - 1
     turn2 = marked + [{"role": "assistant", "content": "Echo: one"}, {"role": "user", "content": "two"}]
     second = usage(emu, turn2)
     cached = second["prompt_tokens_details"]["cached_tokens"]

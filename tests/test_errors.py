@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from qwen_gateway.accounts import Window
 from qwen_gateway.errors import ErrorKind
 from qwen_gateway.upstream.dashscope.errors import classify, classify_stream_error
 
@@ -20,7 +21,7 @@ def body(code, message, type="invalid_request_error") -> bytes:
     (429, body("Throttling", "Requests throttling triggered.", "throttling"), ErrorKind.THROTTLE, 429,
      "rate_limit_exceeded"),
     (429, body("Throttling.AllocationQuota", "Allocated quota exceeded, please increase your quota limit."),
-     ErrorKind.QUOTA, 429, "insufficient_quota"),
+     ErrorKind.THROTTLE, 429, "rate_limit_exceeded"),  # Model Studio: tokens per minute, not a quota
     (429, body("insufficient_quota", "Free allocated quota exceeded.", "insufficient_quota"), ErrorKind.QUOTA, 429,
      "insufficient_quota"),
     (403, body("insufficient_quota", "Free allocated quota exceeded.", "insufficient_quota"), ErrorKind.QUOTA, 429,
@@ -48,6 +49,56 @@ def test_classify_by_code(status, payload, kind, client_status, code):
     assert (err.kind, err.status, err.code) == (kind, client_status, code)
 
 
+# What ran out, as DashScope words it (Model Studio's "Error messages" page and "Rate limits" FAQ, the Coding Plan
+# FAQ; the bodies of limit_requests, limit_burst_rate and Arrearage as users captured them)
+TPM_TEXT = ("You exceeded your current quota, please check your plan and billing details. For details, see: "
+            "https://help.aliyun.com/zh/model-studio/error-code#token-limit")
+RPM_BODY = (b'{"error":{"message":"You have exceeded your current request limit. For details, see: https://help.aliyun'
+            b'.com/zh/model-studio/error-code#rate-limit","type":"limit_requests","code":"limit_requests"}}')
+BURST_BODY = (b'{"error":{"message":"Request rate increased too quickly. To ensure system stability, please adjust your '
+              b'client logic to scale requests more smoothly over time.","type":"limit_burst_rate","param":"",'
+              b'"code":"limit_burst_rate"}}')
+
+
+@pytest.mark.parametrize("status,payload,kind,window,client_type", [
+    (429, body("insufficient_quota", "hour allocated quota exceeded", "insufficient_quota"), ErrorKind.QUOTA,
+     Window.FIVE_HOURS, "insufficient_quota"),
+    (429, body("insufficient_quota", "week allocated quota exceeded", "insufficient_quota"), ErrorKind.QUOTA,
+     Window.WEEK, "insufficient_quota"),
+    (429, body("insufficient_quota", "month allocated quota exceeded", "insufficient_quota"), ErrorKind.QUOTA,
+     Window.MONTH, "insufficient_quota"),
+    (429, body("insufficient_quota", "usage allocated quota exceeded. please try again later.", "insufficient_quota"),
+     ErrorKind.QUOTA, Window.USAGE, "insufficient_quota"),
+    (429, body("insufficient_quota", "concurrency allocated quota exceeded. please try again later."),
+     ErrorKind.THROTTLE, Window.CONCURRENCY, "requests"),
+    (429, body("insufficient_quota", TPM_TEXT, "insufficient_quota"), ErrorKind.THROTTLE, Window.TPM, "tokens"),
+    (429, body("Throttling.AllocationQuota", "Allocated quota exceeded, please increase your quota limit."),
+     ErrorKind.THROTTLE, Window.TPM, "tokens"),
+    (429, RPM_BODY, ErrorKind.THROTTLE, Window.RPM, "requests"),
+    (429, body("Throttling.RateQuota", "Requests rate limit exceeded, please try again later."), ErrorKind.THROTTLE,
+     Window.RPM, "requests"),
+    (429, body("LimitRequests", "You exceeded your current requests list."), ErrorKind.THROTTLE, Window.RPM,
+     "requests"),
+    (429, BURST_BODY, ErrorKind.THROTTLE, Window.BURST, "requests"),
+    (429, body("Throttling.BurstRate", "Request rate increased too quickly."), ErrorKind.THROTTLE, Window.BURST,
+     "requests"),
+    (429, body("insufficient_quota", "Free allocated quota exceeded.", "insufficient_quota"), ErrorKind.QUOTA,
+     Window.DAY, "insufficient_quota"),
+    (429, body("Throttling", "Requests throttling triggered."), ErrorKind.THROTTLE, None, "requests"),
+])
+def test_what_ran_out(status, payload, kind, window, client_type):
+    err = classify(status, payload)
+    assert (err.kind, err.window, err.type, err.status) == (kind, window, client_type, 429)
+
+
+@pytest.mark.parametrize("code,message", [("PrepaidBillOverdue", "The prepaid bill is overdue."),
+                                          ("PostpaidBillOverdue", "The postpaid bill is overdue."),
+                                          ("CommodityNotPurchased", "Commodity has not purchased yet.")])
+def test_billing_answered_429_is_not_a_throttle(code, message):
+    err = classify(429, body(code, message))
+    assert err.kind is ErrorKind.DENIED and message in err.message
+
+
 def test_denied_says_why_and_is_not_a_credential_problem():
     err = classify(403, body("Model.AccessDenied", "Model access denied."))
     assert err.kind is ErrorKind.DENIED and err.type == "permission_error"
@@ -72,3 +123,6 @@ def test_stream_errors():
     assert classify_stream_error("").message
     assert classify_stream_error({"message": "stream timeout", "code": "504"}).kind is ErrorKind.TIMEOUT
     assert classify_stream_error({"message": "x", "code": "Throttling.RateQuota"}).kind is ErrorKind.THROTTLE
+    assert classify_stream_error("Requests rate limit exceeded, please try again later.").window is Window.RPM
+    assert classify_stream_error({"message": "hour allocated quota exceeded", "code": "insufficient_quota"}).window \
+        is Window.FIVE_HOURS

@@ -44,7 +44,10 @@ def test_system_blocks_and_system_messages_fold_into_one_system_prompt_in_order(
                                    {"role": "assistant", "content": "a1"},
                                    {"role": "system", "content": "later context"},
                                    {"role": "user", "content": "q2"}]))
-    assert c["messages"][0] == {"role": "system", "content": "You are a coder.\n\n# Environment\n\nlater context"}
+    # the client's cache marker kept where it was (Qwen's cache reads it), the text the same as one string
+    assert c["messages"][0] == {"role": "system", "content": [
+        {"type": "text", "text": "You are a coder.", "cache_control": {"type": "ephemeral"}},
+        {"type": "text", "text": "\n\n# Environment"}, {"type": "text", "text": "\n\nlater context"}]}
     assert [m["role"] for m in c["messages"][1:]] == ["user", "assistant", "user"]
     assert any("billing header" in n for n in notes)
 
@@ -83,7 +86,8 @@ def test_a_tool_round_trip_becomes_tool_calls_and_tool_messages():
     assert assistant == {"role": "assistant", "content": "Let me look.", "reasoning_content": "ls will do",
                          "tool_calls": [{"id": "toolu_1", "type": "function",
                                          "function": {"name": "Bash", "arguments": '{"command": "ls"}'}}]}
-    assert tool == {"role": "tool", "tool_call_id": "toolu_1", "content": "a.txt\nb.md"}
+    assert tool == {"role": "tool", "tool_call_id": "toolu_1", "content": [  # the client's cache marker kept
+        {"type": "text", "text": "a.txt\nb.md", "cache_control": {"type": "ephemeral"}}]}
     assert user == {"role": "user", "content": "and now?"}
 
 

@@ -106,7 +106,7 @@ async def test_quota_answer_from_the_pool_reaches_the_client_without_retry_after
         pass
 
     class QuotaPool:
-        async def acquire(self, exclude=(), *, capability=None):
+        async def acquire(self, exclude=(), *, capability=None, conversation=None):
             import time
             raise AccountUnavailable("every account is out of quota", retry_at=time.time() + 36000)
 

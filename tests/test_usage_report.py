@@ -122,22 +122,22 @@ def render(tmp_path, state, *args: str, capsys=None) -> tuple[Page, str]:
 def test_tokens_and_requests_per_day_by_model_and_account(tmp_path, state, capsys):
     page, _ = render(tmp_path, state)
     assert capsys.readouterr().out.strip() == str(tmp_path / "out" / "report.html")
-    # by (day, Qwen model): requests, prompt, completion, cached, errors (as `qwen-usage models` names them)
+    # by (day, Qwen model): requests, prompt, completion, cached, cache writes, errors (as `qwen-usage models` names them)
     assert page.body("by-model") == [
-        ["2026-11-20", "qwen3-coder-plus", "2", "3,000", "300", "512", "0"],
-        ["2026-11-21", "qwen3-coder-flash", "1", "300", "30", "100", "0"],
-        ["2026-11-21", "qwen3-coder-plus", "2", "50", "5", "0", "2"],
-        ["2026-11-22", "-", "1", "0", "0", "0", "1"],
-        ["2026-11-22", HOSTILE, "1", "7", "3", "0", "0"],
-        ["total", "", "7", "3,357", "338", "612", "3"],
+        ["2026-11-20", "qwen3-coder-plus", "2", "3,000", "300", "512", "0", "0"],
+        ["2026-11-21", "qwen3-coder-flash", "1", "300", "30", "100", "0", "0"],
+        ["2026-11-21", "qwen3-coder-plus", "2", "50", "5", "0", "0", "2"],
+        ["2026-11-22", "-", "1", "0", "0", "0", "0", "1"],
+        ["2026-11-22", HOSTILE, "1", "7", "3", "0", "0", "0"],
+        ["total", "", "7", "3,357", "338", "612", "0", "3"],
     ]
     assert page.body("by-account") == [
-        ["2026-11-20", "demo", "2", "3,000", "300", "512", "0"],
-        ["2026-11-21", "demo", "2", "50", "5", "0", "2"],
-        ["2026-11-21", "team", "1", "300", "30", "100", "0"],
-        ["2026-11-22", "-", "1", "0", "0", "0", "1"],
-        ["2026-11-22", "team", "1", "7", "3", "0", "0"],
-        ["total", "", "7", "3,357", "338", "612", "3"],
+        ["2026-11-20", "demo", "2", "3,000", "300", "512", "0", "0"],
+        ["2026-11-21", "demo", "2", "50", "5", "0", "0", "2"],
+        ["2026-11-21", "team", "1", "300", "30", "100", "0", "0"],
+        ["2026-11-22", "-", "1", "0", "0", "0", "0", "1"],
+        ["2026-11-22", "team", "1", "7", "3", "0", "0", "0"],
+        ["total", "", "7", "3,357", "338", "612", "0", "3"],
     ]
     # the charts draw the same numbers: tokens (prompt + completion) and requests per day, stacked
     assert page.chart("chart-tokens-model") == {

@@ -36,6 +36,33 @@ class Outcome(enum.StrEnum):
     PUNISHED = "punished"  # an anti-bot page (a web session): the account is parked until imported again
 
 
+class Window(enum.StrEnum):
+    """What ran out, as DashScope says it (auth/windows.py: how long each keeps an account away).
+
+    Quota windows (the account rotates out until the window ends): a Coding Plan's 5-hour, weekly and
+    monthly request quotas, its hour-long `usage` throttle, a daily or free quota. Throttles (seconds):
+    pay-as-you-go's requests and tokens per minute, its burst protection, a Coding Plan's concurrency."""
+
+    FIVE_HOURS = "5h"
+    WEEK = "week"
+    MONTH = "month"
+    USAGE = "usage"
+    DAY = "day"
+    RPM = "rpm"
+    TPM = "tpm"
+    BURST = "burst"
+    CONCURRENCY = "concurrency"
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """The conversation a request continues (the client's dialect says which: api/conversation.py). Turns of
+    one conversation go to the account that served it while it is usable: Qwen's prompt cache is per account."""
+
+    key: str  # a digest: never the client's own text or ids
+    source: str  # what it was read from: "session", "prompt_cache_key", "user", "opening"
+
+
 class Capability(enum.StrEnum):
     """What an upstream request needs from the account's API, beyond chat completions."""
 
@@ -80,10 +107,11 @@ class NotCapable(AccountUnavailable):
 class Pool(Protocol):
     """The credential boundary: all the gateway knows of accounts."""
 
-    async def acquire(self, exclude: Collection[str] = (), *,
-                      capability: Capability = Capability.CHAT) -> Credential:
-        """A credential from the next usable account that has `capability`, skipping `exclude`.
-        Raises AccountUnavailable (NotCapable when only the capability is missing)."""
+    async def acquire(self, exclude: Collection[str] = (), *, capability: Capability = Capability.CHAT,
+                      conversation: Conversation | None = None) -> Credential:
+        """A credential from the next usable account that has `capability`, skipping `exclude`: the account
+        that served `conversation` while it is usable. Raises AccountUnavailable (NotCapable when only the
+        capability is missing)."""
 
     async def refreshed(self, account: str, *, refused: str | None = None) -> Credential:
         """A freshly refreshed credential for `account` (after a 401). `refused`: the token upstream
@@ -91,9 +119,10 @@ class Pool(Protocol):
         At most one refresh per account per backoff window, however many 401s arrive."""
 
     def report(self, account: str, outcome: Outcome | str, *, retry_after: float | None = None,
-               detail: str | None = None) -> None:
+               detail: str | None = None, window: Window | None = None) -> None:
         """What happened to a request sent with `account`'s credential (an Outcome; its string value
-        is accepted too). `detail`: the upstream's own words for a QUOTA, shown while the account cools down."""
+        is accepted too). `detail`: the upstream's own words for a QUOTA or THROTTLE, shown while the account
+        cools down; `window`: what ran out, which says for how long (and its group's accounts cool too)."""
 
     def status(self) -> list[dict]:
         """One JSON-safe row per account: never a token or key."""

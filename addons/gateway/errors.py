@@ -13,6 +13,7 @@ import enum
 import json
 from dataclasses import dataclass, field
 
+from .accounts import Window
 from .storage.health import StateUnavailable
 
 STATE_RETRY_AFTER_S = 2  # what a 503 state_unavailable asks a client to wait (storage.PROBE_S is 0.5 s)
@@ -109,6 +110,7 @@ class UpstreamError:
     param: str | None = None
     retry_after: float | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    window: Window | None = None  # what ran out (a QUOTA's or THROTTLE's): how long the account stays away
 
     def to_gateway_error(self) -> GatewayError:
         return GatewayError(

@@ -8,6 +8,7 @@ observers at named points. `to_meta()` is its JSON-safe copy in `flow.metadata["
     client          {"method", "url", "key"?}: what the client sent (the key only as a hint)
     key             the name of the named client key (qwen-keys) the request came with
     cost            {"amount", "unit"}: what the request cost (unit USD, or a plan's requests or tokens)
+    cache_saved_usd what Qwen's caches took off the prompt's price (USD; negative: writes cost more)
     route           what the gateway made of it: an endpoint name, or "models", "health", "metrics",
                     "auth", "stored_response", "unknown"
     endpoint        "chat.completions" | "responses" | "completions" | "embeddings" (forwarded exchanges)
@@ -36,7 +37,7 @@ from .pivot import TRANSLATED, Endpoint, Leg
 if TYPE_CHECKING:
     import asyncio
 
-    from .accounts import Credential
+    from .accounts import Conversation, Credential
     from .pivot import Upstream
     from .streaming import StreamRewriter
 
@@ -97,6 +98,7 @@ class Exchange:
     created: int = field(default_factory=lambda: int(time.time()))
     # upstream
     chat_body: dict = field(default_factory=dict)  # the request in OpenAI chat-completions form
+    conversation: Conversation | None = None  # which conversation it continues (the endpoint's to_chat says)
     upstream_body: dict | None = None
     upstream_url: str = ""
     upstream_headers: dict[str, str] = field(default_factory=dict)  # as sent, credential redacted
@@ -142,6 +144,7 @@ class Exchange:
     key_name: str = ""  # the named client key the request came with (never the key itself)
     cost: float | None = None  # what the answer cost, in `cost_unit`
     cost_unit: str = ""  # "USD", or a plan's own "requests" / "tokens"
+    cache_saved: float | None = None  # USD Qwen's caches took off the prompt's price (prices.PriceTable.saved)
 
     @property
     def account(self) -> str:
@@ -203,6 +206,8 @@ class Exchange:
             out["key"] = self.key_name
         if self.cost is not None:
             out["cost"] = {"amount": self.cost, "unit": self.cost_unit}
+        if self.cache_saved:
+            out["cache_saved_usd"] = self.cache_saved
         return out
 
 

@@ -110,6 +110,24 @@ def cached_tokens(usage: dict | None) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def cache_write_tokens(usage: dict | None) -> int | None:
+    """Prompt tokens Qwen stored in its explicit cache (OpenAI's cache_write_tokens, Qwen's
+    cache_creation_input_tokens); None when the usage says nothing of it."""
+    details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
+    value = details.get("cache_write_tokens", details.get("cache_creation_input_tokens")) \
+        if isinstance(details, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def cache_kind(usage: dict | None) -> str | None:
+    """Which of Qwen's caches the request used: "explicit" (cache_type ephemeral, or a write), "implicit" (hits
+    without either), None (neither)."""
+    details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
+    if isinstance(details, dict) and (details.get("cache_type") == "ephemeral" or cache_write_tokens(usage)):
+        return "explicit"
+    return "implicit" if cached_tokens(usage) else None
+
+
 def usage_int(usage: dict | None, key: str) -> int | None:
     value = usage.get(key) if isinstance(usage, dict) else None
     return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -13,8 +13,13 @@ The user file (JSON), any of:
      "*": {"my-model": {"tiers": [{"up_to": 32000, "input": 1, "output": 4}, {"input": 2, "output": 8}]}},
      "coding": {"unit": "requests"}}
 
-USD per million tokens; "cached" (cached input) defaults to the input price; "thinking_output" is the output
-price when the answer reasoned (Qwen reported reasoning tokens). An entry replaces the built-in one.
+USD per million tokens; "cached" (input read from Qwen's implicit cache) defaults to the input price;
+"cache_read" (read from its explicit cache) and "cache_write" (stored in it) default to 10% and 125% of the
+input price, as Model Studio bills them (its "Context cache" page); "thinking_output" is the output price
+when the answer reasoned (Qwen reported reasoning tokens). An entry replaces the built-in one.
+
+Which cache a request read is in Qwen's usage: `prompt_tokens_details.cache_type` "ephemeral" (or a
+`cache_creation_input_tokens` count) is the explicit cache, `cached_tokens` without it the implicit one.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from types import MappingProxyType
 from . import price_list
 
 USD, REQUESTS, TOKENS = "USD", "requests", "tokens"
+EXPLICIT_HIT, CREATION = 0.10, 1.25  # of the input price (Model Studio's Context cache page)
 ANY = "*"
 _SNAPSHOT = re.compile(r"-(latest|\d{4}-\d\d-\d\d)$")  # qwen3-coder-plus-2025-09-23 is priced as qwen3-coder-plus
 
@@ -40,6 +46,8 @@ class Tier:
     output: float
     cached: float | None = None
     thinking_output: float | None = None
+    cache_read: float | None = None  # explicit cache hits (None: EXPLICIT_HIT of the input price)
+    cache_write: float | None = None  # explicit cache creation (None: CREATION of the input price)
 
 
 @dataclass(frozen=True)
@@ -53,26 +61,39 @@ class PriceTable:
         if not isinstance(usage, dict):
             return None
         prompt, completion = _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
-        tiers = None
-        for where in (billing, ANY):  # the account's billing first, then the user's default for anything else
-            unit = self.units.get(where)
-            if unit == REQUESTS:
-                return 1.0, REQUESTS
-            if unit == TOKENS:
-                return float(prompt + completion), TOKENS
-            tiers = self._tiers(where, model)
-            if tiers is not None:
-                break
-        if tiers is None:
+        found = self._find(billing, model)
+        if found == REQUESTS:
+            return 1.0, REQUESTS
+        if found == TOKENS:
+            return float(prompt + completion), TOKENS
+        if not isinstance(found, tuple):
             return None
-        tier = next((t for t in tiers if t.up_to is None or prompt <= t.up_to), tiers[-1])
-        details = usage.get("prompt_tokens_details")
-        cached = min(prompt, _int(details.get("cached_tokens") if isinstance(details, dict) else usage.get("cached_tokens")))
+        tier = _tier(found, prompt)
         out_details = usage.get("completion_tokens_details")
         reasoned = _int(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else 0
         out_price = tier.thinking_output if reasoned and tier.thinking_output is not None else tier.output
-        cached_price = tier.input if tier.cached is None else tier.cached
-        return ((prompt - cached) * tier.input + cached * cached_price + completion * out_price) / 1e6, USD
+        return (_prompt_usd(tier, usage, prompt) + completion * out_price) / 1e6, USD
+
+    def saved(self, billing: str, model: str, usage: dict | None) -> float | None:
+        """USD Qwen's caches took off the prompt's price (negative: cache writes that cost more than the hits
+        saved); None without a price in USD."""
+        found = self._find(billing, model)
+        if not isinstance(usage, dict) or not isinstance(found, tuple):
+            return None
+        prompt = _int(usage.get("prompt_tokens"))
+        tier = _tier(found, prompt)
+        return (prompt * tier.input - _prompt_usd(tier, usage, prompt)) / 1e6
+
+    def _find(self, billing: str, model: str) -> tuple[Tier, ...] | str | None:
+        """The account's billing first, then the user's default for anything else: a plan's unit, or tiers."""
+        for where in (billing, ANY):
+            unit = self.units.get(where)
+            if unit:
+                return unit
+            tiers = self._tiers(where, model)
+            if tiers is not None:
+                return tiers
+        return None
 
     def _tiers(self, billing: str, model: str) -> tuple[Tier, ...] | None:
         prices = self.models.get(billing)
@@ -81,9 +102,32 @@ class PriceTable:
         return prices.get(model) or prices.get(_SNAPSHOT.sub("", model))
 
 
+def _tier(tiers: tuple[Tier, ...], prompt: int) -> Tier:
+    return next((t for t in tiers if t.up_to is None or prompt <= t.up_to), tiers[-1])
+
+
+def _prompt_usd(tier: Tier, usage: dict, prompt: int) -> float:
+    """The prompt's price (USD per million tokens × tokens): cache hits and writes at theirs, the rest at input."""
+    details = usage.get("prompt_tokens_details")
+    details = details if isinstance(details, dict) else {}
+    hits = min(prompt, _int(details.get("cached_tokens", usage.get("cached_tokens"))))
+    written = min(prompt - hits, _int(details.get("cache_creation_input_tokens", details.get("cache_write_tokens"))))
+    if written or details.get("cache_type") == "ephemeral":  # the explicit cache
+        hit = tier.input * EXPLICIT_HIT if tier.cache_read is None else tier.cache_read
+    else:
+        hit = tier.input if tier.cached is None else tier.cached
+    write = tier.input * CREATION if tier.cache_write is None else tier.cache_write
+    return (prompt - hits - written) * tier.input + hits * hit + written * write
+
+
 def usd(amount: float) -> str:
     """An amount as people read it: cents from a dollar up, else to the millionth (one request costs little)."""
     return "$0" if not amount else f"${amount:,.2f}" if amount >= 1 else f"${amount:.6f}"
+
+
+def signed_usd(amount: float) -> str:
+    """An amount that may be negative (what the cache saved: writes cost more than the hits saved)."""
+    return "-" + usd(-amount) if amount < 0 else usd(amount)
 
 
 def _int(v: object) -> int:
@@ -141,7 +185,8 @@ def _parse(price: object, where: str) -> tuple[Tier, ...]:
         last = i == len(raw) - 1
         if (up_to is None) != last or (up_to is not None and not (isinstance(up_to, int) and up_to > 0)):
             raise ValueError(f"{where}: every tier but the last needs up_to (prompt tokens); the last has none")
-        extra = {k: float(t[k]) for k in ("cached", "thinking_output") if k in t and _number(t[k])}
+        extra = {k: float(t[k]) for k in ("cached", "thinking_output", "cache_read", "cache_write")
+                 if k in t and _number(t[k])}
         tiers.append(Tier(up_to, float(t["input"]), float(t["output"]), **extra))
     return tuple(tiers)
 

@@ -56,6 +56,12 @@ def handle(h, name: str, body: dict, from_browser: bool) -> None:
                 st.requests.clear()
                 return h.send_json(200, {"ok": True})
             return h.send_json(200, list(st.requests))
+        if name == "cache" and method in ("GET", "POST"):  # the prompt cache: live entries; its clock moved on
+            seconds = body.get("advance", 0)
+            if not isinstance(seconds, (int, float)) or seconds < 0:
+                return h.send_json(400, {"error": "advance must be a number of seconds ≥ 0"})
+            st.cache.advance(seconds)
+            return h.send_json(200, st.cache.counts())
         if name == "stats" and method == "GET":
             return h.send_json(200, st.stats)
         if name == "fault" and method == "POST":

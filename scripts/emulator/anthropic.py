@@ -76,6 +76,8 @@ def _fault_error(h, f: dict, headers: dict) -> bool:
     """Answers a queued immediate fault (quota429, server503, auth401…) in Anthropic's shape."""
     if f["kind"] == "auth401":
         status, message = 401, "invalid x-api-key"
+    elif f["kind"] == "arrears400":
+        status, message = 400, faults.arrears_400()["error"]["message"]
     elif f["kind"] in faults.IMMEDIATE:
         status, body = faults.IMMEDIATE[f["kind"]]
         message = body["error"]["message"]
@@ -101,10 +103,9 @@ def messages(h, body) -> None:
     problem = check(body, sw["denied_models"] or ())
     if problem:
         return h.send_json(*problem, headers)
-    refused = h.state.count(token)  # rpm_limit, daily_limit
+    refused = h.state.count(token)  # the limit switches (rpm_limit, daily_limit, plan_limits, …)
     if refused:
-        limit = faults.THROTTLE if refused == "throttle" else faults.QUOTA
-        return h.send_json(*error("rate_limit_error", limit["error"]["message"]), headers)
+        return h.send_json(*error("rate_limit_error", faults.LIMITS[refused]["error"]["message"]), headers)
     a = answer.plan(body, sw, h.state.cache.serve(token, answer.view(body)))
     if sw["first_byte_delay_ms"]:
         h.server.stopping.wait(sw["first_byte_delay_ms"] / 1000)

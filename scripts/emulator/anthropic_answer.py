@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator
 
 from . import anthropic_rules, chat
-from .cache import marked, text_of, tokens
+from .cache import Served, text_of, tokens
 
 STOP_REASONS = {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tokens", "content_filter": "refusal"}
 
@@ -69,10 +69,10 @@ def signature(thinking: str) -> str:
     return base64.b64encode(hashlib.sha256(b"qwen-emulator:" + thinking.encode()).digest()).decode()
 
 
-def plan(body: dict, sw: dict, cached: int) -> dict:
+def plan(body: dict, sw: dict, served: Served) -> dict:
     """What to answer: blocks (with tool arguments as sent), stop reason and sequence, usage."""
     v = view(body)
-    p = chat.plan(v, sw, cached)
+    p = chat.plan(v, sw, served)
     text, stop_sequence = p["text"], None
     hits = [(text.find(s), s) for s in body.get("stop_sequences") or () if s and s in text]
     if hits and not p["calls"]:
@@ -88,13 +88,9 @@ def plan(body: dict, sw: dict, cached: int) -> dict:
         blocks.append({"type": "tool_use", "id": "toolu_" + call["id"].removeprefix("call_"), "name": call["name"],
                        "arguments": call["arguments"]})
     usage = p["usage"]
-    cached = usage.get("prompt_tokens_details", {}).get("cached_tokens", usage.get("cached_tokens", 0))
-    so_far, marks = "", [0]
-    for m in v["messages"]:
-        so_far += text_of(m["content"])
-        if marked(m):
-            marks.append(tokens(so_far))
-    created = max(0, max(marks) - cached)
+    details = usage.get("prompt_tokens_details", {})
+    cached = details.get("cached_tokens", usage.get("cached_tokens", 0))
+    created = details.get("cache_creation_input_tokens", 0)
     output = tokens(p["reasoning"] + text + "".join(c["arguments"] for c in p["calls"]))
     return {"blocks": blocks, "stop_reason": reason, "stop_sequence": stop_sequence, "usage": {
         "input_tokens": max(0, usage["prompt_tokens"] - cached - created), "output_tokens": output,

@@ -254,10 +254,23 @@ def _has_image(messages: list) -> bool:
     return any(isinstance(m["content"], list) and images(m["content"]) for m in messages)
 
 
+def _markers(body: dict) -> None:
+    """At most four blocks with `cache_control` (system, message and tool_result blocks, tools), in Anthropic's
+    words; Model Studio's Anthropic page documents no limit of its own (assumed: Anthropic's)."""
+    def marked(blocks) -> int:
+        return sum(isinstance(b.get("cache_control"), dict) + (marked(b["content"]) if b.get("type") == "tool_result"
+                   and isinstance(b.get("content"), list) else 0) for b in blocks if isinstance(b, dict))
+    found = marked(body.get("tools") or []) + marked(body["system"] if isinstance(body.get("system"), list) else [])
+    found += sum(marked(m["content"]) for m in body["messages"] if isinstance(m["content"], list))
+    if found > 4:
+        _bad(f"A maximum of 4 blocks with cache_control may be provided. Found {found}.")
+
+
 def check(body, denied_models=(), count: bool = False) -> tuple[int, dict] | None:
     """None when the base accepts the request, else (status, Anthropic error body)."""
     try:
         _schema(body, count)
+        _markers(body)
         model = body["model"]
         if model not in rules.KNOWN_MODELS:  # claude-* ids too: the gateway maps names before passing through
             raise Refused("not_found_error", f"model: {model}")

@@ -1,9 +1,21 @@
-"""DashScope's explicit prompt cache, as far as a client can observe it.
+"""Model Studio's context cache, as a client observes it (its "Context cache" page, help/en/model-studio/
+context-cache, read 2026-11-24): per account (here: per credential) and model, never shared.
 
-A request whose messages carry `cache_control: {"type": "ephemeral"}` stores the prompt prefix that ends at
-each marked message. A later request (same credential, model and tools) whose messages start with a
-stored prefix reports that prefix's tokens as `prompt_tokens_details.cached_tokens`. Without markers
-nothing is stored, so a client that never marks its prompts never sees cached tokens.
+Explicit cache: `cache_control: {"type": "ephemeral"}` on a message's content part marks where a cached
+prefix ends (a marker on a message itself or on a tool is none: the page marks content parts, and "adding a
+cache marker in messages also caches the tool descriptions"). At most four take effect: with more, "only the
+last four cache markers take effect" (no refusal). From each marker the service looks back up to 20 content
+blocks for a stored prefix and reads the longest one found (`cached_tokens`), resetting its validity to five
+minutes; a marked prefix not stored yet is stored for five minutes if it holds at least 1,024 tokens, and
+only what follows the prefix read is billed as created (`cache_creation_input_tokens`).
+
+Implicit cache: a request without markers reads the longest prefix (at least 256 tokens) that an unmarked
+request stored, and stores its own prefixes. The service keeps those "not guaranteed"; the emulator keeps them
+five minutes from their last use, so a test can count on them. The two modes never mix in one request.
+
+A prefix is the request's text up to the end of a content block: its role, text, tool calls and tool call
+ids, the model and the tools (without their markers) before it, so a system prompt sent as a string or as
+text parts is the same prefix. The clock is the emulator's own: tests move it (`/_emulator/cache`).
 """
 
 from __future__ import annotations
@@ -11,9 +23,15 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections import OrderedDict
+from dataclasses import dataclass
 
-LIMIT = 4096  # stored prefixes; the oldest go first
+LIMIT = 8192  # stored prefixes per mode; the least recently used go first
+TTL_S = 300.0
+EXPLICIT_MIN, IMPLICIT_MIN = 1024, 256  # tokens a stored prefix holds at least
+MARKERS = 4  # markers that take effect (the last ones)
+LOOKBACK = 20  # content blocks a marker looks back for a stored prefix
 
 
 def tokens(text: str) -> int:
@@ -30,41 +48,117 @@ def text_of(content) -> str:
 
 
 def marked(message: dict) -> bool:
-    if isinstance(message.get("cache_control"), dict):
-        return True
+    """A message with a marker on one of its content parts."""
     content = message.get("content")
     return isinstance(content, list) and any(isinstance(p, dict) and isinstance(p.get("cache_control"), dict)
                                              for p in content)
 
 
-def _canonical(message: dict) -> bytes:
-    """A message without its cache markers: a system prompt as a string or as marked parts is the same prefix."""
-    return json.dumps([message.get("role"), text_of(message.get("content")), message.get("tool_calls"),
-                       message.get("tool_call_id")], sort_keys=True, ensure_ascii=False).encode()
+@dataclass(frozen=True)
+class Served:
+    cached: int = 0  # prompt tokens read from the cache
+    created: int = 0  # prompt tokens stored now (explicit only)
+    explicit: bool = False  # the request carried markers: explicit mode
+
+
+@dataclass(frozen=True)
+class _Block:
+    key: bytes  # the prefix that ends with this block
+    tokens: int
+    marked: bool
+
+
+def _blocks(owner: str, body: dict) -> list[_Block]:
+    tools = [{k: v for k, v in t.items() if k != "cache_control"} for t in body.get("tools") or []
+             if isinstance(t, dict)]
+    h = hashlib.sha256(json.dumps([owner, body.get("model"), tools], sort_keys=True).encode())
+    text, out = "", []
+    for m in body["messages"]:
+        h.update(json.dumps(["\x00", m.get("role"), m.get("tool_call_id")]).encode())
+        content = m.get("content")
+        parts = [{"type": "text", "text": content}] if isinstance(content, str) else \
+            [p for p in content if isinstance(p, dict)] if isinstance(content, list) else []
+        for p in parts:
+            piece = p.get("text") or "" if p.get("type") == "text" else ""
+            h.update(piece.encode("utf-8", "surrogatepass") if piece else
+                     json.dumps({k: v for k, v in p.items() if k != "cache_control"}, sort_keys=True).encode())
+            text += piece
+            out.append(_Block(h.copy().digest(), tokens(text), isinstance(p.get("cache_control"), dict)))
+        if m.get("tool_calls"):
+            h.update(json.dumps(m["tool_calls"], sort_keys=True).encode())
+            out.append(_Block(h.copy().digest(), tokens(text), False))
+    return out
 
 
 class PromptCache:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.entries: OrderedDict[bytes, int] = OrderedDict()
+        self.explicit: OrderedDict[bytes, tuple[int, float]] = OrderedDict()  # prefix -> (tokens, expires)
+        self.implicit: OrderedDict[bytes, tuple[int, float]] = OrderedDict()
+        self.offset = 0.0  # moved forward by tests
 
-    def serve(self, owner: str, body: dict) -> int:
-        """Cached tokens for this request's prompt; stores its marked prefixes for later requests."""
-        tools = [{k: v for k, v in t.items() if k != "cache_control"} for t in body.get("tools") or []
-                 if isinstance(t, dict)]
-        h = hashlib.sha256(json.dumps([owner, body.get("model"), tools], sort_keys=True).encode()).digest()
-        text = ""
-        prefixes: list[tuple[bytes, int, bool]] = []
-        for m in body["messages"]:
-            h = hashlib.sha256(h + _canonical(m)).digest()
-            text += text_of(m.get("content"))
-            prefixes.append((h, tokens(text), marked(m)))
+    def now(self) -> float:
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
         with self.lock:
-            cached = max((n for key, n, _ in prefixes if key in self.entries), default=0)
-            for key, n, mark in prefixes:
-                if mark:
-                    self.entries[key] = n
-                    self.entries.move_to_end(key)
-            while len(self.entries) > LIMIT:
-                self.entries.popitem(last=False)
+            self.offset += seconds
+
+    def counts(self) -> dict:
+        now = self.now()
+        with self.lock:
+            return {mode: sum(1 for _, until in store.values() if until > now)
+                    for mode, store in (("explicit", self.explicit), ("implicit", self.implicit))}
+
+    def serve(self, owner: str, body: dict) -> Served:
+        """What this request reads from and stores in `owner`'s cache."""
+        blocks = _blocks(owner, body)
+        marks = [i for i, b in enumerate(blocks) if b.marked][-MARKERS:]
+        now = self.now()
+        with self.lock:
+            if not marks:
+                return Served(self._implicit(blocks, now))
+            store = self.explicit
+            hit: tuple[int, bytes] | None = None
+            for at in marks:
+                for j in range(at, max(-1, at - LOOKBACK - 1), -1):  # the nearest stored is the longest
+                    if self._valid(store, blocks[j].key, now):
+                        if hit is None or blocks[j].tokens > hit[0]:
+                            hit = (blocks[j].tokens, blocks[j].key)
+                        break
+            cached = 0
+            if hit is not None:
+                cached = hit[0]
+                self._keep(store, hit[1], cached, now)
+            end = cached
+            for at in marks:
+                b = blocks[at]
+                if b.tokens >= EXPLICIT_MIN and not self._valid(store, b.key, now):
+                    self._keep(store, b.key, b.tokens, now)
+                    end = max(end, b.tokens)
+            return Served(cached, end - cached, True)
+
+    def _implicit(self, blocks: list[_Block], now: float) -> int:
+        store = self.implicit
+        cached = next((b.tokens for b in reversed(blocks) if self._valid(store, b.key, now)), 0)
+        for b in blocks:
+            if b.tokens >= IMPLICIT_MIN:
+                self._keep(store, b.key, b.tokens, now)
         return cached
+
+    @staticmethod
+    def _valid(store: OrderedDict, key: bytes, now: float) -> bool:
+        entry = store.get(key)
+        if entry is None:
+            return False
+        if entry[1] <= now:
+            del store[key]
+            return False
+        return True
+
+    @staticmethod
+    def _keep(store: OrderedDict, key: bytes, n: int, now: float) -> None:
+        store[key] = (n, now + TTL_S)
+        store.move_to_end(key)
+        while len(store) > LIMIT:
+            store.popitem(last=False)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 from . import rules, search, tools
-from .cache import text_of, tokens as _tokens
+from .cache import Served, text_of, tokens as _tokens
 
 KNOWN_MODELS = rules.KNOWN_MODELS
 EMBEDDING_MODELS = tuple(rules.EMBEDDING_SIZES)
@@ -56,8 +56,9 @@ def _calls(body: dict, sw: dict, prompt: str) -> list[dict]:
     return calls
 
 
-def plan(body: dict, sw: dict, cached: int = 0) -> dict:
-    """What to answer: reasoning, text or tool calls, finish reason, usage (`cached`: prompt-cache hits)."""
+def plan(body: dict, sw: dict, served: Served = Served()) -> dict:
+    """What to answer: reasoning, text or tool calls, finish reason, usage (`served`: what the prompt cache
+    read and stored)."""
     msgs = body["messages"]
     thinking = body.get("enable_thinking")
     reasoning = REASONING if thinking is True or (sw["reasoning"] and thinking is not False) else ""
@@ -82,9 +83,14 @@ def plan(body: dict, sw: dict, cached: int = 0) -> dict:
     prompt = _tokens("".join(text_of(m.get("content")) for m in msgs))
     completion = _tokens(text + reasoning + "".join(c["arguments"] for c in calls)) * n
     usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-    cached = int(sw["usage_cached_tokens"]) or min(cached, prompt)
+    cached = int(sw["usage_cached_tokens"]) or min(served.cached, prompt)
     if sw["usage_top_level_cached"]:
         usage["cached_tokens"] = cached
+    elif served.explicit:  # Model Studio's fields for an explicit cache (its Context cache page)
+        created = min(served.created, prompt - cached)
+        usage["prompt_tokens_details"] = {"cache_creation": {"ephemeral_5m_input_tokens": created},
+                                          "cache_creation_input_tokens": created, "cache_type": "ephemeral",
+                                          "cached_tokens": cached}
     else:
         usage["prompt_tokens_details"] = {"cached_tokens": cached}
     return {"reasoning": reasoning, "text": text, "calls": calls, "usage": usage, "n": n, "search_info": sources,

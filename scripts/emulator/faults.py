@@ -43,6 +43,29 @@ ARREARS = _error("Arrearage", "Access denied, please make sure your account is i
                  "invalid_request_error")
 DENIED = _error("AccessDenied.Unpurchased", "Access to model denied. Please make sure you are eligible for using "
                 "the model.", "invalid_request_error")
+# What ran out, as Model Studio words it (its "Error messages" page, "Rate limits" FAQ and Coding Plan FAQ; bodies
+# as users captured them: limit_requests, limit_burst_rate and Arrearage byte for byte, a Coding Plan window as
+# coding.dashscope.aliyuncs.com answered "month allocated quota exceeded" with code insufficient_quota)
+HOUR = _error("insufficient_quota", "hour allocated quota exceeded", "insufficient_quota")
+WEEK = _error("insufficient_quota", "week allocated quota exceeded", "insufficient_quota")
+MONTH = _error("insufficient_quota", "month allocated quota exceeded", "insufficient_quota")
+USAGE = _error("insufficient_quota", "usage allocated quota exceeded. please try again later.", "insufficient_quota")
+CONCURRENCY = _error("insufficient_quota", "concurrency allocated quota exceeded. please try again later.",
+                     "insufficient_quota")
+TPM = QUOTA_BILLING  # Model Studio: "Allocated quota exceeded" / "You exceeded your current quota" is tokens per minute
+RPM = {"error": {"message": "You have exceeded your current request limit. For details, see: https://help.aliyun.com"
+                 "/zh/model-studio/error-code#rate-limit", "type": "limit_requests", "code": "limit_requests"}}
+BURST = {"error": {"message": "Request rate increased too quickly. To ensure system stability, please adjust your "
+                   "client logic to scale requests more smoothly over time.", "type": "limit_burst_rate", "param": "",
+                   "code": "limit_burst_rate"}}
+
+
+def arrears_400() -> dict:
+    return {"error": {"message": "Access denied, please make sure your account is in good standing. For details, see: "
+                      "https://help.aliyun.com/zh/model-studio/error-code#overdue-payment", "type": "Arrearage",
+                      "param": None, "code": "Arrearage"}, "request_id": str(uuid.uuid4())}
+
+
 # R6: a 200 stream that ends in an error, its text in delta.content (e.g. TPM throttling).
 ERROR_FINISH_TEXT = "Requests rate limit exceeded, please try again later."
 SERVER_500 = _error("InternalError", "Internal server error", "server_error")
@@ -60,11 +83,22 @@ IMMEDIATE = {
     "arrears403": (403, ARREARS),
     "denied403": (403, DENIED),
     "context400": (400, CONTEXT),
+    "hour_quota429": (429, HOUR),
+    "week_quota429": (429, WEEK),
+    "month_quota429": (429, MONTH),
+    "usage429": (429, USAGE),
+    "concurrency429": (429, CONCURRENCY),
+    "tpm429": (429, TPM),
+    "rpm429": (429, RPM),
+    "burst429": (429, BURST),
     "server500": (500, SERVER_500),
     "server503": (503, SERVER_503),
 }
+# What a limit switch (state.State.count) answers: throttle and quota are rpm_limit's and daily_limit's
+LIMITS = {"throttle": THROTTLE, "quota": QUOTA, "5h": HOUR, "week": WEEK, "month": MONTH, "tpm": TPM, "burst": BURST,
+          "concurrency": CONCURRENCY}
 # Need the socket or the stream: handled by the server.
-SPECIAL = ("auth401", "timeout504", "server500_empty", "invalid_json", "reset_before_headers")
+SPECIAL = ("auth401", "arrears400", "timeout504", "server500_empty", "invalid_json", "reset_before_headers")
 STREAM = ("midstream504", "reset_midstream", "stall", "invalid_sse", "error_finish")
 API_FAULTS = (*IMMEDIATE, *SPECIAL, *STREAM)
 OAUTH_FAULTS = ("oauth500", "oauth503", "oauth_reset", "oauth_slow")

@@ -134,6 +134,10 @@ def check_params(body: dict, stream_only=()) -> tuple[int, dict] | None:
         if m.get("role") == "tool" and _has_image([m]):
             return invalid(ALGO + "The provided messages input is invalid. The error info is [Unexpected item "
                                   "type in content.]")
+        for p in m.get("content") if isinstance(m.get("content"), list) else ():
+            marker = p.get("cache_control", {"type": "ephemeral"}) if isinstance(p, dict) else {"type": "ephemeral"}
+            if not isinstance(marker, dict) or marker.get("type") != "ephemeral":  # the only type (body assumed)
+                return invalid(ALGO + "cache_control.type only supports ephemeral")
     if body.get("model") in (*STREAM_ONLY, *stream_only) and body.get("stream") is not True:  # real body (public threads)
         return invalid("This model only support stream mode, please enable the stream parameter to access the "
                        "model. ")

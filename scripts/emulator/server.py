@@ -11,6 +11,7 @@ from socketserver import TCPServer
 from urllib.parse import parse_qsl, urlsplit
 
 from . import admin, anthropic, chat, faults, oauth, web
+from .cache import text_of, tokens
 from .faults import dumps
 from .state import State
 from .wire import Wire
@@ -106,10 +107,11 @@ class Handler(Wire):
         return 404, chat.error("model_not_found", f"The model `{model_id}` does not exist or you do not have "
                                                   "access to it.")
 
-    def within_limits(self, token: str) -> bool:
-        refused = self.state.count(token)
+    def within_limits(self, token: str, prompt: int = 0) -> bool:
+        """Counted against the key's account's limits (limits.py); False: refused as Model Studio refuses it."""
+        refused = self.state.count(token, prompt, path=self.path)
         if refused:
-            self.send_json(429, faults.THROTTLE if refused == "throttle" else faults.QUOTA)
+            self.send_json(429, faults.LIMITS[refused])
         return not refused
 
     def chat(self, raw: bytes) -> None:
@@ -131,9 +133,18 @@ class Handler(Wire):
         problem = chat.validate(body, sw)
         if problem:
             return self.send_json(*problem)
-        if not self.within_limits(token):
+        if not self.within_limits(token, tokens("".join(text_of(m.get("content")) for m in body["messages"]))):
             return
+        if not self.state.enter(token):
+            return self.send_json(429, faults.CONCURRENCY)
+        try:
+            self.answer_chat(token, body, sw, stream, fault)
+        finally:
+            self.state.leave(token)
+
+    def answer_chat(self, token: str, body: dict, sw: dict, stream: bool, fault: dict | None) -> None:
         plan = chat.plan(body, sw, self.state.cache.serve(token, body))
+        self.state.served(token, plan["usage"])
         if sw["first_byte_delay_ms"] and not self.wait_unless_abandoned(sw["first_byte_delay_ms"] / 1000):
             return  # the client left before the answer began
         if not stream:

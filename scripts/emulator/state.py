@@ -10,6 +10,7 @@ from collections import deque
 
 from . import faults
 from .cache import PromptCache
+from .limits import Limits
 
 SEED_LIFETIME = 10 * 365 * 86400  # command-line tokens never expire in practice
 
@@ -41,9 +42,15 @@ DEFAULT_SWITCHES = {
     "stall_seconds": 30,
     # the model's input limit in the emulator's tokens (0: none): longer prompts get Qwen's context 400
     "context_limit": 0,
-    # limits per token (0: off)
+    # limits per Alibaba Cloud account, summed over its keys (limits.py; 0: off)
+    "key_accounts": {},  # key -> its Alibaba Cloud account's name (default: each key an account of its own)
     "rpm_limit": 0,
     "daily_limit": 0,
+    "tpm_limit": 0,
+    "burst_limit": 0,
+    "concurrency_limit": 0,
+    "plan_limits": {},  # a Coding Plan's requests per window: {"5h": N, "week": N, "month": N}
+    "plan_month_day": 1,  # the day of the month its subscription started (the monthly window's start)
     # OAuth
     "expires_in": 3600,  # access tokens from the device and refresh grants
     "device_expires_in": 1800,
@@ -83,9 +90,8 @@ class State:
             self.requests: deque[dict] = deque()
             self.cache = PromptCache()  # explicit prompt cache (cache_control), per credential
             self.stats = {"chat_requests": 0, "embedding_requests": 0, "refresh_calls": 0, "token_calls": 0,
-                          "device_code_calls": 0, "abandoned": 0, "per_token": {}}
-            self.minute: dict[str, deque[float]] = {}
-            self.daily: dict[str, tuple[str, int]] = {}
+                          "device_code_calls": 0, "abandoned": 0, "per_token": {}, "per_account": {}}
+            self.limits = Limits()
             if tokens:
                 self.tokens.clear()
                 self.refresh_tokens.clear()
@@ -128,25 +134,42 @@ class State:
             return faults.take(self.faults, lambda f: f["kind"] in kinds and (not f.get("token") or f["token"] == token)
                                and (not f.get("path") or f["path"] in path))
 
-    def count(self, token: str) -> str | None:
-        """Counts an API request for this token; "throttle"/"quota" when a limit refuses it."""
+    def account_of(self, token: str) -> str:
+        """The Alibaba Cloud account a key belongs to (`key_accounts`), as stats name it (never the key)."""
+        return str(self.switches["key_accounts"].get(token) or short(token))
+
+    def count(self, token: str, tokens: int = 0, *, path: str = "") -> str | None:
+        """Counts an API request against its account's limits (limits.py): the limit that refuses it, or None."""
         with self.lock:
             now = time.time()
-            today = time.strftime("%Y-%m-%d", time.gmtime(now))
-            recent = self.minute.setdefault(token, deque())
-            while recent and now - recent[0] >= 60:
-                recent.popleft()
-            day, used = self.daily.get(token, (today, 0))
-            used = used if day == today else 0
-            if self.switches["daily_limit"] and used >= self.switches["daily_limit"]:
-                return "quota"
-            if self.switches["rpm_limit"] and len(recent) >= self.switches["rpm_limit"]:
-                return "throttle"
-            recent.append(now)
-            self.daily[token] = (today, used + 1)
-            per = self.stats["per_token"].setdefault(short(token), {"requests": 0})
-            per.update(requests=per["requests"] + 1, last_minute=len(recent), today=used + 1)
-            return None
+            account = self.account_of(token)
+            refused = self.limits.count(account, self.switches, tokens, now,
+                                        plan_path=not path.startswith("/compatible-mode/"))
+            if refused is None:
+                per = self.stats["per_token"].setdefault(short(token), {"requests": 0})
+                per.update(requests=per["requests"] + 1, last_minute=self.limits.last_minute(account, now),
+                           today=self.limits.today(account, now))
+            return refused
+
+    def enter(self, token: str) -> bool:
+        """A chat request starts (False: `concurrency_limit` of its account's requests are in flight)."""
+        with self.lock:
+            return self.limits.enter(self.account_of(token), int(self.switches["concurrency_limit"]))
+
+    def leave(self, token: str) -> None:
+        with self.lock:
+            self.limits.leave(self.account_of(token))
+
+    def served(self, token: str, usage: dict) -> None:
+        """An answer's usage, per account: what its prompt cache saved (`cache_hits`: answers with cached tokens)."""
+        cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or usage.get("cached_tokens") or 0)
+        with self.lock:
+            per = self.stats["per_account"].setdefault(self.account_of(token), {
+                "requests": 0, "prompt_tokens": 0, "cached_tokens": 0, "cache_hits": 0})
+            per["requests"] += 1
+            per["prompt_tokens"] += int(usage.get("prompt_tokens") or 0)
+            per["cached_tokens"] += cached
+            per["cache_hits"] += cached > 0
 
     def bump(self, *names: str) -> None:
         with self.lock:

@@ -169,6 +169,8 @@ class Wire(BaseHTTPRequestHandler):
             self.send_json(*faults.IMMEDIATE[kind], headers=extra)
         elif kind == "auth401":
             self.send_json(401, faults.auth_401(), extra)
+        elif kind == "arrears400":
+            self.send_json(400, faults.arrears_400(), extra)
         elif kind == "timeout504" or (kind == "midstream504" and not stream):
             self.send_bytes(504, b"stream timeout", "text/plain", extra)
         elif kind == "server500_empty":

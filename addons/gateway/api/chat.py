@@ -10,6 +10,7 @@ from .. import sse
 from ..errors import GatewayError
 from ..pivot import ChatChunk, Endpoint
 from . import chat_answer, chat_params, request_schema, websearch
+from .conversation import keyed
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
@@ -56,6 +57,6 @@ class ChatStreamTranslator:
 
 CHAT: Endpoint[Exchange] = Endpoint(
     name="chat.completions",
-    to_chat=lambda body, ex: websearch.chat_request(chat_params.translate(validate_chat_request(body), ex.notes)),
+    to_chat=keyed(lambda body, ex: websearch.chat_request(chat_params.translate(validate_chat_request(body), ex.notes))),
     from_chat=lambda answer, ex: chat_answer.to_client(answer, ex.body or {}),
     stream_translator=lambda ex: ChatStreamTranslator(wants_usage(ex.body or {}), ex.body or {}))

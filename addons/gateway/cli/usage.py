@@ -23,7 +23,8 @@ Filters, for every view:
     --state-url URL              the gateways' shared PostgreSQL database (postgresql://user@host:port/db,
                                  no password: libpq reads PGPASSFILE, ~/.pgpass); default $QWEN_STATE_URL
 
-Token counts are the usage Qwen reported; "errors" counts requests answered with an error status or
+Token counts are the usage Qwen reported ("cached": read from its cache, "cache write": stored in its explicit
+cache; "cache saved": USD its caches took off the prompts' price); "errors" counts requests answered with an error status or
 whose stream ended with an error. Requests the gateway refused itself (no usable account, bad JSON,
 unknown URL, …) are rows too; successful local answers (/v1/models, /health, /metrics, /auth/*) are
 listed by `requests` but not summed in the other views.
@@ -41,9 +42,9 @@ import time
 
 from ..auth_settings import resolve_state_dir
 from ..observe.ledger import FILENAME, Ledger, SharedLedger
-from ..prices import usd
 from ..storage.pg import Database, StateUrlError
 from . import usage_report
+from .usage_text import request_table, table
 
 # The Qwen model that answered; for requests that never reached Qwen (context guard), the model asked for.
 _MODEL = "COALESCE(NULLIF(upstream_model, ''), model)"
@@ -53,13 +54,20 @@ VIEWS = {  # view -> (key column expressions, as named in the output)
     "accounts": (("account", "account"),),
     "models": ((_MODEL, "model"),),
 }
-SUMS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "errors")
+# cached: read from Qwen's cache; cache write: stored in its explicit cache; cache saved: USD the caches took
+# off the prompts' price (hits at 10% or 20% of the input price, less the 25% more that writes cost)
+SUMS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "cache_saved_usd",
+        "errors")
 # --by key: the key's refusals, and what its answers cost (USD; a Coding Plan's requests, a Token Plan's tokens)
-KEY_SUMS = ("requests", "refused", "prompt_tokens", "completion_tokens", "cost_usd", "plan_requests", "plan_tokens")
-HEADS = {"cost_usd": "cost", "plan_requests": "plan requests", "plan_tokens": "plan tokens"}
+KEY_SUMS = ("requests", "refused", "prompt_tokens", "completion_tokens", "cost_usd", "cache_saved_usd",
+            "plan_requests", "plan_tokens")
+USD_SUMS = ("cost_usd", "cache_saved_usd")
+HEADS = {"cost_usd": "cost", "cache_saved_usd": "cache saved", "plan_requests": "plan requests",
+         "plan_tokens": "plan tokens"}
+_SAVED = "SUM(COALESCE(cache_saved, 0))"
 _KEY_SQL = ("COUNT(*)", "SUM(CASE WHEN error IN ('invalid_api_key', 'rate_limit_exceeded', 'insufficient_quota') "
             "AND account IS NULL THEN 1 ELSE 0 END)", "SUM(COALESCE(prompt_tokens, 0))",
-            "SUM(COALESCE(completion_tokens, 0))", "SUM(CASE WHEN cost_unit = 'USD' THEN cost ELSE 0 END)",
+            "SUM(COALESCE(completion_tokens, 0))", "SUM(CASE WHEN cost_unit = 'USD' THEN cost ELSE 0 END)", _SAVED,
             "SUM(CASE WHEN cost_unit = 'requests' THEN cost ELSE 0 END)",
             "SUM(CASE WHEN cost_unit = 'tokens' THEN cost ELSE 0 END)")
 _FAILED = "(status IS NULL OR status >= 400 OR error IS NOT NULL)"
@@ -118,10 +126,18 @@ def report(ledger: Ledger | SharedLedger, view: str, filters: Filters | None = N
     cols = ", ".join(f"COALESCE({c}, '-')" for c, _ in keys)
     rows = ledger.query(
         f"SELECT {cols}, COUNT(*), SUM(COALESCE(prompt_tokens, 0)), SUM(COALESCE(completion_tokens, 0)), "
-        f"SUM(COALESCE(cached_tokens, 0)), SUM(CASE WHEN {_FAILED} THEN 1 ELSE 0 END) "
-        f"FROM usage WHERE {where} GROUP BY {cols} ORDER BY {cols}", day_args + args)
+        f"SUM(COALESCE(cached_tokens, 0)), SUM(COALESCE(cache_write_tokens, 0)), {_SAVED}, "
+        f"SUM(CASE WHEN {_FAILED} THEN 1 ELSE 0 END) FROM usage WHERE {where} GROUP BY {cols} ORDER BY {cols}",
+        day_args + args)
     names = [name for _, name in keys] + list(SUMS)
-    return [dict(zip(names, r, strict=True)) for r in rows]
+    return [_dollars(dict(zip(names, r, strict=True))) for r in rows]
+
+
+def _dollars(row: dict) -> dict:
+    for k in USD_SUMS:
+        if k in row:
+            row[k] = round(float(row[k] or 0), 6)
+    return row
 
 
 def by_key(ledger: Ledger | SharedLedger, view: str, filters: Filters | None = None,
@@ -134,9 +150,8 @@ def by_key(ledger: Ledger | SharedLedger, view: str, filters: Filters | None = N
     rows = ledger.query(f"SELECT {cols}, {', '.join(_KEY_SQL)} FROM usage WHERE {where} GROUP BY {cols} "
                         f"ORDER BY {cols}", day_args + args)
     names = [name for _, name in keys] + list(KEY_SUMS)
-    out = [dict(zip(names, r, strict=True)) for r in rows]
+    out = [_dollars(dict(zip(names, r, strict=True))) for r in rows]
     for r in out:
-        r["cost_usd"] = round(float(r["cost_usd"] or 0), 6)
         r["plan_requests"], r["plan_tokens"] = int(r["plan_requests"] or 0), int(r["plan_tokens"] or 0)
     return out
 
@@ -154,58 +169,6 @@ def recent(ledger: Ledger | SharedLedger, filters: Filters | None = None, limit:
         row["stream"] = bool(row["stream"])
         out.append(row)
     return out
-
-
-def table(rows: list[dict], sums: tuple[str, ...] = SUMS) -> str:
-    """A plain-text table of an aggregated view, with a total line."""
-    if not rows:
-        return "No requests recorded."
-    head = list(rows[0])
-    nkeys = len(head) - len(sums)
-
-    def number(k: str, v) -> str:
-        return usd(v) if k == "cost_usd" else f"{v:,}"
-    cells = [[HEADS.get(h, h.replace("_tokens", "").replace("_", " ")) for h in head]]
-    cells += [[str(r[k]) for k in head[:nkeys]] + [number(k, r[k]) for k in sums] for r in rows]
-    cells.append(["total"] + [""] * (nkeys - 1) + [number(k, sum(r[k] for r in rows)) for k in sums])
-    return _grid(cells, nkeys, rules_after=(0, len(cells) - 2))
-
-
-def request_table(rows: list[dict]) -> str:
-    """One line per request: when, what the client asked, which model and account, the outcome."""
-    if not rows:
-        return "No requests recorded."
-    cells = [["time", "request", "model", "account", "status", "in", "out", "est", "total", "error"]]
-    for r in rows:
-        model = f"{r['model'] or '?'}→{r['upstream_model'] or '?'}" if r["upstream_model"] or r["model"] else "-"
-        cells.append([
-            r["time"] or "?", f"{r['method'] or '?'} {r['path'] or r['endpoint'] or '?'}", model,
-            r["account"] or "-", str(r["status"] if r["status"] is not None else "?"),
-            _n(r["prompt_tokens"]), _n(r["completion_tokens"]), _n(r["est_tokens"]), _ms(r["duration_ms"]),
-            r["error"] or ""])
-    return _grid(cells, 4, rules_after=(0,), right=(4, 5, 6, 7, 8))
-
-
-def _grid(cells: list[list[str]], nkeys: int, rules_after: tuple[int, ...], right: tuple[int, ...] = ()) -> str:
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
-    lines = []
-    for n, row in enumerate(cells):
-        line = "  ".join(c.rjust(w) if (i in right if right else i >= nkeys) else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(row, widths, strict=True)))
-        lines.append(line.rstrip())
-        if n in rules_after:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _n(v) -> str:
-    return f"{v:,}" if isinstance(v, int) else ""
-
-
-def _ms(v) -> str:
-    if not isinstance(v, (int, float)):
-        return ""
-    return f"{v:.0f}ms" if v < 1000 else f"{v / 1000:.2f}s"
 
 
 def _local(ts: float) -> str:
@@ -312,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     elif a.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
-        print(request_table(rows) if a.view == "requests" else table(rows, KEY_SUMS if a.by else SUMS))
+        print(request_table(rows) if a.view == "requests" else table(rows, KEY_SUMS if a.by else SUMS, HEADS, USD_SUMS))
     return 0
 
 

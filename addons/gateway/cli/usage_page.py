@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from html import escape
 from typing import TYPE_CHECKING
 
-from ..prices import usd
+from ..prices import signed_usd, usd
 from .usage_svg import stacked_bars
 
 if TYPE_CHECKING:
@@ -70,9 +70,11 @@ def _meta(s: Summary, filters: list[str], now: float) -> str:
 
 def _cards(t: Totals) -> str:
     cards = (("requests", t.requests), ("prompt tokens", t.prompt), ("completion tokens", t.completion),
-             ("cached tokens", t.cached), ("errors", t.errors))
+             ("cached tokens", t.cached), ("cache writes", t.written), ("errors", t.errors))
     out = [f'<div class="card" data-name="{escape(n)}"><b>{v:,}</b>{escape(n)}</div>' for n, v in cards]
     out.append(f'<div class="card" data-name="error rate"><b>{t.rate:.1%}</b>error rate</div>')
+    if t.saved:  # pay-as-you-go accounts only: what Qwen's caches took off the prompts' price
+        out.append(f'<div class="card" data-name="cache saved"><b>{escape(signed_usd(t.saved))}</b>cache saved</div>')
     return f'<div class="cards" id="totals">{"".join(out)}</div>'
 
 
@@ -85,7 +87,7 @@ def _usage(s: Summary, by: str, cells: dict[tuple[str, str], Totals]) -> str:
     tokens = {n: [float(cells[d, n].tokens) if (d, n) in cells else 0.0 for d in s.days] for n in names}
     requests = {n: [float(cells[d, n].requests) if (d, n) in cells else 0.0 for d in s.days] for n in names}
     rows = [[_c(day), _c(name), *_sums(t)] for (day, name), t in sorted(cells.items())]
-    table = _table(f"by-{by}", ["day", by, "requests", "prompt", "completion", "cached", "errors"], rows,
+    table = _table(f"by-{by}", ["day", by, "requests", "prompt", "completion", "cached", "cache writes", "errors"], rows,
                    total=["total", "", *_sums(s.total)])
     return (f'<h2>Per day by {by}</h2><div class="charts">'
             f"<figure><h3>Tokens (prompt + completion) per day by {by}</h3>"
@@ -156,7 +158,7 @@ def _codes(codes: Counter[str] | None) -> str:
 
 
 def _sums(t: Totals) -> list[str]:
-    return [_n(f"{v:,}") for v in (t.requests, t.prompt, t.completion, t.cached, t.errors)]
+    return [_n(f"{v:,}") for v in (t.requests, t.prompt, t.completion, t.cached, t.written, t.errors)]
 
 
 def _table(table_id: str, head: list[str], rows: Iterable[list[str]], total: list[str] | None = None) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 DEFAULT_TOP = 10  # slowest requests listed, by duration and by time to first byte
 COLUMNS = ("ts", "day", "endpoint", "model", "upstream_model", "account", "status", "error", "prompt_tokens",
            "completion_tokens", "cached_tokens", "ttfb_ms", "duration_ms", "key_name", "cost",
-           "cost_unit")  # what the page shows
+           "cost_unit", "cache_write_tokens", "cache_saved")  # what the page shows
 # What the gateway refused a named key itself (no account was asked): counted as the key's refusals.
 KEY_REFUSALS = ("invalid_api_key", "rate_limit_exceeded", "insufficient_quota")
 
@@ -32,6 +32,8 @@ class Totals:
     prompt: int = 0
     completion: int = 0
     cached: int = 0
+    written: int = 0  # stored in Qwen's explicit cache
+    saved: float = 0.0  # USD Qwen's caches took off the prompts' price
     errors: int = 0
     refused: int = 0
     usd: float = 0.0
@@ -42,6 +44,8 @@ class Totals:
         self.prompt += r["prompt_tokens"] or 0
         self.completion += r["completion_tokens"] or 0
         self.cached += r["cached_tokens"] or 0
+        self.written += r["cache_write_tokens"] or 0
+        self.saved += r["cache_saved"] or 0.0
         self.errors += failed(r)
         self.refused += refused(r)
         if isinstance(r["cost"], (int, float)):

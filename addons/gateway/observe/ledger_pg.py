@@ -22,6 +22,9 @@ PG_STEPS = (  # the ledger's schema in a shared database (storage/pg.py migrates
     # came, leaves its batch to be written again when the database is back
     "ALTER TABLE usage ADD COLUMN IF NOT EXISTS xid TEXT",
     "CREATE UNIQUE INDEX IF NOT EXISTS usage_xid ON usage (xid)",
+    # Qwen's cache: writes, which cache, what it saved (issue 39)
+    "ALTER TABLE usage ADD COLUMN IF NOT EXISTS cache_write_tokens BIGINT, "
+    "ADD COLUMN IF NOT EXISTS cache_kind TEXT, ADD COLUMN IF NOT EXISTS cache_saved DOUBLE PRECISION",
 )
 
 

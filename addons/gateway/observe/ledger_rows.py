@@ -7,7 +7,8 @@ import time
 from typing import TYPE_CHECKING
 
 from ..jsonio import valid_text
-from ..observer import cached_tokens, error_code, error_text, label, status_of, usage_int
+from ..observer import cache_kind, cache_write_tokens, cached_tokens, error_code, error_text, label, status_of, \
+    usage_int
 from ..redact import safe_message
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ COLUMNS: dict[str, str] = {
     "status": "INTEGER",  # what the client got
     "prompt_tokens": "INTEGER",  # usage reported by Qwen
     "completion_tokens": "INTEGER",
-    "cached_tokens": "INTEGER",
+    "cached_tokens": "INTEGER",  # read from Qwen's cache (explicit or implicit: cache_kind)
     "est_tokens": "INTEGER",  # the gateway's own estimate (tiktoken)
     "ttfb_ms": "REAL",
     "duration_ms": "REAL",
@@ -37,6 +38,9 @@ COLUMNS: dict[str, str] = {
     "key_name": "TEXT",  # the named client key (qwen-keys) the request came with
     "cost": "REAL",  # what it cost (prices.py), in cost_unit
     "cost_unit": "TEXT",  # USD, or a Coding Plan's requests / a Token Plan's tokens
+    "cache_write_tokens": "INTEGER",  # stored in Qwen's explicit cache (billed at 125% of the input price)
+    "cache_kind": "TEXT",  # explicit or implicit: which cache the request used (their hits are priced apart)
+    "cache_saved": "REAL",  # USD the caches took off the prompt's price (negative: writes that cost more)
     "xid": "TEXT",  # the exchange's id (random, 128 bits): a batch written again is taken once (UNIQUE)
 }
 
@@ -68,4 +72,5 @@ def row_of(ex: Exchange) -> dict:
         "stream": int(ex.stream is True), "retries": len(ex.retries),
         "error": error_code(ex) or safe_message(error_text(ex), ERROR_CHARS),
         "key_name": ex.key_name or None, "cost": ex.cost, "cost_unit": ex.cost_unit or None, "xid": ex.id,
+        "cache_write_tokens": cache_write_tokens(usage), "cache_kind": cache_kind(usage), "cache_saved": ex.cache_saved,
     }

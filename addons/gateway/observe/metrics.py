@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ..exchange import RetryReason
-from ..observer import Observer, cached_tokens, endpoint_name, error_code, failed, label, status_of, usage_int
+from ..observer import Observer, cache_write_tokens, cached_tokens, endpoint_name, error_code, failed, label, status_of, usage_int
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -101,10 +101,15 @@ class Metrics(Observer):
                                 "metrics, auth, stored_response, unknown; key: the named client key's name, "
                                 "empty without one)",
                                 ["endpoint", "model", "upstream_model", "account", "status", "key"], registry=r)
-        self.tokens = Counter("qwen_tokens", "Tokens reported by Qwen (kind: prompt, completion, cached)",
+        self.tokens = Counter("qwen_tokens", "Tokens reported by Qwen (kind: prompt, completion, cached: read from "
+                              "its explicit or implicit cache, cache_write: stored in its explicit cache)",
                               ["kind", "model", "account", "key"], registry=r)
         self.cost = Counter("qwen_cost_usd", "What answers cost in USD (pay-as-you-go accounts, from the price "
                             "table: docs/keys.md)", ["model", "account", "key"], registry=r)
+        # a gauge: a cache write costs more than the prompt without it, so the sum may go down
+        self.cache_saved = Gauge("qwen_cache_saved_usd", "What Qwen's caches took off the prompts' price in USD "
+                                 "since the gateway started (pay-as-you-go accounts: hits at 10% or 20% of the input "
+                                 "price, less the 25% more that writes cost)", ["model", "account", "key"], registry=r)
         self.plan_units = Counter("qwen_plan_units", "What answers used of a plan's window (Coding Plan: "
                                   "requests, Token Plan: tokens)", ["account", "unit", "key"], registry=r)
         self.duration = Histogram("qwen_request_duration_seconds", "API requests: from the client's request to "
@@ -178,9 +183,12 @@ class Metrics(Observer):
         billed = upstream or model
         usage = ex.usage
         for kind, value in (("prompt", usage_int(usage, "prompt_tokens")),
-                            ("completion", usage_int(usage, "completion_tokens")), ("cached", cached_tokens(usage))):
+                            ("completion", usage_int(usage, "completion_tokens")), ("cached", cached_tokens(usage)),
+                            ("cache_write", cache_write_tokens(usage))):
             if value is not None and value > 0:
                 self._child(self.tokens, kind, billed, account, key).inc(value)
+        if ex.cache_saved:
+            self._child(self.cache_saved, billed, account, key).inc(ex.cache_saved)
         if ex.cost:
             if ex.cost_unit == "USD":
                 self._child(self.cost, billed, account, key).inc(ex.cost)

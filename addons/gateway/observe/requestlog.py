@@ -29,7 +29,7 @@ from mitmproxy.log import LegacyLogEvents
 from mitmproxy.net.http import url
 
 from ..jsonio import valid_text
-from ..observer import Observer, cached_tokens, endpoint_name, error_code, error_text, status_of
+from ..observer import Observer, cache_write_tokens, cached_tokens, endpoint_name, error_code, error_text, status_of
 from ..prices import USD, usd
 from ..redact import safe_message
 
@@ -73,9 +73,11 @@ def format_line(ex: Exchange) -> str:
     usage = ex.usage if isinstance(ex.usage, dict) else {}
     if usage:
         parts.append(f"in={_num(usage.get('prompt_tokens'))} out={_num(usage.get('completion_tokens'))}")
-        cached = cached_tokens(usage)
+        cached, written = cached_tokens(usage), cache_write_tokens(usage)
         if cached:
             parts.append(f"cached={cached}")
+        if written:
+            parts.append(f"cache_write={written}")
     if ex.cost is not None:
         parts.append(f"cost={usd(ex.cost)}" if ex.cost_unit == USD else f"cost={ex.cost:g} {ex.cost_unit}")
     if ex.ttfb_ms is not None:

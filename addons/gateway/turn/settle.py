@@ -135,6 +135,7 @@ class Settlement:
             cost = self.prices().cost(ex.cred.billing, ex.upstream_model, ex.usage)
             if cost is not None:
                 ex.cost, ex.cost_unit = cost
+                ex.cache_saved = self.prices().saved(ex.cred.billing, ex.upstream_model, ex.usage)
         flow.metadata["qwen"] = ex.to_meta()
         self.observers.finished(ex, flow)
 

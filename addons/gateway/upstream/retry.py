@@ -38,7 +38,7 @@ class RetryPolicy:
             raise GatewayError(503, "The gateway has no account pool configured.", code="no_accounts")
         assert ex.endpoint is not None
         try:
-            cred = await self.pool.acquire(exclude, capability=ex.endpoint.capability)
+            cred = await self.pool.acquire(exclude, capability=ex.endpoint.capability, conversation=ex.conversation)
         except NotCapable as e:
             raise GatewayError(400, str(e), code=f"{ex.endpoint.capability.value}_unavailable", param="model") from e
         except AccountUnavailable as e:
@@ -84,14 +84,15 @@ class RetryPolicy:
                 cred = await self.pool.refreshed(account, refused=ex.cred.token)
                 ex.cred = cred
             elif err.kind == errors.QUOTA:  # Qwen's words stay with the account while it cools down
-                self.pool.report(account, Outcome.QUOTA, retry_after=err.retry_after, detail=err.message)
-                ex.notes.append(f"quota exhausted on {account}: rotated")
+                self.pool.report(account, Outcome.QUOTA, retry_after=err.retry_after, detail=err.message,
+                                 window=err.window)
+                ex.notes.append(f"quota exhausted on {account}{f' ({err.window.value})' if err.window else ''}: rotated")
                 reason = RetryReason.ROTATED
                 cred = await self.acquire(ex, exclude=ex.tried)
             elif err.kind == errors.THROTTLE and _retried(ex, RetryReason.THROTTLED) < MAX_THROTTLE_RETRIES:
                 wait = min(err.retry_after if err.retry_after is not None else 1.0, MAX_THROTTLE_WAIT)
-                self.pool.report(account, Outcome.THROTTLE, retry_after=wait)
-                ex.notes.append(f"throttled on {account}: waited {wait:g}s")
+                self.pool.report(account, Outcome.THROTTLE, retry_after=wait, detail=err.message, window=err.window)
+                ex.notes.append(f"throttled on {account}{f' ({err.window.value})' if err.window else ''}: waited {wait:g}s")
                 reason = RetryReason.THROTTLED
                 await asyncio.sleep(wait)
                 cred = await self.acquire(ex)
@@ -107,7 +108,8 @@ class RetryPolicy:
                 raise
             reason = None
         if reason is None:
-            self.pool.report(account, _POOL_OUTCOME.get(err.kind, Outcome.ERROR))
+            self.pool.report(account, _POOL_OUTCOME.get(err.kind, Outcome.ERROR), window=err.window,
+                             detail=err.message if err.window else None)
             if err.kind == errors.CONTEXT:  # in the guard's terms: the limit Qwen named, the prompt counted
                 raise await over_upstream_limit(ex, err.message, err.to_gateway_error())
             raise err.to_gateway_error()

@@ -24,6 +24,17 @@ def bad(message: str, param: str | None = None) -> GatewayError:
     return GatewayError(400, message, type="invalid_request_error", param=param, code="invalid_request_error")
 
 
+def marked(part: dict, block: dict, where: str) -> dict:
+    """`part` with the client's `cache_control` from `block`, as Anthropic takes one (type `ephemeral`, an
+    optional ttl): Qwen's cache reads it (upstream/dashscope/markers.py)."""
+    marker = block.get("cache_control")
+    if marker is None:
+        return part
+    if not isinstance(marker, dict) or marker.get("type") != "ephemeral":
+        raise bad(f"{where}.cache_control.type: Input should be 'ephemeral'", f"{where}.cache_control")
+    return {**part, "cache_control": {k: v for k, v in marker.items() if k in ("type", "ttl")}}
+
+
 def _text(block: dict, where: str) -> str:
     """A text block's text: Anthropic refuses a text block without one (null included)."""
     if not isinstance(block.get("text"), str):
@@ -103,15 +114,17 @@ def user_messages(content: object, where: str, notes: list[str]) -> list[dict]:
     for j, block in enumerate(_blocks(content, f"{where}.content")):
         at, kind = f"{where}.content.{j}", block["type"]
         if kind == "text":
-            parts.append({"type": "text", "text": _text(block, at)})
+            parts.append(marked({"type": "text", "text": _text(block, at)}, block, at))
         elif kind == "image":
-            parts.append(image_part(block, at))
+            parts.append(marked(image_part(block, at), block, at))
         elif kind == "document":
-            parts.append({"type": "text", "text": document_text(block, at)})
+            parts.append(marked({"type": "text", "text": document_text(block, at)}, block, at))
         elif kind == "tool_result":
             text, images = _tool_result(block, at)
+            text = text or ("(the tool returned the image below)" if images else "")
+            result = marked({"type": "text", "text": text}, _inner_marker(block), at)
             tools.append({"role": "tool", "tool_call_id": block["tool_use_id"],
-                          "content": text or ("(the tool returned the image below)" if images else "")})
+                          "content": [result] if "cache_control" in result else text})
             tool_images += images
         else:
             raise bad(f"{at}.type: {kind!r} blocks are not accepted in a user message", f"{at}.type")
@@ -122,19 +135,29 @@ def user_messages(content: object, where: str, notes: list[str]) -> list[dict]:
                                      + ("this image:" if len(tool_images) == 1 else f"these {len(tool_images)} images:")},
             *tool_images]})
     if parts:
-        only_text = all(p["type"] == "text" for p in parts)
-        out.append({"role": "user", "content": parts[0]["text"] if only_text and len(parts) == 1 else parts})
+        plain = len(parts) == 1 and parts[0]["type"] == "text" and "cache_control" not in parts[0]
+        out.append({"role": "user", "content": parts[0]["text"] if plain else parts})
     return out
+
+
+def _inner_marker(block: dict) -> dict:
+    """A tool_result's marker: on the block, or on a block inside its content (Anthropic takes both)."""
+    if "cache_control" in block or not isinstance(block.get("content"), list):
+        return block
+    return next((b for b in block["content"] if isinstance(b, dict) and "cache_control" in b), block)
 
 
 def assistant_message(content: object, where: str, notes: list[str],
                       verify: Callable[[str, str], str]) -> dict:
-    text, reasoning, calls = [], [], []
+    text: list[dict] = []
+    reasoning, calls = [], []
+    marker = None  # a marker on a tool_use: Qwen's are on content parts, so it goes on the turn's text
     for j, block in enumerate(_blocks(content, f"{where}.content")):
         at, kind = f"{where}.content.{j}", block["type"]
         if kind == "text":
-            text.append(_text(block, at))
+            text.append(marked({"type": "text", "text": _text(block, at)}, block, at))
         elif kind == "tool_use":
+            marker = marked({}, block, at).get("cache_control", marker)
             if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
                 raise bad(f"{at}: a tool_use block needs an id and a name", at)
             if not isinstance(block.get("input"), dict):
@@ -157,7 +180,15 @@ def assistant_message(content: object, where: str, notes: list[str],
             note(notes, "redacted_thinking blocks left out (Qwen cannot read them)")
         else:
             raise bad(f"{at}.type: {kind!r} blocks are not accepted in an assistant message", f"{at}.type")
-    message: dict = {"role": "assistant", "content": "".join(text) if text or not calls else None}
+    if marker is not None and text:
+        text[-1] = {"cache_control": marker, **text[-1]}
+    elif marker is not None:
+        note(notes, "cache_control on an assistant turn without text left out (Qwen marks content parts)")
+    joined = "".join(p["text"] for p in text)
+    if any("cache_control" in p for p in text):  # text parts: the marker stays where the client put it
+        message: dict = {"role": "assistant", "content": text}
+    else:
+        message = {"role": "assistant", "content": joined if text or not calls else None}
     if calls:
         message["tool_calls"] = calls
     if reasoning:

@@ -14,6 +14,7 @@ from ...local import json_response
 from ...pivot import Endpoint
 from ...seal import Sealer
 from ...tokens import estimate_request_tokens
+from ..conversation import keyed
 from . import passthrough
 from .request import asks_thinking, to_chat
 from .response import chat_to_message
@@ -33,14 +34,14 @@ def messages_endpoint(sealer: Callable[[], Sealer]) -> Endpoint[Exchange]:
 
     def from_own(message: dict, ex: Exchange) -> dict:
         answer, ex.usage = passthrough.own_answer(message, model=ex.requested_model or ex.upstream_model,
-                                                  sign=signer.sign)
+                                                  sign=signer.sign, explicit=passthrough.has_markers(ex.body))
         return answer
 
     def own_stream(ex: Exchange) -> tuple[passthrough.EventTap, passthrough.EventRelay]:
-        return passthrough.EventTap(), passthrough.EventRelay(model=ex.requested_model or ex.upstream_model,
+        return passthrough.EventTap(passthrough.has_markers(ex.body)), passthrough.EventRelay(model=ex.requested_model or ex.upstream_model,
                                                               sign=signer.sign)
 
-    return Endpoint(name="messages", to_chat=lambda body, ex: to_chat(body, ex.notes, signer.verify),
+    return Endpoint(name="messages", to_chat=keyed(lambda body, ex: to_chat(body, ex.notes, signer.verify)),
                     from_chat=from_chat, dialect=DIALECT,
                     stream_translator=lambda ex: MessagesStreamTranslator(
                         model=ex.requested_model or ex.upstream_model, sign=signer.sign,

@@ -20,7 +20,7 @@ from ...exchange import note
 from ...pivot import ChatChunk
 from .errors import stream_error_type
 from .content import bad
-from .request import system_text
+from .request import system_blocks
 
 # Fields of the base Messages API a strict Anthropic-compatible server takes.
 _KEPT = ("model", "max_tokens", "stop_sequences", "stream", "temperature", "top_p", "top_k", "tools",
@@ -34,14 +34,13 @@ def own_body(body: dict, notes: list[str]) -> dict:
     dropped = sorted(set(body) - set(_KEPT) - {"messages", "system"})
     if dropped:
         note(notes, f"passed through without {', '.join(dropped)} (no meaning upstream)")
-    system = system_text(body.get("system"), "system", notes)
+    system = system_blocks(body.get("system"), "system", notes)
     messages = []
     for i, m in enumerate(body.get("messages") or []):
         if not isinstance(m, dict):
             raise bad(f"messages.{i}: Input should be an object", f"messages.{i}")
         if m.get("role") == "system":
-            system = "\n\n".join(t for t in (system, system_text(m.get("content"), f"messages.{i}.content", notes))
-                                 if t)
+            system += system_blocks(m.get("content"), f"messages.{i}.content", notes)
             continue
         content = m.get("content")
         if isinstance(content, list):
@@ -52,8 +51,9 @@ def own_body(body: dict, notes: list[str]) -> dict:
             content = kept
         messages.append({**m, "content": content})
     out["messages"] = messages
-    if system:
-        out["system"] = system
+    if system:  # blocks when one carries a cache marker (kept for the base's cache), else one text
+        marked = any("cache_control" in b for b in system)
+        out["system"] = system if marked else "\n\n".join(b["text"] for b in system)
     if isinstance(out.get("tools"), list):  # deferred tools stay hidden, as the translation keeps them
         out["tools"] = [t for t in out["tools"] if not (isinstance(t, dict) and t.get("defer_loading"))]
     out.update(_thinking(body))
@@ -76,31 +76,46 @@ def _thinking(body: dict) -> dict:
     return {"thinking": {"type": "enabled", "budget_tokens": max(1024, min(budget, max_tokens - 1))}}
 
 
-def chat_usage(usage: object) -> dict | None:
-    """Anthropic's usage in the chat form the ledger and metrics read."""
+def has_markers(body: object) -> bool:
+    """Whether a Messages body carries a `cache_control` marker (then the base's cache is the explicit one)."""
+    def marked(blocks: object) -> bool:
+        return isinstance(blocks, list) and any(isinstance(b, dict) and ("cache_control" in b or marked(
+            b.get("content"))) for b in blocks)
+    return isinstance(body, dict) and (marked(body.get("system")) or marked(body.get("tools")) or any(
+        isinstance(m, dict) and marked(m.get("content")) for m in body.get("messages") or []))
+
+
+def chat_usage(usage: object, explicit: bool = False) -> dict | None:
+    """Anthropic's usage in the chat form the ledger and metrics read: an explicit cache's (the request had
+    markers, or the base created a cache) as Qwen reports one (`cache_type`), else hits of the implicit one."""
     if not isinstance(usage, dict):
         return None
     cached = usage.get("cache_read_input_tokens") or 0
     created = usage.get("cache_creation_input_tokens") or 0
     prompt = (usage.get("input_tokens") or 0) + cached + created
     completion = usage.get("output_tokens") or 0
+    details: dict = {"cached_tokens": cached}
+    if explicit or created:
+        details.update(cache_creation_input_tokens=created, cache_write_tokens=created, cache_type="ephemeral")
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": cached}}
+            "prompt_tokens_details": details}
 
 
-def own_answer(data: dict, *, model: str, sign: Callable[[str], str]) -> tuple[dict, dict | None]:
+def own_answer(data: dict, *, model: str, sign: Callable[[str], str], explicit: bool = False
+               ) -> tuple[dict, dict | None]:
     """The upstream's Message with the client's model name and the gateway's thinking signatures; and its
-    usage in chat form."""
+    usage in chat form (`explicit`: the request had cache markers)."""
     content = [{**b, "signature": sign(str(b.get("thinking") or ""))} if isinstance(b, dict) and
                b.get("type") == "thinking" else b for b in data.get("content") or []]
-    return {**data, "model": model, "content": content}, chat_usage(data.get("usage"))
+    return {**data, "model": model, "content": content}, chat_usage(data.get("usage"), explicit)
 
 
 class EventTap:
     """The pass-through stream's reader (a `ChunkSource`): each Anthropic event goes on as it is; usage and
-    the stop are noted for the record."""
+    the stop are noted for the record (`explicit`: the request had cache markers)."""
 
-    def __init__(self) -> None:
+    def __init__(self, explicit: bool = False) -> None:
+        self.explicit = explicit
         self.usage: dict | None = None
         self.finish_reasons: dict[int, str] = {}
         self.error_text: str | None = None
@@ -112,10 +127,10 @@ class EventTap:
         kind = event.get("type")
         if kind == "message_start" and isinstance(event.get("message"), dict):
             self._usage.update(event["message"].get("usage") or {})
-            self.usage = chat_usage(self._usage) if self._usage else None
+            self.usage = chat_usage(self._usage, self.explicit) if self._usage else None
         elif kind == "message_delta":
             self._usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
-            self.usage = chat_usage(self._usage) if self._usage else None
+            self.usage = chat_usage(self._usage, self.explicit) if self._usage else None
             stop = (event.get("delta") or {}).get("stop_reason")
             self.finish_reasons[0] = str(stop or "end_turn")
         elif kind == "message_stop":

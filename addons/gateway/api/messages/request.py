@@ -7,7 +7,8 @@ the exchange), or refused with Anthropic's 400. What Claude Code sends beyond th
 accepted: it re-sends a 400 with fewer betas but never without those, so refusing them fails every turn.
 
 System text (the `system` field, then `role: "system"` messages in their order) becomes the one system
-prompt Qwen caches. Claude Code's billing line (`x-anthropic-billing-header: …`) is metadata, not prompt:
+prompt Qwen caches. Every `cache_control` stays where the client put it (system, message and tool_result
+blocks, tools): Qwen's explicit cache reads it (upstream/dashscope/markers.py decides what Qwen takes). Claude Code's billing line (`x-anthropic-billing-header: …`) is metadata, not prompt:
 it is dropped. `thinking` blocks come back with the signature the gateway made (`Signer`); a block it did
 not sign is refused, as Anthropic refuses one it did not sign, and the signature never reaches Qwen.
 """
@@ -20,7 +21,7 @@ from collections.abc import Callable
 
 from ...exchange import note
 from ..websearch import is_anthropic_tool, messages_search
-from .content import assistant_message, bad, user_messages
+from .content import assistant_message, bad, marked, user_messages
 
 _ROLES = ("user", "assistant", "system")
 # Accepted and recorded, with no meaning on Qwen's side.
@@ -45,21 +46,21 @@ def to_chat(body: dict, notes: list[str], verify: Callable[[str, str], str], *, 
         raise bad("messages: at least one message is required", "messages")
     if "stream" in body and not isinstance(body["stream"], bool):
         raise bad("stream: Input should be a valid boolean", "stream")
-    system = system_text(body.get("system"), "system", notes)
+    system = system_blocks(body.get("system"), "system", notes)
     chat_messages: list[dict] = []
     for i, m in enumerate(messages):
         where = f"messages.{i}"
         if not isinstance(m, dict) or m.get("role") not in _ROLES:
             raise bad(f"{where}.role: Input should be 'user', 'assistant' or 'system'", f"{where}.role")
         if m["role"] == "system":  # Claude Code's per-turn context: folded into the system prompt in order
-            text = system_text(m.get("content"), f"{where}.content", notes)
-            system = "\n\n".join(t for t in (system, text) if t)
+            system += system_blocks(m.get("content"), f"{where}.content", notes)
         elif m["role"] == "user":
             chat_messages += user_messages(m.get("content"), where, notes)
         else:
             chat_messages.append(assistant_message(m.get("content"), where, notes, verify))
-    chat: dict = {"model": model, "messages": ([{"role": "system", "content": system}] if system else [])
-                  + chat_messages, "max_tokens": max_tokens, "stream": body.get("stream") is True}
+    chat: dict = {"model": model, "messages": ([{"role": "system", "content": system_content(system)}] if system
+                                               else []) + chat_messages,
+                  "max_tokens": max_tokens, "stream": body.get("stream") is True}
     _sampling(body, chat)
     _tools(body, chat, notes)
     messages_search(body, chat, notes)  # the web_search server tool: Qwen's own search
@@ -71,24 +72,39 @@ def to_chat(body: dict, notes: list[str], verify: Callable[[str, str], str], *, 
     return chat
 
 
-def system_text(value: object, where: str, notes: list[str]) -> str:
-    """A system prompt given as a string or text blocks (their `cache_control` is Qwen's business: the
-    DashScope upstream marks the system prompt for caching itself)."""
+def system_blocks(value: object, where: str, notes: list[str]) -> list[dict]:
+    """A system prompt given as a string or text blocks, as text blocks with their `cache_control` (Qwen's
+    cache markers: upstream/dashscope/markers.py); Claude Code's billing line and empty texts left out."""
     if value is None:
-        return ""
+        return []
     if isinstance(value, str):
-        return value
+        return [{"type": "text", "text": value}] if value else []
     if not isinstance(value, list):
         raise bad(f"{where}: Input should be a valid string or a list of text blocks", where)
-    parts = []
+    out = []
     for j, block in enumerate(value):
         if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
             raise bad(f"{where}.{j}: system content must be text blocks", f"{where}.{j}")
         if block["text"].startswith(BILLING_PREFIX):
             note(notes, "Claude Code's billing header line left out of the prompt")
             continue
-        parts.append(block["text"])
-    return "\n\n".join(p for p in parts if p)
+        if block["text"] or "cache_control" in block:
+            out.append(marked({"type": "text", "text": block["text"]}, block, f"{where}.{j}"))
+    return out
+
+
+def system_content(blocks: list[dict]) -> str | list[dict]:
+    """The system prompt's text, blocks a blank line apart; as text parts when one carries a cache marker (the
+    same text: the same prompt to cache)."""
+    text = "\n\n".join(b["text"] for b in blocks if b["text"])
+    if not any("cache_control" in b for b in blocks):
+        return text
+    parts, first = [], True
+    for b in blocks:
+        if b["text"] or "cache_control" in b:
+            parts.append({**b, "text": b["text"] if first or not b["text"] else "\n\n" + b["text"]})
+            first = first and not b["text"]
+    return parts
 
 
 def _sampling(body: dict, chat: dict) -> None:
@@ -143,7 +159,7 @@ def _tools(body: dict, chat: dict, notes: list[str]) -> None:
         fn: dict = {"name": tool["name"], "parameters": parameters}
         if isinstance(tool.get("description"), str):
             fn["description"] = tool["description"]
-        functions.append({"type": "function", "function": fn})
+        functions.append(marked({"type": "function", "function": fn}, tool, f"tools.{i}"))
     if functions:
         chat["tools"] = functions
     _tool_choice(body.get("tool_choice"), names, chat)

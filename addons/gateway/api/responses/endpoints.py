@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import GatewayError
 from ...pivot import Endpoint
+from ..conversation import keyed
 from . import background
 from .history import history_items, input_items
 from .items import new_id
@@ -96,7 +97,7 @@ def responses_endpoint(store: Callable[[], ResponseStore],
             return None  # one ordinary call
         return await runs().start(ex)
 
-    return Endpoint(name="responses", to_chat=to_chat, from_chat=from_chat, stream_translator=translator,
+    return Endpoint(name="responses", to_chat=keyed(to_chat), from_chat=from_chat, stream_translator=translator,
                     finished=finished, stream_failure=stream_failure, fetch=fetch, prepare=prepare(store, stores=True))
 
 
@@ -124,7 +125,7 @@ def compact_endpoint(store: Callable[[], ResponseStore]) -> Endpoint[Exchange]:
         return {"id": response["id"], "object": "response.compaction", "output": kept + response["output"],
                 "created_at": ex.created, "usage": response.get("usage") or usage_to_responses({})}
 
-    return Endpoint(name="responses.compact", to_chat=to_chat, from_chat=from_chat,
+    return Endpoint(name="responses.compact", to_chat=keyed(to_chat), from_chat=from_chat,
                     stream_translator=lambda ex: None, prepare=prepare(store, stores=False))
 
 

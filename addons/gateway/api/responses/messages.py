@@ -36,9 +36,9 @@ def _parts(content: list, where: str, notes: list[str]) -> list[dict]:
         kind = p.get("type")
         if kind in _TEXT_PARTS:
             text = p.get("text") if kind != "refusal" else p.get("refusal")
-            parts.append({"type": "text", "text": text if isinstance(text, str) else str(text or "")})
+            parts.append(_breakpoint({"type": "text", "text": text if isinstance(text, str) else str(text or "")}, p))
         elif kind in ("input_image", "image"):
-            parts.append(_image_part(p, f"{where}[{j}]"))
+            parts.append(_breakpoint(_image_part(p, f"{where}[{j}]"), p))
         elif kind in _DROPPED_PARTS:
             note(notes, f"{kind} content parts dropped (Qwen reads text and images only)")
         else:
@@ -47,15 +47,21 @@ def _parts(content: list, where: str, notes: list[str]) -> list[dict]:
     return parts
 
 
+def _breakpoint(part: dict, p: dict) -> dict:
+    """The client's explicit cache breakpoint, kept on the chat part (Qwen's cache marker: dashscope/markers.py)."""
+    mark = p.get("prompt_cache_breakpoint")
+    return {**part, "prompt_cache_breakpoint": mark} if isinstance(mark, dict) else part
+
+
 def message_content(content: object, where: str, notes: list[str]) -> str | list:
-    """A message's content in chat form: a string, or parts when there are images."""
+    """A message's content in chat form: a string, or parts when there are images or cache breakpoints."""
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
         raise GatewayError(400, f"{where}.content must be a string or an array of content parts.",
                            param=f"{where}.content", code="invalid_type")
     parts = _parts(content, f"{where}.content", notes)
-    if all(p["type"] == "text" for p in parts):
+    if all(p["type"] == "text" and "prompt_cache_breakpoint" not in p for p in parts):
         return "".join(p["text"] for p in parts)
     return parts
 

@@ -11,7 +11,9 @@ from .search import annotate_answer
 
 
 def normalise_usage(usage: object) -> dict | None:
-    """Qwen may put cached_tokens at top level; OpenAI clients read prompt_tokens_details."""
+    """Qwen may put cached_tokens at top level; OpenAI clients read prompt_tokens_details, and an explicit
+    cache's creation as OpenAI's `cache_write_tokens` beside Qwen's own `cache_creation_input_tokens` (and
+    `cache_type`, which tells its hits from the implicit cache's: prices.py)."""
     if not isinstance(usage, dict):
         return None
     out = dict(usage)
@@ -19,6 +21,9 @@ def normalise_usage(usage: object) -> dict | None:
     details = dict(out.get("prompt_tokens_details") or {})
     if isinstance(cached, int) and "cached_tokens" not in details:
         details["cached_tokens"] = cached
+    created = details.get("cache_creation_input_tokens")
+    if isinstance(created, int) and "cache_write_tokens" not in details:
+        details["cache_write_tokens"] = created
     if details:
         out["prompt_tokens_details"] = details
     for key in ("prompt_tokens", "completion_tokens"):

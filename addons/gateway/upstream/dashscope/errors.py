@@ -2,13 +2,17 @@
 what the retry policy does next (refresh, rotate, wait, give up) and what the client sees.
 
 Decisions go by code (DashScope's error-code page; qwen-protocol.md §4); codeless answers seen in the wild
-go by their text.
+go by their text. A quota or rate answer also says what ran out (a `Window`): Model Studio's "Error messages"
+and "Rate limits" pages name pay-as-you-go's per-minute requests (RPM), tokens (TPM) and burst protection, the
+Coding Plan FAQ its 5-hour, weekly and monthly quotas, its concurrency and short-term usage limits. The
+Coding Plan's answers carry `insufficient_quota`, the code of a TPM limit: their text decides.
 """
 
 from __future__ import annotations
 
 import json
 
+from ...accounts import Window
 from ...errors import AUTH, CLIENT, CONTEXT, DENIED, QUOTA, SERVER, THROTTLE, TIMEOUT, UpstreamError
 
 
@@ -57,6 +61,27 @@ _THROTTLE_CODES = {"Throttling", "Throttling.RateQuota", "Throttling.BurstRate",
                    "rate_limit_exceeded", "limit_requests", "RequestThrottled"}
 _DENIED_CODES = {"AccessDenied", "AccessDenied.Unpurchased", "Model.AccessDenied", "Workspace.AccessDenied",
                  "Arrearage", "permission_denied"}
+# Billing, answered 429 but not a rate: no wait helps (the workspace's bill, the model's purchase)
+_BILLING_CODES = {"PrepaidBillOverdue", "PostpaidBillOverdue", "CommodityNotPurchased"}
+# What ran out, by DashScope's words (the first that matches: a Coding Plan window before the TPM text it contains)
+_WINDOW_TEXTS = (
+    ("hour allocated quota exceeded", Window.FIVE_HOURS),
+    ("week allocated quota exceeded", Window.WEEK),
+    ("month allocated quota exceeded", Window.MONTH),
+    ("usage allocated quota exceeded", Window.USAGE),
+    ("concurrency allocated quota exceeded", Window.CONCURRENCY),
+    ("free allocated quota exceeded", Window.DAY),
+    ("request rate increased too quickly", Window.BURST),
+    ("requests rate limit exceeded", Window.RPM),
+    ("exceeded your request limit", Window.RPM),
+    ("exceeded your current request", Window.RPM),  # "…current request limit", "…current requests list"
+    ("allocated quota exceeded", Window.TPM),
+    ("exceeded your current quota", Window.TPM),
+)
+_WINDOW_CODES = {"Throttling.RateQuota": Window.RPM, "LimitRequests": Window.RPM, "limit_requests": Window.RPM,
+                 "Throttling.BurstRate": Window.BURST, "limit_burst_rate": Window.BURST,
+                 "Throttling.AllocationQuota": Window.TPM}
+_QUOTA_WINDOWS = (Window.FIVE_HOURS, Window.WEEK, Window.MONTH, Window.USAGE, Window.DAY)
 # Codeless answers seen in the wild (the portal's quota text, the context-length 400, the OAuth 401).
 _QUOTA_TEXTS = ("free allocated quota exceeded", "exceeded your current quota")
 _CONTEXT_TEXTS = ("range of input length should be", "maximum context length", "context_length_exceeded",
@@ -67,10 +92,23 @@ DENIED_MESSAGE = ("Qwen denied access: the model may not be enabled for this acc
                   "arrears (refreshing the login does not help).")
 
 
-def _throttle(message: str, code: str | None, retry_after: float | None) -> UpstreamError:
+def _throttle(message: str, code: str | None, retry_after: float | None, window: Window | None = None) -> UpstreamError:
     h = {"retry-after": str(int(retry_after))} if retry_after is not None else {}
-    return UpstreamError(THROTTLE, 429, message or "Rate limit exceeded.", "requests",
-                         "rate_limit_exceeded", retry_after=retry_after, headers=h)
+    return UpstreamError(THROTTLE, 429, message or "Rate limit exceeded.", "tokens" if window is Window.TPM else
+                         "requests", "rate_limit_exceeded", retry_after=retry_after, headers=h, window=window)
+
+
+def _window(low: str, code: str | None) -> Window | None:
+    """What ran out, by the answer's text, else its code."""
+    return next((w for text, w in _WINDOW_TEXTS if text in low), None) or _WINDOW_CODES.get(code or "")
+
+
+def _limit(message: str, code: str | None, window: Window, retry_after: float | None) -> UpstreamError:
+    """A quota window (the account rotates out until it ends) or a throttle (seconds)."""
+    if window in _QUOTA_WINDOWS:  # not a short throttle: no Retry-After "until tomorrow"
+        return UpstreamError(QUOTA, 429, message or "Quota exceeded.", "insufficient_quota", "insufficient_quota",
+                             retry_after=retry_after, window=window)
+    return _throttle(message, code, retry_after, window)
 
 
 def classify(status: int, body: bytes | str | None, headers: dict[str, str] | None = None) -> UpstreamError:
@@ -78,6 +116,12 @@ def classify(status: int, body: bytes | str | None, headers: dict[str, str] | No
     message, code, etype, param = _parse_error(body)
     low = message.lower()
     retry_after = _retry_after(headers)
+    if code in _BILLING_CODES:
+        return UpstreamError(DENIED, 403, f"{DENIED_MESSAGE} Qwen said: {message or code}", "permission_error",
+                             "permission_denied")
+    window = _window(low, code) if status in (403, 429) else None
+    if window is not None:
+        return _limit(message, code, window, retry_after)
     if code in _QUOTA_CODES and status != 400 or status in (403, 429) and code is None and any(
             t in low for t in _QUOTA_TEXTS):
         # A daily/plan quota is not a short throttle: no Retry-After "until tomorrow".
@@ -113,6 +157,9 @@ def classify_stream_error(err: object) -> UpstreamError:
     if isinstance(err, dict):
         message = str(err.get("message") or "Qwen reported an error mid-stream.")
         code = err.get("code") if isinstance(err.get("code"), str) else None
+        window = _window(message.lower(), code)
+        if window is not None:
+            return _limit(message, code, window, None)
         if code in _THROTTLE_CODES or code == "429":
             return _throttle(message, code, None)
         if code in _QUOTA_CODES:
@@ -122,6 +169,9 @@ def classify_stream_error(err: object) -> UpstreamError:
         return UpstreamError(SERVER, 502, message, str(err.get("type") or "server_error"),
                              code or "upstream_error", param=_str(err.get("param")))
     message = str(err or "").strip() or "Qwen ended the answer with an error."
+    window = _window(message.lower(), None)
+    if window is not None:
+        return _limit(message, None, window, None)
     if any(t in message.lower() for t in _THROTTLE_TEXTS):
         return _throttle(message, None, None)
     return UpstreamError(SERVER, 502, message, "server_error", "upstream_error")

@@ -12,9 +12,10 @@ from ...models import EMBEDDING_SIZES, Thinking
 from . import params, rules, search
 
 # OpenAI-only request fields Qwen rejects or would misread (prompt_cache_key is read first: the session id;
-# verbosity becomes a system hint; service_tier is answered as the one tier Qwen has).
+# verbosity becomes a system hint; service_tier is answered as the one tier Qwen has; prompt_cache_options is
+# read by markers.py; prompt_cache_retention: Qwen's explicit cache lasts five minutes, reset on each hit).
 _DROP = ("store", "metadata", "service_tier", "prompt_cache_key", "safety_identifier", "prediction",
-         "modalities", "audio", "verbosity")
+         "modalities", "audio", "verbosity", "prompt_cache_retention")
 
 
 def own_body(body: dict, *, model: str, capability: Capability, default_model: str | None = None,
@@ -92,4 +93,4 @@ def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None 
     out = params.sampling_ranges(out, notes)
     out = rules.thinking_knobs(out, effort, notes, learned=learned_thinking)
     out = rules.clamp_output(out, notes)
-    return rules.qwen_code_shape(out, session=session, stream=bool(out.get("stream")))
+    return rules.qwen_code_shape(out, session=session, notes=notes)

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from ... import ids
 from ...exchange import note
 from ...models import Thinking, is_vision, output_cap, thinking_kind, vision_model
+from . import markers
 
-EPHEMERAL = {"type": "ephemeral"}
 EFFORT_BUDGET = {"low": 1024, "medium": 8192}  # thinking_budget for OpenAI efforts; high: unbounded
 _OFF_EFFORTS = ("none", "minimal")
 _NATIVE_EFFORTS = ("low", "medium", "high")
@@ -51,10 +51,22 @@ def system_roles(messages: list[dict], notes: list[str] | None = None) -> list[d
         if m.get("role") == "system" and prev is not None and all(x.get("role") == "system" for x in out):
             a, b = _text(prev.get("content")), _text(m.get("content"))
             if a is not None and b is not None:
-                out[-1] = {**prev, "content": "\n\n".join(t for t in (a, b) if t)}
+                out[-1] = {**prev, "content": _joined(prev["content"], m["content"], a)}
                 continue
         out.append(m)
     return out
+
+
+def _joined(a: str | list, b: str | list, a_text: str) -> str | list:
+    """Two system prompts as one, a blank line between: as text parts when either carries a cache marker (the
+    text the same either way)."""
+    first = [{"type": "text", "text": a}] if isinstance(a, str) else list(a)
+    rest = [{"type": "text", "text": b}] if isinstance(b, str) else list(b)
+    if not any("cache_control" in p or "prompt_cache_breakpoint" in p for p in first + rest):
+        return "\n\n".join(t for t in (a_text, _text(b)) if t)
+    if a_text and rest:
+        rest[0] = {**rest[0], "text": "\n\n" + str(rest[0].get("text") or "")}
+    return first + rest
 
 
 # ---- verbosity: DashScope has none ----------------------------------------------------------------------
@@ -73,6 +85,9 @@ def verbosity_hint(messages: list[dict], verbosity: object, notes: list[str] | N
     note(notes, f"verbosity {verbosity} given to Qwen as a system hint")
     first = messages[0] if messages else None
     text = _text(first.get("content")) if first is not None and first.get("role") == "system" else None
+    if first is not None and text is not None and isinstance(first["content"], list):  # its cache markers kept
+        return [{**first, "content": [*first["content"], {"type": "text", "text": f"\n\n{hint}" if text else hint}]},
+                *messages[1:]]
     if first is not None and text is not None:
         return [{**first, "content": f"{text}\n\n{hint}" if text else hint}, *messages[1:]]
     return [{"role": "system", "content": hint}, *messages]
@@ -216,35 +231,10 @@ def uuid5_text(name: bytes) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _mark(message: dict) -> dict:
-    """The message with cache_control on its last content part (string content becomes one text part)."""
-    content = message.get("content")
-    if isinstance(content, str) and content:
-        return {**message, "content": [{"type": "text", "text": content, "cache_control": EPHEMERAL}]}
-    if isinstance(content, list) and content and isinstance(content[-1], dict):
-        return {**message, "content": [*content[:-1], {**content[-1], "cache_control": EPHEMERAL}]}
-    return message
-
-
-def cache_control(body: dict, *, stream: bool) -> dict:
-    """qwen-code's explicit prompt caching: the system prompt always; when streaming (long agent sessions)
-    also the last message and the last tool, so the next turn reads the whole prefix from the cache."""
-    messages = list(body.get("messages") or [])
-    first_system = next((i for i, m in enumerate(messages) if m.get("role") == "system"), None)
-    if first_system is not None:
-        messages[first_system] = _mark(messages[first_system])
-    out = {**body, "messages": messages}
-    if stream and messages:
-        messages[-1] = _mark(messages[-1])
-        tools = body.get("tools")
-        if isinstance(tools, list) and tools and isinstance(tools[-1], dict):
-            out["tools"] = [*tools[:-1], {**tools[-1], "cache_control": EPHEMERAL}]
-    return out
-
-
-def qwen_code_shape(body: dict, *, session: str, stream: bool) -> dict:
-    """What qwen-code adds on every DashScope host (OAuth and keys alike)."""
-    out = cache_control(body, stream=stream)
+def qwen_code_shape(body: dict, *, session: str, notes: list[str] | None = None) -> dict:
+    """What qwen-code adds on every DashScope host (OAuth and keys alike); its cache markers, with the client's
+    own first: markers.py."""
+    out = markers.place(body, notes)
     out["metadata"] = {"sessionId": session, "promptId": ids.hex_id(7)[:13]}
     out["preserve_thinking"] = True  # keep earlier turns' reasoning_content in the prompt (and its cache)
     if is_vision(str(out.get("model") or "")) and has_image(out["messages"]):

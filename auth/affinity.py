@@ -1,0 +1,71 @@
+"""Which account served each conversation (`Conversation.key` → account name), for the pool: turns of one
+conversation go back to it while it is usable, since Qwen's prompt cache is per account.
+
+Bounded: at most `max_entries` conversations, the least recently used dropped first; an entry lapses `ttl_s`
+after its conversation's last turn (Qwen's cache lives minutes; an hour keeps a conversation that paused
+where its cache may still be). Memory only here; affinity_pg.py shares the entries between gateways.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+TTL_S = 3600.0
+MAX_ENTRIES = 10_000
+
+
+class Affinity:
+    shared = False  # a local miss may be found in a shared copy (`fetch`)
+
+    def __init__(self, *, ttl_s: float = TTL_S, max_entries: int = MAX_ENTRIES) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        # key -> (account, expires, when the shared copy's entry expires: 0.0 when it has none)
+        self._entries: OrderedDict[str, tuple[str, float, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> str | None:
+        """The account that served the conversation, from memory (no I/O): None when unknown or lapsed."""
+        hit = self._entries.get(key)
+        if hit is None:
+            return None
+        if hit[1] <= time.time():
+            del self._entries[key]
+            return None
+        return hit[0]
+
+    async def fetch(self, key: str) -> str | None:
+        """The shared copy's account for a conversation memory does not know (another gateway's turn)."""
+        return None
+
+    def keep(self, key: str, account: str) -> None:
+        """`account` served the conversation's turn: its entry, refreshed (and shared when it is new, moved, or
+        the shared copy's entry has less than half its life left)."""
+        now = time.time()
+        old = self._entries.get(key)
+        expires = now + self.ttl_s
+        shared_until = old[2] if old is not None and old[0] == account else 0.0
+        if self.shared and shared_until - now < self.ttl_s / 2:
+            self._share(key, account, expires)
+            shared_until = expires
+        self._entries[key] = (account, expires, shared_until)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def learn(self, key: str, account: str, expires: float) -> None:
+        """An entry the shared copy holds (read, or another gateway's write): kept as it is there."""
+        if expires > time.time():
+            self._entries[key] = (account, expires, expires)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def _share(self, key: str, account: str, expires: float) -> None:
+        """Write the entry where other gateways read it (nothing to do in memory alone)."""
+
+    def close(self) -> None:
+        """Stop sharing (nothing to stop in memory alone)."""

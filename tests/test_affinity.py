@@ -1,0 +1,206 @@
+"""A conversation stays on its account (auth/affinity.py, the pool), a group of keys cools down together, and the
+windows DashScope names keep an account away for as long as the plan defines them (auth/windows.py). The
+conversation a request continues, per dialect (api/conversation.py). No process: the pool over fake accounts."""
+
+from __future__ import annotations
+
+import calendar
+import json
+import time
+from collections import Counter
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from qwen_gateway.api import conversation
+from qwen_gateway.auth.affinity import Affinity
+from qwen_gateway.accounts import KEY, Conversation, Credential, Window
+from qwen_gateway.auth.account import Account
+from qwen_gateway.auth.key_account import KeyAccount
+from qwen_gateway.auth.pool import AccountPool, PoolExhausted
+from qwen_gateway.auth.state import AccountState
+from qwen_gateway.auth.windows import next_monday_utc8, next_month_day_utc8, quota_until
+
+UTC8 = 8 * 3600
+
+
+class Fake(Account):
+    kind = KEY
+
+    def __init__(self, name: str, group: str | None = None, month_day: int | None = None) -> None:
+        self.name, self.group, self.month_day = name, group, month_day
+
+    def ready(self) -> Credential:
+        return Credential(self.name, KEY, f"http://{self.name}.test/v1", f"secret-{self.name}")
+
+    async def credential(self, *, force_refresh=False, refused=None) -> Credential:
+        return self.ready()
+
+    def status(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "state": "ok", "base_url": f"http://{self.name}.test/v1"}
+
+
+@pytest.fixture
+def state(tmp_path):
+    s = AccountState(tmp_path / "state.sqlite3")
+    yield s
+    s.close()
+
+
+def conv(n: int) -> Conversation:
+    return Conversation(f"conversation-{n}", "opening")
+
+
+# ---- affinity in the pool ------------------------------------------------------------------------------
+
+
+async def test_each_conversation_stays_on_one_account_and_new_ones_spread(state):
+    """3 accounts, 12 conversations of 6 turns, their turns interleaved: round-robin put a conversation's turns
+    on three accounts; each now has one, and the 12 are spread 4, 4, 4."""
+    pool = AccountPool([Fake("a"), Fake("b"), Fake("c")], state)
+    served: dict[int, list[str]] = {n: [] for n in range(12)}
+    for _turn in range(6):
+        for n in range(12):
+            served[n].append((await pool.acquire(conversation=conv(n))).account)
+    assert all(len(set(accounts)) == 1 for accounts in served.values()), served
+    assert Counter(accounts[0] for accounts in served.values()) == {"a": 4, "b": 4, "c": 4}
+
+
+async def test_requests_without_a_conversation_keep_the_round_robin(state):
+    pool = AccountPool([Fake("a"), Fake("b"), Fake("c")], state)
+    assert (await pool.acquire(conversation=conv(1))).account == "a"
+    assert [(await pool.acquire()).account for _ in range(3)] == ["b", "c", "a"]
+    assert (await pool.acquire(conversation=conv(1))).account == "a"  # its account, the turn taking no turn
+    assert (await pool.acquire()).account == "b"
+
+
+async def test_a_failover_moves_the_conversation_and_it_stays_moved(state):
+    pool = AccountPool([Fake("a"), Fake("b"), Fake("c")], state)
+    assert (await pool.acquire(conversation=conv(1))).account == "a"
+    pool.report("a", "quota", retry_after=60)
+    moved = (await pool.acquire(exclude=["a"], conversation=conv(1))).account
+    assert moved in ("b", "c")
+    state.set("a", cooldown_until=0, last_error=None)  # a is usable again
+    assert [(await pool.acquire(conversation=conv(1))).account for _ in range(3)] == [moved] * 3
+    assert (await pool.acquire(exclude=[moved], conversation=conv(1))).account not in (moved,)
+
+
+async def test_a_throttled_account_keeps_its_conversation_once_back(state):
+    pool = AccountPool([Fake("a"), Fake("b")], state)
+    assert (await pool.acquire(conversation=conv(1))).account == "a"
+    pool.report("a", "throttle", retry_after=0)  # back at once: the retry policy waited already
+    assert (await pool.acquire(conversation=conv(1))).account == "a"
+
+
+def test_affinity_is_bounded_and_lapses():
+    aff = Affinity(ttl_s=60, max_entries=3)
+    for n in range(5):
+        aff.keep(f"k{n}", "a")
+    assert len(aff) == 3 and aff.get("k0") is None and aff.get("k4") == "a"
+    aff.keep("k2", "b")  # used again: the most recent, moved to b
+    aff.keep("k5", "a")
+    assert aff.get("k3") is None and aff.get("k2") == "b"
+    aff._entries["k2"] = ("b", time.time() - 1, 0.0)
+    assert aff.get("k2") is None and len(aff) == 2
+
+
+# ---- groups and windows ---------------------------------------------------------------------------------
+
+
+async def test_a_quota_window_cools_the_whole_group_until_it_ends(state):
+    pool = AccountPool([Fake("a1", "acme"), Fake("a2", "acme"), Fake("b")], state)
+    before = time.time()
+    pool.report("a1", "quota", detail="hour allocated quota exceeded", window=Window.FIVE_HOURS)
+    rows = {r["name"]: r for r in pool.status()}
+    for name in ("a1", "a2"):
+        until = state.get(name)["cooldown_until"]
+        assert before + 5 * 3600 <= until <= time.time() + 5 * 3600
+        assert rows[name]["state"] == "cooling_down" and rows[name]["window"] == "5h"
+    assert rows["a1"]["last_error"].startswith('quota exhausted: Coding Plan 5-hour quota, back at ')
+    assert rows["a1"]["last_error"].endswith('(Qwen said: "hour allocated quota exceeded")')
+    assert "through a1, a key of the same Alibaba Cloud account (group)" in rows["a2"]["last_error"]
+    assert rows["b"]["state"] == "ok" and "window" not in rows["b"]
+    assert [(await pool.acquire()).account for _ in range(2)] == ["b", "b"]
+
+
+async def test_a_throttle_cools_the_group_for_seconds_and_names_what_ran_out(state):
+    pool = AccountPool([Fake("a1", "acme"), Fake("a2", "acme")], state)
+    pool.report("a1", "throttle", detail="You exceeded your current quota, please check your plan and billing "
+                "details.", window=Window.TPM)
+    with pytest.raises(PoolExhausted) as e:
+        await pool.acquire()
+    assert e.value.throttled and e.value.retry_at <= time.time() + 1.5  # seconds: a rate limit, not a quota
+    assert "a2: throttled: tokens per minute (TPM)" in str(e.value)
+    assert {r["window"] for r in pool.status()} == {"tpm"}
+
+
+async def test_weekly_and_monthly_windows_end_as_the_coding_plan_defines(state):
+    pool = AccountPool([Fake("w"), Fake("m", month_day=15), Fake("d")], state)
+    pool.report("w", "quota", window=Window.WEEK)
+    pool.report("m", "quota", window=Window.MONTH)
+    pool.report("d", "quota", window=Window.MONTH)  # no subscription day known: tried again at the next 00:00 UTC+8
+    week, month, day = (time.gmtime(state.get(n)["cooldown_until"] + UTC8) for n in ("w", "m", "d"))
+    assert (week.tm_wday, week.tm_hour, week.tm_min) == (0, 0, 0)
+    assert (month.tm_mday, month.tm_hour) == (15, 0)
+    assert day.tm_hour == 0 and state.get("d")["cooldown_until"] - time.time() <= 86400
+    assert {r["name"]: r["window"] for r in pool.status()} == {"w": "week", "m": "month", "d": "month"}
+
+
+@given(st.floats(min_value=1e9, max_value=4e9))
+def test_window_ends(now):
+    monday = next_monday_utc8(now)
+    assert now < monday <= now + 7 * 86400 and time.gmtime(monday + UTC8).tm_wday == 0 and (monday + UTC8) % 86400 == 0
+    for day in (1, 15, 31):
+        end = next_month_day_utc8(now, day)
+        t = time.gmtime(end + UTC8)
+        assert now < end <= now + 32 * 86400 and (end + UTC8) % 86400 == 0
+        assert t.tm_mday == min(day, calendar.monthrange(t.tm_year, t.tm_mon)[1])
+    assert quota_until(Window.FIVE_HOURS, now) == now + 5 * 3600 and quota_until(Window.USAGE, now) == now + 3600
+
+
+def test_a_key_account_reads_its_group_and_subscription_day():
+    acct = KeyAccount({"name": "k", "base_url": "http://x/v1", "key": "sk-1", "group": "acme", "month_day": 9})
+    assert (acct.group, acct.month_day) == ("acme", 9) and acct.status()["group"] == "acme"
+    plain = KeyAccount({"name": "p", "base_url": "http://x/v1", "key": "sk-1"})
+    assert plain.group is None and "group" not in plain.status()
+
+
+# ---- which conversation a request continues (api/conversation.py) -------------------------------------
+
+
+CLAUDE_USER = json.dumps({"device_id": "d" * 64, "account_uuid": "", "session_id": "5d0c1a4e-0000-4000-8000-0000000000aa"})
+
+
+def chat(*messages) -> dict:
+    return {"messages": list(messages)}
+
+
+SYSTEM = {"role": "system", "content": "You are a coding agent."}
+FIRST = {"role": "user", "content": "fix the bug"}
+
+
+def test_claude_code_session_id_names_the_conversation():
+    c = conversation.of({"metadata": {"user_id": CLAUDE_USER}}, chat(SYSTEM, FIRST))
+    assert c is not None and c.source == "session"
+    other_turn = conversation.of({"metadata": {"user_id": CLAUDE_USER}}, chat(SYSTEM, {"role": "user", "content": "x"}))
+    assert other_turn == c
+    old = conversation.of({"metadata": {"user_id": "user_ab_account__session_5d0c1a4e-0000-4000-8000-0000000000aa"}},
+                          chat(FIRST))
+    assert old == c  # the older user_id format, the same session
+    assert "5d0c1a4e" not in c.key  # a digest, never the id
+
+
+def test_prompt_cache_key_then_user_then_the_opening():
+    codex = conversation.of({"prompt_cache_key": "019a-codex-thread", "user": "bob"}, chat(FIRST))
+    assert codex.source == "prompt_cache_key"
+    assert conversation.of({"user": "bob"}, chat(FIRST)).source == "user"
+    assert conversation.of({"metadata": {"user_id": "bob"}}, chat(FIRST)) == conversation.of({"user": "bob"}, chat(FIRST))
+    turn1 = conversation.of({}, chat(SYSTEM, FIRST))
+    turn3 = conversation.of({}, chat(SYSTEM, FIRST, {"role": "assistant", "content": "done"},
+                                     {"role": "user", "content": "thanks"}))
+    parts = conversation.of({}, chat({"role": "system", "content": [{"type": "text", "text": "You are a coding agent."}]},
+                                     FIRST))
+    assert turn1 == turn3 == parts and turn1.source == "opening"
+    assert conversation.of({}, chat(SYSTEM, {"role": "user", "content": "another task"})) != turn1
+    assert conversation.of({}, chat()) is None and conversation.of({}, {}) is None

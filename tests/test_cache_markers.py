@@ -1,0 +1,119 @@
+"""Where the body Qwen gets carries its explicit-cache markers (upstream/dashscope/markers.py): the client's own
+first, at most four, the gateway's own only where room is left and they help, a ttl Qwen does not take noted."""
+
+from __future__ import annotations
+
+from qwen_gateway.upstream.dashscope import markers
+from qwen_gateway.upstream.dashscope.request import chat_to_qwen
+
+EPHEMERAL = {"type": "ephemeral"}
+LONG = "x" * (markers.MIN_TOKENS * markers.CHARS_PER_TOKEN)  # the size where a prefix is worth a marker
+TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
+
+
+def place(body: dict) -> tuple[dict, list[str]]:
+    notes: list[str] = []
+    return markers.place(body, notes), notes
+
+
+def where(body: dict) -> list[str]:
+    out = [f"tools.{i}" for i, t in enumerate(body.get("tools") or []) if "cache_control" in t]
+    for j, m in enumerate(body["messages"]):
+        assert "cache_control" not in m
+        out += [f"messages.{j}.{k}" for k, p in enumerate(m["content"] if isinstance(m["content"], list) else [])
+                if "cache_control" in p]
+    return out
+
+
+def test_short_prompts_get_no_marker_of_the_gateways():
+    """A prefix under 1,024 tokens is not cached, and any marker turns Qwen's implicit cache off."""
+    body = {"messages": [{"role": "system", "content": "short"}, {"role": "user", "content": "x" * 4000}]}
+    out, notes = place(body)
+    assert out == body and notes == []
+
+
+def test_long_prompts_get_the_whole_prompt_and_the_system_prompt_marked():
+    body = {"messages": [{"role": "system", "content": LONG}, {"role": "user", "content": "q"}], "tools": [TOOL]}
+    out, _ = place(body)
+    assert where(out) == ["messages.0.0", "messages.1.0"]  # no tool marker: tools are cached with any marker
+    assert out["messages"][1]["content"] == [{"type": "text", "text": "q", "cache_control": EPHEMERAL}]
+    assert body["messages"][0]["content"] == LONG  # the client's body is never altered
+    short_system = {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": LONG}]}
+    assert where(place(short_system)[0]) == ["messages.1.0"]
+
+
+def test_the_clients_markers_are_kept_and_counted_first():
+    body = {"tools": [{**TOOL, "cache_control": EPHEMERAL}], "messages": [
+        {"role": "system", "content": [{"type": "text", "text": LONG, "cache_control": EPHEMERAL}]},
+        {"role": "user", "content": [{"type": "text", "text": "doc", "prompt_cache_breakpoint": {"mode": "explicit"}}]},
+        {"role": "assistant", "content": "a"}, {"role": "user", "content": "q"}]}
+    out, notes = place(body)
+    assert where(out) == ["tools.0", "messages.0.0", "messages.1.0", "messages.3.0"] and notes == []
+    assert out["messages"][1]["content"] == [{"type": "text", "text": "doc", "cache_control": EPHEMERAL}]
+    full = {**body, "messages": [*body["messages"][:3], {"role": "user", "content": [
+        {"type": "text", "text": "q", "cache_control": EPHEMERAL}]}, {"role": "user", "content": "more"}]}
+    assert where(place(full)[0]) == ["tools.0", "messages.0.0", "messages.1.0", "messages.3.0"]  # no room left
+
+
+def test_past_four_the_earliest_go_with_a_note():
+    parts = [{"type": "text", "text": f"part {i}", "cache_control": EPHEMERAL} for i in range(6)]
+    out, notes = place({"messages": [{"role": "user", "content": parts}]})
+    assert where(out) == ["messages.0.2", "messages.0.3", "messages.0.4", "messages.0.5"]
+    assert notes == ["2 of the client's 6 cache_control markers dropped, the earliest: Qwen takes the last 4"]
+
+
+def test_a_ttl_or_type_qwen_does_not_take_becomes_ephemeral_with_a_note():
+    five = {"type": "ephemeral", "ttl": "5m"}
+    out, notes = place({"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "a", "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+        {"type": "text", "text": "b", "cache_control": five}]}]})
+    assert [p["cache_control"] for p in out["messages"][0]["content"]] == [EPHEMERAL, EPHEMERAL]
+    assert notes == ["cache_control ttl 1h sent as Qwen's 5 minutes (reset on each hit): Qwen's explicit cache "
+                     "takes no ttl"]  # 5m is Qwen's own validity: nothing to say
+
+
+def test_a_marker_on_a_message_moves_to_its_last_part():
+    out, _ = place({"messages": [{"role": "user", "content": "q", "cache_control": EPHEMERAL}]})
+    assert out["messages"] == [{"role": "user", "content": [{"type": "text", "text": "q", "cache_control": EPHEMERAL}]}]
+
+
+def test_explicit_breakpoints_only_means_none_of_the_gateways():
+    body = {"prompt_cache_options": {"mode": "explicit", "ttl": "30m"},
+            "messages": [{"role": "system", "content": LONG}, {"role": "user", "content": "q"}]}
+    out, _ = place(body)
+    assert where(out) == [] and "prompt_cache_options" not in out
+
+
+def test_nothing_to_mark_is_left_alone():
+    body = {"messages": [{"role": "user", "content": LONG}, {"role": "assistant", "content": None, "tool_calls": []}]}
+    assert where(place(body)[0]) == []
+
+
+def test_whole_and_streamed_requests_are_marked_alike():
+    chat = {"model": "gpt-4o", "messages": [{"role": "system", "content": LONG}, {"role": "user", "content": "q"}]}
+    whole = chat_to_qwen(chat, model="qwen3-coder-plus", oauth=False)
+    streamed = chat_to_qwen({**chat, "stream": True}, model="qwen3-coder-plus", oauth=False)
+    assert where(whole) == where(streamed) == ["messages.0.0", "messages.1.0"]
+
+
+def test_a_responses_breakpoint_and_explicit_mode_reach_the_markers():
+    from qwen_gateway.api.responses.request import responses_to_chat
+    chat = responses_to_chat({"model": "gpt-4o", "instructions": LONG, "prompt_cache_options": {"mode": "explicit"},
+                              "input": [{"role": "user", "content": [
+                                  {"type": "input_text", "text": "doc", "prompt_cache_breakpoint": {"mode": "explicit"}},
+                                  {"type": "input_text", "text": " and a question"}]}]})
+    out = chat_to_qwen(chat, model="qwen3-coder-plus", oauth=False)
+    assert where(out) == ["messages.1.0"]  # the client's only: explicit breakpoints, none of the gateway's
+    assert "prompt_cache_options" not in out
+
+
+def test_the_pass_through_keeps_marked_system_blocks():
+    from qwen_gateway.api.messages.passthrough import has_markers, own_body
+    body = {"model": "m", "max_tokens": 9, "system": [{"type": "text", "text": "a", "cache_control": EPHEMERAL},
+                                                       {"type": "text", "text": "b"}],
+            "messages": [{"role": "user", "content": "q"}, {"role": "system", "content": "c"}]}
+    out = own_body(body, [])
+    assert out["system"] == [{"type": "text", "text": "a", "cache_control": EPHEMERAL}, {"type": "text", "text": "b"},
+                             {"type": "text", "text": "c"}]
+    assert has_markers(body) and not has_markers({**body, "system": "a"})
+    assert own_body({**body, "system": "a"}, [])["system"] == "a\n\nc"  # unmarked: one text, as before
