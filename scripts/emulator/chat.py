@@ -59,8 +59,10 @@ def _calls(body: dict, sw: dict, prompt: str) -> list[dict]:
 def plan(body: dict, sw: dict, cached: int = 0) -> dict:
     """What to answer: reasoning, text or tool calls, finish reason, usage (`cached`: prompt-cache hits)."""
     msgs = body["messages"]
-    thinking = body.get("enable_thinking")
-    reasoning = REASONING if thinking is True or (sw["reasoning"] and thinking is not False) else ""
+    # Thinking mode per model (thinking.py): the model's default unless the knobs it takes say otherwise; the
+    # `reasoning` switch off silences a model that thinks by default (an explicit `enable_thinking: true` wins).
+    thinking = rules.thinking_on(body) and (sw["reasoning"] or body.get("enable_thinking") is True)
+    reasoning = REASONING if thinking else ""
     user = next((m for m in reversed(msgs) if m.get("role") == "user"), {})
     calls: list[dict] = []
     text = ""
@@ -82,6 +84,8 @@ def plan(body: dict, sw: dict, cached: int = 0) -> dict:
     prompt = _tokens("".join(text_of(m.get("content")) for m in msgs))
     completion = _tokens(text + reasoning + "".join(c["arguments"] for c in calls)) * n
     usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    if reasoning:  # thinking is billed as output, and said apart (Model Studio's usage object)
+        usage["completion_tokens_details"] = {"reasoning_tokens": _tokens(reasoning) * n}
     cached = int(sw["usage_cached_tokens"]) or min(cached, prompt)
     if sw["usage_top_level_cached"]:
         usage["cached_tokens"] = cached
