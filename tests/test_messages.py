@@ -137,7 +137,7 @@ def test_server_tools_are_refused_not_dropped():
     ({"type": "enabled", "budget_tokens": 2048}, None, {"enable_thinking": True, "thinking_budget": 2048}),
     ({"type": "disabled"}, None, {"enable_thinking": False}),
     ({"type": "adaptive", "display": "omitted"}, {"effort": "medium"}, {"reasoning_effort": "medium"}),
-    ({"type": "adaptive"}, {"effort": "max"}, {"reasoning_effort": "high"}),
+    ({"type": "adaptive"}, {"effort": "max"}, {"reasoning_effort": "max"}),  # the upstream maps it per model
     ({"type": "adaptive"}, None, {"enable_thinking": True}),
     (None, {"effort": "low"}, {"reasoning_effort": "low"}),
     (None, None, {"enable_thinking": False}),  # Anthropic's models think only when asked
