@@ -203,14 +203,16 @@ def test_a_thinking_only_model_is_never_told_to_stop(tgw, emu):
 
 @needs_anthropic
 def test_messages_to_a_thinking_only_model_hide_the_thinking_but_bill_it(tgw, pgw, emu):
-    ask = {"model": "qwq-plus", "max_tokens": 256, "messages": USER, "stream": False}
+    ask = {"model": "qwq-plus", "max_tokens": 256, "messages": USER}
     plain, off = messages(tgw, {"op": "create", "params": ask},
                           {"op": "create", "params": {**ask, "thinking": {"type": "disabled"}}})
     assert knobs(sent(emu)) == {}
     assert blocks(plain) == blocks(off) == ["text"]  # not asked for: not shown
     assert plain["usage"]["output_tokens"] > 3  # "Echo: hi" and the thinking Qwen billed
-    passed, = messages(pgw, {"op": "create", "params": {**ask, "thinking": {"type": "disabled"}}})
-    assert knobs(sent(emu)) == {} and "text" in blocks(passed)
+    passed, streamed = messages(pgw, {"op": "create", "params": {**ask, "thinking": {"type": "disabled"}}},
+                                {"op": "stream", "params": ask})  # the plan's own Anthropic base
+    assert knobs(sent(emu)) == {}
+    assert blocks(passed) == blocks(streamed) == ["text"] and passed["usage"]["output_tokens"] > 3
 
 
 def test_json_and_forced_tools_still_turn_a_default_thinker_off(tgw, emu):

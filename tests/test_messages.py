@@ -355,6 +355,24 @@ def test_thinking_the_client_did_not_ask_for_is_left_out():
     assert kinds == ["text"]
 
 
+def test_thinking_the_client_did_not_ask_for_is_left_out_of_a_passed_through_answer():
+    from qwen_gateway.api.messages.passthrough import EventRelay, own_answer
+    thought = {"type": "thinking", "thinking": "hm", "signature": "up"}
+    whole = {"model": "qwq-plus", "content": [thought, {"type": "text", "text": "hi"}], "usage": {}}
+    assert own_answer(whole, model="m", sign=str, thinking=False)[0]["content"] == [{"type": "text", "text": "hi"}]
+    assert own_answer(whole, model="m", sign=str)[0]["content"][0]["type"] == "thinking"
+    relay = EventRelay(model="m", sign=str, thinking=False)
+    out = [json.loads(b.split(b"data: ", 1)[1]) for e in [
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "hm"}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "hi"}},
+        {"type": "content_block_stop", "index": 1}, {"type": "message_stop"}] for b in relay.feed(e)]
+    assert [(e["type"], e.get("index")) for e in out] == [("content_block_start", 0), ("content_block_delta", 0),
+                                                          ("content_block_stop", 0), ("message_stop", None)]
+
+
 def test_an_anthropic_image_moves_a_passed_through_request_to_a_vision_model():
     from qwen_gateway.auth.base import Capability
     from qwen_gateway.upstream.dashscope.request import own_body
