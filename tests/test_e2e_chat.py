@@ -74,7 +74,8 @@ def test_streamed_chat_event_by_event(gw, emu):
 
 
 def test_stream_chunks_validate_and_usage_only_when_asked(gw, emu):
-    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello there"}], "stream": True}
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello there"}], "stream": True,
+            "reasoning_effort": "high"}
     plain = raw_stream(gw, body)
     for ev in plain:
         validate("CreateChatCompletionStreamResponse", ev)

@@ -34,6 +34,16 @@ STREAM_JSON = ("--output-format", "stream-json", "--verbose")
 MESSAGES = "/v1/messages?beta=true"
 
 
+@pytest.fixture(scope="module")
+def thinker_gw(claude_world):
+    """The reverse gateway with Claude's names mapped to a model that thinks (the account's default does not)."""
+    gw = claude_world.recording_gateway("thinker", "reverse:https://portal.qwen.ai", "--set",
+                                        "qwen_model_map=claude-sonnet=qwen3.6-plus", "--set",
+                                        "qwen_model_map=claude-opus=qwen3.6-plus")
+    yield gw
+    gw.stop()
+
+
 def base_url_env(gw) -> dict[str, str]:
     return {"ANTHROPIC_BASE_URL": gw.proxy_url, "ANTHROPIC_API_KEY": CLIENT_KEY,
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
@@ -99,16 +109,17 @@ def test_text_turn_through_its_base_url(claude_world, reverse_gw):
     assert world.leaks_since(reverse_gw, mark) == []
 
 
-def test_bash_tool_round_trip(claude_world, reverse_gw):
+def test_bash_tool_round_trip(claude_world, thinker_gw):
     """The model asks for Bash `echo hi`; Claude Code runs it and sends the tool_result back, with the thinking
-    block (and the gateway's signature) of the first answer unchanged before the tool_use."""
+    block (and the gateway's signature) of the first answer unchanged before the tool_use. The account's
+    qwen3-coder-plus does not think: Claude's names go to qwen3.6-plus here."""
     world = claude_world
     world.reset_emulator()
     world.switches(tool_arguments={"command": "echo hi"})  # the prompt names Bash: the emulator calls it
-    mark = world.mark_all(reverse_gw)
+    mark = world.mark_all(thinker_gw)
     r, _, _ = world.claude("use Bash to run echo hi", "--tools", "Bash", "--allowedTools", "Bash", *STREAM_JSON,
-                           env=base_url_env(reverse_gw))
-    events, result = finished(r, reverse_gw)
+                           env=base_url_env(thinker_gw))
+    events, result = finished(r, thinker_gw)
     assert result["result"] == "Tool said: hi"
     calls = model_calls(events)
     assert len(calls) == 2
@@ -126,7 +137,7 @@ def test_bash_tool_round_trip(claude_world, reverse_gw):
     assert "hi" in [m["content"] if isinstance(m["content"], str) else "".join(p.get("text", "") for p in m["content"])
                     for m in tool_messages]  # and Qwen got it as a tool message
     assert_key_stayed_home(world)
-    assert world.leaks_since(reverse_gw, mark) == []
+    assert world.leaks_since(thinker_gw, mark) == []
 
 
 def test_unchanged_claude_code_through_the_explicit_proxy(claude_world, reverse_gw, proxy_gw):

@@ -151,7 +151,7 @@ def test_tool_use_round_trip(msg_gw, emu):
 
 
 def test_thinking_signature_round_trip(msg_gw, emu):
-    out = result(sdk(msg_gw, "thinking"))
+    out = result(sdk(msg_gw, "thinking", {"model": "qwen-plus"}))  # the account's qwen3-coder-plus never thinks
     first = out["first"]
     thinking = [b for b in first["content"] if b["type"] == "thinking"]
     assert thinking and thinking[0]["thinking"] and thinking[0]["signature"], first["content"]

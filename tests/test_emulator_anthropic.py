@@ -91,28 +91,30 @@ def test_a_stream_in_anthropics_order(emu):
 
 
 def test_thinking_blocks_with_a_signature(emu):
-    m = ok(post(emu, thinking=THINK, max_tokens=2048))
+    m = ok(post(emu, thinking=THINK, max_tokens=2048, model="qwen-plus"))
     thinking, text = m["content"]
     assert thinking["type"] == "thinking" and thinking["thinking"] and thinking["signature"]
     assert text == {"type": "text", "text": "Echo: hello there"}
-    evs = events(post(emu, thinking=THINK, max_tokens=2048, stream=True))
+    evs = events(post(emu, thinking=THINK, max_tokens=2048, stream=True, model="qwen-plus"))
     assert evs[2][1]["content_block"] == {"type": "thinking", "thinking": "", "signature": ""}
     assert texts(evs, "thinking_delta", "thinking") == thinking["thinking"]
     assert texts(evs, "signature_delta", "signature") == thinking["signature"]
     assert evs[-2][1]["delta"]["stop_reason"] == "end_turn" and texts(evs) == "Echo: hello there"
     # The assistant turn sent back as it came: accepted.
     history = [BASE["messages"][0], {"role": "assistant", "content": m["content"]}, {"role": "user", "content": "ok"}]
-    assert ok(post(emu, thinking=THINK, max_tokens=2048, messages=history))["content"][1]["text"] == "Echo: ok"
+    assert ok(post(emu, thinking=THINK, max_tokens=2048, messages=history, model="qwen-plus"))["content"][1][
+        "text"] == "Echo: ok"
 
 
 def test_thinking_by_default_follows_the_model_and_the_reasoning_switch(emu):
     kinds = lambda **kw: [b["type"] for b in ok(post(emu, **kw))["content"]]  # noqa: E731
     assert kinds(model="coder-model") == ["thinking", "text"]  # thinks by default
     assert kinds(model="coder-model", thinking={"type": "disabled"}) == ["text"]
-    assert kinds() == ["text"]  # qwen3-coder-plus does not think by default
+    assert kinds(model="qwen-plus") == ["text"]  # does not think by default
+    assert kinds(thinking=THINK, max_tokens=2048) == ["text"]  # qwen3-coder-plus has no thinking at all
     emu.switches(reasoning=False)
     assert kinds(model="coder-model") == ["text"]
-    assert kinds(thinking=THINK, max_tokens=2048) == ["thinking", "text"]
+    assert kinds(thinking=THINK, max_tokens=2048, model="qwen-plus") == ["thinking", "text"]
 
 
 def test_a_tool_use_turn_and_its_result(emu):

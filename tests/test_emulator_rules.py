@@ -34,11 +34,12 @@ def test_r1_roles_developer_is_refused(emu):
 def test_r2_json_mode_refused_in_thinking_mode(emu):
     fmt = {"response_format": {"type": "json_object"}}
     msg = "Json mode response is not supported when enable_thinking is true"
-    assert refused(emu.chat(enable_thinking=True, model="qwen3-coder-plus", **fmt)) == msg
+    assert refused(emu.chat(enable_thinking=True, model="qwen-plus", **fmt)) == msg
     assert refused(emu.chat(model="qwen3.6-plus", **fmt)) == msg  # thinks by default
     assert refused(emu.chat(model="qwq-plus", **fmt)) == msg  # always thinks
     assert emu.chat(model="qwen3.6-plus", enable_thinking=False, **fmt).status_code == 200
-    assert emu.chat(model="qwen3-coder-plus", **fmt).status_code == 200  # no thinking by default
+    assert emu.chat(model="qwen-plus", **fmt).status_code == 200  # no thinking by default
+    assert emu.chat(model="qwen3-coder-plus", enable_thinking=True, **fmt).status_code == 200  # never thinks
 
 
 @pytest.mark.parametrize("choice", ["required", FORCED])
@@ -114,6 +115,43 @@ def test_r9_thinking_knobs_per_model(emu):
     assert "reasoning_effort" in refused(r)
     assert emu.chat(model="qwen3.8-max", reasoning_effort="high").status_code == 200
     assert emu.chat(model="qwen3.6-plus", enable_thinking=False).status_code == 200
+
+
+def test_r9_the_knobs_each_model_refuses_in_dashscopes_words(emu):
+    assert refused(emu.chat(model="qwen3.8-max", reasoning_effort="high", thinking_budget=1024)) == (
+        "'reasoning_effort' and 'thinking_budget' cannot be set simultaneously")
+    assert refused(emu.chat(model="qwen3.8-max", reasoning_effort="max")) == (
+        "'reasoning_effort' must be one of: 'none', 'minimal', 'low', 'medium', 'high', 'xhigh'")
+    assert emu.chat(model="qwen3.8-max", thinking_budget=4096).status_code == 200  # a budget alone: taken
+    budget = ALGO + "The thinking_budget parameter must be a positive integer and not greater than "
+    assert refused(emu.chat(model="qwen-turbo", enable_thinking=True, thinking_budget=77824)) == budget + "38912"
+    assert refused(emu.chat(model="qwen3.6-plus", thinking_budget=81921)) == budget + "81920"  # on by default
+    assert emu.chat(model="qwen3.6-plus", thinking_budget=81920).status_code == 200
+    assert emu.chat(model="qwen3.6-plus", enable_thinking=False, thinking_budget=10 ** 6).status_code == 200
+    assert refused(emu.chat(model="qwen3.5-27b", enable_thinking=True)) == budget + "0"  # a budget required
+    assert emu.chat(model="qwen3.5-27b", enable_thinking=True, thinking_budget=8192).status_code == 200
+
+
+def reasoning_of(r) -> tuple[str | None, int]:
+    """(reasoning_content, reasoning_tokens billed) of a whole answer."""
+    body = r.json()
+    assert r.status_code == 200, body
+    details = body["usage"].get("completion_tokens_details") or {}
+    return body["choices"][0]["message"].get("reasoning_content"), details.get("reasoning_tokens", 0)
+
+
+def test_each_model_thinks_by_its_own_default_and_bills_the_reasoning(emu):
+    for model in ("qwen3.6-plus", "qwen3.5-plus", "coder-model", "qwen3.8-max", "qwen3.7-plus"):  # on by default
+        text, billed = reasoning_of(emu.chat(model=model))
+        assert text and billed > 0, model
+    for model in ("qwen-plus", "qwen3-max-2026-01-23"):  # hybrid, off by default
+        assert reasoning_of(emu.chat(model=model)) == (None, 0)
+        assert reasoning_of(emu.chat(model=model, enable_thinking=True))[1] > 0
+    assert reasoning_of(emu.chat(model="qwen3.6-plus", enable_thinking=False)) == (None, 0)
+    assert reasoning_of(emu.chat(model="qwen3.8-max", reasoning_effort="none")) == (None, 0)
+    for knobs in ({"enable_thinking": True}, {"enable_thinking": False, "thinking_budget": 5},
+                  {"reasoning_effort": "high"}):  # no thinking: the knobs are ignored, never refused
+        assert reasoning_of(emu.chat(model="qwen3-coder-plus", **knobs)) == (None, 0)
 
 
 def test_r10_images_only_to_vision_models(emu):

@@ -141,7 +141,7 @@ def test_server_tools_are_refused_not_dropped():
     ({"type": "enabled", "budget_tokens": 2048}, None, {"enable_thinking": True, "thinking_budget": 2048}),
     ({"type": "disabled"}, None, {"enable_thinking": False}),
     ({"type": "adaptive", "display": "omitted"}, {"effort": "medium"}, {"reasoning_effort": "medium"}),
-    ({"type": "adaptive"}, {"effort": "max"}, {"reasoning_effort": "high"}),
+    ({"type": "adaptive"}, {"effort": "max"}, {"reasoning_effort": "max"}),  # the upstream maps it per model
     ({"type": "adaptive"}, None, {"enable_thinking": True}),
     (None, {"effort": "low"}, {"reasoning_effort": "low"}),
     (None, None, {"enable_thinking": False}),  # Anthropic's models think only when asked
@@ -357,6 +357,24 @@ def test_thinking_the_client_did_not_ask_for_is_left_out():
     kinds = [e["content_block"]["type"] for k, e in events(t, [chunk({"reasoning_content": "hm"}),
                                                                 chunk({"content": "hi"})]) if k == "content_block_start"]
     assert kinds == ["text"]
+
+
+def test_thinking_the_client_did_not_ask_for_is_left_out_of_a_passed_through_answer():
+    from qwen_gateway.api.messages.passthrough import EventRelay, own_answer
+    thought = {"type": "thinking", "thinking": "hm", "signature": "up"}
+    whole = {"model": "qwq-plus", "content": [thought, {"type": "text", "text": "hi"}], "usage": {}}
+    assert own_answer(whole, model="m", sign=str, thinking=False)[0]["content"] == [{"type": "text", "text": "hi"}]
+    assert own_answer(whole, model="m", sign=str)[0]["content"][0]["type"] == "thinking"
+    relay = EventRelay(model="m", sign=str, thinking=False)
+    out = [json.loads(b.split(b"data: ", 1)[1]) for e in [
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "hm"}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "hi"}},
+        {"type": "content_block_stop", "index": 1}, {"type": "message_stop"}] for b in relay.feed(e)]
+    assert [(e["type"], e.get("index")) for e in out] == [("content_block_start", 0), ("content_block_delta", 0),
+                                                          ("content_block_stop", 0), ("message_stop", None)]
 
 
 def test_an_anthropic_image_moves_a_passed_through_request_to_a_vision_model():

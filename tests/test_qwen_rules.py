@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwen_gateway.upstream.dashscope import rules
+from qwen_gateway.upstream.dashscope import knobs, rules, thinking
 from qwen_gateway.upstream.dashscope.request import chat_to_qwen
-from qwen_gateway.models import Thinking, is_vision, output_cap, thinking_kind, thinking_refusal, vision_model
+from qwen_gateway.models import Thinking, is_vision, output_cap, thinking_refusal, vision_model
 from qwen_gateway.api.responses.request import responses_to_chat
 
 TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
@@ -80,26 +80,79 @@ def test_effort_native_models_get_reasoning_effort_never_with_a_budget():
     out, notes = qwen({"reasoning_effort": "low", "thinking_budget": 500}, model="qwen3.8-max")
     assert out["reasoning_effort"] == "low" and "thinking_budget" not in out and "enable_thinking" not in out
     assert notes == ["thinking_budget dropped: qwen3.8-max takes reasoning_effort and refuses both"]
-    out, _ = qwen({"reasoning_effort": "xhigh"}, model="qwen3.8-max")
-    assert out["reasoning_effort"] == "high"
-    out, _ = qwen({"reasoning_effort": "minimal"}, model="qwen3.8-max")
-    assert out["enable_thinking"] is False and "reasoning_effort" not in out
-    out, _ = qwen({"reasoning_effort": "high", "response_format": {"type": "json_object"}}, model="qwen3.8-max")
-    assert out["enable_thinking"] is False and "reasoning_effort" not in out
+    out, notes = qwen({"reasoning_effort": "xhigh"}, model="qwen3.8-max")
+    assert out["reasoning_effort"] == "xhigh" and notes == []
+    out, notes = qwen({"reasoning_effort": "max"}, model="qwen3.8-max")
+    assert out["reasoning_effort"] == "xhigh" and notes == [
+        "reasoning_effort max sent as xhigh: qwen3.8-max takes none, minimal, low, medium, high, xhigh"]
+    for off in ({"reasoning_effort": "minimal"}, {"reasoning_effort": "none"}, {}, {"enable_thinking": False},
+                {"reasoning_effort": "high", "response_format": {"type": "json_object"}}):
+        out, _ = qwen(off, model="qwen3.8-max")
+        assert out["reasoning_effort"] == "none" and "enable_thinking" not in out, off  # never enable_thinking
+    out, notes = qwen({"enable_thinking": True, "thinking_budget": 300_000}, model="qwen3.8-max")
+    assert "reasoning_effort" not in out and "enable_thinking" not in out and out["thinking_budget"] == 262_144
+    assert notes == ["thinking_budget 300000 lowered to 262144, qwen3.8-max's most"]
 
 
 def test_explicit_qwen_knobs_win_over_reasoning_effort():
     out, notes = qwen({"enable_thinking": False, "reasoning_effort": "high"})
     assert out["enable_thinking"] is False and "thinking_budget" not in out and notes == []
-    out, _ = qwen({"thinking_budget": 300})
-    assert out["thinking_budget"] == 300 and "enable_thinking" not in out
+    out, _ = qwen({"thinking_budget": 300})  # a budget alone asks for thinking within it
+    assert out["thinking_budget"] == 300 and out["enable_thinking"] is True
+
+
+@pytest.mark.parametrize("model,sent", [
+    ("coder-model", {"enable_thinking": False}), ("qwen3.6-plus", {"enable_thinking": False}),
+    ("qwen3.5-plus-2026-02-15", {"enable_thinking": False}),  # a dated snapshot reads as its family
+    ("qwen3.9-plus", {"enable_thinking": False}),  # not in the table: Qwen 3.5 and later think by default
+    ("qwen3.8-max", {"reasoning_effort": "none"}),
+    ("qwen-plus", {}), ("qwen3-max-2026-01-23", {}), ("qwen3-coder-plus", {}), ("qwq-plus", {}),
+    ("somebody-elses-model", {})])
+def test_without_a_reasoning_ask_a_model_that_thinks_by_default_is_told_not_to(model, sent):
+    out, notes = qwen({"stream": True}, model=model)
+    assert {k: out[k] for k in ("enable_thinking", "thinking_budget", "reasoning_effort") if k in out} == sent
+    assert notes == []
+
+
+def test_budgets_within_each_models_most_and_where_required():
+    out, notes = qwen({"enable_thinking": True, "thinking_budget": 100_000}, model="qwen3.6-plus")
+    assert out["thinking_budget"] == 81_920 and notes == ["thinking_budget 100000 lowered to 81920, qwen3.6-plus's most"]
+    out, _ = qwen({"reasoning_effort": "high"}, model="qwen3.5-27b")  # refused without a budget: its most
+    assert out["enable_thinking"] is True and out["thinking_budget"] == 81_920
+    out, _ = qwen({"reasoning_effort": "low"}, model="qwen3.5-27b")
+    assert out["thinking_budget"] == 1024
+    out, _ = qwen({"thinking_budget": 50_000}, model="coder-model")  # its most not documented: as asked
+    assert out["thinking_budget"] == 50_000
+
+
+def test_a_model_without_thinking_gets_no_knob_and_the_ask_is_noted():
+    out, notes = qwen({"reasoning_effort": "high", "thinking_budget": 4096}, model="qwen3-coder-plus")
+    assert not {"enable_thinking", "thinking_budget", "reasoning_effort"} & set(out)
+    assert notes == ["thinking not asked of Qwen: qwen3-coder-plus does not think"]
+    out, notes = qwen({"enable_thinking": False}, model="qwen3-coder-plus")
+    assert "enable_thinking" not in out and notes == []
+
+
+def test_the_anthropic_base_gets_thinking_only_when_asked():
+    notes: list[str] = []
+    ask = {"model": "m", "max_tokens": 64, "messages": [USER]}
+    off = {"thinking": {"type": "disabled"}}
+    assert knobs.anthropic_thinking({**ask, "model": "qwen3.6-plus"}) == {**ask, "model": "qwen3.6-plus", **off}
+    assert knobs.anthropic_thinking({**ask, "model": "qwen-plus"}) == {**ask, "model": "qwen-plus"}
+    on = {"thinking": {"type": "enabled", "budget_tokens": 2048}}
+    assert knobs.anthropic_thinking({**ask, "model": "qwen3.6-plus", **on}) == {**ask, "model": "qwen3.6-plus", **on}
+    assert knobs.anthropic_thinking({**ask, "model": "qwq-plus", **off}, notes) == {**ask, "model": "qwq-plus"}
+    assert knobs.anthropic_thinking({**ask, "model": "qwen3-coder-plus", **on}, notes) == {
+        **ask, "model": "qwen3-coder-plus"}
+    assert notes == ["thinking stays on: qwq-plus always thinks",
+                     "thinking not asked of Qwen: qwen3-coder-plus does not think"]
 
 
 @pytest.mark.parametrize("model,kind", [("coder-model", Thinking.HYBRID), ("qwen3.6-plus", Thinking.HYBRID),
                                         ("qwq-plus", Thinking.ONLY), ("qwen3-next-80b-a3b-thinking", Thinking.ONLY),
                                         ("qwen3.8-max", Thinking.EFFORT), ("qwen3.8-max-2026-09-01", Thinking.EFFORT)])
 def test_thinking_kinds(model, kind):
-    assert thinking_kind(model) is kind
+    assert thinking.spec(model).kind is kind
 
 
 # ---- R4 ---------------------------------------------------------------------------------------------------
@@ -229,11 +282,12 @@ def test_notes_are_not_repeated_when_a_retry_translates_again():
 def test_a_refusal_teaches_a_models_thinking_kind():
     assert thinking_refusal("<400> InternalError.Algo.InvalidParameter: The value of the enable_thinking "
                             "parameter is restricted to True.") is Thinking.ONLY
-    assert thinking_refusal("reasoning_effort and thinking_budget cannot be set at the same time.") is \
+    assert thinking_refusal("'reasoning_effort' and 'thinking_budget' cannot be set simultaneously") is \
         Thinking.EFFORT
     assert thinking_refusal("Range of max_tokens should be [1, 8192]") is None
     learned = {"new-thinker": Thinking.ONLY}
-    assert thinking_kind("new-thinker", learned) is Thinking.ONLY and thinking_kind("new-thinker") is Thinking.HYBRID
+    assert thinking.spec("new-thinker", learned).kind is Thinking.ONLY
+    assert thinking.spec("new-thinker") == thinking.UNKNOWN
     out = chat_to_qwen({"model": "x", "messages": [USER], "reasoning_effort": "none"}, model="new-thinker",
                        oauth=False, learned_thinking=learned)
     assert "enable_thinking" not in out

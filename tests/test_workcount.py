@@ -106,6 +106,7 @@ def streamed_chat(client: httpx.Client) -> bytes:
 
 def stored_response(client: httpx.Client) -> bytes:
     with client.stream("POST", "/v1/responses", json={"model": "gpt-5.5", "input": "say three words",
+                                                      "reasoning": {"effort": "low"},  # as Codex asks
                                                       "stream": True, "store": True}) as r:
         assert r.status_code == 200
         body = r.read()

@@ -50,15 +50,14 @@ DEFAULT_OUTPUT_CAP = 8192
 
 
 class Thinking(enum.StrEnum):
-    """How a model's thinking is switched."""
+    """How a model's thinking is switched (each model's: upstream/dashscope/thinking.py)."""
 
     HYBRID = "hybrid"  # enable_thinking true/false (+ thinking_budget)
     ONLY = "only"  # always thinks: refuses enable_thinking false
     EFFORT = "effort"  # takes reasoning_effort natively; refuses it together with thinking_budget
+    NONE = "none"  # does not think: no knob means anything to it
 
 
-THINKING_ONLY_PREFIXES = ("qwq",)
-EFFORT_NATIVE_PREFIXES = ("qwen3.8-max",)
 # Vision-capable models (images refused by every other model). coder-model is Qwen OAuth's.
 VISION_PREFIXES = ("coder-model", "vision-model", "qwen-vl", "qwen3-vl", "qwen3.5-plus", "qwen3.6-plus",
                    "qwen3.7-plus")
@@ -69,17 +68,6 @@ KEY_VISION_MODEL = "qwen3.6-plus"  # on Model Studio, Coding Plan and Token Plan
 def output_cap(model: str) -> int:
     best = max((p for p in OUTPUT_CAPS if model.startswith(p)), key=len, default=None)
     return OUTPUT_CAPS[best] if best else DEFAULT_OUTPUT_CAP
-
-
-def thinking_kind(model: str, learned: Mapping[str, Thinking] | None = None) -> Thinking:
-    """From the table, unless a refusal taught otherwise (`learned`, see `thinking_refusal`)."""
-    if learned and model in learned:
-        return learned[model]
-    if model.startswith(THINKING_ONLY_PREFIXES) or "-thinking" in model:
-        return Thinking.ONLY
-    if model.startswith(EFFORT_NATIVE_PREFIXES):
-        return Thinking.EFFORT
-    return Thinking.HYBRID
 
 
 def thinking_refusal(message: str) -> Thinking | None:

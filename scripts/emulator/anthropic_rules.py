@@ -240,10 +240,11 @@ def _schema(body, count: bool) -> None:
 
 
 def thinking_on(body: dict) -> bool:
-    """Thinking mode: `enabled`/`disabled` when sent; otherwise the model's default (rules.THINKS_BY_DEFAULT),
-    as Model Studio's examples suggest by sending `thinking: disabled` to qwen3.x-plus explicitly."""
+    """Thinking mode: `enabled`/`disabled` when sent; otherwise the model's default (thinking.py), as Model
+    Studio's examples suggest by sending `thinking: disabled` to qwen3.x-plus explicitly. The model's own
+    rules still apply (a model without thinking never thinks, a thinking-only one always does)."""
     kind = (body.get("thinking") or {}).get("type")
-    return kind == "enabled" if kind else rules.thinking_on({"model": body["model"]})
+    return rules.thinking_on({"model": body["model"], **({"enable_thinking": kind == "enabled"} if kind else {})})
 
 
 def _has_image(messages: list) -> bool:
@@ -281,8 +282,8 @@ def check(body, denied_models=(), count: bool = False) -> tuple[int, dict] | Non
         if model in denied_models:  # R7
             raise Refused("permission_error", "Access to model denied. Please make sure you are eligible for using "
                                               "the model.")
-        if model in rules.THINKING_ONLY and (body.get("thinking") or {}).get("type") == "disabled":  # R9 (assumed)
-            _bad("The value of the enable_thinking parameter is restricted to True.")
+        if model in rules.THINKING_ONLY and (body.get("thinking") or {}).get("type") == "disabled":  # R9
+            _bad("The value of the enable_thinking parameter is restricted to True.")  # the chat path's text
         choice = (body.get("tool_choice") or {}).get("type")
         if choice in ("any", "tool") and thinking_on(body):  # R3; Anthropic refuses it with these words too
             _bad("Thinking may not be enabled when tool_choice forces tool use.")

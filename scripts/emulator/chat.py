@@ -60,8 +60,10 @@ def plan(body: dict, sw: dict, served: Served = Served()) -> dict:
     """What to answer: reasoning, text or tool calls, finish reason, usage (`served`: what the prompt cache
     read and stored)."""
     msgs = body["messages"]
-    thinking = body.get("enable_thinking")
-    reasoning = REASONING if thinking is True or (sw["reasoning"] and thinking is not False) else ""
+    # Thinking mode per model (thinking.py): the model's default unless the knobs it takes say otherwise; the
+    # `reasoning` switch off silences a model that thinks by default (an explicit `enable_thinking: true` wins).
+    thinking = rules.thinking_on(body) and (sw["reasoning"] or body.get("enable_thinking") is True)
+    reasoning = REASONING if thinking else ""
     user = next((m for m in reversed(msgs) if m.get("role") == "user"), {})
     calls: list[dict] = []
     text = ""
@@ -83,6 +85,8 @@ def plan(body: dict, sw: dict, served: Served = Served()) -> dict:
     prompt = _tokens("".join(text_of(m.get("content")) for m in msgs))
     completion = _tokens(text + reasoning + "".join(c["arguments"] for c in calls)) * n
     usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    if reasoning:  # thinking is billed as output, and said apart (Model Studio's usage object)
+        usage["completion_tokens_details"] = {"reasoning_tokens": _tokens(reasoning) * n}
     cached = int(sw["usage_cached_tokens"]) or min(served.cached, prompt)
     if sw["usage_top_level_cached"]:
         usage["cached_tokens"] = cached

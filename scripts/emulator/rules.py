@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import uuid
 
+from . import thinking
+
 ROLES = ("system", "assistant", "user", "tool", "function")
 ALGO = "<400> InternalError.Algo.InvalidParameter: "
 
@@ -20,16 +22,12 @@ OUTPUT_CAPS = {
     "qwen3.5-plus": 65536, "qwen3.6-plus": 65536, "qwen3.7-plus": 65536, "qwen3.7-flash": 32768,
     "qwen3.8-flash": 32768, "qwen3.8-max": 65536, "qwen3-max": 65536, "qwen-max": 8192, "qwen-plus": 32768,
     "qwen-turbo": 16384, "qwen-vl-max": 8192, "qwen-vl-plus": 8192, "qwen3-vl-plus": 32768, "qwq-plus": 8192,
-    "qwen3-235b-a22b-thinking-2507": 32768,
+    "qwen3-235b-a22b-thinking-2507": 32768, "qwen3.6-flash": 65536, "qwen3.5-flash": 65536, "qwen3.5-27b": 65536,
+    "qwen3-max-2026-01-23": 65536, "qwen-flash": 32768, "qwen3-32b": 16384, "qwen3.7-max": 65536,
 }
 KNOWN_MODELS = tuple(OUTPUT_CAPS)
-# Thinking mode per model: "hybrid" models take enable_thinking (on by default where listed in
-# THINKS_BY_DEFAULT); "only" models always think and refuse enable_thinking: false; "effort" models take
-# reasoning_effort natively and refuse it together with thinking_budget.
-THINKING_ONLY = ("qwq-plus", "qwen3-235b-a22b-thinking-2507")
-EFFORT_NATIVE = ("qwen3.8-max",)
-THINKS_BY_DEFAULT = ("coder-model", "qwen3.5-plus", "qwen3.6-plus", "qwen3.7-plus", "qwen3.7-flash",
-                     "qwen3.8-flash", "qwen3.8-max", *THINKING_ONLY)
+# Thinking per model (default on or off, thinking-only, effort-native, budgets): thinking.py.
+THINKING_ONLY = tuple(m for m, spec in thinking.MODELS.items() if spec[0] == thinking.ONLY)
 VISION = ("coder-model", "vision-model", "qwen-vl-max", "qwen-vl-plus", "qwen3-vl-plus", "qwen3.5-plus",
           "qwen3.6-plus", "qwen3.7-plus")
 # Models that answer streams only (Model Studio: QwQ, the open-source Qwen3 thinking models).
@@ -49,15 +47,7 @@ def invalid(message: str) -> tuple[int, dict]:
     return 400, error("invalid_parameter_error", message)
 
 
-def thinking_on(body: dict) -> bool:
-    """Whether this request runs in thinking mode on its model."""
-    model = body.get("model")
-    if model in THINKING_ONLY:
-        return True
-    if model in EFFORT_NATIVE and isinstance(body.get("reasoning_effort"), str):
-        return body["reasoning_effort"] != "none"
-    flag = body.get("enable_thinking")
-    return flag if isinstance(flag, bool) else model in THINKS_BY_DEFAULT
+thinking_on = thinking.thinking_on
 
 
 def _has_image(messages: list) -> bool:
@@ -96,16 +86,15 @@ def check_chat(body: dict, denied_models=()) -> tuple[int, dict] | None:
     problem = check_roles(messages)
     if problem:
         return problem
-    thinking = thinking_on(body)
-    if model in THINKING_ONLY and body.get("enable_thinking") is False:  # R9 (body assumed)
-        return invalid(ALGO + "The value of the enable_thinking parameter is restricted to True.")
-    if model in EFFORT_NATIVE and "reasoning_effort" in body and "thinking_budget" in body:  # R9 (body assumed)
-        return invalid(ALGO + "reasoning_effort and thinking_budget cannot be set at the same time.")
+    refused = thinking.check(body)  # R9: the knobs this model refuses, in DashScope's words
+    if refused:
+        return invalid(refused)
+    on = thinking_on(body)
     rf = body.get("response_format")
-    if isinstance(rf, dict) and rf.get("type") in ("json_object", "json_schema") and thinking:  # R2
+    if isinstance(rf, dict) and rf.get("type") in ("json_object", "json_schema") and on:  # R2
         return invalid("Json mode response is not supported when enable_thinking is true")
     choice = body.get("tool_choice")
-    if thinking and body.get("tools") and (choice == "required" or isinstance(choice, dict)):  # R3
+    if on and body.get("tools") and (choice == "required" or isinstance(choice, dict)):  # R3
         return invalid(ALGO + "The tool_choice parameter does not support being set to required or object in "
                               "thinking mode")
     cap = OUTPUT_CAPS.get(model, 8192)

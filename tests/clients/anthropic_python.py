@@ -124,12 +124,13 @@ def thinking(args: dict) -> dict:
     next turn; then once with the thinking edited under its signature, which must be refused; then once with
     a signature made elsewhere (as Anthropic's look), which is the client's to send."""
     think = {"type": "enabled", "budget_tokens": 1024}
+    model = args.get("model", MODEL)  # one that thinks (a Qwen name, or a Claude name the gateway maps to one)
     question = {"role": "user", "content": "Think, then answer."}
-    first = client.messages.create(model=MODEL, max_tokens=2048, thinking=think, messages=[question])
-    second = client.messages.create(model=MODEL, max_tokens=2048, thinking=think, messages=[
+    first = client.messages.create(model=model, max_tokens=2048, thinking=think, messages=[question])
+    second = client.messages.create(model=model, max_tokens=2048, thinking=think, messages=[
         question, {"role": "assistant", "content": blocks(first)}, {"role": "user", "content": "Again."}])
-    streamed = stream_out(model=MODEL, max_tokens=2048, thinking=think, messages=[question])
-    after_stream = client.messages.create(model=MODEL, max_tokens=2048, thinking=think, messages=[
+    streamed = stream_out(model=model, max_tokens=2048, thinking=think, messages=[question])
+    after_stream = client.messages.create(model=model, max_tokens=2048, thinking=think, messages=[
         question, {"role": "assistant", "content": streamed["message"]["content"]},
         {"role": "user", "content": "And again."}])
     forged = [dict(b) for b in blocks(first)]
@@ -141,12 +142,12 @@ def thinking(args: dict) -> dict:
         if b["type"] == "thinking":
             b["signature"] = "EqQBCkYIBxgCKkBmb3JlaWdu" + "A" * 64
     try:
-        client.messages.create(model=MODEL, max_tokens=2048, thinking=think, messages=[
+        client.messages.create(model=model, max_tokens=2048, thinking=think, messages=[
             question, {"role": "assistant", "content": forged}, {"role": "user", "content": "Once more."}])
         refused = None
     except anthropic.APIStatusError as e:
         refused = error_out(e)
-    elsewhere = client.messages.create(model=MODEL, max_tokens=2048, thinking=think, messages=[
+    elsewhere = client.messages.create(model=model, max_tokens=2048, thinking=think, messages=[
         question, {"role": "assistant", "content": foreign}, {"role": "user", "content": "Signed elsewhere."}])
     return {"first": message_out(first), "second": message_out(second), "streamed": streamed,
             "after_stream": message_out(after_stream), "forged": refused, "elsewhere": message_out(elsewhere)}

@@ -34,12 +34,13 @@ def messages_endpoint(sealer: Callable[[], Sealer]) -> Endpoint[Exchange]:
 
     def from_own(message: dict, ex: Exchange) -> dict:
         answer, ex.usage = passthrough.own_answer(message, model=ex.requested_model or ex.upstream_model,
-                                                  sign=signer.sign, explicit=passthrough.has_markers(ex.body))
+                                                  sign=signer.sign, explicit=passthrough.has_markers(ex.body),
+                                                  thinking=asks_thinking(ex.body or {}))
         return answer
 
     def own_stream(ex: Exchange) -> tuple[passthrough.EventTap, passthrough.EventRelay]:
-        return passthrough.EventTap(passthrough.has_markers(ex.body)), passthrough.EventRelay(model=ex.requested_model or ex.upstream_model,
-                                                              sign=signer.sign)
+        return passthrough.EventTap(passthrough.has_markers(ex.body)), passthrough.EventRelay(
+            model=ex.requested_model or ex.upstream_model, sign=signer.sign, thinking=asks_thinking(ex.body or {}))
 
     return Endpoint(name="messages", to_chat=keyed(lambda body, ex: to_chat(body, ex.notes, signer.verify)),
                     from_chat=from_chat, dialect=DIALECT,

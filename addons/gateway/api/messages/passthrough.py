@@ -101,12 +101,17 @@ def chat_usage(usage: object, explicit: bool = False) -> dict | None:
             "prompt_tokens_details": details}
 
 
-def own_answer(data: dict, *, model: str, sign: Callable[[str], str], explicit: bool = False
-               ) -> tuple[dict, dict | None]:
-    """The upstream's Message with the client's model name and the gateway's thinking signatures; and its
-    usage in chat form (`explicit`: the request had cache markers)."""
+_THINKING = ("thinking", "redacted_thinking")
+
+
+def own_answer(data: dict, *, model: str, sign: Callable[[str], str], explicit: bool = False,
+               thinking: bool = True) -> tuple[dict, dict | None]:
+    """The upstream's Message with the client's model name and the gateway's thinking signatures (no thinking
+    blocks when the client asked for none: a model that thinks anyway); and its usage in chat form
+    (`explicit`: the request had cache markers)."""
     content = [{**b, "signature": sign(str(b.get("thinking") or ""))} if isinstance(b, dict) and
-               b.get("type") == "thinking" else b for b in data.get("content") or []]
+               b.get("type") == "thinking" else b for b in data.get("content") or []
+               if thinking or not (isinstance(b, dict) and b.get("type") in _THINKING)]
     return {**data, "model": model, "content": content}, chat_usage(data.get("usage"), explicit)
 
 
@@ -149,14 +154,23 @@ class EventRelay:
     """The pass-through stream's writer (a `StreamTranslator`): the events as they came, the model renamed and
     thinking re-signed by the gateway."""
 
-    def __init__(self, *, model: str, sign: Callable[[str], str]) -> None:
+    def __init__(self, *, model: str, sign: Callable[[str], str], thinking: bool = True) -> None:
         self.model = model
         self.sign = sign
+        self.show_thinking = thinking  # False: thinking blocks left out (the client asked for none)
+        self.hidden: list[int] = []  # the upstream's indexes of the blocks left out
         self.thinking: dict[int, str] = {}
 
     def feed(self, chunk: Mapping[str, Any]) -> list[bytes]:
         event = dict(chunk)
         kind = event.get("type")
+        if "index" in event and isinstance(event["index"], int) and not self.show_thinking:
+            block = event.get("content_block")
+            if kind == "content_block_start" and isinstance(block, dict) and block.get("type") in _THINKING:
+                self.hidden.append(event["index"])
+            if event["index"] in self.hidden:
+                return []
+            event["index"] -= sum(1 for i in self.hidden if i < event["index"])  # the client's blocks count on
         if kind == "message_start" and isinstance(event.get("message"), dict):
             event["message"] = {**event["message"], "model": self.model}
         elif kind == "content_block_delta":

@@ -27,7 +27,7 @@ _ROLES = ("user", "assistant", "system")
 # Accepted and recorded, with no meaning on Qwen's side.
 _IGNORED = ("context_management", "safeguards", "container", "mcp_servers", "service_tier", "diagnostics",
             "inference_geo")
-_EFFORTS = {"low": "low", "medium": "medium", "high": "high", "max": "high", "xhigh": "high"}
+_EFFORTS = ("low", "medium", "high", "xhigh", "max")  # given on as they are: the upstream maps them per model
 BILLING_PREFIX = "x-anthropic-billing-header:"
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")  # Anthropic's custom tool names
 
@@ -203,7 +203,7 @@ def _thinking(body: dict, chat: dict, notes: list[str], max_tokens: int | None) 
                                    "json_schema": {"name": "output", "schema": fmt["schema"], "strict": True}}
     if thinking is None:  # Anthropic's models think only when asked
         if isinstance(effort, str) and effort in _EFFORTS:
-            chat["reasoning_effort"] = _EFFORTS[effort]
+            chat["reasoning_effort"] = effort
         else:
             chat["enable_thinking"] = False
         return
@@ -225,7 +225,7 @@ def _thinking(body: dict, chat: dict, notes: list[str], max_tokens: int | None) 
         chat["enable_thinking"] = True
         chat["thinking_budget"] = budget
     elif isinstance(effort, str) and effort in _EFFORTS:  # adaptive: the model decides, within the effort
-        chat["reasoning_effort"] = _EFFORTS[effort]
+        chat["reasoning_effort"] = effort
     else:
         chat["enable_thinking"] = True
     if thinking.get("display") not in (None, "summarized", "omitted", "updates"):

@@ -134,6 +134,8 @@ def translate(body: dict, history: list[dict] | None = None, *, chat_history: li
         chat["response_format"] = {"type": "json_object"}
     if isinstance(effort, str):
         chat["reasoning_effort"] = effort
+    elif isinstance(body.get("reasoning"), dict) and body["reasoning"].get("summary"):
+        chat["enable_thinking"] = True  # a summary asked for is reasoning asked for, at the model's own effort
     verbosity = (body.get("text") or {}).get("verbosity") if isinstance(body.get("text"), dict) else None
     if verbosity is not None:
         chat["verbosity"] = verbosity  # the chat field: the upstream says it as it can (a system hint)

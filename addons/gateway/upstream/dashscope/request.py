@@ -9,7 +9,7 @@ from ...accounts import Capability
 from ...errors import GatewayError
 from ...exchange import note
 from ...models import EMBEDDING_SIZES, Thinking
-from . import params, rules, search
+from . import knobs, params, rules, search
 
 # OpenAI-only request fields Qwen rejects or would misread (prompt_cache_key is read first: the session id;
 # verbosity becomes a system hint; service_tier is answered as the one tier Qwen has; prompt_cache_options is
@@ -29,6 +29,7 @@ def own_body(body: dict, *, model: str, capability: Capability, default_model: s
     if capability is Capability.CHAT:
         out = rules.route_vision(out, oauth=False, default_model=default_model, notes=notes)
         out.pop("vl_high_resolution_images", None)  # an OpenAI-compatible extra: not for the Anthropic base
+        out = knobs.anthropic_thinking(out, notes)  # on the model that answers (after vision routing)
     return rules.clamp_output(out, notes)
 
 
@@ -91,6 +92,6 @@ def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None 
     out = search.search_knobs(out, oauth=oauth, notes=notes)  # on the model that answers (after vision routing)
     out = params.stream_whole(out, notes, learned=learned_stream_only)
     out = params.sampling_ranges(out, notes)
-    out = rules.thinking_knobs(out, effort, notes, learned=learned_thinking)
+    out = knobs.thinking_knobs(out, effort, notes, learned=learned_thinking)
     out = rules.clamp_output(out, notes)
     return rules.qwen_code_shape(out, session=session, notes=notes)

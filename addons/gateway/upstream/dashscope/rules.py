@@ -1,8 +1,9 @@
 """What DashScope refuses that OpenAI accepts, and the request shape qwen-code sends: pure functions.
 
-Each function takes the Qwen-bound chat body and returns a new one that DashScope accepts (rules R1–R4,
-R9, R10 of dashscope-rules.md), appending a short note to `notes` whenever it changes something the
-client asked for, so the change shows on the flow. None of them does I/O.
+Each function takes the Qwen-bound chat body and returns a new one that DashScope accepts (rules R1, R4,
+R10 of dashscope-rules.md; the thinking knobs, R2, R3, R9, are knobs.py's), appending a short note to
+`notes` whenever it changes something the client asked for, so the change shows on the flow. None of them
+does I/O.
 """
 
 from __future__ import annotations
@@ -10,16 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping
 
 from ... import ids
 from ...exchange import note
-from ...models import Thinking, is_vision, output_cap, thinking_kind, vision_model
+from ...models import is_vision, output_cap, vision_model
 from . import markers
 
-EFFORT_BUDGET = {"low": 1024, "medium": 8192}  # thinking_budget for OpenAI efforts; high: unbounded
-_OFF_EFFORTS = ("none", "minimal")
-_NATIVE_EFFORTS = ("low", "medium", "high")
 _SESSION_NS = uuid.UUID("5b7c2f0e-8a1d-4c3e-9f61-2d4a8e0c7b19")  # this gateway's namespace for session ids
 # json.dumps with arguments builds an encoder per call: these are built once (the same text)
 _OPENING = json.JSONEncoder(ensure_ascii=False)
@@ -91,69 +88,6 @@ def verbosity_hint(messages: list[dict], verbosity: object, notes: list[str] | N
     if first is not None and text is not None:
         return [{**first, "content": f"{text}\n\n{hint}" if text else hint}, *messages[1:]]
     return [{"role": "system", "content": hint}, *messages]
-
-
-# ---- R2, R3, R9: thinking ---------------------------------------------------------------------------------
-
-
-def json_mode(body: dict) -> bool:
-    rf = body.get("response_format")
-    return isinstance(rf, dict) and rf.get("type") in ("json_object", "json_schema")
-
-
-def forced_tool(body: dict) -> bool:
-    choice = body.get("tool_choice")
-    return bool(body.get("tools")) and (choice == "required" or isinstance(choice, dict))
-
-
-def thinking_knobs(body: dict, effort: object = None, notes: list[str] | None = None, *,
-                   learned: Mapping[str, Thinking] | None = None) -> dict:
-    """Qwen's thinking fields for this model, from what the client asked (`enable_thinking`/`thinking_budget`
-    as Qwen extras, or OpenAI's `reasoning_effort`), obeying the model's kind and Qwen's refusals:
-    JSON mode and a forced tool choice both need thinking off (the client's explicit output contract wins
-    over a quality knob); a thinking-only model never gets thinking off; an effort-native model gets
-    `reasoning_effort` and never `thinking_budget` with it."""
-    out = dict(body)
-    model = str(out.get("model") or "")
-    kind = thinking_kind(model, learned)
-    explicit = out.pop("enable_thinking", None)
-    explicit = explicit if isinstance(explicit, bool) else None
-    budget = out.pop("thinking_budget", None)
-    out.pop("reasoning_effort", None)
-    effort = effort if isinstance(effort, str) else None
-    asked = explicit if explicit is not None else (effort not in _OFF_EFFORTS if effort else None)
-    if budget is None and explicit is None and effort:
-        budget = EFFORT_BUDGET.get(effort)
-    why = "JSON output (response_format)" if json_mode(out) else "a forced tool_choice" if forced_tool(out) else None
-
-    if kind is Thinking.ONLY:
-        if asked is False:
-            note(notes, f"thinking stays on: {model} always thinks")
-        if forced_tool(out):
-            out["tool_choice"] = "auto"
-            note(notes, f"forced tool_choice sent as auto: {model} always thinks and Qwen refuses a forced "
-                        "tool choice in thinking mode")
-        if budget is not None:
-            out["thinking_budget"] = budget
-        return out
-    if why:
-        out["enable_thinking"] = False
-        if asked:
-            note(notes, f"thinking off: Qwen refuses {why} in thinking mode")
-        return out
-    if kind is Thinking.EFFORT and effort and explicit is None:
-        if effort in _OFF_EFFORTS:
-            out["enable_thinking"] = False
-            return out
-        out["reasoning_effort"] = effort if effort in _NATIVE_EFFORTS else "high"
-        if "thinking_budget" in body:
-            note(notes, f"thinking_budget dropped: {model} takes reasoning_effort and refuses both")
-        return out
-    if asked is not None:
-        out["enable_thinking"] = asked
-    if budget is not None and asked is not False:
-        out["thinking_budget"] = budget
-    return out
 
 
 # ---- R4: output caps ---------------------------------------------------------------------------------------
