@@ -7,13 +7,12 @@
     pool.report(cred.account, Outcome.OK | AUTH | QUOTA | THROTTLE | ERROR, retry_after=..., window=...)
     cred = await pool.refreshed(cred.account, refused=cred.token)   # after AUTH: retry once
 
-`AccountPool` is the `Pool` of accounts.py (the core). An account being refreshed (or whose refresh waits for
-another process's lock) does not hold requests up while another is usable: acquire() waits for it at most
-`refresh_wait_s`, then serves the next account. A turn goes to the account that served its conversation while
-it is usable (affinity.py, affinity_pg.py), else to the next usable one in turn, which keeps it. A `group`
-(keys of one Alibaba Cloud account: groups.py) cools down together, for as long as what ran out says
-(windows.py). Only accounts of the `kinds` the gateway has an upstream for are handed out, and web accounts
-only when opted in (`AuthSettings.web_accounts`); the others are shown by status().
+`AccountPool` is the `Pool` of accounts.py (the core). An account being refreshed does not hold requests up
+while another is usable (acquire() waits for it at most `refresh_wait_s`). A turn goes to the account that
+served its conversation while it is usable (affinity.py, affinity_pg.py), else to the next usable one in
+turn, which keeps it. A `group` (keys of one Alibaba Cloud account: groups.py) cools down together, as long
+as what ran out says (windows.py). Only accounts of the `kinds` the gateway has an upstream for are handed
+out, web accounts only when opted in; the others are shown by status().
 """
 
 from __future__ import annotations
@@ -22,8 +21,7 @@ import asyncio
 import time
 from collections.abc import Collection
 
-from ..accounts import (AccountUnavailable, Capability, Conversation, Credential, NotCapable, Outcome, Pool,
-                        Window)
+from ..accounts import AccountUnavailable, Capability, Conversation, Credential, NotCapable, Outcome, Pool, Window
 from ..auth_settings import AuthSettings
 from .account import Account
 from .affinity import Affinity

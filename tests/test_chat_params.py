@@ -15,7 +15,7 @@ from qwen_gateway.api.chat import CHAT, ChatStreamTranslator
 from qwen_gateway.api.embeddings import dimensions
 from qwen_gateway.assemble import ChunkAssembler
 from qwen_gateway.errors import GatewayError
-from qwen_gateway.models import stream_only, stream_refusal
+from qwen_gateway.model_map import stream_only, stream_refusal
 from qwen_gateway.streaming import StreamRewriter
 from qwen_gateway.upstream.dashscope import params
 from qwen_gateway.upstream.dashscope.request import chat_to_qwen, embedding_body

@@ -77,6 +77,20 @@ def test_wings_import_the_core_never_each_other():
     assert crossings == []
 
 
+def test_nothing_but_the_wiring_imports_the_wiring():
+    """The api wing drives a turn through turn.TurnRunner, never the addon: no module imports the modules that
+    wire the wings together but those modules themselves (and the entry points, cli/)."""
+    imports_of_wiring = [f"{module} -> {dep}" for module, deps in graph().items()
+                         if module not in WIRING and wing(module) != "cli" for dep in deps if dep in WIRING]
+    assert imports_of_wiring == []
+    # nor is it handed the addon untyped to reach into (ResponsesSockets(self), BackgroundRuns(self) were)
+    handed = [f"{name}: {fn.name}({arg.arg})" for name, (path, _) in modules().items()
+              if name not in WIRING and wing(name) not in ("core", "cli")
+              for fn in ast.walk(ast.parse(path.read_text())) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+              for arg in fn.args.args + fn.args.kwonlyargs if arg.arg in ("gateway", "gw", "addon")]
+    assert handed == []
+
+
 def test_no_import_cycle():
     g = graph()
     index: dict[str, int] = {}

@@ -13,7 +13,7 @@ from qwen_gateway.api.messages.response import chat_to_message, usage
 from qwen_gateway.api.messages.stream import MessagesStreamTranslator
 from qwen_gateway.api.messages.thinking import ALTERED, FOREIGN, OURS, Signer
 from qwen_gateway.errors import GatewayError
-from qwen_gateway.models import ModelMap
+from qwen_gateway.model_map import ModelMap
 from qwen_gateway.seal import Sealer
 from qwen_gateway.sse import SSEDecoder
 

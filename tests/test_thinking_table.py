@@ -8,7 +8,7 @@ import importlib.util
 import re
 
 from helpers.procs import ROOT
-from qwen_gateway.models import OUTPUT_CAPS, QWEN_MODELS, Thinking
+from qwen_gateway.model_map import OUTPUT_CAPS, QWEN_MODELS, Thinking
 from qwen_gateway.upstream.dashscope import thinking
 
 _spec = importlib.util.spec_from_file_location("emulated_thinking", ROOT / "scripts" / "emulator" / "thinking.py")

@@ -17,7 +17,7 @@ from mitmproxy import exceptions
 
 from . import network as net
 from .auth_settings import AuthSettings
-from .models import ModelMap, parse_model_map
+from .model_map import ModelMap, parse_model_map
 from .option_specs import OptionSpec, problem
 from .prices import PriceTable, builtin as builtin_prices, load as load_prices
 from .storage.pg import driver_missing

@@ -25,7 +25,7 @@ from .accounts import Capability, Credential
 
 if TYPE_CHECKING:
     from .errors import GatewayError, UpstreamError
-    from .models import Thinking
+    from .model_map import Thinking
 
 # The exchange record (exchange.py) holds an Endpoint; an Endpoint's functions take the record. The
 # record's type is a parameter here so that this module, below exchange.py, imports nothing above it.

@@ -22,7 +22,7 @@ from ..accounts import Capability
 from ..errors import GatewayError
 from ..exchange import note
 from ..turn.whole import upstream_json
-from ..models import EMBEDDING_SIZES, OPENAI_EMBEDDING_SIZES
+from ..model_map import EMBEDDING_SIZES, OPENAI_EMBEDDING_SIZES
 from ..pivot import Endpoint, UpstreamAnswer
 from ..tokens import encoding
 

@@ -11,7 +11,7 @@ from ..config import Config
 from ..errors import GatewayError
 from ..exchange import Exchange
 from ..local import json_response
-from ..models import tier_alias
+from ..model_map import tier_alias
 
 
 async def answer(ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Response:

@@ -14,7 +14,7 @@ from .. import errors
 from ..accounts import KEY, AccountUnavailable, Credential, NotCapable, Outcome, Pool
 from ..errors import GatewayError, UpstreamError
 from ..exchange import Exchange, Retry, RetryReason
-from ..models import Thinking, stream_refusal, thinking_refusal
+from ..model_map import Thinking, stream_refusal, thinking_refusal
 from ..overflow import over_upstream_limit, upstream_limit
 from ..tokens import truncate_chat
 

@@ -30,7 +30,8 @@ from ...turn import TurnRunner
 from .history import input_items
 from .output import response_object
 from .store import ResponseStore
-from .stream import ResponsesStreamTranslator, sse_event
+from .stream import ResponsesStreamTranslator
+from .stream_parts import sse_event
 
 if TYPE_CHECKING:
     from mitmproxy import http

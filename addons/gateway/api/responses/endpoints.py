@@ -15,7 +15,8 @@ from .items import new_id
 from .output import chat_to_response, usage_to_responses
 from .request import check_request, translate
 from .store import ResponseStore
-from .stream import ResponsesStreamTranslator, sse_event
+from .stream import ResponsesStreamTranslator
+from .stream_parts import sse_event
 
 if TYPE_CHECKING:
     from ...exchange import Exchange

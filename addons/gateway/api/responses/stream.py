@@ -1,24 +1,16 @@
-"""Normalised chat chunks -> Responses API events, in the order strict clients check.
-
-response.created, response.in_progress, then one item at a time (reasoning, message, tool calls), each
-opened (`output_item.added`) before its content and closed (`.done` events) before the next one opens,
-then exactly one terminal event. A tool call is opened as soon as its name is known and its arguments
-are streamed as Qwen writes them: one `function_call_arguments.delta` per upstream fragment, or, for a
-freeform (custom) tool, `custom_tool_call_input.delta` with the text decoded out of the `{"input": …}`
-Qwen writes. A compaction request streams nothing until its summary is complete, then one `compaction`
-item. No I/O; never raises on odd input.
-
-Events are encoded by `encode` (SSE by default; the WebSocket transport sends the bare JSON). Their
-shapes are in events.py; a tool call's own events are written by stream_call.py.
-"""
+"""Normalised chat chunks -> Responses API events, in the order strict clients check: response.created,
+response.in_progress, then one item at a time (reasoning, message, tool calls), each opened
+(`output_item.added`) before its content and closed (`.done` events) before the next one opens, then exactly
+one terminal event. A tool call opens as soon as its name is known, its arguments streamed as Qwen writes them
+(stream_call.py); a compaction request streams nothing until its summary is complete, then one `compaction`
+item. Events are encoded by `encode` (SSE by default; the WebSocket sends the bare JSON), their shapes are in
+events.py and stream_parts.py. No I/O; never raises on odd input."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-from ... import sse
 from .compaction import compaction_item
 from .events import StreamEvent
 from .fields import cap_calls
@@ -27,33 +19,9 @@ from .output import incomplete_reason, response_object
 from .shapes import ItemStatus, MessageItem, OutputItem, ReasoningItem, Response, ResponseError
 from ..websearch import responses_annotations, search_call_item
 from .stream_call import StreamedCall
+from .stream_parts import ChatCall, OpenText, error_code, sse_event
 from .stream_search import annotations_added, search_call
 from .tools import CUSTOM, ToolRef
-
-
-def sse_event(payload: dict) -> bytes:
-    return sse.encode(payload, event=payload["type"])
-
-
-@dataclass(slots=True, eq=False)
-class _OpenText:
-    """The reasoning or message being streamed."""
-
-    kind: Literal["reasoning", "message"]
-    item: ReasoningItem | MessageItem
-    index: int = 0  # set by _open
-    text: str = ""
-    annotations: list[dict] = field(default_factory=list)  # a message's web search citations
-
-
-@dataclass(slots=True, eq=False)
-class _ChatCall:
-    """A chat tool call (by its index in the chunks): collected until its name is known, then streamed."""
-
-    id: str
-    name: str = ""
-    args: str = ""  # arguments that came before the call was opened
-    state: StreamedCall | None = None  # once opened
 
 
 class ResponsesStreamTranslator:
@@ -73,8 +41,8 @@ class ResponsesStreamTranslator:
         self.encode: Callable[[Any], bytes] = encode
         self.seq = 0
         self.output: list[OutputItem] = []  # finished items
-        self.open: _OpenText | StreamedCall | None = None  # the item being streamed
-        self.calls: dict[int, _ChatCall] = {}  # chat tool index -> call state
+        self.open: OpenText | StreamedCall | None = None  # the item being streamed
+        self.calls: dict[int, ChatCall] = {}  # chat tool index -> call state
         self.usage: dict | None = None
         self.finish_reason: str | None = None
         self.status = "in_progress"
@@ -113,7 +81,7 @@ class ResponsesStreamTranslator:
 
     # ---- items ---------------------------------------------------------------------------------
 
-    def _open(self, o: _OpenText | StreamedCall) -> list[bytes]:
+    def _open(self, o: OpenText | StreamedCall) -> list[bytes]:
         out = self._close()
         o.index = index = len(self.output)
         self.open = o
@@ -169,7 +137,7 @@ class ResponsesStreamTranslator:
             return []
         out: list[bytes] = []
         o = self.open
-        if not isinstance(o, _OpenText) or o.kind != kind:
+        if not isinstance(o, OpenText) or o.kind != kind:
             item: ReasoningItem | MessageItem
             if kind == "reasoning":
                 item = reasoning_item(new_id("rs"), "")
@@ -177,7 +145,7 @@ class ResponsesStreamTranslator:
             else:
                 item = message_item(new_id("msg"), "", "in_progress")
                 item["content"] = []
-            o = _OpenText(kind, item)
+            o = OpenText(kind, item)
             out += self._open(o)
         o.text += text
         if kind == "message":
@@ -201,7 +169,7 @@ class ResponsesStreamTranslator:
         if call is None and (cap := cap_calls(self.request)) is not None and len(self.calls) >= cap:
             return out  # beyond max_tool_calls: dropped
         if call is None:
-            call = self.calls[idx] = _ChatCall(c if isinstance(c := tc.get("id"), str) and c else new_id("call"))
+            call = self.calls[idx] = ChatCall(c if isinstance(c := tc.get("id"), str) and c else new_id("call"))
         if call.state is not None and call.state is not self.open:
             return out  # a fragment for a call already closed: nothing valid can carry it
         if call.state is None:
@@ -214,7 +182,7 @@ class ResponsesStreamTranslator:
             out += call.state.add(args)
         return out
 
-    def _open_call(self, call: _ChatCall) -> list[bytes]:
+    def _open_call(self, call: ChatCall) -> list[bytes]:
         qname = call.name
         ref = self.tools.get(qname)
         item = tool_item(ref, qname, new_id("fc" if ref is None or ref.kind != CUSTOM else "ctc"), call.id, "",
@@ -263,7 +231,7 @@ class ResponsesStreamTranslator:
             if isinstance(delta.get("content"), str) and delta["content"]:
                 out += self._delta("message", delta["content"])
             o = self.open
-            if delta.get("annotations") and isinstance(o, _OpenText) and o.kind == "message":
+            if delta.get("annotations") and isinstance(o, OpenText) and o.kind == "message":
                 cited = responses_annotations(delta["annotations"])
                 out += annotations_added(self._ev, o.item["id"], o.index, len(o.annotations), cited)
                 o.annotations += cited
@@ -329,11 +297,3 @@ class ResponsesStreamTranslator:
         self.ended = True
         self.status = "cancelled"
         return out
-
-
-def error_code(error: dict) -> str:
-    """The code a Response's `error` carries: OpenAI's for rate limits and context overflow (what clients such
-    as Codex act on), else invalid_prompt for a refused request and server_error for the rest."""
-    if error.get("code") in ("rate_limit_exceeded", "context_length_exceeded"):
-        return str(error["code"])
-    return "invalid_prompt" if error.get("type") == "invalid_request_error" else "server_error"

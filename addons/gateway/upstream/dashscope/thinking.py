@@ -29,7 +29,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ...models import Thinking
+from ...model_map import Thinking
 
 HYBRID, ONLY, EFFORT, NONE = Thinking.HYBRID, Thinking.ONLY, Thinking.EFFORT, Thinking.NONE
 # Plans (docs/compatibility.md's names): pay-as-you-go international and China, Coding Plan, Token Plan, OAuth.

@@ -13,7 +13,7 @@ from .headers import host_header, upstream_headers, upstream_url
 from .stream import ChunkNormalizer
 
 if TYPE_CHECKING:
-    from ...models import Thinking
+    from ...model_map import Thinking
 
 
 class DashScope:

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from ...accounts import WEB
-from ...models import LiveModels
+from ...model_map import LiveModels
 from ...network import Network
 from ..client import ConnectionFailed, UpstreamClient
 from .headers import CHROME_UA

@@ -14,7 +14,7 @@ from ... import jsonio
 from ...accounts import WEB, Capability, Credential
 from ...config import Config
 from ...errors import SERVER, GatewayError, UpstreamError
-from ...models import LiveModels
+from ...model_map import LiveModels
 from ...network import Network
 from ...pivot import Fetch, UpstreamAnswer, Wire
 from ...storage.pg import Database
@@ -28,7 +28,7 @@ from .pins_pg import SharedPinStore
 from .stream import WebChunks
 
 if TYPE_CHECKING:
-    from ...models import Thinking
+    from ...model_map import Thinking
 
 
 class QwenWeb:

@@ -1,4 +1,4 @@
-"""Which Qwen model answers a client's model name, and the list /v1/models shows."""
+"""Which Qwen model answers a client's model name (the model map), what each can do, and the list /v1/models shows."""
 
 from __future__ import annotations
 
