@@ -5,7 +5,7 @@ tests can count how often a client opened a new upstream connection.
 
     python scripts/delay_proxy.py --target 127.0.0.1:9999 --delay-ms 50 --port 9998
 
-Used by scripts/bench.py (an emulated far upstream) and tests/test_e2e_engine.py.
+Used by scripts/bench.py (an emulated far upstream) and tests/e2e/test_e2e_engine.py.
 """
 
 from __future__ import annotations

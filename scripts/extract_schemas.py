@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NEEDED = ["CreateChatCompletionResponse", "CreateChatCompletionStreamResponse", "CreateCompletionResponse",
           "CreateEmbeddingResponse", "ListModelsResponse", "Model", "ErrorResponse", "Response",
           "ResponseStreamEvent", "CompactResource", "ResponseItemList", "TokenCountsResource",
-          # request bodies: what the fuzzer (tests/test_e2e_fuzz.py) generates, and what the gateway validates
+          # request bodies: what the fuzzer (tests/e2e/test_e2e_fuzz.py) generates, and what the gateway validates
           "CreateChatCompletionRequest", "CreateCompletionRequest", "CreateEmbeddingRequest", "CreateResponse"]
 PREFIX = "#/components/schemas/"
 

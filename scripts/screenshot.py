@@ -19,8 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PICTURES = {  # name -> (the test that takes it, where the docs keep it)
-    "mitmweb": ("tests/test_mitmweb.py::test_browser_shows_the_assembled_answer_and_summary", "mitmweb-stream.png"),
-    "usage-report": ("tests/test_e2e_usage_report.py::"
+    "mitmweb": ("tests/e2e/test_mitmweb.py::test_browser_shows_the_assembled_answer_and_summary", "mitmweb-stream.png"),
+    "usage-report": ("tests/e2e/test_e2e_usage_report.py::"
                      "test_report_renders_in_chromium_with_the_ledgers_numbers_and_no_network", "usage-report.png"),
 }
 

@@ -135,7 +135,8 @@ class Exchange:
     kept: bool = False  # the endpoint kept the answer already (a parked stream's end)
     unkept: bool = False  # its write failed: the answer was not kept (nor may it be continued)
     final: dict | None = None  # a whole answer's final object, for the endpoint to keep
-    # the door's state of a named client key (door/team.py)
+    # the door's state: the URL the client addressed (door/claim.py), a named client key's (door/team.py)
+    called: tuple[str, str, int] | None = None  # scheme, host, port
     key_record: Any = field(default=None, repr=False)  # its record, while the request may be limited
     key_digest: bytes | None = field(default=None, repr=False)  # checked once the shared keys are read
     key_taken: Any = field(default=None, repr=False)  # what its rate limits took, given back at the end

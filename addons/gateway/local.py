@@ -31,7 +31,7 @@ def json_response(status: int, data: dict) -> http.Response:
 def answer(status: int, body: bytes, content_type: bytes = b"application/json") -> http.Response:
     """A whole answer of known types, built without mitmproxy's constructor checks: `Response.make`
     converts its headers and re-encodes the content, and every `Response(...)` type-checks each field
-    under `__debug__` (18 µs of the 20 µs it costs, on every answer). tests/test_local.py compares the
+    under `__debug__` (18 µs of the 20 µs it costs, on every answer). tests/unit/test_local.py compares the
     result with `Response.make`'s."""
     now = time.time()
     data = object.__new__(http.ResponseData)

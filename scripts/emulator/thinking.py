@@ -1,6 +1,6 @@
 """Qwen's thinking per model, as DashScope applies it: whether a request runs in thinking mode, and the 400s
 for the knobs a model refuses. Model Studio's "Deep thinking" page (read 2026-11-24) and the threads quoted
-below; docs/compatibility.md#thinking-per-model holds the same table (tests/test_thinking_table.py keeps the
+below; docs/compatibility.md#thinking-per-model holds the same table (tests/unit/upstream/dashscope/test_thinking.py keeps the
 gateway's, this one and the doc in step).
 
 Per model: (mode, thinks by default, largest `thinking_budget`, budget required with `enable_thinking: true`,

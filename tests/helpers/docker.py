@@ -1,4 +1,4 @@
-"""Docker for the container tests (tests/test_e2e_container.py, tests/test_e2e_compose.py): the daemon, the
+"""Docker for the container tests (tests/e2e/test_e2e_container.py, tests/e2e/test_e2e_compose.py): the daemon, the
 local base image, the images built once per session, and what each test starts, removed after it.
 
 - The daemon: used when it runs; else, as root with Debian's docker.io installed, `dockerd` is started here

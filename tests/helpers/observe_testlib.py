@@ -1,4 +1,4 @@
-"""Test support for tests/test_observe_*.py and tests/test_flowview.py: exchanges and flows as the gateway
+"""Test support for tests/test_observe_*.py and tests/unit/mitmweb/test_flowview.py: exchanges and flows as the gateway
 hands them to the observers, and configurations as the gateway parses them (observers are tested without
 the gateway: each test calls the observer's methods in the gateway's order)."""
 

@@ -25,7 +25,7 @@ def open_exchange(flow: http.HTTPFlow, head: access.Head, without_key: tuple[tup
     url = f"{called[0]}://{head.host}{req.path}" if head.host else req.pretty_url
     ex = Exchange(ClientRequest(method, path, url, key_hint(head.key.decode("utf-8", "replace")),
                                 api_headers=head.api_headers))
-    ex.extra["called"] = called
+    ex.called = called
     route = routing.route(method, path, endpoints)
     ex.route, ex.endpoint = route.name, route.endpoint
     ex.dialect = routing.dialect(route, head.host or req.host, head.anthropic)
@@ -58,7 +58,7 @@ def show_as_called(flow: http.HTTPFlow, ex: Exchange) -> None:
     """Once the answer has arrived: the request's scheme, host and port back to what the client addressed, so
     mitmweb's Path column (and a flow file) shows the client's URL, not the reverse target's label or the
     relay's in-process address. A replay is claimed again by the gateway before it connects anywhere."""
-    called = ex.extra.get("called")
+    called = ex.called
     if called is None:
         return
     req = flow.request

@@ -7,7 +7,7 @@ difference — another release, a patched mitmproxy, a replacement by another ad
 one log line. The version number alone would not do: a release may change the code or keep it, and a patch or
 another addon changes it under the same number.
 
-After upgrading mitmproxy, tests/test_seams_fingerprint.py names each piece of code that changed and its new
+After upgrading mitmproxy, tests/unit/seams/test_fingerprint.py names each piece of code that changed and its new
 digest: read the change, adapt the seam, then take the digest.
 """
 

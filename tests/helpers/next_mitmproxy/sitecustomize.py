@@ -1,4 +1,4 @@
-"""Run by Python at start when this folder is on PYTHONPATH (tests/test_e2e_another_mitmproxy.py): the process's
+"""Run by Python at start when this folder is on PYTHONPATH (tests/e2e/test_e2e_another_mitmproxy.py): the process's
 mitmproxy becomes another release, whose code differs from what the gateway's seams were written against."""
 
 import os

@@ -9,7 +9,7 @@ keeps its own recent history. `"generate": false` only warms the connection up (
 mitmproxy 12.2 lets an addon answer the upgrade itself (a 101 set in the `request` hook becomes a WebSocket
 flow, and `inject.websocket` reaches the client), but when the client then closes the socket, mitmproxy's
 WebSocket layer sends the close to a server connection that was never opened and its HTTP layer crashes
-("mitmproxy has crashed!", KeyError; tests/test_e2e_responses_ws.py proves it). So, like the loopback relay
+("mitmproxy has crashed!", KeyError; tests/e2e/test_e2e_responses_ws.py proves it). So, like the loopback relay
 that serves streams, the gateway points the upgrade at this small WebSocket server on 127.0.0.1 (a random
 port, one-time tokens), and mitmproxy relays the frames like any server's. Each `response.create` runs as
 its own exchange (observers, ledger, retries, account pool), just as a POST would.

@@ -1,6 +1,6 @@
 """How each Qwen model thinks, and which plan serves it: the table the request's knobs (knobs.py) read,
 one dict lookup per request. docs/compatibility.md#thinking-per-model shows it with its sources; the emulator
-(scripts/emulator/thinking.py) plays the same models; tests/test_thinking_table.py keeps the three in step.
+(scripts/emulator/thinking.py) plays the same models; tests/unit/upstream/dashscope/test_thinking.py keeps the three in step.
 
 Read 2026-11-24. Sources, cited per row by their letter:
   A  Model Studio, "Deep thinking" (help.aliyun.com/zh/model-studio/deep-thinking; alibabacloud.com/help/en/

@@ -1,0 +1,116 @@
+"""Mistakes a newcomer makes in the first hour (issue 32, items 4 and 5), made for real: a real gateway, the
+emulator, a real client; each test reads the message the user sees (the SDK's exception, the terminal, the
+status table). Claude Code's side of the same mistakes: tests/e2e/test_e2e_claude_code.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+
+import httpx
+import openai
+import pytest
+
+from helpers.procs import BIN
+
+pytestmark = pytest.mark.e2e
+
+CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "ping"}]}
+
+
+def sdk(base_url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=base_url, api_key="anything", max_retries=0,
+                         http_client=httpx.Client(trust_env=False, timeout=20))
+
+
+# ---- item 4: wrong mode or URL ------------------------------------------------------------------------
+
+
+def test_an_openai_base_url_client_at_the_explicit_proxy_reads_what_to_type(make_gateway, key_home):
+    """OPENAI_BASE_URL at `mitmdump -s addons/qwen.py` (regular mode): was a bare 502 HTML page."""
+    gw = make_gateway("explicit", mode="regular", env=key_home)
+    with pytest.raises(openai.BadRequestError) as e:
+        sdk(gw.url + "/v1").chat.completions.create(**CHAT)
+    message = e.value.body["message"]
+    print("\nthe user reads:", message)
+    assert e.value.status_code == 400 and e.value.body["code"] == "explicit_proxy_mode"
+    assert "runs as an explicit proxy" in message
+    assert f"mitmdump -s addons/qwen.py --mode reverse:https://portal.qwen.ai -p {gw.port}" in message
+    assert f"HTTPS_PROXY=http://127.0.0.1:{gw.port}" in message
+    with httpx.Client(trust_env=False, timeout=10) as c:  # its own health check is still answered
+        assert c.get(gw.url + "/health").json()["status"] == "ok"
+
+
+def test_a_doubled_v1_simply_works(make_gateway, emu, key_home):
+    gw = make_gateway("reverse", env=key_home)
+    answer = sdk(gw.url + "/v1/v1").chat.completions.create(**CHAT)
+    assert answer.choices[0].message.content == "Echo: ping"
+
+
+def test_https_on_the_plain_listener_is_named_in_the_terminal(make_gateway, key_home):
+    """https:// on the reverse-mode port: the client's error is about an untrusted certificate; the gateway's
+    terminal says what to use instead."""
+    gw = make_gateway("https", env=key_home)
+    with pytest.raises(openai.APIConnectionError):
+        sdk(f"https://127.0.0.1:{gw.port}/v1").chat.completions.create(**CHAT)
+    want = (f"qwen: a client called https://127.0.0.1:{gw.port}, but the gateway's listener speaks plain HTTP "
+            f"(no certificate needed on loopback): use http://127.0.0.1:{gw.port}/v1 as the base URL")
+    deadline = time.monotonic() + 10
+    while want not in gw.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert want in gw.log(), gw.log()
+
+
+# ---- item 5: a key Qwen refuses -------------------------------------------------------------------------
+
+
+def status_table(env: dict[str, str]) -> str:
+    r = subprocess.run([str(BIN / "qwen-auth"), "status"], env={**os.environ, **env}, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_a_key_qwen_refuses_names_the_account_and_its_variable(make_gateway, emu, key_home):
+    """A key account whose key Qwen answers with `401 invalid access token or token expired`: the message
+    said nothing of the account or its variable and read like the end of the OAuth tier; `qwen-auth status`
+    and /health said `ok` afterwards."""
+    env = {**key_home, "EMU_KEY": "sk-a-key-qwen-does-not-know"}
+    gw = make_gateway("refused", env=env)
+    with pytest.raises(openai.AuthenticationError) as e:
+        sdk(gw.url + "/v1").chat.completions.create(**CHAT)
+    message = e.value.body["message"]
+    print("\nthe user reads:", message)
+    assert "Qwen refused the key of account emu ($EMU_KEY)" in message
+    assert "invalid access token or token expired" in message  # Qwen's own words, quoted
+    assert "sk-a-key" not in message
+    row = re.search(r"^emu\s+key\s+(\S+)", status_table(env), re.M)
+    assert row and row.group(1) == "refused", status_table(env)
+    with httpx.Client(trust_env=False, timeout=10) as c:
+        health = c.get(gw.url + "/health").json()
+    assert health["status"] == "degraded" and health["accounts"][0]["state"] == "refused", health
+    gw.stop()
+    again = make_gateway("refused-again", env=env)  # kept across a restart, as cooldowns are
+    with httpx.Client(trust_env=False, timeout=10) as c:
+        assert c.get(again.url + "/health").json()["accounts"][0]["state"] == "refused"
+    again.stop()
+    fixed = make_gateway("fixed", env=key_home)  # the right key in the variable: usable again
+    assert sdk(fixed.url + "/v1").chat.completions.create(**CHAT).choices[0].message.content == "Echo: ping"
+    assert re.search(r"^emu\s+key\s+ok\b", status_table(key_home), re.M), status_table(key_home)
+    assert "sk-a-key-qwen-does-not-know" not in json.dumps(health) + status_table(env)
+
+
+def test_a_refused_key_rotates_to_the_next_account(make_gateway, emu, key_home, tmp_path):
+    state = tmp_path / "state"
+    accounts = json.loads((state / "accounts.json").read_text())
+    accounts["accounts"].insert(0, {**accounts["accounts"][0], "name": "wrong", "key_env": "WRONG_KEY"})
+    (state / "accounts.json").write_text(json.dumps(accounts))
+    gw = make_gateway("rotate", env={**key_home, "WRONG_KEY": "sk-a-key-qwen-does-not-know"})
+    answer = sdk(gw.url + "/v1").chat.completions.create(**CHAT)
+    assert answer.choices[0].message.content == "Echo: ping"
+    with httpx.Client(trust_env=False, timeout=10) as c:
+        states = {a["name"]: a["state"] for a in c.get(gw.url + "/health").json()["accounts"]}
+    assert states == {"wrong": "refused", "emu": "ok"}

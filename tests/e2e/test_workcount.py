@@ -1,0 +1,319 @@
+"""The work one request costs the gateway, counted inside a real mitmdump (tests/helpers/workcount.py): JSON
+encodes and decodes, SQL statements, thread hand-offs, timers, tasks, log records — for one request of each
+main kind, and for a batch of requests (what the ledger and the per-account counts write once per batch).
+
+A count, never a clock: these numbers are the same on a quiet and on a busy machine. Each expected number
+is a list of named items (what the gateway must do for that request); a change that adds per-request work
+makes the count grow and the test fail, with the item list saying what was allowed. Work that belongs in a
+batch (a SQL statement per request, a thread hand-off per request) is caught by the batch test: N requests
+must cost N times the per-request items plus the batch's items once. With the state on PostgreSQL
+(`qwen_state_url`) the same requests are counted again, the statements from the server's own log.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+
+from helpers.procs import ROOT, Gateway, write_creds
+
+pytestmark = pytest.mark.e2e
+
+WORKCOUNT = ROOT / "tests" / "helpers" / "workcount.py"
+KINDS = ("json_decode", "json_encode", "sql", "thread_handoff", "thread_wakeup", "timer", "task", "log_record")
+
+
+class Counter:
+    """The control socket of tests/helpers/workcount.py."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=90)
+        self.file = self.sock.makefile("rwb")
+
+    def __call__(self, command: str):
+        self.file.write(command.encode() + b"\n")
+        self.file.flush()
+        return json.loads(self.file.readline())
+
+    def measure(self, send) -> dict[str, int]:
+        """The work of what `send()` does, its batch closed: every counter, zeros included."""
+        self("flush")
+        self("reset")
+        send()
+        self("flush")
+        got = self("counts")
+        self.sites = self("sites")
+        return {k: got.get(k, 0) for k in sorted(set(KINDS) | set(got))}
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _start(emulator, home: Path, args: tuple[str, ...] = ()):
+    """A gateway with the counting script, a counter and a client; stopped when the generator ends."""
+    token = emulator.seed_token(expires_in=24 * 3600)
+    write_creds(home / ".qwen", access_token=token, resource_url=emulator.url, expires_in=24 * 3600)
+    portfile = home / "workcount.port"
+    gw = Gateway(home / "gw", args=("-s", str(WORKCOUNT), *args), env={
+        "QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(home / "state"),
+        "QWEN_OAUTH_BASE_URL": emulator.url, "HOME": str(home), "QWEN_TEST_WORKCOUNT": str(portfile)})
+    try:
+        gw.start()
+        counter = Counter(int(_wait(portfile, gw)))
+        with httpx.Client(base_url=gw.url, timeout=60, trust_env=False,
+                          headers={"authorization": "Bearer sk-client-key-ignored"}) as client:
+            yield gw, counter, client
+        counter.close()
+    finally:
+        gw.stop()
+
+
+@pytest.fixture(scope="module")
+def counted(emulator, tmp_path_factory):
+    yield from _start(emulator, tmp_path_factory.mktemp("workcount"))
+
+
+def _wait(path: Path, gw: Gateway) -> str:
+    import time
+    for _ in range(600):
+        if path.exists() and path.read_text():
+            return path.read_text()
+        assert gw.alive(), gw.log()
+        time.sleep(0.05)
+    raise AssertionError("the work counter did not start\n" + gw.log())
+
+
+CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "say three words"}]}
+
+
+def whole_chat(client: httpx.Client) -> bytes:
+    r = client.post("/v1/chat/completions", json=CHAT)
+    assert r.status_code == 200, r.text
+    return r.content
+
+
+def streamed_chat(client: httpx.Client) -> bytes:
+    with client.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as r:
+        assert r.status_code == 200
+        body = r.read()
+    assert body.rstrip().endswith(b"data: [DONE]"), body[-200:]
+    return body
+
+
+def stored_response(client: httpx.Client) -> bytes:
+    with client.stream("POST", "/v1/responses", json={"model": "gpt-5.5", "input": "say three words",
+                                                      "reasoning": {"effort": "low"},  # as Codex asks
+                                                      "stream": True, "store": True}) as r:
+        assert r.status_code == 200
+        body = r.read()
+    assert b"response.completed" in body, body[-300:]
+    return body
+
+
+def messages(client: httpx.Client) -> bytes:
+    with client.stream("POST", "/v1/messages", headers={"anthropic-version": "2023-06-01"},
+                       json={"model": "claude-sonnet-4-6", "max_tokens": 64, "stream": True,
+                             "messages": [{"role": "user", "content": "say three words"}]}) as r:
+        assert r.status_code == 200
+        body = r.read()
+    assert b"message_stop" in body, body[-300:]
+    return body
+
+
+SENDERS = {"whole chat": whole_chat, "streamed chat": streamed_chat, "Responses, stored": stored_response,
+           "Messages, streamed": messages}
+
+
+# What each request must cost the gateway: (how many, what) per counter. "per event" items are multiplied by
+# the stream's events: `upstream` (the JSON events the gateway read from Qwen) or `client` (the events the
+# client got, [DONE] excluded). Every counter not named here must be 0.
+Item = tuple[int | str, str]
+COMMON: dict[str, list[Item]] = {
+    "json_decode": [(1, "the client's body (door/body.parse_json)")],
+    "json_encode": [(1, "the session id's digest of the conversation's opening (dashscope/rules.session_id)"),
+                    (1, "the body sent to Qwen (engine._wire)")],
+    "sql": [(1, "the ledger's row: one row of the batch's INSERT (observe/ledger)")],
+    "timer": [(1, "the upstream exchange's deadline: one watchdog for its head and every read (upstream/client)")],
+    "log_record": [(1, "the request line (observe/requestlog)")],
+}
+STREAM: dict[str, list[Item]] = {
+    "json_decode": [("upstream", "each event Qwen sent (streaming.StreamRewriter)")],
+    "json_encode": [("client", "each event the client got (the endpoint's stream translator)")],
+}
+PER_REQUEST: dict[str, dict[str, list[Item]]] = {
+    "whole chat": {
+        "json_decode": [(1, "Qwen's answer (forward.upstream_json)")],
+        "json_encode": [(1, "the client's answer (local.json_response)")],
+    },
+    "streamed chat": STREAM,
+    "Responses, stored": {
+        **STREAM,
+        # the local store (api/responses/store.py) keeps the response and its items in a worker thread, and the
+        # stream's end goes out once that write has committed (the client never hears of an unstored response)
+        "json_encode": [*STREAM["json_encode"], (1, "the sealed reasoning of the stored response (seal.seal)"),
+                        (6, "the stored response's rows: the response and its input and output items "
+                            "(api/responses/store.rows_of)")],
+        "sql": [(6, "the stored response's write: the id's look-up, the response, its inputs, its items "
+                    "(api/responses/store._keep)"),
+                (2, "that write's BEGIN and COMMIT")],
+        "thread_handoff": [(1, "the stored response's write, in the store's worker thread (store._write)")],
+        "thread_wakeup": [(1, "that write done, back to the event loop")],
+        "timer": [(1, "the bounded wait for that write before the stream's end goes out (forward.until_kept)")],
+    },
+    "Messages, streamed": STREAM,
+}
+# What a batch costs once, however many requests it holds (the ledger's window, the per-account counts).
+PER_BATCH: dict[str, list[Item]] = {
+    "sql": [(2, "the ledger's BEGIN and COMMIT"),
+            (3, "the per-account request counts: BEGIN, one upsert per account and day, COMMIT (auth/state)")],
+    "timer": [(1, "the ledger's window (observe/ledger)")],
+    "task": [(1, "the ledger's flush")],
+    "thread_handoff": [(1, "the ledger's write, in a worker thread")],
+    "thread_wakeup": [(1, "the ledger's write done, back to the event loop")],
+}
+
+
+def expected(kind: str, requests: int, upstream: int, client: int,
+             per_batch: dict[str, list[Item]] = PER_BATCH) -> dict[str, int]:
+    """The allowed counts for `requests` requests of `kind` holding `upstream` and `client` events in all."""
+    units = {"upstream": upstream, "client": client}
+    out = {k: 0 for k in KINDS}
+    per_request = {**COMMON}
+    for name, items in PER_REQUEST[kind].items():
+        per_request[name] = [*COMMON.get(name, []), *items]
+    for name, items in per_request.items():
+        out[name] += sum(requests * n if isinstance(n, int) else units[n] for n, _ in items)
+    for name, items in per_batch.items():
+        out[name] += sum(n for n, _ in items)
+    return out
+
+
+def client_events(body: bytes) -> int:
+    """The events of a stream the client got ([DONE] excluded); 0 for a whole answer."""
+    return sum(1 for line in body.splitlines() if line.startswith(b"data:") and line.strip() != b"data: [DONE]")
+
+
+@pytest.mark.parametrize("requests", [1, 5])
+@pytest.mark.parametrize("kind", list(SENDERS))
+def test_the_work_of_one_request_and_of_a_batch(counted, emulator, kind, requests):
+    """N requests of a kind cost N times its per-request items and the batch's items once: per-request work a
+    batch would do (a statement per row committed alone, a thread hand-off per request) fails here."""
+    gw, counter, client = counted
+    emulator.reset()
+    send = SENDERS[kind]
+    for _ in range(2):  # warm: the first request of a kind opens databases, loads encodings, fills caches
+        send(client)
+    bodies: list[bytes] = []
+    got = counter.measure(lambda: bodies.extend(send(client) for _ in range(requests)))
+    upstream = got.pop("upstream_events", 0)
+    # a clock's work, not a request's: the client watch looks every 0.1 s while any whole answer waits
+    # (tests/unit/turn/test_watch.py: one timer however many wait)
+    got.pop("per_process_timer", None)
+    got.pop("pg_execute", None)
+    want = expected(kind, requests, upstream, sum(client_events(b) for b in bodies))
+    assert got == want, f"{kind}, {requests} request(s): where the gateway did it: {counter.sites}"
+
+
+# ---- with the state on PostgreSQL (qwen_state_url) ---------------------------------------------------
+
+from helpers.pgserver import pg_server  # noqa: E402,F401  (the session's server)
+
+
+class ServerLog:
+    """The statements PostgreSQL ran for one database (log_statement = all on it alone): BEGIN and COMMIT
+    included, which psycopg sends without an execute."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.mark = 0
+
+    def reset(self) -> None:
+        self.mark = self.path.stat().st_size
+
+    def statements(self) -> list[str]:
+        with open(self.path, "rb") as f:
+            f.seek(self.mark)
+            new = f.read().decode("utf-8", "replace")
+        return [ln.split("LOG:  ", 1)[1] for ln in new.splitlines()
+                if "LOG:  statement: " in ln or "LOG:  execute " in ln]
+
+
+@pytest.fixture(scope="module")
+def counted_pg(emulator, tmp_path_factory, pg_server):  # noqa: F811
+    import psycopg
+
+    url = pg_server.new_database()
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {name} SET log_statement = 'all'")
+    log = ServerLog(pg_server.root / "server.log")
+    for gw, counter, client in _start(emulator, tmp_path_factory.mktemp("workcount-pg"),
+                                      ("--set", f"qwen_state_url={url}")):
+        _sealing_key_shared(url)  # a start-up write, not a request's: done before anything is counted
+        yield gw, counter, client, log
+
+
+def _sealing_key_shared(url: str) -> None:
+    """Wait (bounded) until the starting gateway has published its Responses sealing key (store_pg.ready)."""
+    import time
+
+    import psycopg
+
+    for _ in range(300):
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+                if conn.execute("SELECT count(*) FROM shared_secrets").fetchone()[0]:
+                    return
+        except psycopg.errors.UndefinedTable:
+            pass  # not migrated yet
+        time.sleep(0.05)
+    raise AssertionError("the gateway never published its sealing key")
+
+
+# With the state on PostgreSQL the same rows go to the server (its statements, from its log, are `sql`:
+# BEGIN and COMMIT included), the ledger's from its thread, the per-account counts' from a task on the loop.
+# psycopg's own timers (its pool's waits: 3 or 4 per write, with its connections' state) are not counted.
+PG_PER_BATCH: dict[str, list[Item]] = {
+    **PER_BATCH,
+    "task": [*PER_BATCH["task"], (1, "the per-account counts' write, a task on the loop (storage/pg.background)")],
+}
+# The Responses store on PostgreSQL (api/responses/store_pg.py) is not counted here: its write is a task on the
+# loop (storage/pg.background) whose psycopg timers vary with the pool's state, besides the local copy's write.
+PG_KINDS = [k for k in SENDERS if k != "Responses, stored"]
+
+
+@pytest.mark.parametrize("requests", [1, 5])
+@pytest.mark.parametrize("kind", PG_KINDS)
+def test_the_work_with_the_state_on_postgresql(counted_pg, emulator, kind, requests):
+    """The same requests with `qwen_state_url`: the rows are the server's statements, in the same batches."""
+    gw, counter, client, log = counted_pg
+    emulator.reset()
+    send = SENDERS[kind]
+    for _ in range(2):
+        send(client)
+    bodies: list[bytes] = []
+
+    def sent():
+        log.reset()
+        bodies.extend(send(client) for _ in range(requests))
+    got = counter.measure(sent)
+    upstream = got.pop("upstream_events", 0)
+    got.pop("per_process_timer", None)
+    got.pop("pg_execute", None)  # the calls; the server's log says what ran
+    got.pop("library_timer", None)
+    assert got.pop("sql") == 0, "a SQLite statement with the state on PostgreSQL"
+    statements = log.statements()
+    got["sql"] = sum(1 for st in statements if not _read(st))
+    want = expected(kind, requests, upstream, sum(client_events(b) for b in bodies), PG_PER_BATCH)
+    assert got == want, f"{kind}, {requests} request(s): {counter.sites}; the server ran: {statements}"
+
+
+def _read(statement: str) -> bool:
+    """The listener's reloads (other gateways' notifications, and a full reload every few seconds: a clock's
+    work and theirs, not a request's): SELECTs, pg_notify aside."""
+    sql = statement.split(": ", 1)[1].lstrip()
+    return sql.upper().startswith("SELECT") and "pg_notify" not in sql

@@ -1,0 +1,274 @@
+"""The package's layout is its architecture (docs/architecture.md): wings import the core, never each other;
+the core imports no wing; no import cycle, type-only imports included. Read from the source, not imported."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+WINGS = ("api", "upstream", "door", "mitmweb", "observe", "cli", "auth")
+# seams/ (every patch of mitmproxy's or asyncio's behaviour) is not a wing: it is part of the core, which any
+# wing may call and which imports no wing.
+SEAMS = "qwen_gateway.seams"
+# storage/ (connections, migrations, health, the local and shared state helpers) is part of the core too: every
+# store uses it, the accounts' (auth/) as any wing's.
+STORAGE = "qwen_gateway.storage"
+# Entry points that wire the wings together.
+WIRING = {"qwen_gateway.addon", "qwen_gateway.wiring", "qwen_gateway.wings"}
+
+
+def modules() -> dict[str, tuple[Path, bool]]:
+    """Module name -> (file, is a package)."""
+    out = {}
+    for base, prefix in ((ROOT / "addons" / "gateway", ["qwen_gateway"]), (ROOT / "auth", ["qwen_gateway", "auth"])):
+        for path in base.rglob("*.py"):
+            parts = list(path.relative_to(base).with_suffix("").parts)
+            is_pkg = parts[-1] == "__init__"
+            name = ".".join(prefix + (parts[:-1] if is_pkg else parts))
+            out[name] = (path, is_pkg)
+    return out
+
+
+def imports(name: str, path: Path, is_pkg: bool, known: dict) -> set[str]:
+    """The package's modules `name` imports, wherever the import statement stands (TYPE_CHECKING included)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".") if is_pkg else name.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            found |= {m for m in [target, *(f"{target}.{a.name}" for a in node.names)] if m in known}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name in known}
+    found.discard(name)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    known = modules()
+    return {name: imports(name, path, is_pkg, known) for name, (path, is_pkg) in known.items()}
+
+
+def wing(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 and parts[1] in WINGS else "core"
+
+
+def test_the_package_is_read():
+    g = graph()
+    assert {"qwen_gateway.pivot", "qwen_gateway.api.chat", "qwen_gateway.upstream.engine",
+            "qwen_gateway.auth.pool", f"{STORAGE}.pg"} <= set(g)
+    assert "qwen_gateway.exchange" in g["qwen_gateway.upstream.engine"]  # imports are seen
+
+
+def test_wings_import_the_core_never_each_other():
+    crossings = []
+    for module, deps in graph().items():
+        if module in WIRING or wing(module) == "cli":
+            continue
+        for dep in deps:
+            if wing(dep) in ("core", wing(module)):
+                continue
+            crossings.append(f"{module} -> {dep}")
+    assert crossings == []
+
+
+def test_nothing_but_the_wiring_imports_the_wiring():
+    """The api wing drives a turn through turn.TurnRunner, never the addon: no module imports the modules that
+    wire the wings together but those modules themselves (and the entry points, cli/)."""
+    imports_of_wiring = [f"{module} -> {dep}" for module, deps in graph().items()
+                         if module not in WIRING and wing(module) != "cli" for dep in deps if dep in WIRING]
+    assert imports_of_wiring == []
+    # nor is it handed the addon untyped to reach into (ResponsesSockets(self), BackgroundRuns(self) were)
+    handed = [f"{name}: {fn.name}({arg.arg})" for name, (path, _) in modules().items()
+              if name not in WIRING and wing(name) not in ("core", "cli")
+              for fn in ast.walk(ast.parse(path.read_text())) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+              for arg in fn.args.args + fn.args.kwonlyargs if arg.arg in ("gateway", "gw", "addon")]
+    assert handed == []
+
+
+def test_no_import_cycle():
+    g = graph()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in g[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in g:
+        if v not in index:
+            visit(v)
+    assert cycles == []
+
+
+def test_seams_are_core():
+    assert wing(f"{SEAMS}.server_connect") == "core"
+    assert all(wing(dep) == "core" for module, deps in graph().items() if module.startswith(SEAMS) for dep in deps)
+
+
+def _opens_a_database(path: Path) -> list[str]:
+    """Where a module opens a database itself: imports psycopg (or its pool) or calls sqlite3.connect."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+        found += [f"line {node.lineno}: imports {n}" for n in names if n.split(".")[0] in ("psycopg", "psycopg_pool")]
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "sqlite3.connect":
+            found.append(f"line {node.lineno}: calls sqlite3.connect")
+    return found
+
+
+def test_only_storage_opens_a_database():
+    """Every store, the accounts' included, reaches its database through storage/ (sqlite.py, pg.py): auth/ holds
+    accounts and credentials, not connections. The commands are entry points (`qwen-keys` reads a file as it is)."""
+    outside = {name: _opens_a_database(path) for name, (path, _) in modules().items()
+               if not name.startswith(STORAGE) and wing(name) != "cli"}
+    assert {name: found for name, found in outside.items() if found} == {}
+    assert {name for name, (path, _) in modules().items() if name.startswith(STORAGE) and _opens_a_database(path)} \
+        == {f"{STORAGE}.{m}" for m in ("sqlite", "pg", "pg_faults")}
+
+
+def _patches(path: Path) -> list[str]:
+    """What a module does that patches mitmproxy or asyncio: imports a private mitmproxy module, assigns an
+    attribute of an imported mitmproxy or asyncio name (directly or with setattr), binds a function as an
+    object's method, or sets an event loop's exception handler."""
+    tree = ast.parse(path.read_text())
+    foreign = {"asyncio"}  # names bound to asyncio or mitmproxy modules and their contents
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "mitmproxy":
+            foreign |= {a.asname or a.name for a in node.names}
+            private = [f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+            if any(part.startswith("_") for part in (node.module or "").split(".")) or private:
+                found.append(f"line {node.lineno}: imports mitmproxy's private {', '.join(private) or node.module}")
+        elif isinstance(node, ast.Import):
+            foreign |= {(a.asname or a.name).split(".")[0] for a in node.names if a.name.split(".")[0] == "mitmproxy"}
+    for node in ast.walk(tree):
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "setattr" and node.args:
+            targets = [ast.Attribute(value=node.args[0], attr="?")]
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr == "set_exception_handler":
+            found.append(f"line {node.lineno}: sets the event loop's exception handler")
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) \
+                and ast.unparse(node.value.func).endswith("MethodType"):
+            found.append(f"line {node.lineno}: binds a method to {ast.unparse(node.targets[0])}")
+        for target in targets:
+            root = target
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if target is not root and isinstance(root, ast.Name) and root.id in foreign:
+                found.append(f"line {node.lineno}: assigns to {ast.unparse(target)}")
+    return found
+
+
+def test_mitmproxy_and_asyncio_are_patched_only_in_seams():
+    """docs/architecture.md#seams: every patch in one folder, each guarded by the mitmproxy it was written for."""
+    outside = {name: _patches(path) for name, (path, _) in modules().items() if not name.startswith(SEAMS)}
+    assert {name: found for name, found in outside.items() if found} == {}
+    inside = {name for name, (path, _) in modules().items() if name.startswith(SEAMS) and _patches(path)}
+    assert inside == {f"{SEAMS}.{m}" for m in ("hook_dispatch", "server_connect", "http1_heads", "loop_reports")}
+
+
+def test_every_package_is_installed():
+    """A folder of the package missing from pyproject.toml's list is left out of a wheel (the editable install
+    used here would not notice)."""
+    import tomllib
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {name for name, (_path, is_pkg) in modules().items() if is_pkg}
+    assert packages == listed
+
+
+# Modules no test imports, each with why: what runs them for real, or why there is nothing of their own to test.
+UNTESTED = {
+    "qwen_gateway.api.messages.content": "the Messages request's content blocks: through api/messages/request.py's tests",
+    "qwen_gateway.api.messages.stops": "stop sequences of the Messages stream: through tests/unit/api/messages/",
+    "qwen_gateway.api.models": "GET /v1/models: tests/e2e/test_e2e_surface.py and the clients' e2e tests",
+    "qwen_gateway.api.responses.endpoints": "the Responses endpoints: tests/e2e/test_e2e_responses*.py",
+    "qwen_gateway.api.responses.events": "TypedDicts of the stream's events: types only",
+    "qwen_gateway.api.responses.fields": "through api/responses/request.py's tests (tests/unit/api/responses/)",
+    "qwen_gateway.api.responses.messages": "through api/responses/request.py's tests",
+    "qwen_gateway.api.responses.shapes": "TypedDicts of the Response object: types only",
+    "qwen_gateway.api.responses.socket_turns": "the Responses WebSocket's turns: tests/e2e/test_e2e_responses_ws.py",
+    "qwen_gateway.api.responses.stream_call": "through the Responses stream translator's tests",
+    "qwen_gateway.api.responses.stream_parts": "through the Responses stream translator's tests",
+    "qwen_gateway.api.responses.stream_search": "through the Responses stream translator's tests",
+    "qwen_gateway.api.schema_checks": "through api/request_schema.py's tests",
+    "qwen_gateway.api.telemetry": "Codex's telemetry answered: tests/e2e/test_e2e_codex_telemetry.py",
+    "qwen_gateway.api.websearch": "through tests/unit/api/test_websearch.py's endpoints",
+    "qwen_gateway.auth.affinity_pg": "shared affinity: tests/e2e/test_e2e_affinity.py on a real PostgreSQL",
+    "qwen_gateway.auth.cli_common": "qwen-auth's shared arguments: tests/e2e/test_auth_cli.py runs the command",
+    "qwen_gateway.auth.cli_keys": "qwen-auth add-key: tests/e2e/test_auth_cli.py runs the command",
+    "qwen_gateway.auth.cli_status": "qwen-auth status: tests/e2e/test_auth_cli.py and the docs' samples",
+    "qwen_gateway.auth.endpoints": "the accounts' API bases: constants",
+    "qwen_gateway.auth.groups": "key groups: through tests/unit/auth/test_affinity.py's pool",
+    "qwen_gateway.auth.pool_status": "the pool's status rows: through the pool's tests and /health",
+    "qwen_gateway.auth.refreshing": "through the OAuth accounts' tests (tests/unit/auth/test_oauth.py)",
+    "qwen_gateway.auth.web_cli": "qwen-auth add-web: tests/unit/auth/test_web_cli.py runs it through the CLI",
+    "qwen_gateway.cli.keys": "qwen-keys: tests/e2e/test_e2e_keys*.py run the command",
+    "qwen_gateway.cli.redirect_rules": "through tests/unit/cli/test_redirect.py",
+    "qwen_gateway.cli.usage_page": "the usage report's page: tests/e2e/test_e2e_usage_report.py",
+    "qwen_gateway.cli.usage_report": "qwen-usage report: tests/e2e/test_e2e_usage_report.py",
+    "qwen_gateway.cli.usage_summary": "through tests/unit/cli/test_usage_report.py",
+    "qwen_gateway.cli.usage_text": "qwen-usage's tables: the docs' samples (tests/repo/test_docs.py)",
+    "qwen_gateway.door.admission": "the door's decision: through tests/unit/test_addon.py and tests/unit/door/",
+    "qwen_gateway.door.descriptors": "the descriptor limit: tests/e2e/test_e2e_hostile_clients.py",
+    "qwen_gateway.door.hostile": "wires the hostile-client parts: tests/unit/door/test_hostile.py's parts",
+    "qwen_gateway.door.keycopy": "the keys' local copy: tests/e2e/test_e2e_keys_faults.py",
+    "qwen_gateway.door.keysource": "where keys live: tests/unit/door/test_team*.py and tests/e2e/test_e2e_keys*.py",
+    "qwen_gateway.door.login": "remote login: tests/e2e/test_e2e_remote_login.py",
+    "qwen_gateway.door.options": "mitmproxy's options held: tests/unit/test_addon.py, tests/e2e/test_e2e_options.py",
+    "qwen_gateway.loopback": "the loopback servers' base: through the relay's and the WebSocket's tests",
+    "qwen_gateway.mitmweb": "the package: its modules are tested",
+    "qwen_gateway.mitmweb.flowrecord": "through tests/unit/mitmweb/test_flowview.py",
+    "qwen_gateway.observe.ledger_rows": "through tests/unit/observe/test_ledger*.py",
+    "qwen_gateway.price_list": "Model Studio's price list: data, read by tests/unit/test_prices.py's table",
+    "qwen_gateway.storage.pg_follow": "following the shared database: tests/unit/storage/test_shared_state.py",
+    "qwen_gateway.storage.pg_schema": "migrations: tests/unit/storage/test_shared_state.py and the stores' tests",
+    "qwen_gateway.upstream.dashscope.headers": "qwen-code's headers: tests/e2e/test_e2e_rules.py reads them at the emulator",
+    "qwen_gateway.upstream.deadline": "through tests/unit/upstream/test_deadline.py's client",
+}
+
+
+def _imported_by_tests() -> set[str]:
+    found: set[str] = set()
+    for path in (ROOT / "tests").rglob("*.py"):
+        text = path.read_text()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("qwen_gateway"):
+                found |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.startswith("qwen_gateway")}
+    return found
+
+
+def test_every_module_is_imported_by_a_test_or_said_why_not():
+    """Tests mirror the package (tests/unit/<wing>/test_<module>.py); a module no test imports is named in
+    UNTESTED with what runs it for real."""
+    tested = _imported_by_tests()
+    modules_ = {name for name, (_, is_pkg) in modules().items() if not is_pkg or name == "qwen_gateway.mitmweb"}
+    missing = sorted(m for m in modules_ - tested if m not in UNTESTED)
+    assert missing == [], "imported by no test and not in UNTESTED: " + ", ".join(missing)
+    assert sorted(m for m in UNTESTED if m in tested or m not in modules()) == []  # stale entries

@@ -1,0 +1,392 @@
+"""The Anthropic Messages dialect's translation tables (api/messages/): what is translated, accepted and
+ignored, or refused — request, whole answer, stream events, errors, model names."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qwen_gateway.api.messages.errors import error_body, error_type, stream_error_type
+from qwen_gateway.api.messages.request import to_chat
+from qwen_gateway.api.messages.response import chat_to_message, usage
+from qwen_gateway.api.messages.stream import MessagesStreamTranslator
+from qwen_gateway.api.messages.thinking import ALTERED, FOREIGN, OURS, Signer
+from qwen_gateway.errors import GatewayError
+from qwen_gateway.model_map import ModelMap
+from qwen_gateway.seal import Sealer
+from qwen_gateway.sse import SSEDecoder
+
+
+def body(**kw) -> dict:
+    return {"model": "claude-sonnet-5-5", "max_tokens": 1000, "messages": [{"role": "user", "content": "hi"}], **kw}
+
+
+def chat(b: dict, verify=lambda t, s: OURS if s == "ok" else ALTERED) -> tuple[dict, list[str]]:
+    notes: list[str] = []
+    return to_chat(b, notes, verify), notes
+
+
+def refused(b: dict) -> GatewayError:
+    with pytest.raises(GatewayError) as e:
+        chat(b)
+    assert e.value.status == 400 and e.value.type == "invalid_request_error"
+    return e.value
+
+
+# ---- the request ----------------------------------------------------------------------------------------
+
+def test_system_blocks_and_system_messages_fold_into_one_system_prompt_in_order():
+    c, notes = chat(body(system=[{"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.328;"},
+                                 {"type": "text", "text": "You are a coder.", "cache_control": {"type": "ephemeral"}}],
+                         messages=[{"role": "user", "content": [{"type": "text", "text": "q1"}]},
+                                   {"role": "system", "content": [{"type": "text", "text": "# Environment"}]},
+                                   {"role": "assistant", "content": "a1"},
+                                   {"role": "system", "content": "later context"},
+                                   {"role": "user", "content": "q2"}]))
+    # the client's cache marker kept where it was (Qwen's cache reads it), the text the same as one string
+    assert c["messages"][0] == {"role": "system", "content": [
+        {"type": "text", "text": "You are a coder.", "cache_control": {"type": "ephemeral"}},
+        {"type": "text", "text": "\n\n# Environment"}, {"type": "text", "text": "\n\nlater context"}]}
+    assert [m["role"] for m in c["messages"][1:]] == ["user", "assistant", "user"]
+    assert any("billing header" in n for n in notes)
+
+
+def test_content_blocks_become_chat_parts():
+    c, _ = chat(body(messages=[{"role": "user", "content": [
+        {"type": "text", "text": "look"},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBOR"}},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}},
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "notes"}, "title": "T"}]}]))
+    parts = c["messages"][0]["content"]
+    assert parts == [{"type": "text", "text": "look"},
+                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}},
+                     {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+                     {"type": "text", "text": "T\n\nnotes"}]
+
+
+def test_a_pdf_document_is_refused_with_a_clear_message():
+    e = refused(body(messages=[{"role": "user", "content": [
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBER"}}]}]))
+    assert "application/pdf" in e.message and e.param == "messages.0.content.0.source"
+
+
+def test_a_tool_round_trip_becomes_tool_calls_and_tool_messages():
+    c, _ = chat(body(messages=[
+        {"role": "user", "content": "list files"},
+        {"role": "assistant", "content": [
+            {"type": "text", "text": "Let me look."},
+            {"type": "thinking", "thinking": "ls will do", "signature": "ok"},
+            {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": "ls"}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "a.txt\nb.md", "is_error": False,
+             "cache_control": {"type": "ephemeral"}},
+            {"type": "text", "text": "and now?"}]}]))
+    assistant, tool, user = c["messages"][1:]
+    assert assistant == {"role": "assistant", "content": "Let me look.", "reasoning_content": "ls will do",
+                         "tool_calls": [{"id": "toolu_1", "type": "function",
+                                         "function": {"name": "Bash", "arguments": '{"command": "ls"}'}}]}
+    assert tool == {"role": "tool", "tool_call_id": "toolu_1", "content": [  # the client's cache marker kept
+        {"type": "text", "text": "a.txt\nb.md", "cache_control": {"type": "ephemeral"}}]}
+    assert user == {"role": "user", "content": "and now?"}
+
+
+def test_tool_results_with_errors_and_images():
+    c, _ = chat(body(messages=[{"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "t1", "content": "Exit code 3", "is_error": True},
+        {"type": "tool_result", "tool_use_id": "t2", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAA"}}]}]}]))
+    first, second, images = c["messages"]
+    assert first["content"] == "Error: Exit code 3"
+    assert second == {"role": "tool", "tool_call_id": "t2", "content": "(the tool returned the image below)"}
+    assert images["role"] == "user" and images["content"][1]["image_url"]["url"] == "data:image/png;base64,AAA"
+
+
+def test_a_thinking_block_whose_signature_does_not_match_is_refused():
+    e = refused(body(messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": [
+        {"type": "thinking", "thinking": "t", "signature": "edited"}]}]))
+    assert "signature" in e.message
+
+
+def test_signatures_verify_only_the_thinking_they_were_made_for(tmp_path):
+    signer = Signer(lambda: Sealer(tmp_path))
+    sig = signer.sign("I think")
+    assert signer.verify("I think", sig) == OURS
+    assert signer.verify("I think!", sig) == ALTERED and signer.verify("I think", "qgw1.AAAA") == FOREIGN
+
+
+def test_tools_and_tool_choice():
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
+              "properties": {"command": {"type": "string"}}, "additionalProperties": False}
+    c, notes = chat(body(tools=[{"name": "Bash", "description": "run", "input_schema": schema},
+                                {"name": "Later", "input_schema": {"type": "object"}, "defer_loading": True}],
+                         tool_choice={"type": "any", "disable_parallel_tool_use": True}))
+    assert c["tools"][0] == {"type": "function", "function": {
+        "name": "Bash", "description": "run", "parameters": {k: v for k, v in schema.items() if k != "$schema"}}}
+    assert c["tool_choice"] == "required" and c["parallel_tool_calls"] is False
+    assert [t["function"]["name"] for t in c["tools"]] == ["Bash"]  # deferred: hidden until a tool search
+    assert any("defer_loading" in n for n in notes)
+    assert chat(body(tools=[{"name": "B", "input_schema": {"type": "object"}}],
+                     tool_choice={"type": "tool", "name": "B"}))[0][
+        "tool_choice"] == {"type": "function", "function": {"name": "B"}}
+    assert chat(body(tool_choice={"type": "none"}))[0]["tool_choice"] == "none"
+
+
+def test_server_tools_are_refused_not_dropped():
+    e = refused(body(tools=[{"type": "bash_20250124", "name": "bash"}]))  # web_search: tests/unit/api/test_websearch.py
+    assert "bash_20250124" in e.message
+
+
+@pytest.mark.parametrize("thinking,config,expected", [
+    ({"type": "enabled", "budget_tokens": 2048}, None, {"enable_thinking": True, "thinking_budget": 2048}),
+    ({"type": "disabled"}, None, {"enable_thinking": False}),
+    ({"type": "adaptive", "display": "omitted"}, {"effort": "medium"}, {"reasoning_effort": "medium"}),
+    ({"type": "adaptive"}, {"effort": "max"}, {"reasoning_effort": "max"}),  # the upstream maps it per model
+    ({"type": "adaptive"}, None, {"enable_thinking": True}),
+    (None, {"effort": "low"}, {"reasoning_effort": "low"}),
+    (None, None, {"enable_thinking": False}),  # Anthropic's models think only when asked
+])
+def test_thinking_and_effort(thinking, config, expected):
+    b = body(**({"thinking": thinking} if thinking else {}), **({"output_config": config} if config else {}),
+             max_tokens=4096)
+    c, _ = chat(b)
+    assert {k: c[k] for k in ("enable_thinking", "thinking_budget", "reasoning_effort") if k in c} == expected
+
+
+def test_structured_output_and_sampling():
+    schema = {"type": "object", "properties": {"title": {"type": "string"}}}
+    c, _ = chat(body(output_config={"format": {"type": "json_schema", "schema": schema}}, temperature=0.2,
+                     top_p=0.9, top_k=20, stop_sequences=["END"]))
+    assert c["response_format"] == {"type": "json_schema",
+                                    "json_schema": {"name": "output", "schema": schema, "strict": True}}
+    assert (c["temperature"], c["top_p"], c["top_k"]) == (0.2, 0.9, 20)
+    assert "stop" not in c  # the gateway applies stop sequences itself (tests/unit/api/messages/test_fidelity.py)
+
+
+def test_claude_codes_extras_are_accepted_and_noted():
+    user = json.dumps({"device_id": "d" * 64, "account_uuid": "", "session_id": "s-1"})
+    c, notes = chat(body(context_management={"edits": []}, safeguards=[{"type": "dangerous_tool_use"}],
+                         metadata={"user_id": user}))
+    assert c["prompt_cache_key"] == "s-1"
+    assert any("context_management" in n for n in notes) and any("safeguards" in n for n in notes)
+
+
+@pytest.mark.parametrize("bad", [
+    {"max_tokens": None}, {"max_tokens": 0}, {"model": 3}, {"messages": []},
+    {"messages": [{"role": "tool", "content": "x"}]}, {"stream": "yes"}, {"thinking": {"type": "sometimes"}},
+    {"thinking": {"type": "enabled"}}, {"tool_choice": {"type": "maybe"}}, {"stop_sequences": "END"},
+    {"messages": [{"role": "user", "content": [{"type": "tool_use", "id": "x", "name": "y", "input": {}}]}]},
+    {"output_config": {"format": {"type": "regex"}}},
+])
+def test_malformed_requests_get_anthropics_400(bad):
+    refused(body(**bad))
+
+
+# ---- the answer -----------------------------------------------------------------------------------------
+
+def test_a_chat_answer_becomes_a_message():
+    answer = {"choices": [{"finish_reason": "tool_calls", "message": {
+        "content": "Running it.", "reasoning_content": "I should run ls",
+        "tool_calls": [{"id": "call_1", "function": {"name": "Bash", "arguments": '{"command": "ls"}'}}]}}],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 7, "prompt_tokens_details": {"cached_tokens": 60}}}
+    m = chat_to_message(answer, model="claude-opus-5-5", sign=lambda t: "sig:" + t)
+    assert m["model"] == "claude-opus-5-5" and m["stop_reason"] == "tool_use" and m["id"].startswith("msg_")
+    assert m["content"] == [{"type": "thinking", "thinking": "I should run ls", "signature": "sig:I should run ls"},
+                            {"type": "text", "text": "Running it."},
+                            {"type": "tool_use", "id": "call_1", "name": "Bash", "input": {"command": "ls"}}]
+    assert m["usage"] == {"input_tokens": 40, "output_tokens": 7, "cache_read_input_tokens": 60,
+                          "cache_creation_input_tokens": 0}
+
+
+@pytest.mark.parametrize("finish,stop", [("stop", "end_turn"), ("length", "max_tokens"),
+                                         ("tool_calls", "tool_use"), ("content_filter", "refusal")])
+def test_stop_reasons(finish, stop):
+    m = chat_to_message({"choices": [{"finish_reason": finish, "message": {"content": "x"}}]}, model="m",
+                        sign=str)
+    assert m["stop_reason"] == stop
+
+
+def test_usage_counts_cache_creation_apart():
+    assert usage({"prompt_tokens": 50, "completion_tokens": 1,
+                  "prompt_tokens_details": {"cached_tokens": 10, "cache_creation_input_tokens": 30}}) == {
+        "input_tokens": 10, "output_tokens": 1, "cache_read_input_tokens": 10, "cache_creation_input_tokens": 30}
+
+
+# ---- the stream -----------------------------------------------------------------------------------------
+
+def chunk(delta: dict | None = None, finish: str | None = None, usage_: dict | None = None) -> dict:
+    if usage_ is not None:
+        return {"id": "c", "choices": [], "usage": usage_}
+    return {"id": "c", "choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}]}
+
+
+def events(translator: MessagesStreamTranslator, chunks: list[dict], end: bool = True) -> list[tuple[str, dict]]:
+    raw = b"".join(b"".join(translator.feed(c)) for c in chunks) + (b"".join(translator.finish()) if end else b"")
+    decoded = SSEDecoder().feed(raw)
+    assert all(e.event == json.loads(e.data)["type"] for e in decoded)  # every event has its event: line
+    return [(e.event or "", json.loads(e.data)) for e in decoded]
+
+
+def test_a_stream_in_anthropics_event_order():
+    t = MessagesStreamTranslator(model="claude-sonnet-5-5", sign=lambda text: f"sig({text})")
+    evs = events(t, [chunk({"role": "assistant", "reasoning_content": "hmm "}), chunk({"reasoning_content": "ok"}),
+                     chunk({"content": "Hel"}), chunk({"content": "lo"}),
+                     chunk({"tool_calls": [{"index": 0, "id": "call_9", "type": "function",
+                                            "function": {"name": "Bash", "arguments": '{"comm'}}]}),
+                     chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'and": "ls"}'}}]}),
+                     chunk({}, "tool_calls"), chunk(usage_={"prompt_tokens": 9, "completion_tokens": 4})])
+    kinds = [k for k, _ in evs]
+    assert kinds == ["message_start", "ping",
+                     "content_block_start", "content_block_delta", "content_block_delta", "content_block_delta",
+                     "content_block_stop",
+                     "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
+                     "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
+                     "message_delta", "message_stop"]
+    assert evs[0][1]["message"]["model"] == "claude-sonnet-5-5"
+    assert evs[5][1]["delta"] == {"type": "signature_delta", "signature": "sig(hmm ok)"}
+    assert evs[11][1]["content_block"] == {"type": "tool_use", "id": "call_9", "name": "Bash", "input": {}}
+    arguments = "".join(e["delta"]["partial_json"] for k, e in evs if e.get("delta", {}).get("type") == "input_json_delta")
+    assert json.loads(arguments) == {"command": "ls"}
+    assert [e["index"] for k, e in evs if k == "content_block_start"] == [0, 1, 2]
+    assert evs[-2][1]["delta"]["stop_reason"] == "tool_use" and evs[-2][1]["usage"]["output_tokens"] == 4
+
+
+def test_an_empty_answer_still_ends_well_formed():
+    assert [k for k, _ in events(MessagesStreamTranslator(model="m", sign=str), [])] == [
+        "message_start", "ping", "message_delta", "message_stop"]
+
+
+def test_an_upstream_error_ends_the_stream_with_an_error_event():
+    t = MessagesStreamTranslator(model="m", sign=str)
+    out = b"".join(t.feed(chunk({"content": "par"}))) + b"".join(
+        t.fail({"message": "slow down", "type": "rate_limit_error", "code": "rate_limit_exceeded"}))
+    last = SSEDecoder().feed(out)[-1]
+    assert last.event == "error" and json.loads(last.data) == {
+        "type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}
+
+
+# ---- errors and model names -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("status,kind", [(400, "invalid_request_error"), (401, "authentication_error"),
+                                         (403, "permission_error"), (404, "not_found_error"),
+                                         (413, "request_too_large"), (429, "rate_limit_error"), (500, "api_error"),
+                                         (502, "api_error"), (503, "api_error"), (529, "overloaded_error")])
+def test_error_types_by_status(status, kind):
+    assert error_type(status) == kind
+    doc = json.loads(error_body(GatewayError(status, "why"), "req_1"))
+    assert doc == {"type": "error", "error": {"type": kind, "message": "why"}, "request_id": "req_1"}
+
+
+def test_stream_error_types():
+    assert stream_error_type({"type": "server_error", "code": "stream_idle_timeout"}) == "api_error"
+    assert stream_error_type({"type": "invalid_request_error"}) == "invalid_request_error"
+
+
+@pytest.mark.parametrize("name,target", [("claude-opus-5-5", "qwen3-coder-plus"), ("claude-sonnet-5-5", "qwen3-coder-plus"),
+                                         ("claude-sonnet-4-5-20250929", "qwen3-coder-plus"),
+                                         ("claude-haiku-5-5", "qwen3-coder-flash"), ("qwen3-max", "qwen3-max")])
+def test_claude_model_names_map_by_tier(name, target):
+    assert ModelMap("qwen3-coder-plus").resolve(name) == target
+
+
+def test_a_tier_can_be_mapped_to_another_model():
+    assert ModelMap("qwen3-coder-plus", {"claude-opus": "qwen3-max"}).resolve("claude-opus-5-5") == "qwen3-max"
+
+
+# ---- the pass-through pair ------------------------------------------------------------------------------
+
+def test_a_plans_anthropic_base():
+    from qwen_gateway.auth.plans import anthropic_base
+    assert anthropic_base("https://dashscope-intl.aliyuncs.com/compatible-mode/v1") == \
+        "https://dashscope-intl.aliyuncs.com/apps/anthropic"
+    assert anthropic_base("https://coding-intl.dashscope.aliyuncs.com/v1") == \
+        "https://coding-intl.dashscope.aliyuncs.com/apps/anthropic"
+    assert anthropic_base("https://example.com/api") is None
+
+
+def test_a_passed_through_body_is_a_plain_messages_request():
+    from qwen_gateway.api.messages.passthrough import own_body
+    notes: list[str] = []
+    out = own_body(body(system=[{"type": "text", "text": "x-anthropic-billing-header: cc"},
+                                {"type": "text", "text": "sys"}],
+                        messages=[{"role": "user", "content": "q"}, {"role": "system", "content": "ctx"},
+                                  {"role": "assistant", "content": [{"type": "thinking", "thinking": "t",
+                                                                     "signature": "ours"},
+                                                                    {"type": "text", "text": "a"}]},
+                                  {"role": "user", "content": "q2"}],
+                        max_tokens=32000, thinking={"type": "adaptive", "display": "omitted"},
+                        output_config={"effort": "high"},
+                        context_management={"edits": []}, tools=[{"name": "B", "input_schema": {},
+                                                                  "defer_loading": True}]), notes)
+    assert out["system"] == "sys\n\nctx"
+    assert [m["role"] for m in out["messages"]] == ["user", "assistant", "user"]
+    assert out["messages"][1]["content"] == [{"type": "text", "text": "a"}]
+    assert out["thinking"] == {"type": "enabled", "budget_tokens": 16384}
+    assert out["tools"] == []  # a deferred tool stays hidden from the model, as with Anthropic
+    assert not {"context_management", "output_config"} & set(out)
+
+
+def test_a_passed_through_stream_is_relayed_with_the_clients_model_and_the_gateways_signatures():
+    from qwen_gateway.api.messages.passthrough import EventRelay, EventTap
+    from qwen_gateway.streaming import StreamRewriter
+    upstream = b"".join(
+        b"event: %s\ndata: %s\n\n" % (e["type"].encode(), json.dumps(e).encode()) for e in [
+            {"type": "message_start", "message": {"model": "qwen3-coder-plus", "usage": {"input_tokens": 5}}},
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}},
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "hm"}},
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "up"}},
+            {"type": "content_block_stop", "index": 0},
+            {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 3}},
+            {"type": "message_stop"}])
+    tap = EventTap()
+    rw = StreamRewriter(tap, EventRelay(model="claude-opus-5-5", sign=lambda t: f"ours({t})"))
+    evs = [json.loads(e.data) for e in SSEDecoder().feed(rw.run(upstream))]
+    assert evs[0]["message"]["model"] == "claude-opus-5-5"
+    assert evs[3]["delta"]["signature"] == "ours(hm)" and evs[-1]["type"] == "message_stop"
+    assert rw.error is None and tap.usage == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8,
+                                              "prompt_tokens_details": {"cached_tokens": 0}}
+
+
+def test_thinking_the_client_did_not_ask_for_is_left_out():
+    from qwen_gateway.api.messages.request import asks_thinking
+    answer = {"choices": [{"finish_reason": "stop", "message": {"content": "hi", "reasoning_content": "hm"}}]}
+    assert not asks_thinking(body()) and asks_thinking(body(thinking={"type": "adaptive"}))
+    m = chat_to_message(answer, model="m", sign=str, thinking=False)
+    assert [b["type"] for b in m["content"]] == ["text"]
+    t = MessagesStreamTranslator(model="m", sign=str, thinking=False)
+    kinds = [e["content_block"]["type"] for k, e in events(t, [chunk({"reasoning_content": "hm"}),
+                                                                chunk({"content": "hi"})]) if k == "content_block_start"]
+    assert kinds == ["text"]
+
+
+def test_thinking_the_client_did_not_ask_for_is_left_out_of_a_passed_through_answer():
+    from qwen_gateway.api.messages.passthrough import EventRelay, own_answer
+    thought = {"type": "thinking", "thinking": "hm", "signature": "up"}
+    whole = {"model": "qwq-plus", "content": [thought, {"type": "text", "text": "hi"}], "usage": {}}
+    assert own_answer(whole, model="m", sign=str, thinking=False)[0]["content"] == [{"type": "text", "text": "hi"}]
+    assert own_answer(whole, model="m", sign=str)[0]["content"][0]["type"] == "thinking"
+    relay = EventRelay(model="m", sign=str, thinking=False)
+    out = [json.loads(b.split(b"data: ", 1)[1]) for e in [
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "hm"}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "hi"}},
+        {"type": "content_block_stop", "index": 1}, {"type": "message_stop"}] for b in relay.feed(e)]
+    assert [(e["type"], e.get("index")) for e in out] == [("content_block_start", 0), ("content_block_delta", 0),
+                                                          ("content_block_stop", 0), ("message_stop", None)]
+
+
+def test_an_anthropic_image_moves_a_passed_through_request_to_a_vision_model():
+    from qwen_gateway.accounts import Capability
+    from qwen_gateway.upstream.dashscope.request import own_body
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAA"}}
+    out = own_body({"messages": [{"role": "user", "content": [image]}], "max_tokens": 10}, model="qwen3-coder-plus",
+                   capability=Capability.CHAT)
+    assert out["model"] != "qwen3-coder-plus" and "vl_high_resolution_images" not in out
+
+
+def test_an_overloaded_529_stays_529():
+    from qwen_gateway.upstream.dashscope.errors import classify
+    err = classify(529, b'{"type":"error","error":{"type":"overloaded_error","message":"busy"}}')
+    assert err.status == 529 and error_type(err.status) == "overloaded_error"

@@ -1,0 +1,175 @@
+"""The usage ledger under every kind of storage failure, each caused for real on a real PostgreSQL (and SQLite): a
+database that turns read-only before the ledger's migration, a locked SQLite file; and the failures that are no
+storage fault — a column the table lost (a bug), a row the table refuses, a client's NUL character. What the
+gateway promises (docs/reliability.md, "Storage"): a storage failure keeps the rows, says so once and writes
+them when the storage is back; a bug is one line with its traceback, its rows dropped and counted, never
+retried, and never takes the good rows of its batch with it. The disk-full and hung-database cases through
+real gateways: tests/e2e/test_e2e_storage_full.py and tests/e2e/test_e2e_storage_hung.py."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+
+import pytest
+
+from helpers.observe_testlib import exchange
+from helpers.pgserver import pg_own  # noqa: F401  (fixture)
+from qwen_gateway.auth_settings import AuthSettings
+from qwen_gateway.config import Config
+from qwen_gateway.observe.ledger import UsageLedger
+from qwen_gateway.storage.health import local_fault
+from qwen_gateway.storage.pg import unavailable
+
+
+def _sql(url: str, sql: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        cur = conn.execute(sql)
+        return cur.fetchone()[0] if cur.description else 0
+
+
+def _rows(url: str) -> int:
+    try:
+        return _sql(url, "SELECT count(*) FROM usage")
+    except Exception:  # noqa: BLE001  (the table not there yet)
+        return -1
+
+
+async def _until(check, what: str, limit: float = 15.0) -> None:
+    deadline = time.monotonic() + limit
+    while not await asyncio.to_thread(check):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {limit} s")
+        await asyncio.sleep(0.05)
+
+
+def _ledger(tmp_path, url: str | None = None) -> UsageLedger:
+    led = UsageLedger()
+    led.configure(Config(auth=AuthSettings.from_env(state_dir=tmp_path / "state", state_url=url)))
+    return led
+
+
+async def _batch(led: UsageLedger, n: int, **kw) -> None:
+    for _ in range(n):
+        led.finished(exchange(**kw), None)
+    await led.flush()
+
+
+def _tracebacks(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.exc_info]
+
+
+def _warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_database_read_only_from_the_migration_on_keeps_the_rows_and_writes_them_later(pg_own, tmp_path,
+                                                                                                caplog):
+    name = pg_own.db.rsplit("/", 1)[1]
+    _sql(pg_own.url(), f"ALTER DATABASE {name} SET default_transaction_read_only = on")  # every new session
+    led = _ledger(tmp_path, pg_own.db)
+    try:
+        await _batch(led, 3)  # the first write: the migration's CREATE TABLE fails (ReadOnlySqlTransaction)
+        await _batch(led, 2)
+        assert led.health is not None and led.health.down and len(led._rows) == 5  # kept, not dropped
+        await asyncio.sleep(1.0)  # the probe (a write) keeps finding it read-only: still down, no new line
+        assert led.health.down
+        _sql(pg_own.url(), f"ALTER DATABASE {name} RESET default_transaction_read_only")
+        await _until(lambda: _rows(pg_own.db) == 5, "the rows written once the database takes writes")
+    finally:
+        led.done()
+    assert _tracebacks(caplog) == []
+    lines = _warnings(caplog)
+    assert len(lines) == 1 and "is unavailable (ReadOnlySqlTransaction)" in lines[0], lines
+
+
+async def test_a_column_the_table_lost_is_one_line_with_its_traceback_and_never_retried(pg_own, tmp_path, caplog):
+    led = _ledger(tmp_path, pg_own.db)
+    try:
+        await _batch(led, 1)
+        assert _rows(pg_own.db) == 1
+        _sql(pg_own.db, "ALTER TABLE usage DROP COLUMN cost_unit")  # a bug: the INSERT names a column not there
+        await _batch(led, 3)
+        await _batch(led, 2)
+        assert led._rows == [] and led.health is not None and not led.health.down  # no outage: a bug
+        _sql(pg_own.db, "ALTER TABLE usage ADD COLUMN cost_unit TEXT")
+        await _batch(led, 1)
+        assert _rows(pg_own.db) == 2  # the 5 were dropped, not kept to be retried
+    finally:
+        led.done()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info, [r.getMessage() for r in errors]
+    assert "UndefinedColumn" in errors[0].getMessage() and "Not a storage fault" in errors[0].getMessage()
+    assert "5 usage rows could not be written" in caplog.text  # counted, in one line at shutdown
+
+
+async def test_a_row_the_table_refuses_does_not_take_its_batch_with_it(pg_own, tmp_path, caplog):
+    led = _ledger(tmp_path, pg_own.db)
+    try:
+        await _batch(led, 1)
+        _sql(pg_own.db, "ALTER TABLE usage ADD CONSTRAINT no_poison CHECK (model IS DISTINCT FROM 'poison')")
+        for i in range(5):
+            led.finished(exchange(model="poison" if i == 2 else "gpt-4o"), None)
+        await led.flush()
+        assert _rows(pg_own.db) == 1 + 4
+    finally:
+        led.done()
+    assert len(_tracebacks(caplog)) == 1 and "CheckViolation" in caplog.text
+    assert "1 usage rows could not be written" in caplog.text
+
+
+@pytest.mark.parametrize("where", ["local", "shared"])
+async def test_a_nul_in_a_clients_model_name_is_stored_with_its_batch(pg_own, tmp_path, caplog, where):
+    led = _ledger(tmp_path, pg_own.db if where == "shared" else None)
+    try:
+        for model in ("gpt-4o", "gpt\x00-4o", "gpt-4o"):
+            led.finished(exchange(model=model), None)
+        await led.flush()
+        assert led.ledger().query("SELECT count(*) FROM usage")[0][0] == 3
+    finally:
+        led.done()
+    assert _tracebacks(caplog) == []
+
+
+async def test_a_locked_ledger_file_keeps_the_rows_and_writes_them_when_it_is_free(tmp_path, caplog):
+    led = _ledger(tmp_path)
+    await _batch(led, 1)
+    holder = sqlite3.connect(tmp_path / "state" / "usage.sqlite3", isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")  # another process writing for longer than the ledger waits (10 s)
+        await _batch(led, 2)
+        assert led.health is not None and led.health.down and len(led._rows) == 2
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    await _until(lambda: led.ledger().query("SELECT count(*) FROM usage")[0][0] == 3, "the kept rows written")
+    led.done()
+    assert _tracebacks(caplog) == []
+    assert caplog.text.count("is unavailable (locked)") == 1
+
+
+@pytest.mark.parametrize("state, outage", [
+    ("53100", True), ("53200", True), ("53300", True),  # disk full, out of memory, too many connections
+    ("57P01", True), ("57P03", True), ("57014", True),  # admin shutdown, cannot connect now, statement timeout
+    ("58030", True), ("08006", True), ("25006", True),  # I/O error, connection failure, read-only
+    ("40001", True), ("55P03", True),  # serialization failure, lock not available: tried again later
+    ("42703", False), ("42P01", False), ("23514", False), ("22021", False), ("54000", False),  # statements' faults
+])
+def test_which_database_errors_are_storage_faults(state, outage):
+    import psycopg
+
+    assert unavailable(psycopg.errors.lookup(state)("x")) is outage
+    assert unavailable(psycopg.OperationalError("connection failed")) and unavailable(psycopg.InterfaceError("closed"))
+    assert not unavailable(ValueError("not a database error"))
+
+
+@pytest.mark.parametrize("message, fault", [
+    ("database or disk is full", "disk full"), ("attempt to write a readonly database", "not writable"),
+    ("disk I/O error", "disk I/O error"), ("database is locked", "locked"), ("no such column: x", None),
+])
+def test_which_sqlite_errors_are_storage_faults(message, fault):
+    assert local_fault(sqlite3.OperationalError(message)) == fault

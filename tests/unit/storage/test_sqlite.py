@@ -1,0 +1,34 @@
+"""The state folder's SQLite files (storage/sqlite.py): private to their owner, in WAL mode, and a
+transaction's statements committed together or not at all."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from qwen_gateway.storage.sqlite import open_private_db, transaction
+
+
+def test_a_new_file_is_its_owners_alone_and_in_wal_mode(tmp_path):
+    path = tmp_path / "state" / "x.sqlite3"
+    db = open_private_db(path, timeout=1, setup="CREATE TABLE t (v INTEGER);")
+    try:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        db.close()
+
+
+def test_a_transaction_commits_together_or_rolls_back(tmp_path):
+    db = open_private_db(tmp_path / "x.sqlite3", timeout=1, setup="CREATE TABLE t (v INTEGER);")
+    try:
+        with transaction(db):
+            db.execute("INSERT INTO t VALUES (1)")
+            db.execute("INSERT INTO t VALUES (2)")
+        with pytest.raises(RuntimeError), transaction(db):
+            db.execute("INSERT INTO t VALUES (3)")
+            raise RuntimeError("a write that fails half-way")
+        assert [r[0] for r in db.execute("SELECT v FROM t ORDER BY v")] == [1, 2]
+    finally:
+        db.close()

@@ -1,0 +1,29 @@
+"""What the gateway imports only at first need (issue #34: RSS after 10,000 requests ≤ 100 MB): tiktoken (its
+encoding ~25 MB: tests/unit/test_tokens_lazy.py) and httpx (1.6 MB: the OAuth and web-session refresh, the device
+login). A gateway of key accounts serving chat requests never loads either."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize("module", ["httpx", "tiktoken"])
+def test_loading_the_gateway_does_not_import(module):
+    code = ("import sys\nfrom mitmproxy.tools import dump\nimport qwen_gateway.addon, qwen_gateway.wings\n"
+            f"print({module!r} in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+async def test_the_oauth_client_still_gets_its_timeouts():
+    from qwen_gateway.auth import oauth
+
+    client = oauth.client()
+    try:
+        assert (client.timeout.read, client.timeout.connect) == (oauth.TIMEOUT_S, oauth.CONNECT_TIMEOUT_S)
+    finally:
+        await client.aclose()

@@ -1,0 +1,89 @@
+"""What an endpoint keeps of a streamed answer before the stream's end goes out (turn/keep.py): the end is
+parked, the endpoint's write starts, the gate opens when it is done; a write that fails, or one that takes
+longer than KEEP_WAIT_S, takes the end back (the client hears it was not kept, never that it is done)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from qwen_gateway.exchange import ClientRequest, Exchange
+from qwen_gateway.pivot import Endpoint
+from qwen_gateway.storage.health import StateUnavailable
+from qwen_gateway.streaming import StreamRewriter
+from qwen_gateway.turn import keep
+
+
+class Translator:
+    """A stream translator that builds a final object (as the Responses API's does) and can take its end back."""
+
+    def feed(self, chunk):
+        return []
+
+    def finish(self):
+        return [b"data: done\n\n"]
+
+    def fail(self, error):
+        return [b"data: failed\n\n"]
+
+    def response(self):
+        return {"id": "resp_1", "status": "completed"}
+
+    def unkept(self, held, error):
+        return [b"data: not kept\n\n"]
+
+
+def exchange(write_result) -> tuple[Exchange, list[dict]]:
+    kept: list[dict] = []
+
+    def finished(ex, final):
+        kept.append(final)
+        if isinstance(write_result, Exception) and not isinstance(write_result, StateUnavailable):
+            raise write_result
+        ex.write = write_result
+
+    ex = Exchange(ClientRequest("POST", "/v1/responses", "http://x/v1/responses"), keep_before_end=True,
+                  endpoint=Endpoint("responses", to_chat=lambda b, e: b, from_chat=lambda d, e: d,
+                                    stream_translator=lambda e: None, finished=finished))
+    ex.rewriter = StreamRewriter(None, Translator())  # type: ignore[arg-type]
+    return ex, kept
+
+
+async def test_the_end_waits_for_the_write_then_goes_out():
+    loop = asyncio.get_running_loop()
+    write = loop.create_future()
+    ex, kept = exchange(write)
+    keep.park_until_kept(ex, ex.rewriter)
+    assert ex.gate is not None and ex.rewriter.park is not None
+    ex.rewriter.park()  # the stream's final events arrived
+    assert kept == [{"id": "resp_1", "status": "completed"}] and ex.kept and not ex.gate.done()
+    write.set_result(None)
+    await keep.until_kept(ex, "a stream")
+    assert ex.gate.done() and not ex.unkept
+
+
+async def test_a_failed_write_takes_the_end_back():
+    write = asyncio.get_running_loop().create_future()
+    ex, _ = exchange(write)
+    keep.park_until_kept(ex, ex.rewriter)
+    ex.rewriter.held = [b"data: done\n\n"]
+    ex.rewriter.park()
+    write.set_exception(StateUnavailable("The shared database is unavailable."))
+    await keep.until_kept(ex, "a stream")
+    assert ex.unkept and ex.stream_error and ex.rewriter.held == [b"data: not kept\n\n"]
+
+
+async def test_a_write_that_takes_too_long_is_not_reported_done(monkeypatch):
+    monkeypatch.setattr(keep, "KEEP_WAIT_S", 0.05)
+    ex, _ = exchange(asyncio.get_running_loop().create_future())  # never done
+    keep.park_until_kept(ex, ex.rewriter)
+    ex.rewriter.held = [b"data: done\n\n"]
+    ex.rewriter.park()
+    await keep.until_kept(ex, "a stream")
+    assert ex.unkept and ex.rewriter.held == [b"data: not kept\n\n"]
+
+
+def test_nothing_is_parked_when_the_endpoint_keeps_nothing_early():
+    ex, _ = exchange(None)
+    ex.keep_before_end = False
+    keep.park_until_kept(ex, ex.rewriter)
+    assert ex.gate is None and ex.rewriter.park is None

@@ -1,0 +1,306 @@
+"""The translations that make OpenAI requests acceptable to DashScope (upstream/dashscope/rules.py, models.py tables)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qwen_gateway.upstream.dashscope import knobs, rules, thinking
+from qwen_gateway.upstream.dashscope.request import chat_to_qwen
+from qwen_gateway.model_map import Thinking, is_vision, output_cap, thinking_refusal, vision_model
+from qwen_gateway.api.responses.request import responses_to_chat
+
+TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+USER = {"role": "user", "content": "hi"}
+
+
+def qwen(body: dict, model: str = "coder-model", oauth: bool = True, **kw) -> tuple[dict, list[str]]:
+    notes: list[str] = []
+    return chat_to_qwen({"model": "gpt-4o", "messages": [USER], **body}, model=model, oauth=oauth, notes=notes,
+                        **kw), notes
+
+
+# ---- R1 -------------------------------------------------------------------------------------------------
+
+
+def test_developer_becomes_system_and_leading_system_prompts_merge():
+    notes: list[str] = []
+    out = rules.system_roles([{"role": "system", "content": "a"}, {"role": "developer", "content": "b"}, USER,
+                              {"role": "developer", "content": "later"}], notes)
+    assert out == [{"role": "system", "content": "a\n\nb"}, USER, {"role": "system", "content": "later"}]
+    assert notes == ["developer messages sent as system (Qwen has no developer role)"]
+    parts = [{"type": "text", "text": "x"}, {"type": "image_url", "image_url": {"url": "u"}}]
+    kept = rules.system_roles([{"role": "system", "content": "a"}, {"role": "system", "content": parts}])
+    assert len(kept) == 2  # not only text: not merged
+    assert rules.system_roles([USER], notes := []) == [USER] and notes == []
+
+
+def test_chat_to_qwen_never_sends_developer_and_leaves_the_input_alone():
+    body = {"model": "gpt-5", "messages": [{"role": "developer", "content": "d"}, USER]}
+    out = chat_to_qwen(body, model="coder-model", oauth=False)
+    assert [m["role"] for m in out["messages"]] == ["system", "user"]
+    assert body["messages"][0]["role"] == "developer"
+
+
+# ---- R2, R3, R9 ------------------------------------------------------------------------------------------
+
+
+def test_json_output_turns_thinking_off_and_is_noted_only_when_thinking_was_asked():
+    out, notes = qwen({"reasoning_effort": "high", "response_format": {"type": "json_object"}})
+    assert out["enable_thinking"] is False and "thinking_budget" not in out and "reasoning_effort" not in out
+    assert notes == ["thinking off: Qwen refuses JSON output (response_format) in thinking mode"]
+    out, notes = qwen({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}})
+    assert out["enable_thinking"] is False and notes == []
+    out, _ = qwen({"response_format": {"type": "text"}, "reasoning_effort": "low"})
+    assert out["enable_thinking"] is True and out["thinking_budget"] == 1024
+
+
+@pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "f"}}])
+def test_forced_tool_choice_turns_thinking_off_on_hybrid_models(choice):
+    out, notes = qwen({"tools": TOOLS, "tool_choice": choice, "enable_thinking": True})
+    assert out["tool_choice"] == choice and out["enable_thinking"] is False
+    assert notes == ["thinking off: Qwen refuses a forced tool_choice in thinking mode"]
+    out, _ = qwen({"tools": TOOLS, "tool_choice": "auto", "reasoning_effort": "medium"})
+    assert out["enable_thinking"] is True and out["thinking_budget"] == 8192
+
+
+def test_thinking_only_models_keep_thinking_and_lose_a_forced_choice():
+    out, notes = qwen({"reasoning_effort": "none", "tools": TOOLS, "tool_choice": "required", "stream": True},
+                      model="qwq-plus")
+    assert "enable_thinking" not in out and out["tool_choice"] == "auto"
+    assert any("always thinks" in n for n in notes) and len(notes) == 2
+    out, notes = qwen({"enable_thinking": False}, model="qwen3-235b-a22b-thinking-2507")
+    assert "enable_thinking" not in out and notes
+
+
+def test_effort_native_models_get_reasoning_effort_never_with_a_budget():
+    out, notes = qwen({"reasoning_effort": "low", "thinking_budget": 500}, model="qwen3.8-max")
+    assert out["reasoning_effort"] == "low" and "thinking_budget" not in out and "enable_thinking" not in out
+    assert notes == ["thinking_budget dropped: qwen3.8-max takes reasoning_effort and refuses both"]
+    out, notes = qwen({"reasoning_effort": "xhigh"}, model="qwen3.8-max")
+    assert out["reasoning_effort"] == "xhigh" and notes == []
+    out, notes = qwen({"reasoning_effort": "max"}, model="qwen3.8-max")
+    assert out["reasoning_effort"] == "xhigh" and notes == [
+        "reasoning_effort max sent as xhigh: qwen3.8-max takes none, minimal, low, medium, high, xhigh"]
+    for off in ({"reasoning_effort": "minimal"}, {"reasoning_effort": "none"}, {}, {"enable_thinking": False},
+                {"reasoning_effort": "high", "response_format": {"type": "json_object"}}):
+        out, _ = qwen(off, model="qwen3.8-max")
+        assert out["reasoning_effort"] == "none" and "enable_thinking" not in out, off  # never enable_thinking
+    out, notes = qwen({"enable_thinking": True, "thinking_budget": 300_000}, model="qwen3.8-max")
+    assert "reasoning_effort" not in out and "enable_thinking" not in out and out["thinking_budget"] == 262_144
+    assert notes == ["thinking_budget 300000 lowered to 262144, qwen3.8-max's most"]
+
+
+def test_explicit_qwen_knobs_win_over_reasoning_effort():
+    out, notes = qwen({"enable_thinking": False, "reasoning_effort": "high"})
+    assert out["enable_thinking"] is False and "thinking_budget" not in out and notes == []
+    out, _ = qwen({"thinking_budget": 300})  # a budget alone asks for thinking within it
+    assert out["thinking_budget"] == 300 and out["enable_thinking"] is True
+
+
+@pytest.mark.parametrize("model,sent", [
+    ("coder-model", {"enable_thinking": False}), ("qwen3.6-plus", {"enable_thinking": False}),
+    ("qwen3.5-plus-2026-02-15", {"enable_thinking": False}),  # a dated snapshot reads as its family
+    ("qwen3.9-plus", {"enable_thinking": False}),  # not in the table: Qwen 3.5 and later think by default
+    ("qwen3.8-max", {"reasoning_effort": "none"}),
+    ("qwen-plus", {}), ("qwen3-max-2026-01-23", {}), ("qwen3-coder-plus", {}), ("qwq-plus", {}),
+    ("somebody-elses-model", {})])
+def test_without_a_reasoning_ask_a_model_that_thinks_by_default_is_told_not_to(model, sent):
+    out, notes = qwen({"stream": True}, model=model)
+    assert {k: out[k] for k in ("enable_thinking", "thinking_budget", "reasoning_effort") if k in out} == sent
+    assert notes == []
+
+
+def test_budgets_within_each_models_most_and_where_required():
+    out, notes = qwen({"enable_thinking": True, "thinking_budget": 100_000}, model="qwen3.6-plus")
+    assert out["thinking_budget"] == 81_920 and notes == ["thinking_budget 100000 lowered to 81920, qwen3.6-plus's most"]
+    out, _ = qwen({"reasoning_effort": "high"}, model="qwen3.5-27b")  # refused without a budget: its most
+    assert out["enable_thinking"] is True and out["thinking_budget"] == 81_920
+    out, _ = qwen({"reasoning_effort": "low"}, model="qwen3.5-27b")
+    assert out["thinking_budget"] == 1024
+    out, _ = qwen({"thinking_budget": 50_000}, model="coder-model")  # its most not documented: as asked
+    assert out["thinking_budget"] == 50_000
+
+
+def test_a_model_without_thinking_gets_no_knob_and_the_ask_is_noted():
+    out, notes = qwen({"reasoning_effort": "high", "thinking_budget": 4096}, model="qwen3-coder-plus")
+    assert not {"enable_thinking", "thinking_budget", "reasoning_effort"} & set(out)
+    assert notes == ["thinking not asked of Qwen: qwen3-coder-plus does not think"]
+    out, notes = qwen({"enable_thinking": False}, model="qwen3-coder-plus")
+    assert "enable_thinking" not in out and notes == []
+
+
+def test_the_anthropic_base_gets_thinking_only_when_asked():
+    notes: list[str] = []
+    ask = {"model": "m", "max_tokens": 64, "messages": [USER]}
+    off = {"thinking": {"type": "disabled"}}
+    assert knobs.anthropic_thinking({**ask, "model": "qwen3.6-plus"}) == {**ask, "model": "qwen3.6-plus", **off}
+    assert knobs.anthropic_thinking({**ask, "model": "qwen-plus"}) == {**ask, "model": "qwen-plus"}
+    on = {"thinking": {"type": "enabled", "budget_tokens": 2048}}
+    assert knobs.anthropic_thinking({**ask, "model": "qwen3.6-plus", **on}) == {**ask, "model": "qwen3.6-plus", **on}
+    assert knobs.anthropic_thinking({**ask, "model": "qwq-plus", **off}, notes) == {**ask, "model": "qwq-plus"}
+    assert knobs.anthropic_thinking({**ask, "model": "qwen3-coder-plus", **on}, notes) == {
+        **ask, "model": "qwen3-coder-plus"}
+    assert notes == ["thinking stays on: qwq-plus always thinks",
+                     "thinking not asked of Qwen: qwen3-coder-plus does not think"]
+
+
+@pytest.mark.parametrize("model,kind", [("coder-model", Thinking.HYBRID), ("qwen3.6-plus", Thinking.HYBRID),
+                                        ("qwq-plus", Thinking.ONLY), ("qwen3-next-80b-a3b-thinking", Thinking.ONLY),
+                                        ("qwen3.8-max", Thinking.EFFORT), ("qwen3.8-max-2026-09-01", Thinking.EFFORT)])
+def test_thinking_kinds(model, kind):
+    assert thinking.spec(model).kind is kind
+
+
+# ---- R4 ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+def test_output_is_clamped_to_the_models_cap(field):
+    out, notes = qwen({field: 128000})
+    assert out["max_tokens"] == 65536 and "max_completion_tokens" not in out
+    assert notes == ["max_tokens 128000 lowered to 65536, coder-model's output cap"]
+    out, notes = qwen({field: 1000})
+    assert out["max_tokens"] == 1000 and notes == []
+    out, _ = qwen({field: 128000}, model="some-new-model")
+    assert out["max_tokens"] == 8192  # unknown: a safe default
+
+
+def test_output_caps_by_longest_prefix():
+    assert output_cap("qwen-max") == 8192 and output_cap("qwen-max-2025-01-25") == 8192
+    assert output_cap("qwen3-max") == 65536 and output_cap("qwen3-coder-plus-2025-07-22") == 65536
+    assert output_cap("nope") == 8192
+
+
+def test_responses_and_completions_limits_are_clamped_too():
+    chat = responses_to_chat({"model": "gpt-5", "input": "x", "max_output_tokens": 128000})
+    assert chat_to_qwen(chat, model="qwen-turbo", oauth=False)["max_tokens"] == 16384
+
+
+# ---- R10 ----------------------------------------------------------------------------------------------------
+
+IMAGE_MSG = {"role": "user", "content": [{"type": "text", "text": "what?"},
+                                         {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}
+
+
+def test_images_go_to_the_accounts_vision_model():
+    out, notes = qwen({"messages": [IMAGE_MSG]}, model="qwen3-coder-plus", oauth=False)
+    assert out["model"] == "qwen3.6-plus" and out["vl_high_resolution_images"] is True
+    assert notes == ["images sent to qwen3.6-plus: qwen3-coder-plus cannot read images"]
+    out, _ = qwen({"messages": [IMAGE_MSG]}, model="qwen3-coder-plus", oauth=False, default_model="qwen3.7-plus")
+    assert out["model"] == "qwen3.7-plus"
+    out, _ = qwen({"messages": [IMAGE_MSG]}, model="qwen3-coder-plus", oauth=True)
+    assert out["model"] == "coder-model"
+    out, notes = qwen({"messages": [IMAGE_MSG]}, model="qwen3-vl-plus", oauth=False)
+    assert out["model"] == "qwen3-vl-plus" and out["vl_high_resolution_images"] is True and notes == []
+    out, _ = qwen({}, model="qwen3-coder-plus", oauth=False)
+    assert out["model"] == "qwen3-coder-plus" and "vl_high_resolution_images" not in out
+
+
+def test_vision_list():
+    for m in ("qwen3.6-plus", "qwen3.7-plus", "qwen3-vl-plus", "qwen-vl-max", "coder-model"):
+        assert is_vision(m), m
+    for m in ("qwen3-coder-plus", "qwen-max", "qwq-plus"):
+        assert not is_vision(m), m
+    assert vision_model("qwen-max", oauth=False, default_model="coder-model") == "qwen3.6-plus"  # OAuth-only
+
+
+# ---- qwen-code's shape ------------------------------------------------------------------------------------
+
+
+def test_qwen_codes_shape_with_its_markers_where_they_help():
+    """A short prompt gets no marker (tests/unit/upstream/dashscope/test_markers.py has the rest); the session and thinking."""
+    out, _ = qwen({"messages": [{"role": "system", "content": "s"}, USER], "tools": TOOLS, "stream": True})
+    assert out["messages"] == [{"role": "system", "content": "s"}, USER] and out["tools"] == TOOLS
+    assert out["preserve_thinking"] is True and set(out["metadata"]) == {"sessionId", "promptId"}
+
+
+def _session_id_as_before(chat_body: dict) -> str:
+    """rules.session_id as it was written before its speed-up (json.dumps per call, uuid.uuid5): session ids
+    must not change, or every client's Qwen prompt cache starts over."""
+    import hashlib
+    import json
+    key = chat_body.get("prompt_cache_key")
+    if isinstance(key, str) and key:
+        return str(uuid.uuid5(rules._SESSION_NS, ("key:" + key).encode("utf-8", "surrogatepass")))
+    opening = []
+    for m in chat_body.get("messages") or []:
+        if not isinstance(m, dict):
+            continue
+        role = "system" if m.get("role") == "developer" else m.get("role")
+        opening.append([role, rules._text(m.get("content")) or json.dumps(m.get("content"), sort_keys=True)])
+        if role == "user":
+            break
+    text = json.dumps([chat_body.get("model"), opening], ensure_ascii=False)
+    return str(uuid.uuid5(rules._SESSION_NS, "conv:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()))
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                     max_leaves=8)
+_message = st.fixed_dictionaries({"role": st.sampled_from(["system", "developer", "user", "assistant", 7]),
+                                  "content": st.text() | _json | st.lists(st.fixed_dictionaries(
+                                      {"type": st.just("text"), "text": st.text()}), max_size=3)})
+
+
+@settings(max_examples=300, deadline=None)
+@given(model=st.text() | st.none() | st.integers(), messages=st.lists(_message | _json, max_size=4),
+       cache_key=st.none() | st.text())
+def test_session_ids_are_the_ones_they_always_were(model, messages, cache_key):
+    body = {"model": model, "messages": messages, **({"prompt_cache_key": cache_key} if cache_key is not None else {})}
+    assert rules.session_id(body) == _session_id_as_before(body)
+    assert rules.session_id({"model": "m", "messages": [{"role": "user", "content": "\ud83d lone"}]}) == \
+        _session_id_as_before({"model": "m", "messages": [{"role": "user", "content": "\ud83d lone"}]})
+
+
+def test_session_id_is_stable_per_conversation():
+    turn1 = {"model": "gpt-4o", "messages": [{"role": "system", "content": "s"}, USER]}
+    turn2 = {**turn1, "messages": turn1["messages"] + [{"role": "assistant", "content": "a"}, {"role": "user",
+                                                                                             "content": "more"}]}
+    other = {**turn1, "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "else"}]}
+    assert rules.session_id(turn1) == rules.session_id(turn2) != rules.session_id(other)
+    as_dev = {**turn1, "messages": [{"role": "developer", "content": "s"}, USER]}
+    assert rules.session_id(as_dev) == rules.session_id(turn1)
+    keyed = rules.session_id({**turn1, "prompt_cache_key": "k"})
+    assert keyed == rules.session_id({**other, "prompt_cache_key": "k"}) != rules.session_id(turn1)
+    out = chat_to_qwen(turn2, model="coder-model", oauth=False)
+    assert out["metadata"]["sessionId"] == rules.session_id(turn1) and "prompt_cache_key" not in out
+    assert chat_to_qwen(turn1, model="m", oauth=False, session_id="given")["metadata"]["sessionId"] == "given"
+
+
+def test_notes_are_not_repeated_when_a_retry_translates_again():
+    notes: list[str] = []
+    body = {"model": "gpt-5", "messages": [USER], "max_completion_tokens": 10 ** 6}
+    for _ in range(3):
+        chat_to_qwen(body, model="coder-model", oauth=True, notes=notes)
+    assert len(notes) == 1
+
+
+def test_a_refusal_teaches_a_models_thinking_kind():
+    assert thinking_refusal("<400> InternalError.Algo.InvalidParameter: The value of the enable_thinking "
+                            "parameter is restricted to True.") is Thinking.ONLY
+    assert thinking_refusal("'reasoning_effort' and 'thinking_budget' cannot be set simultaneously") is \
+        Thinking.EFFORT
+    assert thinking_refusal("Range of max_tokens should be [1, 8192]") is None
+    learned = {"new-thinker": Thinking.ONLY}
+    assert thinking.spec("new-thinker", learned).kind is Thinking.ONLY
+    assert thinking.spec("new-thinker") == thinking.UNKNOWN
+    out = chat_to_qwen({"model": "x", "messages": [USER], "reasoning_effort": "none"}, model="new-thinker",
+                       oauth=False, learned_thinking=learned)
+    assert "enable_thinking" not in out
+
+
+def test_a_lone_surrogate_in_the_opening_names_a_session():
+    """`"\\ud83d"` (JavaScript's JSON for a string cut inside an emoji) in the system prompt or first user
+    message: hashed as it is (issue 31: a 500 UnicodeEncodeError), distinct from the same text without it."""
+    cut = {"model": "gpt-4o", "messages": [{"role": "system", "content": "s\ud83d"}, {"role": "user", "content": "\ud83d"}]}
+    whole = {"model": "gpt-4o", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": ""}]}
+    assert rules.session_id(cut) == rules.session_id(cut) != rules.session_id(whole)
+    assert chat_to_qwen(cut, model="coder-model", oauth=False)["metadata"]["sessionId"] == rules.session_id(cut)
+    keyed = {**whole, "prompt_cache_key": "thread\ud83d"}  # the fuzzer's find: a 500 from uuid5
+    assert rules.session_id(keyed) == rules.session_id({**cut, "prompt_cache_key": "thread\ud83d"})
+    assert rules.session_id(keyed) == str(uuid.uuid5(rules._SESSION_NS, "key:thread".encode() + b"\xed\xa0\xbd"))
+    assert rules.session_id({**whole, "prompt_cache_key": "k"}) == str(uuid.uuid5(rules._SESSION_NS, "key:k"))

@@ -1,0 +1,122 @@
+"""The in-process connection (upstream/pipe.py) and the servers reached through it (upstream/inproc.py): what
+mitmproxy and the relay need of a socket — bytes both ways, EOF, half-close, close, backpressure."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from qwen_gateway.upstream import inproc, pipe
+
+
+async def test_bytes_travel_both_ways_and_close_is_eof_on_both_sides():
+    (a_r, a_w), (b_r, b_w) = pipe.pipe(("x.invalid", 1))
+    a_w.write(b"GET / HTTP/1.1\r\n\r\n")
+    assert await b_r.readuntil(b"\r\n\r\n") == b"GET / HTTP/1.1\r\n\r\n"
+    b_w.write(b"hello")
+    await b_w.drain()
+    assert await a_r.read(100) == b"hello"
+    a_w.close()  # mitmproxy closes: the relay's pending read ends, its writes fail
+    assert await b_r.read(1) == b""
+    assert await a_r.read(1) == b""
+    with pytest.raises(ConnectionResetError):
+        b_w.write(b"late")
+    with pytest.raises(ConnectionResetError):
+        await b_w.drain()
+    assert a_w.is_closing() and a_w.get_extra_info("peername") == ("x.invalid", 1)
+
+
+async def test_half_close_leaves_the_other_direction_open():
+    (a_r, a_w), (b_r, b_w) = pipe.pipe(("x.invalid", 1))
+    a_w.write_eof()
+    assert await b_r.read(10) == b""
+    b_w.write(b"still")
+    assert await a_r.read(10) == b"still"
+
+
+async def test_drain_waits_while_the_peer_holds_too_much_unread():
+    (a_r, a_w), (b_r, b_w) = pipe.pipe(("x.invalid", 1))
+    b_w.write(b"x" * (pipe.HIGH_WATER + 1))
+    drained = asyncio.ensure_future(b_w.drain())
+    await asyncio.sleep(0.01)
+    assert not drained.done()  # a slow reader slows the writer, as a full socket buffer does
+    await a_r.read(pipe.HIGH_WATER)
+    await asyncio.wait_for(drained, 1)
+
+
+async def test_a_writer_waiting_for_room_fails_when_the_reader_closes():
+    (a_r, a_w), (b_r, b_w) = pipe.pipe(("x.invalid", 1))
+    b_w.write(b"x" * (pipe.HIGH_WATER + 1))
+    drained = asyncio.ensure_future(b_w.drain())
+    await asyncio.sleep(0)
+    a_w.close()
+    with pytest.raises(ConnectionResetError):
+        await asyncio.wait_for(drained, 1)
+
+
+async def test_open_connection_reaches_a_listening_server_and_nothing_else_changes():
+    """inproc.open_connection is what mitmproxy's server connect calls (seams/server_connect.py; driven through
+    mitmproxy's own code in tests/unit/seams/test_server_connect.py): asyncio's own is never replaced."""
+    original = asyncio.open_connection
+    seen = []
+
+    async def serve(reader, writer):
+        seen.append(await reader.readexactly(4))
+        writer.write(b"pong")
+        writer.close()
+
+    address = inproc.listen(serve)
+    try:
+        assert address is not None and address[0].endswith(".invalid")
+        assert asyncio.open_connection is original
+        reader, writer = await inproc.open_connection(*address)
+        writer.write(b"ping")
+        assert await reader.read(10) == b"pong"
+        assert await reader.read(10) == b""
+        assert seen == [b"ping"]
+        # any other address is asyncio's own connect (here: nothing listens on the port)
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        server.close()
+        await server.wait_closed()
+        with pytest.raises(OSError):
+            await inproc.open_connection("127.0.0.1", port)
+    finally:
+        inproc.close(address)
+    assert asyncio.open_connection is original  # asyncio as it was
+
+
+async def test_a_connection_completes_only_after_the_caller_could_record_its_task():
+    """mitmproxy runs its connection handler as an eager task and records the task when it first suspends;
+    a connect that returned without suspending would be overwritten (a socket's connect always suspends)."""
+    async def serve(reader, writer):
+        writer.close()
+
+    address = inproc.listen(serve)
+    assert address is not None
+    try:
+        loop = asyncio.get_running_loop()
+        previous = loop.get_task_factory()
+        loop.set_task_factory(asyncio.eager_task_factory)
+        try:
+            task = loop.create_task(inproc.open_connection(*address))
+            assert not task.done()
+            await task
+        finally:
+            loop.set_task_factory(previous)
+    finally:
+        inproc.close(address)
+
+
+async def test_the_reader_calls_back_once_when_its_peer_closes():
+    """The relay's watch for a client gone mid-answer: a callback, not a read pending in a task of its own."""
+    (_, client_w), (server_r, _) = pipe.pipe(("qwen-relay.invalid", 1))
+    told: list[int] = []
+    server_r.on_eof = lambda: told.append(1)
+    client_w.write(b"more bytes: stay buffered, no callback")
+    assert told == []
+    client_w.close()
+    client_w.close()
+    assert told == [1] and server_r.on_eof is None
+    assert await server_r.read() == b"more bytes: stay buffered, no callback"
