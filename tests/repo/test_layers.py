@@ -4,6 +4,7 @@ the core imports no wing; no import cycle, type-only imports included. Read from
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +49,7 @@ def imports(name: str, path: Path, is_pkg: bool, known: dict) -> set[str]:
     return found
 
 
+@functools.cache
 def graph() -> dict[str, set[str]]:
     known = modules()
     return {name: imports(name, path, is_pkg, known) for name, (path, is_pkg) in known.items()}

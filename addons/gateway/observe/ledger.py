@@ -34,6 +34,7 @@ __all__ = ["COLUMNS", "FILENAME", "Ledger", "SharedLedger", "UsageLedger", "row_
 log = logging.getLogger("qwen")
 
 FILENAME = "usage.sqlite3"
+BUSY_S = 10  # how long a write waits for another process holding the file before the file counts as unavailable
 
 
 class Ledger:
@@ -42,7 +43,7 @@ class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._db = open_private_db(path, timeout=10)
+        self._db = open_private_db(path, timeout=BUSY_S)
         cols = ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
         self._db.execute(f"CREATE TABLE IF NOT EXISTS usage ({cols})")
         have = {row[1] for row in self._db.execute("PRAGMA table_info(usage)")}

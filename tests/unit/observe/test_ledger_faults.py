@@ -135,12 +135,15 @@ async def test_a_nul_in_a_clients_model_name_is_stored_with_its_batch(pg_own, tm
     assert _tracebacks(caplog) == []
 
 
-async def test_a_locked_ledger_file_keeps_the_rows_and_writes_them_when_it_is_free(tmp_path, caplog):
+async def test_a_locked_ledger_file_keeps_the_rows_and_writes_them_when_it_is_free(tmp_path, caplog, monkeypatch):
+    from qwen_gateway.observe import ledger
+
+    monkeypatch.setattr(ledger, "BUSY_S", 0.5)  # the wait for another process, shorter than the 10 s it is
     led = _ledger(tmp_path)
     await _batch(led, 1)
     holder = sqlite3.connect(tmp_path / "state" / "usage.sqlite3", isolation_level=None)
     try:
-        holder.execute("BEGIN EXCLUSIVE")  # another process writing for longer than the ledger waits (10 s)
+        holder.execute("BEGIN EXCLUSIVE")  # another process writing for longer than the ledger waits (BUSY_S)
         await _batch(led, 2)
         assert led.health is not None and led.health.down and len(led._rows) == 2
     finally:
