@@ -2,7 +2,7 @@
 interface (`read`/`readuntil`/`readexactly` on the reader; `write`/`drain`/`close`/`write_eof`/
 `get_extra_info` on the writer), so code written for a socket runs over it unchanged.
 
-Why: a streamed answer travels from the engine to mitmproxy's stream callable. Over a loopback socket every
+Why: a streamed answer travels from the turn (through the relay) to mitmproxy. Over a loopback socket every
 event cost a write, a wake-up of the event loop's selector and a read, and every stream a TCP connect and an
 accept (at hundreds of streams opened together the listener's backlog overflowed and the kernel retried the
 connect a second later). In the process, a write hands the bytes to the peer's reader at once.

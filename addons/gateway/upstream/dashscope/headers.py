@@ -24,7 +24,7 @@ def upstream_headers(cred: Credential, *, user_agent: str, stream: bool, host: s
         ("Host", host),
         ("Accept", "text/event-stream" if stream else "application/json"),
         ("Content-Type", "application/json"),
-        # Identity: the stream callable must see plain SSE, not gzip.
+        # Identity: the turn's stream translation reads plain SSE, not gzip.
         ("Accept-Encoding", "identity"),
         ("Authorization", f"Bearer {cred.token}"),
         ("User-Agent", user_agent),
