@@ -797,7 +797,7 @@ def test_concurrency_limit_counts_requests_in_flight(emu):
 
 
 def test_cache_hits_per_account(emu):
-    marked = {"role": "system", "content": [{"type": "text", "text": "a long system prompt " * 50,
+    marked = {"role": "system", "content": [{"type": "text", "text": "a long system prompt " * 250,
                                              "cache_control": {"type": "ephemeral"}}]}
     body = {"model": "coder-model", "messages": [marked, {"role": "user", "content": "hi"}]}
     for token in (API_KEY, API_KEY, SEED):
