@@ -98,6 +98,10 @@ def _declarations() -> dict[str, OptionSpec]:
     add("qwen_stream_idle_timeout", int, 300,
         "Seconds a stream may stay silent before the gateway ends it with an error (0: never). "
         "qwen-code uses 240 s; mitmproxy's own tcp_timeout is 600 s.", minimum=0)
+    add("qwen_drain_s", int, 30,
+        "Seconds a SIGTERM lets the requests in progress finish (streams, WebSocket turns, background responses) "
+        "while new ones are answered 503 with Retry-After and readiness is 503; then, or at a second SIGTERM, "
+        "what still runs ends with the client's error and the gateway stops (0: at once).", minimum=0)
     add("qwen_remote_login", str, "off",
         "Serve POST /auth/initiate and /auth/poll (a device login started from another device): off, "
         "loopback (loopback clients only) or on (any client that passed the client-key check).",
@@ -163,6 +167,7 @@ class Config:
     upstream_timeout: float = 600
     upstream_keepalive: float = 120
     stream_idle_timeout: float = 300
+    drain_s: float = 30
     remote_login: str = "off"
     client_keys: tuple[bytes, ...] = ()
     allow_open: bool = False
@@ -246,6 +251,7 @@ def parse(o) -> Config:
         upstream_timeout=o.qwen_upstream_timeout,
         upstream_keepalive=o.qwen_upstream_keepalive,
         stream_idle_timeout=o.qwen_stream_idle_timeout,
+        drain_s=o.qwen_drain_s,
         remote_login=o.qwen_remote_login,
         client_keys=tuple(load_keys(o.qwen_client_keys_file, env.get(KEYS_ENV))),
         allow_open=o.qwen_allow_open,
