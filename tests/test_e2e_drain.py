@@ -76,8 +76,13 @@ def test_sigterm_lets_the_stream_finish_refuses_new_requests_and_exits_0(make_ga
 
 
 def test_a_websocket_turn_in_progress_completes_and_the_next_is_refused(make_gateway, emu, oauth_home, tmp_path):
+    """A stream that stalls 8 s keeps the drain going after the WebSocket turn: the next turn meets the drain."""
     emu.switches(chunk_count=10, gap_ms=300)
     gw = gateway(make_gateway, oauth_home, tmp_path)
+    emu.fault("stall", seconds=8)  # the next request only: the HTTP stream below
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="client-key", max_retries=0, timeout=60)
+    stalled = iter(client.chat.completions.create(model="gpt-4o", messages=ASK, stream=True))
+    got = [next(stalled)]
     ws = websocket.create_connection(gw.url.replace("http://", "ws://") + "/v1/responses", timeout=15,
                                      header=["Authorization: Bearer client-key"])
     try:
@@ -96,9 +101,13 @@ def test_a_websocket_turn_in_progress_completes_and_the_next_is_refused(make_gat
         refused = json.loads(ws.recv())
         assert (refused["type"], refused["status"], refused["code"]) == ("error", 503, "gateway_shutting_down")
         assert refused["headers"]["retry-after"] == "5"
+        got += list(stalled)  # the stalled stream ends whole too, and then the gateway stops
+        assert "".join(c.choices[0].delta.content or "" for c in got if c.choices) == f"Echo: {WORDS}"
+        assert gw.proc.wait(30) == 0, gw.log()
+        opcode, data = ws.recv_data(control_frame=True)  # told `going away` at the stop, after its last event
+        assert (opcode, int.from_bytes(data[:2], "big")) == (websocket.ABNF.OPCODE_CLOSE, 1001)
     finally:
         ws.close()
-    assert gw.proc.wait(30) == 0, gw.log()
     statuses = sorted((r["status"], r["error"]) for r in ledger_rows(tmp_path / "state") if r["path"] == "/v1/responses")
     assert (200, None) in statuses and (503, "gateway_shutting_down") in statuses, statuses
 

@@ -131,6 +131,7 @@ class Wiring:
     async def stop(self) -> None:
         self.drain.cancel()
         await self._cut()  # what still runs ends with the client's error, never a cut connection
+        await self.sockets.close()  # a WebSocket's client reads its last events before its connection closes
         closed = await listeners.close_clients(self.relay, self.sockets)  # then: flows end while all runs
         self.relay.stop()
         self.sockets.stop()
