@@ -138,6 +138,11 @@ def _declarations() -> dict[str, OptionSpec]:
         "Prompt token limits per model, model=tokens (the model name the client asks for), e.g. "
         "coder-model=1000000; repeat for more. Over the limit: a local 400 context_length_exceeded.", kind="limits")
     add("qwen_context_limit_default", int, 0, "Prompt token limit for models not in qwen_context_limits (0: no limit).", minimum=0)
+    add("qwen_otel", str, "auto",
+        "OpenTelemetry traces (OTLP/HTTP JSON): `auto` (on when OTEL_EXPORTER_OTLP_ENDPOINT or "
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set), `on` (also to the default http://localhost:4318), `off`. "
+        "Endpoint and headers come only from the standard OTEL_* variables, never from an option.",
+        choices=("auto", "on", "off"))
     add("qwen_debug_log", bool, False,
         "Write each exchange (client request, upstream request, upstream response, client response) as a "
         "redacted JSON file under <state_dir>/logs/.")
@@ -184,6 +189,7 @@ class Config:
     metrics: bool = True
     context_limits: dict[str, int] = field(default_factory=dict)
     context_limit_default: int = 0
+    otel: str = "auto"
     debug_log: bool = False
     debug_log_count: int = 20
     web_flow_limit: int = 500
@@ -264,6 +270,7 @@ def parse(o) -> Config:
         metrics=o.qwen_metrics,
         context_limits=parse_limits(o.qwen_context_limits),
         context_limit_default=o.qwen_context_limit_default,
+        otel=o.qwen_otel,
         debug_log=o.qwen_debug_log,
         debug_log_count=o.qwen_debug_log_count,
         web_flow_limit=o.qwen_web_flow_limit,
