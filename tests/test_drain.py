@@ -73,6 +73,15 @@ async def test_the_drain_refuses_new_turns_waits_for_the_running_ones_then_stops
     assert "nothing in progress; stopping" in caplog.text
 
 
+def test_with_nothing_in_progress_sigterm_stops_at_once_without_a_word(caplog):
+    stopped: list[bool] = []
+    drain = Drain(in_progress=lambda: 0)
+    drain.shutdown = lambda: stopped.append(True)
+    with caplog.at_level(logging.INFO, logger="qwen"):
+        drain.signalled(30)
+    assert stopped == [True] and drain.draining and caplog.messages == []
+
+
 async def test_a_second_sigterm_or_the_deadline_stops_at_once(caplog):
     stopped: list[str] = []
     drain = Drain(in_progress=lambda: 1)

@@ -61,6 +61,9 @@ class Drain:
         if self.probes is not None:
             self.probes.draining = True
         running = self.in_progress()
+        if not running:  # nothing to wait for: a stop like any other (its one line, `gateway stopped`)
+            self._stop()
+            return
         log.info(f"qwen: SIGTERM: draining: {_requests(running)} in progress may finish within {seconds:g} s "
                  "(qwen_drain_s); new requests are answered 503, readiness is 503")
         self._task = asyncio_utils.create_task(self._wait(seconds), name="qwen: drain", keep_ref=True)
