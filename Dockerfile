@@ -42,6 +42,9 @@ EXPOSE 8080
 # The liveness probe, from inside (a loopback client; no proxy even when HTTPS_PROXY is set for Qwen).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 CMD ["python3", "-c", \
     "import urllib.request as u; u.build_opener(u.ProxyHandler({})).open('http://127.0.0.1:8080/health/liveness', timeout=4)"]
+# SIGTERM drains (docs/deploy.md, "A graceful drain"): answers in progress finish within qwen_drain_s (30 s).
+# `docker stop` waits 10 s before SIGKILL unless told: `docker stop -t 60` (compose: stop_grace_period).
+STOPSIGNAL SIGTERM
 # Beyond loopback the gateway starts only with client keys: named keys (qwen-keys) in the state volume,
 # QWEN_GATEWAY_KEYS or qwen_client_keys_file. Arguments after the image name are mitmproxy's, appended.
 ENTRYPOINT ["qwen-gateway", "--listen-host", "0.0.0.0"]

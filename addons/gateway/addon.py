@@ -28,7 +28,7 @@ from .door import access, admission, body, claim, mistakes, passthrough, routing
 from .errors import GatewayError, gateway_error
 from .exchange import Exchange
 from .observe import terminal
-from .seams import hook_dispatch
+from .seams import hook_dispatch, shutdown_signals
 from .storage.health import StateUnavailable
 from .turn.whole import as_stream_failure
 from .upstream.relay import TOKEN_HEADER
@@ -63,6 +63,9 @@ class QwenGateway(Wiring):
     def running(self) -> None:
         self._running = True
         self.start()
+        master = ctx.master  # SIGTERM drains (drain.py): mitmproxy's handler, which stops at once, replaced
+        if shutdown_signals.install(master, lambda: self.drain.signalled(self.config.drain_s)):
+            self.drain.shutdown = master.shutdown
 
     async def done(self) -> None:
         await self.stop()
@@ -155,6 +158,7 @@ class QwenGateway(Wiring):
 
     async def _handle(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         if wants_socket(flow, ex):
+            self.drain.refuse_new()  # its turns would be refused one by one
             await self.sockets.route(flow, ex)
             return
         endpoint = ex.endpoint

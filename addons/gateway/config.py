@@ -98,6 +98,10 @@ def _declarations() -> dict[str, OptionSpec]:
     add("qwen_stream_idle_timeout", int, 300,
         "Seconds a stream may stay silent before the gateway ends it with an error (0: never). "
         "qwen-code uses 240 s; mitmproxy's own tcp_timeout is 600 s.", minimum=0)
+    add("qwen_drain_s", int, 30,
+        "Seconds a SIGTERM lets the requests in progress finish (streams, WebSocket turns, background responses) "
+        "while new ones are answered 503 with Retry-After and readiness is 503; then, or at a second SIGTERM, "
+        "what still runs ends with the client's error and the gateway stops (0: at once).", minimum=0)
     add("qwen_remote_login", str, "off",
         "Serve POST /auth/initiate and /auth/poll (a device login started from another device): off, "
         "loopback (loopback clients only) or on (any client that passed the client-key check).",
@@ -134,6 +138,11 @@ def _declarations() -> dict[str, OptionSpec]:
         "Prompt token limits per model, model=tokens (the model name the client asks for), e.g. "
         "coder-model=1000000; repeat for more. Over the limit: a local 400 context_length_exceeded.", kind="limits")
     add("qwen_context_limit_default", int, 0, "Prompt token limit for models not in qwen_context_limits (0: no limit).", minimum=0)
+    add("qwen_otel", str, "auto",
+        "OpenTelemetry traces (OTLP/HTTP JSON): `auto` (on when OTEL_EXPORTER_OTLP_ENDPOINT or "
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set), `on` (also to the default http://localhost:4318), `off`. "
+        "Endpoint and headers come only from the standard OTEL_* variables, never from an option.",
+        choices=("auto", "on", "off"))
     add("qwen_debug_log", bool, False,
         "Write each exchange (client request, upstream request, upstream response, client response) as a "
         "redacted JSON file under <state_dir>/logs/.")
@@ -163,6 +172,7 @@ class Config:
     upstream_timeout: float = 600
     upstream_keepalive: float = 120
     stream_idle_timeout: float = 300
+    drain_s: float = 30
     remote_login: str = "off"
     client_keys: tuple[bytes, ...] = ()
     allow_open: bool = False
@@ -179,6 +189,7 @@ class Config:
     metrics: bool = True
     context_limits: dict[str, int] = field(default_factory=dict)
     context_limit_default: int = 0
+    otel: str = "auto"
     debug_log: bool = False
     debug_log_count: int = 20
     web_flow_limit: int = 500
@@ -246,6 +257,7 @@ def parse(o) -> Config:
         upstream_timeout=o.qwen_upstream_timeout,
         upstream_keepalive=o.qwen_upstream_keepalive,
         stream_idle_timeout=o.qwen_stream_idle_timeout,
+        drain_s=o.qwen_drain_s,
         remote_login=o.qwen_remote_login,
         client_keys=tuple(load_keys(o.qwen_client_keys_file, env.get(KEYS_ENV))),
         allow_open=o.qwen_allow_open,
@@ -258,6 +270,7 @@ def parse(o) -> Config:
         metrics=o.qwen_metrics,
         context_limits=parse_limits(o.qwen_context_limits),
         context_limit_default=o.qwen_context_limit_default,
+        otel=o.qwen_otel,
         debug_log=o.qwen_debug_log,
         debug_log_count=o.qwen_debug_log_count,
         web_flow_limit=o.qwen_web_flow_limit,

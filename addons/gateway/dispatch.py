@@ -37,11 +37,7 @@ def call_safely(fn: Callable, *args) -> None:
 class Observers:
     def __init__(self, observers: list[Observer]) -> None:
         self.all = observers
-        self._points = {p: [getattr(o, p) for o in observers if overrides(o, p)] for p in POINTS}
-        ending = [o for o in observers if overrides(o, "finished")]
-        self._finished_flow = [o.finished for o in ending if o.changes_flow]
-        self._finished_now = [o.finished for o in ending if not o.changes_flow and not o.waits_for_estimate]
-        self._finished_later = [o.finished for o in ending if not o.changes_flow and o.waits_for_estimate]
+        self._index()
         self._deferred: dict[str, tuple[Exchange, http.HTTPFlow]] = {}  # finished, side observers not yet told
         # the metrics observer serves /metrics; the flow cap also counts flows the gateway passes through
         self.exposition: Callable[[Pool | None], bytes] | None = next(
@@ -50,9 +46,19 @@ class Observers:
         self.track: Callable[[http.HTTPFlow], None] | None = next(
             (o.track for o in observers if callable(getattr(o, "track", None))), None)  # type: ignore[attr-defined]
 
+    def _index(self) -> None:
+        """Which method each point calls: the active observers' own (observer.py)."""
+        active = [o for o in self.all if getattr(o, "active", True)]
+        self._points = {p: [getattr(o, p) for o in active if overrides(o, p)] for p in POINTS}
+        ending = [o for o in active if overrides(o, "finished")]
+        self._finished_flow = [o.finished for o in ending if o.changes_flow]
+        self._finished_now = [o.finished for o in ending if not o.changes_flow and not o.waits_for_estimate]
+        self._finished_later = [o.finished for o in ending if not o.changes_flow and o.waits_for_estimate]
+
     def configure(self, config: Config) -> None:
         for o in self.all:
             call_safely(o.configure, config)
+        self._index()  # an opt-in observer switched on or off
 
     def running(self) -> None:
         for o in self.all:

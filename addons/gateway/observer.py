@@ -29,6 +29,9 @@ class Observer:
     # mitmproxy sends and shows the answer. Every other observer's `finished` runs just after the answer
     # was handed to the client's connection, off the request's path.
     changes_flow = False
+    # False while an opt-in observer is off (traces without an endpoint): none of its points is called; looked at
+    # again after every `configure`.
+    active = True
 
     def configure(self, config: Config) -> None:
         """The options changed (also called once before the first flow)."""

@@ -35,6 +35,7 @@ from .observe.estimator import TokenEstimator
 from .observe.ledger import UsageLedger
 from .observe.metrics import Metrics
 from .observe.requestlog import RequestLine
+from .observe.tracing import Tracing
 from .observer import Observer
 from .pivot import ClientFormat, Endpoint, Leg, Pairing, Upstream
 from .upstream.dashscope.upstream import DASHSCOPE
@@ -92,4 +93,4 @@ def client_formats() -> dict[str, ClientFormat[Exchange]]:
 def default_observers() -> list[Observer]:
     """Every observer, in the order they are called (the annotator before the cap: the cap adds to the
     annotator's comment)."""
-    return [TokenEstimator(), Metrics(), RequestLine(), UsageLedger(), DebugLog(), FlowAnnotator(), FlowCap()]
+    return [TokenEstimator(), Metrics(), RequestLine(), UsageLedger(), DebugLog(), Tracing(), FlowAnnotator(), FlowCap()]

@@ -4,17 +4,19 @@
     the stored Responses   (api/responses/store*.py) opened at first use, shared on qwen_state_url
     the engine             (upstream/engine.py) with its retry policy and the pairing of wings.py
     the observers          (wings.default_observers, and the team: named keys' spend)
-    the checks             before upstream, in order: the context guard (turn/guard.py), a named key's
-                           budgets and rate limits (door/team.py)
+    the checks             before upstream, in order: the drain (no new turn once SIGTERM came), the context
+                           guard (turn/guard.py), a named key's budgets and rate limits (door/team.py)
     the turn               (turn/runner.py) with the engine, the checks, the observers and the settlement
     its transports         the relay (HTTP streams), the Responses WebSocket, background runs
     the door               the fence, hostile clients, local answers, the dialects' error formats
+    the drain              (drain.py) SIGTERM: new turns refused, the running ones awaited (qwen_drain_s)
 
 The addon (addon.py) is only mitmproxy's hooks over these parts; the wings are named in wings.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from mitmproxy import http
@@ -35,6 +37,7 @@ from .door import listeners, options, passthrough
 from .door.fence import Fence
 from .door.hostile import HostileClients
 from .door.team import Team
+from .drain import Drain
 from .exchange import Exchange
 from .local import Formats, LocalAnswers, health
 from .observe import requestlog, terminal
@@ -47,6 +50,8 @@ from .upstream.relay import LoopbackRelay
 from .upstream.retry import RetryPolicy
 
 log = logging.getLogger("qwen")
+
+CUT_WAIT_S = 3.0  # at a stop, how long the ends of answers cut short may take to reach their clients
 
 
 class Wiring:
@@ -66,7 +71,8 @@ class Wiring:
         self.formats = Formats(wings.client_formats())
         self.settle = Settlement(pool=lambda: self.pool, observers=self.observers, flows=self._flows,
                                  formats=self.formats, prices=lambda: self.config.prices)
-        self.turns = Turns(open_upstream=self.engine.open, checks=(self.check_context, self.team.limit),
+        self.drain = Drain(in_progress=lambda: len(self._flows))  # every exchange running, whatever its transport
+        self.turns = Turns(open_upstream=self.engine.open, checks=(self.drain.check, self.check_context, self.team.limit),
                            observers=self.observers, settlement=self.settle,
                            idle_timeout=lambda: self.config.stream_idle_timeout)
         self.relay = LoopbackRelay(self.turns, capture=STREAM_CAPTURE)  # HTTP streams reach mitmproxy here
@@ -78,6 +84,7 @@ class Wiring:
                                                                lambda: self.background),
                                   metrics=lambda: self.observers.exposition(self.pool) if self.observers.exposition else None,
                                   keys=self.team.status)
+        self.drain.probes = self.local.probes  # readiness says `draining`
         self.fence = Fence()
         self.own_certs = False  # mitmproxy's `certs`: the user serves TLS on purpose
         self.clients = HostileClients(log, self.endpoints, self.formats)  # oversized and late heads, fd storms
@@ -122,7 +129,10 @@ class Wiring:
         self.clients.running(self.config)
 
     async def stop(self) -> None:
-        closed = await listeners.close_clients(self.relay, self.sockets)  # first: flows end while all runs
+        self.drain.cancel()
+        await self._cut()  # what still runs ends with the client's error, never a cut connection
+        await self.sockets.close()  # a WebSocket's client reads its last events before its connection closes
+        closed = await listeners.close_clients(self.relay, self.sockets)  # then: flows end while all runs
         self.relay.stop()
         self.sockets.stop()
         self.background.stop()
@@ -135,6 +145,16 @@ class Wiring:
         _close_later(self.engine.client)
         self.clients.done()
         terminal.stopped(closed)
+
+    async def _cut(self) -> None:
+        """Every turn still running ends now, with the client's error (turn/cut.py); its end reaches the
+        client and the record (at most CUT_WAIT_S)."""
+        if not self.turns.cuts.cut():
+            return
+        for _ in range(int(CUT_WAIT_S / listeners.POLL_S)):
+            if not self._flows:
+                break
+            await asyncio.sleep(listeners.POLL_S)
 
     # ---- the parts' callbacks ---------------------------------------------------------------------
 

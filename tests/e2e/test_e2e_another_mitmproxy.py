@@ -31,7 +31,8 @@ def test_on_another_mitmproxy_every_seam_stays_out_and_the_gateway_serves(make_g
     log = gw.log()
     refused = [line.split("qwen: ", 1)[1].split(": left out", 1)[0] for line in log.splitlines()
                if "left out, as this mitmproxy" in line]
-    assert sorted(refused) == ["accept() storms tallied and cancelled connection handlers quiet at exit",
+    assert sorted(refused) == ["SIGTERM drains the gateway",
+                               "accept() storms tallied and cancelled connection handlers quiet at exit",
                                "events entering only the addons with their hook",
                                "in-process connections to the stream relay",
                                "request heads bounded in mitmproxy's HTTP/1 reader"], log

@@ -32,6 +32,8 @@ EDITS = {
                                            "# we have headers the UI can show"),
     "mitmproxy.master": ('logger.error(f"Unhandled asyncio error: {context}")',
                          'logger.error(f"Unhandled asyncio error (no exception): {context}")'),
+    "mitmproxy.tools.main": ("# Prefer loop.add_signal_handler where it is available",
+                             "# loop.add_signal_handler where it is available, first"),
 }
 
 
@@ -65,6 +67,7 @@ def install(directory: Path) -> None:
     from mitmproxy import addonmanager, master
     from mitmproxy.proxy import server
     from mitmproxy.proxy.layers.http import _http1
+    from mitmproxy.tools import main
 
     addonmanager.AddonManager.trigger_event = release(  # type: ignore[method-assign]
         "mitmproxy.addonmanager", directory).AddonManager.trigger_event
@@ -74,3 +77,4 @@ def install(directory: Path) -> None:
         "mitmproxy.proxy.layers.http._http1", directory).Http1Server.read_headers
     master.Master._asyncio_exception_handler = release(  # type: ignore[method-assign]
         "mitmproxy.master", directory).Master._asyncio_exception_handler
+    main.run = release("mitmproxy.tools.main", directory).run

@@ -1040,6 +1040,8 @@ NOT_OUTPUT: dict[tuple[str, str], str] = {  # non-shell blocks that are no comma
     ("docs/deploy.md", "upstream qwen_gateways {"):
         "nginx's configuration; tests/e2e/test_e2e_deploy.py runs this block as printed (its ports and host name "
         "changed) with Debian's nginx in front of two gateways",
+    ("docs/deploy.md", "qwen: SIGTERM: draining"):
+        "the drain's log lines; tests/e2e/test_e2e_drain.py finds each in a real gateway's log",
     ("docs/clients.md", "$ .venv/bin/qwen-redirect install --port 8080 --dry-run"):
         "qwen-redirect's dry run with documentation addresses (192.0.2.10, 2001:db8::10) from a stub resolver; "
         "tests/unit/cli/test_redirect.py compares this block with the real command's output under that resolver",

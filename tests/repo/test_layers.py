@@ -155,7 +155,7 @@ def test_only_storage_opens_a_database():
 def _patches(path: Path) -> list[str]:
     """What a module does that patches mitmproxy or asyncio: imports a private mitmproxy module, assigns an
     attribute of an imported mitmproxy or asyncio name (directly or with setattr), binds a function as an
-    object's method, or sets an event loop's exception handler."""
+    object's method, or sets an event loop's exception handler or a signal's handler (mitmproxy's own)."""
     tree = ast.parse(path.read_text())
     foreign = {"asyncio"}  # names bound to asyncio or mitmproxy modules and their contents
     found = []
@@ -172,8 +172,8 @@ def _patches(path: Path) -> list[str]:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "setattr" and node.args:
             targets = [ast.Attribute(value=node.args[0], attr="?")]
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                and node.func.attr == "set_exception_handler":
-            found.append(f"line {node.lineno}: sets the event loop's exception handler")
+                and node.func.attr in ("set_exception_handler", "add_signal_handler"):
+            found.append(f"line {node.lineno}: sets the event loop's {node.func.attr.split('_', 1)[1].replace('_', ' ')}")
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) \
                 and ast.unparse(node.value.func).endswith("MethodType"):
             found.append(f"line {node.lineno}: binds a method to {ast.unparse(node.targets[0])}")
@@ -191,7 +191,8 @@ def test_mitmproxy_and_asyncio_are_patched_only_in_seams():
     outside = {name: _patches(path) for name, (path, _) in modules().items() if not name.startswith(SEAMS)}
     assert {name: found for name, found in outside.items() if found} == {}
     inside = {name for name, (path, _) in modules().items() if name.startswith(SEAMS) and _patches(path)}
-    assert inside == {f"{SEAMS}.{m}" for m in ("hook_dispatch", "server_connect", "http1_heads", "loop_reports")}
+    assert inside == {f"{SEAMS}.{m}" for m in ("hook_dispatch", "server_connect", "http1_heads", "loop_reports",
+                                               "shutdown_signals")}
 
 
 def test_every_package_is_installed():

@@ -10,9 +10,12 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("module", ["httpx", "tiktoken"])
+# traces' exporter and OpenTelemetry's packages: nothing of traces while they are off (the default)
+@pytest.mark.parametrize("module", ["httpx", "tiktoken", "qwen_gateway.observe.otlp", "opentelemetry"])
 def test_loading_the_gateway_does_not_import(module):
     code = ("import sys\nfrom mitmproxy.tools import dump\nimport qwen_gateway.addon, qwen_gateway.wings\n"
+            "from mitmproxy.test import taddons\ngw = qwen_gateway.addon.QwenGateway()\n"
+            "with taddons.context(gw) as tctx:\n    gw.configure(set(tctx.options.keys()))\n"
             f"print({module!r} in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -1,5 +1,5 @@
 """The composition (wiring.py): one turn for every transport, the checks before upstream handed in as one list
-in their order (the context guard, then a named key's limits), the Responses transports given the turn and
+in their order (the drain, the context guard, then a named key's limits), the Responses transports given the turn and
 the store, never the addon."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from qwen_gateway.wiring import Wiring
 
 def test_every_transport_runs_the_one_turn_with_the_checks_in_order():
     w = Wiring(observers=[])
-    assert w.turns.checks == (w.check_context, w.team.limit)
+    assert w.turns.checks == (w.drain.check, w.check_context, w.team.limit)
     assert w.relay.runner is w.turns and w.sockets.turns.runner is w.turns and w.background.runner is w.turns
     assert w.sockets.turns.endpoint is w.endpoints["/responses"]
     assert w.turns.open_upstream == w.engine.open and w.turns.settlement is w.settle

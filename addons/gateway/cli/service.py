@@ -44,6 +44,7 @@ SETTINGS = ("QWEN_DIR", "QWEN_GATEWAY_HOME", "QWEN_OAUTH_BASE_URL", "QWEN_API_BA
             "QWEN_QUOTA_RESET_HOUR_UTC", "QWEN_FILE_CHECK_S", "QWEN_ACCOUNTS_CHECK_S", "QWEN_REFRESH_RETRY_S",
             "QWEN_REFRESH_BACKOFF_S", "QWEN_REFRESH_WAIT_S", "QWEN_LOCK_STALE_S", "TIKTOKEN_CACHE_DIR")
 CLIENT_KEYS_ENV = "QWEN_GATEWAY_KEYS"
+STOP_MARGIN_S = 30  # beyond the drain: answers cut at its end, the ledger's and the database's last writes
 
 
 def addon_script() -> Path:
@@ -131,6 +132,19 @@ def _env_value(value: str) -> str:
     return value.replace("%", "%%").replace("\\", "\\\\").replace('"', '\\"')
 
 
+def drain_seconds(args: list[str]) -> int:
+    """qwen_drain_s as the unit's ARGS set it (`--set qwen_drain_s=N`), else its default."""
+    from ..config import SPECS
+
+    value = SPECS["qwen_drain_s"].default
+    for i, a in enumerate(args):
+        word = args[i + 1] if a == "--set" and i + 1 < len(args) else a.removeprefix("--set=") if a.startswith("--set=") else ""
+        name, _, n = word.partition("=")
+        if name == "qwen_drain_s" and n.strip().isdigit():
+            value = int(n)
+    return value
+
+
 def service_command() -> list[str]:
     here = Path(sys.executable).parent / "qwen-gateway"
     return [str(here)] if here.exists() else [sys.executable, "-m", "qwen_gateway.cli.service"]
@@ -159,6 +173,8 @@ def unit_text(args: list[str], env_file: Path, environ: Mapping[str, str] | None
         "ExecStart=" + " ".join(systemd_quote(w) for w in [*service_command(), *args]),
         "Restart=on-failure",
         "RestartSec=5",
+        "# SIGTERM drains: answers in progress finish within qwen_drain_s, then the last writes; SIGKILL only after.",
+        f"TimeoutStopSec={drain_seconds(args) + STOP_MARGIN_S}",
         "# Each client connection takes a file descriptor; systemd's default soft limit is 1,024 (the gateway",
         "# also raises its soft limit to the hard one at start). Set as close as the user manager allows.",
         "LimitNOFILE=65536",

@@ -33,6 +33,7 @@ from ..local import json_response
 from ..pivot import StreamTranslator, UpstreamAnswer
 from ..sse import encode as sse_encode
 from ..streaming import stream_error
+from .cut import Cuts, Stopping
 from .keep import park_until_kept, until_kept
 from .settle import Settlement
 from .watch import ClientWatch
@@ -57,6 +58,7 @@ class Turns:
         self.settlement = settlement
         self.idle_timeout = idle_timeout
         self.watch = ClientWatch()
+        self.cuts = Cuts()  # what a stopping gateway ends with the client's error (drain.py)
 
     def received(self, ex: Exchange, body: dict, flow: http.HTTPFlow) -> None:
         ex.body = body
@@ -91,7 +93,8 @@ class Turns:
         assert task is not None
         self.watch.add(task, client)
         try:
-            resp, ex.final = await self._whole(ex)
+            with self.cuts.running():
+                resp, ex.final = await self._whole(ex)
             return resp
         except asyncio.CancelledError:
             if self.watch.discard(task) and task.uncancel() == 0:  # else cancelled by someone else too
@@ -113,8 +116,9 @@ class Turns:
     async def open(self, ex: Exchange) -> UpstreamAnswer:
         """The engine's answer, its head read (refusals and retries are over), the prompt's count finished
         when the stream's first event reports it (until_counted)."""
-        resp = await self.open_upstream(ex)
-        await until_counted(ex)
+        with self.cuts.running():
+            resp = await self.open_upstream(ex)
+            await until_counted(ex)
         return resp
 
     async def pump(self, ex: Exchange, resp: UpstreamAnswer, send: Send, *, capture: int = 0,
@@ -128,9 +132,12 @@ class Turns:
         if flow is not None:
             self.observers.notify("stream_started", ex, flow)
         try:
-            async for chunk in resp.aiter_raw():  # to its end, past [DONE]: the connection goes back to the pool
-                if chunk and (out := rw(chunk)):
-                    await send(out)
+            with self.cuts.running():
+                async for chunk in resp.aiter_raw():  # to its end, past [DONE]: the connection goes back to the pool
+                    if chunk and (out := rw(chunk)):
+                        await send(out)
+        except Stopping as e:  # cut short by a stopping gateway (cut.py): the client's error event
+            await send(rw(sse_encode({"error": stream_error(e.message, "gateway_shutting_down")})))
         except UpstreamTimeout:
             await send(rw(sse_encode({"error": stream_error(
                 f"Qwen sent nothing for {self.idle_timeout():g} s: the gateway ended the stream "

@@ -58,6 +58,12 @@ def test_other_arguments_pass_through_after_the_defaults():
     assert service.mitmproxy_args(extra) == ["-s", str(ADDON), *DEFAULTS, *extra]
 
 
+def test_the_units_stop_timeout_follows_the_drain():
+    assert service.drain_seconds([]) == 30
+    assert service.drain_seconds(["--set", "qwen_drain_s=120", "-p", "9000"]) == 120
+    assert "TimeoutStopSec=150" in service.unit_text(["--set=qwen_drain_s=120"], Path("/e")).splitlines()
+
+
 def test_systemd_quoting():
     assert service.systemd_quote("/a/b") == "/a/b"
     assert service.systemd_quote("a b") == '"a b"'
@@ -172,6 +178,7 @@ def test_install_service_writes_a_unit_that_verifies_and_a_private_env_file(tmp_
     assert SECRET not in text and SECRET not in r.stdout  # the key never goes into the unit
     # every client connection takes a descriptor: not systemd's default soft limit of 1,024 (verified below)
     assert "LimitNOFILE=65536" in text.splitlines()
+    assert "TimeoutStopSec=60" in text.splitlines()  # SIGKILL only after the drain (30 s) and the last writes
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
     assert "#DEMO_KEY=" in env_file.read_text().splitlines()  # the account's variable, named for the user
     assert SECRET not in env_file.read_text()

@@ -48,6 +48,7 @@ TOKEN_HEADER = "x-qwen-socket"
 MAX_MESSAGE = 64 << 20  # a response.create body (Codex sends up to a few MB of history)
 KEEP_FLOW_MESSAGES = 200  # WebSocket messages kept on the flow (mitmproxy keeps every one otherwise)
 PENDING_S = 60.0  # an upgrade mitmproxy has not brought to the server by then never will
+CLOSE_WAIT_S = 2.0  # at shutdown, how long clients may take to answer the gateway's close
 
 
 def wants_socket(flow: http.HTTPFlow, ex: Exchange) -> bool:
@@ -89,8 +90,18 @@ class ResponsesSockets(LoopbackServer):
         super().__init__()
         self.turns = Turns(runner, endpoint, store)
         self._sessions: set[asyncio.Task] = set()
+        self._open: dict[asyncio.Task, Session] = {}  # the sessions talking, by their connection's task
 
     # ---- the upgrade ---------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """At shutdown, before mitmproxy's client connections close: each session is told `going away` (1001)
+        after the last event it was sent, so its client reads every one; until they end (at most CLOSE_WAIT_S)."""
+        for session in self._open.values():
+            if session.ws.state is ConnectionState.OPEN and not session.writer.is_closing():
+                session.writer.write(session.ws.send(ws_events.CloseConnection(code=1001, reason="gateway stopping")))
+        if self._open:
+            await asyncio.wait(set(self._open), timeout=CLOSE_WAIT_S)
 
     def stop(self) -> None:
         for task in list(self._sessions):
@@ -159,6 +170,9 @@ class ResponsesSockets(LoopbackServer):
         writer.write(ws.send(ws_events.AcceptConnection()))  # no extensions: frames stay as they are
         await writer.drain()
         session = Session(pending.flow, pending.ex, ws, writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._open[task] = session
         queue: asyncio.Queue[str | None] = asyncio.Queue()
         worker = asyncio.ensure_future(self._worker(session, queue))
         parts: list[str] = []
@@ -191,6 +205,8 @@ class ResponsesSockets(LoopbackServer):
                         return
                 await writer.drain()
         finally:
+            if task is not None:
+                self._open.pop(task, None)
             queue.put_nowait(None)
             if not worker.done():
                 worker.cancel()

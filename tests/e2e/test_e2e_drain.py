@@ -1,0 +1,145 @@
+"""The graceful drain through real mitmdump (issue 40, item 4): SIGTERM while a 5-second stream runs. The stream
+completes; readiness turns 503 `draining` while liveness stays 200; a new request is refused 503 with Retry-After
+in its client's format (openai-python's exception, Anthropic's error body); a Responses WebSocket turn in progress
+completes and the next one is refused; the process exits 0 as soon as nothing runs, every exchange in the
+ledger. A second SIGTERM ends a stream at once with the client's error event, recorded. Unit: test_drain.py."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+
+import httpx
+import openai
+import pytest
+import websocket
+
+from helpers.ledger import ledger_rows
+from helpers.procs import ROOT, until
+
+pytestmark = pytest.mark.e2e
+
+WORDS = "one two three four five six seven eight nine ten"
+ASK = [{"role": "user", "content": WORDS}]
+
+
+def gateway(make_gateway, oauth_home, tmp_path, *args: str):
+    env = {**oauth_home["env"], "QWEN_GATEWAY_HOME": str(tmp_path / "state")}  # a ledger of its own
+    return make_gateway(env=env, args=args)
+
+
+def probe(gw, name: str) -> tuple[int, dict]:
+    r = httpx.get(f"{gw.url}/health/{name}", trust_env=False, timeout=10)
+    return r.status_code, r.json()
+
+
+def draining(gw) -> bool:
+    return probe(gw, "readiness") == (503, {"status": "not_ready", "reasons": ["draining"]})
+
+
+def test_sigterm_lets_the_stream_finish_refuses_new_requests_and_exits_0(make_gateway, emu, oauth_home, tmp_path):
+    emu.switches(chunk_count=10, gap_ms=500)  # ten pieces half a second apart: a stream of about 5 s
+    gw = gateway(make_gateway, oauth_home, tmp_path)
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="client-key", max_retries=0, timeout=60)
+    stream = iter(client.chat.completions.create(model="gpt-4o", messages=ASK, stream=True))
+    got = [next(stream)]  # the stream has begun
+    gw.proc.send_signal(signal.SIGTERM)
+    until(lambda: draining(gw), "readiness 503 draining", limit=10, every=0.05)
+    assert probe(gw, "liveness") == (200, {"status": "alive"})
+
+    with pytest.raises(openai.APIStatusError) as refused:  # OpenAI's format, the SDK's own exception
+        client.chat.completions.create(model="gpt-4o", messages=ASK)
+    assert refused.value.status_code == 503 and refused.value.code == "gateway_shutting_down"
+    assert refused.value.response.headers["retry-after"] == "5" and "shutting down" in refused.value.message
+    messages = httpx.post(gw.url + "/v1/messages", trust_env=False, timeout=10,
+                          headers={"anthropic-version": "2023-06-01", "x-api-key": "client-key"},
+                          json={"model": "claude-sonnet-4-6", "max_tokens": 64, "messages": ASK})
+    assert messages.status_code == 503 and messages.headers["retry-after"] == "5"
+    body = messages.json()
+    assert body["type"] == "error" and body["error"]["type"] == "api_error" and "shutting down" in body["error"]["message"]
+
+    got += list(stream)  # the stream started before SIGTERM arrives whole
+    assert "".join(c.choices[0].delta.content or "" for c in got if c.choices) == f"Echo: {WORDS}"
+    assert [c.choices[0].finish_reason for c in got if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert gw.proc.wait(30) == 0, gw.log()
+    log = gw.log()
+    assert "qwen: drain: nothing in progress; stopping" in log and "is over with" not in log, log
+    shown = [ln for ln in (ROOT / "docs" / "deploy.md").read_text().splitlines() if ln.startswith("qwen: ")]
+    assert len(shown) == 2 and all(ln in log for ln in shown), shown  # docs/deploy.md's lines, as printed
+    assert "Traceback" not in log, log
+    rows = [(r["path"], r["status"], r["error"]) for r in ledger_rows(tmp_path / "state")]
+    assert rows.count(("/v1/chat/completions", 200, None)) == 1, rows  # the stream, whole
+    assert ("/v1/chat/completions", 503, "gateway_shutting_down") in rows, rows
+    assert ("/v1/messages", 503, "gateway_shutting_down") in rows, rows
+    assert ("/health/readiness", 503, None) in rows and ("/health/liveness", 200, None) in rows, rows
+
+
+def test_a_websocket_turn_in_progress_completes_and_the_next_is_refused(make_gateway, emu, oauth_home, tmp_path):
+    """A stream that stalls 8 s keeps the drain going after the WebSocket turn: the next turn meets the drain."""
+    emu.switches(chunk_count=10, gap_ms=300)
+    gw = gateway(make_gateway, oauth_home, tmp_path)
+    emu.fault("stall", seconds=8)  # the next request only: the HTTP stream below
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="client-key", max_retries=0, timeout=60)
+    stalled = iter(client.chat.completions.create(model="gpt-4o", messages=ASK, stream=True))
+    got = [next(stalled)]
+    ws = websocket.create_connection(gw.url.replace("http://", "ws://") + "/v1/responses", timeout=15,
+                                     header=["Authorization: Bearer client-key"])
+    try:
+        ws.send(json.dumps({"type": "response.create", "model": "gpt-4o", "input": WORDS, "store": False}))
+        events = [json.loads(ws.recv())]
+        gw.proc.send_signal(signal.SIGTERM)
+        until(lambda: draining(gw), "readiness 503 draining", limit=10, every=0.05)
+        while events[-1]["type"] not in ("response.completed", "response.failed", "error"):
+            try:
+                events.append(json.loads(ws.recv()))
+            except websocket.WebSocketException as e:
+                raise AssertionError(f"{e!r} after {[ev['type'] for ev in events]}\n{gw.log()}") from e
+        assert events[-1]["type"] == "response.completed", events[-1]
+        assert events[-1]["response"]["output"][-1]["content"][0]["text"] == f"Echo: {WORDS}"
+        ws.send(json.dumps({"type": "response.create", "model": "gpt-4o", "input": "again", "store": False}))
+        refused = json.loads(ws.recv())
+        assert (refused["type"], refused["status"], refused["code"]) == ("error", 503, "gateway_shutting_down")
+        assert refused["headers"]["retry-after"] == "5"
+        got += list(stalled)  # the stalled stream ends whole too, and then the gateway stops
+        assert "".join(c.choices[0].delta.content or "" for c in got if c.choices) == f"Echo: {WORDS}"
+        assert gw.proc.wait(30) == 0, gw.log()
+        opcode, data = ws.recv_data(control_frame=True)  # told `going away` at the stop, after its last event
+        assert (opcode, int.from_bytes(data[:2], "big")) == (websocket.ABNF.OPCODE_CLOSE, 1001)
+    finally:
+        ws.close()
+    statuses = sorted((r["status"], r["error"]) for r in ledger_rows(tmp_path / "state") if r["path"] == "/v1/responses")
+    assert (200, None) in statuses and (503, "gateway_shutting_down") in statuses, statuses
+
+
+def test_a_second_sigterm_ends_the_stream_with_an_error_event_at_once(make_gateway, emu, oauth_home, tmp_path):
+    emu.switches(chunk_count=10, gap_ms=3000)  # about 30 s: the drain would wait for it
+    gw = gateway(make_gateway, oauth_home, tmp_path, "--set", "qwen_drain_s=120")
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="client-key", max_retries=0, timeout=60)
+    stream = iter(client.chat.completions.create(model="gpt-4o", messages=ASK, stream=True))
+    got = [next(stream)]
+    gw.proc.send_signal(signal.SIGTERM)
+    until(lambda: draining(gw), "readiness 503 draining", limit=10, every=0.05)
+    ended: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            got.extend(stream)
+        except BaseException as e:
+            ended.append(e)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    gw.proc.send_signal(signal.SIGTERM)
+    assert gw.proc.wait(20) == 0, gw.log()
+    reader.join(20)
+    assert not reader.is_alive()
+    assert len(ended) == 1 and isinstance(ended[0], openai.APIError), ended  # the SDK read the error event
+    assert "shutting down" in str(ended[0]) and ended[0].body["code"] == "gateway_shutting_down", ended[0].body
+    text = "".join(c.choices[0].delta.content or "" for c in got if c.choices)
+    assert f"Echo: {WORDS}".startswith(text) and text != f"Echo: {WORDS}", text  # cut midway
+    log = gw.log()
+    assert "a second SIGTERM: stopping now" in log and "Traceback" not in log, log
+    rows = [r for r in ledger_rows(tmp_path / "state") if r["path"] == "/v1/chat/completions"]
+    assert [(r["status"], r["stream"]) for r in rows] == [(200, 1)], rows  # the stream's row, its end an error
+    assert "shutting down" in rows[0]["error"], rows
