@@ -8,6 +8,7 @@ server's own mount namespace (its WAL outside it), which `fill` fills to ENOSPC 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import itertools
@@ -56,7 +57,7 @@ class PgServer:
         bindir = pg_bin()
         assert bindir is not None
         self.bindir = bindir
-        self.root = Path(tempfile.mkdtemp(prefix="qwen-pg-"))
+        self.root = Path(tempfile.mkdtemp(prefix="qwen-pg-", dir=None if tmpfs_mb else _memory()))
         self.data = self.root / "data"
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
@@ -75,6 +76,10 @@ class PgServer:
             shutil.chown(self.root / "sock", "postgres", "postgres")
         initdb = [str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                   "--no-sync"]
+        if not self.tmpfs_mb:  # a copy of the process's one fresh cluster: initdb costs 1-2 s, a copy a tenth
+            subprocess.run(["cp", "-a", f"{_cluster(self.as_user, initdb)}/.", str(self.data)], check=True, timeout=60)
+            self.log = open(self.root / "server.log", "w")
+            return self.resume()
         if self.tmpfs_mb:  # made on disk, copied onto the tmpfs at start; the WAL stays on disk
             self.template = self.root / "template"
             (self.root / "wal").mkdir(mode=0o700)
@@ -173,7 +178,7 @@ class PgServer:
 
         name = f"t{os.getpid()}_{next(self._names)}"
         with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
+            conn.execute(f"CREATE DATABASE {name} STRATEGY = FILE_COPY")  # no WAL of the copy: twice as fast
         return self.url(name)
 
     def stop(self) -> None:
@@ -183,6 +188,33 @@ class PgServer:
         if hasattr(self, "log"):
             self.log.close()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+_CLUSTERS: dict[str, Path] = {}
+
+
+def _memory() -> str | None:
+    """/dev/shm when it has room for the servers' folders (a copy of a cluster there takes a tenth of one on
+    this machine's disk), else the usual temporary folder."""
+    with contextlib.suppress(OSError):
+        if shutil.disk_usage("/dev/shm").free > 4 << 30:
+            return "/dev/shm"
+    return None
+
+
+def _cluster(as_user: list[str], initdb: list[str]) -> Path:
+    """A cluster made by initdb once in this process (then only copied), removed when the process exits."""
+    if "made" not in _CLUSTERS:
+        root = Path(tempfile.mkdtemp(prefix="qwen-pg-cluster-", dir=_memory()))
+        root.chmod(0o755)
+        made = root / "data"
+        made.mkdir(mode=0o700)
+        if as_user:
+            shutil.chown(made, "postgres", "postgres")
+        subprocess.run([*as_user, *initdb[:2], str(made), *initdb[3:]], check=True, capture_output=True, timeout=120)
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        _CLUSTERS["made"] = made
+    return _CLUSTERS["made"]
 
 
 def _children(pid: int) -> list[int]:
