@@ -38,6 +38,7 @@ class KeyAccount(Account):
         self.state = state
         row = state.get(self.name) if state is not None else None
         self._refused: float | None = row["login_mtime"] if row and row["needs_login"] else None
+        self._made: Credential | None = None  # the last credential handed out (its key read again every time)
 
     def _key_value(self) -> str:
         key = os.environ.get(self.key_env, "") if self.key_env else (self._key or "")
@@ -51,8 +52,13 @@ class KeyAccount(Account):
         key = self._key_value()
         if self._refused is not None:  # only then is the key hashed: not on every request
             self._check_refused(key)
-        return Credential(self.name, KEY, self.base_url, key, model_map=self.model_map,
-                          default_model=self.default_model, embeddings=self.embeddings, billing=self.billing)
+        made = self._made
+        if made is not None and made.token == key:  # the same key: the same (immutable) credential
+            return made
+        self._made = made = Credential(self.name, KEY, self.base_url, key, model_map=self.model_map,
+                                       default_model=self.default_model, embeddings=self.embeddings,
+                                       billing=self.billing)
+        return made
 
     async def credential(self, *, force_refresh: bool = False, refused: str | None = None) -> Credential:
         if force_refresh:  # Qwen answered 401: a key cannot be refreshed, this one is refused

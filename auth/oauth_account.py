@@ -54,6 +54,7 @@ class OAuthAccount(RefreshedFileAccount[dict]):
         self.file_check_s = settings.file_check_s
         self._creds: dict | None = None
         self._sig: _FileSig | None = None
+        self._made: tuple[dict, Credential] | None = None  # the last login and its credential (immutable)
 
     @property
     def login_hint(self) -> str:
@@ -102,8 +103,13 @@ class OAuthAccount(RefreshedFileAccount[dict]):
         return self._creds
 
     def _credential(self, creds: dict) -> Credential:
+        made = self._made
+        if made is not None and made[0] is creds:  # the same login (a new one is a new dict): the same credential
+            return made[1]
         base = api_base_from_resource_url(creds.get("resource_url"), self.settings.default_api_base)
-        return Credential(self.name, OAUTH, base, creds["access_token"])
+        cred = Credential(self.name, OAUTH, base, creds["access_token"])
+        self._made = (creds, cred)
+        return cred
 
     def _adopt(self, creds: dict) -> None:
         self._creds = creds

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import sqlite3
 import threading
 import time
@@ -29,7 +30,13 @@ class RefreshLockTimeout(Exception):
 
 
 def today() -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime())
+    """The UTC day (each request is counted on it): formatted once a day."""
+    return _day(int(time.time() // 86400))
+
+
+@functools.lru_cache(maxsize=2)
+def _day(days: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(days * 86400))
 
 
 class AccountState:

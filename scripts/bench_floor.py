@@ -1,6 +1,8 @@
 """The floor (scripts/bench.py floor): the gateway against bare mitmdump for a small chat request — p50 at
 concurrency 1, requests/s at concurrency 16, CPU per request and RSS after 10,000 requests — in one run,
-with more gateways beside them when asked:
+beside bare mitmdump with the gateway's hook dispatch and nothing else of the gateway (scripts/
+floor_dispatch.py: the floor the gateway's own work is measured against, `vs_floor`), and more gateways
+when asked:
 
     QWEN_BENCH_BASELINE=DIR   another checkout's gateway (its own .venv and addons/qwen.py): before a change
     QWEN_BENCH_KEYS=1         the gateway with a named client key (`qwen-keys add`, generous limits)
@@ -27,6 +29,9 @@ from pathlib import Path
 from bench_http import CHAT, Req, as_sent_upstream, chat
 from benchlib import BIN, ROOT, Procs, revision
 
+# bare mitmdump with the gateway's hook dispatch (seams/hook_dispatch.py) and nothing else: the floor
+FLOOR = "mitmdump + the hook dispatch alone"
+DISPATCH_ONLY = ROOT / "scripts" / "floor_dispatch.py"
 RSS_AFTER = 10_000  # requests each target has served when its RSS is read
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 
@@ -85,8 +90,11 @@ def _key(home: Path, name: str, state_url: str | None) -> str:
 def floor_targets(p: Procs, emu: str) -> list[Target]:
     client = chat("client-key-ignored", CHAT)
     gateway = p.gateway(emu)
+    upstream = as_sent_upstream(emu, gateway, client)
     bare = p.mitmdump("bare", emu, addon=False)
-    found = [("mitmdump (no addon)", "bare", bare, as_sent_upstream(emu, gateway, client)),
+    dispatch = p.mitmdump("dispatch", emu, addon=False, args=("-s", str(DISPATCH_ONLY)))
+    found = [("mitmdump (no addon)", "bare", bare, upstream),
+             (FLOOR, "dispatch", dispatch, upstream),
              ("gateway", "gateway", gateway, client)]
     baseline = os.environ.get("QWEN_BENCH_BASELINE")
     if baseline:
@@ -145,9 +153,12 @@ def bench_floor(rounds: int, seconds: float) -> dict:
             for t in targets:  # RSS once every target has served as many requests
                 while t.served < RSS_AFTER:
                     t.served += wrk(t.url, t.script, 16, 2)["requests"]
+            rows = _rows(p, targets)
             return {"scenario": f"floor: a small chat request, wrk, {rounds} alternating rounds of {seconds:g} s "
-                                "at concurrency 1 and 16 (medians, [min–max])",
-                    "results": _rows(p, targets)}
+                                "at concurrency 1 and 16 (medians, [min–max]); the gateway: "
+                                f"{rows['gateway']['vs_floor']} of {FLOOR} in req/s at 16, p50 "
+                                f"{rows['gateway']['p50_vs_floor_ms']:+.3f} ms",
+                    "results": rows}
         finally:
             server = getattr(p, "pg", None)
             if server is not None:
@@ -156,17 +167,20 @@ def bench_floor(rounds: int, seconds: float) -> dict:
 
 
 def _rows(p: Procs, targets: list[Target]) -> dict:
-    bare = targets[0]
+    bare, floor = targets[0], targets[1]
     bare_p50, bare_rps = statistics.median(bare.p50), statistics.median(bare.rps)
+    floor_p50, floor_rps = statistics.median(floor.p50), statistics.median(floor.rps)
     out = {}
     for t in targets:
         p50, rps = statistics.median(t.p50), statistics.median(t.rps)
         out[t.name] = {
             "p50_ms": f"{p50:.3f} [{min(t.p50):.3f}–{max(t.p50):.3f}]",
             "p50_vs_bare_ms": round(p50 - bare_p50, 3),
+            "p50_vs_floor_ms": round(p50 - floor_p50, 3),  # the floor: bare + the hook dispatch alone
             "p99_ms": round(statistics.median(t.p99), 3),
             "req_per_s_c16": f"{rps:.0f} [{min(t.rps):.0f}–{max(t.rps):.0f}]",
             "vs_bare": f"{rps / bare_rps:.2f}×",
+            "vs_floor": f"{rps / floor_rps:.2f}×",
             "cpu_ms_per_request": round(statistics.median(t.cpu), 3),
             "rss_mb": round(p.rss_mb(t.proc), 1),
             "requests_served": t.served,

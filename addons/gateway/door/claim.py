@@ -4,6 +4,8 @@ relay, the only server a claimed flow may reach (fence.py). And whether it lets 
 
 from __future__ import annotations
 
+import functools
+
 from mitmproxy import connection, http
 from mitmproxy.net.http import url
 from mitmproxy.proxy import mode_specs
@@ -47,11 +49,18 @@ def as_called(flow: http.HTTPFlow, host_header: str) -> tuple[str, str, int]:
         return req.scheme, req.host, req.port
     scheme = "https" if client.tls_established else "http"
     listener = client.sockname if isinstance(client.sockname, tuple) else ("127.0.0.1", 0)
-    try:
-        host, port = url.parse_authority(host_header, check=True) if host_header else (listener[0], listener[1])
-    except ValueError:
-        host, port = listener[0], listener[1]
+    named = _authority(host_header) if host_header else None
+    host, port = named if named is not None else (listener[0], listener[1])
     return scheme, host, port if port is not None else listener[1]
+
+
+@functools.lru_cache(maxsize=256)  # asked per request about the same few Host headers
+def _authority(host_header: str) -> tuple[str, int | None] | None:
+    """The host and port a Host header names (mitmproxy's strict parse), None when it names none."""
+    try:
+        return url.parse_authority(host_header, check=True)
+    except ValueError:
+        return None
 
 
 def show_as_called(flow: http.HTTPFlow, ex: Exchange) -> None:
@@ -62,9 +71,20 @@ def show_as_called(flow: http.HTTPFlow, ex: Exchange) -> None:
     if called is None:
         return
     req = flow.request
-    shown = req.host_header
-    req.scheme, req.host, req.port = called
-    req.host_header = shown
+    data = req.data
+    if data.authority or req.is_http2 or req.is_http3 or _host_fields(data.headers.fields) > 1:
+        shown = req.host_header  # mitmproxy's setters: the Host header and the authority kept as they were
+        req.scheme, req.host, req.port = called
+        req.host_header = shown
+        return
+    # HTTP/1 without an authority and with at most one Host header: what the setters above end in, written
+    # at once (each setter rewrites the Host header, and the flow keeps it as the client sent it)
+    scheme, host, port = called
+    data.scheme, data.host, data.port = scheme.encode("utf-8", "surrogateescape"), host, port
+
+
+def _host_fields(fields: tuple[tuple[bytes, bytes], ...]) -> int:
+    return sum(1 for name, _ in fields if name.lower() == b"host")
 
 
 def point_at_relay(flow: http.HTTPFlow, address: tuple[str, int], token: str, token_header: str) -> None:

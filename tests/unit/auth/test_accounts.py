@@ -31,6 +31,7 @@ from qwen_gateway.auth.oauth_account import OAuthAccount
 from qwen_gateway.auth.pool import AccountPool, PoolExhausted, next_reset
 from qwen_gateway.auth.oauth_replies import REDACTED, redact
 from qwen_gateway.auth.registry import AccountExists, Registry, save_login
+from qwen_gateway.auth import state as account_state
 from qwen_gateway.auth.state import AccountState
 from qwen_gateway.auth_settings import INTERVAL_ENV, AuthSettings, resolve_state_dir
 
@@ -316,6 +317,12 @@ async def test_throttle_backs_off_and_ok_resets(state):
     assert (await pool.acquire()).account == "a"
 
 
+@pytest.mark.parametrize("now", [0.0, 86399.999, 86400.0, 1795503429.5, 1798761599.9])
+def test_requests_are_counted_on_the_utc_day(monkeypatch, now):
+    monkeypatch.setattr(time, "time", lambda: now)
+    assert account_state.today() == time.strftime("%Y-%m-%d", time.gmtime(now))
+
+
 async def test_ok_counts_and_other_outcomes_change_nothing(state, tmp_path):
     pool = AccountPool([FakeAccount("a")], state)
     for _ in range(3):
@@ -376,6 +383,9 @@ async def test_key_account_reads_its_env_var_at_run_time(monkeypatch):
                               model_map=cred.model_map, default_model="qwen3-coder-plus", embeddings=True,
                               billing="payg:intl")  # how it is paid: the price table reads it
     assert dict(cred.model_map) == {"gpt-4o": "qwen3-coder-plus"} and "sk-secret" not in repr(cred)
+    assert acct.ready() is cred  # the same key: its credential is not built again for every request
+    monkeypatch.setenv("TEST_DS_KEY", "sk-secret-456")
+    assert acct.ready().token == "sk-secret-456"
     status = json.dumps(acct.status())
     assert "sk-secret" not in status and "$TEST_DS_KEY" in status
 
@@ -457,6 +467,7 @@ async def test_oauth_credential_from_the_file(settings, state):
     cred = await acct.credential()
     assert (cred.account, cred.kind, cred.base_url, cred.token) == (DEFAULT, OAUTH, "https://portal.qwen.ai/v1",
                                                                       "at-1")
+    assert acct.ready() is cred  # the same login: its credential is not built again for every request
     s = acct.status()
     assert s["state"] == "ok" and s["expires_at"].endswith("Z") and "at-1" not in json.dumps(s)
 
