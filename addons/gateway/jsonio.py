@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 
 import orjson
 
@@ -51,9 +50,11 @@ class Encoder:
         std = json.JSONEncoder(check_circular=False, **options)
         make = json.encoder.c_make_encoder  # type: ignore[attr-defined]  # None without the C accelerator
         quote = json.encoder.encode_basestring_ascii if std.ensure_ascii else json.encoder.encode_basestring
-        self._encode = std.iterencode if make is None or std.indent is not None else \
-            make(None, std.default, quote, std.indent, std.key_separator, std.item_separator, std.sort_keys,
-                 std.skipkeys, std.allow_nan)
+        if make is None or std.indent is not None:
+            self._encode = lambda obj, _level: std.iterencode(obj)
+        else:
+            self._encode = make(None, std.default, quote, std.indent, std.key_separator, std.item_separator,
+                                std.sort_keys, std.skipkeys, std.allow_nan)
 
     def __call__(self, obj: object) -> str:
         return "".join(self._encode(obj, 0))
