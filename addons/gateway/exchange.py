@@ -83,7 +83,7 @@ class ClientRequest:
     api_headers: tuple[tuple[str, str], ...] = ()  # anthropic-version, anthropic-beta: what a pass-through forwards
 
 
-@dataclass
+@dataclass(slots=True)
 class Exchange:
     client: ClientRequest
     route: str = "unknown"

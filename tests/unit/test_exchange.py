@@ -1,0 +1,25 @@
+"""The record of one exchange (exchange.py): built once per claimed request and read by every step and
+observer, so it is a slotted dataclass — no per-request dict of its ~55 fields to grow and look up in."""
+
+from __future__ import annotations
+
+import pytest
+
+from qwen_gateway.exchange import ClientRequest, Exchange
+
+
+def exchange() -> Exchange:
+    return Exchange(ClientRequest("POST", "/v1/chat/completions", "http://127.0.0.1:8080/v1/chat/completions"))
+
+
+def test_an_exchange_keeps_its_fields_in_slots():
+    ex = exchange()
+    assert not hasattr(ex, "__dict__")  # each field in its slot: no dict made and grown per request
+    ex.requested_model, ex.status = "gpt-4o", 200
+    assert (ex.requested_model, ex.status, ex.notes, ex.extra) == ("gpt-4o", 200, [], {})
+    assert exchange().notes is not ex.notes and exchange().id != ex.id  # the factories still run per exchange
+
+
+def test_a_field_that_does_not_exist_cannot_be_set():
+    with pytest.raises(AttributeError):
+        exchange().reqested_model = "typo"  # type: ignore[attr-defined]
