@@ -3,6 +3,8 @@ observer, so it is a slotted dataclass — no per-request dict of its ~55 fields
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from qwen_gateway.exchange import ClientRequest, Exchange
@@ -23,3 +25,10 @@ def test_an_exchange_keeps_its_fields_in_slots():
 def test_a_field_that_does_not_exist_cannot_be_set():
     with pytest.raises(AttributeError):
         exchange().reqested_model = "typo"  # type: ignore[attr-defined]
+
+
+def test_a_sized_request_is_the_request_with_its_size():
+    values = {f.name: f"v{i}" if f.type == "str" or "str" in str(f.type) else None
+              for i, f in enumerate(dataclasses.fields(ClientRequest))}
+    request = ClientRequest(**{**values, "size": 0, "api_headers": (("anthropic-beta", "x"),)})
+    assert request.sized(42) == dataclasses.replace(request, size=42)  # every field carried over

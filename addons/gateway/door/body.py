@@ -3,7 +3,6 @@ has none: a few hundred bytes of zstd can unpack to gigabytes), then parsed once
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 
@@ -24,7 +23,7 @@ def read(flow: http.HTTPFlow, ex: Exchange, limit: int) -> bytes:
     except ValueError as e:
         raise GatewayError(400, f"The request body could not be decoded: {e}.",
                            code="invalid_content_encoding") from e
-    ex.client = dataclasses.replace(ex.client, size=len(content))
+    ex.client = ex.client.sized(len(content))
     return content
 
 
