@@ -69,10 +69,23 @@ class Formats:
         """The headers the dialect puts on every answer (OpenAI's: its request id), and a named key's rate
         limits (door/ratelimits.py)."""
         fmt = self.formats.get(ex.dialect)
-        for name, value in (fmt.headers(ex) if fmt is not None else openai_headers(ex)).items():
-            resp.headers[name] = value
-        for name, value in (ex.limit_headers or {}).items():
-            resp.headers[name] = value
+        set_headers(resp.headers, fmt.headers(ex) if fmt is not None else openai_headers(ex))
+        if ex.limit_headers:
+            set_headers(resp.headers, ex.limit_headers)
+
+
+def set_headers(headers: http.Headers, values: Mapping[str, str]) -> None:
+    """`headers[name] = value` for each, in order: a name the headers already have through mitmproxy's setter
+    (its first field replaced, the others removed), a new one appended at once (the setter would scan and
+    lower-case every field first, then append it the same way)."""
+    have = {name.lower() for name, _ in headers.fields}
+    for name, value in values.items():
+        key = name.encode("utf-8", "surrogateescape")
+        if key.lower() in have:
+            headers[name] = value
+        else:
+            headers.fields += ((key, value.encode("utf-8", "surrogateescape")),)
+            have.add(key.lower())
 
 
 def openai_headers(ex: Exchange) -> dict[str, str]:
