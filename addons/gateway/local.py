@@ -31,12 +31,13 @@ def json_response(status: int, data: dict) -> http.Response:
 def answer(status: int, body: bytes, content_type: bytes = b"application/json") -> http.Response:
     """A whole answer of known types, built without mitmproxy's constructor checks: `Response.make`
     converts its headers and re-encodes the content, and every `Response(...)` type-checks each field
-    under `__debug__` (18 µs of the 20 µs it costs, on every answer). tests/unit/test_local.py compares the
-    result with `Response.make`'s."""
+    under `__debug__` (18 µs of the 20 µs it costs, on every answer); `Headers(...)` copies and type-checks its
+    fields. tests/unit/test_local.py compares the result with `Response.make`'s."""
     now = time.time()
+    headers = object.__new__(http.Headers)
+    headers.fields = ((b"content-type", content_type), (b"content-length", b"%d" % len(body)))
     data = object.__new__(http.ResponseData)
-    data.__dict__.update(http_version=b"HTTP/1.1", status_code=status, reason=_reason(status),
-                         headers=http.Headers(((b"content-type", content_type), (b"content-length", b"%d" % len(body)))),
+    data.__dict__.update(http_version=b"HTTP/1.1", status_code=status, reason=_reason(status), headers=headers,
                          content=body, trailers=None, timestamp_start=now, timestamp_end=now)
     resp = object.__new__(http.Response)
     resp.data = data
