@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+from mitmproxy import http
+
 from mitmproxy.test import tflow
 
 from qwen_gateway.door import body
@@ -22,3 +25,22 @@ def test_reading_the_body_notes_its_size_without_dataclasses_replace(monkeypatch
     ex = Exchange(client)
     assert body.read(flow, ex, 1024) == b'{"model": "gpt-4o"}'
     assert ex.client == real(client, size=19) and replaced == []
+
+
+@pytest.mark.parametrize("fields", [[], [(b"Content-Encoding", b"gzip")], [(b"content-encoding", b"gzip"),
+                                    (b"x", b"y"), (b"CONTENT-ENCODING", b"br")], [(b"content-encoding", b"\xff")]])
+def test_the_content_encoding_is_what_mitmproxys_lookup_says(fields):
+    req = tflow.tflow().request
+    req.headers = http.Headers(fields)
+    assert body.content_encoding(req) == req.headers.get("content-encoding", "")
+
+
+def test_reading_the_body_looks_no_header_up_through_mitmproxys_headers(monkeypatch):
+    looked_up = []
+    real = http.Headers.get_all
+    monkeypatch.setattr(http.Headers, "get_all", lambda h, name: looked_up.append(name) or real(h, name))
+    flow = tflow.tflow()
+    flow.request.headers.fields = ((b"content-type", b"application/json"),)
+    flow.request.raw_content = b"{}"
+    assert body.read(flow, Exchange(ClientRequest("POST", "/v1/chat/completions", "http://x/")), 1024) == b"{}"
+    assert looked_up == []
