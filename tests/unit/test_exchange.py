@@ -7,8 +7,10 @@ import dataclasses
 
 import pytest
 
-from qwen_gateway.door import access
+from qwen_gateway.accounts import Conversation
+from qwen_gateway.door import access, routing
 from qwen_gateway.exchange import ClientRequest, Exchange
+from qwen_gateway.pivot import Wire
 
 
 def exchange() -> Exchange:
@@ -38,6 +40,7 @@ def test_a_sized_request_is_the_request_with_its_size():
 
 def test_the_records_made_per_request_set_their_fields_directly():
     """A frozen dataclass's __init__ sets each field through object.__setattr__ (a client request's six, the
-    door's head's seven, twice the first per request): these set their slots directly."""
-    for record in (ClientRequest, access.Head):
+    door's head's seven, twice the first per request; the route, the wire, the conversation): these set their
+    slots directly."""
+    for record in (ClientRequest, access.Head, routing.Route, Wire, Conversation):
         assert "__setattr__" not in record.__init__.__code__.co_names, record
