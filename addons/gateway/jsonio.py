@@ -41,7 +41,6 @@ def loads_answer(data: bytes | str) -> object:
     return orjson.loads(data)
 
 
-
 class Encoder:
     """`json.dumps(obj, **options)` for data parsed from JSON (no cycles to check), its encoder made once:
     `JSONEncoder.encode` builds the standard library's C encoder again for every call."""
