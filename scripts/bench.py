@@ -5,6 +5,8 @@
     .venv/bin/python scripts/bench.py throughput  # requests/s at concurrency 16
     .venv/bin/python scripts/bench.py floor       # the gateway vs bare mitmdump (and QWEN_BENCH_BASELINE, _KEYS,
                                                   # _PG): p50 at c1, req/s at c16, CPU, RSS after 10,000, with wrk
+    .venv/bin/python scripts/bench.py instructions # callgrind: instructions per request, the gateway vs the floor
+                                                  # (bare mitmdump + the hook dispatch); --requests (400)
     .venv/bin/python scripts/bench.py profile     # py-spy on the gateway and bare mitmdump under wrk: CPU by part
                                                   # (QWEN_BENCH_KEYS, _PG: those gateways too)
     .venv/bin/python scripts/bench.py messages    # /v1/messages vs /v1/chat/completions in one gateway: p50/p99
@@ -41,6 +43,7 @@ from bench_affinity import bench_affinity  # noqa: E402
 from bench_concurrency import bench_concurrency  # noqa: E402
 from bench_far import bench_far  # noqa: E402
 from bench_floor import bench_floor  # noqa: E402
+from bench_instructions import bench_instructions  # noqa: E402
 from bench_keys import bench_keys  # noqa: E402
 from bench_profile import bench_profile  # noqa: E402
 from bench_load import bench_bigprompt, bench_latency, bench_memory, bench_throughput, bench_webmemory  # noqa: E402
@@ -65,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         "throughput": lambda a: bench_throughput(a.requests * 10, 16, rounds=6),
         "floor": lambda a: bench_floor(a.rounds if a.rounds > 1 else 4, a.seconds),
         "profile": lambda a: bench_profile(max(a.seconds, 10)),
+        "instructions": lambda a: bench_instructions(a.requests),
         "messages": lambda a: bench_messages(a.requests * 2, 8, a.runs, a.gap_ms),
         "bigprompt": lambda a: bench_bigprompt(20),
         "memory": lambda a: bench_memory((5000, 20000)),
@@ -86,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=int, default=5, help="floor: seconds of each wrk run")
     ap.add_argument("--json", action="store_true", help="print JSON instead of tables")
     a = ap.parse_args(argv)
-    names = [n for n in scenarios if n != "profile"] if a.scenario == "all" else [a.scenario]  # profile: py-spy
+    slow = ("profile", "instructions")  # py-spy; valgrind
+    names = [n for n in scenarios if n not in slow] if a.scenario == "all" else [a.scenario]
     results = []
     for name in names:
         got = scenarios[name](a)

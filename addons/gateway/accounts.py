@@ -54,7 +54,7 @@ class Window(enum.StrEnum):
     CONCURRENCY = "concurrency"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs 5x (object.__setattr__)
 class Conversation:
     """The conversation a request continues (the client's dialect says which: api/conversation.py). Turns of
     one conversation go to the account that served it while it is usable: Qwen's prompt cache is per account."""

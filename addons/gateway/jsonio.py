@@ -39,3 +39,21 @@ def dumps_text(obj: object) -> str:
 def loads_answer(data: bytes | str) -> object:
     """Qwen's answers and stream events (raises ValueError when it is not JSON)."""
     return orjson.loads(data)
+
+
+class Encoder:
+    """`json.dumps(obj, **options)` for data parsed from JSON (no cycles to check), its encoder made once:
+    `JSONEncoder.encode` builds the standard library's C encoder again for every call."""
+
+    def __init__(self, **options) -> None:
+        std = json.JSONEncoder(check_circular=False, **options)
+        make = json.encoder.c_make_encoder  # type: ignore[attr-defined]  # None without the C accelerator
+        quote = json.encoder.encode_basestring_ascii if std.ensure_ascii else json.encoder.encode_basestring
+        if make is None or std.indent is not None:
+            self._encode = lambda obj, _level: std.iterencode(obj)
+        else:
+            self._encode = make(None, std.default, quote, std.indent, std.key_separator, std.item_separator,
+                                std.sort_keys, std.skipkeys, std.allow_nan)
+
+    def __call__(self, obj: object) -> str:
+        return "".join(self._encode(obj, 0))

@@ -31,12 +31,13 @@ def json_response(status: int, data: dict) -> http.Response:
 def answer(status: int, body: bytes, content_type: bytes = b"application/json") -> http.Response:
     """A whole answer of known types, built without mitmproxy's constructor checks: `Response.make`
     converts its headers and re-encodes the content, and every `Response(...)` type-checks each field
-    under `__debug__` (18 µs of the 20 µs it costs, on every answer). tests/unit/test_local.py compares the
-    result with `Response.make`'s."""
+    under `__debug__` (18 µs of the 20 µs it costs, on every answer); `Headers(...)` copies and type-checks its
+    fields. tests/unit/test_local.py compares the result with `Response.make`'s."""
     now = time.time()
+    headers = object.__new__(http.Headers)
+    headers.fields = ((b"content-type", content_type), (b"content-length", b"%d" % len(body)))
     data = object.__new__(http.ResponseData)
-    data.__dict__.update(http_version=b"HTTP/1.1", status_code=status, reason=_reason(status),
-                         headers=http.Headers(((b"content-type", content_type), (b"content-length", b"%d" % len(body)))),
+    data.__dict__.update(http_version=b"HTTP/1.1", status_code=status, reason=_reason(status), headers=headers,
                          content=body, trailers=None, timestamp_start=now, timestamp_end=now)
     resp = object.__new__(http.Response)
     resp.data = data
@@ -69,10 +70,23 @@ class Formats:
         """The headers the dialect puts on every answer (OpenAI's: its request id), and a named key's rate
         limits (door/ratelimits.py)."""
         fmt = self.formats.get(ex.dialect)
-        for name, value in (fmt.headers(ex) if fmt is not None else openai_headers(ex)).items():
-            resp.headers[name] = value
-        for name, value in (ex.limit_headers or {}).items():
-            resp.headers[name] = value
+        set_headers(resp.headers, fmt.headers(ex) if fmt is not None else openai_headers(ex))
+        if ex.limit_headers:
+            set_headers(resp.headers, ex.limit_headers)
+
+
+def set_headers(headers: http.Headers, values: Mapping[str, str]) -> None:
+    """`headers[name] = value` for each, in order: a name the headers already have through mitmproxy's setter
+    (its first field replaced, the others removed), a new one appended at once (the setter would scan and
+    lower-case every field first, then append it the same way)."""
+    have = {name.lower() for name, _ in headers.fields}
+    for name, value in values.items():
+        key = name.encode("utf-8", "surrogateescape")
+        if key.lower() in have:
+            headers[name] = value
+        else:
+            headers.fields += ((key, value.encode("utf-8", "surrogateescape")),)
+            have.add(key.lower())
 
 
 def openai_headers(ex: Exchange) -> dict[str, str]:

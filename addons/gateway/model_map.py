@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
@@ -65,6 +66,7 @@ OAUTH_VISION_MODEL = "coder-model"
 KEY_VISION_MODEL = "qwen3.6-plus"  # on Model Studio, Coding Plan and Token Plan keys alike
 
 
+@functools.lru_cache(maxsize=256)  # asked per request about the few models a gateway serves
 def output_cap(model: str) -> int:
     best = max((p for p in OUTPUT_CAPS if model.startswith(p)), key=len, default=None)
     return OUTPUT_CAPS[best] if best else DEFAULT_OUTPUT_CAP

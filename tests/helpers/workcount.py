@@ -16,7 +16,7 @@ on the calling stack (mitmproxy's own tasks, timers and hook calls are not the g
 wraps the one function every caller goes through:
 
     json_decode / json_encode   json.loads / json.dumps / JSONEncoder.iterencode (outside json.dumps),
-                                orjson.loads / orjson.dumps
+                                orjson.loads / orjson.dumps, jsonio.Encoder (json.dumps with its encoder made once)
     sql                         every statement SQLite runs (a trace callback on every connection, the
                                 ones opened before this script too)
     pg_execute                  every psycopg execute (per row of an executemany); the statements the
@@ -56,6 +56,8 @@ import sys
 import threading
 
 import orjson
+
+from qwen_gateway import jsonio
 
 PACKAGE = "qwen_gateway"
 HOLD_S = 3600.0  # a batch window nobody waits out: `flush` ends it
@@ -130,6 +132,7 @@ def _iterencode(self, *args, **kwargs):
 
 json.dumps = _dumps
 json.JSONEncoder.iterencode = _iterencode  # type: ignore[method-assign]
+_wrap(jsonio.Encoder, "__call__", "json_encode")  # json.dumps with its encoder made once (the session id)
 
 # ---- SQL -------------------------------------------------------------------------------------------
 

@@ -250,7 +250,6 @@ UNTESTED = {
     "qwen_gateway.price_list": "Model Studio's price list: data, read by tests/unit/test_prices.py's table",
     "qwen_gateway.storage.pg_follow": "following the shared database: tests/unit/storage/test_shared_state.py",
     "qwen_gateway.storage.pg_schema": "migrations: tests/unit/storage/test_shared_state.py and the stores' tests",
-    "qwen_gateway.upstream.dashscope.headers": "qwen-code's headers: tests/e2e/test_e2e_rules.py reads them at the emulator",
     "qwen_gateway.upstream.deadline": "through tests/unit/upstream/test_deadline.py's client",
 }
 

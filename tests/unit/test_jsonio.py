@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from qwen_gateway import jsonio
 
 
@@ -34,3 +36,23 @@ def test_answers_are_read_strictly():
         except ValueError:
             continue
         raise AssertionError(f"{bad!r} was read")
+
+
+@pytest.mark.parametrize("options", [{"ensure_ascii": False}, {"sort_keys": True}, {}])
+def test_an_encoder_writes_what_json_dumps_writes(options):
+    values = [["gpt-4o", [["system", "héllo ✓ \"q\"\n"], ["user", "\ud83d lone"]]], "top-level text",
+              {"b": [1, 2.5, None, True], "a": {"z": 1e300, "y": -0.0}}, 12345678901234567890123, []]
+    encode = jsonio.Encoder(**options)
+    for value in values:
+        assert encode(value) == json.dumps(value, **options)
+
+
+def test_an_encoder_builds_the_standard_librarys_encoder_once(monkeypatch):
+    """json.dumps with options (and JSONEncoder.encode) makes the C encoder again for every call."""
+    made = []
+    real = json.encoder.c_make_encoder
+    monkeypatch.setattr(json.encoder, "c_make_encoder", lambda *a: made.append(1) or real(*a))
+    encode = jsonio.Encoder(ensure_ascii=False)
+    for _ in range(3):
+        assert encode(["m", [["user", "ping"]]]) == '["m", [["user", "ping"]]]'
+    assert len(made) == 1

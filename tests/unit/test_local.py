@@ -20,6 +20,19 @@ def test_an_answer_is_what_response_make_builds():
         assert fast.get_state() == made.get_state()
         assert {f.name for f in dataclasses.fields(http.ResponseData)} == set(vars(fast.data))
         dataclasses.replace(fast.data)  # mitmproxy's own type checks accept every field
+        assert vars(fast.headers) == vars(made.headers) and type(fast.headers) is http.Headers
+        fast.headers["x-request-id"] = "req_1"  # the headers work as mitmproxy's own
+        assert bytes(fast.headers).endswith(b"x-request-id: req_1\r\n")
+
+
+def test_an_answer_builds_no_headers_through_their_constructor(monkeypatch):
+    """`Headers(fields)` copies every field into new tuples and type-checks them, then runs an empty update:
+    an answer's two fields are known to be bytes."""
+    made = []
+    real = http.Headers.__init__
+    monkeypatch.setattr(http.Headers, "__init__", lambda self, *a, **kw: made.append(a) or real(self, *a, **kw))
+    assert answer(200, b"{}").headers.fields == ((b"content-type", b"application/json"), (b"content-length", b"2"))
+    assert made == []
 
 
 def test_json_response():

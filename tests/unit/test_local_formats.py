@@ -8,10 +8,13 @@ import json
 import re
 
 import pytest
+from mitmproxy import http
 from mitmproxy.test import taddons
 
 from qwen_gateway.accounts import AccountUnavailable
+from qwen_gateway import local
 from qwen_gateway.errors import GatewayError
+from qwen_gateway.exchange import ClientRequest, Exchange
 from qwen_gateway.upstream.dashscope.errors import classify
 from qwen_gateway.upstream.retry import unavailable
 from unit.test_addon import KEY_CRED, OAUTH_CRED, FakeQwen, StreamAnswer, chat_flow, make, relayed, through
@@ -141,3 +144,31 @@ def test_a_mid_stream_error_event_has_an_openai_error_type(event, expected):
     out = rw.run(b"data: " + json.dumps(event).encode() + b"\n\n")
     sent = json.loads(out.decode().split("data: ", 1)[1].split("\n", 1)[0])
     assert sent["error"]["type"] == expected and sent["error"]["message"], sent
+
+
+@pytest.mark.parametrize("fields", [
+    [], [(b"content-type", b"application/json")], [(b"X-Request-Id", b"old"), (b"x-request-id", b"older")],
+    [(b"content-type", b"a"), (b"x-ratelimit-limit-requests", b"1")], [(b"\xc3\x84-h", b"v")]])
+def test_headers_set_as_mitmproxys_setter_sets_them(fields):
+    values = {"x-request-id": "req_1", "X-RateLimit-Limit-Requests": "10", "x-ratelimit-limit-requests": "11",
+              "Ä-h": "w", "x-\udcff": "\udcfe"}
+    fast, slow = http.Headers(fields), http.Headers(fields)
+    local.set_headers(fast, values)
+    for name, value in values.items():
+        slow[name] = value
+    assert fast.fields == slow.fields
+
+
+def test_stamping_a_whole_answer_scans_its_headers_once(monkeypatch):
+    """An answer built by the gateway lacks the stamped headers: appended at once, not through the setter's
+    scan of every field per header."""
+    set_through_mitmproxy = []
+    real = http.Headers.__setitem__
+    monkeypatch.setattr(http.Headers, "__setitem__", lambda h, k, v: set_through_mitmproxy.append(k) or real(h, k, v))
+    ex = Exchange(ClientRequest("POST", "/v1/chat/completions", "http://127.0.0.1:8080/v1/chat/completions"))
+    ex.limit_headers = {"x-ratelimit-limit-requests": "10"}
+    resp = local.json_response(200, {"ok": True})
+    local.Formats({}).stamp(ex, resp)
+    assert resp.headers.fields == ((b"content-type", b"application/json"), (b"content-length", b"11"),
+                                   (b"x-request-id", b"req_" + ex.id.encode()), (b"x-ratelimit-limit-requests", b"10"))
+    assert set_through_mitmproxy == []

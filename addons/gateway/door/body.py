@@ -3,7 +3,6 @@ has none: a few hundred bytes of zstd can unpack to gigabytes), then parsed once
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 
@@ -18,14 +17,21 @@ from .access import too_large
 def read(flow: http.HTTPFlow, ex: Exchange, limit: int) -> bytes:
     """The decoded body (its size recorded on the exchange); a 413 past `limit`, a 400 if undecodable."""
     try:
-        content = decode_body(flow.request.raw_content or b"", flow.request.headers.get("content-encoding", ""), limit)
+        content = decode_body(flow.request.raw_content or b"", content_encoding(flow.request), limit)
     except BodyTooLarge:
         raise too_large(limit) from None
     except ValueError as e:
         raise GatewayError(400, f"The request body could not be decoded: {e}.",
                            code="invalid_content_encoding") from e
-    ex.client = dataclasses.replace(ex.client, size=len(content))
+    ex.client = ex.client.sized(len(content))
     return content
+
+
+def content_encoding(req: http.Request) -> str:
+    """`req.headers.get("content-encoding", "")`, in one pass over the raw fields (mitmproxy's lookup converts
+    and lower-cases every field through its multidict's methods)."""
+    return ", ".join(v.decode("utf-8", "surrogateescape") for k, v in req.headers.fields
+                     if k.lower() == b"content-encoding")
 
 
 def parse_json(content: bytes) -> dict:

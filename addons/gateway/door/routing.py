@@ -36,7 +36,7 @@ ANTHROPIC_HOST = "api.anthropic.com"
 BODY_ROUTES = frozenset({"auth", "count_tokens", "stored_chat"})
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs 5x (object.__setattr__)
 class Route:
     name: str  # an endpoint name, a local route, "method_not_allowed" or "unknown"
     endpoint: Endpoint | None = None

@@ -8,8 +8,6 @@ sends it as the stream's error event), a WebSocket turn sends its `error` event,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from ..errors import GatewayError
 
@@ -34,25 +32,9 @@ class Cuts:
         self._running: set[asyncio.Task] = set()
         self._cut: set[asyncio.Task] = set()
 
-    @contextmanager
-    def running(self) -> Iterator[None]:
+    def running(self) -> Running:
         """The current task may be cut while inside: it then raises `Stopping(CUT)`."""
-        task = asyncio.current_task()
-        if task is None:
-            yield
-            return
-        self._running.add(task)
-        try:
-            yield
-        except asyncio.CancelledError:
-            if task not in self._cut:
-                raise
-            self._cut.discard(task)
-            task.uncancel()
-            raise Stopping(CUT) from None
-        finally:
-            self._running.discard(task)
-            self._cut.discard(task)
+        return Running(self._running, self._cut)
 
     def cut(self) -> int:
         """End every turn inside `running()` now; how many."""
@@ -61,3 +43,30 @@ class Cuts:
             self._cut.add(task)
             task.cancel()
         return len(todo)
+
+
+class Running:
+    """`Cuts.running()`: a class, not a generator context manager (a generator, its wrapper and their calls for
+    every turn)."""
+
+    __slots__ = ("running", "cut", "task")
+
+    def __init__(self, running: set[asyncio.Task], cut: set[asyncio.Task]) -> None:
+        self.running, self.cut = running, cut
+        self.task: asyncio.Task | None = None
+
+    def __enter__(self) -> None:
+        self.task = asyncio.current_task()
+        if self.task is not None:
+            self.running.add(self.task)
+
+    def __exit__(self, kind: type[BaseException] | None, e: BaseException | None, tb: object) -> None:
+        task = self.task
+        if task is None:
+            return
+        self.running.discard(task)
+        was_cut = task in self.cut
+        self.cut.discard(task)
+        if was_cut and kind is not None and issubclass(kind, asyncio.CancelledError):
+            task.uncancel()
+            raise Stopping(CUT) from None

@@ -17,6 +17,7 @@ code path, one pool keyed by origin, and keep-alive that is the origin's own, no
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -149,12 +150,7 @@ class UpstreamClient:
                    head_timeout: float | None, read_timeout: float | None, method: str = "POST") -> Response:
         """POST `body` (or GET, without one: a catalogue); returns once the status and headers are read
         (within `head_timeout`)."""
-        parts = urlsplit(url)
-        scheme = parts.scheme
-        host = parts.hostname or ""
-        port = parts.port or (443 if scheme == "https" else 80)
-        origin = (scheme, host, port)
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        origin, target = _where(url)
         head = [f"{method} {target} HTTP/1.1"]
         head += [f"{k}: {v}" for k, v in headers if k.lower() not in ("content-length", "connection")]
         if method != "GET":
@@ -292,3 +288,11 @@ async def _tunnel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pr
         # The proxy's own words, short and printable: they name why (407 needs credentials, 403 a policy).
         said = "".join(c for c in reason if c.isprintable())[:80]
         raise ProxyRefused(f"the proxy {proxy.shown} answered CONNECT {authority} with {status} {said}".rstrip())
+
+
+@functools.lru_cache(maxsize=64)  # every request goes to one of a few URLs
+def _where(url: str) -> tuple[tuple[str, str, int], str]:
+    """The origin (scheme, host, port) and the request target of `url`."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return (parts.scheme, parts.hostname or "", port), parts.path + (f"?{parts.query}" if parts.query else "")

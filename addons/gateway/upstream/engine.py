@@ -10,6 +10,7 @@ client. Callers get a `Response` whose status is final and whose body is still s
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
@@ -150,7 +151,7 @@ class UpstreamEngine:
                              api_headers=ex.client.api_headers if ex.leg.passthrough else ())
         headers = wire.headers
         ex.upstream_url = wire.url
-        ex.upstream_headers = {k: _shown(k, v) for k, v in headers}
+        ex.upstream_headers = {k: _hidden(k) or v for k, v in headers}
         self.on_upstream_request(ex)
         # A stream may pause between events for as long as the idle limit; a whole answer for the full timeout.
         read = (config.stream_idle_timeout or None) if ex.stream else (config.upstream_timeout or None)
@@ -166,9 +167,11 @@ def _transport(e: ConnectionFailed) -> GatewayError:
     return GatewayError(502, f"Qwen could not be reached: {e}.", code=code)
 
 
-def _shown(name: str, value: str) -> str:
-    """A header as the record shows it: the credential never (whatever header an upstream carries it in)."""
+@functools.lru_cache(maxsize=256)  # the same few header names on every request
+def _hidden(name: str) -> str | None:
+    """What the record shows instead of a header's value (None: the value): the credential never, whatever
+    header an upstream carries it in."""
     low = name.lower()
     if low == "authorization":
         return f"Bearer {REDACTED}"
-    return REDACTED if low in SECRET_HEADERS else value
+    return REDACTED if low in SECRET_HEADERS else None

@@ -39,7 +39,8 @@ def qwen_to_chat(body: dict, *, model: str) -> dict:
     if out.get("system_fingerprint") is None:
         out.pop("system_fingerprint", None)  # Qwen sends null; OpenAI's schema allows a string or nothing
     out.setdefault("object", "chat.completion")
-    out.setdefault("id", f"chatcmpl-{ids.uuid_text()}")
+    if "id" not in out:  # an id made only when Qwen sent none (setdefault would make one every time)
+        out["id"] = f"chatcmpl-{ids.uuid_text()}"
     choices = []
     for i, choice in enumerate(out.get("choices") or []):
         choice = dict(choice)
@@ -76,7 +77,8 @@ def qwen_to_chat(body: dict, *, model: str) -> dict:
 def _fix_tool_call(tc: dict, j: int) -> dict:
     tc = dict(tc)
     tc.pop("index", None)
-    tc.setdefault("id", f"call_{ids.hex_id(12)}")
+    if "id" not in tc:
+        tc["id"] = f"call_{ids.hex_id(12)}"
     tc.setdefault("type", "function")
     fn = dict(tc.get("function") or {})
     fn.setdefault("name", "")

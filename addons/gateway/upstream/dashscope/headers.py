@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 from urllib.parse import urlsplit
 
 from ...accounts import OAUTH, Credential
 
 OPENAI_NODE_VERSION = "5.11.0"  # the openai SDK qwen-code 0.14.5 ships
+ARCH = "x64" if platform.machine() in ("x86_64", "AMD64") else "arm64"
 
 
 def upstream_url(base: str, suffix: str) -> tuple[str, str, int, str]:
@@ -18,8 +20,18 @@ def upstream_url(base: str, suffix: str) -> tuple[str, str, int, str]:
     return scheme, parts.hostname or "", port, parts.path
 
 
-def upstream_headers(cred: Credential, *, user_agent: str, stream: bool, host: str) -> list[tuple[str, str]]:
-    """A fresh header set: nothing the client sent (its key above all) goes upstream."""
+@functools.lru_cache(maxsize=64)  # asked per request about an account's few API bases
+def target(base: str, suffix: str) -> tuple[str, str]:
+    """(URL, Host header) of `suffix` under an API base."""
+    scheme, host, port, path = upstream_url(base, suffix)
+    hostport = host_header(scheme, host, port)
+    return f"{scheme}://{hostport}{path}", hostport
+
+
+def upstream_headers(cred: Credential, *, user_agent: str, stream: bool, host: str,
+                     attempt: int = 0) -> list[tuple[str, str]]:
+    """A fresh header set: nothing the client sent (its key above all) goes upstream; `attempt`: how many
+    times this request was sent before (qwen-code's retry count)."""
     headers = [
         ("Host", host),
         ("Accept", "text/event-stream" if stream else "application/json"),
@@ -37,10 +49,10 @@ def upstream_headers(cred: Credential, *, user_agent: str, stream: bool, host: s
         ("X-Stainless-Lang", "js"),
         ("X-Stainless-Package-Version", OPENAI_NODE_VERSION),
         ("X-Stainless-OS", "Linux"),
-        ("X-Stainless-Arch", "x64" if platform.machine() in ("x86_64", "AMD64") else "arm64"),
+        ("X-Stainless-Arch", ARCH),
         ("X-Stainless-Runtime", "node"),
         ("X-Stainless-Runtime-Version", "v20.19.0"),
-        ("X-Stainless-Retry-Count", "0"),
+        ("X-Stainless-Retry-Count", str(attempt)),
     ]
     return headers
 

@@ -9,18 +9,17 @@ does I/O.
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 
-from ... import ids
+from ... import ids, jsonio
 from ...exchange import note
 from ...model_map import is_vision, output_cap, vision_model
 from . import markers
 
 _SESSION_NS = uuid.UUID("5b7c2f0e-8a1d-4c3e-9f61-2d4a8e0c7b19")  # this gateway's namespace for session ids
-# json.dumps with arguments builds an encoder per call: these are built once (the same text)
-_OPENING = json.JSONEncoder(ensure_ascii=False)
-_CONTENT = json.JSONEncoder(sort_keys=True)
+# json.dumps(..., ensure_ascii=False) and json.dumps(..., sort_keys=True), their encoders built once
+_OPENING = jsonio.Encoder(ensure_ascii=False)
+_CONTENT = jsonio.Encoder(sort_keys=True)
 
 
 def _text(content) -> str | None:
@@ -146,11 +145,11 @@ def session_id(chat_body: dict) -> str:
         if not isinstance(m, dict):
             continue
         role = "system" if m.get("role") == "developer" else m.get("role")
-        opening.append([role, _text(m.get("content")) or _CONTENT.encode(m.get("content"))])
+        opening.append([role, _text(m.get("content")) or _CONTENT(m.get("content"))])
         if role == "user":
             break
     # surrogatepass: a lone surrogate (a client's "\\ud83d" escape) hashes as itself, never a 500
-    text = _OPENING.encode([chat_body.get("model"), opening])
+    text = _OPENING([chat_body.get("model"), opening])
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     return uuid5_text(b"conv:" + digest.encode())
 

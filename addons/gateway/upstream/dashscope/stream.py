@@ -156,7 +156,9 @@ class ChunkNormalizer:
     def _choice(self, choice: dict) -> ChunkChoice | None:
         index = choice.get("index", 0)
         idx = index if isinstance(index, int) else 0
-        st = self._choices.setdefault(idx, _ChoiceState())
+        st = self._choices.get(idx)
+        if st is None:  # a choice's state made at its first chunk, not (and thrown away) at every one
+            st = self._choices[idx] = _ChoiceState()
         if st.finished:
             return None  # duplicate finish chunk, or stray content after it
         raw_delta = choice.get("delta")

@@ -9,7 +9,7 @@ from ...accounts import OAUTH, Capability, Credential
 from ...errors import UpstreamError
 from ...pivot import Fetch, UpstreamAnswer, Wire
 from . import answer, errors, request
-from .headers import host_header, upstream_headers, upstream_url
+from .headers import target, upstream_headers
 from .stream import ChunkNormalizer
 
 if TYPE_CHECKING:
@@ -34,13 +34,11 @@ class DashScope:
 
     def wire(self, cred: Credential, suffix: str, body: dict, *, user_agent: str, stream: bool, attempt: int,
              base: str | None = None, api_headers: tuple[tuple[str, str], ...] = ()) -> Wire:
-        scheme, host, port, path = upstream_url(base or cred.base_url, suffix)
-        hostport = host_header(scheme, host, port)
+        url, hostport = target(base or cred.base_url, suffix)
         stream = stream or body.get("stream") is True  # a stream-only model's whole answer comes as a stream
-        headers = upstream_headers(cred, user_agent=user_agent, stream=stream, host=hostport)
-        headers = [(k, str(attempt) if k == "X-Stainless-Retry-Count" else v) for k, v in headers]
+        headers = upstream_headers(cred, user_agent=user_agent, stream=stream, host=hostport, attempt=attempt)
         headers += api_headers
-        return Wire(f"{scheme}://{hostport}{path}", headers, body)
+        return Wire(url, headers, body)
 
     async def prepare(self, cred: Credential, body: dict, fetch: Fetch) -> dict | UpstreamError:
         return body  # one request per attempt: nothing to make first

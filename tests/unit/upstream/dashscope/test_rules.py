@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -254,6 +255,18 @@ def test_session_ids_are_the_ones_they_always_were(model, messages, cache_key):
     assert rules.session_id(body) == _session_id_as_before(body)
     assert rules.session_id({"model": "m", "messages": [{"role": "user", "content": "\ud83d lone"}]}) == \
         _session_id_as_before({"model": "m", "messages": [{"role": "user", "content": "\ud83d lone"}]})
+
+
+def test_a_session_id_makes_no_json_encoder(monkeypatch):
+    """The opening's JSON (and a non-text content's) is written by encoders made once, not one per request."""
+    body = {"model": "m", "messages": [{"role": "system", "content": [{"type": "image_url", "image_url": {}}]}, USER]}
+    expected = _session_id_as_before(body)
+    made = []
+    real = json.encoder.c_make_encoder
+    monkeypatch.setattr(json.encoder, "c_make_encoder", lambda *a: made.append(1) or real(*a))
+    for _ in range(3):
+        assert rules.session_id(body) == expected
+    assert made == []
 
 
 def test_session_id_is_stable_per_conversation():

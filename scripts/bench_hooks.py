@@ -1,0 +1,139 @@
+"""Instructions per whole chat request of the gateway's own work, in one process: its hooks (requestheaders,
+request, responseheaders, response) and the observers that run after the answer, with the real pool, observers
+and upstream client, Qwen's answer canned on an in-memory connection. No proxy, no sockets: what is counted is
+the gateway's alone (`bench.py instructions` counts the whole mitmdump process against the floor).
+
+    .venv/bin/python scripts/bench_hooks.py [N]            # instructions per request (N: 500)
+    .venv/bin/python scripts/bench_hooks.py [N] --python   # and the Python functions by inclusive instructions
+
+It runs itself under valgrind's callgrind twice, WARM requests and WARM + N: the difference over N is one
+request, start-up excluded (PYTHONHASHSEED=0; runs still differ by a few thousand instructions: the
+collector). `--python` runs Python with its perf trampolines (`-X perf`: each Python function gets its own
+address, named in /tmp/perf-PID.map), which inflate every figure by their own calls: for finding, not for
+figures. Needs valgrind (apt: valgrind)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+WARM = 200
+BODY = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "ping"}]}).encode()
+ANSWER = (b'{"id":"chatcmpl-1","object":"chat.completion","created":1795503429,"model":"coder-model","choices":[{'
+          b'"index":0,"message":{"role":"assistant","content":"Echo: ping","reasoning_content":"Thinking."},'
+          b'"finish_reason":"stop","logprobs":null}],"usage":{"prompt_tokens":2,"completion_tokens":8,'
+          b'"total_tokens":10,"prompt_tokens_details":{"cached_tokens":0}},"system_fingerprint":null}')
+QWEN = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(ANSWER)) + ANSWER
+
+
+def run(n: int, made: int) -> None:
+    """WARM + n whole chat requests through a QwenGateway's hooks, of `made` flows made first (valgrind counts
+    the whole run: both runs make as many flows, and only the requests differ)."""
+    home = Path(tempfile.mkdtemp(prefix="qwen-bench-hooks-"))
+    (home / "qwen").mkdir(mode=0o700)
+    creds = {"access_token": "tok", "refresh_token": "r", "token_type": "Bearer", "resource_url": "http://127.0.0.1:9",
+             "expiry_date": int((time.time() + 86400) * 1000)}
+    (home / "qwen" / "oauth_creds.json").write_text(json.dumps(creds))
+    os.chmod(home / "qwen" / "oauth_creds.json", 0o600)
+    os.environ.update(QWEN_DIR=str(home / "qwen"), QWEN_GATEWAY_HOME=str(home / "state"))
+    from mitmproxy import http
+    from mitmproxy.proxy import mode_specs
+    from mitmproxy.test import taddons, tflow
+
+    from qwen_gateway.addon import QwenGateway
+    from qwen_gateway.auth.state import AccountState
+    from qwen_gateway.observe.ledger import UsageLedger
+    from qwen_gateway.upstream import client as upstream_client
+
+    UsageLedger.FLUSH_S = AccountState.FLUSH_S = 3600.0  # batches held open: their work is per batch
+
+    class Sink:  # the upstream connection's writer: the request goes nowhere
+        def write(self, data: bytes) -> None: ...
+        async def drain(self) -> None: ...
+        def is_closing(self) -> bool: return False
+        def close(self) -> None: ...
+
+    fields = ((b"host", b"127.0.0.1:8080"), (b"authorization", b"Bearer client-key"),
+              (b"content-type", b"application/json"), (b"content-length", b"%d" % len(BODY)))
+
+    def flow() -> http.HTTPFlow:
+        f = tflow.tflow()
+        f.request = http.Request.make("POST", "https://portal.qwen.ai/v1/chat/completions", BODY)
+        f.request.headers.fields = fields  # as a client sent them (make adds the URL's Host)
+        f.client_conn.proxy_mode = mode_specs.ProxyMode.parse("reverse:https://portal.qwen.ai")
+        f.client_conn.sockname, f.client_conn.peername = ("127.0.0.1", 8080), ("127.0.0.1", 50000)
+        return f
+
+    async def main() -> None:
+        gw = QwenGateway()
+        with taddons.context(gw) as tctx:
+            tctx.options.update(mode=["reverse:https://portal.qwen.ai"])
+            gw.configure(set(tctx.options.keys()))
+            gw.running()
+            reader = asyncio.StreamReader(limit=upstream_client.MAX_HEAD)
+            origin = ("http", "127.0.0.1", 9)
+            gw.engine.client._idle[origin] = [upstream_client._Conn(origin, reader, Sink())]
+            flows = [flow() for _ in range(made)]
+            gc.collect()
+            gc.freeze()  # the flows made are no work of the collector's during the requests
+            for f in flows[:WARM + n]:
+                reader.feed_data(QWEN)
+                gw.requestheaders(f)
+                await gw.request(f)
+                gw.responseheaders(f)
+                if (waiting := gw.response(f)) is not None:
+                    await waiting
+                await asyncio.sleep(0)  # the observers that run after the answer
+                assert f.response is not None and f.response.status_code == 200, f.response.content
+
+    asyncio.run(main())
+
+
+def callgrind(n: int, made: int, python: bool, out: Path) -> int:
+    """The instructions of one run under callgrind (its profile in `out`)."""
+    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+           *(["-X", "perf"] if python else []), __file__, "--run", str(n), str(WARM + made)]
+    subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    return int(re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M).group(1))
+
+
+def python_functions(out: Path, n: int, lines: int = 60) -> None:
+    """The Python functions of a -X perf profile by inclusive instructions per request."""
+    pid = re.search(r"^pid: (\d+)", out.read_text(), re.M).group(1)
+    names = {}
+    for line in Path(f"/tmp/perf-{pid}.map").read_text().splitlines():
+        address, _, name = line.split(" ", 2)
+        names[int(address, 16)] = name.removeprefix("py::")
+    report = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(out)],
+                            capture_output=True, text=True, check=True).stdout
+    shown = 0
+    for cost, address in re.findall(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+0x([0-9a-f]+)", report, re.M):
+        if int(address, 16) in names and shown < lines:
+            print(f"{int(cost.replace(',', '')) / n:>12,.0f}  {names[int(address, 16)]}")
+            shown += 1
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--run"]:
+        run(int(argv[1]), int(argv[2]))
+        return 0
+    n = int(next((a for a in argv if a.isdigit()), "500"))
+    with tempfile.TemporaryDirectory() as tmp:
+        warm, total = callgrind(0, n, False, Path(tmp) / "warm.out"), callgrind(n, n, False, Path(tmp) / "all.out")
+        print(f"{(total - warm) / n:,.0f} instructions per whole chat request (the gateway's hooks, {n} requests)")
+        if "--python" in argv:
+            callgrind(n, n, True, Path(tmp) / "perf.out")
+            python_functions(Path(tmp) / "perf.out", WARM + n)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

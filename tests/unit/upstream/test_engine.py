@@ -1,0 +1,41 @@
+"""The engine's record of what it sends upstream (upstream/engine.py): every header as sent but the
+credential, each header name judged once, not on every request."""
+
+from __future__ import annotations
+
+from qwen_gateway import config, wings
+from qwen_gateway.accounts import OAUTH, Credential
+from qwen_gateway.api.chat import CHAT
+from qwen_gateway.exchange import ClientRequest, Exchange
+from qwen_gateway.upstream import engine as upstream_engine
+from qwen_gateway.upstream.dashscope.upstream import DASHSCOPE
+from qwen_gateway.upstream.engine import UpstreamEngine
+from qwen_gateway.upstream.retry import RetryPolicy
+
+
+def exchange() -> Exchange:
+    ex = Exchange(ClientRequest("POST", "/v1/chat/completions", "http://127.0.0.1:8080/v1/chat/completions"))
+    ex.endpoint, ex.upstream = CHAT, DASHSCOPE
+    ex.cred = Credential("a", OAUTH, "https://portal.qwen.ai/v1", "tok-secret-123")
+    ex.upstream_body = {"model": "coder-model", "messages": [{"role": "user", "content": "ping"}]}
+    return ex
+
+
+def test_the_record_shows_every_header_but_the_credential_each_name_judged_once(monkeypatch):
+    lookups = []
+
+    class Secret(set):
+        def __contains__(self, name):
+            lookups.append(name)
+            return super().__contains__(name)
+
+    monkeypatch.setattr(upstream_engine, "SECRET_HEADERS", Secret(upstream_engine.SECRET_HEADERS))
+    engine = UpstreamEngine(RetryPolicy(None), config.Config(), wings.pairing(config.Config()))
+    for _ in range(2):
+        ex = exchange()
+        url, headers, body, _ = engine._wire(ex, None)
+        assert url == ex.upstream_url == "https://portal.qwen.ai/v1/chat/completions"
+        assert ("Authorization", "Bearer tok-secret-123") in headers  # sent...
+        assert ex.upstream_headers == {**dict(headers), "Authorization": "Bearer <redacted>"}  # ...never recorded
+        assert "tok-secret" not in str(ex.to_meta())
+    assert len(lookups) <= len(headers) - 1  # at most once per name (Authorization needs none), not per request
