@@ -7,10 +7,9 @@ $QWEN_GATEWAY_KEYS or a file, credentials from the account pool.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mitmproxy import exceptions
@@ -232,7 +231,7 @@ def parse(o) -> Config:
             web_auth_base_url=o.qwen_web_auth_base_url or None,
             state_url=o.qwen_state_url.strip() or None)
         # the OAuth refresh reaches Qwen the way the engine does: same proxy, same trusted CAs
-        auth = dataclasses.replace(auth, proxy=network.proxy_url(auth.oauth_base_url), ca_file=network.ca_file,
+        auth = replace(auth, proxy=network.proxy_url(auth.oauth_base_url), ca_file=network.ca_file,
                                    ca_dir=network.ca_dir, tls_verify=not network.insecure)
         prices = load_prices(o.qwen_prices_file.strip())
     except ValueError as e:

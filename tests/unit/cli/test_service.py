@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from helpers.procs import ADDON, BIN, PORTFILE_ADDON, ROOT, _stop, _wait_for_file
-from qwen_gateway.cli import service
+from qwen_gateway.cli import service, service_unit
 
 DEFAULTS = ["--mode", "reverse:https://portal.qwen.ai", "-p", "8080", "--listen-host", "127.0.0.1"]
 SECRET = "sk-service-test-key-0123456789"
@@ -59,17 +59,17 @@ def test_other_arguments_pass_through_after_the_defaults():
 
 
 def test_the_units_stop_timeout_follows_the_drain():
-    assert service.drain_seconds([]) == 30
-    assert service.drain_seconds(["--set", "qwen_drain_s=120", "-p", "9000"]) == 120
-    assert "TimeoutStopSec=150" in service.unit_text(["--set=qwen_drain_s=120"], Path("/e")).splitlines()
+    assert service_unit.drain_seconds([]) == 30
+    assert service_unit.drain_seconds(["--set", "qwen_drain_s=120", "-p", "9000"]) == 120
+    assert "TimeoutStopSec=150" in service_unit.unit_text(["--set=qwen_drain_s=120"], Path("/e")).splitlines()
 
 
 def test_systemd_quoting():
-    assert service.systemd_quote("/a/b") == "/a/b"
-    assert service.systemd_quote("a b") == '"a b"'
-    assert service.systemd_quote('say "hi"') == '"say \\"hi\\""'
-    assert service.systemd_quote("100%") == "100%%"
-    assert service.systemd_quote("$HOME") == "$$HOME"
+    assert service_unit.systemd_quote("/a/b") == "/a/b"
+    assert service_unit.systemd_quote("a b") == '"a b"'
+    assert service_unit.systemd_quote('say "hi"') == '"say \\"hi\\""'
+    assert service_unit.systemd_quote("100%") == "100%%"
+    assert service_unit.systemd_quote("$HOME") == "$$HOME"
 
 
 # ---- real processes ----------------------------------------------------------------------------------
