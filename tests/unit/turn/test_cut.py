@@ -11,8 +11,9 @@ import pytest
 from qwen_gateway.turn.cut import Cuts, Stopping
 
 
-async def test_a_cut_turn_stops_with_the_clients_error_and_is_forgotten():
-    cuts, inside = Cuts(), asyncio.Event()
+async def running(cuts: Cuts) -> asyncio.Task:
+    """A turn inside `cuts.running()`, waiting there."""
+    inside = asyncio.Event()
 
     async def turn():
         with cuts.running():
@@ -21,6 +22,12 @@ async def test_a_cut_turn_stops_with_the_clients_error_and_is_forgotten():
 
     task = asyncio.create_task(turn())
     await inside.wait()
+    return task
+
+
+async def test_a_cut_turn_stops_with_the_clients_error_and_is_forgotten():
+    cuts = Cuts()
+    task = await running(cuts)
     assert cuts.cut() == 1
     with pytest.raises(Stopping) as stopped:
         await task
@@ -29,15 +36,8 @@ async def test_a_cut_turn_stops_with_the_clients_error_and_is_forgotten():
 
 
 async def test_another_cancellation_goes_on():
-    cuts, inside = Cuts(), asyncio.Event()
-
-    async def turn():
-        with cuts.running():
-            inside.set()
-            await asyncio.sleep(60)
-
-    task = asyncio.create_task(turn())
-    await inside.wait()
+    cuts = Cuts()
+    task = await running(cuts)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
