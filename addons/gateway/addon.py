@@ -178,9 +178,8 @@ class QwenGateway(Wiring):
     async def _relay(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         """Point the flow at the relay: mitmproxy then streams the turn's answer like any server's."""
         address = await self.relay.start()
-        ex.relay_token = token = self.relay.expect(ex)
-        ex.relayed = True
-        claim.point_at_relay(flow, address, token, TOKEN_HEADER)
+        ex.relay_token, ex.relayed = self.relay.expect(ex), True
+        claim.point_at_relay(flow, address, ex.relay_token, TOKEN_HEADER)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         trim_messages(flow)
