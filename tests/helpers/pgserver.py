@@ -74,23 +74,21 @@ class PgServer:
         if self.as_user:
             shutil.chown(self.data, "postgres", "postgres")
             shutil.chown(self.root / "sock", "postgres", "postgres")
-        initdb = [str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                  "--no-sync"]
-        if not self.tmpfs_mb:  # a copy of the process's one fresh cluster: initdb costs 1-2 s, a copy a tenth
-            subprocess.run(["cp", "-a", f"{_cluster(self.as_user, initdb)}/.", str(self.data)], check=True, timeout=60)
-            self.log = open(self.root / "server.log", "w")
-            return self.resume()
         if self.tmpfs_mb:  # made on disk, copied onto the tmpfs at start; the WAL stays on disk
-            self.template = self.root / "template"
-            (self.root / "wal").mkdir(mode=0o700)
-            for folder in (self.template, self.root / "wal"):
-                folder.mkdir(mode=0o700, exist_ok=True)
+            self.template, wal = self.root / "template", self.root / "wal"
+            for folder in (self.template, wal):
+                folder.mkdir(mode=0o700)
                 shutil.chown(folder, "postgres", "postgres")
-            initdb[2] = str(self.template)
-            initdb += ["-X", str(self.root / "wal")]
-        subprocess.run([*self.as_user, *initdb], check=True, capture_output=True, timeout=120)
+            subprocess.run([*self.as_user, *self.initdb(self.template), "-X", str(wal)], check=True,
+                           capture_output=True, timeout=120)
+        else:  # a copy of the process's one fresh cluster: initdb costs 1-2 s, a copy a tenth
+            subprocess.run(["cp", "-a", f"{_cluster(self)}/.", str(self.data)], check=True, timeout=60)
         self.log = open(self.root / "server.log", "w")
         return self.resume()
+
+    def initdb(self, data: Path) -> list[str]:
+        return [str(self.bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                "--no-sync"]
 
     def resume(self) -> "PgServer":
         """Start the server on its data folder and port (again, after `halt`); returns once it accepts
@@ -202,16 +200,16 @@ def _memory() -> str | None:
     return None
 
 
-def _cluster(as_user: list[str], initdb: list[str]) -> Path:
+def _cluster(server: PgServer) -> Path:
     """A cluster made by initdb once in this process (then only copied), removed when the process exits."""
     if "made" not in _CLUSTERS:
         root = Path(tempfile.mkdtemp(prefix="qwen-pg-cluster-", dir=_memory()))
         root.chmod(0o755)
         made = root / "data"
         made.mkdir(mode=0o700)
-        if as_user:
+        if server.as_user:
             shutil.chown(made, "postgres", "postgres")
-        subprocess.run([*as_user, *initdb[:2], str(made), *initdb[3:]], check=True, capture_output=True, timeout=120)
+        subprocess.run([*server.as_user, *server.initdb(made)], check=True, capture_output=True, timeout=120)
         atexit.register(shutil.rmtree, root, ignore_errors=True)
         _CLUSTERS["made"] = made
     return _CLUSTERS["made"]
