@@ -37,19 +37,41 @@ def month_of(now: float, day: int) -> tuple[int, int]:
     return (t.tm_year - 1, 12) if t.tm_mon == 1 else (t.tm_year, t.tm_mon - 1)
 
 
+class Window:
+    """The requests of one account in one sliding window, with their count and tokens kept as they come and go:
+    counting costs the same at ten requests a minute as at fifty thousand."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.entries: deque[tuple[float, int]] = deque()
+        self.tokens = 0
+
+    def trim(self, now: float) -> "Window":
+        while self.entries and now - self.entries[0][0] >= self.seconds:
+            self.tokens -= self.entries.popleft()[1]
+        return self
+
+    def add(self, now: float, tokens: int) -> None:
+        self.entries.append((now, tokens))
+        self.tokens += tokens
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
 class Limits:
     """The counters (the caller holds the state's lock)."""
 
     def __init__(self) -> None:
-        self.recent: dict[tuple[str, str], deque[tuple[float, int]]] = {}  # (account, window) -> (time, tokens)
+        self.recent: dict[tuple[str, str], Window] = {}  # (account, window) -> its requests (time, tokens)
         self.buckets: dict[tuple[str, str], tuple[object, int]] = {}  # (account, "day"|"week"|"month") -> (which, n)
         self.in_flight: dict[str, int] = {}
 
-    def _recent(self, account: str, window: str, now: float) -> deque[tuple[float, int]]:
-        q = self.recent.setdefault((account, window), deque())
-        while q and now - q[0][0] >= WINDOWS[window]:
-            q.popleft()
-        return q
+    def _recent(self, account: str, window: str, now: float) -> Window:
+        w = self.recent.get((account, window))
+        if w is None:
+            w = self.recent[(account, window)] = Window(WINDOWS[window])
+        return w.trim(now)
 
     def _bucket(self, account: str, name: str, which: object) -> int:
         got, n = self.buckets.get((account, name), (which, 0))
@@ -64,12 +86,12 @@ class Limits:
                   ("month", plan.get("month"), self._bucket(account, "month", periods["month"])),
                   ("quota", sw["daily_limit"], self._bucket(account, "day", day)),
                   ("throttle", sw["rpm_limit"], len(minute)), ("burst", sw["burst_limit"], len(second)),
-                  ("tpm", sw["tpm_limit"], sum(n for _, n in minute)))
+                  ("tpm", sw["tpm_limit"], minute.tokens))
         for name, limit, used in checks:
             if limit and used >= limit:
                 return name
-        for q in (minute, second, hours):
-            q.append((now, tokens))
+        for w in (minute, second, hours):
+            w.add(now, tokens)
         for name, which in periods.items():
             self.buckets[(account, name)] = (which, self._bucket(account, name, which) + 1)
         return None
