@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import functools
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..days import utc_day
 from ..storage.health import local_failure, local_health
 from ..storage.sqlite import open_private_db, transaction
 from .oauth_replies import redact
@@ -27,16 +27,6 @@ CREATE TABLE IF NOT EXISTS account_state (account TEXT PRIMARY KEY, cooldown_unt
 
 class RefreshLockTimeout(Exception):
     """Another gateway held the account's refresh lock too long."""
-
-
-def today() -> str:
-    """The UTC day (each request is counted on it): formatted once a day."""
-    return _day(int(time.time() // 86400))
-
-
-@functools.lru_cache(maxsize=2)
-def _day(days: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(days * 86400))
 
 
 class AccountState:
@@ -117,7 +107,7 @@ class AccountState:
 
     def count_request(self, account: str) -> None:
         with self._lock:
-            key = (account, today())
+            key = (account, utc_day())
             self._pending[key] = self._pending.get(key, 0) + 1
             due = time.monotonic() - self._flushed >= self.FLUSH_S
         if due:
@@ -167,8 +157,8 @@ class AccountState:
         with self._lock:
             db = self._file()
             r = db.execute("SELECT requests FROM account_day WHERE account=? AND day=?",
-                           (account, today())).fetchone() if db is not None else None
-            return (r[0] if r else 0) + self._pending.get((account, today()), 0)
+                           (account, utc_day())).fetchone() if db is not None else None
+            return (r[0] if r else 0) + self._pending.get((account, utc_day()), 0)
 
     def close(self) -> None:
         self.flush()

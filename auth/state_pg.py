@@ -22,7 +22,8 @@ from ..auth_settings import AuthSettings
 from ..storage.health import StateUnavailable
 from ..storage.pg import CHANNEL, Database, advisory_key
 from .oauth_replies import redact
-from .state import AccountState, RefreshLockTimeout, today
+from ..days import utc_day
+from .state import AccountState, RefreshLockTimeout
 
 log = logging.getLogger("qwen")
 
@@ -97,7 +98,7 @@ class SharedAccountState(AccountState):
         rows = await self.db.fetch(f"SELECT {_STATE_COLUMNS} FROM account_state {where}", args)
         counts = await self.db.fetch(f"SELECT account, day, requests FROM account_day WHERE day=%s"
                                      f"{' AND account=%s' if account is not None else ''}",
-                                     (today(), account) if account is not None else (today(),))
+                                     (utc_day(), account) if account is not None else (utc_day(),))
         with self._lock:
             for r in rows:
                 if not self._writing.get(r[0]) and r[0] not in self._unsaved:
@@ -229,7 +230,7 @@ class SharedAccountState(AccountState):
                         sum(pending.values()), type(e).__name__)
 
     def requests_today(self, account: str) -> int:
-        key = (account, today())
+        key = (account, utc_day())
         with self._lock:
             return self._day_counts.get(key, 0) + self._pending.get(key, 0)
 

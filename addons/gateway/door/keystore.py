@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..days import utc_day
 from ..storage.pg import CHANNEL, Database, placeholders
 from ..storage.sqlite import open_private_db, transaction
 from .keyring import KeyRecord
@@ -94,10 +95,6 @@ LIMITS = ("rpm", "tpm", "daily_tokens", "monthly_usd")
 def record_of(row: tuple) -> KeyRecord:
     return KeyRecord(row[0], bytes.fromhex(row[1]), int(row[2] or 0), int(row[3] or 0), int(row[4] or 0),
                      float(row[5] or 0), row[6] is not None)
-
-
-def utc_day(ts: float | None = None) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(time.time() if ts is None else ts))
 
 
 @dataclass

@@ -12,7 +12,8 @@ import calendar
 import dataclasses
 import time
 
-from .keystore import Delta, Spent, utc_day
+from ..days import utc_day
+from .keystore import Delta, Spent
 
 
 def next_midnight(now: float) -> float:

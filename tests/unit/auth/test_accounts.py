@@ -31,7 +31,6 @@ from qwen_gateway.auth.oauth_account import OAuthAccount
 from qwen_gateway.auth.pool import AccountPool, PoolExhausted, next_reset
 from qwen_gateway.auth.oauth_replies import REDACTED, redact
 from qwen_gateway.auth.registry import AccountExists, Registry, save_login
-from qwen_gateway.auth import state as account_state
 from qwen_gateway.auth.state import AccountState
 from qwen_gateway.auth_settings import INTERVAL_ENV, AuthSettings, resolve_state_dir
 
@@ -315,12 +314,6 @@ async def test_throttle_backs_off_and_ok_resets(state):
     assert round(state.get("a")["cooldown_until"] - now) == 3
     pool.report("a", "throttle", retry_after=0)
     assert (await pool.acquire()).account == "a"
-
-
-@pytest.mark.parametrize("now", [0.0, 86399.999, 86400.0, 1795503429.5, 1798761599.9])
-def test_requests_are_counted_on_the_utc_day(monkeypatch, now):
-    monkeypatch.setattr(time, "time", lambda: now)
-    assert account_state.today() == time.strftime("%Y-%m-%d", time.gmtime(now))
 
 
 async def test_ok_counts_and_other_outcomes_change_nothing(state, tmp_path):
