@@ -34,6 +34,8 @@ EDITS = {
                          'logger.error(f"Unhandled asyncio error (no exception): {context}")'),
     "mitmproxy.tools.main": ("# Prefer loop.add_signal_handler where it is available",
                              "# loop.add_signal_handler where it is available, first"),
+    "mitmproxy.http": ('self.data.host = always_str(val, "idna", "strict")',
+                       'self.data.host = always_str(val, "idna", "strict")  # a str as it is'),
 }
 
 
@@ -64,7 +66,7 @@ def release(module_name: str, directory: Path, monkeypatch: pytest.MonkeyPatch |
 
 def install(directory: Path) -> None:
     """Every seam's code replaced by another release's (the copies work as the originals do)."""
-    from mitmproxy import addonmanager, master
+    from mitmproxy import addonmanager, http, master
     from mitmproxy.proxy import server
     from mitmproxy.proxy.layers.http import _http1
     from mitmproxy.tools import main
@@ -78,3 +80,4 @@ def install(directory: Path) -> None:
     master.Master._asyncio_exception_handler = release(  # type: ignore[method-assign]
         "mitmproxy.master", directory).Master._asyncio_exception_handler
     main.run = release("mitmproxy.tools.main", directory).run
+    http.Request.host = release("mitmproxy.http", directory).Request.host  # type: ignore[method-assign]

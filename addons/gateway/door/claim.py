@@ -13,6 +13,7 @@ from mitmproxy.proxy import mode_specs
 from ..config import Config
 from ..exchange import ClientRequest, Exchange, key_hint
 from ..pivot import Upstream
+from ..seams import request_target
 from . import access, routing
 
 
@@ -68,33 +69,15 @@ def show_as_called(flow: http.HTTPFlow, ex: Exchange) -> None:
     mitmweb's Path column (and a flow file) shows the client's URL, not the reverse target's label or the
     relay's in-process address. A replay is claimed again by the gateway before it connects anywhere."""
     called = ex.called
-    if called is None:
-        return
-    req = flow.request
-    data = req.data
-    if data.authority or req.is_http2 or req.is_http3 or _host_fields(data.headers.fields) > 1:
-        shown = req.host_header  # mitmproxy's setters: the Host header and the authority kept as they were
-        req.scheme, req.host, req.port = called
-        req.host_header = shown
-        return
-    # HTTP/1 without an authority and with at most one Host header: what the setters above end in, written
-    # at once (each setter rewrites the Host header, and the flow keeps it as the client sent it)
-    scheme, host, port = called
-    data.scheme, data.host, data.port = scheme.encode("utf-8", "surrogateescape"), host, port
-
-
-def _host_fields(fields: tuple[tuple[bytes, bytes], ...]) -> int:
-    return sum(1 for name, _ in fields if name.lower() == b"host")
+    if called is not None:
+        request_target.set_target(flow.request, *called)
 
 
 def point_at_relay(flow: http.HTTPFlow, address: tuple[str, int], token: str, token_header: str) -> None:
     """mitmproxy then streams the relay's answer like any server's; mitmweb's list still shows the host the
     client addressed."""
     req = flow.request
-    shown = req.host_header
-    req.scheme = "http"
-    req.host, req.port = address
-    req.host_header = shown
+    request_target.set_target(req, "http", *address)
     req.headers[token_header] = token
     flow.server_conn = connection.Server(address=address)  # direct: not via --mode upstream's proxy
 

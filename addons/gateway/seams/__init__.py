@@ -10,8 +10,10 @@ one log line saying what the gateway does without it, and the gateway goes on.
 - `http1_heads.py`: request heads bounded inside mitmproxy's HTTP/1 server layer (qwen_max_header_kb).
 - `loop_reports.py`: the event loop's reports of accept() storms tallied, and of connection handlers
   cancelled at exit dropped.
+- `shutdown_signals.py`: SIGTERM handed to the drain.
+- `request_target.py`: a request's URL set in one write, its Host header kept (door/claim.py).
 
 Each module's docstring says why the seam exists and which change to mitmproxy would remove it. The seams are
-part of the core: any wing may call them (door/hostile.py, upstream/inproc.py, the addon's `load`); they
+part of the core: any wing may call them (door/hostile.py, door/claim.py, upstream/inproc.py, the addon's `load`); they
 import nothing but the core.
 """

@@ -13,7 +13,7 @@ from mitmproxy import master
 
 from qwen_gateway.seams import fingerprint
 
-SEAMS = ("hook_dispatch", "server_connect", "http1_heads", "loop_reports", "shutdown_signals")
+SEAMS = ("hook_dispatch", "server_connect", "http1_heads", "loop_reports", "shutdown_signals", "request_target")
 
 
 def test_every_seam_fits_the_installed_mitmproxy():
