@@ -10,6 +10,7 @@ import contextlib
 import logging
 
 from helpers import another_mitmproxy
+from helpers.pingpong import closed_port, pong
 from mitmproxy import connection, options
 from mitmproxy.proxy import commands, context, events, server
 from mitmproxy.test import tflow
@@ -57,14 +58,8 @@ async def _end(task: asyncio.Task) -> None:
 
 async def test_mitmproxys_server_connect_reaches_an_in_process_server_and_nothing_else_changes():
     mitmproxys, asyncios = server.ConnectionHandler.open_connection, asyncio.open_connection
-    seen = []
-
-    async def serve(reader, writer):
-        seen.append(await reader.readexactly(4))
-        writer.write(b"pong")
-        writer.close()
-
-    address = inproc.listen(serve)
+    seen: list[bytes] = []
+    address = inproc.listen(pong(seen))
     try:
         assert address is not None and address[0].endswith(".invalid")
         assert asyncio.open_connection is asyncios  # nothing process-wide: asyncio is asyncio's
@@ -79,12 +74,8 @@ async def test_mitmproxys_server_connect_reaches_an_in_process_server_and_nothin
         assert seen == [b"ping"]
         await _end(task)
         # any other address is asyncio's own connect (here: nothing listens on the port)
-        free = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
-        port = free.sockets[0].getsockname()[1]
-        free.close()
-        await free.wait_closed()
         other = Handler()
-        await _connect(other, ("127.0.0.1", port))
+        await _connect(other, ("127.0.0.1", await closed_port()))
         [refused] = other.events
         assert isinstance(refused, events.OpenConnectionCompleted) and "Connect call failed" in (refused.reply or "")
     finally:

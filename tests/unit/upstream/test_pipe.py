@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from helpers.pingpong import closed_port, pong
 
 from qwen_gateway.upstream import inproc, pipe
 
@@ -59,14 +60,8 @@ async def test_open_connection_reaches_a_listening_server_and_nothing_else_chang
     """inproc.open_connection is what mitmproxy's server connect calls (seams/server_connect.py; driven through
     mitmproxy's own code in tests/unit/seams/test_server_connect.py): asyncio's own is never replaced."""
     original = asyncio.open_connection
-    seen = []
-
-    async def serve(reader, writer):
-        seen.append(await reader.readexactly(4))
-        writer.write(b"pong")
-        writer.close()
-
-    address = inproc.listen(serve)
+    seen: list[bytes] = []
+    address = inproc.listen(pong(seen))
     try:
         assert address is not None and address[0].endswith(".invalid")
         assert asyncio.open_connection is original
@@ -76,12 +71,8 @@ async def test_open_connection_reaches_a_listening_server_and_nothing_else_chang
         assert await reader.read(10) == b""
         assert seen == [b"ping"]
         # any other address is asyncio's own connect (here: nothing listens on the port)
-        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        server.close()
-        await server.wait_closed()
         with pytest.raises(OSError):
-            await inproc.open_connection("127.0.0.1", port)
+            await inproc.open_connection("127.0.0.1", await closed_port())
     finally:
         inproc.close(address)
     assert asyncio.open_connection is original  # asyncio as it was
