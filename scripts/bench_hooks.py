@@ -7,8 +7,8 @@ the gateway's alone (`bench.py instructions` counts the whole mitmdump process a
     .venv/bin/python scripts/bench_hooks.py [N] --python   # and the Python functions by inclusive instructions
 
 It runs itself under valgrind's callgrind twice, WARM requests and WARM + N: the difference over N is one
-request, start-up excluded (PYTHONHASHSEED=0; runs still differ by a few thousand instructions: the
-collector). `--python` runs Python with its perf trampolines (`-X perf`: each Python function gets its own
+request, start-up excluded (PYTHONHASHSEED=0; the collector runs once, after the requests: runs still
+differ by a few thousand instructions). `--python` runs Python with its perf trampolines (`-X perf`: each Python function gets its own
 address, named in /tmp/perf-PID.map), which inflate every figure by their own calls: for finding, not for
 figures. Needs valgrind (apt: valgrind)."""
 
@@ -84,6 +84,10 @@ def run(n: int, made: int) -> None:
             flows = [flow() for _ in range(made)]
             gc.collect()
             gc.freeze()  # the flows made are no work of the collector's during the requests
+            # No collection while the requests run, one after them: whether the collector's full pass over the
+            # heap (~45 M instructions) falls within the counted requests or not moved the figure by 150k a
+            # request between runs of the same code. Their garbage is still collected, and counted, at the end.
+            gc.disable()
             for f in flows[:WARM + n]:
                 reader.feed_data(QWEN)
                 gw.requestheaders(f)
@@ -93,6 +97,7 @@ def run(n: int, made: int) -> None:
                     await waiting
                 await asyncio.sleep(0)  # the observers that run after the answer
                 assert f.response is not None and f.response.status_code == 200, f.response.content
+            gc.collect()
 
     asyncio.run(main())
 
