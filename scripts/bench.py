@@ -4,7 +4,8 @@
     .venv/bin/python scripts/bench.py latency     # non-stream p50/p99 at concurrency 1
     .venv/bin/python scripts/bench.py throughput  # requests/s at concurrency 16
     .venv/bin/python scripts/bench.py floor       # the gateway vs bare mitmdump (and QWEN_BENCH_BASELINE, _KEYS,
-                                                  # _PG): p50 at c1, req/s at c16, CPU, RSS after 10,000, with wrk
+                                                  # _PG): p50 at c1, req/s at c16, CPU (and the ratio by CPU), the
+                                                  # emulator's CPU, RSS after 10,000, with wrk
     .venv/bin/python scripts/bench.py instructions # callgrind: instructions per request, the gateway vs the floor
                                                   # (bare mitmdump + the hook dispatch); --requests (400)
     .venv/bin/python scripts/bench.py profile     # py-spy on the gateway and bare mitmdump under wrk: CPU by part
