@@ -119,11 +119,14 @@ def python_functions(out: Path, n: int, lines: int = 60) -> None:
         names[int(address, 16)] = name.removeprefix("py::")
     report = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(out)],
                             capture_output=True, text=True, check=True).stdout
-    shown = 0
-    for cost, address in re.findall(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+0x([0-9a-f]+)", report, re.M):
-        if int(address, 16) in names and shown < lines:
-            print(f"{int(cost.replace(',', '')) / n:>12,.0f}  {names[int(address, 16)]}")
-            shown += 1
+    # "  1,234 (12.3%)  ???:0x000000000547c0d1'2 [???]": a trampoline, at a recursion depth ('2) or none;
+    # the outermost depth holds the inclusive cost
+    costs: dict[int, int] = {}
+    for cost, address in re.findall(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(?:\?\?\?:)?0x([0-9a-f]+)", report, re.M):
+        if int(address, 16) in names:
+            costs[int(address, 16)] = max(costs.get(int(address, 16), 0), int(cost.replace(",", "")))
+    for address, cost in sorted(costs.items(), key=lambda kv: -kv[1])[:lines]:
+        print(f"{cost / n:>12,.0f}  {names[address]}")
 
 
 def main(argv: list[str]) -> int:
