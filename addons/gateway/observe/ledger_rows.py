@@ -47,8 +47,17 @@ COLUMNS: dict[str, str] = {
 
 def values(rows: list[dict], names: list[str]) -> list[tuple]:
     """The rows as the databases take them: a client's text (its model name, an error quoting it) may hold a
-    lone surrogate, which neither SQLite nor PostgreSQL can store, or a NUL, which PostgreSQL's text refuses."""
-    return [tuple(_storable(v) if isinstance(v, str) else v for v in (row.get(c) for c in names)) for row in rows]
+    lone surrogate, which neither SQLite nor PostgreSQL can store, or a NUL, which PostgreSQL's text refuses.
+    A row's text is looked at once, joined: only a row with text beyond ASCII or a NUL is mended value by value
+    (per value, for every row, this was 7 % of the gateway's own work per request)."""
+    out = []
+    for row in rows:
+        t = tuple(map(row.get, names))
+        text = "".join([v for v in t if isinstance(v, str)])
+        if not text.isascii() or "\x00" in text:
+            t = tuple(_storable(v) if isinstance(v, str) else v for v in t)
+        out.append(t)
+    return out
 
 
 def _storable(text: str) -> str:

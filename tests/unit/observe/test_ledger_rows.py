@@ -1,0 +1,33 @@
+"""observe/ledger_rows.py: a row as the databases take it — a lone surrogate or a NUL in any text column mended,
+every other value as it is, and a row of plain text not looked at value by value."""
+
+from __future__ import annotations
+
+from qwen_gateway.observe import ledger_rows
+from qwen_gateway.observe.ledger_rows import COLUMNS, row_of, values
+
+from helpers.observe_testlib import exchange
+
+NAMES = list(COLUMNS)
+
+
+def test_a_surrogate_or_a_nul_in_any_text_column_is_mended_and_the_rest_kept():
+    row = row_of(exchange())
+    mended = {**row, "model": "gpt\ud83d", "error": "bad\x00name", "account": "été\udc80", "path": "/v1/ç"}
+    [got] = values([mended], NAMES)
+    by = dict(zip(NAMES, got))
+    assert by["model"] == "gpt\ufffd" and by["error"] == "bad\ufffdname" and by["account"] == "été\ufffd"
+    assert by["path"] == "/v1/ç"  # beyond ASCII and valid: as it is
+    assert {k: v for k, v in by.items() if k not in ("model", "error", "account", "path")} == \
+        {k: row.get(k) for k in NAMES if k not in ("model", "error", "account", "path")}
+    assert "".join(v for v in got if isinstance(v, str)).encode("utf-8")  # storable: encodes
+
+
+def test_a_row_of_plain_text_is_not_mended_value_by_value(monkeypatch):
+    mended = []
+    monkeypatch.setattr(ledger_rows, "_storable", lambda text: mended.append(text) or text)
+    rows = [row_of(exchange()) for _ in range(3)]
+    assert values(rows, NAMES) == [tuple(row.get(c) for c in NAMES) for row in rows]
+    assert mended == []
+    values([{**rows[0], "model": "gpt\x00"}], NAMES)
+    assert "gpt\x00" in mended  # only the row that needs it
