@@ -9,7 +9,7 @@ import logging
 import subprocess
 import sys
 
-from mitmproxy import master
+from mitmproxy import master, version
 
 from qwen_gateway.seams import fingerprint
 
@@ -46,5 +46,5 @@ def test_a_refusal_is_one_line_per_seam_and_process(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="qwen"):
         assert not written.fits() and not written.fits()
     assert caplog.messages == [
-        "qwen: the seam: left out, as this mitmproxy (12.2.3) is not the code it was written against "
-        "(mitmproxy 12.2.3; changed: Master.run); what is lost"]
+        f"qwen: the seam: left out, as this mitmproxy ({version.VERSION}) is not the code it was written against "
+        f"(mitmproxy {fingerprint.WRITTEN_AGAINST}; changed: Master.run); what is lost"]
