@@ -253,7 +253,6 @@ UNTESTED = {
     "qwen_gateway.loopback": "the loopback servers' base: through the relay's and the WebSocket's tests",
     "qwen_gateway.mitmweb": "the package: its modules are tested",
     "qwen_gateway.mitmweb.flowrecord": "through tests/unit/mitmweb/test_flowview.py",
-    "qwen_gateway.observe.ledger_rows": "through tests/unit/observe/test_ledger*.py",
     "qwen_gateway.price_list": "Model Studio's price list: data, read by tests/unit/test_prices.py's table",
     "qwen_gateway.storage.pg_follow": "following the shared database: tests/unit/storage/test_shared_state.py",
     "qwen_gateway.storage.pg_schema": "migrations: tests/unit/storage/test_shared_state.py and the stores' tests",
