@@ -154,11 +154,12 @@ class AccountState:
         """A login this gateway refreshed, for the other gateways."""
 
     def requests_today(self, account: str) -> int:
+        key = (account, utc_day())  # one day for the stored count and the pending one, across midnight too
         with self._lock:
             db = self._file()
-            r = db.execute("SELECT requests FROM account_day WHERE account=? AND day=?",
-                           (account, utc_day())).fetchone() if db is not None else None
-            return (r[0] if r else 0) + self._pending.get((account, utc_day()), 0)
+            r = db.execute("SELECT requests FROM account_day WHERE account=? AND day=?", key).fetchone() \
+                if db is not None else None
+            return (r[0] if r else 0) + self._pending.get(key, 0)
 
     def close(self) -> None:
         self.flush()

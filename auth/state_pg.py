@@ -19,10 +19,10 @@ import time
 from collections.abc import AsyncIterator
 
 from ..auth_settings import AuthSettings
+from ..days import utc_day
 from ..storage.health import StateUnavailable
 from ..storage.pg import CHANNEL, Database, advisory_key
 from .oauth_replies import redact
-from ..days import utc_day
 from .state import AccountState, RefreshLockTimeout
 
 log = logging.getLogger("qwen")

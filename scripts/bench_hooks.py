@@ -8,9 +8,9 @@ the gateway's alone (`bench.py instructions` counts the whole mitmdump process a
 
 It runs itself under valgrind's callgrind twice, WARM requests and WARM + N: the difference over N is one
 request, start-up excluded (PYTHONHASHSEED=0; the collector runs once, after the requests: runs still
-differ by a few thousand instructions). `--python` runs Python with its perf trampolines (`-X perf`: each Python function gets its own
-address, named in /tmp/perf-PID.map), which inflate every figure by their own calls: for finding, not for
-figures. Needs valgrind (apt: valgrind)."""
+differ by a few thousand instructions). `--python` runs Python with its perf trampolines (`-X perf`: each
+Python function gets its own address, named in /tmp/perf-PID.map), which inflate every figure by their own
+calls: for finding, not for figures. Needs valgrind (apt: valgrind)."""
 
 from __future__ import annotations
 
