@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,7 +35,14 @@ __all__ = ["COLUMNS", "FILENAME", "Ledger", "SharedLedger", "UsageLedger", "row_
 log = logging.getLogger("qwen")
 
 FILENAME = "usage.sqlite3"
+ROWS_PER_INSERT = 1000  # at most (SQLite's parameters per statement allowing)
 BUSY_S = 10  # how long a write waits for another process holding the file before the file counts as unavailable
+
+
+def rows_per_insert(db: sqlite3.Connection) -> int:
+    """Rows in one INSERT: each statement's step lets go of the GIL, and one per row (executemany) handed it
+    back to the busy event loop once per request — a context switch of each thread per row."""
+    return max(1, min(ROWS_PER_INSERT, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMNS)))
 
 
 class Ledger:
@@ -56,9 +64,14 @@ class Ledger:
 
     def add(self, rows: list[dict]) -> None:
         names = list(COLUMNS)
+        got = values(rows, names)
+        per = rows_per_insert(self._db)
+        one = f"({', '.join('?' * len(names))})"
         with self._lock, transaction(self._db):  # one commit per batch, not per row
-            self._db.executemany(f"INSERT OR IGNORE INTO usage ({', '.join(names)}) "  # OR IGNORE: see `xid`
-                                 f"VALUES ({', '.join('?' * len(names))})", values(rows, names))
+            for i in range(0, len(got), per):
+                part = got[i:i + per]
+                self._db.execute(f"INSERT OR IGNORE INTO usage ({', '.join(names)}) "  # OR IGNORE: see `xid`
+                                 f"VALUES {', '.join([one] * len(part))}", [v for row in part for v in row])
 
     def query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:

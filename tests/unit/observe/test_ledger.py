@@ -16,6 +16,7 @@ from qwen_gateway.auth_settings import AuthSettings
 from qwen_gateway.cli import usage as usage_cli
 from qwen_gateway.config import Config
 from qwen_gateway.exchange import RetryReason
+from qwen_gateway.observe import ledger as ledger_mod
 from qwen_gateway.observe.ledger import COLUMNS, Ledger, UsageLedger, row_of
 from helpers.observe_testlib import answered, config, exchange, local, refused, retry
 
@@ -201,6 +202,23 @@ def test_a_batch_is_one_transaction_without_a_sync_per_commit(tmp_path):
     assert led.query("PRAGMA synchronous") == [(1,)]  # NORMAL: in WAL mode, a commit does not sync
     assert led.query("SELECT COUNT(*) FROM usage") == [(200,)]
     led.close()
+
+def test_a_batch_is_a_few_statements_not_one_per_row(tmp_path):
+    """Each statement's step lets go of the GIL: one per row (executemany) handed it back to the busy event loop
+    once per request — a context switch of each thread per row. A batch is a statement per ROWS_PER_INSERT rows
+    (SQLite's limit of parameters allowing), the duplicates still skipped one by one (`xid`)."""
+    led = Ledger(tmp_path / "usage.sqlite3")
+    rows = [row_of(exchange()) for _ in range(2_500)]
+    statements: list[str] = []
+    led._db.set_trace_callback(statements.append)
+    led.add(rows + rows[:10])  # a batch written again, in part: its rows taken once
+    led._db.set_trace_callback(None)
+    inserts = [s for s in statements if s.startswith("INSERT")]
+    per = ledger_mod.rows_per_insert(led._db)
+    assert per >= 1 and len(inserts) == -(-2_510 // per) <= 3
+    assert led.query("SELECT COUNT(*), COUNT(DISTINCT xid) FROM usage") == [(2_500, 2_500)]
+    led.close()
+
 
 # ---- qwen-usage ----------------------------------------------------------------------------------------
 
