@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from mitmproxy import http
+from mitmproxy import ctx, http
 from mitmproxy.utils import asyncio_utils
 
 from . import config, mitmdefaults, wings
@@ -41,6 +41,7 @@ from .drain import Drain
 from .exchange import Exchange
 from .local import Formats, LocalAnswers, health
 from .observe import requestlog, terminal
+from .seams import collector
 from .turn.guard import context_check
 from .observer import Observer
 from .turn.runner import STREAM_CAPTURE, Turns
@@ -127,6 +128,7 @@ class Wiring:
             self._responses().start()  # the shared sealing key adopted now, not by the first request
         self.observers.running()
         self.clients.running(self.config)
+        collector.settle(ctx.master)  # last: what starting made lives as long as the process
 
     async def stop(self) -> None:
         self.drain.cancel()

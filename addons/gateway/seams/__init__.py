@@ -12,6 +12,8 @@ one log line saying what the gateway does without it, and the gateway goes on.
   cancelled at exit dropped.
 - `shutdown_signals.py`: SIGTERM handed to the drain.
 - `request_target.py`: a request's URL set in one write, its Host header kept (door/claim.py).
+- `collector.py`: the process's start-up heap frozen out of the garbage collector's passes (not mitmproxy's
+  code: no digest).
 
 Each module's docstring says why the seam exists and which change to mitmproxy would remove it. The seams are
 part of the core: any wing may call them (door/hostile.py, door/claim.py, upstream/inproc.py, the addon's `load`); they
