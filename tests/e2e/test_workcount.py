@@ -136,7 +136,6 @@ COMMON: dict[str, list[Item]] = {
     "json_decode": [(1, "the client's body (door/body.parse_json)")],
     "json_encode": [(1, "the session id's digest of the conversation's opening (dashscope/rules.session_id)"),
                     (1, "the body sent to Qwen (engine._wire)")],
-    "sql": [(1, "the ledger's row: one row of the batch's INSERT (observe/ledger)")],
     "timer": [(1, "the upstream exchange's deadline: one watchdog for its head and every read (upstream/client)")],
     "log_record": [(1, "the request line (observe/requestlog)")],
 }
@@ -168,7 +167,7 @@ PER_REQUEST: dict[str, dict[str, list[Item]]] = {
 }
 # What a batch costs once, however many requests it holds (the ledger's window, the per-account counts).
 PER_BATCH: dict[str, list[Item]] = {
-    "sql": [(2, "the ledger's BEGIN and COMMIT"),
+    "sql": [(3, "the ledger's BEGIN, INSERT (every row of the batch, up to 1,000: observe/ledger) and COMMIT"),
             (3, "the per-account request counts: BEGIN, one upsert per account and day, COMMIT (auth/state)")],
     "timer": [(1, "the ledger's window (observe/ledger)")],
     "task": [(1, "the ledger's flush")],

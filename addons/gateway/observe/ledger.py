@@ -23,7 +23,7 @@ from ..storage.health import Health, StateUnavailable, local_failure, local_heal
 from ..observer import Observer
 from ..redact import safe_message
 from .ledger_pg import SharedLedger
-from .ledger_rows import COLUMNS, ERROR_CHARS, row_of, values
+from .ledger_rows import COLUMNS, ERROR_CHARS, ROWS_PER_INSERT, row_of, values
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -35,7 +35,6 @@ __all__ = ["COLUMNS", "FILENAME", "Ledger", "SharedLedger", "UsageLedger", "row_
 log = logging.getLogger("qwen")
 
 FILENAME = "usage.sqlite3"
-ROWS_PER_INSERT = 1000  # at most (SQLite's parameters per statement allowing)
 BUSY_S = 10  # how long a write waits for another process holding the file before the file counts as unavailable
 
 

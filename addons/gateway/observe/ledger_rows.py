@@ -14,6 +14,7 @@ from ..redact import safe_message
 if TYPE_CHECKING:
     from ..exchange import Exchange
 
+ROWS_PER_INSERT = 1000  # rows in one INSERT at most (the file's and the database's parameter limits allowing)
 ERROR_CHARS = 300  # an error message (when there is no code) is kept up to this
 COLUMNS: dict[str, str] = {
     "ts": "REAL",  # epoch seconds, when the request arrived

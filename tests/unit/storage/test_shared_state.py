@@ -232,6 +232,20 @@ def test_the_ledger_takes_rows_from_two_gateways_and_qwen_usage_reads_them(backe
             led.close()
 
 
+def test_a_batch_over_one_insert_is_written_whole_and_once(backend, tmp_path):
+    """A batch is one INSERT per ROWS_PER_INSERT rows (not one per row): 2,500 rows take three, and a batch
+    written again (its storage failed after the commit) is still taken once, row by row."""
+    rows = [{"ts": time.time(), "day": time.strftime("%Y-%m-%d"), "account": "a", "status": 200,
+             "endpoint": "chat.completions", "xid": f"x{i}"} for i in range(2_500)]
+    led = _ledger(backend, tmp_path)
+    try:
+        led.add(rows)
+        led.add(rows[-10:] + [{**rows[0], "xid": "new"}])
+        assert led.query("SELECT COUNT(*), COUNT(DISTINCT xid) FROM usage") == [(2_501, 2_501)]
+    finally:
+        led.close()
+
+
 def test_qwen_usage_reads_the_shared_ledger_by_url(pg_url, capsys, monkeypatch):
     led = SharedLedger(Database(pg_url))
     led.add([{"ts": time.time(), "day": time.strftime("%Y-%m-%d"), "account": "acct-x", "status": 200,
