@@ -3,9 +3,9 @@ becomes one."""
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
+from ..days import local_day
 from ..jsonio import valid_text
 from ..observer import cache_kind, cache_write_tokens, cached_tokens, error_code, error_text, label, status_of, \
     usage_int
@@ -70,7 +70,7 @@ def row_of(ex: Exchange) -> dict:
     usage = ex.usage if isinstance(ex.usage, dict) else None
     ts = ex.started_at
     return {
-        "ts": ts, "day": time.strftime("%Y-%m-%d", time.localtime(ts)),
+        "ts": ts, "day": local_day(ts),
         "endpoint": label(ex), "method": ex.client.method, "path": ex.client.path,
         "model": ex.requested_model if isinstance(ex.requested_model, str) and ex.requested_model else None,
         "upstream_model": ex.upstream_model or None, "account": ex.account or None,
