@@ -106,7 +106,7 @@ async def test_observers_in_the_gateways_order(tmp_path, caplog):
         await asyncio.sleep(0.01)
     recs = {json.loads(p.read_text())["exchange"]: json.loads(p.read_text()) for p in files}
     assert recs[ok.id]["upstream_request"]["url"] == ok.upstream_url and recs[too_long.id]["upstream_request"] is None
-    assert metrics.streams._value.get() == 0
+    assert metrics.streams == 0
     assert b'status="400"' in metrics.exposition()
     # mitmweb: annotated, marked
     assert ok_flow.marked == MARK_OK and refused_flow.marked == MARK_ERROR

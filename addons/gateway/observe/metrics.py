@@ -3,6 +3,11 @@ counts every exchange in `finished`, and renders the text the gateway serves at 
 
     metrics.exposition(pool) -> bytes      (Content-Type: metrics.content_type)
 
+A request only adds to plain numbers: dicts keyed by a metric's name and label values (prometheus_client's
+metrics take a lock and several calls per increment). `Metrics` is also the registry's collector: a scrape
+turns the numbers into the families (names, help, labels, types, `_created` samples) that prometheus_client's
+Counter, Gauge and Histogram rendered. Recording and scrapes both run on the event loop's thread: no locks.
+
 The accounts' gauges (cooldown, usable, state, requests today) are read from `pool.status()` — the rows
 /health shows — when Prometheus scrapes, never on a request's path.
 """
@@ -11,12 +16,16 @@ from __future__ import annotations
 
 import calendar
 import logging
+import math
 import time
+from bisect import bisect_left
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from itertools import accumulate
+from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 from ..exchange import RetryReason
 from ..observer import Observer, cache_write_tokens, cached_tokens, endpoint_name, error_code, failed, label, status_of, usage_int
@@ -30,10 +39,42 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("qwen")
 
-LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
-TTFB_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
-MAX_CHILDREN = 4096  # label sets cached before the cache starts over
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, math.inf)
+TTFB_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, math.inf)
+MAX_SERIES = 4096  # label sets kept (label values come from clients: model names) before every series starts over
 USABLE_STATES = ("ok", "expired", "refreshing")  # an account the pool hands out (as /health counts them)
+ROTATIONS, STREAMS = ("qwen_account_rotations",), "qwen_streams_in_flight"
+
+# name: (type, help, label names), in the exposition's order
+FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "qwen_requests": ("counter", "Requests answered by the gateway, local answers included (endpoint: the endpoint, "
+                      "or the route of a local answer: models, health, metrics, auth, stored_response, unknown; key: "
+                      "the named client key's name, empty without one)",
+                      ("endpoint", "model", "upstream_model", "account", "status", "key")),
+    "qwen_tokens": ("counter", "Tokens reported by Qwen (kind: prompt, completion, cached: read from its explicit or "
+                    "implicit cache, cache_write: stored in its explicit cache)", ("kind", "model", "account", "key")),
+    "qwen_cost_usd": ("counter", "What answers cost in USD (pay-as-you-go accounts, from the price table: "
+                      "docs/keys.md)", ("model", "account", "key")),
+    # a gauge: a cache write costs more than the prompt without it, so the sum may go down
+    "qwen_cache_saved_usd": ("gauge", "What Qwen's caches took off the prompts' price in USD since the gateway "
+                             "started (pay-as-you-go accounts: hits at 10% or 20% of the input price, less the 25% "
+                             "more that writes cost)", ("model", "account", "key")),
+    "qwen_plan_units": ("counter", "What answers used of a plan's window (Coding Plan: requests, Token Plan: "
+                        "tokens)", ("account", "unit", "key")),
+    "qwen_request_duration_seconds": ("histogram", "API requests: from the client's request to the end of the "
+                                      "answer (upstream latency, retries included)", ("endpoint", "model")),
+    "qwen_time_to_first_byte_seconds": ("histogram", "Streams: from the client's request to the first byte sent "
+                                        "back", ("endpoint", "model")),
+    "qwen_retries": ("counter", "Requests the gateway sent to Qwen again, by reason (" +
+                     ", ".join(r.value for r in RetryReason) + ")", ("reason",)),
+    "qwen_account_rotations": ("counter", "Switches to another account after a quota error", ()),
+    "qwen_errors": ("counter", "Exchanges that ended in an error, by its code (a stream that broke after its 200 "
+                    "went out: its error's code, else stream_error)", ("endpoint", "account", "code")),
+    STREAMS: ("gauge", "Streams being relayed now", ()),
+}
+BUCKETS = {"qwen_request_duration_seconds": LATENCY_BUCKETS, "qwen_time_to_first_byte_seconds": TTFB_BUCKETS}
+LE = {name: [floatToGoString(b) for b in bounds] for name, bounds in BUCKETS.items()}  # the `le` label values
+KINDS = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily, "histogram": HistogramMetricFamily}
 
 
 def _epoch(iso: str | None) -> float:
@@ -95,52 +136,69 @@ class Metrics(Observer):
 
     def __init__(self) -> None:
         self.enabled = True
-        self.registry = r = CollectorRegistry()
-        self.requests = Counter("qwen_requests", "Requests answered by the gateway, local answers included "
-                                "(endpoint: the endpoint, or the route of a local answer: models, health, "
-                                "metrics, auth, stored_response, unknown; key: the named client key's name, "
-                                "empty without one)",
-                                ["endpoint", "model", "upstream_model", "account", "status", "key"], registry=r)
-        self.tokens = Counter("qwen_tokens", "Tokens reported by Qwen (kind: prompt, completion, cached: read from "
-                              "its explicit or implicit cache, cache_write: stored in its explicit cache)",
-                              ["kind", "model", "account", "key"], registry=r)
-        self.cost = Counter("qwen_cost_usd", "What answers cost in USD (pay-as-you-go accounts, from the price "
-                            "table: docs/keys.md)", ["model", "account", "key"], registry=r)
-        # a gauge: a cache write costs more than the prompt without it, so the sum may go down
-        self.cache_saved = Gauge("qwen_cache_saved_usd", "What Qwen's caches took off the prompts' price in USD "
-                                 "since the gateway started (pay-as-you-go accounts: hits at 10% or 20% of the input "
-                                 "price, less the 25% more that writes cost)", ["model", "account", "key"], registry=r)
-        self.plan_units = Counter("qwen_plan_units", "What answers used of a plan's window (Coding Plan: "
-                                  "requests, Token Plan: tokens)", ["account", "unit", "key"], registry=r)
-        self.duration = Histogram("qwen_request_duration_seconds", "API requests: from the client's request to "
-                                  "the end of the answer (upstream latency, retries included)", ["endpoint", "model"],
-                                  buckets=LATENCY_BUCKETS, registry=r)
-        self.ttfb = Histogram("qwen_time_to_first_byte_seconds", "Streams: from the client's request to the "
-                              "first byte sent back", ["endpoint", "model"], buckets=TTFB_BUCKETS, registry=r)
-        self.retries = Counter("qwen_retries", "Requests the gateway sent to Qwen again, by reason (" +
-                               ", ".join(r.value for r in RetryReason) + ")", ["reason"], registry=r)
-        self.rotations = Counter("qwen_account_rotations", "Switches to another account after a quota error",
-                                 registry=r)
-        self.errors = Counter("qwen_errors", "Exchanges that ended in an error, by its code (a stream that "
-                              "broke after its 200 went out: its error's code, else stream_error)",
-                              ["endpoint", "account", "code"], registry=r)
-        self.streams = Gauge("qwen_streams_in_flight", "Streams being relayed now", registry=r)
+        self.streams = 0  # streams between stream_started and finished
+        self._streaming: set[str] = set()  # their exchange ids
+        self._sums: dict[tuple, float] = {}  # (name, *label values): a counter's or gauge's value
+        self._hists: dict[tuple, list[float]] = {}  # (name, *label values): count per bucket, then the sum
+        self._created: dict[tuple, float] = {}  # either's key: when it was first seen (its `_created` sample)
+        self._start()
+        self.registry = CollectorRegistry()
+        self.registry.register(self)
         self.accounts = AccountGauges()
-        r.register(self.accounts)
-        self._streaming: set[str] = set()  # exchange ids between stream_started and finished
-        # metric.labels(...) checks and looks up its labels on every call: each child is looked up once
-        self._children: dict[tuple, Any] = {}
-        for reason in RetryReason:  # a series born at its first increment hides it from rate() and increase()
-            self._child(self.retries, reason.value)
+        self.registry.register(self.accounts)
 
-    def _child(self, metric, *labels: str):
-        key = (id(metric), *labels)
-        child = self._children.get(key)
-        if child is None:
-            if len(self._children) >= MAX_CHILDREN:  # label values come from clients (model names)
-                self._children.clear()
-            child = self._children[key] = metric.labels(*labels)
-        return child
+    def _start(self) -> None:
+        """A series born at its first increment hides it from rate() and increase(): the retry reasons and the
+        rotations are known in advance, so their series exist from the start at 0."""
+        for key in (*(("qwen_retries", r.value) for r in RetryReason), ROTATIONS):
+            self._add(key, 0)
+
+    def _add(self, key: tuple, amount: float = 1) -> None:
+        try:
+            self._sums[key] += amount
+        except KeyError:
+            self._first_seen(key)
+            self._sums[key] = amount
+
+    def _observe(self, key: tuple, value: float) -> None:
+        """Prometheus buckets are `le`: a value on a bound counts in that bound's bucket (the last is +Inf)."""
+        bounds = BUCKETS[key[0]]
+        counts = self._hists.get(key)
+        if counts is None:
+            self._first_seen(key)
+            counts = self._hists[key] = [0] * (len(bounds) + 1)
+        counts[bisect_left(bounds, value)] += 1
+        counts[-1] += value
+
+    def _first_seen(self, key: tuple) -> None:
+        # Label values come from clients (model names). Dropping only some series would leave totals that silently
+        # miss counts: past MAX_SERIES label sets every series starts over instead, as after a restart (the new
+        # `_created` times tell Prometheus the counters were reset), and memory stays bounded.
+        if len(self._created) >= MAX_SERIES:
+            self._sums.clear()
+            self._hists.clear()
+            self._created.clear()
+            self._start()
+        self._created[key] = time.time()
+
+    def describe(self) -> list[Metric]:
+        return []  # the registry needs no names to check: the families are all this collector's
+
+    def collect(self) -> Iterator[Metric]:
+        families = {name: KINDS[kind](name, doc, labels=labels) for name, (kind, doc, labels) in FAMILIES.items()}
+        for key, value in self._sums.items():
+            family = families[key[0]]
+            if family.type == "counter":
+                family.add_metric(key[1:], value, created=self._created[key])
+            else:
+                family.add_metric(key[1:], value)
+        for key, counts in self._hists.items():
+            name, values = key[0], key[1:]
+            families[name].add_metric(values, list(zip(LE[name], accumulate(counts[:-1]))), counts[-1])
+            labels = dict(zip(FAMILIES[name][2], values))
+            families[name].add_sample(name + "_created", labels, self._created[key])  # add_metric has no created=
+        families[STREAMS].add_metric([], self.streams)
+        yield from families.values()
 
     def exposition(self, pool: Pool | None = None) -> bytes:
         """The scrape's text; the accounts' gauges from `pool` (none without one)."""
@@ -156,12 +214,12 @@ class Metrics(Observer):
     def stream_started(self, ex: Exchange, flow: http.HTTPFlow) -> None:
         if self.enabled and ex.id not in self._streaming:
             self._streaming.add(ex.id)
-            self.streams.inc()
+            self.streams += 1
 
     def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
         if ex.id in self._streaming:  # also when recording was switched off meanwhile: the gauge returns to 0
             self._streaming.discard(ex.id)
-            self.streams.dec()
+            self.streams -= 1
         if self.enabled:
             self.record(ex)
 
@@ -169,14 +227,14 @@ class Metrics(Observer):
         model = ex.requested_model if isinstance(ex.requested_model, str) else ""
         upstream, account, key = ex.upstream_model or "", ex.account or "", ex.key_name  # names: bounded labels
         status = status_of(ex)
-        self._child(self.requests, label(ex), model, upstream, account, str(status) if status else "error", key).inc()
+        self._add(("qwen_requests", label(ex), model, upstream, account, str(status) if status else "error", key))
         if failed(ex):
             code = error_code(ex) or _stream_code(ex) or (f"http_{status}" if status else "error")
-            self._child(self.errors, label(ex), account, code).inc()
+            self._add(("qwen_errors", label(ex), account, code))
         for retry in ex.retries:
-            self._child(self.retries, retry.reason.value).inc()
+            self._add(("qwen_retries", retry.reason.value))
             if retry.reason is RetryReason.ROTATED:
-                self.rotations.inc()
+                self._add(ROTATIONS)
         endpoint = endpoint_name(ex)
         if endpoint is None:
             return  # a local answer (models, health, …): no model, no tokens, no latency worth a histogram
@@ -186,17 +244,17 @@ class Metrics(Observer):
                             ("completion", usage_int(usage, "completion_tokens")), ("cached", cached_tokens(usage)),
                             ("cache_write", cache_write_tokens(usage))):
             if value is not None and value > 0:
-                self._child(self.tokens, kind, billed, account, key).inc(value)
+                self._add(("qwen_tokens", kind, billed, account, key), value)
         if ex.cache_saved:
-            self._child(self.cache_saved, billed, account, key).inc(ex.cache_saved)
+            self._add(("qwen_cache_saved_usd", billed, account, key), ex.cache_saved)
         if ex.cost:
             if ex.cost_unit == "USD":
-                self._child(self.cost, billed, account, key).inc(ex.cost)
+                self._add(("qwen_cost_usd", billed, account, key), ex.cost)
             else:
-                self._child(self.plan_units, account, ex.cost_unit, key).inc(ex.cost)
-        self._child(self.duration, endpoint, billed).observe(ex.duration_ms / 1000)
+                self._add(("qwen_plan_units", account, ex.cost_unit, key), ex.cost)
+        self._observe(("qwen_request_duration_seconds", endpoint, billed), ex.duration_ms / 1000)
         if ex.ttfb_ms is not None:
-            self._child(self.ttfb, endpoint, billed).observe(ex.ttfb_ms / 1000)
+            self._observe(("qwen_time_to_first_byte_seconds", endpoint, billed), ex.ttfb_ms / 1000)
 
 
 def _stream_code(ex: Exchange) -> str | None:

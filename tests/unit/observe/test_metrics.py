@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -91,14 +92,14 @@ def test_streams_in_flight():
     for ex in (a, b):
         m.stream_started(ex, answered(ex))
     m.stream_started(a, answered(a))  # a second call does not count twice
-    assert m.streams._value.get() == 2
+    assert m.streams == 2
     finish(m, a)
-    assert m.streams._value.get() == 1
+    assert m.streams == 1
     finish(m, plain)  # never streamed: the gauge is not touched
-    assert m.streams._value.get() == 1
+    assert m.streams == 1
     m.configure(config(metrics=False))
     finish(m, b)  # switched off meanwhile: the gauge still returns to zero
-    assert m.streams._value.get() == 0
+    assert m.streams == 0
 
 
 def test_recording_off_with_metrics_false():
@@ -106,7 +107,8 @@ def test_recording_off_with_metrics_false():
     m.configure(config(metrics=False))
     finish(m, exchange())
     m.stream_started(exchange(stream=True), None)
-    assert m.requests._metrics == {} and m.streams._value.get() == 0
+    s = scrape(m)
+    assert not any(k[0] == "qwen_requests_total" for k in s) and m.streams == 0
 
 
 def test_own_registry_not_the_global_one():
@@ -227,3 +229,173 @@ def test_account_gauges_from_a_real_pool_after_a_quota_error(tmp_path):
     assert s[("qwen_account_requests_today", (("account", "b"),))] == 1
     assert s[("qwen_account_state", (("account", "a"), ("kind", "key"), ("state", "cooling_down")))] == 1
     assert b'account="a"' in text and b"sk-test" not in text  # never a key (the rows /health shows)
+
+
+# ---- the exposition pinned: what scrapers read, whatever keeps the numbers -----------------------------------
+
+EXPLICIT = {"prompt_tokens": 3000, "completion_tokens": 100,
+            "prompt_tokens_details": {"cached_tokens": 1500, "cache_creation_input_tokens": 1000}}
+
+
+def timed(ex, seconds: float, ttfb: float | None = None):
+    """Exact durations (on the buckets' bounds, past the last one)."""
+    ex.started, ex.ended = 1000.0, 1000.0 + seconds
+    if ttfb is not None:
+        ex.first_byte_at = 1000.0 + ttfb
+    return ex
+
+
+def record_a_fixed_set(m: Metrics) -> None:
+    """Streams (one still in flight), retries, a quota error, USD and plan costs, a cache write and a negative
+    saving, durations on bucket bounds and past the last, a broken stream, refusals and a local answer."""
+    m.configure(config())
+    a = timed(exchange(stream=True), 1.31, ttfb=0.05)
+    a.key_name = "team"
+    m.stream_started(a, answered(a))
+    finish(m, a)
+    b = timed(exchange(retries=(retry(REFRESHED), retry(ROTATED)), account="ds", upstream_model="qwen3-coder-plus"),
+              0.5)
+    b.usage, b.cost, b.cost_unit, b.cache_saved = EXPLICIT, 0.00123, "USD", 0.0004
+    finish(m, b)
+    finish(m, timed(exchange(status=429, usage=None, error=(429, "insufficient_quota", "m")), 0.05))
+    d = timed(exchange(account="plan", retries=(retry(THROTTLED, wait_s=1.0),)), 700.0, ttfb=10.0)
+    d.cost, d.cost_unit, d.cache_saved = 1, "requests", -0.0002
+    finish(m, d)
+    e = timed(exchange(stream=True, stream_error="Qwen ended the stream"), 2.0, ttfb=0.001)
+    m.stream_started(e, answered(e))
+    finish(m, e)
+    for ex in (refused(400, "context_length_exceeded", "too long", model="gpt-4o-mini"), local("models"),
+               refused(404, "unknown_url", "Unknown", endpoint=None, route="unknown", path="/v2/x")):
+        finish(m, ex)
+    f = exchange(stream=True)
+    m.stream_started(f, answered(f))  # still in flight
+
+
+FAMILIES = [("qwen_requests", "counter"), ("qwen_tokens", "counter"), ("qwen_cost_usd", "counter"),
+            ("qwen_cache_saved_usd", "gauge"), ("qwen_plan_units", "counter"),
+            ("qwen_request_duration_seconds", "histogram"), ("qwen_time_to_first_byte_seconds", "histogram"),
+            ("qwen_retries", "counter"), ("qwen_account_rotations", "counter"), ("qwen_errors", "counter"),
+            ("qwen_streams_in_flight", "gauge"), ("qwen_account_cooldown_seconds", "gauge"),
+            ("qwen_account_usable", "gauge"), ("qwen_account_requests_today", "gauge"), ("qwen_account_state", "gauge")]
+CREATED = {"qwen_requests", "qwen_tokens", "qwen_cost_usd", "qwen_plan_units", "qwen_request_duration_seconds",
+           "qwen_time_to_first_byte_seconds", "qwen_retries", "qwen_account_rotations", "qwen_errors"}
+LE_DURATION = ("0.05", "0.1", "0.25", "0.5", "1.0", "2.0", "5.0", "10.0", "20.0", "30.0", "60.0", "120.0", "300.0",
+               "600.0", "+Inf")
+LE_TTFB = ("0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.0", "5.0", "10.0", "30.0", "60.0", "120.0", "+Inf")
+
+
+def series(name: str, labelnames: str, rows: list[tuple]) -> dict[tuple, float]:
+    """{(sample name, sorted labels): value} from rows of label values then the value."""
+    names = labelnames.split()
+    return {(name, tuple(sorted(zip(names, row[:-1])))): row[-1] for row in rows}
+
+
+def histogram(name: str, les: tuple[str, ...], rows: list[tuple]) -> dict[tuple, float]:
+    """The samples of histogram series from rows of (endpoint, model, cumulative bucket counts, sum)."""
+    out = {}
+    for endpoint, model, counts, total in rows:
+        labels = (("endpoint", endpoint), ("model", model))
+        out.update({(name + "_bucket", (*labels[:1], ("le", le), *labels[1:])): n for le, n in zip(les, counts)})
+        out[(name + "_count", labels)], out[(name + "_sum", labels)] = counts[-1], total
+    return out
+
+
+CH = "chat.completions"
+EXPECTED = {
+    **series("qwen_requests_total", "endpoint model upstream_model account status key", [
+        (CH, "gpt-4o", "coder-model", "default", "200", "team", 1),
+        (CH, "gpt-4o", "qwen3-coder-plus", "ds", "200", "", 1),
+        (CH, "gpt-4o", "coder-model", "default", "429", "", 1), (CH, "gpt-4o", "coder-model", "plan", "200", "", 1),
+        (CH, "gpt-4o", "coder-model", "default", "200", "", 1), (CH, "gpt-4o-mini", "", "", "400", "", 1),
+        ("models", "", "", "", "200", "", 1), ("unknown", "gpt-4o", "", "", "404", "", 1)]),
+    **series("qwen_tokens_total", "kind model account key", [
+        ("prompt", "coder-model", "default", "team", 1180), ("completion", "coder-model", "default", "team", 42),
+        ("cached", "coder-model", "default", "team", 1024), ("prompt", "qwen3-coder-plus", "ds", "", 3000),
+        ("completion", "qwen3-coder-plus", "ds", "", 100), ("cached", "qwen3-coder-plus", "ds", "", 1500),
+        ("cache_write", "qwen3-coder-plus", "ds", "", 1000), ("prompt", "coder-model", "plan", "", 1180),
+        ("completion", "coder-model", "plan", "", 42), ("cached", "coder-model", "plan", "", 1024),
+        ("prompt", "coder-model", "default", "", 1180), ("completion", "coder-model", "default", "", 42),
+        ("cached", "coder-model", "default", "", 1024)]),
+    **series("qwen_cost_usd_total", "model account key", [("qwen3-coder-plus", "ds", "", 0.00123)]),
+    **series("qwen_cache_saved_usd", "model account key", [("qwen3-coder-plus", "ds", "", 0.0004),
+                                                           ("coder-model", "plan", "", -0.0002)]),
+    **series("qwen_plan_units_total", "account unit key", [("plan", "requests", "", 1)]),
+    **histogram("qwen_request_duration_seconds", LE_DURATION, [
+        (CH, "coder-model", (1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3, 3, 4), 703.36),  # 0.05 on its bound, 700 past all
+        (CH, "qwen3-coder-plus", (0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1), 0.5),
+        (CH, "gpt-4o-mini", (1,) * 15, 0.002)]),
+    **histogram("qwen_time_to_first_byte_seconds", LE_TTFB, [
+        (CH, "coder-model", (1, 1, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3), 10.051)]),
+    **series("qwen_retries_total", "reason", [(r.value, 1 if r in (REFRESHED, ROTATED, THROTTLED) else 0)
+                                              for r in RetryReason]),
+    ("qwen_account_rotations_total", ()): 1,
+    **series("qwen_errors_total", "endpoint account code", [
+        (CH, "default", "insufficient_quota", 1), (CH, "default", "stream_error", 1),
+        (CH, "", "context_length_exceeded", 1), ("unknown", "", "unknown_url", 1)]),
+    ("qwen_streams_in_flight", ()): 1,
+}
+
+
+def test_the_exposition_is_pinned_families_types_samples_and_created_times():
+    import time
+
+    before = time.time()
+    m = Metrics()
+    record_a_fixed_set(m)
+    after = time.time()
+    families = list(text_string_to_metric_families(m.exposition().decode()))
+    assert [(f.name, f.type) for f in families if not f.name.endswith("_created")] == FAMILIES
+    assert [f.name for f in families if f.name.endswith("_created")] == [n + "_created" for n, _ in FAMILIES
+                                                                        if n in CREATED]
+    samples = [(s.name, tuple(sorted(s.labels.items())), s.value) for f in families for s in f.samples]
+    values = {(name, labels): v for name, labels, v in samples if not name.endswith("_created")}
+    assert values.keys() == EXPECTED.keys()
+    assert all(abs(values[k] - v) < 1e-9 for k, v in EXPECTED.items()), {k: v for k, v in values.items()
+                                                                         if abs(EXPECTED[k] - v) >= 1e-9}
+    assert len(samples) == len(values) + sum(name.endswith("_created") for name, _, _ in samples)  # no duplicates
+    # one _created per counter and histogram series: when it was first seen (the retries' at the start)
+    created = {(name.removesuffix("_created"), labels): v for name, labels, v in samples if name.endswith("_created")}
+    series_of = {(name.removesuffix("_total").removesuffix("_count"), labels) for name, labels, _ in samples
+                 if name.endswith(("_total", "_count"))}
+    assert created.keys() == series_of
+    assert all(before <= t <= after for t in created.values())
+
+
+def test_recording_calls_no_prometheus_client_metric(monkeypatch):
+    """The request path adds to plain numbers (no child lookup, no lock): prometheus_client's metrics are not
+    used at all, the exposition still has every value."""
+    import prometheus_client.metrics as pm
+    import prometheus_client.values as pv
+
+    def used(*args, **kwargs):
+        raise AssertionError("a prometheus_client metric was used")
+
+    m = Metrics()
+    for cls, method in ((pm.Counter, "inc"), (pm.Gauge, "inc"), (pm.Gauge, "dec"), (pm.Gauge, "set"),
+                        (pm.Histogram, "observe"), (pm.MetricWrapperBase, "labels"), (pv.MutexValue, "inc")):
+        monkeypatch.setattr(cls, method, used)
+    record_a_fixed_set(m)
+    s = scrape(m)
+    assert {k: v for k, v in s.items() if not k[0].endswith("_created")} == pytest.approx(EXPECTED)
+
+
+def test_past_max_series_every_series_starts_over_and_memory_stays_bounded(monkeypatch):
+    """Model names come from clients: their label sets must not grow without end. Past the bound every series
+    starts over as after a restart (the retry reasons and rotations again at 0); streams in flight are kept."""
+    import qwen_gateway.observe.metrics as metrics_mod
+
+    monkeypatch.setattr(metrics_mod, "MAX_SERIES", 40)
+    m = Metrics()
+    m.configure(config())
+    s = exchange(stream=True)
+    m.stream_started(s, answered(s))
+    for i in range(200):
+        finish(m, exchange(model=f"junk-{i}", upstream_model=f"junk-{i}", retries=(retry(ROTATED),)))
+        assert len(m._created) <= 40
+    scraped = scrape(m)
+    requests = [k for k in scraped if k[0] == "qwen_requests_total"]
+    assert 0 < len(requests) < 40 and req(scraped, "200", model="junk-199", upstream="junk-199") == 1
+    assert req(scraped, "200", model="junk-0", upstream="junk-0") == 0  # gone with the first start-over
+    assert all(("qwen_retries_total", (("reason", r.value),)) in scraped for r in RetryReason)
+    assert 0 < scraped[("qwen_account_rotations_total", ())] < 200
+    assert scraped[("qwen_streams_in_flight", ())] == 1
