@@ -23,10 +23,56 @@ import json
 from pathlib import Path
 
 from ..errors import GatewayError
-from .schema_checks import (TAGS, Check, Invalid, Option, at, bounds, by_kind, by_tags, dispatch, first_of,
-                            kind, kind_in, known_names, of_type, one_of_values, wrong_type)
+from .schema_checks import (TAGS, Check, Invalid, Option, by_kind, by_tags, chain, dispatch, fields, first_of,
+                            items, kind, kind_in, nothing, of_type, one_of_values, wrong_type)
 
 _PREFIX = "#/components/schemas/"
+_OBJECT = {"properties", "required", "additionalProperties", "propertyNames", "allOf"}  # an object schema's words
+_ARRAY = {"items", "minItems", "maxItems"}
+_READ = {"type", "enum", "const", "anyOf", "oneOf", "minimum", "maximum", "minLength", "maxLength", *_OBJECT, *_ARRAY}
+
+
+def _listed(t: object) -> list:
+    return t if isinstance(t, list) else [t]
+
+
+def _names(node: dict) -> frozenset | None:
+    """propertyNames' `enum`: the only keys the object may have (None: any)."""
+    names = (node.get("propertyNames") or {}).get("enum")
+    return frozenset(names) if isinstance(names, list) else None
+
+
+def _bounds(node: dict) -> list[Check]:
+    steps: list[Check] = []
+    low, high = node.get("minimum"), node.get("maximum")
+    if low is not None or high is not None:
+        wanted = (f"a value from {low} to {high}" if low is not None and high is not None else
+                  f"a value of at least {low}" if low is not None else f"a value of at most {high}")
+
+        def number(v: object) -> None:
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and (
+                    (low is not None and v < low) or (high is not None and v > high)):
+                raise Invalid("invalid_value", f"expected {wanted}, but got {v}")
+        steps.append(number)
+    short, long = node.get("minLength"), node.get("maxLength")
+    if short is not None or long is not None:
+        def text(v: object) -> None:
+            if isinstance(v, str) and ((short is not None and len(v) < short) or
+                                       (long is not None and len(v) > long)):
+                raise Invalid("invalid_value", f"expected a string of {short or 0} to {long or 'any number of'} "
+                                               f"characters, but got {len(v)}")
+        steps.append(text)
+    return steps
+
+
+def _field(known: list[tuple], key: str | None) -> Check | None:
+    """What a key's value must pass by every part (None: a part refuses the key; `key` None: a key none names)."""
+    subs = []
+    for props, names, others in known:
+        if names is not None and key not in names or key not in props and others is False:
+            return None
+        subs.append(props[key] if key in props else others)
+    return chain(subs)
 
 
 class Compiler:
@@ -56,31 +102,37 @@ class Compiler:
 
     def compile(self, node: object) -> Check:
         if not isinstance(node, dict) or not node:
-            return lambda v: None
+            return nothing
         if "$ref" in node:
             return self.named(node["$ref"][len(_PREFIX):])
-        steps: list[Check] = []
-        if "type" in node:
-            steps.append(of_type(node["type"] if isinstance(node["type"], list) else [node["type"]]))
+        words, types = node.keys() & _READ, _listed(node["type"]) if "type" in node else None
+        parts = self._parts(node, frozenset()) if words & _OBJECT else None
+        if parts is not None:  # an object: one pass over its keys, its `type` and every allOf part's words with it
+            if len(parts) == 1 and _names(node) is None:  # its errors already the ones the steps would raise
+                return self._fields(parts, of_type(types) if types else nothing, None)
+            exact = self._steps(node)
+            return self._fields(parts, exact, exact)
+        if words <= {"type", "enum", "const"} and ("enum" in node or "const" in node):
+            return one_of_values(node["enum"] if "enum" in node else [node["const"]], types)
+        if words <= {"type", *_ARRAY} and words & _ARRAY and "array" in (types or ["array"]):
+            return self._array(node, of_type(types) if types else nothing)
+        return self._steps(node)
+
+    def _steps(self, node: dict) -> Check:
+        """The schema's words one after another, in the order their errors are met."""
+        steps: list[Check] = [of_type(_listed(node["type"]))] if "type" in node else []
         if "enum" in node or "const" in node:
             steps.append(one_of_values(node["enum"] if "enum" in node else [node["const"]]))
         if "anyOf" in node or "oneOf" in node:
             steps.append(self._options(node.get("anyOf") or node.get("oneOf") or []))
         steps += [self.compile(part) for part in node.get("allOf") or []]
-        if isinstance((node.get("propertyNames") or {}).get("enum"), list):
-            steps.append(known_names(node["propertyNames"]["enum"]))
+        if _names(node) is not None:  # the keys refused in their order, before the object's fields
+            steps.append(self._fields([{"propertyNames": node["propertyNames"]}], nothing, None))
         if "properties" in node or "required" in node or "additionalProperties" in node:
-            steps.append(self._object(node))
+            steps.append(self._fields([node], nothing, None))  # (keys propertyNames refuses were refused above)
         if "items" in node or "minItems" in node or "maxItems" in node:
-            steps.append(self._array(node))
-        steps += bounds(node)
-        if len(steps) == 1:
-            return steps[0]
-
-        def check(v: object) -> None:
-            for step in steps:
-                step(v)
-        return check
+            steps.append(self._array(node, nothing))
+        return chain(steps + _bounds(node))
 
     def _options(self, options: list) -> Check:
         """anyOf/oneOf: by the tag when every option is an object with one (or, when only some have one, among
@@ -97,13 +149,14 @@ class Compiler:
             key = max(TAGS, key=lambda k: tagged[k])  # the tag most options require
             if tagged[key]:
                 return self._by_tags(key, flat)
-        checks = [(self.compile(o), self._types_of(o)) for o in options]
+        checks = [(self._option(o), self._types_of(o)) for o in options]
         kinds = sorted({t for _, types in checks for t in types or []})
         untyped = any(types is None for _, types in checks)
         table: dict[str, Check] = {}
         for c, types in checks:
             for t in (types or []) + (["integer"] if types and "number" in types else []):
-                table[t] = c if t not in table else first_of(table[t], c)
+                sub = getattr(c, "by_kind", {}).get(t, c)  # an option itself a union by kind: its own option
+                table[t] = sub if t not in table else first_of(table[t], sub)
         if not untyped:  # told apart by the value's JSON type alone: one lookup (a string or an array of parts)
             return by_kind(table, kinds)
 
@@ -122,6 +175,12 @@ class Compiler:
             raise (wrong_type(kinds, v) if not fitting and not untyped else
                    Invalid("invalid_value", "it matches none of the forms this field takes"))
         return check
+
+    def _option(self, option: object) -> Check:
+        """An option's check for a value known to be of its type (looked up by it): no `type` step of its own."""
+        if isinstance(option, dict) and "type" in option and "$ref" not in option:
+            return self.compile({k: v for k, v in option.items() if k != "type"})
+        return self.compile(option)
 
     def _tag_of(self, option: dict, key: str) -> list | None:
         """The values of an option's tag when the tag is required (None otherwise)."""
@@ -181,47 +240,37 @@ class Compiler:
             return None if any(i is None for i in inner) else sorted({k for i in inner for k in i or []})
         return t if isinstance(t, list) else [t] if isinstance(t, str) else None
 
-    def _object(self, node: dict) -> Check:
-        props = {k: self.compile(s) for k, s in (node.get("properties") or {}).items()}
-        required = list(node.get("required") or [])
-        others = node.get("additionalProperties")
-        closed = others is False
-        other = self.compile(others) if isinstance(others, dict) and others else None  # e.g. metadata's strings
+    def _parts(self, node: dict, seen: frozenset) -> list[dict] | None:
+        """The object schemas `node` is the conjunction of (itself, then its allOf's parts, `$ref`s followed), or
+        None when it has other words, a `type` other than an object, or a recursion."""
+        if not node.keys() & _READ <= _OBJECT | {"type"} or "object" not in _listed(node.get("type", "object")):
+            return None
+        parts = [node]
+        for part in node.get("allOf") or []:
+            while isinstance(part, dict) and "$ref" in part:
+                name = part["$ref"][len(_PREFIX):]
+                if name in seen or name in self.compiling:
+                    return None
+                seen, part = seen | {name}, self.schemas[name]
+            inner = self._parts(part, seen) if isinstance(part, dict) else None
+            if inner is None:
+                return None
+            parts += inner
+        return parts
 
-        def check(v: object) -> None:
-            if not isinstance(v, dict):
-                return  # `type` says what it must be
-            for k in required:
-                if k not in v:
-                    raise at(k, Invalid("missing_required_parameter", "missing"))
-            for k, value in v.items():
-                sub = props.get(k, other)
-                if sub is None:
-                    if closed:
-                        raise at(k, Invalid("unknown_parameter", "unknown parameter"))
-                    continue
-                try:
-                    sub(value)
-                except Invalid as e:
-                    raise at(k, e) from None
-        return check
+    def _fields(self, parts: list[dict], not_dict: Check, exact: Check | None) -> Check:
+        """The parts' fields as one check: a property several parts have passes each one's check; a key a part
+        does not name, that part's additionalProperties (refused by `false`, or by a propertyNames without it)."""
+        known = [({k: self.compile(s) for k, s in (p.get("properties") or {}).items()}, _names(p),
+                  p.get("additionalProperties") is not False and self.compile(p.get("additionalProperties")))
+                 for p in parts]  # additionalProperties: False (`false`), or its check (`nothing` for none)
+        keys = dict.fromkeys(k for props, names, _ in known for k in [*props, *(names or ())])
+        table = {k: _field(known, k) for k in keys}
+        required = list(dict.fromkeys(k for p in parts for k in p.get("required") or []))
+        return fields(required, table, _field(known, None), not_dict, exact)
 
-    def _array(self, node: dict) -> Check:
-        item = self.compile(node.get("items"))
-        low, high = node.get("minItems", 0), node.get("maxItems")
-
-        def check(v: object) -> None:
-            if not isinstance(v, list):
-                return
-            if len(v) < low or (high is not None and len(v) > high):
-                raise Invalid("invalid_value", f"expected an array of {low} to {high or 'any number of'} items, "
-                                               f"but got {len(v)}")
-            for i, x in enumerate(v):
-                try:
-                    item(x)
-                except Invalid as e:
-                    raise at(i, e) from None
-        return check
+    def _array(self, node: dict, typed: Check) -> Check:
+        return items(self.compile(node.get("items")), node.get("minItems", 0), node.get("maxItems"), typed)
 
 
 _DOC = json.loads((Path(__file__).parent / "request_schemas.json").read_text())
@@ -238,14 +287,10 @@ def check(schema: Check, body: dict) -> dict:
     try:
         schema(judged)
     except Invalid as e:
-        param = e.param()
-        if e.code == "missing_required_parameter":
-            message = f"Missing required parameter: '{param}'."
-        elif e.code == "unknown_parameter":
-            message = f"Unknown parameter: '{param}'."
-        elif e.code == "invalid_type":
-            message = f"Invalid type for '{param}': {e.what}."
-        else:
-            message = f"Invalid value for '{param}': {e.what}."
+        param, what = e.param(), e.what
+        message = {"missing_required_parameter": f"Missing required parameter: '{param}'.",
+                   "unknown_parameter": f"Unknown parameter: '{param}'.",
+                   "invalid_type": f"Invalid type for '{param}': {what}.",
+                   }.get(e.code, f"Invalid value for '{param}': {what}.")
         raise GatewayError(400, message, param=param or None, code=e.code) from None
     return body

@@ -5,6 +5,10 @@ Unions are the costly part of a general validator (every option of every message
 all have a required tag (`role`, `type`) are a dictionary lookup (`dispatch`); options only some of which have
 one (the Responses API's input items: a message's `type` may be left out) try only the options the value's
 tags allow (`by_tags`); options told apart by their JSON type alone are a lookup too (`by_kind`).
+
+A valid body meets as few calls as its schema allows: an object is one pass over its keys, `type` and allOf parts
+included (`fields`); two steps are one closure (`chain`); a field's value its check takes whole by its type (a
+string for `{"type": "string"}`, anything for `{}`) is no call.
 """
 
 from __future__ import annotations
@@ -53,6 +57,17 @@ class NotOneOf:
         return f"{json.dumps(self.value)[:80]} is not one of the supported values: {self.shown}"
 
 
+def nothing(value: object) -> None:
+    """The check of `{}`: anything goes (a field whose check it is is not called at all)."""
+
+
+def _taking(check: Check, kinds: Sequence[str]) -> Check:
+    """The check, marked with the Python types it takes every value of (`fields` calls it for none of them)."""
+    check.takes = frozenset(t for t, k in _KINDS.items()  # type: ignore[attr-defined]
+                            if k in kinds or k == "integer" and "number" in kinds)
+    return check
+
+
 def kind(value: object) -> str:
     return _KINDS.get(type(value)) or type(value).__name__
 
@@ -87,12 +102,14 @@ def of_type(types: list[str]) -> Check:
             ok = isinstance(v, flat) and (type(v) is not float or "number" in types)
         if not ok:
             raise wrong_type(types, v)
-    return check
+    return _taking(check, types)
 
 
-def one_of_values(values: list) -> Check:
-    allowed = {(type(x), x) for x in values if not isinstance(x, (dict, list))}
+def one_of_values(values: list, types: list[str] | None = None) -> Check:
+    """`enum`/`const` after the `type` (`types`): one of the values passes at once, another gets the type's error."""
+    allowed = {(type(x), x) for x in values if not isinstance(x, (dict, list)) and (not types or kind_in(x, types))}
     shown = ", ".join(repr(x) for x in values)
+    typed = of_type(types) if types else None
 
     def check(v: object) -> None:
         try:
@@ -100,56 +117,96 @@ def one_of_values(values: list) -> Check:
                 return
         except TypeError:  # a list or an object: never one of the values
             pass
+        if typed is not None:
+            typed(v)
         raise Invalid("invalid_value", NotOneOf(v, shown))
+    check.takes = frozenset(x for t, x in allowed if t is str)  # type: ignore[attr-defined]  # strings, not types
     return check
 
 
-def known_names(known: list) -> Check:
-    """`propertyNames: {"enum": …}`: an object's keys (the Responses request's: OpenAI refuses others)."""
-    names = frozenset(known)
+def chain(steps: list[Check]) -> Check:
+    """Each step in turn, the first to refuse saying why (a closure calling two, no loop: most have one or two)."""
+    steps = [s for s in steps if s is not nothing]
+    if len(steps) <= 1:
+        return steps[0] if steps else nothing
+    first, second = steps[0], chain(steps[1:])
+
+    def both(v: object) -> None:
+        first(v)
+        second(v)
+    return both
+
+
+def fields(required: list[str], checks: dict[str, Check | None], default: Check | None, not_dict: Check,
+           exact: Check | None) -> Check:
+    """An object: its `required` keys present, each key's value passing `checks`' check for it (`default` for others;
+    None: the key is refused); `not_dict` judges a value not an object (`type`). `exact`, for a schema of parts
+    (allOf, propertyNames), checks them in turn: called once one pass found a fault, it raises the error they meet."""
+    table = {k: (getattr(c, "takes", ()), c) for k, c in checks.items()}
+    other = (getattr(default, "takes", ()), default)
 
     def check(v: object) -> None:
-        if isinstance(v, dict):
-            for k in v:
-                if k not in names:
+        if not isinstance(v, dict):
+            return not_dict(v)
+        try:
+            for k in required:
+                if k not in v:
+                    raise at(k, Invalid("missing_required_parameter", "missing"))
+            for k, value in v.items():
+                fine, sub = table.get(k, other)
+                t = type(value)
+                if t in fine or t is str and value in fine:
+                    continue  # what the check takes whole (any string; "user" for the role): no call
+                if sub is None:
                     raise at(k, Invalid("unknown_parameter", "unknown parameter"))
+                if sub is not nothing:
+                    try:
+                        sub(value)
+                    except Invalid as e:
+                        raise at(k, e) from None
+        except Invalid:
+            if exact is not None:
+                exact(v)
+            raise
+    if not required and not checks and default is nothing:
+        check.takes = frozenset([dict])  # type: ignore[attr-defined]  # any object (a tool's parameters)
     return check
 
 
-def bounds(node: dict) -> list[Check]:
-    steps: list[Check] = []
-    low, high = node.get("minimum"), node.get("maximum")
-    if low is not None or high is not None:
-        wanted = (f"a value from {low} to {high}" if low is not None and high is not None else
-                  f"a value of at least {low}" if low is not None else f"a value of at most {high}")
-
-        def number(v: object) -> None:
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and (
-                    (low is not None and v < low) or (high is not None and v > high)):
-                raise Invalid("invalid_value", f"expected {wanted}, but got {v}")
-        steps.append(number)
-    short, long = node.get("minLength"), node.get("maxLength")
-    if short is not None or long is not None:
-        def text(v: object) -> None:
-            if isinstance(v, str) and ((short is not None and len(v) < short) or
-                                       (long is not None and len(v) > long)):
-                raise Invalid("invalid_value", f"expected a string of {short or 0} to {long or 'any number of'} "
-                                               f"characters, but got {len(v)}")
-        steps.append(text)
-    return steps
+def items(item: Check, low: int, high: int | None, not_list: Check) -> Check:
+    """An array: its length, then each item (`not_list` judges a value that is not an array: the `type`)."""
+    def check(v: object) -> None:
+        if not isinstance(v, list):
+            return not_list(v)
+        if len(v) < low or (high is not None and len(v) > high):
+            raise Invalid("invalid_value", f"expected an array of {low} to {high or 'any number of'} items, "
+                                           f"but got {len(v)}")
+        if item is not nothing:
+            for i, x in enumerate(v):
+                try:
+                    item(x)
+                except Invalid as e:
+                    raise at(i, e) from None
+    return check
 
 
 def by_kind(table: dict[str, Check], kinds: list[str]) -> Check:
+    """Options told apart by the value's JSON type (`table`: the check of each; `kinds`: the types named)."""
     def check(v: object) -> None:
         sub = table.get(_KINDS.get(type(v), ""))
         if sub is None:
             raise wrong_type(kinds, v)
-        sub(v)
-    return check
+        if sub is not nothing:
+            sub(v)
+    check.by_kind = table  # type: ignore[attr-defined]  # a union inside a union by kind: one lookup
+    return _taking(check, [k for k, sub in table.items() if sub is nothing])
 
 
 def first_of(a: Check, b: Check) -> Check:
     """Two options of the same JSON type: the first that takes the value (the second's error otherwise)."""
+    if a is nothing or b is nothing:
+        return nothing  # one takes any value of the type
+
     def check(v: object) -> None:
         try:
             a(v)
@@ -176,7 +233,7 @@ def dispatch(key: str, table: dict, names: str) -> Check:
     return check
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed as itself: by_tags keeps sets of options
 class Option:
     """One option of a union of objects: the values each tag may take (None: any) and whether it is required,
     the properties it knows, its check."""
@@ -201,11 +258,15 @@ def by_tags(key: str, options: list[Option], names: str) -> Check:
     value's tag allows are tried, those its other tags allow too first (an assistant message: not the options
     of user messages); when none takes it, the error of the nearest (the one that knows most of the value's
     fields, then got furthest into it)."""
-    others = [k for k in TAGS if k != key]
+    (other,) = [k for k in TAGS if k != key]
     values = {(type(t), t) for o in options for t in o.tags[key][0] or ()}
     table = {tv: [o for o in options if o.allows({key: tv[1]}, key)] for tv in values}  # tag -> its options
     absent = [o for o in options if o.allows({}, key)]
     anything = [o for o in options if o.tags[key][0] is None]  # options that take any tag
+    # the options tried first, by the other tag's value (`unnamed`: a value no option names): sets, no call to sort
+    unnamed = object()
+    fits = {t: frozenset(o for o in options if o.allows({other: t}, other))
+            for t in [ABSENT, unnamed, *(t for o in options for t in o.tags[other][0] or ())]}
 
     def check(v: object) -> None:
         if not isinstance(v, dict):
@@ -218,7 +279,11 @@ def by_tags(key: str, options: list[Option], names: str) -> Check:
             except TypeError:  # a list or an object as the tag: no option takes it
                 tries = []
         if len(tries) > 1:
-            tries = sorted(tries, key=lambda o: not all(o.allows(v, k) for k in others))
+            try:
+                ok = fits.get(v.get(other, ABSENT), fits[unnamed])
+            except TypeError:  # a list or an object as the tag: only the options that take any value fit
+                ok = fits[unnamed]
+            tries = [o for o in tries if o in ok] + [o for o in tries if o not in ok]
         if not tries:
             tag = v.get(key, ABSENT)
             raise at(key, Invalid("missing_required_parameter", "missing") if tag is ABSENT else
