@@ -23,7 +23,7 @@ from ..storage.health import Health, StateUnavailable, local_failure, local_heal
 from ..observer import Observer
 from ..redact import safe_message
 from .ledger_pg import SharedLedger
-from .ledger_rows import COLUMNS, ERROR_CHARS, ROWS_PER_INSERT, row_of, values
+from .ledger_rows import COLUMNS, ERROR_CHARS, ROWS_PER_INSERT, batches, row_of, values
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -39,9 +39,9 @@ BUSY_S = 10  # how long a write waits for another process holding the file befor
 
 
 def rows_per_insert(db: sqlite3.Connection) -> int:
-    """Rows in one INSERT: each statement's step lets go of the GIL, and one per row (executemany) handed it
-    back to the busy event loop once per request — a context switch of each thread per row."""
-    return max(1, min(ROWS_PER_INSERT, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMNS)))
+    """The rows of the largest INSERT: ROWS_PER_INSERT, or the power of two SQLite's parameter limit allows."""
+    fits = max(1, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMNS))
+    return min(ROWS_PER_INSERT, 1 << (fits.bit_length() - 1))
 
 
 class Ledger:
@@ -63,12 +63,9 @@ class Ledger:
 
     def add(self, rows: list[dict]) -> None:
         names = list(COLUMNS)
-        got = values(rows, names)
-        per = rows_per_insert(self._db)
         one = f"({', '.join('?' * len(names))})"
         with self._lock, transaction(self._db):  # one commit per batch, not per row
-            for i in range(0, len(got), per):
-                part = got[i:i + per]
+            for part in batches(values(rows, names), rows_per_insert(self._db)):
                 self._db.execute(f"INSERT OR IGNORE INTO usage ({', '.join(names)}) "  # OR IGNORE: see `xid`
                                  f"VALUES {', '.join([one] * len(part))}", [v for row in part for v in row])
 

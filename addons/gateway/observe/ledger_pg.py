@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..storage.pg import Database, deadline, placeholders, shown, unavailable
-from .ledger_rows import COLUMNS, ROWS_PER_INSERT, values
+from .ledger_rows import COLUMNS, ROWS_PER_INSERT, batches, values
 
 _PG_TYPES = {"REAL": "DOUBLE PRECISION", "INTEGER": "BIGINT", "TEXT": "TEXT"}
 PG_STEPS = (  # the ledger's schema in a shared database (storage/pg.py migrates it)
@@ -80,8 +80,7 @@ class SharedLedger:
 
         def insert(conn: Any) -> None:
             with conn.transaction(), conn.cursor() as cur:  # one commit per batch
-                for i in range(0, len(got), ROWS_PER_INSERT):  # a statement per 1,000 rows, as in the file
-                    part = got[i:i + ROWS_PER_INSERT]
+                for part in batches(got, ROWS_PER_INSERT):  # a few statements, as in the file
                     cur.execute(f"INSERT INTO usage ({', '.join(names)}) VALUES {', '.join([one] * len(part))} "
                                 "ON CONFLICT DO NOTHING", [v for row in part for v in row])  # see PG_STEPS
 

@@ -3,6 +3,7 @@ becomes one."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ..days import local_day
@@ -14,7 +15,7 @@ from ..redact import safe_message
 if TYPE_CHECKING:
     from ..exchange import Exchange
 
-ROWS_PER_INSERT = 1000  # rows in one INSERT at most (the file's and the database's parameter limits allowing)
+ROWS_PER_INSERT = 512  # rows in one INSERT at most (a power of two; the file's parameter limit allowing)
 ERROR_CHARS = 300  # an error message (when there is no code) is kept up to this
 COLUMNS: dict[str, str] = {
     "ts": "REAL",  # epoch seconds, when the request arrived
@@ -59,6 +60,18 @@ def values(rows: list[dict], names: list[str]) -> list[tuple]:
             t = tuple(_storable(v) if isinstance(v, str) else v for v in t)
         out.append(t)
     return out
+
+
+def batches(rows: list[tuple], most: int) -> Iterator[list[tuple]]:
+    """The rows in INSERTs of power-of-two sizes, `most` (a power of two) at most: a few statements per batch
+    (each step lets go of the GIL: one per row handed it back to the busy event loop once per request), and a
+    few distinct SQL texts whatever the batch sizes — each is prepared and kept by the connection."""
+    i, size = 0, most
+    while i < len(rows):
+        while size > len(rows) - i:
+            size //= 2
+        yield rows[i:i + size]
+        i += size
 
 
 def _storable(text: str) -> str:

@@ -205,8 +205,9 @@ def test_a_batch_is_one_transaction_without_a_sync_per_commit(tmp_path):
 
 def test_a_batch_is_a_few_statements_not_one_per_row(tmp_path):
     """Each statement's step lets go of the GIL: one per row (executemany) handed it back to the busy event loop
-    once per request — a context switch of each thread per row. A batch is a statement per ROWS_PER_INSERT rows
-    (SQLite's limit of parameters allowing), the duplicates still skipped one by one (`xid`)."""
+    once per request — a context switch of each thread per row. A batch is a few statements of power-of-two
+    sizes (at most ROWS_PER_INSERT rows, SQLite's limit of parameters allowing), duplicates still skipped one by
+    one (`xid`)."""
     led = Ledger(tmp_path / "usage.sqlite3")
     rows = [row_of(exchange()) for _ in range(2_500)]
     statements: list[str] = []
@@ -214,9 +215,24 @@ def test_a_batch_is_a_few_statements_not_one_per_row(tmp_path):
     led.add(rows + rows[:10])  # a batch written again, in part: its rows taken once
     led._db.set_trace_callback(None)
     inserts = [s for s in statements if s.startswith("INSERT")]
-    per = ledger_mod.rows_per_insert(led._db)
-    assert per >= 1 and len(inserts) == -(-2_510 // per) <= 3
+    most = ledger_mod.rows_per_insert(led._db)
+    assert most & (most - 1) == 0 and len(inserts) <= 2_510 // most + most.bit_length()
     assert led.query("SELECT COUNT(*), COUNT(DISTINCT xid) FROM usage") == [(2_500, 2_500)]
+    led.close()
+
+
+def test_batches_of_any_size_share_a_few_statements(tmp_path):
+    """Issue: a statement per batch size — every size a new SQL text, each prepared and kept in the
+    connection's statement cache (128 of them, the largest with a thousand rows' parameters): the gateway's
+    memory grew by ~3 kB a request under load. Power-of-two sizes: a dozen texts at most, whatever the sizes."""
+    led = Ledger(tmp_path / "usage.sqlite3")
+    texts: set[str] = set()
+    led._db.set_trace_callback(lambda sql: texts.add(sql.split(" VALUES ")[0] + str(sql.count("),") + 1))
+                               if sql.startswith("INSERT") else None)
+    for n in range(1, 300):
+        led.add([row_of(exchange()) for _ in range(n)])
+    led._db.set_trace_callback(None)
+    assert len(texts) <= ledger_mod.rows_per_insert(led._db).bit_length()
     led.close()
 
 

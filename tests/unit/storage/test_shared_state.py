@@ -233,7 +233,7 @@ def test_the_ledger_takes_rows_from_two_gateways_and_qwen_usage_reads_them(backe
 
 
 def test_a_batch_over_one_insert_is_written_whole_and_once(backend, tmp_path):
-    """A batch is one INSERT per ROWS_PER_INSERT rows (not one per row): 2,500 rows take three, and a batch
+    """A batch is a few INSERTs of power-of-two sizes (not one per row): 2,500 rows take nine, and a batch
     written again (its storage failed after the commit) is still taken once, row by row."""
     rows = [{"ts": time.time(), "day": time.strftime("%Y-%m-%d"), "account": "a", "status": 200,
              "endpoint": "chat.completions", "xid": f"x{i}"} for i in range(2_500)]
