@@ -144,7 +144,7 @@ def _roots(errors) -> set[str]:
 @pytest.mark.parametrize("name, schema", [
     ("CreateChatCompletionRequest", rs.CHAT), ("CreateCompletionRequest", rs.COMPLETIONS),
     ("CreateResponseBody", rs.RESPONSES)], ids=["chat", "completions", "responses"])
-@settings(max_examples=60, deadline=None, derandomize=bool(os.environ.get("CI")),
+@settings(max_examples=30, deadline=None, derandomize=bool(os.environ.get("CI")),
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 @given(data=st.data())
 def test_a_body_is_refused_exactly_when_a_general_validator_refuses_it(name, schema, data):
