@@ -23,7 +23,7 @@ from ..storage.health import Health, StateUnavailable, local_failure, local_heal
 from ..observer import Observer
 from ..redact import safe_message
 from .ledger_pg import SharedLedger
-from .ledger_rows import COLUMNS, ERROR_CHARS, ROWS_PER_INSERT, batches, row_of, values
+from .ledger_rows import COLUMNS, ERROR_CHARS, ROWS_PER_INSERT, inserts, row_of
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -60,14 +60,12 @@ class Ledger:
         self._db.execute("CREATE INDEX IF NOT EXISTS usage_day ON usage (day)")
         self._db.execute("CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts)")
         self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS usage_xid ON usage (xid)")
+        self._most = rows_per_insert(self._db)
 
     def add(self, rows: list[dict]) -> None:
-        names = list(COLUMNS)
-        one = f"({', '.join('?' * len(names))})"
         with self._lock, transaction(self._db):  # one commit per batch, not per row
-            for part in batches(values(rows, names), rows_per_insert(self._db)):
-                self._db.execute(f"INSERT OR IGNORE INTO usage ({', '.join(names)}) "  # OR IGNORE: see `xid`
-                                 f"VALUES {', '.join([one] * len(part))}", [v for row in part for v in row])
+            for sql, args in inserts(rows, self._most, "?"):
+                self._db.execute(f"INSERT OR IGNORE INTO usage {sql}", args)  # OR IGNORE: see `xid`
 
     def query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..storage.pg import Database, deadline, placeholders, shown, unavailable
-from .ledger_rows import COLUMNS, ROWS_PER_INSERT, batches, values
+from .ledger_rows import COLUMNS, ROWS_PER_INSERT, inserts
 
 _PG_TYPES = {"REAL": "DOUBLE PRECISION", "INTEGER": "BIGINT", "TEXT": "TEXT"}
 PG_STEPS = (  # the ledger's schema in a shared database (storage/pg.py migrates it)
@@ -74,15 +74,10 @@ class SharedLedger:
         return result
 
     def add(self, rows: list[dict]) -> None:
-        names = list(COLUMNS)
-        got = values(rows, names)
-        one = f"({', '.join(['%s'] * len(names))})"
-
         def insert(conn: Any) -> None:
             with conn.transaction(), conn.cursor() as cur:  # one commit per batch
-                for part in batches(got, ROWS_PER_INSERT):  # a few statements, as in the file
-                    cur.execute(f"INSERT INTO usage ({', '.join(names)}) VALUES {', '.join([one] * len(part))} "
-                                "ON CONFLICT DO NOTHING", [v for row in part for v in row])  # see PG_STEPS
+                for sql, args in inserts(rows, ROWS_PER_INSERT, "%s"):  # a few statements, as in the file
+                    cur.execute(f"INSERT INTO usage {sql} ON CONFLICT DO NOTHING", args)  # see PG_STEPS
 
         self._use(insert, hurried=True)
 

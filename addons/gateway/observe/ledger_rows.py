@@ -62,6 +62,15 @@ def values(rows: list[dict], names: list[str]) -> list[tuple]:
     return out
 
 
+def inserts(rows: list[dict], most: int, mark: str) -> Iterator[tuple[str, list]]:
+    """The batch as INSERTs, each `(columns) VALUES (…), (…)` and its parameters (`mark`: the driver's
+    placeholder), shared by the file and the shared database."""
+    one = f"({', '.join([mark] * len(COLUMNS))})"
+    head = f"({', '.join(COLUMNS)}) VALUES "
+    for part in batches(values(rows, list(COLUMNS)), most):
+        yield head + ", ".join([one] * len(part)), [v for row in part for v in row]
+
+
 def batches(rows: list[tuple], most: int) -> Iterator[list[tuple]]:
     """The rows in INSERTs of power-of-two sizes, `most` (a power of two) at most: a few statements per batch
     (each step lets go of the GIL: one per row handed it back to the busy event loop once per request), and a
