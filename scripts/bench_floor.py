@@ -8,6 +8,8 @@ when asked:
     QWEN_BENCH_KEYS=1         the gateway with a named client key (`qwen-keys add`, generous limits)
     QWEN_BENCH_PG=1           the gateway with its state on PostgreSQL (`qwen_state_url`, a server started
                               as tests/helpers/pgserver.py does); with both: one more with keys and PostgreSQL
+    QWEN_BENCH_OWN_CLIENT=1   the floor with scripts/floor_own_client.py too: the gateway's shape (an async hook,
+                              its own upstream connections) without its logic — the gap split in two
 
 The load comes from wrk (Debian's `wrk`): a C client that leaves the two cores to the proxies, where a
 Python client competes with them. The targets alternate in rounds (each round starts with the next target)
@@ -35,6 +37,7 @@ from benchlib import BIN, ROOT, Procs, revision
 # bare mitmdump with the gateway's hook dispatch (seams/hook_dispatch.py) and nothing else: the floor
 FLOOR = "mitmdump + the hook dispatch alone"
 DISPATCH_ONLY = ROOT / "scripts" / "floor_dispatch.py"
+OWN_CLIENT = ROOT / "scripts" / "floor_own_client.py"
 RSS_AFTER = 10_000  # requests each target has served when its RSS is read
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 
@@ -100,6 +103,10 @@ def floor_targets(p: Procs, emu: str) -> list[Target]:
     found = [("mitmdump (no addon)", "bare", bare, upstream),
              (FLOOR, "dispatch", dispatch, upstream),
              ("gateway", "gateway", gateway, client)]
+    if os.environ.get("QWEN_BENCH_OWN_CLIENT"):
+        found.append(("the floor with its own upstream client", "own",
+                      p.mitmdump("own", emu, addon=False, args=("-s", str(DISPATCH_ONLY), "-s", str(OWN_CLIENT))),
+                      upstream))
     baseline = os.environ.get("QWEN_BENCH_BASELINE")
     if baseline:
         found.append((f"gateway at {revision(Path(baseline))}", "baseline",
