@@ -9,7 +9,7 @@ when asked:
     QWEN_BENCH_PG=1           the gateway with its state on PostgreSQL (`qwen_state_url`, a server started
                               as tests/helpers/pgserver.py does); with both: one more with keys and PostgreSQL
     QWEN_BENCH_OWN_CLIENT=1   the floor with scripts/floor_own_client.py too: the gateway's shape (an async hook,
-                              its own upstream connections) without its logic — the gap split in two
+                              the gateway's upstream client) without its logic — the gap split in two
 
 The load comes from wrk (Debian's `wrk`): a C client that leaves the two cores to the proxies, where a
 Python client competes with them. The targets alternate in rounds (each round starts with the next target)
