@@ -5,6 +5,11 @@ the gateway's alone (`bench.py instructions` counts the whole mitmdump process a
 
     .venv/bin/python scripts/bench_hooks.py [N]            # instructions per request (N: 500)
     .venv/bin/python scripts/bench_hooks.py [N] --python   # and the Python functions by inclusive instructions
+    .venv/bin/python scripts/bench_hooks.py [N] --long     # an agent's long conversation instead of "ping"
+
+`--long` sends what a coding agent sends on a late turn of a session: a system prompt, tools, 50 rounds of a
+user request, a tool call, its result and an answer (202 messages, 60 kB). Every turn of a session resends
+the whole conversation, so the gateway's work per message is what such clients pay on each request.
 
 It runs itself under valgrind's callgrind twice, WARM requests and WARM + N: the difference over N is one
 request, start-up excluded (PYTHONHASHSEED=0; the collector runs once, after the requests: runs still
@@ -26,7 +31,27 @@ import time
 from pathlib import Path
 
 WARM = 200
-BODY = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "ping"}]}).encode()
+PING = {"model": "gpt-4o", "messages": [{"role": "user", "content": "ping"}]}
+
+
+def long_conversation(rounds: int = 50) -> dict:
+    """A coding agent's request late in a session (see the module's docstring)."""
+    messages: list[dict] = [{"role": "system", "content": "You are a careful coding assistant. " * 50}]
+    for i in range(rounds):
+        messages += [
+            {"role": "user", "content": f"please fix the bug in file {i} " * 10},
+            {"role": "assistant", "content": None, "tool_calls": [{"id": f"call_{i}", "type": "function", "function": {
+                "name": "read", "arguments": json.dumps({"path": f"src/f{i}.py"})}}]},
+            {"role": "tool", "tool_call_id": f"call_{i}", "content": "file contents " * 40},
+            {"role": "assistant", "content": f"Fixed the bug in file {i}."}]
+    messages.append({"role": "user", "content": "ping"})
+    tool = {"type": "function", "function": {"name": "read", "description": "Read a file.", "parameters": {
+        "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}}
+    return {"model": "gpt-4o", "messages": messages, "tools": [tool]}
+
+
+LONG = os.environ.get("QWEN_BENCH_HOOKS_LONG") == "1"  # --long, handed to the runs under valgrind
+BODY = json.dumps(long_conversation() if LONG else PING).encode()
 ANSWER = (b'{"id":"chatcmpl-1","object":"chat.completion","created":1795503429,"model":"coder-model","choices":[{'
           b'"index":0,"message":{"role":"assistant","content":"Echo: ping","reasoning_content":"Thinking."},'
           b'"finish_reason":"stop","logprobs":null}],"usage":{"prompt_tokens":2,"completion_tokens":8,'
@@ -143,9 +168,12 @@ def main(argv: list[str]) -> int:
         run(int(argv[1]), int(argv[2]))
         return 0
     n = int(next((a for a in argv if a.isdigit()), "500"))
+    if "--long" in argv:
+        os.environ["QWEN_BENCH_HOOKS_LONG"] = "1"
+    what = "an agent's long conversation" if "--long" in argv else "whole chat request"
     with tempfile.TemporaryDirectory() as tmp:
         warm, total = callgrind(0, n, False, Path(tmp) / "warm.out"), callgrind(n, n, False, Path(tmp) / "all.out")
-        print(f"{(total - warm) / n:,.0f} instructions per whole chat request (the gateway's hooks, {n} requests)")
+        print(f"{(total - warm) / n:,.0f} instructions per {what} (the gateway's hooks, {n} requests)")
         if "--python" in argv:
             callgrind(n, n, True, Path(tmp) / "perf.out")
             python_functions(Path(tmp) / "perf.out", WARM + n)

@@ -31,7 +31,9 @@ def refuse_unsupported(body: dict) -> dict:
                           "unsupported_parameter")
     for i, m in enumerate(body.get("messages") or []):
         content = m.get("content") if isinstance(m, dict) else None
-        for j, part in enumerate(content if isinstance(content, list) else []):
+        if not isinstance(content, list):
+            continue  # text: no parts to look at
+        for j, part in enumerate(content):
             kind = part.get("type") if isinstance(part, dict) else None
             if kind in _UNSUPPORTED_PARTS:
                 raise unsupported(f"'{kind}' content parts are not supported: Qwen's chat models read text and "

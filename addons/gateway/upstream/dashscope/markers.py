@@ -47,6 +47,13 @@ def _chars(content: object) -> int:
     return 0
 
 
+def _call_chars(calls: object) -> int:
+    """The characters of a message's tool calls' arguments (they are part of the prompt's prefix)."""
+    if not isinstance(calls, list):
+        return 0
+    return sum(len(str((c.get("function") or {}).get("arguments") or "")) for c in calls if isinstance(c, dict))
+
+
 def place(body: dict, notes: list[str] | None = None) -> dict:
     """The body with its markers where Qwen reads them, at most four (see the module's docstring)."""
     out = dict(body)
@@ -65,6 +72,13 @@ def place(body: dict, notes: list[str] | None = None) -> dict:
         if not isinstance(m, dict):
             continue
         content = m.get("content")
+        if type(content) is str and "cache_control" not in m:  # most messages: only their length counts
+            chars += len(content)
+            if "tool_calls" in m:
+                chars += _call_chars(m["tool_calls"])
+            if system_end is None and j == 0 and m.get("role") == "system":
+                system_end = chars
+            continue
         if "cache_control" in m:  # on the message: Qwen reads markers on content parts only
             parts = _parts(content)
             m = {k: v for k, v in m.items() if k != "cache_control"}
@@ -82,8 +96,7 @@ def place(body: dict, notes: list[str] | None = None) -> dict:
                     content[k] = p
                     marks.append((j, k))
             messages[j] = {**m, "content": content}
-        chars += _chars(content) + sum(len(str((c.get("function") or {}).get("arguments") or ""))
-                                       for c in m.get("tool_calls") or [] if isinstance(c, dict))
+        chars += _chars(content) + _call_chars(m.get("tool_calls"))
         if system_end is None and m.get("role") == "system" and j == 0:
             system_end = chars
     if len(marks) > LIMIT:

@@ -38,19 +38,27 @@ def system_roles(messages: list[dict], notes: list[str] | None = None) -> list[d
     """`developer` becomes `system` (DashScope knows no developer role), and the system messages that open the
     conversation become one, so there is one leading system prompt to cache."""
     out: list[dict] = []
-    if any(m.get("role") == "developer" for m in messages):
+    roles = [m.get("role") for m in messages]
+    developer = "developer" in roles
+    if developer:
         note(notes, "developer messages sent as system (Qwen has no developer role)")
-    for m in messages:
-        if m.get("role") == "developer":
-            m = {**m, "role": "system"}
-        prev = out[-1] if out else None
-        if m.get("role") == "system" and prev is not None and all(x.get("role") == "system" for x in out):
+    i = 0
+    for i, role in enumerate(roles):  # the opening run of system prompts: joined where both are text
+        if role != "system" and role != "developer":
+            break
+        m = messages[i] if role == "system" else {**messages[i], "role": "system"}
+        if out:
+            prev = out[-1]
             a, b = _text(prev.get("content")), _text(m.get("content"))
             if a is not None and b is not None:
                 out[-1] = {**prev, "content": _joined(prev["content"], m["content"], a)}
                 continue
         out.append(m)
-    return out
+    else:
+        return out
+    if not developer:  # past the opening run only the role changes: a conversation without one is kept whole
+        return out + messages[i:]
+    return out + [{**m, "role": "system"} if role == "developer" else m for m, role in zip(messages[i:], roles[i:])]
 
 
 def _joined(a: str | list, b: str | list, a_text: str) -> str | list:

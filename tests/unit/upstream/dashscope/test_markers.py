@@ -3,6 +3,9 @@ first, at most four, the gateway's own only where room is left and they help, a 
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from qwen_gateway.upstream.dashscope import markers
 from qwen_gateway.upstream.dashscope.request import chat_to_qwen
 
@@ -117,3 +120,37 @@ def test_the_pass_through_keeps_marked_system_blocks():
                              {"type": "text", "text": "c"}]
     assert has_markers(body) and not has_markers({**body, "system": "a"})
     assert own_body({**body, "system": "a"}, [])["system"] == "a\n\nc"  # unmarked: one text, as before
+
+
+def _size(m: dict) -> int:
+    """A message's characters as the markers count them: its text, its tool calls' arguments."""
+    content = m.get("content")
+    text = len(content) if isinstance(content, str) else sum(
+        len(p["text"]) for p in content or [] if isinstance(p, dict) and isinstance(p.get("text"), str))
+    calls = m.get("tool_calls")
+    return text + sum(len(str((c.get("function") or {}).get("arguments") or "")) for c in calls
+                      if isinstance(c, dict)) if isinstance(calls, list) else text
+
+
+_call = st.fixed_dictionaries({"id": st.just("c"), "type": st.just("function"), "function": st.fixed_dictionaries(
+    {"name": st.just("f"), "arguments": st.sampled_from(["", "{}", "x" * 1500])})})
+
+
+@given(messages=st.lists(st.fixed_dictionaries(
+    {"role": st.sampled_from(["system", "user", "assistant", "tool"]),
+     "content": st.sampled_from(["", "q", "x" * 1000, "x" * 4095, LONG]) | st.none() | st.lists(
+         st.fixed_dictionaries({"type": st.just("text"), "text": st.sampled_from(["a", "x" * 2000])}), max_size=2)},
+    optional={"tool_calls": st.lists(_call, max_size=2) | st.none()}), min_size=1, max_size=6))
+def test_the_gateways_markers_go_where_the_prompt_is_long_enough(messages):
+    """Without the client's markers: the whole prompt marked once it reaches MIN_TOKENS (at four characters a
+    token), the leading system prompt when it does alone — whatever mix of text, parts and tool calls."""
+    out, _ = place({"messages": messages})
+    size = markers.MIN_TOKENS * markers.CHARS_PER_TOKEN
+    expected = []
+    if messages[0]["role"] == "system" and _size(messages[0]) >= size and markers._parts(messages[0]["content"]):
+        expected.append(f"messages.0.{len(markers._parts(messages[0]['content'])) - 1}")
+    last = len(messages) - 1
+    if sum(map(_size, messages)) >= size and markers._parts(messages[last]["content"]) and \
+            f"messages.{last}.{len(markers._parts(messages[last]['content'])) - 1}" not in expected:
+        expected.append(f"messages.{last}.{len(markers._parts(messages[last]['content'])) - 1}")
+    assert sorted(where(out)) == sorted(expected)

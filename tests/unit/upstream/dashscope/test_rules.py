@@ -257,6 +257,41 @@ def test_session_ids_are_the_ones_they_always_were(model, messages, cache_key):
         _session_id_as_before({"model": "m", "messages": [{"role": "user", "content": "\ud83d lone"}]})
 
 
+def _system_roles_as_before(messages: list[dict]) -> list[dict]:
+    """R1 as it was first written (one pass, every message looked at): the reference the faster one keeps to."""
+    out: list[dict] = []
+    for m in messages:
+        if m.get("role") == "developer":
+            m = {**m, "role": "system"}
+        prev = out[-1] if out else None
+        if m.get("role") == "system" and prev is not None and all(x.get("role") == "system" for x in out):
+            a, b = rules._text(prev.get("content")), rules._text(m.get("content"))
+            if a is not None and b is not None:
+                out[-1] = {**prev, "content": rules._joined(prev["content"], m["content"], a)}
+                continue
+        out.append(m)
+    return out
+
+
+_marked_text = st.fixed_dictionaries({"type": st.just("text"), "text": st.text(max_size=3)},
+                                     optional={"cache_control": st.just({"type": "ephemeral"})})
+
+
+@given(messages=st.lists(st.fixed_dictionaries(
+    {"role": st.sampled_from(["system", "developer", "user", "assistant", "tool", 7])},
+    optional={"content": st.text(max_size=3) | st.none() | st.lists(_marked_text, max_size=2) | _json}), max_size=7))
+def test_system_roles_are_what_they_always_were(messages):
+    """Only the opening run of system prompts is walked now; a conversation without a developer message keeps
+    the rest as it came (the same message objects)."""
+    notes: list[str] = []
+    out = rules.system_roles(messages, notes)
+    assert out == _system_roles_as_before(messages)
+    assert bool(notes) == any(m.get("role") == "developer" for m in messages)
+    if not notes:
+        opening = next((i for i, m in enumerate(messages) if m.get("role") != "system"), len(messages))
+        assert all(a is b for a, b in zip(reversed(out), reversed(messages[opening:])))
+
+
 def test_a_session_id_makes_no_json_encoder(monkeypatch):
     """The opening's JSON (and a non-text content's) is written by encoders made once, not one per request."""
     body = {"model": "m", "messages": [{"role": "system", "content": [{"type": "image_url", "image_url": {}}]}, USER]}
