@@ -170,7 +170,7 @@ def main(argv: list[str]) -> int:
     n = int(next((a for a in argv if a.isdigit()), "500"))
     if "--long" in argv:
         os.environ["QWEN_BENCH_HOOKS_LONG"] = "1"
-    what = "an agent's long conversation" if "--long" in argv else "whole chat request"
+    what = "request with an agent's long conversation" if "--long" in argv else "whole chat request"
     with tempfile.TemporaryDirectory() as tmp:
         warm, total = callgrind(0, n, False, Path(tmp) / "warm.out"), callgrind(n, n, False, Path(tmp) / "all.out")
         print(f"{(total - warm) / n:,.0f} instructions per {what} (the gateway's hooks, {n} requests)")

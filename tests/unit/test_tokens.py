@@ -132,6 +132,36 @@ def test_without_the_buffer_long_text_is_counted_in_pieces_like_the_whole():
     assert enc.count("x" * 300_000) == len(whole.encode("x" * 300_000))  # no space to cut at
 
 
+def _counting(calls: list[str]) -> tokens.Encoding:
+    """The real encoding, its tokenizer calls recorded."""
+    real = encoding()
+    return tokens.Encoding(real.method, lambda t: calls.append(t) or real.encode(t), None)
+
+
+def test_a_long_text_is_counted_once_and_remembered_by_its_digest():
+    """Each turn of a session resends the conversation: its earlier messages are not tokenized again."""
+    calls: list[str] = []
+    enc = _counting(calls)
+    text = "An earlier message of the session, resent on every turn. " * 40
+    assert enc.count(text) == enc.count(text) == len(encoding().encode(text)) and len(calls) == 1
+    assert list(enc.memo) == [__import__("hashlib").blake2b(text.encode(), digest_size=16).digest()]  # no text kept
+    assert enc.count("short") == enc.count("short") == 1 and len(calls) == 3  # about as fast to count as to look up
+    assert enc.count("lone \ud800 " * 100) == len(encoding().encode("lone \ud800 " * 100))
+
+
+def test_the_remembered_counts_are_bounded(monkeypatch):
+    monkeypatch.setattr(tokens, "MEMO_ENTRIES", 3)
+    calls: list[str] = []
+    enc = _counting(calls)
+    texts = [f"message {i} " * 100 for i in range(5)]
+    for t in texts:
+        enc.count(t)
+    assert len(enc.memo) == 3
+    enc.count(texts[-1])
+    enc.count(texts[0])  # the oldest went first
+    assert calls == [*texts, texts[0]]
+
+
 # A cl100k token is at least one byte: the count of a body never exceeds its compact JSON's length in bytes
 # (plus the fixed amount per image). The context guard relies on this to skip counting small bodies.
 _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=200)
