@@ -49,9 +49,12 @@ def _chars(content: object) -> int:
 
 def _call_chars(calls: object) -> int:
     """The characters of a message's tool calls' arguments (they are part of the prompt's prefix)."""
-    if not isinstance(calls, list):
-        return 0
-    return sum(len(str((c.get("function") or {}).get("arguments") or "")) for c in calls if isinstance(c, dict))
+    total = 0
+    if isinstance(calls, list):
+        for c in calls:  # a loop, not sum() over a generator: called for every message that has calls
+            if isinstance(c, dict):
+                total += len(str((c.get("function") or {}).get("arguments") or ""))
+    return total
 
 
 def place(body: dict, notes: list[str] | None = None) -> dict:

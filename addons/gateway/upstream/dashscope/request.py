@@ -87,7 +87,7 @@ def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None 
         out.pop("tools", None)
         out.pop("tool_choice", None)
         out.pop("parallel_tool_calls", None)
-    if any(isinstance(m.get("content"), list) for m in out["messages"]):  # images come in lists of parts only
+    if rules.has_parts(out["messages"]):  # images come in lists of parts only
         out["messages"] = params.tool_images(out["messages"], notes)
         out = rules.route_vision(out, oauth=oauth, default_model=default_model, notes=notes)
     out = search.search_knobs(out, oauth=oauth, notes=notes)  # on the model that answers (after vision routing)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from itertools import repeat
 
 from ... import ids, jsonio
 from ...exchange import note
@@ -116,7 +117,21 @@ def clamp_output(body: dict, notes: list[str] | None = None) -> dict:
 def has_image(messages: list[dict]) -> bool:
     """An image part in OpenAI's form (`image_url`), or an Anthropic `image` block (a plan's Anthropic base takes
     those, also inside a tool result)."""
-    return any(isinstance(m, dict) and _images(m.get("content")) for m in messages)
+    return any(_images(content) for content in contents(messages) if type(content) is list)
+
+
+def contents(messages: list[dict]) -> list:
+    """Each message's content (None where it has none), read in C: a pass over a long conversation's
+    messages costs a few microseconds."""
+    try:
+        return list(map(dict.get, messages, repeat("content")))
+    except TypeError:  # an item that is no object
+        return [m.get("content") if isinstance(m, dict) else None for m in messages]
+
+
+def has_parts(messages: list[dict]) -> bool:
+    """Whether some message's content is a list of parts: images, markers and tool results come in those only."""
+    return list in map(type, contents(messages))
 
 
 def _images(content: object) -> bool:
