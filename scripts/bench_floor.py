@@ -10,6 +10,8 @@ when asked:
                               as tests/helpers/pgserver.py does); with both: one more with keys and PostgreSQL
     QWEN_BENCH_OWN_CLIENT=1   the floor with scripts/floor_own_client.py too: the gateway's shape (an async hook,
                               the gateway's upstream client) without its logic — the gap split in two
+    QWEN_BENCH_LONG=1         an agent's long conversation (bench_http.long_conversation: 202 messages, 60 kB)
+                              instead of the small request: the work the gateway does per message
 
 The load comes from wrk (Debian's `wrk`): a C client that leaves the two cores to the proxies, where a
 Python client competes with them. The targets alternate in rounds (each round starts with the next target)
@@ -31,7 +33,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench_http import CHAT, Req, as_sent_upstream, chat
+from bench_http import CHAT, Req, as_sent_upstream, chat, long_conversation
 from benchlib import BIN, ROOT, Procs, revision
 
 # bare mitmdump with the gateway's hook dispatch (seams/hook_dispatch.py) and nothing else: the floor
@@ -39,6 +41,7 @@ FLOOR = "mitmdump + the hook dispatch alone"
 DISPATCH_ONLY = ROOT / "scripts" / "floor_dispatch.py"
 OWN_CLIENT = ROOT / "scripts" / "floor_own_client.py"
 RSS_AFTER = 10_000  # requests each target has served when its RSS is read
+LONG = bool(os.environ.get("QWEN_BENCH_LONG"))
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 
 
@@ -95,7 +98,7 @@ def _key(home: Path, name: str, state_url: str | None) -> str:
 
 
 def floor_targets(p: Procs, emu: str) -> list[Target]:
-    client = chat("client-key-ignored", CHAT)
+    client = chat("client-key-ignored", long_conversation() if LONG else CHAT)
     gateway = p.gateway(emu)
     upstream = as_sent_upstream(emu, gateway, client)
     bare = p.mitmdump("bare", emu, addon=False)
@@ -166,7 +169,8 @@ def bench_floor(rounds: int, seconds: float) -> dict:
                 while t.served < RSS_AFTER:
                     t.served += wrk(t.url, t.script, 16, 2)["requests"]
             rows = _rows(p, targets)
-            return {"scenario": f"floor: a small chat request, wrk, {rounds} alternating rounds of {seconds:g} s "
+            what = "an agent's long conversation (202 messages, 60 kB)" if LONG else "a small chat request"
+            return {"scenario": f"floor: {what}, wrk, {rounds} alternating rounds of {seconds:g} s "
                                 "at concurrency 1 and 16 (medians, [min–max]); the gateway: "
                                 f"{rows['gateway']['vs_floor']} of {FLOOR} in req/s at 16 "
                                 f"({rows['gateway']['vs_floor_cpu']} on a core of its own), p50 "

@@ -7,9 +7,9 @@ the gateway's alone (`bench.py instructions` counts the whole mitmdump process a
     .venv/bin/python scripts/bench_hooks.py [N] --python   # and the Python functions by inclusive instructions
     .venv/bin/python scripts/bench_hooks.py [N] --long     # an agent's long conversation instead of "ping"
 
-`--long` sends what a coding agent sends on a late turn of a session: a system prompt, tools, 50 rounds of a
-user request, a tool call, its result and an answer (202 messages, 60 kB). Every turn of a session resends
-the whole conversation, so the gateway's work per message is what such clients pay on each request.
+`--long` sends what a coding agent sends on a late turn of a session (bench_http.long_conversation: 202
+messages, 60 kB). Every turn of a session resends the whole conversation, so the gateway's work per message
+is what such clients pay on each request.
 
 It runs itself under valgrind's callgrind twice, WARM requests and WARM + N: the difference over N is one
 request, start-up excluded (PYTHONHASHSEED=0; the collector runs once, after the requests: runs still
@@ -30,26 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_http import long_conversation
+
 WARM = 200
 PING = {"model": "gpt-4o", "messages": [{"role": "user", "content": "ping"}]}
-
-
-def long_conversation(rounds: int = 50) -> dict:
-    """A coding agent's request late in a session (see the module's docstring)."""
-    messages: list[dict] = [{"role": "system", "content": "You are a careful coding assistant. " * 50}]
-    for i in range(rounds):
-        messages += [
-            {"role": "user", "content": f"please fix the bug in file {i} " * 10},
-            {"role": "assistant", "content": None, "tool_calls": [{"id": f"call_{i}", "type": "function", "function": {
-                "name": "read", "arguments": json.dumps({"path": f"src/f{i}.py"})}}]},
-            {"role": "tool", "tool_call_id": f"call_{i}", "content": "file contents " * 40},
-            {"role": "assistant", "content": f"Fixed the bug in file {i}."}]
-    messages.append({"role": "user", "content": "ping"})
-    tool = {"type": "function", "function": {"name": "read", "description": "Read a file.", "parameters": {
-        "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}}
-    return {"model": "gpt-4o", "messages": messages, "tools": [tool]}
-
-
 LONG = os.environ.get("QWEN_BENCH_HOOKS_LONG") == "1"  # --long, handed to the runs under valgrind
 BODY = json.dumps(long_conversation() if LONG else PING).encode()
 ANSWER = (b'{"id":"chatcmpl-1","object":"chat.completion","created":1795503429,"model":"coder-model","choices":[{'

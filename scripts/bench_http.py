@@ -17,6 +17,23 @@ PROCESS = {"mitmdump (no addon)": "bare", "mitmdump (no addon), plain body": "ba
 Req = tuple[str, dict[str, str], bytes]  # path, headers, body
 
 
+def long_conversation(rounds: int = 50) -> dict:
+    """What a coding agent sends late in a session: a system prompt, a tool, `rounds` rounds of a user request,
+    a tool call, its result and an answer, and the new question (202 messages, 60 kB by default)."""
+    messages: list[dict] = [{"role": "system", "content": "You are a careful coding assistant. " * 50}]
+    for i in range(rounds):
+        messages += [
+            {"role": "user", "content": f"please fix the bug in file {i} " * 10},
+            {"role": "assistant", "content": None, "tool_calls": [{"id": f"call_{i}", "type": "function", "function": {
+                "name": "read", "arguments": json.dumps({"path": f"src/f{i}.py"})}}]},
+            {"role": "tool", "tool_call_id": f"call_{i}", "content": "file contents " * 40},
+            {"role": "assistant", "content": f"Fixed the bug in file {i}."}]
+    messages.append({"role": "user", "content": "ping"})
+    tool = {"type": "function", "function": {"name": "read", "description": "Read a file.", "parameters": {
+        "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}}
+    return {"model": "gpt-4o", "messages": messages, "tools": [tool]}
+
+
 def chat(key: str, body: dict) -> Req:
     return "/v1/chat/completions", {"authorization": f"Bearer {key}", "content-type": "application/json"}, \
         json.dumps(body).encode()
