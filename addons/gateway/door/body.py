@@ -35,8 +35,9 @@ def content_encoding(req: http.Request) -> str:
 
 
 def parse_json(content: bytes) -> dict:
+    content = content or b""
     try:
-        body = loads_client(content or b"")
+        body = loads_client(content)
         if maybe_surrogate(content):
             body = json.loads(valid_text(json.dumps(body, ensure_ascii=False)))
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -72,13 +73,13 @@ class BodyTooLarge(Exception):
 # sent breaks a later writer (mitmproxy's flow files, SQLite, the ledger). Escaped pairs are joined by
 # json.loads; only the rare body with a surrogate escape at all is walked again.
 _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+_STEP = 64 * 1024
 
 
 def maybe_surrogate(content: bytes) -> bool:
     """A `\\ud800` escape (or its raw bytes) in the body: maybe a lone surrogate. The regex scans every byte
     (its alternation has no literal to skip to): three substring searches first leave it the rare body."""
     return (b"\\ud" in content or b"\\uD" in content or b"\xed" in content) and _SURROGATE.search(content) is not None
-_STEP = 64 * 1024
 
 
 def _zlib(raw: bytes, limit: int, wbits: int) -> bytes:

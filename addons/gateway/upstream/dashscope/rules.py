@@ -117,7 +117,7 @@ def clamp_output(body: dict, notes: list[str] | None = None) -> dict:
 def has_image(messages: list[dict]) -> bool:
     """An image part in OpenAI's form (`image_url`), or an Anthropic `image` block (a plan's Anthropic base takes
     those, also inside a tool result)."""
-    return any(_images(content) for content in contents(messages) if type(content) is list)
+    return any(_images(content) for content in contents(messages) if isinstance(content, list))
 
 
 def contents(messages: list[dict]) -> list:
