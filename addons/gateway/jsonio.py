@@ -8,7 +8,8 @@ there: what goes to Qwen is valid UTF-8 with no escape a strict server could cho
 Client bodies (`loads_client`) are read by orjson too, twice as fast on an agent's long conversation, except
 where it would read them differently: it turns an integer beyond 64 bits into a float (the client's numbers
 go to Qwen as sent), and refuses what the standard library takes (NaN, 1E400, a byte-order mark, a lone
-surrogate, a body in UTF-16): those bodies are read by the standard library, as before.
+surrogate, a body in UTF-16): those bodies are read by the standard library, as before, a lone surrogate
+becoming U+FFFD.
 """
 
 from __future__ import annotations
@@ -44,15 +45,26 @@ _DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
 _LONG_NUMBER = b"0" * 19
 
 
+# A lone surrogate (what JavaScript's JSON.stringify writes for a string cut inside an emoji) is no Unicode
+# text: it becomes U+FFFD as the body is read, as it would on the wire to Qwen, so that nothing the client
+# sent breaks a later writer (mitmproxy's flow files, SQLite, the ledger). orjson refuses one; json.loads
+# joins escaped pairs, and only a body with a surrogate's escape (or its raw bytes) at all is walked again.
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
 def loads_client(data: bytes) -> object:
-    """A client's JSON body: what `json.loads` returns for it, or the error it raises (ValueError,
-    UnicodeDecodeError, RecursionError). tests/unit/test_jsonio.py holds the two readers to the same results."""
+    """A client's JSON body: what `json.loads` returns for it, each lone surrogate as U+FFFD, or the error it
+    raises (ValueError, UnicodeDecodeError, RecursionError). tests/unit/test_jsonio.py holds the two readers
+    to the same results."""
     if _LONG_NUMBER not in data.translate(_DIGITS):
         try:
-            return orjson.loads(data)
+            return orjson.loads(data)  # it takes no lone surrogate: nothing to mend
         except orjson.JSONDecodeError:
             pass  # not JSON to orjson: the standard library decides (and words the error)
-    return json.loads(data)
+    value = json.loads(data)
+    if _SURROGATE.search(data):
+        value = json.loads(valid_text(json.dumps(value, ensure_ascii=False)))
+    return value
 
 
 def loads_answer(data: bytes | str) -> object:

@@ -3,13 +3,10 @@ has none: a few hundred bytes of zstd can unpack to gigabytes), then parsed once
 
 from __future__ import annotations
 
-import json
-import re
-
 from mitmproxy import http
 
 from ..errors import GatewayError
-from ..jsonio import loads_client, valid_text
+from ..jsonio import loads_client
 from ..exchange import Exchange
 from .access import too_large
 
@@ -35,11 +32,8 @@ def content_encoding(req: http.Request) -> str:
 
 
 def parse_json(content: bytes) -> dict:
-    content = content or b""
     try:
-        body = loads_client(content)
-        if maybe_surrogate(content):
-            body = json.loads(valid_text(json.dumps(body, ensure_ascii=False)))
+        body = loads_client(content or b"")  # a lone surrogate read as U+FFFD (jsonio.py)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise GatewayError(400, "We could not parse the JSON body of your request. (HINT: This likely means "
                                 "you aren't using your HTTP library correctly.)", code="invalid_json") from None
@@ -68,18 +62,7 @@ class BodyTooLarge(Exception):
     pass
 
 
-# A lone surrogate (what JavaScript's JSON.stringify writes for a string cut inside an emoji) is no Unicode
-# text: it becomes U+FFFD as the body is read, as it would on the wire to Qwen, so that nothing the client
-# sent breaks a later writer (mitmproxy's flow files, SQLite, the ledger). Escaped pairs are joined by
-# json.loads; only the rare body with a surrogate escape at all is walked again.
-_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 _STEP = 64 * 1024
-
-
-def maybe_surrogate(content: bytes) -> bool:
-    """A `\\ud800` escape (or its raw bytes) in the body: maybe a lone surrogate. The regex scans every byte
-    (its alternation has no literal to skip to): three substring searches first leave it the rare body."""
-    return (b"\\ud" in content or b"\\uD" in content or b"\xed" in content) and _SURROGATE.search(content) is not None
 
 
 def _zlib(raw: bytes, limit: int, wbits: int) -> bytes:
