@@ -30,12 +30,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_http import long_conversation
+from bench_http import CHAT, long_conversation
 
 WARM = 200
-PING = {"model": "gpt-4o", "messages": [{"role": "user", "content": "ping"}]}
 LONG = os.environ.get("QWEN_BENCH_HOOKS_LONG") == "1"  # --long, handed to the runs under valgrind
-BODY = json.dumps(long_conversation() if LONG else PING).encode()
+BODY = json.dumps(long_conversation() if LONG else CHAT).encode()
 ANSWER = (b'{"id":"chatcmpl-1","object":"chat.completion","created":1795503429,"model":"coder-model","choices":[{'
           b'"index":0,"message":{"role":"assistant","content":"Echo: ping","reasoning_content":"Thinking."},'
           b'"finish_reason":"stop","logprobs":null}],"usage":{"prompt_tokens":2,"completion_tokens":8,'
