@@ -98,7 +98,7 @@ class Exchange:
     stream: bool = False
     started: float = field(default_factory=time.monotonic)
     started_at: float = field(default_factory=time.time)
-    id: str = field(default_factory=ids.hex_id)
+    id: str = field(default_factory=ids.exchange_id)  # sorts by time (the ledger's index)
     created: int = field(default_factory=lambda: int(time.time()))
     # upstream
     chat_body: dict = field(default_factory=dict)  # the request in OpenAI chat-completions form

@@ -43,7 +43,7 @@ COLUMNS: dict[str, str] = {
     "cache_write_tokens": "INTEGER",  # stored in Qwen's explicit cache (billed at 125% of the input price)
     "cache_kind": "TEXT",  # explicit or implicit: which cache the request used (their hits are priced apart)
     "cache_saved": "REAL",  # USD the caches took off the prompt's price (negative: writes that cost more)
-    "xid": "TEXT",  # the exchange's id (random, 128 bits): a batch written again is taken once (UNIQUE)
+    "xid": "TEXT",  # the exchange's id (time, then 80 random bits): a batch written again is taken once (UNIQUE)
 }
 
 

@@ -221,6 +221,20 @@ def test_a_batch_is_a_few_statements_not_one_per_row(tmp_path):
     led.close()
 
 
+def test_a_batch_on_a_long_ledger_writes_a_few_pages(tmp_path):
+    """Issue: the UNIQUE index on `xid` took random ids, so each row of a batch landed on a leaf page of its own:
+    on a file of 20,000 rows a batch of 200 wrote ~200 pages (SQLite's log counts them), and a file larger than
+    SQLite's cache read each of them first. Exchange ids sort by time (ids.exchange_id): rows append."""
+    led = Ledger(tmp_path / "usage.sqlite3")
+    for _ in range(100):
+        led.add([row_of(exchange()) for _ in range(200)])
+    led.query("PRAGMA wal_checkpoint(TRUNCATE)")
+    led.add([row_of(exchange()) for _ in range(200)])
+    [(_, pages, _)] = led.query("PRAGMA wal_checkpoint(PASSIVE)")  # the pages the batch wrote to SQLite's log
+    assert pages <= 40
+    led.close()
+
+
 def test_batches_of_any_size_share_a_few_statements(tmp_path):
     """Issue: a statement per batch size — every size a new SQL text, each prepared and kept in the
     connection's statement cache (128 of them, the largest with a thousand rows' parameters): the gateway's

@@ -94,7 +94,7 @@ class BackgroundRuns:
         rid = ex.extra["response_id"]
         queued = cast(dict[str, Any], response_object(body, response_id=rid, created_at=ex.created, status="queued",
                                                       output=[]))
-        turn = dataclasses.replace(ex, id=ids.hex_id(), started=time.monotonic(), stream=True,
+        turn = dataclasses.replace(ex, id=ids.exchange_id(), started=time.monotonic(), stream=True,
                                    chat_body={**ex.chat_body, "stream": True}, tried=[], retries=[],
                                    notes=[*ex.notes, "background"], extra=dict(ex.extra),
                                    keep_before_end=False, write=None, gate=None, final=None)  # kept at its end
