@@ -217,10 +217,30 @@ def prompt_of(body: dict) -> Prompt:
     return p
 
 
+_PLAIN_MESSAGE = frozenset(("role", "content", "name"))  # a message whose one text is its string content
+_OTHER_TEXT = ("instructions", "input", "prompt", "tools")  # a body with any of these takes the walk
+
+
+def _plain_chat_estimate(body: dict) -> int | None:
+    """Characters / 4 of a chat body of plain messages (role, string content): what the walk below gives, without
+    its look at every text key of every message. None for any other shape."""
+    messages = body.get("messages")
+    if type(messages) is not list or any(key in body for key in _OTHER_TEXT):
+        return None
+    total = MESSAGE_OVERHEAD * len(messages)
+    for m in messages:
+        if type(m) is not dict or type(content := m.get("content")) is not str or not m.keys() <= _PLAIN_MESSAGE:
+            return None
+        total += (len(content) + 3) // 4  # CHARACTERS.count
+    return total
+
+
 def estimate_request_tokens(body: dict, exact: bool = True) -> tuple[int, str]:
     """(estimated prompt tokens, method) for a chat / responses / completions / embeddings body.
     Exact (for the encoding) up to EXACT_CHARS characters of text, sampled above; bounded either way.
     `exact=False`: characters / 4 (method ESTIMATE), tiktoken not even loaded."""
+    if not exact and (plain := _plain_chat_estimate(body)) is not None:
+        return plain, ESTIMATE
     enc = encoding() if exact else CHARACTERS
     p = prompt_of(body)
     texts = [*p.texts, p.tools] if p.tools else p.texts

@@ -388,3 +388,45 @@ async def test_running_loads_the_encoding_in_the_worker(fresh_encoding):
         await asyncio.sleep(0.01)
     assert encoding.cache_info().currsize == 1
     est.done()
+
+
+_MESSAGE_VALUES = st.one_of(st.text(max_size=40), st.none(), st.integers(), st.lists(st.text(max_size=5), max_size=2),
+                            st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url"]), "text": st.text(max_size=9)}))
+_CALLS = st.lists(st.fixed_dictionaries({"function": st.fixed_dictionaries({"name": st.text(max_size=5),
+                                                                           "arguments": st.text(max_size=9)})}), max_size=2)
+_MESSAGE = st.one_of(
+    st.dictionaries(st.sampled_from(["role", "content", "name", "refusal", "reasoning_content", "type", "text"]),
+                    _MESSAGE_VALUES, max_size=4),
+    st.fixed_dictionaries({"role": st.just("assistant"), "content": st.text(max_size=9), "tool_calls": _CALLS}))
+_BODY = st.fixed_dictionaries({"messages": st.one_of(st.lists(st.one_of(_MESSAGE, st.integers(), st.text(max_size=3)),
+                                                              max_size=5), st.text(max_size=5), st.none())},
+                              optional={"model": st.text(max_size=5), "tools": st.lists(st.just({"type": "function"}), max_size=1),
+                                        "prompt": st.text(max_size=9), "input": st.text(max_size=9),
+                                        "instructions": st.text(max_size=9), "stream": st.booleans()})
+
+
+def _walked(body: dict) -> int:
+    """The estimate as the general walk gives it (tokens.prompt_of), whatever the body's shape."""
+    p = tokens.prompt_of(body)
+    texts = [*p.texts, p.tools] if p.tools else p.texts
+    return (p.token_ids + p.images * IMAGE_TOKENS + MESSAGE_OVERHEAD * p.messages
+            + sum(tokens.CHARACTERS.count(t) for t in texts))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_BODY)
+def test_the_estimate_of_plain_chat_messages_is_the_general_walks(body):
+    """A chat body of role-and-text messages (most requests) is estimated without the general walk over every
+    text key of every message; any other shape takes the walk. Both give the same figure."""
+    assert estimate_request_tokens(body, exact=False) == (_walked(body), tokens.ESTIMATE)
+
+
+def test_plain_chat_messages_skip_the_general_walk(monkeypatch):
+    walked = []
+    monkeypatch.setattr(tokens, "prompt_of", lambda body: walked.append(body) or tokens.Prompt(texts=[]))
+    plain = {"model": "m", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "ping"}]}
+    assert estimate_request_tokens(plain, exact=False) == (2 * MESSAGE_OVERHEAD + 2 + 1, tokens.ESTIMATE)
+    assert walked == []
+    estimate_request_tokens({**plain, "tools": [{"type": "function"}]}, exact=False)
+    estimate_request_tokens(plain, exact=True)  # tiktoken counts: the walk gives it the texts
+    assert len(walked) == 2
