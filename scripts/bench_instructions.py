@@ -13,7 +13,9 @@ which the instruction count alone does not see (docs/performance.md).
 
 The floor is sent what the gateway sends upstream (bench_http.as_sent_upstream), so the emulator's work is the
 same and the difference is the proxies' own. QWEN_BENCH_BASELINE=DIR adds another checkout's gateway (its own
-.venv and addons/qwen.py). Needs valgrind (apt: valgrind).
+.venv and addons/qwen.py). QWEN_BENCH_L2="size,ways,line" simulates another L2: run at a few sizes, the
+misses fall to nothing once a request's code and data fit, which measures that footprint. Needs valgrind
+(apt: valgrind).
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from benchlib import Procs, revision
 
 WARM = 40
 L1 = "32768,8,64"  # this machine's L1 (instructions and data: 32 KiB, 8-way, 64-byte lines)
-L2 = "1048576,16,64"  # its L2, simulated as the last level (1 MiB a core, 16-way)
+# its L2, simulated as the last level (1 MiB a core, 16-way); QWEN_BENCH_L2 another ("size,ways,line", e.g.
+# 2097152,16,64): where the misses stop says how much a request touches (docs/performance.md)
+L2 = os.environ.get("QWEN_BENCH_L2", "1048576,16,64")
 EVENTS = {"Ir": "instructions", "L1m": "L1 misses", "L2m": "L2 misses (code)", "L2dm": "L2 misses (data)",
           "Bm": "mispredicted branches"}
 
@@ -99,5 +103,5 @@ def bench_instructions(n: int = 300) -> dict:
     results = {name: {**{EVENTS.get(k, k): round(v) for k, v in m.items()},
                       "vs_floor (instructions)": round(floor["Ir"] / m["Ir"], 3),
                       "vs_floor (cycles)": round(floor["cycles"] / m["cycles"], 3)} for name, m in measured.items()}
-    return {"scenario": f"per request (callgrind with caches and branches simulated, {n} sequential whole chat "
-                        "requests)", "results": results}
+    return {"scenario": f"per request (callgrind with caches and branches simulated, L2 {L2}, {n} sequential "
+                        "whole chat requests)", "results": results}
