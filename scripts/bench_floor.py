@@ -1,8 +1,9 @@
 """The floor (scripts/bench.py floor): the gateway against bare mitmdump for a small chat request — p50 at
 concurrency 1, requests/s at concurrency 16, CPU per request and RSS after 10,000 requests — in one run,
 beside bare mitmdump with the gateway's hook dispatch and nothing else of the gateway (scripts/
-floor_dispatch.py: the floor the gateway's own work is measured against, `vs_floor`), and more gateways
-when asked:
+floor_dispatch.py: the floor the gateway's own work is measured against, `vs_floor`), bare mitmdump with
+both of the gateway's seams on mitmproxy's request path (scripts/floor_seams.py: the hook dispatch and the
+message checks), and more gateways when asked:
 
     QWEN_BENCH_BASELINE=DIR   another checkout's gateway (its own .venv and addons/qwen.py): before a change
     QWEN_BENCH_KEYS=1         the gateway with a named client key (`qwen-keys add`, generous limits)
@@ -38,8 +39,12 @@ from benchlib import BIN, ROOT, Procs, revision
 
 # bare mitmdump with the gateway's hook dispatch (seams/hook_dispatch.py) and nothing else: the floor
 FLOOR = "mitmdump + the hook dispatch alone"
+# and with the gateway's other seam on mitmproxy's request path (seams/message_checks.py): mitmproxy as fast as
+# the gateway makes it, so that the gap to the gateway is its own work alone
+FLOOR_SEAMS = "mitmdump + the hook dispatch and the message checks"
 DISPATCH_ONLY = ROOT / "scripts" / "floor_dispatch.py"
 OWN_CLIENT = ROOT / "scripts" / "floor_own_client.py"
+SEAMS = ROOT / "scripts" / "floor_seams.py"
 RSS_AFTER = 10_000  # requests each target has served when its RSS is read
 LONG = bool(os.environ.get("QWEN_BENCH_LONG"))
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
@@ -103,8 +108,10 @@ def floor_targets(p: Procs, emu: str) -> list[Target]:
     upstream = as_sent_upstream(emu, gateway, client)
     bare = p.mitmdump("bare", emu, addon=False)
     dispatch = p.mitmdump("dispatch", emu, addon=False, args=("-s", str(DISPATCH_ONLY)))
+    seams = p.mitmdump("seams", emu, addon=False, args=("-s", str(SEAMS)))
     found = [("mitmdump (no addon)", "bare", bare, upstream),
              (FLOOR, "dispatch", dispatch, upstream),
+             (FLOOR_SEAMS, "seams", seams, upstream),
              ("gateway", "gateway", gateway, client)]
     if os.environ.get("QWEN_BENCH_OWN_CLIENT"):
         found.append(("the floor with its own upstream client", "own",
@@ -174,13 +181,19 @@ def bench_floor(rounds: int, seconds: float) -> dict:
                                 "at concurrency 1 and 16 (medians, [min–max]); the gateway: "
                                 f"{rows['gateway']['vs_floor']} of {FLOOR} in req/s at 16 "
                                 f"({rows['gateway']['vs_floor_cpu']} on a core of its own), p50 "
-                                f"{rows['gateway']['p50_vs_floor_ms']:+.3f} ms",
+                                f"{rows['gateway']['p50_vs_floor_ms']:+.3f} ms; of {FLOOR_SEAMS}: "
+                                f"{_ratio(targets, 'gateway', 'seams')} in req/s at 16",
                     "results": rows}
         finally:
             server = getattr(p, "pg", None)
             if server is not None:
                 p.__exit__()  # the gateways first: they hold connections to the server
                 server.stop()
+
+
+def _ratio(targets: list[Target], proc: str, of: str) -> str:
+    by = {t.proc: statistics.median(t.rps) for t in targets}
+    return f"{by[proc] / by[of]:.2f}×"
 
 
 def _rows(p: Procs, targets: list[Target]) -> dict:

@@ -7,9 +7,8 @@ reaches its original host):
 
     requestheaders  claim the flow (door/routing), open its Exchange, check the client key, Host, Origin
                     and declared size (door/access), drop the client's key from the flow
-    request         local answers (local, and the wings' own: wings.py); the body read once
-                    (door/body); the turn: received, translated, checked; then a whole answer from the
-                    turn, or the flow pointed at the relay, where the turn streams the answer
+    request         local answers (local, the wings' own: wings.py); the body read once (door/body); the
+                    turn: received, translated, checked; then its whole answer, or the flow at the relay
     responseheaders a relayed stream passes through mitmproxy as the turn writes it
     response/error  the exchange is settled: the answer completed, the pool told, the observers called
 """
@@ -28,7 +27,7 @@ from .door import access, admission, body, claim, mistakes, passthrough, routing
 from .errors import GatewayError, gateway_error
 from .exchange import Exchange
 from .observe import terminal
-from .seams import hook_dispatch, shutdown_signals
+from .seams import hook_dispatch, message_checks, shutdown_signals
 from .storage.health import StateUnavailable
 from .turn.whole import as_stream_failure
 from .upstream.relay import TOKEN_HEADER
@@ -53,6 +52,7 @@ class QwenGateway(Wiring):
             if master is not None:
                 startup.deferred_values(master.options, self._running)  # a bad one: stopped, never unconfigured
                 hook_dispatch.install(master.addons)  # events enter only the addons with their hook
+                message_checks.install(master)  # a message's fields checked without raising for each None
             terminal.keep_secrets_out_of_logs()  # mitmproxy's protocol debug prints clients' headers
             self.clients.load()
 

@@ -36,5 +36,6 @@ def test_on_another_mitmproxy_every_seam_stays_out_and_the_gateway_serves(make_g
                                "accept() storms tallied and cancelled connection handlers quiet at exit",
                                "events entering only the addons with their hook",
                                "in-process connections to the stream relay",
+                               "message fields checked without an exception each",
                                "request heads bounded in mitmproxy's HTTP/1 reader"], log
     assert "Traceback" not in log, log

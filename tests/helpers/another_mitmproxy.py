@@ -36,6 +36,8 @@ EDITS = {
                              "# loop.add_signal_handler where it is available, first"),
     "mitmproxy.http": ('self.data.host = always_str(val, "idna", "strict")',
                        'self.data.host = always_str(val, "idna", "strict")  # a str as it is'),
+    "mitmproxy.utils.typecheck": ('    e = TypeError(f"Expected {typeinfo} for {name}, but got {type(value)}.")',
+                                  '    e = TypeError(f"Expected {typeinfo} for {name}, but got {type(value)}.")  # eager'),
 }
 
 
@@ -70,6 +72,7 @@ def install(directory: Path) -> None:
     from mitmproxy.proxy import server
     from mitmproxy.proxy.layers.http import _http1
     from mitmproxy.tools import main
+    from mitmproxy.utils import typecheck
 
     addonmanager.AddonManager.trigger_event = release(  # type: ignore[method-assign]
         "mitmproxy.addonmanager", directory).AddonManager.trigger_event
@@ -81,3 +84,4 @@ def install(directory: Path) -> None:
         "mitmproxy.master", directory).Master._asyncio_exception_handler
     main.run = release("mitmproxy.tools.main", directory).run
     http.Request.host = release("mitmproxy.http", directory).Request.host  # type: ignore[method-assign]
+    typecheck.check_option_type = release("mitmproxy.utils.typecheck", directory).check_option_type

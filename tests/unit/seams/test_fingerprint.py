@@ -13,7 +13,8 @@ from mitmproxy import master, version
 
 from qwen_gateway.seams import fingerprint
 
-SEAMS = ("hook_dispatch", "server_connect", "http1_heads", "loop_reports", "shutdown_signals", "request_target")
+SEAMS = ("hook_dispatch", "server_connect", "http1_heads", "loop_reports", "shutdown_signals", "request_target",
+         "message_checks")
 
 
 def test_every_seam_fits_the_installed_mitmproxy():
