@@ -12,6 +12,7 @@ one log line saying what the gateway does without it, and the gateway goes on.
   cancelled at exit dropped.
 - `shutdown_signals.py`: SIGTERM handed to the drain.
 - `request_target.py`: a request's URL set in one write, its Host header kept (door/claim.py).
+- `message_checks.py`: a message's fields type-checked without an exception for each one that is None.
 - `collector.py`: the process's start-up heap frozen out of the garbage collector's passes (not mitmproxy's
   code: no digest).
 
