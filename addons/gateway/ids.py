@@ -1,7 +1,8 @@
 """Ids for records and answers (exchange ids, `chatcmpl-…`, `call_…`, Qwen's promptId): unique, never
-secret (an exchange's id shows when it began, as its ledger row does). They come from a Mersenne Twister seeded once from the OS: `uuid4().hex` (a `getrandom()`
-system call and a UUID object) costs 2.2 µs here, `hex_id()` 0.6 µs, a few times per request. Anything
-secret (the relay's tokens, the sealing key) comes from `secrets`."""
+secret (an exchange's id shows when it began, as its ledger row does). They come from a Mersenne Twister
+seeded once from the OS: `uuid4().hex` (a `getrandom()` system call and a UUID object) costs 2.2 µs here,
+`hex_id()` 0.6 µs, a few times per request. Anything secret (the relay's tokens, the sealing key) comes
+from `secrets`."""
 
 from __future__ import annotations
 
