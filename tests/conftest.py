@@ -29,6 +29,27 @@ def pytest_collection_finish(session) -> None:
     gc.enable()
 
 
+def pytest_sessionstart(session) -> None:
+    if session.config.pluginmanager.has_plugin("dsession"):  # xdist's controller: the workers collect, not it
+        gc.enable()
+
+
+def pytest_xdist_auto_num_workers(config) -> int | None:
+    """`-n auto` (addopts): a worker per core only when `-m` leaves every e2e test out (whatever its other marks), as
+    `-m "not e2e"` does, and `-s` is not asked for (workers' output is not shown). The e2e tests start servers and
+    clients and time them: they run as before, in one process (0 workers: no xdist). xdist's --dist loadgroup could
+    keep them on one worker, but on pytest 9.2 it groups nothing (pytest-xdist#1386)."""
+    from _pytest.mark.expression import Expression
+
+    markexpr = config.option.markexpr
+    if not markexpr or config.option.capture == "no":
+        return 0
+    expr = Expression.compile(markexpr)  # an e2e test's other marks: all absent, or all present
+    if any(expr.evaluate(lambda name, others=others, **kw: name == "e2e" or others) for others in (False, True)):
+        return 0
+    return None  # xdist's own answer: the cores
+
+
 @pytest.fixture(autouse=True)
 def _storage_healths(monkeypatch):
     """Each test starts with no storage known to be down: the registry of storages' health (storage/health.py)

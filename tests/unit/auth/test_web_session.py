@@ -288,6 +288,7 @@ def test_refresh_sends_the_jar_and_the_auth_domain_headers_without_authorization
     assert wc.find(new.cookies, "ssxmod_itna") == ITNA  # the rest of the jar is untouched
 
 
+# Named ids: the default ones would hold the expiry, which is the clock's, and xdist's workers must collect the same.
 @pytest.mark.parametrize("reply, headers, token, refresh, expires", [
     ({"data": {"token": NEW}}, [], NEW, REFRESH, wc.jwt_exp(NEW)),  # no rotation: the old cookie stays
     ({"data": {"access_token": "opaque-new", "expires_at": 1790000000123}}, [], "opaque-new", REFRESH, 1790000000.123),
@@ -296,7 +297,7 @@ def test_refresh_sends_the_jar_and_the_auth_domain_headers_without_authorization
                                             "Max-Age=2592000")], NEW, "rt-by-cookie", wc.jwt_exp(NEW)),
     ({"success": True, "data": {"access_token": NEW, "refresh_token": "rt-body"}},
      [("Set-Cookie", "refresh_token=rt-cookie; Domain=.qwen.ai; Path=/")], NEW, "rt-cookie", wc.jwt_exp(NEW)),
-])
+], ids=["token", "expires-ms", "expires-s", "cookie-rotates", "cookie-over-body"])
 def test_every_documented_refresh_answer_shape(stub, reply, headers, token, refresh, expires):
     stub.queue(200, reply, headers)
     new = run(ws.refresh(sample_session(), stub.url))
