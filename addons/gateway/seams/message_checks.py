@@ -44,7 +44,7 @@ _checks: dict[type, tuple[tuple[str, tuple[type, ...] | None, Any], ...]] = {}  
 
 def accepted(typeinfo: Any) -> tuple[type, ...] | None:
     """The classes `check_option_type` accepts an instance of for `typeinfo` (an int for a float), or None when
-    it is neither a plain class nor a union of plain classes (left to `check_option_type`)."""
+    it is neither a plain class nor a union of plain classes, or is Any (left to `check_option_type`)."""
     origin = typing.get_origin(typeinfo)
     if origin is typing.Union or origin is types.UnionType:
         members = typing.get_args(typeinfo)
@@ -52,7 +52,8 @@ def accepted(typeinfo: Any) -> tuple[type, ...] | None:
         members = (typeinfo,)
     else:
         return None
-    if not all(isinstance(m, type) and typing.get_origin(m) is None for m in members):
+    # Any is a class `isinstance` refuses (check_option_type accepts anything for it): left to that check
+    if not all(isinstance(m, type) and typing.get_origin(m) is None and m is not typing.Any for m in members):
         return None
     return (*members, int) if float in members else members
 

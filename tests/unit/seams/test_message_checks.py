@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
+import typing
 
 import pytest
 from helpers import another_mitmproxy
@@ -92,6 +93,15 @@ def test_what_each_type_accepts():
     assert message_checks.accepted(float | None) == (float, type(None), int)  # as check_option_type: an int is a float
     assert message_checks.accepted(list[str]) is None  # left to check_option_type
     assert message_checks.accepted(bytes | list[str]) is None
+    # a class `isinstance` cannot take (check_option_type accepts anything for Any): left to check_option_type
+    assert message_checks.accepted(typing.Any) is None
+    assert message_checks.accepted(int | typing.Any) is None
+
+
+async def test_a_field_mitmproxy_types_as_any_is_accepted_as_mitmproxys_check_accepts_it(installed):
+    WithAny = dataclasses.make_dataclass("WithAny", [("note", typing.Any, None)], bases=(http.ResponseData,))
+    made = WithAny(b"HTTP/1.1", http.Headers(), b"", None, 1.0, None, 200, b"OK", note=object())
+    assert made.note is not None
 
 
 def test_not_installed_by_a_tests_master():
