@@ -8,9 +8,11 @@ the work is counted (addons entered per event), never timed."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import re
+import traceback
 import types
 
 import pytest
@@ -44,27 +46,46 @@ def _entered(m: DumpMaster) -> list[str]:
     return seen
 
 
+def _called(m: DumpMaster, name: str) -> list[str]:
+    """Names of the addons whose hook `name` is called, in order (each hook wrapped where it is found)."""
+    seen: list[str] = []
+    for top in m.addons.chain:
+        for addon in addonmanager.traverse([top]):
+            hook = getattr(addon, name, None)
+            if isinstance(hook, types.MethodType):
+                def counting(*args, _hook=hook, _name=type(addon).__name__):
+                    seen.append(_name)
+                    return _hook(*args)
+                setattr(addon, name, counting)
+    return seen
+
+
 def _hooked(m: DumpMaster, name: str) -> list[str]:
     return [type(a).__name__ for a in m.addons.chain
             if any(getattr(x, name, None) for x in addonmanager.traverse([a]))]
 
 
-async def test_the_gateway_loaded_makes_an_event_enter_only_the_addons_with_its_hook():
+async def test_the_gateway_loaded_calls_the_hooks_without_mitmproxys_machinery_around_each(monkeypatch):
     gateway = QwenGateway()
     m = _master(gateway)
+    called = _called(m, "requestheaders")
     entered = _entered(m)
+    safecalls: list[int] = []
+    real_safecall = addonmanager.safecall
+    monkeypatch.setattr(addonmanager, "safecall", lambda: safecalls.append(1) or real_safecall())
     f = tflow.tflow(resp=True)
     f.request.host = "example.com"  # not a flow the gateway claims in its default (explicit) mode
     await m.addons.handle_lifecycle(lhttp.HttpRequestHeadersHook(f))
     assert len(m.addons.chain) > 30
     # requestheaders: mitmdump's ProxyAuth, ModifyHeaders, UpstreamAuth and the gateway; update: nobody
-    assert entered == _hooked(m, "requestheaders") == ["ProxyAuth", "ModifyHeaders", "UpstreamAuth", "QwenGateway"]
+    assert called == _hooked(m, "requestheaders") == ["ProxyAuth", "ModifyHeaders", "UpstreamAuth", "QwenGateway"]
+    assert entered == [] and safecalls == []  # called as invoke_addon calls them, not through it
 
 
 class Recorder:
     def __init__(self, name: str, calls: list[str], *, fail: bool = False, halt: bool = False,
-                 is_async: bool = False, children: list | None = None) -> None:
-        self.name, self.calls, self.fail, self.halt = name, calls, fail, halt
+                 is_async: bool = False, children: list | None = None, options_error: bool = False) -> None:
+        self.name, self.calls, self.fail, self.halt, self.options_error = name, calls, fail, halt, options_error
         if children is not None:
             self.addons = children
         if is_async:
@@ -80,6 +101,8 @@ class Recorder:
             raise ValueError(f"{self.name} broke")
         if self.halt:
             raise exceptions.AddonHalt()
+        if self.options_error:
+            raise exceptions.OptionsError(f"{self.name}: a bad option")
 
 
 class Quiet:
@@ -111,8 +134,15 @@ class NoneChildren:
 def _chain(calls: list[str]) -> list:
     late = Recorder("late", calls)
     return [Quiet(), Recorder("a", calls), Quiet([Quiet(), Recorder("nested", calls, is_async=True)]),
-            Recorder("broken", calls, fail=True), ModuleNamedLikeAHook(), NotCallable(), RaisingLookup(), NoneChildren(),
+            Recorder("broken", calls, fail=True), Recorder("async, broken", calls, fail=True, is_async=True),
+            Quiet([Recorder("first child, broken", calls, fail=True), Recorder("its sibling", calls)]), ModuleNamedLikeAHook(), NotCallable(), RaisingLookup(), NoneChildren(),
             Recorder("parent", calls, children=[Recorder("child", calls)]), Recorder("halt", calls, halt=True), late]
+
+
+def _frames(record: logging.LogRecord) -> list[str]:
+    """The functions of a logged error's traceback, outermost first."""
+    tb = record.exc_info[2] if record.exc_info else None
+    return [frame.name for frame in traceback.extract_tb(tb)] if tb else []
 
 
 async def _run(install: bool, caplog) -> tuple[list[str], list[str]]:
@@ -124,15 +154,56 @@ async def _run(install: bool, caplog) -> tuple[list[str], list[str]]:
     caplog.clear()
     with caplog.at_level(logging.ERROR):
         await m.addons.trigger_event(lhttp.HttpRequestHook(tflow.tflow()))
-    return calls, [re.sub(r" at 0x[0-9a-f]+", "", r.getMessage()) for r in caplog.records]
+    return calls, [(re.sub(r" at 0x[0-9a-f]+", "", r.getMessage()), r.name, _frames(r)) for r in caplog.records]
 
 
 async def test_the_same_hooks_in_the_same_order_with_mitmproxys_error_handling(caplog):
     calls, logged = await _run(False, caplog)
     assert (calls, logged) == await _run(True, caplog)
-    assert calls == ["a", "nested", "broken", "parent", "child", "halt"]  # AddonHalt stops the event
-    assert logged[0] == "Addon error: broken broke" and "not callable" in logged[1]
-    assert logged[2:] == ["Addon error: no looking", "Addon error: 'NoneType' object is not iterable"]
+    # an error ends its addon's part of the event (the broken child's sibling is not called); AddonHalt all of it
+    assert calls == ["a", "nested", "broken", "async, broken", "first child, broken", "parent", "child", "halt"]
+    messages = [message for message, _, _ in logged]
+    assert messages[:3] == ["Addon error: broken broke", "Addon error: async, broken broke",
+                            "Addon error: first child, broken broke"] and "not callable" in messages[3]
+    assert messages[4:] == ["Addon error: no looking", "Addon error: 'NoneType' object is not iterable"]
+    # logged by mitmproxy's logger, the traceback from the hook's own frame, as mitmproxy cuts it
+    assert {name for _, name, _ in logged} == {"mitmproxy.addonmanager"}
+    assert [frames[:2] for _, _, frames in logged[:3]] == [["<lambda>", "_called"], ["request", "_called"],
+                                                           ["<lambda>", "_called"]]
+
+
+@pytest.mark.parametrize("install", [False, True])
+async def test_an_options_error_goes_up_as_in_mitmproxy(install):
+    m = DumpMaster(options.Options(), with_termlog=False, with_dumper=False)
+    calls: list[str] = []
+    m.addons.chain = [Recorder("bad option", calls, options_error=True), Recorder("after", calls)]
+    if install:
+        assert hook_dispatch.install(m.addons)
+    with pytest.raises(exceptions.OptionsError, match="bad option: a bad option"):
+        await m.addons.trigger_event(lhttp.HttpRequestHook(tflow.tflow()))
+    assert calls == ["bad option"]
+
+
+async def test_the_gateway_loaded_as_a_script_is_called_without_invoke_addon(tmp_path):
+    """`-s addons/qwen.py`: the gateway sits three levels down (the script loader, its script, the module's
+    `addons`); its hook is found by the same walk and called directly."""
+    script = tmp_path / "recorder.py"
+    script.write_text("calls = []\nclass Gateway:\n    def request(self, flow):\n        calls.append(flow.id)\n"
+                      "addons = [Gateway()]\n")
+    m = _master()
+    assert hook_dispatch.install(m.addons)
+    m.options.update(scripts=[str(script)])
+    loader = next(a for a in m.addons.chain if type(a).__name__ == "ScriptLoader")
+    for _ in range(100):  # the script's watcher loads it at its first turn of the loop
+        if loader.addons and loader.addons[0].ns is not None:
+            break
+        await asyncio.sleep(0)
+    module = loader.addons[0].ns
+    entered = _entered(m)
+    flow = tflow.tflow()
+    await m.addons.trigger_event(lhttp.HttpRequestHook(flow))
+    assert module.calls == [flow.id]
+    assert "ScriptLoader" not in entered
 
 
 async def test_addons_added_or_children_changed_after_install_are_seen():
