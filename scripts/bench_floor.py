@@ -45,6 +45,8 @@ FLOOR_SEAMS = "mitmdump + the hook dispatch and the message checks"
 DISPATCH_ONLY = ROOT / "scripts" / "floor_dispatch.py"
 OWN_CLIENT = ROOT / "scripts" / "floor_own_client.py"
 SEAMS = ROOT / "scripts" / "floor_seams.py"
+# the target: the gateway's own work at most about a tenth of what mitmproxy costs a request
+TARGET_VS_FLOOR, TARGET_P50_MS = 0.9, 0.1  # ≥ 0.9× the floor's req/s at 16, p50 within 0.1 ms of the floor's
 RSS_AFTER = 10_000  # requests each target has served when its RSS is read
 LONG = bool(os.environ.get("QWEN_BENCH_LONG"))
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
@@ -177,12 +179,18 @@ def bench_floor(rounds: int, seconds: float) -> dict:
                     t.served += wrk(t.url, t.script, 16, 2)["requests"]
             rows = _rows(p, targets)
             what = "an agent's long conversation (202 messages, 60 kB)" if LONG else "a small chat request"
+            gw = rows["gateway"]
+            rps = {t.proc: statistics.median(t.rps) for t in targets}
+            met = rps["gateway"] / rps["dispatch"] >= TARGET_VS_FLOOR and gw["p50_vs_floor_ms"] <= TARGET_P50_MS
             return {"scenario": f"floor: {what}, wrk, {rounds} alternating rounds of {seconds:g} s "
                                 "at concurrency 1 and 16 (medians, [min–max]); the gateway: "
                                 f"{rows['gateway']['vs_floor']} of {FLOOR} in req/s at 16 "
                                 f"({rows['gateway']['vs_floor_cpu']} on a core of its own), p50 "
                                 f"{rows['gateway']['p50_vs_floor_ms']:+.3f} ms; of {FLOOR_SEAMS}: "
-                                f"{_ratio(targets, 'gateway', 'seams')} in req/s at 16",
+                                f"{_ratio(targets, 'gateway', 'seams')} in req/s at 16; the target (≥ "
+                                f"{TARGET_VS_FLOOR}× of the floor, p50 within {TARGET_P50_MS} ms): "
+                                f"{'met' if met else 'not met'}",
+                    "target_met": met,
                     "results": rows}
         finally:
             server = getattr(p, "pg", None)

@@ -24,7 +24,8 @@ from helpers.procs import ROOT, Gateway, write_creds
 pytestmark = pytest.mark.e2e
 
 WORKCOUNT = ROOT / "tests" / "helpers" / "workcount.py"
-KINDS = ("json_decode", "json_encode", "sql", "thread_handoff", "thread_wakeup", "timer", "task", "log_record")
+KINDS = ("json_decode", "json_encode", "sql", "thread_handoff", "thread_wakeup", "timer", "task", "log_record",
+         "hook_machinery")
 
 
 class Counter:

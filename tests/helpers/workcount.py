@@ -33,6 +33,9 @@ wraps the one function every caller goes through:
                                 waits, which vary with its connections' state) `library_timer`
     task                        loop.create_task (asyncio.create_task, ensure_future of a coroutine)
     log_record                  a record the gateway's loggers handle (a request line, a warning)
+    hook_machinery              mitmproxy's `safecall` and `invoke_addon` entered by the gateway's event
+                                dispatch (seams/hook_dispatch.py): a context manager and a coroutine around
+                                a hook, which the dispatch does without
 
 and one unit the counts are per: `upstream_events`, the JSON events the gateway's SSE decoder read.
 
@@ -56,6 +59,7 @@ import sys
 import threading
 
 import orjson
+from mitmproxy import addonmanager
 
 from qwen_gateway import jsonio
 
@@ -236,6 +240,11 @@ def _call_soon_threadsafe(self, *args, **kwargs):
 
 
 asyncio.BaseEventLoop.call_soon_threadsafe = _call_soon_threadsafe  # type: ignore[method-assign]
+
+# ---- mitmproxy's machinery around a hook --------------------------------------------------------------
+
+_wrap(addonmanager, "safecall", "hook_machinery")
+_wrap(addonmanager.AddonManager, "invoke_addon", "hook_machinery")
 
 # ---- units: what a count is per ----------------------------------------------------------------------
 

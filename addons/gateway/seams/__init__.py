@@ -5,7 +5,8 @@ was read against: it names that code with a digest of its source (fingerprint.py
 code. On any other — a newer or older mitmproxy, a patched one, another addon's replacement — it refuses with
 one log line saying what the gateway does without it, and the gateway goes on.
 
-- `hook_dispatch.py`: an event enters only the addons that have its hook (the gateway's own AddonManager).
+- `hook_dispatch.py`: an event enters only the addons that have its hook, each hook called without mitmproxy's
+  machinery around it (the gateway's own AddonManager).
 - `server_connect.py`: mitmproxy's server connect reaches the gateway's in-process servers (the relay).
 - `http1_heads.py`: request heads bounded inside mitmproxy's HTTP/1 server layer (qwen_max_header_kb).
 - `loop_reports.py`: the event loop's reports of accept() storms tallied, and of connection handlers
