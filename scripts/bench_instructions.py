@@ -14,8 +14,9 @@ which the instruction count alone does not see (docs/performance.md).
 The floor is sent what the gateway sends upstream (bench_http.as_sent_upstream), so the emulator's work is the
 same and the difference is the proxies' own. QWEN_BENCH_BASELINE=DIR adds another checkout's gateway (its own
 .venv and addons/qwen.py). QWEN_BENCH_L2="size,ways,line" simulates another L2: run at a few sizes, the
-misses fall to nothing once a request's code and data fit, which measures that footprint. Needs valgrind
-(apt: valgrind).
+misses fall to nothing once a request's code and data fit, which measures that footprint.
+QWEN_BENCH_CALLGRIND_DIR=DIR keeps each target's dump there (`callgrind_annotate --show=Ir,DLmr,DLmw` says which
+functions miss). Needs valgrind (apt: valgrind).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -69,6 +71,8 @@ def _per_request(p: CallgrindProcs, name: str, url: str, req: Req, n: int) -> di
         time.sleep(0.5)  # the observers that run after the answer has gone out
         subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
     dump = max(glob.glob(str(p.tmp / f"cg.{name}.out") + "*"), key=os.path.getmtime)
+    if keep := os.environ.get("QWEN_BENCH_CALLGRIND_DIR"):  # the dump, for callgrind_annotate (by function)
+        shutil.copy(dump, Path(keep) / f"cg.{name}.out")
     return {k: v / n for k, v in totals(Path(dump).read_text()).items()}
 
 

@@ -25,10 +25,11 @@ class Observer:
     # Whether `finished` should wait (a few seconds at most) for a prompt estimate still being counted:
     # only observers that print or store the estimate do.
     waits_for_estimate = False
-    # Whether `finished` changes the flow (its comment, its marker, mitmweb's list): then it runs before
-    # mitmproxy sends and shows the answer. Every other observer's `finished` runs just after the answer
-    # was handed to the client's connection, off the request's path.
-    changes_flow = False
+    # Whether `finished` runs in the `response` hook itself, before mitmproxy sends and shows the answer: for
+    # observers that change the flow (its comment, its marker, mitmweb's list) and in-memory bookkeeping the
+    # next request reads (a named key's spend). Every other observer's `finished` runs off the request's
+    # path, after the answer was handed to the client's connection, in batches (dispatch.py).
+    at_once = False
     # False while an opt-in observer is off (traces without an endpoint): none of its points is called; looked at
     # again after every `configure`.
     active = True
@@ -50,9 +51,9 @@ class Observer:
 
     def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
         """The client has its whole answer, or the exchange ended in an error (`ex.status`, `ex.error`).
-        Unless `changes_flow`, runs once the answer is on its way (the next turn of the event loop); with
-        `waits_for_estimate`, after the prompt estimate if one was still being counted (a few seconds at
-        most)."""
+        Unless `at_once`, runs once the answer is on its way, with the other exchanges finished within
+        dispatch.BATCH_S; with `waits_for_estimate`, after the prompt estimate if one was still being counted
+        (a few seconds at most)."""
 
     def done(self) -> None:
         """mitmproxy is shutting down: write what is buffered."""

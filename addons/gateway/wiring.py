@@ -83,7 +83,7 @@ class Wiring:
         self.local = LocalAnswers(pool=lambda: self.pool,
                                   routes=wings.local_routes(self._responses, self._reload_accounts,
                                                                lambda: self.background),
-                                  metrics=lambda: self.observers.exposition(self.pool) if self.observers.exposition else None,
+                                  metrics=lambda: self.observers.scrape(self.pool),
                                   keys=self.team.status)
         self.drain.probes = self.local.probes  # readiness says `draining`
         self.fence = Fence()

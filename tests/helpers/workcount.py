@@ -303,8 +303,10 @@ class WorkCount:
     async def _flush(self) -> None:
         gw = self.gateway
         for _ in range(1000):  # the exchanges end (a stream's settle comes after its last byte)
-            if not gw._live and not gw.observers._deferred and not gw.observers._waiting:
-                break
+            if not gw._live:
+                gw.observers.flush()  # the recording observers told now, as the end of their batch window does
+                if not gw.observers._waiting:
+                    break
             await asyncio.sleep(0.01)
         else:
             raise RuntimeError("exchanges still open")

@@ -142,34 +142,68 @@ async def test_at_shutdown_an_exchange_still_waiting_for_its_estimate_is_recorde
     assert seen == [ex.id]  # told once
 
 
-async def test_recording_observers_run_after_the_answer_is_sent_and_at_shutdown_at_the_latest():
+async def test_recording_observers_are_told_in_batches_after_the_answer_and_at_shutdown_at_the_latest():
     """The `response` hook returns before mitmproxy writes the answer: observers that only record (the
-    request line, the ledger, metrics) run on the next turn of the loop, off the request's path; those
-    that change the flow (mitmweb's comment and cap) run at once, before it is shown."""
-    from qwen_gateway.dispatch import Observers
+    request line, the ledger, metrics) are told after it, in a batch of every exchange finished within
+    BATCH_S, observer by observer (their code stays in the CPU's caches over the batch); those told
+    `at_once` (mitmweb's comment and cap, a key's spend) are told before the answer is shown or sent."""
+    from qwen_gateway.dispatch import BATCH_S, Observers
 
     seen: list[str] = []
 
     class Recorder(Observer):
+        def __init__(self, name):
+            self.name = name
+
         def finished(self, ex, flow):
-            seen.append("recorded " + ex.id)
+            seen.append(f"{self.name} {ex.id}")
 
     class Annotator(Observer):
-        changes_flow = True
+        at_once = True
 
         def finished(self, ex, flow):
             seen.append("annotated " + ex.id)
 
-    observers = Observers([Recorder(), Annotator()])
-    first, second = exchange(), exchange()
+    observers = Observers([Recorder("line"), Recorder("row"), Annotator()])
+    first, second, third = exchange(), exchange(), exchange()
     observers.finished(first, client_flow())
-    assert seen == ["annotated " + first.id]
     await asyncio.sleep(0)
-    assert seen == ["annotated " + first.id, "recorded " + first.id]
     observers.finished(second, client_flow())
-    observers.done()  # shutting down before the loop turned: told now, once
+    assert seen == ["annotated " + first.id, "annotated " + second.id]
+    await asyncio.sleep(BATCH_S / 5)
+    assert len(seen) == 2  # not yet: the batch is still open
+    await asyncio.sleep(BATCH_S * 2)
+    assert seen[2:] == [f"line {first.id}", f"line {second.id}", f"row {first.id}", f"row {second.id}"]
+    observers.finished(third, client_flow())
+    observers.done()  # shutting down before the batch's end: told now, once
+    await asyncio.sleep(BATCH_S * 2)
+    assert seen[6:] == ["annotated " + third.id, f"line {third.id}", f"row {third.id}"]
+
+
+async def test_a_full_batch_is_told_on_the_next_turn_and_a_scrape_counts_every_exchange_finished():
+    from qwen_gateway.dispatch import BATCH_MOST, Observers
+
+    class Counted(Observer):
+        def __init__(self):
+            self.told = 0
+
+        def finished(self, ex, flow):
+            self.told += 1
+
+        def exposition(self, pool=None):
+            return b"told %d" % self.told
+
+    counted = Counted()
+    observers = Observers([counted])
+    flow = client_flow()
+    for _ in range(BATCH_MOST - 1):
+        observers.finished(exchange(), flow)
+    assert observers.scrape(None) == b"told %d" % (BATCH_MOST - 1)  # a scrape tells the open batch first
+    for _ in range(BATCH_MOST):
+        observers.finished(exchange(), flow)
     await asyncio.sleep(0)
-    assert seen[2:] == ["annotated " + second.id, "recorded " + second.id]
+    assert counted.told == 2 * BATCH_MOST - 1  # the full batch at once, on the next turn
+    assert Observers([]).scrape(None) is None
 
 
 async def test_a_late_estimate_keeps_what_the_flow_annotator_stored_on_the_record():
@@ -196,7 +230,7 @@ async def test_a_late_estimate_keeps_what_the_flow_annotator_stored_on_the_recor
     flow.metadata["qwen"] = ex.to_meta()
     obs.finished(ex, flow)
     assert flow.metadata["qwen"]["upstream"]["body"] == {"model": "m"}
-    await asyncio.sleep(0.01)  # the recording observers' turn: they wait for the estimate
+    obs.flush()  # the recording observers' batch: they wait for the estimate
     ex.prompt_tokens_est = 7
     ex.estimate.set_result((7, "estimate"))
     for _ in range(50):

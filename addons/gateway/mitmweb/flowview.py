@@ -88,7 +88,7 @@ class FlowAnnotator(Observer):
     the upstream request body in `flow.metadata["qwen"]["upstream"]["body"]` when it is small enough (the
     content view "Qwen upstream request" shows it)."""
 
-    changes_flow = True
+    at_once = True
 
     def __init__(self) -> None:
         self.shown = True
@@ -117,7 +117,7 @@ class FlowCap(Observer):
     are untouched, so those flows replay). Flows a person marked are kept; live flows are never removed.
     Inactive in mitmdump (no view). `track(flow)` also takes flows the gateway did not claim."""
 
-    changes_flow = True
+    at_once = True
 
     def __init__(self, body_keep: int = BODY_KEEP) -> None:
         self.body_keep = body_keep

@@ -176,7 +176,7 @@ class DebugLog(Observer):
         self._writes: set[asyncio.Task] = set()
 
     def configure(self, config: Config) -> None:
-        self.enabled = config.debug_log
+        self.enabled = self.active = config.debug_log  # off: none of its points is called (dispatch.py)
         self.folder = config.state_dir / "logs"
         self.keep = max(1, config.debug_log_count)
         if not self.enabled:
