@@ -28,7 +28,8 @@ wraps the one function every caller goes through:
                                 of its own on a request's path
     timer                       loop.call_at (call_later, asyncio.timeout, wait_for, sleep); the client
                                 watch's timer (forward.ClientWatch: one for all waiting requests, armed
-                                per 0.1 s of waiting, not per request) and the shared state listener's
+                                per 0.1 s of waiting, not per request), the recording observers' batch
+                                window (dispatch.Observers: one per 50 ms) and the shared state listener's
                                 (storage/pg.follow) are `per_process_timer`; psycopg's own (its pool's
                                 waits, which vary with its connections' state) `library_timer`
     task                        loop.create_task (asyncio.create_task, ensure_future of a coroutine)
@@ -182,8 +183,9 @@ _wrap(queue.Queue, "put", "thread_handoff")
 _real_call_at = asyncio.BaseEventLoop.call_at
 # A clock's timers, not a request's: the client watch (one timer for every waiting whole answer, per 0.1 s)
 # and the shared state's listener (its wait for notifications, a full reload every few seconds), and the named
-# keys' clock (door/keysource.py: leases swept and spend written once a second, whatever the traffic)
-PER_PROCESS_TIMERS = ("ClientWatch._look",)
+# keys' clock (door/keysource.py: leases swept and spend written once a second, whatever the traffic), and the
+# recording observers' batch window (dispatch.py: at most one per BATCH_S, however many requests it holds)
+PER_PROCESS_TIMERS = ("ClientWatch._look", "Observers.flush")
 PER_PROCESS_SITES = ("storage.pg:follow", "door.keysource:_ticks")
 
 
