@@ -32,7 +32,7 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("gateway: request to Qwen's shape (upstream/dashscope)", ("gateway/upstream/dashscope/",)),
     ("gateway: client dialect (api/)", ("gateway/api/",)),
     ("gateway: response hook (settle.py)", ("QwenGateway.response (",)),
-    ("gateway: observers' finished, on the next turn (dispatch._side)", ("Observers._side (",)),
+    ("gateway: recording observers' finished, in batches (dispatch.Observers._tell)", ("Observers._tell (",)),
     ("gateway: metrics", ("gateway/observe/metrics.py",)),
     ("gateway: request line", ("gateway/observe/requestlog.py",)),
     ("gateway: usage ledger (on the loop)", ("gateway/observe/ledger.py",)),
