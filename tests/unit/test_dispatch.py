@@ -166,12 +166,17 @@ async def test_recording_observers_are_told_in_batches_after_the_answer_and_at_s
 
     observers = Observers([Recorder("line"), Recorder("row"), Annotator()])
     first, second, third = exchange(), exchange(), exchange()
+    loop = asyncio.get_running_loop()
+    opened = loop.time()
     observers.finished(first, client_flow())
     await asyncio.sleep(0)
     observers.finished(second, client_flow())
+    for _ in range(3):
+        await asyncio.sleep(0)  # the next turns of the loop tell nobody: the batch is still open
     assert seen == ["annotated " + first.id, "annotated " + second.id]
     await asyncio.sleep(BATCH_S / 5)
-    assert len(seen) == 2  # not yet: the batch is still open
+    if loop.time() - opened < BATCH_S:  # (a machine that stalled past the window has told them: checked below)
+        assert len(seen) == 2  # not yet: the batch is still open
     await asyncio.sleep(BATCH_S * 2)
     assert seen[2:] == [f"line {first.id}", f"line {second.id}", f"row {first.id}", f"row {second.id}"]
     observers.finished(third, client_flow())
