@@ -98,7 +98,7 @@ class KeyAccount(Account):
         out = {"name": self.name, "kind": self.kind, "state": "ok", "base_url": self.base_url, "expires_at": None,
                "last_error": None, "key": f"${self.key_env}" if self.key_env else "stored in accounts.json",
                "default_model": self.default_model, "model_map": dict(self.model_map),
-               "embeddings": self.embeddings}
+               "embeddings": self.embeddings, "billing": self.billing}
         if self.group:
             out["group"] = self.group
         try:

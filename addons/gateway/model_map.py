@@ -2,74 +2,44 @@
 
 from __future__ import annotations
 
-import enum
 import functools
+import re
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 from .accounts import KEY, Credential
+from .accounts import OAUTH as OAUTH_KIND
+from .model_catalogue import (CHAT, CODING, EMBEDDING, OAUTH, PAYG_CN, PAYG_INTL, PAYG_US, ROWS, TOKEN, Thinking,
+                              chat_models, embedding_models, find)
 
-# Model ids the Qwen upstreams know (coder-model / vision-model: OAuth portal only).
-QWEN_MODELS = (
-    "coder-model",
-    "vision-model",
-    "qwen3-coder-plus",
-    "qwen3-coder-flash",
-    "qwen3.5-plus",
-    "qwen3.6-plus",
-    "qwen3.7-plus",
-    "qwen3-max",
-    "qwen-max",
-    "qwen-plus",
-    "qwen-turbo",
-)
-EMBEDDING_MODELS = ("text-embedding-v4",)
-# The sizes each Qwen embedding model offers (`dimensions`), its default first (Model Studio's embedding docs);
-# v2 has one fixed size and takes no `dimensions`.
-EMBEDDING_SIZES: dict[str, tuple[int, ...]] = {
-    "text-embedding-v4": (1024, 2048, 1536, 768, 512, 256, 128, 64),
-    "text-embedding-v3": (1024, 768, 512, 256, 128, 64),
-    "text-embedding-v2": (1536,),
-    "text-embedding-v1": (1536,),
-}
+# The ids the catalogue lists (model_catalogue.toml): OAuth-only names (coder-model, vision-model) first.
+QWEN_MODELS = tuple(m.id for m in ROWS.values() if m.kind == CHAT)
+EMBEDDING_MODELS = tuple(m.id for m in ROWS.values() if m.kind == EMBEDDING)
+# The sizes each Qwen embedding model offers (`dimensions`), its default first; one size: takes no `dimensions`.
+EMBEDDING_SIZES: dict[str, tuple[int, ...]] = {m.id: m.dimensions for m in ROWS.values() if m.kind == EMBEDDING}
 # OpenAI's embedding models' sizes: a vector store created for one of them breaks on any other size.
 OPENAI_EMBEDDING_SIZES = {"text-embedding-3-small": 1536, "text-embedding-ada-002": 1536,
                           "text-embedding-3-large": 3072}
-OAUTH_ONLY = ("coder-model", "vision-model")
+OAUTH_ONLY = tuple(m.id for m in ROWS.values() if m.plans == (OAUTH,))
 KEY_DEFAULT_MODEL = "qwen3-coder-plus"  # for key accounts that name no default: served by DashScope and Coding Plan
-
-# Output caps: DashScope answers 400 "Range of max_tokens should be [1, N]" above them. Matched by the
-# longest prefix (dated snapshots share their family's cap); unknown models get qwen-code's safe default.
-OUTPUT_CAPS: dict[str, int] = {
-    "coder-model": 65536, "vision-model": 32768, "qwen3-coder-plus": 65536, "qwen3-coder-flash": 65536,
-    "qwen3.5-plus": 65536, "qwen3.6-plus": 65536, "qwen3.7-plus": 65536, "qwen3.7-flash": 32768,
-    "qwen3.8-flash": 32768, "qwen3.8-max": 65536, "qwen3-max": 65536, "qwen-max": 8192, "qwen-plus": 32768,
-    "qwen-turbo": 16384, "qwen-flash": 32768, "qwen-vl-max": 8192, "qwen-vl-plus": 8192, "qwen3-vl-plus": 32768,
-    "qwq-plus": 8192, "qwen3-235b-a22b-thinking-2507": 32768,
-}
-DEFAULT_OUTPUT_CAP = 8192
-
-
-class Thinking(enum.StrEnum):
-    """How a model's thinking is switched (each model's: upstream/dashscope/thinking.py)."""
-
-    HYBRID = "hybrid"  # enable_thinking true/false (+ thinking_budget)
-    ONLY = "only"  # always thinks: refuses enable_thinking false
-    EFFORT = "effort"  # takes reasoning_effort natively; refuses it together with thinking_budget
-    NONE = "none"  # does not think: no knob means anything to it
-
-
-# Vision-capable models (images refused by every other model). coder-model is Qwen OAuth's.
-VISION_PREFIXES = ("coder-model", "vision-model", "qwen-vl", "qwen3-vl", "qwen3.5-plus", "qwen3.6-plus",
-                   "qwen3.7-plus")
 OAUTH_VISION_MODEL = "coder-model"
 KEY_VISION_MODEL = "qwen3.6-plus"  # on Model Studio, Coding Plan and Token Plan keys alike
+# A vision-language model the catalogue does not name yet (qwen3-vl-flash, qwen-vl-ocr): its name says it sees.
+_VL_NAME = re.compile(r"(?:^|-)vl(?:-|$)")
 
 
 @functools.lru_cache(maxsize=256)  # asked per request about the few models a gateway serves
-def output_cap(model: str) -> int:
-    best = max((p for p in OUTPUT_CAPS if model.startswith(p)), key=len, default=None)
-    return OUTPUT_CAPS[best] if best else DEFAULT_OUTPUT_CAP
+def output_cap(model: str) -> int | None:
+    """The model's largest output cap as the catalogue knows it; None: not known (nothing is invented)."""
+    row = find(model)
+    return row.output if row is not None else None
+
+
+@functools.lru_cache(maxsize=256)
+def preserves_thinking(model: str) -> bool:
+    """Whether the model keeps earlier turns' reasoning when asked (`preserve_thinking`: Qwen 3.6 and later)."""
+    row = find(model)
+    return row is not None and row.preserve_thinking
 
 
 def thinking_refusal(message: str) -> Thinking | None:
@@ -85,15 +55,27 @@ def thinking_refusal(message: str) -> Thinking | None:
 
 
 # Models that answer only streams: a request without `stream: true` gets DashScope's 400 "This model only support
-# stream mode, please enable the stream parameter to access the model." (Model Studio's QwQ and QVQ, and the
-# open-source Qwen3 thinking models such as qwen3-235b-a22b-thinking-2507). A model not listed is learned from
-# that 400 at run time (`stream_refusal`).
-STREAM_ONLY_PREFIXES = ("qwq", "qvq")
-
-
+# stream mode, please enable the stream parameter to access the model." (the catalogue's `stream_only` rows:
+# QwQ, QVQ, the open-source Qwen3 thinking models). A model the catalogue does not name is judged by its
+# family's name (qwq*, qvq*, qwen3-*-thinking*), else learned from that 400 at run time (`stream_refusal`).
 def stream_only(model: str, learned: Collection[str] = ()) -> bool:
-    return model in learned or model.startswith(STREAM_ONLY_PREFIXES) or (
-        model.startswith("qwen3-") and "-thinking" in model)
+    if model in learned:
+        return True
+    row = find(model)
+    if row is not None:
+        return row.stream_only
+    return model.startswith(("qwq", "qvq")) or (model.startswith("qwen3-") and "-thinking" in model)
+
+
+# DashScope's 400 above a model's output cap: "<400> InternalError.Algo.InvalidParameter: Range of max_tokens
+# should be [1, 65536]" (dashscope-rules.md R4)
+_CAP_REFUSAL = re.compile(r"range of max_tokens should be \[1, (\d+)\]", re.I)
+
+
+def cap_refusal(message: str) -> int | None:
+    """The output cap a DashScope 400 names (a caller remembers it per model and retries within it)."""
+    found = _CAP_REFUSAL.search(message)
+    return int(found.group(1)) if found else None
 
 
 def stream_refusal(message: str) -> bool:
@@ -101,8 +83,10 @@ def stream_refusal(message: str) -> bool:
     return "only support stream mode" in message.lower()
 
 
+@functools.lru_cache(maxsize=256)
 def is_vision(model: str) -> bool:
-    return model.startswith(VISION_PREFIXES)
+    row = find(model)
+    return row.vision if row is not None else bool(_VL_NAME.search(model)) or model.startswith("qvq")
 
 
 def vision_model(model: str, *, oauth: bool, default_model: str | None = None) -> str:
@@ -208,6 +192,26 @@ class LiveModels:
         return [(m, kind) for kind in self._refresh for m in self.ids(kind)]
 
 
+# How an account's requests are paid (accounts.Credential.billing) -> the catalogue's plan
+BILLING_PLANS = {"payg:intl": PAYG_INTL, "payg:cn": PAYG_CN, "payg:us": PAYG_US, "coding": CODING, "token": TOKEN}
+KEY_PLANS = frozenset(BILLING_PLANS.values())
+# (kind, billing, serves embeddings) per configured account (from the pool's status rows)
+Offers = Sequence[tuple[str, str, bool]]
+
+
+def served_plans(offers: Offers) -> set[str]:
+    """The catalogue's plans the accounts belong to: a key on a host of no known plan (another OpenAI-compatible
+    base) may serve any key plan's model; a Qwen OAuth login the portal's own."""
+    plans: set[str] = set()
+    for kind, billing, _ in offers:
+        if kind == KEY:
+            plan = BILLING_PLANS.get(billing)
+            plans.update((plan,) if plan else KEY_PLANS)
+        elif kind == OAUTH_KIND:
+            plans.add(OAUTH)
+    return plans
+
+
 class ModelMap:
     def __init__(self, default_model: str, aliases: Mapping[str, str] | None = None) -> None:
         self.default_model = default_model
@@ -230,11 +234,19 @@ class ModelMap:
             target = cred.default_model or KEY_DEFAULT_MODEL  # coder-model only exists behind Qwen OAuth
         return target
 
-    def list(self) -> list[dict]:
-        """The static list, then the live catalogues' models (`owned_by: qwen-<kind>`, e.g. `qwen-web`; a
-        static id a catalogue also holds says that kind)."""
+    def list(self, offers: Offers | None = None) -> list[dict]:
+        """What the configured accounts (`offers`; None: any) can serve, from the catalogue by plan (OAuth-only
+        names only with an OAuth login, embedding models only with an account that serves them), the
+        aliases, then the live catalogues' models (`owned_by: qwen-<kind>`, e.g. `qwen-web`; a listed id a
+        live catalogue also holds says that kind)."""
         created = LISTED_SINCE
-        names = list(dict.fromkeys([*QWEN_MODELS, *EMBEDDING_MODELS, *self.aliases]))
+        if offers is None:
+            chat, embedding = QWEN_MODELS, EMBEDDING_MODELS
+        else:
+            plans = served_plans(offers)
+            chat = tuple(chat_models(plans))
+            embedding = tuple(embedding_models(plans)) if any(e for _, _, e in offers) else ()
+        names = list(dict.fromkeys([*chat, *embedding, *self.aliases]))
         owners = {n: "qwen" if _looks_qwen(n) or n in OAUTH_ONLY else "qwen-gateway" for n in names}
         for model, kind in self.live.listed():
             owners.setdefault(model, f"qwen-{kind}")
@@ -242,8 +254,8 @@ class ModelMap:
                 owners[model] = f"qwen-{kind}"
         return [{"id": n, "object": "model", "created": created, "owned_by": owner} for n, owner in owners.items()]
 
-    def get(self, model_id: str) -> dict | None:
-        for m in self.list():
+    def get(self, model_id: str, offers: Offers | None = None) -> dict | None:
+        for m in self.list(offers):
             if m["id"] == model_id:
                 return m
         return None

@@ -194,11 +194,12 @@ class Upstream(Protocol):
     name: str
 
     def chat_body(self, chat: dict, *, model: str, cred: Credential, notes: list[str],
-                  learned: Mapping[str, Thinking] | None, stream_only: Collection[str] = ()) -> dict:
+                  learned: Mapping[str, Thinking] | None, stream_only: Collection[str] = (),
+                  caps: Mapping[str, int] | None = None) -> dict:
         """The upstream body for a chat request on this account; its "model" is the model asked (the upstream
-        may move a request to another model, e.g. a vision model for images). `learned` and `stream_only`:
-        what the upstream's refusals taught about models (thinking knobs; models that answer streams only,
-        whose whole answers the upstream streams and `turn.whole.translated` assembles)."""
+        may move a request to another model, e.g. a vision model for images). `learned`, `stream_only` and
+        `caps`: what the upstream's refusals taught about models (thinking knobs; models that answer streams
+        only, whose whole answers the upstream streams and `turn.whole.translated` assembles; output caps)."""
         ...
 
     def own_body(self, body: dict, *, model: str, capability: Capability, cred: Credential,
@@ -207,9 +208,10 @@ class Upstream(Protocol):
         ...
 
     def wire(self, cred: Credential, suffix: str, body: dict, *, user_agent: str, stream: bool, attempt: int,
-             base: str | None = None, api_headers: tuple[tuple[str, str], ...] = ()) -> Wire:
+             base: str | None = None, api_headers: tuple[tuple[str, str], ...] = (), client_agent: str = "") -> Wire:
         """The request; `base` replaces the account's API base (a pass-through leg's), `api_headers` are the
-        client's API headers a pass-through forwards (anthropic-version, anthropic-beta)."""
+        client's API headers a pass-through forwards (anthropic-version, anthropic-beta); `user_agent` the
+        gateway's configured one (qwen_user_agent), `client_agent` the client's own ("": it sent none)."""
         ...
 
     async def prepare(self, cred: Credential, body: dict, fetch: Fetch) -> dict | UpstreamError:

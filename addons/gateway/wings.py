@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .accounts import KEY, OAUTH, WEB, Credential
+from .accounts import KEY, OAUTH, WEB, Credential, Pool
 from .api import models as model_list, telemetry
 from .api.completions import COMPLETIONS
 from .api.embeddings import EMBEDDINGS
@@ -76,9 +76,10 @@ def anthropic_base(cred: Credential) -> str | None:
 
 
 def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[], None],
-                 runs: Callable[[], BackgroundRuns] | None = None) -> dict[str, LocalRoute]:
+                 runs: Callable[[], BackgroundRuns] | None = None,
+                 pool: Callable[[], Pool | None] = lambda: None) -> dict[str, LocalRoute]:
     """Local answers that belong to a wing: route name (door/routing.py) -> answer."""
-    return {"models": model_list.answer, "stored_response": retrieve.stored_response(store, runs),
+    return {"models": model_list.answer(pool), "stored_response": retrieve.stored_response(store, runs),
             "input_tokens": retrieve.input_tokens(store), "auth": LoginRoute(reload_accounts, RemoteLogin),
             "count_tokens": messages.count_tokens(lambda: store().sealer), "anthropic_side": claude_side.answer,
             "codex_models": model_list.codex_catalog, "codex_telemetry": telemetry.answer,

@@ -82,7 +82,7 @@ class Wiring:
         self.background = BackgroundRuns(self.turns, self._responses)  # background: true, while they run
         self.local = LocalAnswers(pool=lambda: self.pool,
                                   routes=wings.local_routes(self._responses, self._reload_accounts,
-                                                               lambda: self.background),
+                                                               lambda: self.background, lambda: self.pool),
                                   metrics=lambda: self.observers.scrape(self.pool),
                                   keys=self.team.status)
         self.drain.probes = self.local.probes  # readiness says `draining`

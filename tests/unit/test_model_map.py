@@ -1,21 +1,53 @@
-"""What the model map knows of each model (model_map.py): its output cap found once per model."""
+"""What the model map knows of each model (model_map.py, from the catalogue): looked up once per model, and the
+list /v1/models shows is what the accounts' plans serve."""
 
 from __future__ import annotations
 
-from qwen_gateway import model_map
+from qwen_gateway import model_catalogue, model_map
+from qwen_gateway.model_map import ModelMap
 
 
 def test_a_models_output_cap_is_looked_up_once(monkeypatch):
-    """The cap is the longest matching prefix of a 20-entry table: scanned once per model, not per request."""
-    scans = []
+    """Asked per request: the catalogue is read once per model, not per request."""
+    model_map.output_cap.cache_clear()
+    model_catalogue.find.cache_clear()
+    reads = []
 
-    class Caps(dict):
-        def __iter__(self):
-            scans.append(1)
-            return super().__iter__()
+    class Rows(dict):
+        def get(self, key, default=None):
+            reads.append(key)
+            return super().get(key, default)
 
-    monkeypatch.setattr(model_map, "OUTPUT_CAPS", Caps(model_map.OUTPUT_CAPS))
+    monkeypatch.setattr(model_catalogue, "ROWS", Rows(model_catalogue.ROWS))
     for _ in range(3):
-        assert model_map.output_cap("qwen-max-2031-once") == 8192  # qwen-max's, a dated snapshot of it
-        assert model_map.output_cap("unknown-model-once") == model_map.DEFAULT_OUTPUT_CAP
-    assert len(scans) == 2
+        assert model_map.output_cap("qwen-max-2031-01-01") == 8192  # qwen-max's, a dated snapshot of it
+        assert model_map.output_cap("unknown-model-once") is None  # not known: nothing invented
+    assert reads == ["qwen-max-2031-01-01", "qwen-max", "unknown-model-once"]
+    model_map.output_cap.cache_clear()
+    model_catalogue.find.cache_clear()
+
+
+def ids(offers):
+    return [m["id"] for m in ModelMap("qwen3-coder-plus").list(offers)]
+
+
+def test_the_list_is_what_the_accounts_plans_serve():
+    payg = ids([("key", "payg:intl", False)])
+    assert {"qwen4-max", "qwen3.8-max", "qwen3.7-max"} <= set(payg)  # served: listed
+    assert "coder-model" not in payg and "vision-model" not in payg  # OAuth-only: not to a key account
+    assert "qwen4-max-preview" not in payg and "text-embedding-v4" not in payg  # Token Plan only; no embeddings
+    assert "gpt-4o" in payg  # the aliases a client sends
+    coding = ids([("key", "coding", False)])
+    assert "qwen3-coder-plus" in coding and "qwen3.8-max" not in coding
+    assert {"coder-model", "vision-model"} <= set(ids([("oauth", "", False)]))
+    assert "text-embedding-v4" in ids([("key", "payg:intl", True)])
+    assert "qwen3.8-max" in ids([("key", "", False)])  # a key on another OpenAI-compatible host: any key plan
+
+
+def test_every_listed_id_answers_get():
+    m = ModelMap("qwen3-coder-plus")
+    offers = [("key", "payg:intl", False)]
+    for listed in m.list(offers):
+        assert m.get(listed["id"], offers) == listed
+    assert m.get("qwen3.8-max", offers)["owned_by"] == "qwen"
+    assert m.get("coder-model", offers) is None

@@ -3,7 +3,9 @@ live catalogues of the account kinds in use (models.LiveModels), as cached."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from mitmproxy import http
 
@@ -11,19 +13,36 @@ from ..config import Config
 from ..errors import GatewayError
 from ..exchange import Exchange
 from ..local import json_response
-from ..model_map import tier_alias
+from ..model_map import Offers, tier_alias
+
+if TYPE_CHECKING:
+    from ..accounts import Pool
+    from ..local import LocalRoute
 
 
-async def answer(ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Response:
+def answer(pool: Callable[[], Pool | None]) -> LocalRoute:
+    """The route, listing what the pool's accounts can serve (model_map.ModelMap.list)."""
+
+    async def models(ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Response:
+        current = pool()
+        offers = None if current is None else [(row.get("kind") or "", row.get("billing") or "",
+                                                 bool(row.get("embeddings"))) for row in current.status()]
+        return await _answer(ex, flow, config, offers)
+
+    return models
+
+
+async def _answer(ex: Exchange, flow: http.HTTPFlow, config: Config, offers: Offers | None) -> http.Response:
     config.models.live.wanted()  # the live catalogues refresh in the background: this answer is the cache
     path = ex.client.path
     sub = path[3:] if path.startswith("/v1/") else path
     if sub == "/models":
+        listed = config.models.list(offers)
         if ex.dialect == "anthropic":  # an Anthropic SDK's models.list()
-            return json_response(200, anthropic_page(_for_messages(config.models.list()), flow.request.query))
-        return json_response(200, {"object": "list", "data": config.models.list()})
+            return json_response(200, anthropic_page(_for_messages(listed), flow.request.query))
+        return json_response(200, {"object": "list", "data": listed})
     name = sub[len("/models/"):]
-    model = config.models.get(name)
+    model = config.models.get(name, offers)
     if model is None and ex.dialect == "anthropic" and tier_alias(name):  # any Claude id the map answers
         model = {"id": name, "created": 0}
     if model is None:

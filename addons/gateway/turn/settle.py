@@ -131,6 +131,8 @@ class Settlement:
         ex.ended = time.monotonic()
         if flow.response is not None and ex.status is None:
             ex.status = flow.response.status_code
+        if ex.usage and (why := reasoning_took_the_cap(ex.usage, ex.upstream_body)):
+            ex.notes.append(why)
         if ex.cred is not None and ex.usage:  # what Qwen reported, priced once for every observer
             cost = self.prices().cost(ex.cred.billing, ex.upstream_model, ex.usage)
             if cost is not None:
@@ -163,3 +165,17 @@ class Settlement:
         """Flows the gateway passes through (other hosts, explicit proxy) count for mitmweb's cap too."""
         if self.observers.track is not None:
             call_safely(self.observers.track, flow)
+
+
+def reasoning_took_the_cap(usage: dict, upstream_body: dict | None) -> str | None:
+    """Why an answer is empty when the reasoning used the whole output cap (Model Studio, 2026-11-02: from
+    qwen4-max-preview on the cap covers reasoning and answer together), for the flow; None otherwise."""
+    cap = (upstream_body or {}).get("max_completion_tokens")
+    details = usage.get("completion_tokens_details")
+    reasoning = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    out = usage.get("completion_tokens")
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in (cap, reasoning, out)):
+        return None
+    if reasoning and reasoning >= out >= cap:
+        return f"the reasoning used all {cap} output tokens: no answer (raise the output cap)"
+    return None

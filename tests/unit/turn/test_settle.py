@@ -84,3 +84,15 @@ def test_a_client_that_read_the_whole_stream_before_leaving_was_served():
     meta = f.metadata["qwen"]
     assert meta["status"] == 200 and "error" not in meta and f.response.raw_content == b"data: [DONE]\n\n"
     assert pool.reports == [("acct", Outcome.OK)]
+
+
+def test_an_answer_the_reasoning_left_empty_is_said_on_the_flow():
+    from qwen_gateway.turn.settle import reasoning_took_the_cap
+
+    used_up = {"completion_tokens": 512, "completion_tokens_details": {"reasoning_tokens": 512}}
+    assert reasoning_took_the_cap(used_up, {"max_completion_tokens": 512}) == \
+        "the reasoning used all 512 output tokens: no answer (raise the output cap)"
+    answered = {"completion_tokens": 512, "completion_tokens_details": {"reasoning_tokens": 400}}
+    assert reasoning_took_the_cap(answered, {"max_completion_tokens": 512}) is None
+    assert reasoning_took_the_cap(used_up, {}) is None  # no cap asked: nothing to blame
+    assert reasoning_took_the_cap({"completion_tokens": 3}, {"max_completion_tokens": 3}) is None

@@ -60,7 +60,7 @@ def to_chat(body: dict, notes: list[str], verify: Callable[[str, str], str], *, 
             chat_messages.append(assistant_message(m.get("content"), where, notes, verify))
     chat: dict = {"model": model, "messages": ([{"role": "system", "content": system_content(system)}] if system
                                                else []) + chat_messages,
-                  "max_tokens": max_tokens, "stream": body.get("stream") is True}
+                  "max_completion_tokens": max_tokens, "stream": body.get("stream") is True}
     _sampling(body, chat)
     _tools(body, chat, notes)
     messages_search(body, chat, notes)  # the web_search server tool: Qwen's own search

@@ -121,7 +121,7 @@ def translate(body: dict, history: list[dict] | None = None, *, chat_history: li
         if isinstance(body.get("parallel_tool_calls"), bool):
             chat["parallel_tool_calls"] = body["parallel_tool_calls"]
         limit_tools(chat, body, notes)
-    for src, dst in (("max_output_tokens", "max_tokens"), ("temperature", "temperature"), ("top_p", "top_p"),
+    for src, dst in (("max_output_tokens", "max_completion_tokens"), ("temperature", "temperature"), ("top_p", "top_p"),
                      ("user", "user"), ("prompt_cache_key", "prompt_cache_key"),  # the key names the session
                      ("prompt_cache_options", "prompt_cache_options")):  # read by the upstream's cache markers
         if body.get(src) is not None:

@@ -30,7 +30,7 @@ def own_body(body: dict, *, model: str, capability: Capability, default_model: s
         out = rules.route_vision(out, oauth=False, default_model=default_model, notes=notes)
         out.pop("vl_high_resolution_images", None)  # an OpenAI-compatible extra: not for the Anthropic base
         out = knobs.anthropic_thinking(out, notes)  # on the model that answers (after vision routing)
-    return rules.clamp_output(out, notes)
+    return rules.clamp_output(out, notes, field="max_tokens")  # Anthropic's own name for the cap
 
 
 def embedding_body(body: dict, model: str, notes: list[str] | None = None) -> dict:
@@ -57,13 +57,14 @@ def embedding_body(body: dict, model: str, notes: list[str] | None = None) -> di
 def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None = None,
                  notes: list[str] | None = None, default_model: str | None = None,
                  learned_thinking: Mapping[str, Thinking] | None = None,
-                 learned_stream_only: Collection[str] = ()) -> dict:
+                 learned_stream_only: Collection[str] = (), learned_caps: Mapping[str, int] | None = None) -> dict:
     """The body Qwen gets, obeying DashScope's rules, in qwen-code's shape (OAuth and keys alike).
 
     `notes` collects what was changed from the client's request; `default_model` is the account's, tried
     first when images need a vision model; `session_id` overrides the one derived from the conversation;
     `learned_thinking` overrides the thinking table for models a 400 taught about (`thinking_refusal`), and
-    `learned_stream_only` adds to the table of models that answer streams only (`stream_refusal`).
+    `learned_stream_only` adds to the table of models that answer streams only (`stream_refusal`), and
+    `learned_caps` to the catalogue's output caps (Qwen's "Range of max_tokens should be [1, N]").
     The model may change (images): read it back from the result's "model".
     """
     # A shallow copy: every step below builds new containers where it changes one (copy on write), so
@@ -76,8 +77,9 @@ def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None 
     out["messages"] = rules.verbosity_hint(out["messages"], out.get("verbosity"), notes)
     for key in _DROP:
         out.pop(key, None)
-    if "max_completion_tokens" in out:
-        out.setdefault("max_tokens", out.pop("max_completion_tokens"))
+    if "max_tokens" in out:  # Model Studio deprecated it for max_completion_tokens (notice of 2026-04-20)
+        legacy = out.pop("max_tokens")
+        out.setdefault("max_completion_tokens", legacy)
     if out.get("stream"):
         # Always ask for usage: the gateway needs it; the client only sees it if it asked.
         out["stream_options"] = {**(out.get("stream_options") or {}), "include_usage": True}
@@ -94,5 +96,5 @@ def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None 
     out = params.stream_whole(out, notes, learned=learned_stream_only)
     out = params.sampling_ranges(out, notes)
     out = knobs.thinking_knobs(out, effort, notes, learned=learned_thinking)
-    out = rules.clamp_output(out, notes)
-    return rules.qwen_code_shape(out, session=session, notes=notes)
+    out = rules.clamp_output(out, notes, learned=learned_caps)
+    return rules.qwen_code_shape(out, session=session, oauth=oauth, notes=notes)

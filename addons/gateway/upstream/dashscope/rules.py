@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Mapping
 from itertools import repeat
 
 from ... import ids, jsonio
 from ...exchange import note
-from ...model_map import is_vision, output_cap, vision_model
+from ...model_map import is_vision, output_cap, preserves_thinking, vision_model
 from . import markers
 
 _SESSION_NS = uuid.UUID("5b7c2f0e-8a1d-4c3e-9f61-2d4a8e0c7b19")  # this gateway's namespace for session ids
@@ -101,13 +102,18 @@ def verbosity_hint(messages: list[dict], verbosity: object, notes: list[str] | N
 # ---- R4: output caps ---------------------------------------------------------------------------------------
 
 
-def clamp_output(body: dict, notes: list[str] | None = None) -> dict:
-    """max_tokens within the model's cap (`max_completion_tokens` already renamed to it)."""
-    value = body.get("max_tokens")
-    cap = output_cap(str(body.get("model") or ""))
-    if isinstance(value, int) and not isinstance(value, bool) and value > cap:
-        note(notes, f"max_tokens {value} lowered to {cap}, {body.get('model')}'s output cap")
-        return {**body, "max_tokens": cap}
+def clamp_output(body: dict, notes: list[str] | None = None, *, field: str = "max_completion_tokens",
+                 learned: Mapping[str, int] | None = None) -> dict:
+    """The output cap (`field`) within the model's largest, as the catalogue knows it or Qwen's 400 taught
+    (`learned`); a model neither knows keeps the client's cap as asked: nothing is invented."""
+    value = body.get(field)
+    model = str(body.get("model") or "")
+    cap = learned.get(model) if learned else None
+    if cap is None:
+        cap = output_cap(model)
+    if cap is not None and isinstance(value, int) and not isinstance(value, bool) and value > cap:
+        note(notes, f"{field} {value} lowered to {cap}, {model}'s output cap")
+        return {**body, field: cap}
     return body
 
 
@@ -187,12 +193,15 @@ def uuid5_text(name: bytes) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def qwen_code_shape(body: dict, *, session: str, notes: list[str] | None = None) -> dict:
+def qwen_code_shape(body: dict, *, session: str, oauth: bool = True, notes: list[str] | None = None) -> dict:
     """What qwen-code adds on every DashScope host (OAuth and keys alike); its cache markers, with the client's
-    own first: markers.py."""
+    own first: markers.py. `preserve_thinking` (earlier turns' reasoning kept in the prompt and its cache) goes
+    to the models the catalogue says keep it, and always on OAuth, as qwen-code sends it."""
     out = markers.place(body, notes)
     out["metadata"] = {"sessionId": session, "promptId": ids.hex_id(7)[:13]}
-    out["preserve_thinking"] = True  # keep earlier turns' reasoning_content in the prompt (and its cache)
-    if is_vision(str(out.get("model") or "")) and has_image(out["messages"]):
+    model = str(out.get("model") or "")
+    if oauth or preserves_thinking(model):
+        out["preserve_thinking"] = True
+    if is_vision(model) and has_image(out["messages"]):
         out["vl_high_resolution_images"] = True
     return out

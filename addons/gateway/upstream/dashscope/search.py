@@ -19,12 +19,11 @@ import re
 
 from ...errors import GatewayError
 from ...exchange import note
+from ...model_catalogue import ROWS, find
 
-# General Qwen models that search (matched by prefix: dated snapshots and -latest included). Not the coder
-# models (coder-model, qwen3-coder-*) nor the vision models.
-SEARCH_MODELS = ("qwen-max", "qwen-plus", "qwen-turbo", "qwen-flash", "qwen3-max", "qwen3.5-plus", "qwen3.6-plus",
-                 "qwen3.7-plus", "qwen3.7-max", "qwen3.8-max")
-_NOT_SEARCH = ("coder", "-vl", "vision")
+# The general Qwen models that search, as the catalogue says (its `search` rows; dated snapshots and -latest
+# read as their family). Not the coder models nor the vision models.
+SEARCH_MODELS = tuple(m.id for m in ROWS.values() if m.search)
 CITATION_FORMAT = "[ref_<number>]"
 _MARKER = re.compile(r"\[ref_(\d+)\]")
 # OpenAI's search_context_size -> DashScope's search_strategy ("turbo" is its default; "max" searches more
@@ -33,7 +32,8 @@ _STRATEGY = {"low": "turbo", "high": "max"}
 
 
 def can_search(model: str) -> bool:
-    return model.startswith(SEARCH_MODELS) and not any(s in model for s in _NOT_SEARCH)
+    row = find(model)
+    return row is not None and row.search
 
 
 def why_not(model: str, *, oauth: bool) -> str | None:

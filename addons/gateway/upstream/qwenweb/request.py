@@ -12,12 +12,13 @@ from collections.abc import Sequence
 
 from ... import jsonio
 from ...errors import GatewayError
+from ...model_catalogue import ROWS
 from . import tools
 from .catalogue import pick
 
 # The web catalogue's ids seen in 2026 (§1.10): the fallback and the offline answer when the live catalogue
 # (catalogue.py, GET /api/models) has not answered.
-WEB_MODELS = ("qwen3.8-max", "qwen3.7-plus", "qwen3.7-max", "qwen3.6-plus", "qwen3.5-plus", "qwen3-coder-plus")
+WEB_MODELS = tuple(m.id for m in ROWS.values() if m.web)  # the catalogue's `web` rows
 # Knobs the web app has no field for (§1.6): dropped, each with a note on the exchange.
 DROPPED = ("temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "presence_penalty",
            "frequency_penalty", "repetition_penalty", "seed", "stop", "response_format", "parallel_tool_calls")

@@ -53,7 +53,8 @@ class QwenWeb:
         return self.live.ids(WEB) or request.WEB_MODELS
 
     def chat_body(self, chat: dict, *, model: str, cred: Credential, notes: list[str],
-                  learned: Mapping[str, Thinking] | None, stream_only: Collection[str] = ()) -> dict:
+                  learned: Mapping[str, Thinking] | None, stream_only: Collection[str] = (),
+                  caps: Mapping[str, int] | None = None) -> dict:
         body = request.completion_body(chat, model=model, notes=notes, models=self.models(),
                                        default=cred.default_model)
         plan = self.pinning.plan(chat, cred.account, body["model"]) if self.pinning is not None else None
@@ -94,7 +95,7 @@ class QwenWeb:
         return self.classify(status, raw, headers)
 
     def wire(self, cred: Credential, suffix: str, body: dict, *, user_agent: str, stream: bool, attempt: int,
-             base: str | None = None, api_headers: tuple[tuple[str, str], ...] = ()) -> Wire:
+             base: str | None = None, api_headers: tuple[tuple[str, str], ...] = (), client_agent: str = "") -> Wire:
         chat_id = str(body.get("chat_id") or "")
         target, host = url(cred, f"/api/v2/chat/completions?chat_id={chat_id}")
         sent = {k: v for k, v in body.items() if k != PLAN}

@@ -160,25 +160,43 @@ def test_thinking_kinds(model, kind):
 
 
 @pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
-def test_output_is_clamped_to_the_models_cap(field):
+def test_the_cap_goes_as_max_completion_tokens_within_the_models_cap(field):
+    """Model Studio deprecated `max_tokens` for `max_completion_tokens` (notice of 2026-04-20)."""
     out, notes = qwen({field: 128000})
-    assert out["max_tokens"] == 65536 and "max_completion_tokens" not in out
-    assert notes == ["max_tokens 128000 lowered to 65536, coder-model's output cap"]
+    assert out["max_completion_tokens"] == 65536 and "max_tokens" not in out
+    assert notes == ["max_completion_tokens 128000 lowered to 65536, coder-model's output cap"]
     out, notes = qwen({field: 1000})
-    assert out["max_tokens"] == 1000 and notes == []
-    out, _ = qwen({field: 128000}, model="some-new-model")
-    assert out["max_tokens"] == 8192  # unknown: a safe default
+    assert out["max_completion_tokens"] == 1000 and "max_tokens" not in out and notes == []
 
 
-def test_output_caps_by_longest_prefix():
+@pytest.mark.parametrize("model", ["qwen3.7-max", "qwen4-max", "qwen3.6-flash", "qwen3.5-flash", "qwen3.6-max-preview",
+                                   "some-new-model"])
+def test_a_model_without_a_known_cap_gets_the_clients_cap_unchanged(model):
+    out, notes = qwen({"max_completion_tokens": 30000}, model=model, oauth=False)
+    assert out["max_completion_tokens"] == 30000 and notes == []
+
+
+def test_a_cap_qwen_named_holds_a_model_the_catalogue_has_no_cap_for():
+    body = {"model": "m", "max_completion_tokens": 50000, "messages": [USER]}
+    out = chat_to_qwen(body, model="qwen9-max", oauth=False, learned_caps={"qwen9-max": 40000})
+    assert out["max_completion_tokens"] == 40000
+
+
+def test_both_names_sent_keep_the_current_one():
+    out, _ = qwen({"max_tokens": 10, "max_completion_tokens": 20})
+    assert out["max_completion_tokens"] == 20 and "max_tokens" not in out
+
+
+def test_output_caps_from_the_catalogue_and_snapshots_read_as_their_family():
     assert output_cap("qwen-max") == 8192 and output_cap("qwen-max-2025-01-25") == 8192
     assert output_cap("qwen3-max") == 65536 and output_cap("qwen3-coder-plus-2025-07-22") == 65536
-    assert output_cap("nope") == 8192
+    assert output_cap("qwen3.8-max") == 131072
+    assert output_cap("nope") is None and output_cap("qwen3.7-max") is None
 
 
 def test_responses_and_completions_limits_are_clamped_too():
     chat = responses_to_chat({"model": "gpt-5", "input": "x", "max_output_tokens": 128000})
-    assert chat_to_qwen(chat, model="qwen-turbo", oauth=False)["max_tokens"] == 16384
+    assert chat_to_qwen(chat, model="qwen-turbo", oauth=False)["max_completion_tokens"] == 16384
 
 
 # ---- R10 ----------------------------------------------------------------------------------------------------

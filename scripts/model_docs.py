@@ -1,0 +1,87 @@
+"""docs/compatibility.md's model tables, generated from the model catalogue (addons/gateway/model_catalogue.toml),
+so that the doc cannot drift from what the gateway does.
+
+    .venv/bin/python scripts/model_docs.py          # says whether the doc is current (exit 1 if not)
+    .venv/bin/python scripts/model_docs.py --write  # rewrites the generated blocks
+
+Each block stands between `<!-- generated: NAME -->` and `<!-- end: NAME -->`; tests/repo/test_catalogue.py
+checks every block is current.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from qwen_gateway.model_catalogue import CHAT, READ, ROWS, SOURCES, Model, Thinking
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "compatibility.md"
+SWITCH = {Thinking.HYBRID: "`enable_thinking`", Thinking.ONLY: "thinking-only", Thinking.EFFORT: "`reasoning_effort`",
+          Thinking.NONE: "none"}
+
+
+def _n(value: int | None) -> str:
+    return "–" if value is None else f"{value:,}"
+
+
+def thinking_row(m: Model) -> str:
+    assert m.thinking is not None
+    told = "–" if m.thinking is Thinking.NONE else "thinks" if m.thinks else "does not think"
+    budget = "–" if m.budget is None else f"{m.budget:,}" + (", required" if m.budget_required else "")
+    return (f"| `{m.id}` | {SWITCH[m.thinking]} | {told} | {budget} | {', '.join(m.efforts) or '–'} | "
+            f"{', '.join(m.plans)} | {m.sources} |")
+
+
+def thinking_table() -> str:
+    head = ["| Model | Switch | Told nothing | Largest `thinking_budget` | `reasoning_effort` | Plans | Sources |",
+            "|---|---|---|---|---|---|---|"]
+    return "\n".join(head + [thinking_row(m) for m in ROWS.values() if m.thinking is not None])
+
+
+def model_row(m: Model) -> str:
+    inputs = ", ".join(k for k, on in (("text", True), ("image", m.vision), ("video", m.video)) if on)
+    dates = " → ".join(d for d in (m.released, m.retires) if d) or "–"
+    shares = "shares" if m.shares_output else "–"
+    family = f" (of `{m.family}`)" if m.family else ""
+    return (f"| `{m.id}`{family} | {_n(m.context)} | {_n(m.input)} | {_n(m.output)} | {shares} | {inputs} | "
+            f"{'yes' if m.search else '–'} | {', '.join(m.plans)} | {dates} | {m.sources} |")
+
+
+def models_table() -> str:
+    head = ["| Model | Context | Longest prompt | Output cap | Reasoning and answer | Input | Web search | Plans | "
+            "Released → retires | Sources |", "|---|---|---|---|---|---|---|---|---|---|"]
+    return "\n".join(head + [model_row(m) for m in ROWS.values() if m.kind == CHAT])
+
+
+def sources_list() -> str:
+    return "\n".join([f"Sources, read {READ}:", ""] + [f"- **{k}** {v}" for k, v in SOURCES.items()])
+
+
+BLOCKS = {"models": models_table, "thinking": thinking_table, "sources": sources_list}
+
+
+def render(text: str) -> str:
+    for name, make in BLOCKS.items():
+        pattern = re.compile(rf"(<!-- generated: {name} -->\n)(?:.*?\n)?(<!-- end: {name} -->)", re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"{DOC}: no generated block {name!r}")
+        body = make()
+        text = pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
+    return text
+
+
+def main(argv: list[str]) -> int:
+    text = DOC.read_text(encoding="utf-8")
+    fresh = render(text)
+    if "--write" in argv:
+        DOC.write_text(fresh, encoding="utf-8")
+        return 0
+    if fresh != text:
+        print(f"{DOC} is not current: run {Path(__file__).name} --write", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
