@@ -32,6 +32,22 @@ def authorize_page(user_code: str) -> str:
     return AUTHORIZE_PAGE.format(code=html.escape(user_code, quote=True))
 
 
+def _positive(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _bad_model_switch(body: dict) -> str | None:
+    """What is wrong with the model switches given (extra_models, model_caps, reasoning_tokens), or None."""
+    caps, extra = body.get("model_caps", {}), body.get("extra_models", [])
+    if not isinstance(caps, dict) or not all(_positive(n) for n in caps.values()):
+        return "model_caps must map model ids to positive integers"
+    if not isinstance(extra, list) or not all(isinstance(m, str) for m in extra):
+        return "extra_models must be a list of model ids"
+    if body.get("reasoning_tokens") is not None and not _positive(body["reasoning_tokens"]):
+        return "reasoning_tokens must be a positive integer or null"
+    return None
+
+
 def handle(h, name: str, body: dict, from_browser: bool) -> None:
     st = h.state
     method = h.command
@@ -45,6 +61,9 @@ def handle(h, name: str, body: dict, from_browser: bool) -> None:
                     return h.send_json(400, {"error": f"unknown switches {unknown}", "known": sorted(st.switches)})
                 if body.get("tool_calls", "asked") not in tools.MODES:
                     return h.send_json(400, {"error": f"tool_calls must be one of {', '.join(tools.MODES)}"})
+                bad = _bad_model_switch(body)
+                if bad:
+                    return h.send_json(400, {"error": bad})
                 st.switches.update(body)
             return h.send_json(200, st.switches)
         if name == "reset" and method == "POST":

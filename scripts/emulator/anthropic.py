@@ -100,7 +100,7 @@ def messages(h, body) -> None:
     if fault and (_fault_error(h, fault, headers) or h.fault_answered(fault, stream, headers=headers)):
         return
     sw = h.state.snapshot()
-    problem = check(body, sw["denied_models"] or ())
+    problem = check(body, sw)
     if problem:
         return h.send_json(*problem, headers)
     refused = h.state.count(token)  # the limit switches (rpm_limit, daily_limit, plan_limits, …)
@@ -158,7 +158,7 @@ def count_tokens(h, body) -> None:
     """`{"input_tokens": N}`, N as the emulator counts a prompt (characters / 4); not metered."""
     if admitted(h) is None:
         return
-    problem = check(body, h.state.snapshot()["denied_models"] or (), count=True)
+    problem = check(body, h.state.snapshot(), count=True)
     if problem:
         return send(h, *problem)
     send(h, 200, {"input_tokens": answer.prompt_tokens(body)})
@@ -170,7 +170,7 @@ def models(h, model_id: str) -> None:
         return
     entry = lambda m: {"type": "model", "id": m, "display_name": m,  # noqa: E731
                        "created_at": "2025-01-01T00:00:00Z"}
-    known = list(answer.chat.KNOWN_MODELS)
+    known = list(answer.chat.known_models(h.state.snapshot()))
     if model_id:
         if model_id not in known:
             return send(h, *error("not_found_error", f"model: {model_id}"))

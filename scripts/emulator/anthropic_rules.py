@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from . import rules
+from . import chat, rules
 
 STATUS = {"invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
           "not_found_error": 404, "rate_limit_error": 429, "api_error": 500, "overloaded_error": 529}
@@ -267,19 +267,19 @@ def _markers(body: dict) -> None:
         _bad(f"A maximum of 4 blocks with cache_control may be provided. Found {found}.")
 
 
-def check(body, denied_models=(), count: bool = False) -> tuple[int, dict] | None:
-    """None when the base accepts the request, else (status, Anthropic error body)."""
+def check(body, sw: dict, count: bool = False) -> tuple[int, dict] | None:
+    """None when the base accepts the request (with the switches `sw`), else (status, Anthropic error body)."""
     try:
         _schema(body, count)
         _markers(body)
         model = body["model"]
-        if model not in rules.KNOWN_MODELS:  # claude-* ids too: the gateway maps names before passing through
+        if model not in chat.known_models(sw):  # claude-* ids too: the gateway maps names before passing through
             raise Refused("not_found_error", f"model: {model}")
-        cap = rules.OUTPUT_CAPS[model]
-        if not count and body["max_tokens"] > cap:  # R4, in Anthropic's words
+        cap = rules.output_cap(model, sw.get("model_caps") or {})
+        if not count and cap is not None and body["max_tokens"] > cap:  # R4, in Anthropic's words
             _bad(f"max_tokens: {body['max_tokens']} > {cap}, which is the maximum allowed number of output tokens "
                  f"for {model}")
-        if model in denied_models:  # R7
+        if model in (sw.get("denied_models") or ()):  # R7
             raise Refused("permission_error", "Access to model denied. Please make sure you are eligible for using "
                                               "the model.")
         if model in rules.THINKING_ONLY and (body.get("thinking") or {}).get("type") == "disabled":  # R9

@@ -20,6 +20,12 @@ REASONING = "Thinking about it."
 error = rules.error
 
 
+def known_models(sw: dict) -> tuple[str, ...]:
+    """The chat models served: the catalogue's, then the `extra_models` switch's (ids it does not name)."""
+    extra = [str(m) for m in sw.get("extra_models") or () if m not in KNOWN_MODELS]
+    return (*KNOWN_MODELS, *dict.fromkeys(extra))
+
+
 def validate(body, sw: dict | None = None) -> tuple[int, dict] | None:
     """DashScope's 400s for what it refuses; None if the request is acceptable."""
     if not isinstance(body, dict):
@@ -27,17 +33,17 @@ def validate(body, sw: dict | None = None) -> tuple[int, dict] | None:
     problem = rules.check_text(body)
     if problem:
         return problem
-    if body.get("model") not in KNOWN_MODELS:
+    sw = sw or {}
+    if body.get("model") not in known_models(sw):
         return 400, error("model_not_found", f"The model `{body.get('model')}` does not exist or you do not have "
                                              "access to it.")
     msgs = body.get("messages")
     if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) for m in msgs):
         return 400, error("invalid_parameter_error", "messages must be a non-empty list of message objects.")
-    sw = sw or {}
     limit = sw.get("context_limit") or 0
     if limit and sum(_tokens(text_of(m.get("content"))) for m in msgs) > limit:
         return 400, error("invalid_parameter_error", f"Range of input length should be [1, {limit}]")
-    return (rules.check_chat(body, sw.get("denied_models") or ())
+    return (rules.check_chat(body, sw)
             or rules.check_params(body, sw.get("stream_only_models") or ()) or search.check(body))
 
 
@@ -63,7 +69,7 @@ def plan(body: dict, sw: dict, served: Served = Served()) -> dict:
     # Thinking mode per model (thinking.py): the model's default unless the knobs it takes say otherwise; the
     # `reasoning` switch off silences a model that thinks by default (an explicit `enable_thinking: true` wins).
     thinking = rules.thinking_on(body) and (sw["reasoning"] or body.get("enable_thinking") is True)
-    reasoning = REASONING if thinking else ""
+    reasoning = _reasoning(sw.get("reasoning_tokens")) if thinking else ""
     user = next((m for m in reversed(msgs) if m.get("role") == "user"), {})
     calls: list[dict] = []
     text = ""
@@ -79,6 +85,10 @@ def plan(body: dict, sw: dict, served: Served = Served()) -> dict:
         text = "Echo: " + tools.prompt_text(text_of(user.get("content")))
     sources = search.info(body, text_of(user.get("content")))
     text = text if calls else _before_stop(body, search.cite(body, text))
+    cap = _shared_cap(body) if reasoning else None
+    used_up = cap is not None and _tokens(reasoning) >= cap
+    if used_up:  # the reasoning took the whole cap: nothing is left for an answer
+        reasoning, text, calls = reasoning[:4 * cap - 1], "", []  # cap tokens at a quarter of the characters
     if sw["think_leak"] and text:
         text, reasoning = f"<think>{reasoning or REASONING}</think>{text}", ""
     n = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 0 else 1
@@ -98,7 +108,23 @@ def plan(body: dict, sw: dict, served: Served = Served()) -> dict:
     else:
         usage["prompt_tokens_details"] = {"cached_tokens": cached}
     return {"reasoning": reasoning, "text": text, "calls": calls, "usage": usage, "n": n, "search_info": sources,
-            "finish": sw["finish_reason"] or ("tool_calls" if calls else "stop")}
+            "finish": sw["finish_reason"] or ("length" if used_up else "tool_calls" if calls else "stop")}
+
+
+def _reasoning(tokens) -> str:
+    """The reasoning text: REASONING, or `tokens` of the emulator's tokens of it (the `reasoning_tokens` switch)."""
+    if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
+        return REASONING
+    return ((REASONING + " ") * tokens)[:4 * tokens - 1]  # characters / 4 + 1 = tokens
+
+
+def _shared_cap(body: dict) -> int | None:
+    """The output cap reasoning and answer share: Model Studio's "API compatibility upgrades" (2026-11-02), from
+    qwen4-max-preview on (catalogue `shares_output`); other models' caps bound the answer alone."""
+    if not rules.shares_output(body.get("model")):
+        return None
+    caps = [v for k in ("max_completion_tokens", "max_tokens") if isinstance(v := body.get(k), int)]
+    return min(caps, default=None)
 
 
 def _before_stop(body: dict, text: str) -> str:

@@ -11,31 +11,27 @@ from __future__ import annotations
 import json
 import uuid
 
-from . import thinking
+from . import catalogue, thinking
 
 ROLES = ("system", "assistant", "user", "tool", "function")
 ALGO = "<400> InternalError.Algo.InvalidParameter: "
 
-# Output caps (the upper bound in "Range of max_tokens should be [1, N]"), per model.
-OUTPUT_CAPS = {
-    "coder-model": 65536, "vision-model": 32768, "qwen3-coder-plus": 65536, "qwen3-coder-flash": 65536,
-    "qwen3.5-plus": 65536, "qwen3.6-plus": 65536, "qwen3.7-plus": 65536, "qwen3.7-flash": 32768,
-    "qwen3.8-flash": 32768, "qwen3.8-max": 65536, "qwen3-max": 65536, "qwen-max": 8192, "qwen-plus": 32768,
-    "qwen-turbo": 16384, "qwen-vl-max": 8192, "qwen-vl-plus": 8192, "qwen3-vl-plus": 32768, "qwq-plus": 8192,
-    "qwen3-235b-a22b-thinking-2507": 32768, "qwen3.6-flash": 65536, "qwen3.5-flash": 65536, "qwen3.5-27b": 65536,
-    "qwen3-max-2026-01-23": 65536, "qwen-flash": 32768, "qwen3-32b": 16384, "qwen3.7-max": 65536,
-}
-KNOWN_MODELS = tuple(OUTPUT_CAPS)
-# Thinking per model (default on or off, thinking-only, effort-native, budgets): thinking.py.
-THINKING_ONLY = tuple(m for m, spec in thinking.MODELS.items() if spec[0] == thinking.ONLY)
-VISION = ("coder-model", "vision-model", "qwen-vl-max", "qwen-vl-plus", "qwen3-vl-plus", "qwen3.5-plus",
-          "qwen3.6-plus", "qwen3.7-plus")
-# Models that answer streams only (Model Studio: QwQ, the open-source Qwen3 thinking models).
-STREAM_ONLY = ("qwq-plus", "qwen3-235b-a22b-thinking-2507")
+# The models and their facts are the gateway's catalogue's (catalogue.py); the switches add models and caps.
+KNOWN_MODELS = catalogue.CHAT_MODELS
+# Output caps (the upper bound in "Range of max_tokens should be [1, N]"), per model: a model without one has none.
+OUTPUT_CAPS = catalogue.OUTPUT_CAPS
+THINKING_ONLY = tuple(m for m in KNOWN_MODELS if catalogue.MODELS[m].get("thinking") == thinking.ONLY)
+VISION = catalogue.having("vision")
+# Models that answer streams only (Model Studio: QwQ, QVQ, the open-source Qwen3 thinking models).
+STREAM_ONLY = catalogue.having("stream_only")
+SHARES_OUTPUT = catalogue.having("shares_output")
 EMBEDDING_BATCH = 10
-# The sizes each embedding model offers (`dimensions`), its default first; v2 has one fixed size.
-EMBEDDING_SIZES = {"text-embedding-v4": (1024, 2048, 1536, 768, 512, 256, 128, 64),
-                   "text-embedding-v3": (1024, 768, 512, 256, 128, 64), "text-embedding-v2": (1536,)}
+# The sizes each embedding model offers (`dimensions`), its default first; v1 and v2 have one fixed size.
+EMBEDDING_SIZES = catalogue.EMBEDDING_SIZES
+# Model Studio's "Notice of Changes to Certain Model Fields" (effective 2026-04-20): `max_completion_tokens`
+# replaces `max_tokens` on the OpenAI-compatible Chat Completions API, which is deprecated before 2026-05-30.
+# The refusal's wording is the emulator's own: no public source quotes the real one.
+DEPRECATED_MAX_TOKENS = ALGO + "max_tokens is deprecated, use max_completion_tokens"
 
 
 def error(code: str, message: str, type: str = "invalid_request_error") -> dict:
@@ -76,10 +72,41 @@ def check_text(body: object) -> tuple[int, dict] | None:
     return None
 
 
-def check_chat(body: dict, denied_models=()) -> tuple[int, dict] | None:
-    """R1–R4, R7 (model not enabled), R9, R10 for one chat request; None when DashScope accepts it."""
+def output_cap(model: object, model_caps: dict) -> int | None:
+    """The model's output cap: the `model_caps` switch's, else the catalogue's; None: no cap known, none applied."""
+    cap = model_caps.get(model) if isinstance(model, str) else None
+    return cap if cap is not None else OUTPUT_CAPS.get(model)
+
+
+def shares_output(model: object) -> bool:
+    """Reasoning and answer share the output cap (catalogue `shares_output`: from qwen4-max-preview on)."""
+    return model in SHARES_OUTPUT
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def check_output(body: dict, cap: int | None, legacy: bool) -> tuple[int, dict] | None:
+    """The output cap's fields: `max_tokens` refused since its deprecation (unless `legacy`), then R4 on
+    `max_completion_tokens` and an accepted `max_tokens`."""
+    if body.get("max_tokens") is not None and not legacy:  # Model Studio's notice, effective 2026-04-20
+        return invalid(DEPRECATED_MAX_TOKENS)
+    for key in ("max_tokens", "max_completion_tokens"):  # R4: the real wording names max_tokens for both
+        value = body.get(key)
+        if value is None or (_positive_int(value) and (cap is None or value <= cap)):
+            continue
+        if cap is None:  # no cap to name: text assumed
+            return invalid(ALGO + "max_tokens should be a positive integer")
+        return invalid(ALGO + f"Range of max_tokens should be [1, {cap}]")
+    return None
+
+
+def check_chat(body: dict, sw: dict) -> tuple[int, dict] | None:
+    """R1–R4, R7 (model not enabled), R9, R10 for one chat request, with the switches `sw`; None when DashScope
+    accepts it."""
     model = body.get("model")
-    if model in denied_models:  # R7: a model the account has not enabled
+    if model in (sw.get("denied_models") or ()):  # R7: a model the account has not enabled
         return 403, error("AccessDenied.Unpurchased", "Access to model denied. Please make sure you are eligible "
                                                       "for using the model.")
     messages = body["messages"]
@@ -97,11 +124,9 @@ def check_chat(body: dict, denied_models=()) -> tuple[int, dict] | None:
     if on and body.get("tools") and (choice == "required" or isinstance(choice, dict)):  # R3
         return invalid(ALGO + "The tool_choice parameter does not support being set to required or object in "
                               "thinking mode")
-    cap = OUTPUT_CAPS.get(model, 8192)
-    for key in ("max_tokens", "max_completion_tokens"):  # R4
-        value = body.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= cap):
-            return invalid(ALGO + f"Range of max_tokens should be [1, {cap}]")
+    problem = check_output(body, output_cap(model, sw.get("model_caps") or {}), bool(sw.get("legacy_max_tokens")))
+    if problem:
+        return problem
     if model not in VISION and _has_image(messages):  # R10
         return invalid(ALGO + "The provided messages input is invalid. The error info is [Unexpected item type "
                               "in content.]")

@@ -1,7 +1,8 @@
 """DashScope's web search (`enable_search` + `search_options`) as the emulator answers it.
 
-`enable_search` is accepted on the general models that search only; any other model is refused with a 400
-(body assumed: no public thread quotes DashScope's). A searched answer carries its sources when
+`enable_search` is accepted on the general models that search only (the catalogue's `search = true` rows, from
+Model Studio's "Web search" page); any other model is refused with a 400 (body assumed: no public thread quotes
+DashScope's). A searched answer carries its sources when
 `search_options.enable_source` is set — shape assumed (DashScope's native `search_info`: {"search_results":
 [{"index", "title", "url", "site_name", "icon"}]}, at the top level of a whole answer, on the first chunk of a
 stream) — and, with `enable_citation`, markers in the text in the asked `citation_format` (`[<number>]` by
@@ -12,10 +13,9 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from . import rules
+from . import catalogue, rules
 
-SEARCH_MODELS = ("qwen-max", "qwen-plus", "qwen-turbo", "qwen3-max", "qwen3.5-plus", "qwen3.6-plus", "qwen3.7-plus",
-                 "qwen3.8-max")
+SEARCH_MODELS = catalogue.having("search")
 RESULTS = 2
 PIECE = 4  # characters per streamed piece of a cited text: "[ref_1]" spans two chunks at least
 

@@ -10,7 +10,7 @@ from http.server import ThreadingHTTPServer
 from socketserver import TCPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from . import admin, anthropic, chat, faults, oauth, web
+from . import admin, anthropic, chat, faults, oauth, plans, web
 from .cache import text_of, tokens
 from .faults import dumps
 from .state import State
@@ -47,6 +47,8 @@ class Handler(Wire):
             return web.route(self, path, query, raw, parsed)
         on_anthropic = path.startswith(anthropic.PREFIX + "/")
         self.record(raw, parsed, redact=on_anthropic)
+        if plans.refuses(path, self.headers.get("User-Agent", ""), self.state.switches):  # the Coding Plan's rule
+            return self.send_json(405, plans.REFUSAL)
         if on_anthropic:  # Model Studio's Anthropic-compatible base: its own errors, even for 404 and 405
             return anthropic.route(self, path[len(anthropic.PREFIX):], parsed)
         form = parsed if isinstance(parsed, dict) else {}
@@ -100,9 +102,10 @@ class Handler(Wire):
 
     def models(self, model_id: str) -> tuple[int, dict]:
         entry = lambda m: {"id": m, "object": "model", "created": 0, "owned_by": "qwen"}  # noqa: E731
+        known = chat.known_models(self.state.snapshot())
         if not model_id:
-            return 200, {"object": "list", "data": [entry(m) for m in chat.KNOWN_MODELS]}
-        if model_id in chat.KNOWN_MODELS:
+            return 200, {"object": "list", "data": [entry(m) for m in known]}
+        if model_id in known:
             return 200, entry(model_id)
         return 404, chat.error("model_not_found", f"The model `{model_id}` does not exist or you do not have "
                                                   "access to it.")

@@ -21,7 +21,12 @@ DEFAULT_SWITCHES = {
     "finish_reason": None,  # override the answer's finish_reason (e.g. "content_filter", "length")
     "denied_models": [],  # models this account has not enabled: 403 AccessDenied.Unpurchased (R7)
     "stream_only_models": [],  # more models that answer streams only (besides rules.STREAM_ONLY)
+    # the models (catalogue.py reads the gateway's model_catalogue.toml; these add to it)
+    "extra_models": [],  # model ids the catalogue does not name, answered as plain hybrid models without a cap
+    "model_caps": {},  # model -> its output cap (R4), over the catalogue's `output` or where it has none
+    "legacy_max_tokens": False,  # take `max_tokens` on the OpenAI-compatible chat API (deprecated since 2026-04-20)
     "reasoning": True,  # reasoning_content before the answer (request enable_thinking=false turns it off)
+    "reasoning_tokens": None,  # the reasoning's length in the emulator's tokens (None: "Thinking about it.", 5)
     "tool_calls": "asked",  # tools.py: "asked" (a call only when the prompt names a tool or tool_choice forces
     # one), "always" (whenever tools are offered: the first, then the next), "never"
     "tool_arguments": None,  # JSON object for tool-call arguments (default: the tool's required fields filled)
@@ -51,6 +56,7 @@ DEFAULT_SWITCHES = {
     "concurrency_limit": 0,
     "plan_limits": {},  # a Coding Plan's requests per window: {"5h": N, "week": N, "month": N}
     "plan_month_day": 1,  # the day of the month its subscription started (the monthly window's start)
+    "coding_plan_agents_only": False,  # the plan's paths refuse clients that are not coding agents (plans.py)
     # OAuth
     "expires_in": 3600,  # access tokens from the device and refresh grants
     "device_expires_in": 1800,

@@ -1,7 +1,7 @@
 """Qwen's thinking per model, as DashScope applies it: whether a request runs in thinking mode, and the 400s
 for the knobs a model refuses. Model Studio's "Deep thinking" page (read 2026-11-24) and the threads quoted
-below; docs/compatibility.md#thinking-per-model holds the same table (tests/unit/upstream/dashscope/test_thinking.py keeps the
-gateway's, this one and the doc in step).
+below; each model's knobs are the gateway's catalogue's (catalogue.py reads addons/gateway/model_catalogue.toml:
+`thinking`, `thinks`, `budget`, `budget_required`, `efforts`), as docs/compatibility.md lists them.
 
 Per model: (mode, thinks by default, largest `thinking_budget`, budget required with `enable_thinking: true`,
 `reasoning_effort` values taken natively). Modes: "hybrid" (`enable_thinking` switches), "only" (always
@@ -12,45 +12,23 @@ mode and clients that send them to Qwen-Coder get answers, never a 400).
 
 from __future__ import annotations
 
-HYBRID, ONLY, EFFORT, NONE = "hybrid", "only", "effort", "none"
-QWEN38_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")  # the 400's own list (GCMP#384)
+from . import catalogue
 
-MODELS: dict[str, tuple[str, bool, int | None, bool, tuple[str, ...]]] = {
-    "coder-model": (HYBRID, True, None, False, ()),
-    "vision-model": (HYBRID, False, None, False, ()),
-    "qwen3.8-max": (EFFORT, True, 262_144, False, QWEN38_EFFORTS),
-    "qwen3.8-flash": (HYBRID, True, None, False, ()),
-    "qwen3.7-max": (HYBRID, True, 262_144, False, ()),
-    "qwen3.7-plus": (HYBRID, True, 262_144, False, ()),
-    "qwen3.7-flash": (HYBRID, True, None, False, ()),
-    "qwen3.6-plus": (HYBRID, True, 81_920, False, ()),
-    "qwen3.6-flash": (HYBRID, True, 131_072, False, ()),
-    "qwen3.5-plus": (HYBRID, True, 81_920, False, ()),
-    "qwen3.5-flash": (HYBRID, True, 81_920, False, ()),
-    "qwen3.5-27b": (HYBRID, True, 81_920, True, ()),  # Qwen-Agent#941: the budget is required
-    "qwen3-max": (NONE, False, None, False, ()),
-    "qwen3-max-2026-01-23": (HYBRID, False, None, False, ()),
-    "qwen3-coder-plus": (NONE, False, None, False, ()),
-    "qwen3-coder-flash": (NONE, False, None, False, ()),
-    "qwen-max": (NONE, False, None, False, ()),
-    "qwen-plus": (HYBRID, False, 81_920, False, ()),
-    "qwen-flash": (HYBRID, False, 81_920, False, ()),
-    "qwen-turbo": (HYBRID, False, 38_912, False, ()),
-    "qwen-vl-max": (NONE, False, None, False, ()),
-    "qwen-vl-plus": (NONE, False, None, False, ()),
-    "qwen3-vl-plus": (HYBRID, False, 81_920, False, ()),
-    "qwen3-32b": (HYBRID, True, 38_912, False, ()),
-    "qwq-plus": (ONLY, True, None, False, ()),
-    "qwen3-235b-a22b-thinking-2507": (ONLY, True, 81_920, False, ()),
-}
+HYBRID, ONLY, EFFORT, NONE = "hybrid", "only", "effort", "none"
 ALGO = "<400> InternalError.Algo.InvalidParameter: "
 
+Mode = tuple[str, bool, int | None, bool, tuple[str, ...]]
+# A model the catalogue does not name (the `extra_models` switch): a plain hybrid model, off by default, whose
+# budget nothing bounds.
+UNKNOWN: Mode = (HYBRID, False, None, False, ())
 
-_UNKNOWN: tuple[str, bool, int | None, bool, tuple[str, ...]] = (NONE, False, None, False, ())
 
-
-def _mode(model: object) -> tuple[str, bool, int | None, bool, tuple[str, ...]]:
-    return MODELS.get(model, _UNKNOWN) if isinstance(model, str) else _UNKNOWN
+def _mode(model: object) -> Mode:
+    row = catalogue.row(model)
+    if row is None:
+        return UNKNOWN
+    return (row.get("thinking", NONE), bool(row.get("thinks")), row.get("budget"), bool(row.get("budget_required")),
+            tuple(row.get("efforts", ())))
 
 
 def thinking_on(body: dict) -> bool:
@@ -76,9 +54,9 @@ def check(body: dict) -> str | None:
         return ALGO + "The value of the enable_thinking parameter is restricted to True."
     effort = body.get("reasoning_effort")
     if mode == EFFORT and effort is not None:
-        if "thinking_budget" in body:  # opencode#41531
+        if "thinking_budget" in body:  # opencode#41531 (qwen3.8-max); APIYI's qwen4-max reference (catalogue K)
             return "'reasoning_effort' and 'thinking_budget' cannot be set simultaneously"
-        if effort not in efforts:  # GCMP#384
+        if effort not in efforts:  # GCMP#384 (qwen3.8-max's list; each model's is the catalogue's `efforts`)
             return "'reasoning_effort' must be one of: " + ", ".join(f"'{e}'" for e in efforts)
     budget = body.get("thinking_budget")
     if not thinking_on(body):

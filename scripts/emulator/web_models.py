@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
+from . import catalogue
+
 CREATED = 1780000000  # one fixed date: answers stay deterministic
 MAX_CONTEXT = 1_000_000  # self-reported; where it nests is UNVERIFIED (assumed: info.meta)
 ALL_TYPES = ["t2t", "search", "t2i", "t2v", "image_edit", "deep_research"]
 MCP = ["image-generation", "code-interpreter", "amap", "fire-crawl"]
 
-# id -> (thinking, chat types, hosted tools). The ids are those seen in 2026 (§1.10); one model that does
-# not think (assumed: which models lack the ability is not documented).
+# The models Qwen Chat offers: the catalogue's `web` rows (qwen-web-protocol.md §1.10), each thinking as its row
+# says. Qwen Chat's chat types and hosted tools per model are not in the catalogue (the gateway reads neither):
+# every model gets the same ones.
 CATALOGUE: dict[str, tuple[bool, list[str], list[str]]] = {
-    "qwen3.8-max": (True, ALL_TYPES, MCP),
-    "qwen3.7-plus": (True, ALL_TYPES, MCP),
-    "qwen3.7-max": (True, ["t2t", "search", "deep_research"], MCP[:2]),
-    "qwen3.6-plus": (True, ["t2t", "search", "t2i"], MCP[:2]),
-    "qwen3.5-plus": (True, ["t2t", "search"], []),
-    "qwen3-coder-plus": (False, ["t2t"], []),
-}
-DEFAULT = (True, ["t2t", "search"], [])  # a model named by the `models` switch that the table lacks
+    m: (catalogue.MODELS[m].get("thinking", "none") != "none", ALL_TYPES, MCP) for m in catalogue.having("web")}
+DEFAULT = (True, ["t2t", "search"], [])  # a model named by the `models` switch that the catalogue lacks
 
 
 def record(model_id: str) -> dict:

@@ -53,12 +53,35 @@ def test_r3_forced_tool_choice_refused_in_thinking_mode(emu, choice):
     assert emu.chat(tools=TOOLS, tool_choice="auto", enable_thinking=True).status_code == 200
 
 
-@pytest.mark.parametrize("model,cap", [("coder-model", 65536), ("qwen-max", 8192), ("qwen-turbo", 16384)])
+@pytest.mark.parametrize("model,cap", [("coder-model", 65536), ("qwen-max", 8192), ("qwen-turbo", 16384),
+                                       ("qwen3.8-max", 131072)])
 def test_r4_max_tokens_within_the_models_cap(emu, model, cap):
-    for key in ("max_tokens", "max_completion_tokens"):
+    """The caps are the catalogue's `output`; `max_tokens` (legacy, switched on) is held to the same cap."""
+    for key, legacy in (("max_completion_tokens", False), ("max_tokens", True)):
+        emu.switches(legacy_max_tokens=legacy)
         assert refused(emu.chat(model=model, **{key: cap + 1})) == ALGO + f"Range of max_tokens should be [1, {cap}]"
         assert refused(emu.chat(model=model, **{key: 0})) == ALGO + f"Range of max_tokens should be [1, {cap}]"
         assert emu.chat(model=model, enable_thinking=False, **{key: cap}).status_code == 200
+
+
+DEPRECATED = ALGO + "max_tokens is deprecated, use max_completion_tokens"
+
+
+def test_max_tokens_is_refused_on_the_openai_compatible_chat_api_unless_legacy_is_switched_on(emu):
+    """Model Studio's "Notice of Changes to Certain Model Fields" (effective 2026-04-20): `max_completion_tokens`
+    replaces `max_tokens`, deprecated before 2026-05-30. Anthropic's own `max_tokens` is not concerned."""
+    for path in ("/v1/chat/completions", "/compatible-mode/v1/chat/completions"):
+        r = emu.chat(path=path, max_tokens=100)
+        assert refused(r) == DEPRECATED and r.json()["error"]["code"] == "invalid_parameter_error"
+        assert refused(emu.chat(path=path, max_tokens=100, max_completion_tokens=100)) == DEPRECATED
+        assert emu.chat(path=path, max_completion_tokens=100).status_code == 200
+    emu.switches(legacy_max_tokens=True)
+    assert emu.chat(max_tokens=100).status_code == 200
+    emu.switches(legacy_max_tokens=False)
+    anthropic = {"model": "qwen3-coder-plus", "max_tokens": 1024, "messages": [{"role": "user", "content": "hi"}]}
+    r = emu.http.post("/apps/anthropic/v1/messages", json=anthropic,
+                      headers={"x-api-key": API_KEY, "anthropic-version": "2023-06-01"})
+    assert r.status_code == 200, r.text
 
 
 def embed(emu, inputs):

@@ -45,3 +45,11 @@ def test_a_searched_stream_has_sources_first_and_markers_split_across_chunks(emu
     pieces = [c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]]
     assert "".join(pieces) == "Echo: rain?[ref_1] More on the web[ref_2]."
     assert not any("[ref_1]" in p for p in pieces)  # the marker spans chunks
+
+
+@pytest.mark.parametrize("model", ["qwen4-max", "qwen3.7-max", "qwen-flash", "qwen3-max-2026-01-23"])
+def test_the_search_models_are_the_catalogues(emu, model):
+    """Model Studio's "Web search" page as the catalogue records it (`search = true`, a snapshot as its family)."""
+    r = emu.chat("rain?", model=model, enable_thinking=False, **SEARCH)
+    assert r.status_code == 200, r.text
+    assert r.json()["search_info"]["search_results"][0]["index"] == 1

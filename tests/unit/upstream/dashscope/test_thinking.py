@@ -1,69 +1,41 @@
-"""The thinking table (upstream/dashscope/thinking.py) in step with docs/compatibility.md#thinking-per-model (every
-row, its sources, the date they were read) and with the emulator's own copy (scripts/emulator/thinking.py), as
-tests/repo/test_docs.py keeps the options table in step with the code."""
+"""The thinking table (upstream/dashscope/thinking.py) as the model catalogue says, and the emulator playing the same
+rows (the doc's table is generated: tests/repo/test_catalogue.py)."""
 
 from __future__ import annotations
 
 import importlib.util
-import re
 
 from helpers.procs import ROOT
-from qwen_gateway.model_map import OUTPUT_CAPS, QWEN_MODELS, Thinking
+from qwen_gateway.model_catalogue import ROWS
+from qwen_gateway.model_map import QWEN_MODELS, Thinking
 from qwen_gateway.upstream.dashscope import thinking
 
-_spec = importlib.util.spec_from_file_location("emulated_thinking", ROOT / "scripts" / "emulator" / "thinking.py")
+_spec = importlib.util.spec_from_file_location("emulated_catalogue", ROOT / "scripts" / "emulator" / "catalogue.py")
 assert _spec is not None and _spec.loader is not None
 emulated = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(emulated)  # the emulator's table alone (it imports nothing of the emulator)
+_spec.loader.exec_module(emulated)  # the emulator's loader alone (tomllib only: it imports nothing of the gateway)
 
-DOC = ROOT / "docs" / "compatibility.md"
-SWITCH = {Thinking.HYBRID: "`enable_thinking`", Thinking.ONLY: "thinking-only", Thinking.EFFORT: "`reasoning_effort`",
-          Thinking.NONE: "none"}
-
-
-def row(model: str, s: thinking.Spec) -> str:
-    """The doc's row for one model, as the table says it."""
-    default = "–" if s.kind is Thinking.NONE else "thinks" if s.default_on else "does not think"
-    budget = "–" if s.budget is None else f"{s.budget:,}" + (", required" if s.budget_required else "")
-    efforts = ", ".join(s.efforts) or "–"
-    return (f"| `{model}` | {SWITCH[s.kind]} | {default} | {budget} | {efforts} | {', '.join(s.plans)} | "
-            f"{s.source} |")
+# The facts the emulator plays, as the gateway's loader holds them (absent from a row: the dataclass's default).
+PLAYED = ("kind", "output", "shares_output", "thinking", "thinks", "budget", "budget_required", "efforts", "vision",
+          "stream_only", "search", "dimensions")
 
 
-def doc_section() -> str:
-    text = DOC.read_text()
-    start = text.index("## Thinking per model")
-    return text[start:text.index("\n## ", start + 1)]
+def test_the_emulator_plays_the_catalogues_rows_and_holds_no_table_of_its_own():
+    fields = type(ROWS["qwen4-max"]).__dataclass_fields__
+    assert list(emulated.MODELS) == list(ROWS)
+    for model, m in ROWS.items():
+        row = emulated.MODELS[model]
+        played = {f: tuple(v) if isinstance(v := row.get(f, fields[f].default), list) else v for f in PLAYED}
+        assert played == {f: getattr(m, f) for f in PLAYED}, model
+    for name in ("thinking.py", "search.py", "rules.py", "chat.py"):  # the tables that were: derived now
+        source = (ROOT / "scripts" / "emulator" / name).read_text()
+        assert not [m for m in ROWS if f'"{m}"' in source], name
 
 
-def test_the_doc_holds_the_table_row_for_row():
-    table = doc_section().split("### The table", 1)[1]
-    rows = [line for line in table.splitlines() if line.startswith("| `")]
-    assert rows == [row(m, s) for m, s in thinking.TABLE.items()]
-
-
-def test_the_doc_names_every_source_and_when_it_was_read():
-    section = doc_section()
-    read = re.search(r"Read (\d{4}-\d{2}-\d{2})", thinking.__doc__ or "")
-    assert read and f"read {read.group(1)}" in section
-    letters = {x.strip() for s in thinking.TABLE.values() for x in s.source.split(",")}
-    for letter in sorted(letters):
-        assert re.search(rf"^- \*\*{letter}\*\* ", section, re.M), f"source {letter} is not described in the doc"
-        assert re.search(rf"^  {letter}  ", thinking.__doc__ or "", re.M), f"source {letter} is not in thinking.py"
-
-
-def test_the_emulator_thinks_as_the_table_says():
-    kinds = {emulated.HYBRID: Thinking.HYBRID, emulated.ONLY: Thinking.ONLY, emulated.EFFORT: Thinking.EFFORT,
-             emulated.NONE: Thinking.NONE}
-    for model, (mode, default, budget, required, efforts) in emulated.MODELS.items():
-        s = thinking.TABLE[model]
-        assert (kinds[mode], default, budget, required, efforts) == (
-            s.kind, s.default_on, s.budget, s.budget_required, s.efforts), model
-
-
-def test_every_model_the_gateway_names_is_in_the_table():
-    for model in (*QWEN_MODELS, *OUTPUT_CAPS):
-        assert model in thinking.TABLE, model
+def test_every_chat_model_of_the_catalogue_with_a_switch_is_in_the_table():
+    assert set(thinking.TABLE) == {m for m in QWEN_MODELS if ROWS[m].thinking is not None}
+    assert thinking.TABLE["qwen4-max"].kind is Thinking.EFFORT  # the catalogue's, not guessed from its name
+    assert thinking.TABLE["qwen4-max"].efforts[-2:] == ("xhigh", "max")
 
 
 def test_a_lookup_is_one_dict_read_for_a_known_model():
