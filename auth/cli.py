@@ -178,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
              "Add an API-key account. The key never goes on the command line: name an environment variable\n"
              "(--key-env, read by the gateway at run time) or pipe it in (--key-stdin, stored 0600).\n"
              "The endpoint is a --preset, a workspace domain (--workspace ID --region REGION) or --base-url.\n"
-             "A key that does not fit the plan of its endpoint gets a warning (a 401 otherwise).\n\n"
+             "A key that does not fit the plan of its endpoint gets a warning (a 401 otherwise). Once saved,\n"
+             "the key is checked with one GET BASE/models (--no-check skips it): one line says what the base\n"
+             "lists, that it refused the key, or that it could not be reached; the account is kept either way.\n\n"
              "presets:\n" + PRESET_TABLE)
     p.add_argument("name", help="the account's name (letters, digits, '.', '_', '-')")
     p.add_argument("--preset", choices=list(PRESETS), metavar="PRESET",
@@ -200,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replace", action="store_true",
                    help="replace an existing key account of this name (without a new --key-env/--key-stdin "
                         "its key is kept)")
+    p.add_argument("--no-check", action="store_true",
+                   help="do not check the key (by default, once saved, it is tried with one GET BASE/models)")
     p = _sub(sub, "add-web", "import a Qwen Chat browser session (chat.qwen.ai; opt-in, risky)",
              "Import a logged-in chat.qwen.ai browser session as a web account: the cookie jar, the token, the\n"
              "browser's User-Agent and, when given, its bx-* headers. Stored 0600 in <state dir>/web/NAME.json.\n"

@@ -1,4 +1,5 @@
-"""`qwen-auth add-key`: an API-key account from a plan preset, a workspace domain or any base URL."""
+"""`qwen-auth add-key`: an API-key account from a plan preset, a workspace domain or any base URL, and one
+check of the key against its base (GET {base}/models) once it is saved."""
 
 from __future__ import annotations
 
@@ -6,13 +7,27 @@ import getpass
 import os
 import re
 import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from ..accounts import KEY
 from ..auth_settings import AuthSettings
 from .cli_common import ENV_NAME_RE, EXIT_OK, CliError
 from .names import check_name
-from .plans import PLAN_LABELS, PRESETS, WORKSPACE_DEFAULT_MODEL, key_warning, plan_of_url, workspace_base_url
+from .plans import (PLAN_LABELS, PRESETS, WORKSPACE_DEFAULT_MODEL, describe_base, key_warning, plan_of_url,
+                    plan_terms, workspace_base_url)
 from .registry import Registry
+
+if TYPE_CHECKING:  # httpx is imported when a key is checked, as oauth.py does
+    import httpx
+
+CHECK_TIMEOUT_S = 10.0
+CONNECT_TRIES, CONNECT_WAIT_S = 4, 0.5  # a refused connection is tried again for about 1.5 s
+MODELS_SHOWN = 3
+CODE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.]{0,63}$")  # an error code worth repeating: invalid_api_key, Throttling.X
+CODING_AGENTS_ONLY = "only available for Coding Agents"  # the Coding Plan's 405 to other clients
 
 
 def _read_key(a) -> str:
@@ -65,6 +80,100 @@ def _key_source(a, old: dict | None) -> tuple[dict, str | None, str]:
     raise CliError("give the key: --key-env VAR (read at run time) or --key-stdin (stored, mode 0600)")
 
 
+@dataclass(frozen=True)
+class KeyCheck:
+    """What GET {base}/models answered: an HTTP status (None: not reached), the model ids it listed, the
+    error's code, the error's class and reason when the base was not reached. Never the key."""
+    status: int | None
+    models: tuple[str, ...] = ()
+    code: str = ""
+    error: str = ""
+    agents_only: bool = False
+    unsendable: bool = False  # the key is not ASCII: no HTTP header carries it (nor would the gateway's)
+
+
+def _shown(text: str, key: str) -> str:
+    """Text from the network made fit for one terminal line: printable, one space between words, the key
+    (should a server or an error repeat it) replaced by "…"."""
+    text = " ".join("".join(c for c in text if c.isprintable() or c.isspace()).split())
+    return text.replace(key, "…") if key else text
+
+
+def _answer(status: int, body, text: str, key: str) -> KeyCheck:
+    """A KeyCheck from an answer's status and JSON body (or None); nothing that holds the key survives."""
+    error = body.get("error") if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    code = code if isinstance(code, str) and CODE_RE.match(code) and code not in key else ""
+    data = body.get("data") if isinstance(body, dict) else None
+    ids = [m.get("id") for m in data if isinstance(m, dict)] if isinstance(data, list) else []
+    models = tuple(i for i in ids if isinstance(i, str) and i.isprintable() and key not in i and i not in key)
+    return KeyCheck(status, models if status == 200 else (), code,
+                    agents_only=status == 405 and CODING_AGENTS_ONLY in text)
+
+
+def check_key(base_url: str, key: str, *, transport: httpx.BaseTransport | None = None) -> KeyCheck:
+    """One GET {base_url}/models with the key as a bearer token; proxies from the environment as httpx reads
+    them (HTTP(S)_PROXY, NO_PROXY). Never raises for what the network or the base does."""
+    import httpx
+    if not key.isascii():
+        return KeyCheck(None, unsendable=True)
+    try:
+        with httpx.Client(timeout=CHECK_TIMEOUT_S, transport=transport) as client:
+            for attempt in range(CONNECT_TRIES):  # a base started a moment ago (a local one) may not listen yet
+                try:
+                    r = client.get(base_url.rstrip("/") + "/models", headers={"Authorization": f"Bearer {key}"})
+                    break
+                except httpx.ConnectError:
+                    if attempt == CONNECT_TRIES - 1:
+                        raise
+                    time.sleep(CONNECT_WAIT_S)
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as e:  # ValueError: e.g. a control character in the key
+        reason = _shown(str(e), key)[:160]
+        return KeyCheck(None, error=f"{type(e).__name__}: {reason}" if reason else type(e).__name__)
+    try:
+        body = r.json()
+    except ValueError:
+        body = None
+    return _answer(r.status_code, body, r.text, key)
+
+
+def _listed(models: tuple[str, ...]) -> str:
+    if not models:
+        return "the base lists no models"
+    more = ", …" if len(models) > MODELS_SHOWN else ""
+    return f"the base lists {len(models)} model{'' if len(models) == 1 else 's'}: " + \
+        ", ".join(models[:MODELS_SHOWN]) + more
+
+
+def _refusal_meaning(status: int) -> str:
+    if status == 403:  # DashScope's 403 is also billing or a model not enabled, not only a bad key (R7)
+        return "Model Studio also answers 403 for an account in arrears or a model not enabled"
+    return "a key works only with the base URL of its own plan and region"
+
+
+def check_line(check: KeyCheck, base_url: str, warning: str | None) -> tuple[bool, str]:
+    """(whether the key worked, the one line that says what the check reached). `warning` is key_warning's
+    advice, given with a refusal: the likeliest reason for it."""
+    if check.status == 200:
+        where = describe_base(base_url)
+        return True, f"Key check: the key works{f' ({where})' if where else ''}; {_listed(check.models)}"
+    if check.unsendable:
+        return False, "key check: not sent: the key holds a character that is not ASCII, which no HTTP header " \
+                      "carries (the gateway could not send it either)."
+    if check.status is None:
+        host = urlsplit(base_url).hostname or base_url
+        return False, f"key check: could not reach {host} ({check.error}); the account is saved, the key unchecked."
+    if check.status in (401, 403):
+        code = f" {check.code}" if check.code else ""
+        return False, (f"key check: the base refused the key (HTTP {check.status}{code}): "
+                       f"{warning or _refusal_meaning(check.status)}.")
+    if check.agents_only:
+        return False, ("key check: the Coding Plan answers HTTP 405 to clients it does not count as coding agents, "
+                       "as it did to this check: the key itself is not judged.")
+    code = f" {check.code}" if check.code else ""
+    return False, f"key check: inconclusive: GET {base_url.rstrip('/')}/models answered HTTP {check.status}{code}."
+
+
 def cmd_add_key(a, settings: AuthSettings) -> int:
     check_name(a.name)
     reg = Registry(settings)
@@ -99,17 +208,28 @@ def cmd_add_key(a, settings: AuthSettings) -> int:
         if not 1 <= a.month_day <= 31:
             raise CliError("--month-day takes the day of the month (1-31) the Coding Plan subscription started")
         spec["month_day"] = a.month_day
-    reg.put(spec, replace=a.replace)
+    reg.put(spec, replace=a.replace)  # saved before the check: a key that fails it may still be right (offline)
     plan = plan_of_url(base)
     print(f"{'Replaced' if old else 'Added'} key account {a.name}: {PLAN_LABELS[plan] + ', ' if plan else ''}{base}"
           f" (key {where}{'; default model ' + spec['default_model'] if spec.get('default_model') else ''}"
-          f"{'; group ' + spec['group'] if spec.get('group') else ''}).")
+          f"{'; group ' + spec['group'] if spec.get('group') else ''}).", flush=True)
     if old is not None and old.get("key") and "key" not in source:
         print(f"The key that was stored for {a.name} in accounts.json is removed (replaced by ${a.key_env}).")
+    terms = plan_terms(plan)
+    if terms:
+        print(f"Note: {terms}.", file=sys.stderr)
     warning = key_warning(key or "", plan)
-    if warning:
+    check = check_key(base, key) if key and not a.no_check else None
+    refused = check is not None and check.status in (401, 403)
+    if warning and not refused:  # a refusal's line carries the advice itself
         print(f"Warning: {warning}.", file=sys.stderr)
     if "key_env" in source and not os.environ.get(source["key_env"]):
         print(f"Warning: ${source['key_env']} is not set in this shell; set it where the gateway runs.",
               file=sys.stderr)
+    if check is not None:
+        worked, line = check_line(check, base, warning)
+        if worked:
+            print(line)
+        else:
+            print(f"Warning: {line}", file=sys.stderr)
     return EXIT_OK

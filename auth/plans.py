@@ -1,6 +1,8 @@
 """Alibaba Cloud Model Studio's keyed plans: presets for `qwen-auth add-key`, and whether a key fits a plan.
 
-A base URL and a key must come from the same plan and region (a mismatch is a 401):
+The international platform is now called QwenCloud (the dashscope domains still work), and workspace
+domains `{WorkspaceId}.{region}.maas.aliyuncs.com` are what Alibaba recommends. A base URL and a key must come
+from the same plan and region (a mismatch is a 401):
 
 | Plan | Keys | OpenAI-compatible base URL |
 |---|---|---|
@@ -8,6 +10,7 @@ A base URL and a key must come from the same plan and region (a mismatch is a 40
 | Coding Plan | `sk-sp-…` | `https://coding.dashscope.aliyuncs.com/v1`, `https://coding-intl.dashscope.aliyuncs.com/v1` |
 | Token Plan | `sk-sp-…` | `https://token-plan.cn-beijing.maas.aliyuncs.com/compatible-mode/v1`, `…ap-southeast-1…` |
 
+Each has an Anthropic-compatible base on the same host, `/apps/anthropic` (`anthropic_base`).
 Sources: Model Studio's "Base URL overview", "Coding Plan quick start" and "Token Plan quick start" pages.
 """
 
@@ -30,20 +33,27 @@ class Preset:
     base_url: str
     default_model: str
 
+    @property
+    def anthropic_base_url(self) -> str:
+        return anthropic_base(self.base_url) or ""
 
+
+# The names are kept as they are: scripts, docs and accounts.json files use them. "QwenCloud" is the
+# international platform's name now (the same dashscope hosts and keys); mainland China's keep their region.
+QWENCLOUD = "QwenCloud"
 PRESETS = {p.name: p for p in (
-    Preset("dashscope-intl", PAYG, "international (Singapore)",
+    Preset("dashscope-intl", PAYG, f"{QWENCLOUD} international (Singapore)",
            "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "qwen3-coder-plus"),
     Preset("dashscope-cn", PAYG, "China (Beijing)", "https://dashscope.aliyuncs.com/compatible-mode/v1",
            "qwen3-coder-plus"),
-    Preset("dashscope-us", PAYG, "US (Virginia)", "https://dashscope-us.aliyuncs.com/compatible-mode/v1",
+    Preset("dashscope-us", PAYG, f"{QWENCLOUD} US (Virginia)", "https://dashscope-us.aliyuncs.com/compatible-mode/v1",
            "qwen3-coder-plus"),
     Preset("coding-plan", CODING, "China", "https://coding.dashscope.aliyuncs.com/v1", "qwen3-coder-plus"),
-    Preset("coding-plan-intl", CODING, "international", "https://coding-intl.dashscope.aliyuncs.com/v1",
+    Preset("coding-plan-intl", CODING, f"{QWENCLOUD} international", "https://coding-intl.dashscope.aliyuncs.com/v1",
            "qwen3-coder-plus"),
     Preset("token-plan-cn", TOKEN, "China (Beijing)",
            "https://token-plan.cn-beijing.maas.aliyuncs.com/compatible-mode/v1", "qwen3.6-plus"),
-    Preset("token-plan-intl", TOKEN, "international (Singapore)",
+    Preset("token-plan-intl", TOKEN, f"{QWENCLOUD} international (Singapore)",
            "https://token-plan.ap-southeast-1.maas.aliyuncs.com/compatible-mode/v1", "qwen3.6-plus"),
 )}
 WORKSPACE_DEFAULT_MODEL = "qwen3-coder-plus"
@@ -72,6 +82,39 @@ def plan_of_url(url: str) -> str | None:
             host.endswith(".maas.aliyuncs.com"):
         return PAYG
     return None
+
+
+def describe_base(url: str) -> str | None:
+    """A Model Studio base URL for people: "plan, region" (a preset's), "pay-as-you-go, workspace W in R", the
+    plan alone for other Model Studio hosts, or None for any other host."""
+    plan = plan_of_url(url)
+    if plan is None:
+        return None
+    base = url.rstrip("/")
+    preset = next((p for p in PRESETS.values() if p.base_url == base), None)
+    if preset is not None:
+        return f"{PLAN_LABELS[preset.plan]}, {preset.region}"
+    labels = (urlsplit(url).hostname or "").lower().rstrip(".").split(".")
+    if plan == PAYG and labels[-3:] == ["maas", "aliyuncs", "com"] and len(labels) == 5:
+        if labels[0] == "trial":  # Alibaba's trial hosts, not a workspace: lower limits
+            return f"{PLAN_LABELS[PAYG]}, trial host in {labels[1]} (lower limits)"
+        return f"{PLAN_LABELS[PAYG]}, workspace {labels[0]} in {labels[1]}"
+    return PLAN_LABELS[plan]
+
+
+# What each plan's terms allow, said once when a key of the plan is added (sources: docs/accounts.md).
+PLAN_TERMS = {
+    CODING: "the Coding Plan serves coding agents only: it answers other clients HTTP 405 \"Coding Plan is "
+            "currently only available for Coding Agents\" (the gateway passes each client's User-Agent on, and "
+            "answers such a refusal as 403 plan_refused after trying another account)",
+    TOKEN: "the Token Plan's terms allow interactive AI tools only, no scripts, backends or batch jobs: a gateway "
+           "that serves a team through this key should keep to that",
+}
+
+
+def plan_terms(plan: str | None) -> str | None:
+    """The one-line rule a plan's terms set for its keys (Coding Plan, Token Plan), or None."""
+    return PLAN_TERMS.get(plan or "")
 
 
 def billing_of(url: str) -> str:

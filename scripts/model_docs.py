@@ -66,8 +66,7 @@ def render(text: str) -> str:
         pattern = re.compile(rf"(<!-- generated: {name} -->\n)(?:.*?\n)?(<!-- end: {name} -->)", re.S)
         if not pattern.search(text):
             raise SystemExit(f"{DOC}: no generated block {name!r}")
-        body = make()
-        text = pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
+        text = pattern.sub(lambda m, body=make(): m.group(1) + body + "\n" + m.group(2), text)
     return text
 
 

@@ -21,7 +21,7 @@ from .option_specs import OptionSpec, problem
 from .prices import PriceTable, builtin as builtin_prices, load as load_prices
 from .storage.pg import driver_missing
 
-# The upstream requests look like qwen-code's (the client Qwen's OAuth and plans are made for).
+# Requests on a Qwen OAuth login look like qwen-code's (its protocol); key accounts send the client's own User-Agent.
 QWEN_CODE_VERSION = "0.14.5"
 DEFAULT_USER_AGENT = f"QwenCode/{QWEN_CODE_VERSION} (linux; x64)"
 
@@ -90,7 +90,7 @@ def _declarations() -> dict[str, OptionSpec]:
     add("qwen_web_pin_ttl", int, 3600, "Seconds a pinned Qwen Chat conversation is kept after its last turn.", minimum=0)
     add("qwen_web_auth_base_url", str, "",
         "Where web sessions are refreshed (default $QWEN_WEB_AUTH_BASE_URL or https://auth.qwen.ai).", kind="url")
-    add("qwen_user_agent", str, "", f"User-Agent sent upstream (default $QWEN_USER_AGENT or {DEFAULT_USER_AGENT}).", kind="text")
+    add("qwen_user_agent", str, "", f"User-Agent sent to Qwen OAuth logins' API (default $QWEN_USER_AGENT or {DEFAULT_USER_AGENT}); key accounts send the client's own.", kind="text")
     add("qwen_upstream_timeout", int, 600, "Seconds a request to Qwen may take before its answer starts.", minimum=0)
     add("qwen_upstream_keepalive", int, 120,
         "Seconds an idle pooled connection to Qwen is kept warm for the next request (0: no pooling).", minimum=0)

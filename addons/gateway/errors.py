@@ -93,11 +93,13 @@ class ErrorKind(enum.StrEnum):
     CLIENT = "client"  # other 4xx: the request itself is bad
     PUNISHED = "punished"  # an anti-bot page (Qwen Chat web accounts): the session is parked, never retried
     STALE = "stale"  # the upstream's own state moved on (a pinned Qwen Chat chat): tried once more, afresh
+    PLAN_REFUSED = "plan_refused"  # the account's plan does not serve this client (the Coding Plan: coding agents
+    # only): another account takes it; the account itself is fine for the clients its plan serves
 
 
 AUTH, QUOTA, THROTTLE, DENIED = ErrorKind.AUTH, ErrorKind.QUOTA, ErrorKind.THROTTLE, ErrorKind.DENIED
 CONTEXT, TIMEOUT, SERVER, CLIENT = ErrorKind.CONTEXT, ErrorKind.TIMEOUT, ErrorKind.SERVER, ErrorKind.CLIENT
-PUNISHED, STALE = ErrorKind.PUNISHED, ErrorKind.STALE
+PUNISHED, STALE, PLAN_REFUSED = ErrorKind.PUNISHED, ErrorKind.STALE, ErrorKind.PLAN_REFUSED
 
 
 @dataclass

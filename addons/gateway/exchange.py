@@ -53,6 +53,7 @@ class RetryReason(enum.StrEnum):
     RECONNECTED = "reconnected"  # a pooled connection had died before the request got through
     THINKING = "thinking"  # the model refused its thinking settings: learned, sent again
     STREAM_ONLY = "stream_only"  # the model answers streams only: learned, sent again as a stream
+    CAPPED = "capped"  # the model refused the output cap: its cap learned, sent again within it
     NEW_CHAT = "new_chat"  # a pinned Qwen Chat chat refused the turn (stale parent): sent again in a new chat
     TRUNCATED = "truncated"  # over Qwen's context with Responses `truncation: "auto"`: the oldest items dropped
 
@@ -81,10 +82,11 @@ class ClientRequest:
     key_hint: str | None = None  # prefix and length, never the key
     size: int = 0  # body bytes (decoded)
     api_headers: tuple[tuple[str, str], ...] = ()  # anthropic-version, anthropic-beta: what a pass-through forwards
+    user_agent: str = ""  # its User-Agent header, as sent ("": none): a key account's upstream identity
 
     def sized(self, size: int) -> ClientRequest:
         """The same request with its body's size (dataclasses.replace, without its walk over the fields)."""
-        return ClientRequest(self.method, self.path, self.url, self.key_hint, size, self.api_headers)
+        return ClientRequest(self.method, self.path, self.url, self.key_hint, size, self.api_headers, self.user_agent)
 
 
 @dataclass(slots=True)

@@ -151,6 +151,42 @@ def test_cli_key_rules(srv, settings):
     assert rc == 0 and "exit codes" in out and "login denied" in out
 
 
+def test_cli_add_key_checks_the_key_once_against_its_base(srv, settings):
+    """One GET {base}/models with the key, then one line: what the base lists, that it refused the key, or
+    that it could not be reached; the account is saved either way and no line holds the key."""
+    key = srv.issue(kind="key")["access_token"]
+    listed = [m["id"] for m in srv.http.get("/v1/models", headers={"authorization": f"Bearer {key}"}).json()["data"]]
+    before = len(srv.requests("/v1/models"))
+    rc, out, err = run_cli(settings, "add-key", "emu", "--base-url", srv.url + "/v1", "--key-env", "EMU_KEY",
+                           env={"EMU_KEY": key})
+    assert rc == 0 and err == "", err
+    assert out.splitlines()[-1] == (f"Key check: the key works; the base lists {len(listed)} models: "
+                                    + ", ".join(listed[:3]) + ", …")
+    checks = srv.requests("/v1/models")[before:]
+    assert [(r["method"], r["headers"]["authorization"]) for r in checks] == [("GET", f"Bearer {key}")]
+    wrong = "sk-not-a-key-the-emulator-knows"
+    rc, out, err = run_cli(settings, "add-key", "bad", "--base-url", srv.url + "/v1", "--key-stdin", stdin=wrong + "\n")
+    assert rc == 0 and "Warning: key check: the base refused the key (HTTP 401 invalid_api_key)" in err
+    rc, out2, err2 = run_cli(settings, "add-key", "off", "--base-url", "http://127.0.0.1:9/v1", "--key-stdin",
+                             stdin=wrong + "\n")
+    assert rc == 0 and err2.splitlines() == ["Warning: key check: could not reach 127.0.0.1 (ConnectError: [Errno 111] "
+                                             "Connection refused); the account is saved, the key unchecked."]
+    for line in (out + err + out2 + err2).splitlines():
+        assert wrong not in line and key not in line, line
+    names = {a["name"] for a in Registry(settings).load()["accounts"]}
+    assert {"emu", "bad", "off"} <= names  # saved whatever the check said
+
+
+def test_cli_add_keys_check_goes_through_the_proxy_the_environment_names(srv, settings):
+    """httpx's own proxy rules (HTTP_PROXY here): the emulator, as the proxy, gets the absolute-form request."""
+    key = srv.issue(kind="key")["access_token"]
+    rc, out, err = run_cli(settings, "add-key", "far", "--base-url", "http://qwen-check.invalid/v1", "--key-env",
+                           "FAR_KEY", env={"FAR_KEY": key, "HTTP_PROXY": srv.url})
+    assert rc == 0 and err == "" and out.splitlines()[-1].startswith("Key check: the key works; the base lists"), err
+    assert [r["path"] for r in srv.requests() if r["path"].endswith("/models")][-1] == \
+        "http://qwen-check.invalid/v1/models"
+
+
 def test_cli_remove(srv, settings):
     seed(srv, settings, expires_in=3600)
     seed(srv, settings, expires_in=3600, name="work")

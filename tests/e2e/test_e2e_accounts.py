@@ -77,7 +77,7 @@ def test_quota_rotates_to_the_next_account_without_a_client_error(make_gateway, 
     auths = [c["headers"]["authorization"] for c in emu.chat_requests()]
     assert auths == [f"Bearer {token_a}", f"Bearer {key_b}"]
     last = emu.chat_requests()[-1]
-    assert last["headers"]["x-dashscope-authtype"] == "openai" and last["body"]["model"] == "qwen3-coder-plus"
+    assert last["headers"]["user-agent"].startswith("OpenAI/Python ") and last["body"]["model"] == "qwen3-coder-plus"
     # A is cooling down: the next request goes straight to B, streamed
     emu.admin("DELETE", "requests")
     assert "".join(c.choices[0].delta.content or "" for c in ask(gw, "next", stream=True) if c.choices) == "Echo: next"

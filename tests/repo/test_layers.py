@@ -230,7 +230,6 @@ UNTESTED = {
     "qwen_gateway.api.websearch": "through tests/unit/api/test_websearch.py's endpoints",
     "qwen_gateway.auth.affinity_pg": "shared affinity: tests/e2e/test_e2e_affinity.py on a real PostgreSQL",
     "qwen_gateway.auth.cli_common": "qwen-auth's shared arguments: tests/e2e/test_auth_cli.py runs the command",
-    "qwen_gateway.auth.cli_keys": "qwen-auth add-key: tests/e2e/test_auth_cli.py runs the command",
     "qwen_gateway.auth.cli_status": "qwen-auth status: tests/e2e/test_auth_cli.py and the docs' samples",
     "qwen_gateway.auth.endpoints": "the accounts' API bases: constants",
     "qwen_gateway.auth.groups": "key groups: through tests/unit/auth/test_affinity.py's pool",

@@ -15,6 +15,7 @@ from qwen_gateway.accounts import KEY, OAUTH, AccountUnavailable, Capability, Cr
 from qwen_gateway.addon import QwenGateway
 from qwen_gateway.dispatch import BATCH_S
 from qwen_gateway.upstream import inproc
+from qwen_gateway.upstream.learned_caps import LearnedCaps
 from qwen_gateway.turn.runner import STREAM_CAPTURE
 from qwen_gateway.upstream.relay import TOKEN_HEADER
 
@@ -460,7 +461,7 @@ async def test_401_refreshes_once_and_retries_before_the_client_sees_anything():
         assert f.metadata["qwen"]["retry_reasons"] == ["refreshed"]
 
 
-async def test_key_account_gets_its_own_model_and_qwen_codes_shape():
+async def test_key_account_gets_its_own_model_qwen_codes_body_and_the_clients_identity():
     gw, qwen = make(KEY_CRED)
     with taddons.context(gw) as tctx:
         gw.configure(set(tctx.options.keys()))
@@ -468,7 +469,7 @@ async def test_key_account_gets_its_own_model_and_qwen_codes_shape():
                                                                     {"role": "user", "content": "hi"}]}))
         (up,) = qwen.requests
         assert str(up.url) == "https://dashscope-intl.aliyuncs.com/compatible-mode/v1/chat/completions"
-        assert up.headers["x-dashscope-authtype"] == "openai"  # qwen-code's value for keys
+        assert "x-dashscope-authtype" not in up.headers  # qwen-code's identity: never on a key account
         body = qwen.bodies()[0]
         assert body["model"] == "qwen3-coder-plus"
         assert body["messages"][0]["content"] == "s"  # a short prompt: no cache marker (tests/unit/upstream/dashscope/test_markers.py)
@@ -774,6 +775,30 @@ async def test_a_thinking_refusal_is_learned_and_the_request_sent_again():
         assert f.metadata["qwen"]["retry_reasons"] == ["thinking"]
         f = await through(gw, chat_flow(body))  # learned: the next request is right the first time
         assert len(qwen.requests) == 3 and qwen.bodies()[2].get("enable_thinking") is not False
+
+
+async def test_a_cap_qwen_refuses_is_learned_and_the_request_sent_again_within_it(tmp_path):
+    """A model the catalogue has no cap for gets the client's cap as asked; Qwen's R4 400 names the model's cap,
+    which the gateway learns, sends the request again within once, says on the flow, and keeps to after."""
+    refusal = {"error": {"code": "invalid_parameter_error", "type": "invalid_request_error", "message":
+                         "<400> InternalError.Algo.InvalidParameter: Range of max_tokens should be [1, 40000]"}}
+    gw, qwen = make(KEY_CRED, qwen=FakeQwen((400, refusal)))
+    with taddons.context(gw) as tctx:
+        tctx.options.qwen_state_dir = str(tmp_path)  # the learned cap is kept there
+        gw.configure(set(tctx.options.keys()))
+        body = {"model": "qwen9-max", "max_completion_tokens": 50000, "messages": [{"role": "user", "content": "hi"}]}
+        f = await through(gw, chat_flow(body))
+        assert f.response.status_code == 200 and len(qwen.requests) == 2
+        first, second = qwen.bodies()
+        assert first["max_completion_tokens"] == 50000 and second["max_completion_tokens"] == 40000
+        assert "max_tokens" not in first and "max_tokens" not in second
+        meta = f.metadata["qwen"]
+        assert meta["retry_reasons"] == ["capped"]
+        assert "qwen9-max takes at most 40000 output tokens (Qwen's 400): sent again within it" in meta["notes"]
+        f = await through(gw, chat_flow(body))  # learned: the next request is right the first time
+        assert len(qwen.requests) == 3 and qwen.bodies()[2]["max_completion_tokens"] == 40000
+        assert f.response.status_code == 200
+    assert LearnedCaps(tmp_path) == {"qwen9-max": 40000}  # and after a restart
 
 
 async def test_a_throttling_cooldown_is_a_rate_limit_not_a_quota():

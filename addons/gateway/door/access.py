@@ -43,13 +43,14 @@ class Head:
     browser: bool = False  # Origin or fetch metadata: sent by browsers, never by API clients and CLIs
     anthropic: bool = False  # an `anthropic-version` header: the client speaks Anthropic's API
     api_headers: tuple[tuple[str, str], ...] = ()  # anthropic-version and anthropic-beta, as sent
+    user_agent: str = ""  # the first User-Agent, as sent: what a key account's upstream request says it is
 
 
 def read_head(req: http.Request) -> tuple[Head, tuple[tuple[bytes, bytes], ...] | None]:
     """The request's Head, and its header fields without the client's credentials (None: there were none)."""
     bearer = api_key = b""
     host = origin = None
-    length = ""
+    length = user_agent = ""
     browser = anthropic = False
     api_headers: list[tuple[str, str]] = []
     kept: list[tuple[bytes, bytes]] = []
@@ -68,6 +69,8 @@ def read_head(req: http.Request) -> tuple[Head, tuple[tuple[bytes, bytes], ...] 
             host = _join(host, value)
         elif lname == b"content-length":
             length = value.decode("latin-1")
+        elif lname == b"user-agent" and not user_agent:
+            user_agent = value.decode("latin-1")
         elif lname in _API_HEADERS:
             anthropic = anthropic or lname == b"anthropic-version"
             api_headers.append((name.decode("latin-1"), value.decode("latin-1")))
@@ -77,7 +80,7 @@ def read_head(req: http.Request) -> tuple[Head, tuple[tuple[bytes, bytes], ...] 
                 origin = _join(origin, value)
     if req.http_version in ("HTTP/2.0", "HTTP/3") and req.authority:
         host = req.authority  # what mitmproxy's host_header says for HTTP/2 and 3
-    return (Head(bearer or api_key, host, origin, length, browser, anthropic, tuple(api_headers)),
+    return (Head(bearer or api_key, host, origin, length, browser, anthropic, tuple(api_headers), user_agent),
             tuple(kept) if dropped else None)
 
 

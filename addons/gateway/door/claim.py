@@ -27,7 +27,7 @@ def open_exchange(flow: http.HTTPFlow, head: access.Head, without_key: tuple[tup
     # the URL as the client addressed it (mitmproxy's pretty_url re-parses and validates the Host header)
     url = f"{called[0]}://{head.host}{req.path}" if head.host else req.pretty_url
     ex = Exchange(ClientRequest(method, path, url, key_hint(head.key.decode("utf-8", "replace")),
-                                api_headers=head.api_headers))
+                                api_headers=head.api_headers, user_agent=head.user_agent))
     ex.called = called
     route = routing.route(method, path, endpoints)
     ex.route, ex.endpoint = route.name, route.endpoint

@@ -174,7 +174,7 @@ def reasoning_took_the_cap(usage: dict, upstream_body: dict | None) -> str | Non
     details = usage.get("completion_tokens_details")
     reasoning = details.get("reasoning_tokens") if isinstance(details, dict) else None
     out = usage.get("completion_tokens")
-    if not all(isinstance(n, int) and not isinstance(n, bool) for n in (cap, reasoning, out)):
+    if not (isinstance(cap, int) and isinstance(reasoning, int) and isinstance(out, int)):
         return None
     if reasoning and reasoning >= out >= cap:
         return f"the reasoning used all {cap} output tokens: no answer (raise the output cap)"

@@ -138,7 +138,8 @@ class UpstreamEngine:
         else:
             ex.upstream_body = upstream.chat_body(ex.chat_body, model=model, cred=cred, notes=ex.notes,
                                                   learned=self.policy.learned_thinking,
-                                                  stream_only=self.policy.learned_stream_only)
+                                                  stream_only=self.policy.learned_stream_only,
+                                                  caps=self.policy.learned_caps)
         ex.upstream_model = ex.upstream_body["model"]  # the upstream may move it (images: a vision model)
         return upstream, base
 
@@ -148,7 +149,8 @@ class UpstreamEngine:
         assert cred is not None and upstream is not None and ex.upstream_body is not None
         wire = upstream.wire(cred, ex.leg.suffix, ex.upstream_body, user_agent=config.user_agent, stream=ex.stream,
                              attempt=len(ex.retries), base=base,
-                             api_headers=ex.client.api_headers if ex.leg.passthrough else ())
+                             api_headers=ex.client.api_headers if ex.leg.passthrough else (),
+                             client_agent=ex.client.user_agent)
         headers = wire.headers
         ex.upstream_url = wire.url
         ex.upstream_headers = {k: _hidden(k) or v for k, v in headers}

@@ -11,10 +11,11 @@ import time
 from collections.abc import Collection
 
 from .. import errors
+from .learned_caps import LearnedCaps
 from ..accounts import KEY, AccountUnavailable, Credential, NotCapable, Outcome, Pool
 from ..errors import GatewayError, UpstreamError
 from ..exchange import Exchange, Retry, RetryReason
-from ..model_map import Thinking, stream_refusal, thinking_refusal
+from ..model_map import Thinking, cap_refusal, stream_refusal, thinking_refusal
 from ..overflow import over_upstream_limit, upstream_limit
 from ..tokens import truncate_chat
 
@@ -31,6 +32,7 @@ class RetryPolicy:
         # what 400s taught about models the table does not know (thinking-only, effort-native)
         self.learned_thinking: dict[str, Thinking] = {}
         self.learned_stream_only: set[str] = set()  # models a 400 said answer streams only
+        self.learned_caps = LearnedCaps()  # output caps a 400 named; the state folder's (wiring.py) once configured
 
     async def acquire(self, ex: Exchange, exclude: Collection[str] = ()) -> Credential:
         """A credential for this exchange (the endpoint's capability included), recorded as tried."""
@@ -60,6 +62,13 @@ class RetryPolicy:
             ex.notes.append(f"{ex.upstream_model} refused its thinking settings: sent again as {learned.value}")
             ex.retries.append(Retry(RetryReason.THINKING, account))
             return ex.cred
+        cap = cap_refusal(err.message) if err.kind == errors.CLIENT and ex.upstream_model else None
+        if cap is not None and self.learned_caps.get(ex.upstream_model) != cap:
+            self.learned_caps.learn(ex.upstream_model, cap, time.time())  # the next request is sent within it
+            ex.notes.append(f"{ex.upstream_model} takes at most {cap} output tokens (Qwen's 400): sent again "
+                            "within it")
+            ex.retries.append(Retry(RetryReason.CAPPED, account))
+            return ex.cred
         if (err.kind == errors.CLIENT and ex.upstream_model and stream_refusal(err.message)
                 and ex.upstream_model not in self.learned_stream_only):
             self.learned_stream_only.add(ex.upstream_model)
@@ -74,6 +83,17 @@ class RetryPolicy:
             ex.notes.append(f"{err.message}: sent again in a new chat")
             ex.retries.append(Retry(RetryReason.NEW_CHAT, account))
             return ex.cred
+        if err.kind == errors.PLAN_REFUSED:  # the plan serves the clients it accepts: nothing reported of the account
+            refused = f"{account} refused this client ({err.message})"
+            try:
+                cred = await self.acquire(ex, exclude=ex.tried)
+            except GatewayError:
+                ex.notes.append(f"{refused}: no other account")
+                raise GatewayError(err.status, f"Account {account}: {err.message}", type=err.type,
+                                   code=err.code) from None
+            ex.notes.append(f"{refused}: another account tried")
+            ex.retries.append(Retry(RetryReason.ROTATED, account))
+            return cred
         if err.kind == errors.AUTH and ex.cred.kind == KEY:
             return await self._past_a_refused_key(ex, err)
         try:

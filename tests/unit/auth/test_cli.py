@@ -10,15 +10,25 @@ import re
 import stat
 import sys
 
+import httpx
 import pytest
 
-from qwen_gateway.auth import cli, qr
+from qwen_gateway.auth import cli, cli_keys, qr
 from qwen_gateway.auth.plans import CODING, PAYG, PRESETS, TOKEN, key_warning, plan_of_url, workspace_base_url
 from qwen_gateway.auth.registry import Registry
 from qwen_gateway.auth_settings import AuthSettings
 
 PAYG_KEY = "sk-0123456789abcdef0123456789abcdef"
 PLAN_KEY = "sk-sp-0123456789abcdef0123456789ab"
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """add-key's check never leaves the machine here: every base lists one model (tests/unit/auth/
+    test_cli_keys.py has the check's own cases)."""
+    listed = httpx.MockTransport(lambda r: httpx.Response(200, json={"data": [{"id": "qwen3-coder-plus"}]}))
+    real = cli_keys.check_key
+    monkeypatch.setattr(cli_keys, "check_key", lambda base, key: real(base, key, transport=listed))
 
 
 @pytest.fixture

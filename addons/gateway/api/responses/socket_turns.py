@@ -72,7 +72,8 @@ class Turns:
 
     async def run(self, session: Session, body: dict, size: int) -> None:
         up, flow = session.upgrade, session.flow
-        ex = Exchange(ClientRequest("POST", up.client.path, up.client.url, up.client.key_hint, size),
+        ex = Exchange(ClientRequest("POST", up.client.path, up.client.url, up.client.key_hint, size,
+                                    user_agent=up.client.user_agent),
                       route="responses", endpoint=self.endpoint, stream=True)
         ex.notes.append("over WebSocket")
         # the connection's named key: each turn is limited and counted

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 from ...accounts import Window
-from ...errors import AUTH, CLIENT, CONTEXT, DENIED, QUOTA, SERVER, THROTTLE, TIMEOUT, UpstreamError
+from ...errors import AUTH, CLIENT, CONTEXT, DENIED, PLAN_REFUSED, QUOTA, SERVER, THROTTLE, TIMEOUT, UpstreamError
 
 
 def _parse_error(body: bytes | str | None) -> tuple[str, str | None, str | None, str | None]:
@@ -88,6 +88,13 @@ _CONTEXT_TEXTS = ("range of input length should be", "maximum context length", "
                   "prompt too long", "too many tokens")
 _AUTH_TEXTS = ("invalid access token", "token expired", "invalid api key")
 _THROTTLE_TEXTS = ("throttl", "rate limit", "too many requests", "tpm", "rpm")
+# The Coding Plan's refusal of a client it does not count as a coding agent (405; how it tells agents apart is
+# not documented). Any 405 is the plan's: the gateway only POSTs where a POST is served.
+PLAN_REFUSED_TEXT = "only available for coding agents"
+PLAN_REFUSED_MESSAGE = (
+    "Qwen's Coding Plan serves coding agents only (Claude Code, Qwen Code, …), and this client is not one. Use a "
+    "pay-as-you-go (Model Studio) key for scripts and other tools: qwen-auth add-key NAME --preset dashscope-intl "
+    "--key-env VAR.")
 DENIED_MESSAGE = ("Qwen denied access: the model may not be enabled for this account, or the account is in "
                   "arrears (refreshing the login does not help).")
 
@@ -116,6 +123,9 @@ def classify(status: int, body: bytes | str | None, headers: dict[str, str] | No
     message, code, etype, param = _parse_error(body)
     low = message.lower()
     retry_after = _retry_after(headers)
+    if status == 405 or PLAN_REFUSED_TEXT in low:
+        return UpstreamError(PLAN_REFUSED, 403, f"{PLAN_REFUSED_MESSAGE} Qwen said: “{message or 'HTTP 405'}”",
+                             "permission_error", "plan_refused")
     if code in _BILLING_CODES:
         return UpstreamError(DENIED, 403, f"{DENIED_MESSAGE} Qwen said: {message or code}", "permission_error",
                              "permission_denied")

@@ -22,10 +22,11 @@ class DashScope:
     name = "dashscope"
 
     def chat_body(self, chat: dict, *, model: str, cred: Credential, notes: list[str],
-                  learned: Mapping[str, Thinking] | None, stream_only: Collection[str] = ()) -> dict:
+                  learned: Mapping[str, Thinking] | None, stream_only: Collection[str] = (),
+                  caps: Mapping[str, int] | None = None) -> dict:
         return request.chat_to_qwen(chat, model=model, oauth=cred.kind == OAUTH, notes=notes,
                                     default_model=cred.default_model, learned_thinking=learned,
-                                    learned_stream_only=stream_only)
+                                    learned_stream_only=stream_only, learned_caps=caps)
 
     def own_body(self, body: dict, *, model: str, capability: Capability, cred: Credential,
                  notes: list[str]) -> dict:
@@ -33,10 +34,11 @@ class DashScope:
                                 notes=notes)
 
     def wire(self, cred: Credential, suffix: str, body: dict, *, user_agent: str, stream: bool, attempt: int,
-             base: str | None = None, api_headers: tuple[tuple[str, str], ...] = ()) -> Wire:
+             base: str | None = None, api_headers: tuple[tuple[str, str], ...] = (), client_agent: str = "") -> Wire:
         url, hostport = target(base or cred.base_url, suffix)
         stream = stream or body.get("stream") is True  # a stream-only model's whole answer comes as a stream
-        headers = upstream_headers(cred, user_agent=user_agent, stream=stream, host=hostport, attempt=attempt)
+        headers = upstream_headers(cred, user_agent=user_agent, stream=stream, host=hostport, attempt=attempt,
+                                   client_agent=client_agent)
         headers += api_headers
         return Wire(url, headers, body)
 

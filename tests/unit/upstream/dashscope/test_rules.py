@@ -234,7 +234,14 @@ def test_qwen_codes_shape_with_its_markers_where_they_help():
     """A short prompt gets no marker (tests/unit/upstream/dashscope/test_markers.py has the rest); the session and thinking."""
     out, _ = qwen({"messages": [{"role": "system", "content": "s"}, USER], "tools": TOOLS, "stream": True})
     assert out["messages"] == [{"role": "system", "content": "s"}, USER] and out["tools"] == TOOLS
-    assert out["preserve_thinking"] is True and set(out["metadata"]) == {"sessionId", "promptId"}
+    assert out["preserve_thinking"] is True and set(out["metadata"]) == {"sessionId", "promptId"}  # OAuth: always
+
+
+@pytest.mark.parametrize("model,kept", [("qwen3.6-plus", True), ("qwen4-max", True), ("qwen3-coder-plus", False),
+                                        ("qwen3.5-plus", False), ("some-new-model", False)])
+def test_preserve_thinking_goes_to_a_key_account_where_the_model_keeps_reasoning(model, kept):
+    out, _ = qwen({}, model=model, oauth=False)
+    assert ("preserve_thinking" in out) is kept
 
 
 def _session_id_as_before(chat_body: dict) -> str:

@@ -1,0 +1,39 @@
+"""The Coding Plan's refusal of a client it does not count as a coding agent (upstream/dashscope/errors.py):
+HTTP 405 `{"error": "Coding Plan is currently only available for Coding Agents"}` (users since 2026-03:
+aaif-goose/goose#8005, iOfficeAI/AionUi#2555) becomes a permission refusal the SDKs read as one (403
+`permission_error`, code `plan_refused`) that says what the plan serves and what to use instead; more of
+the classifier in tests/unit/test_errors.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qwen_gateway.errors import ErrorKind
+from qwen_gateway.upstream.dashscope.errors import classify
+
+SENTENCE = "Coding Plan is currently only available for Coding Agents"
+
+
+@pytest.mark.parametrize("status, body", [
+    (405, json.dumps({"error": SENTENCE})),  # as users quote it
+    (405, b""),  # the status alone: the gateway only ever POSTs where a POST is served
+    (403, json.dumps({"error": {"message": SENTENCE, "type": "invalid_request_error"}})),  # the sentence alone
+])
+def test_the_coding_plans_refusal_of_a_client_is_a_permission_refusal(status, body):
+    err = classify(status, body)
+    assert err.kind is ErrorKind.PLAN_REFUSED
+    assert (err.status, err.type, err.code) == (403, "permission_error", "plan_refused")
+    assert "coding agents only" in err.message and "Claude Code" in err.message
+    assert "qwen-auth add-key NAME --preset dashscope-intl --key-env VAR" in err.message
+    assert err.to_gateway_error().status == 403
+
+
+def test_qwens_words_are_kept():
+    assert SENTENCE in classify(405, json.dumps({"error": SENTENCE})).message
+
+
+def test_other_refusals_are_not_the_plans():
+    assert classify(403, json.dumps({"code": "AccessDenied", "message": "Access denied."})).kind is ErrorKind.DENIED
+    assert classify(400, json.dumps({"error": {"message": "bad", "code": "x"}})).kind is ErrorKind.CLIENT

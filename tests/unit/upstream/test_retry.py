@@ -1,0 +1,62 @@
+"""What the retry policy does when an account's plan refuses the client (upstream/retry.py, the
+PLAN_REFUSED branch): the Coding Plan serves coding agents only, so the request goes to another account of the
+pool, the exchange says which account refused and why, and the refusing account is reported nothing (it is
+fine for the clients its plan serves); with no other account, the client reads a permission refusal in its
+own dialect. Through the addon in mitmproxy's test style (taddons, tflow), Qwen a fake upstream client."""
+
+from __future__ import annotations
+
+import json
+
+from mitmproxy.test import taddons
+
+from qwen_gateway.accounts import KEY, Credential
+from unit.test_addon import KEY_CRED, FakeQwen, chat_flow, make, through
+
+HI = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+REFUSED = (405, {"error": "Coding Plan is currently only available for Coding Agents"})
+PLAN = Credential("cp", KEY, "https://coding-intl.dashscope.aliyuncs.com/v1", "sk-sp-secret",
+                  default_model="qwen3-coder-plus")
+
+
+async def test_a_refused_client_is_served_by_another_account_and_the_refusing_one_is_not_marked():
+    gw, qwen = make(PLAN, KEY_CRED, qwen=FakeQwen(REFUSED))
+    with taddons.context(gw) as tctx:
+        gw.configure(set(tctx.options.keys()))
+        f = await through(gw, chat_flow(HI))
+    assert f.response.status_code == 200
+    assert [str(r.url) for r in qwen.requests] == [
+        "https://coding-intl.dashscope.aliyuncs.com/v1/chat/completions",
+        "https://dashscope-intl.aliyuncs.com/compatible-mode/v1/chat/completions"]
+    meta = f.metadata["qwen"]
+    assert meta["account"] == "ds" and meta["accounts_tried"] == ["cp", "ds"]
+    assert any("cp" in n and "coding agents" in n for n in meta["notes"]), meta["notes"]
+    assert [a for a, _ in gw.pool.reports] == ["ds"]  # the plan's account: nothing reported
+
+
+async def test_with_no_other_account_the_client_reads_a_permission_refusal():
+    gw, qwen = make(PLAN, qwen=FakeQwen(REFUSED))
+    with taddons.context(gw) as tctx:
+        gw.configure(set(tctx.options.keys()))
+        f = await through(gw, chat_flow(HI))
+    assert f.response.status_code == 403 and len(qwen.requests) == 1
+    err = json.loads(f.response.content)["error"]
+    assert (err["type"], err["code"]) == ("permission_error", "plan_refused")
+    assert err["message"].startswith("Account cp: Qwen's Coding Plan serves coding agents only") and "--preset dashscope-intl" in err["message"]
+    assert gw.pool.reports == []  # not broken, not cooled down, not refused
+    assert [n for n in f.metadata["qwen"]["notes"] if n.startswith("cp refused")][0].endswith(": no other account")
+
+
+async def test_the_anthropic_dialect_reads_it_as_a_permission_error():
+    gw, qwen = make(PLAN, qwen=FakeQwen(REFUSED))
+    with taddons.context(gw) as tctx:
+        gw.configure(set(tctx.options.keys()))
+        f = chat_flow({"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]},
+                      host="api.anthropic.com", path="/v1/messages", auth=b"Bearer sk-client-key")
+        f.request.headers["anthropic-version"] = "2023-06-01"
+        f = await through(gw, f)
+    assert f.response.status_code == 403
+    body = json.loads(f.response.content)
+    assert body["type"] == "error" and body["error"]["type"] == "permission_error"
+    assert "coding agents only" in body["error"]["message"]
+    assert gw.pool.reports == []
