@@ -200,3 +200,30 @@ def test_its_base_url_ending_in_v1_simply_works(claude_world, reverse_gw):
                                                            "ANTHROPIC_BASE_URL": reverse_gw.proxy_url + "/v1"})
     _, result = finished(r, reverse_gw)
     assert result["result"] == "Echo: say hello"
+
+
+@pytest.mark.parametrize("model", ["qwen3.7-max", "qwen4-max"])
+def test_the_output_it_asks_reaches_the_newest_models_whole(claude_world, model):
+    """Claude Code asking 32,000 output tokens (CLAUDE_CODE_MAX_OUTPUT_TOKENS, as its users raise it for long
+    edits) on the newest models: the cap reaches Qwen as asked, as `max_completion_tokens` (issue 49: cut to
+    8,192 before, the answer ending `max_tokens` in the middle of a file edit)."""
+    world = claude_world
+    gw = world.recording_gateway(f"cap-{model}", "reverse:https://portal.qwen.ai",
+                                 *(a for tier in ("opus", "sonnet", "haiku")
+                                   for a in ("--set", f"qwen_model_map=claude-{tier}={model}")))
+    try:
+        world.reset_emulator()
+        mark = world.mark_all(gw)
+        r, _, _ = world.claude("say hello", *STREAM_JSON,
+                               env={**base_url_env(gw), "CLAUDE_CODE_MAX_OUTPUT_TOKENS": "32000"})
+        events, result = finished(r, gw)
+        assert result["result"] == "Echo: say hello"
+        calls = model_calls(events)
+        (body,) = model_requests(world, mark, calls)
+        assert body["max_tokens"] == 32000
+        (upstream,) = world.chat_requests()
+        assert upstream["body"]["model"] == model
+        assert upstream["body"]["max_completion_tokens"] == 32000 and "max_tokens" not in upstream["body"]
+        assert world.leaks_since(gw, mark) == []
+    finally:
+        gw.stop()

@@ -176,3 +176,20 @@ def test_websockets_off_means_one_refusal_and_an_immediate_fallback(make_gateway
     assert "pong-from-tool" in log and "Reconnecting" not in log
     assert gw.log().count("GET /v1/responses") == 1 and " 426 " in gw.log()  # one attempt, then HTTPS
     print(f"\nCodex with WebSockets refused (426): {took:.2f} s")
+
+
+@pytest.mark.parametrize("effort", ["high", "xhigh"])
+def test_codex_on_qwen4_max_sends_its_effort_as_the_model_names_it(make_gateway, emu, key_home, tmp_path, effort):
+    """Codex's `model_reasoning_effort` on qwen4-max, an effort model from none to max in the catalogue: Qwen gets
+    `reasoning_effort` itself, never a bare `enable_thinking` or a `thinking_budget` (issue 49: guessed as a
+    hybrid model from its name), and the cap as `max_completion_tokens` when one is asked."""
+    gw = make_gateway("codex", env=key_home)
+    config = f'model_reasoning_effort = "{effort}"\n' + custom_config(gw, "qwen4-max")  # a top-level key: first
+    log, _ = Codex(tmp_path, f"effort-{effort}", config, QWENPROXY_API_KEY="client-key").run("say pong")
+    assert_clean(log)
+    assert "Echo: say pong" in log
+    (chat,) = emu.chat_requests()
+    body = chat["body"]
+    assert body["model"] == "qwen4-max" and body.get("reasoning_effort") == effort, str(
+        {k: v for k, v in body.items() if k not in ("messages", "tools")})
+    assert "enable_thinking" not in body and "thinking_budget" not in body and "max_tokens" not in body
