@@ -49,6 +49,7 @@ from .turn.settle import Settlement
 from .upstream.engine import UpstreamEngine
 from .upstream.relay import LoopbackRelay
 from .upstream.learned_caps import LearnedCaps
+from .upstream.learned_caps_pg import SharedLearnedCaps
 from .upstream.retry import RetryPolicy
 
 log = logging.getLogger("qwen")
@@ -108,9 +109,9 @@ class Wiring:
                     # the pool hands out only the kinds an upstream serves (a web account: not yet)
                     self.pool = AccountPool.from_settings(new.auth, kinds=pairing.upstreams.keys())
                 self.policy.pool = self.pool
-                if new.state_dir != self.policy.learned_caps.folder:  # the caps Qwen named, kept in the folder
-                    self.policy.learned_caps.close()
-                    self.policy.learned_caps = LearnedCaps(new.state_dir)
+                self.policy.learned_caps.close()  # the caps Qwen named: kept in the folder, shared on a database
+                self.policy.learned_caps = SharedLearnedCaps(new.state_dir, Database(new.state_url)) \
+                    if new.state_url else LearnedCaps(new.state_dir)
             self.engine.pairing = pairing
             stale = self.engine.reconfigure(new)
             if stale is not None:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import sqlite3
 import subprocess
 import threading
+from pathlib import Path
 
 import httpx
 import pytest
@@ -294,3 +296,24 @@ def test_a_web_conversation_pinned_through_one_gateway_continues_through_the_oth
     finally:
         for gw in gws:
             gw.stop()
+
+
+def test_an_output_cap_one_gateway_learned_holds_the_others_requests(pair, emu):
+    """Qwen's 400 naming a model's cap is paid once by the team: the other gateway's first request on that model
+    goes within the cap (issue 49)."""
+    one, two, _, _, _ = pair
+    emu.switches(extra_models=["qwen9-max"], model_caps={"qwen9-max": 40000})
+    hi = [{"role": "user", "content": "hi"}]
+    client(one).chat.completions.create(model="qwen9-max", max_completion_tokens=50000, messages=hi)
+    assert [r["body"]["max_completion_tokens"] for r in emu.chat_requests()] == [50000, 40000]
+
+    def learned_by_two() -> bool:  # its local copy, from the database's notification: no request asked
+        path = Path(two.env["QWEN_GATEWAY_HOME"]) / "learned_caps.sqlite3"
+        if not path.exists():
+            return False
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            return db.execute("SELECT cap FROM caps WHERE model='qwen9-max'").fetchall() == [(40000,)]
+
+    _until(learned_by_two, "the other gateway's copy of the learned cap", limit=15)
+    client(two).chat.completions.create(model="qwen9-max", max_completion_tokens=50000, messages=hi)
+    assert [r["body"]["max_completion_tokens"] for r in emu.chat_requests()] == [50000, 40000, 40000]

@@ -256,6 +256,7 @@ UNTESTED = {
     "qwen_gateway.storage.pg_follow": "following the shared database: tests/unit/storage/test_shared_state.py",
     "qwen_gateway.storage.pg_schema": "migrations: tests/unit/storage/test_shared_state.py and the stores' tests",
     "qwen_gateway.upstream.deadline": "through tests/unit/upstream/test_deadline.py's client",
+    "qwen_gateway.upstream.learned_caps_pg": "shared learned caps: tests/e2e/test_e2e_shared_state.py on a real PostgreSQL",
 }
 
 
