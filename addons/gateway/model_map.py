@@ -151,6 +151,9 @@ class LiveModels:
     def register(self, kind: str, fallback: Sequence[str], refresh: Callable[[], None]) -> None:
         self._fallback[kind], self._refresh[kind] = tuple(fallback), refresh
 
+    def registered(self, kind: str) -> bool:
+        return kind in self._refresh
+
     def ids(self, kind: str) -> tuple[str, ...]:
         live = self._live.get(kind)
         return live[0] if live else self._fallback.get(kind, ())
@@ -195,15 +198,15 @@ class LiveModels:
 # How an account's requests are paid (accounts.Credential.billing) -> the catalogue's plan
 BILLING_PLANS = {"payg:intl": PAYG_INTL, "payg:cn": PAYG_CN, "payg:us": PAYG_US, "coding": CODING, "token": TOKEN}
 KEY_PLANS = frozenset(BILLING_PLANS.values())
-# (kind, billing, serves embeddings) per configured account (from the pool's status rows)
-Offers = Sequence[tuple[str, str, bool]]
+# (kind, billing, serves embeddings, name) per configured account (from the pool's status rows)
+Offers = Sequence[tuple[str, str, bool, str]]
 
 
 def served_plans(offers: Offers) -> set[str]:
     """The catalogue's plans the accounts belong to: a key on a host of no known plan (another OpenAI-compatible
     base) may serve any key plan's model; a Qwen OAuth login the portal's own."""
     plans: set[str] = set()
-    for kind, billing, _ in offers:
+    for kind, billing, _, _ in offers:
         if kind == KEY:
             plan = BILLING_PLANS.get(billing)
             plans.update((plan,) if plan else KEY_PLANS)
@@ -217,6 +220,7 @@ class ModelMap:
         self.default_model = default_model
         self.aliases = {**DEFAULT_ALIASES, **(aliases or {})}
         self.live = LiveModels()
+        self.accounts = LiveModels()  # each key account's own list, by account name (dashscope/catalogue.py)
 
     def resolve(self, requested: str | None, cred: Credential | None = None) -> str:
         """The upstream model id for what the client asked, for this account."""
@@ -235,19 +239,23 @@ class ModelMap:
         return target
 
     def list(self, offers: Offers | None = None) -> list[dict]:
-        """What the configured accounts (`offers`; None: any) can serve, from the catalogue by plan (OAuth-only
-        names only with an OAuth login, embedding models only with an account that serves them), the
-        aliases, then the live catalogues' models (`owned_by: qwen-<kind>`, e.g. `qwen-web`; a listed id a
-        live catalogue also holds says that kind)."""
+        """What the configured accounts (`offers`; None: any) can serve: a key account's own list where its base
+        answered one, else the catalogue's models for its plan (OAuth-only names only with an OAuth login,
+        embedding models only with an account that serves them); the aliases; then the live catalogues'
+        models (`owned_by: qwen-<kind>`, e.g. `qwen-web`; a listed id a live catalogue also holds says that
+        kind)."""
         created = LISTED_SINCE
         if offers is None:
             chat, embedding = QWEN_MODELS, EMBEDDING_MODELS
         else:
-            plans = served_plans(offers)
-            chat = tuple(chat_models(plans))
-            embedding = tuple(embedding_models(plans)) if any(e for _, _, e in offers) else ()
+            own = [o for o in offers if o[0] == KEY and self.accounts.is_live(o[3])]
+            rest = [o for o in offers if o not in own]
+            plans = served_plans(rest)
+            listed = [m for o in own for m in self.accounts.ids(o[3])]
+            chat = tuple(dict.fromkeys([*listed, *chat_models(plans)]))
+            embedding = tuple(embedding_models(plans)) if any(o[2] for o in rest) else ()
         names = list(dict.fromkeys([*chat, *embedding, *self.aliases]))
-        owners = {n: "qwen" if _looks_qwen(n) or n in OAUTH_ONLY else "qwen-gateway" for n in names}
+        owners = {n: "qwen" if _looks_qwen(n) or n in OAUTH_ONLY or n in chat else "qwen-gateway" for n in names}
         for model, kind in self.live.listed():
             owners.setdefault(model, f"qwen-{kind}")
             if owners[model] == "qwen":

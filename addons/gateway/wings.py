@@ -9,9 +9,10 @@ Adding a client dialect: its endpoints below. Adding an upstream: its kind in `p
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .accounts import KEY, OAUTH, WEB, Credential, Pool
 from .api import models as model_list, telemetry
@@ -38,6 +39,7 @@ from .observe.requestlog import RequestLine
 from .observe.tracing import Tracing
 from .observer import Observer
 from .pivot import ClientFormat, Endpoint, Leg, Pairing, Upstream
+from .upstream.dashscope.catalogue import KeyCatalogue
 from .upstream.dashscope.upstream import DASHSCOPE
 from .upstream.qwenweb.upstream import web_upstream
 
@@ -79,11 +81,30 @@ def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[
                  runs: Callable[[], BackgroundRuns] | None = None,
                  pool: Callable[[], Pool | None] = lambda: None) -> dict[str, LocalRoute]:
     """Local answers that belong to a wing: route name (door/routing.py) -> answer."""
-    return {"models": model_list.answer(pool), "stored_response": retrieve.stored_response(store, runs),
+    return {"models": model_list.answer(pool, key_catalogues), "stored_response": retrieve.stored_response(store, runs),
             "input_tokens": retrieve.input_tokens(store), "auth": LoginRoute(reload_accounts, RemoteLogin),
             "count_tokens": messages.count_tokens(lambda: store().sealer), "anthropic_side": claude_side.answer,
             "codex_models": model_list.codex_catalog, "codex_telemetry": telemetry.answer,
             "stored_chat": stored_chat.stored_chat(stored_chat.chats_of(store))}
+
+
+def key_catalogues(config: Config, pool: Pool, rows: list[dict]) -> None:
+    """Each usable key account's own model list joins /v1/models (dashscope/catalogue.py): registered once per
+    model map (a new configuration starts anew), fetched when due, the key read at each fetch."""
+    live = config.models.accounts
+    account = getattr(pool, "get", None)
+    for row in rows:
+        name = row.get("name")
+        if row.get("kind") != KEY or row.get("state") != "ok" or not name or account is None:
+            continue
+        if not live.registered(name):
+            live.register(name, (), KeyCatalogue(live, name, functools.partial(_ready, account, name),
+                                                 config.network).refresh_soon)
+    live.wanted()
+
+
+def _ready(account: Callable[[str], Any], name: str) -> Credential | None:
+    return account(name).ready()
 
 
 def client_formats() -> dict[str, ClientFormat[Exchange]]:

@@ -102,9 +102,11 @@ class Handler(Wire):
 
     def models(self, model_id: str) -> tuple[int, dict]:
         entry = lambda m: {"id": m, "object": "model", "created": 0, "owned_by": "qwen"}  # noqa: E731
-        known = chat.known_models(self.state.snapshot())
+        sw = self.state.snapshot()
+        known = chat.known_models(sw)
         if not model_id:
-            return 200, {"object": "list", "data": [entry(m) for m in known]}
+            listed = sw["listed_models"] if isinstance(sw.get("listed_models"), list) else known
+            return 200, {"object": "list", "data": [entry(m) for m in listed]}
         if model_id in known:
             return 200, entry(model_id)
         return 404, chat.error("model_not_found", f"The model `{model_id}` does not exist or you do not have "

@@ -22,6 +22,7 @@ DEFAULT_SWITCHES = {
     "denied_models": [],  # models this account has not enabled: 403 AccessDenied.Unpurchased (R7)
     "stream_only_models": [],  # more models that answer streams only (besides rules.STREAM_ONLY)
     # the models (catalogue.py reads the gateway's model_catalogue.toml; these add to it)
+    "listed_models": None,  # GET /models lists these (what a workspace enabled), else every model it serves
     "extra_models": [],  # model ids the catalogue does not name, answered as plain hybrid models without a cap
     "model_caps": {},  # model -> its output cap (R4), over the catalogue's `output` or where it has none
     "legacy_max_tokens": False,  # take `max_tokens` on the OpenAI-compatible chat API (deprecated since 2026-04-20)

@@ -116,6 +116,7 @@ def test_reasoning_that_used_up_a_shared_cap_is_said_in_each_api(tmp_path, emu, 
 
 
 def test_the_model_list_is_what_the_keys_plan_serves(tmp_path, emu, make_gateway):
+    emu.switches(listed_models=["qwen4-max", "qwen3.8-max", "qwen3.7-max"])  # what a real key's base lists
     gw, _ = key_gateway(tmp_path, emu, make_gateway)
     c = client(gw)
     ids = [m.id for m in c.models.list()]
@@ -125,3 +126,23 @@ def test_the_model_list_is_what_the_keys_plan_serves(tmp_path, emu, make_gateway
         assert c.models.retrieve(model_id).id == model_id
     with pytest.raises(openai.NotFoundError):
         c.models.retrieve("coder-model")
+
+
+def test_a_key_whose_base_lists_its_models_gets_that_list(tmp_path, emu, make_gateway):
+    """Where the account's base answers its own model list (what the key's workspace enabled), /v1/models is that
+    list, fetched in the background and cached: the first answer is the catalogue's for the plan."""
+    emu.switches(listed_models=["qwen3.6-plus", "qwen9-max"], extra_models=["qwen9-max"])
+    gw, _ = key_gateway(tmp_path, emu, make_gateway)
+    c = client(gw)
+    first = [m.id for m in c.models.list()]
+    assert "qwen3.8-max" in first  # nothing fetched yet: the catalogue by plan
+
+    def own_list() -> list[str]:
+        ids = [m.id for m in c.models.list()]
+        return ids if "qwen9-max" in ids else []
+
+    ids = until(own_list, "the account's own list in /v1/models")
+    assert [i for i in ids if i.startswith("qwen")] == ["qwen3.6-plus", "qwen9-max"]
+    assert c.models.retrieve("qwen9-max").id == "qwen9-max"
+    fetches = [r for r in emu.requests() if r["path"].endswith("/models")]
+    assert len(fetches) == 1 and fetches[0]["headers"]["user-agent"].startswith("qwen-gateway/")

@@ -32,22 +32,36 @@ def ids(offers):
 
 
 def test_the_list_is_what_the_accounts_plans_serve():
-    payg = ids([("key", "payg:intl", False)])
+    payg = ids([("key", "payg:intl", False, "a")])
     assert {"qwen4-max", "qwen3.8-max", "qwen3.7-max"} <= set(payg)  # served: listed
     assert "coder-model" not in payg and "vision-model" not in payg  # OAuth-only: not to a key account
     assert "qwen4-max-preview" not in payg and "text-embedding-v4" not in payg  # Token Plan only; no embeddings
     assert "gpt-4o" in payg  # the aliases a client sends
-    coding = ids([("key", "coding", False)])
+    coding = ids([("key", "coding", False, "a")])
     assert "qwen3-coder-plus" in coding and "qwen3.8-max" not in coding
-    assert {"coder-model", "vision-model"} <= set(ids([("oauth", "", False)]))
-    assert "text-embedding-v4" in ids([("key", "payg:intl", True)])
-    assert "qwen3.8-max" in ids([("key", "", False)])  # a key on another OpenAI-compatible host: any key plan
+    assert {"coder-model", "vision-model"} <= set(ids([("oauth", "", False, "a")]))
+    assert "text-embedding-v4" in ids([("key", "payg:intl", True, "a")])
+    assert "qwen3.8-max" in ids([("key", "", False, "a")])  # a key on another OpenAI-compatible host: any key plan
 
 
 def test_every_listed_id_answers_get():
     m = ModelMap("qwen3-coder-plus")
-    offers = [("key", "payg:intl", False)]
+    offers = [("key", "payg:intl", False, "a")]
     for listed in m.list(offers):
         assert m.get(listed["id"], offers) == listed
     assert m.get("qwen3.8-max", offers)["owned_by"] == "qwen"
     assert m.get("coder-model", offers) is None
+
+
+def test_a_key_account_whose_base_listed_its_models_lists_those():
+    m = ModelMap("qwen3-coder-plus")
+    offers = [("key", "payg:intl", False, "ds")]
+    m.accounts.register("ds", (), lambda: None)
+    assert "qwen3.8-max" in [x["id"] for x in m.list(offers)]  # not fetched yet: the plan's catalogue
+    m.accounts.put("ds", ["qwen3.6-plus", "qwen9-max"])
+    listed = [x["id"] for x in m.list(offers) if not x["id"].startswith(("gpt-", "o1", "o3", "o4", "claude-",
+                                                                         "codex-", "text-embedding-3", "text-embedding-ada"))]
+    assert listed == ["qwen3.6-plus", "qwen9-max"]
+    assert m.get("qwen9-max", offers)["owned_by"] == "qwen"
+    both = [("key", "payg:intl", False, "ds"), ("oauth", "", False, "login")]
+    assert {"qwen9-max", "coder-model"} <= {x["id"] for x in m.list(both)}

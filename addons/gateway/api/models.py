@@ -20,13 +20,19 @@ if TYPE_CHECKING:
     from ..local import LocalRoute
 
 
-def answer(pool: Callable[[], Pool | None]) -> LocalRoute:
-    """The route, listing what the pool's accounts can serve (model_map.ModelMap.list)."""
+def answer(pool: Callable[[], Pool | None],
+           refresh: Callable[[Config, Pool, list[dict]], None] = lambda config, pool, rows: None) -> LocalRoute:
+    """The route, listing what the pool's accounts can serve (model_map.ModelMap.list); `refresh` starts the
+    due fetches of the key accounts' own lists (in the background: this answer is the cache)."""
 
     async def models(ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Response:
         current = pool()
-        offers = None if current is None else [(row.get("kind") or "", row.get("billing") or "",
-                                                 bool(row.get("embeddings"))) for row in current.status()]
+        offers = None
+        if current is not None:
+            rows = current.status()
+            refresh(config, current, rows)
+            offers = [(row.get("kind") or "", row.get("billing") or "", bool(row.get("embeddings")),
+                       str(row.get("name") or "")) for row in rows]
         return await _answer(ex, flow, config, offers)
 
     return models

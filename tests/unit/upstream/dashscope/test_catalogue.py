@@ -1,0 +1,24 @@
+"""A key account's own model list (upstream/dashscope/catalogue.py): parsed from an OpenAI list, and a fetch that
+cannot happen leaves the plan's catalogue in place."""
+
+from __future__ import annotations
+
+from qwen_gateway.model_map import LiveModels
+from qwen_gateway.upstream.dashscope.catalogue import KeyCatalogue, parse
+
+
+def test_an_openai_model_list_is_read_in_its_order():
+    raw = b'{"object": "list", "data": [{"id": "qwen4-max"}, {"id": "qwen3.6-plus"}, {"id": "qwen4-max"}, {"x": 1}]}'
+    assert parse(raw) == ["qwen4-max", "qwen3.6-plus"]
+
+
+def test_anything_else_is_no_list():
+    assert parse(b"<html>") == [] and parse(b'{"data": "x"}') == [] and parse(b"[]") == []
+
+
+async def test_an_account_without_a_usable_key_keeps_the_plans_catalogue():
+    live = LiveModels()
+    catalogue = KeyCatalogue(live, "ds", lambda: None)
+    live.register("ds", (), catalogue.refresh_soon)
+    await catalogue.refresh()
+    assert not live.is_live("ds") and live.ids("ds") == () and not live.due("ds")  # retried after LIVE_RETRY
