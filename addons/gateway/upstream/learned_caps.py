@@ -5,6 +5,7 @@ keeps the caps in memory alone."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -20,32 +21,43 @@ _SCHEMA = "CREATE TABLE IF NOT EXISTS caps (model TEXT PRIMARY KEY, cap INTEGER 
 
 
 class LearnedCaps(dict[str, int]):
-    """model -> the output cap Qwen named; `learn` also writes it to the folder's file."""
+    """model -> the output cap Qwen named; `learn` also writes it to the folder's file. The file is read when it
+    exists and made at the first cap learned: configuring never makes a folder (a refused option's among them)."""
 
     def __init__(self, folder: Path | None = None) -> None:
         super().__init__()
         self.folder = folder
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
-        if folder is not None:
-            self._open(folder / FILE)
+        self._unwritable = False
+        if folder is not None and (folder / FILE).is_file():
+            self._load(folder / FILE)
 
-    def _open(self, path: Path) -> None:
+    def _load(self, path: Path) -> None:
         try:
-            self._db = open_private_db(path, timeout=5, setup=_SCHEMA)
-            self.update({m: int(c) for m, c in self._db.execute("SELECT model, cap FROM caps")})
-        except (OSError, sqlite3.Error) as e:  # a read-only, full or broken file: caps last until a restart
-            log.warning("qwen: learned output caps are kept in memory only: %s cannot be opened (%s)", path,
-                        type(e).__name__)
-            self._db = None
+            with contextlib.closing(sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)) as db:
+                self.update({m: int(c) for m, c in db.execute("SELECT model, cap FROM caps")})
+        except sqlite3.Error as e:  # unreadable or broken: learned again from Qwen, once per model
+            log.warning("qwen: learned output caps in %s cannot be read (%s)", path, type(e).__name__)
+
+    def _open(self) -> sqlite3.Connection | None:
+        if self._db is None and self.folder is not None and not self._unwritable:
+            try:
+                self._db = open_private_db(self.folder / FILE, timeout=5, setup=_SCHEMA)
+            except (OSError, sqlite3.Error) as e:  # a read-only, full or broken folder: kept until a restart
+                self._unwritable = True
+                log.warning("qwen: learned output caps are kept in memory only: %s cannot be written (%s)",
+                            self.folder / FILE, type(e).__name__)
+        return self._db
 
     def learn(self, model: str, cap: int, now: float) -> None:
         self[model] = cap
-        if self._db is None:
-            return
         with self._lock:
+            db = self._open()
+            if db is None:
+                return
             try:
-                self._db.execute("INSERT OR REPLACE INTO caps VALUES (?,?,?)", (model, cap, now))
+                db.execute("INSERT OR REPLACE INTO caps VALUES (?,?,?)", (model, cap, now))
             except Exception as e:
                 if self.folder is None or local_failure(self.folder, e) is None:
                     raise

@@ -32,5 +32,12 @@ def test_a_folder_that_is_a_file_keeps_caps_in_memory(tmp_path, caplog):
     blocker.write_text("not a folder")
     with caplog.at_level(logging.WARNING, logger="qwen"):
         caps = LearnedCaps(blocker)
-    caps.learn("m", 1000, now=1.0)
-    assert caps == {"m": 1000} and "kept in memory only" in caplog.text
+        caps.learn("m", 1000, now=1.0)
+        caps.learn("n", 2000, now=2.0)
+    assert caps == {"m": 1000, "n": 2000} and caplog.text.count("kept in memory only") == 1  # said once
+
+
+def test_configuring_makes_no_folder(tmp_path):
+    """The folder is made at the first cap learned: a gateway whose state option is refused made nothing."""
+    LearnedCaps(tmp_path / "nowhere").close()
+    assert not (tmp_path / "nowhere").exists()
