@@ -17,19 +17,16 @@ from mitmproxy import exceptions
 from . import network as net
 from .auth_settings import AuthSettings
 from .model_map import ModelMap, parse_model_map
-from .option_specs import OptionSpec, problem
+from .option_specs import problem
+from .option_table import (  # noqa: F401  (re-exported: the declarations' names, read from config)
+    DAY_S, DEFAULT_USER_AGENT, INTERCEPT_HOSTS, KEYS_ENV, MAX_TOKENS, MODEL_LENGTH, PATH_LENGTH, QWEN_CODE_VERSION,
+    SPECS, YEAR_S, declare)
 from .prices import PriceTable, builtin as builtin_prices, load as load_prices
 from .storage.pg import driver_missing
 
-# Requests on a Qwen OAuth login look like qwen-code's (its protocol); key accounts send the client's own User-Agent.
-QWEN_CODE_VERSION = "0.14.5"
-DEFAULT_USER_AGENT = f"QwenCode/{QWEN_CODE_VERSION} (linux; x64)"
 
-KEYS_ENV = "QWEN_GATEWAY_KEYS"
 # mitmproxy's own options the network settings are read from (a change re-parses the Config)
 NETWORK_OPTIONS = net.OPTIONS
-# The APIs an unchanged client is redirected from: OpenAI's and Anthropic's (Claude Code).
-INTERCEPT_HOSTS = ("api.openai.com", "api.anthropic.com")
 # Single paths of other hosts that belong to an intercepted API's clients: Codex (built-in provider) refreshes
 # its model list from its backend, and its key must not go there either. Claimed with api.openai.com.
 CODEX_MODELS = ("chatgpt.com", "/backend-api/codex/models")
@@ -38,124 +35,6 @@ CLAIMED_PATHS_WITH = {"api.openai.com": (CODEX_MODELS,)}
 CODEX_TELEMETRY = tuple(("ab.chatgpt.com", f"/otlp/v1/{signal}") for signal in ("metrics", "traces", "logs"))
 TELEMETRY_WITH = {"api.openai.com": CODEX_TELEMETRY}
 
-
-def declare(loader) -> None:
-    """All gateway options (mitmproxy's `load`)."""
-    for spec in SPECS.values():
-        loader.add_option(spec.name, spec.typespec, spec.default, spec.help, spec.choices)
-
-
-def _declarations() -> dict[str, OptionSpec]:
-    """Every option: mitmproxy's declaration, and what its values mean (option_specs.py)."""
-    specs: dict[str, OptionSpec] = {}
-
-    def add(name: str, typespec, default, help: str, choices=None, *, minimum=None, kind=None) -> None:  # noqa: A002
-        specs[name] = OptionSpec(name, typespec, default, help, choices, minimum, kind)
-
-    # routing and models
-    add("qwen_intercept_hosts", Sequence[str], list(INTERCEPT_HOSTS),
-        "Hosts whose API calls are answered by Qwen in regular/transparent/local modes "
-        "(reverse mode answers everything). Nothing is ever sent to these hosts.", kind="host")
-    add("qwen_default_model", str, "coder-model", "Qwen model for OpenAI model names without an explicit mapping.", kind="model")
-    add("qwen_model_map", Sequence[str], [], "Extra model mappings, alias=qwen-model (repeat the option for more).", kind="model_map")
-    add("qwen_codex_telemetry", str, "answer",
-        "Codex's telemetry to OpenAI (OTLP metrics to ab.chatgpt.com, through the explicit proxy): `answer` (the "
-        "gateway answers it itself with an empty success; nothing is kept or sent on) or `pass` (it goes to "
-        "OpenAI as Codex sent it). Claimed with api.openai.com.", choices=("answer", "pass"))
-    add("qwen_messages_passthrough", bool, False,
-        "Pass Anthropic Messages requests (Claude Code) through to the Anthropic-compatible base of a key "
-        "account's plan (…/apps/anthropic) instead of translating them. Other accounts still translate.")
-    # accounts and upstream
-    add("qwen_dir", str, "", "Qwen Code's credential folder (default $QWEN_DIR or ~/.qwen).", kind="folder")
-    add("qwen_state_dir", str, "", "The gateway's own state folder (default $QWEN_GATEWAY_HOME or ~/.qwen-gateway).", kind="folder")
-    add("qwen_state_url", str, "",
-        "Shared state on PostgreSQL, postgresql://user@host:port/db (no password in it: libpq reads PGPASSFILE, "
-        "~/.pgpass or PGPASSWORD). Account state, refreshed logins, stored responses, the sealing key, web pins "
-        "and the usage ledger are then shared by every gateway using that database. Default: SQLite files in "
-        "the state folder.", kind="postgresql_url")
-    add("qwen_oauth_base_url", str, "", "Qwen OAuth server (default $QWEN_OAUTH_BASE_URL or https://chat.qwen.ai).", kind="url")
-    add("qwen_api_base", str, "",
-        "API base for OAuth tokens without resource_url (default $QWEN_API_BASE or DashScope's "
-        "compatible-mode URL, as qwen-code does).", kind="url")
-    add("qwen_web_accounts", bool, False,
-        "Use Qwen Chat web accounts (browser sessions imported with `qwen-auth add-web`). Off by default: "
-        "automating your Qwen account outside the browser risks anti-bot blocks and a banned account.")
-    add("qwen_web_min_interval", int, 3,
-        "Seconds at least between two requests sent with one Qwen Chat web account (0: no pacing). Bursts "
-        "look like a bot and raise the session's anti-bot risk.", minimum=0)
-    add("qwen_web_pin", str, "off",
-        "Pinned multi-turn for Qwen Chat web accounts: `off` (a new chat per request, the history flattened) or "
-        "`user` (requests with the same OpenAI `user` field continue one chat, sending only the new message).",
-        choices=("off", "user"))
-    add("qwen_web_pin_ttl", int, 3600, "Seconds a pinned Qwen Chat conversation is kept after its last turn.", minimum=0)
-    add("qwen_web_auth_base_url", str, "",
-        "Where web sessions are refreshed (default $QWEN_WEB_AUTH_BASE_URL or https://auth.qwen.ai).", kind="url")
-    add("qwen_user_agent", str, "", f"User-Agent sent to Qwen OAuth logins' API (default $QWEN_USER_AGENT or {DEFAULT_USER_AGENT}); key accounts send the client's own.", kind="text")
-    add("qwen_upstream_timeout", int, 600, "Seconds a request to Qwen may take before its answer starts.", minimum=0)
-    add("qwen_upstream_keepalive", int, 120,
-        "Seconds an idle pooled connection to Qwen is kept warm for the next request (0: no pooling).", minimum=0)
-    add("qwen_stream_idle_timeout", int, 300,
-        "Seconds a stream may stay silent before the gateway ends it with an error (0: never). "
-        "qwen-code uses 240 s; mitmproxy's own tcp_timeout is 600 s.", minimum=0)
-    add("qwen_drain_s", int, 30,
-        "Seconds a SIGTERM lets the requests in progress finish (streams, WebSocket turns, background responses) "
-        "while new ones are answered 503 with Retry-After and readiness is 503; then, or at a second SIGTERM, "
-        "what still runs ends with the client's error and the gateway stops (0: at once).", minimum=0)
-    add("qwen_remote_login", str, "off",
-        "Serve POST /auth/initiate and /auth/poll (a device login started from another device): off, "
-        "loopback (loopback clients only) or on (any client that passed the client-key check).",
-        choices=["off", "loopback", "on"])
-    # access
-    add("qwen_client_keys_file", str, "",
-        f"File of client keys (one per line) the gateway requires; also ${KEYS_ENV} (comma-separated). "
-        "Keys are never options.", kind="file")
-    add("qwen_allow_open", bool, False,
-        "Allow listening beyond loopback without client keys (anyone reaching the port spends your Qwen quota).")
-    add("qwen_allow_passthrough", bool, False,
-        "With client keys set, still relay traffic to hosts the gateway does not answer (explicit proxy). "
-        "Off: the proxy is no open relay for whoever holds no key.")
-    add("qwen_max_body_mb", int, 32, "Largest request body accepted, in MiB, after decompression (413 above).", minimum=1)
-    add("qwen_max_header_kb", int, 64,
-        "Largest request head (request line and headers) accepted over HTTP/1, in KiB: above it the client gets "
-        "431 and the connection is closed. HTTP/2 header lists are held to 64 KiB by h2 itself.", minimum=1)
-    add("qwen_head_timeout", int, 60,
-        "Seconds a client connection may go without sending a complete request head: from when it opens (TLS "
-        "handshake and CONNECT included) and from the end of its last answer, so an idle keep-alive connection "
-        "is closed after this long too (0: never). A stream or WebSocket session in progress is never cut.", minimum=0)
-    add("qwen_allowed_hosts", Sequence[str], [],
-        "More host names the gateway answers for (Host header, browser Origin) besides localhost, loopback "
-        "addresses, the address a client connected to, and qwen_intercept_hosts.", kind="host")
-    # observability
-    add("qwen_token_count", bool, True,
-        "Estimate each prompt's tokens for the request line and ledger (characters / 4; tiktoken where a count "
-        "must be exact: the context guard, Anthropic Messages, the count endpoints).")
-    add("qwen_token_count_exact", bool, False,
-        "Count every prompt with tiktoken (offline, in a thread), not only where a count must be exact: "
-        "~25 MB more memory, loaded at start.")
-    add("qwen_metrics", bool, True, "Serve Prometheus metrics at GET /metrics on the gateway's listener.")
-    add("qwen_context_limits", Sequence[str], [],
-        "Prompt token limits per model, model=tokens (the model name the client asks for), e.g. "
-        "coder-model=1000000; repeat for more. Over the limit: a local 400 context_length_exceeded.", kind="limits")
-    add("qwen_context_limit_default", int, 0, "Prompt token limit for models not in qwen_context_limits (0: no limit).", minimum=0)
-    add("qwen_otel", str, "auto",
-        "OpenTelemetry traces (OTLP/HTTP JSON): `auto` (on when OTEL_EXPORTER_OTLP_ENDPOINT or "
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set), `on` (also to the default http://localhost:4318), `off`. "
-        "Endpoint and headers come only from the standard OTEL_* variables, never from an option.",
-        choices=("auto", "on", "off"))
-    add("qwen_debug_log", bool, False,
-        "Write each exchange (client request, upstream request, upstream response, client response) as a "
-        "redacted JSON file under <state_dir>/logs/.")
-    add("qwen_debug_log_count", int, 20, "How many exchange files the debug log keeps (newest).", minimum=1)
-    add("qwen_web_flow_limit", int, 500, "Finished flows mitmweb keeps (oldest removed first; 0: keep all).", minimum=0)
-    # the team gateway (docs/keys.md)
-    add("qwen_prices_file", str, "",
-        "A JSON file of prices (USD per million tokens, by billing and model) that overrides or extends the "
-        "built-in Model Studio price list; costs go to the usage ledger, /metrics and named keys' budgets.", kind="file")
-
-    return specs
-
-
-SPECS = _declarations()
 
 
 @dataclass(frozen=True)
@@ -222,9 +101,9 @@ def parse(o) -> Config:
     try:
         models = ModelMap(o.qwen_default_model, parse_model_map(o.qwen_model_map))
         network = net.from_options(o)
-        auth = AuthSettings.from_env(
-            qwen_dir=Path(o.qwen_dir).expanduser() if o.qwen_dir else None,
-            state_dir=Path(o.qwen_state_dir).expanduser() if o.qwen_state_dir else None,
+        auth = AuthSettings.from_env(  # paths as they were checked: without the spaces around them
+            qwen_dir=Path(o.qwen_dir.strip()).expanduser() if o.qwen_dir.strip() else None,
+            state_dir=Path(o.qwen_state_dir.strip()).expanduser() if o.qwen_state_dir.strip() else None,
             oauth_base_url=o.qwen_oauth_base_url or None,
             default_api_base=o.qwen_api_base or None,
             web_accounts=o.qwen_web_accounts,
@@ -258,7 +137,7 @@ def parse(o) -> Config:
         stream_idle_timeout=o.qwen_stream_idle_timeout,
         drain_s=o.qwen_drain_s,
         remote_login=o.qwen_remote_login,
-        client_keys=tuple(load_keys(o.qwen_client_keys_file, env.get(KEYS_ENV))),
+        client_keys=tuple(load_keys(o.qwen_client_keys_file.strip(), env.get(KEYS_ENV))),
         allow_open=o.qwen_allow_open,
         allow_passthrough=o.qwen_allow_passthrough,
         max_body=o.qwen_max_body_mb << 20,

@@ -30,7 +30,7 @@ def test_deferred_values_the_gateway_refuses_are_named_and_taken_out_of_mitmprox
     opts = deferred_options("qwen_upstream_keepalive=ten", "qwen_allow_open=maybe", "qwen_remote_login=bogus",
                             "qwen_default_modle=x", "qwen_metrics=false", "web_port=1")
     problems = startup.check_deferred(opts)
-    assert problems == ["option qwen_upstream_keepalive: got 'ten'; accepts an integer, 0 or more",
+    assert problems == ["option qwen_upstream_keepalive: got 'ten'; accepts an integer from 0 to 86400",
                         "option qwen_allow_open: got 'maybe'; accepts true or false",
                         "option qwen_remote_login: got 'bogus'; accepts one of off, loopback, on",
                         "unknown option qwen_default_modle (did you mean qwen_default_model?)"]
@@ -43,7 +43,7 @@ def test_config_yaml_values_are_checked_too():
     opts = optmanager.OptManager()
     opts.update_defer(qwen_max_body_mb="ten", qwen_token_count=True)  # load_paths defers typed YAML values
     config.declare(Loader(opts))
-    assert startup.check_deferred(opts) == ["option qwen_max_body_mb: got 'ten'; accepts an integer, 1 or more"]
+    assert startup.check_deferred(opts) == ["option qwen_max_body_mb: got 'ten'; accepts an integer from 1 to 1024"]
 
 
 def test_at_start_up_a_problem_ends_the_process_with_one_line_each(caplog):
