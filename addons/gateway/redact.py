@@ -9,14 +9,20 @@ REDACTED = "<redacted>"
 SECRET_HEADERS = {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie",
                   "x-goog-api-key", "bx-ua", "bx-umidtoken"}  # bx-*: a Qwen Chat browser's anti-bot tokens
 SECRET_PARAMS = {"key", "api_key", "api-key", "apikey", "token", "access_token", "refresh_token", "code"}
-# "Bearer <anything>", and sk-… style keys anywhere in a header value or a body.
-SECRET_VALUE = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=\-]{8,}|\b(sk-)[A-Za-z0-9_\-]{6,}")
+# "Bearer <anything>", sk-… style keys, and the key of a browser's WebSocket subprotocol
+# (`openai-insecure-api-key.KEY`) anywhere in a header value or a body.
+SECRET_VALUE = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=\-]{8,}|\b(sk-)[A-Za-z0-9_\-]{6,}"
+                          r"|\b(openai-insecure-api-key\.)[^\s,;'\"\\]+")
+# A secret query parameter's value in a URL within text: a request line as mitmproxy's protocol debug prints it.
+_PARAMS = "|".join(re.escape(p) for p in sorted(SECRET_PARAMS, key=len, reverse=True))
+SECRET_PARAM = re.compile(rf"(?i)([?&](?:{_PARAMS})=)(?!{re.escape(REDACTED)})[^&\s#'\"\\]+")
 SECRET_JSON = re.compile(r'(?i)("(?:api[_-]?key|access_token|refresh_token|id_token|authorization|password|'
                          r'client_secret|secret)"\s*:\s*")(?:[^"\\]|\\.)*(")')
 
 
 def redact_text(text: str) -> str:
-    text = SECRET_VALUE.sub(lambda m: (m.group(1) or m.group(2)) + REDACTED, text)
+    text = SECRET_VALUE.sub(lambda m: (m.group(1) or m.group(2) or m.group(3)) + REDACTED, text)
+    text = SECRET_PARAM.sub(lambda m: m.group(1) + REDACTED, text)
     return SECRET_JSON.sub(lambda m: m.group(1) + REDACTED + m.group(2), text)
 
 

@@ -6,13 +6,16 @@ from __future__ import annotations
 import functools
 import hmac
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import unquote, unquote_to_bytes
 
 from mitmproxy import http
 from mitmproxy.proxy import mode_specs
 
 from ..errors import GatewayError
 from ..probes import PROBES
+from ..redact import REDACTED
 
 INVALID_KEY = ("Incorrect API key provided. This gateway requires one of its client keys "
                "(Authorization: Bearer KEY or x-api-key).")
@@ -26,7 +29,12 @@ def key_matches(presented: bytes, keys: tuple[bytes, ...] | list[bytes]) -> bool
     return ok
 
 
-CREDENTIAL_HEADERS = frozenset({b"authorization", b"x-api-key", b"proxy-authorization"})
+# Every place a client may put a key (docs/keys.md, "Where a key goes"). Taken: Bearer, x-api-key, api-key
+# (Azure's clients) and the subprotocol OpenAI's browser WebSockets send; refused: the URL, Basic, cookies.
+# Wherever it was, the key is out of the flow before any other addon (mitmweb, -w) sees it.
+CREDENTIAL_HEADERS = frozenset({b"authorization", b"x-api-key", b"api-key", b"proxy-authorization", b"cookie"})
+KEY_PARAMS = frozenset({"api_key", "api-key", "apikey", "key", "access_token"})  # a key in a URL, by name
+SOCKET_KEY = b"openai-insecure-api-key."  # a Sec-WebSocket-Protocol entry: the key follows the dot
 _BROWSER_HEADERS = frozenset({b"origin", b"sec-fetch-site", b"sec-fetch-mode"})
 _API_HEADERS = frozenset({b"anthropic-version", b"anthropic-beta"})
 
@@ -34,9 +42,9 @@ _API_HEADERS = frozenset({b"anthropic-version", b"anthropic-beta"})
 @dataclass(slots=True)  # not frozen: its __init__ would set each field through object.__setattr__ (5x the cost)
 class Head:
     """What admission reads from the request's headers, in one pass over the raw fields (each lookup in
-    mitmproxy's Headers scans and lower-cases every field)."""
+    mitmproxy's Headers scans and lower-cases every field), and whether its URL's query names a key."""
 
-    key: bytes = b""  # the key the client presented, raw: Bearer token, else x-api-key
+    key: bytes = b""  # the key the client presented, raw: Bearer token, else x-api-key or api-key, else subprotocol
     host: str | None = None
     origin: str | None = None
     content_length: str = ""
@@ -44,11 +52,18 @@ class Head:
     anthropic: bool = False  # an `anthropic-version` header: the client speaks Anthropic's API
     api_headers: tuple[tuple[str, str], ...] = ()  # anthropic-version and anthropic-beta, as sent
     user_agent: str = ""  # the first User-Agent, as sent: what a key account's upstream request says it is
+    basic: bool = False  # `Authorization: Basic`: no key the gateway takes (the 401 says which header to use)
+    path_without_key: str | None = None  # the path with a key parameter's value redacted (None: it had none)
+
+    @property
+    def key_in_url(self) -> bool:
+        return self.path_without_key is not None
 
 
 def read_head(req: http.Request) -> tuple[Head, tuple[tuple[bytes, bytes], ...] | None]:
     """The request's Head, and its header fields without the client's credentials (None: there were none)."""
-    bearer = api_key = b""
+    bearer = api_key = socket_key = b""
+    basic = False
     host = origin = None
     length = user_agent = ""
     browser = anthropic = False
@@ -59,11 +74,20 @@ def read_head(req: http.Request) -> tuple[Head, tuple[tuple[bytes, bytes], ...] 
         lname = name.lower()
         if lname in CREDENTIAL_HEADERS:
             dropped = True
-            if lname == b"authorization" and value[:7].lower() == b"bearer ":
-                bearer = value[7:].strip()
-            elif lname == b"x-api-key":
+            if lname == b"authorization":
+                if value[:7].lower() == b"bearer ":
+                    bearer = value[7:].strip()
+                basic = basic or value[:6].lower() == b"basic "
+            elif lname in (b"x-api-key", b"api-key") and not api_key:
                 api_key = value.strip()
             continue
+        if lname == b"sec-websocket-protocol":
+            offered, in_protocol = without_socket_key(value)
+            if in_protocol is not None:  # the other subprotocols (`realtime`) stay, for the server to choose
+                dropped, socket_key = True, socket_key or in_protocol
+                if offered:
+                    kept.append((name, offered))
+                continue
         kept.append((name, value))
         if lname == b"host":  # repeated: joined like mitmproxy's Headers, and then no allowed name
             host = _join(host, value)
@@ -80,8 +104,38 @@ def read_head(req: http.Request) -> tuple[Head, tuple[tuple[bytes, bytes], ...] 
                 origin = _join(origin, value)
     if req.http_version in ("HTTP/2.0", "HTTP/3") and req.authority:
         host = req.authority  # what mitmproxy's host_header says for HTTP/2 and 3
-    return (Head(bearer or api_key, host, origin, length, browser, anthropic, tuple(api_headers), user_agent),
+    path = req.path
+    in_url = redact_query(path, lambda name, _: name in KEY_PARAMS) if "?" in path else None
+    return (Head(bearer or api_key or socket_key, host, origin, length, browser, anthropic, tuple(api_headers),
+                 user_agent, basic, in_url),
             tuple(kept) if dropped else None)
+
+
+def without_socket_key(value: bytes) -> tuple[bytes, bytes | None]:
+    """A Sec-WebSocket-Protocol value without its `openai-insecure-api-key.KEY` entry, and the key (None:
+    there was no such entry)."""
+    offered, key = [], None
+    for entry in value.split(b","):
+        entry = entry.strip()
+        if entry[:len(SOCKET_KEY)].lower() == SOCKET_KEY:
+            key = key or entry[len(SOCKET_KEY):]
+        elif entry:
+            offered.append(entry)
+    return b", ".join(offered), key
+
+
+def redact_query(path: str, is_key: Callable[[str, bytes], bool]) -> str | None:
+    """`path` with the value of each query parameter that `is_key(name, value)` (the name decoded and lower
+    case, the value's bytes decoded) replaced by a marker; None when there is none. The rest of the path
+    stays byte for byte as the client wrote it."""
+    target, _, query = path.partition("?")
+    params = query.split("&")
+    found = False
+    for i, param in enumerate(params):
+        name, _, value = param.partition("=")
+        if value and is_key(unquote(name).lower(), unquote_to_bytes(value.encode("utf-8", "surrogateescape"))):
+            params[i], found = f"{name}={REDACTED}", True
+    return f"{target}?{'&'.join(params)}" if found else None
 
 
 def _join(previous: str | None, value: bytes) -> str:

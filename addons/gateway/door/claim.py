@@ -1,10 +1,13 @@
 """What the gateway does to a flow it claims: opens its one record, the `Exchange` (the client's request as
-it arrived, its route and dialect) and drops the client's key from the flow; points a stream at the
-relay, the only server a claimed flow may reach (fence.py). And whether it lets other flows pass."""
+it arrived, its route and dialect) and drops the client's key from the flow, wherever the client put it
+(door/access.py); points a stream at the relay, the only server a claimed flow may reach (fence.py). And
+whether it lets other flows pass."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Callable
 
 from mitmproxy import connection, http
 from mitmproxy.net.http import url
@@ -22,23 +25,42 @@ def open_exchange(flow: http.HTTPFlow, head: access.Head, without_key: tuple[tup
     """`without_key`: the request's headers without the client's key (None: it sent none);
     `upstream`: the default one, until the engine chooses the account (and its upstream)."""
     req = flow.request
+    # the client's own key (in explicit-proxy mode: the user's real OpenAI key) is never kept on the flow:
+    # a key parameter's value out of the URL before the record takes the URL, the key's headers below
+    if head.path_without_key is not None:
+        req.path = head.path_without_key
     method, path = req.method.upper(), req.path.split("?", 1)[0]
     called = as_called(flow, head.host or "")
-    # the URL as the client addressed it (mitmproxy's pretty_url re-parses and validates the Host header)
-    url = f"{called[0]}://{head.host}{req.path}" if head.host else req.pretty_url
-    ex = Exchange(ClientRequest(method, path, url, key_hint(head.key.decode("utf-8", "replace")),
+    ex = Exchange(ClientRequest(method, path, _url(flow, head, called), key_hint(head.key.decode("utf-8", "replace")),
                                 api_headers=head.api_headers, user_agent=head.user_agent))
     ex.called = called
     route = routing.route(method, path, endpoints)
     ex.route, ex.endpoint = route.name, route.endpoint
     ex.dialect = routing.dialect(route, head.host or req.host, head.anthropic)
     ex.upstream = upstream
-    # the client's own key (in explicit-proxy mode: the user's real OpenAI key) is never kept on the flow
     if without_key is not None:
         req.headers.fields = without_key
     if flow.is_replay == "request":
         ex.notes.append("replayed")
     return ex
+
+
+def drop_keys_from_url(flow: http.HTTPFlow, ex: Exchange, head: access.Head,
+                       is_key: Callable[[bytes], bool]) -> bool:
+    """Query parameters whose value `is_key` (one of the gateway's keys, whatever the parameter's name):
+    redacted in the flow and the record, as `open_exchange` does with those named as keys. Whether any was."""
+    req = flow.request
+    path = access.redact_query(req.path, lambda _, value: is_key(value)) if "?" in req.path else None
+    if path is None:
+        return False
+    req.path = path
+    ex.client = dataclasses.replace(ex.client, url=_url(flow, head, ex.called or as_called(flow, head.host or "")))
+    return True
+
+
+def _url(flow: http.HTTPFlow, head: access.Head, called: tuple[str, str, int]) -> str:
+    """The URL as the client addressed it (mitmproxy's pretty_url re-parses and validates the Host header)."""
+    return f"{called[0]}://{head.host}{flow.request.path}" if head.host else flow.request.pretty_url
 
 
 def as_called(flow: http.HTTPFlow, host_header: str) -> tuple[str, str, int]:

@@ -1,9 +1,10 @@
 """The errors a request gets at the door of a gateway with client keys, in OpenAI's shape (the addon answers
 them in the client's dialect: Anthropic's clients read a 429 as rate_limit_error). A missing or wrong key
-says how to get one; a rate limit says when to retry (Retry-After, never beyond the minute); a spent budget
-says which budget, how much was spent and when it resets — on OpenAI's dialects a 429 `insufficient_quota`
-with `x-should-retry: false` (the SDKs then do not retry it), on the Messages API a 400 as Anthropic answers
-a reached spend limit (no client retries a 400, none waits a day on a Retry-After)."""
+says how to get one, a key where the gateway takes none (the URL, basic auth) where it goes; a rate limit
+says when to retry (Retry-After, never beyond the minute); a spent budget says which budget, how much was
+spent and when it resets — on OpenAI's dialects a 429 `insufficient_quota` with `x-should-retry: false` (the
+SDKs then do not retry it), on the Messages API a 400 as Anthropic answers a reached spend limit (no client
+retries a 400, none waits a day on a Retry-After)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,23 @@ def no_key(presented: bool, named: bool, local: bool) -> GatewayError:
             "`qwen-keys add` or `qwen-keys rotate`)." if local and named else "")
     return GatewayError(401, f"{first} (Authorization: Bearer KEY or x-api-key). {how}{here}",
                         type="invalid_request_error", code="invalid_api_key")
+
+
+@functools.cache
+def key_in_url() -> GatewayError:
+    """A key in the URL's query, even beside a good one in a header: URLs are kept by every hop (logs, shell
+    histories, proxies), so the client is told to stop rather than served."""
+    return GatewayError(401, "A client key in the URL is refused: URLs end up in logs on the way. Send it as "
+                             "Authorization: Bearer KEY (or x-api-key), and ask the gateway's operator for a new "
+                             "one if that URL was shared (qwen-keys rotate).", type="invalid_request_error",
+                        code="invalid_api_key")
+
+
+@functools.cache
+def basic_auth() -> GatewayError:
+    return GatewayError(401, "HTTP basic auth (Authorization: Basic) is not accepted. Send the key as "
+                             "Authorization: Bearer KEY (or x-api-key).", type="invalid_request_error",
+                        code="invalid_api_key")
 
 
 def revoked(rec: KeyRecord) -> GatewayError:
