@@ -15,22 +15,26 @@ from collections.abc import Callable
 from mitmproxy import http
 
 from ..local import error_response
-from .access import CREDENTIAL_HEADERS, PASSTHROUGH_REFUSED
+from .access import CREDENTIAL_HEADERS, KEY_PARAMS, PASSTHROUGH_REFUSED, redact_query
 
 REDACTED = b"<redacted>"
 
 
 def refuse(flow: http.HTTPFlow) -> None:
     _drop(flow.request, lambda value: True)
+    _redact_url(flow.request, lambda name, value: name in KEY_PARAMS)
     flow.response = error_response(PASSTHROUGH_REFUSED)
 
 
 def pass_on(flow: http.HTTPFlow, own_key: Callable[[bytes], bool]) -> None:
     _drop(flow.request, lambda value: own_key(_presented(value)))
+    _redact_url(flow.request, lambda name, value: own_key(value))  # the gateway's own key never leaves
 
 
 def seal(flow: http.HTTPFlow) -> None:
-    """The request's credentials redacted in the record (they were sent, or never will be)."""
+    """The request's credentials redacted in the record (they were sent, or never will be): headers, and a key
+    the URL names (the host's own `?key=`, sent to it)."""
+    _redact_url(flow.request, lambda name, value: name in KEY_PARAMS)
     fields = flow.request.headers.fields
     if any(name.lower() in CREDENTIAL_HEADERS and value != REDACTED for name, value in fields):
         flow.request.headers.fields = tuple((name, REDACTED if name.lower() in CREDENTIAL_HEADERS else value)
@@ -41,6 +45,12 @@ def _drop(req: http.Request, which: Callable[[bytes], bool]) -> None:
     fields = req.headers.fields
     if any(name.lower() in CREDENTIAL_HEADERS for name, _ in fields):
         req.headers.fields = tuple((n, v) for n, v in fields if not (n.lower() in CREDENTIAL_HEADERS and which(v)))
+
+
+def _redact_url(req: http.Request, is_key: Callable[[str, bytes], bool]) -> None:
+    path = req.path
+    if "?" in path and (redacted := redact_query(path, is_key)) is not None:
+        req.path = redacted
 
 
 def _presented(value: bytes) -> bytes:

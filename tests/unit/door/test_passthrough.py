@@ -34,6 +34,21 @@ def test_sealing_redacts_what_was_sent_once():
     assert f.request.headers.fields == ((b"host", b"example.com"), (b"x-api-key", b"<redacted>"), (b"accept", b"*/*"))
 
 
+def test_a_key_in_a_passed_on_url_never_stays_in_the_record():
+    """A refused flow's URL key is redacted at once; a passed-on flow loses the gateway's own key from its URL
+    (never sent on) and keeps the host's own (`?key=`, sent to it), redacted in the record when sealed."""
+    f = tflow.tflow()
+    f.request.path = "/maps?q=x&key=sk-qg-1"
+    passthrough.refuse(f)
+    assert f.request.path == "/maps?q=x&key=<redacted>"
+    f = tflow.tflow()
+    f.request.path = "/maps?token=ours&key=theirs"
+    passthrough.pass_on(f, lambda key: key == b"ours")
+    assert f.request.path == "/maps?token=<redacted>&key=theirs"  # what is sent: the host's own key
+    passthrough.seal(f)
+    assert f.request.path == "/maps?token=<redacted>&key=<redacted>"
+
+
 def test_a_lone_surrogate_becomes_the_replacement_character_as_the_body_is_read():
     assert parse_json(b'{"model": "gpt-4o\\ud800", "e": "\\ud83d\\ude00", "x": "\\u00e9"}') == \
         {"model": "gpt-4o\ufffd", "e": "\U0001f600", "x": "\u00e9"}
