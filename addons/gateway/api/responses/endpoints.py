@@ -13,7 +13,7 @@ from . import background
 from .history import history_items, input_items
 from .items import new_id
 from .output import chat_to_response, usage_to_responses
-from .request import check_request, translate
+from .request import check_request, require_model, translate
 from .store import ResponseStore
 from .stream import ResponsesStreamTranslator
 from .stream_parts import sse_event
@@ -107,6 +107,7 @@ def compact_endpoint(store: Callable[[], ResponseStore]) -> Endpoint[Exchange]:
     sealed `compaction` item (what a later request carries back instead of the conversation)."""
 
     def to_chat(body: dict, ex: Exchange) -> dict:
+        require_model(body)
         items: list = body["input"] if isinstance(body.get("input"), list) else (
             [] if body.get("input") is None else [body.get("input")])
         request = {**body, "stream": False, "input": [*items, {"type": "compaction_trigger"}]}

@@ -107,10 +107,23 @@ class ItemReader:
                        json.dumps({CUSTOM_PARAM: text}, ensure_ascii=False))
 
     def _function_call_output(self, item: dict, where: str) -> None:
+        call_id = self._answered(item, where, "function call output")
         text, images = tool_output(item.get("output"), where, self.notes)
-        self.conv.tool(str(item.get("call_id") or ""), text, images)
+        self.conv.tool(call_id, text, images)
 
-    _custom_tool_call_output = _function_call_output
+    def _custom_tool_call_output(self, item: dict, where: str) -> None:
+        call_id = self._answered(item, where, "custom tool call output")
+        text, images = tool_output(item.get("output"), where, self.notes)
+        self.conv.tool(call_id, text, images)
+
+    def _answered(self, item: dict, where: str, kind: str) -> str:
+        """The call a tool output answers, which must come before it (in the input, or the previous responses'
+        chain): else OpenAI's 400, where Qwen would get a tool message answering no call. A stored chain is
+        taken as it was kept."""
+        call_id = str(item.get("call_id") or "")
+        if where.startswith("input") and not self.conv.has_call(call_id):
+            raise GatewayError(400, f"No tool call found for {kind} with call_id {call_id}.", param="input")
+        return call_id
 
     def _tool_search_call(self, item: dict, where: str) -> None:
         cid = item.get("call_id") or item.get("id") or new_id("call")
@@ -123,12 +136,8 @@ class ItemReader:
         self.tools.add_all(loaded)
         cid = item.get("call_id") or (self.search_ids.pop(0) if self.search_ids else None)
         names = [str(t.get("name")) for t in loaded if isinstance(t, dict) and t.get("name")]
-        if cid and self._has_call(str(cid)):
+        if cid and self.conv.has_call(str(cid)):
             self.conv.tool(str(cid), "Tools now available: " + (", ".join(names) or "none found") + ".", [])
-
-    def _has_call(self, call_id: str) -> bool:
-        return any(c.get("id") == call_id for m in self.conv.messages if m["role"] == "assistant"
-                   for c in m.get("tool_calls") or [])
 
     def _shell_call(self, item: dict, where: str) -> None:
         self.conv.call(_call_id(item), "shell", _args(item.get("action")))

@@ -106,6 +106,16 @@ class Conversation:
         self.messages: list[dict] = []
         self.images: list[dict] = []  # image parts from tool outputs, waiting for the tool messages to end
         self.reasoning: str | None = None
+        self.call_ids: set[str] = set()  # every call so far: what a tool output may answer
+
+    def adopt(self, messages: list[dict]) -> None:
+        """Chat messages as they are (an older gateway's stored history), their calls known."""
+        self.messages += messages
+        self.call_ids.update(str(c.get("id")) for m in messages for c in m.get("tool_calls") or []
+                             if isinstance(c, dict))
+
+    def has_call(self, call_id: str) -> bool:
+        return call_id in self.call_ids
 
     def add(self, msg: dict) -> None:
         if msg["role"] != "tool":
@@ -116,6 +126,7 @@ class Conversation:
 
     def call(self, call_id: str, name: str, arguments: str) -> None:
         call = {"id": call_id, "type": FUNCTION, "function": {"name": name, "arguments": arguments}}
+        self.call_ids.add(call_id)
         last = self.messages[-1] if self.messages else None
         if last and last["role"] == "assistant" and not self.images and (
                 last.get("tool_calls") or not last.get("content")):

@@ -1,13 +1,15 @@
 """The way out for a whole answer: Qwen's chat completion -> a Response object.
 
-`response_object` writes every field OpenAI's schema requires, echoing the request (the stream translator
-uses it too); `chat_to_response` fills its output with the client's items (items.py): the reasoning (sealed
+`response_object` writes every field OpenAI's schema requires and the Open Responses spec's besides, with
+the values used (`completed_at` once completed; the sampling defaults where the client sent none), echoing
+the request (the stream translator uses it too; `upgraded` brings a stored older one up to it); `chat_to_response` fills its output with the client's items (items.py): the reasoning (sealed
 when the request's `include` asks for it), the message, one item per tool call — or, for a compaction
 request, the one sealed `compaction` item.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, TypedDict, cast
 
@@ -22,6 +24,12 @@ from .tools import ToolRef, echo_tools
 # A chat finish_reason that leaves a Response incomplete -> the reason the Responses API gives. Keyed by
 # object: an odd finish_reason is looked up as it came.
 _INCOMPLETE: dict[object, str] = {"length": "max_output_tokens", "content_filter": "content_filter"}
+# The sampling a Response reports when the client sent none: the API's defaults, as OpenAI's Response says
+# `temperature: 1.0` rather than null (Qwen is sent none, and samples at its own model's defaults).
+SAMPLING_DEFAULTS = {"temperature": 1.0, "top_p": 1.0}
+# The Open Responses spec requires the penalties in a Response; OpenAI's request defines neither (a client's
+# is refused as an unknown parameter), so none ever reaches Qwen: the API's neutral value.
+NO_PENALTY = 0.0
 
 
 # A Response's optional fields as dicts of their own (empty when absent), spread into the Response in order
@@ -48,15 +56,28 @@ def usage_to_responses(usage: dict | None) -> Usage | None:
             "total_tokens": int(usage.get("total_tokens") or prompt + completion)}
 
 
+def sampling(request: dict, field: str) -> float:
+    """The request's `temperature` or `top_p` as used: the client's number, else the API's default."""
+    value = request.get(field)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else SAMPLING_DEFAULTS[field]
+
+
+def completion_time(status: str) -> int | None:
+    """`completed_at` for a Response reaching `status` now: unix seconds when it completed, else null."""
+    return int(time.time()) if status == "completed" else None
+
+
 def response_object(request: dict, *, response_id: str, created_at: int, status: str, output: list[OutputItem],
                     usage: dict | None = None, error: ResponseError | None = None,
-                    incomplete: str | None = None) -> Response:
-    """A Response with every field OpenAI's schema requires, echoing the request."""
+                    incomplete: str | None = None, completed_at: int | None = None) -> Response:
+    """A Response with every field OpenAI's schema requires and the Open Responses spec's besides, echoing the
+    request. `usage` stays out until Qwen reports it (OpenAI's schema has no null usage), `user` unless sent."""
     # the optional fields, spread where OpenAI writes them: usage before metadata, user last
     usage_field: _UsageField = {"usage": usage_to_responses(usage)} if usage else {}
     user_field: _UserField = {"user": request["user"]} if isinstance(request.get("user"), str) else {}
     return {
         "id": response_id, "object": "response", "created_at": created_at, "status": status,
+        "completed_at": completed_at if status == "completed" else None,
         "background": request.get("background") is True, "error": error,
         "incomplete_details": {"reason": incomplete} if incomplete else None,
         "instructions": request.get("instructions") if isinstance(request.get("instructions"), str) else None,
@@ -67,7 +88,8 @@ def response_object(request: dict, *, response_id: str, created_at: int, status:
         "reasoning": request.get("reasoning") if isinstance(request.get("reasoning"), dict) else None,
         "service_tier": "default",  # the tier that served it: Qwen has one (the request's is not sent)
         "store": request.get("store", True) is not False,
-        "temperature": request.get("temperature"), "top_p": request.get("top_p"),
+        "temperature": sampling(request, "temperature"), "top_p": sampling(request, "top_p"),
+        "presence_penalty": NO_PENALTY, "frequency_penalty": NO_PENALTY,
         "text": t if isinstance(t := request.get("text"), dict) else {"format": {"type": "text"}},
         "tool_choice": echo_tool_choice(request.get("tool_choice")),
         "tools": echo_tools(request), "top_logprobs": 0,  # anything else is refused (fields.py)
@@ -80,6 +102,19 @@ def response_object(request: dict, *, response_id: str, created_at: int, status:
         "safety_identifier": s if isinstance(s := request.get("safety_identifier"), str) else None,
         **user_field,
     }
+
+
+def upgraded(stored: dict) -> dict:
+    """A Response stored by an older gateway with the fields it lacked, as one made now would say them:
+    `completed_at` unknown (null), the sampling defaults where it said null, function tools' `strict`."""
+    response = {"completed_at": None, **stored}
+    for field in SAMPLING_DEFAULTS:
+        response[field] = sampling(response, field)
+    for field in ("presence_penalty", "frequency_penalty"):
+        response.setdefault(field, NO_PENALTY)
+    if isinstance(response.get("tools"), list):
+        response["tools"] = echo_tools(response)
+    return response
 
 
 def echo_tool_choice(choice: object) -> object:
@@ -110,7 +145,7 @@ def _response(chat: dict, request: dict, response_id: str, created_at: int, tool
                                code="compaction_failed")
         output.append(compaction_item(summary.strip(), seal, str(request.get("model") or "")))
         return response_object(request, response_id=response_id, created_at=created_at, status="completed",
-                               output=output, usage=chat.get("usage"))
+                               output=output, usage=chat.get("usage"), completed_at=completion_time("completed"))
     search = search_call_item(chat.get("search_info"), request)  # Qwen searched before it answered
     if search is not None:
         output.append(search)
@@ -132,9 +167,9 @@ def _response(chat: dict, request: dict, response_id: str, created_at: int, tool
         name = fn.get("name") or ""
         output.append(tool_item((tools or {}).get(name), name, new_id("fc"), tc.get("id") or new_id("call"),
                                 fn.get("arguments") or "", cut if i == len(calls) - 1 else "completed"))
-    return response_object(request, response_id=response_id, created_at=created_at,
-                           status="incomplete" if incomplete else "completed", output=output, usage=chat.get("usage"),
-                           incomplete=incomplete)
+    status = "incomplete" if incomplete else "completed"
+    return response_object(request, response_id=response_id, created_at=created_at, status=status, output=output,
+                           usage=chat.get("usage"), incomplete=incomplete, completed_at=completion_time(status))
 
 
 def incomplete_reason(finish_reason: object) -> str | None:

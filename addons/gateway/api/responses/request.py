@@ -50,6 +50,14 @@ def check_request(body: object) -> dict:
     return request_schema.check(request_schema.RESPONSES, body)
 
 
+def require_model(body: dict) -> None:
+    """POST /v1/responses/compact's one required field (the spec's CompactResponseMethodPublicBody), refused in
+    OpenAI's words when absent or null; /v1/responses itself requires none (the gateway's default model applies)."""
+    if body.get("model") is None:
+        raise GatewayError(400, "Missing required parameter: 'model'.", param="model",
+                           code="missing_required_parameter")
+
+
 def responses_to_chat(body: dict, history: list[dict] | None = None, **kw: Any) -> dict:
     """The chat-completions body for a Responses request (see `translate`)."""
     return translate(body, history, **kw).chat
@@ -89,7 +97,7 @@ def translate(body: dict, history: list[dict] | None = None, *, chat_history: li
         items.pop()
     effort = (body.get("reasoning") or {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
     reader = ItemReader(ToolSet(), Conversation(), notes, open_sealed, lookup, effort)
-    reader.conv.messages += [m for m in chat_history or [] if isinstance(m, dict)]
+    reader.conv.adopt([m for m in chat_history or [] if isinstance(m, dict)])
     reader.tools.add_all(body.get("tools"))
     for i, item in enumerate(history or []):  # the gateway's own record: its reasoning always goes back
         reader.item(item, f"previous_response[{i}]")

@@ -16,6 +16,7 @@ from ...local import LocalRoute, json_response, unknown_url
 from ...local import answer as raw_answer
 from ...tokens import estimate_request_tokens
 from .background import BackgroundRuns, Run
+from .output import upgraded
 from .request import translate
 from .store import ResponseStore, wanted_ids
 
@@ -72,8 +73,8 @@ async def stored(store: ResponseStore, method: str, rest: str, query, owner: str
         if query.get("stream") == "true":
             raise GatewayError(400, "Only responses created with background=true can be streamed.",
                                code="invalid_request", param="stream")
-        return json_response(200, stored)
-    return await _background(run, stored, action, query, runs)
+        return json_response(200, upgraded(stored))
+    return await _background(run, upgraded(stored), action, query, runs)
 
 
 async def _background(run: Run | None, stored: dict, action: str, query,

@@ -108,12 +108,14 @@ class IncompleteDetails(TypedDict):
 
 
 class Response(TypedDict):
-    """Every field OpenAI's schema requires, in the order response_object writes them."""
+    """Every field OpenAI's schema requires and the Open Responses spec's besides, in the order response_object
+    writes them."""
 
     id: str
     object: Literal["response"]
     created_at: int
     status: str  # "queued" | "in_progress" | "completed" | "incomplete" | "failed" | "cancelled"
+    completed_at: int | None  # unix seconds, once completed (the Open Responses spec requires it)
     background: bool
     error: ResponseError | None
     incomplete_details: IncompleteDetails | None
@@ -127,8 +129,10 @@ class Response(TypedDict):
     reasoning: dict | None
     service_tier: str
     store: bool
-    temperature: object
-    top_p: object
+    temperature: float  # the values used: the client's, else the API's defaults (never null)
+    top_p: float
+    presence_penalty: float  # required by the Open Responses spec; OpenAI's request defines none: 0.0
+    frequency_penalty: float
     text: dict
     tool_choice: object  # as the request sent it
     tools: list[dict]

@@ -1,6 +1,7 @@
 """One `response.create` on a Responses WebSocket (socket.py): run as its own exchange, exactly as a
 POST /v1/responses with `"stream": true` would be — observers, context guard, engine, stream translation,
-pool, stored response — with each event sent as one JSON text frame."""
+pool, stored response — with each event sent as one JSON text frame. A continuation turn that fails evicts
+its previous_response_id from the connection (`Session.evict`), as the spec requires."""
 
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ from ...pivot import Endpoint
 from ...turn import TurnRunner
 from .history import history_items
 from .items import new_id
-from .output import response_object
+from .output import completion_time, response_object
 from .request import check_request
-from .store import ResponseStore
+from .store import ResponseStore, previous_not_found
 from .stream import ResponsesStreamTranslator
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("qwen")
 
 KEEP_RESPONSES = 8  # a connection's own recent responses, for previous_response_id
+KEEP_EVICTED = 64  # responses a failed continuation evicted, refused on the connection from then on
 
 
 def _encode(payload: dict) -> bytes:
@@ -49,6 +51,7 @@ class Session:
     ws: WSConnection
     writer: asyncio.StreamWriter
     history: OrderedDict[str, list[dict]] = field(default_factory=OrderedDict)
+    evicted: OrderedDict[str, None] = field(default_factory=OrderedDict)
     turns: int = 0
 
     def send(self, data: bytes) -> None:
@@ -59,6 +62,14 @@ class Session:
         self.history[response_id] = items
         while len(self.history) > KEEP_RESPONSES:
             self.history.popitem(last=False)
+
+    def evict(self, response_id: str) -> None:
+        """A continuation from `response_id` failed: the connection no longer continues from it (the spec: a
+        failed turn evicts its previous_response_id, and the next turn on it fails), stored or not."""
+        self.history.pop(response_id, None)
+        self.evicted[response_id] = None
+        while len(self.evicted) > KEEP_EVICTED:
+            self.evicted.popitem(last=False)
 
 
 class Turns:
@@ -79,14 +90,18 @@ class Turns:
         # the connection's named key: each turn is limited and counted
         ex.key_name, ex.key_record = up.key_name, up.key_record
         session.turns += 1
+        prev = body.get("previous_response_id")
+        kept = False  # the turn ended with a response the connection keeps: else it failed
         try:
             body["stream"] = True
             self.runner.received(ex, body, flow)
-            prev = body.get("previous_response_id")
+            if isinstance(prev, str) and prev in session.evicted:
+                raise previous_not_found(prev)
             if isinstance(prev, str) and prev in session.history:
                 ex.extra["history"] = session.history[prev]
             if body.pop("generate", True) is False:  # a warm-up: the connection is ready, nothing to generate
                 self._warm_up(session, ex, check_request(body))  # (generate: the socket's field, not the request's)
+                kept = True
                 return
             await self.runner.translate(ex)
             resp = await self.runner.open(ex)
@@ -100,7 +115,7 @@ class Turns:
                 await self.runner.pump(ex, resp, send, translator=self._translator(ex))
             finally:
                 await resp.aclose()
-            self._remember(session, ex, self.runner.streamed(ex))
+            kept = self._remember(session, ex, self.runner.streamed(ex))
         except (GatewayError, StateUnavailable) as caught:
             e = gateway_error(caught)
             ex.fail(e.status, e.code, e.message)
@@ -121,6 +136,8 @@ class Turns:
             ex.fail(err.status, err.code, err.message)
             session.send(_encode(_error_event(err)))
         finally:
+            if not kept and isinstance(prev, str):
+                session.evict(prev)
             if ex.status is None:
                 ex.status = 200
             self.runner.finish(flow, ex)
@@ -130,14 +147,16 @@ class Turns:
                                          tools=ex.extra.get("tools"), seal=self.store().sealer.seal,
                                          compaction=bool(ex.extra.get("compaction")), encode=_encode)
 
-    def _remember(self, session: Session, ex: Exchange, final: dict | None) -> None:
-        """The turn's response, for this connection's next `previous_response_id` (not when unkept)."""
+    def _remember(self, session: Session, ex: Exchange, final: dict | None) -> bool:
+        """The turn's response, for this connection's next `previous_response_id`: whether there was one to keep
+        (none when the stream failed, or the response could not be stored)."""
         translator = ex.rewriter.translator if ex.rewriter is not None else None
         if final is None or ex.unkept or not isinstance(translator, ResponsesStreamTranslator):
-            return
+            return False
         summary = translator.summary if ex.extra.get("compaction") else None
         session.remember(final["id"], history_items(ex.extra.get("items") or [], final, self.store().sealer.seal,
                                                     summary=summary, reasoning=translator.reasoning))
+        return True
 
     def _warm_up(self, session: Session, ex: Exchange, body: dict) -> None:
         rid = new_id("resp")
@@ -146,7 +165,8 @@ class Turns:
         def ev(kind: str, status: str) -> bytes:
             nonlocal seq
             r = response_object(body, response_id=rid, created_at=ex.created, status=status, output=[],
-                                usage={"prompt_tokens": 0, "completion_tokens": 0} if status == "completed" else None)
+                                usage={"prompt_tokens": 0, "completion_tokens": 0} if status == "completed" else None,
+                                completed_at=completion_time(status))
             seq += 1
             return _encode({"type": kind, "response": r, "sequence_number": seq - 1})
 

@@ -226,8 +226,7 @@ class ResponseStore:
             return {"history": stored["items"]}
         if isinstance(stored, list):  # stored by an older gateway: chat messages
             return {"chat_history": stored}
-        raise GatewayError(400, f"Previous response with id '{prev}' not found.", param="previous_response_id",
-                           code="previous_response_not_found")
+        raise previous_not_found(prev)
 
     def inputs(self, id: str, owner: str) -> list[dict] | None:
         """The input items of the owner's stored response (None: no such response)."""
@@ -266,6 +265,12 @@ class ResponseStore:
                 raise self._fault(e) from None
             self._counts[owner] = self._counts.get(owner, 0) - gone
         return gone > 0
+
+
+def previous_not_found(prev: object) -> GatewayError:
+    """OpenAI's 400 for a previous_response_id the caller cannot continue from (another key's included)."""
+    return GatewayError(400, f"Previous response with id '{prev}' not found.", param="previous_response_id",
+                        code="previous_response_not_found")
 
 
 def retrieved(write: asyncio.Future[Any]) -> None:

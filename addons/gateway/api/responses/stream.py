@@ -15,7 +15,7 @@ from .compaction import compaction_item
 from .events import StreamEvent
 from .fields import cap_calls
 from .items import message_item, new_id, reasoning_item, tool_item, wants_sealed_reasoning, wants_summary
-from .output import incomplete_reason, response_object
+from .output import completion_time, incomplete_reason, response_object
 from .shapes import ItemStatus, MessageItem, OutputItem, ReasoningItem, Response, ResponseError
 from ..websearch import responses_annotations, search_call_item
 from .stream_call import StreamedCall
@@ -47,6 +47,7 @@ class ResponsesStreamTranslator:
         self.finish_reason: str | None = None
         self.status = "in_progress"
         self.error: ResponseError | None = None
+        self.completed_at: int | None = None  # when it completed (set with the status)
         self.ended = False
         self.summary: str | None = None  # a compaction's summary, once complete
         self.summarise = wants_summary(request)  # reasoning text in the items only when reasoning.summary asked
@@ -70,7 +71,7 @@ class ResponsesStreamTranslator:
         incomplete = incomplete_reason(self.finish_reason) if self.status == "incomplete" else None
         return response_object(self.request, response_id=self.response_id, created_at=self.created_at,
                                status=self.status, output=items, usage=self.usage, error=self.error,
-                               incomplete=incomplete)
+                               incomplete=incomplete, completed_at=self.completed_at)
 
     def _start(self) -> list[bytes]:
         if self.seq:
@@ -253,7 +254,7 @@ class ResponsesStreamTranslator:
         if incomplete:
             self.status = "incomplete"
             return out + [self._ev({"type": "response.incomplete", "response": self._response()})]
-        self.status = "completed"
+        self.status, self.completed_at = "completed", completion_time("completed")
         return out + [self._ev({"type": "response.completed", "response": self._response()})]
 
     def _finish_compaction(self) -> list[bytes]:
@@ -268,7 +269,7 @@ class ResponsesStreamTranslator:
         out.append(self._ev({"type": "response.output_item.added", "output_index": 0, "item": item}))
         out.append(self._ev({"type": "response.output_item.done", "output_index": 0, "item": item}))
         self.output.append(item)
-        self.status = "completed"
+        self.status, self.completed_at = "completed", completion_time("completed")
         return out + [self._ev({"type": "response.completed", "response": self._response()})]
 
     def fail(self, error: dict) -> list[bytes]:

@@ -124,6 +124,14 @@ class ToolSet:
             self.add(t)
 
 
+def echo_function(tool: dict) -> dict:
+    """A function tool as a Response echoes it: `strict` and `parameters` always there (the spec requires them).
+    A `strict` not sent is `false`, not OpenAI's default `true`: `true` promises arguments that match the
+    schema, and for such a tool the gateway passes Qwen no strict flag and checks none of its arguments."""
+    return {**tool, "strict": s if isinstance(s := tool.get("strict"), bool) else False,
+            "parameters": tool.get("parameters")}
+
+
 def echo_tools(body: dict) -> list[dict]:
     """The request's tools as a Response echoes them (function tools with strict/parameters present)."""
     out = []
@@ -131,7 +139,7 @@ def echo_tools(body: dict) -> list[dict]:
         if not isinstance(t, dict) or not isinstance(t.get("name"), str):
             continue
         if t.get("type") == FUNCTION:
-            out.append({"strict": None, "parameters": None, **t})
+            out.append(echo_function(t))
         elif t.get("type") in (CUSTOM, "namespace"):
             out.append(t)
     return out
