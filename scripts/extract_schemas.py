@@ -1,5 +1,5 @@
 """Extract the OpenAI schemas the tests validate against into tests/data/openai_schemas.json, and the request
-schemas the gateway validates chat, legacy completions and Responses bodies with into
+schemas the gateway validates chat, legacy completions, Responses and embeddings bodies with into
 addons/gateway/api/request_schemas.json (descriptions dropped, the gateway's documented widenings and Qwen's
 bounds applied).
 
@@ -71,7 +71,7 @@ def extract(spec: dict, needed: list[str] = NEEDED) -> dict:
 
 # What the gateway validates (api/request_schema.py), and where it takes more than the spec, each a documented
 # feature (docs/compatibility.md): images in a tool message (moved to a user message for the vision model).
-VALIDATED = ["CreateChatCompletionRequest", "CreateCompletionRequest", "CreateResponse"]
+VALIDATED = ["CreateChatCompletionRequest", "CreateCompletionRequest", "CreateResponse", "CreateEmbeddingRequest"]
 # A Responses body may carry only the request's own fields, as OpenAI answers others (`Unknown parameter`);
 # besides them, what real clients send that the gateway documents: Codex's `client_metadata` (dropped).
 RESPONSES_EXTRA = ["client_metadata"]

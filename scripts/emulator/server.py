@@ -10,7 +10,7 @@ from http.server import ThreadingHTTPServer
 from socketserver import TCPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from . import admin, anthropic, chat, faults, oauth, plans, web
+from . import admin, anthropic, catalogue, chat, faults, oauth, plans, web
 from .cache import text_of, tokens
 from .faults import dumps
 from .state import State
@@ -105,7 +105,9 @@ class Handler(Wire):
         sw = self.state.snapshot()
         known = chat.known_models(sw)
         if not model_id:
-            listed = sw["listed_models"] if isinstance(sw.get("listed_models"), list) else known
+            # a key's list: what its plans serve, never the OAuth portal's own names (coder-model, vision-model)
+            listed = sw["listed_models"] if isinstance(sw.get("listed_models"), list) else \
+                [m for m in known if (catalogue.row(m) or {}).get("plans") != ["oauth"]]
             return 200, {"object": "list", "data": [entry(m) for m in listed]}
         if model_id in known:
             return 200, entry(model_id)

@@ -168,7 +168,7 @@ def count_tokens(args: dict) -> dict:
 
 
 def models(args: dict) -> dict:
-    page = client.models.list()
+    page = client.models.list(limit=1000)  # the whole list in one page, to compare the paged walk with
     ids = []
     for m in client.models.list(limit=5):  # auto-pagination: must end, with every model once
         ids.append(m.id)

@@ -862,7 +862,9 @@ def test_models_embeddings_web_search(emu):
     auth = {"Authorization": f"Bearer {API_KEY}"}
     for prefix in ("/v1", "/compatible-mode/v1"):
         models = emu.http.get(prefix + "/models", headers=auth).json()
-        assert models["object"] == "list" and "coder-model" in [m["id"] for m in models["data"]]
+        ids = [m["id"] for m in models["data"]]
+        assert models["object"] == "list" and "qwen3-coder-plus" in ids
+        assert "coder-model" not in ids  # a key's list: the OAuth portal's own names are not a plan's models
         r = emu.http.post(prefix + "/embeddings", headers=auth, json={"model": "text-embedding-v4",
                                                                       "input": ["a", "b", "a"]})
         e = r.json()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from .. import sse
 from ..errors import GatewayError
 from ..pivot import ChatChunk, Endpoint
-from . import chat_answer, chat_params, request_schema, websearch
+from . import chat_answer, chat_params, function_schema, request_schema, websearch
 from .conversation import keyed
 
 if TYPE_CHECKING:
@@ -17,10 +17,11 @@ if TYPE_CHECKING:
 
 
 def validate_chat_request(body: object) -> dict:
-    """Refuse what OpenAI refuses (its published schema: request_schema.py), with the param OpenAI would name."""
+    """Refuse what OpenAI refuses (its published schema: request_schema.py; a function's `parameters` that is no
+    JSON Schema: function_schema.py), with the param OpenAI would name."""
     if not isinstance(body, dict):
         raise GatewayError(400, "The request body must be a JSON object.", code="invalid_request_body")
-    return request_schema.check(request_schema.CHAT, body)
+    return function_schema.function_parameters(request_schema.check(request_schema.CHAT, body))
 
 
 def wants_usage(body: dict) -> bool:

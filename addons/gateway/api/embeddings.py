@@ -3,7 +3,8 @@ batches and the answers merged back; token-id inputs are decoded to text; base64
 
 OpenAI accepts up to 2,048 inputs per request, as strings or as token-id arrays: LangChain's
 OpenAIEmbeddings sends token ids (cl100k, what it encoded them with) by default, and the openai SDK asks
-`encoding_format: "base64"` by default. DashScope takes strings only, 10 at a time, and answers floats.
+`encoding_format: "base64"` by default. DashScope takes strings only, 10 at a time, and answers floats. A body
+OpenAI's schema refuses (request_schema.py) is refused before any of this.
 Pure functions: the caller sends the batches (concurrently) and hands the answers back in batch order.
 """
 
@@ -25,6 +26,7 @@ from ..turn.whole import upstream_json
 from ..model_map import EMBEDDING_SIZES, OPENAI_EMBEDDING_SIZES
 from ..pivot import Endpoint, UpstreamAnswer
 from ..tokens import encoding
+from . import request_schema
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
@@ -210,6 +212,9 @@ def dimensions(body: dict, notes: list[str] | None = None) -> dict:
 
 
 def _to_upstream(body: dict, ex: Exchange) -> dict:
+    # OpenAI's CreateEmbeddingRequest first: a field it refuses (an unknown one, `encoding_format: "bogus"`) is
+    # its 400 naming the field, never an answer in a format nobody asked for
+    request_schema.check(request_schema.EMBEDDINGS, body)
     if not isinstance(body.get("input"), (str, list)) or not body.get("input"):
         raise GatewayError(400, "'input' is required: a string or an array of strings.", param="input",
                            code="missing_required_parameter")

@@ -1,5 +1,5 @@
-"""Chat, legacy-completions and Responses bodies checked against OpenAI's published request schemas, as OpenAI
-checks them: a body the spec refuses gets a 400 `invalid_request_error` whose `param` names the field
+"""Chat, legacy-completions, Responses and embeddings bodies checked against OpenAI's published request schemas,
+as OpenAI checks them: a body the spec refuses gets a 400 `invalid_request_error` whose `param` names the field
 (`messages[2].content`, `input[3].role`, `temperature`), never an answer that pretends.
 
 The schemas (request_schemas.json, written by scripts/extract_schemas.py from the spec) are compiled once, when
@@ -15,6 +15,8 @@ Only the subset of JSON Schema the spec's request bodies use is read: `$ref`, `t
 `properties`, `required`, `additionalProperties` (`false` or a schema), `propertyNames` (an `enum`), `items`,
 `anyOf`/`oneOf` (as any-of), `allOf`, and the size and range keywords; `pattern` and `format` are not checked
 (what the model gets is text anyway).
+
+A function's `parameters` is only "an object" to the spec; that it is a JSON Schema is function_schema.py's.
 """
 
 from __future__ import annotations
@@ -278,6 +280,7 @@ _COMPILER = Compiler(_DOC)
 CHAT = _COMPILER.named("CreateChatCompletionRequest")
 COMPLETIONS = _COMPILER.named("CreateCompletionRequest")
 RESPONSES = _COMPILER.named("CreateResponseBody")  # the spec's CreateResponse, fields it does not define refused
+EMBEDDINGS = _COMPILER.named("CreateEmbeddingRequest")  # the spec's own `additionalProperties: false`
 
 
 def check(schema: Check, body: dict) -> dict:

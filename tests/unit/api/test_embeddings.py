@@ -84,3 +84,26 @@ def test_split_then_merge_keeps_every_input_in_place(texts, size):
     assert [d["index"] for d in merged["data"]] == list(range(len(texts)))
     assert [d["embedding"][0] for d in merged["data"]] == [float(texts.index(t)) for t in texts]
     assert merged["usage"]["prompt_tokens"] == len(texts)
+
+
+@pytest.mark.parametrize("body, param", [  # issue 51 item 2: each was answered (floats for "bogus")
+    ({"input": "hi"}, "model"), ({"model": {"a": 1}, "input": "hi"}, "model"),
+    ({"model": "text-embedding-3-small", "input": "hi", "encoding_format": "bogus"}, "encoding_format"),
+    ({"model": "text-embedding-3-small", "input": "hi", "user": 1.5}, "user"),
+    ({"model": "text-embedding-3-small", "input": "hi", "bogus": 1}, "bogus"),
+])
+def test_the_endpoint_refuses_a_body_openai_refuses_before_building_a_request(body, param):
+    from types import SimpleNamespace
+    ex = SimpleNamespace(notes=[], stream=False)
+    with pytest.raises(GatewayError) as e:
+        emb.EMBEDDINGS.to_chat(body, ex)  # type: ignore[arg-type]
+    assert (e.value.status, e.value.type, e.value.param) == (400, "invalid_request_error", param)
+    assert f"'{param}'" in e.value.message
+
+
+def test_the_endpoint_takes_what_the_sdk_sends():
+    from types import SimpleNamespace
+    ex = SimpleNamespace(notes=[], stream=False)
+    out = emb.EMBEDDINGS.to_chat({"model": "text-embedding-3-small", "input": ["a"], "encoding_format": "base64",
+                                  "user": None}, ex)  # type: ignore[arg-type]
+    assert out == {"model": "text-embedding-3-small", "input": ["a"], "encoding_format": "float", "dimensions": 1536}

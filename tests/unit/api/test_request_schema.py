@@ -127,6 +127,32 @@ def test_an_answer_length_below_qwens_range_is_refused_naming_the_field(schema, 
     assert e.param == param and "expected a value of at least 1, but got 0" in e.message
 
 
+EMBED = {"model": "text-embedding-3-small", "input": "hi"}
+
+
+@pytest.mark.parametrize("body, param, code, words", [  # issue 51 item 2: each was answered, floats and all
+    ({"input": "hi"}, "model", "missing_required_parameter", "Missing required parameter: 'model'"),
+    ({**EMBED, "model": {"a": 1}}, "model", "invalid_type", "expected a string, but got an object"),
+    ({**EMBED, "encoding_format": "bogus"}, "encoding_format", "invalid_value", "'float', 'base64'"),
+    ({**EMBED, "user": 1.5}, "user", "invalid_type", "expected a string, but got a number"),
+    ({**EMBED, "bogus": 1}, "bogus", "unknown_parameter", "Unknown parameter: 'bogus'"),
+    ({**EMBED, "stream": True}, "stream", "unknown_parameter", "Unknown parameter: 'stream'"),
+    ({**EMBED, "dimensions": 0}, "dimensions", "invalid_value", "at least 1"),
+    ({**EMBED, "input": [1.5]}, "input[0]", "invalid_type", ""),
+])
+def test_an_embeddings_body_the_spec_refuses_is_refused_naming_the_field(body, param, code, words):
+    e = refused(rs.EMBEDDINGS, body)
+    assert (e.param, e.code) == (param, code) and words in e.message and f"'{param}'" in e.message
+
+
+@pytest.mark.parametrize("body", [
+    EMBED, {**EMBED, "input": ["a", "b"], "encoding_format": "base64", "dimensions": 512, "user": "u"},
+    {**EMBED, "input": [[1, 2], [3]]}, {**EMBED, "input": [1, 2]}, {**EMBED, "encoding_format": None, "user": None},
+])
+def test_what_embeddings_clients_send_is_taken(body):
+    assert rs.check(rs.EMBEDDINGS, body) is body
+
+
 GATEWAY = Schemas("gateway")
 # the gateway's schemas as a general validator reads them, `pattern` aside (the gateway does not check it)
 UNPATTERNED = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": lambda *_: None})
@@ -143,7 +169,8 @@ def _roots(errors) -> set[str]:
 
 @pytest.mark.parametrize("name, schema", [
     ("CreateChatCompletionRequest", rs.CHAT), ("CreateCompletionRequest", rs.COMPLETIONS),
-    ("CreateResponseBody", rs.RESPONSES)], ids=["chat", "completions", "responses"])
+    ("CreateResponseBody", rs.RESPONSES), ("CreateEmbeddingRequest", rs.EMBEDDINGS)],
+    ids=["chat", "completions", "responses", "embeddings"])
 @settings(max_examples=30, deadline=None, derandomize=bool(os.environ.get("CI")),
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 @given(data=st.data())

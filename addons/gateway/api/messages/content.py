@@ -12,26 +12,19 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from ...errors import GatewayError
 from ...exchange import note
+from .shape import bad, cache_control
 from .thinking import FOREIGN, OURS
 
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 
 
-def bad(message: str, param: str | None = None) -> GatewayError:
-    """Anthropic's 400 for a request it would refuse."""
-    return GatewayError(400, message, type="invalid_request_error", param=param, code="invalid_request_error")
-
-
 def marked(part: dict, block: dict, where: str) -> dict:
     """`part` with the client's `cache_control` from `block`, as Anthropic takes one (type `ephemeral`, an
-    optional ttl): Qwen's cache reads it (upstream/dashscope/markers.py)."""
-    marker = block.get("cache_control")
-    if marker is None:
+    optional ttl: shape.py): Qwen's cache reads it (upstream/dashscope/markers.py)."""
+    if block.get("cache_control") is None:
         return part
-    if not isinstance(marker, dict) or marker.get("type") != "ephemeral":
-        raise bad(f"{where}.cache_control.type: Input should be 'ephemeral'", f"{where}.cache_control")
+    marker = cache_control(block["cache_control"], f"{where}.cache_control")
     return {**part, "cache_control": {k: v for k, v in marker.items() if k in ("type", "ttl")}}
 
 

@@ -4,7 +4,10 @@ Every field has one fate, listed in docs/compatibility.md: translated, accepted 
 the exchange), or refused with Anthropic's 400. What Claude Code sends beyond the base API — `role:
 "system"` messages inside `messages`, `thinking` of type `adaptive`, `output_config`, `context_management`,
 `safeguards`, tools with `defer_loading`, `cache_control` anywhere, a JSON-encoded `metadata.user_id` — is
-accepted: it re-sends a 400 with fewer betas but never without those, so refusing them fails every turn.
+accepted: it re-sends a 400 with fewer betas but never without those, so refusing them fails every turn. A
+field the SDK's `MessageCreateParams` does not have, and a wrong key or literal in `metadata`, `output_config`
+or a `cache_control`, is refused as Anthropic refuses it (shape.py); a tool's `input_schema` must be a JSON
+Schema (function_schema.py). Thinking is Qwen's only when `thinking` asks: `output_config.effort` alone asks none.
 
 System text (the `system` field, then `role: "system"` messages in their order) becomes the one system
 prompt Qwen caches. Every `cache_control` stays where the client put it (system, message and tool_result
@@ -20,14 +23,16 @@ import re
 from collections.abc import Callable
 
 from ...exchange import note
+from ..function_schema import schema_problem
 from ..websearch import is_anthropic_tool, messages_search
-from .content import assistant_message, bad, marked, user_messages
+from . import shape
+from .content import assistant_message, marked, user_messages
+from .shape import bad
 
 _ROLES = ("user", "assistant", "system")
 # Accepted and recorded, with no meaning on Qwen's side.
 _IGNORED = ("context_management", "safeguards", "container", "mcp_servers", "service_tier", "diagnostics",
-            "inference_geo")
-_EFFORTS = ("low", "medium", "high", "xhigh", "max")  # given on as they are: the upstream maps them per model
+            "inference_geo", "speed", "billing_policy", "compaction", "fallback_credit_token", "fallbacks", "thread")
 BILLING_PREFIX = "x-anthropic-billing-header:"
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")  # Anthropic's custom tool names
 
@@ -35,6 +40,7 @@ TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")  # Anthropic's custom tool nam
 def to_chat(body: dict, notes: list[str], verify: Callable[[str, str], str], *, counting: bool = False) -> dict:
     """The chat request for a Messages body. `verify(thinking, signature)` checks a returned thinking block
     (thinking.py). `counting`: a count_tokens body (no max_tokens of its own to check a budget against)."""
+    shape.fields(body)  # a field Anthropic does not know is its 400, not silently dropped
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise bad("model: Field required", "model")
@@ -66,6 +72,9 @@ def to_chat(body: dict, notes: list[str], verify: Callable[[str, str], str], *, 
     messages_search(body, chat, notes)  # the web_search server tool: Qwen's own search
     _thinking(body, chat, notes, None if counting else max_tokens)
     _metadata(body, chat)
+    if body.get("cache_control") is not None:  # Anthropic's automatic caching: the gateway marks the prompt anyway
+        shape.cache_control(body["cache_control"], "cache_control")
+        note(notes, "cache_control: the prompt is marked for Qwen's cache as the gateway marks it")
     for key in _IGNORED:
         if key in body:
             note(notes, f"{key}: accepted, no Qwen equivalent")
@@ -152,6 +161,7 @@ def _tools(body: dict, chat: dict, notes: list[str]) -> None:
             raise bad(f"tools.{i}.input_schema: Field required", f"tools.{i}.input_schema")
         if schema.get("type") != "object":
             raise bad(f"tools.{i}.input_schema.type: Input should be 'object'", f"tools.{i}.input_schema.type")
+        _json_schema(schema, f"tools.{i}.input_schema")
         if tool.get("defer_loading"):  # hidden from the model until a tool search loads it, as Anthropic does
             note(notes, "tools with defer_loading left out (Qwen has no tool search to load them)")
             continue
@@ -163,6 +173,16 @@ def _tools(body: dict, chat: dict, notes: list[str]) -> None:
     if functions:
         chat["tools"] = functions
     _tool_choice(body.get("tool_choice"), names, chat)
+
+
+def _json_schema(schema: dict, where: str) -> None:
+    """Anthropic refuses an `input_schema` that is no JSON Schema (`properties: 99`), rather than offer the model
+    a tool nobody could call right."""
+    problem = schema_problem(schema)
+    if problem is not None:
+        path, what = problem
+        raise bad(f"{where}: JSON schema is invalid. It must match JSON Schema draft 2020-12 "
+                  f"(https://json-schema.org/draft/2020-12): at {'.'.join(map(str, path))}, {what}", where)
 
 
 def _tool_choice(choice: object, names: set[str], chat: dict) -> None:
@@ -193,19 +213,20 @@ def _thinking(body: dict, chat: dict, notes: list[str], max_tokens: int | None) 
     DashScope upstream then obeys each model's own rules). An explicit budget is Anthropic's: at least 1024,
     and below `max_tokens` (None: a count, which has none)."""
     thinking = body.get("thinking")
-    config = body.get("output_config")
-    effort = config.get("effort") if isinstance(config, dict) else None
-    if isinstance(config, dict) and isinstance(config.get("format"), dict):
+    config = shape.output_config(body.get("output_config"))
+    effort = config.get("effort")  # one of shape.EFFORTS or None: given on as it is, the upstream maps it per model
+    if config.get("format") is not None:
         fmt = config["format"]
         if fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
             raise bad("output_config.format: only json_schema formats are supported", "output_config.format")
         chat["response_format"] = {"type": "json_schema",
                                    "json_schema": {"name": "output", "schema": fmt["schema"], "strict": True}}
-    if thinking is None:  # Anthropic's models think only when asked
-        if isinstance(effort, str) and effort in _EFFORTS:
-            chat["reasoning_effort"] = effort
-        else:
-            chat["enable_thinking"] = False
+    if config.get("task_budget") is not None:
+        note(notes, "output_config.task_budget: accepted, no Qwen equivalent")
+    if thinking is None:  # Anthropic's models think only when asked: an effort alone turns nothing on
+        chat["enable_thinking"] = False
+        if effort is not None:
+            note(notes, f"output_config.effort {effort} without thinking: Qwen's thinking stays off")
         return
     if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled", "adaptive"):
         raise bad("thinking.type: Input should be 'enabled', 'disabled' or 'adaptive'", "thinking.type")
@@ -224,7 +245,7 @@ def _thinking(body: dict, chat: dict, notes: list[str], max_tokens: int | None) 
                       "thinking.budget_tokens")
         chat["enable_thinking"] = True
         chat["thinking_budget"] = budget
-    elif isinstance(effort, str) and effort in _EFFORTS:  # adaptive: the model decides, within the effort
+    elif effort is not None:  # adaptive: the model decides, within the effort
         chat["reasoning_effort"] = effort
     else:
         chat["enable_thinking"] = True
@@ -247,23 +268,16 @@ def _with_thinking(body: dict) -> None:
 
 
 def asks_thinking(body: dict) -> bool:
-    """Whether the client wants thinking blocks: Anthropic returns them only when thinking is on (or an effort
-    lets the model decide), so a model that thinks anyway has its thinking left out of the answer."""
-    thinking, config = body.get("thinking"), body.get("output_config")
-    if isinstance(thinking, dict):
-        return thinking.get("type") != "disabled"
-    return isinstance(config, dict) and config.get("effort") in _EFFORTS
+    """Whether the client wants thinking blocks: Anthropic returns them only when `thinking` turns it on (an
+    effort alone does not), so a model that thinks anyway has its thinking left out of the answer."""
+    thinking = body.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") != "disabled"
 
 
 def _metadata(body: dict, chat: dict) -> None:
     """`metadata.user_id` (Claude Code: a JSON-encoded {"device_id", "session_id", …}): its session keeps one
     Qwen session (and prompt cache) per Claude Code session."""
-    metadata = body.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise bad("metadata: Input should be a valid dictionary", "metadata")
-    user = metadata.get("user_id") if isinstance(metadata, dict) else None
-    if user is not None and not isinstance(user, str):
-        raise bad("metadata.user_id: Input should be a valid string", "metadata.user_id")
+    user = shape.metadata(body.get("metadata")).get("user_id")
     if not isinstance(user, str) or not user:
         return
     session = None

@@ -143,7 +143,7 @@ def test_server_tools_are_refused_not_dropped():
     ({"type": "adaptive", "display": "omitted"}, {"effort": "medium"}, {"reasoning_effort": "medium"}),
     ({"type": "adaptive"}, {"effort": "max"}, {"reasoning_effort": "max"}),  # the upstream maps it per model
     ({"type": "adaptive"}, None, {"enable_thinking": True}),
-    (None, {"effort": "low"}, {"reasoning_effort": "low"}),
+    (None, {"effort": "low"}, {"enable_thinking": False}),  # an effort alone asks for no thinking (issue 51)
     (None, None, {"enable_thinking": False}),  # Anthropic's models think only when asked
 ])
 def test_thinking_and_effort(thinking, config, expected):
