@@ -10,7 +10,11 @@ The key is 32 random bytes in `<state_dir>/seal.key` (0600), created at first us
 (a private temporary file linked into place: two gateways starting together end up with the same key).
 Losing the key only makes older sealed items unreadable (they are dropped with a note).
 With shared state on PostgreSQL, the first gateway's key is published in the database and every gateway
-adopts it (`Sealer.adopt`): one gateway opens what another sealed.
+adopts it (`Sealer.adopt`): one gateway opens what another sealed. The key published is `load_key`'s: the
+folder's when it has one (what it sealed before stays readable), else one made for the database, written to a
+folder that takes it and kept in memory only by one that does not (read-only, full): the database keeps it,
+so such a folder costs a PostgreSQL gateway nothing. Without PostgreSQL the folder is where the key lives:
+`Sealer` refuses to seal with a key it could not keep.
 
 Token format: "qgw1." + base64url(nonce || ciphertext || tag), no padding.
 """
@@ -28,6 +32,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from .storage.health import local_failure, local_fault
+
 PREFIX = "qgw1."
 KEY_FILE = "seal.key"
 _KEY_BYTES = 32
@@ -36,6 +42,17 @@ _AAD = b"qwen-gateway/"
 
 
 def load_key(folder: Path) -> bytes:
+    """The sealing key to publish in a shared database: the folder's, created (0600, atomically) when there is
+    none; a folder that cannot take one (read-only, full, not there) gives a new key, in memory only."""
+    try:
+        return stored_key(folder)
+    except OSError as e:
+        if local_fault(e) is None:
+            raise
+        return secrets.token_bytes(_KEY_BYTES)
+
+
+def stored_key(folder: Path) -> bytes:
     """The gateway's sealing key, created (0600, atomically) when there is none."""
     path = folder / KEY_FILE
     try:
@@ -81,11 +98,15 @@ class Sealer:
     def _cipher(self) -> AESGCM:
         with self._lock:
             if self._aead is None:
-                self._aead = AESGCM(load_key(self.folder))
+                try:
+                    self._aead = AESGCM(stored_key(self.folder))
+                except OSError as e:  # a folder that cannot keep a key: its outage (503), not a 500
+                    raise local_failure(self.folder, e) or e from None
             return self._aead
 
     def ready(self) -> None:
-        """The key loaded now (made if there is none): what cannot be written says so here, not mid-answer."""
+        """The key loaded now (made if there is none): what cannot be written says so here, not mid-answer
+        (StateUnavailable: the folder's outage)."""
         self._cipher()
 
     def adopt(self, key: bytes) -> None:

@@ -8,11 +8,16 @@
     key_grants   (PostgreSQL only) the allowance gateways took for rpm and tpm (door/limits.py)
 
 `KeyStore` is the blocking side: `qwen-keys`, and the SQLite gateway's thread. The gateway's side on
-PostgreSQL is door/team_pg.py, with the same statements."""
+PostgreSQL is door/team_pg.py, with the same statements.
+
+A state folder that cannot be written (a read-only mount) still has its keys read, into memory as last committed
+(storage/sqlite.py's `read_only_copy`): the door holds as they say, and every write fails as the folder's outage
+(SQLite's "readonly database") until the folder takes writes again; then the file is opened as usual."""
 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +26,7 @@ from typing import Any
 
 from ..days import utc_day
 from ..storage.pg import CHANNEL, Database, placeholders
-from ..storage.sqlite import open_private_db, transaction
+from ..storage.sqlite import open_private_db, read_only_copy, transaction, writable
 from .keyring import KeyRecord
 
 FILENAME = "keys.sqlite3"
@@ -151,6 +156,10 @@ def add_spend_sql(greatest: str) -> str:
             f"last_used = {greatest}(COALESCE(key_day.last_used, 0), COALESCE(excluded.last_used, 0))")
 
 
+def _open(path: Path) -> sqlite3.Connection:
+    return open_private_db(path, timeout=10, setup=SQLITE_SCHEMA)
+
+
 class KeyNameError(ValueError):
     """What `qwen-keys` says when a name does or does not exist."""
 
@@ -158,14 +167,32 @@ class KeyNameError(ValueError):
 class KeyStore:
     """Blocking access (a command, or a thread): a SQLite connection or a psycopg one."""
 
-    def __init__(self, conn: Any, *, shared: bool) -> None:
+    def __init__(self, conn: Any, *, shared: bool, copy_of: Path | None = None) -> None:
         self.conn = conn
         self.shared = shared
+        self.copy_of = copy_of  # SQLite: the file `conn` is a read-only copy of (its folder cannot be written)
+        self._reopened = 0  # how many times the file was opened anew (a new data_version sequence)
         self._add_spend = self._sql(add_spend_sql("GREATEST" if shared else "MAX"))
 
     @classmethod
     def local(cls, state_dir: Path, filename: str = FILENAME) -> KeyStore:
-        return cls(open_private_db(state_dir / filename, timeout=10, setup=SQLITE_SCHEMA), shared=False)
+        """The keys file, opened to read and write; read into memory when its folder cannot be written."""
+        path = state_dir / filename
+        if path.exists() and not writable(path):  # SQLite would open it read-only for good, or not at all
+            return cls(read_only_copy(path), shared=False, copy_of=path)
+        return cls(_open(path), shared=False)
+
+    def _writable_again(self) -> None:
+        """A read-only copy replaced by the file itself, once its folder takes writes again."""
+        if self.copy_of is None or not writable(self.copy_of):
+            return
+        try:
+            conn = _open(self.copy_of)
+        except (OSError, sqlite3.Error):
+            return  # not yet: the copy serves on
+        self.conn.close()
+        self.conn, self.copy_of = conn, None
+        self._reopened += 1
 
     @classmethod
     def remote(cls, db: Database) -> KeyStore:
@@ -180,6 +207,8 @@ class KeyStore:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[None]:
+        if self.copy_of is not None:
+            raise sqlite3.OperationalError("attempt to write a readonly database")  # what SQLite says there
         if self.shared:
             with self.conn.transaction():
                 yield
@@ -256,13 +285,16 @@ class KeyStore:
         return {r[0]: spent_of(r) for r in self._rows(sql, args)}
 
     def write_spend(self, deltas: dict[tuple[str, str], Delta]) -> None:
+        self._writable_again()
         with self._tx():
             for (name, day), d in deltas.items():
                 self.conn.execute(self._add_spend, (name, day, *d.values()))
 
     def data_version(self) -> int:
-        """SQLite: changes when another connection (a command, another gateway) committed."""
-        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+        """SQLite: changes when another connection (a command, another gateway) committed, and when the file
+        was opened anew (its folder writable again: what changed meanwhile is read)."""
+        self._writable_again()
+        return self._reopened << 32 | int(self.conn.execute("PRAGMA data_version").fetchone()[0])
 
     def close(self) -> None:
         self.conn.close()

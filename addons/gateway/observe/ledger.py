@@ -6,14 +6,19 @@ When its storage is away — any storage fault (storage/health.py, storage/pg_fa
 restarting, down, hung, full or read-only, at its migration or mid-batch; the state folder full, read-only,
 locked or failing — the rows are kept in memory, at most MAX_KEPT (the oldest dropped beyond, counted, one
 line), and written as soon as the storage's probe sees it back; the outage itself is one line. A failure
-that is no storage fault is a bug (`UsageLedger._isolate`): shown once with its traceback, never retried."""
+that is no storage fault — a bug, a row the table refuses, a ledger that cannot be opened for another reason —
+loses no row either: shown once with its traceback, the rows that fail alone (`UsageLedger._isolate`) are held
+back, within the same MAX_KEPT, and tried again every HELD_RETRY_S, so that they are written once the fault is
+mended (without a restart); what is still held at shutdown is counted in one line."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -78,13 +83,15 @@ class Ledger:
 
 class UsageLedger(Observer):
     """Rows are batched for FLUSH_S (or until MAX_BATCH) and written from a thread; `done` writes the rest.
-    Rows its storage could not take are kept (MAX_KEPT) and written when the storage is back."""
+    Rows its storage could not take are kept (MAX_KEPT) and written when the storage is back; rows that failed
+    for something else are held back and tried again every HELD_RETRY_S."""
 
     waits_for_estimate = True
 
     FLUSH_S = 0.5
     MAX_BATCH = 500
     MAX_KEPT = 10_000  # rows held while the storage is away (~20 MB; at 20 requests a second, 8 minutes)
+    HELD_RETRY_S = 60.0  # how often rows that failed for no storage fault are tried again (the fault mended)
 
     def __init__(self) -> None:
         self.path: Path | None = None
@@ -94,8 +101,11 @@ class UsageLedger(Observer):
         self._ledger: Ledger | SharedLedger | None = None
         self._open_lock = threading.Lock()
         self._rows: list[dict] = []
+        self._held: list[dict] = []  # rows that failed for no storage fault, tried again at `_retry_at`
+        self._retry_at = 0.0  # monotonic
+        self._stalled = False  # the last try wrote nothing (the ledger cannot be opened): every row waits for the retry
+        self._failing = False  # that failure was logged (once, until the held rows are written)
         self._dropped = 0  # rows given up since the storage went away
-        self._bugs = 0  # rows dropped for a failure that is no storage fault
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_handle: asyncio.TimerHandle | None = None
         self._writes: set[asyncio.Task] = set()
@@ -106,6 +116,7 @@ class UsageLedger(Observer):
         self._db = Database(self.url) if self.url else None
         self.health = self._db.health if self._db is not None else local_health(config.state_dir)
         self._loop = None  # `finished` registers the flush for the storage's return on its loop
+        self._retry_at, self._stalled = 0.0, False  # another storage: the rows held back are tried on it at once
 
     def where(self) -> str:
         """What the ledger is, for messages: the database (never a secret) or the file."""
@@ -144,12 +155,15 @@ class UsageLedger(Observer):
             self._flush_handle = loop.call_later(self.FLUSH_S, self._flush_soon)
 
     def _bound(self) -> None:
-        over = len(self._rows) - self.MAX_KEPT
+        """At most MAX_KEPT rows waiting, kept and held together: the oldest go, the held ones first."""
+        over = len(self._held) + len(self._rows) - self.MAX_KEPT
         if over > 0:
-            del self._rows[:over]
+            held = min(over, len(self._held))
+            del self._held[:held]
+            del self._rows[:over - held]
             if not self._dropped:
-                log.warning("qwen: the usage ledger holds at most %d rows while %s is unavailable: the oldest are "
-                            "dropped (counted when it is back)", self.MAX_KEPT, self.where())
+                log.warning("qwen: the usage ledger holds at most %d rows while %s cannot take them: the oldest are "
+                            "dropped (counted when it takes them again)", self.MAX_KEPT, self.where())
             self._dropped += over
 
     def _flush_soon(self) -> None:
@@ -161,29 +175,60 @@ class UsageLedger(Observer):
         task.add_done_callback(self._writes.discard)
 
     async def flush(self) -> None:
-        """Write the batched rows (in a thread); while the storage is away they wait for its return."""
-        if not self._rows or (self.health is not None and self.health.down):
+        """Write the batched rows (in a thread); while the storage is away they wait for its return, while the
+        ledger cannot be used for another reason they wait for the next retry."""
+        if self.health is not None and self.health.down:
             return
+        due = time.monotonic() >= self._retry_at
+        if self._stalled and not due:
+            return
+        rows, retried = self._take(due)
+        if rows:
+            self._settle(rows, retried, await asyncio.to_thread(self._write, rows))
+
+    def _take(self, due: bool) -> tuple[list[dict], bool]:
+        """The rows to write now, the held ones first when their retry is due; and whether they are in."""
         rows, self._rows = self._rows, []
-        if not await asyncio.to_thread(self._write, rows):
+        retried = bool(self._held) and due
+        if retried:
+            rows, self._held = self._held + rows, []
+        return rows, retried
+
+    def _settle(self, rows: list[dict], retried: bool, held: list[dict] | None) -> None:
+        """After a write of `rows`: all kept for the storage's return (None), or `held` held back for a retry."""
+        if held is None:
             self._rows[:0] = rows  # before the rows that came meanwhile: the ledger stays in order
             self._bound()
+            return
+        self._stalled = len(held) == len(rows)
+        if held:
+            self._held.extend(held)
+            self._bound()
+            now = time.monotonic()
+            if self._retry_at <= now:  # a retry already waiting keeps its time (rows failing now and then)
+                self._retry_at = now + self.HELD_RETRY_S
+                with contextlib.suppress(RuntimeError):  # no event loop: the next flush, or shutdown, retries
+                    asyncio.get_running_loop().call_later(self.HELD_RETRY_S, self._flush_soon)
+        elif retried and self._failing:
+            self._failing = False
+            log.info("qwen: the usage ledger wrote the rows it held back to %s", self.where())
 
-    def _write(self, rows: list[dict]) -> bool:
-        """Rows written (True), or kept for later (False: the storage is away, said once by its Health)."""
+    def _write(self, rows: list[dict]) -> list[dict] | None:
+        """Writes `rows` (in a thread): the rows held back ([]: all written), or None when the storage is away
+        (every row waits for its return; said once by its Health)."""
         try:
             ledger = self.ledger()  # opened: the folder, the connection, the migration
         except Exception as e:
             if self._away(e):
-                return False
-            self._bug(e, len(rows))
-            return True
+                return None
+            self._hold(e)  # whatever could not open it, no row is the cause: all of them wait
+            return rows
         try:
             ledger.add(rows)
         except Exception as e:
-            return not self._away(e) and self._isolate(ledger, rows, e)
+            return None if self._away(e) else self._isolate(ledger, rows, e)
         self._written()
-        return True
+        return []
 
     def _away(self, e: Exception) -> bool:
         """`e` is a storage fault (its outage said once by the storage's Health): the rows wait for its return."""
@@ -196,32 +241,34 @@ class UsageLedger(Observer):
             return False
         return local_failure(self.path.parent if self.path else Path("."), e) is not None
 
-    def _isolate(self, ledger: Ledger | SharedLedger, rows: list[dict], e: Exception) -> bool:
+    def _isolate(self, ledger: Ledger | SharedLedger, rows: list[dict], e: Exception) -> list[dict] | None:
         """A batch failed, and not for its storage: a bug, or a row the table refuses (an operator's constraint).
-        Each row is tried on its own, so one cannot take the batch with it; one that fails alone is dropped —
-        kept, it would fail for ever and push good rows out — and counted (`_bug`). True, or False (kept) when
-        the storage went away meanwhile (the rows written already are taken once: `xid`)."""
+        Each row is tried on its own, so one cannot take the batch with it; those that fail alone are held back
+        (`_hold`). None when the storage went away meanwhile (the rows written already are taken once: `xid`)."""
         if len(rows) == 1:
-            self._bug(e, 1)
-            return True
+            self._hold(e)
+            return rows
+        held = []
         for row in rows:
             try:
                 ledger.add([row])
             except Exception as again:
                 if self._away(again):
-                    return False
-                self._bug(again, 1)
-        return True
+                    return None
+                self._hold(again)
+                held.append(row)
+        if len(held) < len(rows):
+            self._written()
+        return held
 
-    def _bug(self, e: Exception, rows: int) -> None:
-        """`rows` dropped for `e`, no storage fault: the first time, one line with its traceback; then counted
-        (one line at shutdown)."""
+    def _hold(self, e: Exception) -> None:
+        """Rows failed for `e`, no storage fault: kept, and said once with its traceback (a bug to see)."""
         with self._open_lock:
-            first, self._bugs = not self._bugs, self._bugs + rows
+            first, self._failing = not self._failing, True
         if first:
             log.error("qwen: the usage ledger could not write to %s: %s. Not a storage fault (a bug, or a row the "
-                      "table refuses): such rows are dropped, not retried, and counted at shutdown", self.where(),
-                      safe_message(f"{type(e).__name__}: {e}", ERROR_CHARS), exc_info=e)
+                      "table refuses): the rows are kept in memory and tried again every %.0f s", self.where(),
+                      safe_message(f"{type(e).__name__}: {e}", ERROR_CHARS), self.HELD_RETRY_S, exc_info=e)
 
     def _written(self) -> None:
         if self.health is not None:
@@ -232,16 +279,20 @@ class UsageLedger(Observer):
             self._dropped = 0
 
     def _write_now(self) -> None:
-        rows, self._rows = self._rows, []
-        if rows and not self._write(rows):
+        rows, retried = self._take(due=True)
+        if not rows:
+            return
+        held = self._write(rows)
+        self._settle(rows, retried, held)
+        if held is None:
             log.warning("qwen: %d usage rows could not be written: %s is unavailable", len(rows), self.where())
 
     def done(self) -> None:
-        """Shutdown: whatever is still batched is written now."""
+        """Shutdown: whatever is still batched, or held back, is written now."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
         self._write_now()
-        if self._bugs:
-            log.warning("qwen: %d usage rows could not be written to %s (the error logged above): dropped",
-                        self._bugs, self.where())
+        if self._held:
+            log.warning("qwen: %d usage rows could not be written to %s (the error logged above): lost with the "
+                        "gateway", len(self._held), self.where())

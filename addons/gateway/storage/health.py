@@ -16,6 +16,7 @@ pg.py) or the local state folder (SQLite files, sqlite.py), and the one error th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import itertools
 import logging
@@ -78,8 +79,10 @@ class Health:
             if new:
                 self.since = time.monotonic()
             if self._prober is None:
-                self._prober = threading.Thread(target=self._probing, name="qwen: storage probe", daemon=True)
-                self._prober.start()
+                prober = threading.Thread(target=self._probing, name="qwen: storage probe", daemon=True)
+                with contextlib.suppress(RuntimeError):  # the interpreter is ending: no probe, nobody to call back
+                    prober.start()
+                    self._prober = prober
         if new:
             log.warning("qwen: %s is unavailable (%s): what needs it is refused (503 state_unavailable) and "
                         "what it would record is kept in memory until it is back", self.what, reason)
@@ -92,6 +95,12 @@ class Health:
                 was, self.trying = self.trying, False
             if was:
                 log.info("qwen: %s is back after %.1f s", self.what, time.monotonic() - self.since)
+
+    def forget(self) -> None:
+        """No store uses this storage any more (the gateway was pointed elsewhere): its outage is no longer
+        listed nor probed. A store that still uses it finds out again, with a line of its own."""
+        with self._lock:
+            self.reason, self.trying = None, False  # the probe ends at its next look, calling nobody back
 
     def when_back(self, callback: Callable[[], None], loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Call `callback` each time the probe sees the storage back (a store that kept rows writes them): on
@@ -130,13 +139,19 @@ _healths: dict[str, Health] = {}
 _healths_lock = threading.Lock()
 
 
-def health_of(key: str, what: str, public: str, probe: Callable[[], bool]) -> Health:
-    """The process's one Health for a storage (a database URL, a folder): one line per outage, not per store."""
+def health_of(key: str, what: str, public: str, probe: Callable[[], bool], *, replaces: str = "") -> Health:
+    """The process's one Health for a storage (a database URL, a folder): one line per outage, not per store.
+    `replaces`: the key's kind ("pg:") when the process uses one storage of that kind at a time — a gateway one
+    `qwen_state_url` —: the others are forgotten, so a URL set and set back leaves no outage behind it in
+    /health and readiness, and no probe of a database nobody uses."""
     with _healths_lock:
         found = _healths.get(key)
         if found is None:
             found = _healths[key] = Health(what, public, probe)
-        return found
+        others = [h for k, h in _healths.items() if replaces and k.startswith(replaces) and k != key]
+    for other in others:
+        other.forget()
+    return found
 
 
 def unavailable() -> list[dict]:

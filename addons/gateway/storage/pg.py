@@ -6,12 +6,12 @@
   (the usage ledger's writer thread, `qwen-usage`).
 - `migrate`: each store brings its own numbered schema steps; `schema_version` remembers how far each
   component got, and an advisory lock makes two gateways starting at once take turns.
-- Faults (health.py, pg_faults.py): a database that cannot be reached, restarts, hangs (no answer within
-  DEADLINE_S), runs out of room or turns read-only — at connection, migration or any statement — is one
-  `StateUnavailable`, logged once per outage by the URL's `Health`; while it is away every caller is refused
-  at once (no wait for a pool timeout); a connection the server ended while it sat in the pool (a restart)
-  is replaced once, transparently; the probe (a session and a write) notices the return within PROBE_S and
-  the pool is made anew (psycopg_pool's own reconnection backs off to minutes).
+- Faults (health.py, pg_faults.py): a database that cannot be reached (whatever the driver raises), restarts,
+  hangs (no answer within DEADLINE_S), runs out of room or turns read-only — at connection, migration or any
+  statement — is one `StateUnavailable`, logged once per outage by the URL's `Health`; while it is away every
+  caller is refused at once (no wait for a pool timeout); a connection the server ended while it sat in the
+  pool (a restart) is replaced once, transparently; the probe (a session and a write) notices the return within
+  PROBE_S and the pool is made anew (psycopg_pool's own reconnection backs off to minutes).
 
 psycopg 3 is an optional dependency (the `postgres` extra): imported only when a URL is set.
 """
@@ -57,6 +57,14 @@ async def _configure(conn: Any) -> None:
     await conn.execute(f"SET statement_timeout = {STATEMENT_MS}")
 
 
+def _close_others(url: str) -> None:
+    """The pools of other URLs' databases closed: the gateway was pointed at `url` (a process uses one shared
+    database at a time), and a pool let go open leaves its workers for the collector to destroy mid-wait."""
+    for db in [d for d in _pooled if isinstance(d, Database) and d.url != url]:
+        with contextlib.suppress(RuntimeError):  # no event loop: nothing of it runs
+            db.background(db.aclose(), "qwen: close the pool of a database no longer used")
+
+
 class Database:
     """One PostgreSQL database. `pool()` is for the event loop (opened there, on first use); `connect()`
     gives a plain connection for a thread or a command; `migrate` runs a component's schema steps once."""
@@ -65,13 +73,14 @@ class Database:
         self.url = check_url(url)
         self.max_size = max_size
         self.health: Health = health_of(f"pg:{self.url}", f"the shared database {shown(self.url)}",
-                                        "shared state database", lambda: writable(self.url))
+                                        "shared state database", lambda: writable(self.url), replaces="pg:")
         self._pool: Any = None
         self._pool_outage = 0  # the health's outage count when the pool was opened: older pools are stale
         self._pool_lock: asyncio.Lock | None = None
         self._migrated: set[str] = set()
         self._mlock = threading.Lock()
         self._tasks: set[asyncio.Task] = set()
+        _close_others(self.url)
 
     def __repr__(self) -> str:
         return f"Database({shown(self.url)})"
@@ -94,9 +103,11 @@ class Database:
         import psycopg
 
         self.available()
+        # No connection is an outage whatever the driver raises: an OperationalError, a ProgrammingError for an
+        # option libpq refuses, a UnicodeError for a host name the resolver refuses (so in `_reach`, `listen`)
         try:
             return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_S)
-        except psycopg.OperationalError as e:
+        except Exception as e:
             raise self.lost(e) from None
 
     def migrate(self, component: str, steps: Sequence[str]) -> None:
@@ -140,7 +151,7 @@ class Database:
                     await pool.open(wait=True, timeout=CONNECT_S)
                 except BaseException as e:
                     await pool.close()  # no workers left retrying: the next caller tries again
-                    if isinstance(e, Exception) and unavailable(e):
+                    if isinstance(e, Exception):
                         raise self.lost(e) from None
                     raise
                 self._pool, self._pool_outage = pool, outage
@@ -152,7 +163,7 @@ class Database:
 
         try:
             conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=CONNECT_S)
-        except psycopg.OperationalError as e:
+        except Exception as e:
             raise self.lost(e) from None
         await conn.close()
 
@@ -242,8 +253,12 @@ class Database:
         self.available()
         try:
             conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=CONNECT_S)
+        except Exception as e:
+            raise self.lost(e) from None
+        try:
             await conn.execute(f"LISTEN {CHANNEL}")
         except psycopg.OperationalError as e:
+            await conn.close()
             raise self.lost(e) from None
         return conn
 

@@ -8,6 +8,7 @@ failure too (pg.py uses them; health.py says each outage once).
   pool the server's own `statement_timeout` (STATEMENT_MS) cancels first, cleanly, what a live server takes
   too long over.
 - `writable(url)`: the probe of a database that went away: a session, and a write that needs new disk pages.
+- `libpq_params(url)`: a URL as libpq reads it, or what libpq says is wrong with it (pg_url.py's check).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import heapq
 import itertools
 import os
+import re
 import socket
 import threading
 import time
@@ -131,3 +133,19 @@ def writable(url: str) -> bool:
             if unavailable(e):
                 raise
     return True
+
+
+def libpq_params(url: str) -> dict[str, str]:
+    """`url`'s parameters as libpq's own parser reads them ({} without psycopg: config.py says it is missing);
+    ValueError with libpq's first line, the URL elided from it, when libpq cannot use it."""
+    try:
+        from psycopg import Error
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        return {}
+    try:
+        params = conninfo_to_dict(url)
+    except Error as e:
+        said = re.sub(r'"postgres(ql)?://[^"]*"?', "the URL", str(e)).strip().splitlines()
+        raise ValueError(said[0] if said else type(e).__name__) from None
+    return {k: str(v) for k, v in params.items() if v is not None}

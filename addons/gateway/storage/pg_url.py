@@ -1,11 +1,16 @@
-"""A `qwen_state_url`'s rules (pg.py re-exports them): no password in it, what logs may print of it, SQL written
-for SQLite made psycopg's, and stable advisory-lock keys."""
+"""A `qwen_state_url`'s rules (pg.py re-exports them): no password in it, a URL libpq can use (its own parser,
+and host names a resolver takes), what logs may print of it, SQL written for SQLite made psycopg's, and stable
+advisory-lock keys."""
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import re
 import zlib
 from urllib.parse import urlsplit, urlunsplit
+
+from .pg_faults import libpq_params
 
 SCHEMES = ("postgresql", "postgres")
 
@@ -24,9 +29,61 @@ def check_url(url: str) -> str:
     if parts.scheme not in SCHEMES:
         raise StateUrlError(f"qwen_state_url must be a postgresql://user@host:port/db URL (got {parts.scheme!r}://)")
     if parts.password is not None or re.search(r"(^|&)password=", parts.query, re.I):
-        raise StateUrlError("qwen_state_url must not carry a password: put it in PGPASSFILE or ~/.pgpass "
-                            "(or PGPASSWORD) for libpq to read")
+        raise _password_error()
+    params = _libpq_params(url)
+    if "password" in params:  # a parameter name libpq decoded (`passwor%64=`)
+        raise _password_error()
+    for host in params.get("host", "").split(","):
+        if why := host_problem(host):
+            raise StateUrlError(f"qwen_state_url's host {host[:80]!r} is not a host name: {why}")
+    for addr in filter(None, params.get("hostaddr", "").split(",")):
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_address(addr)
+            continue
+        raise StateUrlError(f"qwen_state_url's hostaddr {addr[:80]!r} is not an IP address")
+    for port in filter(None, params.get("port", "").split(",")):
+        if not (port.isdigit() and 0 < int(port) < 65536):
+            raise StateUrlError(f"qwen_state_url's port {port[:20]!r} is not a port number")
     return url
+
+
+def _password_error() -> StateUrlError:
+    return StateUrlError("qwen_state_url must not carry a password: put it in PGPASSFILE or ~/.pgpass "
+                         "(or PGPASSWORD) for libpq to read")
+
+
+def _libpq_params(url: str) -> dict[str, str]:
+    """The URL's parameters as libpq reads them: an unknown option, a space where libpq wants none, a bracket
+    left open is a StateUrlError here rather than a failure at every connection."""
+    try:
+        return libpq_params(url)
+    except ValueError as e:  # libpq's words, the URL itself elided (pg_faults.py)
+        raise StateUrlError(f"libpq cannot use qwen_state_url: {e}") from None
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def host_problem(host: str) -> str | None:
+    """Why a resolver would not take `host` (libpq's resolver, or psycopg's, which raises UnicodeError for a
+    label over 63 characters), or None: a name, an IP address, a Unix socket's folder or empty (libpq's
+    default)."""
+    if not host or host.startswith(("/", "@")):
+        return None
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host)
+        return None
+    if any(ch.isspace() for ch in host):
+        return "it has a space in it"
+    try:
+        name = host.encode("idna").decode("ascii")  # the IDNA rules: every label 1 to 63 characters
+    except UnicodeError:
+        return "a label (the part between two dots) is empty or longer than 63 characters"
+    if len(name.rstrip(".")) > 253:
+        return "it is longer than 253 characters"
+    if not _HOST_NAME.fullmatch(name):
+        return "it has characters a host name cannot have"
+    return None
 
 
 def driver_missing() -> str | None:

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 from ..storage.health import local_failure
-from ..storage.sqlite import open_private_db
+from ..storage.sqlite import open_private_db, read_only_copy
 
 log = logging.getLogger("qwen")
 
@@ -35,9 +35,9 @@ class LearnedCaps(dict[str, int]):
 
     def _load(self, path: Path) -> None:
         try:
-            with contextlib.closing(sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)) as db:
+            with contextlib.closing(read_only_copy(path)) as db:  # read without writing beside the file
                 self.update({m: int(c) for m, c in db.execute("SELECT model, cap FROM caps")})
-        except sqlite3.Error as e:  # unreadable or broken: learned again from Qwen, once per model
+        except (OSError, sqlite3.Error) as e:  # unreadable or broken: learned again from Qwen, once per model
             log.warning("qwen: learned output caps in %s cannot be read (%s)", path, type(e).__name__)
 
     def _open(self) -> sqlite3.Connection | None:

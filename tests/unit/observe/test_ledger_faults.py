@@ -1,10 +1,12 @@
 """The usage ledger under every kind of storage failure, each caused for real on a real PostgreSQL (and SQLite): a
-database that turns read-only before the ledger's migration, a locked SQLite file; and the failures that are no
-storage fault — a column the table lost (a bug), a row the table refuses, a client's NUL character. What the
-gateway promises (docs/reliability.md, "Storage"): a storage failure keeps the rows, says so once and writes
-them when the storage is back; a bug is one line with its traceback, its rows dropped and counted, never
-retried, and never takes the good rows of its batch with it. The disk-full and hung-database cases through
-real gateways: tests/e2e/test_e2e_storage_full.py and tests/e2e/test_e2e_storage_hung.py."""
+database that turns read-only before the ledger's migration, a locked SQLite file; whatever the driver raises
+when it cannot connect (an unknown option, a host name the resolver refuses, a socket's error); and the failures
+that are no storage fault — a column the table lost (a bug), a row the table refuses, a file that is no
+database, a client's NUL character. What the gateway promises (docs/reliability.md, "Storage"): a storage
+failure keeps the rows, says so once and writes them when the storage is back; any other failure loses no row
+either — one line with its traceback, the rows that fail alone held back and written once the fault is mended,
+never taking the good rows of their batch with them. The disk-full and hung-database cases through real
+gateways: tests/e2e/test_e2e_storage_full.py and tests/e2e/test_e2e_storage_hung.py."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import time
 import pytest
 
 from helpers.observe_testlib import exchange
-from helpers.pgserver import pg_own  # noqa: F401  (fixture)
+from helpers.pgserver import pg_own, pg_server, pg_url  # noqa: F401  (fixtures)
 from qwen_gateway.auth_settings import AuthSettings
 from qwen_gateway.config import Config
 from qwen_gateway.observe.ledger import UsageLedger
@@ -87,27 +89,39 @@ async def test_a_database_read_only_from_the_migration_on_keeps_the_rows_and_wri
     assert len(lines) == 1 and "is unavailable (ReadOnlySqlTransaction)" in lines[0], lines
 
 
-async def test_a_column_the_table_lost_is_one_line_with_its_traceback_and_never_retried(pg_own, tmp_path, caplog):
+@pytest.fixture
+def soon(monkeypatch):
+    """Rows held back are tried again every 0.3 s (60 s in a gateway)."""
+    monkeypatch.setattr(UsageLedger, "HELD_RETRY_S", 0.3)
+
+
+def _errors(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_column_the_table_lost_is_one_line_with_its_traceback_and_its_rows_written_once_it_is_back(
+        pg_own, tmp_path, caplog, soon):
+    caplog.set_level(logging.INFO, "qwen")
     led = _ledger(tmp_path, pg_own.db)
     try:
         await _batch(led, 1)
         assert _rows(pg_own.db) == 1
         _sql(pg_own.db, "ALTER TABLE usage DROP COLUMN cost_unit")  # a bug: the INSERT names a column not there
         await _batch(led, 3)
-        await _batch(led, 2)
-        assert led._rows == [] and led.health is not None and not led.health.down  # no outage: a bug
+        await _batch(led, 2)  # waits for the retry: the ledger wrote nothing the last time
+        assert len(led._held) + len(led._rows) == 5  # kept, not dropped
+        assert led.health is not None and not led.health.down  # no outage: the storage works
         _sql(pg_own.db, "ALTER TABLE usage ADD COLUMN cost_unit TEXT")
-        await _batch(led, 1)
-        assert _rows(pg_own.db) == 2  # the 5 were dropped, not kept to be retried
+        await _until(lambda: _rows(pg_own.db) == 6, "the held rows written once the column is back")
     finally:
         led.done()
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    errors = _errors(caplog)
     assert len(errors) == 1 and errors[0].exc_info, [r.getMessage() for r in errors]
     assert "UndefinedColumn" in errors[0].getMessage() and "Not a storage fault" in errors[0].getMessage()
-    assert "5 usage rows could not be written" in caplog.text  # counted, in one line at shutdown
+    assert "wrote the rows it held back" in caplog.text and "could not be written" not in caplog.text
 
 
-async def test_a_row_the_table_refuses_does_not_take_its_batch_with_it(pg_own, tmp_path, caplog):
+async def test_a_row_the_table_refuses_does_not_take_its_batch_with_it(pg_own, tmp_path, caplog, soon):
     led = _ledger(tmp_path, pg_own.db)
     try:
         await _batch(led, 1)
@@ -115,11 +129,134 @@ async def test_a_row_the_table_refuses_does_not_take_its_batch_with_it(pg_own, t
         for i in range(5):
             led.finished(exchange(model="poison" if i == 2 else "gpt-4o"), None)
         await led.flush()
-        assert _rows(pg_own.db) == 1 + 4
+        assert _rows(pg_own.db) == 1 + 4 and len(led._held) == 1  # the other four at once
+        await _batch(led, 2)  # good rows go on being written meanwhile
+        assert _rows(pg_own.db) == 1 + 4 + 2
+        _sql(pg_own.db, "ALTER TABLE usage DROP CONSTRAINT no_poison")  # the operator's mistake mended
+        await _until(lambda: _rows(pg_own.db) == 8, "the refused row written at its retry")
+        _sql(pg_own.db, "ALTER TABLE usage ADD CONSTRAINT no_venom CHECK (model IS DISTINCT FROM 'venom')")
+        led.finished(exchange(model="venom"), None)
+        await led.flush()
     finally:
         led.done()
-    assert len(_tracebacks(caplog)) == 1 and "CheckViolation" in caplog.text
-    assert "1 usage rows could not be written" in caplog.text
+    assert len(_tracebacks(caplog)) == 2 and "CheckViolation" in caplog.text  # one per time it failed anew
+    assert "1 usage rows could not be written" in caplog.text  # still refused at shutdown: counted
+
+
+class _Fails:
+    """`psycopg.connect` raising `error` while `on` (the probe connects through it too): what a URL libpq takes
+    but cannot use, or a resolver's refusal, does at every connection."""
+
+    def __init__(self, monkeypatch, error: BaseException) -> None:
+        import psycopg
+
+        self.on, self.error, self.real = True, error, psycopg.connect
+        monkeypatch.setattr(psycopg, "connect", self)
+
+    def __call__(self, *args, **kw):
+        if self.on:
+            raise self.error
+        return self.real(*args, **kw)
+
+
+def _connection_errors() -> list:
+    import psycopg
+
+    return [psycopg.ProgrammingError('invalid URI query parameter: "colour"'), UnicodeError("label too long"),
+            OSError(113, "No route to host"), psycopg.InterfaceError("closed"), psycopg.NotSupportedError("x"),
+            psycopg.errors.InvalidAuthorizationSpecification("role does not exist"), psycopg.DataError("x"),
+            ValueError("a value psycopg refused")]
+
+
+@pytest.mark.parametrize("error", _connection_errors(), ids=lambda e: type(e).__name__)
+async def test_whatever_the_driver_raises_when_connecting_is_an_outage_that_keeps_the_rows(
+        pg_url, tmp_path, caplog, monkeypatch, error):
+    """Before (issue 50): ProgrammingError and UnicodeError were taken for bugs, the rows dropped."""
+    fails = _Fails(monkeypatch, error)
+    led = _ledger(tmp_path, pg_url)
+    try:
+        await _batch(led, 3)
+        await _batch(led, 2)
+        assert led.health is not None and led.health.down and len(led._rows) == 5
+        assert led.health.reason == type(error).__name__
+        fails.on = False
+        await _until(lambda: _rows(pg_url) == 5, "the rows written once it connects")
+    finally:
+        led.done()
+    assert _tracebacks(caplog) == []
+    lines = _warnings(caplog)
+    assert len(lines) == 1 and f"is unavailable ({type(error).__name__})" in lines[0], lines
+
+
+def _statement_errors(where: str) -> list:
+    import psycopg
+
+    if where == "local":
+        return [sqlite3.ProgrammingError("x"), sqlite3.IntegrityError("x"), sqlite3.DataError("x"),
+                sqlite3.DatabaseError("database disk image is malformed"), TypeError("a bug"),
+                UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")]
+    return [psycopg.ProgrammingError("x"), psycopg.errors.UndefinedTable("x"), psycopg.IntegrityError("x"),
+            psycopg.DataError("x"), psycopg.NotSupportedError("x"), TypeError("a bug"),
+            UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")]
+
+
+@pytest.mark.parametrize("where, error", [(w, e) for w in ("local", "shared") for e in _statement_errors(w)],
+                         ids=lambda v: v if isinstance(v, str) else type(v).__name__)
+async def test_whatever_a_write_raises_that_is_no_storage_fault_its_rows_are_held_and_written_later(
+        pg_url, tmp_path, caplog, monkeypatch, soon, where, error):
+    from qwen_gateway.observe.ledger import Ledger, SharedLedger
+
+    kind = Ledger if where == "local" else SharedLedger
+    real, failing = kind.add, [True]
+
+    def add(self, rows):
+        if failing[0]:
+            raise error
+        real(self, rows)
+
+    monkeypatch.setattr(kind, "add", add)
+    led = _ledger(tmp_path, pg_url if where == "shared" else None)
+    try:
+        await _batch(led, 3)
+        await _batch(led, 2)
+        assert len(led._held) + len(led._rows) == 5  # none dropped
+        failing[0] = False
+        await _until(lambda: led.ledger().query("SELECT count(*) FROM usage")[0][0] == 5, "the held rows written")
+    finally:
+        led.done()
+    errors = _errors(caplog)
+    assert len(errors) == 1 and errors[0].exc_info and type(error).__name__ in errors[0].getMessage()
+    assert "could not be written" not in caplog.text
+
+
+async def test_a_ledger_file_that_is_no_database_keeps_its_rows_and_is_not_tried_for_every_batch(
+        tmp_path, caplog, monkeypatch, soon):
+    from qwen_gateway.observe import ledger
+
+    path = tmp_path / "state" / "usage.sqlite3"
+    path.parent.mkdir(mode=0o700)
+    path.write_bytes(b"not a database, " * 512)
+    opened = []
+    real = ledger.Ledger.__init__
+
+    def counted(self, p):
+        opened.append(p)
+        real(self, p)
+
+    monkeypatch.setattr(ledger.Ledger, "__init__", counted)
+    led = _ledger(tmp_path)
+    try:
+        await _batch(led, 3)
+        for _ in range(5):
+            await _batch(led, 1)
+        assert len(opened) == 1 and len(led._held) + len(led._rows) == 8  # kept; no new try before the retry
+        path.unlink()  # mended: the next retry makes a new ledger
+        await _until(lambda: path.exists() and led.ledger().query("SELECT count(*) FROM usage")[0][0] == 8,
+                     "the rows written at the retry")
+    finally:
+        led.done()
+    errors = _errors(caplog)
+    assert len(errors) == 1 and "DatabaseError" in errors[0].getMessage(), [r.getMessage() for r in errors]
 
 
 @pytest.mark.parametrize("where", ["local", "shared"])

@@ -1,0 +1,37 @@
+"""One storage's Health (storage/health.py) when the gateway is pointed elsewhere: a `qwen_state_url` switched at
+run time to a database that is away and back leaves no outage behind it — /health and readiness list only the
+database in use, and nothing probes the other for ever. Through a real gateway (mitmweb's options editor):
+tests/e2e/test_e2e_state_faults.py."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from qwen_gateway.storage.health import health_of, unavailable
+
+
+def _listed() -> list[str]:
+    return [s["reason"] for s in unavailable()]
+
+
+def test_the_database_a_gateway_was_pointed_at_before_is_no_longer_listed_nor_probed():
+    probed = threading.Event()
+
+    def away() -> bool:
+        probed.set()
+        return False
+
+    old = health_of("pg:test-old", "the shared database old", "shared state database", away, replaces="pg:")
+    old.lost("an old outage")
+    assert probed.wait(5) and "an old outage" in _listed()
+    folder = health_of("local:/test-folder", "the state folder /test-folder", "local storage", lambda: False)
+    folder.lost("a folder's outage")
+    health_of("pg:test-new", "the shared database new", "shared state database", lambda: True, replaces="pg:")
+    assert "an old outage" not in _listed() and not old.down
+    assert "a folder's outage" in _listed()  # another kind of storage: not replaced
+    time.sleep(0.7)  # the probe's next look (PROBE_S) ends it
+    probed.clear()
+    assert not probed.wait(1.0)
+    folder.forget()
+    assert "a folder's outage" not in _listed()
