@@ -83,6 +83,8 @@ def schema_problem(schema: object) -> tuple[tuple, str] | None:
 def function_parameters(body: dict) -> dict:
     """`body` when every function's `parameters` (chat `tools`, legacy `functions`) is a JSON Schema; else
     OpenAI's 400 `invalid_function_parameters` naming the function (run after `check`: the shapes are sound)."""
+    if "tools" not in body and "functions" not in body:  # most requests: nothing to walk
+        return body
     found = [(f"tools[{i}].function", t.get("function")) for i, t in enumerate(body.get("tools") or [])
              if isinstance(t, dict) and t.get("type") == "function"]
     found += [(f"functions[{i}]", f) for i, f in enumerate(body.get("functions") or [])]

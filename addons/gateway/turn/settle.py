@@ -131,7 +131,8 @@ class Settlement:
         ex.ended = time.monotonic()
         if flow.response is not None and ex.status is None:
             ex.status = flow.response.status_code
-        if ex.usage and (why := reasoning_took_the_cap(ex.usage, ex.upstream_body)):
+        if ex.usage and "completion_tokens_details" in ex.usage and (
+                why := reasoning_took_the_cap(ex.usage, ex.upstream_body)):
             ex.notes.append(why)
         if ex.cred is not None and ex.usage:  # what Qwen reported, priced once for every observer
             cost = self.prices().cost(ex.cred.billing, ex.upstream_model, ex.usage)
