@@ -12,6 +12,8 @@
                                                   # (QWEN_BENCH_KEYS, _PG: those gateways too)
     .venv/bin/python scripts/bench.py messages    # /v1/messages vs /v1/chat/completions in one gateway: p50/p99
                                                   # and CPU of whole answers, first chunk and gaps of streams
+    .venv/bin/python scripts/bench.py first       # the first Messages stream after a start vs the second (--rounds
+                                                  # fresh gateways; QWEN_BENCH_BASELINE too)
     .venv/bin/python scripts/bench.py bigprompt   # a 1 MB prompt; token counting on vs off
     .venv/bin/python scripts/bench.py memory      # gateway RSS after 5,000 and 20,000 requests
     .venv/bin/python scripts/bench.py webmemory   # mitmweb RSS over 5,000 requests, flow cap on vs off
@@ -43,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_affinity import bench_affinity  # noqa: E402
 from bench_concurrency import bench_concurrency  # noqa: E402
 from bench_far import bench_far  # noqa: E402
+from bench_first import bench_first  # noqa: E402
 from bench_floor import bench_floor  # noqa: E402
 from bench_instructions import bench_instructions  # noqa: E402
 from bench_keys import bench_keys  # noqa: E402
@@ -71,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         "profile": lambda a: bench_profile(max(a.seconds, 10)),
         "instructions": lambda a: bench_instructions(a.requests),
         "messages": lambda a: bench_messages(a.requests * 2, 8, a.runs, a.gap_ms),
+        "first": lambda a: bench_first(a.rounds if a.rounds > 1 else 5),
         "bigprompt": lambda a: bench_bigprompt(20),
         "memory": lambda a: bench_memory((5000, 20000)),
         "webmemory": lambda a: bench_webmemory(5000, 1000),

@@ -47,6 +47,9 @@ class TokenEstimator(Observer):
     # A prompt this small is counted on the spot (tens of microseconds): handing it to the thread and
     # waiting for it would cost more than the count.
     INLINE_BYTES = 2048
+    # Before tiktoken's encoding is loaded, a prompt that needs an exact count gets characters / 4 at once and
+    # the encoding loads this long after: its ~0.3 s hold the GIL, and the first stream should not wait for them.
+    WARM_AFTER_S = 2.0
 
     def __init__(self) -> None:
         self.enabled = True
@@ -54,6 +57,7 @@ class TokenEstimator(Observer):
         # One worker: counts never pile onto the default executor (ledger, debug log) and use one core at most.
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._pending: set[asyncio.Task] = set()  # also keeps the tasks referenced until they end
+        self._warming: asyncio.TimerHandle | None = None
 
     def configure(self, config: Config) -> None:
         self.enabled = config.token_count
@@ -74,6 +78,9 @@ class TokenEstimator(Observer):
         if endpoint_name(ex) not in PROMPT_ENDPOINTS or not isinstance(ex.body, dict):
             return
         exact = self.exact or bool(getattr(ex.endpoint, "counted_first", False))
+        if exact and not self.exact and not tokens.encoding.cache_info().currsize:
+            self._warm()
+            exact = False
         if ex.client.size <= self.INLINE_BYTES and (not exact or tokens.encoding.cache_info().currsize):
             try:  # characters / 4, or tiktoken once its encoding is loaded
                 ex.prompt_tokens_est, ex.token_method = tokens.estimate_request_tokens(ex.body, exact)
@@ -88,6 +95,12 @@ class TokenEstimator(Observer):
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
         ex.estimate = task
+
+    def _warm(self) -> None:
+        """tiktoken's encoding loaded in the counting thread, once, WARM_AFTER_S from now."""
+        if self._warming is None:
+            loop = asyncio.get_running_loop()
+            self._warming = loop.call_later(self.WARM_AFTER_S, loop.run_in_executor, self._pool(), tokens.encoding)
 
     async def _count(self, ex: Exchange, body: dict, exact: bool) -> tuple[int, str] | None:
         try:
@@ -107,6 +120,9 @@ class TokenEstimator(Observer):
         return self._executor
 
     def done(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
+            self._warming = None
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None

@@ -25,7 +25,6 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from mitmproxy import connection, http
 
-from .. import tokens
 from ..dispatch import Observers
 from ..errors import ConnectionFailed, GatewayError, UpstreamTimeout
 from ..exchange import Exchange
@@ -46,7 +45,6 @@ Send = Callable[[list[bytes]], Awaitable[None]]
 
 STREAM_CAPTURE = 1 << 20  # bytes of a translated stream kept on the flow for mitmweb and -w
 COUNT_WAIT_S = 0.5  # a prompt count still running, at most, before a stream that reports it starts
-LOAD_WAIT_S = 2.0  # more, once: the count that loads tiktoken's encoding (~0.4 s; loaded at first need)
 
 
 class Turns:
@@ -164,10 +162,9 @@ class Turns:
 async def until_counted(ex: Exchange) -> None:
     """For an endpoint whose first event reports the prompt's tokens: the count (started off the request path
     when the request arrived, observe/estimator.py) finishes first, at most COUNT_WAIT_S. It has almost always
-    finished by the time Qwen answers; a fast upstream and a long prompt wait for the rest of it (the first such
-    stream of the process also for tiktoken's encoding to load)."""
+    finished by the time Qwen answers. (Before tiktoken's encoding is loaded there is no count to wait for: the
+    estimator gave the prompt its characters / 4 estimate at once.)"""
     count = ex.estimate
     if count is None or count.done() or ex.endpoint is None or not ex.endpoint.counted_first:
         return
-    loading = not tokens.encoding.cache_info().currsize
-    await asyncio.wait({count}, timeout=COUNT_WAIT_S + (LOAD_WAIT_S if loading else 0))
+    await asyncio.wait({count}, timeout=COUNT_WAIT_S)
