@@ -5,6 +5,7 @@
     qwen-gateway mitmweb [ARGS...]           the same under mitmweb (UI at http://127.0.0.1:8081)
     qwen-gateway install-service [--dry-run] [--env-file FILE] [-- ARGS...]
     qwen-gateway uninstall-service [--dry-run]
+    qwen-gateway --version                   the gateway's version, mitmproxy's, and whether each seam fits it
 
 ARGS are mitmproxy's own (`--set qwen_default_model=qwen3-coder-plus`, `-p 9000`, `--mode …`,
 `--listen-host …`); each default above is left out when ARGS set that option themselves. The command it
@@ -192,10 +193,27 @@ DESCRIPTIONS = {
 }
 
 
+def version_text(tool: Path) -> str:
+    """The gateway's version, mitmproxy's own lines, and whether each seam fits the mitmproxy installed."""
+    from importlib.metadata import version
+
+    from ..seams import differing
+    from ..seams.fingerprint import WRITTEN_AGAINST
+
+    theirs = subprocess.run([str(tool), "--version"], capture_output=True, text=True, timeout=60).stdout.rstrip()
+    left_out = {seam: names for seam, names in differing().items() if names}
+    seams = (f"Seams:     all {len(differing())} fit (written against mitmproxy {WRITTEN_AGAINST})" if not left_out
+             else "Seams:     left out: " + "; ".join(f"{s} (changed: {', '.join(n)})" for s, n in left_out.items()))
+    return f"qwen-gateway {version('qwen-gateway')}\n{theirs}\n{seams}"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in ("-h", "--help", "help"):
         print(__doc__)
+        return 0
+    if argv in (["--version"], ["mitmdump", "--version"], ["mitmweb", "--version"]):
+        print(version_text(tool_path("mitmdump")))
         return 0
     if argv and argv[0] in ("install-service", "uninstall-service"):
         ap = argparse.ArgumentParser(prog=f"qwen-gateway {argv[0]}", description=DESCRIPTIONS[argv[0]])

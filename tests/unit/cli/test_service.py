@@ -258,3 +258,18 @@ def test_help_names_every_command():
     assert r.returncode == 0
     for word in ("install-service", "uninstall-service", "mitmweb", "--dry-run", "systemctl --user"):
         assert word in r.stdout
+
+
+@pytest.mark.e2e  # starts a process
+def test_version_names_the_gateway_beside_mitmproxy():
+    """`qwen-gateway --version` said only mitmproxy's version (issue #51): the gateway's own comes first, then
+    mitmproxy's lines, then whether each seam fits the mitmproxy installed (one that does not is left out)."""
+    r = subprocess.run([str(BIN / "qwen-gateway"), "--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    from importlib.metadata import version
+
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"qwen-gateway {version('qwen-gateway')}"
+    assert any(ln.startswith("Mitmproxy:") for ln in lines)
+    seams = [ln for ln in lines if ln.startswith("Seams:")]
+    assert seams and ("fit" in seams[0] or "left out" in seams[0])
