@@ -29,12 +29,12 @@ from helpers.openai_schema import DOC, validate
 
 pytestmark = pytest.mark.e2e
 
-# What OpenAI's Response schema requires, and what the Open Responses specification requires besides (its
-# `user` and `usage` are left out: OpenAI's schema types them as a string and an object, never null)
+# What OpenAI's Response schema requires, and what the Open Responses specification requires besides (`usage`
+# and `user` null until known or when not sent, as OpenAI's own response.created example shows them)
 SPEC_REQUIRED = set(DOC["components"]["schemas"]["Response"]["allOf"][2]["required"])
 OPEN_REQUIRED = {"completed_at", "status", "previous_response_id", "truncation", "text", "presence_penalty",
                  "frequency_penalty", "top_logprobs", "reasoning", "max_output_tokens", "max_tool_calls", "store",
-                 "background", "service_tier", "safety_identifier", "prompt_cache_key"}
+                 "background", "service_tier", "safety_identifier", "prompt_cache_key", "usage", "user"}
 DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0}
 WEATHER = {"type": "function", "name": "get_weather", "description": "The weather",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}  # no `strict`
@@ -59,11 +59,15 @@ def exact(response: dict, status: str, sent: dict | None = None) -> dict:
     assert response["status"] == status
     for field, default in DEFAULTS.items():
         assert response[field] == (sent or {}).get(field, default), (field, response[field])
+    if status in ("queued", "in_progress"):
+        assert response["usage"] is None  # not known yet: null, as OpenAI's snapshots say it
     if status == "completed":
+        assert isinstance(response["usage"], dict)
         assert isinstance(response["completed_at"], int)
         assert response["created_at"] <= response["completed_at"] <= time.time() + 1
     else:
         assert response["completed_at"] is None, response["completed_at"]
+    assert response["user"] == (sent or {}).get("user")
     for tool in response["tools"]:
         if tool["type"] == "function":
             assert tool["strict"] is (sent or {}).get("strict", False)

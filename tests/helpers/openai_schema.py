@@ -11,6 +11,20 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 DOC = json.loads((Path(__file__).parents[1] / "data" / "openai_schemas.json").read_text())
+
+
+def _null_as_openai_sends(doc: dict) -> None:
+    """A Response's `usage` (before it is known) and `user` (when not sent) are null on OpenAI's wire and in its
+    spec's own examples (ResponseCreatedEvent's), and the Open Responses spec requires both, nullable; the schema
+    alone types them an object and a string."""
+    schemas = doc["components"]["schemas"]
+    props = schemas["Response"]["allOf"][2]["properties"]
+    props["usage"] = {"anyOf": [props["usage"], {"type": "null"}]}
+    user = schemas["ModelResponseProperties"]["properties"]
+    user["user"] = {"anyOf": [user["user"], {"type": "null"}]}
+
+
+_null_as_openai_sends(DOC)
 URI = "urn:openai-openapi"
 REGISTRY = Registry().with_resource(URI, Resource(DOC, specification=DRAFT202012))
 

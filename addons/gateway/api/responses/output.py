@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, TypedDict, cast
+from typing import Any, cast
 
 from ...errors import GatewayError
 from ..websearch import responses_annotations, search_call_item
@@ -30,15 +30,6 @@ SAMPLING_DEFAULTS = {"temperature": 1.0, "top_p": 1.0}
 # The Open Responses spec requires the penalties in a Response; OpenAI's request defines neither (a client's
 # is refused as an unknown parameter), so none ever reaches Qwen: the API's neutral value.
 NO_PENALTY = 0.0
-
-
-# A Response's optional fields as dicts of their own (empty when absent), spread into the Response in order
-class _UsageField(TypedDict, total=False):
-    usage: Usage | None
-
-
-class _UserField(TypedDict, total=False):
-    user: str
 
 
 def usage_to_responses(usage: dict | None) -> Usage | None:
@@ -71,10 +62,7 @@ def response_object(request: dict, *, response_id: str, created_at: int, status:
                     usage: dict | None = None, error: ResponseError | None = None,
                     incomplete: str | None = None, completed_at: int | None = None) -> Response:
     """A Response with every field OpenAI's schema requires and the Open Responses spec's besides, echoing the
-    request. `usage` stays out until Qwen reports it (OpenAI's schema has no null usage), `user` unless sent."""
-    # the optional fields, spread where OpenAI writes them: usage before metadata, user last
-    usage_field: _UsageField = {"usage": usage_to_responses(usage)} if usage else {}
-    user_field: _UserField = {"user": request["user"]} if isinstance(request.get("user"), str) else {}
+    request. `usage` is null until Qwen reports it and `user` when not sent, as OpenAI's snapshots say them."""
     return {
         "id": response_id, "object": "response", "created_at": created_at, "status": status,
         "completed_at": completed_at if status == "completed" else None,
@@ -95,12 +83,12 @@ def response_object(request: dict, *, response_id: str, created_at: int, status:
         "tools": echo_tools(request), "top_logprobs": 0,  # anything else is refused (fields.py)
         # "auto": the context guard drops the oldest items when the input is over the model's limit
         "truncation": t if (t := request.get("truncation")) in ("auto", "disabled") else "disabled",
-        **usage_field,
+        "usage": usage_to_responses(usage) if usage else None,
         "metadata": m if isinstance(m := request.get("metadata"), dict) else {},
         # echoed as OpenAI does (the key names the upstream session: rules.session_id)
         "prompt_cache_key": k if isinstance(k := request.get("prompt_cache_key"), str) else None,
         "safety_identifier": s if isinstance(s := request.get("safety_identifier"), str) else None,
-        **user_field,
+        "user": u if isinstance(u := request.get("user"), str) else None,
     }
 
 

@@ -138,8 +138,8 @@ class Response(TypedDict):
     tools: list[dict]
     top_logprobs: int
     truncation: str  # "auto" | "disabled", as the request sent it
-    usage: NotRequired[Usage | None]  # only when Qwen reported usage
+    usage: Usage | None  # null until Qwen reports it
     metadata: dict
     prompt_cache_key: str | None
     safety_identifier: str | None
-    user: NotRequired[str]
+    user: str | None
