@@ -893,10 +893,11 @@ def test_deploy_container(tmp_path, docker_daemon, gateway_image):
 
 @pytest.mark.timeout(1200)  # a bound: the images may be built first (40-80 s each, from nothing)
 def test_deploy_compose(tmp_path, docker_daemon, gateway_image, postgres_image):
-    """The page's compose walk-through as printed: the environment files, the account, `up`, both gateways ready,
-    `down`. No registry here: the test gives the images by compose.yaml's variables (QWEN_GATEWAY_IMAGE,
-    QWEN_POSTGRES_IMAGE: the session's, built on the local base) and a DASHSCOPE_API_KEY. On this machine's
-    network; the project's containers, volumes and the environment files are removed after."""
+    """The page's compose walk-through as printed, without a registry: the environment files, PostgreSQL's image
+    built from docker/postgres on the local base (the session's build of the same recipe makes it a cached one),
+    the account, `up`, both gateways ready, `down`. The test gives the gateway's image by QWEN_GATEWAY_IMAGE (the
+    session's: test_deploy_container builds the Dockerfile as printed) and a DASHSCOPE_API_KEY. On this
+    machine's network; the project's containers, volumes, the image and the environment files are removed after."""
     need_curl()
     if shutil.which("docker-compose") is None:
         pytest.skip("docker-compose is not installed (Debian package docker-compose: scripts/install-test-tools.sh)")
@@ -905,11 +906,13 @@ def test_deploy_compose(tmp_path, docker_daemon, gateway_image, postgres_image):
     project = re.sub(r"[^-_a-z0-9]", "", ROOT.name.lower())  # Compose v1's name for the checkout's folder
     _docker_preconditions((8081, 8082), {"container": [f"{project}_postgres_1", f"{project}_gateway-1_1",
                                                         f"{project}_gateway-2_1"],
-                                         "volume": [f"{project}_{v}" for v in ("db", "state", "logins", "certs-1", "certs-2")]})
-    images = {"QWEN_GATEWAY_IMAGE": gateway_image, "QWEN_POSTGRES_IMAGE": postgres_image}
+                                         "volume": [f"{project}_{v}" for v in ("db", "state", "logins", "certs-1", "certs-2")],
+                                         "image": ["qwen-gateway-postgres"]})
+    images = {"QWEN_GATEWAY_IMAGE": gateway_image}
     try:
         for s in _sessions(tmp_path, netns=False, **DOCKER_GIVEN, **images):
             s.run(block("docs/deploy.md", 'echo "POSTGRES_PASSWORD=$password" > postgres.env'))
+            s.run(block("docs/deploy.md", "-t qwen-gateway-postgres docker/postgres"), timeout=900)
             s.run(block("docs/deploy.md", "docker-compose up -d"), timeout=300)
             for port in (8081, 8082):
                 _ready(f"http://127.0.0.1:{port}")
@@ -919,7 +922,8 @@ def test_deploy_compose(tmp_path, docker_daemon, gateway_image, postgres_image):
             assert docker("volume", "inspect", f"{project}_state", check=False).returncode == 0  # kept, as the page says
     finally:
         subprocess.run(["docker-compose", "down", "--volumes", "--remove-orphans"], cwd=ROOT, capture_output=True,
-                       timeout=180, env={**os.environ, **images})
+                       timeout=180, env={**os.environ, **images, "QWEN_POSTGRES_IMAGE": "qwen-gateway-postgres"})
+        docker("image", "rm", "qwen-gateway-postgres", check=False)  # the tag: its layers are the session's image's
         for left in ("qwen-gateway.env", "postgres.env"):
             (ROOT / left).unlink(missing_ok=True)
 
@@ -991,7 +995,7 @@ CHECKED_BY_SCENARIOS = {  # shell blocks the tests above run (with their samples
     ("docs/deploy.md", "curl -s -w '\\n' http://127.0.0.1:8080/health/readiness"),
     ("docs/deploy.md", "docker stop qwen-gateway && docker rm qwen-gateway"),
     ("docs/deploy.md", 'echo "POSTGRES_PASSWORD=$password" > postgres.env'),
-    ("docs/deploy.md", "docker-compose up -d"),
+    ("docs/deploy.md", "-t qwen-gateway-postgres docker/postgres"), ("docs/deploy.md", "docker-compose up -d"),
     ("docs/deploy.md", "curl -s -w '\\n' http://127.0.0.1:8081/health/readiness"),
     ("docs/deploy.md", Exact("docker-compose down")),
 }
