@@ -169,6 +169,9 @@ NOT_RUN: list[tuple[str, str, str]] = [  # (file pattern, command pattern, reaso
     (r"docs/deploy\.md", r"(qwen-gateway|qwen-usage) .*--?(set qwen_)?state.url",
      "needs the PostgreSQL server the section sets up (db.internal); tests/e2e/test_e2e_shared_state.py starts two "
      "gateways with this option and runs qwen-usage --state-url against a real PostgreSQL"),
+    (r"docs/keys\.md", r"(qwen-keys migrate|qwen-gateway) .*postgresql://qwen@db\.internal",
+     "needs the PostgreSQL server of docs/deploy.md (db.internal); tests/e2e/test_e2e_keys_move.py moves keys to a "
+     "real PostgreSQL and back with `qwen-keys migrate` and starts gateways on it"),
     (r"docs/deploy\.md", r"mitmdump -s addons/qwen\.py --mode reverse:https://portal\.qwen\.ai@127\.0\.0\.1:808[12]",
      "a gateway in the background on the PostgreSQL server the section sets up (db.internal); "
      "tests/e2e/test_e2e_deploy.py starts two this way (on free ports) behind Debian's nginx with the page's nginx block"),
@@ -1036,6 +1039,9 @@ SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that c
 }
 
 NOT_OUTPUT: dict[tuple[str, str], str] = {  # non-shell blocks that are no command's output: (file, anchor) -> why
+    ("docs/keys.md", "qwen: the gateway cannot start: its state folder"):
+        "a gateway's refusal on a database without the folder's keys; tests/e2e/test_e2e_keys_move.py finds its "
+        "parts (the keys, qwen-keys migrate, the database) in a real gateway's log",
     ("docs/architecture.md", "client dialect (api/)"): "a diagram of the pivot between the wings",
     ("docs/observability.md", "qwen-usage [today|days|accounts|models|requests]"): "the command's synopsis",
     ("docs/deploy.md", "kind: Deployment"):
