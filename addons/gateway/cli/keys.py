@@ -40,7 +40,7 @@ from ..door.keyplace import STORE_NOTE, gateway_store
 from ..door.keyschema import MOVED_TO, read_note
 from ..door.keystore import FILENAME, SNAPSHOT, KeyNameError, KeyStore, Spent
 from ..prices import usd
-from ..storage.pg import Database, StateUrlError
+from ..storage.pg import Database, StateUrlError, shown
 from . import keys_migrate
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._-]{0,63}$")  # shown in logs, mitmweb and metric labels
@@ -253,7 +253,7 @@ def forget_stored(a: argparse.Namespace, name: str) -> int:
 def _keep_copy(a: argparse.Namespace, store: KeyStore) -> None:
     """The copy of the shared keys a gateway keeps in this state folder (door/keycopy.py), when there is one:
     a gateway stopped now restarts with the change even while the database is down."""
-    copy = KeyCopy(resolve_state_dir(a.state_dir) / SNAPSHOT)
+    copy = KeyCopy(resolve_state_dir(a.state_dir) / SNAPSHOT, shown(a.state_url))
     if copy.path.exists():
         try:
             copy.write(store.keys())
