@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from mitmproxy import ctx, http
+from mitmproxy import ctx, exceptions, http
 from mitmproxy.utils import asyncio_utils
 
 from . import config, mitmdefaults, wings
@@ -99,6 +99,8 @@ class Wiring:
         mitmdefaults.apply(opts, updated)  # flow_detail 0, web_columns + comment: unless the user set them
         if any(k.startswith("qwen_") for k in updated) or config.NETWORK_OPTIONS & updated:
             old, new = self.config, config.parse(opts)
+            if (moved := self.team.source.refusal(new)) is not None:  # the keys' place changed: the door holds
+                raise exceptions.OptionsError(moved)
             self.config = new
             pairing = wings.pairing(new)
             if new.auth != old.auth or self._store is None:
@@ -127,10 +129,12 @@ class Wiring:
     def start(self) -> None:
         asyncio_utils.create_task(self.relay.start(), name="qwen: relay", keep_ref=True)
         terminal.keep_secrets_out_of_logs()
-        terminal.describe_accounts(getattr(self.pool, "describe", None))
         if self.config.state_url:  # never a password: the option refuses a URL that carries one
             log.info("qwen: shared state on %s", shown(self.config.state_url))
             self._responses().start()  # the shared sealing key adopted now, not by the first request
+        else:  # which store it uses, as qwen-keys says where it reads (docs/keys.md)
+            log.info("qwen: state in the folder %s (qwen_state_url not set)", self.config.state_dir)
+        terminal.describe_accounts(getattr(self.pool, "describe", None))
         self.observers.running()
         self.clients.running(self.config)
         collector.settle(ctx.master)  # last: what starting made lives as long as the process

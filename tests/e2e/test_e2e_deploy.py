@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ import httpx
 import pytest
 
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
-from helpers.procs import ROOT, Gateway, free_port, write_creds
+from helpers.procs import ROOT, Gateway, free_port, until, write_creds
 
 pytestmark = pytest.mark.e2e
 
@@ -174,3 +175,37 @@ def test_a_client_without_the_key_is_refused_through_nginx(deployed):
     r = httpx.post(url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {KEY}"},
                    trust_env=False, timeout=30)
     assert r.status_code == 200
+
+
+def test_requests_during_a_drain_are_all_served_by_the_other_gateway(deployed, emu):
+    """A gateway stopping (SIGTERM) drains: it finishes what runs and refuses what is new with 503 before any
+    upstream call, so nginx may send that request to the other gateway (`http_503 non_idempotent`): a client
+    going through nginx sees no 503, and Qwen is asked once per request."""
+    url, one, two = deployed
+    emu.switches(chunk_count=10, gap_ms=500)  # a stream of about 5 s keeps gateway one draining
+    direct = client(one.url)
+    stream = iter(direct.chat.completions.create(model="gpt-4o", stream=True,
+                                                 messages=[{"role": "user", "content": "a b c d e"}]))
+    next(stream)
+    asked = len(emu.chat_requests())
+    assert one.proc is not None
+    one.proc.send_signal(signal.SIGTERM)
+
+    def draining() -> bool:
+        r = httpx.get(one.url + "/health/readiness", trust_env=False, timeout=5)
+        return r.status_code == 503 and "draining" in r.json().get("reasons", [])
+
+    until(draining, "gateway one draining", limit=10, every=0.05)
+    c = client(url)  # no retries of the client's own: every answer is nginx's
+    statuses = []
+    for i in range(8):
+        try:
+            r = c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": f"during {i}"}])
+            statuses.append(200 if r.choices[0].message.content == f"Echo: during {i}" else 0)
+        except Exception as e:  # the SDK's APIStatusError: what the client would have seen
+            statuses.append(getattr(e, "status_code", -1))
+    assert statuses == [200] * 8, statuses
+    assert "gateway_shutting_down" in (one.logfile.read_text()), "gateway one refused none: nginx never tried it"
+    list(stream)  # the stream that kept it draining, whole
+    assert one.proc.wait(30) == 0
+    assert len(emu.chat_requests()) == asked + 8  # each request reached Qwen once: the refusal sent nothing

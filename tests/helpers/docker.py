@@ -10,7 +10,7 @@ local base image, the images built once per session, and what each test starts, 
 - The images, built once per session from the checkout (Docker's layer cache makes a rebuild after a code change
   take seconds): `qwen-gateway:test` from the Dockerfile (and its build stage, tagged `qwen-gateway:test-build`
   so the dependency layer stays cached rather than dangling), and `qwen-gateway-postgres:test`, Debian's
-  PostgreSQL on the same base (tests/docker/postgres). Pip in the build trusts this machine's CA store
+  PostgreSQL on the same base (docker/postgres, docs/deploy.md's recipe). Pip in the build trusts this machine's CA store
   (`build-ca.pem`, copied into the checkout for the build and removed after: docs/deploy.md).
 - `Things`: the containers and volumes a test makes, removed (with their data) when it ends, whatever happens.
 """
@@ -158,7 +158,7 @@ def gateway_image(docker_daemon) -> str:
 @pytest.fixture(scope="session")
 def postgres_image(docker_daemon) -> str:
     """Debian's PostgreSQL on the same base, standing in for the `postgres` image compose.yaml names."""
-    build(POSTGRES_IMAGE, context=ROOT / "tests" / "docker" / "postgres")
+    build(POSTGRES_IMAGE, context=ROOT / "docker" / "postgres")
     return POSTGRES_IMAGE
 
 

@@ -168,6 +168,17 @@ class PgServer:
     def free(self) -> None:
         (self.seen / "filler").unlink()
 
+    def require_password(self, user: str, password: str) -> None:
+        """A login role `user` whose connections from 127.0.0.1 must give `password` (scram-sha-256); every other
+        user keeps trust."""
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f"CREATE ROLE {user} LOGIN SUPERUSER PASSWORD '{password}'")
+            hba = Path(conn.execute("SHOW hba_file").fetchone()[0])
+            hba.write_text(f"host all {user} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+            conn.execute("SELECT pg_reload_conf()")
+
     def url(self, db: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
 

@@ -169,6 +169,9 @@ NOT_RUN: list[tuple[str, str, str]] = [  # (file pattern, command pattern, reaso
     (r"docs/deploy\.md", r"(qwen-gateway|qwen-usage) .*--?(set qwen_)?state.url",
      "needs the PostgreSQL server the section sets up (db.internal); tests/e2e/test_e2e_shared_state.py starts two "
      "gateways with this option and runs qwen-usage --state-url against a real PostgreSQL"),
+    (r"docs/keys\.md", r"(qwen-keys migrate|qwen-gateway) .*postgresql://qwen@db\.internal",
+     "needs the PostgreSQL server of docs/deploy.md (db.internal); tests/e2e/test_e2e_keys_move.py moves keys to a "
+     "real PostgreSQL and back with `qwen-keys migrate` and starts gateways on it"),
     (r"docs/deploy\.md", r"mitmdump -s addons/qwen\.py --mode reverse:https://portal\.qwen\.ai@127\.0\.0\.1:808[12]",
      "a gateway in the background on the PostgreSQL server the section sets up (db.internal); "
      "tests/e2e/test_e2e_deploy.py starts two this way (on free ports) behind Debian's nginx with the page's nginx block"),
@@ -893,10 +896,11 @@ def test_deploy_container(tmp_path, docker_daemon, gateway_image):
 
 @pytest.mark.timeout(1200)  # a bound: the images may be built first (40-80 s each, from nothing)
 def test_deploy_compose(tmp_path, docker_daemon, gateway_image, postgres_image):
-    """The page's compose walk-through as printed: the environment files, the account, `up`, both gateways ready,
-    `down`. No registry here: the test gives the images by compose.yaml's variables (QWEN_GATEWAY_IMAGE,
-    QWEN_POSTGRES_IMAGE: the session's, built on the local base) and a DASHSCOPE_API_KEY. On this machine's
-    network; the project's containers, volumes and the environment files are removed after."""
+    """The page's compose walk-through as printed, without a registry: the environment files, PostgreSQL's image
+    built from docker/postgres on the local base (the session's build of the same recipe makes it a cached one),
+    the account, `up`, both gateways ready, `down`. The test gives the gateway's image by QWEN_GATEWAY_IMAGE (the
+    session's: test_deploy_container builds the Dockerfile as printed) and a DASHSCOPE_API_KEY. On this
+    machine's network; the project's containers, volumes, the image and the environment files are removed after."""
     need_curl()
     if shutil.which("docker-compose") is None:
         pytest.skip("docker-compose is not installed (Debian package docker-compose: scripts/install-test-tools.sh)")
@@ -905,11 +909,13 @@ def test_deploy_compose(tmp_path, docker_daemon, gateway_image, postgres_image):
     project = re.sub(r"[^-_a-z0-9]", "", ROOT.name.lower())  # Compose v1's name for the checkout's folder
     _docker_preconditions((8081, 8082), {"container": [f"{project}_postgres_1", f"{project}_gateway-1_1",
                                                         f"{project}_gateway-2_1"],
-                                         "volume": [f"{project}_{v}" for v in ("db", "state", "logins", "certs-1", "certs-2")]})
-    images = {"QWEN_GATEWAY_IMAGE": gateway_image, "QWEN_POSTGRES_IMAGE": postgres_image}
+                                         "volume": [f"{project}_{v}" for v in ("db", "state", "logins", "certs-1", "certs-2")],
+                                         "image": ["qwen-gateway-postgres"]})
+    images = {"QWEN_GATEWAY_IMAGE": gateway_image}
     try:
         for s in _sessions(tmp_path, netns=False, **DOCKER_GIVEN, **images):
             s.run(block("docs/deploy.md", 'echo "POSTGRES_PASSWORD=$password" > postgres.env'))
+            s.run(block("docs/deploy.md", "-t qwen-gateway-postgres docker/postgres"), timeout=900)
             s.run(block("docs/deploy.md", "docker-compose up -d"), timeout=300)
             for port in (8081, 8082):
                 _ready(f"http://127.0.0.1:{port}")
@@ -919,7 +925,8 @@ def test_deploy_compose(tmp_path, docker_daemon, gateway_image, postgres_image):
             assert docker("volume", "inspect", f"{project}_state", check=False).returncode == 0  # kept, as the page says
     finally:
         subprocess.run(["docker-compose", "down", "--volumes", "--remove-orphans"], cwd=ROOT, capture_output=True,
-                       timeout=180, env={**os.environ, **images})
+                       timeout=180, env={**os.environ, **images, "QWEN_POSTGRES_IMAGE": "qwen-gateway-postgres"})
+        docker("image", "rm", "qwen-gateway-postgres", check=False)  # the tag: its layers are the session's image's
         for left in ("qwen-gateway.env", "postgres.env"):
             (ROOT / left).unlink(missing_ok=True)
 
@@ -991,7 +998,7 @@ CHECKED_BY_SCENARIOS = {  # shell blocks the tests above run (with their samples
     ("docs/deploy.md", "curl -s -w '\\n' http://127.0.0.1:8080/health/readiness"),
     ("docs/deploy.md", "docker stop qwen-gateway && docker rm qwen-gateway"),
     ("docs/deploy.md", 'echo "POSTGRES_PASSWORD=$password" > postgres.env'),
-    ("docs/deploy.md", "docker-compose up -d"),
+    ("docs/deploy.md", "-t qwen-gateway-postgres docker/postgres"), ("docs/deploy.md", "docker-compose up -d"),
     ("docs/deploy.md", "curl -s -w '\\n' http://127.0.0.1:8081/health/readiness"),
     ("docs/deploy.md", Exact("docker-compose down")),
 }
@@ -1032,6 +1039,9 @@ SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that c
 }
 
 NOT_OUTPUT: dict[tuple[str, str], str] = {  # non-shell blocks that are no command's output: (file, anchor) -> why
+    ("docs/keys.md", "qwen: the gateway cannot start: its state folder"):
+        "a gateway's refusal on a database without the folder's keys; tests/e2e/test_e2e_keys_move.py finds its "
+        "parts (the keys, qwen-keys migrate, the database) in a real gateway's log",
     ("docs/architecture.md", "client dialect (api/)"): "a diagram of the pivot between the wings",
     ("docs/observability.md", "qwen-usage [today|days|accounts|models|requests]"): "the command's synopsis",
     ("docs/deploy.md", "kind: Deployment"):

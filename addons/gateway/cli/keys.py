@@ -9,6 +9,7 @@
     qwen-keys rotate NAME        a new key for NAME (printed as the last line); the old one stops working
     qwen-keys delete NAME        the key gone for good: its record and spend (the usage ledger keeps its
                                  requests); once no key is left, the gateways need none again
+    qwen-keys migrate --to URL   move the folder's keys, limits and spend to a shared database (--from URL: back)
 
     --state-dir DIR              default: $QWEN_GATEWAY_HOME, else ~/.qwen-gateway (keys.sqlite3, mode 0600)
     --state-url URL              the gateways' shared PostgreSQL database (postgresql://user@host:port/db, no
@@ -35,9 +36,12 @@ from ..api.responses.store_schema import FORGET_OWNER, forget_owner
 from ..auth_settings import resolve_state_dir
 from ..door.keycopy import KeyCopy
 from ..door.keyring import KeyRecord, digest, new_key
+from ..door.keyplace import STORE_NOTE, gateway_store
+from ..door.keyschema import MOVED_TO, read_note
 from ..door.keystore import FILENAME, SNAPSHOT, KeyNameError, KeyStore, Spent
 from ..prices import usd
-from ..storage.pg import Database, StateUrlError
+from ..storage.pg import Database, StateUrlError, shown
+from . import keys_migrate
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._-]{0,63}$")  # shown in logs, mitmweb and metric labels
 OPTION_OF = {"rpm": "rpm", "tpm": "tpm", "daily_tokens": "daily-tokens", "monthly_usd": "monthly-usd"}
@@ -136,9 +140,32 @@ def _open(ap: argparse.ArgumentParser, a: argparse.Namespace, *, create: bool) -
         except Exception as e:  # psycopg's errors name host, port and user, never the password
             ap.exit(1, f"qwen-keys: cannot use the shared database: {type(e).__name__}: {e}\n")
     state = resolve_state_dir(a.state_dir)
+    elsewhere = _elsewhere(state)
+    if elsewhere and create:
+        ap.exit(1, f"qwen-keys: {elsewhere}: give --state-url URL (or $QWEN_STATE_URL); nothing changed\n")
+    if elsewhere:
+        print(f"qwen-keys: {elsewhere}: these are the folder's own (give --state-url URL for the database's)",
+              file=sys.stderr)
     if not create and not (state / FILENAME).exists():
         return None
     return KeyStore.local(state)
+
+
+def _elsewhere(state) -> str:
+    """What says the keys of this folder's gateway are in a database, or ""."""
+    if (path := state / FILENAME).exists():
+        store = KeyStore.local(state)
+        try:
+            moved = read_note(store.conn, MOVED_TO) if not store.keys() else None
+        finally:
+            store.close()
+        if moved:
+            return (f"the keys of {path} were moved to the shared database {moved[0]} on {_when(moved[1])} "
+                    "(qwen-keys migrate)")
+    if used := gateway_store(state):
+        return (f"the gateway on {state} uses the shared database {used[0]} (since {_when(used[1])}; "
+                f"{state / STORE_NOTE}): its keys are there")
+    return ""
 
 
 def _where(a: argparse.Namespace) -> str:
@@ -226,7 +253,7 @@ def forget_stored(a: argparse.Namespace, name: str) -> int:
 def _keep_copy(a: argparse.Namespace, store: KeyStore) -> None:
     """The copy of the shared keys a gateway keeps in this state folder (door/keycopy.py), when there is one:
     a gateway stopped now restarts with the change even while the database is down."""
-    copy = KeyCopy(resolve_state_dir(a.state_dir) / SNAPSHOT)
+    copy = KeyCopy(resolve_state_dir(a.state_dir) / SNAPSHOT, shown(a.state_url))
     if copy.path.exists():
         try:
             copy.write(store.keys())
@@ -252,7 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in (("revoke", "the key stops working"), ("rotate", "a new key for NAME, printed as the last line"),
                        ("delete", "the key gone for good (its record, spend and stored objects)")):
         sub.add_parser(name, parents=[common], help=text).add_argument("name", type=_name)
+    keys_migrate.add_parser(sub)
     a = ap.parse_args(argv)
+    if a.command == "migrate":
+        return keys_migrate.run(ap, a)
     a.json = getattr(a, "json", False)
     return run(ap, a)
 

@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 
 from .keyring import KeyRecord
+from .keyschema import COPY_OF, read_note
 from .keystore import KeyStore
 
 log = logging.getLogger("qwen")
@@ -26,8 +27,9 @@ def _sorted(keys: tuple[KeyRecord, ...]) -> tuple[KeyRecord, ...]:
 class KeyCopy:
     """Used from one task at a time (door/keysource.py takes turns)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, of: str = "") -> None:
         self.path = path
+        self.of = of  # the database it copies, as logs show it (door/keyplace.py: a gateway pointed elsewhere)
         self.saved: tuple[KeyRecord, ...] | None = None  # what the file holds, sorted by name
 
     def read(self) -> tuple[KeyRecord, ...] | None:
@@ -38,13 +40,15 @@ class KeyCopy:
             store = KeyStore.local(self.path.parent, self.path.name)
             try:
                 keys = store.keys()
+                of = read_note(store.conn, COPY_OF)
             finally:
                 store.close()
         except Exception as e:
             log.warning("qwen: could not read the copy of the named client keys in %s: %s (not used)", self.path,
                         type(e).__name__)
             return None
-        self.saved = _sorted(keys)
+        # a copy of another database is written anew at the first read, even with the same keys
+        self.saved = _sorted(keys) if not self.of or (of and of[0] == self.of) else None
         return keys
 
     async def keep(self, keys: tuple[KeyRecord, ...]) -> None:
@@ -64,7 +68,7 @@ class KeyCopy:
         store = KeyStore.local(self.path.parent, self.path.name)
         try:
             store.conn.execute("PRAGMA synchronous=FULL")
-            store.replace_all(keys)
+            store.replace_all(keys, (COPY_OF, self.of) if self.of else None)
         finally:
             store.close()
 

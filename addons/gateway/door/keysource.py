@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ..dispatch import call_safely
-from ..storage.pg import Database
-from . import keylines
+from ..storage.pg import Database, shown
+from . import keylines, keyplace
 from .access import exposed_listeners
 from .keycopy import KeyCopy
 from .keyring import Keyring, KeyRecord
+from .keyschema import MOVED_TO, read_note
 from .keystore import FILENAME, SNAPSHOT, KeyStore
 from .limits import Limiter, MemoryGrants
 from .outage import OutageNote
@@ -60,6 +61,7 @@ class KeySource:
         self._tasks: list[asyncio.Task] = []
         self._running = False
         self._flat = self._allow_open = False
+        self.moved_to = ""  # SQLite: the database the folder's keys were moved to while this gateway ran on it
         self._spend = OutageNote("", "")  # made for its storage by `configure`
 
     def configure(self, config: Config) -> None:
@@ -74,7 +76,7 @@ class KeySource:
             db = self._db = Database(config.state_url)
             self._shared, self._path = SharedKeys(db), None
             st.limiter = Limiter(SharedGrants(db))
-            self._copy = KeyCopy(config.state_dir / SNAPSHOT)
+            self._copy = KeyCopy(config.state_dir / SNAPSHOT, shown(config.state_url))
             kept = self._copy.read()  # what this gateway enforced last: the door holds while the database is down
             st.ring = Keyring(loaded=False)
             if kept is not None:
@@ -88,10 +90,15 @@ class KeySource:
         self._spend = OutageNote(f"qwen: could not write named keys' spend to {where_spend}: %s (kept in memory, "
                                  "written once it can be)", f"qwen: named keys' spend written to {where_spend} again")
         st.book = SpendBook()
+        self.moved_to = ""
         if self._path is not None and self._path.exists():  # at start-up, before the first request: read at once
             self._apply(*self._local_io({}, st.book.day), first=True)
         if self._running:
             self._start()
+
+    def refusal(self, config: Config) -> str | None:
+        """Why `config`'s place for the keys would open the door (door/keyplace.py), or None; blocking."""
+        return keyplace.refusal(config, self.state.ring, self._where)
 
     def running(self) -> None:
         self._running = True
@@ -99,6 +106,8 @@ class KeySource:
 
     def _start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._where is not None:  # for qwen-keys: the store this folder's gateway uses
+            keyplace.store_note(*self._where)
         if self._shared is not None:
             self._settled = asyncio.Event()
             self._tasks.append(loop.create_task(self._first_read(), name="qwen: named keys, first read"))
@@ -130,6 +139,10 @@ class KeySource:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._settled.wait(), LOAD_WAIT_S)
 
+    def why(self) -> str:
+        """What the shared database's last failure said ("" when it is not down)."""
+        return (self._db.health.reason or "") if self._db is not None else ""
+
     def keys_exist(self) -> bool:
         """Whether named keys exist; before the shared keys were read (start-up), the database is asked
         (blocking, once: the exposure check of a listener beyond loopback)."""
@@ -143,7 +156,7 @@ class KeySource:
                 store.close()
         except Exception as e:  # unknown: as if there were some, the door shut until they are read
             log.warning("qwen: could not read the named keys from the shared database: %s (every request is "
-                        "refused until they are read)", type(e).__name__)
+                        "refused until they are read)", self.why() or type(e).__name__)
             return True
 
     async def _ticks(self) -> None:
@@ -180,14 +193,14 @@ class KeySource:
             if result[0] is not None:
                 self._apply(*result)
 
-    def _local_io(self, pending: dict, today: str) -> tuple[tuple[KeyRecord, ...] | None, dict]:
+    def _local_io(self, pending: dict, today: str) -> tuple[tuple[KeyRecord, ...] | None, dict, str]:
         """In a thread: the keys file opened once it exists, spend written, everything read again when
         another process (qwen-keys, another gateway on the same folder) changed it. The spend of a key
         deleted meanwhile is not written (its name may be used again, from zero)."""
         assert self._path is not None
         if self._store is None:
             if not self._path.exists():
-                return None, {}
+                return None, {}, ""
             self._store = KeyStore.local(self._path.parent)
         version = self._store.data_version()  # our own writes leave it as it is
         keys = self._store.keys() if version != self._version else None
@@ -197,12 +210,21 @@ class KeySource:
         if pending:
             self._store.write_spend(pending)
         if keys is None:
-            return None, {}
+            return None, {}, ""
         self._version = version
-        return keys, self._store.spend(today=today)
+        moved = read_note(self._store.conn, MOVED_TO) if not keys else None
+        return keys, self._store.spend(today=today), moved[0] if moved else ""
 
-    def _apply(self, keys: tuple[KeyRecord, ...] | None, spend: dict, first: bool = False) -> None:
-        if keys is not None:
+    def _apply(self, keys: tuple[KeyRecord, ...] | None, spend: dict, moved: str, first: bool = False) -> None:
+        if moved:  # qwen-keys migrate took them while this gateway ran: shut until it is pointed there
+            if not self.moved_to:
+                log.warning("qwen: WARNING: the named client keys of %s were moved to the shared database %s "
+                            "(qwen-keys migrate): every request is refused (503) until the gateway runs with "
+                            "qwen_state_url set to it", self._path, moved)
+            self.moved_to = moved
+            self.state.ring = Keyring(loaded=False)
+        elif keys is not None:
+            self.moved_to = ""
             self._install(Keyring(keys), first=first)
             self.state.book.replace(spend)
 
@@ -228,7 +250,7 @@ class KeySource:
             await self._reload(None)
         except Exception as e:
             log.warning("qwen: could not read the named client keys from the shared database: %s (retrying)",
-                        type(e).__name__)
+                        self.why() or type(e).__name__)
         finally:
             assert self._settled is not None
             self._settled.set()

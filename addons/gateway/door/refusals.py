@@ -113,11 +113,12 @@ def _spend_limit(reset: float, which: str) -> GatewayError:
                         code="insufficient_quota")
 
 
-def keys_unread() -> GatewayError:
+def keys_unread(why: str = "") -> GatewayError:
+    """`why`: what the database's failure said (a password refused, an unknown host, down)."""
     return GatewayError(503, "The gateway has not read its named client keys: its shared database "
-                             "(qwen_state_url) does not answer and it has no copy of them yet. Every request is "
-                             "refused until it can read them; try again in a moment, and if this lasts, check "
-                             "that the database is reachable.", code="state_unavailable",
+                             f"(qwen_state_url) cannot be used ({why or 'no answer'}) and it has no copy of them yet. "
+                             "Every request is refused until it can read them; try again in a moment, and if this "
+                             "lasts, check that the database is reachable.", code="state_unavailable",
                         headers={"retry-after": "5"})
 
 

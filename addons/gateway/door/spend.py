@@ -13,7 +13,7 @@ import dataclasses
 import time
 
 from ..days import utc_day
-from .keystore import Delta, Spent
+from .keyschema import Delta, Spent
 
 
 def next_midnight(now: float) -> float:

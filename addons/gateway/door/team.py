@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("qwen")
 
 PENDING = GatewayError(503, "keys not read yet")  # a marker, never answered: see Team.check
+MOVED = GatewayError(503, "The gateway's named client keys were moved to a shared database (qwen-keys migrate): it "
+                          "refuses every request until it runs with qwen_state_url set to that database.",
+                     code="state_unavailable")
 NO_KEY = digest(b"")  # what a request without a key presents (late_check sees digests only)
 
 
@@ -103,9 +106,12 @@ class Team(Observer):
         `flat`: the gateway has flat keys (the request's key is none of them)."""
         await self.source.first_read()
         ring = self.ring
+        if not ring.loaded and self.source.moved_to:
+            return MOVED, None
         if not ring.loaded:  # the database does not answer, this gateway never read its keys: the door stays shut
-            self._warn_unread()
-            return refusals.keys_unread(), None
+            why = self.source.why()
+            self._warn_unread(why)
+            return refusals.keys_unread(why), None
         rec = ring.find_digest(presented_digest) if ring.required else None
         if rec is not None:
             return (refusals.revoked(rec) if rec.revoked else None), rec
@@ -113,12 +119,12 @@ class Team(Observer):
             return None, None
         return refusals.no_key(presented_digest != NO_KEY, ring.required, _local(flow)), None
 
-    def _warn_unread(self) -> None:
+    def _warn_unread(self, why: str) -> None:
         if not self._warned:
             self._warned = True
-            log.warning("qwen: WARNING: the shared database does not answer and this gateway has never read its "
-                        "named client keys (it has no copy of them): it refuses every request (503) until it "
-                        "can read them; the keys file's keys still work (docs/keys.md)")
+            log.warning("qwen: WARNING: the shared database cannot be used (%s) and this gateway has never read "
+                        "its named client keys (it has no copy of them): it refuses every request (503) until it "
+                        "can read them; the keys file's keys still work (docs/keys.md)", why or "no answer")
 
     @staticmethod
     def bind(ex: Exchange, rec: KeyRecord | None) -> None:

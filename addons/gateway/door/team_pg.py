@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from ..storage.pg import CHANNEL, Database, placeholders
 from .keyring import KeyRecord
-from .keystore import COMPONENT, KEY_COLUMNS, PG_STEPS, Delta, Spent, add_spend_sql, record_of, spend_query, spent_of
+from .keyschema import COMPONENT, KEY_COLUMNS, PG_STEPS, Delta, Spent, add_spend_sql, record_of, spend_query, spent_of
 from .limits import WINDOW_S, Answer, shared_chunk
 from .outage import OutageNote
 

@@ -35,7 +35,7 @@ from .pg_url import check_url as check_url
 from .pg_url import driver_missing as driver_missing
 from .pg_url import placeholders as placeholders
 from .pg_url import shown as shown
-from .pg_faults import DEADLINE_S, STATEMENT_MS, writable
+from .pg_faults import DEADLINE_S, STATEMENT_MS, cause, writable
 from .pg_faults import deadline as deadline  # the stores import these from here
 from .pg_faults import unavailable as unavailable
 from .pg_schema import migrate_sync as migrate_sync
@@ -86,8 +86,8 @@ class Database:
         return f"Database({shown(self.url)})"
 
     def lost(self, e: BaseException) -> StateUnavailable:
-        """The database failed with `e`: down (logged once), the error to raise."""
-        return self.health.lost(type(e).__name__)
+        """The database failed with `e`: down (logged once, with its cause), the error to raise."""
+        return self.health.lost(cause(e))
 
     def hung(self) -> StateUnavailable:
         """A statement had no answer within DEADLINE_S: down (logged once), the error to raise."""

@@ -9,6 +9,9 @@ failure too (pg.py uses them; health.py says each outage once).
   too long over.
 - `writable(url)`: the probe of a database that went away: a session, and a write that needs new disk pages.
 - `libpq_params(url)`: a URL as libpq reads it, or what libpq says is wrong with it (pg_url.py's check).
+- `cause(e)`: what a failure says in an operator's words — a password refused or missing, a host name DNS does
+  not know, a server down or unreachable — for the outage's log line, /health and the 503 (each is an outage:
+  what it would record is kept).
 """
 
 from __future__ import annotations
@@ -30,6 +33,38 @@ PROBE_CONNECT_S = 2  # the probe's connect_timeout (libpq's, whole seconds, 2 at
 PROBE_ROWS = 1000  # the probe writes this many 1 kB rows (a rolled-back temporary table): 1 MB of new pages
 _STORAGE_CLASSES = ("08", "53", "57", "58")  # connection, insufficient resources, operator intervention, system
 _READ_ONLY = "25006"  # read_only_sql_transaction: a standby, default_transaction_read_only
+
+
+# libpq's and psycopg's words for a connection that failed (no SQLSTATE: the server never said one), in order
+_CAUSES = (
+    (re.compile(r"password authentication failed"), "password refused"),
+    (re.compile(r"no password supplied"), "no password: libpq found none in PGPASSFILE, ~/.pgpass or PGPASSWORD"),
+    (re.compile(r"resolve host .*Temporary failure|Temporary failure in name resolution"),
+     "host name not resolved: DNS did not answer"),
+    (re.compile(r"failed to resolve host|could not translate host name"), "unknown host: DNS has no address for it"),
+    (re.compile(r'role "[^"]*" does not exist'), "unknown user"),
+    (re.compile(r'database "[^"]*" does not exist'), "no such database"),
+    (re.compile(r"pg_hba\.conf"), "connection not allowed by the server's pg_hba.conf"),
+    (re.compile(r"Connection refused"), "down or unreachable: connection refused"),
+    (re.compile(r"timeout expired|timed out"), "down or unreachable: no answer"),
+    (re.compile(r"No route to host|Network is unreachable"), "down or unreachable: no route to it"),
+    (re.compile(r"the database system is (starting up|shutting down|in recovery mode)"), "down: restarting"),
+    (re.compile(r"server closed the connection|terminating connection|consuming input failed"),
+     "down or unreachable: connection lost"),
+)
+
+
+def cause(e: BaseException) -> str:
+    """`e` in an operator's words: a login refused, an unknown host, an outage; else its class (DiskFull,
+    AdminShutdown, ReadOnlySqlTransaction: psycopg names each SQLSTATE)."""
+    text = str(e)
+    if not getattr(e, "sqlstate", None):
+        for pattern, said in _CAUSES:
+            if pattern.search(text):
+                return said
+    if type(e).__name__ in ("OperationalError", "InterfaceError", "PoolTimeout"):
+        return f"down or unreachable: {type(e).__name__}"
+    return type(e).__name__
 
 
 def unavailable(e: BaseException) -> bool:
@@ -117,12 +152,20 @@ def deadline(conn: Any, seconds: float = DEADLINE_S) -> Iterator[Expiry]:
         _watchdog.disarm(expiry)
 
 
+def connection(url: str, timeout: int = PROBE_CONNECT_S) -> Any:
+    """A plain autocommit connection of its own, outside any `Database` (no pool, no outage recorded): the
+    probe's, and a look at a database before the gateway is pointed at it (door/keyplace.py)."""
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True, connect_timeout=timeout)
+
+
 def writable(url: str) -> bool:
     """True when the database takes a session and 1 MB of new pages (a full disk that freed a few bytes is not
     back yet); an error that is no storage fault (no TEMP privilege) cannot tell: the stores will."""
     import psycopg
 
-    with psycopg.connect(url, autocommit=True, connect_timeout=PROBE_CONNECT_S) as conn, deadline(conn):
+    with connection(url) as conn, deadline(conn):
         try:
             with conn.transaction(force_rollback=True):
                 conn.execute(f"SET LOCAL statement_timeout = {STATEMENT_MS}")
