@@ -386,7 +386,13 @@ def test_an_anthropic_image_moves_a_passed_through_request_to_a_vision_model():
     assert out["model"] != "qwen3-coder-plus" and "vl_high_resolution_images" not in out
 
 
-def test_an_overloaded_529_stays_529():
+@pytest.mark.parametrize("status", [529, 503])
+def test_an_overloaded_upstream_is_anthropics_529(status):
+    """An Anthropic base's 529 and Qwen's 503 alike: 529 `overloaded_error` on the Messages API (Claude Code tries
+    it three times, not ten over three minutes), 503 `server_error` on OpenAI's (which has no 529)."""
+    from qwen_gateway.api.messages.errors import status as anthropic_status
     from qwen_gateway.upstream.dashscope.errors import classify
-    err = classify(529, b'{"type":"error","error":{"type":"overloaded_error","message":"busy"}}')
-    assert err.status == 529 and error_type(err.status) == "overloaded_error"
+    err = classify(status, b'{"type":"error","error":{"type":"overloaded_error","message":"busy"}}')
+    e = err.to_gateway_error()
+    assert (e.status, e.type) == (503, "server_error")
+    assert anthropic_status(e) == 529 and error_type(anthropic_status(e)) == "overloaded_error"
