@@ -265,7 +265,12 @@ def test_rate_limit_headers_as_each_api_writes_them():
     assert ratelimits.headers("anthropic", states, now) == {
         "anthropic-ratelimit-requests-limit": "5", "anthropic-ratelimit-requests-remaining": "4",
         "anthropic-ratelimit-requests-reset": "2026-05-31T12:01:00Z", "anthropic-ratelimit-tokens-limit": "1000",
-        "anthropic-ratelimit-tokens-remaining": "900", "anthropic-ratelimit-tokens-reset": "2026-05-31T12:00:01Z"}
+        "anthropic-ratelimit-tokens-remaining": "900", "anthropic-ratelimit-tokens-reset": "2026-05-31T12:00:01Z",
+        # the key's one budget counts input and output tokens together: Anthropic's input and output headers say so
+        "anthropic-ratelimit-input-tokens-limit": "1000", "anthropic-ratelimit-input-tokens-remaining": "900",
+        "anthropic-ratelimit-input-tokens-reset": "2026-05-31T12:00:01Z",
+        "anthropic-ratelimit-output-tokens-limit": "1000", "anthropic-ratelimit-output-tokens-remaining": "900",
+        "anthropic-ratelimit-output-tokens-reset": "2026-05-31T12:00:01Z"}
 
 
 async def test_the_limiter_says_what_is_left_and_when_the_window_is_empty():
