@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from ... import sse
-from ...errors import SERVER, THROTTLE, UpstreamError
+from ...errors import SERVER, THROTTLE, TIMEOUT, UpstreamError
 from ...exchange import note
 from ...pivot import ChatChunk
 from .errors import stream_error_type
@@ -149,6 +149,8 @@ class EventTap:
             return UpstreamError(THROTTLE, 429, message, "requests", "rate_limit_exceeded")
         if err.get("type") == "overloaded_error":  # the client reads it as Anthropic's overloaded_error again
             return UpstreamError(SERVER, 503, message, "server_error", "upstream_overloaded", overloaded=True)
+        if err.get("type") == "timeout_error":
+            return UpstreamError(TIMEOUT, 504, message, "server_error", "upstream_timeout")
         return UpstreamError(SERVER, 502, message, "server_error", "upstream_error")
 
 
