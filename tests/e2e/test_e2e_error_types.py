@@ -99,3 +99,33 @@ def test_the_anthropic_sdk_asks_once_with_no_account_configured(empty_gw):
     raised = run["result"][0]["raised"]
     assert raised["status"] == 503 and "No Qwen account is configured" in raised["message"]
     assert [x["status"] for x in run["http"]] == [503]  # not retried
+
+
+# ---- a misspelt model: the nearest real names (issue 51, item 5) -----------------------------------------------
+
+MISSPELT = "qwen3-coder-pluss"
+
+
+def test_a_misspelt_model_is_refused_with_the_nearest_real_names(gw, emu):
+    """openai-python: Qwen's bare 400 ("does not exist") became OpenAI's 404 model_not_found naming what exists."""
+    seen: list[httpx.Response] = []
+    for stream in (False, True):
+        with pytest.raises(openai.NotFoundError) as e:
+            client(gw, seen, retries=2).chat.completions.create(model=MISSPELT, messages=HI, stream=stream)
+        assert (e.value.code, e.value.param, e.value.type) == ("model_not_found", "model", "invalid_request_error")
+        assert f"The model `{MISSPELT}` does not exist" in e.value.message
+        assert "Did you mean `qwen3-coder-plus`" in e.value.message, e.value.message
+    with pytest.raises(openai.NotFoundError) as e:
+        client(gw).models.retrieve(MISSPELT)
+    assert "Did you mean `qwen3-coder-plus`" in e.value.message, e.value.message
+    assert len(seen) == 2  # one request each
+
+
+@needs_anthropic
+def test_the_anthropic_sdk_reads_a_misspelt_model_as_not_found_with_the_nearest_names(gw, emu):
+    run = anthropic_run(gw.url, "client-key", [{"op": "create", "params": {**MESSAGE, "model": MISSPELT}},
+                                              {"op": "stream", "params": {**MESSAGE, "model": MISSPELT}}])
+    for outcome in run["result"]:
+        raised = outcome["raised"]
+        assert (raised["class"], raised["status"], raised["type"]) == ("NotFoundError", 404, "not_found_error")
+        assert "Did you mean `qwen3-coder-plus`" in raised["message"], raised

@@ -92,8 +92,9 @@ REQUESTS = {
 }
 
 
-def ask(gw: Gateway, dialect: str, stream: bool, key: str = KEY) -> Seen:
+def ask(gw: Gateway, dialect: str, stream: bool, key: str = KEY, model: str | None = None) -> Seen:
     path, body = REQUESTS[dialect]
+    body = {**body, "model": model or body["model"]}
     headers = {"authorization": f"Bearer {key}"}
     if dialect == "messages":
         headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
@@ -155,6 +156,7 @@ class Cause:
     gateway: Callable[[World], Gateway] = lambda world: world.gateway()
     fresh: bool = False
     key: str = KEY
+    model: str | None = None  # the model every dialect asks for (None: its usual one)
 
 
 def faulted(kind: str, **kw) -> Cause:
@@ -182,6 +184,9 @@ CAUSES: dict[str, Cause] = {  # the tables' conditions, as this test causes them
     "A Coding Plan refuses the client: 405 (`coding_plan_agents_only`)":
         Cause(before=lambda emu: emu.switches(coding_plan_agents_only=True)),  # httpx is no coding agent
     "The prompt is over the model's limit: Qwen's 400 (`context400`)": faulted("context400"),
+    "A model nobody serves: `qwen3-coder-pluss` (Qwen's 400 `model_not_found`), answered with the nearest served "
+    "names: \"Did you mean …?\"":
+        Cause(model="qwen3-coder-pluss"),
     "No account is configured (the gateway's own)": Cause(gateway=lambda world: world.gateway(accounts=False)),
     "A wrong client key (the gateway's own)": Cause(gateway=with_keys_file, key="sk-not-the-one"),
     # inside a stream that has begun
@@ -213,7 +218,7 @@ def answers(world: World, condition: str) -> Callable[[str, bool], Seen]:
             kept.append(cause.gateway(world))
         world.emu.reset()
         cause.before(world.emu)
-        return ask(kept[0], dialect, stream, cause.key)
+        return ask(kept[0], dialect, stream, cause.key, cause.model)
     return one
 
 
