@@ -62,6 +62,8 @@ class QwenGateway(Wiring):
 
     def running(self) -> None:
         self._running = True
+        for line in startup.unknown_options(ctx.options, sorted(ctx.options.keys())):
+            log.warning("qwen: %s", line)
         self.start()
         master = ctx.master  # SIGTERM drains (drain.py): mitmproxy's handler, which stops at once, replaced
         if shutdown_signals.install(master, lambda: self.drain.signalled(self.config.drain_s)):
