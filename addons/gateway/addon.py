@@ -23,7 +23,7 @@ from mitmproxy.proxy import server_hooks
 
 from . import config
 from .api.responses.socket import trim_messages, wants_socket
-from .door import access, admission, body, claim, mistakes, passthrough, routing, startup
+from .door import access, admission, body, claim, mistakes, passthrough, routing, startup, untrusted
 from .errors import GatewayError, gateway_error
 from .exchange import Exchange
 from .observe import terminal
@@ -41,6 +41,7 @@ class QwenGateway(Wiring):
         super().__init__(*args, **kw)
         self._live: dict[str, Exchange] = {}  # flow id -> exchange, until response/error
         self._running = False  # mitmproxy serves: a failure in configure is then refused, not fatal
+        self.untrusted = untrusted.UntrustedCa()
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -96,9 +97,12 @@ class QwenGateway(Wiring):
             data.server.error = f"qwen gateway refuses to connect to {target}: its requests go to Qwen"
 
     def tls_failed_client(self, data: tls.TlsData) -> None:
-        """`https://` on the reverse-mode listener, which speaks plain HTTP: say what to use (mistakes.py)."""
+        """`https://` on the reverse-mode listener, which speaks plain HTTP: say what to use (mistakes.py); a
+        client at the explicit proxy that does not trust mitmproxy's CA: say how to give it (untrusted.py)."""
         if not self.own_certs:
             mistakes.https_on_plain_listener(data.context.client)
+        if line := self.untrusted.line(data.context.client, ctx.options.confdir):
+            log.warning(line)
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         """Explicit proxy with client keys: a tunnel to a host the gateway does not answer is refused."""

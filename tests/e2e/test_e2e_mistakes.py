@@ -114,3 +114,28 @@ def test_a_refused_key_rotates_to_the_next_account(make_gateway, emu, key_home, 
     with httpx.Client(trust_env=False, timeout=10) as c:
         states = {a["name"]: a["state"] for a in c.get(gw.url + "/health").json()["accounts"]}
     assert states == {"wrong": "refused", "emu": "ok"}
+
+
+# ---- issue 51, item 5: a client at the explicit proxy that does not trust mitmproxy's CA ------------------
+
+
+def test_codex_without_the_ca_at_the_explicit_proxy_is_told_the_setting_once(make_gateway, emu, key_home, tmp_path):
+    """Codex behind HTTPS_PROXY without the mitmproxy CA retries "waiting for network" for ever; the terminal
+    showed only mitmproxy's TLS line, again and again. Now one line says which setting gives Codex the CA."""
+    from e2e.test_e2e_codex import Codex
+    gw = make_gateway("untrusted", mode="regular", env=key_home)
+    codex = Codex(tmp_path, "untrusted", "[analytics]\nenabled = false\n", OPENAI_API_KEY="anything",
+                  HTTPS_PROXY=gw.url)
+    r = subprocess.run(["timeout", "-k", "5", "25", codex.binary, "exec", "--skip-git-repo-check", "say hello"],
+                       cwd=codex.work, env=codex.env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode != 0  # it cannot work without the CA
+    log = gw.log()
+    handshakes = log.count("Client TLS handshake failed")
+    told = [ln for ln in log.splitlines() if "does not trust the gateway's certificate for api.openai.com" in ln]
+    print(f"\n{handshakes} failed handshakes; the gateway said:\n" + "\n".join(told))
+    assert handshakes >= 2  # Codex tried again and again
+    ca = str(gw.ca_cert)
+    assert len(told) == 1, told  # once, however often it retries
+    assert "api.openai.com" in told[0] and f"CODEX_CA_CERTIFICATE={ca}" in told[0], told
+    assert "SSL_CERT_FILE" in told[0] and "docs/clients.md" in told[0]
