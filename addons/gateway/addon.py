@@ -26,6 +26,7 @@ from .api.responses.socket import trim_messages, wants_socket
 from .door import access, admission, body, claim, mistakes, passthrough, routing, startup, untrusted
 from .errors import GatewayError, gateway_error
 from .exchange import Exchange
+from .logtally import Once
 from .observe import terminal
 from .seams import hook_dispatch, message_checks, shutdown_signals
 from .storage.health import StateUnavailable
@@ -41,7 +42,8 @@ class QwenGateway(Wiring):
         super().__init__(*args, **kw)
         self._live: dict[str, Exchange] = {}  # flow id -> exchange, until response/error
         self._running = False  # mitmproxy serves: a failure in configure is then refused, not fatal
-        self.untrusted = untrusted.UntrustedCa()
+        self.told = Once()  # a client's mistake, said once an hour, however often it is made
+        self.untrusted = untrusted.UntrustedCa(self.told)
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -124,6 +126,8 @@ class QwenGateway(Wiring):
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         self.deadlines.began(flow)  # a whole head: the connection owes nothing until this exchange ends
         if flow.response or flow.error or not flow.live:
+            if flow.error:  # mitmproxy refused it itself (its validation): said, and how to fix a CONNECT
+                mistakes.refused_by_mitmproxy(flow, self.told)
             return
         try:
             if self.fence.refuses_client(flow.client_conn.sockname):

@@ -139,3 +139,23 @@ def test_codex_without_the_ca_at_the_explicit_proxy_is_told_the_setting_once(mak
     assert len(told) == 1, told  # once, however often it retries
     assert "api.openai.com" in told[0] and f"CODEX_CA_CERTIFICATE={ca}" in told[0], told
     assert "SSL_CERT_FILE" in told[0] and "docs/clients.md" in told[0]
+
+
+def test_https_proxy_at_the_reverse_listener_is_told_what_to_use_once(make_gateway, key_home):
+    """HTTPS_PROXY=http://127.0.0.1:PORT with a reverse-mode gateway: the client sends `CONNECT api.openai.com:443`.
+    mitmproxy answers 400 (a CONNECT in reverse mode), which openai-python shows as `Connection error.`; the
+    request line said `passed 502`. Now it says what happened (refused 400), and one line says what to use."""
+    gw = make_gateway("reverse-proxied", env=key_home)
+    client = openai.OpenAI(api_key="anything", max_retries=2,  # no base URL: api.openai.com, through the proxy
+                           http_client=httpx.Client(proxy=gw.url, trust_env=False, timeout=20))
+    with pytest.raises(openai.APIConnectionError) as e:
+        client.chat.completions.create(**CHAT)
+    assert "400" in str(e.value.__cause__), repr(e.value.__cause__)  # the protocol's answer to a CONNECT: a status
+    time.sleep(0.5)  # the request lines are written once the answers went out
+    log = gw.log()
+    told = [ln for ln in log.splitlines() if "as its HTTPS_PROXY" in ln]
+    print("\nthe gateway said:\n" + "\n".join(told))
+    assert len(told) == 1, log  # once, for three CONNECTs (the SDK's two retries)
+    assert f"http://127.0.0.1:{gw.port}/v1" in told[0] and "mitmdump -s addons/qwen.py" in told[0], told
+    connects = [ln for ln in log.splitlines() if "CONNECT" in ln and "api.openai.com:443" in ln and "total=" in ln]
+    assert len(connects) == 3 and all(" refused 400 " in ln for ln in connects), connects

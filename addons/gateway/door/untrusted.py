@@ -9,15 +9,13 @@ line names the settings of the clients that call that host (docs/clients.md, "Wh
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from mitmproxy.proxy import mode_specs
 
+from ..logtally import Once
+
 CA_FILE = "mitmproxy-ca-cert.pem"
-AGAIN_S = 3600.0  # the same host is said again after an hour (a setting changed meanwhile may have failed again)
-HOSTS_KEPT = 256  # hosts remembered at most: a client trying every host on the internet is said once each a while
 DOC = "docs/clients.md#who-honours-https_proxy"
 
 # the setting that gives each client a CA file ({ca}: the first named gets the path, the others "that file")
@@ -38,9 +36,8 @@ UNTRUSTED = ("does not trust the proxy's certificate", "may not trust the proxy'
 
 
 class UntrustedCa:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self.said: dict[str, float] = {}  # host -> when it was said
+    def __init__(self, once: Once | None = None) -> None:
+        self.once = once or Once()  # per host: an hour (a setting changed meanwhile may have failed again)
 
     def line(self, client, confdir: str) -> str | None:
         """The line for a client's failed handshake (`client`: mitmproxy's Client, its `error` set), or None: not
@@ -49,13 +46,8 @@ class UntrustedCa:
         if isinstance(client.proxy_mode, mode_specs.ReverseMode) or not any(u in error for u in UNTRUSTED):
             return None
         host = client.sni or "this host"
-        now = self.clock()
-        if now - self.said.get(host, -AGAIN_S) < AGAIN_S:
+        if not self.once.due(host):
             return None
-        self.said.pop(host, None)
-        if len(self.said) >= HOSTS_KEPT:  # the oldest forgotten (the dict is in the order they were said)
-            self.said.pop(next(iter(self.said)))
-        self.said[host] = now
         ca = str(Path(confdir).expanduser() / CA_FILE)
         settings = SETTINGS.get(host, ANY)
         how = "; ".join(s.format(ca=ca if i == 0 else "that file") for i, s in enumerate(settings))

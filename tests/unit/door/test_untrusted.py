@@ -6,7 +6,8 @@ from __future__ import annotations
 from mitmproxy.connection import Client
 from mitmproxy.proxy.mode_specs import ProxyMode
 
-from qwen_gateway.door.untrusted import AGAIN_S, HOSTS_KEPT, UntrustedCa
+from qwen_gateway.door.untrusted import UntrustedCa
+from qwen_gateway.logtally import Once
 
 DISTRUSTED = "The client does not trust the proxy's certificate for {} (tlsv1 alert unknown ca)"
 
@@ -40,16 +41,17 @@ def test_each_host_names_the_settings_of_its_clients():
 
 def test_once_an_hour_per_host():
     clock = Clock()
-    told = UntrustedCa(clock)
+    once = Once(clock=clock)
+    told = UntrustedCa(once)
     assert told.line(client("api.openai.com", DISTRUSTED), "/c")
-    clock.now += AGAIN_S - 1
+    clock.now += once.period - 1
     assert told.line(client("api.openai.com", DISTRUSTED), "/c") is None
     assert told.line(client("example.com", DISTRUSTED), "/c")  # another host: its own line
     clock.now += 1
     assert told.line(client("api.openai.com", DISTRUSTED), "/c")
-    for i in range(HOSTS_KEPT * 2):  # bounded however many hosts fail
+    for i in range(once.kept * 2):  # bounded however many hosts fail
         told.line(client(f"h{i}.example", DISTRUSTED), "/c")
-    assert len(told.said) == HOSTS_KEPT
+    assert len(once.said) == once.kept
 
 
 def test_not_a_distrusted_ca_or_a_reverse_listener_says_nothing():
