@@ -5,8 +5,9 @@ A row this test cannot cause, or a condition it causes that has no row, fails: t
 
 - "Each error in each dialect": the HTTP answer on OpenAI's dialects (chat, legacy completions, embeddings,
   Responses: status, `type`, `code`), on the Messages API (status, Anthropic's `type`), and the retry headers
-  both carry. A streamed request gets the same answer before its first byte, unless the second table says
-  otherwise for its dialect.
+  both carry (a retry header the row does not name must be absent; a named key's rate-limit headers, the
+  dialect's family). A streamed request gets the same answer before its first byte, unless the second table
+  says otherwise for its dialect.
 - "Errors inside a stream": once a stream has begun, the event that ends it in each dialect.
 """
 
@@ -22,6 +23,7 @@ import httpx
 import pytest
 
 from helpers.procs import ROOT, Emulator, Gateway
+from helpers.team import add_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -67,8 +69,29 @@ def only(cell: str) -> tuple[str, ...]:
     return tuple(d for d in OPENAI_DIALECTS if d in m.group(1).lower()) if m else OPENAI_DIALECTS
 
 
-def retry_headers(cell: str) -> dict[str, str]:
-    return {} if cell in ("–", "-") else dict(h.split(": ", 1) for h in ticked(cell))
+# a family of headers a cell names (`x-ratelimit-*`) is the dialect's that sends it
+FAMILY_OF = {"x-ratelimit-": OPENAI_DIALECTS, "anthropic-ratelimit-": ("messages",)}
+
+
+def header_problems(cell: str, dialect: str, headers: dict[str, str]) -> list[str]:
+    """What the answer's headers lack of a cell's: `name: value` (a value `a–b`: a number within), `family-*`
+    (some header of the family, for the dialect that sends it). Retry headers the cell does not name: absent."""
+    problems, named = [], set()
+    for h in ticked(cell) if cell not in ("–", "-") else []:
+        if h.endswith("-*"):
+            family = h[:-1]
+            if dialect in FAMILY_OF[family] and not any(k.startswith(family) for k in headers):
+                problems.append(f"no {h}")
+            continue
+        name, value = h.split(": ", 1)
+        named.add(name)
+        low, _, high = value.partition("–")
+        got = headers.get(name)
+        if got is None or (got != value if not high else not (low.isdigit() and int(low) <= int(got) <= int(high))):
+            problems.append(f"{name}: {got} (not {value})")
+    problems += [f"{name}: {headers[name]} (the table: none)" for name in RETRY_HEADERS
+                 if name in headers and name not in named]
+    return problems
 
 
 # ---- what a client sees -------------------------------------------------------------------------------------
@@ -100,7 +123,7 @@ def ask(gw: Gateway, dialect: str, stream: bool, key: str = KEY, model: str | No
         headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
     r = httpx.post(gw.url + path, json={**body, **({"stream": True} if stream else {})}, headers=headers,
                    trust_env=False, timeout=60)
-    kept = {h: r.headers[h] for h in RETRY_HEADERS if h in r.headers}
+    kept = {h: v for h, v in r.headers.items() if h in RETRY_HEADERS or "ratelimit" in h}
     if r.status_code != 200:
         err = r.json()["error"]
         return Seen(r.status_code, [err["type"]] if dialect == "messages" else [err["type"], err["code"]], kept)
@@ -129,8 +152,9 @@ class World:
     emu: Emulator
     tmp: Path
     made: list[Gateway]
+    named_key: str = ""  # the named key of the last gateway made with one
 
-    def gateway(self, *args: str, accounts: bool = True) -> Gateway:
+    def gateway(self, *args: str, accounts: bool = True, named: tuple[str, ...] = ()) -> Gateway:
         """A fresh gateway (its own state: a refused key or a spent quota stays with an account) whose one account
         is a key on the emulator's /v1 (the Coding Plan's path, where its refusal plays), serving embeddings."""
         home = self.tmp / f"gw{len(self.made)}"
@@ -140,10 +164,21 @@ class World:
             (state / "accounts.json").write_text(json.dumps({"accounts": [
                 {"name": "emu", "kind": "key", "base_url": self.emu.url + "/v1", "key_env": "EMU_KEY",
                  "embeddings": True, "default_model": "qwen3-coder-plus"}]}))
-        gw = Gateway(home / "gw", args=args, env={"QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
-                                                 "EMU_KEY": self.emu.seed_token(kind="key"), "HOME": str(home)})
+        env = {"QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(home)}
+        if named:  # a named key with these limits (qwen-keys add), which then sends one request that is answered
+            self.named_key = add_key(env, "reader", *named)
+        gw = Gateway(home / "gw", args=args, env={**env, "EMU_KEY": self.emu.seed_token(kind="key")})
         self.made.append(gw.start())
+        if named:
+            first = ask_ok(gw, self.named_key)
+            assert first.status_code == 200, first.text
         return gw
+
+
+def ask_ok(gw: Gateway, key: str) -> httpx.Response:
+    path, body = REQUESTS["chat"]
+    return httpx.post(gw.url + path, json={**body, "messages": [{"role": "user", "content": "spend the budget " * 8}]},
+                      headers={"authorization": f"Bearer {key}"}, trust_env=False, timeout=60)
 
 
 @dataclass(frozen=True)
@@ -155,8 +190,11 @@ class Cause:
     before: Callable[[Emulator], None] = lambda emu: None
     gateway: Callable[[World], Gateway] = lambda world: world.gateway()
     fresh: bool = False
-    key: str = KEY
+    key: str = KEY  # NAMED: the gateway's named key
     model: str | None = None  # the model every dialect asks for (None: its usual one)
+
+
+NAMED = "the named key"
 
 
 def faulted(kind: str, **kw) -> Cause:
@@ -187,6 +225,10 @@ CAUSES: dict[str, Cause] = {  # the tables' conditions, as this test causes them
     "A model nobody serves: `qwen3-coder-pluss` (Qwen's 400 `model_not_found`), answered with the nearest served "
     "names: \"Did you mean …?\"":
         Cause(model="qwen3-coder-pluss"),
+    "A named key over its requests per minute: its second request (`qwen-keys add NAME --rpm 1`)":
+        Cause(gateway=lambda world: world.gateway(named=("--rpm", "1")), key=NAMED),
+    "A named key's daily budget spent: the request after (`qwen-keys add NAME --daily-tokens 1`)":
+        Cause(gateway=lambda world: world.gateway(named=("--daily-tokens", "1")), key=NAMED),
     "No account is configured (the gateway's own)": Cause(gateway=lambda world: world.gateway(accounts=False)),
     "A wrong client key (the gateway's own)": Cause(gateway=with_keys_file, key="sk-not-the-one"),
     # inside a stream that has begun
@@ -218,7 +260,7 @@ def answers(world: World, condition: str) -> Callable[[str, bool], Seen]:
             kept.append(cause.gateway(world))
         world.emu.reset()
         cause.before(world.emu)
-        return ask(kept[0], dialect, stream, cause.key, cause.model)
+        return ask(kept[0], dialect, stream, world.named_key if cause.key == NAMED else cause.key, cause.model)
     return one
 
 
@@ -244,20 +286,21 @@ def _in_stream(condition: str) -> dict[str, list[str]]:
 @pytest.mark.parametrize("cells", HTTP_TABLE, ids=[r[0][:50] for r in HTTP_TABLE])
 def test_each_error_in_each_dialect_is_as_the_table_says(world, cells):
     condition, openai_cell, messages_cell, retry_cell = cells
-    openai_status, openai_words = status_and_words(openai_cell)
-    anthropic_status, anthropic_words = status_and_words(messages_cell)
-    headers = retry_headers(retry_cell)
     in_stream = _in_stream(condition)
     answer = answers(world, condition)
     problems = []
     for dialect in (*only(openai_cell), "messages"):
-        want = Seen(openai_status, openai_words, headers) if dialect != "messages" else \
-            Seen(anthropic_status, anthropic_words, headers)
+        status, words = status_and_words(messages_cell if dialect == "messages" else openai_cell)
         for stream in (False, True) if dialect in STREAMING else (False,):
             seen = answer(dialect, stream)
-            expected = Seen(200, in_stream[dialect], {}, True) if stream and dialect in in_stream else want
-            if seen != expected:
-                problems.append(f"{dialect}{' streamed' if stream else ''}: {seen} (the table: {expected})")
+            said = f"{dialect}{' streamed' if stream else ''}: {seen}"
+            if stream and dialect in in_stream:
+                if (seen.status, seen.words, seen.in_stream) != (200, in_stream[dialect], True):
+                    problems.append(f"{said} (the table: in the stream, {in_stream[dialect]})")
+                continue
+            if (seen.status, seen.words, seen.in_stream) != (status, words, False):
+                problems.append(f"{said} (the table: {status} {words})")
+            problems += [f"{said}: {p}" for p in header_problems(retry_cell, dialect, seen.headers)]
     assert problems == [], f"{condition}:\n" + "\n".join(problems)
 
 
@@ -268,6 +311,6 @@ def test_each_error_inside_a_stream_is_as_the_table_says(world, cells):
     problems = []
     for dialect, words in _in_stream(condition).items():
         seen = answer(dialect, True)
-        if seen != Seen(200, words, {}, True):
+        if (seen.status, seen.words, seen.in_stream) != (200, words, True):
             problems.append(f"{dialect}: {seen} (the table: {words})")
     assert problems == [], f"{condition}:\n" + "\n".join(problems)
