@@ -23,10 +23,9 @@ from mitmproxy.proxy import server_hooks
 
 from . import config
 from .api.responses.socket import trim_messages, wants_socket
-from .door import access, admission, body, claim, mistakes, passthrough, routing, startup, untrusted
+from .door import access, admission, body, claim, passthrough, routing, startup
 from .errors import GatewayError, gateway_error
 from .exchange import Exchange
-from .logtally import Once
 from .observe import terminal
 from .seams import hook_dispatch, message_checks, shutdown_signals
 from .storage.health import StateUnavailable
@@ -42,8 +41,6 @@ class QwenGateway(Wiring):
         super().__init__(*args, **kw)
         self._live: dict[str, Exchange] = {}  # flow id -> exchange, until response/error
         self._running = False  # mitmproxy serves: a failure in configure is then refused, not fatal
-        self.told = Once()  # a client's mistake, said once an hour, however often it is made
-        self.untrusted = untrusted.UntrustedCa(self.told)
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -65,8 +62,6 @@ class QwenGateway(Wiring):
 
     def running(self) -> None:
         self._running = True
-        for line in startup.unknown_options(ctx.options, sorted(ctx.options.keys())):
-            log.warning("qwen: %s", line)
         self.start()
         master = ctx.master  # SIGTERM drains (drain.py): mitmproxy's handler, which stops at once, replaced
         if shutdown_signals.install(master, lambda: self.drain.signalled(self.config.drain_s)):
@@ -99,12 +94,8 @@ class QwenGateway(Wiring):
             data.server.error = f"qwen gateway refuses to connect to {target}: its requests go to Qwen"
 
     def tls_failed_client(self, data: tls.TlsData) -> None:
-        """`https://` on the reverse-mode listener, which speaks plain HTTP: say what to use (mistakes.py); a
-        client at the explicit proxy that does not trust mitmproxy's CA: say how to give it (untrusted.py)."""
-        if not self.own_certs:
-            mistakes.https_on_plain_listener(data.context.client)
-        if line := self.untrusted.line(data.context.client, ctx.options.confdir):
-            log.warning(line)
+        """A client that does not trust the certificate: say what to use or set (door/untrusted.py)."""
+        self.told.tls_failed(data.context.client, self.own_certs, ctx.options.confdir)
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         """Explicit proxy with client keys: a tunnel to a host the gateway does not answer is refused."""
@@ -126,8 +117,7 @@ class QwenGateway(Wiring):
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         self.deadlines.began(flow)  # a whole head: the connection owes nothing until this exchange ends
         if flow.response or flow.error or not flow.live:
-            if flow.error:  # mitmproxy refused it itself (its validation): said, and how to fix a CONNECT
-                mistakes.refused_by_mitmproxy(flow, self.told)
+            self.told.refused(flow)  # mitmproxy's own refusal (its validation): said, how to fix a CONNECT
             return
         try:
             if self.fence.refuses_client(flow.client_conn.sockname):

@@ -52,6 +52,12 @@ def check_deferred(opts) -> list[str]:
     return problems
 
 
+def say_unknown_options(opts) -> None:
+    """At `running`: each `--set` name no addon declared, one line each."""
+    for line in unknown_options(opts, sorted(opts.keys())):
+        log.warning("qwen: %s", line)
+
+
 def unknown_options(opts, known: Sequence[str]) -> list[str]:
     """Once every addon has loaded: the `--set` names none declared (mitmproxy keeps them for an addon that may
     come later, and says nothing), each with the name meant. The gateway's own were refused at load."""

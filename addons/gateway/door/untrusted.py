@@ -9,11 +9,15 @@ line names the settings of the clients that call that host (docs/clients.md, "Wh
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from mitmproxy.proxy import mode_specs
 
 from ..logtally import Once
+from . import mistakes
+
+log = logging.getLogger("qwen")
 
 CA_FILE = "mitmproxy-ca-cert.pem"
 DOC = "docs/clients.md#who-honours-https_proxy"
@@ -33,6 +37,27 @@ SETTINGS = {  # who calls the host, and how each is given a CA
 ANY = (CODEX, CLAUDE, PYTHON, CURL)
 UNTRUSTED = ("does not trust the proxy's certificate", "may not trust the proxy's certificate",
              "may indicate that the client does not trust")
+
+
+class Told:
+    """The lines of a client's certificate mistakes: `https://` on a reverse listener (mistakes.py), a CA the
+    client does not trust at the explicit proxy; `once` also serves the door's other mistakes (a CONNECT on a
+    reverse listener)."""
+
+    def __init__(self) -> None:
+        self.once = Once()
+        self.untrusted = UntrustedCa(self.once)
+
+    def refused(self, flow) -> None:
+        """`requestheaders` of a flow with a response, an error or no longer live: mitmproxy's own refusal."""
+        if flow.error:
+            mistakes.refused_by_mitmproxy(flow, self.once)
+
+    def tls_failed(self, client, own_certs: bool, confdir: str) -> None:
+        if not own_certs:  # a reverse listener speaks plain HTTP unless given certificates of the user's own
+            mistakes.https_on_plain_listener(client)
+        if line := self.untrusted.line(client, confdir):
+            log.warning(line)
 
 
 class UntrustedCa:
