@@ -124,7 +124,7 @@ class OAuthAccount(RefreshedFileAccount[dict]):
         if is_fresh(creds) and not self._stranded:
             return self._credential(creds)
         if self._failure is not None and time.monotonic() < self._failed_until:
-            raise AccountUnavailable(str(self._failure))  # do not hammer a failing OAuth server
+            raise AccountUnavailable(str(self._failure), transient=True)  # do not hammer a failing OAuth server
         return None
 
     async def credential(self, *, force_refresh: bool = False, refused: str | None = None) -> Credential:
@@ -135,7 +135,7 @@ class OAuthAccount(RefreshedFileAccount[dict]):
             if is_fresh(creds) and not self._stranded:
                 return self._credential(creds)
             if self._failure is not None and time.monotonic() < self._failed_until:
-                raise AccountUnavailable(str(self._failure))
+                raise AccountUnavailable(str(self._failure), transient=True)
         elif not self.refreshing and is_fresh(creds):
             if refused is not None and refused != creds["access_token"]:
                 return self._credential(creds)  # someone already replaced the token that failed

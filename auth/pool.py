@@ -40,8 +40,8 @@ __all__ = ["AccountPool", "PoolExhausted", "next_reset"]
 
 
 class PoolExhausted(AccountUnavailable):
-    """No account can take a request now. `retry_at` (epoch s) is when the first cooling-down account is
-    back, or None when no wait helps (every account needs a login, a key, ...)."""
+    """No account can take a request now: `retry_at` (epoch s) when the first cooling one is back; `transient`
+    when a refresh failed on the way (a retry may be served); neither: no wait helps (a login, a key, ...)."""
 
 
 class AccountPool(Pool):
@@ -159,7 +159,7 @@ class AccountPool(Pool):
         problems: list[str] = []
         throttled_only = True  # every account cooling down is throttled (a rate limit, not a quota)
         waits: list[float] = []
-        login_only = True  # every account that was tried (not cooling, not excluded) needs a login
+        login_only, transient = True, False  # each account tried needs a login; some refresh failed on the way
         pending: dict[asyncio.Task[Credential], tuple[int, Account]] = {}  # refreshes still running
         n = len(self.accounts)
         start = self._next
@@ -200,7 +200,7 @@ class AccountPool(Pool):
                     cred = task.result()
             except AccountUnavailable as e:
                 problems.append(str(e))
-                login_only = login_only and e.needs_login
+                login_only, transient = login_only and e.needs_login, transient or e.transient
                 continue
             if idx != first:
                 self._next = (idx + 1) % n
@@ -212,7 +212,7 @@ class AccountPool(Pool):
                 exc = task.exception()
                 if isinstance(exc, AccountUnavailable):
                     problems.append(str(exc))
-                    login_only = login_only and exc.needs_login
+                    login_only, transient = login_only and exc.needs_login, transient or exc.transient
                     continue
                 self._next = (idx + 1) % n
                 return task.result()
@@ -221,7 +221,7 @@ class AccountPool(Pool):
         if retry_at is not None:
             msg += f" The first is back at {iso(retry_at)}."
         raise PoolExhausted(msg, retry_at=retry_at, throttled=retry_at is not None and throttled_only,
-                            needs_login=retry_at is None and login_only and len(exclude) == 0)
+                            needs_login=retry_at is None and login_only and not exclude, transient=transient)
 
     async def refreshed(self, account: str, *, refused: str | None = None) -> Credential:
         """After upstream said 401: a freshly refreshed credential for `account` (single flight; another

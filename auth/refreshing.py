@@ -110,7 +110,7 @@ class RefreshedFileAccount(Account, Generic[T]):
 
     def _failed(self, message: str) -> AccountUnavailable:
         """A refresh failed for a network or server reason: none is tried for `refresh_retry_s`."""
-        err = AccountUnavailable(message)
+        err = AccountUnavailable(message, transient=True)
         self._failure = err
         self._failed_until = time.monotonic() + self.settings.refresh_retry_s
         self.state.set(self.name, last_error=message)

@@ -133,7 +133,7 @@ class WebAccount(RefreshedFileAccount[ws.Session]):
         if not s.can_refresh:
             raise self._expired()
         if self._failure is not None and time.monotonic() < self._failed_until:
-            raise AccountUnavailable(str(self._failure))
+            raise AccountUnavailable(str(self._failure), transient=True)
         return None
 
     async def credential(self, *, force_refresh: bool = False, refused: str | None = None) -> Credential:

@@ -93,11 +93,14 @@ class AccountUnavailable(Exception):
     """An account cannot give a credential now. The message is shown to users: no secrets."""
 
     def __init__(self, message: str, *, needs_login: bool = False, retry_at: float | None = None,
-                 throttled: bool = False) -> None:
+                 throttled: bool = False, transient: bool = False) -> None:
         super().__init__(message)
         self.needs_login = needs_login
         self.retry_at = retry_at
         self.throttled = throttled  # cooling down after rate limits: back within seconds, not at a quota reset
+        # a refresh that failed for a network or server reason: a later request may be served (the others
+        # need someone to act: a login, a key, an account added)
+        self.transient = transient
 
 
 class NotCapable(AccountUnavailable):

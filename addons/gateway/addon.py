@@ -23,7 +23,7 @@ from mitmproxy.proxy import server_hooks
 
 from . import config
 from .api.responses.socket import trim_messages, wants_socket
-from .door import access, admission, body, claim, mistakes, passthrough, routing, startup
+from .door import access, admission, body, claim, passthrough, routing, startup
 from .errors import GatewayError, gateway_error
 from .exchange import Exchange
 from .observe import terminal
@@ -94,9 +94,8 @@ class QwenGateway(Wiring):
             data.server.error = f"qwen gateway refuses to connect to {target}: its requests go to Qwen"
 
     def tls_failed_client(self, data: tls.TlsData) -> None:
-        """`https://` on the reverse-mode listener, which speaks plain HTTP: say what to use (mistakes.py)."""
-        if not self.own_certs:
-            mistakes.https_on_plain_listener(data.context.client)
+        """A client that does not trust the certificate: say what to use or set (door/untrusted.py)."""
+        self.told.tls_failed(data.context.client, self.own_certs, ctx.options.confdir)
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         """Explicit proxy with client keys: a tunnel to a host the gateway does not answer is refused."""
@@ -118,6 +117,7 @@ class QwenGateway(Wiring):
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         self.deadlines.began(flow)  # a whole head: the connection owes nothing until this exchange ends
         if flow.response or flow.error or not flow.live:
+            self.told.refused(flow)  # mitmproxy's own refusal (its validation): said, how to fix a CONNECT
             return
         try:
             if self.fence.refuses_client(flow.client_conn.sockname):

@@ -4,7 +4,10 @@ map to these kinds is that upstream's own business (upstream/dashscope/errors.py
 
 OpenAI SDKs pick their exception class from the HTTP status (400 BadRequestError,
 401 AuthenticationError, 403 PermissionDeniedError, 404 NotFoundError, 409, 422,
-429 RateLimitError, >=500 InternalServerError), so the status matters as much as the body.
+429 RateLimitError, >=500 InternalServerError), so the status matters as much as the body. The `type` is
+OpenAI's own word: `invalid_request_error` for every 4xx but a rate limit (a wrong key's 401 and a model's 403
+alike, as api.openai.com types them), `requests` / `tokens` / `insufficient_quota` for a 429, `server_error`
+for a 5xx. Anthropic's words are api/messages/errors.py's.
 """
 
 from __future__ import annotations
@@ -18,20 +21,22 @@ from .storage.health import StateUnavailable
 
 STATE_RETRY_AFTER_S = 2  # what a 503 state_unavailable asks a client to wait (storage.PROBE_S is 0.5 s)
 
+# flow.metadata key: mitmproxy refused the request itself before any hook could answer (its request validation:
+# a CONNECT on a reverse listener), with the status it sent (400); set by the door, read by the request line
+MITMPROXY_REFUSED = "qwen_mitmproxy_refused"
+
+# An answer no retry of the client's can change (a missing or wrong key, no account, a spent budget, a plan's
+# refusal): the openai and anthropic SDKs and Claude Code honour it and say so at once, where they would
+# otherwise retry in silence for minutes.
+NO_RETRY = {"x-should-retry": "false"}
+
 _DEFAULT_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "invalid_request_error",  # OpenAI's type for unknown URLs and models (Anthropic's not_found_error is its own)
-    405: "invalid_request_error",
-    413: "invalid_request_error",
     429: "requests",  # OpenAI types a rate limit by what ran out (requests, tokens)
 }
 
 
 # The `type`s OpenAI's API puts in its errors (a rate limit is typed by what ran out: requests or tokens).
-OPENAI_ERROR_TYPES = frozenset({"invalid_request_error", "authentication_error", "permission_error", "server_error",
-                                "insufficient_quota", "requests", "tokens", "api_error"})
+OPENAI_ERROR_TYPES = frozenset({"invalid_request_error", "server_error", "insufficient_quota", "requests", "tokens"})
 
 
 def openai_type(kind: object, default: str = "server_error") -> str:
@@ -55,14 +60,16 @@ class GatewayError(Exception):
         code: str | None = None,
         param: str | None = None,
         headers: dict[str, str] | None = None,
+        overloaded: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
-        self.type = type or _DEFAULT_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        self.type = type or _DEFAULT_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
         self.code = code
         self.param = param
         self.headers = dict(headers or {})
+        self.overloaded = overloaded  # Qwen (or an Anthropic base) said it is overloaded: Anthropic's 529
 
     def body(self) -> dict:
         return error_body(self.message, self.type, self.code, self.param)
@@ -113,11 +120,11 @@ class UpstreamError:
     retry_after: float | None = None
     headers: dict[str, str] = field(default_factory=dict)
     window: Window | None = None  # what ran out (a QUOTA's or THROTTLE's): how long the account stays away
+    overloaded: bool = False  # the upstream is overloaded (a 503, an Anthropic base's 529)
 
     def to_gateway_error(self) -> GatewayError:
-        return GatewayError(
-            self.status, self.message, type=self.type, code=self.code, param=self.param, headers=self.headers
-        )
+        return GatewayError(self.status, self.message, type=self.type, code=self.code, param=self.param,
+                            headers=self.headers, overloaded=self.overloaded)
 
 
 class ConnectionFailed(Exception):

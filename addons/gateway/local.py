@@ -63,8 +63,8 @@ class Formats:
         fmt = self.formats.get(ex.dialect) if ex is not None else None
         if fmt is None or ex is None:
             return error_response(e, ex.limit_headers if ex is not None else None)
-        return http.Response.make(e.status, fmt.error_body(e, ex), {**JSON, **e.headers, **fmt.headers(ex),
-                                                                    **(ex.limit_headers or {})})
+        return http.Response.make(fmt.status(e), fmt.error_body(e, ex), {**JSON, **e.headers, **fmt.headers(ex),
+                                                                         **(ex.limit_headers or {})})
 
     def stamp(self, ex: Exchange, resp: http.Response) -> None:
         """The headers the dialect puts on every answer (OpenAI's: its request id), and a named key's rate

@@ -69,3 +69,23 @@ class LogTally:
             if k.flush is not None:
                 k.flush.cancel()
             self._flush(kind)
+
+
+class Once:
+    """A line said once per `period` for each key (a client's mistake, repeated at every retry), at most `kept`
+    keys remembered: the oldest is forgotten first (and may be said again)."""
+
+    def __init__(self, period: float = 3600.0, kept: int = 256, clock: Callable[[], float] = time.monotonic) -> None:
+        self.period, self.kept, self.clock = period, kept, clock
+        self.said: dict[str, float] = {}  # key -> when it was said, oldest first
+
+    def due(self, key: str) -> bool:
+        """Whether the line for `key` is to be said now (then it is counted as said)."""
+        now = self.clock()
+        if now - self.said.get(key, -self.period) < self.period:
+            return False
+        self.said.pop(key, None)
+        if len(self.said) >= self.kept:
+            self.said.pop(next(iter(self.said)))
+        self.said[key] = now
+        return True

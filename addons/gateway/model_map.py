@@ -202,6 +202,12 @@ KEY_PLANS = frozenset(BILLING_PLANS.values())
 Offers = Sequence[tuple[str, str, bool, str]]
 
 
+def offers_of(rows: Sequence[Mapping]) -> Offers:
+    """The offers of the pool's status rows (Pool.status)."""
+    return [(row.get("kind") or "", row.get("billing") or "", bool(row.get("embeddings")), str(row.get("name") or ""))
+            for row in rows]
+
+
 def served_plans(offers: Offers) -> set[str]:
     """The catalogue's plans the accounts belong to: a key on a host of no known plan (another OpenAI-compatible
     base) may serve any key plan's model; a Qwen OAuth login the portal's own."""

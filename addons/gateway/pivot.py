@@ -139,6 +139,7 @@ class ClientFormat(Generic[X]):
 
     error_body: Callable[[GatewayError, X], bytes]
     headers: Callable[[X], dict[str, str]]
+    status: Callable[[GatewayError], int] = lambda e: e.status  # the status the dialect answers the error with
 
 
 # ---- the upstream side ------------------------------------------------------------------------------

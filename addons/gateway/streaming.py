@@ -172,7 +172,7 @@ def _as_openai_error(err: object, kind: UpstreamError) -> dict:
         return {
             "message": str(err.get("message") or "Qwen reported an error mid-stream."),
             "type": openai_type(err.get("type")),
-            "code": str(code) if code is not None else "upstream_error",
+            "code": str(code) if code is not None else kind.code or "upstream_error",
             "param": err.get("param"),
         }
     return stream_error(str(err))

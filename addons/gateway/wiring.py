@@ -33,10 +33,11 @@ from .storage.pg import Database, shown
 from .auth.pool import AccountPool
 from .config import Config
 from .dispatch import Observers, call_safely
-from .door import listeners, options, passthrough
+from .door import listeners, options, passthrough, startup
 from .door.fence import Fence
 from .door.hostile import HostileClients
 from .door.team import Team
+from .door.untrusted import Told
 from .drain import Drain
 from .exchange import Exchange
 from .local import Formats, LocalAnswers, health
@@ -63,6 +64,7 @@ class Wiring:
         self.pool: Pool | None = pool
         self.config = Config()
         self.team = Team()  # named client keys (qwen-keys): checked at the door, spend counted when finished
+        self.told = Told()  # a client's mistake (a certificate, a CONNECT), said once an hour however often made
         self.team.deleted.append(lambda name: self._responses().forget_owner(name))  # gone for good
         self.observers = Observers([*(wings.default_observers() if observers is None else observers), self.team])
         self._store: ResponseStore | None = None
@@ -127,6 +129,7 @@ class Wiring:
     # ---- start and stop ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        startup.say_unknown_options(ctx.options)  # every addon has loaded: a name none declared is a typo
         asyncio_utils.create_task(self.relay.start(), name="qwen: relay", keep_ref=True)
         terminal.keep_secrets_out_of_logs()
         if self.config.state_url:  # never a password: the option refuses a URL that carries one

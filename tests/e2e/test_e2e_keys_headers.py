@@ -1,7 +1,7 @@
 """A named key's limits as the real APIs announce them, read by the real SDKs from a real mitmdump: OpenAI's
 `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` (reset as a duration, `1m0s`) on the OpenAI dialects,
-Anthropic's `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}` (reset as an RFC 3339 time) on
-the Messages API — on whole and streamed answers and on refusals, never on a key without rpm/tpm; a spent
+Anthropic's `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}` (reset
+as an RFC 3339 time; the key's one token budget counts input and output together) on the Messages API — on whole and streamed answers and on refusals, never on a key without rpm/tpm; a spent
 budget on the Messages API answered as Anthropic answers a reached spend limit (400, which the SDK does not
 retry); Retry-After never beyond the minute."""
 
@@ -21,7 +21,8 @@ from helpers.team import ANTHROPIC_PYTHON, MESSAGE, NO_ANTHROPIC, add_key, anthr
 pytestmark = pytest.mark.e2e
 HI = [{"role": "user", "content": "hi"}]
 OPENAI_NAMES = [f"x-ratelimit-{what}-{kind}" for what in ("limit", "remaining", "reset") for kind in ("requests", "tokens")]
-ANTHROPIC_NAMES = [f"anthropic-ratelimit-{kind}-{what}" for kind in ("requests", "tokens")
+ANTHROPIC_NAMES = [f"anthropic-ratelimit-{kind}-{what}" for kind in ("requests", "tokens", "input-tokens",
+                                                                  "output-tokens")
                    for what in ("limit", "remaining", "reset")]
 SPEND_LIMIT = re.compile(r"You have reached your specified API usage limits\. You will regain access on "
                          r"(\d{4}-\d\d-\d\d) at 00:00 UTC\.")
@@ -118,6 +119,9 @@ def test_the_messages_api_carries_anthropic_ratelimit_headers_and_answers_a_spen
     assert 0 < _reset_in(whole["anthropic-ratelimit-requests-reset"]) <= 61
     assert whole["anthropic-ratelimit-tokens-limit"] == "100000"
     assert 99_000 < int(whole["anthropic-ratelimit-tokens-remaining"]) < 100_000
+    for family in ("input-tokens", "output-tokens"):  # the same one budget, as Anthropic names its parts
+        assert [whole[f"anthropic-ratelimit-{family}-{w}"] for w in ("limit", "remaining", "reset")] == [
+            whole[f"anthropic-ratelimit-tokens-{w}"] for w in ("limit", "remaining", "reset")]
 
     today = datetime.datetime.now(datetime.UTC).date()
     for key, regain in ((daily, today + datetime.timedelta(days=1)),

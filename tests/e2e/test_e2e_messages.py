@@ -253,11 +253,12 @@ def test_errors_raise_the_sdk_exception_of_their_status(msg_gw, emu):
     outcomes = result(sdk(msg_gw, "calls", {"calls": calls}))
     got = [(o["raised"]["status"], o["raised"]["class"], o["raised"]["type"]) if "raised" in o else "answered"
            for o in outcomes]
-    overloaded = (529, "OverloadedError", "overloaded_error")  # Anthropic's base says so: passed on as it is
+    # Anthropic's words: an overloaded upstream (Qwen's 503, the Anthropic base's own) is 529, a 504 timeout_error
     want = [(400, "BadRequestError", "invalid_request_error"), (400, "BadRequestError", "invalid_request_error"),
             (403, "PermissionDeniedError", "permission_error"), (500, "InternalServerError", "api_error"),
-            overloaded if msg_gw.passthrough else (503, "ServiceUnavailableError", "api_error"),
-            (504, "GatewayTimeoutError", "api_error"), (200, "APIStatusError", "api_error"),  # the stream's error event
+            (529, "OverloadedError", "overloaded_error"), (504, "GatewayTimeoutError", "timeout_error"),
+            # the stream's error event: Qwen's timeout (its code 504), or the Anthropic base's own words passed on
+            (200, "APIStatusError", "api_error" if msg_gw.passthrough else "timeout_error"),
             (404, "NotFoundError", "not_found_error"), (404, "NotFoundError", "not_found_error"), "answered"]
     assert got == want, [(g, (o.get("raised") or {}).get("message")) for g, o in zip(got, outcomes)]
     assert "stream timeout" in outcomes[6]["raised"]["message"]

@@ -114,3 +114,48 @@ def test_a_refused_key_rotates_to_the_next_account(make_gateway, emu, key_home, 
     with httpx.Client(trust_env=False, timeout=10) as c:
         states = {a["name"]: a["state"] for a in c.get(gw.url + "/health").json()["accounts"]}
     assert states == {"wrong": "refused", "emu": "ok"}
+
+
+# ---- issue 51, item 5: a client at the explicit proxy that does not trust mitmproxy's CA ------------------
+
+
+def test_codex_without_the_ca_at_the_explicit_proxy_is_told_the_setting_once(make_gateway, emu, key_home, tmp_path):
+    """Codex behind HTTPS_PROXY without the mitmproxy CA retries "waiting for network" for ever; the terminal
+    showed only mitmproxy's TLS line, again and again. Now one line says which setting gives Codex the CA."""
+    from e2e.test_e2e_codex import Codex
+    gw = make_gateway("untrusted", mode="regular", env=key_home)
+    codex = Codex(tmp_path, "untrusted", "[analytics]\nenabled = false\n", OPENAI_API_KEY="anything",
+                  HTTPS_PROXY=gw.url)
+    r = subprocess.run(["timeout", "-k", "5", "25", codex.binary, "exec", "--skip-git-repo-check", "say hello"],
+                       cwd=codex.work, env=codex.env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode != 0  # it cannot work without the CA
+    log = gw.log()
+    handshakes = log.count("Client TLS handshake failed")
+    told = [ln for ln in log.splitlines() if "does not trust the gateway's certificate for api.openai.com" in ln]
+    print(f"\n{handshakes} failed handshakes; the gateway said:\n" + "\n".join(told))
+    assert handshakes >= 2  # Codex tried again and again
+    ca = str(gw.ca_cert)
+    assert len(told) == 1, told  # once, however often it retries
+    assert "api.openai.com" in told[0] and f"CODEX_CA_CERTIFICATE={ca}" in told[0], told
+    assert "SSL_CERT_FILE" in told[0] and "docs/clients.md" in told[0]
+
+
+def test_https_proxy_at_the_reverse_listener_is_told_what_to_use_once(make_gateway, key_home):
+    """HTTPS_PROXY=http://127.0.0.1:PORT with a reverse-mode gateway: the client sends `CONNECT api.openai.com:443`.
+    mitmproxy answers 400 (a CONNECT in reverse mode), which openai-python shows as `Connection error.`; the
+    request line said `passed 502`. Now it says what happened (refused 400), and one line says what to use."""
+    gw = make_gateway("reverse-proxied", env=key_home)
+    client = openai.OpenAI(api_key="anything", max_retries=2,  # no base URL: api.openai.com, through the proxy
+                           http_client=httpx.Client(proxy=gw.url, trust_env=False, timeout=20))
+    with pytest.raises(openai.APIConnectionError) as e:
+        client.chat.completions.create(**CHAT)
+    assert "400" in str(e.value.__cause__), repr(e.value.__cause__)  # the protocol's answer to a CONNECT: a status
+    time.sleep(0.5)  # the request lines are written once the answers went out
+    log = gw.log()
+    told = [ln for ln in log.splitlines() if "as its HTTPS_PROXY" in ln]
+    print("\nthe gateway said:\n" + "\n".join(told))
+    assert len(told) == 1, log  # once, for three CONNECTs (the SDK's two retries)
+    assert f"http://127.0.0.1:{gw.port}/v1" in told[0] and "mitmdump -s addons/qwen.py" in told[0], told
+    connects = [ln for ln in log.splitlines() if "CONNECT" in ln and "api.openai.com:443" in ln and "total=" in ln]
+    assert len(connects) == 3 and all(" refused 400 " in ln for ln in connects), connects

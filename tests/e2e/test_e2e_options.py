@@ -101,6 +101,25 @@ def test_every_option_given_a_value_it_refuses_stops_the_gateway_before_it_serve
     assert target.received == b"" and answers == [], (target.received, answers)
 
 
+def test_bad_values_of_both_kinds_each_get_their_own_line(tmp_path, target):
+    """A choice mitmproxy parses (`qwen_web_pin=bogus`) beside values only the gateway's bounds refuse
+    (issue 51: the first stopped the gateway before the others were looked at: one line for three)."""
+    bad = [("qwen_web_pin", "bogus"), ("qwen_max_body_mb", "0"), ("qwen_upstream_timeout", "-1")]
+    status, out, _ = run_gateway(tmp_path, target, *(a for name, v in bad for a in ("--set", f"{name}={v}")))
+    assert status == 2, out
+    lines = [ln for ln in out.splitlines() if "the gateway cannot start" in ln]
+    assert [next(name for name, _ in bad if f"option {name}: got " in ln) for ln in lines] == [n for n, _ in bad], out
+
+
+def test_a_misspelt_mitmproxy_option_is_reported_with_the_name_meant(make_gateway, emu, oauth_home):
+    """`--set flow_detial=1`: mitmproxy keeps a name no addon declared for an addon that may declare it later, and
+    says nothing; once every addon has loaded, the gateway says it is unknown and which name was meant."""
+    gw = make_gateway(args=("--set", "flow_detial=1"), env=oauth_home["env"])
+    assert httpx.get(gw.url + "/health", timeout=10).status_code == 200  # it serves: the option was only ignored
+    assert "qwen: mitmproxy ignores unknown option flow_detial (did you mean flow_detail?)" in gw.log(), gw.log()
+    assert gw.log().count("flow_detial") == 1
+
+
 def test_the_two_runs_cover_every_option():
     assert {n for n, _ in TYPED} | set(MEANT) == set(SPECS)
 

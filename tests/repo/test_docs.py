@@ -795,6 +795,34 @@ def test_client_recipe_runs_as_printed(tmp_path, anchor, needs):
         assert trouble is None, f"{b.id}: {trouble.group(0)!r}:\n{shown}"
 
 
+CODEX_RECIPES = [a for a, needs in CLIENT_RECIPES if any("codex" in str(path) for path, _ in needs)]
+NAMED_KEY = "$READER_KEY"  # what the reader of a team gateway puts where the recipe says `anything`
+
+
+@pytest.mark.parametrize("anchor", CODEX_RECIPES, ids=[a[:40] for a in CODEX_RECIPES])
+def test_codex_recipe_runs_with_a_named_key(tmp_path, anchor):
+    """The Codex recipes on a team gateway (docs/keys.md): a named key made with `qwen-keys add`, given where the
+    recipe says `anything`, as the page tells its reader. Codex must send it: every request then needs one.
+    (Issue 51: `OPENAI_API_KEY=… codex exec --profile qwen` sent none, and Codex retried the 401 until it gave up.)"""
+    codex = TOOLS / "node_modules" / ".bin" / "codex"
+    if not codex.exists():
+        pytest.skip(f"Codex CLI is not installed ({INSTALL})")
+    b = block("docs/clients.md", anchor)
+    assert "=anything " in b.text, f"{b.id}: the recipe no longer says where the key goes"
+    given = Block(b.file, b.line, b.lang, b.text.replace("=anything ", f"={NAMED_KEY} "))
+    for s in _sessions(tmp_path, path=CLIENT_PATH, **CLIENT_ENV):
+        s.sh(DEMO_ACCOUNT)
+        sandbox.wait_port(s.shell, 9999)
+        s.sh("READER_KEY=$(.venv/bin/qwen-keys add reader | tail -n 1)")
+        out = s.run(given, timeout=180)
+        out += s.stop_servers()
+        shown = as_shown(out, s.home)
+        print(f"\n--- {b.id} with a named key:\n{shown}")
+        assert any(ln.strip() == "Echo: say hello" for ln in shown.splitlines()), f"{b.id}: no answer:\n{shown}"
+        trouble = CLIENT_TROUBLE.search(shown)
+        assert trouble is None, f"{b.id}: {trouble.group(0)!r}:\n{shown}"
+
+
 # ---- docs/keys.md -------------------------------------------------------------------------------------
 
 

@@ -233,7 +233,6 @@ UNTESTED = {
     "qwen_gateway.auth.cli_status": "qwen-auth status: tests/e2e/test_auth_cli.py and the docs' samples",
     "qwen_gateway.auth.endpoints": "the accounts' API bases: constants",
     "qwen_gateway.auth.groups": "key groups: through tests/unit/auth/test_affinity.py's pool",
-    "qwen_gateway.auth.pool_status": "the pool's status rows: through the pool's tests and /health",
     "qwen_gateway.auth.refreshing": "through the OAuth accounts' tests (tests/unit/auth/test_oauth.py)",
     "qwen_gateway.auth.web_cli": "qwen-auth add-web: tests/unit/auth/test_web_cli.py runs it through the CLI",
     "qwen_gateway.cli.keys": "qwen-keys: tests/e2e/test_e2e_keys*.py run the command",

@@ -101,7 +101,8 @@ def test_billing_answered_429_is_not_a_throttle(code, message):
 
 def test_denied_says_why_and_is_not_a_credential_problem():
     err = classify(403, body("Model.AccessDenied", "Model access denied."))
-    assert err.kind is ErrorKind.DENIED and err.type == "permission_error"
+    assert err.kind is ErrorKind.DENIED and err.type == "invalid_request_error"  # OpenAI's word for its 403s
+    assert err.headers == {"x-should-retry": "false"}  # no retry gets the model enabled
     assert "not be enabled" in err.message and "arrears" in err.message and "Model access denied." in err.message
     assert err.to_gateway_error().status == 403
 

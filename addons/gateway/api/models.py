@@ -13,7 +13,8 @@ from ..config import Config
 from ..errors import GatewayError
 from ..exchange import Exchange
 from ..local import json_response
-from ..model_map import Offers, tier_alias
+from ..model_map import Offers, offers_of, tier_alias
+from ..model_names import NOT_FOUND, message
 
 if TYPE_CHECKING:
     from ..accounts import Pool
@@ -31,8 +32,7 @@ def answer(pool: Callable[[], Pool | None],
         if current is not None:
             rows = current.status()
             refresh(config, current, rows)
-            offers = [(row.get("kind") or "", row.get("billing") or "", bool(row.get("embeddings")),
-                       str(row.get("name") or "")) for row in rows]
+            offers = offers_of(rows)
         return await _answer(ex, flow, config, offers)
 
     return models
@@ -52,7 +52,8 @@ async def _answer(ex: Exchange, flow: http.HTTPFlow, config: Config, offers: Off
     if model is None and ex.dialect == "anthropic" and tier_alias(name):  # any Claude id the map answers
         model = {"id": name, "created": 0}
     if model is None:
-        raise GatewayError(404, f"The model '{name}' does not exist.", code="model_not_found", param="model")
+        raise GatewayError(404, message(name, [m["id"] for m in config.models.list(offers)]), code=NOT_FOUND,
+                           param="model")
     if ex.dialect == "anthropic":
         return json_response(200, anthropic_list([model])["data"][0])
     return json_response(200, model)

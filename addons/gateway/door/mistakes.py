@@ -13,6 +13,10 @@ what to type instead, or simply works.
 - `https://` on the reverse-mode listener, which speaks plain HTTP: mitmproxy starts TLS with its own
   certificate, which the client does not trust, and says only that. `https_on_plain_listener` is the line
   the gateway logs then, naming the URL to use.
+- `HTTPS_PROXY` pointed at the reverse-mode listener: the client sends `CONNECT api.openai.com:443`, which
+  mitmproxy refuses itself in reverse mode (400, before any hook could answer; a CONNECT's answer is a status
+  line, which most clients do not even show). `proxy_at_reverse_line` is the line the gateway logs then, once
+  an hour per listener, naming the two ways that work.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import logging
 from mitmproxy import http
 from mitmproxy.proxy import mode_specs
 
-from ..errors import GatewayError
+from ..errors import MITMPROXY_REFUSED, GatewayError
+from ..logtally import Once
 
 log = logging.getLogger("qwen")
 
@@ -67,6 +72,31 @@ def refusal(flow: http.HTTPFlow, route: str, dialect: str) -> GatewayError | Non
 def undoubled(path: str) -> str:
     """`/v1/v1/messages` → `/v1/messages` (a base URL that already ended in /v1); anything else unchanged."""
     return path[3:] if path.startswith("/v1/v1/") else path
+
+
+def refused_by_mitmproxy(flow: http.HTTPFlow, once: Once) -> None:
+    """`requestheaders` with the error already set: mitmproxy refused the request (its validation) and answers 400
+    itself. The request line says so; a CONNECT on a reverse-mode listener gets its line, once an hour per
+    listener."""
+    flow.metadata[MITMPROXY_REFUSED] = 400
+    line = proxy_at_reverse_line(flow)
+    if line and once.due(f"CONNECT at {flow.client_conn.sockname}"):
+        log.warning(line)
+
+
+def proxy_at_reverse_line(flow: http.HTTPFlow) -> str | None:
+    """The line for a CONNECT that reached a reverse-mode listener (None: not one)."""
+    client = flow.client_conn
+    if flow.request.method != "CONNECT" or not isinstance(client.proxy_mode, mode_specs.ReverseMode):
+        return None
+    if not isinstance(client.sockname, tuple) or len(client.sockname) < 2:
+        return None
+    port = client.sockname[1]
+    return (f"qwen: a client uses this gateway as its HTTPS_PROXY (CONNECT {flow.request.host}:{flow.request.port}),"
+            f" but this listener is a reverse proxy, which mitmproxy refuses CONNECT on (400). Either give the client "
+            f"http://127.0.0.1:{port}/v1 as its base URL (OPENAI_BASE_URL; ANTHROPIC_BASE_URL=http://127.0.0.1:{port})"
+            " and unset HTTPS_PROXY, or run the gateway as the explicit proxy: `mitmdump -s addons/qwen.py` (regular "
+            "mode), with mitmproxy's CA trusted (docs/clients.md)")
 
 
 def https_on_plain_listener(client) -> None:

@@ -4,7 +4,8 @@ or tpm (a key without them gets none):
 - OpenAI: `x-ratelimit-limit-requests`, `x-ratelimit-remaining-requests`, `x-ratelimit-reset-requests`
   (and `-tokens`); the reset a duration as OpenAI writes it (`1s`, `6m0s`, `250ms`).
 - Anthropic (the Messages API): `anthropic-ratelimit-requests-limit`, `-remaining`, `-reset` (and
-  `tokens-`); the reset an RFC 3339 time.
+  `tokens-`, `input-tokens-`, `output-tokens-`); the reset an RFC 3339 time. A key's one tokens-per-minute
+  budget counts input and output together: each of the three token families shows it.
 
 The reset is when the window is empty again: every request (token) it counts has left the minute."""
 
@@ -14,6 +15,7 @@ import math
 import time
 
 ANTHROPIC = "anthropic"  # the dialect (Endpoint.dialect) whose clients read Anthropic's headers
+ANTHROPIC_FAMILIES = {"tokens": ("tokens", "input-tokens", "output-tokens")}
 
 
 def duration(seconds: float) -> str:
@@ -36,9 +38,10 @@ def headers(dialect: str, states: list[tuple[str, int, int, float]], now: float 
     out = {}
     if dialect == ANTHROPIC:
         for what, limit, remaining, reset in states:
-            out[f"anthropic-ratelimit-{what}-limit"] = str(limit)
-            out[f"anthropic-ratelimit-{what}-remaining"] = str(remaining)
-            out[f"anthropic-ratelimit-{what}-reset"] = rfc3339(reset, now)
+            for family in ANTHROPIC_FAMILIES.get(what, (what,)):
+                out[f"anthropic-ratelimit-{family}-limit"] = str(limit)
+                out[f"anthropic-ratelimit-{family}-remaining"] = str(remaining)
+                out[f"anthropic-ratelimit-{family}-reset"] = rfc3339(reset, now)
     else:
         for what, limit, remaining, reset in states:
             out[f"x-ratelimit-limit-{what}"] = str(limit)

@@ -2,16 +2,17 @@
 them in the client's dialect: Anthropic's clients read a 429 as rate_limit_error). A missing or wrong key
 says how to get one, a key where the gateway takes none (the URL, basic auth) where it goes; a rate limit
 says when to retry (Retry-After, never beyond the minute); a spent budget says which budget, how much was
-spent and when it resets — on OpenAI's dialects a 429 `insufficient_quota` with `x-should-retry: false` (the
-SDKs then do not retry it), on the Messages API a 400 as Anthropic answers a reached spend limit (no client
-retries a 400, none waits a day on a Retry-After)."""
+spent and when it resets — on OpenAI's dialects a 429 `insufficient_quota`, on the Messages API a 400 as
+Anthropic answers a reached spend limit (none waits a day on a Retry-After). Every refusal no retry can fix
+carries `x-should-retry: false`: the SDKs and Claude Code then give up at once (Claude Code re-sends even a 400,
+with fewer features, unless told not to)."""
 
 from __future__ import annotations
 
 import functools
 import time
 
-from ..errors import GatewayError
+from ..errors import NO_RETRY, GatewayError
 from .keyring import KeyRecord
 from .limits import retry_seconds
 from .ratelimits import ANTHROPIC
@@ -32,7 +33,8 @@ def no_key(presented: bool, named: bool, local: bool) -> GatewayError:
     here = (" On this machine, `qwen-keys list` shows the gateway's named keys (a key itself is printed once, by "
             "`qwen-keys add` or `qwen-keys rotate`)." if local and named else "")
     return GatewayError(401, f"{first} (Authorization: Bearer KEY or x-api-key). {how}{here}",
-                        type="invalid_request_error", code="invalid_api_key")
+                        type="invalid_request_error", code="invalid_api_key",
+                        headers=NO_RETRY)
 
 
 @functools.cache
@@ -42,19 +44,20 @@ def key_in_url() -> GatewayError:
     return GatewayError(401, "A client key in the URL is refused: URLs end up in logs on the way. Send it as "
                              "Authorization: Bearer KEY (or x-api-key), and ask the gateway's operator for a new "
                              "one if that URL was shared (qwen-keys rotate).", type="invalid_request_error",
-                        code="invalid_api_key")
+                        code="invalid_api_key", headers=NO_RETRY)
 
 
 @functools.cache
 def basic_auth() -> GatewayError:
     return GatewayError(401, "HTTP basic auth (Authorization: Basic) is not accepted. Send the key as "
                              "Authorization: Bearer KEY (or x-api-key).", type="invalid_request_error",
-                        code="invalid_api_key")
+                        code="invalid_api_key", headers=NO_RETRY)
 
 
 def revoked(rec: KeyRecord) -> GatewayError:
     return GatewayError(401, f"The key {rec.name!r} was revoked. Ask the gateway's operator for a new one "
-                             "(qwen-keys add or rotate).", type="invalid_request_error", code="invalid_api_key")
+                             "(qwen-keys add or rotate).", type="invalid_request_error", code="invalid_api_key",
+                        headers=NO_RETRY)
 
 
 def rate_limited(rec: KeyRecord, kind: str, seconds: float) -> GatewayError:
@@ -69,7 +72,7 @@ def too_large(rec: KeyRecord, tokens: int) -> GatewayError:
     return GatewayError(429, f"This request (about {tokens:,} tokens) is larger than key {rec.name!r}'s limit of "
                              f"{rec.tpm:,} tokens per minute (qwen-keys --tpm): it can never be admitted. Send a "
                              "shorter prompt or raise the limit.", type="tokens", code="rate_limit_exceeded",
-                        headers={"x-should-retry": "false"})
+                        headers=NO_RETRY)
 
 
 def _until(seconds: float) -> str:
@@ -103,14 +106,14 @@ def over_monthly(rec: KeyRecord, spent: float, dialect: str = "", now: float | N
 def _budget(message: str) -> GatewayError:
     """No Retry-After: the wait is hours or days, beyond any rate-limit window a client would wait out."""
     return GatewayError(429, message, type="insufficient_quota", code="insufficient_quota",
-                        headers={"x-should-retry": "false"})
+                        headers=NO_RETRY)
 
 
 def _spend_limit(reset: float, which: str) -> GatewayError:
     """Anthropic's answer to a reached spend limit, word for word, then which budget of which key."""
     day = time.strftime("%Y-%m-%d", time.gmtime(reset))
     return GatewayError(400, f"{SPEND_LIMIT.format(day=day)} ({which})", type="invalid_request_error",
-                        code="insufficient_quota")
+                        code="insufficient_quota", headers=NO_RETRY)  # Claude Code re-sends a 400 otherwise
 
 
 def keys_unread(why: str = "") -> GatewayError:

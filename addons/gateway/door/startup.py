@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from mitmproxy import exceptions
 from mitmproxy.utils import typecheck
 
 from ..config import SPECS
-from ..option_specs import refusal, unknown
+from ..option_specs import problem, refusal, unknown
 
 log = logging.getLogger("qwen")
 
@@ -44,12 +44,25 @@ def check_deferred(opts) -> list[str]:
         try:
             value = opts._parse_setval(opts._options[name], raw.val) if hasattr(raw, "val") else raw
             typecheck.check_option_type(name, value, SPECS[name].typespec)
-            if (choices := SPECS[name].choices) and value not in choices:
+            if problem(SPECS[name], value):  # a choice, a bound, a meaning: all said now, one line each
                 raise exceptions.OptionsError(name)
         except (exceptions.OptionsError, TypeError, ValueError):
             problems.append(refusal(name, shown, SPECS[name].accepts))
             del deferred[name]
     return problems
+
+
+def say_unknown_options(opts) -> None:
+    """At `running`: each `--set` name no addon declared, one line each."""
+    for line in unknown_options(opts, sorted(opts.keys())):
+        log.warning("qwen: %s", line)
+
+
+def unknown_options(opts, known: Sequence[str]) -> list[str]:
+    """Once every addon has loaded: the `--set` names none declared (mitmproxy keeps them for an addon that may
+    come later, and says nothing), each with the name meant. The gateway's own were refused at load."""
+    return [f"mitmproxy ignores {unknown(name, known)}" for name in sorted(getattr(opts, "deferred", {}))
+            if not name.startswith("qwen_")]
 
 
 def deferred_values(opts, running: bool) -> None:

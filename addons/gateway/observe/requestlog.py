@@ -28,6 +28,7 @@ from mitmproxy import flow as mflow
 from mitmproxy.log import LegacyLogEvents
 from mitmproxy.net.http import url
 
+from ..errors import MITMPROXY_REFUSED
 from ..jsonio import valid_text
 from ..observer import Observer, cache_write_tokens, cached_tokens, endpoint_name, error_code, error_text, status_of
 from ..prices import USD, usd
@@ -107,11 +108,16 @@ def format_passed(flow: http.HTTPFlow) -> str | None:
     if flow.response is not None and flow.server_conn.timestamp_start is None:
         # answered before any server was asked: the gateway's own refusal (client keys, no pass-through)
         parts.append("refused" if flow.response.status_code >= 400 else "answered")
+    elif flow.response is None and MITMPROXY_REFUSED in flow.metadata:
+        parts.append("refused")  # mitmproxy refused the request itself (a CONNECT in reverse mode)
     else:
         parts.append("passed")
     if flow.response is not None:
         parts.append(str(flow.response.status_code))
         end = flow.response.timestamp_end
+    elif MITMPROXY_REFUSED in flow.metadata:
+        parts.append(str(flow.metadata[MITMPROXY_REFUSED]))
+        end = None
     else:  # mitmproxy answered 502 itself when it could not connect (ErrorCode.CONNECT_FAILED)
         parts.append("502" if flow.server_conn.timestamp_tcp_setup is None and flow.error is not None else "?")
         end = None

@@ -14,10 +14,11 @@ import functools
 import logging
 from collections.abc import Callable
 
-from .. import jsonio
+from .. import jsonio, model_names
 from ..config import Config
 from ..errors import ConnectionFailed, DeadConnection, GatewayError, UpstreamError, UpstreamTimeout
 from ..exchange import Exchange, Retry, RetryReason
+from ..model_map import offers_of
 from ..pivot import Pairing, Upstream, UpstreamAnswer, Wire
 from ..redact import REDACTED, SECRET_HEADERS
 from .client import ProxyRefused, UntrustedCertificate, UpstreamClient
@@ -99,7 +100,15 @@ class UpstreamEngine:
             finally:
                 await resp.aclose()
             ex.upstream_response_body = raw
-            await self.policy.recover(ex, upstream.classify(resp.status_code, raw, dict(resp.headers)))
+            err = upstream.classify(resp.status_code, raw, dict(resp.headers))
+            if err.code == model_names.NOT_FOUND:  # with the nearest names served, as OpenAI answers it
+                err = self._unknown_model(ex, err)
+            await self.policy.recover(ex, err)
+
+    def _unknown_model(self, ex: Exchange, err: UpstreamError) -> UpstreamError:
+        pool = self.policy.pool
+        served = self.config.models.list(offers_of(pool.status()) if pool is not None else None)
+        return model_names.unknown(err, ex.upstream_model, [m["id"] for m in served], ex.requested_model)
 
     async def _fetch(self, wire: Wire) -> tuple[int, dict[str, str], bytes]:
         """An upstream's preparatory request (pivot.Fetch): whole, over the same pool; a dead keep-alive

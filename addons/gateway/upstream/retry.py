@@ -13,7 +13,7 @@ from collections.abc import Collection
 from .. import errors
 from .learned_caps import LearnedCaps
 from ..accounts import KEY, AccountUnavailable, Credential, NotCapable, Outcome, Pool
-from ..errors import GatewayError, UpstreamError
+from ..errors import NO_RETRY, GatewayError, UpstreamError
 from ..exchange import Exchange, Retry, RetryReason
 from ..model_map import Thinking, cap_refusal, stream_refusal, thinking_refusal
 from ..overflow import over_upstream_limit, upstream_limit
@@ -37,7 +37,8 @@ class RetryPolicy:
     async def acquire(self, ex: Exchange, exclude: Collection[str] = ()) -> Credential:
         """A credential for this exchange (the endpoint's capability included), recorded as tried."""
         if self.pool is None:
-            raise GatewayError(503, "The gateway has no account pool configured.", code="no_accounts")
+            raise GatewayError(503, "The gateway has no account pool configured.", code="no_accounts",
+                               headers=NO_RETRY)
         assert ex.endpoint is not None
         try:
             cred = await self.pool.acquire(exclude, capability=ex.endpoint.capability, conversation=ex.conversation)
@@ -90,7 +91,7 @@ class RetryPolicy:
             except GatewayError:
                 ex.notes.append(f"{refused}: no other account")
                 raise GatewayError(err.status, f"Account {account}: {err.message}", type=err.type,
-                                   code=err.code) from None
+                                   code=err.code, headers=err.headers) from None
             ex.notes.append(f"{refused}: another account tried")
             ex.retries.append(Retry(RetryReason.ROTATED, account))
             return cred
@@ -156,8 +157,8 @@ class RetryPolicy:
         try:
             cred = await self.acquire(ex, exclude=ex.tried)
         except GatewayError:
-            raise GatewayError(401, f"{why} Qwen said: “{err.message}”", type="authentication_error",
-                               code="invalid_api_key") from None
+            raise GatewayError(401, f"{why} Qwen said: “{err.message}”", code="invalid_api_key",
+                               headers=NO_RETRY) from None
         ex.retries.append(Retry(RetryReason.ROTATED, account))
         return cred
 
@@ -188,7 +189,7 @@ def _retried(ex: Exchange, reason: RetryReason) -> int:
 def unavailable(e: AccountUnavailable) -> GatewayError:
     retry_at = getattr(e, "retry_at", None)
     if getattr(e, "needs_login", False):
-        return GatewayError(401, str(e), code="qwen_login_required")
+        return GatewayError(401, str(e), code="qwen_login_required", headers=NO_RETRY)
     if retry_at is not None:
         wait = max(1, int(retry_at - time.time()))
         if getattr(e, "throttled", False):  # a rate limit: the SDKs retry this one after Retry-After
@@ -198,5 +199,8 @@ def unavailable(e: AccountUnavailable) -> GatewayError:
         # OpenAI's SDKs told not to retry it (x-should-retry), as they treat OpenAI's own quota answer;
         # Claude Code honours it too, and prints the message as it is.
         return GatewayError(429, f"Qwen quota exceeded. {e}", type="insufficient_quota", code="insufficient_quota",
-                            headers={"x-should-retry": "false"})
-    return GatewayError(503, str(e), type="api_error", code="no_usable_account")
+                            headers=NO_RETRY)
+    # No wait helps (no account configured, every one needs a login or a key): the SDKs are told not to retry,
+    # unless a refresh failed for a network or server reason, which a later request may find over
+    return GatewayError(503, str(e), code="no_usable_account",
+                        headers=None if getattr(e, "transient", False) else NO_RETRY)

@@ -503,6 +503,23 @@ async def test_unreachable_oauth_server_is_readable_and_retried_later(settings, 
     assert not e.value.needs_login and path.read_bytes() == before
     assert acct.status()["state"] == "error"
     assert not state.get(DEFAULT)["needs_login"]
+    assert e.value.transient  # a later request may find the server back: its client is not told to give up
+    with pytest.raises(AccountUnavailable) as again:  # within refresh_retry_s: the failure said again
+        await acct.credential()
+    assert again.value.transient
+    with pytest.raises(PoolExhausted) as e:
+        await AccountPool([acct], state).acquire()
+    assert e.value.transient and e.value.retry_at is None
+
+
+async def test_exhaustion_no_wait_can_end_is_not_transient(state):
+    """No account, or every one needing a login or a key: nothing a client's retry can change."""
+    dead = AccountUnavailable("a: Refresh token expired or invalid; run `qwen-auth login`", needs_login=True)
+    for pool in (AccountPool([], state), AccountPool([FakeAccount("a", fail=dead, kind=OAUTH)], state),
+                 AccountPool([FakeAccount("a", fail=AccountUnavailable("a: env var K is not set"))], state)):
+        with pytest.raises(AccountUnavailable) as e:
+            await pool.acquire()
+        assert not e.value.transient, str(e.value)
 
 
 def test_save_login_registers_extra_accounts_and_reattaches_default(settings):

@@ -100,3 +100,38 @@ def test_the_mistakes_module_answers_only_what_it_knows():
     from qwen_gateway.door import mistakes
     assert mistakes.undoubled("/v1/v1/messages") == "/v1/messages"
     assert mistakes.undoubled("/v1/messages") == "/v1/messages" and mistakes.undoubled("/v1/v1") == "/v1/v1"
+
+
+def test_a_connect_mitmproxy_refused_on_a_reverse_listener_is_said_once_with_what_to_use(caplog):
+    """HTTPS_PROXY pointed at the reverse-mode gateway: mitmproxy refuses the CONNECT itself (400); the request line
+    says so, and one line an hour per listener says what to use."""
+    from mitmproxy import flow as mflow
+
+    from qwen_gateway.door import mistakes
+    from qwen_gateway.errors import MITMPROXY_REFUSED
+    from qwen_gateway.logtally import Once
+    from qwen_gateway.observe.requestlog import format_passed
+    once = Once()
+
+    def connect(listener=("127.0.0.1", 8080), mode="reverse:https://portal.qwen.ai"):
+        f = chat_flow({}, host="api.openai.com", path="", method="CONNECT")
+        f.request.port, f.request.scheme = 443, ""
+        f.client_conn.proxy_mode = mode_specs.ProxyMode.parse(mode)
+        f.client_conn.sockname = listener
+        f.response = None
+        f.error = mflow.Error("mitmproxy received an HTTP CONNECT request even though it is not running in "
+                              "regular/upstream mode.")
+        return f
+
+    with caplog.at_level("WARNING", logger="qwen"):
+        for _ in range(3):
+            f = connect()
+            mistakes.refused_by_mitmproxy(f, once)
+        mistakes.refused_by_mitmproxy(connect(listener=("127.0.0.1", 9090)), once)  # another listener: its own
+        mistakes.refused_by_mitmproxy(connect(mode="regular"), once)  # not reverse: mitmproxy's own business
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines
+    assert "HTTPS_PROXY (CONNECT api.openai.com:443)" in lines[0] and "http://127.0.0.1:8080/v1" in lines[0]
+    assert "`mitmdump -s addons/qwen.py`" in lines[0] and "http://127.0.0.1:9090/v1" in lines[1]
+    assert f.metadata[MITMPROXY_REFUSED] == 400
+    assert " refused 400 " in format_passed(f)  # not "passed 502": mitmproxy answered 400 and asked nobody

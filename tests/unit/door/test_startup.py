@@ -39,6 +39,26 @@ def test_deferred_values_the_gateway_refuses_are_named_and_taken_out_of_mitmprox
     assert opts.qwen_metrics is False
 
 
+def test_a_value_of_the_right_type_beyond_its_bounds_is_said_with_the_rest():
+    """Issue 51: a choice refused at load stopped the gateway before the bounds (checked at configure) were
+    looked at: three bad values, one line."""
+    opts = deferred_options("qwen_web_pin=bogus", "qwen_max_body_mb=0", "qwen_upstream_timeout=-1",
+                            "qwen_upstream_keepalive=30")
+    assert startup.check_deferred(opts) == ["option qwen_web_pin: got 'bogus'; accepts one of off, user",
+                                            "option qwen_max_body_mb: got '0'; accepts an integer from 1 to 1024",
+                                            "option qwen_upstream_timeout: got '-1'; accepts an integer from 0 "
+                                            "to 86400"]
+    assert set(opts.deferred) == {"qwen_upstream_keepalive"}
+
+
+def test_names_no_addon_declared_are_said_with_the_one_meant():
+    opts = deferred_options("flow_detial=1", "zzzzzz=1", "qwen_metrics=false")
+    opts.add_option("flow_detail", int, 1, "")
+    assert startup.unknown_options(opts, sorted(opts.keys())) == [
+        "mitmproxy ignores unknown option flow_detial (did you mean flow_detail?)",
+        "mitmproxy ignores unknown option zzzzzz; `mitmdump --options` lists them"]
+
+
 def test_config_yaml_values_are_checked_too():
     opts = optmanager.OptManager()
     opts.update_defer(qwen_max_body_mb="ten", qwen_token_count=True)  # load_paths defers typed YAML values

@@ -246,7 +246,8 @@ def test_on_the_messages_api_a_spent_budget_is_anthropics_spend_limit_400():
     rec = KeyRecord("ci", daily_tokens=1000, monthly_usd=5)
     now = calendar.timegm((2026, 12, 31, 22, 30, 0))
     daily = refusals.over_daily(rec, 1234, "anthropic", now)
-    assert daily.status == 400 and daily.type == "invalid_request_error" and not daily.headers
+    assert daily.status == 400 and daily.type == "invalid_request_error"
+    assert daily.headers == {"x-should-retry": "false"}  # Claude Code re-sends a 400 (fewer betas) otherwise
     assert daily.message.startswith("You have reached your specified API usage limits. You will regain access on "
                                     "2027-01-01 at 00:00 UTC. (key 'ci': 1,234 of 1,000 tokens today")
     monthly = refusals.over_monthly(rec, 5.25, "anthropic", calendar.timegm((2026, 5, 31, 12, 0, 0)))
@@ -264,7 +265,12 @@ def test_rate_limit_headers_as_each_api_writes_them():
     assert ratelimits.headers("anthropic", states, now) == {
         "anthropic-ratelimit-requests-limit": "5", "anthropic-ratelimit-requests-remaining": "4",
         "anthropic-ratelimit-requests-reset": "2026-05-31T12:01:00Z", "anthropic-ratelimit-tokens-limit": "1000",
-        "anthropic-ratelimit-tokens-remaining": "900", "anthropic-ratelimit-tokens-reset": "2026-05-31T12:00:01Z"}
+        "anthropic-ratelimit-tokens-remaining": "900", "anthropic-ratelimit-tokens-reset": "2026-05-31T12:00:01Z",
+        # the key's one budget counts input and output tokens together: Anthropic's input and output headers say so
+        "anthropic-ratelimit-input-tokens-limit": "1000", "anthropic-ratelimit-input-tokens-remaining": "900",
+        "anthropic-ratelimit-input-tokens-reset": "2026-05-31T12:00:01Z",
+        "anthropic-ratelimit-output-tokens-limit": "1000", "anthropic-ratelimit-output-tokens-remaining": "900",
+        "anthropic-ratelimit-output-tokens-reset": "2026-05-31T12:00:01Z"}
 
 
 async def test_the_limiter_says_what_is_left_and_when_the_window_is_empty():

@@ -7,10 +7,16 @@ own dialect. Through the addon in mitmproxy's test style (taddons, tflow), Qwen 
 from __future__ import annotations
 
 import json
+import time
 
+import pytest
 from mitmproxy.test import taddons
 
-from qwen_gateway.accounts import KEY, Credential
+from qwen_gateway.accounts import KEY, AccountUnavailable, Credential
+from qwen_gateway.auth.pool import PoolExhausted
+from qwen_gateway.auth.pool_status import NO_ACCOUNTS
+from qwen_gateway.errors import GatewayError
+from qwen_gateway.upstream.retry import RetryPolicy, unavailable
 from unit.test_addon import KEY_CRED, FakeQwen, chat_flow, make, through
 
 HI = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
@@ -41,7 +47,7 @@ async def test_with_no_other_account_the_client_reads_a_permission_refusal():
         f = await through(gw, chat_flow(HI))
     assert f.response.status_code == 403 and len(qwen.requests) == 1
     err = json.loads(f.response.content)["error"]
-    assert (err["type"], err["code"]) == ("permission_error", "plan_refused")
+    assert (err["type"], err["code"]) == ("invalid_request_error", "plan_refused")  # OpenAI's 403s say so
     assert err["message"].startswith("Account cp: Qwen's Coding Plan serves coding agents only") and "--preset dashscope-intl" in err["message"]
     assert gw.pool.reports == []  # not broken, not cooled down, not refused
     assert [n for n in f.metadata["qwen"]["notes"] if n.startswith("cp refused")][0].endswith(": no other account")
@@ -60,3 +66,39 @@ async def test_the_anthropic_dialect_reads_it_as_a_permission_error():
     assert body["type"] == "error" and body["error"]["type"] == "permission_error"
     assert "coding agents only" in body["error"]["message"]
     assert gw.pool.reports == []
+
+
+# ---- refusals no retry can fix: `x-should-retry: false`, which the openai and anthropic SDKs and Claude Code honour
+
+
+async def test_a_plans_refusal_tells_the_client_not_to_retry():
+    gw, _ = make(PLAN, qwen=FakeQwen(REFUSED))
+    with taddons.context(gw) as tctx:
+        gw.configure(set(tctx.options.keys()))
+        f = await through(gw, chat_flow(HI))
+    assert f.response.status_code == 403 and f.response.headers["x-should-retry"] == "false"
+
+
+async def test_no_pool_is_refused_with_no_retry():
+    with pytest.raises(GatewayError) as e:
+        await RetryPolicy(None).acquire(None)  # type: ignore[arg-type]  # refused before the exchange is read
+    assert (e.value.status, e.value.code, e.value.headers) == (503, "no_accounts", {"x-should-retry": "false"})
+
+
+@pytest.mark.parametrize(("problem", "status", "code", "no_retry"), [
+    (AccountUnavailable(NO_ACCOUNTS), 503, "no_usable_account", True),
+    (PoolExhausted("No Qwen account can take this request. a: env var K is not set."), 503, "no_usable_account",
+     True),
+    (PoolExhausted("No Qwen account can take this request. a: run `qwen-auth login`", needs_login=True), 401,
+     "qwen_login_required", True),
+    # a refresh that failed on the network: the next request may be served, the SDKs may retry it
+    (PoolExhausted("No Qwen account can take this request. a: cannot reach the OAuth server", transient=True), 503,
+     "no_usable_account", False),
+    (PoolExhausted("… cooling down", retry_at=time.time() + 30, throttled=True), 429, "rate_limit_exceeded", False),
+    (PoolExhausted("… quota exhausted", retry_at=time.time() + 3600), 429, "insufficient_quota", True),
+], ids=["none", "no-key", "login", "transient", "throttled", "quota"])
+def test_what_no_usable_account_tells_the_client(problem, status, code, no_retry):
+    e = unavailable(problem)
+    assert (e.status, e.code) == (status, code)
+    assert (e.headers.get("x-should-retry") == "false") is no_retry, e.headers
+    assert e.type != "api_error"  # Anthropic's word: OpenAI's dialects say server_error

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from ... import sse
-from ...errors import SERVER, THROTTLE, UpstreamError
+from ...errors import SERVER, THROTTLE, TIMEOUT, UpstreamError
 from ...exchange import note
 from ...pivot import ChatChunk
 from .errors import stream_error_type
@@ -145,9 +145,13 @@ class EventTap:
     def fault(self, error: object) -> UpstreamError:
         err = error if isinstance(error, dict) else {}
         message = str(err.get("message") or error or "the upstream failed")
-        if err.get("type") in ("overloaded_error", "rate_limit_error"):
-            return UpstreamError(THROTTLE, 429, message, "rate_limit_error", "rate_limit_exceeded")
-        return UpstreamError(SERVER, 502, message, "api_error", "upstream_error")
+        if err.get("type") == "rate_limit_error":
+            return UpstreamError(THROTTLE, 429, message, "requests", "rate_limit_exceeded")
+        if err.get("type") == "overloaded_error":  # the client reads it as Anthropic's overloaded_error again
+            return UpstreamError(SERVER, 503, message, "server_error", "upstream_overloaded", overloaded=True)
+        if err.get("type") == "timeout_error":
+            return UpstreamError(TIMEOUT, 504, message, "server_error", "upstream_timeout")
+        return UpstreamError(SERVER, 502, message, "server_error", "upstream_error")
 
 
 class EventRelay:

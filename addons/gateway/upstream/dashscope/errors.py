@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 
 from ...accounts import Window
-from ...errors import AUTH, CLIENT, CONTEXT, DENIED, PLAN_REFUSED, QUOTA, SERVER, THROTTLE, TIMEOUT, UpstreamError
+from ...errors import (AUTH, CLIENT, CONTEXT, DENIED, NO_RETRY, PLAN_REFUSED, QUOTA, SERVER, THROTTLE, TIMEOUT,
+                       UpstreamError)
 
 
 def _parse_error(body: bytes | str | None) -> tuple[str, str | None, str | None, str | None]:
@@ -125,10 +126,10 @@ def classify(status: int, body: bytes | str | None, headers: dict[str, str] | No
     retry_after = _retry_after(headers)
     if status == 405 or PLAN_REFUSED_TEXT in low:
         return UpstreamError(PLAN_REFUSED, 403, f"{PLAN_REFUSED_MESSAGE} Qwen said: “{message or 'HTTP 405'}”",
-                             "permission_error", "plan_refused")
+                             "invalid_request_error", "plan_refused", headers=dict(NO_RETRY))
     if code in _BILLING_CODES:
-        return UpstreamError(DENIED, 403, f"{DENIED_MESSAGE} Qwen said: {message or code}", "permission_error",
-                             "permission_denied")
+        return UpstreamError(DENIED, 403, f"{DENIED_MESSAGE} Qwen said: {message or code}", "invalid_request_error",
+                             "permission_denied", headers=dict(NO_RETRY))
     window = _window(low, code) if status in (403, 429) else None
     if window is not None:
         return _limit(message, code, window, retry_after)
@@ -139,21 +140,25 @@ def classify(status: int, body: bytes | str | None, headers: dict[str, str] | No
     if code in _THROTTLE_CODES or status == 429:
         return _throttle(message, code, retry_after)
     if status == 401 or code in _AUTH_CODES or status == 403 and code is None and any(t in low for t in _AUTH_TEXTS):
-        return UpstreamError(AUTH, 401, message or "Upstream rejected the credential.", "authentication_error",
+        return UpstreamError(AUTH, 401, message or "Upstream rejected the credential.", "invalid_request_error",
                              code or "invalid_api_key")
     if status == 403 or code in _DENIED_CODES:
         # R7: model not enabled, account in arrears. Not a credential problem: no refresh, no retry.
         return UpstreamError(DENIED, 403, f"{DENIED_MESSAGE} Qwen said: {message or 'Access denied.'}",
-                             "permission_error", "permission_denied")
+                             "invalid_request_error", "permission_denied", headers=dict(NO_RETRY))
     if status in (400, 413) and any(t in low for t in _CONTEXT_TEXTS):
         return UpstreamError(CONTEXT, 400, message, "invalid_request_error", "context_length_exceeded",
                              param="messages")
     if status == 504 or status >= 500 and "stream timeout" in low:
         return UpstreamError(TIMEOUT, 504, f"Qwen timed out ({message or 'gateway timeout'}). Long prompts "
-                             "(above ~130k tokens) often do; try a shorter context.", "api_error", "upstream_timeout")
-    if status >= 500:  # 529: an Anthropic-compatible base's "overloaded", which Anthropic's clients retry
-        return UpstreamError(SERVER, 502 if status not in (500, 502, 503, 529) else status,
-                             message or f"Qwen answered HTTP {status}.", "api_error", code or "upstream_error")
+                             "(above ~130k tokens) often do; try a shorter context.", "server_error",
+                             "upstream_timeout")
+    if status in (503, 529):  # overloaded (529: an Anthropic-compatible base's word): Anthropic's clients read 529
+        return UpstreamError(SERVER, 503, message or f"Qwen answered HTTP {status}: overloaded.", "server_error",
+                             code or "upstream_overloaded", overloaded=True)
+    if status >= 500:
+        return UpstreamError(SERVER, 502 if status not in (500, 502) else status,
+                             message or f"Qwen answered HTTP {status}.", "server_error", code or "upstream_error")
     if status == 404:
         return UpstreamError(CLIENT, 404, message or "Not found upstream.", "invalid_request_error", code, param)
     return UpstreamError(CLIENT, status if 400 <= status < 500 else 502, message or f"Qwen answered HTTP {status}.",
@@ -175,9 +180,9 @@ def classify_stream_error(err: object) -> UpstreamError:
         if code in _QUOTA_CODES:
             return UpstreamError(QUOTA, 429, message, "insufficient_quota", "insufficient_quota")
         if code == "504" or "stream timeout" in message.lower():
-            return UpstreamError(TIMEOUT, 504, message, str(err.get("type") or "server_error"), code or "504")
-        return UpstreamError(SERVER, 502, message, str(err.get("type") or "server_error"),
-                             code or "upstream_error", param=_str(err.get("param")))
+            return UpstreamError(TIMEOUT, 504, message, "server_error", code or "504")
+        return UpstreamError(SERVER, 502, message, "server_error", code or "upstream_error",
+                             param=_str(err.get("param")))
     message = str(err or "").strip() or "Qwen ended the answer with an error."
     window = _window(message.lower(), None)
     if window is not None:

@@ -32,7 +32,7 @@ def is_error_answer(status: int, headers: dict[str, str]) -> bool:
 def classify(status: int, body: bytes, headers: dict[str, str]) -> UpstreamError:
     text = body.decode("utf-8", "replace")
     if any(mark in text for mark in PUNISH_MARKS):
-        return UpstreamError(PUNISHED, 503, PUNISH_MESSAGE, "api_error", code="qwen_web_punished")
+        return UpstreamError(PUNISHED, 503, PUNISH_MESSAGE, "server_error", code="qwen_web_punished")
     try:
         data = json.loads(text) if text.strip() else None
     except ValueError:
@@ -41,7 +41,7 @@ def classify(status: int, body: bytes, headers: dict[str, str]) -> UpstreamError
     if isinstance(inner, dict) and isinstance(inner.get("code"), str):
         return envelope(inner["code"], str(inner.get("details") or ""), inner.get("num"))
     if isinstance(data, dict) and isinstance(data.get("detail"), str):  # a validation or routing error
-        return UpstreamError(SERVER, 502, f"Qwen Chat refused the request: {data['detail']}", "api_error",
+        return UpstreamError(SERVER, 502, f"Qwen Chat refused the request: {data['detail']}", "server_error",
                              code="upstream_bad_request")
     if status == 401:
         return envelope("Unauthorized", "401 Unauthorized", None)
@@ -49,7 +49,7 @@ def classify(status: int, body: bytes, headers: dict[str, str]) -> UpstreamError
         return envelope("Too_Many_Requests", "Too many requests", None)
     kind = SERVER
     return UpstreamError(kind, 502, f"Qwen Chat answered HTTP {status} with {_ctype(headers)} instead of a stream.",
-                         "api_error", code="invalid_upstream_response")
+                         "server_error", code="invalid_upstream_response")
 
 
 def envelope(code: str, details: str, num: object) -> UpstreamError:
@@ -58,7 +58,7 @@ def envelope(code: str, details: str, num: object) -> UpstreamError:
     if low == "unauthorized":
         return UpstreamError(AUTH, 401, f"{said} (the web session's token was refused; when a refresh cannot renew "
                                         "it, import a fresh browser session: qwen-auth add-web NAME --replace).",
-                             "authentication_error", code="invalid_api_key")
+                             "invalid_request_error", code="invalid_api_key")
     if low == "ratelimited":
         hours = num if isinstance(num, (int, float)) and not isinstance(num, bool) and num > 0 else 24
         wait = int(hours * 3600)
@@ -73,11 +73,11 @@ def envelope(code: str, details: str, num: object) -> UpstreamError:
         return UpstreamError(CLIENT, 404, said, "invalid_request_error", code="model_not_found"
                              if "model" in details.lower() else "not_found")
     if low == "bad_request" and any(w in details.lower() for w in STALE_MARKS):
-        return UpstreamError(STALE, 502, f"{said} (the pinned chat moved on)", "api_error", code="upstream_bad_request")
+        return UpstreamError(STALE, 502, f"{said} (the pinned chat moved on)", "server_error", code="upstream_bad_request")
     if low == "bad_request":
-        return UpstreamError(SERVER, 502, f"{said} (Qwen Chat refused the gateway's request).", "api_error",
+        return UpstreamError(SERVER, 502, f"{said} (Qwen Chat refused the gateway's request).", "server_error",
                              code="upstream_bad_request")
-    return UpstreamError(SERVER, 502, said, "api_error", code="upstream_error")
+    return UpstreamError(SERVER, 502, said, "server_error", code="upstream_error")
 
 
 def stream_fault(error: object) -> UpstreamError:
@@ -85,8 +85,8 @@ def stream_fault(error: object) -> UpstreamError:
     if isinstance(error, dict):
         code, details = str(error.get("code") or "upstream_error"), str(error.get("details") or error.get("message")
                                                                             or "")
-        return UpstreamError(SERVER, 502, f"Qwen Chat: {details or code}", "api_error", code=code)
-    return UpstreamError(SERVER, 502, f"Qwen Chat: {error}", "api_error", code="upstream_error")
+        return UpstreamError(SERVER, 502, f"Qwen Chat: {details or code}", "server_error", code=code)
+    return UpstreamError(SERVER, 502, f"Qwen Chat: {error}", "server_error", code="upstream_error")
 
 
 def _ctype(headers: dict[str, str]) -> str:

@@ -90,7 +90,7 @@ class QwenWeb:
             chat_id = _chat_id(data)
             if chat_id:
                 return request.with_chat(body, chat_id)
-            return UpstreamError(SERVER, 502, "Qwen Chat created a chat without an id.", "api_error",
+            return UpstreamError(SERVER, 502, "Qwen Chat created a chat without an id.", "server_error",
                                  code="invalid_upstream_response")
         return self.classify(status, raw, headers)
 

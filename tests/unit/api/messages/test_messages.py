@@ -386,7 +386,27 @@ def test_an_anthropic_image_moves_a_passed_through_request_to_a_vision_model():
     assert out["model"] != "qwen3-coder-plus" and "vl_high_resolution_images" not in out
 
 
-def test_an_overloaded_529_stays_529():
+@pytest.mark.parametrize("status", [529, 503])
+def test_an_overloaded_upstream_is_anthropics_529(status):
+    """An Anthropic base's 529 and Qwen's 503 alike: 529 `overloaded_error` on the Messages API (Claude Code tries
+    it three times, not ten over three minutes), 503 `server_error` on OpenAI's (which has no 529)."""
+    from qwen_gateway.api.messages.errors import status as anthropic_status
     from qwen_gateway.upstream.dashscope.errors import classify
-    err = classify(529, b'{"type":"error","error":{"type":"overloaded_error","message":"busy"}}')
-    assert err.status == 529 and error_type(err.status) == "overloaded_error"
+    err = classify(status, b'{"type":"error","error":{"type":"overloaded_error","message":"busy"}}')
+    e = err.to_gateway_error()
+    assert (e.status, e.type) == (503, "server_error")
+    assert anthropic_status(e) == 529 and error_type(anthropic_status(e)) == "overloaded_error"
+
+
+@pytest.mark.parametrize(("event_type", "words"), [
+    ("overloaded_error", ("overloaded_error", 529)), ("timeout_error", ("timeout_error", 504)),
+    ("rate_limit_error", ("rate_limit_error", 429)), ("api_error", ("api_error", 502))])
+def test_an_anthropic_bases_error_in_a_passed_through_stream_keeps_its_type(event_type, words):
+    """The Anthropic-compatible base's own `event: error` reaches the client as the same type (an overload was a
+    rate limit before: Claude Code retries a 529 three times, a 429 ten)."""
+    from qwen_gateway.api.messages.errors import status as anthropic_status
+    from qwen_gateway.api.messages.passthrough import EventTap
+    from qwen_gateway.streaming import _as_openai_error
+    fault = EventTap().fault({"type": event_type, "message": "busy"})
+    error = _as_openai_error({"type": event_type, "message": "busy"}, fault)
+    assert (stream_error_type(error), anthropic_status(fault.to_gateway_error())) == words

@@ -24,7 +24,8 @@ SENTENCE = "Coding Plan is currently only available for Coding Agents"
 def test_the_coding_plans_refusal_of_a_client_is_a_permission_refusal(status, body):
     err = classify(status, body)
     assert err.kind is ErrorKind.PLAN_REFUSED
-    assert (err.status, err.type, err.code) == (403, "permission_error", "plan_refused")
+    assert (err.status, err.type, err.code) == (403, "invalid_request_error", "plan_refused")
+    assert err.headers == {"x-should-retry": "false"}
     assert "coding agents only" in err.message and "Claude Code" in err.message
     assert "qwen-auth add-key NAME --preset dashscope-intl --key-env VAR" in err.message
     assert err.to_gateway_error().status == 403
