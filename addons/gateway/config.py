@@ -62,6 +62,7 @@ class Config:
     max_body: int = 32 << 20
     max_head: int = 64 << 10
     head_timeout: float = 60
+    websocket_idle_timeout: float = 300
     token_count: bool = True
     token_count_exact: bool = False
     metrics: bool = True
@@ -143,6 +144,7 @@ def parse(o) -> Config:
         max_body=o.qwen_max_body_mb << 20,
         max_head=o.qwen_max_header_kb << 10,
         head_timeout=o.qwen_head_timeout,
+        websocket_idle_timeout=o.qwen_websocket_idle_timeout,
         token_count=o.qwen_token_count,
         token_count_exact=o.qwen_token_count_exact,
         metrics=o.qwen_metrics,

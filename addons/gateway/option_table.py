@@ -118,7 +118,8 @@ def _declarations() -> dict[str, OptionSpec]:
     add("qwen_allow_passthrough", bool, False,
         "With client keys set, still relay traffic to hosts the gateway does not answer (explicit proxy). "
         "Off: the proxy is no open relay for whoever holds no key.")
-    add("qwen_max_body_mb", int, 32, "Largest request body accepted, in MiB, after decompression (413 above); at "
+    add("qwen_max_body_mb", int, 32, "Largest request body accepted, in MiB, after decompression (413 above), and "
+        "largest Responses WebSocket message (refused as it is read, closed with 1009); at "
         "most 1024 (1 GiB): a body is held in memory and parsed whole, which takes several times its size.",
         minimum=1, maximum=1024)
     add("qwen_max_header_kb", int, 64,
@@ -131,6 +132,10 @@ def _declarations() -> dict[str, OptionSpec]:
         "handshake and CONNECT included) and from the end of its last answer, so an idle keep-alive connection "
         "is closed after this long too (0: never). A stream or WebSocket session in progress is never cut. At "
         f"most {DAY_S} (a day): longer is never, and far beyond it the timer overflows.", minimum=0, maximum=DAY_S)
+    add("qwen_websocket_idle_timeout", int, 300,
+        "Seconds a Responses WebSocket may stay idle (no message from its client, no turn in progress) before the "
+        "gateway closes it (1000, \"idle\"); a client opens a new one for its next turn (0: never). At most "
+        f"{DAY_S} (a day): longer is never, and far beyond it the timer overflows.", minimum=0, maximum=DAY_S)
     add("qwen_allowed_hosts", Sequence[str], [],
         "More host names the gateway answers for (Host header, browser Origin) besides localhost, loopback "
         "addresses, the address a client connected to, and qwen_intercept_hosts. DNS names: at most 253 "

@@ -122,6 +122,7 @@ class Wiring:
                 _close_later(stale)
             self.observers.configure(new)  # the team's keys first: the exposure check counts them
             self.clients.configure(old, new)
+            self.sockets.configure(new)  # its message limit (in mitmproxy's reader) and idle time
         options.enforce(opts, updated, self.config, self.fence, named_keys=self.team.keys_exist)
         if "certs" in updated:  # without certificates of the user's own, TLS on a reverse listener is a mistake
             self.own_certs = bool(opts.certs)

@@ -169,6 +169,21 @@ def test_codex_catalog_model_apply_patch_is_a_custom_tool(make_gateway, emu, key
     assert "hello.txt" in json.dumps(result["content"])  # Codex answered it as a custom_tool_call_output
 
 
+def test_codex_opens_a_new_websocket_after_the_gateway_closed_an_idle_one(make_gateway, emu, key_home, tmp_path):
+    """qwen_websocket_idle_timeout=1: while Codex runs its tool (2 s), its socket idles out and the gateway closes
+    it; Codex sends the next turn on a new socket, its whole conversation again (store: false), cleanly."""
+    gw = make_gateway("idle", env=key_home, args=("--set", "qwen_websocket_idle_timeout=1"))
+    emu.switches(tool_calls="always", tool_arguments={
+        "input": 'const r = await tools.exec_command({cmd: "sleep 2; echo pong-from-tool"}); text(r.output);'})
+    log, took = Codex(tmp_path, "idle", builtin_config(gw), OPENAI_API_KEY="client-key").run("say pong")
+    assert_clean(log)
+    assert "pong-from-tool" in log and "Tool said:" in log
+    first, second = (c["body"] for c in emu.chat_requests())
+    assert second["messages"][-1]["role"] == "tool" and "pong-from-tool" in json.dumps(second["messages"][-1])
+    assert len(re.findall(r"GET /v1/responses .* 101 ", gw.log())) == 2  # a second socket for the second turn
+    print(f"\nCodex turn whose socket idled out during its tool: {took:.2f} s")
+
+
 def test_websockets_off_means_one_refusal_and_an_immediate_fallback(make_gateway, emu, key_home, tmp_path):
     gw = make_gateway("nows", env=key_home, args=("--set", "websocket=false"))
     emu.switches(tool_calls="always", tool_arguments={"input": EXEC_JS})

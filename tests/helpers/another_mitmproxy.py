@@ -36,6 +36,8 @@ EDITS = {
                              "# loop.add_signal_handler where it is available, first"),
     "mitmproxy.http": ('self.data.host = always_str(val, "idna", "strict")',
                        'self.data.host = always_str(val, "idna", "strict")  # a str as it is'),
+    "mitmproxy.proxy.layers.websocket": ("# response == original event, so no need to differentiate here.",
+                                         "# the response is the original event: no need to tell them apart."),
     "mitmproxy.utils.typecheck": ('    e = TypeError(f"Expected {typeinfo} for {name}, but got {type(value)}.")',
                                   '    e = TypeError(f"Expected {typeinfo} for {name}, but got {type(value)}.")  # eager'),
 }
@@ -70,6 +72,7 @@ def install(directory: Path) -> None:
     """Every seam's code replaced by another release's (the copies work as the originals do)."""
     from mitmproxy import addonmanager, http, master
     from mitmproxy.proxy import server
+    from mitmproxy.proxy.layers import websocket
     from mitmproxy.proxy.layers.http import _http1
     from mitmproxy.tools import main
     from mitmproxy.utils import typecheck
@@ -80,6 +83,8 @@ def install(directory: Path) -> None:
         "mitmproxy.proxy.server", directory).ConnectionHandler.open_connection
     _http1.Http1Server.read_headers = release(  # type: ignore[method-assign]
         "mitmproxy.proxy.layers.http._http1", directory).Http1Server.read_headers
+    websocket.WebsocketLayer.relay_messages = release(  # type: ignore[method-assign]
+        "mitmproxy.proxy.layers.websocket", directory).WebsocketLayer.relay_messages
     master.Master._asyncio_exception_handler = release(  # type: ignore[method-assign]
         "mitmproxy.master", directory).Master._asyncio_exception_handler
     main.run = release("mitmproxy.tools.main", directory).run

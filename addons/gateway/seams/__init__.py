@@ -9,6 +9,8 @@ one log line saying what the gateway does without it, and the gateway goes on.
   machinery around it (the gateway's own AddonManager).
 - `server_connect.py`: mitmproxy's server connect reaches the gateway's in-process servers (the relay).
 - `http1_heads.py`: request heads bounded inside mitmproxy's HTTP/1 server layer (qwen_max_header_kb).
+- `websocket_messages.py`: the Responses WebSocket's messages bounded inside mitmproxy's WebSocket layer
+  (qwen_max_body_mb), refused as they are read.
 - `loop_reports.py`: the event loop's reports of accept() storms tallied, and of connection handlers
   cancelled at exit dropped.
 - `shutdown_signals.py`: SIGTERM handed to the drain.

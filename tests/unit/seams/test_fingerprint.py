@@ -14,7 +14,7 @@ from mitmproxy import master, version
 from qwen_gateway.seams import fingerprint
 
 SEAMS = ("hook_dispatch", "server_connect", "http1_heads", "loop_reports", "shutdown_signals", "request_target",
-         "message_checks")
+         "message_checks", "websocket_messages")
 
 
 def test_every_seam_fits_the_installed_mitmproxy():

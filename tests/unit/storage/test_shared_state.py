@@ -188,7 +188,8 @@ async def test_a_stored_response_is_continued_and_read_through_the_other_gateway
     assert b.get("resp_1", "") == response
     assert b.continuation(body, "") == {"history": [{"type": "message", "role": "user", "content": "hi"}]}
     assert b.item("msg_1", "") == {"id": "msg_1", "type": "message"}
-    assert b.inputs("resp_1", "") == [{"id": "in_1", "type": "message", "role": "user", "content": "hi"}]
+    assert b.inputs("resp_1", "") == [{"id": "in_1", "type": "message", "role": "user", "status": "completed",
+                                       "content": [{"type": "input_text", "text": "hi"}]}]  # as the spec lists it
     assert b.sealer.open("reasoning", reasoning) == {"text": "thought"}  # one sealing key for both
     with pytest.raises(GatewayError, match="not found"):
         await b.load(["resp_unknown"], "")

@@ -21,13 +21,14 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from ... import ids
 from ...errors import GatewayError
 from ...exchange import Exchange
 from ...turn import TurnRunner
-from .history import input_items
+from .history import kept_inputs
 from .output import response_object
 from .store import ResponseStore
 from .stream import ResponsesStreamTranslator
@@ -104,7 +105,7 @@ class BackgroundRuns:
             compaction=bool(ex.extra.get("compaction"))))
         run.translator.encode = run.record
         # GET finds it at once (its key's GET); the store bounds it
-        write = store.put(dict(queued), {"items": []}, input_items(body), owner=ex.key_name)
+        write = store.put(dict(queued), {"items": []}, partial(kept_inputs, body), owner=ex.key_name)
         if write is not None:
             await write  # a store that cannot take it: the POST is refused, nothing has gone upstream
         self.runs[rid] = run

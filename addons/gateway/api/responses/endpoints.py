@@ -3,17 +3,19 @@ translation modules and the gateway's stored responses (store.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from ...errors import GatewayError
 from ...pivot import Endpoint
 from ..conversation import keyed
 from . import background
-from .history import history_items, input_items
+from .history import history_items, input_items, kept_inputs
 from .items import new_id
 from .output import chat_to_response, usage_to_responses
-from .request import check_request, require_model, translate
+from .request import Translation, check_request, limit_input, require_model, translate
 from .store import ResponseStore
 from .stream import ResponsesStreamTranslator
 from .stream_parts import sse_event
@@ -21,6 +23,10 @@ from .stream_parts import sse_event
 if TYPE_CHECKING:
     from ...exchange import Exchange
     from ...turn.whole import OpenUpstream
+
+# Items a translation walks (input and continued history) from which it runs in a worker thread: a few µs each,
+# so the event loop would stall beyond a millisecond or two above it. A stored conversation is read there too.
+OFF_LOOP_ITEMS = 256
 
 
 def responses_endpoint(store: Callable[[], ResponseStore],
@@ -30,17 +36,30 @@ def responses_endpoint(store: Callable[[], ResponseStore],
     name is kept in `ex.extra["tools"]` for the way back. `background: true` is answered at once and run by
     `runs` (background.py)."""
 
-    def to_chat(body: dict, ex: Exchange) -> dict:
+    def translated(body: dict, ex: Exchange, history: list[dict] | None) -> Translation:
+        """The request checked and translated, with the conversation it continues: a WebSocket's own recent
+        response (`history`), else the store's (what the request's own key stored, and nobody else's)."""
         check_request(body)
         if body.get("background") is True:
             if runs is None:
                 raise GatewayError(400, "Background responses are not available here.", param="background",
                                    code="unsupported_value")
             background.check(body)
-        st, owner = store(), ex.key_name  # what the request's own key stored, and nobody else's
-        # a WebSocket continues from its own recent responses (ex.extra["history"]), else from the store
-        cont = {"history": ex.extra.pop("history")} if "history" in ex.extra else st.continuation(body, owner)
-        t = translate(body, **cont, notes=ex.notes, open_sealed=st.sealer.open, lookup=lambda i: st.item(i, owner))
+        st, owner = store(), ex.key_name
+        cont = {"history": history} if history is not None else st.continuation(body, owner)
+        return translate(body, **cont, notes=ex.notes, open_sealed=st.sealer.open,
+                         lookup=lambda i: st.item(i, owner))
+
+    async def ready(body: dict, ex: Exchange) -> None:
+        """Before the upstream call: the stored state the request refers to (prepare), then, for a large
+        request, its translation in a worker thread (the event loop serves others meanwhile)."""
+        limit_input(body)  # refused before anything is walked
+        await store().prepare(body, ex.key_name, stores=True)
+        if large(body, ex.extra.get("history")):
+            ex.extra["translation"] = await asyncio.to_thread(translated, body, ex, ex.extra.pop("history", None))
+
+    def to_chat(body: dict, ex: Exchange) -> dict:
+        t = ex.extra.pop("translation", None) or translated(body, ex, ex.extra.pop("history", None))
         ex.extra["response_id"] = new_id("resp")
         if body.get("store") is not False:  # stored before the stream's final events go out
             ex.keep_before_end = True
@@ -73,17 +92,19 @@ def responses_endpoint(store: Callable[[], ResponseStore],
         body = ex.body or {}
         if response is None or body.get("store") is False:
             return
-        write = store().put(response, {"items": history_of(ex, response)}, input_items(body), owner=ex.key_name)
+        # what is kept is made by the store's worker thread, from the request's and the answer's parts
+        write = store().put(response, history_of(ex, response), partial(kept_inputs, body), owner=ex.key_name)
         if write is not None:  # the store's write: the answer waits for it (addon.response, turn.keep.keep_early)
             ex.write = write
 
-    def history_of(ex: Exchange, response: dict) -> list[dict]:
+    def history_of(ex: Exchange, response: dict) -> Callable[[], dict]:
         summary, reasoning = ex.extra.get("summary"), ex.extra.get("reasoning")
         if ex.rewriter is not None:  # a stream: its translator kept them
             summary = summary if summary is not None else getattr(ex.rewriter.translator, "summary", None)
             reasoning = reasoning if reasoning is not None else getattr(ex.rewriter.translator, "reasoning", None)
-        return history_items(ex.extra.get("items") or [], response, store().sealer.seal,
-                             summary=summary if ex.extra.get("compaction") else None, reasoning=reasoning)
+        items, seal, compaction = ex.extra.get("items") or [], store().sealer.seal, ex.extra.get("compaction")
+        return lambda: {"items": history_items(items, response, seal, summary=summary if compaction else None,
+                                               reasoning=reasoning)}
 
     def stream_failure(ex: Exchange) -> bytes | None:
         err = ex.error
@@ -99,7 +120,14 @@ def responses_endpoint(store: Callable[[], ResponseStore],
         return await runs().start(ex)
 
     return Endpoint(name="responses", to_chat=keyed(to_chat), from_chat=from_chat, stream_translator=translator,
-                    finished=finished, stream_failure=stream_failure, fetch=fetch, prepare=prepare(store, stores=True))
+                    finished=finished, stream_failure=stream_failure, fetch=fetch, prepare=ready)
+
+
+def large(body: dict, history: list | None) -> bool:
+    """A request whose translation walks more than OFF_LOOP_ITEMS items, or reads a stored conversation."""
+    items = body.get("input")
+    return (isinstance(items, list) and len(items) > OFF_LOOP_ITEMS or len(history or ()) > OFF_LOOP_ITEMS
+            or history is None and isinstance(body.get("previous_response_id"), str))
 
 
 def compact_endpoint(store: Callable[[], ResponseStore]) -> Endpoint[Exchange]:

@@ -32,6 +32,12 @@ from .items_in import ItemReader
 from .messages import Conversation
 from .tools import CUSTOM, FUNCTION, ToolRef, ToolSet, qualified
 
+# Input items one request may send: each is walked, translated and stored (a few µs of the gateway's time each,
+# with the event loop's share bounded by doing it in a worker thread: endpoints.py); far more than a real
+# conversation holds before it reaches a model's context (Codex compacts long before), and refused in OpenAI's
+# words above it before any is walked.
+MAX_INPUT_ITEMS = 10_000
+
 
 @dataclass
 class Translation:
@@ -47,7 +53,17 @@ def check_request(body: object) -> dict:
     define included), with the param OpenAI would name: the body, when it is taken."""
     if not isinstance(body, dict):
         raise GatewayError(400, "The request body must be a JSON object.", code="invalid_request_body")
+    limit_input(body)
     return request_schema.check(request_schema.RESPONSES, body)
+
+
+def limit_input(body: dict) -> None:
+    """More than MAX_INPUT_ITEMS input items: refused as OpenAI refuses an array over its maximum length."""
+    items = body.get("input")
+    if isinstance(items, list) and len(items) > MAX_INPUT_ITEMS:
+        raise GatewayError(400, f"Invalid 'input': array too long. Expected an array with maximum length "
+                                f"{MAX_INPUT_ITEMS}, but got an array with length {len(items)} instead.",
+                           param="input", code="array_above_max_length")
 
 
 def require_model(body: dict) -> None:

@@ -18,6 +18,7 @@ its own exchange (observers, ledger, retries, account pool), just as a POST woul
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -31,10 +32,13 @@ from wsproto import ConnectionType, WSConnection
 from mitmproxy import connection
 from wsproto.connection import ConnectionState
 
+from ...config import Config
 from ...errors import GatewayError
 from ...exchange import Exchange
+from ...logtally import LogTally
 from ...loopback import LoopbackServer
 from ...pivot import Endpoint
+from ...seams import websocket_messages
 from ...turn import TurnRunner
 from .socket_turns import Session, Turns, _encode, _error_event
 from .store import ResponseStore
@@ -45,7 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("qwen")
 
 TOKEN_HEADER = "x-qwen-socket"
-MAX_MESSAGE = 64 << 20  # a response.create body (Codex sends up to a few MB of history)
+QUEUED = 8  # messages read ahead of the turn running; then the client's bytes wait (TCP's own backpressure)
 KEEP_FLOW_MESSAGES = 200  # WebSocket messages kept on the flow (mitmproxy keeps every one otherwise)
 PENDING_S = 60.0  # an upgrade mitmproxy has not brought to the server by then never will
 CLOSE_WAIT_S = 2.0  # at shutdown, how long clients may take to answer the gateway's close
@@ -91,6 +95,31 @@ class ResponsesSockets(LoopbackServer):
         self.turns = Turns(runner, endpoint, store)
         self._sessions: set[asyncio.Task] = set()
         self._open: dict[asyncio.Task, Session] = {}  # the sessions talking, by their connection's task
+        self.max_message = Config.max_body  # a response.create is a request body: qwen_max_body_mb
+        self.idle_timeout = Config.websocket_idle_timeout  # qwen_websocket_idle_timeout (0: never)
+        self.tally = LogTally(log)
+
+    def configure(self, config: Config) -> None:
+        """The limits from the options: a message over qwen_max_body_mb is refused while mitmproxy reads it
+        (seams/websocket_messages.py; without the seam, here once mitmproxy has gathered it)."""
+        self.max_message, self.idle_timeout = config.max_body, config.websocket_idle_timeout
+        websocket_messages.install(websocket_messages.Bound(self.max_message, self.owns, self._refusal))
+
+    def owns(self, flow: http.HTTPFlow) -> bool:
+        """A flow to this server (its upgrade routed here)."""
+        return self.address is not None and flow.server_conn.address == self.address
+
+    def _too_big(self) -> GatewayError:
+        return GatewayError(413, f"WebSocket message too large: the limit is {self.max_message >> 20} MiB "
+                                 "(qwen_max_body_mb).", code="request_too_large")
+
+    def _refusal(self, flow: http.HTTPFlow) -> str:
+        """What the client of a message over the limit reads before the close (1009), and one log line."""
+        peer = flow.client_conn.peername[0] if flow.client_conn.peername else "?"
+        limit = self.max_message >> 20
+        self.tally.note("ws_message", lambda n: f"qwen: refused {n} WebSocket message{'s' if n != 1 else ''} over "
+                                                 f"{limit} MiB (1009; qwen_max_body_mb), the last from {peer}")
+        return _encode(_error_event(self._too_big())).decode()
 
     # ---- the upgrade ---------------------------------------------------------------------------------
 
@@ -104,6 +133,7 @@ class ResponsesSockets(LoopbackServer):
             await asyncio.wait(set(self._open), timeout=CLOSE_WAIT_S)
 
     def stop(self) -> None:
+        self.tally.close()
         for task in list(self._sessions):
             task.cancel()
         super().stop()
@@ -173,65 +203,92 @@ class ResponsesSockets(LoopbackServer):
         task = asyncio.current_task()
         if task is not None:
             self._open[task] = session
-        queue: asyncio.Queue[str | None] = asyncio.Queue()
-        worker = asyncio.ensure_future(self._worker(session, queue))
-        parts: list[str] = []
-        size = 0
+        queue: asyncio.Queue[str] = asyncio.Queue(QUEUED)
+        worker: asyncio.Future | None = None
         try:
-            while True:
-                data = await reader.read(65536)
-                if not data:
-                    break
-                ws.receive_data(data)
-                for ev in ws.events():
-                    if isinstance(ev, ws_events.TextMessage):
-                        parts.append(ev.data)
-                        size += len(ev.data)
-                        if size > MAX_MESSAGE:
-                            writer.write(ws.send(ws_events.CloseConnection(code=1009, reason="message too big")))
-                            return
-                        if ev.message_finished:
-                            queue.put_nowait("".join(parts))
-                            parts, size = [], 0
-                    elif isinstance(ev, ws_events.BytesMessage):
-                        session.send(_encode(_error_event(GatewayError(
-                            400, "Send response.create as a text message.", code="invalid_message"))))
-                    elif isinstance(ev, ws_events.Ping):
-                        writer.write(ws.send(ev.response()))
-                    elif isinstance(ev, ws_events.CloseConnection):
-                        if ws.state is ConnectionState.REMOTE_CLOSING:
-                            writer.write(ws.send(ev.response()))
-                        await writer.drain()
-                        return
-                await writer.drain()
+            async with asyncio.timeout(None) as idle:  # armed whenever no turn runs or waits (`_rest`)
+                self._rest(idle)
+                worker = asyncio.ensure_future(self._worker(session, queue, idle))
+                await self._read(session, reader, queue, idle)
+        except TimeoutError:  # idle too long: closed as a normal end (the client opens another for its next turn)
+            if ws.state is ConnectionState.OPEN and not writer.is_closing():
+                writer.write(ws.send(ws_events.CloseConnection(
+                    code=1000, reason=f"idle for {self.idle_timeout:g} s (qwen_websocket_idle_timeout)")))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(writer.drain(), CLOSE_WAIT_S)
         finally:
             if task is not None:
                 self._open.pop(task, None)
-            queue.put_nowait(None)
-            if not worker.done():
-                worker.cancel()
-            try:
-                await worker
-            except asyncio.CancelledError:
-                pass
+            if worker is not None:
+                if not worker.done():
+                    worker.cancel()
+                try:
+                    await worker
+                except asyncio.CancelledError:
+                    pass
 
-    async def _worker(self, session: Session, queue: asyncio.Queue) -> None:
-        """One turn at a time, in the order the client sent them."""
+    async def _read(self, session: Session, reader: asyncio.StreamReader, queue: asyncio.Queue,
+                    idle: asyncio.Timeout) -> None:
+        """The client's messages, each queued for the worker as it ends (at most QUEUED ahead of it)."""
+        ws, writer = session.ws, session.writer
+        parts: list[str] = []  # the text message being read (a binary one is only counted: it is refused)
+        size = 0
         while True:
-            text = await queue.get()
-            if text is None:
+            data = await reader.read(65536)
+            if not data:
                 return
-            try:
-                message = json.loads(text)
-            except ValueError:
-                message = None
-            kind = message.get("type") if isinstance(message, dict) else None
-            if kind == "response.create":
-                await self.turns.run(session, {k: v for k, v in message.items() if k != "type"}, len(text))
-            elif kind in ("response.processed", "response.cancel"):
-                continue  # acknowledgements: nothing to do (nothing runs in the background)
-            else:
-                session.send(_encode(_error_event(GatewayError(
-                    400, f"Unknown WebSocket message type {kind!r}: send response.create.",
-                    code="invalid_message", param="type"))))
+            ws.receive_data(data)
+            for ev in ws.events():
+                if isinstance(ev, ws_events.Message):
+                    if isinstance(ev, ws_events.TextMessage):
+                        parts.append(ev.data)
+                    size += len(ev.data) + websocket_messages.FRAME_COST  # as mitmproxy's reader counts (the seam)
+                    if size > self.max_message:  # reached only without the seam: mitmproxy gathered it whole
+                        session.send(_encode(_error_event(self._too_big())))
+                        writer.write(ws.send(ws_events.CloseConnection(code=1009, reason="message too big")))
+                        return
+                    if not ev.message_finished:
+                        continue
+                    text = "".join(parts) if isinstance(ev, ws_events.TextMessage) else None
+                    parts, size = [], 0
+                    if text is None:
+                        session.send(_encode(_error_event(GatewayError(
+                            400, "Send response.create as a text message.", code="invalid_message"))))
+                        continue
+                    idle.reschedule(None)  # a turn waits: not idle until the worker is done with it
+                    await queue.put(text)
+                elif isinstance(ev, ws_events.Ping):
+                    writer.write(ws.send(ev.response()))
+                elif isinstance(ev, ws_events.CloseConnection):
+                    if ws.state is ConnectionState.REMOTE_CLOSING:
+                        writer.write(ws.send(ev.response()))
+                    await writer.drain()
+                    return
+            await writer.drain()
+
+    def _rest(self, idle: asyncio.Timeout) -> None:
+        """Nothing to do: the socket is closed if its client sends nothing for idle_timeout (0: never)."""
+        idle.reschedule(asyncio.get_running_loop().time() + self.idle_timeout if self.idle_timeout > 0 else None)
+
+    async def _worker(self, session: Session, queue: asyncio.Queue, idle: asyncio.Timeout) -> None:
+        """One turn at a time, in the order the client sent them (until the connection ends: cancelled)."""
+        while True:
+            await self._message(session, await queue.get())
             await session.writer.drain()
+            if queue.empty():
+                self._rest(idle)
+
+    async def _message(self, session: Session, text: str) -> None:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            message = None
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "response.create":
+            await self.turns.run(session, {k: v for k, v in message.items() if k != "type"}, len(text))
+        elif kind in ("response.processed", "response.cancel"):
+            return  # acknowledgements: nothing to do (nothing runs in the background)
+        else:
+            session.send(_encode(_error_event(GatewayError(
+                400, f"Unknown WebSocket message type {kind!r}: send response.create.",
+                code="invalid_message", param="type"))))

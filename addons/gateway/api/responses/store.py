@@ -29,11 +29,14 @@ from ...jsonio import valid_text
 from ...seal import Sealer
 from ...storage.health import check_local, local_failure, local_health
 from ...storage.sqlite import open_private_db, transaction
+from .history import input_place, listed
+from .store_rows import Part, Rows, rows_of, size, wanted_ids
 from .store_schema import PER_KEY, TABLES, Expiry, counts, forget_owner, migrate
 
-# id, owner, created, the response, its history, its input items, and (item id, response id, item, owner)
-Rows = tuple[str, str, float, str, str, str, list[tuple[str, str, str, str]]]
+__all__ = ["ResponseStore", "Rows", "previous_not_found", "retrieved", "rows_of", "wanted_ids"]
+
 T = TypeVar("T")
+LARGE_WRITE = 1 << 20  # bytes of one response from which the write-ahead log is emptied at once (not left that big)
 
 
 class ResponseStore:
@@ -107,19 +110,19 @@ class ResponseStore:
         """The owner's responses and items by id, made readable by the synchronous reads (a shared store fetches
         the ones it does not have locally)."""
 
-    def put(self, response: dict, history: list[dict] | dict, inputs: list[dict] | None = None, *,
-            owner: str) -> Awaitable[None] | None:
-        """Stored for `owner` by a worker thread: the write, which the answer waits for (None without an event
-        loop: stored at once)."""
-        return self._write(rows_of(response, history, inputs, owner))
+    def put(self, response: dict, history: Part, inputs: Part = None, *, owner: str) -> Awaitable[None] | None:
+        """Stored for `owner` by a worker thread, which also makes its rows (store_rows.py; `history` and
+        `inputs` may be the functions that make them): the write, which the answer waits for (None without an
+        event loop: stored at once)."""
+        return self._write(lambda: rows_of(response, history, inputs, owner))
 
-    def _write(self, rows: Rows) -> asyncio.Future[None] | None:
+    def _write(self, rows: Callable[[], Rows]) -> asyncio.Future[None] | None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._keep(*rows)
+            self._keep(*rows())
             return None
-        write = loop.run_in_executor(None, lambda: self._keep(*rows))
+        write = loop.run_in_executor(None, lambda: self._keep(*rows()))
         write.add_done_callback(retrieved)
         return write
 
@@ -145,6 +148,8 @@ class ResponseStore:
                     old, due = self._expiry.take(db, time.time())
                     for rid_old, whose in old:
                         counts[whose] = counts.get(whose, self._counts.get(whose, 0)) - self._drop(db, [rid_old])
+                if size((rid, owner, created, response, history, inputs, items)) > LARGE_WRITE:
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # else the log stays as large as this write
             except Exception as e:
                 raise self._fault(e) from None
             self._counts.update(counts)
@@ -229,14 +234,23 @@ class ResponseStore:
         raise previous_not_found(prev)
 
     def inputs(self, id: str, owner: str) -> list[dict] | None:
-        """The input items of the owner's stored response (None: no such response)."""
-        if self.get(id, owner) is None:
+        """The input items of the owner's stored response, as the spec lists them (None: no such response)."""
+        if not self.has(id, owner):
             return None
-        return self._one("SELECT items FROM response_inputs WHERE id=?", id) or []
+        return [listed(i, id, n) for n, i in enumerate(self._one("SELECT items FROM response_inputs WHERE id=?", id)
+                                                          or [])]
 
     def item(self, item_id: str, owner: str) -> dict | None:
-        """An input or output item of one of the owner's stored responses, by its id (for `item_reference`)."""
-        return self._one("SELECT item FROM response_items WHERE owner=? AND id=?", owner, item_id)
+        """An input or output item of one of the owner's stored responses, by its id (for `item_reference`): its
+        own row, or the place in its response's input that its `input_id` names."""
+        found = self._one("SELECT item FROM response_items WHERE owner=? AND id=?", owner, item_id)
+        place = input_place(item_id) if found is None else None
+        if place is not None and self.has(place[0], owner):
+            kept = self._one("SELECT items FROM response_inputs WHERE id=?", place[0]) or []
+            rid, n = place
+            if n < len(kept) and listed(kept[n], rid, n)["id"] == item_id:
+                return {**kept[n], "id": item_id}
+        return found
 
     def has(self, id: str, owner: str) -> bool:
         with self._lock:
@@ -244,9 +258,13 @@ class ResponseStore:
                                           (id, owner)).fetchone() is not None
 
     def has_item(self, id: str, owner: str) -> bool:
+        """Whether the item can be looked up here (an `input_id`: whether its response is here)."""
         with self._lock:
-            return self._reader().execute("SELECT 1 FROM response_items WHERE owner=? AND id=?",
-                                          (owner, id)).fetchone() is not None
+            if self._reader().execute("SELECT 1 FROM response_items WHERE owner=? AND id=?",
+                                      (owner, id)).fetchone() is not None:
+                return True
+        place = input_place(id)
+        return place is not None and self.has(place[0], owner)
 
     async def delete(self, id: str, owner: str) -> bool:
         """A client's DELETE of one of its own responses: True when it was there (a shared store: once the
@@ -278,23 +296,3 @@ def retrieved(write: asyncio.Future[Any]) -> None:
     "exception never retrieved"; whoever awaits it still gets it."""
     if not write.cancelled():
         write.exception()
-
-
-def rows_of(response: dict, history: list[dict] | dict, inputs: list[dict] | None, owner: str) -> Rows:
-    """What one stored response is, as rows: id, owner, created, the response, its history, its input items,
-    and (item id, response id, item, owner) for every input and output item with an id."""
-    rid = response["id"]
-    items = [i for i in (inputs or []) + list(response.get("output") or [])
-             if isinstance(i, dict) and isinstance(i.get("id"), str)]
-    return (rid, owner, time.time(), json.dumps(response), json.dumps(history), json.dumps(inputs or []),
-            [(valid_text(i["id"]), rid, json.dumps(i), owner) for i in items])  # a client id: maybe a lone surrogate
-
-
-def wanted_ids(body: dict) -> list[str]:
-    """The stored responses and items a Responses body refers to (previous_response_id, item_reference)."""
-    ids = [body["previous_response_id"]] if isinstance(body.get("previous_response_id"), str) else []
-    items = body.get("input")
-    if isinstance(items, list):
-        ids += [i["id"] for i in items if isinstance(i, dict) and i.get("type") == "item_reference"
-                and isinstance(i.get("id"), str)]
-    return [valid_text(i) for i in ids]  # a database can look up no lone surrogate

@@ -21,7 +21,7 @@ import base64
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,9 @@ from ...jsonio import valid_text
 from ...seal import load_key
 from ...storage.health import StateUnavailable
 from ...storage.pg import Database, unavailable
-from .store import ResponseStore, Rows, retrieved, rows_of
+from .history import input_place
+from .store import ResponseStore, retrieved
+from .store_rows import Part, Rows, rows_of
 from .store_schema import MAX_AGE_S, PER_KEY
 
 log = logging.getLogger("qwen")
@@ -138,17 +140,17 @@ class SharedResponseStore(ResponseStore):
         await self.ready()
         await super().check()
 
-    def put(self, response: dict, history: list[dict] | dict, inputs: list[dict] | None = None, *,
-            owner: str) -> Awaitable[None] | None:
-        rows = rows_of(response, history, inputs, owner)
-        local = self._write(rows)  # the local copy, in a thread; the database's commit is what is awaited
+    def put(self, response: dict, history: Part, inputs: Part = None, *, owner: str) -> Awaitable[None] | None:
         self._puts += 1
         self._owner_puts[owner] = self._owner_puts.get(owner, 0) + 1
         trim = self._owner_puts[owner] % TRIM_EVERY == 0
         expire = self._puts % TRIM_EVERY == 0
-        return self.db.background(self._put(rows, trim, expire, local), "qwen: store a response")
+        return self.db.background(self._put(lambda: rows_of(response, history, inputs, owner), trim, expire),
+                                  "qwen: store a response")
 
-    async def _put(self, rows: Rows, trim: bool, expire: bool, local: Awaitable[None] | None) -> None:
+    async def _put(self, make: Callable[[], Rows], trim: bool, expire: bool) -> None:
+        rows = await asyncio.to_thread(make)  # made by a worker thread, as the local store's
+        local = self._write(lambda: rows)  # the local copy, in a thread; the database's commit is what is awaited
         rid, owner, created, response, history, inputs, items = rows
 
         async def write(conn: Any) -> None:
@@ -187,7 +189,8 @@ class SharedResponseStore(ResponseStore):
             return
         holders = await self.db.fetch("SELECT DISTINCT response_id FROM response_items WHERE owner = %s AND "
                                       "id = ANY(%s)", (owner, missing))
-        wanted = list({*missing, *(r[0] for r in holders)})
+        places = [place[0] for place in map(input_place, missing) if place is not None]  # an input item's response
+        wanted = list({*missing, *(r[0] for r in holders), *places})
         found = await self.db.fetch("SELECT r.id, r.created, r.response, r.history, i.items FROM responses r "
                                     "LEFT JOIN response_inputs i ON i.id = r.id WHERE r.owner = %s AND "
                                     "r.id = ANY(%s)", (owner, wanted))

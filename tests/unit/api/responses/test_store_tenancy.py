@@ -212,7 +212,8 @@ async def _objects_from_before_owners_are_no_keys(store, chats) -> None:
     await chats.check()
     assert await read(store, "resp_old", "carol") is None and await chats.get("chatcmpl-old", "carol") is None
     assert await read(store, "resp_old", "") == {"id": "resp_old"}
-    assert store.inputs("resp_old", "") == [{"id": "in_old"}] and store.item("in_old", "") == {"id": "in_old"}
+    assert store.inputs("resp_old", "") == [{"id": "in_old", "type": "message", "status": "completed"}]  # listed
+    assert store.item("in_old", "") == {"id": "in_old"}
     assert (await chats.get("chatcmpl-old", ""))["id"] == "chatcmpl-old"
     await put(store, "resp_new", "carol", ("in_old",))  # the new tables take owners (the same item id: hers)
     await chats.put(chat_row("chatcmpl-new", "carol"))
