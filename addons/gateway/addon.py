@@ -24,12 +24,12 @@ from mitmproxy.proxy import server_hooks
 from . import config
 from .api.responses.socket import trim_messages, wants_socket
 from .door import access, admission, body, claim, passthrough, routing, startup
-from .errors import GatewayError, gateway_error
+from .errors import GatewayError, failure, gateway_error
 from .exchange import Exchange
 from .observe import terminal
 from .seams import hook_dispatch, message_checks, shutdown_signals
 from .storage.health import StateUnavailable
-from .turn.whole import as_stream_failure
+from .turn.flow_answer import FlowAnswer
 from .upstream.relay import TOKEN_HEADER
 from .wiring import Wiring
 
@@ -169,11 +169,10 @@ class QwenGateway(Wiring):
             flow.response = await self.local.answer(ex, flow, self.config)
             return
         self.turns.received(ex, body.parse_json(body.read(flow, ex, self.config.max_body)), flow)
-        await self.turns.translate(ex)
-        if ex.stream:
+        if ex.stream:  # the turn runs when mitmproxy connects to the relay, which streams its answer
             await self._relay(flow, ex)
         else:
-            flow.response = await self.turns.whole(ex, flow.client_conn)
+            await self.turns.run(ex, FlowAnswer(flow, self.turns.refusal))
 
     async def _relay(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         """Point the flow at the relay: mitmproxy then streams the turn's answer like any server's."""
@@ -239,12 +238,13 @@ class QwenGateway(Wiring):
         return ex
 
     def _refuse(self, flow: http.HTTPFlow, ex: Exchange | None, e: GatewayError) -> None:
-        flow.response = self.formats.error(e, ex)
-        if ex is not None:
-            ex.fail(e.status, e.code, e.message)
-            as_stream_failure(flow, ex)
+        if ex is None:
+            flow.response = self.formats.error(e, None)
+            return
+        ex.fail(e.status, e.code, e.message)
+        flow.response = self.turns.refusal(ex, e)
 
     def _fail_closed(self, flow: http.HTTPFlow, e: Exception) -> None:
         log.exception("qwen: request handling failed")
-        self._refuse(flow, self._live.get(flow.id), GatewayError(500, f"The gateway failed: {type(e).__name__}."))
+        self._refuse(flow, self._live.get(flow.id), failure(e))
 

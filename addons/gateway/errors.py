@@ -78,6 +78,15 @@ class GatewayError(Exception):
         return json.dumps(self.body()).encode()
 
 
+def failure(e: Exception) -> GatewayError:
+    """The client's error for anything that ended a turn or a claimed flow before its answer: a refusal as it is,
+    the storage away as 503 (gateway_error), anything else — the gateway's own fault — a 500 (the caller logs it).
+    The one place "The gateway failed" is written."""
+    if isinstance(e, (GatewayError, StateUnavailable)):
+        return gateway_error(e)
+    return GatewayError(500, f"The gateway failed: {type(e).__name__}.")
+
+
 def gateway_error(e: GatewayError | StateUnavailable) -> GatewayError:
     """The one answer to the gateway's state storage being away (the shared database, the state folder):
     503 `state_unavailable`, the storage named, a Retry-After. A GatewayError stays as it is."""

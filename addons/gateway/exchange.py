@@ -132,15 +132,15 @@ class Exchange:
     estimate: asyncio.Future | None = field(default=None, repr=False)  # a prompt count still running
     extra: dict[str, Any] = field(default_factory=dict)  # the endpoint's own state (e.g. the response id)
     # the turn's own state (turn/): how the answer reaches the client and what is kept of it
+    translated: bool = False  # translated and checked (a background run's copy goes on from there)
     relay_token: str | None = None  # a stream pointed at the relay: the token that has it served, once
     relayed: bool = False  # its answer comes through the relay (mitmproxy streams it)
-    relay_error: Exception | None = None  # the upstream refused before the first byte: the client's error
     keep_before_end: bool = False  # the endpoint keeps the answer before a stream's end goes out (set by it)
     gate: asyncio.Future | None = field(default=None, repr=False)  # that stream's end, opened once it is kept
     write: Any = field(default=None, repr=False)  # the endpoint's write (a future), awaited before the end
     kept: bool = False  # the endpoint kept the answer already (a parked stream's end)
+    served: bool = False  # the pool was told how the account did (Settlement.served), once
     unkept: bool = False  # its write failed: the answer was not kept (nor may it be continued)
-    final: dict | None = None  # a whole answer's final object, for the endpoint to keep
     # the door's state: the URL the client addressed (door/claim.py), a named client key's (door/team.py)
     called: tuple[str, str, int] | None = None  # scheme, host, port
     key_record: Any = field(default=None, repr=False)  # its record, while the request may be limited

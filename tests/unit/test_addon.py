@@ -148,35 +148,40 @@ async def through(gw, f):
 
 
 async def relayed(gw, qwen, f, answer: StreamAnswer) -> bytes:
-    """What happens once mitmproxy connects to the relay (upstream/relay.py): the turn opens the engine's
-    answer (here `answer`) and pumps it, writing the client's events; mitmproxy gets the relay's head
-    (responseheaders). The client's bytes; with a hanging answer, the pump is cancelled after its first
-    events, as the relay's is when the client goes away."""
-    ex = gw.relay._pending.pop(f.request.headers[TOKEN_HEADER])
+    """What happens once mitmproxy connects to the relay (upstream/relay.py): the turn runs — translated, the
+    engine's answer opened (here `answer`) and pumped —, the relay writes its head (mitmproxy's responseheaders)
+    and the client's events, chunked. The client's bytes; with a hanging answer, the connection is closed after
+    its first events, as mitmproxy closes it when the client goes away."""
     qwen.answers.append(answer)
-    sent: list[bytes] = []
-
-    async def send(outs: list[bytes]) -> None:
-        sent.extend(outs)
-
-    resp = await gw.turns.open(ex)
-    f.response = http.Response.make(200, b"", {"content-type": "text/event-stream; charset=utf-8",
-                                               "cache-control": "no-cache", "transfer-encoding": "chunked"})
+    host, port = gw.relay.address
+    reader, writer = await (inproc.open_connection(host, port) if host == inproc.HOST
+                            else asyncio.open_connection(host, port))
+    token = f.request.headers[TOKEN_HEADER].encode()
+    writer.write(b"POST %s HTTP/1.1\r\nhost: relay\r\n%s: %s\r\ncontent-length: 0\r\n\r\n"
+                 % (f.request.path.encode(), TOKEN_HEADER.encode(), token))
+    head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).decode("latin-1").split("\r\n")
+    status = int(head[0].split()[1])
+    fields = [tuple(line.split(": ", 1)) for line in head[1:] if ": " in line]
+    f.response = http.Response.make(status, b"", [(k.encode(), v.encode()) for k, v in fields])
+    chunked = any(k.lower() == "transfer-encoding" for k, _ in fields)
+    if not chunked:
+        f.response.content = await reader.readexactly(int(dict((k.lower(), v) for k, v in fields)["content-length"]))
+        writer.close()
+        return f.response.content
     f.response.headers.pop("content-length", None)  # the relay's head: chunked
-    pump = asyncio.ensure_future(gw.turns.pump(ex, resp, send, capture=STREAM_CAPTURE))
-    await asyncio.sleep(0)
     gw.responseheaders(f)
-    if answer.hang:
-        for _ in range(100):
-            if sent:
-                break
-            await asyncio.sleep(0.01)
-        pump.cancel()
-    try:
-        await pump
-    except asyncio.CancelledError:
-        pass
-    return b"".join(sent)
+    out = bytearray()
+    while True:
+        size = int((await asyncio.wait_for(reader.readuntil(b"\r\n"), 10))[:-2], 16)
+        data = await reader.readexactly(size + 2)
+        if not size:
+            break
+        out += data[:-2]
+        if answer.hang:
+            break
+    writer.close()
+    await asyncio.sleep(0)
+    return bytes(out)
 
 
 def make(*creds, qwen=None, **options):

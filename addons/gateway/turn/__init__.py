@@ -1,17 +1,61 @@
 """The turn: one client request run from its body to the settled outcome, for every transport (runner.py).
-What the api wing sees of it is `TurnRunner`: the WebSocket turns and background runs of the Responses API
-drive their turns through it, never through the addon."""
+What the wings see of it: `TurnRunner` (the turn a transport hands an exchange to) and `Transport` (what a
+transport is to the turn: it moves bytes and is told the outcome, never deciding one)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from mitmproxy import http
+    from mitmproxy import connection, http
 
+    from ..errors import GatewayError
     from ..exchange import Exchange
-    from ..pivot import StreamTranslator, UpstreamAnswer
-    from .runner import Send
+    from ..pivot import StreamTranslator
+
+# Where a stream's client bytes go, as they are made (a list of events, maybe several at once).
+Send = Callable[[list[bytes]], Awaitable[None]]
+
+
+class Transport(Protocol):
+    """How one turn's answer reaches its client: mitmproxy's flow (a whole HTTP answer), the relay (an HTTP
+    stream), a WebSocket's frames, a background run's recorded events."""
+
+    capture: int  # bytes of a translated stream kept for the flow (mitmweb, -w)
+    keeps: bool  # it keeps the final object itself (a background run stores it at its end)
+    ends_record: bool  # the turn writes the record when it ends (else mitmproxy's response/error hooks do)
+
+    @property
+    def client(self) -> connection.Client | None:
+        """A client whose leaving gives up a whole answer (None: none watched)."""
+        ...
+
+    def translator(self, ex: Exchange) -> StreamTranslator | None:
+        """Its own encoding of a stream's events (None: the endpoint's SSE)."""
+        ...
+
+    async def begin(self, ex: Exchange) -> None:
+        """A stream starts: its head, before the first events."""
+        ...
+
+    async def send(self, outs: list[bytes]) -> None: ...
+
+    async def whole(self, ex: Exchange, answer: http.Response) -> None:
+        """A whole answer, translated for the client."""
+        ...
+
+    async def refuse(self, ex: Exchange, err: GatewayError) -> None:
+        """The turn failed before its answer began: `err` is the client's error."""
+        ...
+
+    def cancelled(self, ex: Exchange) -> None:
+        """The turn's task was cancelled (its client left, or it was stopped): what that means here."""
+        ...
+
+    def ended(self, ex: Exchange, final: dict | None) -> None:
+        """The turn is over; `final`: the endpoint's final object (None when it failed)."""
+        ...
 
 
 class TurnRunner(Protocol):
@@ -19,17 +63,16 @@ class TurnRunner(Protocol):
 
     def received(self, ex: Exchange, body: dict, flow: http.HTTPFlow) -> None: ...
 
-    async def translate(self, ex: Exchange) -> None: ...
+    async def run(self, ex: Exchange, transport: Transport) -> None: ...
 
-    async def open(self, ex: Exchange) -> UpstreamAnswer: ...
-
-    async def pump(self, ex: Exchange, resp: UpstreamAnswer, send: Send, *, capture: int = 0,
-                   translator: StreamTranslator | None = None) -> None: ...
+    def refusal(self, ex: Exchange, err: GatewayError) -> http.Response:
+        """An HTTP client's answer to a failed turn: the error in its dialect (or the stream failure it acts on)."""
+        ...
 
     def follow(self, ex: Exchange, flow: http.HTTPFlow) -> None: ...
 
     def flow_of(self, ex: Exchange) -> http.HTTPFlow | None: ...
 
-    def streamed(self, ex: Exchange, *, keep: bool = True) -> dict | None: ...
-
-    def finish(self, flow: http.HTTPFlow, ex: Exchange) -> None: ...
+    def finish(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        """The record of an exchange answered without a turn (a WebSocket's warm-up)."""
+        ...

@@ -1,50 +1,54 @@
 """The turn: one client request run from its body to the settled outcome, the same way for every transport —
-a POST answered whole or streamed (through the relay), a `response.create` on a Responses WebSocket, a
-background response.
+a POST answered whole (mitmproxy's flow) or streamed (the relay), a `response.create` on a Responses WebSocket,
+a background response. `run` is the whole choreography:
 
-    received   the client's body read: the model asked, stream or not; the observers' `client_request`
     translate  the endpoint's own preparation (a stored conversation loaded, its store known to take the
-               answer), its client -> chat translation, then each check before upstream (the context guard,
-               a named key's budgets and rate limits): a refusal is raised before anything goes upstream
-    whole      the engine's answer (or the endpoint's own fetch), translated whole; given up when the client
-               leaves; the final object kept for the settlement
-    open/pump  the engine's answer opened (retries before the first byte), then each upstream event
-               translated into the client's and handed to the transport's `send` at once, the stream's end
-               held until the endpoint has kept the answer (keep.py)
-    streamed   a pumped stream's outcome: usage, errors, the pool told, the endpoint's keepsake stored
+               answer), its client -> chat translation, then each check before upstream (the drain, the context
+               guard, a named key's budgets and rate limits): a refusal is raised before anything goes upstream
+    whole      the engine's answer (or the endpoint's own fetch), translated whole, handed to the transport
+    stream     the engine's answer opened (retries before the first byte); each upstream event translated into
+               the client's and handed to the transport at once; the stream's end held until the endpoint has
+               kept the answer (keep.py)
+    served     the outcome on the exchange: usage, errors, the pool told, the endpoint's keepsake stored
+    failure    whatever ended the turn before its answer, mapped once to the client's error (errors.failure)
+               and handed to the transport
 
-The transport only moves bytes: mitmproxy's flow and the relay (HTTP), WebSocket frames, a background run's
-event list. What a turn needs is handed in (wiring.py): the engine's `open`, the checks, the observers and
-the settlement. `TurnRunner` (turn/__init__.py) is what the api wing sees of it.
+`received` (the client's body: the model asked, stream or not, the observers' `client_request`) comes first,
+from the door: a transport is chosen by it. A transport (`Transport`, turn/__init__.py) only moves bytes and is
+told the outcome; it has no `except` of its own for the turn's failures. What a turn needs is handed in
+(wiring.py): the engine's `open`, the checks, the observers and the settlement.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from mitmproxy import connection, http
+from mitmproxy import http
 
 from ..dispatch import Observers
-from ..errors import ConnectionFailed, GatewayError, UpstreamTimeout
+from ..errors import ConnectionFailed, GatewayError, UpstreamTimeout, failure
 from ..exchange import Exchange
 from ..local import json_response
 from ..pivot import StreamTranslator, UpstreamAnswer
 from ..sse import encode as sse_encode
 from ..streaming import stream_error
+from . import Send, Transport
 from .cut import Cuts, Stopping
 from .keep import park_until_kept, until_kept
 from .settle import Settlement
 from .watch import ClientWatch
-from .whole import OpenUpstream, fetch_whole, stream_rewriter
+from .whole import OpenUpstream, as_stream_failure, fetch_whole, stream_rewriter, translated
+
+log = logging.getLogger("qwen")
 
 # A check before upstream: raises the refusal (GatewayError, StateUnavailable) or returns.
 Check = Callable[[Exchange], Awaitable[None]]
-# Where a stream's client bytes go, as they are made (a list of events, maybe several at once).
-Send = Callable[[list[bytes]], Awaitable[None]]
 
 STREAM_CAPTURE = 1 << 20  # bytes of a translated stream kept on the flow for mitmweb and -w
 COUNT_WAIT_S = 0.5  # a prompt count still running, at most, before a stream that reports it starts
+LEFT = "Client disconnected before the answer: the upstream request was cancelled."
 
 
 class Turns:
@@ -73,6 +77,35 @@ class Turns:
     def flow_of(self, ex: Exchange) -> http.HTTPFlow | None:
         return self.settlement.flows.get(ex.id)
 
+    # ---- the choreography ------------------------------------------------------------------------------
+
+    async def run(self, ex: Exchange, transport: Transport) -> None:
+        """The turn of a received exchange, to its end, through `transport` (module docstring)."""
+        final: dict | None = None
+        try:
+            with self.cuts.running():
+                if not ex.translated:
+                    await self.translate(ex)
+                if ex.stream:
+                    final = await self._stream(ex, transport)
+                else:
+                    answer, final = await self._whole(ex, transport)
+                    self.settlement.served(ex, None if transport.keeps else final)
+                    await transport.whole(ex, answer)
+        except asyncio.CancelledError:
+            transport.cancelled(ex)
+            raise
+        except Exception as caught:
+            err = failure(caught)
+            if err.status == 500 and not isinstance(caught, GatewayError):
+                log.exception("qwen: a turn failed")
+            ex.fail(err.status, err.code, err.message)
+            await transport.refuse(ex, err)
+        finally:
+            transport.ended(ex, final)
+            if transport.ends_record and (flow := self.flow_of(ex)) is not None:
+                self.finish(flow, ex)
+
     async def translate(self, ex: Exchange) -> None:
         endpoint = ex.endpoint
         assert endpoint is not None and ex.body is not None
@@ -81,29 +114,35 @@ class Turns:
         ex.chat_body = endpoint.to_chat(ex.body, ex)
         for check in self.checks:
             await check(ex)
+        ex.translated = True
+
+    def refusal(self, ex: Exchange, err: GatewayError) -> http.Response:
+        """An HTTP client's answer to a turn that failed: the error in its dialect's format, or the stream failure
+        the endpoint makes of it (a Responses stream's context overflow is a `response.failed` Codex acts on)."""
+        resp = self.settlement.formats.error(err, ex)
+        return as_stream_failure(resp, ex)
 
     # ---- a whole answer --------------------------------------------------------------------------------
 
-    async def whole(self, ex: Exchange, client: connection.Client) -> http.Response:
-        """The whole answer (the endpoint's own fetch, else the engine's), given up as soon as the client
+    async def _whole(self, ex: Exchange, transport: Transport) -> tuple[http.Response, dict | None]:
+        """The whole answer (the endpoint's own fetch, else the engine's); given up as soon as a watched client
         leaves: the upstream request is cancelled (its connection closed) and the exchange ends 499."""
+        client = transport.client
         task = asyncio.current_task()
-        assert task is not None
+        if client is None or task is None:
+            return await self._fetch(ex)
         self.watch.add(task, client)
         try:
-            with self.cuts.running():
-                resp, ex.final = await self._whole(ex)
-            return resp
+            return await self._fetch(ex)
         except asyncio.CancelledError:
             if self.watch.discard(task) and task.uncancel() == 0:  # else cancelled by someone else too
-                raise GatewayError(499, "Client disconnected before the answer: the upstream request was "
-                                        "cancelled.", code="client_disconnected") from None
+                raise GatewayError(499, LEFT, code="client_disconnected") from None
             raise
         finally:
             if self.watch.discard(task):  # the client left, but the answer was complete before the cancel landed
                 task.uncancel()
 
-    async def _whole(self, ex: Exchange) -> tuple[http.Response, dict | None]:
+    async def _fetch(self, ex: Exchange) -> tuple[http.Response, dict | None]:
         assert ex.endpoint is not None
         if ex.endpoint.fetch is not None and (answer := await ex.endpoint.fetch(ex, self.open_upstream)) is not None:
             return json_response(200, answer), None
@@ -111,13 +150,23 @@ class Turns:
 
     # ---- a streamed answer -----------------------------------------------------------------------------
 
-    async def open(self, ex: Exchange) -> UpstreamAnswer:
-        """The engine's answer, its head read (refusals and retries are over), the prompt's count finished
-        when the stream's first event reports it (until_counted)."""
-        with self.cuts.running():
-            resp = await self.open_upstream(ex)
+    async def _stream(self, ex: Exchange, transport: Transport) -> dict | None:
+        """The engine's answer, its head read (refusals and retries are over), the prompt's count finished when
+        the stream's first event reports it (until_counted), pumped through the transport; an answer that is
+        not a stream after all is translated whole."""
+        resp = await self.open_upstream(ex)
+        try:
+            if resp.status_code != 200 or "event-stream" not in resp.headers.get("content-type", ""):
+                answer, final = translated(ex, resp.status_code, resp.headers, await resp.aread())
+                self.settlement.served(ex, None if transport.keeps else final)
+                await transport.whole(ex, answer)
+                return final
             await until_counted(ex)
-        return resp
+            await transport.begin(ex)
+            await self.pump(ex, resp, transport.send, capture=transport.capture, translator=transport.translator(ex))
+        finally:
+            await resp.aclose()
+        return self.streamed(ex, keep=not transport.keeps)
 
     async def pump(self, ex: Exchange, resp: UpstreamAnswer, send: Send, *, capture: int = 0,
                    translator: StreamTranslator | None = None) -> None:

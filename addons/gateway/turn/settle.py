@@ -1,7 +1,7 @@
-"""How an exchange ends: the answer completed (a stream's usage and errors, a relayed answer that was not a
-stream translated whole), the pool told how the account did, the endpoint's keepsake stored (Responses),
-the record written to the flow and the observers' `finished` called. The addon's `response` and `error`
-hooks, the WebSocket turns and background runs end every exchange here (through runner.Turns).
+"""How an exchange ends: its outcome (a stream's usage and errors), the pool told how the account did, the
+endpoint's keepsake stored (Responses) — `served`, called by the turn —, the record written to the flow and the
+observers' `finished` called — `finish`, called by mitmproxy's `response` and `error` hooks for HTTP answers
+and by the turn itself for the other transports (runner.Turns.run).
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ from mitmproxy import http
 
 from ..accounts import Outcome, Pool
 from ..dispatch import Observers, call_safely
-from ..errors import GatewayError, gateway_error
+from ..errors import gateway_error
 from ..exchange import Exchange
 from ..local import Formats
 from ..prices import PriceTable
 from ..storage.health import StateUnavailable
 from .keep import KEEP_WAIT_S, final_object
-from .whole import as_stream_failure, translated
 
 log = logging.getLogger("qwen")
 CLIENT_LEFT = "Client disconnected"  # how mitmproxy's HTTP/1 layer names a client gone before the answer's end
@@ -38,31 +37,12 @@ class Settlement:
         self.flows = flows  # exchange id -> flow, while the exchange runs (the engine's callback finds it)
 
     def answered(self, flow: http.HTTPFlow, ex: Exchange) -> None:
-        """mitmproxy's `response`: the client has (or is about to have) the whole answer."""
+        """mitmproxy's `response`: the client has (or is about to have) the answer the turn made: a stream's bytes
+        kept on the flow, the dialect's headers on a whole answer, the record written."""
         assert flow.response is not None
-        try:
-            final, ex.final = ex.final, None
-            if isinstance(ex.relay_error, GatewayError):  # the relay wrote it in OpenAI's format
-                flow.response = self.formats.error(ex.relay_error, ex)
-                as_stream_failure(flow, ex)
-            if ex.rewriter is not None:
-                final = self.stream_sent(ex, flow.response)
-            elif ex.relayed and ex.relay_error is None:
-                # a relayed answer that was not a stream after all: translate it whole
-                flow.response, final = translated(ex, flow.response.status_code, flow.response.headers,
-                                                  flow.response.content or b"")
-            self.served(ex, final)
-        except (GatewayError, StateUnavailable) as caught:
-            e = gateway_error(caught)
-            flow.response = self.formats.error(e, ex)
-            ex.fail(e.status, e.code, e.message)
-        except Exception as e:
-            log.exception("qwen: could not finish an answer")
-            if ex.rewriter is None:
-                e2 = GatewayError(502, f"The gateway could not read Qwen's answer: {type(e).__name__}.")
-                flow.response = self.formats.error(e2, ex)
-                ex.fail(e2.status, e2.code, e2.message)
-        if flow.response is not None and ex.rewriter is None:  # a stream's headers went out with its first bytes
+        if ex.rewriter is not None:
+            self.stream_sent(ex, flow.response)
+        else:  # a stream's headers went out with its first bytes
             self.formats.stamp(ex, flow.response)
         self.finish(flow, ex)
 
@@ -73,7 +53,9 @@ class Settlement:
             # The client read the whole answer ([DONE] included) and closed its connection before mitmproxy
             # saw the relay's end of the stream: served, not an error.
             try:
-                self.served(ex, self.stream_sent(ex, flow.response))
+                final = self.stream_sent(ex, flow.response)
+                if not ex.served:
+                    self.served(ex, final)
                 ex.notes.append("the client closed its connection after the whole answer")
             except Exception:
                 log.exception("qwen: could not finish a stream the client had read")
@@ -93,6 +75,7 @@ class Settlement:
         """Qwen answered: the pool hears how, the endpoint keeps what it must (stored Responses)."""
         if ex.cred is None or ex.error is not None:
             return
+        ex.served = True
         rw = ex.rewriter
         outcome = Outcome.OK if rw is None or not rw.error else \
             Outcome.THROTTLE if rw.throttled else Outcome.ERROR  # error_finish: throttled mid-stream

@@ -98,12 +98,14 @@ def upstream_json(body: bytes) -> dict:
     return data
 
 
-def as_stream_failure(flow: http.HTTPFlow, ex: Exchange) -> None:
+def as_stream_failure(resp: http.Response, ex: Exchange) -> http.Response:
     """An error a streaming client acts on as an event of its stream (the Responses API's context overflow is
-    a `response.failed`, which Codex turns into its context-full handling), when the endpoint says so."""
+    a `response.failed`, which Codex turns into its context-full handling), when the endpoint says so; else
+    `resp` (the error in the client's format) as it is."""
     hook = ex.endpoint.stream_failure if ex.endpoint is not None and ex.stream else None
     body = hook(ex) if hook is not None and ex.error is not None else None
-    if body is not None:
-        flow.response = http.Response.make(200, body, {"content-type": "text/event-stream; charset=utf-8",
-                                                       "cache-control": "no-cache"})
-        ex.status = 200
+    if body is None:
+        return resp
+    ex.status = 200
+    return http.Response.make(200, body, {"content-type": "text/event-stream; charset=utf-8",
+                                          "cache-control": "no-cache"})

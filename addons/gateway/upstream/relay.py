@@ -8,8 +8,8 @@ socket hop per event and a TCP connect per stream). It serves only
 exchanges the gateway registered, each once, named by a random token. It is the HTTP transport of a turn
 (turn/runner.py): the turn opens the engine's answer (credential, pooled connection, retries before the first
 byte) and pumps it, each upstream event translated into the client's at once, which the relay writes to
-mitmproxy chunked. A refusal before the first byte is written whole (the settlement puts it in the
-client's format); an answer that is not a stream after all is written as it came (and translated whole).
+mitmproxy chunked (`RelayStream`, the turn's transport). A refusal before the first byte, and an answer that
+was not a stream after all, are written whole, in the client's format, as the turn made them.
 When mitmproxy closes the connection (the client went away), the turn's upstream request is cancelled.
 """
 
@@ -19,10 +19,14 @@ import asyncio
 import logging
 import secrets
 
-from ..errors import ConnectionFailed, GatewayError, UpstreamTimeout
+from collections.abc import Callable
+
+from mitmproxy import connection, http
+
+from ..errors import GatewayError
 from ..exchange import Exchange
+from ..local import error_response
 from ..loopback import LoopbackServer
-from ..pivot import UpstreamAnswer
 from ..turn import TurnRunner
 from . import inproc
 from .pipe import PipeReader
@@ -93,7 +97,7 @@ class LoopbackRelay(LoopbackServer):
         ex = self._pending.pop(headers.get(TOKEN_HEADER, ""), None)
         if ex is None:
             err = GatewayError(403, "This relay serves only requests the gateway prepared.", code="relay_refused")
-            await _write_whole(writer, err.status, err.to_bytes(), err.headers, close=True)
+            await _write_whole(writer, error_response(err), close=True)
             return False
         return await self._serve(ex, reader, writer)
 
@@ -124,57 +128,61 @@ class LoopbackRelay(LoopbackServer):
             reader.on_eof = None
 
     async def _answer(self, ex: Exchange, writer: asyncio.StreamWriter) -> bool:
-        try:
-            try:
-                resp = await self.runner.open(ex)
-            except GatewayError:
-                raise
-            except Exception as e:  # fail closed: the client gets an error, never a broken connection
-                log.exception("qwen: the upstream request failed")
-                raise GatewayError(500, f"The gateway failed: {type(e).__name__}.") from e
-        except GatewayError as e:
-            ex.relay_error = e  # the client's format is applied when the answer is settled
-            ex.fail(e.status, e.code, e.message)
-            await _write_whole(writer, e.status, e.to_bytes(), e.headers)
-            return True
-        try:
-            if resp.status_code == 200 and "event-stream" in resp.headers.get("content-type", ""):
-                writer.write(STREAM_HEAD)
-
-                async def send(outs: list[bytes]) -> None:
-                    data = b"".join(outs)
-                    if data:
-                        writer.write(b"%x\r\n%s\r\n" % (len(data), data))
-                        await writer.drain()
-
-                await self.runner.pump(ex, resp, send, capture=self.capture)
-            else:
-                await _copy(resp, writer)
-            writer.write(b"0\r\n\r\n")
-            await writer.drain()
-            return True
-        finally:
-            await resp.aclose()
+        await self.runner.run(ex, RelayStream(writer, self.capture, self.runner.refusal))
+        await writer.drain()
+        return True
 
 
-async def _copy(resp: UpstreamAnswer, writer: asyncio.StreamWriter) -> None:
-    """An answer that is not a stream, as it came (the settlement translates it whole)."""
-    ctype = resp.headers.get("content-type", "application/json")
-    writer.write(f"HTTP/1.1 {resp.status_code} {_REASONS.get(resp.status_code, 'OK')}\r\n"
-                 f"content-type: {ctype}\r\ntransfer-encoding: chunked\r\n\r\n".encode("latin-1"))
-    try:
-        async for chunk in resp.aiter_raw():
-            if chunk:
-                writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                await writer.drain()
-    except (UpstreamTimeout, ConnectionFailed):
-        pass  # what came is what the settlement reads
+class RelayStream:
+    """The HTTP stream's transport (turn.Transport): what the turn makes, written to mitmproxy as a server's
+    answer — a stream chunked as its events come, or a whole answer (a refusal in the client's format)."""
+
+    keeps = False
+    ends_record = False  # mitmproxy's response/error hooks settle the flow
+    client: connection.Client | None = None  # a stream's client gone: mitmproxy closes the relay's connection
+
+    def __init__(self, writer: asyncio.StreamWriter, capture: int,
+                 refusal: Callable[[Exchange, GatewayError], http.Response]) -> None:
+        self.writer = writer
+        self.capture = capture
+        self.refusal = refusal  # the error as the client's dialect says it (runner.Turns.refusal)
+        self.streaming = False
+
+    def translator(self, ex: Exchange) -> None:
+        return None  # the endpoint's own SSE
+
+    async def begin(self, ex: Exchange) -> None:
+        self.writer.write(STREAM_HEAD)
+        self.streaming = True
+
+    async def send(self, outs: list[bytes]) -> None:
+        data = b"".join(outs)
+        if data:
+            self.writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+            await self.writer.drain()
+
+    async def whole(self, ex: Exchange, answer: http.Response) -> None:
+        await _write_whole(self.writer, answer)
+
+    async def refuse(self, ex: Exchange, err: GatewayError) -> None:
+        if self.streaming:  # not reached: a stream's failures are its own events (the pump's)
+            return
+        await _write_whole(self.writer, self.refusal(ex, err))
+
+    def cancelled(self, ex: Exchange) -> None:
+        pass  # mitmproxy's `error` hook records the client gone
+
+    def ended(self, ex: Exchange, final: dict | None) -> None:
+        if self.streaming and not self.writer.is_closing():
+            self.writer.write(b"0\r\n\r\n")
 
 
-async def _write_whole(writer: asyncio.StreamWriter, status: int, body: bytes, headers: dict[str, str],
-                       *, close: bool = False) -> None:
-    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    writer.write(f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\ncontent-type: application/json\r\n"
-                 f"content-length: {len(body)}\r\n{extra}{'connection: close' + chr(13) + chr(10) if close else ''}"
-                 "\r\n".encode("latin-1") + body)
+async def _write_whole(writer: asyncio.StreamWriter, answer: http.Response, *, close: bool = False) -> None:
+    head = [f"HTTP/1.1 {answer.status_code} {_REASONS.get(answer.status_code, 'OK')}\r\n".encode("latin-1")]
+    for name, value in answer.headers.fields:
+        if name.lower() not in (b"content-length", b"transfer-encoding", b"connection"):
+            head.append(b"%s: %s\r\n" % (name, value))
+    body = answer.raw_content or b""
+    head.append(b"content-length: %d\r\n%s\r\n" % (len(body), b"connection: close\r\n" if close else b""))
+    writer.write(b"".join(head) + body)
     await writer.drain()

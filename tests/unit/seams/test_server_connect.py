@@ -112,13 +112,16 @@ async def test_on_another_mitmproxys_server_connect_the_relay_listens_on_loopbac
     monkeypatch.setattr(server.ConnectionHandler, "open_connection", other.ConnectionHandler.open_connection)
     answer = Answer()
 
-    class Runner:  # the turn, as the relay sees it: Qwen's events passed on as they come
-        async def open(self, ex: Exchange) -> Answer:
-            return answer
+    class Runner:  # the turn, as the relay sees it: Qwen's events passed on to the transport as they come
+        async def run(self, ex: Exchange, transport) -> None:
+            await transport.begin(ex)
+            async for chunk in answer.aiter_raw():
+                await transport.send([chunk])
+            await answer.aclose()
+            transport.ended(ex, None)
 
-        async def pump(self, ex, resp, send, *, capture=0, translator=None) -> None:
-            async for chunk in resp.aiter_raw():
-                await send([chunk])
+        def refusal(self, ex, err):
+            raise AssertionError("not refused")
 
     relay = LoopbackRelay(Runner())  # type: ignore[arg-type]
     with caplog.at_level(logging.WARNING, logger="qwen"):

@@ -47,11 +47,11 @@ def parts():
 def test_a_whole_answer_reports_ok_keeps_its_final_object_once_and_tells_the_observers():
     settle, pool, seen, kept, ex = parts()
     f = tflow.tflow(resp=True)
-    ex.final = {"id": "chatcmpl-1"}
-    settle.answered(f, ex)
+    settle.served(ex, {"id": "chatcmpl-1"})  # the turn, with its answer
+    settle.answered(f, ex)  # mitmproxy's response hook: the record
     assert pool.reports == [("acct", Outcome.OK)] and kept == [{"id": "chatcmpl-1"}]
     assert f.metadata["qwen"]["status"] == 200 and seen.finished_ids == [ex.id]
-    assert ex.final is None  # taken: a second settlement keeps nothing again
+    assert ex.served  # told once: a client that leaves afterwards is not reported again
 
 
 def test_a_parked_stream_kept_its_answer_already():

@@ -1,4 +1,4 @@
-"""turn/watch.py's ClientWatch, as Turns.whole uses it: whole answers given up when their client leaves, by one timer for every waiting request
+"""turn/watch.py's ClientWatch, as Turns._whole uses it: whole answers given up when their client leaves, by one timer for every waiting request
 (not a task and a timer per request: tests/e2e/test_workcount.py counts that), cancellations that are not the
 watch's left alone."""
 
@@ -22,13 +22,14 @@ def turns() -> Turns:
                  idle_timeout=lambda: 0)
 
 
-def answer_whole(t: Turns, client):
-    return t.whole(SimpleNamespace(final=None), client)  # type: ignore[arg-type]
+async def answer_whole(t: Turns, client):
+    answer, _ = await t._whole(SimpleNamespace(), SimpleNamespace(client=client))  # type: ignore[arg-type]
+    return answer
 
 
 @pytest.fixture
 def patched(monkeypatch):
-    """`_whole` awaits a future the test controls."""
+    """`_fetch` (the answer) awaits a future the test controls."""
     futures: list[asyncio.Future] = []
 
     async def whole(ex):
@@ -40,7 +41,7 @@ def patched(monkeypatch):
             whole.cancelled += 1
             raise
     whole.cancelled = 0
-    monkeypatch.setattr(Turns, "_whole", lambda self, ex: whole(ex))
+    monkeypatch.setattr(Turns, "_fetch", lambda self, ex: whole(ex))
     monkeypatch.setattr(watch_module, "CLIENT_WATCH", 0.01)
     return futures, whole
 
@@ -96,7 +97,7 @@ async def test_an_answer_complete_before_the_watchs_cancel_landed_is_kept(patche
             await asyncio.sleep(1)
         except asyncio.CancelledError:
             return "answered anyway", None  # e.g. a step that swallows the cancellation and returns what it has
-    t._whole = whole_that_finishes  # type: ignore[method-assign]
+    t._fetch = whole_that_finishes  # type: ignore[method-assign]
     task = asyncio.ensure_future(answer_whole(t, client))
     await asyncio.sleep(0)
     client.state = ConnectionState.CAN_WRITE

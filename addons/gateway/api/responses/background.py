@@ -98,7 +98,7 @@ class BackgroundRuns:
         turn = dataclasses.replace(ex, id=ids.exchange_id(), started=time.monotonic(), stream=True,
                                    chat_body={**ex.chat_body, "stream": True}, tried=[], retries=[],
                                    notes=[*ex.notes, "background"], extra=dict(ex.extra),
-                                   keep_before_end=False, write=None, gate=None, final=None)  # kept at its end
+                                   keep_before_end=False, write=None, gate=None)  # kept at its end
         store = self.store()
         run = Run(turn, queued, translator=ResponsesStreamTranslator(
             body, response_id=rid, created_at=ex.created, tools=ex.extra.get("tools"), seal=store.sealer.seal,
@@ -136,35 +136,51 @@ class BackgroundRuns:
     # ---- the turn ----------------------------------------------------------------------------------------
 
     async def _run(self, run: Run, flow: http.HTTPFlow | None) -> None:
-        ex, translator = run.ex, run.translator
         if flow is not None:
-            self.runner.follow(ex, flow)
+            self.runner.follow(run.ex, flow)
         try:
-            resp = await self.runner.open(ex)
-            try:  # the translator records each event (run.record): nothing to send
-                await self.runner.pump(ex, resp, _nowhere, translator=translator)
-            finally:
-                await resp.aclose()
-            self.runner.streamed(ex, keep=False)  # its Response is stored by _end, whatever the outcome
-        except GatewayError as e:
-            ex.fail(e.status, e.code, e.message)
-            translator.fail({"message": e.message, "code": e.code, "type": e.type})
+            await self.runner.run(run.ex, BackgroundRun(run))
         except asyncio.CancelledError:
-            ex.stream_error = "cancelled (POST /v1/responses/{id}/cancel)"
-            if not translator.ended:
-                translator.cancel()
             if not run.cancelled:  # the gateway is shutting down
                 raise
-        except Exception as e:
-            log.exception("qwen: a background response failed")
-            ex.fail(500, "gateway_error", f"The gateway failed: {type(e).__name__}.")
-            translator.fail({"message": f"The gateway failed: {type(e).__name__}.", "type": "server_error"})
-        finally:
-            self._end(run, flow)
 
-    def _end(self, run: Run, flow: http.HTTPFlow | None) -> None:
-        """The final Response stored (and kept for previous_response_id), the record settled on the flow."""
-        ex = run.ex
+
+class BackgroundRun:
+    """A background run's transport (turn.Transport): its events recorded for later readers (the translator's
+    `encode` is `Run.record`), a refusal its `response.failed`, its final Response stored at its end whatever
+    the outcome (and kept for previous_response_id)."""
+
+    capture = 0
+    keeps = True
+    ends_record = True
+    client = None
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+
+    def translator(self, ex: Exchange) -> ResponsesStreamTranslator:
+        return self.run.translator
+
+    async def begin(self, ex: Exchange) -> None:
+        pass
+
+    async def send(self, outs: list[bytes]) -> None:
+        pass  # recorded by the translator as they were made
+
+    async def whole(self, ex: Exchange, answer: http.Response) -> None:
+        ex.fail(502, "invalid_upstream_response", "Qwen answered with no stream.")
+        self.run.translator.fail({"message": "Qwen answered with no stream.", "type": "server_error"})
+
+    async def refuse(self, ex: Exchange, err: GatewayError) -> None:
+        self.run.translator.fail({"message": err.message, "code": err.code, "type": err.type})
+
+    def cancelled(self, ex: Exchange) -> None:
+        ex.stream_error = "cancelled (POST /v1/responses/{id}/cancel)"
+        if not self.run.translator.ended:
+            self.run.translator.cancel()
+
+    def ended(self, ex: Exchange, final: dict | None) -> None:
+        run = self.run
         try:
             if ex.endpoint is not None and ex.endpoint.finished is not None:
                 ex.endpoint.finished(ex, run.response())
@@ -174,9 +190,3 @@ class BackgroundRuns:
             run.done.set()
             if ex.status is None:
                 ex.status = 200
-            if flow is not None:
-                self.runner.finish(flow, ex)
-
-
-async def _nowhere(outs: list[bytes]) -> None:
-    """A background run's events go to its Run (the translator's `encode`), not to a connection."""

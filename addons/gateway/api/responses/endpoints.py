@@ -16,7 +16,7 @@ from .history import history_items, input_items, kept_inputs
 from .items import new_id
 from .output import chat_to_response, usage_to_responses
 from .request import Translation, check_request, limit_input, require_model, translate
-from .store import ResponseStore
+from .store import ResponseStore, previous_not_found
 from .stream import ResponsesStreamTranslator
 from .stream_parts import sse_event
 
@@ -54,6 +54,8 @@ def responses_endpoint(store: Callable[[], ResponseStore],
         """Before the upstream call: the stored state the request refers to (prepare), then, for a large
         request, its translation in a worker thread (the event loop serves others meanwhile)."""
         limit_input(body)  # refused before anything is walked
+        if ex.extra.pop("evicted", False):  # a WebSocket's failed continuation evicted it (socket_turns.py)
+            raise previous_not_found(str(body.get("previous_response_id")))
         await store().prepare(body, ex.key_name, stores=True)
         if large(body, ex.extra.get("history")):
             ex.extra["translation"] = await asyncio.to_thread(translated, body, ex, ex.extra.pop("history", None))

@@ -40,7 +40,7 @@ from ...loopback import LoopbackServer
 from ...pivot import Endpoint
 from ...seams import websocket_messages
 from ...turn import TurnRunner
-from .socket_turns import Session, Turns, _encode, _error_event
+from .socket_turns import Session, SocketTurns, _encode, _error_event
 from .store import ResponseStore
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ class ResponsesSockets(LoopbackServer):
 
     def __init__(self, runner: TurnRunner, endpoint: Endpoint[Exchange], store: Callable[[], ResponseStore]) -> None:
         super().__init__()
-        self.turns = Turns(runner, endpoint, store)
+        self.turns = SocketTurns(runner, endpoint, store)
         self._sessions: set[asyncio.Task] = set()
         self._open: dict[asyncio.Task, Session] = {}  # the sessions talking, by their connection's task
         self.max_message = Config.max_body  # a response.create is a request body: qwen_max_body_mb

@@ -1,13 +1,12 @@
-"""One `response.create` on a Responses WebSocket (socket.py): run as its own exchange, exactly as a
-POST /v1/responses with `"stream": true` would be — observers, context guard, engine, stream translation,
-pool, stored response — with each event sent as one JSON text frame. A continuation turn that fails evicts
-its previous_response_id from the connection (`Session.evict`), as the spec requires."""
+"""One `response.create` on a Responses WebSocket (socket.py): run by the gateway's turn as its own exchange,
+exactly as a POST /v1/responses with `"stream": true` is — observers, context guard, engine, stream translation,
+pool, stored response — through `SocketTurn`, which sends each event as one JSON text frame. A continuation
+turn that fails evicts its previous_response_id from the connection (`Session.evict`), as the spec requires."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from collections.abc import Callable
@@ -17,8 +16,7 @@ import wsproto.events as ws_events
 from wsproto import WSConnection
 from wsproto.connection import ConnectionState
 
-from ...errors import GatewayError, gateway_error
-from ...storage.health import StateUnavailable
+from ...errors import GatewayError
 from ...exchange import ClientRequest, Exchange
 from ...pivot import Endpoint
 from ...turn import TurnRunner
@@ -26,13 +24,11 @@ from .history import history_items
 from .items import new_id
 from .output import completion_time, response_object
 from .request import check_request
-from .store import ResponseStore, previous_not_found
+from .store import ResponseStore
 from .stream import ResponsesStreamTranslator
 
 if TYPE_CHECKING:
     from mitmproxy import http
-
-log = logging.getLogger("qwen")
 
 KEEP_RESPONSES = 8  # a connection's own recent responses, for previous_response_id
 KEEP_EVICTED = 64  # responses a failed continuation evicted, refused on the connection from then on
@@ -72,9 +68,10 @@ class Session:
             self.evicted.popitem(last=False)
 
 
-class Turns:
+class SocketTurns:
     """The turns of every WebSocket, each run by the gateway's turn (`runner`, turn/runner.py) as a streamed POST
-    /v1/responses is: the Responses `endpoint`, its stored Responses (`store`: the sealer of history items)."""
+    /v1/responses is, through a `SocketTurn` transport: the Responses `endpoint`, its stored Responses (`store`:
+    the sealer of history items)."""
 
     def __init__(self, runner: TurnRunner, endpoint: Endpoint[Exchange], store: Callable[[], ResponseStore]) -> None:
         self.runner = runner
@@ -90,77 +87,30 @@ class Turns:
         # the connection's named key: each turn is limited and counted
         ex.key_name, ex.key_record = up.key_name, up.key_record
         session.turns += 1
+        body["stream"] = True
+        generate = body.pop("generate", True) is not False  # the socket's field, not the request's
+        self.runner.received(ex, body, flow)
         prev = body.get("previous_response_id")
-        kept = False  # the turn ended with a response the connection keeps: else it failed
-        try:
-            body["stream"] = True
-            self.runner.received(ex, body, flow)
-            if isinstance(prev, str) and prev in session.evicted:
-                raise previous_not_found(prev)
-            if isinstance(prev, str) and prev in session.history:
+        if isinstance(prev, str):  # what the endpoint continues from: the connection's own, or refused if evicted
+            if prev in session.evicted:
+                ex.extra["evicted"] = True
+            elif prev in session.history:
                 ex.extra["history"] = session.history[prev]
-            if body.pop("generate", True) is False:  # a warm-up: the connection is ready, nothing to generate
-                self._warm_up(session, ex, check_request(body))  # (generate: the socket's field, not the request's)
-                kept = True
-                return
-            await self.runner.translate(ex)
-            resp = await self.runner.open(ex)
-
-            async def send(outs: list[bytes]) -> None:
-                for out in outs:
-                    session.send(out)
-                await session.writer.drain()
-
-            try:
-                await self.runner.pump(ex, resp, send, translator=self._translator(ex))
-            finally:
-                await resp.aclose()
-            kept = self._remember(session, ex, self.runner.streamed(ex))
-        except (GatewayError, StateUnavailable) as caught:
-            e = gateway_error(caught)
-            ex.fail(e.status, e.code, e.message)
-            if e.code == "context_length_exceeded" and "response_id" in ex.extra:
-                ex.stream_error = e.message
-                for out in self._translator(ex).fail({"message": e.message, "code": e.code,
-                                                      "type": "invalid_request_error"}):
-                    session.send(out)
-            else:
-                session.send(_encode(_error_event(e)))
-        except asyncio.CancelledError:
-            ex.stream_error = ex.stream_error or "the client closed the WebSocket"
-            ex.status = ex.status or 499
-            raise
-        except Exception as e:
-            log.exception("qwen: a WebSocket turn failed")
-            err = GatewayError(500, f"The gateway failed: {type(e).__name__}.")
-            ex.fail(err.status, err.code, err.message)
-            session.send(_encode(_error_event(err)))
-        finally:
-            if not kept and isinstance(prev, str):
-                session.evict(prev)
-            if ex.status is None:
-                ex.status = 200
+        if not generate and "evicted" not in ex.extra:  # a warm-up: the connection is ready, nothing to generate
+            self._warm_up(session, ex, body)
             self.runner.finish(flow, ex)
-
-    def _translator(self, ex: Exchange) -> ResponsesStreamTranslator:
-        return ResponsesStreamTranslator(ex.body or {}, response_id=ex.extra["response_id"], created_at=ex.created,
-                                         tools=ex.extra.get("tools"), seal=self.store().sealer.seal,
-                                         compaction=bool(ex.extra.get("compaction")), encode=_encode)
-
-    def _remember(self, session: Session, ex: Exchange, final: dict | None) -> bool:
-        """The turn's response, for this connection's next `previous_response_id`: whether there was one to keep
-        (none when the stream failed, or the response could not be stored)."""
-        translator = ex.rewriter.translator if ex.rewriter is not None else None
-        if final is None or ex.unkept or not isinstance(translator, ResponsesStreamTranslator):
-            return False
-        summary = translator.summary if ex.extra.get("compaction") else None
-        session.remember(final["id"], history_items(ex.extra.get("items") or [], final, self.store().sealer.seal,
-                                                    summary=summary, reasoning=translator.reasoning))
-        return True
+            return
+        await self.runner.run(ex, SocketTurn(session, self.store))
 
     def _warm_up(self, session: Session, ex: Exchange, body: dict) -> None:
         rid = new_id("resp")
         seq = 0
+        try:
+            body = check_request(body)
+        except GatewayError as e:
+            ex.fail(e.status, e.code, e.message)
+            session.send(_encode(_error_event(e)))
+            return
 
         def ev(kind: str, status: str) -> bytes:
             nonlocal seq
@@ -177,6 +127,71 @@ class Turns:
         session.remember(rid, list(session.history.get(prev, [])) if isinstance(prev, str) else [])
         ex.notes.append("warm-up (generate: false): nothing sent to Qwen")
         ex.status = 200
+
+
+class SocketTurn:
+    """One turn's transport on a WebSocket (turn.Transport): each event one JSON text frame; a refusal the
+    Responses WebSocket's `error` event (a context overflow the `response.failed` Codex acts on); the connection's
+    history kept from the turn's response, or the continued one evicted when the turn failed (the spec)."""
+
+    capture = 0
+    keeps = False
+    ends_record = True  # no mitmproxy hook ends a WebSocket turn
+    client = None
+
+    def __init__(self, session: Session, store: Callable[[], ResponseStore]) -> None:
+        self.session = session
+        self.store = store
+
+    def translator(self, ex: Exchange) -> ResponsesStreamTranslator:
+        return ResponsesStreamTranslator(ex.body or {}, response_id=ex.extra["response_id"], created_at=ex.created,
+                                         tools=ex.extra.get("tools"), seal=self.store().sealer.seal,
+                                         compaction=bool(ex.extra.get("compaction")), encode=_encode)
+
+    async def begin(self, ex: Exchange) -> None:
+        pass
+
+    async def send(self, outs: list[bytes]) -> None:
+        for out in outs:
+            self.session.send(out)
+        await self.session.writer.drain()
+
+    async def whole(self, ex: Exchange, answer: http.Response) -> None:
+        # Qwen answered a stream request whole: not something a WebSocket turn can carry as events
+        err = GatewayError(502, "Qwen answered with no stream.", code="invalid_upstream_response")
+        ex.fail(err.status, err.code, err.message)
+        self.session.send(_encode(_error_event(err)))
+
+    async def refuse(self, ex: Exchange, err: GatewayError) -> None:
+        if err.code == "context_length_exceeded" and "response_id" in ex.extra:
+            ex.stream_error = err.message
+            await self.send(self.translator(ex).fail({"message": err.message, "code": err.code,
+                                                      "type": "invalid_request_error"}))
+        else:
+            self.session.send(_encode(_error_event(err)))
+
+    def cancelled(self, ex: Exchange) -> None:
+        ex.stream_error = ex.stream_error or "the client closed the WebSocket"
+        ex.status = ex.status or 499
+
+    def ended(self, ex: Exchange, final: dict | None) -> None:
+        prev = (ex.body or {}).get("previous_response_id")
+        if not self._remember(ex, final) and isinstance(prev, str):
+            self.session.evict(prev)
+        if ex.status is None:
+            ex.status = 200
+
+    def _remember(self, ex: Exchange, final: dict | None) -> bool:
+        """The turn's response, for this connection's next `previous_response_id`: whether there was one to keep
+        (none when the stream failed, or the response could not be stored)."""
+        translator = ex.rewriter.translator if ex.rewriter is not None else None
+        if final is None or ex.unkept or not isinstance(translator, ResponsesStreamTranslator):
+            return False
+        summary = translator.summary if ex.extra.get("compaction") else None
+        self.session.remember(final["id"], history_items(ex.extra.get("items") or [], final,
+                                                         self.store().sealer.seal, summary=summary,
+                                                         reasoning=translator.reasoning))
+        return True
 
 
 def _error_event(e: GatewayError) -> dict:
