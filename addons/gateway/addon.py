@@ -22,7 +22,7 @@ from mitmproxy import ctx, http, tls
 from mitmproxy.proxy import server_hooks
 
 from . import config
-from .api.responses.socket import trim_messages, wants_socket
+from .api.responses.socket import trim_messages
 from .door import access, admission, body, claim, passthrough, routing, startup
 from .errors import GatewayError, failure, gateway_error
 from .exchange import Exchange
@@ -30,7 +30,7 @@ from .observe import terminal
 from .seams import hook_dispatch, message_checks, shutdown_signals
 from .storage.health import StateUnavailable
 from .turn.flow_answer import FlowAnswer
-from .upstream.relay import TOKEN_HEADER
+from .turn.relay import TOKEN_HEADER
 from .wiring import Wiring
 
 log = logging.getLogger("qwen")
@@ -89,7 +89,7 @@ class QwenGateway(Wiring):
 
     async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         """Last line of defence (fence.py): claimed flows reach only the relay."""
-        if await self.fence.refuses_server(data, self.config, (self.relay.address, self.sockets.address)):
+        if await self.fence.refuses_server(data, self.config, (self.relay.address,)):
             target = data.server.address[0] if data.server.address else "?"
             data.server.error = f"qwen gateway refuses to connect to {target}: its requests go to Qwen"
 
@@ -157,11 +157,11 @@ class QwenGateway(Wiring):
             self._fail_closed(flow, e)
 
     async def _handle(self, flow: http.HTTPFlow, ex: Exchange) -> None:
-        if wants_socket(flow, ex):
-            self.drain.refuse_new()  # its turns would be refused one by one
-            await self.sockets.route(flow, ex)
-            return
         endpoint = ex.endpoint
+        if endpoint is not None and endpoint.upgrade is not None and flow.request.method.upper() == "GET":
+            self.drain.refuse_new()  # the turns of a new WebSocket would be refused one by one
+            if await endpoint.upgrade(flow, ex):
+                return
         if endpoint is None or ex.route == "method_not_allowed":
             if ex.route in routing.BODY_ROUTES:
                 ex.body = body.parse_json(body.read(flow, ex, self.config.max_body) or b"{}")

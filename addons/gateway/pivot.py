@@ -128,8 +128,11 @@ class Endpoint(Generic[X]):
     # from a shared database first (a stored Response another gateway wrote)
     prepare: Callable[[dict, X], Awaitable[None]] | None = None
     # Its stream's first event carries the gateway's prompt estimate (Anthropic's message_start usage): the
-    # relay lets a count still running finish before the stream starts (turn.runner.Turns.open)
+    # turn lets a count still running finish before the stream starts (turn.runner.until_counted)
     counted_first: bool = False
+    # A GET that asks to upgrade to another protocol (the Responses WebSocket): handles the flow and says True,
+    # or False when the request is no upgrade (it is then answered as any request of its method)
+    upgrade: Callable[[Any, X], Awaitable[bool]] | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from .api.messages.errors import FORMAT as ANTHROPIC_FORMAT
 from .api.responses import retrieve
 from .api.responses.background import BackgroundRuns
 from .api.responses.endpoints import compact_endpoint, responses_endpoint
+from .api.responses.socket import ResponsesSockets
 from .api.responses.store import ResponseStore
 from .api.stored_chat import endpoint as stored_chat
 from .auth import plans
@@ -47,11 +48,15 @@ if TYPE_CHECKING:
     from .exchange import Exchange
 
 
-def endpoints(store: Callable[[], ResponseStore],
-              runs: Callable[[], BackgroundRuns] | None = None) -> dict[str, Endpoint[Exchange]]:
-    """Client paths (after /v1) -> endpoint. `runs`: where background responses run (none: refused)."""
+def endpoints(store: Callable[[], ResponseStore], runs: Callable[[], BackgroundRuns] | None = None,
+              sockets: Callable[[], ResponsesSockets] | None = None) -> dict[str, Endpoint[Exchange]]:
+    """Client paths (after /v1) -> endpoint. `runs`: where background responses run (none: refused); `sockets`:
+    the Responses WebSocket's sessions (none: no upgrade)."""
+    responses = responses_endpoint(store, runs)
+    if sockets is not None:
+        responses = dataclasses.replace(responses, upgrade=lambda flow, ex: sockets().route(flow, ex))
     return {"/chat/completions": stored_chat.chat_endpoint(stored_chat.chats_of(store)),
-            "/responses": responses_endpoint(store, runs),
+            "/responses": responses,
             "/responses/compact": compact_endpoint(store), "/completions": COMPLETIONS, "/embeddings": EMBEDDINGS,
             # the sealer signs thinking blocks: with a shared store, its key comes from the database first
             "/messages": dataclasses.replace(messages.messages_endpoint(lambda: store().sealer),

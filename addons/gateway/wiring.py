@@ -48,7 +48,7 @@ from .observer import Observer
 from .turn.runner import STREAM_CAPTURE, Turns
 from .turn.settle import Settlement
 from .upstream.engine import UpstreamEngine
-from .upstream.relay import LoopbackRelay
+from .turn.relay import LoopbackRelay
 from .upstream.learned_caps import LearnedCaps
 from .upstream.learned_caps_pg import SharedLearnedCaps
 from .upstream.retry import RetryPolicy
@@ -68,7 +68,7 @@ class Wiring:
         self.team.deleted.append(lambda name: self._responses().forget_owner(name))  # gone for good
         self.observers = Observers([*(wings.default_observers() if observers is None else observers), self.team])
         self._store: ResponseStore | None = None
-        self.endpoints = wings.endpoints(self._responses, lambda: self.background)
+        self.endpoints = wings.endpoints(self._responses, lambda: self.background, lambda: self.sockets)
         self.policy = RetryPolicy(pool)
         self.engine = UpstreamEngine(self.policy, self.config, wings.pairing(self.config),
                                      on_upstream_request=self._upstream_request, client=upstream)
@@ -82,7 +82,7 @@ class Wiring:
                            idle_timeout=lambda: self.config.stream_idle_timeout)
         self.relay = LoopbackRelay(self.turns, capture=STREAM_CAPTURE)  # HTTP streams reach mitmproxy here
         responses = self.endpoints["/responses"]
-        self.sockets = ResponsesSockets(self.turns, responses, self._responses)  # Codex's WebSocket upgrade
+        self.sockets = ResponsesSockets(self.relay, self.turns, responses, self._responses)  # Codex's WebSocket
         self.background = BackgroundRuns(self.turns, self._responses)  # background: true, while they run
         self.local = LocalAnswers(pool=lambda: self.pool,
                                   routes=wings.local_routes(self._responses, self._reload_accounts,
@@ -147,7 +147,7 @@ class Wiring:
         self.drain.cancel()
         await self._cut()  # what still runs ends with the client's error, never a cut connection
         await self.sockets.close()  # a WebSocket's client reads its last events before its connection closes
-        closed = await listeners.close_clients(self.relay, self.sockets)  # then: flows end while all runs
+        closed = await listeners.close_clients(self.relay)  # then: flows end while all runs
         self.relay.stop()
         self.sockets.stop()
         self.background.stop()

@@ -247,7 +247,6 @@ UNTESTED = {
     "qwen_gateway.door.keysource": "where keys live: tests/unit/door/test_team*.py and tests/e2e/test_e2e_keys*.py",
     "qwen_gateway.door.login": "remote login: tests/e2e/test_e2e_remote_login.py",
     "qwen_gateway.door.options": "mitmproxy's options held: tests/unit/test_addon.py, tests/e2e/test_e2e_options.py",
-    "qwen_gateway.loopback": "the loopback servers' base: through the relay's and the WebSocket's tests",
     "qwen_gateway.mitmweb": "the package: its modules are tested",
     "qwen_gateway.mitmweb.flowrecord": "through tests/unit/mitmweb/test_flowview.py",
     "qwen_gateway.price_list": "Model Studio's price list: data, read by tests/unit/test_prices.py's table",

@@ -14,10 +14,10 @@ from mitmproxy.tools.web.app import flow_to_json
 from qwen_gateway.accounts import KEY, OAUTH, AccountUnavailable, Capability, Credential
 from qwen_gateway.addon import QwenGateway
 from qwen_gateway.dispatch import BATCH_S
-from qwen_gateway.upstream import inproc
+from qwen_gateway.turn import inproc
 from qwen_gateway.upstream.learned_caps import LearnedCaps
 from qwen_gateway.turn.runner import STREAM_CAPTURE
-from qwen_gateway.upstream.relay import TOKEN_HEADER
+from qwen_gateway.turn.relay import TOKEN_HEADER
 
 
 class StaticPool:

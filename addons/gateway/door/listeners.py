@@ -24,12 +24,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Iterable
+from typing import Protocol
 
 from mitmproxy import ctx
 from mitmproxy.proxy import mode_specs
 from mitmproxy.utils import asyncio_utils
 
-from ..loopback import LoopbackServer
 
 log = logging.getLogger("qwen")
 
@@ -135,7 +135,13 @@ async def _wait_closed(sockets: Iterable) -> None:
             log.debug(f"qwen: a listener did not close: {e!r}")
 
 
-async def close_clients(*own: LoopbackServer) -> int:
+class Ends(Protocol):
+    """One of the gateway's own servers (the relay): until its connections in progress have ended."""
+
+    async def ended(self) -> None: ...
+
+
+async def close_clients(*own: Ends) -> int:
     """At shutdown (the gateway's `done`, before anything else stops): close every client connection
     mitmproxy holds and wait until their handlers have ended (at most CLOSE_WAIT_S), then until the
     connections mitmproxy had opened to the gateway's `own` loopback servers (the relay) have ended too.

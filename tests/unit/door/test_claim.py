@@ -11,7 +11,7 @@ from mitmproxy.test import tflow
 from qwen_gateway import wings
 from qwen_gateway.config import Config
 from qwen_gateway.door import access, claim
-from qwen_gateway.upstream.relay import TOKEN_HEADER
+from qwen_gateway.turn.relay import TOKEN_HEADER
 
 
 def claimed(reverse: bool):

@@ -16,7 +16,7 @@ import json
 import pytest
 from mitmproxy.proxy import mode_specs
 
-from qwen_gateway.upstream.relay import TOKEN_HEADER
+from qwen_gateway.turn.relay import TOKEN_HEADER
 from unit.test_addon import chat_flow, setup, through  # noqa: F401  (setup: the gateway in taddons)
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}

@@ -17,8 +17,8 @@ from mitmproxy.test import tflow
 
 from qwen_gateway.exchange import ClientRequest, Exchange
 from qwen_gateway.seams import fingerprint, server_connect
-from qwen_gateway.upstream import inproc
-from qwen_gateway.upstream.relay import TOKEN_HEADER, LoopbackRelay
+from qwen_gateway.turn import inproc
+from qwen_gateway.turn.relay import TOKEN_HEADER, LoopbackRelay
 
 
 class Handler(server.ConnectionHandler):

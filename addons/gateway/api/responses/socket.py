@@ -9,10 +9,10 @@ keeps its own recent history. `"generate": false` only warms the connection up (
 mitmproxy 12.2 lets an addon answer the upgrade itself (a 101 set in the `request` hook becomes a WebSocket
 flow, and `inject.websocket` reaches the client), but when the client then closes the socket, mitmproxy's
 WebSocket layer sends the close to a server connection that was never opened and its HTTP layer crashes
-("mitmproxy has crashed!", KeyError; tests/e2e/test_e2e_responses_ws.py proves it). So, like the loopback relay
-that serves streams, the gateway points the upgrade at this small WebSocket server on 127.0.0.1 (a random
-port, one-time tokens), and mitmproxy relays the frames like any server's. Each `response.create` runs as
-its own exchange (observers, ledger, retries, account pool), just as a POST would.
+("mitmproxy has crashed!", KeyError; tests/e2e/test_e2e_responses_ws.py proves it). So the gateway points the
+upgrade at its one server, the relay (turn/relay.py: in-process, a one-time token), which hands the connection
+to `ResponsesSockets.session`; mitmproxy relays the frames like any server's. Each `response.create` runs as its
+own exchange (observers, ledger, retries, account pool), just as a POST would.
 """
 
 from __future__ import annotations
@@ -21,10 +21,8 @@ import asyncio
 import contextlib
 import json
 import logging
-import secrets
-import time
+import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import wsproto.events as ws_events
@@ -36,10 +34,10 @@ from ...config import Config
 from ...errors import GatewayError
 from ...exchange import Exchange
 from ...logtally import LogTally
-from ...loopback import LoopbackServer
 from ...pivot import Endpoint
 from ...seams import websocket_messages
 from ...turn import TurnRunner
+from ...turn.relay import TOKEN_HEADER, LoopbackRelay
 from .socket_turns import Session, SocketTurns, _encode, _error_event
 from .store import ResponseStore
 
@@ -48,18 +46,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("qwen")
 
-TOKEN_HEADER = "x-qwen-socket"
 QUEUED = 8  # messages read ahead of the turn running; then the client's bytes wait (TCP's own backpressure)
 KEEP_FLOW_MESSAGES = 200  # WebSocket messages kept on the flow (mitmproxy keeps every one otherwise)
-PENDING_S = 60.0  # an upgrade mitmproxy has not brought to the server by then never will
 CLOSE_WAIT_S = 2.0  # at shutdown, how long clients may take to answer the gateway's close
 
 
-def wants_socket(flow: http.HTTPFlow, ex: Exchange) -> bool:
-    """A WebSocket upgrade of the Responses endpoint."""
+def is_upgrade(flow: http.HTTPFlow) -> bool:
+    """A WebSocket upgrade request."""
     req = flow.request
-    return (ex.endpoint is not None and ex.endpoint.name == "responses" and req.method.upper() == "GET"
-            and req.headers.get("upgrade", "").lower() == "websocket")
+    return req.method.upper() == "GET" and req.headers.get("upgrade", "").lower() == "websocket"
 
 
 def trim_messages(flow: http.HTTPFlow) -> None:
@@ -78,20 +73,14 @@ def _websockets_on() -> bool:
         return True
 
 
-@dataclass
-class _Pending:
-    flow: http.HTTPFlow
-    ex: Exchange  # the upgrade request's exchange (its key hint, its URL)
-    at: float = field(default_factory=time.monotonic)
+class ResponsesSockets:
+    """The Responses WebSocket's sessions, served on the gateway's relay, and the turns they run, each by the
+    gateway's turn (`runner`: the Responses `endpoint`, its `store`) exactly as a POST /v1/responses is
+    (socket_turns.py). The endpoint's `upgrade` is `route`; the wiring `stop`s it."""
 
-
-class ResponsesSockets(LoopbackServer):
-    """The loopback WebSocket server and the turns it runs, each by the gateway's turn (`runner`: the Responses
-    `endpoint`, its `store`) exactly as a POST /v1/responses is (socket_turns.py). addon.py calls `route` from
-    its request hook, allows `address` in server_connect and `stop`s it in done."""
-
-    def __init__(self, runner: TurnRunner, endpoint: Endpoint[Exchange], store: Callable[[], ResponseStore]) -> None:
-        super().__init__()
+    def __init__(self, relay: LoopbackRelay, runner: TurnRunner, endpoint: Endpoint[Exchange],
+                 store: Callable[[], ResponseStore]) -> None:
+        self.relay = relay
         self.turns = SocketTurns(runner, endpoint, store)
         self._sessions: set[asyncio.Task] = set()
         self._open: dict[asyncio.Task, Session] = {}  # the sessions talking, by their connection's task
@@ -106,8 +95,8 @@ class ResponsesSockets(LoopbackServer):
         websocket_messages.install(websocket_messages.Bound(self.max_message, self.owns, self._refusal))
 
     def owns(self, flow: http.HTTPFlow) -> bool:
-        """A flow to this server (its upgrade routed here)."""
-        return self.address is not None and flow.server_conn.address == self.address
+        """A WebSocket flow to the relay (its upgrade routed here)."""
+        return self.relay.address is not None and flow.server_conn.address == self.relay.address
 
     def _too_big(self) -> GatewayError:
         return GatewayError(413, f"WebSocket message too large: the limit is {self.max_message >> 20} MiB "
@@ -136,22 +125,19 @@ class ResponsesSockets(LoopbackServer):
         self.tally.close()
         for task in list(self._sessions):
             task.cancel()
-        super().stop()
 
-    async def route(self, flow: http.HTTPFlow, ex: Exchange) -> None:
-        """Point the upgrade at the loopback server (which answers 101): mitmproxy then relays the frames.
-        With mitmproxy's WebSockets off, a 426: Codex then posts over HTTPS at once (one attempt, where a
-        405 or 404 costs seven attempts and ~7 s of "Reconnecting…")."""
+    async def route(self, flow: http.HTTPFlow, ex: Exchange) -> bool:
+        """A WebSocket upgrade (else False: not one) pointed at the relay, which answers 101 and hands the
+        connection to `session`: mitmproxy then relays the frames. With mitmproxy's WebSockets off, a 426:
+        Codex then posts over HTTPS at once (one attempt, where a 405 or 404 costs seven attempts and ~7 s of
+        "Reconnecting…")."""
+        if not is_upgrade(flow):
+            return False
         if not _websockets_on():
             raise GatewayError(426, "WebSockets are off in this proxy (websocket=false): use HTTPS.",
                                code="websocket_disabled", headers={"upgrade": "websocket"})
-        host, port = await self.start()
-        now = time.monotonic()
-        for old in [t for t, p in self._pending.items() if now - p.at > PENDING_S]:  # never connected
-            del self._pending[old]
-        token = secrets.token_urlsafe(24)
-        self._pending[token] = _Pending(flow, ex)
-        ex.extra["socket"] = True
+        host, port = await self.relay.start()
+        token = self.relay.expect_handler(functools.partial(self.session, flow, ex))
         ex.notes.append("WebSocket transport (Responses API)")
         req = flow.request
         shown = req.host_header
@@ -160,15 +146,19 @@ class ResponsesSockets(LoopbackServer):
         req.host_header = shown
         req.headers[TOKEN_HEADER] = token
         flow.server_conn = connection.Server(address=(host, port))  # direct: not via --mode upstream's proxy
+        return True
 
     # ---- the connection --------------------------------------------------------------------------------
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def session(self, flow: http.HTTPFlow, upgrade: Exchange, head: bytes, headers: dict[str, str],
+                      reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """The relay's handler of one upgrade (`upgrade`: its exchange, for the key hint and the URL): the 101,
+        then the session until either side closes it. The connection is not used again."""
         task = asyncio.current_task()
         if task is not None:
             self._sessions.add(task)
         try:
-            await self._serve(reader, writer)
+            await self._serve(flow, upgrade, head, reader, writer)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, asyncio.CancelledError):
             pass
         except Exception:
@@ -176,30 +166,23 @@ class ResponsesSockets(LoopbackServer):
         finally:
             if task is not None:
                 self._sessions.discard(task)
-            writer.close()
+        return False
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        token = ""
-        for line in head.decode("latin-1").split("\r\n")[1:]:
-            name, sep, value = line.partition(":")
-            if sep and name.strip().lower() == TOKEN_HEADER:
-                token = value.strip()
-        pending = self._pending.pop(token, None)
+    async def _serve(self, flow: http.HTTPFlow, upgrade: Exchange, head: bytes, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
         ws = WSConnection(ConnectionType.SERVER)
         ws.receive_data(head)
         request = next((e for e in ws.events() if isinstance(e, ws_events.Request)), None)
-        if pending is None or request is None:
-            body = GatewayError(403, "This socket serves only upgrades the gateway prepared.",
-                                code="socket_refused").to_bytes()
-            writer.write(b"HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        if request is None:
+            body = GatewayError(400, "Not a WebSocket upgrade.", code="socket_refused").to_bytes()
+            writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
                          b"connection: close\r\n\r\n%s" % (len(body), body))
             await writer.drain()
             return
-        pending.flow.request.headers.pop(TOKEN_HEADER, None)
+        flow.request.headers.pop(TOKEN_HEADER, None)
         writer.write(ws.send(ws_events.AcceptConnection()))  # no extensions: frames stay as they are
         await writer.drain()
-        session = Session(pending.flow, pending.ex, ws, writer)
+        session = Session(flow, upgrade, ws, writer)
         task = asyncio.current_task()
         if task is not None:
             self._open[task] = session

@@ -1,4 +1,5 @@
-"""The relay: how a streamed answer reaches mitmproxy, which streams it to the client.
+"""The relay: how a streamed answer reaches mitmproxy, which streams it to the client — and the gateway's one
+server, which also serves the Responses WebSocket's upgrades (api/responses/socket.py: `expect_handler`).
 
 mitmproxy can only stream a response that comes from a server connection; an answer an addon makes is
 sent whole. So a streamed exchange is pointed at this small HTTP/1.1 server, which runs in the addon's
@@ -16,22 +17,25 @@ When mitmproxy closes the connection (the client went away), the turn's upstream
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from mitmproxy import connection, http
 
 from ..errors import GatewayError
 from ..exchange import Exchange
 from ..local import error_response
-from ..loopback import LoopbackServer
-from ..turn import TurnRunner
-from . import inproc
+from . import TurnRunner, inproc
 from .pipe import PipeReader
 
 log = logging.getLogger("qwen")
+
+# What serves one prepared request: (its head, its headers by lower-case name, the connection's streams) -> whether
+# the connection stays open for the next request
+Handler = Callable[[bytes, dict[str, str], asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]]
 
 TOKEN_HEADER = "x-qwen-relay"
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
@@ -43,25 +47,66 @@ STREAM_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf
                b"transfer-encoding: chunked\r\n\r\n")
 
 
-class LoopbackRelay(LoopbackServer):
+MAX_HEAD = 64 * 1024
+END_WAIT_S = 5.0  # at shutdown: how long connections in progress get to end
+
+
+class LoopbackRelay:
+    """The gateway's one server: in-process (inproc.py) or, without the seam, on 127.0.0.1 and a random port;
+    started at first use (once, however many callers ask at the same time), stopped with the addon."""
+
     def __init__(self, runner: TurnRunner, *, capture: int = 0) -> None:
-        super().__init__()
         self.runner = runner
         self.capture = capture  # bytes of each translated stream kept on its flow
+        self.address: tuple[str, int] | None = None
+        self._server: asyncio.Server | None = None
+        self._starting: asyncio.Future | None = None
+        self._pending: dict[str, Handler] = {}  # single-use token -> what serves its request
+        self._serving: set[asyncio.Task] = set()  # each connection's task, until it ends
+
+    async def _tracked(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()  # each connection runs in a task of its own
+        serving = {task} if task is not None else set()
+        self._serving |= serving
+        try:
+            await self._connection(reader, writer)
+        finally:
+            self._serving -= serving
+
+    async def ended(self) -> None:
+        """At shutdown, once mitmproxy has closed its side: until every connection in progress has ended.
+        A connection task asyncio cancels at exit prints a CancelledError traceback (Python 3.12.1's
+        StreamReaderProtocol asks the cancelled task for its exception)."""
+        if self._serving:
+            await asyncio.wait(set(self._serving), timeout=END_WAIT_S)
 
     async def start(self) -> tuple[str, int]:
         if self.address is None:
             self.address = inproc.listen(self._tracked)
-        return self.address or await super().start()  # 127.0.0.1 when mitmproxy cannot connect in-process
+        if self.address is None:  # 127.0.0.1 when mitmproxy cannot connect in-process
+            if self._starting is None:
+                self._starting = asyncio.ensure_future(asyncio.start_server(self._tracked, "127.0.0.1", 0,
+                                                                            limit=MAX_HEAD))
+            server: asyncio.Server = await asyncio.shield(self._starting)
+            self._server = server
+            self.address = server.sockets[0].getsockname()[:2]
+        return self.address
 
     def stop(self) -> None:
         inproc.close(self.address)
-        super().stop()
+        if self._server is not None:
+            self._server.close()
+        self._server, self.address, self._starting = None, None, None
+        self._pending.clear()
 
     def expect(self, ex: Exchange) -> str:
-        """Register an exchange; the token is the only way to have it served (once)."""
+        """Register an exchange's turn; the token is the only way to have it served (once)."""
+        return self.expect_handler(functools.partial(self._turn, ex))
+
+    def expect_handler(self, handler: Handler) -> str:
+        """Register what serves one connection's request (a WebSocket upgrade: socket.py); once, by its token."""
         token = secrets.token_urlsafe(24)
-        self._pending[token] = ex
+        self._pending[token] = handler
         return token
 
     def forget(self, token: str | None) -> None:
@@ -91,14 +136,18 @@ class LoopbackRelay(LoopbackServer):
             name, sep, value = line.partition(":")
             if sep:
                 headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length") or 0)
-        if length:
-            await reader.readexactly(length)  # the client's body, kept on the flow for display; not needed here
-        ex = self._pending.pop(headers.get(TOKEN_HEADER, ""), None)
-        if ex is None:
+        handler = self._pending.pop(headers.get(TOKEN_HEADER, ""), None)
+        if handler is None:
             err = GatewayError(403, "This relay serves only requests the gateway prepared.", code="relay_refused")
             await _write_whole(writer, error_response(err), close=True)
             return False
+        return await handler(head, headers, reader, writer)
+
+    async def _turn(self, ex: Exchange, head: bytes, headers: dict[str, str], reader: asyncio.StreamReader,
+                    writer: asyncio.StreamWriter) -> bool:
+        length = int(headers.get("content-length") or 0)
+        if length:
+            await reader.readexactly(length)  # the client's body, kept on the flow for display; not needed here
         return await self._serve(ex, reader, writer)
 
     async def _serve(self, ex: Exchange, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from helpers.pingpong import closed_port, pong
 
-from qwen_gateway.upstream import inproc, pipe
+from qwen_gateway.turn import inproc, pipe
 
 
 async def test_bytes_travel_both_ways_and_close_is_eof_on_both_sides():
