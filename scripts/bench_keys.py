@@ -66,7 +66,7 @@ def micro(n: int = 200_000) -> dict:
     out["check: a named key among 1,000"] = {"us_per_request": per_call(lambda: team.check(presented, ()))}
     limited = KeyRecord("limited", digest(b"x"), rpm=10**9, tpm=10**12, daily_tokens=10**12, monthly_usd=1e9)
     ex = Exchange(ClientRequest("POST", "/v1/chat/completions", "http://x/v1/chat/completions", size=400))
-    ex.usage, ex.key_name = {"prompt_tokens": 100, "completion_tokens": 20}, "limited"
+    ex.result.usage, ex.key.name = {"prompt_tokens": 100, "completion_tokens": 20}, "limited"
 
     async def limits(rounds: int) -> None:
         for _ in range(rounds):

@@ -147,7 +147,7 @@ class QwenGateway(Wiring):
                 if flow.response or not self.claims(flow):
                     return
                 ex = self._open(flow, *access.read_head(flow.request))  # a replay, or a flow that skipped requestheaders
-            if ex.key_digest is not None:
+            if ex.key.digest is not None:
                 await admission.admit_late(self.team, ex, flow, self.config)
             if flow.response is None:
                 await self._handle(flow, ex)
@@ -177,8 +177,8 @@ class QwenGateway(Wiring):
     async def _relay(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         """Point the flow at the relay: mitmproxy then streams the turn's answer like any server's."""
         address = await self.relay.start()
-        ex.relay_token, ex.relayed = self.relay.expect(ex), True
-        claim.point_at_relay(flow, address, ex.relay_token, TOKEN_HEADER)
+        ex.turn.relay_token, ex.turn.relayed = self.relay.expect(ex), True
+        claim.point_at_relay(flow, address, ex.turn.relay_token, TOKEN_HEADER)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         trim_messages(flow)
@@ -190,12 +190,12 @@ class QwenGateway(Wiring):
         if ex is None:
             passthrough.seal(flow)  # sent: out of the record before -w writes it
             return
-        if flow.response is None or not ex.relayed:
+        if flow.response is None or not ex.turn.relayed:
             return  # only relayed answers have a token to forget and a stream to pass on
         try:
             self._forget_relay(flow, ex)
             claim.show_as_called(flow, ex)
-            if ex.rewriter is not None:  # the turn pumps the client's events: mitmproxy passes them on at once
+            if ex.turn.rewriter is not None:  # the turn pumps the client's events: mitmproxy passes them on at once
                 flow.response.stream = True
                 self.formats.stamp(ex, flow.response)
         except Exception:
@@ -211,7 +211,7 @@ class QwenGateway(Wiring):
         claim.show_as_called(flow, ex)
         self.settle.answered(flow, ex)
         # mitmproxy awaits what a hook returns: only an answer with a database write to wait for waits
-        return self.settle.durable(flow, ex) if ex.write is not None else None
+        return self.settle.durable(flow, ex) if ex.turn.write is not None else None
 
     def error(self, flow: http.HTTPFlow) -> None:
         self.deadlines.ended(flow)
@@ -224,7 +224,7 @@ class QwenGateway(Wiring):
         self.settle.broken(flow, ex)
 
     def _forget_relay(self, flow: http.HTTPFlow, ex: Exchange) -> None:
-        token, ex.relay_token = ex.relay_token, None
+        token, ex.turn.relay_token = ex.turn.relay_token, None
         self.relay.forget(token)
         flow.request.headers.pop(TOKEN_HEADER, None)
 

@@ -124,7 +124,7 @@ class Observers:
             return
         counted = []
         for ex, flow in batch:
-            if ex.estimate is not None and not ex.estimate.done():
+            if ex.count.task is not None and not ex.count.task.done():
                 self._waiting[ex.id] = (ex, flow)
                 asyncio_utils.create_task(self._after_estimate(ex, flow), name="qwen: finished", keep_ref=True)
             else:
@@ -135,8 +135,8 @@ class Observers:
 
     async def _after_estimate(self, ex: Exchange, flow: http.HTTPFlow) -> None:
         try:
-            if ex.estimate is not None:
-                await asyncio.wait_for(asyncio.shield(ex.estimate), ESTIMATE_WAIT_S)
+            if ex.count.task is not None:
+                await asyncio.wait_for(asyncio.shield(ex.count.task), ESTIMATE_WAIT_S)
         except Exception:
             pass
         self._finish_later(ex, flow)

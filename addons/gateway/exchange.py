@@ -25,6 +25,7 @@ observers at named points. `to_meta()` is its JSON-safe copy in `flow.metadata["
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import time
 from dataclasses import dataclass, field
@@ -74,7 +75,8 @@ class ErrorInfo:
 
 @dataclass(slots=True)  # not frozen: its __init__ would set each field through object.__setattr__ (5x the cost)
 class ClientRequest:
-    """The client's request as it arrived, read once (and never changed: `sized` makes a new one)."""
+    """The client's request as it arrived, read once (and never changed: `sized` makes a new one). Written by
+    the door (door/claim.py)."""
 
     method: str
     path: str  # without the query
@@ -83,14 +85,98 @@ class ClientRequest:
     size: int = 0  # body bytes (decoded)
     api_headers: tuple[tuple[str, str], ...] = ()  # anthropic-version, anthropic-beta: what a pass-through forwards
     user_agent: str = ""  # its User-Agent header, as sent ("": none): a key account's upstream identity
+    called: tuple[str, str, int] | None = None  # scheme, host, port the client addressed (door/claim.as_called)
 
     def sized(self, size: int) -> ClientRequest:
         """The same request with its body's size (dataclasses.replace, without its walk over the fields)."""
-        return ClientRequest(self.method, self.path, self.url, self.key_hint, size, self.api_headers, self.user_agent)
+        return ClientRequest(self.method, self.path, self.url, self.key_hint, size, self.api_headers, self.user_agent,
+                             self.called)
+
+
+@dataclass(slots=True)
+class Attempt:
+    """The upstream side: the account that took the exchange and what was sent to Qwen — the latest attempt's;
+    the accounts tried before in `tried`, why each attempt was made again in `retries`. Written by the engine
+    and its retry policy (upstream/)."""
+
+    cred: Credential | None = field(default=None, repr=False)
+    upstream: Upstream | None = field(default=None, repr=False)  # the upstream kind serving `cred`
+    leg: Leg = TRANSLATED  # how this (endpoint, upstream) pair is carried
+    model: str = ""  # the model asked of Qwen
+    body: dict | None = None
+    url: str = ""
+    headers: dict[str, str] = field(default_factory=dict)  # as sent, credential redacted
+    status: int | None = None  # Qwen's answer: its status, headers, and a buffered body (the debug log)
+    response_headers: dict[str, str] = field(default_factory=dict)
+    response_body: bytes | None = None
+    tried: list[str] = field(default_factory=list)  # accounts, in order
+    retries: list[Retry] = field(default_factory=list)
+
+    @property
+    def account(self) -> str:
+        return self.cred.account if self.cred else ""
+
+
+@dataclass(slots=True)
+class Result:
+    """What the client got, and what it cost. Written by the turn and its settlement (turn/), the door's
+    refusals (`Exchange.fail`) and the prices (turn/settle.py)."""
+
+    status: int | None = None
+    usage: dict | None = None
+    error: ErrorInfo | None = None
+    stream_error: str | None = None
+    first_byte_at: float | None = None
+    ended: float | None = None
+    cost: float | None = None  # what the answer cost, in `cost_unit`
+    cost_unit: str = ""  # "USD", or a plan's own "requests" / "tokens"
+    cache_saved: float | None = None  # USD Qwen's caches took off the prompt's price (prices.PriceTable.saved)
+
+
+@dataclass(slots=True)
+class TurnState:
+    """How the answer reaches the client and what is kept of it. Written by the turn (turn/) alone."""
+
+    translated: bool = False  # translated and checked (a background run's copy goes on from there)
+    rewriter: StreamRewriter | None = None
+    relay_token: str | None = None  # a stream pointed at the relay: the token that has it served, once
+    relayed: bool = False  # its answer comes through the relay (mitmproxy streams it)
+    keep_before_end: bool = False  # the endpoint keeps the answer before a stream's end goes out (set by it)
+    gate: asyncio.Future | None = field(default=None, repr=False)  # that stream's end, opened once it is kept
+    write: Any = field(default=None, repr=False)  # the endpoint's write (a future), awaited before the end
+    kept: bool = False  # the endpoint kept the answer already (a parked stream's end)
+    served: bool = False  # the pool was told how the account did (Settlement.served), once
+    unkept: bool = False  # its write failed: the answer was not kept (nor may it be continued)
+
+
+@dataclass(slots=True)
+class KeyUse:
+    """The named client key the request came with (qwen-keys). Written by the door (door/team.py)."""
+
+    name: str = ""  # its name (never the key itself)
+    record: Any = field(default=None, repr=False)  # its record, while the request may be limited
+    digest: bytes | None = field(default=None, repr=False)  # checked once the shared keys are read
+    taken: Any = field(default=None, repr=False)  # what its rate limits took, given back at the end
+    limit_headers: dict[str, str] | None = None  # its limits' state, on the answer (x-ratelimit-*)
+
+
+@dataclass(slots=True)
+class PromptCount:
+    """The gateway's own count of the prompt. Written by the token estimator (observe/estimator.py) and the
+    context guard (turn/guard.py)."""
+
+    tokens: int | None = None
+    method: str | None = None  # tokens.py's method: tiktoken:…, estimate, sampled:…, skipped
+    task: asyncio.Future | None = field(default=None, repr=False)  # a count still running
 
 
 @dataclass(slots=True)
 class Exchange:
+    """One exchange in parts, each written by the room that owns it: what the client asked (`client`, the
+    body), the endpoint's translation (`chat_body`, `conversation`, `endpoint_state`: the endpoint's own,
+    typed by it and read by nothing else), the upstream `attempt`, the `turn`'s state, the `result`, the
+    named `key`, the prompt's `count`."""
+
     client: ClientRequest
     route: str = "unknown"
     endpoint: Endpoint[Exchange] | None = None  # the client dialect's endpoint (forwarded routes)
@@ -102,77 +188,48 @@ class Exchange:
     started_at: float = field(default_factory=time.time)
     id: str = field(default_factory=ids.exchange_id)  # sorts by time (the ledger's index)
     created: int = field(default_factory=lambda: int(time.time()))
-    # upstream
     chat_body: dict = field(default_factory=dict)  # the request in OpenAI chat-completions form
     conversation: Conversation | None = None  # which conversation it continues (the endpoint's to_chat says)
-    upstream_body: dict | None = None
-    upstream_url: str = ""
-    upstream_headers: dict[str, str] = field(default_factory=dict)  # as sent, credential redacted
-    upstream_model: str = ""
-    cred: Credential | None = field(default=None, repr=False)
-    upstream: Upstream | None = field(default=None, repr=False)  # the upstream kind serving `cred`
-    leg: Leg = TRANSLATED  # how this (endpoint, upstream) pair is carried
-    tried: list[str] = field(default_factory=list)  # accounts, in order
-    retries: list[Retry] = field(default_factory=list)
+    truncate_oldest: bool = False  # the client lets the oldest messages go to fit the context (to_chat says)
+    endpoint_state: Any = None  # the endpoint's own (Responses: api/responses/state.py), never read by the core
     notes: list[str] = field(default_factory=list)
-    # answer
-    status: int | None = None
-    usage: dict | None = None
-    error: ErrorInfo | None = None
-    stream_error: str | None = None
-    rewriter: StreamRewriter | None = None
-    first_byte_at: float | None = None
-    ended: float | None = None
-    upstream_status: int | None = None
-    upstream_response_headers: dict[str, str] = field(default_factory=dict)
-    upstream_response_body: bytes | None = None  # buffered answers, for the debug log
-    # observers' typed fields
-    prompt_tokens_est: int | None = None
-    token_method: str | None = None
-    estimate: asyncio.Future | None = field(default=None, repr=False)  # a prompt count still running
-    extra: dict[str, Any] = field(default_factory=dict)  # the endpoint's own state (e.g. the response id)
-    # the turn's own state (turn/): how the answer reaches the client and what is kept of it
-    translated: bool = False  # translated and checked (a background run's copy goes on from there)
-    relay_token: str | None = None  # a stream pointed at the relay: the token that has it served, once
-    relayed: bool = False  # its answer comes through the relay (mitmproxy streams it)
-    keep_before_end: bool = False  # the endpoint keeps the answer before a stream's end goes out (set by it)
-    gate: asyncio.Future | None = field(default=None, repr=False)  # that stream's end, opened once it is kept
-    write: Any = field(default=None, repr=False)  # the endpoint's write (a future), awaited before the end
-    kept: bool = False  # the endpoint kept the answer already (a parked stream's end)
-    served: bool = False  # the pool was told how the account did (Settlement.served), once
-    unkept: bool = False  # its write failed: the answer was not kept (nor may it be continued)
-    # the door's state: the URL the client addressed (door/claim.py), a named client key's (door/team.py)
-    called: tuple[str, str, int] | None = None  # scheme, host, port
-    key_record: Any = field(default=None, repr=False)  # its record, while the request may be limited
-    key_digest: bytes | None = field(default=None, repr=False)  # checked once the shared keys are read
-    key_taken: Any = field(default=None, repr=False)  # what its rate limits took, given back at the end
-    limit_headers: dict[str, str] | None = None  # its limits' state, on the answer (x-ratelimit-*)
-    # the team gateway (door/team.py, prices.py)
-    key_name: str = ""  # the named client key the request came with (never the key itself)
-    cost: float | None = None  # what the answer cost, in `cost_unit`
-    cost_unit: str = ""  # "USD", or a plan's own "requests" / "tokens"
-    cache_saved: float | None = None  # USD Qwen's caches took off the prompt's price (prices.PriceTable.saved)
+    attempt: Attempt = field(default_factory=Attempt)
+    turn: TurnState = field(default_factory=TurnState)
+    result: Result = field(default_factory=Result)
+    key: KeyUse = field(default_factory=KeyUse)
+    count: PromptCount = field(default_factory=PromptCount)
+
+    def fork(self, **asked: Any) -> Exchange:
+        """A new exchange for another attempt at the same request (a background run, one batch of many): what the
+        client asked, its translation and key kept (`asked` changes any of them), a new id and clock, and no
+        attempt, turn, result or notes of its own yet."""
+        values = {name: getattr(self, name) for name in ("client", "route", "endpoint", "dialect", "body",
+                                                          "requested_model", "stream", "chat_body", "conversation",
+                                                          "truncate_oldest", "endpoint_state")}
+        values.update(key=dataclasses.replace(self.key), count=dataclasses.replace(self.count), **asked)
+        return Exchange(**values)
 
     @property
     def account(self) -> str:
-        return self.cred.account if self.cred else ""
+        return self.attempt.account
 
     @property
     def forwarded(self) -> bool:
-        return self.endpoint is not None and self.upstream_body is not None
+        return self.endpoint is not None and self.attempt.body is not None
 
     @property
     def duration_ms(self) -> float:
-        end = self.ended if self.ended is not None else time.monotonic()
+        end = self.result.ended if self.result.ended is not None else time.monotonic()
         return round((end - self.started) * 1000, 1)
 
     @property
     def ttfb_ms(self) -> float | None:
-        return round((self.first_byte_at - self.started) * 1000, 1) if self.first_byte_at is not None else None
+        first = self.result.first_byte_at
+        return round((first - self.started) * 1000, 1) if first is not None else None
 
     def fail(self, status: int, code: str | None, message: str) -> None:
-        self.status = status
-        self.error = ErrorInfo(status, code, message)
+        self.result.status = status
+        self.result.error = ErrorInfo(status, code, message)
 
     def to_meta(self) -> dict:
         """The JSON-safe record for flow.metadata["qwen"]."""
@@ -190,31 +247,31 @@ class Exchange:
             "notes": list(self.notes),
         }
         if self.endpoint is not None:
-            out.update(endpoint=self.endpoint.name, upstream_model=self.upstream_model, account=self.account,
-                       accounts_tried=list(self.tried), retries=len(self.retries),
-                       retry_reasons=[r.reason.value for r in self.retries])
-        if self.upstream_url:
-            out["upstream"] = {"url": self.upstream_url, "headers": dict(self.upstream_headers)}
-        if self.status is not None:
-            out["status"] = self.status
-        if self.usage:
-            out["usage"] = self.usage
+            out.update(endpoint=self.endpoint.name, upstream_model=self.attempt.model, account=self.account,
+                       accounts_tried=list(self.attempt.tried), retries=len(self.attempt.retries),
+                       retry_reasons=[r.reason.value for r in self.attempt.retries])
+        if self.attempt.url:
+            out["upstream"] = {"url": self.attempt.url, "headers": dict(self.attempt.headers)}
+        if self.result.status is not None:
+            out["status"] = self.result.status
+        if self.result.usage:
+            out["usage"] = self.result.usage
         if self.ttfb_ms is not None:
             out["ttfb_ms"] = self.ttfb_ms
-        if self.stream_error:
-            out["stream_error"] = self.stream_error
-        if self.error is not None:
-            out["error"] = {"status": self.error.status, "code": self.error.code,
-                            "message": valid_text(self.error.message)}
-        if self.prompt_tokens_est is not None:
-            out["prompt_tokens_est"] = self.prompt_tokens_est
-            out["token_method"] = self.token_method
-        if self.key_name:
-            out["key"] = self.key_name
-        if self.cost is not None:
-            out["cost"] = {"amount": self.cost, "unit": self.cost_unit}
-        if self.cache_saved:
-            out["cache_saved_usd"] = self.cache_saved
+        if self.result.stream_error:
+            out["stream_error"] = self.result.stream_error
+        if self.result.error is not None:
+            out["error"] = {"status": self.result.error.status, "code": self.result.error.code,
+                            "message": valid_text(self.result.error.message)}
+        if self.count.tokens is not None:
+            out["prompt_tokens_est"] = self.count.tokens
+            out["token_method"] = self.count.method
+        if self.key.name:
+            out["key"] = self.key.name
+        if self.result.cost is not None:
+            out["cost"] = {"amount": self.result.cost, "unit": self.result.cost_unit}
+        if self.result.cache_saved:
+            out["cache_saved_usd"] = self.result.cache_saved
         return out
 
 

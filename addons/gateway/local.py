@@ -62,17 +62,17 @@ class Formats:
     def error(self, e: GatewayError, ex: Exchange | None) -> http.Response:
         fmt = self.formats.get(ex.dialect) if ex is not None else None
         if fmt is None or ex is None:
-            return error_response(e, ex.limit_headers if ex is not None else None)
+            return error_response(e, ex.key.limit_headers if ex is not None else None)
         return http.Response.make(fmt.status(e), fmt.error_body(e, ex), {**JSON, **e.headers, **fmt.headers(ex),
-                                                                         **(ex.limit_headers or {})})
+                                                                         **(ex.key.limit_headers or {})})
 
     def stamp(self, ex: Exchange, resp: http.Response) -> None:
         """The headers the dialect puts on every answer (OpenAI's: its request id), and a named key's rate
         limits (door/ratelimits.py)."""
         fmt = self.formats.get(ex.dialect)
         set_headers(resp.headers, fmt.headers(ex) if fmt is not None else openai_headers(ex))
-        if ex.limit_headers:
-            set_headers(resp.headers, ex.limit_headers)
+        if ex.key.limit_headers:
+            set_headers(resp.headers, ex.key.limit_headers)
 
 
 def set_headers(headers: http.Headers, values: Mapping[str, str]) -> None:

@@ -44,13 +44,13 @@ class Observer:
         """The client's request was read and classified (`ex.client`, `ex.route`, `ex.body`)."""
 
     def upstream_request(self, ex: Exchange, flow: http.HTTPFlow) -> None:
-        """The request is about to go to Qwen (`ex.upstream_body`, `ex.upstream_url`, `ex.account`)."""
+        """The request is about to go to Qwen (`ex.attempt.body`, `ex.attempt.url`, `ex.account`)."""
 
     def stream_started(self, ex: Exchange, flow: http.HTTPFlow) -> None:
-        """A streamed answer began (`ex.rewriter` set)."""
+        """A streamed answer began (`ex.turn.rewriter` set)."""
 
     def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
-        """The client has its whole answer, or the exchange ended in an error (`ex.status`, `ex.error`).
+        """The client has its whole answer, or the exchange ended in an error (`ex.result.status`, `ex.result.error`).
         Unless `at_once`, runs once the answer is on its way, with the other exchanges finished within
         dispatch.BATCH_S; with `waits_for_estimate`, after the prompt estimate if one was still being counted
         (a few seconds at most)."""
@@ -82,25 +82,25 @@ def label(ex: Exchange) -> str:
 
 def status_of(ex: Exchange) -> int | None:
     """The status the client got (an error's status when the gateway set only that)."""
-    if ex.status is not None:
-        return ex.status
-    return ex.error.status if ex.error is not None else None
+    if ex.result.status is not None:
+        return ex.result.status
+    return ex.result.error.status if ex.result.error is not None else None
 
 
 def error_code(ex: Exchange) -> str | None:
-    return ex.error.code if ex.error is not None else None
+    return ex.result.error.code if ex.result.error is not None else None
 
 
 def error_text(ex: Exchange) -> str | None:
     """The message that ended the exchange: a broken stream's, else the error's."""
-    if ex.stream_error:
-        return ex.stream_error
-    return ex.error.message if ex.error is not None else None
+    if ex.result.stream_error:
+        return ex.result.stream_error
+    return ex.result.error.message if ex.result.error is not None else None
 
 
 def failed(ex: Exchange) -> bool:
     status = status_of(ex)
-    return ex.error is not None or bool(ex.stream_error) or status is None or status >= 400
+    return ex.result.error is not None or bool(ex.result.stream_error) or status is None or status >= 400
 
 
 def cached_tokens(usage: dict | None) -> int | None:

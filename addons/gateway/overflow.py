@@ -64,22 +64,22 @@ def param_of(ex: Exchange) -> str | None:
 
 
 async def prompt_tokens(ex: Exchange) -> int | None:
-    """The client's prompt counted with tiktoken (`ex.prompt_tokens_est`, `ex.token_method` set): the
+    """The client's prompt counted with tiktoken (`ex.count.tokens`, `ex.count.method` set): the
     estimator's count when one is running (bounded wait) and it counts with tiktoken, else one in a thread.
     None when it cannot be counted."""
-    if ex.prompt_tokens_est is not None and ex.token_method not in (ESTIMATE, SKIPPED):
-        return ex.prompt_tokens_est
-    if ex.estimate is not None:
+    if ex.count.tokens is not None and ex.count.method not in (ESTIMATE, SKIPPED):
+        return ex.count.tokens
+    if ex.count.task is not None:
         try:
-            await asyncio.wait_for(asyncio.shield(ex.estimate), WAIT_S)
+            await asyncio.wait_for(asyncio.shield(ex.count.task), WAIT_S)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise  # the request itself was cancelled, not the count
         except Exception:  # timed out or failed: count here
             pass
-        if ex.prompt_tokens_est is not None and ex.token_method not in (ESTIMATE, SKIPPED):
-            return ex.prompt_tokens_est
+        if ex.count.tokens is not None and ex.count.method not in (ESTIMATE, SKIPPED):
+            return ex.count.tokens
     if not isinstance(ex.body, dict):
         return None
     try:
@@ -87,5 +87,5 @@ async def prompt_tokens(ex: Exchange) -> int | None:
     except Exception:  # never let a count break a request: the upstream has its own limit
         log.debug("qwen: could not count a prompt", exc_info=True)
         return None
-    ex.prompt_tokens_est, ex.token_method = tokens, method
+    ex.count.tokens, ex.count.method = tokens, method
     return tokens

@@ -89,27 +89,27 @@ def exchange(*, endpoint: str | None = "chat.completions", route: str | None = N
                   route=route or endpoint or "unknown", endpoint=EndpointStub(endpoint) if endpoint else None,
                   body=body, requested_model=model, stream=stream)
     ex.started = time.monotonic() - 10
-    ex.ended = ex.started + duration_ms / 1000
+    ex.result.ended = ex.started + duration_ms / 1000
     if started_at is not None:
         ex.started_at = started_at
     if ttfb_ms is not None:
-        ex.first_byte_at = ex.started + ttfb_ms / 1000
+        ex.result.first_byte_at = ex.started + ttfb_ms / 1000
     if endpoint is not None and upstream:
-        ex.upstream_model = upstream_model
-        ex.cred = CredStub(account) if account else None
-        ex.tried = [account] if account else []
-        ex.upstream_url = UPSTREAM_URL
-        ex.upstream_headers = {"authorization": "Bearer <redacted>", "content-type": "application/json",
+        ex.attempt.model = upstream_model
+        ex.attempt.cred = CredStub(account) if account else None
+        ex.attempt.tried = [account] if account else []
+        ex.attempt.url = UPSTREAM_URL
+        ex.attempt.headers = {"authorization": "Bearer <redacted>", "content-type": "application/json",
                                "x-dashscope-authtype": "qwen-oauth"}
-        ex.upstream_body = upstream_body if upstream_body is not None else {**(body or {}), "model": upstream_model}
-    ex.retries = list(retries)
+        ex.attempt.body = upstream_body if upstream_body is not None else {**(body or {}), "model": upstream_model}
+    ex.attempt.retries = list(retries)
     ex.notes = list(notes)
-    ex.status = status
-    ex.usage = usage
+    ex.result.status = status
+    ex.result.usage = usage
     if error is not None:
-        ex.error = ErrorInfo(*error)
-    ex.stream_error = stream_error
-    ex.prompt_tokens_est, ex.token_method = prompt_tokens_est, token_method
+        ex.result.error = ErrorInfo(*error)
+    ex.result.stream_error = stream_error
+    ex.count.tokens, ex.count.method = prompt_tokens_est, token_method
     return ex
 
 
@@ -146,6 +146,6 @@ def answered(ex: Exchange, flow: http.HTTPFlow | None = None, *, content: bytes 
     """The flow once the client has its answer, with the record the gateway sets before `finished`."""
     f = flow or client_flow(ex.body, method=ex.client.method, path=ex.client.path)
     raw = json.dumps(content).encode() if isinstance(content, dict) else content
-    f.response = http.Response.make(ex.status or 502, raw, {"content-type": "application/json", **(headers or {})})
+    f.response = http.Response.make(ex.result.status or 502, raw, {"content-type": "application/json", **(headers or {})})
     f.metadata["qwen"] = ex.to_meta()
     return f

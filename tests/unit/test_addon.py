@@ -16,7 +16,6 @@ from qwen_gateway.addon import QwenGateway
 from qwen_gateway.dispatch import BATCH_S
 from qwen_gateway.turn import inproc
 from qwen_gateway.upstream.learned_caps import LearnedCaps
-from qwen_gateway.turn.runner import STREAM_CAPTURE
 from qwen_gateway.turn.relay import TOKEN_HEADER
 
 

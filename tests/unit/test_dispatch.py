@@ -53,13 +53,13 @@ async def drive(observers, cfg, ex, *, stream: bool = False) -> http.HTTPFlow:
         await call(observers, "upstream_request", ex, flow)
         if stream:
             await call(observers, "stream_started", ex, flow)
-        ex.upstream_status = 200
-        ex.upstream_response_headers = {"content-type": "application/json"}
-        ex.upstream_response_body = b'{"id": "q1"}'
+        ex.attempt.status = 200
+        ex.attempt.response_headers = {"content-type": "application/json"}
+        ex.attempt.response_body = b'{"id": "q1"}'
         flow.response = http.Response.make(200, b'{"id": "chatcmpl-1"}', {"content-type": "application/json"})
-        ex.status = 200
-    if ex.estimate is not None:
-        await asyncio.wait_for(asyncio.shield(ex.estimate), 10)
+        ex.result.status = 200
+    if ex.count.task is not None:
+        await asyncio.wait_for(asyncio.shield(ex.count.task), 10)
     flow.metadata["qwen"] = ex.to_meta()
     await call(observers, "finished", ex, flow)
     return flow
@@ -87,17 +87,17 @@ async def test_observers_in_the_gateways_order(tmp_path, caplog):
     tokens = count_request_tokens(chat_body("word " * 200, model="gpt-4o-mini"))
     # the estimate reached every reader: characters / 4 for a chat prompt; the guard counted the long one with
     # tiktoken (it never judges on characters / 4: tests/unit/test_tokens_lazy.py)
-    assert (ok.prompt_tokens_est, ok.token_method) == estimate_request_tokens(chat_body("hello there"), exact=False)
-    assert too_long.prompt_tokens_est == tokens and too_long.status == 400
+    assert (ok.count.tokens, ok.count.method) == estimate_request_tokens(chat_body("hello there"), exact=False)
+    assert too_long.count.tokens == tokens and too_long.result.status == 400
     lines = [r.getMessage() for r in caplog.records if r.name == "qwen" and r.levelno == logging.INFO]
-    assert len(lines) == 2 and f" est={ok.prompt_tokens_est} " in lines[0]
+    assert len(lines) == 2 and f" est={ok.count.tokens} " in lines[0]
     assert lines[1].startswith(f"POST /v1/chat/completions gpt-4o-mini→? acct=- 400 est={tokens} ")
     assert caplog.text.count("observer Broken failed") == 4  # logged; nobody else stopped
     assert caplog.text.count("failed in") == 4
     # one ledger row each, one debug file each, one count each
     db = sqlite3.connect(tmp_path / "usage.sqlite3")
     assert db.execute("SELECT status, est_tokens, error FROM usage ORDER BY ts").fetchall() == [
-        (200, ok.prompt_tokens_est, None), (400, tokens, "context_length_exceeded")]
+        (200, ok.count.tokens, None), (400, tokens, "context_length_exceeded")]
     db.close()
     for _ in range(300):
         files = list((tmp_path / "logs").glob("exchange-*.json"))
@@ -105,7 +105,7 @@ async def test_observers_in_the_gateways_order(tmp_path, caplog):
             break
         await asyncio.sleep(0.01)
     recs = {json.loads(p.read_text())["exchange"]: json.loads(p.read_text()) for p in files}
-    assert recs[ok.id]["upstream_request"]["url"] == ok.upstream_url and recs[too_long.id]["upstream_request"] is None
+    assert recs[ok.id]["upstream_request"]["url"] == ok.attempt.url and recs[too_long.id]["upstream_request"] is None
     assert metrics.streams == 0
     assert b'status="400"' in metrics.exposition()
     # mitmweb: annotated, marked
@@ -132,12 +132,12 @@ async def test_at_shutdown_an_exchange_still_waiting_for_its_estimate_is_recorde
 
     obs = Observers([Line()])
     ex = Exchange(ClientRequest("POST", "/v1/chat/completions", "http://x/v1/chat/completions"))
-    ex.estimate = asyncio.get_running_loop().create_future()  # never completes
+    ex.count.task = asyncio.get_running_loop().create_future()  # never completes
     obs.finished(ex, tflow.tflow())
     assert seen == []
     obs.done()
     assert seen == [ex.id]
-    ex.estimate.set_result(None)
+    ex.count.task.set_result(None)
     await asyncio.sleep(0.05)
     assert seen == [ex.id]  # told once
 
@@ -229,15 +229,15 @@ async def test_a_late_estimate_keeps_what_the_flow_annotator_stored_on_the_recor
     obs = Observers([annotator, Line()])
     obs.configure(config())
     ex = Exchange(ClientRequest("POST", "/v1/chat/completions", "http://x/v1/chat/completions"))
-    ex.upstream_url, ex.upstream_body, ex.status = "https://q/v1/chat/completions", {"model": "m"}, 200
-    ex.estimate = asyncio.get_running_loop().create_future()
+    ex.attempt.url, ex.attempt.body, ex.result.status = "https://q/v1/chat/completions", {"model": "m"}, 200
+    ex.count.task = asyncio.get_running_loop().create_future()
     flow = tflow.tflow(resp=True)
     flow.metadata["qwen"] = ex.to_meta()
     obs.finished(ex, flow)
     assert flow.metadata["qwen"]["upstream"]["body"] == {"model": "m"}
     obs.flush()  # the recording observers' batch: they wait for the estimate
-    ex.prompt_tokens_est = 7
-    ex.estimate.set_result((7, "estimate"))
+    ex.count.tokens = 7
+    ex.count.task.set_result((7, "estimate"))
     for _ in range(50):
         await asyncio.sleep(0.01)
         if flow.metadata["qwen"].get("prompt_tokens_est") == 7:

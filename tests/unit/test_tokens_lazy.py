@@ -42,8 +42,8 @@ def _sized(ex, body):
 
 async def _estimated(est: TokenEstimator, ex) -> None:
     est.client_request(ex, client_flow(ex.body))
-    if ex.estimate is not None:
-        await asyncio.wait_for(ex.estimate, 30)
+    if ex.count.task is not None:
+        await asyncio.wait_for(ex.count.task, 30)
 
 
 @pytest.mark.parametrize("text", ["hello world", "word " * 2000])  # counted on the spot, and in the thread
@@ -54,8 +54,8 @@ async def test_a_chat_prompt_gets_a_characters_estimate_and_tiktoken_stays_unloa
     body = chat_body(text)
     ex = _sized(exchange(body=body, status=None, usage=None), body)
     await _estimated(est, ex)
-    assert (ex.prompt_tokens_est, ex.token_method) == estimate_request_tokens(body, exact=False)
-    assert ex.token_method == ESTIMATE and ex.prompt_tokens_est == (len(text) + 3) // 4 + tokens.MESSAGE_OVERHEAD
+    assert (ex.count.tokens, ex.count.method) == estimate_request_tokens(body, exact=False)
+    assert ex.count.method == ESTIMATE and ex.count.tokens == (len(text) + 3) // 4 + tokens.MESSAGE_OVERHEAD
     assert encoding.cache_info().currsize == 0  # tiktoken never loaded
     est.done()
 
@@ -73,7 +73,7 @@ async def test_an_endpoint_that_reports_the_prompts_tokens_gets_tiktokens_count(
     first = _sized(exchange(body=body, status=None, usage=None), body)
     first.endpoint = CountedFirst()  # type: ignore[assignment]
     await _estimated(est, first)
-    assert (first.prompt_tokens_est, first.token_method) == estimate_request_tokens(body, exact=False)
+    assert (first.count.tokens, first.count.method) == estimate_request_tokens(body, exact=False)
     assert encoding.cache_info().currsize == 0  # not loaded while the first stream starts
     for _ in range(200):  # the warm-up, in the counting thread
         if encoding.cache_info().currsize:
@@ -83,7 +83,7 @@ async def test_an_endpoint_that_reports_the_prompts_tokens_gets_tiktokens_count(
     second = _sized(exchange(body=body, status=None, usage=None), body)
     second.endpoint = CountedFirst()  # type: ignore[assignment]
     await _estimated(est, second)
-    assert second.prompt_tokens_est == count_request_tokens(body) and second.token_method.startswith("tiktoken:")
+    assert second.count.tokens == count_request_tokens(body) and second.count.method.startswith("tiktoken:")
     est.done()
 
 
@@ -95,7 +95,7 @@ async def test_the_option_counts_every_prompt_with_tiktoken(unloaded):
     body = chat_body("hello world")
     ex = _sized(exchange(body=body, status=None, usage=None), body)
     await _estimated(est, ex)
-    assert ex.prompt_tokens_est == count_request_tokens(body) and ex.token_method.startswith("tiktoken:")
+    assert ex.count.tokens == count_request_tokens(body) and ex.count.method.startswith("tiktoken:")
     est.done()
 
 
@@ -110,10 +110,10 @@ async def test_the_context_guard_never_decides_on_the_characters_estimate(unload
     for body, refused in ((short, True), (common, False)):
         ex = _sized(exchange(body=body, status=None, usage=None), body)
         await _estimated(est, ex)
-        assert ex.token_method == ESTIMATE and (ex.prompt_tokens_est > 400) is not refused
+        assert ex.count.method == ESTIMATE and (ex.count.tokens > 400) is not refused
         error = await context_check(ex, cfg)
-        assert (error is not None) is refused, (ex.prompt_tokens_est, ex.token_method)
-        assert ex.token_method.startswith("tiktoken:") and ex.prompt_tokens_est == count_request_tokens(body)
+        assert (error is not None) is refused, (ex.count.tokens, ex.count.method)
+        assert ex.count.method.startswith("tiktoken:") and ex.count.tokens == count_request_tokens(body)
     est.done()
 
 
@@ -146,7 +146,7 @@ async def test_a_counted_stream_waits_for_its_count_once_the_encoding_is_loaded(
     loop = asyncio.get_running_loop()
     ex = exchange(status=None, usage=None)
     ex.endpoint = CountedFirst()  # type: ignore[assignment]
-    ex.estimate = loop.create_future()
-    loop.call_later(runner.COUNT_WAIT_S / 5, ex.estimate.set_result, (1, "tiktoken:x"))
+    ex.count.task = loop.create_future()
+    loop.call_later(runner.COUNT_WAIT_S / 5, ex.count.task.set_result, (1, "tiktoken:x"))
     await runner.until_counted(ex)
-    assert ex.estimate.done()
+    assert ex.count.task.done()

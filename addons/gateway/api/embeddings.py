@@ -154,7 +154,7 @@ async def fetch(ex: Exchange, open_upstream: OpenUpstream) -> dict | None:
         return None
     ex.notes.append(f"{sum(len(b['input']) for b in batches)} inputs sent as {len(batches)} requests of at "
                     f"most {BATCH} (Qwen's limit)")
-    parts = [dataclasses.replace(ex, chat_body=b, tried=[], retries=[], notes=[], extra={}) for b in batches]
+    parts = [ex.fork(chat_body=b) for b in batches]
 
     async def fetch(part: Exchange) -> dict:
         resp = await open_upstream(part)
@@ -173,16 +173,12 @@ async def fetch(ex: Exchange, open_upstream: OpenUpstream) -> dict | None:
             t.cancel()  # the first failure is the answer: the other batches are not waited for
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-    first = parts[0]
-    ex.cred, ex.upstream_model, ex.upstream_url = first.cred, first.upstream_model, first.upstream_url
-    ex.upstream_headers, ex.upstream_status, ex.upstream_body = (first.upstream_headers, first.upstream_status,
-                                                                 first.upstream_body)
-    for p in parts:
-        ex.tried += [a for a in p.tried if a not in ex.tried]
-        ex.retries += p.retries
+    tried = [a for p in parts for a in p.attempt.tried]
+    ex.attempt = dataclasses.replace(parts[0].attempt, tried=list(dict.fromkeys(tried)),
+                                     retries=[r for p in parts for r in p.attempt.retries])
     answer = merge_answers(answers, model=ex.requested_model or None,
-                                      encoding_format=(ex.body or {}).get("encoding_format"))
-    ex.usage = answer.get("usage")
+                           encoding_format=(ex.body or {}).get("encoding_format"))
+    ex.result.usage = answer.get("usage")
     return answer
 
 

@@ -38,7 +38,7 @@ def _check_key(team: Team, ex: Exchange, head: access.Head, flow: http.HTTPFlow,
         if head.basic and not head.key and refusal is not None and refusal is not PENDING:
             return refusals.basic_auth(), None
     if refusal is PENDING:  # the shared keys are not read yet: decided in `request` (its digest only)
-        ex.key_digest, refusal = digest(head.key), None
+        ex.key.digest, refusal = digest(head.key), None
     return refusal, key
 
 
@@ -49,7 +49,7 @@ def _known(team: Team, config: Config, value: bytes) -> bool:
 
 async def admit_late(team: Team, ex: Exchange, flow: http.HTTPFlow, config: Config) -> None:
     """The key of a request that came before the shared keys were read, decided now (raises the refusal)."""
-    key_digest, ex.key_digest = ex.key_digest, None
+    key_digest, ex.key.digest = ex.key.digest, None
     if key_digest is None:
         return
     refusal, key = await team.late_check(key_digest, bool(config.client_keys), flow)

@@ -33,11 +33,11 @@ def open_exchange(flow: http.HTTPFlow, head: access.Head, without_key: tuple[tup
     called = as_called(flow, head.host or "")
     ex = Exchange(ClientRequest(method, path, _url(flow, head, called), key_hint(head.key.decode("utf-8", "replace")),
                                 api_headers=head.api_headers, user_agent=head.user_agent))
-    ex.called = called
+    ex.client.called = called
     route = routing.route(method, path, endpoints)
     ex.route, ex.endpoint = route.name, route.endpoint
     ex.dialect = routing.dialect(route, head.host or req.host, head.anthropic)
-    ex.upstream = upstream
+    ex.attempt.upstream = upstream
     if without_key is not None:
         req.headers.fields = without_key
     if flow.is_replay == "request":
@@ -54,7 +54,7 @@ def drop_keys_from_url(flow: http.HTTPFlow, ex: Exchange, head: access.Head,
     if path is None:
         return False
     req.path = path
-    ex.client = dataclasses.replace(ex.client, url=_url(flow, head, ex.called or as_called(flow, head.host or "")))
+    ex.client = dataclasses.replace(ex.client, url=_url(flow, head, ex.client.called or as_called(flow, head.host or "")))
     return True
 
 
@@ -90,7 +90,7 @@ def show_as_called(flow: http.HTTPFlow, ex: Exchange) -> None:
     """Once the answer has arrived: the request's scheme, host and port back to what the client addressed, so
     mitmweb's Path column (and a flow file) shows the client's URL, not the reverse target's label or the
     relay's in-process address. A replay is claimed again by the gateway before it connects anywhere."""
-    called = ex.called
+    called = ex.client.called
     if called is not None:
         request_target.set_target(flow.request, *called)
 

@@ -9,7 +9,7 @@
   and tpm through the limiter (door/limits.py), which asks the backend only when the local lease is spent;
   a key with rpm or tpm gets their state as headers on its answer or refusal (door/ratelimits.py).
 - **Spend** (`finished`, an observer, after the answer): tokens Qwen reported, the request's cost
-  (`ex.cost`, prices.py) and refusals, per key and UTC day; tpm grants settled with the real tokens.
+  (`ex.result.cost`, prices.py) and refusals, per key and UTC day; tpm grants settled with the real tokens.
 - **Where** (door/keysource.py): `<state_dir>/keys.sqlite3`, or the shared database (`qwen_state_url`: rate
   limits exact across gateways). A running gateway sees a new, revoked or rotated key within a second (5 s
   at most on PostgreSQL when a notification is lost).
@@ -129,22 +129,22 @@ class Team(Observer):
     @staticmethod
     def bind(ex: Exchange, rec: KeyRecord | None) -> None:
         if rec is not None:
-            ex.key_name = rec.name
+            ex.key.name = rec.name
             if not rec.revoked:
-                ex.key_record = rec
+                ex.key.record = rec
 
     # ---- limits, before upstream ---------------------------------------------------------------------
 
     async def limit(self, ex: Exchange) -> None:
         """Raises the refusal when the exchange's key is over a budget or a rate limit."""
-        rec = ex.key_record
-        if not isinstance(rec, KeyRecord) or ex.key_taken is not None:
+        rec = ex.key.record
+        if not isinstance(rec, KeyRecord) or ex.key.taken is not None:
             return
         try:
             await self._limit(ex, rec)
         finally:  # on the answer and on a refusal alike (local.Formats puts them on either)
             if rec.rpm or rec.tpm:
-                ex.limit_headers = self._headers(ex.dialect, rec)
+                ex.key.limit_headers = self._headers(ex.dialect, rec)
 
     async def _limit(self, ex: Exchange, rec: KeyRecord) -> None:
         if rec.daily_tokens or rec.monthly_usd:
@@ -154,11 +154,11 @@ class Team(Observer):
             if rec.monthly_usd and spent.usd_month >= rec.monthly_usd:
                 raise refusals.over_monthly(rec, spent.usd_month, ex.dialect)
         taken: list[Taken] = []
-        ex.key_taken = taken
+        ex.key.taken = taken
         if rec.rpm:
             taken.append(await self._take(rec, RPM, 1, rec.rpm, taken))
         if rec.tpm:
-            want = max(1, ex.prompt_tokens_est or ex.client.size // 4)  # bytes/4: no count on the request's path
+            want = max(1, ex.count.tokens or ex.client.size // 4)  # bytes/4: no count on the request's path
             if want > rec.tpm:
                 self._give_back(taken)
                 raise refusals.too_large(rec, want)
@@ -194,23 +194,23 @@ class Team(Observer):
     # ---- spend, after the answer ---------------------------------------------------------------------
 
     def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
-        name = ex.key_name
+        name = ex.key.name
         if not name:
             return
-        if ex.cred is None and ex.error is not None and ex.error.code in refusals.REFUSAL_CODES:
+        if ex.attempt.cred is None and ex.result.error is not None and ex.result.error.code in refusals.REFUSAL_CODES:
             self.book.charge(name, refused=1)
             return
-        usage = ex.usage if isinstance(ex.usage, dict) else {}
+        usage = ex.result.usage if isinstance(ex.result.usage, dict) else {}
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
         tokens = (prompt if type(prompt) is int else 0) + (completion if type(completion) is int else 0)
-        cost, unit = ex.cost or 0.0, ex.cost_unit
+        cost, unit = ex.result.cost or 0.0, ex.result.cost_unit
         self.book.charge(name, requests=1, tokens=tokens, usd=cost if unit == USD else 0.0,
                          plan_requests=int(cost) if unit == REQUESTS else 0,
                          plan_tokens=int(cost) if unit == TOKENS else 0)
-        taken = ex.key_taken
+        taken = ex.key.taken
         # settled once, by the exchange that has Qwen's answer (a background response's POST, answered
         # `queued`, hands its allowance to the turn that runs on: the same list)
-        if taken and (ex.usage is not None or ex.error is not None or ex.stream_error):
+        if taken and (ex.result.usage is not None or ex.result.error is not None or ex.result.stream_error):
             for t in taken:
                 if t.kind == TPM:
                     self.limiter.settle(t, tokens)

@@ -45,31 +45,31 @@ def summary_line(ex: Exchange) -> str:
     """Outcome · usage · timing ┃ notes ┃ error ┃ client request. Parts with no value are left out."""
     status = status_of(ex)
     if endpoint_name(ex) is not None:
-        parts = [f"{ex.requested_model or '?'} → {ex.upstream_model or '?'}", f"acct {ex.account or '-'}"]
+        parts = [f"{ex.requested_model or '?'} → {ex.attempt.model or '?'}", f"acct {ex.account or '-'}"]
     else:
         parts = [f"{ex.route} (answered by the gateway)"]
     parts.append(str(status) if status is not None else "no status")
-    usage = ex.usage if isinstance(ex.usage, dict) else None
+    usage = ex.result.usage if isinstance(ex.result.usage, dict) else None
     if usage:
         cached = cached_tokens(usage)
         parts.append(f"in {usage_int(usage, 'prompt_tokens')} / out {usage_int(usage, 'completion_tokens')}"
                      + (f" (cached {cached})" if cached else ""))
-    elif ex.prompt_tokens_est is not None:  # Qwen's usage, when there is one, says it better
-        parts.append(f"prompt ≈ {ex.prompt_tokens_est} tokens")
-    if ex.cost is not None:
-        parts.append(usd(ex.cost) if ex.cost_unit == USD else f"{ex.cost:g} plan {ex.cost_unit}")
+    elif ex.count.tokens is not None:  # Qwen's usage, when there is one, says it better
+        parts.append(f"prompt ≈ {ex.count.tokens} tokens")
+    if ex.result.cost is not None:
+        parts.append(usd(ex.result.cost) if ex.result.cost_unit == USD else f"{ex.result.cost:g} plan {ex.result.cost_unit}")
     if ex.ttfb_ms is not None:
         parts.append(f"ttfb {ex.ttfb_ms:.0f} ms")
     parts.append(f"{ex.duration_ms / 1000:.2f} s")
-    if ex.retries:
-        parts.append("retries " + ", ".join(f"{r.reason.value} ({r.account})" for r in ex.retries))
+    if ex.attempt.retries:
+        parts.append("retries " + ", ".join(f"{r.reason.value} ({r.account})" for r in ex.attempt.retries))
     sections = [" · ".join(parts), *ex.notes]
     code, message = error_code(ex), safe_message(error_text(ex), 300)
     if code or message:
         sections.append("error: " + " ".join(x for x in (code, message and f"“{message}”") if x))
     client = f"client: {ex.client.method} {ex.client.path}"
-    if ex.key_name:  # a named client key (qwen-keys): its name says who, the hint would not
-        client += f" · key {ex.key_name}"
+    if ex.key.name:  # a named client key (qwen-keys): its name says who, the hint would not
+        client += f" · key {ex.key.name}"
     elif ex.client.key_hint:
         client += f" · key {ex.client.key_hint}"
     sections.append(client)
@@ -78,9 +78,9 @@ def summary_line(ex: Exchange) -> str:
 
 def marker(ex: Exchange) -> str:
     status = status_of(ex)
-    if ex.error is not None or ex.stream_error or status is None or status >= 400:
+    if ex.result.error is not None or ex.result.stream_error or status is None or status >= 400:
         return MARK_ERROR
-    return MARK_RETRIED if ex.retries else MARK_OK
+    return MARK_RETRIED if ex.attempt.retries else MARK_OK
 
 
 class FlowAnnotator(Observer):
@@ -105,10 +105,10 @@ class FlowAnnotator(Observer):
             flow.marked = marker(ex)
         meta = flow.metadata.get("qwen")
         upstream = meta.get("upstream") if isinstance(meta, dict) else None
-        if (isinstance(upstream, dict) and "body" not in upstream and ex.upstream_body is not None
+        if (isinstance(upstream, dict) and "body" not in upstream and ex.attempt.body is not None
                 and ex.client.size <= UPSTREAM_BODY_KEEP  # cheap first: the same prompt, reshaped
-                and json_size_within(ex.upstream_body, UPSTREAM_BODY_KEEP)):
-            upstream["body"] = ex.upstream_body  # a reference: the exchange is over, nothing changes it
+                and json_size_within(ex.attempt.body, UPSTREAM_BODY_KEEP)):
+            upstream["body"] = ex.attempt.body  # a reference: the exchange is over, nothing changes it
 
 
 class FlowCap(Observer):

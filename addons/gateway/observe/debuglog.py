@@ -5,7 +5,7 @@ the gateway rewrote it and the response the client got, with the gateway's recor
 
 `DebugLog` snapshots cheaply on the event loop (headers redacted, bodies kept by reference): the client's
 request in `client_request`, the upstream request from `ex.upstream_*` in `upstream_request`, Qwen's
-answer (`ex.upstream_status/_response_headers/_response_body`) and the client's response in `finished`;
+answer (`ex.attempt.status/_response_headers/_response_body`) and the client's response in `finished`;
 then a thread decodes, redacts, formats and writes the file.
 """
 
@@ -73,18 +73,18 @@ def _message(m: http.Message) -> dict:
 
 def _upstream_request(ex: Exchange) -> dict:
     """What went to Qwen, from the exchange (the credential is already redacted there; redacted again)."""
-    return {"method": "POST", "url": redact_url(ex.upstream_url), "headers": redact_headers(ex.upstream_headers),
-            "content_type": "application/json", "obj": ex.upstream_body}
+    return {"method": "POST", "url": redact_url(ex.attempt.url), "headers": redact_headers(ex.attempt.headers),
+            "content_type": "application/json", "obj": ex.attempt.body}
 
 
 def _upstream_response(ex: Exchange) -> dict | None:
-    if ex.upstream_status is None:
+    if ex.attempt.status is None:
         return None  # Qwen never answered (refused locally, or unreachable)
-    headers = redact_headers(ex.upstream_response_headers)
+    headers = redact_headers(ex.attempt.response_headers)
     ctype = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
-    snap: dict = {"status": ex.upstream_status, "headers": headers, "content_type": ctype,
-                  "raw": ex.upstream_response_body}
-    if ex.upstream_response_body is None and (ex.stream or ex.rewriter is not None):
+    snap: dict = {"status": ex.attempt.status, "headers": headers, "content_type": ctype,
+                  "raw": ex.attempt.response_body}
+    if ex.attempt.response_body is None and (ex.stream or ex.turn.rewriter is not None):
         snap["streamed"] = True  # relayed as it came: only the client's side keeps the events
     return snap
 
@@ -198,7 +198,7 @@ class DebugLog(Observer):
         capture = self._captures.pop(ex.id, None)
         if capture is None or self.folder is None:
             return
-        if endpoint_name(ex) is None and ex.error is None:
+        if endpoint_name(ex) is None and ex.result.error is None:
             return  # a successful local answer: nothing to debug
         capture["upstream_response"] = _upstream_response(ex)
         capture["client_response"] = _message(flow.response) if flow.response is not None else None

@@ -39,8 +39,8 @@ def _lower_priority() -> None:
 
 class TokenEstimator(Observer):
     """Starts the prompt estimate when the client's request is classified and returns at once: the count
-    runs in one low-priority worker thread, and `ex.estimate` (a task) completes when `ex.prompt_tokens_est`
-    and `ex.token_method` are set. The gateway waits for it (bounded) before `finished`; the context guard
+    runs in one low-priority worker thread, and `ex.count.task` (a task) completes when `ex.count.tokens`
+    and `ex.count.method` are set. The gateway waits for it (bounded) before `finished`; the context guard
     awaits it instead of counting again. The request itself never waits for it."""
 
     MAX_PENDING = 32  # counts queued or running; beyond this a prompt is not counted (method "skipped")
@@ -71,9 +71,9 @@ class TokenEstimator(Observer):
                 pass
 
     def client_request(self, ex: Exchange, flow: http.HTTPFlow) -> None:
-        if not self.enabled or ex.estimate is not None or ex.prompt_tokens_est is not None:
+        if not self.enabled or ex.count.task is not None or ex.count.tokens is not None:
             return
-        if ex.error is not None or ex.status is not None:
+        if ex.result.error is not None or ex.result.status is not None:
             return  # refused already (bad key, bad JSON…): no CPU for a prompt nobody will answer
         if endpoint_name(ex) not in PROMPT_ENDPOINTS or not isinstance(ex.body, dict):
             return
@@ -83,18 +83,18 @@ class TokenEstimator(Observer):
             exact = False
         if ex.client.size <= self.INLINE_BYTES and (not exact or tokens.encoding.cache_info().currsize):
             try:  # characters / 4, or tiktoken once its encoding is loaded
-                ex.prompt_tokens_est, ex.token_method = tokens.estimate_request_tokens(ex.body, exact)
+                ex.count.tokens, ex.count.method = tokens.estimate_request_tokens(ex.body, exact)
             except Exception:
                 log.debug("qwen: token count failed", exc_info=True)
             return
         if len(self._pending) >= self.MAX_PENDING:
-            ex.token_method = SKIPPED
+            ex.count.method = SKIPPED
             log.debug("qwen: %d prompt counts pending: not counting this one", len(self._pending))
             return
         task = asyncio.get_running_loop().create_task(self._count(ex, ex.body, exact), name="qwen: count prompt tokens")
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
-        ex.estimate = task
+        ex.count.task = task
 
     def _warm(self) -> None:
         """tiktoken's encoding loaded in the counting thread, once, WARM_AFTER_S from now."""
@@ -109,8 +109,8 @@ class TokenEstimator(Observer):
         except Exception:
             log.debug("qwen: token count failed", exc_info=True)
             return None
-        if ex.prompt_tokens_est is None:  # the context guard may have counted it meanwhile
-            ex.prompt_tokens_est, ex.token_method = result
+        if ex.count.tokens is None:  # the context guard may have counted it meanwhile
+            ex.count.tokens, ex.count.method = result
         return result
 
     def _pool(self) -> concurrent.futures.ThreadPoolExecutor:

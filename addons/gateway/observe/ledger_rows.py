@@ -89,20 +89,20 @@ def _storable(text: str) -> str:
 
 def row_of(ex: Exchange) -> dict:
     """One ledger row from an exchange (cheap: built on the event loop, written later)."""
-    usage = ex.usage if isinstance(ex.usage, dict) else None
+    usage = ex.result.usage if isinstance(ex.result.usage, dict) else None
     ts = ex.started_at
     return {
         "ts": ts, "day": local_day(ts),
         "endpoint": label(ex), "method": ex.client.method, "path": ex.client.path,
         "model": ex.requested_model if isinstance(ex.requested_model, str) and ex.requested_model else None,
-        "upstream_model": ex.upstream_model or None, "account": ex.account or None,
+        "upstream_model": ex.attempt.model or None, "account": ex.account or None,
         "status": status_of(ex),
         "prompt_tokens": usage_int(usage, "prompt_tokens"), "completion_tokens": usage_int(usage, "completion_tokens"),
         "cached_tokens": cached_tokens(usage),
-        "est_tokens": ex.prompt_tokens_est, "token_method": ex.token_method,
+        "est_tokens": ex.count.tokens, "token_method": ex.count.method,
         "ttfb_ms": ex.ttfb_ms, "duration_ms": ex.duration_ms,
-        "stream": int(ex.stream is True), "retries": len(ex.retries),
+        "stream": int(ex.stream is True), "retries": len(ex.attempt.retries),
         "error": error_code(ex) or safe_message(error_text(ex), ERROR_CHARS),
-        "key_name": ex.key_name or None, "cost": ex.cost, "cost_unit": ex.cost_unit or None, "xid": ex.id,
-        "cache_write_tokens": cache_write_tokens(usage), "cache_kind": cache_kind(usage), "cache_saved": ex.cache_saved,
+        "key_name": ex.key.name or None, "cost": ex.result.cost, "cost_unit": ex.result.cost_unit or None, "xid": ex.id,
+        "cache_write_tokens": cache_write_tokens(usage), "cache_kind": cache_kind(usage), "cache_saved": ex.result.cache_saved,
     }

@@ -225,13 +225,13 @@ class Metrics(Observer):
 
     def record(self, ex: Exchange) -> None:
         model = ex.requested_model if isinstance(ex.requested_model, str) else ""
-        upstream, account, key = ex.upstream_model or "", ex.account or "", ex.key_name  # names: bounded labels
+        upstream, account, key = ex.attempt.model or "", ex.account or "", ex.key.name  # names: bounded labels
         status = status_of(ex)
         self._add(("qwen_requests", label(ex), model, upstream, account, str(status) if status else "error", key))
         if failed(ex):
             code = error_code(ex) or _stream_code(ex) or (f"http_{status}" if status else "error")
             self._add(("qwen_errors", label(ex), account, code))
-        for retry in ex.retries:
+        for retry in ex.attempt.retries:
             self._add(("qwen_retries", retry.reason.value))
             if retry.reason is RetryReason.ROTATED:
                 self._add(ROTATIONS)
@@ -239,19 +239,19 @@ class Metrics(Observer):
         if endpoint is None:
             return  # a local answer (models, health, …): no model, no tokens, no latency worth a histogram
         billed = upstream or model
-        usage = ex.usage
+        usage = ex.result.usage
         for kind, value in (("prompt", usage_int(usage, "prompt_tokens")),
                             ("completion", usage_int(usage, "completion_tokens")), ("cached", cached_tokens(usage)),
                             ("cache_write", cache_write_tokens(usage))):
             if value is not None and value > 0:
                 self._add(("qwen_tokens", kind, billed, account, key), value)
-        if ex.cache_saved:
-            self._add(("qwen_cache_saved_usd", billed, account, key), ex.cache_saved)
-        if ex.cost:
-            if ex.cost_unit == "USD":
-                self._add(("qwen_cost_usd", billed, account, key), ex.cost)
+        if ex.result.cache_saved:
+            self._add(("qwen_cache_saved_usd", billed, account, key), ex.result.cache_saved)
+        if ex.result.cost:
+            if ex.result.cost_unit == "USD":
+                self._add(("qwen_cost_usd", billed, account, key), ex.result.cost)
             else:
-                self._add(("qwen_plan_units", account, ex.cost_unit, key), ex.cost)
+                self._add(("qwen_plan_units", account, ex.result.cost_unit, key), ex.result.cost)
         self._observe(("qwen_request_duration_seconds", endpoint, billed), ex.duration_ms / 1000)
         if ex.ttfb_ms is not None:
             self._observe(("qwen_time_to_first_byte_seconds", endpoint, billed), ex.ttfb_ms / 1000)
@@ -259,8 +259,8 @@ class Metrics(Observer):
 
 def _stream_code(ex: Exchange) -> str | None:
     """A stream that failed after its status went out: the code of the error event the client got."""
-    if not ex.stream_error:
+    if not ex.result.stream_error:
         return None
-    err = ex.rewriter.error if ex.rewriter is not None else None
+    err = ex.turn.rewriter.error if ex.turn.rewriter is not None else None
     code = err.get("code") if isinstance(err, dict) else None
     return str(code) if code else "stream_error"

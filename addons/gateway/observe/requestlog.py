@@ -62,16 +62,16 @@ def format_line(ex: Exchange) -> str:
     except the models, the account and the status."""
     parts = [f"{ex.client.method} {ex.client.path}"]
     if endpoint_name(ex) is not None:
-        parts += [f"{ex.requested_model or '?'}→{ex.upstream_model or '?'}", f"acct={ex.account or '-'}"]
+        parts += [f"{ex.requested_model or '?'}→{ex.attempt.model or '?'}", f"acct={ex.account or '-'}"]
     else:
         parts.append(f"route={ex.route}")
-    if ex.key_name:  # a named client key (qwen-keys): its name, never the key
-        parts.append(f"key={ex.key_name}")
+    if ex.key.name:  # a named client key (qwen-keys): its name, never the key
+        parts.append(f"key={ex.key.name}")
     status = status_of(ex)
     parts.append(str(status) if status is not None else "?")
-    if ex.prompt_tokens_est is not None:
-        parts.append(f"est={compact(ex.prompt_tokens_est)}")
-    usage = ex.usage if isinstance(ex.usage, dict) else {}
+    if ex.count.tokens is not None:
+        parts.append(f"est={compact(ex.count.tokens)}")
+    usage = ex.result.usage if isinstance(ex.result.usage, dict) else {}
     if usage:
         parts.append(f"in={_num(usage.get('prompt_tokens'))} out={_num(usage.get('completion_tokens'))}")
         cached, written = cached_tokens(usage), cache_write_tokens(usage)
@@ -79,14 +79,14 @@ def format_line(ex: Exchange) -> str:
             parts.append(f"cached={cached}")
         if written:
             parts.append(f"cache_write={written}")
-    if ex.cost is not None:
-        parts.append(f"cost={usd(ex.cost)}" if ex.cost_unit == USD else f"cost={ex.cost:g} {ex.cost_unit}")
+    if ex.result.cost is not None:
+        parts.append(f"cost={usd(ex.result.cost)}" if ex.result.cost_unit == USD else f"cost={ex.result.cost:g} {ex.result.cost_unit}")
     if ex.ttfb_ms is not None:
         parts.append(f"ttfb={ex.ttfb_ms:.0f}ms")
     ms = ex.duration_ms
     parts.append(f"total={ms:.0f}ms" if ms < 1000 else f"total={ms / 1000:.2f}s")
-    if ex.retries:
-        parts.append(f"retries={len(ex.retries)}")
+    if ex.attempt.retries:
+        parts.append(f"retries={len(ex.attempt.retries)}")
     code, message = error_code(ex), safe_message(error_text(ex), MESSAGE_CHARS)
     if code:
         parts.append(f"error={code}")

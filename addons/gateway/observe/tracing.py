@@ -116,12 +116,12 @@ class Tracing(Observer):
         if trace.attempts:  # the attempt before was not taken: the retry says why
             last = trace.attempts[-1]
             last["endTimeUnixNano"] = str(now)
-            _ended(last, ex.retries[-1].reason.value if ex.retries else "retried", ex.upstream_status)
-        host = urlsplit(ex.upstream_url)
+            _ended(last, ex.attempt.retries[-1].reason.value if ex.attempt.retries else "retried", ex.attempt.status)
+        host = urlsplit(ex.attempt.url)
         trace.attempts.append(_span(trace.trace_id, secrets.token_hex(8), trace.span_id,
-                                    f"{OPERATIONS[endpoint_name(ex) or '']} {ex.upstream_model}", CLIENT, now, {
+                                    f"{OPERATIONS[endpoint_name(ex) or '']} {ex.attempt.model}", CLIENT, now, {
                                         "gen_ai.operation.name": OPERATIONS[endpoint_name(ex) or ""],
-                                        **_provider(ex), "gen_ai.request.model": ex.upstream_model,
+                                        **_provider(ex), "gen_ai.request.model": ex.attempt.model,
                                         "server.address": host.hostname, "server.port": host.port}))
 
     def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
@@ -129,18 +129,18 @@ class Tracing(Observer):
         if trace is None or self.exporter is None:
             return
         start = int(ex.started_at * 1e9)
-        end = start + int(((ex.ended or time.monotonic()) - ex.started) * 1e9)
+        end = start + int(((ex.result.ended or time.monotonic()) - ex.started) * 1e9)
         operation = OPERATIONS[endpoint_name(ex) or ""]
-        answer = {"gen_ai.response.model": ex.upstream_model or None, **_usage(ex.usage),
+        answer = {"gen_ai.response.model": ex.attempt.model or None, **_usage(ex.result.usage),
                   "gen_ai.response.finish_reasons": _finish_reasons(ex)}
-        error = (error_code(ex) or ("stream_error" if ex.stream_error else str(status_of(ex)))) if failed(ex) else None
+        error = (error_code(ex) or ("stream_error" if ex.result.stream_error else str(status_of(ex)))) if failed(ex) else None
         spans = trace.attempts
         if spans:
             last = spans[-1]
             last["endTimeUnixNano"] = str(max(end, int(last["startTimeUnixNano"])))
             last["attributes"] += _attributes(answer)
-            _ended(last, error if ex.upstream_status is None or ex.upstream_status >= 400 or ex.stream_error else None,
-                   ex.upstream_status)
+            _ended(last, error if ex.attempt.status is None or ex.attempt.status >= 400 or ex.result.stream_error else None,
+                   ex.attempt.status)
         server = _span(trace.trace_id, trace.span_id, trace.parent, f"{operation} {ex.requested_model}".rstrip(),
                        SERVER, start, {"gen_ai.operation.name": operation, **_provider(ex),
                                        "gen_ai.request.model": ex.requested_model or None, **answer,
@@ -189,7 +189,7 @@ def _ended(span: dict, error: str | None, status: int | None) -> None:
 
 
 def _provider(ex: Exchange) -> dict:
-    name = ex.upstream.name if ex.upstream is not None else None
+    name = ex.attempt.upstream.name if ex.attempt.upstream is not None else None
     return {"gen_ai.provider.name": name, "gen_ai.system": name}  # (gen_ai.system: the conventions' older name)
 
 
@@ -200,10 +200,10 @@ def _usage(usage: dict | None) -> dict:
 
 def _finish_reasons(ex: Exchange) -> tuple[str, ...]:
     """A stream's, as its chunk source saw them; a whole answer's, read from Qwen's body."""
-    if ex.rewriter is not None:
-        return tuple(r for _, r in sorted(ex.rewriter.normalizer.finish_reasons.items()))
+    if ex.turn.rewriter is not None:
+        return tuple(r for _, r in sorted(ex.turn.rewriter.normalizer.finish_reasons.items()))
     try:
-        body = json.loads(ex.upstream_response_body or b"null")
+        body = json.loads(ex.attempt.response_body or b"null")
     except ValueError:  # an answer assembled from a stream, or none
         return ()
     if not isinstance(body, dict):

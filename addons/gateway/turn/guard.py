@@ -51,7 +51,7 @@ def count_images(node, depth: int = 0) -> int:
 
 async def context_check(ex: Exchange, config: Config) -> ContextOverflow | None:
     """The error to answer when the prompt is over its model's limit, else None. The limit is looked up
-    by the model name the client sent. Sets `ex.prompt_tokens_est` / `ex.token_method` when it counted."""
+    by the model name the client sent. Sets `ex.count.tokens` / `ex.count.method` when it counted."""
     param = PROMPT_PARAMS.get(endpoint_name(ex) or "")
     body = ex.body
     if param is None or not isinstance(body, dict):
@@ -59,24 +59,24 @@ async def context_check(ex: Exchange, config: Config) -> ContextOverflow | None:
     limit = config.context_limit(body.get("model"))
     if not limit:
         return None
-    if ex.prompt_tokens_est is None or ex.token_method == ESTIMATE:  # not counted yet, or by characters / 4
+    if ex.count.tokens is None or ex.count.method == ESTIMATE:  # not counted yet, or by characters / 4
         size = ex.client.size
         if size and size <= limit and byte_bound(size, count_images(body)) <= limit:
             return None  # cannot exceed the limit: not counted
         await prompt_tokens(ex)
-    tokens = ex.prompt_tokens_est
+    tokens = ex.count.tokens
     if tokens is None:
         return None  # could not count: Qwen has its own limit
     over = tokens > limit
-    if over and (ex.token_method or "").startswith(SAMPLED):
+    if over and (ex.count.method or "").startswith(SAMPLED):
         over = tokens > limit * (1 + SAMPLED_MARGIN)
     if not over:
         return None
     ex.notes.append(f"context guard: {tokens} tokens > {limit}")
-    if ex.extra.get("truncation") == "auto" and isinstance(ex.chat_body, dict):  # Responses: drop the oldest items
+    if ex.truncate_oldest and isinstance(ex.chat_body, dict):  # Responses: drop the oldest items
         fitted = await asyncio.to_thread(truncate_chat, ex.chat_body, limit)
         if fitted is not None:
-            ex.chat_body, dropped, ex.prompt_tokens_est = fitted
+            ex.chat_body, dropped, ex.count.tokens = fitted
             ex.notes.append(f"truncation auto: the {dropped} oldest messages dropped to fit {limit} tokens")
             return None  # (none dropped: the translated request, counted alone, fits)
     return ContextOverflow(tokens, limit, param)

@@ -28,24 +28,24 @@ def final_object(rw: StreamRewriter) -> dict | None:
 
 def park_until_kept(ex: Exchange, rw: StreamRewriter) -> None:
     """When the endpoint keeps the answer before the end: the end parked, the gate made."""
-    if ex.keep_before_end:
-        gate = ex.gate = asyncio.get_running_loop().create_future()
+    if ex.turn.keep_before_end:
+        gate = ex.turn.gate = asyncio.get_running_loop().create_future()
         rw.park = lambda: keep_early(ex, gate)
 
 
 def keep_early(ex: Exchange, gate: asyncio.Future) -> None:
     """The stream's final events are parked: the endpoint keeps its final object now, the gate opens once
     the write is done."""
-    rw = ex.rewriter
+    rw = ex.turn.rewriter
     final = final_object(rw) if rw is not None else None
     write = None
     if final is not None and ex.endpoint is not None and ex.endpoint.finished is not None:
-        ex.kept = True  # the settlement does not keep it twice
+        ex.turn.kept = True  # the settlement does not keep it twice
         try:
             ex.endpoint.finished(ex, final)
         except StateUnavailable as e:
             unkept(ex, e)
-        write = ex.write
+        write = ex.turn.write
 
     def opened(_: object = None) -> None:
         if isinstance(write, asyncio.Future) and (write.cancelled() or write.exception() is not None):
@@ -63,16 +63,16 @@ def keep_early(ex: Exchange, gate: asyncio.Future) -> None:
 def unkept(ex: Exchange, e: StateUnavailable | None) -> None:
     """The parked end of `ex`'s stream becomes the dialect's failure event: its answer was not kept."""
     err = gateway_error(e or StateUnavailable("The gateway could not store the response in time; try again later."))
-    ex.stream_error = err.message
-    ex.unkept = True
-    if ex.rewriter is not None:
-        ex.rewriter.unkept(stream_error(err.message, code=err.code or "state_unavailable"))
+    ex.result.stream_error = err.message
+    ex.turn.unkept = True
+    if ex.turn.rewriter is not None:
+        ex.turn.rewriter.unkept(stream_error(err.message, code=err.code or "state_unavailable"))
 
 
 async def until_kept(ex: Exchange, what: str) -> None:
     """Wait for a parked stream's answer to be kept (keep_early opens the gate), at most KEEP_WAIT_S: a write
     still pending then is not reported done (the end becomes a failure), and the end goes out."""
-    gate = ex.gate
+    gate = ex.turn.gate
     if gate is None or gate.done():
         return
     try:

@@ -84,7 +84,7 @@ class Turns:
         final: dict | None = None
         try:
             with self.cuts.running():
-                if not ex.translated:
+                if not ex.turn.translated:
                     await self.translate(ex)
                 if ex.stream:
                     final = await self._stream(ex, transport)
@@ -114,7 +114,7 @@ class Turns:
         ex.chat_body = endpoint.to_chat(ex.body, ex)
         for check in self.checks:
             await check(ex)
-        ex.translated = True
+        ex.turn.translated = True
 
     def refusal(self, ex: Exchange, err: GatewayError) -> http.Response:
         """An HTTP client's answer to a turn that failed: the error in its dialect's format, or the stream failure
@@ -173,7 +173,7 @@ class Turns:
         """Every upstream event into the client's (the endpoint's stream translator, or the transport's own:
         a WebSocket's JSON frames), sent at once; a silent or broken upstream ends the stream in the client's
         error; the end waits until the endpoint has kept the answer. `capture`: bytes kept for the flow."""
-        rw = ex.rewriter = stream_rewriter(ex, capture, translator)
+        rw = ex.turn.rewriter = stream_rewriter(ex, capture, translator)
         park_until_kept(ex, rw)
         flow = self.settlement.flows.get(ex.id)
         if flow is not None:
@@ -213,7 +213,7 @@ async def until_counted(ex: Exchange) -> None:
     when the request arrived, observe/estimator.py) finishes first, at most COUNT_WAIT_S. It has almost always
     finished by the time Qwen answers. (Before tiktoken's encoding is loaded there is no count to wait for: the
     estimator gave the prompt its characters / 4 estimate at once.)"""
-    count = ex.estimate
+    count = ex.count.task
     if count is None or count.done() or ex.endpoint is None or not ex.endpoint.counted_first:
         return
     await asyncio.wait({count}, timeout=COUNT_WAIT_S)

@@ -40,7 +40,7 @@ class Settlement:
         """mitmproxy's `response`: the client has (or is about to have) the answer the turn made: a stream's bytes
         kept on the flow, the dialect's headers on a whole answer, the record written."""
         assert flow.response is not None
-        if ex.rewriter is not None:
+        if ex.turn.rewriter is not None:
             self.stream_sent(ex, flow.response)
         else:  # a stream's headers went out with its first bytes
             self.formats.stamp(ex, flow.response)
@@ -48,13 +48,13 @@ class Settlement:
 
     def broken(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         """mitmproxy's `error`: the connection to the client or to the relay broke."""
-        rw = ex.rewriter
+        rw = ex.turn.rewriter
         if rw is not None and rw.finished and not rw.error and flow.response is not None:
             # The client read the whole answer ([DONE] included) and closed its connection before mitmproxy
             # saw the relay's end of the stream: served, not an error.
             try:
                 final = self.stream_sent(ex, flow.response)
-                if not ex.served:
+                if not ex.turn.served:
                     self.served(ex, final)
                 ex.notes.append("the client closed its connection after the whole answer")
             except Exception:
@@ -63,8 +63,8 @@ class Settlement:
             return
         message = flow.error.msg if flow.error else "connection error"
         self.report(ex, Outcome.ERROR)
-        ex.stream_error = ex.stream_error or message
-        if ex.error is None:
+        ex.result.stream_error = ex.result.stream_error or message
+        if ex.result.error is None:
             if message.startswith(CLIENT_LEFT):  # the client went away mid-answer: not Qwen's doing
                 ex.fail(499, "client_disconnected", message)
             else:
@@ -73,55 +73,55 @@ class Settlement:
 
     def served(self, ex: Exchange, final: dict | None) -> None:
         """Qwen answered: the pool hears how, the endpoint keeps what it must (stored Responses)."""
-        if ex.cred is None or ex.error is not None:
+        if ex.attempt.cred is None or ex.result.error is not None:
             return
-        ex.served = True
-        rw = ex.rewriter
+        ex.turn.served = True
+        rw = ex.turn.rewriter
         outcome = Outcome.OK if rw is None or not rw.error else \
             Outcome.THROTTLE if rw.throttled else Outcome.ERROR  # error_finish: throttled mid-stream
         self.report(ex, outcome)
         if ex.endpoint is not None and ex.endpoint.finished is not None and final is not None \
-                and not ex.kept:  # a parked stream's answer was kept before its end
+                and not ex.turn.kept:  # a parked stream's answer was kept before its end
             ex.endpoint.finished(ex, final)
 
     @classmethod
     def stream_sent(cls, ex: Exchange, resp: http.Response) -> dict | None:
         """The stream has been sent: the client's bytes kept on the flow, its outcome recorded."""
-        assert ex.rewriter is not None
-        resp.raw_content = bytes(ex.rewriter.captured)
+        assert ex.turn.rewriter is not None
+        resp.raw_content = bytes(ex.turn.rewriter.captured)
         return cls.stream_outcome(ex)
 
     @staticmethod
     def stream_outcome(ex: Exchange) -> dict | None:
         """A stream's usage and errors on the exchange; the final object for endpoints that keep it (stored
         Responses)."""
-        rw = ex.rewriter
+        rw = ex.turn.rewriter
         assert rw is not None
-        ex.usage = rw.normalizer.usage
-        ex.first_byte_at = rw.first_byte_at
+        ex.result.usage = rw.normalizer.usage
+        ex.result.first_byte_at = rw.first_byte_at
         if rw.error:
-            ex.stream_error = str(rw.error.get("message"))
+            ex.result.stream_error = str(rw.error.get("message"))
         return final_object(rw)
 
     def report(self, ex: Exchange, outcome: Outcome) -> None:
         pool = self.pool()
-        if pool is not None and ex.cred is not None:
-            call_safely(pool.report, ex.cred.account, outcome)
+        if pool is not None and ex.attempt.cred is not None:
+            call_safely(pool.report, ex.attempt.cred.account, outcome)
 
     def finish(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         """The record on the flow (`flow.metadata["qwen"]`), and the observers told."""
         self.flows.pop(ex.id, None)
-        ex.ended = time.monotonic()
-        if flow.response is not None and ex.status is None:
-            ex.status = flow.response.status_code
-        if ex.usage and "completion_tokens_details" in ex.usage and (
-                why := reasoning_took_the_cap(ex.usage, ex.upstream_body)):
+        ex.result.ended = time.monotonic()
+        if flow.response is not None and ex.result.status is None:
+            ex.result.status = flow.response.status_code
+        if ex.result.usage and "completion_tokens_details" in ex.result.usage and (
+                why := reasoning_took_the_cap(ex.result.usage, ex.attempt.body)):
             ex.notes.append(why)
-        if ex.cred is not None and ex.usage:  # what Qwen reported, priced once for every observer
-            cost = self.prices().cost(ex.cred.billing, ex.upstream_model, ex.usage)
+        if ex.attempt.cred is not None and ex.result.usage:  # what Qwen reported, priced once for every observer
+            cost = self.prices().cost(ex.attempt.cred.billing, ex.attempt.model, ex.result.usage)
             if cost is not None:
-                ex.cost, ex.cost_unit = cost
-                ex.cache_saved = self.prices().saved(ex.cred.billing, ex.upstream_model, ex.usage)
+                ex.result.cost, ex.result.cost_unit = cost
+                ex.result.cache_saved = self.prices().saved(ex.attempt.cred.billing, ex.attempt.model, ex.result.usage)
         flow.metadata["qwen"] = ex.to_meta()
         self.observers.finished(ex, flow)
 
@@ -129,7 +129,7 @@ class Settlement:
         """A write the endpoint started (a stored Response) is committed before mitmproxy sends the answer:
         a gateway killed right after answering loses nothing the client was told exists. A whole answer
         whose write failed becomes a 503 `state_unavailable` (the storage's outage is logged once by it)."""
-        write, ex.write = ex.write, None
+        write, ex.turn.write = ex.turn.write, None
         if write is None:
             return
         try:
@@ -138,9 +138,9 @@ class Settlement:
             write.result()
         except Exception as e:
             if not isinstance(e, StateUnavailable):
-                log.error("qwen: could not store response %s: %s", ex.extra.get("response_id"), type(e).__name__)
+                log.error("qwen: could not store the answer of exchange %s: %s", ex.id, type(e).__name__)
                 e = StateUnavailable("The gateway could not store the response in time; try again later.")
-            if ex.rewriter is None:
+            if ex.turn.rewriter is None:
                 err = gateway_error(e)
                 flow.response = self.formats.error(err, ex)
                 ex.fail(err.status, err.code, err.message)

@@ -1,6 +1,6 @@
 """A whole answer, where the pivot's two halves meet: the upstream's answer made into the chat form by the
-upstream that gave it (`ex.upstream`), then into the client's by the client's endpoint (`ex.endpoint`). A
-pass-through pair (`ex.leg`) skips the chat form; an upstream model that only streams is assembled into one
+upstream that gave it (`ex.attempt.upstream`), then into the client's by the client's endpoint (`ex.endpoint`). A
+pass-through pair (`ex.attempt.leg`) skips the chat form; an upstream model that only streams is assembled into one
 chat completion first."""
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ OpenUpstream = Callable[[Exchange], Awaitable[UpstreamAnswer]]
 def stream_rewriter(ex: Exchange, capture_limit: int = 0,
                     translator: StreamTranslator | None = None) -> StreamRewriter:
     """The upstream's chunk source and the client's stream translator for `ex` (or `translator`), joined."""
-    assert ex.endpoint is not None and ex.upstream is not None  # the engine chose the upstream
-    if ex.leg.passthrough and ex.endpoint.own_stream is not None:  # the dialect's own events, both ways
+    assert ex.endpoint is not None and ex.attempt.upstream is not None  # the engine chose the upstream
+    if ex.attempt.leg.passthrough and ex.endpoint.own_stream is not None:  # the dialect's own events, both ways
         source, own = ex.endpoint.own_stream(ex)
         return StreamRewriter(source, own, capture_limit=capture_limit)
     translator = translator or ex.endpoint.stream_translator(ex)
     assert translator is not None  # only endpoints that stream get here
-    return StreamRewriter(ex.upstream.chunks(ex.requested_model or ex.upstream_model), translator,
+    return StreamRewriter(ex.attempt.upstream.chunks(ex.requested_model or ex.attempt.model), translator,
                           capture_limit=capture_limit)
 
 
@@ -39,7 +39,7 @@ async def fetch_whole(open_upstream: OpenUpstream, ex: Exchange) -> tuple[http.R
     """A whole (non-stream) answer: fetched by the engine, translated for the client."""
     resp = await open_upstream(ex)
     try:
-        raw = ex.upstream_response_body = await resp.aread()
+        raw = ex.attempt.response_body = await resp.aread()
     finally:
         await resp.aclose()
     return translated(ex, resp.status_code, resp.headers, raw)
@@ -49,26 +49,26 @@ def translated(ex: Exchange, status: int, headers, body: bytes) -> tuple[http.Re
     """The client's answer to a whole upstream answer, and the final object (for endpoints that keep it)."""
     assert ex.endpoint is not None
     ctype = headers.get("content-type", "") or ""
-    if "event-stream" in ctype and not ex.stream and not ex.leg.passthrough:
+    if "event-stream" in ctype and not ex.stream and not ex.attempt.leg.passthrough:
         data = assembled(ex, body)  # a whole answer the upstream could only stream (a stream-only model)
-        ex.usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
+        ex.result.usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
         data = ex.endpoint.from_chat(data, ex)
         return json_response(status, data), data
     if "event-stream" in ctype or (ex.stream and body.lstrip().startswith((b"data:", b"event:"))):
         rw = stream_rewriter(ex)
         out = rw.run(body)
-        ex.usage = rw.normalizer.usage
+        ex.result.usage = rw.normalizer.usage
         return http.Response.make(status, out, {"content-type": "text/event-stream; charset=utf-8",
                                                 "cache-control": "no-cache"}), final_object(rw)
     data = upstream_json(body)
-    if ex.leg.passthrough:  # the upstream answered in the dialect's own form
+    if ex.attempt.leg.passthrough:  # the upstream answered in the dialect's own form
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
         data = (ex.endpoint.from_own or ex.endpoint.from_chat)(data, ex)
-        ex.usage = ex.usage or usage  # from_own may record it in the chat form the ledger reads
+        ex.result.usage = ex.result.usage or usage  # from_own may record it in the chat form the ledger reads
         return json_response(status, data), data
-    assert ex.upstream is not None
-    data = ex.upstream.answer(data, model=ex.requested_model or ex.upstream_model)
-    ex.usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
+    assert ex.attempt.upstream is not None
+    data = ex.attempt.upstream.answer(data, model=ex.requested_model or ex.attempt.model)
+    ex.result.usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
     data = ex.endpoint.from_chat(data, ex)
     return json_response(status, data), data
 
@@ -76,9 +76,9 @@ def translated(ex: Exchange, status: int, headers, body: bytes) -> tuple[http.Re
 def assembled(ex: Exchange, body: bytes) -> dict:
     """A streamed upstream answer as one chat completion, through the upstream's own chunk source; an error
     inside the stream is the client's error, as it is in a whole answer."""
-    assert ex.upstream is not None
+    assert ex.attempt.upstream is not None
     assembler = ChunkAssembler()
-    rw = StreamRewriter(ex.upstream.chunks(ex.requested_model or ex.upstream_model), assembler)
+    rw = StreamRewriter(ex.attempt.upstream.chunks(ex.requested_model or ex.attempt.model), assembler)
     rw.run(body)
     if rw.upstream_error is not None:
         raise rw.upstream_error.to_gateway_error()
@@ -103,9 +103,9 @@ def as_stream_failure(resp: http.Response, ex: Exchange) -> http.Response:
     a `response.failed`, which Codex turns into its context-full handling), when the endpoint says so; else
     `resp` (the error in the client's format) as it is."""
     hook = ex.endpoint.stream_failure if ex.endpoint is not None and ex.stream else None
-    body = hook(ex) if hook is not None and ex.error is not None else None
+    body = hook(ex) if hook is not None and ex.result.error is not None else None
     if body is None:
         return resp
-    ex.status = 200
+    ex.result.status = 200
     return http.Response.make(200, body, {"content-type": "text/event-stream; charset=utf-8",
                                           "cache-control": "no-cache"})

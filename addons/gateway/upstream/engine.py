@@ -66,31 +66,31 @@ class UpstreamEngine:
         reconnected = False
         while True:
             upstream, base = self._body(ex)
-            assert ex.cred is not None
-            prepared = await upstream.prepare(ex.cred, ex.upstream_body or {}, self._fetch)
+            assert ex.attempt.cred is not None
+            prepared = await upstream.prepare(ex.attempt.cred, ex.attempt.body or {}, self._fetch)
             if isinstance(prepared, UpstreamError):  # the first of two requests failed (the web API's chats/new)
                 await self.policy.recover(ex, prepared)
                 continue
-            ex.upstream_body = prepared
+            ex.attempt.body = prepared
             url, headers, body, read = self._wire(ex, base)
             try:
                 try:
                     resp = await self.client.send(url, headers, body, head_timeout=self.config.upstream_timeout
                                                   or None, read_timeout=read)
                 except BaseException:
-                    upstream.abandoned(ex.upstream_body)
+                    upstream.abandoned(ex.attempt.body)
                     raise
             except DeadConnection as e:
                 if reconnected:
                     raise GatewayError(502, "Qwen closed the connection.", code="upstream_connection_error") from e
                 reconnected = True
-                ex.retries.append(Retry(RetryReason.RECONNECTED, ex.account))
+                ex.attempt.retries.append(Retry(RetryReason.RECONNECTED, ex.account))
                 continue
             except ConnectionFailed as e:
                 raise _transport(e) from e
-            resp = upstream.opened(ex.upstream_body, resp)
-            ex.upstream_status = resp.status_code
-            ex.upstream_response_headers = dict(resp.headers)
+            resp = upstream.opened(ex.attempt.body, resp)
+            ex.attempt.status = resp.status_code
+            ex.attempt.response_headers = dict(resp.headers)
             if not upstream.refused(resp.status_code, resp.headers):
                 return resp
             try:
@@ -99,7 +99,7 @@ class UpstreamEngine:
                 raw = b""
             finally:
                 await resp.aclose()
-            ex.upstream_response_body = raw
+            ex.attempt.response_body = raw
             err = upstream.classify(resp.status_code, raw, dict(resp.headers))
             if err.code == model_names.NOT_FOUND:  # with the nearest names served, as OpenAI answers it
                 err = self._unknown_model(ex, err)
@@ -108,7 +108,7 @@ class UpstreamEngine:
     def _unknown_model(self, ex: Exchange, err: UpstreamError) -> UpstreamError:
         pool = self.policy.pool
         served = self.config.models.list(offers_of(pool.status()) if pool is not None else None)
-        return model_names.unknown(err, ex.upstream_model, [m["id"] for m in served], ex.requested_model)
+        return model_names.unknown(err, ex.attempt.model, [m["id"] for m in served], ex.requested_model)
 
     async def _fetch(self, wire: Wire) -> tuple[int, dict[str, str], bytes]:
         """An upstream's preparatory request (pivot.Fetch): whole, over the same pool; a dead keep-alive
@@ -132,37 +132,37 @@ class UpstreamEngine:
     def _body(self, ex: Exchange) -> tuple[Upstream, str | None]:
         """The upstream serving the exchange's current account and the API base its leg uses (None: the
         account's own); the body on the record."""
-        cred = ex.cred
+        cred = ex.attempt.cred
         assert cred is not None and ex.endpoint is not None
         config = self.config
         endpoint = ex.endpoint
-        upstream = ex.upstream = self.pairing.upstream(cred)
+        upstream = ex.attempt.upstream = self.pairing.upstream(cred)
         leg, base = self.pairing.leg(endpoint.name, upstream, cred)
-        ex.leg = leg
+        ex.attempt.leg = leg
         model = config.models.resolve(ex.requested_model, cred)
         if leg.passthrough:
             own = endpoint.own_body(ex.body or {}, ex) if endpoint.own_body is not None else ex.chat_body
-            ex.upstream_body = upstream.own_body(own, model=model, capability=endpoint.capability, cred=cred,
+            ex.attempt.body = upstream.own_body(own, model=model, capability=endpoint.capability, cred=cred,
                                                  notes=ex.notes)
         else:
-            ex.upstream_body = upstream.chat_body(ex.chat_body, model=model, cred=cred, notes=ex.notes,
+            ex.attempt.body = upstream.chat_body(ex.chat_body, model=model, cred=cred, notes=ex.notes,
                                                   learned=self.policy.learned_thinking,
                                                   stream_only=self.policy.learned_stream_only,
                                                   caps=self.policy.learned_caps)
-        ex.upstream_model = ex.upstream_body["model"]  # the upstream may move it (images: a vision model)
+        ex.attempt.model = ex.attempt.body["model"]  # the upstream may move it (images: a vision model)
         return upstream, base
 
     def _wire(self, ex: Exchange, base: str | None) -> tuple[str, list[tuple[str, str]], bytes, float | None]:
         """(url, headers with the credential, body, read timeout) for the exchange's current account."""
-        cred, config, upstream = ex.cred, self.config, ex.upstream
-        assert cred is not None and upstream is not None and ex.upstream_body is not None
-        wire = upstream.wire(cred, ex.leg.suffix, ex.upstream_body, user_agent=config.user_agent, stream=ex.stream,
-                             attempt=len(ex.retries), base=base,
-                             api_headers=ex.client.api_headers if ex.leg.passthrough else (),
+        cred, config, upstream = ex.attempt.cred, self.config, ex.attempt.upstream
+        assert cred is not None and upstream is not None and ex.attempt.body is not None
+        wire = upstream.wire(cred, ex.attempt.leg.suffix, ex.attempt.body, user_agent=config.user_agent, stream=ex.stream,
+                             attempt=len(ex.attempt.retries), base=base,
+                             api_headers=ex.client.api_headers if ex.attempt.leg.passthrough else (),
                              client_agent=ex.client.user_agent)
         headers = wire.headers
-        ex.upstream_url = wire.url
-        ex.upstream_headers = {k: _hidden(k) or v for k, v in headers}
+        ex.attempt.url = wire.url
+        ex.attempt.headers = {k: _hidden(k) or v for k, v in headers}
         self.on_upstream_request(ex)
         # A stream may pause between events for as long as the idle limit; a whole answer for the full timeout.
         read = (config.stream_idle_timeout or None) if ex.stream else (config.upstream_timeout or None)

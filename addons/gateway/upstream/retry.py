@@ -46,70 +46,70 @@ class RetryPolicy:
             raise GatewayError(400, str(e), code=f"{ex.endpoint.capability.value}_unavailable", param="model") from e
         except AccountUnavailable as e:
             raise unavailable(e) from e
-        ex.tried.append(cred.account)
-        ex.cred = cred
+        ex.attempt.tried.append(cred.account)
+        ex.attempt.cred = cred
         return cred
 
     async def recover(self, ex: Exchange, err: UpstreamError) -> Credential:
         """The credential to try again with, after reporting `err` to the pool; raises the client's
         error when the request should not be tried again."""
-        assert self.pool is not None and ex.cred is not None
-        account = ex.cred.account
+        assert self.pool is not None and ex.attempt.cred is not None
+        account = ex.attempt.cred.account
         reason: RetryReason | None = None
         wait = 0.0
-        learned = thinking_refusal(err.message) if err.kind == errors.CLIENT and ex.upstream_model else None
-        if learned is not None and self.learned_thinking.get(ex.upstream_model) != learned:
-            self.learned_thinking[ex.upstream_model] = learned  # qwen-code learns "thinking is mandatory" so
-            ex.notes.append(f"{ex.upstream_model} refused its thinking settings: sent again as {learned.value}")
-            ex.retries.append(Retry(RetryReason.THINKING, account))
-            return ex.cred
-        cap = cap_refusal(err.message) if err.kind == errors.CLIENT and ex.upstream_model else None
-        if cap is not None and self.learned_caps.get(ex.upstream_model) != cap:
-            self.learned_caps.learn(ex.upstream_model, cap, time.time())  # the next request is sent within it
-            ex.notes.append(f"{ex.upstream_model} takes at most {cap} output tokens (Qwen's 400): sent again "
+        learned = thinking_refusal(err.message) if err.kind == errors.CLIENT and ex.attempt.model else None
+        if learned is not None and self.learned_thinking.get(ex.attempt.model) != learned:
+            self.learned_thinking[ex.attempt.model] = learned  # qwen-code learns "thinking is mandatory" so
+            ex.notes.append(f"{ex.attempt.model} refused its thinking settings: sent again as {learned.value}")
+            ex.attempt.retries.append(Retry(RetryReason.THINKING, account))
+            return ex.attempt.cred
+        cap = cap_refusal(err.message) if err.kind == errors.CLIENT and ex.attempt.model else None
+        if cap is not None and self.learned_caps.get(ex.attempt.model) != cap:
+            self.learned_caps.learn(ex.attempt.model, cap, time.time())  # the next request is sent within it
+            ex.notes.append(f"{ex.attempt.model} takes at most {cap} output tokens (Qwen's 400): sent again "
                             "within it")
-            ex.retries.append(Retry(RetryReason.CAPPED, account))
-            return ex.cred
-        if (err.kind == errors.CLIENT and ex.upstream_model and stream_refusal(err.message)
-                and ex.upstream_model not in self.learned_stream_only):
-            self.learned_stream_only.add(ex.upstream_model)
-            ex.notes.append(f"{ex.upstream_model} answers streams only: sent again as a stream")
-            ex.retries.append(Retry(RetryReason.STREAM_ONLY, account))
-            return ex.cred
-        if err.kind == errors.CONTEXT and ex.extra.get("truncation") == "auto" and not _retried(
+            ex.attempt.retries.append(Retry(RetryReason.CAPPED, account))
+            return ex.attempt.cred
+        if (err.kind == errors.CLIENT and ex.attempt.model and stream_refusal(err.message)
+                and ex.attempt.model not in self.learned_stream_only):
+            self.learned_stream_only.add(ex.attempt.model)
+            ex.notes.append(f"{ex.attempt.model} answers streams only: sent again as a stream")
+            ex.attempt.retries.append(Retry(RetryReason.STREAM_ONLY, account))
+            return ex.attempt.cred
+        if err.kind == errors.CONTEXT and ex.truncate_oldest and not _retried(
                 ex, RetryReason.TRUNCATED) and await _truncated(ex, err):
-            ex.retries.append(Retry(RetryReason.TRUNCATED, account))
-            return ex.cred
+            ex.attempt.retries.append(Retry(RetryReason.TRUNCATED, account))
+            return ex.attempt.cred
         if err.kind == errors.STALE and not _retried(ex, RetryReason.NEW_CHAT):
             ex.notes.append(f"{err.message}: sent again in a new chat")
-            ex.retries.append(Retry(RetryReason.NEW_CHAT, account))
-            return ex.cred
+            ex.attempt.retries.append(Retry(RetryReason.NEW_CHAT, account))
+            return ex.attempt.cred
         if err.kind == errors.PLAN_REFUSED:  # the plan serves the clients it accepts: nothing reported of the account
             refused = f"{account} refused this client ({err.message})"
             try:
-                cred = await self.acquire(ex, exclude=ex.tried)
+                cred = await self.acquire(ex, exclude=ex.attempt.tried)
             except GatewayError:
                 ex.notes.append(f"{refused}: no other account")
                 raise GatewayError(err.status, f"Account {account}: {err.message}", type=err.type,
                                    code=err.code, headers=err.headers) from None
             ex.notes.append(f"{refused}: another account tried")
-            ex.retries.append(Retry(RetryReason.ROTATED, account))
+            ex.attempt.retries.append(Retry(RetryReason.ROTATED, account))
             return cred
-        if err.kind == errors.AUTH and ex.cred.kind == KEY:
+        if err.kind == errors.AUTH and ex.attempt.cred.kind == KEY:
             return await self._past_a_refused_key(ex, err)
         try:
             if err.kind == errors.AUTH and not _retried(ex, RetryReason.REFRESHED):
                 self.pool.report(account, Outcome.AUTH)
                 ex.notes.append(f"401 from Qwen: refreshed {account}")
                 reason = RetryReason.REFRESHED
-                cred = await self.pool.refreshed(account, refused=ex.cred.token)
-                ex.cred = cred
+                cred = await self.pool.refreshed(account, refused=ex.attempt.cred.token)
+                ex.attempt.cred = cred
             elif err.kind == errors.QUOTA:  # Qwen's words stay with the account while it cools down
                 self.pool.report(account, Outcome.QUOTA, retry_after=err.retry_after, detail=err.message,
                                  window=err.window)
                 ex.notes.append(f"quota exhausted on {account}{f' ({err.window.value})' if err.window else ''}: rotated")
                 reason = RetryReason.ROTATED
-                cred = await self.acquire(ex, exclude=ex.tried)
+                cred = await self.acquire(ex, exclude=ex.attempt.tried)
             elif err.kind == errors.THROTTLE and _retried(ex, RetryReason.THROTTLED) < MAX_THROTTLE_RETRIES:
                 wait = min(err.retry_after if err.retry_after is not None else 1.0, MAX_THROTTLE_WAIT)
                 self.pool.report(account, Outcome.THROTTLE, retry_after=wait, detail=err.message, window=err.window)
@@ -134,7 +134,7 @@ class RetryPolicy:
             if err.kind == errors.CONTEXT:  # in the guard's terms: the limit Qwen named, the prompt counted
                 raise await over_upstream_limit(ex, err.message, err.to_gateway_error())
             raise err.to_gateway_error()
-        ex.retries.append(Retry(reason, account, wait))
+        ex.attempt.retries.append(Retry(reason, account, wait))
         return cred
 
     async def _past_a_refused_key(self, ex: Exchange, err: UpstreamError) -> Credential:
@@ -142,24 +142,24 @@ class RetryPolicy:
         changes) and says so; the next account takes the request. With none, the client reads which
         account's key, in which variable, Qwen refused — not Qwen's bare `invalid access token or token
         expired`, which reads like the end of the OAuth tier."""
-        assert self.pool is not None and ex.cred is not None
-        account = ex.cred.account
+        assert self.pool is not None and ex.attempt.cred is not None
+        account = ex.attempt.cred.account
         self.pool.report(account, Outcome.AUTH)
         why = f"Qwen refused the key of account {account} with 401."
         if not _retried(ex, RetryReason.REFRESHED):
             try:  # the account's verdict (AccountPool: refused, and why); another pool may hand out a new key
-                cred = await self.pool.refreshed(account, refused=ex.cred.token)
-                ex.retries.append(Retry(RetryReason.REFRESHED, account))
+                cred = await self.pool.refreshed(account, refused=ex.attempt.cred.token)
+                ex.attempt.retries.append(Retry(RetryReason.REFRESHED, account))
                 return cred
             except AccountUnavailable as e:
                 why = str(e)
         ex.notes.append(why)
         try:
-            cred = await self.acquire(ex, exclude=ex.tried)
+            cred = await self.acquire(ex, exclude=ex.attempt.tried)
         except GatewayError:
             raise GatewayError(401, f"{why} Qwen said: “{err.message}”", code="invalid_api_key",
                                headers=NO_RETRY) from None
-        ex.retries.append(Retry(RetryReason.ROTATED, account))
+        ex.attempt.retries.append(Retry(RetryReason.ROTATED, account))
         return cred
 
 
@@ -183,7 +183,7 @@ async def _truncated(ex: Exchange, err: UpstreamError) -> bool:
 
 
 def _retried(ex: Exchange, reason: RetryReason) -> int:
-    return sum(1 for r in ex.retries if r.reason is reason)
+    return sum(1 for r in ex.attempt.retries if r.reason is reason)
 
 
 def unavailable(e: AccountUnavailable) -> GatewayError:

@@ -31,7 +31,7 @@ def claimed(reverse: bool):
 def test_the_record_keeps_a_hint_of_the_key_and_the_flow_none():
     f, ex = claimed(reverse=True)
     assert "authorization" not in f.request.headers and ex.client.key_hint == "sk-… (17 chars)"
-    assert ex.route == "chat.completions" and ex.called == ("http", "127.0.0.1", 8080)
+    assert ex.route == "chat.completions" and ex.client.called == ("http", "127.0.0.1", 8080)
     assert ex.client.url == "http://127.0.0.1:8080/v1/chat/completions"
 
 

@@ -92,7 +92,7 @@ def test_the_websocket_subprotocol_key_is_taken_and_only_its_entry_dropped(gw):
     upgrade = (("upgrade", "websocket"), ("connection", "Upgrade"), ("sec-websocket-version", "13"))
     f = arrives(gw, "/v1/responses", *upgrade, ("Sec-WebSocket-Protocol", f"realtime, openai-insecure-api-key.{KEY}, "
                                                                        "openai-beta.realtime-v1"), method="GET")
-    assert f.response is None and gw._live[f.id].key_name == "erin"
+    assert f.response is None and gw._live[f.id].key.name == "erin"
     assert f.request.headers["sec-websocket-protocol"] == "realtime, openai-beta.realtime-v1"
     assert KEY.encode() not in recorded(f)
     alone = arrives(gw, "/v1/responses", *upgrade, ("Sec-WebSocket-Protocol", f"openai-insecure-api-key.{KEY}"),
@@ -141,7 +141,7 @@ def test_the_refusal_of_a_key_in_the_url_is_in_the_clients_dialect(gw):
 def test_keys_not_read_yet_still_refuse_a_key_in_the_url(gw):
     gw.team.ring = Keyring(loaded=False)  # a gateway on PostgreSQL before its first read
     f = arrives(gw, f"/v1/chat/completions?api_key={KEY}")
-    assert "URL" in error_of(f)["message"] and gw._live[f.id].key_digest is None
+    assert "URL" in error_of(f)["message"] and gw._live[f.id].key.digest is None
     assert KEY.encode() not in recorded(f)
 
 

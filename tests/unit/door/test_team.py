@@ -328,12 +328,12 @@ def test_a_deleted_keys_spend_is_forgotten_and_a_failing_write_is_said_once(capl
 def test_the_ledger_the_request_line_and_the_summary_show_the_key_name_and_cost_never_the_key():
     key = new_key()
     ex = Exchange(ClientRequest("POST", "/v1/chat/completions", "http://x/v1/chat/completions", f"{key[:3]}…"))
-    ex.route, ex.requested_model, ex.upstream_model, ex.status = "chat.completions", "gpt-4o", "qwen3-coder-plus", 200
-    ex.cred = Credential("ds", KEY, "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "sk-x", billing="payg:intl")
-    ex.usage, ex.key_name = USAGE, "alice"
-    ex.cost, ex.cost_unit = prices.builtin().cost("payg:intl", "qwen3-coder-plus", USAGE)
+    ex.route, ex.requested_model, ex.attempt.model, ex.result.status = "chat.completions", "gpt-4o", "qwen3-coder-plus", 200
+    ex.attempt.cred = Credential("ds", KEY, "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "sk-x", billing="payg:intl")
+    ex.result.usage, ex.key.name = USAGE, "alice"
+    ex.result.cost, ex.result.cost_unit = prices.builtin().cost("payg:intl", "qwen3-coder-plus", USAGE)
     row = row_of(ex)
-    assert row["key_name"] == "alice" and row["cost"] == ex.cost and row["cost_unit"] == "USD"
+    assert row["key_name"] == "alice" and row["cost"] == ex.result.cost and row["cost_unit"] == "USD"
     line = format_line(ex)
     assert "key=alice" in line and "cost=$0.001680" in line
     summary = summary_line(ex)

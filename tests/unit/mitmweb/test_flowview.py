@@ -119,7 +119,7 @@ def test_annotator_keeps_a_small_upstream_body_for_the_upstream_view():
     ex = exchange()
     f = answered(ex)
     FlowAnnotator().finished(ex, f)
-    assert f.metadata["qwen"]["upstream"]["body"] == ex.upstream_body
+    assert f.metadata["qwen"]["upstream"]["body"] == ex.attempt.body
     assert "authorization" in f.metadata["qwen"]["upstream"]["headers"]
     big = exchange(body=chat_body("x" * (300 << 10)))
     fb = answered(big)
@@ -287,7 +287,7 @@ def test_the_detail_view_shows_what_went_to_qwen():
     register()
     ex = exchange(body=chat_body("look"), upstream_body={"model": "coder-model", "stream": True, "messages": [
         {"role": "system", "content": "you are qwen"}, {"role": "user", "content": "look"}]})
-    ex.upstream_headers["x-note"] = "Bearer tok-should-not-show-0123"
+    ex.attempt.headers["x-note"] = "Bearer tok-should-not-show-0123"
     f = answered(ex)
     FlowAnnotator().finished(ex, f)
     req = contentviews.prettify_message(f.request, f)

@@ -91,19 +91,19 @@ def run_exchange(obs: DebugLog, *, stream=False, body=None, upstream_body=None):
     body = body or chat_body("hello")
     ex = exchange(body=body, stream=stream, upstream_body=upstream_body or {
         "model": "coder-model", "messages": [{"role": "user", "content": "hello"}]})
-    ex.upstream_headers = {"Authorization": "Bearer <redacted>", "X-DashScope-AuthType": "qwen-oauth",
+    ex.attempt.headers = {"Authorization": "Bearer <redacted>", "X-DashScope-AuthType": "qwen-oauth",
                            "X-Forwarded-Note": f"Bearer {TOKEN}"}  # as sent; anything else is redacted here
     f = client_flow(body, headers={"x-api-key": CLIENT_KEY, "x-trace": "t1"})
     obs.client_request(ex, f)
     obs.upstream_request(ex, f)
-    ex.upstream_status = 200
-    ex.upstream_response_headers = {"content-type": "text/event-stream" if stream else "application/json",
+    ex.attempt.status = 200
+    ex.attempt.response_headers = {"content-type": "text/event-stream" if stream else "application/json",
                                     "set-cookie": "s=secret"}
     if not stream:
-        ex.upstream_response_body = json.dumps({"id": "q1", "model": "coder-model",
+        ex.attempt.response_body = json.dumps({"id": "q1", "model": "coder-model",
                                                 "choices": [{"message": {"content": "hi"}}]}).encode()
     else:
-        ex.rewriter = object()
+        ex.turn.rewriter = object()
     if stream:
         f.response = http.Response.make(200, b'data: {"choices":[]}\n\ndata: [DONE]\n\n',
                                         {"content-type": "text/event-stream"})
@@ -217,7 +217,7 @@ async def test_a_retry_replaces_the_upstream_request(dl):
     f = client_flow(ex.body)
     obs.client_request(ex, f)
     obs.upstream_request(ex, f)
-    ex.upstream_url = "https://dashscope.example/v1/chat/completions"  # rotated to another account
+    ex.attempt.url = "https://dashscope.example/v1/chat/completions"  # rotated to another account
     obs.upstream_request(ex, f)
     f.response = http.Response.make(200, b"{}")
     obs.finished(ex, f)

@@ -239,9 +239,9 @@ EXPLICIT = {"prompt_tokens": 3000, "completion_tokens": 100,
 
 def timed(ex, seconds: float, ttfb: float | None = None):
     """Exact durations (on the buckets' bounds, past the last one)."""
-    ex.started, ex.ended = 1000.0, 1000.0 + seconds
+    ex.started, ex.result.ended = 1000.0, 1000.0 + seconds
     if ttfb is not None:
-        ex.first_byte_at = 1000.0 + ttfb
+        ex.result.first_byte_at = 1000.0 + ttfb
     return ex
 
 
@@ -250,16 +250,16 @@ def record_a_fixed_set(m: Metrics) -> None:
     saving, durations on bucket bounds and past the last, a broken stream, refusals and a local answer."""
     m.configure(config())
     a = timed(exchange(stream=True), 1.31, ttfb=0.05)
-    a.key_name = "team"
+    a.key.name = "team"
     m.stream_started(a, answered(a))
     finish(m, a)
     b = timed(exchange(retries=(retry(REFRESHED), retry(ROTATED)), account="ds", upstream_model="qwen3-coder-plus"),
               0.5)
-    b.usage, b.cost, b.cost_unit, b.cache_saved = EXPLICIT, 0.00123, "USD", 0.0004
+    b.result.usage, b.result.cost, b.result.cost_unit, b.result.cache_saved = EXPLICIT, 0.00123, "USD", 0.0004
     finish(m, b)
     finish(m, timed(exchange(status=429, usage=None, error=(429, "insufficient_quota", "m")), 0.05))
     d = timed(exchange(account="plan", retries=(retry(THROTTLED, wait_s=1.0),)), 700.0, ttfb=10.0)
-    d.cost, d.cost_unit, d.cache_saved = 1, "requests", -0.0002
+    d.result.cost, d.result.cost_unit, d.result.cache_saved = 1, "requests", -0.0002
     finish(m, d)
     e = timed(exchange(stream=True, stream_error="Qwen ended the stream"), 2.0, ttfb=0.001)
     m.stream_started(e, answered(e))

@@ -42,7 +42,7 @@ def request(version: str, authority: bytes, hosts: list[bytes]) -> http.HTTPFlow
 def test_the_flow_shows_what_the_setters_would_show(version, authority, hosts, called):
     fast, slow = request(version, authority, hosts), request(version, authority, hosts)
     ex = Exchange(ClientRequest("POST", "/v1/chat/completions", "http://127.0.0.1:8080/v1/chat/completions"))
-    ex.called = called
+    ex.client.called = called
     claim.show_as_called(fast, ex)
     by_setters(slow, called)
     assert fast.request.get_state() == slow.request.get_state()

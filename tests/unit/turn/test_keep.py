@@ -39,12 +39,13 @@ def exchange(write_result) -> tuple[Exchange, list[dict]]:
         kept.append(final)
         if isinstance(write_result, Exception) and not isinstance(write_result, StateUnavailable):
             raise write_result
-        ex.write = write_result
+        ex.turn.write = write_result
 
-    ex = Exchange(ClientRequest("POST", "/v1/responses", "http://x/v1/responses"), keep_before_end=True,
+    ex = Exchange(ClientRequest("POST", "/v1/responses", "http://x/v1/responses"),
                   endpoint=Endpoint("responses", to_chat=lambda b, e: b, from_chat=lambda d, e: d,
                                     stream_translator=lambda e: None, finished=finished))
-    ex.rewriter = StreamRewriter(None, Translator())  # type: ignore[arg-type]
+    ex.turn.rewriter = StreamRewriter(None, Translator())  # type: ignore[arg-type]
+    ex.turn.keep_before_end = True
     return ex, kept
 
 
@@ -52,38 +53,38 @@ async def test_the_end_waits_for_the_write_then_goes_out():
     loop = asyncio.get_running_loop()
     write = loop.create_future()
     ex, kept = exchange(write)
-    keep.park_until_kept(ex, ex.rewriter)
-    assert ex.gate is not None and ex.rewriter.park is not None
-    ex.rewriter.park()  # the stream's final events arrived
-    assert kept == [{"id": "resp_1", "status": "completed"}] and ex.kept and not ex.gate.done()
+    keep.park_until_kept(ex, ex.turn.rewriter)
+    assert ex.turn.gate is not None and ex.turn.rewriter.park is not None
+    ex.turn.rewriter.park()  # the stream's final events arrived
+    assert kept == [{"id": "resp_1", "status": "completed"}] and ex.turn.kept and not ex.turn.gate.done()
     write.set_result(None)
     await keep.until_kept(ex, "a stream")
-    assert ex.gate.done() and not ex.unkept
+    assert ex.turn.gate.done() and not ex.turn.unkept
 
 
 async def test_a_failed_write_takes_the_end_back():
     write = asyncio.get_running_loop().create_future()
     ex, _ = exchange(write)
-    keep.park_until_kept(ex, ex.rewriter)
-    ex.rewriter.held = [b"data: done\n\n"]
-    ex.rewriter.park()
+    keep.park_until_kept(ex, ex.turn.rewriter)
+    ex.turn.rewriter.held = [b"data: done\n\n"]
+    ex.turn.rewriter.park()
     write.set_exception(StateUnavailable("The shared database is unavailable."))
     await keep.until_kept(ex, "a stream")
-    assert ex.unkept and ex.stream_error and ex.rewriter.held == [b"data: not kept\n\n"]
+    assert ex.turn.unkept and ex.result.stream_error and ex.turn.rewriter.held == [b"data: not kept\n\n"]
 
 
 async def test_a_write_that_takes_too_long_is_not_reported_done(monkeypatch):
     monkeypatch.setattr(keep, "KEEP_WAIT_S", 0.05)
     ex, _ = exchange(asyncio.get_running_loop().create_future())  # never done
-    keep.park_until_kept(ex, ex.rewriter)
-    ex.rewriter.held = [b"data: done\n\n"]
-    ex.rewriter.park()
+    keep.park_until_kept(ex, ex.turn.rewriter)
+    ex.turn.rewriter.held = [b"data: done\n\n"]
+    ex.turn.rewriter.park()
     await keep.until_kept(ex, "a stream")
-    assert ex.unkept and ex.rewriter.held == [b"data: not kept\n\n"]
+    assert ex.turn.unkept and ex.turn.rewriter.held == [b"data: not kept\n\n"]
 
 
 def test_nothing_is_parked_when_the_endpoint_keeps_nothing_early():
     ex, _ = exchange(None)
-    ex.keep_before_end = False
-    keep.park_until_kept(ex, ex.rewriter)
-    assert ex.gate is None and ex.rewriter.park is None
+    ex.turn.keep_before_end = False
+    keep.park_until_kept(ex, ex.turn.rewriter)
+    assert ex.turn.gate is None and ex.turn.rewriter.park is None

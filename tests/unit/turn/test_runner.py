@@ -93,7 +93,7 @@ def setup(*, opened=None, checks=()):
     settle = Settlement(pool=lambda: None, observers=Observers([]), flows={}, formats=Formats({}))
 
     async def open_upstream(ex):
-        ex.cred, ex.upstream = CRED, DASHSCOPE
+        ex.attempt.cred, ex.attempt.upstream = CRED, DASHSCOPE
         return await opened(ex) if opened else Upstream(ex.stream)
     turns = Turns(open_upstream=open_upstream, checks=checks, observers=Observers([]), settlement=settle,
                   idle_timeout=lambda: 300)
@@ -116,7 +116,7 @@ async def test_a_whole_answer_is_translated_and_handed_over():
     await turns.run(ex, t)
     [(kind, status, body), ended] = t.told
     assert (kind, status, ended) == ("whole", 200, ("ended", True)) and b"Hello" in body
-    assert ex.translated and ex.error is None and ex.served
+    assert ex.turn.translated and ex.result.error is None and ex.turn.served
 
 
 async def test_a_stream_begins_then_sends_each_event_then_ends():
@@ -128,7 +128,7 @@ async def test_a_stream_begins_then_sends_each_event_then_ends():
     assert kinds[0] == "begin" and kinds[-1] == "ended" and set(kinds[1:-1]) == {"send"}
     sent = b"".join(told[1] for told in t.told if told[0] == "send")
     assert b'"Hel"' in sent and b'"lo"' in sent and sent.endswith(b"data: [DONE]\n\n")
-    assert ex.rewriter is not None and ex.served
+    assert ex.turn.rewriter is not None and ex.turn.served
 
 
 async def test_a_refusal_before_upstream_reaches_the_transport_and_nothing_goes_upstream():
@@ -144,7 +144,7 @@ async def test_a_refusal_before_upstream_reaches_the_transport_and_nothing_goes_
     t = Recorder()
     await turns.run(ex, t)
     assert t.told == [("refuse", 429, "insufficient_quota", "budget spent"), ("ended", False)]
-    assert opened == [] and ex.error is not None and ex.error.status == 429
+    assert opened == [] and ex.result.error is not None and ex.result.error.status == 429
 
 
 async def test_the_engines_refusal_is_the_clients_error():
@@ -203,6 +203,6 @@ async def test_a_translated_exchange_goes_on_from_there():
         checked.append(ex)
     turns, endpoint = setup(checks=(check,))
     ex, _ = exchange(turns, endpoint, stream=True)
-    ex.translated, ex.chat_body = True, {"model": "m", "messages": [], "stream": True}
+    ex.turn.translated, ex.chat_body = True, {"model": "m", "messages": [], "stream": True}
     await turns.run(ex, Recorder())
     assert checked == []

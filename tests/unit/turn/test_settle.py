@@ -39,8 +39,8 @@ def parts():
     settle = Settlement(pool=lambda: pool, observers=Observers([seen]), flows={}, formats=Formats({}))
     endpoint = Endpoint("chat.completions", to_chat=lambda b, e: b, from_chat=lambda d, e: d,
                         stream_translator=lambda e: None, finished=lambda ex, final: kept.append(final))
-    ex = Exchange(ClientRequest("POST", "/v1/chat/completions", "http://x/v1/chat/completions"), endpoint=endpoint,
-                  cred=Credential("acct", OAUTH, "https://q.example/v1", "tok"))
+    ex = Exchange(ClientRequest("POST", "/v1/chat/completions", "http://x/v1/chat/completions"), endpoint=endpoint)
+    ex.attempt.cred = Credential("acct", OAUTH, "https://q.example/v1", "tok")
     return settle, pool, seen, kept, ex
 
 
@@ -51,12 +51,12 @@ def test_a_whole_answer_reports_ok_keeps_its_final_object_once_and_tells_the_obs
     settle.answered(f, ex)  # mitmproxy's response hook: the record
     assert pool.reports == [("acct", Outcome.OK)] and kept == [{"id": "chatcmpl-1"}]
     assert f.metadata["qwen"]["status"] == 200 and seen.finished_ids == [ex.id]
-    assert ex.served  # told once: a client that leaves afterwards is not reported again
+    assert ex.turn.served  # told once: a client that leaves afterwards is not reported again
 
 
 def test_a_parked_stream_kept_its_answer_already():
     settle, pool, _, kept, ex = parts()
-    ex.kept = True
+    ex.turn.kept = True
     settle.served(ex, {"id": "resp_1"})
     assert kept == [] and pool.reports == [("acct", Outcome.OK)]
 
@@ -76,7 +76,7 @@ def test_a_client_that_read_the_whole_stream_before_leaving_was_served():
     class Done:
         usage = {"prompt_tokens": 1, "completion_tokens": 1}
 
-    rw = ex.rewriter = StreamRewriter(Done(), None, capture_limit=100)  # type: ignore[arg-type]
+    rw = ex.turn.rewriter = StreamRewriter(Done(), None, capture_limit=100)  # type: ignore[arg-type]
     rw.finished, rw.captured = True, bytearray(b"data: [DONE]\n\n")
     f = tflow.tflow(resp=http.Response.make(200, b""))
     f.error = mflow.Error("Client disconnected.")

@@ -15,9 +15,9 @@ from qwen_gateway.upstream.retry import RetryPolicy
 
 def exchange() -> Exchange:
     ex = Exchange(ClientRequest("POST", "/v1/chat/completions", "http://127.0.0.1:8080/v1/chat/completions"))
-    ex.endpoint, ex.upstream = CHAT, DASHSCOPE
-    ex.cred = Credential("a", OAUTH, "https://portal.qwen.ai/v1", "tok-secret-123")
-    ex.upstream_body = {"model": "coder-model", "messages": [{"role": "user", "content": "ping"}]}
+    ex.endpoint, ex.attempt.upstream = CHAT, DASHSCOPE
+    ex.attempt.cred = Credential("a", OAUTH, "https://portal.qwen.ai/v1", "tok-secret-123")
+    ex.attempt.body = {"model": "coder-model", "messages": [{"role": "user", "content": "ping"}]}
     return ex
 
 
@@ -34,8 +34,8 @@ def test_the_record_shows_every_header_but_the_credential_each_name_judged_once(
     for _ in range(2):
         ex = exchange()
         url, headers, body, _ = engine._wire(ex, None)
-        assert url == ex.upstream_url == "https://portal.qwen.ai/v1/chat/completions"
+        assert url == ex.attempt.url == "https://portal.qwen.ai/v1/chat/completions"
         assert ("Authorization", "Bearer tok-secret-123") in headers  # sent...
-        assert ex.upstream_headers == {**dict(headers), "Authorization": "Bearer <redacted>"}  # ...never recorded
+        assert ex.attempt.headers == {**dict(headers), "Authorization": "Bearer <redacted>"}  # ...never recorded
         assert "tok-secret" not in str(ex.to_meta())
     assert len(lookups) <= len(headers) - 1  # at most once per name (Authorization needs none), not per request

@@ -29,25 +29,25 @@ def messages_endpoint(sealer: Callable[[], Sealer]) -> Endpoint[Exchange]:
     signer = Signer(sealer)
 
     def from_chat(chat: dict, ex: Exchange) -> dict:
-        return dict(chat_to_message(chat, model=ex.requested_model or ex.upstream_model, sign=signer.sign,
+        return dict(chat_to_message(chat, model=ex.requested_model or ex.attempt.model, sign=signer.sign,
                                     thinking=asks_thinking(ex.body or {}), stops=sequences(ex.body or {})))
 
     def from_own(message: dict, ex: Exchange) -> dict:
-        answer, ex.usage = passthrough.own_answer(message, model=ex.requested_model or ex.upstream_model,
+        answer, ex.result.usage = passthrough.own_answer(message, model=ex.requested_model or ex.attempt.model,
                                                   sign=signer.sign, explicit=passthrough.has_markers(ex.body),
                                                   thinking=asks_thinking(ex.body or {}))
         return answer
 
     def own_stream(ex: Exchange) -> tuple[passthrough.EventTap, passthrough.EventRelay]:
         return passthrough.EventTap(passthrough.has_markers(ex.body)), passthrough.EventRelay(
-            model=ex.requested_model or ex.upstream_model, sign=signer.sign, thinking=asks_thinking(ex.body or {}))
+            model=ex.requested_model or ex.attempt.model, sign=signer.sign, thinking=asks_thinking(ex.body or {}))
 
     return Endpoint(name="messages", to_chat=keyed(lambda body, ex: to_chat(body, ex.notes, signer.verify)),
                     from_chat=from_chat, dialect=DIALECT,
                     stream_translator=lambda ex: MessagesStreamTranslator(
-                        model=ex.requested_model or ex.upstream_model, sign=signer.sign,
+                        model=ex.requested_model or ex.attempt.model, sign=signer.sign,
                         thinking=asks_thinking(ex.body or {}), stops=sequences(ex.body or {}),
-                        input_tokens=lambda: ex.prompt_tokens_est),
+                        input_tokens=lambda: ex.count.tokens),
                     own_body=lambda body, ex: passthrough.own_body(body, ex.notes), from_own=from_own,
                     own_stream=own_stream, counted_first=True)
 

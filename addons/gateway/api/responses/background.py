@@ -18,18 +18,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
-from ... import ids
 from ...errors import GatewayError
 from ...exchange import Exchange
 from ...turn import TurnRunner
 from .history import kept_inputs
 from .output import response_object
+from .state import state
 from .store import ResponseStore
 from .stream import ResponsesStreamTranslator
 from .stream_parts import sse_event
@@ -87,25 +86,25 @@ class BackgroundRuns:
     def get(self, response_id: str, owner: str) -> Run | None:
         """The run of `owner`'s response (another key's run is none of its business)."""
         run = self.runs.get(response_id)
-        return run if run is not None and run.ex.key_name == owner else None
+        return run if run is not None and run.ex.key.name == owner else None
 
     async def start(self, ex: Exchange) -> dict[str, Any]:
         """Queue the POST's turn once the queued Response is stored; the queued Response is the POST's answer."""
         body = ex.body or {}
-        rid = ex.extra["response_id"]
+        own = state(ex)
+        rid = own.response_id
         queued = cast(dict[str, Any], response_object(body, response_id=rid, created_at=ex.created, status="queued",
                                                       output=[]))
-        turn = dataclasses.replace(ex, id=ids.exchange_id(), started=time.monotonic(), stream=True,
-                                   chat_body={**ex.chat_body, "stream": True}, tried=[], retries=[],
-                                   notes=[*ex.notes, "background"], extra=dict(ex.extra),
-                                   keep_before_end=False, write=None, gate=None)  # kept at its end
+        turn = ex.fork(stream=True, chat_body={**ex.chat_body, "stream": True}, notes=[*ex.notes, "background"],
+                       endpoint_state=dataclasses.replace(own))  # kept at its end, not before (keep_before_end)
+        turn.turn.translated = True  # the POST's turn translated and checked it
         store = self.store()
         run = Run(turn, queued, translator=ResponsesStreamTranslator(
-            body, response_id=rid, created_at=ex.created, tools=ex.extra.get("tools"), seal=store.sealer.seal,
-            compaction=bool(ex.extra.get("compaction"))))
+            body, response_id=rid, created_at=ex.created, tools=own.tools, seal=store.sealer.seal,
+            compaction=own.compaction))
         run.translator.encode = run.record
         # GET finds it at once (its key's GET); the store bounds it
-        write = store.put(dict(queued), {"items": []}, partial(kept_inputs, body), owner=ex.key_name)
+        write = store.put(dict(queued), {"items": []}, partial(kept_inputs, body), owner=ex.key.name)
         if write is not None:
             await write  # a store that cannot take it: the POST is refused, nothing has gone upstream
         self.runs[rid] = run
@@ -175,7 +174,7 @@ class BackgroundRun:
         self.run.translator.fail({"message": err.message, "code": err.code, "type": err.type})
 
     def cancelled(self, ex: Exchange) -> None:
-        ex.stream_error = "cancelled (POST /v1/responses/{id}/cancel)"
+        ex.result.stream_error = "cancelled (POST /v1/responses/{id}/cancel)"
         if not self.run.translator.ended:
             self.run.translator.cancel()
 
@@ -188,5 +187,5 @@ class BackgroundRun:
             log.exception("qwen: could not store a background response")
         finally:
             run.done.set()
-            if ex.status is None:
-                ex.status = 200
+            if ex.result.status is None:
+                ex.result.status = 200

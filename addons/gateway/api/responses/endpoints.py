@@ -16,6 +16,7 @@ from .history import history_items, input_items, kept_inputs
 from .items import new_id
 from .output import chat_to_response, usage_to_responses
 from .request import Translation, check_request, limit_input, require_model, translate
+from .state import state
 from .store import ResponseStore, previous_not_found
 from .stream import ResponsesStreamTranslator
 from .stream_parts import sse_event
@@ -33,7 +34,7 @@ def responses_endpoint(store: Callable[[], ResponseStore],
                        runs: Callable[[], background.BackgroundRuns] | None = None) -> Endpoint[Exchange]:
     """/v1/responses: the request translated with the gateway's stored responses (previous_response_id,
     item_reference) and sealed content (reasoning, compaction); what Qwen is offered under each function
-    name is kept in `ex.extra["tools"]` for the way back. `background: true` is answered at once and run by
+    name is kept in the exchange's state (state.py) for the way back. `background: true` is answered at once and run by
     `runs` (background.py)."""
 
     def translated(body: dict, ex: Exchange, history: list[dict] | None) -> Translation:
@@ -45,7 +46,7 @@ def responses_endpoint(store: Callable[[], ResponseStore],
                 raise GatewayError(400, "Background responses are not available here.", param="background",
                                    code="unsupported_value")
             background.check(body)
-        st, owner = store(), ex.key_name
+        st, owner = store(), ex.key.name
         cont = {"history": history} if history is not None else st.continuation(body, owner)
         return translate(body, **cont, notes=ex.notes, open_sealed=st.sealer.open,
                          lookup=lambda i: st.item(i, owner))
@@ -54,65 +55,68 @@ def responses_endpoint(store: Callable[[], ResponseStore],
         """Before the upstream call: the stored state the request refers to (prepare), then, for a large
         request, its translation in a worker thread (the event loop serves others meanwhile)."""
         limit_input(body)  # refused before anything is walked
-        if ex.extra.pop("evicted", False):  # a WebSocket's failed continuation evicted it (socket_turns.py)
+        if state(ex).evicted:  # a WebSocket's failed continuation evicted it (socket_turns.py)
             raise previous_not_found(str(body.get("previous_response_id")))
-        await store().prepare(body, ex.key_name, stores=True)
-        if large(body, ex.extra.get("history")):
-            ex.extra["translation"] = await asyncio.to_thread(translated, body, ex, ex.extra.pop("history", None))
+        await store().prepare(body, ex.key.name, stores=True)
+        if large(body, state(ex).history):
+            state(ex).translation = await asyncio.to_thread(translated, body, ex, state(ex).history)
 
     def to_chat(body: dict, ex: Exchange) -> dict:
-        t = ex.extra.pop("translation", None) or translated(body, ex, ex.extra.pop("history", None))
-        ex.extra["response_id"] = new_id("resp")
+        st = state(ex)
+        t, st.translation = st.translation or translated(body, ex, st.history), None
+        st.response_id = new_id("resp")
         if body.get("store") is not False:  # stored before the stream's final events go out
-            ex.keep_before_end = True
-        ex.extra["tools"] = t.tools
-        ex.extra["items"] = t.items
+            ex.turn.keep_before_end = True
+        st.tools = t.tools
+        st.items = t.items
         if body.get("truncation") == "auto":  # the guard and the retry policy drop the oldest items to fit
-            ex.extra["truncation"] = "auto"
+            ex.truncate_oldest = True
         if t.compaction:
-            ex.extra["compaction"] = True
+            st.compaction = True
             ex.notes.append("compaction: the conversation summarised by one upstream call")
         return t.chat
 
     def from_chat(chat: dict, ex: Exchange) -> dict:
-        compaction = bool(ex.extra.get("compaction"))
-        response = chat_to_response(chat, ex.body or {}, response_id=ex.extra["response_id"], created_at=ex.created,
-                                    tools=ex.extra.get("tools"), seal=store().sealer.seal, compaction=compaction)
+        st = state(ex)
+        compaction = st.compaction
+        response = chat_to_response(chat, ex.body or {}, response_id=st.response_id, created_at=ex.created,
+                                    tools=st.tools, seal=store().sealer.seal, compaction=compaction)
         message = ((chat.get("choices") or [{}])[0].get("message") or {})
         if compaction:
-            ex.extra["summary"] = str(message.get("content") or "").strip()
-        ex.extra["reasoning"] = {o["id"]: str(message.get("reasoning_content") or "")
-                                 for o in response["output"] if o["type"] == "reasoning"}
+            st.summary = str(message.get("content") or "").strip()
+        st.reasoning = {o["id"]: str(message.get("reasoning_content") or "")
+                        for o in response["output"] if o["type"] == "reasoning"}
         return response
 
     def translator(ex: Exchange, encode=sse_event) -> ResponsesStreamTranslator:
-        return ResponsesStreamTranslator(ex.body or {}, response_id=ex.extra["response_id"], created_at=ex.created,
-                                         tools=ex.extra.get("tools"), seal=store().sealer.seal,
-                                         compaction=bool(ex.extra.get("compaction")), encode=encode)
+        return ResponsesStreamTranslator(ex.body or {}, response_id=state(ex).response_id,
+                                         created_at=ex.created, tools=state(ex).tools, seal=store().sealer.seal,
+                                         compaction=state(ex).compaction, encode=encode)
 
     def finished(ex: Exchange, response: dict | None) -> None:
         body = ex.body or {}
         if response is None or body.get("store") is False:
             return
         # what is kept is made by the store's worker thread, from the request's and the answer's parts
-        write = store().put(response, history_of(ex, response), partial(kept_inputs, body), owner=ex.key_name)
+        write = store().put(response, history_of(ex, response), partial(kept_inputs, body), owner=ex.key.name)
         if write is not None:  # the store's write: the answer waits for it (addon.response, turn.keep.keep_early)
-            ex.write = write
+            ex.turn.write = write
 
     def history_of(ex: Exchange, response: dict) -> Callable[[], dict]:
-        summary, reasoning = ex.extra.get("summary"), ex.extra.get("reasoning")
-        if ex.rewriter is not None:  # a stream: its translator kept them
-            summary = summary if summary is not None else getattr(ex.rewriter.translator, "summary", None)
-            reasoning = reasoning if reasoning is not None else getattr(ex.rewriter.translator, "reasoning", None)
-        items, seal, compaction = ex.extra.get("items") or [], store().sealer.seal, ex.extra.get("compaction")
+        st = state(ex)
+        summary, reasoning = st.summary, st.reasoning
+        if ex.turn.rewriter is not None:  # a stream: its translator kept them
+            summary = summary if summary is not None else getattr(ex.turn.rewriter.translator, "summary", None)
+            reasoning = reasoning if reasoning is not None else getattr(ex.turn.rewriter.translator, "reasoning", None)
+        items, seal, compaction = st.items, store().sealer.seal, st.compaction
         return lambda: {"items": history_items(items, response, seal, summary=summary if compaction else None,
                                                reasoning=reasoning)}
 
     def stream_failure(ex: Exchange) -> bytes | None:
-        err = ex.error
-        if err is None or err.code != "context_length_exceeded" or "response_id" not in ex.extra:
+        err = ex.result.error
+        if err is None or err.code != "context_length_exceeded" or not state(ex).response_id:
             return None
-        ex.stream_error = err.message
+        ex.result.stream_error = err.message
         return b"".join(translator(ex).fail({"message": err.message, "code": err.code,
                                              "type": "invalid_request_error"}))
 
@@ -145,7 +149,7 @@ def compact_endpoint(store: Callable[[], ResponseStore]) -> Endpoint[Exchange]:
             request["input"] = [{"type": "message", "role": "user", "content": body["input"]},
                                 {"type": "compaction_trigger"}]
         ex.stream = False
-        st, owner = store(), ex.key_name
+        st, owner = store(), ex.key.name
         return translate(request, **st.continuation(body, owner), notes=ex.notes, open_sealed=st.sealer.open,
                          lookup=lambda i: st.item(i, owner)).chat
 
@@ -167,6 +171,6 @@ def prepare(store: Callable[[], ResponseStore], *, stores: bool) -> Callable[[di
     take it."""
 
     async def ready(body: dict, ex: Exchange) -> None:
-        await store().prepare(body, ex.key_name, stores=stores)
+        await store().prepare(body, ex.key.name, stores=stores)
 
     return ready

@@ -25,14 +25,14 @@ def stored_response(store: Callable[[], ResponseStore],
                     runs: Callable[[], BackgroundRuns] | None = None) -> LocalRoute:
     async def answer(ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Response:
         sub = ex.client.path[3:] if ex.client.path.startswith("/v1/") else ex.client.path
-        return await stored(store(), ex.client.method, sub[len("/responses/"):], flow.request.query, ex.key_name,
+        return await stored(store(), ex.client.method, sub[len("/responses/"):], flow.request.query, ex.key.name,
                             runs() if runs is not None else None)
     return answer
 
 
 def input_tokens(store: Callable[[], ResponseStore]) -> LocalRoute:
     async def answer(ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Response:
-        return json_response(200, await count_input_tokens(store(), _body(flow), ex.key_name))
+        return json_response(200, await count_input_tokens(store(), _body(flow), ex.key.name))
     return answer
 
 

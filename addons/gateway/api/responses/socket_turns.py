@@ -24,6 +24,7 @@ from .history import history_items
 from .items import new_id
 from .output import completion_time, response_object
 from .request import check_request
+from .state import state
 from .store import ResponseStore
 from .stream import ResponsesStreamTranslator
 
@@ -85,7 +86,7 @@ class SocketTurns:
                       route="responses", endpoint=self.endpoint, stream=True)
         ex.notes.append("over WebSocket")
         # the connection's named key: each turn is limited and counted
-        ex.key_name, ex.key_record = up.key_name, up.key_record
+        ex.key.name, ex.key.record = up.key.name, up.key.record
         session.turns += 1
         body["stream"] = True
         generate = body.pop("generate", True) is not False  # the socket's field, not the request's
@@ -93,10 +94,10 @@ class SocketTurns:
         prev = body.get("previous_response_id")
         if isinstance(prev, str):  # what the endpoint continues from: the connection's own, or refused if evicted
             if prev in session.evicted:
-                ex.extra["evicted"] = True
+                state(ex).evicted = True
             elif prev in session.history:
-                ex.extra["history"] = session.history[prev]
-        if not generate and "evicted" not in ex.extra:  # a warm-up: the connection is ready, nothing to generate
+                state(ex).history = session.history[prev]
+        if not generate and not state(ex).evicted:  # a warm-up: the connection is ready, nothing to generate
             self._warm_up(session, ex, body)
             self.runner.finish(flow, ex)
             return
@@ -126,7 +127,7 @@ class SocketTurns:
         prev = body.get("previous_response_id")
         session.remember(rid, list(session.history.get(prev, [])) if isinstance(prev, str) else [])
         ex.notes.append("warm-up (generate: false): nothing sent to Qwen")
-        ex.status = 200
+        ex.result.status = 200
 
 
 class SocketTurn:
@@ -144,9 +145,10 @@ class SocketTurn:
         self.store = store
 
     def translator(self, ex: Exchange) -> ResponsesStreamTranslator:
-        return ResponsesStreamTranslator(ex.body or {}, response_id=ex.extra["response_id"], created_at=ex.created,
-                                         tools=ex.extra.get("tools"), seal=self.store().sealer.seal,
-                                         compaction=bool(ex.extra.get("compaction")), encode=_encode)
+        st = state(ex)
+        return ResponsesStreamTranslator(ex.body or {}, response_id=st.response_id, created_at=ex.created,
+                                         tools=st.tools, seal=self.store().sealer.seal, compaction=st.compaction,
+                                         encode=_encode)
 
     async def begin(self, ex: Exchange) -> None:
         pass
@@ -163,32 +165,32 @@ class SocketTurn:
         self.session.send(_encode(_error_event(err)))
 
     async def refuse(self, ex: Exchange, err: GatewayError) -> None:
-        if err.code == "context_length_exceeded" and "response_id" in ex.extra:
-            ex.stream_error = err.message
+        if err.code == "context_length_exceeded" and state(ex).response_id:
+            ex.result.stream_error = err.message
             await self.send(self.translator(ex).fail({"message": err.message, "code": err.code,
                                                       "type": "invalid_request_error"}))
         else:
             self.session.send(_encode(_error_event(err)))
 
     def cancelled(self, ex: Exchange) -> None:
-        ex.stream_error = ex.stream_error or "the client closed the WebSocket"
-        ex.status = ex.status or 499
+        ex.result.stream_error = ex.result.stream_error or "the client closed the WebSocket"
+        ex.result.status = ex.result.status or 499
 
     def ended(self, ex: Exchange, final: dict | None) -> None:
         prev = (ex.body or {}).get("previous_response_id")
         if not self._remember(ex, final) and isinstance(prev, str):
             self.session.evict(prev)
-        if ex.status is None:
-            ex.status = 200
+        if ex.result.status is None:
+            ex.result.status = 200
 
     def _remember(self, ex: Exchange, final: dict | None) -> bool:
         """The turn's response, for this connection's next `previous_response_id`: whether there was one to keep
         (none when the stream failed, or the response could not be stored)."""
-        translator = ex.rewriter.translator if ex.rewriter is not None else None
-        if final is None or ex.unkept or not isinstance(translator, ResponsesStreamTranslator):
+        translator = ex.turn.rewriter.translator if ex.turn.rewriter is not None else None
+        if final is None or ex.turn.unkept or not isinstance(translator, ResponsesStreamTranslator):
             return False
-        summary = translator.summary if ex.extra.get("compaction") else None
-        self.session.remember(final["id"], history_items(ex.extra.get("items") or [], final,
+        summary = translator.summary if state(ex).compaction else None
+        self.session.remember(final["id"], history_items(state(ex).items, final,
                                                          self.store().sealer.seal, summary=summary,
                                                          reasoning=translator.reasoning))
         return True

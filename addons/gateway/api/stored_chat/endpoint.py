@@ -88,7 +88,7 @@ def chat_endpoint(chats: Callable[[], ChatStore]) -> Endpoint[Exchange]:
         if body.get("metadata") is not None:
             check_metadata(body["metadata"])
         if body.get("store") is True:  # stored before the stream's [DONE] goes out
-            ex.keep_before_end = True
+            ex.turn.keep_before_end = True
         return chat
 
     def translator(ex: Exchange) -> ChatStreamTranslator:
@@ -102,7 +102,7 @@ def chat_endpoint(chats: Callable[[], ChatStore]) -> Endpoint[Exchange]:
         if body.get("store") is not True or not isinstance(completion, dict) or "id" not in completion:
             return
         # the write: the answer waits for it (Settlement.durable, turn.keep.keep_early); refused, a 503 or an error event
-        ex.write = chats().put(row_of(body, completion, time.time(), ex.key_name))
+        ex.turn.write = chats().put(row_of(body, completion, time.time(), ex.key.name))
 
     async def prepare(body: dict, ex: Exchange) -> None:
         if body.get("store") is True:  # refused now (503 state_unavailable), before Qwen answers for nothing
@@ -119,7 +119,7 @@ def stored_chat(chats: Callable[[], ChatStore]) -> LocalRoute:
     async def answer(ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Response:
         sub = ex.client.path[3:] if ex.client.path.startswith("/v1/") else ex.client.path
         return await stored(chats(), ex.client.method, sub[len(PATH):].strip("/"), flow.request.query, ex.body or {},
-                            ex.key_name)
+                            ex.key.name)
 
     return answer
 

@@ -103,7 +103,7 @@ def test_a_held_tail_that_was_no_stop_sequence_still_reaches_the_client(endpoint
 
 def test_message_start_carries_the_gateways_input_estimate(endpoint):
     ex = exchange(body(stream=True))
-    ex.prompt_tokens_est = 1234
+    ex.count.tokens = 1234
     events = streamed(endpoint, ex, [chunk({"content": "hi"}), chunk({}, "stop")])
     assert events[0]["message"]["usage"]["input_tokens"] == 1234
     # Qwen sent no usage: the final count is not a 0 that would replace the estimate in the SDKs' accumulators

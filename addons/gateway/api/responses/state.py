@@ -1,0 +1,32 @@
+"""What the Responses endpoint keeps on an exchange between its steps (`Exchange.endpoint_state`): its own, typed
+here, read by nothing outside api/responses/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ...exchange import Exchange
+    from .request import Translation
+
+
+@dataclass(slots=True)
+class ResponsesState:
+    response_id: str = ""  # the Response's id, made when the request is translated
+    tools: Any = None  # what Qwen is offered under each function name, for the way back
+    items: list[dict] = field(default_factory=list)  # the request's input items, for the stored history
+    compaction: bool = False  # a compaction request: one summarising upstream call
+    summary: str | None = None  # a compaction's summary (whole answers; a stream's translator keeps its own)
+    reasoning: dict[str, str] | None = None  # reasoning item id -> its text (whole answers)
+    history: list[dict] | None = None  # a WebSocket's own recent response this turn continues from
+    evicted: bool = False  # a WebSocket's failed continuation evicted the response this turn continues from
+    translation: Translation | None = None  # the request translated off the event loop (a large one)
+
+
+def state(ex: Exchange) -> ResponsesState:
+    """The exchange's Responses state, made at first use."""
+    st = ex.endpoint_state
+    if not isinstance(st, ResponsesState):
+        st = ex.endpoint_state = ResponsesState()
+    return st
