@@ -52,97 +52,142 @@ class RetryPolicy:
 
     async def recover(self, ex: Exchange, err: UpstreamError) -> Credential:
         """The credential to try again with, after reporting `err` to the pool; raises the client's
-        error when the request should not be tried again."""
+        error when the request should not be tried again. Each way back is tried in order; the first that
+        applies says how."""
         assert self.pool is not None and ex.attempt.cred is not None
-        account = ex.attempt.cred.account
-        reason: RetryReason | None = None
-        wait = 0.0
-        learned = thinking_refusal(err.message) if err.kind == errors.CLIENT and ex.attempt.model else None
-        if learned is not None and self.learned_thinking.get(ex.attempt.model) != learned:
-            self.learned_thinking[ex.attempt.model] = learned  # qwen-code learns "thinking is mandatory" so
-            ex.notes.append(f"{ex.attempt.model} refused its thinking settings: sent again as {learned.value}")
-            ex.attempt.retries.append(Retry(RetryReason.THINKING, account))
-            return ex.attempt.cred
-        cap = cap_refusal(err.message) if err.kind == errors.CLIENT and ex.attempt.model else None
-        if cap is not None and self.learned_caps.get(ex.attempt.model) != cap:
-            self.learned_caps.learn(ex.attempt.model, cap, time.time())  # the next request is sent within it
-            ex.notes.append(f"{ex.attempt.model} takes at most {cap} output tokens (Qwen's 400): sent again "
-                            "within it")
-            ex.attempt.retries.append(Retry(RetryReason.CAPPED, account))
-            return ex.attempt.cred
-        if (err.kind == errors.CLIENT and ex.attempt.model and stream_refusal(err.message)
-                and ex.attempt.model not in self.learned_stream_only):
-            self.learned_stream_only.add(ex.attempt.model)
-            ex.notes.append(f"{ex.attempt.model} answers streams only: sent again as a stream")
-            ex.attempt.retries.append(Retry(RetryReason.STREAM_ONLY, account))
-            return ex.attempt.cred
-        if err.kind == errors.CONTEXT and ex.truncate_oldest and not _retried(
-                ex, RetryReason.TRUNCATED) and await _truncated(ex, err):
-            ex.attempt.retries.append(Retry(RetryReason.TRUNCATED, account))
-            return ex.attempt.cred
-        if err.kind == errors.STALE and not _retried(ex, RetryReason.NEW_CHAT):
-            ex.notes.append(f"{err.message}: sent again in a new chat")
-            ex.attempt.retries.append(Retry(RetryReason.NEW_CHAT, account))
-            return ex.attempt.cred
-        if err.kind == errors.PLAN_REFUSED:  # the plan serves the clients it accepts: nothing reported of the account
-            refused = f"{account} refused this client ({err.message})"
-            try:
-                cred = await self.acquire(ex, exclude=ex.attempt.tried)
-            except GatewayError:
-                ex.notes.append(f"{refused}: no other account")
-                raise GatewayError(err.status, f"Account {account}: {err.message}", type=err.type,
-                                   code=err.code, headers=err.headers) from None
-            ex.notes.append(f"{refused}: another account tried")
-            ex.attempt.retries.append(Retry(RetryReason.ROTATED, account))
-            return cred
-        if err.kind == errors.AUTH and ex.attempt.cred.kind == KEY:
-            return await self._past_a_refused_key(ex, err)
+        for way in (self.relearned, self.truncated, self.new_chat, self.another_for_the_plan, self.past_a_refused_key,
+                    self.refreshed, self.rotated, self.waited):
+            cred = await way(ex, err)
+            if cred is not None:
+                return cred
+        raise await self.given_up(ex, err)
+
+    # ---- the ways back, each None when it does not apply ---------------------------------------------------
+
+    async def relearned(self, ex: Exchange, err: UpstreamError) -> Credential | None:
+        """A 400 that teaches something about the model the tables do not know (its thinking knobs, its output
+        cap, that it answers streams only), learned once: sent again with the same credential."""
+        model, cred = ex.attempt.model, ex.attempt.cred
+        if err.kind != errors.CLIENT or not model or cred is None:
+            return None
+        learned = thinking_refusal(err.message)
+        if learned is not None and self.learned_thinking.get(model) != learned:
+            self.learned_thinking[model] = learned  # qwen-code learns "thinking is mandatory" so
+            return _again(ex, RetryReason.THINKING, f"{model} refused its thinking settings: sent again as "
+                                                    f"{learned.value}")
+        cap = cap_refusal(err.message)
+        if cap is not None and self.learned_caps.get(model) != cap:
+            self.learned_caps.learn(model, cap, time.time())  # the next request is sent within it
+            return _again(ex, RetryReason.CAPPED, f"{model} takes at most {cap} output tokens (Qwen's 400): sent "
+                                                  "again within it")
+        if stream_refusal(err.message) and model not in self.learned_stream_only:
+            self.learned_stream_only.add(model)
+            return _again(ex, RetryReason.STREAM_ONLY, f"{model} answers streams only: sent again as a stream")
+        return None
+
+    async def truncated(self, ex: Exchange, err: UpstreamError) -> Credential | None:
+        """Over Qwen's context with the client's leave to drop the oldest messages: dropped, sent again once."""
+        if err.kind != errors.CONTEXT or not ex.truncate_oldest or _retried(ex, RetryReason.TRUNCATED):
+            return None
+        if not await _truncated(ex, err):
+            return None
+        return _again(ex, RetryReason.TRUNCATED)
+
+    async def new_chat(self, ex: Exchange, err: UpstreamError) -> Credential | None:
+        """A pinned Qwen Chat chat refused the turn (stale parent): sent again in a new chat, once."""
+        if err.kind != errors.STALE or _retried(ex, RetryReason.NEW_CHAT):
+            return None
+        return _again(ex, RetryReason.NEW_CHAT, f"{err.message}: sent again in a new chat")
+
+    async def another_for_the_plan(self, ex: Exchange, err: UpstreamError) -> Credential | None:
+        """A plan that refuses this client (the Coding Plan's 405): another account of the pool, the refusing one
+        reported nothing (it serves the clients it accepts); none: the plan's refusal, in the client's words."""
+        if err.kind != errors.PLAN_REFUSED:
+            return None
+        account = ex.account
+        refused = f"{account} refused this client ({err.message})"
         try:
-            if err.kind == errors.AUTH and not _retried(ex, RetryReason.REFRESHED):
-                self.pool.report(account, Outcome.AUTH)
-                ex.notes.append(f"401 from Qwen: refreshed {account}")
-                reason = RetryReason.REFRESHED
-                cred = await self.pool.refreshed(account, refused=ex.attempt.cred.token)
-                ex.attempt.cred = cred
-            elif err.kind == errors.QUOTA:  # Qwen's words stay with the account while it cools down
-                self.pool.report(account, Outcome.QUOTA, retry_after=err.retry_after, detail=err.message,
-                                 window=err.window)
-                ex.notes.append(f"quota exhausted on {account}{f' ({err.window.value})' if err.window else ''}: rotated")
-                reason = RetryReason.ROTATED
-                cred = await self.acquire(ex, exclude=ex.attempt.tried)
-            elif err.kind == errors.THROTTLE and _retried(ex, RetryReason.THROTTLED) < MAX_THROTTLE_RETRIES:
-                wait = min(err.retry_after if err.retry_after is not None else 1.0, MAX_THROTTLE_WAIT)
-                self.pool.report(account, Outcome.THROTTLE, retry_after=wait, detail=err.message, window=err.window)
-                ex.notes.append(f"throttled on {account}{f' ({err.window.value})' if err.window else ''}: waited {wait:g}s")
-                reason = RetryReason.THROTTLED
-                await asyncio.sleep(wait)
-                cred = await self.acquire(ex)
-        except AccountUnavailable as e:  # the refresh failed
-            ex.notes.append(str(e))
-            reason = None
-        except GatewayError as e:
-            if err.kind == errors.QUOTA:  # no other account: the pool's own answer (429, or 503), which names
-                # the account and gives Qwen's words (the report above)
-                if e.status == 429 and "retry-after" in err.headers:  # the upstream said when (Qwen Chat's `num`)
-                    raise GatewayError(429, e.message, type=e.type, code=e.code,
-                                       headers={**e.headers, "retry-after": err.headers["retry-after"]}) from e
-                raise
-            reason = None
-        if reason is None:
-            self.pool.report(account, _POOL_OUTCOME.get(err.kind, Outcome.ERROR), window=err.window,
-                             detail=err.message if err.window else None)
-            if err.kind == errors.CONTEXT:  # in the guard's terms: the limit Qwen named, the prompt counted
-                raise await over_upstream_limit(ex, err.message, err.to_gateway_error())
-            raise err.to_gateway_error()
-        ex.attempt.retries.append(Retry(reason, account, wait))
+            cred = await self.acquire(ex, exclude=ex.attempt.tried)
+        except GatewayError:
+            ex.notes.append(f"{refused}: no other account")
+            raise GatewayError(err.status, f"Account {account}: {err.message}", type=err.type, code=err.code,
+                               headers=err.headers) from None
+        ex.notes.append(f"{refused}: another account tried")
+        ex.attempt.retries.append(Retry(RetryReason.ROTATED, account))
         return cred
 
-    async def _past_a_refused_key(self, ex: Exchange, err: UpstreamError) -> Credential:
+    async def refreshed(self, ex: Exchange, err: UpstreamError) -> Credential | None:
+        """A login's 401: refreshed once (a key's 401 is `past_a_refused_key`'s)."""
+        assert self.pool is not None and ex.attempt.cred is not None
+        if err.kind != errors.AUTH or _retried(ex, RetryReason.REFRESHED):
+            return None
+        account = ex.account
+        self.pool.report(account, Outcome.AUTH)
+        try:
+            cred = await self.pool.refreshed(account, refused=ex.attempt.cred.token)
+        except AccountUnavailable as e:  # the refresh failed: given up
+            ex.notes.append(str(e))
+            return None
+        ex.notes.append(f"401 from Qwen: refreshed {account}")
+        ex.attempt.cred = cred
+        ex.attempt.retries.append(Retry(RetryReason.REFRESHED, account))
+        return cred
+
+    async def rotated(self, ex: Exchange, err: UpstreamError) -> Credential | None:
+        """An exhausted quota: Qwen's words stay with the account while it cools down, another account takes
+        the request; none: the pool's own answer (429, or 503), which names the account and gives Qwen's words."""
+        assert self.pool is not None
+        if err.kind != errors.QUOTA:
+            return None
+        account = ex.account
+        self.pool.report(account, Outcome.QUOTA, retry_after=err.retry_after, detail=err.message, window=err.window)
+        try:
+            cred = await self.acquire(ex, exclude=ex.attempt.tried)
+        except GatewayError as e:
+            if e.status == 429 and "retry-after" in err.headers:  # the upstream said when (Qwen Chat's `num`)
+                raise GatewayError(429, e.message, type=e.type, code=e.code,
+                                   headers={**e.headers, "retry-after": err.headers["retry-after"]}) from e
+            raise
+        ex.notes.append(f"quota exhausted on {account}{f' ({err.window.value})' if err.window else ''}: rotated")
+        ex.attempt.retries.append(Retry(RetryReason.ROTATED, account))
+        return cred
+
+    async def waited(self, ex: Exchange, err: UpstreamError) -> Credential | None:
+        """Throttled: a short wait (what Qwen asked, at most MAX_THROTTLE_WAIT), MAX_THROTTLE_RETRIES times, is
+        better than an error; then any usable account."""
+        assert self.pool is not None
+        if err.kind != errors.THROTTLE or _retried(ex, RetryReason.THROTTLED) >= MAX_THROTTLE_RETRIES:
+            return None
+        account = ex.account
+        wait = min(err.retry_after if err.retry_after is not None else 1.0, MAX_THROTTLE_WAIT)
+        self.pool.report(account, Outcome.THROTTLE, retry_after=wait, detail=err.message, window=err.window)
+        ex.notes.append(f"throttled on {account}{f' ({err.window.value})' if err.window else ''}: waited {wait:g}s")
+        await asyncio.sleep(wait)
+        try:
+            cred = await self.acquire(ex)
+        except GatewayError:
+            return None
+        ex.attempt.retries.append(Retry(RetryReason.THROTTLED, account, wait))
+        return cred
+
+    async def given_up(self, ex: Exchange, err: UpstreamError) -> GatewayError:
+        """No way back: the pool told how the account did, and the client's error (a context overflow in the
+        guard's terms: the limit Qwen named, the prompt counted)."""
+        assert self.pool is not None
+        self.pool.report(ex.account, _POOL_OUTCOME.get(err.kind, Outcome.ERROR), window=err.window,
+                         detail=err.message if err.window else None)
+        if err.kind == errors.CONTEXT:
+            return await over_upstream_limit(ex, err.message, err.to_gateway_error())
+        return err.to_gateway_error()
+
+    async def past_a_refused_key(self, ex: Exchange, err: UpstreamError) -> Credential | None:
         """A key Qwen answers with 401 is not refreshed: the account marks itself refused (kept until its key
         changes) and says so; the next account takes the request. With none, the client reads which
         account's key, in which variable, Qwen refused — not Qwen's bare `invalid access token or token
         expired`, which reads like the end of the OAuth tier."""
         assert self.pool is not None and ex.attempt.cred is not None
+        if err.kind != errors.AUTH or ex.attempt.cred.kind != KEY:
+            return None
         account = ex.attempt.cred.account
         self.pool.report(account, Outcome.AUTH)
         why = f"Qwen refused the key of account {account} with 401."
@@ -180,6 +225,15 @@ async def _truncated(ex: Exchange, err: UpstreamError) -> bool:
     ex.notes.append(f"truncation auto: Qwen's limit is {named} tokens: the {dropped} oldest messages "
                     "dropped, sent again")
     return True
+
+
+def _again(ex: Exchange, reason: RetryReason, note: str | None = None) -> Credential:
+    """The same credential again, the reason recorded (and said on the flow)."""
+    assert ex.attempt.cred is not None
+    if note:
+        ex.notes.append(note)
+    ex.attempt.retries.append(Retry(reason, ex.account))
+    return ex.attempt.cred
 
 
 def _retried(ex: Exchange, reason: RetryReason) -> int:

@@ -1,0 +1,142 @@
+"""Each of the retry policy's ways back (upstream/retry.py, RetryPolicy.recover), alone: what error it takes,
+what it tells the pool and the exchange, and the credential it hands back — or None, leaving the error to the
+next way, and to `given_up` when none applies."""
+
+from __future__ import annotations
+
+import pytest
+
+from qwen_gateway import errors
+from qwen_gateway.accounts import KEY, OAUTH, AccountUnavailable, Credential, Outcome
+from qwen_gateway.errors import GatewayError, UpstreamError
+from qwen_gateway.exchange import ClientRequest, Exchange, RetryReason
+from qwen_gateway.pivot import Endpoint
+from qwen_gateway.upstream import retry
+from qwen_gateway.upstream.retry import RetryPolicy
+
+OAUTH_CRED = Credential("login", OAUTH, "https://portal.qwen.ai/v1", "tok")
+KEY_A = Credential("a", KEY, "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "sk-a")
+KEY_B = Credential("b", KEY, "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "sk-b")
+
+
+class Pool:
+    def __init__(self, *creds: Credential, refresh: Exception | None = None) -> None:
+        self.creds, self.refresh = list(creds), refresh
+        self.reports: list[tuple[str, Outcome]] = []
+
+    async def acquire(self, exclude=(), *, capability=None, conversation=None):
+        for c in self.creds:
+            if c.account not in exclude:
+                return c
+        raise AccountUnavailable("no account left")
+
+    async def refreshed(self, account, *, refused=None):
+        if self.refresh is not None:
+            raise self.refresh
+        return Credential(account, OAUTH, "https://portal.qwen.ai/v1", "tok2")
+
+    def report(self, account, outcome, **kw) -> None:
+        self.reports.append((account, outcome))
+
+
+def exchange(cred: Credential, model: str = "qwen3-coder-plus") -> Exchange:
+    ex = Exchange(ClientRequest("POST", "/v1/chat/completions", "x"),
+                  endpoint=Endpoint("chat.completions", to_chat=lambda b, e: b, from_chat=lambda d, e: d,
+                                    stream_translator=lambda e: None))
+    ex.attempt.cred, ex.attempt.model, ex.attempt.tried = cred, model, [cred.account]
+    ex.chat_body = {"model": model, "messages": [{"role": "user", "content": "x " * 50}] * 20}
+    return ex
+
+
+def err(kind: errors.ErrorKind, message: str = "no", status: int = 400, **kw) -> UpstreamError:
+    return UpstreamError(kind, status, message, "invalid_request_error" if status < 500 else "server_error", **kw)
+
+
+async def test_relearned_takes_a_models_lesson_once_and_sends_again_with_the_same_credential():
+    policy, ex = RetryPolicy(Pool(KEY_A)), exchange(KEY_A)
+    capped = err(errors.CLIENT, "<400> InternalError.Algo.InvalidParameter: Range of max_tokens should be [1, 8192]")
+    assert await policy.relearned(ex, capped) is KEY_A
+    assert policy.learned_caps.get("qwen3-coder-plus") == 8192 and ex.attempt.retries[-1].reason is RetryReason.CAPPED
+    assert await policy.relearned(ex, capped) is None  # learned already: not again
+    assert await policy.relearned(ex, err(errors.QUOTA)) is None
+
+
+async def test_truncated_needs_the_clients_leave_and_happens_once():
+    policy, ex = RetryPolicy(Pool(KEY_A)), exchange(KEY_A)
+    over = err(errors.CONTEXT, "Range of input length should be [1, 100]")
+    assert await policy.truncated(ex, over) is None  # the client did not allow it
+    ex.truncate_oldest = True
+    assert await policy.truncated(ex, over) is KEY_A and ex.attempt.retries[-1].reason is RetryReason.TRUNCATED
+    assert await policy.truncated(ex, over) is None
+
+
+async def test_new_chat_once_for_a_stale_chat():
+    policy, ex = RetryPolicy(Pool(KEY_A)), exchange(KEY_A)
+    stale = err(errors.STALE, "the chat moved on")
+    assert await policy.new_chat(ex, stale) is KEY_A and await policy.new_chat(ex, stale) is None
+
+
+async def test_another_for_the_plan_reports_nothing_of_the_refusing_account():
+    pool = Pool(KEY_A, KEY_B)
+    policy, ex = RetryPolicy(pool), exchange(KEY_A)
+    refused = err(errors.PLAN_REFUSED, "coding agents only", 403)
+    assert await policy.another_for_the_plan(ex, refused) is KEY_B and pool.reports == []
+    alone = RetryPolicy(Pool(KEY_A))
+    with pytest.raises(GatewayError) as e:
+        await alone.another_for_the_plan(exchange(KEY_A), refused)
+    assert e.value.status == 403 and e.value.message == "Account a: coding agents only"
+
+
+async def test_a_keys_401_goes_past_it_and_a_logins_is_refreshed_once():
+    pool = Pool(KEY_A, KEY_B)
+    policy = RetryPolicy(pool)
+    assert await policy.past_a_refused_key(exchange(OAUTH_CRED), err(errors.AUTH, status=401)) is None  # a login's
+    got = await policy.past_a_refused_key(exchange(KEY_A), err(errors.AUTH, status=401))
+    assert got is not None and ("a", Outcome.AUTH) in pool.reports
+    login = exchange(OAUTH_CRED)
+    fresh = await policy.refreshed(login, err(errors.AUTH, status=401))
+    assert fresh is not None and fresh.token == "tok2" and login.attempt.retries[-1].reason is RetryReason.REFRESHED
+    assert await policy.refreshed(login, err(errors.AUTH, status=401)) is None  # once
+
+
+async def test_a_failed_refresh_gives_up_saying_why():
+    policy = RetryPolicy(Pool(OAUTH_CRED, refresh=AccountUnavailable("the refresh token was revoked")))
+    ex = exchange(OAUTH_CRED)
+    assert await policy.refreshed(ex, err(errors.AUTH, status=401)) is None
+    assert "the refresh token was revoked" in ex.notes
+
+
+async def test_rotated_cools_the_account_and_takes_another_or_gives_the_pools_answer():
+    pool = Pool(KEY_A, KEY_B)
+    policy, ex = RetryPolicy(pool), exchange(KEY_A)
+    assert await policy.rotated(ex, err(errors.QUOTA, status=429)) is KEY_B and pool.reports == [("a", Outcome.QUOTA)]
+    with pytest.raises(GatewayError):
+        await RetryPolicy(Pool(KEY_A)).rotated(exchange(KEY_A), err(errors.QUOTA, status=429))
+
+
+async def test_waited_waits_what_qwen_asked_at_most_twice(monkeypatch):
+    slept: list[float] = []
+
+    async def sleep(s):
+        slept.append(s)
+    monkeypatch.setattr(retry.asyncio, "sleep", sleep)
+    policy, ex = RetryPolicy(Pool(KEY_A)), exchange(KEY_A)
+    throttled = err(errors.THROTTLE, status=429, retry_after=99.0)
+    for _ in range(retry.MAX_THROTTLE_RETRIES):
+        assert await policy.waited(ex, throttled) is KEY_A
+    assert await policy.waited(ex, throttled) is None and slept == [retry.MAX_THROTTLE_WAIT] * 2
+
+
+async def test_given_up_reports_the_account_and_is_the_clients_error():
+    pool = Pool(KEY_A)
+    policy = RetryPolicy(pool)
+    e = await policy.given_up(exchange(KEY_A), err(errors.CLIENT, "bad", 400))
+    assert (e.status, e.message) == (400, "bad") and pool.reports == [("a", Outcome.ERROR)]
+
+
+async def test_recover_tries_the_ways_in_order():
+    pool = Pool(KEY_A, KEY_B)
+    policy, ex = RetryPolicy(pool), exchange(KEY_A)
+    assert await policy.recover(ex, err(errors.QUOTA, status=429)) is KEY_B
+    with pytest.raises(GatewayError):
+        await policy.recover(exchange(KEY_A), err(errors.CLIENT, "bad", 400))
