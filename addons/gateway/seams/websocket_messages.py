@@ -18,6 +18,11 @@ big), the server side is closed, the flow ends as a closed WebSocket does (`webs
 still sends is read and dropped, at most DISCARD_LIMIT, so that a client that writes its whole message before it
 reads still reads the refusal; then its connection is closed. Nothing of the refused message is kept.
 
+Not public API, and why: the gateway could answer its sockets' upgrade so that mitmproxy relays them as raw
+TCP (`flow.websocket = None` in the `response` hook: its `rawtcp` layer), and bound messages in its own server;
+but the flow would end at the 101 — the turns recorded on it, its messages in mitmweb and in `-w` files, other
+addons' `websocket_message` hooks, all gone — and `rawtcp=false` would close every socket.
+
 What mitmproxy change would remove it: a limit on a WebSocket message in `WebsocketLayer` (an option like
 `body_size_limit`, answered with a close 1009 — the error event would then be an addon's business), and a frame
 buffer that grows in place (mitmproxy.proxy.utils.ReceiveBuffer).

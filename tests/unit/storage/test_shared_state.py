@@ -13,6 +13,7 @@ from mitmproxy import exceptions
 from helpers.observe_testlib import parsed_config
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 from qwen_gateway.storage.pg_tasks import close_pools
+from qwen_gateway.api.responses.items import new_id
 from qwen_gateway.api.responses.store import ResponseStore, wanted_ids
 from qwen_gateway.api.responses.store_pg import SharedResponseStore
 from qwen_gateway.auth.state import AccountState
@@ -194,6 +195,25 @@ async def test_a_stored_response_is_continued_and_read_through_the_other_gateway
     with pytest.raises(GatewayError, match="not found"):
         await b.load(["resp_unknown"], "")
         b.continuation({"previous_response_id": "resp_unknown"}, "")
+
+
+async def test_an_input_item_without_an_id_is_found_through_the_other_gateway_by_its_listed_id(backend, tmp_path):
+    """Such an item has no row of its own (api/responses/store_rows.py): its id names its response and place,
+    and the other gateway fetches that response to find it."""
+    a, b = _stores(backend, tmp_path)
+    await a.ready()
+    await b.ready()
+    rid = new_id("resp")
+    write = a.put({"id": rid, "object": "response", "output": []}, {"items": []},
+                  lambda: [{"role": "user", "content": "first"}, {"role": "user", "content": "second"}], owner="")
+    if write is not None:
+        await write
+    listed = a.inputs(rid, "")[1]["id"]
+    await b.load(wanted_ids({"input": [{"type": "item_reference", "id": listed}]}), "")
+    assert b.item(listed, "") == {"role": "user", "content": "second", "id": listed}
+    assert [i["id"] for i in b.inputs(rid, "")] == [i["id"] for i in a.inputs(rid, "")]
+    await b.load([listed], "other")
+    assert b.item(listed, "other") is None  # another key's: found nowhere
 
 
 async def test_a_deleted_response_is_gone_for_both(backend, tmp_path):

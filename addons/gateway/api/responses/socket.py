@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import functools
 from collections.abc import Callable
@@ -48,6 +47,7 @@ log = logging.getLogger("qwen")
 
 QUEUED = 8  # messages read ahead of the turn running; then the client's bytes wait (TCP's own backpressure)
 KEEP_FLOW_MESSAGES = 200  # WebSocket messages kept on the flow (mitmproxy keeps every one otherwise)
+KEEP_MESSAGE_BYTES = 256 << 10  # of a message kept on the flow once relayed (Codex's first turn: ~70 KB)
 CLOSE_WAIT_S = 2.0  # at shutdown, how long clients may take to answer the gateway's close
 
 
@@ -59,10 +59,19 @@ def is_upgrade(flow: http.HTTPFlow) -> bool:
 
 def trim_messages(flow: http.HTTPFlow) -> None:
     """mitmproxy keeps every WebSocket message on the flow for the connection's lifetime; a long Codex
-    session sends thousands of events per turn. Keep the newest."""
+    session sends thousands of events per turn. Keep the newest, and of each message already relayed (all but
+    the newest) at most KEEP_MESSAGE_BYTES: 200 messages of up to qwen_max_body_mb each were held otherwise."""
     ws = flow.websocket
-    if ws is not None and len(ws.messages) > 2 * KEEP_FLOW_MESSAGES:
-        del ws.messages[:-KEEP_FLOW_MESSAGES]
+    if ws is None:
+        return
+    messages = ws.messages
+    if len(messages) > 2 * KEEP_FLOW_MESSAGES:
+        del messages[:-KEEP_FLOW_MESSAGES]
+    if len(messages) > 1 and len(relayed := messages[-2].content) > KEEP_MESSAGE_BYTES:
+        kept = relayed[:KEEP_MESSAGE_BYTES]
+        if messages[-2].is_text:
+            kept = kept.decode("utf-8", "ignore").encode()  # whole characters
+        messages[-2].content = kept + b" ... (%d bytes; the rest is not kept on the flow)" % len(relayed)
 
 
 def _websockets_on() -> bool:
@@ -256,22 +265,7 @@ class ResponsesSockets:
     async def _worker(self, session: Session, queue: asyncio.Queue, idle: asyncio.Timeout) -> None:
         """One turn at a time, in the order the client sent them (until the connection ends: cancelled)."""
         while True:
-            await self._message(session, await queue.get())
+            await self.turns.message(session, await queue.get())
             await session.writer.drain()
             if queue.empty():
                 self._rest(idle)
-
-    async def _message(self, session: Session, text: str) -> None:
-        try:
-            message = json.loads(text)
-        except ValueError:
-            message = None
-        kind = message.get("type") if isinstance(message, dict) else None
-        if kind == "response.create":
-            await self.turns.run(session, {k: v for k, v in message.items() if k != "type"}, len(text))
-        elif kind in ("response.processed", "response.cancel"):
-            return  # acknowledgements: nothing to do (nothing runs in the background)
-        else:
-            session.send(_encode(_error_event(GatewayError(
-                400, f"Unknown WebSocket message type {kind!r}: send response.create.",
-                code="invalid_message", param="type"))))

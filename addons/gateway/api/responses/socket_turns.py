@@ -79,6 +79,20 @@ class SocketTurns:
         self.endpoint = endpoint
         self.store = store
 
+    async def message(self, session: Session, text: str) -> None:
+        """One message of the client's: a `response.create` is run as a turn; acknowledgements need nothing."""
+        try:
+            message = json.loads(text)
+        except ValueError:
+            message = None
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "response.create":
+            await self.run(session, {k: v for k, v in message.items() if k != "type"}, len(text))
+        elif kind not in ("response.processed", "response.cancel"):  # nothing runs in the background
+            session.send(_encode(_error_event(GatewayError(
+                400, f"Unknown WebSocket message type {kind!r}: send response.create.",
+                code="invalid_message", param="type"))))
+
     async def run(self, session: Session, body: dict, size: int) -> None:
         up, flow = session.upgrade, session.flow
         ex = Exchange(ClientRequest("POST", up.client.path, up.client.url, up.client.key_hint, size,

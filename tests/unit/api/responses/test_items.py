@@ -644,17 +644,12 @@ def test_item_pages_like_openai():
         item_page(items, {"limit": "0"})
 
 
-def test_websocket_error_events_and_flow_trimming():
-    from types import SimpleNamespace
-
-    from qwen_gateway.api.responses.socket import KEEP_FLOW_MESSAGES, _error_event, trim_messages
+def test_websocket_error_events():
+    from qwen_gateway.api.responses.socket import _error_event
     event = _error_event(GatewayError(429, "slow down", code="rate_limit_exceeded", headers={"retry-after": "2"}))
     assert event["type"] == "error" and event["status"] == 429 and event["error"]["code"] == "rate_limit_exceeded"
     assert event["headers"] == {"retry-after": "2"}
     validate_stream_event(event)  # also the spec's ResponseErrorEvent
-    flow = SimpleNamespace(websocket=SimpleNamespace(messages=list(range(3 * KEEP_FLOW_MESSAGES))))
-    trim_messages(flow)
-    assert flow.websocket.messages == list(range(2 * KEEP_FLOW_MESSAGES, 3 * KEEP_FLOW_MESSAGES))
 
 
 def test_an_earlier_configuration_update_does_not_override_this_request():
