@@ -11,6 +11,7 @@ from collections import deque
 from . import faults
 from .cache import PromptCache
 from .limits import Limits
+from .responses_store import ResponseStore
 
 SEED_LIFETIME = 10 * 365 * 86400  # command-line tokens never expire in practice
 
@@ -70,6 +71,9 @@ DEFAULT_SWITCHES = {
     "refresh_fail_status": 400,
     "refresh_delay_ms": 0,
     "resource_url": None,  # None: this server's http:// URL; "none": omitted
+    # Model Studio's Responses API (responses.py) and its session cache (cache.py): off, a region or model without them
+    "responses_api": True,
+    "session_cache": True,
     # housekeeping
     "request_log_limit": 1000,  # oldest entries dropped beyond this (benchmarks send many large bodies)
 }
@@ -96,8 +100,10 @@ class State:
             self.faults: list[dict] = []
             self.requests: deque[dict] = deque()
             self.cache = PromptCache()  # explicit prompt cache (cache_control), per credential
+            self.responses = ResponseStore()  # stored Responses API answers, per account (seven days)
             self.stats = {"chat_requests": 0, "embedding_requests": 0, "refresh_calls": 0, "token_calls": 0,
-                          "device_code_calls": 0, "abandoned": 0, "per_token": {}, "per_account": {}}
+                          "device_code_calls": 0, "abandoned": 0,
+                          "responses_requests": 0, "per_token": {}, "per_account": {}}
             self.limits = Limits()
             if tokens:
                 self.tokens.clear()
@@ -144,6 +150,11 @@ class State:
     def account_of(self, token: str) -> str:
         """The Alibaba Cloud account a key belongs to (`key_accounts`), as stats name it (never the key)."""
         return str(self.switches["key_accounts"].get(token) or short(token))
+
+    def owner(self, token: str) -> str:
+        """Who owns stored objects (responses, files, batches): the key's account (`key_accounts`), else the key
+        itself. Unlike `account_of`, never a shortened key: two keys sharing a prefix are two accounts."""
+        return str(self.switches["key_accounts"].get(token) or token)
 
     def count(self, token: str, tokens: int = 0, *, path: str = "") -> str | None:
         """Counts an API request against its account's limits (limits.py): the limit that refuses it, or None."""
