@@ -117,7 +117,10 @@ def _thinking(body: dict) -> dict:
         return {"enable_thinking": flag} if isinstance(flag, bool) and mode == thinking.HYBRID else {}
     if mode == thinking.EFFORT:
         return {"reasoning_effort": effort if effort in efforts or effort == "none" else efforts[-1]}
-    return {"enable_thinking": effort != "none"} if mode == thinking.HYBRID else {}
+    if mode != thinking.HYBRID:
+        return {}
+    on = effort != "none"  # said only against the model's default (a budget-bound model asks none then: R9)
+    return {} if on == bool(row.get("thinks")) else {"enable_thinking": on}
 
 
 def chat_body(body: dict, history: list[dict]) -> dict:

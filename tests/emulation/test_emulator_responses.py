@@ -259,3 +259,12 @@ def test_switched_off_faulted_and_logged(emu):
     emu.switches(responses_api=False)  # a region or workspace that does not serve it
     for path in (NEW, LEGACY):
         assert post(emu, {"input": "x"}, path=path).status_code == 404
+
+
+def test_an_effort_is_the_models_own_knob_never_a_chat_refusal(emu):
+    # qwen3.5-27b refuses `enable_thinking: true` without a budget on chat (R9); an effort on Responses is no such ask
+    for model in ("qwen3.5-27b", "qwen3.8-max"):  # a hybrid model bound to budgets; an effort-native one
+        for effort, kinds in (("high", ["reasoning", "message"]), ("max", ["reasoning", "message"]),
+                              ("none", ["message"])):
+            body = ok(emu, {"model": model, "input": "hi", "reasoning": {"effort": effort}})
+            assert [i["type"] for i in body["output"]] == kinds, (model, effort)
