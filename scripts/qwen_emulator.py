@@ -15,7 +15,9 @@ See docs/emulator.md, whose recipes the docs test runs.
 Answers are deterministic: "Echo: <your last message>", a tool call when the prompt names an offered
 tool (with its required arguments filled), "Tool said: <result>" after a tool message, reasoning_content
 first. Test hooks live under
-/_emulator/ (switches, fault, requests, stats, tokens, approve/deny/expire, reset): see docs/emulator.md.
+/_emulator/ (switches, fault, requests, stats, tokens, cache, batches, approve/deny/expire, reset): see
+docs/emulator.md. Besides chat: Model Studio's own Responses API (with its session cache) and its Files and
+Batch APIs, on pay-as-you-go's /compatible-mode/v1.
 """
 
 from __future__ import annotations

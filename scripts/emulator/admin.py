@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from . import faults, tools, web_admin, web_state
+from . import batches, faults, tools, web_admin, web_state
 
 SETTLE = {"approve": "approved", "deny": "denied", "expire": "expired"}
 
@@ -81,6 +81,8 @@ def handle(h, name: str, body: dict, from_browser: bool) -> None:
                 return h.send_json(400, {"error": "advance must be a number of seconds ≥ 0"})
             st.cache.advance(seconds)
             return h.send_json(200, st.cache.counts())
+        if name == "batches" and method in ("GET", "POST"):  # batches moved on demand, never on the wall clock
+            return batches.admin(h, body)
         if name == "stats" and method == "GET":
             return h.send_json(200, st.stats)
         if name == "fault" and method == "POST":

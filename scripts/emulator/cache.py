@@ -13,6 +13,13 @@ Implicit cache: a request without markers reads the longest prefix (at least 256
 request stored, and stores its own prefixes. The service keeps those "not guaranteed"; the emulator keeps them
 five minutes from their last use, so a test can count on them. The two modes never mix in one request.
 
+Session cache (the same page, "Session cache"): Responses API requests with the header
+`x-dashscope-session-cache: enable` on the models that offer it. The service keeps the conversation's context, its
+answer included; a later turn that continues it (`previous_response_id`, which the page says it "must be used
+with") reads it: at least 1,024 tokens, five minutes reset on each hit, what follows billed as created, as for the
+explicit cache. While it is on, neither other mode applies. The emulator reads it only for a turn that continues
+a response (a client resending the whole history reads nothing: the assumption that keeps a gateway honest).
+
 A prefix is the request's text up to the end of a content block: its role, text, tool calls and tool call
 ids, the model and the tools (without their markers) before it, so a system prompt sent as a string or as
 text parts is the same prefix. The clock is the emulator's own: tests move it (`/_emulator/cache`).
@@ -30,6 +37,7 @@ from dataclasses import dataclass
 LIMIT = 8192  # stored prefixes per mode; the least recently used go first
 TTL_S = 300.0
 EXPLICIT_MIN, IMPLICIT_MIN = 1024, 256  # tokens a stored prefix holds at least
+SESSION_MIN = 1024
 MARKERS = 4  # markers that take effect (the last ones)
 LOOKBACK = 20  # content blocks a marker looks back for a stored prefix
 
@@ -95,6 +103,7 @@ class PromptCache:
         self.lock = threading.Lock()
         self.explicit: OrderedDict[bytes, tuple[int, float]] = OrderedDict()  # prefix -> (tokens, expires)
         self.implicit: OrderedDict[bytes, tuple[int, float]] = OrderedDict()
+        self.session: OrderedDict[bytes, tuple[int, float]] = OrderedDict()
         self.offset = 0.0  # moved forward by tests
 
     def now(self) -> float:
@@ -108,7 +117,8 @@ class PromptCache:
         now = self.now()
         with self.lock:
             return {mode: sum(1 for _, until in store.values() if until > now)
-                    for mode, store in (("explicit", self.explicit), ("implicit", self.implicit))}
+                    for mode, store in (("explicit", self.explicit), ("implicit", self.implicit),
+                                        ("session", self.session))}
 
     def serve(self, owner: str, body: dict) -> Served:
         """What this request reads from and stores in `owner`'s cache."""
@@ -137,6 +147,25 @@ class PromptCache:
                     self._keep(store, b.key, b.tokens, now)
                     end = max(end, b.tokens)
             return Served(cached, end - cached, True)
+
+    def read_session(self, owner: str, body: dict, continued: bool) -> Served:
+        """What a session-cached turn reads (only when it `continued` a stored response) and creates."""
+        blocks = _blocks(owner, body)
+        prompt = blocks[-1].tokens if blocks else 0
+        now = self.now()
+        with self.lock:
+            hit = next((b for b in reversed(blocks) if self._valid(self.session, b.key, now)), None) if continued else None
+            cached = hit.tokens if hit else 0
+            if hit:
+                self._keep(self.session, hit.key, cached, now)
+        return Served(cached, prompt - cached if prompt >= SESSION_MIN else 0, True)
+
+    def keep_session(self, owner: str, body: dict) -> None:
+        """Stores a session-cached turn's context with its answer (`body`'s messages end with it)."""
+        blocks = _blocks(owner, body)
+        if blocks and blocks[-1].tokens >= SESSION_MIN:
+            with self.lock:
+                self._keep(self.session, blocks[-1].key, blocks[-1].tokens, self.now())
 
     def _implicit(self, blocks: list[_Block], now: float) -> int:
         store = self.implicit

@@ -31,6 +31,26 @@ def load(path: Path = PATH) -> dict[str, dict]:
 
 
 MODELS = load()
+ENDPOINTS_PATH = Path(__file__).with_name("endpoints.toml")
+
+
+def endpoint_facts(path: Path = ENDPOINTS_PATH) -> dict[str, dict]:
+    """Which endpoints serve each model (`responses`, `session_cache`, `batch`): endpoints.toml, until the catalogue
+    holds these facts (a fact the catalogue's row gives wins). A snapshot takes its family's, as for other facts."""
+    extra = tomllib.loads(path.read_text(encoding="utf-8"))["models"]
+    out: dict[str, dict] = {}
+    for model_id, row in MODELS.items():
+        own = {**extra.get(row.get("family", ""), {}), **extra.get(model_id, {})}
+        out[model_id] = {k: row.get(k, v) for k, v in own.items()}
+    return out
+
+
+ENDPOINTS = endpoint_facts()
+
+
+def serves(model: object, endpoint: str) -> bool:
+    """Whether Model Studio serves `model` on this endpoint (`responses`, `session_cache`, `batch`)."""
+    return isinstance(model, str) and bool(ENDPOINTS.get(model, {}).get(endpoint))
 
 
 def row(model: object) -> dict | None:

@@ -10,7 +10,7 @@ from http.server import ThreadingHTTPServer
 from socketserver import TCPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from . import admin, anthropic, catalogue, chat, faults, oauth, plans, web
+from . import admin, anthropic, batches, catalogue, chat, faults, oauth, plans, responses, web
 from .cache import text_of, tokens
 from .faults import dumps
 from .state import State
@@ -43,6 +43,12 @@ class Handler(Wire):
             body = parsed if isinstance(parsed, dict) else {}
             browser = "x-www-form-urlencoded" in self.headers.get("Content-Type", "")
             return admin.handle(self, path[len("/_emulator/"):], {**body, **query}, browser)
+        if responses.owns(path):  # Model Studio's own Responses API (before web.py, which owns the rest of /api/v2/)
+            self.record(raw, parsed)
+            return responses.route(self, path, parsed)
+        if batches.owns(path):  # pay-as-you-go's Files and Batch APIs
+            self.record(raw, parsed)
+            return batches.serve(self, path, query, raw, parsed)
         if web.owns(path):  # the Qwen Chat web API (chat.qwen.ai, auth.qwen.ai): web.py
             return web.route(self, path, query, raw, parsed)
         on_anthropic = path.startswith(anthropic.PREFIX + "/")

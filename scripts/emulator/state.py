@@ -11,6 +11,9 @@ from collections import deque
 from . import faults
 from .cache import PromptCache
 from .limits import Limits
+from .batches import BatchStore
+from .files import FileStore
+from .responses_store import ResponseStore
 
 SEED_LIFETIME = 10 * 365 * 86400  # command-line tokens never expire in practice
 
@@ -70,6 +73,20 @@ DEFAULT_SWITCHES = {
     "refresh_fail_status": 400,
     "refresh_delay_ms": 0,
     "resource_url": None,  # None: this server's http:// URL; "none": omitted
+    # Model Studio's Responses API (responses.py) and its session cache (cache.py): off, a region or model without them
+    "responses_api": True,
+    "session_cache": True,
+    # Model Studio's Files and Batch APIs (files.py, batches.py): their documented limits, scaled down by tests
+    "batch_api": True,
+    "files_max_count": 10_000,
+    "files_max_total_bytes": 100 << 30,
+    "batch_file_max_bytes": 500 << 20,
+    "batch_max_lines": 50_000,
+    "batch_line_max_bytes": 6 << 20,
+    "batch_context_limit": 256 * 1024,  # tokens a batched request's prompt may hold (the emulator's count)
+    "batch_lines_per_step": 0,  # requests run in one step of a batch (0: all)
+    "batch_steps_per_poll": 0,  # steps a batch moves at each GET of it (0: only /_emulator/batches moves it)
+    "batch_failed_in_output": False,  # failed requests in the results file, request_counts.failed 0 (observed)
     # housekeeping
     "request_log_limit": 1000,  # oldest entries dropped beyond this (benchmarks send many large bodies)
 }
@@ -96,8 +113,13 @@ class State:
             self.faults: list[dict] = []
             self.requests: deque[dict] = deque()
             self.cache = PromptCache()  # explicit prompt cache (cache_control), per credential
+            self.responses = ResponseStore()  # stored Responses API answers, per account (seven days)
+            self.files = FileStore()  # the Files API's files, per account
+            self.batches = BatchStore()  # the Batch API's batches, per account
             self.stats = {"chat_requests": 0, "embedding_requests": 0, "refresh_calls": 0, "token_calls": 0,
-                          "device_code_calls": 0, "abandoned": 0, "per_token": {}, "per_account": {}}
+                          "device_code_calls": 0, "abandoned": 0,
+                          "responses_requests": 0, "batch_api_requests": 0,
+                          "batch_lines": {"completed": 0, "failed": 0}, "per_token": {}, "per_account": {}}
             self.limits = Limits()
             if tokens:
                 self.tokens.clear()
@@ -144,6 +166,11 @@ class State:
     def account_of(self, token: str) -> str:
         """The Alibaba Cloud account a key belongs to (`key_accounts`), as stats name it (never the key)."""
         return str(self.switches["key_accounts"].get(token) or short(token))
+
+    def owner(self, token: str) -> str:
+        """Who owns stored objects (responses, files, batches): the key's account (`key_accounts`), else the key
+        itself. Unlike `account_of`, never a shortened key: two keys sharing a prefix are two accounts."""
+        return str(self.switches["key_accounts"].get(token) or token)
 
     def count(self, token: str, tokens: int = 0, *, path: str = "") -> str | None:
         """Counts an API request against its account's limits (limits.py): the limit that refuses it, or None."""

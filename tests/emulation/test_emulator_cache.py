@@ -74,7 +74,7 @@ def test_five_minutes_reset_on_each_hit(emu):
     assert details(chat(emu, msgs))["cached_tokens"] == created  # a hit at 4 minutes: 5 more from now
     advance(emu, 240)
     assert details(chat(emu, msgs))["cached_tokens"] == created  # 8 minutes after it was made
-    assert advance(emu, 301) == {"explicit": 0, "implicit": 0}
+    assert advance(emu, 301) == {"explicit": 0, "implicit": 0, "session": 0}
     d = details(chat(emu, msgs))
     assert d["cached_tokens"] == 0 and d["cache_creation_input_tokens"] == created  # expired: made again
 
