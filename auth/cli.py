@@ -31,7 +31,7 @@ from ..accounts import OAUTH, WEB
 from . import oauth, qr
 from .cli_common import (EXIT_DENIED, EXIT_EXPIRED, EXIT_INTERRUPTED, EXIT_LOCAL, EXIT_NO_ACCOUNT, EXIT_OK,
     EXIT_SERVER, CliError)
-from ..auth_settings import QWEN_OAUTH_BASE_URL, AuthSettings
+from ..settings.auth import QWEN_OAUTH_BASE_URL, AuthSettings
 from .cli_keys import cmd_add_key
 from .cli_status import cmd_list, cmd_status, when
 from .names import DEFAULT, check_name

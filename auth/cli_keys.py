@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..accounts import KEY
-from ..auth_settings import AuthSettings
+from ..settings.auth import AuthSettings
 from .cli_common import ENV_NAME_RE, EXIT_OK, CliError
 from .names import check_name
 from .plans import (PLAN_LABELS, PRESETS, WORKSPACE_DEFAULT_MODEL, describe_base, key_warning, plan_of_url,

@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import Sequence
 
-from ..auth_settings import AuthSettings
+from ..settings.auth import AuthSettings
 from .cli_common import EXIT_OK
 from .pool import AccountPool
 from .web_cli import disabled_note, status_line

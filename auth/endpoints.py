@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..auth_settings import DEFAULT_DASHSCOPE_BASE_URL
+from ..settings.auth import DEFAULT_DASHSCOPE_BASE_URL
 
 
 def api_base_from_resource_url(resource_url: str | None, default: str = DEFAULT_DASHSCOPE_BASE_URL) -> str:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
-from ..auth_settings import AuthSettings
+from ..settings.auth import AuthSettings
 from .oauth_replies import redact
 
 if TYPE_CHECKING:  # httpx (1.6 MB) is imported at the first OAuth call: a gateway of key accounts never needs it

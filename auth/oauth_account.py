@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from ..accounts import OAUTH, AccountUnavailable, Credential
-from ..auth_settings import AuthSettings
+from ..settings.auth import AuthSettings
 from . import oauth, stranded
 from .credfile import REFRESH_ORDER, CredentialFileError, is_fresh, read_creds, write_creds
 from .endpoints import api_base_from_resource_url

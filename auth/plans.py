@@ -118,7 +118,7 @@ def plan_terms(plan: str | None) -> str | None:
 
 
 def billing_of(url: str) -> str:
-    """How requests through a base URL are paid, as the price table (prices.py) names it: `payg:intl`,
+    """How requests through a base URL are paid, as the price table (pricing/prices.py) names it: `payg:intl`,
     `payg:cn`, `payg:us` (pay-as-you-go, by the region whose price list applies), `coding`, `token` (a plan's
     own unit), or "" (unknown: OAuth logins, web sessions, any other host). Workspace domains are priced by
     their region: `cn-*` as China (Beijing), `us-*` as US (Virginia), others as international (Singapore)."""

@@ -22,7 +22,7 @@ import time
 from collections.abc import Collection
 
 from ..accounts import AccountUnavailable, Capability, Conversation, Credential, NotCapable, Outcome, Pool, Window
-from ..auth_settings import AuthSettings
+from ..settings.auth import AuthSettings
 from .account import Account
 from .affinity import Affinity
 from .affinity_pg import SharedAffinity

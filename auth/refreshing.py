@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from ..accounts import AccountUnavailable
-from ..auth_settings import AuthSettings
+from ..settings.auth import AuthSettings
 from ..storage.health import StateUnavailable
 from . import stranded
 from .account import Account

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from ..accounts import KEY, OAUTH, WEB
-from ..auth_settings import AuthSettings
+from ..settings.auth import AuthSettings
 from . import oauth
 from .account import Account
 from .credfile import LOGIN_ORDER, atomic_write, write_creds

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..accounts import OAUTH
-from ..auth_settings import AuthSettings
+from ..settings.auth import AuthSettings
 from ..errors import GatewayError
 from . import oauth
 from .names import DEFAULT, check_name, iso

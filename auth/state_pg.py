@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 
-from ..auth_settings import AuthSettings
+from ..settings.auth import AuthSettings
 from ..days import utc_day
 from ..storage.health import StateUnavailable
 from ..storage.pg import CHANNEL, Database, advisory_key

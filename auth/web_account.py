@@ -20,7 +20,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from ..accounts import WEB, AccountUnavailable, Credential
-from ..auth_settings import AuthSettings
+from ..settings.auth import AuthSettings
 from . import oauth, web_cookies as wc
 from . import web_session as ws
 from .names import iso

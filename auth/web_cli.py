@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..accounts import WEB
-from ..auth_settings import QWEN_WEB_AUTH_BASE_URL, QWEN_WEB_BASE_URL, AuthSettings
+from ..settings.auth import QWEN_WEB_AUTH_BASE_URL, QWEN_WEB_BASE_URL, AuthSettings
 from . import web_cookies as wc
 from . import web_session as ws
 from .cli_common import EXIT_OK, CliError

@@ -66,7 +66,7 @@ def _conversation(url: str, n: int, turns: int) -> list[dict]:
 
 def _run(procs: Procs, name: str, url: str, emulator: str, keys: list[str], conversations: int, turns: int) -> dict:
     """One round through one target: what its conversations' turns did (counts, summable over rounds)."""
-    from qwen_gateway import prices
+    from qwen_gateway.pricing import prices
 
     httpx.post(emulator + "/_emulator/reset", json={}, trust_env=False).raise_for_status()  # cache and counts
     httpx.post(emulator + "/_emulator/switches", trust_env=False,  # the emulator's stats name the accounts

@@ -39,9 +39,9 @@ def micro(n: int = 200_000) -> dict:
     the other processes' sockets): the check at the door, the limits before upstream, the spend after."""
     import time
 
-    from qwen_gateway.config import Config
-    from qwen_gateway.door.keyring import Keyring, KeyRecord, digest, new_key
-    from qwen_gateway.door.team import Team
+    from qwen_gateway.settings.config import Config
+    from qwen_gateway.client_keys.ring import Keyring, KeyRecord, digest, new_key
+    from qwen_gateway.client_keys.team import Team
     from qwen_gateway.exchange import ClientRequest, Exchange
 
     keys = [new_key() for _ in range(1000)]

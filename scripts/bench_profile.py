@@ -40,7 +40,7 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("gateway: mitmweb summary", ("gateway/mitmweb/",)),
     ("gateway: Exchange record (exchange.py)", ("gateway/exchange.py",)),
     ("gateway: account pool (auth/)", ("gateway/auth/", "/auth/pool.py", "/auth/state.py")),
-    ("gateway: named keys (door/team, limits, spend)", ("gateway/door/team", "gateway/door/limits.py",
+    ("gateway: named keys (ingress/team, limits, spend)", ("gateway/door/team", "gateway/door/limits.py",
                                                        "gateway/door/spend.py", "gateway/door/keyring.py")),
     ("gateway: PostgreSQL (psycopg)", ("psycopg/", "gateway/storage/pg.py")),
     ("gateway: client body check (api/request_schema.py)", ("gateway/api/request_schema.py",)),

@@ -1,4 +1,4 @@
-"""docs/compatibility.md's model tables, generated from the model catalogue (addons/gateway/model_catalogue.toml),
+"""docs/compatibility.md's model tables, generated from the model catalogue (addons/gateway/models/catalogue.toml),
 so that the doc cannot drift from what the gateway does.
 
     .venv/bin/python scripts/model_docs.py          # says whether the doc is current (exit 1 if not)
@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-from qwen_gateway.model_catalogue import CHAT, READ, ROWS, SOURCES, Model, Thinking
+from qwen_gateway.models.catalogue import CHAT, READ, ROWS, SOURCES, Model, Thinking
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "compatibility.md"
 SWITCH = {Thinking.HYBRID: "`enable_thinking`", Thinking.ONLY: "thinking-only", Thinking.EFFORT: "`reasoning_effort`",

@@ -5,9 +5,9 @@ request is run by the turn (turn/runner.py), whatever its transport. Per claimed
 exception in any step ends in an error in the client's format answered locally, so a claimed flow never
 reaches its original host):
 
-    requestheaders  claim the flow (door/routing), open its Exchange, check the client key, Host, Origin
-                    and declared size (door/access), drop the client's key from the flow
-    request         local answers (local, the wings' own: wings.py); the body read once (door/body); the
+    requestheaders  claim the flow (ingress/routing), open its Exchange, check the client key, Host, Origin
+                    and declared size (ingress/access), drop the client's key from the flow
+    request         local answers (local, the wings' own: components.py); the body read once (ingress/body); the
                     turn: received, translated, checked; then its whole answer, or the flow at the relay
     responseheaders a relayed stream passes through mitmproxy as the turn writes it
     response/error  the exchange is settled: the answer completed, the pool told, the observers called
@@ -21,9 +21,9 @@ from collections.abc import Awaitable
 from mitmproxy import ctx, http, tls
 from mitmproxy.proxy import server_hooks
 
-from . import config
+from .settings import config
 from .api.responses.socket import trim_messages
-from .door import access, admission, body, claim, passthrough, routing, startup
+from .ingress import access, admission, body, claim, passthrough, routing, startup
 from .errors import GatewayError, failure, gateway_error
 from .exchange import Exchange
 from .observe import terminal
@@ -63,7 +63,7 @@ class QwenGateway(Wiring):
     def running(self) -> None:
         self._running = True
         self.start()
-        master = ctx.master  # SIGTERM drains (drain.py): mitmproxy's handler, which stops at once, replaced
+        master = ctx.master  # SIGTERM drains (turn/drain.py): mitmproxy's handler, which stops at once, replaced
         if shutdown_signals.install(master, lambda: self.drain.signalled(self.config.drain_s)):
             self.drain.shutdown = master.shutdown
 
@@ -94,7 +94,7 @@ class QwenGateway(Wiring):
             data.server.error = f"qwen gateway refuses to connect to {target}: its requests go to Qwen"
 
     def tls_failed_client(self, data: tls.TlsData) -> None:
-        """A client that does not trust the certificate: say what to use or set (door/untrusted.py)."""
+        """A client that does not trust the certificate: say what to use or set (ingress/untrusted.py)."""
         self.told.tls_failed(data.context.client, self.own_certs, ctx.options.confdir)
 
     def http_connect(self, flow: http.HTTPFlow) -> None:

@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING, Any
 
 from . import ids
 from .jsonio import valid_text
-from .pivot import TRANSLATED, Endpoint, Leg
+from .interfaces import TRANSLATED, Endpoint, Leg
 
 if TYPE_CHECKING:
     import asyncio
 
     from .accounts import Conversation, Credential
-    from .pivot import Upstream
-    from .streaming import StreamRewriter
+    from .interfaces import Upstream
+    from .turn.stream_rewriter import StreamRewriter
 
 REDACTED = "<redacted>"
 
@@ -76,7 +76,7 @@ class ErrorInfo:
 @dataclass(slots=True)  # not frozen: its __init__ would set each field through object.__setattr__ (5x the cost)
 class ClientRequest:
     """The client's request as it arrived, read once (and never changed: `sized` makes a new one). Written by
-    the door (door/claim.py)."""
+    the door (ingress/claim.py)."""
 
     method: str
     path: str  # without the query
@@ -85,7 +85,7 @@ class ClientRequest:
     size: int = 0  # body bytes (decoded)
     api_headers: tuple[tuple[str, str], ...] = ()  # anthropic-version, anthropic-beta: what a pass-through forwards
     user_agent: str = ""  # its User-Agent header, as sent ("": none): a key account's upstream identity
-    called: tuple[str, str, int] | None = None  # scheme, host, port the client addressed (door/claim.as_called)
+    called: tuple[str, str, int] | None = None  # scheme, host, port the client addressed (ingress/claim.as_called)
 
     def sized(self, size: int) -> ClientRequest:
         """The same request with its body's size (dataclasses.replace, without its walk over the fields)."""
@@ -120,7 +120,7 @@ class Attempt:
 @dataclass(slots=True)
 class Result:
     """What the client got, and what it cost. Written by the turn and its settlement (turn/), the door's
-    refusals (`Exchange.fail`) and the prices (turn/settle.py)."""
+    refusals (`Exchange.fail`) and the prices (turn/settlement.py)."""
 
     status: int | None = None
     usage: dict | None = None
@@ -151,7 +151,7 @@ class TurnState:
 
 @dataclass(slots=True)
 class KeyUse:
-    """The named client key the request came with (qwen-keys). Written by the door (door/team.py)."""
+    """The named client key the request came with (qwen-keys). Written by the door (client_keys/team.py)."""
 
     name: str = ""  # its name (never the key itself)
     record: Any = field(default=None, repr=False)  # its record, while the request may be limited
@@ -163,7 +163,7 @@ class KeyUse:
 @dataclass(slots=True)
 class PromptCount:
     """The gateway's own count of the prompt. Written by the token estimator (observe/estimator.py) and the
-    context guard (turn/guard.py)."""
+    context guard (turn/context_guard.py)."""
 
     tokens: int | None = None
     method: str | None = None  # tokens.py's method: tiktoken:…, estimate, sampled:…, skipped
@@ -180,7 +180,7 @@ class Exchange:
     client: ClientRequest
     route: str = "unknown"
     endpoint: Endpoint[Exchange] | None = None  # the client dialect's endpoint (forwarded routes)
-    dialect: str = "openai"  # whose format the client reads answers and errors in (door/routing.dialect)
+    dialect: str = "openai"  # whose format the client reads answers and errors in (ingress/routing.dialect)
     body: dict | None = None  # the client's JSON body, parsed once
     requested_model: str = ""
     stream: bool = False

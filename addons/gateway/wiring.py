@@ -2,16 +2,16 @@
 
     the account pool       (auth/pool.py) from the options' account settings, made again when they change
     the stored Responses   (api/responses/store*.py) opened at first use, shared on qwen_state_url
-    the engine             (upstream/engine.py) with its retry policy and the pairing of wings.py
-    the observers          (wings.default_observers, and the team: named keys' spend)
+    the engine             (upstream/engine.py) with its retry policy and the pairing of components.py
+    the observers          (components.default_observers, and the team: named keys' spend)
     the checks             before upstream, in order: the drain (no new turn once SIGTERM came), the context
-                           guard (turn/guard.py), a named key's budgets and rate limits (door/team.py)
+                           guard (turn/context_guard.py), a named key's budgets and rate limits (client_keys/team.py)
     the turn               (turn/runner.py) with the engine, the checks, the observers and the settlement
     its transports         the relay (HTTP streams), the Responses WebSocket, background runs
     the door               the fence, hostile clients, local answers, the dialects' error formats
-    the drain              (drain.py) SIGTERM: new turns refused, the running ones awaited (qwen_drain_s)
+    the drain              (turn/drain.py) SIGTERM: new turns refused, the running ones awaited (qwen_drain_s)
 
-The addon (addon.py) is only mitmproxy's hooks over these parts; the wings are named in wings.py.
+The addon (addon.py) is only mitmproxy's hooks over these parts; the wings are named in components.py.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import logging
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.utils import asyncio_utils
 
-from . import config, mitmdefaults, wings
+from .settings import config, mitmproxy_defaults
+from . import components
 from .api.responses.background import BackgroundRuns
 from .api.responses.socket import ResponsesSockets
 from .api.responses.store import ResponseStore
@@ -31,22 +32,22 @@ from .storage import pg
 from .accounts import Pool
 from .storage.pg import Database, shown
 from .auth.pool import AccountPool
-from .config import Config
-from .dispatch import Observers, call_safely
-from .door import listeners, options, passthrough, startup
-from .door.fence import Fence
-from .door.hostile import HostileClients
-from .door.team import Team
-from .door.untrusted import Told
-from .drain import Drain
+from .settings.config import Config
+from .observe.dispatch import Observers, call_safely
+from .ingress import listeners, exposure as options, passthrough, startup
+from .ingress.fence import Fence
+from .ingress.hostile import HostileClients
+from .client_keys.team import Team
+from .ingress.untrusted import Told
+from .turn.drain import Drain
 from .exchange import Exchange
-from .local import Formats, LocalAnswers, health
+from .local_answers import Formats, LocalAnswers, health
 from .observe import requestlog, terminal
 from .seams import collector
-from .turn.guard import context_check
-from .observer import Observer
+from .turn.context_guard import context_check
+from .observe.observer import Observer
 from .turn.runner import STREAM_CAPTURE, Turns
-from .turn.settle import Settlement
+from .turn.settlement import Settlement
 from .upstream.engine import UpstreamEngine
 from .turn.relay import LoopbackRelay
 from .upstream.learned_caps import LearnedCaps
@@ -66,14 +67,14 @@ class Wiring:
         self.team = Team()  # named client keys (qwen-keys): checked at the door, spend counted when finished
         self.told = Told()  # a client's mistake (a certificate, a CONNECT), said once an hour however often made
         self.team.deleted.append(lambda name: self._responses().forget_owner(name))  # gone for good
-        self.observers = Observers([*(wings.default_observers() if observers is None else observers), self.team])
+        self.observers = Observers([*(components.default_observers() if observers is None else observers), self.team])
         self._store: ResponseStore | None = None
-        self.endpoints = wings.endpoints(self._responses, lambda: self.background, lambda: self.sockets)
+        self.endpoints = components.endpoints(self._responses, lambda: self.background, lambda: self.sockets)
         self.policy = RetryPolicy(pool)
-        self.engine = UpstreamEngine(self.policy, self.config, wings.pairing(self.config),
+        self.engine = UpstreamEngine(self.policy, self.config, components.pairing(self.config),
                                      on_upstream_request=self._upstream_request, client=upstream)
         self._flows: dict[str, http.HTTPFlow] = {}  # exchange id -> flow, while its exchange runs
-        self.formats = Formats(wings.client_formats())
+        self.formats = Formats(components.client_formats())
         self.settle = Settlement(pool=lambda: self.pool, observers=self.observers, flows=self._flows,
                                  formats=self.formats, prices=lambda: self.config.prices)
         self.drain = Drain(in_progress=lambda: len(self._flows))  # every exchange running, whatever its transport
@@ -85,7 +86,7 @@ class Wiring:
         self.sockets = ResponsesSockets(self.relay, self.turns, responses, self._responses)  # Codex's WebSocket
         self.background = BackgroundRuns(self.turns, self._responses)  # background: true, while they run
         self.local = LocalAnswers(pool=lambda: self.pool,
-                                  routes=wings.local_routes(self._responses, self._reload_accounts,
+                                  routes=components.local_routes(self._responses, self._reload_accounts,
                                                                lambda: self.background, lambda: self.pool),
                                   metrics=lambda: self.observers.scrape(self.pool),
                                   keys=self.team.status)
@@ -98,13 +99,13 @@ class Wiring:
     # ---- what the options change ------------------------------------------------------------------
 
     def reconfigure(self, opts, updated: set[str]) -> None:
-        mitmdefaults.apply(opts, updated)  # flow_detail 0, web_columns + comment: unless the user set them
+        mitmproxy_defaults.apply(opts, updated)  # flow_detail 0, web_columns + comment: unless the user set them
         if any(k.startswith("qwen_") for k in updated) or config.NETWORK_OPTIONS & updated:
             old, new = self.config, config.parse(opts)
             if (moved := self.team.source.refusal(new)) is not None:  # the keys' place changed: the door holds
                 raise exceptions.OptionsError(moved)
             self.config = new
-            pairing = wings.pairing(new)
+            pairing = components.pairing(new)
             if new.auth != old.auth or self._store is None:
                 self._store = None
                 if self._fixed_pool is None:
@@ -162,7 +163,7 @@ class Wiring:
         terminal.stopped(closed)
 
     async def _cut(self) -> None:
-        """Every turn still running ends now, with the client's error (turn/cut.py); its end reaches the
+        """Every turn still running ends now, with the client's error (turn/stopping.py); its end reaches the
         client and the record (at most CUT_WAIT_S)."""
         if not self.turns.cuts.cut():
             return

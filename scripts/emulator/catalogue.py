@@ -1,4 +1,4 @@
-"""The models the emulator plays: the gateway's model catalogue (addons/gateway/model_catalogue.toml, its fields
+"""The models the emulator plays: the gateway's model catalogue (addons/gateway/models/catalogue.toml, its fields
 documented at its top), read here with tomllib so that the emulator imports nothing of the gateway yet plays the
 same rows. The emulator holds no model table of its own (tests/unit/upstream/dashscope/test_thinking.py checks
 this loader against the gateway's).
@@ -12,8 +12,8 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-PATH = Path(__file__).resolve().parents[2] / "addons" / "gateway" / "model_catalogue.toml"
-# What a row does not take from its family (model_catalogue.py's `_row`): its name, sources and dates.
+PATH = Path(__file__).resolve().parents[2] / "addons" / "gateway" / "models" / "catalogue.toml"
+# What a row does not take from its family (models/catalogue.py's `_row`): its name, sources and dates.
 NOT_INHERITED = ("family", "sources", "released", "retires")
 
 

@@ -24,7 +24,7 @@ DEFAULT_SWITCHES = {
     "finish_reason": None,  # override the answer's finish_reason (e.g. "content_filter", "length")
     "denied_models": [],  # models this account has not enabled: 403 AccessDenied.Unpurchased (R7)
     "stream_only_models": [],  # more models that answer streams only (besides rules.STREAM_ONLY)
-    # the models (catalogue.py reads the gateway's model_catalogue.toml; these add to it)
+    # the models (catalogue.py reads the gateway's models/catalogue.toml; these add to it)
     "listed_models": None,  # GET /models lists these (what a workspace enabled), else every model it serves
     "extra_models": [],  # model ids the catalogue does not name, answered as plain hybrid models without a cap
     "model_caps": {},  # model -> its output cap (R4), over the catalogue's `output` or where it has none

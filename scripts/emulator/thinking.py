@@ -1,6 +1,6 @@
 """Qwen's thinking per model, as DashScope applies it: whether a request runs in thinking mode, and the 400s
 for the knobs a model refuses. Model Studio's "Deep thinking" page (read 2026-11-24) and the threads quoted
-below; each model's knobs are the gateway's catalogue's (catalogue.py reads addons/gateway/model_catalogue.toml:
+below; each model's knobs are the gateway's catalogue's (catalogue.py reads addons/gateway/models/catalogue.toml:
 `thinking`, `thinks`, `budget`, `budget_required`, `efforts`), as docs/compatibility.md lists them.
 
 Per model: (mode, thinks by default, largest `thinking_budget`, budget required with `enable_thinking: true`,

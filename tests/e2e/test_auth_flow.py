@@ -29,7 +29,7 @@ from qwen_gateway.auth.pool import AccountPool, PoolExhausted
 from qwen_gateway.auth.registry import Registry
 from qwen_gateway.auth.remote import RemoteLogin, RemoteLoginError
 from qwen_gateway.auth.state import AccountState
-from qwen_gateway.auth_settings import AuthSettings
+from qwen_gateway.settings.auth import AuthSettings
 from helpers.auth_env import CLEAN_ENV, NODE_FETCH, Server, run_cli, seed, settings_for
 
 pytestmark = pytest.mark.e2e
@@ -134,7 +134,7 @@ PROC_SCRIPT = textwrap.dedent("""
     import asyncio, json, sys, time
     from pathlib import Path
     from qwen_gateway.auth.pool import AccountPool
-    from qwen_gateway.auth_settings import AuthSettings
+    from qwen_gateway.settings.auth import AuthSettings
     qwen_dir, state_dir, url, start_at = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
     s = AuthSettings.from_env(qwen_dir=Path(qwen_dir), state_dir=Path(state_dir), oauth_base_url=url)
     pool = AccountPool.from_settings(s)
@@ -254,7 +254,7 @@ KILL_SCRIPT = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
     from qwen_gateway.auth.pool import AccountPool
-    from qwen_gateway.auth_settings import AuthSettings
+    from qwen_gateway.settings.auth import AuthSettings
     s = AuthSettings.from_env(qwen_dir=Path(sys.argv[1]), state_dir=Path(sys.argv[2]), oauth_base_url=sys.argv[3])
     pool = AccountPool.from_settings(s)
     print("refreshing", flush=True)
@@ -305,7 +305,7 @@ TRAP_SCRIPT = textwrap.dedent("""
     from pathlib import Path
     from qwen_gateway.auth import filelock, oauth, state
     from qwen_gateway.auth.pool import AccountPool
-    from qwen_gateway.auth_settings import AuthSettings
+    from qwen_gateway.settings.auth import AuthSettings
 
     s = AuthSettings.from_env(qwen_dir=Path(sys.argv[1]), state_dir=Path(sys.argv[2]), oauth_base_url=sys.argv[3])
     replied = False

@@ -13,7 +13,7 @@ import pytest
 from qwen_gateway.accounts import WEB
 from qwen_gateway.auth import web_session as ws
 from qwen_gateway.auth.registry import Registry
-from qwen_gateway.auth_settings import AuthSettings
+from qwen_gateway.settings.auth import AuthSettings
 from unit.auth.test_web_session import HEADER, ITNA, REFRESH, SECRETS, TOKEN, UA
 from e2e.test_e2e_accounts import login
 

@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from qwen_gateway.prices import signed_usd
+from qwen_gateway.pricing.prices import signed_usd
 
 from helpers.team import QWEN_USAGE, add_key, openai_client, qwen_keys, team_env, until
 

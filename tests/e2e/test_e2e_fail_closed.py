@@ -20,18 +20,18 @@ pytestmark = pytest.mark.e2e
 
 INJECT = Path(__file__).parents[1] / "helpers" / "inject.py"
 STEPS = [
-    "qwen_gateway.door.routing:claims",
-    "qwen_gateway.door.routing:route",
-    "qwen_gateway.door.team:Team.check",
-    "qwen_gateway.door.team:Team.limit",
-    "qwen_gateway.door.body:parse_json",
+    "qwen_gateway.ingress.routing:claims",
+    "qwen_gateway.ingress.routing:route",
+    "qwen_gateway.client_keys.team:Team.check",
+    "qwen_gateway.client_keys.team:Team.limit",
+    "qwen_gateway.ingress.body:parse_json",
     "qwen_gateway.wiring:context_check",
     "qwen_gateway.api.chat:validate_chat_request",
     "qwen_gateway.upstream.dashscope.request:chat_to_qwen",
     "qwen_gateway.upstream.engine:UpstreamEngine.open",
-    "qwen_gateway.turn.whole:translated",
-    "qwen_gateway.turn.whole:stream_rewriter",
-    "qwen_gateway.local:LocalAnswers.answer",
+    "qwen_gateway.turn.whole_answer:translated",
+    "qwen_gateway.turn.whole_answer:stream_rewriter",
+    "qwen_gateway.local_answers:LocalAnswers.answer",
 ]
 
 

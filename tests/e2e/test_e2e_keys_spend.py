@@ -13,7 +13,7 @@ import openai
 import pytest
 from mitmproxy import io
 
-from qwen_gateway.prices import usd
+from qwen_gateway.pricing.prices import usd
 
 from helpers.team import QWEN_USAGE, add_key, openai_client, qwen_keys, team_env, until
 

@@ -15,7 +15,7 @@ import pytest
 from e2e.test_e2e_fail_closed import Target
 from e2e.test_e2e_options import run_gateway
 from helpers.procs import free_port, mitmweb_api
-from qwen_gateway.config import SPECS
+from qwen_gateway.settings.config import SPECS
 
 pytestmark = pytest.mark.e2e
 
@@ -50,7 +50,7 @@ def test_absurd_values_stop_the_gateway_at_start_with_one_line_each(tmp_path, ta
 
 
 def test_1e400_is_no_integer_and_stops_the_gateway_with_the_range(tmp_path, target):
-    # mitmproxy refuses it while it reads --set (door/startup.py), before the gateway parses its options
+    # mitmproxy refuses it while it reads --set (ingress/startup.py), before the gateway parses its options
     status, out, answers = run_gateway(tmp_path, target, "--set", "qwen_upstream_timeout=1e400")
     assert status == 2 and "Traceback" not in out, out[-3000:]
     assert "qwen: the gateway cannot start: option qwen_upstream_timeout: got '1e400'; accepts an integer from 0 " \

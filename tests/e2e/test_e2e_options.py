@@ -1,4 +1,4 @@
-"""Fail closed on configuration, with real processes (door/startup.py, option_specs.py): every gateway
+"""Fail closed on configuration, with real processes (ingress/startup.py, settings/option_specs.py): every gateway
 option given a value it refuses — generated from the options' own declarations — stops mitmdump before it
 serves, with one line naming the option, and nothing reaches the reverse target (no byte: mitmproxy's
 default eager strategy may open a connection for a client accepted before any script has loaded, and the
@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from helpers.procs import ADDON, BIN, free_port, mitmweb_api
-from qwen_gateway.config import SPECS
-from qwen_gateway.option_specs import OptionSpec
+from qwen_gateway.settings.config import SPECS
+from qwen_gateway.settings.option_specs import OptionSpec
 from e2e.test_e2e_fail_closed import Target
 
 pytestmark = pytest.mark.e2e

@@ -1,7 +1,7 @@
 """The probes through real mitmdump (issue 40, item 3): a gateway that requires client keys answers
 /health/liveness and /health/readiness to a client without one; readiness follows the accounts (none, then one
 added with qwen-auth while it runs) and the shared database (a real PostgreSQL stopped under it and started
-again), while liveness stays 200 and chat goes on. Unit tests: tests/unit/test_probes.py."""
+again), while liveness stays 200 and chat goes on. Unit tests: tests/unit/test_health_probes.py."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import pytest
 from qwen_gateway.accounts import WEB
 from qwen_gateway.auth import web_cookies as wc, web_session as ws
 from qwen_gateway.auth.registry import Registry
-from qwen_gateway.auth_settings import AuthSettings
+from qwen_gateway.settings.auth import AuthSettings
 
 pytestmark = pytest.mark.e2e
 

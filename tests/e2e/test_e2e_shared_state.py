@@ -196,7 +196,7 @@ async def test_two_machines_refreshing_one_login_at_once_make_one_refresh(tmp_pa
     from qwen_gateway.auth.credfile import read_creds
     from qwen_gateway.auth.oauth_account import OAuthAccount
     from qwen_gateway.storage.pg import Database
-    from qwen_gateway.auth_settings import AuthSettings
+    from qwen_gateway.settings.auth import AuthSettings
     from qwen_gateway.auth.state_pg import SharedAccountState
 
     issued = emu.admin("POST", "tokens", {"expires_in": 3600})
@@ -251,7 +251,7 @@ def test_a_web_conversation_pinned_through_one_gateway_continues_through_the_oth
     from qwen_gateway.auth import web_session as ws
     from qwen_gateway.accounts import WEB
     from qwen_gateway.auth.registry import Registry
-    from qwen_gateway.auth_settings import AuthSettings
+    from qwen_gateway.settings.auth import AuthSettings
     from e2e.test_e2e_qwenweb import UA
 
     minted = emu.admin("POST", "web/session", {"expires_in": 3600})

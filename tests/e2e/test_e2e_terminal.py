@@ -95,7 +95,7 @@ def test_the_readme_command_starts_and_stops_cleanly_five_times(bare, emu):
         assert gw.stop() == 0, gw.output()
         text = gw.output()
         assert not TROUBLE.search(text), text
-        # one listening line, the loopback one: the bind on every interface that the gateway moves (door/
+        # one listening line, the loopback one: the bind on every interface that the gateway moves (ingress/
         # listeners.py) is not shown as a start, a stop and a second start, which reads like a crash
         listening = [ln.split("] ", 1)[1] for ln in text.splitlines() if " listening at " in ln]
         assert listening == [f"reverse proxy to https://portal.qwen.ai listening at 127.0.0.1:{gw.port}."], text

@@ -134,7 +134,7 @@ SENDERS = {"whole chat": whole_chat, "streamed chat": streamed_chat, "Responses,
 # client got, [DONE] excluded). Every counter not named here must be 0.
 Item = tuple[int | str, str]
 COMMON: dict[str, list[Item]] = {
-    "json_decode": [(1, "the client's body (door/body.parse_json)")],
+    "json_decode": [(1, "the client's body (ingress/body.parse_json)")],
     "json_encode": [(1, "the session id's digest of the conversation's opening (dashscope/rules.session_id)"),
                     (1, "the body sent to Qwen (engine._wire)")],
     "timer": [(1, "the upstream exchange's deadline: one watchdog for its head and every read (upstream/client)")],
@@ -214,7 +214,7 @@ def test_the_work_of_one_request_and_of_a_batch(counted, emulator, kind, request
     got = counter.measure(lambda: bodies.extend(send(client) for _ in range(requests)))
     upstream = got.pop("upstream_events", 0)
     # a clock's work, not a request's: the client watch looks every 0.1 s while any whole answer waits
-    # (tests/unit/turn/test_watch.py: one timer however many wait)
+    # (tests/unit/turn/test_client_watch.py: one timer however many wait)
     got.pop("per_process_timer", None)
     got.pop("pg_execute", None)
     want = expected(kind, requests, upstream, sum(client_events(b) for b in bodies))

@@ -1,4 +1,4 @@
-"""The models the emulator plays come from the gateway's catalogue (addons/gateway/model_catalogue.toml, read by
+"""The models the emulator plays come from the gateway's catalogue (addons/gateway/models/catalogue.toml, read by
 scripts/emulator/catalogue.py): output caps (R4) and the switches over them, reasoning sharing the cap from
 qwen4-max on, thinking knobs per model, models the catalogue does not name. Driven directly over HTTP."""
 

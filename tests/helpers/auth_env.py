@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from qwen_gateway.auth.credfile import LOGIN_ORDER, write_creds
-from qwen_gateway.auth_settings import INTERVAL_ENV, AuthSettings
+from qwen_gateway.settings.auth import INTERVAL_ENV, AuthSettings
 
 from .procs import BIN, ROOT, Emulator
 

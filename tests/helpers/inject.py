@@ -1,6 +1,6 @@
 """Test-only mitmproxy script: makes one step of the gateway raise, once.
 
-$QWEN_TEST_INJECT names it as `module:attribute` (e.g. `qwen_gateway.door.routing:route`, or
+$QWEN_TEST_INJECT names it as `module:attribute` (e.g. `qwen_gateway.ingress.routing:route`, or
 `qwen_gateway.upstream.engine:UpstreamEngine.open`). The first call raises; later calls run the real step, so a
 test can show both the failure and that the next request is served."""
 

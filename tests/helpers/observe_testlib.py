@@ -12,9 +12,9 @@ from pathlib import Path
 from mitmproxy import ctx, http
 from mitmproxy.test import taddons, tflow
 
-from qwen_gateway import config as config_mod
-from qwen_gateway.auth_settings import AuthSettings
-from qwen_gateway.config import Config
+from qwen_gateway.settings import config as config_mod
+from qwen_gateway.settings.auth import AuthSettings
+from qwen_gateway.settings.config import Config
 from qwen_gateway.exchange import ClientRequest, ErrorInfo, Exchange, Retry, RetryReason
 
 CLIENT_URL = "http://127.0.0.1:8080"
@@ -46,7 +46,7 @@ def config(state_dir: Path | None = None, **fields) -> Config:
 
 
 class _Options:
-    """Declares and parses the gateway's options exactly as the gateway does (config.py)."""
+    """Declares and parses the gateway's options exactly as the gateway does (settings/config.py)."""
 
     def __init__(self) -> None:
         self.config: Config | None = None

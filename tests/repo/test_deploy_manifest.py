@@ -19,7 +19,7 @@ import yaml
 
 from helpers.docker import Things, docker, docker_daemon, gateway_image, things  # noqa: F401  (fixtures)
 from helpers.procs import BIN, ROOT, until
-from qwen_gateway.door import routing
+from qwen_gateway.ingress import routing
 from qwen_gateway.storage.pg_url import check_url
 
 SECRET_NAMES = re.compile(r"KEY|PASSWORD|TOKEN|SECRET", re.I)

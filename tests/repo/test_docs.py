@@ -848,7 +848,7 @@ def test_keys_walkthrough(session):
 
 def test_keys_price_file_example(tmp_path):
     """The price file docs/keys.md shows is one the gateway reads, and prices what it says."""
-    from qwen_gateway import prices
+    from qwen_gateway.pricing import prices
 
     f = tmp_path / "prices.json"
     f.write_text(block("docs/keys.md", '"coding": {"unit": "requests"}').text)
@@ -963,14 +963,14 @@ def test_deploy_compose(tmp_path, docker_daemon, gateway_image, postgres_image):
 
 
 def test_configuration_fail_closed_sample(session):
-    """A bad value and a misspelt name stop the gateway before it listens, one line each (door/startup.py)."""
+    """A bad value and a misspelt name stop the gateway before it listens, one line each (ingress/startup.py)."""
     out = session.run(block("docs/configuration.md", "qwen-gateway --set qwen_upstream_keepalive=ten"))
     expect(block("docs/configuration.md", "qwen: the gateway cannot start: option qwen_upstream_keepalive"), out,
            session.home, sources=(GATEWAY,))
 
 
 def test_configuration_lists_every_option_with_its_default():
-    from qwen_gateway import config
+    from qwen_gateway.settings import config
 
     declared: dict[str, object] = {}
 

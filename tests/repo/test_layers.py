@@ -16,7 +16,7 @@ SEAMS = "qwen_gateway.seams"
 # store uses it, the accounts' (auth/) as any wing's.
 STORAGE = "qwen_gateway.storage"
 # Entry points that wire the wings together.
-WIRING = {"qwen_gateway.addon", "qwen_gateway.wiring", "qwen_gateway.wings"}
+WIRING = {"qwen_gateway.addon", "qwen_gateway.wiring", "qwen_gateway.components"}
 
 
 def modules() -> dict[str, tuple[Path, bool]]:
@@ -62,7 +62,7 @@ def wing(module: str) -> str:
 
 def test_the_package_is_read():
     g = graph()
-    assert {"qwen_gateway.pivot", "qwen_gateway.api.chat", "qwen_gateway.upstream.engine",
+    assert {"qwen_gateway.interfaces", "qwen_gateway.api.chat", "qwen_gateway.upstream.engine",
             "qwen_gateway.auth.pool", f"{STORAGE}.pg"} <= set(g)
     assert "qwen_gateway.exchange" in g["qwen_gateway.upstream.engine"]  # imports are seen
 
@@ -218,7 +218,7 @@ UNTESTED = {
     "qwen_gateway.api.models": "GET /v1/models: tests/e2e/test_e2e_surface.py and the clients' e2e tests",
     "qwen_gateway.api.responses.events": "TypedDicts of the stream's events: types only",
     "qwen_gateway.api.responses.fields": "through api/responses/request.py's tests (tests/unit/api/responses/)",
-    "qwen_gateway.api.responses.messages": "through api/responses/request.py's tests",
+    "qwen_gateway.api.responses.chat_messages": "through api/responses/request.py's tests",
     "qwen_gateway.api.responses.shapes": "TypedDicts of the Response object: types only",
     "qwen_gateway.api.responses.socket_turns": "the Responses WebSocket's turns: tests/e2e/test_e2e_responses_ws.py",
     "qwen_gateway.api.responses.stream_call": "through the Responses stream translator's tests",
@@ -241,15 +241,15 @@ UNTESTED = {
     "qwen_gateway.cli.usage_report": "qwen-usage report: tests/e2e/test_e2e_usage_report.py",
     "qwen_gateway.cli.usage_summary": "through tests/unit/cli/test_usage_report.py",
     "qwen_gateway.cli.usage_text": "qwen-usage's tables: the docs' samples (tests/repo/test_docs.py)",
-    "qwen_gateway.door.admission": "the door's decision: through tests/unit/test_addon.py and tests/unit/door/",
-    "qwen_gateway.door.descriptors": "the descriptor limit: tests/e2e/test_e2e_hostile_clients.py",
-    "qwen_gateway.door.hostile": "wires the hostile-client parts: tests/unit/door/test_hostile.py's parts",
-    "qwen_gateway.door.keysource": "where keys live: tests/unit/door/test_team*.py and tests/e2e/test_e2e_keys*.py",
-    "qwen_gateway.door.login": "remote login: tests/e2e/test_e2e_remote_login.py",
-    "qwen_gateway.door.options": "mitmproxy's options held: tests/unit/test_addon.py, tests/e2e/test_e2e_options.py",
+    "qwen_gateway.ingress.admission": "the door's decision: through tests/unit/test_addon.py and tests/unit/ingress/",
+    "qwen_gateway.ingress.descriptors": "the descriptor limit: tests/e2e/test_e2e_hostile_clients.py",
+    "qwen_gateway.ingress.hostile": "wires the hostile-client parts: tests/unit/ingress/test_hostile.py's parts",
+    "qwen_gateway.client_keys.source": "where keys live: tests/unit/ingress/test_team*.py and tests/e2e/test_e2e_keys*.py",
+    "qwen_gateway.ingress.login": "remote login: tests/e2e/test_e2e_remote_login.py",
+    "qwen_gateway.ingress.exposure": "mitmproxy's options held: tests/unit/test_addon.py, tests/e2e/test_e2e_options.py",
     "qwen_gateway.mitmweb": "the package: its modules are tested",
     "qwen_gateway.mitmweb.flowrecord": "through tests/unit/mitmweb/test_flowview.py",
-    "qwen_gateway.price_list": "Model Studio's price list: data, read by tests/unit/test_prices.py's table",
+    "qwen_gateway.pricing.price_list": "Model Studio's price list: data, read by tests/unit/pricing/test_prices.py's table",
     "qwen_gateway.storage.pg_follow": "following the shared database: tests/unit/storage/test_shared_state.py",
     "qwen_gateway.storage.pg_schema": "migrations: tests/unit/storage/test_shared_state.py and the stores' tests",
     "qwen_gateway.upstream.deadline": "through tests/unit/upstream/test_deadline.py's client",

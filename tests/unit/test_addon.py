@@ -13,8 +13,8 @@ from mitmproxy.tools.web.app import flow_to_json
 
 from qwen_gateway.accounts import KEY, OAUTH, AccountUnavailable, Capability, Credential
 from qwen_gateway.addon import QwenGateway
-from qwen_gateway.dispatch import BATCH_S
-from qwen_gateway.turn import inproc
+from qwen_gateway.observe.dispatch import BATCH_S
+from qwen_gateway.turn import in_process
 from qwen_gateway.upstream.learned_caps import LearnedCaps
 from qwen_gateway.turn.relay import TOKEN_HEADER
 
@@ -153,7 +153,7 @@ async def relayed(gw, qwen, f, answer: StreamAnswer) -> bytes:
     its first events, as mitmproxy closes it when the client goes away."""
     qwen.answers.append(answer)
     host, port = gw.relay.address
-    reader, writer = await (inproc.open_connection(host, port) if host == inproc.HOST
+    reader, writer = await (in_process.open_connection(host, port) if host == in_process.HOST
                             else asyncio.open_connection(host, port))
     token = f.request.headers[TOKEN_HEADER].encode()
     writer.write(b"POST %s HTTP/1.1\r\nhost: relay\r\n%s: %s\r\ncontent-length: 0\r\n\r\n"
@@ -491,7 +491,7 @@ async def test_no_account_fails_closed_with_openai_error():
 async def test_model_map_option_is_validated():
     gw, _ = make(OAUTH_CRED)
     with taddons.context(gw) as tctx:
-        with pytest.raises(SystemExit):  # while mitmproxy starts: the process ends (door/startup.py)
+        with pytest.raises(SystemExit):  # while mitmproxy starts: the process ends (ingress/startup.py)
             tctx.configure(gw, qwen_model_map=["broken"])
         tctx.configure(gw, qwen_model_map=["gpt-4o=qwen3-coder-plus"])
         assert gw.config.models.resolve("gpt-4o") == "qwen3-coder-plus"
@@ -544,17 +544,17 @@ async def _araise(*a, **kw):
 
 
 STEPS = [  # (object path, attribute, replacement): every step of the request path
-    ("qwen_gateway.door.routing", "claims", _raise),
-    ("qwen_gateway.door.routing", "route", _raise),
-    ("qwen_gateway.door.team.Team", "check", _raise),
-    ("qwen_gateway.door.team.Team", "limit", _araise),
-    ("qwen_gateway.door.access", "check_declared_size", _raise),
-    ("qwen_gateway.door.body", "parse_json", _raise),
+    ("qwen_gateway.ingress.routing", "claims", _raise),
+    ("qwen_gateway.ingress.routing", "route", _raise),
+    ("qwen_gateway.client_keys.team.Team", "check", _raise),
+    ("qwen_gateway.client_keys.team.Team", "limit", _araise),
+    ("qwen_gateway.ingress.access", "check_declared_size", _raise),
+    ("qwen_gateway.ingress.body", "parse_json", _raise),
     ("qwen_gateway.wiring", "context_check", _araise),
     ("qwen_gateway.upstream.dashscope.upstream.DashScope", "chat_body", _raise),
     ("qwen_gateway.upstream.dashscope.request", "chat_to_qwen", _raise),
-    ("qwen_gateway.turn.whole", "translated", _raise),
-    ("qwen_gateway.local.LocalAnswers", "answer", _araise),
+    ("qwen_gateway.turn.whole_answer", "translated", _raise),
+    ("qwen_gateway.local_answers.LocalAnswers", "answer", _araise),
     ("qwen_gateway.upstream.retry.RetryPolicy", "acquire", _araise),
     ("qwen_gateway.upstream.engine.UpstreamEngine", "open", _araise),
     ("qwen_gateway.addon.QwenGateway", "_open", _raise),
@@ -588,14 +588,14 @@ async def test_an_exception_in_any_step_is_an_openai_error_and_reaches_nothing(m
                 assert f.response.headers["content-type"].startswith("application/json")
                 if f.response.status_code >= 400:
                     assert set(json.loads(f.response.content)["error"]) == {"message", "type", "param", "code"}
-            assert f.request.host in ("api.openai.com", "127.0.0.1", inproc.HOST)
+            assert f.request.host in ("api.openai.com", "127.0.0.1", in_process.HOST)
         assert all(r.url.host in ("portal.qwen.ai",) for r in qwen.requests)
 
 
 @pytest.mark.parametrize("point", ["configure", "running", "client_request", "upstream_request", "stream_started",
                                    "finished", "done"])
 async def test_a_failing_observer_is_logged_and_never_changes_the_flow(point, caplog):
-    from qwen_gateway.observer import Observer
+    from qwen_gateway.observe.observer import Observer
 
     calls = []
 

@@ -16,7 +16,7 @@ LAZY = ["httpx", "tiktoken", "qwen_gateway.observe.otlp", "opentelemetry"]
 @pytest.fixture(scope="module")
 def loaded() -> set[str]:
     """The lazy modules a fresh process holds after loading and configuring the gateway (one process for all)."""
-    code = ("import sys\nfrom mitmproxy.tools import dump\nimport qwen_gateway.addon, qwen_gateway.wings\n"
+    code = ("import sys\nfrom mitmproxy.tools import dump\nimport qwen_gateway.addon, qwen_gateway.components\n"
             "from mitmproxy.test import taddons\ngw = qwen_gateway.addon.QwenGateway()\n"
             "with taddons.context(gw) as tctx:\n    gw.configure(set(tctx.options.keys()))\n"
             f"print(' '.join(m for m in {LAZY!r} if m in sys.modules))")

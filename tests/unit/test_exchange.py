@@ -8,9 +8,9 @@ import dataclasses
 import pytest
 
 from qwen_gateway.accounts import Conversation
-from qwen_gateway.door import access, routing
+from qwen_gateway.ingress import access, routing
 from qwen_gateway.exchange import ClientRequest, Exchange
-from qwen_gateway.pivot import Wire
+from qwen_gateway.interfaces import Wire
 
 
 def exchange() -> Exchange:

@@ -73,7 +73,7 @@ EDGES = [b'{"a": 123456789012345678901234567890}', b'{"a": -9223372036854775809}
 
 
 def _as_before(data: bytes) -> object:
-    """How door/body.parse_json read a client's body before orjson: json.loads, each lone surrogate as U+FFFD."""
+    """How ingress/body.parse_json read a client's body before orjson: json.loads, each lone surrogate as U+FFFD."""
     return json.loads(jsonio.valid_text(json.dumps(json.loads(data), ensure_ascii=False)))
 
 

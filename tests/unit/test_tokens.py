@@ -174,7 +174,7 @@ _message = st.builds(lambda role, c: {"role": role, "content": c}, st.sampled_fr
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_message, max_size=6), st.booleans())
 def test_a_token_is_at_least_a_byte(messages, ascii_only):
-    from qwen_gateway.turn.guard import byte_bound, count_images
+    from qwen_gateway.turn.context_guard import byte_bound, count_images
 
     body = {"model": "gpt-4o", "messages": messages}
     for content in (json.dumps(body, separators=(",", ":"), ensure_ascii=ascii_only).encode(),

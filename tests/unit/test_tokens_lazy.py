@@ -14,7 +14,7 @@ import pytest
 
 from qwen_gateway import tokens
 from qwen_gateway.observe.estimator import TokenEstimator
-from qwen_gateway.turn.guard import context_check
+from qwen_gateway.turn.context_guard import context_check
 from qwen_gateway.tokens import ESTIMATE, count_request_tokens, encoding, estimate_request_tokens
 from helpers.observe_testlib import chat_body, client_flow, config, exchange, parsed_config
 

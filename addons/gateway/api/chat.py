@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from .. import sse
 from ..errors import GatewayError
-from ..pivot import ChatChunk, Endpoint
+from ..interfaces import ChatChunk, Endpoint
 from . import chat_answer, chat_params, function_schema, request_schema, websearch
 from .conversation import keyed
 

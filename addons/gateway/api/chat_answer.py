@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from ..pivot import ChatChunk, ChunkChoice
+from ..interfaces import ChatChunk, ChunkChoice
 from .chat_params import custom_names, is_legacy
 from .responses.items import custom_input
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from .. import ids, sse
 from ..errors import GatewayError
-from ..pivot import ChatChunk, Endpoint
+from ..interfaces import ChatChunk, Endpoint
 from . import request_schema
 
 if TYPE_CHECKING:

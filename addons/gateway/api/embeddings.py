@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 from ..accounts import Capability
 from ..errors import GatewayError
 from ..exchange import note
-from ..turn.whole import upstream_json
-from ..model_map import EMBEDDING_SIZES, OPENAI_EMBEDDING_SIZES
-from ..pivot import Endpoint, UpstreamAnswer
+from ..turn.whole_answer import upstream_json
+from ..models.model_map import EMBEDDING_SIZES, OPENAI_EMBEDDING_SIZES
+from ..interfaces import Endpoint, UpstreamAnswer
 from ..tokens import encoding
 from . import request_schema
 
@@ -226,7 +226,7 @@ async def _decoder_loaded(body: dict, ex: Exchange) -> None:
         await asyncio.to_thread(_cl100k)
 
 
-# A pass-through pair with DashScope (wings.py): the body above goes to its embeddings endpoint as is.
+# A pass-through pair with DashScope (components.py): the body above goes to its embeddings endpoint as is.
 EMBEDDINGS: Endpoint[Exchange] = Endpoint(
     name="embeddings", to_chat=_to_upstream, prepare=_decoder_loaded,
     from_chat=lambda answer, ex: to_client(answer, ex.body or {}, ex.requested_model or None),

@@ -9,16 +9,16 @@ from typing import TYPE_CHECKING
 
 from mitmproxy import http
 
-from ..config import Config
+from ..settings.config import Config
 from ..errors import GatewayError
 from ..exchange import Exchange
-from ..local import json_response
-from ..model_map import Offers, offers_of, tier_alias
-from ..model_names import NOT_FOUND, message
+from ..local_answers import json_response
+from ..models.model_map import Offers, offers_of, tier_alias
+from ..models.suggestions import NOT_FOUND, message
 
 if TYPE_CHECKING:
     from ..accounts import Pool
-    from ..local import LocalRoute
+    from ..local_answers import LocalRoute
 
 
 def answer(pool: Callable[[], Pool | None],

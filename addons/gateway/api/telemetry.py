@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from mitmproxy import http
 
-from ..config import Config
+from ..settings.config import Config
 from ..exchange import Exchange
-from ..local import answer as whole
+from ..local_answers import answer as whole
 
 PROTOBUF = b"application/x-protobuf"
 

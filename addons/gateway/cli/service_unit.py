@@ -31,7 +31,7 @@ def _env_value(value: str) -> str:
 
 def drain_seconds(args: list[str]) -> int:
     """qwen_drain_s as the unit's ARGS set it (`--set qwen_drain_s=N`), else its default."""
-    from ..config import SPECS
+    from ..settings.config import SPECS
 
     value = SPECS["qwen_drain_s"].default
     for i, a in enumerate(args):
@@ -87,7 +87,7 @@ def key_variables() -> list[str]:
     """The environment variables the registered key accounts read their keys from (names only)."""
     try:
         from ..auth.registry import Registry
-        from ..auth_settings import AuthSettings
+        from ..settings.auth import AuthSettings
         data = Registry(AuthSettings.from_env()).load()
     except Exception:
         return []

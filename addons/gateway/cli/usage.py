@@ -40,7 +40,7 @@ import re
 import sys
 import time
 
-from ..auth_settings import resolve_state_dir
+from ..settings.auth import resolve_state_dir
 from ..observe.ledger import FILENAME, Ledger, SharedLedger
 from ..storage.pg import Database, StateUrlError
 from . import usage_report

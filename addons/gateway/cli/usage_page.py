@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from html import escape
 from typing import TYPE_CHECKING
 
-from ..prices import signed_usd, usd
+from ..pricing.prices import signed_usd, usd
 from .usage_svg import stacked_bars
 
 if TYPE_CHECKING:

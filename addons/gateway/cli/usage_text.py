@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..prices import signed_usd
+from ..pricing.prices import signed_usd
 
 
 def table(rows: list[dict], sums: tuple[str, ...], heads: dict[str, str], dollars: tuple[str, ...]) -> str:

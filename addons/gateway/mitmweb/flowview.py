@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING
 
 from mitmproxy import ctx
 
-from ..observer import Observer, cached_tokens, endpoint_name, error_code, error_text, status_of, usage_int
-from ..prices import USD, usd
+from ..observe.observer import Observer, cached_tokens, endpoint_name, error_code, error_text, status_of, usage_int
+from ..pricing.prices import USD, usd
 from ..jsonio import valid_text
 from ..redact import safe_message
 
 if TYPE_CHECKING:
     from mitmproxy import http
 
-    from ..config import Config
+    from ..settings.config import Config
     from ..exchange import Exchange
 
 MARK_OK, MARK_RETRIED, MARK_ERROR = ":heavy_check_mark:", ":arrow_right_hook:", ":heavy_multiplication_x:"

@@ -1,7 +1,7 @@
 """Usage and observability: plain observer objects the gateway calls at named points of each exchange
 (see ../observer.py; ../dispatch.py calls them); they never change the flow (the context guard, which refuses
 requests, is a check of the turn: ../turn/guard.py). None is a mitmproxy
-addon: they declare no options (config.py does), read the gateway's typed `Exchange` (exchange.py) and the
+addon: they declare no options (settings/config.py does), read the gateway's typed `Exchange` (exchange.py) and the
 `Config` handed to `configure`, and keep their own state on the instance.
 
     TokenEstimator  estimator.py   client_request: prompt estimate in a low-priority thread (ex.count.task)
@@ -14,7 +14,7 @@ addon: they declare no options (config.py does), read the gateway's typed `Excha
 
 Shared, stateless, in the core: ../observer.py (what an exchange was: endpoint or route, status, error),
 ../redact.py (secrets out of headers, URLs and text before anything is written or shown), ../tokens.py
-(the counting itself). ../wings.py lists the observers and their order.
+(the counting itself). ../components.py lists the observers and their order.
 
 Every exchange the gateway claims reaches `finished`, local answers and refusals included.
 """

@@ -16,14 +16,14 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
-from ..observer import PROMPT_ENDPOINTS, Observer, endpoint_name
+from .observer import PROMPT_ENDPOINTS, Observer, endpoint_name
 from .. import tokens
 from ..tokens import SKIPPED
 
 if TYPE_CHECKING:
     from mitmproxy import http
 
-    from ..config import Config
+    from ..settings.config import Config
     from ..exchange import Exchange
 
 log = logging.getLogger("qwen")

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from ..days import local_day
 from ..jsonio import valid_text
-from ..observer import cache_kind, cache_write_tokens, cached_tokens, error_code, error_text, label, status_of, \
-    usage_int
+from .observer import (
+    cache_kind, cache_write_tokens, cached_tokens, error_code, error_text, label, status_of, usage_int)
 from ..redact import safe_message
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ COLUMNS: dict[str, str] = {
     "method": "TEXT",  # the client's request line (path without the query)
     "path": "TEXT",
     "key_name": "TEXT",  # the named client key (qwen-keys) the request came with
-    "cost": "REAL",  # what it cost (prices.py), in cost_unit
+    "cost": "REAL",  # what it cost (pricing/prices.py), in cost_unit
     "cost_unit": "TEXT",  # USD, or a Coding Plan's requests / a Token Plan's tokens
     "cache_write_tokens": "INTEGER",  # stored in Qwen's explicit cache (billed at 125% of the input price)
     "cache_kind": "TEXT",  # explicit or implicit: which cache the request used (their hits are priced apart)

@@ -30,8 +30,8 @@ from mitmproxy.net.http import url
 
 from ..errors import MITMPROXY_REFUSED
 from ..jsonio import valid_text
-from ..observer import Observer, cache_write_tokens, cached_tokens, endpoint_name, error_code, error_text, status_of
-from ..prices import USD, usd
+from .observer import Observer, cache_write_tokens, cached_tokens, endpoint_name, error_code, error_text, status_of
+from ..pricing.prices import USD, usd
 from ..redact import safe_message
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ tunnel), transparent mode. The class is the narrowest place there is; `Http1Clie
 left alone.
 
 - `read_headers`: when the buffer holds more than the limit and no head ends within it, the client gets
-  431 in its own format (`Limit.answer`: door/oversized_head.py), then the gateway half-closes and discards
+  431 in its own format (`Limit.answer`: ingress/oversized_head.py), then the gateway half-closes and discards
   what the client still sends (at most DISCARD_LIMIT), so that a client still writing reads the answer
   instead of a reset.
 - `read_body`: a chunk-size or trailer line longer than the limit ends the request (400).
@@ -42,7 +42,7 @@ from mitmproxy.proxy.layers.http._base import ReceiveHttp
 from mitmproxy.proxy.layers.http._events import ErrorCode, RequestProtocolError
 
 from ..errors import GatewayError
-from ..logtally import LogTally
+from ..log_tally import LogTally
 from .fingerprint import WrittenAgainst
 
 log = logging.getLogger("qwen")

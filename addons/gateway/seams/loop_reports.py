@@ -26,7 +26,7 @@ import logging
 import os
 import resource
 
-from ..logtally import LogTally
+from ..log_tally import LogTally
 from .fingerprint import WrittenAgainst
 
 WRITTEN = WrittenAgainst(

@@ -1,7 +1,7 @@
 """A request's scheme, host and port set in one write, its Host header (and authority) kept as they were.
 
-Why: a claimed flow is shown with the URL its client addressed once answered (door/claim.show_as_called), and a
-stream is pointed at the relay (door/claim.point_at_relay). mitmproxy's setters (`Request.scheme`, `.host`,
+Why: a claimed flow is shown with the URL its client addressed once answered (ingress/claim.show_as_called), and a
+stream is pointed at the relay (ingress/claim.point_at_relay). mitmproxy's setters (`Request.scheme`, `.host`,
 `.port`, then `.host_header` put back) each rewrite the Host header: four multidict passes per request. For an
 HTTP/1 request without an authority and with at most one Host header, what they end in is the three fields of
 `Request.data` written at once (tests/unit/seams/test_request_target.py compares the flow's whole state either

@@ -1,4 +1,4 @@
-"""SIGTERM handed to the gateway's graceful drain (drain.py) instead of stopping mitmproxy at once.
+"""SIGTERM handed to the gateway's graceful drain (turn/drain.py) instead of stopping mitmproxy at once.
 
 Why: mitmproxy's `run` (mitmproxy/tools/main.py), which mitmdump, mitmweb and mitmproxy start with, gives the
 event loop a SIGTERM handler that calls `master.shutdown()`: the addons' `done` runs and the process ends, with

@@ -154,7 +154,7 @@ def deadline(conn: Any, seconds: float = DEADLINE_S) -> Iterator[Expiry]:
 
 def connection(url: str, timeout: int = PROBE_CONNECT_S) -> Any:
     """A plain autocommit connection of its own, outside any `Database` (no pool, no outage recorded): the
-    probe's, and a look at a database before the gateway is pointed at it (door/keyplace.py)."""
+    probe's, and a look at a database before the gateway is pointed at it (client_keys/place.py)."""
     import psycopg
 
     return psycopg.connect(url, autocommit=True, connect_timeout=timeout)
@@ -179,7 +179,7 @@ def writable(url: str) -> bool:
 
 
 def libpq_params(url: str) -> dict[str, str]:
-    """`url`'s parameters as libpq's own parser reads them ({} without psycopg: config.py says it is missing);
+    """`url`'s parameters as libpq's own parser reads them ({} without psycopg: settings/config.py says it is missing);
     ValueError with libpq's first line, the URL elided from it, when libpq cannot use it."""
     try:
         from psycopg import Error

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
     from ..errors import GatewayError
     from ..exchange import Exchange
-    from ..pivot import StreamTranslator
+    from ..interfaces import StreamTranslator
 
 # Where a stream's client bytes go, as they are made (a list of events, maybe several at once).
 Send = Callable[[list[bytes]], Awaitable[None]]

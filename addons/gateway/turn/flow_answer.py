@@ -1,7 +1,7 @@
 """A whole HTTP answer's transport (turn.Transport): the turn runs inside mitmproxy's `request` hook and its
 answer, or its refusal in the client's format, becomes the flow's response, which mitmproxy sends; its
-`response` hook then writes the record (turn/settle.py). The client is watched while Qwen answers: a client that
-leaves gives the answer up (turn/watch.py)."""
+`response` hook then writes the record (turn/settlement.py). The client is watched while Qwen answers: a client that
+leaves gives the answer up (turn/client_watch.py)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ server, which also serves the Responses WebSocket's upgrades (api/responses/sock
 
 mitmproxy can only stream a response that comes from a server connection; an answer an addon makes is
 sent whole. So a streamed exchange is pointed at this small HTTP/1.1 server, which runs in the addon's
-own event loop and is reached through an in-process connection (inproc.py: no socket; on a mitmproxy whose
+own event loop and is reached through an in-process connection (in_process.py: no socket; on a mitmproxy whose
 server connect the seam was not written against, it listens on 127.0.0.1, as it did before, at the cost of a
 socket hop per event and a TCP connect per stream). It serves only
 exchanges the gateway registered, each once, named by a random token. It is the HTTP transport of a turn
@@ -27,8 +27,8 @@ from mitmproxy import connection, http
 
 from ..errors import GatewayError
 from ..exchange import Exchange
-from ..local import error_response
-from . import TurnRunner, inproc
+from ..local_answers import error_response
+from . import TurnRunner, in_process
 from .pipe import PipeReader
 
 log = logging.getLogger("qwen")
@@ -52,7 +52,7 @@ END_WAIT_S = 5.0  # at shutdown: how long connections in progress get to end
 
 
 class LoopbackRelay:
-    """The gateway's one server: in-process (inproc.py) or, without the seam, on 127.0.0.1 and a random port;
+    """The gateway's one server: in-process (in_process.py) or, without the seam, on 127.0.0.1 and a random port;
     started at first use (once, however many callers ask at the same time), stopped with the addon."""
 
     def __init__(self, runner: TurnRunner, *, capture: int = 0) -> None:
@@ -82,7 +82,7 @@ class LoopbackRelay:
 
     async def start(self) -> tuple[str, int]:
         if self.address is None:
-            self.address = inproc.listen(self._tracked)
+            self.address = in_process.listen(self._tracked)
         if self.address is None:  # 127.0.0.1 when mitmproxy cannot connect in-process
             if self._starting is None:
                 self._starting = asyncio.ensure_future(asyncio.start_server(self._tracked, "127.0.0.1", 0,
@@ -93,7 +93,7 @@ class LoopbackRelay:
         return self.address
 
     def stop(self) -> None:
-        inproc.close(self.address)
+        in_process.close(self.address)
         if self._server is not None:
             self._server.close()
         self._server, self.address, self._starting = None, None, None

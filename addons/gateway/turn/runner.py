@@ -27,19 +27,19 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from mitmproxy import http
 
-from ..dispatch import Observers
+from ..observe.dispatch import Observers
 from ..errors import ConnectionFailed, GatewayError, UpstreamTimeout, failure
 from ..exchange import Exchange
-from ..local import json_response
-from ..pivot import StreamTranslator, UpstreamAnswer
+from ..local_answers import json_response
+from ..interfaces import StreamTranslator, UpstreamAnswer
 from ..sse import encode as sse_encode
-from ..streaming import stream_error
+from .stream_rewriter import stream_error
 from . import Send, Transport
-from .cut import Cuts, Stopping
-from .keep import park_until_kept, until_kept
-from .settle import Settlement
-from .watch import ClientWatch
-from .whole import OpenUpstream, as_stream_failure, fetch_whole, stream_rewriter, translated
+from .stopping import Cuts, Stopping
+from .kept_before_end import park_until_kept, until_kept
+from .settlement import Settlement
+from .client_watch import ClientWatch
+from .whole_answer import OpenUpstream, as_stream_failure, fetch_whole, stream_rewriter, translated
 
 log = logging.getLogger("qwen")
 
@@ -60,7 +60,7 @@ class Turns:
         self.settlement = settlement
         self.idle_timeout = idle_timeout
         self.watch = ClientWatch()
-        self.cuts = Cuts()  # what a stopping gateway ends with the client's error (drain.py)
+        self.cuts = Cuts()  # what a stopping gateway ends with the client's error (turn/drain.py)
 
     def received(self, ex: Exchange, body: dict, flow: http.HTTPFlow) -> None:
         ex.body = body

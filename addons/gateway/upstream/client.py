@@ -5,10 +5,10 @@ Why not httpx: measured on this project's benchmark machine, one httpx request c
 the gateway pays it. The gateway needs only a narrow slice of HTTP: POST a JSON body, read a status,
 headers and a body that is either Content-Length framed, chunked (streams) or ends with the connection.
 That slice is this module: connections per origin kept warm for `keepalive` seconds, TLS verified with
-the roots `network.py` chooses (certifi's by default, as httpx does), a connection that died while idle
+the roots `settings/network.py` chooses (certifi's by default, as httpx does), a connection that died while idle
 detected at checkout or, failing that, reported as `DeadConnection` so the caller can retry once.
 
-Through a proxy (network.py chooses it) every pooled connection is a CONNECT tunnel opened once, then
+Through a proxy (settings/network.py chooses it) every pooled connection is a CONNECT tunnel opened once, then
 TLS to the origin inside it: the tunnel stays warm with the connection, so N requests cost one CONNECT.
 Plain-http origins (the emulator on loopback) are tunnelled too rather than sent in absolute-form: one
 code path, one pool keyed by origin, and keep-alive that is the origin's own, not the proxy's.
@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 # The transport failures are the core's (errors.py): the relay and the WebSocket server catch them too.
 from ..errors import ConnectionFailed, DeadConnection, UpstreamTimeout
-from ..network import Network, Proxy
+from ..settings.network import Network, Proxy
 from .chunked import ChunkedDecoder
 from .deadline import Deadline
 

@@ -14,12 +14,13 @@ import functools
 import logging
 from collections.abc import Callable
 
-from .. import jsonio, model_names
-from ..config import Config
+from .. import jsonio
+from ..models import suggestions
+from ..settings.config import Config
 from ..errors import ConnectionFailed, DeadConnection, GatewayError, UpstreamError, UpstreamTimeout
 from ..exchange import Exchange, Retry, RetryReason
-from ..model_map import offers_of
-from ..pivot import Pairing, Upstream, UpstreamAnswer, Wire
+from ..models.model_map import offers_of
+from ..interfaces import Pairing, Upstream, UpstreamAnswer, Wire
 from ..redact import REDACTED, SECRET_HEADERS
 from .client import ProxyRefused, UntrustedCertificate, UpstreamClient
 from .retry import RetryPolicy
@@ -101,14 +102,14 @@ class UpstreamEngine:
                 await resp.aclose()
             ex.attempt.response_body = raw
             err = upstream.classify(resp.status_code, raw, dict(resp.headers))
-            if err.code == model_names.NOT_FOUND:  # with the nearest names served, as OpenAI answers it
+            if err.code == suggestions.NOT_FOUND:  # with the nearest names served, as OpenAI answers it
                 err = self._unknown_model(ex, err)
             await self.policy.recover(ex, err)
 
     def _unknown_model(self, ex: Exchange, err: UpstreamError) -> UpstreamError:
         pool = self.policy.pool
         served = self.config.models.list(offers_of(pool.status()) if pool is not None else None)
-        return model_names.unknown(err, ex.attempt.model, [m["id"] for m in served], ex.requested_model)
+        return suggestions.unknown(err, ex.attempt.model, [m["id"] for m in served], ex.requested_model)
 
     async def _fetch(self, wire: Wire) -> tuple[int, dict[str, str], bytes]:
         """An upstream's preparatory request (pivot.Fetch): whole, over the same pool; a dead keep-alive

@@ -15,8 +15,8 @@ from .learned_caps import LearnedCaps
 from ..accounts import KEY, AccountUnavailable, Credential, NotCapable, Outcome, Pool
 from ..errors import NO_RETRY, GatewayError, UpstreamError
 from ..exchange import Exchange, Retry, RetryReason
-from ..model_map import Thinking, cap_refusal, stream_refusal, thinking_refusal
-from ..overflow import over_upstream_limit, upstream_limit
+from ..models.model_map import Thinking, cap_refusal, stream_refusal, thinking_refusal
+from ..turn.context_overflow import over_upstream_limit, upstream_limit
 from ..tokens import truncate_chat
 
 # Throttling retries inside one client request: a short wait is better than an error.

@@ -19,7 +19,7 @@ from qwen_gateway.api.responses.output import chat_to_response
 from qwen_gateway.api.responses.request import responses_to_chat
 from qwen_gateway.api.responses.stream import ResponsesStreamTranslator
 from qwen_gateway.sse import encode
-from qwen_gateway.streaming import StreamRewriter
+from qwen_gateway.turn.stream_rewriter import StreamRewriter
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

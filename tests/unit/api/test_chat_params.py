@@ -1,5 +1,5 @@
 """Chat-completions parameters Qwen lacks (issue 23, items 2–5): what is translated, clamped or refused, as
-pure functions (api/chat_params.py, api/chat_answer.py, upstream/dashscope/params.py, assemble.py), and the
+pure functions (api/chat_params.py, api/chat_answer.py, upstream/dashscope/params.py, turn/assembler.py), and the
 embedding sizes (api/embeddings.py, dashscope/request.embedding_body)."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from qwen_gateway import sse
 from qwen_gateway.api import chat_answer, chat_params
 from qwen_gateway.api.chat import CHAT, ChatStreamTranslator
 from qwen_gateway.api.embeddings import dimensions
-from qwen_gateway.assemble import ChunkAssembler
+from qwen_gateway.turn.assembler import ChunkAssembler
 from qwen_gateway.errors import GatewayError
-from qwen_gateway.model_map import stream_only, stream_refusal
-from qwen_gateway.streaming import StreamRewriter
+from qwen_gateway.models.model_map import stream_only, stream_refusal
+from qwen_gateway.turn.stream_rewriter import StreamRewriter
 from qwen_gateway.upstream.dashscope import params
 from qwen_gateway.upstream.dashscope.request import chat_to_qwen, embedding_body
 from qwen_gateway.upstream.dashscope.stream import ChunkNormalizer

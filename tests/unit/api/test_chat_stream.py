@@ -11,7 +11,7 @@ from qwen_gateway.upstream.dashscope.stream import ChunkNormalizer, ThinkSplitte
 from qwen_gateway.api.completions import CompletionsStreamTranslator
 from qwen_gateway.api.responses.stream import ResponsesStreamTranslator
 from qwen_gateway.sse import DONE, SSEDecoder, encode
-from qwen_gateway.streaming import StreamRewriter
+from qwen_gateway.turn.stream_rewriter import StreamRewriter
 
 
 def chunk(delta=None, finish=None, usage=None, choices=True, index=0):

@@ -32,7 +32,7 @@ from qwen_gateway.auth.pool import AccountPool, PoolExhausted, next_reset
 from qwen_gateway.auth.oauth_replies import REDACTED, redact
 from qwen_gateway.auth.registry import AccountExists, Registry, save_login
 from qwen_gateway.auth.state import AccountState
-from qwen_gateway.auth_settings import INTERVAL_ENV, AuthSettings, resolve_state_dir
+from qwen_gateway.settings.auth import INTERVAL_ENV, AuthSettings, resolve_state_dir
 
 
 @pytest.fixture

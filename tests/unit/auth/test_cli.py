@@ -16,7 +16,7 @@ import pytest
 from qwen_gateway.auth import cli, cli_keys, qr
 from qwen_gateway.auth.plans import CODING, PAYG, PRESETS, TOKEN, key_warning, plan_of_url, workspace_base_url
 from qwen_gateway.auth.registry import Registry
-from qwen_gateway.auth_settings import AuthSettings
+from qwen_gateway.settings.auth import AuthSettings
 
 PAYG_KEY = "sk-0123456789abcdef0123456789abcdef"
 PLAN_KEY = "sk-sp-0123456789abcdef0123456789ab"

@@ -13,7 +13,7 @@ import pytest
 from qwen_gateway.auth import cli, cli_keys
 from qwen_gateway.auth.plans import PRESETS
 from qwen_gateway.auth.registry import Registry
-from qwen_gateway.auth_settings import AuthSettings
+from qwen_gateway.settings.auth import AuthSettings
 
 PAYG_KEY = "sk-0123456789abcdef0123456789abcdef"
 PLAN_KEY = "sk-sp-0123456789abcdef0123456789ab"

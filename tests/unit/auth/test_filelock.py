@@ -223,7 +223,7 @@ KILL_AT_RENAME = textwrap.dedent("""
     import asyncio, os, signal, sys
     from pathlib import Path
     from qwen_gateway.auth.pool import AccountPool
-    from qwen_gateway.auth_settings import AuthSettings
+    from qwen_gateway.settings.auth import AuthSettings
 
     real_replace = os.replace
 
@@ -246,7 +246,7 @@ KILL_MID_REFRESH = textwrap.dedent("""
     from pathlib import Path
     from qwen_gateway.auth import oauth
     from qwen_gateway.auth.pool import AccountPool
-    from qwen_gateway.auth_settings import AuthSettings
+    from qwen_gateway.settings.auth import AuthSettings
 
     async def stuck(*args, **kwargs):
         print("refreshing", flush=True)
@@ -261,7 +261,7 @@ NEXT = textwrap.dedent("""
     import asyncio, json, sys
     from pathlib import Path
     from qwen_gateway.auth.pool import AccountPool
-    from qwen_gateway.auth_settings import AuthSettings
+    from qwen_gateway.settings.auth import AuthSettings
     s = AuthSettings.from_env(qwen_dir=Path(sys.argv[1]), state_dir=Path(sys.argv[2]), oauth_base_url=sys.argv[3])
     try:
         print(json.dumps({"token": asyncio.run(AccountPool.from_settings(s).acquire()).token}), flush=True)
@@ -385,7 +385,7 @@ async def test_a_web_session_killed_before_the_rename_is_adopted_not_lost(srv, t
     from qwen_gateway.accounts import WEB
     from qwen_gateway.auth.pool import AccountPool
     from qwen_gateway.auth.registry import Registry
-    from qwen_gateway.auth_settings import AuthSettings
+    from qwen_gateway.settings.auth import AuthSettings
 
     settings = AuthSettings.from_env(qwen_dir=tmp_path / ".qwen", state_dir=tmp_path / "state",
                                      web_auth_base_url=srv.url, web_accounts=True)

@@ -15,7 +15,7 @@ from qwen_gateway.auth import cli
 from qwen_gateway.auth.credfile import LOGIN_ORDER, read_creds, write_creds
 from qwen_gateway.auth.names import DEFAULT
 from qwen_gateway.auth.pool import AccountPool
-from qwen_gateway.auth_settings import AuthSettings
+from qwen_gateway.settings.auth import AuthSettings
 from helpers.oauth_stub import OAuthStub
 
 

@@ -23,7 +23,7 @@ from qwen_gateway.auth.pool import AccountPool, PoolExhausted
 from qwen_gateway.auth.registry import Registry
 from qwen_gateway.auth.state import AccountState
 from qwen_gateway.auth.web_account import NOT_SERVED, WEB_WARNING, WebAccount
-from qwen_gateway.auth_settings import AuthSettings
+from qwen_gateway.settings.auth import AuthSettings
 
 NOW = time.time()
 FAR = int(NOW) + 30 * 86400

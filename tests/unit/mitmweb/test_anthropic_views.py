@@ -19,7 +19,7 @@ from qwen_gateway.mitmweb.anthropic_views import (VIEWS, assemble_message, assem
     describe_messages_request, render_message, shorten)
 from qwen_gateway.mitmweb.contentviews import register
 from qwen_gateway.sse import encode
-from qwen_gateway.streaming import StreamRewriter
+from qwen_gateway.turn.stream_rewriter import StreamRewriter
 from qwen_gateway.upstream.dashscope.stream import ChunkNormalizer
 from helpers.procs import free_port, mitmweb_api
 

@@ -23,7 +23,7 @@ from qwen_gateway.mitmweb.flowview import (BODY_KEEP, MARK_ERROR, MARK_OK, MARK_
     cut_body, marker, summary_line)
 from qwen_gateway.api.responses.stream import ResponsesStreamTranslator
 from qwen_gateway.sse import encode
-from qwen_gateway.streaming import StreamRewriter
+from qwen_gateway.turn.stream_rewriter import StreamRewriter
 from helpers.observe_testlib import answered, chat_body, client_flow, config, exchange, local, refused, retry
 
 

@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from qwen_gateway.auth_settings import AuthSettings
+from qwen_gateway.settings.auth import AuthSettings
 from qwen_gateway.cli import usage as usage_cli
-from qwen_gateway.config import Config
+from qwen_gateway.settings.config import Config
 from qwen_gateway.exchange import RetryReason
 from qwen_gateway.observe import ledger as ledger_mod
 from qwen_gateway.observe.ledger import COLUMNS, Ledger, UsageLedger, row_of

@@ -19,8 +19,8 @@ import pytest
 
 from helpers.observe_testlib import exchange
 from helpers.pgserver import pg_own, pg_server, pg_url  # noqa: F401  (fixtures)
-from qwen_gateway.auth_settings import AuthSettings
-from qwen_gateway.config import Config
+from qwen_gateway.settings.auth import AuthSettings
+from qwen_gateway.settings.config import Config
 from qwen_gateway.observe.ledger import UsageLedger
 from qwen_gateway.storage.health import local_fault
 from qwen_gateway.storage.pg import unavailable

@@ -15,7 +15,7 @@ from mitmproxy import flow as mflow
 from mitmproxy.proxy import mode_specs
 from mitmproxy.test import tflow
 
-from qwen_gateway.door import listeners
+from qwen_gateway.ingress import listeners
 from qwen_gateway.observe import terminal
 from qwen_gateway.observe.requestlog import format_passed
 from qwen_gateway.redact import redact_log

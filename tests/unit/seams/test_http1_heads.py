@@ -1,5 +1,5 @@
 """The head limit inside mitmproxy's HTTP/1 server layer (seams/http1_heads.py), driven with real events as
-mitmproxy's own layer tests do: a head over the limit is a 431 in the client's format (door/oversized_head.py)
+mitmproxy's own layer tests do: a head over the limit is a 431 in the client's format (ingress/oversized_head.py)
 and what follows is dropped, an endless chunk-size line a 400; and on another mitmproxy's layer the seam
 refuses, leaving it as it is."""
 
@@ -17,16 +17,16 @@ from mitmproxy.proxy.layers.http._events import RequestHeaders, RequestProtocolE
 from mitmproxy import options
 from mitmproxy.test import tflow
 
-from qwen_gateway import wings
-from qwen_gateway.door import oversized_head
-from qwen_gateway.local import Formats
+from qwen_gateway import components
+from qwen_gateway.ingress import oversized_head
+from qwen_gateway.local_answers import Formats
 from qwen_gateway.seams import fingerprint, http1_heads
 
 
 @pytest.fixture
 def limited():
-    formats = Formats(wings.client_formats())
-    endpoints = wings.endpoints(lambda: None, lambda: None)
+    formats = Formats(components.client_formats())
+    endpoints = components.endpoints(lambda: None, lambda: None)
     before = http1_heads._limit
     assert http1_heads.install(http1_heads.Limit(1024, lambda head, e: oversized_head.answer(head, e, endpoints,
                                                                                            formats)))

@@ -11,7 +11,7 @@ import logging
 from helpers import another_mitmproxy
 from mitmproxy import master
 
-from qwen_gateway.logtally import LogTally
+from qwen_gateway.log_tally import LogTally
 from qwen_gateway.seams import fingerprint, loop_reports
 
 

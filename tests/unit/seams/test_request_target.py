@@ -1,5 +1,5 @@
 """A request's URL set in one write (seams/request_target.py; the URL a claimed flow shows once answered,
-door/claim.show_as_called, and a stream pointed at the relay): written straight onto the request where
+ingress/claim.show_as_called, and a stream pointed at the relay): written straight onto the request where
 mitmproxy's setters would end in the same state, through the setters elsewhere and on other mitmproxy code.
 Compared with the setters' result over the requests a client can send: HTTP/1 and HTTP/2, an authority or none, no, one or two Host
 headers, names and addresses (IPv6 too) — the flow's whole state must be the same either way."""
@@ -12,7 +12,7 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import tflow
 
-from qwen_gateway.door import claim
+from qwen_gateway.ingress import claim
 from qwen_gateway.exchange import ClientRequest, Exchange
 from qwen_gateway.seams import fingerprint, request_target
 

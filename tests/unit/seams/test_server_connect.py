@@ -1,5 +1,5 @@
 """mitmproxy's server connect reaching the gateway's in-process servers (seams/server_connect.py,
-upstream/inproc.py): driven through mitmproxy's own `ConnectionHandler.open_connection`, the only code that
+upstream/in_process.py): driven through mitmproxy's own `ConnectionHandler.open_connection`, the only code that
 sees the gateway's `open_connection` (asyncio's stays asyncio's); and on another mitmproxy's server connect,
 the seam stays out and the relay listens on 127.0.0.1, still serving."""
 
@@ -17,7 +17,7 @@ from mitmproxy.test import tflow
 
 from qwen_gateway.exchange import ClientRequest, Exchange
 from qwen_gateway.seams import fingerprint, server_connect
-from qwen_gateway.turn import inproc
+from qwen_gateway.turn import in_process
 from qwen_gateway.turn.relay import TOKEN_HEADER, LoopbackRelay
 
 
@@ -59,7 +59,7 @@ async def _end(task: asyncio.Task) -> None:
 async def test_mitmproxys_server_connect_reaches_an_in_process_server_and_nothing_else_changes():
     mitmproxys, asyncios = server.ConnectionHandler.open_connection, asyncio.open_connection
     seen: list[bytes] = []
-    address = inproc.listen(pong(seen))
+    address = in_process.listen(pong(seen))
     try:
         assert address is not None and address[0].endswith(".invalid")
         assert asyncio.open_connection is asyncios  # nothing process-wide: asyncio is asyncio's
@@ -79,7 +79,7 @@ async def test_mitmproxys_server_connect_reaches_an_in_process_server_and_nothin
         [refused] = other.events
         assert isinstance(refused, events.OpenConnectionCompleted) and "Connect call failed" in (refused.reply or "")
     finally:
-        inproc.close(address)
+        in_process.close(address)
     assert server.ConnectionHandler.open_connection is mitmproxys  # the last server gone: mitmproxy's own
 
 
@@ -106,7 +106,7 @@ async def test_on_another_mitmproxys_server_connect_the_relay_listens_on_loopbac
     """Written against mitmproxy 12.2.3's ConnectionHandler.open_connection: a release that changes a line of it
     (a log message) keeps its own, and the relay is a socket on 127.0.0.1 again, serving streams as before."""
     monkeypatch.setattr(fingerprint, "_told", set())
-    monkeypatch.setattr(inproc, "_servers", {})  # as in a process where nothing listened yet
+    monkeypatch.setattr(in_process, "_servers", {})  # as in a process where nothing listened yet
     monkeypatch.setattr(server_connect, "_mitmproxys", None)
     other = another_mitmproxy.release("mitmproxy.proxy.server", tmp_path, monkeypatch)
     monkeypatch.setattr(server.ConnectionHandler, "open_connection", other.ConnectionHandler.open_connection)

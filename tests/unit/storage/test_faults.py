@@ -18,8 +18,8 @@ from helpers.pgserver import pg_own  # noqa: F401  (fixture)
 from qwen_gateway.storage.pg_tasks import close_pools
 from qwen_gateway.api.responses.store_pg import SharedResponseStore
 from qwen_gateway.auth.state_pg import SharedAccountState
-from qwen_gateway.auth_settings import AuthSettings
-from qwen_gateway.config import Config
+from qwen_gateway.settings.auth import AuthSettings
+from qwen_gateway.settings.config import Config
 from qwen_gateway.errors import gateway_error
 from qwen_gateway.observe.ledger import UsageLedger
 from qwen_gateway.storage.health import StateUnavailable
@@ -331,7 +331,7 @@ def test_health_names_a_storage_while_it_is_down(tmp_path):
     """/health says which storage is unavailable and why (status stays "ok": chat is served), and drops the
     entry once the probe sees it back."""
     from qwen_gateway.storage.health import local_health
-    from qwen_gateway.local import health
+    from qwen_gateway.local_answers import health
 
     def local_entries() -> list[dict]:
         return [s for s in health(None).get("storage", []) if s["name"] == "local storage"]

@@ -56,7 +56,7 @@ def test_a_password_libpq_would_read_is_refused_however_it_is_spelled(url):
 
 @pytest.mark.parametrize("url", [BASE + "?colour=blue", "postgresql://gw@" + "a" * 64 + "/qwen"])
 def test_the_option_refuses_it_at_configure(url):
-    """At start a refused option stops mitmproxy with this line (door/startup.py); at run time mitmproxy keeps
+    """At start a refused option stops mitmproxy with this line (ingress/startup.py); at run time mitmproxy keeps
     the previous value (mitmweb's options editor answers 400): tests/e2e/test_e2e_state_faults.py."""
     with pytest.raises(exceptions.OptionsError) as e:
         parsed_config(qwen_state_url=url)

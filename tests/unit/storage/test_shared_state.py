@@ -288,7 +288,7 @@ def test_qwen_usage_refuses_a_url_with_a_password(capsys):
 
 def _rewriter():
     from qwen_gateway.api.responses.stream import ResponsesStreamTranslator
-    from qwen_gateway.streaming import StreamRewriter
+    from qwen_gateway.turn.stream_rewriter import StreamRewriter
     from qwen_gateway.upstream.dashscope.stream import ChunkNormalizer
 
     return StreamRewriter(ChunkNormalizer("gpt-4o"),

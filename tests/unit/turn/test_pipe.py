@@ -1,4 +1,4 @@
-"""The in-process connection (upstream/pipe.py) and the servers reached through it (upstream/inproc.py): what
+"""The in-process connection (upstream/pipe.py) and the servers reached through it (upstream/in_process.py): what
 mitmproxy and the relay need of a socket — bytes both ways, EOF, half-close, close, backpressure."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from helpers.pingpong import closed_port, pong
 
-from qwen_gateway.turn import inproc, pipe
+from qwen_gateway.turn import in_process, pipe
 
 
 async def test_bytes_travel_both_ways_and_close_is_eof_on_both_sides():
@@ -57,24 +57,24 @@ async def test_a_writer_waiting_for_room_fails_when_the_reader_closes():
 
 
 async def test_open_connection_reaches_a_listening_server_and_nothing_else_changes():
-    """inproc.open_connection is what mitmproxy's server connect calls (seams/server_connect.py; driven through
+    """in_process.open_connection is what mitmproxy's server connect calls (seams/server_connect.py; driven through
     mitmproxy's own code in tests/unit/seams/test_server_connect.py): asyncio's own is never replaced."""
     original = asyncio.open_connection
     seen: list[bytes] = []
-    address = inproc.listen(pong(seen))
+    address = in_process.listen(pong(seen))
     try:
         assert address is not None and address[0].endswith(".invalid")
         assert asyncio.open_connection is original
-        reader, writer = await inproc.open_connection(*address)
+        reader, writer = await in_process.open_connection(*address)
         writer.write(b"ping")
         assert await reader.read(10) == b"pong"
         assert await reader.read(10) == b""
         assert seen == [b"ping"]
         # any other address is asyncio's own connect (here: nothing listens on the port)
         with pytest.raises(OSError):
-            await inproc.open_connection("127.0.0.1", await closed_port())
+            await in_process.open_connection("127.0.0.1", await closed_port())
     finally:
-        inproc.close(address)
+        in_process.close(address)
     assert asyncio.open_connection is original  # asyncio as it was
 
 
@@ -84,20 +84,20 @@ async def test_a_connection_completes_only_after_the_caller_could_record_its_tas
     async def serve(reader, writer):
         writer.close()
 
-    address = inproc.listen(serve)
+    address = in_process.listen(serve)
     assert address is not None
     try:
         loop = asyncio.get_running_loop()
         previous = loop.get_task_factory()
         loop.set_task_factory(asyncio.eager_task_factory)
         try:
-            task = loop.create_task(inproc.open_connection(*address))
+            task = loop.create_task(in_process.open_connection(*address))
             assert not task.done()
             await task
         finally:
             loop.set_task_factory(previous)
     finally:
-        inproc.close(address)
+        in_process.close(address)
 
 
 async def test_the_reader_calls_back_once_when_its_peer_closes():

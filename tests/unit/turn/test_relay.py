@@ -11,7 +11,7 @@ from mitmproxy import http
 
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.exchange import ClientRequest, Exchange
-from qwen_gateway.turn import inproc
+from qwen_gateway.turn import in_process
 from qwen_gateway.turn.relay import TOKEN_HEADER, LoopbackRelay
 
 
@@ -35,7 +35,7 @@ class Runner:
 
 async def connect(relay: LoopbackRelay, token: str):
     host, port = await relay.start()
-    reader, writer = await (inproc.open_connection(host, port) if host == inproc.HOST
+    reader, writer = await (in_process.open_connection(host, port) if host == in_process.HOST
                             else asyncio.open_connection(host, port))
     writer.write(f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n{TOKEN_HEADER}: {token}\r\n"
                  "content-length: 2\r\n\r\n{}".encode())

@@ -13,14 +13,14 @@ from mitmproxy import http
 from mitmproxy.test import tflow
 
 from qwen_gateway.accounts import OAUTH, Credential
-from qwen_gateway.dispatch import Observers
+from qwen_gateway.observe.dispatch import Observers
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.exchange import ClientRequest, Exchange
-from qwen_gateway.local import Formats
-from qwen_gateway.pivot import Endpoint
+from qwen_gateway.local_answers import Formats
+from qwen_gateway.interfaces import Endpoint
 from qwen_gateway.api.chat import ChatStreamTranslator
 from qwen_gateway.turn.runner import Turns
-from qwen_gateway.turn.settle import Settlement
+from qwen_gateway.turn.settlement import Settlement
 from qwen_gateway.upstream.dashscope.upstream import DASHSCOPE
 
 CRED = Credential("acct", OAUTH, "https://q.example/v1", "tok")

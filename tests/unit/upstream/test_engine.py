@@ -3,7 +3,8 @@ credential, each header name judged once, not on every request."""
 
 from __future__ import annotations
 
-from qwen_gateway import config, wings
+from qwen_gateway.settings import config
+from qwen_gateway import components
 from qwen_gateway.accounts import OAUTH, Credential
 from qwen_gateway.api.chat import CHAT
 from qwen_gateway.exchange import ClientRequest, Exchange
@@ -30,7 +31,7 @@ def test_the_record_shows_every_header_but_the_credential_each_name_judged_once(
             return super().__contains__(name)
 
     monkeypatch.setattr(upstream_engine, "SECRET_HEADERS", Secret(upstream_engine.SECRET_HEADERS))
-    engine = UpstreamEngine(RetryPolicy(None), config.Config(), wings.pairing(config.Config()))
+    engine = UpstreamEngine(RetryPolicy(None), config.Config(), components.pairing(config.Config()))
     for _ in range(2):
         ex = exchange()
         url, headers, body, _ = engine._wire(ex, None)

@@ -10,7 +10,7 @@ from qwen_gateway import errors
 from qwen_gateway.accounts import KEY, OAUTH, AccountUnavailable, Credential, Outcome
 from qwen_gateway.errors import GatewayError, UpstreamError
 from qwen_gateway.exchange import ClientRequest, Exchange, RetryReason
-from qwen_gateway.pivot import Endpoint
+from qwen_gateway.interfaces import Endpoint
 from qwen_gateway.upstream import retry
 from qwen_gateway.upstream.retry import RetryPolicy
 

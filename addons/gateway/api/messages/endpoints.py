@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
-from ...config import Config
+from ...settings.config import Config
 from ...errors import GatewayError
 from ...exchange import Exchange
-from ...local import json_response
-from ...pivot import Endpoint
+from ...local_answers import json_response
+from ...interfaces import Endpoint
 from ...seal import Sealer
 from ...tokens import estimate_request_tokens
 from ..conversation import keyed

@@ -13,8 +13,8 @@ import json
 from typing import TYPE_CHECKING
 
 from ...errors import GatewayError
-from ...overflow import ContextOverflow
-from ...pivot import ClientFormat
+from ...turn.context_overflow import ContextOverflow
+from ...interfaces import ClientFormat
 
 if TYPE_CHECKING:
     from ...exchange import Exchange

@@ -1,5 +1,5 @@
 """The Messages API passed through to a plan's own Anthropic-compatible base (`qwen_messages_passthrough`,
-key accounts only; wings.py declares the pair). The request stays a Messages request, made acceptable to
+key accounts only; components.py declares the pair). The request stays a Messages request, made acceptable to
 a strict Anthropic-compatible server; the answer stays Anthropic's, with the client's model name and the
 gateway's thinking signatures (so a later turn verifies on either path).
 
@@ -17,7 +17,7 @@ from typing import Any, cast
 from ... import sse
 from ...errors import SERVER, THROTTLE, TIMEOUT, UpstreamError
 from ...exchange import note
-from ...pivot import ChatChunk
+from ...interfaces import ChatChunk
 from .errors import stream_error_type
 from .content import bad
 from .request import system_blocks

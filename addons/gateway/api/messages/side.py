@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from mitmproxy import http
 
-from ...config import Config
+from ...settings.config import Config
 from ...errors import GatewayError
 from ...exchange import Exchange
-from ...local import answer as whole, json_response
+from ...local_answers import answer as whole, json_response
 
 # (method, path) -> the answer's JSON; prefixes for the paths that carry an id.
 ANSWERS: dict[tuple[str, str], dict] = {

@@ -9,7 +9,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from ...errors import GatewayError
-from ...pivot import Endpoint
+from ...interfaces import Endpoint
 from ..conversation import keyed
 from . import background
 from .history import history_items, input_items, kept_inputs
@@ -23,7 +23,7 @@ from .stream_parts import sse_event
 
 if TYPE_CHECKING:
     from ...exchange import Exchange
-    from ...turn.whole import OpenUpstream
+    from ...turn.whole_answer import OpenUpstream
 
 # Items a translation walks (input and continued history) from which it runs in a worker thread: a few µs each,
 # so the event loop would stall beyond a millisecond or two above it. A stored conversation is read there too.

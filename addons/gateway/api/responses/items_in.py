@@ -19,7 +19,7 @@ from ...errors import GatewayError
 from ...exchange import note
 from .compaction import SUMMARY_PREFIX
 from .items import new_id
-from .messages import Conversation, message_content, shell_output_text, tool_output
+from .chat_messages import Conversation, message_content, shell_output_text, tool_output
 from .tools import CUSTOM_PARAM, TOOL_SEARCH, ToolSet, qualified
 
 # Items that record what a hosted tool (or a tool Qwen is not offered) did: Qwen cannot use them.

@@ -116,7 +116,7 @@ def echo_tool_choice(choice: object) -> object:
 def chat_to_response(chat: dict, request: dict, *, response_id: str, created_at: int,
                      tools: dict[str, ToolRef] | None = None, seal: Callable[[str, dict], str] | None = None,
                      compaction: bool = False) -> dict[str, Any]:
-    """The Response for a whole chat answer. Typed as a plain dict for the endpoints (wings.py), whose
+    """The Response for a whole chat answer. Typed as a plain dict for the endpoints (components.py), whose
     answers are dicts."""
     return cast(dict[str, Any], _response(chat, request, response_id, created_at, tools, seal, compaction))
 

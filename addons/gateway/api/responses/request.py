@@ -29,7 +29,7 @@ from ..websearch import responses_options
 from .compaction import compaction_chat
 from .fields import limit_tools, max_tool_calls, refuse_unhonoured
 from .items_in import ItemReader
-from .messages import Conversation
+from .chat_messages import Conversation
 from .tools import CUSTOM, FUNCTION, ToolRef, ToolSet, qualified
 
 # Input items one request may send: each is walked, translated and stored (a few µs of the gateway's time each,

@@ -9,11 +9,11 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
-from ...config import Config
+from ...settings.config import Config
 from ...errors import GatewayError
 from ...exchange import Exchange
-from ...local import LocalRoute, json_response, unknown_url
-from ...local import answer as raw_answer
+from ...local_answers import LocalRoute, json_response, unknown_url
+from ...local_answers import answer as raw_answer
 from ...tokens import estimate_request_tokens
 from .background import BackgroundRuns, Run
 from .output import upgraded

@@ -29,11 +29,11 @@ from wsproto import ConnectionType, WSConnection
 from mitmproxy import connection
 from wsproto.connection import ConnectionState
 
-from ...config import Config
+from ...settings.config import Config
 from ...errors import GatewayError
 from ...exchange import Exchange
-from ...logtally import LogTally
-from ...pivot import Endpoint
+from ...log_tally import LogTally
+from ...interfaces import Endpoint
 from ...seams import websocket_messages
 from ...turn import TurnRunner
 from ...turn.relay import TOKEN_HEADER, LoopbackRelay

@@ -18,7 +18,7 @@ from wsproto.connection import ConnectionState
 
 from ...errors import GatewayError
 from ...exchange import ClientRequest, Exchange
-from ...pivot import Endpoint
+from ...interfaces import Endpoint
 from ...turn import TurnRunner
 from .history import history_items
 from .items import new_id

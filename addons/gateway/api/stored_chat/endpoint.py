@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 from mitmproxy import http
 
-from ...assemble import ChunkAssembler
-from ...config import Config
+from ...turn.assembler import ChunkAssembler
+from ...settings.config import Config
 from ...errors import GatewayError
-from ...local import LocalRoute, json_response, unknown_url
-from ...pivot import ChatChunk, Endpoint
+from ...local_answers import LocalRoute, json_response, unknown_url
+from ...interfaces import ChatChunk, Endpoint
 from ..chat import CHAT, ChatStreamTranslator, wants_usage
 from ..chat_answer import CallRewriter
 from ..responses.retrieve import item_page

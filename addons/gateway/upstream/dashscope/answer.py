@@ -13,7 +13,7 @@ from .search import annotate_answer
 def normalise_usage(usage: object) -> dict | None:
     """Qwen may put cached_tokens at top level; OpenAI clients read prompt_tokens_details, and an explicit
     cache's creation as OpenAI's `cache_write_tokens` beside Qwen's own `cache_creation_input_tokens` (and
-    `cache_type`, which tells its hits from the implicit cache's: prices.py)."""
+    `cache_type`, which tells its hits from the implicit cache's: pricing/prices.py)."""
     if not isinstance(usage, dict):
         return None
     out = dict(usage)

@@ -13,8 +13,8 @@ import json
 from collections.abc import Callable
 
 from ...accounts import Credential
-from ...model_map import LiveModels
-from ...network import Network
+from ...models.model_map import LiveModels
+from ...settings.network import Network
 from ..client import ConnectionFailed, UpstreamClient
 from .headers import GATEWAY_AGENT, target
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ...exchange import note
-from ...model_map import Thinking
+from ...models.model_map import Thinking
 from . import thinking
 
 EFFORT_BUDGET = {"low": 1024, "medium": 8192}  # thinking_budget for OpenAI efforts; high: unbounded

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from ...exchange import note
-from ...model_map import stream_only
+from ...models.model_map import stream_only
 
 # DashScope's ranges: temperature [0, 2), top_p (0, 1] ("Range of temperature should be [0.0, 2.0)",
 # "Range of top_p should be (0.0, 1.0]"); OpenAI's are [0, 2] and [0, 1].

@@ -8,7 +8,7 @@ from collections.abc import Collection, Mapping
 from ...accounts import Capability
 from ...errors import GatewayError
 from ...exchange import note
-from ...model_map import EMBEDDING_SIZES, Thinking
+from ...models.model_map import EMBEDDING_SIZES, Thinking
 from . import knobs, params, rules, search
 
 # OpenAI-only request fields Qwen rejects or would misread (prompt_cache_key is read first: the session id;

@@ -15,7 +15,7 @@ from itertools import repeat
 
 from ... import ids, jsonio
 from ...exchange import note
-from ...model_map import is_vision, output_cap, preserves_thinking, vision_model
+from ...models.model_map import is_vision, output_cap, preserves_thinking, vision_model
 from . import markers
 
 _SESSION_NS = uuid.UUID("5b7c2f0e-8a1d-4c3e-9f61-2d4a8e0c7b19")  # this gateway's namespace for session ids

@@ -19,7 +19,7 @@ import re
 
 from ...errors import GatewayError
 from ...exchange import note
-from ...model_catalogue import ROWS, find
+from ...models.catalogue import ROWS, find
 
 # The general Qwen models that search, as the catalogue says (its `search` rows; dated snapshots and -latest
 # read as their family). Not the coder models nor the vision models.

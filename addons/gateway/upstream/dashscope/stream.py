@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ... import ids
 from ...errors import UpstreamError
-from ...pivot import ChatChunk, ChunkChoice, ChunkDelta, FunctionDelta, ToolCallDelta
+from ...interfaces import ChatChunk, ChunkChoice, ChunkDelta, FunctionDelta, ToolCallDelta
 from .answer import normalise_usage
 from .errors import classify_stream_error
 from .search import StreamCitations

@@ -1,4 +1,4 @@
-"""How each Qwen model thinks, and which plan serves it, as the model catalogue (model_catalogue.toml, with its
+"""How each Qwen model thinks, and which plan serves it, as the model catalogue (models/catalogue.toml, with its
 sources) says: the table the request's knobs (knobs.py) read, one dict lookup per request.
 docs/compatibility.md#thinking-per-model shows it (generated from the catalogue); the emulator plays the same
 rows.
@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ...model_catalogue import ROWS, SNAPSHOT, Thinking
+from ...models.catalogue import ROWS, SNAPSHOT, Thinking
 
 HYBRID, ONLY, EFFORT, NONE = Thinking.HYBRID, Thinking.ONLY, Thinking.EFFORT, Thinking.NONE
 QWEN38_EFFORTS = ROWS["qwen3.8-max"].efforts  # the effort list a 400 may teach for a model not in the catalogue

@@ -1,4 +1,4 @@
-"""DashScope as the pivot's `Upstream` (pivot.py): the parts of this package behind one object."""
+"""DashScope as the pivot's `Upstream` (interfaces.py): the parts of this package behind one object."""
 
 from __future__ import annotations
 
@@ -7,17 +7,17 @@ from typing import TYPE_CHECKING
 
 from ...accounts import OAUTH, Capability, Credential
 from ...errors import UpstreamError
-from ...pivot import Fetch, UpstreamAnswer, Wire
+from ...interfaces import Fetch, UpstreamAnswer, Wire
 from . import answer, errors, request
 from .headers import target, upstream_headers
 from .stream import ChunkNormalizer
 
 if TYPE_CHECKING:
-    from ...model_map import Thinking
+    from ...models.model_map import Thinking
 
 
 class DashScope:
-    """The `Upstream` of pivot.py for DashScope."""
+    """The `Upstream` of interfaces.py for DashScope."""
 
     name = "dashscope"
 

@@ -15,8 +15,8 @@ import re
 from collections.abc import Iterable, Sequence
 
 from ...accounts import WEB
-from ...model_map import LiveModels
-from ...network import Network
+from ...models.model_map import LiveModels
+from ...settings.network import Network
 from ..client import ConnectionFailed, UpstreamClient
 from .headers import CHROME_UA
 

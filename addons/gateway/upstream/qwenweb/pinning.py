@@ -14,7 +14,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 
 from ...errors import GatewayError
-from ...pivot import UpstreamAnswer
+from ...interfaces import UpstreamAnswer
 from . import request
 from .pins import PinStore, follow_up, pin_key, transcript_digest
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from ... import jsonio
 from ...errors import GatewayError
-from ...model_catalogue import ROWS
+from ...models.catalogue import ROWS
 from . import tools
 from .catalogue import pick
 

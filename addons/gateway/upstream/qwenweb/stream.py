@@ -11,7 +11,7 @@ import time
 
 from ... import ids
 from ...errors import UpstreamError
-from ...pivot import ChatChunk, ChunkChoice, ChunkDelta, ToolCallDelta
+from ...interfaces import ChatChunk, ChunkChoice, ChunkDelta, ToolCallDelta
 from .errors import stream_fault
 from .tools import ToolCallParser
 
@@ -36,7 +36,7 @@ def usage(raw: object) -> dict | None:
 
 
 class WebChunks:
-    """A `ChunkSource` (pivot.py) for the web API's frames."""
+    """A `ChunkSource` (interfaces.py) for the web API's frames."""
 
     def __init__(self, model: str) -> None:
         self.model = model

@@ -1,4 +1,4 @@
-"""Qwen Chat web accounts as the pivot's `Upstream` (pivot.py): the parts of this package behind one object.
+"""Qwen Chat web accounts as the pivot's `Upstream` (interfaces.py): the parts of this package behind one object.
 
 One attempt is two requests: `prepare` creates the chat (`chats/new`, through the engine's pooled client),
 then the engine sends the completion `wire` builds. Its answer is always a stream; a whole answer is
@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 
 from ... import jsonio
 from ...accounts import WEB, Capability, Credential
-from ...config import Config
+from ...settings.config import Config
 from ...errors import SERVER, GatewayError, UpstreamError
-from ...model_map import LiveModels
-from ...network import Network
-from ...pivot import Fetch, UpstreamAnswer, Wire
+from ...models.model_map import LiveModels
+from ...settings.network import Network
+from ...interfaces import Fetch, UpstreamAnswer, Wire
 from ...storage.pg import Database
 from . import errors, request
 from .catalogue import WebCatalogue
@@ -28,11 +28,11 @@ from .pins_pg import SharedPinStore
 from .stream import WebChunks
 
 if TYPE_CHECKING:
-    from ...model_map import Thinking
+    from ...models.model_map import Thinking
 
 
 class QwenWeb:
-    """The `Upstream` of pivot.py for chat.qwen.ai; `min_interval`: seconds between two generations of one
+    """The `Upstream` of interfaces.py for chat.qwen.ai; `min_interval`: seconds between two generations of one
     account (qwen_web_min_interval); `pinning`: pinned multi-turn (qwen_web_pin; None: a new chat per request)."""
 
     name = "qwenweb"

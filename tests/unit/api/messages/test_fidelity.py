@@ -205,7 +205,7 @@ async def test_webfetchs_domain_check_is_answered_locally():
     from mitmproxy.test import tflow
 
     from qwen_gateway.api.messages import side
-    from qwen_gateway.config import Config
+    from qwen_gateway.settings.config import Config
     f = tflow.tflow()
     f.request.method, f.request.path = "GET", "/api/web/domain_info?domain=docs.example.com"
     ex = Exchange(ClientRequest("GET", "/api/web/domain_info", "https://api.anthropic.com/api/web/domain_info"))

@@ -13,7 +13,7 @@ from qwen_gateway.api.messages.response import chat_to_message, usage
 from qwen_gateway.api.messages.stream import MessagesStreamTranslator
 from qwen_gateway.api.messages.thinking import ALTERED, FOREIGN, OURS, Signer
 from qwen_gateway.errors import GatewayError
-from qwen_gateway.model_map import ModelMap
+from qwen_gateway.models.model_map import ModelMap
 from qwen_gateway.seal import Sealer
 from qwen_gateway.sse import SSEDecoder
 
@@ -328,7 +328,7 @@ def test_a_passed_through_body_is_a_plain_messages_request():
 
 def test_a_passed_through_stream_is_relayed_with_the_clients_model_and_the_gateways_signatures():
     from qwen_gateway.api.messages.passthrough import EventRelay, EventTap
-    from qwen_gateway.streaming import StreamRewriter
+    from qwen_gateway.turn.stream_rewriter import StreamRewriter
     upstream = b"".join(
         b"event: %s\ndata: %s\n\n" % (e["type"].encode(), json.dumps(e).encode()) for e in [
             {"type": "message_start", "message": {"model": "qwen3-coder-plus", "usage": {"input_tokens": 5}}},
@@ -406,7 +406,7 @@ def test_an_anthropic_bases_error_in_a_passed_through_stream_keeps_its_type(even
     rate limit before: Claude Code retries a 529 three times, a 429 ten)."""
     from qwen_gateway.api.messages.errors import status as anthropic_status
     from qwen_gateway.api.messages.passthrough import EventTap
-    from qwen_gateway.streaming import _as_openai_error
+    from qwen_gateway.turn.stream_rewriter import _as_openai_error
     fault = EventTap().fault({"type": event_type, "message": "busy"})
     error = _as_openai_error({"type": event_type, "message": "busy"}, fault)
     assert (stream_error_type(error), anthropic_status(fault.to_gateway_error())) == words

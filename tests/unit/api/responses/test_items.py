@@ -25,7 +25,7 @@ from qwen_gateway.api.responses.input_decoder import InputDecoder
 from qwen_gateway.api.responses.stream import ResponsesStreamTranslator
 from qwen_gateway.seal import KEY_FILE, Sealer, load_key
 from qwen_gateway.sse import DONE, SSEDecoder, encode
-from qwen_gateway.streaming import StreamRewriter
+from qwen_gateway.turn.stream_rewriter import StreamRewriter
 
 FN = {"type": "function", "name": "exec_command", "description": "Run a command",
       "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]}}
@@ -622,8 +622,8 @@ def test_compaction_transcript_keeps_user_words_and_cuts_long_outputs():
 
 
 def test_routes_for_the_responses_family():
-    from qwen_gateway.wings import endpoints
-    from qwen_gateway.door.routing import route
+    from qwen_gateway.components import endpoints
+    from qwen_gateway.ingress.routing import route
     eps = endpoints(lambda: None)
     assert route("POST", "/v1/responses/compact", eps).name == "responses.compact"
     assert route("POST", "/v1/responses/input_tokens", eps).name == "input_tokens"

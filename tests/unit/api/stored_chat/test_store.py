@@ -233,8 +233,8 @@ async def test_a_stopped_database_is_a_clear_503_for_reads_writes_and_the_check(
 
 
 def test_routes_for_the_stored_chat_family():
-    from qwen_gateway.door.routing import route
-    from qwen_gateway.wings import endpoints
+    from qwen_gateway.ingress.routing import route
+    from qwen_gateway.components import endpoints
     eps = endpoints(lambda: None)  # type: ignore[arg-type,return-value]
     assert route("POST", "/v1/chat/completions", eps).name == "chat.completions"
     for method, path in (("GET", "/v1/chat/completions"), ("GET", "/chat/completions"),

@@ -3,7 +3,7 @@ cannot happen leaves the plan's catalogue in place."""
 
 from __future__ import annotations
 
-from qwen_gateway.model_map import LiveModels
+from qwen_gateway.models.model_map import LiveModels
 from qwen_gateway.upstream.dashscope.catalogue import KeyCatalogue, parse
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from qwen_gateway.upstream.dashscope import knobs, rules, thinking
 from qwen_gateway.upstream.dashscope.request import chat_to_qwen
-from qwen_gateway.model_map import Thinking, is_vision, output_cap, thinking_refusal, vision_model
+from qwen_gateway.models.model_map import Thinking, is_vision, output_cap, thinking_refusal, vision_model
 from qwen_gateway.api.responses.request import responses_to_chat
 
 TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]

@@ -10,10 +10,10 @@ import pytest
 
 from qwen_gateway import errors
 from qwen_gateway.accounts import WEB, Credential
-from qwen_gateway.assemble import ChunkAssembler
+from qwen_gateway.turn.assembler import ChunkAssembler
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.redact import SECRET_HEADERS
-from qwen_gateway.streaming import StreamRewriter
+from qwen_gateway.turn.stream_rewriter import StreamRewriter
 from qwen_gateway.upstream.qwenweb import errors as web_errors, request
 from qwen_gateway.upstream.qwenweb.headers import web_headers
 from qwen_gateway.upstream.qwenweb.pacing import Pacer

@@ -1,0 +1,123 @@
+"""The one place where the wings are named. The wiring builds its tables here — the client
+dialects' endpoints by path, which upstream serves each kind of account, the (endpoint, upstream) pairs
+that skip the pivot, the local answers that belong to a dialect, and the observers — and hands them to
+the core, which knows the wings only through these tables (interfaces.py's types).
+
+Adding a client dialect: its endpoints below. Adding an upstream: its kind in `pairing`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .accounts import KEY, OAUTH, WEB, Credential, Pool
+from .api import models as model_list, telemetry
+from .api.completions import COMPLETIONS
+from .api.embeddings import EMBEDDINGS
+from .api.messages import endpoints as messages, side as claude_side
+from .api.messages.errors import FORMAT as ANTHROPIC_FORMAT
+from .api.responses import retrieve
+from .api.responses.background import BackgroundRuns
+from .api.responses.endpoints import compact_endpoint, responses_endpoint
+from .api.responses.socket import ResponsesSockets
+from .api.responses.store import ResponseStore
+from .api.stored_chat import endpoint as stored_chat
+from .auth import plans
+from .auth.remote import RemoteLogin
+from .settings.config import Config
+from .ingress.login import LoginRoute
+from .local_answers import LocalRoute
+from .mitmweb.flowview import FlowAnnotator, FlowCap
+from .observe.debuglog import DebugLog
+from .observe.estimator import TokenEstimator
+from .observe.ledger import UsageLedger
+from .observe.metrics import Metrics
+from .observe.requestlog import RequestLine
+from .observe.tracing import Tracing
+from .observe.observer import Observer
+from .interfaces import ClientFormat, Endpoint, Leg, Pairing, Upstream
+from .upstream.dashscope.catalogue import KeyCatalogue
+from .upstream.dashscope.upstream import DASHSCOPE
+from .upstream.qwenweb.upstream import web_upstream
+
+if TYPE_CHECKING:
+    from .exchange import Exchange
+
+
+def endpoints(store: Callable[[], ResponseStore], runs: Callable[[], BackgroundRuns] | None = None,
+              sockets: Callable[[], ResponsesSockets] | None = None) -> dict[str, Endpoint[Exchange]]:
+    """Client paths (after /v1) -> endpoint. `runs`: where background responses run (none: refused); `sockets`:
+    the Responses WebSocket's sessions (none: no upgrade)."""
+    responses = responses_endpoint(store, runs)
+    if sockets is not None:
+        responses = dataclasses.replace(responses, upgrade=lambda flow, ex: sockets().route(flow, ex))
+    return {"/chat/completions": stored_chat.chat_endpoint(stored_chat.chats_of(store)),
+            "/responses": responses,
+            "/responses/compact": compact_endpoint(store), "/completions": COMPLETIONS, "/embeddings": EMBEDDINGS,
+            # the sealer signs thinking blocks: with a shared store, its key comes from the database first
+            "/messages": dataclasses.replace(messages.messages_endpoint(lambda: store().sealer),
+                                             prepare=lambda body, ex: store().ready())}
+
+
+def pairing(config: Config) -> Pairing:
+    """OAuth logins and keyed plans speak DashScope's compatible mode; WEB accounts (a Qwen Chat browser session,
+    auth/web_account.py, opt-in with qwen_web_accounts) speak chat.qwen.ai's web API (upstream/qwenweb/).
+    Embeddings pass through: DashScope's embeddings endpoint takes OpenAI's body (api/embeddings.py). With
+    `qwen_messages_passthrough`, Messages requests pass through to a key account's Anthropic-compatible
+    base (api/messages/passthrough.py); every other account translates them. The addon builds the pool with
+    these kinds only (`AccountPool.from_settings(kinds=...)`): an account of a kind not listed is never
+    acquired, so no account's credential reaches another kind's upstream (never `Pairing.default`)."""
+    upstreams: dict[str, Upstream] = {OAUTH: DASHSCOPE, KEY: DASHSCOPE, WEB: web_upstream(config)}
+    legs = {("embeddings", DASHSCOPE.name): Leg("embeddings", passthrough=True)}
+    if config.messages_passthrough:
+        legs[("messages", DASHSCOPE.name)] = Leg("v1/messages", passthrough=True, base=anthropic_base)
+    return Pairing(default=DASHSCOPE, upstreams=upstreams, passthrough=legs)
+
+
+def anthropic_base(cred: Credential) -> str | None:
+    return plans.anthropic_base(cred.base_url) if cred.kind == KEY else None
+
+
+def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[], None],
+                 runs: Callable[[], BackgroundRuns] | None = None,
+                 pool: Callable[[], Pool | None] = lambda: None) -> dict[str, LocalRoute]:
+    """Local answers that belong to a wing: route name (ingress/routing.py) -> answer."""
+    return {"models": model_list.answer(pool, key_catalogues), "stored_response": retrieve.stored_response(store, runs),
+            "input_tokens": retrieve.input_tokens(store), "auth": LoginRoute(reload_accounts, RemoteLogin),
+            "count_tokens": messages.count_tokens(lambda: store().sealer), "anthropic_side": claude_side.answer,
+            "codex_models": model_list.codex_catalog, "codex_telemetry": telemetry.answer,
+            "stored_chat": stored_chat.stored_chat(stored_chat.chats_of(store))}
+
+
+def key_catalogues(config: Config, pool: Pool, rows: list[dict]) -> None:
+    """Each usable key account's own model list joins /v1/models (dashscope/catalogue.py): registered once per
+    model map (a new configuration starts anew), fetched when due, the key read at each fetch."""
+    live = config.models.accounts
+    account = getattr(pool, "get", None)
+    for row in rows:
+        name = row.get("name")
+        if row.get("kind") != KEY or row.get("state") != "ok" or not name or account is None:
+            continue
+        if not live.registered(name):
+            live.register(name, (), KeyCatalogue(live, name, functools.partial(_ready, account, name),
+                                                 config.network).refresh_soon)
+    live.wanted()
+
+
+def _ready(account: Callable[[str], Any], name: str) -> Credential | None:
+    return account(name).ready()
+
+
+def client_formats() -> dict[str, ClientFormat[Exchange]]:
+    """The dialects whose clients read errors (and answer headers) in a format of their own."""
+    return {messages.DIALECT: ANTHROPIC_FORMAT}
+
+
+def default_observers() -> list[Observer]:
+    """Every observer, in the order they are called (the annotator before the cap: the cap adds to the
+    annotator's comment)."""
+    return [TokenEstimator(), Metrics(), RequestLine(), UsageLedger(), DebugLog(), Tracing(), FlowAnnotator(), FlowCap()]

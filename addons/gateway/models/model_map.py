@@ -1,0 +1,288 @@
+"""Which Qwen model answers a client's model name (the model map), what each can do, and the list /v1/models shows."""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+
+from ..accounts import KEY, Credential
+from ..accounts import OAUTH as OAUTH_KIND
+from .catalogue import (
+    CHAT, CODING, EMBEDDING, OAUTH, PAYG_CN, PAYG_INTL, PAYG_US, ROWS, TOKEN, Thinking, chat_models,
+    embedding_models, find)
+
+# The ids the catalogue lists (models/catalogue.toml): OAuth-only names (coder-model, vision-model) first.
+QWEN_MODELS = tuple(m.id for m in ROWS.values() if m.kind == CHAT)
+EMBEDDING_MODELS = tuple(m.id for m in ROWS.values() if m.kind == EMBEDDING)
+# The sizes each Qwen embedding model offers (`dimensions`), its default first; one size: takes no `dimensions`.
+EMBEDDING_SIZES: dict[str, tuple[int, ...]] = {m.id: m.dimensions for m in ROWS.values() if m.kind == EMBEDDING}
+# OpenAI's embedding models' sizes: a vector store created for one of them breaks on any other size.
+OPENAI_EMBEDDING_SIZES = {"text-embedding-3-small": 1536, "text-embedding-ada-002": 1536,
+                          "text-embedding-3-large": 3072}
+OAUTH_ONLY = tuple(m.id for m in ROWS.values() if m.plans == (OAUTH,))
+KEY_DEFAULT_MODEL = "qwen3-coder-plus"  # for key accounts that name no default: served by DashScope and Coding Plan
+OAUTH_VISION_MODEL = "coder-model"
+KEY_VISION_MODEL = "qwen3.6-plus"  # on Model Studio, Coding Plan and Token Plan keys alike
+# A vision-language model the catalogue does not name yet (qwen3-vl-flash, qwen-vl-ocr): its name says it sees.
+_VL_NAME = re.compile(r"(?:^|-)vl(?:-|$)")
+
+
+@functools.lru_cache(maxsize=256)  # asked per request about the few models a gateway serves
+def output_cap(model: str) -> int | None:
+    """The model's largest output cap as the catalogue knows it; None: not known (nothing is invented)."""
+    row = find(model)
+    return row.output if row is not None else None
+
+
+@functools.lru_cache(maxsize=256)
+def preserves_thinking(model: str) -> bool:
+    """Whether the model keeps earlier turns' reasoning when asked (`preserve_thinking`: Qwen 3.6 and later)."""
+    row = find(model)
+    return row is not None and row.preserve_thinking
+
+
+def thinking_refusal(message: str) -> Thinking | None:
+    """What a DashScope 400 says about the model's thinking knobs, for a model the table does not know
+    (qwen-code learns "thinking is mandatory" the same way): a caller may remember it per model and retry."""
+    low = message.lower()
+    if "enable_thinking" in low and ("restricted to true" in low or "must be set to true" in low
+                                     or "mandatory" in low):
+        return Thinking.ONLY
+    if "reasoning_effort" in low and "thinking_budget" in low:
+        return Thinking.EFFORT
+    return None
+
+
+# Models that answer only streams: a request without `stream: true` gets DashScope's 400 "This model only support
+# stream mode, please enable the stream parameter to access the model." (the catalogue's `stream_only` rows:
+# QwQ, QVQ, the open-source Qwen3 thinking models). A model the catalogue does not name is judged by its
+# family's name (qwq*, qvq*, qwen3-*-thinking*), else learned from that 400 at run time (`stream_refusal`).
+def stream_only(model: str, learned: Collection[str] = ()) -> bool:
+    if model in learned:
+        return True
+    row = find(model)
+    if row is not None:
+        return row.stream_only
+    return model.startswith(("qwq", "qvq")) or (model.startswith("qwen3-") and "-thinking" in model)
+
+
+# DashScope's 400 above a model's output cap: "<400> InternalError.Algo.InvalidParameter: Range of max_tokens
+# should be [1, 65536]" (dashscope-rules.md R4)
+_CAP_REFUSAL = re.compile(r"range of max_tokens should be \[1, (\d+)\]", re.I)
+
+
+def cap_refusal(message: str) -> int | None:
+    """The output cap a DashScope 400 names (a caller remembers it per model and retries within it)."""
+    found = _CAP_REFUSAL.search(message)
+    return int(found.group(1)) if found else None
+
+
+def stream_refusal(message: str) -> bool:
+    """Whether a DashScope 400 says the model answers streams only (a caller remembers it and retries)."""
+    return "only support stream mode" in message.lower()
+
+
+@functools.lru_cache(maxsize=256)
+def is_vision(model: str) -> bool:
+    row = find(model)
+    return row.vision if row is not None else bool(_VL_NAME.search(model)) or model.startswith("qvq")
+
+
+def vision_model(model: str, *, oauth: bool, default_model: str | None = None) -> str:
+    """The model that can see images for this account: `model` itself when it can, else the account's
+    default model when that can, else the plan's vision model."""
+    if is_vision(model):
+        return model
+    if default_model and is_vision(default_model) and (oauth or default_model not in OAUTH_ONLY):
+        return default_model
+    return OAUTH_VISION_MODEL if oauth else KEY_VISION_MODEL
+
+
+# OpenAI names that clients send unchanged; "" means "the default model".
+DEFAULT_ALIASES: dict[str, str] = {
+    **{m: "" for m in (
+        "gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4", "gpt-4-turbo",
+        "gpt-3.5-turbo", "gpt-3.5-turbo-instruct", "gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-5-codex",
+        "o1", "o1-mini", "o3", "o3-mini", "o4-mini", "codex-mini-latest",
+    )},
+    # Claude's tiers (any version: claude-opus-5-5, claude-sonnet-4-5-20250929, …; `tier_alias`): the account's
+    # default model for opus and sonnet, the fast coder for haiku. --set qwen_model_map=claude-opus=… changes one.
+    "claude-opus": "", "claude-sonnet": "", "claude-haiku": "qwen3-coder-flash",
+    "text-embedding-3-small": "text-embedding-v4",
+    "text-embedding-3-large": "text-embedding-v4",
+    "text-embedding-ada-002": "text-embedding-v4",
+}
+
+
+def parse_model_map(items: Iterable[str]) -> dict[str, str]:
+    """`alias=target` entries (from `--set qwen_model_map=gpt-4o=qwen3-coder-plus`)."""
+    out: dict[str, str] = {}
+    for item in items:
+        alias, sep, target = item.partition("=")
+        if not sep or not alias.strip() or not target.strip():
+            raise ValueError(f"model map entry {item!r} is not of the form alias=target")
+        out[alias.strip()] = target.strip()
+    return out
+
+
+# OpenAI's `created` is when a model appeared; Qwen's compatible API gives no date, so one fixed date for all
+# (the day this list was last revised): a client that caches the list sees it unchanged.
+LISTED_SINCE = 1_761_955_200  # 2025-11-01
+
+
+LIVE_TTL = 3600.0  # how long a fetched catalogue is current (Qwen2API's default for the web catalogue)
+LIVE_RETRY = 60.0  # after a failed fetch, the next try no sooner: a catalogue down is never hammered
+
+
+class LiveModels:
+    """The models each account kind's upstream currently offers (its live catalogue), per kind. An upstream
+    registers its kind with the static list (the fallback and the offline answer) and a `refresh` callable
+    that starts a fetch in the background and reports with `put` or `failed`; nothing here does I/O, so
+    nothing on a request's path waits for a catalogue: `ids` is the cache, or the fallback."""
+
+    def __init__(self, ttl: float = LIVE_TTL, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl, self.clock = ttl, clock
+        self._fallback: dict[str, tuple[str, ...]] = {}
+        self._refresh: dict[str, Callable[[], None]] = {}
+        self._live: dict[str, tuple[tuple[str, ...], float]] = {}  # kind -> (ids, fetched at)
+        self._failed: dict[str, float] = {}
+
+    def register(self, kind: str, fallback: Sequence[str], refresh: Callable[[], None]) -> None:
+        self._fallback[kind], self._refresh[kind] = tuple(fallback), refresh
+
+    def registered(self, kind: str) -> bool:
+        return kind in self._refresh
+
+    def ids(self, kind: str) -> tuple[str, ...]:
+        live = self._live.get(kind)
+        return live[0] if live else self._fallback.get(kind, ())
+
+    def is_live(self, kind: str) -> bool:
+        return kind in self._live
+
+    def due(self, kind: str) -> bool:
+        now = self.clock()
+        live = self._live.get(kind)
+        if live and now - live[1] < self.ttl:
+            return False
+        return kind not in self._failed or now - self._failed[kind] >= LIVE_RETRY
+
+    def put(self, kind: str, ids: Sequence[str]) -> None:
+        if ids:  # an empty catalogue is no answer: the last one (or the fallback) stays
+            self._live[kind] = (tuple(ids), self.clock())
+            self._failed.pop(kind, None)
+        else:
+            self.failed(kind)
+
+    def failed(self, kind: str) -> None:
+        self._failed[kind] = self.clock()
+
+    def stale(self, kind: str) -> None:
+        """The upstream said a model is gone: fetch again at the next chance."""
+        if kind in self._live:
+            self._live[kind] = (self._live[kind][0], self.clock() - self.ttl)
+        self._failed.pop(kind, None)
+
+    def wanted(self) -> None:
+        """Starts the refresh of every kind whose catalogue is due (the callables only schedule)."""
+        for kind, refresh in self._refresh.items():
+            if self.due(kind):
+                refresh()
+
+    def listed(self) -> list[tuple[str, str]]:
+        """(model id, account kind) for every registered kind's current models."""
+        return [(m, kind) for kind in self._refresh for m in self.ids(kind)]
+
+
+# How an account's requests are paid (accounts.Credential.billing) -> the catalogue's plan
+BILLING_PLANS = {"payg:intl": PAYG_INTL, "payg:cn": PAYG_CN, "payg:us": PAYG_US, "coding": CODING, "token": TOKEN}
+KEY_PLANS = frozenset(BILLING_PLANS.values())
+# (kind, billing, serves embeddings, name) per configured account (from the pool's status rows)
+Offers = Sequence[tuple[str, str, bool, str]]
+
+
+def offers_of(rows: Sequence[Mapping]) -> Offers:
+    """The offers of the pool's status rows (Pool.status)."""
+    return [(row.get("kind") or "", row.get("billing") or "", bool(row.get("embeddings")), str(row.get("name") or ""))
+            for row in rows]
+
+
+def served_plans(offers: Offers) -> set[str]:
+    """The catalogue's plans the accounts belong to: a key on a host of no known plan (another OpenAI-compatible
+    base) may serve any key plan's model; a Qwen OAuth login the portal's own."""
+    plans: set[str] = set()
+    for kind, billing, _, _ in offers:
+        if kind == KEY:
+            plan = BILLING_PLANS.get(billing)
+            plans.update((plan,) if plan else KEY_PLANS)
+        elif kind == OAUTH_KIND:
+            plans.add(OAUTH)
+    return plans
+
+
+class ModelMap:
+    def __init__(self, default_model: str, aliases: Mapping[str, str] | None = None) -> None:
+        self.default_model = default_model
+        self.aliases = {**DEFAULT_ALIASES, **(aliases or {})}
+        self.live = LiveModels()
+        self.accounts = LiveModels()  # each key account's own list, by account name (dashscope/catalogue.py)
+
+    def resolve(self, requested: str | None, cred: Credential | None = None) -> str:
+        """The upstream model id for what the client asked, for this account."""
+        name = (requested or "").strip()
+        if cred is not None and name in cred.model_map:
+            return cred.model_map[name]
+        target = self.aliases.get(name)
+        if target is None and name.startswith("claude-"):
+            target = self.aliases.get(tier_alias(name) or "")
+        if target is None:
+            target = name if _looks_qwen(name) else ""
+        if not target:
+            target = (cred.default_model if cred is not None and cred.default_model else None) or self.default_model
+        if cred is not None and cred.kind == KEY and target in OAUTH_ONLY:
+            target = cred.default_model or KEY_DEFAULT_MODEL  # coder-model only exists behind Qwen OAuth
+        return target
+
+    def list(self, offers: Offers | None = None) -> list[dict]:
+        """What the configured accounts (`offers`; None: any) can serve: a key account's own list where its base
+        answered one, else the catalogue's models for its plan (OAuth-only names only with an OAuth login,
+        embedding models only with an account that serves them); the aliases; then the live catalogues'
+        models (`owned_by: qwen-<kind>`, e.g. `qwen-web`; a listed id a live catalogue also holds says that
+        kind)."""
+        created = LISTED_SINCE
+        if offers is None:
+            chat, embedding = QWEN_MODELS, EMBEDDING_MODELS
+        else:
+            own = [o for o in offers if o[0] == KEY and self.accounts.is_live(o[3])]
+            rest = [o for o in offers if o not in own]
+            plans = served_plans(rest)
+            listed = [m for o in own for m in self.accounts.ids(o[3])]
+            chat = tuple(dict.fromkeys([*listed, *chat_models(plans)]))
+            embedding = tuple(embedding_models(plans)) if any(o[2] for o in rest) else ()
+        names = list(dict.fromkeys([*chat, *embedding, *self.aliases]))
+        owners = {n: "qwen" if _looks_qwen(n) or n in OAUTH_ONLY or n in chat else "qwen-gateway" for n in names}
+        for model, kind in self.live.listed():
+            owners.setdefault(model, f"qwen-{kind}")
+            if owners[model] == "qwen":
+                owners[model] = f"qwen-{kind}"
+        return [{"id": n, "object": "model", "created": created, "owned_by": owner} for n, owner in owners.items()]
+
+    def get(self, model_id: str, offers: Offers | None = None) -> dict | None:
+        for m in self.list(offers):
+            if m["id"] == model_id:
+                return m
+        return None
+
+
+def tier_alias(name: str) -> str | None:
+    """`claude-opus` for any Claude Opus id, and so on for sonnet and haiku (None for other names)."""
+    for tier in ("opus", "sonnet", "haiku"):
+        if tier in name.split("-"):
+            return f"claude-{tier}"
+    return None
+
+
+def _looks_qwen(name: str) -> bool:
+    return name in QWEN_MODELS or name in EMBEDDING_MODELS or name.startswith(("qwen", "qwq", "text-embedding-v"))

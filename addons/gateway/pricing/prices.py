@@ -1,0 +1,199 @@
+"""What a request cost: money for pay-as-you-go accounts (USD, from pricing/price_list.py or the user's
+`qwen_prices_file`), the plan's own unit for Coding Plan (requests) and Token Plan (tokens) accounts.
+
+Parsed once in `configure` (settings/config.py); `PriceTable.cost` is pure and cheap (two dict lookups), called once
+per exchange when it ends (turn/settlement.py). The account's `billing` (auth/plans.billing_of: "payg:intl",
+"coding", …) and the Qwen model that answered choose the price; "*" in a user file is the default for
+anything the account's billing does not price: accounts whose billing the gateway does not know (OAuth
+logins, web sessions, self-hosted or other endpoints), or a model missing from the list.
+
+The user file (JSON), any of:
+
+    {"payg:intl": {"qwen3-coder-plus": {"input": 1.0, "output": 5.0, "cached": 0.2}},
+     "*": {"my-model": {"tiers": [{"up_to": 32000, "input": 1, "output": 4}, {"input": 2, "output": 8}]}},
+     "coding": {"unit": "requests"}}
+
+USD per million tokens; "cached" (input read from Qwen's implicit cache) defaults to the input price;
+"cache_read" (read from its explicit cache) and "cache_write" (stored in it) default to 10% and 125% of the
+input price, as Model Studio bills them (its "Context cache" page); "thinking_output" is the output price
+when the answer reasoned (Qwen reported reasoning tokens). An entry replaces the built-in one.
+
+Which cache a request read is in Qwen's usage: `prompt_tokens_details.cache_type` "ephemeral" (or a
+`cache_creation_input_tokens` count) is the explicit cache, `cached_tokens` without it the implicit one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from . import price_list
+
+USD, REQUESTS, TOKENS = "USD", "requests", "tokens"
+EXPLICIT_HIT, CREATION = 0.10, 1.25  # of the input price (Model Studio's Context cache page)
+ANY = "*"
+_SNAPSHOT = re.compile(r"-(latest|\d{4}-\d\d-\d\d)$")  # qwen3-coder-plus-2025-09-23 is priced as qwen3-coder-plus
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    up_to: int | None  # prompt tokens (None: no bound)
+    input: float
+    output: float
+    cached: float | None = None
+    thinking_output: float | None = None
+    cache_read: float | None = None  # explicit cache hits (None: EXPLICIT_HIT of the input price)
+    cache_write: float | None = None  # explicit cache creation (None: CREATION of the input price)
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    models: Mapping[str, Mapping[str, tuple[Tier, ...]]] = field(default_factory=lambda: MappingProxyType({}))
+    units: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    source: str = ""  # where the figures come from (the built-in list, then the user file)
+
+    def cost(self, billing: str, model: str, usage: dict | None) -> tuple[float, str] | None:
+        """(amount, unit) of one answered request, or None (no usage reported, no price known)."""
+        if not isinstance(usage, dict):
+            return None
+        prompt, completion = _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
+        found = self._find(billing, model)
+        if found == REQUESTS:
+            return 1.0, REQUESTS
+        if found == TOKENS:
+            return float(prompt + completion), TOKENS
+        if not isinstance(found, tuple):
+            return None
+        tier = _tier(found, prompt)
+        out_details = usage.get("completion_tokens_details")
+        reasoned = _int(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else 0
+        out_price = tier.thinking_output if reasoned and tier.thinking_output is not None else tier.output
+        return (_prompt_usd(tier, usage, prompt) + completion * out_price) / 1e6, USD
+
+    def saved(self, billing: str, model: str, usage: dict | None) -> float | None:
+        """USD Qwen's caches took off the prompt's price (negative: cache writes that cost more than the hits
+        saved); None without a price in USD."""
+        found = self._find(billing, model)
+        if not isinstance(usage, dict) or not isinstance(found, tuple):
+            return None
+        prompt = _int(usage.get("prompt_tokens"))
+        tier = _tier(found, prompt)
+        return (prompt * tier.input - _prompt_usd(tier, usage, prompt)) / 1e6
+
+    def _find(self, billing: str, model: str) -> tuple[Tier, ...] | str | None:
+        """The account's billing first, then the user's default for anything else: a plan's unit, or tiers."""
+        for where in (billing, ANY):
+            unit = self.units.get(where)
+            if unit:
+                return unit
+            tiers = self._tiers(where, model)
+            if tiers is not None:
+                return tiers
+        return None
+
+    def _tiers(self, billing: str, model: str) -> tuple[Tier, ...] | None:
+        prices = self.models.get(billing)
+        if not model or prices is None:
+            return None
+        return prices.get(model) or prices.get(_SNAPSHOT.sub("", model))
+
+
+def _tier(tiers: tuple[Tier, ...], prompt: int) -> Tier:
+    return next((t for t in tiers if t.up_to is None or prompt <= t.up_to), tiers[-1])
+
+
+def _prompt_usd(tier: Tier, usage: dict, prompt: int) -> float:
+    """The prompt's price (USD per million tokens × tokens): cache hits and writes at theirs, the rest at input."""
+    details = usage.get("prompt_tokens_details")
+    details = details if isinstance(details, dict) else {}
+    hits = min(prompt, _int(details.get("cached_tokens", usage.get("cached_tokens"))))
+    written = min(prompt - hits, _int(details.get("cache_creation_input_tokens", details.get("cache_write_tokens"))))
+    if written or details.get("cache_type") == "ephemeral":  # the explicit cache
+        hit = tier.input * EXPLICIT_HIT if tier.cache_read is None else tier.cache_read
+    else:
+        hit = tier.input if tier.cached is None else tier.cached
+    write = tier.input * CREATION if tier.cache_write is None else tier.cache_write
+    return (prompt - hits - written) * tier.input + hits * hit + written * write
+
+
+def usd(amount: float) -> str:
+    """An amount as people read it: cents from a dollar up, else to the millionth (one request costs little)."""
+    return "$0" if not amount else f"${amount:,.2f}" if amount >= 1 else f"${amount:.6f}"
+
+
+def signed_usd(amount: float) -> str:
+    """An amount that may be negative (what the cache saved: writes cost more than the hits saved)."""
+    return "-" + usd(-amount) if amount < 0 else usd(amount)
+
+
+def _int(v: object) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
+
+
+def builtin() -> PriceTable:
+    models = {billing: {m: tuple(Tier(*t) for t in tiers) for m, tiers in table.items()}
+              for billing, table in price_list.PAYG.items()}
+    return PriceTable(_frozen(models), MappingProxyType(dict(price_list.PLAN_UNITS)),
+                      f"{price_list.SOURCE} (taken {price_list.TAKEN})")
+
+
+def load(path: str) -> PriceTable:
+    """The built-in table, with the user file's entries over it. Raises ValueError naming what is wrong."""
+    base = builtin()
+    if not path:
+        return base
+    try:
+        data = json.loads(Path(path).expanduser().read_text())
+    except OSError as e:
+        raise ValueError(f"qwen_prices_file: cannot read {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise ValueError(f"qwen_prices_file: {path} is not JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"qwen_prices_file: {path} must hold an object of billings (payg:intl, coding, *, …)")
+    models = {b: dict(m) for b, m in base.models.items()}
+    units = dict(base.units)
+    for billing, entries in data.items():
+        where = f"qwen_prices_file: {billing!r}"
+        if not isinstance(entries, dict):
+            raise ValueError(f"{where} must be an object of models")
+        if "unit" in entries:
+            if entries["unit"] not in (REQUESTS, TOKENS) or len(entries) > 1:
+                raise ValueError(f'{where}: "unit" is "requests" or "tokens", alone (a plan not billed in money)')
+            units[billing] = entries["unit"]
+            continue
+        units.pop(billing, None)
+        for model, price in entries.items():
+            models.setdefault(billing, {})[model] = _parse(price, f"{where}, {model!r}")
+    return PriceTable(_frozen(models), MappingProxyType(units), f"{base.source}; {path}")
+
+
+def _parse(price: object, where: str) -> tuple[Tier, ...]:
+    if not isinstance(price, dict):
+        raise ValueError(f"{where} must be an object with input and output (USD per million tokens)")
+    raw = price.get("tiers", [price])
+    if not isinstance(raw, list) or not raw:
+        raise ValueError(f"{where}: tiers must be a list of prices")
+    tiers = []
+    for i, t in enumerate(raw):
+        if not isinstance(t, dict) or not all(_number(t.get(k)) for k in ("input", "output")):
+            raise ValueError(f"{where}: each price needs input and output, numbers ≥ 0 (USD per million tokens)")
+        up_to = t.get("up_to")
+        last = i == len(raw) - 1
+        if (up_to is None) != last or (up_to is not None and not (isinstance(up_to, int) and up_to > 0)):
+            raise ValueError(f"{where}: every tier but the last needs up_to (prompt tokens); the last has none")
+        extra = {k: float(t[k]) for k in ("cached", "thinking_output", "cache_read", "cache_write")
+                 if k in t and _number(t[k])}
+        tiers.append(Tier(up_to, float(t["input"]), float(t["output"]), **extra))
+    return tuple(tiers)
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+
+
+def _frozen(models: dict) -> Mapping[str, Mapping[str, tuple[Tier, ...]]]:
+    return MappingProxyType({b: MappingProxyType(dict(m)) for b, m in models.items()})

@@ -1,0 +1,165 @@
+"""How an exchange ends: its outcome (a stream's usage and errors), the pool told how the account did, the
+endpoint's keepsake stored (Responses) — `served`, called by the turn —, the record written to the flow and the
+observers' `finished` called — `finish`, called by mitmproxy's `response` and `error` hooks for HTTP answers
+and by the turn itself for the other transports (runner.Turns.run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from mitmproxy import http
+
+from ..accounts import Outcome, Pool
+from ..observe.dispatch import Observers, call_safely
+from ..errors import gateway_error
+from ..exchange import Exchange
+from ..local_answers import Formats
+from ..pricing.prices import PriceTable
+from ..storage.health import StateUnavailable
+from .kept_before_end import KEEP_WAIT_S, final_object
+
+log = logging.getLogger("qwen")
+CLIENT_LEFT = "Client disconnected"  # how mitmproxy's HTTP/1 layer names a client gone before the answer's end
+
+
+class Settlement:
+    def __init__(self, *, pool: Callable[[], Pool | None], observers: Observers,
+                 flows: dict[str, http.HTTPFlow], formats: Formats,
+                 prices: Callable[[], PriceTable] = PriceTable) -> None:
+        self.pool = pool
+        self.prices = prices
+        self.formats = formats
+        self.observers = observers
+        self.flows = flows  # exchange id -> flow, while the exchange runs (the engine's callback finds it)
+
+    def answered(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        """mitmproxy's `response`: the client has (or is about to have) the answer the turn made: a stream's bytes
+        kept on the flow, the dialect's headers on a whole answer, the record written."""
+        assert flow.response is not None
+        if ex.turn.rewriter is not None:
+            self.stream_sent(ex, flow.response)
+        else:  # a stream's headers went out with its first bytes
+            self.formats.stamp(ex, flow.response)
+        self.finish(flow, ex)
+
+    def broken(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        """mitmproxy's `error`: the connection to the client or to the relay broke."""
+        rw = ex.turn.rewriter
+        if rw is not None and rw.finished and not rw.error and flow.response is not None:
+            # The client read the whole answer ([DONE] included) and closed its connection before mitmproxy
+            # saw the relay's end of the stream: served, not an error.
+            try:
+                final = self.stream_sent(ex, flow.response)
+                if not ex.turn.served:
+                    self.served(ex, final)
+                ex.notes.append("the client closed its connection after the whole answer")
+            except Exception:
+                log.exception("qwen: could not finish a stream the client had read")
+            self.finish(flow, ex)
+            return
+        message = flow.error.msg if flow.error else "connection error"
+        self.report(ex, Outcome.ERROR)
+        ex.result.stream_error = ex.result.stream_error or message
+        if ex.result.error is None:
+            if message.startswith(CLIENT_LEFT):  # the client went away mid-answer: not Qwen's doing
+                ex.fail(499, "client_disconnected", message)
+            else:
+                ex.fail(502, "upstream_connection_error", message)
+        self.finish(flow, ex)
+
+    def served(self, ex: Exchange, final: dict | None) -> None:
+        """Qwen answered: the pool hears how, the endpoint keeps what it must (stored Responses)."""
+        if ex.attempt.cred is None or ex.result.error is not None:
+            return
+        ex.turn.served = True
+        rw = ex.turn.rewriter
+        outcome = Outcome.OK if rw is None or not rw.error else \
+            Outcome.THROTTLE if rw.throttled else Outcome.ERROR  # error_finish: throttled mid-stream
+        self.report(ex, outcome)
+        if ex.endpoint is not None and ex.endpoint.finished is not None and final is not None \
+                and not ex.turn.kept:  # a parked stream's answer was kept before its end
+            ex.endpoint.finished(ex, final)
+
+    @classmethod
+    def stream_sent(cls, ex: Exchange, resp: http.Response) -> dict | None:
+        """The stream has been sent: the client's bytes kept on the flow, its outcome recorded."""
+        assert ex.turn.rewriter is not None
+        resp.raw_content = bytes(ex.turn.rewriter.captured)
+        return cls.stream_outcome(ex)
+
+    @staticmethod
+    def stream_outcome(ex: Exchange) -> dict | None:
+        """A stream's usage and errors on the exchange; the final object for endpoints that keep it (stored
+        Responses)."""
+        rw = ex.turn.rewriter
+        assert rw is not None
+        ex.result.usage = rw.normalizer.usage
+        ex.result.first_byte_at = rw.first_byte_at
+        if rw.error:
+            ex.result.stream_error = str(rw.error.get("message"))
+        return final_object(rw)
+
+    def report(self, ex: Exchange, outcome: Outcome) -> None:
+        pool = self.pool()
+        if pool is not None and ex.attempt.cred is not None:
+            call_safely(pool.report, ex.attempt.cred.account, outcome)
+
+    def finish(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        """The record on the flow (`flow.metadata["qwen"]`), and the observers told."""
+        self.flows.pop(ex.id, None)
+        ex.result.ended = time.monotonic()
+        if flow.response is not None and ex.result.status is None:
+            ex.result.status = flow.response.status_code
+        if ex.result.usage and "completion_tokens_details" in ex.result.usage and (
+                why := reasoning_took_the_cap(ex.result.usage, ex.attempt.body)):
+            ex.notes.append(why)
+        if ex.attempt.cred is not None and ex.result.usage:  # what Qwen reported, priced once for every observer
+            cost = self.prices().cost(ex.attempt.cred.billing, ex.attempt.model, ex.result.usage)
+            if cost is not None:
+                ex.result.cost, ex.result.cost_unit = cost
+                ex.result.cache_saved = self.prices().saved(ex.attempt.cred.billing, ex.attempt.model, ex.result.usage)
+        flow.metadata["qwen"] = ex.to_meta()
+        self.observers.finished(ex, flow)
+
+    async def durable(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        """A write the endpoint started (a stored Response) is committed before mitmproxy sends the answer:
+        a gateway killed right after answering loses nothing the client was told exists. A whole answer
+        whose write failed becomes a 503 `state_unavailable` (the storage's outage is logged once by it)."""
+        write, ex.turn.write = ex.turn.write, None
+        if write is None:
+            return
+        try:
+            if not write.done():  # a stream's write was already awaited before its end went out: no timer again
+                await asyncio.wait_for(asyncio.shield(write), KEEP_WAIT_S)
+            write.result()
+        except Exception as e:
+            if not isinstance(e, StateUnavailable):
+                log.error("qwen: could not store the answer of exchange %s: %s", ex.id, type(e).__name__)
+                e = StateUnavailable("The gateway could not store the response in time; try again later.")
+            if ex.turn.rewriter is None:
+                err = gateway_error(e)
+                flow.response = self.formats.error(err, ex)
+                ex.fail(err.status, err.code, err.message)
+
+    def passed(self, flow: http.HTTPFlow) -> None:
+        """Flows the gateway passes through (other hosts, explicit proxy) count for mitmweb's cap too."""
+        if self.observers.track is not None:
+            call_safely(self.observers.track, flow)
+
+
+def reasoning_took_the_cap(usage: dict, upstream_body: dict | None) -> str | None:
+    """Why an answer is empty when the reasoning used the whole output cap (Model Studio, 2026-11-02: from
+    qwen4-max-preview on the cap covers reasoning and answer together), for the flow; None otherwise."""
+    cap = (upstream_body or {}).get("max_completion_tokens")
+    details = usage.get("completion_tokens_details")
+    reasoning = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    out = usage.get("completion_tokens")
+    if not (isinstance(cap, int) and isinstance(reasoning, int) and isinstance(out, int)):
+        return None
+    if reasoning and reasoning >= out >= cap:
+        return f"the reasoning used all {cap} output tokens: no answer (raise the output cap)"
+    return None

@@ -1,0 +1,178 @@
+"""The `flow.response.stream` callable: upstream SSE bytes in, client SSE bytes out, event by event.
+
+The two halves of the pivot meet here: the upstream's `ChunkSource` turns its events into normalised
+chat chunks, the client dialect's `StreamTranslator` turns those into the client's events (interfaces.py).
+An event that is an error object (OpenAI's `{"error": …}`, also what the relay writes) ends the stream
+in the client's error format.
+
+mitmproxy's contract (see docs/troubleshooting.md): it is called per received chunk and
+once more with b"" at the end; it must never raise (the client would hang) and must never
+return b"" mid-stream (that ends HTTP/1 chunking). So this returns a list, maybe empty.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from .. import jsonio
+from ..errors import ErrorKind, UpstreamError, openai_type
+from ..interfaces import ChunkSource, StreamTranslator
+from ..sse import SSEDecoder
+
+log = logging.getLogger(__name__)
+
+
+def stream_error(message: str, code: str = "upstream_error", type: str = "server_error") -> dict:
+    return {"message": message, "type": type, "code": code, "param": None}
+
+
+class StreamRewriter:
+    def __init__(self, normalizer: ChunkSource, translator: StreamTranslator, *, capture_limit: int = 0) -> None:
+        self.normalizer = normalizer
+        self.translator = translator
+        self.decoder = SSEDecoder()
+        self.capture_limit = capture_limit
+        self.captured = bytearray()
+        self.capture_truncated = False
+        self.finished = False
+        self.error: dict | None = None  # the OpenAI error the client got, if the stream failed
+        # What Qwen reported inside the stream (an error event or error_finish), for the pool: see `throttled`.
+        self.upstream_error: UpstreamError | None = None
+        self.first_byte_at: float | None = None  # first bytes sent to the client (monotonic)
+        self.last_byte_at: float | None = None
+        self.last_upstream_at = time.monotonic()  # last bytes from Qwen, for the idle watchdog
+        self.bad_events = 0
+        # Set when the answer must be kept (committed to a shared database) before the client hears it is
+        # complete: the final events are parked at Qwen's [DONE], `park` is called (it starts the write),
+        # and they go out at the end of the relayed stream, which the relay sends once the write is done.
+        # `park` is also called when the stream fails (nothing to keep: `error` is set).
+        self.park: Callable[[], None] | None = None
+        self.held: list[bytes] | None = None
+
+    def __call__(self, chunk: bytes) -> list[bytes]:
+        self.last_upstream_at = time.monotonic()
+        try:
+            out = self._process(chunk)
+        except Exception as e:  # never into mitmproxy's core: end the stream cleanly instead
+            log.exception("qwen: stream translation failed")
+            out = [] if self.finished else self._fail(stream_error(f"gateway stream error: {type(e).__name__}"))
+        if chunk == b"" and self.held is not None:  # the end of the stream: the parked final events
+            out, self.held = out + self.held, None
+        if out:
+            now = time.monotonic()
+            self.first_byte_at = self.first_byte_at or now
+            self.last_byte_at = now
+            self._capture(out)
+        return out
+
+    def run(self, body: bytes) -> bytes:
+        """Translate a whole buffered stream (a retried request's answer)."""
+        return b"".join([*self(body), *self(b"")])
+
+    def _process(self, chunk: bytes) -> list[bytes]:
+        if self.finished:
+            return []
+        end = chunk == b""
+        events = self.decoder.flush() if end else self.decoder.feed(chunk)
+        out: list[bytes] = []
+        for ev in events:
+            out += self._event(ev.data)
+            if self.finished:
+                return out
+        if end:
+            if self.normalizer.finish_reasons:
+                out += self._finish()  # complete answer, only [DONE] missing
+            else:
+                out += self._fail(stream_error("Qwen ended the stream before the answer was complete."))
+        return out
+
+    def _event(self, data: str) -> list[bytes]:
+        if not data:
+            return []
+        if data.strip() == "[DONE]":
+            return self._finish()
+        try:
+            obj = jsonio.loads_answer(data)
+        except ValueError:
+            self.bad_events += 1
+            log.warning("qwen: skipped an upstream event that is not JSON (%d bytes)", len(data))
+            return []
+        if isinstance(obj, dict) and obj.get("error") and not obj.get("choices"):
+            self.upstream_error = self.normalizer.fault(obj["error"])
+            return self._fail(_as_openai_error(obj["error"], self.upstream_error))
+        out: list[bytes] = []
+        for chunk in self.normalizer.feed(obj):
+            out += self.translator.feed(chunk)
+        if self.normalizer.error_text is not None:
+            err = self.upstream_error = self.normalizer.fault(self.normalizer.error_text)
+            out += self._fail(stream_error(err.message, err.code or "upstream_error", openai_type(err.type)))
+        return out
+
+    @property
+    def upstream_kind(self) -> ErrorKind | None:
+        """The kind of error Qwen reported inside the stream, if any."""
+        return self.upstream_error.kind if self.upstream_error else None
+
+    @property
+    def throttled(self) -> bool:
+        """The stream ended in Qwen's throttling error: the core reports THROTTLE to the pool."""
+        return self.upstream_kind is ErrorKind.THROTTLE
+
+    def _finish(self) -> list[bytes]:
+        self.finished = True
+        out = self.translator.finish()
+        if self.park is None:
+            return out
+        self.held = out
+        self._parked()
+        return []
+
+    def _fail(self, error: dict) -> list[bytes]:
+        self.finished = True
+        self.error = error
+        out = self.translator.fail(error)
+        if self.park is not None:
+            self._parked()
+        return out
+
+    def unkept(self, error: dict) -> None:
+        """The parked end is taken back (the answer could not be kept): the translator's failure event in
+        place of its terminal event, when it can give one (the Responses API's `response.failed`)."""
+        take_back = getattr(self.translator, "unkept", None)
+        if self.held is not None and callable(take_back):
+            self.held = take_back(self.held, error)
+
+    def _parked(self) -> None:
+        park, self.park = self.park, None
+        try:
+            if park is not None:
+                park()
+        except Exception:
+            log.exception("qwen: could not keep a finished stream's answer")
+
+    def _capture(self, out: list[bytes]) -> None:
+        if self.capture_truncated or not self.capture_limit:
+            return
+        for part in out:
+            room = self.capture_limit - len(self.captured)
+            if len(part) > room:
+                self.captured += part[:room]
+                self.capture_truncated = True
+                return
+            self.captured += part
+
+
+def _as_openai_error(err: object, kind: UpstreamError) -> dict:
+    if kind.kind is ErrorKind.THROTTLE:
+        return stream_error(kind.message, "rate_limit_exceeded", "requests")
+    if isinstance(err, dict):
+        code = err.get("code")
+        return {
+            "message": str(err.get("message") or "Qwen reported an error mid-stream."),
+            "type": openai_type(err.get("type")),
+            "code": str(code) if code is not None else kind.code or "upstream_error",
+            "param": err.get("param"),
+        }
+    return stream_error(str(err))

@@ -1,0 +1,67 @@
+"""What the model map knows of each model (models/model_map.py, from the catalogue): looked up once per model, and the
+list /v1/models shows is what the accounts' plans serve."""
+
+from __future__ import annotations
+
+from qwen_gateway.models import catalogue, model_map
+from qwen_gateway.models.model_map import ModelMap
+
+
+def test_a_models_output_cap_is_looked_up_once(monkeypatch):
+    """Asked per request: the catalogue is read once per model, not per request."""
+    model_map.output_cap.cache_clear()
+    catalogue.find.cache_clear()
+    reads = []
+
+    class Rows(dict):
+        def get(self, key, default=None):
+            reads.append(key)
+            return super().get(key, default)
+
+    monkeypatch.setattr(catalogue, "ROWS", Rows(catalogue.ROWS))
+    for _ in range(3):
+        assert model_map.output_cap("qwen-max-2031-01-01") == 8192  # qwen-max's, a dated snapshot of it
+        assert model_map.output_cap("unknown-model-once") is None  # not known: nothing invented
+    assert reads == ["qwen-max-2031-01-01", "qwen-max", "unknown-model-once"]
+    model_map.output_cap.cache_clear()
+    catalogue.find.cache_clear()
+
+
+def ids(offers):
+    return [m["id"] for m in ModelMap("qwen3-coder-plus").list(offers)]
+
+
+def test_the_list_is_what_the_accounts_plans_serve():
+    payg = ids([("key", "payg:intl", False, "a")])
+    assert {"qwen4-max", "qwen3.8-max", "qwen3.7-max"} <= set(payg)  # served: listed
+    assert "coder-model" not in payg and "vision-model" not in payg  # OAuth-only: not to a key account
+    assert "qwen4-max-preview" not in payg and "text-embedding-v4" not in payg  # Token Plan only; no embeddings
+    assert "gpt-4o" in payg  # the aliases a client sends
+    coding = ids([("key", "coding", False, "a")])
+    assert "qwen3-coder-plus" in coding and "qwen3.8-max" not in coding
+    assert {"coder-model", "vision-model"} <= set(ids([("oauth", "", False, "a")]))
+    assert "text-embedding-v4" in ids([("key", "payg:intl", True, "a")])
+    assert "qwen3.8-max" in ids([("key", "", False, "a")])  # a key on another OpenAI-compatible host: any key plan
+
+
+def test_every_listed_id_answers_get():
+    m = ModelMap("qwen3-coder-plus")
+    offers = [("key", "payg:intl", False, "a")]
+    for listed in m.list(offers):
+        assert m.get(listed["id"], offers) == listed
+    assert m.get("qwen3.8-max", offers)["owned_by"] == "qwen"
+    assert m.get("coder-model", offers) is None
+
+
+def test_a_key_account_whose_base_listed_its_models_lists_those():
+    m = ModelMap("qwen3-coder-plus")
+    offers = [("key", "payg:intl", False, "ds")]
+    m.accounts.register("ds", (), lambda: None)
+    assert "qwen3.8-max" in [x["id"] for x in m.list(offers)]  # not fetched yet: the plan's catalogue
+    m.accounts.put("ds", ["qwen3.6-plus", "qwen9-max"])
+    listed = [x["id"] for x in m.list(offers) if not x["id"].startswith(("gpt-", "o1", "o3", "o4", "claude-",
+                                                                         "codex-", "text-embedding-3", "text-embedding-ada"))]
+    assert listed == ["qwen3.6-plus", "qwen9-max"]
+    assert m.get("qwen9-max", offers)["owned_by"] == "qwen"
+    both = [("key", "payg:intl", False, "ds"), ("oauth", "", False, "login")]
+    assert {"qwen9-max", "coder-model"} <= {x["id"] for x in m.list(both)}

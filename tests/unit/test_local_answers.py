@@ -1,0 +1,41 @@
+"""Answers the gateway builds itself (local_answers.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from mitmproxy import http
+
+from qwen_gateway.local_answers import answer, json_response
+
+
+def test_an_answer_is_what_response_make_builds():
+    """`answer` skips mitmproxy's constructor checks; every field must still be there, of the right type."""
+    body = '{"id":"x","text":"héllo"}'.encode()
+    for status in (200, 404, 429, 599):
+        fast = answer(status, body)
+        made = http.Response.make(status, body, {"content-type": "application/json"})
+        fast.timestamp_start = made.timestamp_start
+        fast.timestamp_end = made.timestamp_end
+        assert fast.get_state() == made.get_state()
+        assert {f.name for f in dataclasses.fields(http.ResponseData)} == set(vars(fast.data))
+        dataclasses.replace(fast.data)  # mitmproxy's own type checks accept every field
+        assert vars(fast.headers) == vars(made.headers) and type(fast.headers) is http.Headers
+        fast.headers["x-request-id"] = "req_1"  # the headers work as mitmproxy's own
+        assert bytes(fast.headers).endswith(b"x-request-id: req_1\r\n")
+
+
+def test_an_answer_builds_no_headers_through_their_constructor(monkeypatch):
+    """`Headers(fields)` copies every field into new tuples and type-checks them, then runs an empty update:
+    an answer's two fields are known to be bytes."""
+    made = []
+    real = http.Headers.__init__
+    monkeypatch.setattr(http.Headers, "__init__", lambda self, *a, **kw: made.append(a) or real(self, *a, **kw))
+    assert answer(200, b"{}").headers.fields == ((b"content-type", b"application/json"), (b"content-length", b"2"))
+    assert made == []
+
+
+def test_json_response():
+    r = json_response(201, {"ok": True, "name": "ü"})
+    assert r.status_code == 201 and r.headers["content-type"] == "application/json"
+    assert r.json() == {"ok": True, "name": "ü"} and r.headers["content-length"] == str(len(r.content))
