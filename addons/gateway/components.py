@@ -38,7 +38,7 @@ from .observe.ledger import UsageLedger
 from .observe.metrics import Metrics
 from .observe.requestlog import RequestLine
 from .observe.tracing import Tracing
-from .observe.observer import Observer
+from .observer import Observer
 from .interfaces import ClientFormat, Endpoint, Leg, Pairing, Upstream
 from .upstream.dashscope.catalogue import KeyCatalogue
 from .upstream.dashscope.upstream import DASHSCOPE

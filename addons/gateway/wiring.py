@@ -5,7 +5,7 @@
     the engine             (upstream/engine.py) with its retry policy and the pairing of components.py
     the observers          (components.default_observers, and the team: named keys' spend)
     the checks             before upstream, in order: the drain (no new turn once SIGTERM came), the context
-                           guard (turn/context_guard.py), a named key's budgets and rate limits (client_keys/team.py)
+                           guard (turn/context_guard.py), a named key's budgets and rate limits (ingress/client_keys/team.py)
     the turn               (turn/runner.py) with the engine, the checks, the observers and the settlement
     its transports         the relay (HTTP streams), the Responses WebSocket, background runs
     the door               the fence, hostile clients, local answers, the dialects' error formats
@@ -33,11 +33,11 @@ from .accounts import Pool
 from .storage.pg import Database, shown
 from .auth.pool import AccountPool
 from .settings.config import Config
-from .observe.dispatch import Observers, call_safely
+from .dispatch import Observers, call_safely
 from .ingress import listeners, exposure as options, passthrough, startup
 from .ingress.fence import Fence
 from .ingress.hostile import HostileClients
-from .client_keys.team import Team
+from .ingress.client_keys.team import Team
 from .ingress.untrusted import Told
 from .turn.drain import Drain
 from .exchange import Exchange
@@ -45,7 +45,7 @@ from .local_answers import Formats, LocalAnswers, health
 from .observe import requestlog, terminal
 from .seams import collector
 from .turn.context_guard import context_check
-from .observe.observer import Observer
+from .observer import Observer
 from .turn.runner import STREAM_CAPTURE, Turns
 from .turn.settlement import Settlement
 from .upstream.engine import UpstreamEngine

@@ -183,8 +183,8 @@ _wrap(queue.Queue, "put", "thread_handoff")
 _real_call_at = asyncio.BaseEventLoop.call_at
 # A clock's timers, not a request's: the client watch (one timer for every waiting whole answer, per 0.1 s)
 # and the shared state's listener (its wait for notifications, a full reload every few seconds), and the named
-# keys' clock (client_keys/source.py: leases swept and spend written once a second, whatever the traffic), and the
-# recording observers' batch window (observe/dispatch.py: at most one per BATCH_S, however many requests it holds)
+# keys' clock (ingress/client_keys/source.py: leases swept and spend written once a second, whatever the traffic), and the
+# recording observers' batch window (dispatch.py: at most one per BATCH_S, however many requests it holds)
 PER_PROCESS_TIMERS = ("ClientWatch._look", "Observers.flush")
 PER_PROCESS_SITES = ("storage.pg:follow", "door.keysource:_ticks")
 

@@ -8,7 +8,7 @@ import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-WINGS = ("api", "upstream", "door", "mitmweb", "observe", "cli", "auth")
+WINGS = ("api", "upstream", "ingress", "mitmweb", "observe", "cli", "auth")
 # seams/ (every patch of mitmproxy's or asyncio's behaviour) is not a wing: it is part of the core, which any
 # wing may call and which imports no wing.
 SEAMS = "qwen_gateway.seams"
@@ -244,7 +244,7 @@ UNTESTED = {
     "qwen_gateway.ingress.admission": "the door's decision: through tests/unit/test_addon.py and tests/unit/ingress/",
     "qwen_gateway.ingress.descriptors": "the descriptor limit: tests/e2e/test_e2e_hostile_clients.py",
     "qwen_gateway.ingress.hostile": "wires the hostile-client parts: tests/unit/ingress/test_hostile.py's parts",
-    "qwen_gateway.client_keys.source": "where keys live: tests/unit/ingress/test_team*.py and tests/e2e/test_e2e_keys*.py",
+    "qwen_gateway.ingress.client_keys.source": "where keys live: tests/unit/ingress/test_team*.py and tests/e2e/test_e2e_keys*.py",
     "qwen_gateway.ingress.login": "remote login: tests/e2e/test_e2e_remote_login.py",
     "qwen_gateway.ingress.exposure": "mitmproxy's options held: tests/unit/test_addon.py, tests/e2e/test_e2e_options.py",
     "qwen_gateway.mitmweb": "the package: its modules are tested",

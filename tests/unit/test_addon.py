@@ -13,7 +13,7 @@ from mitmproxy.tools.web.app import flow_to_json
 
 from qwen_gateway.accounts import KEY, OAUTH, AccountUnavailable, Capability, Credential
 from qwen_gateway.addon import QwenGateway
-from qwen_gateway.observe.dispatch import BATCH_S
+from qwen_gateway.dispatch import BATCH_S
 from qwen_gateway.turn import in_process
 from qwen_gateway.upstream.learned_caps import LearnedCaps
 from qwen_gateway.turn.relay import TOKEN_HEADER
@@ -546,8 +546,8 @@ async def _araise(*a, **kw):
 STEPS = [  # (object path, attribute, replacement): every step of the request path
     ("qwen_gateway.ingress.routing", "claims", _raise),
     ("qwen_gateway.ingress.routing", "route", _raise),
-    ("qwen_gateway.client_keys.team.Team", "check", _raise),
-    ("qwen_gateway.client_keys.team.Team", "limit", _araise),
+    ("qwen_gateway.ingress.client_keys.team.Team", "check", _raise),
+    ("qwen_gateway.ingress.client_keys.team.Team", "limit", _araise),
     ("qwen_gateway.ingress.access", "check_declared_size", _raise),
     ("qwen_gateway.ingress.body", "parse_json", _raise),
     ("qwen_gateway.wiring", "context_check", _araise),
@@ -595,7 +595,7 @@ async def test_an_exception_in_any_step_is_an_openai_error_and_reaches_nothing(m
 @pytest.mark.parametrize("point", ["configure", "running", "client_request", "upstream_request", "stream_started",
                                    "finished", "done"])
 async def test_a_failing_observer_is_logged_and_never_changes_the_flow(point, caplog):
-    from qwen_gateway.observe.observer import Observer
+    from qwen_gateway.observer import Observer
 
     calls = []
 

@@ -1,5 +1,5 @@
 """Whether a claimed request may go on, decided at the door from its head: the client key (flat keys and the
-named keys of client_keys/team.py; a key in the URL or in basic auth refused), then the `Host`, a browser `Origin`
+named keys of ingress/client_keys/team.py; a key in the URL or in basic auth refused), then the `Host`, a browser `Origin`
 and the declared size (access.py), then the usual ways of pointing a client at the gateway wrongly
 (mistakes.py). The shared keys not read yet: the key is decided once they are (`admit_late`, from the
 `request` hook), by its digest only."""
@@ -12,9 +12,9 @@ from ..settings.config import Config
 from ..errors import GatewayError
 from ..exchange import Exchange
 from . import access, claim, mistakes
-from ..client_keys import refusals
-from ..client_keys.ring import KeyRecord, digest
-from ..client_keys.team import PENDING, Team
+from .client_keys import refusals
+from .client_keys.ring import KeyRecord, digest
+from .client_keys.team import PENDING, Team
 
 
 def admit(team: Team, ex: Exchange, head: access.Head, flow: http.HTTPFlow, config: Config) -> GatewayError | None:

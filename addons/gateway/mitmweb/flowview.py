@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from mitmproxy import ctx
 
-from ..observe.observer import Observer, cached_tokens, endpoint_name, error_code, error_text, status_of, usage_int
+from ..observer import Observer, cached_tokens, endpoint_name, error_code, error_text, status_of, usage_int
 from ..pricing.prices import USD, usd
 from ..jsonio import valid_text
 from ..redact import safe_message

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from mitmproxy import http
 from mitmproxy.net import encoding
 
-from .observer import Observer, endpoint_name
+from ..observer import Observer, endpoint_name
 from ..redact import REDACTED, redact_headers, redact_text, redact_url  # noqa: F401  (REDACTED: re-exported)
 
 if TYPE_CHECKING:
@@ -176,7 +176,7 @@ class DebugLog(Observer):
         self._writes: set[asyncio.Task] = set()
 
     def configure(self, config: Config) -> None:
-        self.enabled = self.active = config.debug_log  # off: none of its points is called (observe/dispatch.py)
+        self.enabled = self.active = config.debug_log  # off: none of its points is called (dispatch.py)
         self.folder = config.state_dir / "logs"
         self.keep = max(1, config.debug_log_count)
         if not self.enabled:

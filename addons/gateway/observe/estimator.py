@@ -16,7 +16,7 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
-from .observer import PROMPT_ENDPOINTS, Observer, endpoint_name
+from ..observer import PROMPT_ENDPOINTS, Observer, endpoint_name
 from .. import tokens
 from ..tokens import SKIPPED
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from ..storage.pg import Database, shown, unavailable
 from ..storage.sqlite import open_private_db, transaction
 from ..storage.health import Health, StateUnavailable, local_failure, local_health
-from .observer import Observer
+from ..observer import Observer
 from ..redact import safe_message
 from .ledger_pg import SharedLedger
 from .ledger_rows import COLUMNS, ERROR_CHARS, ROWS_PER_INSERT, inserts, row_of

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..days import local_day
 from ..jsonio import valid_text
-from .observer import (
-    cache_kind, cache_write_tokens, cached_tokens, error_code, error_text, label, status_of, usage_int)
+from ..observer import (cache_kind, cache_write_tokens, cached_tokens, error_code, error_text, label, status_of, usage_int)
 from ..redact import safe_message
 
 if TYPE_CHECKING:

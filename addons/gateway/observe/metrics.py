@@ -28,8 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.utils import floatToGoString
 
 from ..exchange import RetryReason
-from .observer import (
-    Observer, cache_write_tokens, cached_tokens, endpoint_name, error_code, failed, label, status_of, usage_int)
+from ..observer import (Observer, cache_write_tokens, cached_tokens, endpoint_name, error_code, failed, label, status_of, usage_int)
 
 if TYPE_CHECKING:
     from mitmproxy import http

@@ -30,7 +30,7 @@ from mitmproxy.net.http import url
 
 from ..errors import MITMPROXY_REFUSED
 from ..jsonio import valid_text
-from .observer import Observer, cache_write_tokens, cached_tokens, endpoint_name, error_code, error_text, status_of
+from ..observer import Observer, cache_write_tokens, cached_tokens, endpoint_name, error_code, error_text, status_of
 from ..pricing.prices import USD, usd
 from ..redact import safe_message
 

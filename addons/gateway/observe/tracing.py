@@ -3,7 +3,7 @@ conventions, each upstream attempt a child span, sent in batches by otlp.py's th
 
 On when `qwen_otel` is `on`, or `auto` (the default) with OTEL_EXPORTER_OTLP_ENDPOINT or
 OTEL_EXPORTER_OTLP_TRACES_ENDPOINT set — not with OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none. Off, the
-observer is inactive (observe/dispatch.py calls none of its points) and otlp.py is never imported.
+observer is inactive (dispatch.py calls none of its points) and otlp.py is never imported.
 
     client_request    the trace: the client's W3C `traceparent` continued (read from the request; a client's
                       unsampled trace is not recorded), else a trace of its own; the server span's id
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .observer import Observer, endpoint_name, error_code, failed, status_of, usage_int
+from ..observer import Observer, endpoint_name, error_code, failed, status_of, usage_int
 
 if TYPE_CHECKING:
     from mitmproxy import http

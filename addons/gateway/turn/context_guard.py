@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from ..observe.observer import endpoint_name
+from ..observer import endpoint_name
 from .context_overflow import PROMPT_PARAMS, ContextOverflow, prompt_tokens
 from ..tokens import ESTIMATE, IMAGE_TOKENS, SAMPLED, truncate_chat
 

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from mitmproxy import http
 
-from ..observe.dispatch import Observers
+from ..dispatch import Observers
 from ..errors import ConnectionFailed, GatewayError, UpstreamTimeout, failure
 from ..exchange import Exchange
 from ..local_answers import json_response

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from mitmproxy import http
 
 from ..accounts import Outcome, Pool
-from ..observe.dispatch import Observers, call_safely
+from ..dispatch import Observers, call_safely
 from ..errors import gateway_error
 from ..exchange import Exchange
 from ..local_answers import Formats

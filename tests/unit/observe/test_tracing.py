@@ -10,9 +10,9 @@ import sys
 import pytest
 
 from qwen_gateway.settings.config import Config
-from qwen_gateway.observe.dispatch import Observers
+from qwen_gateway.dispatch import Observers
 from qwen_gateway.observe import otlp, tracing
-from qwen_gateway.observe.observer import Observer
+from qwen_gateway.observer import Observer
 
 TRACE, SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 

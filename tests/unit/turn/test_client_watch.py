@@ -11,7 +11,7 @@ import pytest
 from mitmproxy.connection import ConnectionState
 from mitmproxy.test import tflow
 
-from qwen_gateway.observe.dispatch import Observers
+from qwen_gateway.dispatch import Observers
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.turn import client_watch
 from qwen_gateway.turn.runner import Turns

@@ -13,7 +13,7 @@ from mitmproxy import http
 from mitmproxy.test import tflow
 
 from qwen_gateway.accounts import OAUTH, Credential
-from qwen_gateway.observe.dispatch import Observers
+from qwen_gateway.dispatch import Observers
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.exchange import ClientRequest, Exchange
 from qwen_gateway.local_answers import Formats

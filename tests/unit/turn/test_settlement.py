@@ -9,10 +9,10 @@ from mitmproxy import http
 from mitmproxy.test import tflow
 
 from qwen_gateway.accounts import OAUTH, Credential, Outcome
-from qwen_gateway.observe.dispatch import Observers
+from qwen_gateway.dispatch import Observers
 from qwen_gateway.exchange import ClientRequest, Exchange
 from qwen_gateway.local_answers import Formats
-from qwen_gateway.observe.observer import Observer
+from qwen_gateway.observer import Observer
 from qwen_gateway.interfaces import Endpoint
 from qwen_gateway.turn.stream_rewriter import StreamRewriter
 from qwen_gateway.turn.settlement import Settlement

@@ -13,7 +13,7 @@ from mitmproxy.addons.view import View
 from mitmproxy.test import taddons
 
 from qwen_gateway.mitmweb.flowview import MARK_ERROR, MARK_OK, FlowAnnotator, FlowCap
-from qwen_gateway.observe.observer import POINTS, Observer, overrides
+from qwen_gateway.observer import POINTS, Observer, overrides
 from qwen_gateway.observe.debuglog import DebugLog
 from qwen_gateway.turn.context_guard import context_check
 from qwen_gateway.observe.ledger import UsageLedger
@@ -119,8 +119,8 @@ async def test_at_shutdown_an_exchange_still_waiting_for_its_estimate_is_recorde
     from mitmproxy.test import tflow
 
     from qwen_gateway.exchange import ClientRequest, Exchange
-    from qwen_gateway.observe.observer import Observer
-    from qwen_gateway.observe.dispatch import Observers
+    from qwen_gateway.observer import Observer
+    from qwen_gateway.dispatch import Observers
 
     seen = []
 
@@ -147,7 +147,7 @@ async def test_recording_observers_are_told_in_batches_after_the_answer_and_at_s
     request line, the ledger, metrics) are told after it, in a batch of every exchange finished within
     BATCH_S, observer by observer (their code stays in the CPU's caches over the batch); those told
     `at_once` (mitmweb's comment and cap, a key's spend) are told before the answer is shown or sent."""
-    from qwen_gateway.observe.dispatch import BATCH_S, Observers
+    from qwen_gateway.dispatch import BATCH_S, Observers
 
     seen: list[str] = []
 
@@ -186,7 +186,7 @@ async def test_recording_observers_are_told_in_batches_after_the_answer_and_at_s
 
 
 async def test_a_full_batch_is_told_on_the_next_turn_and_a_scrape_counts_every_exchange_finished():
-    from qwen_gateway.observe.dispatch import BATCH_MOST, Observers
+    from qwen_gateway.dispatch import BATCH_MOST, Observers
 
     class Counted(Observer):
         def __init__(self):
@@ -216,7 +216,7 @@ async def test_a_late_estimate_keeps_what_the_flow_annotator_stored_on_the_recor
     on it for mitmweb's upstream view must survive that (it was dropped: "body not kept")."""
     from mitmproxy.test import tflow
 
-    from qwen_gateway.observe.dispatch import Observers
+    from qwen_gateway.dispatch import Observers
     from qwen_gateway.exchange import ClientRequest, Exchange
 
     class Line(Observer):

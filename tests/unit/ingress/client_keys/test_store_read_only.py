@@ -1,4 +1,4 @@
-"""The keys file in a state folder that cannot be written (client_keys/store.py, storage/sqlite.py `read_only_copy`),
+"""The keys file in a state folder that cannot be written (ingress/client_keys/store.py, storage/sqlite.py `read_only_copy`),
 for real: a read-only bind mount of the folder in a private mount namespace (the tests run as root, for whom a
 folder's mode is no barrier), with the file as `qwen-keys` leaves it (closed cleanly: no -wal) and as a process
 killed after a revocation leaves it (the revocation only in its -wal, with and without the -shm beside it). The
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from qwen_gateway.client_keys.ring import digest
-from qwen_gateway.client_keys.store import FILENAME, KeyStore
+from qwen_gateway.ingress.client_keys.ring import digest
+from qwen_gateway.ingress.client_keys.store import FILENAME, KeyStore
 
 # the folder bound over itself read-only in this process's own mount namespace, then the check
 _READ_ONLY = """set -e
@@ -32,8 +32,8 @@ exec "$2" -c "$3" "$1"
 _CHECK = r"""
 import json, os, subprocess, sys
 from pathlib import Path
-from qwen_gateway.client_keys.shared_copy import KeyCopy
-from qwen_gateway.client_keys.store import FILENAME, Delta, KeyStore
+from qwen_gateway.ingress.client_keys.shared_copy import KeyCopy
+from qwen_gateway.ingress.client_keys.store import FILENAME, Delta, KeyStore
 from qwen_gateway.storage.health import local_fault
 
 folder = Path(sys.argv[1])
@@ -86,7 +86,7 @@ def _keys(folder: Path) -> None:
 
 _KILLED = """import os, sys, time
 from pathlib import Path
-from qwen_gateway.client_keys.store import KeyStore
+from qwen_gateway.ingress.client_keys.store import KeyStore
 store = KeyStore.local(Path(sys.argv[1]))
 store.conn.execute("PRAGMA wal_autocheckpoint=0")
 store.update("ci", revoked=time.time())

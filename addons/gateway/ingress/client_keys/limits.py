@@ -3,7 +3,7 @@ every gateway on one PostgreSQL database.
 
 A key with `--rpm N` has at most N requests admitted in any minute. What a key may still do is handed out
 as *grants* by a backend: `MemoryGrants` (one gateway: the window in this process) or `SharedGrants`
-(client_keys/team_pg.py: one statement under the key's advisory lock, on the database's clock). A grant counts in
+(ingress/client_keys/team_pg.py: one statement under the key's advisory lock, on the database's clock). A grant counts in
 the window for `window` seconds from when it was made.
 
 Round trips to the database are made rare by leases: a gateway takes a chunk sized to the limit (1 when
@@ -13,10 +13,10 @@ counts for 60 s + `lease`: requests made from one grant all happen within `lease
 holds more than N requests (the price: a slot frees a `lease` later than a minute after its request).
 
 tpm reserves an estimate of the request's tokens before it goes upstream and settles the grant with what
-Qwen reported once the answer is complete (client_keys/team.py).
+Qwen reported once the answer is complete (ingress/client_keys/team.py).
 
 Each backend answer also says how much of the window is in use and when it is empty again: what the
-rate-limit headers tell the client (`Limiter.state`, client_keys/rate_headers.py), as of the last answer (on
+rate-limit headers tell the client (`Limiter.state`, ingress/client_keys/rate_headers.py), as of the last answer (on
 PostgreSQL with leases: at most a lease old)."""
 
 from __future__ import annotations

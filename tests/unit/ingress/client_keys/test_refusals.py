@@ -1,4 +1,4 @@
-"""The refusals at the door of a gateway with client keys (client_keys/refusals.py): which ones tell the client not to
+"""The refusals at the door of a gateway with client keys (ingress/client_keys/refusals.py): which ones tell the client not to
 retry. A refusal no retry can fix (a missing or wrong key, a key where none is taken, a revoked key, a spent
 budget, a request larger than the key's minute) carries `x-should-retry: false`, which the openai and anthropic
 SDKs and Claude Code honour: without it they retried a 401 or a 503 in silence for about three minutes. A rate
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from qwen_gateway.client_keys import refusals
-from qwen_gateway.client_keys.ring import KeyRecord
-from qwen_gateway.client_keys.rate_headers import ANTHROPIC
+from qwen_gateway.ingress.client_keys import refusals
+from qwen_gateway.ingress.client_keys.ring import KeyRecord
+from qwen_gateway.ingress.client_keys.rate_headers import ANTHROPIC
 
 KEY = KeyRecord("alice", b"", rpm=3, tpm=1000, daily_tokens=100, monthly_usd=1.0)
 NOW = 1_790_000_000.0

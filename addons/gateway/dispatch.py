@@ -19,9 +19,9 @@ from collections.abc import Callable
 from mitmproxy import http
 from mitmproxy.utils import asyncio_utils
 
-from ..accounts import Pool
-from ..settings.config import Config
-from ..exchange import Exchange
+from .accounts import Pool
+from .settings.config import Config
+from .exchange import Exchange
 from .observer import POINTS, Observer, overrides
 
 log = logging.getLogger("qwen")
@@ -53,7 +53,7 @@ class Observers:
             (o.track for o in observers if callable(getattr(o, "track", None))), None)  # type: ignore[attr-defined]
 
     def _index(self) -> None:
-        """Which method each point calls: the active observers' own (observe/observer.py)."""
+        """Which method each point calls: the active observers' own (observer.py)."""
         active = [o for o in self.all if getattr(o, "active", True)]
         self._points = {p: [getattr(o, p) for o in active if overrides(o, p)] for p in POINTS}
         ending = [o for o in active if overrides(o, "finished")]

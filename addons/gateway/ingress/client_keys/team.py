@@ -5,12 +5,12 @@
   file, which keeps working alongside); a missing, unknown or revoked key is a 401 and nothing goes
   upstream. A gateway on PostgreSQL that never read its keys (and has no copy of them) refuses every
   request with 503 rather than serve without them.
-- **Limits** (`limit`, before the request goes upstream): budgets from memory (client_keys/spend.py), then rpm
-  and tpm through the limiter (client_keys/limits.py), which asks the backend only when the local lease is spent;
-  a key with rpm or tpm gets their state as headers on its answer or refusal (client_keys/rate_headers.py).
+- **Limits** (`limit`, before the request goes upstream): budgets from memory (ingress/client_keys/spend.py), then rpm
+  and tpm through the limiter (ingress/client_keys/limits.py), which asks the backend only when the local lease is spent;
+  a key with rpm or tpm gets their state as headers on its answer or refusal (ingress/client_keys/rate_headers.py).
 - **Spend** (`finished`, an observer, after the answer): tokens Qwen reported, the request's cost
   (`ex.result.cost`, pricing/prices.py) and refusals, per key and UTC day; tpm grants settled with the real tokens.
-- **Where** (client_keys/source.py): `<state_dir>/keys.sqlite3`, or the shared database (`qwen_state_url`: rate
+- **Where** (ingress/client_keys/source.py): `<state_dir>/keys.sqlite3`, or the shared database (`qwen_state_url`: rate
   limits exact across gateways). A running gateway sees a new, revoked or rotated key within a second (5 s
   at most on PostgreSQL when a notification is lost).
 """
@@ -21,11 +21,11 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import GatewayError
-from ..observe.observer import Observer
-from ..pricing.prices import REQUESTS, TOKENS, USD
+from ...errors import GatewayError
+from ...observer import Observer
+from ...pricing.prices import REQUESTS, TOKENS, USD
 from . import rate_headers, refusals
-from ..ingress.access import is_loopback, key_matches, peer_host
+from ..access import is_loopback, key_matches, peer_host
 from .ring import Keyring, KeyRecord, digest
 from .source import KeySource
 from .limits import RPM, TPM, Limiter, MemoryGrants, Taken
@@ -34,8 +34,8 @@ from .spend import SpendBook
 if TYPE_CHECKING:
     from mitmproxy import http
 
-    from ..settings.config import Config
-    from ..exchange import Exchange
+    from ...settings.config import Config
+    from ...exchange import Exchange
 
 log = logging.getLogger("qwen")
 
@@ -57,7 +57,7 @@ class Team(Observer):
         self._warned = False
         self.deleted: list[Callable[[str], None]] = []  # told each name deleted (its stored objects go with it)
 
-    # ---- lifecycle: where the keys live (client_keys/source.py) -------------------------------------------
+    # ---- lifecycle: where the keys live (ingress/client_keys/source.py) -------------------------------------------
 
     def configure(self, config: Config) -> None:
         self.source.configure(config)

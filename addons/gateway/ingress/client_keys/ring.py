@@ -51,7 +51,7 @@ class Keyring:
         self._by_digest = MappingProxyType({r.digest: r for r in records})
         self.by_name = MappingProxyType({r.name: r for r in records})
         self.loaded = loaded  # False until the shared database was read once: nothing is known yet
-        # no key left, but the gateway listens beyond loopback: the door stays shut (client_keys/source.py)
+        # no key left, but the gateway listens beyond loopback: the door stays shut (ingress/client_keys/source.py)
         self.locked = locked and not records
         self.revoked = sum(r.revoked for r in records)
         self.active = len(records) - self.revoked

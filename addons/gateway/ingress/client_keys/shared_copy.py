@@ -25,11 +25,11 @@ def _sorted(keys: tuple[KeyRecord, ...]) -> tuple[KeyRecord, ...]:
 
 
 class KeyCopy:
-    """Used from one task at a time (client_keys/source.py takes turns)."""
+    """Used from one task at a time (ingress/client_keys/source.py takes turns)."""
 
     def __init__(self, path: Path, of: str = "") -> None:
         self.path = path
-        self.of = of  # the database it copies, as logs show it (client_keys/place.py: a gateway pointed elsewhere)
+        self.of = of  # the database it copies, as logs show it (ingress/client_keys/place.py: a gateway pointed elsewhere)
         self.saved: tuple[KeyRecord, ...] | None = None  # what the file holds, sorted by name
 
     def read(self) -> tuple[KeyRecord, ...] | None:

@@ -1,6 +1,6 @@
 """What each named key spent this UTC day and month, in memory: what the store said last (all gateways'
 spend), plus what this gateway charged since and has not written yet. Budgets are checked against it on
-every request of a key that has one (no I/O); it is written in batches and read again by client_keys/team.py.
+every request of a key that has one (no I/O); it is written in batches and read again by ingress/client_keys/team.py.
 
 Budgets count what Qwen reported, once an answer is complete: requests already running when a key
 reaches its budget finish (a stream is never cut), and gateways sharing a database see each other's spend
@@ -12,7 +12,7 @@ import calendar
 import dataclasses
 import time
 
-from ..days import utc_day
+from ...days import utc_day
 from .schema import Delta, Spent
 
 

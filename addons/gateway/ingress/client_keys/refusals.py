@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import time
 
-from ..errors import NO_RETRY, GatewayError
+from ...errors import NO_RETRY, GatewayError
 from .ring import KeyRecord
 from .limits import retry_seconds
 from .rate_headers import ANTHROPIC

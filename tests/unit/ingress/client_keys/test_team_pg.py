@@ -1,4 +1,4 @@
-"""The shared rate grants (client_keys/team_pg.py) on a real PostgreSQL: two gateways' limiters (each its own
+"""The shared rate grants (ingress/client_keys/team_pg.py) on a real PostgreSQL: two gateways' limiters (each its own
 Database and pool, as on two machines) taking from one key at once stay within its limit exactly; large
 limits are leased in chunks (few round trips); what a lease did not spend is given back."""
 
@@ -9,9 +9,9 @@ import asyncio
 import pytest
 
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
-from qwen_gateway.client_keys.store import COMPONENT, PG_STEPS
-from qwen_gateway.client_keys.limits import RPM, TPM, Limiter, Taken
-from qwen_gateway.client_keys.team_pg import SharedGrants
+from qwen_gateway.ingress.client_keys.store import COMPONENT, PG_STEPS
+from qwen_gateway.ingress.client_keys.limits import RPM, TPM, Limiter, Taken
+from qwen_gateway.ingress.client_keys.team_pg import SharedGrants
 from qwen_gateway.storage.pg import Database
 from qwen_gateway.storage.pg_tasks import close_pools
 

@@ -1,9 +1,9 @@
 """Where named client keys and their spend are kept: `<state_dir>/keys.sqlite3` (0600, WAL) or, with
 `qwen_state_url`, the shared PostgreSQL database. One set of statements for both (written for SQLite,
-`storage/pg.placeholders` makes them psycopg's); the tables are client_keys/schema.py's.
+`storage/pg.placeholders` makes them psycopg's); the tables are ingress/client_keys/schema.py's.
 
 `KeyStore` is the blocking side: `qwen-keys`, and the SQLite gateway's thread. The gateway's side on
-PostgreSQL is client_keys/team_pg.py, with the same statements.
+PostgreSQL is ingress/client_keys/team_pg.py, with the same statements.
 
 A state folder that cannot be written (a read-only mount) still has its keys read, into memory as last committed
 (storage/sqlite.py's `read_only_copy`): the door holds as they say, and every write fails as the folder's outage
@@ -18,13 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..days import utc_day
-from ..storage.pg import CHANNEL, Database, placeholders
-from ..storage.sqlite import open_private_db, read_only_copy, transaction, writable
+from ...days import utc_day
+from ...storage.pg import CHANNEL, Database, placeholders
+from ...storage.sqlite import open_private_db, read_only_copy, transaction, writable
 from .ring import KeyRecord
-from .schema import (
-    COMPONENT, KEY_COLUMNS, LIMITS, PG_STEPS, SQLITE_SCHEMA, add_spend_sql, record_of, spend_query, spent_of,
-    write_note)
+from .schema import (COMPONENT, KEY_COLUMNS, LIMITS, PG_STEPS, SQLITE_SCHEMA, add_spend_sql, record_of, spend_query, spent_of, write_note)
 from .schema import Delta as Delta
 from .schema import Spent as Spent
 

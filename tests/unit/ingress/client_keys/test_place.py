@@ -1,4 +1,4 @@
-"""Where the named keys live (client_keys/place.py): a change of place is refused while the new place lacks a key the
+"""Where the named keys live (ingress/client_keys/place.py): a change of place is refused while the new place lacks a key the
 gateway knows of — the folder's keys on a database, a database's keys (its copy) on the folder, the keys it
 enforces at run time — and a place that cannot be read is refused too. Real files, a real PostgreSQL."""
 
@@ -12,11 +12,11 @@ import pytest
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 from qwen_gateway.settings.auth import AuthSettings
 from qwen_gateway.settings.config import Config
-from qwen_gateway.client_keys import place
-from qwen_gateway.client_keys.shared_copy import KeyCopy
-from qwen_gateway.client_keys.move import move
-from qwen_gateway.client_keys.ring import Keyring, KeyRecord, digest
-from qwen_gateway.client_keys.store import FILENAME, SNAPSHOT, KeyStore
+from qwen_gateway.ingress.client_keys import place
+from qwen_gateway.ingress.client_keys.shared_copy import KeyCopy
+from qwen_gateway.ingress.client_keys.move import move
+from qwen_gateway.ingress.client_keys.ring import Keyring, KeyRecord, digest
+from qwen_gateway.ingress.client_keys.store import FILENAME, SNAPSHOT, KeyStore
 from qwen_gateway.storage.pg import Database, shown
 
 

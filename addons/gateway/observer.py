@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mitmproxy import http
 
-    from ..settings.config import Config
-    from ..exchange import Exchange
+    from .settings.config import Config
+    from .exchange import Exchange
 
 # The named points, in the order an exchange passes them.
 POINTS = ("client_request", "upstream_request", "stream_started", "finished")
@@ -28,7 +28,7 @@ class Observer:
     # Whether `finished` runs in the `response` hook itself, before mitmproxy sends and shows the answer: for
     # observers that change the flow (its comment, its marker, mitmweb's list) and in-memory bookkeeping the
     # next request reads (a named key's spend). Every other observer's `finished` runs off the request's
-    # path, after the answer was handed to the client's connection, in batches (observe/dispatch.py).
+    # path, after the answer was handed to the client's connection, in batches (dispatch.py).
     at_once = False
     # False while an opt-in observer is off (traces without an endpoint): none of its points is called; looked at
     # again after every `configure`.

@@ -26,14 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..storage.pg import CONNECT_S, deadline, shown
-from ..storage.pg_faults import cause, connection
+from ...storage.pg import CONNECT_S, deadline, shown
+from ...storage.pg_faults import cause, connection
 from .ring import Keyring, KeyRecord
 from .schema import COPY_OF, KEY_COLUMNS, MOVED_TO, read_note, record_of
 from .store import FILENAME, SNAPSHOT, KeyStore
 
 if TYPE_CHECKING:
-    from ..settings.config import Config
+    from ...settings.config import Config
 
 STORE_NOTE = "gateway-store.json"
 GUIDE = "docs/keys.md#moving-keys-to-a-database-and-back"

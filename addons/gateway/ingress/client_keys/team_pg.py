@@ -1,6 +1,6 @@
 """Named keys on the shared PostgreSQL database (`qwen_state_url`), from the gateway's event loop: the keys
 followed (NOTIFY "key:<name>" from `qwen-keys` and from other gateways' spend, a full reload every
-REFRESH_S), spend added in batches, and the rpm/tpm grants (client_keys/limits.py) taken in one statement each.
+REFRESH_S), spend added in batches, and the rpm/tpm grants (ingress/client_keys/limits.py) taken in one statement each.
 Nothing here blocks the loop; no request waits on the database unless its key has rpm or tpm and no
 lease left."""
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from ..storage.pg import CHANNEL, Database, placeholders
+from ...storage.pg import CHANNEL, Database, placeholders
 from .ring import KeyRecord
 from .schema import COMPONENT, KEY_COLUMNS, PG_STEPS, Delta, Spent, add_spend_sql, record_of, spend_query, spent_of
 from .limits import WINDOW_S, Answer, shared_chunk

@@ -1,12 +1,12 @@
-"""The named keys' tables, for SQLite (`<state_dir>/keys.sqlite3`) and PostgreSQL alike (client_keys/store.py,
-client_keys/team_pg.py), and their rows as the gateway reads them: records, a day's spend, a delta to add.
+"""The named keys' tables, for SQLite (`<state_dir>/keys.sqlite3`) and PostgreSQL alike (ingress/client_keys/store.py,
+ingress/client_keys/team_pg.py), and their rows as the gateway reads them: records, a day's spend, a delta to add.
 
     client_keys  name, digest (SHA-256, hex: never the key), rpm, tpm, daily_tokens, monthly_usd, created,
                  changed, revoked (epoch seconds, or NULL)
     key_day      per key and UTC day: requests, refused, tokens, usd, plan_requests, plan_tokens, last_used
-    key_grants   (PostgreSQL only) the allowance gateways took for rpm and tpm (client_keys/limits.py)
+    key_grants   (PostgreSQL only) the allowance gateways took for rpm and tpm (ingress/client_keys/limits.py)
     key_notes    (SQLite only) where the keys went (`moved_to`, qwen-keys migrate) or which database a copy
-                 is of (`copy_of`): client_keys/place.py"""
+                 is of (`copy_of`): ingress/client_keys/place.py"""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ PG_STEPS = (
         RETURN QUERY SELECT give, new_id, 0.0::DOUBLE PRECISION;
     END $$""",
     # qwen_key_take, also saying how much of the window is in use and when it is empty again: the rate-limit
-    # headers clients read (client_keys/rate_headers.py). Gateways of before still call qwen_key_take.
+    # headers clients read (ingress/client_keys/rate_headers.py). Gateways of before still call qwen_key_take.
     """CREATE FUNCTION qwen_key_grant(p_name TEXT, p_kind TEXT, p_want BIGINT, p_chunk BIGINT, p_limit BIGINT,
         p_window DOUBLE PRECISION) RETURNS TABLE (granted BIGINT, grant_id BIGINT, retry_after DOUBLE PRECISION,
         used BIGINT, reset_after DOUBLE PRECISION)
@@ -142,7 +142,7 @@ def add_spend_sql(greatest: str) -> str:
             f"last_used = {greatest}(COALESCE(key_day.last_used, 0), COALESCE(excluded.last_used, 0))")
 
 
-# ---- notes: where a folder's keys went, which database a copy is of (client_keys/place.py) ----------------------
+# ---- notes: where a folder's keys went, which database a copy is of (ingress/client_keys/place.py) ----------------------
 
 MOVED_TO = "moved_to"  # keys.sqlite3: its keys were moved to this database (qwen-keys migrate): none are left here
 COPY_OF = "copy_of"  # keys-shared.sqlite3: the database whose keys it copies

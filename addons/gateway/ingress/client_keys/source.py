@@ -1,10 +1,10 @@
-"""Where the team's keys and spend live, kept in step with the gateway's memory (client_keys/team.py reads only
+"""Where the team's keys and spend live, kept in step with the gateway's memory (ingress/client_keys/team.py reads only
 memory): `<state_dir>/keys.sqlite3` — opened once it exists, looked at every TICK_S in a thread (SQLite's
 data version says whether another process wrote), spend written in batches — or, with `qwen_state_url`, the
 shared database: read at start, followed by NOTIFY (and every 5 s), spend added every TICK_S from the event
-loop, and a local copy of the keys (client_keys/shared_copy.py) saved as each change is applied, which holds the door
+loop, and a local copy of the keys (ingress/client_keys/shared_copy.py) saved as each change is applied, which holds the door
 when the database is down at start. A deleted key's spend is forgotten; the last key deleted makes the
-gateway keyless again (client_keys/log_lines.py says so), unless it listens beyond loopback: then it stays shut."""
+gateway keyless again (ingress/client_keys/log_lines.py says so), unless it listens beyond loopback: then it stays shut."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from ..observe.dispatch import call_safely
-from ..storage.pg import Database, shown
+from ...dispatch import call_safely
+from ...storage.pg import Database, shown
 from . import log_lines, place
-from ..ingress.access import exposed_listeners
+from ..access import exposed_listeners
 from .shared_copy import KeyCopy
 from .ring import Keyring, KeyRecord
 from .schema import MOVED_TO, read_note
@@ -29,7 +29,7 @@ from .spend import SpendBook
 from .team_pg import SharedGrants, SharedKeys
 
 if TYPE_CHECKING:
-    from ..settings.config import Config
+    from ...settings.config import Config
 
 log = logging.getLogger("qwen")
 
@@ -97,7 +97,7 @@ class KeySource:
             self._start()
 
     def refusal(self, config: Config) -> str | None:
-        """Why `config`'s place for the keys would open the door (client_keys/place.py), or None; blocking."""
+        """Why `config`'s place for the keys would open the door (ingress/client_keys/place.py), or None; blocking."""
         return place.refusal(config, self.state.ring, self._where)
 
     def running(self) -> None:

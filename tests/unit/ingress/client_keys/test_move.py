@@ -1,4 +1,4 @@
-"""Keys moved whole (client_keys/move.py), between two real keys files here (the e2e tests move them to and from a real
+"""Keys moved whole (ingress/client_keys/move.py), between two real keys files here (the e2e tests move them to and from a real
 PostgreSQL): records and spend whole, nothing half way when the target fails midway, a conflict moves nothing, a
 move run again counts nothing twice."""
 
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from qwen_gateway.client_keys.move import MoveRefused, move
-from qwen_gateway.client_keys.ring import digest
-from qwen_gateway.client_keys.schema import DAY_ROW, KEY_ROW, MOVED_TO, read_note
-from qwen_gateway.client_keys.store import Delta, KeyStore
+from qwen_gateway.ingress.client_keys.move import MoveRefused, move
+from qwen_gateway.ingress.client_keys.ring import digest
+from qwen_gateway.ingress.client_keys.schema import DAY_ROW, KEY_ROW, MOVED_TO, read_note
+from qwen_gateway.ingress.client_keys.store import Delta, KeyStore
 from qwen_gateway.storage.sqlite import read_only_copy
 
 

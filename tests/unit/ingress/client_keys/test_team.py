@@ -14,12 +14,12 @@ from qwen_gateway.accounts import KEY, Credential
 from qwen_gateway.auth.plans import PRESETS, billing_of
 from mitmproxy.test import tflow
 
-from qwen_gateway.client_keys import log_lines, rate_headers, refusals
-from qwen_gateway.client_keys.ring import Keyring, KeyRecord, digest, new_key
-from qwen_gateway.client_keys.limits import RPM, TPM, Answer, Limiter, MemoryGrants, Taken, shared_chunk
-from qwen_gateway.client_keys.outage import OutageNote
-from qwen_gateway.client_keys.spend import SpendBook
-from qwen_gateway.client_keys.team import NO_KEY, PENDING, Team
+from qwen_gateway.ingress.client_keys import log_lines, rate_headers, refusals
+from qwen_gateway.ingress.client_keys.ring import Keyring, KeyRecord, digest, new_key
+from qwen_gateway.ingress.client_keys.limits import RPM, TPM, Answer, Limiter, MemoryGrants, Taken, shared_chunk
+from qwen_gateway.ingress.client_keys.outage import OutageNote
+from qwen_gateway.ingress.client_keys.spend import SpendBook
+from qwen_gateway.ingress.client_keys.team import NO_KEY, PENDING, Team
 from qwen_gateway.exchange import ClientRequest, Exchange
 from qwen_gateway.mitmweb.flowview import summary_line
 from qwen_gateway.observe.ledger import row_of
@@ -349,7 +349,7 @@ async def test_the_last_key_deleted_keeps_a_gateway_listening_beyond_loopback_sh
 
     from qwen_gateway.settings.auth import AuthSettings
     from qwen_gateway.settings.config import Config
-    from qwen_gateway.client_keys.store import KeyStore
+    from qwen_gateway.ingress.client_keys.store import KeyStore
 
     caplog.set_level("INFO", "qwen")
     store = KeyStore.local(tmp_path)
