@@ -33,7 +33,6 @@ def test_on_another_mitmproxy_every_seam_stays_out_and_the_gateway_serves(make_g
                if "left out, as this mitmproxy" in line]
     assert sorted(refused) == ["SIGTERM drains the gateway",
                                "WebSocket messages bounded in mitmproxy's WebSocket layer",
-                               "a request's URL set in one write",
                                "accept() storms tallied and cancelled connection handlers quiet at exit",
                                "events entering only the addons with their hook",
                                "in-process connections to the stream relay",

@@ -36,7 +36,7 @@ def cache_gw(emulator, tmp_path_factory) -> Gateway:
          "default_model": "qwen3-coder-plus"}]}))
     gw = Gateway(home / "gw", args=("--set", "qwen_debug_log=true"), env={
         "QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "EMU_KEY": emulator.seed_token(kind="key"),
-        "HOME": str(home)}).start()
+        "HOME": str(home)}, connlog=True).start()
     gw.state = state
     yield gw
     gw.stop()

@@ -199,7 +199,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_explicit_proxy_unchanged_client_never_reaches_openai(make_gateway, emu, oauth_home, tmp_path):
-    gw = make_gateway("regular", mode="regular", env=oauth_home["env"])
+    gw = make_gateway("regular", mode="regular", env=oauth_home["env"], connlog=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     env.update(HTTPS_PROXY=gw.url, SSL_CERT_FILE=str(gw.ca_cert))
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=60)
@@ -223,7 +223,7 @@ def test_explicit_proxy_leaves_other_hosts_alone(make_gateway, emu, oauth_home):
 def test_missing_credentials_fail_closed(make_gateway, emu, tmp_path):
     import openai
     env = {"QWEN_DIR": str(tmp_path / "empty"), "QWEN_GATEWAY_HOME": str(tmp_path / "gh"), "HOME": str(tmp_path)}
-    gw = make_gateway("nocreds", mode="regular", env=env)
+    gw = make_gateway("nocreds", mode="regular", env=env, connlog=True)
     with pytest.raises(openai.APIStatusError) as e:
         openai.OpenAI(api_key="x", max_retries=0, http_client=httpx.Client(proxy=gw.url, verify=str(gw.ca_cert))
                       ).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])

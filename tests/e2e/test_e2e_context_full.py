@@ -42,7 +42,8 @@ def key_gateway(emulator, home, *args: str) -> Gateway:
         {"name": "emu", "kind": "key", "base_url": emulator.url + "/v1", "key_env": "EMU_KEY",
          "default_model": "qwen3-coder-plus"}]}))
     return Gateway(home / "gw", args=args, env={"QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
-                                                "HOME": str(home), "EMU_KEY": emulator.seed_token(kind="key")}).start()
+                                                "HOME": str(home), "EMU_KEY": emulator.seed_token(kind="key")},
+                   connlog=True).start()
 
 
 @pytest.fixture(scope="module")

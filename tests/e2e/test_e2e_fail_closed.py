@@ -100,7 +100,7 @@ def chat(url: str, stream: bool, **kw) -> httpx.Response:
 @pytest.mark.parametrize("step", STEPS)
 def test_reverse_mode(make_gateway, emu, oauth_home, target, step, stream):
     gw = make_gateway("rev", mode=f"reverse:http://127.0.0.1:{target.port}",
-                      env={**oauth_home["env"], "QWEN_TEST_INJECT": step}, args=("-s", str(INJECT)))
+                      env={**oauth_home["env"], "QWEN_TEST_INJECT": step}, args=("-s", str(INJECT)), connlog=True)
     first = chat(gw.url, stream, trust_env=False)
     second = chat(gw.url, stream, trust_env=False)
     for r in (first, second):
@@ -126,7 +126,7 @@ SCRIPT = textwrap.dedent("""
 @pytest.mark.parametrize("step", STEPS)
 def test_explicit_proxy_mode(make_gateway, emu, oauth_home, step):
     gw = make_gateway("reg", mode="regular", env={**oauth_home["env"], "QWEN_TEST_INJECT": step},
-                      args=("-s", str(INJECT)))
+                      args=("-s", str(INJECT)), connlog=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     env.update(HTTPS_PROXY=gw.url, SSL_CERT_FILE=str(gw.ca_cert))
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=60)

@@ -44,7 +44,8 @@ def msg_gw(request, emulator, tmp_path_factory) -> Gateway:
          "default_model": "qwen3-coder-plus"}]}))
     args = ("--set", "qwen_messages_passthrough=true") if request.param == "passthrough" else ()
     gw = Gateway(home / "gw", args=args, env={"QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
-                                              "EMU_KEY": emulator.seed_token(kind="key"), "HOME": str(home)}).start()
+                                              "EMU_KEY": emulator.seed_token(kind="key"), "HOME": str(home)},
+                 connlog=True).start()
     gw.passthrough = request.param == "passthrough"
     yield gw
     gw.stop()

@@ -34,8 +34,6 @@ EDITS = {
                          'logger.error(f"Unhandled asyncio error (no exception): {context}")'),
     "mitmproxy.tools.main": ("# Prefer loop.add_signal_handler where it is available",
                              "# loop.add_signal_handler where it is available, first"),
-    "mitmproxy.http": ('self.data.host = always_str(val, "idna", "strict")',
-                       'self.data.host = always_str(val, "idna", "strict")  # a str as it is'),
     "mitmproxy.proxy.layers.websocket": ("# response == original event, so no need to differentiate here.",
                                          "# the response is the original event: no need to tell them apart."),
     "mitmproxy.utils.typecheck": ('    e = TypeError(f"Expected {typeinfo} for {name}, but got {type(value)}.")',
@@ -70,7 +68,7 @@ def release(module_name: str, directory: Path, monkeypatch: pytest.MonkeyPatch |
 
 def install(directory: Path) -> None:
     """Every seam's code replaced by another release's (the copies work as the originals do)."""
-    from mitmproxy import addonmanager, http, master
+    from mitmproxy import addonmanager, master
     from mitmproxy.proxy import server
     from mitmproxy.proxy.layers import websocket
     from mitmproxy.proxy.layers.http import _http1
@@ -88,5 +86,4 @@ def install(directory: Path) -> None:
     master.Master._asyncio_exception_handler = release(  # type: ignore[method-assign]
         "mitmproxy.master", directory).Master._asyncio_exception_handler
     main.run = release("mitmproxy.tools.main", directory).run
-    http.Request.host = release("mitmproxy.http", directory).Request.host  # type: ignore[method-assign]
     typecheck.check_option_type = release("mitmproxy.utils.typecheck", directory).check_option_type

@@ -34,6 +34,7 @@ PY = sys.executable
 BIN = Path(sys.executable).parent
 ADDON = ROOT / "addons" / "qwen.py"
 PORTFILE_ADDON = ROOT / "tests" / "helpers" / "portfile.py"
+CONNLOG_ADDON = ROOT / "tests" / "helpers" / "connlog.py"  # every gateway here: its leaks are read (`leaks`)
 EMULATOR = ROOT / "scripts" / "qwen_emulator.py"
 
 OPENAI_ADDRESS = "127.0.0.2"  # what api.openai.com resolves to inside the namespace
@@ -322,7 +323,8 @@ class NsGateway:
                     "QWEN_GATEWAY_HOME": str(self.world.state), "QWEN_DIR": str(self.workdir / ".qwen"),
                     "HOME": str(self.workdir / "home"), "EMU_KEY": EMU_KEY})
         cmd = [*self.wrap, BIN / "mitmdump", "--set", f"confdir={self.workdir / 'conf'}", "--mode",
-               f"{self.mode}@{self.listen}", "-s", PORTFILE_ADDON, "-s", ADDON, *self.args]
+               f"{self.mode}@{self.listen}", "-s", PORTFILE_ADDON, "-s", ADDON, "-s", CONNLOG_ADDON,
+               *self.args]
         self.proc = self.world.spawn(cmd, log=self.logfile, env=env)
         self.port = next(iter(json.loads(_wait_for(self.portfile, self.proc, "mitmdump")).values()))
 
@@ -338,7 +340,7 @@ class NsGateway:
         return self.logfile.read_text() if self.logfile.exists() else ""
 
     def connections(self) -> list[str]:
-        """Every upstream connection mitmproxy opened (host:port), from tests/helpers/portfile.py."""
+        """Every upstream connection mitmproxy opened (host:port), from tests/helpers/connlog.py."""
         return self.connlog.read_text().split() if self.connlog.exists() else []
 
     def stop(self) -> int | None:

@@ -1,6 +1,8 @@
-"""Test-only mitmproxy script: writes the listening ports to $QWEN_TEST_PORTFILE once running,
-and records every server connection mitmproxy opened to $QWEN_TEST_CONNLOG (one host:port per line;
-"relay" for the gateway's own loopback relay, the only server a claimed flow may reach)."""
+"""Test-only mitmproxy script: writes the listening ports to $QWEN_TEST_PORTFILE once running.
+
+Lifecycle hooks only, so that the gateway's seams serve beside it as in production (an addon of another's with
+hooks on flows or connections puts mitmproxy's own dispatch back: seams/addon_chain.py). The server
+connections mitmproxy opens are recorded by connlog.py, loaded only where a test reads them."""
 
 import json
 import os
@@ -16,15 +18,6 @@ class PortFile:
         with open(path + ".tmp", "w") as f:
             json.dump(ports, f)
         os.replace(path + ".tmp", path)
-
-    def server_connected(self, data) -> None:  # opened for real: an attempt the gateway refused is not here
-        log = os.environ.get("QWEN_TEST_CONNLOG")
-        if log and data.server.address:
-            gateway = ctx.master.addons.get("qwengateway")
-            relay = getattr(getattr(gateway, "relay", None), "address", None)
-            address = tuple(data.server.address[:2])
-            with open(log, "a") as f:
-                f.write("relay\n" if address == relay else f"{address[0]}:{address[1]}\n")
 
 
 addons = [PortFile()]

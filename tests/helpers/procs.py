@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ADDON = ROOT / "addons" / "qwen.py"
 PORTFILE_ADDON = ROOT / "tests" / "helpers" / "portfile.py"
+CONNLOG_ADDON = ROOT / "tests" / "helpers" / "connlog.py"  # an addon of another's: see its docstring
 
 
 def _wait_for_file(path: Path, proc: subprocess.Popen, what: str, timeout: float = 30) -> str:
@@ -105,7 +106,7 @@ class Gateway:
 
     def __init__(self, workdir: Path, *, mode: str = "reverse:https://portal.qwen.ai", tool: str = "mitmdump",
                  args: tuple[str, ...] = (), env: dict[str, str] | None = None, listen: str = "127.0.0.1",
-                 prefix: tuple[str, ...] = ()) -> None:
+                 prefix: tuple[str, ...] = (), connlog: bool = False) -> None:
         self.workdir = workdir
         self.prefix = prefix  # what runs mitmdump (and then execs it: the pid stays mitmdump's), e.g. a namespace or prlimit
         self.listen = listen
@@ -114,7 +115,7 @@ class Gateway:
         self.args = args
         self.env = env or {}
         self.portfile = workdir / "ports.json"
-        self.connlog = workdir / "connections.log"
+        self.connlog = workdir / "connections.log" if connlog else None  # the server connections, when asked for
         self.logfile = workdir / f"{tool}.log"
         self.proc: subprocess.Popen | None = None
         self.ports: dict[str, int] = {}
@@ -122,12 +123,15 @@ class Gateway:
     def start(self) -> "Gateway":
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.portfile.unlink(missing_ok=True)
-        env = {**os.environ, "QWEN_TEST_PORTFILE": str(self.portfile), "QWEN_TEST_CONNLOG": str(self.connlog)}
+        env = {**os.environ, "QWEN_TEST_PORTFILE": str(self.portfile)}
+        if self.connlog is not None:
+            env["QWEN_TEST_CONNLOG"] = str(self.connlog)
         for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
             env.pop(k, None)  # the machine's proxy never; one a test gives (self.env) is kept
         env.update(self.env)
         cmd = [*self.prefix, str(BIN / self.tool), "--set", f"confdir={self.workdir / 'conf'}", "--mode",
-               f"{self.mode}@{self.listen}:0", "-s", str(PORTFILE_ADDON), "-s", str(ADDON), *self.args]
+               f"{self.mode}@{self.listen}:0", "-s", str(PORTFILE_ADDON), "-s", str(ADDON),
+               *(("-s", str(CONNLOG_ADDON)) if self.connlog is not None else ()), *self.args]
         if self.tool == "mitmweb":
             cmd += ["--set", "web_open_browser=false"]
         self.proc = subprocess.Popen(cmd, stdout=open(self.logfile, "w"), stderr=subprocess.STDOUT, env=env,
@@ -151,6 +155,8 @@ class Gateway:
         return self.logfile.read_text() if self.logfile.exists() else ""
 
     def connections(self) -> list[str]:
+        """The server connections mitmproxy opened (host:port, "relay"): only for a gateway started with them."""
+        assert self.connlog is not None, "started without connlog=True: its server connections are not recorded"
         return self.connlog.read_text().split() if self.connlog.exists() else []
 
     def alive(self) -> bool:

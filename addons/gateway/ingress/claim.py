@@ -16,7 +16,6 @@ from mitmproxy.proxy import mode_specs
 from ..settings.config import Config
 from ..exchange import ClientRequest, Exchange, key_hint
 from ..interfaces import Upstream
-from ..seams import request_target
 from . import access, routing
 
 
@@ -92,16 +91,24 @@ def show_as_called(flow: http.HTTPFlow, ex: Exchange) -> None:
     relay's in-process address. A replay is claimed again by the gateway before it connects anywhere."""
     called = ex.client.called
     if called is not None:
-        request_target.set_target(flow.request, *called)
+        set_target(flow.request, *called)
 
 
 def point_at_relay(flow: http.HTTPFlow, address: tuple[str, int], token: str, token_header: str) -> None:
     """mitmproxy then streams the relay's answer like any server's; mitmweb's list still shows the host the
     client addressed."""
     req = flow.request
-    request_target.set_target(req, "http", *address)
+    set_target(req, "http", *address)
     req.headers[token_header] = token
     flow.server_conn = connection.Server(address=address)  # direct: not via --mode upstream's proxy
+
+
+def set_target(req: http.Request, scheme: str, host: str, port: int) -> None:
+    """The request's scheme, host and port, by mitmproxy's setters, its Host header (and authority) kept as the
+    client sent them: each setter rewrites the Host header, so it is put back after them."""
+    shown = req.host_header
+    req.scheme, req.host, req.port = scheme, host, port
+    req.host_header = shown
 
 
 def no_passthrough(config: Config, named_keys: bool = False) -> bool:

@@ -14,13 +14,12 @@ one log line saying what the gateway does without it, and the gateway goes on.
 - `loop_reports.py`: the event loop's reports of accept() storms tallied, and of connection handlers
   cancelled at exit dropped.
 - `shutdown_signals.py`: SIGTERM handed to the drain.
-- `request_target.py`: a request's URL set in one write, its Host header kept (ingress/claim.py).
 - `message_checks.py`: a message's fields type-checked without an exception for each one that is None.
 - `collector.py`: the process's start-up heap frozen out of the garbage collector's passes (not mitmproxy's
   code: no digest).
 
 Each module's docstring says why the seam exists and which change to mitmproxy would remove it. The seams are
-part of the core: any wing may call them (ingress/hostile.py, ingress/claim.py, upstream/inproc.py, the addon's `load`); they
+part of the core: any wing may call them (ingress/hostile.py, upstream/inproc.py, the addon's `load`); they
 import nothing but the core.
 """
 
@@ -28,8 +27,8 @@ from __future__ import annotations
 
 import importlib
 
-SEAMS = ("hook_dispatch", "server_connect", "http1_heads", "loop_reports", "shutdown_signals", "request_target",
-         "message_checks")  # those with mitmproxy code named (collector.py has none)
+SEAMS = ("hook_dispatch", "server_connect", "http1_heads", "loop_reports", "shutdown_signals", "message_checks",
+         "websocket_messages")  # those with mitmproxy code named (collector.py has none)
 
 
 def differing() -> dict[str, list[str]]:

@@ -24,6 +24,10 @@ next event). Installed once, on that one manager (not on the class: another mast
 mitmproxy's dispatch), and only over the dispatch it was written against: mitmproxy 12.2.3's
 `trigger_event`, `invoke_addon`, `safecall`, the walk (`_iter_hooks`, `traverse`) and `Hook.args`.
 
+Only for mitmproxy's addons and the gateway's: while an addon of another's with hooks on flows or connections
+is in the chain (a user's `-s their.py`), every event takes mitmproxy's own `trigger_event`, and the gateway's
+comes back when it leaves (addon_chain.py: the chain is walked when it changes, read once per event).
+
 What mitmproxy change would remove it: AddonManager keeping, per event name, the hooks of its chain
 (invalidated when the chain or an addon's children change), called without a context manager and a
 coroutine each.
@@ -38,6 +42,7 @@ from typing import Any
 
 from mitmproxy import addonmanager, exceptions, hooks
 
+from . import addon_chain
 from .fingerprint import WrittenAgainst
 
 WRITTEN = WrittenAgainst(
@@ -48,7 +53,7 @@ WRITTEN = WrittenAgainst(
           ("mitmproxy.addonmanager:safecall", "f2052c18340e99b0"),
           ("mitmproxy.addonmanager:AddonManager._iter_hooks", "350b419ab7284091"),
           ("mitmproxy.addonmanager:traverse", "bad3d9f88bdf9269"),
-          ("mitmproxy.hooks:Hook.args", "5bab95f7aa358e18")))
+          ("mitmproxy.hooks:Hook.args", "5bab95f7aa358e18"), *addon_chain.CODE))
 
 _NO_CHILDREN = object()
 _PLAIN = (types.MethodType, types.FunctionType)  # hooks called here; anything else: mitmproxy's path
@@ -98,9 +103,14 @@ def _addon_error(e: Exception) -> None:
     addonmanager.logger.error(f"Addon error: {e}", exc_info=(type(e), e, tb or e.__traceback__))
 
 
-async def _trigger_event(self: addonmanager.AddonManager, event: hooks.Hook) -> None:
+async def _trigger_event(watch: addon_chain.ChainWatch, event: hooks.Hook) -> None:
     """AddonManager.trigger_event (mitmproxy 12.2.3): each addon's hooks found by mitmproxy's walk and called
-    as invoke_addon calls them, with safecall's handling."""
+    as invoke_addon calls them, with safecall's handling; mitmproxy's own while an addon of another's is loaded."""
+    if watch.unsettled:
+        watch.settle()
+    self = watch.manager
+    if not watch.ours:
+        return await type(self).trigger_event(self, event)
     name = event.name
     args = None
     for addon in self.chain:
@@ -147,5 +157,7 @@ def install(manager: addonmanager.AddonManager) -> bool:
         return False
     if not WRITTEN.fits():
         return False
-    manager.trigger_event = types.MethodType(_trigger_event, manager)  # type: ignore[method-assign]
+    watch = addon_chain.watch(manager)
+    watch.follow("event dispatch", lambda ours: None)  # read per event (above): named in the watch's log line
+    manager.trigger_event = types.MethodType(_trigger_event, watch)  # type: ignore[method-assign]
     return True

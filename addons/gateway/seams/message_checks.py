@@ -14,6 +14,8 @@ field that fails it, or whose type is not a plain class or a union of them, to `
 the same fields accepted, the same TypeError raised for the others. On the class, as mitmproxy's check is
 (every message of the process), only in a process mitmproxy's `run` started (not a test's master), and only
 over the code it was written against: mitmproxy 12.2.3's `MessageData.__post_init__` and `check_option_type`.
+And only while every addon with hooks on flows or connections is mitmproxy's or the gateway's: an addon of
+another's loaded beside the gateway puts mitmproxy's own check back until it leaves (addon_chain.py).
 
 What mitmproxy change would remove it: `check_option_type` building its TypeError only when it raises, and
 checking a union without raising for its members (an `isinstance` against the members' tuple).
@@ -29,6 +31,7 @@ from typing import Any
 from mitmproxy import http
 from mitmproxy.utils import typecheck
 
+from . import addon_chain
 from .fingerprint import WrittenAgainst
 
 WRITTEN = WrittenAgainst(
@@ -36,9 +39,10 @@ WRITTEN = WrittenAgainst(
     loses="each message mitmproxy makes raises and catches a TypeError per field that is None (about 30 µs, and "
           "garbage for the cyclic collector)",
     code=(("mitmproxy.http:MessageData.__post_init__", "f65088e210cd9cc1"),
-          ("mitmproxy.utils.typecheck:check_option_type", "b60e47c7091fa795")))
+          ("mitmproxy.utils.typecheck:check_option_type", "b60e47c7091fa795"), *addon_chain.CODE))
 
 _original = http.MessageData.__dict__.get("__post_init__")
+_following = False  # installed: the check follows the chain (the gateway's while it is ours)
 _checks: dict[type, tuple[tuple[str, tuple[type, ...] | None, Any], ...]] = {}  # a message class -> its fields'
 
 
@@ -84,11 +88,22 @@ def install(master: object) -> bool:
         return False
     if not WRITTEN.fits():
         return False
-    http.MessageData.__post_init__ = _post_init  # type: ignore[method-assign]
+    global _following
+    _following = True
+    watch = addon_chain.watch(master.addons)  # type: ignore[attr-defined]
+    watch.follow("message checks", _follow)
+    _follow(watch.ours)
     return True
+
+
+def _follow(ours: bool) -> None:
+    if _following:
+        http.MessageData.__post_init__ = _post_init if ours else _original  # type: ignore[method-assign,assignment]
 
 
 def uninstall() -> None:
     """mitmproxy's own check back (tests)."""
+    global _following
+    _following = False
     if _original is not None:
         http.MessageData.__post_init__ = _original  # type: ignore[method-assign]

@@ -4,6 +4,7 @@ stream is pointed at the relay directly, and the flow shows what the client call
 
 from __future__ import annotations
 
+import pytest
 from mitmproxy import http
 from mitmproxy.proxy import mode_specs
 from mitmproxy.test import tflow
@@ -48,3 +49,16 @@ def test_other_hosts_pass_unless_client_keys_make_the_proxy_no_open_relay():
     assert not claim.no_passthrough(Config())
     assert claim.no_passthrough(Config(client_keys=(b"k",))) and claim.no_passthrough(Config(), named_keys=True)
     assert not claim.no_passthrough(Config(client_keys=(b"k",), allow_passthrough=True))
+
+
+@pytest.mark.parametrize("version,authority", [("HTTP/1.1", b""), ("HTTP/2.0", b"127.0.0.1:8080")])
+@pytest.mark.parametrize("hosts", [[], [b"127.0.0.1:8080"]])
+def test_the_target_is_set_and_what_the_client_sent_as_host_kept(version, authority, hosts):
+    req = http.Request("portal.qwen.ai", 443, b"POST", b"https", authority, b"/v1/chat/completions",
+                       version.encode(), http.Headers([(b"host", h) for h in hosts]), b"{}", None, 1.0, 2.0)
+    sent = (req.authority, req.headers.get_all("host"))
+    claim.set_target(req, "http", "qwen-relay.invalid", 1)
+    assert (req.scheme, req.host, req.port) == ("http", "qwen-relay.invalid", 1)
+    claim.set_target(req, "https", "a.example", 8443)
+    assert req.url == "https://a.example:8443/v1/chat/completions"
+    assert (req.authority, req.headers.get_all("host")) == sent

@@ -8,13 +8,21 @@ import json
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 from mitmproxy import master, version
 
+from qwen_gateway import seams
 from qwen_gateway.seams import fingerprint
 
-SEAMS = ("hook_dispatch", "server_connect", "http1_heads", "loop_reports", "shutdown_signals", "request_target",
-         "message_checks", "websocket_messages")
+SEAMS = ("hook_dispatch", "server_connect", "http1_heads", "loop_reports", "shutdown_signals", "message_checks",
+         "websocket_messages")
+
+
+def test_the_seams_are_these_and_no_other():
+    """request_target.py is gone: a claimed flow's URL is set by mitmproxy's own setters (ingress/claim.py)."""
+    assert seams.SEAMS == SEAMS
+    assert not (Path(seams.__file__).parent / "request_target.py").exists()
 
 
 def test_every_seam_fits_the_installed_mitmproxy():

@@ -22,8 +22,15 @@ from mitmproxy.proxy.layers import http as lhttp
 from mitmproxy.test import tflow
 from mitmproxy.tools.dump import DumpMaster
 
-from qwen_gateway.seams import fingerprint, hook_dispatch
+from qwen_gateway.seams import addon_chain, fingerprint, hook_dispatch
 from qwen_gateway.addon import QwenGateway
+
+
+@pytest.fixture(autouse=True)
+def every_addon_ours(monkeypatch):
+    """The dispatch itself, as it serves a chain of mitmproxy's and the gateway's addons: these tests' own
+    addons (this module's, a script's) count as such (test_addon_chain.py: what an addon of another's does)."""
+    monkeypatch.setattr(addon_chain, "others", lambda addons: [])
 
 
 def _master(*extra) -> DumpMaster:
