@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 
 from pathlib import Path
 
 import pytest
 
-from helpers.procs import Emulator, Gateway, start_emulator, write_creds
+from helpers.procs import STARTS, Emulator, Gateway, start_emulator, write_creds
 
 # A machine may set PYTHONDONTWRITEBYTECODE (this one does): then every run compiles the package again and
 # pytest rewrites the asserts of every test module again (~1.3 s of a unit run). The caches are
@@ -48,6 +49,15 @@ def pytest_xdist_auto_num_workers(config) -> int | None:
     if any(expr.evaluate(lambda name, others=others, **kw: name == "e2e" or others) for others in (False, True)):
         return 0
     return None  # xdist's own answer: the cores
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """How many gateways the session started and how long it waited for them (the e2e suite's main cost)."""
+    if STARTS:
+        seconds = sum(s["seconds"] for s in STARTS)
+        terminalreporter.write_line(f"gateway starts: {len(STARTS)}, {seconds:.1f} s until they listened")
+    if out := os.environ.get("QWEN_TEST_STARTS"):
+        Path(out).write_text(json.dumps(STARTS, indent=1))
 
 
 @pytest.fixture(autouse=True)

@@ -17,6 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ADDON = ROOT / "addons" / "qwen.py"
 PORTFILE_ADDON = ROOT / "tests" / "helpers" / "portfile.py"
+# Every gateway this session started: the test, the tool, the seconds until it listened (tests/conftest.py sums them
+# up at the end; QWEN_TEST_STARTS=<file> writes them out as JSON).
+STARTS: list[dict] = []
 
 
 def _wait_for_file(path: Path, proc: subprocess.Popen, what: str, timeout: float = 30) -> str:
@@ -120,6 +123,7 @@ class Gateway:
         self.ports: dict[str, int] = {}
 
     def start(self) -> "Gateway":
+        began = time.monotonic()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.portfile.unlink(missing_ok=True)
         env = {**os.environ, "QWEN_TEST_PORTFILE": str(self.portfile), "QWEN_TEST_CONNLOG": str(self.connlog)}
@@ -133,6 +137,8 @@ class Gateway:
         self.proc = subprocess.Popen(cmd, stdout=open(self.logfile, "w"), stderr=subprocess.STDOUT, env=env,
                                      cwd=str(self.workdir))
         self.ports = json.loads(_wait_for_file(self.portfile, self.proc, self.tool))
+        STARTS.append({"test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0], "tool": self.tool,
+                       "seconds": round(time.monotonic() - began, 3)})
         return self
 
     @property
