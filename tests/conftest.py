@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import forkclient
 from helpers.procs import STARTS, Emulator, Gateway, start_emulator, write_creds
 
 # A machine may set PYTHONDONTWRITEBYTECODE (this one does): then every run compiles the package again and
@@ -28,6 +29,8 @@ gc.disable()
 def pytest_collection_finish(session) -> None:
     gc.freeze()
     gc.enable()
+    if any(item.get_closest_marker("e2e") for item in session.items):
+        forkclient.server()  # its imports (~1 s) run while the first fixtures start the emulator
 
 
 def pytest_sessionstart(session) -> None:
@@ -51,11 +54,17 @@ def pytest_xdist_auto_num_workers(config) -> int | None:
     return None  # xdist's own answer: the cores
 
 
+def pytest_sessionfinish(session) -> None:
+    forkclient.stop()  # after the session's fixtures: gateways of session scope are stopped by then
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     """How many gateways the session started and how long it waited for them (the e2e suite's main cost)."""
     if STARTS:
         seconds = sum(s["seconds"] for s in STARTS)
-        terminalreporter.write_line(f"gateway starts: {len(STARTS)}, {seconds:.1f} s until they listened")
+        forked = sum(s["forked"] for s in STARTS)
+        terminalreporter.write_line(f"gateway starts: {len(STARTS)} ({forked} forked by the fork server), "
+                                    f"{seconds:.1f} s until they listened")
     if out := os.environ.get("QWEN_TEST_STARTS"):
         Path(out).write_text(json.dumps(STARTS, indent=1))
 

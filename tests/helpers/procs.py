@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from helpers import forkclient
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ADDON = ROOT / "addons" / "qwen.py"
@@ -22,7 +24,7 @@ PORTFILE_ADDON = ROOT / "tests" / "helpers" / "portfile.py"
 STARTS: list[dict] = []
 
 
-def _wait_for_file(path: Path, proc: subprocess.Popen, what: str, timeout: float = 30) -> str:
+def _wait_for_file(path: Path, proc: subprocess.Popen | forkclient.ForkedProcess, what: str, timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists() and path.stat().st_size:
@@ -33,7 +35,7 @@ def _wait_for_file(path: Path, proc: subprocess.Popen, what: str, timeout: float
     raise RuntimeError(f"{what} did not start within {timeout}s")
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: subprocess.Popen | forkclient.ForkedProcess) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -108,8 +110,10 @@ class Gateway:
 
     def __init__(self, workdir: Path, *, mode: str = "reverse:https://portal.qwen.ai", tool: str = "mitmdump",
                  args: tuple[str, ...] = (), env: dict[str, str] | None = None, listen: str = "127.0.0.1",
-                 prefix: tuple[str, ...] = ()) -> None:
+                 prefix: tuple[str, ...] = (), fork: bool = True) -> None:
         self.workdir = workdir
+        # False: started by Popen even when the fork server could fork it (a test that reads the process's memory)
+        self.fork = fork
         self.prefix = prefix  # what runs mitmdump (and then execs it: the pid stays mitmdump's), e.g. a namespace or prlimit
         self.listen = listen
         self.mode = mode
@@ -119,7 +123,7 @@ class Gateway:
         self.portfile = workdir / "ports.json"
         self.connlog = workdir / "connections.log"
         self.logfile = workdir / f"{tool}.log"
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen | forkclient.ForkedProcess | None = None
         self.ports: dict[str, int] = {}
 
     def start(self) -> "Gateway":
@@ -134,11 +138,16 @@ class Gateway:
                f"{self.mode}@{self.listen}:0", "-s", str(PORTFILE_ADDON), "-s", str(ADDON), *self.args]
         if self.tool == "mitmweb":
             cmd += ["--set", "web_open_browser=false"]
-        self.proc = subprocess.Popen(cmd, stdout=open(self.logfile, "w"), stderr=subprocess.STDOUT, env=env,
-                                     cwd=str(self.workdir))
+        forks = forkclient.server() if self.fork and not self.prefix else None
+        why = forks.reason_not_to_fork(cmd, env) if forks else "no fork server"
+        with open(self.logfile, "w") as log:
+            if forks is not None and why is None:
+                self.proc = forks.spawn(cmd, env, str(self.workdir), log)
+            else:
+                self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(self.workdir))
         self.ports = json.loads(_wait_for_file(self.portfile, self.proc, self.tool))
         STARTS.append({"test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0], "tool": self.tool,
-                       "seconds": round(time.monotonic() - began, 3)})
+                       "forked": why is None, "why_not": why, "seconds": round(time.monotonic() - began, 3)})
         return self
 
     @property
