@@ -63,8 +63,9 @@ def pytest_terminal_summary(terminalreporter) -> None:
     if STARTS:
         seconds = sum(s["seconds"] for s in STARTS)
         forked = sum(s["forked"] for s in STARTS)
+        stops = sum(s.get("stop_seconds", 0) for s in STARTS)
         terminalreporter.write_line(f"gateway starts: {len(STARTS)} ({forked} forked by the fork server), "
-                                    f"{seconds:.1f} s until they listened")
+                                    f"{seconds:.1f} s until they listened, {stops:.1f} s stopping them")
     if out := os.environ.get("QWEN_TEST_STARTS"):
         Path(out).write_text(json.dumps(STARTS, indent=1))
 

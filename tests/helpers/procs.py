@@ -31,7 +31,7 @@ def _wait_for_file(path: Path, proc: subprocess.Popen | forkclient.ForkedProcess
             return path.read_text()
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with {proc.returncode} before it was ready")
-        time.sleep(0.05)
+        time.sleep(0.01)
     raise RuntimeError(f"{what} did not start within {timeout}s")
 
 
@@ -139,15 +139,17 @@ class Gateway:
         if self.tool == "mitmweb":
             cmd += ["--set", "web_open_browser=false"]
         forks = forkclient.server() if self.fork and not self.prefix else None
-        why = forks.reason_not_to_fork(cmd, env) if forks else "no fork server"
+        why = (forks.reason_not_to_fork(cmd, env) if forks else "a prefix" if self.prefix
+               else "fork=False" if not self.fork else "QWEN_TEST_NO_FORKSERVER=1")
         with open(self.logfile, "w") as log:
             if forks is not None and why is None:
                 self.proc = forks.spawn(cmd, env, str(self.workdir), log)
             else:
                 self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(self.workdir))
         self.ports = json.loads(_wait_for_file(self.portfile, self.proc, self.tool))
-        STARTS.append({"test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0], "tool": self.tool,
-                       "forked": why is None, "why_not": why, "seconds": round(time.monotonic() - began, 3)})
+        self.started = {"test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0], "tool": self.tool,
+                        "forked": why is None, "why_not": why, "seconds": round(time.monotonic() - began, 3)}
+        STARTS.append(self.started)
         return self
 
     @property
@@ -173,7 +175,10 @@ class Gateway:
 
     def stop(self) -> None:
         if self.proc is not None:
+            began = time.monotonic()
             _stop(self.proc)
+            if hasattr(self, "started"):
+                self.started.setdefault("stop_seconds", round(time.monotonic() - began, 3))
 
 
 def start_emulator(workdir: Path, *args: str) -> Emulator:
