@@ -54,6 +54,38 @@ def pytest_xdist_auto_num_workers(config) -> int | None:
     return None  # xdist's own answer: the cores
 
 
+def _log_programs(path: str) -> None:
+    """QWEN_TEST_PROCS=<file>: every program the test process starts, with the test and how long it lived (until
+    waited for), written as JSON at the end: where an e2e run's time goes beside the gateways."""
+    import subprocess
+    import time
+
+    programs: list[dict] = []
+    init, handle = subprocess.Popen.__init__, subprocess.Popen._handle_exitstatus  # type: ignore[attr-defined]
+
+    def started(self, args, *a, **kw):
+        self._began = time.monotonic()
+        words = [args] if isinstance(args, (str, os.PathLike)) else list(args)
+        named = [Path(str(w)).name for w in words[:3]]  # an interpreter with its script
+        self._record = {"program": " ".join(named[:2] if named[0].startswith("python") else named[:1]), "test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]}
+        programs.append(self._record)
+        init(self, args, *a, **kw)
+
+    def ended(self, *a, **kw):
+        handle(self, *a, **kw)
+        if hasattr(self, "_record"):
+            self._record.setdefault("seconds", round(time.monotonic() - self._began, 3))
+
+    subprocess.Popen.__init__, subprocess.Popen._handle_exitstatus = started, ended  # type: ignore[method-assign,attr-defined]
+    import atexit
+
+    atexit.register(lambda: Path(path).write_text(json.dumps(programs, indent=0)))
+
+
+if os.environ.get("QWEN_TEST_PROCS"):
+    _log_programs(os.environ["QWEN_TEST_PROCS"])
+
+
 def pytest_sessionfinish(session) -> None:
     forkclient.stop()  # after the session's fixtures: gateways of session scope are stopped by then
 

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 
 from helpers import forkclient
 from helpers.procs import ROOT, Gateway, free_port
+from helpers.team import ANTHROPIC_IMPORTS, ANTHROPIC_PYTHON, NO_ANTHROPIC
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +41,7 @@ def snapshot(tmp_path: Path, env: dict, name: str, *, fork: bool, tool: str, web
     gw = Gateway(workdir, env={**env, "QWEN_TEST_SNAPSHOT": str(workdir / "snapshot.json")}, args=args, tool=tool,
                  fork=fork).start()
     try:
-        assert isinstance(gw.proc, forkclient.ForkedProcess) == fork
+        assert isinstance(gw.proc, forkclient.ForkedProcess) == fork, gw.started
         deadline = time.monotonic() + 15
         while not (workdir / "snapshot.json").exists():
             assert time.monotonic() < deadline, gw.log()
@@ -67,6 +69,48 @@ def test_a_forked_gateway_is_the_process_popen_starts(tmp_path, emu, oauth_home,
             assert forked[field] == started[field], field
     for field in DIFFERS:  # ids and random numbers are not shared by two forks of one server
         assert len({started[field], forked[field], again[field]}) == 3, field
+
+
+PROGRAMS = {"this venv": (sys.executable, ("email.message",)),
+            "anthropic SDK": (str(ANTHROPIC_PYTHON), ANTHROPIC_IMPORTS)}
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_a_forked_script_is_the_process_popen_starts(tmp_path, program):
+    python, modules = PROGRAMS[program]
+    if not Path(python).exists():
+        pytest.skip(NO_ANTHROPIC)
+    server()
+    cmd = [python, str(SNAPSHOT), *modules]  # a program whose first lines import `modules`
+    env = {**forkclient.without_proxies(os.environ), "HOME": str(tmp_path), "TZ": "Asia/Shanghai"}
+    started = json.loads(subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                                        stdin=subprocess.DEVNULL).stdout)
+    runs = [forkclient.run(cmd, modules=modules, env=env, timeout=120, cwd=str(tmp_path)) for _ in range(2)]
+    assert [r.returncode for r in runs] == [0, 0], [r.stderr for r in runs]
+    forked, again = (json.loads(r.stdout) for r in runs)
+    assert forkclient.PROGRAMS[-1]["forked"], forkclient.PROGRAMS[-1]
+    assert started["tzname"] == ["CST", "CST"] and started["modules"].keys() >= set(modules)
+    for field in started:
+        if field not in DIFFERS:
+            assert forked[field] == started[field], field
+    for field in DIFFERS:
+        assert started[field] is None or len({started[field], forked[field], again[field]}) == 3, field
+
+
+def test_a_forked_script_gets_its_exit_code_output_and_timeout(tmp_path):
+    server()
+    script = tmp_path / "script.py"
+    script.write_text("import sys, time\nprint('out', sys.argv[1:])\nprint('err', file=sys.stderr)\n"
+                      "time.sleep(float(sys.argv[1]))\nraise SystemExit(int(sys.argv[2]))\n")
+    env = forkclient.without_proxies(os.environ)
+    r = forkclient.run([sys.executable, str(script), "0", "3"], modules=("time",), env=env, timeout=30)
+    assert (r.returncode, r.stdout, r.stderr) == (3, "out ['0', '3']\n", "err\n")
+    assert forkclient.PROGRAMS[-1]["forked"]
+    with pytest.raises(subprocess.TimeoutExpired):
+        forkclient.run([sys.executable, str(script), "30", "0"], modules=("time",), env=env, timeout=1)
+    script.write_text("import time\nraise ValueError('no')\n")
+    r = forkclient.run([sys.executable, str(script)], modules=("time",), env=env, timeout=30)
+    assert r.returncode == 1 and r.stderr.rstrip().endswith("ValueError: no"), r.stderr
 
 
 def test_the_fork_server_imports_no_module_a_gateway_loads_only_at_first_need():
@@ -125,11 +169,9 @@ def test_a_gateway_that_refuses_to_start_reports_its_exit_code(tmp_path, fork):
 def test_what_the_fork_server_cannot_start_as_popen_would_goes_through_popen(tmp_path, emu, oauth_home, monkeypatch):
     forks = server()
     env = oauth_home["env"]
-    assert forks.reason_not_to_fork([str(forkclient.BIN / "mitmdump")], {**forks.env, **env}) is None
-    assert "PYTHONPATH" in forks.reason_not_to_fork([str(forkclient.BIN / "mitmdump")],
-                                                    {**forks.env, "PYTHONPATH": str(tmp_path)})
-    assert "LANG" in forks.reason_not_to_fork([str(forkclient.BIN / "mitmdump")], {**forks.env, "LANG": "de_DE"})
-    assert "runs /usr/bin/mitmdump" in forks.reason_not_to_fork(["/usr/bin/mitmdump"], forks.env)
+    assert forks.reason_not_to_fork({**forks.env, **env}) is None
+    assert "PYTHONPATH" in forks.reason_not_to_fork({**forks.env, "PYTHONPATH": str(tmp_path)})
+    assert "LANG" in forks.reason_not_to_fork({**forks.env, "LANG": "de_DE"})
     prefixed = Gateway(tmp_path / "prefixed", env=env, prefix=("env",)).start()  # namespaces, prlimit...
     asked = Gateway(tmp_path / "asked", env=env, fork=False).start()
     try:
@@ -145,7 +187,7 @@ def test_what_the_fork_server_cannot_start_as_popen_would_goes_through_popen(tmp
 
 
 def test_a_fork_server_whose_session_ends_stops_its_gateways(tmp_path, emu, oauth_home):
-    own = forkclient.ForkServer()  # not the session's
+    own = forkclient.ForkServer(sys.executable, str(forkclient.BIN), forkclient.GATEWAY)  # not the session's
     try:
         workdir = tmp_path / "gw"
         workdir.mkdir()
@@ -154,7 +196,7 @@ def test_a_fork_server_whose_session_ends_stops_its_gateways(tmp_path, emu, oaut
                "reverse:https://portal.qwen.ai@127.0.0.1:0", "-s", str(ROOT / "tests" / "helpers" / "portfile.py"),
                "-s", str(ROOT / "addons" / "qwen.py")]
         with open(workdir / "log", "w") as log:
-            proc = own.spawn(cmd, env, str(workdir), log)
+            proc = own.spawn([sys.executable, *cmd], env, str(workdir), (0, log.fileno(), log.fileno()))
         deadline = time.monotonic() + 30
         while not (workdir / "ports.json").exists():
             assert proc.poll() is None and time.monotonic() < deadline, (workdir / "log").read_text()

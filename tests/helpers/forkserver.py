@@ -1,50 +1,58 @@
-"""A fork server for the e2e tests' gateways: one process per test session that has imported what mitmdump and
-the addon import when they load (~1 s of a gateway's start), then forks a real gateway process per request.
+"""A fork server for the e2e tests' Python programs: one process per (interpreter, preloaded modules) per test
+session that has imported what the program imports when it loads (mitmdump with the addon: ~1 s; the anthropic
+SDK: ~2.5 s), then forks a real process of that program per request.
 
-    python tests/helpers/forkserver.py SOCKET
+    python tests/helpers/forkserver.py SOCKET FOLDER MODULE[,MODULE...]
+
+FOLDER is the program's sys.path[0] while it imports: a console script's folder, or a script's.
 
 tests/helpers/forkclient.py starts it and talks to it over SOCKET (a unix seqpacket socket, one JSON message
 per packet). Its first connection is the session's: `hello` answers what this process read of its environment
 while importing, and the server ends when that connection closes (the session ended or died), stopping any
-gateway still running. Each later connection asks for one gateway: `spawn` with the command line, environment,
-working directory and the log file's descriptor; the answer is the pid and a pidfd (signals reach that very
-process, never a reused pid); when the gateway ends, its exit code (as `Popen.returncode` has it) follows on
-the same connection, since only this process can wait for it.
+child still running. Each later connection asks for one process: `spawn` with the command line, environment,
+working directory (`python SCRIPT ARGS`: what it runs is SCRIPT) and the descriptors of its stdin, stdout and
+stderr; the answer is the pid and a pidfd (signals reach that very
+process, never a reused pid); when the child ends, its exit code (as `Popen.returncode` has it) follows on the
+same connection, since only this process can wait for it.
 
-The child is made what `mitmdump ARGS` started by subprocess.Popen would be at its first line: the signal
-handlers a fresh interpreter has, no descriptor of this server's, the test's environment (wholly), working
-directory, argv and stdout/stderr; it then runs mitmproxy's own entry point, as the console script does, and
-exits through the interpreter (atexit handlers, non-daemon threads), with the entry point's exit code.
+The child is made what Popen would have started, at its first line: the signal handlers a fresh interpreter
+has, no descriptor of this server's, the test's environment (wholly), working directory, argv, stdio; then it
+runs the script (a console script such as mitmdump's is one) in a fresh `__main__`, and exits through the
+interpreter (atexit handlers, non-daemon threads) with the program's exit code.
 
-This module imports only what a fresh mitmdump has imported by the time it listens
-(tests/e2e/test_forkserver.py checks that), and is the only code of the tests the forked gateways hold."""
+This module imports only what the programs have imported by the time they run (tests/e2e/test_forkserver.py
+checks that, field by field, against processes Popen started)."""
 
-from __future__ import annotations
-
-import signal
+import _signal
+import os
+import sys  # these three, as the rest this module uses unimported (time, _thread, marshal...), every interpreter
+# has loaded before its first line: a forked program finds no module in sys.modules that it would not have
 
 # Before anything changes them: the handlers a fresh interpreter has (SIGINT's, SIGPIPE/SIGXFSZ ignored, ...).
-FRESH_HANDLERS = {s: signal.getsignal(s) for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)}
+FRESH_HANDLERS = {s: _signal.getsignal(s) for s in _signal.valid_signals() if s not in (9, 19)}  # (KILL, STOP)
 
-import json  # noqa: E402
-import os  # noqa: E402
-import socket  # noqa: E402
-import sys  # noqa: E402
-import traceback  # noqa: E402
-import types  # noqa: E402
 
-# What the console scripts import before they call their entry point, and what addons/qwen.py imports when
-# mitmproxy loads it. Nothing the gateway imports only at first need (tests/unit/test_addon_imports.py).
-PRELOAD = ("mitmproxy.tools.main", "qwen_gateway.addon", "qwen_gateway.mitmweb.contentviews")
-ENTRY_POINTS = {"mitmdump", "mitmweb"}  # mitmproxy.tools.main's functions, the console scripts of these names
+def _own_imports():
+    """The server's own modules, then forgotten by sys.modules: the program imports its own if it needs them."""
+    loaded = set(sys.modules)
+    import json
+    import selectors
+    import socket
+
+    for name in set(sys.modules) - loaded:
+        del sys.modules[name]
+    return json, selectors, socket
+
+
+json, selectors, socket = _own_imports()
 PACKET = 1 << 20
 
 
 class _EnvironmentReads(os._Environ):  # type: ignore[misc,name-defined]
-    """os.environ while PRELOAD is imported: records each variable read, and who copied it whole."""
+    """os.environ while the modules are imported: records each variable read, and who copied it whole."""
 
-    reads: dict[str, set[str]] = {}  # variable -> the files that read it
-    copies: set[str] = set()  # the files that read it whole
+    reads = {}  # variable -> the files that read it
+    copies = set()  # the files that read it whole
 
     def __getitem__(self, key):
         self.reads.setdefault(key, set()).add(_caller())
@@ -55,43 +63,45 @@ class _EnvironmentReads(os._Environ):  # type: ignore[misc,name-defined]
         return super().__iter__()
 
 
-def _caller() -> str:
-    for frame in reversed(traceback.extract_stack()[:-2]):
-        if not frame.filename.endswith(("/os.py", "<frozen os>", "/posixpath.py", "<frozen posixpath>",
-                                        "_collections_abc>", "_collections_abc.py")):
-            return frame.filename
+def _caller():
+    frame = sys._getframe(2)
+    while frame is not None:
+        if not frame.f_code.co_filename.endswith(("/os.py", "<frozen os>", "/posixpath.py", "<frozen posixpath>",
+                                                  "_collections_abc>", "_collections_abc.py")):
+            return frame.f_code.co_filename
+        frame = frame.f_back
     return "?"
 
 
-def preload() -> dict:
-    """Imports PRELOAD; returns what was read of the environment meanwhile."""
-    import importlib
+def preload(modules):
+    """Imports `modules`; returns what was read of the environment meanwhile."""
+    import _thread
 
     os.environ.__class__ = _EnvironmentReads
     try:
-        for name in PRELOAD:
-            importlib.import_module(name)
+        for name in modules:
+            __import__(name)
     finally:
         os.environ.__class__ = os._Environ  # type: ignore[attr-defined]
-    import threading
-
-    if threading.active_count() != 1:  # a fork keeps only the forking thread: a thread started at import is lost
-        raise RuntimeError(f"importing started threads: {threading.enumerate()}")
+    if _thread._count():  # a fork keeps only the forking thread: a thread started at import would be lost
+        raise RuntimeError("importing started threads")
     reads = _EnvironmentReads.reads
     return {"reads": {k: {"value": os.environ.get(k), "by": sorted(reads[k])} for k in sorted(reads)},
-            "copies": sorted(_EnvironmentReads.copies), "generators": generators(), "modules": sorted(sys.modules)}
+            "copies": sorted(_EnvironmentReads.copies), "generators": generators(), "modules": sorted(sys.modules),
+            "user_site": bool(getattr(sys.modules.get("site"), "ENABLE_USER_SITE", False))}
 
 
-def generators() -> list[str]:
+def generators():
     """Random generators the loaded modules hold: each seeded when its module was imported."""
-    import random
-
+    if "random" not in sys.modules:
+        return []
+    random = sys.modules["random"]
     return sorted(f"{name}.{attr}" for name, module in list(sys.modules.items())
                   for attr, value in list(getattr(module, "__dict__", {}).items())
                   if isinstance(value, random.Random) and not isinstance(value, random.SystemRandom))
 
 
-def _refresh() -> None:
+def _refresh():
     """What importing computed from the environment, computed again from the test's: as a fresh process has it."""
     import time
 
@@ -99,10 +109,14 @@ def _refresh() -> None:
     if "wsgiref.handlers" in sys.modules:  # BaseHandler.os_environ: a copy of the environment at import
         handlers = sys.modules["wsgiref.handlers"]
         handlers.BaseHandler.os_environ = handlers.read_environ()
-    import sysconfig
-
-    if hasattr(sysconfig, "_USER_BASE") and hasattr(sysconfig, "_getuserbase"):  # from HOME, at import
-        sysconfig._USER_BASE = sysconfig._getuserbase()
+    site = sys.modules.get("site")  # the user base and site folder from HOME, found at the interpreter's start
+    if site is not None and site.USER_BASE is not None:
+        site.USER_BASE = site.USER_SITE = None
+        site.getusersitepackages()  # (with ENABLE_USER_SITE, on sys.path too: then HOME is a variable that
+        # must agree, forkclient.ForkServer.must_agree)
+    sysconfig = sys.modules.get("sysconfig")  # its configuration, once asked for, holds the user base (HOME)
+    if sysconfig is not None and "userbase" in (getattr(sysconfig, "_CONFIG_VARS", None) or {}):
+        sysconfig._CONFIG_VARS["userbase"] = sysconfig._getuserbase()
     # Generators seeded once at import from the OS (random's own module reseeds itself after a fork); the test
     # of this file checks that these are all the preloaded modules hold
     if "qwen_gateway.ids" in sys.modules:
@@ -110,23 +124,21 @@ def _refresh() -> None:
 
 
 class Server:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path, modules):
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.listener.bind(path)
         self.listener.listen(64)  # the session connects while the imports run
-        self.preloaded = preload()
-        # stdio and what the imports opened (a fresh gateway has them too)
+        self.preloaded = preload(modules)
+        # stdio and what the imports opened (a fresh process has them too)
         self.inherited = open_descriptors() - {self.listener.fileno()}
         self.wakeup_r, self.wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(self.wakeup_w, warn_on_full_buffer=False)
-        signal.signal(signal.SIGCHLD, lambda *_: None)  # only to wake the loop (set_wakeup_fd)
-        self.session: socket.socket | None = None
-        self.children: dict[int, socket.socket] = {}
+        _signal.set_wakeup_fd(self.wakeup_w, warn_on_full_buffer=False)
+        _signal.signal(_signal.SIGCHLD, lambda *_: None)  # only to wake the loop (set_wakeup_fd)
+        self.session = None
+        self.children = {}  # pid -> the connection its exit code goes to
 
-    def serve(self) -> tuple[dict, int] | None:
-        """Until the session's connection closes: None. In a forked child: its request and log descriptor."""
-        import selectors
-
+    def serve(self):
+        """Until the session's connection closes: None. In a forked child: its request and stdio descriptors."""
         with selectors.DefaultSelector() as sel:
             sel.register(self.listener, selectors.EVENT_READ, "accept")
             sel.register(self.wakeup_r, selectors.EVENT_READ, "reap")
@@ -146,10 +158,10 @@ class Server:
                         if conn is self.session:
                             sel.register(conn, selectors.EVENT_READ, "session")
 
-    def _handle(self, conn: socket.socket) -> tuple[dict, int] | None:
+    def _handle(self, conn):
         conn.settimeout(10)
         try:
-            data, fds, _flags, _addr = socket.recv_fds(conn, PACKET, 1)
+            data, fds, _flags, _addr = socket.recv_fds(conn, PACKET, 3)
         except OSError:
             conn.close()
             return None
@@ -159,26 +171,21 @@ class Server:
             conn.settimeout(None)
             conn.send(json.dumps({"pid": os.getpid(), **self.preloaded}).encode())
             return None
-        if request["op"] != "spawn" or len(fds) != 1 or request["argv"][0].rsplit("/", 1)[-1] not in ENTRY_POINTS:
+        if request["op"] != "spawn" or len(fds) != 3:
             conn.send(json.dumps({"error": f"not a request: {request.get('op')}"}).encode())
-            conn.close()
-            for fd in fds:
-                os.close(fd)
-            return None
-        (log,) = fds
+            return self._drop(conn, fds)
         sys.stdout.flush()
         sys.stderr.flush()
         try:
             pid = os.fork()
         except OSError as e:
             conn.send(json.dumps({"error": f"fork: {e}"}).encode())
-            conn.close()
-            os.close(log)
-            return None
+            return self._drop(conn, fds)
         if pid == 0:
             self._leave(conn)
-            return request, log
-        os.close(log)
+            return request, fds
+        for fd in fds:
+            os.close(fd)
         self.children[pid] = conn
         pidfd = os.pidfd_open(pid)  # not reaped before we do: the pidfd is this child's
         try:
@@ -189,12 +196,19 @@ class Server:
             os.close(pidfd)
         return None
 
-    def _leave(self, conn: socket.socket) -> None:
+    @staticmethod
+    def _drop(conn, fds):
+        conn.close()
+        for fd in fds:
+            os.close(fd)
+        return None
+
+    def _leave(self, conn):
         """In the child: nothing of the server's stays (its sockets, pipe, signal handlers)."""
-        signal.set_wakeup_fd(-1)
+        _signal.set_wakeup_fd(-1)
         for signum, handler in FRESH_HANDLERS.items():
             try:
-                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+                _signal.signal(signum, handler if handler is not None else _signal.SIG_DFL)
             except (OSError, ValueError):
                 pass  # a signal Python may not set (e.g. SIGRTMIN+n taken by the C library)
         for s in (self.listener, conn, self.session, *self.children.values()):
@@ -203,7 +217,7 @@ class Server:
         os.close(self.wakeup_r)
         os.close(self.wakeup_w)
 
-    def _reap(self) -> None:
+    def _reap(self):
         try:
             while os.read(self.wakeup_r, 512):
                 pass
@@ -224,11 +238,11 @@ class Server:
                     pass
                 conn.close()
 
-    def _stop_children(self) -> None:
-        """The session is over: gateways a test left running stop as `Gateway.stop` would stop them."""
+    def _stop_children(self):
+        """The session is over: what a test left running stops as `Gateway.stop` would stop it."""
         import time
 
-        for sig, patience in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        for sig, patience in ((_signal.SIGTERM, 10.0), (_signal.SIGKILL, 5.0)):
             for pid in list(self.children):
                 try:
                     os.kill(pid, sig)
@@ -240,12 +254,12 @@ class Server:
                 time.sleep(0.05)
 
 
-def open_descriptors() -> set[int]:
+def open_descriptors():
     listed = [int(fd) for fd in os.listdir("/proc/self/fd")]
     return {fd for fd in listed if _is_open(fd)}  # not the listing's own, closed by now
 
 
-def _is_open(fd: int) -> bool:
+def _is_open(fd):
     try:
         os.fstat(fd)
     except OSError:
@@ -253,11 +267,10 @@ def _is_open(fd: int) -> bool:
     return True
 
 
-def become(request: dict, log: int, inherited: set[int]):
-    """In the forked child: the gateway's process as Popen would have started it; returns its entry point."""
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
+def become(request, stdio, inherited):
+    """In the forked child: the process as Popen would have started it; returns what runs the program."""
+    for target, fd in enumerate(stdio):
+        os.dup2(fd, target)
     for fd in open_descriptors() - inherited:
         if fd > 2:
             os.close(fd)
@@ -265,26 +278,28 @@ def become(request: dict, log: int, inherited: set[int]):
     os.environ.clear()  # unsetenv/putenv: the C library's environment too
     os.environ.update(request["env"])
     _refresh()
-    argv = request["argv"]
-    sys.argv = list(argv)
-    sys.orig_argv = [sys.executable, *argv]
-    sys.path[0] = os.path.dirname(argv[0])  # a script's folder, as for the console script
-    main = types.ModuleType("__main__")
-    main.__file__ = argv[0]
+    argv = request["argv"]  # python SCRIPT ARGS (a console script is a script too: mitmdump's is one)
+    script = argv[1]
+    sys.orig_argv = list(argv)
+    sys.argv = argv[1:]
+    sys.path[0] = os.path.dirname(os.path.abspath(script))
+    from _frozen_importlib_external import SourceFileLoader  # importlib.machinery's, loaded or not
+
+    main = type(sys)("__main__")  # the script runs in a fresh __main__, as the interpreter runs it
+    main.__dict__.update(__file__=script, __cached__=None, __builtins__=__builtins__,
+                         __loader__=SourceFileLoader("__main__", script))
     sys.modules["__main__"] = main
-    tools = sys.modules["mitmproxy.tools.main"]
-    entry = getattr(tools, os.path.basename(argv[0]))
-    main.__dict__.update({"sys": sys, entry.__name__: entry})  # the console script's globals
-    sys.argv[0] = sys.argv[0].removesuffix(".exe")  # the console script's own first line
-    return entry
+    with open(script, "rb") as f:
+        code = compile(f.read(), script, "exec")
+    return lambda: exec(code, main.__dict__)
 
 
 if __name__ == "__main__":
-    sys.path[0] = os.path.dirname(sys.executable)  # the console scripts' folder, not tests/helpers
-    server = Server(sys.argv[1])
+    sys.path[0] = sys.argv[2]  # the program's, not tests/helpers: modules are found where it finds them
+    server = Server(sys.argv[1], [m for m in sys.argv[3].split(",") if m])
     child = server.serve()
     if child is None:
         sys.exit(0)
-    entry = become(*child, server.inherited)
+    run = become(*child, server.inherited)
     del server, child
-    sys.exit(entry())
+    sys.exit(run())

@@ -138,12 +138,13 @@ class Gateway:
                f"{self.mode}@{self.listen}:0", "-s", str(PORTFILE_ADDON), "-s", str(ADDON), *self.args]
         if self.tool == "mitmweb":
             cmd += ["--set", "web_open_browser=false"]
-        forks = forkclient.server() if self.fork and not self.prefix else None
-        why = (forks.reason_not_to_fork(cmd, env) if forks else "a prefix" if self.prefix
+        forks = forkclient.server() if self.fork and not self.prefix and cmd[0] in forkclient.TOOLS else None
+        why = (forks.reason_not_to_fork(env) if forks else "a prefix" if self.prefix
                else "fork=False" if not self.fork else "QWEN_TEST_NO_FORKSERVER=1")
         with open(self.logfile, "w") as log:
-            if forks is not None and why is None:
-                self.proc = forks.spawn(cmd, env, str(self.workdir), log)
+            if forks is not None and why is None:  # stdin: this process's, as Popen leaves it
+                self.proc = forks.spawn([sys.executable, *cmd], env, str(self.workdir),  # the script's shebang
+                                        (0, log.fileno(), log.fileno()))
             else:
                 self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(self.workdir))
         self.ports = json.loads(_wait_for_file(self.portfile, self.proc, self.tool))
