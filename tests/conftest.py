@@ -98,6 +98,9 @@ def pytest_terminal_summary(terminalreporter) -> None:
         stops = sum(s.get("stop_seconds", 0) for s in STARTS)
         terminalreporter.write_line(f"gateway starts: {len(STARTS)} ({forked} forked by the fork server), "
                                     f"{seconds:.1f} s until they listened, {stops:.1f} s stopping them")
+        killed = sorted({s["test"] for s in STARTS if s.get("killed")})
+        if killed:  # each cost 10 s: a gateway that does not end on SIGTERM is a bug (of the test or the gateway)
+            terminalreporter.write_line("gateways killed after 10 s of SIGTERM: " + ", ".join(killed))
     if out := os.environ.get("QWEN_TEST_STARTS"):
         Path(out).write_text(json.dumps(STARTS, indent=1))
 

@@ -35,7 +35,8 @@ def _wait_for_file(path: Path, proc: subprocess.Popen | forkclient.ForkedProcess
     raise RuntimeError(f"{what} did not start within {timeout}s")
 
 
-def _stop(proc: subprocess.Popen | forkclient.ForkedProcess) -> None:
+def _stop(proc: subprocess.Popen | forkclient.ForkedProcess) -> bool:
+    """SIGTERM, then SIGKILL after 10 s; whether it had to be killed."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -43,6 +44,8 @@ def _stop(proc: subprocess.Popen | forkclient.ForkedProcess) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+            return True
+    return False
 
 
 class Emulator:
@@ -177,9 +180,9 @@ class Gateway:
     def stop(self) -> None:
         if self.proc is not None:
             began = time.monotonic()
-            _stop(self.proc)
-            if hasattr(self, "started"):
-                self.started.setdefault("stop_seconds", round(time.monotonic() - began, 3))
+            killed = _stop(self.proc)
+            if hasattr(self, "started") and "stop_seconds" not in self.started:
+                self.started.update(stop_seconds=round(time.monotonic() - began, 3), killed=killed)
 
 
 def start_emulator(workdir: Path, *args: str) -> Emulator:
