@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 
 from pathlib import Path
 
 import pytest
 
-from helpers.procs import Emulator, Gateway, start_emulator, write_creds
+from helpers import forkclient
+from helpers.procs import STARTS, Emulator, Gateway, start_emulator, write_creds
 
 # A machine may set PYTHONDONTWRITEBYTECODE (this one does): then every run compiles the package again and
 # pytest rewrites the asserts of every test module again (~1.3 s of a unit run). The caches are
@@ -27,6 +29,8 @@ gc.disable()
 def pytest_collection_finish(session) -> None:
     gc.freeze()
     gc.enable()
+    if any(item.get_closest_marker("e2e") for item in session.items):
+        forkclient.server()  # its imports (~1 s) run while the first fixtures start the emulator
 
 
 def pytest_sessionstart(session) -> None:
@@ -48,6 +52,57 @@ def pytest_xdist_auto_num_workers(config) -> int | None:
     if any(expr.evaluate(lambda name, others=others, **kw: name == "e2e" or others) for others in (False, True)):
         return 0
     return None  # xdist's own answer: the cores
+
+
+def _log_programs(path: str) -> None:
+    """QWEN_TEST_PROCS=<file>: every program the test process starts, with the test and how long it lived (until
+    waited for), written as JSON at the end: where an e2e run's time goes beside the gateways."""
+    import subprocess
+    import time
+
+    programs: list[dict] = []
+    init, handle = subprocess.Popen.__init__, subprocess.Popen._handle_exitstatus  # type: ignore[attr-defined]
+
+    def started(self, args, *a, **kw):
+        self._began = time.monotonic()
+        words = [args] if isinstance(args, (str, os.PathLike)) else list(args)
+        named = [Path(str(w)).name for w in words[:3]]  # an interpreter with its script
+        self._record = {"program": " ".join(named[:2] if named[0].startswith("python") else named[:1]), "test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]}
+        programs.append(self._record)
+        init(self, args, *a, **kw)
+
+    def ended(self, *a, **kw):
+        handle(self, *a, **kw)
+        if hasattr(self, "_record"):
+            self._record.setdefault("seconds", round(time.monotonic() - self._began, 3))
+
+    subprocess.Popen.__init__, subprocess.Popen._handle_exitstatus = started, ended  # type: ignore[method-assign,attr-defined]
+    import atexit
+
+    atexit.register(lambda: Path(path).write_text(json.dumps(programs, indent=0)))
+
+
+if os.environ.get("QWEN_TEST_PROCS"):
+    _log_programs(os.environ["QWEN_TEST_PROCS"])
+
+
+def pytest_sessionfinish(session) -> None:
+    forkclient.stop()  # after the session's fixtures: gateways of session scope are stopped by then
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """How many gateways the session started and how long it waited for them (the e2e suite's main cost)."""
+    if STARTS:
+        seconds = sum(s["seconds"] for s in STARTS)
+        forked = sum(s["forked"] for s in STARTS)
+        stops = sum(s.get("stop_seconds", 0) for s in STARTS)
+        terminalreporter.write_line(f"gateway starts: {len(STARTS)} ({forked} forked by the fork server), "
+                                    f"{seconds:.1f} s until they listened, {stops:.1f} s stopping them")
+        killed = sorted({s["test"] for s in STARTS if s.get("killed")})
+        if killed:  # each cost 10 s: a gateway that does not end on SIGTERM is a bug (of the test or the gateway)
+            terminalreporter.write_line("gateways killed after 10 s of SIGTERM: " + ", ".join(killed))
+    if out := os.environ.get("QWEN_TEST_STARTS"):
+        Path(out).write_text(json.dumps(STARTS, indent=1))
 
 
 @pytest.fixture(autouse=True)

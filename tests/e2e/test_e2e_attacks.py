@@ -30,7 +30,7 @@ def serving(gw) -> bool:
 
 
 def test_a_gzip_bomb_is_refused_while_it_is_decoded(make_gateway, emu, oauth_home):
-    gw = make_gateway("bomb", env=oauth_home["env"], args=("--set", "qwen_max_body_mb=1"))
+    gw = make_gateway("bomb", env=oauth_home["env"], args=("--set", "qwen_max_body_mb=1"), fork=False)  # its RSS
     before = rss_mb(gw.proc.pid)
     bomb = gzip.compress(b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "' + b"a" * (256 << 20)
                          + b'"}]}', compresslevel=9)
@@ -45,7 +45,7 @@ def test_a_gzip_bomb_is_refused_while_it_is_decoded(make_gateway, emu, oauth_hom
 
 def test_an_endless_keyless_upload_is_cut_off_not_buffered(make_gateway, emu, oauth_home):
     gw = make_gateway("upload", env={**oauth_home["env"], "QWEN_GATEWAY_KEYS": "the-key"},
-                      args=("--set", "qwen_max_body_mb=1"))
+                      args=("--set", "qwen_max_body_mb=1"), fork=False)  # Popen: its RSS is read
     before = rss_mb(gw.proc.pid)
     chunk = b"x" * (1 << 20)
 

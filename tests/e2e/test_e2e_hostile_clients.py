@@ -21,6 +21,7 @@ import pytest
 import websocket
 
 from helpers.procs import ROOT
+from helpers.team import anthropic_driver
 from e2e.test_e2e_attacks import CHAT, rss_mb, serving
 
 pytestmark = pytest.mark.e2e
@@ -79,7 +80,7 @@ def status_and_body(answer: bytes) -> tuple[int, dict]:
 
 
 def test_a_100_mib_request_head_is_431_in_openai_format_and_never_held(make_gateway, emu, oauth_home):
-    gw = make_gateway("head", env=oauth_home["env"], args=NO_TOKENIZER)
+    gw = make_gateway("head", env=oauth_home["env"], args=NO_TOKENIZER, fork=False)  # Popen: its RSS is read
     before = warm_rss(gw)
     start = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{gw.port}\r\n"
              "Content-Type: application/json\r\nX-Padding: ").encode()
@@ -124,9 +125,7 @@ def test_the_anthropic_sdk_gets_an_anthropic_error_for_a_head_over_the_limit(mak
               "extra_headers": {"x-padding": "a" * (100 << 10)}}
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_") and "PROXY" not in k.upper()}
     env.update(HOME=str(gw.workdir), ANTHROPIC_BASE_URL=gw.url, ANTHROPIC_API_KEY="sk-ant-client")
-    r = subprocess.run([str(ANTHROPIC_PY), str(ROOT / "tests" / "clients" / "anthropic_python.py"), "calls",
-                        json.dumps({"calls": [{"op": "create", "params": params}]})],
-                       env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    r = anthropic_driver(["calls", json.dumps({"calls": [{"op": "create", "params": params}]})], env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     raised = json.loads(r.stdout.strip().splitlines()[-1])["result"][0]["raised"]
     assert raised["status"] == 431 and raised["body"]["type"] == "error"
@@ -138,7 +137,7 @@ def test_the_anthropic_sdk_gets_an_anthropic_error_for_a_head_over_the_limit(mak
 
 def test_bytes_piped_ahead_of_an_answer_are_bounded(make_gateway, emu, oauth_home):
     """A client that sends a request and then 100 MiB more while its answer is on the way."""
-    gw = make_gateway("piped", env=oauth_home["env"], args=NO_TOKENIZER)
+    gw = make_gateway("piped", env=oauth_home["env"], args=NO_TOKENIZER, fork=False)  # Popen: its RSS is read
     before = warm_rss(gw)
     emu.switches(first_byte_delay_ms=3000)
     body = json.dumps(CHAT).encode()
@@ -154,7 +153,7 @@ def test_bytes_piped_ahead_of_an_answer_are_bounded(make_gateway, emu, oauth_hom
 
 
 def test_an_endless_chunk_size_line_is_cut_off(make_gateway, emu, oauth_home):
-    gw = make_gateway("chunked", env=oauth_home["env"], args=NO_TOKENIZER)
+    gw = make_gateway("chunked", env=oauth_home["env"], args=NO_TOKENIZER, fork=False)  # Popen: its RSS is read
     before = warm_rss(gw)
     start = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{gw.port}\r\nContent-Type: application/json"
              "\r\nTransfer-Encoding: chunked\r\n\r\n1").encode()

@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 
 import pytest
 
 from helpers.procs import ROOT, Gateway
+from helpers.team import anthropic_driver
 
 PYTHON = ROOT / ".tools" / "anthropic-venv" / "bin" / "python"
 SCRIPT = ROOT / "tests" / "clients" / "anthropic_python.py"
@@ -56,8 +56,7 @@ def sdk(gw: Gateway, scenario: str, args: dict | None = None, **auth: str) -> di
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_") and k.upper() not in _DROPPED}
     env.update(HOME=str(gw.workdir), ANTHROPIC_BASE_URL=gw.url, **(auth or {"ANTHROPIC_API_KEY": CLIENT_KEY}))
     mark = len(gw.connections())
-    r = subprocess.run([str(PYTHON), str(SCRIPT), scenario, json.dumps(args or {})], env=env, capture_output=True,
-                       text=True, timeout=120, stdin=subprocess.DEVNULL)
+    r = anthropic_driver([scenario, json.dumps(args or {})], env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:] + gw.log()[-2000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["http"] and all(h["url"].startswith(gw.url + "/") for h in out["http"]), out["http"]

@@ -51,7 +51,8 @@ class Counter:
         return {k: got.get(k, 0) for k in sorted(set(KINDS) | set(got))}
 
     def close(self) -> None:
-        self.sock.close()
+        self.file.close()  # the socket's descriptor stays open while its file does: the control thread would
+        self.sock.close()  # wait on it and the gateway's `done` with it, until `Gateway.stop` killed it (10 s)
 
 
 def _start(emulator, home: Path, args: tuple[str, ...] = ()):

@@ -13,25 +13,31 @@ from pathlib import Path
 
 import httpx
 
+from helpers import forkclient
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ADDON = ROOT / "addons" / "qwen.py"
 PORTFILE_ADDON = ROOT / "tests" / "helpers" / "portfile.py"
 CONNLOG_ADDON = ROOT / "tests" / "helpers" / "connlog.py"  # an addon of another's: see its docstring
+# Every gateway this session started: the test, the tool, the seconds until it listened (tests/conftest.py sums them
+# up at the end; QWEN_TEST_STARTS=<file> writes them out as JSON).
+STARTS: list[dict] = []
 
 
-def _wait_for_file(path: Path, proc: subprocess.Popen, what: str, timeout: float = 30) -> str:
+def _wait_for_file(path: Path, proc: subprocess.Popen | forkclient.ForkedProcess, what: str, timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists() and path.stat().st_size:
             return path.read_text()
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with {proc.returncode} before it was ready")
-        time.sleep(0.05)
+        time.sleep(0.01)
     raise RuntimeError(f"{what} did not start within {timeout}s")
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: subprocess.Popen | forkclient.ForkedProcess) -> bool:
+    """SIGTERM, then SIGKILL after 10 s; whether it had to be killed."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -39,6 +45,8 @@ def _stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+            return True
+    return False
 
 
 class Emulator:
@@ -106,8 +114,10 @@ class Gateway:
 
     def __init__(self, workdir: Path, *, mode: str = "reverse:https://portal.qwen.ai", tool: str = "mitmdump",
                  args: tuple[str, ...] = (), env: dict[str, str] | None = None, listen: str = "127.0.0.1",
-                 prefix: tuple[str, ...] = (), connlog: bool = False) -> None:
+                 prefix: tuple[str, ...] = (), connlog: bool = False, fork: bool = True) -> None:
         self.workdir = workdir
+        # False: started by Popen even when the fork server could fork it (a test that reads the process's memory)
+        self.fork = fork
         self.prefix = prefix  # what runs mitmdump (and then execs it: the pid stays mitmdump's), e.g. a namespace or prlimit
         self.listen = listen
         self.mode = mode
@@ -117,10 +127,11 @@ class Gateway:
         self.portfile = workdir / "ports.json"
         self.connlog = workdir / "connections.log" if connlog else None  # the server connections, when asked for
         self.logfile = workdir / f"{tool}.log"
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen | forkclient.ForkedProcess | None = None
         self.ports: dict[str, int] = {}
 
     def start(self) -> "Gateway":
+        began = time.monotonic()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.portfile.unlink(missing_ok=True)
         env = {**os.environ, "QWEN_TEST_PORTFILE": str(self.portfile)}
@@ -134,9 +145,19 @@ class Gateway:
                *(("-s", str(CONNLOG_ADDON)) if self.connlog is not None else ()), *self.args]
         if self.tool == "mitmweb":
             cmd += ["--set", "web_open_browser=false"]
-        self.proc = subprocess.Popen(cmd, stdout=open(self.logfile, "w"), stderr=subprocess.STDOUT, env=env,
-                                     cwd=str(self.workdir))
+        forks = forkclient.server() if self.fork and not self.prefix and cmd[0] in forkclient.TOOLS else None
+        why = (forks.reason_not_to_fork(env) if forks else "a prefix" if self.prefix
+               else "fork=False" if not self.fork else "QWEN_TEST_NO_FORKSERVER=1")
+        with open(self.logfile, "w") as log:
+            if forks is not None and why is None:  # stdin: this process's, as Popen leaves it
+                self.proc = forks.spawn([sys.executable, *cmd], env, str(self.workdir),  # the script's shebang
+                                        (0, log.fileno(), log.fileno()))
+            else:
+                self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(self.workdir))
         self.ports = json.loads(_wait_for_file(self.portfile, self.proc, self.tool))
+        self.started = {"test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0], "tool": self.tool,
+                        "forked": why is None, "why_not": why, "seconds": round(time.monotonic() - began, 3)}
+        STARTS.append(self.started)
         return self
 
     @property
@@ -164,7 +185,10 @@ class Gateway:
 
     def stop(self) -> None:
         if self.proc is not None:
-            _stop(self.proc)
+            began = time.monotonic()
+            killed = _stop(self.proc)
+            if hasattr(self, "started") and "stop_seconds" not in self.started:
+                self.started.update(stop_seconds=round(time.monotonic() - began, 3), killed=killed)
 
 
 def start_emulator(workdir: Path, *args: str) -> Emulator:

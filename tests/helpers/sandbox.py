@@ -37,6 +37,9 @@ VENV_BIN = ROOT / ".venv" / "bin"
 FAIL = "@@qwen-docs-fail@@"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 DONE = "@@qwen-docs-done@@"
+# After a block, output may still come from background jobs: `run` waits until the terminal was quiet for
+# `settle` s; when no process but the shell has the terminal open, for this long (bytes in the kernel's hands)
+QUIET_ALONE = 0.8
 
 
 def loopback_up() -> None:
@@ -112,6 +115,7 @@ class Shell:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 220, 0, 0))
         self.proc = subprocess.Popen([*prefix, "bash", "--norc", "--noprofile", "-s"], stdin=subprocess.PIPE,
                                      stdout=slave, stderr=slave, env=self.env, cwd=ROOT, start_new_session=True)
+        self._terminal = os.ttyname(slave)
         os.close(slave)
         self._master = master
         self._buf = bytearray()
@@ -163,6 +167,8 @@ class Shell:
                 raise AssertionError(f"block did not finish within {timeout} s:\n{text}\n--- output:\n"
                                      f"{self.text()[self._cursor:]}")
             time.sleep(0.05)
+        if settle > QUIET_ALONE and not self._others_hold_terminal():
+            settle = QUIET_ALONE  # no background job left that could print more: what the kernel still holds
         end = time.monotonic() + 5
         while time.monotonic() < end:
             with self._lock:
@@ -178,6 +184,24 @@ class Shell:
         failures = [f for f in re.findall(rf"{FAIL} (.*)\n?", out) if f" . {block} < " not in f" {f}"]
         out = re.sub(rf"(?:{FAIL} .*|{DONE} \d+)(?:\n|$)", "", out)
         return out, failures
+
+    def _others_hold_terminal(self) -> bool:
+        """Whether a process besides the shell has the terminal open: only such a process can print after the
+        block's end (its background jobs, and their children)."""
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit() or int(pid) == self.proc.pid:
+                continue
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+            except OSError:
+                continue  # gone meanwhile
+            for fd in fds:
+                try:
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") == self._terminal:
+                        return True
+                except OSError:
+                    pass
+        return False
 
     def more(self, wait: float = 0.5) -> str:
         """Output that arrived since the last call (background jobs), after `wait` seconds."""

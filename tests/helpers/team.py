@@ -7,6 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from helpers import forkclient
 from helpers.procs import BIN, ROOT, until  # noqa: F401  (the tests take it from here)
 
 QWEN_KEYS = BIN / "qwen-keys"
@@ -48,6 +49,7 @@ def openai_client(url: str, key: str):
 
 ANTHROPIC_PYTHON = ROOT / ".tools" / "anthropic-venv" / "bin" / "python"
 ANTHROPIC_DRIVER = ROOT / "tests" / "clients" / "anthropic_python.py"
+ANTHROPIC_IMPORTS = ("base64", "json", "struct", "zlib", "anthropic")  # the driver's first lines, in order
 NO_ANTHROPIC = "anthropic SDK not installed (scripts/install-test-tools.sh installs it into .tools/anthropic-venv)"
 MESSAGE = {"model": "claude-sonnet-4-6", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -63,7 +65,13 @@ def anthropic_run(url: str, key: str, calls: list[dict], max_retries: int = 0) -
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_") and "PROXY" not in k.upper()}
     env.update(ANTHROPIC_BASE_URL=url, ANTHROPIC_API_KEY=key)
     args = json.dumps({"calls": calls, "max_retries": max_retries})
-    r = subprocess.run([str(ANTHROPIC_PYTHON), str(ANTHROPIC_DRIVER), "calls", args],
-                       env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    r = anthropic_driver(["calls", args], env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def anthropic_driver(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`python anthropic_python.py ARGS` (stdin empty, output captured as text, 120 s at most): forked by a fork
+    server that has imported the SDK (~2.5 s of each run) when it can (tests/helpers/forkclient.py)."""
+    return forkclient.run([str(ANTHROPIC_PYTHON), str(ANTHROPIC_DRIVER), *args], modules=ANTHROPIC_IMPORTS, env=env,
+                          timeout=120)
