@@ -154,3 +154,69 @@ def test_websocket_upgrade_needs_the_client_key(make_gateway, emu, oauth_home, t
         assert turn(ws, {"model": "gpt-5.5", "input": [user("hi")]})[-1]["type"] == "response.completed"
     finally:
         ws.close()
+
+
+def events_until_ended(ws: websocket.WebSocket, turns: int) -> list[dict]:
+    """Every event until `turns` turns have ended (bounded by the socket's timeout)."""
+    events: list[dict] = []
+    while sum(e["type"] in ("response.completed", "response.failed", "error") for e in events) < turns:
+        events.append(json.loads(ws.recv()))
+    return events
+
+
+def test_stream_id_lanes_run_side_by_side_each_in_order_and_echo_their_lane(gw, emu):
+    """The spec's lanes: turns on one stream_id one after another in the order sent, lanes beside each other,
+    every event of a lane's turn carrying its stream_id. Qwen answers after 3 s: both lanes' first turns reach
+    it before either is answered, and lane a's second only once its first has ended."""
+    emu.switches(first_byte_delay_ms=3000)
+    ws = connect(gw)
+    try:
+        for lane, text in (("a", "one"), ("b.2", "two"), ("a", "three")):
+            ws.send(json.dumps({"type": "response.create", "stream_id": lane, "model": "gpt-5.5",
+                                "input": [user(text)]}))
+        deadline = time.monotonic() + 10
+        while len(emu.chat_requests()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        asked = [r["body"]["messages"][-1]["content"] for r in emu.chat_requests()]
+        assert sorted(asked) == ["one", "two"]  # lane b did not wait for lane a's turn
+        ws.settimeout(0.2)  # nothing has ended yet: Qwen has not answered
+        with pytest.raises(websocket.WebSocketTimeoutException):
+            while True:
+                assert json.loads(ws.recv())["type"] not in ("response.completed", "response.failed")
+        ws.settimeout(30)
+        events = events_until_ended(ws, 3)
+    finally:
+        ws.close()
+    assert [r["body"]["messages"][-1]["content"] for r in emu.chat_requests()][2] == "three"
+    by_lane: dict[str, list[dict]] = {}
+    for e in events:
+        by_lane.setdefault(e["stream_id"], []).append(e)  # every event names its lane
+    assert set(by_lane) == {"a", "b.2"}
+    texts = {lane: [e["response"]["output"][-1]["content"][0]["text"] for e in es if e["type"] == "response.completed"]
+             for lane, es in by_lane.items()}
+    assert texts == {"a": ["Echo: one", "Echo: three"], "b.2": ["Echo: two"]}
+    for e in events:
+        validate_stream_event(e)
+
+
+def test_a_stream_id_out_of_the_spec_or_a_lane_too_many_is_an_error_event(gw, emu):
+    from qwen_gateway.api.responses.socket import MAX_LANES
+
+    emu.switches(first_byte_delay_ms=2000)
+    ws = connect(gw)
+    try:
+        bad = turn(ws, {"stream_id": "no spaces", "model": "gpt-5.5", "input": [user("x")]})
+        assert bad[-1]["type"] == "error" and bad[-1]["error"]["param"] == "stream_id" and "stream_id" not in bad[-1]
+        for i in range(MAX_LANES + 1):
+            ws.send(json.dumps({"type": "response.create", "stream_id": f"lane{i}", "model": "gpt-5.5",
+                                "input": [user(f"x{i}")]}))
+        refused = json.loads(ws.recv())  # at once: the lanes before it are still waiting for Qwen
+        assert refused["type"] == "error" and refused["stream_id"] == f"lane{MAX_LANES}"
+        assert refused["error"]["code"] == "websocket_stream_limit_reached" and refused["status"] == 400
+        events = events_until_ended(ws, MAX_LANES)
+        assert sorted(e["stream_id"] for e in events if e["type"] == "response.completed") == \
+            sorted(f"lane{i}" for i in range(MAX_LANES))
+        # the lanes ended: a new one is welcome again
+        assert turn(ws, {"stream_id": "again", "model": "gpt-5.5", "input": [user("y")]})[-1]["stream_id"] == "again"
+    finally:
+        ws.close()

@@ -13,15 +13,21 @@ WebSocket layer sends the close to a server connection that was never opened and
 upgrade at its one server, the relay (turn/relay.py: in-process, a one-time token), which hands the connection
 to `ResponsesSockets.session`; mitmproxy relays the frames like any server's. Each `response.create` runs as its
 own exchange (observers, ledger, retries, account pool), just as a POST would.
+
+Turns run in lanes (`Lanes`): those with the same `stream_id` one after another in the order sent, each lane
+beside the others (at most MAX_LANES at once on a connection, then `websocket_stream_limit_reached`); a
+`response.create` without one is on the default lane. Every event of a lane's turn echoes its `stream_id`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import functools
-from collections.abc import Callable
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import wsproto.events as ws_events
@@ -37,7 +43,7 @@ from ...interfaces import Endpoint
 from ...seams import websocket_messages
 from ...turn import TurnRunner
 from ...turn.relay import TOKEN_HEADER, LoopbackRelay
-from .socket_turns import Session, SocketTurns, _encode, _error_event
+from .socket_turns import Session, SocketTurns, _encode, _error_event, lane_encoder
 from .store import ResponseStore
 
 if TYPE_CHECKING:
@@ -45,7 +51,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("qwen")
 
-QUEUED = 8  # messages read ahead of the turn running; then the client's bytes wait (TCP's own backpressure)
+QUEUED = 8  # messages read ahead of a lane's turn running; then the client's bytes wait (TCP's own backpressure)
+MAX_LANES = 8  # stream_id lanes (the default lane counted) running at once on one connection: each one a Qwen stream
+LANE_ID = re.compile(r"[A-Za-z0-9_.-]{1,256}")  # the spec's stream_id: ^[A-Za-z0-9_.-]+$, 1 to 256 characters
 KEEP_FLOW_MESSAGES = 200  # WebSocket messages kept on the flow (mitmproxy keeps every one otherwise)
 KEEP_MESSAGE_BYTES = 256 << 10  # of a message kept on the flow once relayed (Codex's first turn: ~70 KB)
 CLOSE_WAIT_S = 2.0  # at shutdown, how long clients may take to answer the gateway's close
@@ -195,13 +203,13 @@ class ResponsesSockets:
         task = asyncio.current_task()
         if task is not None:
             self._open[task] = session
-        queue: asyncio.Queue[str] = asyncio.Queue(QUEUED)
-        worker: asyncio.Future | None = None
+        lanes: Lanes | None = None
         try:
             async with asyncio.timeout(None) as idle:  # armed whenever no turn runs or waits (`_rest`)
                 self._rest(idle)
-                worker = asyncio.ensure_future(self._worker(session, queue, idle))
-                await self._read(session, reader, queue, idle)
+                lanes = Lanes(functools.partial(self.turns.message, session), session.writer.drain,
+                              functools.partial(self._rest, idle))
+                await self._read(session, reader, lanes, idle)
         except TimeoutError:  # idle too long: closed as a normal end (the client opens another for its next turn)
             if ws.state is ConnectionState.OPEN and not writer.is_closing():
                 writer.write(ws.send(ws_events.CloseConnection(
@@ -211,17 +219,12 @@ class ResponsesSockets:
         finally:
             if task is not None:
                 self._open.pop(task, None)
-            if worker is not None:
-                if not worker.done():
-                    worker.cancel()
-                try:
-                    await worker
-                except asyncio.CancelledError:
-                    pass
+            if lanes is not None:
+                await lanes.close()
 
-    async def _read(self, session: Session, reader: asyncio.StreamReader, queue: asyncio.Queue,
+    async def _read(self, session: Session, reader: asyncio.StreamReader, lanes: Lanes,
                     idle: asyncio.Timeout) -> None:
-        """The client's messages, each queued for the worker as it ends (at most QUEUED ahead of it)."""
+        """The client's messages, each queued on its lane as it ends (at most QUEUED ahead of the lane's turn)."""
         ws, writer = session.ws, session.writer
         parts: list[str] = []  # the text message being read (a binary one is only counted: it is refused)
         size = 0
@@ -247,8 +250,7 @@ class ResponsesSockets:
                         session.send(_encode(_error_event(GatewayError(
                             400, "Send response.create as a text message.", code="invalid_message"))))
                         continue
-                    idle.reschedule(None)  # a turn waits: not idle until the worker is done with it
-                    await queue.put(text)
+                    await self._queue(session, lanes, text, idle)
                 elif isinstance(ev, ws_events.Ping):
                     writer.write(ws.send(ev.response()))
                 elif isinstance(ev, ws_events.CloseConnection):
@@ -262,10 +264,67 @@ class ResponsesSockets:
         """Nothing to do: the socket is closed if its client sends nothing for idle_timeout (0: never)."""
         idle.reschedule(asyncio.get_running_loop().time() + self.idle_timeout if self.idle_timeout > 0 else None)
 
-    async def _worker(self, session: Session, queue: asyncio.Queue, idle: asyncio.Timeout) -> None:
-        """One turn at a time, in the order the client sent them (until the connection ends: cancelled)."""
-        while True:
-            await self.turns.message(session, await queue.get())
-            await session.writer.drain()
-            if queue.empty():
-                self._rest(idle)
+    async def _queue(self, session: Session, lanes: Lanes, text: str, idle: asyncio.Timeout) -> None:
+        """A message onto its lane (its `stream_id`; the default lane: none, or not JSON), or refused."""
+        try:
+            message = json.loads(text)
+        except ValueError:
+            message = None
+        lane = message.get("stream_id") if isinstance(message, dict) else None
+        if lane is not None and not (isinstance(lane, str) and LANE_ID.fullmatch(lane)):
+            session.send(_encode(_error_event(GatewayError(
+                400, "Invalid 'stream_id': 1 to 256 of the characters A-Z, a-z, 0-9, '_', '.' and '-'.",
+                code="invalid_value", param="stream_id"))))
+            return
+        idle.reschedule(None)  # a turn waits: not idle until its lane is done with it
+        if not await lanes.put(lane, message, len(text)):
+            session.send(lane_encoder(lane)(_error_event(GatewayError(
+                400, f"This WebSocket connection has reached its stream limit ({MAX_LANES} lanes at once).",
+                code="websocket_stream_limit_reached", param="stream_id"))))  # MAX_LANES run: not idle
+
+
+class Lanes:
+    """A connection's lanes: each `stream_id` (None: the default lane) its queue and its worker, which runs the
+    lane's turns one after another in the order sent (`run`, then `drain`) and ends when its queue is empty;
+    lanes run beside each other, at most MAX_LANES at once. `rest` is called whenever the last lane ends."""
+
+    def __init__(self, run: Callable[[object, int, str | None], Awaitable[None]],
+                 drain: Callable[[], Awaitable[None]], rest: Callable[[], None]) -> None:
+        self.run, self.drain, self.rest = run, drain, rest
+        self.queues: dict[str | None, asyncio.Queue[tuple[object, int]]] = {}
+        self.workers: dict[str | None, asyncio.Future] = {}
+
+    async def put(self, lane: str | None, message: object, size: int) -> bool:
+        """Queued on `lane` (waiting while QUEUED are ahead); False when it would be a lane too many."""
+        queue = self.queues.get(lane)
+        if queue is None:
+            if len(self.queues) >= MAX_LANES:
+                return False
+            queue = self.queues[lane] = asyncio.Queue(QUEUED)
+            self.workers[lane] = asyncio.ensure_future(self._work(lane, queue))
+        await queue.put((message, size))
+        return True
+
+    async def _work(self, lane: str | None, queue: asyncio.Queue[tuple[object, int]]) -> None:
+        try:
+            while True:
+                message, size = await queue.get()
+                await self.run(message, size, lane)
+                await self.drain()
+                if queue.empty():  # no await from here to the lane's end: a message read later opens it again
+                    return
+        finally:
+            if self.queues.get(lane) is queue:
+                del self.queues[lane], self.workers[lane]
+                if not self.queues:
+                    self.rest()
+
+    async def close(self) -> None:
+        """The connection ended: every lane's turn cancelled, and waited for."""
+        self.rest = lambda: None  # the connection's idle deadline is gone with it
+        workers = list(self.workers.values())
+        for worker in workers:
+            worker.cancel()
+        for worker in workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker

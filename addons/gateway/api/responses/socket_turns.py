@@ -1,7 +1,8 @@
 """One `response.create` on a Responses WebSocket (socket.py): run by the gateway's turn as its own exchange,
 exactly as a POST /v1/responses with `"stream": true` is — observers, context guard, engine, stream translation,
 pool, stored response — through `SocketTurn`, which sends each event as one JSON text frame. A continuation
-turn that fails evicts its previous_response_id from the connection (`Session.evict`), as the spec requires."""
+turn that fails evicts its previous_response_id from the connection (`Session.evict`), as the spec requires.
+A turn sent on a `stream_id` lane (socket.py's `Lanes`) has every event of its own echo that `stream_id`."""
 
 from __future__ import annotations
 
@@ -37,6 +38,13 @@ KEEP_EVICTED = 64  # responses a failed continuation evicted, refused on the con
 
 def _encode(payload: dict) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def lane_encoder(lane: str | None) -> Callable[[dict], bytes]:
+    """How a lane's events are encoded: on a `stream_id` lane each one echoes it (the spec)."""
+    if lane is None:
+        return _encode
+    return lambda payload: _encode({**payload, "stream_id": lane})
 
 
 @dataclass
@@ -79,21 +87,18 @@ class SocketTurns:
         self.endpoint = endpoint
         self.store = store
 
-    async def message(self, session: Session, text: str) -> None:
-        """One message of the client's: a `response.create` is run as a turn; acknowledgements need nothing."""
-        try:
-            message = json.loads(text)
-        except ValueError:
-            message = None
+    async def message(self, session: Session, message: object, size: int, lane: str | None = None) -> None:
+        """One message of the client's (parsed; None: not JSON), on its lane: a `response.create` is run as a turn;
+        acknowledgements need nothing."""
         kind = message.get("type") if isinstance(message, dict) else None
-        if kind == "response.create":
-            await self.run(session, {k: v for k, v in message.items() if k != "type"}, len(text))
+        if isinstance(message, dict) and kind == "response.create":  # the envelope's fields are not the request's
+            await self.run(session, {k: v for k, v in message.items() if k not in ("type", "stream_id")}, size, lane)
         elif kind not in ("response.processed", "response.cancel"):  # nothing runs in the background
-            session.send(_encode(_error_event(GatewayError(
+            session.send(lane_encoder(lane)(_error_event(GatewayError(
                 400, f"Unknown WebSocket message type {kind!r}: send response.create.",
                 code="invalid_message", param="type"))))
 
-    async def run(self, session: Session, body: dict, size: int) -> None:
+    async def run(self, session: Session, body: dict, size: int, lane: str | None = None) -> None:
         up, flow = session.upgrade, session.flow
         ex = Exchange(ClientRequest("POST", up.client.path, up.client.url, up.client.key_hint, size,
                                     user_agent=up.client.user_agent),
@@ -112,19 +117,19 @@ class SocketTurns:
             elif prev in session.history:
                 state(ex).history = session.history[prev]
         if not generate and not state(ex).evicted:  # a warm-up: the connection is ready, nothing to generate
-            self._warm_up(session, ex, body)
+            self._warm_up(session, ex, body, lane_encoder(lane))
             self.runner.finish(flow, ex)
             return
-        await self.runner.run(ex, SocketTurn(session, self.store))
+        await self.runner.run(ex, SocketTurn(session, self.store, lane))
 
-    def _warm_up(self, session: Session, ex: Exchange, body: dict) -> None:
+    def _warm_up(self, session: Session, ex: Exchange, body: dict, encode: Callable[[dict], bytes]) -> None:
         rid = new_id("resp")
         seq = 0
         try:
             body = check_request(body)
         except GatewayError as e:
             ex.fail(e.status, e.code, e.message)
-            session.send(_encode(_error_event(e)))
+            session.send(encode(_error_event(e)))
             return
 
         def ev(kind: str, status: str) -> bytes:
@@ -133,7 +138,7 @@ class SocketTurns:
                                 usage={"prompt_tokens": 0, "completion_tokens": 0} if status == "completed" else None,
                                 completed_at=completion_time(status))
             seq += 1
-            return _encode({"type": kind, "response": r, "sequence_number": seq - 1})
+            return encode({"type": kind, "response": r, "sequence_number": seq - 1})
 
         for kind, status in (("response.created", "in_progress"), ("response.in_progress", "in_progress"),
                              ("response.completed", "completed")):
@@ -154,15 +159,16 @@ class SocketTurn:
     ends_record = True  # no mitmproxy hook ends a WebSocket turn
     client = None
 
-    def __init__(self, session: Session, store: Callable[[], ResponseStore]) -> None:
+    def __init__(self, session: Session, store: Callable[[], ResponseStore], lane: str | None = None) -> None:
         self.session = session
         self.store = store
+        self.encode = lane_encoder(lane)  # every event of the turn, its error events too
 
     def translator(self, ex: Exchange) -> ResponsesStreamTranslator:
         st = state(ex)
         return ResponsesStreamTranslator(ex.body or {}, response_id=st.response_id, created_at=ex.created,
                                          tools=st.tools, seal=self.store().sealer.seal, compaction=st.compaction,
-                                         encode=_encode)
+                                         encode=self.encode)
 
     async def begin(self, ex: Exchange) -> None:
         pass
@@ -176,7 +182,7 @@ class SocketTurn:
         # Qwen answered a stream request whole: not something a WebSocket turn can carry as events
         err = GatewayError(502, "Qwen answered with no stream.", code="invalid_upstream_response")
         ex.fail(err.status, err.code, err.message)
-        self.session.send(_encode(_error_event(err)))
+        self.session.send(self.encode(_error_event(err)))
 
     async def refuse(self, ex: Exchange, err: GatewayError) -> None:
         if err.code == "context_length_exceeded" and state(ex).response_id:
@@ -184,7 +190,7 @@ class SocketTurn:
             await self.send(self.translator(ex).fail({"message": err.message, "code": err.code,
                                                       "type": "invalid_request_error"}))
         else:
-            self.session.send(_encode(_error_event(err)))
+            self.session.send(self.encode(_error_event(err)))
 
     def cancelled(self, ex: Exchange) -> None:
         ex.result.stream_error = ex.result.stream_error or "the client closed the WebSocket"
