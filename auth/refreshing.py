@@ -27,7 +27,7 @@ log = logging.getLogger("qwen")
 
 
 class RefreshedFileAccount(Account, Generic[T]):
-    stranded_kind: stranded.Kind  # what the file holds, for a temp file a killed refresh left
+    stranded_kind: stranded.FileKind  # what the file holds, for a temp file a killed refresh left
 
     def __init__(self, name: str, path: Path, settings: AuthSettings, state: AccountState) -> None:
         self.name = name

@@ -28,7 +28,7 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 
 
 @dataclass(frozen=True)
-class Kind:
+class FileKind:
     """What a credential file holds: `read` (None when absent; ValueError or CredentialFileError when not
     valid), whether two of them are `same` account's, and its `expiry` (larger: newer)."""
 
@@ -37,7 +37,7 @@ class Kind:
     expiry: Callable[[Any], float]
 
 
-OAUTH_LOGIN = Kind(read_creds,
+OAUTH_LOGIN = FileKind(read_creds,
                    lambda a, b: (a.get("resource_url"), a["token_type"]) == (b.get("resource_url"), b["token_type"]),
                    lambda c: float(c["expiry_date"]))
 
@@ -69,7 +69,7 @@ def temps(path: Path) -> list[Path]:
     return [path.parent / n for n in names if n.startswith(prefix) and _UUID.fullmatch(n[len(prefix):])]
 
 
-def recover(path: Path, kind: Kind = OAUTH_LOGIN) -> Recovery:
+def recover(path: Path, kind: FileKind = OAUTH_LOGIN) -> Recovery:
     found = temps(path)
     out = Recovery()
     if not found:
@@ -102,7 +102,7 @@ def recover(path: Path, kind: Kind = OAUTH_LOGIN) -> Recovery:
     return out
 
 
-def _judge(tmp: Path, current: Any, mtime: float, kind: Kind) -> float | str:
+def _judge(tmp: Path, current: Any, mtime: float, kind: FileKind) -> float | str:
     """A newer login's expiry (adopt), "older" (a superseded copy: remove), or why it is left alone."""
     try:
         st = tmp.lstat()

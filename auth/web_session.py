@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from . import web_cookies as wc
 from .credfile import atomic_write
-from .stranded import Kind
+from .stranded import FileKind
 from .oauth_replies import redact
 
 if TYPE_CHECKING:  # imported at the first refresh (oauth.py: a gateway without such accounts never needs it)
@@ -119,7 +119,7 @@ def _same_user(a: Session, b: Session) -> bool:
 
 # A session a refresh killed before its rename left in `<name>.json.tmp.<uuid>` (stranded.py): newer when its
 # token expires later.
-STRANDED = Kind(load, _same_user, lambda s: float(s.expires_at or 0))
+STRANDED = FileKind(load, _same_user, lambda s: float(s.expires_at or 0))
 
 
 # ---- refresh ----------------------------------------------------------------------------------------

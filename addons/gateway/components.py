@@ -40,7 +40,7 @@ from .observe.requestlog import RequestLine
 from .observe.tracing import Tracing
 from .observer import Observer
 from .interfaces import ClientFormat, Endpoint, Leg, Pairing, Upstream
-from .upstream.dashscope.catalogue import KeyCatalogue
+from .upstream.dashscope.key_models import KeyCatalogue
 from .upstream.dashscope.upstream import DASHSCOPE
 from .upstream.qwenweb.upstream import web_upstream
 
@@ -94,7 +94,7 @@ def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[
 
 
 def key_catalogues(config: Config, pool: Pool, rows: list[dict]) -> None:
-    """Each usable key account's own model list joins /v1/models (dashscope/catalogue.py): registered once per
+    """Each usable key account's own model list joins /v1/models (dashscope/key_models.py): registered once per
     model map (a new configuration starts anew), fetched when due, the key read at each fetch."""
     live = config.models.accounts
     account = getattr(pool, "get", None)

@@ -142,7 +142,7 @@ COMMON: dict[str, list[Item]] = {
     "log_record": [(1, "the request line (observe/requestlog)")],
 }
 STREAM: dict[str, list[Item]] = {
-    "json_decode": [("upstream", "each event Qwen sent (streaming.StreamRewriter)")],
+    "json_decode": [("upstream", "each event Qwen sent (turn/stream_rewriter.StreamRewriter)")],
     "json_encode": [("client", "each event the client got (the endpoint's stream translator)")],
 }
 PER_REQUEST: dict[str, dict[str, list[Item]]] = {

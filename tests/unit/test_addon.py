@@ -147,7 +147,7 @@ async def through(gw, f):
 
 
 async def relayed(gw, qwen, f, answer: StreamAnswer) -> bytes:
-    """What happens once mitmproxy connects to the relay (upstream/relay.py): the turn runs — translated, the
+    """What happens once mitmproxy connects to the relay (turn/relay.py): the turn runs — translated, the
     engine's answer opened (here `answer`) and pumped —, the relay writes its head (mitmproxy's responseheaders)
     and the client's events, chunked. The client's bytes; with a hanging answer, the connection is closed after
     its first events, as mitmproxy closes it when the client goes away."""

@@ -1,5 +1,5 @@
 """Web search in the client dialects: their search tools as the pivot's `web_search_options`, and the answer's
-sources (`search_info`, and `url_citation` annotations on the chat message; pivot.WebSearchOptions) in each
+sources (`search_info`, and `url_citation` annotations on the chat message; interfaces.WebSearchOptions) in each
 client's citation shape. Pure functions.
 
 A search is either demanded — chat's `web_search_options`, a Responses `tool_choice` forcing the web_search

@@ -227,7 +227,7 @@ class ModelMap:
         self.default_model = default_model
         self.aliases = {**DEFAULT_ALIASES, **(aliases or {})}
         self.live = LiveModels()
-        self.accounts = LiveModels()  # each key account's own list, by account name (dashscope/catalogue.py)
+        self.accounts = LiveModels()  # each key account's own list, by account name (dashscope/key_models.py)
 
     def resolve(self, requested: str | None, cred: Credential | None = None) -> str:
         """The upstream model id for what the client asked, for this account."""

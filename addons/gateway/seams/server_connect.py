@@ -1,4 +1,4 @@
-"""mitmproxy's server connect, able to reach a server inside the gateway's process (upstream/inproc.py).
+"""mitmproxy's server connect, able to reach a server inside the gateway's process (turn/in_process.py).
 
 Why: mitmproxy streams only what a server connection delivers, so a streamed answer goes through the relay,
 a server in the gateway's own event loop. mitmproxy opens every server connection in one place,

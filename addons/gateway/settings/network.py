@@ -43,7 +43,7 @@ OPTIONS = frozenset({"mode", "listen_port", "upstream_auth", "ssl_insecure", "ss
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
 
 
-class NetworkError(ValueError):
+class NetworkSettingError(ValueError):
     """A proxy or CA setting the gateway cannot use (the message names it, never a credential)."""
 
 
@@ -127,7 +127,7 @@ def tls_context(ca_file: str | None, ca_dir: str | None, insecure: bool) -> ssl.
 
 
 def from_options(o) -> Network:
-    """mitmproxy's options + the environment -> Network; raises NetworkError for what cannot be used."""
+    """mitmproxy's options + the environment -> Network; raises NetworkSettingError for what cannot be used."""
     env = os.environ
     warnings: list[str] = []
     mode_proxy = _mode_proxy(list(o.mode), getattr(o, "upstream_auth", None))  # an addon's option: may be absent
@@ -164,7 +164,7 @@ def from_options(o) -> Network:
         try:
             tls_context(ca_file, ca_dir, False)
         except (OSError, ssl.SSLError) as e:
-            raise NetworkError(f"cannot load the trusted CAs {ca_file or ca_dir}: {e}") from e
+            raise NetworkSettingError(f"cannot load the trusted CAs {ca_file or ca_dir}: {e}") from e
     return Network(mode_proxy=mode_proxy, env=tuple(kept), ca_file=ca_file, ca_dir=ca_dir, insecure=insecure,
                    warnings=tuple(warnings))
 
@@ -174,7 +174,7 @@ def _mode_proxy(modes: Sequence[str], upstream_auth: str | None) -> Proxy | None
         mode = mode_specs.ProxyMode.parse(spec)
         if isinstance(mode, mode_specs.UpstreamMode):
             if mode.scheme != "http":
-                raise NetworkError(f"--mode {mode.full_spec}: the gateway's calls to Qwen go through an http:// "
+                raise NetworkSettingError(f"--mode {mode.full_spec}: the gateway's calls to Qwen go through an http:// "
                                    "proxy only")
             host, port = mode.address
             return Proxy(host, port, "--mode upstream", _basic(upstream_auth) if upstream_auth else None,
@@ -190,7 +190,7 @@ def _proxy(url: str, source: str) -> Proxy:
         host, port = "", 0
     if parts.scheme != "http" or not host:
         shown = f"{parts.scheme}://{_bracket(host) or '?'}" + (f":{port}" if host else "")
-        raise NetworkError(f"{source}={shown}: the gateway's calls to Qwen go through an http:// proxy only "
+        raise NetworkSettingError(f"{source}={shown}: the gateway's calls to Qwen go through an http:// proxy only "
                            "(http://[user:password@]host:port)")
     auth = None
     if parts.username is not None:

@@ -8,13 +8,13 @@ a background response. `run` is the whole choreography:
     whole      the engine's answer (or the endpoint's own fetch), translated whole, handed to the transport
     stream     the engine's answer opened (retries before the first byte); each upstream event translated into
                the client's and handed to the transport at once; the stream's end held until the endpoint has
-               kept the answer (keep.py)
+               kept the answer (kept_before_end.py)
     served     the outcome on the exchange: usage, errors, the pool told, the endpoint's keepsake stored
     failure    whatever ended the turn before its answer, mapped once to the client's error (errors.failure)
                and handed to the transport
 
 `received` (the client's body: the model asked, stream or not, the observers' `client_request`) comes first,
-from the door: a transport is chosen by it. A transport (`Transport`, turn/__init__.py) only moves bytes and is
+from the ingress: a transport is chosen by it. A transport (`Transport`, turn/__init__.py) only moves bytes and is
 told the outcome; it has no `except` of its own for the turn's failures. What a turn needs is handed in
 (wiring.py): the engine's `open`, the checks, the observers and the settlement.
 """

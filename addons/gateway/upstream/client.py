@@ -56,7 +56,7 @@ class _Conn:
         self.writer.close()
 
 
-class Response:
+class UpstreamResponse:
     """Status and headers read; the body is read with `aiter_raw()` or `aread()`, then `aclose()`."""
 
     def __init__(self, client: UpstreamClient, conn: _Conn, status: int, headers: dict[str, str],
@@ -147,7 +147,7 @@ class UpstreamClient:
         self.connections_opened = 0
 
     async def send(self, url: str, headers: list[tuple[str, str]], body: bytes, *,
-                   head_timeout: float | None, read_timeout: float | None, method: str = "POST") -> Response:
+                   head_timeout: float | None, read_timeout: float | None, method: str = "POST") -> UpstreamResponse:
         """POST `body` (or GET, without one: a catalogue); returns once the status and headers are read
         (within `head_timeout`)."""
         origin, target = _where(url)
@@ -184,7 +184,7 @@ class UpstreamClient:
             conn.close()
             deadline.close()
             raise ConnectionFailed("the answer is not HTTP/1.1") from e
-        return Response(self, conn, status, fields, read_timeout, deadline)
+        return UpstreamResponse(self, conn, status, fields, read_timeout, deadline)
 
     @staticmethod
     async def _head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:

@@ -112,7 +112,7 @@ class UpstreamEngine:
         return suggestions.unknown(err, ex.attempt.model, [m["id"] for m in served], ex.requested_model)
 
     async def _fetch(self, wire: Wire) -> tuple[int, dict[str, str], bytes]:
-        """An upstream's preparatory request (pivot.Fetch): whole, over the same pool; a dead keep-alive
+        """An upstream's preparatory request (interfaces.Fetch): whole, over the same pool; a dead keep-alive
         connection is tried again once."""
         body = jsonio.dumps(wire.body)
         timeout = self.config.upstream_timeout or None

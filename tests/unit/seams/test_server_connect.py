@@ -84,7 +84,7 @@ async def test_mitmproxys_server_connect_reaches_an_in_process_server_and_nothin
 
 
 class Answer:
-    """The engine's answer (pivot.UpstreamAnswer): two SSE events."""
+    """The engine's answer (interfaces.UpstreamAnswer): two SSE events."""
 
     status_code = 200
     headers = {"content-type": "text/event-stream"}

@@ -119,7 +119,7 @@ def test_other_proxy_variables_are_not_read(tmp_path, monkeypatch):
                                    "http://user:hunter2@proxy:notaport"])
 def test_a_proxy_the_gateway_cannot_use_stops_it_at_start_without_the_password(tmp_path, monkeypatch, value):
     monkeypatch.setenv("HTTPS_PROXY", value)
-    with pytest.raises(network.NetworkError) as e:
+    with pytest.raises(network.NetworkSettingError) as e:
         network.from_options(opts(tmp_path))
     assert "HTTPS_PROXY" in str(e.value) and "hunter2" not in str(e.value)
 
@@ -154,7 +154,7 @@ def test_ssl_insecure_turns_verification_off_and_says_so(tmp_path):
 
 
 def test_a_ca_file_that_cannot_be_read_stops_the_gateway(tmp_path):
-    with pytest.raises(network.NetworkError, match="cannot load the trusted CAs"):
+    with pytest.raises(network.NetworkSettingError, match="cannot load the trusted CAs"):
         network.from_options(opts(tmp_path, ssl_verify_upstream_trusted_ca=str(tmp_path / "missing.pem")))
 
 

@@ -1,4 +1,4 @@
-"""The in-process connection (upstream/pipe.py) and the servers reached through it (upstream/in_process.py): what
+"""The in-process connection (turn/pipe.py) and the servers reached through it (upstream/in_process.py): what
 mitmproxy and the relay need of a socket — bytes both ways, EOF, half-close, close, backpressure."""
 
 from __future__ import annotations

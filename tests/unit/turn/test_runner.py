@@ -34,7 +34,7 @@ STREAM = [b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model"
 
 
 class Upstream:
-    """The engine's answer (pivot.UpstreamAnswer): whole JSON or an SSE stream."""
+    """The engine's answer (interfaces.UpstreamAnswer): whole JSON or an SSE stream."""
 
     def __init__(self, stream: bool) -> None:
         self.status_code = 200

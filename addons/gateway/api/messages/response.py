@@ -17,7 +17,7 @@ _STOP: dict[str, StopReason] = {"stop": "end_turn", "length": "max_tokens", "too
                                 "content_filter": "refusal"}
 
 
-class Usage(TypedDict):
+class MessagesUsage(TypedDict):
     input_tokens: int
     output_tokens: int
     cache_read_input_tokens: int
@@ -33,7 +33,7 @@ class Message(TypedDict):
     content: list[dict[str, Any]]
     stop_reason: StopReason | None
     stop_sequence: str | None
-    usage: Usage
+    usage: MessagesUsage
     container: NotRequired[None]
 
 
@@ -45,7 +45,7 @@ def stop_reason(finish: object) -> StopReason:
     return _STOP.get(finish, "end_turn") if isinstance(finish, str) else "end_turn"
 
 
-def usage(chat_usage: object) -> Usage:
+def usage(chat_usage: object) -> MessagesUsage:
     """Anthropic counts input without the cached part: input + cache_read + cache_creation = the whole prompt."""
     u: dict = chat_usage if isinstance(chat_usage, dict) else {}
     raw = u.get("prompt_tokens_details")
@@ -53,7 +53,7 @@ def usage(chat_usage: object) -> Usage:
     cached = _int(details.get("cached_tokens"))
     created = _int(details.get("cache_creation_input_tokens"))
     prompt = _int(u.get("prompt_tokens"))
-    return Usage(input_tokens=max(0, prompt - cached - created), output_tokens=_int(u.get("completion_tokens")),
+    return MessagesUsage(input_tokens=max(0, prompt - cached - created), output_tokens=_int(u.get("completion_tokens")),
                  cache_read_input_tokens=cached, cache_creation_input_tokens=created)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from ... import sse
 from ..websearch import anthropic_citations, server_tool_use
 from .errors import stream_error_type
-from .response import Usage, new_message_id, stop_reason, usage
+from .response import MessagesUsage, new_message_id, stop_reason, usage
 from .stops import StopScanner
 
 
@@ -43,7 +43,7 @@ class MessagesStreamTranslator:
         self.thinking = ""
         self.tool_blocks: dict[int, int] = {}  # chat tool-call index -> block index
         self.stop: str | None = None
-        self.usage: Usage | None = None
+        self.usage: MessagesUsage | None = None
         self.blocks = 0
         self.searches: dict | None = None  # usage.server_tool_use, once Qwen's sources arrived
         self.text = ""  # a searched answer's text, for its citations
@@ -113,10 +113,10 @@ class MessagesStreamTranslator:
                    "content": [], "stop_reason": None, "stop_sequence": None, "usage": dict(self._estimate())}
         return [event({"type": "message_start", "message": message}), event({"type": "ping"})]
 
-    def _estimate(self) -> Usage:
+    def _estimate(self) -> MessagesUsage:
         """The gateway's prompt estimate as usage (0 when the count has not finished: it runs off the request
         path, and Qwen rarely answers before it ends)."""
-        return Usage(input_tokens=self.input_tokens() or 0, output_tokens=0, cache_read_input_tokens=0,
+        return MessagesUsage(input_tokens=self.input_tokens() or 0, output_tokens=0, cache_read_input_tokens=0,
                      cache_creation_input_tokens=0)
 
     def _open(self, kind: str, block: dict) -> list[bytes]:

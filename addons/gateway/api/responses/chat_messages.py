@@ -1,4 +1,4 @@
-"""Chat messages out of Responses content: content parts, tool outputs, and the `Conversation` that puts
+"""Chat messages out of Responses content: content parts, tool outputs, and the `ChatMessages` that puts
 the messages together the way OpenAI's chat format needs them.
 
 Qwen reads text and images: text parts of every kind become text, images become image_url parts, files
@@ -97,7 +97,7 @@ def shell_output_text(output: object) -> str:
     return "\n".join(chunks)
 
 
-class Conversation:
+class ChatMessages:
     """Chat messages built item by item, keeping what OpenAI's chat format needs: tool calls grouped in one
     assistant message, tool messages right after it, images a tool returned in a user message after them,
     and reasoning the gateway sealed on the assistant message it belongs to."""

@@ -19,7 +19,7 @@ from ...errors import GatewayError
 from ...exchange import note
 from .compaction import SUMMARY_PREFIX
 from .items import new_id
-from .chat_messages import Conversation, message_content, shell_output_text, tool_output
+from .chat_messages import ChatMessages, message_content, shell_output_text, tool_output
 from .tools import CUSTOM_PARAM, TOOL_SEARCH, ToolSet, qualified
 
 # Items that record what a hosted tool (or a tool Qwen is not offered) did: Qwen cannot use them.
@@ -53,7 +53,7 @@ class ItemReader:
     """Reads input items (`item`) into `conv` and `tools`, noting what it drops or changes."""
 
     tools: ToolSet
-    conv: Conversation
+    conv: ChatMessages
     notes: list[str]
     open_sealed: Callable[[str, object], dict | None] | None
     lookup: Callable[[str], dict | None] | None

@@ -29,7 +29,7 @@ from ..websearch import responses_options
 from .compaction import compaction_chat
 from .fields import limit_tools, max_tool_calls, refuse_unhonoured
 from .items_in import ItemReader
-from .chat_messages import Conversation
+from .chat_messages import ChatMessages
 from .tools import CUSTOM, FUNCTION, ToolRef, ToolSet, qualified
 
 # Input items one request may send: each is walked, translated and stored (a few µs of the gateway's time each,
@@ -112,7 +112,7 @@ def translate(body: dict, history: list[dict] | None = None, *, chat_history: li
     if compaction:
         items.pop()
     effort = (body.get("reasoning") or {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
-    reader = ItemReader(ToolSet(), Conversation(), notes, open_sealed, lookup, effort)
+    reader = ItemReader(ToolSet(), ChatMessages(), notes, open_sealed, lookup, effort)
     reader.conv.adopt([m for m in chat_history or [] if isinstance(m, dict)])
     reader.tools.add_all(body.get("tools"))
     for i, item in enumerate(history or []):  # the gateway's own record: its reasoning always goes back

@@ -27,7 +27,7 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import wsproto.events as ws_events
@@ -43,7 +43,8 @@ from ...interfaces import Endpoint
 from ...seams import websocket_messages
 from ...turn import TurnRunner
 from ...turn.relay import TOKEN_HEADER, LoopbackRelay
-from .socket_turns import Session, SocketTurns, _encode, _error_event, lane_encoder
+from .socket_lanes import MAX_LANES, Lanes
+from .socket_turns import SocketSession, SocketTurns, _encode, _error_event, lane_encoder
 from .store import ResponseStore
 
 if TYPE_CHECKING:
@@ -51,8 +52,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("qwen")
 
-QUEUED = 8  # messages read ahead of a lane's turn running; then the client's bytes wait (TCP's own backpressure)
-MAX_LANES = 8  # stream_id lanes (the default lane counted) running at once on one connection: each one a Qwen stream
 LANE_ID = re.compile(r"[A-Za-z0-9_.-]{1,256}")  # the spec's stream_id: ^[A-Za-z0-9_.-]+$, 1 to 256 characters
 KEEP_FLOW_MESSAGES = 200  # WebSocket messages kept on the flow (mitmproxy keeps every one otherwise)
 KEEP_MESSAGE_BYTES = 256 << 10  # of a message kept on the flow once relayed (Codex's first turn: ~70 KB)
@@ -100,7 +99,7 @@ class ResponsesSockets:
         self.relay = relay
         self.turns = SocketTurns(runner, endpoint, store)
         self._sessions: set[asyncio.Task] = set()
-        self._open: dict[asyncio.Task, Session] = {}  # the sessions talking, by their connection's task
+        self._open: dict[asyncio.Task, SocketSession] = {}  # the sessions talking, by their connection's task
         self.max_message = Config.max_body  # a response.create is a request body: qwen_max_body_mb
         self.idle_timeout = Config.websocket_idle_timeout  # qwen_websocket_idle_timeout (0: never)
         self.tally = LogTally(log)
@@ -199,7 +198,7 @@ class ResponsesSockets:
         flow.request.headers.pop(TOKEN_HEADER, None)
         writer.write(ws.send(ws_events.AcceptConnection()))  # no extensions: frames stay as they are
         await writer.drain()
-        session = Session(flow, upgrade, ws, writer)
+        session = SocketSession(flow, upgrade, ws, writer)
         task = asyncio.current_task()
         if task is not None:
             self._open[task] = session
@@ -222,7 +221,7 @@ class ResponsesSockets:
             if lanes is not None:
                 await lanes.close()
 
-    async def _read(self, session: Session, reader: asyncio.StreamReader, lanes: Lanes,
+    async def _read(self, session: SocketSession, reader: asyncio.StreamReader, lanes: Lanes,
                     idle: asyncio.Timeout) -> None:
         """The client's messages, each queued on its lane as it ends (at most QUEUED ahead of the lane's turn)."""
         ws, writer = session.ws, session.writer
@@ -264,7 +263,7 @@ class ResponsesSockets:
         """Nothing to do: the socket is closed if its client sends nothing for idle_timeout (0: never)."""
         idle.reschedule(asyncio.get_running_loop().time() + self.idle_timeout if self.idle_timeout > 0 else None)
 
-    async def _queue(self, session: Session, lanes: Lanes, text: str, idle: asyncio.Timeout) -> None:
+    async def _queue(self, session: SocketSession, lanes: Lanes, text: str, idle: asyncio.Timeout) -> None:
         """A message onto its lane (its `stream_id`; the default lane: none, or not JSON), or refused."""
         try:
             message = json.loads(text)
@@ -281,50 +280,3 @@ class ResponsesSockets:
             session.send(lane_encoder(lane)(_error_event(GatewayError(
                 400, f"This WebSocket connection has reached its stream limit ({MAX_LANES} lanes at once).",
                 code="websocket_stream_limit_reached", param="stream_id"))))  # MAX_LANES run: not idle
-
-
-class Lanes:
-    """A connection's lanes: each `stream_id` (None: the default lane) its queue and its worker, which runs the
-    lane's turns one after another in the order sent (`run`, then `drain`) and ends when its queue is empty;
-    lanes run beside each other, at most MAX_LANES at once. `rest` is called whenever the last lane ends."""
-
-    def __init__(self, run: Callable[[object, int, str | None], Awaitable[None]],
-                 drain: Callable[[], Awaitable[None]], rest: Callable[[], None]) -> None:
-        self.run, self.drain, self.rest = run, drain, rest
-        self.queues: dict[str | None, asyncio.Queue[tuple[object, int]]] = {}
-        self.workers: dict[str | None, asyncio.Future] = {}
-
-    async def put(self, lane: str | None, message: object, size: int) -> bool:
-        """Queued on `lane` (waiting while QUEUED are ahead); False when it would be a lane too many."""
-        queue = self.queues.get(lane)
-        if queue is None:
-            if len(self.queues) >= MAX_LANES:
-                return False
-            queue = self.queues[lane] = asyncio.Queue(QUEUED)
-            self.workers[lane] = asyncio.ensure_future(self._work(lane, queue))
-        await queue.put((message, size))
-        return True
-
-    async def _work(self, lane: str | None, queue: asyncio.Queue[tuple[object, int]]) -> None:
-        try:
-            while True:
-                message, size = await queue.get()
-                await self.run(message, size, lane)
-                await self.drain()
-                if queue.empty():  # no await from here to the lane's end: a message read later opens it again
-                    return
-        finally:
-            if self.queues.get(lane) is queue:
-                del self.queues[lane], self.workers[lane]
-                if not self.queues:
-                    self.rest()
-
-    async def close(self) -> None:
-        """The connection ended: every lane's turn cancelled, and waited for."""
-        self.rest = lambda: None  # the connection's idle deadline is gone with it
-        workers = list(self.workers.values())
-        for worker in workers:
-            worker.cancel()
-        for worker in workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker

@@ -1,8 +1,8 @@
 """One `response.create` on a Responses WebSocket (socket.py): run by the gateway's turn as its own exchange,
 exactly as a POST /v1/responses with `"stream": true` is — observers, context guard, engine, stream translation,
 pool, stored response — through `SocketTurn`, which sends each event as one JSON text frame. A continuation
-turn that fails evicts its previous_response_id from the connection (`Session.evict`), as the spec requires.
-A turn sent on a `stream_id` lane (socket.py's `Lanes`) has every event of its own echo that `stream_id`."""
+turn that fails evicts its previous_response_id from the connection (`SocketSession.evict`), as the spec requires.
+A turn sent on a `stream_id` lane (socket_lanes.py) has every event of its own echo that `stream_id`."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def lane_encoder(lane: str | None) -> Callable[[dict], bytes]:
 
 
 @dataclass
-class Session:
+class SocketSession:
     """One client's WebSocket: its flow, its recent responses (id -> history items)."""
 
     flow: http.HTTPFlow
@@ -87,7 +87,7 @@ class SocketTurns:
         self.endpoint = endpoint
         self.store = store
 
-    async def message(self, session: Session, message: object, size: int, lane: str | None = None) -> None:
+    async def message(self, session: SocketSession, message: object, size: int, lane: str | None = None) -> None:
         """One message of the client's (parsed; None: not JSON), on its lane: a `response.create` is run as a turn;
         acknowledgements need nothing."""
         kind = message.get("type") if isinstance(message, dict) else None
@@ -98,7 +98,7 @@ class SocketTurns:
                 400, f"Unknown WebSocket message type {kind!r}: send response.create.",
                 code="invalid_message", param="type"))))
 
-    async def run(self, session: Session, body: dict, size: int, lane: str | None = None) -> None:
+    async def run(self, session: SocketSession, body: dict, size: int, lane: str | None = None) -> None:
         up, flow = session.upgrade, session.flow
         ex = Exchange(ClientRequest("POST", up.client.path, up.client.url, up.client.key_hint, size,
                                     user_agent=up.client.user_agent),
@@ -122,7 +122,7 @@ class SocketTurns:
             return
         await self.runner.run(ex, SocketTurn(session, self.store, lane))
 
-    def _warm_up(self, session: Session, ex: Exchange, body: dict, encode: Callable[[dict], bytes]) -> None:
+    def _warm_up(self, session: SocketSession, ex: Exchange, body: dict, encode: Callable[[dict], bytes]) -> None:
         rid = new_id("resp")
         seq = 0
         try:
@@ -159,7 +159,7 @@ class SocketTurn:
     ends_record = True  # no mitmproxy hook ends a WebSocket turn
     client = None
 
-    def __init__(self, session: Session, store: Callable[[], ResponseStore], lane: str | None = None) -> None:
+    def __init__(self, session: SocketSession, store: Callable[[], ResponseStore], lane: str | None = None) -> None:
         self.session = session
         self.store = store
         self.encode = lane_encoder(lane)  # every event of the turn, its error events too

@@ -31,7 +31,7 @@ from ...storage.health import check_local, local_failure, local_health
 from ...storage.sqlite import open_private_db, transaction
 from .history import input_place, listed
 from .store_rows import Part, Rows, rows_of, size, wanted_ids
-from .store_schema import PER_KEY, TABLES, Expiry, counts, forget_owner, migrate
+from .store_schema import PER_KEY, TABLES, OldestDue, counts, forget_owner, migrate
 
 __all__ = ["ResponseStore", "Rows", "previous_not_found", "retrieved", "rows_of", "wanted_ids"]
 
@@ -50,7 +50,7 @@ class ResponseStore:
         self._db: sqlite3.Connection | None = None
         self._wdb: sqlite3.Connection | None = None
         self._counts: dict[str, int] = {}  # responses per owner (the writer keeps them: a trim needs no count(*))
-        self._expiry = Expiry("responses")
+        self._expiry = OldestDue("responses")
         self.forgotten: list[Callable[[str], None]] = []  # told each owner forgotten (stored chat's counts)
 
     def _open_file(self) -> sqlite3.Connection:

@@ -75,7 +75,7 @@ def migrate(db: sqlite3.Connection) -> None:
 
 
 @dataclass
-class Expiry:
+class OldestDue:
     """When the oldest object of `table` passes MAX_AGE_S, as its writer knows it (the writer's lock held)."""
 
     table: str

@@ -18,7 +18,7 @@ from collections.abc import Awaitable
 
 from ...jsonio import valid_text
 from ..responses.store import ResponseStore
-from ..responses.store_schema import PER_KEY, Expiry, counts
+from ..responses.store_schema import PER_KEY, OldestDue, counts
 from .records import Row, shown
 
 # never over another owner's completion of the same id (ids are Qwen's: unique, but not the gateway's own)
@@ -34,7 +34,7 @@ class ChatStore:
         self.per_key = per_key
         self._counts: dict[str, int] | None = None  # rows per owner (the writer keeps them, under the base's lock)
         base.forgotten.append(self._forget)
-        self._expiry = Expiry("chat_completions")
+        self._expiry = OldestDue("chat_completions")
 
     def _forget(self, owner: str) -> None:
         """`owner`'s rows are gone (the base's writer deleted them, holding the lock that guards the counts)."""

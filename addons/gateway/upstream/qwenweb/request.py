@@ -14,10 +14,10 @@ from ... import jsonio
 from ...errors import GatewayError
 from ...models.catalogue import ROWS
 from . import tools
-from .catalogue import pick
+from .live_models import pick
 
 # The web catalogue's ids seen in 2026 (§1.10): the fallback and the offline answer when the live catalogue
-# (catalogue.py, GET /api/models) has not answered.
+# (live_models.py, GET /api/models) has not answered.
 WEB_MODELS = tuple(m.id for m in ROWS.values() if m.web)  # the catalogue's `web` rows
 # Knobs the web app has no field for (§1.6): dropped, each with a note on the exchange.
 DROPPED = ("temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "presence_penalty",

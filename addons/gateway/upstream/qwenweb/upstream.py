@@ -19,7 +19,7 @@ from ...settings.network import Network
 from ...interfaces import Fetch, UpstreamAnswer, Wire
 from ...storage.pg import Database
 from . import errors, request
-from .catalogue import WebCatalogue
+from .live_models import WebCatalogue
 from .headers import url, web_headers
 from .pacing import Pacer
 from .pinning import PLAN, Pinning

@@ -11,7 +11,7 @@ import socket
 from qwen_gateway.accounts import WEB, Credential
 from qwen_gateway.models.model_map import LIVE_RETRY, LiveModels, ModelMap
 from qwen_gateway.upstream.qwenweb import request
-from qwen_gateway.upstream.qwenweb.catalogue import WebCatalogue, best, parse, pick
+from qwen_gateway.upstream.qwenweb.live_models import WebCatalogue, best, parse, pick
 from qwen_gateway.upstream.qwenweb.upstream import QwenWeb
 
 

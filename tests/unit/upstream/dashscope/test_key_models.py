@@ -1,10 +1,10 @@
-"""A key account's own model list (upstream/dashscope/catalogue.py): parsed from an OpenAI list, and a fetch that
+"""A key account's own model list (upstream/dashscope/key_models.py): parsed from an OpenAI list, and a fetch that
 cannot happen leaves the plan's catalogue in place."""
 
 from __future__ import annotations
 
 from qwen_gateway.models.model_map import LiveModels
-from qwen_gateway.upstream.dashscope.catalogue import KeyCatalogue, parse
+from qwen_gateway.upstream.dashscope.key_models import KeyCatalogue, parse
 
 
 def test_an_openai_model_list_is_read_in_its_order():
