@@ -1,9 +1,7 @@
-"""The gateway: the one mitmproxy addon. It claims API flows and answers them from Qwen.
-
-Only mitmproxy's hooks live here; the parts they use are made and joined in wiring.py, and a claimed
-request is run by the turn (turn/runner.py), whatever its transport. Per claimed flow, in this order (any
-exception in any step ends in an error in the client's format answered locally, so a claimed flow never
-reaches its original host):
+"""The gateway: the one mitmproxy addon. It claims API flows and answers them from Qwen. Only mitmproxy's hooks live
+here; the parts they use are made and joined in wiring.py, and a claimed request is run by the turn
+(turn/runner.py), whatever its transport. Per claimed flow, in this order (any exception in any step ends in an
+error in the client's format answered locally, so a claimed flow never reaches its original host):
 
     requestheaders  claim the flow (ingress/routing), open its Exchange, check the client key, Host, Origin
                     and declared size (ingress/access), drop the client's key from the flow
@@ -67,8 +65,7 @@ class QwenGateway(Wiring):
         if shutdown_signals.install(master, lambda: self.drain.signalled(self.config.drain_s)):
             self.drain.shutdown = master.shutdown
 
-    async def done(self) -> None:
-        await self.stop()
+    done = Wiring.stop  # mitmproxy's last hook: the drain's end, the stores closed
 
     # ---- the perimeter ----------------------------------------------------------------------------
 
@@ -83,6 +80,9 @@ class QwenGateway(Wiring):
             client.error = "qwen gateway: this listener is loopback-only"
         else:
             self.deadlines.opened(client)  # it owes a request head from now on
+
+    def next_layer(self, nextlayer) -> None:
+        self.clients.next_layer(nextlayer)  # request heads bounded where the seam does not fit this mitmproxy
 
     def client_disconnected(self, client) -> None:
         self.deadlines.closed(client)
@@ -180,8 +180,7 @@ class QwenGateway(Wiring):
         ex.turn.relay_token, ex.turn.relayed = self.relay.expect(ex), True
         claim.point_at_relay(flow, address, ex.turn.relay_token, TOKEN_HEADER)
 
-    def websocket_message(self, flow: http.HTTPFlow) -> None:
-        trim_messages(flow)
+    websocket_message = staticmethod(trim_messages)  # the newest messages kept on the flow, the older ones cut
 
     # ---- response ---------------------------------------------------------------------------------
 

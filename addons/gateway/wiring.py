@@ -141,7 +141,7 @@ class Wiring:
             log.info("qwen: state in the folder %s (qwen_state_url not set)", self.config.state_dir)
         terminal.describe_accounts(getattr(self.pool, "describe", None))
         self.observers.running()
-        self.clients.running(self.config)
+        self.clients.running(self.config, ctx.master)
         collector.settle(ctx.master)  # last: what starting made lives as long as the process
 
     async def stop(self) -> None:

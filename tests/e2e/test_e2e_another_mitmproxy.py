@@ -1,11 +1,13 @@
 """The gateway on another mitmproxy: a real mitmdump whose every piece of code the seams name (addons/gateway/
 seams/) was changed by a line at start (helpers/another_mitmproxy.py). Each seam stays out, says so in one
-line, and the gateway serves whole and streamed answers all the same."""
+line, and the gateway serves whole and streamed answers all the same; request heads stay bounded
+(through mitmproxy's public API: seams/http1_heads.py's fallback)."""
 
 from __future__ import annotations
 
 import os
 
+import httpx
 import openai
 import pytest
 
@@ -27,6 +29,17 @@ def test_on_another_mitmproxy_every_seam_stays_out_and_the_gateway_serves(make_g
     assert whole.choices[0].message.content == "Echo: ping"
     chunks = client.chat.completions.create(model="gpt-4o", messages=messages, stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Echo: ping"
+    # the head bound's seam is out, its public-API fallback holds: a 100 KiB head is refused (431, OpenAI's
+    # format), before and after a request on the same connection; a head within the limit is served
+    with httpx.Client(base_url=gw.url, timeout=30) as web:
+        big = {"x-big": "a" * (100 << 10), "authorization": "Bearer k"}
+        refused = web.post("/v1/chat/completions", headers=big, json={"model": "gpt-4o", "messages": messages})
+        assert refused.status_code == 431 and refused.json()["error"]["code"] == "request_header_fields_too_large"
+        ok = web.post("/v1/chat/completions", headers={"x-fine": "a" * (30 << 10), "authorization": "Bearer k"},
+                      json={"model": "gpt-4o", "messages": messages})
+        assert ok.status_code == 200, ok.text
+        again = web.post("/v1/chat/completions", headers=big, json={"model": "gpt-4o", "messages": messages})
+        assert again.status_code == 431
     gw.stop()
     log = gw.log()
     refused = [line.split("qwen: ", 1)[1].split(": left out", 1)[0] for line in log.splitlines()

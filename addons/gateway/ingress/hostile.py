@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from functools import partial
 
 from ..settings.config import Config
@@ -26,6 +27,7 @@ class HostileClients:
         self.accept_storms = loop_reports.AcceptStorms(self.tally)
         self._answer = partial(oversized_head.answer, endpoints=endpoints, formats=formats)  # in the client's format
         self._running = False
+        self._decide: Callable | None = None
 
     def load(self) -> None:
         descriptors.raise_soft_limit()
@@ -36,7 +38,14 @@ class HostileClients:
         if new.head_timeout != old.head_timeout and self._running:
             self.deadlines.start(new.head_timeout)
 
-    def running(self, config: Config) -> None:
+    def next_layer(self, nextlayer) -> None:
+        """Where the seam does not fit this mitmproxy, heads are bounded through its public API instead."""
+        if not http1_heads.installed():
+            http1_heads.bound_layer(nextlayer, self._decide)
+
+    def running(self, config: Config, master=None) -> None:
+        # mitmproxy's own choice of layer (its NextLayer addon's hook), which the head bound's fallback wraps
+        self._decide = getattr(master.addons.get("nextlayer"), "next_layer", None) if master is not None else None
         self.accept_storms.install(asyncio.get_running_loop())
         self.deadlines.start(config.head_timeout)
         self._running = True

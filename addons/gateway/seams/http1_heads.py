@@ -22,6 +22,12 @@ comparison per read. Memory per connection stays under the limit plus one read (
 business: it refuses a header list over 64 KiB (decoded; SETTINGS_MAX_HEADER_LIST_SIZE) and more than 64
 CONTINUATION frames with a connection error — no 431 — and mitmproxy closes the connection.
 
+On a mitmproxy this was not written against, heads stay bounded through mitmproxy's public API instead
+(`bound_layer`, from the `next_layer` hook): the HTTP layer of each HTTP/1 client connection is wrapped in a
+`HeadBound` layer that counts what the client sends from the end of an answer until the head's blank line,
+and answers 431 in the client's format when the limit passes first. It costs a hook call per layer and a
+search per read while a head is owed; chunk-size lines and pipelined bytes are then mitmproxy's business.
+
 What mitmproxy change would remove it: a limit on the HTTP/1 head in `Http1Server.read_headers` (an option
 like `body_size_limit`, answered 431), a bound on chunk-size lines in the body reader, and on bytes buffered
 in `wait`; the 431 in the client's format would then be an `error` hook's business.
@@ -29,6 +35,7 @@ in `wait`; the 431 in the client's format would then be an `error` hook's busine
 
 from __future__ import annotations
 
+import collections
 import logging
 import re
 from collections.abc import Callable
@@ -36,7 +43,7 @@ from dataclasses import dataclass
 
 from mitmproxy import http
 from mitmproxy.net.http import http1
-from mitmproxy.proxy import commands, events
+from mitmproxy.proxy import commands, events, layer, layers
 from mitmproxy.proxy.layers.http import _http1
 from mitmproxy.proxy.layers.http._base import ReceiveHttp
 from mitmproxy.proxy.layers.http._events import ErrorCode, RequestProtocolError
@@ -53,7 +60,8 @@ BLANK_LINE = re.compile(rb"\n\r?\n")  # where h11 (mitmproxy's reader) ends a he
 
 WRITTEN = WrittenAgainst(
     seam="request heads bounded in mitmproxy's HTTP/1 reader",
-    loses="request heads are not bounded (qwen_max_header_kb): a client may send one as large as memory allows",
+    loses="request heads are bounded by a layer around mitmproxy's HTTP layer instead (public API), chunk-size "
+          "lines and bytes piped ahead of an answer are not",
     # the two classes as shipped, and the three states as found on the class (another addon may have replaced one)
     code=(("mitmproxy.proxy.layers.http._http1:Http1Connection", "c0675638b0756013"),
           ("mitmproxy.proxy.layers.http._http1:Http1Server", "cc8428d0bb6f79a5"),
@@ -172,6 +180,78 @@ def _answer(head: bytes, e: GatewayError) -> bytes:
 def _note(kind: str, line: Callable[[int], str]) -> None:
     if _limit.tally is not None:
         _limit.tally.note(kind, line)
+
+
+# ---- the fallback, through mitmproxy's public API -----------------------------------------------------------
+
+
+def bound_layer(nextlayer: layer.NextLayer, decide: Callable[[layer.NextLayer], None] | None) -> None:
+    """From the `next_layer` hook, when the seam is out: an HTTP/1 client connection's HTTP layer, as mitmproxy
+    chose it, wrapped in a `HeadBound` (HTTP/2 is h2's business). Script addons see the hook before mitmproxy's
+    own NextLayer addon, so its choice is asked for here (`decide`: that addon's hook; it leaves a layer another
+    addon has set alone, and so does nothing more after this)."""
+    if nextlayer.layer is None and decide is not None:
+        decide(nextlayer)
+    parent, chosen = None, nextlayer.layer  # a stack (TLS layers, then HTTP), each layer its `child_layer`'s parent
+    while chosen is not None and not isinstance(chosen, layers.HttpLayer):
+        parent, chosen = chosen, getattr(chosen, "child_layer", None)
+    if chosen is None or isinstance(chosen, HeadBound):
+        return
+    if parent is None:
+        nextlayer.layer = HeadBound(chosen)
+    else:
+        parent.child_layer = HeadBound(chosen)  # type: ignore[attr-defined]
+
+
+class HeadBound(layer.Layer):
+    """mitmproxy's HTTP layer (`child`) with the client's heads counted: from the connection's start, and from
+    each answer's end (its `response` or `error` hook) to the head's blank line. Past the limit, the client gets
+    the 431 and a half-close, and what it still sends is dropped (at most DISCARD_LIMIT). Not entered in the
+    context's layers: mitmproxy's layer decisions see its own HTTP layer alone."""
+
+    def __init__(self, child: layer.Layer) -> None:
+        self.context, self.child = child.context, child
+        self._paused, self._paused_event_queue, self.debug = None, collections.deque(), None
+        self.head: bytearray | None = bytearray()  # what the client sent of the head it owes (None: none owed)
+        self.discard: int | None = None  # after a refusal, what may still be dropped
+
+    def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+        yield from ()  # everything goes through handle_event: the child pauses itself
+
+    def handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+        client = self.context.client
+        if isinstance(event, events.DataReceived) and event.connection is client:
+            if client.alpn == b"h2":  # known once the client's TLS handshake is done
+                self.head = None
+            if self.discard is not None:
+                self.discard -= len(event.data)
+                if self.discard <= 0:
+                    yield commands.CloseConnection(client)
+                return
+            if self.head is not None:
+                start = max(0, len(self.head) - 3)  # a blank line split across two reads
+                self.head += event.data
+                end = BLANK_LINE.search(self.head, start)
+                if end is not None and end.end() <= _limit.size:
+                    self.head = None  # the head is whole: the body is the HTTP layer's to bound
+                elif len(self.head) > _limit.size:
+                    yield from self._refuse(bytes(self.head[:_limit.size]))
+                    return
+        elif self.discard is not None and isinstance(event, events.ConnectionClosed) and event.connection is client:
+            yield commands.CloseConnection(client)
+            return
+        for command in self.child.handle_event(event):
+            if isinstance(command, (layers.http.HttpResponseHook, layers.http.HttpErrorHook)):
+                self.head = bytearray()  # the answer is over: the next head is owed
+            yield command
+
+    def _refuse(self, head: bytes) -> layer.CommandGenerator[None]:
+        peer = self.context.client.peername[0] if self.context.client.peername else "?"
+        _note("head", lambda n: f"qwen: refused {_requests(n)} with a request head over {_kib(_limit.size)} "
+                                f"(431; qwen_max_header_kb), the last from {peer}")
+        self.head, self.discard = None, DISCARD_LIMIT
+        yield commands.SendData(self.context.client, _answer(head, _head_too_large(_limit.size)))
+        yield commands.CloseTcpConnection(self.context.client, half_close=True)
 
 
 # ---- the answer -----------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ import logging
 
 import pytest
 from helpers import another_mitmproxy
-from mitmproxy.proxy import commands, context, events
+from mitmproxy.proxy import commands, context, events, layers
+from mitmproxy.proxy.layers.http import HTTPMode
 from mitmproxy.proxy.layers.http import _http1
 from mitmproxy.proxy.layers.http._base import ReceiveHttp
 from mitmproxy.proxy.layers.http._events import RequestHeaders, RequestProtocolError
@@ -130,7 +131,7 @@ def test_on_another_mitmproxys_http1_layer_heads_are_left_unbounded_with_one_lin
     [line] = caplog.messages
     assert line.startswith("qwen: request heads bounded in mitmproxy's HTTP/1 reader: left out, as this mitmproxy")
     assert "(mitmproxy 12.2.3; changed: Http1Server, Http1Server.read_headers)" in line
-    assert "request heads are not bounded (qwen_max_header_kb)" in line
+    assert "request heads are bounded by a layer around mitmproxy's HTTP layer instead (public API)" in line
     layer = other.Http1Server(context.Context(tflow.tclient_conn(), options.Options()))
     list(layer.handle_event(events.Start()))
     assert list(layer.handle_event(events.DataReceived(layer.conn, b"GET / HTTP/1.1\r\nX: " + b"a" * 4096))) == []
@@ -146,3 +147,45 @@ def test_a_state_another_addon_replaced_is_not_the_code_either(never_installed, 
         assert not http1_heads.install(http1_heads.Limit(1024))
     assert _http1.Http1Server.read_headers is other.Http1Server.read_headers
     assert "(mitmproxy 12.2.3; changed: Http1Server.read_headers)" in caplog.messages[0]
+
+
+def bound_http_layer() -> tuple[http1_heads.HeadBound, context.Context]:
+    """mitmproxy's HTTP layer for a client connection, as its NextLayer addon chose it, behind the fallback."""
+    from mitmproxy.addons.proxyserver import Proxyserver
+    from mitmproxy.proxy import layer as proxy_layer
+
+    opts = options.Options()
+    Proxyserver().load(opts)  # the proxy's options, which the HTTP layer reads (as mitmproxy's layer tests do)
+    ctx = context.Context(tflow.tclient_conn(), opts)
+    ctx.client.alpn = None
+    nextlayer = proxy_layer.NextLayer(ctx)
+
+    def decide(nl):
+        nl.layer = layers.HttpLayer(nl.context, HTTPMode.regular)
+
+    http1_heads.bound_layer(nextlayer, decide)
+    assert isinstance(nextlayer.layer, http1_heads.HeadBound)
+    list(nextlayer.layer.handle_event(events.Start()))
+    return nextlayer.layer, ctx
+
+
+def test_without_the_seam_a_head_over_the_limit_is_refused_through_a_layer_of_the_gateways(never_installed):
+    http1_heads._limit = http1_heads.Limit(1024)
+    bound, ctx = bound_http_layer()
+    first = feed(bound, ctx, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 600)
+    assert not any(isinstance(c, commands.SendData) for c in first)  # within the limit so far: mitmproxy reads
+    refused = feed(bound, ctx, b"a" * 600)
+    sent = [c for c in refused if isinstance(c, commands.SendData)]
+    assert len(sent) == 1 and sent[0].data.startswith(b"HTTP/1.1 431 ")
+    assert b"request_header_fields_too_large" in sent[0].data
+    assert any(isinstance(c, commands.CloseTcpConnection) and c.half_close for c in refused)
+    assert feed(bound, ctx, b"b" * 4096) == []  # what the client still sends is dropped
+    assert any(isinstance(c, commands.CloseConnection) for c in feed(bound, ctx, b"c" * (2 << 20)))
+
+
+def test_without_the_seam_a_head_within_the_limit_goes_to_mitmproxys_http_layer(never_installed):
+    http1_heads._limit = http1_heads.Limit(1024)
+    bound, ctx = bound_http_layer()
+    cmds = feed(bound, ctx, b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 900 + b"\r\n\r\n")
+    assert any(isinstance(c, layers.http.HttpRequestHeadersHook) for c in cmds)
+    assert bound.head is None  # the head is whole: not counted until the answer's end
