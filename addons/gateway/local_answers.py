@@ -108,7 +108,28 @@ def health(pool: Pool | None, keys: dict | None = None) -> dict:
     down = unavailable()
     if down:  # chat is still served (the status is the accounts'); what needs the storage is refused
         shown["storage"] = down
+    shown["software"] = software()
     return shown
+
+
+@functools.cache
+def software() -> dict:
+    """The gateway's version, mitmproxy's, and the seams left out because this mitmproxy's code is not what they
+    were written against (as `qwen-gateway --version` says; read once: the code installed does not change)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from mitmproxy import version as mitmproxy_version
+
+    from . import seams
+    from .seams.fingerprint import WRITTEN_AGAINST
+
+    try:
+        gateway = version("qwen-gateway")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        gateway = "unknown"
+    left_out = {seam: names for seam, names in seams.differing().items() if names}
+    return {"gateway": gateway, "mitmproxy": mitmproxy_version.VERSION,
+            "seams": {"written_against": WRITTEN_AGAINST, "left_out": left_out}}
 
 
 # A local answer a client dialect gives (components.py): the exchange, its flow, the options -> the answer.

@@ -40,6 +40,10 @@ def test_on_another_mitmproxy_every_seam_stays_out_and_the_gateway_serves(make_g
         assert ok.status_code == 200, ok.text
         again = web.post("/v1/chat/completions", headers=big, json={"model": "gpt-4o", "messages": messages})
         assert again.status_code == 431
+        # /health says which seams this mitmproxy left out, as `qwen-gateway --version` does
+        left_out = web.get("/health").json()["software"]["seams"]["left_out"]
+        assert sorted(left_out) == ["hook_dispatch", "http1_heads", "loop_reports", "message_checks",
+                                    "server_connect", "shutdown_signals", "websocket_messages"]
     gw.stop()
     log = gw.log()
     refused = [line.split("qwen: ", 1)[1].split(": left out", 1)[0] for line in log.splitlines()

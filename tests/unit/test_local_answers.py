@@ -39,3 +39,24 @@ def test_json_response():
     r = json_response(201, {"ok": True, "name": "ü"})
     assert r.status_code == 201 and r.headers["content-type"] == "application/json"
     assert r.json() == {"ok": True, "name": "ü"} and r.headers["content-length"] == str(len(r.content))
+
+
+def test_health_says_which_gateway_on_which_mitmproxy_and_the_seams_left_out(monkeypatch):
+    """A mitmproxy the seams were not written against is visible in /health, as in `qwen-gateway --version`."""
+    from importlib.metadata import version
+
+    from mitmproxy import version as mitmproxy_version
+
+    from qwen_gateway import local_answers, seams
+    from qwen_gateway.seams.fingerprint import WRITTEN_AGAINST
+
+    software = local_answers.health(None)["software"]
+    assert software == {"gateway": version("qwen-gateway"), "mitmproxy": mitmproxy_version.VERSION,
+                        "seams": {"written_against": WRITTEN_AGAINST, "left_out": {}}}
+    monkeypatch.setattr(seams, "differing", lambda: {"http1_heads": ["Http1Server.read_headers"], "loop_reports": []})
+    local_answers.software.cache_clear()
+    try:
+        assert local_answers.health(None)["software"]["seams"]["left_out"] == {
+            "http1_heads": ["Http1Server.read_headers"]}
+    finally:
+        local_answers.software.cache_clear()
