@@ -8,7 +8,7 @@ the same model and thinking mode", a `custom_id` unique in the file, `method` PO
 `failed`, `errors: {"object": "list", "data": [{code, message, param, line}]}` (that shape and the codes
 `url_not_found` and `mismatched_test_url` with their texts as cnblogs/dashscope-sdk and QwenLM/qwen-code recorded them
 in 2026; the other codes and texts are assumed, in their style). A model the Batch API does not serve
-(endpoints.toml) is refused the same way (qwen-code's run saw a batch refused line by line after creation).
+(the catalogue's `batch`) is refused the same way (qwen-code's run saw a batch refused line by line after creation).
 
 Each line then runs as the request it holds: the chat rules every chat request meets (chat.validate: reused, not
 copied) and "at most 256K context per batched request" (dashscope-rules.md; switch `batch_context_limit`, tokens),

@@ -31,21 +31,10 @@ def load(path: Path = PATH) -> dict[str, dict]:
 
 
 MODELS = load()
-ENDPOINTS_PATH = Path(__file__).with_name("endpoints.toml")
-
-
-def endpoint_facts(path: Path = ENDPOINTS_PATH) -> dict[str, dict]:
-    """Which endpoints serve each model (`responses`, `session_cache`, `batch`): endpoints.toml, until the catalogue
-    holds these facts (a fact the catalogue's row gives wins). A snapshot takes its family's, as for other facts."""
-    extra = tomllib.loads(path.read_text(encoding="utf-8"))["models"]
-    out: dict[str, dict] = {}
-    for model_id, row in MODELS.items():
-        own = {**extra.get(row.get("family", ""), {}), **extra.get(model_id, {})}
-        out[model_id] = {k: row.get(k, v) for k, v in own.items()}
-    return out
-
-
-ENDPOINTS = endpoint_facts()
+# Which endpoints serve each model besides chat: the catalogue's `responses`, `session_cache`, `batch` (a
+# snapshot takes its family's, as for its other facts)
+ENDPOINTS = {model_id: {k: bool(row.get(k)) for k in ("responses", "session_cache", "batch")}
+             for model_id, row in MODELS.items()}
 
 
 def serves(model: object, endpoint: str) -> bool:

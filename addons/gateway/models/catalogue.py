@@ -62,6 +62,10 @@ class Model:
     released: str | None = None
     retires: str | None = None
     dimensions: tuple[int, ...] = ()
+    # what Model Studio serves it on besides chat (read by the emulator; the gateway does not use them yet)
+    responses: bool = False  # its Responses API
+    session_cache: bool = False  # the Responses API's session cache
+    batch: bool = False  # its Batch API (half price)
     prices: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # billing -> (Tier, ...)
 
 
