@@ -119,7 +119,7 @@ def test_a_monthly_budget_counts_cache_writes(tmp_path, emu, make_gateway):
     c = openai_client(gw.url, key)
     first = c.chat.completions.create(model="gpt-4o", messages=[{"role": "system", "content": LONG},
                                                                {"role": "user", "content": "hi"}])
-    assert first.result.usage.prompt_tokens_details.cache_write_tokens > 1000
+    assert first.usage.prompt_tokens_details.cache_write_tokens > 1000
     with pytest.raises(openai.RateLimitError) as e:
         c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
     assert e.value.code == "insufficient_quota" and "monthly budget" in e.value.message

@@ -104,7 +104,7 @@ def test_codex_builtin_provider_turn_and_tool_round_trip_over_websocket(make_gat
 
 
 def test_codex_builtin_provider_through_the_explicit_proxy(make_gateway, emu, key_home, tmp_path):
-    gw = make_gateway("proxy", mode="regular", env=key_home)
+    gw = make_gateway("proxy", mode="regular", env=key_home, connlog=True)
     emu.switches(tool_calls="always", tool_arguments={"input": EXEC_JS})
     codex = Codex(tmp_path, "proxy", "", OPENAI_API_KEY="sk-real-openai-key", HTTPS_PROXY=gw.url,
                   CODEX_CA_CERTIFICATE=str(gw.ca_cert))

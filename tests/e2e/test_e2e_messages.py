@@ -278,7 +278,7 @@ def test_rate_limit_is_rate_limit_error_with_retry_after(msg_gw, emu):
 def test_client_keys_are_checked_and_never_forwarded(make_gateway, emu, key_home):
     """With client keys, a wrong one is an AuthenticationError; the right one is accepted as `x-api-key`
     (ANTHROPIC_API_KEY) and as a bearer token (ANTHROPIC_AUTH_TOKEN), and reaches nobody."""
-    gw = make_gateway("keys", env={**key_home, "QWEN_GATEWAY_KEYS": CLIENT_KEY})
+    gw = make_gateway("keys", env={**key_home, "QWEN_GATEWAY_KEYS": CLIENT_KEY}, connlog=True)
     out = sdk(gw, "text", ANTHROPIC_API_KEY="sk-ant-wrong-key")
     assert (out["error"]["status"], out["error"]["class"], out["error"]["type"]) == (
         401, "AuthenticationError", "authentication_error"), out["error"]

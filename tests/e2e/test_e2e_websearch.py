@@ -34,7 +34,8 @@ def key_gw(emulator, tmp_path_factory) -> Gateway:
         {"name": "emu", "kind": "key", "base_url": emulator.url + "/v1", "key_env": "EMU_KEY",
          "default_model": "qwen3-coder-plus"}]}))
     gw = Gateway(home / "gw", env={"QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
-                                   "EMU_KEY": emulator.seed_token(kind="key"), "HOME": str(home)}).start()
+                                   "EMU_KEY": emulator.seed_token(kind="key"), "HOME": str(home)},
+                 connlog=True).start()
     yield gw
     gw.stop()
 

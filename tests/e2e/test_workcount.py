@@ -156,10 +156,10 @@ PER_REQUEST: dict[str, dict[str, list[Item]]] = {
         # the local store (api/responses/store.py) keeps the response and its items in a worker thread, and the
         # stream's end goes out once that write has committed (the client never hears of an unstored response)
         "json_encode": [*STREAM["json_encode"], (1, "the sealed reasoning of the stored response (seal.seal)"),
-                        (6, "the stored response's rows: the response and its input and output items "
-                            "(api/responses/store.rows_of)")],
-        "sql": [(6, "the stored response's write: the id's look-up, the response, its inputs, its items "
-                    "(api/responses/store._keep)"),
+                        (5, "the stored response's rows: the response, its history, its input items, and a row "
+                            "per output item (the id-less input item has none: api/responses/store_rows.rows_of)")],
+        "sql": [(5, "the stored response's write: the id's look-up, the response, its inputs, its two output "
+                    "items (api/responses/store._keep)"),
                 (2, "that write's BEGIN and COMMIT")],
         "thread_handoff": [(1, "the stored response's write, in the store's worker thread (store._write)")],
         "thread_wakeup": [(1, "that write done, back to the event loop")],
