@@ -112,10 +112,9 @@ def health(pool: Pool | None, keys: dict | None = None) -> dict:
     return shown
 
 
-@functools.cache
 def software() -> dict:
-    """The gateway's version, mitmproxy's, and the seams left out because this mitmproxy's code is not what they
-    were written against (as `qwen-gateway --version` says; read once: the code installed does not change)."""
+    """The gateway's version, mitmproxy's, and the seams this process left out because this mitmproxy's code is
+    not what they were written against (as `qwen-gateway --version` says)."""
     from importlib.metadata import PackageNotFoundError, version
 
     from mitmproxy import version as mitmproxy_version
@@ -127,9 +126,8 @@ def software() -> dict:
         gateway = version("qwen-gateway")
     except PackageNotFoundError:  # run from a checkout that was never installed
         gateway = "unknown"
-    left_out = {seam: names for seam, names in seams.differing().items() if names}
     return {"gateway": gateway, "mitmproxy": mitmproxy_version.VERSION,
-            "seams": {"written_against": WRITTEN_AGAINST, "left_out": left_out}}
+            "seams": {"written_against": WRITTEN_AGAINST, "left_out": seams.left_out()}}
 
 
 # A local answer a client dialect gives (components.py): the exchange, its flow, the options -> the answer.

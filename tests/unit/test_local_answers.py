@@ -47,16 +47,29 @@ def test_health_says_which_gateway_on_which_mitmproxy_and_the_seams_left_out(mon
 
     from mitmproxy import version as mitmproxy_version
 
-    from qwen_gateway import local_answers, seams
+    from qwen_gateway import local_answers
     from qwen_gateway.seams.fingerprint import WRITTEN_AGAINST
 
     software = local_answers.health(None)["software"]
     assert software == {"gateway": version("qwen-gateway"), "mitmproxy": mitmproxy_version.VERSION,
                         "seams": {"written_against": WRITTEN_AGAINST, "left_out": {}}}
-    monkeypatch.setattr(seams, "differing", lambda: {"http1_heads": ["Http1Server.read_headers"], "loop_reports": []})
-    local_answers.software.cache_clear()
+    from qwen_gateway.seams import fingerprint, http1_heads
+
+    # a seam that decided, on another mitmproxy, to stay out: its decision holds, whatever the code is now
+    monkeypatch.setitem(fingerprint.decided, http1_heads.WRITTEN.seam, ["Http1Server.read_headers"])
+    assert local_answers.health(None)["software"]["seams"]["left_out"] == {
+        "http1_heads": ["Http1Server.read_headers"]}
+
+
+def test_a_seam_installed_is_not_said_left_out_though_its_code_is_now_its_own():
+    """Installed, a seam's code "as found" is its own wrapper: /health still says it fits."""
+    from qwen_gateway import local_answers
+    from qwen_gateway.seams import http1_heads
+
+    before = http1_heads._limit
+    assert http1_heads.install(http1_heads.Limit(1024))
     try:
-        assert local_answers.health(None)["software"]["seams"]["left_out"] == {
-            "http1_heads": ["Http1Server.read_headers"]}
+        assert http1_heads.WRITTEN.differing() != [] or http1_heads._original == {}  # the wrapper is found now
+        assert "http1_heads" not in local_answers.health(None)["software"]["seams"]["left_out"]
     finally:
-        local_answers.software.cache_clear()
+        http1_heads.install(before)

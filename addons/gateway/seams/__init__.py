@@ -31,6 +31,21 @@ SEAMS = ("hook_dispatch", "server_connect", "http1_heads", "loop_reports", "shut
          "websocket_messages")  # those with mitmproxy code named (collector.py has none)
 
 
+def left_out() -> dict[str, list[str]]:
+    """The seams this process left out, each with the named code that differed when it decided (one not yet asked
+    to install: as its code is now)."""
+    from . import fingerprint
+
+    out = {}
+    for name in SEAMS:
+        written = importlib.import_module(f"{__name__}.{name}").WRITTEN
+        found = fingerprint.decided.get(written.seam)
+        names = found if found is not None else [code.partition(":")[2] for code in written.differing()]
+        if names:
+            out[name] = names
+    return out
+
+
 def differing() -> dict[str, list[str]]:
     """Each seam's named mitmproxy code that differs from what it was written against (empty: it fits)."""
     out = {}

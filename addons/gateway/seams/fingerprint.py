@@ -26,6 +26,9 @@ log = logging.getLogger("qwen")
 WRITTEN_AGAINST = "12.2.3"  # the seams' digests were taken from it (the same code: 12.2.0, 12.2.2, 12.3.0, 12.3.1)
 
 _told: set[str] = set()  # seams whose refusal was logged: one line per seam and process
+# Each seam's first decision in this process: the named code that differed then (empty: it fit). Asked again
+# later, the code "as found" may be the seam's own wrapper: the first answer is the one that holds.
+decided: dict[str, list[str]] = {}
 
 
 def digest(name: str) -> str | None:
@@ -55,6 +58,7 @@ class WrittenAgainst:
     def fits(self) -> bool:
         """Whether the seam may install; if not, one warning (once per process) says what is left out."""
         differing = self.differing()
+        decided.setdefault(self.seam, [name.partition(":")[2] for name in differing])
         if differing and self.seam not in _told:
             _told.add(self.seam)
             names = ", ".join(name.partition(":")[2] for name in differing)

@@ -49,6 +49,7 @@ def test_code_that_is_not_there_or_has_no_source_is_not_the_code(monkeypatch):
 
 def test_a_refusal_is_one_line_per_seam_and_process(monkeypatch, caplog):
     monkeypatch.setattr(fingerprint, "_told", set())
+    monkeypatch.setattr(fingerprint, "decided", {})  # this test decides anew
     written = fingerprint.WrittenAgainst("the seam", "what is lost", (
         ("mitmproxy.master:Master.run", "0000000000000000"),
         ("mitmproxy.master:Master.shutdown", fingerprint.digest("mitmproxy.master:Master.shutdown") or "")))

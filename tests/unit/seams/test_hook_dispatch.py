@@ -255,6 +255,7 @@ async def test_on_another_mitmproxys_dispatch_it_is_left_as_it_is_with_one_line(
     one line of it — here iterating over a copy of the chain — keeps its own dispatch, and the events still
     reach the hooks (every addon walked, as in mitmproxy)."""
     monkeypatch.setattr(fingerprint, "_told", set())
+    monkeypatch.setattr(fingerprint, "decided", {})  # this test decides anew
     other = another_mitmproxy.release("mitmproxy.addonmanager", tmp_path, monkeypatch)
     monkeypatch.setattr(version, "VERSION", "12.3.0")
     monkeypatch.setattr(addonmanager.AddonManager, "trigger_event", other.AddonManager.trigger_event)

@@ -110,6 +110,7 @@ def test_an_endless_chunk_size_line_fails_the_request_with_a_400(limited):
 def never_installed(monkeypatch):
     """The process as if the seam had never been installed (an earlier test of this process may have)."""
     monkeypatch.setattr(fingerprint, "_told", set())
+    monkeypatch.setattr(fingerprint, "decided", {})  # this test decides anew
     for name, state in http1_heads._original.items():
         monkeypatch.setattr(_http1.Http1Server, name, state)
     monkeypatch.setattr(http1_heads, "_original", {})

@@ -93,6 +93,7 @@ def test_on_another_mitmproxys_master_the_loops_reports_are_left_to_it_with_one_
     """Written against mitmproxy 12.2.3's Master (which installs its handler for its run and puts the one before
     back when the run ends): on another, the handler stays mitmproxy's and asyncio's logger keeps every line."""
     monkeypatch.setattr(fingerprint, "_told", set())
+    monkeypatch.setattr(fingerprint, "decided", {})  # this test decides anew
     other = another_mitmproxy.release("mitmproxy.master", tmp_path, monkeypatch)
     monkeypatch.setattr(master.Master, "_asyncio_exception_handler", other.Master._asyncio_exception_handler)
     monkeypatch.setattr(logging.getLogger("asyncio"), "filters", [])  # an earlier test's `done` added its own

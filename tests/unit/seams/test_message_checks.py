@@ -114,6 +114,7 @@ async def test_on_another_mitmproxy_the_seam_stays_out(tmp_path, monkeypatch, ca
     module = another_mitmproxy.release("mitmproxy.utils.typecheck", tmp_path, monkeypatch)
     monkeypatch.setattr("mitmproxy.utils.typecheck.check_option_type", module.check_option_type)
     monkeypatch.setattr(fingerprint, "_told", set())
+    monkeypatch.setattr(fingerprint, "decided", {})  # this test decides anew
     m = DumpMaster(options.Options(), with_termlog=False, with_dumper=False)
     with caplog.at_level(logging.WARNING, logger="qwen"):
         assert not message_checks.install(m)

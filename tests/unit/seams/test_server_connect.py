@@ -106,6 +106,7 @@ async def test_on_another_mitmproxys_server_connect_the_relay_listens_on_loopbac
     """Written against mitmproxy 12.2.3's ConnectionHandler.open_connection: a release that changes a line of it
     (a log message) keeps its own, and the relay is a socket on 127.0.0.1 again, serving streams as before."""
     monkeypatch.setattr(fingerprint, "_told", set())
+    monkeypatch.setattr(fingerprint, "decided", {})  # this test decides anew
     monkeypatch.setattr(in_process, "_servers", {})  # as in a process where nothing listened yet
     monkeypatch.setattr(server_connect, "_mitmproxys", None)
     other = another_mitmproxy.release("mitmproxy.proxy.server", tmp_path, monkeypatch)

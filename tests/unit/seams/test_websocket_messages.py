@@ -171,6 +171,7 @@ def test_a_message_from_the_server_is_not_the_clients(bounded):
 def never_installed(monkeypatch):
     """The process as if the seam had never been installed (an earlier test of this process may have)."""
     monkeypatch.setattr(fingerprint, "_told", set())
+    monkeypatch.setattr(fingerprint, "decided", {})  # this test decides anew
     if "start" in websocket_messages._original:
         monkeypatch.setattr(ws_layer.WebsocketLayer, "_handle_event", websocket_messages._original["start"])
     monkeypatch.setattr(websocket_messages, "_original", {})

@@ -121,6 +121,7 @@ def test_sigterm_is_the_drains_only_where_mitmproxys_run_installed_its_handler(t
         assert loop._signal_handlers[signal.SIGTERM]._callback is drain  # type: ignore[attr-defined]
         loop.remove_signal_handler(signal.SIGTERM)
         monkeypatch.setattr(fingerprint, "_told", set())
+        monkeypatch.setattr(fingerprint, "decided", {})  # this test decides anew
         monkeypatch.setattr(main, "run", another_mitmproxy.release("mitmproxy.tools.main", tmp_path, monkeypatch).run)
         with caplog.at_level(logging.WARNING, logger="qwen"):
             assert not shutdown_signals.install(DumpMaster(loop), drain)
