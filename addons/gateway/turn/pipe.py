@@ -77,9 +77,11 @@ class PipeWriter:
         self.eof_sent = False
 
     def write(self, data: bytes) -> None:
-        if self.closed or self.eof_sent or self.peer.closed:
-            raise ConnectionResetError("the in-process connection is closed")
-        if data:
+        """As a socket's transport: after write_eof an error; to a connection either side closed, dropped (the
+        next `drain` says so) — mitmproxy's server loop does not expect `write` itself to raise."""
+        if self.eof_sent and not self.closed:
+            raise ConnectionResetError("the in-process connection's writing half is closed")
+        if data and not (self.closed or self.peer.closed):
             self.peer.feed_data(data)
 
     def writelines(self, data) -> None:

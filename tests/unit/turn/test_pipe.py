@@ -18,14 +18,25 @@ async def test_bytes_travel_both_ways_and_close_is_eof_on_both_sides():
     b_w.write(b"hello")
     await b_w.drain()
     assert await a_r.read(100) == b"hello"
-    a_w.close()  # mitmproxy closes: the relay's pending read ends, its writes fail
+    a_w.close()  # mitmproxy closes: the relay's pending read ends, its drains fail
     assert await b_r.read(1) == b""
     assert await a_r.read(1) == b""
-    with pytest.raises(ConnectionResetError):
-        b_w.write(b"late")
+    b_w.write(b"late")  # dropped, as a socket's transport drops what is written after the peer is gone
     with pytest.raises(ConnectionResetError):
         await b_w.drain()
     assert a_w.is_closing() and a_w.get_extra_info("peername") == ("x.invalid", 1)
+
+
+async def test_a_write_to_a_closed_connection_never_raises_where_mitmproxy_writes():
+    """mitmproxy's server loop writes to a server connection without expecting `write` itself to raise (a socket's
+    transport never does): a raise there is "mitmproxy has crashed!". The relay closing first, and mitmproxy
+    writing a WebSocket close reply after, is such a write."""
+    (a_r, a_w), (b_r, b_w) = pipe.pipe(("x.invalid", 1))
+    b_w.close()  # the serving side is done
+    a_w.write(b"\x88\x02\x03\xe8")  # mitmproxy's late write: dropped
+    a_w.close()
+    a_w.write(b"after its own close")  # dropped too
+    assert await a_r.read(10) == b""
 
 
 async def test_half_close_leaves_the_other_direction_open():
