@@ -19,6 +19,7 @@ from .errors import GatewayError
 from .exchange import Exchange
 from .interfaces import ClientFormat
 from .health_probes import PROBES, Probes
+from . import seams
 from .storage.health import unavailable
 
 JSON = {"content-type": "application/json"}
@@ -108,26 +109,9 @@ def health(pool: Pool | None, keys: dict | None = None) -> dict:
     down = unavailable()
     if down:  # chat is still served (the status is the accounts'); what needs the storage is refused
         shown["storage"] = down
-    shown["software"] = software()
+    shown["software"] = seams.software()  # as `qwen-gateway --version` says
     return shown
 
-
-def software() -> dict:
-    """The gateway's version, mitmproxy's, and the seams this process left out because this mitmproxy's code is
-    not what they were written against (as `qwen-gateway --version` says)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from mitmproxy import version as mitmproxy_version
-
-    from . import seams
-    from .seams.fingerprint import WRITTEN_AGAINST
-
-    try:
-        gateway = version("qwen-gateway")
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        gateway = "unknown"
-    return {"gateway": gateway, "mitmproxy": mitmproxy_version.VERSION,
-            "seams": {"written_against": WRITTEN_AGAINST, "left_out": seams.left_out()}}
 
 
 # A local answer a client dialect gives (components.py): the exchange, its flow, the options -> the answer.

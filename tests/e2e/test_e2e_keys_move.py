@@ -154,7 +154,7 @@ def test_qwen_keys_without_a_url_says_when_the_folders_gateway_uses_a_database(t
     env = team_env(tmp_path, emu)
     gw = Gateway(tmp_path / "db", env=env, args=("--set", f"qwen_state_url={pg_url}")).start()
     try:
-        assert "qwen: shared state on postgresql://" in gw.log_with("qwen: shared state on postgresql://")
+        until(lambda: "qwen: shared state on postgresql://" in gw.log(), "the shared-state line", limit=10)
         r = qwen_keys(env, "list")
         assert "uses the shared database postgresql://" in r.stderr and "give --state-url" in r.stderr, r.stderr
         refused = qwen_keys(env, "add", "alice", ok=False)  # a key in the folder would not be asked for
@@ -164,7 +164,7 @@ def test_qwen_keys_without_a_url_says_when_the_folders_gateway_uses_a_database(t
         gw.stop()
     folder = Gateway(tmp_path / "folder", env=env).start()  # the folder's gateway again: qwen-keys uses the folder
     try:
-        assert "qwen: state in the folder " in folder.log_with("qwen: state in the folder ")
+        until(lambda: "qwen: state in the folder " in folder.log(), "the state-folder line", limit=10)
         assert qwen_keys(env, "list").stderr == ""
     finally:
         folder.stop()

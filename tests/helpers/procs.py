@@ -175,14 +175,6 @@ class Gateway:
     def log(self) -> str:
         return self.logfile.read_text() if self.logfile.exists() else ""
 
-    def log_with(self, text: str, timeout: float = 10) -> str:
-        """The log once it holds `text` (lines written after start-up, e.g. at `running`), or as it is after
-        `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while text not in (log := self.log()) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return log
-
     def connections(self) -> list[str]:
         """The server connections mitmproxy opened (host:port, "relay"): only for a gateway started with them."""
         assert self.connlog is not None, "started without connlog=True: its server connections are not recorded"

@@ -195,17 +195,15 @@ DESCRIPTIONS = {
 
 def version_text(tool: Path) -> str:
     """The gateway's version, mitmproxy's own lines, and whether each seam fits the mitmproxy installed."""
-    from importlib.metadata import version
-
-    from ..seams import differing
-    from ..seams.fingerprint import WRITTEN_AGAINST
+    from ..seams import SEAMS, software
 
     theirs = subprocess.run([str(tool), "--version"], capture_output=True, text=True, timeout=60).stdout.rstrip()
-    left_out = {seam: names for seam, names in differing().items() if names}
-    seams = (f"Seams:     all {len(differing())} fit (written against mitmproxy {WRITTEN_AGAINST})" if not left_out
+    ours = software()
+    left_out = ours["seams"]["left_out"]
+    seams = (f"Seams:     all {len(SEAMS)} fit (written against mitmproxy {ours['seams']['written_against']})"
+             if not left_out
              else "Seams:     left out: " + "; ".join(f"{s} (changed: {', '.join(n)})" for s, n in left_out.items()))
-    return f"qwen-gateway {version('qwen-gateway')}\n{theirs}\n{seams}"
-
+    return f"qwen-gateway {ours['gateway']}\n{theirs}\n{seams}"
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -31,6 +31,23 @@ SEAMS = ("hook_dispatch", "server_connect", "http1_heads", "loop_reports", "shut
          "websocket_messages")  # those with mitmproxy code named (collector.py has none)
 
 
+def software() -> dict:
+    """The gateway's version, mitmproxy's, and the seams this process left out (`/health`'s `software`, and
+    `qwen-gateway --version`, in a process where none was asked to install: as the code is)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from mitmproxy import version as mitmproxy_version
+
+    from .fingerprint import WRITTEN_AGAINST
+
+    try:
+        gateway = version("qwen-gateway")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        gateway = "unknown"
+    return {"gateway": gateway, "mitmproxy": mitmproxy_version.VERSION,
+            "seams": {"written_against": WRITTEN_AGAINST, "left_out": left_out()}}
+
+
 def left_out() -> dict[str, list[str]]:
     """The seams this process left out, each with the named code that differed when it decided (one not yet asked
     to install: as its code is now)."""
