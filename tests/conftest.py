@@ -38,20 +38,58 @@ def pytest_sessionstart(session) -> None:
         gc.enable()
 
 
+E2E_WORKERS = 4  # QWEN_TEST_WORKERS: an e2e test mostly waits (on its gateway, client, emulator): one process
+# kept the 2-core machine's load near 0.5; four keep both cores busy
+
+
 def pytest_xdist_auto_num_workers(config) -> int | None:
-    """`-n auto` (addopts): a worker per core only when `-m` leaves every e2e test out (whatever its other marks), as
-    `-m "not e2e"` does, and `-s` is not asked for (workers' output is not shown). The e2e tests start servers and
-    clients and time them: they run as before, in one process (0 workers: no xdist). xdist's --dist loadgroup could
-    keep them on one worker, but on pytest 9.2 it groups nothing (pytest-xdist#1386)."""
+    """`-n auto` (addopts): a worker per core for the unit tests (`-m "not e2e"`), E2E_WORKERS when e2e tests may
+    run; none with `-s` (workers' output is not shown). Which tests share a worker: tests/helpers/parallel.py."""
     from _pytest.mark.expression import Expression
 
+    if config.option.capture == "no":
+        return 0
     markexpr = config.option.markexpr
-    if not markexpr or config.option.capture == "no":
-        return 0
-    expr = Expression.compile(markexpr)  # an e2e test's other marks: all absent, or all present
-    if any(expr.evaluate(lambda name, others=others, **kw: name == "e2e" or others) for others in (False, True)):
-        return 0
+    expr = Expression.compile(markexpr) if markexpr else None  # an e2e test's other marks: all absent, or all present
+    if expr is None or any(expr.evaluate(lambda name, others=others, **kw: name == "e2e" or others)
+                           for others in (False, True)):
+        return int(os.environ.get("QWEN_TEST_WORKERS", E2E_WORKERS))
     return None  # xdist's own answer: the cores
+
+
+def _scopes_file(config) -> str:
+    """xdist's controller: where the workers write their tests' scopes (tests/helpers/parallel.py)."""
+    if not hasattr(config, "_qwen_scopes"):
+        import tempfile
+
+        config._qwen_scopes = Path(tempfile.mkdtemp(prefix="qwen-test-scopes-")) / "scopes.json"
+    return str(config._qwen_scopes)
+
+
+def pytest_unconfigure(config) -> None:
+    if scopes := getattr(config, "_qwen_scopes", None):
+        import shutil
+
+        shutil.rmtree(scopes.parent, ignore_errors=True)
+
+
+def pytest_configure_node(node) -> None:  # xdist's controller, a worker about to start
+    node.workerinput["qwen_scopes"] = _scopes_file(node.config)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.option.dist != "load":  # a --dist asked for on the command line is xdist's
+        return None
+    from helpers.parallel import SharedFixtureScheduling
+
+    return SharedFixtureScheduling(config, log, scopes_file=_scopes_file(config))
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    if path := getattr(config, "workerinput", {}).get("qwen_scopes"):
+        from helpers import parallel
+
+        parallel.write(path, parallel.order(items))
 
 
 def _log_programs(path: str) -> None:
@@ -88,6 +126,12 @@ if os.environ.get("QWEN_TEST_PROCS"):
 
 def pytest_sessionfinish(session) -> None:
     forkclient.stop()  # after the session's fixtures: gateways of session scope are stopped by then
+    if hasattr(session.config, "workeroutput"):  # an xdist worker: its gateway starts to the controller's summary
+        session.config.workeroutput["qwen_starts"] = json.dumps(STARTS)
+
+
+def pytest_testnodedown(node, error) -> None:  # xdist's controller
+    STARTS.extend(json.loads(getattr(node, "workeroutput", {}).get("qwen_starts", "[]")))
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -217,6 +217,7 @@ def test_the_work_of_one_request_and_of_a_batch(counted, emulator, kind, request
     # a clock's work, not a request's: the client watch looks every 0.1 s while any whole answer waits
     # (tests/unit/turn/test_client_watch.py: one timer however many wait)
     got.pop("per_process_timer", None)
+    got.pop("clock_work", None)  # what a clock's tick did beside its timer (the named keys' spend written)
     got.pop("pg_execute", None)
     want = expected(kind, requests, upstream, sum(client_events(b) for b in bodies))
     assert got == want, f"{kind}, {requests} request(s): where the gateway did it: {counter.sites}"
@@ -307,6 +308,7 @@ def test_the_work_with_the_state_on_postgresql(counted_pg, emulator, kind, reque
     got = counter.measure(sent)
     upstream = got.pop("upstream_events", 0)
     got.pop("per_process_timer", None)
+    got.pop("clock_work", None)  # what a clock's tick did beside its timer (the named keys' spend written)
     got.pop("pg_execute", None)  # the calls; the server's log says what ran
     got.pop("library_timer", None)
     assert got.pop("sql") == 0, "a SQLite statement with the state on PostgreSQL"
