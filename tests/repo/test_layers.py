@@ -213,8 +213,6 @@ def test_short_modules_and_thin_hooks():
 
 # Modules no test imports, each with why: what runs them for real, or why there is nothing of their own to test.
 UNTESTED = {
-    "qwen_gateway.api.messages.content": "the Messages request's content blocks: through api/messages/request.py's tests",
-    "qwen_gateway.api.messages.stops": "stop sequences of the Messages stream: through tests/unit/api/messages/",
     "qwen_gateway.api.models": "GET /v1/models: tests/e2e/test_e2e_surface.py and the clients' e2e tests",
     "qwen_gateway.api.responses.events": "TypedDicts of the stream's events: types only",
     "qwen_gateway.api.responses.fields": "through api/responses/request.py's tests (tests/unit/api/responses/)",
