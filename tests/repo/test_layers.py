@@ -215,10 +215,7 @@ def test_short_modules_and_thin_hooks():
 UNTESTED = {
     "qwen_gateway.api.models": "GET /v1/models: tests/e2e/test_e2e_surface.py and the clients' e2e tests",
     "qwen_gateway.api.responses.events": "TypedDicts of the stream's events: types only",
-    "qwen_gateway.api.responses.fields": "through api/responses/request.py's tests (tests/unit/api/responses/)",
-    "qwen_gateway.api.responses.chat_messages": "through api/responses/request.py's tests",
     "qwen_gateway.api.responses.shapes": "TypedDicts of the Response object: types only",
-    "qwen_gateway.api.responses.socket_turns": "the Responses WebSocket's turns: tests/e2e/test_e2e_responses_ws.py",
     "qwen_gateway.api.responses.stream_call": "through the Responses stream translator's tests",
     "qwen_gateway.api.responses.stream_parts": "through the Responses stream translator's tests",
     "qwen_gateway.api.responses.stream_search": "through the Responses stream translator's tests",
