@@ -25,7 +25,7 @@ FN = {"type": "function", "name": "f", "parameters": {"type": "object", "propert
 
 def refused(body: object) -> GatewayError:
     with pytest.raises(GatewayError) as e:
-        translate(body)  # type: ignore[arg-type]
+        translate(body)
     assert e.value.status == 400 and e.value.type == "invalid_request_error"
     return e.value
 
