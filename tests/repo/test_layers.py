@@ -213,19 +213,8 @@ def test_short_modules_and_thin_hooks():
 
 # Modules no test imports, each with why: what runs them for real, or why there is nothing of their own to test.
 UNTESTED = {
-    "qwen_gateway.api.messages.content": "the Messages request's content blocks: through api/messages/request.py's tests",
-    "qwen_gateway.api.messages.stops": "stop sequences of the Messages stream: through tests/unit/api/messages/",
-    "qwen_gateway.api.models": "GET /v1/models: tests/e2e/test_e2e_surface.py and the clients' e2e tests",
     "qwen_gateway.api.responses.events": "TypedDicts of the stream's events: types only",
-    "qwen_gateway.api.responses.fields": "through api/responses/request.py's tests (tests/unit/api/responses/)",
-    "qwen_gateway.api.responses.chat_messages": "through api/responses/request.py's tests",
     "qwen_gateway.api.responses.shapes": "TypedDicts of the Response object: types only",
-    "qwen_gateway.api.responses.socket_turns": "the Responses WebSocket's turns: tests/e2e/test_e2e_responses_ws.py",
-    "qwen_gateway.api.responses.stream_call": "through the Responses stream translator's tests",
-    "qwen_gateway.api.responses.stream_parts": "through the Responses stream translator's tests",
-    "qwen_gateway.api.responses.stream_search": "through the Responses stream translator's tests",
-    "qwen_gateway.api.schema_checks": "through api/request_schema.py's tests",
-    "qwen_gateway.api.telemetry": "Codex's telemetry answered: tests/e2e/test_e2e_codex_telemetry.py",
     "qwen_gateway.api.websearch": "through tests/unit/api/test_websearch.py's endpoints",
     "qwen_gateway.auth.affinity_pg": "shared affinity: tests/e2e/test_e2e_affinity.py on a real PostgreSQL",
     "qwen_gateway.auth.cli_common": "qwen-auth's shared arguments: tests/e2e/test_auth_cli.py runs the command",

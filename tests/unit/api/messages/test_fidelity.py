@@ -200,18 +200,3 @@ def test_bodies_anthropic_takes_are_taken(endpoint, fields):
 
 # ---- Claude Code's side requests ------------------------------------------------------------------------
 
-async def test_webfetchs_domain_check_is_answered_locally():
-    """WebFetch fetches only after a 200 with `can_fetch: true` (tests/e2e/test_e2e_claude_code_webfetch.py runs it)."""
-    from mitmproxy.test import tflow
-
-    from qwen_gateway.api.messages import side
-    from qwen_gateway.settings.config import Config
-    f = tflow.tflow()
-    f.request.method, f.request.path = "GET", "/api/web/domain_info?domain=docs.example.com"
-    ex = Exchange(ClientRequest("GET", "/api/web/domain_info", "https://api.anthropic.com/api/web/domain_info"))
-    resp = await side.answer(ex, f, Config())
-    assert resp.status_code == 200 and json.loads(resp.content) == {"domain": "docs.example.com", "can_fetch": True}
-    f.request.path = "/api/web/domain_info"
-    with pytest.raises(GatewayError) as e:
-        await side.answer(ex, f, Config())
-    assert e.value.status == 400

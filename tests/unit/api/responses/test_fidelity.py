@@ -69,60 +69,10 @@ def call_chunks(n: int) -> list[dict]:
 # ---- refused: a 400 naming the field -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("field, value", [("conversation", "conv_123"), ("conversation", {"id": "conv_123"}),
-                                          ("prompt", {"id": "pmpt_1", "version": "2"}), ("top_logprobs", 5)])
-def test_fields_the_gateway_cannot_honour_are_refused_by_name(field, value):
-    e = refused({**BODY, field: value})
-    assert (e.status, e.code, e.param, e.type) == (400, "unsupported_value", field, "invalid_request_error")
-
-
-def test_logprobs_asked_through_include_are_refused():
-    e = refused({**BODY, "include": ["reasoning.encrypted_content", "message.output_text.logprobs"]})
-    assert (e.code, e.param) == ("unsupported_value", "include")
-
-
-@pytest.mark.parametrize("field, value", [("conversation", None), ("prompt", None), ("top_logprobs", 0),
-                                          ("top_logprobs", None)])
-def test_null_or_neutral_values_are_accepted(field, value):
-    assert translate({**BODY, field: value}).chat["messages"]
-
-
 # ---- allowed_tools: only the listed tools, mode -> tool_choice ----------------------------------------
 
 
-def test_allowed_tools_offers_only_the_listed_tools_with_its_mode():
-    choice = {"type": "allowed_tools", "mode": "required", "tools": [
-        {"type": "function", "name": "beta"}, {"type": "function", "name": "sleep", "namespace": "clock"},
-        {"type": "image_generation"}]}
-    notes: list[str] = []
-    chat = translate({**BODY, "tool_choice": choice}, notes=notes).chat
-    assert names(chat) == ["beta", "clock__sleep"] and chat["tool_choice"] == "required"
-    assert any("allowed_tools" in n for n in notes)
-    auto = translate({**BODY, "tool_choice": {**choice, "mode": "auto", "tools": [{"type": "namespace",
-                                                                                    "name": "clock"}]}}).chat
-    assert names(auto) == ["clock__sleep"] and auto["tool_choice"] == "auto"
-
-
-def test_allowed_tools_that_name_nothing_callable():
-    choice = {"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "nope"}]}
-    chat = translate({**BODY, "tool_choice": choice}).chat
-    assert "tools" not in chat and "tool_choice" not in chat
-    e = refused({**BODY, "tool_choice": {**choice, "mode": "required"}})
-    assert (e.status, e.param) == (400, "tool_choice.tools")
-    e = refused({**BODY, "tool_choice": {**choice, "mode": "sometimes"}})
-    assert (e.status, e.param) == (400, "tool_choice.mode")
-
-
 # ---- max_tool_calls: honoured by keeping the first calls ---------------------------------------------
-
-
-def test_max_tool_calls_shapes_the_request():
-    assert translate({**BODY, "max_tool_calls": 0}).chat["tool_choice"] == "none"
-    assert translate({**BODY, "max_tool_calls": 1}).chat["parallel_tool_calls"] is False
-    assert "parallel_tool_calls" not in translate({**BODY, "max_tool_calls": 3}).chat
-    for bad, code in ((-1, "invalid_value"), ("2", "invalid_type"), (True, "invalid_type")):
-        e = refused({**BODY, "max_tool_calls": bad})
-        assert (e.status, e.param, e.code) == (400, "max_tool_calls", code)
 
 
 def test_max_tool_calls_keeps_the_first_calls_whole_and_streamed():

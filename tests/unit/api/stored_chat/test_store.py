@@ -1,24 +1,21 @@
-"""Stored chat completions one part at a time: OpenAI's metadata rules, what is kept (the messages as OpenAI
-lists them back), the streamed completion assembled from what the client got, the local answers' paging,
-and the store on both backends (the state folder's SQLite, a real PostgreSQL from tests/helpers/pgserver.py),
+"""Stored chat completions kept (what a row holds and OpenAI's metadata rules: test_records.py; the streamed
+completion assembled from what the client got: test_endpoint.py): the local answers' paging, and the store on both backends (the state folder's SQLite, a real PostgreSQL from tests/helpers/pgserver.py),
 its faults caused for real (a PostgreSQL stopped, a read-only state folder). The whole path with the real
 openai-python client: tests/e2e/test_e2e_stored_chat.py."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 import pytest
 
 from helpers.pgserver import pg_own, pg_server, pg_url  # noqa: F401  (fixtures)
 from qwen_gateway.storage.pg_tasks import close_pools
-from qwen_gateway.api.chat import ChatStreamTranslator
 from qwen_gateway.api.responses.store import ResponseStore
 from qwen_gateway.api.responses.store_pg import SharedResponseStore
-from qwen_gateway.api.stored_chat.endpoint import KeptChatStreamTranslator, chats_of, listed, stored, update_metadata
-from qwen_gateway.api.stored_chat.records import check_metadata, list_filter, row_of, stored_messages
+from qwen_gateway.api.stored_chat.endpoint import chats_of, listed, stored
+from qwen_gateway.api.stored_chat.records import row_of
 from qwen_gateway.api.stored_chat.store import ChatStore
 from qwen_gateway.errors import GatewayError, gateway_error
 from qwen_gateway.storage.health import StateUnavailable
@@ -31,97 +28,6 @@ async def _pools_closed():
     waiting (storage/pg_tasks.py)."""
     yield
     await close_pools()
-
-# ---- metadata, messages, filters ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("metadata, param, code", [
-    ({f"k{i}": "v" for i in range(17)}, "metadata", "object_above_max_size"),
-    ({"k" * 65: "v"}, "metadata", "string_above_max_length"),
-    ({"k": "v" * 513}, "metadata.k", "string_above_max_length"),
-    ({"k": 5}, "metadata.k", "invalid_type"),
-    (["k"], "metadata", "invalid_type"),
-])
-def test_metadata_beyond_openais_limits_is_refused_naming_the_field(metadata, param, code):
-    with pytest.raises(GatewayError) as e:
-        check_metadata(metadata)
-    assert (e.value.status, e.value.param, e.value.code) == (400, param, code)
-
-
-def test_metadata_at_openais_limits_is_taken_and_null_is_none():
-    full = {f"{i:0>64}": "v" * 512 for i in range(16)}
-    assert check_metadata(full) == full
-    assert check_metadata(None) == {}
-
-
-def test_the_messages_are_kept_as_openai_lists_them_back():
-    messages = [{"role": "system", "content": "be brief"},
-                {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url",
-                                             "image_url": {"url": "data:x"}}, {"type": "text", "text": "b"}]},
-                {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function"}]}]
-    kept = stored_messages("chatcmpl-1", messages)
-    assert [m["id"] for m in kept] == ["chatcmpl-1-0", "chatcmpl-1-1", "chatcmpl-1-2"]
-    assert kept[0] == {"role": "system", "content": "be brief", "id": "chatcmpl-1-0", "name": None,
-                       "content_parts": None}
-    assert kept[1]["content"] == "ab" and [p["type"] for p in kept[1]["content_parts"]] == ["text", "image_url", "text"]
-    assert kept[2]["tool_calls"] == [{"id": "c1", "type": "function"}] and kept[2]["content"] is None
-
-
-def test_a_row_holds_the_completion_the_messages_model_and_metadata_and_nothing_else():
-    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "store": True,
-            "metadata": {"run": "1"}}
-    completion = {"id": "chatcmpl-9", "object": "chat.completion", "model": "gpt-4o", "choices": []}
-    row = row_of(body, completion, 5.0, "")
-    assert (row.id, row.model, row.created) == ("chatcmpl-9", "gpt-4o", 5.0)
-    assert json.loads(row.completion) == completion and json.loads(row.metadata) == {"run": "1"}
-    assert json.loads(row.messages)[0]["id"] == "chatcmpl-9-0"
-
-
-def test_the_list_filter_reads_model_and_metadata_brackets():
-    f = list_filter({"model": "gpt-4o", "metadata[run]": "1", "metadata[kind]": "x", "limit": "5"})
-    assert f.model == "gpt-4o" and f.metadata == {"run": "1", "kind": "x"}
-    assert f.matches("gpt-4o", '{"run": "1", "kind": "x", "other": "y"}')
-    assert not f.matches("gpt-4o", '{"run": "1"}') and not f.matches("o3", '{"run": "1", "kind": "x"}')
-    assert list_filter({}).matches("any", "{}")
-
-
-def test_an_update_takes_metadata_only():
-    assert update_metadata({"metadata": {"a": "b"}}) == {"a": "b"}
-    for body, param in (({"metadata": {}, "model": "x"}, "model"), ({}, "metadata"), ({"metadata": 5}, "metadata")):
-        with pytest.raises(GatewayError) as e:
-            update_metadata(body)
-        assert e.value.status == 400 and e.value.param == param
-
-
-# ---- the streamed completion -------------------------------------------------------------------------------
-
-
-def _chunk(delta: dict, finish: str | None = None, usage: dict | None = None, choices: bool = True) -> dict:
-    chunk = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 7, "model": "gpt-4o",
-             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if choices else []}
-    if usage:
-        chunk["usage"] = usage
-    return chunk
-
-
-def test_a_kept_stream_sends_the_same_bytes_and_assembles_the_completion_the_client_got():
-    body = {"model": "gpt-4o", "messages": [], "store": True}
-    chunks = [_chunk({"role": "assistant", "content": "Echo"}), _chunk({"content": ": hi"}), _chunk({}, "stop"),
-              _chunk({}, usage={"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}, choices=False)]
-    plain, kept = ChatStreamTranslator(False, body), KeptChatStreamTranslator(False, body)
-    assert [plain.feed(c) for c in chunks] == [kept.feed(c) for c in chunks]
-    assert kept.finish() == plain.finish()
-    completion = kept.response()
-    assert completion["id"] == "chatcmpl-s" and completion["object"] == "chat.completion"
-    assert completion["choices"][0]["message"]["content"] == "Echo: hi"
-    assert completion["choices"][0]["finish_reason"] == "stop" and completion["usage"]["total_tokens"] == 5
-    assert not hasattr(plain, "response")  # an unstored stream assembles nothing
-
-
-def test_a_kept_stream_whose_completion_could_not_be_stored_ends_in_an_error_not_done():
-    kept = KeptChatStreamTranslator(False, {"store": True})
-    out = kept.unkept(kept.finish(), {"message": "storage away", "code": "state_unavailable"})
-    assert b"[DONE]" not in b"".join(out) and b'"state_unavailable"' in b"".join(out)
 
 
 # ---- the store, on both backends ---------------------------------------------------------------------------

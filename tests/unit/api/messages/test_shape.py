@@ -1,7 +1,7 @@
 """A Messages body checked against Anthropic's request shape as its SDK types it (`MessageCreateParams`, issue 51
 item 2): a field Anthropic does not know, a `metadata` key other than `user_id`, an `output_config.effort` that
 is not one of its levels, a `cache_control` that is not `{"type": "ephemeral", "ttl"?}` — each Anthropic's 400
-in its pydantic words, naming the field. And `output_config.effort` alone asks for no thinking (item 3)."""
+in its pydantic words, naming the field (api/messages/shape.py). And `output_config.effort` alone asks for no thinking (item 3)."""
 
 from __future__ import annotations
 
@@ -126,13 +126,55 @@ def test_an_effort_with_thinking_sets_its_level(thinking, want):
     assert asks_thinking(body(thinking=thinking)) is (thinking["type"] != "disabled")
 
 
-@pytest.mark.parametrize("schema, problem", [
-    ({"type": "object", "properties": 99}, "properties"),
-    ({"type": "object", "properties": {"a": 5}}, "properties.a"),
-    ({"type": "object", "required": "a"}, "required"),
-    ({"type": "object", "properties": {"a": {"type": "strin"}}}, "properties.a.type"),
-])
-def test_a_tool_input_schema_that_is_no_json_schema_is_refused(schema, problem):
-    e = refused(body(tools=[{"name": "f", "input_schema": schema}]))
-    assert e.param == "tools.0.input_schema" and e.message.startswith("tools.0.input_schema: JSON schema is invalid")
-    assert problem in e.message
+
+
+# ---- the checks themselves ------------------------------------------------------------------------------
+
+def test_only_names_the_first_extra_key_under_its_path():
+    with pytest.raises(GatewayError) as e:
+        shape.only({"user_id": "u", "a": 1, "b": 2}, ("user_id",), "metadata")
+    assert (e.value.param, e.value.message) == ("metadata.a", "metadata.a: Extra inputs are not permitted")
+    shape.only({"user_id": "u"}, ("user_id",), "metadata")  # known keys only: taken
+
+
+@pytest.mark.parametrize("allowed, words", [(("a",), "'a'"), (("a", "b"), "'a' or 'b'"),
+                                            (("a", "b", "c"), "'a', 'b' or 'c'")])
+def test_literals_are_listed_as_pydantic_lists_them(allowed, words):
+    with pytest.raises(GatewayError) as e:
+        shape.literal("z", allowed, "f")
+    assert e.value.message == f"f: Input should be {words}"
+
+
+def test_a_literal_of_another_type_is_refused():
+    with pytest.raises(GatewayError):
+        shape.literal(1, ("1",), "f")
+
+
+def test_metadata_absent_is_empty_and_a_user_id_is_a_string_or_null():
+    assert shape.metadata(None) == {}
+    assert shape.metadata({"user_id": None}) == {"user_id": None}
+    with pytest.raises(GatewayError) as e:
+        shape.metadata({"user_id": 7})
+    assert e.value.param == "metadata.user_id"
+
+
+def test_output_config_absent_is_empty_and_its_parts_are_kept():
+    assert shape.output_config(None) == {}
+    config = {"effort": "xhigh", "format": {"type": "json_schema"}, "task_budget": {"total": 5}}
+    assert shape.output_config(config) == config
+
+
+def test_a_cache_control_needs_its_type():
+    with pytest.raises(GatewayError) as e:
+        shape.cache_control({"ttl": "5m"}, "tools.0.cache_control")
+    assert (e.value.param, e.value.message) == ("tools.0.cache_control.type", "tools.0.cache_control.type: Field required")
+
+
+def test_claude_codes_global_scope_is_taken():
+    marker = {"type": "ephemeral", "scope": "global"}
+    assert shape.cache_control(marker, "system.0.cache_control") == marker
+
+
+def test_bad_is_anthropics_400():
+    e = shape.bad("x: wrong", "x")
+    assert (e.status, e.type, e.code, e.param) == (400, "invalid_request_error", "invalid_request_error", "x")
