@@ -15,6 +15,7 @@ from collections.abc import Callable
 from ...accounts import Credential
 from ...models.model_map import LiveModels
 from ...settings.network import Network
+from ..catalogue_fetch import CatalogueFetch
 from ..client import ConnectionFailed, UpstreamClient
 from .headers import GATEWAY_AGENT, target
 
@@ -33,24 +34,13 @@ def parse(raw: bytes) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-class KeyCatalogue:
+class KeyCatalogue(CatalogueFetch):
     """Keeps `live`'s entry for one account current; `credential` is read at each fetch (a rotated key is
     used at once); `refresh_soon` only schedules."""
 
     def __init__(self, live: LiveModels, account: str, credential: Callable[[], Credential | None],
                  network: Network | None = None) -> None:
         self.live, self.account, self.credential, self.network = live, account, credential, network
-        self._task: asyncio.Task | None = None
-
-    def refresh_soon(self) -> None:
-        """Starts a fetch unless one is under way (or there is no event loop: then the cache stays)."""
-        if self._task is not None and not self._task.done():
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._task = loop.create_task(self.refresh())
 
     async def refresh(self) -> None:
         """One fetch; whatever goes wrong leaves the last list (or the plan's catalogue) and waits LIVE_RETRY."""

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from ...accounts import WEB
 from ...models.model_map import LiveModels
 from ...settings.network import Network
+from ..catalogue_fetch import CatalogueFetch
 from ..client import ConnectionFailed, UpstreamClient
 from .headers import CHROME_UA
 
@@ -67,22 +68,11 @@ def pick(model: str, models: Sequence[str], default: str | None, notes: list[str
     return target
 
 
-class WebCatalogue:
+class WebCatalogue(CatalogueFetch):
     """Keeps `live`'s WEB entry current from `base`'s catalogue; `refresh_soon` only schedules."""
 
     def __init__(self, live: LiveModels, base: str, network: Network | None = None) -> None:
         self.live, self.base, self.network = live, base.rstrip("/"), network
-        self._task: asyncio.Task | None = None
-
-    def refresh_soon(self) -> None:
-        """Starts a fetch unless one is under way (or there is no event loop: then the cache stays)."""
-        if self._task is not None and not self._task.done():
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._task = loop.create_task(self.refresh())
 
     async def refresh(self) -> None:
         """One fetch; whatever goes wrong leaves the last catalogue (or the fallback) and waits LIVE_RETRY."""
