@@ -429,3 +429,88 @@ def test_a_failed_acquire_never_keeps_the_os_lock(tmp_path, monkeypatch):
     with FileLock(lock, attempts=1):  # at once: nothing of the failed attempt is held
         pass
     assert not list(tmp_path.iterdir())
+
+
+# ---- the lock protocol, in one process ----------------------------------------------------------------
+
+
+def test_lock_is_exclusive_and_holds_a_uuid(tmp_path, monkeypatch):
+    path = tmp_path / "oauth_creds.lock"
+    with FileLock(path) as lock:
+        assert lock.held and len(path.read_text()) == 36
+        slept: list[float] = []
+        monkeypatch.setattr(filelock.time, "sleep", slept.append)
+        with pytest.raises(LockTimeout, match="Failed to acquire file lock for token refresh: timeout exceeded"):
+            FileLock(path, attempts=3).acquire()
+        assert slept == [0.1, pytest.approx(0.15)]  # waited 100 ms, then x1.5 (qwen-code's defaults)
+    assert not path.exists()
+
+
+def test_no_wait_after_the_last_attempt(tmp_path, monkeypatch):
+    """Waiting after the last failed attempt only delays the timeout (by up to max_delay)."""
+    path = tmp_path / "oauth_creds.lock"
+    path.write_text("someone-else")
+    slept: list[float] = []
+    monkeypatch.setattr(filelock.time, "sleep", slept.append)
+    with pytest.raises(LockTimeout):
+        FileLock(path, attempts=3, first_delay=0.1).acquire()
+    assert slept == [0.1, pytest.approx(0.15)]
+
+
+def test_stale_lock_is_broken_without_reading_it(tmp_path):
+    path = tmp_path / "oauth_creds.lock"
+    path.write_text('{"lockId": "old-qwen-code", "timestamp": 1}')  # PR #443-era content: never parsed
+    os.utime(path, (time.time() - 11, time.time() - 11))
+    with FileLock(path, attempts=2):  # default stale limit 10 s: broken at once, taken at the next attempt
+        assert len(path.read_text()) == 36
+    assert not list(tmp_path.iterdir())  # the .stale.<uuid> copy is gone too
+
+
+def test_young_lock_is_respected(tmp_path):
+    path = tmp_path / "oauth_creds.lock"
+    path.write_text("someone-else")
+    os.utime(path, (time.time() - 9, time.time() - 9))
+    with pytest.raises(TimeoutError):  # the back-off itself is test_lock_is_exclusive_and_holds_a_uuid's
+        FileLock(path, attempts=2, first_delay=0.01).acquire()
+    assert path.read_text() == "someone-else"
+
+
+def test_release_never_removes_another_holders_lock(tmp_path):
+    path = tmp_path / "oauth_creds.lock"
+    mine = FileLock(path)
+    mine.acquire()
+    os.utime(path, (time.time() - 30, time.time() - 30))
+    os.rename(path, tmp_path / "oauth_creds.lock.stale.x")  # qwen-code broke it as stale, and took it
+    (tmp_path / "oauth_creds.lock.stale.x").unlink()
+    path.write_text("qwen-code's own uuid")
+    mine.release()
+    assert path.read_text() == "qwen-code's own uuid" and not mine.held
+
+
+def test_a_live_gateways_lock_is_never_broken_by_another_gateway(tmp_path):
+    """Its OS lock says it is alive, however old its lock file looks (a stopped heartbeat): no second refresher
+    that would use up the refresh token under it."""
+    path = tmp_path / "oauth_creds.lock"
+    with FileLock(path):
+        os.utime(path, (time.time() - 30, time.time() - 30))
+        held = path.read_bytes()
+        with pytest.raises(LockTimeout):
+            FileLock(path, attempts=2, first_delay=0.01).acquire()
+        assert path.read_bytes() == held
+    assert not list(tmp_path.iterdir())  # the lock and its OS lock's file gone
+
+
+def test_touch_keeps_a_held_lock_young(tmp_path):
+    path = tmp_path / "oauth_creds.lock"
+    with FileLock(path) as lock:
+        os.utime(path, (time.time() - 8, time.time() - 8))
+        lock.touch()
+        assert time.time() - path.stat().st_mtime < 2
+
+
+def test_held_locks_are_released_at_exit(tmp_path):
+    path = tmp_path / "oauth_creds.lock"
+    lock = FileLock(path)
+    lock.acquire()
+    filelock._release_all()
+    assert not path.exists() and not lock.held
