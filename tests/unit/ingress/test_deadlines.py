@@ -1,7 +1,5 @@
-"""Unit tests of the hostile-client pieces: the log tally, the dialect of the answer to an oversized head
-(ingress/oversized_head.py), the head deadlines with a fake clock. The head limit inside mitmproxy's HTTP/1
-server layer: tests/unit/seams/test_http1_heads.py; the event loop's handler for accept() storms:
-tests/unit/seams/test_loop_reports.py."""
+"""Client connections that owe a request head, closed when late (ingress/deadlines.py), with a fake clock and
+mitmproxy's test connections."""
 
 from __future__ import annotations
 
@@ -11,7 +9,7 @@ import logging
 
 from mitmproxy.test import tflow
 
-from qwen_gateway.ingress import deadlines, oversized_head
+from qwen_gateway.ingress import deadlines
 from qwen_gateway.log_tally import LogTally
 
 
@@ -21,50 +19,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-# ---- LogTally -------------------------------------------------------------------------------------------
-
-
-def test_the_tally_logs_the_first_event_and_then_one_count_per_period(caplog):
-    clock = Clock()
-    tally = LogTally(logging.getLogger("qwen.test"), period=10, clock=clock)
-    with caplog.at_level(logging.INFO, logger="qwen.test"):
-        tally.note("k", lambda n: f"{n} events")
-        for _ in range(500):
-            tally.note("k", lambda n: f"{n} events")
-        assert caplog.messages == ["1 events"]  # no loop: nothing flushed before the period ends
-        clock.now += 10
-        tally.note("k", lambda n: f"{n} events", count=4)  # the period is over: its count goes out
-        tally.note("other", lambda n: f"{n} others")
-        tally.close()
-    assert caplog.messages == ["1 events", "504 events", "1 others"]
-
-
-async def test_the_tally_flushes_a_count_when_its_period_ends(caplog):
-    tally = LogTally(logging.getLogger("qwen.test"), period=0.05)
-    with caplog.at_level(logging.INFO, logger="qwen.test"):
-        for _ in range(3):
-            tally.note("k", lambda n: f"{n} events")
-        for _ in range(50):  # at most 1 s
-            if len(caplog.messages) == 2:
-                break
-            await asyncio.sleep(0.02)
-    assert caplog.messages == ["1 events", "2 events"]
-
-
-# ---- the answer to an oversized head ----------------------------------------------------------------
-
-
-def test_a_head_from_an_unparsable_first_line_still_gets_an_answer():
-    assert oversized_head.first_lines(b"") == ("GET", "/", "", False)
-    assert oversized_head.first_lines(b"POST http://api.openai.com/v1/responses?x=1 HTTP/1.1\r\nHost: y\r\n") == \
-        ("POST", "/v1/responses", "api.openai.com", False)
-    assert oversized_head.first_lines(b"post /v1/messages HTTP/1.1\r\nHOST: a.b\r\nAnthropic-Version: 1\r\n") == \
-        ("POST", "/v1/messages", "a.b", True)
-
-
-# ---- head deadlines -------------------------------------------------------------------------------------
 
 
 def _flow(client):
@@ -143,3 +97,52 @@ async def test_late_connections_are_closed_with_a_408_where_plain_and_counted_in
     lines = [m for m in caplog.messages if "qwen_head_timeout" in m]
     assert lines == ["qwen: closed 2 client connections that sent no complete request head within 0.2 s of "
                      "opening (qwen_head_timeout)"]  # the idle one had its answer: not a slow client
+
+
+def test_only_tcp_connections_owe_a_head_and_a_closed_one_is_forgotten():
+    clock = Clock()
+    d = deadlines.HeadDeadlines(LogTally(logging.getLogger("qwen.test")), clock=clock)
+    tcp, udp, gone = tflow.tclient_conn(), tflow.tclient_conn(), tflow.tclient_conn()
+    udp.transport_protocol = "udp"  # HTTP/3: mitmproxy's QUIC layer has timeouts of its own
+    for c in (tcp, udp, gone):
+        d.opened(c)
+    d.closed(gone)
+    clock.now += 60
+    assert [cid for cid, _ in d.late(60)] == [tcp.id]
+    assert d.late(0) == []  # taken once: the connection is being closed
+
+
+def test_late_is_oldest_first_and_stops_at_the_first_young_debt():
+    clock = Clock()
+    d = deadlines.HeadDeadlines(LogTally(logging.getLogger("qwen.test")), clock=clock)
+    first, second = tflow.tclient_conn(), tflow.tclient_conn()
+    d.opened(first)
+    clock.now += 3
+    d.opened(second)
+    clock.now += 7
+    assert [cid for cid, _ in d.late(10)] == [first.id]
+    clock.now += 3
+    assert [cid for cid, _ in d.late(10)] == [second.id]
+
+
+def test_the_408_is_openais_error_and_closes_the_connection():
+    raw = deadlines.timeout_answer(60)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert b"connection: close" in head.lower() and b"content-type: application/json" in head.lower()
+    assert json.loads(body) == {"error": {
+        "message": "No complete request head within 60 s (qwen_head_timeout): the gateway closed the connection. "
+                   "Send the whole request head at once.",
+        "type": "invalid_request_error", "param": None, "code": "request_timeout"}}
+
+
+async def test_no_timer_for_a_timeout_of_zero_and_stop_ends_a_running_one():
+    d = deadlines.HeadDeadlines(LogTally(logging.getLogger("qwen.test")))
+    d.start(0)
+    assert d._task is None  # qwen_head_timeout 0: the deadlines are off
+    d.start(30, lambda cid, answer: None)
+    task = d._task
+    assert task is not None and not task.done()
+    d.stop()
+    await asyncio.sleep(0)
+    assert task.cancelled() and d._task is None
