@@ -44,3 +44,18 @@ def test_no_key_left_beyond_loopback_locks_the_door_and_says_so():
                     "(0.0.0.0:8080, [::]:8080) without client keys: it refuses every request until a key is added "
                     "(qwen-keys add NAME); restart it to listen on loopback only")
     assert change(locked, Keyring(locked=True)) is None  # said once
+
+
+def test_what_the_log_says_as_the_keys_change():
+    none, alice = Keyring(), Keyring((KeyRecord("alice", b"a"),))
+    revoked = Keyring((KeyRecord("alice", b"a", revoked=True),))
+    say = lambda old, new, first=False, flat=False: log_lines.change(old, new, first=first, where="", flat=flat,  # noqa: E731
+                                                                     exposed=["regular@8080 (on 0.0.0.0)"])
+    assert say(Keyring(loaded=False), alice, first=True).startswith("qwen: named client keys: 1 active, 0 revoked")
+    assert say(Keyring(loaded=False), none, first=True) is None  # no keys: nothing to say
+    assert "every request now needs a key" in say(none, alice)
+    assert "none active, 1 revoked: every request is refused" in say(alice, revoked)
+    assert "no longer requires a key" in say(revoked, none)
+    assert "keys file" in say(revoked, none, flat=True)
+    assert "listens beyond loopback (regular@8080 (on 0.0.0.0))" in say(revoked, Keyring(locked=True))
+    assert say(alice, alice) is None
