@@ -16,6 +16,7 @@ from qwen_gateway.auth import web_cookies as wc
 from qwen_gateway.auth import web_session as ws
 from helpers.qwen_web_auth import ITNA, NEW, NOW, REFRESH, SECRETS, TOKEN, UA, run, sample_session
 from helpers.qwen_web_auth import stub  # noqa: F401  (a fixture)
+from helpers.qwen_web_auth import HEADER  # noqa: F401  (tests/e2e/test_auth_web_gateway.py imports the cookies from here)
 
 
 # ---- the session file --------------------------------------------------------------------------------
