@@ -243,12 +243,7 @@ UNTESTED = {
     "qwen_gateway.ingress.login": "remote login: tests/e2e/test_e2e_remote_login.py",
     "qwen_gateway.ingress.exposure": "mitmproxy's options held: tests/unit/test_addon.py, tests/e2e/test_e2e_options.py",
     "qwen_gateway.mitmweb": "the package: its modules are tested",
-    "qwen_gateway.mitmweb.flowrecord": "through tests/unit/mitmweb/test_flowview.py",
-    "qwen_gateway.pricing.price_list": "Model Studio's price list: data, read by tests/unit/pricing/test_prices.py's table",
-    "qwen_gateway.storage.pg_follow": "following the shared database: tests/unit/storage/test_shared_state.py",
-    "qwen_gateway.storage.pg_schema": "migrations: tests/unit/storage/test_shared_state.py and the stores' tests",
     "qwen_gateway.upstream.deadline": "through tests/unit/upstream/test_deadline.py's client",
-    "qwen_gateway.upstream.learned_caps_pg": "shared learned caps: tests/e2e/test_e2e_shared_state.py on a real PostgreSQL",
 }
 
 
