@@ -229,8 +229,6 @@ UNTESTED = {
     "qwen_gateway.api.websearch": "through tests/unit/api/test_websearch.py's endpoints",
     "qwen_gateway.auth.endpoints": "the accounts' API bases: constants",
     "qwen_gateway.auth.web_cli": "qwen-auth add-web: tests/unit/auth/test_web_cli.py runs it through the CLI",
-    "qwen_gateway.cli.keys": "qwen-keys: tests/e2e/test_e2e_keys*.py run the command",
-    "qwen_gateway.cli.keys_migrate": "qwen-keys migrate: tests/e2e/test_e2e_keys_move.py runs the command",
     "qwen_gateway.cli.usage_report": "qwen-usage report: tests/e2e/test_e2e_usage_report.py",
     "qwen_gateway.ingress.admission": "the door's decision: through tests/unit/test_addon.py and tests/unit/ingress/",
     "qwen_gateway.ingress.descriptors": "the descriptor limit: tests/e2e/test_e2e_hostile_clients.py",
