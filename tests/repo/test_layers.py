@@ -230,7 +230,6 @@ UNTESTED = {
     "qwen_gateway.auth.endpoints": "the accounts' API bases: constants",
     "qwen_gateway.auth.web_cli": "qwen-auth add-web: tests/unit/auth/test_web_cli.py runs it through the CLI",
     "qwen_gateway.cli.usage_report": "qwen-usage report: tests/e2e/test_e2e_usage_report.py",
-    "qwen_gateway.ingress.client_keys.source": "where keys live: tests/unit/ingress/test_team*.py and tests/e2e/test_e2e_keys*.py",
     "qwen_gateway.mitmweb": "the package: its modules are tested",
     "qwen_gateway.upstream.deadline": "through tests/unit/upstream/test_deadline.py's client",
 }
