@@ -1,7 +1,8 @@
 """Accounts against the session's Qwen emulator (a process): the device flow's polling, refresh, single
 flight, the lock-file protocol across processes, SIGKILL during a refresh with rotating refresh tokens, a
 lock held by another process, rotation, key accounts, remote login. (The qwen-auth command:
-test_auth_cli.py; without any process: tests/unit/auth/test_accounts.py, tests/unit/auth/test_oauth.py, tests/unit/auth/test_cli.py.)"""
+test_auth_cli.py; without any process: tests/unit/auth/test_oauth_account.py, tests/unit/auth/test_refreshing.py,
+tests/unit/auth/test_oauth.py, tests/unit/auth/test_cli.py.)"""
 
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ from ..pricing.prices import usd
 from ..storage.pg import Database, StateUrlError, shown
 from . import keys_migrate
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._-]{0,63}$")  # shown in logs, mitmweb and metric labels
+NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9@._-]{0,63}\Z")  # shown in logs, mitmweb and metric labels
 OPTION_OF = {"rpm": "rpm", "tpm": "tpm", "daily_tokens": "daily-tokens", "monthly_usd": "monthly-usd"}
 
 

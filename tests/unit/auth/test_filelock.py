@@ -2,10 +2,8 @@
 or between writing the refreshed login to its temp file and renaming it over the login file. The next process
 (a gateway, or the pool in a child process) must neither wait in silence on the dead holder's lock nor lose the
 rotated refresh token the dead process left in `oauth_creds.json.tmp.<uuid>`. What qwen-code's own lock file
-gets (a holder we cannot know to be dead) is still its 10 s staleness rule, said in the log.
-
-Without a process: which temp files are adopted (a valid, newer login of the same account, written after the
-login file) and which are left alone."""
+gets (a holder we cannot know to be dead) is still its 10 s staleness rule, said in the log. Without a process:
+which temp files are adopted, tests/unit/auth/test_stranded.py; the lock protocol in one process, at the end."""
 
 from __future__ import annotations
 
@@ -22,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from qwen_gateway.auth import filelock, oauth, stranded
-from qwen_gateway.auth.credfile import LOGIN_ORDER, REFRESH_ORDER, dump_creds, read_creds, write_creds
+from qwen_gateway.auth import filelock, oauth
+from qwen_gateway.auth.credfile import REFRESH_ORDER, dump_creds, read_creds
 from qwen_gateway.auth.filelock import FileLock, LockTimeout
 from helpers.auth_env import CLEAN_ENV, Server, seed, settings_for
 from helpers.procs import write_creds as write_qwen_code_creds
@@ -46,96 +44,6 @@ def temp_of(path: Path, creds: dict | str, *, mode: int = 0o600, age_s: float = 
     if age_s:
         os.utime(tmp, (time.time() - age_s, time.time() - age_s))
     return tmp
-
-
-# ---- which stranded temp files are adopted (no process) ---------------------------------------------------------
-
-
-def test_a_valid_newer_login_left_in_a_temp_file_is_adopted(tmp_path):
-    path = tmp_path / "oauth_creds.json"
-    write_creds(path, login(10), LOGIN_ORDER)
-    os.utime(path, (time.time() - 60, time.time() - 60))  # written a minute ago; the temp just now
-    newer = login(3600, access="at-new", refresh="rt-new")
-    tmp = temp_of(path, newer)
-    expected = tmp.read_bytes()
-    found = stranded.recover(path)
-    assert found.adopted == tmp.name and not found.left and not found.removed
-    assert path.read_bytes() == expected and read_creds(path)["refresh_token"] == "rt-new"
-    assert os.stat(path).st_mode & 0o777 == 0o600 and not tmp.exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["oauth_creds.json"]
-    assert "adopted" in found.lines("default")[0] and tmp.name in found.lines("default")[0]
-
-
-def test_the_newest_of_several_is_adopted_and_the_older_copies_removed(tmp_path):
-    path = tmp_path / "oauth_creds.json"
-    write_creds(path, login(10), LOGIN_ORDER)
-    os.utime(path, (time.time() - 60, time.time() - 60))
-    older = temp_of(path, login(1800, access="at-1", refresh="rt-1"), age_s=30)
-    newest = temp_of(path, login(3600, access="at-2", refresh="rt-2"))
-    found = stranded.recover(path)
-    assert found.adopted == newest.name and found.removed == [older.name]
-    assert read_creds(path)["access_token"] == "at-2" and not older.exists() and not newest.exists()
-
-
-@pytest.mark.parametrize("case", ["garbage", "half written", "not a login", "another account", "open to others",
-                                  "not newer", "login rewritten since", "no login file"])
-def test_what_is_never_adopted(tmp_path, case):
-    path = tmp_path / "oauth_creds.json"
-    if case != "no login file":
-        write_creds(path, login(10), LOGIN_ORDER)
-        os.utime(path, (time.time() - 60, time.time() - 60))
-    before = path.read_bytes() if path.exists() else None
-    newer = login(3600, access="at-new", refresh="rt-new")
-    tmp = {
-        "garbage": lambda: temp_of(path, "\x00\x01 not json"),
-        "half written": lambda: temp_of(path, dump_creds(newer)[:40]),
-        "not a login": lambda: temp_of(path, json.dumps({"access_token": "x"})),
-        "another account": lambda: temp_of(path, {**newer, "resource_url": "dashscope.aliyuncs.com"}),
-        "open to others": lambda: temp_of(path, newer, mode=0o644),
-        "not newer": lambda: temp_of(path, login(5, access="at-new", refresh="rt-new")),
-        "login rewritten since": lambda: temp_of(path, newer, age_s=120),  # the file was written after it
-        "no login file": lambda: temp_of(path, newer),
-    }[case]()
-    kept = tmp.read_bytes()
-    found = stranded.recover(path)
-    assert found.adopted is None
-    assert (path.read_bytes() if path.exists() else None) == before  # the login file untouched, never deleted
-    if case in ("not newer", "login rewritten since"):  # a superseded copy of this account's login: removed
-        assert found.removed == [tmp.name] and not tmp.exists()
-    else:  # what the gateway cannot vouch for stays as it is, said once
-        assert found.left and found.left[0][0] == tmp.name and tmp.read_bytes() == kept
-        assert tmp.name in found.lines("default")[0]
-
-
-def test_no_temp_file_no_work(tmp_path):
-    path = tmp_path / "oauth_creds.json"
-    write_creds(path, login(10), LOGIN_ORDER)
-    (tmp_path / "oauth_creds_work.json.tmp.0f8e3c1e-0000-4000-8000-000000000000").write_text("another account's")
-    found = stranded.recover(path)
-    assert (found.adopted, found.removed, found.left, found.lines("default")) == (None, [], [], [])
-
-
-def jwt(user: str, exp: float) -> str:
-    import base64
-
-    claims = base64.urlsafe_b64encode(json.dumps({"id": user, "exp": int(exp)}).encode()).rstrip(b"=").decode()
-    return f"eyJhbGciOiJIUzI1NiJ9.{claims}.sig"
-
-
-@pytest.mark.parametrize("user", ["u-1", "u-2"])
-def test_a_web_session_is_adopted_only_for_the_same_user(tmp_path, user):
-    from qwen_gateway.auth import web_session as ws
-
-    path = tmp_path / "chat.json"
-    ws.save(path, ws.new_session(jwt("u-1", time.time() + 30), [], user_agent=None, bx={}))
-    os.utime(path, (time.time() - 60, time.time() - 60))
-    newer = ws.new_session(jwt(user, time.time() + 900), [], user_agent=None, bx={})
-    tmp = temp_of(path, json.dumps(newer.to_json()))
-    found = stranded.recover(path, ws.STRANDED)
-    if user == "u-1":
-        assert found.adopted == tmp.name and ws.load(path) == newer
-    else:
-        assert found.adopted is None and found.left == [(tmp.name, "another account's")] and tmp.exists()
 
 
 # ---- the lock of a process that died (real processes, no server) ------------------------------------------------
@@ -429,3 +337,88 @@ def test_a_failed_acquire_never_keeps_the_os_lock(tmp_path, monkeypatch):
     with FileLock(lock, attempts=1):  # at once: nothing of the failed attempt is held
         pass
     assert not list(tmp_path.iterdir())
+
+
+# ---- the lock protocol, in one process ----------------------------------------------------------------
+
+
+def test_lock_is_exclusive_and_holds_a_uuid(tmp_path, monkeypatch):
+    path = tmp_path / "oauth_creds.lock"
+    with FileLock(path) as lock:
+        assert lock.held and len(path.read_text()) == 36
+        slept: list[float] = []
+        monkeypatch.setattr(filelock.time, "sleep", slept.append)
+        with pytest.raises(LockTimeout, match="Failed to acquire file lock for token refresh: timeout exceeded"):
+            FileLock(path, attempts=3).acquire()
+        assert slept == [0.1, pytest.approx(0.15)]  # waited 100 ms, then x1.5 (qwen-code's defaults)
+    assert not path.exists()
+
+
+def test_no_wait_after_the_last_attempt(tmp_path, monkeypatch):
+    """Waiting after the last failed attempt only delays the timeout (by up to max_delay)."""
+    path = tmp_path / "oauth_creds.lock"
+    path.write_text("someone-else")
+    slept: list[float] = []
+    monkeypatch.setattr(filelock.time, "sleep", slept.append)
+    with pytest.raises(LockTimeout):
+        FileLock(path, attempts=3, first_delay=0.1).acquire()
+    assert slept == [0.1, pytest.approx(0.15)]
+
+
+def test_stale_lock_is_broken_without_reading_it(tmp_path):
+    path = tmp_path / "oauth_creds.lock"
+    path.write_text('{"lockId": "old-qwen-code", "timestamp": 1}')  # PR #443-era content: never parsed
+    os.utime(path, (time.time() - 11, time.time() - 11))
+    with FileLock(path, attempts=2):  # default stale limit 10 s: broken at once, taken at the next attempt
+        assert len(path.read_text()) == 36
+    assert not list(tmp_path.iterdir())  # the .stale.<uuid> copy is gone too
+
+
+def test_young_lock_is_respected(tmp_path):
+    path = tmp_path / "oauth_creds.lock"
+    path.write_text("someone-else")
+    os.utime(path, (time.time() - 9, time.time() - 9))
+    with pytest.raises(TimeoutError):  # the back-off itself is test_lock_is_exclusive_and_holds_a_uuid's
+        FileLock(path, attempts=2, first_delay=0.01).acquire()
+    assert path.read_text() == "someone-else"
+
+
+def test_release_never_removes_another_holders_lock(tmp_path):
+    path = tmp_path / "oauth_creds.lock"
+    mine = FileLock(path)
+    mine.acquire()
+    os.utime(path, (time.time() - 30, time.time() - 30))
+    os.rename(path, tmp_path / "oauth_creds.lock.stale.x")  # qwen-code broke it as stale, and took it
+    (tmp_path / "oauth_creds.lock.stale.x").unlink()
+    path.write_text("qwen-code's own uuid")
+    mine.release()
+    assert path.read_text() == "qwen-code's own uuid" and not mine.held
+
+
+def test_a_live_gateways_lock_is_never_broken_by_another_gateway(tmp_path):
+    """Its OS lock says it is alive, however old its lock file looks (a stopped heartbeat): no second refresher
+    that would use up the refresh token under it."""
+    path = tmp_path / "oauth_creds.lock"
+    with FileLock(path):
+        os.utime(path, (time.time() - 30, time.time() - 30))
+        held = path.read_bytes()
+        with pytest.raises(LockTimeout):
+            FileLock(path, attempts=2, first_delay=0.01).acquire()
+        assert path.read_bytes() == held
+    assert not list(tmp_path.iterdir())  # the lock and its OS lock's file gone
+
+
+def test_touch_keeps_a_held_lock_young(tmp_path):
+    path = tmp_path / "oauth_creds.lock"
+    with FileLock(path) as lock:
+        os.utime(path, (time.time() - 8, time.time() - 8))
+        lock.touch()
+        assert time.time() - path.stat().st_mtime < 2
+
+
+def test_held_locks_are_released_at_exit(tmp_path):
+    path = tmp_path / "oauth_creds.lock"
+    lock = FileLock(path)
+    lock.acquire()
+    filelock._release_all()
+    assert not path.exists() and not lock.held

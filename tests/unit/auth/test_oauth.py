@@ -4,14 +4,19 @@ error reply may leak, one refresh per 401 storm, the wait after a failed refresh
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import secrets
 import time
+from urllib.parse import quote, urlencode
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from qwen_gateway.accounts import AccountUnavailable
-from qwen_gateway.auth import cli
+from qwen_gateway.auth import cli, oauth
 from qwen_gateway.auth.credfile import LOGIN_ORDER, read_creds, write_creds
 from qwen_gateway.auth.names import DEFAULT
 from qwen_gateway.auth.pool import AccountPool
@@ -150,3 +155,41 @@ def test_oauth_calls_carry_qwen_codes_fingerprint(stub, settings):
     assert (h["user-agent"], h["accept-encoding"], h["accept-language"], h["sec-fetch-mode"]) == \
         ("node", "gzip, deflate", "*", "cors")
     assert h["content-type"] == "application/x-www-form-urlencoded" and h["accept"] == "application/json"
+
+
+# ---- OAuth wire details ------------------------------------------------------------------------------
+
+
+def test_pkce_pair_is_s256():
+    verifier, challenge = oauth.pkce_pair()
+    assert len(verifier) == 43 and set(verifier) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    expected = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    assert challenge == expected and "=" not in challenge and len(challenge) == 43
+    assert oauth.pkce_pair()[0] != verifier
+
+
+def test_form_encoding_is_encode_uri_component():
+    body = oauth.form({"scope": oauth.SCOPE, "x": "a+b/c=d&e"}).decode()
+    assert body == "scope=openid%20profile%20email%20model.completion&x=a%2Bb%2Fc%3Dd%26e"
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=20), max_size=5))
+def test_form_never_uses_plus_for_spaces(d):
+    assert "+" not in oauth.form(d).decode()
+
+
+def test_creds_from_token_keeps_refresh_token_and_resource_url():
+    old = {"access_token": "a0", "refresh_token": "r0", "token_type": "Bearer", "resource_url": "portal.qwen.ai",
+           "expiry_date": 1}
+    new = oauth.creds_from_token({"access_token": "a1", "token_type": "Bearer", "expires_in": 60}, previous=old,
+                                 now_ms=1_000_000)
+    assert new == {"access_token": "a1", "token_type": "Bearer", "refresh_token": "r0",
+                   "resource_url": "portal.qwen.ai", "expiry_date": 1_060_000}
+    rotated = oauth.creds_from_token({"access_token": "a2", "refresh_token": "r2", "resource_url": "other.host",
+                                      "expires_in": 10}, previous=old, now_ms=0)
+    assert rotated["refresh_token"] == "r2" and rotated["resource_url"] == "other.host"
+
+
+def test_form_matches_urlencode_quote():
+    d = {"grant_type": oauth.DEVICE_GRANT, "client_id": "id", "device_code": "d c"}
+    assert oauth.form(d) == urlencode(d, quote_via=quote).encode()

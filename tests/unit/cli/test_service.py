@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from helpers.procs import ADDON, BIN, PORTFILE_ADDON, ROOT, _stop, _wait_for_file
-from qwen_gateway.cli import service, service_unit
+from qwen_gateway.cli import service
 
 DEFAULTS = ["--mode", "reverse:https://portal.qwen.ai", "-p", "8080", "--listen-host", "127.0.0.1"]
 SECRET = "sk-service-test-key-0123456789"
@@ -56,20 +56,6 @@ def test_an_option_the_user_sets_replaces_its_default(args, dropped):
 def test_other_arguments_pass_through_after_the_defaults():
     extra = ["--set", "qwen_default_model=qwen3-coder-plus", "-q", "--set", "flow_detail=2"]
     assert service.mitmproxy_args(extra) == ["-s", str(ADDON), *DEFAULTS, *extra]
-
-
-def test_the_units_stop_timeout_follows_the_drain():
-    assert service_unit.drain_seconds([]) == 30
-    assert service_unit.drain_seconds(["--set", "qwen_drain_s=120", "-p", "9000"]) == 120
-    assert "TimeoutStopSec=150" in service_unit.unit_text(["--set=qwen_drain_s=120"], Path("/e")).splitlines()
-
-
-def test_systemd_quoting():
-    assert service_unit.systemd_quote("/a/b") == "/a/b"
-    assert service_unit.systemd_quote("a b") == '"a b"'
-    assert service_unit.systemd_quote('say "hi"') == '"say \\"hi\\""'
-    assert service_unit.systemd_quote("100%") == "100%%"
-    assert service_unit.systemd_quote("$HOME") == "$$HOME"
 
 
 # ---- real processes ----------------------------------------------------------------------------------

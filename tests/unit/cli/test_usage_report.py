@@ -244,20 +244,6 @@ def test_report_only_options_are_refused_elsewhere(tmp_path, state, capsys):
     assert e.value.code == 2 and "--json" in capsys.readouterr().err
 
 
-def test_many_series_fold_into_other_with_one_colour_per_name_across_charts():
-    from qwen_gateway.cli.usage_svg import OTHER, PALETTE, fold_series, nice_ceiling, stacked_bars
-    series = {f"m{i}": [float(i), 1.0] for i in range(12)}
-    folded = fold_series(series)
-    assert len(folded) == len(PALETTE) and list(folded)[:2] == ["m11", "m10"]
-    assert folded[OTHER] == [sum(range(5)), 5.0]  # m0..m4 drawn together
-    order = sorted(series, reverse=True)
-    one = Page(stacked_bars("a", "a", ["d1", "d2"], series, order=order))
-    two = Page(stacked_bars("b", "b", ["d1", "d2"], {k: [1.0, 1.0] for k in reversed(series)}, order=order))
-    colour = {s["data-series"]: s["fill"] for s in one.segments}
-    assert colour == {s["data-series"]: s["fill"] for s in two.segments} and len(set(colour.values())) == 8
-    assert [nice_ceiling(v) for v in (0, 0.3, 7, 10, 11, 2600, 3300)] == [1, 0.5, 10, 10, 20, 5000, 5000]
-
-
 def test_rows_are_read_with_one_plain_select(tmp_path, state, monkeypatch):
     """Portable SQL (the ledger may live on another database): one SELECT of columns with `?` placeholders,
     no SQLite function, no grouping; the sums are the report's own."""

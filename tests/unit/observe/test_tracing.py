@@ -11,7 +11,7 @@ import pytest
 
 from qwen_gateway.settings.config import Config
 from qwen_gateway.dispatch import Observers
-from qwen_gateway.observe import otlp, tracing
+from qwen_gateway.observe import tracing
 from qwen_gateway.observer import Observer
 
 TRACE, SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
@@ -35,21 +35,6 @@ def test_on_with_the_standard_endpoint_or_the_option_never_with_the_sdk_disabled
     assert not tracing.wanted("auto", {**endpoint, "OTEL_TRACES_EXPORTER": "none"})
     assert not tracing.wanted("off", endpoint) and tracing.wanted("on", {})
     assert not tracing.wanted("on", {"OTEL_SDK_DISABLED": "true"})
-
-
-def test_the_standard_variables():
-    s = otlp.Settings.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://u:p@collector:4318/",
-                                "OTEL_EXPORTER_OTLP_HEADERS": "Authorization=Bearer%20s3cret, x-a = b%2Cc",
-                                "OTEL_EXPORTER_OTLP_TIMEOUT": "2500", "OTEL_RESOURCE_ATTRIBUTES": "team=ai,service.name=x",
-                                "OTEL_SERVICE_NAME": "gw"})
-    assert (s.endpoint, s.shown) == ("https://u:p@collector:4318/v1/traces", "https://collector:4318/v1/traces")
-    assert s.headers == {"Authorization": "Bearer s3cret", "x-a": "b,c"} and "s3cret" not in repr(s)
-    assert (s.timeout_s, s.resource) == (2.5, {"team": "ai", "service.name": "gw"})
-    t = otlp.Settings.from_env({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/custom?token=t",
-                                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://other:4318"})
-    assert (t.endpoint, t.shown) == ("http://c:4318/custom?token=t", "http://c:4318/custom")  # as it is; shown bare
-    assert (t.protocol, t.resource) == ("http/json", {"service.name": "qwen-gateway"})
-    assert otlp.Settings.from_env({}).endpoint == "http://localhost:4318/v1/traces"
 
 
 def test_an_inactive_observer_is_never_called_until_configured_on(monkeypatch):

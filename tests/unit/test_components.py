@@ -1,0 +1,59 @@
+"""The one place the wings are named (components.py): which upstream serves each kind of account, the pairs that
+skip the pivot, the local answers and endpoints handed to the core, the observers in their order."""
+
+from __future__ import annotations
+
+from qwen_gateway import components
+from qwen_gateway.accounts import KEY, OAUTH, WEB, Credential
+from qwen_gateway.ingress import routing
+from qwen_gateway.interfaces import TRANSLATED
+from qwen_gateway.settings.config import Config
+from qwen_gateway.upstream.dashscope.upstream import DASHSCOPE
+
+PLAN = Credential("k", KEY, "https://coding-intl.dashscope.aliyuncs.com/v1", "sk-sp-x")
+LOGIN = Credential("o", OAUTH, "https://portal.qwen.ai/v1", "t")
+WEB_SESSION = Credential("w", WEB, "https://chat.qwen.ai", "t")
+
+
+def test_each_kind_has_its_upstream_and_web_sessions_their_own():
+    p = components.pairing(Config())
+    assert p.upstream(LOGIN) is DASHSCOPE and p.upstream(PLAN) is DASHSCOPE
+    assert p.upstream(WEB_SESSION) is not DASHSCOPE and p.upstream(WEB_SESSION).name != DASHSCOPE.name
+
+
+def test_embeddings_pass_through_and_messages_only_when_asked():
+    off = components.pairing(Config())
+    leg, base = off.leg("embeddings", DASHSCOPE, PLAN)
+    assert (leg.suffix, leg.passthrough, base) == ("embeddings", True, None)
+    assert off.leg("messages", DASHSCOPE, PLAN) == (TRANSLATED, None)
+    on = components.pairing(Config(messages_passthrough=True))
+    leg, base = on.leg("messages", DASHSCOPE, PLAN)
+    assert (leg.suffix, leg.passthrough, base) == ("v1/messages", True,
+                                                   "https://coding-intl.dashscope.aliyuncs.com/apps/anthropic")
+    assert on.leg("messages", DASHSCOPE, LOGIN) == (TRANSLATED, None)  # an OAuth login has no Anthropic base
+
+
+def test_the_anthropic_base_is_a_key_accounts_only():
+    assert components.anthropic_base(PLAN) == "https://coding-intl.dashscope.aliyuncs.com/apps/anthropic"
+    assert components.anthropic_base(LOGIN) is None
+
+
+def test_every_local_route_routing_names_has_an_answer_here_or_in_the_core():
+    named = set(routing.LOCAL.values()) | {name for _, _, name in routing.LOCAL_PREFIXES}
+    answered_here = set(components.local_routes(lambda: None, lambda: None))  # type: ignore[arg-type, return-value]
+    core = {"health", "metrics", "liveness", "readiness", "traces"}  # answered by the core itself
+    assert answered_here <= named and named - answered_here == core
+
+
+def test_endpoints_by_path_and_their_dialects():
+    endpoints = components.endpoints(lambda: None, lambda: None)  # type: ignore[arg-type, return-value]
+    assert sorted(endpoints) == ["/chat/completions", "/completions", "/embeddings", "/messages", "/responses",
+                                 "/responses/compact"]
+    assert endpoints["/messages"].dialect == "anthropic" and endpoints["/chat/completions"].dialect == "openai"
+    assert set(components.client_formats()) == {"anthropic"}
+
+
+def test_observers_in_the_order_they_are_called():
+    names = [type(o).__name__ for o in components.default_observers()]
+    assert names == ["TokenEstimator", "Metrics", "RequestLine", "UsageLedger", "DebugLog", "Tracing",
+                     "FlowAnnotator", "FlowCap"]  # the annotator before the cap: the cap adds to its comment
