@@ -196,8 +196,12 @@ def _submit(self, fn, /, *args, **kwargs):
 
 
 concurrent.futures.ThreadPoolExecutor.submit = _submit  # type: ignore[method-assign]
-_wrap(threading.Thread, "start", "thread_handoff")
-_wrap(queue.Queue, "put", "thread_handoff")
+for _owner, _attr in ((threading.Thread, "start"), (queue.Queue, "put")):
+    def _handoff(*args, _real=getattr(_owner, _attr), **kwargs):
+        if site := _ours():  # a clock's submit may start the pool's next thread: the clock's work too
+            _count("clock_work" if _clock() else "thread_handoff", 1, site)
+        return _real(*args, **kwargs)
+    setattr(_owner, _attr, _handoff)
 _real_call_at = asyncio.BaseEventLoop.call_at
 # A clock's timers, not a request's: the client watch (one timer for every waiting whole answer, per 0.1 s)
 # and the shared state's listener (its wait for notifications, a full reload every few seconds), and the named
