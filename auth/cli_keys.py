@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # httpx is imported when a key is checked, as oauth.py does
 CHECK_TIMEOUT_S = 10.0
 CONNECT_TRIES, CONNECT_WAIT_S = 4, 0.5  # a refused connection is tried again for about 1.5 s
 MODELS_SHOWN = 3
-CODE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.]{0,63}$")  # an error code worth repeating: invalid_api_key, Throttling.X
+CODE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.]{0,63}\Z")  # an error code worth repeating: invalid_api_key, Throttling.X
 CODING_AGENTS_ONLY = "only available for Coding Agents"  # the Coding Plan's 405 to other clients
 
 

@@ -6,7 +6,7 @@ import re
 import time
 
 DEFAULT = "default"
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: `$` would let a final newline in
 
 
 def check_name(name: str, *, allow_default: bool = False) -> str:

@@ -57,8 +57,8 @@ PRESETS = {p.name: p for p in (
            "https://token-plan.ap-southeast-1.maas.aliyuncs.com/compatible-mode/v1", "qwen3.6-plus"),
 )}
 WORKSPACE_DEFAULT_MODEL = "qwen3-coder-plus"
-WORKSPACE_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+(?:-\d{1,2})?$")  # cn-beijing, ap-southeast-1, eu-central-1
+WORKSPACE_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")  # \Z: no final newline
+REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+(?:-\d{1,2})?\Z")  # cn-beijing, ap-southeast-1, eu-central-1
 
 
 def workspace_base_url(workspace: str, region: str) -> str:

@@ -30,9 +30,9 @@ ACCEPTS = {
     "model_map": "alias=qwen-model entries",
     "limits": "model=tokens entries",
 }
-_HOST = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.:-]+)$")
+_HOST = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.:-]+)\Z")
 _MODEL = re.compile(r"^[^\s\x00-\x1f\x7f]+\Z")  # \Z: `$` would let a final newline in
-_PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]*$")
+_PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]*\Z")
 _PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]*\Z")  # what a header value may hold (text options are sent as one)
 # ASCII digits only (isdigit() also passes '²', which int() refuses), and few: int() of 4,300 digits is refused
 _DIGITS = re.compile(r"^[0-9]{1,18}\Z")

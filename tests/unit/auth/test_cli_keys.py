@@ -227,3 +227,8 @@ def test_the_check_respects_the_proxy_settings_as_httpx_does(monkeypatch):
     check = REAL_CHECK("https://dashscope-intl.aliyuncs.com/compatible-mode/v1", PAYG_KEY)
     # refused by the proxy's port on loopback, not a name look-up of the host: the proxy was asked
     assert check.status is None and "Connection refused" in check.error, check
+
+
+def test_an_error_code_with_a_final_newline_is_not_repeated():
+    check = cli_keys._answer(401, {"error": {"code": "invalid_api_key\n"}}, "", "sk-x")
+    assert "invalid_api_key" not in repr(check)  # a code is shown on one line, or not at all

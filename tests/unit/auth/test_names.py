@@ -12,3 +12,8 @@ def test_account_names_are_safe_file_names():
     for bad in ("", "../x", "a/b", "default", ".hidden", "x" * 65, "a b", "x.json"):
         with pytest.raises(ValueError):
             check_name(bad)
+
+
+def test_a_final_newline_is_no_part_of_a_name():
+    with pytest.raises(ValueError):  # `$` matches before a final newline: the name would break log lines
+        check_name("team\n")

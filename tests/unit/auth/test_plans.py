@@ -105,3 +105,11 @@ def test_the_docs_state_the_plans_terms_and_dates():
                  "interactive AI tools only", "2026-04-15", "30 days' notice", "3 months'",
                  "{WorkspaceId}.{region}.maas.aliyuncs.com", "--no-check"):
         assert said in text, said
+
+
+@pytest.mark.parametrize("workspace,region", [("ws1\n", "cn-beijing"), ("ws1", "cn-beijing\n")])
+def test_a_final_newline_never_reaches_a_workspace_url(workspace, region):
+    from qwen_gateway.auth.plans import workspace_base_url
+
+    with pytest.raises(ValueError):
+        workspace_base_url(workspace, region)

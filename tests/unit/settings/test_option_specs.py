@@ -18,7 +18,7 @@ from qwen_gateway.settings.option_specs import OptionSpec, problem, refusal, unk
     (OptionSpec("o", bool, False, ""), [True, False], ["true", 1]),
     (OptionSpec("o", str, "a", "", choices=("a", "b")), ["b"], ["c"]),
     (OptionSpec("o", str, "", "", kind="url"), ["", "https://h.example/v1", "http://127.0.0.1:9"],
-     ["h.example", "ftp://h", "https://"]),
+     ["h.example", "ftp://h", "https://", "https://h.example/v1\n"]),  # a final newline too
     (OptionSpec("o", str, "", "", kind="model"), ["qwen3-coder-plus"], ["", "two words", "a\tb", "qwen3-coder-plus\n"]),
     (OptionSpec("o", list, [], "", kind="host"), [["api.openai.com", "[::1]", "10.0.0.1:443"]],
      [["api.openai.com/v1"], ["a b"]]),

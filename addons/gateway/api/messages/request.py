@@ -34,7 +34,7 @@ _ROLES = ("user", "assistant", "system")
 _IGNORED = ("context_management", "safeguards", "container", "mcp_servers", "service_tier", "diagnostics",
             "inference_geo", "speed", "billing_policy", "compaction", "fallback_credit_token", "fallbacks", "thread")
 BILLING_PREFIX = "x-anthropic-billing-header:"
-TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")  # Anthropic's custom tool names
+TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}\Z")  # Anthropic's custom tool names
 
 
 def to_chat(body: dict, notes: list[str], verify: Callable[[str, str], str], *, counting: bool = False) -> dict:

@@ -267,3 +267,11 @@ def test_a_tool_input_schema_that_is_no_json_schema_is_refused(schema, problem):
     e = refused(body(tools=[{"name": "f", "input_schema": schema}]))
     assert e.param == "tools.0.input_schema" and e.message.startswith("tools.0.input_schema: JSON schema is invalid")
     assert problem in e.message
+
+
+def test_a_tool_name_with_a_final_newline_is_refused_as_anthropic_does():
+    tool = {"name": "get_weather\n", "input_schema": {"type": "object"}}
+    assert chat(body(tools=[{**tool, "name": "get_weather"}]))[0]["tools"][0]["function"]["name"] == "get_weather"
+    with pytest.raises(GatewayError) as e:
+        chat(body(tools=[tool]))
+    assert e.value.status == 400 and e.value.param == "tools.0.name"
