@@ -241,8 +241,8 @@ CAUSES: dict[str, Cause] = {  # the tables' conditions, as this test causes them
 
 
 @pytest.fixture
-def world(emulator, tmp_path):
-    w = World(emulator, tmp_path, [])
+def world(emu, tmp_path):  # emu: reset as the test begins (a gateway made with a named key asks at once)
+    w = World(emu, tmp_path, [])
     yield w
     for gw in w.made:
         gw.stop()

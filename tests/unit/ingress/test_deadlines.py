@@ -75,7 +75,9 @@ def test_flows_of_clients_the_gateway_never_saw_open_are_ignored():
 
 
 async def test_late_connections_are_closed_with_a_408_where_plain_and_counted_in_one_line(caplog):
-    d = deadlines.HeadDeadlines(LogTally(logging.getLogger("qwen.test")))
+    clock = Clock()  # all three owe from one instant, all late by the first sweep: under load, real time
+    # let the first sweep find one and the next the other (two lines where one was meant)
+    d = deadlines.HeadDeadlines(LogTally(logging.getLogger("qwen.test")), clock=clock)
     plain, tunnel, idle = tflow.tclient_conn(), tflow.tclient_conn(), tflow.tclient_conn()
     for c in (plain, tunnel, idle):
         d.opened(c)
@@ -83,6 +85,7 @@ async def test_late_connections_are_closed_with_a_408_where_plain_and_counted_in
     f = _flow(idle)
     d.began(f)
     d.ended(f)
+    clock.now += 1
     closed: dict[str, bytes | None] = {}
     with caplog.at_level(logging.INFO, logger="qwen.test"):
         d.start(0.2, lambda cid, answer: closed.__setitem__(cid, answer))
