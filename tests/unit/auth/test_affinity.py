@@ -16,7 +16,6 @@ from qwen_gateway.accounts import KEY, Conversation, Credential, Window
 from qwen_gateway.auth.account import Account
 from qwen_gateway.auth.key_account import KeyAccount
 from qwen_gateway.auth.pool import AccountPool, PoolExhausted
-from qwen_gateway.auth.state import AccountState
 
 UTC8 = 8 * 3600
 
@@ -35,13 +34,6 @@ class Fake(Account):
 
     def status(self) -> dict:
         return {"name": self.name, "kind": self.kind, "state": "ok", "base_url": f"http://{self.name}.test/v1"}
-
-
-@pytest.fixture
-def state(tmp_path):
-    s = AccountState(tmp_path / "state.sqlite3")
-    yield s
-    s.close()
 
 
 def conv(n: int) -> Conversation:

@@ -15,7 +15,6 @@ import pytest
 from qwen_gateway.auth import cli, cli_keys, qr
 from qwen_gateway.auth.plans import CODING, PAYG, PRESETS, TOKEN, key_warning, plan_of_url, workspace_base_url
 from qwen_gateway.auth.registry import Registry
-from qwen_gateway.settings.auth import AuthSettings
 
 PAYG_KEY = "sk-0123456789abcdef0123456789abcdef"
 PLAN_KEY = "sk-sp-0123456789abcdef0123456789ab"
@@ -28,12 +27,6 @@ def offline(monkeypatch):
     listed = httpx.MockTransport(lambda r: httpx.Response(200, json={"data": [{"id": "qwen3-coder-plus"}]}))
     real = cli_keys.check_key
     monkeypatch.setattr(cli_keys, "check_key", lambda base, key: real(base, key, transport=listed))
-
-
-@pytest.fixture
-def settings(tmp_path) -> AuthSettings:
-    return AuthSettings.from_env(qwen_dir=tmp_path / ".qwen", state_dir=tmp_path / "state",
-                                 oauth_base_url="http://127.0.0.1:9", default_api_base="http://127.0.0.1:9/v1")
 
 
 @pytest.fixture

@@ -13,18 +13,11 @@ import pytest
 from qwen_gateway.auth import cli, cli_keys
 from qwen_gateway.auth.plans import PRESETS
 from qwen_gateway.auth.registry import Registry
-from qwen_gateway.settings.auth import AuthSettings
 
 PAYG_KEY = "sk-0123456789abcdef0123456789abcdef"
 PLAN_KEY = "sk-sp-0123456789abcdef0123456789ab"
 MODELS = ["qwen3-max", "qwen3-coder-plus", "qwen3.6-plus", "qwen-flash", "qwen3-vl-plus"]
 REAL_CHECK = cli_keys.check_key
-
-
-@pytest.fixture
-def settings(tmp_path) -> AuthSettings:
-    return AuthSettings.from_env(qwen_dir=tmp_path / ".qwen", state_dir=tmp_path / "state",
-                                 oauth_base_url="http://127.0.0.1:9", default_api_base="http://127.0.0.1:9/v1")
 
 
 @pytest.fixture

@@ -3,12 +3,10 @@ cools one cools its siblings, each saying through which key (docs/accounts.md, `
 
 from __future__ import annotations
 
-import pytest
 
 from qwen_gateway.accounts import KEY, Credential
 from qwen_gateway.auth.account import Account
 from qwen_gateway.auth.groups import cool, group_map, siblings
-from qwen_gateway.auth.state import AccountState
 
 
 class Named(Account):
@@ -37,13 +35,6 @@ class Ungroupable(Account):
 
     def status(self) -> dict:
         return {"name": self.name}
-
-
-@pytest.fixture
-def state(tmp_path):
-    s = AccountState(tmp_path / "state.sqlite3")
-    yield s
-    s.close()
 
 
 def test_each_account_maps_to_its_whole_group_in_the_order_given():

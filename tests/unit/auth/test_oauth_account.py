@@ -16,20 +16,6 @@ from qwen_gateway.auth.names import DEFAULT
 from qwen_gateway.auth.oauth_account import OAuthAccount
 from qwen_gateway.auth.pool import AccountPool, PoolExhausted
 from qwen_gateway.auth.state import AccountState
-from qwen_gateway.settings.auth import AuthSettings
-
-
-@pytest.fixture
-def settings(tmp_path) -> AuthSettings:
-    return AuthSettings.from_env(qwen_dir=tmp_path / ".qwen", state_dir=tmp_path / "state",
-                                 oauth_base_url="http://127.0.0.1:9", default_api_base="http://127.0.0.1:9/v1")
-
-
-@pytest.fixture
-def state(tmp_path):
-    s = AccountState(tmp_path / "state.sqlite3")
-    yield s
-    s.close()
 
 
 def _seed(settings, name=None, *, expires_in=3600.0, token="at-1", rt="rt-1") -> Path:

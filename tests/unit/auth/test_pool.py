@@ -16,13 +16,6 @@ from qwen_gateway.auth.key_account import KeyAccount
 from qwen_gateway.auth.pool import AccountPool, PoolExhausted, next_reset
 from qwen_gateway.auth.registry import Registry
 from qwen_gateway.auth.state import AccountState
-from qwen_gateway.settings.auth import AuthSettings
-
-
-@pytest.fixture
-def settings(tmp_path) -> AuthSettings:
-    return AuthSettings.from_env(qwen_dir=tmp_path / ".qwen", state_dir=tmp_path / "state",
-                                 oauth_base_url="http://127.0.0.1:9", default_api_base="http://127.0.0.1:9/v1")
 
 
 class FakeAccount(Account):
@@ -41,13 +34,6 @@ class FakeAccount(Account):
     def status(self) -> dict:
         return {"name": self.name, "kind": self.kind, "state": "ok" if not self.fail else "missing",
                 "base_url": f"http://{self.name}.test/v1"}
-
-
-@pytest.fixture
-def state(tmp_path):
-    s = AccountState(tmp_path / "state.sqlite3")
-    yield s
-    s.close()
 
 
 async def test_round_robin_and_exclude(state):

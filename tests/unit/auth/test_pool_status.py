@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import time
 
-import pytest
 
 from qwen_gateway.accounts import KEY, OAUTH, WEB, Credential
 from qwen_gateway.auth.account import Account
 from qwen_gateway.auth.pool_status import NO_ACCOUNTS, describe_rows, status_rows, unserved
-from qwen_gateway.auth.state import AccountState
 from qwen_gateway.auth.web_account import NOT_SERVED
 
 
@@ -27,13 +25,6 @@ class Fixed(Account):
             raise RuntimeError("status failed")
         return {"name": self.name, "kind": self.kind, "state": self._state, "base_url": "http://x/v1",
                 "last_error": self._error}
-
-
-@pytest.fixture
-def state(tmp_path):
-    s = AccountState(tmp_path / "state.sqlite3")
-    yield s
-    s.close()
 
 
 def test_a_row_per_account_with_todays_requests(state):

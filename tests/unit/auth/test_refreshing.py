@@ -23,7 +23,6 @@ from qwen_gateway.auth.filelock import FileLock
 from qwen_gateway.auth.refreshing import RefreshedFileAccount
 from qwen_gateway.auth.state import AccountState, RefreshLockTimeout
 from qwen_gateway.auth.stranded import OAUTH_LOGIN
-from qwen_gateway.settings.auth import AuthSettings
 from qwen_gateway.storage.health import StateUnavailable
 
 
@@ -50,12 +49,6 @@ class LockedState(AccountState):
                 raise self.error
             yield
         return held()
-
-
-@pytest.fixture
-def settings(tmp_path) -> AuthSettings:
-    return AuthSettings.from_env(qwen_dir=tmp_path / ".qwen", state_dir=tmp_path / "state",
-                                 oauth_base_url="http://127.0.0.1:9", default_api_base="http://127.0.0.1:9/v1")
 
 
 @pytest.fixture

@@ -11,21 +11,6 @@ import pytest
 from qwen_gateway.auth.credfile import (LOGIN_ORDER)
 from qwen_gateway.auth.key_account import BrokenAccount, KeyAccount
 from qwen_gateway.auth.registry import AccountExists, Registry, save_login
-from qwen_gateway.auth.state import AccountState
-from qwen_gateway.settings.auth import AuthSettings
-
-
-@pytest.fixture
-def settings(tmp_path) -> AuthSettings:
-    return AuthSettings.from_env(qwen_dir=tmp_path / ".qwen", state_dir=tmp_path / "state",
-                                 oauth_base_url="http://127.0.0.1:9", default_api_base="http://127.0.0.1:9/v1")
-
-
-@pytest.fixture
-def state(tmp_path):
-    s = AccountState(tmp_path / "state.sqlite3")
-    yield s
-    s.close()
 
 
 def mode(p: Path) -> int:
