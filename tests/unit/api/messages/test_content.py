@@ -8,26 +8,9 @@ import json
 import pytest
 
 from qwen_gateway.api.messages import content
-from qwen_gateway.api.messages.request import to_chat
-from qwen_gateway.api.messages.thinking import ALTERED, FOREIGN, OURS
+from qwen_gateway.api.messages.thinking import FOREIGN, OURS
 from qwen_gateway.errors import GatewayError
-
-
-def body(**kw) -> dict:
-    return {"model": "claude-sonnet-5-5", "max_tokens": 1000, "messages": [{"role": "user", "content": "hi"}], **kw}
-
-
-def chat(b: dict, verify=lambda t, s: OURS if s == "ok" else ALTERED) -> tuple[dict, list[str]]:
-    notes: list[str] = []
-    return to_chat(b, notes, verify), notes
-
-
-def refused(b: dict) -> GatewayError:
-    with pytest.raises(GatewayError) as e:
-        chat(b)
-    assert e.value.status == 400 and e.value.type == "invalid_request_error"
-    return e.value
-
+from unit.api.messages.test_request import body, chat, refused  # the request's helpers
 
 
 def test_content_blocks_become_chat_parts():

@@ -8,22 +8,7 @@ import pytest
 from qwen_gateway.api.responses import fields
 from qwen_gateway.api.responses.request import translate
 from qwen_gateway.errors import GatewayError
-
-FN_A = {"type": "function", "name": "alpha", "parameters": {"type": "object", "properties": {}}}
-FN_B = {"type": "function", "name": "beta", "parameters": {"type": "object", "properties": {}}}
-NS = {"type": "namespace", "name": "clock", "description": "Time", "tools": [
-    {"type": "function", "name": "sleep", "parameters": {"type": "object", "properties": {}}}]}
-BODY = {"model": "qwen3-coder-plus", "input": "hi", "tools": [FN_A, FN_B, NS]}
-
-
-def names(chat: dict) -> list[str]:
-    return [t["function"]["name"] for t in chat.get("tools") or []]
-
-
-def refused(body: dict) -> GatewayError:
-    with pytest.raises(GatewayError) as e:
-        translate(body)
-    return e.value
+from unit.api.responses.test_fidelity import BODY, names, refused  # the tools' fixtures
 
 
 @pytest.mark.parametrize("field, value", [("conversation", "conv_123"), ("conversation", {"id": "conv_123"}),

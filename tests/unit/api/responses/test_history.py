@@ -12,25 +12,10 @@ from qwen_gateway.api.responses import history
 from qwen_gateway.api.responses.compaction import SUMMARY_PREFIX
 from qwen_gateway.api.responses.history import history_items
 from qwen_gateway.api.responses.request import translate
-from qwen_gateway.seal import Sealer
+from unit.api.responses.test_items import NAMESPACE, names, sealer, user  # noqa: F401  (sealer: a fixture)
 
 APPLY_PATCH = {"type": "custom", "name": "apply_patch", "description": "Edit files. FREEFORM.",
                "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}}
-NAMESPACE = {"type": "namespace", "name": "clock", "description": "Time tools", "tools": [
-    {"type": "function", "name": "sleep", "parameters": {"type": "object", "properties": {}}}]}
-
-
-def user(text: str) -> dict:
-    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
-
-
-def names(chat: dict) -> list[str]:
-    return [t["function"]["name"] for t in chat.get("tools") or []]
-
-
-@pytest.fixture
-def sealer(tmp_path) -> Sealer:
-    return Sealer(tmp_path / "state")
 
 
 def test_history_keeps_every_earlier_item_but_not_instructions(sealer):

@@ -9,25 +9,7 @@ import pytest
 from qwen_gateway.api.responses import tools
 from qwen_gateway.api.responses.request import translate
 from qwen_gateway.api.responses.tools import ToolRef, ToolSet
-
-FN = {"type": "function", "name": "exec_command", "description": "Run a command",
-      "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]}}
-GRAMMAR = "start: begin_patch hunk+ end_patch\nbegin_patch: \"*** Begin Patch\" LF\n"
-APPLY_PATCH = {"type": "custom", "name": "apply_patch", "description": "Edit files. FREEFORM.",
-               "format": {"type": "grammar", "syntax": "lark", "definition": GRAMMAR}}
-NAMESPACE = {"type": "namespace", "name": "clock", "description": "Time tools", "tools": [
-    {"type": "function", "name": "sleep", "parameters": {"type": "object", "properties": {}}}]}
-FUNCTIONS_NS = {"type": "namespace", "name": "functions", "description": "", "tools": [
-    {"type": "custom", "name": "exec", "description": "Run JavaScript", "format": {"type": "text"}},
-    {"type": "function", "name": "wait", "parameters": {"type": "object", "properties": {}}}]}
-
-
-def user(text: str) -> dict:
-    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
-
-
-def names(chat: dict) -> list[str]:
-    return [t["function"]["name"] for t in chat.get("tools") or []]
+from unit.api.responses.test_items import APPLY_PATCH, FN, FUNCTIONS_NS, GRAMMAR, NAMESPACE, names, user
 
 
 def test_additional_tools_join_and_namespaces_flatten():
