@@ -7,30 +7,12 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
-from pathlib import Path
 
 import pytest
 
 from qwen_gateway.auth import stranded
-from qwen_gateway.auth.credfile import LOGIN_ORDER, REFRESH_ORDER, dump_creds, read_creds, write_creds
-
-
-def login(expiry_s: float, *, access: str = "at-old", refresh: str = "rt-old", resource_url: str = "portal.qwen.ai"):
-    return {"access_token": access, "token_type": "Bearer", "refresh_token": refresh, "resource_url": resource_url,
-            "expiry_date": int((time.time() + expiry_s) * 1000)}
-
-
-def temp_of(path: Path, creds: dict | str, *, mode: int = 0o600, age_s: float = 0.0) -> Path:
-    """A temp file as credfile.atomic_write (and qwen-code's atomicWriteFile) names and writes it."""
-    tmp = path.with_name(f"{path.name}.tmp.{uuid.uuid4()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "w") as f:
-        f.write(creds if isinstance(creds, str) else dump_creds(creds, REFRESH_ORDER))
-    os.chmod(tmp, mode)
-    if age_s:
-        os.utime(tmp, (time.time() - age_s, time.time() - age_s))
-    return tmp
+from qwen_gateway.auth.credfile import LOGIN_ORDER, dump_creds, read_creds, write_creds
+from unit.auth.test_filelock import login, temp_of  # a login and qwen-code's temp file, as written
 
 
 def test_a_valid_newer_login_left_in_a_temp_file_is_adopted(tmp_path):

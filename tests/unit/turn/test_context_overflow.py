@@ -11,17 +11,8 @@ import pytest
 from qwen_gateway.tokens import ESTIMATE, count_request_tokens
 from qwen_gateway.turn import context_overflow
 from qwen_gateway.turn.context_overflow import ContextOverflow, param_of, prompt_tokens, upstream_limit
-from helpers.observe_testlib import chat_body, exchange
-
-
-def request(body: dict | None, endpoint: str | None = "chat.completions", size: int | None = None):
-    """An exchange as the guard sees it: classified, body parsed, not forwarded yet."""
-    model = body.get("model") if isinstance(body, dict) else ""
-    ex = exchange(endpoint=endpoint, body=body, size=size, model=model if isinstance(model, str) else "",
-                  upstream=False, status=None, usage=None)
-    if body is None:
-        ex.body = None
-    return ex
+from helpers.observe_testlib import chat_body
+from unit.turn.test_context_guard import request  # an exchange as the guard sees it
 
 
 async def test_qwens_refusal_becomes_the_guards_error_with_the_gateways_count():
