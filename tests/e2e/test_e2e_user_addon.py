@@ -51,6 +51,8 @@ def test_a_users_addon_runs_under_mitmproxys_own_dispatch_and_the_gateway_serves
     script.write_text(COUNTS)
     gw = make_gateway("user", env={**oauth_home["env"], "QWEN_TEST_COUNTS": str(counts)}, args=("-s", str(script)))
     _chat(gw)
+    # a streamed answer's response hook runs once its last chunk went out: the client may read it first
+    until(lambda: len(counts.read_text().splitlines()) >= 4, "the user's addon's four hook calls")
     notes = [json.loads(line) for line in counts.read_text().splitlines()]
     assert sorted(n["hook"] for n in notes) == ["requestheaders"] * 2 + ["response"] * 2
     assert {n["caller"] for n in notes} == {"invoke_addon"}  # mitmproxy's dispatch called them
