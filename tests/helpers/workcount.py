@@ -261,6 +261,21 @@ def _call_at(self, when, callback, *args, **kwargs):
 
 asyncio.BaseEventLoop.call_at = _call_at  # type: ignore[method-assign]
 _recent: set[asyncio.Task] = set()  # the gateway's tasks started by `flush`: it waits for them to end
+# The gateway's hand-offs to the loop's executor, until their result is back on the loop: a stored Response's
+# write may outlive the answer's bounded wait for it under load, and `flush` waits for its wake-up to be counted
+_executor_futures: set[asyncio.Future] = set()
+_real_run_in_executor = asyncio.BaseEventLoop.run_in_executor
+
+
+def _run_in_executor(self, *args, **kwargs):
+    future = _real_run_in_executor(self, *args, **kwargs)
+    if _ours():
+        _executor_futures.add(future)
+        future.add_done_callback(_executor_futures.discard)
+    return future
+
+
+asyncio.BaseEventLoop.run_in_executor = _run_in_executor  # type: ignore[method-assign]
 _flushing = threading.Event()
 _real_create_task = asyncio.BaseEventLoop.create_task
 
@@ -360,6 +375,8 @@ class WorkCount:
             await asyncio.sleep(0.01)
         else:
             raise RuntimeError("exchanges still open")
+        if _executor_futures:  # done only once the worker's wake-up reached the loop (and was counted)
+            await asyncio.wait(list(_executor_futures), timeout=30)
         _flushing.set()
         try:
             await self._close_batches(gw)
