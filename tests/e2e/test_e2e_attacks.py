@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import gzip
 import os
+import select
 import socket
 import time
 
 import httpx
 import pytest
+from helpers.procs import until
 
 pytestmark = pytest.mark.e2e
 
@@ -64,6 +66,63 @@ def test_an_endless_keyless_upload_is_cut_off_not_buffered(make_gateway, emu, oa
     r = httpx.post(gw.url + "/v1/chat/completions", json=CHAT, trust_env=False, timeout=20,
                    headers={"authorization": "Bearer the-key"})
     assert r.status_code == 200
+
+
+def open_sockets(pid: int) -> int:
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except FileNotFoundError:  # closed meanwhile
+            pass
+    return n
+
+
+def upload_until_answered(port: int, limit_s: float = 20) -> tuple[bytes, float | None]:
+    """A chunked upload that never ends, read while it is written: (what came back, seconds until the
+    gateway ended the connection — EOF or reset —, or None if it was still open after `limit_s`)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+              b"Transfer-Encoding: chunked\r\n\r\n")
+    chunk = b"100000\r\n" + b"x" * 0x100000 + b"\r\n"
+    got, t0 = b"", time.monotonic()
+    s.setblocking(False)
+    try:
+        while time.monotonic() - t0 < limit_s:
+            readable, writable, _ = select.select([s], [s], [], 0.2)
+            if readable:
+                try:
+                    data = s.recv(65536)
+                except ConnectionResetError:
+                    return got, time.monotonic() - t0
+                if not data:
+                    return got, time.monotonic() - t0
+                got += data
+            elif writable:
+                try:
+                    s.send(chunk)
+                except (BlockingIOError, InterruptedError):
+                    pass
+                except (BrokenPipeError, ConnectionResetError):
+                    return got, time.monotonic() - t0
+        return got, None
+    finally:
+        s.close()
+
+
+def test_an_upload_past_mitmproxys_limit_ends_its_connection(make_gateway, emu, oauth_home):
+    """mitmproxy answers 413 past body_size_limit and cancels the connection's handler, but left the socket
+    open, unread, for as long as the client kept it: a connection and a descriptor each, for ever."""
+    gw = make_gateway("leak", env=oauth_home["env"], args=("--set", "qwen_max_body_mb=1"))
+    assert serving(gw)
+    sockets, served = open_sockets(gw.proc.pid), len(emu.chat_requests())
+    for _ in range(3):
+        got, ended = upload_until_answered(gw.port)
+        assert got.startswith(b"HTTP/1.1 413"), got[:200]
+        assert ended is not None, "the gateway kept the refused upload's connection open"
+    until(lambda: open_sockets(gw.proc.pid) <= sockets, "the refused uploads' sockets closed", limit=10)
+    assert len(emu.chat_requests()) == served  # nothing of the uploads reached Qwen
+    assert serving(gw)
 
 
 def test_with_client_keys_the_explicit_proxy_is_no_open_relay(make_gateway, emu, oauth_home):

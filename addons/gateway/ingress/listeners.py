@@ -17,6 +17,13 @@ Shutdown. At exit, asyncio cancels the connection handlers still running, and Py
 cancelled task for its exception). mitmproxy leaves its client connections open when it stops, so the
 gateway closes them itself, the way mitmproxy closes an idle one (`close_connection`): each handler ends
 normally, its flows end with an error the gateway records, the client reads a clean end of stream.
+
+Connections mitmproxy forgets. Past `body_size_limit` mitmproxy answers 413 and closes the client
+connection by cancelling its handler; the handler is cancelled again while it reports the close, and ends
+before it closes its socket. The socket, its reading paused on a full buffer, then stayed open for as long
+as the client kept it: a connection and a descriptor for ever per refused upload (a client writing its
+whole body first waited for its own timeout). mitmproxy's `client_disconnected` comes once the handler has
+ended, so whatever socket it left open then is closed there (`close_left_open`).
 """
 
 from __future__ import annotations
@@ -165,3 +172,16 @@ async def close_clients(*own: Ends) -> int:
     for server in own:
         await server.ended()
     return len(handlers)
+
+
+def close_left_open(client) -> bool:
+    """From `client_disconnected`: close the client's socket if mitmproxy's ended handler left it open (a
+    no-op for every connection mitmproxy closed itself). True if it was open."""
+    ps = ctx.master.addons.get("proxyserver")
+    handler = ps.connections.get(client.id) if ps is not None else None
+    io = handler.transports.get(client) if handler is not None else None
+    writer = io.writer if io is not None else None
+    if writer is None or writer.is_closing():
+        return False
+    writer.close()
+    return True

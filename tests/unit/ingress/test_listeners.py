@@ -237,3 +237,46 @@ async def test_close_clients_goes_on_past_a_connection_that_cannot_be_closed(mon
         Handler(connections, "ok")
         assert await listeners.close_clients() == 2
         assert list(connections) == ["stuck"]  # waited a bounded time for it, not for ever
+
+
+class _Client:
+    id = "c1"
+
+
+async def _left_open(tctx, *, closed_before: bool) -> tuple[bool, bytes]:
+    """A client connection whose ended handler left its socket open (or closed it): what `close_left_open`
+    says, and what the client's end reads then (b"" is the end of the connection)."""
+    import socket
+    ours, theirs = socket.socketpair()
+    _, writer = await asyncio.open_connection(sock=ours)
+    client = _Client()
+    handler = type("Handler", (), {"transports": {client: type("IO", (), {"writer": writer})()}})()
+    proxyserver = type("ProxyServer", (), {"connections": {client.id: handler}})()
+    tctx.master.addons.get = lambda name: proxyserver if name == "proxyserver" else None  # type: ignore[method-assign]
+    if closed_before:
+        writer.close()
+    said = listeners.close_left_open(client)
+    await asyncio.sleep(0)  # the transport closes its socket on the next turn
+    await asyncio.sleep(0)
+    theirs.settimeout(2)
+    try:
+        return said, theirs.recv(10)
+    finally:
+        theirs.close()
+
+
+async def test_a_socket_an_ended_handler_left_open_is_closed():
+    with taddons.context() as tctx:
+        assert await _left_open(tctx, closed_before=False) == (True, b"")
+
+
+async def test_a_socket_mitmproxy_closed_is_left_alone():
+    with taddons.context() as tctx:
+        assert await _left_open(tctx, closed_before=True) == (False, b"")
+
+
+def test_a_client_mitmproxy_no_longer_holds_is_left_alone():
+    with taddons.context() as tctx:
+        proxyserver = type("ProxyServer", (), {"connections": {}})()
+        tctx.master.addons.get = lambda name: proxyserver if name == "proxyserver" else None  # type: ignore[method-assign]
+        assert listeners.close_left_open(_Client()) is False
