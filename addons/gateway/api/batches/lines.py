@@ -65,7 +65,10 @@ def results_back(data: bytes, back: Back) -> bytes:
             out.append(text)
             continue
         response = obj.get("response") if isinstance(obj, dict) else None
-        body = response.get("body") if isinstance(response, dict) else None
+        if not isinstance(response, dict):
+            out.append(text)
+            continue
+        body = response.get("body")
         if isinstance(body, dict) and response.get("status_code") == 200 and body.get("object") == "chat.completion":
             obj = {**obj, "response": {**response, "body": back(body)}}
         out.append(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
@@ -86,7 +89,7 @@ def priced(data: bytes, price: Price, model: str) -> tuple[dict, float | None, s
         response = obj.get("response") if isinstance(obj, dict) else None
         body = response.get("body") if isinstance(response, dict) else None
         usage = body.get("usage") if isinstance(body, dict) else None
-        if not isinstance(usage, dict):
+        if not isinstance(body, dict) or not isinstance(usage, dict):
             continue
         for k in USAGE:
             v = usage.get(k)

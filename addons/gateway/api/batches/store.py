@@ -50,7 +50,10 @@ class BatchStore:
         with self._lock:
             row = self._db.execute("SELECT id, kind, owner, account, model, upstream_model, billed FROM objects "
                                    "WHERE id = ? AND owner = ? AND kind = ?", (oid, owner, kind)).fetchone()
-        return Record(*row[:6], bool(row[6])) if row else None
+        if row is None:
+            return None
+        oid, kind, owner, account, model, upstream_model, billed = row
+        return Record(oid, kind, owner, account, model, upstream_model, bool(billed))
 
     def accounts(self, owner: str, kind: str) -> list[str]:
         """The accounts holding `owner`'s objects of `kind`, the newest's first."""
