@@ -165,6 +165,8 @@ class QwenGateway(Wiring):
         if endpoint is None or ex.route == "method_not_allowed":
             if ex.route in routing.BODY_ROUTES:
                 ex.body = body.parse_json(body.read(flow, ex, self.config.max_body) or b"{}")
+            elif ex.route in routing.RAW_BODY_ROUTES:
+                body.read(flow, ex, self.config.max_body)  # bounded and decodable before the route reads it
             self.observers.notify("client_request", ex, flow)
             flow.response = await self.local.answer(ex, flow, self.config)
             return

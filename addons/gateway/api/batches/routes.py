@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from mitmproxy import http
 
 from ...accounts import Credential, Pool
-from ...errors import GatewayError
+from ...errors import ConnectionFailed, GatewayError, UpstreamTimeout
 from ...exchange import Exchange
 from ...local_answers import answer, json_response
 from ...settings.config import Config
@@ -61,8 +61,13 @@ class BatchRoutes:
     async def _call(self, ex: Exchange, cred: Credential, method: str, suffix: str, config: Config,
                     body: bytes = b"", content_type: str = "", query: str = "") -> tuple[int, str, bytes]:
         ex.attempt.cred = cred  # the account on the ledger's row and the flow
-        status, ctype, data = await self.send(cred, method, suffix, body, content_type, query, ex.client.user_agent,
-                                              config)
+        try:
+            status, ctype, data = await self.send(cred, method, suffix, body, content_type, query,
+                                                  ex.client.user_agent, config)
+        except ConnectionFailed as e:
+            raise GatewayError(504 if isinstance(e, UpstreamTimeout) else 502,
+                               f"Qwen's Files and Batch APIs could not be reached with account {cred.account}: {e}",
+                               code="upstream_unreachable") from None
         if status == 401:
             raise GatewayError(502, f"Qwen refused the key of account {cred.account} for its Files and Batch APIs "
                                     f"(401).", code="upstream_refused")

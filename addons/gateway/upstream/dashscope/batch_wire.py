@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...accounts import Credential
+from ...errors import ConnectionFailed
 from ...settings.network import Network
 from ..client import UpstreamClient
 from .headers import GATEWAY_AGENT, target
@@ -26,7 +27,7 @@ class Reply:
     body: bytes
 
 
-class TooLarge(ValueError):
+class TooLarge(ConnectionFailed):
     """An answer over MAX_ANSWER."""
 
 

@@ -154,3 +154,16 @@ def test_plans_are_refused_and_wrong_methods_named(tmp_path):
         call(routes, "DELETE", "/v1/batches/batch_1", "", conf)
     assert e.value.status == 405
     assert qwen.calls == []
+
+
+def test_qwen_out_of_reach_is_a_bad_gateway_naming_the_account(tmp_path):
+    from qwen_gateway.errors import ConnectionFailed, UpstreamTimeout
+
+    for raised, status in ((ConnectionFailed("cannot connect to q:443: refused"), 502),
+                           (UpstreamTimeout("no answer within 120 s"), 504)):
+        async def send(*args, raised=raised):
+            raise raised
+
+        with pytest.raises(GatewayError) as e:
+            upload(routes_for(tmp_path, send), config(tmp_path))
+        assert e.value.status == status and "account ds" in e.value.message and str(raised) in e.value.message
