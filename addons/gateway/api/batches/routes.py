@@ -75,6 +75,7 @@ class BatchRoutes:
 
     async def _upload(self, ex: Exchange, flow: http.HTTPFlow, store: BatchStore, config: Config) -> http.Response:
         cred = await batch_account(self.pool())
+        store.ready()  # the owner's row can be written: nothing is made on Qwen that nobody would own
         form = multipart.parse(flow.request.headers.get("content-type", ""), flow.request.get_content() or b"")
         model = upstream = ""
         if multipart.text(form, "purpose") == "batch" and "file" in form:
@@ -97,6 +98,7 @@ class BatchRoutes:
                    GatewayError(400, "Missing required parameter: 'input_file_id'.", param="input_file_id",
                                 code="missing_required_parameter"))
         cred = await credential_of(self.pool(), source.account)
+        store.ready()
         status, rtype, data = await self._call(ex, cred, "POST", "batches", config, json.dumps(asked).encode(),
                                                "application/json")
         made = _json(data)

@@ -7,12 +7,18 @@ an id of another organisation's."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+from ...storage.health import check_local, local_failure
 from ...storage.sqlite import open_private_db
+
+T = TypeVar("T")
 
 FILENAME = "batches.sqlite3"
 SCHEMA = """CREATE TABLE IF NOT EXISTS objects (
@@ -34,22 +40,42 @@ class Record:
 
 
 class BatchStore:
+    """Opened at first use; a state folder that cannot be used now raises the storage's StateUnavailable (the
+    client's 503 `state_unavailable`), logged once per outage by storage/health.py."""
+
     def __init__(self, state_dir: Path) -> None:
+        self.folder = state_dir
         self.path = state_dir / FILENAME
         self._lock = threading.Lock()
-        self._db = open_private_db(self.path, timeout=5.0, setup=SCHEMA)
+        self._conn: sqlite3.Connection | None = None
+
+    def ready(self) -> None:
+        """Before Qwen is asked to make something: the folder is known to take the owner's row."""
+        check_local(self.folder)
+        self._run(lambda db: None)
+
+    def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = open_private_db(self.path, timeout=5.0, setup=SCHEMA)
+                return work(self._conn)
+            except (OSError, sqlite3.Error) as e:
+                outage = local_failure(self.folder, e)
+                if outage is None:
+                    raise
+                raise outage from None
 
     def put(self, record: Record) -> None:
-        with self._lock:
-            self._db.execute("INSERT OR IGNORE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                             (record.id, record.kind, record.owner, record.account, record.model,
-                              record.upstream_model, int(record.billed), time.time()))
+        self._run(lambda db: db.execute("INSERT OR IGNORE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                        (record.id, record.kind, record.owner, record.account, record.model,
+                                         record.upstream_model, int(record.billed), time.time())))
 
     def get(self, oid: str, owner: str, kind: str) -> Record | None:
         """`oid` if `owner` made it (a file: also a batch's results file of theirs)."""
-        with self._lock:
-            row = self._db.execute("SELECT id, kind, owner, account, model, upstream_model, billed FROM objects "
-                                   "WHERE id = ? AND owner = ? AND kind = ?", (oid, owner, kind)).fetchone()
+        row = self._run(lambda db: db.execute("SELECT id, kind, owner, account, model, upstream_model, billed FROM "
+                                              "objects WHERE id = ? AND owner = ? AND kind = ?",
+                                              (oid, owner, kind)).fetchone())
         if row is None:
             return None
         oid, kind, owner, account, model, upstream_model, billed = row
@@ -57,32 +83,31 @@ class BatchStore:
 
     def accounts(self, owner: str, kind: str) -> list[str]:
         """The accounts holding `owner`'s objects of `kind`, the newest's first."""
-        with self._lock:
-            rows = self._db.execute("SELECT account, MAX(created) AS last FROM objects WHERE owner = ? AND kind = ? "
-                                    "GROUP BY account ORDER BY last DESC", (owner, kind)).fetchall()
+        rows = self._run(lambda db: db.execute("SELECT account, MAX(created) AS last FROM objects WHERE owner = ? AND "
+                                               "kind = ? GROUP BY account ORDER BY last DESC", (owner, kind)).fetchall())
         return [r[0] for r in rows]
 
     def owned(self, owner: str, ids: list[str]) -> set[str]:
         if not ids:
             return set()
-        with self._lock:
-            rows = self._db.execute(f"SELECT id FROM objects WHERE owner = ? AND id IN ({','.join('?' * len(ids))})",
-                                    (owner, *ids)).fetchall()
+        marks = ",".join("?" * len(ids))
+        rows = self._run(lambda db: db.execute(f"SELECT id FROM objects WHERE owner = ? AND id IN ({marks})",
+                                               (owner, *ids)).fetchall())
         return {r[0] for r in rows}
 
     def claim_bill(self, oid: str) -> bool:
         """True once per batch: the caller bills it (and `unbill`s it if it could not)."""
-        with self._lock:
-            return self._db.execute("UPDATE objects SET billed = 1 WHERE id = ? AND billed = 0", (oid,)).rowcount == 1
+        return self._run(lambda db: db.execute("UPDATE objects SET billed = 1 WHERE id = ? AND billed = 0",
+                                               (oid,)).rowcount) == 1
 
     def unbill(self, oid: str) -> None:
-        with self._lock:
-            self._db.execute("UPDATE objects SET billed = 0 WHERE id = ?", (oid,))
+        self._run(lambda db: db.execute("UPDATE objects SET billed = 0 WHERE id = ?", (oid,)))
 
     def forget(self, oid: str) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM objects WHERE id = ?", (oid,))
+        self._run(lambda db: db.execute("DELETE FROM objects WHERE id = ?", (oid,)))
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

@@ -167,3 +167,15 @@ def test_qwen_out_of_reach_is_a_bad_gateway_naming_the_account(tmp_path):
         with pytest.raises(GatewayError) as e:
             upload(routes_for(tmp_path, send), config(tmp_path))
         assert e.value.status == status and "account ds" in e.value.message and str(raised) in e.value.message
+
+
+def test_nothing_is_made_on_qwen_while_the_owners_cannot_be_written(tmp_path):
+    from qwen_gateway.storage.health import StateUnavailable
+
+    (tmp_path / "file").write_text("not a folder")
+    qwen, store = Qwen(), BatchStore(tmp_path / "file" / "state")
+    routes = BatchRoutes(lambda: Pool(PAYG), lambda conf: store, qwen, lambda ex, b, c, conf: b,
+                         lambda ex, a, m: a)
+    with pytest.raises(StateUnavailable):
+        upload(routes, config(tmp_path))
+    assert qwen.calls == []

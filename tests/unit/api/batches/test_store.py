@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import stat
 
+import pytest
+
 from qwen_gateway.api.batches.store import BATCH, FILE, BatchStore, Record
 
 
@@ -29,3 +31,15 @@ def test_objects_belong_to_their_key_and_a_batch_is_billed_once_across_restarts(
     assert again.get("file-1", "alice", FILE) is None
     assert stat.S_IMODE(again.path.stat().st_mode) == 0o600
     again.close()
+
+
+def test_a_state_folder_that_cannot_be_used_is_the_storages_outage_not_a_failure(tmp_path):
+    from qwen_gateway.storage.health import StateUnavailable
+
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    store = BatchStore(blocked / "state")
+    for attempt in (store.ready, lambda: store.get("file-1", "alice", FILE),
+                    lambda: store.put(Record("file-1", FILE, "alice", "ds", "", ""))):
+        with pytest.raises(StateUnavailable):
+            attempt()
