@@ -119,6 +119,34 @@ def test_a_batch_of_a_thousand_lines_costs_half_of_the_same_requests_one_by_one(
     assert alice not in gw.log() and env["DS_KEY"] not in gw.log()
 
 
+def test_openai_model_names_map_as_on_chat_and_a_cancelled_batch_costs_nothing(tmp_path, emu, make_gateway):
+    env = payg_env(tmp_path, emu)
+    emu.switches(batch_steps_per_poll=1)
+    gw = make_gateway(env=env)
+    c = openai_client(gw.url, "client-key")
+    rows = [{"custom_id": f"g{i}", "method": "POST", "url": "/v1/chat/completions",
+             "body": {"model": "gpt-4o", "max_completion_tokens": 20, "stream": True, "messages": [
+                 {"role": "developer", "content": "Be brief."}, {"role": "user", "content": f"hello {i}"}]}}
+            for i in range(2)]
+    mapped = c.batches.create(input_file_id=c.files.create(file=("g.jsonl", jsonl(rows)), purpose="batch").id,
+                              endpoint="/v1/chat/completions", completion_window="24h")
+    stopped = c.batches.create(input_file_id=c.files.create(file=("s.jsonl", jsonl(rows)), purpose="batch").id,
+                               endpoint="/v1/chat/completions", completion_window="24h")
+    assert c.batches.cancel(stopped.id).status == "cancelling"
+    for _ in range(20):
+        mapped, stopped = c.batches.retrieve(mapped.id), c.batches.retrieve(stopped.id)
+        if mapped.status == "completed" and stopped.status == "cancelled":
+            break
+        time.sleep(0.2)
+    assert (mapped.status, stopped.status) == ("completed", "cancelled"), (mapped, stopped)
+    out = [json.loads(x) for x in c.files.content(mapped.output_file_id).text.splitlines()]
+    assert {r["response"]["body"]["model"] for r in out} == {"gpt-4o"}  # Qwen's qwen-plus, named as asked
+    assert stopped.output_file_id is None  # cancelled while validating: no line ran, nothing to bill
+    rows_billed = until(lambda: ledger(env, "SELECT model, upstream_model, cost FROM usage WHERE endpoint = 'batches' "
+                                            "AND prompt_tokens > 0"), "the mapped batch's row")
+    assert [r[:2] for r in rows_billed] == [("gpt-4o", MODEL)]
+
+
 def test_a_coding_plan_key_account_is_refused_saying_why(tmp_path, emu, make_gateway):
     env = payg_env(tmp_path, emu, base="https://coding-intl.dashscope.aliyuncs.com/v1")
     gw = make_gateway(env=env)
