@@ -40,6 +40,7 @@ ANTHROPIC_HOST = "api.anthropic.com"
 BODY_ROUTES = frozenset({"auth", "count_tokens", "stored_chat"})
 # Routes that read their body as it is (a multipart upload): its size and encoding are checked first.
 RAW_BODY_ROUTES = frozenset({"batches"})
+READ_ROUTES = BODY_ROUTES | RAW_BODY_ROUTES
 
 
 @dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs 5x (object.__setattr__)
