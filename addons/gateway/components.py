@@ -18,7 +18,7 @@ from typing import Any
 from .accounts import KEY, OAUTH, WEB, Credential, Pool
 from .api import models as model_list, telemetry
 from .api.batches.routes import BatchRoutes
-from .api.batches.store import BatchStore
+from .api.batches.store import BatchStore, SharedBatchStore
 from .api.chat import CHAT
 from .api.completions import COMPLETIONS
 from .api.embeddings import EMBEDDINGS
@@ -33,6 +33,7 @@ from .api.stored_chat import endpoint as stored_chat
 from .auth import plans
 from .auth.remote import RemoteLogin
 from .settings.config import Config
+from .storage.pg import Database
 from .ingress.login import LoginRoute
 from .local_answers import LocalRoute
 from .mitmweb.flowview import FlowAnnotator, FlowCap
@@ -99,13 +100,14 @@ def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[
 
 
 @functools.cache
-def _batch_store(state_dir: Path) -> BatchStore:
-    return BatchStore(state_dir)
+def _batch_store(state_dir: Path, url: str) -> BatchStore:
+    return SharedBatchStore(Database(url)) if url else BatchStore(state_dir)
 
 
 def batch_store(config: Config) -> BatchStore:
-    """The batches' owners, in the state folder (one store per folder, opened at first use)."""
-    return _batch_store(config.state_dir)
+    """The batches' owners: in the shared database (qwen_state_url), else in the state folder (one store per
+    place, opened at first use)."""
+    return _batch_store(config.state_dir, config.state_url)
 
 
 async def batch_send(cred: Credential, method: str, suffix: str, body: bytes, content_type: str, query: str,

@@ -75,7 +75,7 @@ class BatchRoutes:
 
     async def _upload(self, ex: Exchange, flow: http.HTTPFlow, store: BatchStore, config: Config) -> http.Response:
         cred = await batch_account(self.pool())
-        store.ready()  # the owner's row can be written: nothing is made on Qwen that nobody would own
+        await store.ready()  # the owner's row can be written: nothing is made on Qwen that nobody would own
         form = multipart.parse(flow.request.headers.get("content-type", ""), flow.request.get_content() or b"")
         model = upstream = ""
         if multipart.text(form, "purpose") == "batch" and "file" in form:
@@ -86,30 +86,30 @@ class BatchRoutes:
         status, rtype, data = await self._call(ex, cred, "POST", "files", config, body, ctype)
         made = _json(data)
         if status == 200 and isinstance(made.get("id"), str):
-            store.put(Record(made["id"], FILE, ex.key.name, cred.account, model, upstream))
+            await store.put(Record(made["id"], FILE, ex.key.name, cred.account, model, upstream))
         return answer(status, data, rtype.encode() or b"application/json")
 
     async def _create(self, ex: Exchange, flow: http.HTTPFlow, store: BatchStore, config: Config) -> http.Response:
         asked = _json(flow.request.get_content() or b"")
         fid = asked.get("input_file_id")
-        source = store.get(fid, ex.key.name, FILE) if isinstance(fid, str) else None
+        source = await store.get(fid, ex.key.name, FILE) if isinstance(fid, str) else None
         if source is None:
             raise (not_found("files", fid) if isinstance(fid, str) else
                    GatewayError(400, "Missing required parameter: 'input_file_id'.", param="input_file_id",
                                 code="missing_required_parameter"))
         cred = await credential_of(self.pool(), source.account)
-        store.ready()
+        await store.ready()
         status, rtype, data = await self._call(ex, cred, "POST", "batches", config, json.dumps(asked).encode(),
                                                "application/json")
         made = _json(data)
         if status == 200 and isinstance(made.get("id"), str):
-            store.put(Record(made["id"], BATCH, ex.key.name, cred.account, source.model, source.upstream_model))
+            await store.put(Record(made["id"], BATCH, ex.key.name, cred.account, source.model, source.upstream_model))
         ex.requested_model = source.model
         return answer(status, data, rtype.encode() or b"application/json")
 
     async def _one(self, ex: Exchange, store: BatchStore, kind: str, oid: str, method: str, config: Config,
                    action: str = "") -> http.Response:
-        record = store.get(oid, ex.key.name, FILE if kind == "files" else BATCH)
+        record = await store.get(oid, ex.key.name, FILE if kind == "files" else BATCH)
         if record is None:
             raise not_found(kind, oid)
         cred = await credential_of(self.pool(), record.account)
@@ -118,7 +118,7 @@ class BatchRoutes:
         if status != 200:
             return answer(status, data, rtype.encode() or b"application/json")
         if method == "DELETE":
-            store.forget(oid)
+            await store.forget(oid)
         if action == "content":
             if record.model:
                 data = lines.results_back(data, lambda body: self.back(ex, body, record.model))
@@ -132,16 +132,19 @@ class BatchRoutes:
         """A batch's results and errors files are its owner's; a finished batch is billed once, here."""
         for key in ("output_file_id", "error_file_id"):
             if isinstance(batch.get(key), str) and batch[key]:
-                store.put(Record(batch[key], FILE, record.owner, record.account, record.model, record.upstream_model))
+                await store.put(Record(batch[key], FILE, record.owner, record.account, record.model,
+                                       record.upstream_model))
         out = batch.get("output_file_id")
-        if batch.get("status") not in TERMINAL or not isinstance(out, str) or not out or not store.claim_bill(record.id):
+        if batch.get("status") not in TERMINAL or not isinstance(out, str) or not out:
+            return
+        if not await store.claim_bill(record.id):
             return
         try:
             status, _, data = await self._call(ex, cred, "GET", f"files/{out}/content", config)
             if status != 200:
                 raise GatewayError(502, f"Qwen did not give the results file ({status})")
         except Exception:
-            store.unbill(record.id)  # the next look at the batch bills it
+            await store.unbill(record.id)  # the next look at the batch bills it
             return
         usage, cost, unit = lines.priced(data, lambda model, u: config.prices.cost(cred.billing, model, u, batch=True),
                                          record.upstream_model)
@@ -152,19 +155,20 @@ class BatchRoutes:
 
     async def _list(self, ex: Exchange, store: BatchStore, kind: str, query: dict, config: Config) -> http.Response:
         """The owner's objects, from each account that holds some (Qwen lists an account's, of every owner)."""
-        if not store.accounts(ex.key.name, FILE if kind == "files" else BATCH):
+        holders = await store.accounts(ex.key.name, FILE if kind == "files" else BATCH)
+        if not holders:
             await batch_account(self.pool())  # no account may run batches: say why, as an upload would
             return json_response(200, {"object": "list", "data": [], "has_more": False})
         data: list[dict] = []
         more = False
-        for account in store.accounts(ex.key.name, FILE if kind == "files" else BATCH):
+        for account in holders:
             cred = await credential_of(self.pool(), account)
             status, rtype, raw = await self._call(ex, cred, "GET", kind, config, query=urlencode(query))
             if status != 200:
                 return answer(status, raw, rtype.encode() or b"application/json")
             page = _json(raw)
             rows = [r for r in page.get("data") or [] if isinstance(r, dict) and isinstance(r.get("id"), str)]
-            mine = store.owned(ex.key.name, [r["id"] for r in rows])
+            mine = await store.owned(ex.key.name, [r["id"] for r in rows])
             data += [r for r in rows if r["id"] in mine]
             more = more or bool(page.get("has_more"))
         shown: dict = {"object": "list", "data": data, "has_more": more}

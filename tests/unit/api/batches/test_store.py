@@ -1,5 +1,6 @@
 """Who owns each file and batch (api/batches/store.py): another key's id is not found, a batch is billed once,
-and both survive a restart."""
+and both survive a restart; the same in the state folder's SQLite and in the shared PostgreSQL (several gateways:
+a batch made through one is found through another)."""
 
 from __future__ import annotations
 
@@ -7,39 +8,60 @@ import stat
 
 import pytest
 
-from qwen_gateway.api.batches.store import BATCH, FILE, BatchStore, Record
+from qwen_gateway.api.batches.store import BATCH, FILE, BatchStore, Record, SharedBatchStore
+from qwen_gateway.storage.health import StateUnavailable
+from qwen_gateway.storage.pg import Database
+
+from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 
 
-def test_objects_belong_to_their_key_and_a_batch_is_billed_once_across_restarts(tmp_path):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def stores(request, tmp_path):
+    """Two stores on one storage: a restart, or two gateways."""
+    if request.param == "sqlite":
+        made = [BatchStore(tmp_path), BatchStore(tmp_path)]
+    else:
+        url = request.getfixturevalue("pg_url")
+        made = [SharedBatchStore(Database(url)), SharedBatchStore(Database(url))]
+    return made
+
+
+async def test_objects_belong_to_their_key_and_a_batch_is_billed_once_across_restarts(stores):
+    store, again = stores
+    await store.ready()
+    await store.put(Record("file-1", FILE, "alice", "ds", "gpt-4o", "qwen-plus"))
+    await store.put(Record("batch_1", BATCH, "alice", "ds", "gpt-4o", "qwen-plus"))
+    await store.put(Record("file-2", FILE, "bob", "other", "", ""))
+    await store.put(Record("file-1", FILE, "bob", "other", "", ""))  # an id is its first owner's
+    assert await store.get("file-1", "alice", FILE) == Record("file-1", FILE, "alice", "ds", "gpt-4o", "qwen-plus")
+    assert await store.get("file-1", "bob", FILE) is None and await store.get("batch_1", "alice", FILE) is None
+    assert await store.owned("alice", ["file-1", "file-2", "batch_1", "nope"]) == {"file-1", "batch_1"}
+    assert await store.owned("alice", []) == set()
+    assert await store.accounts("alice", FILE) == ["ds"] and await store.accounts("carol", BATCH) == []
+    assert await store.claim_bill("batch_1") and not await store.claim_bill("batch_1")
+
+    assert (await again.get("batch_1", "alice", BATCH)).billed and not await again.claim_bill("batch_1")
+    await again.unbill("batch_1")
+    assert await again.claim_bill("batch_1")
+    await again.forget("file-1")
+    assert await store.get("file-1", "alice", FILE) is None
+    for s in stores:
+        await s.aclose()
+
+
+def test_the_state_folders_file_is_private(tmp_path):
+    import asyncio
+
     store = BatchStore(tmp_path)
-    store.put(Record("file-1", FILE, "alice", "ds", "gpt-4o", "qwen-plus"))
-    store.put(Record("batch_1", BATCH, "alice", "ds", "gpt-4o", "qwen-plus"))
-    store.put(Record("file-2", FILE, "bob", "other", "", ""))
-    assert store.get("file-1", "alice", FILE) == Record("file-1", FILE, "alice", "ds", "gpt-4o", "qwen-plus")
-    assert store.get("file-1", "bob", FILE) is None and store.get("batch_1", "alice", FILE) is None
-    assert store.owned("alice", ["file-1", "file-2", "batch_1", "nope"]) == {"file-1", "batch_1"}
-    assert store.owned("alice", []) == set()
-    assert store.accounts("alice", FILE) == ["ds"] and store.accounts("carol", BATCH) == []
-    assert store.claim_bill("batch_1") and not store.claim_bill("batch_1")
-    store.close()
-
-    again = BatchStore(tmp_path)  # a restart
-    assert again.get("batch_1", "alice", BATCH).billed and not again.claim_bill("batch_1")
-    again.unbill("batch_1")
-    assert again.claim_bill("batch_1")
-    again.forget("file-1")
-    assert again.get("file-1", "alice", FILE) is None
-    assert stat.S_IMODE(again.path.stat().st_mode) == 0o600
-    again.close()
+    asyncio.run(store.ready())
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
 
 
-def test_a_state_folder_that_cannot_be_used_is_the_storages_outage_not_a_failure(tmp_path):
-    from qwen_gateway.storage.health import StateUnavailable
-
+async def test_a_state_folder_that_cannot_be_used_is_the_storages_outage_not_a_failure(tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
     store = BatchStore(blocked / "state")
     for attempt in (store.ready, lambda: store.get("file-1", "alice", FILE),
                     lambda: store.put(Record("file-1", FILE, "alice", "ds", "", ""))):
         with pytest.raises(StateUnavailable):
-            attempt()
+            await attempt()
