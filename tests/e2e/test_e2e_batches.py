@@ -16,6 +16,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 from helpers.team import add_key, openai_client, until
 
 pytestmark = pytest.mark.e2e
@@ -158,3 +159,45 @@ def test_a_coding_plan_key_account_is_refused_saying_why(tmp_path, emu, make_gat
     assert e.value.code == "batch_not_allowed"
     with pytest.raises(openai.PermissionDeniedError):
         c.batches.list()
+
+
+def test_two_gateways_on_one_database_share_a_batch_and_bill_it_once(tmp_path, emu, pg_url):
+    """With `qwen_state_url`, a batch made through one gateway is found (and billed once) through another."""
+    import psycopg
+
+    from helpers.procs import Gateway
+
+    emu.switches(batch_steps_per_poll=1)
+    key = emu.seed_token(kind="key")
+    gws = []
+    for name in ("one", "two"):
+        env = payg_env(tmp_path / name, emu)
+        env["DS_KEY"] = key  # one Model Studio account behind both gateways
+        gws.append(Gateway(tmp_path / name / "gw", env=env, args=("--set", f"qwen_state_url={pg_url}")))
+    try:
+        for gw in gws:
+            gw.start()
+        one, two = (openai_client(gw.url, "client-key") for gw in gws)
+        rows = [{"custom_id": f"q{i}", "method": "POST", "url": "/v1/chat/completions", "body": request(i)}
+                for i in range(3)]
+        made = one.batches.create(input_file_id=one.files.create(file=("in.jsonl", jsonl(rows)), purpose="batch").id,
+                                  endpoint="/v1/chat/completions", completion_window="24h")
+        for _ in range(20):
+            seen = [c.batches.retrieve(made.id) for c in (two, one)]
+            if seen[0].status == "completed":
+                break
+            time.sleep(0.2)
+        assert seen[0].status == "completed" and len(two.files.content(seen[0].output_file_id).text.splitlines()) == 3
+        for c in (one, two):
+            c.batches.retrieve(made.id)
+
+        def billed() -> list:
+            with psycopg.connect(pg_url) as conn:
+                return conn.execute("SELECT cost FROM usage WHERE endpoint = 'batches' AND prompt_tokens > 0").fetchall()
+
+        assert len(until(billed, "the batch's row in the shared ledger")) == 1
+        time.sleep(1)
+        assert len(billed()) == 1
+    finally:
+        for gw in gws:
+            gw.stop()
