@@ -82,6 +82,7 @@ class BatchRoutes:
             name, data = form["file"]
             data, model, upstream = lines.translate_file(data, lambda body: self.translate(ex, body, cred, config))
             form["file"] = (name, data)
+            ex.requested_model = model
         ctype, body = multipart.build(form)
         status, rtype, data = await self._call(ex, cred, "POST", "files", config, body, ctype)
         made = _json(data)

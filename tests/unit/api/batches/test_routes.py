@@ -106,7 +106,7 @@ def test_an_upload_is_translated_owned_by_its_key_and_hidden_from_others(tmp_pat
     routes = routes_for(tmp_path, qwen, CODING, PAYG)
     resp, ex = upload(routes, conf)
     fid = json.loads(resp.content)["id"]
-    assert resp.status_code == 200 and ex.account == "ds"
+    assert resp.status_code == 200 and ex.account == "ds" and ex.requested_model == "gpt-4o"  # the ledger's row
     assert b'"model":"qwen-plus"' in qwen.files[fid] and b"gpt-4o" not in qwen.files[fid]
     assert qwen.calls[0] == ("ds", "POST", "files", "", "OpenAI/Python 2.0")  # the client's own User-Agent
     assert call(routes, "GET", f"/v1/files/{fid}", "alice", conf)[0].status_code == 404  # Qwen's own 404 passes
