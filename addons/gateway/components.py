@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from pathlib import Path
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .accounts import KEY, OAUTH, WEB, Credential, Pool
@@ -32,6 +32,7 @@ from .api.responses.store import ResponseStore
 from .api.stored_chat import endpoint as stored_chat
 from .auth import plans
 from .auth.remote import RemoteLogin
+from .exchange import Exchange
 from .settings.config import Config
 from .storage.pg import Database
 from .ingress.login import LoginRoute
@@ -49,8 +50,6 @@ from .upstream.dashscope import batch_wire
 from .upstream.dashscope.key_models import KeyCatalogue
 from .upstream.dashscope.upstream import DASHSCOPE
 from .upstream.qwenweb.upstream import web_upstream
-
-from .exchange import Exchange
 
 
 def endpoints(store: Callable[[], ResponseStore], runs: Callable[[], BackgroundRuns] | None = None,
