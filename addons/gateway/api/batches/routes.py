@@ -1,7 +1,8 @@
 """The local route of `/v1/files…` and `/v1/batches…`: each request made again to Model Studio's own API on the
 account that holds the object (a new upload or batch: the next pay-as-you-go key account), its answer handed back,
-the object owned by the named key that made it (store.py), and a finished batch billed once at the batch rate on
-the exchange that first sees it finished (the ledger's row, `endpoint` "batches").
+the object owned by the named key that made it (store.py), and a finished batch's results billed once at the batch
+rate on the exchange that first sees the batch finished or first downloads them (the ledger's row, `endpoint`
+"batches").
 
 Qwen's answers are OpenAI's shapes already (its Files and Batch APIs are OpenAI-compatible): they pass as they
 are, but for a results file's lines (lines.results_back) and the owner's filter on lists."""
@@ -121,6 +122,9 @@ class BatchRoutes:
         if method == "DELETE":
             await store.forget(oid)
         if action == "content":
+            usage, cost, unit = lines.priced(data, self._price(cred, config), record.upstream_model)
+            if usage["prompt_tokens"] + usage["completion_tokens"] and await store.claim_bill(oid):  # not billed yet
+                self._bill(ex, record, usage, cost, unit)
             if record.model:
                 data = lines.results_back(data, lambda body: self.back(ex, body, record.model))
             return answer(200, data, rtype.encode() or b"application/octet-stream")
@@ -130,28 +134,40 @@ class BatchRoutes:
 
     async def _settled(self, ex: Exchange, store: BatchStore, record: Record, batch: dict, cred: Credential,
                        config: Config) -> None:
-        """A batch's results and errors files are its owner's; a finished batch is billed once, here."""
-        for key in ("output_file_id", "error_file_id"):
-            if isinstance(batch.get(key), str) and batch[key]:
-                await store.put(Record(batch[key], FILE, record.owner, record.account, record.model,
-                                       record.upstream_model))
-        out = batch.get("output_file_id")
-        if batch.get("status") not in TERMINAL or not isinstance(out, str) or not out:
-            return
-        if not await store.claim_bill(record.id):
+        """A finished batch's results are billed once, at the first look that finds it finished (or their first
+        download: `_one`)."""
+        out = await self._files_of(store, record, batch)
+        if batch.get("status") not in TERMINAL or out is None or not await store.claim_bill(out):
             return
         try:
             status, _, data = await self._call(ex, cred, "GET", f"files/{out}/content", config)
             if status != 200:
                 raise GatewayError(502, f"Qwen did not give the results file ({status})")
         except Exception:
-            await store.unbill(record.id)  # the next look at the batch bills it
+            await store.unbill(out)  # the next look bills it
             return
-        usage, cost, unit = lines.priced(data, lambda model, u: config.prices.cost(cred.billing, model, u, batch=True),
-                                         record.upstream_model)
+        self._bill(ex, record, *lines.priced(data, self._price(cred, config), record.upstream_model))
+
+    @staticmethod
+    async def _files_of(store: BatchStore, record: Record, batch: dict) -> str | None:
+        """A batch's results and errors files are its owner's; its results file's id."""
+        for key in ("output_file_id", "error_file_id"):
+            if isinstance(batch.get(key), str) and batch[key]:
+                await store.put(Record(batch[key], FILE, record.owner, record.account, record.model,
+                                       record.upstream_model))
+        out = batch.get("output_file_id")
+        return out if isinstance(out, str) and out else None
+
+    @staticmethod
+    def _price(cred: Credential, config: Config) -> lines.Price:
+        return lambda model, usage: config.prices.cost(cred.billing, model, usage, batch=True)
+
+    @staticmethod
+    def _bill(ex: Exchange, record: Record, usage: dict, cost: float | None, unit: str) -> None:
+        """The exchange carries the batch's bill: its ledger row (the settlement leaves a price set here alone)."""
         ex.result.usage, ex.result.cost, ex.result.cost_unit = usage, cost, unit
         ex.attempt.model = record.upstream_model
-        ex.notes.append(f"batch {record.id} billed: {usage['prompt_tokens']} prompt and {usage['completion_tokens']} "
+        ex.notes.append(f"batch results billed: {usage['prompt_tokens']} prompt and {usage['completion_tokens']} "
                         f"completion tokens at the batch rate")
 
     async def _list(self, ex: Exchange, store: BatchStore, kind: str, query: dict, config: Config) -> http.Response:
@@ -171,6 +187,9 @@ class BatchRoutes:
             rows = [r for r in page.get("data") or [] if isinstance(r, dict) and isinstance(r.get("id"), str)]
             mine = await store.owned(ex.key.name, [r["id"] for r in rows])
             data += [r for r in rows if r["id"] in mine]
+            for row in (r for r in rows if r["id"] in mine and kind == "batches"):
+                if (record := await store.get(row["id"], ex.key.name, BATCH)) is not None:
+                    await self._files_of(store, record, row)  # a batch watched by its list: its files readable
             more = more or bool(page.get("has_more"))
         shown: dict = {"object": "list", "data": data, "has_more": more}
         if kind == "batches":

@@ -1,6 +1,7 @@
 """Who owns each file and batch the gateway made on Qwen, and on which account: the state folder's
 `batches.sqlite3` (storage/sqlite.py), or with `qwen_state_url` the shared PostgreSQL database (storage/pg.py: a batch
-made through one gateway is found through the others), so that a restart forgets no owner and bills no batch twice.
+made through one gateway is found through the others), so that a restart forgets no owner and bills no results file
+twice.
 Ids only, the client's model name and the account's name: nothing of a prompt, no key.
 
 A file or batch another named key made, or none made through this gateway, is not found (404), as OpenAI answers
@@ -116,8 +117,8 @@ class BatchStore:
         return {r[0] for r in rows}
 
     async def claim_bill(self, oid: str) -> bool:
-        """True once per batch (whichever gateway asks first): the caller bills it, and `unbill`s it if it could
-        not."""
+        """True once per results file (whichever gateway asks first): the caller bills it, and `unbill`s it if it
+        could not."""
         return await self.execute(f"UPDATE batch_objects SET billed = 1 WHERE id = {self.MARK} AND billed = 0",
                                   (oid,)) == 1
 

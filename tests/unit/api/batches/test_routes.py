@@ -59,9 +59,8 @@ class Qwen:
             self.batches[bid] = {"id": bid, "object": "batch", "status": "validating", **json.loads(body)}
             return 200, "application/json", json.dumps(self.batches[bid]).encode()
         if method == "GET" and len(parts) == 1:
-            found = self.files if parts[0] == "files" else self.batches
-            return 200, "application/json", json.dumps({"object": "list", "data": [{"id": i} for i in found],
-                                                        "has_more": False}).encode()
+            found = [{"id": i} for i in self.files] if parts[0] == "files" else list(self.batches.values())
+            return 200, "application/json", json.dumps({"object": "list", "data": found, "has_more": False}).encode()
         if parts[0] == "batches" and parts[1] in self.batches:
             return 200, "application/json", json.dumps(self.batches[parts[1]]).encode()
         if parts[:1] == ["files"] and parts[-1] == "content":
@@ -179,3 +178,18 @@ def test_nothing_is_made_on_qwen_while_the_owners_cannot_be_written(tmp_path):
     with pytest.raises(StateUnavailable):
         upload(routes, config(tmp_path))
     assert qwen.calls == []
+
+
+def test_a_batch_watched_by_its_list_has_its_results_readable_and_billed_once(tmp_path):
+    qwen, conf = Qwen(), config(tmp_path)
+    routes = routes_for(tmp_path, qwen)
+    fid = json.loads(upload(routes, conf)[0].content)["id"]
+    bid = json.loads(call(routes, "POST", "/v1/batches", "alice", conf, json.dumps({"input_file_id": fid}).encode())[0]
+                     .content)["id"]
+    qwen.batches[bid].update(status="completed", output_file_id="file-batch_output-9")
+    listed = json.loads(call(routes, "GET", "/v1/batches", "alice", conf)[0].content)["data"]
+    assert [b["output_file_id"] for b in listed] == ["file-batch_output-9"]
+    out, ex = call(routes, "GET", "/v1/files/file-batch_output-9/content", "alice", conf)
+    assert out.status_code == 200 and ex.result.cost == pytest.approx(0.0015)  # billed on its download
+    assert call(routes, "GET", f"/v1/batches/{bid}", "alice", conf)[1].result.cost is None  # once
+    assert call(routes, "GET", "/v1/files/file-batch_output-9/content", "alice", conf)[1].result.cost is None
