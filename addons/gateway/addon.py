@@ -164,8 +164,9 @@ class QwenGateway(Wiring):
             if await endpoint.upgrade(flow, ex):
                 return
         if endpoint is None or ex.route == "method_not_allowed":
-            if ex.route in routing.BODY_ROUTES:
-                ex.body = body.parse_json(body.read(flow, ex, self.config.max_body) or b"{}")
+            if ex.route in routing.READ_ROUTES:  # the body bounded and decoded first; a JSON route's parsed
+                raw = body.read(flow, ex, self.config.max_body)
+                ex.body = body.parse_json(raw or b"{}") if ex.route in routing.BODY_ROUTES else None
             self.observers.notify("client_request", ex, flow)
             flow.response = await self.local.answer(ex, flow, self.config)
             return

@@ -12,10 +12,14 @@ import dataclasses
 import functools
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from .accounts import KEY, OAUTH, WEB, Credential, Pool
 from .api import models as model_list, telemetry
+from .api.batches.routes import BatchRoutes
+from .api.batches.store import BatchStore, SharedBatchStore
+from .api.chat import CHAT
 from .api.completions import COMPLETIONS
 from .api.embeddings import EMBEDDINGS
 from .api.messages import endpoints as messages, side as claude_side
@@ -28,7 +32,9 @@ from .api.responses.store import ResponseStore
 from .api.stored_chat import endpoint as stored_chat
 from .auth import plans
 from .auth.remote import RemoteLogin
+from .exchange import Exchange
 from .settings.config import Config
+from .storage.pg import Database
 from .ingress.login import LoginRoute
 from .local_answers import LocalRoute
 from .mitmweb.flowview import FlowAnnotator, FlowCap
@@ -40,12 +46,10 @@ from .observe.requestlog import RequestLine
 from .observe.tracing import Tracing
 from .observer import Observer
 from .interfaces import ClientFormat, Endpoint, Leg, Pairing, Upstream
+from .upstream.dashscope import batch_wire
 from .upstream.dashscope.key_models import KeyCatalogue
 from .upstream.dashscope.upstream import DASHSCOPE
 from .upstream.qwenweb.upstream import web_upstream
-
-if TYPE_CHECKING:
-    from .exchange import Exchange
 
 
 def endpoints(store: Callable[[], ResponseStore], runs: Callable[[], BackgroundRuns] | None = None,
@@ -90,7 +94,42 @@ def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[
             "input_tokens": retrieve.input_tokens(store), "auth": LoginRoute(reload_accounts, RemoteLogin),
             "count_tokens": messages.count_tokens(lambda: store().sealer), "anthropic_side": claude_side.answer,
             "codex_models": model_list.codex_catalog, "codex_telemetry": telemetry.answer,
-            "stored_chat": stored_chat.stored_chat(stored_chat.chats_of(store))}
+            "stored_chat": stored_chat.stored_chat(stored_chat.chats_of(store)),
+            "batches": BatchRoutes(pool, batch_store, batch_send, batch_line, batch_answer)}
+
+
+@functools.cache
+def _batch_store(state_dir: Path, url: str) -> BatchStore:
+    return SharedBatchStore(Database(url)) if url else BatchStore(state_dir)
+
+
+def batch_store(config: Config) -> BatchStore:
+    """The batches' owners: in the shared database (qwen_state_url), else in the state folder (one store per
+    place, opened at first use)."""
+    return _batch_store(config.state_dir, config.state_url)
+
+
+async def batch_send(cred: Credential, method: str, suffix: str, body: bytes, content_type: str, query: str,
+                     client_agent: str, config: Config) -> tuple[int, str, bytes]:
+    """api/batches' requests over DashScope's wire (upstream/dashscope/batch_wire.py)."""
+    reply = await batch_wire.send(cred, method, suffix, body, content_type=content_type, query=query,
+                                  client_agent=client_agent, network=config.network)
+    return reply.status, reply.content_type, reply.body
+
+
+def batch_line(ex: Exchange, body: dict, cred: Credential, config: Config) -> dict:
+    """A batch's chat line as the chat path translates a request: the chat dialect's checks and translation, the
+    model map, DashScope's rules for the account (never streamed: a batch's answers are whole)."""
+    line = ex.fork(endpoint=CHAT, body=body, requested_model=str(body.get("model") or ""), stream=False, notes=[])
+    chat = CHAT.to_chat({k: v for k, v in body.items() if k not in ("stream", "stream_options")}, line)
+    model = config.models.resolve(line.requested_model, cred)
+    return DASHSCOPE.chat_body(chat, model=model, cred=cred, notes=line.notes, learned=None)
+
+
+def batch_answer(ex: Exchange, answer: dict, model: str) -> dict:
+    """A batch's chat result as the chat path reads a whole answer: Qwen's quirks repaired, named as asked."""
+    line = ex.fork(endpoint=CHAT, body={}, requested_model=model)
+    return CHAT.from_chat(DASHSCOPE.answer(answer, model=model or str(answer.get("model") or "")), line)
 
 
 def key_catalogues(config: Config, pool: Pool, rows: list[dict]) -> None:

@@ -686,6 +686,19 @@ async def test_decompression_bombs_are_refused_while_decoding(setup, encoding):
     assert f.response.status_code == 413 and qwen.requests == []  # ... refused once it grew past 1 MiB
 
 
+async def test_an_upload_bomb_is_refused_before_the_files_route_reads_it(setup):
+    """/v1/files reads its multipart body as it is (api/batches/): its size and encoding are checked first."""
+    import gzip
+    gw, qwen, tctx = setup
+    tctx.configure(gw, qwen_max_body_mb=1)
+    f = chat_flow(b"", reverse=True, host="localhost", path="/v1/files")
+    f.request.raw_content = gzip.compress(b"a" * (16 << 20))
+    f.request.headers["content-encoding"] = "gzip"
+    f.request.headers["content-type"] = "multipart/form-data; boundary=x"
+    await through(gw, f)
+    assert f.response.status_code == 413 and b"qwen_max_body_mb" in f.response.content
+
+
 async def test_a_small_compressed_body_is_decoded(setup):
     import gzip
     gw, qwen, _ = setup

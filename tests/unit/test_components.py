@@ -57,3 +57,23 @@ def test_observers_in_the_order_they_are_called():
     names = [type(o).__name__ for o in components.default_observers()]
     assert names == ["TokenEstimator", "Metrics", "RequestLine", "UsageLedger", "DebugLog", "Tracing",
                      "FlowAnnotator", "FlowCap"]  # the annotator before the cap: the cap adds to its comment
+
+
+def test_a_batch_line_is_translated_as_the_chat_path_translates_a_request():
+    """api/batches/ gets the chat dialect's translation, the model map and DashScope's rules, joined here."""
+    from qwen_gateway.exchange import ClientRequest, Exchange
+    import pytest
+    from qwen_gateway.errors import GatewayError
+
+    ex = Exchange(ClientRequest("POST", "/v1/files", "http://gw/v1/files"))
+    cred = Credential("ds", KEY, "http://127.0.0.1:9/compatible-mode/v1", "sk-1", default_model="qwen-plus")
+    body = components.batch_line(ex, {"model": "gpt-4o", "stream": True, "max_completion_tokens": 9, "messages": [
+        {"role": "developer", "content": "be brief"}, {"role": "user", "content": "hi"}]}, cred, Config())
+    assert body["model"] == "qwen-plus" and "stream" not in body  # mapped as chat maps it; a batch never streams
+    assert body["messages"][0] == {"role": "system", "content": "be brief"}  # Qwen has no developer role
+    with pytest.raises(GatewayError) as e:
+        components.batch_line(ex, {"model": "gpt-4o", "messages": [], "temperature": 9}, cred, Config())
+    assert e.value.status == 400  # what the chat path refuses
+    answer = components.batch_answer(ex, {"object": "chat.completion", "model": "qwen-plus", "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}, "gpt-4o")
+    assert answer["model"] == "gpt-4o" and answer["choices"][0]["message"]["content"] == "ok"

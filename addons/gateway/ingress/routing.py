@@ -22,18 +22,25 @@ LOCAL = {("GET", "/health"): "health", ("GET", "/metrics"): "metrics", ("GET", "
          ("POST", "/v1/messages/count_tokens"): "count_tokens", ("POST", "/messages/count_tokens"): "count_tokens",
          ("HEAD", "/api/hello"): "anthropic_side", ("GET", "/api/hello"): "anthropic_side",
          ("GET", "/backend-api/codex/models"): "codex_models",  # Codex's model list (config.CODEX_MODELS)
+         # OpenAI's Files and Batch APIs, served by Model Studio's on a pay-as-you-go key account (api/batches/)
+         **{(m, p): "batches" for m in ("GET", "POST") for p in ("/v1/files", "/files", "/v1/batches", "/batches")},
          # Codex's OTLP telemetry (config.CODEX_TELEMETRY): an empty success, nothing kept
          **{("POST", path): "codex_telemetry" for _, path in CODEX_TELEMETRY}}
 # /responses/{id}: GET, DELETE; /responses/{id}/input_items: GET; /responses/{id}/cancel: POST;
 # /chat/completions/{id}: GET, POST (its metadata), DELETE; /chat/completions/{id}/messages: GET;
+# /files/{id}: GET, DELETE; /files/{id}/content: GET; /batches/{id}: GET; /batches/{id}/cancel: POST;
 # /api/…: what Claude Code asks api.anthropic.com besides the model (settings, flags, telemetry)
 LOCAL_PREFIXES = ((("GET",), "/models/", "models"), (("GET", "DELETE", "POST"), "/responses/", "stored_response"),
                   (("GET", "DELETE", "POST"), "/chat/completions/", "stored_chat"),
-                  (("GET", "POST", "HEAD"), "/api/", "anthropic_side"))
+                  (("GET", "POST", "HEAD"), "/api/", "anthropic_side"),
+                  (("GET", "DELETE"), "/files/", "batches"), (("GET", "POST"), "/batches/", "batches"))
 # Routes whose answers and errors are in Anthropic's format, and the routes whose JSON body is read first.
 ANTHROPIC_ROUTES = frozenset({"count_tokens", "anthropic_side"})
 ANTHROPIC_HOST = "api.anthropic.com"
 BODY_ROUTES = frozenset({"auth", "count_tokens", "stored_chat"})
+# Routes that read their body as it is (a multipart upload): its size and encoding are checked first.
+RAW_BODY_ROUTES = frozenset({"batches"})
+READ_ROUTES = BODY_ROUTES | RAW_BODY_ROUTES
 
 
 @dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs 5x (object.__setattr__)

@@ -118,6 +118,18 @@ def load(path: Path = PATH) -> tuple[dict[str, Model], dict[str, str], str]:
 
 
 _rows, _sources, READ = load()
+
+
+def _batch_rate(path: Path = PATH) -> tuple[float, str]:
+    """(the share of the real-time price a batch's results are billed at, its sources)."""
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    rate, cited = float(data["batch_rate"]), str(data["batch_rate_sources"])
+    if not 0 < rate <= 1 or cited not in _sources:
+        raise ValueError("models/catalogue.toml: batch_rate is a share in (0, 1] citing a known source")
+    return rate, cited
+
+
+BATCH_RATE, BATCH_RATE_SOURCES = _batch_rate()
 ROWS: MappingProxyType[str, Model] = MappingProxyType(_rows)
 SOURCES: MappingProxyType[str, str] = MappingProxyType(_sources)
 

@@ -9,7 +9,7 @@ output in thinking mode or None). Every token of a request is billed at its tier
 
 from __future__ import annotations
 
-from ..models.catalogue import ROWS, SOURCES, Tier
+from ..models.catalogue import BATCH_RATE, BATCH_RATE_SOURCES, ROWS, SOURCES, Tier
 
 TAKEN = "2026-11-23"
 SOURCE = "https://www.alibabacloud.com/help/en/model-studio/model-pricing"
@@ -25,3 +25,8 @@ for _row in ROWS.values():
 # is "based on model invocation count" with per-5-hour and weekly quotas; the Token Plan deducts credits
 # "based on token consumption").
 PLAN_UNITS = {"coding": "requests", "token": "tokens"}
+
+# A batch's results (Model Studio's Batch API, /v1/batches) are billed at this share of the real-time price:
+# the catalogue's `batch_rate`, from its source T ("OpenAI compatible - Batch (file input)").
+BATCH = BATCH_RATE
+BATCH_SOURCE = SOURCES[BATCH_RATE_SOURCES]

@@ -56,8 +56,9 @@ class PriceTable:
     units: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     source: str = ""  # where the figures come from (the built-in list, then the user file)
 
-    def cost(self, billing: str, model: str, usage: dict | None) -> tuple[float, str] | None:
-        """(amount, unit) of one answered request, or None (no usage reported, no price known)."""
+    def cost(self, billing: str, model: str, usage: dict | None, *, batch: bool = False) -> tuple[float, str] | None:
+        """(amount, unit) of one answered request, or None (no usage reported, no price known). `batch`: a request
+        of a batch (Model Studio's Batch API), billed at price_list.BATCH of the price in money."""
         if not isinstance(usage, dict):
             return None
         prompt, completion = _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
@@ -72,7 +73,8 @@ class PriceTable:
         out_details = usage.get("completion_tokens_details")
         reasoned = _int(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else 0
         out_price = tier.thinking_output if reasoned and tier.thinking_output is not None else tier.output
-        return (_prompt_usd(tier, usage, prompt) + completion * out_price) / 1e6, USD
+        amount = (_prompt_usd(tier, usage, prompt) + completion * out_price) / 1e6
+        return (amount * price_list.BATCH if batch else amount), USD
 
     def saved(self, billing: str, model: str, usage: dict | None) -> float | None:
         """USD Qwen's caches took off the prompt's price (negative: cache writes that cost more than the hits

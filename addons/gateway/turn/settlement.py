@@ -117,7 +117,8 @@ class Settlement:
         if ex.result.usage and "completion_tokens_details" in ex.result.usage and (
                 why := reasoning_took_the_cap(ex.result.usage, ex.attempt.body)):
             ex.notes.append(why)
-        if ex.attempt.cred is not None and ex.result.usage:  # what Qwen reported, priced once for every observer
+        # what Qwen reported, priced once for every observer (unless the answer priced itself: a batch's results)
+        if ex.attempt.cred is not None and ex.result.usage and ex.result.cost is None:
             cost = self.prices().cost(ex.attempt.cred.billing, ex.attempt.model, ex.result.usage)
             if cost is not None:
                 ex.result.cost, ex.result.cost_unit = cost

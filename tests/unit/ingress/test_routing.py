@@ -30,6 +30,12 @@ ENDPOINTS = components.endpoints(lambda: None, lambda: None)
     ("GET", "/v1/embeddings", "method_not_allowed"),
     ("POST", "/v1/nothing-here", "unknown"),
     ("POST", "/v1/responses/", "responses"),  # a trailing slash is the endpoint
+    ("POST", "/v1/files", "batches"),  # OpenAI's Files and Batch APIs (api/batches/)
+    ("GET", "/v1/files/file-1/content", "batches"),
+    ("DELETE", "/v1/files/file-1", "batches"),
+    ("GET", "/batches", "batches"),
+    ("POST", "/v1/batches/batch_1/cancel", "batches"),
+    ("DELETE", "/v1/batches/batch_1", "method_not_allowed"),
 ])
 def test_route(method, path, name):
     assert routing.route(method, path, ENDPOINTS).name == name

@@ -5,7 +5,7 @@ priced as their family, and the plans' own units. tests/unit/pricing/test_prices
 from __future__ import annotations
 
 from qwen_gateway.models.catalogue import ROWS
-from qwen_gateway.pricing.price_list import PAYG, PLAN_UNITS, SOURCE, TAKEN
+from qwen_gateway.pricing.price_list import BATCH, BATCH_SOURCE, PAYG, PLAN_UNITS, SOURCE, TAKEN
 
 INTL_AND_CN = {"qwen3-coder-plus", "qwen3-coder-flash", "qwen3-max", "qwen-plus", "qwen-flash"}
 
@@ -45,3 +45,9 @@ def test_a_snapshot_is_priced_as_its_family_not_listed_again():
 
 def test_plans_count_in_their_own_unit():
     assert PLAN_UNITS == {"coding": "requests", "token": "tokens"}
+
+
+def test_a_batch_is_billed_at_half_the_price_as_model_studios_batch_page_says():
+    assert BATCH == 0.5
+    assert BATCH_SOURCE.startswith('Model Studio, "OpenAI compatible - Batch (file input)"')
+    assert "50% of the real-time price" in BATCH_SOURCE

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from types import MappingProxyType
 
 import pytest
 
@@ -113,3 +114,12 @@ def test_an_older_shared_ledger_gains_the_cache_columns(pg_url):
     led.add([_cache_row()])
     assert led.query("SELECT cache_write_tokens, cache_kind, cache_saved FROM usage") == [(1000, "explicit", 0.0004)]
     led.close()
+
+
+def test_a_batch_request_costs_the_batch_rate_of_its_price():
+    table = prices.PriceTable({"payg:intl": {"qwen-plus": (prices.Tier(None, 2.0, 10.0, cached=0.4),)}},
+                       MappingProxyType({"coding": "requests"}))
+    usage = {"prompt_tokens": 1000, "completion_tokens": 100, "prompt_tokens_details": {"cached_tokens": 500}}
+    whole = table.cost("payg:intl", "qwen-plus", usage)
+    assert table.cost("payg:intl", "qwen-plus", usage, batch=True) == (whole[0] / 2, "USD")
+    assert table.cost("coding", "qwen-plus", usage, batch=True) == (1.0, "requests")  # a plan's unit: not money

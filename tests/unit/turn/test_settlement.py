@@ -13,6 +13,7 @@ from qwen_gateway.dispatch import Observers
 from qwen_gateway.exchange import ClientRequest, Exchange
 from qwen_gateway.local_answers import Formats
 from qwen_gateway.observer import Observer
+from qwen_gateway.pricing.prices import PriceTable, Tier
 from qwen_gateway.interfaces import Endpoint
 from qwen_gateway.turn.stream_rewriter import StreamRewriter
 from qwen_gateway.turn.settlement import Settlement
@@ -96,3 +97,13 @@ def test_an_answer_the_reasoning_left_empty_is_said_on_the_flow():
     assert reasoning_took_the_cap(answered, {"max_completion_tokens": 512}) is None
     assert reasoning_took_the_cap(used_up, {}) is None  # no cap asked: nothing to blame
     assert reasoning_took_the_cap({"completion_tokens": 3}, {"max_completion_tokens": 3}) is None
+
+
+def test_an_answer_that_priced_itself_keeps_its_price():
+    """A batch's results are billed at the batch rate by api/batches/: the settlement does not price them again."""
+    settle, _, _, _, ex = parts()
+    ex.result.usage = {"prompt_tokens": 1000, "completion_tokens": 10}
+    ex.result.cost, ex.result.cost_unit, ex.attempt.model = 0.25, "USD", "qwen-plus"
+    settle.prices = lambda: PriceTable({"": {"qwen-plus": (Tier(None, 1000.0, 1000.0),)}}, source="test")
+    settle.answered(tflow.tflow(resp=True), ex)
+    assert (ex.result.cost, ex.result.cost_unit) == (0.25, "USD")
