@@ -21,7 +21,7 @@ from mitmproxy.proxy import server_hooks
 
 from .settings import config
 from .api.responses.socket import trim_messages
-from .ingress import access, admission, body, claim, listeners, passthrough, routing, startup
+from .ingress import access, admission, body, claim, passthrough, routing, startup
 from .errors import GatewayError, failure, gateway_error
 from .exchange import Exchange
 from .observe import terminal
@@ -85,8 +85,7 @@ class QwenGateway(Wiring):
         self.clients.next_layer(nextlayer)  # request heads bounded where the seam does not fit this mitmproxy
 
     def client_disconnected(self, client) -> None:
-        self.deadlines.closed(client)
-        listeners.close_left_open(client)  # mitmproxy's 413 past body_size_limit leaves it open
+        self.clients.disconnected(client)
 
     async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         """Last line of defence (fence.py): claimed flows reach only the relay."""

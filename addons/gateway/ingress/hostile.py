@@ -1,9 +1,9 @@
 """Hostile or sloppy clients, wired in one place for the addon (docs/reliability.md#hostile-clients):
 request heads bounded inside mitmproxy's HTTP/1 reader (seams/http1_heads.py; the answer in the client's
 format: oversized_head.py), connections that owe a head closed when late (deadlines.py; the addon's hooks
-tell it when a head arrives and an exchange ends), the file-descriptor limit (descriptors.py) and accept()
-storms (seams/loop_reports.py). Their log lines go through one LogTally: one line per kind per 10 s, with a
-count."""
+tell it when a head arrives and an exchange ends), sockets mitmproxy leaves open (listeners.py), the
+file-descriptor limit (descriptors.py) and accept() storms (seams/loop_reports.py). Their log lines go through
+one LogTally: one line per kind per 10 s, with a count."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ..settings.config import Config
 from ..local_answers import Formats
 from ..log_tally import LogTally
 from ..seams import http1_heads, loop_reports
-from . import descriptors, oversized_head
+from . import descriptors, listeners, oversized_head
 from .deadlines import HeadDeadlines
 
 
@@ -42,6 +42,12 @@ class HostileClients:
         """Where the seam does not fit this mitmproxy, heads are bounded through its public API instead."""
         if not http1_heads.installed():
             http1_heads.bound_layer(nextlayer, self._decide)
+
+    def disconnected(self, client) -> None:
+        """A client connection has ended: it owes no head, and a socket mitmproxy left open (its 413 past
+        body_size_limit) is closed (listeners.close_left_open)."""
+        self.deadlines.closed(client)
+        listeners.close_left_open(client)
 
     def running(self, config: Config, master=None) -> None:
         # mitmproxy's own choice of layer (its NextLayer addon's hook), which the head bound's fallback wraps

@@ -47,6 +47,9 @@ class Deadlines:
     def stop(self) -> None:
         self.events.append(("stop",))
 
+    def closed(self, client) -> None:
+        self.events.append(("closed", client))
+
 
 @pytest.fixture
 def parts(monkeypatch):
@@ -124,3 +127,10 @@ async def test_running_without_a_master_has_no_layer_choice(parts):
         parts.hc.done()
         loop.set_exception_handler(before)
     assert parts.hc._decide is None and parts.hc.deadlines.events == [("start", 0), ("stop",)]
+
+
+def test_a_disconnected_client_owes_no_head_and_its_socket_is_not_left_open(parts, monkeypatch):
+    closed: list = []
+    monkeypatch.setattr(hostile.listeners, "close_left_open", closed.append)
+    parts.hc.disconnected("client")
+    assert parts.hc.deadlines.events == [("closed", "client")] and closed == ["client"]
