@@ -21,6 +21,7 @@ from ..errors import ConnectionFailed, DeadConnection, GatewayError, UpstreamErr
 from ..exchange import Exchange, Retry, RetryReason, note
 from ..accounts import OAUTH, Credential
 from ..models.model_map import offers_of, vision_model
+from ..models.routes import LONG, window
 from ..interfaces import Pairing, Upstream, UpstreamAnswer, Wire
 from ..redact import REDACTED, SECRET_HEADERS
 from .client import ProxyRefused, UntrustedCertificate, UpstreamClient
@@ -160,6 +161,8 @@ class UpstreamEngine:
         routed, ex.attempt.route = ex.routed, ""
         if routed is None:
             return model
+        if routed.reason == LONG and ((own := window(model)) is None or (ex.count.tokens or 0) <= own):
+            return model  # this account's model (its own map) is not one the prompt is too long for
         if routed.model:
             target = self.config.models.resolve(routed.model, cred)
         else:  # images: the account's vision model

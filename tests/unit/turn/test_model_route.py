@@ -128,8 +128,11 @@ def test_the_engine_asks_the_routes_model_of_each_account_and_says_so():
     assert engine._routed(ex, "qwen3-coder-plus", Cred(OAUTH)) == "coder-model"
     assert engine._routed(ex, "qwen3-coder-plus", Cred(KEY, default_model="qwen3.7-plus")) == "qwen3.7-plus"
     assert engine._routed(ex, "qwen3-vl-plus", Cred(KEY)) == "qwen3-vl-plus" and ex.attempt.route == ""
-    ex.routed = Routed("long-context", "qwen4-max", "long-context=sibling")
+    ex.routed, ex.count.tokens = Routed("long-context", "qwen4-max", "long-context=sibling"), 300_000
     assert engine._routed(ex, "qwen3-max", Cred(KEY)) == "qwen4-max" and ex.attempt.route == "long-context"
+    # an account whose own map gives a model the prompt fits, or one with no window in the catalogue: as it is
+    assert engine._routed(ex, "qwen3.6-plus", Cred(KEY)) == "qwen3.6-plus" and ex.attempt.route == ""
+    assert engine._routed(ex, "qwen3-coder-plus", Cred(KEY)) == "qwen3-coder-plus" and ex.attempt.route == ""
 
 
 def test_the_route_on_the_request_line_the_flow_and_the_record():
