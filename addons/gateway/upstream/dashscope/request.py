@@ -26,6 +26,7 @@ def own_body(body: dict, *, model: str, capability: Capability, notes: list[str]
         return embedding_body(body, model if model.startswith("text-embedding") else "text-embedding-v4", notes)
     out = {**body, "model": model}
     if capability is Capability.CHAT:
+        out.pop("vl_high_resolution_images", None)  # an OpenAI-compatible extra: not for the Anthropic base
         out = knobs.anthropic_thinking(out, notes)  # on the model that answers
     return rules.clamp_output(out, notes, field="max_tokens")  # Anthropic's own name for the cap
 
