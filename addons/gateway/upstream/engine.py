@@ -152,7 +152,7 @@ class UpstreamEngine:
                                                   learned=self.policy.learned_thinking,
                                                   stream_only=self.policy.learned_stream_only,
                                                   caps=self.policy.learned_caps)
-        ex.attempt.model = ex.attempt.body["model"]  # the upstream may move it (images: a vision model)
+        ex.attempt.model = ex.attempt.body["model"]  # as sent (the route moved it above, when one applies)
         return upstream, base
 
     def _routed(self, ex: Exchange, model: str, cred: Credential) -> str:
