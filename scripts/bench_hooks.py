@@ -6,6 +6,7 @@ the gateway's alone (`bench.py instructions` counts the whole mitmdump process a
     .venv/bin/python scripts/bench_hooks.py [N]            # instructions per request (N: 500)
     .venv/bin/python scripts/bench_hooks.py [N] --python   # and the Python functions by inclusive instructions
     .venv/bin/python scripts/bench_hooks.py [N] --long     # an agent's long conversation instead of "ping"
+    .venv/bin/python scripts/bench_hooks.py [N] --set qwen_routes=fast=qwen3.6-flash   # with a list option set
 
 `--long` sends what a coding agent sends on a late turn of a session (bench_http.long_conversation: 202
 messages, 60 kB). Every turn of a session resends the whole conversation, so the gateway's work per message
@@ -34,6 +35,8 @@ from bench_http import CHAT, long_conversation
 
 WARM = 200
 LONG = os.environ.get("QWEN_BENCH_HOOKS_LONG") == "1"  # --long, handed to the runs under valgrind
+# --set NAME=VALUE (repeatable; each a list option's entry), handed to the runs under valgrind as JSON
+SET: dict[str, list[str]] = json.loads(os.environ.get("QWEN_BENCH_HOOKS_SET") or "{}")
 BODY = json.dumps(long_conversation() if LONG else CHAT).encode()
 ANSWER = (b'{"id":"chatcmpl-1","object":"chat.completion","created":1795503429,"model":"coder-model","choices":[{'
           b'"index":0,"message":{"role":"assistant","content":"Echo: ping","reasoning_content":"Thinking."},'
@@ -84,7 +87,7 @@ def run(n: int, made: int) -> None:
     async def main() -> None:
         gw = QwenGateway()
         with taddons.context(gw) as tctx:
-            tctx.options.update(mode=["reverse:https://portal.qwen.ai"])
+            tctx.options.update(mode=["reverse:https://portal.qwen.ai"], **SET)
             gw.configure(set(tctx.options.keys()))
             gw.running()
             reader = asyncio.StreamReader(limit=upstream_client.MAX_HEAD)
@@ -154,6 +157,14 @@ def main(argv: list[str]) -> int:
     if "--long" in argv:
         os.environ["QWEN_BENCH_HOOKS_LONG"] = "1"
     what = "request with an agent's long conversation" if "--long" in argv else "whole chat request"
+    options: dict[str, list[str]] = {}
+    for i, a in enumerate(argv[:-1]):
+        if a == "--set":
+            name, _, value = argv[i + 1].partition("=")
+            options.setdefault(name, []).append(value)
+    if options:
+        os.environ["QWEN_BENCH_HOOKS_SET"] = json.dumps(options)
+        what += " with " + ", ".join(f"{k}={v}" for k, vs in options.items() for v in vs)
     with tempfile.TemporaryDirectory() as tmp:
         warm, total = callgrind(0, n, False, Path(tmp) / "warm.out"), callgrind(n, n, False, Path(tmp) / "all.out")
         print(f"{(total - warm) / n:,.0f} instructions per {what} (the gateway's hooks, {n} requests)")

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
     from .accounts import Conversation, Credential
     from .interfaces import Upstream
+    from .models.routes import Routed
     from .turn.stream_rewriter import StreamRewriter
 
 REDACTED = "<redacted>"
@@ -103,6 +104,7 @@ class Attempt:
     upstream: Upstream | None = field(default=None, repr=False)  # the upstream kind serving `cred`
     leg: Leg = TRANSLATED  # how this (endpoint, upstream) pair is carried
     model: str = ""  # the model asked of Qwen
+    route: str = ""  # why a route (qwen_routes) moved the model on this attempt: long-context, images, fast
     body: dict | None = None
     url: str = ""
     headers: dict[str, str] = field(default_factory=dict)  # as sent, credential redacted
@@ -190,6 +192,7 @@ class Exchange:
     created: int = field(default_factory=lambda: int(time.time()))
     chat_body: dict = field(default_factory=dict)  # the request in OpenAI chat-completions form
     conversation: Conversation | None = None  # which conversation it continues (the endpoint's to_chat says)
+    routed: Routed | None = None  # the route (qwen_routes) the request met (turn/model_route.py)
     truncate_oldest: bool = False  # the client lets the oldest messages go to fit the context (to_chat says)
     endpoint_state: Any = None  # the endpoint's own (Responses: api/responses/state.py), never read by the core
     notes: list[str] = field(default_factory=list)
@@ -250,6 +253,9 @@ class Exchange:
             out.update(endpoint=self.endpoint.name, upstream_model=self.attempt.model, account=self.account,
                        accounts_tried=list(self.attempt.tried), retries=len(self.attempt.retries),
                        retry_reasons=[r.reason.value for r in self.attempt.retries])
+        if self.attempt.route:
+            out["routed"] = {"reason": self.attempt.route, "model": self.attempt.model,
+                             "rule": self.routed.rule if self.routed is not None else ""}
         if self.attempt.url:
             out["upstream"] = {"url": self.attempt.url, "headers": dict(self.attempt.headers)}
         if self.result.status is not None:

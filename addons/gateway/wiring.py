@@ -4,8 +4,9 @@
     the stored Responses   (api/responses/store*.py) opened at first use, shared on qwen_state_url
     the engine             (upstream/engine.py) with its retry policy and the pairing of components.py
     the observers          (components.default_observers, and the team: named keys' spend)
-    the checks             before upstream, in order: the drain (no new turn once SIGTERM came), the context
-                           guard (turn/context_guard.py), a named key's budgets and rate limits (ingress/client_keys/team.py)
+    the checks             before upstream, in order: the drain (no new turn once SIGTERM came), the route
+                           (turn/model_route.py: qwen_routes), the context guard (turn/context_guard.py), a
+                           named key's budgets and rate limits (ingress/client_keys/team.py)
     the turn               (turn/runner.py) with the engine, the checks, the observers and the settlement
     its transports         the relay (HTTP streams), the Responses WebSocket, background runs
     the door               the fence, hostile clients, local answers, the dialects' error formats
@@ -45,6 +46,7 @@ from .local_answers import Formats, LocalAnswers, health
 from .observe import requestlog, terminal
 from .seams import collector
 from .turn.context_guard import context_check
+from .turn import model_route
 from .observer import Observer
 from .turn.runner import STREAM_CAPTURE, Turns
 from .turn.settlement import Settlement
@@ -78,7 +80,8 @@ class Wiring:
         self.settle = Settlement(pool=lambda: self.pool, observers=self.observers, flows=self._flows,
                                  formats=self.formats, prices=lambda: self.config.prices)
         self.drain = Drain(in_progress=lambda: len(self._flows))  # every exchange running, whatever its transport
-        self.turns = Turns(open_upstream=self.engine.open, checks=(self.drain.check, self.check_context, self.team.limit),
+        self.turns = Turns(open_upstream=self.engine.open, checks=(self.drain.check, self.route, self.check_context,
+                                                                    self.team.limit),
                            observers=self.observers, settlement=self.settle,
                            idle_timeout=lambda: self.config.stream_idle_timeout)
         self.relay = LoopbackRelay(self.turns, capture=STREAM_CAPTURE)  # HTTP streams reach mitmproxy here
@@ -173,6 +176,10 @@ class Wiring:
             await asyncio.sleep(listeners.POLL_S)
 
     # ---- the parts' callbacks ---------------------------------------------------------------------
+
+    async def route(self, ex: Exchange) -> None:
+        """The request's route (qwen_routes): decided before the context guard, which then judges the routed model."""
+        await model_route.route(ex, self.config)
 
     async def check_context(self, ex: Exchange) -> None:
         """The context guard: a prompt longer than the model takes is refused before upstream."""

@@ -47,6 +47,12 @@ def row(model: object) -> dict | None:
     return MODELS.get(model) if isinstance(model, str) else None
 
 
+def window(model: object) -> int:
+    """The longest prompt the model takes (`input`, else `context`); 0: the catalogue gives none."""
+    r = row(model)
+    return int(r.get("input") or r.get("context") or 0) if r is not None else 0
+
+
 def having(fact: str) -> tuple[str, ...]:
     """The models for which this fact (`vision`, `search`, `stream_only`, …) is true, in the catalogue's order."""
     return tuple(m for m, r in MODELS.items() if r.get(fact))

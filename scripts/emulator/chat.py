@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 from urllib.parse import quote
 
-from . import rules, search, tools
+from . import catalogue, rules, search, tools
 from .cache import Served, text_of, tokens as _tokens
 
 KNOWN_MODELS = rules.KNOWN_MODELS
@@ -40,7 +40,8 @@ def validate(body, sw: dict | None = None) -> tuple[int, dict] | None:
     msgs = body.get("messages")
     if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) for m in msgs):
         return 400, error("invalid_parameter_error", "messages must be a non-empty list of message objects.")
-    limit = sw.get("context_limit") or 0
+    # the switch (tests), else the model's longest input as the catalogue gives it (Qwen refuses a longer prompt)
+    limit = sw.get("context_limit") or catalogue.window(body.get("model"))
     if limit and sum(_tokens(text_of(m.get("content"))) for m in msgs) > limit:
         return 400, error("invalid_parameter_error", f"Range of input length should be [1, {limit}]")
     return (rules.check_chat(body, sw)

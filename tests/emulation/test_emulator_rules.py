@@ -232,3 +232,12 @@ def test_a_prompt_over_the_context_limit_gets_qwens_400_naming_it(emu):
     assert emu.chat("x" * 300).status_code == 200
     emu.switches(context_limit=0)
     assert emu.chat("x" * 5000).status_code == 200
+
+
+def test_each_models_context_window_is_the_catalogues(emu):
+    """A prompt over the model's longest input as the catalogue gives it (qwen3-max: 258,048) gets Qwen's 400; a
+    model with a longer window (qwen4-max: 991,808) takes it; a model the catalogue gives none is not limited."""
+    long = [{"role": "user", "content": "1234567 " * 140_000}]  # 280,000 of the emulator's tokens
+    assert refused(emu.chat(messages=long, model="qwen3-max")) == "Range of input length should be [1, 258048]"
+    assert emu.chat(messages=long, model="qwen4-max").status_code == 200
+    assert emu.chat(messages=long, model="qwen3-coder-plus").status_code == 200

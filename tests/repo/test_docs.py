@@ -972,6 +972,22 @@ def test_configuration_fail_closed_sample(session):
            session.home, sources=(GATEWAY,))
 
 
+def test_configuration_routes_walkthrough(session):
+    """qwen_routes as printed: a fast tier, an image and a long prompt routed, each on its request line; a rule
+    the gateway cannot follow stops it (models/routes.py)."""
+    need_curl()
+    home = session.home
+    out = session.run(block("docs/configuration.md", "--set qwen_routes=fast=qwen3.6-flash"))
+    session.expect(block("docs/configuration.md", "Added key account demo: http://127.0.0.1:9999/v1"), out,
+                   sources=(EMULATOR,))
+    out = session.run(block("docs/configuration.md", "grep -o 'POST .*(route: [a-z-]*)' ~/gateway.log"),
+                      timeout=120)
+    expect(block("docs/configuration.md", "gpt-4o-mini→qwen3.6-flash (route: fast)\n"), out, home)
+    out = session.run(block("docs/configuration.md", "qwen-gateway --set qwen_routes=long-context=qwen3-coder-plus"))
+    expect(block("docs/configuration.md", "qwen: the gateway cannot start: qwen_routes:"), out, home,
+           sources=(GATEWAY,))
+
+
 def test_configuration_lists_every_option_with_its_default():
     from qwen_gateway.settings import config
 
@@ -1021,6 +1037,9 @@ CHECKED_BY_SCENARIOS = {  # shell blocks the tests above run (with their samples
     ("docs/troubleshooting.md", "curl -s http://127.0.0.1:8080/health"),
     ("docs/mitmweb.md", "argon2.PasswordHasher().hash"),
     ("docs/accounts.md", "/auth/initiate"),
+    ("docs/configuration.md", "--set qwen_routes=fast=qwen3.6-flash"),
+    ("docs/configuration.md", "grep -o 'POST .*(route: [a-z-]*)' ~/gateway.log"),
+    ("docs/configuration.md", "qwen-gateway --set qwen_routes=long-context=qwen3-coder-plus"),
     ("docs/keys.md", "qwen-keys add alice --rpm 3"), ("docs/keys.md", "for i in 1 2 3 4;"),
     ("docs/keys.md", "qwen-keys revoke ci"), ("docs/keys.md", "qwen-keys list\n.venv/bin/qwen-usage --by key"),
     ("docs/observability.md", "qwen-usage report --since 7d"),
@@ -1037,6 +1056,9 @@ CHECKED_BY_SCENARIOS = {  # shell blocks the tests above run (with their samples
 SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that compares them
     ("docs/configuration.md", "qwen: the gateway cannot start: option qwen_upstream_keepalive"):
         "test_configuration_fail_closed_sample",
+    ("docs/configuration.md", "Added key account demo: http://127.0.0.1:9999/v1"): "test_configuration_routes_walkthrough",
+    ("docs/configuration.md", "gpt-4o-mini→qwen3.6-flash (route: fast)\n"): "test_configuration_routes_walkthrough",
+    ("docs/configuration.md", "qwen: the gateway cannot start: qwen_routes:"): "test_configuration_routes_walkthrough",
     ("README.md", "qwen: WARNING: no Qwen account is configured"): "test_readme_gateway_command",
     ("README.md", "Added key account demo"): "test_readme_offline_walkthrough",
     ("README.md", '{"error": {"message": "None of your usable Qwen accounts (demo)'): "test_readme_offline_walkthrough",

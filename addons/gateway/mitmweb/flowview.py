@@ -45,7 +45,8 @@ def summary_line(ex: Exchange) -> str:
     """Outcome · usage · timing ┃ notes ┃ error ┃ client request. Parts with no value are left out."""
     status = status_of(ex)
     if endpoint_name(ex) is not None:
-        parts = [f"{ex.requested_model or '?'} → {ex.attempt.model or '?'}", f"acct {ex.account or '-'}"]
+        routed = f" (route: {ex.attempt.route})" if ex.attempt.route else ""  # qwen_routes moved the model
+        parts = [f"{ex.requested_model or '?'} → {ex.attempt.model or '?'}{routed}", f"acct {ex.account or '-'}"]
     else:
         parts = [f"{ex.route} (answered by the gateway)"]
     parts.append(str(status) if status is not None else "no status")

@@ -62,7 +62,10 @@ def format_line(ex: Exchange) -> str:
     except the models, the account and the status."""
     parts = [f"{ex.client.method} {ex.client.path}"]
     if endpoint_name(ex) is not None:
-        parts += [f"{ex.requested_model or '?'}→{ex.attempt.model or '?'}", f"acct={ex.account or '-'}"]
+        parts.append(f"{ex.requested_model or '?'}→{ex.attempt.model or '?'}")
+        if ex.attempt.route:  # a route moved the model (qwen_routes): why
+            parts.append(f"(route: {ex.attempt.route})")
+        parts.append(f"acct={ex.account or '-'}")
     else:
         parts.append(f"route={ex.route}")
     if ex.key.name:  # a named client key (qwen-keys): its name, never the key

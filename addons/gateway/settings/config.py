@@ -17,6 +17,7 @@ from mitmproxy import exceptions
 from . import network as net
 from .auth import AuthSettings
 from ..models.model_map import ModelMap, parse_model_map
+from ..models.routes import Routes, parse_routes
 from .option_specs import problem
 from .option_table import (  # noqa: F401  (re-exported: the declarations' names, read from config)
     DAY_S, DEFAULT_USER_AGENT, INTERCEPT_HOSTS, KEYS_ENV, MAX_TOKENS, MODEL_LENGTH, PATH_LENGTH, QWEN_CODE_VERSION,
@@ -45,6 +46,7 @@ class Config:
     allowed_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1", "::1", *INTERCEPT_HOSTS, CODEX_MODELS[0],
                                                CODEX_TELEMETRY[0][0]})
     models: ModelMap = field(default_factory=lambda: ModelMap("coder-model"))
+    routes: Routes = field(default_factory=Routes)  # qwen_routes, the defaults after them
     auth: AuthSettings = field(default_factory=AuthSettings.from_env)
     user_agent: str = DEFAULT_USER_AGENT
     upstream_timeout: float = 600
@@ -101,6 +103,7 @@ def parse(o) -> Config:
         raise exceptions.OptionsError("\n".join(problems))
     try:
         models = ModelMap(o.qwen_default_model, parse_model_map(o.qwen_model_map))
+        routes = parse_routes(o.qwen_routes)
         network = net.from_options(o)
         auth = AuthSettings.from_env(  # paths as they were checked: without the spaces around them
             qwen_dir=Path(o.qwen_dir.strip()).expanduser() if o.qwen_dir.strip() else None,
@@ -127,6 +130,7 @@ def parse(o) -> Config:
         allowed_hosts=frozenset({"localhost", "127.0.0.1", "::1"}) | intercept | {h for h, _ in claimed}
         | {normalise_host(h) for h in o.qwen_allowed_hosts if h.strip()},
         models=models,
+        routes=routes,
         messages_passthrough=o.qwen_messages_passthrough,
         web_min_interval=o.qwen_web_min_interval,
         web_pin=o.qwen_web_pin,

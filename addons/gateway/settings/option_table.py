@@ -49,6 +49,14 @@ def _declarations() -> dict[str, OptionSpec]:
         f"(at most {MODEL_LENGTH} characters).", kind="model", max_length=MODEL_LENGTH)
     add("qwen_model_map", Sequence[str], [], f"Extra model mappings, alias=qwen-model (repeat the option for more), "
         f"each at most {2 * MODEL_LENGTH} characters.", kind="model_map", max_length=2 * MODEL_LENGTH)
+    add("qwen_routes", Sequence[str], [],
+        "Routes by what a request needs, condition[@scope]=target (repeat for more; tried in order, then the "
+        "defaults long-context=sibling and images=vision): long-context (the prompt over the mapped model's "
+        "window in the catalogue) -> a model or `sibling`; images -> a vision model or `vision` (the account's); "
+        "fast (claude haiku, OpenAI mini/nano names) -> a model; `off` stops a condition. Scopes: key:NAME, "
+        "dialect:openai|anthropic, agent:PREFIX (User-Agent). E.g. fast=qwen3.6-flash, "
+        f"long-context@key:ci=off. Each entry at most {2 * MODEL_LENGTH} characters.",
+        max_length=2 * MODEL_LENGTH)
     add("qwen_codex_telemetry", str, "answer",
         "Codex's telemetry to OpenAI (OTLP metrics to ab.chatgpt.com, through the explicit proxy): `answer` (the "
         "gateway answers it itself with an empty success; nothing is kept or sent on) or `pass` (it goes to "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from ..models.routes import LONG
 from ..observer import endpoint_name
 from .context_overflow import PROMPT_PARAMS, ContextOverflow, prompt_tokens
 from ..tokens import ESTIMATE, IMAGE_TOKENS, SAMPLED, truncate_chat
@@ -56,7 +57,8 @@ async def context_check(ex: Exchange, config: Config) -> ContextOverflow | None:
     body = ex.body
     if param is None or not isinstance(body, dict):
         return None
-    limit = config.context_limit(body.get("model"))
+    routed = ex.routed  # a long prompt's route (turn/model_route.py): judged by the model that takes it
+    limit = config.context_limit(routed.model if routed is not None and routed.reason == LONG else body.get("model"))
     if not limit:
         return None
     if ex.count.tokens is None or ex.count.method == ESTIMATE:  # not counted yet, or by characters / 4

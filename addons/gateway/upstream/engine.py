@@ -18,8 +18,10 @@ from .. import jsonio
 from ..models import suggestions
 from ..settings.config import Config
 from ..errors import ConnectionFailed, DeadConnection, GatewayError, UpstreamError, UpstreamTimeout
-from ..exchange import Exchange, Retry, RetryReason
-from ..models.model_map import offers_of
+from ..exchange import Exchange, Retry, RetryReason, note
+from ..accounts import OAUTH, Credential
+from ..models.model_map import offers_of, vision_model
+from ..models.routes import LONG, window
 from ..interfaces import Pairing, Upstream, UpstreamAnswer, Wire
 from ..redact import REDACTED, SECRET_HEADERS
 from .client import ProxyRefused, UntrustedCertificate, UpstreamClient
@@ -140,7 +142,7 @@ class UpstreamEngine:
         upstream = ex.attempt.upstream = self.pairing.upstream(cred)
         leg, base = self.pairing.leg(endpoint.name, upstream, cred)
         ex.attempt.leg = leg
-        model = config.models.resolve(ex.requested_model, cred)
+        model = self._routed(ex, config.models.resolve(ex.requested_model, cred), cred)
         if leg.passthrough:
             own = endpoint.own_body(ex.body or {}, ex) if endpoint.own_body is not None else ex.chat_body
             ex.attempt.body = upstream.own_body(own, model=model, capability=endpoint.capability, cred=cred,
@@ -150,8 +152,27 @@ class UpstreamEngine:
                                                   learned=self.policy.learned_thinking,
                                                   stream_only=self.policy.learned_stream_only,
                                                   caps=self.policy.learned_caps)
-        ex.attempt.model = ex.attempt.body["model"]  # the upstream may move it (images: a vision model)
+        ex.attempt.model = ex.attempt.body["model"]  # as sent (the route moved it above, when one applies)
         return upstream, base
+
+    def _routed(self, ex: Exchange, model: str, cred: Credential) -> str:
+        """The model of the request's route (qwen_routes, turn/model_route.py) on this account; the route is
+        written on the attempt when it moves the model."""
+        routed, ex.attempt.route = ex.routed, ""
+        if routed is None:
+            return model
+        if routed.reason == LONG and ((own := window(model)) is None or (ex.count.tokens or 0) <= own):
+            return model  # this account's model (its own map) is not one the prompt is too long for
+        if routed.model:
+            target = self.config.models.resolve(routed.model, cred)
+        else:  # images: the account's vision model
+            target = vision_model(model, oauth=cred.kind == OAUTH, default_model=cred.default_model)
+            if target != model:
+                note(ex.notes, f"images sent to {target}: {model} cannot read images (route: {routed.rule})")
+        if target == model:
+            return model
+        ex.attempt.route = routed.reason
+        return target
 
     def _wire(self, ex: Exchange, base: str | None) -> tuple[str, list[tuple[str, str]], bytes, float | None]:
         """(url, headers with the credential, body, read timeout) for the exchange's current account."""

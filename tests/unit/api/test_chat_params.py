@@ -196,7 +196,7 @@ def test_images_in_tool_messages_move_to_a_user_message_after_the_tool_results()
     assert [m["role"] for m in out] == ["user", "assistant", "tool", "tool", "user", "assistant"]
     assert out[2]["content"] == "shot" and out[3]["content"] == "(the tool returned the image below)"
     assert out[4]["content"][1:] == [image, image] and notes
-    qwen = chat_to_qwen({"messages": msgs}, model="qwen3-coder-plus", oauth=False)
+    qwen = chat_to_qwen({"messages": msgs}, model="qwen3.6-plus", oauth=False)  # the route's model (the engine's)
     assert qwen["model"] == "qwen3.6-plus" and all(isinstance(m["content"], str) for m in qwen["messages"]
                                                    if m["role"] == "tool")
     assert params.tool_images([USER]) == [USER]

@@ -18,18 +18,16 @@ _DROP = ("store", "metadata", "service_tier", "prompt_cache_key", "safety_identi
          "modalities", "audio", "verbosity", "prompt_cache_retention")
 
 
-def own_body(body: dict, *, model: str, capability: Capability, default_model: str | None = None,
-             notes: list[str] | None = None) -> dict:
+def own_body(body: dict, *, model: str, capability: Capability, notes: list[str] | None = None) -> dict:
     """A pass-through body (DashScope's OpenAI-compatible embeddings, a plan's Anthropic-compatible base): the
-    dialect's own, with a Qwen model (one that sees images when there are some) and the output within the
-    model's cap."""
+    dialect's own, with the Qwen model (the route's: one that sees images when there are some, the engine
+    chose it) and the output within the model's cap."""
     if capability is Capability.EMBEDDINGS:
         return embedding_body(body, model if model.startswith("text-embedding") else "text-embedding-v4", notes)
     out = {**body, "model": model}
     if capability is Capability.CHAT:
-        out = rules.route_vision(out, oauth=False, default_model=default_model, notes=notes)
         out.pop("vl_high_resolution_images", None)  # an OpenAI-compatible extra: not for the Anthropic base
-        out = knobs.anthropic_thinking(out, notes)  # on the model that answers (after vision routing)
+        out = knobs.anthropic_thinking(out, notes)  # on the model that answers
     return rules.clamp_output(out, notes, field="max_tokens")  # Anthropic's own name for the cap
 
 
@@ -55,17 +53,15 @@ def embedding_body(body: dict, model: str, notes: list[str] | None = None) -> di
 
 
 def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None = None,
-                 notes: list[str] | None = None, default_model: str | None = None,
-                 learned_thinking: Mapping[str, Thinking] | None = None,
+                 notes: list[str] | None = None, learned_thinking: Mapping[str, Thinking] | None = None,
                  learned_stream_only: Collection[str] = (), learned_caps: Mapping[str, int] | None = None) -> dict:
     """The body Qwen gets, obeying DashScope's rules, in qwen-code's shape (OAuth and keys alike).
 
-    `notes` collects what was changed from the client's request; `default_model` is the account's, tried
-    first when images need a vision model; `session_id` overrides the one derived from the conversation;
+    `notes` collects what was changed from the client's request (the model is the request's route's: images
+    go to a vision model by qwen_routes, the engine's choice); `session_id` overrides the one derived from the conversation;
     `learned_thinking` overrides the thinking table for models a 400 taught about (`thinking_refusal`), and
     `learned_stream_only` adds to the table of models that answer streams only (`stream_refusal`), and
     `learned_caps` to the catalogue's output caps (Qwen's "Range of max_tokens should be [1, N]").
-    The model may change (images): read it back from the result's "model".
     """
     # A shallow copy: every step below builds new containers where it changes one (copy on write), so
     # the client's body is never altered (a deep copy of a long conversation costs more than the rest).
@@ -91,8 +87,7 @@ def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None 
         out.pop("parallel_tool_calls", None)
     if rules.has_parts(out["messages"]):  # images come in lists of parts only
         out["messages"] = params.tool_images(out["messages"], notes)
-        out = rules.route_vision(out, oauth=oauth, default_model=default_model, notes=notes)
-    out = search.search_knobs(out, oauth=oauth, notes=notes)  # on the model that answers (after vision routing)
+    out = search.search_knobs(out, oauth=oauth, notes=notes)  # on the model that answers (after its route)
     out = params.stream_whole(out, notes, learned=learned_stream_only)
     out = params.sampling_ranges(out, notes)
     out = knobs.thinking_knobs(out, effort, notes, learned=learned_thinking)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Mapping
-from itertools import repeat
 
 from ... import ids, jsonio
 from ...exchange import note
-from ...models.model_map import is_vision, output_cap, preserves_thinking, vision_model
+from ...models.model_map import is_vision, output_cap, preserves_thinking
+from ...models.routes import contents, has_image
 from . import markers
 
 _SESSION_NS = uuid.UUID("5b7c2f0e-8a1d-4c3e-9f61-2d4a8e0c7b19")  # this gateway's namespace for session ids
@@ -120,44 +120,12 @@ def clamp_output(body: dict, notes: list[str] | None = None, *, field: str = "ma
 # ---- R10: images -----------------------------------------------------------------------------------------
 
 
-def has_image(messages: list[dict]) -> bool:
-    """An image part in OpenAI's form (`image_url`), or an Anthropic `image` block (a plan's Anthropic base takes
-    those, also inside a tool result)."""
-    return any(_images(content) for content in contents(messages) if isinstance(content, list))
-
-
-def contents(messages: list[dict]) -> list:
-    """Each message's content (None where it has none), read in C: a pass over a long conversation's
-    messages costs a few microseconds."""
-    try:
-        return list(map(dict.get, messages, repeat("content")))
-    except TypeError:  # an item that is no object
-        return [m.get("content") if isinstance(m, dict) else None for m in messages]
-
-
 def has_parts(messages: list[dict]) -> bool:
     """Whether some message's content is a list of parts: images, markers and tool results come in those only."""
     return list in map(type, contents(messages))
 
 
-def _images(content: object) -> bool:
-    if not isinstance(content, list):
-        return False
-    return any(isinstance(p, dict) and (p.get("type") in ("image_url", "image") or
-                                        (p.get("type") == "tool_result" and _images(p.get("content"))))
-               for p in content)
-
-
-def route_vision(body: dict, *, oauth: bool, default_model: str | None = None,
-                 notes: list[str] | None = None) -> dict:
-    """Images go to a model that can see them, with qwen-code's high-resolution flag."""
-    if not has_image(body.get("messages") or []):
-        return body
-    model = str(body.get("model") or "")
-    target = vision_model(model, oauth=oauth, default_model=default_model)
-    if target != model:
-        note(notes, f"images sent to {target}: {model} cannot read images")
-    return {**body, "model": target, "vl_high_resolution_images": True}
+# Which model reads them is the request's route (qwen_routes: models/routes.py, the engine), not a rule here.
 
 
 # ---- qwen-code's request shape -----------------------------------------------------------------------------

@@ -25,13 +25,12 @@ class DashScope:
                   learned: Mapping[str, Thinking] | None, stream_only: Collection[str] = (),
                   caps: Mapping[str, int] | None = None) -> dict:
         return request.chat_to_qwen(chat, model=model, oauth=cred.kind == OAUTH, notes=notes,
-                                    default_model=cred.default_model, learned_thinking=learned,
+                                    learned_thinking=learned,
                                     learned_stream_only=stream_only, learned_caps=caps)
 
     def own_body(self, body: dict, *, model: str, capability: Capability, cred: Credential,
                  notes: list[str]) -> dict:
-        return request.own_body(body, model=model, capability=capability, default_model=cred.default_model,
-                                notes=notes)
+        return request.own_body(body, model=model, capability=capability, notes=notes)
 
     def wire(self, cred: Credential, suffix: str, body: dict, *, user_agent: str, stream: bool, attempt: int,
              base: str | None = None, api_headers: tuple[tuple[str, str], ...] = (), client_agent: str = "") -> Wire:

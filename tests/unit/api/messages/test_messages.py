@@ -199,13 +199,15 @@ def test_thinking_the_client_did_not_ask_for_is_left_out_of_a_passed_through_ans
                                                           ("content_block_stop", 0), ("message_stop", None)]
 
 
-def test_an_anthropic_image_moves_a_passed_through_request_to_a_vision_model():
+def test_an_anthropic_image_stays_on_the_model_its_route_chose():
+    """A passed-through request's vision model is its route's (the engine's, tests/unit/turn/test_model_route.py);
+    the Anthropic base takes no OpenAI-compatible extra."""
     from qwen_gateway.accounts import Capability
     from qwen_gateway.upstream.dashscope.request import own_body
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAA"}}
-    out = own_body({"messages": [{"role": "user", "content": [image]}], "max_tokens": 10}, model="qwen3-coder-plus",
+    out = own_body({"messages": [{"role": "user", "content": [image]}], "max_tokens": 10}, model="qwen3.6-plus",
                    capability=Capability.CHAT)
-    assert out["model"] != "qwen3-coder-plus" and "vl_high_resolution_images" not in out
+    assert out["model"] == "qwen3.6-plus" and "vl_high_resolution_images" not in out
 
 
 @pytest.mark.parametrize("status", [529, 503])

@@ -102,16 +102,14 @@ IMAGE_MSG = {"role": "user", "content": [{"type": "text", "text": "what?"},
                                          {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}
 
 
-def test_images_go_to_the_accounts_vision_model():
-    out, notes = qwen({"messages": [IMAGE_MSG]}, model="qwen3-coder-plus", oauth=False)
-    assert out["model"] == "qwen3.6-plus" and out["vl_high_resolution_images"] is True
-    assert notes == ["images sent to qwen3.6-plus: qwen3-coder-plus cannot read images"]
-    out, _ = qwen({"messages": [IMAGE_MSG]}, model="qwen3-coder-plus", oauth=False, default_model="qwen3.7-plus")
-    assert out["model"] == "qwen3.7-plus"
-    out, _ = qwen({"messages": [IMAGE_MSG]}, model="qwen3-coder-plus", oauth=True)
-    assert out["model"] == "coder-model"
+def test_images_stay_on_the_model_their_route_chose():
+    """Which model reads images is the request's route (qwen_routes: turn/model_route.py, the engine's
+    `_routed`, tests/unit/turn/test_model_route.py); the body keeps it, with the high-resolution flag on a vision
+    model."""
     out, notes = qwen({"messages": [IMAGE_MSG]}, model="qwen3-vl-plus", oauth=False)
     assert out["model"] == "qwen3-vl-plus" and out["vl_high_resolution_images"] is True and notes == []
+    out, _ = qwen({"messages": [IMAGE_MSG]}, model="qwen3-coder-plus", oauth=False)  # images=off: as asked
+    assert out["model"] == "qwen3-coder-plus" and "vl_high_resolution_images" not in out
     out, _ = qwen({}, model="qwen3-coder-plus", oauth=False)
     assert out["model"] == "qwen3-coder-plus" and "vl_high_resolution_images" not in out
 
