@@ -57,3 +57,16 @@ def test_observers_in_the_order_they_are_called():
     names = [type(o).__name__ for o in components.default_observers()]
     assert names == ["TokenEstimator", "Metrics", "RequestLine", "UsageLedger", "DebugLog", "Tracing",
                      "FlowAnnotator", "FlowCap"]  # the annotator before the cap: the cap adds to its comment
+
+
+PAYG = Credential("p", KEY, "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "sk-x")
+
+
+def test_responses_go_to_qwens_own_api_only_when_asked_on_payg_keys_and_served_models():
+    assert components.pairing(Config()).leg("responses", DASHSCOPE, PAYG, "qwen3-coder-plus") == (TRANSLATED, None)
+    on = components.pairing(Config(responses_native=True))
+    leg, base = on.leg("responses", DASHSCOPE, PAYG, "qwen3-coder-plus")
+    assert (leg.suffix, leg.passthrough, base) == ("responses", True, PAYG.base_url)
+    assert on.leg("responses", DASHSCOPE, PAYG, "qwen-turbo") == (TRANSLATED, None)  # not served there
+    assert on.leg("responses", DASHSCOPE, PLAN, "qwen3-coder-plus") == (TRANSLATED, None)  # Coding Plan: chat only
+    assert on.leg("responses", DASHSCOPE, LOGIN, "qwen3-coder-plus") == (TRANSLATED, None)
