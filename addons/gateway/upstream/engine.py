@@ -142,6 +142,7 @@ class UpstreamEngine:
         leg, base = self.pairing.leg(endpoint.name, upstream, cred, model)
         own: dict | None = None
         if leg.passthrough:
+            ex.attempt.model = model  # the model asked upstream, which the endpoint's own body may read
             own = endpoint.own_body(ex.body or {}, ex) if endpoint.own_body is not None else ex.chat_body
             if own is None:  # this request needs what only the translation serves
                 leg, base = TRANSLATED, None

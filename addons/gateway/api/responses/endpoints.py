@@ -9,6 +9,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from ...errors import GatewayError
+from ...exchange import note
 from ...interfaces import ChunkSource, Endpoint, StreamTranslator
 from ..conversation import keyed
 from . import background, native, native_answer
@@ -120,10 +121,16 @@ def responses_endpoint(store: Callable[[], ResponseStore],
         """Model Studio's own Responses body (native.py), or None: this request is translated."""
         st, cred = state(ex), ex.attempt.cred
         chat = ex.chat_body
-        if st.socket or st.compaction or cred is None or chat is None or native.translated_only(chat, body):
+        if st.socket or st.compaction or cred is None or chat is None:
+            return None
+        reason = native.translated_only(chat, body, model=ex.attempt.model)
+        if reason is not None:
+            note(ex.notes, f"translated, not sent to Qwen's own Responses API: {reason}")
             return None
         previous = native.chain_of(st.chain, account=cred.account, history_messages=st.history_messages)
         out = native.own_body(chat, body, previous=previous, history_messages=st.history_messages)
+        if "web_search_options" in chat:
+            note(ex.notes, f"web search dropped: {ex.attempt.model} does not search")  # as the chat path says it
         if "previous_response_id" in out:
             ex.notes.append("continued on Qwen's own Responses API (previous_response_id)")
         return out

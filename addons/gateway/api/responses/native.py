@@ -9,7 +9,7 @@ own `previous_response_id`: its session cache then reads the conversation instea
 billed again. Anything else sends the whole conversation.
 
 `own_body` says None for a request that needs what only the translation serves: a background run, a
-WebSocket turn, a compaction, web search, structured output, a non-text part (images, files),
+WebSocket turn, a compaction, web search on a model that searches, structured output, a non-text part (images, files),
 values Model Studio's Responses API refuses that chat takes (tool_choice "required" with other than one tool,
 an output cap under 16, temperature 2). Such a request is translated, as without the option.
 """
@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...models import catalogue
+
 # chat fields of the translation that only the translated request serves
-_TRANSLATED_ONLY = ("web_search_options", "response_format")
+_TRANSLATED_ONLY = ("response_format",)
 MIN_OUTPUT = 16  # Model Studio's Responses API: max_output_tokens >= 16
 
 
@@ -32,19 +34,34 @@ def chain_of(chain: object, *, account: str, history_messages: int) -> str | Non
     return chain["id"] if history_messages > 0 and chain.get("messages") == history_messages else None
 
 
-def translated_only(chat: dict, body: dict) -> bool:
-    """Whether the request needs what only the translated path serves (see the module's docstring)."""
-    if body.get("background") is True or any(k in chat for k in _TRANSLATED_ONLY):
-        return True
+def translated_only(chat: dict, body: dict, *, model: str = "") -> str | None:
+    """What the request needs that only the translated path serves (see the module's docstring), or None.
+    Web search only offered (a Responses `web_search` tool) to a `model` that does not search is dropped, as
+    the translated path drops it; else it is the translation's."""
+    if body.get("background") is True:
+        return "a background run"
+    search = chat.get("web_search_options")
+    if search is not None and not (isinstance(search, dict) and search.get("optional") and not searches(model)):
+        return "web search"
+    found = next((k for k in _TRANSLATED_ONLY if k in chat), None)
+    if found is not None:
+        return found
     tools = chat.get("tools") or []
     if chat.get("tool_choice") == "required" and len(tools) != 1:
-        return True
+        return "tool_choice required with other than one tool"
     cap, t, p = chat.get("max_completion_tokens"), chat.get("temperature"), chat.get("top_p")
     if isinstance(cap, int) and cap < MIN_OUTPUT or isinstance(t, (int, float)) and not 0 <= t < 2 or \
             isinstance(p, (int, float)) and not 0 < p <= 1:
-        return True
-    return any(isinstance(m.get("content"), list) and any(
-        not isinstance(part, dict) or part.get("type") != "text" for part in m["content"]) for m in chat["messages"])
+        return "a value Model Studio's Responses API refuses"
+    if any(isinstance(m.get("content"), list) and any(not isinstance(part, dict) or part.get("type") != "text"
+                                                      for part in m["content"]) for m in chat["messages"]):
+        return "a part other than text"
+    return None
+
+
+def searches(model: str) -> bool:
+    row = catalogue.find(model)
+    return row is not None and row.search
 
 
 def own_body(chat: dict, body: dict, *, previous: str | None, history_messages: int) -> dict:

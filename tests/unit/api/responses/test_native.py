@@ -87,7 +87,14 @@ def test_what_only_the_translation_serves_is_translated(extra):
     if tools and tools[0].get("name"):  # two tools under distinct names
         body["tools"] = [TOOLS[0], {**TOOLS[0], "name": "other"}]
     chat, _ = chat_of(body)
-    assert native.translated_only(chat, body)
+    assert native.translated_only(chat, body, model="qwen3-max")
+
+
+def test_web_search_only_offered_to_a_model_that_does_not_search_is_no_reason_to_translate():
+    body = {"model": "qwen3-coder-plus", "input": "hi", "tools": [{"type": "web_search"}]}
+    chat, _ = chat_of(body)
+    assert native.translated_only(chat, body, model="qwen3-coder-plus") is None
+    assert native.translated_only(chat, body, model="qwen3-max") == "web search"  # it searches: translated
 
 
 def test_a_plain_request_is_not_translated_and_its_verbosity_goes_on_for_the_upstream():
