@@ -149,3 +149,17 @@ def test_a_real_codex_turn_goes_through_the_native_path(make_gateway, emu, tmp_p
         assert all(t["type"] == "function" for t in body["tools"])  # its web_search dropped (the model does not search)
     finally:
         gw.stop()
+
+
+def test_a_conversation_qwen_no_longer_holds_is_sent_again_whole(gw, emu):
+    """Qwen's stored response gone (the emulator's clock past its 7 days): its 400 "Not found
+    previous_response_id" is retried once with the whole conversation; the client sees only the answer."""
+    c = client(gw)
+    first = c.responses.create(model=MODEL, instructions=INSTRUCTIONS, input="turn one")
+    emu.admin("POST", "cache", {"advance": 8 * 86400})
+    second = c.responses.create(model=MODEL, instructions=INSTRUCTIONS, input="turn two",
+                                previous_response_id=first.id)
+    assert second.status == "completed"
+    refused, again = (r["body"] for r in native_requests(emu)[-2:])
+    assert refused["previous_response_id"] and "previous_response_id" not in again
+    assert [i["role"] for i in again["input"]] == ["user", "assistant", "user"]

@@ -4,12 +4,13 @@ translation modules and the gateway's stored responses (store.py)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
 from ...errors import GatewayError
-from ...exchange import note
+from ...exchange import RetryReason, note
 from ...interfaces import ChunkSource, Endpoint, StreamTranslator
 from ..conversation import keyed
 from . import background, native, native_answer
@@ -127,7 +128,10 @@ def responses_endpoint(store: Callable[[], ResponseStore],
         if reason is not None:
             note(ex.notes, f"translated, not sent to Qwen's own Responses API: {reason}")
             return None
-        previous = native.chain_of(st.chain, account=cred.account, history_messages=st.history_messages)
+        # Qwen no longer held it once (a STALE refusal, sent again): the whole conversation this time
+        stale = any(r.reason is RetryReason.NEW_CHAT for r in ex.attempt.retries)
+        previous = None if stale else native.chain_of(st.chain, account=cred.account,
+                                                      history_messages=st.history_messages, now=time.time())
         out = native.own_body(chat, body, previous=previous, history_messages=st.history_messages)
         if "web_search_options" in chat:
             note(ex.notes, f"web search dropped: {ex.attempt.model} does not search")  # as the chat path says it
@@ -153,7 +157,7 @@ def responses_endpoint(store: Callable[[], ResponseStore],
         if not ex.attempt.leg.passthrough or not upstream_id or cred is None or ex.chat_body is None or \
                 (ex.attempt.body or {}).get("store") is False:
             return {}
-        return {"native": {"account": cred.account, "id": upstream_id,
+        return {"native": {"account": cred.account, "id": upstream_id, "at": time.time(),
                            "messages": native.held_messages(ex.chat_body, body)}}
 
     def stream_failure(ex: Exchange) -> bytes | None:

@@ -23,13 +23,18 @@ from ...models import catalogue
 # chat fields of the translation that only the translated request serves
 _TRANSLATED_ONLY = ("response_format",)
 MIN_OUTPUT = 16  # Model Studio's Responses API: max_output_tokens >= 16
+# Model Studio keeps a response 7 days ("the current response id is valid for 7 days"): continued there for 6
+CHAIN_S = 6 * 86400
 
 
-def chain_of(chain: object, *, account: str, history_messages: int) -> str | None:
+def chain_of(chain: object, *, account: str, history_messages: int, now: float) -> str | None:
     """Model Studio's id of the previous answer when this turn can continue it there: it came from the same
-    account and holds the conversation's `history_messages` chat messages (the translation's count of what the
-    earlier turns made); else None."""
+    account, within the days Model Studio keeps a response, and holds the conversation's `history_messages`
+    chat messages (the translation's count of what the earlier turns made); else None."""
     if not isinstance(chain, dict) or chain.get("account") != account or not isinstance(chain.get("id"), str):
+        return None
+    at = chain.get("at")
+    if not isinstance(at, (int, float)) or not 0 <= now - at < CHAIN_S:
         return None
     return chain["id"] if history_messages > 0 and chain.get("messages") == history_messages else None
 

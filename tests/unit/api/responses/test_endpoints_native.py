@@ -11,7 +11,7 @@ from qwen_gateway.accounts import KEY, Credential
 from qwen_gateway.api.responses.endpoints import responses_endpoint
 from qwen_gateway.api.responses.state import state
 from qwen_gateway.api.responses.store import ResponseStore
-from qwen_gateway.exchange import ClientRequest, Exchange
+from qwen_gateway.exchange import ClientRequest, Exchange, Retry, RetryReason
 from qwen_gateway.interfaces import Leg
 
 BASE = "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"
@@ -53,8 +53,9 @@ async def test_a_chain_continues_on_qwens_id_with_only_its_new_items(store):
     first = await answered(endpoint, ex, "resp_qwen1", "1")
     assert first["id"] != "resp_qwen1" and first["id"].startswith("resp_")  # the gateway's own id
     assert ex.result.usage is not None and ex.result.usage["prompt_tokens"] == 1200  # for the ledger
-    assert store.history(first["id"], ex.key.name)["native"] == {"account": "here", "id": "resp_qwen1",
-                                                                 "messages": 2}
+    chain = store.history(first["id"], ex.key.name)["native"]
+    assert {k: chain[k] for k in ("account", "id", "messages")} == {"account": "here", "id": "resp_qwen1",
+                                                                   "messages": 2}
     ex2, own2 = await turn(endpoint, {"model": "qwen3-coder-plus", "instructions": "be brief", "input": "two",
                                       "previous_response_id": first["id"]})
     assert own2 is not None and own2["previous_response_id"] == "resp_qwen1"
@@ -63,6 +64,21 @@ async def test_a_chain_continues_on_qwens_id_with_only_its_new_items(store):
     second = await answered(endpoint, ex2, "resp_qwen2", "2")
     assert store.get(second["id"], ex2.key.name)["previous_response_id"] == first["id"]  # the client's ids
     assert store.history(second["id"], ex2.key.name)["native"]["messages"] == 4
+
+
+async def test_after_qwen_said_it_no_longer_holds_it_the_whole_conversation_goes(store):
+    endpoint = responses_endpoint(lambda: store)
+    ex, _ = await turn(endpoint, {"model": "qwen3-coder-plus", "input": "one"})
+    first = await answered(endpoint, ex, "resp_qwen1", "1")
+    body = {"model": "qwen3-coder-plus", "input": "two", "previous_response_id": first["id"]}
+    ex2 = Exchange(ClientRequest("POST", "/v1/responses", "http://x/v1/responses"))
+    ex2.body = body
+    await endpoint.prepare(body, ex2)
+    ex2.chat_body = endpoint.to_chat(body, ex2)
+    ex2.attempt.cred, ex2.attempt.model = HERE, "qwen3-coder-plus"
+    ex2.attempt.retries.append(Retry(RetryReason.NEW_CHAT, "here"))
+    own = endpoint.own_body(body, ex2)
+    assert own is not None and "previous_response_id" not in own and len(own["input"]) == 3
 
 
 async def test_on_another_account_the_whole_conversation_goes_and_nothing_chains(store):

@@ -53,20 +53,24 @@ def test_a_continuation_sends_only_its_new_items_with_qwens_own_id():
             "input": [{"type": "message", "role": "user", "content": "two"}]}
     chat, held = chat_of(body, history)
     assert held == 2
-    chain = {"account": "acct", "id": "resp_qwen", "messages": 2}
-    previous = native.chain_of(chain, account="acct", history_messages=held)
+    chain = {"account": "acct", "id": "resp_qwen", "messages": 2, "at": 1000.0}
+    previous = native.chain_of(chain, account="acct", history_messages=held, now=1000.0 + 3600)
     out = native.own_body(chat, body, previous=previous, history_messages=held)
     assert out["previous_response_id"] == "resp_qwen" and out["instructions"] == "x"
     assert out["input"] == [{"type": "message", "role": "user", "content": "two"}]
 
 
-@pytest.mark.parametrize("chain, account, held", [
-    ({"account": "acct", "id": "resp_q", "messages": 2}, "other", 2),  # another account holds it
-    ({"account": "acct", "id": "resp_q", "messages": 3}, "acct", 2),  # the history differs from what it holds
-    (None, "acct", 2), ({"account": "acct", "messages": 2}, "acct", 2), ({"account": "acct", "id": "r",
-                                                                         "messages": 0}, "acct", 0)])
-def test_no_chain_unless_the_same_account_holds_the_same_history(chain, account, held):
-    assert native.chain_of(chain, account=account, history_messages=held) is None
+HELD = {"account": "acct", "id": "resp_q", "messages": 2, "at": 1000.0}
+
+
+@pytest.mark.parametrize("chain, account, held, now", [
+    (HELD, "other", 2, 1000.0),  # another account holds it
+    ({**HELD, "messages": 3}, "acct", 2, 1000.0),  # the history differs from what it holds
+    (HELD, "acct", 2, 1000.0 + 6 * 86400),  # older than Qwen keeps a response (7 days; 6 here)
+    ({**HELD, "at": None}, "acct", 2, 1000.0), (None, "acct", 2, 1000.0),
+    ({"account": "acct", "messages": 2, "at": 1000.0}, "acct", 2, 1000.0), ({**HELD, "messages": 0}, "acct", 0, 1000.0)])
+def test_no_chain_unless_the_same_account_holds_the_same_history_still(chain, account, held, now):
+    assert native.chain_of(chain, account=account, history_messages=held, now=now) is None
 
 
 def test_the_messages_held_after_a_turn_are_its_conversation_and_the_answer():
