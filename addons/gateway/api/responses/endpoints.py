@@ -135,8 +135,8 @@ def responses_endpoint(store: Callable[[], ResponseStore],
         out = native.own_body(chat, body, previous=previous, history_messages=st.history_messages)
         if "web_search_options" in chat:
             note(ex.notes, f"web search dropped: {ex.attempt.model} does not search")  # as the chat path says it
-        if "previous_response_id" in out:
-            ex.notes.append("continued on Qwen's own Responses API (previous_response_id)")
+        note(ex.notes, "continued on Qwen's own Responses API (its previous_response_id)" if "previous_response_id"
+             in out else "sent to Qwen's own Responses API (qwen_responses_native)")
         return out
 
     def from_own(data: dict, ex: Exchange) -> dict:

@@ -50,6 +50,7 @@ async def test_a_chain_continues_on_qwens_id_with_only_its_new_items(store):
     endpoint = responses_endpoint(lambda: store)
     ex, own = await turn(endpoint, {"model": "qwen3-coder-plus", "instructions": "be brief", "input": "one"})
     assert own is not None and "previous_response_id" not in own and own["store"] is True
+    assert "sent to Qwen's own Responses API (qwen_responses_native)" in ex.notes  # said on the flow
     first = await answered(endpoint, ex, "resp_qwen1", "1")
     assert first["id"] != "resp_qwen1" and first["id"].startswith("resp_")  # the gateway's own id
     assert ex.result.usage is not None and ex.result.usage["prompt_tokens"] == 1200  # for the ledger
