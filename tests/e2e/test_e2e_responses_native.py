@@ -1,8 +1,9 @@
 """Responses on Model Studio's own Responses API (`qwen_responses_native`), through a real mitmdump and the
 emulator (its Responses API and session cache, scripts/emulator/responses.py, cache.py), with openai-python:
 whole and streamed answers, a previous_response_id chain continued there by Qwen's own id (only the new items
-sent, the conversation read from the session cache), the gateway's stored objects (GET /v1/responses/{id}),
-a background request still run by the gateway's own translated path, and a real Codex turn."""
+sent, the conversation read from the session cache; sent again whole when Qwen no longer holds it), the
+gateway's stored objects (GET /v1/responses/{id}), a background request and a WebSocket turn still on the
+gateway's own translated path, and a real Codex turn."""
 
 from __future__ import annotations
 
@@ -163,3 +164,15 @@ def test_a_conversation_qwen_no_longer_holds_is_sent_again_whole(gw, emu):
     refused, again = (r["body"] for r in native_requests(emu)[-2:])
     assert refused["previous_response_id"] and "previous_response_id" not in again
     assert [i["role"] for i in again["input"]] == ["user", "assistant", "user"]
+
+
+def test_a_websocket_turn_stays_on_the_gateways_own_path(gw, emu):
+    """Qwen has no Responses WebSocket: Codex's socket turns are translated, as without the option."""
+    from e2e.test_e2e_responses_ws import connect, turn, user
+    ws = connect(gw, Authorization="Bearer client-key")
+    try:
+        events = turn(ws, {"model": MODEL, "input": [user("over the socket")]})
+    finally:
+        ws.close()
+    assert events[-1]["type"] == "response.completed"
+    assert not native_requests(emu) and len(emu.chat_requests()) == 1
