@@ -54,6 +54,23 @@ def session(url: str, turns: int) -> None:
         assert previous is not None
 
 
+def stateless(url: str, turns: int) -> None:
+    """Codex's way: `store: false`, the whole conversation sent every turn (its items as the answers gave them)."""
+    import openai
+    client = openai.OpenAI(base_url=url + "/v1", api_key="bench", max_retries=0, timeout=120,
+                           http_client=httpx.Client(trust_env=False))
+    items: list = []
+    for t in range(turns):
+        items.append({"role": "user", "content": f"step {t}: look at src/handler_{t}.py and fix what is wrong.\n\n"
+                                                 f"{FILE}"})
+        stream = client.responses.create(model=MODEL, instructions=INSTRUCTIONS, tools=TOOLS, input=items,
+                                         stream=True, store=False)
+        for event in stream:
+            if event.type == "response.completed":
+                items += [{"role": "assistant", "content": o.content[0].text} for o in event.response.output
+                          if o.type == "message"]
+
+
 def ledger(state: Path) -> dict:
     """The session's figures from the gateway's usage ledger (read once the gateway has stopped: flushed), each
     request priced by the built-in list as the ledger prices it (pay-as-you-go international: the emulator's
@@ -91,15 +108,17 @@ def bench_native(turns: int = 20) -> list[dict]:
         targets = {"translated to chat (default)": ("translated", ()),
                    "Qwen's own Responses API + session cache": ("native", ("--set", "qwen_responses_native=true"))}
         states, sent = {}, {}
-        for label, (name, args) in targets.items():
-            url, states[label] = _gateway(procs, emulator, key, name, *args)
-            httpx.post(emulator + "/_emulator/reset", json={}, trust_env=False).raise_for_status()  # cold caches
-            httpx.post(emulator + "/_emulator/tokens", json={"access_token": key, "kind": "key"},
-                       trust_env=False).raise_for_status()
-            session(url, turns)
-            sent[label] = sum(r["raw_body_len"] for r in httpx.get(emulator + "/_emulator/requests",
-                                                                    trust_env=False).json())
+        for way, run in (("previous_response_id", session), ("store false, whole history", stateless)):
+            for label, (name, args) in targets.items():
+                label = f"{way}: {label}"
+                url, states[label] = _gateway(procs, emulator, key, f"{name}-{run.__name__}", *args)
+                httpx.post(emulator + "/_emulator/reset", json={}, trust_env=False).raise_for_status()  # cold
+                httpx.post(emulator + "/_emulator/tokens", json={"access_token": key, "kind": "key"},
+                           trust_env=False).raise_for_status()
+                run(url, turns)
+                sent[label] = sum(r["raw_body_len"] for r in httpx.get(emulator + "/_emulator/requests",
+                                                                        trust_env=False).json())
     results = {label: {**ledger(state), "bytes sent to Qwen": sent[label]}  # the gateways stopped: flushed
                for label, state in states.items()}
-    return [{"scenario": f"native: one Codex-like Responses session of {turns} streamed turns (previous_response_id)"
-                         f", {MODEL}, pay-as-you-go international prices", "results": results}]
+    return [{"scenario": f"native: a Codex-like Responses session of {turns} streamed turns, {MODEL}, "
+                         f"pay-as-you-go international prices", "results": results}]

@@ -95,9 +95,10 @@ def responses_base(cred: Credential) -> str | None:
 
 
 def serves_responses(model: str) -> bool:
-    """A model Model Studio's Responses API serves (the catalogue's `responses`)."""
+    """A model Model Studio's Responses API serves with its session cache (the catalogue's `responses` and
+    `session_cache`): without the session cache, the translation's explicit cache markers cost less."""
     row = catalogue.find(model)
-    return row is not None and row.responses
+    return row is not None and row.responses and row.session_cache
 
 
 def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[], None],

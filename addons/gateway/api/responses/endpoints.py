@@ -128,10 +128,13 @@ def responses_endpoint(store: Callable[[], ResponseStore],
         if reason is not None:
             note(ex.notes, f"translated, not sent to Qwen's own Responses API: {reason}")
             return None
-        # Qwen no longer held it once (a STALE refusal, sent again): the whole conversation this time
+        # Qwen no longer held it once (a STALE refusal, sent again): translated this time
         stale = any(r.reason is RetryReason.NEW_CHAT for r in ex.attempt.retries)
         previous = None if stale else native.chain_of(st.chain, account=cred.account,
                                                       history_messages=st.history_messages, now=time.time())
+        if previous is None and not native.opening(chat, st.history_messages):
+            note(ex.notes, "translated, not sent to Qwen's own Responses API: it does not hold this conversation")
+            return None
         out = native.own_body(chat, body, previous=previous, history_messages=st.history_messages)
         if "web_search_options" in chat:
             note(ex.notes, f"web search dropped: {ex.attempt.model} does not search")  # as the chat path says it

@@ -6,10 +6,13 @@ translation first), said in Model Studio's Responses items.
 A turn that continues a conversation whose previous answer came from Model Studio's API on the same account,
 stored there (`chain`, kept with the gateway's stored response), sends only its new items with Model Studio's
 own `previous_response_id`: its session cache then reads the conversation instead of the whole history being
-billed again. Anything else sends the whole conversation.
+billed again. A conversation's first turn goes there whole (`opening`: it starts the chain). Any other turn
+(a conversation Qwen does not hold: another account, an older chain, a client that resends its whole history)
+is translated: the session cache would read nothing of it, and the chat path's cache markers do.
 
-`own_body` says None for a request that needs what only the translation serves: a background run, a
-WebSocket turn, a compaction, web search on a model that searches, structured output, a non-text part (images, files),
+`own_body` says None for a request that needs what only the translation serves: a background run, a request
+not stored (`store: false`, as Codex sends every turn: Qwen keeps nothing to continue, and its implicit cache
+costs more than the translation's explicit cache markers: docs/performance.md), a WebSocket turn, a compaction, web search on a model that searches, structured output, a non-text part (images, files),
 values Model Studio's Responses API refuses that chat takes (tool_choice "required" with other than one tool,
 an output cap under 16, temperature 2). Such a request is translated, as without the option.
 """
@@ -45,6 +48,8 @@ def translated_only(chat: dict, body: dict, *, model: str = "") -> str | None:
     the translated path drops it; else it is the translation's."""
     if body.get("background") is True:
         return "a background run"
+    if body.get("store") is False:  # Qwen keeps nothing to continue: its implicit cache would cost more
+        return "store false (no session cache to continue; the chat path's cache markers cost less)"
     search = chat.get("web_search_options")
     if search is not None and not (isinstance(search, dict) and search.get("optional") and not searches(model)):
         return "web search"
@@ -62,6 +67,14 @@ def translated_only(chat: dict, body: dict, *, model: str = "") -> str | None:
                                                       for part in m["content"]) for m in chat["messages"]):
         return "a part other than text"
     return None
+
+
+def opening(chat: dict, history_messages: int) -> bool:
+    """A conversation's first turn (no earlier turn, no answer or tool output in its input): the one turn
+    besides a continuation that Qwen's session cache serves well — it starts what later turns continue. A
+    client that resends its whole conversation instead of continuing it would have every later turn written to
+    the session cache again and none read (Model Studio's page: the cache is read by a continuation)."""
+    return history_messages == 0 and not any(m.get("role") in ("assistant", "tool") for m in chat["messages"])
 
 
 def searches(model: str) -> bool:

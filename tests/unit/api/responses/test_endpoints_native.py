@@ -67,7 +67,7 @@ async def test_a_chain_continues_on_qwens_id_with_only_its_new_items(store):
     assert store.history(second["id"], ex2.key.name)["native"]["messages"] == 4
 
 
-async def test_after_qwen_said_it_no_longer_holds_it_the_whole_conversation_goes(store):
+async def test_after_qwen_said_it_no_longer_holds_it_the_turn_is_translated(store):
     endpoint = responses_endpoint(lambda: store)
     ex, _ = await turn(endpoint, {"model": "qwen3-coder-plus", "input": "one"})
     first = await answered(endpoint, ex, "resp_qwen1", "1")
@@ -78,25 +78,28 @@ async def test_after_qwen_said_it_no_longer_holds_it_the_whole_conversation_goes
     ex2.chat_body = endpoint.to_chat(body, ex2)
     ex2.attempt.cred, ex2.attempt.model = HERE, "qwen3-coder-plus"
     ex2.attempt.retries.append(Retry(RetryReason.NEW_CHAT, "here"))
-    own = endpoint.own_body(body, ex2)
-    assert own is not None and "previous_response_id" not in own and len(own["input"]) == 3
+    assert endpoint.own_body(body, ex2) is None  # translated: the whole conversation, with the cache markers
 
 
-async def test_on_another_account_the_whole_conversation_goes_and_nothing_chains(store):
+async def test_a_conversation_qwen_does_not_hold_is_translated(store):
+    """Another account, or a client resending its whole conversation: Qwen's session cache would read none of
+    it (and write it all again); the chat path's cache markers read it."""
     endpoint = responses_endpoint(lambda: store)
     ex, _ = await turn(endpoint, {"model": "qwen3-coder-plus", "input": "one"})
     first = await answered(endpoint, ex, "resp_qwen1", "1")
-    _, own = await turn(endpoint, {"model": "qwen3-coder-plus", "input": "two", "previous_response_id": first["id"]},
-                        THERE)
-    assert own is not None and "previous_response_id" not in own
-    assert [i.get("role") for i in own["input"]] == ["user", "assistant", "user"]
+    other, own = await turn(endpoint, {"model": "qwen3-coder-plus", "input": "two",
+                                       "previous_response_id": first["id"]}, THERE)
+    assert own is None and any("does not hold this conversation" in n for n in other.notes)
+    _, own = await turn(endpoint, {"model": "qwen3-coder-plus", "input": [
+        {"role": "user", "content": "one"}, {"role": "assistant", "content": "1"}, {"role": "user", "content": "2"}]})
+    assert own is None  # the whole history resent, no chain
 
 
-async def test_a_turn_not_stored_keeps_no_chain_and_a_websocket_turn_is_translated(store):
+async def test_a_turn_not_stored_and_a_websocket_turn_are_translated(store):
     endpoint = responses_endpoint(lambda: store)
     ex, own = await turn(endpoint, {"model": "qwen3-coder-plus", "input": "one", "store": False})
-    assert own is not None and own["store"] is False
-    endpoint.from_own({"id": "resp_q", "status": "completed", "output": []}, ex)
+    assert own is None and any(n.startswith("translated, not sent to Qwen's own Responses API: store false")
+                               for n in ex.notes)
     ws = Exchange(ClientRequest("POST", "/v1/responses", "http://x/v1/responses"))
     body = {"model": "qwen3-coder-plus", "input": "hi"}
     ws.body = body

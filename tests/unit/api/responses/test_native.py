@@ -34,7 +34,7 @@ def test_a_first_turn_sends_the_whole_conversation_with_instructions_tools_and_s
 
 
 def test_calls_and_their_outputs_become_function_items():
-    body = {"model": "qwen3-coder-plus", "tools": TOOLS, "store": False, "input": [
+    body = {"model": "qwen3-coder-plus", "tools": TOOLS, "input": [
         {"type": "message", "role": "user", "content": "ls"},
         {"type": "function_call", "call_id": "c1", "name": "shell", "arguments": "{\"cmd\":\"ls\"}"},
         {"type": "function_call_output", "call_id": "c1", "output": "a.py"}]}
@@ -43,7 +43,6 @@ def test_calls_and_their_outputs_become_function_items():
     assert out["input"][1:] == [{"type": "function_call", "call_id": "c1", "name": "shell",
                                  "arguments": "{\"cmd\":\"ls\"}"},
                                 {"type": "function_call_output", "call_id": "c1", "output": "a.py"}]
-    assert out["store"] is False
 
 
 def test_a_continuation_sends_only_its_new_items_with_qwens_own_id():
@@ -73,6 +72,16 @@ def test_no_chain_unless_the_same_account_holds_the_same_history_still(chain, ac
     assert native.chain_of(chain, account=account, history_messages=held, now=now) is None
 
 
+def test_an_opening_is_a_first_turn_without_answers_or_tool_outputs():
+    body = {"model": "m", "instructions": "x", "input": [{"role": "developer", "content": "d"},
+                                                          {"role": "user", "content": "hi"}]}
+    assert native.opening(chat_of(body)[0], 0)
+    later = {"model": "m", "input": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+                                     {"role": "user", "content": "c"}]}
+    assert not native.opening(chat_of(later)[0], 0)
+    assert not native.opening(chat_of(body)[0], 2)  # a continued history
+
+
 def test_the_messages_held_after_a_turn_are_its_conversation_and_the_answer():
     body = {"model": "m", "instructions": "x", "input": "hi"}
     chat, _ = chat_of(body)
@@ -80,7 +89,7 @@ def test_the_messages_held_after_a_turn_are_its_conversation_and_the_answer():
 
 
 @pytest.mark.parametrize("extra", [
-    {"background": True}, {"text": {"format": {"type": "json_object"}}},
+    {"background": True}, {"store": False}, {"text": {"format": {"type": "json_object"}}},
     {"tools": [{"type": "web_search"}]}, {"max_output_tokens": 8}, {"temperature": 2},
     {"tools": TOOLS * 2, "tool_choice": "required"},
     {"input": [{"type": "message", "role": "user", "content": [
