@@ -1,12 +1,13 @@
-"""Responses on Qwen's own Responses API against the translation (scripts/bench.py native): one Codex-like
-session of 20 streamed turns (openai-python's `client.responses.create`, each turn continuing the last by
-`previous_response_id`: instructions of ≈ 8 KB, five function tools, each turn a user step with ≈ 1.5 KB of a
-file's text, the emulator's answers) through two gateways in the same run, each with one pay-as-you-go key
-account on the emulator: one translating every turn to chat (the default), one with `qwen_responses_native`
-(Qwen's own Responses API and its session cache). Per gateway, from its own usage ledger (`qwen-usage requests
---json`'s rows, read from its file): the prompt tokens billed, those read from Qwen's cache and those written to it, and what the session
-cost at the built-in price list (pay-as-you-go international, qwen3-coder-plus), as the ledger prices it; and
-the request bytes the emulator received.
+"""Responses on Qwen's own Responses API against the translation (scripts/bench.py native): a Codex-like
+session of 20 streamed turns, three ways with openai-python's `client.responses.create` (each turn continuing
+the last by `previous_response_id`; Codex's `store: false` with the whole conversation every turn; stored, the
+whole conversation resent), each with instructions of ≈ 8 KB, five function tools, each turn a user step with
+≈ 1.5 KB of a file's text, and the emulator's answers; through two gateways in the same run, each with one
+pay-as-you-go key account on the emulator (its caches cold for each): one translating every turn to chat (the
+default), one with `qwen_responses_native`. Per gateway, from its own usage ledger (read from its file once it
+has stopped): the prompt tokens billed, those read from Qwen's cache and those written to it, and what the
+session cost at the built-in price list (pay-as-you-go international, qwen3-coder-plus) as the ledger prices
+it; and the request bytes the emulator received.
 """
 
 from __future__ import annotations
@@ -54,7 +55,12 @@ def session(url: str, turns: int) -> None:
         assert previous is not None
 
 
-def stateless(url: str, turns: int) -> None:
+def resent(url: str, turns: int) -> None:
+    """A client that keeps the conversation itself (stored, the default), sending all of it every turn."""
+    stateless(url, turns, store=True)
+
+
+def stateless(url: str, turns: int, store: bool = False) -> None:
     """Codex's way: `store: false`, the whole conversation sent every turn (its items as the answers gave them)."""
     import openai
     client = openai.OpenAI(base_url=url + "/v1", api_key="bench", max_retries=0, timeout=120,
@@ -64,7 +70,7 @@ def stateless(url: str, turns: int) -> None:
         items.append({"role": "user", "content": f"step {t}: look at src/handler_{t}.py and fix what is wrong.\n\n"
                                                  f"{FILE}"})
         stream = client.responses.create(model=MODEL, instructions=INSTRUCTIONS, tools=TOOLS, input=items,
-                                         stream=True, store=False)
+                                         stream=True, store=store)
         for event in stream:
             if event.type == "response.completed":
                 items += [{"role": "assistant", "content": o.content[0].text} for o in event.response.output
@@ -108,7 +114,8 @@ def bench_native(turns: int = 20) -> list[dict]:
         targets = {"translated to chat (default)": ("translated", ()),
                    "Qwen's own Responses API + session cache": ("native", ("--set", "qwen_responses_native=true"))}
         states, sent = {}, {}
-        for way, run in (("previous_response_id", session), ("store false, whole history", stateless)):
+        for way, run in (("previous_response_id", session), ("store false, whole history (Codex)", stateless),
+                         ("stored, whole history resent", resent)):
             for label, (name, args) in targets.items():
                 label = f"{way}: {label}"
                 url, states[label] = _gateway(procs, emulator, key, f"{name}-{run.__name__}", *args)
