@@ -6,7 +6,7 @@ the gateway's alone (`bench.py instructions` counts the whole mitmdump process a
     .venv/bin/python scripts/bench_hooks.py [N]            # instructions per request (N: 500)
     .venv/bin/python scripts/bench_hooks.py [N] --python   # and the Python functions by inclusive instructions
     .venv/bin/python scripts/bench_hooks.py [N] --long     # an agent's long conversation instead of "ping"
-    .venv/bin/python scripts/bench_hooks.py [N] --responses  # a Responses request ("ping", store false), translated
+    .venv/bin/python scripts/bench_hooks.py [N] --responses  # a Responses request ("ping", stored), translated
     .venv/bin/python scripts/bench_hooks.py [N] --native     # the same on Qwen's own Responses API (a key account)
 
 `--long` sends what a coding agent sends on a late turn of a session (bench_http.long_conversation: 202
@@ -36,10 +36,10 @@ from bench_http import CHAT, long_conversation
 
 WARM = 200
 LONG = os.environ.get("QWEN_BENCH_HOOKS_LONG") == "1"  # --long, handed to the runs under valgrind
-# --responses: a Responses request ("ping"), translated to chat; --native: the same through Qwen's own Responses
+# --responses: a Responses request ("ping", stored), translated to chat; --native: the same through Qwen's own Responses
 # API (qwen_responses_native, a pay-as-you-go key account), its answer a Responses object
 KIND = os.environ.get("QWEN_BENCH_HOOKS_KIND", "chat")
-RESPONSES = {"model": "qwen3-coder-plus", "input": "ping", "store": False}
+RESPONSES = {"model": "qwen3-coder-plus", "input": "ping"}  # stored, as Qwen's own API takes it
 BODY = json.dumps(long_conversation() if LONG else RESPONSES if KIND != "chat" else CHAT).encode()
 PATH = "/v1/responses" if KIND != "chat" else "/v1/chat/completions"
 ANSWER = (b'{"id":"chatcmpl-1","object":"chat.completion","created":1795503429,"model":"coder-model","choices":[{'
