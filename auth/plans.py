@@ -154,6 +154,16 @@ def key_warning(key: str, plan: str | None) -> str | None:
     return None
 
 
+def responses_base(url: str) -> str | None:
+    """A pay-as-you-go base (regional or workspace domain) whose `/responses` is Model Studio's own Responses API
+    ("OpenAI compatible - Responses": `…/compatible-mode/v1/responses`): the base itself; None for the Coding
+    Plan (its `/v1` serves chat only), the Token Plan (not documented) and any other URL."""
+    base = url.rstrip("/")
+    if not urlsplit(base).path.endswith("/compatible-mode/v1") or plan_of_url(base) == TOKEN:
+        return None
+    return base
+
+
 def anthropic_base(url: str) -> str | None:
     """A keyed plan's Anthropic-compatible base (Model Studio pay-as-you-go, Coding Plan, Token Plan and
     workspace domains serve it as `/apps/anthropic` on the host of their OpenAI-compatible base), from the

@@ -7,6 +7,8 @@ the gateway's alone (`bench.py instructions` counts the whole mitmdump process a
     .venv/bin/python scripts/bench_hooks.py [N] --python   # and the Python functions by inclusive instructions
     .venv/bin/python scripts/bench_hooks.py [N] --long     # an agent's long conversation instead of "ping"
     .venv/bin/python scripts/bench_hooks.py [N] --set qwen_routes=fast=qwen3.6-flash   # with a list option set
+    .venv/bin/python scripts/bench_hooks.py [N] --responses  # a Responses request ("ping", stored), translated
+    .venv/bin/python scripts/bench_hooks.py [N] --native     # the same on Qwen's own Responses API (a key account)
 
 `--long` sends what a coding agent sends on a late turn of a session (bench_http.long_conversation: 202
 messages, 60 kB). Every turn of a session resends the whole conversation, so the gateway's work per message
@@ -37,11 +39,22 @@ WARM = 200
 LONG = os.environ.get("QWEN_BENCH_HOOKS_LONG") == "1"  # --long, handed to the runs under valgrind
 # --set NAME=VALUE (repeatable; each a list option's entry), handed to the runs under valgrind as JSON
 SET: dict[str, list[str]] = json.loads(os.environ.get("QWEN_BENCH_HOOKS_SET") or "{}")
-BODY = json.dumps(long_conversation() if LONG else CHAT).encode()
+# --responses: a Responses request ("ping", stored), translated to chat; --native: the same through Qwen's own Responses
+# API (qwen_responses_native, a pay-as-you-go key account), its answer a Responses object
+KIND = os.environ.get("QWEN_BENCH_HOOKS_KIND", "chat")
+RESPONSES = {"model": "qwen3-coder-plus", "input": "ping"}  # stored, as Qwen's own API takes it
+BODY = json.dumps(long_conversation() if LONG else RESPONSES if KIND != "chat" else CHAT).encode()
+PATH = "/v1/responses" if KIND != "chat" else "/v1/chat/completions"
 ANSWER = (b'{"id":"chatcmpl-1","object":"chat.completion","created":1795503429,"model":"coder-model","choices":[{'
           b'"index":0,"message":{"role":"assistant","content":"Echo: ping","reasoning_content":"Thinking."},'
           b'"finish_reason":"stop","logprobs":null}],"usage":{"prompt_tokens":2,"completion_tokens":8,'
           b'"total_tokens":10,"prompt_tokens_details":{"cached_tokens":0}},"system_fingerprint":null}')
+if KIND == "native":
+    ANSWER = (b'{"id":"resp_q1","object":"response","created_at":1795503429,"status":"completed","model":'
+              b'"qwen3-coder-plus","output":[{"id":"msg_1","type":"message","role":"assistant","status":"completed",'
+              b'"content":[{"type":"output_text","text":"Echo: ping","annotations":[]}]}],"usage":{"input_tokens":2,'
+              b'"input_tokens_details":{"cached_tokens":0},"output_tokens":3,"output_tokens_details":'
+              b'{"reasoning_tokens":0},"total_tokens":5}}')
 QWEN = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(ANSWER)) + ANSWER
 
 
@@ -52,9 +65,16 @@ def run(n: int, made: int) -> None:
     (home / "qwen").mkdir(mode=0o700)
     creds = {"access_token": "tok", "refresh_token": "r", "token_type": "Bearer", "resource_url": "http://127.0.0.1:9",
              "expiry_date": int((time.time() + 86400) * 1000)}
-    (home / "qwen" / "oauth_creds.json").write_text(json.dumps(creds))
-    os.chmod(home / "qwen" / "oauth_creds.json", 0o600)
+    if KIND != "native":  # native: the key account below is the only one
+        (home / "qwen" / "oauth_creds.json").write_text(json.dumps(creds))
+        os.chmod(home / "qwen" / "oauth_creds.json", 0o600)
     os.environ.update(QWEN_DIR=str(home / "qwen"), QWEN_GATEWAY_HOME=str(home / "state"))
+    if KIND == "native":  # a pay-as-you-go key account (its base's path): the pair Qwen's Responses API serves
+        (home / "state").mkdir()
+        (home / "state" / "accounts.json").write_text(json.dumps({"accounts": [
+            {"name": "payg", "kind": "key", "base_url": "http://127.0.0.1:9/compatible-mode/v1", "key_env": "BENCH_K",
+             "default_model": "qwen3-coder-plus"}]}))
+        os.environ["BENCH_K"] = "sk-bench"
     from mitmproxy import http
     from mitmproxy.proxy import mode_specs
     from mitmproxy.test import taddons, tflow
@@ -67,8 +87,12 @@ def run(n: int, made: int) -> None:
     UsageLedger.FLUSH_S = AccountState.FLUSH_S = 3600.0  # batches held open: their work is per batch
     UsageLedger.MAX_BATCH = 10**6  # the ledger's rows written once, after the requests (below): one row each
 
-    class Sink:  # the upstream connection's writer: the request goes nowhere
-        def write(self, data: bytes) -> None: ...
+    sent: list[bytes] = []
+
+    class Sink:  # the upstream connection's writer: the request goes nowhere (its first head kept)
+        def write(self, data: bytes) -> None:
+            if not sent:
+                sent.append(data[:200])
         async def drain(self) -> None: ...
         def is_closing(self) -> bool: return False
         def close(self) -> None: ...
@@ -78,7 +102,7 @@ def run(n: int, made: int) -> None:
 
     def flow() -> http.HTTPFlow:
         f = tflow.tflow()
-        f.request = http.Request.make("POST", "https://portal.qwen.ai/v1/chat/completions", BODY)
+        f.request = http.Request.make("POST", "https://portal.qwen.ai" + PATH, BODY)
         f.request.headers.fields = fields  # as a client sent them (make adds the URL's Host)
         f.client_conn.proxy_mode = mode_specs.ProxyMode.parse("reverse:https://portal.qwen.ai")
         f.client_conn.sockname, f.client_conn.peername = ("127.0.0.1", 8080), ("127.0.0.1", 50000)
@@ -88,6 +112,8 @@ def run(n: int, made: int) -> None:
         gw = QwenGateway()
         with taddons.context(gw) as tctx:
             tctx.options.update(mode=["reverse:https://portal.qwen.ai"], **SET)
+            if KIND == "native":
+                tctx.options.update(qwen_responses_native=True)
             gw.configure(set(tctx.options.keys()))
             gw.running()
             reader = asyncio.StreamReader(limit=upstream_client.MAX_HEAD)
@@ -114,6 +140,8 @@ def run(n: int, made: int) -> None:
                     await waiting
                 await asyncio.sleep(0)  # the observers that run after the answer
                 assert f.response is not None and f.response.status_code == 200, f.response.content
+                assert KIND == "chat" or b'"object":"response"' in f.response.content, f.response.content
+            assert (b"/compatible-mode/v1/responses " in sent[0]) == (KIND == "native"), sent
             # every request's ledger row written, in one batch: a row's work for each request, as the thread
             # does it (a batch of MAX_BATCH had been written within some runs: 500 rows for 300 requests)
             await next(o for o in gw.observers.all if isinstance(o, UsageLedger)).flush()
@@ -156,7 +184,11 @@ def main(argv: list[str]) -> int:
     n = int(next((a for a in argv if a.isdigit()), "500"))
     if "--long" in argv:
         os.environ["QWEN_BENCH_HOOKS_LONG"] = "1"
-    what = "request with an agent's long conversation" if "--long" in argv else "whole chat request"
+    kind = "native" if "--native" in argv else "responses" if "--responses" in argv else "chat"
+    os.environ["QWEN_BENCH_HOOKS_KIND"] = kind
+    what = "request with an agent's long conversation" if "--long" in argv else {
+        "chat": "whole chat request", "responses": "whole Responses request (translated)",
+        "native": "whole Responses request (Qwen's own Responses API)"}[kind]
     options: dict[str, list[str]] = {}
     for i, a in enumerate(argv[:-1]):
         if a == "--set":

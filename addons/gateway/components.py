@@ -31,6 +31,7 @@ from .api.responses.socket import ResponsesSockets
 from .api.responses.store import ResponseStore
 from .api.stored_chat import endpoint as stored_chat
 from .auth import plans
+from .models import catalogue
 from .auth.remote import RemoteLogin
 from .exchange import Exchange
 from .settings.config import Config
@@ -72,18 +73,36 @@ def pairing(config: Config) -> Pairing:
     auth/web_account.py, opt-in with qwen_web_accounts) speak chat.qwen.ai's web API (upstream/qwenweb/).
     Embeddings pass through: DashScope's embeddings endpoint takes OpenAI's body (api/embeddings.py). With
     `qwen_messages_passthrough`, Messages requests pass through to a key account's Anthropic-compatible
-    base (api/messages/passthrough.py); every other account translates them. The addon builds the pool with
+    base (api/messages/passthrough.py); every other account translates them. With `qwen_responses_native`,
+    Responses requests on the models Model Studio's Responses API serves go to a pay-as-you-go key account's
+    own `/responses` (api/responses/native.py; a request the endpoint says needs the translation is translated). The addon builds the pool with
     these kinds only (`AccountPool.from_settings(kinds=...)`): an account of a kind not listed is never
     acquired, so no account's credential reaches another kind's upstream (never `Pairing.default`)."""
     upstreams: dict[str, Upstream] = {OAUTH: DASHSCOPE, KEY: DASHSCOPE, WEB: web_upstream(config)}
     legs = {("embeddings", DASHSCOPE.name): Leg("embeddings", passthrough=True)}
     if config.messages_passthrough:
         legs[("messages", DASHSCOPE.name)] = Leg("v1/messages", passthrough=True, base=anthropic_base)
+    if config.responses_native:
+        legs[("responses", DASHSCOPE.name)] = Leg("responses", passthrough=True, base=responses_base,
+                                                  models=serves_responses)
     return Pairing(default=DASHSCOPE, upstreams=upstreams, passthrough=legs)
 
 
 def anthropic_base(cred: Credential) -> str | None:
     return plans.anthropic_base(cred.base_url) if cred.kind == KEY else None
+
+
+def responses_base(cred: Credential) -> str | None:
+    """A pay-as-you-go key account's own base, whose `/responses` is Model Studio's Responses API
+    (auth/plans.responses_base): None for every other account."""
+    return plans.responses_base(cred.base_url) if cred.kind == KEY else None
+
+
+def serves_responses(model: str) -> bool:
+    """A model Model Studio's Responses API serves with its session cache (the catalogue's `responses` and
+    `session_cache`): without the session cache, the translation's explicit cache markers cost less."""
+    row = catalogue.find(model)
+    return row is not None and row.responses and row.session_cache
 
 
 def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[], None],

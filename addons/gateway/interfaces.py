@@ -120,8 +120,9 @@ class Endpoint(Generic[X]):
     fetch: Callable[[X, Callable[[X], Awaitable[UpstreamAnswer]]], Awaitable[dict | None]] | None = None
     # A pass-through pair (Leg.passthrough): the body the upstream gets in the dialect's own form (None: the
     # body `to_chat` made is it), the client's answer from the upstream's own answer (None: `from_chat`), and
-    # the stream's reader and writer in the dialect's own event format
-    own_body: Callable[[dict, X], dict] | None = None
+    # the stream's reader and writer in the dialect's own event format. `own_body` may say None: this request
+    # cannot take the pair (a feature only the translation serves), and goes through the pivot instead
+    own_body: Callable[[dict, X], dict | None] | None = None
     from_own: Callable[[dict, X], dict] | None = None
     own_stream: Callable[[X], tuple[ChunkSource, StreamTranslator]] | None = None
     # Awaited before `to_chat` (which is synchronous): state the translation reads that may have to come
@@ -256,6 +257,8 @@ class Leg:
     # The API base this pair uses for an account, or None when the account has none (the request is then
     # translated as usual); None here: the account's own base
     base: Callable[[Credential], str | None] | None = None
+    # The models the pair serves (None: every model); another model's request is translated as usual
+    models: Callable[[str], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -269,10 +272,11 @@ class Pairing:
     def upstream(self, cred: Credential) -> Upstream:
         return self.upstreams.get(cred.kind, self.default)
 
-    def leg(self, endpoint: str, upstream: Upstream, cred: Credential) -> tuple[Leg, str | None]:
-        """How the pair is carried for this account, and the API base to use (None: the account's own)."""
+    def leg(self, endpoint: str, upstream: Upstream, cred: Credential, model: str = "") -> tuple[Leg, str | None]:
+        """How the pair is carried for this account and model, and the API base to use (None: the account's
+        own)."""
         leg = self.passthrough.get((endpoint, upstream.name))
-        if leg is None:
+        if leg is None or leg.models is not None and not leg.models(model):
             return TRANSLATED, None
         base = leg.base(cred) if leg.base is not None else None
         if leg.base is not None and base is None:

@@ -77,3 +77,17 @@ def test_a_batch_line_is_translated_as_the_chat_path_translates_a_request():
     answer = components.batch_answer(ex, {"object": "chat.completion", "model": "qwen-plus", "choices": [
         {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}, "gpt-4o")
     assert answer["model"] == "gpt-4o" and answer["choices"][0]["message"]["content"] == "ok"
+
+
+PAYG = Credential("p", KEY, "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "sk-x")
+
+
+def test_responses_go_to_qwens_own_api_only_when_asked_on_payg_keys_and_served_models():
+    assert components.pairing(Config()).leg("responses", DASHSCOPE, PAYG, "qwen3-coder-plus") == (TRANSLATED, None)
+    on = components.pairing(Config(responses_native=True))
+    leg, base = on.leg("responses", DASHSCOPE, PAYG, "qwen3-coder-plus")
+    assert (leg.suffix, leg.passthrough, base) == ("responses", True, PAYG.base_url)
+    assert on.leg("responses", DASHSCOPE, PAYG, "qwen-turbo") == (TRANSLATED, None)  # not served there
+    assert on.leg("responses", DASHSCOPE, PAYG, "qwen3.6-plus") == (TRANSLATED, None)  # served, no session cache
+    assert on.leg("responses", DASHSCOPE, PLAN, "qwen3-coder-plus") == (TRANSLATED, None)  # Coding Plan: chat only
+    assert on.leg("responses", DASHSCOPE, LOGIN, "qwen3-coder-plus") == (TRANSLATED, None)

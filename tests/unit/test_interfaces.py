@@ -54,3 +54,10 @@ def test_an_endpoint_is_a_chat_endpoint_in_openais_format_unless_it_says_otherwi
 def test_a_client_format_answers_with_the_errors_own_status_by_default():
     fmt = ClientFormat(error_body=lambda e, ex: b"{}", headers=lambda ex: {})
     assert fmt.status(GatewayError(429, "slow down")) == 429
+
+
+def test_a_leg_for_some_models_translates_the_others():
+    leg = Leg("responses", passthrough=True, models=lambda m: m == "qwen3-coder-plus")
+    p = pairing(legs={("responses", "dashscope"): leg})
+    assert p.leg("responses", DASH, KEYED, "qwen3-coder-plus") == (leg, None)  # type: ignore[arg-type]
+    assert p.leg("responses", DASH, KEYED, "qwen-turbo") == (TRANSLATED, None)  # type: ignore[arg-type]

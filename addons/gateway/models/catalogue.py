@@ -62,7 +62,7 @@ class Model:
     released: str | None = None
     retires: str | None = None
     dimensions: tuple[int, ...] = ()
-    # what Model Studio serves it on besides chat (read by the emulator; the gateway does not use them yet)
+    # what Model Studio serves it on besides chat (the emulator plays them; qwen_responses_native reads the first two)
     responses: bool = False  # its Responses API
     session_cache: bool = False  # the Responses API's session cache
     batch: bool = False  # its Batch API (half price)

@@ -58,6 +58,7 @@ class Config:
     allow_open: bool = False
     allow_passthrough: bool = False
     messages_passthrough: bool = False
+    responses_native: bool = False
     web_min_interval: float = 3
     web_pin: str = "off"
     web_pin_ttl: float = 3600
@@ -132,6 +133,7 @@ def parse(o) -> Config:
         models=models,
         routes=routes,
         messages_passthrough=o.qwen_messages_passthrough,
+        responses_native=o.qwen_responses_native,
         web_min_interval=o.qwen_web_min_interval,
         web_pin=o.qwen_web_pin,
         web_pin_ttl=o.qwen_web_pin_ttl,

@@ -64,6 +64,10 @@ def _declarations() -> dict[str, OptionSpec]:
     add("qwen_messages_passthrough", bool, False,
         "Pass Anthropic Messages requests (Claude Code) through to the Anthropic-compatible base of a key "
         "account's plan (…/apps/anthropic) instead of translating them. Other accounts still translate.")
+    add("qwen_responses_native", bool, False,
+        "Send Responses requests of pay-as-you-go key accounts to Model Studio's own Responses API with its "
+        "session cache where that pays (stored requests that open a conversation or continue one Qwen holds, on "
+        "models with the session cache), chaining by Qwen's previous_response_id. Everything else translates.")
     # accounts and upstream
     add("qwen_dir", str, "", f"Qwen Code's credential folder (default $QWEN_DIR or ~/.qwen; at most {PATH_LENGTH} "
         "characters, Linux's PATH_MAX).", kind="folder", max_length=PATH_LENGTH)

@@ -22,7 +22,7 @@ from ..exchange import Exchange, Retry, RetryReason, note
 from ..accounts import OAUTH, Credential
 from ..models.model_map import offers_of, vision_model
 from ..models.routes import LONG, window
-from ..interfaces import Pairing, Upstream, UpstreamAnswer, Wire
+from ..interfaces import TRANSLATED, Pairing, Upstream, UpstreamAnswer, Wire
 from ..redact import REDACTED, SECRET_HEADERS
 from .client import ProxyRefused, UntrustedCertificate, UpstreamClient
 from .retry import RetryPolicy
@@ -140,11 +140,16 @@ class UpstreamEngine:
         config = self.config
         endpoint = ex.endpoint
         upstream = ex.attempt.upstream = self.pairing.upstream(cred)
-        leg, base = self.pairing.leg(endpoint.name, upstream, cred)
-        ex.attempt.leg = leg
         model = self._routed(ex, config.models.resolve(ex.requested_model, cred), cred)
+        leg, base = self.pairing.leg(endpoint.name, upstream, cred, model)
+        own: dict | None = None
         if leg.passthrough:
+            ex.attempt.model = model  # the model asked upstream, which the endpoint's own body may read
             own = endpoint.own_body(ex.body or {}, ex) if endpoint.own_body is not None else ex.chat_body
+            if own is None:  # this request needs what only the translation serves
+                leg, base = TRANSLATED, None
+        ex.attempt.leg = leg
+        if own is not None:
             ex.attempt.body = upstream.own_body(own, model=model, capability=endpoint.capability, cred=cred,
                                                  notes=ex.notes)
         else:

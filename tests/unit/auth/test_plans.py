@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from qwen_gateway.auth import plans
 from qwen_gateway.auth.plans import (CODING, PAYG, PLAN_LABELS, PRESETS, TOKEN, anthropic_base, describe_base,
                                      plan_of_url, plan_terms, workspace_base_url)
 
@@ -113,3 +114,15 @@ def test_a_final_newline_never_reaches_a_workspace_url(workspace, region):
 
     with pytest.raises(ValueError):
         workspace_base_url(workspace, region)
+
+
+@pytest.mark.parametrize("url, base", [
+    ("https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"),
+    ("https://ws1.ap-southeast-1.maas.aliyuncs.com/compatible-mode/v1/",
+     "https://ws1.ap-southeast-1.maas.aliyuncs.com/compatible-mode/v1"),
+    ("http://127.0.0.1:9/compatible-mode/v1", "http://127.0.0.1:9/compatible-mode/v1"),  # an emulator's
+    ("https://coding-intl.dashscope.aliyuncs.com/v1", None),  # the Coding Plan serves chat only
+    ("https://token-plan.ap-southeast-1.maas.aliyuncs.com/compatible-mode/v1", None),  # not documented
+    ("https://portal.qwen.ai/v1", None)])
+def test_the_responses_api_is_pay_as_you_gos_compatible_mode_base(url, base):
+    assert plans.responses_base(url) == base

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from qwen_gateway.settings import config
 from qwen_gateway import components
-from qwen_gateway.accounts import OAUTH, Credential
+from qwen_gateway.accounts import KEY, OAUTH, Credential
 from qwen_gateway.api.chat import CHAT
 from qwen_gateway.exchange import ClientRequest, Exchange
+from qwen_gateway.interfaces import TRANSLATED
 from qwen_gateway.upstream import engine as upstream_engine
 from qwen_gateway.upstream.dashscope.upstream import DASHSCOPE
 from qwen_gateway.upstream.engine import UpstreamEngine
@@ -40,3 +41,32 @@ def test_the_record_shows_every_header_but_the_credential_each_name_judged_once(
         assert ex.attempt.headers == {**dict(headers), "Authorization": "Bearer <redacted>"}  # ...never recorded
         assert "tok-secret" not in str(ex.to_meta())
     assert len(lookups) <= len(headers) - 1  # at most once per name (Authorization needs none), not per request
+
+
+class OwnEndpoint:
+    """An endpoint of a pass-through pair whose own body may say None (the request needs the translation)."""
+
+    def __init__(self, own):
+        self.name, self.own, self.capability = "responses", own, CHAT.capability
+        self.own_body = lambda body, ex: own
+
+
+def native_exchange(own) -> Exchange:
+    ex = Exchange(ClientRequest("POST", "/v1/responses", "http://127.0.0.1:8080/v1/responses"))
+    ex.endpoint = OwnEndpoint(own)  # type: ignore[assignment]
+    ex.requested_model, ex.body = "qwen3-coder-plus", {"model": "qwen3-coder-plus", "input": "hi"}
+    ex.chat_body = {"model": "qwen3-coder-plus", "messages": [{"role": "user", "content": "hi"}]}
+    ex.attempt.cred = Credential("a", KEY, "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "sk-1")
+    return ex
+
+
+def test_a_pass_through_pair_carries_the_own_body_or_translates_when_the_endpoint_says_none():
+    cfg = config.Config(responses_native=True)
+    engine = UpstreamEngine(RetryPolicy(None), cfg, components.pairing(cfg))
+    ex = native_exchange({"model": "x", "input": "hi", "store": True})
+    _, base = engine._body(ex)
+    assert ex.attempt.leg.passthrough and ex.attempt.leg.suffix == "responses" and base == ex.attempt.cred.base_url
+    assert ex.attempt.body == {"model": "qwen3-coder-plus", "input": "hi", "store": True}
+    ex = native_exchange(None)
+    _, base = engine._body(ex)
+    assert ex.attempt.leg is TRANSLATED and base is None and ex.attempt.body["messages"][0]["content"] == "hi"

@@ -4,14 +4,16 @@ translation modules and the gateway's stored responses (store.py)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
 from ...errors import GatewayError
-from ...interfaces import Endpoint
+from ...exchange import RetryReason, note
+from ...interfaces import ChunkSource, Endpoint, StreamTranslator
 from ..conversation import keyed
-from . import background
+from . import background, native, native_answer
 from .history import history_items, input_items, kept_inputs
 from .items import new_id
 from .output import chat_to_response, usage_to_responses
@@ -48,6 +50,8 @@ def responses_endpoint(store: Callable[[], ResponseStore],
             background.check(body)
         st, owner = store(), ex.key.name
         cont = {"history": history} if history is not None else st.continuation(body, owner)
+        chain = cont.pop("native", None)
+        state(ex).chain = chain if isinstance(chain, dict) else None
         return translate(body, **cont, notes=ex.notes, open_sealed=st.sealer.open,
                          lookup=lambda i: st.item(i, owner))
 
@@ -69,6 +73,7 @@ def responses_endpoint(store: Callable[[], ResponseStore],
             ex.turn.keep_before_end = True
         st.tools = t.tools
         st.items = t.items
+        st.history_messages = t.history_messages
         if body.get("truncation") == "auto":  # the guard and the retry policy drop the oldest items to fit
             ex.truncate_oldest = True
         if t.compaction:
@@ -109,8 +114,54 @@ def responses_endpoint(store: Callable[[], ResponseStore],
             summary = summary if summary is not None else getattr(ex.turn.rewriter.translator, "summary", None)
             reasoning = reasoning if reasoning is not None else getattr(ex.turn.rewriter.translator, "reasoning", None)
         items, seal, compaction = st.items, store().sealer.seal, st.compaction
+        chain = chain_kept(ex)
         return lambda: {"items": history_items(items, response, seal, summary=summary if compaction else None,
-                                               reasoning=reasoning)}
+                                               reasoning=reasoning), **chain}
+
+    def own_body(body: dict, ex: Exchange) -> dict | None:
+        """Model Studio's own Responses body (native.py), or None: this request is translated."""
+        st, cred = state(ex), ex.attempt.cred
+        chat = ex.chat_body
+        if st.socket or st.compaction or cred is None or chat is None:
+            return None
+        reason = native.translated_only(chat, body, model=ex.attempt.model)
+        if reason is not None:
+            note(ex.notes, f"translated, not sent to Qwen's own Responses API: {reason}")
+            return None
+        # Qwen no longer held it once (a STALE refusal, sent again): translated this time
+        stale = any(r.reason is RetryReason.NEW_CHAT for r in ex.attempt.retries)
+        previous = None if stale else native.chain_of(st.chain, account=cred.account,
+                                                      history_messages=st.history_messages, now=time.time())
+        if previous is None and not native.opening(chat, st.history_messages):
+            note(ex.notes, "translated, not sent to Qwen's own Responses API: it does not hold this conversation")
+            return None
+        out = native.own_body(chat, body, previous=previous, history_messages=st.history_messages)
+        if "web_search_options" in chat:
+            note(ex.notes, f"web search dropped: {ex.attempt.model} does not search")  # as the chat path says it
+        note(ex.notes, "continued on Qwen's own Responses API (its previous_response_id)" if "previous_response_id"
+             in out else "sent to Qwen's own Responses API (qwen_responses_native)")
+        return out
+
+    def from_own(data: dict, ex: Exchange) -> dict:
+        state(ex).upstream_id = data.get("id") if isinstance(data.get("id"), str) else None
+        chat = native_answer.chat_answer(data, model=ex.requested_model or ex.attempt.model)
+        ex.result.usage = chat["usage"]
+        return from_chat(chat, ex)
+
+    def own_stream(ex: Exchange) -> tuple[ChunkSource, StreamTranslator]:
+        source = state(ex).source = native_answer.EventSource(ex.requested_model or ex.attempt.model)
+        return source, translator(ex)
+
+    def chain_kept(ex: Exchange) -> dict:
+        """Where Model Studio's own Responses API holds this conversation now ({} when it did not answer, or
+        did not store it): what the next turn continues there."""
+        st, cred, body = state(ex), ex.attempt.cred, ex.body or {}
+        upstream_id = st.upstream_id or getattr(st.source, "upstream_id", None)
+        if not ex.attempt.leg.passthrough or not upstream_id or cred is None or ex.chat_body is None or \
+                (ex.attempt.body or {}).get("store") is False:
+            return {}
+        return {"native": {"account": cred.account, "id": upstream_id, "at": time.time(),
+                           "messages": native.held_messages(ex.chat_body, body)}}
 
     def stream_failure(ex: Exchange) -> bytes | None:
         err = ex.result.error
@@ -126,7 +177,8 @@ def responses_endpoint(store: Callable[[], ResponseStore],
         return await runs().start(ex)
 
     return Endpoint(name="responses", to_chat=keyed(to_chat), from_chat=from_chat, stream_translator=translator,
-                    finished=finished, stream_failure=stream_failure, fetch=fetch, prepare=ready)
+                    finished=finished, stream_failure=stream_failure, fetch=fetch, prepare=ready,
+                    own_body=own_body, from_own=from_own, own_stream=own_stream)
 
 
 def large(body: dict, history: list | None) -> bool:

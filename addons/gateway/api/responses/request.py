@@ -46,6 +46,7 @@ class Translation:
     items: list[dict]  # the conversation as items (history first, references resolved): what a later turn continues
     compaction: bool = False  # a trailing compaction_trigger: the answer is one `compaction` item
     effort: object = None  # the reasoning effort as the request (or a configuration_update) gave it
+    history_messages: int = 0  # the chat messages the continued history made (before this request's input)
 
 
 def check_request(body: object) -> dict:
@@ -117,6 +118,7 @@ def translate(body: dict, history: list[dict] | None = None, *, chat_history: li
     reader.tools.add_all(body.get("tools"))
     for i, item in enumerate(history or []):  # the gateway's own record: its reasoning always goes back
         reader.item(item, f"previous_response[{i}]")
+    held = len(reader.conv.messages)
     for i, item in enumerate(items):
         reader.item(item, f"input[{i}]")
     reader.conv.flush_images()
@@ -166,5 +168,5 @@ def translate(body: dict, history: list[dict] | None = None, *, chat_history: li
     search = responses_options(body, reader.tools.search, bool(reader.tools.chat), notes)
     if search is not None:
         chat["web_search_options"] = search
-    return Translation(chat, dict(reader.tools.refs), record, effort=effort)
+    return Translation(chat, dict(reader.tools.refs), record, effort=effort, history_messages=held)
 

@@ -110,6 +110,7 @@ class SocketTurns:
         body["stream"] = True
         generate = body.pop("generate", True) is not False  # the socket's field, not the request's
         self.runner.received(ex, body, flow)
+        state(ex).socket = True  # the WebSocket stays the gateway's: never Model Studio's own Responses API
         prev = body.get("previous_response_id")
         if isinstance(prev, str):  # what the endpoint continues from: the connection's own, or refused if evicted
             if prev in session.evicted:

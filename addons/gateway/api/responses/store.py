@@ -222,13 +222,14 @@ class ResponseStore:
 
     def continuation(self, body: dict, owner: str) -> dict:
         """responses.translate()'s history arguments for the body's `previous_response_id` (a 400 when the
-        owner has no such response: another key's is not found, as one never stored)."""
+        owner has no such response: another key's is not found, as one never stored), and `native`: where
+        Model Studio's own Responses API holds the conversation, when it answered (api/responses/native.py)."""
         prev = body.get("previous_response_id")
         if prev is None:
             return {}
         stored = self.history(prev, owner) if isinstance(prev, str) else None
-        if isinstance(stored, dict) and isinstance(stored.get("items"), list):
-            return {"history": stored["items"]}
+        if isinstance(stored, dict) and isinstance(stored.get("items"), list):  # and where Qwen's own API holds it
+            return {"history": stored["items"], **({"native": stored["native"]} if "native" in stored else {})}
         if isinstance(stored, list):  # stored by an older gateway: chat messages
             return {"chat_history": stored}
         raise previous_not_found(prev)

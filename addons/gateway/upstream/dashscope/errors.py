@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 from ...accounts import Window
-from ...errors import (AUTH, CLIENT, CONTEXT, DENIED, NO_RETRY, PLAN_REFUSED, QUOTA, SERVER, THROTTLE, TIMEOUT,
+from ...errors import (AUTH, CLIENT, CONTEXT, DENIED, NO_RETRY, PLAN_REFUSED, QUOTA, SERVER, STALE, THROTTLE, TIMEOUT,
                        UpstreamError)
 
 
@@ -146,6 +146,9 @@ def classify(status: int, body: bytes | str | None, headers: dict[str, str] | No
         # R7: model not enabled, account in arrears. Not a credential problem: no refresh, no retry.
         return UpstreamError(DENIED, 403, f"{DENIED_MESSAGE} Qwen said: {message or 'Access denied.'}",
                              "invalid_request_error", "permission_denied", headers=dict(NO_RETRY))
+    if status == 400 and "not found previous_response_id" in low:  # Qwen's Responses API no longer holds it
+        return UpstreamError(STALE, 400, f"Qwen no longer holds the conversation ({message})",
+                             "invalid_request_error", "previous_response_not_found")
     if status in (400, 413) and any(t in low for t in _CONTEXT_TEXTS):
         return UpstreamError(CONTEXT, 400, message, "invalid_request_error", "context_length_exceeded",
                              param="messages")

@@ -25,10 +25,25 @@ def own_body(body: dict, *, model: str, capability: Capability, notes: list[str]
     if capability is Capability.EMBEDDINGS:
         return embedding_body(body, model if model.startswith("text-embedding") else "text-embedding-v4", notes)
     out = {**body, "model": model}
+    if "input" in out and "messages" not in out:  # a Responses body (Model Studio's own Responses API)
+        return rules.clamp_output(responses_verbosity(out, notes), notes, field="max_output_tokens")
     if capability is Capability.CHAT:
         out.pop("vl_high_resolution_images", None)  # an OpenAI-compatible extra: not for the Anthropic base
         out = knobs.anthropic_thinking(out, notes)  # on the model that answers
     return rules.clamp_output(out, notes, field="max_tokens")  # Anthropic's own name for the cap
+
+
+def responses_verbosity(body: dict, notes: list[str] | None) -> dict:
+    """A Responses body's `verbosity` (the gateway's, from `text.verbosity`: Model Studio takes none) as the
+    chat path gives it, one sentence at the end of the instructions, the same every turn."""
+    if "verbosity" not in body:
+        return body
+    out = dict(body)
+    hinted = rules.verbosity_hint([{"role": "system", "content": out.get("instructions") or ""}],
+                                  out.pop("verbosity"), notes)
+    if hinted[0]["content"]:
+        out["instructions"] = hinted[0]["content"]
+    return out
 
 
 def embedding_body(body: dict, model: str, notes: list[str] | None = None) -> dict:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from ...accounts import OAUTH, Capability, Credential
 from ...errors import UpstreamError
 from ...interfaces import Fetch, UpstreamAnswer, Wire
+from ...models import catalogue
 from . import answer, errors, request
 from .headers import target, upstream_headers
 from .stream import ChunkNormalizer
@@ -39,6 +40,8 @@ class DashScope:
         headers = upstream_headers(cred, user_agent=user_agent, stream=stream, host=hostport, attempt=attempt,
                                    client_agent=client_agent)
         headers += api_headers
+        if suffix == "responses" and session_cached(body):
+            headers.append((SESSION_CACHE, "enable"))
         return Wire(url, headers, body)
 
     async def prepare(self, cred: Credential, body: dict, fetch: Fetch) -> dict | UpstreamError:
@@ -61,6 +64,18 @@ class DashScope:
 
     def chunks(self, model: str) -> ChunkNormalizer:
         return ChunkNormalizer(model)
+
+
+# Model Studio's session cache ("Context cache", "Session cache"): the Responses API keeps the conversation's
+# context for its continuations (previous_response_id) when a request carries this header
+SESSION_CACHE = "x-dashscope-session-cache"
+
+
+def session_cached(body: dict) -> bool:
+    """A Responses request the session cache serves: stored (a later turn can continue it) on a model that
+    offers the cache (the catalogue's `session_cache`)."""
+    row = catalogue.find(str(body.get("model") or ""))
+    return row is not None and row.session_cache and body.get("store") is not False
 
 
 DASHSCOPE = DashScope()

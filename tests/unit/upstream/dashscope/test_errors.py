@@ -38,3 +38,11 @@ def test_qwens_words_are_kept():
 def test_other_refusals_are_not_the_plans():
     assert classify(403, json.dumps({"code": "AccessDenied", "message": "Access denied."})).kind is ErrorKind.DENIED
     assert classify(400, json.dumps({"error": {"message": "bad", "code": "x"}})).kind is ErrorKind.CLIENT
+
+
+def test_a_previous_response_qwen_no_longer_holds_is_stale_sent_again_once_afresh():
+    body = json.dumps({"code": "InvalidParameter", "message": "Not found previous_response_id: resp_x",
+                       "request_id": "r"})  # the Responses API's flat error (scripts/emulator/responses.py)
+    err = classify(400, body)
+    assert err.kind is ErrorKind.STALE and err.status == 400 and err.code == "previous_response_not_found"
+    assert "resp_x" in err.message
