@@ -44,12 +44,11 @@ _IMAGES = ("image_url", "input_image", "image", "video", "video_url", "input_aud
 
 @dataclass(frozen=True, slots=True)
 class Prefix:
-    """A request's blocks: their kinds (one letter each), hashes, and where each is in the request."""
+    """A request's blocks: their kinds (one letter each) and hashes (where each is: `places`)."""
 
     kinds: str
     digests: array  # array("q"): one hash per block
     texts: dict[int, int]  # block index -> the hash of its text alone (only blocks holding an image)
-    places: tuple[str, ...]  # "model", "messages[0].content[1]", "tools[3]", "messages[7]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +67,7 @@ class Seen:
 class Change:
     cause: str  # a key of CAUSES
     index: int  # the first block that differs
-    where: str  # its place in this request ("tools[2]")
+    where: str  # its place in this request ("tools[2] Bash"), when the request was given
     was: int | None  # the earlier turn's hash there (None: it had no such block)
     now: int | None
 
@@ -93,7 +92,7 @@ def _dump(obj: object) -> int:
 
 def fingerprint(body: dict) -> Prefix:
     """The blocks of a chat request (the pivot's form; `cache_control` markers are no part of the prefix)."""
-    kinds, digests, places = [MODEL], [_h(str(body.get("model")))], ["model"]
+    kinds, digests = [MODEL], [_h(str(body.get("model")))]
     texts: dict[int, int] = {}
     messages = body.get("messages")
     messages = messages if isinstance(messages, list) else []
@@ -105,15 +104,11 @@ def fingerprint(body: dict) -> Prefix:
             text = part.get("text") if isinstance(part, dict) else part
             kinds.append(SYSTEM)
             digests.append(_h(text) if isinstance(text, str) else _dump(text))
-            places.append(f"messages[{lead}].content[{j}]" if isinstance(content, list) else f"messages[{lead}]")
         lead += 1
     tools = body.get("tools")
     for i, tool in enumerate(tools if isinstance(tools, list) else []):
         kinds.append(TOOL)
         digests.append(_dump({k: v for k, v in tool.items() if k != "cache_control"} if isinstance(tool, dict) else tool))
-        fn = tool.get("function") if isinstance(tool, dict) else None
-        name = fn.get("name") if isinstance(fn, dict) else None
-        places.append(f"tools[{i}] {name}" if isinstance(name, str) else f"tools[{i}]")
     for i in range(lead, len(messages)):
         m = messages[i]
         if not isinstance(m, dict):
@@ -124,8 +119,29 @@ def fingerprint(body: dict) -> Prefix:
         digests.append(hash((text, image)) if image else text)
         if image:
             texts[len(kinds) - 1] = text
-        places.append(f"messages[{i}] {role}")
-    return Prefix("".join(kinds), array("q", digests), texts, tuple(places))
+    return Prefix("".join(kinds), array("q", digests), texts)
+
+
+def places(body: dict) -> list[str]:
+    """Where each block of `fingerprint(body)` is in the request ("model", "messages[0].content[1]",
+    "tools[3] Bash", "messages[7] user"): named only when a change is shown, never kept."""
+    out = ["model"]
+    messages = body.get("messages")
+    messages = messages if isinstance(messages, list) else []
+    lead = 0
+    while lead < len(messages) and isinstance(messages[lead], dict) and messages[lead].get("role") in _SYSTEM_ROLES:
+        content = messages[lead].get("content")
+        out += [f"messages[{lead}].content[{j}]" for j in range(len(content))] if isinstance(content, list) \
+            else [f"messages[{lead}]"]
+        lead += 1
+    tools = body.get("tools")
+    for i, tool in enumerate(tools if isinstance(tools, list) else []):
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        name = fn.get("name") if isinstance(fn, dict) else None
+        out.append(f"tools[{i}] {name}" if isinstance(name, str) else f"tools[{i}]")
+    out += [f"messages[{i}] {messages[i].get('role')}" for i in range(lead, len(messages))
+            if isinstance(messages[i], dict)]
+    return out
 
 
 def _message(m: dict) -> tuple[int, int]:
@@ -164,16 +180,17 @@ def common(a: Prefix, b: Prefix) -> int:
     return i
 
 
-def first_change(was: Prefix, now: Prefix) -> Change | None:
-    """The first block of `now` that differs from `was` and its kind of change; None when `was` is a prefix
-    of `now` (the conversation only grew)."""
+def first_change(was: Prefix, now: Prefix, body: dict | None = None) -> Change | None:
+    """The first block of `now` that differs from `was` and its kind of change (named in `body`, the request
+    `now` was read from); None when `was` is a prefix of `now` (the conversation only grew)."""
     i = common(was, now)
     if i == len(was.digests):
         return None
     before = was.digests[i]
     after = now.digests[i] if i < len(now.digests) else None
     kind = now.kinds[i] if i < len(now.kinds) else was.kinds[i]
-    where = now.places[i] if i < len(now.places) else f"block {i} (gone)"
+    named = places(body) if body is not None else []
+    where = named[i] if i < len(named) else f"block {i}" + ("" if i < len(now.digests) else " (gone)")
     if kind == MODEL:
         cause = "model"
     elif kind == SYSTEM or was.kinds[i] == SYSTEM:
@@ -203,7 +220,7 @@ def closest(earlier: list[Seen], now: Prefix) -> Seen | None:
     return best
 
 
-def diagnose(was: Seen | None, now: Seen, ttl: float = TTL_S) -> Verdict:
+def diagnose(was: Seen | None, now: Seen, body: dict | None = None, ttl: float = TTL_S) -> Verdict:
     """Whether `now` missed more than `was` (the turn it continues), and why. A turn misses when it read less
     of the cache than that turn did, or when its prefix changed and it read less than that turn's prompt while
     missing more. The cause: another account (its cache is its own), else the five-minute expiry, else the
@@ -211,7 +228,7 @@ def diagnose(was: Seen | None, now: Seen, ttl: float = TTL_S) -> Verdict:
     missed = max(0, now.prompt - now.cached)
     if was is None:
         return Verdict(now.turn, None, missed, 0, None, None)
-    change = first_change(was.prefix, now.prefix)
+    change = first_change(was.prefix, now.prefix, body)
     was_missed = max(0, was.prompt - was.cached)
     if not (now.cached < was.cached or (change is not None and now.cached < was.prompt and missed > was_missed)):
         return Verdict(now.turn, was.turn, missed, 0, None, change)

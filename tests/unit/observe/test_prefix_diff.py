@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 
-from qwen_gateway.observe.prefix_diff import CAUSES, Seen, closest, diagnose, fingerprint, first_change
+from qwen_gateway.observe.prefix_diff import CAUSES, Seen, closest, diagnose, fingerprint, first_change, places
 
 TOOLS = [{"type": "function", "function": {"name": n, "description": f"does {n}",
                                            "parameters": {"type": "object", "properties": {}}}}
@@ -28,7 +28,7 @@ def chat(**changes) -> dict:
 
 
 def change(was: dict, now: dict):
-    return first_change(fingerprint(was), fingerprint(now))
+    return first_change(fingerprint(was), fingerprint(now), now)
 
 
 def test_a_conversation_that_only_grows_has_no_change():
@@ -130,7 +130,7 @@ def test_a_growing_conversation_that_reads_the_cache_is_no_miss():
 
 def test_a_changed_prefix_that_missed_more_names_the_change():
     now = chat(tools=[TOOLS[2], TOOLS[0], TOOLS[1]])
-    v = diagnose(seen(3, chat(), 3000, 2800), seen(4, now, 3200, 100))
+    v = diagnose(seen(3, chat(), 3000, 2800), seen(4, now, 3200, 100), now)
     assert (v.cause, v.lost, v.missed, v.change.where) == ("tool_order", 2900, 3100, "tools[0] Bash")
 
 
@@ -154,6 +154,14 @@ def test_the_turn_it_continues_is_the_closest_not_a_side_request():
     turns = [seen(1, chat(), 3000, 0), seen(2, side, 20, 0)]
     assert closest(turns, fingerprint(grown)).turn == 1
     assert closest([], fingerprint(grown)) is None
+
+
+def test_places_match_the_blocks():
+    body = chat()
+    assert len(places(body)) == len(fingerprint(body).digests)
+    assert places(body)[:4] == ["model", "messages[0].content[0]", "messages[0].content[1]", "tools[0] Read"]
+    assert places(body)[-1] == "messages[4] user"
+    assert first_change(fingerprint(chat()), fingerprint(chat(model="x"))).where == "block 0"
 
 
 def test_every_cause_is_described():
