@@ -100,13 +100,14 @@ def fingerprint(body: dict) -> Prefix:
     while lead < len(messages) and isinstance(messages[lead], dict) and messages[lead].get("role") in _SYSTEM_ROLES:
         content = messages[lead].get("content")
         parts = content if isinstance(content, list) else [content]
-        for j, part in enumerate(parts):
+        for part in parts:
             text = part.get("text") if isinstance(part, dict) else part
             kinds.append(SYSTEM)
-            digests.append(_h(text) if isinstance(text, str) else _dump(text))
+            digests.append(_h(text) if isinstance(text, str) else _dump(
+                {k: v for k, v in part.items() if k != "cache_control"} if isinstance(part, dict) else part))
         lead += 1
     tools = body.get("tools")
-    for i, tool in enumerate(tools if isinstance(tools, list) else []):
+    for tool in tools if isinstance(tools, list) else []:
         kinds.append(TOOL)
         digests.append(_dump({k: v for k, v in tool.items() if k != "cache_control"} if isinstance(tool, dict) else tool))
     for i in range(lead, len(messages)):
