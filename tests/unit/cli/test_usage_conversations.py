@@ -8,6 +8,7 @@ import time
 
 from qwen_gateway.cache_turn import CacheTurn
 from qwen_gateway.cli import usage as usage_cli
+from qwen_gateway.cli.usage_conversations import causes
 from qwen_gateway.observe.ledger import Ledger, row_of
 from helpers.observe_testlib import exchange
 
@@ -59,3 +60,8 @@ def test_limit_keeps_the_newest(tmp_path, capsys):
     ledger(tmp_path)
     assert usage_cli.main(["conversations", "--json", "--limit", "1", "--state-dir", str(tmp_path)]) == 0
     assert [r["conversation"] for r in json.loads(capsys.readouterr().out)] == ["ffff0000ffff"]
+
+
+def test_causes_most_frequent_first_with_their_turns():
+    assert causes({"system": [5, 2], "tool_order": [7]}) == "system ×2 (turns 2, 5), tool_order (turn 7)"
+    assert causes({}) == ""
