@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from urllib.parse import quote
 
 import httpx
 import pytest
 
-from helpers.procs import free_port, mitmweb_api, until
+from helpers.procs import ROOT, free_port, mitmweb_api, until
 from helpers.team import QWEN_USAGE
 from e2e.test_e2e_codex import Codex, assert_clean, custom_config
 
@@ -24,6 +25,21 @@ pytestmark = pytest.mark.e2e
 
 PASSWORD = "doctor"
 VIEW = quote("Qwen cache doctor")
+DOCS = ROOT / "docs" / "observability.md"
+
+
+def doc_block(anchor: str) -> str:
+    """The fenced block of docs/observability.md that holds `anchor`."""
+    (found,) = [b for b in DOCS.read_text().split("```")[1::2] if anchor in b]
+    return found.strip("\n")
+
+
+def shape(text: str) -> list[str]:
+    """Lines as the docs print them, with what differs between runs as one mark each: hashes and digests, then
+    numbers (token counts follow the run's folder names, times the clock); runs of spaces and dashes as one."""
+    text = re.sub(r"\b[0-9a-f]{8,32}\b", "#", text)
+    text = re.sub(r"[0-9][0-9,:. -]*[0-9]|[0-9]", "9", text)
+    return [re.sub(r"-+", "-", re.sub(r" +", " ", line)).strip() for line in text.strip().splitlines()]
 
 
 def responses_flows(api: httpx.Client) -> list[dict]:
@@ -63,11 +79,14 @@ def test_codex_tools_reordered_is_the_miss_and_its_cause(make_gateway, emu, key_
     assert text.splitlines()[0] == verdict and "prefix vs turn 2: first change at block" in text
     assert any(line.startswith("→") and " tool " in line for line in text.splitlines()), text
     print("\n" + text)
+    assert shape(text) == shape(doc_block("cache: turn 3 read 0 of"))
 
     (row,) = json.loads(until(lambda: _conversations(key_home), "the ledger's rows"))
     assert row["turns"] == 3 and row["missed_turns"] == 1 and row["causes"] == "tool_order (turn 3)", row
-    print(subprocess.run([str(QWEN_USAGE), "conversations"], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, **key_home}).stdout)
+    table = subprocess.run([str(QWEN_USAGE), "conversations"], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, **key_home}).stdout
+    print(table)
+    assert shape(table) == shape(doc_block("$ .venv/bin/qwen-usage conversations").split("\n", 1)[1])
 
 
 def _conversations(env: dict) -> str | None:
