@@ -65,7 +65,8 @@ def summary_line(ex: Exchange) -> str:
     parts.append(f"{ex.duration_ms / 1000:.2f} s")
     if ex.attempt.retries:
         parts.append("retries " + ", ".join(f"{r.reason.value} ({r.account})" for r in ex.attempt.retries))
-    sections = [" · ".join(parts), *([ex.result.cache.line] if ex.result.cache is not None else ()), *ex.notes]
+    cache = ex.result.cache.line if ex.result.cache is not None else ""
+    sections = [" · ".join(parts), *([cache] if cache else ()), *ex.notes]
     code, message = error_code(ex), safe_message(error_text(ex), 300)
     if code or message:
         sections.append("error: " + " ".join(x for x in (code, message and f"“{message}”") if x))

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING
 
+from mitmproxy import ctx
+
 from ..cache_turn import CacheTurn
 from ..observer import Observer, cache_write_tokens, cached_tokens, failed, usage_int
 from ..pricing.prices import PriceTable
@@ -48,9 +50,13 @@ class CacheDoctor(Observer):
     def __init__(self) -> None:
         self.conversations: OrderedDict[str, Kept] = OrderedDict()
         self.prices = PriceTable()
+        self.shown = True  # the verdict's line and the flow's record: only for mitmweb and flow files
 
     def configure(self, config: Config) -> None:
         self.prices = config.prices
+
+    def running(self) -> None:
+        self.shown = ctx.master.addons.get("view") is not None or bool(getattr(ctx.options, "save_stream_file", None))
 
     def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
         usage, body, conversation = ex.result.usage, ex.attempt.body, ex.conversation
@@ -67,19 +73,22 @@ class CacheDoctor(Observer):
         kept.count += 1
         cached = cached_tokens(usage) or 0
         now = Seen(kept.count, ex.started_at, ex.account, prompt, cached, fingerprint(body))
-        was = closest(list(kept.turns), now.prefix)
-        verdict = diagnose(was, now, body)
+        was = closest(kept.turns, now.prefix)
+        verdict = diagnose(was, now)  # the change's place named below, only when it is shown
         kept.turns.append(now)
         cache = CacheTurn(conversation.key, now.turn, prompt, cached, cache_write_tokens(usage) or 0,
                           verdict.cause, verdict.lost)
         if verdict.cause is not None:
             cache.lost_usd = self._lost_usd(ex, verdict.lost)
-            if verdict.change is not None:
-                cache.diff = _diff(was.prefix if was else None, now.prefix, body, verdict)
-        cache.line = line(cache, verdict)
         ex.result.cache = cache
         meta = flow.metadata.get("qwen")
-        if isinstance(meta, dict):
+        if self.shown and isinstance(meta, dict):
+            change = verdict.change
+            if verdict.cause is not None and change is not None and was is not None:
+                named = places(body)
+                change.where = named[change.index] if change.index < len(named) else change.where
+                cache.diff = _diff(was.prefix, now.prefix, named, verdict)
+            cache.line = line(cache, verdict)
             meta["cache"] = {"conversation": cache.conversation, "turn": cache.turn, "prompt": prompt, "read": cached,
                              "written": cache.written, "cause": cache.cause, "against": verdict.against,
                              "lost": cache.lost, "lost_usd": cache.lost_usd, "verdict": cache.line,
@@ -112,12 +121,11 @@ def _short(digest: int | None) -> str:
     return "" if digest is None else f"{digest & 0xFFFFFFFF:08x}"
 
 
-def _diff(was: Prefix | None, now: Prefix, body: dict, verdict: Verdict) -> dict | None:
-    """The blocks around the first change: their kind, place in this request, and both turns' hashes."""
+def _diff(was: Prefix, now: Prefix, named: list[str], verdict: Verdict) -> dict | None:
+    """The blocks around the first change: their kind, place in this request (`named`), both turns' hashes."""
     change = verdict.change
-    if was is None or change is None:
+    if change is None:
         return None
-    named = places(body)
     i = change.index
     rows = []
     for k in range(max(0, i - AROUND), min(max(len(was.digests), len(now.digests)), i + AROUND + 1)):

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import json
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 TTL_S = 300.0  # Model Studio's prompt cache keeps a prefix five minutes from its last use ("Context cache" page)
 # Why a turn missed, in the order a prefix is read; then what is no change of the prefix.
@@ -42,16 +44,20 @@ _SYSTEM_ROLES = ("system", "developer")
 _IMAGES = ("image_url", "input_image", "image", "video", "video_url", "input_audio")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Prefix:
     """A request's blocks: their kinds (one letter each) and hashes (where each is: `places`)."""
 
     kinds: str
     digests: array  # array("q"): one hash per block
     texts: dict[int, int]  # block index -> the hash of its text alone (only blocks holding an image)
+    raw: bytes = b""  # the hashes' bytes (8 a block): prefixes compared with memcmp
+
+    def __post_init__(self) -> None:
+        self.raw = self.digests.tobytes()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Seen:
     """One turn as the doctor keeps it: no prompt text, its prefix's hashes and Qwen's usage."""
 
@@ -63,7 +69,7 @@ class Seen:
     prefix: Prefix
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Change:
     cause: str  # a key of CAUSES
     index: int  # the first block that differs
@@ -72,7 +78,7 @@ class Change:
     now: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Verdict:
     turn: int
     against: int | None  # the earlier turn compared with
@@ -86,8 +92,13 @@ def _h(text: str) -> int:
     return hash(text)
 
 
+# One encoder, made once (json.dumps with arguments makes one per call): C all the way. Keys in the order sent:
+# what Qwen reads is the bytes, so keys reordered are a change of the prefix too.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, check_circular=False, default=str).encode
+
+
 def _dump(obj: object) -> int:
-    return hash(json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str))
+    return hash(_ENCODE(obj))
 
 
 def fingerprint(body: dict) -> Prefix:
@@ -110,13 +121,27 @@ def fingerprint(body: dict) -> Prefix:
     for tool in tools if isinstance(tools, list) else []:
         kinds.append(TOOL)
         digests.append(_dump({k: v for k, v in tool.items() if k != "cache_control"} if isinstance(tool, dict) else tool))
-    for i in range(lead, len(messages)):
-        m = messages[i]
-        if not isinstance(m, dict):
+    for m in messages[lead:]:
+        if m.__class__ is not dict:
             continue
-        role = m.get("role")
+        kinds.append(MID_SYSTEM if m.get("role") in _SYSTEM_ROLES else MESSAGE)
+        content = m.get("content")
+        if (content is None or content.__class__ is str) and "tool_calls" not in m:
+            try:  # most messages: strings only, hashed as one tuple in C
+                digests.append(hash(tuple(m.items())))
+                continue
+            except TypeError:
+                pass
         text, image = _message(m)
-        kinds.append(MID_SYSTEM if role in _SYSTEM_ROLES else MESSAGE)
+        digests.append(hash((text, image)) if image else text)
+        if image:
+            texts[len(kinds) - 1] = text
+    return Prefix("".join(kinds), array("q", digests), texts)
+    for m in rest:  # a message that is no object: the slow way, message by message
+        if m.__class__ is not dict:
+            continue
+        kinds.append(MID_SYSTEM if m.get("role") in _SYSTEM_ROLES else MESSAGE)
+        text, image = _message(m)
         digests.append(hash((text, image)) if image else text)
         if image:
             texts[len(kinds) - 1] = text
@@ -146,39 +171,54 @@ def places(body: dict) -> list[str]:
 
 
 def _message(m: dict) -> tuple[int, int]:
-    """A message's hash without its images, and its images' (0: none)."""
+    """A message's hash without its images, and its images' (0: none). Strings go into the hashed tuple as they
+    are (a string's hash is computed once, in C); JSON only for shapes that are neither text nor a tool call."""
     content = m.get("content")
-    head = (str(m.get("role")), m.get("tool_call_id"), m.get("name"))
-    if isinstance(content, list):
-        pieces, images = [], []
+    image = 0
+    if content.__class__ is not list:
+        body: object = content if content is None or content.__class__ is str else _dump(content)
+    else:
+        pieces: list[object] = []
+        images: list[int] = []
         for p in content:
-            if not isinstance(p, dict):
+            if p.__class__ is not dict:
                 pieces.append(_dump(p))
             elif p.get("type") in _IMAGES:
                 images.append(_dump({k: v for k, v in p.items() if k != "cache_control"}))
             else:
                 text = p.get("text")
-                pieces.append(_h(text) if isinstance(text, str) else _dump({k: v for k, v in p.items()
-                                                                            if k != "cache_control"}))
-        body: object = tuple(pieces)
+                pieces.append(text if text.__class__ is str else _dump({k: v for k, v in p.items()
+                                                                         if k != "cache_control"}))
+        body = tuple(pieces)
         image = hash(tuple(images)) if images else 0
-    else:
-        body, image = (_h(content) if isinstance(content, str) else _dump(content)), 0
     calls = m.get("tool_calls")
-    text = hash((head, body, _dump(calls) if calls else 0, _h(m["reasoning_content"])
-                 if isinstance(m.get("reasoning_content"), str) else 0))
-    return text, image
+    reasoning = m.get("reasoning_content")
+    return hash((m.get("role"), m.get("tool_call_id"), m.get("name"), body, _calls(calls) if calls else None,
+                 reasoning if reasoning is None or reasoning.__class__ is str else _dump(reasoning))), image
+
+
+def _calls(calls: Any) -> object:
+    """Tool calls as their ids, names and argument strings; JSON for any other shape."""
+    try:
+        return tuple([(c["id"], c["function"]["name"], c["function"]["arguments"]) for c in calls])
+    except (KeyError, TypeError):
+        return _dump(calls)
 
 
 def common(a: Prefix, b: Prefix) -> int:
-    """How many leading blocks two prefixes share."""
-    n = min(len(a.digests), len(b.digests))
-    if a.digests[:n] == b.digests[:n]:
-        return n
-    i = 0
-    while a.digests[i] == b.digests[i]:
-        i += 1
-    return i
+    """How many leading blocks two prefixes share: their bytes compared in halves (memcmp, no Python int a block)."""
+    x, y = a.raw, b.raw
+    n = min(len(x), len(y))
+    if x[:n] == y[:n]:
+        return n // 8
+    lo, hi = 0, n // 8  # blocks before lo are equal; one in [lo, hi) differs
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if x[lo * 8:mid * 8] == y[lo * 8:mid * 8]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 def first_change(was: Prefix, now: Prefix, body: dict | None = None) -> Change | None:
@@ -209,9 +249,14 @@ def first_change(was: Prefix, now: Prefix, body: dict | None = None) -> Change |
     return Change(cause, i, where, before, after)
 
 
-def closest(earlier: list[Seen], now: Prefix) -> Seen | None:
-    """The earlier turn this one continues: the one sharing the longest prefix (the newest of equals) — a
-    client's side requests in the same conversation (a title, a summary) are not the turn before."""
+def closest(earlier: Sequence[Seen], now: Prefix) -> Seen | None:
+    """The earlier turn this one continues: the newest, when this request begins with its whole prefix (a
+    conversation that grew); else the one sharing the longest prefix (the newest of equals) — a client's side
+    requests in the same conversation (a title, a summary) are not the turn before."""
+    if not earlier:
+        return None
+    if now.raw.startswith(earlier[-1].prefix.raw):
+        return earlier[-1]
     best: Seen | None = None
     length = -1
     for seen in reversed(earlier):

@@ -112,3 +112,12 @@ def test_memory_is_bounded(monkeypatch):
     assert list(d.conversations) == ["b", "c", "d"]
     assert all(len(kept.turns) == 2 for kept in d.conversations.values())
     assert d.conversations["d"].count == 4
+
+
+def test_without_mitmweb_or_a_flow_file_the_line_and_the_record_are_not_built():
+    d = doctor()
+    d.shown = False  # running() in plain mitmdump without -w
+    turn(d, body(1), 3000, 0)
+    ex, flow = turn(d, body(2, tools=TOOLS[::-1]), 3200, 0)
+    assert ex.result.cache.cause == "tool_order" and ex.result.cache.line == "" and ex.result.cache.diff is None
+    assert "cache" not in flow.metadata["qwen"]

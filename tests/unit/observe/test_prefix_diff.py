@@ -167,3 +167,15 @@ def test_places_match_the_blocks():
 def test_every_cause_is_described():
     assert set(CAUSES) >= {"model", "system", "tool_order", "tool", "edited", "mid_system", "image", "account",
                            "expiry", "unexplained"}
+
+
+def test_the_first_difference_is_found_at_every_position_of_a_long_prefix():
+    from qwen_gateway.observe.prefix_diff import common
+    base = chat()
+    base["messages"] += [{"role": "user", "content": f"m{i}"} for i in range(300)]
+    n = len(fingerprint(base).digests)
+    for at in (6, 7, 100, 255, 256, n - 1):
+        other = copy.deepcopy(base)
+        other["messages"][at - 5]["content"] = "changed"  # blocks: model, 2 system parts, 3 tools, messages[1:]
+        assert common(fingerprint(base), fingerprint(other)) == at, at
+    assert common(fingerprint(base), fingerprint(base)) == n
