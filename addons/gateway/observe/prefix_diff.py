@@ -137,15 +137,6 @@ def fingerprint(body: dict) -> Prefix:
         if image:
             texts[len(kinds) - 1] = text
     return Prefix("".join(kinds), array("q", digests), texts)
-    for m in rest:  # a message that is no object: the slow way, message by message
-        if m.__class__ is not dict:
-            continue
-        kinds.append(MID_SYSTEM if m.get("role") in _SYSTEM_ROLES else MESSAGE)
-        text, image = _message(m)
-        digests.append(hash((text, image)) if image else text)
-        if image:
-            texts[len(kinds) - 1] = text
-    return Prefix("".join(kinds), array("q", digests), texts)
 
 
 def places(body: dict) -> list[str]:
