@@ -39,6 +39,7 @@ from .storage.pg import Database
 from .ingress.login import LoginRoute
 from .local_answers import LocalRoute
 from .mitmweb.flowview import FlowAnnotator, FlowCap
+from .observe.cache_doctor import CacheDoctor
 from .observe.debuglog import DebugLog
 from .observe.estimator import TokenEstimator
 from .observe.ledger import UsageLedger
@@ -176,6 +177,7 @@ def client_formats() -> dict[str, ClientFormat[Exchange]]:
 
 
 def default_observers() -> list[Observer]:
-    """Every observer, in the order they are called (the annotator before the cap: the cap adds to the
-    annotator's comment)."""
-    return [TokenEstimator(), Metrics(), RequestLine(), UsageLedger(), DebugLog(), Tracing(), FlowAnnotator(), FlowCap()]
+    """Every observer, in the order they are called (the cache doctor before the annotator, which writes its
+    verdict in the comment; the annotator before the cap: the cap adds to the annotator's comment)."""
+    return [TokenEstimator(), Metrics(), RequestLine(), UsageLedger(), DebugLog(), Tracing(), CacheDoctor(),
+            FlowAnnotator(), FlowCap()]

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from .accounts import Conversation, Credential
+    from .cache_turn import CacheTurn
     from .interfaces import Upstream
     from .models.routes import Routed
     from .turn.stream_rewriter import StreamRewriter
@@ -133,6 +134,7 @@ class Result:
     cost: float | None = None  # what the answer cost, in `cost_unit`
     cost_unit: str = ""  # "USD", or a plan's own "requests" / "tokens"
     cache_saved: float | None = None  # USD Qwen's caches took off the prompt's price (prices.PriceTable.saved)
+    cache: CacheTurn | None = None  # the cache doctor's verdict on the turn (observe/cache_doctor.py)
 
 
 @dataclass(slots=True)

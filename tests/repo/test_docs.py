@@ -1096,7 +1096,13 @@ NOT_OUTPUT: dict[tuple[str, str], str] = {  # non-shell blocks that are no comma
         "a gateway's refusal on a database without the folder's keys; tests/e2e/test_e2e_keys_move.py finds its "
         "parts (the keys, qwen-keys migrate, the database) in a real gateway's log",
     ("docs/architecture.md", "client dialect (api/)"): "a diagram of the pivot between the wings",
-    ("docs/observability.md", "qwen-usage [today|days|accounts|models|requests]"): "the command's synopsis",
+    ("docs/observability.md", "qwen-usage [today|days|accounts|models|requests|conversations]"): "the command's synopsis",
+    ("docs/observability.md", "cache: turn 3 read 0 of 5,249"):
+        "a Codex session's third turn in mitmweb; tests/e2e/test_e2e_cache_doctor_codex.py compares its real output "
+        "with this block (hashes, digests, counts and times aside)",
+    ("docs/observability.md", "$ .venv/bin/qwen-usage conversations"):
+        "qwen-usage conversations after that Codex session; tests/e2e/test_e2e_cache_doctor_codex.py compares its "
+        "real output with this block (digests, counts and times aside)",
     ("docs/deploy.md", "kind: Deployment"):
         "a Kubernetes manifest; tests/repo/test_deploy_manifest.py validates it as printed against Kubernetes' schemas "
         "(strict) and the gateway's routes, image and account registry",

@@ -5,6 +5,7 @@
     qwen-usage accounts          per account
     qwen-usage models            per Qwen model
     qwen-usage requests          the most recent requests, one per line (--limit N, default 20)
+    qwen-usage conversations     per conversation: turns, cache hit share, misses, tokens and USD lost, causes
     qwen-usage --by key          per named client key (qwen-keys): requests, refused, tokens, cost in USD and
                                  plan units (with a view: today's, or per day with `days`)
     qwen-usage report            one HTML page: tokens and requests per day by model and account, error
@@ -43,7 +44,7 @@ import time
 from ..settings.auth import resolve_state_dir
 from ..observe.ledger import FILENAME, Ledger, SharedLedger
 from ..storage.pg import Database, StateUrlError
-from . import usage_report
+from . import usage_conversations, usage_report
 from .usage_text import request_table, table
 
 # The Qwen model that answered; for requests that never reached Qwen (context guard), the model asked for.
@@ -221,7 +222,7 @@ def open_ledger(ap: argparse.ArgumentParser, url: str) -> SharedLedger:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="qwen-usage", description=__doc__.split("\n", 1)[0],
                                  epilog=__doc__.split("\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("view", nargs="?", default="today", choices=[*VIEWS, "requests", "report"],
+    ap.add_argument("view", nargs="?", default="today", choices=[*VIEWS, "requests", "conversations", "report"],
                     help="what to group by, `requests` to list them, `report` for an HTML page (default: today)")
     ap.add_argument("--json", action="store_true", help="print rows as JSON")
     ap.add_argument("--since", type=parse_since, metavar="WHEN", help="only from then on")
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", metavar="NAME", help="only this model (asked for, or Qwen's)")
     ap.add_argument("--key", metavar="NAME", help='only this named client key ("-": none)')
     ap.add_argument("--by", choices=["key"], help="group by named client key (with today or days)")
-    ap.add_argument("--limit", type=_positive, metavar="N", help="requests: how many (default 20); report: "
+    ap.add_argument("--limit", type=_positive, metavar="N", help="requests, conversations: how many (default 20); report: "
                     "slowest requests listed (default 10)")
     ap.add_argument("--out", metavar="FILE", help=f"report: the page to write (default {usage_report.DEFAULT_OUT} in the state folder)")
     ap.add_argument("--state-dir", metavar="DIR", help="the gateway's state folder")
@@ -254,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows = usage_report.load(ledger, *filters.sql(_USAGE_ONLY))
             elif a.view == "requests":
                 rows = recent(ledger, filters, a.limit or 20)
+            elif a.view == "conversations":
+                rows = usage_conversations.conversations(ledger, *filters.sql(), a.limit or 20)
             elif a.by:
                 rows = by_key(ledger, a.view, filters)
             else:
@@ -275,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     elif a.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
-        print(request_table(rows) if a.view == "requests" else table(rows, KEY_SUMS if a.by else SUMS, HEADS, USD_SUMS))
+        print(request_table(rows) if a.view == "requests" else usage_conversations.table(rows)
+              if a.view == "conversations" else table(rows, KEY_SUMS if a.by else SUMS, HEADS, USD_SUMS))
     return 0
 
 

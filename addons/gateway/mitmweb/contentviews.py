@@ -1,6 +1,7 @@
 """mitmweb content views: streams shown assembled (text, reasoning, tool calls, usage), then raw;
 OpenAI/Qwen request bodies shown as a readable conversation; and, for a request the gateway forwarded,
-what went to Qwen (the flow's request is the client's: method, path and body as the client sent them).
+what went to Qwen (the flow's request is the client's: method, path and body as the client sent them); the
+cache doctor's verdict on a turn and its prefix's diff ("Qwen cache doctor", on the answer).
 The Anthropic Messages views are in anthropic_views.py. Registered by addons/qwen.py."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from ..redact import redact_headers, redact_url
 from ..sse import SSEDecoder
 from . import anthropic_views
 from .anthropic_views import describe_messages_request, is_messages_request
-from .flowrecord import endpoint as _endpoint, is_response as _is_response, json_object, upstream as _upstream
+from .flowrecord import endpoint as _endpoint, is_response as _is_response, json_object, record, upstream as _upstream
 
 
 class ToolCall(TypedDict):
@@ -244,8 +245,47 @@ class QwenUpstreamRequestContentview(contentviews.Contentview):
         return 3  # before "OpenAI request" and "Anthropic request" (2): the detail view shows what went to Qwen
 
 
+def describe_cache(cache: dict) -> str:
+    """The cache doctor's record of a turn (observe/cache_doctor.py): its verdict, then the blocks around the
+    prefix's first change, each with its kind, its place in this request and both turns' hashes (no text)."""
+    lines = [str(cache.get("verdict") or ""), ""]
+    lines.append(f"conversation {cache.get('conversation')} · turn {cache.get('turn')} · read {cache.get('read')} · "
+                 f"written {cache.get('written')} · prompt {cache.get('prompt')}")
+    diff = cache.get("diff")
+    if not isinstance(diff, dict):
+        lines += ["", "no change in the prompt's prefix to show" + (
+            f" (the cause: {cache['cause']})" if cache.get("cause") else "")]
+        return "\n".join(lines)
+    lines += ["", f"prefix vs turn {diff.get('against')}: first change at block {diff.get('block')} "
+              f"({diff.get('where')}), {diff.get('blocks_was')} blocks then, {diff.get('blocks_now')} now", "",
+              f"  {'block':>5}  {'kind':<12}  {'where':<32}  {'was':<8}  {'now':<8}"]
+    for row in diff.get("blocks") or []:
+        mark = "→" if row.get("block") == diff.get("block") else "=" if row.get("same") else "≠"
+        lines.append(f"{mark} {row.get('block'):>5}  {row.get('kind', ''):<12}  {row.get('where', ''):<32}  "
+                     f"{row.get('was') or '-':<8}  {row.get('now') or '-':<8}")
+    return "\n".join(lines)
+
+
+class QwenCacheDoctorContentview(contentviews.Contentview):
+    """A turn's cache share and what changed in its prompt's prefix (offered on the flow's answer)."""
+
+    name = "Qwen cache doctor"
+
+    def prettify(self, data: bytes, metadata: contentviews.Metadata) -> str:
+        q = record(metadata)
+        cache = q.get("cache") if q is not None else None
+        if not isinstance(cache, dict):
+            raise ValueError("no cache doctor's record: not a turn of a conversation Qwen answered")
+        return describe_cache(cache)
+
+    def render_priority(self, data: bytes, metadata: contentviews.Metadata) -> float:
+        q = record(metadata)
+        return 0.5 if _is_response(metadata) and q is not None and isinstance(q.get("cache"), dict) else -1
+
+
 VIEWS = (QwenChatStreamContentview(), QwenResponsesStreamContentview(), OpenAIRequestContentview(),
-         QwenUpstreamRequestContentview(), *anthropic_views.VIEWS)
+         QwenUpstreamRequestContentview(), QwenCacheDoctorContentview(),
+         *anthropic_views.VIEWS)
 
 
 def register() -> None:

@@ -3,7 +3,8 @@ marker — and what it keeps: at most `web_flow_limit` finished flows, and at mo
 request body.
 
 The Comment column is one table cell (newlines render as spaces), so the summary's sections are joined
-on one line by " ┃ " — outcome first, then notes, the error, and the client's request last:
+on one line by " ┃ " — outcome first, then the cache doctor's verdict on the turn (observe/cache_doctor.py),
+notes, the error, and the client's request last:
 
     gpt-4o → coder-model · acct default · 200 · in 12 / out 34 (cached 2) · ttfb 85 ms · 1.20 s
         ┃ client: POST /v1/chat/completions · key sk-… (20 chars)          (one line in mitmweb)
@@ -42,7 +43,8 @@ UPSTREAM_BODY_KEEP = 256 * 1024
 
 
 def summary_line(ex: Exchange) -> str:
-    """Outcome · usage · timing ┃ notes ┃ error ┃ client request. Parts with no value are left out."""
+    """Outcome · usage · timing ┃ the cache doctor's verdict ┃ notes ┃ error ┃ client request. Parts with no
+    value are left out."""
     status = status_of(ex)
     if endpoint_name(ex) is not None:
         routed = f" (route: {ex.attempt.route})" if ex.attempt.route else ""  # qwen_routes moved the model
@@ -64,7 +66,8 @@ def summary_line(ex: Exchange) -> str:
     parts.append(f"{ex.duration_ms / 1000:.2f} s")
     if ex.attempt.retries:
         parts.append("retries " + ", ".join(f"{r.reason.value} ({r.account})" for r in ex.attempt.retries))
-    sections = [" · ".join(parts), *ex.notes]
+    cache = ex.result.cache.line if ex.result.cache is not None else ""
+    sections = [" · ".join(parts), *([cache] if cache else ()), *ex.notes]
     code, message = error_code(ex), safe_message(error_text(ex), 300)
     if code or message:
         sections.append("error: " + " ".join(x for x in (code, message and f"“{message}”") if x))

@@ -25,6 +25,10 @@ PG_STEPS = (  # the ledger's schema in a shared database (storage/pg.py migrates
     # Qwen's cache: writes, which cache, what it saved (issue 39)
     "ALTER TABLE usage ADD COLUMN IF NOT EXISTS cache_write_tokens BIGINT, "
     "ADD COLUMN IF NOT EXISTS cache_kind TEXT, ADD COLUMN IF NOT EXISTS cache_saved DOUBLE PRECISION",
+    # the cache doctor: each turn's conversation, number and miss (issue 53)
+    "ALTER TABLE usage ADD COLUMN IF NOT EXISTS conversation TEXT, ADD COLUMN IF NOT EXISTS cache_turn BIGINT, "
+    "ADD COLUMN IF NOT EXISTS cache_miss TEXT, ADD COLUMN IF NOT EXISTS miss_tokens BIGINT, "
+    "ADD COLUMN IF NOT EXISTS miss_usd DOUBLE PRECISION",
 )
 
 

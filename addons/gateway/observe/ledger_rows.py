@@ -43,6 +43,13 @@ COLUMNS: dict[str, str] = {
     "cache_kind": "TEXT",  # explicit or implicit: which cache the request used (their hits are priced apart)
     "cache_saved": "REAL",  # USD the caches took off the prompt's price (negative: writes that cost more)
     "xid": "TEXT",  # the exchange's id (time, then 80 random bits): a batch written again is taken once (UNIQUE)
+    # the cache doctor (observe/cache_doctor.py): the conversation's digest (never the client's text or ids), the
+    # turn's number, and when it missed more than the turn it continues: why, the tokens and USD lost
+    "conversation": "TEXT",
+    "cache_turn": "INTEGER",
+    "cache_miss": "TEXT",
+    "miss_tokens": "INTEGER",
+    "miss_usd": "REAL",
 }
 
 
@@ -89,8 +96,8 @@ def _storable(text: str) -> str:
 def row_of(ex: Exchange) -> dict:
     """One ledger row from an exchange (cheap: built on the event loop, written later)."""
     usage = ex.result.usage if isinstance(ex.result.usage, dict) else None
-    ts = ex.started_at
-    return {
+    ts, cache = ex.started_at, ex.result.cache
+    row = {
         "ts": ts, "day": local_day(ts),
         "endpoint": label(ex), "method": ex.client.method, "path": ex.client.path,
         "model": ex.requested_model if isinstance(ex.requested_model, str) and ex.requested_model else None,
@@ -105,3 +112,9 @@ def row_of(ex: Exchange) -> dict:
         "key_name": ex.key.name or None, "cost": ex.result.cost, "cost_unit": ex.result.cost_unit or None, "xid": ex.id,
         "cache_write_tokens": cache_write_tokens(usage), "cache_kind": cache_kind(usage), "cache_saved": ex.result.cache_saved,
     }
+    if cache is not None:
+        row.update(conversation=cache.conversation, cache_turn=cache.turn, cache_miss=cache.cause,
+                   miss_tokens=cache.lost, miss_usd=cache.lost_usd)
+    else:
+        row.update(conversation=None, cache_turn=None, cache_miss=None, miss_tokens=None, miss_usd=None)
+    return row

@@ -59,6 +59,12 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "qwen_cache_saved_usd": ("gauge", "What Qwen's caches took off the prompts' price in USD since the gateway "
                              "started (pay-as-you-go accounts: hits at 10% or 20% of the input price, less the 25% "
                              "more that writes cost)", ("model", "account", "key")),
+    "qwen_cache_read_share": ("gauge", "Share of prompt tokens Qwen read from its cache since the gateway started "
+                              "(cached / prompt tokens)", ("model", "account", "key")),
+    "qwen_cache_misses": ("counter", "Turns of a conversation that missed more of Qwen's cache than the turn before, "
+                          "by cause (the cache doctor: docs/observability.md)", ("cause", "model", "account", "key")),
+    "qwen_cache_miss_tokens": ("counter", "Prompt tokens those turns lost: the turn before's cache should have served "
+                               "them", ("cause", "model", "account", "key")),
     "qwen_plan_units": ("counter", "What answers used of a plan's window (Coding Plan: requests, Token Plan: "
                         "tokens)", ("account", "unit", "key")),
     "qwen_request_duration_seconds": ("histogram", "API requests: from the client's request to the end of the "
@@ -198,6 +204,10 @@ class Metrics(Observer):
             labels = dict(zip(FAMILIES[name][2], values))
             families[name].add_sample(name + "_created", labels, self._created[key])  # add_metric has no created=
         families[STREAMS].add_metric([], self.streams)
+        for key, value in self._sums.items():  # the cache read share, from the token counters
+            if key[:2] == ("qwen_tokens", "prompt") and value:
+                read = self._sums.get(("qwen_tokens", "cached", *key[2:]), 0)
+                families["qwen_cache_read_share"].add_metric(key[2:], round(read / value, 4))
         yield from families.values()
 
     def exposition(self, pool: Pool | None = None) -> bytes:
@@ -247,6 +257,10 @@ class Metrics(Observer):
                 self._add(("qwen_tokens", kind, billed, account, key), value)
         if ex.result.cache_saved:
             self._add(("qwen_cache_saved_usd", billed, account, key), ex.result.cache_saved)
+        cache = ex.result.cache
+        if cache is not None and cache.cause is not None:
+            self._add(("qwen_cache_misses", cache.cause, billed, account, key))
+            self._add(("qwen_cache_miss_tokens", cache.cause, billed, account, key), cache.lost)
         if ex.result.cost:
             if ex.result.cost_unit == "USD":
                 self._add(("qwen_cost_usd", billed, account, key), ex.result.cost)

@@ -116,3 +116,41 @@ def test_an_error_inside_a_stream_is_shown():
     a = assemble_chat_stream(stream)
     assert a["text"] == "part" and "Qwen stopped" in str(a["error"])
     assert render_assembled(a).splitlines()[-1].startswith("error: ")
+
+
+def test_the_cache_doctor_view_shows_the_prefix_diff_of_a_missed_turn():
+    from mitmproxy.test import taddons
+    with taddons.context():
+        _cache_doctor_view()
+
+
+def _cache_doctor_view():
+    from qwen_gateway.accounts import Conversation
+    from qwen_gateway.observe.cache_doctor import CacheDoctor
+    register()
+    tools = [{"type": "function", "function": {"name": n, "parameters": {}}} for n in ("Read", "Bash")]
+    doctor = CacheDoctor()
+    flows = []
+    for order, prompt in ((tools, 3000), (tools[::-1], 3200)):
+        ex = exchange(upstream_body={"model": "coder-model", "tools": order, "messages": [
+            {"role": "system", "content": "secret system text"}, {"role": "user", "content": "hi"}]},
+            usage={"prompt_tokens": prompt, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 0}})
+        ex.conversation = Conversation("c0ffee", "session")
+        f = answered(ex)
+        doctor.finished(ex, f)
+        flows.append(f)
+    first, second = flows
+    shown = contentviews.prettify_message(second.response, second, "Qwen cache doctor")
+    assert shown.view_name == "Qwen cache doctor"
+    lines = shown.text.splitlines()
+    assert lines[0] == "cache: turn 2 read 0 of 3,200 prompt tokens (0%) · lost 3,000 vs turn 1: the tools were " \
+                       "reordered (tools[0] Bash)"
+    assert any(line.split()[:2] == ["→", "2"] and "tools[0] Bash" in line for line in lines), lines
+    assert "secret system text" not in shown.text
+    # a turn with nothing to diff says its share only; a flow without the record: not this view's
+    assert contentviews.prettify_message(first.response, first, "Qwen cache doctor").text.startswith(
+        "cache: turn 1 read 0 of 3,000")
+    assert "no change" in contentviews.prettify_message(first.response, first, "Qwen cache doctor").text
+    other = answered(exchange())
+    assert contentviews.prettify_message(other.response, other, "Qwen cache doctor").view_name != "Qwen cache doctor" \
+        or "error" in contentviews.prettify_message(other.response, other, "Qwen cache doctor").text.lower()

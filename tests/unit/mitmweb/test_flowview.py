@@ -243,3 +243,14 @@ def test_a_messages_summary_reads_like_the_others():
     counted = local("count_tokens", method="POST", path="/v1/messages/count_tokens")
     assert summary_line(counted) == ("count_tokens (answered by the gateway) · 200 · 0.00 s" + SEP
                                      + "client: POST /v1/messages/count_tokens · key sk-… (20 chars)")
+
+
+def test_the_cache_doctors_verdict_is_a_section_of_the_comment():
+    from qwen_gateway.cache_turn import CacheTurn
+    ex = rotated()
+    ex.result.cache = CacheTurn("c0ffee", 3, 12, 0, 0, "tool_order", 10,
+                                line="cache: turn 3 read 0 of 12 prompt tokens (0%) · lost 10 vs turn 2: "
+                                     "the tools were reordered (tools[0] Bash)")
+    sections = summary_line(ex).split(SEP)
+    assert sections[1] == ex.result.cache.line
+    assert len(sections) == 4  # summary, verdict, note, client

@@ -31,6 +31,8 @@ def test_row_of_an_exchange():
         "key_name": None, "cost": None, "cost_unit": None,  # no named key, no price for an OAuth login
         "cache_write_tokens": None, "cache_kind": "implicit", "cache_saved": None,  # a hit without cache_type
         "xid": ex.id,  # the exchange, written once
+        # no conversation the cache doctor saw
+        "conversation": None, "cache_turn": None, "cache_miss": None, "miss_tokens": None, "miss_usd": None,
     }
     assert set(row) == set(COLUMNS)
 

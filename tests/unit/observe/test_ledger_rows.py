@@ -31,3 +31,17 @@ def test_a_row_of_plain_text_is_not_mended_value_by_value(monkeypatch):
     assert mended == []
     values([{**rows[0], "model": "gpt\x00"}], NAMES)
     assert "gpt\x00" in mended  # only the row that needs it
+
+
+def test_a_turn_the_cache_doctor_saw_has_its_conversation_turn_and_miss():
+    from qwen_gateway.cache_turn import CacheTurn
+    row = row_of(exchange())
+    assert (row["conversation"], row["cache_turn"], row["cache_miss"], row["miss_tokens"], row["miss_usd"]) == \
+        (None, None, None, None, None)
+    ex = exchange()
+    ex.result.cache = CacheTurn("c0ffee", 3, 3400, 0, 0, "tool_order", 3200, 0.00256)
+    row = row_of(ex)
+    assert (row["conversation"], row["cache_turn"], row["cache_miss"], row["miss_tokens"], row["miss_usd"]) == \
+        ("c0ffee", 3, "tool_order", 3200, 0.00256)
+    ex.result.cache = CacheTurn("c0ffee", 4, 3600, 3300, 0)
+    assert (row_of(ex)["cache_miss"], row_of(ex)["miss_tokens"]) == (None, 0)

@@ -272,7 +272,8 @@ def record_a_fixed_set(m: Metrics) -> None:
 
 
 FAMILIES = [("qwen_requests", "counter"), ("qwen_tokens", "counter"), ("qwen_cost_usd", "counter"),
-            ("qwen_cache_saved_usd", "gauge"), ("qwen_plan_units", "counter"),
+            ("qwen_cache_saved_usd", "gauge"), ("qwen_cache_read_share", "gauge"), ("qwen_cache_misses", "counter"),
+            ("qwen_cache_miss_tokens", "counter"), ("qwen_plan_units", "counter"),
             ("qwen_request_duration_seconds", "histogram"), ("qwen_time_to_first_byte_seconds", "histogram"),
             ("qwen_retries", "counter"), ("qwen_account_rotations", "counter"), ("qwen_errors", "counter"),
             ("qwen_streams_in_flight", "gauge"), ("qwen_account_cooldown_seconds", "gauge"),
@@ -319,6 +320,9 @@ EXPECTED = {
     **series("qwen_cost_usd_total", "model account key", [("qwen3-coder-plus", "ds", "", 0.00123)]),
     **series("qwen_cache_saved_usd", "model account key", [("qwen3-coder-plus", "ds", "", 0.0004),
                                                            ("coder-model", "plan", "", -0.0002)]),
+    **series("qwen_cache_read_share", "model account key", [  # cached / prompt tokens
+        ("coder-model", "default", "team", 0.8678), ("qwen3-coder-plus", "ds", "", 0.5), ("coder-model", "plan", "", 0.8678),
+        ("coder-model", "default", "", 0.8678)]),
     **series("qwen_plan_units_total", "account unit key", [("plan", "requests", "", 1)]),
     **histogram("qwen_request_duration_seconds", LE_DURATION, [
         (CH, "coder-model", (1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3, 3, 4), 703.36),  # 0.05 on its bound, 700 past all
@@ -399,3 +403,22 @@ def test_past_max_series_every_series_starts_over_and_memory_stays_bounded(monke
     assert all(("qwen_retries_total", (("reason", r.value),)) in scraped for r in RetryReason)
     assert 0 < scraped[("qwen_account_rotations_total", ())] < 200
     assert scraped[("qwen_streams_in_flight", ())] == 1
+
+
+def test_cache_read_share_and_misses_by_cause():
+    from qwen_gateway.cache_turn import CacheTurn
+    m = Metrics()
+    hit = exchange(usage={"prompt_tokens": 3000, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 2400}})
+    hit.result.cache = CacheTurn("c", 2, 3000, 2400, 0)
+    miss = exchange(usage={"prompt_tokens": 1000, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 0}})
+    miss.result.cache = CacheTurn("c", 3, 1000, 0, 0, "tool_order", 900, 0.0009)
+    other = exchange(account="b", usage={"prompt_tokens": 10, "completion_tokens": 1})
+    for ex in (hit, miss, other):
+        finish(m, ex)
+    s = scrape(m)
+    share = (("account", "default"), ("key", ""), ("model", "coder-model"))
+    assert s[("qwen_cache_read_share", share)] == 0.6  # 2400 of 4000 prompt tokens
+    assert s[("qwen_cache_read_share", (("account", "b"), ("key", ""), ("model", "coder-model")))] == 0.0
+    labels = (("account", "default"), ("cause", "tool_order"), ("key", ""), ("model", "coder-model"))
+    assert s[("qwen_cache_misses_total", labels)] == 1
+    assert s[("qwen_cache_miss_tokens_total", labels)] == 900

@@ -1,0 +1,181 @@
+"""The cache doctor's analysis: a chat request's prefix as block fingerprints, the first change between two
+turns and its kind (one test per cause), and whether a turn missed more than the turn before."""
+
+from __future__ import annotations
+
+import copy
+
+from qwen_gateway.observe.prefix_diff import CAUSES, Seen, closest, diagnose, fingerprint, first_change, places
+
+TOOLS = [{"type": "function", "function": {"name": n, "description": f"does {n}",
+                                           "parameters": {"type": "object", "properties": {}}}}
+         for n in ("Read", "Edit", "Bash")]
+IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+
+
+def chat(**changes) -> dict:
+    body = {"model": "qwen3-coder-plus", "tools": copy.deepcopy(TOOLS), "messages": [
+        {"role": "system", "content": [{"type": "text", "text": "You are an agent."},
+                                       {"type": "text", "text": "Today is 2026-11-25."}]},
+        {"role": "user", "content": [{"type": "text", "text": "look at this"}, IMAGE]},
+        {"role": "assistant", "content": "ok", "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "Read", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "file text"},
+        {"role": "user", "content": "next"},
+    ]}
+    body.update(changes)
+    return body
+
+
+def change(was: dict, now: dict):
+    return first_change(fingerprint(was), fingerprint(now), now)
+
+
+def test_a_conversation_that_only_grows_has_no_change():
+    was = chat()
+    now = chat()
+    now["messages"] += [{"role": "assistant", "content": "done"}, {"role": "user", "content": "more"}]
+    assert change(was, now) is None
+    assert change(was, chat()) is None
+
+
+def test_cache_markers_are_no_part_of_the_prefix():
+    now = chat()
+    now["messages"][1]["content"][0]["cache_control"] = {"type": "ephemeral"}
+    now["tools"][2]["cache_control"] = {"type": "ephemeral"}
+    assert change(chat(), now) is None
+
+
+def test_the_model():
+    c = change(chat(), chat(model="qwen3-coder-flash"))
+    assert (c.cause, c.index, c.where) == ("model", 0, "model")
+
+
+def test_system_text_names_the_part_that_changed():
+    now = chat()
+    now["messages"][0]["content"][1]["text"] = "Today is 2026-11-26."
+    c = change(chat(), now)
+    assert (c.cause, c.where) == ("system", "messages[0].content[1]")
+    assert c.was != c.now
+
+
+def test_a_system_string_is_one_block():
+    was, now = chat(), chat()
+    was["messages"][0]["content"] = "You are an agent."
+    now["messages"][0]["content"] = "You are an agent!"
+    assert (change(was, now).cause, change(was, now).where) == ("system", "messages[0]")
+
+
+def test_tools_reordered():
+    c = change(chat(), chat(tools=[TOOLS[1], TOOLS[0], TOOLS[2]]))
+    assert (c.cause, c.where) == ("tool_order", "tools[0] Edit")
+
+
+def test_a_tool_definition_changed_added_or_removed():
+    edited = copy.deepcopy(TOOLS)
+    edited[2]["function"]["description"] = "runs a command"
+    assert (change(chat(), chat(tools=edited)).cause, change(chat(), chat(tools=edited)).where) == ("tool", "tools[2] Bash")
+    assert change(chat(), chat(tools=TOOLS[:2])).cause == "tool"
+    assert change(chat(tools=TOOLS[:2]), chat()).cause == "tool"
+
+
+def test_an_earlier_message_edited():
+    now = chat()
+    now["messages"][3]["content"] = "file text, shortened"
+    c = change(chat(), now)
+    assert (c.cause, c.where) == ("edited", "messages[3] tool")
+
+
+def test_a_tool_call_id_or_arguments_changed_is_an_edit():
+    now = chat()
+    now["messages"][2]["tool_calls"][0]["function"]["arguments"] = '{"path": "a"}'
+    assert change(chat(), now).cause == "edited"
+
+
+def test_a_system_message_mid_conversation():
+    now = chat()
+    now["messages"].insert(3, {"role": "system", "content": "The user switched to plan mode."})
+    c = change(chat(), now)
+    assert (c.cause, c.where) == ("mid_system", "messages[3] system")
+
+
+def test_an_image_re_encoded():
+    now = chat()
+    now["messages"][1]["content"][1] = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAB"}}
+    c = change(chat(), now)
+    assert (c.cause, c.where) == ("image", "messages[1] user")
+
+
+def test_text_next_to_an_image_edited_is_an_edit():
+    now = chat()
+    now["messages"][1]["content"][0]["text"] = "look at that"
+    assert change(chat(), now).cause == "edited"
+
+
+def seen(turn, body, prompt, cached, at=1000.0, account="a"):
+    return Seen(turn, at, account, prompt, cached, fingerprint(body))
+
+
+def test_a_first_turn_is_no_miss():
+    v = diagnose(None, seen(1, chat(), 3000, 0))
+    assert (v.turn, v.against, v.missed, v.lost, v.cause) == (1, None, 3000, 0, None)
+
+
+def test_a_growing_conversation_that_reads_the_cache_is_no_miss():
+    grown = chat()
+    grown["messages"].append({"role": "user", "content": "again"})
+    v = diagnose(seen(1, chat(), 3000, 0), seen(2, grown, 3200, 2900))
+    assert (v.cause, v.lost, v.missed, v.against) == (None, 0, 300, 1)
+
+
+def test_a_changed_prefix_that_missed_more_names_the_change():
+    now = chat(tools=[TOOLS[2], TOOLS[0], TOOLS[1]])
+    v = diagnose(seen(3, chat(), 3000, 2800), seen(4, now, 3200, 100), now)
+    assert (v.cause, v.lost, v.missed, v.change.where) == ("tool_order", 2900, 3100, "tools[0] Bash")
+
+
+def test_a_changed_prefix_that_missed_no_more_is_no_miss():
+    now = chat(tools=[TOOLS[2], TOOLS[0], TOOLS[1]])
+    v = diagnose(seen(1, chat(), 3000, 0), seen(2, now, 3000, 0))
+    assert v.cause is None and v.change is not None and v.change.cause == "tool_order"
+
+
+def test_no_change_in_the_prefix_another_account_the_expiry_or_unexplained():
+    was = seen(1, chat(), 3000, 2000, at=1000.0)
+    assert diagnose(was, seen(2, chat(), 3100, 0, at=1010.0, account="b")).cause == "account"
+    assert diagnose(was, seen(2, chat(), 3100, 0, at=1301.0)).cause == "expiry"
+    assert diagnose(was, seen(2, chat(), 3100, 0, at=1299.0)).cause == "unexplained"
+
+
+def test_the_turn_it_continues_is_the_closest_not_a_side_request():
+    side = chat(model="qwen3-coder-flash", tools=[], messages=[{"role": "user", "content": "a title please"}])
+    grown = chat()
+    grown["messages"].append({"role": "user", "content": "again"})
+    turns = [seen(1, chat(), 3000, 0), seen(2, side, 20, 0)]
+    assert closest(turns, fingerprint(grown)).turn == 1
+    assert closest([], fingerprint(grown)) is None
+
+
+def test_places_match_the_blocks():
+    body = chat()
+    assert len(places(body)) == len(fingerprint(body).digests)
+    assert places(body)[:4] == ["model", "messages[0].content[0]", "messages[0].content[1]", "tools[0] Read"]
+    assert places(body)[-1] == "messages[4] user"
+    assert first_change(fingerprint(chat()), fingerprint(chat(model="x"))).where == "block 0"
+
+
+def test_every_cause_is_described():
+    assert set(CAUSES) >= {"model", "system", "tool_order", "tool", "edited", "mid_system", "image", "account",
+                           "expiry", "unexplained"}
+
+
+def test_the_first_difference_is_found_at_every_position_of_a_long_prefix():
+    from qwen_gateway.observe.prefix_diff import common
+    base = chat()
+    base["messages"] += [{"role": "user", "content": f"m{i}"} for i in range(300)]
+    n = len(fingerprint(base).digests)
+    for at in (6, 7, 100, 255, 256, n - 1):
+        other = copy.deepcopy(base)
+        other["messages"][at - 5]["content"] = "changed"  # blocks: model, 2 system parts, 3 tools, messages[1:]
+        assert common(fingerprint(base), fingerprint(other)) == at, at
+    assert common(fingerprint(base), fingerprint(base)) == n
