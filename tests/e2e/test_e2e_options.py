@@ -35,7 +35,7 @@ def invalid_values(spec: OptionSpec, a_file: Path) -> list[str]:
     return [{
         "url": "not a url", "postgresql_url": "mysql://db.example/x", "file": str(a_file.parent / "missing.txt"),
         "folder": str(a_file), "model": "two words", "host": "api.openai.com/v1", "text": "a\x1bb",
-        "model_map": "gpt-4o", "limits": "coder-model=many",
+        "model_map": "gpt-4o", "limits": "coder-model=many", "routes": "long-context",
     }[spec.kind or "text"]]
 
 

@@ -29,6 +29,7 @@ ACCEPTS = {
     "text": "printable ASCII text",
     "model_map": "alias=qwen-model entries",
     "limits": "model=tokens entries",
+    "routes": "condition[@scope]=target entries",
 }
 _HOST = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.:-]+)\Z")
 _MODEL = re.compile(r"^[^\s\x00-\x1f\x7f]+\Z")  # \Z: `$` would let a final newline in
@@ -122,7 +123,7 @@ def _fits(spec: OptionSpec, value: str) -> bool:
         return bool(_PRINTABLE_ASCII.match(value))
     if not value.strip():  # empty: the default (an environment variable, a path, nothing)
         # but spaces are no path: they would name a file or folder of spaces in the working folder
-        return kind not in ("model", "model_map", "limits") and not (value and kind in ("file", "folder"))
+        return kind not in ("model", "model_map", "limits", "routes") and not (value and kind in ("file", "folder"))
     if kind == "url":
         parts = urlsplit(value.strip())
         return parts.scheme in ("http", "https") and bool(parts.hostname) and _PRINTABLE.match(value) is not None
@@ -139,6 +140,9 @@ def _fits(spec: OptionSpec, value: str) -> bool:
     if kind == "model_map":
         alias, sep, target = value.partition("=")
         return bool(sep and alias.strip() and _MODEL.match(target.strip()))
+    if kind == "routes":  # the shape; which conditions, scopes and targets: models/routes.parse_routes
+        condition, sep, target = value.partition("=")
+        return bool(sep and _MODEL.match(condition.strip()) and _MODEL.match(target.strip()))
     if kind == "limits":
         model, sep, n = value.rpartition("=")
         return bool(sep and model.strip() and _DIGITS.match(n.strip()) and int(n) > 0 and spec.within(int(n)))

@@ -56,7 +56,7 @@ def _declarations() -> dict[str, OptionSpec]:
         "fast (claude haiku, OpenAI mini/nano names) -> a model; `off` stops a condition. Scopes: key:NAME, "
         "dialect:openai|anthropic, agent:PREFIX (User-Agent). E.g. fast=qwen3.6-flash, "
         f"long-context@key:ci=off. Each entry at most {2 * MODEL_LENGTH} characters.",
-        max_length=2 * MODEL_LENGTH)
+        kind="routes", max_length=2 * MODEL_LENGTH)
     add("qwen_codex_telemetry", str, "answer",
         "Codex's telemetry to OpenAI (OTLP metrics to ab.chatgpt.com, through the explicit proxy): `answer` (the "
         "gateway answers it itself with an empty success; nothing is kept or sent on) or `pass` (it goes to "
