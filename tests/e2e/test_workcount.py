@@ -323,3 +323,33 @@ def _read(statement: str) -> bool:
     work and theirs, not a request's): SELECTs, pg_notify aside."""
     sql = statement.split(": ", 1)[1].lstrip()
     return sql.upper().startswith("SELECT") and "pg_notify" not in sql
+
+
+RACE = '''
+import asyncio, sys, threading, types
+sys.path.insert(0, sys.argv[1])
+from helpers import workcount as wc
+real = wc._real_submit
+def preempted(self, fn, /, *args, **kwargs):  # the loop's thread preempted until the job has ended
+    future = real(self, fn, *args, **kwargs)
+    future.result()
+    return future
+wc._real_submit = preempted
+gateway = types.ModuleType("qwen_gateway.a_store")  # a hand-off the gateway makes
+exec("import asyncio\\nasync def write():\\n    return await asyncio.to_thread(int)\\n", gateway.__dict__)
+async def main():
+    wc._loop_thread = threading.get_ident()
+    await gateway.write()
+    print(wc.counts.get("thread_wakeup", 0))
+asyncio.run(main())
+'''
+
+
+def test_a_hand_off_done_before_asyncio_chains_its_future_still_counts_its_way_back():
+    """Under load the worker may finish before `run_in_executor` chains the asyncio future to it: the result
+    then comes back through the loop's own thread (once seen in CI as `thread_wakeup` 0 instead of 1)."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", RACE, str(ROOT / "tests")], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT)
+    assert out.stdout.strip() == "1", out.stdout + out.stderr

@@ -192,7 +192,10 @@ def _submit(self, fn, /, *args, **kwargs):
         _state.clock = clock  # still set when the thread hands the result back (_call_soon_threadsafe)
         return fn(*a, **kw)
 
-    return _real_submit(self, run, *args, **kwargs)
+    future = _real_submit(self, run, *args, **kwargs)
+    if site:  # its result's way back to the loop is counted as the hand-off's (_call_soon_threadsafe)
+        future._qwen_handoff = (clock, site)  # type: ignore[attr-defined]
+    return future
 
 
 concurrent.futures.ThreadPoolExecutor.submit = _submit  # type: ignore[method-assign]
@@ -297,10 +300,23 @@ _real_threadsafe = asyncio.BaseEventLoop.call_soon_threadsafe
 
 
 def _call_soon_threadsafe(self, *args, **kwargs):
-    if threading.get_ident() != _loop_thread:
+    handoff = _handed_back(args)
+    if handoff is not None:  # a hand-off's result back to the loop, counted once whichever thread sends it: the
+        # worker, or the loop itself when the job ended before asyncio chained its future (wrap_future then
+        # calls back at once, in the loop's thread: the same call, the same wake-up of the loop)
+        clock, site = handoff
+        _count("clock_work" if clock else "thread_wakeup", 1, site)
+    elif threading.get_ident() != _loop_thread:
         kind = "clock_work" if getattr(_state, "clock", False) else "thread_wakeup"
         _count(kind, 1, _ours() or threading.current_thread().name)
     return _real_threadsafe(self, *args, **kwargs)
+
+
+def _handed_back(args: tuple) -> tuple[bool, str] | None:
+    """(a clock's?, the site) of a counted hand-off whose result asyncio's future chain sets on the loop."""
+    if len(args) == 3 and getattr(args[0], "__qualname__", "") == "_chain_future.<locals>._set_state":
+        return getattr(args[2], "_qwen_handoff", None)
+    return None
 
 
 asyncio.BaseEventLoop.call_soon_threadsafe = _call_soon_threadsafe  # type: ignore[method-assign]
