@@ -208,7 +208,10 @@ def test_a_message_of_many_frames_is_refused_at_the_limit(make_gateway, emu, oau
     s.close()
     print(f"1-byte frames: refused after {sent // 7:,} frames ({sent / MiB:.1f} MiB), {took:.2f} s; "
           f"RSS peak +{grown:.0f} MB")
-    assert sent < 10 * MiB and grown < 120  # 3 million frames: 21 MB; 1 million already 7 MB
+    # 3 million frames (21 MB) all sent: never refused. The limit is reached after ~516,000 frames counted (3.6 MB);
+    # what the client sent beyond them sits in loopback TCP's buffers, which autotune with the machine's load: ~4 MB
+    # more alone, ~11 MB under a parallel suite (14.5 MB sent, seen in CI)
+    assert sent < 18 * MiB and grown < 120
     assert serving(gw)
 
 
