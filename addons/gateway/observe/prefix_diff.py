@@ -19,11 +19,12 @@ turn and why.
 
 from __future__ import annotations
 
-import json
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from .. import jsonio
 
 TTL_S = 300.0  # Model Studio's prompt cache keeps a prefix five minutes from its last use ("Context cache" page)
 # Why a turn missed, in the order a prefix is read; then what is no change of the prefix.
@@ -92,9 +93,9 @@ def _h(text: str) -> int:
     return hash(text)
 
 
-# One encoder, made once (json.dumps with arguments makes one per call): C all the way. Keys in the order sent:
-# what Qwen reads is the bytes, so keys reordered are a change of the prefix too.
-_ENCODE = json.JSONEncoder(ensure_ascii=False, check_circular=False, default=str).encode
+# One encoder, made once (jsonio.Encoder: JSONEncoder.encode builds its C encoder again at each call). Keys in
+# the order sent: what Qwen reads is the bytes, so keys reordered are a change of the prefix too.
+_ENCODE = jsonio.Encoder(ensure_ascii=False, default=str)
 
 
 def _dump(obj: object) -> int:
