@@ -11,31 +11,19 @@ import httpx
 import pytest
 from mitmproxy.test import tflow, tutils
 
-from qwen_gateway.accounts import KEY, AccountUnavailable, Credential
+from qwen_gateway.accounts import KEY, Credential
 from qwen_gateway.api.batches.routes import BatchRoutes
 from qwen_gateway.api.batches.store import BatchStore
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.exchange import ClientRequest, Exchange
 from qwen_gateway.pricing.prices import PriceTable, Tier
 from qwen_gateway.settings.config import Config
+from unit.api.batches.test_accounts import Pool  # a pool that hands out its accounts in order
 
 PAYG = Credential("ds", KEY, "http://127.0.0.1:9/compatible-mode/v1", "sk-account-key")
 CODING = Credential("cp", KEY, "https://coding-intl.dashscope.aliyuncs.com/v1", "sk-sp-1", billing="coding")
 USAGE = {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}
 
-
-class Pool:
-    def __init__(self, *creds):
-        self.creds = creds
-
-    async def acquire(self, exclude=(), **_):
-        for c in self.creds:
-            if c.account not in exclude:
-                return c
-        raise AccountUnavailable("none left")
-
-    def status(self):
-        return [{"name": c.account} for c in self.creds]
 
 
 class Qwen:
