@@ -25,12 +25,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mitmproxy import ctx, http
+from mitmproxy import http
 from mitmproxy.net.http import http1
 from mitmproxy.utils import asyncio_utils
 
 from ..errors import GatewayError
 from ..log_tally import LogTally
+from .listeners import client_io
 
 log = logging.getLogger("qwen")
 
@@ -137,11 +138,7 @@ class HeadDeadlines:
 def close_connection(client_id: str, answer: bytes | None) -> None:
     """Close one of mitmproxy's client connections the way mitmproxy closes an idle one; `answer` is written
     first when the connection is in clear (no TLS layer: bytes written here would bypass it)."""
-    ps = ctx.master.addons.get("proxyserver")
-    handler = ps.connections.get(client_id) if ps is not None else None
-    if handler is None:
-        return
-    io = handler.transports.get(handler.client)
+    handler, io = client_io(client_id)
     if io is None:
         return
     if answer is not None and not handler.client.tls and io.writer is not None and not io.writer.is_closing():

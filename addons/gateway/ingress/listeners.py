@@ -174,12 +174,18 @@ async def close_clients(*own: Ends) -> int:
     return len(handlers)
 
 
+def client_io(client_id: str):
+    """mitmproxy's handler of a client connection and the connection's transport, while mitmproxy holds it."""
+    ps = ctx.master.addons.get("proxyserver")
+    handler = ps.connections.get(client_id) if ps is not None else None
+    io = handler.transports.get(handler.client) if handler is not None else None
+    return (handler, io) if io is not None else (None, None)
+
+
 def close_left_open(client) -> bool:
     """From `client_disconnected`: close the client's socket if mitmproxy's ended handler left it open (a
     no-op for every connection mitmproxy closed itself). True if it was open."""
-    ps = ctx.master.addons.get("proxyserver")
-    handler = ps.connections.get(client.id) if ps is not None else None
-    io = handler.transports.get(client) if handler is not None else None
+    _, io = client_io(client.id)
     writer = io.writer if io is not None else None
     if writer is None or writer.is_closing():
         return False

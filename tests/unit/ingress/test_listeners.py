@@ -250,7 +250,7 @@ async def _left_open(tctx, *, closed_before: bool) -> tuple[bool, bytes]:
     ours, theirs = socket.socketpair()
     _, writer = await asyncio.open_connection(sock=ours)
     client = _Client()
-    handler = type("Handler", (), {"transports": {client: type("IO", (), {"writer": writer})()}})()
+    handler = type("Handler", (), {"client": client, "transports": {client: type("IO", (), {"writer": writer})()}})()
     proxyserver = type("ProxyServer", (), {"connections": {client.id: handler}})()
     tctx.master.addons.get = lambda name: proxyserver if name == "proxyserver" else None  # type: ignore[method-assign]
     if closed_before:
