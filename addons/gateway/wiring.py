@@ -4,7 +4,8 @@
     the stored Responses   (api/responses/store*.py) opened at first use, shared on qwen_state_url
     the engine             (upstream/engine.py) with its retry policy and the pairing of components.py
     the observers          (components.default_observers, and the team: named keys' spend)
-    the checks             before upstream, in order: the drain (no new turn once SIGTERM came), the route
+    the checks             before upstream, in order: the drain (no new turn once SIGTERM came), the cache
+                           fixes (turn/cache_fixes.py: qwen_cache_fixes), the route
                            (turn/model_route.py: qwen_routes), the context guard (turn/context_guard.py), a
                            named key's budgets and rate limits (ingress/client_keys/team.py)
     the turn               (turn/runner.py) with the engine, the checks, the observers and the settlement
@@ -46,7 +47,7 @@ from .local_answers import Formats, LocalAnswers, health
 from .observe import requestlog, terminal
 from .seams import collector
 from .turn.context_guard import context_check
-from .turn import model_route
+from .turn import cache_fixes, model_route
 from .observer import Observer
 from .turn.runner import STREAM_CAPTURE, Turns
 from .turn.settlement import Settlement
@@ -80,8 +81,8 @@ class Wiring:
         self.settle = Settlement(pool=lambda: self.pool, observers=self.observers, flows=self._flows,
                                  formats=self.formats, prices=lambda: self.config.prices)
         self.drain = Drain(in_progress=lambda: len(self._flows))  # every exchange running, whatever its transport
-        self.turns = Turns(open_upstream=self.engine.open, checks=(self.drain.check, self.route, self.check_context,
-                                                                    self.team.limit),
+        checks = (self.drain.check, self.fix_cache_noise, self.route, self.check_context, self.team.limit)
+        self.turns = Turns(open_upstream=self.engine.open, checks=checks,
                            observers=self.observers, settlement=self.settle,
                            idle_timeout=lambda: self.config.stream_idle_timeout)
         self.relay = LoopbackRelay(self.turns, capture=STREAM_CAPTURE)  # HTTP streams reach mitmproxy here
@@ -176,6 +177,10 @@ class Wiring:
             await asyncio.sleep(listeners.POLL_S)
 
     # ---- the parts' callbacks ---------------------------------------------------------------------
+
+    async def fix_cache_noise(self, ex: Exchange) -> None:
+        """qwen_cache_fixes: per-request noise out of the translated request before anything reads it."""
+        cache_fixes.apply(ex, self.config.cache_fixes)
 
     async def route(self, ex: Exchange) -> None:
         """The request's route (qwen_routes): decided before the context guard, which then judges the routed model."""

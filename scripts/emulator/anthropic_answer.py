@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator
 
 from . import anthropic_rules, chat
-from .cache import Served, text_of, tokens
+from .cache import Served, text_of, tokens, tools_text
 
 STOP_REASONS = {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tokens", "content_filter": "refusal"}
 
@@ -61,8 +61,9 @@ def view(body: dict) -> dict:
 
 
 def prompt_tokens(body: dict) -> int:
-    """The emulator's count of a request's prompt (system and message texts, characters / 4): count_tokens."""
-    return tokens("".join(text_of(m["content"]) for m in view(body)["messages"]))
+    """The emulator's count of a request's prompt (tools, system and message texts, characters / 4): count_tokens."""
+    v = view(body)
+    return tokens(tools_text(v) + "".join(text_of(m["content"]) for m in v["messages"]))
 
 
 def signature(thinking: str) -> str:

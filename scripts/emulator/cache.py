@@ -22,7 +22,10 @@ a response (a client resending the whole history reads nothing: the assumption t
 
 A prefix is the request's text up to the end of a content block: its role, text, tool calls and tool call
 ids, the model and the tools (without their markers) before it, so a system prompt sent as a string or as
-text parts is the same prefix. The clock is the emulator's own: tests move it (`/_emulator/cache`).
+text parts is the same prefix. The tools sit where Qwen's chat template renders them (Qwen3's
+tokenizer_config.json: the leading system message's text, then `# Tools` with each tool): after the leading
+system message, before the first other message, so a prefix that ends in the system text holds no tool and
+tools listed in another order leave it readable. The tools count as prompt tokens, as their text does. The clock is the emulator's own: tests move it (`/_emulator/cache`).
 """
 
 from __future__ import annotations
@@ -55,6 +58,13 @@ def text_of(content) -> str:
     return ""
 
 
+def tools_text(body: dict) -> str:
+    """The tools as the prompt holds them (their markers left out): they count as prompt and cache like text."""
+    tools = [{k: v for k, v in t.items() if k != "cache_control"} for t in body.get("tools") or []
+             if isinstance(t, dict)]
+    return json.dumps(tools, sort_keys=True, ensure_ascii=False) if tools else ""
+
+
 def marked(message: dict) -> bool:
     """A message with a marker on one of its content parts."""
     content = message.get("content")
@@ -77,11 +87,16 @@ class _Block:
 
 
 def _blocks(owner: str, body: dict) -> list[_Block]:
-    tools = [{k: v for k, v in t.items() if k != "cache_control"} for t in body.get("tools") or []
-             if isinstance(t, dict)]
-    h = hashlib.sha256(json.dumps([owner, body.get("model"), tools], sort_keys=True).encode())
+    tools = tools_text(body)
+    h = hashlib.sha256(json.dumps([owner, body.get("model")]).encode())
     text, out = "", []
-    for m in body["messages"]:
+    tools_at = 1 if body["messages"] and body["messages"][0].get("role") == "system" else 0
+    for i, m in enumerate(body["messages"]):
+        if i == tools_at:
+            # Qwen's chat template renders the tools after the leading system message's text (before the
+            # first message when there is none): a prefix that ends in the system text holds no tool
+            h.update(b"\x01" + tools.encode("utf-8", "surrogatepass"))
+            text += tools
         h.update(json.dumps(["\x00", m.get("role"), m.get("tool_call_id")]).encode())
         content = m.get("content")
         parts = [{"type": "text", "text": content}] if isinstance(content, str) else \

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 from . import catalogue, rules, search, tools
-from .cache import Served, text_of, tokens as _tokens
+from .cache import Served, text_of, tokens as _tokens, tools_text
 
 KNOWN_MODELS = rules.KNOWN_MODELS
 EMBEDDING_MODELS = tuple(rules.EMBEDDING_SIZES)
@@ -93,7 +93,7 @@ def plan(body: dict, sw: dict, served: Served = Served()) -> dict:
     if sw["think_leak"] and text:
         text, reasoning = f"<think>{reasoning or REASONING}</think>{text}", ""
     n = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 0 else 1
-    prompt = _tokens("".join(text_of(m.get("content")) for m in msgs))
+    prompt = _tokens(tools_text(body) + "".join(text_of(m.get("content")) for m in msgs))
     completion = _tokens(text + reasoning + "".join(c["arguments"] for c in calls)) * n
     usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
     if reasoning:  # thinking is billed as output, and said apart (Model Studio's usage object)

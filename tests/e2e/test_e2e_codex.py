@@ -120,7 +120,7 @@ def test_codex_builtin_provider_through_the_explicit_proxy(make_gateway, emu, ke
 def test_codex_builtin_provider_remote_compaction(make_gateway, emu, key_home, tmp_path, mode):
     """Turn 1 leaves a large tool output in the context; turn 2 starts over the compaction limit, so Codex
     asks the gateway to compact (a trailing compaction_trigger) and continues from the sealed item."""
-    limit = "model_auto_compact_token_limit = 22000\n"
+    limit = "model_auto_compact_token_limit = 30000\n"  # turn 1 ends under it, turn 2 starts over (24K–39K; the tools count as prompt)
     if mode == "reverse":
         gw = make_gateway("compact", env=key_home)
         codex = Codex(tmp_path, "compact", builtin_config(gw) + limit, OPENAI_API_KEY="client-key")

@@ -72,7 +72,7 @@ def test_codex_builtin_provider_remote_compaction_through_transparent_mode(world
                                                  'max_output_tokens: 30000}); text(r.output);'})
     home = world.workdir / "codex-compact"
     home.mkdir(exist_ok=True)
-    (home / "config.toml").write_text("model_auto_compact_token_limit = 22000\n")
+    (home / "config.toml").write_text("model_auto_compact_token_limit = 30000\n")
     work = world.workdir / "codex-compact-work"
     work.mkdir(exist_ok=True)
     mark = world.mark(transparent_gw)

@@ -51,6 +51,23 @@ def test_explicit_cache_creation_then_hit_in_model_studios_fields(emu):
     assert details(second)["cache_creation_input_tokens"] == second["prompt_tokens"] - created  # only the increment
 
 
+def test_the_tools_come_after_the_system_text_as_qwens_template_renders_them(emu):
+    """Tools listed in another order change the prefix from the end of the system text on, not before it."""
+    tools = [{"type": "function", "function": {"name": n, "parameters": {"type": "object", "properties": {}}}}
+             for n in ("read", "write")]
+    msgs = [{"role": "system", "content": marked(LONG)}, {"role": "user", "content": marked("What does it do? " * 300)}]
+    first = details(chat(emu, msgs, tools=tools))
+    system = details(chat(emu, [msgs[0], {"role": "user", "content": "hi"}], tools=tools))["cached_tokens"]
+    assert 1024 <= system < first["cache_creation_input_tokens"]
+    same = details(chat(emu, msgs, tools=tools))
+    assert same["cached_tokens"] == first["cache_creation_input_tokens"]  # everything, the tools included
+    reordered = details(chat(emu, msgs, tools=tools[::-1]))
+    assert reordered["cached_tokens"] == system  # the system text only: the tools and what follows changed
+    none = details(chat(emu, [{"role": "user", "content": marked(LONG)}], tools=tools, model="qwen3-coder-flash"))
+    again = details(chat(emu, [{"role": "user", "content": marked(LONG)}], tools=tools[::-1], model="qwen3-coder-flash"))
+    assert none["cache_creation_input_tokens"] > 0 and again["cached_tokens"] == 0  # no system text: tools first
+
+
 def test_a_prefix_under_1024_tokens_is_not_cached(emu):
     msgs = [{"role": "system", "content": marked("Short prompt. " * 20)}, {"role": "user", "content": "hi"}]
     for _ in range(2):

@@ -64,6 +64,11 @@ def _declarations() -> dict[str, OptionSpec]:
     add("qwen_messages_passthrough", bool, False,
         "Pass Anthropic Messages requests (Claude Code) through to the Anthropic-compatible base of a key "
         "account's plan (…/apps/anthropic) instead of translating them. Other accounts still translate.")
+    add("qwen_cache_fixes", str, "off",
+        "Fixes of per-request noise that costs Qwen's prompt cache without meaning anything: `tool-order` sends a "
+        "request's tools sorted by name (agents that gather tools from MCP servers list them in the servers' "
+        "order, which changes between turns). `off` sends them as the client did. What would change what the "
+        "model reads is never rewritten: the cache doctor reports it.", choices=("off", "tool-order"))
     add("qwen_responses_native", bool, False,
         "Send Responses requests of pay-as-you-go key accounts to Model Studio's own Responses API with its "
         "session cache where that pays (stored requests that open a conversation or continue one Qwen holds, on "
