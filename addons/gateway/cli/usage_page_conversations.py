@@ -23,11 +23,10 @@ def section(rows: list[dict]) -> str:
         _c(r["conversation"], "t"), _c(r["first_seen"], "t"), _n(f"{r['turns']:,}"), _n(f"{r['prompt_tokens']:,}"),
         _n(f"{r['cached_tokens']:,}"), _n(f"{round(r['hit_share'] * 100)}%"), _n(f"{r['missed_turns']:,}"),
         _n(f"{r['lost_tokens']:,}"), _n(usd(r["lost_usd"])), _c(r["causes"], "why")] for r in rows])
-    return (f'{head}<p class="meta">The newest {len(rows)} conversations the cache doctor saw (of at most {SHOWN}, '
-            "oldest first; a conversation is its digest, never its text): their turns, the prompt tokens Qwen read "
-            "from its cache (hit share). A <b>miss</b> is a turn that read less of Qwen's cache than the turn "
-            "before it (the turn it continues): lost tokens are the prompt tokens that turn's cache should have "
-            "served, lost USD what they cost more than cache reads (pay-as-you-go accounts), causes what changed "
-            "(the system text, the tools' order, another account, the five-minute expiry…), with the turns. "
-            "How the doctor tells: docs/observability.md, Cache doctor; the same rows: "
-            f"<code>qwen-usage conversations</code>.</p>{table}")
+    return (f'{head}<p class="meta">The conversations the cache doctor saw (the newest {SHOWN}, oldest first; '
+            "named by a digest, never by their text): their turns and the share of their prompts Qwen read from "
+            "its cache. A <b>miss</b> is a turn that read less of Qwen's cache than the turn before it: lost "
+            "tokens are the prompt tokens its cache should have served, lost USD what they cost above cache reads "
+            "(pay-as-you-go accounts), causes what changed (the system text, the tools' order, another account, "
+            "the five-minute expiry…) with the turns. How the doctor tells: docs/observability.md, “Cache "
+            f"doctor”; the same rows: <code>qwen-usage conversations</code>.</p>{table}")
