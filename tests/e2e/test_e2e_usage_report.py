@@ -1,7 +1,7 @@
-"""`qwen-usage report` end to end: a real gateway (mitmdump) and the emulator serve a whole answer, a stream
-(whose first byte the emulator delays) and an error; `qwen-usage report --out F` runs as a subprocess; F is
+"""`qwen-usage report` end to end: a real gateway (mitmdump) and the emulator serve a two-turn conversation of
+whole answers, a stream (whose first byte the emulator delays) and an error; `qwen-usage report --out F` runs as a subprocess; F is
 opened from disk in headless Chromium. The rendered page shows the ledger's numbers in its tables and SVG
-charts, and the browser loads nothing: no resource at all, and its Content-Security-Policy refuses a request
+charts, the cache doctor's conversations in its Conversations table, and the browser loads nothing: no resource at all, and its Content-Security-Policy refuses a request
 made on purpose (a loopback server counts what reaches it: nothing).
 
 The screenshot is written to a temporary folder; `scripts/screenshot.py usage-report` runs this test with
@@ -39,14 +39,18 @@ def wait_rows(state: Path, n: int) -> list[dict]:
 
 @pytest.fixture
 def served(make_gateway, emu, oauth_home, tmp_path):
-    """Three requests through a real gateway; the ledger's rows once written."""
+    """Four requests through a real gateway (the first two one conversation); the ledger's rows once written."""
     import openai
     state = tmp_path / "state"
     env = {**oauth_home["env"], "QWEN_GATEWAY_HOME": str(state)}
     gw = make_gateway("report", env=env)
     with httpx.Client(trust_env=False, timeout=30) as http_client:
         c = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-client", max_retries=0, http_client=http_client)
-        c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "a whole answer"}])
+        opening = [{"role": "user", "content": "a whole answer"}]
+        first = c.chat.completions.create(model="gpt-4o", messages=opening)
+        c.chat.completions.create(model="gpt-4o", messages=[
+            *opening, {"role": "assistant", "content": first.choices[0].message.content},
+            {"role": "user", "content": "and a second turn of the same conversation"}])
         emu.switches(first_byte_delay_ms=DELAY_MS)
         list(c.chat.completions.create(model="vision-model", stream=True, stream_options={"include_usage": True},
                                        messages=[{"role": "user", "content": "a stream, late to start"}]))
@@ -54,9 +58,9 @@ def served(make_gateway, emu, oauth_home, tmp_path):
         emu.fault("context400")
         with pytest.raises(openai.BadRequestError):
             c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "too long, says Qwen"}])
-    rows = wait_rows(state, 3)
+    rows = wait_rows(state, 4)
     assert [(r["upstream_model"], r["status"], r["stream"], r["error"]) for r in rows] == [
-        ("coder-model", 200, 0, None), ("vision-model", 200, 1, None),
+        ("coder-model", 200, 0, None), ("coder-model", 200, 0, None), ("vision-model", 200, 1, None),
         ("coder-model", 400, 0, "context_length_exceeded")], rows
     return env, state, rows
 
@@ -74,6 +78,16 @@ def sums(rows: list[dict]) -> list[str]:
     tokens = [f"{sum(r[k] or 0 for r in rows):,}" for k in ("prompt_tokens", "completion_tokens", "cached_tokens",
                                                             "cache_write_tokens")]
     return [str(len(rows)), *tokens, str(sum(r["status"] >= 400 or r["error"] is not None for r in rows))]
+
+
+def conversation(rows: list[dict]) -> list[str]:
+    """A row of the Conversations table, from the ledger's rows of one conversation (all served, none missed)."""
+    prompt, cached = sum(r["prompt_tokens"] for r in rows), sum(r["cached_tokens"] or 0 for r in rows)
+    assert [r["cache_turn"] for r in rows] == list(range(1, len(rows) + 1)), rows
+    assert not any(r["cache_miss"] for r in rows), rows
+    first = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(rows[0]["ts"]))
+    return [rows[0]["conversation"][:12], first, str(len(rows)), f"{prompt:,}", f"{cached:,}",
+            f"{round(round(cached / prompt, 2) * 100)}%", "0", "0", "$0", ""]
 
 
 def spent(rows: list[dict]) -> int:
@@ -152,7 +166,7 @@ def test_report_renders_in_chromium_with_the_ledgers_numbers_and_no_network(serv
     out.parent.mkdir()
     run_report(env, state, out)
     day, account = rows[0]["day"], rows[0]["account"]
-    coder, vision = [rows[0], rows[2]], [rows[1]]
+    coder, vision = [rows[0], rows[1], rows[3]], [rows[2]]
     assert all(r["day"] == day and r["account"] == account for r in rows)
     shot = tmp_path / "usage-report.png"
     try:
@@ -164,13 +178,13 @@ def test_report_renders_in_chromium_with_the_ledgers_numbers_and_no_network(serv
         assert browser.execute_script(TABLE, "#by-account") == [[day, account, *sums(rows)],
                                                                 ["total", "", *sums(rows)]]
         assert browser.execute_script(TABLE, "#errors-by-day") == [
-            [day, "3", "1", "33.3%", "context_length_exceeded ×1"]]
+            [day, "4", "1", "25.0%", "context_length_exceeded ×1"]]
         first = browser.execute_script(TABLE, "#first-byte")
         assert [r[1:5] for r in first] == [["chat.completions", "vision-model", account, "200"]], first
-        late = rows[1]["ttfb_ms"]  # the stream's, as the ledger has it
+        late = rows[2]["ttfb_ms"]  # the stream's, as the ledger has it
         assert late >= DELAY_MS and first[0][6] == (f"{late:.0f}ms" if late < 1000 else f"{late / 1000:.2f}s"), first
         slowest = browser.execute_script(TABLE, "#slowest")
-        assert sorted(r[4] for r in slowest) == ["200", "200", "400"]
+        assert sorted(r[4] for r in slowest) == ["200", "200", "200", "400"]
         assert [r[7] for r in slowest if r[4] == "400"] == ["context_length_exceeded"]
         # charts: drawn (a size on screen) and holding the same numbers
         tokens = browser.execute_script(SEGMENTS, "chart-tokens-model")
@@ -178,10 +192,15 @@ def test_report_renders_in_chromium_with_the_ledgers_numbers_and_no_network(serv
                                                                                       spent(vision)]], tokens
         assert all(t[3] > 10 and t[4] > 10 for t in tokens), tokens
         requests = browser.execute_script(SEGMENTS, "chart-requests-account")
-        assert [t[:3] for t in requests] == [[day, account, 3]] and requests[0][4] > 50, requests
+        assert [t[:3] for t in requests] == [[day, account, 4]] and requests[0][4] > 50, requests
         errors = browser.execute_script(SEGMENTS, "chart-errors-day")
-        assert sorted(t[1:3] for t in errors) == [["errors", 1], ["ok", 2]]
+        assert sorted(t[1:3] for t in errors) == [["errors", 1], ["ok", 3]]
         assert errors[0][3] > 5 and all(t[4] > 5 for t in errors)
+        # the cache doctor's conversations: the two turns as one, the stream another; the error is no turn
+        assert rows[0]["conversation"] == rows[1]["conversation"] != rows[2]["conversation"], rows
+        assert rows[3]["conversation"] is None, rows
+        assert browser.execute_script(TABLE, "#conversations") == [conversation(rows[:2]),
+                                                                   conversation(rows[2:3])]
         # nothing loaded: no script, no resource; the policy refuses what the page might try
         assert browser.execute_script("return document.scripts.length") == 0
         assert browser.execute_script("return performance.getEntriesByType('resource').length") == 0

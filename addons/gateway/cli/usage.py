@@ -9,8 +9,9 @@
     qwen-usage --by key          per named client key (qwen-keys): requests, refused, tokens, cost in USD and
                                  plan units (with a view: today's, or per day with `days`)
     qwen-usage report            one HTML page: tokens and requests per day by model and account, error
-                                 rates, the slowest requests (--limit N of them, default 10; --out FILE,
-                                 default usage-report.html in the state folder); prints the file's path
+                                 rates, the slowest requests (--limit N of them, default 10), the newest
+                                 20 conversations (--out FILE, default usage-report.html in the state
+                                 folder); prints the file's path
 
 Filters, for every view:
     --since WHEN                 YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] (local time), or an age: 90s, 30m, 6h, 7d
@@ -249,10 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     path = state / FILENAME
     filters = Filters(since=a.since, errors=a.errors, status=a.status, account=a.account, model=a.model, key=a.key)
     ledger = open_ledger(ap, a.state_url) if a.state_url else Ledger(path) if path.exists() else None
+    convs: list[dict] = []  # report: its Conversations section
     if ledger is not None:
         try:
             if a.view == "report":
                 rows = usage_report.load(ledger, *filters.sql(_USAGE_ONLY))
+                convs = usage_report.conversations(ledger, *filters.sql(_USAGE_ONLY))
             elif a.view == "requests":
                 rows = recent(ledger, filters, a.limit or 20)
             elif a.view == "conversations":
@@ -273,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"qwen-usage: no ledger at {path} yet (the gateway writes it on its first request)",
                   file=sys.stderr)
     if a.view == "report":
-        out, replaced = usage_report.write(rows, a, folder=state)
+        out, replaced = usage_report.write(rows, a, folder=state, convs=convs)
         print(f"{out} (it replaced the previous report)" if replaced else out)
     elif a.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))

@@ -42,8 +42,9 @@ figure { margin: 0; } svg.chart { width: 100%; max-width: 640px; height: auto; }
 """
 
 
-def page(s: Summary, filters: list[str], now: float) -> str:
-    """The whole document."""
+def page(s: Summary, filters: list[str], now: float, sections: Iterable[str] = ()) -> str:
+    """The whole document; `sections` (HTML, escaped by the module that wrote them: the conversations',
+    usage_page_conversations.py) come after the page's own, when the period has requests."""
     head = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{escape(CSP)}">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -53,7 +54,7 @@ def page(s: Summary, filters: list[str], now: float) -> str:
         parts.append('<p class="empty" id="empty">No requests in this period.</p>')
     else:
         parts += [_cards(s.total), _usage(s, "model", s.by_model), _usage(s, "account", s.by_account),
-                  _keys(s), _errors(s), _slowest(s)]
+                  _keys(s), _errors(s), _slowest(s), *sections]
     parts.append("</body></html>\n")
     return "".join(parts)
 

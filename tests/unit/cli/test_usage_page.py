@@ -97,3 +97,10 @@ def test_the_slowest_requests_show_durations_in_ms_or_seconds():
     assert [r[1:] for r in slowest] == [["chat.completions", "qwen3-coder-plus", "demo", "200", "4.20s", "3.90s", ""],
                                         ["responses", "qwen3-coder-plus", "demo", "200", "900ms", "", ""]]
     assert [r[5] for r in cells(html, "first-byte")] == ["4.20s"]  # a whole answer has no first byte
+
+
+def test_sections_written_elsewhere_come_last_and_not_in_an_empty_period():
+    """The Conversations section (cli/usage_page_conversations.py) is written by its own module, after the page's."""
+    extra = '<h2 id="x">&lt;escaped there&gt;</h2>'
+    assert page(summarize([row()]), [], 0.0, [extra]).endswith(f"{extra}</body></html>\n")
+    assert extra not in page(summarize([]), [], 0.0, [extra])

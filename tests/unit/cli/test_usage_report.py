@@ -246,7 +246,8 @@ def test_report_only_options_are_refused_elsewhere(tmp_path, state, capsys):
 
 def test_rows_are_read_with_one_plain_select(tmp_path, state, monkeypatch):
     """Portable SQL (the ledger may live on another database): one SELECT of columns with `?` placeholders,
-    no SQLite function, no grouping; the sums are the report's own."""
+    no SQLite function, no grouping; the sums are the report's own. The Conversations section is read by
+    `qwen-usage conversations`' own query (cli/usage_conversations.py), with the same filters."""
     seen: list[tuple[str, tuple]] = []
     query = Ledger.query
 
@@ -256,7 +257,8 @@ def test_rows_are_read_with_one_plain_select(tmp_path, state, monkeypatch):
 
     monkeypatch.setattr(Ledger, "query", recording)
     render(tmp_path, state, "--account", "team", "--since", "2026-11-21", "--status", "2xx")
-    ((sql, args),) = seen
+    (sql, args), *conversations = seen
+    assert [(c.startswith("SELECT conversation, "), a[:-1]) for c, a in conversations] == [(True, args)]
     assert sql.startswith("SELECT ts, day, endpoint, model, upstream_model, account, status, error, ") and \
         " FROM usage WHERE " in sql
     assert sql.count("?") == len(args) == 4 and "team" in args
