@@ -44,7 +44,7 @@ _recorded: dict[str, tuple[list[dict], Path]] = {}  # session -> (requests, the 
 def recorded(flowfile: Path, path: str) -> list[dict]:
     """The client's requests to `path`, in order, as mitmdump recorded them: method, path, headers, body."""
     with open(flowfile, "rb") as f:
-        flows = [fl for fl in io.FlowReader(f).stream() if fl.request.path.startswith(path)]
+        flows = [fl for fl in io.FlowReader(f).stream() if fl.request.path.split("?")[0] == path]
     return [{"path": fl.request.path, "body": json.loads(fl.request.get_text()),
              "headers": {k: v for k, v in fl.request.headers.items() if k.lower() not in DROPPED}} for fl in flows]
 
