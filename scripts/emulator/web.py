@@ -184,7 +184,8 @@ def _stream(h, w: WebState, chat: dict, gen: dict, frames, sw: dict, fault: dict
     `how: reset`), `stream_error` (an in-stream error frame, §1.7), `hold` (a pause after response.created)."""
     kind = fault["kind"] if fault else None
     after = int(fault.get("after", 1)) if fault else 0
-    h.start_stream({"x-accel-buffering": "no"})
+    # a stream that breaks off closes its connection: said up front, so that no client sends its next request on it
+    h.start_stream({"x-accel-buffering": "no", **({"Connection": "close"} if kind == "break" else {})})
     answer = chat["messages"][-1]
     for i, frame in enumerate(frames):
         if gen["stopped"]:  # /api/v2/chat/stop: the end frame, then the end (assumed)
