@@ -18,6 +18,10 @@ from helpers.procs import STARTS, Emulator, Gateway, start_emulator, write_creds
 # pytest rewrites the asserts of every test module again (~1.3 s of a unit run). The caches are
 # __pycache__ folders, ignored by git; the tests write them whatever the environment says.
 sys.dont_write_bytecode = False
+# The gateways, the emulator and the fork server write their logs to files the tests read while they run: a
+# file is block-buffered (8 KiB) unless PYTHONUNBUFFERED says otherwise, and a machine that does not set it
+# (this one does) would show a test an empty log. Set here, before any of them starts, so all agree.
+os.environ["PYTHONUNBUFFERED"] = "1"
 
 # Collecting imports mitmproxy, hypothesis, openai... and builds every test item: some million objects
 # that live until the end. Left in the collector's care, every full collection walks them all again (and
