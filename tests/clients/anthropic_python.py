@@ -3,7 +3,7 @@ and the key come from the environment as the SDK reads them (ANTHROPIC_BASE_URL,
 ANTHROPIC_AUTH_TOKEN); without ANTHROPIC_BASE_URL it talks to https://api.anthropic.com (HTTPS_PROXY,
 SSL_CERT_FILE honoured as httpx honours them).
 
-    python anthropic_python.py SCENARIO [JSON]
+    python anthropic_python.py SCENARIO [JSON | @FILE]
 
 Scenarios: text, stream, tools, thinking, image, count_tokens, models, calls (calls given by JSON, for
 errors). Prints one JSON object on its last line: {"result": …} or {"error": …}, and "http": every request
@@ -209,7 +209,11 @@ SCENARIOS = {f.__name__: f for f in (text, stream, tools, thinking, image, count
 
 if __name__ == "__main__":
     scenario = SCENARIOS[sys.argv[1]]
-    arguments = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
+    given = sys.argv[2] if len(sys.argv) > 2 else "{}"
+    if given.startswith("@"):  # @FILE: the JSON in a file (a body of megabytes is no argument)
+        with open(given[1:], encoding="utf-8") as f:
+            given = f.read()
+    arguments = json.loads(given)
     try:
         print(json.dumps({"result": scenario(arguments), "http": http}))
     except anthropic.APIStatusError as e:

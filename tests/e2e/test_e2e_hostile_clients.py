@@ -114,7 +114,38 @@ def test_the_openai_sdk_reads_the_431_of_a_head_over_the_limit(make_gateway, emu
     assert len(emu.chat_requests()) == 1  # the small one's: the refused request reached nothing
 
 
+def test_the_openai_sdk_reads_a_json_413_for_a_body_past_mitmproxys_limit(make_gateway, emu, oauth_home):
+    """Past mitmproxy's body_size_limit (reverse mode: twice qwen_max_body_mb and 1 MiB) mitmproxy answers
+    before any hook can: its 413 is in the gateway's JSON, not mitmproxy's HTML page."""
+    gw = make_gateway("body413", env=oauth_home["env"], args=("--set", "qwen_max_body_mb=1"))
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0, timeout=30)
+    for size in (2 << 20, 5 << 20):  # the gateway's own refusal, then mitmproxy's (over 3 MiB)
+        with pytest.raises(openai.APIStatusError) as e:
+            client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x" * size}])
+        assert e.value.status_code == 413 and e.value.code == "request_too_large", (size, e.value.response.text[:300])
+        assert "1 MiB (qwen_max_body_mb)" in e.value.message
+    assert client.chat.completions.create(**CHAT).choices[0].message.content == "Echo: hi"
+    assert len(emu.chat_requests()) == 1
+
+
 ANTHROPIC_PY = ROOT / ".tools" / "anthropic-venv" / "bin" / "python"
+
+
+@pytest.mark.skipif(not ANTHROPIC_PY.exists(), reason="anthropic SDK not installed "
+                    "(scripts/install-test-tools.sh installs it into .tools/anthropic-venv)")
+def test_the_anthropic_sdk_reads_an_anthropic_413_for_a_body_past_mitmproxys_limit(make_gateway, emu, oauth_home):
+    gw = make_gateway("anthropic413", env=oauth_home["env"], args=("--set", "qwen_max_body_mb=1"))
+    params = {"model": "claude-sonnet-4-6", "max_tokens": 64, "messages": [{"role": "user", "content": "x" * (5 << 20)}]}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_") and "PROXY" not in k.upper()}
+    env.update(HOME=str(gw.workdir), ANTHROPIC_BASE_URL=gw.url, ANTHROPIC_API_KEY="sk-ant-client")
+    calls = gw.workdir / "calls.json"
+    calls.write_text(json.dumps({"calls": [{"op": "create", "params": params}]}))
+    r = anthropic_driver(["calls", f"@{calls}"], env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    raised = json.loads(r.stdout.strip().splitlines()[-1])["result"][0]["raised"]
+    assert raised["status"] == 413 and isinstance(raised["body"], dict) and raised["body"]["type"] == "error", raised
+    assert raised["body"]["error"]["type"] == "request_too_large" and "qwen_max_body_mb" in raised["body"]["error"]["message"]
+    assert emu.chat_requests() == []
 
 
 @pytest.mark.skipif(not ANTHROPIC_PY.exists(), reason="anthropic SDK not installed "

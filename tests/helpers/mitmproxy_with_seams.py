@@ -4,7 +4,8 @@ installed on it (tests/repo/test_seams_upstream.py): `-p mitmproxy_with_seams`, 
 With QWEN_SEAMS_INSTALL=1 each seam is installed where the gateway installs it, for every master a test makes:
 the hook dispatch on every AddonManager (every addon counted as mitmproxy's, so that the gateway's dispatch, not
 mitmproxy's, runs each test's own addons: seams/addon_chain.py), the message checks, the HTTP/1 head bound
-(at its default limit), the server connect (asyncio's own `open_connection` behind it), the WebSocket
+(at its default limit), mitmproxy's 413 past body_size_limit (with no answer of the
+gateway's: mitmproxy's own passes through), the server connect (asyncio's own `open_connection` behind it), the WebSocket
 message bound (every WebSocket counted as the gateway's, at the default limit), and — when a master
 runs — the loop's exception handler (loop_reports) and, for mitmdump's and mitmweb's masters, the SIGTERM
 handler (shutdown_signals, calling `master.shutdown` as the drain does at its end). Without it nothing is
@@ -28,8 +29,8 @@ installed: list[str] = []
 
 def _install() -> None:
     from qwen_gateway.log_tally import LogTally
-    from qwen_gateway.seams import (addon_chain, hook_dispatch, http1_heads, loop_reports, message_checks,
-                                    server_connect, shutdown_signals, websocket_messages)
+    from qwen_gateway.seams import (addon_chain, body_limit, hook_dispatch, http1_heads, loop_reports,
+                                    message_checks, server_connect, shutdown_signals, websocket_messages)
 
     addon_chain.others = lambda addons: []  # type: ignore[assignment]
     init = addonmanager.AddonManager.__init__
@@ -49,6 +50,10 @@ def _install() -> None:
     if not http1_heads.install(http1_heads.Limit()):
         raise RuntimeError("the head bound does not fit this mitmproxy")
     installed.append("http1_heads")
+    # installed with no answer of the gateway's: mitmproxy's own error responses pass through the seam unchanged
+    if not body_limit.install(b""):
+        raise RuntimeError("the 413 past body_size_limit does not fit this mitmproxy")
+    installed.append("body_limit")
 
     if not server_connect.install(lambda *a, **kw: asyncio.open_connection(*a, **kw)):
         raise RuntimeError("the server connect does not fit this mitmproxy")

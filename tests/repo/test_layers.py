@@ -191,7 +191,7 @@ def test_mitmproxy_and_asyncio_are_patched_only_in_seams():
     outside = {name: _patches(path) for name, (path, _) in modules().items() if not name.startswith(SEAMS)}
     assert {name: found for name, found in outside.items() if found} == {}
     inside = {name for name, (path, _) in modules().items() if name.startswith(SEAMS) and _patches(path)}
-    assert inside == {f"{SEAMS}.{m}" for m in ("hook_dispatch", "server_connect", "http1_heads", "loop_reports",
+    assert inside == {f"{SEAMS}.{m}" for m in ("hook_dispatch", "server_connect", "http1_heads", "body_limit", "loop_reports",
                                                "shutdown_signals", "message_checks")}
 
 

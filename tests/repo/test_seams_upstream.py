@@ -31,14 +31,15 @@ COVERING = {
     "test/mitmproxy/addons/test_script.py": "hook_dispatch's chain watch: Script.loadscript, ScriptLoader",
     "test/mitmproxy/test_http.py": "message_checks: MessageData",
     "test/mitmproxy/utils/test_typecheck.py": "message_checks: check_option_type",
-    "test/mitmproxy/proxy/layers/http": "http1_heads: Http1Server (and the HTTP layer around it)",
+    "test/mitmproxy/proxy/layers/http": "http1_heads: Http1Server (and the HTTP layer around it); body_limit: "
+                                        "make_error_response, Http1Server.send, HttpStream.check_body_size",
     "test/mitmproxy/proxy/test_server.py": "server_connect: ConnectionHandler.open_connection",
     "test/mitmproxy/proxy/layers/test_websocket.py": "websocket_messages: WebsocketLayer",
     "test/mitmproxy/test_master.py": "loop_reports: Master.run, Master._asyncio_exception_handler",
     "test/mitmproxy/tools/test_main.py": "shutdown_signals: mitmproxy.tools.main.run",
 }
-SEAMS = ["hook_dispatch", "message_checks", "http1_heads", "server_connect", "websocket_messages", "loop_reports",
-         "shutdown_signals"]
+SEAMS = ["hook_dispatch", "message_checks", "http1_heads", "body_limit", "server_connect", "websocket_messages",
+         "loop_reports", "shutdown_signals"]
 HOW = (f"git clone --depth 1 --branch v{version.VERSION} https://github.com/mitmproxy/mitmproxy <dir>, then "
        "QWEN_MITMPROXY_TESTS=<dir> bash scripts/test.sh tests/repo/test_seams_upstream.py")
 

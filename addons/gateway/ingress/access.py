@@ -6,11 +6,13 @@ from __future__ import annotations
 import functools
 import hmac
 import ipaddress
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, unquote_to_bytes
 
 from mitmproxy import http
+from mitmproxy.net.http import http1
 from mitmproxy.proxy import mode_specs
 
 from ..errors import GatewayError
@@ -153,6 +155,16 @@ def check_declared_size(length: str, max_body: int) -> GatewayError | None:
 def too_large(max_body: int) -> GatewayError:
     return GatewayError(413, f"Request body too large: the limit is {max_body >> 20} MiB (qwen_max_body_mb).",
                         code="request_too_large")
+
+
+def too_large_answer(max_body: int) -> bytes:
+    """mitmproxy's own 413 past body_size_limit (seams/body_limit.py), whole: it is not told the request, so one
+    JSON body that OpenAI's SDKs (`error.code`, `error.message`) and Anthropic's (`type`, `error.type`) read."""
+    e = too_large(max_body)
+    body = {"type": "error", "error": {"message": e.message, "type": "request_too_large", "code": "request_too_large",
+                                       "param": None}}
+    return http1.assemble_response(http.Response.make(
+        413, json.dumps(body).encode(), {"content-type": "application/json", "connection": "close"}))
 
 
 @functools.lru_cache(maxsize=256)  # asked per request about the same few addresses

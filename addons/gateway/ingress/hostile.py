@@ -1,6 +1,6 @@
 """Hostile or sloppy clients, wired in one place for the addon (docs/reliability.md#hostile-clients):
 request heads bounded inside mitmproxy's HTTP/1 reader (seams/http1_heads.py; the answer in the client's
-format: oversized_head.py), connections that owe a head closed when late (deadlines.py; the addon's hooks
+format: oversized_head.py), mitmproxy's 413 past body_size_limit in JSON (seams/body_limit.py), connections that owe a head closed when late (deadlines.py; the addon's hooks
 tell it when a head arrives and an exchange ends), sockets mitmproxy leaves open (listeners.py), the
 file-descriptor limit (descriptors.py) and accept() storms (seams/loop_reports.py). Their log lines go through
 one LogTally: one line per kind per 10 s, with a count."""
@@ -15,8 +15,8 @@ from functools import partial
 from ..settings.config import Config
 from ..local_answers import Formats
 from ..log_tally import LogTally
-from ..seams import http1_heads, loop_reports
-from . import descriptors, listeners, oversized_head
+from ..seams import body_limit, http1_heads, loop_reports
+from . import access, descriptors, listeners, oversized_head
 from .deadlines import HeadDeadlines
 
 
@@ -35,6 +35,8 @@ class HostileClients:
     def configure(self, old: Config, new: Config) -> None:
         if new.max_head != old.max_head or not http1_heads.installed():
             http1_heads.install(http1_heads.Limit(new.max_head, self._answer, self.tally))
+        if new.max_body != old.max_body or not body_limit.installed():
+            body_limit.install(access.too_large_answer(new.max_body))  # mitmproxy's 413 past body_size_limit
         if new.head_timeout != old.head_timeout and self._running:
             self.deadlines.start(new.head_timeout)
 

@@ -9,6 +9,7 @@ one log line saying what the gateway does without it, and the gateway goes on.
   machinery around it (the gateway's own AddonManager).
 - `server_connect.py`: mitmproxy's server connect reaches the gateway's in-process servers (the relay).
 - `http1_heads.py`: request heads bounded inside mitmproxy's HTTP/1 server layer (qwen_max_header_kb).
+- `body_limit.py`: mitmproxy's own 413 past body_size_limit answered in JSON, not its HTML page.
 - `websocket_messages.py`: the Responses WebSocket's messages bounded inside mitmproxy's WebSocket layer
   (qwen_max_body_mb), refused as they are read.
 - `loop_reports.py`: the event loop's reports of accept() storms tallied, and of connection handlers
@@ -27,8 +28,8 @@ from __future__ import annotations
 
 import importlib
 
-SEAMS = ("hook_dispatch", "server_connect", "http1_heads", "loop_reports", "shutdown_signals", "message_checks",
-         "websocket_messages")  # those with mitmproxy code named (collector.py has none)
+SEAMS = ("hook_dispatch", "server_connect", "http1_heads", "body_limit", "loop_reports", "shutdown_signals",
+         "message_checks", "websocket_messages")  # those with mitmproxy code named (collector.py has none)
 
 
 def software() -> dict:
