@@ -160,8 +160,9 @@ def too_large(max_body: int) -> GatewayError:
 def too_large_answer(max_body: int) -> bytes:
     """mitmproxy's own 413 past body_size_limit (seams/body_limit.py), whole: it is not told the request, so one
     JSON body that OpenAI's SDKs (`error.code`, `error.message`) and Anthropic's (`type`, `error.type`) read."""
-    e = too_large(max_body)
-    body = {"type": "error", "error": {"message": e.message, "type": "request_too_large", "code": "request_too_large",
+    # mitmproxy's limit is the gateway's twice over in reverse mode, the user's own in the other modes
+    message = too_large(max_body).message.removesuffix(".") + ", or mitmproxy's body_size_limit where that is lower."
+    body = {"type": "error", "error": {"message": message, "type": "request_too_large", "code": "request_too_large",
                                        "param": None}}
     return http1.assemble_response(http.Response.make(
         413, json.dumps(body).encode(), {"content-type": "application/json", "connection": "close"}))

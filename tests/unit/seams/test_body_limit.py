@@ -43,7 +43,8 @@ def test_the_413_past_body_size_limit_is_json_both_sdks_read(installed):
     error = json.loads(body)
     assert error["type"] == "error"  # Anthropic's SDKs
     assert error["error"]["type"] == error["error"]["code"] == "request_too_large"  # both
-    assert error["error"]["message"] == "Request body too large: the limit is 1 MiB (qwen_max_body_mb)."
+    assert error["error"]["message"] == ("Request body too large: the limit is 1 MiB (qwen_max_body_mb), or mitmproxy's "
+                                         "body_size_limit where that is lower.")
 
 
 def test_a_new_limit_is_a_new_answer(installed):
