@@ -222,7 +222,7 @@ async def test_two_machines_refreshing_one_login_at_once_make_one_refresh(tmp_pa
 
 
 def test_a_database_that_is_down_is_a_clear_503_for_stored_responses_and_chat_still_answers(
-        make_gateway, oauth_home):
+        make_gateway, emu, oauth_home):  # emu: the emulator reset (another test's canned reply would answer)
     from helpers.procs import free_port
 
     url = f"postgresql://qwen@127.0.0.1:{free_port()}/nowhere"  # nothing listens there
