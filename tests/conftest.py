@@ -174,6 +174,8 @@ def emulator(tmp_path_factory) -> Emulator:
 def emu(emulator: Emulator) -> Emulator:
     emulator.reset()
     yield emulator
+    if emulator.proc.poll() is None:  # what this test switched on answers no later test (one that uses oauth_home alone)
+        emulator.reset()
 
 
 
