@@ -16,7 +16,7 @@ from mitmproxy.test import taddons
 
 from helpers.claude_ns import claude_world, stream_json  # noqa: F401  (fixtures)
 from helpers.team import QWEN_USAGE
-from e2e.test_e2e_claude_code import STREAM_JSON, base_url_env, finished
+from e2e.test_e2e_claude_code import STREAM_JSON, session
 from qwen_gateway.mitmweb.contentviews import register
 
 pytestmark = pytest.mark.e2e
@@ -36,14 +36,8 @@ def test_a_system_prompt_changed_mid_session_is_the_miss_and_its_cause(claude_wo
     flowfile = world.workdir / "doctor.mitm"
     gw = world.recording_gateway("doctor", "reverse:https://portal.qwen.ai", "-w", str(flowfile))
     try:
-        env = base_url_env(gw)
-        r, _, work = world.claude("say hello", *LIVE, env=env)
-        finished(r, gw)
-        r, _, _ = world.claude("say hello again", "--continue", *LIVE, env=env, again=work)
-        finished(r, gw)
-        r, _, _ = world.claude("and once more", "--continue", "--append-system-prompt",
-                               "The user prefers answers in French.", *LIVE, env=env, again=work)
-        finished(r, gw)
+        session(world, gw, ("say hello",), ("say hello again",),
+                ("and once more", "--append-system-prompt", "The user prefers answers in French."), flags=LIVE)
     finally:
         gw.stop()
     flows = recorded(flowfile)

@@ -30,7 +30,7 @@ from mitmproxy import io
 
 from helpers.claude_ns import claude_world  # noqa: F401  (fixtures)
 from helpers.procs import Gateway
-from e2e.test_e2e_claude_code import STREAM_JSON, base_url_env, finished
+from e2e.test_e2e_claude_code import session
 from e2e.test_e2e_codex import Codex, assert_clean, custom_config
 
 pytestmark = pytest.mark.e2e
@@ -55,13 +55,7 @@ def claude_session(world) -> tuple[list[dict], Path]:
         flowfile = world.workdir / "fixes-claude.mitm"
         gw = world.recording_gateway("fixes", "reverse:https://portal.qwen.ai", "-w", str(flowfile))
         try:
-            env = base_url_env(gw)
-            r, _, work = world.claude("use Bash to run ls", *STREAM_JSON, env=env)
-            finished(r, gw)
-            r, _, _ = world.claude("use Read to read hello.txt", "--continue", *STREAM_JSON, env=env, again=work)
-            finished(r, gw)
-            r, _, _ = world.claude("thanks", "--continue", *STREAM_JSON, env=env, again=work)
-            finished(r, gw)
+            session(world, gw, ("use Bash to run ls",), ("use Read to read hello.txt",), ("thanks",))
         finally:
             gw.stop()
         _recorded["claude"] = recorded(flowfile, "/v1/messages"), world.state

@@ -63,6 +63,16 @@ def finished(r, gw) -> tuple[list[dict], dict]:
     return events, result
 
 
+def session(world, gw, *turns: tuple[str, ...], flags: tuple[str, ...] = STREAM_JSON) -> None:
+    """One Claude Code session through `gw`: a `claude -p` run per turn (its prompt, then flags of its own), the
+    first starting the session and each later one `--continue`-ing it, each run finished."""
+    env, work = base_url_env(gw), None
+    for prompt, *own in turns:
+        r, _, folder = world.claude(prompt, *(("--continue",) if work else ()), *own, *flags, env=env, again=work)
+        finished(r, gw)
+        work = work or folder
+
+
 def model_requests(world, mark: dict, calls: list[str]) -> list[dict]:
     """The exchanges since `mark`: exactly one `POST /v1/messages?beta=true` per model call, each streamed and
     answered 200 with the message Claude Code received, in order, the same betas and tools on every one (a
