@@ -6,7 +6,6 @@ saying what a miss is; a line instead of an empty table; every value escaped. Th
 from __future__ import annotations
 
 import time
-from html.parser import HTMLParser
 
 import pytest
 
@@ -17,44 +16,12 @@ from qwen_gateway.cli import usage as usage_cli
 from qwen_gateway.cli.usage_page_conversations import SHOWN, section
 from qwen_gateway.observe.ledger import FILENAME, Ledger, SharedLedger, row_of
 from qwen_gateway.storage.pg import Database
+from unit.cli.test_usage_report import Page  # the report page's parser: its tables by id, its text
 
 A, F = "aaaa1111bbbb2222cccc3333dddd4444", "ffff0000ffff0000ffff0000ffff0000"
 HEAD = ["conversation", "first seen", "turns", "prompt", "cached", "hit share", "missed turns", "lost tokens",
         "lost USD", "causes"]
 HOSTILE = '<script>alert("x")</script><img src=http://127.0.0.1:1/x>&'
-
-
-class Page(HTMLParser):
-    """The page's tables (id -> rows of cell texts) and all its text."""
-
-    def __init__(self, html: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tables: dict[str, list[list[str]]] = {}
-        self.text: list[str] = []
-        self._table: list[list[str]] | None = None
-        self._cell: list[str] | None = None
-        self.feed(html)
-        self.close()
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "table":
-            self._table = self.tables[dict(attrs).get("id") or f"table{len(self.tables)}"] = []
-        elif tag == "tr" and self._table is not None:
-            self._table.append([])
-        elif tag in ("td", "th"):
-            self._cell = []
-
-    def handle_endtag(self, tag):
-        if tag in ("td", "th") and self._cell is not None and self._table is not None:
-            self._table[-1].append(" ".join("".join(self._cell).split()))
-            self._cell = None
-        elif tag == "table":
-            self._table = None
-
-    def handle_data(self, data):
-        self.text.append(data)
-        if self._cell is not None:
-            self._cell.append(data)
 
 
 def turn(conversation, n, prompt, read, cause=None, lost=0, usd=None, at=0.0, account="default"):
