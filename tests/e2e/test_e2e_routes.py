@@ -96,9 +96,9 @@ def test_a_rule_for_one_named_key(tmp_path, emu, make_gateway):
     assert emu.chat_requests()[-1]["body"]["model"] == "qwen3.6-flash"
     openai_client(gw.url, alice).chat.completions.create(model="gpt-4o-mini", messages=hi)
     assert emu.chat_requests()[-1]["body"]["model"] == "qwen3-coder-plus"  # the account's default: no route
-    line = line_of(gw, "key=ci")
+    line = line_of(gw, "acct=emu key=ci ")
     assert "gpt-4o-mini→qwen3.6-flash (route: fast) acct=emu key=ci 200" in line
-    assert "(route:" not in line_of(gw, "key=alice")
+    assert "(route:" not in line_of(gw, "acct=emu key=alice ")
     kept = [f for f in recorded(gw, flows) if f.metadata["qwen"].get("key") == "ci" and f.metadata["qwen"].get("routed")]
     assert kept and kept[-1].metadata["qwen"]["routed"] == {"reason": "fast", "model": "qwen3.6-flash",
                                                             "rule": "fast@key:ci=qwen3.6-flash"}
