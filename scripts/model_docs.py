@@ -14,21 +14,26 @@ import re
 import sys
 from pathlib import Path
 
-from qwen_gateway.models.catalogue import CHAT, READ, ROWS, SOURCES, Model, Thinking
+from qwen_gateway.models.catalogue import CHAT, FAMILY_RULES, READ, ROWS, SOURCE_DATES, SOURCES, Model, Thinking
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "compatibility.md"
 SWITCH = {Thinking.HYBRID: "`enable_thinking`", Thinking.ONLY: "thinking-only", Thinking.EFFORT: "`reasoning_effort`",
           Thinking.NONE: "none"}
 
 
-def _n(value: int | None) -> str:
-    return "–" if value is None else f"{value:,}"
+UNSOURCED = "†"  # a number whose sources are all older than the model: shown, never applied
+
+
+def _n(value: int | None, m: Model | None = None, fact: str = "") -> str:
+    if value is None:
+        return "–"
+    return f"{value:,}{UNSOURCED}" if m is not None and fact in m.unsourced else f"{value:,}"
 
 
 def thinking_row(m: Model) -> str:
     assert m.thinking is not None
     told = "–" if m.thinking is Thinking.NONE else "thinks" if m.thinks else "does not think"
-    budget = "–" if m.budget is None else f"{m.budget:,}" + (", required" if m.budget_required else "")
+    budget = _n(m.budget, m, "budget") + (", required" if m.budget_required else "")
     return (f"| `{m.id}` | {SWITCH[m.thinking]} | {told} | {budget} | {', '.join(m.efforts) or '–'} | "
             f"{', '.join(m.plans)} | {m.sources} |")
 
@@ -42,23 +47,42 @@ def thinking_table() -> str:
 def model_row(m: Model) -> str:
     inputs = ", ".join(k for k, on in (("text", True), ("image", m.vision), ("video", m.video)) if on)
     dates = " → ".join(d for d in (m.released, m.retires) if d) or "–"
+    if m.successor:
+        dates += f" (then `{m.successor}`)"
     shares = "shares" if m.shares_output else "–"
     family = f" (of `{m.family}`)" if m.family else ""
-    return (f"| `{m.id}`{family} | {_n(m.context)} | {_n(m.input)} | {_n(m.output)} | {shares} | {inputs} | "
-            f"{'yes' if m.search else '–'} | {', '.join(m.plans)} | {dates} | {m.sources} |")
+    cited = "; ".join(f"{fact}: {m.cite[fact]}" for fact in ("context", "input", "output", "budget") if fact in m.cite)
+    return (f"| `{m.id}`{family} | {_n(m.context, m, 'context')} | {_n(m.input, m, 'input')} | "
+            f"{_n(m.output, m, 'output')} | {shares} | {inputs} | {'yes' if m.search else '–'} | {', '.join(m.plans)} "
+            f"| {dates} | {m.sources}{f' ({cited})' if cited else ''} |")
 
 
 def models_table() -> str:
     head = ["| Model | Context | Longest prompt | Output cap | Reasoning and answer | Input | Web search | Plans | "
             "Released → retires | Sources |", "|---|---|---|---|---|---|---|---|---|---|"]
-    return "\n".join(head + [model_row(m) for m in ROWS.values() if m.kind == CHAT])
+    foot = ["", f"{UNSOURCED} Given only by sources older than the model's release: shown, never applied (the "
+                "client's value goes to Qwen as asked, and Qwen's refusal is learned)."]
+    return "\n".join(head + [model_row(m) for m in ROWS.values() if m.kind == CHAT] + foot)
+
+
+def rules_table() -> str:
+    head = ["| A model name matching | Switch | Told nothing | `reasoning_effort` | Streams only | Sees images | Sources |",
+            "|---|---|---|---|---|---|---|"]
+    rows = []
+    for pattern, r in FAMILY_RULES:
+        switch = SWITCH[r.thinking] if r.thinking is not None else "–"
+        told = "–" if r.thinking in (None, Thinking.NONE) else "thinks" if r.thinks else "does not think"
+        rows.append(f"| `{pattern.pattern.replace(chr(124), chr(92) + chr(124))}` | {switch} | {told} | {', '.join(r.efforts) or '–'} | "
+                    f"{'yes' if r.stream_only else '–'} | {'yes' if r.vision else '–'} | {r.sources} |")
+    return "\n".join(head + rows)
 
 
 def sources_list() -> str:
-    return "\n".join([f"Sources, read {READ}:", ""] + [f"- **{k}** {v}" for k, v in SOURCES.items()])
+    return "\n".join([f"Sources, read {READ}, each with the date what it says is as of:", ""] +
+                     [f"- **{k}** ({SOURCE_DATES[k]}) {v}" for k, v in SOURCES.items()])
 
 
-BLOCKS = {"models": models_table, "thinking": thinking_table, "sources": sources_list}
+BLOCKS = {"models": models_table, "thinking": thinking_table, "rules": rules_table, "sources": sources_list}
 
 
 def render(text: str) -> str:

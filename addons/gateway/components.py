@@ -32,6 +32,7 @@ from .api.responses.store import ResponseStore
 from .api.stored_chat import endpoint as stored_chat
 from .auth import plans
 from .models import catalogue
+from .models.learned import LearnedFacts
 from .auth.remote import RemoteLogin
 from .exchange import Exchange
 from .settings.config import Config
@@ -108,14 +109,16 @@ def serves_responses(model: str) -> bool:
 
 def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[], None],
                  runs: Callable[[], BackgroundRuns] | None = None,
-                 pool: Callable[[], Pool | None] = lambda: None) -> dict[str, LocalRoute]:
+                 pool: Callable[[], Pool | None] = lambda: None,
+                 learned: Callable[[], LearnedFacts | None] = lambda: None) -> dict[str, LocalRoute]:
     """Local answers that belong to a wing: route name (ingress/routing.py) -> answer."""
     return {"models": model_list.answer(pool, key_catalogues), "stored_response": retrieve.stored_response(store, runs),
             "input_tokens": retrieve.input_tokens(store), "auth": LoginRoute(reload_accounts, RemoteLogin),
             "count_tokens": messages.count_tokens(lambda: store().sealer), "anthropic_side": claude_side.answer,
             "codex_models": model_list.codex_catalog, "codex_telemetry": telemetry.answer,
             "stored_chat": stored_chat.stored_chat(stored_chat.chats_of(store)),
-            "batches": BatchRoutes(pool, batch_store, batch_send, batch_line, batch_answer)}
+            "batches": BatchRoutes(pool, batch_store, batch_send, functools.partial(batch_line, learned=learned),
+                                   batch_answer)}
 
 
 @functools.cache
@@ -137,13 +140,15 @@ async def batch_send(cred: Credential, method: str, suffix: str, body: bytes, co
     return reply.status, reply.content_type, reply.body
 
 
-def batch_line(ex: Exchange, body: dict, cred: Credential, config: Config) -> dict:
+def batch_line(ex: Exchange, body: dict, cred: Credential, config: Config, *,
+               learned: Callable[[], LearnedFacts | None] = lambda: None) -> dict:
     """A batch's chat line as the chat path translates a request: the chat dialect's checks and translation, the
-    model map, DashScope's rules for the account (never streamed: a batch's answers are whole)."""
+    model map, DashScope's rules for the account with what Qwen's refusals taught (never streamed: a batch's
+    answers are whole)."""
     line = ex.fork(endpoint=CHAT, body=body, requested_model=str(body.get("model") or ""), stream=False, notes=[])
     chat = CHAT.to_chat({k: v for k, v in body.items() if k not in ("stream", "stream_options")}, line)
     model = config.models.resolve(line.requested_model, cred)
-    return DASHSCOPE.chat_body(chat, model=model, cred=cred, notes=line.notes, learned=None)
+    return DASHSCOPE.chat_body(chat, model=model, cred=cred, notes=line.notes, learned=learned())
 
 
 def batch_answer(ex: Exchange, answer: dict, model: str) -> dict:

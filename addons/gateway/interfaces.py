@@ -25,7 +25,7 @@ from .accounts import Capability, Credential
 
 if TYPE_CHECKING:
     from .errors import GatewayError, UpstreamError
-    from .models.model_map import Thinking
+    from .models.learned import LearnedFacts
 
 # The exchange record (exchange.py) holds an Endpoint; an Endpoint's functions take the record. The
 # record's type is a parameter here so that this module, below exchange.py, imports nothing above it.
@@ -199,16 +199,15 @@ class Upstream(Protocol):
     name: str
 
     def chat_body(self, chat: dict, *, model: str, cred: Credential, notes: list[str],
-                  learned: Mapping[str, Thinking] | None, stream_only: Collection[str] = (),
-                  caps: Mapping[str, int] | None = None) -> dict:
+                  learned: LearnedFacts | None = None) -> dict:
         """The upstream body for a chat request on this account; its "model" is the model asked (the upstream
-        may move a request to another model, e.g. a vision model for images). `learned`, `stream_only` and
-        `caps`: what the upstream's refusals taught about models (thinking knobs; models that answer streams
-        only, whose whole answers the upstream streams and `turn.whole.translated` assembles; output caps)."""
+        may move a request to another model, e.g. a vision model for images). `learned`: what the upstream's
+        refusals taught about models (models/learned.py: thinking knobs; models that answer streams only, whose
+        whole answers the upstream streams and `turn.whole.translated` assembles; output caps, budgets)."""
         ...
 
     def own_body(self, body: dict, *, model: str, capability: Capability, cred: Credential,
-                 notes: list[str]) -> dict:
+                 notes: list[str], learned: LearnedFacts | None = None) -> dict:
         """The upstream body for a pass-through pair: the client dialect's own body, with a model it serves."""
         ...
 

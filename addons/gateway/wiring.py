@@ -53,8 +53,8 @@ from .turn.runner import STREAM_CAPTURE, Turns
 from .turn.settlement import Settlement
 from .upstream.engine import UpstreamEngine
 from .turn.relay import LoopbackRelay
-from .upstream.learned_caps import LearnedCaps
-from .upstream.learned_caps_pg import SharedLearnedCaps
+from .models.learned import LearnedFacts
+from .models.learned_pg import SharedLearnedFacts
 from .upstream.retry import RetryPolicy
 
 log = logging.getLogger("qwen")
@@ -91,7 +91,8 @@ class Wiring:
         self.background = BackgroundRuns(self.turns, self._responses)  # background: true, while they run
         self.local = LocalAnswers(pool=lambda: self.pool,
                                   routes=components.local_routes(self._responses, self._reload_accounts,
-                                                               lambda: self.background, lambda: self.pool),
+                                                               lambda: self.background, lambda: self.pool,
+                                                               lambda: self.policy.learned),
                                   metrics=lambda: self.observers.scrape(self.pool),
                                   keys=self.team.status)
         self.drain.probes = self.local.probes  # readiness says `draining`
@@ -118,9 +119,10 @@ class Wiring:
                     # the pool hands out only the kinds an upstream serves (a web account: not yet)
                     self.pool = AccountPool.from_settings(new.auth, kinds=pairing.upstreams.keys())
                 self.policy.pool = self.pool
-                self.policy.learned_caps.close()  # the caps Qwen named: kept in the folder, shared on a database
-                self.policy.learned_caps = SharedLearnedCaps(new.state_dir, Database(new.state_url)) \
-                    if new.state_url else LearnedCaps(new.state_dir)
+                self.policy.learned.close()  # what Qwen's refusals taught: kept in the folder, shared on a database
+                self.policy.learned = SharedLearnedFacts(new.state_dir, Database(new.state_url)) \
+                    if new.state_url else LearnedFacts(new.state_dir)
+                self.policy.learned.start()
             self.engine.pairing = pairing
             stale = self.engine.reconfigure(new)
             if stale is not None:

@@ -12,7 +12,9 @@ import tomllib
 
 from helpers.procs import ROOT
 from qwen_gateway.models import catalogue
-from qwen_gateway.models.catalogue import ROWS, SOURCES
+from qwen_gateway.models.catalogue import CHAT, FAMILY_RULES, HELD_TO, ROWS, SOURCE_DATES, SOURCES, letters
+from qwen_gateway.models.model_map import output_cap
+from qwen_gateway.models.routes import window
 
 # Where model facts could hide: the package, its accounts and the emulator that plays Qwen.
 SCANNED = ("addons", "auth", "scripts")
@@ -89,8 +91,34 @@ def test_every_row_names_its_sources_and_every_source_is_described():
     raw = tomllib.loads(catalogue.PATH.read_text(encoding="utf-8"))
     for model_id, row in raw["models"].items():
         assert row.get("sources"), f"{model_id} has no sources"
-    cited = {s.strip() for m in ROWS.values() for s in m.sources.split(",")}
+    cited = {s for m in [*ROWS.values(), *(rule for _, rule in FAMILY_RULES)]
+             for s in letters(m.sources) + [x for c in m.cite.values() for x in letters(c)]}
     assert cited == set(SOURCES), "a source is cited but not described, or described but never cited"
+    assert set(SOURCE_DATES) == set(SOURCES)
+
+
+def test_every_chat_row_is_dated_and_every_number_a_request_is_held_to_names_its_sources():
+    for m in ROWS.values():
+        if m.kind != CHAT:
+            continue
+        assert m.released, f"{m.id} has no release date"
+        for fact in HELD_TO:
+            if getattr(m, fact) is not None:
+                assert m.cite.get(fact), f"{m.id}'s {fact} names no sources of its own (cite)"
+
+
+def test_a_number_whose_sources_are_older_than_the_model_is_not_applied():
+    """Source H (the caps carried since 2026-02) cannot speak for a model of 2026-05 or 2026-08."""
+    for model in ("qwen3.7-flash", "qwen3.8-flash"):
+        assert ROWS[model].output == 32768 and ROWS[model].unsourced == {"output"}
+        assert output_cap(model) is None
+    assert output_cap("qwen3-coder-plus") == 65536 and not ROWS["qwen3-coder-plus"].unsourced  # H is after 2025-07
+    assert window("qwen4-max") == 991_808  # K is the model's own page, of its release day
+
+
+def test_a_retiring_row_names_its_successor():
+    assert [(m.id, m.retires, m.successor) for m in ROWS.values() if m.retires] == \
+        [("qwen4-max-preview", "2026-11-25", "qwen4-max")]
 
 
 def test_a_snapshot_reads_as_its_family_and_an_unknown_model_is_not_guessed():

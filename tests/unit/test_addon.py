@@ -15,7 +15,7 @@ from qwen_gateway.accounts import KEY, OAUTH, AccountUnavailable, Capability, Cr
 from qwen_gateway.addon import QwenGateway
 from qwen_gateway.dispatch import BATCH_S
 from qwen_gateway.turn import in_process
-from qwen_gateway.upstream.learned_caps import LearnedCaps
+from qwen_gateway.models.learned import LearnedFacts
 from qwen_gateway.turn.relay import TOKEN_HEADER
 
 
@@ -783,8 +783,8 @@ async def test_a_thinking_refusal_is_learned_and_the_request_sent_again():
     gw, qwen = make(KEY_CRED, qwen=FakeQwen((400, refusal)))
     with taddons.context(gw) as tctx:
         gw.configure(set(tctx.options.keys()))
-        body = {"model": "qwen-new-thinker", "response_format": {"type": "json_object"},
-                "messages": [{"role": "user", "content": "json please"}]}
+        body = {"model": "qwen-new-thinker", "enable_thinking": False,  # a model nothing describes: sent as asked
+                "messages": [{"role": "user", "content": "no thinking please"}]}
         f = await through(gw, chat_flow(body))
         assert f.response.status_code == 200 and len(qwen.requests) == 2
         first, second = qwen.bodies()
@@ -798,7 +798,8 @@ async def test_a_cap_qwen_refuses_is_learned_and_the_request_sent_again_within_i
     """A model the catalogue has no cap for gets the client's cap as asked; Qwen's R4 400 names the model's cap,
     which the gateway learns, sends the request again within once, says on the flow, and keeps to after."""
     refusal = {"error": {"code": "invalid_parameter_error", "type": "invalid_request_error", "message":
-                         "<400> InternalError.Algo.InvalidParameter: Range of max_tokens should be [1, 40000]"}}
+                         "<400> InternalError.Algo.InvalidParameter: Range of max_completion_tokens should be "
+                         "[1, 40000]"}}
     gw, qwen = make(KEY_CRED, qwen=FakeQwen((400, refusal)))
     with taddons.context(gw) as tctx:
         tctx.options.qwen_state_dir = str(tmp_path)  # the learned cap is kept there
@@ -811,11 +812,12 @@ async def test_a_cap_qwen_refuses_is_learned_and_the_request_sent_again_within_i
         assert "max_tokens" not in first and "max_tokens" not in second
         meta = f.metadata["qwen"]
         assert meta["retry_reasons"] == ["capped"]
-        assert "qwen9-max takes at most 40000 output tokens (Qwen's 400): sent again within it" in meta["notes"]
+        assert any(n.startswith("qwen9-max: max_completion_tokens at most 40,000 (learned from Qwen's refusal at ")
+                   and n.endswith(": sent again within it") for n in meta["notes"]), meta["notes"]
         f = await through(gw, chat_flow(body))  # learned: the next request is right the first time
         assert len(qwen.requests) == 3 and qwen.bodies()[2]["max_completion_tokens"] == 40000
         assert f.response.status_code == 200
-    assert LearnedCaps(tmp_path) == {"qwen9-max": 40000}  # and after a restart
+    assert LearnedFacts(tmp_path).value("qwen9-max", "output") == 40000  # and after a restart
 
 
 async def test_a_throttling_cooldown_is_a_rate_limit_not_a_quota():

@@ -1,18 +1,23 @@
 """The model catalogue: every fact the gateway knows about a Qwen model, read once from models/catalogue.toml
-(each row with its sources). Limits, thinking, image routing, web search, prices, /v1/models and the web
-accounts' fallback list all read it; no other module holds a table of model facts (tests/repo/test_catalogue.py).
+(each row with its sources, each source with its date). Limits, thinking, image routing, web search, prices,
+/v1/models and the web accounts' fallback list all read it; no other module holds a table of model facts
+(tests/repo/test_catalogue.py).
 
-A model the catalogue does not name is looked up as its family (a dated or `-latest` snapshot: `qwen3.6-plus-
-2026-04-02` reads as `qwen3.6-plus`); else it is unknown, and nothing is invented for it.
+A number a request is held to (output cap, longest prompt, window, thinking budget) counts only when a source
+dated on or after the model's release gives it: one that does not is in `Model.unsourced`, shown in the docs
+and never applied. A model the catalogue does not name is looked up as its family (a dated or `-latest`
+snapshot: `qwen3.6-plus-2026-04-02` reads as `qwen3.6-plus`), then by the family rules its name matches
+(`by_rules`); else it is unknown, and nothing is invented for it.
 """
 
 from __future__ import annotations
 
+import datetime
 import enum
 import functools
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -35,6 +40,9 @@ CHAT, EMBEDDING = "chat", "embedding"
 
 # (prompt tokens up to, input, output, cached input, output in thinking mode): USD per million tokens
 Tier = tuple[int | None, float, float, float | None, float | None]
+# The numbers a request is held to: each names its own sources (`cite`) and counts only if one is dated on or
+# after the model's release.
+HELD_TO = ("output", "input", "context", "budget")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +69,9 @@ class Model:
     plans: tuple[str, ...] = ()
     released: str | None = None
     retires: str | None = None
+    successor: str | None = None
+    cite: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # fact -> its sources
+    unsourced: frozenset[str] = frozenset()  # facts of HELD_TO whose sources are all older than the model
     dimensions: tuple[int, ...] = ()
     # what Model Studio serves it on besides chat (the emulator plays them; qwen_responses_native reads the first two)
     responses: bool = False  # its Responses API
@@ -69,7 +80,8 @@ class Model:
     prices: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # billing -> (Tier, ...)
 
 
-_FIELDS = set(Model.__dataclass_fields__) - {"id", "prices"} | {"price"}
+_FIELDS = set(Model.__dataclass_fields__) - {"id", "prices", "unsourced"} | {"price"}
+_OWN = {"price", "family", "sources", "released", "retires", "successor", "cite"}  # never inherited
 
 
 def _tier(t: dict) -> Tier:
@@ -87,8 +99,9 @@ def _row(model_id: str, raw: dict, rows: dict) -> Model:
         parent = rows.get(family)
         if parent is None:
             raise ValueError(f"models/catalogue.toml: {model_id}'s family {family} is not a row above it")
-        base = {k: getattr(parent, k) for k in _FIELDS - {"price", "family", "sources", "released", "retires"}}
+        base = {k: getattr(parent, k) for k in _FIELDS - _OWN}
         base["prices"] = parent.prices
+        own["cite"] = {**parent.cite, **own.get("cite", {})}  # an inherited number keeps its sources
     price = own.pop("price", None)
     if price is not None:
         own["prices"] = MappingProxyType({b: tuple(map(_tier, tiers)) for b, tiers in price.items()})
@@ -100,24 +113,71 @@ def _row(model_id: str, raw: dict, rows: dict) -> Model:
     bad = set(own.get("plans", ())) - set(PLANS)
     if bad:
         raise ValueError(f"models/catalogue.toml: {model_id} names unknown plans {sorted(bad)}")
+    own["cite"] = MappingProxyType({k: str(v) for k, v in own.get("cite", {}).items()})
     return Model(id=model_id, **{**base, **own})
 
 
-def load(path: Path = PATH) -> tuple[dict[str, Model], dict[str, str], str]:
-    """(rows by id, sources by letter, the date the sources were read)."""
+def days(date: str) -> tuple[datetime.date, datetime.date]:
+    """The first and last day a catalogue date (YYYY, YYYY-MM or YYYY-MM-DD) may mean."""
+    parts = [int(p) for p in date.split("-")]
+    if not 1 <= len(parts) <= 3 or not re.fullmatch(r"\d{4}(?:-\d{2}){0,2}", date):
+        raise ValueError(f"models/catalogue.toml: {date!r} is not YYYY, YYYY-MM or YYYY-MM-DD")
+    year, month, day = (parts + [0, 0])[:3]
+    first = datetime.date(year, month or 1, day or 1)
+    if day:
+        return first, first
+    if month:
+        following = datetime.date(year + month // 12, month % 12 + 1, 1)
+        return first, following - datetime.timedelta(days=1)
+    return first, datetime.date(year, 12, 31)
+
+
+def letters(cited: str) -> list[str]:
+    return [s.strip() for s in cited.split(",") if s.strip()]
+
+
+def _checked(m: Model, sources: dict[str, dict]) -> Model:
+    """The row with its unsourced numbers marked, after checking what it cites exists."""
+    missing = set(letters(m.sources)) - set(sources)
+    for fact, cited in m.cite.items():
+        if fact not in HELD_TO:
+            raise ValueError(f"models/catalogue.toml: {m.id} cites sources for {fact}, which is not one of {HELD_TO}")
+        missing |= set(letters(cited)) - set(sources)
+    if missing:
+        raise ValueError(f"models/catalogue.toml: {m.id} cites unknown sources {sorted(missing)}")
+    if m.successor is not None and m.retires is None:
+        raise ValueError(f"models/catalogue.toml: {m.id} names a successor but no retirement")
+    if m.released is None:
+        return m
+    released = days(m.released)[1]  # the latest day it may have been released
+    stale = frozenset(fact for fact in HELD_TO if getattr(m, fact) is not None and fact in m.cite
+                      and all(days(sources[s]["date"])[0] < released for s in letters(m.cite[fact])))
+    return replace(m, unsourced=stale) if stale else m
+
+
+def load(path: Path = PATH) -> tuple[dict[str, Model], dict[str, dict], str, list[tuple[re.Pattern, Model]]]:
+    """(rows by id, sources by letter ({date, text}), the date the sources were read, the family rules)."""
     data = tomllib.loads(path.read_text(encoding="utf-8"))
+    sources = {k: dict(v) for k, v in data["sources"].items()}
+    for letter, source in sources.items():
+        if set(source) != {"date", "text"}:
+            raise ValueError(f"models/catalogue.toml: source {letter} is {{date, text}}")
+        days(source["date"])
     rows: dict[str, Model] = {}
     for model_id, raw in data["models"].items():
         rows[model_id] = _row(model_id, raw, rows)
-    sources = dict(data["sources"])
-    for m in rows.values():
-        missing = {s.strip() for s in m.sources.split(",")} - set(sources)
-        if missing:
-            raise ValueError(f"models/catalogue.toml: {m.id} cites unknown sources {sorted(missing)}")
-    return rows, sources, data["read"]
+    for model_id, m in rows.items():
+        rows[model_id] = _checked(m, sources)
+        if m.successor is not None and m.successor not in rows:
+            raise ValueError(f"models/catalogue.toml: {model_id}'s successor {m.successor} is not a row")
+    rules = []
+    for n, raw in enumerate(data.get("family_rules", ())):
+        own = {k: v for k, v in raw.items() if k != "match"}
+        rules.append((re.compile(raw["match"]), _checked(_row(f"family rule {n + 1}", own, rows), sources)))
+    return rows, sources, data["read"], rules
 
 
-_rows, _sources, READ = load()
+_rows, _sources, READ, _rules = load()
 
 
 def _batch_rate(path: Path = PATH) -> tuple[float, str]:
@@ -131,7 +191,9 @@ def _batch_rate(path: Path = PATH) -> tuple[float, str]:
 
 BATCH_RATE, BATCH_RATE_SOURCES = _batch_rate()
 ROWS: MappingProxyType[str, Model] = MappingProxyType(_rows)
-SOURCES: MappingProxyType[str, str] = MappingProxyType(_sources)
+SOURCES: MappingProxyType[str, str] = MappingProxyType({k: s["text"] for k, s in _sources.items()})
+SOURCE_DATES: MappingProxyType[str, str] = MappingProxyType({k: s["date"] for k, s in _sources.items()})
+FAMILY_RULES: tuple[tuple[re.Pattern, Model], ...] = tuple(_rules)
 
 # A dated or -latest snapshot of a family: qwen3.6-plus-2026-04-02, qwen-plus-0919, qwen-max-latest
 SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{4}|latest)$")
@@ -144,6 +206,26 @@ def find(model: str) -> Model | None:
     if row is None and SNAPSHOT.search(model):
         row = ROWS.get(SNAPSHOT.sub("", model))
     return row
+
+
+@functools.lru_cache(maxsize=512)
+def by_rules(model: str) -> Model:
+    """What the family rules say of a model the catalogue does not name: each fact from the first rule that
+    matches and states it (a fact none states stays unknown: `thinking` None, flags false)."""
+    facts: dict = {}
+    cited: list[str] = []
+    for pattern, rule in FAMILY_RULES:
+        if not pattern.search(model):
+            continue
+        stated = {"thinking": rule.thinking} if rule.thinking is not None else {}
+        if rule.thinking is not None:
+            stated.update(thinks=rule.thinks, efforts=rule.efforts, budget_required=rule.budget_required)
+        stated.update({k: True for k in ("vision", "stream_only") if getattr(rule, k)})
+        fresh = {k: v for k, v in stated.items() if k not in facts}
+        if fresh:
+            facts.update(fresh)
+            cited.append(rule.sources)
+    return Model(id=model, sources=", ".join(dict.fromkeys(cited)), **facts)
 
 
 def chat_models(plans: set[str] | None = None) -> list[str]:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from ..accounts import KEY, Credential
 from ..accounts import OAUTH as OAUTH_KIND
 from .catalogue import (
-    CHAT, CODING, EMBEDDING, OAUTH, PAYG_CN, PAYG_INTL, PAYG_US, ROWS, TOKEN, Thinking, chat_models,
+    CHAT, CODING, EMBEDDING, OAUTH, PAYG_CN, PAYG_INTL, PAYG_US, ROWS, TOKEN, Thinking, by_rules, chat_models,
     embedding_models, find)
 
 # The ids the catalogue lists (models/catalogue.toml): OAuth-only names (coder-model, vision-model) first.
@@ -25,15 +25,14 @@ OAUTH_ONLY = tuple(m.id for m in ROWS.values() if m.plans == (OAUTH,))
 KEY_DEFAULT_MODEL = "qwen3-coder-plus"  # for key accounts that name no default: served by DashScope and Coding Plan
 OAUTH_VISION_MODEL = "coder-model"
 KEY_VISION_MODEL = "qwen3.6-plus"  # on Model Studio, Coding Plan and Token Plan keys alike
-# A vision-language model the catalogue does not name yet (qwen3-vl-flash, qwen-vl-ocr): its name says it sees.
-_VL_NAME = re.compile(r"(?:^|-)vl(?:-|$)")
 
 
 @functools.lru_cache(maxsize=256)  # asked per request about the few models a gateway serves
 def output_cap(model: str) -> int | None:
-    """The model's largest output cap as the catalogue knows it; None: not known (nothing is invented)."""
+    """The model's largest output cap as a source dated after its release gives it; None: not known (nothing
+    is invented: a cap carried from before the model is not applied)."""
     row = find(model)
-    return row.output if row is not None else None
+    return row.output if row is not None and "output" not in row.unsourced else None
 
 
 @functools.lru_cache(maxsize=256)
@@ -58,14 +57,12 @@ def thinking_refusal(message: str) -> Thinking | None:
 # Models that answer only streams: a request without `stream: true` gets DashScope's 400 "This model only support
 # stream mode, please enable the stream parameter to access the model." (the catalogue's `stream_only` rows:
 # QwQ, QVQ, the open-source Qwen3 thinking models). A model the catalogue does not name is judged by its
-# family's name (qwq*, qvq*, qwen3-*-thinking*), else learned from that 400 at run time (`stream_refusal`).
+# family rule (qwq*, qvq*, qwen3-*-thinking*: the catalogue's `family_rules`), else learned from that 400 at run time (`stream_refusal`).
 def stream_only(model: str, learned: Collection[str] = ()) -> bool:
     if model in learned:
         return True
     row = find(model)
-    if row is not None:
-        return row.stream_only
-    return model.startswith(("qwq", "qvq")) or (model.startswith("qwen3-") and "-thinking" in model)
+    return (row if row is not None else by_rules(model)).stream_only
 
 
 # DashScope's 400 above a model's output cap: "<400> InternalError.Algo.InvalidParameter: Range of max_tokens
@@ -87,7 +84,7 @@ def stream_refusal(message: str) -> bool:
 @functools.lru_cache(maxsize=256)
 def is_vision(model: str) -> bool:
     row = find(model)
-    return row.vision if row is not None else bool(_VL_NAME.search(model)) or model.startswith("qvq")
+    return (row if row is not None else by_rules(model)).vision
 
 
 def vision_model(model: str, *, oauth: bool, default_model: str | None = None) -> str:

@@ -133,9 +133,15 @@ def _target_problem(rule: Rule) -> str | None:
 
 @functools.lru_cache(maxsize=256)  # asked per request about the few models a gateway serves
 def window(model: str) -> int | None:
-    """The longest prompt the model takes as the catalogue gives it (`input`, else `context`); None: not known."""
+    """The longest prompt the model takes as a source dated after its release gives it (`input`, else
+    `context`); None: not known."""
     row = find(model)
-    return (row.input or row.context) if row is not None else None
+    if row is None:
+        return None
+    for fact in ("input", "context"):
+        if getattr(row, fact) is not None and fact not in row.unsourced:
+            return getattr(row, fact)
+    return None
 
 
 def _tier(model: str) -> str:

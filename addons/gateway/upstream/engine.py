@@ -151,12 +151,10 @@ class UpstreamEngine:
         ex.attempt.leg = leg
         if own is not None:
             ex.attempt.body = upstream.own_body(own, model=model, capability=endpoint.capability, cred=cred,
-                                                 notes=ex.notes)
+                                                 notes=ex.notes, learned=self.policy.learned)
         else:
             ex.attempt.body = upstream.chat_body(ex.chat_body, model=model, cred=cred, notes=ex.notes,
-                                                  learned=self.policy.learned_thinking,
-                                                  stream_only=self.policy.learned_stream_only,
-                                                  caps=self.policy.learned_caps)
+                                                  learned=self.policy.learned)
         ex.attempt.model = ex.attempt.body["model"]  # as sent (the route moved it above, when one applies)
         return upstream, base
 

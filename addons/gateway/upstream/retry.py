@@ -11,11 +11,11 @@ import time
 from collections.abc import Collection
 
 from .. import errors
-from .learned_caps import LearnedCaps
 from ..accounts import KEY, AccountUnavailable, Credential, NotCapable, Outcome, Pool
 from ..errors import NO_RETRY, GatewayError, UpstreamError
 from ..exchange import Exchange, Retry, RetryReason
-from ..models.model_map import Thinking, cap_refusal, stream_refusal, thinking_refusal
+from ..models.learned import INPUT, LearnedFacts
+from .dashscope import ranges
 from ..turn.context_overflow import over_upstream_limit, upstream_limit
 from ..tokens import truncate_chat
 
@@ -29,10 +29,9 @@ _POOL_OUTCOME = {errors.AUTH: Outcome.AUTH, errors.QUOTA: Outcome.QUOTA, errors.
 class RetryPolicy:
     def __init__(self, pool: Pool | None) -> None:
         self.pool = pool
-        # what 400s taught about models the table does not know (thinking-only, effort-native)
-        self.learned_thinking: dict[str, Thinking] = {}
-        self.learned_stream_only: set[str] = set()  # models a 400 said answer streams only
-        self.learned_caps = LearnedCaps()  # output caps a 400 named; the state folder's (wiring.py) once configured
+        # what Qwen's 400s taught about models (ranges.py reads them); the state folder's (wiring.py) once configured
+        self.learned = LearnedFacts()
+        self.unknown_refusals: dict[str, int] = {}  # model -> 400s in a wording no reader knows (/metrics)
 
     async def acquire(self, ex: Exchange, exclude: Collection[str] = ()) -> Credential:
         """A credential for this exchange (the endpoint's capability included), recorded as tried."""
@@ -65,25 +64,41 @@ class RetryPolicy:
     # ---- the ways back, each None when it does not apply ---------------------------------------------------
 
     async def relearned(self, ex: Exchange, err: UpstreamError) -> Credential | None:
-        """A 400 that teaches something about the model the tables do not know (its thinking knobs, its output
-        cap, that it answers streams only), learned once: sent again with the same credential."""
+        """A 400 in Qwen's own words that teaches something about the model (its thinking knobs, a range it
+        holds, that it answers streams only), learned once and sent again with the same credential; an input
+        length is learned for the next request (this one goes on to the context error). A refusal in a wording
+        no reader knows is counted and said on the flow."""
         model, cred = ex.attempt.model, ex.attempt.cred
-        if err.kind != errors.CLIENT or not model or cred is None:
+        if err.kind not in (errors.CLIENT, errors.CONTEXT) or not model or cred is None:
             return None
-        learned = thinking_refusal(err.message)
-        if learned is not None and self.learned_thinking.get(model) != learned:
-            self.learned_thinking[model] = learned  # qwen-code learns "thinking is mandatory" so
+        reading = ranges.read(err.message)
+        if reading is None:
+            if err.kind == errors.CLIENT and not ranges.known(err.message):
+                self.unknown_refusals[model] = self.unknown_refusals.get(model, 0) + 1
+                ex.notes.append(f"Qwen refused in words the gateway does not know (counted): “{err.message[:200]}”")
+            return None
+        why = ranges.learnable(reading, ex.attempt.body or {}, model)
+        if why is not None:
+            ex.notes.append(f"not learned from Qwen's “{reading.text}”: {why}")
+            return None
+        if reading.thinking is not None and self.learned.thinking.get(model) != reading.thinking:
+            self.learned.thinking[model] = reading.thinking  # qwen-code learns "thinking is mandatory" so
             return _again(ex, RetryReason.THINKING, f"{model} refused its thinking settings: sent again as "
-                                                    f"{learned.value}")
-        cap = cap_refusal(err.message)
-        if cap is not None and self.learned_caps.get(model) != cap:
-            self.learned_caps.learn(model, cap, time.time())  # the next request is sent within it
-            return _again(ex, RetryReason.CAPPED, f"{model} takes at most {cap} output tokens (Qwen's 400): sent "
-                                                  "again within it")
-        if stream_refusal(err.message) and model not in self.learned_stream_only:
-            self.learned_stream_only.add(model)
+                                                    f"{reading.thinking.value}")
+        if reading.stream_only and model not in self.learned.stream_only:
+            self.learned.stream_only.add(model)
             return _again(ex, RetryReason.STREAM_ONLY, f"{model} answers streams only: sent again as a stream")
-        return None
+        if reading.fact is None or reading.bound is None or self.learned.value(model, reading.fact) == reading.bound \
+                or _retried(ex, RetryReason.CAPPED) >= 2:
+            return None  # a relation (the gateway keeps them: relations.py), or a fact already known
+        found = self.learned.learn(model, reading.fact, reading.bound)
+        if found is None:
+            return None
+        said = f"{model}: {reading.param} at most {reading.bound:,} ({found.said()})"
+        if reading.fact == INPUT:
+            ex.notes.append(said)
+            return None
+        return _again(ex, RetryReason.CAPPED, f"{said}: sent again within it")
 
     async def truncated(self, ex: Exchange, err: UpstreamError) -> Credential | None:
         """Over Qwen's context with the client's leave to drop the oldest messages: dropped, sent again once."""

@@ -15,7 +15,9 @@ from qwen_gateway.api.chat import CHAT, ChatStreamTranslator
 from qwen_gateway.api.embeddings import dimensions
 from qwen_gateway.turn.assembler import ChunkAssembler
 from qwen_gateway.errors import GatewayError
-from qwen_gateway.models.model_map import stream_only, stream_refusal
+from qwen_gateway.models.learned import LearnedFacts
+from qwen_gateway.models.model_map import stream_only
+from qwen_gateway.upstream.dashscope import ranges
 from qwen_gateway.turn.stream_rewriter import StreamRewriter
 from qwen_gateway.upstream.dashscope import params
 from qwen_gateway.upstream.dashscope.request import chat_to_qwen, embedding_body
@@ -208,16 +210,19 @@ def test_images_in_tool_messages_move_to_a_user_message_after_the_tool_results()
 def test_stream_only_models_from_the_table_and_from_their_400():
     assert stream_only("qwq-plus") and stream_only("qwen3-235b-a22b-thinking-2507") and stream_only("qvq-max")
     assert not stream_only("qwen3-coder-plus") and stream_only("qwen3-coder-plus", {"qwen3-coder-plus"})
-    assert stream_refusal("This model only support stream mode, please enable the stream parameter to access the "
-                          "model. ")
-    assert not stream_refusal("Range of max_tokens should be [1, 8192]")
+    found = ranges.read("This model only support stream mode, please enable the stream parameter to access the "
+                        "model. ")
+    assert found is not None and found.stream_only
+    assert not ranges.read("Range of max_tokens should be [1, 8192]").stream_only
 
 
 def test_a_whole_answer_from_a_stream_only_model_is_asked_as_a_stream():
     notes: list[str] = []
     out = chat_to_qwen({"messages": [USER]}, model="qwq-plus", oauth=False, notes=notes)
     assert out["stream"] is True and out["stream_options"] == {"include_usage": True} and notes
-    out = chat_to_qwen({"messages": [USER]}, model="qwen-new", oauth=False, learned_stream_only={"qwen-new"})
+    learned = LearnedFacts()
+    learned.stream_only.add("qwen-new")
+    out = chat_to_qwen({"messages": [USER]}, model="qwen-new", oauth=False, learned=learned)
     assert out["stream"] is True
     assert "stream" not in chat_to_qwen({"messages": [USER]}, model="qwen3-coder-plus", oauth=False)
 

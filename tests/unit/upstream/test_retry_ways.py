@@ -54,9 +54,12 @@ def err(kind: errors.ErrorKind, message: str = "no", status: int = 400, **kw) ->
 
 async def test_relearned_takes_a_models_lesson_once_and_sends_again_with_the_same_credential():
     policy, ex = RetryPolicy(Pool(KEY_A)), exchange(KEY_A)
-    capped = err(errors.CLIENT, "<400> InternalError.Algo.InvalidParameter: Range of max_tokens should be [1, 8192]")
+    capped = err(errors.CLIENT, "<400> InternalError.Algo.InvalidParameter: Range of max_completion_tokens should be "
+                                "[1, 8192]")
+    ex.attempt.body = {"model": "qwen3-coder-plus", "max_completion_tokens": 20000, "messages": []}
     assert await policy.relearned(ex, capped) is KEY_A
-    assert policy.learned_caps.get("qwen3-coder-plus") == 8192 and ex.attempt.retries[-1].reason is RetryReason.CAPPED
+    assert policy.learned.value("qwen3-coder-plus", "output") == 8192
+    assert ex.attempt.retries[-1].reason is RetryReason.CAPPED
     assert await policy.relearned(ex, capped) is None  # learned already: not again
     assert await policy.relearned(ex, err(errors.QUOTA)) is None
 

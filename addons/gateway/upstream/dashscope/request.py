@@ -3,13 +3,16 @@ keys alike). Pure functions: the client's body is never altered."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING
 
 from ...accounts import Capability
 from ...errors import GatewayError
 from ...exchange import note
-from ...models.model_map import EMBEDDING_SIZES, Thinking
-from . import knobs, params, rules, search
+from ...models.model_map import EMBEDDING_SIZES
+from . import knobs, params, relations, rules, search
+
+if TYPE_CHECKING:
+    from ...models.learned import LearnedFacts
 
 # OpenAI-only request fields Qwen rejects or would misread (prompt_cache_key is read first: the session id;
 # verbosity becomes a system hint; service_tier is answered as the one tier Qwen has; prompt_cache_options is
@@ -18,19 +21,23 @@ _DROP = ("store", "metadata", "service_tier", "prompt_cache_key", "safety_identi
          "modalities", "audio", "verbosity", "prompt_cache_retention")
 
 
-def own_body(body: dict, *, model: str, capability: Capability, notes: list[str] | None = None) -> dict:
-    """A pass-through body (DashScope's OpenAI-compatible embeddings, a plan's Anthropic-compatible base): the
-    dialect's own, with the Qwen model (the route's: one that sees images when there are some, the engine
-    chose it) and the output within the model's cap."""
+def own_body(body: dict, *, model: str, capability: Capability, notes: list[str] | None = None,
+             learned: LearnedFacts | None = None) -> dict:
+    """A pass-through body (DashScope's OpenAI-compatible embeddings, a plan's Anthropic-compatible base, Model
+    Studio's own Responses API): the dialect's own, with the Qwen model (the route's: one that sees images when
+    there are some, the engine chose it), its thinking by the same table as the translation's, the output
+    within the model's cap (catalogue or learned) and the relations Qwen holds kept."""
     if capability is Capability.EMBEDDINGS:
         return embedding_body(body, model if model.startswith("text-embedding") else "text-embedding-v4", notes)
     out = {**body, "model": model}
     if "input" in out and "messages" not in out:  # a Responses body (Model Studio's own Responses API)
-        return rules.clamp_output(responses_verbosity(out, notes), notes, field="max_output_tokens")
+        out = knobs.responses_thinking(responses_verbosity(out, notes), notes, learned=learned)
+        return rules.clamp_output(out, notes, field="max_output_tokens", learned=learned)
     if capability is Capability.CHAT:
         out.pop("vl_high_resolution_images", None)  # an OpenAI-compatible extra: not for the Anthropic base
-        out = knobs.anthropic_thinking(out, notes)  # on the model that answers
-    return rules.clamp_output(out, notes, field="max_tokens")  # Anthropic's own name for the cap
+        out = knobs.anthropic_thinking(out, notes, learned=learned)  # on the model that answers
+    out = rules.clamp_output(out, notes, field="max_tokens", learned=learned)  # Anthropic's own name for the cap
+    return relations.keep(out, notes)
 
 
 def responses_verbosity(body: dict, notes: list[str] | None) -> dict:
@@ -68,15 +75,13 @@ def embedding_body(body: dict, model: str, notes: list[str] | None = None) -> di
 
 
 def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None = None,
-                 notes: list[str] | None = None, learned_thinking: Mapping[str, Thinking] | None = None,
-                 learned_stream_only: Collection[str] = (), learned_caps: Mapping[str, int] | None = None) -> dict:
+                 notes: list[str] | None = None, learned: LearnedFacts | None = None) -> dict:
     """The body Qwen gets, obeying DashScope's rules, in qwen-code's shape (OAuth and keys alike).
 
     `notes` collects what was changed from the client's request (the model is the request's route's: images
-    go to a vision model by qwen_routes, the engine's choice); `session_id` overrides the one derived from the conversation;
-    `learned_thinking` overrides the thinking table for models a 400 taught about (`thinking_refusal`), and
-    `learned_stream_only` adds to the table of models that answer streams only (`stream_refusal`), and
-    `learned_caps` to the catalogue's output caps (Qwen's "Range of max_tokens should be [1, N]").
+    go to a vision model by qwen_routes, the engine's choice); `session_id` overrides the one derived from the
+    conversation; `learned`: what Qwen's refusals taught (dashscope/ranges.py, upstream/learned.py) over the
+    catalogue: a model's thinking switch, that it answers streams only, its output cap and largest budget.
     """
     # A shallow copy: every step below builds new containers where it changes one (copy on write), so
     # the client's body is never altered (a deep copy of a long conversation costs more than the rest).
@@ -103,8 +108,9 @@ def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None 
     if rules.has_parts(out["messages"]):  # images come in lists of parts only
         out["messages"] = params.tool_images(out["messages"], notes)
     out = search.search_knobs(out, oauth=oauth, notes=notes)  # on the model that answers (after its route)
-    out = params.stream_whole(out, notes, learned=learned_stream_only)
+    out = params.stream_whole(out, notes, learned=learned.stream_only if learned is not None else ())
     out = params.sampling_ranges(out, notes)
-    out = knobs.thinking_knobs(out, effort, notes, learned=learned_thinking)
-    out = rules.clamp_output(out, notes, learned=learned_caps)
+    out = rules.clamp_output(out, notes, learned=learned)  # first: the knobs' budgets follow the cap sent
+    out = knobs.thinking_knobs(out, effort, notes, learned=learned)
+    out = relations.keep(out, notes)
     return rules.qwen_code_shape(out, session=session, oauth=oauth, notes=notes)

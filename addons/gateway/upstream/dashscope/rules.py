@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from ... import ids, jsonio
 from ...exchange import note
 from ...models.model_map import is_vision, output_cap, preserves_thinking
 from ...models.routes import contents, has_image
+from ...models.learned import OUTPUT
 from . import markers
+
+if TYPE_CHECKING:
+    from ...models.learned import LearnedFacts
 
 _SESSION_NS = uuid.UUID("5b7c2f0e-8a1d-4c3e-9f61-2d4a8e0c7b19")  # this gateway's namespace for session ids
 # json.dumps(..., ensure_ascii=False) and json.dumps(..., sort_keys=True), their encoders built once
@@ -103,16 +107,19 @@ def verbosity_hint(messages: list[dict], verbosity: object, notes: list[str] | N
 
 
 def clamp_output(body: dict, notes: list[str] | None = None, *, field: str = "max_completion_tokens",
-                 learned: Mapping[str, int] | None = None) -> dict:
-    """The output cap (`field`) within the model's largest, as the catalogue knows it or Qwen's 400 taught
-    (`learned`); a model neither knows keeps the client's cap as asked: nothing is invented."""
+                 learned: LearnedFacts | None = None) -> dict:
+    """The output cap (`field`) within the model's largest, as Qwen's 400 taught it (`learned`, while it holds)
+    or a source dated after the model gives it; a model neither knows keeps the client's cap as asked: nothing
+    is invented. The note says where the cap came from."""
     value = body.get(field)
+    if not isinstance(value, int) or isinstance(value, bool):
+        return body
     model = str(body.get("model") or "")
-    cap = learned.get(model) if learned else None
-    if cap is None:
-        cap = output_cap(model)
-    if cap is not None and isinstance(value, int) and not isinstance(value, bool) and value > cap:
-        note(notes, f"{field} {value} lowered to {cap}, {model}'s output cap")
+    taught = learned.get(model, OUTPUT) if learned is not None else None
+    cap = taught.value if taught is not None else output_cap(model)
+    if cap is not None and value > cap:
+        why = taught.said() if taught is not None else "the catalogue's"
+        note(notes, f"{field} {value} lowered to {cap}, {model}'s output cap ({why})")
         return {**body, field: cap}
     return body
 

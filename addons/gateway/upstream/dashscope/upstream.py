@@ -14,7 +14,7 @@ from .headers import target, upstream_headers
 from .stream import ChunkNormalizer
 
 if TYPE_CHECKING:
-    from ...models.model_map import Thinking
+    from ...models.learned import LearnedFacts
 
 
 class DashScope:
@@ -23,15 +23,12 @@ class DashScope:
     name = "dashscope"
 
     def chat_body(self, chat: dict, *, model: str, cred: Credential, notes: list[str],
-                  learned: Mapping[str, Thinking] | None, stream_only: Collection[str] = (),
-                  caps: Mapping[str, int] | None = None) -> dict:
-        return request.chat_to_qwen(chat, model=model, oauth=cred.kind == OAUTH, notes=notes,
-                                    learned_thinking=learned,
-                                    learned_stream_only=stream_only, learned_caps=caps)
+                  learned: LearnedFacts | None = None) -> dict:
+        return request.chat_to_qwen(chat, model=model, oauth=cred.kind == OAUTH, notes=notes, learned=learned)
 
     def own_body(self, body: dict, *, model: str, capability: Capability, cred: Credential,
-                 notes: list[str]) -> dict:
-        return request.own_body(body, model=model, capability=capability, notes=notes)
+                 notes: list[str], learned: LearnedFacts | None = None) -> dict:
+        return request.own_body(body, model=model, capability=capability, notes=notes, learned=learned)
 
     def wire(self, cred: Credential, suffix: str, body: dict, *, user_agent: str, stream: bool, attempt: int,
              base: str | None = None, api_headers: tuple[tuple[str, str], ...] = (), client_agent: str = "") -> Wire:

@@ -28,7 +28,7 @@ from .pins_pg import SharedPinStore
 from .stream import WebChunks
 
 if TYPE_CHECKING:
-    from ...models.model_map import Thinking
+    from ...models.learned import LearnedFacts
 
 
 class QwenWeb:
@@ -53,8 +53,7 @@ class QwenWeb:
         return self.live.ids(WEB) or request.WEB_MODELS
 
     def chat_body(self, chat: dict, *, model: str, cred: Credential, notes: list[str],
-                  learned: Mapping[str, Thinking] | None, stream_only: Collection[str] = (),
-                  caps: Mapping[str, int] | None = None) -> dict:
+                  learned: LearnedFacts | None = None) -> dict:
         body = request.completion_body(chat, model=model, notes=notes, models=self.models(),
                                        default=cred.default_model)
         plan = self.pinning.plan(chat, cred.account, body["model"]) if self.pinning is not None else None
@@ -66,7 +65,7 @@ class QwenWeb:
         return {**body, PLAN: plan} if plan is not None else body
 
     def own_body(self, body: dict, *, model: str, capability: Capability, cred: Credential,
-                 notes: list[str]) -> dict:
+                 notes: list[str], learned: LearnedFacts | None = None) -> dict:
         raise GatewayError(400, f"Qwen Chat web accounts do not serve {capability.value}.",
                            code="unsupported_value", param="model")
 

@@ -131,3 +131,39 @@ def test_the_clients_body_is_never_altered():
     before = dict(body)
     knobs.thinking_knobs(body, "low")
     assert body == before
+
+
+@pytest.mark.parametrize("model", ["qwen4-flash", "qwen4.1-max"])
+def test_a_model_nothing_sourced_describes_gets_the_clients_knobs_as_sent(model):
+    """No family rule speaks of Qwen 4 (the one qwen4 model with a source takes reasoning_effort): the client's
+    effort goes as it asked, never a bare enable_thinking guessed from the name."""
+    for effort in ("high", "xhigh", "max"):
+        out, notes = qwen({"reasoning_effort": effort}, model=model, oauth=False)
+        assert out["reasoning_effort"] == effort and "enable_thinking" not in out and "thinking_budget" not in out
+        assert notes == []
+    out, _ = qwen({}, model=model, oauth=False)
+    assert not {"reasoning_effort", "enable_thinking", "thinking_budget"} & set(out)  # nothing asked, nothing sent
+    out, _ = qwen({"enable_thinking": False}, model=model, oauth=False)
+    assert out["enable_thinking"] is False
+
+
+def test_a_family_rule_with_a_source_still_speaks_for_a_name_the_rows_do_not_know():
+    out, _ = qwen({"reasoning_effort": "max"}, model="qwen3.8-max-1201", oauth=False)
+    assert out["reasoning_effort"] == "xhigh"  # effort-native (source D): its highest
+    out, _ = qwen({}, model="qwen3.9-plus", oauth=False)
+    assert out["enable_thinking"] is False  # Qwen 3.5 and later think by default (sources B, L): told not to
+
+
+@pytest.mark.parametrize("model,asked,sent", [
+    ("qwen3.6-plus", {}, {"reasoning": {"effort": "none"}}),  # thinks by default, nothing asked: off
+    ("qwen3.6-plus", {"reasoning": {"effort": "high"}}, {"reasoning": {"effort": "high"}}),
+    ("qwen3-coder-plus", {"reasoning": {"effort": "high", "summary": "auto"}}, {"reasoning": {"summary": "auto"}}),
+    ("qwen3.8-max", {"reasoning": {"effort": "max"}}, {"reasoning": {"effort": "xhigh"}}),
+    ("qwen3.8-max", {}, {"reasoning": {"effort": "none"}}),
+    ("qwen-plus", {}, {}),  # does not think by default: nothing to say
+    ("qwen4-flash", {"reasoning": {"effort": "max"}}, {"reasoning": {"effort": "max"}}),  # unknown: as sent
+])
+def test_qwens_own_responses_api_gets_the_same_thinking_as_the_translation(model, asked, sent):
+    body = {"model": model, "input": "hi", **asked}
+    out = knobs.responses_thinking(body)
+    assert {k: v for k, v in out.items() if k in ("reasoning", "enable_thinking")} == sent

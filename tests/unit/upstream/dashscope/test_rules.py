@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from qwen_gateway.upstream.dashscope import rules, thinking
 from qwen_gateway.upstream.dashscope.request import chat_to_qwen
-from qwen_gateway.models.model_map import Thinking, is_vision, output_cap, thinking_refusal, vision_model
+from qwen_gateway.models.learned import LearnedFacts
+from qwen_gateway.models.model_map import Thinking, is_vision, output_cap, vision_model
+from qwen_gateway.upstream.dashscope import ranges
 from qwen_gateway.api.responses.request import responses_to_chat
 
 TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
@@ -59,10 +61,10 @@ def test_thinking_kinds(model, kind):
 @pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
 def test_the_cap_goes_as_max_completion_tokens_within_the_models_cap(field):
     """Model Studio deprecated `max_tokens` for `max_completion_tokens` (notice of 2026-04-20)."""
-    out, notes = qwen({field: 128000})
+    out, notes = qwen({field: 128000}, model="qwen3-coder-plus")
     assert out["max_completion_tokens"] == 65536 and "max_tokens" not in out
-    assert notes == ["max_completion_tokens 128000 lowered to 65536, coder-model's output cap"]
-    out, notes = qwen({field: 1000})
+    assert notes == ["max_completion_tokens 128000 lowered to 65536, qwen3-coder-plus's output cap (the catalogue's)"]
+    out, notes = qwen({field: 1000}, model="qwen3-coder-plus")
     assert out["max_completion_tokens"] == 1000 and "max_tokens" not in out and notes == []
 
 
@@ -75,8 +77,13 @@ def test_a_model_without_a_known_cap_gets_the_clients_cap_unchanged(model):
 
 def test_a_cap_qwen_named_holds_a_model_the_catalogue_has_no_cap_for():
     body = {"model": "m", "max_completion_tokens": 50000, "messages": [USER]}
-    out = chat_to_qwen(body, model="qwen9-max", oauth=False, learned_caps={"qwen9-max": 40000})
+    learned = LearnedFacts()
+    learned.learn("qwen9-max", "output", 40000)
+    notes: list[str] = []
+    out = chat_to_qwen(body, model="qwen9-max", oauth=False, learned=learned, notes=notes)
     assert out["max_completion_tokens"] == 40000
+    assert "max_completion_tokens 50000 lowered to 40000, qwen9-max's output cap (learned from Qwen's refusal at" \
+        in notes[0]
 
 
 def test_both_names_sent_keep_the_current_one():
@@ -243,21 +250,24 @@ def test_notes_are_not_repeated_when_a_retry_translates_again():
     notes: list[str] = []
     body = {"model": "gpt-5", "messages": [USER], "max_completion_tokens": 10 ** 6}
     for _ in range(3):
-        chat_to_qwen(body, model="coder-model", oauth=True, notes=notes)
+        chat_to_qwen(body, model="qwen3-coder-plus", oauth=True, notes=notes)
     assert len(notes) == 1
 
 
 def test_a_refusal_teaches_a_models_thinking_kind():
-    assert thinking_refusal("<400> InternalError.Algo.InvalidParameter: The value of the enable_thinking "
-                            "parameter is restricted to True.") is Thinking.ONLY
-    assert thinking_refusal("'reasoning_effort' and 'thinking_budget' cannot be set simultaneously") is \
-        Thinking.EFFORT
-    assert thinking_refusal("Range of max_tokens should be [1, 8192]") is None
-    learned = {"new-thinker": Thinking.ONLY}
-    assert thinking.spec("new-thinker", learned).kind is Thinking.ONLY
+    def taught(message: str) -> Thinking | None:
+        found = ranges.read(message)
+        return found.thinking if found is not None else None
+    assert taught("<400> InternalError.Algo.InvalidParameter: The value of the enable_thinking "
+                  "parameter is restricted to True.") is Thinking.ONLY
+    assert taught("'reasoning_effort' and 'thinking_budget' cannot be set simultaneously") is Thinking.EFFORT
+    assert taught("Range of max_tokens should be [1, 8192]") is None
+    learned = LearnedFacts()
+    learned.thinking["new-thinker"] = Thinking.ONLY
+    assert thinking.spec("new-thinker", learned.thinking).kind is Thinking.ONLY
     assert thinking.spec("new-thinker") == thinking.UNKNOWN
     out = chat_to_qwen({"model": "x", "messages": [USER], "reasoning_effort": "none"}, model="new-thinker",
-                       oauth=False, learned_thinking=learned)
+                       oauth=False, learned=learned)
     assert "enable_thinking" not in out
 
 
