@@ -20,6 +20,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 PATH = Path(__file__).with_name("catalogue.toml")
 
@@ -212,12 +213,12 @@ def find(model: str) -> Model | None:
 def by_rules(model: str) -> Model:
     """What the family rules say of a model the catalogue does not name: each fact from the first rule that
     matches and states it (a fact none states stays unknown: `thinking` None, flags false)."""
-    facts: dict = {}
+    facts: dict[str, Any] = {}
     cited: list[str] = []
     for pattern, rule in FAMILY_RULES:
         if not pattern.search(model):
             continue
-        stated = {"thinking": rule.thinking} if rule.thinking is not None else {}
+        stated: dict[str, Any] = {"thinking": rule.thinking} if rule.thinking is not None else {}
         if rule.thinking is not None:
             stated.update(thinks=rule.thinks, efforts=rule.efforts, budget_required=rule.budget_required)
         stated.update({k: True for k in ("vision", "stream_only") if getattr(rule, k)})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from ... import jsonio
 from ...models.catalogue import Thinking
@@ -125,5 +126,5 @@ def learnable(reading: Reading, sent: dict, model: str) -> str | None:
     return None
 
 
-def _int(value: object) -> bool:
+def _int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)

@@ -11,6 +11,7 @@ client's terms, before anything is sent.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from ...errors import GatewayError
 from ...exchange import note
@@ -35,7 +36,7 @@ RELATIONS = (
 )
 
 
-def _int(value: object) -> bool:
+def _int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -44,7 +45,7 @@ def keep(body: dict, notes: list[str] | None = None) -> dict:
     GatewayError 400 when none is left. The same body when all hold (the common case: two lookups each)."""
     out = body
     for rel in RELATIONS:
-        holder = out
+        holder: object = out
         for key in rel.lower[:-1]:
             holder = holder.get(key) if isinstance(holder, dict) else None
         lower = holder.get(rel.lower[-1]) if isinstance(holder, dict) else None

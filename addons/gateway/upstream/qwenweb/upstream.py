@@ -7,7 +7,7 @@ assembled from it (turn.whole.assembled), so `answer` is never given a JSON body
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ... import jsonio
