@@ -8,6 +8,7 @@ not the default (an `error_finish` stream, a model not enabled for the account) 
 
 from __future__ import annotations
 
+import datetime
 import json
 import uuid
 
@@ -89,17 +90,40 @@ def _positive_int(value) -> bool:
 
 def check_output(body: dict, cap: int | None, legacy: bool) -> tuple[int, dict] | None:
     """The output cap's fields: `max_tokens` refused since its deprecation (unless `legacy`), then R4 on
-    `max_completion_tokens` and an accepted `max_tokens`."""
+    `max_completion_tokens` and an accepted `max_tokens`, naming the parameter that was sent (DashScope names
+    the one it received: "max_completion_tokens [64000] must be greater than …", OpenMinis #35)."""
     if body.get("max_tokens") is not None and not legacy:  # Model Studio's notice, effective 2026-04-20
         return invalid(DEPRECATED_MAX_TOKENS)
-    for key in ("max_tokens", "max_completion_tokens"):  # R4: the real wording names max_tokens for both
+    for key in ("max_tokens", "max_completion_tokens"):  # R4
         value = body.get(key)
         if value is None or (_positive_int(value) and (cap is None or value <= cap)):
             continue
         if cap is None:  # no cap to name: text assumed
-            return invalid(ALGO + "max_tokens should be a positive integer")
-        return invalid(ALGO + f"Range of max_tokens should be [1, {cap}]")
+            return invalid(ALGO + f"{key} should be a positive integer")
+        return invalid(ALGO + f"Range of {key} should be [1, {cap}]")
     return None
+
+
+def check_budget_below_cap(body: dict) -> tuple[int, dict] | None:
+    """A thinking budget at or above the output cap sent, in thinking mode: DashScope's 400
+    "max_completion_tokens [64000] must be greater than thinking_budget [65536]" (OpenMinis #35, qwen3.7-max;
+    the text as quoted, without the error-class prefix), naming the cap's parameter as sent."""
+    budget = body.get("thinking_budget")
+    if not _positive_int(budget) or not thinking_on(body):
+        return None
+    for key in ("max_completion_tokens", "max_tokens"):
+        cap = body.get(key)
+        if _positive_int(cap) and budget >= cap:
+            return invalid(f"{key} [{cap}] must be greater than thinking_budget [{budget}]")
+    return None
+
+
+def retired(model: object, today: str | None = None) -> bool:
+    """The catalogue's `retires` is the last day a model is served (Model Studio's qwen4-max-preview page: until
+    2026-11-25 24:00 UTC+8); after it the model is not found (404 model_not_found, chat.validate)."""
+    row = catalogue.row(model)
+    day = today or datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    return row is not None and bool(row.get("retires")) and day > str(row["retires"])
 
 
 def check_chat(body: dict, sw: dict) -> tuple[int, dict] | None:
@@ -125,6 +149,9 @@ def check_chat(body: dict, sw: dict) -> tuple[int, dict] | None:
         return invalid(ALGO + "The tool_choice parameter does not support being set to required or object in "
                               "thinking mode")
     problem = check_output(body, output_cap(model, sw.get("model_caps") or {}), bool(sw.get("legacy_max_tokens")))
+    if problem:
+        return problem
+    problem = check_budget_below_cap(body)
     if problem:
         return problem
     if model not in VISION and _has_image(messages):  # R10

@@ -29,6 +29,7 @@ DEFAULT_SWITCHES = {
     "extra_models": [],  # model ids the catalogue does not name, answered as plain hybrid models without a cap
     "model_caps": {},  # model -> its output cap (R4), over the catalogue's `output` or where it has none
     "legacy_max_tokens": False,  # take `max_tokens` on the OpenAI-compatible chat API (deprecated since 2026-04-20)
+    "today": None,  # the emulator's UTC date (YYYY-MM-DD) for the catalogue's `retires` (None: the real one)
     "reasoning": True,  # reasoning_content before the answer (request enable_thinking=false turns it off)
     "reasoning_tokens": None,  # the reasoning's length in the emulator's tokens (None: "Thinking about it.", 5)
     "tool_calls": "asked",  # tools.py: "asked" (a call only when the prompt names a tool or tool_choice forces

@@ -12,7 +12,7 @@ from emulation.test_emulator_rules import ALGO, reasoning_of, refused
 pytestmark = pytest.mark.e2e  # starts emulator processes
 
 proc, emu = emulator_fixtures("--quiet", "--api-key", API_KEY)
-RANGE = ALGO + "Range of max_tokens should be [1, {}]"
+RANGE = ALGO + "Range of max_completion_tokens should be [1, {}]"  # the parameter sent is named
 FUTURE = "qwen5-max"  # a model id the catalogue does not name
 
 
@@ -53,7 +53,7 @@ def test_reasoning_shares_the_output_cap_from_qwen4_max_on(emu):
     """Model Studio, "API compatibility upgrades" (2026-11-02): from qwen4-max-preview on, max_completion_tokens
     limits reasoning and answer together; a cap the reasoning uses up ends in HTTP 200, an empty answer and
     finish_reason "length"."""
-    emu.switches(reasoning_tokens=100)
+    emu.switches(reasoning_tokens=100, today="2026-11-20")  # qwen4-max-preview served until 2026-11-25
     for model in ("qwen4-max", "qwen4-max-preview"):
         body = ok(emu.chat(model=model, max_completion_tokens=40))
         choice = body["choices"][0]

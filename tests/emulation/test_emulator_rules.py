@@ -56,12 +56,39 @@ def test_r3_forced_tool_choice_refused_in_thinking_mode(emu, choice):
 @pytest.mark.parametrize("model,cap", [("coder-model", 65536), ("qwen-max", 8192), ("qwen-turbo", 16384),
                                        ("qwen3.8-max", 131072)])
 def test_r4_max_tokens_within_the_models_cap(emu, model, cap):
-    """The caps are the catalogue's `output`; `max_tokens` (legacy, switched on) is held to the same cap."""
+    """The caps are the catalogue's `output`; `max_tokens` (legacy, switched on) is held to the same cap. The
+    refusal names the parameter that was sent (DashScope's own, OpenMinis #35)."""
     for key, legacy in (("max_completion_tokens", False), ("max_tokens", True)):
         emu.switches(legacy_max_tokens=legacy)
-        assert refused(emu.chat(model=model, **{key: cap + 1})) == ALGO + f"Range of max_tokens should be [1, {cap}]"
-        assert refused(emu.chat(model=model, **{key: 0})) == ALGO + f"Range of max_tokens should be [1, {cap}]"
+        assert refused(emu.chat(model=model, **{key: cap + 1})) == ALGO + f"Range of {key} should be [1, {cap}]"
+        assert refused(emu.chat(model=model, **{key: 0})) == ALGO + f"Range of {key} should be [1, {cap}]"
         assert emu.chat(model=model, enable_thinking=False, **{key: cap}).status_code == 200
+
+
+@pytest.mark.parametrize("model", ["qwen-turbo", "qwen3.6-plus", "qwq-plus"])
+def test_a_thinking_budget_at_or_above_the_cap_is_refused_in_dashscopes_words(emu, model):
+    """"max_completion_tokens [64000] must be greater than thinking_budget [65536]" (OpenMinis #35)."""
+    knobs = {} if model == "qwq-plus" else {"enable_thinking": True}
+    stream = {"stream": True} if model == "qwq-plus" else {}
+    r = emu.chat(model=model, max_completion_tokens=1000, thinking_budget=1000, **knobs, **stream)
+    assert refused(r) == "max_completion_tokens [1000] must be greater than thinking_budget [1000]"
+    emu.switches(legacy_max_tokens=True)
+    assert refused(emu.chat(model=model, max_tokens=1000, thinking_budget=8192, **knobs, **stream)) == \
+        "max_tokens [1000] must be greater than thinking_budget [8192]"
+    assert emu.chat(model=model, max_completion_tokens=1000, thinking_budget=999, **knobs, **stream).status_code == 200
+    if knobs:  # thinking off: no budget is read
+        assert emu.chat(model=model, max_completion_tokens=1000, thinking_budget=8192,
+                        enable_thinking=False).status_code == 200
+
+
+def test_a_retired_model_is_not_found(emu):
+    """qwen4-max-preview was served until 2026-11-25 (the catalogue's `retires`, Model Studio's page)."""
+    emu.switches(today="2026-11-26")
+    r = emu.chat(model="qwen4-max-preview")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+    assert "qwen4-max-preview" in r.json()["error"]["message"]
+    emu.switches(today="2026-11-25")
+    assert emu.chat(model="qwen4-max-preview").status_code == 200
 
 
 DEPRECATED = ALGO + "max_tokens is deprecated, use max_completion_tokens"
