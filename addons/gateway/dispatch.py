@@ -20,6 +20,7 @@ from mitmproxy import http
 from mitmproxy.utils import asyncio_utils
 
 from .accounts import Pool
+from .models.learned import LearnedFacts
 from .settings.config import Config
 from .exchange import Exchange
 from .observer import POINTS, Observer, overrides
@@ -46,7 +47,7 @@ class Observers:
         self._batch: list[tuple[Exchange, http.HTTPFlow]] = []  # finished, the recording observers not yet told
         self._batch_due: asyncio.Handle | None = None
         # the metrics observer serves /metrics; the flow cap also counts flows the gateway passes through
-        self._exposition: Callable[[Pool | None], bytes] | None = next(
+        self._exposition: Callable[[Pool | None, LearnedFacts | None], bytes] | None = next(
             (o.exposition for o in observers if callable(getattr(o, "exposition", None))), None)  # type: ignore[attr-defined]
         self._waiting: dict[str, tuple[Exchange, http.HTTPFlow]] = {}  # finished, the estimate still counting
         self.track: Callable[[http.HTTPFlow], None] | None = next(
@@ -78,12 +79,12 @@ class Observers:
         for o in self.all:
             call_safely(o.done)
 
-    def scrape(self, pool: Pool | None) -> bytes | None:
+    def scrape(self, pool: Pool | None, learned: LearnedFacts | None = None) -> bytes | None:
         """The metrics' exposition (None without a metrics observer), every exchange finished so far counted."""
         if self._exposition is None:
             return None
         self.flush()
-        return self._exposition(pool)
+        return self._exposition(pool, learned)
 
     def notify(self, point: str, ex: Exchange, flow: http.HTTPFlow) -> None:
         for fn in self._points[point]:

@@ -96,8 +96,9 @@ def openai_headers(ex: Exchange) -> dict[str, str]:
     return {"x-request-id": f"req_{ex.id}"}
 
 
-def health(pool: Pool | None, keys: dict | None = None) -> dict:
-    """`keys`: the named client keys (active, revoked, read from where), when there are any."""
+def health(pool: Pool | None, keys: dict | None = None, learned: dict | None = None) -> dict:
+    """`keys`: the named client keys (active, revoked, read from where), when there are any; `learned`: what
+    Qwen's refusals taught (models/learned.py `shown`)."""
     accounts = pool.status() if pool else []
     usable = [a for a in accounts if a.get("state") in ("ok", "expired", "refreshing")]
     shown = {"status": "ok" if usable else "degraded", "accounts": accounts,
@@ -109,6 +110,8 @@ def health(pool: Pool | None, keys: dict | None = None) -> dict:
     down = unavailable()
     if down:  # chat is still served (the status is the accounts'); what needs the storage is refused
         shown["storage"] = down
+    if learned is not None:
+        shown["learned"] = learned
     shown["software"] = seams.software()  # as `qwen-gateway --version` says
     return shown
 

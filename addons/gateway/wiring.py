@@ -93,7 +93,7 @@ class Wiring:
                                   routes=components.local_routes(self._responses, self._reload_accounts,
                                                                lambda: self.background, lambda: self.pool,
                                                                lambda: self.policy.learned),
-                                  metrics=lambda: self.observers.scrape(self.pool),
+                                  metrics=lambda: self.observers.scrape(self.pool, self.policy.learned),
                                   keys=self.team.status)
         self.drain.probes = self.local.probes  # readiness says `draining`
         self.fence = Fence()
@@ -222,7 +222,7 @@ class Wiring:
         return self._store
 
     def health(self) -> dict:
-        return health(self.pool, self.team.status())
+        return health(self.pool, self.team.status(), self.policy.learned.shown())
 
 
 def _close_later(client) -> None:

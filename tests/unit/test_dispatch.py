@@ -195,7 +195,7 @@ async def test_a_full_batch_is_told_on_the_next_turn_and_a_scrape_counts_every_e
         def finished(self, ex, flow):
             self.told += 1
 
-        def exposition(self, pool=None):
+        def exposition(self, pool=None, learned=None):
             return b"told %d" % self.told
 
     counted = Counted()

@@ -8,6 +8,8 @@
     qwen-usage conversations     per conversation: turns, cache hit share, misses, tokens and USD lost, causes
     qwen-usage --by key          per named client key (qwen-keys): requests, refused, tokens, cost in USD and
                                  plan units (with a view: today's, or per day with `days`)
+    qwen-usage learned           what Qwen's refusals taught the gateways (caps, budgets, input lengths) and
+                                 until when each holds; --forget MODEL forgets (qwen-usage learned --help)
     qwen-usage report            one HTML page: tokens and requests per day by model and account, error
                                  rates, the slowest requests (--limit N of them, default 10), the newest
                                  20 conversations (--out FILE, default usage-report.html in the state
@@ -45,7 +47,7 @@ import time
 from ..settings.auth import resolve_state_dir
 from ..observe.ledger import FILENAME, Ledger, SharedLedger
 from ..storage.pg import Database, StateUrlError
-from . import usage_conversations, usage_report
+from . import usage_conversations, usage_learned, usage_report
 from .usage_text import request_table, table
 
 # The Qwen model that answered; for requests that never reached Qwen (context guard), the model asked for.
@@ -221,6 +223,9 @@ def open_ledger(ap: argparse.ArgumentParser, url: str) -> SharedLedger:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if (rest := usage_learned.asked(argv)) is not None:  # not the ledger: the learned facts, options of their own
+        return usage_learned.main(rest)
     ap = argparse.ArgumentParser(prog="qwen-usage", description=__doc__.split("\n", 1)[0],
                                  epilog=__doc__.split("\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("view", nargs="?", default="today", choices=[*VIEWS, "requests", "conversations", "report"],

@@ -16,6 +16,7 @@ import datetime
 import enum
 import functools
 import re
+import time
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -146,8 +147,8 @@ def _checked(m: Model, sources: dict[str, dict]) -> Model:
         missing |= set(letters(cited)) - set(sources)
     if missing:
         raise ValueError(f"models/catalogue.toml: {m.id} cites unknown sources {sorted(missing)}")
-    if m.successor is not None and m.retires is None:
-        raise ValueError(f"models/catalogue.toml: {m.id} names a successor but no retirement")
+    if (m.successor is None) != (m.retires is None):
+        raise ValueError(f"models/catalogue.toml: {m.id}: a retirement and its successor go together")
     if m.released is None:
         return m
     released = days(m.released)[1]  # the latest day it may have been released
@@ -227,6 +228,27 @@ def by_rules(model: str) -> Model:
             facts.update(fresh)
             cited.append(rule.sources)
     return Model(id=model, sources=", ".join(dict.fromkeys(cited)), **facts)
+
+
+_today: list = ["", 0.0]  # the UTC date, and when it ends (time.time())
+
+
+def today() -> str:
+    """The UTC date (YYYY-MM-DD), worked out once a day: asked on every request."""
+    now = time.time()
+    if now >= _today[1]:
+        day = time.gmtime(now)
+        _today[0] = time.strftime("%Y-%m-%d", day)
+        _today[1] = now - (day.tm_hour * 3600 + day.tm_min * 60 + day.tm_sec) + 86400
+    return _today[0]
+
+
+def retired(model: str, day: str | None = None) -> Model | None:
+    """The model's row when its last day (`retires`) is past (UTC), else None: Model Studio no longer serves it."""
+    row = find(model)
+    if row is None or row.retires is None:
+        return None
+    return row if (day or today()) > row.retires else None
 
 
 def chat_models(plans: set[str] | None = None) -> list[str]:

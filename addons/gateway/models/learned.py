@@ -72,6 +72,10 @@ def _changed(path: Path) -> float:
     return max(path.stat().st_mtime, wal.stat().st_mtime if wal.exists() else 0.0)
 
 
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
 def _utc(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
 
@@ -96,6 +100,7 @@ class LearnedFacts:
         self.facts: dict[tuple[str, str], Fact] = {}
         self.thinking: dict[str, Thinking] = {}  # thinking-only, effort-native (a 400 said so)
         self.stream_only: set[str] = set()  # answers streams only (a 400 said so)
+        self.unknown: dict[str, int] = {}  # model -> 400s in a wording no reader knows (/metrics, /health)
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._unwritable = False
@@ -119,6 +124,13 @@ class LearnedFacts:
 
     def rows(self) -> list[Fact]:
         return sorted(self.facts.values())
+
+    def shown(self) -> dict:
+        """What /health shows: every fact (held or past its day) and the refusals no reader knew."""
+        now = self.clock()
+        return {"facts": [{"model": f.model, "fact": f.fact, "value": f.value, "learned": _iso(f.learned),
+                           "holds_until": _iso(f.expires), "held": f.expires > now} for f in self.rows()],
+                "unknown_refusals": dict(self.unknown)}
 
     # ---- learning and forgetting -----------------------------------------------------------------------
 

@@ -264,13 +264,20 @@ class ModelMap:
             owners.setdefault(model, f"qwen-{kind}")
             if owners[model] == "qwen":
                 owners[model] = f"qwen-{kind}"
-        return [{"id": n, "object": "model", "created": created, "owned_by": owner} for n, owner in owners.items()]
+        return [{"id": n, "object": "model", "created": created, "owned_by": owner, "shutdown_date": _shutdown(n)}
+                for n, owner in owners.items()]
 
     def get(self, model_id: str, offers: Offers | None = None) -> dict | None:
         for m in self.list(offers):
             if m["id"] == model_id:
                 return m
         return None
+
+
+def _shutdown(model: str) -> str | None:
+    """OpenAI's `shutdown_date` for a model: the catalogue's last day it is served (None: none announced)."""
+    row = find(model)
+    return row.retires if row is not None else None
 
 
 def tier_alias(name: str) -> str | None:

@@ -14,7 +14,6 @@ The accounts' gauges (cooldown, usable, state, requests today) are read from `po
 
 from __future__ import annotations
 
-import calendar
 import logging
 import math
 import time
@@ -28,12 +27,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.utils import floatToGoString
 
 from ..exchange import RetryReason
+from .gauges import AccountGauges, LearnedGauges
 from ..observer import (Observer, cache_write_tokens, cached_tokens, endpoint_name, error_code, failed, label, status_of, usage_int)
 
 if TYPE_CHECKING:
     from mitmproxy import http
 
     from ..accounts import Pool
+    from ..models.learned import LearnedFacts
     from ..settings.config import Config
     from ..exchange import Exchange
 
@@ -42,7 +43,6 @@ log = logging.getLogger("qwen")
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, math.inf)
 TTFB_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, math.inf)
 MAX_SERIES = 4096  # label sets kept (label values come from clients: model names) before every series starts over
-USABLE_STATES = ("ok", "expired", "refreshing")  # an account the pool hands out (as /health counts them)
 ROTATIONS, STREAMS = ("qwen_account_rotations",), "qwen_streams_in_flight"
 
 # name: (type, help, label names), in the exposition's order
@@ -83,60 +83,6 @@ LE = {name: [floatToGoString(b) for b in bounds] for name, bounds in BUCKETS.ite
 KINDS = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily, "histogram": HistogramMetricFamily}
 
 
-def _epoch(iso: str | None) -> float:
-    """The pool's status rows give times as `YYYY-MM-DDTHH:MM:SSZ` (UTC, whole seconds)."""
-    if not iso:
-        return 0.0
-    try:
-        return float(calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")))
-    except (TypeError, ValueError):
-        return 0.0
-
-
-class AccountGauges:
-    """A collector: one scrape reads the pool's status rows once. Set `pool` before each collection (the
-    scrape is answered on the event loop, so nothing else runs in between)."""
-
-    def __init__(self) -> None:
-        self.pool: Pool | None = None
-
-    def describe(self) -> list[Metric]:
-        return []  # registering must not read the pool
-
-    def collect(self) -> Iterator[Metric]:
-        rows = self._rows()
-        now = time.time()
-        cooldown = GaugeMetricFamily("qwen_account_cooldown_seconds", "Seconds until a cooling-down account "
-                                     "(quota or throttling) is back; 0 when it is not cooling down", labels=["account"])
-        usable = GaugeMetricFamily("qwen_account_usable", "1 when the pool can hand the account out now (state "
-                                   "ok, expired or refreshing), else 0", labels=["account"])
-        today = GaugeMetricFamily("qwen_account_requests_today", "Requests the pool counted for the account "
-                                  "today (UTC day)", labels=["account"])
-        state = GaugeMetricFamily("qwen_account_state", "1 per account, its kind and state as /health shows "
-                                  "them (ok, expired, refreshing, cooling_down, needs_login, ...)",
-                                  labels=["account", "kind", "state"])
-        for r in rows:
-            name = str(r.get("name") or "")
-            if not name or r.get("kind") == "config":  # a broken accounts.json: not an account
-                continue
-            st = str(r.get("state") or "unknown")
-            cooldown.add_metric([name], max(0.0, _epoch(r.get("cooldown_until")) - now))
-            usable.add_metric([name], 1.0 if st in USABLE_STATES else 0.0)
-            count = r.get("requests_today")
-            today.add_metric([name], float(count) if isinstance(count, int) else 0.0)
-            state.add_metric([name, str(r.get("kind") or ""), st], 1.0)
-        yield from (cooldown, usable, today, state)
-
-    def _rows(self) -> list[dict]:
-        if self.pool is None:
-            return []
-        try:
-            return self.pool.status()
-        except Exception:  # a scrape never fails for the accounts: the request metrics still go out
-            log.exception("qwen: metrics could not read the accounts' state")
-            return []
-
-
 class Metrics(Observer):
     content_type = CONTENT_TYPE_LATEST
 
@@ -152,6 +98,8 @@ class Metrics(Observer):
         self.registry.register(self)
         self.accounts = AccountGauges()
         self.registry.register(self.accounts)
+        self.knowledge = LearnedGauges()
+        self.registry.register(self.knowledge)
 
     def _start(self) -> None:
         """A series born at its first increment hides it from rate() and increase(): the retry reasons and the
@@ -210,13 +158,13 @@ class Metrics(Observer):
                 families["qwen_cache_read_share"].add_metric(key[2:], round(read / value, 4))
         yield from families.values()
 
-    def exposition(self, pool: Pool | None = None) -> bytes:
-        """The scrape's text; the accounts' gauges from `pool` (none without one)."""
-        self.accounts.pool = pool
+    def exposition(self, pool: Pool | None = None, learned: LearnedFacts | None = None) -> bytes:
+        """The scrape's text; the accounts' gauges from `pool`, the learned facts from `learned` (none without)."""
+        self.accounts.pool, self.knowledge.learned = pool, learned
         try:
             return generate_latest(self.registry)
         finally:
-            self.accounts.pool = None
+            self.accounts.pool, self.knowledge.learned = None, None
 
     def configure(self, config: Config) -> None:
         self.enabled = config.metrics

@@ -1,6 +1,7 @@
 """Which route a request takes (`qwen_routes`, models/routes.py): decided once, after the endpoint's translation
 and before the context guard, so that a prompt longer than its model's window goes to a model that takes it
-instead of being refused. A step of the turn (wiring.py's checks, in order):
+instead of being refused — or, when none does (or `long-context=off`), is refused here in the client's terms
+(turn/context_overflow.py) instead of uploaded for Qwen to refuse. A step of the turn (wiring.py's checks, in order):
 
     await route(ex, config)   # ex.routed: the rule met, or None
 
@@ -18,8 +19,10 @@ from typing import TYPE_CHECKING
 
 from ..accounts import Capability
 from ..models.routes import FAST, IMAGES, LONG, VISION, Routed, has_image, is_fast, long_target, window
-from .context_guard import byte_bound, count_images
-from .context_overflow import prompt_tokens
+from ..observer import endpoint_name
+from ..tokens import SAMPLED
+from .context_guard import SAMPLED_MARGIN, byte_bound, count_images
+from .context_overflow import PROMPT_PARAMS, ContextOverflow, prompt_tokens
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
@@ -36,23 +39,33 @@ async def route(ex: Exchange, config: Config) -> None:
     messages = ex.chat_body.get("messages") if isinstance(ex.chat_body, dict) else None
     images = isinstance(messages, list) and has_image(messages)
     rule = routes.rule(LONG, dialect, key, agent)
-    if rule is not None:
-        model = config.models.resolve(ex.requested_model)
-        own = window(model)
-        if own is not None and _may_exceed(ex, own, images):
-            tokens = await prompt_tokens(ex)
-            target = long_target(rule, model, tokens) if tokens is not None and tokens > own else None
-            if target is not None:
-                ex.routed = Routed(LONG, target, str(rule))
-                ex.notes.append(f"route long-context ({rule}): about {tokens} prompt tokens > {own}, "
-                                f"{model}'s window in the catalogue: sent to {target}")
-                return
+    model = config.models.resolve(ex.requested_model)
+    own = window(model)
+    if own is not None and _may_exceed(ex, own, images):
+        tokens = await prompt_tokens(ex)
+        if tokens is not None and _over(ex, tokens, own):
+            target = long_target(rule, model, tokens) if rule is not None else None
+            if target is None:  # nothing takes it: answered here rather than uploaded to be refused
+                ex.notes.append(f"about {tokens} prompt tokens > {own}, {model}'s longest prompt in the catalogue: "
+                                "refused here, no longer model takes it")
+                raise ContextOverflow(tokens, own, PROMPT_PARAMS.get(endpoint_name(ex) or "", "messages"))
+            ex.routed = Routed(LONG, target, str(rule))
+            ex.notes.append(f"route long-context ({rule}): about {tokens} prompt tokens > {own}, "
+                            f"{model}'s window in the catalogue: sent to {target}")
+            return
     if images and (rule := routes.rule(IMAGES, dialect, key, agent)) is not None:
         ex.routed = Routed(IMAGES, "" if rule.target == VISION else rule.target, str(rule))
         return
     if routes.fast and is_fast(ex.requested_model) and (rule := routes.rule(FAST, dialect, key, agent)) is not None:
         ex.routed = Routed(FAST, rule.target, str(rule))
         ex.notes.append(f"route fast ({rule}): {ex.requested_model} is a background or fast tier")
+
+
+def _over(ex: Exchange, tokens: int, window: int) -> bool:
+    """Over the window, as the context guard judges it: a sampled count gets its margin."""
+    if (ex.count.method or "").startswith(SAMPLED):
+        return tokens > window * (1 + SAMPLED_MARGIN)
+    return tokens > window
 
 
 def _may_exceed(ex: Exchange, window: int, images: bool) -> bool:

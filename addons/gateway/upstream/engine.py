@@ -15,9 +15,9 @@ import logging
 from collections.abc import Callable
 
 from .. import jsonio
-from ..models import suggestions
+from ..models import catalogue, suggestions
 from ..settings.config import Config
-from ..errors import ConnectionFailed, DeadConnection, GatewayError, UpstreamError, UpstreamTimeout
+from ..errors import NO_RETRY, ConnectionFailed, DeadConnection, GatewayError, UpstreamError, UpstreamTimeout
 from ..exchange import Exchange, Retry, RetryReason, note
 from ..accounts import OAUTH, Credential
 from ..models.model_map import offers_of, vision_model
@@ -141,6 +141,10 @@ class UpstreamEngine:
         endpoint = ex.endpoint
         upstream = ex.attempt.upstream = self.pairing.upstream(cred)
         model = self._routed(ex, config.models.resolve(ex.requested_model, cred), cred)
+        if (gone := catalogue.retired(model)) is not None:  # answered here: Qwen no longer serves it
+            raise GatewayError(404, f"The model `{model}` was retired on {gone.retires}: Model Studio no longer "
+                                    f"serves it. Use `{gone.successor}` instead.", code="model_not_found",
+                               param="model", headers=NO_RETRY)
         leg, base = self.pairing.leg(endpoint.name, upstream, cred, model)
         own: dict | None = None
         if leg.passthrough:

@@ -31,7 +31,6 @@ class RetryPolicy:
         self.pool = pool
         # what Qwen's 400s taught about models (ranges.py reads them); the state folder's (wiring.py) once configured
         self.learned = LearnedFacts()
-        self.unknown_refusals: dict[str, int] = {}  # model -> 400s in a wording no reader knows (/metrics)
 
     async def acquire(self, ex: Exchange, exclude: Collection[str] = ()) -> Credential:
         """A credential for this exchange (the endpoint's capability included), recorded as tried."""
@@ -74,7 +73,7 @@ class RetryPolicy:
         reading = ranges.read(err.message)
         if reading is None:
             if err.kind == errors.CLIENT and not ranges.known(err.message):
-                self.unknown_refusals[model] = self.unknown_refusals.get(model, 0) + 1
+                self.learned.unknown[model] = self.learned.unknown.get(model, 0) + 1
                 ex.notes.append(f"Qwen refused in words the gateway does not know (counted): “{err.message[:200]}”")
             return None
         why = ranges.learnable(reading, ex.attempt.body or {}, model)

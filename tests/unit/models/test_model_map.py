@@ -65,3 +65,14 @@ def test_a_key_account_whose_base_listed_its_models_lists_those():
     assert m.get("qwen9-max", offers)["owned_by"] == "qwen"
     both = [("key", "payg:intl", False, "ds"), ("oauth", "", False, "login")]
     assert {"qwen9-max", "coder-model"} <= {x["id"] for x in m.list(both)}
+
+
+def test_the_list_carries_openais_shutdown_date_and_a_retired_model_is_known_as_such():
+    listed = {m["id"]: m for m in ModelMap("qwen3-coder-plus").list()}
+    assert listed["qwen4-max-preview"]["shutdown_date"] == "2026-11-25"
+    assert listed["qwen4-max"]["shutdown_date"] is None and listed["gpt-4o"]["shutdown_date"] is None
+    assert catalogue.retired("qwen4-max-preview", "2026-11-25") is None  # its last day
+    gone = catalogue.retired("qwen4-max-preview", "2026-11-26")
+    assert gone is not None and gone.successor == "qwen4-max"
+    assert catalogue.retired("qwen4-max", "2030-01-01") is None and catalogue.retired("qwen9-max") is None
+    assert len(catalogue.today()) == 10

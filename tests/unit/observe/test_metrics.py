@@ -231,6 +231,22 @@ def test_account_gauges_from_a_real_pool_after_a_quota_error(tmp_path):
     assert b'account="a"' in text and b"sk-test" not in text  # never a key (the rows /health shows)
 
 
+def test_what_qwen_taught_and_its_unknown_refusals_are_scraped(tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families as families
+    from qwen_gateway.models.learned import LearnedFacts
+
+    learned = LearnedFacts(tmp_path)
+    learned.learn("qwen3.8-flash", "output", 32768)
+    learned.learn("old", "output", 9000, now=1.0)  # past its day: not held, not a gauge
+    learned.unknown["qwen4-flash"] = 2
+    text = Metrics().exposition(None, learned).decode()
+    s = {(x.name, tuple(sorted(x.labels.items()))): x.value for f in families(text) for x in f.samples}
+    assert s[("qwen_learned_fact", (("fact", "output"), ("model", "qwen3.8-flash")))] == 32768
+    assert not any(k[0] == "qwen_learned_fact" and ("model", "old") in k[1] for k in s)
+    assert s[("qwen_unknown_refusals_total", (("model", "qwen4-flash"),))] == 2
+    learned.close()
+
+
 # ---- the exposition pinned: what scrapers read, whatever keeps the numbers -----------------------------------
 
 EXPLICIT = {"prompt_tokens": 3000, "completion_tokens": 100,
@@ -277,7 +293,8 @@ FAMILIES = [("qwen_requests", "counter"), ("qwen_tokens", "counter"), ("qwen_cos
             ("qwen_request_duration_seconds", "histogram"), ("qwen_time_to_first_byte_seconds", "histogram"),
             ("qwen_retries", "counter"), ("qwen_account_rotations", "counter"), ("qwen_errors", "counter"),
             ("qwen_streams_in_flight", "gauge"), ("qwen_account_cooldown_seconds", "gauge"),
-            ("qwen_account_usable", "gauge"), ("qwen_account_requests_today", "gauge"), ("qwen_account_state", "gauge")]
+            ("qwen_account_usable", "gauge"), ("qwen_account_requests_today", "gauge"), ("qwen_account_state", "gauge"), ("qwen_learned_fact", "gauge"),
+            ("qwen_unknown_refusals", "counter")]
 CREATED = {"qwen_requests", "qwen_tokens", "qwen_cost_usd", "qwen_plan_units", "qwen_request_duration_seconds",
            "qwen_time_to_first_byte_seconds", "qwen_retries", "qwen_account_rotations", "qwen_errors"}
 LE_DURATION = ("0.05", "0.1", "0.25", "0.5", "1.0", "2.0", "5.0", "10.0", "20.0", "30.0", "60.0", "120.0", "300.0",

@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import pytest
+
 from qwen_gateway.accounts import KEY, OAUTH, Capability
 from qwen_gateway.mitmweb.flowview import summary_line
 from qwen_gateway.models.model_map import ModelMap
@@ -46,6 +48,20 @@ async def test_a_prompt_over_the_catalogue_window_goes_to_the_long_context_sibli
     await model_route.route(ex, cfg())
     assert ex.routed is not None and (ex.routed.reason, ex.routed.model) == ("long-context", "qwen4-max")
     assert "route long-context (long-context=sibling): about 400000 prompt tokens > 258048" in ex.notes[0]
+
+
+@pytest.mark.parametrize("rules", [(), ("long-context=off",)])
+async def test_a_prompt_over_the_longest_window_is_refused_here_not_uploaded(rules):
+    """qwen4-max takes at most 991,808 prompt tokens (source K) and no sibling takes more: the client gets its
+    context error at once instead of a 6 MB upload Qwen refuses."""
+    ex = request(chat_body("1234567 " * 1_100_000, model="qwen4-max"), tokens=1_200_000, method="tiktoken")
+    with pytest.raises(context_overflow.ContextOverflow) as caught:
+        await model_route.route(ex, cfg(*rules))
+    assert (caught.value.tokens, caught.value.limit, caught.value.param) == (1_200_000, 991_808, "messages")
+    assert "refused here, no longer model takes it" in ex.notes[-1]
+    ex = request(chat_body("1234567 " * 1_100_000, model="qwen4-max"), tokens=1_020_000, method="sampled:cl100k_base")
+    await model_route.route(ex, cfg(*rules))  # a sampled count within its margin: Qwen decides
+    assert ex.routed is None
 
 
 async def test_a_short_body_is_never_counted(monkeypatch):
