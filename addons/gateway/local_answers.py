@@ -123,9 +123,11 @@ LocalRoute = Callable[[Exchange, http.HTTPFlow, Config], Awaitable[http.Response
 
 class LocalAnswers:
     def __init__(self, *, pool: Callable[[], Pool | None], routes: Mapping[str, LocalRoute],
-                 metrics: Callable[[], bytes | None], keys: Callable[[], dict | None] = lambda: None) -> None:
+                 metrics: Callable[[], bytes | None], keys: Callable[[], dict | None] = lambda: None,
+                 learned: Callable[[], dict | None] = lambda: None) -> None:
         self.pool = pool
         self.keys = keys
+        self.learned = learned  # what Qwen's refusals taught (models/learned.py), shown on /health
         self.routes = routes  # answers that belong to a wing (components.py): models, stored responses, login
         self.metrics = metrics
         self.probes = Probes(pool)  # /health/liveness, /health/readiness
@@ -133,7 +135,7 @@ class LocalAnswers:
     async def answer(self, ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Response:
         route, path, method = ex.route, ex.client.path, ex.client.method
         if route == "health":
-            return json_response(200, health(self.pool(), self.keys()))
+            return json_response(200, health(self.pool(), self.keys(), self.learned()))
         if route in PROBES:
             return json_response(*self.probes.answer(route))
         handler = self.routes.get(route)

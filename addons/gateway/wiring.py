@@ -94,7 +94,7 @@ class Wiring:
                                                                lambda: self.background, lambda: self.pool,
                                                                lambda: self.policy.learned),
                                   metrics=lambda: self.observers.scrape(self.pool, self.policy.learned),
-                                  keys=self.team.status)
+                                  keys=self.team.status, learned=lambda: self.policy.learned.shown())
         self.drain.probes = self.local.probes  # readiness says `draining`
         self.fence = Fence()
         self.own_certs = False  # mitmproxy's `certs`: the user serves TLS on purpose

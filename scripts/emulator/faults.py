@@ -68,6 +68,10 @@ def arrears_400() -> dict:
 
 # R6: a 200 stream that ends in an error, its text in delta.content (e.g. TPM throttling).
 ERROR_FINISH_TEXT = "Requests rate limit exceeded, please try again later."
+# A refusal in words no public source quotes (assumed): the stand-in for the next wording Qwen writes, which the
+# gateway must count and show rather than pass on unseen.
+NEW_WORDING = _error("invalid_parameter_error", "<400> InternalError.Algo.InvalidParameter: The frobnicate "
+                     "parameter is not supported by this model", "invalid_request_error")
 SERVER_500 = _error("InternalError", "Internal server error", "server_error")
 SERVER_503 = _error("ServiceUnavailable", "Service unavailable", "server_error")
 MIDSTREAM_504 = b'data: {"error":{"message":"stream timeout","type":"server_error","code":"504"}}\n\n'
@@ -91,6 +95,7 @@ IMMEDIATE = {
     "tpm429": (429, TPM),
     "rpm429": (429, RPM),
     "burst429": (429, BURST),
+    "new_wording400": (400, NEW_WORDING),
     "server500": (500, SERVER_500),
     "server503": (503, SERVER_503),
 }

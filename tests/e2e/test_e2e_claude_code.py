@@ -237,3 +237,28 @@ def test_the_output_it_asks_reaches_the_newest_models_whole(claude_world, model)
         assert world.leaks_since(gw, mark) == []
     finally:
         gw.stop()
+
+
+def test_its_default_thinking_budget_on_a_model_capped_below_it_is_answered(claude_world):
+    """`--model claude-sonnet-4-5-20250929` sends max_tokens 32,000 with thinking.budget_tokens 31,999
+    (claude-code.md §2); mapped to qwen-turbo, whose cap is 16,384 (the catalogue, sourced), the cap and the
+    budget reach Qwen lowered together: answered (issue 59: the budget stayed at 31,999 above the lowered cap,
+    and Qwen refused `max_completion_tokens [16384] must be greater than thinking_budget [31999]`)."""
+    world = claude_world
+    gw = world.recording_gateway("capped-thinker", "reverse:https://portal.qwen.ai", "--set",
+                                 "qwen_model_map=claude-sonnet=qwen-turbo")
+    try:
+        world.reset_emulator()
+        mark = world.mark_all(gw)
+        r, _, _ = world.claude("say hello", "--model", "claude-sonnet-4-5-20250929", *STREAM_JSON,
+                               env=base_url_env(gw))
+        events, result = finished(r, gw)
+        assert result["result"] == "Echo: say hello"
+        (body,) = model_requests(world, mark, model_calls(events))
+        assert body["max_tokens"] == 32000 and body["thinking"]["budget_tokens"] == 31999
+        (upstream,) = world.chat_requests()
+        assert upstream["body"]["model"] == "qwen-turbo"
+        assert (upstream["body"]["max_completion_tokens"], upstream["body"]["thinking_budget"]) == (16384, 16383)
+        assert world.leaks_since(gw, mark) == []
+    finally:
+        gw.stop()
