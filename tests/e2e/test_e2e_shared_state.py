@@ -7,10 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import sqlite3
 import subprocess
 import threading
-from pathlib import Path
 
 import httpx
 import pytest
@@ -308,11 +306,8 @@ def test_an_output_cap_one_gateway_learned_holds_the_others_requests(pair, emu):
     assert [r["body"]["max_completion_tokens"] for r in emu.chat_requests()] == [50000, 40000]
 
     def learned_by_two() -> bool:  # its local copy, from the database's notification: no request asked
-        path = Path(two.env["QWEN_GATEWAY_HOME"]) / "learned_caps.sqlite3"
-        if not path.exists():
-            return False
-        with contextlib.closing(sqlite3.connect(path)) as db:
-            return db.execute("SELECT cap FROM caps WHERE model='qwen9-max'").fetchall() == [(40000,)]
+        facts = httpx.get(two.url + "/health", trust_env=False).json()["learned"]["facts"]
+        return [(f["model"], f["fact"], f["value"]) for f in facts] == [("qwen9-max", "output", 40000)]
 
     _until(learned_by_two, "the other gateway's copy of the learned cap", limit=15)
     client(two).chat.completions.create(model="qwen9-max", max_completion_tokens=50000, messages=hi)
