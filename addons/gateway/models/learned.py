@@ -125,8 +125,11 @@ class LearnedFacts:
     def rows(self) -> list[Fact]:
         return sorted(self.facts.values())
 
-    def shown(self) -> dict:
-        """What /health shows: every fact (held or past its day) and the refusals no reader knew."""
+    def shown(self) -> dict | None:
+        """What /health shows: every fact (held or past its day) and the refusals no reader knew (None: nothing
+        learned, nothing unknown met)."""
+        if not self.facts and not self.unknown:
+            return None
         now = self.clock()
         return {"facts": [{"model": f.model, "fact": f.fact, "value": f.value, "learned": _iso(f.learned),
                            "holds_until": _iso(f.expires), "held": f.expires > now} for f in self.rows()],
