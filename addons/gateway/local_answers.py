@@ -96,8 +96,9 @@ def openai_headers(ex: Exchange) -> dict[str, str]:
     return {"x-request-id": f"req_{ex.id}"}
 
 
-def health(pool: Pool | None, keys: dict | None = None) -> dict:
-    """`keys`: the named client keys (active, revoked, read from where), when there are any."""
+def health(pool: Pool | None, keys: dict | None = None, unpriced: list[dict] | None = None) -> dict:
+    """`keys`: the named client keys (active, revoked, read from where), when there are any; `unpriced`: the
+    models without a price that carried traffic since the gateway started (pricing/unpriced.py)."""
     accounts = pool.status() if pool else []
     usable = [a for a in accounts if a.get("state") in ("ok", "expired", "refreshing")]
     shown = {"status": "ok" if usable else "degraded", "accounts": accounts,
@@ -106,6 +107,8 @@ def health(pool: Pool | None, keys: dict | None = None) -> dict:
         shown["keys"] = keys
         if keys.get("state") == "unread":  # every request is refused until they are read
             shown["status"] = "degraded"
+    if unpriced:
+        shown["unpriced"] = unpriced
     down = unavailable()
     if down:  # chat is still served (the status is the accounts'); what needs the storage is refused
         shown["storage"] = down
@@ -120,9 +123,11 @@ LocalRoute = Callable[[Exchange, http.HTTPFlow, Config], Awaitable[http.Response
 
 class LocalAnswers:
     def __init__(self, *, pool: Callable[[], Pool | None], routes: Mapping[str, LocalRoute],
-                 metrics: Callable[[], bytes | None], keys: Callable[[], dict | None] = lambda: None) -> None:
+                 metrics: Callable[[], bytes | None], keys: Callable[[], dict | None] = lambda: None,
+                 unpriced: Callable[[], list[dict]] = list) -> None:
         self.pool = pool
         self.keys = keys
+        self.unpriced = unpriced  # the models without a price that carried traffic (/health)
         self.routes = routes  # answers that belong to a wing (components.py): models, stored responses, login
         self.metrics = metrics
         self.probes = Probes(pool)  # /health/liveness, /health/readiness
@@ -130,7 +135,7 @@ class LocalAnswers:
     async def answer(self, ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Response:
         route, path, method = ex.route, ex.client.path, ex.client.method
         if route == "health":
-            return json_response(200, health(self.pool(), self.keys()))
+            return json_response(200, health(self.pool(), self.keys(), self.unpriced()))
         if route in PROBES:
             return json_response(*self.probes.answer(route))
         handler = self.routes.get(route)

@@ -93,7 +93,7 @@ class Wiring:
                                   routes=components.local_routes(self._responses, self._reload_accounts,
                                                                lambda: self.background, lambda: self.pool),
                                   metrics=lambda: self.observers.scrape(self.pool),
-                                  keys=self.team.status)
+                                  keys=self.team.status, unpriced=self.settle.unpriced.listed)
         self.drain.probes = self.local.probes  # readiness says `draining`
         self.fence = Fence()
         self.own_certs = False  # mitmproxy's `certs`: the user serves TLS on purpose
@@ -220,7 +220,7 @@ class Wiring:
         return self._store
 
     def health(self) -> dict:
-        return health(self.pool, self.team.status())
+        return health(self.pool, self.team.status(), self.settle.unpriced.listed())
 
 
 def _close_later(client) -> None:
