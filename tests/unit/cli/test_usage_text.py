@@ -15,15 +15,15 @@ def by_model(account, model, requests, prompt, completion, cached, written, save
 
 def test_the_default_view_as_docs_observability_md_shows_it():
     rows = [by_model("-", "-", 3, 0, 0, 0, 0, 0.0, 3), by_model("-", "gpt-4o-mini", 1, 0, 0, 0, 0, 0.0, 1),
-            by_model("demo", "qwen3-coder-plus", 4, 2706, 9, 2048, 328, 0.0, 1)]
+            by_model("demo", "qwen3-coder-plus", 4, 2706, 9, 2048, 328, None, 1, 3)]  # the emulator's: no price
     assert table(rows, SUMS, HEADS, USD_SUMS) == """\
 account  model             requests  prompt  completion  cached  cache write  cache saved  errors  unpriced
 -------  ----------------  --------  ------  ----------  ------  -----------  -----------  ------  --------
 -        -                        3       0           0       0            0           $0       3         0
 -        gpt-4o-mini              1       0           0       0            0           $0       1         0
-demo     qwen3-coder-plus         4   2,706           9   2,048          328           $0       1         0
+demo     qwen3-coder-plus         4   2,706           9   2,048          328      unknown       1         3
 -------  ----------------  --------  ------  ----------  ------  -----------  -----------  ------  --------
-total                             8   2,706           9   2,048          328           $0       5         0"""
+total                             8   2,706           9   2,048          328      unknown       5         3"""
 
 
 def test_a_sum_that_includes_unpriced_requests_is_unknown_never_zero():
