@@ -83,3 +83,14 @@ def test_a_conversation_with_an_unpriced_miss_lost_an_unknown_amount(state, caps
     assert rows["c2"]["lost_usd"] is None and rows["c1"]["lost_usd"] == 0.00008
     out = run_cli(capsys, "conversations", "--state-dir", str(state))
     assert "unknown" in next(ln for ln in out.splitlines() if ln.startswith("c2"))
+
+
+def test_the_line_names_each_model_with_its_count_and_a_sum_with_an_unpriced_part_is_unknown():
+    from qwen_gateway.cli import usage_unpriced
+
+    assert usage_unpriced.line([]) == ""
+    assert usage_unpriced.line([("qwen3.7-flash", 1)]) == \
+        "unpriced: 1 request on qwen3.7-flash (no price in USD: docs/keys.md#unpriced-models)"
+    assert usage_unpriced.line([("a", 1200), ("b", 1)]).startswith("unpriced: 1,200 requests on a, 1 on b (")
+    assert usage_unpriced.unknown({"cost_usd": 0.0, "unpriced": 1}, ("cost_usd",)) == {"cost_usd": None, "unpriced": 1}
+    assert usage_unpriced.unknown({"cost_usd": 0.5, "unpriced": 0}, ("cost_usd",)) == {"cost_usd": 0.5, "unpriced": 0}
