@@ -120,7 +120,7 @@ class Settlement:
                 why := reasoning_took_the_cap(ex.result.usage, ex.attempt.body)):
             ex.notes.append(why)
         # what Qwen reported, priced once for every observer (unless the answer priced itself: a batch's results)
-        if ex.attempt.cred is not None and ex.result.usage and ex.result.cost is None:
+        if ex.attempt.cred is not None and ex.result.usage and ex.result.cost is None and not ex.result.cost_unit:
             self.charge(ex, ex.attempt.cred.billing)
         flow.metadata["qwen"] = ex.to_meta()
         self.observers.finished(ex, flow)

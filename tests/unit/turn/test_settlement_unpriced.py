@@ -54,3 +54,12 @@ def test_the_unpriced_models_seen_are_counted_and_bounded():
         seen.count("", model)
     assert seen.listed() == [{"model": "a", "billing": "", "requests": 2}, {"model": "b", "billing": "", "requests": 1}]
     assert seen.more == 1  # a third model was not kept: said, not silently dropped
+
+
+def test_a_batch_bill_that_is_unpriced_is_not_priced_again():
+    """A batch's results priced by api/batches/ (at the batch rate) as unpriced stay so: not re-priced in full."""
+    settle, _, _, _, ex = parts()
+    settle.prices = lambda: prices.load("", unpriced_as="qwen3-max")  # would price it, in full, if asked
+    ex.result.usage, ex.result.cost_unit, ex.attempt.model = dict(USAGE), prices.UNPRICED, "qwen3.7-flash"
+    settle.answered(tflow.tflow(resp=True), ex)
+    assert (ex.result.cost, ex.result.cost_unit) == (None, prices.UNPRICED)
