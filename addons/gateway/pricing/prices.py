@@ -57,7 +57,7 @@ class Tier:
     cache_write: float | None = None  # explicit cache creation (None: CREATION of the input price)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made once per answer, and a frozen __init__ costs 5x
 class Charge:
     """What an answered request is counted at: `amount` in `unit` (USD, or a plan's requests or tokens), or no
     amount and the unit UNPRICED — unknown, never $0 (issue 59)."""
