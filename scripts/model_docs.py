@@ -77,12 +77,49 @@ def rules_table() -> str:
     return "\n".join(head + rows)
 
 
+PAYG = (("payg-intl", "payg:intl"), ("payg-cn", "payg:cn"), ("payg-us", "payg:us"))  # (plan, price billing)
+UNPRICED = "**unpriced**"
+
+
+def _usd(value: float) -> str:
+    """$0.50, $0.075, $0.1875: cents at least, up to the source's fourth decimal."""
+    digits = f"{value:.4f}".rstrip("0")
+    return "$" + (digits + "0" * (2 - len(digits.split(".")[1])))
+
+
+def _price(m: Model, tiers) -> str:
+    """Each prompt tier: `≤256K $in / $out` (cached, thinking when priced apart), the last `above`."""
+    said = []
+    for upto, inp, out, cached, thinking in tiers:
+        where = "" if len(tiers) == 1 else "above " if upto is None else f"≤{upto // 1000}K "
+        parts = [_usd(inp) if m.kind != CHAT else f"{_usd(inp)} / {_usd(out)}"]
+        parts += [f"cached {_usd(cached)}"] if cached is not None else []
+        parts += [f"thinking {_usd(thinking)}"] if thinking is not None else []
+        said.append(where + ", ".join(parts))
+    return "; ".join(said)
+
+
+def price_row(m: Model) -> str:
+    cells = [_price(m, m.prices[billing]) if billing in m.prices else UNPRICED if plan in m.plans else "–"
+             for plan, billing in PAYG]
+    return f"| `{m.id}` | {' | '.join(cells)} | {m.sources} |"
+
+
+def prices_table() -> str:
+    """Every model pay-as-you-go serves (a snapshot is priced as its family): its price by region, or unpriced."""
+    head = ["| Model | International (`payg:intl`) | China (`payg:cn`) | US (`payg:us`) | Sources |",
+            "|---|---|---|---|---|"]
+    return "\n".join(head + [price_row(m) for m in ROWS.values()
+                             if m.family is None and any(plan in m.plans for plan, _ in PAYG)])
+
+
 def sources_list() -> str:
     return "\n".join([f"Sources, read {READ}, each with the date what it says is as of:", ""] +
                      [f"- **{k}** ({SOURCE_DATES[k]}) {v}" for k, v in SOURCES.items()])
 
 
-BLOCKS = {"models": models_table, "thinking": thinking_table, "rules": rules_table, "sources": sources_list}
+BLOCKS = {"models": models_table, "thinking": thinking_table, "rules": rules_table, "prices": prices_table,
+          "sources": sources_list}
 
 
 def render(text: str) -> str:

@@ -7,17 +7,16 @@ observers at named points. `to_meta()` is its JSON-safe copy in `flow.metadata["
 
     client          {"method", "url", "key"?}: what the client sent (the key only as a hint)
     key             the name of the named client key (qwen-keys) the request came with
-    cost            {"amount", "unit"}: what the request cost (unit USD, or a plan's requests or tokens)
+    cost            {"amount", "unit", "priced_as"?}: what the request cost (unit USD, or a plan's requests or
+                    tokens; "unpriced" with no amount: nothing prices it), priced as another model (qwen_unpriced_as)
     cache_saved_usd what Qwen's caches took off the prompt's price (USD; negative: writes cost more)
     route           what the gateway made of it: an endpoint name, or "models", "health", "metrics",
                     "auth", "stored_response", "unknown"
     endpoint        "chat.completions" | "responses" | "completions" | "embeddings" (forwarded exchanges)
     model / upstream_model / account / accounts_tried / retries / retry_reasons / stream / notes
-    started_at      epoch seconds; duration_ms: from request to the end of the answer
-    ttfb_ms         time to the first byte sent to the client
+    started_at      epoch seconds; duration_ms, ttfb_ms: from request to the answer's end, to its first byte
     usage           OpenAI chat usage when Qwen reported it
-    status          the HTTP status the client got
-    stream_error    the message that ended a stream early
+    status          the HTTP status the client got; stream_error: the message that ended a stream early
     error           {"status", "code", "message"} when the gateway answered with an error
     prompt_tokens_est / token_method   the gateway's own prompt estimate
     upstream        {"url", "headers", "body"?}: what was sent to Qwen, credential redacted
@@ -132,7 +131,8 @@ class Result:
     first_byte_at: float | None = None
     ended: float | None = None
     cost: float | None = None  # what the answer cost, in `cost_unit`
-    cost_unit: str = ""  # "USD", or a plan's own "requests" / "tokens"
+    cost_unit: str = ""  # "USD", or a plan's own "requests" / "tokens"; "unpriced": no price (cost None)
+    priced_as: str = ""  # the model whose price counted it (qwen_unpriced_as), when it has none of its own
     cache_saved: float | None = None  # USD Qwen's caches took off the prompt's price (prices.PriceTable.saved)
     cache: CacheTurn | None = None  # the cache doctor's verdict on the turn (observe/cache_doctor.py)
 
@@ -162,6 +162,7 @@ class KeyUse:
     digest: bytes | None = field(default=None, repr=False)  # checked once the shared keys are read
     taken: Any = field(default=None, repr=False)  # what its rate limits took, given back at the end
     limit_headers: dict[str, str] | None = None  # its limits' state, on the answer (x-ratelimit-*)
+    usd_budget: bool = False  # it has a monthly USD budget: nothing unpriced may go upstream (the engine asks)
 
 
 @dataclass(slots=True)
@@ -276,8 +277,9 @@ class Exchange:
             out["token_method"] = self.count.method
         if self.key.name:
             out["key"] = self.key.name
-        if self.result.cost is not None:
-            out["cost"] = {"amount": self.result.cost, "unit": self.result.cost_unit}
+        if self.result.cost_unit:  # an amount, or "unpriced" without one
+            out["cost"] = {"amount": self.result.cost, "unit": self.result.cost_unit,
+                           **({"priced_as": self.result.priced_as} if self.result.priced_as else {})}
         if self.result.cache_saved:
             out["cache_saved_usd"] = self.result.cache_saved
         return out

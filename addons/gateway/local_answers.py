@@ -96,8 +96,10 @@ def openai_headers(ex: Exchange) -> dict[str, str]:
     return {"x-request-id": f"req_{ex.id}"}
 
 
-def health(pool: Pool | None, keys: dict | None = None, learned: dict | None = None) -> dict:
-    """`keys`: the named client keys (active, revoked, read from where), when there are any; `learned`: what
+def health(pool: Pool | None, keys: dict | None = None, unpriced: list[dict] | None = None,
+           learned: dict | None = None) -> dict:
+    """`keys`: the named client keys (active, revoked, read from where), when there are any; `unpriced`: the
+    models without a price that carried traffic since the gateway started (pricing/unpriced.py); `learned`: what
     Qwen's refusals taught (models/learned.py `shown`)."""
     accounts = pool.status() if pool else []
     usable = [a for a in accounts if a.get("state") in ("ok", "expired", "refreshing")]
@@ -107,6 +109,8 @@ def health(pool: Pool | None, keys: dict | None = None, learned: dict | None = N
         shown["keys"] = keys
         if keys.get("state") == "unread":  # every request is refused until they are read
             shown["status"] = "degraded"
+    if unpriced:
+        shown["unpriced"] = unpriced
     down = unavailable()
     if down:  # chat is still served (the status is the accounts'); what needs the storage is refused
         shown["storage"] = down
@@ -124,9 +128,11 @@ LocalRoute = Callable[[Exchange, http.HTTPFlow, Config], Awaitable[http.Response
 class LocalAnswers:
     def __init__(self, *, pool: Callable[[], Pool | None], routes: Mapping[str, LocalRoute],
                  metrics: Callable[[], bytes | None], keys: Callable[[], dict | None] = lambda: None,
+                 unpriced: Callable[[], list[dict]] = list,
                  learned: Callable[[], dict | None] = lambda: None) -> None:
         self.pool = pool
         self.keys = keys
+        self.unpriced = unpriced  # the models without a price that carried traffic (/health)
         self.learned = learned  # what Qwen's refusals taught (models/learned.py), shown on /health
         self.routes = routes  # answers that belong to a wing (components.py): models, stored responses, login
         self.metrics = metrics
@@ -135,7 +141,7 @@ class LocalAnswers:
     async def answer(self, ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Response:
         route, path, method = ex.route, ex.client.path, ex.client.method
         if route == "health":
-            return json_response(200, health(self.pool(), self.keys(), self.learned()))
+            return json_response(200, health(self.pool(), self.keys(), self.unpriced(), self.learned()))
         if route in PROBES:
             return json_response(*self.probes.answer(route))
         handler = self.routes.get(route)

@@ -7,7 +7,8 @@
     the checks             before upstream, in order: the drain (no new turn once SIGTERM came), the cache
                            fixes (turn/cache_fixes.py: qwen_cache_fixes), the route
                            (turn/model_route.py: qwen_routes), the context guard (turn/context_guard.py), a
-                           named key's budgets and rate limits (ingress/client_keys/team.py)
+                           named key's budgets and rate limits (ingress/client_keys/team.py); on each attempt,
+                           once the model as sent is known, a USD budget's check (the engine asks the team)
     the turn               (turn/runner.py) with the engine, the checks, the observers and the settlement
     its transports         the relay (HTTP streams), the Responses WebSocket, background runs
     the door               the fence, hostile clients, local answers, the dialects' error formats
@@ -75,7 +76,8 @@ class Wiring:
         self.endpoints = components.endpoints(self._responses, lambda: self.background, lambda: self.sockets)
         self.policy = RetryPolicy(pool)
         self.engine = UpstreamEngine(self.policy, self.config, components.pairing(self.config),
-                                     on_upstream_request=self._upstream_request, client=upstream)
+                                     on_upstream_request=self._upstream_request, client=upstream,
+                                     usd_budget_check=self.team.priced_only)  # nothing unpriced past a USD budget
         self._flows: dict[str, http.HTTPFlow] = {}  # exchange id -> flow, while its exchange runs
         self.formats = Formats(components.client_formats())
         self.settle = Settlement(pool=lambda: self.pool, observers=self.observers, flows=self._flows,
@@ -94,7 +96,8 @@ class Wiring:
                                                                lambda: self.background, lambda: self.pool,
                                                                lambda: self.policy.learned),
                                   metrics=lambda: self.observers.scrape(self.pool, self.policy.learned),
-                                  keys=self.team.status, learned=lambda: self.policy.learned.shown())
+                                  keys=self.team.status, unpriced=self.settle.unpriced.listed,
+                                  learned=lambda: self.policy.learned.shown())
         self.drain.probes = self.local.probes  # readiness says `draining`
         self.fence = Fence()
         self.own_certs = False  # mitmproxy's `certs`: the user serves TLS on purpose
@@ -222,7 +225,7 @@ class Wiring:
         return self._store
 
     def health(self) -> dict:
-        return health(self.pool, self.team.status(), self.policy.learned.shown())
+        return health(self.pool, self.team.status(), self.settle.unpriced.listed(), self.policy.learned.shown())
 
 
 def _close_later(client) -> None:

@@ -34,7 +34,8 @@ def invalid_values(spec: OptionSpec, a_file: Path) -> list[str]:
         return ["bogus"]
     return [{
         "url": "not a url", "postgresql_url": "mysql://db.example/x", "file": str(a_file.parent / "missing.txt"),
-        "folder": str(a_file), "model": "two words", "host": "api.openai.com/v1", "text": "a\x1bb",
+        "folder": str(a_file), "model": "two words", "optional_model": "two words", "host": "api.openai.com/v1",
+        "text": "a\x1bb",
         "model_map": "gpt-4o", "limits": "coder-model=many", "routes": "long-context",
     }[spec.kind or "text"]]
 

@@ -113,9 +113,11 @@ def test_request_line_ledger_and_qwen_usage_match_the_emulators_usage(observed, 
     assert today == {"account": "default", "model": "coder-model", "requests": 2,
                      "prompt_tokens": sum(u.prompt_tokens for u in reported),
                      "completion_tokens": sum(u.completion_tokens for u in reported), "cached_tokens": 6,
-                     "cache_write_tokens": 0, "cache_saved_usd": 0.0, "errors": 0}
+                     "cache_write_tokens": 0, "cache_saved_usd": None, "errors": 0,
+                     "unpriced": 2}  # an OAuth login has no price: what its cache saved is unknown, never $0
     table = qwen_usage(env, state)
-    assert "coder-model" in table and table.splitlines()[-1].split()[:2] == ["total", "2"]
+    assert "coder-model" in table and table.splitlines()[-2].split()[:2] == ["total", "2"]
+    assert table.splitlines()[-1].startswith("unpriced: 2 requests on coder-model")
 
 
 def test_metrics_endpoint(observed, emu):

@@ -132,3 +132,23 @@ def test_the_docs_model_tables_are_generated_from_the_catalogue():
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "model_docs.py")], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_the_prices_block_says_which_models_are_priced_and_which_are_unpriced():
+    """Issue 59: docs/compatibility.md's `prices` block, generated from the catalogue's price rows: each model a
+    pay-as-you-go region serves, its price there (by prompt tier) or **unpriced**; not served there: –."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("model_docs", ROOT / "scripts" / "model_docs.py")
+    assert spec is not None and spec.loader is not None
+    model_docs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(model_docs)
+    rows = {line.split(" | ")[0].strip("| `"): line for line in model_docs.prices_table().splitlines()[2:]}
+    assert rows["qwen3.6-plus"].startswith(
+        "| `qwen3.6-plus` | ≤256K $0.50 / $3.00; above $2.00 / $6.00 | **unpriced** | – |")
+    assert rows["qwen4-max"].startswith("| `qwen4-max` | $1.50 / $4.50, cached $0.075 | **unpriced** | – |")
+    assert rows["qwen-plus"].startswith("| `qwen-plus` | ≤256K $0.40 / $1.20, cached $0.08, thinking $4.00; above ")
+    assert rows["qwen3.7-flash"].startswith("| `qwen3.7-flash` | **unpriced** | **unpriced** | – |")
+    assert rows["text-embedding-v4"].startswith("| `text-embedding-v4` | $0.07 | $0.072 | – |")
+    assert "qwen3.8-max-0902" not in rows and "coder-model" not in rows  # a snapshot is its family's; OAuth is unbilled
+    assert rows["qwen3.6-plus"].endswith(f"| {ROWS['qwen3.6-plus'].sources} |")

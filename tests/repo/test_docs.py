@@ -1092,6 +1092,9 @@ SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that c
 }
 
 NOT_OUTPUT: dict[tuple[str, str], str] = {  # non-shell blocks that are no command's output: (file, anchor) -> why
+    ("docs/keys.md", '"code": "model_unpriced"'):
+        "the refusal of an unpriced model to a key with a USD budget; tests/e2e/test_e2e_unpriced.py compares a real "
+        "refusal's body with this block (the key's name and the model aside)",
     ("docs/keys.md", "qwen: the gateway cannot start: its state folder"):
         "a gateway's refusal on a database without the folder's keys; tests/e2e/test_e2e_keys_move.py finds its "
         "parts (the keys, qwen-keys migrate, the database) in a real gateway's log",

@@ -208,6 +208,14 @@ def with_keys_file(world: World) -> Gateway:
     return world.gateway("--set", f"qwen_client_keys_file={keys}")
 
 
+def usd_budget(world: World) -> Gateway:
+    """A named key with a USD budget on a gateway pricing the default model only (its first request is answered):
+    the emulator's account has no known billing, so every other model is unpriced there."""
+    prices = world.tmp / f"prices{len(world.made)}.json"
+    prices.write_text(json.dumps({"*": {"qwen3-coder-plus": {"input": 1.0, "output": 5.0}}}))
+    return world.gateway("--set", f"qwen_prices_file={prices}", named=("--monthly-usd", "5"))
+
+
 CAUSES: dict[str, Cause] = {  # the tables' conditions, as this test causes them
     "Qwen answers 500 (`server500`)": faulted("server500"),
     "Qwen is overloaded: 503 (`server503`)": faulted("server503"),
@@ -229,6 +237,9 @@ CAUSES: dict[str, Cause] = {  # the tables' conditions, as this test causes them
         Cause(gateway=lambda world: world.gateway(named=("--rpm", "1")), key=NAMED),
     "A named key's daily budget spent: the request after (`qwen-keys add NAME --daily-tokens 1`)":
         Cause(gateway=lambda world: world.gateway(named=("--daily-tokens", "1")), key=NAMED),
+    "A named key with a USD budget asks a model without a price on its account: `qwen3.7-flash` (`qwen-keys add "
+    "NAME --monthly-usd 5`; the gateway's own, before anything is sent)":
+        Cause(gateway=usd_budget, key=NAMED, model="qwen3.7-flash"),
     "No account is configured (the gateway's own)": Cause(gateway=lambda world: world.gateway(accounts=False)),
     "A wrong client key (the gateway's own)": Cause(gateway=with_keys_file, key="sk-not-the-one"),
     # inside a stream that has begun

@@ -73,3 +73,12 @@ def test_a_seam_installed_is_not_said_left_out_though_its_code_is_now_its_own():
         assert "http1_heads" not in local_answers.health(None)["software"]["seams"]["left_out"]
     finally:
         http1_heads.install(before)
+
+
+def test_health_lists_the_unpriced_models_that_carried_traffic():
+    """Issue 59: what the gateway could not put a price on, since it started (none: not said)."""
+    from qwen_gateway import local_answers
+
+    assert "unpriced" not in local_answers.health(None)
+    seen = [{"model": "qwen3.6-plus", "billing": "payg:intl", "requests": 3}]
+    assert local_answers.health(None, unpriced=seen)["unpriced"] == seen

@@ -8,8 +8,7 @@
     qwen-usage conversations     per conversation: turns, cache hit share, misses, tokens and USD lost, causes
     qwen-usage --by key          per named client key (qwen-keys): requests, refused, tokens, cost in USD and
                                  plan units (with a view: today's, or per day with `days`)
-    qwen-usage learned           what Qwen's refusals taught the gateways (caps, budgets, input lengths) and
-                                 until when each holds; --forget MODEL forgets (qwen-usage learned --help)
+    qwen-usage learned           what Qwen's refusals taught the gateways (qwen-usage learned --help)
     qwen-usage report            one HTML page: tokens and requests per day by model and account, error
                                  rates, the slowest requests (--limit N of them, default 10), the newest
                                  20 conversations (--out FILE, default usage-report.html in the state
@@ -29,25 +28,25 @@ Filters, for every view:
 
 Token counts are the usage Qwen reported ("cached": read from its cache, "cache write": stored in its explicit
 cache; "cache saved": USD its caches took off the prompts' price); "errors" counts requests answered with an error status or
-whose stream ended with an error. Requests the gateway refused itself (no usable account, bad JSON,
-unknown URL, …) are rows too; successful local answers (/v1/models, /health, /metrics, /auth/*) are
+whose stream ended with an error; "unpriced" the answers nothing priced (docs/keys.md#unpriced-models): a USD sum
+that includes them is "unknown", and a line names their models. Requests the gateway refused itself (no usable
+account, bad JSON, unknown URL, …) are rows too; successful local answers (/v1/models, /health, /metrics, /auth/*) are
 listed by `requests` but not summed in the other views.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import re
 import sys
 import time
 
 from ..settings.auth import resolve_state_dir
 from ..observe.ledger import FILENAME, Ledger, SharedLedger
 from ..storage.pg import Database, StateUrlError
-from . import usage_conversations, usage_learned, usage_report
+from . import usage_conversations, usage_learned, usage_report, usage_unpriced
+from .usage_args import parse_since, positive as _positive, status as _status
 from .usage_text import request_table, table
 
 # The Qwen model that answered; for requests that never reached Qwen (context guard), the model asked for.
@@ -61,19 +60,20 @@ VIEWS = {  # view -> (key column expressions, as named in the output)
 # cached: read from Qwen's cache; cache write: stored in its explicit cache; cache saved: USD the caches took
 # off the prompts' price (hits at 10% or 20% of the input price, less the 25% more that writes cost)
 SUMS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "cache_saved_usd",
-        "errors")
-# --by key: the key's refusals, and what its answers cost (USD; a Coding Plan's requests, a Token Plan's tokens)
+        "errors", "unpriced")
+# --by key: the key's refusals, and what its answers cost (USD; a Coding Plan's requests, a Token Plan's tokens;
+# unpriced: answers nothing priced, which make its USD sums unknown)
 KEY_SUMS = ("requests", "refused", "prompt_tokens", "completion_tokens", "cost_usd", "cache_saved_usd",
-            "plan_requests", "plan_tokens")
+            "plan_requests", "plan_tokens", "unpriced")
 USD_SUMS = ("cost_usd", "cache_saved_usd")
 HEADS = {"cost_usd": "cost", "cache_saved_usd": "cache saved", "plan_requests": "plan requests",
          "plan_tokens": "plan tokens"}
 _SAVED = "SUM(COALESCE(cache_saved, 0))"
-_KEY_SQL = ("COUNT(*)", "SUM(CASE WHEN error IN ('invalid_api_key', 'rate_limit_exceeded', 'insufficient_quota') "
-            "AND account IS NULL THEN 1 ELSE 0 END)", "SUM(COALESCE(prompt_tokens, 0))",
+_KEY_SQL = ("COUNT(*)", "SUM(CASE WHEN (error IN ('invalid_api_key', 'rate_limit_exceeded', 'insufficient_quota') "
+            "AND account IS NULL) OR error = 'model_unpriced' THEN 1 ELSE 0 END)", "SUM(COALESCE(prompt_tokens, 0))",
             "SUM(COALESCE(completion_tokens, 0))", "SUM(CASE WHEN cost_unit = 'USD' THEN cost ELSE 0 END)", _SAVED,
             "SUM(CASE WHEN cost_unit = 'requests' THEN cost ELSE 0 END)",
-            "SUM(CASE WHEN cost_unit = 'tokens' THEN cost ELSE 0 END)")
+            "SUM(CASE WHEN cost_unit = 'tokens' THEN cost ELSE 0 END)", usage_unpriced.COUNT)
 _FAILED = "(status IS NULL OR status >= 400 OR error IS NOT NULL)"
 # Local answers that spend nothing: listed, not summed (unless they failed).
 SERVICE_ROUTES = ("models", "health", "metrics", "auth")
@@ -131,7 +131,8 @@ def report(ledger: Ledger | SharedLedger, view: str, filters: Filters | None = N
     rows = ledger.query(
         f"SELECT {cols}, COUNT(*), SUM(COALESCE(prompt_tokens, 0)), SUM(COALESCE(completion_tokens, 0)), "
         f"SUM(COALESCE(cached_tokens, 0)), SUM(COALESCE(cache_write_tokens, 0)), {_SAVED}, "
-        f"SUM(CASE WHEN {_FAILED} THEN 1 ELSE 0 END) FROM usage WHERE {where} GROUP BY {cols} ORDER BY {cols}",
+        f"SUM(CASE WHEN {_FAILED} THEN 1 ELSE 0 END), {usage_unpriced.COUNT} FROM usage WHERE {where} "
+        f"GROUP BY {cols} ORDER BY {cols}",
         day_args + args)
     names = [name for _, name in keys] + list(SUMS)
     return [_dollars(dict(zip(names, r, strict=True))) for r in rows]
@@ -141,7 +142,8 @@ def _dollars(row: dict) -> dict:
     for k in USD_SUMS:
         if k in row:
             row[k] = round(float(row[k] or 0), 6)
-    return row
+    row["unpriced"] = int(row.get("unpriced") or 0)
+    return usage_unpriced.unknown(row, USD_SUMS)
 
 
 def by_key(ledger: Ledger | SharedLedger, view: str, filters: Filters | None = None,
@@ -178,40 +180,6 @@ def recent(ledger: Ledger | SharedLedger, filters: Filters | None = None, limit:
 def _local(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
-
-_AGE = re.compile(r"^(\d+)([smhd])$")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_since(value: str, now: float | None = None) -> float:
-    """--since: a local day or time, or an age ("30m"), as epoch seconds."""
-    value = value.strip()
-    age = _AGE.match(value)
-    if age:
-        return (time.time() if now is None else now) - int(age.group(1)) * _UNIT[age.group(2)]
-    try:
-        if len(value) == 10:
-            day = datetime.date.fromisoformat(value)
-            return time.mktime((day.year, day.month, day.day, 0, 0, 0, 0, 0, -1))
-        return datetime.datetime.fromisoformat(value).timestamp()  # naive: local time
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a day, time or age (YYYY-MM-DD, YYYY-MM-DDTHH:MM, 30m, 6h, 7d): {value!r}") from None
-
-
-def _status(value: str) -> str:
-    v = value.strip().lower()
-    if re.fullmatch(r"[1-5]\d\d|[1-5]xx", v):
-        return v
-    raise argparse.ArgumentTypeError(f"not a status (503) or class (5xx): {value!r}")
-
-
-def _positive(value: str) -> int:
-    if value.isdigit() and int(value) > 0:
-        return int(value)
-    raise argparse.ArgumentTypeError(f"not a positive number: {value!r}")
-
-
 def open_ledger(ap: argparse.ArgumentParser, url: str) -> SharedLedger:
     """The shared database's ledger (an error naming the problem, never a password)."""
     try:
@@ -224,7 +192,7 @@ def open_ledger(ap: argparse.ArgumentParser, url: str) -> SharedLedger:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if (rest := usage_learned.asked(argv)) is not None:  # not the ledger: the learned facts, options of their own
+    if (rest := usage_learned.asked(argv)) is not None:  # not the ledger: options of its own
         return usage_learned.main(rest)
     ap = argparse.ArgumentParser(prog="qwen-usage", description=__doc__.split("\n", 1)[0],
                                  epilog=__doc__.split("\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -256,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     filters = Filters(since=a.since, errors=a.errors, status=a.status, account=a.account, model=a.model, key=a.key)
     ledger = open_ledger(ap, a.state_url) if a.state_url else Ledger(path) if path.exists() else None
     convs: list[dict] = []  # report: its Conversations section
+    unpriced: list[tuple[str, int]] = []  # an aggregated view's unpriced requests, by model
     if ledger is not None:
         try:
             if a.view == "report":
@@ -265,10 +234,11 @@ def main(argv: list[str] | None = None) -> int:
                 rows = recent(ledger, filters, a.limit or 20)
             elif a.view == "conversations":
                 rows = usage_conversations.conversations(ledger, *filters.sql(), a.limit or 20)
-            elif a.by:
-                rows = by_key(ledger, a.view, filters)
             else:
-                rows = report(ledger, a.view, filters=filters)
+                rows = by_key(ledger, a.view, filters) if a.by else report(ledger, a.view, filters=filters)
+                day = ["day = ?"] if a.view == "today" else []
+                where, args = filters.sql(_USAGE_ONLY, *day)
+                unpriced = usage_unpriced.models(ledger, where, ((time.strftime("%Y-%m-%d"),) if day else ()) + args)
         finally:
             ledger.close()
     else:
@@ -288,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(request_table(rows) if a.view == "requests" else usage_conversations.table(rows)
               if a.view == "conversations" else table(rows, KEY_SUMS if a.by else SUMS, HEADS, USD_SUMS))
+        if rows and (said := usage_unpriced.line(unpriced)):
+            print(said)
     return 0
 
 

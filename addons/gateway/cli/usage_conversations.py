@@ -9,6 +9,7 @@ from collections import Counter, defaultdict
 from typing import TYPE_CHECKING
 
 from ..pricing.prices import usd
+from .usage_text import UNKNOWN
 
 if TYPE_CHECKING:
     from ..observe.ledger import Ledger, SharedLedger
@@ -23,7 +24,8 @@ def conversations(ledger: Ledger | SharedLedger, where: str, args: tuple, limit:
     rows = ledger.query(
         "SELECT conversation, MIN(ts), COUNT(*), SUM(COALESCE(prompt_tokens, 0)), SUM(COALESCE(cached_tokens, 0)), "
         "SUM(CASE WHEN cache_miss IS NOT NULL THEN 1 ELSE 0 END), SUM(COALESCE(miss_tokens, 0)), "
-        f"SUM(COALESCE(miss_usd, 0)) FROM usage WHERE conversation IS NOT NULL AND {where} "
+        f"SUM(COALESCE(miss_usd, 0)), SUM(CASE WHEN cache_miss IS NOT NULL AND cost_unit = 'unpriced' THEN 1 ELSE 0 "
+        f"END) FROM usage WHERE conversation IS NOT NULL AND {where} "
         "GROUP BY conversation ORDER BY MAX(ts) DESC LIMIT ?", args + (limit,))
     if not rows:
         return []
@@ -35,11 +37,12 @@ def conversations(ledger: Ledger | SharedLedger, where: str, args: tuple, limit:
     for conversation, cause, turn in misses:
         turns[conversation][cause].append(turn)
     out = []
-    for conversation, first, n, prompt, cached, missed, lost, lost_usd in reversed(rows):
+    for conversation, first, n, prompt, cached, missed, lost, lost_usd, unpriced in reversed(rows):
         out.append(dict(zip(NAMES, (
             conversation[:SHOWN], time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(first)), int(n), int(prompt),
             int(cached), round(int(cached) / int(prompt), 2) if prompt else 0.0, int(missed), int(lost),
-            round(float(lost_usd or 0), 6), causes(turns.get(conversation, {}))), strict=True)))
+            None if unpriced else round(float(lost_usd or 0), 6),  # a miss nothing priced: unknown, never $0
+            causes(turns.get(conversation, {}))), strict=True)))
     return out
 
 
@@ -54,13 +57,18 @@ def causes(by_cause: dict[str, list[int]], most: int = 3) -> str:
     return ", ".join(shown)
 
 
+def lost_usd(row: dict) -> str:
+    """What a conversation's misses lost in USD; unknown when a missed turn had no price."""
+    return UNKNOWN if row["lost_usd"] is None else usd(row["lost_usd"])
+
+
 def table(rows: list[dict]) -> str:
     if not rows:
         return "No conversations recorded (the cache doctor names a conversation's turns in the ledger)."
     heads = ["conversation", "first seen", "turns", "prompt", "cached", "hit", "missed", "lost", "lost USD", "causes"]
     cells = [heads] + [[r["conversation"], r["first_seen"], f"{r['turns']:,}", f"{r['prompt_tokens']:,}",
                         f"{r['cached_tokens']:,}", f"{round(r['hit_share'] * 100)}%", f"{r['missed_turns']:,}",
-                        f"{r['lost_tokens']:,}", usd(r["lost_usd"]), r["causes"]] for r in rows]
+                        f"{r['lost_tokens']:,}", lost_usd(r), r["causes"]] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(heads))]
     lines = []
     for n, row in enumerate(cells):

@@ -11,6 +11,8 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from ..pricing.prices import signed_usd, usd
+from . import usage_unpriced
+from .usage_text import UNKNOWN
 from .usage_svg import stacked_bars
 
 if TYPE_CHECKING:
@@ -53,7 +55,7 @@ def page(s: Summary, filters: list[str], now: float, sections: Iterable[str] = (
     if not s.total.requests:
         parts.append('<p class="empty" id="empty">No requests in this period.</p>')
     else:
-        parts += [_cards(s.total), _usage(s, "model", s.by_model), _usage(s, "account", s.by_account),
+        parts += [_cards(s.total), _unpriced(s.total), _usage(s, "model", s.by_model), _usage(s, "account", s.by_account),
                   _keys(s), _errors(s), _slowest(s), *sections]
     parts.append("</body></html>\n")
     return "".join(parts)
@@ -74,9 +76,18 @@ def _cards(t: Totals) -> str:
              ("cached tokens", t.cached), ("cache writes", t.written), ("errors", t.errors))
     out = [f'<div class="card" data-name="{escape(n)}"><b>{v:,}</b>{escape(n)}</div>' for n, v in cards]
     out.append(f'<div class="card" data-name="error rate"><b>{t.rate:.1%}</b>error rate</div>')
-    if t.saved:  # pay-as-you-go accounts only: what Qwen's caches took off the prompts' price
-        out.append(f'<div class="card" data-name="cache saved"><b>{escape(signed_usd(t.saved))}</b>cache saved</div>')
+    if t.saved or not t.saved_known:  # pay-as-you-go accounts only: what Qwen's caches took off the prompts' price
+        saved = signed_usd(t.saved) if t.saved_known else UNKNOWN
+        out.append(f'<div class="card" data-name="cache saved"><b>{escape(saved)}</b>cache saved</div>')
+    if t.unpriced:  # answers nothing priced (issue 59)
+        out.append(f'<div class="card" data-name="unpriced"><b>{t.unpriced:,}</b>unpriced</div>')
     return f'<div class="cards" id="totals">{"".join(out)}</div>'
+
+
+def _unpriced(t: Totals) -> str:
+    """The line that says which models the unpriced requests were on (none: nothing)."""
+    said = usage_unpriced.line(sorted(t.unpriced_models.items(), key=lambda mn: (-mn[1], mn[0])))
+    return f'<p class="meta" id="unpriced">{escape(said)}</p>' if said else ""
 
 
 def _usage(s: Summary, by: str, cells: dict[tuple[str, str], Totals]) -> str:
@@ -88,7 +99,8 @@ def _usage(s: Summary, by: str, cells: dict[tuple[str, str], Totals]) -> str:
     tokens = {n: [float(cells[d, n].tokens) if (d, n) in cells else 0.0 for d in s.days] for n in names}
     requests = {n: [float(cells[d, n].requests) if (d, n) in cells else 0.0 for d in s.days] for n in names}
     rows = [[_c(day), _c(name), *_sums(t)] for (day, name), t in sorted(cells.items())]
-    table = _table(f"by-{by}", ["day", by, "requests", "prompt", "completion", "cached", "cache writes", "errors"], rows,
+    table = _table(f"by-{by}", ["day", by, "requests", "prompt", "completion", "cached", "cache writes", "errors",
+                                "unpriced"], rows,
                    total=["total", "", *_sums(s.total)])
     return (f'<h2>Per day by {by}</h2><div class="charts">'
             f"<figure><h3>Tokens (prompt + completion) per day by {by}</h3>"
@@ -104,14 +116,18 @@ def _keys(s: Summary) -> str:
     if all(key == "-" for _, key in s.by_key):
         return ""
     rows = [[_c(day), _c(key), _n(f"{t.requests:,}"), _n(f"{t.refused:,}"), _n(f"{t.prompt:,}"),
-             _n(f"{t.completion:,}"), _n(usd(t.usd)), _c(_plan(t))] for (day, key), t in sorted(s.by_key.items())]
+             _n(f"{t.completion:,}"), _n(_cost(t)), _c(_plan(t))] for (day, key), t in sorted(s.by_key.items())]
     t = s.total
     table = _table("by-key", ["day", "key", "requests", "refused", "prompt", "completion", "cost (USD)", "plan units"],
                    rows, total=["total", "", _n(f"{t.requests:,}"), _n(f"{t.refused:,}"), _n(f"{t.prompt:,}"),
-                                _n(f"{t.completion:,}"), _n(usd(t.usd)), _c(_plan(t))])
+                                _n(f"{t.completion:,}"), _n(_cost(t)), _c(_plan(t))])
     return ("<h2>Per day by key</h2><p class=\"meta\">Named client keys (qwen-keys): refused counts the requests the "
             "gateway refused itself (unknown or revoked key, rate limit, budget); cost is what pay-as-you-go "
             f"answers cost by the price table, plan units what Coding Plan and Token Plan answers used.</p>{table}")
+
+
+def _cost(t: Totals) -> str:
+    return usd(t.usd) if t.usd_known else UNKNOWN  # some of it nothing priced: unknown, never $0
 
 
 def _plan(t: Totals) -> str:
@@ -159,7 +175,7 @@ def _codes(codes: Counter[str] | None) -> str:
 
 
 def _sums(t: Totals) -> list[str]:
-    return [_n(f"{v:,}") for v in (t.requests, t.prompt, t.completion, t.cached, t.written, t.errors)]
+    return [_n(f"{v:,}") for v in (t.requests, t.prompt, t.completion, t.cached, t.written, t.errors, t.unpriced)]
 
 
 def _table(table_id: str, head: list[str], rows: Iterable[list[str]], total: list[str] | None = None) -> str:

@@ -4,7 +4,7 @@ and counts: the ledger holds no prompt text."""
 
 from __future__ import annotations
 
-from ..pricing.prices import usd
+from .usage_conversations import lost_usd
 from .usage_page import _c, _n, _table
 
 SHOWN = 20  # the newest conversations on the page (by their last turn), oldest first as the command lists them
@@ -22,7 +22,7 @@ def section(rows: list[dict]) -> str:
     table = _table("conversations", HEAD, [[
         _c(r["conversation"], "t"), _c(r["first_seen"], "t"), _n(f"{r['turns']:,}"), _n(f"{r['prompt_tokens']:,}"),
         _n(f"{r['cached_tokens']:,}"), _n(f"{round(r['hit_share'] * 100)}%"), _n(f"{r['missed_turns']:,}"),
-        _n(f"{r['lost_tokens']:,}"), _n(usd(r["lost_usd"])), _c(r["causes"], "why")] for r in rows])
+        _n(f"{r['lost_tokens']:,}"), _n(lost_usd(r)), _c(r["causes"], "why")] for r in rows])
     return (f'{head}<p class="meta">The conversations the cache doctor saw (the newest {SHOWN}, oldest first; '
             "named by a digest, never by their text): their turns and the share of their prompts Qwen read from "
             "its cache. A <b>miss</b> is a turn that read less of Qwen's cache than the turn before it: lost "

@@ -18,6 +18,7 @@ COLUMNS = ("ts", "day", "endpoint", "model", "upstream_model", "account", "statu
            "cost_unit", "cache_write_tokens", "cache_saved")  # what the page shows
 # What the gateway refused a named key itself (no account was asked): counted as the key's refusals.
 KEY_REFUSALS = ("invalid_api_key", "rate_limit_exceeded", "insufficient_quota")
+UNPRICED_REFUSAL = "model_unpriced"  # refused a key's USD budget once the account was chosen: its refusal too
 
 Row = dict[str, Any]
 
@@ -38,6 +39,8 @@ class Totals:
     refused: int = 0
     usd: float = 0.0
     plan: Counter[str] = field(default_factory=Counter)  # a plan's own units: requests, tokens
+    unpriced: int = 0  # answers nothing priced: the money above is then unknown (issue 59)
+    unpriced_models: Counter[str] = field(default_factory=Counter)
 
     def add(self, r: Row) -> None:
         self.requests += 1
@@ -48,11 +51,21 @@ class Totals:
         self.saved += r["cache_saved"] or 0.0
         self.errors += failed(r)
         self.refused += refused(r)
-        if isinstance(r["cost"], (int, float)):
+        if r["cost_unit"] == "unpriced":
+            self.unpriced += 1
+            self.unpriced_models[model_of(r)] += 1
+        elif isinstance(r["cost"], (int, float)):
             if r["cost_unit"] == "USD":
                 self.usd += r["cost"]
             elif r["cost_unit"]:
                 self.plan[r["cost_unit"]] += int(r["cost"])
+
+    @property
+    def usd_known(self) -> bool:
+        """Whether `usd` is what its requests cost (none of them unpriced)."""
+        return not self.unpriced
+
+    saved_known = usd_known  # what the caches saved on an unpriced request is unknown as well
 
     @property
     def tokens(self) -> int:
@@ -89,7 +102,7 @@ def failed(r: Row) -> bool:
 
 def refused(r: Row) -> bool:
     """A request the gateway refused a client key itself (unknown, revoked, over a limit or budget)."""
-    return r["error"] in KEY_REFUSALS and not r["account"]
+    return (r["error"] in KEY_REFUSALS and not r["account"]) or r["error"] == UNPRICED_REFUSAL
 
 
 def model_of(r: Row) -> str:

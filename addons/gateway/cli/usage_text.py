@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from ..pricing.prices import signed_usd
 
+UNKNOWN = "unknown"  # a USD sum that includes requests nothing priced (issue 59): never $0
+
 
 def table(rows: list[dict], sums: tuple[str, ...], heads: dict[str, str], dollars: tuple[str, ...]) -> str:
     """A plain-text table of an aggregated view, with a total line (`heads`: column names other than the
@@ -14,10 +16,13 @@ def table(rows: list[dict], sums: tuple[str, ...], heads: dict[str, str], dollar
     nkeys = len(head) - len(sums)
 
     def number(k: str, v) -> str:
-        return signed_usd(v) if k in dollars else f"{v:,}"
+        return UNKNOWN if v is None else signed_usd(v) if k in dollars else f"{v:,}"
+
+    def total(k: str):  # a sum with an unknown part (a request nothing priced) is unknown
+        return None if any(r[k] is None for r in rows) else sum(r[k] for r in rows)
     cells = [[heads.get(h, h.replace("_tokens", "").replace("_", " ")) for h in head]]
     cells += [[str(r[k]) for k in head[:nkeys]] + [number(k, r[k]) for k in sums] for r in rows]
-    cells.append(["total"] + [""] * (nkeys - 1) + [number(k, sum(r[k] for r in rows)) for k in sums])
+    cells.append(["total"] + [""] * (nkeys - 1) + [number(k, total(k)) for k in sums])
     return _grid(cells, nkeys, rules_after=(0, len(cells) - 2))
 
 

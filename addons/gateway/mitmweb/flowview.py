@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from mitmproxy import ctx
 
 from ..observer import Observer, cached_tokens, endpoint_name, error_code, error_text, status_of, usage_int
-from ..pricing.prices import USD, usd
+from ..pricing.prices import UNPRICED, USD, usd
 from ..jsonio import valid_text
 from ..redact import safe_message
 
@@ -60,7 +60,10 @@ def summary_line(ex: Exchange) -> str:
     elif ex.count.tokens is not None:  # Qwen's usage, when there is one, says it better
         parts.append(f"prompt ≈ {ex.count.tokens} tokens")
     if ex.result.cost is not None:
-        parts.append(usd(ex.result.cost) if ex.result.cost_unit == USD else f"{ex.result.cost:g} plan {ex.result.cost_unit}")
+        parts.append((usd(ex.result.cost) if ex.result.cost_unit == USD else f"{ex.result.cost:g} plan {ex.result.cost_unit}")
+                     + (f" (priced as {ex.result.priced_as})" if ex.result.priced_as else ""))
+    elif ex.result.cost_unit == UNPRICED:  # nothing prices it: unknown, never $0
+        parts.append(UNPRICED)
     if ex.ttfb_ms is not None:
         parts.append(f"ttfb {ex.ttfb_ms:.0f} ms")
     parts.append(f"{ex.duration_ms / 1000:.2f} s")

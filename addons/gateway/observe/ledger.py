@@ -28,7 +28,7 @@ from ..storage.health import Health, StateUnavailable, local_failure, local_heal
 from ..observer import Observer
 from ..redact import safe_message
 from .ledger_pg import SharedLedger
-from .ledger_rows import COLUMNS, ERROR_CHARS, ROWS_PER_INSERT, inserts, row_of
+from .ledger_rows import COLUMNS, ERROR_CHARS, ROWS_PER_INSERT, UNPRICED_BEFORE, inserts, row_of
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -62,6 +62,8 @@ class Ledger:
         for name, kind in COLUMNS.items():  # a ledger written by an older gateway
             if name not in have:
                 self._db.execute(f"ALTER TABLE usage ADD COLUMN {name} {kind}")
+        if "priced_as" not in have:  # its rows that no price counted, once (a new file has none)
+            self._db.execute(UNPRICED_BEFORE)
         self._db.execute("CREATE INDEX IF NOT EXISTS usage_day ON usage (day)")
         self._db.execute("CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts)")
         self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS usage_xid ON usage (xid)")

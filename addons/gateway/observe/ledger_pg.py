@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..storage.pg import Database, deadline, placeholders, shown, unavailable
-from .ledger_rows import COLUMNS, ROWS_PER_INSERT, inserts
+from .ledger_rows import COLUMNS, ROWS_PER_INSERT, UNPRICED_BEFORE, inserts
 
 _PG_TYPES = {"REAL": "DOUBLE PRECISION", "INTEGER": "BIGINT", "TEXT": "TEXT"}
 PG_STEPS = (  # the ledger's schema in a shared database (storage/pg.py migrates it)
@@ -29,6 +29,9 @@ PG_STEPS = (  # the ledger's schema in a shared database (storage/pg.py migrates
     "ALTER TABLE usage ADD COLUMN IF NOT EXISTS conversation TEXT, ADD COLUMN IF NOT EXISTS cache_turn BIGINT, "
     "ADD COLUMN IF NOT EXISTS cache_miss TEXT, ADD COLUMN IF NOT EXISTS miss_tokens BIGINT, "
     "ADD COLUMN IF NOT EXISTS miss_usd DOUBLE PRECISION",
+    # whose price counted an answer that has none (qwen_unpriced_as), and the rows no price counted before (issue 59)
+    "ALTER TABLE usage ADD COLUMN IF NOT EXISTS priced_as TEXT",
+    UNPRICED_BEFORE,
 )
 
 

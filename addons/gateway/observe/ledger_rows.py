@@ -38,7 +38,7 @@ COLUMNS: dict[str, str] = {
     "path": "TEXT",
     "key_name": "TEXT",  # the named client key (qwen-keys) the request came with
     "cost": "REAL",  # what it cost (pricing/prices.py), in cost_unit
-    "cost_unit": "TEXT",  # USD, or a Coding Plan's requests / a Token Plan's tokens
+    "cost_unit": "TEXT",  # USD, a Coding Plan's requests / a Token Plan's tokens, or "unpriced" (cost NULL)
     "cache_write_tokens": "INTEGER",  # stored in Qwen's explicit cache (billed at 125% of the input price)
     "cache_kind": "TEXT",  # explicit or implicit: which cache the request used (their hits are priced apart)
     "cache_saved": "REAL",  # USD the caches took off the prompt's price (negative: writes that cost more)
@@ -50,7 +50,12 @@ COLUMNS: dict[str, str] = {
     "cache_miss": "TEXT",
     "miss_tokens": "INTEGER",
     "miss_usd": "REAL",
+    "priced_as": "TEXT",  # the model whose price counted it (qwen_unpriced_as), when it has none of its own
 }
+# A ledger written before unpriced rows were marked (issue 59) priced nothing for them: its answered rows that no
+# price counted are marked unpriced once, when the ledger gains `priced_as` (ledger.py, ledger_pg.py)
+UNPRICED_BEFORE = ("UPDATE usage SET cost_unit = 'unpriced' WHERE cost IS NULL AND cost_unit IS NULL AND account "
+                   "IS NOT NULL AND (prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL)")
 
 
 def values(rows: list[dict], names: list[str]) -> list[tuple]:
@@ -111,6 +116,7 @@ def row_of(ex: Exchange) -> dict:
         "error": error_code(ex) or safe_message(error_text(ex), ERROR_CHARS),
         "key_name": ex.key.name or None, "cost": ex.result.cost, "cost_unit": ex.result.cost_unit or None, "xid": ex.id,
         "cache_write_tokens": cache_write_tokens(usage), "cache_kind": cache_kind(usage), "cache_saved": ex.result.cache_saved,
+        "priced_as": ex.result.priced_as or None,
     }
     if cache is not None:
         row.update(conversation=cache.conversation, cache_turn=cache.turn, cache_miss=cache.cause,

@@ -31,7 +31,7 @@ from mitmproxy.net.http import url
 from ..errors import MITMPROXY_REFUSED
 from ..jsonio import valid_text
 from ..observer import Observer, cache_write_tokens, cached_tokens, endpoint_name, error_code, error_text, status_of
-from ..pricing.prices import USD, usd
+from ..pricing.prices import UNPRICED, USD, usd
 from ..redact import safe_message
 
 if TYPE_CHECKING:
@@ -84,6 +84,10 @@ def format_line(ex: Exchange) -> str:
             parts.append(f"cache_write={written}")
     if ex.result.cost is not None:
         parts.append(f"cost={usd(ex.result.cost)}" if ex.result.cost_unit == USD else f"cost={ex.result.cost:g} {ex.result.cost_unit}")
+        if ex.result.priced_as:  # qwen_unpriced_as's price counted it
+            parts.append(f"priced_as={ex.result.priced_as}")
+    elif ex.result.cost_unit == UNPRICED:  # nothing prices it: unknown, never $0
+        parts.append("cost=unpriced")
     if ex.ttfb_ms is not None:
         parts.append(f"ttfb={ex.ttfb_ms:.0f}ms")
     ms = ex.duration_ms

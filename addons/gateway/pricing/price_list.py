@@ -1,6 +1,6 @@
 """The built-in price list: USD per million tokens of Alibaba Cloud Model Studio's pay-as-you-go Qwen models,
-by region, as the model catalogue holds them (models/catalogue.toml's `price` rows, source M), and the unit of
-the plans that are not billed in money. pricing/prices.py reads it; a user file (`qwen_prices_file`, docs/keys.md)
+by region, as the model catalogue holds them (models/catalogue.toml's `price` rows: source M, then W–Z), and the
+unit of the plans that are not billed in money. pricing/prices.py reads it; a user file (`qwen_prices_file`, docs/keys.md)
 overrides or extends it.
 
 Each model has tiers by the request's prompt size: (prompt tokens up to, input, output, cached input,

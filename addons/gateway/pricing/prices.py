@@ -1,11 +1,16 @@
 """What a request cost: money for pay-as-you-go accounts (USD, from pricing/price_list.py or the user's
 `qwen_prices_file`), the plan's own unit for Coding Plan (requests) and Token Plan (tokens) accounts.
 
-Parsed once in `configure` (settings/config.py); `PriceTable.cost` is pure and cheap (two dict lookups), called once
+Parsed once in `configure` (settings/config.py); `PriceTable.charge` is pure and cheap (a few dict lookups), called once
 per exchange when it ends (turn/settlement.py). The account's `billing` (auth/plans.billing_of: "payg:intl",
 "coding", …) and the Qwen model that answered choose the price; "*" in a user file is the default for
 anything the account's billing does not price: accounts whose billing the gateway does not know (OAuth
 logins, web sessions, self-hosted or other endpoints), or a model missing from the list.
+
+What nothing prices is *unpriced* (`Charge` with the unit UNPRICED and no amount): its cost is unknown, never
+$0 — unless `qwen_unpriced_as` names a priced model, whose price (on the account's billing, else pay-as-you-go
+international) then counts it, said as `priced_as`. A named key with a USD budget never sends an unpriced
+request (ingress/client_keys/team.py).
 
 The user file (JSON), any of:
 
@@ -27,13 +32,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
 from . import price_list
 
 USD, REQUESTS, TOKENS = "USD", "requests", "tokens"
+UNPRICED = "unpriced"  # the unit of a request nothing prices: its cost is unknown, never $0
+FALLBACK_BILLING = "payg:intl"  # where qwen_unpriced_as's price is looked up when the account's billing has none
 EXPLICIT_HIT, CREATION = 0.10, 1.25  # of the input price (Model Studio's Context cache page)
 ANY = "*"
 _SNAPSHOT = re.compile(r"-(latest|\d{4}-\d\d-\d\d)$")  # qwen3-coder-plus-2025-09-23 is priced as qwen3-coder-plus
@@ -50,41 +57,73 @@ class Tier:
     cache_write: float | None = None  # explicit cache creation (None: CREATION of the input price)
 
 
+@dataclass(slots=True)  # not frozen: made once per answer, and a frozen __init__ costs 5x
+class Charge:
+    """What an answered request is counted at: `amount` in `unit` (USD, or a plan's requests or tokens), or no
+    amount and the unit UNPRICED — unknown, never $0 (issue 59)."""
+
+    amount: float | None
+    unit: str
+    saved: float | None = None  # USD Qwen's caches took off the prompt's price (None: not counted in USD)
+    priced_as: str = ""  # the model whose price counted it (qwen_unpriced_as), when it has none of its own
+
+
 @dataclass(frozen=True)
 class PriceTable:
     models: Mapping[str, Mapping[str, tuple[Tier, ...]]] = field(default_factory=lambda: MappingProxyType({}))
     units: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     source: str = ""  # where the figures come from (the built-in list, then the user file)
+    fallback: str = ""  # qwen_unpriced_as: the model whose price counts a request that has none ("": unpriced)
 
-    def cost(self, billing: str, model: str, usage: dict | None, *, batch: bool = False) -> tuple[float, str] | None:
-        """(amount, unit) of one answered request, or None (no usage reported, no price known). `batch`: a request
-        of a batch (Model Studio's Batch API), billed at price_list.BATCH of the price in money."""
+    def charge(self, billing: str, model: str, usage: dict | None, *, batch: bool = False) -> Charge | None:
+        """What one answered request is counted at, or None (no usage reported). `batch`: a request of a batch
+        (Model Studio's Batch API), billed at price_list.BATCH of the price in money."""
         if not isinstance(usage, dict):
             return None
+        found, priced_as = self._price(billing, model)
         prompt, completion = _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
-        found = self._find(billing, model)
+        if found is None:
+            return Charge(None, UNPRICED)
         if found == REQUESTS:
-            return 1.0, REQUESTS
+            return Charge(1.0, REQUESTS)
         if found == TOKENS:
-            return float(prompt + completion), TOKENS
-        if not isinstance(found, tuple):
-            return None
+            return Charge(float(prompt + completion), TOKENS)
+        assert isinstance(found, tuple)
         tier = _tier(found, prompt)
         out_details = usage.get("completion_tokens_details")
         reasoned = _int(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else 0
         out_price = tier.thinking_output if reasoned and tier.thinking_output is not None else tier.output
-        amount = (_prompt_usd(tier, usage, prompt) + completion * out_price) / 1e6
-        return (amount * price_list.BATCH if batch else amount), USD
+        prompt_usd = _prompt_usd(tier, usage, prompt)
+        amount = (prompt_usd + completion * out_price) / 1e6
+        return Charge(amount * price_list.BATCH if batch else amount, USD, (prompt * tier.input - prompt_usd) / 1e6,
+                      priced_as)
+
+    def cost(self, billing: str, model: str, usage: dict | None, *, batch: bool = False) -> tuple[float, str] | None:
+        """(amount, unit) of one answered request, or None (no usage reported, no price known)."""
+        charged = self.charge(billing, model, usage, batch=batch)
+        return None if charged is None or charged.amount is None else (charged.amount, charged.unit)
 
     def saved(self, billing: str, model: str, usage: dict | None) -> float | None:
         """USD Qwen's caches took off the prompt's price (negative: cache writes that cost more than the hits
         saved); None without a price in USD."""
+        charged = self.charge(billing, model, usage)
+        return None if charged is None else charged.saved
+
+    def priced(self, billing: str, model: str) -> bool:
+        """Whether a request of `model` on an account of `billing` would be counted (in money or a plan's unit)."""
+        return self._price(billing, model)[0] is not None
+
+    def _price(self, billing: str, model: str) -> tuple[tuple[Tier, ...] | str | None, str]:
+        """(its price, the model it is qwen_unpriced_as's price of or "") — the fallback's on the account's
+        billing, else on pay-as-you-go international, when the model has none."""
         found = self._find(billing, model)
-        if not isinstance(usage, dict) or not isinstance(found, tuple):
-            return None
-        prompt = _int(usage.get("prompt_tokens"))
-        tier = _tier(found, prompt)
-        return (prompt * tier.input - _prompt_usd(tier, usage, prompt)) / 1e6
+        if found is not None or not self.fallback:
+            return found, ""
+        for where in (billing, FALLBACK_BILLING):
+            tiers = self._find(where, self.fallback)
+            if isinstance(tiers, tuple):
+                return tiers, self.fallback
+        return None, ""
 
     def _find(self, billing: str, model: str) -> tuple[Tier, ...] | str | None:
         """The account's billing first, then the user's default for anything else: a plan's unit, or tiers."""
@@ -143,11 +182,21 @@ def builtin() -> PriceTable:
                       f"{price_list.SOURCE} (taken {price_list.TAKEN})")
 
 
-def load(path: str) -> PriceTable:
-    """The built-in table, with the user file's entries over it. Raises ValueError naming what is wrong."""
-    base = builtin()
-    if not path:
-        return base
+def load(path: str, unpriced_as: str = "") -> PriceTable:
+    """The built-in table, with the user file's entries over it, counting unpriced requests at `unpriced_as`'s
+    price (qwen_unpriced_as) when given. Raises ValueError naming what is wrong."""
+    table = _with_file(builtin(), path) if path else builtin()
+    if not unpriced_as:
+        return table
+    if not isinstance(table._find(FALLBACK_BILLING, unpriced_as), tuple):
+        named = ", ".join(sorted(m for m in table.models.get(FALLBACK_BILLING, {}) if m))
+        raise ValueError(f"qwen_unpriced_as: {unpriced_as} has no price in USD on pay-as-you-go international "
+                         f"({FALLBACK_BILLING}, the built-in list or qwen_prices_file), so it cannot price what has "
+                         f"none: name a priced model ({named}) or give {unpriced_as} a price in qwen_prices_file")
+    return replace(table, fallback=unpriced_as)
+
+
+def _with_file(base: PriceTable, path: str) -> PriceTable:
     try:
         data = json.loads(Path(path).expanduser().read_text())
     except OSError as e:

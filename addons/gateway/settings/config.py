@@ -118,7 +118,7 @@ def parse(o) -> Config:
         # the OAuth refresh reaches Qwen the way the engine does: same proxy, same trusted CAs
         auth = replace(auth, proxy=network.proxy_url(auth.oauth_base_url), ca_file=network.ca_file,
                                    ca_dir=network.ca_dir, tls_verify=not network.insecure)
-        prices = load_prices(o.qwen_prices_file.strip())
+        prices = load_prices(o.qwen_prices_file.strip(), unpriced_as=o.qwen_unpriced_as)
     except ValueError as e:
         raise exceptions.OptionsError(str(e)) from e
     if auth.state_url and (missing := driver_missing()):

@@ -25,6 +25,7 @@ ACCEPTS = {
     "file": "the path of a readable file",
     "folder": "the path of a folder (made if missing)",
     "model": "a model name (no spaces)",
+    "optional_model": "a model name (no spaces), or nothing",
     "host": "host names (no scheme, path or spaces; at most 253 characters, 63 between dots)",
     "text": "printable ASCII text",
     "model_map": "alias=qwen-model entries",
@@ -122,6 +123,8 @@ def _fits(spec: OptionSpec, value: str) -> bool:
     if kind in (None, "text"):
         return bool(_PRINTABLE_ASCII.match(value))
     if not value.strip():  # empty: the default (an environment variable, a path, nothing)
+        if kind == "optional_model":
+            return not value
         # but spaces are no path: they would name a file or folder of spaces in the working folder
         return kind not in ("model", "model_map", "limits", "routes") and not (value and kind in ("file", "folder"))
     if kind == "url":
@@ -131,7 +134,7 @@ def _fits(spec: OptionSpec, value: str) -> bool:
         return urlsplit(value.strip()).scheme in ("postgresql", "postgres")
     if kind in ("file", "folder"):
         return _path_fits(kind, value.strip())
-    if kind == "model":
+    if kind in ("model", "optional_model"):
         return bool(_MODEL.match(value))
     if kind == "host":
         host = value.strip()

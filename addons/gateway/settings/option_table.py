@@ -189,6 +189,10 @@ def _declarations() -> dict[str, OptionSpec]:
         "A JSON file of prices (USD per million tokens, by billing and model) that overrides or extends the "
         "built-in Model Studio price list; costs go to the usage ledger, /metrics and named keys' budgets. At most "
         f"{PATH_LENGTH} characters (Linux's PATH_MAX).", kind="file", max_length=PATH_LENGTH)
+    add("qwen_unpriced_as", str, "",
+        "A priced model whose price counts the requests that have none (on the account's billing, else "
+        "pay-as-you-go international); empty: they are unpriced, and refused to a named key with a USD budget. "
+        f"At most {MODEL_LENGTH} characters.", kind="optional_model", max_length=MODEL_LENGTH)
 
     return specs
 

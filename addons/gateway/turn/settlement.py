@@ -18,7 +18,8 @@ from ..dispatch import Observers, call_safely
 from ..errors import gateway_error
 from ..exchange import Exchange
 from ..local_answers import Formats
-from ..pricing.prices import PriceTable
+from ..pricing.prices import UNPRICED, PriceTable
+from ..pricing.unpriced import UnpricedSeen
 from ..storage.health import StateUnavailable
 from .kept_before_end import KEEP_WAIT_S, final_object
 
@@ -35,6 +36,7 @@ class Settlement:
         self.formats = formats
         self.observers = observers
         self.flows = flows  # exchange id -> flow, while the exchange runs (the engine's callback finds it)
+        self.unpriced = UnpricedSeen()  # the unpriced models that carried traffic, for /health
 
     def answered(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         """mitmproxy's `response`: the client has (or is about to have) the answer the turn made: a stream's bytes
@@ -118,13 +120,20 @@ class Settlement:
                 why := reasoning_took_the_cap(ex.result.usage, ex.attempt.body)):
             ex.notes.append(why)
         # what Qwen reported, priced once for every observer (unless the answer priced itself: a batch's results)
-        if ex.attempt.cred is not None and ex.result.usage and ex.result.cost is None:
-            cost = self.prices().cost(ex.attempt.cred.billing, ex.attempt.model, ex.result.usage)
-            if cost is not None:
-                ex.result.cost, ex.result.cost_unit = cost
-                ex.result.cache_saved = self.prices().saved(ex.attempt.cred.billing, ex.attempt.model, ex.result.usage)
+        if ex.attempt.cred is not None and ex.result.usage and ex.result.cost is None and not ex.result.cost_unit:
+            self.charge(ex, ex.attempt.cred.billing)
         flow.metadata["qwen"] = ex.to_meta()
         self.observers.finished(ex, flow)
+
+    def charge(self, ex: Exchange, billing: str) -> None:
+        """Its price, a plan's unit, or unpriced (unknown, never $0): what every observer reads."""
+        charged = self.prices().charge(billing, ex.attempt.model, ex.result.usage)
+        if charged is None:
+            return
+        r = ex.result
+        r.cost, r.cost_unit, r.cache_saved, r.priced_as = charged.amount, charged.unit, charged.saved, charged.priced_as
+        if charged.unit == UNPRICED:
+            self.unpriced.count(billing, ex.attempt.model)
 
     async def durable(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         """A write the endpoint started (a stored Response) is committed before mitmproxy sends the answer:

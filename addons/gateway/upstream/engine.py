@@ -34,8 +34,11 @@ CONNECT_TIMEOUT = 10.0
 
 class UpstreamEngine:
     def __init__(self, policy: RetryPolicy, config: Config, pairing: Pairing,
-                 on_upstream_request: Callable[[Exchange], None] = lambda ex: None, client=None) -> None:
+                 on_upstream_request: Callable[[Exchange], None] = lambda ex: None, client=None,
+                 usd_budget_check: Callable[[Exchange], None] = lambda ex: None) -> None:
         self.policy = policy
+        # a named key's USD budget: what has no price is refused (ingress/client_keys/team.py), raising the refusal
+        self.usd_budget_check = usd_budget_check
         self.pairing = pairing  # which upstream serves the account, and how the endpoint's pair is carried
         self.config = config
         self.on_upstream_request = on_upstream_request
@@ -70,6 +73,8 @@ class UpstreamEngine:
         while True:
             upstream, base = self._body(ex)
             assert ex.attempt.cred is not None
+            if ex.key.usd_budget:  # the model as it will be sent (routes applied), on this account: before the wire
+                self.usd_budget_check(ex)
             prepared = await upstream.prepare(ex.attempt.cred, ex.attempt.body or {}, self._fetch)
             if isinstance(prepared, UpstreamError):  # the first of two requests failed (the web API's chats/new)
                 await self.policy.recover(ex, prepared)

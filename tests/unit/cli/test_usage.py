@@ -46,12 +46,12 @@ def test_today_json(state, capsys):
     rows = json.loads(run_cli(capsys, "today", "--json", "--state-dir", str(state)))
     assert rows == [
         {"account": "-", "model": "gpt-4o", "requests": 1, "prompt_tokens": 0, "completion_tokens": 0,
-         "cached_tokens": 0, "cache_write_tokens": 0, "cache_saved_usd": 0.0, "errors": 1},  # the 503: refused before any account
+         "cached_tokens": 0, "cache_write_tokens": 0, "cache_saved_usd": 0.0, "errors": 1, "unpriced": 0},  # the 503: refused before any account
         {"account": "default", "model": "coder-model", "requests": 3, "prompt_tokens": 1200,
          "completion_tokens": 47, "cached_tokens": 1024, "cache_write_tokens": 0, "cache_saved_usd": 0.0,
-         "errors": 1},
+         "errors": 1, "unpriced": 0},
         {"account": "ds", "model": "qwen3-coder-plus", "requests": 1, "prompt_tokens": 7, "completion_tokens": 3,
-         "cached_tokens": 0, "cache_write_tokens": 0, "cache_saved_usd": 0.0, "errors": 0},
+         "cached_tokens": 0, "cache_write_tokens": 0, "cache_saved_usd": 0.0, "errors": 0, "unpriced": 0},
     ]
 
 
@@ -59,9 +59,9 @@ def test_default_view_is_today_as_a_table(state, capsys):
     out = run_cli(capsys, "--state-dir", str(state))
     lines = out.splitlines()
     assert lines[0].split() == ["account", "model", "requests", "prompt", "completion", "cached", "cache", "write",
-                                "cache", "saved", "errors"]
-    assert lines[3].split() == ["default", "coder-model", "3", "1,200", "47", "1,024", "0", "$0", "1"]
-    assert lines[-1].split() == ["total", "5", "1,207", "50", "1,024", "0", "$0", "2"]
+                                "cache", "saved", "errors", "unpriced"]
+    assert lines[3].split() == ["default", "coder-model", "3", "1,200", "47", "1,024", "0", "$0", "1", "0"]
+    assert lines[-1].split() == ["total", "5", "1,207", "50", "1,024", "0", "$0", "2", "0"]
 
 
 def test_days_accounts_models_and_since(state, capsys, monkeypatch):
@@ -150,17 +150,18 @@ def test_filters(state, capsys):
     assert (row["requests"], row["errors"]) == (1, 1)
     assert cli_json(capsys, state, "models", "--status", "5xx") == [
         {"model": "gpt-4o", "requests": 1, "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0,
-         "cache_write_tokens": 0, "cache_saved_usd": 0.0, "errors": 1}]
+         "cache_write_tokens": 0, "cache_saved_usd": 0.0, "errors": 1, "unpriced": 0}]
 
 
 def test_since_forms():
+    from qwen_gateway.cli.usage_args import parse_since
     now = 1_700_000_000.0
-    assert usage_cli.parse_since("90s", now) == now - 90
-    assert usage_cli.parse_since("30m", now) == now - 1800
-    assert usage_cli.parse_since("6h", now) == now - 6 * 3600
-    assert usage_cli.parse_since("7d", now) == now - 7 * 86400
-    assert usage_cli.parse_since("2025-01-02") == time.mktime((2025, 1, 2, 0, 0, 0, 0, 0, -1))
-    assert usage_cli.parse_since("2025-01-02T13:30") == time.mktime((2025, 1, 2, 13, 30, 0, 0, 0, -1))
+    assert parse_since("90s", now) == now - 90
+    assert parse_since("30m", now) == now - 1800
+    assert parse_since("6h", now) == now - 6 * 3600
+    assert parse_since("7d", now) == now - 7 * 86400
+    assert parse_since("2025-01-02") == time.mktime((2025, 1, 2, 0, 0, 0, 0, 0, -1))
+    assert parse_since("2025-01-02T13:30") == time.mktime((2025, 1, 2, 13, 30, 0, 0, 0, -1))
 
 
 def test_failed_local_answers_are_summed(tmp_path, capsys):
@@ -170,7 +171,7 @@ def test_failed_local_answers_are_summed(tmp_path, capsys):
     led.close()
     assert cli_json(capsys, tmp_path, "today") == [
         {"account": "-", "model": "-", "requests": 1, "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0,
-         "cache_write_tokens": 0, "cache_saved_usd": 0.0, "errors": 1}]
+         "cache_write_tokens": 0, "cache_saved_usd": 0.0, "errors": 1, "unpriced": 0}]
     assert len(cli_json(capsys, tmp_path, "requests")) == 2
 
 

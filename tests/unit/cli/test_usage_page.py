@@ -62,8 +62,8 @@ def test_cards_and_the_total_row():
     cards = dict(re.findall(r'<div class="card" data-name="([^"]+)"><b>([^<]+)</b>', html))
     assert cards == {"requests": "3", "prompt tokens": "2,000", "completion tokens": "200", "cached tokens": "512",
                      "cache writes": "64", "errors": "1", "error rate": "33.3%"}  # no cache saved: no card
-    assert cells(html, "by-model") == [["2026-11-20", "qwen3-coder-plus", "3", "2,000", "200", "512", "64", "1"],
-                                       ["total", "", "3", "2,000", "200", "512", "64", "1"]]
+    assert cells(html, "by-model") == [["2026-11-20", "qwen3-coder-plus", "3", "2,000", "200", "512", "64", "1", "0"],
+                                       ["total", "", "3", "2,000", "200", "512", "64", "1", "0"]]
 
 
 def test_cache_saved_gets_a_card_negative_included():

@@ -122,22 +122,22 @@ def render(tmp_path, state, *args: str, capsys=None) -> tuple[Page, str]:
 def test_tokens_and_requests_per_day_by_model_and_account(tmp_path, state, capsys):
     page, _ = render(tmp_path, state)
     assert capsys.readouterr().out.strip() == str(tmp_path / "out" / "report.html")
-    # by (day, Qwen model): requests, prompt, completion, cached, cache writes, errors (as `qwen-usage models` names them)
+    # by (day, Qwen model): requests, prompt, completion, cached, cache writes, errors, unpriced (`qwen-usage models`)
     assert page.body("by-model") == [
-        ["2026-11-20", "qwen3-coder-plus", "2", "3,000", "300", "512", "0", "0"],
-        ["2026-11-21", "qwen3-coder-flash", "1", "300", "30", "100", "0", "0"],
-        ["2026-11-21", "qwen3-coder-plus", "2", "50", "5", "0", "0", "2"],
-        ["2026-11-22", "-", "1", "0", "0", "0", "0", "1"],
-        ["2026-11-22", HOSTILE, "1", "7", "3", "0", "0", "0"],
-        ["total", "", "7", "3,357", "338", "612", "0", "3"],
+        ["2026-11-20", "qwen3-coder-plus", "2", "3,000", "300", "512", "0", "0", "0"],
+        ["2026-11-21", "qwen3-coder-flash", "1", "300", "30", "100", "0", "0", "0"],
+        ["2026-11-21", "qwen3-coder-plus", "2", "50", "5", "0", "0", "2", "0"],
+        ["2026-11-22", "-", "1", "0", "0", "0", "0", "1", "0"],
+        ["2026-11-22", HOSTILE, "1", "7", "3", "0", "0", "0", "0"],
+        ["total", "", "7", "3,357", "338", "612", "0", "3", "0"],
     ]
     assert page.body("by-account") == [
-        ["2026-11-20", "demo", "2", "3,000", "300", "512", "0", "0"],
-        ["2026-11-21", "demo", "2", "50", "5", "0", "0", "2"],
-        ["2026-11-21", "team", "1", "300", "30", "100", "0", "0"],
-        ["2026-11-22", "-", "1", "0", "0", "0", "0", "1"],
-        ["2026-11-22", "team", "1", "7", "3", "0", "0", "0"],
-        ["total", "", "7", "3,357", "338", "612", "0", "3"],
+        ["2026-11-20", "demo", "2", "3,000", "300", "512", "0", "0", "0"],
+        ["2026-11-21", "demo", "2", "50", "5", "0", "0", "2", "0"],
+        ["2026-11-21", "team", "1", "300", "30", "100", "0", "0", "0"],
+        ["2026-11-22", "-", "1", "0", "0", "0", "0", "1", "0"],
+        ["2026-11-22", "team", "1", "7", "3", "0", "0", "0", "0"],
+        ["total", "", "7", "3,357", "338", "612", "0", "3", "0"],
     ]
     # the charts draw the same numbers: tokens (prompt + completion) and requests per day, stacked
     assert page.chart("chart-tokens-model") == {
@@ -214,7 +214,7 @@ def test_filters_are_applied_and_shown(tmp_path, state):
         ["2026-11-21", "qwen3-coder-flash", "1"], ["2026-11-22", HOSTILE, "1"], ["total", "", "2"]]
     assert "account team" in "".join(page.text)
     page, _ = render(tmp_path, state, "--errors", "--model", "qwen3-coder-plus")
-    assert [r[:3] + r[-1:] for r in page.body("by-model")] == [["2026-11-21", "qwen3-coder-plus", "2", "2"],
+    assert [r[:3] + r[-2:-1] for r in page.body("by-model")] == [["2026-11-21", "qwen3-coder-plus", "2", "2"],
                                                                ["total", "", "2", "2"]]
     page, _ = render(tmp_path, state, "--since", "2026-11-23")
     assert "No requests in this period." in "".join(page.text)

@@ -7,39 +7,49 @@ from qwen_gateway.cli.usage import HEADS, KEY_SUMS, SUMS, USD_SUMS
 from qwen_gateway.cli.usage_text import request_table, table
 
 
-def by_model(account, model, requests, prompt, completion, cached, written, saved, errors) -> dict:
+def by_model(account, model, requests, prompt, completion, cached, written, saved, errors, unpriced=0) -> dict:
     return {"account": account, "model": model, "requests": requests, "prompt_tokens": prompt,
             "completion_tokens": completion, "cached_tokens": cached, "cache_write_tokens": written,
-            "cache_saved_usd": saved, "errors": errors}
+            "cache_saved_usd": saved, "errors": errors, "unpriced": unpriced}
 
 
 def test_the_default_view_as_docs_observability_md_shows_it():
     rows = [by_model("-", "-", 3, 0, 0, 0, 0, 0.0, 3), by_model("-", "gpt-4o-mini", 1, 0, 0, 0, 0, 0.0, 1),
-            by_model("demo", "qwen3-coder-plus", 4, 2706, 9, 2048, 328, 0.0, 1)]
+            by_model("demo", "qwen3-coder-plus", 4, 2706, 9, 2048, 328, None, 1, 3)]  # the emulator's: no price
     assert table(rows, SUMS, HEADS, USD_SUMS) == """\
-account  model             requests  prompt  completion  cached  cache write  cache saved  errors
--------  ----------------  --------  ------  ----------  ------  -----------  -----------  ------
--        -                        3       0           0       0            0           $0       3
--        gpt-4o-mini              1       0           0       0            0           $0       1
-demo     qwen3-coder-plus         4   2,706           9   2,048          328           $0       1
--------  ----------------  --------  ------  ----------  ------  -----------  -----------  ------
-total                             8   2,706           9   2,048          328           $0       5"""
+account  model             requests  prompt  completion  cached  cache write  cache saved  errors  unpriced
+-------  ----------------  --------  ------  ----------  ------  -----------  -----------  ------  --------
+-        -                        3       0           0       0            0           $0       3         0
+-        gpt-4o-mini              1       0           0       0            0           $0       1         0
+demo     qwen3-coder-plus         4   2,706           9   2,048          328      unknown       1         3
+-------  ----------------  --------  ------  ----------  ------  -----------  -----------  ------  --------
+total                             8   2,706           9   2,048          328      unknown       5         3"""
+
+
+def test_a_sum_that_includes_unpriced_requests_is_unknown_never_zero():
+    """Issue 59: a row with requests nothing priced has no USD sum (None), and so has the total."""
+    rows = [by_model("demo", "qwen3-coder-plus", 4, 2706, 9, 2048, 328, 0.0012, 0),
+            by_model("demo", "qwen3.7-flash", 2, 300, 20, 0, 0, None, 0, 2)]
+    lines = table(rows, SUMS, HEADS, USD_SUMS).splitlines()
+    assert lines[2].split()[-3:] == ["$0.001200", "0", "0"]
+    assert lines[3].split()[-3:] == ["unknown", "0", "2"]
+    assert lines[-1].split()[-3:] == ["unknown", "0", "2"]
 
 
 def test_the_by_key_view_as_docs_keys_md_shows_it():
     def key(name, requests, refused, prompt, completion, cost):
         return {"key": name, "requests": requests, "refused": refused, "prompt_tokens": prompt,
                 "completion_tokens": completion, "cost_usd": cost, "cache_saved_usd": 0.0, "plan_requests": 0,
-                "plan_tokens": 0}
+                "plan_tokens": 0, "unpriced": 0}
     rows = [key("-", 1, 1, 0, 0, 0.0), key("alice", 5, 2, 6, 9, 0.000051), key("ci", 3, 2, 10, 12, 0.000070)]
     assert table(rows, KEY_SUMS, HEADS, USD_SUMS) == """\
-key    requests  refused  prompt  completion       cost  cache saved  plan requests  plan tokens
------  --------  -------  ------  ----------  ---------  -----------  -------------  -----------
--             1        1       0           0         $0           $0              0            0
-alice         5        2       6           9  $0.000051           $0              0            0
-ci            3        2      10          12  $0.000070           $0              0            0
------  --------  -------  ------  ----------  ---------  -----------  -------------  -----------
-total         9        5      16          21  $0.000121           $0              0            0"""
+key    requests  refused  prompt  completion       cost  cache saved  plan requests  plan tokens  unpriced
+-----  --------  -------  ------  ----------  ---------  -----------  -------------  -----------  --------
+-             1        1       0           0         $0           $0              0            0         0
+alice         5        2       6           9  $0.000051           $0              0            0         0
+ci            3        2      10          12  $0.000070           $0              0            0         0
+-----  --------  -------  ------  ----------  ---------  -----------  -------------  -----------  --------
+total         9        5      16          21  $0.000121           $0              0            0         0"""
 
 
 def test_money_that_may_be_negative_and_large_amounts():

@@ -254,3 +254,14 @@ def test_the_cache_doctors_verdict_is_a_section_of_the_comment():
     sections = summary_line(ex).split(SEP)
     assert sections[1] == ex.result.cache.line
     assert len(sections) == 4  # summary, verdict, note, client
+
+
+def test_the_summary_says_an_answer_is_unpriced_or_whose_price_counted_it():
+    """Issue 59: never $0 for what nothing prices."""
+    from qwen_gateway.mitmweb.flowview import summary_line
+
+    ex = exchange(upstream_model="qwen3.7-flash")
+    ex.result.cost_unit = "unpriced"
+    assert " · unpriced · " in summary_line(ex) and "$0" not in summary_line(ex)
+    ex.result.cost, ex.result.cost_unit, ex.result.priced_as = 0.00126, "USD", "qwen3-max"
+    assert " · $0.001260 (priced as qwen3-max) · " in summary_line(ex)

@@ -289,7 +289,7 @@ def record_a_fixed_set(m: Metrics) -> None:
 
 FAMILIES = [("qwen_requests", "counter"), ("qwen_tokens", "counter"), ("qwen_cost_usd", "counter"),
             ("qwen_cache_saved_usd", "gauge"), ("qwen_cache_read_share", "gauge"), ("qwen_cache_misses", "counter"),
-            ("qwen_cache_miss_tokens", "counter"), ("qwen_plan_units", "counter"),
+            ("qwen_cache_miss_tokens", "counter"), ("qwen_unpriced_requests", "counter"), ("qwen_plan_units", "counter"),
             ("qwen_request_duration_seconds", "histogram"), ("qwen_time_to_first_byte_seconds", "histogram"),
             ("qwen_retries", "counter"), ("qwen_account_rotations", "counter"), ("qwen_errors", "counter"),
             ("qwen_streams_in_flight", "gauge"), ("qwen_account_cooldown_seconds", "gauge"),

@@ -162,3 +162,12 @@ def test_a_lone_surrogate_in_the_model_name_still_makes_a_printable_line():
     line = format_line(exchange(model="gpt\ud83d"))
     assert "gpt\ufffd→coder-model" in line
     line.encode("utf-8")
+
+
+def test_an_unpriced_answer_says_so_never_a_cost_of_nothing():
+    """Issue 59: `cost=unpriced` where nothing prices the model; whose price counted it under qwen_unpriced_as."""
+    ex = exchange(upstream_model="qwen3.7-flash")
+    ex.result.cost_unit = "unpriced"
+    assert " cost=unpriced " in format_line(ex) and "$0" not in format_line(ex)
+    ex.result.cost, ex.result.cost_unit, ex.result.priced_as = 0.00126, "USD", "qwen3-max"
+    assert " cost=$0.001260 priced_as=qwen3-max " in format_line(ex)

@@ -4,17 +4,56 @@ priced as their family, and the plans' own units. tests/unit/pricing/test_prices
 
 from __future__ import annotations
 
-from qwen_gateway.models.catalogue import ROWS
+from qwen_gateway.models.catalogue import EMBEDDING, ROWS, SOURCES
+from qwen_gateway.models.model_map import DEFAULT_ALIASES, KEY_DEFAULT_MODEL, KEY_VISION_MODEL
+from qwen_gateway.models.routes import siblings
 from qwen_gateway.pricing.price_list import BATCH, BATCH_SOURCE, PAYG, PLAN_UNITS, SOURCE, TAKEN
 
 INTL_AND_CN = {"qwen3-coder-plus", "qwen3-coder-flash", "qwen3-max", "qwen-plus", "qwen-flash"}
+INTL_SINCE_ISSUE_59 = {"qwen4-max", "qwen3.8-max", "qwen3.7-max", "qwen3.6-plus", "qwen3.6-flash", "text-embedding-v4"}
 
 
 def test_the_models_and_regions_docs_keys_md_names():
     assert set(PAYG) == {"payg:intl", "payg:cn", "payg:us"}
-    assert set(PAYG["payg:intl"]) == INTL_AND_CN | {"qwen-max", "qwen-turbo"}
-    assert set(PAYG["payg:cn"]) == INTL_AND_CN
+    assert set(PAYG["payg:intl"]) == INTL_AND_CN | {"qwen-max", "qwen-turbo"} | INTL_SINCE_ISSUE_59
+    assert set(PAYG["payg:cn"]) == INTL_AND_CN | {"text-embedding-v4"}
     assert set(PAYG["payg:us"]) == {"qwen-plus", "qwen-flash"}
+
+
+def picked_by_the_gateway() -> set[str]:
+    """Every model a key account's request may be sent to without the client naming it: the default model, the
+    image route's vision model, the aliases' targets (claude-haiku, OpenAI's embedding names), and the long-context
+    siblings of every chat model (the OAuth portal's coder-model has no price anywhere: OAuth is not billed)."""
+    picked = {KEY_DEFAULT_MODEL, KEY_VISION_MODEL} | {m for m in DEFAULT_ALIASES.values() if m}
+    return picked | {s for m in ROWS for s in siblings(m)}
+
+
+def test_every_model_the_gateway_picks_on_its_own_has_a_price_where_it_is_served():
+    """Issue 59: a team's image traffic (routed to qwen3.6-plus) or long prompts (to a sibling) must not be
+    invisible to its budgets. Priced on pay-as-you-go international, where the sources give a price."""
+    unpriced = {m for m in picked_by_the_gateway() if "payg-intl" in ROWS[m].plans and m not in PAYG["payg:intl"]
+                and ROWS[m].family is None}
+    assert unpriced == set()
+    assert {KEY_VISION_MODEL, "qwen4-max", "qwen3.8-max", "text-embedding-v4"} <= picked_by_the_gateway()
+
+
+def test_the_prices_since_issue_59_as_their_sources_give_them():
+    """Sources W–Z (models/catalogue.toml): third parties for qwen4-max, qwen3.8-max, and models.dev's
+    transcription of Model Studio's model pages; Model Studio's own page for text-embedding-v4."""
+    intl = PAYG["payg:intl"]
+    assert intl["qwen4-max"] == [(None, 1.5, 4.5, 0.075, None)]  # thinking billed as output: no price of its own
+    assert intl["qwen3.8-max"] == [(None, 2.0, 6.0, None, None)]
+    assert intl["qwen3.7-max"] == [(None, 2.5, 7.5, None, None)]
+    assert intl["qwen3.6-plus"] == [(256_000, 0.5, 3.0, None, None), (None, 2.0, 6.0, None, None)]
+    assert intl["qwen3.6-flash"] == [(None, 0.1875, 1.125, None, None)]
+    assert intl["text-embedding-v4"] == [(None, 0.07, 0.0, None, None)]
+    assert PAYG["payg:cn"]["text-embedding-v4"] == [(None, 0.072, 0.0, None, None)]
+    assert "qwen3-vl-plus" not in intl  # its source gives the first prompt tier only: unpriced, never guessed
+    for model, letter in (("qwen4-max", "W"), ("qwen3.8-max", "X"), ("qwen3.7-max", "Y"), ("qwen3.6-plus", "Y"),
+                          ("qwen3.6-flash", "Y"), ("text-embedding-v4", "Z")):
+        assert letter in ROWS[model].sources.split(", "), model
+    assert all(SOURCES[letter].startswith("Third party: ") for letter in "WXY")
+    assert SOURCES["Z"].startswith("Model Studio, ")
 
 
 def test_where_and_when_the_figures_were_taken():
@@ -33,7 +72,8 @@ def test_tiers_by_prompt_size_up_to_an_open_last_one():
             bounds = [t[0] for t in tiers]
             assert bounds[-1] is None, (billing, model)  # any prompt size has a price
             assert all(b is not None for b in bounds[:-1]) and bounds[:-1] == sorted(set(bounds[:-1])), (billing, model)
-            assert all(t[1] > 0 and t[2] >= t[1] for t in tiers), (billing, model)  # output dearer than input
+            chat = ROWS[model].kind != EMBEDDING  # an embedding has no output
+            assert all(t[1] > 0 and (t[2] >= t[1] if chat else t[2] == 0) for t in tiers), (billing, model)
             assert all(t[3] is None or t[3] < t[1] for t in tiers), (billing, model)  # a cache read is cheaper
 
 

@@ -20,6 +20,7 @@ from qwen_gateway.settings.option_specs import OptionSpec, problem, refusal, unk
     (OptionSpec("o", str, "", "", kind="url"), ["", "https://h.example/v1", "http://127.0.0.1:9"],
      ["h.example", "ftp://h", "https://", "https://h.example/v1\n"]),  # a final newline too
     (OptionSpec("o", str, "", "", kind="model"), ["qwen3-coder-plus"], ["", "two words", "a\tb", "qwen3-coder-plus\n"]),
+    (OptionSpec("o", str, "", "", kind="optional_model"), ["", "qwen3-max"], ["  ", "two words", "qwen3-max\n"]),
     (OptionSpec("o", list, [], "", kind="host"), [["api.openai.com", "[::1]", "10.0.0.1:443"]],
      [["api.openai.com/v1"], ["a b"]]),
     (OptionSpec("o", list, [], "", kind="model_map"), [["gpt-4o=qwen3-coder-plus", "a=b=c"]], [["gpt-4o"], ["=x"]]),

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 
 from ...errors import GatewayError
+from ...pricing.prices import UNPRICED
 
 CHAT = "/v1/chat/completions"
 Translate = Callable[[dict], dict]  # a client's chat body -> Qwen's (raises GatewayError)
@@ -77,10 +78,11 @@ def results_back(data: bytes, back: Back) -> bytes:
 
 def priced(data: bytes, price: Price, model: str) -> tuple[dict, float | None, str]:
     """(the usage summed, the cost, its unit) of a results file: each answered line priced by `price` (at the
-    batch rate) with its own usage, as Qwen bills each request. `model`: for a line that names none."""
+    batch rate) with its own usage, as Qwen bills each request. `model`: for a line that names none. One line
+    nothing prices makes the cost unknown: (None, "unpriced"), never the sum of the others (issue 59)."""
     total = dict.fromkeys(USAGE, 0)
     cost: float | None = None
-    unit = ""
+    unit, unpriced = "", False
     for text in _rows(data, "results file"):
         try:
             obj = json.loads(text) if text.strip() else None
@@ -95,6 +97,8 @@ def priced(data: bytes, price: Price, model: str) -> tuple[dict, float | None, s
             v = usage.get(k)
             total[k] += v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
         found = price(str(body.get("model") or model), usage)
-        if found is not None:
+        if found is None:
+            unpriced = True
+        else:
             cost, unit = (cost or 0.0) + found[0], found[1]
-    return total, cost, unit
+    return (total, None, UNPRICED) if unpriced else (total, cost, unit)

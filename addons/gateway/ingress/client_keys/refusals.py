@@ -13,12 +13,14 @@ import functools
 import time
 
 from ...errors import NO_RETRY, GatewayError
+from ...exchange import ErrorInfo
 from .ring import KeyRecord
 from .limits import retry_seconds
 from .rate_headers import ANTHROPIC
 from .spend import next_midnight, next_month
 
 REFUSAL_CODES = frozenset({"invalid_api_key", "rate_limit_exceeded", "insufficient_quota", "state_unavailable"})
+UNPRICED = "model_unpriced"  # refused after the account was chosen (the price is its billing's): the gateway's own
 SPEND_LIMIT = ("You have reached your specified API usage limits. You will regain access on {day} at 00:00 UTC.")
 
 
@@ -114,6 +116,24 @@ def _spend_limit(reset: float, which: str) -> GatewayError:
     day = time.strftime("%Y-%m-%d", time.gmtime(reset))
     return GatewayError(400, f"{SPEND_LIMIT.format(day=day)} ({which})", type="invalid_request_error",
                         code="insufficient_quota", headers=NO_RETRY)  # Claude Code re-sends a 400 otherwise
+
+
+def unpriced(name: str, model: str) -> GatewayError:
+    """A key with a USD budget asked a model its account has no price for: what it cost could not be counted."""
+    return GatewayError(400, f"Key {name!r} has a monthly USD budget (qwen-keys --monthly-usd), and {model} has no "
+                             "price on this gateway's account, so what it costs could not count against the budget. "
+                             f"Ask the gateway's operator to give {model} a price in the prices file "
+                             "(qwen_prices_file) or count it at a priced model's (qwen_unpriced_as), or to give the "
+                             "key a token budget instead of a USD one (qwen-keys set NAME --monthly-usd 0 "
+                             "--daily-tokens N).", type="invalid_request_error", code=UNPRICED, param="model",
+                        headers=NO_RETRY)
+
+
+def refused(error: ErrorInfo | None, answered_by: object) -> bool:
+    """Whether the gateway refused a key's request itself (before any account was asked, or for no price)."""
+    if error is None:
+        return False
+    return error.code == UNPRICED or (answered_by is None and error.code in REFUSAL_CODES)
 
 
 def keys_unread(why: str = "") -> GatewayError:

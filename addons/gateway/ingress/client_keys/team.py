@@ -8,6 +8,8 @@
 - **Limits** (`limit`, before the request goes upstream): budgets from memory (ingress/client_keys/spend.py), then rpm
   and tpm through the limiter (ingress/client_keys/limits.py), which asks the backend only when the local lease is spent;
   a key with rpm or tpm gets their state as headers on its answer or refusal (ingress/client_keys/rate_headers.py).
+  A key with a USD budget is refused what has no price (`priced_only`, called by the engine once the account and
+  the model as sent are known: nothing unpriced can pass a budget in USD).
 - **Spend** (`finished`, an observer, after the answer): tokens Qwen reported, the request's cost
   (`ex.result.cost`, pricing/prices.py) and refusals, per key and UTC day; tpm grants settled with the real tokens.
 - **Where** (ingress/client_keys/source.py): `<state_dir>/keys.sqlite3`, or the shared database (`qwen_state_url`: rate
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import GatewayError
 from ...observer import Observer
-from ...pricing.prices import REQUESTS, TOKENS, USD
+from ...pricing.prices import REQUESTS, TOKENS, USD, PriceTable
 from . import rate_headers, refusals
 from ..access import is_loopback, key_matches, peer_host
 from .ring import Keyring, KeyRecord, digest
@@ -54,12 +56,14 @@ class Team(Observer):
         self.book = SpendBook()
         self.limiter = Limiter(MemoryGrants())
         self.source = KeySource(self)
+        self.prices = PriceTable()  # the configured price table: what a USD budget may be spent on
         self._warned = False
         self.deleted: list[Callable[[str], None]] = []  # told each name deleted (its stored objects go with it)
 
     # ---- lifecycle: where the keys live (ingress/client_keys/source.py) -------------------------------------------
 
     def configure(self, config: Config) -> None:
+        self.prices = config.prices
         self.source.configure(config)
 
     def running(self) -> None:
@@ -132,6 +136,7 @@ class Team(Observer):
             ex.key.name = rec.name
             if not rec.revoked:
                 ex.key.record = rec
+                ex.key.usd_budget = bool(rec.monthly_usd)  # the engine then asks `priced_only`
 
     # ---- limits, before upstream ---------------------------------------------------------------------
 
@@ -163,6 +168,13 @@ class Team(Observer):
                 self._give_back(taken)
                 raise refusals.too_large(rec, want)
             taken.append(await self._take(rec, TPM, want, rec.tpm, taken))
+
+    def priced_only(self, ex: Exchange) -> None:
+        """The engine's check for a key with a USD budget (the model as sent, on the account chosen): raises the
+        refusal when nothing prices the request, since its cost could not count against the budget."""
+        cred = ex.attempt.cred
+        if cred is not None and not self.prices.priced(cred.billing, ex.attempt.model):
+            raise refusals.unpriced(ex.key.name, ex.attempt.model)
 
     def _headers(self, dialect: str, rec: KeyRecord) -> dict[str, str]:
         states = []
@@ -197,7 +209,7 @@ class Team(Observer):
         name = ex.key.name
         if not name:
             return
-        if ex.attempt.cred is None and ex.result.error is not None and ex.result.error.code in refusals.REFUSAL_CODES:
+        if refusals.refused(ex.result.error, answered_by=ex.attempt.cred):
             self.book.charge(name, refused=1)
             return
         usage = ex.result.usage if isinstance(ex.result.usage, dict) else {}

@@ -70,4 +70,13 @@ def test_a_results_file_is_priced_line_by_line_and_its_usage_summed():
     usage, cost, unit = lines.priced(data, price, "qwen-plus")
     assert usage == {"prompt_tokens": 110, "completion_tokens": 5, "total_tokens": 115}
     assert (cost, unit, asked) == (55.0, "USD", ["qwen-plus", "qwen-max"])
-    assert lines.priced(data, lambda m, u: None, "qwen-plus")[1:] == (None, "")
+    assert lines.priced(data, lambda m, u: None, "qwen-plus")[1:] == (None, "unpriced")
+
+
+def test_a_results_file_with_an_unpriced_line_costs_an_unknown_amount_never_part_of_it():
+    """Issue 59: one answered line nothing prices makes the batch's cost unknown (summing the others would show
+    less than it cost)."""
+    other = {**ANSWER, "model": "qwen3.7-flash"}
+    data = "\n".join([result("a", 200, ANSWER), result("b", 200, other), ""]).encode()
+    usage, cost, unit = lines.priced(data, lambda m, u: None if m == "qwen3.7-flash" else (0.5, "USD"), "qwen-plus")
+    assert (cost, unit) == (None, "unpriced") and usage["prompt_tokens"] == 20
