@@ -115,6 +115,8 @@ class LearnedFacts:
 
     def get(self, model: str, fact: str) -> Fact | None:
         """The fact while it holds (None: never learned, or past its day: the client's value goes up)."""
+        if not self.facts:  # the common case: nothing learned, no key built
+            return None
         found = self.facts.get((model, fact))
         return found if found is not None and found.expires > self.clock() else None
 

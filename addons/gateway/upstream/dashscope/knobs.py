@@ -48,8 +48,7 @@ def thinking_knobs(body: dict, effort: object = None, notes: list[str] | None = 
         if isinstance(effort, str):
             out["reasoning_effort"] = effort
         return out
-    most = learned.value(model, BUDGET) if learned is not None else None
-    if most is not None:
+    if learned is not None and (most := learned.value(model, BUDGET)) is not None:  # Qwen's word wins
         spec = thinking.with_budget(spec, most)
     explicit = out.pop("enable_thinking", None)
     explicit = explicit if isinstance(explicit, bool) else None
