@@ -43,6 +43,7 @@ UNPRICED = "unpriced"  # the unit of a request nothing prices: its cost is unkno
 FALLBACK_BILLING = "payg:intl"  # where qwen_unpriced_as's price is looked up when the account's billing has none
 EXPLICIT_HIT, CREATION = 0.10, 1.25  # of the input price (Model Studio's Context cache page)
 ANY = "*"
+MEMO_MOST = 1024
 _SNAPSHOT = re.compile(r"-(latest|\d{4}-\d\d-\d\d)$")  # qwen3-coder-plus-2025-09-23 is priced as qwen3-coder-plus
 
 
@@ -74,6 +75,9 @@ class PriceTable:
     units: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     source: str = ""  # where the figures come from (the built-in list, then the user file)
     fallback: str = ""  # qwen_unpriced_as: the model whose price counts a request that has none ("": unpriced)
+    # (billing, model) -> what _price found: asked once per answer about the few pairs a gateway serves; model
+    # names come from clients, so it starts over past MEMO_MOST pairs
+    _memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     def charge(self, billing: str, model: str, usage: dict | None, *, batch: bool = False) -> Charge | None:
         """What one answered request is counted at, or None (no usage reported). `batch`: a request of a batch
@@ -116,6 +120,16 @@ class PriceTable:
     def _price(self, billing: str, model: str) -> tuple[tuple[Tier, ...] | str | None, str]:
         """(its price, the model it is qwen_unpriced_as's price of or "") — the fallback's on the account's
         billing, else on pay-as-you-go international, when the model has none."""
+        key = (billing, model)
+        memo = self._memo
+        found = memo.get(key)
+        if found is None:
+            if len(memo) >= MEMO_MOST:
+                memo.clear()
+            found = memo[key] = self._look_up(billing, model)
+        return found
+
+    def _look_up(self, billing: str, model: str) -> tuple[tuple[Tier, ...] | str | None, str]:
         found = self._find(billing, model)
         if found is not None or not self.fallback:
             return found, ""
