@@ -30,7 +30,7 @@ from .api.responses.background import BackgroundRuns
 from .api.responses.socket import ResponsesSockets
 from .api.responses.store import ResponseStore
 from .api.responses.store_pg import SharedResponseStore
-from .storage import pg
+from .storage import folder_access, pg
 from .accounts import Pool
 from .storage.pg import Database, shown
 from .auth.pool import AccountPool
@@ -108,11 +108,14 @@ class Wiring:
         mitmproxy_defaults.apply(opts, updated)  # flow_detail 0, web_columns + comment: unless the user set them
         if any(k.startswith("qwen_") for k in updated) or config.NETWORK_OPTIONS & updated:
             old, new = self.config, config.parse(opts)
+            fresh = new.auth != old.auth or self._store is None  # a state folder not read yet
+            if fresh and (blocked := folder_access.unreadable(new.state_dir)) is not None:
+                raise exceptions.OptionsError(blocked)  # one line with the fix, before anything reads the folder
             if (moved := self.team.source.refusal(new)) is not None:  # the keys' place changed: the door holds
                 raise exceptions.OptionsError(moved)
             self.config = new
             pairing = components.pairing(new)
-            if new.auth != old.auth or self._store is None:
+            if fresh:
                 self._store = None
                 if self._fixed_pool is None:
                     if self.pool is not None:
