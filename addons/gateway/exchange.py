@@ -198,6 +198,7 @@ class Exchange:
     truncate_oldest: bool = False  # the client lets the oldest messages go to fit the context (to_chat says)
     endpoint_state: Any = None  # the endpoint's own (Responses: api/responses/state.py), never read by the core
     notes: list[str] = field(default_factory=list)
+    fixed: list[str] = field(default_factory=list)  # what qwen_cache_fixes changed in the request (turn/cache_fixes.py)
     attempt: Attempt = field(default_factory=Attempt)
     turn: TurnState = field(default_factory=TurnState)
     result: Result = field(default_factory=Result)

@@ -57,3 +57,48 @@ def test_a_healthy_database_is_never_announced_as_one_that_cannot_be_used(tmp_pa
     assert not [a for a in answers if "cannot be used" in a], [a for a in answers if not a.startswith("200")]
     assert "cannot be used" not in log, log
     print(f"\n{len(answers)} requests while it started: {sorted({a[:3] for a in answers})}")
+
+
+def _metric(gw: Gateway, name: str, **labels: str) -> float:
+    """A sample of the gateway's /metrics (0 when it has none)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(gw.url + "/metrics", trust_env=False, timeout=10).text
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def _line(gw: Gateway, path: str, n: int = 1) -> str:
+    """The request line of the `n`th request to `path`, once it is written."""
+    from helpers.procs import until
+
+    def found() -> str | None:
+        lines = [ln for ln in gw.log().splitlines() if f"POST {path} " in ln]
+        return lines[n - 1] if len(lines) >= n else None
+    return until(found, f"request line {n} of {path}", limit=10)
+
+
+def test_the_cost_options_leave_a_trace_on_the_request_line_and_in_metrics(tmp_path, emu):
+    """qwen_responses_native (a Responses request sent to Qwen's own Responses API) and qwen_cache_fixes (the
+    tools sorted by name): each says so on the request line and counts in /metrics; a request they leave as it
+    was says nothing."""
+    from e2e.test_e2e_responses_native import INSTRUCTIONS, MODEL, native_gateway
+    import openai
+
+    gw = native_gateway(emu, tmp_path, "--set", "qwen_cache_fixes=tool-order")
+    try:
+        c = openai.OpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0, timeout=30)
+        tools = [{"type": "function", "function": {"name": n, "parameters": {"type": "object", "properties": {}}}}
+                 for n in ("zeta", "alpha")]
+        c.chat.completions.create(model=MODEL, messages=HI, tools=tools)
+        fixed = _line(gw, "/v1/chat/completions")
+        assert " fixed=tool-order " in fixed, fixed
+        c.chat.completions.create(model=MODEL, messages=HI, tools=list(reversed(tools)))  # in order already
+        assert " fixed=" not in _line(gw, "/v1/chat/completions", 2)
+        assert _metric(gw, "qwen_cache_fixes_total", fix="tool-order", account="emu") == 1
+        assert c.responses.create(model=MODEL, instructions=INSTRUCTIONS, input="ping").status == "completed"
+        native = _line(gw, "/v1/responses")
+        assert " via=responses " in native, native
+        assert _metric(gw, "qwen_native_requests_total", api="responses", account="emu") == 1
+    finally:
+        gw.stop()
