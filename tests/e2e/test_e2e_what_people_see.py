@@ -102,3 +102,44 @@ def test_the_cost_options_leave_a_trace_on_the_request_line_and_in_metrics(tmp_p
         assert _metric(gw, "qwen_native_requests_total", api="responses", account="emu") == 1
     finally:
         gw.stop()
+
+
+def _usage(env: dict[str, str], *args: str) -> tuple[int, str]:
+    """`qwen-usage today --json` as a user runs it (no --state-url, no QWEN_STATE_URL): its requests, and what it
+    said on stderr."""
+    import json
+    import os
+    import subprocess
+
+    from helpers.team import QWEN_USAGE
+
+    clean = {k: v for k, v in os.environ.items() if k != "QWEN_STATE_URL"}
+    r = subprocess.run([str(QWEN_USAGE), "today", "--json", *args], capture_output=True, text=True, timeout=60,
+                       env={**clean, **env})
+    assert r.returncode == 0, r.stdout + r.stderr
+    return sum(row["requests"] for row in json.loads(r.stdout)), r.stderr
+
+
+def test_qwen_usage_follows_the_gateway_to_its_database_and_says_so(tmp_path, emu, pg_url):
+    """The issue: after moving the state to PostgreSQL, `qwen-usage` read the folder's old ledger (14 requests
+    instead of 181), without a word."""
+    env = team_env(tmp_path, emu)
+    folder_gw = Gateway(tmp_path / "gw-folder", env=env).start()
+    try:
+        for _ in range(2):
+            assert httpx.post(folder_gw.url + "/v1/chat/completions", json={"model": "gpt-4o", "messages": HI},
+                              trust_env=False, timeout=30).status_code == 200
+    finally:
+        folder_gw.stop()
+    shared_gw = Gateway(tmp_path / "gw-db", env=env, args=("--set", f"qwen_state_url={pg_url}")).start()
+    try:
+        for _ in range(5):
+            assert httpx.post(shared_gw.url + "/v1/chat/completions", json={"model": "gpt-4o", "messages": HI},
+                              trust_env=False, timeout=30).status_code == 200
+    finally:
+        shared_gw.stop()
+    requests, said = _usage({"QWEN_GATEWAY_HOME": env["QWEN_GATEWAY_HOME"]})
+    assert requests == 5, (requests, said)
+    assert f"the shared database {pg_url}" in said and "gateway-store.json" in said, said
+    local, said = _usage({"QWEN_GATEWAY_HOME": env["QWEN_GATEWAY_HOME"]}, "--state-url", "")  # the folder's own
+    assert local == 2 and "shared database" not in said, (local, said)
