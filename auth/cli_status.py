@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from ..settings.auth import AuthSettings
 from .cli_common import EXIT_OK
+from .key_account import CHECKED
 from .pool import AccountPool
 from .web_cli import disabled_note, status_line
 
@@ -70,7 +71,7 @@ def cmd_status(a, settings: AuthSettings) -> int:
     for r in rows:
         if r.get("kind") == "web":  # expires in, refresh, last punish, cooldown: never a cookie or token
             print(status_line(r))
-        if r.get("last_error") and r.get("state") not in ("ok", "disabled"):
+        if r.get("last_error") and (r.get("state") not in ("ok", "disabled") or r["last_error"].startswith(CHECKED)):
             msg = r["last_error"].removeprefix(f"{r['name']}: ")
             print(f"  {r['name']}: {msg}")
     note = disabled_note(rows)

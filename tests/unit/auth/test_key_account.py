@@ -60,3 +60,26 @@ async def test_a_key_qwen_refuses_stays_refused_until_the_key_changes(monkeypatc
     assert (await pool.acquire()).token == "sk-right-key-9876543210"
     assert pool.status()[0]["state"] == "ok" and not again.get("ds")["needs_login"]
     again.close()
+
+
+async def test_what_add_keys_check_found_is_kept_until_the_key_serves(monkeypatch, tmp_path):
+    """qwen-auth add-key's check (auth/cli_keys.py): a 401 refuses the key as the gateway's own 401 does; a check
+    that failed otherwise (unreachable, inconclusive) is the account's note while it stays `ok`, until a request
+    is served with it (pool.report OK) or a check works."""
+    spec = {"name": "ds", "kind": KEY, "base_url": "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
+            "key_env": "TEST_DS_KEY"}
+    monkeypatch.setenv("TEST_DS_KEY", "sk-checked-key-0123456789")
+    state = AccountState(tmp_path / "state.sqlite3")
+    KeyAccount(spec, state).note_check("sk-checked-key-0123456789", False, True, "key check: the base refused the key")
+    (row,) = AccountPool([KeyAccount(spec, state)], state).status()
+    assert row["state"] == "refused" and row["last_error"].startswith("Qwen refused the key of account ds")
+    KeyAccount(spec, state).note_check("sk-checked-key-0123456789", True, False, "Key check: the key works")
+    KeyAccount(spec, state).note_check("sk-checked-key-0123456789", False, False, "key check: could not reach it")
+    pool = AccountPool([KeyAccount(spec, state)], state)
+    (row,) = pool.status()
+    assert row["state"] == "ok" and row["last_error"].startswith("key check (qwen-auth add-key, ")
+    assert row["last_error"].endswith("): key check: could not reach it")
+    await pool.acquire()
+    pool.report("ds", Outcome.OK)  # the key served: the note goes
+    assert pool.status()[0]["last_error"] is None
+    state.close()
