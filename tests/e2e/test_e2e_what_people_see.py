@@ -143,3 +143,22 @@ def test_qwen_usage_follows_the_gateway_to_its_database_and_says_so(tmp_path, em
     assert f"the shared database {pg_url}" in said and "gateway-store.json" in said, said
     local, said = _usage({"QWEN_GATEWAY_HOME": env["QWEN_GATEWAY_HOME"]}, "--state-url", "")  # the folder's own
     assert local == 2 and "shared database" not in said, (local, said)
+
+
+def test_health_counts_a_coding_plans_refusals_of_clients(tmp_path, emu, make_gateway):
+    """The issue: a Coding Plan account that refuses non-agent clients (its 405) showed plain `ok` in /health,
+    however many it refused. It stays `ok` (it serves the agents it accepts), with how many it refused, when,
+    and the last client refused."""
+    from e2e.test_e2e_plans import CLAUDE_CODE, client, plan_gateway
+    import openai
+
+    gw, _ = plan_gateway(tmp_path, emu, make_gateway)
+    for _ in range(2):
+        with pytest.raises(openai.PermissionDeniedError):
+            client(gw).chat.completions.create(model="gpt-4o", messages=HI)
+    client(gw, **{"User-Agent": CLAUDE_CODE}).chat.completions.create(model="gpt-4o", messages=HI)
+    (row,) = httpx.get(gw.url + "/health", trust_env=False, timeout=10).json()["accounts"]
+    assert row["state"] == "ok", row
+    refusals = row.get("plan_refusals")
+    assert refusals is not None and refusals["count"] == 2, row
+    assert refusals["last_client"].startswith("OpenAI/Python ") and refusals["last"].endswith("Z"), refusals
