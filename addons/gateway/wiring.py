@@ -44,6 +44,7 @@ from .ingress.untrusted import Told
 from .turn.drain import Drain
 from .exchange import Exchange
 from .local_answers import Formats, LocalAnswers, health
+from .mitmweb import login as mitmweb_login
 from .observe import requestlog, terminal
 from .seams import collector
 from .turn.context_guard import context_check
@@ -96,6 +97,7 @@ class Wiring:
                                   keys=self.team.status)
         self.drain.probes = self.local.probes  # readiness says `draining`
         self.fence = Fence()
+        self.web_login = mitmweb_login.Login()  # where mitmweb's login is kept (mitmweb/login.py)
         self.own_certs = False  # mitmproxy's `certs`: the user serves TLS on purpose
         self.clients = HostileClients(log, self.endpoints, self.formats)  # oversized and late heads, fd storms
         self.deadlines = self.clients.deadlines  # told by the hooks when a head arrives and an exchange ends
@@ -134,6 +136,8 @@ class Wiring:
             self.clients.configure(old, new)
             self.sockets.configure(new)  # its message limit (in mitmproxy's reader) and idle time
         options.enforce(opts, updated, self.config, self.fence, named_keys=self.team.keys_exist)
+        if mitmweb_login.OPTIONS & updated or "qwen_state_dir" in updated:  # mitmweb's token, out of the log
+            self.web_login.keep(ctx.master, self.config.state_dir)
         if "certs" in updated:  # without certificates of the user's own, TLS on a reverse listener is a mistake
             self.own_certs = bool(opts.certs)
 
@@ -169,6 +173,7 @@ class Wiring:
         self.observers.done()
         _close_later(self.engine.client)
         self.clients.done()
+        self.web_login.forget()
         terminal.stopped(closed)
 
     async def _cut(self) -> None:

@@ -162,3 +162,32 @@ def test_health_counts_a_coding_plans_refusals_of_clients(tmp_path, emu, make_ga
     refusals = row.get("plan_refusals")
     assert refusals is not None and refusals["count"] == 2, row
     assert refusals["last_client"].startswith("OpenAI/Python ") and refusals["last"].endswith("Z"), refusals
+
+
+def test_mitmweb_without_a_password_says_where_its_login_is_and_it_works(make_gateway, emu, oauth_home):
+    """The issue: mitmweb on a server or over SSH (no browser opened for you) answers 403, and the token its login
+    needs is redacted from the console. The log names a file (0600, never the token itself) holding the login URL;
+    that URL opens the UI (as through an SSH tunnel to the port: the same loopback address)."""
+    import os
+    import re
+    import stat
+    from pathlib import Path
+
+    port = free_port()
+    gw = make_gateway("web", tool="mitmweb", env=oauth_home["env"], args=(
+        "--set", f"web_port={port}", "--set", "web_host=127.0.0.1"))
+    from helpers.procs import until
+
+    line = until(lambda: next((ln for ln in gw.log().splitlines() if "mitmweb's login" in ln), None),
+                 "the line saying where the login is", limit=15)
+    path = Path(re.search(r" in (/\S+?)[ :;,)]", line + " ").group(1))
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, oct(os.stat(path).st_mode)
+    url = path.read_text().strip()
+    token = re.search(r"[?&]token=([0-9a-f]+)", url).group(1)
+    assert token not in gw.log()  # the console and the log never hold it
+    with httpx.Client(trust_env=False, timeout=10) as browser:
+        assert browser.get(f"http://127.0.0.1:{port}/").status_code == 403  # without it: the login form
+        assert browser.get(url).status_code == 200  # with it: in, and a cookie keeps it so
+        assert browser.get(f"http://127.0.0.1:{port}/flows").status_code == 200
+    gw.stop()
+    assert not path.exists()  # the token was this run's: gone with it
