@@ -102,7 +102,7 @@ class Wiring:
         self.clients = HostileClients(log, self.endpoints, self.formats)  # oversized and late heads, fd storms
         self.deadlines = self.clients.deadlines  # told by the hooks when a head arrives and an exchange ends
         # the drain waits for a quiet door, then closes the listeners
-        self.drain.door, self.drain.close_listeners = self.deadlines, listeners.stop_listening
+        self.drain.door, self.drain.close_door = self.deadlines, listeners.stop_listening
 
     # ---- what the options change ------------------------------------------------------------------
 

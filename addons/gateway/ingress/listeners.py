@@ -44,6 +44,7 @@ from mitmproxy.utils import asyncio_utils
 log = logging.getLogger("qwen")
 
 CLOSE_WAIT_S = 5.0  # a listener's socket is normally gone within milliseconds
+QUEUE_WAIT_S = 1.0  # the drain: how long asyncio may take to accept what the kernel queued (none, out of descriptors)
 POLL_S = 0.01
 
 
@@ -156,19 +157,24 @@ async def _wait_closed(sockets: Iterable) -> None:
 
 
 async def stop_listening() -> None:
-    """The drain's end: every listener mitmproxy runs is closed (its `Servers` told to run none), so a new
-    connection is refused by the kernel, never accepted and then cut; the connections it holds go on.
-    Closing a listening socket resets the connections still in the kernel's queue (their clients have sent
-    their request): so the kernel first stops taking new ones, and the queue is accepted before the close."""
+    """The drain's end: no new connection is taken, none accepted and then cut; those mitmproxy holds go on.
+    The kernel drops what reaches the listening sockets from now on (a client's SYN is sent again a second later,
+    and meets the port closed with the process), and what it had queued is accepted, then answered. Closing the
+    sockets instead would reset the queued connections (their clients have sent their request), and, after an
+    accept() storm, trip asyncio's paused accept over a closed socket. Where the kernel cannot (not Linux), the
+    listeners are closed (their `Servers` told to run none)."""
     ps = ctx.master.addons.get("proxyserver")
     if ps is None:
         return
-    queues = [sock for instance in ps.servers for server in getattr(instance, "_servers", ())
-              if isinstance(server, asyncio.Server) for sock in server.sockets if _take_no_more(sock)]
-    for _ in range(int(CLOSE_WAIT_S / POLL_S)):  # asyncio accepts what is queued at its next turns
-        if not select.select(queues, [], [], 0)[0]:
-            break
-        await asyncio.sleep(POLL_S)
+    listening = [sock for instance in ps.servers for server in getattr(instance, "_servers", ())
+                 if isinstance(server, asyncio.Server) for sock in server.sockets]
+    taken = [sock for sock in listening if _take_no_more(sock)]
+    if listening and len(taken) == len(listening):
+        for _ in range(int(QUEUE_WAIT_S / POLL_S)):  # asyncio accepts what is queued at its next turns
+            if not select.select(taken, [], [], 0)[0]:
+                break
+            await asyncio.sleep(POLL_S)
+        return
     quiet = QuietStop()  # the drain's lines say it: mitmproxy's `… at 127.0.0.1:8080 stopped.` would read as a crash
     await quiet.during(ps.servers.update([]))
 
@@ -187,7 +193,7 @@ SO_ATTACH_FILTER = 26  # Linux; elsewhere the close resets what is queued, as it
 
 def _take_no_more(sock) -> bool:
     """The kernel drops what reaches a listening socket (a SYN, a handshake's last ACK): no connection is
-    queued from now on; a client's SYN is sent again a second later and meets the closed port. Linux only."""
+    queued from now on. Linux only."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(_Program(1, _DROP)))
     except OSError:

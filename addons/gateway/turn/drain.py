@@ -5,17 +5,17 @@ and without a request ever accepted and then left without an answer.
             refused 503 with Retry-After, in the client's format, its connection closed
     wait    until no exchange runs — HTTP answers and streams, WebSocket turns, background responses — and no
             request has come for QUIET_S, at most qwen_drain_s
-    close   the listeners closed: a new connection is refused by the kernel (its client sent nothing, and tries
-            elsewhere); the connections accepted before are answered — a request already on its way 503
+    close   the door closed (ingress/listeners.py): the kernel takes no new connection (its client sent nothing,
+            and tries elsewhere); the connections accepted before are answered — a request on its way 503
     stop    one line, then mitmproxy's own shutdown: the addon's `done` ends what still runs with the client's
             error (turn/stopping.py), writes the ledger's and the stores' last batches, and the process exits 0
 
 A second SIGTERM stops at once (SIGINT always did: mitmproxy's handler). Why the listener stays open rather than
 closing at the first SIGTERM: readiness must answer 503 while the drain runs (kubelet asks it), and a client on
 a kept-alive connection would otherwise meet a reset instead of an answer it can act on; the 503 closes its
-connection, so its retry goes through the load balancer to a replica that is ready. Why it closes before the
-stop: mitmproxy's shutdown leaves it open until the process ends, and a connection it accepted meanwhile was cut
-with no answer (the issue: 0.02–0.2 s after a SIGTERM on an idle gateway, an empty reply).
+connection, so its retry goes through the load balancer to a replica that is ready. Why the door closes before
+the stop: mitmproxy's shutdown leaves the listener open until the process ends, and a connection it accepted
+meanwhile was cut with no answer (the issue: 0.02–0.2 s after a SIGTERM on an idle gateway, an empty reply).
 SIGTERM reaches the drain through seams/shutdown_signals.py (it replaces mitmproxy's handler).
 """
 
@@ -53,10 +53,10 @@ class Door(Protocol):
 
 class Drain:
     def __init__(self, *, in_progress: Callable[[], int], door: Door | None = None,
-                 close_listeners: Callable[[], Awaitable[None]] | None = None) -> None:
+                 close_door: Callable[[], Awaitable[None]] | None = None) -> None:
         self.in_progress = in_progress  # exchanges running now
         self.door = door
-        self.close_listeners = close_listeners  # mitmproxy's listeners closed (ingress/listeners.py)
+        self.close_door = close_door  # no new connection taken (ingress/listeners.stop_listening)
         self.probes: Probes | None = None  # readiness: told when the drain begins
         self.shutdown: Callable[[], None] | None = None  # mitmproxy's (Master.shutdown), set when signals are ours
         self.draining = False
@@ -92,9 +92,9 @@ class Drain:
         deadline = began + seconds
         # (an exchange's end and a quiet door have no event of their own to wait for)
         await _until(lambda: time.monotonic() >= deadline or not (self.in_progress() or self._recent(began)), seconds)
-        if self.close_listeners is not None:
-            await self.close_listeners()
-        # what the listeners accepted before they closed: its request comes, and is answered (past the
+        if self.close_door is not None:
+            await self.close_door()
+        # what the listeners accepted before the door closed: its request comes, and is answered (past the
         # deadline too: a turn still running is then ended with its error, a new one refused, never cut)
         first_heads = time.monotonic() + FIRST_HEAD_S
         await _until(lambda: not (self._owed(first_heads) or (self.in_progress() and time.monotonic() < deadline)),
@@ -113,7 +113,7 @@ class Drain:
         return time.monotonic() - last < QUIET_S
 
     def _owed(self, until: float) -> bool:
-        """A connection accepted before the listeners closed has still to send its request (until `until`)."""
+        """A connection accepted before the door closed has still to send its request (until `until`)."""
         return self.door is not None and time.monotonic() < until and self.door.first_heads_owed() > 0
 
     def _stop(self) -> None:

@@ -66,10 +66,10 @@ def watched(running: list[int], door: Door | None = None) -> tuple[Drain, list[s
     """A drain whose listeners' close and mitmproxy's shutdown are noted, in order."""
     steps: list[str] = []
 
-    async def close_listeners() -> None:
-        steps.append("listeners closed")
+    async def close_door() -> None:
+        steps.append("door closed")
 
-    drain = Drain(in_progress=lambda: running[0], door=door, close_listeners=close_listeners)
+    drain = Drain(in_progress=lambda: running[0], door=door, close_door=close_door)
     drain.shutdown = lambda: steps.append("stopped")
     return drain, steps
 
@@ -100,7 +100,7 @@ async def test_the_drain_refuses_new_turns_waits_for_the_running_ones_then_stops
         running[0] = 0
         await until(lambda: steps)
         await until(lambda: len(steps) == 2)
-    assert steps == ["listeners closed", "stopped"]
+    assert steps == ["door closed", "stopped"]
     assert "2 requests in progress may finish within 30 s" in caplog.text
     assert "nothing in progress; stopping" in caplog.text
 
@@ -116,7 +116,7 @@ async def test_with_nothing_in_progress_the_door_stays_open_while_requests_come_
             await asyncio.sleep(0.01)
             assert steps == []
         await until(lambda: len(steps) == 2)  # none for a while: closed, then stopped
-    assert steps == ["listeners closed", "stopped"]
+    assert steps == ["door closed", "stopped"]
     assert caplog.messages == [
         "qwen: SIGTERM: draining: nothing in progress; new requests are answered 503, readiness is 503",
         "qwen: drain: nothing in progress; stopping"]
@@ -127,21 +127,21 @@ async def test_a_connection_accepted_before_the_close_has_its_request_answered_b
     running = [0]
     drain, steps = watched(running, door)
 
-    async def close_listeners() -> None:
-        steps.append("listeners closed")
+    async def close_door() -> None:
+        steps.append("door closed")
         door.owed = 1  # accepted just before: its request is on its way
 
-    drain.close_listeners = close_listeners
+    drain.close_door = close_door
     drain.signalled(30)
     await until(lambda: steps)
     await asyncio.sleep(0.1)
-    assert steps == ["listeners closed"]
+    assert steps == ["door closed"]
     door.owed, running[0] = 0, 1  # its head came: an exchange (refused 503 at once)
     await asyncio.sleep(0.1)
-    assert steps == ["listeners closed"]
+    assert steps == ["door closed"]
     running[0] = 0
     await until(lambda: len(steps) == 2)
-    assert steps == ["listeners closed", "stopped"]
+    assert steps == ["door closed", "stopped"]
 
 
 async def test_a_second_sigterm_or_the_deadline_stops_at_once(caplog):
