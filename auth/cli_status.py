@@ -55,6 +55,13 @@ def cmd_list(a, settings: AuthSettings) -> int:
     return EXIT_OK
 
 
+def _state(row: dict) -> str:
+    """The STATE column: `check_failed` for a key whose add-key check failed and that has served nothing since
+    (the pool still tries it: /health says `ok`, with the check's line)."""
+    state = row.get("state") or "?"
+    return "check_failed" if state == "ok" and str(row.get("last_error") or "").startswith(CHECKED) else state
+
+
 def cmd_status(a, settings: AuthSettings) -> int:
     rows = _rows(settings)
     if a.json:
@@ -64,7 +71,7 @@ def cmd_status(a, settings: AuthSettings) -> int:
         print(_none(settings))
         return EXIT_OK
     table = [("ACCOUNT", "KIND", "STATE", "EXPIRES", "COOLDOWN UNTIL", "TODAY", "UPSTREAM")]
-    table += [(r["name"], r["kind"], r.get("state") or "?", when(r.get("expires_at")),
+    table += [(r["name"], r["kind"], _state(r), when(r.get("expires_at")),
                when(r.get("cooldown_until")), str(r.get("requests_today", 0)), r.get("base_url") or "-")
               for r in rows]
     print(_table(table))

@@ -98,16 +98,14 @@ class KeyAccount(Account):
         except AccountUnavailable:
             return None
 
-    def note_check(self, key: str, worked: bool, refused: bool, line: str) -> None:
-        """What `qwen-auth add-key`'s check of `key` found, kept for `qwen-auth status` and /health: a key the
-        base refused (401) is refused, as after the gateway's own 401; a check that failed otherwise is shown
-        (until the key serves a request); one that worked clears both."""
+    def note_check(self, worked: bool, line: str) -> None:
+        """What `qwen-auth add-key`'s check found, kept for `qwen-auth status` and /health: a check that failed is
+        the account's note (the key may still be right: offline, not active yet) until the key serves a request
+        (pool.report clears it) or a check works; one that works clears a refusal of the key too."""
         if self.state is None:
             return
         if worked:
             self.state.set(self.name, needs_login=False, login_mtime=0.0, last_error=None)
-        elif refused:
-            self.state.set(self.name, needs_login=True, login_mtime=fingerprint(key), last_error=line)
         else:
             when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
             self.state.set(self.name, last_error=f"{CHECKED}{when}): {line}")
