@@ -232,4 +232,18 @@ def cmd_add_key(a, settings: AuthSettings) -> int:
             print(line)
         else:
             print(f"Warning: {line}", file=sys.stderr)
+        if not check.agents_only:  # the Coding Plan's 405 judges the client, not the key
+            _note_check(settings, spec, worked, line)
     return EXIT_OK
+
+
+def _note_check(settings: AuthSettings, spec: dict, worked: bool, line: str) -> None:
+    """The check's outcome kept in the account's state: `qwen-auth status` and /health show it."""
+    from .key_account import KeyAccount
+    from .state import AccountState
+
+    state = AccountState(settings.state_db_path)
+    try:
+        KeyAccount(spec, state).note_check(worked, line)
+    finally:
+        state.close()

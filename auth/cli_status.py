@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from ..settings.auth import AuthSettings
 from .cli_common import EXIT_OK
+from .key_account import CHECKED
 from .pool import AccountPool
 from .web_cli import disabled_note, status_line
 
@@ -54,6 +55,13 @@ def cmd_list(a, settings: AuthSettings) -> int:
     return EXIT_OK
 
 
+def _state(row: dict) -> str:
+    """The STATE column: `check_failed` for a key whose add-key check failed and that has served nothing since
+    (the pool still tries it: /health says `ok`, with the check's line)."""
+    state = row.get("state") or "?"
+    return "check_failed" if state == "ok" and str(row.get("last_error") or "").startswith(CHECKED) else state
+
+
 def cmd_status(a, settings: AuthSettings) -> int:
     rows = _rows(settings)
     if a.json:
@@ -63,14 +71,14 @@ def cmd_status(a, settings: AuthSettings) -> int:
         print(_none(settings))
         return EXIT_OK
     table = [("ACCOUNT", "KIND", "STATE", "EXPIRES", "COOLDOWN UNTIL", "TODAY", "UPSTREAM")]
-    table += [(r["name"], r["kind"], r.get("state") or "?", when(r.get("expires_at")),
+    table += [(r["name"], r["kind"], _state(r), when(r.get("expires_at")),
                when(r.get("cooldown_until")), str(r.get("requests_today", 0)), r.get("base_url") or "-")
               for r in rows]
     print(_table(table))
     for r in rows:
         if r.get("kind") == "web":  # expires in, refresh, last punish, cooldown: never a cookie or token
             print(status_line(r))
-        if r.get("last_error") and r.get("state") not in ("ok", "disabled"):
+        if r.get("last_error") and (r.get("state") not in ("ok", "disabled") or r["last_error"].startswith(CHECKED)):
             msg = r["last_error"].removeprefix(f"{r['name']}: ")
             print(f"  {r['name']}: {msg}")
     note = disabled_note(rows)

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from types import MappingProxyType
 
 from ..accounts import KEY, AccountUnavailable, Credential
 from .account import Account
 from .plans import billing_of, key_warning, plan_of_url
 from .state import AccountState
+
+
+CHECKED = "key check (qwen-auth add-key, "  # a failed check's note, in the account's last_error
 
 
 class KeyAccount(Account):
@@ -94,6 +98,18 @@ class KeyAccount(Account):
         except AccountUnavailable:
             return None
 
+    def note_check(self, worked: bool, line: str) -> None:
+        """What `qwen-auth add-key`'s check found, kept for `qwen-auth status` and /health: a check that failed is
+        the account's note (the key may still be right: offline, not active yet) until the key serves a request
+        (pool.report clears it) or a check works; one that works clears a refusal of the key too."""
+        if self.state is None:
+            return
+        if worked:
+            self.state.set(self.name, needs_login=False, login_mtime=0.0, last_error=None)
+        else:
+            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            self.state.set(self.name, last_error=f"{CHECKED}{when}): {line}")
+
     def status(self) -> dict:
         out = {"name": self.name, "kind": self.kind, "state": "ok", "base_url": self.base_url, "expires_at": None,
                "last_error": None, "key": f"${self.key_env}" if self.key_env else "stored in accounts.json",
@@ -111,6 +127,10 @@ class KeyAccount(Account):
                 self._check_refused(key)
         except AccountUnavailable:
             out.update(state="refused", last_error=self.refused_message())
+        else:  # a failed check of add-key's, until the key serves (pool.report clears it)
+            note = self.state.get(self.name)["last_error"] if self.state is not None else None
+            if note and note.startswith(CHECKED):
+                out["last_error"] = note
         return out
 
 

@@ -4,7 +4,7 @@
     for line in pool.describe(): log(line)          # at start-up: what was loaded, and whether any works
     cred = await pool.acquire(exclude=tried, conversation=ex.conversation)  # its account, or round-robin
     ... send the request with cred ...
-    pool.report(cred.account, Outcome.OK | AUTH | QUOTA | THROTTLE | ERROR, retry_after=..., window=...)
+    pool.report(cred.account, Outcome.OK | AUTH | QUOTA | THROTTLE | PLAN_REFUSED | ERROR, retry_after=..., ...)
     cred = await pool.refreshed(cred.account, refused=cred.token)   # after AUTH: retry once
 
 `AccountPool` is the `Pool` of accounts.py (the core). An account being refreshed does not hold requests up
@@ -28,7 +28,7 @@ from .affinity import Affinity
 from .affinity_pg import SharedAffinity
 from .groups import cool, group_map, siblings
 from .names import iso
-from .pool_status import NO_ACCOUNTS, NO_EMBEDDINGS, describe_rows, status_rows, unserved
+from .pool_status import NO_ACCOUNTS, NO_EMBEDDINGS, PlanRefusals, describe_rows, status_rows, unserved
 from .registry import Registry, RegistryError, same_account
 from .state import AccountState
 from .state_pg import SharedAccountState, shared_state
@@ -60,6 +60,7 @@ class AccountPool(Pool):
         self.refresh_wait_s = refresh_wait_s
         self._next = 0
         self._throttle_backoff: dict[str, float] = {}
+        self.refusals = PlanRefusals()  # clients the accounts' plans refused (the Coding Plan's 405)
         self.affinity = affinity if affinity is not None else Affinity()
         self._groups = group_map(self.accounts)
         self._sig = registry.signature() if registry else None
@@ -111,8 +112,7 @@ class AccountPool(Pool):
             self.reload()
 
     def get(self, name: str) -> Account:
-        acct = self._find(name)
-        if acct is None:
+        if (acct := self._find(name)) is None:
             raise AccountUnavailable(f"no account named {name!r}")
         return acct
 
@@ -232,13 +232,12 @@ class AccountPool(Pool):
 
     def report(self, account: str, outcome: Outcome | str, *, retry_after: float | None = None,
                detail: str | None = None, window: Window | None = None) -> None:
-        """What happened to a request sent with `account`'s credential (an Outcome or its value):
-        OK - served (counted for today); AUTH - 401, the caller retries once with `refreshed()`;
-        QUOTA - a quota `window` ran out: cool down until it ends (windows.py; `retry_after` seconds when
-        upstream said), `detail` (the upstream's own words) kept with it for every request refused meanwhile;
-        THROTTLE - rate limited: cool down `retry_after` s, else 1 s doubling up to 30 s;
-        PUNISHED - an anti-bot page: the account parks itself (a web session: needs a fresh import);
-        ERROR - anything else: no change. A quota or throttle cools the account's whole group."""
+        """What happened to a request sent with `account`'s credential (an Outcome or its value): OK - served
+        (counted for today); AUTH - 401, the caller retries once with `refreshed()`; QUOTA - a quota `window` ran
+        out: cool down until it ends (windows.py; `retry_after` s when upstream said), `detail` (its words) kept
+        for every request refused meanwhile; THROTTLE - cool down `retry_after` s, else 1 s doubling up to 30 s;
+        PUNISHED - an anti-bot page: a web session parks itself; PLAN_REFUSED - the plan refused this client
+        (`detail`: its User-Agent): counted for status(); ERROR: no change. A quota or throttle cools the group."""
         try:
             outcome = Outcome(outcome)
         except ValueError:
@@ -259,6 +258,8 @@ class AccountPool(Pool):
             for member in siblings(self._groups, account):
                 self._throttle_backoff[member] = wait
             cool(self.state, self._groups, account, now + wait, throttle_error(window, detail))
+        elif outcome is Outcome.PLAN_REFUSED:
+            self.refusals.note(account, detail or "")
         elif outcome is Outcome.PUNISHED:
             punished = self._find(account)
             if punished is not None:
@@ -269,15 +270,14 @@ class AccountPool(Pool):
 
     def _refusal(self, acct: Account) -> str | None:
         """Why `acct` is never handed out (opt-in missing, no upstream for its kind), or None."""
-        off = getattr(acct, "off_reason", None)
-        return str(off) if off else unserved(acct.kind, self.kinds)
+        return str(off) if (off := getattr(acct, "off_reason", None)) else unserved(acct.kind, self.kinds)
 
     # ---- state ------------------------------------------------------------------------------------
 
     def status(self) -> list[dict]:
         """One JSON-safe row per account (never a token or key): pool_status.status_rows."""
         self._maybe_reload()
-        return status_rows(self.accounts, self.state, self.registry_error, self.kinds)
+        return status_rows(self.accounts, self.state, self.registry_error, self.kinds, self.refusals)
 
     def describe(self) -> list[str]:
         """The start-up log's lines: one per account and a warning when none is usable now (never a secret)."""

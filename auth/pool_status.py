@@ -36,8 +36,26 @@ def unserved(kind: str | None, kinds: Collection[str] | None) -> str | None:
     return UNSERVED.get(kind, f"the gateway has no upstream for {kind} accounts")
 
 
+class PlanRefusals:
+    """Clients an account's plan refused (the Coding Plan serves coding agents only: its 405), per account since
+    the gateway started: the account stays `ok` — it serves the clients it accepts — and its row says how many
+    were refused, when the last was, and which client that was (its User-Agent: never a credential)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[int, float, str]] = {}
+
+    def note(self, account: str, client: str) -> None:
+        count = self._seen.get(account, (0, 0.0, ""))[0]
+        self._seen[account] = (count + 1, time.time(), client[:200])
+
+    def row(self, account: str) -> dict | None:
+        if (seen := self._seen.get(account)) is None:
+            return None
+        return {"count": seen[0], "last": iso(seen[1]), "last_client": seen[2] or "(no User-Agent)"}
+
+
 def status_rows(accounts: Sequence[Account], state: AccountState, registry_error: str | None,
-                kinds: Collection[str] | None = None) -> list[dict]:
+                kinds: Collection[str] | None = None, refusals: PlanRefusals | None = None) -> list[dict]:
     """One JSON-safe row per account, then one for a broken accounts.json: name, kind, state (ok, expired,
     refreshing, needs_login, cooling_down, missing, refused, error; `unserved`: fine, but of a kind the pool
     serving `kinds` cannot send requests with), base_url, expires_at, cooldown_until, while cooling `window`
@@ -60,6 +78,8 @@ def status_rows(accounts: Sequence[Account], state: AccountState, registry_error
             st["last_error"] = st["last_error"] or row["last_error"]
             st["window"] = window_of(row["last_error"])
         st["requests_today"] = state.requests_today(a.name)
+        if refusals is not None and (refused := refusals.row(a.name)) is not None:
+            st["plan_refusals"] = refused
         refusal = unserved(a.kind, kinds)
         if refusal and st.get("state") in USABLE_STATES + ("cooling_down",):
             st.update(state="unserved", last_error=refusal)

@@ -34,6 +34,7 @@ class Outcome(enum.StrEnum):
     THROTTLE = "throttle"  # rate limited: cool down retry_after (or a doubling backoff)
     ERROR = "error"  # anything else: no change
     PUNISHED = "punished"  # an anti-bot page (a web session): the account is parked until imported again
+    PLAN_REFUSED = "plan_refused"  # its plan refused this client (the Coding Plan's 405): counted, nothing else
 
 
 class Window(enum.StrEnum):

@@ -25,7 +25,7 @@ from .ingress import access, admission, body, claim, passthrough, routing, start
 from .errors import GatewayError, failure, gateway_error
 from .exchange import Exchange
 from .observe import terminal
-from .seams import hook_dispatch, message_checks, shutdown_signals
+from .seams import at_load, shutdown_signals
 from .storage.health import StateUnavailable
 from .turn.flow_answer import FlowAnswer
 from .turn.relay import TOKEN_HEADER
@@ -49,8 +49,7 @@ class QwenGateway(Wiring):
             config.declare(loader)
             if master is not None:
                 startup.deferred_values(master.options, self._running)  # a bad one: stopped, never unconfigured
-                hook_dispatch.install(master.addons)  # events enter only the addons with their hook
-                message_checks.install(master)  # a message's fields checked without raising for each None
+                at_load.install(master)  # the hook dispatch, the message checks, the terminal log's output
             terminal.keep_secrets_out_of_logs()  # mitmproxy's protocol debug prints clients' headers
             self.clients.load()
 

@@ -1,9 +1,8 @@
 """One client request's journey through the gateway: the one typed record every step and observer reads.
 
-The gateway builds an `Exchange` once per claimed flow (the request classified and its body parsed
-once), fills it in as the request goes upstream and the answer comes back, and hands it to the
-observers at named points. `to_meta()` is its JSON-safe copy in `flow.metadata["qwen"]` (saved by
-`-w`, filterable with `~meta qwen`): never a token or key. Its keys:
+The gateway builds an `Exchange` once per claimed flow (the request classified and its body parsed once), fills
+it in as the request goes upstream and the answer comes back, and hands it to the observers at named points.
+`to_meta()` is its JSON-safe copy in `flow.metadata["qwen"]` (`-w`, `~meta qwen`): never a token or key. Its keys:
 
     client          {"method", "url", "key"?}: what the client sent (the key only as a hint)
     key             the name of the named client key (qwen-keys) the request came with
@@ -199,6 +198,7 @@ class Exchange:
     truncate_oldest: bool = False  # the client lets the oldest messages go to fit the context (to_chat says)
     endpoint_state: Any = None  # the endpoint's own (Responses: api/responses/state.py), never read by the core
     notes: list[str] = field(default_factory=list)
+    fixed: list[str] = field(default_factory=list)  # what qwen_cache_fixes changed in the request (turn/cache_fixes.py)
     attempt: Attempt = field(default_factory=Attempt)
     turn: TurnState = field(default_factory=TurnState)
     result: Result = field(default_factory=Result)

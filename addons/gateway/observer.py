@@ -80,6 +80,14 @@ def label(ex: Exchange) -> str:
     return endpoint_name(ex) or ex.route or "unknown"
 
 
+def own_api(ex: Exchange) -> str | None:
+    """The API an option sent the request in, its client's own rather than translated: `responses`
+    (qwen_responses_native), `v1/messages` (qwen_messages_passthrough); None when translated, or for a pair that
+    always passes through (embeddings: no option, no base of its own)."""
+    leg = ex.attempt.leg
+    return leg.suffix if leg.passthrough and leg.base is not None and ex.attempt.body is not None else None
+
+
 def status_of(ex: Exchange) -> int | None:
     """The status the client got (an error's status when the gateway set only that)."""
     if ex.result.status is not None:

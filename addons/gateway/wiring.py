@@ -31,7 +31,7 @@ from .api.responses.background import BackgroundRuns
 from .api.responses.socket import ResponsesSockets
 from .api.responses.store import ResponseStore
 from .api.responses.store_pg import SharedResponseStore
-from .storage import pg
+from .storage import folder_access, pg
 from .accounts import Pool
 from .storage.pg import Database, shown
 from .auth.pool import AccountPool
@@ -45,6 +45,7 @@ from .ingress.untrusted import Told
 from .turn.drain import Drain
 from .exchange import Exchange
 from .local_answers import Formats, LocalAnswers, health
+from .mitmweb import login as mitmweb_login
 from .observe import requestlog, terminal
 from .seams import collector
 from .turn.context_guard import context_check
@@ -100,9 +101,12 @@ class Wiring:
                                   learned=lambda: self.policy.learned.shown())
         self.drain.probes = self.local.probes  # readiness says `draining`
         self.fence = Fence()
+        self.web_login = mitmweb_login.Login()  # where mitmweb's login is kept (mitmweb/login.py)
         self.own_certs = False  # mitmproxy's `certs`: the user serves TLS on purpose
         self.clients = HostileClients(log, self.endpoints, self.formats)  # oversized and late heads, fd storms
         self.deadlines = self.clients.deadlines  # told by the hooks when a head arrives and an exchange ends
+        # the drain waits for a quiet door, then closes the listeners
+        self.drain.door, self.drain.close_door = self.deadlines, listeners.stop_listening
 
     # ---- what the options change ------------------------------------------------------------------
 
@@ -110,11 +114,14 @@ class Wiring:
         mitmproxy_defaults.apply(opts, updated)  # flow_detail 0, web_columns + comment: unless the user set them
         if any(k.startswith("qwen_") for k in updated) or config.NETWORK_OPTIONS & updated:
             old, new = self.config, config.parse(opts)
+            fresh = new.auth != old.auth or self._store is None  # a state folder not read yet
+            if fresh and (blocked := folder_access.unreadable(new.state_dir)) is not None:
+                raise exceptions.OptionsError(blocked)  # one line with the fix, before anything reads the folder
             if (moved := self.team.source.refusal(new)) is not None:  # the keys' place changed: the door holds
                 raise exceptions.OptionsError(moved)
             self.config = new
             pairing = components.pairing(new)
-            if new.auth != old.auth or self._store is None:
+            if fresh:
                 self._store = None
                 if self._fixed_pool is None:
                     if self.pool is not None:
@@ -134,6 +141,8 @@ class Wiring:
             self.clients.configure(old, new)
             self.sockets.configure(new)  # its message limit (in mitmproxy's reader) and idle time
         options.enforce(opts, updated, self.config, self.fence, named_keys=self.team.keys_exist)
+        if mitmweb_login.OPTIONS & updated or "qwen_state_dir" in updated:  # mitmweb's token, out of the log
+            self.web_login.keep(ctx.master, self.config.state_dir)
         if "certs" in updated:  # without certificates of the user's own, TLS on a reverse listener is a mistake
             self.own_certs = bool(opts.certs)
 
@@ -169,6 +178,7 @@ class Wiring:
         self.observers.done()
         _close_later(self.engine.client)
         self.clients.done()
+        self.web_login.forget()
         terminal.stopped(closed)
 
     async def _cut(self) -> None:

@@ -177,6 +177,29 @@ def test_cli_add_key_checks_the_key_once_against_its_base(srv, settings):
     assert {"emu", "bad", "off"} <= names  # saved whatever the check said
 
 
+def test_status_shows_a_keys_failed_check_until_the_key_is_right(srv, settings, tmp_path):
+    """The issue: `qwen-auth status` said `ok` for a key whose check had just failed. It says `check_failed`, with
+    the check's line under the table (the base's 401, or no answer), until the key serves a request or a check
+    works; the gateway still tries it (the key may be right later: not active yet, checked offline)."""
+    wrong = "sk-not-a-key-the-emulator-knows"
+    assert run_cli(settings, "add-key", "bad", "--base-url", srv.url + "/v1", "--key-env", "BAD_KEY",
+                   env={"BAD_KEY": wrong})[0] == 0
+    assert run_cli(settings, "add-key", "off", "--base-url", "http://127.0.0.1:9/v1", "--key-env", "OFF_KEY",
+                   env={"OFF_KEY": wrong})[0] == 0
+    rc, out, _ = run_cli(settings, "status", env={"BAD_KEY": wrong, "OFF_KEY": wrong})
+    rows = {ln.split()[0]: ln.split()[2] for ln in out.splitlines()[1:] if ln.split() and ln.split()[0] in ("bad", "off")}
+    assert rows == {"bad": "check_failed", "off": "check_failed"}, out
+    assert "bad: key check (qwen-auth add-key, " in out and "the base refused the key (HTTP 401" in out, out
+    assert "off: key check (qwen-auth add-key, " in out and "could not reach 127.0.0.1" in out, out
+    assert wrong not in out
+    key = srv.issue(kind="key")["access_token"]  # the right key, checked again
+    assert run_cli(settings, "add-key", "bad", "--replace", "--base-url", srv.url + "/v1", "--key-env", "BAD_KEY",
+                   env={"BAD_KEY": key})[0] == 0
+    rc, out, _ = run_cli(settings, "status", env={"BAD_KEY": key, "OFF_KEY": wrong})
+    bad = [ln for ln in out.splitlines() if ln.startswith("bad ")]
+    assert bad and bad[0].split()[2] == "ok" and "bad: " not in out, out
+
+
 def test_cli_add_keys_check_goes_through_the_proxy_the_environment_names(srv, settings):
     """httpx's own proxy rules (HTTP_PROXY here): the emulator, as the proxy, gets the absolute-form request."""
     key = srv.issue(kind="key")["access_token"]

@@ -43,7 +43,7 @@ def test_on_another_mitmproxy_every_seam_stays_out_and_the_gateway_serves(make_g
         # /health says which seams this mitmproxy left out, as `qwen-gateway --version` does
         left_out = web.get("/health").json()["software"]["seams"]["left_out"]
         assert sorted(left_out) == ["hook_dispatch", "http1_heads", "loop_reports", "message_checks",
-                                    "server_connect", "shutdown_signals", "websocket_messages"]
+                                    "server_connect", "shutdown_signals", "terminal_log", "websocket_messages"]
     gw.stop()
     log = gw.log()
     refused = [line.split("qwen: ", 1)[1].split(": left out", 1)[0] for line in log.splitlines()
@@ -53,6 +53,7 @@ def test_on_another_mitmproxy_every_seam_stays_out_and_the_gateway_serves(make_g
                                "accept() storms tallied and cancelled connection handlers quiet at exit",
                                "events entering only the addons with their hook",
                                "in-process connections to the stream relay",
+                               "log lines that cannot be written dropped",
                                "message fields checked without an exception each",
                                "request heads bounded in mitmproxy's HTTP/1 reader"], log
     assert "Traceback" not in log, log

@@ -6,9 +6,11 @@ ledger. A second SIGTERM ends a stream at once with the client's error event, re
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import threading
+import time
 
 import httpx
 import openai
@@ -143,3 +145,78 @@ def test_a_second_sigterm_ends_the_stream_with_an_error_event_at_once(make_gatew
     rows = [r for r in ledger_rows(tmp_path / "state") if r["path"] == "/v1/chat/completions"]
     assert [(r["status"], r["stream"]) for r in rows] == [(200, 1)], rows  # the stream's row, its end an error
     assert "shutting down" in rows[0]["error"], rows
+
+
+def ask(port: int) -> str:
+    """One chat request on a connection of its own: `503 retry-after=5` (or its status), `refused` when the connection
+    was refused (the listener closed: nothing was sent), `empty` when it was accepted and closed with no answer,
+    `reset` when it was reset."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", "/v1/chat/completions", body=json.dumps({"model": "gpt-4o", "messages": ASK}),
+                     headers={"content-type": "application/json", "authorization": "Bearer client-key"})
+        answer = conn.getresponse()
+        answer.read()
+        return f"{answer.status} retry-after={answer.getheader('retry-after')}"
+    except ConnectionRefusedError:
+        return "refused"
+    except http.client.RemoteDisconnected:
+        return "empty"
+    except (ConnectionResetError, BrokenPipeError):
+        return "reset"
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("busy", [False, True], ids=["idle", "busy"])
+def test_from_the_signal_on_every_request_is_answered_503_or_refused_at_connect_never_cut(
+        make_gateway, emu, oauth_home, tmp_path, busy):
+    """The issue: a SIGTERM on an idle gateway, a request 0.02–0.2 s after it got an empty reply. Requests at those
+    moments, then one after another until the listener is closed (qwen_drain_s 2: they keep the drain going until
+    its deadline, so the listener closes under them): each is 503 with Retry-After until the connection is refused,
+    none accepted and cut; a stream in progress (busy) completes."""
+    emu.switches(chunk_count=5, gap_ms=200)  # a stream of about a second
+    gw = gateway(make_gateway, oauth_home, tmp_path, "--set", "qwen_drain_s=2")
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="client-key", max_retries=0, timeout=60)
+    assert client.chat.completions.create(model="gpt-4o", messages=ASK).choices[0].message.content == f"Echo: {WORDS}"
+    stream = iter(client.chat.completions.create(model="gpt-4o", messages=ASK, stream=True)) if busy else None
+    got = [next(stream)] if stream is not None else []
+    sent = len(emu.chat_requests())
+    early: dict[float, str] = {}
+    signalled = time.monotonic()
+    gw.proc.send_signal(signal.SIGTERM)
+
+    def at(delay: float) -> None:
+        time.sleep(max(0.0, signalled + delay - time.monotonic()))
+        early[delay] = ask(gw.port)
+
+    threads = [threading.Thread(target=at, args=(d,)) for d in (0.02, 0.05, 0.1, 0.15, 0.2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(40)
+    later = []
+    for _ in range(2000):  # bounded: the drain's deadline is 2 s; a request takes a few ms
+        later.append(ask(gw.port))
+        if later[-1] == "refused" or gw.proc.poll() is not None:
+            break
+    assert early == {d: "503 retry-after=5" for d in (0.02, 0.05, 0.1, 0.15, 0.2)}, (early, gw.log())
+    assert "empty" not in later, (later.count("empty"), later.index("empty"), len(later), gw.log())
+    assert set(later[:-1]) == {"503 retry-after=5"} and later[-1] in ("refused", "503 retry-after=5"), later
+    if stream is not None:
+        got += list(stream)
+        assert "".join(c.choices[0].delta.content or "" for c in got if c.choices) == f"Echo: {WORDS}"
+    assert gw.proc.wait(30) == 0, gw.log()
+    assert len(emu.chat_requests()) == sent  # nothing that came after the signal reached Qwen
+    log = gw.log()
+    began = [ln for ln in log.splitlines() if "qwen: SIGTERM: draining:" in ln]
+    ended = [ln for ln in log.splitlines() if "qwen: drain: " in ln]
+    assert len(began) == 1 and len(ended) == 1, log
+    assert ("1 request in progress" if busy else "nothing in progress") in began[0], began
+    assert "Traceback" not in log, log
+    rows = ledger_rows(tmp_path / "state")
+    assert not [r for r in rows if r["error"] == "client_disconnected"], rows
+    refused = [r for r in rows if r["status"] == 503]
+    assert len(refused) == len(early) + sum(1 for o in later if o.startswith("503")), len(refused)
+    print(f"\n{'busy' if busy else 'idle'}: {len(later) + len(early)} requests after SIGTERM, "
+          f"{len(refused)} answered 503, then {later[-1]}")

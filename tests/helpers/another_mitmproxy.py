@@ -36,6 +36,7 @@ EDITS = {
                              "# loop.add_signal_handler where it is available, first"),
     "mitmproxy.proxy.layers.websocket": ("# response == original event, so no need to differentiate here.",
                                          "# the response is the original event: no need to tell them apart."),
+    "mitmproxy.addons.termlog": ("# We cannot print, exit immediately.", "# We cannot print: exit at once."),
     "mitmproxy.utils.typecheck": ('    e = TypeError(f"Expected {typeinfo} for {name}, but got {type(value)}.")',
                                   '    e = TypeError(f"Expected {typeinfo} for {name}, but got {type(value)}.")  # eager'),
 }
@@ -69,6 +70,7 @@ def release(module_name: str, directory: Path, monkeypatch: pytest.MonkeyPatch |
 def install(directory: Path) -> None:
     """Every seam's code replaced by another release's (the copies work as the originals do)."""
     from mitmproxy import addonmanager, master
+    from mitmproxy.addons import termlog
     from mitmproxy.proxy import server
     from mitmproxy.proxy.layers import websocket
     from mitmproxy.proxy.layers.http import _http1
@@ -87,3 +89,5 @@ def install(directory: Path) -> None:
         "mitmproxy.master", directory).Master._asyncio_exception_handler
     main.run = release("mitmproxy.tools.main", directory).run
     typecheck.check_option_type = release("mitmproxy.utils.typecheck", directory).check_option_type
+    next_termlog = release("mitmproxy.addons.termlog", directory)  # the master makes its TermLog at start
+    termlog.TermLog, termlog.TermLogHandler = next_termlog.TermLog, next_termlog.TermLogHandler

@@ -6,7 +6,8 @@ the hook dispatch on every AddonManager (every addon counted as mitmproxy's, so 
 mitmproxy's, runs each test's own addons: seams/addon_chain.py), the message checks, the HTTP/1 head bound
 (at its default limit), mitmproxy's 413 past body_size_limit (with no answer of the
 gateway's: mitmproxy's own passes through), the server connect (asyncio's own `open_connection` behind it), the WebSocket
-message bound (every WebSocket counted as the gateway's, at the default limit), and — when a master
+message bound (every WebSocket counted as the gateway's, at the default limit), the terminal log's output (every
+TermLogHandler's), and — when a master
 runs — the loop's exception handler (loop_reports) and, for mitmdump's and mitmweb's masters, the SIGTERM
 handler (shutdown_signals, calling `master.shutdown` as the drain does at its end). Without it nothing is
 installed: the baseline run. Either way mitmproxy is imported from where it is installed before pytest puts a
@@ -29,8 +30,11 @@ installed: list[str] = []
 
 def _install() -> None:
     from qwen_gateway.log_tally import LogTally
+    from mitmproxy.addons import termlog
+
     from qwen_gateway.seams import (addon_chain, body_limit, hook_dispatch, http1_heads, loop_reports,
-                                    message_checks, server_connect, shutdown_signals, websocket_messages)
+                                    message_checks, server_connect, shutdown_signals, terminal_log,
+                                    websocket_messages)
 
     addon_chain.others = lambda addons: []  # type: ignore[assignment]
     init = addonmanager.AddonManager.__init__
@@ -63,6 +67,17 @@ def _install() -> None:
     if not websocket_messages.install(websocket_messages.Bound(owns=lambda flow: True)):
         raise RuntimeError("the WebSocket message bound does not fit this mitmproxy")
     installed.append("websocket_messages")
+
+    # every terminal log's output the gateway's (as the addon's load gives mitmdump's and mitmweb's)
+    if not terminal_log.WRITTEN.fits():
+        raise RuntimeError("the terminal log's output does not fit this mitmproxy")
+    handler_init = termlog.TermLogHandler.__init__
+
+    def with_output(self, out=None) -> None:
+        handler_init(self, out)
+        self.file = terminal_log.DroppingOutput(self.file)
+    termlog.TermLogHandler.__init__ = with_output  # type: ignore[method-assign]
+    installed.append("terminal_log")
 
     running, done = master.Master.running, master.Master.done
     storms: dict[int, loop_reports.AcceptStorms] = {}

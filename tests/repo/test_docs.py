@@ -622,8 +622,9 @@ def test_accounts_startup_sample(session):
     # start-up lines are waited for (at most 30 s), then Ctrl-C
     session.sh("for i in $(seq 300); do grep -q 'qwen: WARNING' ~/second.log && break; sleep 0.1; done\n"
                "kill $gw; wait $gw")
+    stop = ("qwen: gateway stopped", "qwen: SIGTERM: draining", "qwen: drain: ")  # the `kill`'s lines
     lines = [ln.split("] qwen: ", 1)[1] for ln in (home / "second.log").read_text().splitlines()
-             if "] qwen: " in ln and "qwen: gateway stopped" not in ln]  # start-up lines only
+             if "] qwen: " in ln and not any(s in ln for s in stop)]  # start-up lines only
     expect(block("docs/accounts.md", "account default (oauth): needs_login"), "\n".join(lines), home)
 
 

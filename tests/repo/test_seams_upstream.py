@@ -37,9 +37,10 @@ COVERING = {
     "test/mitmproxy/proxy/layers/test_websocket.py": "websocket_messages: WebsocketLayer",
     "test/mitmproxy/test_master.py": "loop_reports: Master.run, Master._asyncio_exception_handler",
     "test/mitmproxy/tools/test_main.py": "shutdown_signals: mitmproxy.tools.main.run",
+    "test/mitmproxy/addons/test_termlog.py": "terminal_log: TermLog, TermLogHandler",
 }
 SEAMS = ["hook_dispatch", "message_checks", "http1_heads", "body_limit", "server_connect", "websocket_messages",
-         "loop_reports", "shutdown_signals"]
+         "terminal_log", "loop_reports", "shutdown_signals"]
 HOW = (f"git clone --depth 1 --branch v{version.VERSION} https://github.com/mitmproxy/mitmproxy <dir>, then "
        "QWEN_MITMPROXY_TESTS=<dir> bash scripts/test.sh tests/repo/test_seams_upstream.py")
 

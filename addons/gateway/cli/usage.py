@@ -24,7 +24,9 @@ Filters, for every view:
     --json                       rows as JSON, for scripts
     --state-dir DIR              default: $QWEN_GATEWAY_HOME, else ~/.qwen-gateway
     --state-url URL              the gateways' shared PostgreSQL database (postgresql://user@host:port/db,
-                                 no password: libpq reads PGPASSFILE, ~/.pgpass); default $QWEN_STATE_URL
+                                 no password: libpq reads PGPASSFILE, ~/.pgpass); default $QWEN_STATE_URL,
+                                 else the database the folder's gateway uses (its gateway-store.json: said on
+                                 stderr); '' reads the folder's own ledger
 
 Token counts are the usage Qwen reported ("cached": read from its cache, "cache write": stored in its explicit
 cache; "cache saved": USD its caches took off the prompts' price); "errors" counts requests answered with an error status or
@@ -44,8 +46,7 @@ import time
 
 from ..settings.auth import resolve_state_dir
 from ..observe.ledger import FILENAME, Ledger, SharedLedger
-from ..storage.pg import Database, StateUrlError
-from . import usage_conversations, usage_learned, usage_report, usage_unpriced
+from . import usage_conversations, usage_learned, usage_report, usage_store, usage_unpriced
 from .usage_args import parse_since, positive as _positive, status as _status
 from .usage_text import request_table, table
 
@@ -180,14 +181,6 @@ def recent(ledger: Ledger | SharedLedger, filters: Filters | None = None, limit:
 def _local(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
-def open_ledger(ap: argparse.ArgumentParser, url: str) -> SharedLedger:
-    """The shared database's ledger (an error naming the problem, never a password)."""
-    try:
-        return SharedLedger(Database(url))
-    except StateUrlError as e:
-        ap.error(str(e))
-    except Exception as e:  # psycopg's errors name host, port and user, never the password
-        ap.exit(1, f"qwen-usage: cannot read the shared database: {type(e).__name__}: {e}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
                     "slowest requests listed (default 10)")
     ap.add_argument("--out", metavar="FILE", help=f"report: the page to write (default {usage_report.DEFAULT_OUT} in the state folder)")
     ap.add_argument("--state-dir", metavar="DIR", help="the gateway's state folder")
-    ap.add_argument("--state-url", metavar="URL", default=os.environ.get("QWEN_STATE_URL") or None,
-                    help="the shared PostgreSQL database (default $QWEN_STATE_URL)")
+    ap.add_argument("--state-url", metavar="URL", default=os.environ.get("QWEN_STATE_URL"),
+                    help="the shared PostgreSQL database (default $QWEN_STATE_URL, else the one the folder's gateway "
+                         "uses); '' the folder's own ledger")
     a = ap.parse_args(argv)
     if a.out is not None and a.view != "report":
         ap.error("--out is for report only")
@@ -222,7 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     state = resolve_state_dir(a.state_dir)
     path = state / FILENAME
     filters = Filters(since=a.since, errors=a.errors, status=a.status, account=a.account, model=a.model, key=a.key)
-    ledger = open_ledger(ap, a.state_url) if a.state_url else Ledger(path) if path.exists() else None
+    url, followed = usage_store.database(state, a.state_url)
+    if followed:
+        print(followed, file=sys.stderr)
+    ledger = usage_store.open_ledger(ap, url) if url else Ledger(path) if path.exists() else None
     convs: list[dict] = []  # report: its Conversations section
     unpriced: list[tuple[str, int]] = []  # an aggregated view's unpriced requests, by model
     if ledger is not None:

@@ -53,6 +53,7 @@ class HeadDeadlines:
         self._clients: dict[str, _Client] = {}
         self._owing: dict[str, float] = {}  # client id -> since when it owes a head; oldest first
         self._task: asyncio.Task | None = None
+        self.last_head = float("-inf")  # when the last request head arrived (the drain waits for a quiet door)
 
     # ---- what the hooks tell ----
 
@@ -66,6 +67,7 @@ class HeadDeadlines:
         if c is not None:  # not a replay, nor a client that connected before the gateway loaded
             self._owing.pop(flow.client_conn.id, None)
             c.exchanges.add(flow.id)
+        self.last_head = self.clock()
 
     def ended(self, flow) -> None:
         cid = flow.client_conn.id
@@ -89,6 +91,11 @@ class HeadDeadlines:
     def closed(self, client) -> None:
         self._clients.pop(client.id, None)
         self._owing.pop(client.id, None)
+
+    def first_heads_owed(self) -> int:
+        """Connections accepted that have sent no request yet (the drain answers them before it stops)."""
+        clients = (self._clients.get(cid) for cid in self._owing)
+        return sum(1 for c in clients if c is not None and not c.served and not c.tunnel)
 
     # ---- the clock ----
 

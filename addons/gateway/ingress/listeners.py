@@ -29,7 +29,10 @@ ended, so whatever socket it left open then is closed there (`close_left_open`).
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
+import select
+import socket
 from collections.abc import Awaitable, Iterable
 from typing import Protocol
 
@@ -41,6 +44,7 @@ from mitmproxy.utils import asyncio_utils
 log = logging.getLogger("qwen")
 
 CLOSE_WAIT_S = 5.0  # a listener's socket is normally gone within milliseconds
+QUEUE_WAIT_S = 1.0  # the drain: how long asyncio may take to accept what the kernel queued (none, out of descriptors)
 POLL_S = 0.01
 
 
@@ -104,6 +108,16 @@ class QuietMove(logging.Filter):
         logging.getLogger(self.LOGGER).removeFilter(self)
 
 
+class QuietStop(QuietMove):
+    """Leaves out mitmproxy's line for each listener the drain closes (`… at 127.0.0.1:8080 stopped.`)."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().endswith(" stopped.")
+
+
 def _on_every_interface(rest: str) -> bool:
     """`listening at *:8080.` or `at *:8080 and *:8080 stopped.` (mitmproxy's words after the mode)."""
     addresses = rest.removeprefix("listening at ").removeprefix("at ").removesuffix(".").removesuffix(" stopped")
@@ -140,6 +154,51 @@ async def _wait_closed(sockets: Iterable) -> None:
             await asyncio.wait_for(sock.wait_closed(), CLOSE_WAIT_S)
         except Exception as e:  # the new bind then says what is wrong
             log.debug(f"qwen: a listener did not close: {e!r}")
+
+
+async def stop_listening() -> None:
+    """The drain's end: no new connection is taken, none accepted and then cut; those mitmproxy holds go on.
+    The kernel drops what reaches the listening sockets from now on (a client's SYN is sent again a second later,
+    and meets the port closed with the process), and what it had queued is accepted, then answered. Closing the
+    sockets instead would reset the queued connections (their clients have sent their request), and, after an
+    accept() storm, trip asyncio's paused accept over a closed socket. Where the kernel cannot (not Linux), the
+    listeners are closed (their `Servers` told to run none)."""
+    ps = ctx.master.addons.get("proxyserver")
+    if ps is None:
+        return
+    listening = [sock for instance in ps.servers for server in getattr(instance, "_servers", ())
+                 if isinstance(server, asyncio.Server) for sock in server.sockets]
+    taken = [sock for sock in listening if _take_no_more(sock)]
+    if listening and len(taken) == len(listening):
+        for _ in range(int(QUEUE_WAIT_S / POLL_S)):  # asyncio accepts what is queued at its next turns
+            if not select.select(taken, [], [], 0)[0]:
+                break
+            await asyncio.sleep(POLL_S)
+        return
+    quiet = QuietStop()  # the drain's lines say it: mitmproxy's `… at 127.0.0.1:8080 stopped.` would read as a crash
+    await quiet.during(ps.servers.update([]))
+
+
+class _Filter(ctypes.Structure):  # struct sock_filter: one classic BPF instruction
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+
+
+class _Program(ctypes.Structure):  # struct sock_fprog
+    _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_Filter))]
+
+
+_DROP = (_Filter * 1)(_Filter(0x06, 0, 0, 0))  # BPF_RET | BPF_K, 0: every packet dropped
+SO_ATTACH_FILTER = 26  # Linux; elsewhere the close resets what is queued, as it always did
+
+
+def _take_no_more(sock) -> bool:
+    """The kernel drops what reaches a listening socket (a SYN, a handshake's last ACK): no connection is
+    queued from now on. Linux only."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(_Program(1, _DROP)))
+    except OSError:
+        return False
+    return True
 
 
 class Ends(Protocol):

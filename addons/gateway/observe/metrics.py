@@ -29,7 +29,8 @@ from prometheus_client.utils import floatToGoString
 from ..exchange import RetryReason
 from .gauges import AccountGauges, LearnedGauges
 from ..pricing.prices import UNPRICED
-from ..observer import (Observer, cache_write_tokens, cached_tokens, endpoint_name, error_code, failed, label, status_of, usage_int)
+from ..observer import (Observer, cache_write_tokens, cached_tokens, endpoint_name, error_code, failed, label, own_api,
+                        status_of, usage_int)
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -79,6 +80,11 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "qwen_account_rotations": ("counter", "Switches to another account after a quota error", ()),
     "qwen_errors": ("counter", "Exchanges that ended in an error, by its code (a stream that broke after its 200 "
                     "went out: its error's code, else stream_error)", ("endpoint", "account", "code")),
+    "qwen_native_requests": ("counter", "Requests an option sent to Qwen in their client's own API, not translated "
+                             "(api: responses for qwen_responses_native, v1/messages for qwen_messages_passthrough)",
+                             ("api", "account")),
+    "qwen_cache_fixes": ("counter", "Requests qwen_cache_fixes changed, by fix (tool-order: the tools sorted by name)",
+                         ("fix", "account")),
     STREAMS: ("gauge", "Streams being relayed now", ()),
 }
 BUCKETS = {"qwen_request_duration_seconds": LATENCY_BUCKETS, "qwen_time_to_first_byte_seconds": TTFB_BUCKETS}
@@ -192,6 +198,10 @@ class Metrics(Observer):
         if failed(ex):
             code = error_code(ex) or _stream_code(ex) or (f"http_{status}" if status else "error")
             self._add(("qwen_errors", label(ex), account, code))
+        if api := own_api(ex):
+            self._add(("qwen_native_requests", api, account))
+        for fix in ex.fixed:
+            self._add(("qwen_cache_fixes", fix, account))
         for retry in ex.attempt.retries:
             self._add(("qwen_retries", retry.reason.value))
             if retry.reason is RetryReason.ROTATED:

@@ -30,7 +30,8 @@ from mitmproxy.net.http import url
 
 from ..errors import MITMPROXY_REFUSED
 from ..jsonio import valid_text
-from ..observer import Observer, cache_write_tokens, cached_tokens, endpoint_name, error_code, error_text, status_of
+from ..observer import (Observer, cache_write_tokens, cached_tokens, endpoint_name, error_code, error_text, own_api,
+                        status_of)
 from ..pricing.prices import UNPRICED, USD, usd
 from ..redact import safe_message
 
@@ -66,6 +67,10 @@ def format_line(ex: Exchange) -> str:
         if ex.attempt.route:  # a route moved the model (qwen_routes): why
             parts.append(f"(route: {ex.attempt.route})")
         parts.append(f"acct={ex.account or '-'}")
+        if own_api(ex):  # an option sent it in its client's own API (qwen_responses_native, …), not translated
+            parts.append(f"via={own_api(ex)}")
+        if ex.fixed:  # what qwen_cache_fixes changed
+            parts.append(f"fixed={','.join(ex.fixed)}")
     else:
         parts.append(f"route={ex.route}")
     if ex.key.name:  # a named client key (qwen-keys): its name, never the key

@@ -15,6 +15,7 @@ one log line saying what the gateway does without it, and the gateway goes on.
 - `loop_reports.py`: the event loop's reports of accept() storms tallied, and of connection handlers
   cancelled at exit dropped.
 - `shutdown_signals.py`: SIGTERM handed to the drain.
+- `terminal_log.py`: a log line mitmproxy's terminal log cannot write dropped and counted, never an exit.
 - `message_checks.py`: a message's fields type-checked without an exception for each one that is None.
 - `collector.py`: the process's start-up heap frozen out of the garbage collector's passes (not mitmproxy's
   code: no digest).
@@ -29,7 +30,7 @@ from __future__ import annotations
 import importlib
 
 SEAMS = ("hook_dispatch", "server_connect", "http1_heads", "body_limit", "loop_reports", "shutdown_signals",
-         "message_checks", "websocket_messages")  # those with mitmproxy code named (collector.py has none)
+         "message_checks", "websocket_messages", "terminal_log")  # those with mitmproxy code named (collector.py has none)
 
 
 def software() -> dict:

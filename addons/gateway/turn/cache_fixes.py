@@ -46,6 +46,7 @@ def _sort_tools(ex: Exchange) -> None:
     if order != list(range(len(tools))):
         body["tools"] = [tools[i] for i in order]
         ex.notes.append(SORTED_NOTE)
+        ex.fixed.append(TOOL_ORDER)  # the request line and /metrics say so (observe/)
 
 
 def _name(tool: object) -> str | None:

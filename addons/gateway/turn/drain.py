@@ -1,16 +1,21 @@
-"""The graceful drain (docs/deploy.md#a-graceful-drain): a SIGTERM stops the gateway without cutting what runs.
+"""The graceful drain (docs/deploy.md#a-graceful-drain): a SIGTERM stops the gateway without cutting what runs,
+and without a request ever accepted and then left without an answer.
 
-    begin   readiness turns 503 (`draining`: the orchestrator sends traffic elsewhere); a new turn is refused
-            503 with Retry-After, in the client's format, its connection closed
-    wait    until no exchange runs — HTTP answers and streams, WebSocket turns, background responses — at most
-            qwen_drain_s
-    stop    mitmproxy's own shutdown: the addon's `done` ends what still runs with the client's error
-            (turn/stopping.py), writes the ledger's and the stores' last batches, and the process exits 0
+    begin   one line; readiness turns 503 (`draining`: the orchestrator sends traffic elsewhere); a new turn is
+            refused 503 with Retry-After, in the client's format, its connection closed
+    wait    until no exchange runs — HTTP answers and streams, WebSocket turns, background responses — and no
+            request has come for QUIET_S, at most qwen_drain_s
+    close   the door closed (ingress/listeners.py): the kernel takes no new connection (its client sent nothing,
+            and tries elsewhere); the connections accepted before are answered — a request on its way 503
+    stop    one line, then mitmproxy's own shutdown: the addon's `done` ends what still runs with the client's
+            error (turn/stopping.py), writes the ledger's and the stores' last batches, and the process exits 0
 
 A second SIGTERM stops at once (SIGINT always did: mitmproxy's handler). Why the listener stays open rather than
 closing at the first SIGTERM: readiness must answer 503 while the drain runs (kubelet asks it), and a client on
 a kept-alive connection would otherwise meet a reset instead of an answer it can act on; the 503 closes its
-connection, so its retry goes through the load balancer to a replica that is ready.
+connection, so its retry goes through the load balancer to a replica that is ready. Why the door closes before
+the stop: mitmproxy's shutdown leaves the listener open until the process ends, and a connection it accepted
+meanwhile was cut with no answer (the issue: 0.02–0.2 s after a SIGTERM on an idle gateway, an empty reply).
 SIGTERM reaches the drain through seams/shutdown_signals.py (it replaces mitmproxy's handler).
 """
 
@@ -18,7 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from mitmproxy.utils import asyncio_utils
 
@@ -29,13 +37,26 @@ from .stopping import Stopping
 log = logging.getLogger("qwen")
 
 POLL_S = 0.05  # how often the drain looks whether anything still runs (only while it drains)
+QUIET_S = 0.25  # the listener stays open until no request has come for this long: one on its way is answered 503
+FIRST_HEAD_S = 2.0  # once the listener is closed, how long a connection it accepted may take to send its request
 REFUSED = ("The gateway is shutting down and takes no new requests; send the request again (another replica, or "
            "this gateway once it is back, answers it).")
 
 
+class Door(Protocol):
+    """What the drain knows of the client connections (ingress/deadlines.py)."""
+
+    last_head: float  # when the last request head arrived (time.monotonic)
+
+    def first_heads_owed(self) -> int: ...  # connections accepted that have sent no request yet
+
+
 class Drain:
-    def __init__(self, *, in_progress: Callable[[], int]) -> None:
+    def __init__(self, *, in_progress: Callable[[], int], door: Door | None = None,
+                 close_door: Callable[[], Awaitable[None]] | None = None) -> None:
         self.in_progress = in_progress  # exchanges running now
+        self.door = door
+        self.close_door = close_door  # no new connection taken (ingress/listeners.stop_listening)
         self.probes: Probes | None = None  # readiness: told when the drain begins
         self.shutdown: Callable[[], None] | None = None  # mitmproxy's (Master.shutdown), set when signals are ours
         self.draining = False
@@ -61,18 +82,23 @@ class Drain:
         if self.probes is not None:
             self.probes.draining = True
         running = self.in_progress()
-        if not running:  # nothing to wait for: a stop like any other (its one line, `gateway stopped`)
-            self._stop()
-            return
-        log.info(f"qwen: SIGTERM: draining: {_requests(running)} in progress may finish within {seconds:g} s "
-                 "(qwen_drain_s); new requests are answered 503, readiness is 503")
+        what = f"{_requests(running)} in progress may finish within {seconds:g} s (qwen_drain_s)" if running \
+            else "nothing in progress"
+        log.info(f"qwen: SIGTERM: draining: {what}; new requests are answered 503, readiness is 503")
         self._task = asyncio_utils.create_task(self._wait(seconds), name="qwen: drain", keep_ref=True)
 
     async def _wait(self, seconds: float) -> None:
-        for _ in range(round(seconds / POLL_S)):  # (an exchange's end has no event of its own to wait for)
-            if not self.in_progress():
-                break
-            await asyncio.sleep(POLL_S)
+        began = time.monotonic()
+        deadline = began + seconds
+        # (an exchange's end and a quiet door have no event of their own to wait for)
+        await _until(lambda: time.monotonic() >= deadline or not (self.in_progress() or self._recent(began)), seconds)
+        if self.close_door is not None:
+            await self.close_door()
+        # what the listeners accepted before the door closed: its request comes, and is answered (past the
+        # deadline too: a turn still running is then ended with its error, a new one refused, never cut)
+        first_heads = time.monotonic() + FIRST_HEAD_S
+        await _until(lambda: not (self._owed(first_heads) or (self.in_progress() and time.monotonic() < deadline)),
+                     max(FIRST_HEAD_S, deadline - time.monotonic()))
         left = self.in_progress()
         if left:
             log.warning(f"qwen: drain: qwen_drain_s ({seconds:g} s) is over with {_requests(left)} still in "
@@ -80,6 +106,15 @@ class Drain:
         else:
             log.info("qwen: drain: nothing in progress; stopping")
         self._stop()
+
+    def _recent(self, began: float) -> bool:
+        """A request came (or the signal did) within QUIET_S: more may be on their way."""
+        last = max(began, self.door.last_head if self.door is not None else began)
+        return time.monotonic() - last < QUIET_S
+
+    def _owed(self, until: float) -> bool:
+        """A connection accepted before the door closed has still to send its request (until `until`)."""
+        return self.door is not None and time.monotonic() < until and self.door.first_heads_owed() > 0
 
     def _stop(self) -> None:
         if self.shutdown is not None:
@@ -89,6 +124,14 @@ class Drain:
         """The gateway stops (for any reason): the drain's wait ends with it."""
         if self._task is not None and not self._task.done():
             self._task.cancel()
+
+
+async def _until(done: Callable[[], bool], limit_s: float) -> None:
+    """Polls `done` every POLL_S, for `limit_s` at most (each condition also ends by its own deadline)."""
+    for _ in range(math.ceil(max(limit_s, 0) / POLL_S) + 1):
+        if done():
+            return
+        await asyncio.sleep(POLL_S)
 
 
 def _requests(n: int) -> str:

@@ -60,3 +60,24 @@ async def test_a_key_qwen_refuses_stays_refused_until_the_key_changes(monkeypatc
     assert (await pool.acquire()).token == "sk-right-key-9876543210"
     assert pool.status()[0]["state"] == "ok" and not again.get("ds")["needs_login"]
     again.close()
+
+
+async def test_what_add_keys_check_found_is_kept_until_the_key_serves(monkeypatch, tmp_path):
+    """qwen-auth add-key's check (auth/cli_keys.py): a check that failed is the account's note while it stays `ok`
+    (the pool still tries it), until a request is served with it (pool.report OK) or a check works."""
+    spec = {"name": "ds", "kind": KEY, "base_url": "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
+            "key_env": "TEST_DS_KEY"}
+    monkeypatch.setenv("TEST_DS_KEY", "sk-checked-key-0123456789")
+    state = AccountState(tmp_path / "state.sqlite3")
+    KeyAccount(spec, state).note_check(False, "key check: the base refused the key (HTTP 401)")
+    (row,) = AccountPool([KeyAccount(spec, state)], state).status()
+    assert row["state"] == "ok" and row["last_error"].startswith("key check (qwen-auth add-key, ")
+    assert row["last_error"].endswith("): key check: the base refused the key (HTTP 401)")
+    KeyAccount(spec, state).note_check(True, "Key check: the key works")
+    assert AccountPool([KeyAccount(spec, state)], state).status()[0]["last_error"] is None
+    KeyAccount(spec, state).note_check(False, "key check: could not reach it")
+    pool = AccountPool([KeyAccount(spec, state)], state)
+    await pool.acquire()  # still handed out
+    pool.report("ds", Outcome.OK)  # the key served: the note goes
+    assert pool.status()[0]["last_error"] is None
+    state.close()

@@ -257,3 +257,23 @@ async def test_exhaustion_says_whether_only_rate_limits_hold_the_accounts(state)
     with pytest.raises(PoolExhausted) as e:
         await pool.acquire()
     assert not e.value.throttled  # one account is out of quota: not a plain rate limit
+
+
+async def test_a_plans_refusals_of_clients_are_counted_in_its_row_and_change_nothing_else(monkeypatch, tmp_path):
+    """The Coding Plan's 405 (upstream/engine.py reports it): the account stays `ok` and keeps serving; its row
+    says how many clients were refused, when the last was, and which."""
+    from qwen_gateway.auth.key_account import KeyAccount
+
+    monkeypatch.setenv("TEST_CP_KEY", "sk-sp-plan-key")
+    state = AccountState(tmp_path / "state.sqlite3")
+    pool = AccountPool([KeyAccount({"name": "cp", "kind": "key", "key_env": "TEST_CP_KEY",
+                                    "base_url": "https://coding-intl.dashscope.aliyuncs.com/v1"}, state)], state)
+    assert "plan_refusals" not in pool.status()[0]
+    for agent in ("OpenAI/Python 2.8.0", ""):
+        pool.report("cp", Outcome.PLAN_REFUSED, detail=agent)
+    (row,) = pool.status()
+    assert row["state"] == "ok" and row["cooldown_until"] is None and row["last_error"] is None
+    assert row["plan_refusals"]["count"] == 2 and row["plan_refusals"]["last_client"] == "(no User-Agent)"
+    assert row["plan_refusals"]["last"].endswith("Z")
+    assert (await pool.acquire()).account == "cp"  # it serves the clients its plan takes
+    state.close()

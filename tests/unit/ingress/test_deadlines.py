@@ -66,6 +66,25 @@ def test_a_connect_restarts_the_clock_and_marks_a_tunnel():
     assert cid == client.id and c.tunnel  # no 408 in clear inside a tunnel
 
 
+def test_what_the_drain_asks_connections_that_owe_their_first_head_and_when_the_last_head_came():
+    """turn/drain.py waits for a quiet door, then, listeners closed, for the requests of connections accepted."""
+    clock = Clock()
+    d = deadlines.HeadDeadlines(LogTally(logging.getLogger("qwen.test")), clock=clock)
+    fresh, kept, tunnel = tflow.tclient_conn(), tflow.tclient_conn(), tflow.tclient_conn()
+    for c in (fresh, kept, tunnel):
+        d.opened(c)
+    assert d.first_heads_owed() == 3
+    answered = _flow(kept)
+    clock.now += 1
+    d.began(answered)
+    assert d.last_head == clock.now and d.first_heads_owed() == 2
+    d.ended(answered)  # idle after an answer: it owes a head again, but not a first one
+    d.tunnelled(_flow(tunnel))  # inside a tunnel: nothing in clear to wait for
+    assert d.first_heads_owed() == 1
+    d.closed(fresh)
+    assert d.first_heads_owed() == 0
+
+
 def test_flows_of_clients_the_gateway_never_saw_open_are_ignored():
     d = deadlines.HeadDeadlines(LogTally(logging.getLogger("qwen.test")), clock=Clock())
     replay = tflow.tflow()

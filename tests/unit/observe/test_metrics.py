@@ -292,8 +292,9 @@ FAMILIES = [("qwen_requests", "counter"), ("qwen_tokens", "counter"), ("qwen_cos
             ("qwen_cache_miss_tokens", "counter"), ("qwen_unpriced_requests", "counter"), ("qwen_plan_units", "counter"),
             ("qwen_request_duration_seconds", "histogram"), ("qwen_time_to_first_byte_seconds", "histogram"),
             ("qwen_retries", "counter"), ("qwen_account_rotations", "counter"), ("qwen_errors", "counter"),
-            ("qwen_streams_in_flight", "gauge"), ("qwen_account_cooldown_seconds", "gauge"),
-            ("qwen_account_usable", "gauge"), ("qwen_account_requests_today", "gauge"), ("qwen_account_state", "gauge"), ("qwen_learned_fact", "gauge"),
+            ("qwen_native_requests", "counter"), ("qwen_cache_fixes", "counter"), ("qwen_streams_in_flight", "gauge"),
+            ("qwen_account_cooldown_seconds", "gauge"), ("qwen_account_usable", "gauge"),
+            ("qwen_account_requests_today", "gauge"), ("qwen_account_state", "gauge"), ("qwen_learned_fact", "gauge"),
             ("qwen_unknown_refusals", "counter")]
 CREATED = {"qwen_requests", "qwen_tokens", "qwen_cost_usd", "qwen_plan_units", "qwen_request_duration_seconds",
            "qwen_time_to_first_byte_seconds", "qwen_retries", "qwen_account_rotations", "qwen_errors"}
@@ -439,3 +440,24 @@ def test_cache_read_share_and_misses_by_cause():
     labels = (("account", "default"), ("cause", "tool_order"), ("key", ""), ("model", "coder-model"))
     assert s[("qwen_cache_misses_total", labels)] == 1
     assert s[("qwen_cache_miss_tokens_total", labels)] == 900
+
+
+def test_what_a_cost_option_did_is_counted():
+    """qwen_responses_native's own API and qwen_cache_fixes' changes, by API and fix; a translated request, or
+    embeddings (a pass-through no option chose), count in neither."""
+    from qwen_gateway.interfaces import Leg
+
+    m = Metrics()
+    native = exchange(path="/v1/responses", endpoint="responses")
+    native.attempt.leg = Leg("responses", passthrough=True, base=lambda cred: "https://x/compatible-mode/v1")
+    fixed = exchange()
+    fixed.fixed.append("tool-order")
+    embeddings = exchange(path="/v1/embeddings", endpoint="embeddings")
+    embeddings.attempt.leg = Leg("embeddings", passthrough=True)
+    for ex in (native, fixed, embeddings, exchange()):
+        m.finished(ex, answered(ex))
+    s = scrape(m)
+    assert {k[1]: v for k, v in s.items() if k[0] == "qwen_native_requests_total"} == {
+        (("account", "default"), ("api", "responses")): 1.0}
+    assert {k[1]: v for k, v in s.items() if k[0] == "qwen_cache_fixes_total"} == {
+        (("account", "default"), ("fix", "tool-order")): 1.0}

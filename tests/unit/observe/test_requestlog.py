@@ -36,6 +36,22 @@ def test_no_cached_part_without_cached_tokens_and_top_level_cached():
                                                                  "cached_tokens": 3}))
 
 
+def test_what_a_cost_option_did_is_on_the_line():
+    """qwen_responses_native's own API (a pass-through pair with a base of its own), qwen_cache_fixes' changes;
+    embeddings always pass through (no option): nothing said."""
+    from qwen_gateway.interfaces import Leg
+
+    native = exchange(path="/v1/responses", endpoint="responses", usage=None)
+    native.attempt.leg = Leg("responses", passthrough=True, base=lambda cred: "https://x/compatible-mode/v1")
+    assert format_line(native) == "POST /v1/responses gpt-4o→coder-model acct=default via=responses 200 total=1.31s"
+    fixed = exchange(usage=None)
+    fixed.fixed.append("tool-order")
+    assert " acct=default fixed=tool-order 200 " in format_line(fixed)
+    embeddings = exchange(path="/v1/embeddings", endpoint="embeddings", usage=None)
+    embeddings.attempt.leg = Leg("embeddings", passthrough=True)
+    assert " via=" not in format_line(embeddings)
+
+
 def test_retries_and_errors():
     ex = exchange(status=429, usage=None, retries=(retry(RetryReason.ROTATED), retry(RetryReason.THROTTLED)),
                   error=(429, "insufficient_quota", "Quota exceeded."))

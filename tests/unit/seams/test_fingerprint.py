@@ -16,7 +16,7 @@ from qwen_gateway import seams
 from qwen_gateway.seams import fingerprint
 
 SEAMS = ("hook_dispatch", "server_connect", "http1_heads", "body_limit", "loop_reports", "shutdown_signals",
-         "message_checks", "websocket_messages")
+         "message_checks", "websocket_messages", "terminal_log")
 
 
 def test_the_seams_are_these_and_no_other():

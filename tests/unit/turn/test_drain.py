@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import pytest
 
+from qwen_gateway.turn import drain as drain_module
 from qwen_gateway.turn.drain import Drain
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.exchange import ClientRequest, Exchange
@@ -42,12 +44,48 @@ def exchange() -> Exchange:
     return Exchange(ClientRequest("POST", "/v1/chat/completions", "http://127.0.0.1/v1/chat/completions", "", 2))
 
 
-async def test_the_drain_refuses_new_turns_waits_for_the_running_ones_then_stops(caplog):
+class Door:
+    """What the drain sees of the connections: when the last request came, and those owing their first one."""
+
+    def __init__(self) -> None:
+        self.last_head = float("-inf")
+        self.owed = 0
+
+    def first_heads_owed(self) -> int:
+        return self.owed
+
+
+@pytest.fixture
+def quick(monkeypatch):
+    """The drain's waits made short (what it waits for, not how long, is what these tests show)."""
+    monkeypatch.setattr(drain_module, "QUIET_S", 0.05)
+    monkeypatch.setattr(drain_module, "POLL_S", 0.01)
+
+
+def watched(running: list[int], door: Door | None = None) -> tuple[Drain, list[str]]:
+    """A drain whose listeners' close and mitmproxy's shutdown are noted, in order."""
+    steps: list[str] = []
+
+    async def close_door() -> None:
+        steps.append("door closed")
+
+    drain = Drain(in_progress=lambda: running[0], door=door, close_door=close_door)
+    drain.shutdown = lambda: steps.append("stopped")
+    return drain, steps
+
+
+async def until(check, limit: int = 500) -> None:
+    for _ in range(limit):  # bounded: 5 s
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("never happened")
+
+
+async def test_the_drain_refuses_new_turns_waits_for_the_running_ones_then_stops(caplog, quick):
     running = [2]
-    stopped: list[bool] = []
-    drain = Drain(in_progress=lambda: running[0])
+    drain, steps = watched(running, Door())
     drain.probes = probes = Probes(lambda: None)
-    drain.shutdown = lambda: stopped.append(True)
     await drain.check(exchange())  # not draining: nothing refused
     with caplog.at_level(logging.INFO, logger="qwen"):
         drain.signalled(30)
@@ -58,24 +96,52 @@ async def test_the_drain_refuses_new_turns_waits_for_the_running_ones_then_stops
         with pytest.raises(GatewayError):
             drain.refuse_new()
         await asyncio.sleep(0.2)
-        assert not stopped  # two still run
+        assert not steps  # two still run: the listeners stay open
         running[0] = 0
-        for _ in range(100):
-            if stopped:
-                break
-            await asyncio.sleep(0.02)
-    assert stopped == [True]
+        await until(lambda: steps)
+        await until(lambda: len(steps) == 2)
+    assert steps == ["door closed", "stopped"]
     assert "2 requests in progress may finish within 30 s" in caplog.text
     assert "nothing in progress; stopping" in caplog.text
 
 
-def test_with_nothing_in_progress_sigterm_stops_at_once_without_a_word(caplog):
-    stopped: list[bool] = []
-    drain = Drain(in_progress=lambda: 0)
-    drain.shutdown = lambda: stopped.append(True)
+async def test_with_nothing_in_progress_the_door_stays_open_while_requests_come_then_closes_then_stops(caplog, quick):
+    """The issue: an idle gateway stopped at once, and a request 0.02–0.2 s after the signal was accepted and cut."""
+    door = Door()
+    drain, steps = watched([0], door)
     with caplog.at_level(logging.INFO, logger="qwen"):
         drain.signalled(30)
-    assert stopped == [True] and drain.draining and caplog.messages == []
+        for _ in range(20):  # requests keep coming (each refused 503 by the check): the listeners stay open
+            door.last_head = time.monotonic()
+            await asyncio.sleep(0.01)
+            assert steps == []
+        await until(lambda: len(steps) == 2)  # none for a while: closed, then stopped
+    assert steps == ["door closed", "stopped"]
+    assert caplog.messages == [
+        "qwen: SIGTERM: draining: nothing in progress; new requests are answered 503, readiness is 503",
+        "qwen: drain: nothing in progress; stopping"]
+
+
+async def test_a_connection_accepted_before_the_close_has_its_request_answered_before_the_stop(quick):
+    door = Door()
+    running = [0]
+    drain, steps = watched(running, door)
+
+    async def close_door() -> None:
+        steps.append("door closed")
+        door.owed = 1  # accepted just before: its request is on its way
+
+    drain.close_door = close_door
+    drain.signalled(30)
+    await until(lambda: steps)
+    await asyncio.sleep(0.1)
+    assert steps == ["door closed"]
+    door.owed, running[0] = 0, 1  # its head came: an exchange (refused 503 at once)
+    await asyncio.sleep(0.1)
+    assert steps == ["door closed"]
+    running[0] = 0
+    await until(lambda: len(steps) == 2)
+    assert steps == ["door closed", "stopped"]
 
 
 async def test_a_second_sigterm_or_the_deadline_stops_at_once(caplog):
@@ -87,7 +153,7 @@ async def test_a_second_sigterm_or_the_deadline_stops_at_once(caplog):
         drain.signalled(3600)
     assert stopped == ["stop"] and "a second SIGTERM: stopping now" in caplog.text
     drain.cancel()
-    late = Drain(in_progress=lambda: 1)
+    late = Drain(in_progress=lambda: 1)  # what runs past the deadline is cut by the stop (turn/stopping.py)
     late.shutdown = lambda: stopped.append("deadline")
     with caplog.at_level(logging.INFO, logger="qwen"):
         late.signalled(0)

@@ -1,7 +1,8 @@
 """What the retry policy does when an account's plan refuses the client (upstream/retry.py, the
 PLAN_REFUSED branch): the Coding Plan serves coding agents only, so the request goes to another account of the
-pool, the exchange says which account refused and why, and the refusing account is reported nothing (it is
-fine for the clients its plan serves); with no other account, the client reads a permission refusal in its
+pool, the exchange says which account refused and why, and the refusing account is reported only as a plan
+refusal (counted for /health, engine.py; nothing marked: it is fine for the clients its plan serves); with no
+other account, the client reads a permission refusal in its
 own dialect. Through the addon in mitmproxy's test style (taddons, tflow), Qwen a fake upstream client."""
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ async def test_a_refused_client_is_served_by_another_account_and_the_refusing_on
     meta = f.metadata["qwen"]
     assert meta["account"] == "ds" and meta["accounts_tried"] == ["cp", "ds"]
     assert any("cp" in n and "coding agents" in n for n in meta["notes"]), meta["notes"]
-    assert [a for a, _ in gw.pool.reports] == ["ds"]  # the plan's account: nothing reported
+    assert [(a, str(o)) for a, o in gw.pool.reports] == [("cp", "plan_refused"), ("ds", "ok")]  # counted, not marked
 
 
 async def test_with_no_other_account_the_client_reads_a_permission_refusal():
@@ -49,7 +50,7 @@ async def test_with_no_other_account_the_client_reads_a_permission_refusal():
     err = json.loads(f.response.content)["error"]
     assert (err["type"], err["code"]) == ("invalid_request_error", "plan_refused")  # OpenAI's 403s say so
     assert err["message"].startswith("Account cp: Qwen's Coding Plan serves coding agents only") and "--preset dashscope-intl" in err["message"]
-    assert gw.pool.reports == []  # not broken, not cooled down, not refused
+    assert [(a, str(o)) for a, o in gw.pool.reports] == [("cp", "plan_refused")]  # counted: not broken, not cooled
     assert [n for n in f.metadata["qwen"]["notes"] if n.startswith("cp refused")][0].endswith(": no other account")
 
 
@@ -65,7 +66,7 @@ async def test_the_anthropic_dialect_reads_it_as_a_permission_error():
     body = json.loads(f.response.content)
     assert body["type"] == "error" and body["error"]["type"] == "permission_error"
     assert "coding agents only" in body["error"]["message"]
-    assert gw.pool.reports == []
+    assert [(a, str(o)) for a, o in gw.pool.reports] == [("cp", "plan_refused")]
 
 
 # ---- refusals no retry can fix: `x-should-retry: false`, which the openai and anthropic SDKs and Claude Code honour

@@ -138,11 +138,17 @@ def refused(error: ErrorInfo | None, answered_by: object) -> bool:
 
 def keys_unread(why: str = "") -> GatewayError:
     """`why`: what the database's failure said (a password refused, an unknown host, down)."""
-    return GatewayError(503, "The gateway has not read its named client keys: its shared database "
-                             f"(qwen_state_url) cannot be used ({why or 'no answer'}) and it has no copy of them yet. "
-                             "Every request is refused until it can read them; try again in a moment, and if this "
-                             "lasts, check that the database is reachable.", code="state_unavailable",
+    return GatewayError(503, f"The gateway has not read its named client keys: {unread(why)} and it has no copy "
+                             "of them yet. Every request is refused until it can read them; try again in a moment, "
+                             "and if this lasts, check that the database is reachable.", code="state_unavailable",
                         headers={"retry-after": "5"})
+
+
+def unread(why: str) -> str:
+    """Why the shared keys are not read: the database's failure, or none so far (their first read still runs)."""
+    if why:
+        return f"its shared database (qwen_state_url) cannot be used ({why})"
+    return "their first read from its shared database (qwen_state_url) has not finished yet (no failure so far)"
 
 
 def counts_unreachable(rec: KeyRecord) -> GatewayError:

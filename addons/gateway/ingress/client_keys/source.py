@@ -79,11 +79,13 @@ class KeySource:
             self._copy = KeyCopy(config.state_dir / SNAPSHOT, shown(config.state_url))
             kept = self._copy.read()  # what this gateway enforced last: the door holds while the database is down
             st.ring = Keyring(loaded=False)
+            self._settled = asyncio.Event()  # a request before `running` waits for the read it starts too
             if kept is not None:
                 self._install(Keyring(kept, provisional=True), first=True, where=log_lines.COPY)
             where_spend = "the shared database"
         else:
             self._shared, self._db, self._path, self._copy = None, None, config.state_dir / FILENAME, None
+            self._settled = None
             st.limiter = Limiter(MemoryGrants())
             st.ring = Keyring()
             where_spend = FILENAME
@@ -109,7 +111,6 @@ class KeySource:
         if self._where is not None:  # for qwen-keys: the store this folder's gateway uses
             place.store_note(*self._where)
         if self._shared is not None:
-            self._settled = asyncio.Event()
             self._tasks.append(loop.create_task(self._first_read(), name="qwen: named keys, first read"))
             self._tasks.append(self._shared.follow(self._reload))
         self._tasks.append(loop.create_task(self._ticks(), name="qwen: named keys' spend"))

@@ -126,9 +126,9 @@ class Team(Observer):
     def _warn_unread(self, why: str) -> None:
         if not self._warned:
             self._warned = True
-            log.warning("qwen: WARNING: the shared database cannot be used (%s) and this gateway has never read "
-                        "its named client keys (it has no copy of them): it refuses every request (503) until it "
-                        "can read them; the keys file's keys still work (docs/keys.md)", why or "no answer")
+            log.warning("qwen: WARNING: this gateway has never read its named client keys: %s, and it has no copy "
+                        "of them: it refuses every request (503) until it can read them; the keys file's keys still "
+                        "work (docs/keys.md)", refusals.unread(why))
 
     @staticmethod
     def bind(ex: Exchange, rec: KeyRecord | None) -> None:
