@@ -33,7 +33,7 @@ from .api.responses.store import ResponseStore
 from .api.responses.store_pg import SharedResponseStore
 from .storage import folder_access, pg
 from .accounts import Pool
-from .storage.pg import Database, shown
+from .storage.pg import Database, listen_through, shown
 from .auth.pool import AccountPool
 from .settings.config import Config
 from .dispatch import Observers, call_safely
@@ -120,6 +120,8 @@ class Wiring:
             if (moved := self.team.source.refusal(new)) is not None:  # the keys' place changed: the door holds
                 raise exceptions.OptionsError(moved)
             self.config = new
+            if new.state_url:  # before any store opens its database: where the one LISTEN goes
+                listen_through(new.state_url, new.state_listen_url)
             pairing = components.pairing(new)
             if fresh:
                 self._store = None

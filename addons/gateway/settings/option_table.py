@@ -83,6 +83,11 @@ def _declarations() -> dict[str, OptionSpec]:
         "~/.pgpass or PGPASSWORD). Account state, refreshed logins, stored responses, the sealing key, web pins "
         "and the usage ledger are then shared by every gateway using that database. Default: SQLite files in "
         "the state folder.", kind="postgresql_url")
+    add("qwen_state_listen_url", str, "",
+        "Where the one session connection that listens for the other gateways' changes (LISTEN/NOTIFY) goes, "
+        "when qwen_state_url is a pooler in transaction mode (PgBouncer), which serves no LISTEN: the database "
+        "itself, postgresql://user@host:port/db (no password in it). Default: qwen_state_url.",
+        kind="postgresql_url")
     add("qwen_oauth_base_url", str, "", "Qwen OAuth server (default $QWEN_OAUTH_BASE_URL or https://chat.qwen.ai).", kind="url")
     add("qwen_api_base", str, "",
         "API base for OAuth tokens without resource_url (default $QWEN_API_BASE or DashScope's "
