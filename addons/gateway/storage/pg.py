@@ -90,7 +90,7 @@ class Database:
             self._pool: Any = None
             self._pool_outage = 0  # the health's outage count when the pool was opened: older pools are stale
             self._pool_lock: asyncio.Lock | None = None
-            self._migrated: set[str] = set()
+            self._migrated: set[tuple[str, int]] = set()  # (component, steps) brought up to date
             self._mlock = threading.Lock()
             self._tasks: set[asyncio.Task] = set()
         # each store that opens it makes it the process's database again: a URL set and set back leaves no
@@ -130,7 +130,7 @@ class Database:
     def migrate(self, component: str, steps: Sequence[str]) -> None:
         """Blocking (call from a thread, or a command)."""
         with self._mlock:
-            if component in self._migrated:
+            if (component, len(steps)) in self._migrated:
                 return
             with self.connect() as conn:
                 try:  # no deadline: an index built over a large table may take minutes
@@ -139,10 +139,10 @@ class Database:
                     if unavailable(e):
                         raise self.lost(e) from None
                     raise
-            self._migrated.add(component)
+            self._migrated.add((component, len(steps)))
 
     async def amigrate(self, component: str, steps: Sequence[str]) -> None:
-        if component not in self._migrated:
+        if (component, len(steps)) not in self._migrated:
             await asyncio.to_thread(self.migrate, component, steps)
 
     async def pool(self) -> Any:
