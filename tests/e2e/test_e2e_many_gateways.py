@@ -7,6 +7,7 @@ error. The figures each run measures are printed (docs/performance.md keeps them
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import statistics
 import time
@@ -76,10 +77,20 @@ def test_one_gateway_holds_one_listener_and_one_pool(tmp_path, emu, pg_url):
         gw.stop()
 
 
-@pytest.fixture
-def eight(tmp_path, emu, pg_server):  # noqa: F811
-    """Eight gateways on one database through PgBouncer (transaction mode), LISTEN direct, behind nginx:
-    (nginx's URL, the gateways, the direct URL, qwen-keys' env, PgBouncer)."""
+def three_accounts(tmp_path, emu, name: str, keys: dict[str, str]) -> dict[str, str]:
+    """A state folder with three key accounts on the emulator (team_env's, with two more), the team's keys."""
+    env = team_env(tmp_path, emu, name)
+    state = tmp_path / name / "state"
+    accounts = json.loads((state / "accounts.json").read_text())["accounts"]
+    accounts += [{**accounts[0], "name": f"emu{i}", "key_env": f"EMU_KEY_{i}"} for i in (2, 3)]
+    (state / "accounts.json").write_text(json.dumps({"accounts": accounts}))
+    return {**env, **keys}  # every gateway the same three accounts, as a team configures them
+
+
+@pytest.fixture(params=[1, 3], ids=["one-account", "three-accounts"])
+def eight(request, tmp_path, emu, pg_server):  # noqa: F811
+    """Eight gateways on one database through PgBouncer (transaction mode), LISTEN direct, behind nginx, each with
+    one key account (or three): (nginx's URL, the gateways, the direct URL, qwen-keys' env, PgBouncer)."""
     if (why := no_pgbouncer()) is not None:
         if os.environ.get("CI") == "true":  # .ci/run installs it: there, missing is a failure
             pytest.fail(why)
@@ -90,8 +101,10 @@ def eight(tmp_path, emu, pg_server):  # noqa: F811
     nginx = None
     try:
         via = bouncer.url(direct.rsplit("/", 1)[1])
+        keys = {"EMU_KEY": emu.seed_token(kind="key"), **{f"EMU_KEY_{i}": emu.seed_token(kind="key") for i in (2, 3)}}
         for i in range(8):
-            env = team_env(tmp_path, emu, f"gw{i}")
+            env = team_env(tmp_path, emu, f"gw{i}") if request.param == 1 else \
+                three_accounts(tmp_path, emu, f"gw{i}", keys)
             gws.append(Gateway(tmp_path / f"gw{i}" / "gw", env=env, args=(
                 "--set", f"qwen_state_url={via}", "--set", f"qwen_state_listen_url={direct}")).start())
         port = free_port()
@@ -127,6 +140,7 @@ def reached(gws: list[Gateway], seen, what: str) -> list[float]:
     return sorted(t for t in took if t is not None)
 
 
+@pytest.mark.parametrize("eight", [1], indirect=True, ids=["one-account"])
 def test_eight_gateways_behind_pgbouncer_share_what_changes_and_meet_no_connection_error(eight, emu):
     url, gws, direct, cli, bouncer = eight
     key = add_key(cli, "alice")
@@ -161,3 +175,35 @@ def test_eight_gateways_behind_pgbouncer_share_what_changes_and_meet_no_connecti
         assert said not in logs, said
     assert "ERROR" not in bouncer.log() or "too many" not in bouncer.log()
     assert all(max(times) < 5 for times in (keys, revoked, learned, cooled))  # the figure printed: under 1 s
+
+
+@pytest.mark.parametrize("eight", [3], indirect=True, ids=["three-accounts"])
+def test_a_conversations_later_turns_stay_on_its_account_whichever_gateway_takes_them(eight, emu):
+    """Issue 63 item 3: 12 conversations of 6 turns, round-robin over eight gateways by nginx, three key
+    accounts each: the share of later turns served by the conversation's first account (goal: 95 %)."""
+    url, gws, _, _, _ = eight
+    system = "You are a careful coding agent. " * 60
+
+    def conversation(n: int) -> None:
+        messages = [{"role": "system", "content": f"[conversation {n}] {system}"}]
+        for t in range(6):
+            messages.append({"role": "user", "content": f"step {t}: fix the next file"})
+            r = httpx.post(url + "/v1/chat/completions", json={"model": "gpt-4o", "messages": messages},
+                           trust_env=False, timeout=60)
+            assert r.status_code == 200, r.text
+            messages.append({"role": "assistant", "content": r.json()["choices"][0]["message"]["content"]})
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        list(pool.map(conversation, range(12)))
+    served: dict[str, list[str]] = {}
+    for r in emu.chat_requests():
+        opening = r["body"]["messages"][0]["content"]
+        opening = opening if isinstance(opening, str) else "".join(p.get("text") or "" for p in opening)
+        served.setdefault(opening.split("]")[0], []).append(r["headers"]["authorization"][7:])
+    later = [(accounts[0], a) for accounts in served.values() for a in accounts[1:]]
+    share = sum(first == a for first, a in later) / len(later)
+    used = {a for accounts in served.values() for a in accounts}
+    print(f"\neight gateways, three accounts: {share:.0%} of {len(later)} later turns on their conversation's first "
+          f"account ({len(used)} accounts used)")
+    assert len(served) == 12 and len(later) == 60
+    assert len(used) >= 2  # the conversations spread over the accounts (each gateway's round-robin)
+    assert share >= 0.95
