@@ -201,7 +201,7 @@ class Wiring:
 
     async def route(self, ex: Exchange) -> None:
         """The request's route (qwen_routes): decided before the context guard, which then judges the routed model."""
-        await model_route.route(ex, self.config)
+        await model_route.route(ex, self.config, self.policy.learned)
 
     async def check_context(self, ex: Exchange) -> None:
         """The context guard: a prompt longer than the model takes is refused before upstream."""
