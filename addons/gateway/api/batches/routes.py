@@ -22,6 +22,7 @@ from ...local_answers import answer, json_response
 from ...settings.config import Config
 from . import lines, multipart
 from .accounts import batch_account, credential_of
+from .pieces import off_loop
 from .store import BATCH, FILE, BatchStore, Record
 
 # (credential, method, suffix under the account's base, body, content type, query, client's User-Agent, options)
@@ -77,14 +78,16 @@ class BatchRoutes:
     async def _upload(self, ex: Exchange, flow: http.HTTPFlow, store: BatchStore, config: Config) -> http.Response:
         cred = await batch_account(self.pool())
         await store.ready()  # the owner's row can be written: nothing is made on Qwen that nobody would own
-        form = multipart.parse(flow.request.headers.get("content-type", ""), flow.request.get_content() or b"")
+        form = await off_loop(multipart.parse, flow.request.headers.get("content-type", ""),
+                              flow.request.get_content() or b"")
         model = upstream = ""
         if multipart.text(form, "purpose") == "batch" and "file" in form:
             name, data = form["file"]
-            data, model, upstream = lines.translate_file(data, lambda body: self.translate(ex, body, cred, config))
+            data, model, upstream = await lines.translate_file(data, lambda body: self.translate(ex, body, cred,
+                                                                                                 config))
             form["file"] = (name, data)
             ex.requested_model = model
-        ctype, body = multipart.build(form)
+        ctype, body = await off_loop(multipart.build, form)
         status, rtype, data = await self._call(ex, cred, "POST", "files", config, body, ctype)
         made = _json(data)
         if status == 200 and isinstance(made.get("id"), str):
@@ -122,11 +125,11 @@ class BatchRoutes:
         if method == "DELETE":
             await store.forget(oid)
         if action == "content":
-            usage, cost, unit = lines.priced(data, self._price(cred, config), record.upstream_model)
+            usage, cost, unit = await lines.priced(data, self._price(cred, config), record.upstream_model)
             if usage["prompt_tokens"] + usage["completion_tokens"] and await store.claim_bill(oid):  # not billed yet
                 self._bill(ex, record, usage, cost, unit)
             if record.model:
-                data = lines.results_back(data, lambda body: self.back(ex, body, record.model))
+                data = await lines.results_back(data, lambda body: self.back(ex, body, record.model))
             return answer(200, data, rtype.encode() or b"application/octet-stream")
         if kind == "batches":
             await self._settled(ex, store, record, _json(data), cred, config)
@@ -146,7 +149,7 @@ class BatchRoutes:
         except Exception:
             await store.unbill(out)  # the next look bills it
             return
-        self._bill(ex, record, *lines.priced(data, self._price(cred, config), record.upstream_model))
+        self._bill(ex, record, *await lines.priced(data, self._price(cred, config), record.upstream_model))
 
     @staticmethod
     async def _files_of(store: BatchStore, record: Record, batch: dict) -> str | None:
