@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import cast
 
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.utils import asyncio_utils
 
 from .settings import config, mitmproxy_defaults
 from . import components
+from .api.batches.routes import BatchRoutes
+from .api.batches.watch import BatchWatch
 from .api.responses.background import BackgroundRuns
 from .api.responses.socket import ResponsesSockets
 from .api.responses.store import ResponseStore
@@ -92,10 +95,13 @@ class Wiring:
         responses = self.endpoints["/responses"]
         self.sockets = ResponsesSockets(self.relay, self.turns, responses, self._responses)  # Codex's WebSocket
         self.background = BackgroundRuns(self.turns, self._responses)  # background: true, while they run
-        self.local = LocalAnswers(pool=lambda: self.pool,
-                                  routes=components.local_routes(self._responses, self._reload_accounts,
-                                                               lambda: self.background, lambda: self.pool,
-                                                               lambda: self.policy.learned),
+        routes = components.local_routes(self._responses, self._reload_accounts, lambda: self.background,
+                                         lambda: self.pool, lambda: self.policy.learned,
+                                         components.batch_bills(self.observers.all, self.observers.bill),
+                                         self.team.priced_only)  # a USD budget: no unpriced batch either
+        # batches billed when Qwen ends them, whether or not a client looks
+        self.batch_watch = BatchWatch(cast(BatchRoutes, routes["batches"]), lambda: self.config)
+        self.local = LocalAnswers(pool=lambda: self.pool, routes=routes,
                                   metrics=lambda: self.observers.scrape(self.pool, self.policy.learned),
                                   keys=self.team.status, unpriced=self.settle.unpriced.listed,
                                   learned=lambda: self.policy.learned.shown())
@@ -159,6 +165,7 @@ class Wiring:
             log.info("qwen: state in the folder %s (qwen_state_url not set)", self.config.state_dir)
         terminal.describe_accounts(getattr(self.pool, "describe", None))
         self.observers.running()
+        self.batch_watch.start()
         self.clients.running(self.config, ctx.master)
         collector.settle(ctx.master)  # last: what starting made lives as long as the process
 
@@ -170,6 +177,7 @@ class Wiring:
         self.relay.stop()
         self.sockets.stop()
         self.background.stop()
+        self.batch_watch.stop()
         await self.team.close()
         if self.pool is not None:
             call_safely(self.pool.flush)

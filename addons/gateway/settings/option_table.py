@@ -193,6 +193,10 @@ def _declarations() -> dict[str, OptionSpec]:
         "A priced model whose price counts the requests that have none (on the account's billing, else "
         "pay-as-you-go international); empty: they are unpriced, and refused to a named key with a USD budget. "
         f"At most {MODEL_LENGTH} characters.", kind="optional_model", max_length=MODEL_LENGTH)
+    add("qwen_batch_poll", int, 60,
+        "Seconds between the gateway's own looks at the batches it holds that Qwen has not finished (or it has not "
+        "billed yet): a batch is billed when Qwen completes it, whether or not a client looks. 1 to "
+        f"{DAY_S} (a day).", minimum=1, maximum=DAY_S)
 
     return specs
 
