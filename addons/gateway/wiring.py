@@ -32,6 +32,7 @@ from .api.batches.routes import BatchRoutes
 from .api.batches.watch import BatchWatch
 from .api.responses.background import BackgroundRuns
 from .api.responses.socket import ResponsesSockets
+from .api.responses.socket_flow import trim_messages
 from .api.responses.store import ResponseStore
 from .api.responses.store_pg import SharedResponseStore
 from .storage import folder_access, pg
@@ -214,6 +215,17 @@ class Wiring:
         refusal = await context_check(ex, self.config)
         if refusal is not None:
             raise refusal
+
+    def websocket_ended(self, flow: http.HTTPFlow) -> None:
+        """A WebSocket flow ended: it owes no head; what its messages held ahead of their turns is given back."""
+        self.deadlines.ended(flow)
+        self.sockets.ended(flow)
+
+    def websocket_relayed(self, flow: http.HTTPFlow) -> None:
+        """A WebSocket message relayed: a client's to the gateway's server counted in its read-ahead, and of the
+        flow's messages the newest kept, the older cut (socket_flow.trim_messages)."""
+        self.sockets.relayed(flow)
+        trim_messages(flow)
 
     def passed(self, flow: http.HTTPFlow) -> None:
         """A flow the gateway does not answer, ended: its credentials out of the record, counted."""

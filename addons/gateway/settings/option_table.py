@@ -153,6 +153,11 @@ def _declarations() -> dict[str, OptionSpec]:
         "Seconds a Responses WebSocket may stay idle (no message from its client, no turn in progress) before the "
         "gateway closes it (1000, \"idle\"); a client opens a new one for its next turn (0: never). At most "
         f"{DAY_S} (a day): longer is never, and far beyond it the timer overflows.", minimum=0, maximum=DAY_S)
+    add("qwen_websocket_read_ahead_mb", int, 256,
+        "MiB of Responses WebSocket messages the gateway holds ahead of their turns' end, all connections together "
+        "(each connection: at most twice qwen_max_body_mb of it); a message past it is refused as it is read (an "
+        "error event, then close 1013 or 1008). 1 to 16384 (16 GiB): each byte held costs a few more parsed.",
+        minimum=1, maximum=16384)
     add("qwen_allowed_hosts", Sequence[str], [],
         "More host names the gateway answers for (Host header, browser Origin) besides localhost, loopback "
         "addresses, the address a client connected to, and qwen_intercept_hosts. DNS names: at most 253 "
