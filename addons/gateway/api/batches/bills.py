@@ -56,6 +56,11 @@ class BatchBills:
             await store.settled(record.id)
             return None
         status, data = await fetch(cred, out, config)
+        if status == 404:  # its results deleted before any gateway read them: nothing left to count
+            log.warning("qwen: batch %s ended, but its results file %s is gone: its cost is not in the ledger",
+                        record.id, out)
+            await store.settled(record.id)
+            return None
         if status != 200:
             return None
         usage, cost, unit = await lines.priced(data, self._price(cred, config), record.upstream_model)

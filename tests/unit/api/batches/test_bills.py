@@ -87,6 +87,24 @@ def test_a_batch_billed_by_its_results_file_before_is_not_billed_again(tmp_path)
     assert ledger.rows == {} and asyncio.run(store.get(bid, "alice", BATCH)).billed
 
 
+def test_a_batch_whose_results_are_gone_is_said_once_and_not_asked_about_again(tmp_path, caplog):
+    ledger = Ledger()
+    qwen, conf, routes, bid = finished_batch(tmp_path, ledger)
+    qwen.batches[bid]["output_file_id"] = "file-deleted"
+    answers = routes.send
+
+    async def deleted(cred, method, suffix, *rest):
+        if suffix == "files/file-deleted/content":
+            return 404, "application/json", b'{"error": {"message": "not found"}}'
+        return await answers(cred, method, suffix, *rest)
+
+    routes.send = deleted
+    call(routes, "GET", f"/v1/batches/{bid}", "alice", conf)
+    assert ledger.rows == {} and asyncio.run(routes.store(conf).get(bid, "alice", BATCH)).billed
+    assert [m for m in caplog.messages if "is gone" in m] == [f"qwen: batch {bid} ended, but its results file "
+                                                              "file-deleted is gone: its cost is not in the ledger"]
+
+
 @pytest.mark.parametrize("extra, code, param", [
     ({"priority": "high"}, "unknown_parameter", "priority"),
     ({"metadata": {"run": 7}}, "invalid_type", "metadata.run"),
