@@ -169,6 +169,7 @@ class RequestLine(Observer):
     and is not even formatted when no other handler would show it (`-q`, termlog_verbosity=warn)."""
 
     waits_for_estimate = True
+    counts_bills = True  # a batch's bill gets its line too
 
     def running(self) -> None:
         for handler in logging.getLogger().handlers:

@@ -67,6 +67,8 @@ class Config:
     max_head: int = 64 << 10
     head_timeout: float = 60
     websocket_idle_timeout: float = 300
+    websocket_read_ahead: int = 256 << 20  # qwen_websocket_read_ahead_mb (api/responses/socket_budget.py)
+    batch_poll: float = 60  # qwen_batch_poll: the gateway's own looks at its unfinished batches (api/batches/watch.py)
     token_count: bool = True
     token_count_exact: bool = False
     metrics: bool = True
@@ -163,6 +165,8 @@ def parse(o) -> Config:
         max_head=o.qwen_max_header_kb << 10,
         head_timeout=o.qwen_head_timeout,
         websocket_idle_timeout=o.qwen_websocket_idle_timeout,
+        websocket_read_ahead=o.qwen_websocket_read_ahead_mb << 20,
+        batch_poll=o.qwen_batch_poll,
         token_count=o.qwen_token_count,
         token_count_exact=o.qwen_token_count_exact,
         metrics=o.qwen_metrics,
