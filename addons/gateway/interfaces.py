@@ -245,6 +245,11 @@ class Upstream(Protocol):
 
     def chunks(self, model: str) -> ChunkSource: ...
 
+    def continued(self, body: dict, prefix: str) -> dict | None:
+        """The sent `body` asking the model to go on from `prefix`, the answer so far (Model Studio's partial
+        mode); None: this model, in this mode, cannot (turn/continuation.py)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Leg:
