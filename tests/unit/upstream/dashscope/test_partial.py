@@ -10,6 +10,7 @@ import copy
 import pytest
 
 from qwen_gateway.tokens import encoding
+from qwen_gateway.upstream.dashscope import partial
 from qwen_gateway.upstream.dashscope.request import chat_to_qwen
 from qwen_gateway.upstream.dashscope.upstream import DASHSCOPE
 from qwen_gateway.upstream.qwenweb.upstream import QwenWeb
@@ -59,6 +60,14 @@ def test_a_request_that_thinks_is_not_continued():
     told_not = sent("qwen3.6-plus")  # the knobs tell a model that thinks by default not to
     assert told_not.get("enable_thinking") is False and DASHSCOPE.continued(told_not, "x") is not None
     assert DASHSCOPE.continued({**told_not, "enable_thinking": None}, "x") is None  # told nothing: it thinks
+
+
+def test_what_thinks_is_read_from_the_body_as_sent():
+    assert partial.thinks({"enable_thinking": False}, "qwen3.6-plus") is False
+    assert partial.thinks({}, "qwen3.6-plus") is True  # it thinks when told nothing
+    assert partial.thinks({}, "qwen-plus") is False
+    assert partial.thinks({}, "qwen3-coder-plus") is False  # it does not think
+    assert partial.thinks({}, "a-model-nobody-knows") is True  # not known: it may
 
 
 def test_searching_or_several_choices_are_not_continued():
