@@ -91,7 +91,7 @@ class Wiring:
         checks = (self.drain.check, self.fix_cache_noise, self.route, self.check_context, self.team.limit)
         self.turns = Turns(open_upstream=self.engine.open, checks=checks,
                            observers=self.observers, settlement=self.settle,
-                           idle_timeout=lambda: self.config.stream_idle_timeout)
+                           idle_timeout=lambda: self.config.stream_idle_timeout, resume_upstream=self.engine.resume)
         self.relay = LoopbackRelay(self.turns, capture=STREAM_CAPTURE)  # HTTP streams reach mitmproxy here
         responses = self.endpoints["/responses"]
         self.sockets = ResponsesSockets(self.relay, self.turns, responses, self._responses)  # Codex's WebSocket
