@@ -1,9 +1,10 @@
 """Which account served each conversation (`Conversation.key` → account name), for the pool: turns of one
 conversation go back to it while it is usable, since Qwen's prompt cache is per account.
 
-Bounded: at most `max_entries` conversations, the least recently used dropped first; an entry lapses `ttl_s`
-after its conversation's last turn (Qwen's cache lives minutes; an hour keeps a conversation that paused
-where its cache may still be). Memory only here; affinity_pg.py shares the entries between gateways.
+Bounded: at most `max_entries` conversations, the least recently used dropped first; an entry lapses as long
+after its conversation's last turn as that turn asked Qwen's cache to last: five minutes (Qwen's explicit
+cache, reset on each hit), an hour when the body Qwen got asked Qwen4's hour (`keep(..., ttl_s)`: the pool's
+`hold`). Memory only here; affinity_pg.py shares the entries between gateways.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-TTL_S = 3600.0
+TTL_S = 300.0  # Qwen's explicit cache: five minutes, reset on each hit
 MAX_ENTRIES = 10_000
 
 
@@ -41,14 +42,20 @@ class Affinity:
         """The shared copy's account for a conversation memory does not know (another gateway's turn)."""
         return None
 
-    def keep(self, key: str, account: str) -> None:
-        """`account` served the conversation's turn: its entry, refreshed (and shared when it is new, moved, or
-        the shared copy's entry has less than half its life left)."""
+    def keep(self, key: str, account: str, ttl_s: float | None = None, *, exact: bool = False) -> None:
+        """`account` served the conversation's turn: its entry, refreshed for `ttl_s` (the default: `self.ttl_s`)
+        but never shortened unless `exact` (the lifetime the turn's body asked of Qwen, known once it is built);
+        shared when it is new, moved, or the shared copy's entry has less than half its life left."""
         now = time.time()
         old = self._entries.get(key)
-        expires = now + self.ttl_s
+        ttl_s = self.ttl_s if ttl_s is None else ttl_s
+        expires = now + ttl_s
+        if not exact and old is not None and old[0] == account:
+            expires = max(expires, old[1])
         shared_until = old[2] if old is not None and old[0] == account else 0.0
-        if self.shared and shared_until - now < self.ttl_s / 2:
+        if exact and shared_until > expires:
+            shared_until = 0.0  # the shared copy's entry outlives what was asked: write it again
+        if self.shared and shared_until - now < (expires - now) / 2:
             self._share(key, account, expires)
             shared_until = expires
         self._entries[key] = (account, expires, shared_until)

@@ -28,7 +28,8 @@ from .affinity import Affinity
 from .affinity_pg import SharedAffinity
 from .groups import cool, group_map, siblings
 from .names import iso
-from .pool_status import NO_ACCOUNTS, NO_EMBEDDINGS, PlanRefusals, describe_rows, status_rows, unserved
+from .pool_status import (NO_ACCOUNTS, NO_EMBEDDINGS, PlanRefusals, PoolExhausted, describe_rows, status_rows,
+                          unserved)
 from .registry import Registry, RegistryError, same_account
 from .state import AccountState
 from .state_pg import SharedAccountState, shared_state
@@ -37,11 +38,6 @@ from .windows import next_reset, quota_error, quota_until, throttle_error, throt
 
 OUTCOMES = tuple(o.value for o in Outcome)
 __all__ = ["AccountPool", "PoolExhausted", "next_reset"]
-
-
-class PoolExhausted(AccountUnavailable):
-    """No account can take a request now: `retry_at` (epoch s) when the first cooling one is back; `transient`
-    when a refresh failed on the way (a retry may be served); neither: no wait helps (a login, a key, ...)."""
 
 
 class AccountPool(Pool):
@@ -136,8 +132,12 @@ class AccountPool(Pool):
         if pinned is None and self.affinity.shared:
             pinned = await self.affinity.fetch(conversation.key)
         cred = await self._acquire(exclude, pinned)
-        self.affinity.keep(conversation.key, cred.account)
+        self.affinity.keep(conversation.key, cred.account, conversation.lifetime_s)
         return cred
+
+    def hold(self, conversation: Conversation, account: str) -> None:
+        """The conversation stays on `account` as long as its turn's body asked Qwen's cache to last."""
+        self.affinity.keep(conversation.key, account, conversation.lifetime_s, exact=True)
 
     async def _acquire_capable(self, exclude: Collection[str]) -> Credential:
         skip = list(exclude)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Sequence
 
-from ..accounts import WEB
+from ..accounts import WEB, AccountUnavailable
 from .account import Account
 from .key_account import KeyAccount
 from .names import iso
@@ -27,6 +27,11 @@ NO_EMBEDDINGS = ("None of your usable Qwen accounts ({}) serves embeddings: only
                  "--replace changes an existing one). Qwen OAuth logins have no embeddings API.")
 
 UNSERVED: dict[str, str] = {WEB: NOT_SERVED}  # why a kind the gateway has no upstream for is never handed out
+
+
+class PoolExhausted(AccountUnavailable):
+    """No account can take a request now: `retry_at` (epoch s) when the first cooling one is back; `transient`
+    when a refresh failed on the way (a retry may be served); neither: no wait helps (a login, a key, ...)."""
 
 
 def unserved(kind: str | None, kinds: Collection[str] | None) -> str | None:

@@ -62,6 +62,7 @@ class Conversation:
 
     key: str  # a digest: never the client's own text or ids
     source: str  # what it was read from: "session", "prompt_cache_key", "user", "opening"
+    lifetime_s: float = 300.0  # how long its turn asked Qwen's cache to last (Qwen4: an hour), once the body is built
 
 
 class Capability(enum.StrEnum):

@@ -26,6 +26,10 @@ text parts is the same prefix. The tools sit where Qwen's chat template renders 
 tokenizer_config.json: the leading system message's text, then `# Tools` with each tool): after the leading
 system message, before the first other message, so a prefix that ends in the system text holds no tool and
 tools listed in another order leave it readable. The tools count as prompt tokens, as their text does. The clock is the emulator's own: tests move it (`/_emulator/cache`).
+
+Qwen4's explicit cache ("Explicit cache (Qwen4)", 2026-11-16; the catalogue's `cache_ttls`): a marker's
+`ttl: "1h"` stores its prefix for an hour, and a hit renews the prefix with the lifetime of the marker that
+read it; on the other models a ttl changes nothing (five minutes, as their page says).
 """
 
 from __future__ import annotations
@@ -37,8 +41,11 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from .catalogue import MODELS
+
 LIMIT = 8192  # stored prefixes per mode; the least recently used go first
 TTL_S = 300.0
+LIFETIMES_S = {"5m": TTL_S, "1h": 3600.0}  # a Qwen4 marker's ttl (the catalogue's cache_ttls)
 EXPLICIT_MIN, IMPLICIT_MIN = 1024, 256  # tokens a stored prefix holds at least
 SESSION_MIN = 1024
 MARKERS = 4  # markers that take effect (the last ones)
@@ -77,6 +84,7 @@ class Served:
     cached: int = 0  # prompt tokens read from the cache
     created: int = 0  # prompt tokens stored now (explicit only)
     explicit: bool = False  # the request carried markers: explicit mode
+    created_hour: int = 0  # of `created`, what was stored for an hour (Qwen4's ttl "1h")
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,14 @@ class _Block:
     key: bytes  # the prefix that ends with this block
     tokens: int
     marked: bool
+    ttl_s: float = TTL_S  # how long a marked block's prefix is kept
+
+
+def lifetime_s(model: object, marker: object) -> float:
+    """How long a marker keeps its prefix: its ttl on a model whose row lists it, else five minutes."""
+    ttl = marker.get("ttl") if isinstance(marker, dict) else None
+    row = MODELS.get(model) if isinstance(model, str) else None
+    return LIFETIMES_S.get(ttl, TTL_S) if row is not None and ttl in row.get("cache_ttls", ()) else TTL_S
 
 
 def _blocks(owner: str, body: dict) -> list[_Block]:
@@ -106,7 +122,9 @@ def _blocks(owner: str, body: dict) -> list[_Block]:
             h.update(piece.encode("utf-8", "surrogatepass") if piece else
                      json.dumps({k: v for k, v in p.items() if k != "cache_control"}, sort_keys=True).encode())
             text += piece
-            out.append(_Block(h.copy().digest(), tokens(text), isinstance(p.get("cache_control"), dict)))
+            marker = p.get("cache_control")
+            out.append(_Block(h.copy().digest(), tokens(text), isinstance(marker, dict),
+                              lifetime_s(body.get("model"), marker)))
         if m.get("tool_calls"):
             h.update(json.dumps(m["tool_calls"], sort_keys=True).encode())
             out.append(_Block(h.copy().digest(), tokens(text), False))
@@ -144,24 +162,26 @@ class PromptCache:
             if not marks:
                 return Served(self._implicit(blocks, now))
             store = self.explicit
-            hit: tuple[int, bytes] | None = None
+            hit: tuple[int, bytes, float] | None = None
             for at in marks:
                 for j in range(at, max(-1, at - LOOKBACK - 1), -1):  # the nearest stored is the longest
                     if self._valid(store, blocks[j].key, now):
                         if hit is None or blocks[j].tokens > hit[0]:
-                            hit = (blocks[j].tokens, blocks[j].key)
+                            hit = (blocks[j].tokens, blocks[j].key, blocks[at].ttl_s)  # renewed with this lifetime
                         break
             cached = 0
             if hit is not None:
                 cached = hit[0]
-                self._keep(store, hit[1], cached, now)
-            end = cached
+                self._keep(store, hit[1], cached, now, hit[2])
+            end, hour = cached, 0
             for at in marks:
                 b = blocks[at]
                 if b.tokens >= EXPLICIT_MIN and not self._valid(store, b.key, now):
-                    self._keep(store, b.key, b.tokens, now)
-                    end = max(end, b.tokens)
-            return Served(cached, end - cached, True)
+                    self._keep(store, b.key, b.tokens, now, b.ttl_s)
+                    if b.tokens > end:
+                        hour += (b.tokens - end) if b.ttl_s > TTL_S else 0
+                        end = b.tokens
+            return Served(cached, end - cached, True, hour)
 
     def read_session(self, owner: str, body: dict, continued: bool) -> Served:
         """What a session-cached turn reads (only when it `continued` a stored response) and creates."""
@@ -201,8 +221,8 @@ class PromptCache:
         return True
 
     @staticmethod
-    def _keep(store: OrderedDict, key: bytes, n: int, now: float) -> None:
-        store[key] = (n, now + TTL_S)
+    def _keep(store: OrderedDict, key: bytes, n: int, now: float, ttl_s: float = TTL_S) -> None:
+        store[key] = (n, now + ttl_s)
         store.move_to_end(key)
         while len(store) > LIMIT:
             store.popitem(last=False)

@@ -107,7 +107,11 @@ def plan(body: dict, sw: dict, served: Served = Served()) -> dict:
         usage["cached_tokens"] = cached
     elif served.explicit:  # Model Studio's fields for an explicit cache (its Context cache page)
         created = min(served.created, prompt - cached)
-        usage["prompt_tokens_details"] = {"cache_creation": {"ephemeral_5m_input_tokens": created},
+        hour = min(served.created_hour, created)
+        creation = {"ephemeral_5m_input_tokens": created - hour}
+        if hour:  # Qwen4's hour-long writes, said apart (field name assumed: Anthropic's)
+            creation["ephemeral_1h_input_tokens"] = hour
+        usage["prompt_tokens_details"] = {"cache_creation": creation,
                                           "cache_creation_input_tokens": created, "cache_type": "ephemeral",
                                           "cached_tokens": cached}
     else:

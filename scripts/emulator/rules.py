@@ -179,6 +179,9 @@ def check_params(body: dict, stream_only=()) -> tuple[int, dict] | None:
             marker = p.get("cache_control", {"type": "ephemeral"}) if isinstance(p, dict) else {"type": "ephemeral"}
             if not isinstance(marker, dict) or marker.get("type") != "ephemeral":  # the only type (body assumed)
                 return invalid(ALGO + "cache_control.type only supports ephemeral")
+            ttls = catalogue.MODELS.get(body.get("model"), {}).get("cache_ttls", ())
+            if ttls and marker.get("ttl", ttls[0]) not in ttls:  # Qwen4: 5m or 1h (body assumed)
+                return invalid(ALGO + f"cache_control.ttl only supports {' or '.join(ttls)}")
     if body.get("model") in (*STREAM_ONLY, *stream_only) and body.get("stream") is not True:  # real body (public threads)
         return invalid("This model only support stream mode, please enable the stream parameter to access the "
                        "model. ")

@@ -80,6 +80,7 @@ class Model:
     responses: bool = False  # its Responses API
     session_cache: bool = False  # the Responses API's session cache
     batch: bool = False  # its Batch API (half price)
+    cache_ttls: tuple[str, ...] = ()  # the explicit cache's lifetimes a request may choose (none: 5 minutes)
     prices: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # billing -> (Tier, ...)
 
 
@@ -108,7 +109,7 @@ def _row(model_id: str, raw: dict, rows: dict) -> Model:
     price = own.pop("price", None)
     if price is not None:
         own["prices"] = MappingProxyType({b: tuple(map(_tier, tiers)) for b, tiers in price.items()})
-    for key in ("efforts", "plans", "dimensions"):
+    for key in ("efforts", "plans", "dimensions", "cache_ttls"):
         if key in own:
             own[key] = tuple(own[key])
     if "thinking" in own:

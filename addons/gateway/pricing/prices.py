@@ -20,7 +20,9 @@ The user file (JSON), any of:
 
 USD per million tokens; "cached" (input read from Qwen's implicit cache) defaults to the input price;
 "cache_read" (read from its explicit cache) and "cache_write" (stored in it) default to 10% and 125% of the
-input price, as Model Studio bills them (its "Context cache" page); "thinking_output" is the output price
+input price, as Model Studio bills them (its "Context cache" page); "cache_write_1h" (stored for an hour:
+Qwen4's `ttl: "1h"`, `cache_creation.ephemeral_1h_input_tokens`) has no default — no price is sourced for it, so a
+request that wrote for an hour is unpriced until a file gives one; "thinking_output" is the output price
 when the answer reasoned (Qwen reported reasoning tokens). An entry replaces the built-in one.
 
 Which cache a request read is in Qwen's usage: `prompt_tokens_details.cache_type` "ephemeral" (or a
@@ -56,6 +58,7 @@ class Tier:
     thinking_output: float | None = None
     cache_read: float | None = None  # explicit cache hits (None: EXPLICIT_HIT of the input price)
     cache_write: float | None = None  # explicit cache creation (None: CREATION of the input price)
+    cache_write_1h: float | None = None  # Qwen4's hour-long creation (None: unpriced, never guessed)
 
 
 @dataclass(slots=True)  # not frozen: made once per answer, and a frozen __init__ costs 5x
@@ -98,6 +101,8 @@ class PriceTable:
         reasoned = _int(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else 0
         out_price = tier.thinking_output if reasoned and tier.thinking_output is not None else tier.output
         prompt_usd = _prompt_usd(tier, usage, prompt)
+        if prompt_usd is None:  # an hour-long cache write nothing prices
+            return Charge(None, UNPRICED)
         amount = (prompt_usd + completion * out_price) / 1e6
         return Charge(amount * price_list.BATCH if batch else amount, USD, (prompt * tier.input - prompt_usd) / 1e6,
                       priced_as)
@@ -161,8 +166,9 @@ def _tier(tiers: tuple[Tier, ...], prompt: int) -> Tier:
     return next((t for t in tiers if t.up_to is None or prompt <= t.up_to), tiers[-1])
 
 
-def _prompt_usd(tier: Tier, usage: dict, prompt: int) -> float:
-    """The prompt's price (USD per million tokens × tokens): cache hits and writes at theirs, the rest at input."""
+def _prompt_usd(tier: Tier, usage: dict, prompt: int) -> float | None:
+    """The prompt's price (USD per million tokens × tokens): cache hits and writes at theirs, the rest at input;
+    None when it wrote for an hour and the tier has no price for that."""
     details = usage.get("prompt_tokens_details")
     details = details if isinstance(details, dict) else {}
     hits = min(prompt, _int(details.get("cached_tokens", usage.get("cached_tokens"))))
@@ -172,7 +178,12 @@ def _prompt_usd(tier: Tier, usage: dict, prompt: int) -> float:
     else:
         hit = tier.input if tier.cached is None else tier.cached
     write = tier.input * CREATION if tier.cache_write is None else tier.cache_write
-    return (prompt - hits - written) * tier.input + hits * hit + written * write
+    creation = details.get("cache_creation")
+    hour = min(written, _int(creation.get("ephemeral_1h_input_tokens"))) if isinstance(creation, dict) else 0
+    if hour and tier.cache_write_1h is None:
+        return None
+    return (prompt - hits - written) * tier.input + hits * hit + (written - hour) * write + \
+        hour * (tier.cache_write_1h or 0.0)
 
 
 def usd(amount: float) -> str:
@@ -250,7 +261,7 @@ def _parse(price: object, where: str) -> tuple[Tier, ...]:
         last = i == len(raw) - 1
         if (up_to is None) != last or (up_to is not None and not (isinstance(up_to, int) and up_to > 0)):
             raise ValueError(f"{where}: every tier but the last needs up_to (prompt tokens); the last has none")
-        extra = {k: float(t[k]) for k in ("cached", "thinking_output", "cache_read", "cache_write")
+        extra = {k: float(t[k]) for k in ("cached", "thinking_output", "cache_read", "cache_write", "cache_write_1h")
                  if k in t and _number(t[k])}
         tiers.append(Tier(up_to, float(t["input"]), float(t["output"]), **extra))
     return tuple(tiers)

@@ -25,6 +25,7 @@ from ..models.routes import LONG, window
 from ..interfaces import TRANSLATED, Pairing, Upstream, UpstreamAnswer, Wire
 from ..redact import REDACTED, SECRET_HEADERS
 from .client import ProxyRefused, UntrustedCertificate, UpstreamClient
+from .dashscope import markers
 from .retry import RetryPolicy
 
 log = logging.getLogger("qwen")
@@ -74,6 +75,7 @@ class UpstreamEngine:
         reconnected = False
         while True:
             upstream, base = self._body(ex)
+            self._hold(ex)
             if going_on is not None:
                 _going_on(ex, upstream, *going_on)
             assert ex.attempt.cred is not None
@@ -180,6 +182,16 @@ class UpstreamEngine:
                                                   learned=self.policy.learned)
         ex.attempt.model = ex.attempt.body["model"]  # as sent (the route moved it above, when one applies)
         return upstream, base
+
+    def _hold(self, ex: Exchange) -> None:
+        """The conversation stays on its account as long as the body Qwen gets asks its cache to last (Qwen4's
+        hour when asked, else five minutes): known only now, after the account and its model were chosen."""
+        pool, conversation, body = self.policy.pool, ex.conversation, ex.attempt.body
+        hold = getattr(pool, "hold", None)  # the account pool's (auth/pool.py); a pool without affinity has none
+        if conversation is None or hold is None or not isinstance(body, dict) or "messages" not in body:
+            return
+        conversation.lifetime_s = markers.lifetime_s(body)
+        hold(conversation, ex.account)
 
     def _routed(self, ex: Exchange, model: str, cred: Credential) -> str:
         """The model of the request's route (qwen_routes, turn/model_route.py) on this account; the route is

@@ -55,6 +55,20 @@ async def test_each_conversation_stays_on_one_account_and_new_ones_spread(state)
     assert Counter(accounts[0] for accounts in served.values()) == {"a": 4, "b": 4, "c": 4}
 
 
+async def test_the_entry_lasts_as_long_as_the_cache_the_conversation_asked(state):
+    """Five minutes, Qwen's explicit cache; an hour once the body Qwen got asked Qwen4's hour (`hold`)."""
+    pool = AccountPool([Fake("a"), Fake("b")], state)
+    c = conv(1)
+    await pool.acquire(conversation=c)
+    until = pool.affinity._entries[c.key][1]
+    assert time.time() + 290 <= until <= time.time() + 300
+    c.lifetime_s = 3600
+    pool.hold(c, "a")
+    assert pool.affinity._entries[c.key][1] >= time.time() + 3590
+    assert (await pool.acquire(conversation=conv(1))).account == "a"
+    assert pool.affinity._entries[c.key][1] >= time.time() + 3590  # a later turn without its body keeps the hour
+
+
 async def test_requests_without_a_conversation_keep_the_round_robin(state):
     pool = AccountPool([Fake("a"), Fake("b"), Fake("c")], state)
     assert (await pool.acquire(conversation=conv(1))).account == "a"

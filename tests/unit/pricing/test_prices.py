@@ -123,3 +123,23 @@ def test_a_batch_request_costs_the_batch_rate_of_its_price():
     whole = table.cost("payg:intl", "qwen-plus", usage)
     assert table.cost("payg:intl", "qwen-plus", usage, batch=True) == (whole[0] / 2, "USD")
     assert table.cost("coding", "qwen-plus", usage, batch=True) == (1.0, "requests")  # a plan's unit: not money
+
+
+# Qwen4's hour-long writes (Model Studio's "Explicit cache (Qwen4)"): no price is sourced for them
+HOUR = {"prompt_tokens": 3000, "completion_tokens": 100, "prompt_tokens_details": {
+    "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 1000},
+    "cache_creation_input_tokens": 1000, "cache_type": "ephemeral", "cached_tokens": 1500}}
+
+
+def test_an_hour_long_cache_write_without_a_sourced_price_is_unpriced_never_guessed():
+    t = prices.builtin()
+    charged = t.charge("payg:intl", "qwen4-max", HOUR)
+    assert charged is not None and charged.amount is None and charged.unit == prices.UNPRICED
+    assert t.cost("payg:intl", "qwen4-max", {**HOUR, "prompt_tokens_details": {
+        **HOUR["prompt_tokens_details"], "cache_creation": {"ephemeral_5m_input_tokens": 1000}}}) is not None
+
+
+def test_a_user_file_prices_hour_long_writes(tmp_path):
+    f = tmp_path / "prices.json"
+    f.write_text(json.dumps({"*": {"m": {"input": 2, "output": 0, "cache_read": 0.5, "cache_write_1h": 4}}}))
+    assert prices.load(str(f)).cost("", "m", HOUR)[0] == pytest.approx((500 * 2 + 1500 * 0.5 + 1000 * 4) / 1e6)

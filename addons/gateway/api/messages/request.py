@@ -74,6 +74,7 @@ def to_chat(body: dict, notes: list[str], verify: Callable[[str, str], str], *, 
     _metadata(body, chat)
     if body.get("cache_control") is not None:  # Anthropic's automatic caching: the gateway marks the prompt anyway
         shape.cache_control(body["cache_control"], "cache_control")
+        chat["cache_control"] = body["cache_control"]  # its ttl: the lifetime of the gateway's own markers
         note(notes, "cache_control: the prompt is marked for Qwen's cache as the gateway marks it")
     for key in _IGNORED:
         if key in body:

@@ -6,8 +6,17 @@ four markers only the last four take effect; a request with any marker gives up 
 The client's markers come first, where it put them: content parts with `cache_control` (the Anthropic
 Messages translation keeps them on system, message and tool_result blocks) or OpenAI's
 `prompt_cache_breakpoint`, a marker on a whole message (moved to its last part), on a tool (kept: it counts
-toward the four). A `ttl` or type Qwen does not take becomes `{"type": "ephemeral"}`, noted; past four, the
-earliest are dropped here (what Qwen would ignore), noted. Then qwen-code's own markers, while fewer than four:
+toward the four). A type Qwen does not take becomes `{"type": "ephemeral"}`, noted; past four, the earliest
+are dropped here (what Qwen would ignore), noted.
+
+The lifetime: five minutes, reset on each hit, and no `ttl` taken — except on the models whose catalogue row has
+`cache_ttls` (Qwen4's "Explicit cache", 2026-11-16: 5 minutes or 1 hour per request, renewed on each hit with
+the request's lifetime). There a marker's `ttl: "1h"` stays on it; the request's own ask —
+`prompt_cache_retention` ("24h": Qwen's longest, 1 hour; "in_memory": 5 minutes), `prompt_cache_options.ttl`
+(a minimum lifetime: anything past 5 minutes is Qwen's hour) or a top-level `cache_control` (Anthropic's
+automatic caching) — goes on the gateway's own markers and on the client's markers that name none; without
+one, the gateway's own markers take the longest the client's markers asked. Elsewhere an hour is sent as five
+minutes and `prompt_cache_retention` is not sent, each noted. Then qwen-code's own markers, while fewer than four:
 the whole prompt (the next turn reads it) and the leading system prompt, each only where it helps — a prefix of
 1,024 tokens or more, not marked already — and none when the client asked for explicit breakpoints only
 (`prompt_cache_options.mode: "explicit"`). Pure functions; only what changes is copied.
@@ -16,20 +25,64 @@ the whole prompt (the next turn reads it) and the leading system prompt, each on
 from __future__ import annotations
 
 from ...exchange import note
+from ...models import catalogue
 
 EPHEMERAL = {"type": "ephemeral"}
+FIVE, HOUR = "5m", "1h"
+LIFETIME_S = {FIVE: 300, HOUR: 3600}
+_RETENTION = {"24h": HOUR, "in_memory": FIVE}  # OpenAI's prompt_cache_retention, as Qwen4's lifetimes
 LIMIT = 4  # markers that take effect
 MIN_TOKENS = 1024  # a shorter prefix is not cached
 CHARS_PER_TOKEN = 4  # the estimate of a prefix's tokens (text only; no tokenizer on the request's path)
 
 
-def _marker(value: object, notes: list[str] | None) -> dict:
-    if isinstance(value, dict) and value.get("ttl") not in (None, "5m"):
-        note(notes, f"cache_control ttl {value['ttl']} sent as Qwen's 5 minutes (reset on each hit): Qwen's "
-                    "explicit cache takes no ttl")
+def _marker(value: object, notes: list[str] | None, model: str, ttls: tuple[str, ...], asked: str | None) -> dict:
+    """The marker Qwen takes for a client's `value`: its ttl kept where the model has that lifetime."""
+    own = value.get("ttl") if isinstance(value, dict) else None
+    ttl = asked if own is None else own
+    if ttl in ttls:
+        return EPHEMERAL if ttl == ttls[0] else {"type": "ephemeral", "ttl": ttl}
+    if own not in (None, FIVE):  # a lifetime the request asked is said once, where it was read (_asked)
+        note(notes, f"cache_control ttl {own} sent as Qwen's 5 minutes (reset on each hit): "
+                    f"{model or 'this model'}'s explicit cache takes no ttl (Qwen4 models' does)")
     elif isinstance(value, dict) and value.get("type", "ephemeral") != "ephemeral":
         note(notes, f"cache_control type {value['type']} sent as ephemeral, the one Qwen takes")
     return EPHEMERAL
+
+
+def _asked(out: dict, options: object, model: str, ttls: tuple[str, ...], notes: list[str] | None) -> str | None:
+    """The lifetime the request itself asks (popping what Qwen does not take), or None when it asks none."""
+    asked = None
+    automatic = out.pop("cache_control", None)  # Anthropic's automatic caching, as the Messages translation keeps it
+    if isinstance(automatic, dict):
+        asked = automatic.get("ttl") or FIVE
+    if isinstance(options, dict) and options.get("ttl") is not None:  # OpenAI's minimum lifetime ("30m")
+        asked = FIVE if options["ttl"] == FIVE else HOUR
+    retention = out.pop("prompt_cache_retention", None)
+    if retention is not None:
+        mapped = _RETENTION.get(str(retention))
+        if HOUR not in ttls or mapped is None:
+            note(notes, f"prompt_cache_retention {retention} not sent: {model or 'this model'}'s explicit cache "
+                        "lasts 5 minutes (reset on each hit), it takes no lifetime")
+        elif mapped == HOUR:
+            note(notes, f"prompt_cache_retention {retention} sent as Qwen's longest cache lifetime, 1 hour (ttl 1h "
+                        "on its markers)")
+        else:
+            note(notes, f"prompt_cache_retention {retention} sent as Qwen's 5 minutes (reset on each hit)")
+        asked = mapped or asked
+    return asked
+
+
+def lifetime_s(body: dict) -> int:
+    """How long the body Qwen gets asks its cache to last, seconds: an hour when one of its markers says so."""
+    for m in body.get("messages") or ():
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, list):
+            for p in content:
+                marker = p.get("cache_control") if isinstance(p, dict) else None
+                if isinstance(marker, dict) and marker.get("ttl") == HOUR:
+                    return LIFETIME_S[HOUR]
+    return LIFETIME_S[FIVE]
 
 
 def _parts(content: object) -> list | None:
@@ -62,13 +115,18 @@ def place(body: dict, notes: list[str] | None = None) -> dict:
     out = dict(body)
     options = out.pop("prompt_cache_options", None)
     explicit_only = isinstance(options, dict) and options.get("mode") == "explicit"
+    model = str(out.get("model") or "")
+    row = catalogue.find(model) if model else None
+    ttls = row.cache_ttls if row is not None else ()
+    asked = _asked(out, options, model, ttls, notes)
+    longest = asked
     tools = out.get("tools")
     tools = list(tools) if isinstance(tools, list) else []
     messages = list(out.get("messages") or [])
     marks: list[tuple[int, int]] = []  # (message index, part index); (-1, tool index) for a tool
     for i, t in enumerate(tools):
         if isinstance(t, dict) and "cache_control" in t:
-            tools[i] = {**t, "cache_control": _marker(t["cache_control"], notes)}
+            tools[i] = {**t, "cache_control": _marker(t["cache_control"], notes, model, ttls, asked)}
             marks.append((-1, i))
     chars, system_end = 0, None
     for j, m in enumerate(messages):
@@ -95,7 +153,9 @@ def place(body: dict, notes: list[str] | None = None) -> dict:
             for k, p in enumerate(content):
                 if isinstance(p, dict) and ("cache_control" in p or "prompt_cache_breakpoint" in p):
                     p = {key: v for key, v in p.items() if key != "prompt_cache_breakpoint"}
-                    p["cache_control"] = _marker(p.get("cache_control"), notes)
+                    p["cache_control"] = _marker(p.get("cache_control"), notes, model, ttls, asked)
+                    if asked is None and p["cache_control"].get("ttl") == HOUR:
+                        longest = HOUR  # the gateway's own markers then last as long
                     content[k] = p
                     marks.append((j, k))
             messages[j] = {**m, "content": content}
@@ -115,13 +175,14 @@ def place(body: dict, notes: list[str] | None = None) -> dict:
                 messages[where] = {**messages[where], "content": content}
         marks = marks[len(dropped):]
     own = [] if explicit_only else [(len(messages) - 1, chars), (0, system_end)]
+    own_marker = _marker({"ttl": longest}, None, model, ttls, None) if longest in ttls else EPHEMERAL
     for where, size in own:
         if len(marks) >= LIMIT or size is None or size < MIN_TOKENS * CHARS_PER_TOKEN or where < 0:
             continue
         parts = _parts(messages[where].get("content"))
         if parts is None or isinstance(parts[-1].get("cache_control"), dict):
             continue
-        parts[-1] = {**parts[-1], "cache_control": EPHEMERAL}
+        parts[-1] = {**parts[-1], "cache_control": own_marker}
         messages[where] = {**messages[where], "content": parts}
         marks.append((where, len(parts) - 1))
     out["messages"] = messages

@@ -15,10 +15,10 @@ if TYPE_CHECKING:
     from ...models.learned import LearnedFacts
 
 # OpenAI-only request fields Qwen rejects or would misread (prompt_cache_key is read first: the session id;
-# verbosity becomes a system hint; service_tier is answered as the one tier Qwen has; prompt_cache_options is
-# read by markers.py; prompt_cache_retention: Qwen's explicit cache lasts five minutes, reset on each hit).
+# verbosity becomes a system hint; service_tier is answered as the one tier Qwen has; prompt_cache_options
+# and prompt_cache_retention are read by markers.py: the lifetime Qwen4's cache takes).
 _DROP = ("store", "metadata", "service_tier", "prompt_cache_key", "safety_identifier", "prediction",
-         "modalities", "audio", "verbosity", "prompt_cache_retention")
+         "modalities", "audio", "verbosity")
 
 
 def own_body(body: dict, *, model: str, capability: Capability, notes: list[str] | None = None,

@@ -71,8 +71,8 @@ def test_a_ttl_or_type_qwen_does_not_take_becomes_ephemeral_with_a_note():
         {"type": "text", "text": "a", "cache_control": {"type": "ephemeral", "ttl": "1h"}},
         {"type": "text", "text": "b", "cache_control": five}]}]})
     assert [p["cache_control"] for p in out["messages"][0]["content"]] == [EPHEMERAL, EPHEMERAL]
-    assert notes == ["cache_control ttl 1h sent as Qwen's 5 minutes (reset on each hit): Qwen's explicit cache "
-                     "takes no ttl"]  # 5m is Qwen's own validity: nothing to say
+    assert notes == ["cache_control ttl 1h sent as Qwen's 5 minutes (reset on each hit): this model's explicit "
+                     "cache takes no ttl (Qwen4 models' does)"]  # 5m is Qwen's own validity: nothing to say
 
 
 def test_a_marker_on_a_message_moves_to_its_last_part():
@@ -154,3 +154,70 @@ def test_the_gateways_markers_go_where_the_prompt_is_long_enough(messages):
             f"messages.{last}.{len(markers._parts(messages[last]['content'])) - 1}" not in expected:
         expected.append(f"messages.{last}.{len(markers._parts(messages[last]['content'])) - 1}")
     assert sorted(where(out)) == sorted(expected)
+
+
+# ---- Qwen4's explicit cache: a lifetime per request (the catalogue's `cache_ttls`) ------------------------------
+
+HOUR = {"type": "ephemeral", "ttl": "1h"}
+
+
+def test_a_qwen4_model_keeps_the_hour_the_client_asked_and_its_own_markers_take_it():
+    body = {"model": "qwen4-max", "messages": [
+        {"role": "system", "content": [{"type": "text", "text": LONG, "cache_control": HOUR}]},
+        {"role": "user", "content": "q " + LONG}]}
+    out, notes = place(body)
+    assert out["messages"][0]["content"][0]["cache_control"] == HOUR
+    assert out["messages"][1]["content"][-1]["cache_control"] == HOUR  # the gateway's whole-prompt marker
+    assert notes == []
+
+
+def test_five_minutes_on_a_qwen4_model_is_its_default_marker():
+    out, notes = place({"model": "qwen4-max", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "a", "cache_control": {"type": "ephemeral", "ttl": "5m"}}]}]})
+    assert out["messages"][0]["content"][0]["cache_control"] == EPHEMERAL and notes == []
+
+
+def test_the_hour_on_a_model_without_it_is_five_minutes_and_says_which_have_it():
+    out, notes = place({"model": "qwen3.6-plus", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "a", "cache_control": HOUR}]}]})
+    assert out["messages"][0]["content"][0]["cache_control"] == EPHEMERAL
+    assert notes == ["cache_control ttl 1h sent as Qwen's 5 minutes (reset on each hit): qwen3.6-plus's explicit "
+                     "cache takes no ttl (Qwen4 models' does)"]
+
+
+def test_retention_24h_is_qwen4s_hour_with_a_note():
+    body = {"model": "qwen4-max", "prompt_cache_retention": "24h",
+            "messages": [{"role": "system", "content": LONG}, {"role": "user", "content": "q"}]}
+    out, notes = place(body)
+    assert "prompt_cache_retention" not in out
+    assert [p["cache_control"] for m in out["messages"] for p in m["content"]] == [HOUR, HOUR]
+    assert notes == ["prompt_cache_retention 24h sent as Qwen's longest cache lifetime, 1 hour (ttl 1h on its "
+                     "markers)"]
+
+
+def test_retention_in_memory_is_five_minutes_and_said_on_every_model():
+    body = {"prompt_cache_retention": "in_memory", "messages": [{"role": "user", "content": "q"}]}
+    _, four = place({**body, "model": "qwen4-max"})
+    _, other = place({**body, "model": "qwen3.6-plus"})
+    assert four == ["prompt_cache_retention in_memory sent as Qwen's 5 minutes (reset on each hit)"]
+    assert other == ["prompt_cache_retention in_memory not sent: qwen3.6-plus's explicit cache lasts 5 minutes "
+                     "(reset on each hit), it takes no lifetime"]
+
+
+def test_retention_24h_on_a_model_without_the_hour_is_said():
+    _, notes = place({"model": "qwen3.6-plus", "prompt_cache_retention": "24h",
+                      "messages": [{"role": "user", "content": "q"}]})
+    assert notes == ["prompt_cache_retention 24h not sent: qwen3.6-plus's explicit cache lasts 5 minutes (reset "
+                     "on each hit), it takes no lifetime"]
+
+
+def test_anthropics_automatic_caching_with_an_hour_marks_the_whole_prompt_for_an_hour():
+    body = {"model": "qwen4-max", "cache_control": HOUR, "messages": [{"role": "user", "content": LONG}]}
+    out, _ = place(body)
+    assert "cache_control" not in out and out["messages"][0]["content"][-1]["cache_control"] == HOUR
+
+
+def test_the_lifetime_asked_is_read_from_the_body_qwen_gets():
+    assert markers.lifetime_s({"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "a", "cache_control": HOUR}]}]}) == 3600
+    assert markers.lifetime_s({"messages": [{"role": "user", "content": "a"}]}) == 300

@@ -1,0 +1,62 @@
+"""Qwen4's explicit cache lasts the hour a client asks (issue 61, item 3): through a real mitmdump to the emulator's
+Model Studio cache (docs/emulator.md), a qwen4-max conversation marked `ttl: "1h"` reads its prefix after a
+six-minute pause (the emulator's clock moved, never waited), a model without the hour does not; OpenAI's
+`prompt_cache_retention: "24h"` asks the same hour, and what a model without it does with it is said."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from e2e.test_e2e_cache_markers import LONG, cache_gw, client, notes, qwen_bodies  # noqa: F401 (cache_gw: a fixture)
+
+pytestmark = pytest.mark.e2e
+
+HOUR = {"type": "ephemeral", "ttl": "1h"}
+PAUSE_S = 6 * 60
+
+
+def conversation(gw, emu, model: str, first: list[dict], **extra) -> tuple[object, object]:
+    """Two turns with a six-minute pause between them: the second turn's answer and the first's."""
+    c = client(gw)
+    one = c.chat.completions.create(model=model, messages=first, max_tokens=16, **extra)
+    emu.admin("POST", "cache", {"advance": PAUSE_S})
+    two = c.chat.completions.create(model=model, messages=[*first, {"role": "assistant", "content": "Echo."},
+                                                           {"role": "user", "content": "And after the pause?"}],
+                                    max_tokens=16, **extra)
+    return one, two
+
+
+def marked_hour(model: str) -> list[dict]:
+    return [{"role": "system", "content": [{"type": "text", "text": f"{model}: " + LONG, "cache_control": HOUR}]},
+            {"role": "user", "content": "The first question."}]
+
+
+def test_qwen4_max_marked_for_an_hour_reads_its_cache_after_six_minutes(cache_gw, emu):
+    since = len(emu.chat_requests())
+    one, two = conversation(cache_gw, emu, "qwen4-max", marked_hour("qwen4-max"))
+    first, _ = qwen_bodies(emu, since)
+    assert first["messages"][0]["content"][0]["cache_control"] == HOUR  # reached Qwen as asked
+    assert one.usage.prompt_tokens_details.cached_tokens == 0
+    assert two.usage.prompt_tokens_details.cached_tokens > 1024
+
+
+def test_a_model_without_the_hour_has_forgotten_after_six_minutes(cache_gw, emu):
+    since = len(emu.chat_requests())
+    _, two = conversation(cache_gw, emu, "qwen3.6-plus", marked_hour("qwen3.6-plus"))
+    first, _ = qwen_bodies(emu, since)
+    assert first["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
+    assert two.usage.prompt_tokens_details.cached_tokens == 0
+    time.sleep(1)  # the debug log writes from a thread
+    assert any("cache_control ttl 1h sent as Qwen's 5 minutes" in n for n in notes(cache_gw)[-1])
+
+
+def test_retention_24h_is_qwen4s_hour_and_said_elsewhere(cache_gw, emu):
+    first = [{"role": "system", "content": "Retention: " + LONG}, {"role": "user", "content": "The first question."}]
+    _, two = conversation(cache_gw, emu, "qwen4-max", first, extra_body={"prompt_cache_retention": "24h"})
+    assert two.usage.prompt_tokens_details.cached_tokens > 1024
+    _, other = conversation(cache_gw, emu, "qwen3.6-plus", first, extra_body={"prompt_cache_retention": "24h"})
+    assert other.usage.prompt_tokens_details.cached_tokens == 0
+    time.sleep(1)
+    assert any(n.startswith("prompt_cache_retention 24h not sent: qwen3.6-plus") for n in notes(cache_gw)[-1])
