@@ -1,0 +1,77 @@
+"""Counters that cannot drift (issue 63 item 2): one named key, concurrent clients on all eight gateways of
+tests/e2e/test_e2e_many_gateways.py (PgBouncer in transaction mode, LISTEN direct). What the key's limit or
+budget allows is counted against the 200s: a rate limit exactly, a budget passed by at most one request in
+flight per gateway. The figures each run measures are printed (docs/performance.md keeps them)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import threading
+import time
+
+import httpx
+import pytest
+
+from e2e.test_e2e_many_gateways import eight, transactions  # noqa: F401  (the fixture)
+from helpers.pgserver import pg_server  # noqa: F401  (the fixture)
+from helpers.procs import Gateway, until
+from helpers.team import add_key, qwen_keys
+
+pytestmark = pytest.mark.e2e
+CLIENTS_PER_GATEWAY = 6
+
+
+def post(gw: Gateway, key: str, text: str = "spend") -> httpx.Response:
+    return httpx.post(gw.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, trust_env=False,
+                      json={"model": "gpt-4o", "messages": [{"role": "user", "content": text}]}, timeout=60)
+
+
+def listed(cli: dict[str, str], name: str) -> dict:
+    return next(k for k in json.loads(qwen_keys(cli, "list", "--json").stdout) if k["name"] == name)
+
+
+def storm(gws: list[Gateway], key: str, total: int) -> list[int]:
+    """`total` requests of `key`, CLIENTS_PER_GATEWAY clients on each gateway at once: their statuses."""
+    left = iter(range(total))
+    lock = threading.Lock()
+    codes: list[int] = []
+
+    def client(gw: Gateway) -> None:
+        while True:
+            with lock:
+                n = next(left, None)
+            if n is None:
+                return
+            code = post(gw, key).status_code
+            with lock:
+                codes.append(code)
+    workers = [gw for gw in gws for _ in range(CLIENTS_PER_GATEWAY)]
+    with concurrent.futures.ThreadPoolExecutor(len(workers)) as pool:
+        list(pool.map(client, workers))
+    return codes
+
+
+@pytest.mark.parametrize("eight", [1], indirect=True, ids=["one-account"])
+def test_a_daily_token_budget_is_passed_by_at_most_one_request_per_gateway(eight, emu):
+    url, gws, direct, cli, _ = eight
+    key = add_key(cli, "budget")
+    warm: list[httpx.Response] = []  # until every gateway serves the key (no budget yet)
+    until(lambda: all(warm.append(post(gw, key)) or warm[-1].status_code == 200 for gw in gws), "the key everywhere")
+    cost = warm[-1].json()["usage"]["total_tokens"]  # what each request costs (the same text each time)
+    served_before = sum(r.status_code == 200 for r in warm)
+    allowed = 20
+    until(lambda: listed(cli, "budget")["requests_today"] == served_before, "the warm-up written", limit=10)
+    qwen_keys(cli, "set", "budget", "--daily-tokens", str(cost * (served_before + allowed)))
+    time.sleep(2)  # the change heard by every gateway (NOTIFY: well under a second)
+    before = transactions(direct)
+    codes = storm(gws, key, 400)
+    served = codes.count(200)
+    spent = until(lambda: (k := listed(cli, "budget"))["requests_today"] == served_before + served and k,
+                  "the spend written", limit=10, every=0.5)
+    per_request = (transactions(direct) - before) / len(codes)
+    print(f"\neight gateways, a daily budget that allows {allowed} more requests ({cost} tokens each): {served} "
+          f"served ({served - allowed} over), {codes.count(429)} refused; {per_request:.2f} transactions per request")
+    assert spent["tokens_today"] == cost * (served_before + served)
+    assert set(codes) <= {200, 429}, {c: codes.count(c) for c in set(codes)}
+    assert allowed <= served <= allowed + len(gws)
