@@ -16,7 +16,8 @@ import pytest
 from e2e.test_e2e_many_gateways import eight, transactions  # noqa: F401  (the fixture)
 from helpers.pgserver import pg_server  # noqa: F401  (the fixture)
 from helpers.procs import Gateway, until
-from helpers.team import add_key, qwen_keys
+from e2e.test_e2e_keys_faults import own_pg, pg_down, pg_up  # noqa: F401  (the fixture)
+from helpers.team import add_key, qwen_keys, team_env
 
 pytestmark = pytest.mark.e2e
 CLIENTS_PER_GATEWAY = 6
@@ -75,3 +76,34 @@ def test_a_daily_token_budget_is_passed_by_at_most_one_request_per_gateway(eight
     assert spent["tokens_today"] == cost * (served_before + served)
     assert set(codes) <= {200, 429}, {c: codes.count(c) for c in set(codes)}
     assert allowed <= served <= allowed + len(gws)
+
+
+def test_a_gateway_that_cannot_reach_the_counts_refuses_and_says_so(tmp_path, emu, own_pg):
+    """A key with a budget, the database stopped: the gateway refuses (503 in the client's format) rather than
+    count alone, its request line and /health say so; the database back, the key is served again."""
+    url = own_pg.new_database()
+    cli = {"QWEN_STATE_URL": url, "QWEN_GATEWAY_HOME": str(tmp_path / "cli")}
+    key = add_key(cli, "budget", "--daily-tokens", "100000")
+    gw = Gateway(tmp_path / "gw", env=team_env(tmp_path, emu), args=("--set", f"qwen_state_url={url}")).start()
+    try:
+        until(lambda: post(gw, key).status_code == 200, "the key read")
+        before = len(emu.chat_requests())
+        pg_down(own_pg)
+        r = post(gw, key)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "state_unavailable", r.text
+        assert "'budget'" in r.json()["error"]["message"] and r.headers["retry-after"]
+        with pytest.raises(Exception) as e:  # Anthropic's clients read it in their format
+            anthropic = httpx.post(gw.url + "/v1/messages", headers={"x-api-key": key}, trust_env=False, timeout=30,
+                                   json={"model": "claude-sonnet-4-6", "max_tokens": 16,
+                                         "messages": [{"role": "user", "content": "hi"}]})
+            anthropic.raise_for_status()
+        assert anthropic.status_code == 503 and anthropic.json()["type"] == "error", e
+        assert len(emu.chat_requests()) == before  # nothing went upstream, nothing counted alone
+        health = httpx.get(gw.url + "/health", trust_env=False, timeout=10).json()
+        assert "unreachable" in health["keys"]["counts"], health
+        assert "error=state_unavailable" in gw.log() and "budget" in gw.log()
+        pg_up(own_pg)
+        until(lambda: post(gw, key).status_code == 200, "served again", limit=30, every=0.5)
+        assert "counts" not in httpx.get(gw.url + "/health", trust_env=False, timeout=10).json()["keys"]
+    finally:
+        gw.stop()

@@ -87,7 +87,11 @@ class Team(Observer):
             return {"state": "unread"}
         if not ring.required:
             return None
-        return {"active": ring.active, "revoked": ring.revoked, "state": "copy" if ring.provisional else "read"}
+        shown = {"active": ring.active, "revoked": ring.revoked, "state": "copy" if ring.provisional else "read"}
+        if self.counts_down:  # its limits and budgets cannot be counted with the other gateways': refused
+            shown["counts"] = (f"unreachable ({self.counts_down}): requests of keys with a limit or budget are "
+                               "refused (503) until the shared database answers")
+        return shown
 
     # ---- who ---------------------------------------------------------------------------------------
 
@@ -239,8 +243,10 @@ class Team(Observer):
         except Exception as e:
             log.warning("qwen: could not count key %s's requests in the shared database: %s", rec.name,
                         type(e).__name__)
+            self.counts_down = type(e).__name__
             self._give_back(taken)
             raise refusals.counts_unreachable(rec) from None
+        self.counts_down = ""
         if isinstance(got, Taken):
             return got
         self._give_back(taken)
