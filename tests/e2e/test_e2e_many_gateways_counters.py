@@ -78,6 +78,31 @@ def test_a_daily_token_budget_is_passed_by_at_most_one_request_per_gateway(eight
     assert allowed <= served <= allowed + len(gws)
 
 
+@pytest.mark.parametrize("eight", [1], indirect=True, ids=["one-account"])
+def test_a_rate_limit_is_exact_and_what_each_kind_of_key_costs_the_database(eight, emu):
+    """rpm 30 across eight gateways: exactly 30 answers. Then the database's transactions per request for a key
+    without limits, with a budget (one hold per request) and with an rpm under 120 (one grant per request)."""
+    url, gws, direct, cli, _ = eight
+    limited = add_key(cli, "limited", "--rpm", "30")
+    plain = add_key(cli, "plain")
+    budget = add_key(cli, "budget", "--daily-tokens", "100000000")
+    until(lambda: all(post(gw, plain).status_code == 200 for gw in gws), "the keys everywhere")
+    for gw in gws:  # each gateway knows the budget key's cost (its first request on a gateway runs alone)
+        assert post(gw, budget).status_code == 200
+    codes = storm(gws, limited, 240)
+    assert codes.count(200) == 30 and codes.count(429) == 210, {c: codes.count(c) for c in set(codes)}
+    figures = {}
+    for name, key in (("no limit", plain), ("daily budget", budget)):
+        time.sleep(2.5)  # the batched writes before done
+        before = transactions(direct)
+        assert storm(gws, key, 240).count(200) == 240
+        time.sleep(2.5)
+        figures[name] = (transactions(direct) - before - 2) / 240
+    print("\neight gateways, 240 requests at concurrency 48, rpm 30: exactly 30 served; transactions per request: "
+          + ", ".join(f"{name} {n:.2f}" for name, n in figures.items()))
+    assert figures["daily budget"] - figures["no limit"] < 1.5  # the hold (its delete rides on the spend batch)
+
+
 def test_a_gateway_that_cannot_reach_the_counts_refuses_and_says_so(tmp_path, emu, own_pg):
     """A key with a budget, the database stopped: the gateway refuses (503 in the client's format) rather than
     count alone, its request line and /health say so; the database back, the key is served again."""
