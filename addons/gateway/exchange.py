@@ -159,6 +159,7 @@ class KeyUse:
     record: Any = field(default=None, repr=False)  # its record, while the request may be limited
     digest: bytes | None = field(default=None, repr=False)  # checked once the shared keys are read
     taken: Any = field(default=None, repr=False)  # what its rate limits took, given back at the end
+    hold: Any = field(default=None, repr=False)  # what it holds against its key's budgets, released at the end
     limit_headers: dict[str, str] | None = None  # its limits' state, on the answer (x-ratelimit-*)
     usd_budget: bool = False  # it has a monthly USD budget: nothing unpriced may go upstream (the engine asks)
 

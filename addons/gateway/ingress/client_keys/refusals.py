@@ -153,5 +153,6 @@ def unread(why: str) -> str:
 
 def counts_unreachable(rec: KeyRecord) -> GatewayError:
     return GatewayError(503, f"The gateway could not reach its shared database (qwen_state_url) to count key "
-                             f"{rec.name!r}'s requests against its limits. Try again in a moment.",
+                             f"{rec.name!r}'s requests against its limits and budgets (it refuses rather than "
+                             "count alone). Try again in a moment.",
                         code="state_unavailable", headers={"retry-after": "5"})

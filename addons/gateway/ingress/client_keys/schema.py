@@ -5,6 +5,7 @@ ingress/client_keys/team_pg.py), and their rows as the gateway reads them: recor
                  changed, revoked (epoch seconds, or NULL)
     key_day      per key and UTC day: requests, refused, tokens, usd, plan_requests, plan_tokens, last_used
     key_grants   (PostgreSQL only) the allowance gateways took for rpm and tpm (ingress/client_keys/limits.py)
+    key_holds    (PostgreSQL only) what running requests hold against their key's budgets (ingress/client_keys/holds.py)
     key_notes    (SQLite only) where the keys went (`moved_to`, qwen-keys migrate) or which database a copy
                  is of (`copy_of`): ingress/client_keys/place.py"""
 
@@ -76,6 +77,36 @@ PG_STEPS = (
         give := GREATEST(p_want, LEAST(p_chunk, p_limit - in_use));
         INSERT INTO key_grants (name, kind, at, amount) VALUES (p_name, p_kind, now_s, give) RETURNING id INTO new_id;
         RETURN QUERY SELECT give, new_id, 0.0::DOUBLE PRECISION, in_use + give, p_window;
+    END $$""",
+    # What the requests running on every gateway hold against their key's budgets (ingress/client_keys/holds.py):
+    # one row per request, deleted in the transaction that writes its spend.
+    "CREATE TABLE key_holds (id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL, tokens BIGINT NOT NULL, "
+    "usd DOUBLE PRECISION NOT NULL, at DOUBLE PRECISION NOT NULL)",
+    "CREATE INDEX key_holds_name ON key_holds (name, at)",
+    # Under the key's budget lock, on the database's clock: the key's spend (today's tokens, this month's USD)
+    # and its holds read in one statement (one snapshot: a spend written with its hold deleted is counted
+    # once), and a hold made when that is below every budget; else hold_id 0.
+    """CREATE FUNCTION qwen_key_hold(p_name TEXT, p_today TEXT, p_month_start TEXT, p_tokens BIGINT,
+        p_usd DOUBLE PRECISION, p_daily BIGINT, p_monthly DOUBLE PRECISION, p_life DOUBLE PRECISION)
+        RETURNS TABLE (hold_id BIGINT, tokens_today BIGINT, usd_month DOUBLE PRECISION)
+    LANGUAGE plpgsql AS $$
+    DECLARE now_s DOUBLE PRECISION; t BIGINT; u DOUBLE PRECISION; new_id BIGINT;
+    BEGIN
+        PERFORM pg_advisory_xact_lock(hashtextextended('qwen-key:' || p_name || ':budget', 0));
+        now_s := extract(epoch FROM clock_timestamp());
+        DELETE FROM key_holds h WHERE h.name = p_name AND h.at <= now_s - p_life;
+        SELECT (SELECT COALESCE(SUM(d.tokens), 0) FROM key_day d WHERE d.name = p_name AND d.day = p_today)
+                + (SELECT COALESCE(SUM(h.tokens), 0) FROM key_holds h WHERE h.name = p_name),
+               (SELECT COALESCE(SUM(d.usd), 0) FROM key_day d WHERE d.name = p_name AND d.day >= p_month_start
+                    AND d.day <= p_today)
+                + (SELECT COALESCE(SUM(h.usd), 0) FROM key_holds h WHERE h.name = p_name)
+            INTO t, u;
+        IF (p_daily > 0 AND t >= p_daily) OR (p_monthly > 0 AND u >= p_monthly) THEN
+            RETURN QUERY SELECT 0::BIGINT, t, u;
+            RETURN;
+        END IF;
+        INSERT INTO key_holds (name, tokens, usd, at) VALUES (p_name, p_tokens, p_usd, now_s) RETURNING id INTO new_id;
+        RETURN QUERY SELECT new_id, t, u;
     END $$""",
 )
 

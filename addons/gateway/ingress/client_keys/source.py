@@ -23,6 +23,7 @@ from .shared_copy import KeyCopy
 from .ring import Keyring, KeyRecord
 from .schema import MOVED_TO, read_note
 from .store import FILENAME, SNAPSHOT, KeyStore
+from .holds import Holds, MemoryHolds, SharedHolds
 from .limits import Limiter, MemoryGrants
 from .outage import OutageNote
 from .spend import SpendBook
@@ -43,6 +44,7 @@ class TeamState(Protocol):
     ring: Keyring
     book: SpendBook
     limiter: Limiter
+    holds: Holds
     deleted: list[Callable[[str], None]]  # told each name deleted
 
 
@@ -75,7 +77,7 @@ class KeySource:
         if config.state_url:
             db = self._db = Database(config.state_url)
             self._shared, self._path = SharedKeys(db), None
-            st.limiter = Limiter(SharedGrants(db))
+            st.limiter, st.holds = Limiter(SharedGrants(db)), SharedHolds(db)
             self._copy = KeyCopy(config.state_dir / SNAPSHOT, shown(config.state_url))
             kept = self._copy.read()  # what this gateway enforced last: the door holds while the database is down
             st.ring = Keyring(loaded=False)
@@ -86,7 +88,7 @@ class KeySource:
         else:
             self._shared, self._db, self._path, self._copy = None, None, config.state_dir / FILENAME, None
             self._settled = None
-            st.limiter = Limiter(MemoryGrants())
+            st.limiter, st.holds = Limiter(MemoryGrants()), MemoryHolds()
             st.ring = Keyring()
             where_spend = FILENAME
         self._spend = OutageNote(f"qwen: could not write named keys' spend to {where_spend}: %s (kept in memory, "
@@ -174,15 +176,19 @@ class KeySource:
 
     async def _flush(self) -> None:
         if self._shared is not None:
+            holds = self.state.holds
             pending = self.state.book.take_pending()
-            if not pending:
+            released = holds.take_released() if isinstance(holds, SharedHolds) else []
+            if not pending and not released:
                 return
             ok = False
             try:
-                await self._shared.write_spend(pending)
+                await self._shared.write_spend(pending, released)  # a request's spend and its hold's end: one
                 ok = True
             finally:
                 self.state.book.written(pending, ok)
+                if not ok and isinstance(holds, SharedHolds):
+                    holds.unwritten(released)
         elif self._path is not None:
             pending = self.state.book.take_pending()
             try:

@@ -30,6 +30,7 @@ from . import rate_headers, refusals
 from ..access import is_loopback, key_matches, peer_host
 from .ring import Keyring, KeyRecord, digest
 from .source import KeySource
+from .holds import Costs, Holds, MemoryHolds, Spending
 from .limits import RPM, TPM, Limiter, MemoryGrants, Taken
 from .spend import SpendBook
 
@@ -56,9 +57,12 @@ class Team(Observer):
         self.ring = Keyring()
         self.book = SpendBook()
         self.limiter = Limiter(MemoryGrants())
+        self.holds: Holds = MemoryHolds()  # what running requests hold against budgets (ingress/client_keys/holds.py)
+        self.costs = Costs()
         self.source = KeySource(self)
         self.prices = PriceTable()  # the configured price table: what a USD budget may be spent on
         self._warned = False
+        self.counts_down = ""  # why the shared budget counts could not be reached at the last try ("": they could)
         self.deleted: list[Callable[[str], None]] = []  # told each name deleted (its stored objects go with it)
 
     # ---- lifecycle: where the keys live (ingress/client_keys/source.py) -------------------------------------------
@@ -83,7 +87,11 @@ class Team(Observer):
             return {"state": "unread"}
         if not ring.required:
             return None
-        return {"active": ring.active, "revoked": ring.revoked, "state": "copy" if ring.provisional else "read"}
+        shown = {"active": ring.active, "revoked": ring.revoked, "state": "copy" if ring.provisional else "read"}
+        if self.counts_down:  # its limits and budgets cannot be counted with the other gateways': refused
+            shown["counts"] = (f"unreachable ({self.counts_down}): requests of keys with a limit or budget are "
+                               "refused (503) until the shared database answers")
+        return shown
 
     # ---- who ---------------------------------------------------------------------------------------
 
@@ -153,22 +161,65 @@ class Team(Observer):
                 ex.key.limit_headers = self._headers(ex.dialect, rec)
 
     async def _limit(self, ex: Exchange, rec: KeyRecord) -> None:
+        want = max(1, ex.count.tokens or ex.client.size // 4)  # bytes/4: no count on the request's path
         if rec.daily_tokens or rec.monthly_usd:
             spent = self.book.spent(rec.name)
-            if rec.daily_tokens and spent.tokens_today >= rec.daily_tokens:
-                raise refusals.over_daily(rec, spent.tokens_today, ex.dialect)
-            if rec.monthly_usd and spent.usd_month >= rec.monthly_usd:
-                raise refusals.over_monthly(rec, spent.usd_month, ex.dialect)
+            self._over_budget(ex, rec, Spending(spent.tokens_today, spent.usd_month))  # from memory: no I/O
+            ex.key.hold = await self._hold(ex, rec, want, Spending(spent.tokens_today, spent.usd_month))
         taken: list[Taken] = []
         ex.key.taken = taken
-        if rec.rpm:
-            taken.append(await self._take(rec, RPM, 1, rec.rpm, taken))
-        if rec.tpm:
-            want = max(1, ex.count.tokens or ex.client.size // 4)  # bytes/4: no count on the request's path
-            if want > rec.tpm:
-                self._give_back(taken)
-                raise refusals.too_large(rec, want)
-            taken.append(await self._take(rec, TPM, want, rec.tpm, taken))
+        try:
+            if rec.rpm:
+                taken.append(await self._take(rec, RPM, 1, rec.rpm, taken))
+            if rec.tpm:
+                if want > rec.tpm:
+                    self._give_back(taken)
+                    raise refusals.too_large(rec, want)
+                taken.append(await self._take(rec, TPM, want, rec.tpm, taken))
+        except BaseException:
+            self._release(ex)
+            raise
+
+    @staticmethod
+    def _over_budget(ex: Exchange, rec: KeyRecord, spent: Spending) -> None:
+        if rec.daily_tokens and spent.tokens_today >= rec.daily_tokens:
+            raise refusals.over_daily(rec, spent.tokens_today, ex.dialect)
+        if rec.monthly_usd and spent.usd_month >= rec.monthly_usd:
+            raise refusals.over_monthly(rec, spent.usd_month, ex.dialect)
+
+    async def _hold(self, ex: Exchange, rec: KeyRecord, prompt: int, spent: Spending) -> list:
+        """The request's hold on its key's budgets, counted with every running request's (every gateway's on
+        the shared database): [hold, probe]. Raises the refusal when the budget is reached."""
+        (tokens, usd), probe = await self.costs.expected(rec.name, prompt)
+        try:
+            hold, counted = await self.holds.take(rec.name, tokens, usd, rec.daily_tokens, rec.monthly_usd, spent,
+                                                  self.book.day)
+        except Exception as e:  # never counted alone: the other gateways' spend is not known here
+            if probe:
+                self.costs.probed(rec.name)
+            log.warning("qwen: could not count key %s's budget in the shared database: %s", rec.name, type(e).__name__)
+            self.counts_down = type(e).__name__
+            raise refusals.counts_unreachable(rec) from None
+        self.counts_down = ""
+        if hold is None:
+            if probe:
+                self.costs.probed(rec.name)
+            self._over_budget(ex, rec, counted)
+            raise refusals.over_daily(rec, counted.tokens_today, ex.dialect)  # not reached: `over` said so
+        return [hold, probe]
+
+    def _release(self, ex: Exchange, tokens: int = 0, usd: float = 0.0) -> None:
+        """The request's hold ends: its cost learned (when it has one), the next request's probe let go."""
+        held = ex.key.hold
+        if not held:
+            return
+        hold, probe = held
+        ex.key.hold = None
+        if tokens > 0:
+            self.costs.learn(hold.name, tokens, usd)
+        self.holds.release(hold)
+        if probe:
+            self.costs.probed(hold.name)
 
     def priced_only(self, ex: Exchange) -> None:
         """The engine's check for a key with a USD budget (the model as sent, on the account chosen): raises the
@@ -192,8 +243,10 @@ class Team(Observer):
         except Exception as e:
             log.warning("qwen: could not count key %s's requests in the shared database: %s", rec.name,
                         type(e).__name__)
+            self.counts_down = type(e).__name__
             self._give_back(taken)
             raise refusals.counts_unreachable(rec) from None
+        self.counts_down = ""
         if isinstance(got, Taken):
             return got
         self._give_back(taken)
@@ -212,6 +265,7 @@ class Team(Observer):
             return
         if refusals.refused(ex.result.error, answered_by=ex.attempt.cred):
             self.book.charge(name, refused=1)
+            self._release(ex)
             return
         usage = ex.result.usage if isinstance(ex.result.usage, dict) else {}
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
@@ -220,6 +274,8 @@ class Team(Observer):
         self.book.charge(name, requests=1, tokens=tokens, usd=cost if unit == USD else 0.0,
                          plan_requests=int(cost) if unit == REQUESTS else 0,
                          plan_tokens=int(cost) if unit == TOKENS else 0)
+        if ex.result.usage is not None or ex.result.error is not None or ex.result.stream_error:
+            self._release(ex, tokens, cost if unit == USD else 0.0)  # with the spend: one batch deletes and adds
         taken = ex.key.taken
         # settled once, by the exchange that has Qwen's answer (a background response's POST, answered
         # `queued`, hands its allowance to the turn that runs on: the same list)

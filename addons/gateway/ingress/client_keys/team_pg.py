@@ -7,7 +7,7 @@ lease left."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from ...storage.pg import CHANNEL, Database, placeholders
 from .ring import KeyRecord
@@ -87,14 +87,17 @@ class SharedKeys:
         sql, args = spend_query(today, name)
         return {r[0]: spent_of(r) for r in await self.db.fetch(placeholders(sql), args)}
 
-    async def write_spend(self, deltas: dict[tuple[str, str], Delta]) -> None:
-        """One transaction; the other gateways hear of each key at once. The spend of a key deleted before
-        this gateway heard of it is not kept (its name may be used again, from zero)."""
+    async def write_spend(self, deltas: dict[tuple[str, str], Delta], released: Sequence[int] = ()) -> None:
+        """One transaction, with the budget holds of the requests whose spend it adds deleted (counted once:
+        ingress/client_keys/holds.py); the other gateways hear of each key at once. The spend of a key deleted
+        before this gateway heard of it is not kept (its name may be used again, from zero)."""
         pool = await self.db.pool()
         names = sorted({n for n, _ in deltas})
         async with pool.connection() as conn, conn.transaction():
             for (name, day), d in deltas.items():
                 await conn.execute(self._add_spend, (name, day, *d.values()))
+            if released:
+                await conn.execute("DELETE FROM key_holds WHERE id = ANY(%s)", (list(released),))
             await conn.execute("DELETE FROM key_day d WHERE d.name = ANY(%s) AND NOT EXISTS "
                                "(SELECT 1 FROM client_keys c WHERE c.name = d.name)", (names,))
             for name in names:

@@ -1,0 +1,134 @@
+"""Counters that cannot drift (issue 63 item 2): one named key, concurrent clients on all eight gateways of
+tests/e2e/test_e2e_many_gateways.py (PgBouncer in transaction mode, LISTEN direct). What the key's limit or
+budget allows is counted against the 200s: a rate limit exactly, a budget passed by at most one request in
+flight per gateway. The figures each run measures are printed (docs/performance.md keeps them)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import threading
+import time
+
+import httpx
+import pytest
+
+from e2e.test_e2e_many_gateways import eight, transactions  # noqa: F401  (the fixture)
+from helpers.pgserver import pg_server  # noqa: F401  (the fixture)
+from helpers.procs import Gateway, until
+from e2e.test_e2e_keys_faults import own_pg, pg_down, pg_up  # noqa: F401  (the fixture)
+from helpers.team import add_key, qwen_keys, team_env
+
+pytestmark = pytest.mark.e2e
+CLIENTS_PER_GATEWAY = 6
+
+
+def post(gw: Gateway, key: str, text: str = "spend") -> httpx.Response:
+    return httpx.post(gw.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, trust_env=False,
+                      json={"model": "gpt-4o", "messages": [{"role": "user", "content": text}]}, timeout=60)
+
+
+def listed(cli: dict[str, str], name: str) -> dict:
+    return next(k for k in json.loads(qwen_keys(cli, "list", "--json").stdout) if k["name"] == name)
+
+
+def storm(gws: list[Gateway], key: str, total: int) -> list[int]:
+    """`total` requests of `key`, CLIENTS_PER_GATEWAY clients on each gateway at once: their statuses."""
+    left = iter(range(total))
+    lock = threading.Lock()
+    codes: list[int] = []
+
+    def client(gw: Gateway) -> None:
+        while True:
+            with lock:
+                n = next(left, None)
+            if n is None:
+                return
+            code = post(gw, key).status_code
+            with lock:
+                codes.append(code)
+    workers = [gw for gw in gws for _ in range(CLIENTS_PER_GATEWAY)]
+    with concurrent.futures.ThreadPoolExecutor(len(workers)) as pool:
+        list(pool.map(client, workers))
+    return codes
+
+
+@pytest.mark.parametrize("eight", [1], indirect=True, ids=["one-account"])
+def test_a_daily_token_budget_is_passed_by_at_most_one_request_per_gateway(eight, emu):
+    url, gws, direct, cli, _ = eight
+    key = add_key(cli, "budget")
+    warm: list[httpx.Response] = []  # until every gateway serves the key (no budget yet)
+    until(lambda: all(warm.append(post(gw, key)) or warm[-1].status_code == 200 for gw in gws), "the key everywhere")
+    cost = warm[-1].json()["usage"]["total_tokens"]  # what each request costs (the same text each time)
+    served_before = sum(r.status_code == 200 for r in warm)
+    allowed = 20
+    until(lambda: listed(cli, "budget")["requests_today"] == served_before, "the warm-up written", limit=10)
+    qwen_keys(cli, "set", "budget", "--daily-tokens", str(cost * (served_before + allowed)))
+    time.sleep(2)  # the change heard by every gateway (NOTIFY: well under a second)
+    before = transactions(direct)
+    codes = storm(gws, key, 400)
+    served = codes.count(200)
+    spent = until(lambda: (k := listed(cli, "budget"))["requests_today"] == served_before + served and k,
+                  "the spend written", limit=10, every=0.5)
+    per_request = (transactions(direct) - before) / len(codes)
+    print(f"\neight gateways, a daily budget that allows {allowed} more requests ({cost} tokens each): {served} "
+          f"served ({served - allowed} over), {codes.count(429)} refused; {per_request:.2f} transactions per request")
+    assert spent["tokens_today"] == cost * (served_before + served)
+    assert set(codes) <= {200, 429}, {c: codes.count(c) for c in set(codes)}
+    assert allowed <= served <= allowed + len(gws)
+
+
+@pytest.mark.parametrize("eight", [1], indirect=True, ids=["one-account"])
+def test_a_rate_limit_is_exact_and_what_each_kind_of_key_costs_the_database(eight, emu):
+    """rpm 30 across eight gateways: exactly 30 answers. Then the database's transactions per request for a key
+    without limits, with a budget (one hold per request) and with an rpm under 120 (one grant per request)."""
+    url, gws, direct, cli, _ = eight
+    limited = add_key(cli, "limited", "--rpm", "30")
+    plain = add_key(cli, "plain")
+    budget = add_key(cli, "budget", "--daily-tokens", "100000000")
+    until(lambda: all(post(gw, plain).status_code == 200 for gw in gws), "the keys everywhere")
+    for gw in gws:  # each gateway knows the budget key's cost (its first request on a gateway runs alone)
+        assert post(gw, budget).status_code == 200
+    codes = storm(gws, limited, 240)
+    assert codes.count(200) == 30 and codes.count(429) == 210, {c: codes.count(c) for c in set(codes)}
+    figures = {}
+    for name, key in (("no limit", plain), ("daily budget", budget)):
+        time.sleep(2.5)  # the batched writes before done
+        before = transactions(direct)
+        assert storm(gws, key, 240).count(200) == 240
+        time.sleep(2.5)
+        figures[name] = (transactions(direct) - before - 2) / 240
+    print("\neight gateways, 240 requests at concurrency 48, rpm 30: exactly 30 served; transactions per request: "
+          + ", ".join(f"{name} {n:.2f}" for name, n in figures.items()))
+    assert figures["daily budget"] - figures["no limit"] < 1.5  # the hold (its delete rides on the spend batch)
+
+
+def test_a_gateway_that_cannot_reach_the_counts_refuses_and_says_so(tmp_path, emu, own_pg):
+    """A key with a budget, the database stopped: the gateway refuses (503 in the client's format) rather than
+    count alone, its request line and /health say so; the database back, the key is served again."""
+    url = own_pg.new_database()
+    cli = {"QWEN_STATE_URL": url, "QWEN_GATEWAY_HOME": str(tmp_path / "cli")}
+    key = add_key(cli, "budget", "--daily-tokens", "100000")
+    gw = Gateway(tmp_path / "gw", env=team_env(tmp_path, emu), args=("--set", f"qwen_state_url={url}")).start()
+    try:
+        until(lambda: post(gw, key).status_code == 200, "the key read")
+        before = len(emu.chat_requests())
+        pg_down(own_pg)
+        r = post(gw, key)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "state_unavailable", r.text
+        assert "'budget'" in r.json()["error"]["message"] and r.headers["retry-after"]
+        with pytest.raises(Exception) as e:  # Anthropic's clients read it in their format
+            anthropic = httpx.post(gw.url + "/v1/messages", headers={"x-api-key": key}, trust_env=False, timeout=30,
+                                   json={"model": "claude-sonnet-4-6", "max_tokens": 16,
+                                         "messages": [{"role": "user", "content": "hi"}]})
+            anthropic.raise_for_status()
+        assert anthropic.status_code == 503 and anthropic.json()["type"] == "error", e
+        assert len(emu.chat_requests()) == before  # nothing went upstream, nothing counted alone
+        health = httpx.get(gw.url + "/health", trust_env=False, timeout=10).json()
+        assert "unreachable" in health["keys"]["counts"], health
+        assert "error=state_unavailable" in gw.log() and "budget" in gw.log()
+        pg_up(own_pg)
+        until(lambda: post(gw, key).status_code == 200, "served again", limit=30, every=0.5)
+        assert "counts" not in httpx.get(gw.url + "/health", trust_env=False, timeout=10).json()["keys"]
+    finally:
+        gw.stop()
