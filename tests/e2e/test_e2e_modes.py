@@ -30,10 +30,10 @@ CLIENT = textwrap.dedent("""
 
 # What mitmproxy's local mode logs when its redirector cannot start, and what it means.
 REDIRECTOR_FAILURES = (
-    ("eBPF initialization failed", "the kernel refuses the local redirector's eBPF program (BPF_BTF_LOAD: "
-                                   "Invalid argument): this kernel lacks the BTF support mitmproxy's local mode needs"),
     ("BTF couldn't be loaded", "the kernel refuses the local redirector's eBPF program (BPF_BTF_LOAD: Invalid "
                                "argument): this kernel lacks the BTF support mitmproxy's local mode needs"),
+    ("eBPF initialization failed", "the kernel refuses the local redirector's eBPF program (its log: 'eBPF "
+                                   "initialization failed', e.g. BPF_BTF_LOAD or bpf_link_create refused)"),
     ("Failed to run sudo", "mitmproxy's local redirector elevates itself with sudo, which is not installed"),
     ("Failed to elevate", "mitmproxy's local redirector could not elevate its privileges (needs root)"),
     ("redirector] exited", "mitmproxy's local redirector exited at start-up"),
@@ -55,7 +55,7 @@ def test_local_redirector_mode(tmp_path, emu, oauth_home):
         proc = subprocess.Popen([str(BIN / "mitmdump"), "--set", f"confdir={tmp_path / 'conf'}", "--mode",
                                  "local:python", "-s", str(ADDON)], stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
-        deadline = time.monotonic() + 8  # the redirector fails within a second or two when it fails
+        deadline = time.monotonic() + 30  # the redirector fails within a second or two when it fails (more, loaded)
         while time.monotonic() < deadline and proc.poll() is None:
             text = log.read_text()
             if any(marker in text for marker, _ in REDIRECTOR_FAILURES):
@@ -69,7 +69,11 @@ def test_local_redirector_mode(tmp_path, emu, oauth_home):
             pytest.skip(f"local redirector unavailable on this machine: {reason}")
         r = subprocess.run([sys.executable, "-c", CLIENT], capture_output=True, text=True, timeout=60,
                            env={**os.environ, "SSL_CERT_FILE": str(tmp_path / "conf" / "mitmproxy-ca-cert.pem")})
-        assert r.stdout.strip() == "Echo: local", r.stderr + log.read_text()[-2000:]
+        text = log.read_text()
+        late = next((why for marker, why in REDIRECTOR_FAILURES if marker in text), None)
+        if r.stdout.strip() != "Echo: local" and late:  # its failure said after the wait, on a loaded machine
+            pytest.skip(f"local redirector unavailable on this machine: {late}")
+        assert r.stdout.strip() == "Echo: local", r.stderr + text[-2000:]
     finally:
         proc.terminate()
         try:
