@@ -149,6 +149,7 @@ class TurnState:
     kept: bool = False  # the endpoint kept the answer already (a parked stream's end)
     served: bool = False  # the pool was told how the account did (Settlement.served), once
     unkept: bool = False  # its write failed: the answer was not kept (nor may it be continued)
+    handed_on: bool = False  # a background run took the request on: its end is told once, by the run's exchange
 
 
 @dataclass(slots=True)

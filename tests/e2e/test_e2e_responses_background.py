@@ -134,3 +134,29 @@ def test_a_cut_off_message_is_incomplete(gw, emu):
     emu.switches(reply="a long answer that gets cut", finish_reason="length")
     r = client(gw).responses.create(model="qwen3-coder-plus", input="x", max_output_tokens=16)
     assert r.status == "incomplete" and r.output[-1].status == "incomplete"
+
+
+def test_a_background_response_is_billed_once(gw, emu):
+    """One background run is one exchange: one ledger row with its tokens, whatever the POST's flow does after
+    its `queued` answer (issue 62: a background POST was finished twice)."""
+    from pathlib import Path
+
+    from helpers.ledger import ledger_rows
+
+    state = Path(gw.env["QWEN_GATEWAY_HOME"])
+    emu.switches(reply="billed once")
+    c = client(gw)
+    time.sleep(1.0)  # the rows of earlier tests' requests written (the ledger writes every half second)
+    before = len(ledger_rows(state))
+    created = c.responses.create(model="qwen3-coder-plus", input="ping", background=True)
+    assert wait_for(c, created.id, ("completed", "failed")).status == "completed"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the ledger writes its rows from a thread, every half second
+        rows = [r for r in ledger_rows(state)[before:] if r["method"] == "POST" and r["path"] == "/v1/responses"]
+        if rows and all(r["completion_tokens"] for r in rows):
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)  # a second row, if any, would be written in the next batch
+    rows = [r for r in ledger_rows(state)[before:] if r["method"] == "POST" and r["path"] == "/v1/responses"]
+    assert len(rows) == 1, [{k: r[k] for k in ("prompt_tokens", "xid", "account", "cost_unit", "cost", "error", "est_tokens")} for r in rows]
+    assert rows[0]["status"] == 200 and rows[0]["completion_tokens"] > 0

@@ -123,6 +123,8 @@ class Settlement:
         if ex.attempt.cred is not None and ex.result.usage and ex.result.cost is None and not ex.result.cost_unit:
             self.charge(ex, ex.attempt.cred.billing)
         flow.metadata["qwen"] = ex.to_meta()
+        if ex.turn.handed_on:  # the run's exchange ends this request (one line, one ledger row, one bill)
+            return
         self.observers.finished(ex, flow)
 
     def charge(self, ex: Exchange, billing: str) -> None:

@@ -112,6 +112,7 @@ class BackgroundRuns:
         run.task = asyncio.get_running_loop().create_task(self._run(run, self.runner.flow_of(ex)),
                                                           name=f"qwen: background {rid}")
         ex.notes.append("background: answered queued, the turn runs on")
+        ex.turn.handed_on = True
         return dict(queued)
 
     def _evict(self) -> None:
