@@ -9,8 +9,7 @@ it in as the request goes upstream and the answer comes back, and hands it to th
     cost            {"amount", "unit", "priced_as"?}: what the request cost (unit USD, or a plan's requests or
                     tokens; "unpriced" with no amount: nothing prices it), priced as another model (qwen_unpriced_as)
     cache_saved_usd what Qwen's caches took off the prompt's price (USD; negative: writes cost more)
-    route           what the gateway made of it: an endpoint name, or "models", "health", "metrics",
-                    "auth", "stored_response", "unknown"
+    route           what the gateway made of it: an endpoint, or a local route ("models", "health", "unknown", …)
     endpoint        "chat.completions" | "responses" | "completions" | "embeddings" (forwarded exchanges)
     model / upstream_model / account / accounts_tried / retries / retry_reasons / stream / notes
     started_at      epoch seconds; duration_ms, ttfb_ms: from request to the answer's end, to its first byte
