@@ -51,6 +51,7 @@ from .observe.requestlog import RequestLine
 from .observe.tracing import Tracing
 from .observer import Observer
 from .interfaces import ClientFormat, Endpoint, Leg, Pairing, Upstream
+from .upstream.batch_calls import BatchCalls
 from .upstream.dashscope import batch_wire
 from .upstream.dashscope.key_models import KeyCatalogue
 from .upstream.dashscope.upstream import DASHSCOPE
@@ -122,8 +123,9 @@ def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[
             "count_tokens": messages.count_tokens(lambda: store().sealer), "anthropic_side": claude_side.answer,
             "codex_models": model_list.codex_catalog, "codex_telemetry": telemetry.answer,
             "stored_chat": stored_chat.stored_chat(stored_chat.chats_of(store)),
-            "batches": BatchRoutes(pool, batch_store, batch_send, functools.partial(batch_line, learned=learned),
-                                   batch_answer, bills or batch_bills([], lambda ex: None), priced_only)}
+            "batches": BatchRoutes(BatchCalls(pool, batch_send, priced_only), batch_store,
+                                   functools.partial(batch_line, learned=learned), batch_answer,
+                                   bills or batch_bills([], lambda ex: None))}
 
 
 def batch_bills(observers: list[Observer], tell: Callable[[Exchange], None]) -> BatchBills:
@@ -152,7 +154,7 @@ def batch_store(config: Config) -> BatchStore:
 
 async def batch_send(cred: Credential, method: str, suffix: str, body: bytes, content_type: str, query: str,
                      client_agent: str, config: Config) -> tuple[int, str, bytes]:
-    """api/batches' requests over DashScope's wire (upstream/dashscope/batch_wire.py)."""
+    """The Files and Batch APIs' requests (upstream/batch_calls.py) over DashScope's wire (dashscope/batch_wire.py)."""
     reply = await batch_wire.send(cred, method, suffix, body, content_type=content_type, query=query,
                                   client_agent=client_agent, network=config.network)
     return reply.status, reply.content_type, reply.body

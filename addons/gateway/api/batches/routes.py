@@ -1,38 +1,51 @@
-"""The local route of `/v1/files…` and `/v1/batches…`: each request made again to Model Studio's own API on the
-account that holds the object (a new upload or batch: the next pay-as-you-go key account), its answer handed back,
+"""The local route of `/v1/files…` and `/v1/batches…`: each request made again to Model Studio's own API through
+the retry policy and the pool (`Calls`: upstream/batch_calls.py, handed in by components.py), on the account that
+holds the object (a new upload: the next pay-as-you-go key account the pool hands out), its answer handed back,
 the object owned by the named key that made it (store.py), and a finished batch billed once at the batch rate, at
 the first look that finds it ended — a client's, or the gateway's own (watch.py) — as a ledger row of its own
-(bills.py).
+(bills.py). A refusal (a key refused, a quota, a throttle) is the pool's to hear and the retry policy's to mend:
+an upload may move to another account, a call on an object stays where the object lives.
 
 Qwen's answers are OpenAI's shapes already (its Files and Batch APIs are OpenAI-compatible): they pass as they
 are, but for a results file's lines (lines.results_back) and the owner's filter on lists. A batch's body is checked
 as OpenAI's Batch API checks it (create.py), and a named key with a USD budget is refused a batch no price counts,
-by the same check as on chat (`priced_only`)."""
+by the same check as on chat (the engine's `usd_budget_check`, before the batch is created)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 from urllib.parse import urlencode
 
 from mitmproxy import http
 
-from ...accounts import Credential, Pool
-from ...errors import ConnectionFailed, GatewayError, UpstreamTimeout
-from ...exchange import Exchange
+from ...accounts import Credential
+from ...errors import GatewayError
+from ...exchange import ClientRequest, Exchange
 from ...local_answers import answer, json_response
 from ...settings.config import Config
 from . import create, lines, multipart
-from .accounts import batch_account, credential_of
 from .bills import BatchBills
 from .pieces import off_loop
 from .store import BATCH, FILE, BatchStore, Record
 
-# (credential, method, suffix under the account's base, body, content type, query, client's User-Agent, options)
-Send = Callable[[Credential, str, str, bytes, str, str, str, Config], Awaitable[tuple[int, str, bytes]]]
+Build = Callable[[Credential], Awaitable[tuple[str, bytes]]]  # an upload's (content type, body) for an account
 Translate = Callable[[Exchange, dict, Credential, Config], dict]  # a chat line's body -> Qwen's
 Back = Callable[[Exchange, dict, str], dict]  # Qwen's chat answer, the client's model -> the client's answer
 WHAT = {"files": "File", "batches": "Batch"}
+
+
+class Calls(Protocol):
+    """Model Studio's Files and Batch APIs through the retry policy and the pool (upstream/batch_calls.py)."""
+
+    async def call(self, ex: Exchange, config: Config, method: str, suffix: str, *, holder: str | None = None,
+                   body: bytes | Build = b"", content_type: str = "", query: str = "",
+                   model: str = "") -> tuple[int, str, bytes]: ...
+
+    async def holder(self, ex: Exchange, account: str) -> Credential: ...
+
+    async def usable(self) -> None: ...
 
 
 def not_found(kind: str, oid: str) -> GatewayError:
@@ -40,12 +53,10 @@ def not_found(kind: str, oid: str) -> GatewayError:
 
 
 class BatchRoutes:
-    def __init__(self, pool: Callable[[], Pool | None], store: Callable[[Config], BatchStore], send: Send,
-                 translate: Translate, back: Back, bills: BatchBills,
-                 priced_only: Callable[[Exchange], None] = lambda ex: None) -> None:
-        self.pool, self.store, self.send, self.translate, self.back = pool, store, send, translate, back
+    def __init__(self, calls: Calls, store: Callable[[Config], BatchStore], translate: Translate, back: Back,
+                 bills: BatchBills) -> None:
+        self.calls, self.store, self.translate, self.back = calls, store, translate, back
         self.bills = bills
-        self.priced_only = priced_only  # a named key's USD budget: nothing unpriced (the team's check, as on chat)
 
     async def __call__(self, ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Response:
         path = ex.client.path
@@ -65,38 +76,27 @@ class BatchRoutes:
         raise GatewayError(405 if len(rest) <= 2 else 404, f"Method {method} is not allowed for {path}.",
                            code="method_not_allowed")
 
-    async def _call(self, ex: Exchange, cred: Credential, method: str, suffix: str, config: Config,
-                    body: bytes = b"", content_type: str = "", query: str = "") -> tuple[int, str, bytes]:
-        ex.attempt.cred = cred  # the account on the ledger's row and the flow
-        try:
-            status, ctype, data = await self.send(cred, method, suffix, body, content_type, query,
-                                                  ex.client.user_agent, config)
-        except ConnectionFailed as e:
-            raise GatewayError(504 if isinstance(e, UpstreamTimeout) else 502,
-                               f"Qwen's Files and Batch APIs could not be reached with account {cred.account}: {e}",
-                               code="upstream_unreachable") from None
-        if status == 401:
-            raise GatewayError(502, f"Qwen refused the key of account {cred.account} for its Files and Batch APIs "
-                                    f"(401).", code="upstream_refused")
-        return status, ctype, data
-
     async def _upload(self, ex: Exchange, flow: http.HTTPFlow, store: BatchStore, config: Config) -> http.Response:
-        cred = await batch_account(self.pool())
         await store.ready()  # the owner's row can be written: nothing is made on Qwen that nobody would own
         form = await off_loop(multipart.parse, flow.request.headers.get("content-type", ""),
                               flow.request.get_content() or b"")
-        model = upstream = ""
-        if multipart.text(form, "purpose") == "batch" and "file" in form:
-            name, data = form["file"]
-            data, model, upstream = await lines.translate_file(data, lambda body: self.translate(ex, body, cred,
-                                                                                                 config))
-            form["file"] = (name, data)
-            ex.requested_model = model
-        ctype, body = await off_loop(multipart.build, form)
-        status, rtype, data = await self._call(ex, cred, "POST", "files", config, body, ctype)
+        models = ["", ""]  # the lines' model as asked and as sent, once translated for the account that takes them
+
+        async def build(cred: Credential) -> tuple[str, bytes]:
+            """The form for `cred`'s account: a batch file's lines translated for it (the model map is per account)."""
+            sent = dict(form)
+            if multipart.text(form, "purpose") == "batch" and "file" in form:
+                name, data = form["file"]
+                data, models[0], models[1] = await lines.translate_file(
+                    data, lambda body: self.translate(ex, body, cred, config))
+                sent["file"] = (name, data)
+                ex.requested_model = models[0]
+            return await off_loop(multipart.build, sent)
+
+        status, rtype, data = await self.calls.call(ex, config, "POST", "files", body=build)
         made = _json(data)
         if status == 200 and isinstance(made.get("id"), str):
-            await store.put(Record(made["id"], FILE, ex.key.name, cred.account, model, upstream))
+            await store.put(Record(made["id"], FILE, ex.key.name, ex.account, models[0], models[1]))
         return answer(status, data, rtype.encode() or b"application/json")
 
     async def _create(self, ex: Exchange, flow: http.HTTPFlow, store: BatchStore, config: Config) -> http.Response:
@@ -105,17 +105,16 @@ class BatchRoutes:
         source = await store.get(fid, ex.key.name, FILE)
         if source is None:
             raise not_found("files", fid)
-        cred = await credential_of(self.pool(), source.account)
-        ex.attempt.cred, ex.attempt.model = cred, source.upstream_model
-        if ex.key.usd_budget:  # the model as its lines were sent, on the account that runs them
-            self.priced_only(ex)
         await store.ready()
-        status, rtype, data = await self._call(ex, cred, "POST", "batches", config, json.dumps(asked).encode(),
-                                               "application/json")
+        ex.requested_model = source.model
+        # on the account that holds the file; sent again only where Qwen refused it before taking it
+        status, rtype, data = await self.calls.call(ex, config, "POST", "batches", holder=source.account,
+                                                    body=json.dumps(asked).encode(), content_type="application/json",
+                                                    model=source.upstream_model)
         made = _json(data)
         if status == 200 and isinstance(made.get("id"), str):
-            await store.put(Record(made["id"], BATCH, ex.key.name, cred.account, source.model, source.upstream_model))
-        ex.requested_model = source.model
+            await store.put(Record(made["id"], BATCH, ex.key.name, source.account, source.model,
+                                   source.upstream_model))
         return answer(status, data, rtype.encode() or b"application/json")
 
     async def _one(self, ex: Exchange, store: BatchStore, kind: str, oid: str, method: str, config: Config,
@@ -123,9 +122,9 @@ class BatchRoutes:
         record = await store.get(oid, ex.key.name, FILE if kind == "files" else BATCH)
         if record is None:
             raise not_found(kind, oid)
-        cred = await credential_of(self.pool(), record.account)
         ex.requested_model = record.model
-        status, rtype, data = await self._call(ex, cred, method, "/".join((kind, oid, action)).rstrip("/"), config)
+        status, rtype, data = await self.calls.call(ex, config, method, "/".join((kind, oid, action)).rstrip("/"),
+                                                    holder=record.account)
         if status != 200:
             return answer(status, data, rtype.encode() or b"application/json")
         if method == "DELETE":
@@ -135,7 +134,8 @@ class BatchRoutes:
                 data = await lines.results_back(data, lambda body: self.back(ex, body, record.model))
             return answer(200, data, rtype.encode() or b"application/octet-stream")
         if kind == "batches":
-            await self.look(store, record, _json(data), cred, config, ex)
+            assert ex.attempt.cred is not None  # the holder's, which answered
+            await self.look(store, record, _json(data), ex.attempt.cred, config, ex)
         return answer(status, data, rtype.encode() or b"application/json")
 
     async def look(self, store: BatchStore, record: Record, batch: dict, cred: Credential, config: Config,
@@ -150,7 +150,8 @@ class BatchRoutes:
                             "completion tokens (its own ledger row)")
 
     async def _results(self, cred: Credential, file_id: str, config: Config) -> tuple[int, bytes]:
-        status, _, data = await self.send(cred, "GET", f"files/{file_id}/content", b"", "", "", "", config)
+        suffix = f"files/{file_id}/content"
+        status, _, data = await self.calls.call(own_look(suffix), config, "GET", suffix, holder=cred.account)
         return status, data
 
     @staticmethod
@@ -165,13 +166,12 @@ class BatchRoutes:
         """The owner's objects, from each account that holds some (Qwen lists an account's, of every owner)."""
         holders = await store.accounts(ex.key.name, FILE if kind == "files" else BATCH)
         if not holders:
-            await batch_account(self.pool())  # no account may run batches: say why, as an upload would
+            await self.calls.usable()  # no account may run batches: say why, as an upload would
             return json_response(200, {"object": "list", "data": [], "has_more": False})
         data: list[dict] = []
         more = False
         for account in holders:
-            cred = await credential_of(self.pool(), account)
-            status, rtype, raw = await self._call(ex, cred, "GET", kind, config, query=urlencode(query))
+            status, rtype, raw = await self.calls.call(ex, config, "GET", kind, holder=account, query=urlencode(query))
             if status != 200:
                 return answer(status, raw, rtype.encode() or b"application/json")
             page = _json(raw)
@@ -186,6 +186,13 @@ class BatchRoutes:
         if kind == "batches":
             shown.update(first_id=data[0]["id"] if data else None, last_id=data[-1]["id"] if data else None)
         return json_response(200, shown)
+
+
+def own_look(suffix: str) -> Exchange:
+    """The exchange of a request the gateway makes on its own (a poll, a results file read for a bill): what the
+    retry policy writes its attempts on; no client, no record."""
+    path = f"/v1/{suffix}"
+    return Exchange(ClientRequest("GET", path, path), route="batches")
 
 
 def _parsed(data: bytes) -> object:

@@ -11,11 +11,10 @@ import json
 import logging
 from collections.abc import Callable
 
-from ...errors import ConnectionFailed, GatewayError
+from ...errors import GatewayError
 from ...settings.config import Config
 from ...storage.health import StateUnavailable
-from .accounts import credential_of
-from .routes import BatchRoutes
+from .routes import BatchRoutes, own_look
 
 log = logging.getLogger("qwen")
 
@@ -57,18 +56,18 @@ class BatchWatch:
         store, routes = self.routes.store(config), self.routes
         asked = 0
         for record in await store.unsettled(MOST):
-            try:
-                cred = await credential_of(routes.pool(), record.account)
+            suffix, ex = f"batches/{record.id}", own_look(f"batches/{record.id}")
+            try:  # through the retry policy: a refused key or a throttle is the pool's to hear, as a client's look
+                status, _, data = await routes.calls.call(ex, config, "GET", suffix, holder=record.account)
             except GatewayError:
-                continue  # not this gateway's account now: a gateway that has it looks
-            try:
-                status, _, data = await routes.send(cred, "GET", f"batches/{record.id}", b"", "", "", "", config)
-            except ConnectionFailed:
-                continue  # Qwen out of reach now: the next round
+                # not this gateway's account now (a gateway that has it looks), the account not usable now, Qwen
+                # out of reach: the next round
+                continue
             asked += 1
+            cred = ex.attempt.cred  # the holder's, which answered
             if status == 404:
                 await store.settled(record.id)
-            elif status == 200:
+            elif status == 200 and cred is not None:
                 await routes.look(store, record, _object(data), cred, config)
         return asked
 

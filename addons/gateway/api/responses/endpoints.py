@@ -16,7 +16,7 @@ from ..conversation import keyed
 from . import background, native, native_answer
 from .history import history_items, input_items, kept_inputs
 from .items import new_id
-from .output import chat_to_response, usage_to_responses
+from .output import chat_to_response, completion_time, response_object, usage_to_responses
 from .request import Translation, check_request, limit_input, require_model, translate
 from .state import state
 from .store import ResponseStore, previous_not_found
@@ -53,7 +53,7 @@ def responses_endpoint(store: Callable[[], ResponseStore],
         chain = cont.pop("native", None)
         state(ex).chain = chain if isinstance(chain, dict) else None
         return translate(body, **cont, notes=ex.notes, open_sealed=st.sealer.open,
-                         lookup=lambda i: st.item(i, owner))
+                         lookup=lambda i: st.item(i, owner), warm_up=state(ex).warm_up)
 
     async def ready(body: dict, ex: Exchange) -> None:
         """Before the upstream call: the stored state the request refers to (prepare), then, for a large
@@ -172,6 +172,12 @@ def responses_endpoint(store: Callable[[], ResponseStore],
                                              "type": "invalid_request_error"}))
 
     async def fetch(ex: Exchange, open_upstream: OpenUpstream) -> dict | None:
+        if state(ex).warm_up:  # the connection made ready: its response, with no output (the socket sends its events)
+            ex.notes.append("warm-up (generate: false): nothing sent to Qwen")
+            return dict(response_object(ex.body or {}, response_id=state(ex).response_id, created_at=ex.created,
+                                        status="completed", output=[],
+                                        usage={"prompt_tokens": 0, "completion_tokens": 0},
+                                        completed_at=completion_time("completed")))
         if runs is None or (ex.body or {}).get("background") is not True:
             return None  # one ordinary call
         return await runs().start(ex)

@@ -82,8 +82,8 @@ def responses_to_chat(body: dict, history: list[dict] | None = None, **kw: Any) 
 
 def translate(body: dict, history: list[dict] | None = None, *, chat_history: list[dict] | None = None,
               notes: list[str] | None = None, open_sealed: Callable[[str, object], dict | None] | None = None,
-              lookup: Callable[[str], dict | None] | None = None) -> Translation:
-    """A Responses request in chat form.
+              lookup: Callable[[str], dict | None] | None = None, warm_up: bool = False) -> Translation:
+    """A Responses request in chat form (`warm_up`: a WebSocket's `generate: false`, which may hold no message).
 
     `history`: the items a `previous_response_id` continues (every earlier input item, additional_tools and
     developer messages included, and the earlier answers; see `history_items`); `chat_history`: chat messages
@@ -129,7 +129,7 @@ def translate(body: dict, history: list[dict] | None = None, *, chat_history: li
     if isinstance(body.get("instructions"), str) and body["instructions"]:
         messages.append({"role": "system", "content": body["instructions"]})
     messages += conversation
-    if not messages:
+    if not messages and not warm_up:
         raise GatewayError(400, "'input' must contain at least one message.", param="input", code="invalid_value")
     effort = reader.effort
     record = [*(history or []), *reader.resolved]

@@ -22,9 +22,6 @@ from ...exchange import ClientRequest, Exchange
 from ...interfaces import Endpoint
 from ...turn import TurnRunner
 from .history import history_items
-from .items import new_id
-from .output import completion_time, response_object
-from .request import check_request
 from .state import state
 from .store import ResponseStore
 from .stream import ResponsesStreamTranslator
@@ -117,37 +114,10 @@ class SocketTurns:
                 state(ex).evicted = True
             elif prev in session.history:
                 state(ex).history = session.history[prev]
-        if not generate and not state(ex).evicted:  # a warm-up: the connection is ready, nothing to generate
-            self._warm_up(session, ex, body, lane_encoder(lane))
-            self.runner.finish(flow, ex)
-            return
+        if not generate:  # a warm-up: a local answer (the endpoint's own), run and ended as every turn is
+            state(ex).warm_up = True
+            ex.stream = False  # one object, no upstream stream: the transport sends it as its events
         await self.runner.run(ex, SocketTurn(session, self.store, lane))
-
-    def _warm_up(self, session: SocketSession, ex: Exchange, body: dict, encode: Callable[[dict], bytes]) -> None:
-        rid = new_id("resp")
-        seq = 0
-        try:
-            body = check_request(body)
-        except GatewayError as e:
-            ex.fail(e.status, e.code, e.message)
-            session.send(encode(_error_event(e)))
-            return
-
-        def ev(kind: str, status: str) -> bytes:
-            nonlocal seq
-            r = response_object(body, response_id=rid, created_at=ex.created, status=status, output=[],
-                                usage={"prompt_tokens": 0, "completion_tokens": 0} if status == "completed" else None,
-                                completed_at=completion_time(status))
-            seq += 1
-            return encode({"type": kind, "response": r, "sequence_number": seq - 1})
-
-        for kind, status in (("response.created", "in_progress"), ("response.in_progress", "in_progress"),
-                             ("response.completed", "completed")):
-            session.send(ev(kind, status))
-        prev = body.get("previous_response_id")
-        session.remember(rid, list(session.history.get(prev, [])) if isinstance(prev, str) else [])
-        ex.notes.append("warm-up (generate: false): nothing sent to Qwen")
-        ex.result.status = 200
 
 
 class SocketTurn:
@@ -180,6 +150,9 @@ class SocketTurn:
         await self.session.writer.drain()
 
     async def whole(self, ex: Exchange, answer: http.Response) -> None:
+        if state(ex).warm_up and answer.status_code == 200:
+            self._warmed_up(ex, json.loads(answer.content or b"{}"))
+            return
         # Qwen answered a stream request whole: not something a WebSocket turn can carry as events
         err = GatewayError(502, "Qwen answered with no stream.", code="invalid_upstream_response")
         ex.fail(err.status, err.code, err.message)
@@ -197,9 +170,21 @@ class SocketTurn:
         ex.result.stream_error = ex.result.stream_error or "the client closed the WebSocket"
         ex.result.status = ex.result.status or 499
 
+    def _warmed_up(self, ex: Exchange, response: dict) -> None:
+        """A warm-up's response as a turn's events (created, in progress, completed), and kept for the next
+        `previous_response_id`: the conversation so far and the warm-up's own input."""
+        events = (("response.created", "in_progress"), ("response.in_progress", "in_progress"),
+                  ("response.completed", "completed"))
+        for seq, (kind, status) in enumerate(events):
+            shown = response if status == "completed" else {**response, "status": status, "usage": None,
+                                                             "completed_at": None}
+            self.session.send(self.encode({"type": kind, "response": shown, "sequence_number": seq}))
+        self.session.remember(response["id"], history_items(state(ex).items, response))
+
     def ended(self, ex: Exchange, final: dict | None) -> None:
         prev = (ex.body or {}).get("previous_response_id")
-        if not self._remember(ex, final) and isinstance(prev, str):
+        warmed_up = state(ex).warm_up and ex.result.error is None  # kept when its events went out (_warmed_up)
+        if not warmed_up and not self._remember(ex, final) and isinstance(prev, str):
             self.session.evict(prev)
         if ex.result.status is None:
             ex.result.status = 200

@@ -23,6 +23,7 @@ class ResponsesState:
     evicted: bool = False  # a WebSocket's failed continuation evicted the response this turn continues from
     translation: Translation | None = None  # the request translated off the event loop (a large one)
     socket: bool = False  # a turn of the Responses WebSocket
+    warm_up: bool = False  # a WebSocket's `generate: false`: answered by the endpoint itself, nothing sent to Qwen
     chain: dict | None = None  # where Model Studio's own Responses API holds the continued conversation (native.py)
     history_messages: int = 0  # the chat messages the continued history made
     upstream_id: str | None = None  # Model Studio's id of this answer, when its own Responses API gave it

@@ -1,6 +1,7 @@
 """Model Studio's OpenAI-compatible Files and Batch APIs on a key account's base (`{base}/files…`,
 `{base}/batches…`): one request with the account's key, its answer whole. The api wing's batches package
-(api/batches/) says what to ask; components.py hands it `send`.
+(api/batches/) says what to ask, upstream/batch_calls.py chooses the account and mends refusals; components.py
+hands it `send`.
 
 The request says who the client is (its own User-Agent, as a key account's chat requests do; the gateway's when
 it sent none), never the client's key: the account's key alone goes upstream. Over a connection of its own with

@@ -91,14 +91,14 @@ def test_a_batch_whose_results_are_gone_is_said_once_and_not_asked_about_again(t
     ledger = Ledger()
     qwen, conf, routes, bid = finished_batch(tmp_path, ledger)
     qwen.batches[bid]["output_file_id"] = "file-deleted"
-    answers = routes.send
+    answers = routes.calls.send
 
     async def deleted(cred, method, suffix, *rest):
         if suffix == "files/file-deleted/content":
             return 404, "application/json", b'{"error": {"message": "not found"}}'
         return await answers(cred, method, suffix, *rest)
 
-    routes.send = deleted
+    routes.calls.send = deleted
     call(routes, "GET", f"/v1/batches/{bid}", "alice", conf)
     assert ledger.rows == {} and asyncio.run(routes.store(conf).get(bid, "alice", BATCH)).billed
     assert [m for m in caplog.messages if "is gone" in m] == [f"qwen: batch {bid} ended, but its results file "

@@ -19,7 +19,8 @@ from qwen_gateway.errors import GatewayError
 from qwen_gateway.exchange import ClientRequest, Exchange
 from qwen_gateway.pricing.prices import PriceTable, Tier
 from qwen_gateway.settings.config import Config
-from unit.api.batches.test_accounts import Pool  # a pool that hands out its accounts in order
+from qwen_gateway.upstream.batch_calls import BatchCalls
+from unit.upstream.dashscope.test_batch_accounts import Pool  # a pool that hands out its accounts in order
 
 PAYG = Credential("ds", KEY, "http://127.0.0.1:9/compatible-mode/v1", "sk-account-key")
 CODING = Credential("cp", KEY, "https://coding-intl.dashscope.aliyuncs.com/v1", "sk-sp-1", billing="coding")
@@ -105,8 +106,9 @@ def routes_for(tmp_path, qwen, *creds, ledger: Ledger | None = None, priced_only
     store = BatchStore(tmp_path)
     translate = lambda ex, body, cred, conf: {**body, "model": "qwen-plus"}  # noqa: E731
     back = lambda ex, answer, model: {**answer, "model": model}  # noqa: E731
-    return BatchRoutes(lambda: Pool(*(creds or (PAYG,))), lambda conf: store, qwen, translate, back,
-                       (ledger or Ledger()).bills(), priced_only)
+    pool = Pool(*(creds or (PAYG,)))
+    return BatchRoutes(BatchCalls(lambda: pool, qwen, priced_only), lambda conf: store, translate, back,
+                       (ledger or Ledger()).bills())
 
 
 def test_an_upload_is_translated_owned_by_its_key_and_hidden_from_others(tmp_path):
@@ -190,7 +192,7 @@ def test_nothing_is_made_on_qwen_while_the_owners_cannot_be_written(tmp_path):
 
     (tmp_path / "file").write_text("not a folder")
     qwen, store = Qwen(), BatchStore(tmp_path / "file" / "state")
-    routes = BatchRoutes(lambda: Pool(PAYG), lambda conf: store, qwen, lambda ex, b, c, conf: b,
+    routes = BatchRoutes(BatchCalls(lambda: Pool(PAYG), qwen), lambda conf: store, lambda ex, b, c, conf: b,
                          lambda ex, a, m: a, Ledger().bills())
     with pytest.raises(StateUnavailable):
         upload(routes, config(tmp_path))

@@ -136,3 +136,10 @@ def test_a_trailing_compaction_trigger_is_one_summarisation_call_without_tools()
 
 def test_responses_to_chat_is_the_translations_chat():
     assert request.responses_to_chat({"input": "hi"}) == translate({"input": "hi"}).chat
+
+
+def test_a_warm_up_may_hold_no_message_and_a_turn_may_not():
+    assert translate({"model": "gpt-4o", "input": []}, warm_up=True).chat["messages"] == []
+    with pytest.raises(GatewayError) as e:
+        translate({"model": "gpt-4o", "input": []})
+    assert e.value.status == 400 and e.value.param == "input"

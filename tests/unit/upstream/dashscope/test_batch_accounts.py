@@ -1,4 +1,4 @@
-"""Which accounts may run batches (api/batches/accounts.py): pay-as-you-go key accounts; the Coding Plan and the
+"""Which accounts may run batches (upstream/dashscope/batch_accounts.py): pay-as-you-go key accounts; the Coding Plan and the
 Token Plan refused saying why; the account that holds an object found by name."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from qwen_gateway.accounts import KEY, OAUTH, AccountUnavailable, Credential
-from qwen_gateway.api.batches.accounts import batch_account, credential_of, unfit
+from qwen_gateway.upstream.dashscope.batch_accounts import batch_account, credential_of, unfit
 from qwen_gateway.errors import GatewayError
 
 PAYG = Credential("ds", KEY, "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "sk-1", billing="payg:intl")
@@ -47,10 +47,11 @@ def test_the_first_account_that_may_run_batches_is_taken_else_the_plans_are_name
     assert e.value.status == 403 and e.value.code == "batch_not_allowed"
     assert "cp (the Coding Plan, whose terms forbid batch jobs); tp (the Token Plan" in e.value.message
     assert "pay-as-you-go" in e.value.message and "sk-sp" not in e.value.message
-    for pool in (Pool(), None):
-        with pytest.raises(GatewayError) as e:
-            asyncio.run(batch_account(pool))
-        assert e.value.status == 503
+    with pytest.raises(AccountUnavailable):  # the pool's own words: the caller maps them (upstream/batch_calls.py)
+        asyncio.run(batch_account(Pool()))
+    assert asyncio.run(batch_account(Pool(CODING, PAYG, EMULATED), exclude=["ds"])) is EMULATED
+    with pytest.raises(AccountUnavailable):  # a retry's cause is the account it left, not the plans
+        asyncio.run(batch_account(Pool(CODING, PAYG), exclude=["ds"]))
 
 
 def test_the_account_that_holds_an_object_is_found_by_name():

@@ -6,6 +6,8 @@ emulator or self-hosted DashScope is not) runs batches when its base is DashScop
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from ...accounts import KEY, AccountUnavailable, Credential, Pool
 from ...errors import GatewayError
 
@@ -31,20 +33,19 @@ def refusal(reasons: list[str]) -> GatewayError:
                              "dashscope-intl).", code="batch_not_allowed")
 
 
-async def batch_account(pool: Pool | None) -> Credential:
-    """A credential of the next account that may run batches. Raises GatewayError: 403 when none may, 503 when
-    none is usable now."""
-    if pool is None:
-        raise GatewayError(503, "No account is configured.", code="no_account")
-    skipped: list[str] = []
+async def batch_account(pool: Pool, exclude: Collection[str] = ()) -> Credential:
+    """A credential of the next account that may run batches, skipping `exclude` (the accounts a call tried).
+    Raises GatewayError 403 when no account may run them, else the pool's AccountUnavailable when none that may
+    is usable now."""
+    skipped: list[str] = list(exclude)
     reasons: list[str] = []
     while True:
         try:
             cred = await pool.acquire(skipped)
-        except AccountUnavailable as e:
-            if reasons:
+        except AccountUnavailable:
+            if reasons and not exclude:  # a retry's cause is the account it left, not the plans
                 raise refusal(reasons) from None
-            raise GatewayError(503, str(e), code="account_unavailable") from None
+            raise
         why = unfit(cred)
         if why is None:
             return cred
@@ -52,17 +53,15 @@ async def batch_account(pool: Pool | None) -> Credential:
         reasons.append(why)
 
 
-async def credential_of(pool: Pool | None, account: str) -> Credential:
-    """The credential of the account that holds a file or batch. Raises GatewayError 503 when it is not usable now."""
-    if pool is None:
-        raise GatewayError(503, "No account is configured.", code="no_account")
-    others = [a["name"] for a in pool.status() if a.get("name") != account]
-    try:
-        cred = await pool.acquire(others)
-    except AccountUnavailable as e:
-        raise GatewayError(503, f"The account that holds this object, {account}, is not usable now: {e}",
-                           code="account_unavailable") from None
-    if cred.account != account:
+async def credential_of(pool: Pool, account: str) -> Credential:
+    """The credential of the account that holds a file or batch. Raises GatewayError 503 when it is not configured
+    now, the pool's AccountUnavailable when it is not usable now (a refused key, a quota: the pool says which)."""
+    names = [a.get("name") for a in pool.status()]
+    if account not in names:
+        raise GatewayError(503, f"The account that holds this object, {account}, is not configured now.",
+                           code="account_unavailable")
+    cred = await pool.acquire([n for n in names if n != account and isinstance(n, str)])
+    if cred.account != account:  # a pool whose accounts changed between the two calls
         raise GatewayError(503, f"The account that holds this object, {account}, is not configured now.",
                            code="account_unavailable")
     return cred
