@@ -34,6 +34,7 @@ from .auth import plans
 from .models import catalogue
 from .models.learned import LearnedFacts
 from .auth.remote import RemoteLogin
+from .cache.diagnosis import Diagnoser
 from .exchange import Exchange
 from .settings.config import Config
 from .storage.pg import Database
@@ -181,8 +182,9 @@ def client_formats() -> dict[str, ClientFormat[Exchange]]:
     return {messages.DIALECT: ANTHROPIC_FORMAT}
 
 
-def default_observers() -> list[Observer]:
-    """Every observer, in the order they are called (the cache doctor before the annotator, which writes its
-    verdict in the comment; the annotator before the cap: the cap adds to the annotator's comment)."""
-    return [TokenEstimator(), Metrics(), RequestLine(), UsageLedger(), DebugLog(), Tracing(), CacheDoctor(),
+def default_observers(diagnoser: Diagnoser | None = None) -> list[Observer]:
+    """Every observer, in the order they are called (the cache doctor first: the metrics and the ledger read its
+    verdict, the annotator writes it in the comment; the annotator before the cap: the cap adds to its comment).
+    `diagnoser`: the cache memory the doctor shares with the clients' diagnostics."""
+    return [CacheDoctor(diagnoser), TokenEstimator(), Metrics(), RequestLine(), UsageLedger(), DebugLog(), Tracing(),
             FlowAnnotator(), FlowCap()]

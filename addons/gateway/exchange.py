@@ -9,8 +9,7 @@ it in as the request goes upstream and the answer comes back, and hands it to th
     cost            {"amount", "unit", "priced_as"?}: what the request cost (unit USD, or a plan's requests or
                     tokens; "unpriced" with no amount: nothing prices it), priced as another model (qwen_unpriced_as)
     cache_saved_usd what Qwen's caches took off the prompt's price (USD; negative: writes cost more)
-    route           what the gateway made of it: an endpoint name, or "models", "health", "metrics",
-                    "auth", "stored_response", "unknown"
+    route           an endpoint name, or "models", "health", "metrics", "auth", "stored_response", "unknown"
     endpoint        "chat.completions" | "responses" | "completions" | "embeddings" (forwarded exchanges)
     model / upstream_model / account / accounts_tried / retries / retry_reasons / stream / notes
     started_at      epoch seconds; duration_ms, ttfb_ms: from request to the answer's end, to its first byte
@@ -37,7 +36,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from .accounts import Conversation, Credential
-    from .cache_turn import CacheTurn
+    from .cache_turn import Asked, CacheTurn
     from .interfaces import Upstream
     from .models.routes import Routed
     from .turn.stream_rewriter import StreamRewriter
@@ -196,6 +195,7 @@ class Exchange:
     conversation: Conversation | None = None  # which conversation it continues (the endpoint's to_chat says)
     routed: Routed | None = None  # the route (qwen_routes) the request met (turn/model_route.py)
     truncate_oldest: bool = False  # the client lets the oldest messages go to fit the context (to_chat says)
+    cache_ask: Asked | None = None  # the cache diagnostics its client asked for (to_chat says; cache/diagnosis.py)
     endpoint_state: Any = None  # the endpoint's own (Responses: api/responses/state.py), never read by the core
     notes: list[str] = field(default_factory=list)
     fixed: list[str] = field(default_factory=list)  # what qwen_cache_fixes changed in the request (turn/cache_fixes.py)
