@@ -94,9 +94,8 @@ class ClientRequest:
 
 @dataclass(slots=True)
 class Attempt:
-    """The upstream side: the account that took the exchange and what was sent to Qwen — the latest attempt's;
-    the accounts tried before in `tried`, why each attempt was made again in `retries`. Written by the engine
-    and its retry policy (upstream/)."""
+    """The upstream side, the latest attempt's: its account, what went to Qwen; the accounts tried before
+    (`tried`), why each was tried again (`retries`). Written by the engine and its retry policy (upstream/)."""
 
     cred: Credential | None = field(default=None, repr=False)
     upstream: Upstream | None = field(default=None, repr=False)  # the upstream kind serving `cred`
@@ -104,6 +103,7 @@ class Attempt:
     model: str = ""  # the model asked of Qwen
     route: str = ""  # why a route (qwen_routes) moved the model on this attempt: long-context, images, fast
     body: dict | None = None
+    sent: bytes = field(default=b"", repr=False)  # `body` as encoded on the wire (cache/prints_sent.py reads it)
     url: str = ""
     headers: dict[str, str] = field(default_factory=dict)  # as sent, credential redacted
     status: int | None = None  # Qwen's answer: its status, headers, and a buffered body (the debug log)

@@ -54,10 +54,10 @@ class Turn:
 
     def tokens_before(self, block: int) -> int:
         """Qwen's tokens of this turn's blocks before `block`, estimated from their sizes and its prompt."""
-        size = self.print.ends[self.blocks - 1] if self.blocks else 0
+        size = self.print.size_before(self.blocks)
         if not size:
             return 0
-        ratio = (self.prompt / size) if self.prompt else 0.25  # no usage yet: 4 characters a token
+        ratio = (self.prompt / size) if self.prompt else 0.25  # no usage yet: 4 bytes a token
         return round(self.print.size_before(min(block, self.blocks)) * ratio)
 
 

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from ..cache_turn import Asked, Comparison, QwenDid
 from .compare import Turn, diagnose, first_change
 from .memory import Memory
-from .prints_forms import CHAT, of_body
+from .prints_forms import of_body
+from .prints_sent import of_sent
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
@@ -43,7 +44,11 @@ class Diagnoser:
         if not isinstance(body, dict):
             return None
         leg = ex.attempt.leg
-        found = of_body(body, leg.suffix if leg.passthrough else CHAT)
+        if leg.passthrough:
+            found = of_body(body, leg.suffix)
+        else:  # the conversation's previous turn: what this one repeats of it is not read again
+            before = self.memory.newest(ex.key.name, ex.conversation.key) if ex.conversation is not None else None
+            found = of_sent(body, ex.attempt.sent, before, settings=asked is not None)
         seen = Turn(found, at=ex.started_at, account=ex.account, route=ex.attempt.route, lifetime=found.lifetime,
                     tenant=ex.key.name)
         if asked is not None:

@@ -15,6 +15,7 @@ import time
 from collections import OrderedDict, deque
 
 from .compare import Turn
+from .prints import Print
 
 CONVERSATIONS = 4096
 TURNS_KEPT = 4  # the turn a request continues is the closest of them
@@ -62,6 +63,11 @@ class Memory:
             if len(self.openings) > OPENINGS:
                 self.openings.popitem(last=False)
         return kept
+
+    def newest(self, tenant: str, key: str) -> Print | None:
+        """The print of the conversation's newest turn (what the next turn may repeat), if it is kept."""
+        kept = self.conversations.get((tenant, key))
+        return kept.turns[-1].print if kept is not None and kept.turns else None
 
     def add(self, kept: Kept, now: Turn) -> None:
         """`now` becomes the conversation's newest turn; earlier turns it begins with share its print."""

@@ -9,13 +9,15 @@ What Qwen reads is the same whether a message's text comes as a string or as tex
 joins them), so a message's text parts count as their joined text; cache markers (`cache_control`,
 `prompt_cache_breakpoint`: the client's, or the gateway's own, which moves to the last message every turn) are
 no part of the prompt. Each block is hashed from its compact JSON (orjson) with Python's `hash`, keyed per
-process: never written anywhere, never a copy of the prompt. Each block's size (the characters of that JSON)
-gives the token estimates clients are told. A pass-through body (Anthropic's form, Qwen's own Responses
-API's) is read by prints_forms.py into the same blocks.
+process: never written anywhere, never a copy of the prompt. Each block's size (bytes of JSON) gives the token
+estimates clients are told. A chat body also keeps what lets the next turn of its conversation skip the part it
+repeats (`Reuse`, prints_sent.py); a pass-through body (Anthropic's form, Qwen's own Responses API's) is read by
+prints_forms.py into the same blocks.
 """
 
 from __future__ import annotations
 
+import zlib
 from array import array
 from collections import OrderedDict
 
@@ -32,20 +34,36 @@ TEXTS = frozenset(("text", "input_text", "output_text"))
 SETTINGS = ("tool_choice", "enable_thinking", "thinking_budget", "reasoning_effort", "response_format", "thinking",
             "reasoning", "text")
 TOOLSETS = 64  # tool lists whose blocks are kept by their whole hash: an agent sends the same tools every turn
-MINUTES, HOUR = 300.0, 3600.0  # a cached prefix's lifetimes: Qwen's default, and Qwen4's `ttl: "1h"` (lifetime.py)
+MINUTES, HOUR = 300.0, 3600.0  # a cached prefix's lifetimes: Qwen's default, and Qwen4's `ttl: "1h"`
+
+
+class Reuse:
+    """What the next turn of a chat conversation checks to take this turn's blocks instead of making them again:
+    the JSON of all its messages but the last (the one the gateway's marker moves from) and of its tools, each
+    as a length and a CRC-32, with how many blocks each made."""
+
+    __slots__ = ("messages", "lead", "head_len", "head_crc", "head_hour", "tools_len", "tools_crc", "tools_hour",
+                 "system_blocks", "tool_blocks")
+
+    def __init__(self, messages: int, lead: int, head_len: int, head_crc: int, head_hour: bool, tools_len: int,
+                 tools_crc: int, tools_hour: bool, system_blocks: int, tool_blocks: int) -> None:
+        self.messages, self.lead, self.head_len, self.head_crc, self.head_hour = messages, lead, head_len, head_crc, \
+            head_hour
+        self.tools_len, self.tools_crc, self.tools_hour = tools_len, tools_crc, tools_hour
+        self.system_blocks, self.tool_blocks = system_blocks, tool_blocks
 
 
 class Print:
     """A request's blocks: their kinds (one letter each), their hashes (8 bytes each, compared with memcmp), the
-    end of each in characters of JSON, where the messages begin; the hash of its text alone for a message
-    holding images; its settings' hash."""
+    size of each in bytes of JSON, where the messages begin; the hash of its text alone for a message holding
+    images; its settings' hash (0: not read); the lifetime its markers asked; what the next turn may reuse."""
 
-    __slots__ = ("kinds", "raw", "ends", "first_message", "texts", "settings", "lifetime")
+    __slots__ = ("kinds", "raw", "sizes", "first_message", "texts", "settings", "lifetime", "reuse")
 
-    def __init__(self, kinds: str, raw: bytes, ends: array, first_message: int, texts: dict[int, int] | None,
-                 settings: int, lifetime: float = MINUTES) -> None:
-        self.kinds, self.raw, self.ends, self.first_message = kinds, raw, ends, first_message
-        self.texts, self.settings, self.lifetime = texts, settings, lifetime  # lifetime: what its markers asked
+    def __init__(self, kinds: str, raw: bytes, sizes: array, first_message: int, texts: dict[int, int] | None,
+                 settings: int = 0, lifetime: float = MINUTES, reuse: Reuse | None = None) -> None:
+        self.kinds, self.raw, self.sizes, self.first_message = kinds, raw, sizes, first_message
+        self.texts, self.settings, self.lifetime, self.reuse = texts, settings, lifetime, reuse
 
     @property
     def blocks(self) -> int:
@@ -53,15 +71,15 @@ class Print:
 
     @property
     def size(self) -> int:
-        return self.ends[-1] if self.ends else 0
+        return sum(self.sizes)
 
     def size_before(self, block: int) -> int:
-        """The characters of the blocks before `block`."""
-        return self.ends[block - 1] if block > 0 else 0
+        """The bytes of the blocks before `block`."""
+        return sum(self.sizes[:block])
 
     def footprint(self) -> int:
-        """The bytes this print keeps (its buffers and its object), for the memory's bounds."""
-        return len(self.raw) + 4 * len(self.ends) + len(self.kinds) + 240
+        """The bytes this print keeps (its buffers and its objects), for the memory's bounds."""
+        return len(self.raw) + 4 * len(self.sizes) + len(self.kinds) + 360
 
 
 def dumps(obj: object) -> bytes:
@@ -73,74 +91,97 @@ def dumps(obj: object) -> bytes:
 
 
 class Blocks:
-    """A print being built: each block appended with its kind and JSON."""
+    """A print being built: its blocks' kinds, hashes and sizes, appended in order."""
 
-    __slots__ = ("kinds", "digests", "ends", "total", "texts", "first_message", "hour")
+    __slots__ = ("kinds", "digests", "sizes", "texts", "first_message", "hour", "whole_tools", "tools_hour",
+                 "hour_blocks")
 
-    def __init__(self, model: object) -> None:
-        model_json = dumps(model)
-        self.kinds, self.digests, self.ends = [MODEL], [hash(model_json)], [len(model_json)]
-        self.total, self.first_message, self.hour = len(model_json), -1, False
+    def __init__(self, model: object, empty: bool = False) -> None:
+        model_json = dumps(model) if not empty else b""
+        self.kinds, self.digests, self.sizes = ([MODEL], [hash(model_json)], [len(model_json)]) if not empty else \
+            ([], [], [])  # empty: blocks that follow others (prints_sent.py)
+        self.first_message, self.hour, self.whole_tools, self.tools_hour = -1, False, b"", False
         self.texts: dict[int, int] | None = None
+        self.hour_blocks: list[int] = []  # the message blocks whose markers ask an hour
 
     def add(self, kind: str, data: bytes) -> None:
         self.kinds.append(kind)
         self.digests.append(hash(data))
-        self.total += len(data)
-        self.ends.append(self.total)
+        self.sizes.append(len(data))
 
-    def add_message(self, kind: str, message: dict) -> None:
-        if self.first_message < 0:
-            self.first_message = len(self.kinds)
+    def add_messages(self, messages: list, datas: list[bytes] | None = None) -> list[bytes]:
+        """Each message a block: encoded and hashed in C (map), then the few that need more — text in parts (a
+        marker sits on a part), a system role mid-conversation — read again. Returns each message's JSON as sent
+        (`datas`: already encoded)."""
+        if datas is None:
+            datas = encoded(messages)
+        hashed = list(datas)
+        first = self.first_message = len(self.kinds)
+        kinds = [MESSAGE] * len(datas)
+        for i in [i for i, m in enumerate(messages) if m.__class__ is dict and (
+                m.get("content").__class__ is list or "cache_control" in m or m.get("role") in SYSTEM_ROLES)]:
+            m = messages[i]
+            if m.get("role") in SYSTEM_ROLES:
+                kinds[i] = MID_SYSTEM
+            if m.get("content").__class__ is list or "cache_control" in m:
+                hashed[i] = self.canonical_message(first + i, m)
+        self.kinds += kinds
+        self.digests += map(hash, hashed)
+        self.sizes += map(len, datas)
+        return datas
+
+    def canonical_message(self, index: int, message: dict) -> bytes:
+        """A message whose text comes in parts, or that carries a marker: as Qwen reads it (see the module)."""
         content = message.get("content")
-        if (content is None or content.__class__ is str) and "cache_control" not in message:
-            self.add(kind, dumps(message))  # most messages: as they are
-            return
-        text, images = self.canonical(content)
-        if "cache_control" in message:
-            self.hour |= asks_hour(message)
+        if ("cache_control" in message and asks_hour(message)) or (content.__class__ is list and any(
+                p.__class__ is dict and not MARKERS.isdisjoint(p) and asks_hour(p) for p in content)):
+            self.hour = True
+            self.hour_blocks.append(index)
+        text, images = canonical_content(content)
         out = {k: v for k, v in message.items() if k not in MARKERS}
         out["content"] = text
         data = dumps(out)
         if images:
             if self.texts is None:
                 self.texts = {}
-            self.texts[len(self.kinds)] = hash(data)
+            self.texts[index] = hash(data)
             data += dumps(images)
-        self.add(kind, data)
+        return data
 
     def add_tools(self, tools: object) -> None:
         if not isinstance(tools, list) or not tools:
             return
-        whole = hash(dumps(tools))
-        known = _TOOLSETS.get(whole)
+        self.whole_tools = whole = dumps(tools)
+        digest = hash(whole)
+        known = _TOOLSETS.get(digest)
         if known is None:
             hour = any(isinstance(t, dict) and asks_hour(t) for t in tools)
-            known = _TOOLSETS[whole] = (hour, [(hash(d), len(d)) for d in (dumps(strip(t)) for t in tools)])
+            known = _TOOLSETS[digest] = (hour, [(hash(d), len(d)) for d in (dumps(strip(t)) for t in tools)])
             if len(_TOOLSETS) > TOOLSETS:
                 _TOOLSETS.popitem(last=False)
         else:
-            _TOOLSETS.move_to_end(whole)
+            _TOOLSETS.move_to_end(digest)
         self.hour |= known[0]
+        self.tools_hour = known[0]
         for digest, size in known[1]:
             self.kinds.append(TOOL)
             self.digests.append(digest)
-            self.total += size
-            self.ends.append(self.total)
+            self.sizes.append(size)
 
-    def canonical(self, content: object) -> tuple[object, list | None]:
-        """canonical_content, noting a marker that asks Qwen to keep the prefix an hour."""
-        if content.__class__ is list and not self.hour:
-            self.hour = any(p.__class__ is dict and not MARKERS.isdisjoint(p) and asks_hour(p) for p in content)
-        return canonical_content(content)
-
-    def done(self, settings: int) -> Print:
+    def done(self, settings: int = 0, reuse: Reuse | None = None) -> Print:
         first = self.first_message if self.first_message >= 0 else len(self.kinds)
-        return Print("".join(self.kinds), array("q", self.digests).tobytes(), array("I", self.ends), first,
-                     self.texts, settings, HOUR if self.hour else MINUTES)
+        return Print("".join(self.kinds), array("q", self.digests).tobytes(), array("I", self.sizes), first,
+                     self.texts, settings, HOUR if self.hour else MINUTES, reuse)
 
 
 _TOOLSETS: OrderedDict[int, tuple[bool, list[tuple[int, int]]]] = OrderedDict()  # a tool list's hash -> its blocks
+
+
+def encoded(messages: list) -> list[bytes]:
+    try:
+        return list(map(orjson.dumps, messages))
+    except (TypeError, orjson.JSONEncodeError):
+        return [dumps(m) for m in messages]
 
 
 def asks_hour(holder: dict) -> bool:
@@ -188,20 +229,34 @@ def settings_of(body: dict) -> int:
     return hash(dumps([body.get(k) for k in SETTINGS]))
 
 
-def of_chat(body: dict) -> Print:
-    """The blocks of a chat request (the pivot's form, as it went upstream)."""
+def leading(messages: list) -> int:
+    """How many messages the leading system text holds."""
+    lead = 0
+    while lead < len(messages) and messages[lead].__class__ is dict and messages[lead].get("role") in SYSTEM_ROLES:
+        lead += 1
+    return lead
+
+
+def of_chat(body: dict, settings: bool = False) -> Print:
+    """The blocks of a chat request (the pivot's form, as it went upstream); `settings`: read them too (only a
+    client's diagnostics compare them)."""
     b = Blocks(body.get("model"))
     messages = body.get("messages")
     messages = messages if isinstance(messages, list) else []
-    lead = 0
-    while lead < len(messages) and messages[lead].__class__ is dict and messages[lead].get("role") in SYSTEM_ROLES:
-        system_parts(b, messages[lead].get("content"))
-        lead += 1
+    lead = leading(messages)
+    for m in messages[:lead]:
+        system_parts(b, m.get("content"))
+    system_blocks = len(b.kinds) - 1
+    head_hour = b.hour
     b.add_tools(body.get("tools"))
-    for m in messages[lead:]:
-        if m.__class__ is dict:
-            b.add_message(MID_SYSTEM if m.get("role") in SYSTEM_ROLES else MESSAGE, m)
-    return b.done(settings_of(body))
+    tool_blocks = len(b.kinds) - 1 - system_blocks
+    datas = encoded(messages[:lead]) + b.add_messages(messages[lead:])
+    head = b",".join(datas[:-1])
+    tools = b.whole_tools
+    head_hour = head_hour or any(i < len(b.kinds) - 1 for i in b.hour_blocks)
+    reuse = Reuse(len(messages), lead, len(head), zlib.crc32(head), head_hour, len(tools), zlib.crc32(tools),
+                  b.tools_hour, system_blocks, tool_blocks) if messages else None
+    return b.done(settings_of(body) if settings else 0, reuse)
 
 
 def system_parts(b: Blocks, content: object) -> None:

@@ -5,7 +5,7 @@ request, named for mitmweb's view only when a change is shown."""
 
 from __future__ import annotations
 
-from .prints import MESSAGE, MID_SYSTEM, SYSTEM_ROLES, Blocks, Print, asks_hour, of_chat, settings_of, system_parts
+from .prints import SYSTEM_ROLES, Blocks, Print, asks_hour, of_chat, settings_of, system_parts
 
 CHAT, MESSAGES, RESPONSES = "chat", "v1/messages", "responses"  # a body's form: the pass-through leg's suffix
 
@@ -25,9 +25,8 @@ def of_messages(body: dict) -> Print:
     if body.get("system") is not None:
         system_parts(b, body.get("system"))
     b.add_tools(body.get("tools"))
-    for m in body.get("messages") or []:
-        if m.__class__ is dict:
-            b.add_message(MID_SYSTEM if m.get("role") == "system" else MESSAGE, m)
+    messages = body.get("messages")
+    b.add_messages(messages if isinstance(messages, list) else [])
     return b.done(settings_of(body))
 
 
@@ -43,9 +42,7 @@ def of_responses(body: dict) -> Print:
         system_parts(b, items[lead].get("content"))
         lead += 1
     b.add_tools(body.get("tools"))
-    for item in items[lead:]:
-        if item.__class__ is dict:
-            b.add_message(MID_SYSTEM if item.get("role") in SYSTEM_ROLES else MESSAGE, item)
+    b.add_messages(items[lead:])
     return b.done(settings_of(body))
 
 

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from ..settings.config import Config
 
 AROUND = 2  # blocks shown on either side of the first change
+# Qwen's caches keep no prefix shorter ("Context cache": 256 tokens implicit, 1,024 explicit): a shorter prompt
+# neither reads nor leaves anything there, so the doctor has nothing to say of it, nor keeps it
+SMALLEST = 256
 KIND_NAMES = {MODEL: "model", SYSTEM: "system", TOOL: "tool", MID_SYSTEM: "system (mid)"}
 
 
@@ -55,7 +58,7 @@ class CacheDoctor(Observer):
     def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
         usage, conversation = ex.result.usage, ex.conversation
         prompt = usage_int(usage, "prompt_tokens")
-        if conversation is None or prompt is None or failed(ex):
+        if conversation is None or prompt is None or prompt < SMALLEST or failed(ex):
             return
         now = self.diagnoser.turn(ex)
         if now is None:
