@@ -146,18 +146,17 @@ class SharedAccountState(AccountState):
 
     @contextlib.asynccontextmanager
     async def refresh_lock(self, account: str) -> AsyncIterator[None]:
-        """The account's advisory lock (a session lock on a connection held for the block)."""
+        """The account's advisory lock, held for the block (transaction-scoped: a pooler in transaction mode keeps
+        the block's transaction on one server session, and the lock ends with it)."""
         await self.db.amigrate(COMPONENT, STEPS)
         async with self.db.session() as conn:
             key = advisory_key(account)
             try:
-                await asyncio.wait_for(conn.execute("SELECT pg_advisory_lock(%s)", (key,)), REFRESH_LOCK_WAIT_S)
+                await asyncio.wait_for(conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,)),
+                                       REFRESH_LOCK_WAIT_S)
             except TimeoutError as e:
                 raise RefreshLockTimeout(account) from e
-            try:
-                yield
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            yield
 
     async def published(self, account: str) -> dict | None:
         await self.db.amigrate(COMPONENT, STEPS)

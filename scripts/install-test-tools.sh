@@ -4,7 +4,7 @@
 #   - Debian's chromium + chromium-driver (mitmweb browser test), iptables (transparent mode,
 #     inside network namespaces the tests create), and the servers the tests start themselves on free
 #     loopback ports: prometheus (the Grafana dashboard's queries run against a real one), postgresql
-#     (shared state: run as `postgres`) and nginx (two gateways behind it); installed, never started as
+#     (shared state: run as `postgres`), PgBouncer (eight gateways' pools) and nginx (gateways behind it); installed, never started as
 #     services;
 #   - Debian's docker.io, docker-compose and debootstrap (the container image and compose.yaml, tests/helpers/
 #     docker.py: the tests start dockerd themselves when none runs), and the Debian trixie base image those
@@ -38,6 +38,7 @@ command -v systemd-analyze >/dev/null || apt_missing+=(systemd)  # verifies the 
 command -v prometheus >/dev/null || apt_missing+=(prometheus)  # scrapes a gateway for the dashboard (tests/e2e/test_e2e_dashboard.py)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_missing+=(postgresql)  # shared state (tests/helpers/pgserver.py)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_missing+=(nginx)  # two gateways behind it (tests/e2e/test_e2e_deploy.py)
+[ -x /usr/sbin/pgbouncer ] || apt_missing+=(pgbouncer)  # eight gateways' pools in transaction mode (tests/e2e/test_e2e_many_gateways.py)
 docker_missing=()  # installed without their recommends (apparmor, needrestart…): what the tests were run with
 [ -x /usr/sbin/dockerd ] || command -v dockerd >/dev/null || docker_missing+=(docker.io)
 [ -x /usr/sbin/debootstrap ] || command -v debootstrap >/dev/null || docker_missing+=(debootstrap)

@@ -113,13 +113,18 @@ def prices_table() -> str:
                              if m.family is None and any(plan in m.plans for plan, _ in PAYG)])
 
 
+def partial_list() -> str:
+    """The models whose streams the gateway continues from a prefix (the catalogue's `partial`)."""
+    return ", ".join(f"`{m.id}`" for m in ROWS.values() if m.kind == CHAT and m.partial) + "."
+
+
 def sources_list() -> str:
     return "\n".join([f"Sources, read {READ}, each with the date what it says is as of:", ""] +
                      [f"- **{k}** ({SOURCE_DATES[k]}) {v}" for k, v in SOURCES.items()])
 
 
 BLOCKS = {"models": models_table, "thinking": thinking_table, "rules": rules_table, "prices": prices_table,
-          "sources": sources_list}
+          "sources": sources_list, "partial": partial_list}
 
 
 def render(text: str) -> str:

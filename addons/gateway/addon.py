@@ -20,7 +20,6 @@ from mitmproxy import ctx, http, tls
 from mitmproxy.proxy import server_hooks
 
 from .settings import config
-from .api.responses.socket import trim_messages
 from .ingress import access, admission, body, claim, passthrough, routing, startup
 from .errors import GatewayError, failure, gateway_error
 from .exchange import Exchange
@@ -109,7 +108,8 @@ class QwenGateway(Wiring):
     def tcp_end(self, flow) -> None:
         self.deadlines.ended(flow)
 
-    tcp_error = websocket_end = tcp_end
+    tcp_error = tcp_end
+    websocket_end = Wiring.websocket_ended  # also what its messages held ahead of their turns, given back
 
     # ---- request ----------------------------------------------------------------------------------
 
@@ -180,7 +180,7 @@ class QwenGateway(Wiring):
         ex.turn.relay_token, ex.turn.relayed = self.relay.expect(ex), True
         claim.point_at_relay(flow, address, ex.turn.relay_token, TOKEN_HEADER)
 
-    websocket_message = staticmethod(trim_messages)  # the newest messages kept on the flow, the older ones cut
+    websocket_message = Wiring.websocket_relayed  # a client's message counted in its read-ahead; the older cut
 
     # ---- response ---------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ Adding a client dialect: its endpoints below. Adding an upstream: its kind in `p
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from .accounts import KEY, OAUTH, WEB, Credential, Pool
 from .api import models as model_list, telemetry
+from .api.batches.bills import BatchBills
 from .api.batches.routes import BatchRoutes
 from .api.batches.store import BatchStore, SharedBatchStore
 from .api.chat import CHAT
@@ -44,7 +46,7 @@ from .mitmweb.flowview import FlowAnnotator, FlowCap
 from .observe.cache_doctor import CacheDoctor
 from .observe.debuglog import DebugLog
 from .observe.estimator import TokenEstimator
-from .observe.ledger import UsageLedger
+from .observe.ledger import UsageLedger, row_of
 from .observe.metrics import Metrics
 from .observe.requestlog import RequestLine
 from .observe.tracing import Tracing
@@ -111,15 +113,31 @@ def serves_responses(model: str) -> bool:
 def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[], None],
                  runs: Callable[[], BackgroundRuns] | None = None,
                  pool: Callable[[], Pool | None] = lambda: None,
-                 learned: Callable[[], LearnedFacts | None] = lambda: None) -> dict[str, LocalRoute]:
-    """Local answers that belong to a wing: route name (ingress/routing.py) -> answer."""
+                 learned: Callable[[], LearnedFacts | None] = lambda: None,
+                 bills: BatchBills | None = None,
+                 priced_only: Callable[[Exchange], None] = lambda ex: None) -> dict[str, LocalRoute]:
+    """Local answers that belong to a wing: route name (ingress/routing.py) -> answer. `bills`: where a finished
+    batch's bill goes (`batch_bills`); `priced_only`: a named key's USD budget's check (the team's)."""
     return {"models": model_list.answer(pool, key_catalogues), "stored_response": retrieve.stored_response(store, runs),
             "input_tokens": retrieve.input_tokens(store), "auth": LoginRoute(reload_accounts, RemoteLogin),
             "count_tokens": messages.count_tokens(lambda: store().sealer), "anthropic_side": claude_side.answer,
             "codex_models": model_list.codex_catalog, "codex_telemetry": telemetry.answer,
             "stored_chat": stored_chat.stored_chat(stored_chat.chats_of(store)),
             "batches": BatchRoutes(pool, batch_store, batch_send, functools.partial(batch_line, learned=learned),
-                                   batch_answer)}
+                                   batch_answer, bills or batch_bills([], lambda ex: None), priced_only)}
+
+
+def batch_bills(observers: list[Observer], tell: Callable[[Exchange], None]) -> BatchBills:
+    """A batch's bill: its row written to the usage ledger at once, before the batch is marked billed (the ledger's
+    `xid` takes it once: api/batches/bills.py), then `tell` (the observers that count bills)."""
+    ledger = next((o for o in observers if isinstance(o, UsageLedger)), None)
+
+    async def write(bill: Exchange) -> None:
+        if ledger is not None:
+            row = row_of(bill)
+            await asyncio.to_thread(lambda: ledger.ledger().add([row]))
+
+    return BatchBills(write, tell)
 
 
 @functools.cache

@@ -108,6 +108,12 @@ class Observers:
             self._batch_due.cancel()
             self._batch_due = loop.call_soon(self.flush)
 
+    def bill(self, ex: Exchange) -> None:
+        """A batch's bill, written to the ledger already: told to the observers that count bills (no flow)."""
+        for o in self.all:
+            if o.counts_bills and getattr(o, "active", True):
+                call_safely(o.finished, ex, None)
+
     def flush(self) -> None:
         """Tell the recording observers of every exchange finished so far (they run after mitmproxy has sent
         the answer: the `response` hook returns before it does)."""

@@ -41,8 +41,6 @@ if TYPE_CHECKING:
     from .models.routes import Routed
     from .turn.stream_rewriter import StreamRewriter
 
-REDACTED = "<redacted>"
-
 
 class RetryReason(enum.StrEnum):
     """Why the gateway sent a request to Qwen again (metrics count these)."""
@@ -56,6 +54,7 @@ class RetryReason(enum.StrEnum):
     CAPPED = "capped"  # the model refused the output cap: its cap learned, sent again within it
     NEW_CHAT = "new_chat"  # a pinned Qwen Chat chat refused the turn (stale parent): sent again in a new chat
     TRUNCATED = "truncated"  # over Qwen's context with Responses `truncation: "auto"`: the oldest items dropped
+    CONTINUED = "continued"  # a stream broke mid-answer: continued from what was answered (turn/continuation.py)
 
 
 @dataclass(frozen=True)

@@ -151,9 +151,14 @@ class ClientFormat(Generic[X]):
 class ChunkSource(Protocol):
     """An upstream's stream decoder: its parsed SSE events in, normalised chat chunks out (no I/O)."""
 
-    usage: dict | None  # the answer's usage, once the upstream reported it
-    finish_reasons: dict[int, str]  # per choice, once finished: a stream that ends without one is cut off
-    error_text: str | None  # the upstream ended the answer with an error inside a chunk
+    @property
+    def usage(self) -> dict | None: ...  # the answer's usage, once the upstream reported it
+
+    @property
+    def finish_reasons(self) -> dict[int, str]: ...  # per choice, once finished: without one, it was cut off
+
+    @property
+    def error_text(self) -> str | None: ...  # the upstream ended the answer with an error inside a chunk
 
     def feed(self, event: object) -> list[ChatChunk]: ...
 
@@ -244,6 +249,11 @@ class Upstream(Protocol):
         ...
 
     def chunks(self, model: str) -> ChunkSource: ...
+
+    def continued(self, body: dict, prefix: str) -> dict | None:
+        """The sent `body` asking the model to go on from `prefix`, the answer so far (Model Studio's partial
+        mode); None: this model, in this mode, cannot (turn/continuation.py)."""
+        ...
 
 
 @dataclass(frozen=True)

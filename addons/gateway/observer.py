@@ -30,6 +30,10 @@ class Observer:
     # next request reads (a named key's spend). Every other observer's `finished` runs off the request's
     # path, after the answer was handed to the client's connection, in batches (dispatch.py).
     at_once = False
+    # Whether `finished` is also told of a batch's bill (api/batches/bills.py), an exchange of its own with no flow
+    # (`flow` None): the observers that count what was spent and say it (the request line, metrics, a key's
+    # spend). The ledger wrote the bill's row before.
+    counts_bills = False
     # False while an opt-in observer is off (traces without an endpoint): none of its points is called; looked at
     # again after every `configure`.
     active = True

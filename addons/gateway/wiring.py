@@ -21,19 +21,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import cast
 
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.utils import asyncio_utils
 
 from .settings import config, mitmproxy_defaults
 from . import components
+from .api.batches.routes import BatchRoutes
+from .api.batches.watch import BatchWatch
 from .api.responses.background import BackgroundRuns
 from .api.responses.socket import ResponsesSockets
+from .api.responses.socket_flow import trim_messages
 from .api.responses.store import ResponseStore
 from .api.responses.store_pg import SharedResponseStore
 from .storage import folder_access, pg
 from .accounts import Pool
-from .storage.pg import Database, shown
+from .storage.pg import Database, listen_through, shown
 from .auth.pool import AccountPool
 from .settings.config import Config
 from .dispatch import Observers, call_safely
@@ -91,15 +95,18 @@ class Wiring:
         checks = (self.drain.check, self.fix_cache_noise, self.route, self.check_context, self.team.limit)
         self.turns = Turns(open_upstream=self.engine.open, checks=checks,
                            observers=self.observers, settlement=self.settle,
-                           idle_timeout=lambda: self.config.stream_idle_timeout)
+                           idle_timeout=lambda: self.config.stream_idle_timeout, resume_upstream=self.engine.resume)
         self.relay = LoopbackRelay(self.turns, capture=STREAM_CAPTURE)  # HTTP streams reach mitmproxy here
         responses = self.endpoints["/responses"]
         self.sockets = ResponsesSockets(self.relay, self.turns, responses, self._responses)  # Codex's WebSocket
         self.background = BackgroundRuns(self.turns, self._responses)  # background: true, while they run
-        self.local = LocalAnswers(pool=lambda: self.pool,
-                                  routes=components.local_routes(self._responses, self._reload_accounts,
-                                                               lambda: self.background, lambda: self.pool,
-                                                               lambda: self.policy.learned),
+        routes = components.local_routes(self._responses, self._reload_accounts, lambda: self.background,
+                                         lambda: self.pool, lambda: self.policy.learned,
+                                         components.batch_bills(self.observers.all, self.observers.bill),
+                                         self.team.priced_only)  # a USD budget: no unpriced batch either
+        # batches billed when Qwen ends them, whether or not a client looks
+        self.batch_watch = BatchWatch(cast(BatchRoutes, routes["batches"]), lambda: self.config)
+        self.local = LocalAnswers(pool=lambda: self.pool, routes=routes,
                                   metrics=lambda: self.observers.scrape(self.pool, self.policy.learned),
                                   keys=self.team.status, unpriced=self.settle.unpriced.listed,
                                   learned=lambda: self.policy.learned.shown())
@@ -124,6 +131,8 @@ class Wiring:
             if (moved := self.team.source.refusal(new)) is not None:  # the keys' place changed: the door holds
                 raise exceptions.OptionsError(moved)
             self.config = new
+            if new.state_url:  # before any store opens its database: where the one LISTEN goes
+                listen_through(new.state_url, new.state_listen_url)
             pairing = components.pairing(new)
             if fresh:
                 self._store = None
@@ -163,6 +172,7 @@ class Wiring:
             log.info("qwen: state in the folder %s (qwen_state_url not set)", self.config.state_dir)
         terminal.describe_accounts(getattr(self.pool, "describe", None))
         self.observers.running()
+        self.batch_watch.start()
         self.clients.running(self.config, ctx.master)
         collector.settle(ctx.master)  # last: what starting made lives as long as the process
 
@@ -174,6 +184,7 @@ class Wiring:
         self.relay.stop()
         self.sockets.stop()
         self.background.stop()
+        self.batch_watch.stop()
         await self.team.close()
         if self.pool is not None:
             call_safely(self.pool.flush)
@@ -203,13 +214,24 @@ class Wiring:
 
     async def route(self, ex: Exchange) -> None:
         """The request's route (qwen_routes): decided before the context guard, which then judges the routed model."""
-        await model_route.route(ex, self.config)
+        await model_route.route(ex, self.config, self.policy.learned)
 
     async def check_context(self, ex: Exchange) -> None:
         """The context guard: a prompt longer than the model takes is refused before upstream."""
         refusal = await context_check(ex, self.config)
         if refusal is not None:
             raise refusal
+
+    def websocket_ended(self, flow: http.HTTPFlow) -> None:
+        """A WebSocket flow ended: it owes no head; what its messages held ahead of their turns is given back."""
+        self.deadlines.ended(flow)
+        self.sockets.ended(flow)
+
+    def websocket_relayed(self, flow: http.HTTPFlow) -> None:
+        """A WebSocket message relayed: a client's to the gateway's server counted in its read-ahead, and of the
+        flow's messages the newest kept, the older cut (socket_flow.trim_messages)."""
+        self.sockets.relayed(flow)
+        trim_messages(flow)
 
     def passed(self, flow: http.HTTPFlow) -> None:
         """A flow the gateway does not answer, ended: its credentials out of the record, counted."""

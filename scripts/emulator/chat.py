@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 from urllib.parse import quote
 
-from . import catalogue, rules, search, tools
+from . import catalogue, partial, rules, search, tools
 from .cache import Served, text_of, tokens as _tokens, tools_text
 
 KNOWN_MODELS = rules.KNOWN_MODELS
@@ -47,7 +47,7 @@ def validate(body, sw: dict | None = None) -> tuple[int, dict] | None:
     limit = sw.get("context_limit") or catalogue.window(body.get("model"))
     if limit and sum(_tokens(text_of(m.get("content"))) for m in msgs) > limit:
         return 400, error("invalid_parameter_error", f"Range of input length should be [1, {limit}]")
-    return (rules.check_chat(body, sw)
+    return (rules.check_chat(body, sw) or partial.check(body)
             or rules.check_params(body, sw.get("stream_only_models") or ()) or search.check(body))
 
 
@@ -69,7 +69,8 @@ def _calls(body: dict, sw: dict, prompt: str) -> list[dict]:
 def plan(body: dict, sw: dict, served: Served = Served()) -> dict:
     """What to answer: reasoning, text or tool calls, finish reason, usage (`served`: what the prompt cache
     read and stored)."""
-    msgs = body["messages"]
+    start = partial.prefix(body["messages"])  # partial mode: the answer goes on from this prefix
+    msgs = body["messages"][:-1] if start is not None else body["messages"]
     # Thinking mode per model (thinking.py): the model's default unless the knobs it takes say otherwise; the
     # `reasoning` switch off silences a model that thinks by default (an explicit `enable_thinking: true` wins).
     thinking = rules.thinking_on(body) and (sw["reasoning"] or body.get("enable_thinking") is True)
@@ -88,7 +89,7 @@ def plan(body: dict, sw: dict, served: Served = Served()) -> dict:
     else:
         text = "Echo: " + tools.prompt_text(text_of(user.get("content")))
     sources = search.info(body, text_of(user.get("content")))
-    text = text if calls else _before_stop(body, search.cite(body, text))
+    text = text if calls else partial.went_on(_before_stop(body, search.cite(body, text)), start)
     cap = _shared_cap(body) if reasoning else None
     used_up = cap is not None and _tokens(reasoning) >= cap
     if used_up:  # the reasoning took the whole cap: nothing is left for an answer
@@ -96,7 +97,7 @@ def plan(body: dict, sw: dict, served: Served = Served()) -> dict:
     if sw["think_leak"] and text:
         text, reasoning = f"<think>{reasoning or REASONING}</think>{text}", ""
     n = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 0 else 1
-    prompt = _tokens(tools_text(body) + "".join(text_of(m.get("content")) for m in msgs))
+    prompt = _tokens(tools_text(body) + "".join(text_of(m.get("content")) for m in body["messages"]))
     completion = _tokens(text + reasoning + "".join(c["arguments"] for c in calls)) * n
     usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
     if reasoning:  # thinking is billed as output, and said apart (Model Studio's usage object)

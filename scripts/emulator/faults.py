@@ -66,7 +66,9 @@ def arrears_400() -> dict:
                       "param": None, "code": "Arrearage"}, "request_id": str(uuid.uuid4())}
 
 
-# R6: a 200 stream that ends in an error, its text in delta.content (e.g. TPM throttling).
+# R6: a 200 stream that ends in an error, its text in delta.content (e.g. TPM throttling): qwen-code's pipeline.ts
+# retries it as a StreamContentError (dashscope-rules.md); the text is Model Studio's own rate-limit words
+# (Throttling.RateQuota). No Model Studio page documents error_finish itself.
 ERROR_FINISH_TEXT = "Requests rate limit exceeded, please try again later."
 # A refusal in words no public source quotes (assumed): the stand-in for the next wording Qwen writes, which the
 # gateway must count and show rather than pass on unseen.

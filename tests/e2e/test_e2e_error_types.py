@@ -62,7 +62,7 @@ def test_openai_python_reads_qwens_5xx_as_server_error(gw, emu):
     with pytest.raises(openai.InternalServerError) as e:
         client(gw).chat.completions.create(model="gpt-4o", messages=HI)
     assert e.value.status_code == 500 and e.value.type == "server_error"
-    emu.fault("midstream504")
+    emu.fault("midstream504", count=3)  # each continuation breaks too: the stream's error after two
     with pytest.raises(openai.APIError) as e:
         for _ in client(gw).chat.completions.create(model="gpt-4o", messages=HI, stream=True):
             pass
@@ -82,7 +82,7 @@ def test_openai_python_gives_up_at_once_on_what_no_retry_fixes(empty_gw):
 def test_the_anthropic_sdk_reads_overload_and_timeouts_in_anthropics_words(gw, emu):
     emu.fault("server503")
     emu.fault("timeout504")
-    emu.fault("midstream504")
+    emu.fault("midstream504", count=3)  # each continuation breaks too: the stream's error after two
     run = anthropic_run(gw.url, "client-key", [{"op": "create", "params": MESSAGE},
                                               {"op": "create", "params": MESSAGE},
                                               {"op": "stream", "params": MESSAGE}])

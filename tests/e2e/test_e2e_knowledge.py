@@ -124,6 +124,16 @@ def test_a_damaged_learned_row_is_skipped_with_one_line_never_a_failed_start(tmp
     assert log.count("is not valid and is skipped") == 2 and "Traceback" not in log
 
 
+def test_the_anthropic_bases_cap_refusal_teaches_the_same_fact(tmp_path, emu, make_gateway):
+    """Passed through to the plan's Anthropic base (item 5: every path the same), qwen3.8-flash's cap is learned
+    from the base's own words and the request sent again within it; the next goes within it at once."""
+    gw, _ = key_gateway(tmp_path, emu, make_gateway, "--set", "qwen_messages_passthrough=true")
+    ask = {"model": "qwen3.8-flash", "max_tokens": 40000, "messages": HI}
+    assert messages(gw, ask).status_code == 200
+    assert [b["max_tokens"] for b in sent(emu)] == [40000, 32768]
+    assert messages(gw, ask).status_code == 200 and sent(emu)[-1]["max_tokens"] == 32768
+
+
 # ---- item 2: no refusal the gateway causes -------------------------------------------------------------------
 
 

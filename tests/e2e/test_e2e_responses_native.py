@@ -186,3 +186,17 @@ def test_a_websocket_turn_stays_on_the_gateways_own_path(gw, emu):
         ws.close()
     assert events[-1]["type"] == "response.completed"
     assert not native_requests(emu) and len(emu.chat_requests()) == 1
+
+
+def test_thinking_follows_the_same_table_as_the_translation(gw, emu):
+    """Issue 59: on Qwen's own Responses API, qwen3.5-plus (thinks by default) told nothing is switched off, as
+    the translation switches it off (reasoning billed that nobody asked for otherwise); an effort the client asks
+    goes in that API's own knob; a model that does not think gets no effort."""
+    c = client(gw)
+    c.responses.create(model="qwen3.5-plus", input="hi")
+    assert native_requests(emu)[-1]["body"]["reasoning"] == {"effort": "none"}
+    c.responses.create(model="qwen3.5-plus", input="hi", reasoning={"effort": "high"})
+    assert native_requests(emu)[-1]["body"]["reasoning"] == {"effort": "high"}
+    c.responses.create(model="qwen3-coder-plus", input="hi", reasoning={"effort": "high"})
+    sent = native_requests(emu)[-1]["body"]
+    assert sent["model"] == "qwen3-coder-plus" and "reasoning" not in sent and "enable_thinking" not in sent

@@ -174,7 +174,8 @@ class Gateway:
         return self.workdir / "conf" / "mitmproxy-ca-cert.pem"
 
     def log(self) -> str:
-        return self.logfile.read_text() if self.logfile.exists() else ""
+        # a line a full disk cut mid-character (the write took the page's tail) is read, not raised over
+        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
 
     def connections(self) -> list[str]:
         """The server connections mitmproxy opened (host:port, "relay"): only for a gateway started with them."""

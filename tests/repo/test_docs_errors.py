@@ -242,12 +242,14 @@ CAUSES: dict[str, Cause] = {  # the tables' conditions, as this test causes them
         Cause(gateway=usd_budget, key=NAMED, model="qwen3.7-flash"),
     "No account is configured (the gateway's own)": Cause(gateway=lambda world: world.gateway(accounts=False)),
     "A wrong client key (the gateway's own)": Cause(gateway=with_keys_file, key="sk-not-the-one"),
-    # inside a stream that has begun
-    "Qwen's stream times out (`midstream504`)": faulted("midstream504"),
+    # inside a stream that has begun: a break the gateway continues (partial mode) only ends it when it cannot
+    "Qwen's stream times out, and each of its two continuations too (`midstream504` ×3)": faulted("midstream504",
+                                                                                                  count=3),
     # the account cools down for seconds after it: the next request would meet the cooldown, not Qwen's stream
-    "Qwen throttles inside the stream (`error_finish`)": Cause(before=lambda emu: emu.fault("error_finish"),
-                                                               fresh=True),
-    "Qwen cuts the stream (`reset_midstream`)": faulted("reset_midstream"),
+    "Qwen throttles inside the stream, and no other account serves the model (`error_finish`)":
+        Cause(before=lambda emu: emu.fault("error_finish"), fresh=True),
+    "Qwen cuts the stream, and each of its two continuations too (`reset_midstream` ×3)": faulted("reset_midstream",
+                                                                                                 count=3),
 }
 
 

@@ -149,7 +149,7 @@ def test_only_storage_opens_a_database():
                if not name.startswith(STORAGE) and wing(name) != "cli"}
     assert {name: found for name, found in outside.items() if found} == {}
     assert {name for name, (path, _) in modules().items() if name.startswith(STORAGE) and _opens_a_database(path)} \
-        == {f"{STORAGE}.{m}" for m in ("sqlite", "pg", "pg_faults")}
+        == {f"{STORAGE}.{m}" for m in ("sqlite", "pg", "pg_faults", "pg_follow")}  # pg_follow: the one LISTEN
 
 
 def _patches(path: Path) -> list[str]:

@@ -67,6 +67,7 @@ class Model:
     video: bool = False
     search: bool = False
     stream_only: bool = False
+    partial: bool = False  # Model Studio's partial mode: goes on from an answer's prefix (non-thinking mode)
     web: bool = False
     plans: tuple[str, ...] = ()
     released: str | None = None

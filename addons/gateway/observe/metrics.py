@@ -94,6 +94,7 @@ KINDS = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily, "histogram"
 
 class Metrics(Observer):
     content_type = CONTENT_TYPE_LATEST
+    counts_bills = True  # a batch's bill: its tokens and cost counted
 
     def __init__(self) -> None:
         self.enabled = True

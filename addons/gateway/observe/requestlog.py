@@ -29,6 +29,7 @@ from mitmproxy.log import LegacyLogEvents
 from mitmproxy.net.http import url
 
 from ..errors import MITMPROXY_REFUSED
+from ..exchange import RetryReason
 from ..jsonio import valid_text
 from ..observer import (Observer, cache_write_tokens, cached_tokens, endpoint_name, error_code, error_text, own_api,
                         status_of)
@@ -99,6 +100,8 @@ def format_line(ex: Exchange) -> str:
     parts.append(f"total={ms:.0f}ms" if ms < 1000 else f"total={ms / 1000:.2f}s")
     if ex.attempt.retries:
         parts.append(f"retries={len(ex.attempt.retries)}")
+        if continued := sum(r.reason is RetryReason.CONTINUED for r in ex.attempt.retries):  # a broken stream mended
+            parts.append(f"continued={continued}")
     code, message = error_code(ex), safe_message(error_text(ex), MESSAGE_CHARS)
     if code:
         parts.append(f"error={code}")
@@ -169,6 +172,7 @@ class RequestLine(Observer):
     and is not even formatted when no other handler would show it (`-q`, termlog_verbosity=warn)."""
 
     waits_for_estimate = True
+    counts_bills = True  # a batch's bill gets its line too
 
     def running(self) -> None:
         for handler in logging.getLogger().handlers:

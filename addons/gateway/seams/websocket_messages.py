@@ -16,7 +16,9 @@ what a frame costs to hold however small — is compared with the limit. Over it
 gateway's error event (`Bound.refusal`, in the Responses WebSocket's format) and a close with 1009 (message too
 big), the server side is closed, the flow ends as a closed WebSocket does (`websocket_end`), and what the client
 still sends is read and dropped, at most DISCARD_LIMIT, so that a client that writes its whole message before it
-reads still reads the refusal; then its connection is closed. Nothing of the refused message is kept.
+reads still reads the refusal; then its connection is closed. Nothing of the refused message is kept. The same
+size is handed to `Bound.gathering`, which counts it in the gateway's budget of bytes read ahead of turns and may
+refuse it the same way, with its own error event and close code.
 
 Not public API, and why: the gateway could answer its sockets' upgrade so that mitmproxy relays them as raw
 TCP (`flow.websocket = None` in the `response` hook: its `rawtcp` layer), and bound messages in its own server;
@@ -65,6 +67,9 @@ class Bound:
     size: int = DEFAULT_LIMIT  # bytes a message may hold (its payload and FRAME_COST per frame)
     owns: Callable[[http.HTTPFlow], bool] = lambda flow: False  # a flow to the gateway's own WebSocket server
     refusal: Callable[[http.HTTPFlow], str] | None = None  # the text message the client reads before the close
+    # the connection's next message holds this much so far: None, or (close code, text message) to refuse it (the
+    # gateway's budget of bytes read ahead of turns: api/responses/socket_budget.py)
+    gathering: Callable[[http.HTTPFlow, int], tuple[int, str] | None] = lambda flow, size: None
 
 
 _bound = Bound()
@@ -126,28 +131,31 @@ def _relay(self, held: _Held, event):
         if type(frames[-1]) is bytes:
             frames[-1] = bytearray(frames[-1])  # extended in place by mitmproxy's `+=` from now on
     yield from _original["relay"](self, event)
-    if from_client and getattr(self._handle_event, "func", None) is _relay \
-            and held.now(self.client_ws.frame_buf) > _bound.size:  # (still relaying: nobody closed meanwhile)
-        yield from _refuse(self)
+    if not from_client or getattr(self._handle_event, "func", None) is not _relay:
+        return  # (no longer relaying: somebody closed meanwhile)
+    size = held.now(self.client_ws.frame_buf)
+    if size > _bound.size:
+        text = _bound.refusal(self.flow) if _bound.refusal is not None else None
+        yield from _refuse(self, TOO_BIG, "message too big", text)
+    elif (refused := _bound.gathering(self.flow, size)) is not None:
+        yield from _refuse(self, refused[0], "read-ahead limit", refused[1])
 
 
-def _refuse(self):
+def _refuse(self, code: int, reason: str, text: str | None):
     flow, client, server = self.flow, self.client_ws, self.server_ws
     client.frame_buf = [b""]  # what was gathered goes now
-    reason = "message too big"
     record = flow.websocket
     if record is not None:
         record.timestamp_end, record.closed_by_client = time.time(), False
-        record.close_code, record.close_reason = TOO_BIG, reason
+        record.close_code, record.close_reason = code, reason
     if client.state is ConnectionState.OPEN:
-        text = _bound.refusal(flow) if _bound.refusal is not None else None
         if text is not None:
             if record is not None:
                 record.messages.append(websocket.WebSocketMessage(Opcode.TEXT, False, text.encode()))
             yield client.send2(wsproto.events.TextMessage(data=text))
-        yield client.send2(wsproto.events.CloseConnection(code=TOO_BIG, reason=reason))
+        yield client.send2(wsproto.events.CloseConnection(code=code, reason=reason))
     if server.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
-        yield server.send2(wsproto.events.CloseConnection(code=TOO_BIG, reason=reason))
+        yield server.send2(wsproto.events.CloseConnection(code=code, reason=reason))
     yield commands.CloseConnection(server.conn)
     yield ws_layer.WebsocketEndHook(flow)
     flow.live = False

@@ -23,7 +23,7 @@ from .option_table import (  # noqa: F401  (re-exported: the declarations' names
     DAY_S, DEFAULT_USER_AGENT, INTERCEPT_HOSTS, KEYS_ENV, MAX_TOKENS, MODEL_LENGTH, PATH_LENGTH, QWEN_CODE_VERSION,
     SPECS, YEAR_S, declare)
 from ..pricing.prices import PriceTable, builtin as builtin_prices, load as load_prices
-from ..storage.pg import driver_missing
+from ..storage.pg import check_url, driver_missing
 
 
 # mitmproxy's own options the network settings are read from (a change re-parses the Config)
@@ -67,6 +67,8 @@ class Config:
     max_head: int = 64 << 10
     head_timeout: float = 60
     websocket_idle_timeout: float = 300
+    websocket_read_ahead: int = 256 << 20  # qwen_websocket_read_ahead_mb (api/responses/socket_budget.py)
+    batch_poll: float = 60  # qwen_batch_poll: the gateway's own looks at its unfinished batches (api/batches/watch.py)
     token_count: bool = True
     token_count_exact: bool = False
     metrics: bool = True
@@ -78,6 +80,7 @@ class Config:
     web_flow_limit: int = 500
     network: net.Network = field(default_factory=net.Network)  # proxy and trusted CAs for the calls to Qwen
     prices: PriceTable = field(default_factory=builtin_prices)
+    state_listen_url: str = ""  # where the one LISTEN goes (qwen_state_listen_url; "": qwen_state_url)
 
     @property
     def state_dir(self) -> Path:
@@ -95,6 +98,14 @@ class Config:
 def normalise_host(host: str) -> str:
     """Host names compare case-insensitively and without the root's trailing dot (`api.openai.com.`)."""
     return host.strip().lower().rstrip(".")
+
+
+def _listen_url(url: str, state_url: str) -> str:
+    if url and not state_url:
+        raise ValueError("qwen_state_listen_url goes with qwen_state_url (the pooler it listens beside)")
+    if url:
+        check_url(url)  # its errors name qwen_state_url's rules, which are the same
+    return url
 
 
 def parse(o) -> Config:
@@ -119,6 +130,7 @@ def parse(o) -> Config:
         auth = replace(auth, proxy=network.proxy_url(auth.oauth_base_url), ca_file=network.ca_file,
                                    ca_dir=network.ca_dir, tls_verify=not network.insecure)
         prices = load_prices(o.qwen_prices_file.strip(), unpriced_as=o.qwen_unpriced_as)
+        listen_url = _listen_url(o.qwen_state_listen_url.strip(), auth.state_url)
     except ValueError as e:
         raise exceptions.OptionsError(str(e)) from e
     if auth.state_url and (missing := driver_missing()):
@@ -153,6 +165,8 @@ def parse(o) -> Config:
         max_head=o.qwen_max_header_kb << 10,
         head_timeout=o.qwen_head_timeout,
         websocket_idle_timeout=o.qwen_websocket_idle_timeout,
+        websocket_read_ahead=o.qwen_websocket_read_ahead_mb << 20,
+        batch_poll=o.qwen_batch_poll,
         token_count=o.qwen_token_count,
         token_count_exact=o.qwen_token_count_exact,
         metrics=o.qwen_metrics,
@@ -164,6 +178,7 @@ def parse(o) -> Config:
         web_flow_limit=o.qwen_web_flow_limit,
         network=network,
         prices=prices,
+        state_listen_url=listen_url,
     )
 
 

@@ -83,6 +83,11 @@ def _declarations() -> dict[str, OptionSpec]:
         "~/.pgpass or PGPASSWORD). Account state, refreshed logins, stored responses, the sealing key, web pins "
         "and the usage ledger are then shared by every gateway using that database. Default: SQLite files in "
         "the state folder.", kind="postgresql_url")
+    add("qwen_state_listen_url", str, "",
+        "Where the one session connection that listens for the other gateways' changes (LISTEN/NOTIFY) goes, "
+        "when qwen_state_url is a pooler in transaction mode (PgBouncer), which serves no LISTEN: the database "
+        "itself, postgresql://user@host:port/db (no password in it). Default: qwen_state_url.",
+        kind="postgresql_url")
     add("qwen_oauth_base_url", str, "", "Qwen OAuth server (default $QWEN_OAUTH_BASE_URL or https://chat.qwen.ai).", kind="url")
     add("qwen_api_base", str, "",
         "API base for OAuth tokens without resource_url (default $QWEN_API_BASE or DashScope's "
@@ -153,6 +158,11 @@ def _declarations() -> dict[str, OptionSpec]:
         "Seconds a Responses WebSocket may stay idle (no message from its client, no turn in progress) before the "
         "gateway closes it (1000, \"idle\"); a client opens a new one for its next turn (0: never). At most "
         f"{DAY_S} (a day): longer is never, and far beyond it the timer overflows.", minimum=0, maximum=DAY_S)
+    add("qwen_websocket_read_ahead_mb", int, 256,
+        "MiB of Responses WebSocket messages the gateway holds ahead of their turns' end, all connections together "
+        "(each connection: at most twice qwen_max_body_mb of it); a message past it is refused as it is read (an "
+        "error event, then close 1013 or 1008). 1 to 16384 (16 GiB): each byte held costs a few more parsed.",
+        minimum=1, maximum=16384)
     add("qwen_allowed_hosts", Sequence[str], [],
         "More host names the gateway answers for (Host header, browser Origin) besides localhost, loopback "
         "addresses, the address a client connected to, and qwen_intercept_hosts. DNS names: at most 253 "
@@ -193,6 +203,10 @@ def _declarations() -> dict[str, OptionSpec]:
         "A priced model whose price counts the requests that have none (on the account's billing, else "
         "pay-as-you-go international); empty: they are unpriced, and refused to a named key with a USD budget. "
         f"At most {MODEL_LENGTH} characters.", kind="optional_model", max_length=MODEL_LENGTH)
+    add("qwen_batch_poll", int, 60,
+        "Seconds between the gateway's own looks at the batches it holds that Qwen has not finished (or it has not "
+        "billed yet): a batch is billed when Qwen completes it, whether or not a client looks. 1 to "
+        f"{DAY_S} (a day).", minimum=1, maximum=DAY_S)
 
     return specs
 

@@ -1,11 +1,12 @@
 """Shared state on PostgreSQL (`qwen_state_url=postgresql://user@host:port/db`): what every shared store uses.
 
 - The URL's rules (pg_url.py, re-exported here): `check_url`, `shown`, `placeholders`, `advisory_key`.
-- `Database`: one URL; an `AsyncConnectionPool` opened on the running event loop (the gateway's stores:
-  no network round trip ever blocks mitmproxy's loop) and plain connections for threads and commands
-  (the usage ledger's writer thread, `qwen-usage`).
-- `migrate`: each store brings its own numbered schema steps; `schema_version` remembers how far each
-  component got, and an advisory lock makes two gateways starting at once take turns.
+- `Database`: one URL, one object per process (every store shares it): one event-loop pool (POOL_MAX; no
+  round trip ever blocks mitmproxy's loop), plain connections for threads and commands, and one session that
+  LISTENs for every store (pg_follow.py), to `qwen_state_listen_url` when set: the pool may sit behind
+  PgBouncer in transaction mode (locks are transaction-scoped, nothing is prepared on the server).
+- `migrate`: each store's numbered schema steps; `schema_version` says how far each component got, and an
+  advisory lock makes two gateways starting at once take turns.
 - Faults (health.py, pg_faults.py): a database that cannot be reached (whatever the driver raises), restarts,
   hangs (no answer within DEADLINE_S), runs out of room or turns read-only — at connection, migration or any
   statement — is one `StateUnavailable`, logged once per outage by the URL's `Health`; while it is away every
@@ -13,8 +14,7 @@
   pool (a restart) is replaced once, transparently; the probe (a session and a write) notices the return within
   PROBE_S and the pool is made anew (psycopg_pool's own reconnection backs off to minutes).
 
-psycopg 3 is an optional dependency (the `postgres` extra): imported only when a URL is set.
-"""
+psycopg 3 is an optional dependency (the `postgres` extra): imported only when a URL is set."""
 
 from __future__ import annotations
 
@@ -39,6 +39,9 @@ from .pg_faults import DEADLINE_S, STATEMENT_MS, cause, writable
 from .pg_faults import deadline as deadline  # the stores import these from here
 from .pg_faults import unavailable as unavailable
 from .pg_schema import migrate_sync as migrate_sync
+from .pg_follow import CHANNEL as CHANNEL
+from .pg_follow import CONNECT_S, NO_PREPARE, Listener
+from .pg_follow import listen_through as listen_through
 from .health import Health, StateUnavailable, health_of
 
 log = logging.getLogger("qwen")
@@ -48,9 +51,8 @@ logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 logging.getLogger("psycopg").setLevel(logging.ERROR)  # and psycopg's note of each pipeline a failed batch ended
 T = TypeVar("T")
 
-CHANNEL = "qwen_state"  # NOTIFY channel: payload "<kind>:<key>" (kind: account, credential)
+POOL_MAX = 6  # the connections a gateway's stores share at most (docs/deploy.md: sizing)
 POOL_WAIT_S = DEADLINE_S  # a request waits at most this for a connection (the database hung: an error, not a hang)
-CONNECT_S = 3  # a new connection's connect_timeout (libpq's, whole seconds; a refused one fails at once)
 async def _configure(conn: Any) -> None:
     """A pooled connection's statements are cancelled by the server after STATEMENT_MS (a lock wait, a server
     too slow to serve): a clean error, before the client's own deadline cuts the connection."""
@@ -58,28 +60,43 @@ async def _configure(conn: Any) -> None:
 
 
 def _close_others(url: str) -> None:
-    """The pools of other URLs' databases closed: the gateway was pointed at `url` (a process uses one shared
-    database at a time), and a pool let go open leaves its workers for the collector to destroy mid-wait."""
+    """The pools of other URLs' databases closed: the gateway was pointed at `url` (one shared database at a
+    time), and a pool let go open leaves its workers for the collector to destroy mid-wait."""
     for db in [d for d in _pooled if isinstance(d, Database) and d.url != url]:
         with contextlib.suppress(RuntimeError):  # no event loop: nothing of it runs
             db.background(db.aclose(), "qwen: close the pool of a database no longer used")
 
 
+_databases: dict[str, Database] = {}  # one per URL per process: its stores share the pool and the listener
 class Database:
     """One PostgreSQL database. `pool()` is for the event loop (opened there, on first use); `connect()`
-    gives a plain connection for a thread or a command; `migrate` runs a component's schema steps once."""
+    gives a plain connection for a thread or a command; `migrate` runs a component's schema steps once;
+    `listener` is the process's one LISTEN on it."""
 
-    def __init__(self, url: str, *, max_size: int = 4) -> None:
-        self.url = check_url(url)
-        self.max_size = max_size
+    _made: bool
+    def __new__(cls, url: str, *, max_size: int = POOL_MAX) -> Database:
+        checked = check_url(url)
+        db = _databases.get(checked)
+        if db is None:
+            db = _databases[checked] = super().__new__(cls)
+            db._made = False
+        return db
+
+    def __init__(self, url: str, *, max_size: int = POOL_MAX) -> None:
+        if not self._made:  # else the process's object for this URL, made by another store
+            self._made = True
+            self.listener = Listener(self)
+            self.url, self.max_size = check_url(url), max_size
+            self._pool: Any = None
+            self._pool_outage = 0  # the health's outage count when the pool was opened: older pools are stale
+            self._pool_lock: asyncio.Lock | None = None
+            self._migrated: set[tuple[str, int]] = set()  # (component, steps) brought up to date
+            self._mlock = threading.Lock()
+            self._tasks: set[asyncio.Task] = set()
+        # each store that opens it makes it the process's database again: a URL set and set back leaves no
+        # other's outage behind (its Health forgotten) and no other's pool open
         self.health: Health = health_of(f"pg:{self.url}", f"the shared database {shown(self.url)}",
                                         "shared state database", lambda: writable(self.url), replaces="pg:")
-        self._pool: Any = None
-        self._pool_outage = 0  # the health's outage count when the pool was opened: older pools are stale
-        self._pool_lock: asyncio.Lock | None = None
-        self._migrated: set[str] = set()
-        self._mlock = threading.Lock()
-        self._tasks: set[asyncio.Task] = set()
         _close_others(self.url)
 
     def __repr__(self) -> str:
@@ -106,14 +123,14 @@ class Database:
         # No connection is an outage whatever the driver raises: an OperationalError, a ProgrammingError for an
         # option libpq refuses, a UnicodeError for a host name the resolver refuses (so in `_reach`, `listen`)
         try:
-            return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_S)
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_S, **NO_PREPARE)
         except Exception as e:
             raise self.lost(e) from None
 
     def migrate(self, component: str, steps: Sequence[str]) -> None:
         """Blocking (call from a thread, or a command)."""
         with self._mlock:
-            if component in self._migrated:
+            if (component, len(steps)) in self._migrated:
                 return
             with self.connect() as conn:
                 try:  # no deadline: an index built over a large table may take minutes
@@ -122,10 +139,10 @@ class Database:
                     if unavailable(e):
                         raise self.lost(e) from None
                     raise
-            self._migrated.add(component)
+            self._migrated.add((component, len(steps)))
 
     async def amigrate(self, component: str, steps: Sequence[str]) -> None:
-        if component not in self._migrated:
+        if (component, len(steps)) not in self._migrated:
             await asyncio.to_thread(self.migrate, component, steps)
 
     async def pool(self) -> Any:
@@ -145,7 +162,7 @@ class Database:
                 outage = self.health.outages
                 await self._reach()  # one attempt, failing at once when nothing listens (the pool would retry)
                 pool = AsyncConnectionPool(self.url, min_size=1, max_size=self.max_size, open=False, timeout=POOL_WAIT_S,
-                                           kwargs={"autocommit": True, "connect_timeout": CONNECT_S},
+                                           kwargs={"autocommit": True, "connect_timeout": CONNECT_S, **NO_PREPARE},
                                            configure=_configure, name="qwen-state")
                 try:
                     await pool.open(wait=True, timeout=CONNECT_S)
@@ -162,7 +179,8 @@ class Database:
         import psycopg
 
         try:
-            conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=CONNECT_S)
+            conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=CONNECT_S,
+                                                         **NO_PREPARE)
         except Exception as e:
             raise self.lost(e) from None
         await conn.close()
@@ -200,7 +218,8 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Any]:
-        """A pooled connection held for a block (a session-level lock), checked first: one the server ended
+        """A pooled connection held for a block in one transaction (its locks transaction-scoped: they hold
+        through a transaction-mode pooler too, and end with the block), checked first: one the server ended
         while it sat in the pool is replaced, once. The database away is StateUnavailable, in the block too."""
         for attempt in (1, 2):
             pool = await self.pool()
@@ -208,7 +227,8 @@ class Database:
                 async with pool.connection() as conn:
                     try:
                         with deadline(conn) as clock:
-                            await conn.execute("SET statement_timeout = 0")  # the block may wait on a lock
+                            await conn.execute("BEGIN")
+                            await conn.execute("SET LOCAL statement_timeout = 0")  # the block may wait on a lock
                     except Exception as e:
                         if clock.expired:
                             raise self.hung() from None
@@ -218,9 +238,9 @@ class Database:
                         raise
                     try:
                         yield conn
-                    finally:  # a broken connection leaves the pool anyway
+                    finally:  # the transaction ends with the block (a broken connection leaves the pool anyway)
                         with contextlib.suppress(Exception), deadline(conn):
-                            await _configure(conn)
+                            await conn.execute("COMMIT")
                     return
             except Exception as e:
                 if unavailable(e):
@@ -245,22 +265,6 @@ class Database:
             return list(await cur.fetchall())
 
         return await self.run(work)
-
-    async def listen(self) -> Any:
-        """A connection of its own that LISTENs on CHANNEL (the caller iterates `notifies` and closes it)."""
-        import psycopg
-
-        self.available()
-        try:
-            conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=CONNECT_S)
-        except Exception as e:
-            raise self.lost(e) from None
-        try:
-            await conn.execute(f"LISTEN {CHANNEL}")
-        except psycopg.OperationalError as e:
-            await conn.close()
-            raise self.lost(e) from None
-        return conn
 
     def background(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
         """`coro` as a task on the running loop, held until it ends (a write off the caller's path). Raises

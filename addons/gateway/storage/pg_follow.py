@@ -1,5 +1,7 @@
-"""`Database.follow`: a store's local copy kept in step with the shared database (NOTIFY, and a full reload
-now and then), through restarts and outages."""
+"""`Database.follow`: a store's local copy kept in step with the shared database (NOTIFY, and a full reload now
+and then), through restarts and outages — every store of a process on ONE session connection that LISTENs
+(`Listener`), whatever the stores: a gateway asks one session of the database, and its pool can sit behind a
+transaction-mode pooler (PgBouncer) while that one connection goes direct (`qwen_state_listen_url`)."""
 
 from __future__ import annotations
 
@@ -11,48 +13,150 @@ from typing import Any
 
 from .health import PROBE_S, StateUnavailable
 from .pg_faults import unavailable
+from .pg_url import check_url
 
 log = logging.getLogger("qwen")
-CLOSE_S = 2.0  # closing a follower's connection, at most
+CHANNEL = "qwen_state"  # NOTIFY channel: payload "<kind>:<key>" (kind: account, credential, key, fact, …)
+CONNECT_S = 3  # a new connection's connect_timeout (libpq's, whole seconds; a refused one fails at once)
+# a transaction-mode pooler hands each transaction another server session: no statement prepared on one
+NO_PREPARE: dict[str, Any] = {"prepare_threshold": None}
+_listen_urls: dict[str, str] = {}  # qwen_state_url -> qwen_state_listen_url
 
 
-async def follow(db: Any, component: str, steps: Sequence[str], kind: str, reload: Callable[[str | None], Awaitable[None]],
-                 *, every: float, what: str, ready: asyncio.Event | None = None) -> None:
-    """Keep a local copy in step with the database `db` (pg.Database), for ever (a task of its own): migrate,
-    `reload(None)` (everything), then `reload(key)` for each NOTIFY "<kind>:<key>", and `reload(None)` again
-    every `every` seconds (a lost notification). The database away: the whole again once it is back (the Health says it
-    once); another failure is logged (`what`) and the whole retried after `every`."""
-    while True:
-        conn = notes = None
-        try:
-            await db.amigrate(component, steps)
-            conn = await db.listen()
-            await reload(None)
-            if ready is not None:
-                ready.set()
-            while True:
-                notes = conn.notifies(timeout=every)
+def listen_through(url: str, listen_url: str) -> None:
+    """The LISTEN of `url`'s database made to `listen_url` (the database itself, when `url` is a pooler in
+    transaction mode); "" listens through `url`."""
+    if listen_url:
+        _listen_urls[check_url(url)] = check_url(listen_url)
+    else:
+        _listen_urls.pop(url, None)
+CLOSE_S = 2.0  # closing the listener's connection, at most
+RETRY_S = 5.0  # after a failure that is no outage, the listener tries again this much later
+
+Reload = Callable[[str | None], Awaitable[None]]
+
+
+class Listener:
+    """The process's one LISTEN on a database: each notification "<kind>:<key>" handed to the reloads of that
+    kind (`reload(key)`), and, each time it (re)connects, every reload told to read everything (`reload(None)`):
+    what changed while nothing listened is read then. Runs while a follower is registered."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.kinds: dict[str, list[Reload]] = {}
+        self.task: asyncio.Task | None = None
+        self.connections = 0  # how many times it connected (a test counts them)
+
+    def add(self, kind: str, reload: Reload) -> None:
+        self.kinds.setdefault(kind, []).append(reload)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run(), name="qwen: the shared database's LISTEN")
+
+    def remove(self, kind: str, reload: Reload) -> None:
+        found = self.kinds.get(kind, [])
+        if reload in found:
+            found.remove(reload)
+        if not found:
+            self.kinds.pop(kind, None)
+        if not self.kinds and self.task is not None:
+            self.task.cancel()
+            self.task = None
+
+    async def _run(self) -> None:
+        while True:
+            conn = notes = None
+            try:
+                conn = await self._connect()
+                self.connections += 1
+                await self._everything()  # what changed before this LISTEN began (or while it was away)
+                notes = conn.notifies()
                 async for note in notes:
-                    got, _, key = note.payload.partition(":")
-                    if got == kind:
-                        await reload(key)
-                await reload(None)
-        except asyncio.CancelledError:
-            raise
+                    kind, _, key = note.payload.partition(":")
+                    for reload in list(self.kinds.get(kind, ())):
+                        await _safely(reload, key)
+                raise ConnectionError("the notifications ended")  # a closed connection: listened to again
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                if isinstance(e, StateUnavailable) or unavailable(e):
+                    if not isinstance(e, StateUnavailable):
+                        self.db.lost(e)  # the listener is often the first to see a restart
+                    await asyncio.sleep(PROBE_S)  # refused at once (no network) until the probe sees it back
+                else:
+                    log.warning("qwen: listening to the shared database: %s (again in %.0f s)", type(e).__name__,
+                                RETRY_S)
+                    await asyncio.sleep(RETRY_S)
+            finally:
+                # the notifications' generator holds the connection's lock until it is closed: closed first, or
+                # the connection's close waits for it for ever (a cancelled task that never ends: the event
+                # loop's shutdown hung on it under load); and neither may wait long
+                with contextlib.suppress(Exception):
+                    if notes is not None:
+                        await asyncio.wait_for(notes.aclose(), CLOSE_S)
+                    if conn is not None:
+                        await asyncio.wait_for(conn.close(), CLOSE_S)
+
+    async def _connect(self) -> Any:
+        """A connection of its own that LISTENs on CHANNEL, to the listen URL when one is set."""
+        import psycopg
+
+        self.db.available()
+        try:
+            conn = await psycopg.AsyncConnection.connect(_listen_urls.get(self.db.url, self.db.url), autocommit=True,
+                                                         connect_timeout=CONNECT_S, **NO_PREPARE)
         except Exception as e:
-            if isinstance(e, StateUnavailable) or unavailable(e):
-                if not isinstance(e, StateUnavailable):
-                    db.lost(e)  # the listener is often the first to see a restart
-                await asyncio.sleep(PROBE_S)  # tried again: refused at once (no network) until the probe sees it back
-            else:
-                log.warning("qwen: %s: %s (retrying in %.0f s)", what, type(e).__name__, every)
+            raise self.db.lost(e) from None
+        try:
+            await conn.execute(f"LISTEN {CHANNEL}")
+        except psycopg.OperationalError as e:
+            await conn.close()
+            raise self.db.lost(e) from None
+        return conn
+
+    async def _everything(self) -> None:
+        for reloads in list(self.kinds.values()):
+            for reload in list(reloads):
+                await _safely(reload, None)
+
+
+async def _safely(reload: Reload, key: str | None) -> None:
+    """A reload's failure is its store's (its follower reads everything again on its own schedule): never the
+    listener's end."""
+    try:
+        await reload(key)
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:
+        log.debug("qwen: a shared store could not read a change: %s", type(e).__name__)
+
+
+async def follow(db: Any, component: str, steps: Sequence[str], kind: str, reload: Reload, *, every: float,
+                 what: str, ready: asyncio.Event | None = None) -> None:
+    """Keep a local copy in step with the database `db` (pg.Database), for ever (a task of its own): migrate,
+    `reload(None)` (everything), then `reload(key)` for each NOTIFY "<kind>:<key>" (the database's one
+    `Listener`), and `reload(None)` again every `every` seconds (a lost notification). The database away: the
+    whole again once it is back (the Health says it once); another failure is logged (`what`) and the whole
+    retried after `every`."""
+    registered = False
+    try:
+        while True:
+            try:
+                await db.amigrate(component, steps)
+                if not registered:
+                    db.listener.add(kind, reload)
+                    registered = True
+                await reload(None)
+                if ready is not None:
+                    ready.set()
                 await asyncio.sleep(every)
-        finally:
-            # the notifications' generator holds the connection's lock until it is closed: closed first, or
-            # the connection's close waits for it for ever (a cancelled task that never ends: the event
-            # loop's shutdown hung on it under load); and neither may wait long
-            with contextlib.suppress(Exception):
-                if notes is not None:
-                    await asyncio.wait_for(notes.aclose(), CLOSE_S)
-                if conn is not None:
-                    await asyncio.wait_for(conn.close(), CLOSE_S)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                if isinstance(e, StateUnavailable) or unavailable(e):
+                    await asyncio.sleep(PROBE_S)
+                else:
+                    log.warning("qwen: %s: %s (retrying in %.0f s)", what, type(e).__name__, every)
+                    await asyncio.sleep(every)
+    finally:
+        if registered:
+            db.listener.remove(kind, reload)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..accounts import Capability
+from ..models.learned import INPUT
 from ..models.routes import FAST, IMAGES, LONG, VISION, Routed, has_image, is_fast, long_target, window
 from ..observer import endpoint_name
 from ..tokens import SAMPLED
@@ -26,11 +27,13 @@ from .context_overflow import PROMPT_PARAMS, ContextOverflow, prompt_tokens
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
+    from ..models.learned import LearnedFacts
     from ..settings.config import Config
 
 
-async def route(ex: Exchange, config: Config) -> None:
-    """Sets `ex.routed` when a rule of `config.routes` applies to the request."""
+async def route(ex: Exchange, config: Config, learned: LearnedFacts | None = None) -> None:
+    """Sets `ex.routed` when a rule of `config.routes` applies to the request; `learned`: the longest prompts
+    Qwen's refusals named (models/learned.py), over the catalogue's."""
     endpoint = ex.endpoint
     if endpoint is None or getattr(endpoint, "capability", Capability.CHAT) is not Capability.CHAT:
         return
@@ -41,6 +44,8 @@ async def route(ex: Exchange, config: Config) -> None:
     rule = routes.rule(LONG, dialect, key, agent)
     model = config.models.resolve(ex.requested_model)
     own = window(model)
+    if learned is not None and (taught := learned.value(model, INPUT)) is not None:
+        own = taught  # Qwen's own word, while it holds
     if own is not None and _may_exceed(ex, own, images):
         tokens = await prompt_tokens(ex)
         if tokens is not None and _over(ex, tokens, own):

@@ -33,12 +33,13 @@ from ..exchange import Exchange
 from ..local_answers import json_response
 from ..interfaces import StreamTranslator, UpstreamAnswer
 from ..sse import encode as sse_encode
-from .stream_rewriter import stream_error
+from .stream_rewriter import StreamRewriter, stream_error
 from . import Send, Transport
 from .stopping import Cuts, Stopping
 from .kept_before_end import park_until_kept, until_kept
 from .settlement import Settlement
 from .client_watch import ClientWatch
+from .continuation import Resume, going_on
 from .whole_answer import OpenUpstream, as_stream_failure, fetch_whole, stream_rewriter, translated
 
 log = logging.getLogger("qwen")
@@ -53,8 +54,9 @@ LEFT = "Client disconnected before the answer: the upstream request was cancelle
 
 class Turns:
     def __init__(self, *, open_upstream: OpenUpstream, checks: Sequence[Check], observers: Observers,
-                 settlement: Settlement, idle_timeout: Callable[[], float]) -> None:
+                 settlement: Settlement, idle_timeout: Callable[[], float], resume_upstream: Resume | None = None) -> None:
         self.open_upstream = open_upstream
+        self.resume_upstream = resume_upstream  # the engine's continuation of a broken stream (turn/continuation.py)
         self.checks = checks
         self.observers = observers
         self.settlement = settlement
@@ -178,20 +180,23 @@ class Turns:
         flow = self.settlement.flows.get(ex.id)
         if flow is not None:
             self.observers.notify("stream_started", ex, flow)
+        going = going_on(ex, rw, self.resume_upstream, self.settlement.pool)  # None: a break ends the stream
+        answer: UpstreamAnswer | None = resp
         try:
             with self.cuts.running():
-                async for chunk in resp.aiter_raw():  # to its end, past [DONE]: the connection goes back to the pool
-                    if chunk and (out := rw(chunk)):
-                        await send(out)
+                while answer is not None:
+                    await relayed(answer, rw, send)
+                    answer = await going.next(send) if going is not None and rw.broken is not None else None
         except Stopping as e:  # cut short by a stopping gateway (cut.py): the client's error event
-            await send(rw(sse_encode({"error": stream_error(e.message, "gateway_shutting_down")})))
+            await send(rw.ended(stream_error(e.message, "gateway_shutting_down")))
         except UpstreamTimeout:
-            await send(rw(sse_encode({"error": stream_error(
+            await send(rw.ended(stream_error(
                 f"Qwen sent nothing for {self.idle_timeout():g} s: the gateway ended the stream "
-                "(qwen_stream_idle_timeout).", "stream_idle_timeout")})))
-        except ConnectionFailed as e:
-            await send(rw(sse_encode({"error": stream_error(f"Qwen broke off the stream: {e}.",
-                                                            "upstream_connection_error")})))
+                "(qwen_stream_idle_timeout).", "stream_idle_timeout")))
+        finally:
+            if going is not None:
+                await going.close()
+                going.settled()
         if rw.held is not None:  # the final events wait for the answer to be kept
             await until_kept(ex, "a stream")
         await send(rw(b""))
@@ -206,6 +211,24 @@ class Turns:
     def finish(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         """The record on the flow and the observers told: every turn ends here."""
         self.settlement.finish(flow, ex)
+
+
+async def relayed(resp: UpstreamAnswer, rw: StreamRewriter, send: Send) -> None:
+    """One upstream answer's events into the client's, each sent at once, to its end (past [DONE]: the connection
+    goes back to the pool) or to a break the rewriter holds for a continuation (the rest is not read)."""
+    try:
+        async for chunk in resp.aiter_raw():
+            if chunk and (out := rw(chunk)):
+                await send(out)
+            elif rw.broken is not None:
+                return
+        if not rw.finished and (out := rw.upstream_end()):
+            await send(out)
+    except UpstreamTimeout:
+        raise
+    except ConnectionFailed as e:
+        await send(rw(sse_encode({"error": stream_error(f"Qwen broke off the stream: {e}.",
+                                                        "upstream_connection_error")})))
 
 
 async def until_counted(ex: Exchange) -> None:

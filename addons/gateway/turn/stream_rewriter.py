@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from .. import jsonio
+from .. import jsonio, sse
 from ..errors import ErrorKind, UpstreamError, openai_type
 from ..interfaces import ChunkSource, StreamTranslator
 from ..sse import SSEDecoder
@@ -50,6 +50,10 @@ class StreamRewriter:
         # `park` is also called when the stream fails (nothing to keep: `error` is set).
         self.park: Callable[[], None] | None = None
         self.held: list[bytes] | None = None
+        # Set when the turn may continue the answer (turn/continuation.py): asked at a break whether it will; if
+        # so the break is held in `broken` (the client hears nothing of it) until the turn continues or gives up.
+        self.mend: Callable[[dict], bool] | None = None
+        self.broken: dict | None = None
 
     def __call__(self, chunk: bytes) -> list[bytes]:
         self.last_upstream_at = time.monotonic()
@@ -61,11 +65,14 @@ class StreamRewriter:
         if chunk == b"" and self.held is not None:  # the end of the stream: the parked final events
             out, self.held = out + self.held, None
         if out:
-            now = time.monotonic()
-            self.first_byte_at = self.first_byte_at or now
-            self.last_byte_at = now
-            self._capture(out)
+            self._sent(out)
         return out
+
+    def _sent(self, out: list[bytes]) -> None:
+        now = time.monotonic()
+        self.first_byte_at = self.first_byte_at or now
+        self.last_byte_at = now
+        self._capture(out)
 
     def run(self, body: bytes) -> bytes:
         """Translate a whole buffered stream (a retried request's answer)."""
@@ -85,7 +92,7 @@ class StreamRewriter:
             if self.normalizer.finish_reasons:
                 out += self._finish()  # complete answer, only [DONE] missing
             else:
-                out += self._fail(stream_error("Qwen ended the stream before the answer was complete."))
+                out += self._broke(stream_error("Qwen ended the stream before the answer was complete."))
         return out
 
     def _event(self, data: str) -> list[bytes]:
@@ -101,13 +108,13 @@ class StreamRewriter:
             return []
         if isinstance(obj, dict) and obj.get("error") and not obj.get("choices"):
             self.upstream_error = self.normalizer.fault(obj["error"])
-            return self._fail(_as_openai_error(obj["error"], self.upstream_error))
+            return self._broke(_as_openai_error(obj["error"], self.upstream_error))
         out: list[bytes] = []
         for chunk in self.normalizer.feed(obj):
             out += self.translator.feed(chunk)
         if self.normalizer.error_text is not None:
             err = self.upstream_error = self.normalizer.fault(self.normalizer.error_text)
-            out += self._fail(stream_error(err.message, err.code or "upstream_error", openai_type(err.type)))
+            out += self._broke(stream_error(err.message, err.code or "upstream_error", openai_type(err.type)))
         return out
 
     @property
@@ -135,6 +142,43 @@ class StreamRewriter:
         out = self.translator.fail(error)
         if self.park is not None:
             self._parked()
+        return out
+
+    def _broke(self, error: dict) -> list[bytes]:
+        """Qwen's answer broke off: held when the turn will continue it (`mend`), else the client's error."""
+        if self.mend is not None and self.mend(error):
+            self.finished, self.broken = True, error
+            return []
+        return self._fail(error)
+
+    def upstream_end(self) -> list[bytes]:
+        """An upstream answer ended before the stream did: complete (only [DONE] missing), or cut off."""
+        out = self._process(b"")
+        if out:
+            self._sent(out)
+        return out
+
+    def resume(self) -> None:
+        """A continuation's stream follows the broken one (its chunk source put in place by the turn)."""
+        self.decoder, self.finished, self.broken, self.upstream_error = SSEDecoder(), False, None, None
+
+    def give_up(self) -> list[bytes]:
+        """The held break goes to the client after all: the answer was not continued."""
+        error, self.broken, self.mend = self.broken, None, None
+        return self._ended(error) if error is not None else []
+
+    def ended(self, error: dict) -> list[bytes]:
+        """The gateway ends the stream itself (it is stopping, Qwen is silent): the client's error, never continued."""
+        self.mend = None
+        if self.broken is None:
+            return self(sse.encode({"error": error}))
+        self.broken = None
+        return self._ended(error)
+
+    def _ended(self, error: dict) -> list[bytes]:
+        out = self._fail(error)
+        if out:
+            self._sent(out)
         return out
 
     def unkept(self, error: dict) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from .. import jsonio
 from ..models import catalogue, suggestions
@@ -65,13 +65,17 @@ class UpstreamEngine:
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def open(self, ex: Exchange) -> UpstreamAnswer:
+    async def open(self, ex: Exchange, going_on: tuple[str, str] | None = None) -> UpstreamAnswer:
         """Send the exchange to Qwen; return the answer with its headers read and its body still streaming.
-        Raises GatewayError (in OpenAI's format) when no attempt succeeds."""
-        await self.policy.acquire(ex)
+        Raises GatewayError (in OpenAI's format) when no attempt succeeds. `going_on`: (model, prefix) of an answer
+        continued on the account already chosen (`resume`)."""
+        if going_on is None:
+            await self.policy.acquire(ex)
         reconnected = False
         while True:
             upstream, base = self._body(ex)
+            if going_on is not None:
+                _going_on(ex, upstream, *going_on)
             assert ex.attempt.cred is not None
             if ex.key.usd_budget:  # the model as it will be sent (routes applied), on this account: before the wire
                 self.usd_budget_check(ex)
@@ -114,6 +118,14 @@ class UpstreamEngine:
             elif err.kind == PLAN_REFUSED and self.policy.pool is not None:  # counted for /health (auth/pool_status)
                 self.policy.pool.report(ex.account, Outcome.PLAN_REFUSED, detail=ex.client.user_agent)
             await self.policy.recover(ex, err)
+
+    async def resume(self, ex: Exchange, prefix: str, exclude: Collection[str] = ()) -> UpstreamAnswer:
+        """The exchange's request sent again going on from `prefix`, the answer its client already has (the
+        upstream's partial mode; turn/continuation.py): on its account, or on another when `exclude` leaves that
+        one out. Raises GatewayError when no account can."""
+        if exclude:
+            await self.policy.acquire(ex, exclude)
+        return await self.open(ex, (ex.attempt.model, prefix))
 
     def _unknown_model(self, ex: Exchange, err: UpstreamError) -> UpstreamError:
         pool = self.policy.pool
@@ -204,6 +216,17 @@ class UpstreamEngine:
         read = (config.stream_idle_timeout or None) if ex.stream else (config.upstream_timeout or None)
         ex.attempt.sent = jsonio.dumps(wire.body)  # kept: the cache doctor reads the prompt in it again
         return wire.url, headers, ex.attempt.sent, read
+
+
+def _going_on(ex: Exchange, upstream: Upstream, model: str, prefix: str) -> None:
+    """The body built for this account made a continuation of `model`'s answer from `prefix`; an account that
+    would send another model, its own API or a body partial mode cannot serve is refused."""
+    body = None if ex.attempt.leg.passthrough or ex.attempt.model != model else \
+        upstream.continued(ex.attempt.body or {}, prefix)
+    if body is None:
+        raise GatewayError(502, f"Account {ex.account} cannot go on with {model}'s answer (partial mode).",
+                           code="not_continued")
+    ex.attempt.body = body
 
 
 def _transport(e: ConnectionFailed) -> GatewayError:

@@ -151,6 +151,31 @@ def test_the_count_starts_again_with_each_message(bounded):
     assert bounded == [] and len(layer.flow.websocket.messages) == 8
 
 
+def test_a_message_past_the_read_ahead_budget_is_refused_as_it_is_read(bounded):
+    """`Bound.gathering` is told what the message holds after each read, and refuses with its own close code."""
+    sizes: list[int] = []
+
+    def gathering(flow, size):
+        sizes.append(size)
+        return (1013, json.dumps({"type": "error", "code": "server_overloaded"})) if size > LIMIT // 2 else None
+
+    websocket_messages.install(Bound(LIMIT, lambda flow: True, None, gathering))
+    layer, ctx = started()
+    feed(layer, ctx, client_frames(wsproto.events.TextMessage("b" * 100)))  # a whole message: counted, relayed
+    whole = client_frames(wsproto.events.TextMessage("a" * LIMIT))
+    cmds = []
+    for at in range(0, len(whole), 8192):
+        cmds = feed(layer, ctx, whole[at:at + 8192])
+        if cmds:
+            break
+    error, close = client_reads(sent_to(cmds, ctx.client))
+    assert json.loads(error.data)["code"] == "server_overloaded" and close.code == 1013
+    [server_close] = server_reads(sent_to(cmds, ctx.server))
+    assert server_close.code == 1013 and layer.flow.websocket.close_code == 1013
+    assert sizes[0] == FRAME_COST and sizes[1] < sizes[-1] and LIMIT // 2 < sizes[-1] <= LIMIT // 2 + 8192 + FRAME_COST
+    assert feed(layer, ctx, whole[at + 8192:]) == []  # the rest dropped
+
+
 def test_other_websockets_keep_mitmproxys_code(bounded):
     layer, ctx = started(owned=False)
     assert layer._handle_event == layer.relay_messages

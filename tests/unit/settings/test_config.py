@@ -97,7 +97,8 @@ def test_paths_are_used_as_they_were_checked_without_spaces_around_them(tmp_path
 
 def _field(option: str) -> str:
     """The Config field an int option fills (most drop `qwen_`; sizes are kept in bytes)."""
-    return {"qwen_max_body_mb": "max_body", "qwen_max_header_kb": "max_head"}.get(option, option.removeprefix("qwen_"))
+    return {"qwen_max_body_mb": "max_body", "qwen_max_header_kb": "max_head",
+            "qwen_websocket_read_ahead_mb": "websocket_read_ahead"}.get(option, option.removeprefix("qwen_"))
 
 
 def _touched(cfg: config.Config) -> tuple:

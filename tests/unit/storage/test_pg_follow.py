@@ -1,7 +1,9 @@
-"""`Database.follow` (storage/pg_follow.py), over a stand-in database: migrate, read everything, then one key per
-NOTIFY of the store's kind and everything again after each quiet `every`; the database away retried quietly
-(its Health says so), another failure logged and retried; the listening connection always closed, and never
-waited for long. tests/unit/storage/test_shared_state.py follows a real PostgreSQL."""
+"""`Database.follow` and the database's one `Listener` (storage/pg_follow.py), over a stand-in database: every
+store of a process on ONE listening connection (each NOTIFY handed to its kind's stores, everything read again
+each time it connects); each follower migrates, reads everything, then everything again each `every`; the
+database away retried quietly (its Health says so), another failure logged and retried; the listening
+connection always closed, never waited for long. tests/unit/storage/test_shared_state.py follows a real
+PostgreSQL, tests/e2e/test_e2e_many_gateways.py counts the sessions of real gateways."""
 
 from __future__ import annotations
 
@@ -14,29 +16,26 @@ import pytest
 
 from qwen_gateway.storage import pg_follow
 from qwen_gateway.storage.health import StateUnavailable
-from qwen_gateway.storage.pg_follow import follow
+from qwen_gateway.storage.pg_follow import Listener, follow
 
 
-class Listener:
-    """A LISTENing connection: each `notifies` pass yields the next batch of payloads, then ends (a quiet
-    `every`); with none left it waits for ever (or hangs on being closed, with `hang`)."""
+class Conn:
+    """A LISTENing connection: `notifies` yields its payloads, then waits for ever (or, with `end`, ends: the
+    connection lost); `close` hangs with `hang`."""
 
-    def __init__(self, batches: list[list[str]], hang: bool = False) -> None:
-        self.batches = batches
-        self.hang = hang
+    def __init__(self, payloads: list[str], hang: bool = False, end: bool = False) -> None:
+        self.payloads, self.hang, self.end = payloads, hang, end
         self.closed = self.notes_closed = False
-        self.timeouts: list[float] = []
 
-    def notifies(self, timeout: float):
-        self.timeouts.append(timeout)
-        return self._notes(self.batches.pop(0) if self.batches else None)
+    def notifies(self):
+        return self._notes()
 
-    async def _notes(self, batch):
+    async def _notes(self):
         try:
-            if batch is None:
-                await asyncio.Event().wait()
-            for payload in batch or ():
+            for payload in self.payloads:
                 yield SimpleNamespace(payload=payload)
+            if not self.end:
+                await asyncio.Event().wait()
         finally:
             self.notes_closed = True
 
@@ -47,92 +46,133 @@ class Listener:
 
 
 class DB:
-    def __init__(self, listeners: list, migrate_errors: list | None = None) -> None:
-        self.listeners = listeners
+    def __init__(self, conns: list, migrate_errors: list | None = None) -> None:
+        self.conns = conns
         self.migrate_errors = migrate_errors or []
         self.migrated: list[tuple] = []
         self.lost_with: list[BaseException] = []
+        self.listener = Listener(self)
+        self.listener._connect = self._connect  # type: ignore[method-assign]
+
+    async def _connect(self):
+        if not self.conns:
+            await asyncio.Event().wait()
+        return self.conns.pop(0)
 
     async def amigrate(self, component, steps):
         self.migrated.append((component, tuple(steps)))
         if self.migrate_errors:
             raise self.migrate_errors.pop(0)
 
-    async def listen(self):
-        return self.listeners.pop(0)
-
     def lost(self, e):
         self.lost_with.append(e)
 
 
-async def run_until(db, reloads: list, count: int, **kw) -> asyncio.Task:
-    async def reload(key):
-        reloads.append(key)
-    task = asyncio.create_task(follow(db, "keys", ["step"], "key", reload, every=kw.pop("every", 5.0),
-                                      what="named keys", **kw))
-    for _ in range(200):
-        if len(reloads) >= count:
-            break
+async def until(check, tries: int = 400) -> None:
+    for _ in range(tries):
+        if check():
+            return
         await asyncio.sleep(0.001)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    return task
 
 
-async def test_everything_then_each_key_its_kind_names_then_everything_again():
-    conn = Listener([["key:alice", "cap:qwen3-max", "key:bob", "key:"], []])
-    db, reloads, ready = DB([conn]), [], asyncio.Event()
-    await run_until(db, reloads, 6, ready=ready)
-    assert reloads == [None, "alice", "bob", "", None, None]  # another store's kind ("cap") is not ours
-    assert db.migrated == [("keys", ("step",))] and ready.is_set()
-    assert conn.timeouts[0] == 5.0
-    assert conn.notes_closed and conn.closed  # cancelled (shutdown): both closed
+def follower(db: DB, kind: str, seen: list, every: float = 5.0, **kw) -> asyncio.Task:
+    async def reload(key):
+        seen.append(key)
+    return asyncio.create_task(follow(db, kind, ["step"], kind, reload, every=every, what=f"{kind} store", **kw))
+
+
+async def stop(*tasks: asyncio.Task) -> None:
+    for task in tasks:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_every_store_on_one_connection_each_kind_to_its_own():
+    conn = Conn(["key:alice", "fact:qwen3-max", "key:bob", "account:a", "key:"])
+    db, keys, facts, ready = DB([conn]), [], [], asyncio.Event()
+    tasks = [follower(db, "key", keys, ready=ready), follower(db, "fact", facts)]
+    await until(lambda: len(keys) >= 5 and len(facts) >= 3)
+    await stop(*tasks)
+    # each follower's own first read, the listener's read of everything as it connected, then its own kind
+    assert [k for k in keys if k is not None] == ["alice", "bob", ""] and keys.count(None) == 2
+    assert [k for k in facts if k is not None] == ["qwen3-max"]
+    assert db.listener.connections == 1 and ready.is_set()
+    assert db.migrated == [("key", ("step",)), ("fact", ("step",))]
+    assert conn.notes_closed and conn.closed and db.listener.task is None  # the last follower gone: closed
+
+
+async def test_a_lost_connection_is_listened_to_again_and_everything_read(monkeypatch):
+    monkeypatch.setattr(pg_follow, "RETRY_S", 0.0)
+    first, second = Conn(["key:alice"], end=True), Conn(["key:bob"])
+    db, keys = DB([first, second]), []
+    task = follower(db, "key", keys)
+    await until(lambda: "bob" in keys)
+    await stop(task)
+    after_alice = keys[keys.index("alice") + 1:]
+    assert after_alice[0] is None and "bob" in after_alice  # what changed while nothing listened: read
+    assert db.listener.connections == 2 and first.closed
 
 
 async def test_the_database_away_is_retried_quietly(monkeypatch, caplog):
     monkeypatch.setattr(pg_follow, "PROBE_S", 0.0)
-    down = psycopg.OperationalError("connection refused")  # the listener is often the first to see it
-    db, reloads = DB([Listener([])], migrate_errors=[StateUnavailable("down"), down]), []
+    down = psycopg.OperationalError("connection refused")
+    db, keys = DB([Conn([])], migrate_errors=[StateUnavailable("down"), down]), []
     with caplog.at_level(logging.WARNING, "qwen"):
-        await run_until(db, reloads, 1)
-    assert reloads[:1] == [None] and len(db.migrated) == 3
-    assert db.lost_with == [down]  # told the database of the second; the first was its own Health's
+        task = follower(db, "key", keys)
+        await until(lambda: len(keys) >= 1)
+        await stop(task)
+    assert keys[:1] == [None] and len(db.migrated) == 3
     assert caplog.messages == []
 
 
 async def test_another_failure_is_logged_and_retried_after_every(caplog):
-    db, reloads = DB([Listener([])], migrate_errors=[ValueError("bad statement")]), []
+    db, keys = DB([Conn([])], migrate_errors=[ValueError("bad statement")]), []
     with caplog.at_level(logging.WARNING, "qwen"):
-        await run_until(db, reloads, 1, every=0.01)
-    assert reloads[:1] == [None] and db.lost_with == []
-    assert caplog.messages == ["qwen: named keys: ValueError (retrying in 0 s)"]
+        task = follower(db, "key", keys, every=0.01)
+        await until(lambda: len(keys) >= 1)
+        await stop(task)
+    assert keys[:1] == [None] and db.lost_with == []
+    assert caplog.messages == ["qwen: key store: ValueError (retrying in 0 s)"]
 
 
-async def test_a_failing_reload_closes_the_connection_and_starts_over(caplog):
-    first, second = Listener([["key:alice"]]), Listener([])
-    db = DB([first, second])
-    seen: list = []
+async def test_a_failing_reload_does_not_end_the_listening():
+    conn = Conn(["key:alice", "key:bob"])
+    db, seen = DB([conn]), []
 
     async def reload(key):
         seen.append(key)
         if key == "alice":
             raise KeyError("alice")
-    task = asyncio.create_task(follow(db, "keys", ["step"], "key", reload, every=0.01, what="named keys"))
-    for _ in range(200):
-        if len(seen) >= 3:
-            break
-        await asyncio.sleep(0.001)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert seen[:3] == [None, "alice", None]  # the whole read again on a new connection
-    assert first.notes_closed and first.closed and not db.listeners
+    task = asyncio.create_task(follow(db, "keys", ["step"], "key", reload, every=5.0, what="named keys"))
+    await until(lambda: "bob" in seen)
+    await stop(task)
+    assert "bob" in seen and db.listener.connections == 1
+
+
+async def test_a_restart_the_listener_sees_first_is_told_to_the_database(monkeypatch):
+    monkeypatch.setattr(pg_follow, "PROBE_S", 0.0)
+    down = psycopg.OperationalError("server closed the connection unexpectedly")
+    db, keys = DB([Conn([])]), []
+
+    async def refused():
+        raise down
+    connects = iter([refused, db._connect])
+    db.listener._connect = lambda: next(connects)()  # type: ignore[method-assign]
+    task = follower(db, "key", keys)
+    await until(lambda: db.listener.connections == 1)
+    await stop(task)
+    assert db.lost_with == [down]
 
 
 async def test_closing_a_connection_that_hangs_is_bounded(monkeypatch):
     monkeypatch.setattr(pg_follow, "CLOSE_S", 0.01)
-    conn = Listener([], hang=True)
-    db, reloads = DB([conn]), []
-    task = await run_until(db, reloads, 1)
-    assert task.cancelled() and reloads == [None] and conn.notes_closed and not conn.closed
+    conn = Conn([], hang=True)
+    db, keys = DB([conn]), []
+    task = follower(db, "key", keys)
+    await until(lambda: db.listener.connections == 1)
+    listening = db.listener.task
+    await stop(task)
+    with pytest.raises(asyncio.CancelledError):
+        await listening
+    assert conn.notes_closed and not conn.closed

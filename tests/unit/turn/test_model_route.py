@@ -160,3 +160,18 @@ def test_the_route_on_the_request_line_the_flow_and_the_record():
     assert ex.to_meta()["routed"] == {"reason": "long-context", "model": "qwen4-max", "rule": "long-context=sibling"}
     plain = exchange(model="gpt-4o", upstream_model="qwen3-coder-plus")
     assert "gpt-4o→qwen3-coder-plus acct=default" in format_line(plain) and "routed" not in plain.to_meta()
+
+
+async def test_a_longest_prompt_qwen_named_is_held_to_as_the_catalogues():
+    """Qwen's "Range of input length should be [1, N]" learned for a model the catalogue gives no window: the
+    next over-long prompt is answered here (and routed when a sibling takes it)."""
+    from qwen_gateway.models.learned import INPUT, LearnedFacts
+    learned = LearnedFacts()
+    learned.learn("qwen3-coder-plus", INPUT, 300_000)
+    ex = request(chat_body("1234567 " * 140_000), tokens=400_000, method="tiktoken")
+    with pytest.raises(context_overflow.ContextOverflow) as caught:
+        await model_route.route(ex, cfg(default_model="qwen3-coder-plus"), learned)
+    assert caught.value.limit == 300_000
+    ex = request(chat_body("1234567 " * 140_000), tokens=400_000, method="tiktoken")
+    await model_route.route(ex, cfg(default_model="qwen3-coder-plus"))  # nothing learned: Qwen decides
+    assert ex.routed is None

@@ -1,11 +1,13 @@
 """The local route of `/v1/files…` and `/v1/batches…`: each request made again to Model Studio's own API on the
 account that holds the object (a new upload or batch: the next pay-as-you-go key account), its answer handed back,
-the object owned by the named key that made it (store.py), and a finished batch's results billed once at the batch
-rate on the exchange that first sees the batch finished or first downloads them (the ledger's row, `endpoint`
-"batches").
+the object owned by the named key that made it (store.py), and a finished batch billed once at the batch rate, at
+the first look that finds it ended — a client's, or the gateway's own (watch.py) — as a ledger row of its own
+(bills.py).
 
 Qwen's answers are OpenAI's shapes already (its Files and Batch APIs are OpenAI-compatible): they pass as they
-are, but for a results file's lines (lines.results_back) and the owner's filter on lists."""
+are, but for a results file's lines (lines.results_back) and the owner's filter on lists. A batch's body is checked
+as OpenAI's Batch API checks it (create.py), and a named key with a USD budget is refused a batch no price counts,
+by the same check as on chat (`priced_only`)."""
 
 from __future__ import annotations
 
@@ -20,15 +22,16 @@ from ...errors import ConnectionFailed, GatewayError, UpstreamTimeout
 from ...exchange import Exchange
 from ...local_answers import answer, json_response
 from ...settings.config import Config
-from . import lines, multipart
+from . import create, lines, multipart
 from .accounts import batch_account, credential_of
+from .bills import BatchBills
+from .pieces import off_loop
 from .store import BATCH, FILE, BatchStore, Record
 
 # (credential, method, suffix under the account's base, body, content type, query, client's User-Agent, options)
 Send = Callable[[Credential, str, str, bytes, str, str, str, Config], Awaitable[tuple[int, str, bytes]]]
 Translate = Callable[[Exchange, dict, Credential, Config], dict]  # a chat line's body -> Qwen's
 Back = Callable[[Exchange, dict, str], dict]  # Qwen's chat answer, the client's model -> the client's answer
-TERMINAL = ("completed", "failed", "expired", "cancelled")
 WHAT = {"files": "File", "batches": "Batch"}
 
 
@@ -38,8 +41,11 @@ def not_found(kind: str, oid: str) -> GatewayError:
 
 class BatchRoutes:
     def __init__(self, pool: Callable[[], Pool | None], store: Callable[[Config], BatchStore], send: Send,
-                 translate: Translate, back: Back) -> None:
+                 translate: Translate, back: Back, bills: BatchBills,
+                 priced_only: Callable[[Exchange], None] = lambda ex: None) -> None:
         self.pool, self.store, self.send, self.translate, self.back = pool, store, send, translate, back
+        self.bills = bills
+        self.priced_only = priced_only  # a named key's USD budget: nothing unpriced (the team's check, as on chat)
 
     async def __call__(self, ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Response:
         path = ex.client.path
@@ -77,14 +83,16 @@ class BatchRoutes:
     async def _upload(self, ex: Exchange, flow: http.HTTPFlow, store: BatchStore, config: Config) -> http.Response:
         cred = await batch_account(self.pool())
         await store.ready()  # the owner's row can be written: nothing is made on Qwen that nobody would own
-        form = multipart.parse(flow.request.headers.get("content-type", ""), flow.request.get_content() or b"")
+        form = await off_loop(multipart.parse, flow.request.headers.get("content-type", ""),
+                              flow.request.get_content() or b"")
         model = upstream = ""
         if multipart.text(form, "purpose") == "batch" and "file" in form:
             name, data = form["file"]
-            data, model, upstream = lines.translate_file(data, lambda body: self.translate(ex, body, cred, config))
+            data, model, upstream = await lines.translate_file(data, lambda body: self.translate(ex, body, cred,
+                                                                                                 config))
             form["file"] = (name, data)
             ex.requested_model = model
-        ctype, body = multipart.build(form)
+        ctype, body = await off_loop(multipart.build, form)
         status, rtype, data = await self._call(ex, cred, "POST", "files", config, body, ctype)
         made = _json(data)
         if status == 200 and isinstance(made.get("id"), str):
@@ -92,14 +100,15 @@ class BatchRoutes:
         return answer(status, data, rtype.encode() or b"application/json")
 
     async def _create(self, ex: Exchange, flow: http.HTTPFlow, store: BatchStore, config: Config) -> http.Response:
-        asked = _json(flow.request.get_content() or b"")
-        fid = asked.get("input_file_id")
-        source = await store.get(fid, ex.key.name, FILE) if isinstance(fid, str) else None
+        asked = create.checked(_parsed(flow.request.get_content() or b""))
+        fid = asked["input_file_id"]
+        source = await store.get(fid, ex.key.name, FILE)
         if source is None:
-            raise (not_found("files", fid) if isinstance(fid, str) else
-                   GatewayError(400, "Missing required parameter: 'input_file_id'.", param="input_file_id",
-                                code="missing_required_parameter"))
+            raise not_found("files", fid)
         cred = await credential_of(self.pool(), source.account)
+        ex.attempt.cred, ex.attempt.model = cred, source.upstream_model
+        if ex.key.usd_budget:  # the model as its lines were sent, on the account that runs them
+            self.priced_only(ex)
         await store.ready()
         status, rtype, data = await self._call(ex, cred, "POST", "batches", config, json.dumps(asked).encode(),
                                                "application/json")
@@ -122,53 +131,35 @@ class BatchRoutes:
         if method == "DELETE":
             await store.forget(oid)
         if action == "content":
-            usage, cost, unit = lines.priced(data, self._price(cred, config), record.upstream_model)
-            if usage["prompt_tokens"] + usage["completion_tokens"] and await store.claim_bill(oid):  # not billed yet
-                self._bill(ex, record, usage, cost, unit)
             if record.model:
-                data = lines.results_back(data, lambda body: self.back(ex, body, record.model))
+                data = await lines.results_back(data, lambda body: self.back(ex, body, record.model))
             return answer(200, data, rtype.encode() or b"application/octet-stream")
         if kind == "batches":
-            await self._settled(ex, store, record, _json(data), cred, config)
+            await self.look(store, record, _json(data), cred, config, ex)
         return answer(status, data, rtype.encode() or b"application/json")
 
-    async def _settled(self, ex: Exchange, store: BatchStore, record: Record, batch: dict, cred: Credential,
-                       config: Config) -> None:
-        """A finished batch's results are billed once, at the first look that finds it finished (or their first
-        download: `_one`)."""
-        out = await self._files_of(store, record, batch)
-        if batch.get("status") not in TERMINAL or out is None or not await store.claim_bill(out):
-            return
-        try:
-            status, _, data = await self._call(ex, cred, "GET", f"files/{out}/content", config)
-            if status != 200:
-                raise GatewayError(502, f"Qwen did not give the results file ({status})")
-        except Exception:
-            await store.unbill(out)  # the next look bills it
-            return
-        self._bill(ex, record, *lines.priced(data, self._price(cred, config), record.upstream_model))
+    async def look(self, store: BatchStore, record: Record, batch: dict, cred: Credential, config: Config,
+                   ex: Exchange | None = None) -> None:
+        """What a look at a batch (Qwen's object) finds: its files readable by its owner, and once it has
+        ended, its bill (bills.py)."""
+        await self._files_of(store, record, batch)
+        bill = await self.bills.settle(store, record, batch, cred, config, self._results)
+        if bill is not None and ex is not None:
+            usage = bill.result.usage or {}
+            ex.notes.append(f"batch billed: {usage.get('prompt_tokens')} prompt and {usage.get('completion_tokens')} "
+                            "completion tokens (its own ledger row)")
+
+    async def _results(self, cred: Credential, file_id: str, config: Config) -> tuple[int, bytes]:
+        status, _, data = await self.send(cred, "GET", f"files/{file_id}/content", b"", "", "", "", config)
+        return status, data
 
     @staticmethod
-    async def _files_of(store: BatchStore, record: Record, batch: dict) -> str | None:
-        """A batch's results and errors files are its owner's; its results file's id."""
+    async def _files_of(store: BatchStore, record: Record, batch: dict) -> None:
+        """A batch's results and errors files are its owner's."""
         for key in ("output_file_id", "error_file_id"):
             if isinstance(batch.get(key), str) and batch[key]:
                 await store.put(Record(batch[key], FILE, record.owner, record.account, record.model,
                                        record.upstream_model))
-        out = batch.get("output_file_id")
-        return out if isinstance(out, str) and out else None
-
-    @staticmethod
-    def _price(cred: Credential, config: Config) -> lines.Price:
-        return lambda model, usage: config.prices.cost(cred.billing, model, usage, batch=True)
-
-    @staticmethod
-    def _bill(ex: Exchange, record: Record, usage: dict, cost: float | None, unit: str) -> None:
-        """The exchange carries the batch's bill: its ledger row (the settlement leaves a price set here alone)."""
-        ex.result.usage, ex.result.cost, ex.result.cost_unit = usage, cost, unit
-        ex.attempt.model = record.upstream_model
-        ex.notes.append(f"batch results billed: {usage['prompt_tokens']} prompt and {usage['completion_tokens']} "
-                        f"completion tokens at the batch rate")
 
     async def _list(self, ex: Exchange, store: BatchStore, kind: str, query: dict, config: Config) -> http.Response:
         """The owner's objects, from each account that holds some (Qwen lists an account's, of every owner)."""
@@ -195,6 +186,14 @@ class BatchRoutes:
         if kind == "batches":
             shown.update(first_id=data[0]["id"] if data else None, last_id=data[-1]["id"] if data else None)
         return json_response(200, shown)
+
+
+def _parsed(data: bytes) -> object:
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise GatewayError(400, "We could not parse the JSON body of your request.",
+                           code="invalid_request_body") from None
 
 
 def _json(data: bytes) -> dict:

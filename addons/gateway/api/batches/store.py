@@ -2,7 +2,9 @@
 `batches.sqlite3` (storage/sqlite.py), or with `qwen_state_url` the shared PostgreSQL database (storage/pg.py: a batch
 made through one gateway is found through the others), so that a restart forgets no owner and bills no results file
 twice.
-Ids only, the client's model name and the account's name: nothing of a prompt, no key.
+Ids only, the client's model name and the account's name: nothing of a prompt, no key. A batch's `billed` is set
+once its bill is in the ledger, or once it ended with nothing to bill (bills.py); a results file's `billed` was set
+by gateways before issue 60, which billed a batch by its results file.
 
 A file or batch another named key made, or none made through this gateway, is not found (404), as OpenAI answers
 an id of another organisation's. A storage that cannot be used now raises StateUnavailable (the client's 503
@@ -116,14 +118,18 @@ class BatchStore:
                                 (owner, *ids))
         return {r[0] for r in rows}
 
-    async def claim_bill(self, oid: str) -> bool:
-        """True once per results file (whichever gateway asks first): the caller bills it, and `unbill`s it if it
-        could not."""
+    async def settled(self, oid: str) -> bool:
+        """Marks a batch billed (or with nothing to bill): True for the one caller that marked it, whichever
+        gateway asks first. Its bill is in the ledger before (bills.py)."""
         return await self.execute(f"UPDATE batch_objects SET billed = 1 WHERE id = {self.MARK} AND billed = 0",
                                   (oid,)) == 1
 
-    async def unbill(self, oid: str) -> None:
-        await self.execute(f"UPDATE batch_objects SET billed = 0 WHERE id = {self.MARK}", (oid,))
+    async def unsettled(self, most: int) -> list[Record]:
+        """The batches not billed yet, the oldest first: what the gateway's own looks ask Qwen about (watch.py)."""
+        m = self.MARK
+        rows = await self.fetch(f"SELECT {COLUMNS} FROM batch_objects WHERE kind = {m} AND billed = 0 ORDER BY "
+                                f"created LIMIT {m}", (BATCH, most))
+        return [r for r in map(_record, rows) if r is not None]
 
     async def forget(self, oid: str) -> None:
         await self.execute(f"DELETE FROM batch_objects WHERE id = {self.MARK}", (oid,))

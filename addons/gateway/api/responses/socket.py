@@ -43,6 +43,8 @@ from ...interfaces import Endpoint
 from ...seams import websocket_messages
 from ...turn import TurnRunner
 from ...turn.relay import TOKEN_HEADER, LoopbackRelay
+from .socket_budget import ReadAhead, close_code
+from .socket_flow import is_upgrade, trim_ended, websockets_on
 from .socket_lanes import MAX_LANES, Lanes
 from .socket_turns import SocketSession, SocketTurns, _encode, _error_event, lane_encoder
 from .store import ResponseStore
@@ -53,40 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("qwen")
 
 LANE_ID = re.compile(r"[A-Za-z0-9_.-]{1,256}")  # the spec's stream_id: ^[A-Za-z0-9_.-]+$, 1 to 256 characters
-KEEP_FLOW_MESSAGES = 200  # WebSocket messages kept on the flow (mitmproxy keeps every one otherwise)
-KEEP_MESSAGE_BYTES = 256 << 10  # of a message kept on the flow once relayed (Codex's first turn: ~70 KB)
 CLOSE_WAIT_S = 2.0  # at shutdown, how long clients may take to answer the gateway's close
-
-
-def is_upgrade(flow: http.HTTPFlow) -> bool:
-    """A WebSocket upgrade request."""
-    req = flow.request
-    return req.method.upper() == "GET" and req.headers.get("upgrade", "").lower() == "websocket"
-
-
-def trim_messages(flow: http.HTTPFlow) -> None:
-    """mitmproxy keeps every WebSocket message on the flow for the connection's lifetime; a long Codex
-    session sends thousands of events per turn. Keep the newest, and of each message already relayed (all but
-    the newest) at most KEEP_MESSAGE_BYTES: 200 messages of up to qwen_max_body_mb each were held otherwise."""
-    ws = flow.websocket
-    if ws is None:
-        return
-    messages = ws.messages
-    if len(messages) > 2 * KEEP_FLOW_MESSAGES:
-        del messages[:-KEEP_FLOW_MESSAGES]
-    if len(messages) > 1 and len(relayed := messages[-2].content) > KEEP_MESSAGE_BYTES:
-        kept = relayed[:KEEP_MESSAGE_BYTES]
-        if messages[-2].is_text:
-            kept = kept.decode("utf-8", "ignore").encode()  # whole characters
-        messages[-2].content = kept + b" ... (%d bytes; the rest is not kept on the flow)" % len(relayed)
-
-
-def _websockets_on() -> bool:
-    try:
-        from mitmproxy import ctx
-        return bool(ctx.options.websocket)
-    except (AttributeError, KeyError):  # no running mitmproxy (unit tests)
-        return True
 
 
 class ResponsesSockets:
@@ -102,13 +71,41 @@ class ResponsesSockets:
         self._open: dict[asyncio.Task, SocketSession] = {}  # the sessions talking, by their connection's task
         self.max_message = Config.max_body  # a response.create is a request body: qwen_max_body_mb
         self.idle_timeout = Config.websocket_idle_timeout  # qwen_websocket_idle_timeout (0: never)
+        self.read_ahead = ReadAhead()  # bytes held ahead of turns' end: per connection, all together
         self.tally = LogTally(log)
 
     def configure(self, config: Config) -> None:
-        """The limits from the options: a message over qwen_max_body_mb is refused while mitmproxy reads it
-        (seams/websocket_messages.py; without the seam, here once mitmproxy has gathered it)."""
+        """The limits from the options: a message over qwen_max_body_mb, or past a read-ahead budget, is refused
+        while mitmproxy reads it (seams/websocket_messages.py; without the seam, here once mitmproxy has
+        gathered it)."""
         self.max_message, self.idle_timeout = config.max_body, config.websocket_idle_timeout
-        websocket_messages.install(websocket_messages.Bound(self.max_message, self.owns, self._refusal))
+        self.read_ahead.configure(config.max_body, config.websocket_read_ahead)
+        websocket_messages.install(websocket_messages.Bound(self.max_message, self.owns, self._refusal,
+                                                            self._gathering))
+
+    def relayed(self, flow: http.HTTPFlow) -> None:
+        """mitmproxy's `websocket_message`: a client's message relayed to the gateway's server is counted."""
+        message = flow.websocket.messages[-1] if flow.websocket and flow.websocket.messages else None
+        if message is not None and message.from_client and not message.dropped and self.owns(flow):
+            self.read_ahead.relayed(flow.id, len(message.content))
+
+    def ended(self, flow: http.HTTPFlow) -> None:
+        """mitmproxy's `websocket_end`: what the connection held is given back, its flow's newest messages cut."""
+        self.read_ahead.close(flow.id)
+        if self.owns(flow):
+            trim_ended(flow)
+
+    def _gathering(self, flow: http.HTTPFlow, size: int) -> tuple[int, str] | None:
+        refused = self.read_ahead.gathering(flow.id, size)
+        return None if refused is None else (close_code(refused), self._said(flow, refused))
+
+    def _said(self, flow: http.HTTPFlow, refused: GatewayError) -> str:
+        """A read-ahead refusal's error event, and one log line per 10 s with the count."""
+        peer = flow.client_conn.peername[0] if flow.client_conn.peername else "?"
+        self.tally.note(f"read_ahead_{refused.status}", lambda n: f"qwen: refused {n} WebSocket message"
+                        f"{'s' if n != 1 else ''} past the read-ahead limit ({close_code(refused)}; "
+                        f"{refused.code}), the last from {peer}: {refused.message}")
+        return _encode(_error_event(refused)).decode()
 
     def owns(self, flow: http.HTTPFlow) -> bool:
         """A WebSocket flow to the relay (its upgrade routed here)."""
@@ -149,7 +146,7 @@ class ResponsesSockets:
         "Reconnecting…")."""
         if not is_upgrade(flow):
             return False
-        if not _websockets_on():
+        if not websockets_on():
             raise GatewayError(426, "WebSockets are off in this proxy (websocket=false): use HTTPS.",
                                code="websocket_disabled", headers={"upgrade": "websocket"})
         host, port = await self.relay.start()
@@ -220,6 +217,7 @@ class ResponsesSockets:
                 self._open.pop(task, None)
             if lanes is not None:
                 await lanes.close()
+            self.read_ahead.close(flow.id)
 
     async def _read(self, session: SocketSession, reader: asyncio.StreamReader, lanes: Lanes,
                     idle: asyncio.Timeout) -> None:
@@ -245,11 +243,18 @@ class ResponsesSockets:
                         continue
                     text = "".join(parts) if isinstance(ev, ws_events.TextMessage) else None
                     parts, size = [], 0
+                    account, held, refused = self.read_ahead.received(session.flow.id)
+                    done = functools.partial(account.release, held)  # its bytes given back once it is answered
+                    if refused is not None:  # reached only without the seam: mitmproxy gathered it unbounded
+                        session.send(_encode(_error_event(refused)))
+                        writer.write(ws.send(ws_events.CloseConnection(code=close_code(refused))))
+                        return
                     if text is None:
+                        done()
                         session.send(_encode(_error_event(GatewayError(
                             400, "Send response.create as a text message.", code="invalid_message"))))
                         continue
-                    await self._queue(session, lanes, text, idle)
+                    await self._queue(session, lanes, text, idle, done)
                 elif isinstance(ev, ws_events.Ping):
                     writer.write(ws.send(ev.response()))
                 elif isinstance(ev, ws_events.CloseConnection):
@@ -263,20 +268,24 @@ class ResponsesSockets:
         """Nothing to do: the socket is closed if its client sends nothing for idle_timeout (0: never)."""
         idle.reschedule(asyncio.get_running_loop().time() + self.idle_timeout if self.idle_timeout > 0 else None)
 
-    async def _queue(self, session: SocketSession, lanes: Lanes, text: str, idle: asyncio.Timeout) -> None:
-        """A message onto its lane (its `stream_id`; the default lane: none, or not JSON), or refused."""
+    async def _queue(self, session: SocketSession, lanes: Lanes, text: str, idle: asyncio.Timeout,
+                     done: Callable[[], None]) -> None:
+        """A message onto its lane (its `stream_id`; the default lane: none, or not JSON), or refused; `done` once
+        it is answered (its read-ahead given back)."""
         try:
             message = json.loads(text)
         except ValueError:
             message = None
         lane = message.get("stream_id") if isinstance(message, dict) else None
         if lane is not None and not (isinstance(lane, str) and LANE_ID.fullmatch(lane)):
+            done()
             session.send(_encode(_error_event(GatewayError(
                 400, "Invalid 'stream_id': 1 to 256 of the characters A-Z, a-z, 0-9, '_', '.' and '-'.",
                 code="invalid_value", param="stream_id"))))
             return
         idle.reschedule(None)  # a turn waits: not idle until its lane is done with it
-        if not await lanes.put(lane, message, len(text)):
+        if not await lanes.put(lane, message, len(text), done):
+            done()
             session.send(lane_encoder(lane)(_error_event(GatewayError(
                 400, f"This WebSocket connection has reached its stream limit ({MAX_LANES} lanes at once).",
                 code="websocket_stream_limit_reached", param="stream_id"))))  # MAX_LANES run: not idle

@@ -20,25 +20,29 @@ class Lanes:
     def __init__(self, run: Callable[[object, int, str | None], Awaitable[None]],
                  drain: Callable[[], Awaitable[None]], rest: Callable[[], None]) -> None:
         self.run, self.drain, self.rest = run, drain, rest
-        self.queues: dict[str | None, asyncio.Queue[tuple[object, int]]] = {}
+        self.queues: dict[str | None, asyncio.Queue[tuple[object, int, Callable[[], None]]]] = {}
         self.workers: dict[str | None, asyncio.Future] = {}
 
-    async def put(self, lane: str | None, message: object, size: int) -> bool:
-        """Queued on `lane` (waiting while QUEUED are ahead); False when it would be a lane too many."""
+    async def put(self, lane: str | None, message: object, size: int, done: Callable[[], None]) -> bool:
+        """Queued on `lane` (waiting while QUEUED are ahead), `done` called once its turn has run; False when it
+        would be a lane too many."""
         queue = self.queues.get(lane)
         if queue is None:
             if len(self.queues) >= MAX_LANES:
                 return False
             queue = self.queues[lane] = asyncio.Queue(QUEUED)
             self.workers[lane] = asyncio.ensure_future(self._work(lane, queue))
-        await queue.put((message, size))
+        await queue.put((message, size, done))
         return True
 
-    async def _work(self, lane: str | None, queue: asyncio.Queue[tuple[object, int]]) -> None:
+    async def _work(self, lane: str | None, queue: asyncio.Queue[tuple[object, int, Callable[[], None]]]) -> None:
         try:
             while True:
-                message, size = await queue.get()
-                await self.run(message, size, lane)
+                message, size, done = await queue.get()
+                try:
+                    await self.run(message, size, lane)
+                finally:
+                    done()
                 await self.drain()
                 if queue.empty():  # no await from here to the lane's end: a message read later opens it again
                     return

@@ -50,6 +50,7 @@ NO_KEY = digest(b"")  # what a request without a key presents (late_check sees d
 
 class Team(Observer):
     at_once = True  # a key's spend counted before its next request is checked (in memory: no I/O)
+    counts_bills = True  # a batch's bill counts against its key's budget
 
     def __init__(self) -> None:
         self.ring = Keyring()

@@ -36,6 +36,10 @@ _RANGES = (
                 _END), BUDGET),
     (re.compile(_ALGO + r"Range of (input length) should be \[1, (\d+)\]" + _END), INPUT),
 )
+# A plan's Anthropic-compatible base words an output cap as Anthropic does: "max_tokens: 40000 > 32768, which is
+# the maximum allowed number of output tokens for MODEL" (the bound is the second number)
+_ANTHROPIC_CAP = re.compile(r"(max_tokens): \d+ > (\d+), which is the maximum allowed number of output tokens for "
+                            r"[\w.\-]+" + _END)
 # "max_completion_tokens [64000] must be greater than thinking_budget [65536]" (DashScope, OpenMinis #35)
 _RELATION = re.compile(_ALGO + r"(max_tokens|max_completion_tokens) \[(\d+)\] must be greater than (thinking_budget) "
                        r"\[(\d+)\]" + _END)
@@ -59,6 +63,7 @@ KNOWN = re.compile("|".join((
     r"cache_control\.type", r"does not exist or you do not have access", r"must be one of:",
     r"thinking_budget parameter must be a positive integer", r"max_tokens is deprecated", r"dimension should be",
     r"contents should be a string", r"lone surrogate", r"input length", r"maximum context length",
+    r"prompt is too long", r"Thinking may not be enabled", r"not_found_error",
     r"Extra inputs are not permitted", r"Field required", r"must be greater than", r"Range of",
 )), re.I)
 
@@ -83,6 +88,8 @@ def read(message: str) -> Reading | None:
     for pattern, fact in _RANGES:
         if m := pattern.fullmatch(text):
             return Reading(_own(m), m.group(1), fact, int(m.group(2)))
+    if m := _ANTHROPIC_CAP.fullmatch(text):
+        return Reading(_own(m), m.group(1), OUTPUT, int(m.group(2)))
     if m := _RELATION.fullmatch(text):
         return Reading(_own(m), m.group(1), bound=int(m.group(2)), below=m.group(3))
     for pattern, kind in _THINKING:

@@ -9,7 +9,7 @@ from ...accounts import OAUTH, Capability, Credential
 from ...errors import UpstreamError
 from ...interfaces import Fetch, UpstreamAnswer, Wire
 from ...models import catalogue
-from . import answer, errors, request
+from . import answer, errors, partial, request
 from .headers import target, upstream_headers
 from .stream import ChunkNormalizer
 
@@ -61,6 +61,9 @@ class DashScope:
 
     def chunks(self, model: str) -> ChunkNormalizer:
         return ChunkNormalizer(model)
+
+    def continued(self, body: dict, prefix: str) -> dict | None:
+        return partial.continued(body, prefix)
 
 
 # Model Studio's session cache ("Context cache", "Session cache"): the Responses API keeps the conversation's

@@ -124,6 +124,9 @@ class QwenWeb:
     def chunks(self, model: str) -> WebChunks:
         return WebChunks(model)
 
+    def continued(self, body: dict, prefix: str) -> None:
+        return None  # Qwen Chat has no partial mode: a stream cut mid-answer is not continued
+
 
 def web_upstream(config: Config) -> QwenWeb:
     """The web upstream the options ask for (qwen_web_min_interval, qwen_web_pin, qwen_web_pin_ttl); its live

@@ -12,6 +12,7 @@ import pytest
 from mitmproxy.test import tflow, tutils
 
 from qwen_gateway.accounts import KEY, Credential
+from qwen_gateway.api.batches.bills import BatchBills
 from qwen_gateway.api.batches.routes import BatchRoutes
 from qwen_gateway.api.batches.store import BatchStore
 from qwen_gateway.errors import GatewayError
@@ -81,11 +82,31 @@ def upload(routes, conf, key="alice"):
     return call(routes, "POST", "/v1/files", key, conf, sent.read(), sent.headers["content-type"])
 
 
-def routes_for(tmp_path, qwen, *creds):
+class Ledger:
+    """The usage ledger as far as bills go: rows by their key (`xid`), each taken once; and what was told."""
+
+    def __init__(self):
+        self.rows: dict[str, Exchange] = {}
+        self.writes = 0
+        self.told: list[Exchange] = []
+        self.away = False  # the ledger's storage cannot be written
+
+    async def write(self, bill: Exchange) -> None:
+        if self.away:
+            raise OSError("disk full")
+        self.writes += 1
+        self.rows.setdefault(bill.id, bill)
+
+    def bills(self) -> BatchBills:
+        return BatchBills(self.write, self.told.append)
+
+
+def routes_for(tmp_path, qwen, *creds, ledger: Ledger | None = None, priced_only=lambda ex: None):
     store = BatchStore(tmp_path)
     translate = lambda ex, body, cred, conf: {**body, "model": "qwen-plus"}  # noqa: E731
     back = lambda ex, answer, model: {**answer, "model": model}  # noqa: E731
-    return BatchRoutes(lambda: Pool(*(creds or (PAYG,))), lambda conf: store, qwen, translate, back)
+    return BatchRoutes(lambda: Pool(*(creds or (PAYG,))), lambda conf: store, qwen, translate, back,
+                       (ledger or Ledger()).bills(), priced_only)
 
 
 def test_an_upload_is_translated_owned_by_its_key_and_hidden_from_others(tmp_path):
@@ -104,24 +125,32 @@ def test_an_upload_is_translated_owned_by_its_key_and_hidden_from_others(tmp_pat
     listed = json.loads(call(routes, "GET", "/v1/files?limit=5", "alice", conf)[0].content)
     assert [f["id"] for f in listed["data"]] == [fid] and qwen.calls[-1][3] == "limit=5"
     with pytest.raises(GatewayError) as e:
-        call(routes, "POST", "/v1/batches", "bob", conf, json.dumps({"input_file_id": fid}).encode())
+        created(routes, conf, fid, "bob")
     assert e.value.status == 404
 
 
-def test_a_finished_batch_is_billed_once_at_the_batch_rate_and_its_results_read_back(tmp_path):
-    qwen, conf = Qwen(), config(tmp_path)
-    routes = routes_for(tmp_path, qwen)
-    fid = json.loads(upload(routes, conf)[0].content)["id"]
-    made, _ = call(routes, "POST", "/v1/batches", "alice", conf, json.dumps(
+def created(routes, conf, fid: str, key: str = "alice") -> str:
+    made, _ = call(routes, "POST", "/v1/batches", key, conf, json.dumps(
         {"input_file_id": fid, "endpoint": "/v1/chat/completions", "completion_window": "24h"}).encode())
-    bid = json.loads(made.content)["id"]
+    return json.loads(made.content)["id"]
+
+
+def test_a_finished_batch_is_billed_once_at_the_batch_rate_and_its_results_read_back(tmp_path):
+    qwen, conf, ledger = Qwen(), config(tmp_path), Ledger()
+    routes = routes_for(tmp_path, qwen, ledger=ledger)
+    bid = created(routes, conf, json.loads(upload(routes, conf)[0].content)["id"])
     resp, ex = call(routes, "GET", f"/v1/batches/{bid}", "alice", conf)
-    assert json.loads(resp.content)["status"] == "validating" and ex.result.cost is None
+    assert json.loads(resp.content)["status"] == "validating" and ledger.rows == {}
     qwen.batches[bid].update(status="completed", output_file_id="file-batch_output-1")
     _, ex = call(routes, "GET", f"/v1/batches/{bid}", "alice", conf)
-    assert ex.result.cost == pytest.approx((1000 * 2.0 + 100 * 10.0) / 1e6 / 2) and ex.result.cost_unit == "USD"
-    assert ex.result.usage == USAGE and ex.requested_model == "gpt-4o" and ex.attempt.model == "qwen-plus"
-    assert call(routes, "GET", f"/v1/batches/{bid}", "alice", conf)[1].result.cost is None  # once
+    (bill,) = ledger.rows.values()
+    assert ledger.told == [bill] and bill.id == f"batch-{bid}" and ex.result.cost is None  # a row of its own
+    assert bill.result.cost == pytest.approx((1000 * 2.0 + 100 * 10.0) / 1e6 / 2) and bill.result.cost_unit == "USD"
+    assert bill.result.usage == USAGE and bill.requested_model == "gpt-4o" and bill.attempt.model == "qwen-plus"
+    assert bill.key.name == "alice" and bill.account == "ds" and bill.route == "batches"
+    assert any("batch billed" in n for n in ex.notes)
+    call(routes, "GET", f"/v1/batches/{bid}", "alice", conf)
+    assert ledger.writes == 1 and len(ledger.told) == 1  # once
     out, _ = call(routes, "GET", "/v1/files/file-batch_output-1/content", "alice", conf)
     assert json.loads(out.content)["response"]["body"]["model"] == "gpt-4o"
     with pytest.raises(GatewayError):
@@ -162,22 +191,18 @@ def test_nothing_is_made_on_qwen_while_the_owners_cannot_be_written(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     qwen, store = Qwen(), BatchStore(tmp_path / "file" / "state")
     routes = BatchRoutes(lambda: Pool(PAYG), lambda conf: store, qwen, lambda ex, b, c, conf: b,
-                         lambda ex, a, m: a)
+                         lambda ex, a, m: a, Ledger().bills())
     with pytest.raises(StateUnavailable):
         upload(routes, config(tmp_path))
     assert qwen.calls == []
 
 
-def test_a_batch_watched_by_its_list_has_its_results_readable_and_billed_once(tmp_path):
+def test_a_batch_watched_by_its_list_has_its_results_readable(tmp_path):
     qwen, conf = Qwen(), config(tmp_path)
     routes = routes_for(tmp_path, qwen)
-    fid = json.loads(upload(routes, conf)[0].content)["id"]
-    bid = json.loads(call(routes, "POST", "/v1/batches", "alice", conf, json.dumps({"input_file_id": fid}).encode())[0]
-                     .content)["id"]
+    bid = created(routes, conf, json.loads(upload(routes, conf)[0].content)["id"])
     qwen.batches[bid].update(status="completed", output_file_id="file-batch_output-9")
     listed = json.loads(call(routes, "GET", "/v1/batches", "alice", conf)[0].content)["data"]
     assert [b["output_file_id"] for b in listed] == ["file-batch_output-9"]
     out, ex = call(routes, "GET", "/v1/files/file-batch_output-9/content", "alice", conf)
-    assert out.status_code == 200 and ex.result.cost == pytest.approx(0.0015)  # billed on its download
-    assert call(routes, "GET", f"/v1/batches/{bid}", "alice", conf)[1].result.cost is None  # once
-    assert call(routes, "GET", "/v1/files/file-batch_output-9/content", "alice", conf)[1].result.cost is None
+    assert out.status_code == 200 and ex.result.cost is None  # a download bills nothing: the batch's look does

@@ -38,11 +38,13 @@ async def test_objects_belong_to_their_key_and_a_batch_is_billed_once_across_res
     assert await store.owned("alice", ["file-1", "file-2", "batch_1", "nope"]) == {"file-1", "batch_1"}
     assert await store.owned("alice", []) == set()
     assert await store.accounts("alice", FILE) == ["ds"] and await store.accounts("carol", BATCH) == []
-    assert await store.claim_bill("batch_1") and not await store.claim_bill("batch_1")
+    await store.put(Record("batch_2", BATCH, "bob", "other", "", ""))
+    assert [r.id for r in await store.unsettled(10)] == ["batch_1", "batch_2"]  # the oldest first
+    assert [r.id for r in await store.unsettled(1)] == ["batch_1"]
+    assert await store.settled("batch_1") and not await store.settled("batch_1")
 
-    assert (await again.get("batch_1", "alice", BATCH)).billed and not await again.claim_bill("batch_1")
-    await again.unbill("batch_1")
-    assert await again.claim_bill("batch_1")
+    assert (await again.get("batch_1", "alice", BATCH)).billed and not await again.settled("batch_1")
+    assert [r.id for r in await again.unsettled(10)] == ["batch_2"]  # files are never looked at
     await again.forget("file-1")
     assert await store.get("file-1", "alice", FILE) is None
     for s in stores:

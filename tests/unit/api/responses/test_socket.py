@@ -1,6 +1,7 @@
-"""The Responses WebSocket's record on its flow (api/responses/socket.py's `trim_messages`, run by the addon's
-`websocket_message` hook before mitmproxy relays the newest message): the newest messages kept, and of each one
-already relayed at most KEEP_MESSAGE_BYTES."""
+"""The Responses WebSocket's record on its flow (api/responses/socket_flow.py's `trim_messages`, run by the addon's
+`websocket_message` hook before mitmproxy relays the newest message, and `trim_ended` at `websocket_end`): the
+newest messages kept, and of each one already relayed — of every one, once the socket ended — at most
+KEEP_MESSAGE_BYTES."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from mitmproxy.test import tflow
 from mitmproxy.websocket import WebSocketMessage
 from wsproto.frame_protocol import Opcode
 
-from qwen_gateway.api.responses.socket import KEEP_FLOW_MESSAGES, KEEP_MESSAGE_BYTES, trim_messages
+from qwen_gateway.api.responses.socket_flow import (KEEP_FLOW_MESSAGES, KEEP_MESSAGE_BYTES, trim_ended,
+                                                     trim_messages)
 
 
 def text(content: bytes, from_client: bool = True) -> WebSocketMessage:
@@ -39,3 +41,15 @@ def test_a_relayed_message_keeps_at_most_its_first_bytes_and_the_newest_is_untou
     trim_messages(flow)
     assert small.content == b"x" * 100
 
+
+
+def test_a_socket_that_ended_keeps_its_newest_messages_cut_too():
+    """mitmproxy's flow outlives its socket in reference cycles: the newest message, up to qwen_max_body_mb, is cut
+    as the older ones were once the socket ends."""
+    flow = tflow.twebsocketflow()
+    flow.websocket.messages = [text(b"a" * (2 * KEEP_MESSAGE_BYTES)), text(b"b" * (3 * KEEP_MESSAGE_BYTES))]
+    trim_messages(flow)
+    assert len(flow.websocket.messages[-1].content) == 3 * KEEP_MESSAGE_BYTES  # the newest, whole while live
+    trim_ended(flow)
+    assert all(len(m.content) < KEEP_MESSAGE_BYTES + 100 for m in flow.websocket.messages)
+    assert flow.websocket.messages[-1].content.endswith(b"(786432 bytes; the rest is not kept on the flow)")

@@ -73,3 +73,11 @@ def test_qwens_other_wordings_are_known_and_a_new_one_is_not():
                         "'messages.[0].role'")
     assert ranges.known(ALGO + "Range of top_p should be (0.0, 1.0]")
     assert not ranges.known("<400> InternalError.Algo.InvalidParameter: The frobnicate parameter is not allowed")
+
+
+def test_the_anthropic_bases_cap_refusal_is_read_as_the_same_fact():
+    found = ranges.read("max_tokens: 40000 > 32768, which is the maximum allowed number of output tokens for "
+                        "qwen3.8-flash")
+    assert found is not None and (found.param, found.fact, found.bound) == ("max_tokens", "output", 32768)
+    assert ranges.learnable(found, {"model": "qwen3.8-flash", "max_tokens": 40000, "messages": []},
+                            "qwen3.8-flash") is None

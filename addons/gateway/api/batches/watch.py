@@ -1,0 +1,81 @@
+"""The gateway's own looks at the batches it holds that are not billed yet: Qwen bills a batch when it completes it,
+whether or not a client looks, so every `qwen_batch_poll` seconds (60) the gateway asks Qwen about each one, on the
+account that holds it, and bills those that have ended (routes.BatchRoutes.look, bills.py). A batch is held by the
+gateways that have its account: with `qwen_state_url`, each of them looks, and the bill is written once
+(bills.py). A batch that Qwen no longer knows (404) has nothing left to bill."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+
+from ...errors import ConnectionFailed, GatewayError
+from ...settings.config import Config
+from ...storage.health import StateUnavailable
+from .accounts import credential_of
+from .routes import BatchRoutes
+
+log = logging.getLogger("qwen")
+
+MOST = 1000  # batches looked at per round at most, the oldest first
+
+
+class BatchWatch:
+    def __init__(self, routes: BatchRoutes, config: Callable[[], Config]) -> None:
+        self.routes, self.config = routes, config
+        self._task: asyncio.Task | None = None
+        self._failing = False  # a round failed for no storage outage: said once, until one succeeds
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="qwen: batch watch")
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.config().batch_poll)
+            try:
+                await self.round()
+                self._failing = False
+            except StateUnavailable:
+                pass  # the storage's outage, said by its health; the next round tries again
+            except Exception:
+                if not self._failing:
+                    log.exception("qwen: the gateway's look at its unfinished batches failed (tried again every "
+                                  "qwen_batch_poll seconds)")
+                self._failing = True
+
+    async def round(self) -> int:
+        """One look at each batch not billed yet whose account this gateway has: how many Qwen was asked about."""
+        config = self.config()
+        store, routes = self.routes.store(config), self.routes
+        asked = 0
+        for record in await store.unsettled(MOST):
+            try:
+                cred = await credential_of(routes.pool(), record.account)
+            except GatewayError:
+                continue  # not this gateway's account now: a gateway that has it looks
+            try:
+                status, _, data = await routes.send(cred, "GET", f"batches/{record.id}", b"", "", "", "", config)
+            except ConnectionFailed:
+                continue  # Qwen out of reach now: the next round
+            asked += 1
+            if status == 404:
+                await store.settled(record.id)
+            elif status == 200:
+                await routes.look(store, record, _object(data), cred, config)
+        return asked
+
+
+def _object(data: bytes) -> dict:
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

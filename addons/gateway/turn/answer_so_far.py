@@ -1,0 +1,141 @@
+"""What the client has been sent of a streamed answer the turn may continue (turn/continuation.py): a `ChunkSource`
+in front of the upstream's own. It keeps the answer's text (the prefix a continuation goes on from) and whether
+anything else went out — reasoning, a tool call, a second choice — which partial mode cannot go on from.
+
+Once continued, the continuation's chunks come out as more of the same answer: under the first chunk's id and
+time, without a second opening role; its usage is every request's that made the answer (Qwen bills each), a
+request that broke before Qwen reported its usage estimated from the one that finished (`summed`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import UpstreamError
+from ..interfaces import ChatChunk, ChunkSource
+from ..tokens import encoding
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One upstream request's share of the answer: where its text starts and ends, the usage Qwen reported."""
+
+    start: int
+    end: int
+    usage: dict | None
+
+
+class AnswerSoFar:
+    def __init__(self, source: ChunkSource) -> None:
+        self.source = source  # the chunk source of the request answering now
+        self.pieces: list[str] = []  # the answer's text, as sent
+        self.chars = 0
+        self.more_than_text = False  # reasoning, a tool call or a second choice went out: not continued
+        self.id: str | None = None  # the first chunk's id and time, which every later chunk keeps
+        self.created = 0
+        self.parts: list[Part] = []  # the requests before the current one
+        self.start = 0  # where the current request's text starts
+        self.summed: dict | None = None  # the answer's usage once continued
+        self.estimated: tuple[int, int] | None = None  # (prompt, completion) tokens the gateway estimated
+
+    # ---- the ChunkSource ------------------------------------------------------------------------------
+
+    @property
+    def usage(self) -> dict | None:
+        return self.summed if self.parts else self.source.usage
+
+    @property
+    def finish_reasons(self) -> dict[int, str]:
+        return self.source.finish_reasons
+
+    @property
+    def error_text(self) -> str | None:
+        return self.source.error_text
+
+    def fault(self, error: object) -> UpstreamError:
+        return self.source.fault(error)
+
+    def feed(self, event: object) -> list[ChatChunk]:
+        chunks = self.source.feed(event)
+        if self.parts:
+            chunks = [c for c in map(self._as_first, chunks) if c is not None]
+        for chunk in chunks:
+            self._sent(chunk)
+        return chunks
+
+    # ---- the answer -----------------------------------------------------------------------------------
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    def continued(self, source: ChunkSource) -> None:
+        """A continuation's chunk source takes over from the request that broke."""
+        self.parts.append(Part(self.start, self.chars, self.source.usage))
+        self.start, self.source = self.chars, source
+
+    def _sent(self, chunk: ChatChunk) -> None:
+        if self.id is None:
+            self.id, self.created = chunk["id"], chunk["created"]
+        for choice in chunk["choices"]:
+            delta = choice["delta"]
+            if choice["index"] or "reasoning_content" in delta or "tool_calls" in delta \
+                    or delta.get("function_call") is not None or delta.get("refusal") is not None:
+                self.more_than_text = True
+            text = delta.get("content")
+            if text:
+                self.pieces.append(text)
+                self.chars += len(text)
+
+    def _as_first(self, chunk: ChatChunk) -> ChatChunk | None:
+        """A continuation's chunk as more of the first answer (None: only its opening, which the client had)."""
+        chunk["id"], chunk["created"] = self.id or chunk["id"], self.created or chunk["created"]
+        kept = []
+        for choice in chunk["choices"]:
+            delta = choice["delta"]
+            delta.pop("role", None)
+            if delta.get("content") == "":
+                del delta["content"]
+            if delta or choice["finish_reason"]:
+                kept.append(choice)
+        if chunk["choices"] and not kept and not chunk.get("usage"):
+            return None
+        chunk["choices"] = kept
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            chunk["usage"] = self.summed = self.sum(usage)
+        return chunk
+
+    def sum(self, last: dict) -> dict:
+        """The answer's usage: the last request's as Qwen reported it, plus every earlier one's. An earlier request
+        Qwen reported none for (it broke first) is estimated: its prompt, the last one's less the text it was sent
+        beyond it (Qwen's count of the shared prompt); its output, the text it sent (the gateway's tokenizer)."""
+        count = encoding().count
+        text = self.text
+        prompt, output = _int(last.get("prompt_tokens")), _int(last.get("completion_tokens"))
+        shared = max(0, prompt - count(text[:self.start]))
+        cached = _cached(last)
+        guessed = [0, 0]
+        for part in self.parts:
+            if part.usage:
+                prompt += _int(part.usage.get("prompt_tokens"))
+                output += _int(part.usage.get("completion_tokens"))
+                cached += _cached(part.usage)
+                continue
+            guessed[0] += shared + count(text[:part.start])
+            guessed[1] += count(text[part.start:part.end])
+        if guessed != [0, 0]:
+            self.estimated = (guessed[0], guessed[1])
+        prompt, output = prompt + guessed[0], output + guessed[1]
+        out = {**last, "prompt_tokens": prompt, "completion_tokens": output, "total_tokens": prompt + output}
+        if cached or isinstance(last.get("prompt_tokens_details"), dict):
+            out["prompt_tokens_details"] = {**(last.get("prompt_tokens_details") or {}), "cached_tokens": cached}
+        return out
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _cached(usage: dict) -> int:
+    details = usage.get("prompt_tokens_details")
+    return _int(details.get("cached_tokens")) if isinstance(details, dict) else 0

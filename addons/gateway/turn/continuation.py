@@ -1,0 +1,139 @@
+"""A stream that outlives its account: an answer that breaks after the client received part of it is continued
+from that part, and the client reads one answer.
+
+Qwen goes on from a prefix (Model Studio's partial mode: the upstream's `continued` body). When Qwen throttles
+or runs out of quota inside the stream, the account is told to the pool as the retry policy tells it and another
+account goes on; when the stream is cut, or Qwen reports a server error inside it, the same account goes on. The
+continuation's chunks go through the same rewriter and translator (answer_so_far.py keeps the ids and sums the
+usage), at most MAX_CONTINUATIONS times per answer, each a `continued` retry on the record with a note saying
+where and why.
+
+Not continued, the client getting the stream's error as before: a request partial mode cannot serve (a model
+the catalogue does not give it, thinking mode, a search, several choices, a pass-through pair), an answer that
+has sent no text yet, or anything but text (reasoning, a tool call, which may be half sent), an error that is
+not Qwen's server's (a refusal of the content)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Collection
+
+from ..accounts import Outcome, Pool
+from ..dispatch import call_safely
+from ..errors import ErrorKind, GatewayError
+from ..exchange import Exchange, Retry, RetryReason
+from ..interfaces import UpstreamAnswer
+from . import Send
+from .answer_so_far import AnswerSoFar
+from .stream_rewriter import StreamRewriter
+
+log = logging.getLogger("qwen")
+
+# The engine's `resume`: the exchange's request sent again going on from a prefix, on its account or (excluding
+# some) another; the answer's head read.
+Resume = Callable[[Exchange, str, Collection[str]], Awaitable[UpstreamAnswer]]
+
+MAX_CONTINUATIONS = 2  # per answer: a stream that keeps breaking ends in its error
+ELSEWHERE = {ErrorKind.THROTTLE: Outcome.THROTTLE, ErrorKind.QUOTA: Outcome.QUOTA}  # the account's limit
+ON_THE_SAME = (ErrorKind.SERVER, ErrorKind.TIMEOUT)  # Qwen's server failed: the account is fine
+
+
+def going_on(ex: Exchange, rw: StreamRewriter, resume: Resume | None,
+             pool: Callable[[], Pool | None]) -> Continuation | None:
+    """The continuation of `ex`'s stream, when partial mode can ever serve its request; the rewriter's source then
+    keeps what the client is sent. None: a break ends the stream in its error."""
+    upstream, body = ex.attempt.upstream, ex.attempt.body
+    if resume is None or upstream is None or body is None or ex.attempt.leg.passthrough \
+            or upstream.continued(body, "") is None:
+        return None
+    answer = AnswerSoFar(rw.normalizer)
+    rw.normalizer = answer
+    going = Continuation(ex, rw, answer, resume, pool)
+    rw.mend = going.will
+    return going
+
+
+class Continuation:
+    def __init__(self, ex: Exchange, rw: StreamRewriter, answer: AnswerSoFar, resume: Resume,
+                 pool: Callable[[], Pool | None]) -> None:
+        self.ex, self.rw, self.answer = ex, rw, answer
+        self.resume, self.pool = resume, pool
+        self.count = 0
+        self.away: list[str] = []  # accounts left out: throttled or out of quota during this answer
+        self.current: UpstreamAnswer | None = None  # the continuation streaming now (the first is the turn's)
+
+    def will(self, error: dict) -> bool:
+        """Whether the break the rewriter meets (`error`, the client's words for it) is continued; why not, noted."""
+        why = f"at most {MAX_CONTINUATIONS} continuations per answer" if self.count >= MAX_CONTINUATIONS else \
+            "reasoning or a tool call was sent, which partial mode cannot go on from" if self.answer.more_than_text \
+            else "no text was sent yet" if not self.answer.pieces else None
+        err = self.rw.upstream_error
+        if why is None and not (err is not None and err.kind in ELSEWHERE) and (
+                error.get("type") != "server_error" or err is not None and err.kind not in ON_THE_SAME):
+            why = "the error is not one a continuation mends"
+        if why is not None:
+            self.ex.notes.append(f"stream not continued: {why}")
+        return why is None
+
+    async def next(self, send: Send) -> UpstreamAnswer | None:
+        """The held break continued: the continuation's answer, its chunk source in place; None when it could not be
+        opened (the break's error then goes to the client, with `send`)."""
+        ex, rw = self.ex, self.rw
+        err, prefix, account = rw.upstream_error, self.answer.text, ex.account
+        said = err.message if err is not None else str((rw.broken or {}).get("message"))
+        why = f"Qwen broke off the answer on {account} (“{said}”)"
+        elsewhere = err is not None and err.kind in ELSEWHERE  # the account's limit: another account goes on
+        if err is not None and elsewhere:
+            self.away.append(account)
+            why = f"{account} {'throttled' if err.kind is ErrorKind.THROTTLE else 'ran out of quota'} (“{said}”)"
+        self.count += 1
+        ex.attempt.retries.append(Retry(RetryReason.CONTINUED, account))
+        await self.close()
+        try:
+            resp = await self.resume(ex, prefix, tuple(self.away))
+        except Exception as e:  # no account, a refusal, a transport failure: the answer ends as it broke
+            if not isinstance(e, GatewayError):
+                log.exception("qwen: a stream could not be continued")
+            if elsewhere and ex.account != account:  # the settlement tells the pool of the account asked last
+                self._told(account)
+            await self._given_up(send, f"{why}: {getattr(e, 'message', type(e).__name__)}")
+            return None
+        if elsewhere:
+            self._told(account)
+        if resp.status_code != 200 or "event-stream" not in resp.headers.get("content-type", ""):
+            await resp.aclose()
+            await self._given_up(send, f"{why}: Qwen answered {resp.status_code} without a stream")
+            return None
+        self.current = resp
+        ex.notes.append(f"stream continued on {ex.account} after {len(prefix)} characters (partial mode): {why}")
+        assert ex.attempt.upstream is not None
+        self.answer.continued(ex.attempt.upstream.chunks(ex.requested_model or ex.attempt.model))
+        rw.resume()
+        return resp
+
+    def _told(self, account: str) -> None:
+        """The pool told of the account's limit inside the stream, as the retry policy tells it, once (the
+        settlement does not tell it again)."""
+        err, self.rw.upstream_error = self.rw.upstream_error, None
+        pool = self.pool()
+        if err is not None and pool is not None:
+            outcome = ELSEWHERE[err.kind]
+            call_safely(lambda: pool.report(account, outcome, retry_after=err.retry_after, detail=err.message,
+                                            window=err.window))
+
+    async def _given_up(self, send: Send, why: str) -> None:
+        self.ex.notes.append(f"stream not continued after {len(self.answer.text)} characters: {why}")
+        await send(self.rw.give_up())
+
+    async def close(self) -> None:
+        """The continuation streaming now is done with (the first answer is the turn's to close)."""
+        current, self.current = self.current, None
+        if current is not None:
+            await current.aclose()
+
+    def settled(self) -> None:
+        """The answer is over: what of its usage the gateway estimated, on the record."""
+        if self.answer.estimated is not None:
+            prompt, output = self.answer.estimated
+            self.ex.notes.append(f"usage: {prompt} prompt and {output} completion tokens of the request(s) that "
+                                 "broke are the gateway's estimate (Qwen reported none)")

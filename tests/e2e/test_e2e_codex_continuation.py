@@ -1,0 +1,45 @@
+"""A real Codex CLI turn whose stream Qwen throttles mid-answer (issue 63, item 4): the gateway goes on on the other
+account from the text Codex already has (partial mode), and Codex prints one answer — no error, no reconnect, no
+turn sent again. Over its built-in provider's WebSocket and over a custom provider's HTTPS (SSE) stream."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from e2e.test_e2e_codex import Codex, assert_clean, builtin_config, custom_config
+
+pytestmark = pytest.mark.e2e
+
+
+def two_accounts(tmp_path, emu) -> dict[str, str]:
+    """Two key accounts on the emulator, each with its own key: the gateway's environment."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "accounts.json").write_text(json.dumps({"accounts": [
+        {"name": n, "kind": "key", "base_url": emu.url + "/v1", "key_env": f"KEY_{n.upper()}",
+         "default_model": "qwen3-coder-plus"} for n in ("a", "b")]}))
+    return {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path),
+            "KEY_A": emu.seed_token(kind="key"), "KEY_B": emu.seed_token(kind="key")}
+
+
+@pytest.mark.parametrize("provider", ["built-in (WebSocket)", "custom (HTTPS)"])
+def test_a_codex_turn_throttled_mid_answer_prints_one_answer(make_gateway, emu, tmp_path, provider):
+    gw = make_gateway("codex", env=two_accounts(tmp_path, emu))
+    emu.fault("error_finish")
+    if provider.startswith("built-in"):
+        codex = Codex(tmp_path, "continued", builtin_config(gw), OPENAI_API_KEY="client-key")
+    else:
+        codex = Codex(tmp_path, "continued", custom_config(gw, "qwen3-coder-plus"), QWENPROXY_API_KEY="client-key")
+    log, took = codex.run("say hello")
+    assert_clean(log)
+    assert "Echo: say hello" in log
+    chats = emu.chat_requests()
+    assert len(chats) == 2, [c["body"]["messages"][-1] for c in chats]  # the turn was not sent again
+    broken, continued = chats
+    assert continued["body"]["messages"] == [*broken["body"]["messages"],
+                                             {"role": "assistant", "content": "Echo: ", "partial": True}]
+    assert broken["headers"]["authorization"] != continued["headers"]["authorization"]  # the other account
+    assert "continued=1" in gw.log()
+    print(f"\nCodex turn ({provider}) throttled mid-answer and continued: {took:.2f} s")
