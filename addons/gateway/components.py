@@ -59,17 +59,19 @@ from .upstream.qwenweb.upstream import web_upstream
 
 
 def endpoints(store: Callable[[], ResponseStore], runs: Callable[[], BackgroundRuns] | None = None,
-              sockets: Callable[[], ResponsesSockets] | None = None) -> dict[str, Endpoint[Exchange]]:
+              sockets: Callable[[], ResponsesSockets] | None = None,
+              diagnoser: Diagnoser | None = None) -> dict[str, Endpoint[Exchange]]:
     """Client paths (after /v1) -> endpoint. `runs`: where background responses run (none: refused); `sockets`:
-    the Responses WebSocket's sessions (none: no upgrade)."""
-    responses = responses_endpoint(store, runs)
+    the Responses WebSocket's sessions (none: no upgrade); `diagnoser`: the cache doctor's memory, for the
+    clients that ask for cache diagnostics (none: not answered)."""
+    responses = responses_endpoint(store, runs, diagnoser)
     if sockets is not None:
         responses = dataclasses.replace(responses, upgrade=lambda flow, ex: sockets().route(flow, ex))
     return {"/chat/completions": stored_chat.chat_endpoint(stored_chat.chats_of(store)),
             "/responses": responses,
             "/responses/compact": compact_endpoint(store), "/completions": COMPLETIONS, "/embeddings": EMBEDDINGS,
             # the sealer signs thinking blocks: with a shared store, its key comes from the database first
-            "/messages": dataclasses.replace(messages.messages_endpoint(lambda: store().sealer),
+            "/messages": dataclasses.replace(messages.messages_endpoint(lambda: store().sealer, diagnoser),
                                              prepare=lambda body, ex: store().ready())}
 
 

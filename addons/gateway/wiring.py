@@ -82,7 +82,8 @@ class Wiring:
                                     self.team])
         self.diagnoser.catch_up = self.observers.flush  # a response answered a moment ago: its doctor's turn now
         self._store: ResponseStore | None = None
-        self.endpoints = components.endpoints(self._responses, lambda: self.background, lambda: self.sockets)
+        self.endpoints = components.endpoints(self._responses, lambda: self.background, lambda: self.sockets,
+                                              self.diagnoser)
         self.policy = RetryPolicy(pool)
         self.engine = UpstreamEngine(self.policy, self.config, components.pairing(self.config),
                                      on_upstream_request=self._upstream_request, client=upstream,
