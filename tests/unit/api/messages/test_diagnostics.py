@@ -112,3 +112,41 @@ def test_the_streams_message_start_carries_the_diagnostics_of_its_own_id():
     assert ids == [start["message"]["id"]]
     plain = MessagesStreamTranslator(model="claude-x", sign=lambda t: "sig")
     assert "diagnostics" not in json.loads(plain.feed({"choices": []})[0].split(b"data: ", 1)[1])["message"]
+
+
+def test_a_hundred_turns_of_a_session_that_changes_nothing_report_no_miss():
+    """Claude Code's way: each turn resends the conversation with its marker on the newest message (the
+    gateway's markers move with it), translated and sent as the gateway sends it; neither the client's
+    diagnostics nor the doctor's verdict names a miss on any turn."""
+    from qwen_gateway import jsonio
+    from qwen_gateway.api.messages.request import to_chat
+    from qwen_gateway.upstream.dashscope.request import chat_to_qwen
+
+    gw = Gateway()
+    mark = {"type": "ephemeral"}
+    system = [{"type": "text", "text": SYSTEM, "cache_control": mark}]
+    tools = [{"name": "Read", "description": "Read a file. " * 30, "input_schema": {"type": "object"}}]
+    history: list[dict] = []
+    previous, said, causes = None, [], []
+    for turn in range(100):
+        history.append({"role": "user", "content": [{"type": "text", "text": f"turn {turn}: fix it " * 20}]})
+        sent = copy.deepcopy(history)
+        sent[-1]["content"][-1]["cache_control"] = mark  # the client's marker: on its newest message only
+        body = {"model": "claude-sonnet-4-6", "max_tokens": 64, "system": system, "tools": tools, "messages": sent,
+                "diagnostics": {"previous_message_id": previous}}
+        upstream = chat_to_qwen(to_chat(body, [], lambda t, s: t), model="qwen3-coder-plus", oauth=False)
+        prompt = 3000 + 120 * turn
+        usage = {"prompt_tokens": prompt, "completion_tokens": 5,
+                 "prompt_tokens_details": {"cached_tokens": prompt - 120 if turn else 0, "cache_type": "ephemeral"}}
+        ex = exchange(upstream_body=upstream, usage=usage, started_at=1_800_000_000.0 + 30 * turn)
+        ex.attempt.sent = jsonio.dumps(upstream)
+        ex.conversation, ex.key.name = Conversation("conv", "session"), "alice"
+        ex.cache_ask = asked(body)
+        message_id = f"msg_{turn}"
+        said.append(answer(gw.diagnoser, ex, message_id, usage))
+        gw.doctor.finished(ex, answered(ex))
+        causes.append(ex.result.cache.cause if ex.result.cache is not None else "not seen")
+        history.append({"role": "assistant", "content": [{"type": "text", "text": f"fixed {turn}"}]})
+        previous = message_id
+    assert said == [None] * 100
+    assert causes == [None] * 100
