@@ -58,7 +58,10 @@ class CacheDoctor(Observer):
     def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
         usage, conversation = ex.result.usage, ex.conversation
         prompt = usage_int(usage, "prompt_tokens")
-        if conversation is None or prompt is None or prompt < SMALLEST or failed(ex):
+        if prompt is None or failed(ex):
+            return
+        if conversation is None or prompt < SMALLEST:
+            self._keep_only(ex, prompt)
             return
         now = self.diagnoser.turn(ex)
         if now is None:
@@ -79,6 +82,13 @@ class CacheDoctor(Observer):
         meta = flow.metadata.get("qwen")
         if self.shown and isinstance(meta, dict):
             self._show(ex, cache, verdict, was, now, meta)
+
+    def _keep_only(self, ex: Exchange, prompt: int) -> None:
+        """A response a client may name in a later request's diagnostics, kept under its id however short."""
+        asked = ex.cache_ask
+        if asked is not None and asked.keep and asked.answer_id and (now := self.diagnoser.turn(ex)) is not None:
+            now.prompt = prompt
+            self.memory.keep_id(ex.key.name, asked.answer_id, now)
 
     def _show(self, ex: Exchange, cache: CacheTurn, verdict: Verdict, was: Turn | None, now: Turn, meta: dict) -> None:
         """The verdict's line and the blocks around the change, for mitmweb's comment and view."""

@@ -33,13 +33,14 @@ class Gateway:
         self.doctor = CacheDoctor(self.diagnoser)
         self.doctor.configure(config())
 
-    def ask(self, upstream: dict, response_id: str, compare_to: str | None = None, key: str = "") -> dict | None:
-        ex = exchange(upstream_body=copy.deepcopy(upstream), usage=USAGE)
+    def ask(self, upstream: dict, response_id: str, compare_to: str | None = None, key: str = "",
+            usage: dict = USAGE) -> dict | None:
+        ex = exchange(upstream_body=copy.deepcopy(upstream), usage=usage)
         ex.conversation, ex.key.name = Conversation("conv", "session"), key
         ask = ex.cache_ask = asked({"prompt_cache_options": {"comparison_response_id": compare_to}}
                                    if compare_to else {})
         ask.answer_id = response_id  # what the endpoint does as it translates
-        said = diagnose(self.diagnoser, ex, response_id)(USAGE) if ask.compare else None
+        said = diagnose(self.diagnoser, ex, response_id)(usage) if ask.compare else None
         self.doctor.finished(ex, answered(ex))
         return said
 
@@ -81,3 +82,12 @@ def test_the_stream_events_carrying_the_response_carry_the_field():
     assert calls == [None, {"prompt_tokens": 4000, "prompt_tokens_details": {"cached_tokens": 0}}]
     append = sent.append
     assert encoder(append, None) is append  # none asked: the encoder as it was
+
+
+def test_a_short_response_is_kept_for_a_later_comparison_all_the_same():
+    gw = Gateway()
+    short = {"model": "qwen3-coder-plus", "messages": [{"role": "user", "content": "ping"}]}
+    usage = {"prompt_tokens": 12, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 0}}
+    gw.ask(short, "resp_1", usage=usage)  # too short for Qwen's cache: the doctor follows no conversation of it
+    assert gw.ask({**short, "model": "qwen3-coder-flash"}, "resp_2", "resp_1", usage=usage)["reason"] == \
+        "model_changed"
