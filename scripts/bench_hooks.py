@@ -9,10 +9,13 @@ the gateway's alone (`bench.py instructions` counts the whole mitmdump process a
     .venv/bin/python scripts/bench_hooks.py [N] --set qwen_routes=fast=qwen3.6-flash   # with a list option set
     .venv/bin/python scripts/bench_hooks.py [N] --responses  # a Responses request ("ping", stored), translated
     .venv/bin/python scripts/bench_hooks.py [N] --native     # the same on Qwen's own Responses API (a key account)
+    .venv/bin/python scripts/bench_hooks.py [N] --no-doctor  # the same without the cache doctor (its cost: the difference)
 
 `--long` sends what a coding agent sends on a late turn of a session (bench_http.long_conversation: 202
 messages, 60 kB). Every turn of a session resends the whole conversation, so the gateway's work per message
-is what such clients pay on each request.
+is what such clients pay on each request. Its answer counts the prompt as Qwen would (15,000 tokens, 14,000 read
+from the cache): the cache doctor diagnoses every such turn, as it does a real agent's (a 2-token "ping" is too short
+for Qwen's cache, and for the doctor).
 
 It runs itself under valgrind's callgrind twice, WARM requests and WARM + N: the difference over N is one
 request, start-up excluded (PYTHONHASHSEED=0; the collector runs once, after the requests: runs still
@@ -42,6 +45,7 @@ SET: dict[str, list[str]] = json.loads(os.environ.get("QWEN_BENCH_HOOKS_SET") or
 # --responses: a Responses request ("ping", stored), translated to chat; --native: the same through Qwen's own Responses
 # API (qwen_responses_native, a pay-as-you-go key account), its answer a Responses object
 KIND = os.environ.get("QWEN_BENCH_HOOKS_KIND", "chat")
+NO_DOCTOR = os.environ.get("QWEN_BENCH_HOOKS_NO_DOCTOR") == "1"  # --no-doctor: the cache doctor taken out
 RESPONSES = {"model": "qwen3-coder-plus", "input": "ping"}  # stored, as Qwen's own API takes it
 BODY = json.dumps(long_conversation() if LONG else RESPONSES if KIND != "chat" else CHAT).encode()
 PATH = "/v1/responses" if KIND != "chat" else "/v1/chat/completions"
@@ -49,6 +53,10 @@ ANSWER = (b'{"id":"chatcmpl-1","object":"chat.completion","created":1795503429,"
           b'"index":0,"message":{"role":"assistant","content":"Echo: ping","reasoning_content":"Thinking."},'
           b'"finish_reason":"stop","logprobs":null}],"usage":{"prompt_tokens":2,"completion_tokens":8,'
           b'"total_tokens":10,"prompt_tokens_details":{"cached_tokens":0}},"system_fingerprint":null}')
+if LONG:  # what Qwen counts for 60 kB of conversation, most of it read from the cache
+    ANSWER = ANSWER.replace(b'"prompt_tokens":2,', b'"prompt_tokens":15000,').replace(
+        b'"total_tokens":10,"prompt_tokens_details":{"cached_tokens":0}',
+        b'"total_tokens":15008,"prompt_tokens_details":{"cached_tokens":14000}')
 if KIND == "native":
     ANSWER = (b'{"id":"resp_q1","object":"response","created_at":1795503429,"status":"completed","model":'
               b'"qwen3-coder-plus","output":[{"id":"msg_1","type":"message","role":"assistant","status":"completed",'
@@ -116,6 +124,9 @@ def run(n: int, made: int) -> None:
                 tctx.options.update(qwen_responses_native=True)
             gw.configure(set(tctx.options.keys()))
             gw.running()
+            if NO_DOCTOR:
+                gw.observers.all = [o for o in gw.observers.all if type(o).__name__ != "CacheDoctor"]
+                gw.observers._index()
             reader = asyncio.StreamReader(limit=upstream_client.MAX_HEAD)
             origin = ("http", "127.0.0.1", 9)
             gw.engine.client._idle[origin] = [upstream_client._Conn(origin, reader, Sink())]
@@ -142,6 +153,7 @@ def run(n: int, made: int) -> None:
                 assert f.response is not None and f.response.status_code == 200, f.response.content
                 assert KIND == "chat" or b'"object":"response"' in f.response.content, f.response.content
             assert (b"/compatible-mode/v1/responses " in sent[0]) == (KIND == "native"), sent
+            gw.observers.flush()  # the observers after the answer told of every request (their batch's timer aside)
             # every request's ledger row written, in one batch: a row's work for each request, as the thread
             # does it (a batch of MAX_BATCH had been written within some runs: 500 rows for 300 requests)
             await next(o for o in gw.observers.all if isinstance(o, UsageLedger)).flush()
@@ -184,6 +196,8 @@ def main(argv: list[str]) -> int:
     n = int(next((a for a in argv if a.isdigit()), "500"))
     if "--long" in argv:
         os.environ["QWEN_BENCH_HOOKS_LONG"] = "1"
+    if "--no-doctor" in argv:
+        os.environ["QWEN_BENCH_HOOKS_NO_DOCTOR"] = "1"
     kind = "native" if "--native" in argv else "responses" if "--responses" in argv else "chat"
     os.environ["QWEN_BENCH_HOOKS_KIND"] = kind
     what = "request with an agent's long conversation" if "--long" in argv else {
@@ -197,6 +211,8 @@ def main(argv: list[str]) -> int:
     if options:
         os.environ["QWEN_BENCH_HOOKS_SET"] = json.dumps(options)
         what += " with " + ", ".join(f"{k}={v}" for k, vs in options.items() for v in vs)
+    if "--no-doctor" in argv:
+        what += " without the cache doctor"
     with tempfile.TemporaryDirectory() as tmp:
         warm, total = callgrind(0, n, False, Path(tmp) / "warm.out"), callgrind(n, n, False, Path(tmp) / "all.out")
         print(f"{(total - warm) / n:,.0f} instructions per {what} (the gateway's hooks, {n} requests)")

@@ -1,15 +1,20 @@
-"""What the cache doctor (observe/cache_doctor.py) made of one turn, on the exchange's result for the observers
-after it: mitmweb's comment and view, the ledger's row, the metrics."""
+"""The prompt cache's records on an exchange: what the cache doctor (observe/cache_doctor.py) made of one turn,
+on its result for the observers after it (mitmweb's comment and view, the ledger's row, the metrics); and the
+cache diagnostics its client asked for, with what the gateway answered (cache/diagnosis.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .cache.compare import Turn
 
 
 @dataclass(slots=True)
 class CacheTurn:
     """A conversation's turn as the cache doctor saw it (observe/cache_doctor.py): Qwen's cache share and, when it
-    missed more than the turn it continues, why (`cause`: prefix_diff.CAUSES; `lost` tokens that turn's cache
+    missed more than the turn it continues, why (`cause`: cache/compare.CAUSES; `lost` tokens that turn's cache
     should have served, `lost_usd` what they cost above cache reads). Hashes and positions, never prompt text."""
 
     conversation: str  # the conversation's digest (accounts.Conversation.key)
@@ -22,3 +27,35 @@ class CacheTurn:
     lost_usd: float | None = None
     line: str = ""  # the one-line verdict (mitmweb's comment); `diff`: the prefix's first change (its view)
     diff: dict | None = None
+
+
+@dataclass(slots=True)
+class Comparison:
+    """This request's prefix against the one of the response a client named (cache/diagnosis.py)."""
+
+    outcome: str  # diagnosis.FIRST (none named), SAME, CHANGED, NOT_FOUND, UNAVAILABLE (only settings changed)
+    cause: str | None = None  # CHANGED: the prefix's change (cache/compare.CAUSES)
+    missed: int = 0  # CHANGED: this request's tokens after the change (an estimate)
+    reusable: int = 0  # CHANGED: the compared request's tokens before it (an estimate)
+    against: Turn | None = None
+
+
+@dataclass(slots=True)
+class QwenDid:
+    """What Qwen did where the structure promised a read: `kind` expired, evicted or other_account."""
+
+    kind: str
+    missed: int  # tokens the compared response left in the cache that this one did not read
+    lifetime: float  # seconds the compared response's prefix was to live
+
+
+@dataclass(slots=True)
+class Asked:
+    """What the client asked (set by its endpoint's translation) and what the gateway made of it."""
+
+    compare: bool  # a comparison was asked (Anthropic's `diagnostics`, Responses' `comparison_response_id`)
+    compare_to: str | None = None  # the earlier response's id (None: Anthropic's first turn)
+    keep: bool = True  # this response is kept under its id for a later request to name
+    answer_id: str = ""
+    seen: Turn | None = None  # this request's turn, fingerprinted once
+    comparison: Comparison | None = None

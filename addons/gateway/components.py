@@ -36,6 +36,7 @@ from .auth import plans
 from .models import catalogue
 from .models.learned import LearnedFacts
 from .auth.remote import RemoteLogin
+from .cache.diagnosis import Diagnoser
 from .exchange import Exchange
 from .settings.config import Config
 from .storage.pg import Database
@@ -59,17 +60,19 @@ from .upstream.qwenweb.upstream import web_upstream
 
 
 def endpoints(store: Callable[[], ResponseStore], runs: Callable[[], BackgroundRuns] | None = None,
-              sockets: Callable[[], ResponsesSockets] | None = None) -> dict[str, Endpoint[Exchange]]:
+              sockets: Callable[[], ResponsesSockets] | None = None,
+              diagnoser: Diagnoser | None = None) -> dict[str, Endpoint[Exchange]]:
     """Client paths (after /v1) -> endpoint. `runs`: where background responses run (none: refused); `sockets`:
-    the Responses WebSocket's sessions (none: no upgrade)."""
-    responses = responses_endpoint(store, runs)
+    the Responses WebSocket's sessions (none: no upgrade); `diagnoser`: the cache doctor's memory, for the
+    clients that ask for cache diagnostics (none: not answered)."""
+    responses = responses_endpoint(store, runs, diagnoser)
     if sockets is not None:
         responses = dataclasses.replace(responses, upgrade=lambda flow, ex: sockets().route(flow, ex))
     return {"/chat/completions": stored_chat.chat_endpoint(stored_chat.chats_of(store)),
             "/responses": responses,
             "/responses/compact": compact_endpoint(store), "/completions": COMPLETIONS, "/embeddings": EMBEDDINGS,
             # the sealer signs thinking blocks: with a shared store, its key comes from the database first
-            "/messages": dataclasses.replace(messages.messages_endpoint(lambda: store().sealer),
+            "/messages": dataclasses.replace(messages.messages_endpoint(lambda: store().sealer, diagnoser),
                                              prepare=lambda body, ex: store().ready())}
 
 
@@ -201,8 +204,9 @@ def client_formats() -> dict[str, ClientFormat[Exchange]]:
     return {messages.DIALECT: ANTHROPIC_FORMAT}
 
 
-def default_observers() -> list[Observer]:
-    """Every observer, in the order they are called (the cache doctor before the annotator, which writes its
-    verdict in the comment; the annotator before the cap: the cap adds to the annotator's comment)."""
-    return [TokenEstimator(), Metrics(), RequestLine(), UsageLedger(), DebugLog(), Tracing(), CacheDoctor(),
+def default_observers(diagnoser: Diagnoser | None = None) -> list[Observer]:
+    """Every observer, in the order they are called (the cache doctor first: the metrics and the ledger read its
+    verdict, the annotator writes it in the comment; the annotator before the cap: the cap adds to its comment).
+    `diagnoser`: the cache memory the doctor shares with the clients' diagnostics."""
+    return [CacheDoctor(diagnoser), TokenEstimator(), Metrics(), RequestLine(), UsageLedger(), DebugLog(), Tracing(),
             FlowAnnotator(), FlowCap()]

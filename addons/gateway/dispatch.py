@@ -70,6 +70,7 @@ class Observers:
     def running(self) -> None:
         for o in self.all:
             call_safely(o.running)
+        self._index()  # an observer that runs at once only where it is shown (the cache doctor) knows it now
 
     def done(self) -> None:
         # exchanges not yet told, or still waiting for their prompt estimate, get their line and row now

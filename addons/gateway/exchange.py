@@ -9,7 +9,7 @@ it in as the request goes upstream and the answer comes back, and hands it to th
     cost            {"amount", "unit", "priced_as"?}: what the request cost (unit USD, or a plan's requests or
                     tokens; "unpriced" with no amount: nothing prices it), priced as another model (qwen_unpriced_as)
     cache_saved_usd what Qwen's caches took off the prompt's price (USD; negative: writes cost more)
-    route           what the gateway made of it: an endpoint, or a local route ("models", "health", "unknown", …)
+    route           an endpoint name, or "models", "health", "metrics", "auth", "stored_response", "unknown"
     endpoint        "chat.completions" | "responses" | "completions" | "embeddings" (forwarded exchanges)
     model / upstream_model / account / accounts_tried / retries / retry_reasons / stream / notes
     started_at      epoch seconds; duration_ms, ttfb_ms: from request to the answer's end, to its first byte
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from .accounts import Conversation, Credential
-    from .cache_turn import CacheTurn
+    from .cache_turn import Asked, CacheTurn
     from .interfaces import Upstream
     from .models.routes import Routed
     from .turn.stream_rewriter import StreamRewriter
@@ -93,9 +93,8 @@ class ClientRequest:
 
 @dataclass(slots=True)
 class Attempt:
-    """The upstream side: the account that took the exchange and what was sent to Qwen — the latest attempt's;
-    the accounts tried before in `tried`, why each attempt was made again in `retries`. Written by the engine
-    and its retry policy (upstream/)."""
+    """The upstream side, the latest attempt's: its account, what went to Qwen; the accounts tried before
+    (`tried`), why each was tried again (`retries`). Written by the engine and its retry policy (upstream/)."""
 
     cred: Credential | None = field(default=None, repr=False)
     upstream: Upstream | None = field(default=None, repr=False)  # the upstream kind serving `cred`
@@ -103,6 +102,7 @@ class Attempt:
     model: str = ""  # the model asked of Qwen
     route: str = ""  # why a route (qwen_routes) moved the model on this attempt: long-context, images, fast
     body: dict | None = None
+    sent: bytes = field(default=b"", repr=False)  # `body` as encoded on the wire (cache/prints_sent.py reads it)
     url: str = ""
     headers: dict[str, str] = field(default_factory=dict)  # as sent, credential redacted
     status: int | None = None  # Qwen's answer: its status, headers, and a buffered body (the debug log)
@@ -196,6 +196,7 @@ class Exchange:
     conversation: Conversation | None = None  # which conversation it continues (the endpoint's to_chat says)
     routed: Routed | None = None  # the route (qwen_routes) the request met (turn/model_route.py)
     truncate_oldest: bool = False  # the client lets the oldest messages go to fit the context (to_chat says)
+    cache_ask: Asked | None = None  # the cache diagnostics its client asked for (to_chat says; cache/diagnosis.py)
     endpoint_state: Any = None  # the endpoint's own (Responses: api/responses/state.py), never read by the core
     notes: list[str] = field(default_factory=list)
     fixed: list[str] = field(default_factory=list)  # what qwen_cache_fixes changed in the request (turn/cache_fixes.py)

@@ -56,6 +56,7 @@ from .turn.context_guard import context_check
 from .turn import cache_fixes, model_route
 from .observer import Observer
 from .turn.runner import STREAM_CAPTURE, Turns
+from .cache.diagnosis import Diagnoser
 from .turn.settlement import Settlement
 from .upstream.engine import UpstreamEngine
 from .turn.relay import LoopbackRelay
@@ -76,9 +77,13 @@ class Wiring:
         self.team = Team()  # named client keys (qwen-keys): checked at the door, spend counted when finished
         self.told = Told()  # a client's mistake (a certificate, a CONNECT), said once an hour however often made
         self.team.deleted.append(lambda name: self._responses().forget_owner(name))  # gone for good
-        self.observers = Observers([*(components.default_observers() if observers is None else observers), self.team])
+        self.diagnoser = Diagnoser()  # the cache doctor's memory, read for the clients that ask for diagnostics
+        self.observers = Observers([*(components.default_observers(self.diagnoser) if observers is None else observers),
+                                    self.team])
+        self.diagnoser.catch_up = self.observers.flush  # a response answered a moment ago: its doctor's turn now
         self._store: ResponseStore | None = None
-        self.endpoints = components.endpoints(self._responses, lambda: self.background, lambda: self.sockets)
+        self.endpoints = components.endpoints(self._responses, lambda: self.background, lambda: self.sockets,
+                                              self.diagnoser)
         self.policy = RetryPolicy(pool)
         self.engine = UpstreamEngine(self.policy, self.config, components.pairing(self.config),
                                      on_upstream_request=self._upstream_request, client=upstream,

@@ -46,17 +46,28 @@ def blocks(message) -> list[dict]:
 def message_out(message) -> dict:
     return {"id": message.id, "type": message.type, "role": message.role, "model": message.model,
             "stop_reason": message.stop_reason, "stop_sequence": message.stop_sequence, "content": blocks(message),
-            "usage": message.usage.to_dict(mode="json"), "request_id": getattr(message, "_request_id", None)}
+            "usage": message.usage.to_dict(mode="json"), "request_id": getattr(message, "_request_id", None),
+            **diagnostics_out(getattr(message, "diagnostics", None))}
+
+
+def diagnostics_out(diagnostics) -> dict:
+    """The message's cache diagnostics as the SDK typed them (the reason's class: the SDK's own), when present."""
+    if diagnostics is None:
+        return {}
+    reason = diagnostics.cache_miss_reason
+    return {"diagnostics": diagnostics.to_dict(mode="json"), "diagnostics_class": type(diagnostics).__name__,
+            "reason_class": type(reason).__name__ if reason is not None else None}
 
 
 def stream_out(**params) -> dict:
     """One `messages.stream()`: the accumulated message, and every event in the order the SDK saw it."""
-    events, text, partial_json, thinking, signatures, start_usage = [], [], [], [], 0, None
+    events, text, partial_json, thinking, signatures, start_usage, start_diagnostics = [], [], [], [], 0, None, {}
     with client.messages.stream(**params) as s:
         for event in s:
             kind = event.type
             if kind == "message_start":
                 start_usage = event.message.usage.to_dict(mode="json")
+                start_diagnostics = diagnostics_out(getattr(event.message, "diagnostics", None))
             elif kind == "content_block_delta":
                 kind += ":" + event.delta.type
             elif kind == "content_block_start":
@@ -74,7 +85,7 @@ def stream_out(**params) -> dict:
         request_id = s.request_id
     return {"message": message_out(final), "events": events, "text": "".join(text), "partial_json": partial_json,
             "thinking": "".join(thinking), "signature_events": signatures, "stream_request_id": request_id,
-            "start_usage": start_usage}
+            "start_usage": start_usage, "start_diagnostics": start_diagnostics}
 
 
 def png_base64() -> str:
@@ -183,21 +194,30 @@ def models(args: dict) -> dict:
 def calls(args: dict) -> list[dict]:
     """The calls in args["calls"], one after the other: each one's answer, or the exception it raised. A call is
     {"op": "create" | "stream" | "get" | "retrieve", "params": {…} (create, stream), "path" (get), "model"
-    (retrieve)}; args["max_retries"]: the SDK's own retries (0 unless given)."""
+    (retrieve)}; args["max_retries"]: the SDK's own retries (0 unless given). A create or stream with "diagnose"
+    asks for cache diagnostics against the previous answer's id (or "previous": an id, or null)."""
     global client
     client = client.with_options(max_retries=args.get("max_retries", 0))
-    outcomes = []
+    outcomes: list[dict] = []
+    last_id, ids = None, []
     for c in args["calls"]:
+        params = c.get("params") or {}
+        if c.get("diagnose"):  # "against": the index of an earlier call whose id is named
+            previous = ids[c["against"]] if isinstance(c.get("against"), int) else c.get("previous", last_id)
+            params = {**params, "diagnostics": {"previous_message_id": previous}}
         try:
             if c["op"] == "create":
-                out = message_out(client.messages.create(**c["params"]))
+                out = message_out(client.messages.create(**params))
+                last_id = out["id"]
             elif c["op"] == "stream":
-                out = stream_out(**c["params"])
+                out = stream_out(**params)
+                last_id = out["message"]["id"]
             elif c["op"] == "get":
                 client.get(c["path"], cast_to=object)
                 out = {}
             else:
                 out = client.models.retrieve(c["model"]).to_dict(mode="json")
+            ids.append(last_id)
         except anthropic.APIStatusError as e:
             outcomes.append({"raised": error_out(e)})
         else:

@@ -55,9 +55,9 @@ def test_endpoints_by_path_and_their_dialects():
 
 def test_observers_in_the_order_they_are_called():
     names = [type(o).__name__ for o in components.default_observers()]
-    assert names == ["TokenEstimator", "Metrics", "RequestLine", "UsageLedger", "DebugLog", "Tracing",
-                     "CacheDoctor", "FlowAnnotator", "FlowCap"]  # the doctor's verdict in the annotator's comment;
-    # the annotator before the cap: the cap adds to its comment
+    assert names == ["CacheDoctor", "TokenEstimator", "Metrics", "RequestLine", "UsageLedger", "DebugLog", "Tracing",
+                     "FlowAnnotator", "FlowCap"]  # the doctor's verdict in the metrics, the ledger, the annotator's
+    # comment; the annotator before the cap: the cap adds to its comment
 
 
 def test_a_batch_line_is_translated_as_the_chat_path_translates_a_request():

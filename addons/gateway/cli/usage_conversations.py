@@ -1,6 +1,6 @@
 """qwen-usage conversations: per conversation the cache doctor saw (the ledger's `conversation`, a digest), its
 turns, how much of their prompts Qwen read from its cache, the turns that missed more than the turn before, the
-tokens and USD those misses lost, and their causes with the turns (observe/prefix_diff.CAUSES)."""
+tokens and USD those misses lost, and their causes with the turns (cache/compare.CAUSES)."""
 
 from __future__ import annotations
 

@@ -1,28 +1,30 @@
 """The cache doctor: for every conversation (`ex.conversation`, which the pool keeps on one account), each turn's
-share of Qwen's prompt cache (read, written, missed, as Qwen's usage says) and, when a turn missed more than the
-turn it continues, what changed in the prompt's prefix (observe/prefix_diff.py: the first differing block and
-its kind, another account, the five-minute expiry).
+share of Qwen's prompt cache (read, written, missed, as Qwen's usage says) and, when a turn read less than the
+turn it continues left in the cache, why (cache/compare.py: another account, the lifetime passed, the prefix's
+first change, or Qwen's own doing).
 
-An observer that never changes the flow's request or answer: `at_once` (in the `response` hook, before mitmweb's
-comment is written and the flow saved) it reads the request that went upstream (`ex.attempt.body`, the pivot's
-form) and Qwen's usage, and leaves its verdict on the exchange (`ex.result.cache`: the comment, the ledger's row
-and the metrics read it) and on the flow's record (`flow.metadata["qwen"]["cache"]`, the "Qwen cache doctor"
-view). What it keeps is bounded and holds no prompt text: the newest CONVERSATIONS conversations (least recently
-seen dropped first), each with its turn count and its last TURNS_KEPT turns' block hashes and usage.
+An observer that never changes the flow's request or answer. It reads the request that went upstream
+(`ex.attempt.body`: the pivot's form, or a pass-through's own) and Qwen's usage, and leaves its verdict on the
+exchange (`ex.result.cache`: the ledger's row and the metrics read it, after it) and, under mitmweb or with a
+flow file, on the flow's record (`flow.metadata["qwen"]["cache"]`, the "Qwen cache doctor" view) and in its
+comment — only then does it run at once, in the `response` hook; otherwise after the answer went out, with the
+other recording observers. What it keeps is the cache package's memory (cache/memory.py), shared with the
+clients' diagnostics (cache/diagnosis.py): hashes and sizes, never prompt text.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
 from typing import TYPE_CHECKING
 
 from mitmproxy import ctx
 
+from ..cache.compare import CAUSES, Turn, Verdict, closest, diagnose, first_change
+from ..cache.diagnosis import Diagnoser
+from ..cache.prints import MID_SYSTEM, MODEL, SYSTEM, TOOL
+from ..cache.prints_forms import CHAT, places
 from ..cache_turn import CacheTurn
-from ..observer import Observer, cache_write_tokens, cached_tokens, failed, usage_int
+from ..observer import Observer, cache_kind, cache_write_tokens, cached_tokens, failed, usage_int
 from ..pricing.prices import PriceTable
-from .prefix_diff import CAUSES, MID_SYSTEM, MODEL, SYSTEM, TOOL, Prefix, Seen, Verdict, closest, diagnose, \
-    fingerprint, places
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -30,25 +32,19 @@ if TYPE_CHECKING:
     from ..exchange import Exchange
     from ..settings.config import Config
 
-CONVERSATIONS = 4096  # conversations kept (each a few KB: 8 bytes a block of its last turns)
-TURNS_KEPT = 4  # turns kept per conversation: the turn a request continues is the closest of them
 AROUND = 2  # blocks shown on either side of the first change
+# Qwen's caches keep no prefix shorter ("Context cache": 256 tokens implicit, 1,024 explicit): a shorter prompt
+# neither reads nor leaves anything there, so the doctor has nothing to say of it, nor keeps it
+SMALLEST = 256
 KIND_NAMES = {MODEL: "model", SYSTEM: "system", TOOL: "tool", MID_SYSTEM: "system (mid)"}
 
 
-class Kept:
-    __slots__ = ("count", "turns")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.turns: deque[Seen] = deque(maxlen=TURNS_KEPT)
-
-
 class CacheDoctor(Observer):
-    at_once = True  # its verdict is in the comment (FlowAnnotator, after it) and the flow file
+    at_once = False  # at once only where its verdict is shown: mitmweb's comment, a flow file (`running`)
 
-    def __init__(self) -> None:
-        self.conversations: OrderedDict[str, Kept] = OrderedDict()
+    def __init__(self, diagnoser: Diagnoser | None = None) -> None:
+        self.diagnoser = diagnoser if diagnoser is not None else Diagnoser()
+        self.memory = self.diagnoser.memory
         self.prices = PriceTable()
         self.shown = True  # the verdict's line and the flow's record: only for mitmweb and flow files
 
@@ -57,42 +53,57 @@ class CacheDoctor(Observer):
 
     def running(self) -> None:
         self.shown = ctx.master.addons.get("view") is not None or bool(getattr(ctx.options, "save_stream_file", None))
+        self.at_once = self.shown
 
     def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
-        usage, body, conversation = ex.result.usage, ex.attempt.body, ex.conversation
+        usage, conversation = ex.result.usage, ex.conversation
         prompt = usage_int(usage, "prompt_tokens")
-        if conversation is None or not isinstance(body, dict) or prompt is None or failed(ex):
+        if prompt is None or failed(ex):
             return
-        kept = self.conversations.get(conversation.key)
-        if kept is None:
-            kept = self.conversations[conversation.key] = Kept()
-            if len(self.conversations) > CONVERSATIONS:
-                self.conversations.popitem(last=False)
-        else:
-            self.conversations.move_to_end(conversation.key)
-        kept.count += 1
-        cached = cached_tokens(usage) or 0
-        now = Seen(kept.count, ex.started_at, ex.account, prompt, cached, fingerprint(body))
-        was = closest(kept.turns, now.prefix)
-        verdict = diagnose(was, now)  # the change's place named below, only when it is shown
-        kept.turns.append(now)
-        cache = CacheTurn(conversation.key, now.turn, prompt, cached, cache_write_tokens(usage) or 0,
-                          verdict.cause, verdict.lost)
+        if conversation is None or prompt < SMALLEST:
+            self._keep_only(ex, prompt)
+            return
+        now = self.diagnoser.turn(ex)
+        if now is None:
+            return
+        now.prompt, now.cached, now.written = prompt, cached_tokens(usage) or 0, cache_write_tokens(usage) or 0
+        now.explicit = cache_kind(usage) == "explicit"
+        kept = self.memory.kept(conversation.key, ex.key.name, now, by_opening=conversation.source == "opening")
+        was = closest(kept.turns, now)
+        verdict = diagnose(was, now)
+        self.memory.add(kept, now)
+        asked = ex.cache_ask
+        if asked is not None and asked.keep and asked.answer_id:
+            self.memory.keep_id(ex.key.name, asked.answer_id, now)
+        cache = CacheTurn(kept.key, now.turn, prompt, now.cached, now.written, verdict.cause, verdict.lost)
         if verdict.cause is not None:
             cache.lost_usd = self._lost_usd(ex, verdict.lost)
         ex.result.cache = cache
         meta = flow.metadata.get("qwen")
         if self.shown and isinstance(meta, dict):
-            change = verdict.change
-            if verdict.cause is not None and change is not None and was is not None:
-                named = places(body)
-                change.where = named[change.index] if change.index < len(named) else change.where
-                cache.diff = _diff(was.prefix, now.prefix, named, verdict)
-            cache.line = line(cache, verdict)
-            meta["cache"] = {"conversation": cache.conversation, "turn": cache.turn, "prompt": prompt, "read": cached,
-                             "written": cache.written, "cause": cache.cause, "against": verdict.against,
-                             "lost": cache.lost, "lost_usd": cache.lost_usd, "verdict": cache.line,
-                             "diff": cache.diff}
+            self._show(ex, cache, verdict, was, now, meta)
+
+    def _keep_only(self, ex: Exchange, prompt: int) -> None:
+        """A response a client may name in a later request's diagnostics, kept under its id however short."""
+        asked = ex.cache_ask
+        if asked is not None and asked.keep and asked.answer_id and (now := self.diagnoser.turn(ex)) is not None:
+            now.prompt = prompt
+            self.memory.keep_id(ex.key.name, asked.answer_id, now)
+
+    def _show(self, ex: Exchange, cache: CacheTurn, verdict: Verdict, was: Turn | None, now: Turn, meta: dict) -> None:
+        """The verdict's line and the blocks around the change, for mitmweb's comment and view."""
+        if verdict.cause is not None and was is not None:
+            leg = ex.attempt.leg
+            named = places(ex.attempt.body or {}, leg.suffix if leg.passthrough else CHAT)
+            change = first_change(was, now, named)
+            if change is not None:
+                verdict.change = change
+                cache.diff = _diff(was, now, named, verdict)
+        cache.line = line(cache, verdict)
+        meta["cache"] = {"conversation": cache.conversation, "turn": cache.turn, "prompt": cache.prompt,
+                         "read": cache.read, "written": cache.written, "cause": cache.cause,
+                         "against": verdict.against, "lost": cache.lost, "lost_usd": cache.lost_usd,
+                         "verdict": cache.line, "diff": cache.diff}
 
     def _lost_usd(self, ex: Exchange, lost: int) -> float | None:
         """What the lost tokens cost above reading them from the cache (the price table's cached price)."""
@@ -121,18 +132,21 @@ def _short(digest: int | None) -> str:
     return "" if digest is None else f"{digest & 0xFFFFFFFF:08x}"
 
 
-def _diff(was: Prefix, now: Prefix, named: list[str], verdict: Verdict) -> dict | None:
+def _digest(turn: Turn, k: int) -> int | None:
+    return int.from_bytes(turn.print.raw[8 * k:8 * k + 8], "little", signed=True) if k < turn.blocks else None
+
+
+def _diff(was: Turn, now: Turn, named: list[str], verdict: Verdict) -> dict | None:
     """The blocks around the first change: their kind, place in this request (`named`), both turns' hashes."""
     change = verdict.change
     if change is None:
         return None
     i = change.index
     rows = []
-    for k in range(max(0, i - AROUND), min(max(len(was.digests), len(now.digests)), i + AROUND + 1)):
-        before = was.digests[k] if k < len(was.digests) else None
-        after = now.digests[k] if k < len(now.digests) else None
-        kind = now.kinds[k] if k < len(now.kinds) else was.kinds[k]
+    for k in range(max(0, i - AROUND), min(max(was.blocks, now.blocks), i + AROUND + 1)):
+        before, after = _digest(was, k), _digest(now, k)
+        kind = now.print.kinds[k] if k < now.blocks else was.print.kinds[k]
         rows.append({"block": k, "kind": KIND_NAMES.get(kind, "message"), "where": named[k] if k < len(named) else "-",
                      "was": _short(before), "now": _short(after), "same": before == after})
     return {"block": i, "where": change.where, "cause": change.cause, "against": verdict.against,
-            "blocks_was": len(was.digests), "blocks_now": len(now.digests), "blocks": rows}
+            "blocks_was": was.blocks, "blocks_now": now.blocks, "blocks": rows}

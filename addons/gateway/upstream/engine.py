@@ -226,7 +226,8 @@ class UpstreamEngine:
         self.on_upstream_request(ex)
         # A stream may pause between events for as long as the idle limit; a whole answer for the full timeout.
         read = (config.stream_idle_timeout or None) if ex.stream else (config.upstream_timeout or None)
-        return wire.url, headers, jsonio.dumps(wire.body), read
+        ex.attempt.sent = jsonio.dumps(wire.body)  # kept: the cache doctor reads the prompt in it again
+        return wire.url, headers, ex.attempt.sent, read
 
 
 def _going_on(ex: Exchange, upstream: Upstream, model: str, prefix: str) -> None:

@@ -8,9 +8,12 @@ from dataclasses import dataclass
 
 from qwen_gateway.accounts import Conversation
 from qwen_gateway.cache_turn import CacheTurn
-from qwen_gateway.observe import cache_doctor
+from qwen_gateway.cache import memory
 from qwen_gateway.observe.cache_doctor import CacheDoctor
 from qwen_gateway.pricing.prices import PriceTable, Tier
+from mitmproxy.addons import save
+from mitmproxy.test import taddons
+
 from helpers.observe_testlib import answered, config, exchange
 
 TOOLS = [{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}} for n in ("Read", "Bash")]
@@ -48,8 +51,15 @@ def doctor() -> CacheDoctor:
     return d
 
 
-def test_it_runs_at_once_before_the_annotator_writes_the_comment():
-    assert CacheDoctor.at_once
+def test_it_runs_after_the_answer_unless_its_verdict_is_shown_at_once():
+    assert not CacheDoctor.at_once  # plain mitmdump: nothing reads its verdict before the answer goes out
+    d = doctor()
+    with taddons.context(save.Save()) as tctx:
+        d.running()
+        assert not d.at_once and not d.shown
+        tctx.options.save_stream_file = "flows.mitm"  # a flow file keeps the comment: the verdict is in it
+        d.running()
+        assert d.at_once and d.shown
 
 
 def test_a_healthy_conversation_counts_turns_and_reads():
@@ -103,15 +113,15 @@ def test_conversations_are_apart_and_turns_without_one_or_failed_are_left_out():
 
 
 def test_memory_is_bounded(monkeypatch):
-    monkeypatch.setattr(cache_doctor, "CONVERSATIONS", 3)
-    monkeypatch.setattr(cache_doctor, "TURNS_KEPT", 2)
+    monkeypatch.setattr(memory, "CONVERSATIONS", 3)
+    monkeypatch.setattr(memory, "TURNS_KEPT", 2)
     d = doctor()
     for name in "abcd":
         for i in range(1, 5):
             turn(d, body(i), 3000 + i, 0, conversation=name)
-    assert list(d.conversations) == ["b", "c", "d"]
-    assert all(len(kept.turns) == 2 for kept in d.conversations.values())
-    assert d.conversations["d"].count == 4
+    assert [key for _, key in d.memory.conversations] == ["b", "c", "d"]
+    assert all(len(kept.turns) == 2 for kept in d.memory.conversations.values())
+    assert d.memory.conversations[("", "d")].count == 4
 
 
 def test_without_mitmweb_or_a_flow_file_the_line_and_the_record_are_not_built():

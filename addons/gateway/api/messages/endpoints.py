@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
+from ...cache.diagnosis import Diagnoser
 from ...settings.config import Config
 from ...errors import GatewayError
 from ...exchange import Exchange
@@ -15,7 +16,7 @@ from ...interfaces import Endpoint
 from ...seal import Sealer
 from ...tokens import estimate_request_tokens
 from ..conversation import keyed
-from . import passthrough
+from . import diagnostics, passthrough
 from .request import asks_thinking, to_chat
 from .response import chat_to_message
 from .stops import sequences
@@ -25,29 +26,48 @@ from .thinking import Signer
 DIALECT = "anthropic"
 
 
-def messages_endpoint(sealer: Callable[[], Sealer]) -> Endpoint[Exchange]:
+def messages_endpoint(sealer: Callable[[], Sealer], diagnoser: Diagnoser | None = None) -> Endpoint[Exchange]:
+    """`diagnoser`: the cache doctor's, for the clients that ask for `diagnostics` (none: the field is noted)."""
     signer = Signer(sealer)
 
+    def translate(body: dict, ex: Exchange) -> dict:
+        chat = to_chat(body, ex.notes, signer.verify)
+        ex.cache_ask = diagnostics.asked(body) if diagnoser is not None else None
+        return chat
+
+    def said(ex: Exchange) -> Callable[[str], dict | None] | None:
+        """The stream's `message_start` diagnostics, given its message id (None: none asked)."""
+        if diagnoser is None or ex.cache_ask is None:
+            return None
+        return lambda message_id: diagnostics.answer(diagnoser, ex, message_id)
+
+    def with_diagnostics(message: dict, ex: Exchange, usage: dict | None) -> dict:
+        if diagnoser is not None and ex.cache_ask is not None:
+            message["diagnostics"] = diagnostics.answer(diagnoser, ex, str(message.get("id") or ""), usage)
+        return message
+
     def from_chat(chat: dict, ex: Exchange) -> dict:
-        return dict(chat_to_message(chat, model=ex.requested_model or ex.attempt.model, sign=signer.sign,
-                                    thinking=asks_thinking(ex.body or {}), stops=sequences(ex.body or {})))
+        message = dict(chat_to_message(chat, model=ex.requested_model or ex.attempt.model, sign=signer.sign,
+                                       thinking=asks_thinking(ex.body or {}), stops=sequences(ex.body or {})))
+        return with_diagnostics(message, ex, chat.get("usage") if isinstance(chat.get("usage"), dict) else None)
 
     def from_own(message: dict, ex: Exchange) -> dict:
         answer, ex.result.usage = passthrough.own_answer(message, model=ex.requested_model or ex.attempt.model,
                                                   sign=signer.sign, explicit=passthrough.has_markers(ex.body),
                                                   thinking=asks_thinking(ex.body or {}))
-        return answer
+        return with_diagnostics(answer, ex, ex.result.usage if isinstance(ex.result.usage, dict) else None)
 
     def own_stream(ex: Exchange) -> tuple[passthrough.EventTap, passthrough.EventRelay]:
         return passthrough.EventTap(passthrough.has_markers(ex.body)), passthrough.EventRelay(
-            model=ex.requested_model or ex.attempt.model, sign=signer.sign, thinking=asks_thinking(ex.body or {}))
+            model=ex.requested_model or ex.attempt.model, sign=signer.sign, thinking=asks_thinking(ex.body or {}),
+            diagnostics=said(ex))
 
-    return Endpoint(name="messages", to_chat=keyed(lambda body, ex: to_chat(body, ex.notes, signer.verify)),
+    return Endpoint(name="messages", to_chat=keyed(translate),
                     from_chat=from_chat, dialect=DIALECT,
                     stream_translator=lambda ex: MessagesStreamTranslator(
                         model=ex.requested_model or ex.attempt.model, sign=signer.sign,
                         thinking=asks_thinking(ex.body or {}), stops=sequences(ex.body or {}),
-                        input_tokens=lambda: ex.count.tokens),
+                        input_tokens=lambda: ex.count.tokens, diagnostics=said(ex)),
                     own_body=lambda body, ex: passthrough.own_body(body, ex.notes), from_own=from_own,
                     own_stream=own_stream, counted_first=True)
 

@@ -158,8 +158,10 @@ class EventRelay:
     """The pass-through stream's writer (a `StreamTranslator`): the events as they came, the model renamed and
     thinking re-signed by the gateway."""
 
-    def __init__(self, *, model: str, sign: Callable[[str], str], thinking: bool = True) -> None:
+    def __init__(self, *, model: str, sign: Callable[[str], str], thinking: bool = True,
+                 diagnostics: Callable[[str], dict | None] | None = None) -> None:
         self.model = model
+        self.diagnostics = diagnostics  # the cache diagnostics the client asked for, given the message's id
         self.sign = sign
         self.show_thinking = thinking  # False: thinking blocks left out (the client asked for none)
         self.hidden: list[int] = []  # the upstream's indexes of the blocks left out
@@ -177,6 +179,8 @@ class EventRelay:
             event["index"] -= sum(1 for i in self.hidden if i < event["index"])  # the client's blocks count on
         if kind == "message_start" and isinstance(event.get("message"), dict):
             event["message"] = {**event["message"], "model": self.model}
+            if self.diagnostics is not None:
+                event["message"]["diagnostics"] = self.diagnostics(str(event["message"].get("id") or ""))
         elif kind == "content_block_delta":
             delta = event.get("delta") or {}
             index = event.get("index", 0)

@@ -31,8 +31,8 @@ from .shape import bad
 
 _ROLES = ("user", "assistant", "system")
 # Accepted and recorded, with no meaning on Qwen's side.
-_IGNORED = ("context_management", "safeguards", "container", "mcp_servers", "service_tier", "diagnostics",
-            "inference_geo", "speed", "billing_policy", "compaction", "fallback_credit_token", "fallbacks", "thread")
+_IGNORED = ("context_management", "safeguards", "container", "mcp_servers", "service_tier", "inference_geo",
+            "speed", "billing_policy", "compaction", "fallback_credit_token", "fallbacks", "thread")
 BILLING_PREFIX = "x-anthropic-billing-header:"
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}\Z")  # Anthropic's custom tool names
 

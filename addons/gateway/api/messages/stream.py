@@ -31,8 +31,10 @@ def event(payload: dict) -> bytes:
 
 class MessagesStreamTranslator:
     def __init__(self, *, model: str, sign: Callable[[str], str], thinking: bool = True,
-                 stops: tuple[str, ...] = (), input_tokens: Callable[[], int | None] = lambda: None) -> None:
+                 stops: tuple[str, ...] = (), input_tokens: Callable[[], int | None] = lambda: None,
+                 diagnostics: Callable[[str], dict | None] | None = None) -> None:
         self.model = model
+        self.diagnostics = diagnostics  # the cache diagnostics the client asked for, given the message's id
         self.scanner = StopScanner(stops) if stops else None
         self.input_tokens = input_tokens  # the gateway's prompt estimate, read when the stream starts
         self.sign = sign
@@ -111,6 +113,8 @@ class MessagesStreamTranslator:
         self.started = True
         message: dict[str, Any] = {"id": new_message_id(), "type": "message", "role": "assistant", "model": self.model,
                    "content": [], "stop_reason": None, "stop_sequence": None, "usage": dict(self._estimate())}
+        if self.diagnostics is not None:
+            message["diagnostics"] = self.diagnostics(message["id"])
         return [event({"type": "message_start", "message": message}), event({"type": "ping"})]
 
     def _estimate(self) -> MessagesUsage:

@@ -9,11 +9,12 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
+from ...cache.diagnosis import Diagnoser
 from ...errors import GatewayError
 from ...exchange import RetryReason, note
 from ...interfaces import ChunkSource, Endpoint, StreamTranslator
 from ..conversation import keyed
-from . import background, native, native_answer
+from . import background, diagnostics, native, native_answer
 from .history import history_items, input_items, kept_inputs
 from .items import new_id
 from .output import chat_to_response, completion_time, response_object, usage_to_responses
@@ -32,12 +33,13 @@ if TYPE_CHECKING:
 OFF_LOOP_ITEMS = 256
 
 
-def responses_endpoint(store: Callable[[], ResponseStore],
-                       runs: Callable[[], background.BackgroundRuns] | None = None) -> Endpoint[Exchange]:
+def responses_endpoint(store: Callable[[], ResponseStore], runs: Callable[[], background.BackgroundRuns] | None = None,
+                       diagnoser: Diagnoser | None = None) -> Endpoint[Exchange]:
     """/v1/responses: the request translated with the gateway's stored responses (previous_response_id,
     item_reference) and sealed content (reasoning, compaction); what Qwen is offered under each function
     name is kept in the exchange's state (state.py) for the way back. `background: true` is answered at once and run by
-    `runs` (background.py)."""
+    `runs` (background.py). `diagnoser`: the cache doctor's memory, for `prompt_cache_options.comparison_response_id`
+    (diagnostics.py; none: not answered)."""
 
     def translated(body: dict, ex: Exchange, history: list[dict] | None) -> Translation:
         """The request checked and translated, with the conversation it continues: a WebSocket's own recent
@@ -69,6 +71,10 @@ def responses_endpoint(store: Callable[[], ResponseStore],
         st = state(ex)
         t, st.translation = st.translation or translated(body, ex, st.history), None
         st.response_id = new_id("resp")
+        if diagnoser is not None:  # any response may be named by a later request: each one kept under its id
+            ask = ex.cache_ask = diagnostics.asked(body)
+            ask.answer_id = st.response_id
+            st.diagnose = diagnostics.diagnose(diagnoser, ex, st.response_id) if ask.compare else None
         if body.get("store") is not False:  # stored before the stream's final events go out
             ex.turn.keep_before_end = True
         st.tools = t.tools
@@ -91,12 +97,15 @@ def responses_endpoint(store: Callable[[], ResponseStore],
             st.summary = str(message.get("content") or "").strip()
         st.reasoning = {o["id"]: str(message.get("reasoning_content") or "")
                         for o in response["output"] if o["type"] == "reasoning"}
+        if st.diagnose is not None and (said := st.diagnose(chat.get("usage"))) is not None:
+            response["prompt_cache_diagnostics"] = said
         return response
 
     def translator(ex: Exchange, encode=sse_event) -> ResponsesStreamTranslator:
         return ResponsesStreamTranslator(ex.body or {}, response_id=state(ex).response_id,
                                          created_at=ex.created, tools=state(ex).tools, seal=store().sealer.seal,
-                                         compaction=state(ex).compaction, encode=encode)
+                                         compaction=state(ex).compaction,
+                                         encode=diagnostics.encoder(encode, state(ex).diagnose))
 
     def finished(ex: Exchange, response: dict | None) -> None:
         body = ex.body or {}

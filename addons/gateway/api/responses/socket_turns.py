@@ -21,6 +21,7 @@ from ...errors import GatewayError
 from ...exchange import ClientRequest, Exchange
 from ...interfaces import Endpoint
 from ...turn import TurnRunner
+from .diagnostics import encoder as with_diagnostics
 from .history import history_items
 from .state import state
 from .store import ResponseStore
@@ -139,7 +140,7 @@ class SocketTurn:
         st = state(ex)
         return ResponsesStreamTranslator(ex.body or {}, response_id=st.response_id, created_at=ex.created,
                                          tools=st.tools, seal=self.store().sealer.seal, compaction=st.compaction,
-                                         encode=self.encode)
+                                         encode=with_diagnostics(self.encode, st.diagnose))
 
     async def begin(self, ex: Exchange) -> None:
         pass

@@ -28,6 +28,7 @@ class ResponsesState:
     history_messages: int = 0  # the chat messages the continued history made
     upstream_id: str | None = None  # Model Studio's id of this answer, when its own Responses API gave it
     source: Any = None  # the native stream's reader (native_answer.EventSource)
+    diagnose: Any = None  # the Response's prompt_cache_diagnostics, when a comparison was asked (diagnostics.py)
 
 
 def state(ex: Exchange) -> ResponsesState:

@@ -1,11 +1,12 @@
 """The cache doctor's analysis: a chat request's prefix as block fingerprints, the first change between two
-turns and its kind (one test per cause), and whether a turn missed more than the turn before."""
+turns and its kind (one test per cause), and whether a turn read less than the turn it continues left."""
 
 from __future__ import annotations
 
 import copy
 
-from qwen_gateway.observe.prefix_diff import CAUSES, Seen, closest, diagnose, fingerprint, first_change, places
+from qwen_gateway.cache.compare import CAUSES, Turn, closest, common, diagnose, first_change
+from qwen_gateway.cache.prints_forms import of_chat, places
 
 TOOLS = [{"type": "function", "function": {"name": n, "description": f"does {n}",
                                            "parameters": {"type": "object", "properties": {}}}}
@@ -27,8 +28,12 @@ def chat(**changes) -> dict:
     return body
 
 
+def fingerprint(body: dict) -> Turn:
+    return Turn(of_chat(body), at=0.0)
+
+
 def change(was: dict, now: dict):
-    return first_change(fingerprint(was), fingerprint(now), now)
+    return first_change(fingerprint(was), fingerprint(now), places(now))
 
 
 def test_a_conversation_that_only_grows_has_no_change():
@@ -112,8 +117,10 @@ def test_text_next_to_an_image_edited_is_an_edit():
     assert change(chat(), now).cause == "edited"
 
 
-def seen(turn, body, prompt, cached, at=1000.0, account="a"):
-    return Seen(turn, at, account, prompt, cached, fingerprint(body))
+def seen(turn, body, prompt, cached, at=1000.0, account="a", written=0):
+    out = Turn(of_chat(body), at=at, account=account)
+    out.turn, out.prompt, out.cached, out.written, out.explicit = turn, prompt, cached, written, bool(written)
+    return out
 
 
 def test_a_first_turn_is_no_miss():
@@ -130,7 +137,7 @@ def test_a_growing_conversation_that_reads_the_cache_is_no_miss():
 
 def test_a_changed_prefix_that_missed_more_names_the_change():
     now = chat(tools=[TOOLS[2], TOOLS[0], TOOLS[1]])
-    v = diagnose(seen(3, chat(), 3000, 2800), seen(4, now, 3200, 100), now)
+    v = diagnose(seen(3, chat(), 3000, 2800), seen(4, now, 3200, 100), change(chat(), now))
     assert (v.cause, v.lost, v.missed, v.change.where) == ("tool_order", 2900, 3100, "tools[0] Bash")
 
 
@@ -153,29 +160,29 @@ def test_the_turn_it_continues_is_the_closest_not_a_side_request():
     grown["messages"].append({"role": "user", "content": "again"})
     turns = [seen(1, chat(), 3000, 0), seen(2, side, 20, 0)]
     assert closest(turns, fingerprint(grown)).turn == 1
+    assert closest(turns[1:], fingerprint(grown)) is None  # a side request is continued by nothing
     assert closest([], fingerprint(grown)) is None
 
 
 def test_places_match_the_blocks():
     body = chat()
-    assert len(places(body)) == len(fingerprint(body).digests)
+    assert len(places(body)) == fingerprint(body).blocks
     assert places(body)[:4] == ["model", "messages[0].content[0]", "messages[0].content[1]", "tools[0] Read"]
     assert places(body)[-1] == "messages[4] user"
     assert first_change(fingerprint(chat()), fingerprint(chat(model="x"))).where == "block 0"
 
 
 def test_every_cause_is_described():
-    assert set(CAUSES) >= {"model", "system", "tool_order", "tool", "edited", "mid_system", "image", "account",
-                           "expiry", "unexplained"}
+    assert set(CAUSES) >= {"model", "route", "system", "tool_order", "tool", "edited", "mid_system", "image",
+                           "account", "expiry", "unexplained"}
 
 
 def test_the_first_difference_is_found_at_every_position_of_a_long_prefix():
-    from qwen_gateway.observe.prefix_diff import common
     base = chat()
     base["messages"] += [{"role": "user", "content": f"m{i}"} for i in range(300)]
-    n = len(fingerprint(base).digests)
+    n = fingerprint(base).blocks
     for at in (6, 7, 100, 255, 256, n - 1):
         other = copy.deepcopy(base)
         other["messages"][at - 5]["content"] = "changed"  # blocks: model, 2 system parts, 3 tools, messages[1:]
-        assert common(fingerprint(base), fingerprint(other)) == at, at
-    assert common(fingerprint(base), fingerprint(base)) == n
+        assert common(fingerprint(base).raw, fingerprint(other).raw) == at, at
+    assert common(fingerprint(base).raw, fingerprint(base).raw) == n

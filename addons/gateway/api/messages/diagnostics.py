@@ -1,0 +1,66 @@
+"""Anthropic's cache diagnostics on Qwen (docs/compatibility.md): a request's `diagnostics: {previous_message_id}`
+(with or without the `cache-diagnosis-2026-04-07` beta header) is compared by the cache doctor's memory
+(cache/diagnosis.py) with the request that answered that id, within the client's key, and the answer says why
+the prompt cache could not reuse its prefix, in Anthropic's shape: `diagnostics.cache_miss_reason` on the
+message and on `message_start`'s message.
+
+`diagnostics` is null on a first turn (`previous_message_id: null`) and where the prefix only grew. Where the
+structure promised a read and Qwen's usage says none came (a whole answer: its usage is known as it is written),
+`cache_miss_reason` is null, Anthropic's "no conclusion", and `qwen_cache_miss` says what Qwen did: `evicted`,
+`expired` or `other_account`, with the tokens it did not read."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ...cache.diagnosis import CHANGED, NOT_FOUND, UNAVAILABLE, Diagnoser
+from ...cache_turn import Asked
+from ...observer import cache_write_tokens, cached_tokens, usage_int
+from .shape import bad
+
+if TYPE_CHECKING:
+    from ...exchange import Exchange
+
+# The doctor's causes (cache/compare.CAUSES) in Anthropic's words; a routed model is a model Qwen reads another
+# prefix under, an image's change or move a change of the messages
+REASONS = {"model": "model_changed", "route": "model_changed", "system": "system_changed",
+           "tool": "tools_changed", "tool_order": "tools_changed", "edited": "messages_changed",
+           "mid_system": "messages_changed", "image": "messages_changed"}
+
+
+def asked(body: dict) -> Asked | None:
+    """What a Messages body asks: None without `diagnostics` (nothing kept, nothing compared)."""
+    value = body.get("diagnostics")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise bad("diagnostics: Input should be a valid dictionary", "diagnostics")
+    previous = value.get("previous_message_id")
+    if previous is not None and not isinstance(previous, str):
+        raise bad("diagnostics.previous_message_id: Input should be a valid string", "diagnostics.previous_message_id")
+    return Asked(compare=True, compare_to=previous)
+
+
+def answer(diagnoser: Diagnoser, ex: Exchange, message_id: str, usage: dict | None = None) -> dict | None:
+    """The message's `diagnostics` (None: not asked, nothing to say). `usage`: Qwen's, when the answer is whole."""
+    if ex.cache_ask is None:
+        return None
+    comparison = diagnoser.compare(ex)
+    diagnoser.answered(ex, message_id)
+    if comparison is None:
+        return None
+    if comparison.outcome == CHANGED:
+        reason = REASONS.get(comparison.cause or "", "messages_changed")
+        return {"cache_miss_reason": {"type": reason, "cache_missed_input_tokens": comparison.missed}}
+    if comparison.outcome == NOT_FOUND:
+        return {"cache_miss_reason": {"type": "previous_message_not_found"}}
+    if comparison.outcome == UNAVAILABLE:
+        return {"cache_miss_reason": {"type": "unavailable"}}
+    prompt = usage_int(usage, "prompt_tokens")
+    if prompt is None:
+        return None
+    did = diagnoser.qwen_did(ex, prompt, cached_tokens(usage) or 0, cache_write_tokens(usage) or 0)
+    if did is None:
+        return None
+    return {"cache_miss_reason": None, "qwen_cache_miss": {"type": did.kind, "cache_missed_input_tokens": did.missed,
+                                                           "cache_lifetime_seconds": int(did.lifetime)}}

@@ -1,0 +1,115 @@
+"""Cache diagnostics a client asked for, in no dialect's words (api/messages/diagnostics.py and
+api/responses/diagnostics.py give them Anthropic's and OpenAI's shapes): this request's prefix compared with the
+one of an earlier response the client names, from the cache doctor's own memory (memory.py), within the
+client's tenant. The comparison is of structure, as both vendors define theirs, made when the answer begins;
+what Qwen did (its numbers contradicting the structure: the same prefix, and no read) is said at the answer's
+end, where the vendors' own diagnostics cannot say it.
+
+The endpoint says what its client asked (`Asked`, on the exchange): to compare with a response, and whether
+this response is kept under its id for a later request to name (Anthropic keeps only the requests that carry
+`diagnostics`; OpenAI any recent response)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..cache_turn import Asked, Comparison, QwenDid
+from .compare import Turn, diagnose, first_change
+from .memory import Memory
+from .prints_forms import of_body
+from .prints_sent import of_sent
+
+if TYPE_CHECKING:
+    from ..exchange import Exchange
+
+FIRST, SAME, CHANGED, NOT_FOUND, UNAVAILABLE = "first", "same", "changed", "not_found", "unavailable"
+QWEN_DID = {"expiry": "expired", "unexplained": "evicted", "account": "other_account"}
+
+
+class Diagnoser:
+    """The one per gateway (the wiring's), sharing the doctor's memory; `catch_up` tells the observers that run
+    after an answer what has finished (the doctor among them), so a response answered a moment ago is found."""
+
+    def __init__(self, memory: Memory | None = None, catch_up: Callable[[], None] = lambda: None) -> None:
+        self.memory = memory if memory is not None else Memory()
+        self.catch_up = catch_up
+
+    def turn(self, ex: Exchange) -> Turn | None:
+        """The exchange's turn: its prefix as it went upstream, fingerprinted once (None: nothing went)."""
+        asked = ex.cache_ask
+        if asked is not None and asked.seen is not None:
+            return asked.seen
+        body = ex.attempt.body
+        if not isinstance(body, dict):
+            return None
+        leg = ex.attempt.leg
+        if leg.passthrough:
+            found = of_body(body, leg.suffix)
+        else:  # the conversation's previous turn: what this one repeats of it is not read again
+            before = self.memory.newest(ex.key.name, ex.conversation.key) if ex.conversation is not None else None
+            found = of_sent(body, ex.attempt.sent, before, settings=asked is not None)
+        seen = Turn(found, at=ex.started_at, account=ex.account, route=ex.attempt.route, lifetime=found.lifetime,
+                    tenant=ex.key.name)
+        if asked is not None:
+            asked.seen = seen
+        return seen
+
+    def compare(self, ex: Exchange) -> Comparison | None:
+        """The comparison the client asked for (None: it asked none), made once, when its answer begins."""
+        asked = ex.cache_ask
+        if asked is None or not asked.compare:
+            return None
+        if asked.comparison is None:
+            asked.comparison = self._compare(ex, asked)
+        return asked.comparison
+
+    def answered(self, ex: Exchange, answer_id: str) -> None:
+        """The response's id, known as its answer begins: kept now when the client asked (its next request may
+        name it at once), else by the doctor with the turn."""
+        asked = ex.cache_ask
+        if asked is None or not asked.keep:
+            return
+        asked.answer_id = answer_id
+        if asked.compare and (seen := self.turn(ex)) is not None:
+            self.memory.keep_id(ex.key.name, answer_id, seen)
+
+    def qwen_did(self, ex: Exchange, prompt: int, cached: int, written: int) -> QwenDid | None:
+        """At the answer's end: where the structure was the compared response's and Qwen read less than that
+        response left in its cache, what Qwen did. None otherwise."""
+        comparison = ex.cache_ask.comparison if ex.cache_ask is not None else None
+        if comparison is None or comparison.outcome != SAME or comparison.against is None:
+            return None
+        was, now = comparison.against, self.turn(ex)
+        if was.prompt is None:
+            self.catch_up()
+        if was.prompt is None or now is None:
+            return None
+        now.prompt, now.cached, now.written = prompt, cached, written
+        verdict = diagnose(was, now)
+        kind = QWEN_DID.get(verdict.cause or "")
+        return QwenDid(kind, verdict.lost, was.lifetime) if kind is not None else None
+
+    def _compare(self, ex: Exchange, asked: Asked) -> Comparison:
+        if asked.compare_to is None:
+            return Comparison(FIRST)
+        now = self.turn(ex)
+        if now is None:
+            return Comparison(UNAVAILABLE)
+        was = self.memory.find(ex.key.name, asked.compare_to)
+        if was is None:
+            self.catch_up()  # the doctor may not have kept it yet
+            was = self.memory.find(ex.key.name, asked.compare_to)
+        if was is None:
+            return Comparison(NOT_FOUND)
+        change = first_change(was, now)
+        if change is None:
+            same = was.print.settings == now.print.settings
+            return Comparison(SAME if same else UNAVAILABLE, against=was)
+        cause = change.cause
+        if cause == "model" and (now.route or was.route):
+            cause = "image" if "images" in (now.route, was.route) else "route"
+        reusable = was.tokens_before(change.index)
+        ratio = (was.prompt / was.print.size) if was.prompt and was.print.size else 0.25
+        missed = round((now.print.size - now.print.size_before(change.index)) * ratio)
+        return Comparison(CHANGED, cause, missed, reusable, was)

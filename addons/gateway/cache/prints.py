@@ -1,0 +1,268 @@
+"""A request's prompt prefix as Qwen's cache reads it, one hash a block, in the order a prompt is read:
+
+    model      the model's name
+    system     each text part of the leading system (or developer) messages: a string is one part
+    tool       each tool definition, in the order sent
+    message    each later message (role, text, tool calls and their ids); its images hashed apart too
+
+What Qwen reads is the same whether a message's text comes as a string or as text parts (its chat template
+joins them), so a message's text parts count as their joined text; cache markers (`cache_control`,
+`prompt_cache_breakpoint`: the client's, or the gateway's own, which moves to the last message every turn) are
+no part of the prompt. Each block is hashed from its compact JSON (orjson) with Python's `hash`, keyed per
+process: never written anywhere, never a copy of the prompt. Each block's size (bytes of JSON) gives the token
+estimates clients are told. A chat body also keeps what lets the next turn of its conversation skip the part it
+repeats (`Reuse`, prints_sent.py); a pass-through body (Anthropic's form, Qwen's own Responses API's) is read by
+prints_forms.py into the same blocks.
+"""
+
+from __future__ import annotations
+
+import zlib
+from array import array
+from collections import OrderedDict
+
+import orjson
+
+from .. import jsonio
+
+MODEL, SYSTEM, TOOL, MESSAGE, MID_SYSTEM = "M", "S", "T", "U", "Y"  # a block's kind, one letter each
+SYSTEM_ROLES = ("system", "developer")
+MARKERS = frozenset(("cache_control", "prompt_cache_breakpoint"))
+IMAGES = frozenset(("image_url", "input_image", "image", "video", "video_url", "input_audio", "document"))
+TEXTS = frozenset(("text", "input_text", "output_text"))
+# What changes a prompt besides its blocks (thinking, forced tools, the answer's format): compared apart
+SETTINGS = ("tool_choice", "enable_thinking", "thinking_budget", "reasoning_effort", "response_format", "thinking",
+            "reasoning", "text")
+TOOLSETS = 64  # tool lists whose blocks are kept by their whole hash: an agent sends the same tools every turn
+MINUTES, HOUR = 300.0, 3600.0  # a cached prefix's lifetimes: Qwen's default, and Qwen4's `ttl: "1h"`
+
+
+class Reuse:
+    """What the next turn of a chat conversation checks to take this turn's blocks instead of making them again:
+    the JSON of all its messages but the last (the one the gateway's marker moves from) and of its tools, each
+    as a length and a CRC-32, with how many blocks each made."""
+
+    __slots__ = ("messages", "lead", "head_len", "head_crc", "head_hour", "tools_len", "tools_crc", "tools_hour",
+                 "system_blocks", "tool_blocks")
+
+    def __init__(self, messages: int, lead: int, head_len: int, head_crc: int, head_hour: bool, tools_len: int,
+                 tools_crc: int, tools_hour: bool, system_blocks: int, tool_blocks: int) -> None:
+        self.messages, self.lead, self.head_len, self.head_crc, self.head_hour = messages, lead, head_len, head_crc, \
+            head_hour
+        self.tools_len, self.tools_crc, self.tools_hour = tools_len, tools_crc, tools_hour
+        self.system_blocks, self.tool_blocks = system_blocks, tool_blocks
+
+
+class Print:
+    """A request's blocks: their kinds (one letter each), their hashes (8 bytes each, compared with memcmp), the
+    size of each in bytes of JSON, where the messages begin; the hash of its text alone for a message holding
+    images; its settings' hash (0: not read); the lifetime its markers asked; what the next turn may reuse."""
+
+    __slots__ = ("kinds", "raw", "sizes", "first_message", "texts", "settings", "lifetime", "reuse")
+
+    def __init__(self, kinds: str, raw: bytes, sizes: array, first_message: int, texts: dict[int, int] | None,
+                 settings: int = 0, lifetime: float = MINUTES, reuse: Reuse | None = None) -> None:
+        self.kinds, self.raw, self.sizes, self.first_message = kinds, raw, sizes, first_message
+        self.texts, self.settings, self.lifetime, self.reuse = texts, settings, lifetime, reuse
+
+    @property
+    def blocks(self) -> int:
+        return len(self.kinds)
+
+    @property
+    def size(self) -> int:
+        return sum(self.sizes)
+
+    def size_before(self, block: int) -> int:
+        """The bytes of the blocks before `block`."""
+        return sum(self.sizes[:block])
+
+    def footprint(self) -> int:
+        """The bytes this print keeps (its buffers and its objects), for the memory's bounds."""
+        return len(self.raw) + 4 * len(self.sizes) + len(self.kinds) + 360
+
+
+def dumps(obj: object) -> bytes:
+    """Compact JSON; what orjson refuses (an integer beyond 64 bits…) by jsonio's fallback."""
+    try:
+        return orjson.dumps(obj)
+    except (TypeError, orjson.JSONEncodeError):
+        return jsonio.dumps(obj)
+
+
+class Blocks:
+    """A print being built: its blocks' kinds, hashes and sizes, appended in order."""
+
+    __slots__ = ("kinds", "digests", "sizes", "texts", "first_message", "hour", "whole_tools", "tools_hour",
+                 "hour_blocks")
+
+    def __init__(self, model: object, empty: bool = False) -> None:
+        model_json = dumps(model) if not empty else b""
+        self.kinds, self.digests, self.sizes = ([MODEL], [hash(model_json)], [len(model_json)]) if not empty else \
+            ([], [], [])  # empty: blocks that follow others (prints_sent.py)
+        self.first_message, self.hour, self.whole_tools, self.tools_hour = -1, False, b"", False
+        self.texts: dict[int, int] | None = None
+        self.hour_blocks: list[int] = []  # the message blocks whose markers ask an hour
+
+    def add(self, kind: str, data: bytes) -> None:
+        self.kinds.append(kind)
+        self.digests.append(hash(data))
+        self.sizes.append(len(data))
+
+    def add_messages(self, messages: list, datas: list[bytes] | None = None) -> list[bytes]:
+        """Each message a block: encoded and hashed in C (map), then the few that need more — text in parts (a
+        marker sits on a part), a system role mid-conversation — read again. Returns each message's JSON as sent
+        (`datas`: already encoded)."""
+        if datas is None:
+            datas = encoded(messages)
+        hashed = list(datas)
+        first = self.first_message = len(self.kinds)
+        kinds = [MESSAGE] * len(datas)
+        for i in [i for i, m in enumerate(messages) if m.__class__ is dict and (
+                m.get("content").__class__ is list or "cache_control" in m or m.get("role") in SYSTEM_ROLES)]:
+            m = messages[i]
+            if m.get("role") in SYSTEM_ROLES:
+                kinds[i] = MID_SYSTEM
+            if m.get("content").__class__ is list or "cache_control" in m:
+                hashed[i] = self.canonical_message(first + i, m)
+        self.kinds += kinds
+        self.digests += map(hash, hashed)
+        self.sizes += map(len, datas)
+        return datas
+
+    def canonical_message(self, index: int, message: dict) -> bytes:
+        """A message whose text comes in parts, or that carries a marker: as Qwen reads it (see the module)."""
+        content = message.get("content")
+        if ("cache_control" in message and asks_hour(message)) or (content.__class__ is list and any(
+                p.__class__ is dict and not MARKERS.isdisjoint(p) and asks_hour(p) for p in content)):
+            self.hour = True
+            self.hour_blocks.append(index)
+        text, images = canonical_content(content)
+        out = {k: v for k, v in message.items() if k not in MARKERS}
+        out["content"] = text
+        data = dumps(out)
+        if images:
+            if self.texts is None:
+                self.texts = {}
+            self.texts[index] = hash(data)
+            data += dumps(images)
+        return data
+
+    def add_tools(self, tools: object) -> None:
+        if not isinstance(tools, list) or not tools:
+            return
+        self.whole_tools = whole = dumps(tools)
+        digest = hash(whole)
+        known = _TOOLSETS.get(digest)
+        if known is None:
+            hour = any(isinstance(t, dict) and asks_hour(t) for t in tools)
+            known = _TOOLSETS[digest] = (hour, [(hash(d), len(d)) for d in (dumps(strip(t)) for t in tools)])
+            if len(_TOOLSETS) > TOOLSETS:
+                _TOOLSETS.popitem(last=False)
+        else:
+            _TOOLSETS.move_to_end(digest)
+        self.hour |= known[0]
+        self.tools_hour = known[0]
+        for digest, size in known[1]:
+            self.kinds.append(TOOL)
+            self.digests.append(digest)
+            self.sizes.append(size)
+
+    def done(self, settings: int = 0, reuse: Reuse | None = None) -> Print:
+        first = self.first_message if self.first_message >= 0 else len(self.kinds)
+        return Print("".join(self.kinds), array("q", self.digests).tobytes(), array("I", self.sizes), first,
+                     self.texts, settings, HOUR if self.hour else MINUTES, reuse)
+
+
+_TOOLSETS: OrderedDict[int, tuple[bool, list[tuple[int, int]]]] = OrderedDict()  # a tool list's hash -> its blocks
+
+
+def encoded(messages: list) -> list[bytes]:
+    try:
+        return list(map(orjson.dumps, messages))
+    except (TypeError, orjson.JSONEncodeError):
+        return [dumps(m) for m in messages]
+
+
+def asks_hour(holder: dict) -> bool:
+    """A marker (`cache_control` or `prompt_cache_breakpoint`) on this part, tool or body that asks an hour."""
+    return any(isinstance(m := holder.get(k), dict) and m.get("ttl") == "1h" for k in MARKERS)
+
+
+def strip(part: object) -> object:
+    """A part, a tool or a message without its cache markers."""
+    if isinstance(part, dict) and not MARKERS.isdisjoint(part):
+        return {k: v for k, v in part.items() if k not in MARKERS}
+    return part
+
+
+def canonical_content(content: object) -> tuple[object, list | None]:
+    """A message's content as Qwen reads it: its text parts joined (a string and a one-part list are the same),
+    other parts without their markers; its images apart (None: none)."""
+    if content.__class__ is not list:
+        return content, None
+    texts: list[str] = []
+    images: list | None = None
+    other = False
+    for p in content:
+        kind = p.get("type") if p.__class__ is dict else None
+        if kind in TEXTS and p.get("text").__class__ is str:
+            texts.append(p["text"])
+        elif kind in IMAGES:
+            (images := images if images is not None else []).append(strip(p))
+        else:
+            other = True
+    if not other:
+        return "".join(texts), images
+    parts = []
+    for p in content:
+        if p.__class__ is dict and p.get("type") in IMAGES:
+            continue
+        p = strip(p)
+        if p.__class__ is dict and p.get("type") == "tool_result":  # Anthropic's: its content is a message's
+            p = {**p, "content": canonical_content(p.get("content"))[0]}
+        parts.append(p)
+    return parts, images
+
+
+def settings_of(body: dict) -> int:
+    return hash(dumps([body.get(k) for k in SETTINGS]))
+
+
+def leading(messages: list) -> int:
+    """How many messages the leading system text holds."""
+    lead = 0
+    while lead < len(messages) and messages[lead].__class__ is dict and messages[lead].get("role") in SYSTEM_ROLES:
+        lead += 1
+    return lead
+
+
+def of_chat(body: dict, settings: bool = False) -> Print:
+    """The blocks of a chat request (the pivot's form, as it went upstream); `settings`: read them too (only a
+    client's diagnostics compare them)."""
+    b = Blocks(body.get("model"))
+    messages = body.get("messages")
+    messages = messages if isinstance(messages, list) else []
+    lead = leading(messages)
+    for m in messages[:lead]:
+        system_parts(b, m.get("content"))
+    system_blocks = len(b.kinds) - 1
+    head_hour = b.hour
+    b.add_tools(body.get("tools"))
+    tool_blocks = len(b.kinds) - 1 - system_blocks
+    datas = encoded(messages[:lead]) + b.add_messages(messages[lead:])
+    head = b",".join(datas[:-1])
+    tools = b.whole_tools
+    head_hour = head_hour or any(i < len(b.kinds) - 1 for i in b.hour_blocks)
+    reuse = Reuse(len(messages), lead, len(head), zlib.crc32(head), head_hour, len(tools), zlib.crc32(tools),
+                  b.tools_hour, system_blocks, tool_blocks) if messages else None
+    return b.done(settings_of(body) if settings else 0, reuse)
+
+
+def system_parts(b: Blocks, content: object) -> None:
+    """Each part of a system text its own block (a string is one part)."""
+    for part in content if isinstance(content, list) else [content]:
+        if isinstance(part, dict) and not MARKERS.isdisjoint(part):
+            b.hour |= asks_hour(part)
+        text = part.get("text") if isinstance(part, dict) else part
+        b.add(SYSTEM, dumps(text if isinstance(text, str) else strip(part)))

@@ -1,0 +1,110 @@
+"""Cache diagnostics in the clients' own API (issue 61, item 1), through a real mitmdump to the emulator: the
+real `anthropic` SDK's `diagnostics.previous_message_id` and openai-python's
+`prompt_cache_options.comparison_response_id`, each injected change named in the SDK's own types, a grown
+conversation naming nothing, and another key's response never found."""
+
+from __future__ import annotations
+
+import pytest
+from openai.types.responses.response import PromptCacheDiagnosticsCacheMiss
+
+from helpers.procs import Gateway
+from helpers.team import ANTHROPIC_PYTHON, NO_ANTHROPIC, add_key, anthropic_calls, openai_client, team_env
+
+pytestmark = pytest.mark.e2e
+
+SYSTEM = "You are a careful coding agent. Read every file before you change it. " * 40
+TOOL = {"name": "Read", "description": "Read a file.", "input_schema": {"type": "object", "properties": {
+    "path": {"type": "string"}}}}
+BASH = {"name": "Bash", "description": "Run a command.", "input_schema": {"type": "object", "properties": {
+    "command": {"type": "string"}}}}
+needs_sdk = pytest.mark.skipif(not ANTHROPIC_PYTHON.exists(), reason=NO_ANTHROPIC)
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory, emulator):
+    """One gateway, two named keys (a key never compares with another key's response)."""
+    tmp = tmp_path_factory.mktemp("diagnostics")
+    env = team_env(tmp, emulator)
+    keys = {name: add_key(env, name) for name in ("alice", "bob")}
+    gw = Gateway(tmp / "team" / "gw", env=env).start()
+    yield gw, keys
+    gw.stop()
+
+
+def params(turns: int, *, system: str = SYSTEM, tools=(TOOL,), model: str = "claude-sonnet-4-6") -> dict:
+    messages = []
+    for i in range(turns):
+        messages += [{"role": "user", "content": f"Fix the bug in file {i}. " * 20},
+                     {"role": "assistant", "content": f"Fixed file {i}."}]
+    return {"model": model, "max_tokens": 32, "system": system, "tools": list(tools), "messages": messages[:-1]}
+
+
+CHANGES = {
+    "system_changed": params(3, system=SYSTEM + " Today is Friday."),
+    "tools_changed": params(3, tools=(TOOL, BASH)),
+    "model_changed": params(3, model="qwen3-coder-flash"),
+    "messages_changed": {**params(3), "messages": [{"role": "user", "content": "An edited first request."},
+                                                   *params(3)["messages"][1:]]},
+}
+
+
+@needs_sdk
+@pytest.mark.parametrize("op", ["create", "stream"])
+def test_the_anthropic_sdk_reads_each_injected_change_in_its_own_types(team, op):
+    gw, keys = team
+    calls = [{"op": op, "params": params(2), "diagnose": True, "previous": None},  # a first turn
+             {"op": op, "params": params(3), "diagnose": True}]  # grown: nothing to say
+    calls += [{"op": op, "params": changed, "diagnose": True, "against": 1} for changed in CHANGES.values()]
+    calls.append({"op": op, "params": params(4), "diagnose": True, "previous": "msg_011CZnotOneOfOurs"})
+    out = [o["answer"] for o in anthropic_calls(gw.url, keys["alice"], calls)]
+    messages = [o["message"] if op == "stream" else o for o in out]
+    assert "diagnostics" not in messages[0] and "diagnostics" not in messages[1]  # null: the SDK's None
+    said = [m["diagnostics"]["cache_miss_reason"] for m in messages[2:]]
+    assert [r["type"] for r in said] == [*CHANGES, "previous_message_not_found"]
+    assert all(r["cache_missed_input_tokens"] > 0 for r in said[:-1])
+    assert [m["reason_class"] for m in messages[2:]] == [
+        "CacheMissSystemChanged", "CacheMissToolsChanged", "CacheMissModelChanged", "CacheMissMessagesChanged",
+        "CacheMissPreviousMessageNotFound"]  # the SDK's own classes
+    if op == "stream":  # said on message_start, as the answer begins
+        assert [o["start_diagnostics"].get("diagnostics") for o in out[2:]] == [m["diagnostics"] for m in messages[2:]]
+
+
+@needs_sdk
+def test_another_keys_message_is_never_found(team):
+    gw, keys = team
+    (first,) = anthropic_calls(gw.url, keys["alice"], [{"op": "create", "params": params(2), "diagnose": True,
+                                                        "previous": None}])
+    mine = first["answer"]["id"]
+    (theirs,) = anthropic_calls(gw.url, keys["bob"], [{"op": "create", "params": params(3), "diagnose": True,
+                                                       "previous": mine}])
+    (own,) = anthropic_calls(gw.url, keys["alice"], [{"op": "create", "params": params(3), "diagnose": True,
+                                                      "previous": mine}])
+    assert theirs["answer"]["diagnostics"]["cache_miss_reason"]["type"] == "previous_message_not_found"
+    assert "diagnostics" not in own["answer"]  # her own, the conversation grown: nothing to say
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_openai_sdk_reads_prompt_cache_diagnostics(team, stream):
+    gw, keys = team
+    alice, bob = openai_client(gw.url, keys["alice"]), openai_client(gw.url, keys["bob"])
+    opening = [{"role": "developer", "content": SYSTEM}, {"role": "user", "content": "Fix file 0. " * 20}]
+
+    def ask(client, model="gpt-4o", compare=None, extra=()):
+        kwargs = {"prompt_cache_options": {"comparison_response_id": compare}} if compare else {}
+        items = [*opening, *extra]
+        if not stream:
+            return client.responses.create(model=model, input=items, **kwargs)
+        with client.responses.stream(model=model, input=items, **kwargs) as s:
+            created = next(e for e in s if e.type == "response.created")
+            assert created.response.prompt_cache_diagnostics == s.get_final_response().prompt_cache_diagnostics
+            return s.get_final_response()
+
+    first = ask(alice)
+    grown = ask(alice, compare=first.id, extra=[{"role": "user", "content": "And file 1."}])
+    assert grown.prompt_cache_diagnostics.type == "cache_hit"
+    other = ask(alice, model="qwen3-coder-flash", compare=first.id)
+    assert isinstance(other.prompt_cache_diagnostics, PromptCacheDiagnosticsCacheMiss)
+    assert (other.prompt_cache_diagnostics.reason, other.prompt_cache_diagnostics.cache_missed_tokens > 0) == (
+        "model_changed", True)
+    assert ask(bob, compare=first.id).prompt_cache_diagnostics.type == "comparison_response_not_found"

@@ -1,0 +1,85 @@
+"""A prompt's prints (cache/prints.py, prints_forms.py): what counts as the same prompt for Qwen's cache (a string
+and text parts, markers or none), each form a body reaches Qwen in, the lifetime its markers ask, the work a
+tool list costs when it comes back unchanged."""
+
+from __future__ import annotations
+
+import copy
+
+from qwen_gateway.cache import prints
+from qwen_gateway.cache.prints import HOUR, MINUTES
+from qwen_gateway.cache.prints_forms import MESSAGES, RESPONSES, of_body, of_chat, places
+
+TOOLS = [{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}} for n in ("Read", "Bash")]
+
+
+def chat(*messages: dict, **extra) -> dict:
+    return {"model": "qwen3-coder-plus", "tools": copy.deepcopy(TOOLS),
+            "messages": [{"role": "system", "content": "Be brief."}, *messages], **extra}
+
+
+def test_a_string_and_its_text_parts_are_the_same_prompt():
+    as_string = of_chat(chat({"role": "user", "content": "hello there"}))
+    one_part = of_chat(chat({"role": "user", "content": [{"type": "text", "text": "hello there"}]}))
+    two_parts = of_chat(chat({"role": "user", "content": [{"type": "text", "text": "hello "},
+                                                          {"type": "text", "text": "there"}]}))
+    assert as_string.raw == one_part.raw == two_parts.raw
+    assert of_chat(chat({"role": "user", "content": "hello, there"})).raw != as_string.raw
+
+
+def test_no_marker_is_part_of_the_prompt():
+    plain = of_chat(chat({"role": "user", "content": "hello"}))
+    marked = chat({"role": "user", "content": [{"type": "text", "text": "hello", "cache_control": {"type": "ephemeral"}}]})
+    marked["tools"][1]["cache_control"] = {"type": "ephemeral"}
+    breakpoint_ = chat({"role": "user", "content": [{"type": "text", "text": "hello",
+                                                     "prompt_cache_breakpoint": {"mode": "explicit"}}]})
+    assert of_chat(marked).raw == plain.raw == of_chat(breakpoint_).raw
+
+
+def test_the_lifetime_its_markers_ask():
+    assert of_chat(chat({"role": "user", "content": "hi"})).lifetime == MINUTES
+    hour = {"type": "text", "text": "hi", "prompt_cache_breakpoint": {"mode": "explicit", "ttl": "1h"}}
+    assert of_chat(chat({"role": "user", "content": [hour]})).lifetime == HOUR
+    anthropic = {"model": "qwen4-max", "cache_control": {"type": "ephemeral", "ttl": "1h"},
+                 "messages": [{"role": "user", "content": "hi"}]}
+    assert of_body(anthropic, MESSAGES).lifetime == HOUR
+
+
+def test_anthropics_form_reads_its_system_tools_and_blocks():
+    body = {"model": "qwen3-coder-plus", "system": [{"type": "text", "text": "Be brief."},
+                                                    {"type": "text", "text": "Today is Monday."}],
+            "tools": [{"name": "Read", "input_schema": {"type": "object"}}],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]},
+                         {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Read", "input": {}}]},
+                         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok",
+                                                       "cache_control": {"type": "ephemeral"}}]}]}
+    p = of_body(body, MESSAGES)
+    assert p.kinds == "MSSTUUU" and p.first_message == 4
+    assert places(body, MESSAGES) == ["model", "system[0]", "system[1]", "tools[0] Read", "messages[0] user",
+                                      "messages[1] assistant", "messages[2] user"]
+    again = copy.deepcopy(body)
+    again["messages"][0]["content"] = "hi"  # a string is its one text block
+    del again["messages"][2]["content"][0]["cache_control"]
+    assert of_body(again, MESSAGES).raw == p.raw
+
+
+def test_responses_form_reads_instructions_and_items():
+    body = {"model": "qwen3.6-plus", "instructions": "Be brief.", "input": [
+        {"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+        {"type": "function_call", "call_id": "c1", "name": "Read", "arguments": "{}"}]}
+    p = of_body(body, RESPONSES)
+    assert p.kinds == "MSUU"
+    assert of_body({**body, "input": [{"role": "user", "content": "hi"}, body["input"][1]]}, RESPONSES).raw == p.raw
+
+
+def test_an_unchanged_tool_list_is_hashed_whole_not_tool_by_tool(monkeypatch):
+    encoded = []
+    real = prints.dumps
+    monkeypatch.setattr(prints, "dumps", lambda obj: encoded.append(obj) or real(obj))
+    tools = [{"type": "function", "function": {"name": f"t{i}", "parameters": {"type": "object"}}} for i in range(12)]
+    first = of_chat(chat({"role": "user", "content": "hi"}, tools=tools))
+    per_tool = sum(1 for obj in encoded if obj in tools)
+    encoded.clear()
+    again = of_chat(chat({"role": "user", "content": "hi"}, tools=copy.deepcopy(tools)))
+    assert (per_tool, sum(1 for obj in encoded if obj in tools)) == (12, 0)
+    assert again.raw == first.raw

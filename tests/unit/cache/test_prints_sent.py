@@ -1,0 +1,88 @@
+"""A turn's print made from the bytes the engine sent, reusing the turn before (cache/prints_sent.py): the same
+print as reading the whole body (prints.of_chat), whatever the turn repeats or changes, and only the new messages
+read when it repeats the turn before."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from qwen_gateway import jsonio
+from qwen_gateway.cache import prints
+from qwen_gateway.cache.prints import of_chat
+from qwen_gateway.cache.prints_sent import of_sent
+from qwen_gateway.upstream.dashscope.request import chat_to_qwen
+
+SYSTEM = "You are a careful coding agent. " * 100
+TOOLS = [{"type": "function", "function": {"name": n, "description": f"{n} " * 50, "parameters": {"type": "object"}}}
+         for n in ("Read", "Bash")]
+IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+
+
+def conversation(turns: int) -> list[dict]:
+    messages = [{"role": "system", "content": SYSTEM}]
+    for i in range(turns):
+        messages.append({"role": "user", "content": f"step {i}: " + "fix the file " * 30})
+        messages.append({"role": "assistant", "content": None, "tool_calls": [
+            {"id": f"c{i}", "type": "function", "function": {"name": "Read", "arguments": f'{{"n": {i}}}'}}]})
+        messages.append({"role": "tool", "tool_call_id": f"c{i}", "content": "text " * 80})
+    messages.append({"role": "user", "content": [{"type": "text", "text": "now look"}, IMAGE]})
+    return messages
+
+
+def sent(messages: list[dict], tools=TOOLS, **extra) -> tuple[dict, bytes]:
+    """The body Qwen gets (the gateway's markers placed) and its bytes as the engine encodes them."""
+    body = chat_to_qwen({"model": "gpt-4o", "messages": copy.deepcopy(messages), "tools": copy.deepcopy(tools),
+                         "stream": True, **extra}, model="qwen3-coder-plus", oauth=False)
+    return body, jsonio.dumps(body)
+
+
+def same(a, b) -> bool:
+    return (a.kinds, a.raw, list(a.sizes), a.first_message, a.texts, a.lifetime) == \
+        (b.kinds, b.raw, list(b.sizes), b.first_message, b.texts, b.lifetime)
+
+
+def test_a_growing_conversation_is_the_same_print_read_whole_or_reused():
+    before = None
+    for n in range(1, 9):
+        body, data = sent(conversation(n))
+        made = of_sent(body, data, before)
+        assert same(made, of_chat(body)), n
+        before = made
+
+
+@pytest.mark.parametrize("change", ["system", "tools", "earlier", "model", "mid_system", "marker_1h"])
+def test_a_turn_that_changes_what_it_repeats_is_read_whole(change):
+    body, data = sent(conversation(3))
+    before = of_sent(body, data, None)
+    messages, tools, extra = conversation(4), TOOLS, {}
+    if change == "system":
+        messages[0]["content"] += " Today is Friday."
+    elif change == "tools":
+        tools = TOOLS[::-1]
+    elif change == "earlier":
+        messages[2]["tool_calls"][0]["function"]["arguments"] = '{"n": 99}'
+    elif change == "model":
+        extra = {}
+    elif change == "mid_system":
+        messages.insert(4, {"role": "system", "content": "Plan mode."})
+    elif change == "marker_1h":
+        messages[1]["content"] = [{"type": "text", "text": messages[1]["content"],
+                                   "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
+    body, data = sent(messages, tools, **extra)
+    if change == "model":
+        body["model"], data = "qwen3.6-plus", jsonio.dumps({**body, "model": "qwen3.6-plus"})
+    assert same(of_sent(body, data, before), of_chat(body))
+
+
+def test_a_repeated_conversation_reads_only_its_new_messages(monkeypatch):
+    body, data = sent(conversation(40))
+    before = of_sent(body, data, None)
+    grown = conversation(40) + [{"role": "assistant", "content": "done"}, {"role": "user", "content": "next"}]
+    body, data = sent(grown)
+    read = []
+    real = prints.encoded
+    monkeypatch.setattr("qwen_gateway.cache.prints_sent.encoded", lambda ms: read.append(len(ms)) or real(ms))
+    assert same(of_sent(body, data, before), of_chat(body))
+    assert read == [3]  # the turn before's last message (its marker moved on) and the two new ones

@@ -1,0 +1,72 @@
+"""What the cache doctor costs (issue 61, item 5), counted, never timed: the work a turn takes does not grow with
+the conversation it repeats, and a prompt too short for Qwen to cache costs it nothing."""
+
+from __future__ import annotations
+
+import copy
+import sys
+
+from qwen_gateway import jsonio
+from qwen_gateway.accounts import Conversation
+from qwen_gateway.observe.cache_doctor import CacheDoctor
+from qwen_gateway.upstream.dashscope.request import chat_to_qwen
+from helpers.observe_testlib import answered, config, exchange
+
+
+def conversation(rounds: int) -> list[dict]:
+    messages = [{"role": "system", "content": "You are a careful coding agent. " * 50}]
+    for i in range(rounds):
+        messages += [{"role": "user", "content": f"please fix the bug in file {i} " * 10},
+                     {"role": "assistant", "content": None, "tool_calls": [
+                         {"id": f"call_{i}", "type": "function", "function": {"name": "read", "arguments": "{}"}}]},
+                     {"role": "tool", "tool_call_id": f"call_{i}", "content": "file contents " * 40},
+                     {"role": "assistant", "content": f"Fixed the bug in file {i}."}]
+    return messages
+
+
+def turn(doctor: CacheDoctor, messages: list[dict], prompt: int, count: bool = False) -> int:
+    """One answered turn through the doctor, as the engine leaves it (`sent`: the body as encoded); with `count`,
+    the calls the doctor made (Python functions and C functions called from Python)."""
+    body = chat_to_qwen({"model": "gpt-4o", "messages": copy.deepcopy(messages)}, model="qwen3-coder-plus", oauth=True)
+    ex = exchange(upstream_body=body, usage={"prompt_tokens": prompt, "completion_tokens": 5,
+                                             "prompt_tokens_details": {"cached_tokens": prompt // 2}})
+    ex.attempt.sent = jsonio.dumps(body)
+    ex.conversation = Conversation("agent", "session")
+    flow = answered(ex)
+    calls = 0
+
+    def profile(frame, event, arg):
+        nonlocal calls
+        calls += event in ("call", "c_call")
+
+    if count:
+        sys.setprofile(profile)
+    try:
+        doctor.finished(ex, flow)
+    finally:
+        sys.setprofile(None)
+    return calls
+
+
+def work_of_a_late_turn(rounds: int) -> int:
+    doctor = CacheDoctor()
+    doctor.configure(config())
+    doctor.shown = False  # plain mitmdump
+    messages = conversation(rounds)
+    for extra in range(2):
+        turn(doctor, messages + [{"role": "user", "content": f"and now {extra}"}], 20000 + extra)
+        messages = messages + [{"role": "user", "content": f"and now {extra}"}, {"role": "assistant", "content": "ok"}]
+    return turn(doctor, messages + [{"role": "user", "content": "last"}], 20100, count=True)
+
+
+def test_a_late_turns_work_does_not_grow_with_the_conversation_it_repeats():
+    short, long = work_of_a_late_turn(50), work_of_a_late_turn(500)  # 200 and 2,000 messages
+    assert long <= short + 20, (short, long)
+
+
+def test_a_prompt_too_short_to_cache_costs_nothing_and_is_not_kept():
+    doctor = CacheDoctor()
+    doctor.configure(config())
+    for _ in range(3):
+        turn(doctor, [{"role": "user", "content": "ping"}], 2)
+    assert len(doctor.memory.conversations) == 0
