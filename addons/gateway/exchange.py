@@ -73,8 +73,7 @@ class ErrorInfo:
 
 @dataclass(slots=True)  # not frozen: its __init__ would set each field through object.__setattr__ (5x the cost)
 class ClientRequest:
-    """The client's request as it arrived, read once (and never changed: `sized` makes a new one). Written by
-    the door (ingress/claim.py)."""
+    """The client's request as it arrived, read once, never changed (`sized` makes a new one); by ingress/claim.py."""
 
     method: str
     path: str  # without the query
