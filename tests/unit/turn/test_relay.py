@@ -141,7 +141,7 @@ async def test_a_client_gone_cancels_the_turn():
     assert runner.cancelled
 
 
-def test_a_stream_is_kept_on_its_flow_only_when_something_can_read_it():
+def test_a_stream_is_kept_on_its_flow_only_when_something_can_read_it(tmp_path):
     """Plain mitmdump (no flow view, no flow file, bodies not printed, no debug log): nothing reads a stream's
     bytes on its flow, so none are copied; mitmweb or the console (their `view`), a flow file (-w:
     save_stream_file), mitmdump printing bodies (flow_detail >= 3) or the debug log each read them."""
@@ -158,7 +158,7 @@ def test_a_stream_is_kept_on_its_flow_only_when_something_can_read_it():
         assert stream_capture(tctx.master, tctx.options, debug_log=False) == 0
         tctx.options.update(flow_detail=3)
         assert stream_capture(tctx.master, tctx.options, debug_log=False) == STREAM_CAPTURE
-        tctx.options.update(flow_detail=0, save_stream_file="flows.mitm")
+        tctx.options.update(flow_detail=0, save_stream_file=str(tmp_path / "flows.mitm"))
         assert stream_capture(tctx.master, tctx.options, debug_log=False) == STREAM_CAPTURE
     with taddons.context(view.View()) as tctx:  # mitmweb, mitmproxy's console
         assert stream_capture(tctx.master, tctx.options, debug_log=False) == STREAM_CAPTURE
