@@ -157,8 +157,11 @@ class LoopbackRelay:
     async def _turn(self, ex: Exchange, head: bytes, headers: dict[str, str], reader: asyncio.StreamReader,
                     writer: asyncio.StreamWriter) -> bool:
         length = int(headers.get("content-length") or 0)
-        if length:
-            await reader.readexactly(length)  # the client's body, kept on the flow for display; not needed here
+        if length:  # the client's body, kept on the flow for display; not needed here: dropped, not copied
+            if isinstance(reader, PipeReader):
+                reader.discard(length)
+            else:
+                await reader.readexactly(length)
         return await self._serve(ex, reader, writer)
 
     async def _serve(self, ex: Exchange, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
