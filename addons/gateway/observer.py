@@ -144,6 +144,27 @@ def cache_kind(usage: dict | None) -> str | None:
     return "implicit" if cached_tokens(usage) else None
 
 
+def cache_figures(usage: dict | None) -> tuple[int | None, int | None, str | None]:
+    """`cached_tokens`, `cache_write_tokens` and `cache_kind` at once, the details looked up once (the ledger's
+    row: the three apart looked them up five times, ~10k instructions a request)."""
+    if not isinstance(usage, dict):
+        return None, None, None
+    details = usage.get("prompt_tokens_details")
+    if isinstance(details, dict):
+        cached = details.get("cached_tokens")
+        written = details.get("cache_write_tokens", details.get("cache_creation_input_tokens"))
+        if not isinstance(written, int) or isinstance(written, bool):
+            written = None
+        explicit = bool(written) or details.get("cache_type") == "ephemeral"
+    else:
+        cached, written, explicit = None, None, False
+    if cached is None:
+        cached = usage.get("cached_tokens")
+    if not isinstance(cached, int) or isinstance(cached, bool):
+        cached = None
+    return cached, written, "explicit" if explicit else "implicit" if cached else None
+
+
 def usage_int(usage: dict | None, key: str) -> int | None:
     value = usage.get(key) if isinstance(usage, dict) else None
     return value if isinstance(value, int) and not isinstance(value, bool) else None

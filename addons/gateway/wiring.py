@@ -55,11 +55,11 @@ from .seams import collector
 from .turn.context_guard import context_check
 from .turn import cache_fixes, model_route
 from .observer import Observer
-from .turn.runner import STREAM_CAPTURE, Turns
+from .turn.runner import Turns
 from .cache.diagnosis import Diagnoser
 from .turn.settlement import Settlement
 from .upstream.engine import UpstreamEngine
-from .turn.relay import LoopbackRelay
+from .turn.relay import LoopbackRelay, stream_capture
 from .models.learned import LearnedFacts
 from .models.learned_pg import SharedLearnedFacts
 from .upstream.retry import RetryPolicy
@@ -97,7 +97,7 @@ class Wiring:
         self.turns = Turns(open_upstream=self.engine.open, checks=checks,
                            observers=self.observers, settlement=self.settle,
                            idle_timeout=lambda: self.config.stream_idle_timeout, resume_upstream=self.engine.resume)
-        self.relay = LoopbackRelay(self.turns, capture=STREAM_CAPTURE)  # HTTP streams reach mitmproxy here
+        self.relay = LoopbackRelay(self.turns)  # HTTP streams reach mitmproxy here
         responses = self.endpoints["/responses"]
         self.sockets = ResponsesSockets(self.relay, self.turns, responses, self._responses)  # Codex's WebSocket
         self.background = BackgroundRuns(self.turns, self._responses)  # background: true, while they run
@@ -155,6 +155,7 @@ class Wiring:
             self.clients.configure(old, new)
             self.sockets.configure(new)  # its message limit (in mitmproxy's reader) and idle time
         options.enforce(opts, updated, self.config, self.fence, named_keys=self.team.keys_exist)
+        self.relay.capture = stream_capture(ctx.master, opts, debug_log=self.config.debug_log)  # a reader's or none
         if mitmweb_login.OPTIONS & updated or "qwen_state_dir" in updated:  # mitmweb's token, out of the log
             self.web_login.keep(ctx.master, self.config.state_dir)
         if "certs" in updated:  # without certificates of the user's own, TLS on a reverse listener is a mistake

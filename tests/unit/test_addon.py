@@ -16,7 +16,7 @@ from qwen_gateway.addon import QwenGateway
 from qwen_gateway.dispatch import BATCH_S
 from qwen_gateway.turn import in_process
 from qwen_gateway.models.learned import LearnedFacts
-from qwen_gateway.turn.relay import TOKEN_HEADER
+from qwen_gateway.turn.relay import STREAM_CAPTURE, TOKEN_HEADER
 
 
 class StaticPool:
@@ -224,6 +224,7 @@ async def test_whole_answer_comes_from_the_engine_with_the_credential_outside_th
 
 async def test_stream_is_pointed_at_the_relay_without_credential(setup):
     gw, qwen, _ = setup
+    gw.relay.capture = STREAM_CAPTURE  # a reader of the flow's body (mitmweb, -w: relay.stream_capture)
     f = chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True})
     gw.requestheaders(f)
     await gw.request(f)
@@ -295,6 +296,7 @@ async def test_a_client_that_leaves_after_the_whole_stream_got_its_answer(setup,
     from mitmproxy import flow as mflow
 
     gw, qwen, _ = setup
+    gw.relay.capture = STREAM_CAPTURE  # a reader of the flow's body (mitmweb, -w)
     f = chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True})
     gw.requestheaders(f)
     await gw.request(f)

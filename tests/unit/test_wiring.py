@@ -14,3 +14,21 @@ def test_every_transport_runs_the_one_turn_with_the_checks_in_order():
     assert w.relay.runner is w.turns and w.sockets.turns.runner is w.turns and w.background.runner is w.turns
     assert w.sockets.turns.endpoint is w.endpoints["/responses"]
     assert w.turns.open_upstream == w.engine.open and w.turns.settlement is w.settle
+
+
+def test_a_stream_is_copied_onto_its_flow_only_for_a_reader(tmp_path):
+    """Decided when options are configured (relay.stream_capture): plain options copy nothing, a flow file
+    (save_stream_file, -w) the stream's first MiB."""
+    from mitmproxy.addons import save
+    from mitmproxy.test import taddons
+
+    from qwen_gateway.addon import QwenGateway
+    from qwen_gateway.turn.relay import STREAM_CAPTURE
+
+    gw = QwenGateway()
+    with taddons.context(gw, save.Save()) as tctx:
+        gw.configure(set(tctx.options.keys()))
+        assert gw.relay.capture == 0
+        tctx.options.update(save_stream_file=str(tmp_path / "flows.mitm"))
+        gw.configure({"save_stream_file"})
+        assert gw.relay.capture == STREAM_CAPTURE

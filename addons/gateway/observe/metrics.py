@@ -29,7 +29,7 @@ from prometheus_client.utils import floatToGoString
 from ..exchange import RetryReason
 from .gauges import AccountGauges, LearnedGauges
 from ..pricing.prices import UNPRICED
-from ..observer import (Observer, cache_write_tokens, cached_tokens, endpoint_name, error_code, failed, label, own_api,
+from ..observer import (Observer, cache_figures, endpoint_name, error_code, failed, label, own_api,
                         status_of, usage_int)
 
 if TYPE_CHECKING:
@@ -212,9 +212,10 @@ class Metrics(Observer):
             return  # a local answer (models, health, …): no model, no tokens, no latency worth a histogram
         billed = upstream or model
         usage = ex.result.usage
+        cached, written, _ = cache_figures(usage)
         for kind, value in (("prompt", usage_int(usage, "prompt_tokens")),
-                            ("completion", usage_int(usage, "completion_tokens")), ("cached", cached_tokens(usage)),
-                            ("cache_write", cache_write_tokens(usage))):
+                            ("completion", usage_int(usage, "completion_tokens")), ("cached", cached),
+                            ("cache_write", written)):
             if value is not None and value > 0:
                 self._add(("qwen_tokens", kind, billed, account, key), value)
         if ex.result.cache_saved:

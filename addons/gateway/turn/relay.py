@@ -48,7 +48,18 @@ STREAM_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf
 
 
 MAX_HEAD = 64 * 1024
+STREAM_CAPTURE = 1 << 20  # bytes of a translated stream kept on its flow, when something reads them
 END_WAIT_S = 5.0  # at shutdown: how long connections in progress get to end
+
+
+def stream_capture(master, opts, *, debug_log: bool) -> int:
+    """The bytes of each stream to keep on its flow: STREAM_CAPTURE when something reads them — mitmweb or
+    mitmproxy's console (their flow `view`), a flow file (-w: save_stream_file), mitmdump printing bodies
+    (flow_detail 3 and up), the debug log — else 0: under plain mitmdump nothing does, and every event's bytes
+    were copied into a buffer thrown away with the flow. Asked when options change, not per stream."""
+    shown = master.addons.get("view") is not None or bool(getattr(opts, "save_stream_file", None))
+    printed = getattr(opts, "flow_detail", 0) >= 3
+    return STREAM_CAPTURE if shown or printed or debug_log else 0
 
 
 class LoopbackRelay:
@@ -146,8 +157,11 @@ class LoopbackRelay:
     async def _turn(self, ex: Exchange, head: bytes, headers: dict[str, str], reader: asyncio.StreamReader,
                     writer: asyncio.StreamWriter) -> bool:
         length = int(headers.get("content-length") or 0)
-        if length:
-            await reader.readexactly(length)  # the client's body, kept on the flow for display; not needed here
+        if length:  # the client's body, kept on the flow for display; not needed here: dropped, not copied
+            if isinstance(reader, PipeReader):
+                reader.discard(length)
+            else:
+                await reader.readexactly(length)
         return await self._serve(ex, reader, writer)
 
     async def _serve(self, ex: Exchange, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:

@@ -47,7 +47,6 @@ log = logging.getLogger("qwen")
 # A check before upstream: raises the refusal (GatewayError, StateUnavailable) or returns.
 Check = Callable[[Exchange], Awaitable[None]]
 
-STREAM_CAPTURE = 1 << 20  # bytes of a translated stream kept on the flow for mitmweb and -w
 COUNT_WAIT_S = 0.5  # a prompt count still running, at most, before a stream that reports it starts
 LEFT = "Client disconnected before the answer: the upstream request was cancelled."
 

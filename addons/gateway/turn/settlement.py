@@ -90,7 +90,8 @@ class Settlement:
     def stream_sent(cls, ex: Exchange, resp: http.Response) -> dict | None:
         """The stream has been sent: the client's bytes kept on the flow, its outcome recorded."""
         assert ex.turn.rewriter is not None
-        resp.raw_content = bytes(ex.turn.rewriter.captured)
+        if ex.turn.rewriter.capture_limit:  # else nothing reads it (relay.stream_capture): mitmproxy's None kept
+            resp.raw_content = bytes(ex.turn.rewriter.captured)
         return cls.stream_outcome(ex)
 
     @staticmethod

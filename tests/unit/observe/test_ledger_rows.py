@@ -45,3 +45,19 @@ def test_a_turn_the_cache_doctor_saw_has_its_conversation_turn_and_miss():
         ("c0ffee", 3, "tool_order", 3200, 0.00256)
     ex.result.cache = CacheTurn("c0ffee", 4, 3600, 3300, 0)
     assert (row_of(ex)["cache_miss"], row_of(ex)["miss_tokens"]) == (None, 0)
+
+
+def test_a_batch_of_plain_text_is_looked_at_once_not_row_by_row(monkeypatch):
+    """The batch's text is checked in one pass (C: itemgetter, join); rows are looked at one by one only when
+    some text in the batch is beyond ASCII or holds a NUL, and a row without some column gets None there."""
+    looked = []
+    real = ledger_rows._mended
+    monkeypatch.setattr(ledger_rows, "_mended", lambda t: looked.append(t) or real(t))
+    rows = [row_of(exchange()) for _ in range(4)]
+    assert values(rows, NAMES) == [tuple(row.get(c) for c in NAMES) for row in rows]
+    assert looked == []
+    partial = {"xid": "x1", "model": "m"}
+    assert values([partial], NAMES) == [tuple(partial.get(c) for c in NAMES)]
+    got = values([*rows, {**rows[0], "model": "gpt\udc80"}], NAMES)
+    assert len(looked) == 5 and dict(zip(NAMES, got[-1]))["model"] == "gpt\ufffd" and got[:4] == values(rows, NAMES)
+    assert dict(zip(NAMES, values([{**rows[0], "model": 7, "error": "a\x00"}], NAMES)[0]))["error"] == "a\ufffd"

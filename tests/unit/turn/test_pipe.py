@@ -77,3 +77,17 @@ async def test_the_reader_calls_back_once_when_its_peer_closes():
     client_w.close()
     assert told == [1] and server_r.on_eof is None
     assert await server_r.read() == b"more bytes: stay buffered, no callback"
+
+
+async def test_discard_drops_bytes_unread_whether_they_came_before_or_after():
+    """The relay drops the client's body mitmproxy sends it (the flow keeps it): never copied out of the
+    buffer, and what arrives later is dropped as it comes, never buffered; the next bytes read as usual."""
+    (_, writer), (reader, _) = pipe.pipe(("h", 1))
+    writer.write(b"HEAD\r\n\r\n" + b"x" * 10)
+    assert await reader.readuntil(b"\r\n\r\n") == b"HEAD\r\n\r\n"
+    reader.discard(25)
+    assert reader.unread == 0 and len(reader._buffer) == 0  # the 10 there dropped, 15 more to come
+    writer.write(b"y" * 10)
+    assert len(reader._buffer) == 0 and reader.unread == 0
+    writer.write(b"y" * 5 + b"NEXT\r\n\r\n")
+    assert await reader.readuntil(b"\r\n\r\n") == b"NEXT\r\n\r\n" and reader.unread == 0

@@ -139,3 +139,27 @@ async def test_a_client_gone_cancels_the_turn():
     finally:
         relay.stop()
     assert runner.cancelled
+
+
+def test_a_stream_is_kept_on_its_flow_only_when_something_can_read_it(tmp_path):
+    """Plain mitmdump (no flow view, no flow file, bodies not printed, no debug log): nothing reads a stream's
+    bytes on its flow, so none are copied; mitmweb or the console (their `view`), a flow file (-w:
+    save_stream_file), mitmdump printing bodies (flow_detail >= 3) or the debug log each read them."""
+    from mitmproxy.addons import dumper, save, view
+    from mitmproxy.test import taddons
+
+    from qwen_gateway.turn.relay import stream_capture
+    from qwen_gateway.turn.relay import STREAM_CAPTURE
+
+    with taddons.context(dumper.Dumper(), save.Save()) as tctx:
+        assert stream_capture(tctx.master, tctx.options, debug_log=False) == 0
+        assert stream_capture(tctx.master, tctx.options, debug_log=True) == STREAM_CAPTURE
+        tctx.options.update(flow_detail=2)
+        assert stream_capture(tctx.master, tctx.options, debug_log=False) == 0
+        tctx.options.update(flow_detail=3)
+        assert stream_capture(tctx.master, tctx.options, debug_log=False) == STREAM_CAPTURE
+        tctx.options.update(flow_detail=0, save_stream_file=str(tmp_path / "flows.mitm"))
+        assert stream_capture(tctx.master, tctx.options, debug_log=False) == STREAM_CAPTURE
+    with taddons.context(view.View()) as tctx:  # mitmweb, mitmproxy's console
+        assert stream_capture(tctx.master, tctx.options, debug_log=False) == STREAM_CAPTURE
+

@@ -107,3 +107,21 @@ def test_an_answer_that_priced_itself_keeps_its_price():
     settle.prices = lambda: PriceTable({"": {"qwen-plus": (Tier(None, 1000.0, 1000.0),)}}, source="test")
     settle.answered(tflow.tflow(resp=True), ex)
     assert (ex.result.cost, ex.result.cost_unit) == (0.25, "USD")
+
+
+def test_a_stream_nothing_kept_leaves_the_flow_as_mitmproxy_streamed_it():
+    """No capture (nothing reads a stream's bytes on its flow, relay.stream_capture): the response keeps
+    mitmproxy's None for a streamed body, not an empty body that would claim the client got nothing."""
+    settle, pool, _, _, ex = parts()
+
+    class Done:
+        usage = {"prompt_tokens": 1, "completion_tokens": 1}
+
+    rw = ex.turn.rewriter = StreamRewriter(Done(), None)  # type: ignore[arg-type]
+    rw.finished = True
+    rw(b"")
+    assert rw.captured == b""
+    resp = http.Response.make(200, b"")
+    resp.raw_content = None
+    settle.stream_sent(ex, resp)
+    assert resp.raw_content is None
