@@ -46,14 +46,16 @@ def served(make_gateway, emu, oauth_home, tmp_path):
     gw = make_gateway("report", env=env)
     with httpx.Client(trust_env=False, timeout=30) as http_client:
         c = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-client", max_retries=0, http_client=http_client)
-        opening = [{"role": "user", "content": "a whole answer"}]
+        # a system prompt past Qwen's smallest cached prefix (256 tokens): shorter turns have no cache to doctor
+        system = {"role": "system", "content": "You answer briefly and plainly. " * 60}
+        opening = [system, {"role": "user", "content": "a whole answer"}]
         first = c.chat.completions.create(model="gpt-4o", messages=opening)
         c.chat.completions.create(model="gpt-4o", messages=[
             *opening, {"role": "assistant", "content": first.choices[0].message.content},
             {"role": "user", "content": "and a second turn of the same conversation"}])
         emu.switches(first_byte_delay_ms=DELAY_MS)
         list(c.chat.completions.create(model="vision-model", stream=True, stream_options={"include_usage": True},
-                                       messages=[{"role": "user", "content": "a stream, late to start"}]))
+                                       messages=[system, {"role": "user", "content": "a stream, late to start"}]))
         emu.switches(first_byte_delay_ms=0)
         emu.fault("context400")
         with pytest.raises(openai.BadRequestError):

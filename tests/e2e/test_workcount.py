@@ -157,7 +157,10 @@ PER_REQUEST: dict[str, dict[str, list[Item]]] = {
         # stream's end goes out once that write has committed (the client never hears of an unstored response)
         "json_encode": [*STREAM["json_encode"], (1, "the sealed reasoning of the stored response (seal.seal)"),
                         (5, "the stored response's rows: the response, its history, its input items, and a row "
-                            "per output item (the id-less input item has none: api/responses/store_rows.rows_of)")],
+                            "per output item (the id-less input item has none: api/responses/store_rows.rows_of)"),
+                        (3, "the cache doctor's print of a response a later request may name for its diagnostics "
+                            "(prompt_cache_options.comparison_response_id), short or not: its model and settings "
+                            "(cache/prints.dumps, 2) and its messages (cache/prints.encoded)")],
         "sql": [(5, "the stored response's write: the id's look-up, the response, its inputs, its two output "
                     "items (api/responses/store._keep)"),
                 (2, "that write's BEGIN and COMMIT")],
