@@ -23,6 +23,7 @@ class MessagesUsage(TypedDict):
     cache_read_input_tokens: int
     cache_creation_input_tokens: int
     server_tool_use: NotRequired[dict]  # {"web_search_requests": n} when Qwen searched the web
+    cache_creation: NotRequired[dict]  # the writes by lifetime (5 minutes, Qwen4's hour), when Qwen says them
 
 
 class Message(TypedDict):
@@ -53,8 +54,13 @@ def usage(chat_usage: object) -> MessagesUsage:
     cached = _int(details.get("cached_tokens"))
     created = _int(details.get("cache_creation_input_tokens"))
     prompt = _int(u.get("prompt_tokens"))
-    return MessagesUsage(input_tokens=max(0, prompt - cached - created), output_tokens=_int(u.get("completion_tokens")),
-                 cache_read_input_tokens=cached, cache_creation_input_tokens=created)
+    out = MessagesUsage(input_tokens=max(0, prompt - cached - created), output_tokens=_int(u.get("completion_tokens")),
+                        cache_read_input_tokens=cached, cache_creation_input_tokens=created)
+    creation = details.get("cache_creation")
+    if isinstance(creation, dict):  # Model Studio's explicit cache says its writes by lifetime, as Anthropic does
+        out["cache_creation"] = {"ephemeral_5m_input_tokens": _int(creation.get("ephemeral_5m_input_tokens")),
+                                 "ephemeral_1h_input_tokens": _int(creation.get("ephemeral_1h_input_tokens"))}
+    return out
 
 
 def _int(value: object) -> int:

@@ -99,3 +99,15 @@ def test_an_answer_without_choices_is_an_empty_message():
 def test_message_ids_are_anthropics_shape():
     first, second = response.new_message_id(), response.new_message_id()
     assert first.startswith("msg_") and len(first) == 4 + 48 and first != second
+
+
+def test_usage_says_qwens_cache_writes_by_lifetime_as_anthropic_does():
+    """Model Studio's `cache_creation` (5-minute and, on Qwen4, hour-long writes) becomes Anthropic's own
+    `usage.cache_creation`; without it the usage carries none."""
+    qwen = {"prompt_tokens": 3000, "completion_tokens": 2, "prompt_tokens_details": {
+        "cached_tokens": 0, "cache_creation_input_tokens": 2500, "cache_type": "ephemeral",
+        "cache_creation": {"ephemeral_5m_input_tokens": 500, "ephemeral_1h_input_tokens": 2000}}}
+    assert usage(qwen)["cache_creation"] == {"ephemeral_5m_input_tokens": 500, "ephemeral_1h_input_tokens": 2000}
+    qwen["prompt_tokens_details"]["cache_creation"] = {"ephemeral_5m_input_tokens": 2500}
+    assert usage(qwen)["cache_creation"] == {"ephemeral_5m_input_tokens": 2500, "ephemeral_1h_input_tokens": 0}
+    assert "cache_creation" not in usage({"prompt_tokens": 5, "completion_tokens": 1})
