@@ -123,8 +123,13 @@ class Costs:
         old = self.largest.get(name, (0, 0.0))
         self.largest[name] = (max(old[0], tokens), max(old[1], usd))
 
-    async def expected(self, name: str, prompt_tokens: int) -> tuple[tuple[int, float], bool]:
-        """(tokens, USD) to hold, and whether this request is the key's probe (`probed` when it ends)."""
+    async def expected(self, name: str, prompt_tokens: int, ceiling: int | None = None
+                       ) -> tuple[tuple[int, float], bool]:
+        """(tokens, USD) to hold, and whether this request is the key's probe (`probed` when it ends). `ceiling`:
+        the most the request can cost in tokens (its prompt and output cap), given for a key with a token budget
+        alone — held as it is, at once."""
+        if ceiling is not None:
+            return (max(ceiling, prompt_tokens), 0.0), False
         while name not in self.largest:
             probe = self._probing.get(name)
             if probe is None:
@@ -142,3 +147,13 @@ class Costs:
         event = self._probing.pop(name, None)
         if event is not None:
             event.set()
+
+
+def ceiling(body: object, prompt: int) -> int | None:
+    """The most a request can cost in tokens: its prompt and the output cap it sent, for each of its `n` answers
+    (None: no cap sent). A key with a USD budget too is not bounded by it (the caller asks only for token budgets)."""
+    cap = body.get("max_completion_tokens", body.get("max_tokens")) if isinstance(body, dict) else None
+    n = body.get("n", 1) if isinstance(body, dict) else 1
+    if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1 or not isinstance(n, int) or n < 1:
+        return None
+    return prompt + cap * n

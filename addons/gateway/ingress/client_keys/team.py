@@ -30,7 +30,7 @@ from . import rate_headers, refusals
 from ..access import is_loopback, key_matches, peer_host
 from .ring import Keyring, KeyRecord, digest
 from .source import KeySource
-from .holds import Costs, Holds, MemoryHolds, Spending
+from .holds import Costs, Holds, MemoryHolds, Spending, ceiling
 from .limits import RPM, TPM, Limiter, MemoryGrants, Taken
 from .spend import SpendBook
 
@@ -190,7 +190,8 @@ class Team(Observer):
     async def _hold(self, ex: Exchange, rec: KeyRecord, prompt: int, spent: Spending) -> list:
         """The request's hold on its key's budgets, counted with every running request's (every gateway's on
         the shared database): [hold, probe]. Raises the refusal when the budget is reached."""
-        (tokens, usd), probe = await self.costs.expected(rec.name, prompt)
+        (tokens, usd), probe = await self.costs.expected(
+            rec.name, prompt, None if rec.monthly_usd else ceiling(ex.chat_body, prompt))
         try:
             hold, counted = await self.holds.take(rec.name, tokens, usd, rec.daily_tokens, rec.monthly_usd, spent,
                                                   self.book.day)
@@ -289,3 +290,4 @@ class Team(Observer):
 def _local(flow: http.HTTPFlow | None) -> bool:
     """The client is on the gateway's own machine (a loopback peer)."""
     return flow is not None and is_loopback(peer_host(flow))
+

@@ -58,6 +58,18 @@ async def test_a_key_of_unknown_cost_runs_one_request_at_a_time_until_one_finish
     assert await costs.expected("k", 900) == ((900, 0.25), False)  # the prompt alone is more: it is held
 
 
+async def test_a_request_that_bounds_its_own_tokens_holds_that_bound_and_never_waits():
+    """A token budget alone, and a request whose output cap is known (its max_tokens): prompt + cap is all it can
+    cost, held at once — no probe, nothing waits behind it (Claude Code's first requests run side by side)."""
+    costs = Costs()
+    assert await costs.expected("k", 10, ceiling=10 + 32_000) == ((32_010, 0.0), False)
+    assert await asyncio.wait_for(costs.expected("k", 12, ceiling=12 + 100), 1) == ((112, 0.0), False)
+    assert (await costs.expected("k", 10))[1]  # without a bound the first is still the probe
+    costs.learn("k", 500, 0.0)
+    costs.probed("k")
+    assert await costs.expected("k", 10, ceiling=10 + 100) == ((110, 0.0), False)  # its own bound, below the largest
+
+
 async def test_a_probe_that_learned_nothing_lets_the_next_request_probe():
     costs = Costs()
     assert (await costs.expected("k", 10))[1]
