@@ -27,6 +27,8 @@ On a mitmproxy this was not written against, heads stay bounded through mitmprox
 `HeadBound` layer that counts what the client sends from the end of an answer until the head's blank line,
 and answers 431 in the client's format when the limit passes first. It costs a hook call per layer and a
 search per read while a head is owed; chunk-size lines and pipelined bytes are then mitmproxy's business.
+That is why it is not the only path: such a layer cannot see where mitmproxy's reader is in the bytes, so a
+head piped behind a request whose answer is pending goes into the reader's buffer unbounded (test_http1_heads).
 
 What mitmproxy change would remove it: a limit on the HTTP/1 head in `Http1Server.read_headers` (an option
 like `body_size_limit`, answered 431), a bound on chunk-size lines in the body reader, and on bytes buffered
