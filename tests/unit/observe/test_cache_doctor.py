@@ -51,13 +51,13 @@ def doctor() -> CacheDoctor:
     return d
 
 
-def test_it_runs_after_the_answer_unless_its_verdict_is_shown_at_once():
+def test_it_runs_after_the_answer_unless_its_verdict_is_shown_at_once(tmp_path):
     assert not CacheDoctor.at_once  # plain mitmdump: nothing reads its verdict before the answer goes out
     d = doctor()
     with taddons.context(save.Save()) as tctx:
         d.running()
         assert not d.at_once and not d.shown
-        tctx.options.save_stream_file = "flows.mitm"  # a flow file keeps the comment: the verdict is in it
+        tctx.options.save_stream_file = str(tmp_path / "flows.mitm")  # a flow file keeps the verdict
         d.running()
         assert d.at_once and d.shown
 
