@@ -11,6 +11,8 @@ from pathlib import Path
 
 import httpx
 
+from helpers.netns import stop
+
 
 class Nginx:
     def __init__(self, root: Path, port: int, site: str) -> None:
@@ -60,10 +62,4 @@ class Nginx:
         return path.read_text()[-4000:] if path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop(self.proc)

@@ -12,6 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from helpers.netns import stop
 from helpers.procs import free_port
 
 BINARY = "/usr/sbin/pgbouncer"
@@ -72,11 +73,5 @@ class PgBouncer:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop(self.proc)
         shutil.rmtree(self.root, ignore_errors=True)

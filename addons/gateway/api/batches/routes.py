@@ -94,7 +94,7 @@ class BatchRoutes:
             return await off_loop(multipart.build, sent)
 
         status, rtype, data = await self.calls.call(ex, config, "POST", "files", body=build)
-        made = _json(data)
+        made = json_object(data)
         if status == 200 and isinstance(made.get("id"), str):
             await store.put(Record(made["id"], FILE, ex.key.name, ex.account, models[0], models[1]))
         return answer(status, data, rtype.encode() or b"application/json")
@@ -111,7 +111,7 @@ class BatchRoutes:
         status, rtype, data = await self.calls.call(ex, config, "POST", "batches", holder=source.account,
                                                     body=json.dumps(asked).encode(), content_type="application/json",
                                                     model=source.upstream_model)
-        made = _json(data)
+        made = json_object(data)
         if status == 200 and isinstance(made.get("id"), str):
             await store.put(Record(made["id"], BATCH, ex.key.name, source.account, source.model,
                                    source.upstream_model))
@@ -135,7 +135,7 @@ class BatchRoutes:
             return answer(200, data, rtype.encode() or b"application/octet-stream")
         if kind == "batches":
             assert ex.attempt.cred is not None  # the holder's, which answered
-            await self.look(store, record, _json(data), ex.attempt.cred, config, ex)
+            await self.look(store, record, json_object(data), ex.attempt.cred, config, ex)
         return answer(status, data, rtype.encode() or b"application/json")
 
     async def look(self, store: BatchStore, record: Record, batch: dict, cred: Credential, config: Config,
@@ -174,7 +174,7 @@ class BatchRoutes:
             status, rtype, raw = await self.calls.call(ex, config, "GET", kind, holder=account, query=urlencode(query))
             if status != 200:
                 return answer(status, raw, rtype.encode() or b"application/json")
-            page = _json(raw)
+            page = json_object(raw)
             rows = [r for r in page.get("data") or [] if isinstance(r, dict) and isinstance(r.get("id"), str)]
             mine = await store.owned(ex.key.name, [r["id"] for r in rows])
             data += [r for r in rows if r["id"] in mine]
@@ -203,7 +203,8 @@ def _parsed(data: bytes) -> object:
                            code="invalid_request_body") from None
 
 
-def _json(data: bytes) -> dict:
+def json_object(data: bytes) -> dict:
+    """Qwen's answer as an object ({} when it is none): what the routes and the watcher read."""
     try:
         value = json.loads(data)
     except ValueError:

@@ -7,14 +7,13 @@ gateways that have its account: with `qwen_state_url`, each of them looks, and t
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 
 from ...errors import GatewayError
 from ...settings.config import Config
 from ...storage.health import StateUnavailable
-from .routes import BatchRoutes, own_look
+from .routes import BatchRoutes, json_object, own_look
 
 log = logging.getLogger("qwen")
 
@@ -68,13 +67,6 @@ class BatchWatch:
             if status == 404:
                 await store.settled(record.id)
             elif status == 200 and cred is not None:
-                await routes.look(store, record, _object(data), cred, config)
+                await routes.look(store, record, json_object(data), cred, config)
         return asked
 
-
-def _object(data: bytes) -> dict:
-    try:
-        value = json.loads(data)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
