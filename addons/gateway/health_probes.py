@@ -3,7 +3,8 @@
 - `GET /health/liveness`: the process serves. 200 whenever the event loop gets to answer; a gateway that does
   not answer is the one to restart.
 - `GET /health/readiness`: it can serve a request now. 200 when an account is usable, its state storage is
-  available and it is not draining; else 503 with the reasons, so traffic goes to another replica.
+  available, its named client keys were read once and it is not draining; else 503 with the reasons, so
+  traffic goes to another replica.
 
 They answer any client, without a client key (kubelet and Docker send none): the bodies say a status and, when
 not ready, the reasons as fixed words — never an account's name, an upstream URL, a path or an error's text.
@@ -22,8 +23,9 @@ USABLE = ("ok", "expired", "refreshing")  # an account the pool hands out, as /h
 
 
 class Probes:
-    def __init__(self, pool: Callable[[], Pool | None]) -> None:
+    def __init__(self, pool: Callable[[], Pool | None], keys: Callable[[], dict | None] = lambda: None) -> None:
         self.pool = pool
+        self.keys = keys  # what /health says of the named client keys (client_keys/team.py `status`)
         # Set once the gateway stops taking new work (the graceful drain, to come: issue 40): readiness is 503
         # from then on, while liveness stays 200.
         self.draining = False
@@ -42,4 +44,6 @@ class Probes:
             reasons.append("no_usable_account")
         if unavailable():  # the shared database or the state folder: what needs it would be refused
             reasons.append("storage_unavailable")
+        if (self.keys() or {}).get("state") == "unread":  # never read: every request is refused 503
+            reasons.append("keys_unread")
         return reasons

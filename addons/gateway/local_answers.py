@@ -136,7 +136,7 @@ class LocalAnswers:
         self.learned = learned  # what Qwen's refusals taught (models/learned.py), shown on /health
         self.routes = routes  # answers that belong to a wing (components.py): models, stored responses, login
         self.metrics = metrics
-        self.probes = Probes(pool)  # /health/liveness, /health/readiness
+        self.probes = Probes(pool, keys)  # /health/liveness, /health/readiness
 
     async def answer(self, ex: Exchange, flow: http.HTTPFlow, config: Config) -> http.Response:
         route, path, method = ex.route, ex.client.path, ex.client.method

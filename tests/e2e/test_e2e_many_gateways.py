@@ -107,6 +107,9 @@ def eight(request, tmp_path, emu, pg_server):  # noqa: F811
                 three_accounts(tmp_path, emu, f"gw{i}", keys)
             gws.append(Gateway(tmp_path / f"gw{i}" / "gw", env=env, args=(
                 "--set", f"qwen_state_url={via}", "--set", f"qwen_state_listen_url={direct}")).start())
+        for gw in gws:  # as a balancer would: each takes traffic once ready (its keys read through PgBouncer)
+            until(lambda gw=gw: httpx.get(gw.url + "/health/readiness", trust_env=False).status_code == 200,
+                  f"gateway {gw.port} ready", limit=30)
         port = free_port()
         servers = "".join(f"    server 127.0.0.1:{gw.port};\n" for gw in gws)
         site = (f"upstream gateways {{\n{servers}}}\nserver {{\n  listen 127.0.0.1:{port};\n"

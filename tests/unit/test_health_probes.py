@@ -112,6 +112,16 @@ def test_readiness_is_503_while_a_storage_is_down(tmp_path):
         health.reason = None
 
 
+def test_readiness_is_503_until_the_shared_keys_were_read():
+    """A gateway that never read its named client keys refuses every request (503 state_unavailable): not ready,
+    so a balancer sends the traffic elsewhere until the first read has worked."""
+    keys: dict = {"state": "unread"}
+    probes = Probes(lambda: StaticPool(OAUTH_CRED), lambda: keys)
+    assert probes.answer("readiness") == (503, {"status": "not_ready", "reasons": ["keys_unread"]})
+    keys = {"state": "read", "active": 1}
+    assert probes.answer("readiness") == (200, {"status": "ready"})
+
+
 async def test_the_probes_are_answered_at_the_explicit_proxy_like_health(setup):
     """Started as an explicit proxy, a request addressed to the gateway itself is answered with what to type
     instead — but its own monitoring routes, the probes with /health and /metrics, are answered."""
