@@ -5,12 +5,21 @@ Bounded: at most `max_entries` conversations, the least recently used dropped fi
 after its conversation's last turn as that turn asked Qwen's cache to last: five minutes (Qwen's explicit
 cache, reset on each hit), an hour when the body Qwen got asked Qwen4's hour (`keep(..., ttl_s)`: the pool's
 `hold`). Memory only here; affinity_pg.py shares the entries between gateways.
+
+A new conversation goes where its shared prefix (model, tools, system prompt: `Conversation.prefix`) was
+cached by another one: the prefix has its own entry, kept by every conversation that carried it here, and
+lapsing as theirs do. New sessions of one agent thus go to one account while it is usable (a cooling account
+sends them on, and the prefix follows); conversations with different prefixes still spread round-robin.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..accounts import Conversation
 
 TTL_S = 300.0  # Qwen's explicit cache: five minutes, reset on each hit
 MAX_ENTRIES = 10_000
@@ -24,6 +33,7 @@ class Affinity:
         self.max_entries = max_entries
         # key -> (account, expires, when the shared copy's entry expires: 0.0 when it has none)
         self._entries: OrderedDict[str, tuple[str, float, float]] = OrderedDict()
+        self._prefixes: OrderedDict[str, str] = OrderedDict()  # a conversation's key -> its prefix's, when new here
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -37,6 +47,32 @@ class Affinity:
             del self._entries[key]
             return None
         return hit[0]
+
+    async def placed(self, conversation: Conversation) -> str | None:
+        """The account for a conversation's turn: the one that served it; for a new one, the one that holds
+        its shared prefix, when one does (None: the round-robin's)."""
+        pinned = self.get(conversation.key)
+        if pinned is None and self.shared:
+            pinned = await self.fetch(conversation.key)
+        if pinned is not None or conversation.prefix is None:
+            return pinned
+        prefix = conversation.prefix()
+        if prefix is None:
+            return None
+        self._prefixes[conversation.key] = prefix
+        while len(self._prefixes) > self.max_entries:
+            self._prefixes.popitem(last=False)
+        pinned = self.get(prefix)
+        if pinned is None and self.shared:
+            pinned = await self.fetch(prefix)
+        return pinned
+
+    def served(self, conversation: Conversation, account: str, *, exact: bool = False) -> None:
+        """`account` served the conversation's turn (`keep`), and so holds its prefix too, when it has one here."""
+        self.keep(conversation.key, account, conversation.lifetime_s, exact=exact)
+        prefix = self._prefixes.get(conversation.key)
+        if prefix is not None:  # never shortened: another conversation may have asked it longer
+            self.keep(prefix, account, conversation.lifetime_s)
 
     async def fetch(self, key: str) -> str | None:
         """The shared copy's account for a conversation memory does not know (another gateway's turn)."""

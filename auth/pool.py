@@ -119,8 +119,8 @@ class AccountPool(Pool):
 
     async def acquire(self, exclude: Collection[str] = (), *, capability: Capability = Capability.CHAT,
                       conversation: Conversation | None = None) -> Credential:
-        """A credential from the account that served `conversation` if it is usable, else from the next usable
-        account (round-robin), which then keeps the conversation; one that has `capability`, skipping
+        """A credential from the account that served `conversation` (or, new, holds its prefix) if it is usable,
+        else from the next usable account (round-robin), which then keeps the conversation; one that has `capability`, skipping
         `exclude`, cooling-down and needs-login accounts. Raises PoolExhausted (an AccountUnavailable)
         when none is usable, NotCapable when usable accounts exist but none has the capability."""
         self._maybe_reload()
@@ -128,16 +128,13 @@ class AccountPool(Pool):
             return await self._acquire_capable(exclude)
         if conversation is None:
             return await self._acquire(exclude)
-        pinned = self.affinity.get(conversation.key)
-        if pinned is None and self.affinity.shared:
-            pinned = await self.affinity.fetch(conversation.key)
-        cred = await self._acquire(exclude, pinned)
-        self.affinity.keep(conversation.key, cred.account, conversation.lifetime_s)
+        cred = await self._acquire(exclude, await self.affinity.placed(conversation))
+        self.affinity.served(conversation, cred.account)
         return cred
 
     def hold(self, conversation: Conversation, account: str) -> None:
         """The conversation stays on `account` as long as its turn's body asked Qwen's cache to last."""
-        self.affinity.keep(conversation.key, account, conversation.lifetime_s, exact=True)
+        self.affinity.served(conversation, account, exact=True)
 
     async def _acquire_capable(self, exclude: Collection[str]) -> Credential:
         skip = list(exclude)

@@ -8,7 +8,7 @@ API keys all live behind `Account` (auth/account.py), in the auth wing that impl
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping, Protocol
@@ -63,6 +63,9 @@ class Conversation:
     key: str  # a digest: never the client's own text or ids
     source: str  # what it was read from: "session", "prompt_cache_key", "user", "opening"
     lifetime_s: float = 300.0  # how long its turn asked Qwen's cache to last (Qwen4: an hour), once the body is built
+    # The digest of what it shares with other conversations (model, tools, system prompt), asked only of a new
+    # one (None: too short for Qwen to cache): it may go where that prefix is cached already.
+    prefix: Callable[[], str | None] | None = field(default=None, compare=False, repr=False)
 
 
 class Capability(enum.StrEnum):

@@ -11,6 +11,10 @@ In the order the first one present decides:
   dialect translated them. Every turn resends them, and a Responses `previous_response_id` chain's history
   begins with its first turn's, so each turn of a chain has the same opening.
 
+A new conversation also carries the digest of what it shares with others (`prefix`: the model, the tools and
+the leading system messages, computed only when the pool asks, for a conversation it does not know): Qwen
+caches that prefix per account, so a new session goes where an earlier one wrote it (auth/affinity.py).
+
 Only a digest is kept (never the client's text or ids). The opening is read once per request from the
 translated messages, its text hashed without encoding the body again. The session headers some clients also
 send (`X-Claude-Code-Session-Id`, Codex's `session_id`) carry the same ids as those body fields.
@@ -20,6 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+
+import orjson
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -30,6 +36,8 @@ if TYPE_CHECKING:
 
 _CLAUDE_SESSION = re.compile(r'"session_id"\s*:\s*"([^"]+)"|_session_([0-9A-Za-z-]+)$')
 _OPENING_ROLES = ("system", "developer")
+# Qwen caches no prefix under 1,024 tokens (Model Studio's "Context cache"): ~4 characters a token
+PREFIX_MIN_CHARS = 1024 * 4
 
 
 def keyed(to_chat: Callable[[dict, Exchange], dict]) -> Callable[[dict, Exchange], dict]:
@@ -44,7 +52,15 @@ def keyed(to_chat: Callable[[dict, Exchange], dict]) -> Callable[[dict, Exchange
 
 
 def of(body: dict, chat: dict) -> Conversation | None:
-    """The conversation of a request: `body` the client's, `chat` its translation (the pivot's messages)."""
+    """The conversation of a request: `body` the client's, `chat` its translation (the pivot's messages),
+    with its shared prefix's digest to compute when asked."""
+    found = _of(body, chat)
+    if found is not None and (chat.get("tools") or _leads_with_system(chat.get("messages"))):
+        found.prefix = lambda: prefix(chat)
+    return found
+
+
+def _of(body: dict, chat: dict) -> Conversation | None:
     key = body.get("prompt_cache_key")
     if isinstance(key, str) and key:
         return _named("prompt_cache_key", key)
@@ -74,6 +90,31 @@ def opening(messages: object) -> Conversation | None:
         if role not in _OPENING_ROLES:
             break
     return Conversation(h.hexdigest()[:32], "opening")
+
+
+def _leads_with_system(messages: object) -> bool:
+    return isinstance(messages, list) and bool(messages) and isinstance(messages[0], dict) and \
+        messages[0].get("role") in _OPENING_ROLES
+
+
+def prefix(chat: dict) -> str | None:
+    """The digest of the prefix a request shares with other conversations: its model, tools and leading system
+    (and developer) messages as text; None when under what Qwen caches (PREFIX_MIN_CHARS)."""
+    tools = chat.get("tools")
+    try:
+        encoded = orjson.dumps(tools) if tools else b""
+    except TypeError:  # an integer past 64 bits, a lone surrogate: Python's own encoding, as stable
+        encoded = repr(tools).encode("utf-8", "surrogatepass")
+    h = hashlib.sha256(b"prefix\0" + str(chat.get("model") or "").encode() + b"\0" + encoded)
+    chars = len(encoded)
+    messages = chat.get("messages")
+    for m in messages if isinstance(messages, list) else ():
+        if not isinstance(m, dict) or m.get("role") not in _OPENING_ROLES:
+            break
+        text = _text(m.get("content"))
+        chars += len(text)
+        h.update(b"\0" + text.encode("utf-8", "surrogatepass"))
+    return h.hexdigest()[:32] if chars >= PREFIX_MIN_CHARS else None
 
 
 def _named(source: str, value: str) -> Conversation:

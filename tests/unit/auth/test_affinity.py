@@ -194,3 +194,44 @@ def test_prompt_cache_key_then_user_then_the_opening():
     assert turn1 == turn3 == parts and turn1.source == "opening"
     assert conversation.of({}, chat(SYSTEM, {"role": "user", "content": "another task"})) != turn1
     assert conversation.of({}, chat()) is None and conversation.of({}, {}) is None
+
+
+# ---- a new conversation where its shared prefix is cached (issue 61 item 4) ----------------------------------
+
+TOOLS = [{"type": "function", "function": {"name": f"tool_{i}", "description": "Reads a file. " * 40,
+                                           "parameters": {"type": "object", "properties": {}}}} for i in range(12)]
+AGENT = {"role": "system", "content": [{"type": "text", "text": "x-billing: cc_version=2.1"},
+                                       {"type": "text", "text": "You are Claude Code."}]}
+
+
+def session(n: int, *, tools=TOOLS, system=AGENT, model="qwen3-coder-plus") -> Conversation:
+    user_id = json.dumps({"device_id": "d" * 64, "account_uuid": "", "session_id": f"session-{n}"})
+    c = conversation.of({"metadata": {"user_id": user_id}},
+                        {"model": model, "tools": tools, "messages": [system, {"role": "user", "content": f"task {n}"}]})
+    assert c is not None
+    return c
+
+
+def test_sessions_that_share_tools_and_system_share_a_prefix():
+    first, second = session(1), session(2)
+    assert first.key != second.key  # two conversations
+    assert first.prefix is not None and first.prefix() == second.prefix()  # one prefix Qwen caches for both
+    plain = {"role": "system", "content": "x-billing: cc_version=2.1You are Claude Code."}
+    assert session(3, system=plain).prefix() == first.prefix()  # a string and its text parts: the same prompt
+    assert session(4, tools=TOOLS[:-1]).prefix() != first.prefix()
+    assert session(5, model="qwen3-coder-flash").prefix() != first.prefix()  # each model its own cache
+    assert session(6, tools=TOOLS[:1]).prefix() is None  # under Qwen's 1,024 tokens: nothing cached, no place
+
+
+async def test_a_new_conversation_goes_to_the_account_that_holds_its_prefix(state):
+    """Round-robin would put session 2 on b; a holds the tools and system prompt session 1 wrote minutes ago."""
+    pool = AccountPool([Fake("a"), Fake("b"), Fake("c")], state)
+    assert (await pool.acquire(conversation=session(1))).account == "a"
+    assert [(await pool.acquire(conversation=session(n))).account for n in (2, 3)] == ["a", "a"]
+    other = await pool.acquire(conversation=session(4, tools=TOOLS[:-1]))  # another prefix: the round-robin
+    assert other.account == "b"
+    pool.report("a", "quota", retry_after=60)  # a cools down: the next new session goes elsewhere, and there
+    moved = (await pool.acquire(conversation=session(5))).account  # the prefix now lives
+    assert moved != "a"
+    assert (await pool.acquire(conversation=session(6))).account == moved
+    assert (await pool.acquire(conversation=session(1))).account != "a"  # session 1 fails over (its a cools)

@@ -17,12 +17,15 @@ the request's lifetime). There a marker's `ttl: "1h"` stays on it; the request's
 automatic caching) — goes on the gateway's own markers and on the client's markers that name none; without
 one, the gateway's own markers take the longest the client's markers asked. Elsewhere an hour is sent as five
 minutes and `prompt_cache_retention` is not sent, each noted. Then qwen-code's own markers, while fewer than four:
-the whole prompt (the next turn reads it) and the leading system prompt, each only where it helps — a prefix of
-1,024 tokens or more, not marked already — and none when the client asked for explicit breakpoints only
+the whole prompt (the next turn reads it), the first content part after the tools (what the next session of
+the same agent shares: its tools, system prompt and opening) and the leading system prompt, each only where it
+helps — a prefix of 1,024 tokens or more, the tools counted where Qwen renders them, not marked already — and none when the client asked for explicit breakpoints only
 (`prompt_cache_options.mode: "explicit"`). Pure functions; only what changes is copied.
 """
 
 from __future__ import annotations
+
+import orjson
 
 from ...exchange import note
 from ...models import catalogue
@@ -110,6 +113,41 @@ def _call_chars(calls: object) -> int:
     return total
 
 
+def _tools_chars(tools: list) -> int:
+    try:
+        return len(orjson.dumps(tools))
+    except TypeError:  # an integer past 64 bits, a lone surrogate: Python's own encoding
+        return len(repr(tools))
+
+
+def _own_places(messages: list, tools: list, chars: int, system_end: int | None) -> list[tuple[int, int, int]]:
+    """Where the gateway's own markers may go, best first: (message, part: -1 the last, the prefix's characters).
+    Qwen renders the tools after the leading system message's text (Qwen3's chat template), so they are in the
+    whole prompt's prefix and in the first content part after them — the block an agent's next session shares
+    (its tools, system prompt and opening reminder) — and not in the system prompt's. The tools are encoded only
+    when a prefix is short without them."""
+    if not messages:
+        return []
+    size: list[int] = []
+
+    def with_tools(base: int) -> int:
+        if base >= MIN_TOKENS * CHARS_PER_TOKEN or not tools:
+            return base
+        if not size:
+            size.append(_tools_chars(tools))
+        return base + size[0]
+    last = len(messages) - 1
+    after = 1 if system_end is not None else 0  # the first message after the tools
+    places = [(last, -1, with_tools(chars) if last >= after else chars)]
+    first = _parts(messages[after].get("content")) if tools and after <= last and \
+        isinstance(messages[after], dict) else None
+    if first is not None and isinstance(first[0], dict) and (after < last or len(first) > 1):
+        places.append((after, 0, with_tools((system_end or 0) + _chars([first[0]]))))
+    if system_end is not None:
+        places.append((0, -1, system_end))
+    return places
+
+
 def place(body: dict, notes: list[str] | None = None) -> dict:
     """The body with its markers where Qwen reads them, at most four (see the module's docstring)."""
     out = dict(body)
@@ -174,17 +212,19 @@ def place(body: dict, notes: list[str] | None = None) -> dict:
                 content[k] = {key: v for key, v in content[k].items() if key != "cache_control"}
                 messages[where] = {**messages[where], "content": content}
         marks = marks[len(dropped):]
-    own = [] if explicit_only else [(len(messages) - 1, chars), (0, system_end)]
     own_marker = _marker({"ttl": longest}, None, model, ttls, None) if longest in ttls else EPHEMERAL
-    for where, size in own:
-        if len(marks) >= LIMIT or size is None or size < MIN_TOKENS * CHARS_PER_TOKEN or where < 0:
-            continue
-        parts = _parts(messages[where].get("content"))
-        if parts is None or isinstance(parts[-1].get("cache_control"), dict):
-            continue
-        parts[-1] = {**parts[-1], "cache_control": own_marker}
-        messages[where] = {**messages[where], "content": parts}
-        marks.append((where, len(parts) - 1))
+    if not explicit_only:
+        for where, part, size in _own_places(messages, tools, chars, system_end):
+            if len(marks) >= LIMIT:
+                break
+            parts = _parts(messages[where].get("content"))
+            if size < MIN_TOKENS * CHARS_PER_TOKEN or parts is None or len(parts) <= part:
+                continue
+            if isinstance(parts[part].get("cache_control"), dict):
+                continue  # marked already (by the client, or as the whole prompt's end)
+            parts[part] = {**parts[part], "cache_control": own_marker}
+            messages[where] = {**messages[where], "content": parts}
+            marks.append((where, part % len(parts)))
     out["messages"] = messages
     if tools:
         out["tools"] = tools

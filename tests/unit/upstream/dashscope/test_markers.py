@@ -45,6 +45,29 @@ def test_long_prompts_get_the_whole_prompt_and_the_system_prompt_marked():
     assert where(place(short_system)[0]) == ["messages.1.0"]
 
 
+def test_a_marker_goes_on_the_first_block_after_the_tools():
+    """Issue 61 item 4. Qwen renders the tools after the leading system message's text: a marker there caches
+    the system prompt alone, one on the first content part after them caches tools, system prompt and that part
+    — what an agent's next session shares (Claude Code's opening reminder) — so the next session reads them."""
+    tools = [{"type": "function", "function": {"name": f"t{i}", "description": "d" * 500,
+                                               "parameters": {"type": "object", "properties": {}}}} for i in range(9)]
+    opening = {"role": "user", "content": [{"type": "text", "text": "<system-reminder>git</system-reminder>"},
+                                           {"type": "text", "text": "fix the bug"}]}
+    body = {"tools": tools, "messages": [{"role": "system", "content": "You are an agent."}, opening]}
+    assert where(place(body)[0]) == ["messages.1.0", "messages.1.1"]  # after the tools; the whole prompt
+    later = {**body, "messages": [*body["messages"], {"role": "assistant", "content": "done"},
+                                  {"role": "user", "content": "thanks"}]}
+    assert where(place(later)[0]) == ["messages.1.0", "messages.3.0"]
+    assert where(place({**body, "tools": tools[:2]})[0]) == []  # under 1,024 tokens with them: nothing
+    assert where(place({**body, "messages": body["messages"][:1] + [{"role": "user", "content": "q"}]})[0]) == \
+        ["messages.1.0"]  # one block after the tools: the whole prompt's marker is that one
+    assert "messages.0.0" not in where(place({**body, "messages": [
+        {"role": "system", "content": "s" * 2000}, opening]})[0])  # the system prompt alone: under 1,024 tokens
+    clients = {**later, "messages": [later["messages"][0], {"role": "user", "content": [
+        {**opening["content"][0], "cache_control": EPHEMERAL}, opening["content"][1]]}, *later["messages"][2:]]}
+    assert where(place(clients)[0]) == ["messages.1.0", "messages.3.0"]  # the client's there: not another
+
+
 def test_the_clients_markers_are_kept_and_counted_first():
     body = {"tools": [{**TOOL, "cache_control": EPHEMERAL}], "messages": [
         {"role": "system", "content": [{"type": "text", "text": LONG, "cache_control": EPHEMERAL}]},
