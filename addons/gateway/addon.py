@@ -26,6 +26,7 @@ from .exchange import Exchange
 from .observe import terminal
 from .seams import at_load, shutdown_signals
 from .storage.health import StateUnavailable
+from .turn import outcome
 from .turn.flow_answer import FlowAnswer
 from .turn.relay import TOKEN_HEADER
 from .wiring import Wiring
@@ -177,8 +178,7 @@ class QwenGateway(Wiring):
     async def _relay(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         """Point the flow at the relay: mitmproxy then streams the turn's answer like any server's."""
         address = await self.relay.start()
-        ex.turn.relay_token, ex.turn.relayed = self.relay.expect(ex), True
-        claim.point_at_relay(flow, address, ex.turn.relay_token, TOKEN_HEADER)
+        claim.point_at_relay(flow, address, self.relay.expect(ex), TOKEN_HEADER)
 
     websocket_message = Wiring.websocket_relayed  # a client's message counted in its read-ahead; the older cut
 
@@ -189,12 +189,12 @@ class QwenGateway(Wiring):
         if ex is None:
             passthrough.seal(flow)  # sent: out of the record before -w writes it
             return
-        if flow.response is None or not ex.turn.relayed:
+        if flow.response is None or ex.turn.relay_token is None:
             return  # only relayed answers have a token to forget and a stream to pass on
         try:
             self._forget_relay(flow, ex)
             claim.show_as_called(flow, ex)
-            if ex.turn.rewriter is not None:  # the turn pumps the client's events: mitmproxy passes them on at once
+            if outcome.streamed(ex):  # the turn pumps the client's events: mitmproxy passes them on at once
                 flow.response.stream = True
                 self.formats.stamp(ex, flow.response)
         except Exception:
@@ -223,8 +223,7 @@ class QwenGateway(Wiring):
         self.settle.broken(flow, ex)
 
     def _forget_relay(self, flow: http.HTTPFlow, ex: Exchange) -> None:
-        token, ex.turn.relay_token = ex.turn.relay_token, None
-        self.relay.forget(token)
+        self.relay.forget_turn(ex)
         flow.request.headers.pop(TOKEN_HEADER, None)
 
     # ---- the record -------------------------------------------------------------------------------

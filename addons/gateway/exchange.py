@@ -114,11 +114,15 @@ class Attempt:
     def account(self) -> str:
         return self.cred.account if self.cred else ""
 
+    def answered(self, body: bytes) -> None:
+        """Qwen's whole answer as the turn read it (turn/ may not call upstream/): the debug log shows it."""
+        self.response_body = body
+
 
 @dataclass(slots=True)
 class Result:
-    """What the client got, and what it cost. Written by the turn and its settlement (turn/), the door's
-    refusals (`Exchange.fail`) and the prices (turn/settlement.py)."""
+    """What the client got, and what it cost. Written by the turn and its settlement (turn/; the facts others
+    learn are told to turn/outcome.py) and the door's refusals (`Exchange.fail`)."""
 
     status: int | None = None
     usage: dict | None = None
@@ -135,12 +139,11 @@ class Result:
 
 @dataclass(slots=True)
 class TurnState:
-    """How the answer reaches the client and what is kept of it. Written by the turn (turn/) alone."""
+    """How the answer reaches the client and what is kept of it. Written by the turn alone (others: turn/outcome.py)."""
 
     translated: bool = False  # translated and checked (a background run's copy goes on from there)
     rewriter: StreamRewriter | None = None
-    relay_token: str | None = None  # a stream pointed at the relay: the token that has it served, once
-    relayed: bool = False  # its answer comes through the relay (mitmproxy streams it)
+    relay_token: str | None = None  # a stream pointed at the relay: the token that has it served, once (Relay.expect)
     keep_before_end: bool = False  # the endpoint keeps the answer before a stream's end goes out (set by it)
     gate: asyncio.Future | None = field(default=None, repr=False)  # that stream's end, opened once it is kept
     write: Any = field(default=None, repr=False)  # the endpoint's write (a future), awaited before the end
@@ -165,8 +168,8 @@ class KeyUse:
 
 @dataclass(slots=True)
 class PromptCount:
-    """The gateway's own count of the prompt. Written by the token estimator (observe/estimator.py) and the
-    context guard (turn/context_guard.py)."""
+    """The gateway's own count of the prompt. Written by the token estimator (observe/estimator.py), the
+    context guard (turn/context_guard.py) and the count the guard and the route share (turn/context_overflow.py)."""
 
     tokens: int | None = None
     method: str | None = None  # tokens.py's method: tiktoken:…, estimate, sampled:…, skipped
@@ -214,6 +217,11 @@ class Exchange:
                                                           "truncate_oldest", "endpoint_state")}
         values.update(key=dataclasses.replace(self.key), count=dataclasses.replace(self.count), **asked)
         return Exchange(**values)
+
+    def join(self, forks: list[Exchange]) -> None:
+        """The forks' attempts as its own (a request sent in parts): the first's, every account tried, every retry."""
+        self.attempt = dataclasses.replace(forks[0].attempt, retries=[r for f in forks for r in f.attempt.retries],
+                                           tried=list(dict.fromkeys(a for f in forks for a in f.attempt.tried)))
 
     @property
     def account(self) -> str:
@@ -290,11 +298,3 @@ def note(notes: list[str] | None, text: str) -> None:
     if notes is not None and text not in notes:
         notes.append(text)
 
-
-def key_hint(key: str) -> str | None:
-    """A client key as a hint: its first three characters and its length. None for a key of 8 characters or
-    fewer: a placeholder (`x`, `anything`) whose length says nothing and whose first three characters would
-    give most of it away."""
-    if len(key) <= 8:
-        return None
-    return f"{key[:3]}… ({len(key)} chars)"

@@ -9,7 +9,7 @@ import pytest
 
 from qwen_gateway.accounts import Conversation
 from qwen_gateway.ingress import access, routing
-from qwen_gateway.exchange import ClientRequest, Exchange
+from qwen_gateway.exchange import ClientRequest, Exchange, Retry, RetryReason
 from qwen_gateway.interfaces import Wire
 
 
@@ -63,3 +63,22 @@ def test_a_fork_keeps_what_was_asked_and_starts_the_rest_anew():
     assert again.id != ex.id and again.attempt.tried == [] and not again.turn.translated
     assert again.result.status is None and again.notes == []
     assert again.key == ex.key and again.key is not ex.key and again.count is not ex.count
+
+
+def test_a_request_sent_in_parts_joins_the_parts_attempts():
+    """An embeddings request sent in batches (api/embeddings.py): the first part's attempt, with every account
+    tried (once each, in order) and every retry."""
+    ex = exchange()
+    parts = [ex.fork(), ex.fork()]
+    parts[0].attempt.model, parts[0].attempt.tried = "text-embedding-v4", ["a", "b"]
+    parts[1].attempt.tried, parts[1].attempt.retries = ["b", "c"], [Retry(RetryReason.ROTATED, "b")]
+    ex.join(parts)
+    assert (ex.attempt.model, ex.attempt.tried, ex.attempt.retries) == (
+        "text-embedding-v4", ["a", "b", "c"], [Retry(RetryReason.ROTATED, "b")])
+    assert ex.attempt is not parts[0].attempt and parts[0].attempt.tried == ["a", "b"]
+
+
+def test_a_whole_answer_read_by_the_turn_is_the_attempts():
+    ex = exchange()
+    ex.attempt.answered(b'{"id": "q1"}')
+    assert ex.attempt.response_body == b'{"id": "q1"}'

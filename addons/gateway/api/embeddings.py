@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import functools
 import struct
 
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING
 from ..accounts import Capability
 from ..errors import GatewayError
 from ..exchange import note
+from ..turn import outcome
 from ..turn.whole_answer import upstream_json
 from ..models.model_map import EMBEDDING_SIZES, OPENAI_EMBEDDING_SIZES
 from ..interfaces import Endpoint, UpstreamAnswer
@@ -173,12 +173,10 @@ async def fetch(ex: Exchange, open_upstream: OpenUpstream) -> dict | None:
             t.cancel()  # the first failure is the answer: the other batches are not waited for
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-    tried = [a for p in parts for a in p.attempt.tried]
-    ex.attempt = dataclasses.replace(parts[0].attempt, tried=list(dict.fromkeys(tried)),
-                                     retries=[r for p in parts for r in p.attempt.retries])
+    ex.join(parts)
     answer = merge_answers(answers, model=ex.requested_model or None,
                            encoding_format=(ex.body or {}).get("encoding_format"))
-    ex.result.usage = answer.get("usage")
+    outcome.usage_read(ex, answer.get("usage"))
     return answer
 
 

@@ -12,8 +12,8 @@ from ..settings.config import Config
 from ..errors import GatewayError
 from ..exchange import Exchange
 from . import access, claim, mistakes
-from .client_keys import refusals
-from .client_keys.ring import KeyRecord, digest
+from .client_keys import refusals, ring
+from .client_keys.ring import KeyRecord
 from .client_keys.team import PENDING, Team
 
 
@@ -39,7 +39,8 @@ def _check_key(team: Team, ex: Exchange, head: access.Head, flow: http.HTTPFlow,
         if head.basic and not head.key and refusal is not None and refusal is not PENDING:
             return refusals.basic_auth(), None
     if refusal is PENDING:  # the shared keys are not read yet: decided in `request` (its digest only)
-        ex.key.digest, refusal = digest(head.key), None
+        ring.pending(ex, head.key)
+        refusal = None
     return refusal, key
 
 
@@ -50,7 +51,7 @@ def _known(team: Team, config: Config, value: bytes) -> bool:
 
 async def admit_late(team: Team, ex: Exchange, flow: http.HTTPFlow, config: Config) -> None:
     """The key of a request that came before the shared keys were read, decided now (raises the refusal)."""
-    key_digest, ex.key.digest = ex.key.digest, None
+    key_digest = ring.take_pending(ex)
     if key_digest is None:
         return
     refusal, key = await team.late_check(key_digest, bool(config.client_keys), flow)

@@ -14,7 +14,7 @@ from mitmproxy.net.http import url
 from mitmproxy.proxy import mode_specs
 
 from ..settings.config import Config
-from ..exchange import ClientRequest, Exchange, key_hint
+from ..exchange import Attempt, ClientRequest, Exchange
 from ..interfaces import Upstream
 from . import access, routing
 
@@ -31,12 +31,12 @@ def open_exchange(flow: http.HTTPFlow, head: access.Head, without_key: tuple[tup
     method, path = req.method.upper(), req.path.split("?", 1)[0]
     called = as_called(flow, head.host or "")
     ex = Exchange(ClientRequest(method, path, _url(flow, head, called), key_hint(head.key.decode("utf-8", "replace")),
-                                api_headers=head.api_headers, user_agent=head.user_agent))
+                                api_headers=head.api_headers, user_agent=head.user_agent),
+                  attempt=Attempt(upstream=upstream))  # the default upstream, until the engine chooses the account
     ex.client.called = called
     route = routing.route(method, path, endpoints)
     ex.route, ex.endpoint = route.name, route.endpoint
     ex.dialect = routing.dialect(route, head.host or req.host, head.anthropic)
-    ex.attempt.upstream = upstream
     if without_key is not None:
         req.headers.fields = without_key
     if flow.is_replay == "request":
@@ -115,3 +115,12 @@ def no_passthrough(config: Config, named_keys: bool = False) -> bool:
     """With client keys (flat or named), flows for other hosts are refused: the proxy is no open relay for
     whoever holds no key (qwen_allow_passthrough lifts this)."""
     return (bool(config.client_keys) or named_keys) and not config.allow_passthrough
+
+
+def key_hint(key: str) -> str | None:
+    """A client key as a hint: its first three characters and its length. None for a key of 8 characters or
+    fewer: a placeholder (`x`, `anything`) whose length says nothing and whose first three characters would
+    give most of it away."""
+    if len(key) <= 8:
+        return None
+    return f"{key[:3]}… ({len(key)} chars)"

@@ -25,6 +25,7 @@ from ..cache.prints_forms import CHAT, places
 from ..cache_turn import CacheTurn
 from ..observer import Observer, cache_kind, cache_write_tokens, cached_tokens, failed, usage_int
 from ..pricing.prices import PriceTable
+from ..turn import outcome
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -78,7 +79,7 @@ class CacheDoctor(Observer):
         cache = CacheTurn(kept.key, now.turn, prompt, now.cached, now.written, verdict.cause, verdict.lost)
         if verdict.cause is not None:
             cache.lost_usd = self._lost_usd(ex, verdict.lost)
-        ex.result.cache = cache
+        outcome.cache_judged(ex, cache)
         meta = flow.metadata.get("qwen")
         if self.shown and isinstance(meta, dict):
             self._show(ex, cache, verdict, was, now, meta)

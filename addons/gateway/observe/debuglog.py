@@ -26,6 +26,7 @@ from mitmproxy.net import encoding
 
 from ..observer import Observer, endpoint_name
 from ..redact import REDACTED, redact_headers, redact_text, redact_url  # noqa: F401  (REDACTED: re-exported)
+from ..turn import outcome
 
 if TYPE_CHECKING:
     from ..settings.config import Config
@@ -84,7 +85,7 @@ def _upstream_response(ex: Exchange) -> dict | None:
     ctype = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
     snap: dict = {"status": ex.attempt.status, "headers": headers, "content_type": ctype,
                   "raw": ex.attempt.response_body}
-    if ex.attempt.response_body is None and (ex.stream or ex.turn.rewriter is not None):
+    if ex.attempt.response_body is None and (ex.stream or outcome.streamed(ex)):
         snap["streamed"] = True  # relayed as it came: only the client's side keeps the events
     return snap
 

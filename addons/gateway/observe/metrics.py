@@ -31,6 +31,7 @@ from .gauges import AccountGauges, LearnedGauges
 from ..pricing.prices import UNPRICED
 from ..observer import (Observer, cache_figures, endpoint_name, error_code, failed, label, own_api,
                         status_of, usage_int)
+from ..turn import outcome
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -240,6 +241,4 @@ def _stream_code(ex: Exchange) -> str | None:
     """A stream that failed after its status went out: the code of the error event the client got."""
     if not ex.result.stream_error:
         return None
-    err = ex.turn.rewriter.error if ex.turn.rewriter is not None else None
-    code = err.get("code") if isinstance(err, dict) else None
-    return str(code) if code else "stream_error"
+    return outcome.stream_error_code(ex) or "stream_error"

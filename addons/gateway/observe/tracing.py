@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..observer import Observer, endpoint_name, error_code, failed, status_of, usage_int
+from ..turn import outcome
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -200,8 +201,8 @@ def _usage(usage: dict | None) -> dict:
 
 def _finish_reasons(ex: Exchange) -> tuple[str, ...]:
     """A stream's, as its chunk source saw them; a whole answer's, read from Qwen's body."""
-    if ex.turn.rewriter is not None:
-        return tuple(r for _, r in sorted(ex.turn.rewriter.normalizer.finish_reasons.items()))
+    if (streamed := outcome.finish_reasons(ex)) is not None:
+        return streamed
     try:
         body = json.loads(ex.attempt.response_body or b"null")
     except ValueError:  # an answer assembled from a stream, or none

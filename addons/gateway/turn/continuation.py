@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Collection
 from ..accounts import Outcome, Pool
 from ..dispatch import call_safely
 from ..errors import ErrorKind, GatewayError
-from ..exchange import Exchange, Retry, RetryReason
+from ..exchange import Exchange
 from ..interfaces import UpstreamAnswer
 from . import Send
 from .answer_so_far import AnswerSoFar
@@ -87,7 +87,6 @@ class Continuation:
             self.away.append(account)
             why = f"{account} {'throttled' if err.kind is ErrorKind.THROTTLE else 'ran out of quota'} (“{said}”)"
         self.count += 1
-        ex.attempt.retries.append(Retry(RetryReason.CONTINUED, account))
         await self.close()
         try:
             resp = await self.resume(ex, prefix, tuple(self.away))

@@ -111,8 +111,9 @@ class LoopbackRelay:
         self._pending.clear()
 
     def expect(self, ex: Exchange) -> str:
-        """Register an exchange's turn; the token is the only way to have it served (once)."""
-        return self.expect_handler(functools.partial(self._turn, ex))
+        """Register an exchange's turn; the token (on `ex.turn`) is the only way to have it served (once)."""
+        token = ex.turn.relay_token = self.expect_handler(functools.partial(self._turn, ex))
+        return token
 
     def expect_handler(self, handler: Handler) -> str:
         """Register what serves one connection's request (a WebSocket upgrade: socket.py); once, by its token."""
@@ -123,6 +124,11 @@ class LoopbackRelay:
     def forget(self, token: str | None) -> None:
         if token:
             self._pending.pop(token, None)
+
+    def forget_turn(self, ex: Exchange) -> None:
+        """An exchange's turn no longer served by its token (its answer began, or its flow broke)."""
+        token, ex.turn.relay_token = ex.turn.relay_token, None
+        self.forget(token)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

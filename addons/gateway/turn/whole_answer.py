@@ -39,7 +39,8 @@ async def fetch_whole(open_upstream: OpenUpstream, ex: Exchange) -> tuple[http.R
     """A whole (non-stream) answer: fetched by the engine, translated for the client."""
     resp = await open_upstream(ex)
     try:
-        raw = ex.attempt.response_body = await resp.aread()
+        raw = await resp.aread()
+        ex.attempt.answered(raw)
     finally:
         await resp.aclose()
     return translated(ex, resp.status_code, resp.headers, raw)

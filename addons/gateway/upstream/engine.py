@@ -125,6 +125,7 @@ class UpstreamEngine:
         """The exchange's request sent again going on from `prefix`, the answer its client already has (the
         upstream's partial mode; turn/continuation.py): on its account, or on another when `exclude` leaves that
         one out. Raises GatewayError when no account can."""
+        ex.attempt.retries.append(Retry(RetryReason.CONTINUED, ex.account))
         if exclude:
             await self.policy.acquire(ex, exclude)
         return await self.open(ex, (ex.attempt.model, prefix))

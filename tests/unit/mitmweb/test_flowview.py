@@ -38,7 +38,7 @@ def test_summary_sections_are_separated_on_one_line():
 def test_a_placeholder_key_gets_no_hint():
     """Issue 32: a client sending `x` as its key read `key <1 chars>`. A short key is a placeholder (`x`,
     `anything`): its length says nothing, three of its characters would give it away; nothing is shown."""
-    from qwen_gateway.exchange import key_hint
+    from qwen_gateway.ingress.claim import key_hint
     assert key_hint("x") is None and key_hint("anything") is None and key_hint("") is None
     assert key_hint("sk-ant-client-key") == "sk-… (17 chars)"
     client = summary_line(exchange(key_hint=key_hint("x"))).split(SEP)[-1]

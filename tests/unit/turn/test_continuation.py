@@ -14,7 +14,7 @@ from qwen_gateway.accounts import KEY, Credential, Outcome
 from qwen_gateway.api.chat import ChatStreamTranslator
 from qwen_gateway.dispatch import Observers
 from qwen_gateway.errors import GatewayError
-from qwen_gateway.exchange import ClientRequest, Exchange, RetryReason
+from qwen_gateway.exchange import ClientRequest, Exchange, Retry, RetryReason
 from qwen_gateway.interfaces import Endpoint
 from qwen_gateway.local_answers import Formats
 from qwen_gateway.tokens import encoding
@@ -128,8 +128,9 @@ class World:
             ex.attempt.model = model
             return self.answer(first)
 
-        async def resume_upstream(ex, prefix, exclude):
+        async def resume_upstream(ex, prefix, exclude):  # as the engine's: a retry noted, the request sent again
             self.resumed.append((ex.account, prefix, tuple(exclude)))
+            ex.attempt.retries.append(Retry(RetryReason.CONTINUED, ex.account))
             nxt = self.then.pop(0)
             if isinstance(nxt, Exception):
                 raise nxt

@@ -163,3 +163,14 @@ def test_a_stream_is_kept_on_its_flow_only_when_something_can_read_it(tmp_path):
     with taddons.context(view.View()) as tctx:  # mitmweb, mitmproxy's console
         assert stream_capture(tctx.master, tctx.options, debug_log=False) == STREAM_CAPTURE
 
+
+
+def test_the_turns_token_is_on_its_exchange_until_forgotten():
+    """The relay (turn/) writes the token on the turn's state: the addon asks it to, and to forget it."""
+    relay = LoopbackRelay(Runner(None))  # type: ignore[arg-type]
+    ex = exchange()
+    token = relay.expect(ex)
+    assert ex.turn.relay_token == token and token in relay._pending
+    relay.forget_turn(ex)
+    assert ex.turn.relay_token is None and token not in relay._pending
+    relay.forget_turn(ex)  # once more (the error hook after responseheaders): nothing to forget

@@ -12,7 +12,7 @@ from qwen_gateway import components
 from qwen_gateway.accounts import KEY, Credential
 from qwen_gateway.api.chat import CHAT
 from qwen_gateway.errors import GatewayError
-from qwen_gateway.exchange import ClientRequest, Exchange
+from qwen_gateway.exchange import ClientRequest, Exchange, Retry, RetryReason
 from qwen_gateway.settings import config
 from qwen_gateway.upstream.engine import UpstreamEngine
 from qwen_gateway.upstream.retry import RetryPolicy
@@ -86,3 +86,12 @@ async def test_an_account_that_would_send_another_model_cannot_go_on():
     with pytest.raises(GatewayError) as e:
         await eng.resume(ex, "Echo: ", ("first",))  # the other account's default is qwen-plus
     assert e.value.code == "not_continued" and len(client.sent) == 1
+
+
+async def test_each_continuation_is_a_retry_of_the_account_whose_stream_broke():
+    """The engine notes it (it owns the attempt): the turn only asks for the continuation."""
+    eng, pool, client, ex = setup()
+    await eng.open(ex)
+    await eng.resume(ex, "Echo: ")
+    await eng.resume(ex, "Echo: Echo: ", ("first",))
+    assert ex.attempt.retries == [Retry(RetryReason.CONTINUED, "first")] * 2 and ex.account == "other"

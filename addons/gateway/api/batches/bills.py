@@ -11,10 +11,11 @@ that marks the batch tells the request line, the metrics and the named key's spe
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from ...accounts import Credential
-from ...exchange import ClientRequest, Exchange
+from ...exchange import Attempt, ClientRequest, Exchange, KeyUse, Result
 from ...settings.config import Config
 from . import lines
 from .store import FILE, BatchStore, Record
@@ -82,12 +83,11 @@ class BatchBills:
 def _bill(record: Record, cred: Credential, usage: dict, cost: float | None, unit: str) -> Exchange:
     """The bill as an exchange of its own: the batch's owner, account, models and usage, its cost."""
     path = f"/v1/batches/{record.id}"
+    started = time.monotonic()  # a record made whole, its parts built as they are: no turn runs it
     bill = Exchange(ClientRequest("GET", path, path), route="batches", requested_model=record.model,
-                    id=bill_id(record.id))
-    bill.key.name = record.owner
-    bill.attempt.cred, bill.attempt.model = cred, record.upstream_model
-    bill.result.status, bill.result.ended = 200, bill.started
-    bill.result.usage, bill.result.cost, bill.result.cost_unit = usage, cost, unit
+                    id=bill_id(record.id), started=started, key=KeyUse(name=record.owner),
+                    attempt=Attempt(cred=cred, model=record.upstream_model),
+                    result=Result(status=200, ended=started, usage=usage, cost=cost, cost_unit=unit))
     bill.notes.append(f"batch results billed: {usage['prompt_tokens']} prompt and {usage['completion_tokens']} "
                       f"completion tokens at the batch rate")
     return bill

@@ -15,6 +15,7 @@ from ...local_answers import json_response
 from ...interfaces import Endpoint
 from ...seal import Sealer
 from ...tokens import estimate_request_tokens
+from ...turn import outcome
 from ..conversation import keyed
 from . import diagnostics, passthrough
 from .request import asks_thinking, to_chat
@@ -52,10 +53,11 @@ def messages_endpoint(sealer: Callable[[], Sealer], diagnoser: Diagnoser | None 
         return with_diagnostics(message, ex, chat.get("usage") if isinstance(chat.get("usage"), dict) else None)
 
     def from_own(message: dict, ex: Exchange) -> dict:
-        answer, ex.result.usage = passthrough.own_answer(message, model=ex.requested_model or ex.attempt.model,
-                                                  sign=signer.sign, explicit=passthrough.has_markers(ex.body),
-                                                  thinking=asks_thinking(ex.body or {}))
-        return with_diagnostics(answer, ex, ex.result.usage if isinstance(ex.result.usage, dict) else None)
+        answer, usage = passthrough.own_answer(message, model=ex.requested_model or ex.attempt.model,
+                                               sign=signer.sign, explicit=passthrough.has_markers(ex.body),
+                                               thinking=asks_thinking(ex.body or {}))
+        outcome.usage_read(ex, usage)
+        return with_diagnostics(answer, ex, usage if isinstance(usage, dict) else None)
 
     def own_stream(ex: Exchange) -> tuple[passthrough.EventTap, passthrough.EventRelay]:
         return passthrough.EventTap(passthrough.has_markers(ex.body)), passthrough.EventRelay(

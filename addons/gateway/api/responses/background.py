@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ...errors import GatewayError
 from ...exchange import Exchange
-from ...turn import TurnRunner
+from ...turn import TurnRunner, outcome
 from .history import kept_inputs
 from .output import response_object
 from .state import state
@@ -97,7 +97,7 @@ class BackgroundRuns:
                                                       output=[]))
         turn = ex.fork(stream=True, chat_body={**ex.chat_body, "stream": True}, notes=[*ex.notes, "background"],
                        endpoint_state=dataclasses.replace(own))  # kept at its end, not before (keep_before_end)
-        turn.turn.translated = True  # the POST's turn translated and checked it
+        outcome.translated_already(turn)  # the POST's turn translated and checked it
         store = self.store()
         run = Run(turn, queued, translator=ResponsesStreamTranslator(
             body, response_id=rid, created_at=ex.created, tools=own.tools, seal=store.sealer.seal,
@@ -112,7 +112,7 @@ class BackgroundRuns:
         run.task = asyncio.get_running_loop().create_task(self._run(run, self.runner.flow_of(ex)),
                                                           name=f"qwen: background {rid}")
         ex.notes.append("background: answered queued, the turn runs on")
-        ex.turn.handed_on = True
+        outcome.handed_on(ex)
         return dict(queued)
 
     def _evict(self) -> None:
@@ -175,7 +175,7 @@ class BackgroundRun:
         self.run.translator.fail({"message": err.message, "code": err.code, "type": err.type})
 
     def cancelled(self, ex: Exchange) -> None:
-        ex.result.stream_error = "cancelled (POST /v1/responses/{id}/cancel)"
+        outcome.stream_broken(ex, "cancelled (POST /v1/responses/{id}/cancel)")
         if not self.run.translator.ended:
             self.run.translator.cancel()
 
@@ -188,5 +188,4 @@ class BackgroundRun:
             log.exception("qwen: could not store a background response")
         finally:
             run.done.set()
-            if ex.result.status is None:
-                ex.result.status = 200
+            outcome.ended(ex)

@@ -13,6 +13,7 @@ from ...cache.diagnosis import Diagnoser
 from ...errors import GatewayError
 from ...exchange import RetryReason, note
 from ...interfaces import ChunkSource, Endpoint, StreamTranslator
+from ...turn import outcome
 from ..conversation import keyed
 from . import background, diagnostics, native, native_answer
 from .history import history_items, input_items, kept_inputs
@@ -76,7 +77,7 @@ def responses_endpoint(store: Callable[[], ResponseStore], runs: Callable[[], ba
             ask.answer_id = st.response_id
             st.diagnose = diagnostics.diagnose(diagnoser, ex, st.response_id) if ask.compare else None
         if body.get("store") is not False:  # stored before the stream's final events go out
-            ex.turn.keep_before_end = True
+            outcome.keep_before_end(ex)
         st.tools = t.tools
         st.items = t.items
         st.history_messages = t.history_messages
@@ -114,14 +115,14 @@ def responses_endpoint(store: Callable[[], ResponseStore], runs: Callable[[], ba
         # what is kept is made by the store's worker thread, from the request's and the answer's parts
         write = store().put(response, history_of(ex, response), partial(kept_inputs, body), owner=ex.key.name)
         if write is not None:  # the store's write: the answer waits for it (addon.response, turn.keep.keep_early)
-            ex.turn.write = write
+            outcome.keeping(ex, write)
 
     def history_of(ex: Exchange, response: dict) -> Callable[[], dict]:
         st = state(ex)
         summary, reasoning = st.summary, st.reasoning
-        if ex.turn.rewriter is not None:  # a stream: its translator kept them
-            summary = summary if summary is not None else getattr(ex.turn.rewriter.translator, "summary", None)
-            reasoning = reasoning if reasoning is not None else getattr(ex.turn.rewriter.translator, "reasoning", None)
+        if (streamed := outcome.stream_translator(ex)) is not None:  # a stream: its translator kept them
+            summary = summary if summary is not None else getattr(streamed, "summary", None)
+            reasoning = reasoning if reasoning is not None else getattr(streamed, "reasoning", None)
         items, seal, compaction = st.items, store().sealer.seal, st.compaction
         chain = chain_kept(ex)
         return lambda: {"items": history_items(items, response, seal, summary=summary if compaction else None,
@@ -154,7 +155,7 @@ def responses_endpoint(store: Callable[[], ResponseStore], runs: Callable[[], ba
     def from_own(data: dict, ex: Exchange) -> dict:
         state(ex).upstream_id = data.get("id") if isinstance(data.get("id"), str) else None
         chat = native_answer.chat_answer(data, model=ex.requested_model or ex.attempt.model)
-        ex.result.usage = chat["usage"]
+        outcome.usage_read(ex, chat["usage"])
         return from_chat(chat, ex)
 
     def own_stream(ex: Exchange) -> tuple[ChunkSource, StreamTranslator]:
@@ -176,7 +177,7 @@ def responses_endpoint(store: Callable[[], ResponseStore], runs: Callable[[], ba
         err = ex.result.error
         if err is None or err.code != "context_length_exceeded" or not state(ex).response_id:
             return None
-        ex.result.stream_error = err.message
+        outcome.stream_broken(ex, err.message)
         return b"".join(translator(ex).fail({"message": err.message, "code": err.code,
                                              "type": "invalid_request_error"}))
 

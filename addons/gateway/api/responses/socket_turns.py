@@ -18,9 +18,9 @@ from wsproto import WSConnection
 from wsproto.connection import ConnectionState
 
 from ...errors import GatewayError
-from ...exchange import ClientRequest, Exchange
+from ...exchange import ClientRequest, Exchange, KeyUse
 from ...interfaces import Endpoint
-from ...turn import TurnRunner
+from ...turn import TurnRunner, outcome
 from .diagnostics import encoder as with_diagnostics
 from .history import history_items
 from .state import state
@@ -100,10 +100,9 @@ class SocketTurns:
         up, flow = session.upgrade, session.flow
         ex = Exchange(ClientRequest("POST", up.client.path, up.client.url, up.client.key_hint, size,
                                     user_agent=up.client.user_agent),
-                      route="responses", endpoint=self.endpoint, stream=True)
+                      route="responses", endpoint=self.endpoint, stream=True,
+                      key=KeyUse(up.key.name, up.key.record))  # the connection's named key: each turn limited, counted
         ex.notes.append("over WebSocket")
-        # the connection's named key: each turn is limited and counted
-        ex.key.name, ex.key.record = up.key.name, up.key.record
         session.turns += 1
         body["stream"] = True
         generate = body.pop("generate", True) is not False  # the socket's field, not the request's
@@ -161,15 +160,14 @@ class SocketTurn:
 
     async def refuse(self, ex: Exchange, err: GatewayError) -> None:
         if err.code == "context_length_exceeded" and state(ex).response_id:
-            ex.result.stream_error = err.message
+            outcome.stream_broken(ex, err.message)
             await self.send(self.translator(ex).fail({"message": err.message, "code": err.code,
                                                       "type": "invalid_request_error"}))
         else:
             self.session.send(self.encode(_error_event(err)))
 
     def cancelled(self, ex: Exchange) -> None:
-        ex.result.stream_error = ex.result.stream_error or "the client closed the WebSocket"
-        ex.result.status = ex.result.status or 499
+        outcome.client_left(ex, "the client closed the WebSocket")
 
     def _warmed_up(self, ex: Exchange, response: dict) -> None:
         """A warm-up's response as a turn's events (created, in progress, completed), and kept for the next
@@ -187,13 +185,12 @@ class SocketTurn:
         warmed_up = state(ex).warm_up and ex.result.error is None  # kept when its events went out (_warmed_up)
         if not warmed_up and not self._remember(ex, final) and isinstance(prev, str):
             self.session.evict(prev)
-        if ex.result.status is None:
-            ex.result.status = 200
+        outcome.ended(ex)
 
     def _remember(self, ex: Exchange, final: dict | None) -> bool:
         """The turn's response, for this connection's next `previous_response_id`: whether there was one to keep
         (none when the stream failed, or the response could not be stored)."""
-        translator = ex.turn.rewriter.translator if ex.turn.rewriter is not None else None
+        translator = outcome.stream_translator(ex)
         if final is None or ex.turn.unkept or not isinstance(translator, ResponsesStreamTranslator):
             return False
         summary = translator.summary if state(ex).compaction else None

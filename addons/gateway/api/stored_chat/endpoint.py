@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from mitmproxy import http
 
+from ...turn import outcome
 from ...turn.assembler import ChunkAssembler
 from ...settings.config import Config
 from ...errors import GatewayError
@@ -88,7 +89,7 @@ def chat_endpoint(chats: Callable[[], ChatStore]) -> Endpoint[Exchange]:
         if body.get("metadata") is not None:
             check_metadata(body["metadata"])
         if body.get("store") is True:  # stored before the stream's [DONE] goes out
-            ex.turn.keep_before_end = True
+            outcome.keep_before_end(ex)
         return chat
 
     def translator(ex: Exchange) -> ChatStreamTranslator:
@@ -102,7 +103,7 @@ def chat_endpoint(chats: Callable[[], ChatStore]) -> Endpoint[Exchange]:
         if body.get("store") is not True or not isinstance(completion, dict) or "id" not in completion:
             return
         # the write: the answer waits for it (Settlement.durable, turn.keep.keep_early); refused, a 503 or an error event
-        ex.turn.write = chats().put(row_of(body, completion, time.time(), ex.key.name))
+        outcome.keeping(ex, chats().put(row_of(body, completion, time.time(), ex.key.name)))
 
     async def prepare(body: dict, ex: Exchange) -> None:
         if body.get("store") is True:  # refused now (503 state_unavailable), before Qwen answers for nothing

@@ -12,6 +12,10 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ...exchange import Exchange
 
 PREFIX = "sk-qg-"  # "qwen gateway": tells the key's reader what it opens
 
@@ -22,6 +26,17 @@ def new_key() -> str:
 
 def digest(key: bytes) -> bytes:
     return hashlib.sha256(key).digest()
+
+
+def pending(ex: Exchange, key: bytes) -> None:
+    """A request's key kept as its digest until the shared keys are read (ingress/admission.admit_late)."""
+    ex.key.digest = digest(key)
+
+
+def take_pending(ex: Exchange) -> bytes | None:
+    """The digest `pending` kept, once."""
+    key_digest, ex.key.digest = ex.key.digest, None
+    return key_digest
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,251 @@
+"""Each part of an exchange (exchange.py) is written only by its owner (docs/architecture.md#who-writes-what):
+other modules ask the owner, a function of the owner's package, rather than write the part's fields. Read from
+the source with `ast`, not imported; the parts' fields are read from exchange.py's dataclasses."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from tests.repo.test_layers import ROOT, modules
+
+PKG = "qwen_gateway"
+# part (the Exchange's field) -> its dataclass, the modules that may write it (a name owns what is under it),
+# and what the others call instead. exchange.py may write every part: the parts' own methods, for what a
+# module may not ask the owner (the core never imports a wing: turn/ cannot call upstream/).
+OWNERS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "attempt": ("Attempt", ("upstream",), ("Engine.resume", "Attempt.answered", "Exchange.join")),
+    "result": ("Result", ("turn",), ("turn.outcome", "Exchange.fail")),
+    "turn": ("TurnState", ("turn",), ("turn.outcome", "Relay.expect", "Relay.forget_turn")),
+    "key": ("KeyUse", ("ingress.client_keys",), ("Team.bind", "ring.pending", "ring.take_pending")),
+    "count": ("PromptCount", ("observe.estimator", "turn.context_guard", "turn.context_overflow"), ()),
+}
+# Whatever a part's list or dict field is asked to do that changes it.
+MUTATORS = {"append", "extend", "insert", "pop", "remove", "clear", "update", "setdefault", "add", "discard",
+            "popitem", "sort", "reverse"}
+# What the turn alone reads: the live stream's translation (what observers want of it is on `Result`).
+PRIVATE_READS = {("turn", "rewriter")}
+
+
+def fields() -> dict[str, set[str]]:
+    """Each part's fields, from its dataclass in exchange.py (annotated names of the class body)."""
+    tree = ast.parse((ROOT / "addons" / "gateway" / "exchange.py").read_text())
+    classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+    return {part: {s.target.id for s in classes[cls].body if isinstance(s, ast.AnnAssign)
+                   and isinstance(s.target, ast.Name)} for part, (cls, _, _) in OWNERS.items()}
+
+
+def _annotated_part(annotation: ast.expr | None) -> str | None:
+    """The part an annotation names (`Attempt`, `"Result | None"`), if any."""
+    if annotation is None:
+        return None
+    text = annotation.value if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str) \
+        else ast.unparse(annotation)
+    for part, (cls, _, _) in OWNERS.items():
+        if re.search(rf"\b{cls}\b", text):
+            return part
+    return None
+
+
+class _Writes(ast.NodeVisitor):
+    """Writes to a part's fields in one module: `X.part.F = …` (augmented, annotated, a subscript of it, a
+    tuple's element), `setattr(X.part, "F", …)`, `X.part.F.append(…)` and the other mutators, and the same
+    through an alias in the function (`result = ex.result`, a parameter or variable annotated with the part's
+    class); and reads of what the turn keeps to itself (`X.turn.rewriter`)."""
+
+    def __init__(self, known: dict[str, set[str]]):
+        self.known = known
+        self.aliases: list[dict[str, str]] = [{}]  # per function: name -> part
+        self.found: list[tuple[str, str, int, str]] = []  # (part, field, line, how)
+
+    def part_of(self, node: ast.expr) -> str | None:
+        """The part `node` is: `X.part` or an alias of one."""
+        if isinstance(node, ast.Attribute) and node.attr in OWNERS:
+            return node.attr
+        if isinstance(node, ast.Name):
+            return self.aliases[-1].get(node.id)
+        return None
+
+    def field_of(self, node: ast.expr) -> tuple[str, str] | None:
+        """(part, field) when `node` is a part's field (or a subscript of one, or a field of a field's value)."""
+        while isinstance(node, ast.Subscript):
+            node = node.value
+        if isinstance(node, ast.Attribute):
+            part = self.part_of(node.value)
+            if part and node.attr in self.known[part]:
+                return part, node.attr
+            return self.field_of(node.value) if isinstance(node.value, (ast.Attribute, ast.Subscript)) else None
+        return None
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        scope = dict(self.aliases[-1])
+        for arg in node.args.posonlyargs + node.args.args + node.args.kwonlyargs:
+            part = _annotated_part(arg.annotation)
+            if part:
+                scope[arg.arg] = part
+            else:
+                scope.pop(arg.arg, None)
+        self.aliases.append(scope)
+        self.generic_visit(node)
+        self.aliases.pop()
+
+    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+
+    def replaced(self, target: ast.expr, value: ast.expr, line: int) -> None:
+        """`X.part = Part(…)` or `= dataclasses.replace(…)`: the whole part written anew."""
+        if isinstance(target, ast.Attribute) and target.attr in OWNERS and isinstance(value, ast.Call):
+            called = ast.unparse(value.func).rsplit(".", 1)[-1]
+            if called in (OWNERS[target.attr][0], "replace"):
+                self.found.append((target.attr, "*", line, "replaces"))
+
+    def wrote(self, target: ast.expr, line: int, how: str) -> None:
+        if isinstance(target, (ast.Tuple, ast.List)):
+            for element in target.elts:
+                self.wrote(element, line, how)
+            return
+        if isinstance(target, ast.Starred):
+            return self.wrote(target.value, line, how)
+        hit = self.field_of(target)
+        if hit:
+            self.found.append((*hit, line, how))
+
+    def alias(self, target: ast.expr, value: ast.expr | None, annotation: ast.expr | None = None) -> None:
+        if not isinstance(target, ast.Name):
+            return
+        part = (self.part_of(value) if value is not None else None) or _annotated_part(annotation)
+        if part:
+            self.aliases[-1][target.id] = part
+        else:
+            self.aliases[-1].pop(target.id, None)
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        self.generic_visit(node)
+        for target in node.targets:
+            self.wrote(target, node.lineno, "assigns")
+            self.replaced(target, node.value, node.lineno)
+            self.alias(target, node.value)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        self.generic_visit(node)
+        self.wrote(node.target, node.lineno, "assigns")
+        self.alias(node.target, node.value, node.annotation)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        self.generic_visit(node)
+        self.wrote(node.target, node.lineno, "adds to")
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
+        self.generic_visit(node)
+        self.alias(node.target, node.value)
+
+    def visit_Delete(self, node: ast.Delete) -> None:
+        for target in node.targets:
+            self.wrote(target, node.lineno, "deletes")
+
+    def visit_Call(self, node: ast.Call) -> None:
+        self.generic_visit(node)
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in ("setattr", "delattr") and len(node.args) >= 2:
+            part = self.part_of(node.args[0])
+            name = node.args[1].value if isinstance(node.args[1], ast.Constant) else "?"
+            if part:
+                self.found.append((part, str(name), node.lineno, func.id))
+        elif isinstance(func, ast.Attribute) and func.attr in MUTATORS:
+            hit = self.field_of(func.value)
+            if hit:
+                self.found.append((*hit, node.lineno, func.attr))
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        self.generic_visit(node)
+        part = self.part_of(node.value)
+        if part and (part, node.attr) in PRIVATE_READS and isinstance(node.ctx, ast.Load):
+            self.found.append((part, node.attr, node.lineno, "reads"))
+
+
+def owns(module: str, part: str) -> bool:
+    if module == f"{PKG}.exchange":
+        return True
+    return any(module == f"{PKG}.{owner}" or module.startswith(f"{PKG}.{owner}.") for owner in OWNERS[part][1])
+
+
+def writes() -> dict[str, list[str]]:
+    """Module -> its writes to exchange parts it does not own (and reads of what the turn keeps to itself)."""
+    known = fields()
+    out: dict[str, list[str]] = {}
+    for name, (path, _) in sorted(modules().items()):
+        visitor = _Writes(known)
+        visitor.visit(ast.parse(path.read_text()))
+        outside = [f"line {line}: {how} {part}.{field}" for part, field, line, how in visitor.found
+                   if not owns(name, part)]
+        if outside:
+            out[name] = outside
+    return out
+
+
+def _found_in(source: str) -> list[tuple[str, str, str]]:
+    visitor = _Writes(fields())
+    visitor.visit(ast.parse(source))
+    return [(part, field, how) for part, field, _, how in visitor.found]
+
+
+def test_the_check_sees_each_form_of_write():
+    source = '''
+def f(ex, other, attempt: Attempt, kept: "Result | None"):
+    ex.result.status = 502
+    ex.result.cost += 1
+    ex.attempt.tried.append("a")
+    ex.attempt.retries.clear()
+    ex.attempt.headers["x"] = "y"
+    setattr(ex.key, "name", "k")
+    ex.result.status, ex.count.tokens = 1, 2
+    result = ex.result
+    result.usage = {}
+    attempt.model = "m"
+    kept.error = None
+    other.status = 1  # not a part
+    other.result.nonfield = 1  # not a field of the part
+    ex.result.cost_unit == "USD"  # a read
+    if (turn := ex.turn) is not None:
+        turn.kept = True
+    print(ex.turn.rewriter)
+    ex.attempt = dataclasses.replace(other.attempt)
+    ex.count = PromptCount()
+    now.turn = kept.count  # not a part: a number
+'''
+    assert _found_in(source) == [
+        ("result", "status", "assigns"), ("result", "cost", "adds to"), ("attempt", "tried", "append"),
+        ("attempt", "retries", "clear"), ("attempt", "headers", "assigns"), ("key", "name", "setattr"),
+        ("result", "status", "assigns"), ("count", "tokens", "assigns"), ("result", "usage", "assigns"),
+        ("attempt", "model", "assigns"), ("result", "error", "assigns"), ("turn", "kept", "assigns"),
+        ("turn", "rewriter", "reads"), ("attempt", "*", "replaces"), ("count", "*", "replaces")]
+
+
+def test_every_part_has_an_owner_and_the_owners_exist():
+    known = modules()
+    assert set(OWNERS) == set(fields()) and all(fields().values())
+    for part, (_, owners, _) in OWNERS.items():
+        for owner in owners:
+            assert f"{PKG}.{owner}" in known, f"{part}: no module {owner}"
+
+
+def test_each_part_is_written_only_by_its_owner():
+    assert writes() == {}
+
+
+def test_the_docs_table_is_the_owners_table():
+    """docs/architecture.md's "Who writes what": one row per part, its owners and what the others call."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    section = text.split("### Who writes what", 1)[1].split("\n#", 1)[0]
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| `")]
+    table = {re.findall(r"`ex\.(\w+)`", part)[0]: (re.findall(r"`(\w+)`", part)[0],
+                                                   tuple(re.findall(r"`([\w./]+)`", owners)),
+                                                   tuple(re.findall(r"`([\w.]+)`", entries)))
+             for part, owners, entries in rows}
+    assert table == {part: (cls, tuple(_as_path(owner) for owner in owners), entries)
+                     for part, (cls, owners, entries) in OWNERS.items()}
+
+
+def _as_path(owner: str) -> str:
+    path = owner.replace(".", "/")
+    return f"{path}/" if (ROOT / "addons" / "gateway" / path).is_dir() else f"{path}.py"
