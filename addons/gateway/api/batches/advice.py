@@ -94,7 +94,8 @@ class Model:
     unit: str = UNPRICED
 
     def line(self) -> str:
-        head = f"{self.model}: {self.lines:,} lines share a ~{self.prefix_tokens:,}-token prefix"
+        head = f"{self.model}: {self.lines:,} line{'s' if self.lines != 1 else ''} " + (
+            f"share a ~{self.prefix_tokens:,}-token prefix" if self.prefix_tokens else "share no prefix")
         if not self.advised:
             return f"{head}: no advice ({self.why_not})"
         if self.batch is None or self.realtime is None:

@@ -46,7 +46,7 @@ def test_lines_that_diverge_at_the_first_message_share_only_the_model():
     bodies = [{"model": "qwen-plus", "messages": [{"role": "user", "content": f"{i} " + SYSTEM}]} for i in range(5)]
     (model,) = advice_of(bodies).models
     assert model.prefix_tokens == 0 and not model.advised and "1,024" in model.why_not
-    assert "no advice" in advice_of(bodies).text()
+    assert "5 lines share no prefix: no advice" in advice_of(bodies).text()
 
 
 def test_lines_of_different_models_share_nothing_across_models():
