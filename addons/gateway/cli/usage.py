@@ -9,6 +9,8 @@
     qwen-usage --by key          per named client key (qwen-keys): requests, refused, tokens, cost in USD and
                                  plan units (with a view: today's, or per day with `days`)
     qwen-usage learned           what Qwen's refusals taught the gateways (qwen-usage learned --help)
+    qwen-usage batches           the batches made, each with the advice its creation gave: a shared prefix
+                                 read from the cache one by one against the batch (qwen-usage batches --help)
     qwen-usage report            one HTML page: tokens and requests per day by model and account, error
                                  rates, the slowest requests (--limit N of them, default 10), the newest
                                  20 conversations (--out FILE, default usage-report.html in the state
@@ -46,7 +48,7 @@ import time
 
 from ..settings.auth import resolve_state_dir
 from ..observe.ledger import FILENAME, Ledger, SharedLedger
-from . import usage_conversations, usage_learned, usage_report, usage_store, usage_unpriced
+from . import usage_batches, usage_conversations, usage_learned, usage_report, usage_store, usage_unpriced
 from .usage_args import parse_since, positive as _positive, status as _status
 from .usage_text import request_table, table
 
@@ -187,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if (rest := usage_learned.asked(argv)) is not None:  # not the ledger: options of its own
         return usage_learned.main(rest)
+    if (rest := usage_batches.asked(argv)) is not None:  # the batch store: options of its own
+        return usage_batches.main(rest)
     ap = argparse.ArgumentParser(prog="qwen-usage", description=__doc__.split("\n", 1)[0],
                                  epilog=__doc__.split("\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("view", nargs="?", default="today", choices=[*VIEWS, "requests", "conversations", "report"],

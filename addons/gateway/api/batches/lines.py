@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from ...errors import GatewayError
 from ...pricing.prices import UNPRICED
+from .advice import Prefixes
 from .pieces import off_loop, pieces
 
 CHAT = "/v1/chat/completions"
@@ -61,6 +62,7 @@ def _lines(rows: list[str]) -> bytes:
 @dataclass
 class _Upload:
     translate: Translate
+    shared: Prefixes | None = None  # the batch advice's reading of each chat line as Qwen gets it (advice.py)
     seen: dict[str, int] = field(default_factory=dict)  # custom_id -> its line
     model: str = ""  # the model the first chat line names
     upstream: str = ""  # the Qwen model it was sent as
@@ -96,14 +98,17 @@ class _Upload:
                                param=f"line {n}: {e.param}" if e.param else f"line {n}", code=e.code) from None
         if not self.model:
             self.model, self.upstream = str(obj["body"].get("model") or ""), str(body.get("model") or "")
+        if self.shared is not None:
+            self.shared.add(body)
         return {**obj, "body": body}
 
 
-async def translate_file(data: bytes, translate: Translate) -> tuple[bytes, str, str]:
-    """(the file for Qwen, the model the first chat line names, the Qwen model it was sent as). Raises
-    GatewayError 400 for a file refused (naming its line)."""
+async def translate_file(data: bytes, translate: Translate,
+                         shared: Prefixes | None = None) -> tuple[bytes, str, str]:
+    """(the file for Qwen, the model the first chat line names, the Qwen model it was sent as); `shared` reads
+    each translated chat line for the batch advice. Raises GatewayError 400 for a file refused (naming its line)."""
     rows = await off_loop(_upload_rows, data)
-    upload = _Upload(translate)
+    upload = _Upload(translate, shared)
     out = [await off_loop(upload.piece, first, part) for first, part in pieces(rows)]
     return await off_loop(b"".join, out), upload.model, upload.upstream
 

@@ -9,11 +9,14 @@ an upload may move to another account, a call on an object stays where the objec
 Qwen's answers are OpenAI's shapes already (its Files and Batch APIs are OpenAI-compatible): they pass as they
 are, but for a results file's lines (lines.results_back) and the owner's filter on lists. A batch's body is checked
 as OpenAI's Batch API checks it (create.py), and a named key with a USD budget is refused a batch no price counts,
-by the same check as on chat (the engine's `usd_budget_check`, before the batch is created)."""
+by the same check as on chat (the engine's `usd_budget_check`, before the batch is created). When a batch's lines
+share a long prefix, its creation says what it costs against the same lines one by one (advice.py): a note on the
+flow, a log line at info, and the batch's record (qwen-usage batches); the batch itself goes as asked."""
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 from urllib.parse import urlencode
@@ -26,6 +29,7 @@ from ...exchange import ClientRequest, Exchange
 from ...local_answers import answer, json_response
 from ...settings.config import Config
 from . import create, lines, multipart
+from .advice import Advice, Prefixes
 from .bills import BatchBills
 from .pieces import off_loop
 from .store import BATCH, FILE, BatchStore, Record
@@ -34,6 +38,7 @@ Build = Callable[[Credential], Awaitable[tuple[str, bytes]]]  # an upload's (con
 Translate = Callable[[Exchange, dict, Credential, Config], dict]  # a chat line's body -> Qwen's
 Back = Callable[[Exchange, dict, str], dict]  # Qwen's chat answer, the client's model -> the client's answer
 WHAT = {"files": "File", "batches": "Batch"}
+log = logging.getLogger("qwen")
 
 
 class Calls(Protocol):
@@ -80,15 +85,19 @@ class BatchRoutes:
         await store.ready()  # the owner's row can be written: nothing is made on Qwen that nobody would own
         form = await off_loop(multipart.parse, flow.request.headers.get("content-type", ""),
                               flow.request.get_content() or b"")
-        models = ["", ""]  # the lines' model as asked and as sent, once translated for the account that takes them
+        # the lines' model as asked and as sent, and their batch advice, once translated for the account that takes them
+        models = ["", "", ""]
 
         async def build(cred: Credential) -> tuple[str, bytes]:
             """The form for `cred`'s account: a batch file's lines translated for it (the model map is per account)."""
             sent = dict(form)
             if multipart.text(form, "purpose") == "batch" and "file" in form:
                 name, data = form["file"]
+                shared = Prefixes()
                 data, models[0], models[1] = await lines.translate_file(
-                    data, lambda body: self.translate(ex, body, cred, config))
+                    data, lambda body: self.translate(ex, body, cred, config), shared)
+                models[2] = (await off_loop(shared.advice, lambda model, usage, batch: config.prices.charge(
+                    cred.billing, model, usage, batch=batch))).dumps() if shared.groups else ""
                 sent["file"] = (name, data)
                 ex.requested_model = models[0]
             return await off_loop(multipart.build, sent)
@@ -96,7 +105,7 @@ class BatchRoutes:
         status, rtype, data = await self.calls.call(ex, config, "POST", "files", body=build)
         made = json_object(data)
         if status == 200 and isinstance(made.get("id"), str):
-            await store.put(Record(made["id"], FILE, ex.key.name, ex.account, models[0], models[1]))
+            await store.put(Record(made["id"], FILE, ex.key.name, ex.account, models[0], models[1], advice=models[2]))
         return answer(status, data, rtype.encode() or b"application/json")
 
     async def _create(self, ex: Exchange, flow: http.HTTPFlow, store: BatchStore, config: Config) -> http.Response:
@@ -114,7 +123,8 @@ class BatchRoutes:
         made = json_object(data)
         if status == 200 and isinstance(made.get("id"), str):
             await store.put(Record(made["id"], BATCH, ex.key.name, source.account, source.model,
-                                   source.upstream_model))
+                                   source.upstream_model, advice=source.advice))
+            _advise(ex, made["id"], Advice.loads(source.advice))
         return answer(status, data, rtype.encode() or b"application/json")
 
     async def _one(self, ex: Exchange, store: BatchStore, kind: str, oid: str, method: str, config: Config,
@@ -186,6 +196,13 @@ class BatchRoutes:
         if kind == "batches":
             shown.update(first_id=data[0]["id"] if data else None, last_id=data[-1]["id"] if data else None)
         return json_response(200, shown)
+
+
+def _advise(ex: Exchange, batch_id: str, advice: Advice | None) -> None:
+    """A new batch's advice, when its lines share a prefix worth reading from the cache: on its flow and in the log."""
+    if advice is not None and advice.advised:
+        ex.notes.append(f"batch advice: {advice.text()}")
+        log.info("qwen: batch advice for %s: %s", batch_id, advice.text())
 
 
 def own_look(suffix: str) -> Exchange:

@@ -2,7 +2,9 @@
 `batches.sqlite3` (storage/sqlite.py), or with `qwen_state_url` the shared PostgreSQL database (storage/pg.py: a batch
 made through one gateway is found through the others), so that a restart forgets no owner and bills no results file
 twice.
-Ids only, the client's model name and the account's name: nothing of a prompt, no key. A batch's `billed` is set
+Ids only, the client's model name and the account's name: nothing of a prompt, no key; a file's and its batch's
+`advice` (advice.py: counts and prices per model, as JSON), added by a migration that a file or database of an
+older gateway takes (its rows: no advice). A batch's `billed` is set
 once its bill is in the ledger, or once it ended with nothing to bill (bills.py); a results file's `billed` was set
 by gateways before issue 60, which billed a batch by its results file.
 
@@ -26,14 +28,15 @@ from ...storage.sqlite import open_private_db
 
 T = TypeVar("T")
 FILENAME = "batches.sqlite3"
-COLUMNS = "id, kind, owner, account, model, upstream_model, billed"
+COLUMNS = "id, kind, owner, account, model, upstream_model, billed, advice"
 TABLE = """CREATE TABLE {if_new} batch_objects (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, owner TEXT NOT NULL, account TEXT NOT NULL, model TEXT NOT NULL,
     upstream_model TEXT NOT NULL, billed INTEGER NOT NULL DEFAULT 0, created {real} NOT NULL)"""
 INDEX = "CREATE INDEX {if_new} batch_objects_owner ON batch_objects (owner, kind, created)"
+ADVICE = "ALTER TABLE batch_objects ADD COLUMN advice TEXT NOT NULL DEFAULT ''"  # batch advice (advice.py)
 SCHEMA = ";\n".join(s.format(if_new="IF NOT EXISTS", real="REAL") for s in (TABLE, INDEX)) + ";"
 COMPONENT = "batches"
-STEPS = tuple(s.format(if_new="", real="DOUBLE PRECISION") for s in (TABLE, INDEX))
+STEPS = (*(s.format(if_new="", real="DOUBLE PRECISION") for s in (TABLE, INDEX)), ADVICE)
 FILE, BATCH = "file", "batch"
 
 
@@ -46,13 +49,20 @@ class Record:
     model: str  # the model the client named (its batch's lines)
     upstream_model: str  # the Qwen model they were sent as
     billed: bool = False
+    advice: str = ""  # the batch advice of its lines (advice.Advice.dumps; "": none read)
 
 
 def _record(row: tuple | None) -> Record | None:
     if row is None:
         return None
-    oid, kind, owner, account, model, upstream_model, billed = row
-    return Record(oid, kind, owner, account, model, upstream_model, bool(billed))
+    oid, kind, owner, account, model, upstream_model, billed, advice = row
+    return Record(oid, kind, owner, account, model, upstream_model, bool(billed), advice or "")
+
+
+def _setup(db: sqlite3.Connection) -> None:
+    """The file's table, and the advice's column in a file an older gateway made."""
+    if "advice" not in {row[1] for row in db.execute("PRAGMA table_info(batch_objects)")}:
+        db.execute(ADVICE)
 
 
 class BatchStore:
@@ -76,6 +86,7 @@ class BatchStore:
             try:
                 if self._conn is None:
                     self._conn = open_private_db(self.path, timeout=5.0, setup=SCHEMA)
+                    _setup(self._conn)
                 return work(self._conn)
             except (OSError, sqlite3.Error) as e:
                 outage = local_failure(self.folder, e)
@@ -93,8 +104,9 @@ class BatchStore:
         """`r`, unless its id is known already (an id is its first owner's)."""
         m = self.MARK
         await self.execute(f"INSERT INTO batch_objects (id, kind, owner, account, model, upstream_model, billed, "
-                           f"created) VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m}, {m}) ON CONFLICT (id) DO NOTHING",
-                           (r.id, r.kind, r.owner, r.account, r.model, r.upstream_model, int(r.billed), time.time()))
+                           f"advice, created) VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m}, {m}, {m}) ON CONFLICT (id) DO "
+                           "NOTHING", (r.id, r.kind, r.owner, r.account, r.model, r.upstream_model, int(r.billed),
+                                       r.advice, time.time()))
 
     async def get(self, oid: str, owner: str, kind: str) -> Record | None:
         """`oid` if `owner` made it (a file: also a batch's results file of theirs)."""
@@ -130,6 +142,14 @@ class BatchStore:
         rows = await self.fetch(f"SELECT {COLUMNS} FROM batch_objects WHERE kind = {m} AND billed = 0 ORDER BY "
                                 f"created LIMIT {m}", (BATCH, most))
         return [r for r in map(_record, rows) if r is not None]
+
+    async def batches(self, most: int, owner: str | None = None) -> list[tuple[Record, float]]:
+        """The newest `most` batches (of `owner`: None, every key's), each with when it was made: qwen-usage's."""
+        m = self.MARK
+        mine, args = (f" AND owner = {m}", (BATCH, owner, most)) if owner is not None else ("", (BATCH, most))
+        rows = await self.fetch(f"SELECT {COLUMNS}, created FROM batch_objects WHERE kind = {m}{mine} ORDER BY "
+                                f"created DESC LIMIT {m}", args)
+        return [(r, float(row[-1])) for row in rows if (r := _record(row[:-1])) is not None]
 
     async def forget(self, oid: str) -> None:
         await self.execute(f"DELETE FROM batch_objects WHERE id = {self.MARK}", (oid,))

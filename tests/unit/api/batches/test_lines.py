@@ -149,3 +149,14 @@ def test_lines_are_translated_off_the_loop_a_piece_at_a_time():
     assert out.count(b"\n") == n
     assert where and all(name.startswith("qwen-batch-lines") for name in where)
     assert ticks >= 4  # at least once per piece: the loop was never held for the whole file
+
+
+def test_each_translated_chat_line_is_read_for_the_batch_advice():
+    from qwen_gateway.api.batches.advice import Prefixes
+
+    data = "\n".join([row("a", {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}),
+                      row("e", {"model": "text-embedding-3-small", "input": "x"}, "/v1/embeddings"),
+                      row("b", {"model": "gpt-4o", "messages": [{"role": "user", "content": "ho"}]})]).encode()
+    shared = Prefixes()
+    run(lines.translate_file(data, lambda body: {**body, "model": "qwen-plus"}, shared))
+    assert list(shared.groups) == ["qwen-plus"] and len(shared.groups["qwen-plus"].tokens) == 2  # as Qwen gets them

@@ -208,3 +208,40 @@ def test_a_batch_watched_by_its_list_has_its_results_readable(tmp_path):
     assert [b["output_file_id"] for b in listed] == ["file-batch_output-9"]
     out, ex = call(routes, "GET", "/v1/files/file-batch_output-9/content", "alice", conf)
     assert out.status_code == 200 and ex.result.cost is None  # a download bills nothing: the batch's look does
+
+
+def upload_lines(routes, conf, system: str, n: int, key: str = "alice") -> str:
+    rows = [{"custom_id": f"q{i}", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "gpt-4o",
+             "messages": [{"role": "system", "content": system}, {"role": "user", "content": f"{i} + {i}?"}]}}
+            for i in range(n)]
+    sent = httpx.Request("POST", "http://x", data={"purpose": "batch"},
+                         files={"file": ("in.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())})
+    resp, _ = call(routes, "POST", "/v1/files", key, conf, sent.read(), sent.headers["content-type"])
+    return json.loads(resp.content)["id"]
+
+
+def test_a_batch_whose_lines_share_a_long_prefix_is_advised_on_at_creation(tmp_path, caplog):
+    qwen, conf = Qwen(), config(tmp_path)
+    routes = routes_for(tmp_path, qwen)
+    fid = upload_lines(routes, conf, "Grade the answer against the rubric. " * 400, 30)
+    sent_before = dict(qwen.files)
+    with caplog.at_level("INFO", logger="qwen"):
+        made, ex = call(routes, "POST", "/v1/batches", "alice", conf, json.dumps(
+            {"input_file_id": fid, "endpoint": "/v1/chat/completions", "completion_window": "24h"}).encode())
+    bid = json.loads(made.content)["id"]
+    (note,) = [n for n in ex.notes if n.startswith("batch advice")]
+    assert "qwen-plus: 30 lines share a ~3,700-token prefix" in note and "as a batch $" in note and "in real time $" in note, note
+    assert any(r.levelname == "INFO" and bid in r.getMessage() and "batch advice" in r.getMessage()
+               for r in caplog.records)
+    record = asyncio.run(routes.store(conf).get(bid, "alice", "batch"))
+    assert '"advised":true' in record.advice and '"batch":' in record.advice  # kept for qwen-usage
+    assert qwen.batches[bid]["input_file_id"] == fid and qwen.files == sent_before  # advice only: nothing changed
+
+
+def test_a_batch_of_unrelated_lines_is_not_advised_on(tmp_path):
+    qwen, conf = Qwen(), config(tmp_path)
+    routes = routes_for(tmp_path, qwen)
+    fid = upload_lines(routes, conf, "Be brief.", 30)
+    _, ex = call(routes, "POST", "/v1/batches", "alice", conf, json.dumps(
+        {"input_file_id": fid, "endpoint": "/v1/chat/completions", "completion_window": "24h"}).encode())
+    assert not any(n.startswith("batch advice") for n in ex.notes), ex.notes

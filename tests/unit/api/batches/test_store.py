@@ -67,3 +67,51 @@ async def test_a_state_folder_that_cannot_be_used_is_the_storages_outage_not_a_f
                     lambda: store.put(Record("file-1", FILE, "alice", "ds", "", ""))):
         with pytest.raises(StateUnavailable):
             await attempt()
+
+
+async def test_a_batch_keeps_its_advice_across_restarts_newest_first(stores):
+    store, again = stores
+    await store.ready()
+    await store.put(Record("file-9", FILE, "alice", "ds", "gpt-4o", "qwen-plus", advice='[{"model": "qwen-plus"}]'))
+    await store.put(Record("batch_8", BATCH, "bob", "ds", "gpt-4o", "qwen-plus"))
+    await store.put(Record("batch_9", BATCH, "alice", "ds", "gpt-4o", "qwen-plus", advice='[{"model": "qwen-plus"}]'))
+    assert (await again.get("file-9", "alice", FILE)).advice == '[{"model": "qwen-plus"}]'
+    listed = await again.batches(10)
+    assert [(r.id, r.owner, r.advice) for r, _ in listed] == [("batch_9", "alice", '[{"model": "qwen-plus"}]'),
+                                                             ("batch_8", "bob", "")]
+    assert all(isinstance(created, float) for _, created in listed)
+    assert [r.id for r, _ in await again.batches(10, owner="bob")] == ["batch_8"]
+    for s in stores:
+        await s.aclose()
+
+
+async def test_a_state_folder_of_an_older_gateway_takes_the_advice_column(tmp_path):
+    import sqlite3
+
+    from qwen_gateway.api.batches import store as module
+
+    old = sqlite3.connect(tmp_path / module.FILENAME)  # the table as gateways before the advice made it
+    old.executescript(module.TABLE.format(if_new="", real="REAL") + ";")
+    old.execute("INSERT INTO batch_objects VALUES ('batch_1', 'batch', 'alice', 'ds', 'm', 'qwen-plus', 0, 1.0)")
+    old.commit()
+    old.close()
+    store = BatchStore(tmp_path)
+    assert await store.get("batch_1", "alice", BATCH) == Record("batch_1", BATCH, "alice", "ds", "m", "qwen-plus")
+    await store.put(Record("batch_2", BATCH, "alice", "ds", "m", "qwen-plus", advice="[]"))
+    assert (await store.get("batch_2", "alice", BATCH)).advice == "[]"
+    await store.aclose()
+
+
+async def test_a_shared_database_of_an_older_gateway_takes_the_advice_column(pg_url):
+    from qwen_gateway.api.batches import store as module
+
+    db = Database(pg_url)
+    db.migrate(module.COMPONENT, module.STEPS[:2])  # the table as gateways before the advice made it
+    with db.connect() as conn:
+        conn.execute("INSERT INTO batch_objects VALUES ('batch_1', 'batch', 'alice', 'ds', 'm', 'qwen-plus', 0, 1.0)")
+    store = SharedBatchStore(Database(pg_url))
+    assert await store.get("batch_1", "alice", BATCH) == Record("batch_1", BATCH, "alice", "ds", "m", "qwen-plus")
+    await store.put(Record("batch_2", BATCH, "alice", "ds", "m", "qwen-plus", advice="[]"))
+    assert (await store.get("batch_2", "alice", BATCH)).advice == "[]"
+    await store.aclose()
+    await db.aclose()
