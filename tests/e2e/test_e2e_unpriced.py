@@ -134,3 +134,20 @@ def test_a_key_without_a_usd_budget_is_answered_and_shown_unpriced(tmp_path, emu
     health = httpx.get(gw.url + "/health", headers=auth, trust_env=False).json()
     assert health["unpriced"] == [{"model": UNPRICED, "billing": "", "requests": 2}]
     assert key not in json.dumps(health) and key not in scrape
+
+
+def test_a_usd_budget_refuses_what_has_no_price_over_the_responses_websocket(tmp_path, emu, make_gateway):
+    """A WebSocket turn is limited by the connection's key as an HTTP request is: its USD budget too."""
+    from e2e.test_e2e_responses_ws import connect, turn, user
+
+    env = team_env(tmp_path, emu)
+    key = add_key(env, "ci", "--monthly-usd", "5")
+    gw = make_gateway(env=env)
+    ws = connect(gw, Authorization=f"Bearer {key}")
+    try:
+        events = turn(ws, {"model": UNPRICED, "store": False, "input": [user("hi")]}, validate=False)
+    finally:
+        ws.close()
+    assert events[-1]["type"] in ("error", "response.failed"), events
+    assert "model_unpriced" in json.dumps(events[-1]) and f"{UNPRICED} has no price" in json.dumps(events[-1])
+    assert emu.chat_requests() == []  # nothing went upstream

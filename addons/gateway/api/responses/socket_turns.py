@@ -101,7 +101,7 @@ class SocketTurns:
         ex = Exchange(ClientRequest("POST", up.client.path, up.client.url, up.client.key_hint, size,
                                     user_agent=up.client.user_agent),
                       route="responses", endpoint=self.endpoint, stream=True,
-                      key=KeyUse(up.key.name, up.key.record))  # the connection's named key: each turn limited, counted
+                      key=KeyUse(up.key.name, up.key.record, usd_budget=up.key.usd_budget))  # each turn limited
         ex.notes.append("over WebSocket")
         session.turns += 1
         body["stream"] = True
