@@ -15,6 +15,7 @@ from mitmproxy import contentviews, io
 from mitmproxy.test import taddons
 
 from helpers.claude_ns import claude_world, stream_json  # noqa: F401  (fixtures)
+from helpers.procs import until
 from helpers.team import QWEN_USAGE
 from e2e.test_e2e_claude_code import STREAM_JSON, session
 from qwen_gateway.mitmweb.contentviews import register
@@ -23,6 +24,13 @@ pytestmark = pytest.mark.e2e
 # Claude Code records a conversation's system prompt on its first request and resends that record (its
 # --system-prompt-snapshot, on by default): off, a later launch's --append-system-prompt reaches the model
 LIVE = ("--system-prompt-snapshot", "off", *STREAM_JSON)
+
+
+def usage_conversations(world) -> list[dict]:
+    usage = subprocess.run([str(QWEN_USAGE), "conversations", "--json", "--state-dir", str(world.state)],
+                           capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert usage.returncode == 0, usage.stderr
+    return json.loads(usage.stdout)
 
 
 def recorded(path) -> list:
@@ -38,8 +46,12 @@ def test_a_system_prompt_changed_mid_session_is_the_miss_and_its_cause(claude_wo
     try:
         session(world, gw, ("say hello",), ("say hello again",),
                 ("and once more", "--append-system-prompt", "The user prefers answers in French."), flags=LIVE)
+        # the three rows are in the ledger while the gateway runs (written off the request path, in batches): a
+        # stop that outlasted its grace on a loaded machine must not decide what this test sees
+        until(lambda: [c for c in usage_conversations(world) if c["turns"] == 3], "the three turns in the ledger",
+              limit=30)
     finally:
-        gw.stop()
+        assert gw.stop() == 0, "the gateway did not stop by itself on SIGTERM (killed)"
     flows = recorded(flowfile)
     caches = [f.metadata["qwen"].get("cache") for f in flows]
     assert all(caches) and len({c["conversation"] for c in caches}) == 1, caches  # one session, one conversation
@@ -57,10 +69,7 @@ def test_a_system_prompt_changed_mid_session_is_the_miss_and_its_cause(claude_wo
     assert "prefix vs turn 2: first change at block" in shown and "French" not in shown
     print("\n" + third.comment.split(" ┃ ")[1] + "\n" + shown)
 
-    usage = subprocess.run([str(QWEN_USAGE), "conversations", "--json", "--state-dir", str(world.state)],
-                           capture_output=True, text=True, timeout=60, env=dict(os.environ))
-    assert usage.returncode == 0, usage.stderr
-    (row,) = [c for c in json.loads(usage.stdout) if caches[0]["conversation"].startswith(c["conversation"])]
+    (row,) = [c for c in usage_conversations(world) if caches[0]["conversation"].startswith(c["conversation"])]
     assert row["turns"] == 3 and row["missed_turns"] == 1 and row["causes"] == "system (turn 3)", row
     assert row["lost_tokens"] > 0
     print(subprocess.run([str(QWEN_USAGE), "conversations", "--state-dir", str(world.state)], capture_output=True,

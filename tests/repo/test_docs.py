@@ -265,6 +265,7 @@ class Session:
         """Run a block command by command (or only its one command containing `only`); return everything the
         terminal showed meanwhile."""
         out, started = [], []
+        announced: list[tuple[re.Pattern, int]] = []
         cmds = b.commands if only is None else [c for c in b.commands if only in c]
         assert cmds and (only is None or len(cmds) == 1), f"{b.id}: {only!r} names {len(cmds)} commands"
         for cmd in cmds:
@@ -274,6 +275,8 @@ class Session:
                 continue
             given = next((v for k, v in (stdin or {}).items() if k in cmd), "")
             ports = server_ports(cmd)
+            if ports is not None:
+                announced += self._announces(cmd, ports)
             if ports is not None and in_background(cmd):
                 started += ports  # as printed; the test waits for it at the end of the block
                 ports = None
@@ -290,13 +293,33 @@ class Session:
             self.servers.append((cmd, n))
             for port in ports:
                 out.append(sandbox.wait_port(self.shell, port))
+            self._wait_announced(announced)
             text, failures = self.shell.run(":", settle=0.8)  # its start-up lines
             out.append(text)
         if started:  # servers the block started in the background: up before the next block, as a reader waits
             for port in started:
                 out.append(sandbox.wait_port(self.shell, port))
+            self._wait_announced(announced)
             out.append(self.shell.run(":", settle=0.8)[0])
         return "".join(out)
+
+    def _announces(self, cmd: str, ports: list[int]) -> list[tuple[re.Pattern, int]]:
+        """The line a gateway prints on the terminal once it listens (none when its output goes to a file, or
+        for the emulator), with how many the terminal showed before: its start-up lines are the block's, even
+        when a loaded machine prints them more than a settle's quiet after the port opened."""
+        if "scripts/qwen_emulator.py" in cmd or ">" in without_comment(cmd):
+            return []
+        line = re.compile(rf"listening at \S*:{ports[0]}\b")
+        return [(line, len(line.findall(self.shell.text())))]
+
+    def _wait_announced(self, announced: list[tuple[re.Pattern, int]]) -> None:
+        end = time.monotonic() + 30
+        while announced and time.monotonic() < end:
+            text = self.shell.text()
+            if all(len(line.findall(text)) > before for line, before in announced):
+                break
+            time.sleep(0.05)
+        announced.clear()
 
     def expect(self, sample: Block, out: str, *, sources: tuple[str, ...] = (), wait: float = 15) -> None:
         """`expect(sample, out)`, once background processes have printed as many lines as the sample shows
