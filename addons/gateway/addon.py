@@ -13,6 +13,7 @@ error in the client's format answered locally, so a claimed flow never reaches i
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 from collections.abc import Awaitable
 
@@ -48,6 +49,8 @@ class QwenGateway(Wiring):
         with startup.fail_closed(self._running):
             config.declare(loader)
             if master is not None:
+                # a crash in native code (an extension, the interpreter) prints every thread's stack on stderr
+                faulthandler.enable()
                 startup.deferred_values(master.options, self._running)  # a bad one: stopped, never unconfigured
                 at_load.install(master)  # the hook dispatch, the message checks, the terminal log's output
             terminal.keep_secrets_out_of_logs()  # mitmproxy's protocol debug prints clients' headers
