@@ -155,7 +155,7 @@ class TurnState:
 
 @dataclass(slots=True)
 class KeyUse:
-    """The named client key the request came with (qwen-keys). Written by the door (ingress/client_keys/team.py)."""
+    """The named client key the request came with (qwen-keys). Written by the door (tenancy/team.py)."""
 
     name: str = ""  # its name (never the key itself)
     record: Any = field(default=None, repr=False)  # its record, while the request may be limited
