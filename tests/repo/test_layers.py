@@ -146,6 +146,26 @@ def test_tenancy_is_core_below_the_entrance_check():
     assert users == {"ingress", "cli", "wiring"}
 
 
+# The base every layer builds on: the exchange record and the interfaces it is typed by, and what they need to be
+# typed (ids, JSON, accounts, errors, the cache doctor's record and the prefix prints it compares, the routes'
+# and learned facts' records, storage's health and files those facts are read from). It imports nothing above it.
+BASE = {"qwen_gateway", "qwen_gateway.exchange", "qwen_gateway.interfaces", "qwen_gateway.live_stream",
+        "qwen_gateway.ids", "qwen_gateway.jsonio", "qwen_gateway.accounts", "qwen_gateway.errors",
+        "qwen_gateway.cache_turn", "qwen_gateway.cache.compare", "qwen_gateway.cache.prints",
+        "qwen_gateway.models.routes", "qwen_gateway.models.learned", "qwen_gateway.models.catalogue",
+        f"{STORAGE}.health", f"{STORAGE}.sqlite"}
+
+
+def test_the_exchange_record_imports_only_the_base():
+    """No import runs back up from the record every layer shares: exchange.py and interfaces.py import only the
+    base, type-only imports included (the turn's live stream is held as `live_stream.LiveStream`, not as the
+    turn's own `StreamRewriter`)."""
+    g = graph()
+    assert BASE <= set(g)
+    upward = sorted(f"{m} -> {d}" for m in BASE for d in g[m] if d not in BASE)
+    assert upward == []
+
+
 def _opens_a_database(path: Path) -> list[str]:
     """Where a module opens a database itself: imports psycopg (or its pool) or calls sqlite3.connect."""
     found = []
