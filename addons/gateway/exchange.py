@@ -122,7 +122,7 @@ class Attempt:
 @dataclass(slots=True)
 class Result:
     """What the client got, and what it cost. Written by the turn and its settlement (turn/; the facts others
-    learn are told to turn/outcome.py) and the door's refusals (`Exchange.fail`)."""
+    learn are told to turn/outcome.py) and the entrance check's refusals (`Exchange.fail`)."""
 
     status: int | None = None
     usage: dict | None = None
@@ -155,7 +155,7 @@ class TurnState:
 
 @dataclass(slots=True)
 class KeyUse:
-    """The named client key the request came with (qwen-keys). Written by the door (tenancy/team.py)."""
+    """The named client key the request came with (qwen-keys). Written by the key check (tenancy/team.py)."""
 
     name: str = ""  # its name (never the key itself)
     record: Any = field(default=None, repr=False)  # its record, while the request may be limited

@@ -1,4 +1,4 @@
-"""Whether a claimed request may go on, decided at the door from its head: the client key (flat keys and the
+"""Whether a claimed request may go on, decided at the entrance from its head: the client key (flat keys and the
 named keys of tenancy/team.py; a key in the URL or in basic auth refused), then the `Host`, a browser `Origin`
 and the declared size (access.py), then the usual ways of pointing a client at the gateway wrongly
 (mistakes.py). The shared keys not read yet: the key is decided once they are (`admit_late`, from the
@@ -33,7 +33,7 @@ def _check_key(team: Team, ex: Exchange, head: access.Head, flow: http.HTTPFlow,
     and a key in the URL refused — by its parameter's name, or by its value being one of the gateway's keys,
     which leaves the flow here, before any other addon sees it."""
     refusal, key = team.check(head.key, config.client_keys, flow)
-    if team.ring.required or config.client_keys:  # a door to pass (keys not read yet: maybe)
+    if team.ring.required or config.client_keys:  # a key to check (keys not read yet: maybe)
         under_any_name = claim.drop_keys_from_url(flow, ex, head, lambda value: _known(team, config, value))
         if head.key_in_url or under_any_name:
             return refusals.key_in_url(), key  # even beside a good header: the URL has gone round the logs

@@ -7,8 +7,8 @@ from one database to another, with nothing half way.
   transaction: a failure anywhere — the database stopped, the command killed — rolls it back, and the source is
   as it was.
 - Only once the target has committed is a folder source emptied, in its own transaction, with a note saying
-  where its keys went (tenancy/place.py: a gateway on the folder then refuses to start; one running there shuts
-  its door). Cut between the two commits, both places hold the same keys — the door is the same wherever the
+  where its keys went (tenancy/place.py: a gateway on the folder then refuses to start; one running there refuses
+  every request). Cut between the two commits, both places hold the same keys — the key check is the same wherever the
   gateway starts — and the move run again finds them there and finishes.
 - A key the target holds already with the same name and key is not written again, nor its days of spend (run
   again, nothing is counted twice); the same name with another key, or active where the source revoked it, is

@@ -1,5 +1,5 @@
 """Where the named keys live — the state folder's keys.sqlite3, or the shared database of `qwen_state_url` — and a
-change of it that would open the door: a gateway whose folder held keys, restarted on a database without them,
+change of it that would let keyless requests in: a gateway whose folder held keys, restarted on a database without them,
 served requests that had no key.
 
 The rule: the keys a gateway is about to enforce hold every key it knows of from where it was — the same name

@@ -1,4 +1,4 @@
-"""The errors a request gets at the door of a gateway with client keys, in OpenAI's shape (the addon answers
+"""The errors a request gets at the entrance of a gateway with client keys, in OpenAI's shape (the addon answers
 them in the client's dialect: Anthropic's clients read a 429 as rate_limit_error). A missing or wrong key
 says how to get one, a key where the gateway takes none (the URL, basic auth) where it goes; a rate limit
 says when to retry (Retry-After, never beyond the minute); a spent budget says which budget, how much was

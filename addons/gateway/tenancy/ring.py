@@ -66,7 +66,7 @@ class Keyring:
         self._by_digest = MappingProxyType({r.digest: r for r in records})
         self.by_name = MappingProxyType({r.name: r for r in records})
         self.loaded = loaded  # False until the shared database was read once: nothing is known yet
-        # no key left, but the gateway listens beyond loopback: the door stays shut (tenancy/source.py)
+        # no key left, but the gateway listens beyond loopback: every request is refused (tenancy/source.py)
         self.locked = locked and not records
         self.revoked = sum(r.revoked for r in records)
         self.active = len(records) - self.revoked

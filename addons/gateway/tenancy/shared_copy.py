@@ -1,5 +1,5 @@
 """The local copy of the shared keys, `<state_dir>/keys-shared.sqlite3`: what this gateway enforces, on its
-own disk, so that a gateway restarted while the shared database is down holds the same door (a revoked key
+own disk, so that a gateway restarted while the shared database is down checks keys the same way (a revoked key
 refused, a deleted one unknown). Every change the gateway applies — a full read, a key heard of by NOTIFY —
 is saved before it takes effect: one SQLite transaction (all of it or nothing), synchronous=FULL (a power
 cut keeps the last change), 0600 in the 0700 state folder. A copy that cannot be written is removed: a

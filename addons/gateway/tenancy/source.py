@@ -2,7 +2,7 @@
 memory): `<state_dir>/keys.sqlite3` — opened once it exists, looked at every TICK_S in a thread (SQLite's
 data version says whether another process wrote), spend written in batches — or, with `qwen_state_url`, the
 shared database: read at start, followed by NOTIFY (and every 5 s), spend added every TICK_S from the event
-loop, and a local copy of the keys (tenancy/shared_copy.py) saved as each change is applied, which holds the door
+loop, and a local copy of the keys (tenancy/shared_copy.py) saved as each change is applied, which keeps the key check
 when the database is down at start. A deleted key's spend is forgotten; the last key deleted makes the
 gateway keyless again (tenancy/log_lines.py says so), unless it listens beyond loopback: then it stays shut."""
 
@@ -79,7 +79,7 @@ class KeySource:
             self._shared, self._path = SharedKeys(db), None
             st.limiter, st.holds = Limiter(SharedGrants(db)), SharedHolds(db)
             self._copy = KeyCopy(config.state_dir / SNAPSHOT, shown(config.state_url))
-            kept = self._copy.read()  # what this gateway enforced last: the door holds while the database is down
+            kept = self._copy.read()  # what this gateway enforced last: the key check holds while the database is down
             st.ring = Keyring(loaded=False)
             self._settled = asyncio.Event()  # a request before `running` waits for the read it starts too
             if kept is not None:
@@ -101,7 +101,7 @@ class KeySource:
             self._start()
 
     def refusal(self, config: Config) -> str | None:
-        """Why `config`'s place for the keys would open the door (tenancy/place.py), or None; blocking."""
+        """Why `config`'s place for the keys would let keyless requests in (tenancy/place.py), or None; blocking."""
         return place.refusal(config, self.state.ring, self._where)
 
     def running(self) -> None:
@@ -157,7 +157,7 @@ class KeySource:
                 return bool(store.keys())
             finally:
                 store.close()
-        except Exception as e:  # unknown: as if there were some, the door shut until they are read
+        except Exception as e:  # unknown: as if there were some, every request refused until they are read
             log.warning("qwen: could not read the named keys from the shared database: %s (every request is "
                         "refused until they are read)", self.why() or type(e).__name__)
             return True
@@ -236,7 +236,7 @@ class KeySource:
             self.state.book.replace(spend)
 
     def _install(self, ring: Keyring, *, first: bool = False, where: str = "") -> None:
-        """The keyring the door reads from now on, and a line when what it means changed."""
+        """The keyring the key check reads from now on, and a line when what it means changed."""
         old = self.state.ring
         exposed: list[str] = []
         if not ring.records and old.required and not self._flat and not self._allow_open:

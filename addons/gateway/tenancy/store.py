@@ -6,7 +6,7 @@
 PostgreSQL is tenancy/team_pg.py, with the same statements.
 
 A state folder that cannot be written (a read-only mount) still has its keys read, into memory as last committed
-(storage/sqlite.py's `read_only_copy`): the door holds as they say, and every write fails as the folder's outage
+(storage/sqlite.py's `read_only_copy`): the key check holds as they say, and every write fails as the folder's outage
 (SQLite's "readonly database") until the folder takes writes again; then the file is opened as usual."""
 
 from __future__ import annotations

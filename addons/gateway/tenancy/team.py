@@ -121,7 +121,7 @@ class Team(Observer):
         ring = self.ring
         if not ring.loaded and self.source.moved_to:
             return MOVED, None
-        if not ring.loaded:  # the database does not answer, this gateway never read its keys: the door stays shut
+        if not ring.loaded:  # the database does not answer, this gateway never read its keys: every request is refused
             why = self.source.why()
             self._warn_unread(why)
             return refusals.keys_unread(why), None
