@@ -1,4 +1,4 @@
-"""Conversation affinity shared by several gateways through PostgreSQL (`qwen_state_url`, auth/pg.py).
+"""Conversation affinity shared by several gateways through PostgreSQL (`qwen_state_url`, storage/pg.py).
 
 Behind a load balancer one conversation's turns reach different gateways; each must send them to the same
 account. Memory answers first (affinity.py); a conversation memory does not know is read from the table

@@ -30,7 +30,7 @@ from .state import AccountState
 REFRESH_BUFFER_S = 60.0  # the access token lives ~15 min: refresh in its last minute
 DISABLED = "disabled: --set qwen_web_accounts=true to use web accounts (risky: see the README)"
 # Why a pool built without an upstream for the web kind never hands one out (the gateway's pairing has one:
-# addons/gateway/registry.py, upstream/qwenweb/).
+# addons/gateway/components.py, upstream/qwenweb/).
 NOT_SERVED = "requests are not served by Qwen Chat web accounts here (no upstream for the web kind)"
 SERVED = ("Web accounts serve chat completions, the Responses API, legacy completions and the Messages API "
           "(text and tools; no images, no embeddings).")

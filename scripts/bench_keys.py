@@ -40,8 +40,8 @@ def micro(n: int = 200_000) -> dict:
     import time
 
     from qwen_gateway.settings.config import Config
-    from qwen_gateway.ingress.client_keys.ring import Keyring, KeyRecord, digest, new_key
-    from qwen_gateway.ingress.client_keys.team import Team
+    from qwen_gateway.tenancy.ring import Keyring, KeyRecord, digest, new_key
+    from qwen_gateway.tenancy.team import Team
     from qwen_gateway.exchange import ClientRequest, Exchange
 
     keys = [new_key() for _ in range(1000)]

@@ -1,5 +1,5 @@
 """The UTC day a request is counted on: an account's requests a day (auth/state.py, auth/state_pg.py) and a
-named key's spend a day (ingress/client_keys/store.py, ingress/client_keys/spend.py) share one definition. And the local day a ledger row
+named key's spend a day (tenancy/store.py, tenancy/spend.py) share one definition. And the local day a ledger row
 is filed under (observe/ledger_rows.py)."""
 
 from __future__ import annotations

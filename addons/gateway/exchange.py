@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from .accounts import Conversation, Credential
     from .cache_turn import Asked, CacheTurn
     from .interfaces import Upstream
+    from .live_stream import LiveStream
     from .models.routes import Routed
-    from .turn.stream_rewriter import StreamRewriter
 
 
 class RetryReason(enum.StrEnum):
@@ -122,7 +122,7 @@ class Attempt:
 @dataclass(slots=True)
 class Result:
     """What the client got, and what it cost. Written by the turn and its settlement (turn/; the facts others
-    learn are told to turn/outcome.py) and the door's refusals (`Exchange.fail`)."""
+    learn are told to turn/outcome.py) and the entrance check's refusals (`Exchange.fail`)."""
 
     status: int | None = None
     usage: dict | None = None
@@ -142,7 +142,7 @@ class TurnState:
     """How the answer reaches the client and what is kept of it. Written by the turn alone (others: turn/outcome.py)."""
 
     translated: bool = False  # translated and checked (a background run's copy goes on from there)
-    rewriter: StreamRewriter | None = None
+    rewriter: LiveStream | None = None  # turn/stream_rewriter.StreamRewriter, typed from below
     relay_token: str | None = None  # a stream pointed at the relay: the token that has it served, once (Relay.expect)
     keep_before_end: bool = False  # the endpoint keeps the answer before a stream's end goes out (set by it)
     gate: asyncio.Future | None = field(default=None, repr=False)  # that stream's end, opened once it is kept
@@ -155,7 +155,7 @@ class TurnState:
 
 @dataclass(slots=True)
 class KeyUse:
-    """The named client key the request came with (qwen-keys). Written by the door (ingress/client_keys/team.py)."""
+    """The named client key the request came with (qwen-keys). Written by the key check (tenancy/team.py)."""
 
     name: str = ""  # its name (never the key itself)
     record: Any = field(default=None, repr=False)  # its record, while the request may be limited

@@ -25,7 +25,7 @@ USABLE = ("ok", "expired", "refreshing")  # an account the pool hands out, as /h
 class Probes:
     def __init__(self, pool: Callable[[], Pool | None], keys: Callable[[], dict | None] = lambda: None) -> None:
         self.pool = pool
-        self.keys = keys  # what /health says of the named client keys (client_keys/team.py `status`)
+        self.keys = keys  # what /health says of the named client keys (tenancy/team.py `status`)
         # Set once the gateway stops taking new work (the graceful drain, to come: issue 40): readiness is 503
         # from then on, while liveness stays 200.
         self.draining = False

@@ -69,7 +69,7 @@ class Formats:
 
     def stamp(self, ex: Exchange, resp: http.Response) -> None:
         """The headers the dialect puts on every answer (OpenAI's: its request id), and a named key's rate
-        limits (ingress/client_keys/rate_headers.py)."""
+        limits (tenancy/rate_headers.py)."""
         fmt = self.formats.get(ex.dialect)
         set_headers(resp.headers, fmt.headers(ex) if fmt is not None else openai_headers(ex))
         if ex.key.limit_headers:

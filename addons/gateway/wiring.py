@@ -7,7 +7,7 @@
     the checks             before upstream, in order: the drain (no new turn once SIGTERM came), the cache
                            fixes (turn/cache_fixes.py: qwen_cache_fixes), the route
                            (turn/model_route.py: qwen_routes), the context guard (turn/context_guard.py), a
-                           named key's budgets and rate limits (ingress/client_keys/team.py); on each attempt,
+                           named key's budgets and rate limits (tenancy/team.py); on each attempt,
                            once the model as sent is known, a USD budget's check (the engine asks the team)
     the turn               (turn/runner.py) with the engine, the checks, the observers and the settlement
     its transports         the relay (HTTP streams), the Responses WebSocket, background runs
@@ -44,7 +44,7 @@ from .dispatch import Observers, call_safely
 from .ingress import listeners, exposure as options, passthrough, startup
 from .ingress.fence import Fence
 from .ingress.hostile import HostileClients
-from .ingress.client_keys.team import Team
+from .tenancy.team import Team
 from .ingress.untrusted import Told
 from .turn.drain import Drain
 from .exchange import Exchange

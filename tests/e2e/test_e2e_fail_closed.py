@@ -22,8 +22,8 @@ INJECT = Path(__file__).parents[1] / "helpers" / "inject.py"
 STEPS = [
     "qwen_gateway.ingress.routing:claims",
     "qwen_gateway.ingress.routing:route",
-    "qwen_gateway.ingress.client_keys.team:Team.check",
-    "qwen_gateway.ingress.client_keys.team:Team.limit",
+    "qwen_gateway.tenancy.team:Team.check",
+    "qwen_gateway.tenancy.team:Team.limit",
     "qwen_gateway.ingress.body:parse_json",
     "qwen_gateway.wiring:context_check",
     "qwen_gateway.api.chat:validate_chat_request",

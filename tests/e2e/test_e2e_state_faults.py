@@ -95,7 +95,7 @@ def _spent_today(env: dict[str, str], name: str) -> int:
 def _crash_after_revoking(env: dict[str, str], name: str) -> None:
     """`name` revoked by a process that ends without closing the keys file: the revocation stays in its
     write-ahead log (keys.sqlite3-wal), which no checkpoint folded into the file."""
-    code = ("import os, sys, time\nfrom pathlib import Path\nfrom qwen_gateway.ingress.client_keys.store import KeyStore\n"
+    code = ("import os, sys, time\nfrom pathlib import Path\nfrom qwen_gateway.tenancy.store import KeyStore\n"
             "store = KeyStore.local(Path(sys.argv[1]))\nstore.conn.execute('PRAGMA wal_autocheckpoint=0')\n"
             "store.update(sys.argv[2], revoked=time.time())\nos._exit(0)\n")
     subprocess.run([sys.executable, "-c", code, env["QWEN_GATEWAY_HOME"], name], check=True, timeout=60)

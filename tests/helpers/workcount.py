@@ -208,10 +208,10 @@ for _owner, _attr in ((threading.Thread, "start"), (queue.Queue, "put")):
 _real_call_at = asyncio.BaseEventLoop.call_at
 # A clock's timers, not a request's: the client watch (one timer for every waiting whole answer, per 0.1 s)
 # and the shared state's listener (its wait for notifications, a full reload every few seconds), and the named
-# keys' clock (ingress/client_keys/source.py: leases swept and spend written once a second, whatever the traffic), and the
+# keys' clock (tenancy/source.py: leases swept and spend written once a second, whatever the traffic), and the
 # recording observers' batch window (dispatch.py: at most one per BATCH_S, however many requests it holds)
 PER_PROCESS_TIMERS = ("ClientWatch._look", "Observers.flush")
-PER_PROCESS_SITES = ("storage.pg:follow", "ingress.client_keys.source:_ticks")
+PER_PROCESS_SITES = ("storage.pg:follow", "tenancy.source:_ticks")
 # The work a clock does beyond its timer (the named keys' spend handed to a thread and that thread's wake-up,
 # when the second ends within a measurement): `clock_work`, whatever its kind.
 

@@ -15,6 +15,10 @@ SEAMS = "qwen_gateway.seams"
 # storage/ (connections, migrations, health, the local and shared state helpers) is part of the core too: every
 # store uses it, the accounts' (auth/) as any wing's.
 STORAGE = "qwen_gateway.storage"
+# tenancy/ (named client keys: the check, limits, spend, holds, their stores and moves) is core as well: the entrance
+# check (ingress/) asks it of every request and the CLIs (qwen-keys, qwen-usage) read its stores, so it sits below
+# the wings; the peer checks it shares with ingress/ (loopback, key comparison) are core too (peers.py).
+TENANCY = "qwen_gateway.tenancy"
 # Entry points that wire the wings together.
 WIRING = {"qwen_gateway.addon", "qwen_gateway.wiring", "qwen_gateway.components"}
 
@@ -128,6 +132,38 @@ def test_no_import_cycle():
 def test_seams_are_core():
     assert wing(f"{SEAMS}.server_connect") == "core"
     assert all(wing(dep) == "core" for module, deps in graph().items() if module.startswith(SEAMS) for dep in deps)
+
+
+def test_tenancy_is_core_below_the_entrance_check():
+    """The named keys import no wing (not the entrance check that asks them, not the CLIs that manage them), and
+    what imports them is the entrance check, the wiring and the commands: nothing else reaches into tenancy."""
+    g = graph()
+    assert wing(f"{TENANCY}.team") == "core"
+    upward = [f"{m} -> {d}" for m, deps in g.items() if m.startswith(TENANCY) for d in deps if wing(d) != "core"]
+    assert upward == []
+    users = {m.split(".")[1] for m, deps in g.items() if not m.startswith(TENANCY)
+             and any(d.startswith(TENANCY) for d in deps)}
+    assert users == {"ingress", "cli", "wiring"}
+
+
+# The base every layer builds on: the exchange record and the interfaces it is typed by, and what they need to be
+# typed (ids, JSON, accounts, errors, the cache doctor's record and the prefix prints it compares, the routes'
+# and learned facts' records, storage's health and files those facts are read from). It imports nothing above it.
+BASE = {"qwen_gateway", "qwen_gateway.exchange", "qwen_gateway.interfaces", "qwen_gateway.live_stream",
+        "qwen_gateway.ids", "qwen_gateway.jsonio", "qwen_gateway.accounts", "qwen_gateway.errors",
+        "qwen_gateway.cache_turn", "qwen_gateway.cache.compare", "qwen_gateway.cache.prints",
+        "qwen_gateway.models.routes", "qwen_gateway.models.learned", "qwen_gateway.models.catalogue",
+        f"{STORAGE}.health", f"{STORAGE}.sqlite"}
+
+
+def test_the_exchange_record_imports_only_the_base():
+    """No import runs back up from the record every layer shares: exchange.py and interfaces.py import only the
+    base, type-only imports included (the turn's live stream is held as `live_stream.LiveStream`, not as the
+    turn's own `StreamRewriter`)."""
+    g = graph()
+    assert BASE <= set(g)
+    upward = sorted(f"{m} -> {d}" for m in BASE for d in g[m] if d not in BASE)
+    assert upward == []
 
 
 def _opens_a_database(path: Path) -> list[str]:

@@ -17,7 +17,7 @@ OWNERS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "attempt": ("Attempt", ("upstream",), ("Engine.resume", "Attempt.answered", "Exchange.join")),
     "result": ("Result", ("turn",), ("turn.outcome", "Exchange.fail")),
     "turn": ("TurnState", ("turn",), ("turn.outcome", "Relay.expect", "Relay.forget_turn")),
-    "key": ("KeyUse", ("ingress.client_keys",), ("Team.bind", "ring.pending", "ring.take_pending")),
+    "key": ("KeyUse", ("tenancy",), ("Team.bind", "ring.pending", "ring.take_pending")),
     "count": ("PromptCount", ("observe.estimator", "turn.context_guard", "turn.context_overflow"), ()),
 }
 # Whatever a part's list or dict field is asked to do that changes it.

@@ -548,8 +548,8 @@ async def _araise(*a, **kw):
 STEPS = [  # (object path, attribute, replacement): every step of the request path
     ("qwen_gateway.ingress.routing", "claims", _raise),
     ("qwen_gateway.ingress.routing", "route", _raise),
-    ("qwen_gateway.ingress.client_keys.team.Team", "check", _raise),
-    ("qwen_gateway.ingress.client_keys.team.Team", "limit", _araise),
+    ("qwen_gateway.tenancy.team.Team", "check", _raise),
+    ("qwen_gateway.tenancy.team.Team", "limit", _araise),
     ("qwen_gateway.ingress.access", "check_declared_size", _raise),
     ("qwen_gateway.ingress.body", "parse_json", _raise),
     ("qwen_gateway.wiring", "context_check", _araise),

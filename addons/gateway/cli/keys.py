@@ -34,11 +34,11 @@ import time
 
 from ..api.responses.store_schema import FORGET_OWNER, forget_owner
 from ..settings.auth import resolve_state_dir
-from ..ingress.client_keys.shared_copy import KeyCopy
-from ..ingress.client_keys.ring import KeyRecord, digest, new_key
-from ..ingress.client_keys.place import STORE_NOTE, gateway_store
-from ..ingress.client_keys.schema import MOVED_TO, read_note
-from ..ingress.client_keys.store import FILENAME, SNAPSHOT, KeyNameError, KeyStore, Spent
+from ..tenancy.shared_copy import KeyCopy
+from ..tenancy.ring import KeyRecord, digest, new_key
+from ..tenancy.place import STORE_NOTE, gateway_store
+from ..tenancy.schema import MOVED_TO, read_note
+from ..tenancy.store import FILENAME, SNAPSHOT, KeyNameError, KeyStore, Spent
 from ..pricing.prices import usd
 from ..storage.pg import Database, StateUrlError, shown
 from . import keys_migrate
@@ -251,7 +251,7 @@ def forget_stored(a: argparse.Namespace, name: str) -> int:
 
 
 def _keep_copy(a: argparse.Namespace, store: KeyStore) -> None:
-    """The copy of the shared keys a gateway keeps in this state folder (ingress/client_keys/shared_copy.py), when there is one:
+    """The copy of the shared keys a gateway keeps in this state folder (tenancy/shared_copy.py), when there is one:
     a gateway stopped now restarts with the change even while the database is down."""
     copy = KeyCopy(resolve_state_dir(a.state_dir) / SNAPSHOT, shown(a.state_url))
     if copy.path.exists():

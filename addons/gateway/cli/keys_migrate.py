@@ -1,5 +1,5 @@
 """`qwen-keys migrate`: the named keys, their revocations, limits and spend moved whole between the state folder
-and a shared database (ingress/client_keys/move.py), and what to do next.
+and a shared database (tenancy/move.py), and what to do next.
 
     qwen-keys migrate --to URL              the folder's keys into the database (the folder then says where they
                                             went: a gateway on it refuses to start until pointed there)
@@ -14,9 +14,9 @@ import contextlib
 from pathlib import Path
 
 from ..settings.auth import resolve_state_dir
-from ..ingress.client_keys.move import Moved, MoveRefused, move
-from ..ingress.client_keys.place import STORE_NOTE
-from ..ingress.client_keys.store import FILENAME, SNAPSHOT, KeyStore
+from ..tenancy.move import Moved, MoveRefused, move
+from ..tenancy.place import STORE_NOTE
+from ..tenancy.store import FILENAME, SNAPSHOT, KeyStore
 from ..storage.pg import Database, StateUrlError, shown
 from ..storage.pg_faults import cause
 

@@ -1,7 +1,7 @@
 """Which usage ledger `qwen-usage` reads: the one the folder's gateway writes.
 
 A gateway moved to PostgreSQL (`qwen_state_url`) writes its ledger there, and notes so in its folder
-(`gateway-store.json`, ingress/client_keys/place.py). `qwen-usage` without `--state-url` read the folder's old
+(`gateway-store.json`, tenancy/place.py). `qwen-usage` without `--state-url` read the folder's old
 ledger all the same, and said nothing (the issue: 14 requests instead of 181). It now follows the note, and says
 which store it read; `--state-url URL` reads that database, `--state-url ''` the folder's own ledger.
 """
@@ -12,7 +12,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ..ingress.client_keys.place import STORE_NOTE, gateway_store
+from ..tenancy.place import STORE_NOTE, gateway_store
 from ..observe.ledger import SharedLedger
 from ..storage.pg import Database, StateUrlError
 

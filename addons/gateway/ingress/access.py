@@ -3,8 +3,6 @@ the request's raw bytes: a malformed header is a refusal, never an exception."""
 
 from __future__ import annotations
 
-import functools
-import hmac
 import ipaddress
 import json
 from collections.abc import Callable
@@ -13,22 +11,14 @@ from urllib.parse import unquote, unquote_to_bytes
 
 from mitmproxy import http
 from mitmproxy.net.http import http1
-from mitmproxy.proxy import mode_specs
 
 from ..errors import GatewayError
 from ..health_probes import PROBES
+from ..peers import is_loopback
 from ..redact import REDACTED
 
 INVALID_KEY = ("Incorrect API key provided. This gateway requires one of its client keys "
                "(Authorization: Bearer KEY or x-api-key).")
-
-
-def key_matches(presented: bytes, keys: tuple[bytes, ...] | list[bytes]) -> bool:
-    """Constant time over every key: no early exit that would tell which prefix matched."""
-    ok = False
-    for k in keys:
-        ok |= hmac.compare_digest(presented, k)
-    return ok
 
 
 # Every place a client may put a key (docs/keys.md, "Where a key goes"). Taken: Bearer, x-api-key, api-key
@@ -168,30 +158,6 @@ def too_large_answer(max_body: int) -> bytes:
         413, json.dumps(body).encode(), {"content-type": "application/json", "connection": "close"}))
 
 
-@functools.lru_cache(maxsize=256)  # asked per request about the same few addresses
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback or host.startswith("::ffff:127.")
-    except ValueError:
-        return False
-
-
-def exposed_listeners(modes: list[str], listen_host: str) -> list[str]:
-    """Mode specs that would listen beyond loopback. An empty listen host counts as loopback: the
-    gateway binds 127.0.0.1 itself when the user did not choose (see addon.bind_loopback_by_default)."""
-    out = []
-    for spec in modes:
-        mode = mode_specs.ProxyMode.parse(spec)
-        if mode.listen_port(None) is None and isinstance(mode, mode_specs.LocalMode):
-            continue
-        host = mode.custom_listen_host if mode.custom_listen_host is not None else listen_host
-        if host and not is_loopback(host):
-            out.append(f"{spec} (on {host})")
-    return out
-
-
 # ---- request bodies: decoded with a limit (a few KiB of zstd can expand to gigabytes) -------------------
 
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
@@ -270,7 +236,3 @@ def admit(head: Head, *, route: str, key_refusal: GatewayError | None, allowed: 
 def sock_host(flow: http.HTTPFlow) -> str:
     """The address the client connected to: a client that names it in Host is not a rebinding page."""
     return host_name(str(flow.client_conn.sockname[0])) if flow.client_conn.sockname else ""
-
-
-def peer_host(flow: http.HTTPFlow) -> str:
-    return str(flow.client_conn.peername[0]) if flow.client_conn.peername else ""

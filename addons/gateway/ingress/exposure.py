@@ -18,7 +18,7 @@ from mitmproxy import exceptions
 from mitmproxy.proxy import mode_specs
 
 from ..settings.config import KEYS_ENV, Config
-from . import access
+from .. import peers
 from .fence import Fence
 from .listeners import bind_loopback_by_default
 
@@ -29,7 +29,7 @@ def enforce(opts, updated: set[str], config: Config, fence: Fence,
             named_keys: Callable[[], bool] = lambda: False) -> None:
     """`named_keys`: whether named client keys (qwen-keys) exist (asked only when a listener is exposed)."""
     if {"mode", "listen_host", "qwen_client_keys_file", "qwen_allow_open"} & updated and "mode" in opts:
-        exposed = access.exposed_listeners(list(opts.mode), opts.listen_host)
+        exposed = peers.exposed_listeners(list(opts.mode), opts.listen_host)
         if exposed and not config.client_keys and not config.allow_open and not named_keys():
             raise exceptions.OptionsError(
                 "The Qwen gateway would listen beyond loopback without client keys: " + ", ".join(exposed)

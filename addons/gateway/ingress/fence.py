@@ -15,7 +15,7 @@ import time
 from mitmproxy.proxy import mode_specs, server_hooks
 
 from ..settings.config import Config, normalise_host
-from .access import is_loopback
+from ..peers import is_loopback
 
 RESOLVE_TTL_S = 60.0
 

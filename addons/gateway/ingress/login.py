@@ -12,7 +12,7 @@ from ..settings.config import Config
 from ..errors import GatewayError
 from ..exchange import Exchange
 from ..local_answers import json_response
-from .access import is_loopback
+from ..peers import is_loopback
 
 
 class DeviceLogins(Protocol):

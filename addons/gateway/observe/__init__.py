@@ -1,6 +1,6 @@
 """Usage and observability: plain observer objects the gateway calls at named points of each exchange
 (see ../observer.py; ../dispatch.py calls them); they never change the flow (the context guard, which refuses
-requests, is a check of the turn: ../turn/guard.py). None is a mitmproxy
+requests, is a check of the turn: ../turn/context_guard.py). None is a mitmproxy
 addon: they declare no options (settings/config.py does), read the gateway's typed `Exchange` (exchange.py) and the
 `Config` handed to `configure`, and keep their own state on the instance.
 

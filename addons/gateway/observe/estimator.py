@@ -5,7 +5,7 @@ tiktoken is loaded only when a count must be exact (its encoding is ~25 MB of th
 small prompt's count ran on the event loop): for an endpoint whose answer reports the prompt's tokens
 (`counted_first`: the Messages API's first event), or every prompt with `qwen_token_count_exact`. Other
 prompts get characters / 4 (method `estimate`) for the request line, the ledger and mitmweb; the context
-guard counts exactly itself when the byte bound cannot decide (guard.py)."""
+guard counts exactly itself when the byte bound cannot decide (turn/context_guard.py)."""
 
 from __future__ import annotations
 

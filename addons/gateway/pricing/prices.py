@@ -10,7 +10,7 @@ logins, web sessions, self-hosted or other endpoints), or a model missing from t
 What nothing prices is *unpriced* (`Charge` with the unit UNPRICED and no amount): its cost is unknown, never
 $0 — unless `qwen_unpriced_as` names a priced model, whose price (on the account's billing, else pay-as-you-go
 international) then counts it, said as `priced_as`. A named key with a USD budget never sends an unpriced
-request (ingress/client_keys/team.py).
+request (tenancy/team.py).
 
 The user file (JSON), any of:
 

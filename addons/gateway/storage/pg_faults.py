@@ -154,7 +154,7 @@ def deadline(conn: Any, seconds: float = DEADLINE_S) -> Iterator[Expiry]:
 
 def connection(url: str, timeout: int = PROBE_CONNECT_S) -> Any:
     """A plain autocommit connection of its own, outside any `Database` (no pool, no outage recorded): the
-    probe's, and a look at a database before the gateway is pointed at it (ingress/client_keys/place.py)."""
+    probe's, and a look at a database before the gateway is pointed at it (tenancy/place.py)."""
     import psycopg
 
     return psycopg.connect(url, autocommit=True, connect_timeout=timeout)

@@ -14,13 +14,14 @@ import logging
 from ..storage.health import StateUnavailable
 from ..errors import gateway_error
 from ..exchange import Exchange
+from ..live_stream import LiveStream
 from .stream_rewriter import StreamRewriter, stream_error
 
 KEEP_WAIT_S = 10.0  # a kept answer's database write, at most, before its end goes out (stream, turn, whole)
 log = logging.getLogger("qwen")
 
 
-def final_object(rw: StreamRewriter) -> dict | None:
+def final_object(rw: LiveStream) -> dict | None:
     """A stream translator's final object (the Responses API keeps it), if it builds one."""
     build = getattr(rw.translator, "response", None)
     return build() if callable(build) and not rw.error else None

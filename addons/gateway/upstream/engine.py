@@ -38,7 +38,7 @@ class UpstreamEngine:
                  on_upstream_request: Callable[[Exchange], None] = lambda ex: None, client=None,
                  usd_budget_check: Callable[[Exchange], None] = lambda ex: None) -> None:
         self.policy = policy
-        # a named key's USD budget: what has no price is refused (ingress/client_keys/team.py), raising the refusal
+        # a named key's USD budget: what has no price is refused (tenancy/team.py), raising the refusal
         self.usd_budget_check = usd_budget_check
         self.pairing = pairing  # which upstream serves the account, and how the endpoint's pair is carried
         self.config = config

@@ -12,7 +12,7 @@ import stat
 import pytest
 
 from qwen_gateway.cli import keys
-from qwen_gateway.ingress.client_keys.store import FILENAME, KeyStore
+from qwen_gateway.tenancy.store import FILENAME, KeyStore
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from qwen_gateway.cli import keys, keys_migrate
-from qwen_gateway.ingress.client_keys.move import Moved
-from qwen_gateway.ingress.client_keys.store import FILENAME
+from qwen_gateway.tenancy.move import Moved
+from qwen_gateway.tenancy.store import FILENAME
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ tests/e2e/test_e2e_what_people_see.py."""
 from __future__ import annotations
 
 from qwen_gateway.cli import usage_store
-from qwen_gateway.ingress.client_keys.place import store_note
+from qwen_gateway.tenancy.place import store_note
 
 URL = "postgresql://qwen@db.internal:5432/qwen_gateway"
 

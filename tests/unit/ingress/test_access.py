@@ -1,4 +1,5 @@
-"""Access control: client keys, loopback by default, request size limit."""
+"""Access control: client keys, loopback by default, request size limit (key comparison and loopback itself:
+tests/unit/test_peers.py)."""
 
 from __future__ import annotations
 
@@ -7,25 +8,7 @@ import subprocess
 import httpx
 import pytest
 
-from qwen_gateway.ingress.access import exposed_listeners, key_matches
 from helpers.procs import ADDON, BIN
-
-
-def test_key_matching_is_exact():
-    keys = [b"k-one", b"k-two"]
-    assert key_matches(b"k-two", keys) and not key_matches(b"k-tw", keys) and not key_matches(b"", keys)
-
-
-@pytest.mark.parametrize("modes,host,exposed", [
-    (["reverse:https://portal.qwen.ai"], "", False),  # the gateway binds loopback itself
-    (["reverse:https://portal.qwen.ai@8080"], "0.0.0.0", True),
-    (["regular@127.0.0.1:8080"], "0.0.0.0", False),
-    (["regular@0.0.0.0:8080"], "", True),
-    (["regular"], "::1", False),
-    (["regular"], "192.168.1.5", True),
-])
-def test_exposed_listeners(modes, host, exposed):
-    assert bool(exposed_listeners(modes, host)) is exposed
 
 
 @pytest.mark.e2e

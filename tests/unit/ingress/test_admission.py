@@ -14,8 +14,8 @@ from mitmproxy.test import tflow
 from qwen_gateway import components
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.ingress import access, admission, claim
-from qwen_gateway.ingress.client_keys.ring import Keyring, KeyRecord
-from qwen_gateway.ingress.client_keys.team import Team
+from qwen_gateway.tenancy.ring import Keyring, KeyRecord
+from qwen_gateway.tenancy.team import Team
 from qwen_gateway.settings.config import Config
 
 ALICE = b"sk-qg-alice-0123456789abcdef"

@@ -19,7 +19,7 @@ from mitmproxy.test import taddons, tflow
 
 from qwen_gateway.addon import QwenGateway
 from qwen_gateway.ingress import access
-from qwen_gateway.ingress.client_keys.ring import Keyring, KeyRecord, digest
+from qwen_gateway.tenancy.ring import Keyring, KeyRecord, digest
 from qwen_gateway.redact import redact_log
 
 KEY = "sk-qg-" + "Kk3_" * 11  # a named key's shape

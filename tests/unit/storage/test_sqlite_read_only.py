@@ -4,7 +4,7 @@ leaves it: with its -wal and -shm beside it. SQLite opens such a file read-only 
 once the folder takes writes again; `open_private_db` refuses it instead, as the folder's outage, so that a
 store opens it anew later. Before (issue 50): the connection was opened, and a store that kept it (stored
 Responses' writer) could not write again until a restart. The keys, which must be read there:
-tests/unit/ingress/client_keys/test_store_read_only.py."""
+tests/unit/tenancy/test_store_read_only.py."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The Responses API (/v1/responses, its WebSocket, compaction and stored responses) on the pivot.
 
     endpoints.py  the two endpoints, wired from the modules below and the store
-    request.py    request -> chat request (with tools.py, items_in.py, messages.py, compaction.py; fields.py:
+    request.py    request -> chat request (with tools.py, items_in.py, chat_messages.py, compaction.py; fields.py:
                   fields honoured the gateway's way or refused by name)
     output.py     chat answer -> Response object (items.py: the output items; history.py: what is kept)
     stream.py     normalised chunks -> Responses events (events.py, stream_call.py, input_decoder.py)

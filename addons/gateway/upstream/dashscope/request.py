@@ -80,7 +80,7 @@ def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None 
 
     `notes` collects what was changed from the client's request (the model is the request's route's: images
     go to a vision model by qwen_routes, the engine's choice); `session_id` overrides the one derived from the
-    conversation; `learned`: what Qwen's refusals taught (dashscope/ranges.py, upstream/learned.py) over the
+    conversation; `learned`: what Qwen's refusals taught (dashscope/ranges.py, models/learned.py) over the
     catalogue: a model's thinking switch, that it answers streams only, its output cap and largest budget.
     """
     # A shallow copy: every step below builds new containers where it changes one (copy on write), so

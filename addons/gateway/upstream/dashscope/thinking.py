@@ -46,7 +46,7 @@ _TAUGHT = {ONLY: Spec(ONLY, True, source="Qwen's 400"), EFFORT: Spec(EFFORT, Tru
 
 
 def spec(model: str, learned: Mapping[str, Thinking] | None = None) -> Spec:
-    """The model's thinking: the table's, unless a 400 taught otherwise (`learned`, upstream/learned.py); for a
+    """The model's thinking: the table's, unless a 400 taught otherwise (`learned`, models/learned.py); for a
     model the table does not know, its family's, else its family rules', else UNKNOWN."""
     if learned and model in learned:
         return _TAUGHT[learned[model]]

@@ -1,0 +1,293 @@
+"""A team gateway: named client keys (`qwen-keys`) with limits and budgets, and what each key spent.
+
+- **Who**: `check` (requestheaders, every request): one SHA-256 and one dict lookup in the keyring held in
+  memory. Once any named key exists (revoked ones too), a request needs one (or a key of the flat keys
+  file, which keeps working alongside); a missing, unknown or revoked key is a 401 and nothing goes
+  upstream. A gateway on PostgreSQL that never read its keys (and has no copy of them) refuses every
+  request with 503 rather than serve without them.
+- **Limits** (`limit`, before the request goes upstream): budgets from memory (tenancy/spend.py), then rpm
+  and tpm through the limiter (tenancy/limits.py), which asks the backend only when the local lease is spent;
+  a key with rpm or tpm gets their state as headers on its answer or refusal (tenancy/rate_headers.py).
+  A key with a USD budget is refused what has no price (`priced_only`, called by the engine once the account and
+  the model as sent are known: nothing unpriced can pass a budget in USD).
+- **Spend** (`finished`, an observer, after the answer): tokens Qwen reported, the request's cost
+  (`ex.result.cost`, pricing/prices.py) and refusals, per key and UTC day; tpm grants settled with the real tokens.
+- **Where** (tenancy/source.py): `<state_dir>/keys.sqlite3`, or the shared database (`qwen_state_url`: rate
+  limits exact across gateways). A running gateway sees a new, revoked or rotated key within a second (5 s
+  at most on PostgreSQL when a notification is lost).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..errors import GatewayError
+from ..observer import Observer
+from ..pricing.prices import REQUESTS, TOKENS, USD, PriceTable
+from . import rate_headers, refusals
+from ..peers import is_loopback, key_matches, peer_host
+from .ring import Keyring, KeyRecord, digest
+from .source import KeySource
+from .holds import Costs, Holds, MemoryHolds, Spending, ceiling
+from .limits import RPM, TPM, Limiter, MemoryGrants, Taken
+from .spend import SpendBook
+
+if TYPE_CHECKING:
+    from mitmproxy import http
+
+    from ..settings.config import Config
+    from ..exchange import Exchange
+
+log = logging.getLogger("qwen")
+
+PENDING = GatewayError(503, "keys not read yet")  # a marker, never answered: see Team.check
+MOVED = GatewayError(503, "The gateway's named client keys were moved to a shared database (qwen-keys migrate): it "
+                          "refuses every request until it runs with qwen_state_url set to that database.",
+                     code="state_unavailable")
+NO_KEY = digest(b"")  # what a request without a key presents (late_check sees digests only)
+
+
+class Team(Observer):
+    at_once = True  # a key's spend counted before its next request is checked (in memory: no I/O)
+    counts_bills = True  # a batch's bill counts against its key's budget
+
+    def __init__(self) -> None:
+        self.ring = Keyring()
+        self.book = SpendBook()
+        self.limiter = Limiter(MemoryGrants())
+        self.holds: Holds = MemoryHolds()  # what running requests hold against budgets (tenancy/holds.py)
+        self.costs = Costs()
+        self.source = KeySource(self)
+        self.prices = PriceTable()  # the configured price table: what a USD budget may be spent on
+        self._warned = False
+        self.counts_down = ""  # why the shared budget counts could not be reached at the last try ("": they could)
+        self.deleted: list[Callable[[str], None]] = []  # told each name deleted (its stored objects go with it)
+
+    # ---- lifecycle: where the keys live (tenancy/source.py) -------------------------------------------
+
+    def configure(self, config: Config) -> None:
+        self.prices = config.prices
+        self.source.configure(config)
+
+    def running(self) -> None:
+        self.source.running()
+
+    async def close(self) -> None:
+        await self.source.close()
+
+    def keys_exist(self) -> bool:
+        return self.source.keys_exist()
+
+    def status(self) -> dict | None:
+        """What /health says of the named keys (None: there are none, nothing to say)."""
+        ring = self.ring
+        if not ring.loaded:
+            return {"state": "unread"}
+        if not ring.required:
+            return None
+        shown = {"active": ring.active, "revoked": ring.revoked, "state": "copy" if ring.provisional else "read"}
+        if self.counts_down:  # its limits and budgets cannot be counted with the other gateways': refused
+            shown["counts"] = (f"unreachable ({self.counts_down}): requests of keys with a limit or budget are "
+                               "refused (503) until the shared database answers")
+        return shown
+
+    # ---- who ---------------------------------------------------------------------------------------
+
+    def check(self, presented: bytes, flat: tuple[bytes, ...],
+              flow: http.HTTPFlow | None = None) -> tuple[GatewayError | None, KeyRecord | None]:
+        """(the refusal, the named key) of a request's key; the refusal is PENDING when the shared keys are
+        not read yet and no flat key matched (`late_check` decides, in the request hook). `flow`: where the
+        client is, for the 401's advice (asked only when refusing)."""
+        ring = self.ring
+        if ring.required:
+            rec = ring.find(presented) if presented else None
+            if rec is not None:
+                return (refusals.revoked(rec) if rec.revoked else None), rec
+        elif ring.loaded and not flat:
+            return None, None  # no keys of any kind: the gateway is open (and loopback-only)
+        if flat and key_matches(presented, flat):
+            return None, None
+        if not ring.loaded:
+            return PENDING, None
+        return refusals.no_key(bool(presented), ring.required, _local(flow)), None
+
+    async def late_check(self, presented_digest: bytes, flat: bool,
+                         flow: http.HTTPFlow | None = None) -> tuple[GatewayError | None, KeyRecord | None]:
+        """A request that came before the shared keys were read: waits for the first read (10 s at most).
+        `flat`: the gateway has flat keys (the request's key is none of them)."""
+        await self.source.first_read()
+        ring = self.ring
+        if not ring.loaded and self.source.moved_to:
+            return MOVED, None
+        if not ring.loaded:  # the database does not answer, this gateway never read its keys: every request is refused
+            why = self.source.why()
+            self._warn_unread(why)
+            return refusals.keys_unread(why), None
+        rec = ring.find_digest(presented_digest) if ring.required else None
+        if rec is not None:
+            return (refusals.revoked(rec) if rec.revoked else None), rec
+        if not ring.required and not flat:
+            return None, None
+        return refusals.no_key(presented_digest != NO_KEY, ring.required, _local(flow)), None
+
+    def _warn_unread(self, why: str) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("qwen: WARNING: this gateway has never read its named client keys: %s, and it has no copy "
+                        "of them: it refuses every request (503) until it can read them; the keys file's keys still "
+                        "work (docs/keys.md)", refusals.unread(why))
+
+    @staticmethod
+    def bind(ex: Exchange, rec: KeyRecord | None) -> None:
+        if rec is not None:
+            ex.key.name = rec.name
+            if not rec.revoked:
+                ex.key.record = rec
+                ex.key.usd_budget = bool(rec.monthly_usd)  # the engine then asks `priced_only`
+
+    # ---- limits, before upstream ---------------------------------------------------------------------
+
+    async def limit(self, ex: Exchange) -> None:
+        """Raises the refusal when the exchange's key is over a budget or a rate limit."""
+        rec = ex.key.record
+        if not isinstance(rec, KeyRecord) or ex.key.taken is not None:
+            return
+        try:
+            await self._limit(ex, rec)
+        finally:  # on the answer and on a refusal alike (local.Formats puts them on either)
+            if rec.rpm or rec.tpm:
+                ex.key.limit_headers = self._headers(ex.dialect, rec)
+
+    async def _limit(self, ex: Exchange, rec: KeyRecord) -> None:
+        want = max(1, ex.count.tokens or ex.client.size // 4)  # bytes/4: no count on the request's path
+        if rec.daily_tokens or rec.monthly_usd:
+            spent = self.book.spent(rec.name)
+            self._over_budget(ex, rec, Spending(spent.tokens_today, spent.usd_month))  # from memory: no I/O
+            ex.key.hold = await self._hold(ex, rec, want, Spending(spent.tokens_today, spent.usd_month))
+        taken: list[Taken] = []
+        ex.key.taken = taken
+        try:
+            if rec.rpm:
+                taken.append(await self._take(rec, RPM, 1, rec.rpm, taken))
+            if rec.tpm:
+                if want > rec.tpm:
+                    self._give_back(taken)
+                    raise refusals.too_large(rec, want)
+                taken.append(await self._take(rec, TPM, want, rec.tpm, taken))
+        except BaseException:
+            self._release(ex)
+            raise
+
+    @staticmethod
+    def _over_budget(ex: Exchange, rec: KeyRecord, spent: Spending) -> None:
+        if rec.daily_tokens and spent.tokens_today >= rec.daily_tokens:
+            raise refusals.over_daily(rec, spent.tokens_today, ex.dialect)
+        if rec.monthly_usd and spent.usd_month >= rec.monthly_usd:
+            raise refusals.over_monthly(rec, spent.usd_month, ex.dialect)
+
+    async def _hold(self, ex: Exchange, rec: KeyRecord, prompt: int, spent: Spending) -> list:
+        """The request's hold on its key's budgets, counted with every running request's (every gateway's on
+        the shared database): [hold, probe]. Raises the refusal when the budget is reached."""
+        (tokens, usd), probe = await self.costs.expected(
+            rec.name, prompt, None if rec.monthly_usd else ceiling(ex.chat_body, prompt))
+        try:
+            hold, counted = await self.holds.take(rec.name, tokens, usd, rec.daily_tokens, rec.monthly_usd, spent,
+                                                  self.book.day)
+        except Exception as e:  # never counted alone: the other gateways' spend is not known here
+            if probe:
+                self.costs.probed(rec.name)
+            log.warning("qwen: could not count key %s's budget in the shared database: %s", rec.name, type(e).__name__)
+            self.counts_down = type(e).__name__
+            raise refusals.counts_unreachable(rec) from None
+        self.counts_down = ""
+        if hold is None:
+            if probe:
+                self.costs.probed(rec.name)
+            self._over_budget(ex, rec, counted)
+            raise refusals.over_daily(rec, counted.tokens_today, ex.dialect)  # not reached: `over` said so
+        return [hold, probe]
+
+    def _release(self, ex: Exchange, tokens: int = 0, usd: float = 0.0) -> None:
+        """The request's hold ends: its cost learned (when it has one), the next request's probe let go."""
+        held = ex.key.hold
+        if not held:
+            return
+        hold, probe = held
+        ex.key.hold = None
+        if tokens > 0:
+            self.costs.learn(hold.name, tokens, usd)
+        self.holds.release(hold)
+        if probe:
+            self.costs.probed(hold.name)
+
+    def priced_only(self, ex: Exchange) -> None:
+        """The engine's check for a key with a USD budget (the model as sent, on the account chosen): raises the
+        refusal when nothing prices the request, since its cost could not count against the budget."""
+        cred = ex.attempt.cred
+        if cred is not None and not self.prices.priced(cred.billing, ex.attempt.model):
+            raise refusals.unpriced(ex.key.name, ex.attempt.model)
+
+    def _headers(self, dialect: str, rec: KeyRecord) -> dict[str, str]:
+        states = []
+        for what, kind, limit in (("requests", RPM, rec.rpm), ("tokens", TPM, rec.tpm)):
+            if limit:
+                states.append((what, limit, *self.limiter.state(rec.name, kind, limit)))
+        return rate_headers.headers(dialect, states)
+
+    async def _take(self, rec: KeyRecord, kind: str, want: int, limit: int, taken: list[Taken]) -> Taken:
+        try:
+            got = self.limiter.take_now(rec.name, kind, want, limit)  # no waiting: memory, or the lease
+            if got is None:
+                got = await self.limiter.take(rec.name, kind, want, limit)
+        except Exception as e:
+            log.warning("qwen: could not count key %s's requests in the shared database: %s", rec.name,
+                        type(e).__name__)
+            self.counts_down = type(e).__name__
+            self._give_back(taken)
+            raise refusals.counts_unreachable(rec) from None
+        self.counts_down = ""
+        if isinstance(got, Taken):
+            return got
+        self._give_back(taken)
+        raise refusals.rate_limited(rec, kind, got)
+
+    def _give_back(self, taken: list[Taken]) -> None:
+        for t in taken:
+            self.limiter.give_back(t)
+        taken.clear()
+
+    # ---- spend, after the answer ---------------------------------------------------------------------
+
+    def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
+        name = ex.key.name
+        if not name:
+            return
+        if refusals.refused(ex.result.error, answered_by=ex.attempt.cred):
+            self.book.charge(name, refused=1)
+            self._release(ex)
+            return
+        usage = ex.result.usage if isinstance(ex.result.usage, dict) else {}
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        tokens = (prompt if type(prompt) is int else 0) + (completion if type(completion) is int else 0)
+        cost, unit = ex.result.cost or 0.0, ex.result.cost_unit
+        self.book.charge(name, requests=1, tokens=tokens, usd=cost if unit == USD else 0.0,
+                         plan_requests=int(cost) if unit == REQUESTS else 0,
+                         plan_tokens=int(cost) if unit == TOKENS else 0)
+        if ex.result.usage is not None or ex.result.error is not None or ex.result.stream_error:
+            self._release(ex, tokens, cost if unit == USD else 0.0)  # with the spend: one batch deletes and adds
+        taken = ex.key.taken
+        # settled once, by the exchange that has Qwen's answer (a background response's POST, answered
+        # `queued`, hands its allowance to the turn that runs on: the same list)
+        if taken and (ex.result.usage is not None or ex.result.error is not None or ex.result.stream_error):
+            for t in taken:
+                if t.kind == TPM:
+                    self.limiter.settle(t, tokens)
+            taken.clear()
+
+
+def _local(flow: http.HTTPFlow | None) -> bool:
+    """The client is on the gateway's own machine (a loopback peer)."""
+    return flow is not None and is_loopback(peer_host(flow))
+

@@ -1,0 +1,104 @@
+"""Named keys on the shared PostgreSQL database (`qwen_state_url`), from the gateway's event loop: the keys
+followed (NOTIFY "key:<name>" from `qwen-keys` and from other gateways' spend, a full reload every
+REFRESH_S), spend added in batches, and the rpm/tpm grants (tenancy/limits.py) taken in one statement each.
+Nothing here blocks the loop; no request waits on the database unless its key has rpm or tpm and no
+lease left."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+from ..storage.pg import CHANNEL, Database, placeholders
+from .ring import KeyRecord
+from .schema import COMPONENT, KEY_COLUMNS, PG_STEPS, Delta, Spent, add_spend_sql, record_of, spend_query, spent_of
+from .limits import WINDOW_S, Answer, shared_chunk
+from .outage import OutageNote
+
+REFRESH_S = 5.0  # a lost notification: every key and its spend are read again within this
+LEASE_S = 2.0
+
+
+class SharedGrants:
+    """ingress/limits.Grants on the database: exact across gateways."""
+
+    window = WINDOW_S + LEASE_S
+    lease = LEASE_S
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._deltas: dict[int, int] = {}  # grant id -> tokens (or requests) to add; negative: given back
+        self._note = OutageNote("qwen: could not settle named keys' rate grants in the shared database: %s (each "
+                                "counts what it reserved until it leaves the window)",
+                                "qwen: named keys' rate grants settled in the shared database again")
+
+    def chunk(self, limit: int, want: int) -> int:
+        return shared_chunk(limit, want)
+
+    def try_now(self, name: str, kind: str, want: int, limit: int) -> None:
+        return None  # the database is asked (when the lease is spent)
+
+    async def take(self, name: str, kind: str, want: int, chunk: int, limit: int) -> Answer:
+        await self.db.amigrate(COMPONENT, PG_STEPS)
+        rows = await self.db.fetch("SELECT granted, grant_id, retry_after, used, reset_after "
+                                   "FROM qwen_key_grant(%s, %s, %s, %s, %s, %s)", (name, kind, want, chunk, limit,
+                                                                                    self.window))
+        granted, grant, retry, used, reset = rows[0]
+        return Answer(int(granted), int(grant), float(retry), int(used), float(reset))
+
+    def settle(self, name: str, kind: str, grant: int, delta: int) -> None:
+        self._deltas[grant] = self._deltas.get(grant, 0) + delta  # written by `flush`, every second
+
+    async def flush(self) -> None:
+        """The settlements of the last second, one statement per grant, in one transaction."""
+        deltas, self._deltas = self._deltas, {}
+        if not deltas:
+            return
+        try:
+            pool = await self.db.pool()
+            async with pool.connection() as conn, conn.transaction():
+                for grant, delta in deltas.items():
+                    await conn.execute("UPDATE key_grants SET amount = GREATEST(0, amount + %s) WHERE id = %s",
+                                       (delta, grant))
+        except Exception as e:  # a grant unsettled counts what was reserved until it leaves the window
+            self._note.failed(e)
+        else:
+            self._note.worked()
+
+
+class SharedKeys:
+    """The keys and their spend, read and written on the event loop."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._add_spend = placeholders(add_spend_sql("GREATEST"))
+
+    def follow(self, reload: Callable[[str | None], Awaitable[None]]) -> asyncio.Task:
+        return asyncio.get_running_loop().create_task(
+            self.db.follow(COMPONENT, PG_STEPS, "key", reload, every=REFRESH_S, what="named client keys"),
+            name="qwen: named keys")
+
+    async def keys(self, name: str | None = None) -> list[KeyRecord]:
+        await self.db.amigrate(COMPONENT, PG_STEPS)  # once: a new database has no keys, not an error
+        where, args = ("WHERE name = %s", (name,)) if name is not None else ("", ())
+        return [record_of(r) for r in await self.db.fetch(f"SELECT {KEY_COLUMNS} FROM client_keys {where}", args)]
+
+    async def spend(self, today: str, name: str | None = None) -> dict[str, Spent]:
+        sql, args = spend_query(today, name)
+        return {r[0]: spent_of(r) for r in await self.db.fetch(placeholders(sql), args)}
+
+    async def write_spend(self, deltas: dict[tuple[str, str], Delta], released: Sequence[int] = ()) -> None:
+        """One transaction, with the budget holds of the requests whose spend it adds deleted (counted once:
+        tenancy/holds.py); the other gateways hear of each key at once. The spend of a key deleted
+        before this gateway heard of it is not kept (its name may be used again, from zero)."""
+        pool = await self.db.pool()
+        names = sorted({n for n, _ in deltas})
+        async with pool.connection() as conn, conn.transaction():
+            for (name, day), d in deltas.items():
+                await conn.execute(self._add_spend, (name, day, *d.values()))
+            if released:
+                await conn.execute("DELETE FROM key_holds WHERE id = ANY(%s)", (list(released),))
+            await conn.execute("DELETE FROM key_day d WHERE d.name = ANY(%s) AND NOT EXISTS "
+                               "(SELECT 1 FROM client_keys c WHERE c.name = d.name)", (names,))
+            for name in names:
+                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"key:{name}"))
