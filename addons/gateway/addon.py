@@ -49,8 +49,7 @@ class QwenGateway(Wiring):
         with startup.fail_closed(self._running):
             config.declare(loader)
             if master is not None:
-                # a crash in native code (an extension, the interpreter) prints every thread's stack on stderr
-                faulthandler.enable()
+                faulthandler.enable()  # a crash in native code prints every thread's stack on stderr
                 startup.deferred_values(master.options, self._running)  # a bad one: stopped, never unconfigured
                 at_load.install(master)  # the hook dispatch, the message checks, the terminal log's output
             terminal.keep_secrets_out_of_logs()  # mitmproxy's protocol debug prints clients' headers
