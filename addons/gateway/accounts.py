@@ -2,7 +2,7 @@
 
 The gateway asks the pool for a `Credential`, sends one upstream request with it and
 reports what happened. It never looks inside an account: OAuth files, refresh, locks and
-API keys all live behind `Account` (auth/account.py), in the auth wing that implements `Pool`.
+API keys all live behind `Account` (auth/account.py), in the auth package that implements `Pool`.
 """
 
 from __future__ import annotations

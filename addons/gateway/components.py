@@ -1,7 +1,7 @@
-"""The one place where the wings are named. The wiring builds its tables here — the client
+"""The one place where the outer packages are named. The wiring builds its tables here — the client
 dialects' endpoints by path, which upstream serves each kind of account, the (endpoint, upstream) pairs
-that skip the pivot, the local answers that belong to a dialect, and the observers — and hands them to
-the core, which knows the wings only through these tables (interfaces.py's types).
+that skip the chat form, the local answers that belong to a dialect, and the observers — and hands them to
+the core, which knows the outer packages only through these tables (interfaces.py's types).
 
 Adding a client dialect: its endpoints below. Adding an upstream: its kind in `pairing`.
 """
@@ -119,7 +119,7 @@ def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[
                  learned: Callable[[], LearnedFacts | None] = lambda: None,
                  bills: BatchBills | None = None,
                  priced_only: Callable[[Exchange], None] = lambda ex: None) -> dict[str, LocalRoute]:
-    """Local answers that belong to a wing: route name (ingress/routing.py) -> answer. `bills`: where a finished
+    """Local answers that belong to an outer package: route name (ingress/routing.py) -> answer. `bills`: where a finished
     batch's bill goes (`batch_bills`); `priced_only`: a named key's USD budget's check (the team's)."""
     return {"models": model_list.answer(pool, key_catalogues), "stored_response": retrieve.stored_response(store, runs),
             "input_tokens": retrieve.input_tokens(store), "auth": LoginRoute(reload_accounts, RemoteLogin),

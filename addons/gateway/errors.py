@@ -22,7 +22,7 @@ from .storage.health import StateUnavailable
 STATE_RETRY_AFTER_S = 2  # what a 503 state_unavailable asks a client to wait (storage.PROBE_S is 0.5 s)
 
 # flow.metadata key: mitmproxy refused the request itself before any hook could answer (its request validation:
-# a CONNECT on a reverse listener), with the status it sent (400); set by the door, read by the request line
+# a CONNECT on a reverse listener), with the status it sent (400); set by the entrance, read by the request line
 MITMPROXY_REFUSED = "qwen_mitmproxy_refused"
 
 # An answer no retry of the client's can change (a missing or wrong key, no account, a spent budget, a plan's

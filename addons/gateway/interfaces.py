@@ -1,4 +1,4 @@
-"""The pivot: the one internal form every client dialect and every upstream translate to and from.
+"""The chat form: the one internal form every client dialect and every upstream translate to and from.
 
 The form is the OpenAI chat-completions request, its whole answer and its chunk stream — what Qwen's
 compatible mode speaks. A client dialect (api/) turns its request into a chat request and a chat answer
@@ -8,10 +8,10 @@ and its wire back into a chat answer or normalised chunks. Neither knows the oth
     client dialect ──to_chat──▶ chat request ──Upstream.body──▶ the upstream's wire
     client dialect ◀─from_chat / StreamTranslator── chat answer / chunks ◀─answer / ChunkSource── wire
 
-A pair that skips the pivot (the upstream takes the dialect's own body, as DashScope's embeddings
+A pair that skips the chat form (the upstream takes the dialect's own body, as DashScope's embeddings
 endpoint takes OpenAI's) is declared once, by the pair, in `Pairing` (built in components.py).
 
-The TypedDicts below are the pivot's shapes where the gateway builds them; what comes from a client or
+The TypedDicts below are the chat form's shapes where the gateway builds them; what comes from a client or
 an upstream is read as plain dicts and checked where it is read.
 """
 
@@ -78,7 +78,7 @@ class ChatChunk(TypedDict):
 
 
 class WebSearchOptions(TypedDict, total=False):
-    """Chat's `web_search_options` as the pivot carries it: OpenAI's fields, and three of the gateway's own that
+    """Chat's `web_search_options` as the chat form carries it: OpenAI's fields, and three of the gateway's own that
     a client dialect sets for its own search tool (a chat client's `web_search_options` never carries them).
     Its answer's sources come back as Qwen's `search_info` ({"search_results": [{"index", "title", "url", …}]})
     beside the choices, and as `url_citation` annotations on the message (or the choice's last delta)."""
@@ -104,7 +104,7 @@ class StreamTranslator(Protocol):
 
 @dataclass(frozen=True)
 class Endpoint(Generic[X]):
-    """One client API endpoint: both directions of its translation to the pivot (X: the exchange record)."""
+    """One client API endpoint: both directions of its translation to the chat form (X: the exchange record)."""
 
     name: str
     to_chat: Callable[[dict, X], dict]  # client body -> chat body (validates; may add notes)
@@ -121,7 +121,7 @@ class Endpoint(Generic[X]):
     # A pass-through pair (Leg.passthrough): the body the upstream gets in the dialect's own form (None: the
     # body `to_chat` made is it), the client's answer from the upstream's own answer (None: `from_chat`), and
     # the stream's reader and writer in the dialect's own event format. `own_body` may say None: this request
-    # cannot take the pair (a feature only the translation serves), and goes through the pivot instead
+    # cannot take the pair (a feature only the translation serves), and goes through the chat form instead
     own_body: Callable[[dict, X], dict | None] | None = None
     from_own: Callable[[dict, X], dict] | None = None
     own_stream: Callable[[X], tuple[ChunkSource, StreamTranslator]] | None = None
@@ -198,7 +198,7 @@ Fetch = Callable[[Wire], Awaitable[tuple[int, dict[str, str], bytes]]]
 
 
 class Upstream(Protocol):
-    """One upstream kind: the pivot's chat form over its own wire, and back. It sees the chat request and the
+    """One upstream kind: the chat form over its own wire, and back. It sees the chat request and the
     account, never the client's request: it cannot tell which dialect asked."""
 
     name: str
@@ -259,7 +259,7 @@ class Upstream(Protocol):
 @dataclass(frozen=True)
 class Leg:
     """How one (client dialect, upstream) pair is carried: the path under the account's base, and whether
-    the body goes through the pivot (translated) or as the dialect's own (a pass-through)."""
+    the body goes through the chat form (translated) or as the dialect's own (a pass-through)."""
 
     suffix: str = "chat/completions"
     passthrough: bool = False
@@ -272,7 +272,7 @@ class Leg:
 
 @dataclass(frozen=True)
 class Pairing:
-    """Which upstream serves each credential kind, and the pairs that do not go through the pivot."""
+    """Which upstream serves each credential kind, and the pairs that do not go through the chat form."""
 
     default: Upstream  # for an account of a kind not listed, and an exchange before its account is chosen
     upstreams: Mapping[str, Upstream] = field(default_factory=dict)  # credential kind -> upstream

@@ -1,5 +1,5 @@
 """Answers the gateway gives itself: /health, /metrics, the Agents SDK's traces, unknown URLs — and the
-routes a wing answers locally (/v1/models, stored responses, remote login), handed in by components.py.
+routes an outer package answers locally (/v1/models, stored responses, remote login), handed in by components.py.
 Also the builders every local answer uses."""
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ class LocalAnswers:
         self.keys = keys
         self.unpriced = unpriced  # the models without a price that carried traffic (/health)
         self.learned = learned  # what Qwen's refusals taught (models/learned.py), shown on /health
-        self.routes = routes  # answers that belong to a wing (components.py): models, stored responses, login
+        self.routes = routes  # answers that belong to an outer package (components.py): models, stored responses, login
         self.metrics = metrics
         self.probes = Probes(pool, keys)  # /health/liveness, /health/readiness
 

@@ -3,7 +3,7 @@ show the gateway's message after ONE request (issue 51, item 5). Before, the 503
 and the 401 of a wrong key carried no `x-should-retry: false`, and Claude Code retried them silently for about
 three minutes (173 s, 188 s) before it printed anything. A spent budget's 400 (Anthropic's spend-limit answer)
 is shown within seconds: Claude Code re-sends any 400 at once with fewer features (five more, whatever
-`x-should-retry` says), each refused at the door, none reaching Qwen.
+`x-should-retry` says), each refused at the entrance, none reaching Qwen.
 
 What is counted is requests, not seconds: every `/v1/messages` the gateway received (tests/helpers/flowlog.py).
 The seconds are printed, for the report.
@@ -87,7 +87,7 @@ def test_a_spent_budget_is_shown_within_seconds_and_nothing_reaches_qwen(claude_
         print(f"\nClaude Code gave up after {took:.1f} s and {len(asked)} request(s), printing: {printed.strip()}")
         assert r.returncode == 1 and "You have reached your specified API usage limits" in printed, printed
         assert asked and {f["status"] for f in asked} == {400} and len(asked) <= 6, asked  # its 400 re-sends only
-        assert took < 30 and len(world.chat_requests()) == qwen_asked  # refused at the door, every time
+        assert took < 30 and len(world.chat_requests()) == qwen_asked  # refused at the entrance, every time
         assert json.dumps(asked).count(key) == 0  # the flow log never holds the key
     finally:
         gw.stop()

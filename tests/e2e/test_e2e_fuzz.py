@@ -183,7 +183,7 @@ def send(watch: LogWatch, path: str, body: dict) -> None:
 
 
 def reached(path: str) -> None:
-    """Counted work: valid bodies were answered (not all refused at the door), so the run went through
+    """Counted work: valid bodies were answered (not all refused at the entrance), so the run went through
     translation, the engine and back; and broken bodies were sent too."""
     answered = sum(n for (p, valid, status), n in OUTCOMES.items() if p == path and valid and status == 200)
     broken = sum(n for (p, valid, _), n in OUTCOMES.items() if p == path and not valid)

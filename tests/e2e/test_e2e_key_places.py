@@ -1,5 +1,5 @@
 """Every place a client can put its key, through a real mitmdump with `-w` and a named key (`qwen-keys add`):
-the door takes it where docs/keys.md says (the Authorization, x-api-key and api-key headers, the WebSocket
+the entrance takes it where docs/keys.md says (the Authorization, x-api-key and api-key headers, the WebSocket
 subprotocol `openai-insecure-api-key.KEY`) and refuses it where it does not (a URL's query, HTTP basic auth,
 a cookie), and in every case the key's bytes are nowhere in the flow file mitmproxy wrote, the gateway's
 log, or what went to Qwen. mitmweb shows the same flow objects `-w` writes, scrubbed in `requestheaders`
@@ -57,7 +57,7 @@ def test_a_key_anywhere_is_checked_where_the_docs_say_and_kept_in_no_flow(tmp_pa
         r = post(gw, "/v1/chat/completions", **header)
         assert r.status_code == 200, (header.keys(), r.text)
     assert socket_turn(gw, f"realtime, openai-insecure-api-key.{key}") == "Echo: over a socket"
-    with pytest.raises(websocket.WebSocketBadStatusException) as refused:  # a wrong key there: the door's 401
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:  # a wrong key there: the entrance's 401
         socket_turn(gw, "realtime, openai-insecure-api-key.sk-qg-not-a-key")
     assert refused.value.status_code == 401
 

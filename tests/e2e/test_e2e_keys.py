@@ -1,5 +1,5 @@
 """The team gateway on one gateway (SQLite state folder): named keys made with the real `qwen-keys`, a real
-mitmdump, openai-python and the anthropic SDK. The door (401 in each client's dialect, nothing upstream), a
+mitmdump, openai-python and the anthropic SDK. The entrance (401 in each client's dialect, nothing upstream), a
 running gateway seeing new, revoked and rotated keys, rate limits under concurrency, budgets, and the keys
 file working alongside. Money, metrics and the places spend is shown: test_e2e_keys_spend.py; two gateways
 on one PostgreSQL: test_e2e_keys_shared.py."""

@@ -1,7 +1,7 @@
 """Named keys when the shared PostgreSQL database goes away, for real (the test stops and starts its own
-server): the door holds from memory, a key with a rate limit fails closed (503, nothing upstream), spend
+server): the entrance holds from memory, a key with a rate limit fails closed (503, nothing upstream), spend
 made meanwhile is kept and written once the database is back (one log line for the outage, one when it is
-back), and gateways restarted during the outage hold the door with their copy of the keys — every change
+back), and gateways restarted during the outage hold the entrance with their copy of the keys — every change
 they heard of by NOTIFY saved in it, a revoked key refused. A gateway that never read its keys refuses every
 request (503) rather than serve without them.
 """
@@ -87,7 +87,7 @@ def test_the_door_holds_and_nothing_is_lost_while_the_database_is_down(tmp_path,
         assert spent[0]["tokens_today"] > 0
         assert gw.log().count(FAILING) == 1 and gw.log().count(BACK) == 1, gw.log()
 
-        pg_down(own_pg)  # and a gateway restarted meanwhile: its copy of the keys holds the door
+        pg_down(own_pg)  # and a gateway restarted meanwhile: its copy of the keys holds the entrance
         gw.stop()
         gw.start()
         assert post(gw, "sk-qg-unknown").status_code == 401

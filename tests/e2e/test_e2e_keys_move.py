@@ -1,4 +1,4 @@
-"""Where the named keys live changes — a state folder's keys.sqlite3, a shared PostgreSQL database — and the door
+"""Where the named keys live changes — a state folder's keys.sqlite3, a shared PostgreSQL database — and the entrance
 never opens: real gateways (mitmdump, mitmweb) and `qwen-keys` as the real command, on a real PostgreSQL.
 
 - A folder with keys (alice active, ci revoked) and a gateway started on a database without them: it refuses to

@@ -102,7 +102,7 @@ def test_a_keys_file_restored_for_another_user_is_never_read_keyless(as_nobody):
     gw = as_nobody("fixed")
     assert gw.alive(), gw.log()
     assert httpx.post(gw.url + "/v1/chat/completions", json={"model": "gpt-4o", "messages": []}, trust_env=False,
-                      timeout=10).status_code == 401  # the door as the keys say
+                      timeout=10).status_code == 401  # the entrance as the keys say
     chat = openai_client(gw.url, alice).chat.completions.create(
         model="gpt-4o", messages=[{"role": "user", "content": "ping"}])
     assert chat.choices[0].message.content == "Echo: ping"

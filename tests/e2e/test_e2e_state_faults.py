@@ -2,7 +2,7 @@
 processes): a state folder mounted read-only (a read-only bind mount in a private mount namespace: the tests
 run as root, for whom a folder's mode is no barrier) holding named client keys, on SQLite and beside a shared
 PostgreSQL database; and a `qwen_state_url` switched at run time to URLs libpq cannot use, and back. What the
-gateway promises (docs/reliability.md, "Storage"): it starts and holds the door as the keys say, a bad URL is
+gateway promises (docs/reliability.md, "Storage"): it starts and holds the entrance as the keys say, a bad URL is
 refused in one line, every storage failure is an outage (503 `state_unavailable`, one line, no traceback) and
 no ledger row of a served request is lost."""
 

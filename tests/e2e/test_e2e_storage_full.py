@@ -31,7 +31,7 @@ def _gateway(tmp_path, emu, url: str) -> Gateway:
         {"name": "b", "kind": "key", "base_url": emu.url + "/v1", "key_env": "KEY_B",
          "default_model": "qwen3-coder-plus"}]}))
     # a flat client key: a gateway that cannot read its named keys from the database refuses every request
-    # without one (docs/security.md, "Faults never open the door"), and this database is full from the start
+    # without one (docs/security.md, "Faults never open the entrance"), and this database is full from the start
     env = {"QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(home / "state"), "HOME": str(home),
            "KEY_B": emu.seed_token(kind="key"), "QWEN_GATEWAY_KEYS": "client-key"}
     return Gateway(home / "gw", env=env, args=("--set", f"qwen_state_url={url}")).start()

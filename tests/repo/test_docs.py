@@ -1122,7 +1122,7 @@ NOT_OUTPUT: dict[tuple[str, str], str] = {  # non-shell blocks that are no comma
     ("docs/keys.md", "qwen: the gateway cannot start: its state folder"):
         "a gateway's refusal on a database without the folder's keys; tests/e2e/test_e2e_keys_move.py finds its "
         "parts (the keys, qwen-keys migrate, the database) in a real gateway's log",
-    ("docs/architecture.md", "client dialect (api/)"): "a diagram of the pivot between the wings",
+    ("docs/architecture.md", "client dialect (api/)"): "a diagram of the chat form between the outer packages",
     ("docs/observability.md", "qwen-usage [today|days|accounts|models|requests|conversations]"): "the command's synopsis",
     ("docs/observability.md", "cache: turn 3 read 0 of 5,249"):
         "a Codex session's third turn in mitmweb; tests/e2e/test_e2e_cache_doctor_codex.py compares its real output "

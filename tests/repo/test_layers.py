@@ -1,5 +1,5 @@
-"""The package's layout is its architecture (docs/architecture.md): wings import the core, never each other;
-the core imports no wing; no import cycle, type-only imports included. Read from the source, not imported."""
+"""The package's layout is its architecture (docs/architecture.md): the outer packages import the core, never each other;
+the core imports no outer package; no import cycle, type-only imports included. Read from the source, not imported."""
 
 from __future__ import annotations
 
@@ -8,18 +8,18 @@ import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-WINGS = ("api", "upstream", "ingress", "mitmweb", "observe", "cli", "auth")
-# seams/ (every patch of mitmproxy's or asyncio's behaviour) is not a wing: it is part of the core, which any
-# wing may call and which imports no wing.
+OUTER = ("api", "upstream", "ingress", "mitmweb", "observe", "cli", "auth")
+# seams/ (every patch of mitmproxy's or asyncio's behaviour) is not an outer package: it is part of the core, which any
+# outer package may call and which imports no outer package.
 SEAMS = "qwen_gateway.seams"
 # storage/ (connections, migrations, health, the local and shared state helpers) is part of the core too: every
-# store uses it, the accounts' (auth/) as any wing's.
+# store uses it, the accounts' (auth/) as any outer package's.
 STORAGE = "qwen_gateway.storage"
 # tenancy/ (named client keys: the check, limits, spend, holds, their stores and moves) is core as well: the entrance
 # check (ingress/) asks it of every request and the CLIs (qwen-keys, qwen-usage) read its stores, so it sits below
-# the wings; the peer checks it shares with ingress/ (loopback, key comparison) are core too (peers.py).
+# the outer packages; the peer checks it shares with ingress/ (loopback, key comparison) are core too (peers.py).
 TENANCY = "qwen_gateway.tenancy"
-# Entry points that wire the wings together.
+# Entry points that wire the outer packages together.
 WIRING = {"qwen_gateway.addon", "qwen_gateway.wiring", "qwen_gateway.components"}
 
 
@@ -59,9 +59,9 @@ def graph() -> dict[str, set[str]]:
     return {name: imports(name, path, is_pkg, known) for name, (path, is_pkg) in known.items()}
 
 
-def wing(module: str) -> str:
+def outer(module: str) -> str:
     parts = module.split(".")
-    return parts[1] if len(parts) > 2 and parts[1] in WINGS else "core"
+    return parts[1] if len(parts) > 2 and parts[1] in OUTER else "core"
 
 
 def test_the_package_is_read():
@@ -71,27 +71,27 @@ def test_the_package_is_read():
     assert "qwen_gateway.exchange" in g["qwen_gateway.upstream.engine"]  # imports are seen
 
 
-def test_wings_import_the_core_never_each_other():
+def test_outer_packages_import_the_core_never_each_other():
     crossings = []
     for module, deps in graph().items():
-        if module in WIRING or wing(module) == "cli":
+        if module in WIRING or outer(module) == "cli":
             continue
         for dep in deps:
-            if wing(dep) in ("core", wing(module)):
+            if outer(dep) in ("core", outer(module)):
                 continue
             crossings.append(f"{module} -> {dep}")
     assert crossings == []
 
 
 def test_nothing_but_the_wiring_imports_the_wiring():
-    """The api wing drives a turn through turn.TurnRunner, never the addon: no module imports the modules that
-    wire the wings together but those modules themselves (and the entry points, cli/)."""
+    """The api package drives a turn through turn.TurnRunner, never the addon: no module imports the modules that
+    wire the outer packages together but those modules themselves (and the entry points, cli/)."""
     imports_of_wiring = [f"{module} -> {dep}" for module, deps in graph().items()
-                         if module not in WIRING and wing(module) != "cli" for dep in deps if dep in WIRING]
+                         if module not in WIRING and outer(module) != "cli" for dep in deps if dep in WIRING]
     assert imports_of_wiring == []
     # nor is it handed the addon untyped to reach into (ResponsesSockets(self), BackgroundRuns(self) were)
     handed = [f"{name}: {fn.name}({arg.arg})" for name, (path, _) in modules().items()
-              if name not in WIRING and wing(name) not in ("core", "cli")
+              if name not in WIRING and outer(name) not in ("core", "cli")
               for fn in ast.walk(ast.parse(path.read_text())) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
               for arg in fn.args.args + fn.args.kwonlyargs if arg.arg in ("gateway", "gw", "addon")]
     assert handed == []
@@ -130,16 +130,16 @@ def test_no_import_cycle():
 
 
 def test_seams_are_core():
-    assert wing(f"{SEAMS}.server_connect") == "core"
-    assert all(wing(dep) == "core" for module, deps in graph().items() if module.startswith(SEAMS) for dep in deps)
+    assert outer(f"{SEAMS}.server_connect") == "core"
+    assert all(outer(dep) == "core" for module, deps in graph().items() if module.startswith(SEAMS) for dep in deps)
 
 
 def test_tenancy_is_core_below_the_entrance_check():
-    """The named keys import no wing (not the entrance check that asks them, not the CLIs that manage them), and
+    """The named keys import no outer package (not the entrance check that asks them, not the CLIs that manage them), and
     what imports them is the entrance check, the wiring and the commands: nothing else reaches into tenancy."""
     g = graph()
-    assert wing(f"{TENANCY}.team") == "core"
-    upward = [f"{m} -> {d}" for m, deps in g.items() if m.startswith(TENANCY) for d in deps if wing(d) != "core"]
+    assert outer(f"{TENANCY}.team") == "core"
+    upward = [f"{m} -> {d}" for m, deps in g.items() if m.startswith(TENANCY) for d in deps if outer(d) != "core"]
     assert upward == []
     users = {m.split(".")[1] for m, deps in g.items() if not m.startswith(TENANCY)
              and any(d.startswith(TENANCY) for d in deps)}
@@ -182,7 +182,7 @@ def test_only_storage_opens_a_database():
     """Every store, the accounts' included, reaches its database through storage/ (sqlite.py, pg.py): auth/ holds
     accounts and credentials, not connections. The commands are entry points (`qwen-keys` reads a file as it is)."""
     outside = {name: _opens_a_database(path) for name, (path, _) in modules().items()
-               if not name.startswith(STORAGE) and wing(name) != "cli"}
+               if not name.startswith(STORAGE) and outer(name) != "cli"}
     assert {name: found for name, found in outside.items() if found} == {}
     assert {name for name, (path, _) in modules().items() if name.startswith(STORAGE) and _opens_a_database(path)} \
         == {f"{STORAGE}.{m}" for m in ("sqlite", "pg", "pg_faults", "pg_follow")}  # pg_follow: the one LISTEN
@@ -273,7 +273,7 @@ def _imported_by_tests() -> set[str]:
 
 
 def test_every_module_is_imported_by_a_test_or_said_why_not():
-    """Tests mirror the package (tests/unit/<wing>/test_<module>.py); a module no test imports is named in
+    """Tests mirror the package (tests/unit/<outer package>/test_<module>.py); a module no test imports is named in
     UNTESTED with what runs it for real."""
     tested = _imported_by_tests()
     modules_ = {name for name, (_, is_pkg) in modules().items() if not is_pkg or name == "qwen_gateway.mitmweb"}

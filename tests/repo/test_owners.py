@@ -12,7 +12,7 @@ from tests.repo.test_layers import ROOT, modules
 PKG = "qwen_gateway"
 # part (the Exchange's field) -> its dataclass, the modules that may write it (a name owns what is under it),
 # and what the others call instead. exchange.py may write every part: the parts' own methods, for what a
-# module may not ask the owner (the core never imports a wing: turn/ cannot call upstream/).
+# module may not ask the owner (the core never imports an outer package: turn/ cannot call upstream/).
 OWNERS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "attempt": ("Attempt", ("upstream",), ("Engine.resume", "Attempt.answered", "Exchange.join")),
     "result": ("Result", ("turn",), ("turn.outcome", "Exchange.fail")),

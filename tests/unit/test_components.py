@@ -1,5 +1,5 @@
-"""The one place the wings are named (components.py): which upstream serves each kind of account, the pairs that
-skip the pivot, the local answers and endpoints handed to the core, the observers in their order."""
+"""The one place the outer packages are named (components.py): which upstream serves each kind of account, the pairs that
+skip the chat form, the local answers and endpoints handed to the core, the observers in their order."""
 
 from __future__ import annotations
 

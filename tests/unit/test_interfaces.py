@@ -1,4 +1,4 @@
-"""The core's view of the wings (interfaces.py): which upstream serves a credential and how each (endpoint,
+"""The core's view of the outer packages (interfaces.py): which upstream serves a credential and how each (endpoint,
 upstream) pair is carried; the defaults an endpoint and a client format take. The declared types (TypedDicts,
 Protocols) have no behaviour of their own."""
 

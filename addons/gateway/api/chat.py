@@ -1,4 +1,4 @@
-"""/v1/chat/completions: the pivot's own form, so the dialect only validates the request and encodes the
+"""/v1/chat/completions: the chat form itself, so the dialect only validates the request and encodes the
 normalised chunks for the client (usage only when it asked for it). Pure functions and a stateless
 encoder."""
 

@@ -1,4 +1,4 @@
-"""Chat-completions request fields Qwen has no equivalent for, in the pivot's terms: what has one is
+"""Chat-completions request fields Qwen has no equivalent for, in the chat form's terms: what has one is
 translated (legacy `functions`, `allowed_tools`, `custom` tools), what has none is refused with OpenAI's
 400 naming it, never dropped into an answer that pretends. Pure functions; the answer's way back (legacy
 `function_call`, `custom` tool calls) is chat_answer.py's."""
@@ -161,7 +161,7 @@ def custom_tools(body: dict, notes: list[str] | None = None) -> dict:
 
 
 def translate(body: dict, notes: list[str] | None = None) -> dict:
-    """The client's chat body in the pivot's terms (validated first by chat.validate_chat_request)."""
+    """The client's chat body in the chat form's terms (validated first by chat.validate_chat_request)."""
     out = refuse_unsupported(body)
     out = legacy_functions(out, notes)
     out = custom_tools(out, notes)  # before allowed_tools: a choice may list custom tools by name

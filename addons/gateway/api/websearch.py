@@ -1,4 +1,4 @@
-"""Web search in the client dialects: their search tools as the pivot's `web_search_options`, and the answer's
+"""Web search in the client dialects: their search tools as the chat form's `web_search_options`, and the answer's
 sources (`search_info`, and `url_citation` annotations on the chat message; interfaces.WebSearchOptions) in each
 client's citation shape. Pure functions.
 
@@ -65,7 +65,7 @@ def is_responses_tool(tool: object) -> bool:
 
 
 def responses_options(body: dict, tool: dict | None, has_functions: bool, notes: list[str]) -> dict | None:
-    """The pivot's `web_search_options` for a Responses request's web_search tool (None: no search). Forced by
+    """The chat form's `web_search_options` for a Responses request's web_search tool (None: no search). Forced by
     `tool_choice: {"type": "web_search…"}`, or by "required" when it is the only tool; else only offered."""
     choice = body.get("tool_choice")
     named = choice.get("type") if isinstance(choice, dict) and choice.get("type") in RESPONSES_TOOLS else None

@@ -53,7 +53,7 @@ class HeadDeadlines:
         self._clients: dict[str, _Client] = {}
         self._owing: dict[str, float] = {}  # client id -> since when it owes a head; oldest first
         self._task: asyncio.Task | None = None
-        self.last_head = float("-inf")  # when the last request head arrived (the drain waits for a quiet door)
+        self.last_head = float("-inf")  # when the last request head arrived (the drain waits for a quiet entrance)
 
     # ---- what the hooks tell ----
 

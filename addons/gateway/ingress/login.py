@@ -17,7 +17,7 @@ from ..peers import is_loopback
 
 class DeviceLogins(Protocol):
     """Device logins started and finished over HTTP: auth/remote.py's `RemoteLogin`, handed in by components.py
-    (the door imports no wing). What it refuses it raises as a GatewayError, answered in the client's format."""
+    (the entrance imports no outer package). What it refuses it raises as a GatewayError, answered in the client's format."""
 
     async def initiate(self, account: str | None = None) -> dict: ...
 

@@ -1,4 +1,4 @@
-"""The usual ways of pointing a client at the gateway wrongly, recognised at the door: each is answered with
+"""The usual ways of pointing a client at the gateway wrongly, recognised at the entrance: each is answered with
 what to type instead, or simply works.
 
 - A base-URL client at the explicit proxy. `mitmdump -s addons/qwen.py` (regular mode) answers requests sent

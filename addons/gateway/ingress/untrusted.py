@@ -41,7 +41,7 @@ UNTRUSTED = ("does not trust the proxy's certificate", "may not trust the proxy'
 
 class Told:
     """The lines of a client's certificate mistakes: `https://` on a reverse listener (mistakes.py), a CA the
-    client does not trust at the explicit proxy; `once` also serves the door's other mistakes (a CONNECT on a
+    client does not trust at the explicit proxy; `once` also serves the entrance's other mistakes (a CONNECT on a
     reverse listener)."""
 
     def __init__(self) -> None:

@@ -21,7 +21,7 @@ one log line saying what the gateway does without it, and the gateway goes on.
   code: no digest).
 
 Each module's docstring says why the seam exists and which change to mitmproxy would remove it. The seams are
-part of the core: any wing may call them (ingress/hostile.py, turn/in_process.py, the addon's `load`); they
+part of the core: any outer package may call them (ingress/hostile.py, turn/in_process.py, the addon's `load`); they
 import nothing but the core.
 """
 

@@ -1,5 +1,5 @@
 """Where the gateway keeps its state, for every store (the accounts' state, the usage ledger, stored Responses
-and chats, client keys, web pins): one room of the core, which any wing uses and which imports no wing.
+and chats, client keys, web pins): one room of the core, which any outer package uses and which imports no outer package.
 
 - `health.py`: whether a storage can be used now — the one `StateUnavailable` error (answered 503
   `state_unavailable`), one log line per outage, the probe that sees it back; the local folder's faults.

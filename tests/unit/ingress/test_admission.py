@@ -1,4 +1,4 @@
-"""The door's decision from a request's head (ingress/admission.py), on mitmproxy's test flows and a real Team:
+"""The entrance's decision from a request's head (ingress/admission.py), on mitmproxy's test flows and a real Team:
 flat and named client keys, a key in the URL refused even beside a good header (and taken off the URL), HTTP
 basic auth told what to send, the Host checked after the key, a replayed flow never asked for a key, and a key
 that came before the shared keys were read decided later by its digest only (`admit_late`)."""

@@ -67,7 +67,7 @@ def test_a_connect_restarts_the_clock_and_marks_a_tunnel():
 
 
 def test_what_the_drain_asks_connections_that_owe_their_first_head_and_when_the_last_head_came():
-    """turn/drain.py waits for a quiet door, then, listeners closed, for the requests of connections accepted."""
+    """turn/drain.py waits for a quiet entrance, then, listeners closed, for the requests of connections accepted."""
     clock = Clock()
     d = deadlines.HeadDeadlines(LogTally(logging.getLogger("qwen.test")), clock=clock)
     fresh, kept, tunnel = tflow.tclient_conn(), tflow.tclient_conn(), tflow.tclient_conn()

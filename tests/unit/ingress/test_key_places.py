@@ -60,7 +60,7 @@ def arrives(gw, path: str = "/v1/chat/completions", *headers: tuple[str, str], m
 
 
 def recorded(f) -> bytes:
-    """The flow as mitmproxy's `-w` writes it, at this moment (in flight, or answered by the door)."""
+    """The flow as mitmproxy's `-w` writes it, at this moment (in flight, or answered by the entrance)."""
     out = io.BytesIO()
     flow_io.FlowWriter(out).add(f)
     return out.getvalue()

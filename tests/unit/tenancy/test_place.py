@@ -47,7 +47,7 @@ def _remote(url: str, *names: str) -> None:
 def test_missing_compares_name_key_and_revocation():
     alice, ci = KeyRecord("alice", b"a"), KeyRecord("ci", b"c", revoked=True)
     assert place.missing((alice, ci), (alice, ci)) == []
-    assert place.missing((alice, ci), (alice, KeyRecord("ci", b"c"))) == [ci]  # active there: the door would open
+    assert place.missing((alice, ci), (alice, KeyRecord("ci", b"c"))) == [ci]  # active there: the entrance would open
     assert place.missing((alice,), (KeyRecord("alice", b"other"),)) == [alice]
     assert place.missing((alice,), (KeyRecord("alice", b"a", revoked=True),)) == []  # stricter there: fine
     assert place.listed([ci, alice]) == "alice, ci (revoked)"

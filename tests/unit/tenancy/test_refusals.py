@@ -1,4 +1,4 @@
-"""The refusals at the door of a gateway with client keys (tenancy/refusals.py): which ones tell the client not to
+"""The refusals at the entrance of a gateway with client keys (tenancy/refusals.py): which ones tell the client not to
 retry. A refusal no retry can fix (a missing or wrong key, a key where none is taken, a revoked key, a spent
 budget, a request larger than the key's minute) carries `x-should-retry: false`, which the openai and anthropic
 SDKs and Claude Code honour: without it they retried a 401 or a 503 in silence for about three minutes. A rate

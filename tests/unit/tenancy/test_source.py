@@ -58,7 +58,7 @@ def test_the_keys_file_is_read_at_configure(tmp_path, team, caplog):
         team.source.configure(config(tmp_path))
     assert [r.name for r in team.ring.records] == ["alice"] and team.ring.records[0].rpm == 3
     assert team.ring.required and team.source.keys_exist()
-    assert caplog.messages  # what the door now means is said
+    assert caplog.messages  # what the entrance now means is said
 
 
 def test_configuring_the_same_place_again_reads_nothing_new(tmp_path, team):

@@ -89,7 +89,7 @@ def test_accounts_are_billed_by_their_base_url():
     assert billing_of("https://portal.qwen.ai/v1") == billing_of("http://127.0.0.1:9999/v1") == ""
 
 
-# ---- the door ---------------------------------------------------------------------------------------------
+# ---- the entrance ---------------------------------------------------------------------------------------------
 
 def test_the_key_check():
     alice, bob = new_key(), new_key()

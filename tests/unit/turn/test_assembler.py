@@ -1,4 +1,4 @@
-"""A whole chat completion made of the pivot's normalised chunks (turn/assembler.py), for a client that asked
+"""A whole chat completion made of the chat form's normalised chunks (turn/assembler.py), for a client that asked
 for a whole answer from an upstream that only streams."""
 
 from __future__ import annotations

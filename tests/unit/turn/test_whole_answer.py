@@ -1,4 +1,4 @@
-"""A whole answer where the pivot's halves meet (turn/whole_answer.py): Qwen's answer that is not JSON, or not an
+"""A whole answer where the chat form's halves meet (turn/whole_answer.py): Qwen's answer that is not JSON, or not an
 object, is the gateway's 502 `invalid_upstream_response`, never a traceback or Qwen's bytes passed on."""
 
 from __future__ import annotations

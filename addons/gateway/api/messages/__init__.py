@@ -1,4 +1,4 @@
-"""The Anthropic Messages API (Claude Code, the `anthropic` SDKs) on the pivot.
+"""The Anthropic Messages API (Claude Code, the `anthropic` SDKs) on the chat form.
 
     endpoints.py  /v1/messages, count_tokens, the model list in Anthropic's shape
     request.py    Messages request -> chat request (content.py: the content blocks)

@@ -1,4 +1,4 @@
-"""An Anthropic Messages request (as Claude Code and the `anthropic` SDKs send it) -> the pivot's chat request.
+"""An Anthropic Messages request (as Claude Code and the `anthropic` SDKs send it) -> a request in the chat form.
 
 Every field has one fate, listed in docs/compatibility.md: translated, accepted and ignored (with a note on
 the exchange), or refused with Anthropic's 400. What Claude Code sends beyond the base API — `role:

@@ -1,4 +1,4 @@
-"""The pivot's chat answer -> an Anthropic Message: thinking (signed by the gateway), text and tool_use blocks,
+"""An answer in the chat form -> an Anthropic Message: thinking (signed by the gateway), text and tool_use blocks,
 the stop reason and the usage in Anthropic's terms. Pure functions."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Responses API (/v1/responses, its WebSocket, compaction and stored responses) on the pivot.
+"""The Responses API (/v1/responses, its WebSocket, compaction and stored responses) on the chat form.
 
     endpoints.py  the two endpoints, wired from the modules below and the store
     request.py    request -> chat request (with tools.py, items_in.py, chat_messages.py, compaction.py; fields.py:

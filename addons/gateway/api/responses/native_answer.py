@@ -1,4 +1,4 @@
-"""Model Studio's Responses answers read back into the pivot's chat form (`qwen_responses_native`): a whole
+"""Model Studio's Responses answers read back into the chat form (`qwen_responses_native`): a whole
 Response as a chat completion, its stream's events as chat chunks (`EventSource`, the pair's `ChunkSource`).
 The client then gets them from the gateway's own Responses translation (output.py, stream.py): the same items,
 events, ids and stored objects as a translated request's, whichever path answered.

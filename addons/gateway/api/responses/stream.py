@@ -25,7 +25,7 @@ from .tools import CUSTOM, ToolRef
 
 
 class ResponsesStreamTranslator:
-    """One stream's events (the pivot's StreamTranslator): `feed` per chunk, then `finish` or `fail`."""
+    """One stream's events (the chat form's StreamTranslator): `feed` per chunk, then `finish` or `fail`."""
 
     def __init__(self, request: dict, *, response_id: str, created_at: int, tools: dict[str, ToolRef] | None = None,
                  seal: Callable[[str, dict], str] | None = None, compaction: bool = False,

@@ -1,4 +1,4 @@
-"""DashScope's whole answers as the pivot's chat completion: the client's model name, usage in OpenAI's
+"""DashScope's whole answers as a chat completion in the chat form: the client's model name, usage in OpenAI's
 place, tool calls complete, thinking that leaked into content moved to `reasoning_content`. Pure functions."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Model Studio's OpenAI-compatible Files and Batch APIs on a key account's base (`{base}/files…`,
-`{base}/batches…`): one request with the account's key, its answer whole. The api wing's batches package
+`{base}/batches…`): one request with the account's key, its answer whole. The api package's batches
 (api/batches/) says what to ask, upstream/batch_calls.py chooses the account and mends refusals; components.py
 hands it `send`.
 

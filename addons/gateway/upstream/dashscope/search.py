@@ -1,4 +1,4 @@
-"""Web search on DashScope: the pivot's `web_search_options` as Qwen's `enable_search` + `search_options`, and
+"""Web search on DashScope: the chat form's `web_search_options` as Qwen's `enable_search` + `search_options`, and
 the sources Qwen answers with (`search_info`) as `url_citation` annotations. Pure functions, and one small
 per-stream tracker (no I/O).
 

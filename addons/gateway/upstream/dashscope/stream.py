@@ -1,4 +1,4 @@
-"""DashScope's streamed chunks made into the pivot's normalised chunks (no I/O).
+"""DashScope's streamed chunks made into the chat form's normalised chunks (no I/O).
 
 `ChunkNormalizer` repairs Qwen's quirks once, for every client dialect (`<think>` leaking into
 content, tool-call index collisions, duplicate finish chunks, usage inside the finish chunk or

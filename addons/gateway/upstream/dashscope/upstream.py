@@ -1,4 +1,4 @@
-"""DashScope as the pivot's `Upstream` (interfaces.py): the parts of this package behind one object."""
+"""DashScope as the chat form's `Upstream` (interfaces.py): the parts of this package behind one object."""
 
 from __future__ import annotations
 

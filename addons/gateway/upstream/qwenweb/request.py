@@ -1,4 +1,4 @@
-"""The chat request (the pivot) as the web API's two requests (qwen-web-protocol.md §1.5, §1.6): `chats/new`, then
+"""The chat request (the chat form) as the web API's two requests (qwen-web-protocol.md §1.5, §1.6): `chats/new`, then
 one completion whose single user message carries the whole conversation, flattened (§1.8 strategy 1: a new chat
 per request, stateless, safe under concurrency). System prompts and the tools' description come first, earlier
 turns as a transcript, tool results folded back as text. Pure functions, no I/O."""

@@ -1,4 +1,4 @@
-"""The web API's SSE frames (qwen-web-protocol.md §1.7) made into the pivot's normalised chunks (no I/O).
+"""The web API's SSE frames (qwen-web-protocol.md §1.7) made into the chat form's normalised chunks (no I/O).
 
 Thinking phases (`think`: text in `content`; `thinking_summary`: a growing `extra.summary_thought.content` array,
 only its new tail) → `reasoning_content`; `answer` → `content`, `<tool_call>` blocks → tool calls; usage is

@@ -1,4 +1,4 @@
-"""Qwen Chat web accounts as the pivot's `Upstream` (interfaces.py): the parts of this package behind one object.
+"""Qwen Chat web accounts as the chat form's `Upstream` (interfaces.py): the parts of this package behind one object.
 
 One attempt is two requests: `prepare` creates the chat (`chats/new`, through the engine's pooled client),
 then the engine sends the completion `wire` builds. Its answer is always a stream; a whole answer is

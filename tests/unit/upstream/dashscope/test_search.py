@@ -1,4 +1,4 @@
-"""Web search on DashScope (upstream/dashscope/search.py): the pivot's web_search_options as Qwen's knobs, and
+"""Web search on DashScope (upstream/dashscope/search.py): the chat form's web_search_options as Qwen's knobs, and
 Qwen's sources as url_citation annotations spanning their [ref_N] markers."""
 
 from __future__ import annotations

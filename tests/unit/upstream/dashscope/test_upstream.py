@@ -1,4 +1,4 @@
-"""DashScope as the pivot's Upstream (upstream/dashscope/upstream.py): a Responses pass-through asks for Model
+"""DashScope as the chat form's Upstream (upstream/dashscope/upstream.py): a Responses pass-through asks for Model
 Studio's session cache on the models that offer it, when the response is stored (a later turn can continue it),
 and its output cap is the Responses API's field within the model's cap."""
 
