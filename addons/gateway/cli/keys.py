@@ -104,7 +104,8 @@ def rows(store: KeyStore) -> list[dict]:
                     "tpm": rec.tpm or None, "daily_tokens": rec.daily_tokens or None,
                     "monthly_usd": rec.monthly_usd or None, "tokens_today": s.tokens_today,
                     "requests_today": s.requests_today, "refused_today": s.refused_today,
-                    "usd_this_month": round(s.usd_month, 6), "plan_requests_this_month": s.plan_requests_month,
+                    "usd_this_month": round(s.usd_month, 6), "unpriced_this_month": s.unpriced_month,
+                    "plan_requests_this_month": s.plan_requests_month,
                     "plan_tokens_this_month": s.plan_tokens_month, "last_used": _when(s.last_used)})
     return out
 
@@ -122,7 +123,9 @@ def table(items: list[dict]) -> str:
         row = [r["name"], r["state"], n(r["rpm"]), n(r["tpm"]), n(r["daily_tokens"]),
                usd(r["monthly_usd"]) if r["monthly_usd"] else "-",
                f"{r['tokens_today']:,} tokens, {_plural(r['requests_today'], 'request')}"
-               + (f", {r['refused_today']} refused" if r["refused_today"] else ""), usd(r["usd_this_month"])]
+               + (f", {r['refused_today']} refused" if r["refused_today"] else ""),
+               usd(r["usd_this_month"]) + (f" + {r['unpriced_this_month']:,} unpriced"
+                                           if r["unpriced_this_month"] else "")]
         if plan:
             row.append(", ".join(_plural(r[f"plan_{unit}s_this_month"], unit) for unit in ("request", "token")
                                  if r[f"plan_{unit}s_this_month"]) or "-")

@@ -25,6 +25,7 @@ from .schema import DAY_ROW, KEY_ROW, MOVED_TO, write_note
 from .store import KeyStore
 
 _MARKS = ", ".join("?" * len(KEY_ROW.split(",")))
+_DAY_MARKS = ", ".join("?" * len(DAY_ROW.split(",")))
 
 
 class MoveRefused(Exception):
@@ -83,7 +84,7 @@ def move(source: KeyStore, target: KeyStore, *, moved_to: str | None = None) -> 
                 done.revoked += row[8] is not None
                 done.active += row[8] is None
             for row in days:  # a day the target has already is its own (a move run again): not added twice
-                done.days += target.execute(f"INSERT INTO key_day ({DAY_ROW}) VALUES ({_MARKS}) "
+                done.days += target.execute(f"INSERT INTO key_day ({DAY_ROW}) VALUES ({_DAY_MARKS}) "
                                             "ON CONFLICT (name, day) DO NOTHING", tuple(row))
             if not target.shared:
                 write_note(target.conn, MOVED_TO, None)

@@ -3,7 +3,8 @@ tenancy/team_pg.py), and their rows as the gateway reads them: records, a day's 
 
     client_keys  name, digest (SHA-256, hex: never the key), rpm, tpm, daily_tokens, monthly_usd, created,
                  changed, revoked (epoch seconds, or NULL)
-    key_day      per key and UTC day: requests, refused, tokens, usd, plan_requests, plan_tokens, last_used
+    key_day      per key and UTC day: requests, refused, tokens, usd, plan_requests, plan_tokens, last_used,
+                 unpriced (answers no price counted: their USD is unknown, never 0)
     key_grants   (PostgreSQL only) the allowance gateways took for rpm and tpm (tenancy/limits.py)
     key_holds    (PostgreSQL only) what running requests hold against their key's budgets (tenancy/holds.py)
     key_notes    (SQLite only) where the keys went (`moved_to`, qwen-keys migrate) or which database a copy
@@ -26,6 +27,7 @@ _DAYS = ("CREATE TABLE {ine} key_day (name TEXT NOT NULL, day TEXT NOT NULL, req
          "refused {int} NOT NULL DEFAULT 0, tokens {int} NOT NULL DEFAULT 0, usd {real} NOT NULL DEFAULT 0, "
          "plan_requests {int} NOT NULL DEFAULT 0, plan_tokens {int} NOT NULL DEFAULT 0, last_used {real}, "
          "PRIMARY KEY (name, day))")
+_UNPRICED = "ALTER TABLE key_day ADD COLUMN unpriced {int} NOT NULL DEFAULT 0"  # added after the first release
 SQLITE_SCHEMA = ";\n".join(s.format(ine="IF NOT EXISTS", int="INTEGER", real="REAL") for s in (_KEYS, _DAYS)) + ";"
 _PG = {"ine": "", "int": "BIGINT", "real": "DOUBLE PRECISION"}
 PG_STEPS = (
@@ -108,6 +110,7 @@ PG_STEPS = (
         INSERT INTO key_holds (name, tokens, usd, at) VALUES (p_name, p_tokens, p_usd, now_s) RETURNING id INTO new_id;
         RETURN QUERY SELECT new_id, t, u;
     END $$""",
+    _UNPRICED.format(**_PG),
 )
 
 KEY_COLUMNS = "name, digest, rpm, tpm, daily_tokens, monthly_usd, revoked"
@@ -119,9 +122,18 @@ def record_of(row: tuple) -> KeyRecord:
                      float(row[5] or 0), row[6] is not None)
 
 
+def add_columns(conn: Any) -> None:
+    """A SQLite file's key_day as this gateway writes it: the columns added since the first release (an older
+    gateway's days count 0 there)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(key_day)")}
+    if "unpriced" not in have:
+        conn.execute(_UNPRICED.format(int="INTEGER"))
+
+
 @dataclass
 class Spent:
-    """A key's spend this UTC day (tokens, requests, refusals) and month (USD, plan units)."""
+    """A key's spend this UTC day (tokens, requests, refusals) and month (USD, plan units, the answers no price
+    counted: their USD is unknown)."""
 
     tokens_today: int = 0
     requests_today: int = 0
@@ -130,6 +142,7 @@ class Spent:
     plan_requests_month: int = 0
     plan_tokens_month: int = 0
     last_used: float | None = None
+    unpriced_month: int = 0
 
 
 @dataclass
@@ -143,10 +156,11 @@ class Delta:
     plan_requests: int = 0
     plan_tokens: int = 0
     last_used: float | None = None
+    unpriced: int = 0
 
     def values(self) -> tuple:
         return (self.requests, self.refused, self.tokens, self.usd, self.plan_requests, self.plan_tokens,
-                self.last_used)
+                self.last_used, self.unpriced)
 
 
 def spend_query(today: str, name: str | None = None) -> tuple[str, tuple]:
@@ -154,22 +168,22 @@ def spend_query(today: str, name: str | None = None) -> tuple[str, tuple]:
     month_start = today[:8] + "01"
     sql = ("SELECT name, SUM(CASE WHEN day = ? THEN tokens ELSE 0 END), SUM(CASE WHEN day = ? THEN requests ELSE 0 END), "
            "SUM(CASE WHEN day = ? THEN refused ELSE 0 END), SUM(usd), SUM(plan_requests), SUM(plan_tokens), "
-           "MAX(last_used) FROM key_day WHERE day >= ? AND day <= ?" + (" AND name = ?" if name is not None else "")
+           "MAX(last_used), SUM(unpriced) FROM key_day WHERE day >= ? AND day <= ?" + (" AND name = ?" if name is not None else "")
            + " GROUP BY name")
     return sql, (today, today, today, month_start, today, *((name,) if name is not None else ()))
 
 
 def spent_of(row: tuple) -> Spent:
     return Spent(int(row[1] or 0), int(row[2] or 0), int(row[3] or 0), float(row[4] or 0), int(row[5] or 0),
-                 int(row[6] or 0), float(row[7]) if row[7] else None)
+                 int(row[6] or 0), float(row[7]) if row[7] else None, int(row[8] or 0))
 
 
 def add_spend_sql(greatest: str) -> str:
     """Adds a delta to a key's day: gateways sharing the table add, never overwrite."""
     add = ", ".join(f"{c} = key_day.{c} + excluded.{c}" for c in
-                    ("requests", "refused", "tokens", "usd", "plan_requests", "plan_tokens"))
-    return ("INSERT INTO key_day (name, day, requests, refused, tokens, usd, plan_requests, plan_tokens, last_used) "
-            f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name, day) DO UPDATE SET {add}, "
+                    ("requests", "refused", "tokens", "usd", "plan_requests", "plan_tokens", "unpriced"))
+    return ("INSERT INTO key_day (name, day, requests, refused, tokens, usd, plan_requests, plan_tokens, last_used, "
+            f"unpriced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name, day) DO UPDATE SET {add}, "
             f"last_used = {greatest}(COALESCE(key_day.last_used, 0), COALESCE(excluded.last_used, 0))")
 
 
@@ -180,7 +194,7 @@ COPY_OF = "copy_of"  # keys-shared.sqlite3: the database whose keys it copies
 NOTES = "CREATE TABLE IF NOT EXISTS key_notes (note TEXT PRIMARY KEY, value TEXT NOT NULL, at REAL NOT NULL)"
 # every column, to move a key whole: its record, when it was made, changed and revoked; each day's spend
 KEY_ROW = "name, digest, rpm, tpm, daily_tokens, monthly_usd, created, changed, revoked"
-DAY_ROW = "name, day, requests, refused, tokens, usd, plan_requests, plan_tokens, last_used"
+DAY_ROW = "name, day, requests, refused, tokens, usd, plan_requests, plan_tokens, last_used, unpriced"
 
 
 def read_note(conn: Any, note: str) -> tuple[str, float] | None:

@@ -46,15 +46,15 @@ class SpendBook:
         self._day, self._day_ends, self._month_ends = utc_day(now), next_midnight(now), next_month(now)
         for name, s in self.totals.items():
             s = dataclasses.replace(s, tokens_today=0, requests_today=0, refused_today=0)
-            self.totals[name] = dataclasses.replace(s, usd_month=0.0, plan_requests_month=0, plan_tokens_month=0) \
-                if new_month else s
+            self.totals[name] = dataclasses.replace(s, usd_month=0.0, plan_requests_month=0, plan_tokens_month=0,
+                                                    unpriced_month=0) if new_month else s
 
     def spent(self, name: str, now: float | None = None) -> Spent:
         self._roll(time.time() if now is None else now)
         return self.totals.get(name) or Spent()
 
     def charge(self, name: str, *, requests: int = 0, refused: int = 0, tokens: int = 0, usd: float = 0.0,
-               plan_requests: int = 0, plan_tokens: int = 0, now: float | None = None) -> None:
+               plan_requests: int = 0, plan_tokens: int = 0, unpriced: int = 0, now: float | None = None) -> None:
         """Once per request of a named key: counted in place (no copies: it is on every request's way out)."""
         now = time.time() if now is None else now
         self._roll(now)
@@ -74,6 +74,9 @@ class SpendBook:
         if usd:
             s.usd_month += usd
             d.usd += usd
+        if unpriced:  # an answer no price counted: its USD is unknown, said beside the month's
+            s.unpriced_month += unpriced
+            d.unpriced += unpriced
         if plan_requests or plan_tokens:
             s.plan_requests_month += plan_requests
             s.plan_tokens_month += plan_tokens
@@ -121,7 +124,8 @@ class SpendBook:
                                             requests_today=s.requests_today + d.requests,
                                             refused_today=s.refused_today + d.refused, usd_month=s.usd_month + d.usd,
                                             plan_requests_month=s.plan_requests_month + d.plan_requests,
-                                            plan_tokens_month=s.plan_tokens_month + d.plan_tokens)
+                                            plan_tokens_month=s.plan_tokens_month + d.plan_tokens,
+                                            unpriced_month=s.unpriced_month + d.unpriced)
             self.totals[n] = s
 
     @property

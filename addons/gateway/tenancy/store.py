@@ -22,7 +22,8 @@ from ..days import utc_day
 from ..storage.pg import CHANNEL, Database, placeholders
 from ..storage.sqlite import open_private_db, read_only_copy, transaction, writable
 from .ring import KeyRecord
-from .schema import (COMPONENT, KEY_COLUMNS, LIMITS, PG_STEPS, SQLITE_SCHEMA, add_spend_sql, record_of, spend_query, spent_of, write_note)
+from .schema import (COMPONENT, KEY_COLUMNS, LIMITS, PG_STEPS, SQLITE_SCHEMA, add_columns, add_spend_sql, record_of,
+                     spend_query, spent_of, write_note)
 from .schema import Delta as Delta
 from .schema import Spent as Spent
 
@@ -31,7 +32,9 @@ SNAPSHOT = "keys-shared.sqlite3"  # the shared keys as this gateway last read th
 
 
 def _open(path: Path) -> sqlite3.Connection:
-    return open_private_db(path, timeout=10, setup=SQLITE_SCHEMA)
+    conn = open_private_db(path, timeout=10, setup=SQLITE_SCHEMA)
+    add_columns(conn)
+    return conn
 
 
 class KeyNameError(ValueError):
@@ -53,7 +56,9 @@ class KeyStore:
         """The keys file, opened to read and write; read into memory when its folder cannot be written."""
         path = state_dir / filename
         if path.exists() and not writable(path):  # SQLite would open it read-only for good, or not at all
-            return cls(read_only_copy(path), shared=False, copy_of=path)
+            copy = read_only_copy(path)
+            add_columns(copy)  # a file of before, read into memory: the columns this gateway reads
+            return cls(copy, shared=False, copy_of=path)
         return cls(_open(path), shared=False)
 
     def _writable_again(self) -> None:

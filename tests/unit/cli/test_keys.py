@@ -146,14 +146,15 @@ def test_list_as_json(run):
     assert rc == 0 and json.loads(out) == [{
         "name": "alice", "state": "active", "rpm": 3, "tpm": None, "daily_tokens": None, "monthly_usd": None,
         "tokens_today": 0, "requests_today": 0, "refused_today": 0, "usd_this_month": 0.0,
-        "plan_requests_this_month": 0, "plan_tokens_this_month": 0, "last_used": "-"}]
+        "unpriced_this_month": 0, "plan_requests_this_month": 0, "plan_tokens_this_month": 0, "last_used": "-"}]
 
 
 def item(name, state, rpm=None, daily=None, usd=None, tokens=0, requests=0, refused=0, spent=0.0, plan_r=0, plan_t=0,
-         last="-") -> dict:
+         last="-", unpriced=0) -> dict:
     return {"name": name, "state": state, "rpm": rpm, "tpm": None, "daily_tokens": daily, "monthly_usd": usd,
             "tokens_today": tokens, "requests_today": requests, "refused_today": refused, "usd_this_month": spent,
-            "plan_requests_this_month": plan_r, "plan_tokens_this_month": plan_t, "last_used": last}
+            "unpriced_this_month": unpriced, "plan_requests_this_month": plan_r, "plan_tokens_this_month": plan_t,
+            "last_used": last}
 
 
 def test_the_table_as_docs_keys_md_shows_it():
@@ -165,6 +166,13 @@ def test_the_table_as_docs_keys_md_shows_it():
 NAME   STATE    RPM  TPM  DAILY TOKENS  MONTHLY USD  TODAY                             THIS MONTH  LAST USED
 alice  active   3    -    -             -            15 tokens, 3 requests, 2 refused  $0.000051   2026-11-23 14:02 UTC
 ci     revoked  -    -    20            $5.00        22 tokens, 1 request, 2 refused   $0.000070   2026-11-23 14:02 UTC"""
+
+
+def test_requests_no_price_counted_are_said_beside_the_usd():
+    """Unknown is a value: the month's USD counts what had a price, and says how many answers had none."""
+    lines = keys.table([item("bob", "active", requests=3, spent=0.000051, unpriced=2)]).splitlines()
+    assert "$0.000051 + 2 unpriced" in lines[1]
+    assert "$0 + 1 unpriced" in keys.table([item("eve", "active", requests=1, unpriced=1)])
 
 
 def test_plan_units_get_a_column_when_any_key_used_them():

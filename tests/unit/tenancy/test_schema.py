@@ -10,13 +10,14 @@ import pytest
 from qwen_gateway.tenancy.ring import KeyRecord
 from qwen_gateway.tenancy.schema import (COPY_OF, KEY_COLUMNS, MOVED_TO, PG_STEPS, SQLITE_SCHEMA, Delta,
                                                      Spent, add_spend_sql, read_note, record_of, spend_query,
-                                                     spent_of, write_note)
+                                                     spent_of, write_note, add_columns)
 
 
 @pytest.fixture
 def conn():
     c = sqlite3.connect(":memory:")
     c.executescript(SQLITE_SCHEMA)
+    add_columns(c)
     yield c
     c.close()
 
@@ -74,3 +75,20 @@ def test_both_databases_get_the_same_tables_in_their_own_types():
     assert "INTEGER" not in keys + days and "REAL" not in (keys + days).replace("DOUBLE PRECISION", "")
     lite = " ".join(SQLITE_SCHEMA.split()).replace("IF NOT EXISTS ", "").replace("INTEGER", "BIGINT")
     assert lite.replace("REAL", "DOUBLE PRECISION") == f"{keys}; {days};"
+
+
+def test_requests_without_a_price_are_added_and_summed_for_the_month(conn):
+    add(conn, "k", "2026-05-01", Delta(requests=2, unpriced=2))
+    add(conn, "k", "2026-05-10", Delta(requests=1, unpriced=1, usd=0.5))
+    add(conn, "k", "2026-05-10", Delta(requests=1, unpriced=1))
+    assert spend(conn, "2026-05-10")["k"].unpriced_month == 4
+
+
+def test_a_keys_file_of_before_gets_the_unpriced_column():
+    """A key_day table written by an older gateway (no `unpriced`): the column is added, its days count 0."""
+    c = sqlite3.connect(":memory:")
+    c.executescript(SQLITE_SCHEMA)  # the tables as the first release made them
+    c.execute("INSERT INTO key_day (name, day, requests, usd) VALUES ('k', '2026-05-10', 3, 0.25)")
+    add_columns(c)
+    add_columns(c)  # once is enough: a second open changes nothing
+    assert spend(c, "2026-05-10")["k"] == Spent(requests_today=3, usd_month=0.25)

@@ -78,3 +78,14 @@ def test_the_refusal_is_the_keys_refusal_and_a_priced_as_answer_is_charged(tmp_p
     answered.result.cost, answered.result.cost_unit, answered.result.priced_as = 0.00126, "USD", "qwen3-max"
     t.finished(answered, None)  # type: ignore[arg-type]
     assert t.book.spent("alice").usd_month == pytest.approx(0.00126)
+
+
+def test_an_answer_without_a_price_is_counted_as_unpriced_never_as_nothing(tmp_path):
+    """A key without a USD budget is answered by a model nothing prices: its month says so (qwen-keys list)."""
+    t = team(prices.builtin(), tmp_path)
+    answered = sent("qwen3.7-flash", budget=0)
+    answered.result.usage = {"prompt_tokens": 100, "completion_tokens": 10}
+    answered.result.cost_unit = "unpriced"
+    t.finished(answered, None)  # type: ignore[arg-type]
+    spent = t.book.spent("alice")
+    assert (spent.requests_today, spent.usd_month, spent.unpriced_month) == (1, 0.0, 1)
