@@ -20,7 +20,7 @@ from .accounts import KEY, OAUTH, WEB, Credential, Pool
 from .api import models as model_list, telemetry
 from .api.batches.bills import BatchBills
 from .api.batches.routes import BatchRoutes
-from .api.batches.store import BatchStore, SharedBatchStore
+from .stores.batches import BatchStore, SharedBatchStore
 from .api.chat import CHAT
 from .api.completions import COMPLETIONS
 from .api.embeddings import EMBEDDINGS
@@ -30,7 +30,7 @@ from .api.responses import retrieve
 from .api.responses.background import BackgroundRuns
 from .api.responses.endpoints import compact_endpoint, responses_endpoint
 from .api.responses.socket import ResponsesSockets
-from .api.responses.store import ResponseStore
+from .stores.responses import ResponseStore
 from .api.stored_chat import endpoint as stored_chat
 from .auth import plans
 from .models import catalogue

@@ -1,7 +1,7 @@
 """The composition root: every part of the gateway made once and joined, and what changes when the options do.
 
     the account pool       (auth/pool.py) from the options' account settings, made again when they change
-    the stored Responses   (api/responses/store*.py) opened at first use, shared on qwen_state_url
+    the stored Responses   (stores/responses*.py) opened at first use, shared on qwen_state_url
     the engine             (upstream/engine.py) with its retry policy and the pairing of components.py
     the observers          (components.default_observers, and the team: named keys' spend)
     the checks             before upstream, in order: the drain (no new turn once SIGTERM came), the cache
@@ -33,8 +33,8 @@ from .api.batches.watch import BatchWatch
 from .api.responses.background import BackgroundRuns
 from .api.responses.socket import ResponsesSockets
 from .api.responses.socket_flow import trim_messages
-from .api.responses.store import ResponseStore
-from .api.responses.store_pg import SharedResponseStore
+from .stores.responses import ResponseStore
+from .stores.responses_pg import SharedResponseStore
 from .storage import folder_access, pg
 from .accounts import Pool
 from .storage.pg import Database, listen_through, shown

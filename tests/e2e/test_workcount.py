@@ -153,18 +153,18 @@ PER_REQUEST: dict[str, dict[str, list[Item]]] = {
     "streamed chat": STREAM,
     "Responses, stored": {
         **STREAM,
-        # the local store (api/responses/store.py) keeps the response and its items in a worker thread, and the
+        # the local store (stores/responses.py) keeps the response and its items in a worker thread, and the
         # stream's end goes out once that write has committed (the client never hears of an unstored response)
         "json_encode": [*STREAM["json_encode"], (1, "the sealed reasoning of the stored response (seal.seal)"),
                         (5, "the stored response's rows: the response, its history, its input items, and a row "
-                            "per output item (the id-less input item has none: api/responses/store_rows.rows_of)"),
+                            "per output item (the id-less input item has none: stores/responses_rows.rows_of)"),
                         (3, "the cache doctor's print of a response a later request may name for its diagnostics "
                             "(prompt_cache_options.comparison_response_id), short or not: its model and settings "
                             "(cache/prints.dumps, 2) and its messages (cache/prints.encoded)")],
         "sql": [(5, "the stored response's write: the id's look-up, the response, its inputs, its two output "
-                    "items (api/responses/store._keep)"),
+                    "items (stores/responses._keep)"),
                 (2, "that write's BEGIN and COMMIT")],
-        "thread_handoff": [(1, "the stored response's write, in the store's worker thread (store._write)")],
+        "thread_handoff": [(1, "the stored response's write, in the store's worker thread (stores/responses._write)")],
         "thread_wakeup": [(1, "that write done, back to the event loop")],
         "timer": [(1, "the bounded wait for that write before the stream's end goes out (forward.until_kept)")],
     },
@@ -266,7 +266,7 @@ def counted_pg(emulator, tmp_path_factory, pg_server):  # noqa: F811
 
 
 def _sealing_key_shared(url: str) -> None:
-    """Wait (bounded) until the starting gateway has published its Responses sealing key (store_pg.ready)."""
+    """Wait (bounded) until the starting gateway has published its Responses sealing key (stores/responses_pg.ready)."""
     import time
 
     import psycopg
@@ -289,7 +289,7 @@ PG_PER_BATCH: dict[str, list[Item]] = {
     **PER_BATCH,
     "task": [*PER_BATCH["task"], (1, "the per-account counts' write, a task on the loop (storage/pg.background)")],
 }
-# The Responses store on PostgreSQL (api/responses/store_pg.py) is not counted here: its write is a task on the
+# The Responses store on PostgreSQL (stores/responses_pg.py) is not counted here: its write is a task on the
 # loop (storage/pg.background) whose psycopg timers vary with the pool's state, besides the local copy's write.
 PG_KINDS = [k for k in SENDERS if k != "Responses, stored"]
 

@@ -19,6 +19,10 @@ STORAGE = "qwen_gateway.storage"
 # check (ingress/) asks it of every request and the CLIs (qwen-keys, qwen-usage) read its stores, so it sits below
 # the outer packages; the peer checks it shares with ingress/ (loopback, key comparison) are core too (peers.py).
 TENANCY = "qwen_gateway.tenancy"
+# stores/ (the stored Responses, chat completions, files and batches, with their SQL) is core as well: the dialects
+# (api/) read and write them and the commands (qwen-keys, qwen-usage) read them, so it sits below the outer packages
+# and beside storage/, which it reaches its databases through.
+STORES = "qwen_gateway.stores"
 # Entry points that wire the outer packages together.
 WIRING = {"qwen_gateway.addon", "qwen_gateway.wiring", "qwen_gateway.components"}
 
@@ -144,6 +148,43 @@ def test_tenancy_is_core_below_the_entrance_check():
     users = {m.split(".")[1] for m, deps in g.items() if not m.startswith(TENANCY)
              and any(d.startswith(TENANCY) for d in deps)}
     assert users == {"ingress", "cli", "wiring"}
+
+
+def test_stores_are_core_below_the_dialects():
+    """The stores import no outer package (not the dialects that use them, not the commands, not the wiring), and
+    what imports them is the dialects, the commands and the wiring: nothing else reaches into stores/."""
+    g = graph()
+    assert {f"{STORES}.{m}" for m in ("responses", "responses_pg", "responses_rows", "responses_schema", "stored_chat",
+                                      "stored_chat_pg", "batches")} <= set(g)
+    assert outer(f"{STORES}.responses") == "core"
+    upward = [f"{m} -> {d}" for m, deps in g.items() if m.startswith(STORES) for d in deps
+              if outer(d) != "core" or d in WIRING]
+    assert upward == []
+    users = {m.split(".")[1] for m, deps in g.items() if not m.startswith(STORES)
+             and any(d.startswith(STORES) for d in deps)}
+    assert users == {"api", "cli", "wiring", "components"}
+
+
+def _keeps_sql(path: Path) -> list[str]:
+    """Where a module reaches a database itself: imports sqlite3, or storage/'s connections (sqlite.py, pg.py)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [f"line {node.lineno}: imports {a.name}" for a in node.names if a.name == "sqlite3"]
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            names = [module] + [f"{module}.{a.name}" for a in node.names]
+            found += [f"line {node.lineno}: imports {n}" for n in names
+                      if n == "sqlite3" or n.endswith(("storage.sqlite", "storage.pg"))]
+    return found
+
+
+def test_the_dialects_keep_no_sql():
+    """api/ keeps translation and checks: no module of it opens or queries a database (sqlite3, storage/sqlite.py,
+    storage/pg.py); the stores it reads and writes are stores/'s."""
+    inside = {name: _keeps_sql(path) for name, (path, _) in modules().items() if outer(name) == "api"}
+    assert {name: found for name, found in inside.items() if found} == {}
+    assert _keeps_sql(modules()[f"{STORES}.responses"][0])  # the check sees a store's
 
 
 # The base every layer builds on: the exchange record and the interfaces it is typed by, and what they need to be

@@ -52,7 +52,7 @@ def test_sealing_without_a_shared_database_where_no_key_can_be_kept_is_the_folde
 
 async def test_on_postgresql_gateways_whose_folders_cannot_keep_a_key_share_the_databases(pg_url, unwritable,
                                                                                         tmp_path):
-    from qwen_gateway.api.responses.store_pg import SharedResponseStore
+    from qwen_gateway.stores.responses_pg import SharedResponseStore
     from qwen_gateway.storage.pg import Database
 
     first = SharedResponseStore(unwritable / "responses.sqlite3", Database(pg_url))

@@ -32,7 +32,7 @@ import re
 import sys
 import time
 
-from ..api.responses.store_schema import FORGET_OWNER, forget_owner
+from ..stores.responses_schema import FORGET_OWNER, forget_owner
 from ..settings.auth import resolve_state_dir
 from ..tenancy.shared_copy import KeyCopy
 from ..tenancy.ring import KeyRecord, digest, new_key

@@ -20,7 +20,7 @@ import sys
 import time
 
 from ..api.batches.advice import Advice
-from ..api.batches.store import FILENAME, BatchStore, Record, SharedBatchStore
+from ..stores.batches import FILENAME, BatchStore, Record, SharedBatchStore
 from ..settings.auth import resolve_state_dir
 from ..storage.pg import Database, StateUrlError
 from . import usage_store

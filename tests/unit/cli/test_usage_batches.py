@@ -7,7 +7,7 @@ import asyncio
 import json
 
 from qwen_gateway.api.batches.advice import Prefixes
-from qwen_gateway.api.batches.store import BATCH, BatchStore, Record
+from qwen_gateway.stores.batches import BATCH, BatchStore, Record
 from qwen_gateway.cli import usage, usage_batches
 from qwen_gateway.pricing.prices import builtin
 

@@ -16,7 +16,7 @@ import pytest
 from helpers.observe_testlib import exchange
 from helpers.pgserver import pg_own  # noqa: F401  (fixture)
 from qwen_gateway.storage.pg_tasks import close_pools
-from qwen_gateway.api.responses.store_pg import SharedResponseStore
+from qwen_gateway.stores.responses_pg import SharedResponseStore
 from qwen_gateway.auth.state_pg import SharedAccountState
 from qwen_gateway.settings.auth import AuthSettings
 from qwen_gateway.settings.config import Config
@@ -263,7 +263,7 @@ class _Work:
 
 
 async def _steps_per_put(tmp_path, monkeypatch, cap: int, work: _Work) -> float:
-    from qwen_gateway.api.responses import store as store_mod
+    from qwen_gateway.stores import responses as store_mod
 
     real = store_mod.open_private_db
     monkeypatch.setattr(store_mod, "open_private_db", lambda *a, **kw: work.watch(real(*a, **kw)))

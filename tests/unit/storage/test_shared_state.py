@@ -14,8 +14,8 @@ from helpers.observe_testlib import parsed_config
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 from qwen_gateway.storage.pg_tasks import close_pools
 from qwen_gateway.api.responses.items import new_id
-from qwen_gateway.api.responses.store import ResponseStore, wanted_ids
-from qwen_gateway.api.responses.store_pg import SharedResponseStore
+from qwen_gateway.stores.responses import ResponseStore, wanted_ids
+from qwen_gateway.stores.responses_pg import SharedResponseStore
 from qwen_gateway.auth.state import AccountState
 from qwen_gateway.auth.state_pg import SharedAccountState
 from qwen_gateway.cli import usage
@@ -198,7 +198,7 @@ async def test_a_stored_response_is_continued_and_read_through_the_other_gateway
 
 
 async def test_an_input_item_without_an_id_is_found_through_the_other_gateway_by_its_listed_id(backend, tmp_path):
-    """Such an item has no row of its own (api/responses/store_rows.py): its id names its response and place,
+    """Such an item has no row of its own (stores/responses_rows.py): its id names its response and place,
     and the other gateway fetches that response to find it."""
     a, b = _stores(backend, tmp_path)
     await a.ready()

@@ -18,7 +18,7 @@ from ...accounts import Credential
 from ...exchange import Attempt, ClientRequest, Exchange, KeyUse, Result
 from ...settings.config import Config
 from . import lines
-from .store import FILE, BatchStore, Record
+from ...stores.batches import FILE, BatchStore, Record
 
 log = logging.getLogger("qwen")
 

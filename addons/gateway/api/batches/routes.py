@@ -32,7 +32,7 @@ from . import create, lines, multipart
 from .advice import Advice, Prefixes
 from .bills import BatchBills
 from .pieces import off_loop
-from .store import BATCH, FILE, BatchStore, Record
+from ...stores.batches import BATCH, FILE, BatchStore, Record
 
 Build = Callable[[Credential], Awaitable[tuple[str, bytes]]]  # an upload's (content type, body) for an account
 Translate = Callable[[Exchange, dict, Credential, Config], dict]  # a chat line's body -> Qwen's

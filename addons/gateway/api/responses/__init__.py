@@ -6,7 +6,7 @@
     output.py     chat answer -> Response object (items.py: the output items; history.py: what is kept)
     stream.py     normalised chunks -> Responses events (events.py, stream_call.py, input_decoder.py)
     shapes.py     the TypedDicts of what is built
-    store.py      stored responses (SQLite); retrieve.py: their local routes
+    retrieve.py   the local routes of stored responses (their store: stores/responses.py)
     background.py `background: true` responses, run on after the POST is answered
     socket.py     the WebSocket transport; socket_turns.py: one response.create
 """

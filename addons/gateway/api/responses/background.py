@@ -29,7 +29,7 @@ from ...turn import TurnRunner, outcome
 from .history import kept_inputs
 from .output import response_object
 from .state import state
-from .store import ResponseStore
+from ...stores.responses import ResponseStore
 from .stream import ResponsesStreamTranslator
 from .stream_parts import sse_event
 

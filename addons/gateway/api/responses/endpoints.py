@@ -1,5 +1,5 @@
 """/v1/responses and /v1/responses/compact: the Responses dialect's endpoints, wired from its pure
-translation modules and the gateway's stored responses (store.py)."""
+translation modules and the gateway's stored responses (stores/responses.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from .items import new_id
 from .output import chat_to_response, completion_time, response_object, usage_to_responses
 from .request import Translation, check_request, limit_input, require_model, translate
 from .state import state
-from .store import ResponseStore, previous_not_found
+from ...stores.responses import ResponseStore, previous_not_found
 from .stream import ResponsesStreamTranslator
 from .stream_parts import sse_event
 

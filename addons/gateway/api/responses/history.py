@@ -1,22 +1,17 @@
-"""What the gateway keeps of a Response for later requests (store.py, and a WebSocket's recent responses):
+"""What the gateway keeps of a Response for later requests (stores/responses.py, and a WebSocket's recent responses):
 the conversation as items that a `previous_response_id` continues from, and the request's input as the
 stored items GET /v1/responses/{id}/input_items lists.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ...stores.responses_rows import listed
 from .compaction import SUMMARY_PREFIX
-from .items import new_id
 
 _PASSTHROUGH = "internal_chat_message_metadata_passthrough"  # the client's bookkeeping: not kept
-# Input items whose listed form (the spec's ItemResource) carries a status: "completed" when the client sent none
-_WITH_STATUS = frozenset({"message", "function_call", "function_call_output", "custom_tool_call",
-                          "custom_tool_call_output", "tool_search_call", "tool_search_output", "computer_call_output",
-                          "shell_call", "shell_call_output", "local_shell_call_output"})
 
 
 def history_items(items: list[dict], response: Mapping[str, Any], seal: Callable[[str, dict], str] | None = None,
@@ -57,36 +52,3 @@ def kept_inputs(body: dict) -> list[dict]:
     items: list[dict] = [{"type": "message", "role": "user", "content": raw}] \
         if isinstance(raw, str) else [i for i in raw if isinstance(i, dict)] if isinstance(raw, list) else []
     return [{k: v for k, v in item.items() if k != _PASSTHROUGH} if _PASSTHROUGH in item else item for item in items]
-
-
-def listed(item: dict, response_id: str | None, n: int) -> dict:
-    """The `n`th input item of `response_id` in the form the spec lists it (ItemResource): typed, a message's
-    text as a part, a status where the spec has one, and an id — its own, else the `input_id` that names its
-    response and place (the same at every read; a new one without a response)."""
-    item = dict(item)
-    kind = item.setdefault("type", "message")
-    if kind == "message" and isinstance(item.get("content"), str):
-        item["content"] = [{"type": "input_text", "text": item["content"]}]
-    if kind in _WITH_STATUS:
-        item.setdefault("status", "completed")
-    if not item.get("id"):
-        prefix = _ID_PREFIXES.get(kind, "item")
-        item["id"] = input_id(prefix, response_id, n) if response_id else new_id(prefix)
-    return item
-
-
-_ID_PREFIXES = {"message": "msg", "function_call_output": "fco", "custom_tool_call_output": "ctco"}
-_INPUT_ID = re.compile(r"(?:msg|fco|ctco|item)_([0-9a-f]{32})([0-9a-f]{1,6})")
-
-
-def input_id(prefix: str, response_id: str, n: int) -> str:
-    """The id of the `n`th input item of `response_id` (resp_ and 32 hex digits) when the client gave it none:
-    the response's digits and the place in hex — opaque to the client, longer than any new_id, and kept
-    nowhere (`input_place` reads it back)."""
-    return f"{prefix}_{response_id.partition('_')[2]}{n:x}"
-
-
-def input_place(item_id: str) -> tuple[str, int] | None:
-    """The response and place an `input_id` names (None: not one)."""
-    m = _INPUT_ID.fullmatch(item_id)
-    return (f"resp_{m.group(1)}", int(m.group(2), 16)) if m else None

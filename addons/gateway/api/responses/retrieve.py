@@ -18,7 +18,7 @@ from ...tokens import estimate_request_tokens
 from .background import BackgroundRuns, Run
 from .output import upgraded
 from .request import translate
-from .store import ResponseStore, wanted_ids
+from ...stores.responses import ResponseStore, wanted_ids
 
 
 def stored_response(store: Callable[[], ResponseStore],

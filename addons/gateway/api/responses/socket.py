@@ -47,7 +47,7 @@ from .socket_budget import ReadAhead, close_code
 from .socket_flow import is_upgrade, trim_ended, websockets_on
 from .socket_lanes import MAX_LANES, Lanes
 from .socket_turns import SocketSession, SocketTurns, _encode, _error_event, lane_encoder
-from .store import ResponseStore
+from ...stores.responses import ResponseStore
 
 if TYPE_CHECKING:
     from mitmproxy import http

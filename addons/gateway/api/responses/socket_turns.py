@@ -24,7 +24,7 @@ from ...turn import TurnRunner, outcome
 from .diagnostics import encoder as with_diagnostics
 from .history import history_items
 from .state import state
-from .store import ResponseStore
+from ...stores.responses import ResponseStore
 from .stream import ResponsesStreamTranslator
 
 if TYPE_CHECKING:

@@ -22,11 +22,11 @@ from ...interfaces import ChatChunk, Endpoint
 from ..chat import CHAT, ChatStreamTranslator, wants_usage
 from ..chat_answer import CallRewriter
 from ..responses.retrieve import item_page
-from ..responses.store import ResponseStore
-from ..responses.store_pg import SharedResponseStore
+from ...stores.responses import ResponseStore
+from ...stores.responses_pg import SharedResponseStore
 from .records import check_metadata, invalid, list_filter, row_of
-from .store import ChatStore
-from .store_pg import SharedChatStore
+from ...stores.stored_chat import ChatStore
+from ...stores.stored_chat_pg import SharedChatStore
 
 if TYPE_CHECKING:
     from ...exchange import Exchange

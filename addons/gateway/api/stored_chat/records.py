@@ -10,23 +10,10 @@ from typing import Any
 
 from ...errors import GatewayError
 from ...jsonio import valid_text
+from ...stores.stored_chat import Row
 
 MAX_KEYS, MAX_KEY, MAX_VALUE = 16, 64, 512  # OpenAI's metadata: 16 pairs, keys ≤ 64 chars, values ≤ 512
 PARTS = ("text", "image_url")  # the content parts a stored message lists (OpenAI's content_parts)
-
-
-@dataclass(frozen=True)
-class Row:
-    """One stored completion as its store keeps it (JSON text: the same in SQLite and PostgreSQL), and whose
-    it is (the named key that stored it; '' for none)."""
-
-    id: str
-    created: float
-    model: str
-    metadata: str
-    completion: str
-    messages: str
-    owner: str
 
 
 def invalid(message: str, param: str, code: str = "invalid_value") -> GatewayError:
@@ -82,11 +69,6 @@ def stored_messages(cid: str, messages: list) -> list[dict]:
             content = "".join(str(p.get("text") or "") for p in parts if p.get("type") == "text")
         out.append({**m, "id": f"{cid}-{i}", "content": content, "name": m.get("name"), "content_parts": parts})
     return out
-
-
-def shown(completion: str, metadata: str) -> dict:
-    """A stored completion as the API shows it: with its metadata (as updated since)."""
-    return {**json.loads(completion), "metadata": json.loads(metadata)}
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 from mitmproxy.test import tflow, tutils
 
 from qwen_gateway.api.batches import create
-from qwen_gateway.api.batches.store import BATCH, FILE, Record
+from qwen_gateway.stores.batches import BATCH, FILE, Record
 from qwen_gateway.api.batches.watch import BatchWatch
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.exchange import ClientRequest, Exchange

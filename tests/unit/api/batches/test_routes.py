@@ -14,7 +14,7 @@ from mitmproxy.test import tflow, tutils
 from qwen_gateway.accounts import KEY, Credential
 from qwen_gateway.api.batches.bills import BatchBills
 from qwen_gateway.api.batches.routes import BatchRoutes
-from qwen_gateway.api.batches.store import BatchStore
+from qwen_gateway.stores.batches import BatchStore
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.exchange import ClientRequest, Exchange
 from qwen_gateway.pricing.prices import PriceTable, Tier

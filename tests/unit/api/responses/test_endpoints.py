@@ -11,7 +11,7 @@ import pytest
 from qwen_gateway.api.responses import endpoints
 from qwen_gateway.api.responses.endpoints import OFF_LOOP_ITEMS, large, responses_endpoint
 from qwen_gateway.api.responses.request import MAX_INPUT_ITEMS
-from qwen_gateway.api.responses.store import ResponseStore
+from qwen_gateway.stores.responses import ResponseStore
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.exchange import ClientRequest, Exchange
 

@@ -10,7 +10,7 @@ import pytest
 from qwen_gateway.accounts import KEY, Credential
 from qwen_gateway.api.responses.endpoints import responses_endpoint
 from qwen_gateway.api.responses.state import state
-from qwen_gateway.api.responses.store import ResponseStore
+from qwen_gateway.stores.responses import ResponseStore
 from qwen_gateway.exchange import ClientRequest, Exchange, Retry, RetryReason
 from qwen_gateway.interfaces import Leg
 

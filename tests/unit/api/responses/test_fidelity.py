@@ -157,7 +157,7 @@ def test_a_background_response_left_running_by_a_stopped_gateway_reads_failed(tm
 
     from qwen_gateway.api.responses.background import BackgroundRuns
     from qwen_gateway.api.responses.retrieve import stored
-    from qwen_gateway.api.responses.store import ResponseStore
+    from qwen_gateway.stores.responses import ResponseStore
 
     store = ResponseStore(tmp_path / "responses.sqlite3")
     queued = {**whole({**BODY, "background": True}, chat_answer("x")), "status": "queued", "output": []}

@@ -1,12 +1,10 @@
 """What the gateway keeps of a Response for later requests (api/responses/history.py): every item so far and the
-answer, its reasoning sealed; a compaction's user messages and summary; the input items as GET …/input_items
-lists them, with ids that name their response and place."""
+answer, its reasoning sealed; a compaction's user messages and summary; the input items as they are stored (their
+listed form and ids: tests/unit/stores/test_responses_rows.py)."""
 
 from __future__ import annotations
 
 import json
-
-import pytest
 
 from qwen_gateway.api.responses import history
 from qwen_gateway.api.responses.compaction import SUMMARY_PREFIX
@@ -87,33 +85,6 @@ def test_a_compaction_keeps_user_system_and_developer_messages_but_no_earlier_su
              {"type": "function_call", "call_id": "c"}, {"role": "user", "content": "u"}]
     kept = history_items(items, {"output": [{"type": "message"}]}, summary="new")
     assert [i["content"] for i in kept] == ["s", "d", "u", SUMMARY_PREFIX + "new"]
-
-
-def test_listed_inputs_take_the_specs_form():
-    listed = history.listed({"role": "user", "content": "hi"}, "resp_" + "a" * 32, 0)
-    assert listed == {"role": "user", "type": "message", "content": [{"type": "input_text", "text": "hi"}],
-                      "status": "completed", "id": "msg_" + "a" * 32 + "0"}
-
-
-def test_a_listed_input_keeps_its_own_id_and_status():
-    item = {"type": "function_call_output", "id": "fco_mine", "status": "incomplete", "call_id": "c", "output": ""}
-    assert history.listed(item, "resp_" + "a" * 32, 5) == item
-
-
-def test_an_item_type_the_spec_lists_without_status_gets_none():
-    assert "status" not in history.listed({"type": "reasoning", "summary": []}, None, 0)
-
-
-@pytest.mark.parametrize("place", [0, 9, 15, 4096])
-def test_an_input_id_names_its_response_and_place(place):
-    rid = "resp_" + "0123456789abcdef" * 2
-    item_id = history.input_id("fco", rid, place)
-    assert history.input_place(item_id) == (rid, place)
-
-
-@pytest.mark.parametrize("item_id", ["msg_1", "msg_" + "a" * 31, "xyz_" + "a" * 33, "msg_" + "A" * 33])
-def test_other_ids_name_no_place(item_id):
-    assert history.input_place(item_id) is None
 
 
 def test_kept_inputs_of_a_string_and_of_items():

@@ -9,7 +9,7 @@ import pytest
 
 from qwen_gateway.api.responses import retrieve
 from qwen_gateway.api.responses.retrieve import item_page
-from qwen_gateway.api.responses.store import ResponseStore
+from qwen_gateway.stores.responses import ResponseStore
 from qwen_gateway.errors import GatewayError
 
 

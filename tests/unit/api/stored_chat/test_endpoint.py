@@ -9,11 +9,11 @@ import time
 import pytest
 
 from qwen_gateway.api.chat import ChatStreamTranslator
-from qwen_gateway.api.responses.store import ResponseStore
+from qwen_gateway.stores.responses import ResponseStore
 from qwen_gateway.api.stored_chat import endpoint
 from qwen_gateway.api.stored_chat.endpoint import KeptChatStreamTranslator, update_metadata
 from qwen_gateway.api.stored_chat.records import row_of
-from qwen_gateway.api.stored_chat.store import ChatStore
+from qwen_gateway.stores.stored_chat import ChatStore
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.exchange import ClientRequest, Exchange
 

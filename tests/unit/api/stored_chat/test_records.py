@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from qwen_gateway.api.stored_chat import records
 from qwen_gateway.api.stored_chat.records import check_metadata, list_filter, row_of, stored_messages
 from qwen_gateway.errors import GatewayError
 
@@ -85,11 +84,6 @@ def test_a_message_that_is_no_object_is_kept_as_an_empty_one():
 def test_parts_of_other_types_are_not_listed():
     (m,) = stored_messages("c", [{"role": "user", "content": [{"type": "input_audio"}, {"type": "text", "text": "x"}]}])
     assert m["content"] == "x" and m["content_parts"] == [{"type": "text", "text": "x"}]
-
-
-def test_a_completion_is_shown_with_its_metadata_as_updated():
-    assert records.shown('{"id": "c", "metadata": {"old": "1"}}', '{"new": "2"}') == {"id": "c",
-                                                                                     "metadata": {"new": "2"}}
 
 
 def test_a_list_filter_checks_its_metadata_as_metadata():

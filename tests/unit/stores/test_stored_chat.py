@@ -12,11 +12,11 @@ import pytest
 
 from helpers.pgserver import pg_own, pg_server, pg_url  # noqa: F401  (fixtures)
 from qwen_gateway.storage.pg_tasks import close_pools
-from qwen_gateway.api.responses.store import ResponseStore
-from qwen_gateway.api.responses.store_pg import SharedResponseStore
+from qwen_gateway.stores.responses import ResponseStore
+from qwen_gateway.stores.responses_pg import SharedResponseStore
 from qwen_gateway.api.stored_chat.endpoint import chats_of, listed, stored
 from qwen_gateway.api.stored_chat.records import row_of
-from qwen_gateway.api.stored_chat.store import ChatStore
+from qwen_gateway.stores.stored_chat import ChatStore, shown
 from qwen_gateway.errors import GatewayError, gateway_error
 from qwen_gateway.storage.health import StateUnavailable
 from qwen_gateway.storage.pg import Database
@@ -149,3 +149,7 @@ def test_routes_for_the_stored_chat_family():
         assert route(method, path, eps).name == "stored_chat", (method, path)
     assert route("PUT", "/v1/chat/completions/chatcmpl-1", eps).name == "method_not_allowed"
     assert route("PUT", "/v1/chat/completions", eps).name == "method_not_allowed"
+
+
+def test_a_completion_is_shown_with_its_metadata_as_updated():
+    assert shown('{"id": "c", "metadata": {"old": "1"}}', '{"new": "2"}') == {"id": "c", "metadata": {"new": "2"}}

@@ -1,4 +1,4 @@
-"""Who owns each file and batch (api/batches/store.py): another key's id is not found, a batch is billed once,
+"""Who owns each file and batch (stores/batches.py): another key's id is not found, a batch is billed once,
 and both survive a restart; the same in the state folder's SQLite and in the shared PostgreSQL (several gateways:
 a batch made through one is found through another)."""
 
@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from qwen_gateway.api.batches.store import BATCH, FILE, BatchStore, Record, SharedBatchStore
+from qwen_gateway.stores.batches import BATCH, FILE, BatchStore, Record, SharedBatchStore
 from qwen_gateway.storage.health import StateUnavailable
 from qwen_gateway.storage.pg import Database
 
@@ -88,7 +88,7 @@ async def test_a_batch_keeps_its_advice_across_restarts_newest_first(stores):
 async def test_a_state_folder_of_an_older_gateway_takes_the_advice_column(tmp_path):
     import sqlite3
 
-    from qwen_gateway.api.batches import store as module
+    from qwen_gateway.stores import batches as module
 
     old = sqlite3.connect(tmp_path / module.FILENAME)  # the table as gateways before the advice made it
     old.executescript(module.TABLE.format(if_new="", real="REAL") + ";")
@@ -103,7 +103,7 @@ async def test_a_state_folder_of_an_older_gateway_takes_the_advice_column(tmp_pa
 
 
 async def test_a_shared_database_of_an_older_gateway_takes_the_advice_column(pg_url):
-    from qwen_gateway.api.batches import store as module
+    from qwen_gateway.stores import batches as module
 
     db = Database(pg_url)
     db.migrate(module.COMPONENT, module.STEPS[:2])  # the table as gateways before the advice made it

@@ -2,11 +2,11 @@
 `GET /v1/responses/{id}`, its `input_items`, `item_reference`s to their items) in SQLite, 0600; and the key
 that seals `encrypted_content` (seal.py, `seal.key` beside the database).
 
-Each stored response is its owner's (the named key that stored it, '' for none: store_schema.py): every
+Each stored response is its owner's (the named key that stored it, '' for none: responses_schema.py): every
 read and delete names the owner, and another key's response is found nowhere, as an id never stored.
 
 Reads are point lookups on the caller's thread. A write (a stored response and the retention that keeps
-its owner within PER_KEY and every owner within MAX_AGE_S, store_schema.py) runs in a worker thread on a
+its owner within PER_KEY and every owner within MAX_AGE_S, responses_schema.py) runs in a worker thread on a
 connection of its own (WAL: readers never wait for it) and costs the same at any size: the owner's oldest
 by insertion go, as many as the new one brings over the cap, and at most EXPIRE_PER_WRITE past their age.
 `put` returns the write, which the answer waits for: a response the client is told about is on disk. The
@@ -24,14 +24,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ...errors import GatewayError
-from ...jsonio import valid_text
-from ...seal import Sealer
-from ...storage.health import check_local, local_failure, local_health
-from ...storage.sqlite import open_private_db, transaction
-from .history import input_place, listed
-from .store_rows import Part, Rows, rows_of, size, wanted_ids
-from .store_schema import PER_KEY, TABLES, OldestDue, counts, forget_owner, migrate
+from ..errors import GatewayError
+from ..jsonio import valid_text
+from ..seal import Sealer
+from ..storage.health import check_local, local_failure, local_health
+from ..storage.sqlite import open_private_db, transaction
+from .responses_rows import Part, Rows, input_place, listed, rows_of, size, wanted_ids
+from .responses_schema import PER_KEY, TABLES, OldestDue, counts, forget_owner, migrate
 
 __all__ = ["ResponseStore", "Rows", "previous_not_found", "retrieved", "rows_of", "wanted_ids"]
 
@@ -111,7 +110,7 @@ class ResponseStore:
         the ones it does not have locally)."""
 
     def put(self, response: dict, history: Part, inputs: Part = None, *, owner: str) -> Awaitable[None] | None:
-        """Stored for `owner` by a worker thread, which also makes its rows (store_rows.py; `history` and
+        """Stored for `owner` by a worker thread, which also makes its rows (responses_rows.py; `history` and
         `inputs` may be the functions that make them): the write, which the answer waits for (None without an
         event loop: stored at once)."""
         return self._write(lambda: rows_of(response, history, inputs, owner))

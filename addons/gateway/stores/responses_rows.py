@@ -1,8 +1,8 @@
-"""What one stored Response is as rows (store.py, store_pg.py), made by the store's worker thread from the answer
-and the request's parts: the response, the conversation a later request continues from (its history), the
+"""What one stored Response is as rows (responses.py, responses_pg.py), made by the store's worker thread from the
+answer and the request's parts: the response, the conversation a later request continues from (its history), the
 request's input items, and a row per item a later `item_reference` may name.
 
-Each part is compact UTF-8 JSON. The input items are kept as the client sent them (history.listed gives them
+Each part is compact UTF-8 JSON. The input items are kept as the client sent them (`listed` below gives them
 the spec's form when they are read), and a row of their own only for items the client gave an id (and the
 answer's items): an input item without one is named by an `input_id` — its response and place — which is
 found in the response's input items and kept nowhere. (Before, each input item was written three times, one
@@ -10,10 +10,12 @@ of them in a row of its own with a new id: 30 bytes on disk per byte of a reques
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 
-from ...jsonio import dumps_text, valid_text
+from ..ids import hex_id
+from ..jsonio import dumps_text, valid_text
 
 # id, owner, created, the response, its history, its input items, and (item id, response id, item, owner)
 Rows = tuple[str, str, float, str, str, str, list[tuple[str, str, str, str]]]
@@ -50,3 +52,42 @@ def wanted_ids(body: dict) -> list[str]:
         ids += [i["id"] for i in items if isinstance(i, dict) and i.get("type") == "item_reference"
                 and isinstance(i.get("id"), str)]
     return [valid_text(i) for i in ids]  # a database can look up no lone surrogate
+
+
+# Input items whose listed form (the spec's ItemResource) carries a status: "completed" when the client sent none
+_WITH_STATUS = frozenset({"message", "function_call", "function_call_output", "custom_tool_call",
+                          "custom_tool_call_output", "tool_search_call", "tool_search_output", "computer_call_output",
+                          "shell_call", "shell_call_output", "local_shell_call_output"})
+
+
+def listed(item: dict, response_id: str | None, n: int) -> dict:
+    """The `n`th input item of `response_id` in the form the spec lists it (ItemResource): typed, a message's
+    text as a part, a status where the spec has one, and an id — its own, else the `input_id` that names its
+    response and place (the same at every read; a new one without a response)."""
+    item = dict(item)
+    kind = item.setdefault("type", "message")
+    if kind == "message" and isinstance(item.get("content"), str):
+        item["content"] = [{"type": "input_text", "text": item["content"]}]
+    if kind in _WITH_STATUS:
+        item.setdefault("status", "completed")
+    if not item.get("id"):
+        prefix = _ID_PREFIXES.get(kind, "item")
+        item["id"] = input_id(prefix, response_id, n) if response_id else f"{prefix}_{hex_id()}"
+    return item
+
+
+_ID_PREFIXES = {"message": "msg", "function_call_output": "fco", "custom_tool_call_output": "ctco"}
+_INPUT_ID = re.compile(r"(?:msg|fco|ctco|item)_([0-9a-f]{32})([0-9a-f]{1,6})")
+
+
+def input_id(prefix: str, response_id: str, n: int) -> str:
+    """The id of the `n`th input item of `response_id` (resp_ and 32 hex digits) when the client gave it none:
+    the response's digits and the place in hex — opaque to the client, longer than any new id, and kept
+    nowhere (`input_place` reads it back)."""
+    return f"{prefix}_{response_id.partition('_')[2]}{n:x}"
+
+
+def input_place(item_id: str) -> tuple[str, int] | None:
+    """The response and place an `input_id` names (None: not one)."""
+    m = _INPUT_ID.fullmatch(item_id)
+    return (f"resp_{m.group(1)}", int(m.group(2), 16)) if m else None

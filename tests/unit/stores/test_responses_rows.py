@@ -1,6 +1,7 @@
-"""What a stored Response is on disk (api/responses/store_rows.py, through store.py): made by the store's worker
+"""What a stored Response is on disk (stores/responses_rows.py, through responses.py): made by the store's worker
 thread, each part once as compact JSON, a row of its own only for an item with an id; an input item without one
-is found by the id its listing gives it (history.input_id); a large write leaves no large write-ahead log."""
+is found by the id its listing gives it (`input_id`), and listed in the spec's form (`listed`); a large write leaves
+no large write-ahead log."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import threading
 
 import pytest
 
-from qwen_gateway.api.responses.history import input_id, input_place, kept_inputs
+from qwen_gateway.api.responses.history import kept_inputs
 from qwen_gateway.api.responses.items import new_id
-from qwen_gateway.api.responses.store import ResponseStore
-from qwen_gateway.api.responses.store_rows import rows_of
+from qwen_gateway.stores import responses_rows as rows
+from qwen_gateway.stores.responses import ResponseStore
+from qwen_gateway.stores.responses_rows import input_id, input_place, rows_of
 
 RID = new_id("resp")
 ANSWER = {"id": RID, "object": "response", "output": [{"id": "msg_out", "type": "message", "role": "assistant",
@@ -90,3 +92,30 @@ def test_a_large_write_leaves_no_large_write_ahead_log(tmp_path):
     on_disk = sum(f.stat().st_size for f in tmp_path.glob("responses.sqlite3*"))
     assert not wal.exists() or wal.stat().st_size == 0
     assert on_disk < 2.3 * size  # the conversation and the input items: each once
+
+
+def test_listed_inputs_take_the_specs_form():
+    listed = rows.listed({"role": "user", "content": "hi"}, "resp_" + "a" * 32, 0)
+    assert listed == {"role": "user", "type": "message", "content": [{"type": "input_text", "text": "hi"}],
+                      "status": "completed", "id": "msg_" + "a" * 32 + "0"}
+
+
+def test_a_listed_input_keeps_its_own_id_and_status():
+    item = {"type": "function_call_output", "id": "fco_mine", "status": "incomplete", "call_id": "c", "output": ""}
+    assert rows.listed(item, "resp_" + "a" * 32, 5) == item
+
+
+def test_an_item_type_the_spec_lists_without_status_gets_none():
+    assert "status" not in rows.listed({"type": "reasoning", "summary": []}, None, 0)
+
+
+@pytest.mark.parametrize("place", [0, 9, 15, 4096])
+def test_an_input_id_names_its_response_and_place(place):
+    rid = "resp_" + "0123456789abcdef" * 2
+    item_id = rows.input_id("fco", rid, place)
+    assert rows.input_place(item_id) == (rid, place)
+
+
+@pytest.mark.parametrize("item_id", ["msg_1", "msg_" + "a" * 31, "xyz_" + "a" * 33, "msg_" + "A" * 33])
+def test_other_ids_name_no_place(item_id):
+    assert rows.input_place(item_id) is None

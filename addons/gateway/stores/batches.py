@@ -3,9 +3,9 @@
 made through one gateway is found through the others), so that a restart forgets no owner and bills no results file
 twice.
 Ids only, the client's model name and the account's name: nothing of a prompt, no key; a file's and its batch's
-`advice` (advice.py: counts and prices per model, as JSON), added by a migration that a file or database of an
+`advice` (api/batches/advice.py: counts and prices per model, as JSON), added by a migration that a file or database of an
 older gateway takes (its rows: no advice). A batch's `billed` is set
-once its bill is in the ledger, or once it ended with nothing to bill (bills.py); a results file's `billed` was set
+once its bill is in the ledger, or once it ended with nothing to bill (api/batches/bills.py); a results file's `billed` was set
 by gateways before issue 60, which billed a batch by its results file.
 
 A file or batch another named key made, or none made through this gateway, is not found (404), as OpenAI answers
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from ...storage.health import check_local, local_failure
-from ...storage.pg import Database
-from ...storage.sqlite import open_private_db
+from ..storage.health import check_local, local_failure
+from ..storage.pg import Database
+from ..storage.sqlite import open_private_db
 
 T = TypeVar("T")
 FILENAME = "batches.sqlite3"
@@ -33,7 +33,7 @@ TABLE = """CREATE TABLE {if_new} batch_objects (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, owner TEXT NOT NULL, account TEXT NOT NULL, model TEXT NOT NULL,
     upstream_model TEXT NOT NULL, billed INTEGER NOT NULL DEFAULT 0, created {real} NOT NULL)"""
 INDEX = "CREATE INDEX {if_new} batch_objects_owner ON batch_objects (owner, kind, created)"
-ADVICE = "ALTER TABLE batch_objects ADD COLUMN advice TEXT NOT NULL DEFAULT ''"  # batch advice (advice.py)
+ADVICE = "ALTER TABLE batch_objects ADD COLUMN advice TEXT NOT NULL DEFAULT ''"  # batch advice (api/batches/advice.py)
 SCHEMA = ";\n".join(s.format(if_new="IF NOT EXISTS", real="REAL") for s in (TABLE, INDEX)) + ";"
 COMPONENT = "batches"
 STEPS = (*(s.format(if_new="", real="DOUBLE PRECISION") for s in (TABLE, INDEX)), ADVICE)
@@ -132,7 +132,7 @@ class BatchStore:
 
     async def settled(self, oid: str) -> bool:
         """Marks a batch billed (or with nothing to bill): True for the one caller that marked it, whichever
-        gateway asks first. Its bill is in the ledger before (bills.py)."""
+        gateway asks first. Its bill is in the ledger before (api/batches/bills.py)."""
         return await self.execute(f"UPDATE batch_objects SET billed = 1 WHERE id = {self.MARK} AND billed = 0",
                                   (oid,)) == 1
 

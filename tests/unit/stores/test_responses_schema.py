@@ -1,4 +1,4 @@
-"""The state folder's stored objects as SQLite tables (api/responses/store_schema.py): a file from before owners
+"""The state folder's stored objects as SQLite tables (stores/responses_schema.py): a file from before owners
 brought up to date with its rows kept as no key's, the oldest object's due time, and one owner forgotten."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from qwen_gateway.api.responses import store_schema as schema
+from qwen_gateway.stores import responses_schema as schema
 
 BEFORE_OWNERS = """
 CREATE TABLE responses (id TEXT PRIMARY KEY, created REAL, response TEXT, history TEXT);

@@ -2,7 +2,7 @@
 the only copy (nothing reads them synchronously, so no local one), reached through the Responses store's
 `Database` (one pool, one health: the database away is StateUnavailable, 503 `state_unavailable`, for a
 `store: true` request before its upstream call, for every read, and for the write a client waits for).
-Each completion is its owner's, kept as the shared stored Responses are (store_pg.py: every TRIM_EVERY of an
+Each completion is its owner's, kept as the shared stored Responses are (responses_pg.py: every TRIM_EVERY of an
 owner's puts through a gateway its rows beyond PER_KEY go; every TRIM_EVERY puts a batch past MAX_AGE_S)."""
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
-from ...jsonio import valid_text
-from ...storage.pg import unavailable
-from ..responses.store_pg import EXPIRE_BATCH, TRIM_EVERY, SharedResponseStore
-from ..responses.store_schema import MAX_AGE_S, PER_KEY
-from .records import Row, shown
-from .store import ChatStore
+from ..jsonio import valid_text
+from ..storage.pg import unavailable
+from .responses_pg import EXPIRE_BATCH, TRIM_EVERY, SharedResponseStore
+from .responses_schema import MAX_AGE_S, PER_KEY
+from .stored_chat import ChatStore, Row, shown
 
 COMPONENT = "chat_completions"
 STEPS = (

@@ -6,7 +6,7 @@ truth shared by every gateway:
   waits for it, so a response a client was told about is committed before the client hears of it;
 - `load` (awaited before a request is translated, and before `GET /v1/responses/{id}`) copies from the
   database the owner's responses and items this gateway does not have (another key's are never copied);
-- retention as the local store's (store_schema.py), per owner: every TRIM_EVERY of an owner's puts through
+- retention as the local store's (responses_schema.py), per owner: every TRIM_EVERY of an owner's puts through
   a gateway, that owner's rows beyond PER_KEY go (the owner's index: its rows, never the table); every
   TRIM_EVERY puts, up to EXPIRE_BATCH rows past MAX_AGE_S (the age index). So an owner may hold up to
   TRIM_EVERY more per gateway for a while;
@@ -25,14 +25,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from ...jsonio import valid_text
-from ...seal import load_key
-from ...storage.health import StateUnavailable
-from ...storage.pg import Database, unavailable
-from .history import input_place
-from .store import ResponseStore, retrieved
-from .store_rows import Part, Rows, rows_of
-from .store_schema import MAX_AGE_S, PER_KEY
+from ..jsonio import valid_text
+from ..seal import load_key
+from ..storage.health import StateUnavailable
+from ..storage.pg import Database, unavailable
+from .responses import ResponseStore, retrieved
+from .responses_rows import Part, Rows, input_place, rows_of
+from .responses_schema import MAX_AGE_S, PER_KEY
 
 log = logging.getLogger("qwen")
 COMPONENT = "responses"
@@ -44,7 +43,7 @@ STEPS = (
     "CREATE INDEX response_items_by_response ON response_items (response_id)",
     # secrets every gateway of the database shares (the sealing key): protect the database like the state folder
     "CREATE TABLE shared_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    # whose each response is (the named key; '' for none, as every row stored before owners: store_schema.py)
+    # whose each response is (the named key; '' for none, as every row stored before owners: responses_schema.py)
     "ALTER TABLE responses ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
     "CREATE INDEX responses_by_owner ON responses (owner, created)",
     "ALTER TABLE response_items ADD COLUMN owner TEXT NOT NULL DEFAULT ''",

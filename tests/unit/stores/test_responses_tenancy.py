@@ -14,11 +14,11 @@ import pytest
 
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 from qwen_gateway.storage.pg_tasks import close_pools
-from qwen_gateway.api.responses import store_pg as responses_pg
-from qwen_gateway.api.responses.store import ResponseStore
-from qwen_gateway.api.responses.store_pg import TRIM_EVERY, SharedResponseStore
-from qwen_gateway.api.responses.store_schema import MAX_AGE_S
-from qwen_gateway.api.stored_chat import store_pg as chats_pg
+from qwen_gateway.stores import responses_pg
+from qwen_gateway.stores.responses import ResponseStore
+from qwen_gateway.stores.responses_pg import TRIM_EVERY, SharedResponseStore
+from qwen_gateway.stores.responses_schema import MAX_AGE_S
+from qwen_gateway.stores import stored_chat_pg as chats_pg
 from qwen_gateway.api.stored_chat.endpoint import chats_of
 from qwen_gateway.api.stored_chat.records import row_of
 from qwen_gateway.storage.pg import Database, migrate_sync

@@ -1,7 +1,7 @@
 """Stored chat completions in the state folder: a table of the Responses store's SQLite file (its connections,
 its worker-thread writes, its storage health: a full or read-only folder is StateUnavailable, 503
 `state_unavailable`), each completion its owner's (the named key that stored it: every read, update and
-delete names the owner), kept as the stored Responses are (store_schema.py: per owner, its newest PER_KEY,
+delete names the owner), kept as the stored Responses are (responses_schema.py: per owner, its newest PER_KEY,
 nothing older than MAX_AGE_S).
 
 A write (a stored completion, an update, a delete) runs in a worker thread and is awaited: a completion the
@@ -15,17 +15,36 @@ import json
 import sqlite3
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
 
-from ...jsonio import valid_text
-from ..responses.store import ResponseStore
-from ..responses.store_schema import PER_KEY, OldestDue, counts
-from .records import Row, shown
+from ..jsonio import valid_text
+from .responses import ResponseStore
+from .responses_schema import PER_KEY, OldestDue, counts
 
 # never over another owner's completion of the same id (ids are Qwen's: unique, but not the gateway's own)
 _PUT = ("INSERT INTO chat_completions (id, created, model, metadata, completion, messages, owner) "
         "VALUES (?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET created=excluded.created, model=excluded.model, "
         "metadata=excluded.metadata, completion=excluded.completion, messages=excluded.messages "
         "WHERE owner = excluded.owner")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One stored completion as its store keeps it (JSON text: the same in SQLite and PostgreSQL), and whose
+    it is (the named key that stored it; '' for none)."""
+
+    id: str
+    created: float
+    model: str
+    metadata: str
+    completion: str
+    messages: str
+    owner: str
+
+
+def shown(completion: str, metadata: str) -> dict:
+    """A stored completion as the API shows it: with its metadata (as updated since)."""
+    return {**json.loads(completion), "metadata": json.loads(metadata)}
 
 
 class ChatStore:
