@@ -91,7 +91,8 @@ class Memory:
             size += p.footprint()
         self.bytes += size - kept.bytes
         kept.bytes = size
-        self._bound()
+        if self.bytes > BYTES:
+            self._bound()
 
     def keep_id(self, tenant: str, answer_id: str, turn: Turn) -> None:
         """The turn of a response a client may name later (Messages' `previous_message_id`, Responses'
