@@ -11,7 +11,7 @@ from collections.abc import Buffer
 
 try:
     from xxhash import xxh3_64 as Sum, xxh3_64_intdigest as checksum
-except ImportError:  # pragma: no cover - exercised only by an install without xxhash
+except ImportError:  # an install without xxhash (tests/unit/cache/test_checksum.py)
     checksum = zlib.crc32  # type: ignore[assignment]
 
     class Sum:  # type: ignore[no-redef]
