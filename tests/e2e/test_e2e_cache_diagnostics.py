@@ -108,3 +108,32 @@ def test_the_openai_sdk_reads_prompt_cache_diagnostics(team, stream):
     assert (other.prompt_cache_diagnostics.reason, other.prompt_cache_diagnostics.cache_missed_tokens > 0) == (
         "model_changed", True)
     assert ask(bob, compare=first.id).prompt_cache_diagnostics.type == "comparison_response_not_found"
+
+
+def test_a_background_run_answers_prompt_cache_diagnostics(team):
+    """`background: true`: the run's stored Response carries the comparison, as the SDK retrieves it once the run
+    completed; a background response is itself kept under its id for a later request to name."""
+    import time
+
+    gw, keys = team
+    alice = openai_client(gw.url, keys["alice"])
+    opening = [{"role": "developer", "content": SYSTEM}, {"role": "user", "content": "Fix file 7. " * 20}]
+
+    def run(model="gpt-4o", compare=None, extra=()):
+        kwargs = {"prompt_cache_options": {"comparison_response_id": compare}} if compare else {}
+        queued = alice.responses.create(model=model, input=[*opening, *extra], background=True, **kwargs)
+        deadline = time.monotonic() + 30
+        while (got := alice.responses.retrieve(queued.id)).status in ("queued", "in_progress"):
+            assert time.monotonic() < deadline, got.status
+            time.sleep(0.2)
+        assert got.status == "completed", got
+        return got
+
+    first = run()
+    assert first.prompt_cache_diagnostics is None  # it named none
+    grown = run(compare=first.id, extra=[{"role": "user", "content": "And file 8."}])
+    assert grown.prompt_cache_diagnostics is not None and grown.prompt_cache_diagnostics.type == "cache_hit"
+    other = run(model="qwen3-coder-flash", compare=grown.id)
+    assert isinstance(other.prompt_cache_diagnostics, PromptCacheDiagnosticsCacheMiss), other.prompt_cache_diagnostics
+    assert (other.prompt_cache_diagnostics.reason, other.prompt_cache_diagnostics.cache_missed_tokens > 0) == (
+        "model_changed", True)

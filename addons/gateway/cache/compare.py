@@ -41,7 +41,7 @@ class Turn:
 
     def __init__(self, print_: Print, *, at: float, account: str = "", route: str = "", lifetime: float = 300.0,
                  tenant: str = "") -> None:
-        self.print, self.blocks = print_, print_.blocks
+        self.print, self.blocks = print_, len(print_.kinds)
         self.turn, self.at, self.account, self.route, self.lifetime, self.tenant = 0, at, account, route, lifetime, tenant
         self.prompt: int | None = None  # Qwen's usage: unknown until the answer ends
         self.cached = self.written = 0
@@ -102,9 +102,10 @@ def _digest(turn: Turn, i: int) -> int | None:
 def first_change(was: Turn, now: Turn, named: list[str] | None = None) -> Change | None:
     """The first block of `now` that differs from `was` and its kind of change (`named`: where each block of
     `now` is, prints_forms.places); None when `was` is a prefix of `now` (the conversation only grew)."""
-    i = common(was.raw, now.raw)
-    if i == was.blocks:
+    before_raw, now_raw = was.raw, now.raw
+    if now_raw.startswith(before_raw):  # the conversation only grew (or is the same)
         return None
+    i = common(before_raw, now_raw)
     a, b = was.print, now.print
     kind = b.kinds[i] if i < now.blocks else a.kinds[i]
     before = a.kinds[i]

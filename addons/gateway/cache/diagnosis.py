@@ -49,7 +49,7 @@ class Diagnoser:
         else:  # the conversation's previous turn: what this one repeats of it is not read again
             before = self.memory.newest(ex.key.name, ex.conversation.key) if ex.conversation is not None else None
             found = of_sent(body, ex.attempt.sent, before, settings=asked is not None)
-        seen = Turn(found, at=ex.started_at, account=ex.account, route=ex.attempt.route, lifetime=found.lifetime,
+        seen = Turn(found, at=ex.started_at, account=ex.attempt.account, route=ex.attempt.route, lifetime=found.lifetime,
                     tenant=ex.key.name)
         if asked is not None:
             asked.seen = seen

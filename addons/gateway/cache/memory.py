@@ -73,16 +73,26 @@ class Memory:
         """`now` becomes the conversation's newest turn; earlier turns it begins with share its print."""
         kept.count += 1
         now.turn = kept.count
-        raw = now.raw
-        for seen in kept.turns:
-            if seen.print is not now.print and raw.startswith(seen.raw) and now.print.kinds.startswith(
-                    seen.print.kinds[:seen.blocks]):
+        raw, kinds = now.raw, now.print.kinds
+        kept.turns.append(now)  # the oldest dropped beyond TURNS_KEPT
+        prints = [now.print]  # each print once, however many turns share it (compared by identity)
+        shared = None  # a print `now` begins with, as far as its newest turn has it: its older turns have less
+        for seen in reversed(kept.turns):
+            p = seen.print
+            if p is now.print:
+                continue
+            if p is shared or (raw.startswith(seen.raw) and kinds.startswith(p.kinds[:seen.blocks])):
+                shared = p
                 seen.print = now.print  # the same blocks: only its count of them is its own
-        kept.turns.append(now)
-        size = sum(p.footprint() for p in {id(t.print): t.print for t in kept.turns}.values())
+            elif p not in prints:
+                prints.append(p)
+        size = 0
+        for p in prints:
+            size += p.footprint()
         self.bytes += size - kept.bytes
         kept.bytes = size
-        self._bound()
+        if self.bytes > BYTES:
+            self._bound()
 
     def keep_id(self, tenant: str, answer_id: str, turn: Turn) -> None:
         """The turn of a response a client may name later (Messages' `previous_message_id`, Responses'

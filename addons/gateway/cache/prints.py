@@ -17,13 +17,13 @@ prints_forms.py into the same blocks.
 
 from __future__ import annotations
 
-import zlib
 from array import array
 from collections import OrderedDict
 
 import orjson
 
 from .. import jsonio
+from .checksum import checksum
 
 MODEL, SYSTEM, TOOL, MESSAGE, MID_SYSTEM = "M", "S", "T", "U", "Y"  # a block's kind, one letter each
 SYSTEM_ROLES = ("system", "developer")
@@ -40,16 +40,16 @@ MINUTES, HOUR = 300.0, 3600.0  # a cached prefix's lifetimes: Qwen's default, an
 class Reuse:
     """What the next turn of a chat conversation checks to take this turn's blocks instead of making them again:
     the JSON of all its messages but the last (the one the gateway's marker moves from) and of its tools, each
-    as a length and a CRC-32, with how many blocks each made."""
+    as a length and a checksum (checksum.py), with how many blocks each made."""
 
-    __slots__ = ("messages", "lead", "head_len", "head_crc", "head_hour", "tools_len", "tools_crc", "tools_hour",
+    __slots__ = ("messages", "lead", "head_len", "head_sum", "head_hour", "tools_len", "tools_sum", "tools_hour",
                  "system_blocks", "tool_blocks")
 
-    def __init__(self, messages: int, lead: int, head_len: int, head_crc: int, head_hour: bool, tools_len: int,
-                 tools_crc: int, tools_hour: bool, system_blocks: int, tool_blocks: int) -> None:
-        self.messages, self.lead, self.head_len, self.head_crc, self.head_hour = messages, lead, head_len, head_crc, \
+    def __init__(self, messages: int, lead: int, head_len: int, head_sum: int, head_hour: bool, tools_len: int,
+                 tools_sum: int, tools_hour: bool, system_blocks: int, tool_blocks: int) -> None:
+        self.messages, self.lead, self.head_len, self.head_sum, self.head_hour = messages, lead, head_len, head_sum, \
             head_hour
-        self.tools_len, self.tools_crc, self.tools_hour = tools_len, tools_crc, tools_hour
+        self.tools_len, self.tools_sum, self.tools_hour = tools_len, tools_sum, tools_hour
         self.system_blocks, self.tool_blocks = system_blocks, tool_blocks
 
 
@@ -133,14 +133,27 @@ class Blocks:
     def canonical_message(self, index: int, message: dict) -> bytes:
         """A message whose text comes in parts, or that carries a marker: as Qwen reads it (see the module)."""
         content = message.get("content")
-        if ("cache_control" in message and asks_hour(message)) or (content.__class__ is list and any(
-                p.__class__ is dict and not MARKERS.isdisjoint(p) and asks_hour(p) for p in content)):
-            self.hour = True
-            self.hour_blocks.append(index)
-        text, images = canonical_content(content)
-        out = {k: v for k, v in message.items() if k not in MARKERS}
+        if content.__class__ is list and len(content) == 1 and (part := content[0]).__class__ is dict \
+                and part.get("type") in TEXTS and (text := part.get("text")).__class__ is str:
+            # one text part (the gateway's marker moves to the last message in this form): its text, no images
+            if asks_hour(part) or ("cache_control" in message and asks_hour(message)):
+                self.hour = True
+                self.hour_blocks.append(index)
+            images = None
+        else:
+            if ("cache_control" in message and asks_hour(message)) or (content.__class__ is list and any(
+                    p.__class__ is dict and not MARKERS.isdisjoint(p) and asks_hour(p) for p in content)):
+                self.hour = True
+                self.hour_blocks.append(index)
+            text, images = canonical_content(content)
+        out = dict(message)  # its keys in their order: a string's message and a part's hash the same
         out["content"] = text
-        data = dumps(out)
+        out.pop("cache_control", None)
+        out.pop("prompt_cache_breakpoint", None)
+        try:  # orjson itself: through dumps, one Python call more on every turn's last message
+            data = orjson.dumps(out)
+        except (TypeError, orjson.JSONEncodeError):
+            data = dumps(out)
         if images:
             if self.texts is None:
                 self.texts = {}
@@ -186,7 +199,11 @@ def encoded(messages: list) -> list[bytes]:
 
 def asks_hour(holder: dict) -> bool:
     """A marker (`cache_control` or `prompt_cache_breakpoint`) on this part, tool or body that asks an hour."""
-    return any(isinstance(m := holder.get(k), dict) and m.get("ttl") == "1h" for k in MARKERS)
+    marker = holder.get("cache_control")
+    if marker.__class__ is dict and marker.get("ttl") == "1h":
+        return True
+    marker = holder.get("prompt_cache_breakpoint")
+    return marker.__class__ is dict and marker.get("ttl") == "1h"
 
 
 def strip(part: object) -> object:
@@ -254,7 +271,7 @@ def of_chat(body: dict, settings: bool = False) -> Print:
     head = b",".join(datas[:-1])
     tools = b.whole_tools
     head_hour = head_hour or any(i < len(b.kinds) - 1 for i in b.hour_blocks)
-    reuse = Reuse(len(messages), lead, len(head), zlib.crc32(head), head_hour, len(tools), zlib.crc32(tools),
+    reuse = Reuse(len(messages), lead, len(head), checksum(head), head_hour, len(tools), checksum(tools),
                   b.tools_hour, system_blocks, tool_blocks) if messages else None
     return b.done(settings_of(body) if settings else 0, reuse)
 

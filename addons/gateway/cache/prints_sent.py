@@ -1,19 +1,22 @@
 """A chat turn's print made from the bytes the engine sent, reusing the turn before it: an agent resends its whole
 conversation every turn, and encoding and hashing it again each time cost more than the rest of the gateway's
 work on a long conversation (docs/performance.md). The turn before left, for its messages but the last and for
-its tools, the length and CRC-32 of their JSON (prints.Reuse); where the same bytes stand in this request's
+its tools, the length and checksum of their JSON (checksum.py) (prints.Reuse); where the same bytes stand in this request's
 body as sent (`ex.attempt.sent`: the engine's own encoding, nothing encoded again), its blocks are taken as they
 are and only the messages after them are read (prints.py). Anything else — another layout, a change — is read
 whole, as prints.of_chat does."""
 
 from __future__ import annotations
 
-import zlib
 from array import array
 
+import orjson
+
+from .checksum import Sum, checksum
 from .prints import HOUR, MINUTES, MODEL, Blocks, Print, Reuse, dumps, encoded, of_chat, settings_of
 
 _MESSAGES, _TOOLS = b'"messages":[', b'"tools":['  # keys as orjson writes them (a quote in a string is escaped)
+_MESSAGES_LEN, _TOOLS_LEN = len(_MESSAGES), len(_TOOLS)
 
 
 def of_sent(body: dict, sent: bytes, before: Print | None, settings: bool = False) -> Print:
@@ -26,46 +29,58 @@ def of_sent(body: dict, sent: bytes, before: Print | None, settings: bool = Fals
             or kept < reuse.lead:
         return of_chat(body, settings)
     view = memoryview(sent)
-    at = sent.find(_MESSAGES) + len(_MESSAGES)
+    at = sent.find(_MESSAGES) + _MESSAGES_LEN
     end = at + reuse.head_len
-    if at < len(_MESSAGES) or (kept and (sent[end:end + 1] != b"," or zlib.crc32(view[at:end]) != reuse.head_crc)):
+    head = Sum(view[at:end]) if kept else None  # read once: checked, then grown by this turn's messages
+    if at < _MESSAGES_LEN or (head is not None and (sent[end:end + 1] != b"," or
+                                                     head.intdigest() != reuse.head_sum)):
         return of_chat(body, settings)
     tools = body.get("tools")
     same_tools = False
     if reuse.tools_len and isinstance(tools, list) and tools:
         t = sent.find(_TOOLS, end)  # after the messages, else before them: never a scan of the messages
-        t = (t if t >= 0 else sent.find(_TOOLS, 0, at)) + len(_TOOLS) - 1
-        same_tools = t >= len(_TOOLS) - 1 and sent[t + reuse.tools_len:t + reuse.tools_len + 1] in (b",", b"}") \
-            and zlib.crc32(view[t:t + reuse.tools_len]) == reuse.tools_crc
+        t = (t if t >= 0 else sent.find(_TOOLS, 0, at)) + _TOOLS_LEN - 1
+        same_tools = t >= _TOOLS_LEN - 1 and sent[t + reuse.tools_len:t + reuse.tools_len + 1] in (b",", b"}") \
+            and checksum(view[t:t + reuse.tools_len]) == reuse.tools_sum
     elif not reuse.tools_len and not tools:
         same_tools = True
     if not same_tools:
         return of_chat(body, settings)
-    return _grown(body, messages, before, reuse, kept, settings)
+    return _grown(body, messages, before, reuse, kept, head, settings)
 
 
-def _grown(body: dict, messages: list, before: Print, reuse: Reuse, kept: int, settings: bool) -> Print:
+def _grown(body: dict, messages: list, before: Print, reuse: Reuse, kept: int, head: Sum | None,
+           settings: bool) -> Print:
     """`before`'s blocks for the system text, the tools and the messages this turn repeats; the model's and the
-    rest's made (prints.Blocks)."""
+    rest's made (prints.Blocks). `head`: the checksum of the repeated messages, running."""
     tail = messages[kept:]
     datas = encoded(tail)
+    try:  # orjson called here, not through prints.dumps: a Python call costs thousands of instructions
+        model = orjson.dumps(body.get("model"))
+    except (TypeError, orjson.JSONEncodeError):
+        model = dumps(body.get("model"))
     b = Blocks(None, empty=True)
     b.add_messages(tail, datas)  # its blocks numbered from 0: they follow the repeated ones
     repeated = before.first_message + kept - reuse.lead  # the blocks this turn repeats
-    model = dumps(body.get("model"))
     raw = b"".join((array("q", [hash(model)]).tobytes(), before.raw[8:8 * repeated], array("q", b.digests).tobytes()))
     sizes = array("I", [len(model)])
     sizes += before.sizes[1:repeated]
     sizes += array("I", b.sizes)
-    texts = {i: h for i, h in (before.texts or {}).items() if i < repeated}
-    texts.update({repeated + i: h for i, h in (b.texts or {}).items()})
-    head_len, crc = reuse.head_len, reuse.head_crc
-    for data in datas[:-1]:  # the messages the next turn will repeat: the head grows by them
-        crc = zlib.crc32(b"," + data, crc) if head_len else zlib.crc32(data)
-        head_len += len(data) + (1 if head_len else 0)
-    head_hour = reuse.head_hour or any(i < len(tail) - 1 for i in b.hour_blocks)
+    texts = None
+    if before.texts or b.texts:
+        texts = {i: h for i, h in (before.texts or {}).items() if i < repeated}
+        texts.update({repeated + i: h for i, h in (b.texts or {}).items()})
+    head_len, head_sum = reuse.head_len, reuse.head_sum
+    if len(datas) > 1:  # the messages the next turn will repeat: the head grows by them
+        if head is None:
+            head = Sum()
+        for data in datas[:-1]:
+            head.update(b"," + data if head_len else data)
+            head_len += len(data) + (1 if head_len else 0)
+        head_sum = head.intdigest()
+    head_hour = reuse.head_hour or bool(b.hour_blocks) and any(i < len(tail) - 1 for i in b.hour_blocks)
     hour = reuse.head_hour or reuse.tools_hour or bool(b.hour_blocks)
-    nxt = Reuse(len(messages), reuse.lead, head_len, crc, head_hour, reuse.tools_len, reuse.tools_crc,
+    nxt = Reuse(len(messages), reuse.lead, head_len, head_sum, head_hour, reuse.tools_len, reuse.tools_sum,
                 reuse.tools_hour, reuse.system_blocks, reuse.tool_blocks)
-    return Print(MODEL + before.kinds[1:repeated] + "".join(b.kinds), raw, sizes, before.first_message, texts or None,
+    return Print(MODEL + before.kinds[1:repeated] + "".join(b.kinds), raw, sizes, before.first_message, texts,
                  settings_of(body) if settings else 0, HOUR if hour else MINUTES, nxt)

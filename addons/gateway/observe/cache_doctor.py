@@ -23,7 +23,7 @@ from ..cache.diagnosis import Diagnoser
 from ..cache.prints import MID_SYSTEM, MODEL, SYSTEM, TOOL
 from ..cache.prints_forms import CHAT, places
 from ..cache_turn import CacheTurn
-from ..observer import Observer, cache_kind, cache_write_tokens, cached_tokens, failed, usage_int
+from ..observer import Observer, cache_figures, failed, usage_int
 from ..pricing.prices import PriceTable
 from ..turn import outcome
 
@@ -67,8 +67,8 @@ class CacheDoctor(Observer):
         now = self.diagnoser.turn(ex)
         if now is None:
             return
-        now.prompt, now.cached, now.written = prompt, cached_tokens(usage) or 0, cache_write_tokens(usage) or 0
-        now.explicit = cache_kind(usage) == "explicit"
+        cached, written, kind = cache_figures(usage)
+        now.prompt, now.cached, now.written, now.explicit = prompt, cached or 0, written or 0, kind == "explicit"
         kept = self.memory.kept(conversation.key, ex.key.name, now, by_opening=conversation.source == "opening")
         was = closest(kept.turns, now)
         verdict = diagnose(was, now)

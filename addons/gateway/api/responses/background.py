@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ...errors import GatewayError
 from ...exchange import Exchange
 from ...turn import TurnRunner, outcome
+from .diagnostics import encoder
 from .history import kept_inputs
 from .output import response_object
 from .state import state
@@ -64,14 +65,24 @@ class Run:
     done: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     cancelled: bool = False
 
+    diagnostics: dict | None = None  # the Response's prompt_cache_diagnostics, as its last event carried them
+
     def record(self, event: dict) -> bytes:
         data = sse_event(event)  # encoded now: the items an event carries change as the run goes on
         self.events.append(data)
+        said = event["response"].get("prompt_cache_diagnostics") if isinstance(event.get("response"), dict) else None
+        if said is not None:
+            self.diagnostics = said
         return data
 
     def response(self) -> dict[str, Any]:
         """The Response as it stands: queued until the engine has Qwen's answer."""
-        return self.translator.response() if self.translator.seq or self.done.is_set() else self.queued
+        if not self.translator.seq and not self.done.is_set():
+            return self.queued
+        out = self.translator.response()
+        if self.diagnostics is not None:
+            out["prompt_cache_diagnostics"] = self.diagnostics
+        return out
 
     def since(self, starting_after: int) -> bytes:
         return b"".join(self.events[starting_after + 1:])
@@ -95,14 +106,18 @@ class BackgroundRuns:
         rid = own.response_id
         queued = cast(dict[str, Any], response_object(body, response_id=rid, created_at=ex.created, status="queued",
                                                       output=[]))
+        run_state = dataclasses.replace(own)
         turn = ex.fork(stream=True, chat_body={**ex.chat_body, "stream": True}, notes=[*ex.notes, "background"],
-                       endpoint_state=dataclasses.replace(own))  # kept at its end, not before (keep_before_end)
+                       endpoint_state=run_state)  # kept at its end, not before (keep_before_end)
         outcome.translated_already(turn)  # the POST's turn translated and checked it
+        if ex.cache_ask is not None:  # the run's prefix goes upstream: it is the one compared, and kept under rid
+            turn.cache_ask = dataclasses.replace(ex.cache_ask, seen=None, comparison=None)
+            run_state.diagnose = own.diagnose.forked(turn) if own.diagnose is not None else None
         store = self.store()
         run = Run(turn, queued, translator=ResponsesStreamTranslator(
             body, response_id=rid, created_at=ex.created, tools=own.tools, seal=store.sealer.seal,
             compaction=own.compaction))
-        run.translator.encode = run.record
+        run.translator.encode = encoder(run.record, run_state.diagnose)
         # GET finds it at once (its key's GET); the store bounds it
         write = store.put(dict(queued), {"items": []}, partial(kept_inputs, body), owner=ex.key.name)
         if write is not None:

@@ -39,11 +39,24 @@ def asked(body: dict) -> Asked:
     return Asked(compare=compare_to is not None, compare_to=compare_to)
 
 
-def diagnose(diagnoser: Diagnoser, ex: Exchange, response_id: str) -> Diagnose:
+def diagnose(diagnoser: Diagnoser, ex: Exchange, response_id: str) -> Field:
     """The Response's `prompt_cache_diagnostics`, compared once when first asked (None: no comparison asked)."""
+    return Field(diagnoser, ex, response_id)
 
-    def field(usage: dict | None) -> dict | None:
-        diagnoser.answered(ex, response_id)
+
+class Field:
+    """`prompt_cache_diagnostics` for one exchange's Response, given Qwen's usage when known (a Diagnose)."""
+
+    def __init__(self, diagnoser: Diagnoser, ex: Exchange, response_id: str) -> None:
+        self.diagnoser, self.ex, self.response_id = diagnoser, ex, response_id
+
+    def forked(self, ex: Exchange) -> Field:
+        """The same question for the exchange that goes upstream in this one's place (a background run's)."""
+        return Field(self.diagnoser, ex, self.response_id)
+
+    def __call__(self, usage: dict | None) -> dict | None:
+        diagnoser, ex = self.diagnoser, self.ex
+        diagnoser.answered(ex, self.response_id)
         comparison = diagnoser.compare(ex)
         if comparison is None:
             return None
@@ -63,8 +76,6 @@ def diagnose(diagnoser: Diagnoser, ex: Exchange, response_id: str) -> Diagnose:
             return {"type": "cache_hit"}
         return {"type": "cache_hit", "qwen_cache_miss": {"type": did.kind, "cache_missed_tokens": did.missed,
                                                          "cache_lifetime_seconds": int(did.lifetime)}}
-
-    return field
 
 
 def encoder(encode: Callable[[Any], bytes], field: Diagnose | None) -> Callable[[Any], bytes]:
