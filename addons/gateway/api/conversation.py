@@ -22,6 +22,7 @@ send (`X-Claude-Code-Session-Id`, Codex's `session_id`) carry the same ids as th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -81,15 +82,22 @@ def opening(messages: object) -> Conversation | None:
     """The digest of a conversation's opening: its leading system messages and first user message."""
     if not isinstance(messages, list) or not messages:
         return None
-    h = hashlib.sha256(b"opening")
+    parts = [b"opening"]
     for m in messages:
         if not isinstance(m, dict):
             continue
         role = m.get("role")
-        h.update(b"\0" + str(role).encode() + b"\0" + _text(m.get("content")).encode("utf-8", "surrogatepass"))
+        parts.append(b"\0" + str(role).encode() + b"\0" + _text(m.get("content")).encode("utf-8", "surrogatepass"))
         if role not in _OPENING_ROLES:
             break
-    return Conversation(h.hexdigest()[:32], "opening")
+    return Conversation(_digest(b"".join(parts)), "opening")  # each request its own (the engine writes on it)
+
+
+# Every turn resends the opening: its digest is computed once and read back (a sha256 was ~9k instructions of a
+# request). Bounded: an opening is a system prompt of a few to some 60 kB.
+@functools.lru_cache(maxsize=128)
+def _digest(opening: bytes) -> str:
+    return hashlib.sha256(opening).hexdigest()[:32]
 
 
 def _leads_with_system(messages: object) -> bool:

@@ -151,11 +151,8 @@ class UpstreamClient:
         """POST `body` (or GET, without one: a catalogue); returns once the status and headers are read
         (within `head_timeout`)."""
         origin, target = _where(url)
-        head = [f"{method} {target} HTTP/1.1"]
-        head += [f"{k}: {v}" for k, v in headers if k.lower() not in ("content-length", "connection")]
-        if method != "GET":
-            head.append(f"content-length: {len(body)}")
-        request = ("\r\n".join(head) + "\r\n\r\n").encode() + body
+        length = f"content-length: {len(body)}\r\n" if method != "GET" else ""
+        request = f"{method} {target} HTTP/1.1\r\n{_fields(tuple(headers))}{length}\r\n".encode() + body
         conn, reused = await self._checkout(origin)
         limits = [t for t in (head_timeout, read_timeout) if t is not None]
         deadline = Deadline(min(limits) if limits else None)  # one timer for the head and every read
@@ -288,6 +285,11 @@ async def _tunnel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pr
         # The proxy's own words, short and printable: they name why (407 needs credentials, 403 a policy).
         said = "".join(c for c in reason if c.isprintable())[:80]
         raise ProxyRefused(f"the proxy {proxy.shown} answered CONNECT {authority} with {status} {said}".rstrip())
+
+
+@functools.lru_cache(maxsize=64)  # an account's headers, the same on every request: formatted once (~30k instr.)
+def _fields(headers: tuple[tuple[str, str], ...]) -> str:  # each line CRLF-ended; the framing's own left out
+    return "".join([f"{k}: {v}\r\n" for k, v in headers if k.lower() not in ("content-length", "connection")])
 
 
 @functools.lru_cache(maxsize=64)  # every request goes to one of a few URLs

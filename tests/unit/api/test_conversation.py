@@ -3,6 +3,7 @@ the digest of its opening; only digests, never the client's text."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from qwen_gateway.api import conversation
@@ -59,3 +60,17 @@ def test_a_keyed_translation_sets_the_exchanges_conversation():
     translate = conversation.keyed(lambda body, ex: {"messages": body["messages"]})
     chat = translate({"messages": [{"role": "user", "content": "q"}]}, ex)
     assert chat == {"messages": [{"role": "user", "content": "q"}]} and ex.conversation.source == "opening"
+
+
+def test_an_opening_is_hashed_once_for_all_its_turns(monkeypatch):
+    """Every turn resends the opening: its digest (the same as ever: shared affinity rows hold it) is computed on the
+    first turn and read back on the next ones."""
+    opening = [{"role": "system", "content": "hashed once " * 10}, {"role": "user", "content": "q"}]
+    before = hashlib.sha256(b"opening\0system\0" + b"hashed once " * 10 + b"\0user\0q").hexdigest()[:32]
+    hashed = []
+    real = conversation.hashlib.sha256
+    monkeypatch.setattr(conversation.hashlib, "sha256", lambda data=b"": hashed.append(1) or real(data))
+    turns = [of({}, opening), of({}, [*opening, {"role": "assistant", "content": "a"}, {"role": "user", "content": "b"}]),
+             of({}, opening)]
+    assert [c.key for c in turns] == [before] * 3 and len(hashed) <= 1
+    assert turns[0] is not turns[2]  # each request's own: the engine writes its lifetime on it

@@ -47,3 +47,24 @@ async def test_requests_to_one_url_split_it_once(monkeypatch):
     assert heads == [b"POST /v1/chat/completions?once=1 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nX-A: b\r\n"
                      b"content-length: 8\r\n\r\n{\"a\": 1}" % port] * 3
     assert splits == [url] and client.connections_opened == 1
+
+
+async def test_an_accounts_headers_are_written_once(monkeypatch):
+    """The same header set on every request of an account: its lines are formatted on the first request only,
+    the framing's own (Content-Length, Connection) still left out of them."""
+    upstream_client._fields.cache_clear()
+    heads: list[bytes] = []
+    server = await _serve(heads)
+    port = server.sockets[0].getsockname()[1]
+    client = UpstreamClient(keepalive=60)
+    try:
+        for body in (b"{}", b'{"a": 1}', b"[]"):
+            resp = await client.send(f"http://127.0.0.1:{port}/v1", [("Host", "h"), ("Connection", "close"),
+                                                                      ("X-A", "b")], body, head_timeout=5, read_timeout=5)
+            await resp.aread()
+            await resp.aclose()
+    finally:
+        await client.aclose()
+        server.close()
+    assert heads[-1] == b"POST /v1 HTTP/1.1\r\nHost: h\r\nX-A: b\r\ncontent-length: 2\r\n\r\n[]"
+    assert upstream_client._fields.cache_info().misses == 1

@@ -43,6 +43,21 @@ def test_the_record_shows_every_header_but_the_credential_each_name_judged_once(
     assert len(lookups) <= len(headers) - 1  # at most once per name (Authorization needs none), not per request
 
 
+def test_the_record_of_an_accounts_headers_is_made_once(monkeypatch):
+    """The same header set on every request of an account: its redacted record is made on the first request, each
+    exchange given its own copy of it."""
+    judged = []
+    real = upstream_engine._hidden
+    monkeypatch.setattr(upstream_engine, "_hidden", lambda name: judged.append(name) or real(name))
+    upstream_engine._shown.cache_clear()
+    engine = UpstreamEngine(RetryPolicy(None), config.Config(), components.pairing(config.Config()))
+    first, second = exchange(), exchange()
+    _, headers, _, _ = engine._wire(first, None)
+    engine._wire(second, None)
+    assert first.attempt.headers == second.attempt.headers == {**dict(headers), "Authorization": "Bearer <redacted>"}
+    assert first.attempt.headers is not second.attempt.headers and len(judged) == len(headers)
+
+
 class OwnEndpoint:
     """An endpoint of a pass-through pair whose own body may say None (the request needs the translation)."""
 

@@ -8,6 +8,7 @@ does I/O.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from typing import TYPE_CHECKING
@@ -152,8 +153,14 @@ def session_id(chat_body: dict) -> str:
         opening.append([role, _text(m.get("content")) or _CONTENT(m.get("content"))])
         if role == "user":
             break
+    return _conversation_id(_OPENING([chat_body.get("model"), opening]))
+
+
+# Every turn of a conversation resends its opening: its id is hashed once (~26k instructions a request, 40 % of a
+# "ping"'s translation) and read back after. Bounded: an opening is a system prompt of a few to some 60 kB.
+@functools.lru_cache(maxsize=128)
+def _conversation_id(text: str) -> str:
     # surrogatepass: a lone surrogate (a client's "\\ud83d" escape) hashes as itself, never a 500
-    text = _OPENING([chat_body.get("model"), opening])
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     return uuid5_text(b"conv:" + digest.encode())
 

@@ -231,6 +231,18 @@ def test_a_session_id_makes_no_json_encoder(monkeypatch):
     assert made == []
 
 
+def test_a_conversations_opening_is_hashed_once(monkeypatch):
+    """Every turn resends the opening: its id is hashed on the first turn, read back on the next ones."""
+    turn1 = {"model": "m", "messages": [{"role": "system", "content": "s" * 100}, {"role": "user", "content": "once"}]}
+    turn2 = {**turn1, "messages": [*turn1["messages"], {"role": "assistant", "content": "a"}, USER]}
+    expected = _session_id_as_before(turn1)
+    hashed = []
+    real = rules.hashlib.sha256
+    monkeypatch.setattr(rules.hashlib, "sha256", lambda data: hashed.append(1) or real(data))
+    assert rules.session_id(turn1) == rules.session_id(turn2) == rules.session_id(turn1) == expected
+    assert len(hashed) <= 1
+
+
 def test_session_id_is_stable_per_conversation():
     turn1 = {"model": "gpt-4o", "messages": [{"role": "system", "content": "s"}, USER]}
     turn2 = {**turn1, "messages": turn1["messages"] + [{"role": "assistant", "content": "a"}, {"role": "user",
