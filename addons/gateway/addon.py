@@ -5,7 +5,7 @@ error in the client's format answered locally, so a claimed flow never reaches i
 
     requestheaders  claim the flow (ingress/routing), open its Exchange, check the client key, Host, Origin
                     and declared size (ingress/access), drop the client's key from the flow
-    request         local answers (local, the wings' own: components.py); the body read once (ingress/body); the
+    request         local answers (local, the outer packages' own: components.py); the body read once (ingress/body); the
                     turn: received, translated, checked; then its whole answer, or the flow at the relay
     responseheaders a relayed stream passes through mitmproxy as the turn writes it
     response/error  the exchange is settled: the answer completed, the pool told, the observers called
@@ -77,7 +77,7 @@ class QwenGateway(Wiring):
 
     def client_connected(self, client) -> None:
         """A connection that reached a listener beyond loopback before the gateway moved it is closed."""
-        if self.fence.refuses_client(client.sockname):
+        if self.connections.refuses_client(client.sockname):
             client.error = "qwen gateway: this listener is loopback-only"
         else:
             self.deadlines.opened(client)  # it owes a request head from now on
@@ -89,8 +89,8 @@ class QwenGateway(Wiring):
         self.clients.disconnected(client)
 
     async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
-        """Last line of defence (fence.py): claimed flows reach only the relay."""
-        if await self.fence.refuses_server(data, self.config, (self.relay.address,)):
+        """Last line of defence (connection_policy.py): claimed flows reach only the relay."""
+        if await self.connections.refuses_server(data, self.config, (self.relay.address,)):
             target = data.server.address[0] if data.server.address else "?"
             data.server.error = f"qwen gateway refuses to connect to {target}: its requests go to Qwen"
 
@@ -122,7 +122,7 @@ class QwenGateway(Wiring):
             self.told.refused(flow)  # mitmproxy's own refusal (its validation): said, how to fix a CONNECT
             return
         try:
-            if self.fence.refuses_client(flow.client_conn.sockname):
+            if self.connections.refuses_client(flow.client_conn.sockname):
                 flow.kill()  # accepted before the gateway loaded and moved the listener: never served
                 return
             if not self.claims(flow):

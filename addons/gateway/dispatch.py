@@ -4,7 +4,7 @@ Which methods a class overrides is looked up once; a point with no observer cost
 at once to the observers that must see it before the answer is sent (`at_once`: mitmweb's comment and cap, a
 key's spend); to the others — the request line, the ledger row, metrics, the debug log, traces — in batches,
 once mitmproxy has handed the answer to the client's connection: every exchange finished within BATCH_S,
-told observer by observer. Told one exchange at a time, each observer's code and data left the CPU's caches
+told observer by observer. MistakeLines one exchange at a time, each observer's code and data left the CPU's caches
 between requests, and the recording cost the gateway ~7 % of its throughput (docs/performance.md). Those
 that show the prompt estimate are told after the estimate (a few seconds at most). Reading what they
 recorded (`scrape`, `flush`) tells the batch first.

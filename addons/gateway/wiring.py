@@ -11,10 +11,10 @@
                            once the model as sent is known, a USD budget's check (the engine asks the team)
     the turn               (turn/runner.py) with the engine, the checks, the observers and the settlement
     its transports         the relay (HTTP streams), the Responses WebSocket, background runs
-    the door               the fence, hostile clients, local answers, the dialects' error formats
+    the entrance           the connection policy, hostile clients, local answers, the dialects' error formats
     the drain              (turn/drain.py) SIGTERM: new turns refused, the running ones awaited (qwen_drain_s)
 
-The addon (addon.py) is only mitmproxy's hooks over these parts; the wings are named in components.py.
+The addon (addon.py) is only mitmproxy's hooks over these parts; the outer packages are named in components.py.
 """
 
 from __future__ import annotations
@@ -42,10 +42,10 @@ from .auth.pool import AccountPool
 from .settings.config import Config
 from .dispatch import Observers, call_safely
 from .ingress import listeners, exposure as options, passthrough, startup
-from .ingress.fence import Fence
+from .ingress.connection_policy import ConnectionPolicy
 from .ingress.hostile import HostileClients
 from .tenancy.team import Team
-from .ingress.untrusted import Told
+from .ingress.untrusted import MistakeLines
 from .turn.drain import Drain
 from .exchange import Exchange
 from .local_answers import Formats, LocalAnswers, health
@@ -74,8 +74,8 @@ class Wiring:
         self._fixed_pool = pool  # tests hand in a pool (and a fake upstream); otherwise built from the options
         self.pool: Pool | None = pool
         self.config = Config()
-        self.team = Team()  # named client keys (qwen-keys): checked at the door, spend counted when finished
-        self.told = Told()  # a client's mistake (a certificate, a CONNECT), said once an hour however often made
+        self.team = Team()  # named client keys (qwen-keys): checked at the entrance, spend counted when finished
+        self.told = MistakeLines()  # a client's mistake (a certificate, a CONNECT), said once an hour however often made
         self.team.deleted.append(lambda name: self._responses().forget_owner(name))  # gone for good
         self.diagnoser = Diagnoser()  # the cache doctor's memory, read for the clients that ask for diagnostics
         self.observers = Observers([*(components.default_observers(self.diagnoser) if observers is None else observers),
@@ -112,13 +112,13 @@ class Wiring:
                                   keys=self.team.status, unpriced=self.settle.unpriced.listed,
                                   learned=lambda: self.policy.learned.shown())
         self.drain.probes = self.local.probes  # readiness says `draining`
-        self.fence = Fence()
+        self.connections = ConnectionPolicy()
         self.web_login = mitmweb_login.Login()  # where mitmweb's login is kept (mitmweb/login.py)
         self.own_certs = False  # mitmproxy's `certs`: the user serves TLS on purpose
         self.clients = HostileClients(log, self.endpoints, self.formats)  # oversized and late heads, fd storms
         self.deadlines = self.clients.deadlines  # told by the hooks when a head arrives and an exchange ends
-        # the drain waits for a quiet door, then closes the listeners
-        self.drain.door, self.drain.close_door = self.deadlines, listeners.stop_listening
+        # the drain waits for a quiet entrance, then closes the listeners
+        self.drain.connections, self.drain.close_listeners = self.deadlines, listeners.stop_listening
 
     # ---- what the options change ------------------------------------------------------------------
 
@@ -129,7 +129,7 @@ class Wiring:
             fresh = new.auth != old.auth or self._store is None  # a state folder not read yet
             if fresh and (blocked := folder_access.unreadable(new.state_dir)) is not None:
                 raise exceptions.OptionsError(blocked)  # one line with the fix, before anything reads the folder
-            if (moved := self.team.source.refusal(new)) is not None:  # the keys' place changed: the door holds
+            if (moved := self.team.source.refusal(new)) is not None:  # the keys' place changed: the entrance holds
                 raise exceptions.OptionsError(moved)
             self.config = new
             if new.state_url:  # before any store opens its database: where the one LISTEN goes
@@ -154,7 +154,7 @@ class Wiring:
             self.observers.configure(new)  # the team's keys first: the exposure check counts them
             self.clients.configure(old, new)
             self.sockets.configure(new)  # its message limit (in mitmproxy's reader) and idle time
-        options.enforce(opts, updated, self.config, self.fence, named_keys=self.team.keys_exist)
+        options.enforce(opts, updated, self.config, self.connections, named_keys=self.team.keys_exist)
         self.relay.capture = stream_capture(ctx.master, opts, debug_log=self.config.debug_log)  # a reader's or none
         if mitmweb_login.OPTIONS & updated or "qwen_state_dir" in updated:  # mitmweb's token, out of the log
             self.web_login.keep(ctx.master, self.config.state_dir)

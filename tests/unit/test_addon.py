@@ -760,7 +760,7 @@ def test_a_connection_that_reached_a_listener_beyond_loopback_is_closed(setup):
 
     gw, _, tctx = setup
     tctx.configure(gw, mode=["reverse:https://portal.qwen.ai"])  # the README's bare command
-    assert gw.fence.loopback_only
+    assert gw.connections.loopback_only
     lan = tf.tclient_conn()
     lan.sockname = ("192.168.1.20", 8080)
     gw.client_connected(lan)

@@ -53,7 +53,7 @@ def keyed(to_chat: Callable[[dict, Exchange], dict]) -> Callable[[dict, Exchange
 
 
 def of(body: dict, chat: dict) -> Conversation | None:
-    """The conversation of a request: `body` the client's, `chat` its translation (the pivot's messages),
+    """The conversation of a request: `body` the client's, `chat` its translation (the chat form's messages),
     with its shared prefix's digest to compute when asked."""
     found = _of(body, chat)
     if found is not None and (chat.get("tools") or _leads_with_system(chat.get("messages"))):

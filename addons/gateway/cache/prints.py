@@ -255,7 +255,7 @@ def leading(messages: list) -> int:
 
 
 def of_chat(body: dict, settings: bool = False) -> Print:
-    """The blocks of a chat request (the pivot's form, as it went upstream); `settings`: read them too (only a
+    """The blocks of a chat request (the chat form, as it went upstream); `settings`: read them too (only a
     client's diagnostics compare them)."""
     b = Blocks(body.get("model"))
     messages = body.get("messages")

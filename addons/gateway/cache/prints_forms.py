@@ -1,4 +1,4 @@
-"""The bodies that pass through in their client's own form (prints.py reads the pivot's chat form): a Messages
+"""The bodies that pass through in their client's own form (prints.py reads the chat form): a Messages
 body for a plan's Anthropic-compatible base (`qwen_messages_passthrough`) and a Responses body for Model
 Studio's own Responses API (`qwen_responses_native`), read into the same blocks; and where each block is in a
 request, named for mitmweb's view only when a change is shown."""

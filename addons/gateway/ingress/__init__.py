@@ -5,7 +5,7 @@
     admission.py the checks of a claimed request's head, in order
     body.py      the request body, decoded within the size limit and parsed once
     claim.py     a claimed flow's record opened, and pointed at the relay
-    fence.py     the last line: a claimed flow reaches no server but the gateway's own
+    connection_policy.py  the last line: a claimed flow reaches no server but the gateway's own
     exposure.py  mitmproxy's options held to what the gateway needs (loopback, lazy connections)
     login.py     remote OAuth login (/auth/*), loopback-only by default
     hostile.py   hostile clients: oversized and late heads, descriptor storms

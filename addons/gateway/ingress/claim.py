@@ -1,6 +1,6 @@
 """What the gateway does to a flow it claims: opens its one record, the `Exchange` (the client's request as
 it arrived, its route and dialect) and drops the client's key from the flow, wherever the client put it
-(ingress/access.py); points a stream at the relay, the only server a claimed flow may reach (fence.py). And
+(ingress/access.py); points a stream at the relay, the only server a claimed flow may reach (connection_policy.py). And
 whether it lets other flows pass."""
 
 from __future__ import annotations

@@ -19,13 +19,13 @@ from mitmproxy.proxy import mode_specs
 
 from ..settings.config import KEYS_ENV, Config
 from .. import peers
-from .fence import Fence
+from .connection_policy import ConnectionPolicy
 from .listeners import bind_loopback_by_default
 
 log = logging.getLogger("qwen")
 
 
-def enforce(opts, updated: set[str], config: Config, fence: Fence,
+def enforce(opts, updated: set[str], config: Config, policy: ConnectionPolicy,
             named_keys: Callable[[], bool] = lambda: False) -> None:
     """`named_keys`: whether named client keys (qwen-keys) exist (asked only when a listener is exposed)."""
     if {"mode", "listen_host", "qwen_client_keys_file", "qwen_allow_open"} & updated and "mode" in opts:
@@ -36,7 +36,7 @@ def enforce(opts, updated: set[str], config: Config, fence: Fence,
                 + f". Add named keys with qwen-keys add NAME, set ${KEYS_ENV} or --set qwen_client_keys_file=FILE, "
                 "or --set qwen_allow_open=true to accept that anyone reaching the port spends your quota.")
     if {"listen_host", "mode", "stream_large_bodies"} & updated and "mode" in opts:
-        fence.loopback_only = bind_loopback_by_default(opts)
+        policy.loopback_only = bind_loopback_by_default(opts)
         reverse_only = all(isinstance(mode_specs.ProxyMode.parse(m), mode_specs.ReverseMode) for m in opts.mode)
         if reverse_only and getattr(opts, "stream_large_bodies", None):  # proxyserver's: absent in bare tests
             # mitmproxy would stream a large request to the reverse target (a label here) before any hook

@@ -39,7 +39,7 @@ UNTRUSTED = ("does not trust the proxy's certificate", "may not trust the proxy'
              "may indicate that the client does not trust")
 
 
-class Told:
+class MistakeLines:
     """The lines of a client's certificate mistakes: `https://` on a reverse listener (mistakes.py), a CA the
     client does not trust at the explicit proxy; `once` also serves the entrance's other mistakes (a CONNECT on a
     reverse listener)."""

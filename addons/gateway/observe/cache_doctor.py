@@ -4,7 +4,7 @@ turn it continues left in the cache, why (cache/compare.py: another account, the
 first change, or Qwen's own doing).
 
 An observer that never changes the flow's request or answer. It reads the request that went upstream
-(`ex.attempt.body`: the pivot's form, or a pass-through's own) and Qwen's usage, and leaves its verdict on the
+(`ex.attempt.body`: the chat form, or a pass-through's own) and Qwen's usage, and leaves its verdict on the
 exchange (`ex.result.cache`: the ledger's row and the metrics read it, after it) and, under mitmweb or with a
 flow file, on the flow's record (`flow.metadata["qwen"]["cache"]`, the "Qwen cache doctor" view) and in its
 comment — only then does it run at once, in the `response` hook; otherwise after the answer went out, with the

@@ -112,7 +112,7 @@ def format_line(ex: Exchange) -> str:
 
 def format_passed(flow: http.HTTPFlow) -> str | None:
     """The line of a flow the gateway did not claim: passed to its host, or refused (pass-through off);
-    None for one mitmproxy killed (the gateway's fence did)."""
+    None for one mitmproxy killed (the gateway's connection policy did)."""
     if flow.error is not None and flow.error.msg == mflow.Error.KILLED_MESSAGE:
         return None
     req = flow.request

@@ -1,5 +1,5 @@
 """The turn: one client request run from its body to the settled outcome, for every transport (runner.py).
-What the wings see of it: `TurnRunner` (the turn a transport hands an exchange to) and `Transport` (what a
+What the outer packages see of it: `TurnRunner` (the turn a transport hands an exchange to) and `Transport` (what a
 transport is to the turn: it moves bytes and is told the outcome, never deciding one)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A whole chat completion put together from the pivot's normalised chunks: for a client that asked for a
+"""A whole chat completion put together from the chat form's normalised chunks: for a client that asked for a
 whole answer from an upstream that only streams (Qwen's stream-only models, dashscope/params.stream_whole).
 
 `ChunkAssembler` is a `StreamTranslator` that writes nothing and keeps everything, so the upstream's stream

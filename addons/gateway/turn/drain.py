@@ -5,7 +5,7 @@ and without a request ever accepted and then left without an answer.
             refused 503 with Retry-After, in the client's format, its connection closed
     wait    until no exchange runs — HTTP answers and streams, WebSocket turns, background responses — and no
             request has come for QUIET_S, at most qwen_drain_s
-    close   the door closed (ingress/listeners.py): the kernel takes no new connection (its client sent nothing,
+    close   the entrance closed (ingress/listeners.py): the kernel takes no new connection (its client sent nothing,
             and tries elsewhere); the connections accepted before are answered — a request on its way 503
     stop    one line, then mitmproxy's own shutdown: the addon's `done` ends what still runs with the client's
             error (turn/stopping.py), writes the ledger's and the stores' last batches, and the process exits 0
@@ -13,7 +13,7 @@ and without a request ever accepted and then left without an answer.
 A second SIGTERM stops at once (SIGINT always did: mitmproxy's handler). Why the listener stays open rather than
 closing at the first SIGTERM: readiness must answer 503 while the drain runs (kubelet asks it), and a client on
 a kept-alive connection would otherwise meet a reset instead of an answer it can act on; the 503 closes its
-connection, so its retry goes through the load balancer to a replica that is ready. Why the door closes before
+connection, so its retry goes through the load balancer to a replica that is ready. Why the entrance closes before
 the stop: mitmproxy's shutdown leaves the listener open until the process ends, and a connection it accepted
 meanwhile was cut with no answer (the issue: 0.02–0.2 s after a SIGTERM on an idle gateway, an empty reply).
 SIGTERM reaches the drain through seams/shutdown_signals.py (it replaces mitmproxy's handler).
@@ -43,7 +43,7 @@ REFUSED = ("The gateway is shutting down and takes no new requests; send the req
            "this gateway once it is back, answers it).")
 
 
-class Door(Protocol):
+class ClientConnections(Protocol):
     """What the drain knows of the client connections (ingress/deadlines.py)."""
 
     last_head: float  # when the last request head arrived (time.monotonic)
@@ -52,11 +52,11 @@ class Door(Protocol):
 
 
 class Drain:
-    def __init__(self, *, in_progress: Callable[[], int], door: Door | None = None,
-                 close_door: Callable[[], Awaitable[None]] | None = None) -> None:
+    def __init__(self, *, in_progress: Callable[[], int], connections: ClientConnections | None = None,
+                 close_listeners: Callable[[], Awaitable[None]] | None = None) -> None:
         self.in_progress = in_progress  # exchanges running now
-        self.door = door
-        self.close_door = close_door  # no new connection taken (ingress/listeners.stop_listening)
+        self.connections = connections
+        self.close_listeners = close_listeners  # no new connection taken (ingress/listeners.stop_listening)
         self.probes: Probes | None = None  # readiness: told when the drain begins
         self.shutdown: Callable[[], None] | None = None  # mitmproxy's (Master.shutdown), set when signals are ours
         self.draining = False
@@ -68,7 +68,7 @@ class Drain:
             raise Stopping(REFUSED)
 
     def refuse_new(self) -> None:
-        """The door's check, for what is not a turn yet (a WebSocket upgrade)."""
+        """The entrance's check, for what is not a turn yet (a WebSocket upgrade)."""
         if self.draining:
             raise Stopping(REFUSED)
 
@@ -90,11 +90,11 @@ class Drain:
     async def _wait(self, seconds: float) -> None:
         began = time.monotonic()
         deadline = began + seconds
-        # (an exchange's end and a quiet door have no event of their own to wait for)
+        # (an exchange's end and a quiet entrance have no event of their own to wait for)
         await _until(lambda: time.monotonic() >= deadline or not (self.in_progress() or self._recent(began)), seconds)
-        if self.close_door is not None:
-            await self.close_door()
-        # what the listeners accepted before the door closed: its request comes, and is answered (past the
+        if self.close_listeners is not None:
+            await self.close_listeners()
+        # what the listeners accepted before the entrance closed: its request comes, and is answered (past the
         # deadline too: a turn still running is then ended with its error, a new one refused, never cut)
         first_heads = time.monotonic() + FIRST_HEAD_S
         await _until(lambda: not (self._owed(first_heads) or (self.in_progress() and time.monotonic() < deadline)),
@@ -109,12 +109,12 @@ class Drain:
 
     def _recent(self, began: float) -> bool:
         """A request came (or the signal did) within QUIET_S: more may be on their way."""
-        last = max(began, self.door.last_head if self.door is not None else began)
+        last = max(began, self.connections.last_head if self.connections is not None else began)
         return time.monotonic() - last < QUIET_S
 
     def _owed(self, until: float) -> bool:
-        """A connection accepted before the door closed has still to send its request (until `until`)."""
-        return self.door is not None and time.monotonic() < until and self.door.first_heads_owed() > 0
+        """A connection accepted before the entrance closed has still to send its request (until `until`)."""
+        return self.connections is not None and time.monotonic() < until and self.connections.first_heads_owed() > 0
 
     def _stop(self) -> None:
         if self.shutdown is not None:

@@ -27,7 +27,7 @@ def final_object(rw: LiveStream) -> dict | None:
     return build() if callable(build) and not rw.error else None
 
 
-def park_until_kept(ex: Exchange, rw: StreamRewriter) -> None:
+def hold_end_until_kept(ex: Exchange, rw: StreamRewriter) -> None:
     """When the endpoint keeps the answer before the end: the end parked, the gate made."""
     if ex.turn.keep_before_end:
         gate = ex.turn.gate = asyncio.get_running_loop().create_future()

@@ -35,8 +35,8 @@ from ..interfaces import StreamTranslator, UpstreamAnswer
 from ..sse import encode as sse_encode
 from .stream_rewriter import StreamRewriter, stream_error
 from . import Send, Transport
-from .stopping import Cuts, Stopping
-from .kept_before_end import park_until_kept, until_kept
+from .stopping import Interruptible, Stopping
+from .kept_before_end import hold_end_until_kept, until_kept
 from .settlement import Settlement
 from .client_watch import ClientWatch
 from .continuation import Resume, going_on
@@ -61,7 +61,7 @@ class Turns:
         self.settlement = settlement
         self.idle_timeout = idle_timeout
         self.watch = ClientWatch()
-        self.cuts = Cuts()  # what a stopping gateway ends with the client's error (turn/drain.py)
+        self.cuts = Interruptible()  # what a stopping gateway ends with the client's error (turn/drain.py)
 
     def received(self, ex: Exchange, body: dict, flow: http.HTTPFlow) -> None:
         ex.body = body
@@ -175,7 +175,7 @@ class Turns:
         a WebSocket's JSON frames), sent at once; a silent or broken upstream ends the stream in the client's
         error; the end waits until the endpoint has kept the answer. `capture`: bytes kept for the flow."""
         rw = ex.turn.rewriter = stream_rewriter(ex, capture, translator)
-        park_until_kept(ex, rw)
+        hold_end_until_kept(ex, rw)
         flow = self.settlement.flows.get(ex.id)
         if flow is not None:
             self.observers.notify("stream_started", ex, flow)

@@ -27,7 +27,7 @@ CUT = ("The gateway is shutting down and ended this answer before it was complet
        "(another replica, or this gateway once it is back, answers it).")
 
 
-class Cuts:
+class Interruptible:
     def __init__(self) -> None:
         self._running: set[asyncio.Task] = set()
         self._cut: set[asyncio.Task] = set()
@@ -46,7 +46,7 @@ class Cuts:
 
 
 class Running:
-    """`Cuts.running()`: a class, not a generator context manager (a generator, its wrapper and their calls for
+    """`Interruptible.running()`: a class, not a generator context manager (a generator, its wrapper and their calls for
     every turn)."""
 
     __slots__ = ("running", "cut", "task")

@@ -1,6 +1,6 @@
 """The `flow.response.stream` callable: upstream SSE bytes in, client SSE bytes out, event by event.
 
-The two halves of the pivot meet here: the upstream's `ChunkSource` turns its events into normalised
+The two halves of the chat form meet here: the upstream's `ChunkSource` turns its events into normalised
 chat chunks, the client dialect's `StreamTranslator` turns those into the client's events (interfaces.py).
 An event that is an error object (OpenAI's `{"error": …}`, also what the relay writes) ends the stream
 in the client's error format.

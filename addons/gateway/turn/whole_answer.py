@@ -1,4 +1,4 @@
-"""A whole answer, where the pivot's two halves meet: the upstream's answer made into the chat form by the
+"""A whole answer, where the chat form's two halves meet: the upstream's answer made into the chat form by the
 upstream that gave it (`ex.attempt.upstream`), then into the client's by the client's endpoint (`ex.endpoint`). A
 pass-through pair (`ex.attempt.leg`) skips the chat form; an upstream model that only streams is assembled into one
 chat completion first."""

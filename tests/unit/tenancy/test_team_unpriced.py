@@ -1,5 +1,5 @@
 """A USD budget cannot be passed by what has no price (issue 59): a named key with `--monthly-usd` is marked at the
-door (`ex.key.usd_budget`), and the engine's check (Team.priced_only) refuses its request to a model its account
+entrance (`ex.key.usd_budget`), and the engine's check (Team.priced_only) refuses its request to a model its account
 has no price for — 400 `model_unpriced` on `model`, naming the model as sent and the ways out — unless
 qwen_unpriced_as prices it or the account's plan counts its own unit. The refusal counts as the key's refusal;
 an answer priced as another model is charged to its budget."""

@@ -14,11 +14,11 @@ from qwen_gateway.turn.drain import Drain
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.exchange import ClientRequest, Exchange
 from qwen_gateway.health_probes import Probes
-from qwen_gateway.turn.stopping import Cuts, Stopping
+from qwen_gateway.turn.stopping import Interruptible, Stopping
 
 
 async def test_a_cut_turn_ends_with_the_503_and_any_other_cancel_stays_a_cancel():
-    cuts = Cuts()
+    cuts = Interruptible()
     started = asyncio.Event()
 
     async def turn() -> None:
@@ -44,7 +44,7 @@ def exchange() -> Exchange:
     return Exchange(ClientRequest("POST", "/v1/chat/completions", "http://127.0.0.1/v1/chat/completions", "", 2))
 
 
-class Door:
+class Connections:
     """What the drain sees of the connections: when the last request came, and those owing their first one."""
 
     def __init__(self) -> None:
@@ -62,14 +62,14 @@ def quick(monkeypatch):
     monkeypatch.setattr(drain_module, "POLL_S", 0.01)
 
 
-def watched(running: list[int], door: Door | None = None) -> tuple[Drain, list[str]]:
+def watched(running: list[int], connections: Connections | None = None) -> tuple[Drain, list[str]]:
     """A drain whose listeners' close and mitmproxy's shutdown are noted, in order."""
     steps: list[str] = []
 
-    async def close_door() -> None:
-        steps.append("door closed")
+    async def close_listeners() -> None:
+        steps.append("listeners closed")
 
-    drain = Drain(in_progress=lambda: running[0], door=door, close_door=close_door)
+    drain = Drain(in_progress=lambda: running[0], connections=connections, close_listeners=close_listeners)
     drain.shutdown = lambda: steps.append("stopped")
     return drain, steps
 
@@ -84,7 +84,7 @@ async def until(check, limit: int = 500) -> None:
 
 async def test_the_drain_refuses_new_turns_waits_for_the_running_ones_then_stops(caplog, quick):
     running = [2]
-    drain, steps = watched(running, Door())
+    drain, steps = watched(running, Connections())
     drain.probes = probes = Probes(lambda: None)
     await drain.check(exchange())  # not draining: nothing refused
     with caplog.at_level(logging.INFO, logger="qwen"):
@@ -100,48 +100,48 @@ async def test_the_drain_refuses_new_turns_waits_for_the_running_ones_then_stops
         running[0] = 0
         await until(lambda: steps)
         await until(lambda: len(steps) == 2)
-    assert steps == ["door closed", "stopped"]
+    assert steps == ["listeners closed", "stopped"]
     assert "2 requests in progress may finish within 30 s" in caplog.text
     assert "nothing in progress; stopping" in caplog.text
 
 
 async def test_with_nothing_in_progress_the_door_stays_open_while_requests_come_then_closes_then_stops(caplog, quick):
     """The issue: an idle gateway stopped at once, and a request 0.02–0.2 s after the signal was accepted and cut."""
-    door = Door()
-    drain, steps = watched([0], door)
+    connections = Connections()
+    drain, steps = watched([0], connections)
     with caplog.at_level(logging.INFO, logger="qwen"):
         drain.signalled(30)
         for _ in range(20):  # requests keep coming (each refused 503 by the check): the listeners stay open
-            door.last_head = time.monotonic()
+            connections.last_head = time.monotonic()
             await asyncio.sleep(0.01)
             assert steps == []
         await until(lambda: len(steps) == 2)  # none for a while: closed, then stopped
-    assert steps == ["door closed", "stopped"]
+    assert steps == ["listeners closed", "stopped"]
     assert caplog.messages == [
         "qwen: SIGTERM: draining: nothing in progress; new requests are answered 503, readiness is 503",
         "qwen: drain: nothing in progress; stopping"]
 
 
 async def test_a_connection_accepted_before_the_close_has_its_request_answered_before_the_stop(quick):
-    door = Door()
+    connections = Connections()
     running = [0]
-    drain, steps = watched(running, door)
+    drain, steps = watched(running, connections)
 
-    async def close_door() -> None:
-        steps.append("door closed")
-        door.owed = 1  # accepted just before: its request is on its way
+    async def close_listeners() -> None:
+        steps.append("listeners closed")
+        connections.owed = 1  # accepted just before: its request is on its way
 
-    drain.close_door = close_door
+    drain.close_listeners = close_listeners
     drain.signalled(30)
     await until(lambda: steps)
     await asyncio.sleep(0.1)
-    assert steps == ["door closed"]
-    door.owed, running[0] = 0, 1  # its head came: an exchange (refused 503 at once)
+    assert steps == ["listeners closed"]
+    connections.owed, running[0] = 0, 1  # its head came: an exchange (refused 503 at once)
     await asyncio.sleep(0.1)
-    assert steps == ["door closed"]
+    assert steps == ["listeners closed"]
     running[0] = 0
     await until(lambda: len(steps) == 2)
-    assert steps == ["door closed", "stopped"]
+    assert steps == ["listeners closed", "stopped"]
 
 
 async def test_a_second_sigterm_or_the_deadline_stops_at_once(caplog):

@@ -53,7 +53,7 @@ async def test_the_end_waits_for_the_write_then_goes_out():
     loop = asyncio.get_running_loop()
     write = loop.create_future()
     ex, kept = exchange(write)
-    kept_before_end.park_until_kept(ex, ex.turn.rewriter)
+    kept_before_end.hold_end_until_kept(ex, ex.turn.rewriter)
     assert ex.turn.gate is not None and ex.turn.rewriter.park is not None
     ex.turn.rewriter.park()  # the stream's final events arrived
     assert kept == [{"id": "resp_1", "status": "completed"}] and ex.turn.kept and not ex.turn.gate.done()
@@ -65,7 +65,7 @@ async def test_the_end_waits_for_the_write_then_goes_out():
 async def test_a_failed_write_takes_the_end_back():
     write = asyncio.get_running_loop().create_future()
     ex, _ = exchange(write)
-    kept_before_end.park_until_kept(ex, ex.turn.rewriter)
+    kept_before_end.hold_end_until_kept(ex, ex.turn.rewriter)
     ex.turn.rewriter.held = [b"data: done\n\n"]
     ex.turn.rewriter.park()
     write.set_exception(StateUnavailable("The shared database is unavailable."))
@@ -76,7 +76,7 @@ async def test_a_failed_write_takes_the_end_back():
 async def test_a_write_that_takes_too_long_is_not_reported_done(monkeypatch):
     monkeypatch.setattr(kept_before_end, "KEEP_WAIT_S", 0.05)
     ex, _ = exchange(asyncio.get_running_loop().create_future())  # never done
-    kept_before_end.park_until_kept(ex, ex.turn.rewriter)
+    kept_before_end.hold_end_until_kept(ex, ex.turn.rewriter)
     ex.turn.rewriter.held = [b"data: done\n\n"]
     ex.turn.rewriter.park()
     await kept_before_end.until_kept(ex, "a stream")
@@ -86,5 +86,5 @@ async def test_a_write_that_takes_too_long_is_not_reported_done(monkeypatch):
 def test_nothing_is_parked_when_the_endpoint_keeps_nothing_early():
     ex, _ = exchange(None)
     ex.turn.keep_before_end = False
-    kept_before_end.park_until_kept(ex, ex.turn.rewriter)
+    kept_before_end.hold_end_until_kept(ex, ex.turn.rewriter)
     assert ex.turn.gate is None and ex.turn.rewriter.park is None

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from qwen_gateway.turn.stopping import Cuts, Stopping
+from qwen_gateway.turn.stopping import Interruptible, Stopping
 
 
-async def running(cuts: Cuts) -> asyncio.Task:
+async def running(cuts: Interruptible) -> asyncio.Task:
     """A turn inside `cuts.running()`, waiting there."""
     inside = asyncio.Event()
 
@@ -26,7 +26,7 @@ async def running(cuts: Cuts) -> asyncio.Task:
 
 
 async def test_a_cut_turn_stops_with_the_clients_error_and_is_forgotten():
-    cuts = Cuts()
+    cuts = Interruptible()
     task = await running(cuts)
     assert cuts.cut() == 1
     with pytest.raises(Stopping) as stopped:
@@ -36,7 +36,7 @@ async def test_a_cut_turn_stops_with_the_clients_error_and_is_forgotten():
 
 
 async def test_another_cancellation_goes_on():
-    cuts = Cuts()
+    cuts = Interruptible()
     task = await running(cuts)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -45,7 +45,7 @@ async def test_another_cancellation_goes_on():
 
 
 async def test_outside_a_task_nothing_is_tracked():
-    cuts = Cuts()
+    cuts = Interruptible()
     with cuts.running():
         pass
     assert cuts.cut() == 0
@@ -54,7 +54,7 @@ async def test_outside_a_task_nothing_is_tracked():
 async def test_entering_a_turn_runs_no_generator():
     """A @contextmanager costs a generator and its wrapper's calls for every turn; three calls are the floor
     (running, __enter__, __exit__)."""
-    cuts, calls = Cuts(), []
+    cuts, calls = Interruptible(), []
     sys.setprofile(lambda frame, event, arg: calls.append(frame.f_code.co_name) if event == "call" else None)
     try:
         with cuts.running():

@@ -20,7 +20,7 @@ from ..peers import is_loopback
 RESOLVE_TTL_S = 60.0
 
 
-class Fence:
+class ConnectionPolicy:
     def __init__(self) -> None:
         self.loopback_only = False  # every listener on 127.0.0.1
         self._resolved: tuple[frozenset[str], float, frozenset[str]] | None = None
