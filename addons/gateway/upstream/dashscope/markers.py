@@ -128,24 +128,21 @@ def _own_places(messages: list, tools: list, chars: int, system_end: int | None)
     when a prefix is short without them."""
     if not messages:
         return []
-    size: list[int] = []
-
-    def with_tools(base: int) -> int:
-        if base >= MIN_TOKENS * CHARS_PER_TOKEN or not tools:
-            return base
-        if not size:
-            size.append(_tools_chars(tools))
-        return base + size[0]
     last = len(messages) - 1
+    system = [(0, -1, system_end)] if system_end is not None else []
+    if not tools:  # most requests: the whole prompt and the system prompt, as their text says
+        return [(last, -1, chars), *system]
+    least = MIN_TOKENS * CHARS_PER_TOKEN
+    tools_chars = 0 if chars >= least else _tools_chars(tools)
     after = 1 if system_end is not None else 0  # the first message after the tools
-    places = [(last, -1, with_tools(chars) if last >= after else chars)]
-    first = _parts(messages[after].get("content")) if tools and after <= last and \
-        isinstance(messages[after], dict) else None
+    places = [(last, -1, chars + (tools_chars if last >= after else 0))]
+    first = _parts(messages[after].get("content")) if after <= last and isinstance(messages[after], dict) else None
     if first is not None and isinstance(first[0], dict) and (after < last or len(first) > 1):
-        places.append((after, 0, with_tools((system_end or 0) + _chars([first[0]]))))
-    if system_end is not None:
-        places.append((0, -1, system_end))
-    return places
+        size = (system_end or 0) + _chars([first[0]])
+        if size < least and not tools_chars:
+            tools_chars = _tools_chars(tools)
+        places.append((after, 0, size + tools_chars))
+    return places + system
 
 
 def place(body: dict, notes: list[str] | None = None) -> dict:
