@@ -51,9 +51,7 @@ class Affinity:
     async def placed(self, conversation: Conversation) -> str | None:
         """The account for a conversation's turn: the one that served it; for a new one, the one that holds
         its shared prefix, when one does (None: the round-robin's)."""
-        pinned = self.get(conversation.key)
-        if pinned is None and self.shared:
-            pinned = await self.fetch(conversation.key)
+        pinned = await self._account(conversation.key)
         if pinned is not None or conversation.prefix is None:
             return pinned
         prefix = conversation.prefix()
@@ -62,9 +60,13 @@ class Affinity:
         self._prefixes[conversation.key] = prefix
         while len(self._prefixes) > self.max_entries:
             self._prefixes.popitem(last=False)
-        pinned = self.get(prefix)
+        return await self._account(prefix)
+
+    async def _account(self, key: str) -> str | None:
+        """An entry's account: from memory, else (gateways sharing state) from the shared copy."""
+        pinned = self.get(key)
         if pinned is None and self.shared:
-            pinned = await self.fetch(prefix)
+            pinned = await self.fetch(key)
         return pinned
 
     def served(self, conversation: Conversation, account: str, *, exact: bool = False) -> None:

@@ -25,11 +25,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-
-import orjson
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .. import jsonio
 from ..accounts import Conversation
 
 if TYPE_CHECKING:
@@ -109,10 +108,7 @@ def prefix(chat: dict) -> str | None:
     """The digest of the prefix a request shares with other conversations: its model, tools and leading system
     (and developer) messages as text; None when under what Qwen caches (PREFIX_MIN_CHARS)."""
     tools = chat.get("tools")
-    try:
-        encoded = orjson.dumps(tools) if tools else b""
-    except TypeError:  # an integer past 64 bits, a lone surrogate: Python's own encoding, as stable
-        encoded = repr(tools).encode("utf-8", "surrogatepass")
+    encoded = jsonio.dumps(tools) if tools else b""
     h = hashlib.sha256(b"prefix\0" + str(chat.get("model") or "").encode() + b"\0" + encoded)
     chars = len(encoded)
     messages = chat.get("messages")

@@ -25,8 +25,7 @@ helps — a prefix of 1,024 tokens or more, the tools counted where Qwen renders
 
 from __future__ import annotations
 
-import orjson
-
+from ... import jsonio
 from ...exchange import note
 from ...models import catalogue
 
@@ -114,10 +113,7 @@ def _call_chars(calls: object) -> int:
 
 
 def _tools_chars(tools: list) -> int:
-    try:
-        return len(orjson.dumps(tools))
-    except TypeError:  # an integer past 64 bits, a lone surrogate: Python's own encoding
-        return len(repr(tools))
+    return len(jsonio.dumps(tools))
 
 
 def _own_places(messages: list, tools: list, chars: int, system_end: int | None) -> list[tuple[int, int, int]]:
