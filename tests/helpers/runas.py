@@ -44,6 +44,16 @@ def _closed_folders() -> list[Path]:
     return closed
 
 
+def _closed_checkout() -> Path | None:
+    """The first folder on the way to this checkout (or the checkout itself) that others cannot enter: the gateway's
+    package is installed from it (editable), so nobody must reach it (a clone under `mktemp -d`, mode 0700, is not)."""
+    checkout = Path(__file__).resolve().parents[2]
+    for folder in [*reversed(checkout.parents), checkout]:
+        if folder != Path("/") and not os.stat(folder).st_mode & stat.S_IXOTH:
+            return folder
+    return None
+
+
 def problem() -> str | None:
     """Why a process cannot be run as nobody here (None: it can)."""
     if os.geteuid() != 0:
@@ -54,6 +64,8 @@ def problem() -> str | None:
         ids()
     except KeyError:
         return f"no user {USER} on this machine"
+    if (shut := _closed_checkout()) is not None:
+        return f"{shut} is closed to other users: a gateway run as {USER} imports the package from this checkout"
     closed = _closed_folders()
     if len(closed) > 1:
         return f"Python's folders {', '.join(map(str, closed))} are closed to other users"
