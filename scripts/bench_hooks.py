@@ -170,8 +170,8 @@ def callgrind(n: int, made: int, python: bool, out: Path) -> int:
     return int(re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M).group(1))
 
 
-def python_functions(out: Path, n: int, lines: int = 60) -> None:
-    """The Python functions of a -X perf profile by inclusive instructions per request."""
+def python_costs(out: Path) -> dict[str, int]:
+    """The Python functions of a -X perf profile, by name, with their inclusive instructions."""
     pid = re.search(r"^pid: (\d+)", out.read_text(), re.M).group(1)
     names = {}
     for line in Path(f"/tmp/perf-{pid}.map").read_text().splitlines():
@@ -181,12 +181,21 @@ def python_functions(out: Path, n: int, lines: int = 60) -> None:
                             capture_output=True, text=True, check=True).stdout
     # "  1,234 (12.3%)  ???:0x000000000547c0d1'2 [???]": a trampoline, at a recursion depth ('2) or none;
     # the outermost depth holds the inclusive cost
-    costs: dict[int, int] = {}
+    costs: dict[str, int] = {}
     for cost, address in re.findall(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(?:\?\?\?:)?0x([0-9a-f]+)", report, re.M):
         if int(address, 16) in names:
-            costs[int(address, 16)] = max(costs.get(int(address, 16), 0), int(cost.replace(",", "")))
-    for address, cost in sorted(costs.items(), key=lambda kv: -kv[1])[:lines]:
-        print(f"{cost / n:>12,.0f}  {names[address]}")
+            name = names[int(address, 16)]
+            costs[name] = max(costs.get(name, 0), int(cost.replace(",", "")))
+    return costs
+
+
+def python_functions(warm: Path, total: Path, n: int, lines: int = 70) -> None:
+    """The Python functions by inclusive instructions per request: the run with N more requests less the warm run,
+    so start-up and warming drop out (a function both runs share a name with is summed under that name)."""
+    before, after = python_costs(warm), python_costs(total)
+    per_request = {name: (cost - before.get(name, 0)) / n for name, cost in after.items()}
+    for name, cost in sorted(per_request.items(), key=lambda kv: -kv[1])[:lines]:
+        print(f"{cost:>12,.0f}  {name}")
 
 
 def main(argv: list[str]) -> int:
@@ -217,8 +226,9 @@ def main(argv: list[str]) -> int:
         warm, total = callgrind(0, n, False, Path(tmp) / "warm.out"), callgrind(n, n, False, Path(tmp) / "all.out")
         print(f"{(total - warm) / n:,.0f} instructions per {what} (the gateway's hooks, {n} requests)")
         if "--python" in argv:
+            callgrind(0, n, True, Path(tmp) / "perf-warm.out")
             callgrind(n, n, True, Path(tmp) / "perf.out")
-            python_functions(Path(tmp) / "perf.out", WARM + n)
+            python_functions(Path(tmp) / "perf-warm.out", Path(tmp) / "perf.out", n)
     return 0
 
 
