@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
-SOURCES = ("addons", "auth", "tests", "scripts")
+SOURCES = ("addons", "tests", "scripts")
 CITED = re.compile(r"(?<![\w./-])((?:\.\./)*(?:[\w.-]+/)*[\w-]+\.py)\b")
 # Files of other projects the docs name: mitmproxy's own (docs/mitmproxy-proposals.md), and the reader's program.
 FOREIGN = {"addons/termlog.py", "http.py", "proxy/layers/http/_http1.py", "proxy/layers/websocket.py",

@@ -12,7 +12,8 @@ import sys
 import httpx
 import pytest
 
-from qwen_gateway.auth import cli, cli_keys, qr
+from qwen_gateway.auth import qr
+from qwen_gateway.cli import auth as cli, auth_keys as cli_keys
 from qwen_gateway.auth.plans import CODING, PAYG, PRESETS, TOKEN, key_warning, plan_of_url, workspace_base_url
 from qwen_gateway.auth.registry import Registry
 
