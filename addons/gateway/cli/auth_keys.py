@@ -20,7 +20,7 @@ from ..auth.plans import (PLAN_LABELS, PRESETS, WORKSPACE_DEFAULT_MODEL, describ
                     plan_terms, workspace_base_url)
 from ..auth.registry import Registry
 
-if TYPE_CHECKING:  # httpx is imported when a key is checked, as oauth.py does
+if TYPE_CHECKING:  # httpx is imported when a key is checked, as auth/oauth.py does
     import httpx
 
 CHECK_TIMEOUT_S = 10.0

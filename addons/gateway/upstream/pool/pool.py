@@ -272,7 +272,7 @@ class AccountPool(Pool):
     # ---- state ------------------------------------------------------------------------------------
 
     def status(self) -> list[dict]:
-        """One JSON-safe row per account (never a token or key): pool_status.status_rows."""
+        """One JSON-safe row per account (never a token or key): status.status_rows."""
         self._maybe_reload()
         return status_rows(self.accounts, self.state, self.registry_error, self.kinds, self.refusals)
 
