@@ -23,8 +23,8 @@ PLAN_KEY = "sk-sp-0123456789abcdef0123456789ab"
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
-    """add-key's check never leaves the machine here: every base lists one model (tests/unit/auth/
-    test_cli_keys.py has the check's own cases)."""
+    """add-key's check never leaves the machine here: every base lists one model (tests/unit/cli/
+    test_auth_keys.py has the check's own cases)."""
     listed = httpx.MockTransport(lambda r: httpx.Response(200, json={"data": [{"id": "qwen3-coder-plus"}]}))
     real = cli_keys.check_key
     monkeypatch.setattr(cli_keys, "check_key", lambda base, key: real(base, key, transport=listed))
