@@ -22,10 +22,9 @@ print("\n".join([*p["build-system"]["requires"], *p["project"]["dependencies"], 
 # Installed editable from its source, as scripts/setup.sh does: qwen-gateway runs addons/qwen.py from it.
 COPY pyproject.toml README.md src/
 COPY addons src/addons
-COPY auth src/auth
 RUN venv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check --no-deps --no-build-isolation -e src \
  && venv/bin/pip check \
- && venv/bin/python -m compileall -q src/addons src/auth
+ && venv/bin/python -m compileall -q src/addons
 
 FROM ${BASE}
 # A user of its own (numeric in USER, so Kubernetes' runAsNonRoot can check it) and the three folders the

@@ -114,7 +114,7 @@ def micro(n: int = 20_000) -> dict:
     (a 7 KB system prompt, 40 messages), and the pool's acquire with a conversation it knows vs without one."""
     from qwen_gateway.api.conversation import of
     from qwen_gateway.auth.key_account import KeyAccount
-    from qwen_gateway.auth.pool import AccountPool
+    from qwen_gateway.upstream.pool.pool import AccountPool
     from qwen_gateway.auth.state import AccountState
 
     chat = {"messages": [{"role": "system", "content": SYSTEM + "x" * 1000},

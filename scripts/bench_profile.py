@@ -39,7 +39,7 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("gateway: token estimate", ("gateway/observe/estimator.py", "gateway/tokens.py")),
     ("gateway: mitmweb summary", ("gateway/mitmweb/",)),
     ("gateway: Exchange record (exchange.py)", ("gateway/exchange.py",)),
-    ("gateway: account pool (auth/)", ("gateway/auth/", "/auth/pool.py", "/auth/state.py")),
+    ("gateway: account pool (upstream/pool/, auth/)", ("gateway/upstream/pool/", "gateway/auth/")),
     ("gateway: named keys (ingress/team, limits, spend)", ("gateway/door/team", "gateway/door/limits.py",
                                                        "gateway/door/spend.py", "gateway/door/keyring.py")),
     ("gateway: PostgreSQL (psycopg)", ("psycopg/", "gateway/storage/pg.py")),

@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
-.venv/bin/ruff check addons auth scripts tests
+.venv/bin/ruff check addons scripts tests
 bash scripts/typecheck.sh

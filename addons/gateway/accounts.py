@@ -38,7 +38,7 @@ class Outcome(enum.StrEnum):
 
 
 class Window(enum.StrEnum):
-    """What ran out, as DashScope says it (auth/windows.py: how long each keeps an account away).
+    """What ran out, as DashScope says it (upstream/pool/windows.py: how long each keeps an account away).
 
     Quota windows (the account rotates out until the window ends): a Coding Plan's 5-hour, weekly and
     monthly request quotas, its hour-long `usage` throttle, a daily or free quota. Throttles (seconds):

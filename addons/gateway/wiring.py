@@ -1,6 +1,6 @@
 """The composition root: every part of the gateway made once and joined, and what changes when the options do.
 
-    the account pool       (auth/pool.py) from the options' account settings, made again when they change
+    the account pool       (upstream/pool/pool.py) from the options' account settings, made again when they change
     the stored Responses   (stores/responses*.py) opened at first use, shared on qwen_state_url
     the engine             (upstream/engine.py) with its retry policy and the pairing of components.py
     the observers          (components.default_observers, and the team: named keys' spend)
@@ -38,7 +38,7 @@ from .stores.responses_pg import SharedResponseStore
 from .storage import folder_access, pg
 from .accounts import Pool
 from .storage.pg import Database, listen_through, shown
-from .auth.pool import AccountPool
+from .upstream.pool.pool import AccountPool
 from .settings.config import Config
 from .dispatch import Observers, call_safely
 from .ingress import listeners, exposure as options, passthrough, startup

@@ -1,6 +1,6 @@
 """The installed `qwen-auth` command, run as a user runs it, against the session's Qwen emulator: device
 login with the QR code, extra logins, denied/expired logins, a server down, keys (rules and secrecy),
-status/list, remove. (add-key's plans, --replace, help text and the QR drawing: tests/unit/auth/test_cli.py.)"""
+status/list, remove. (add-key's plans, --replace, help text and the QR drawing: tests/unit/cli/test_auth.py.)"""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 flight, the lock-file protocol across processes, SIGKILL during a refresh with rotating refresh tokens, a
 lock held by another process, rotation, key accounts, remote login. (The qwen-auth command:
 test_auth_cli.py; without any process: tests/unit/auth/test_oauth_account.py, tests/unit/auth/test_refreshing.py,
-tests/unit/auth/test_oauth.py, tests/unit/auth/test_cli.py.)"""
+tests/unit/auth/test_oauth.py, tests/unit/cli/test_auth.py.)"""
 
 from __future__ import annotations
 
@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 
 from qwen_gateway.accounts import KEY, OAUTH, AccountUnavailable
-from qwen_gateway.auth import cli as qwen_auth
+from qwen_gateway.cli import auth as qwen_auth
 from qwen_gateway.auth import oauth
 from qwen_gateway.auth.credfile import LOGIN_ORDER, REFRESH_ORDER, read_creds, write_creds
 from qwen_gateway.auth.names import DEFAULT
-from qwen_gateway.auth.pool import AccountPool, PoolExhausted
+from qwen_gateway.upstream.pool.pool import AccountPool, PoolExhausted
 from qwen_gateway.auth.registry import Registry
 from qwen_gateway.auth.remote import RemoteLogin, RemoteLoginError
 from qwen_gateway.auth.state import AccountState
@@ -134,7 +134,7 @@ async def test_fifty_concurrent_calls_at_expiry_refresh_once(srv, settings):
 PROC_SCRIPT = textwrap.dedent("""
     import asyncio, json, sys, time
     from pathlib import Path
-    from qwen_gateway.auth.pool import AccountPool
+    from qwen_gateway.upstream.pool.pool import AccountPool
     from qwen_gateway.settings.auth import AuthSettings
     qwen_dir, state_dir, url, start_at = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
     s = AuthSettings.from_env(qwen_dir=Path(qwen_dir), state_dir=Path(state_dir), oauth_base_url=url)
@@ -254,7 +254,7 @@ async def test_a_refresh_by_someone_else_is_used_not_repeated(srv, settings):
 KILL_SCRIPT = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
-    from qwen_gateway.auth.pool import AccountPool
+    from qwen_gateway.upstream.pool.pool import AccountPool
     from qwen_gateway.settings.auth import AuthSettings
     s = AuthSettings.from_env(qwen_dir=Path(sys.argv[1]), state_dir=Path(sys.argv[2]), oauth_base_url=sys.argv[3])
     pool = AccountPool.from_settings(s)
@@ -305,7 +305,7 @@ TRAP_SCRIPT = textwrap.dedent("""
     import asyncio, os, signal, sys
     from pathlib import Path
     from qwen_gateway.auth import filelock, oauth, state
-    from qwen_gateway.auth.pool import AccountPool
+    from qwen_gateway.upstream.pool.pool import AccountPool
     from qwen_gateway.settings.auth import AuthSettings
 
     s = AuthSettings.from_env(qwen_dir=Path(sys.argv[1]), state_dir=Path(sys.argv[2]), oauth_base_url=sys.argv[3])

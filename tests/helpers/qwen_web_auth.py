@@ -17,7 +17,7 @@ import pytest
 from qwen_gateway.accounts import WEB
 from qwen_gateway.auth import web_cookies as wc
 from qwen_gateway.auth import web_session as ws
-from qwen_gateway.auth.pool import AccountPool
+from qwen_gateway.upstream.pool.pool import AccountPool
 from qwen_gateway.auth.registry import Registry
 from qwen_gateway.settings.auth import AuthSettings
 

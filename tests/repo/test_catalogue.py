@@ -16,8 +16,8 @@ from qwen_gateway.models.catalogue import CHAT, FAMILY_RULES, HELD_TO, ROWS, SOU
 from qwen_gateway.models.model_map import output_cap
 from qwen_gateway.models.routes import window
 
-# Where model facts could hide: the package, its accounts and the emulator that plays Qwen.
-SCANNED = ("addons", "auth", "scripts")
+# Where model facts could hide: the package (its accounts included) and the emulator that plays Qwen.
+SCANNED = ("addons", "scripts")
 
 
 def _model_ids_in(node: ast.AST) -> list[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
-SOURCES = ("addons", "auth", "tests", "scripts")
+SOURCES = ("addons", "tests", "scripts")
 CITED = re.compile(r"(?<![\w./-])((?:\.\./)*(?:[\w.-]+/)*[\w-]+\.py)\b")
 # Files of other projects the docs name: mitmproxy's own (docs/mitmproxy-proposals.md), and the reader's program.
 FOREIGN = {"addons/termlog.py", "http.py", "proxy/layers/http/_http1.py", "proxy/layers/websocket.py",
@@ -46,3 +46,13 @@ def test_a_renamed_module_is_caught(tmp_path):
     missing = [line.split(": ", 1)[1] for line in cited_paths_missing([doc])]
     assert missing == ["ingress/client_keys/team.py", "../turn/guard.py"]
 
+
+
+def test_the_top_level_auth_folder_is_only_a_signpost():
+    """auth/ holds no code any more (the credentials are addons/gateway/auth/, the pool upstream/pool/, qwen-auth
+    cli/auth.py): only its README, and every path the README links to exists."""
+    folder = ROOT / "auth"
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md"]
+    links = re.findall(r"\]\((\.\./[^)#]+)\)", (folder / "README.md").read_text())
+    assert len(links) >= 4
+    assert [link for link in links if not (folder / link).exists()] == []

@@ -8,12 +8,12 @@ import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-OUTER = ("api", "upstream", "ingress", "mitmweb", "observe", "cli", "auth")
+OUTER = ("api", "upstream", "ingress", "mitmweb", "observe", "cli")
 # seams/ (every patch of mitmproxy's or asyncio's behaviour) is not an outer package: it is part of the core, which any
 # outer package may call and which imports no outer package.
 SEAMS = "qwen_gateway.seams"
 # storage/ (connections, migrations, health, the local and shared state helpers) is part of the core too: every
-# store uses it, the accounts' (auth/) as any outer package's.
+# store uses it, the accounts' (auth/, upstream/pool/) as any outer package's.
 STORAGE = "qwen_gateway.storage"
 # tenancy/ (named client keys: the check, limits, spend, holds, their stores and moves) is core as well: the entrance
 # check (ingress/) asks it of every request and the CLIs (qwen-keys, qwen-usage) read its stores, so it sits below
@@ -23,6 +23,14 @@ TENANCY = "qwen_gateway.tenancy"
 # (api/) read and write them and the commands (qwen-keys, qwen-usage) read them, so it sits below the outer packages
 # and beside storage/, which it reaches its databases through.
 STORES = "qwen_gateway.stores"
+# auth/ (the credentials and their accounts: OAuth logins, keys, web sessions, refresh, the accounts' state) is core as
+# well: the account pool (upstream/pool/) is built from them and the commands (qwen-auth, qwen-gateway's unit) manage
+# them, so they sit below the outer packages and know nothing of the pool that serves them.
+AUTH = "qwen_gateway.auth"
+# upstream/pool/ (the account pool: which account serves a call, affinity, key groups, quota windows, its status) is
+# the upstream's: the engine reaches it only through the core protocol (accounts.Pool); the wiring builds it and
+# `qwen-auth status` reads it.
+POOL = "qwen_gateway.upstream.pool"
 # Entry points that wire the outer packages together.
 WIRING = {"qwen_gateway.addon", "qwen_gateway.wiring", "qwen_gateway.components"}
 
@@ -30,12 +38,12 @@ WIRING = {"qwen_gateway.addon", "qwen_gateway.wiring", "qwen_gateway.components"
 def modules() -> dict[str, tuple[Path, bool]]:
     """Module name -> (file, is a package)."""
     out = {}
-    for base, prefix in ((ROOT / "addons" / "gateway", ["qwen_gateway"]), (ROOT / "auth", ["qwen_gateway", "auth"])):
-        for path in base.rglob("*.py"):
-            parts = list(path.relative_to(base).with_suffix("").parts)
-            is_pkg = parts[-1] == "__init__"
-            name = ".".join(prefix + (parts[:-1] if is_pkg else parts))
-            out[name] = (path, is_pkg)
+    base = ROOT / "addons" / "gateway"
+    for path in base.rglob("*.py"):
+        parts = list(path.relative_to(base).with_suffix("").parts)
+        is_pkg = parts[-1] == "__init__"
+        name = ".".join(["qwen_gateway"] + (parts[:-1] if is_pkg else parts))
+        out[name] = (path, is_pkg)
     return out
 
 
@@ -71,7 +79,7 @@ def outer(module: str) -> str:
 def test_the_package_is_read():
     g = graph()
     assert {"qwen_gateway.interfaces", "qwen_gateway.api.chat", "qwen_gateway.upstream.engine",
-            "qwen_gateway.auth.pool", f"{STORAGE}.pg"} <= set(g)
+            f"{POOL}.pool", f"{AUTH}.registry", f"{STORAGE}.pg"} <= set(g)
     assert "qwen_gateway.exchange" in g["qwen_gateway.upstream.engine"]  # imports are seen
 
 
@@ -163,6 +171,34 @@ def test_stores_are_core_below_the_dialects():
     users = {m.split(".")[1] for m, deps in g.items() if not m.startswith(STORES)
              and any(d.startswith(STORES) for d in deps)}
     assert users == {"api", "cli", "wiring", "components"}
+
+
+def test_credentials_are_core_below_the_pool():
+    """The credentials import no outer package (not the pool built from them, not the commands that manage them),
+    and what imports them is the account pool, the commands and the wiring: no dialect, entrance or observer
+    reaches into auth/ (the gateway knows accounts through accounts.Pool)."""
+    g = graph()
+    assert {f"{AUTH}.{m}" for m in ("account", "key_account", "oauth_account", "web_account", "registry", "state",
+                                    "state_pg", "credfile", "oauth", "remote", "plans")} <= set(g)
+    assert outer(f"{AUTH}.registry") == "core"
+    upward = [f"{m} -> {d}" for m, deps in g.items() if m.startswith(AUTH) for d in deps
+              if outer(d) != "core" or d in WIRING]
+    assert upward == []
+    users = {m for m, deps in g.items() if not m.startswith(AUTH) and any(d.startswith(AUTH) for d in deps)}
+    assert {m for m in users if not m.startswith(POOL)} == {"qwen_gateway.components", "qwen_gateway.cli.auth",
+                                                            "qwen_gateway.cli.auth_keys", "qwen_gateway.cli.auth_web",
+                                                            "qwen_gateway.cli.auth_status",
+                                                            "qwen_gateway.cli.service_unit"}
+
+
+def test_the_pool_is_the_upstreams():
+    """The account pool lives in upstream/ and is reached, outside upstream/, only by the wiring that builds it and
+    the command that prints its status; the rest of upstream/ (the engine, the retry policy) asks accounts.Pool."""
+    g = graph()
+    assert {f"{POOL}.{m}" for m in ("pool", "status", "affinity", "affinity_pg", "groups", "windows")} <= set(g)
+    assert outer(f"{POOL}.pool") == "upstream"
+    users = {m for m, deps in g.items() if not m.startswith(POOL) and any(d.startswith(POOL) for d in deps)}
+    assert users == {"qwen_gateway.wiring", "qwen_gateway.cli.auth_status"}
 
 
 def _keeps_sql(path: Path) -> list[str]:
@@ -295,7 +331,7 @@ UNTESTED = {
     "qwen_gateway.api.responses.shapes": "TypedDicts of the Response object: types only",
     "qwen_gateway.api.websearch": "through tests/unit/api/test_websearch.py's endpoints",
     "qwen_gateway.auth.endpoints": "the accounts' API bases: constants",
-    "qwen_gateway.auth.web_cli": "qwen-auth add-web: tests/unit/auth/test_web_cli.py runs it through the CLI",
+    "qwen_gateway.cli.auth_web": "qwen-auth add-web: tests/unit/cli/test_auth_web.py runs it through the CLI",
     "qwen_gateway.cli.usage_report": "qwen-usage report: tests/e2e/test_e2e_usage_report.py",
     "qwen_gateway.mitmweb": "the package: its modules are tested",
     "qwen_gateway.upstream.deadline": "through tests/unit/upstream/test_deadline.py's client",

@@ -1,19 +1,48 @@
 """Installed as one package: `qwen_gateway` imports, the folders' own names (`auth`, `addons`) do not."""
 
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.e2e  # starts a Python process outside the checkout
 
 
-@pytest.mark.parametrize("module,importable", [("qwen_gateway", True), ("qwen_gateway.auth.pool", True),
+@pytest.mark.parametrize("module,importable", [("qwen_gateway", True), ("qwen_gateway.auth.registry", True),
+                                               ("qwen_gateway.upstream.pool.pool", True), ("qwen_gateway.cli.auth", True),
                                                ("auth", False), ("addons", False)])
 def test_only_qwen_gateway_is_importable(tmp_path, module, importable):
     r = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=tmp_path, capture_output=True, text=True,
                        timeout=60)
     assert (r.returncode == 0) is importable, r.stderr
+
+
+def test_an_installed_copy_holds_the_accounts(tmp_path):
+    """`pip install .`, not editable, from what the container image is built from (pyproject.toml, README.md,
+    addons/): the credentials (auth/), the account pool (upstream/pool/) and `qwen-auth` are in the copy, and the
+    copy is what imports (not the checkout the editable install of the tests points at)."""
+    from helpers.procs import ROOT
+
+    source, site = tmp_path / "src", tmp_path / "site"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "addons", source / "addons", ignore=shutil.ignore_patterns("__pycache__"))
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                        "--disable-pip-version-check", "--target", str(site), str(source)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    env = {**os.environ, "PYTHONPATH": str(site)}  # found before the editable install's finder (appended last)
+    code = "import qwen_gateway.auth, qwen_gateway.upstream.pool.pool as p, qwen_gateway.cli.auth; print(p.__file__)"
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert Path(r.stdout.strip()) == site / "qwen_gateway" / "upstream" / "pool" / "pool.py"
+    r = subprocess.run([sys.executable, str(site / "bin" / "qwen-auth"), "--help"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "usage: qwen-auth" in r.stdout, r.stderr
 
 
 def test_every_docstring_compiles_on_python_3_13():
@@ -27,7 +56,7 @@ def test_every_docstring_compiles_on_python_3_13():
     from helpers.procs import ROOT
 
     found = []
-    for folder in ("addons", "auth", "scripts", "tests"):
+    for folder in ("addons", "scripts", "tests"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):

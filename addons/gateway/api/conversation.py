@@ -13,7 +13,7 @@ In the order the first one present decides:
 
 A new conversation also carries the digest of what it shares with others (`prefix`: the model, the tools and
 the leading system messages, computed only when the pool asks, for a conversation it does not know): Qwen
-caches that prefix per account, so a new session goes where an earlier one wrote it (auth/affinity.py).
+caches that prefix per account, so a new session goes where an earlier one wrote it (upstream/pool/affinity.py).
 
 Only a digest is kept (never the client's text or ids). The opening is read once per request from the
 translated messages, its text hashed without encoding the body again. The session headers some clients also

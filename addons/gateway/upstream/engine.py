@@ -117,7 +117,7 @@ class UpstreamEngine:
             err = upstream.classify(resp.status_code, raw, dict(resp.headers))
             if err.code == suggestions.NOT_FOUND:  # with the nearest names served, as OpenAI answers it
                 err = self._unknown_model(ex, err)
-            elif err.kind == PLAN_REFUSED and self.policy.pool is not None:  # counted for /health (auth/pool_status)
+            elif err.kind == PLAN_REFUSED and self.policy.pool is not None:  # counted for /health (upstream/pool/status)
                 self.policy.pool.report(ex.account, Outcome.PLAN_REFUSED, detail=ex.client.user_agent)
             await self.policy.recover(ex, err)
 
@@ -188,7 +188,7 @@ class UpstreamEngine:
         """The conversation stays on its account as long as the body Qwen gets asks its cache to last (Qwen4's
         hour when asked, else five minutes): known only now, after the account and its model were chosen."""
         pool, conversation, body = self.policy.pool, ex.conversation, ex.attempt.body
-        hold = getattr(pool, "hold", None)  # the account pool's (auth/pool.py); a pool without affinity has none
+        hold = getattr(pool, "hold", None)  # the account pool's (upstream/pool/pool.py); a pool without affinity has none
         if conversation is None or hold is None or not isinstance(body, dict) or "messages" not in body:
             return
         conversation.lifetime_s = markers.lifetime_s(body)

@@ -130,7 +130,7 @@ def srv(emu) -> Server:
 KILL_AT_RENAME = textwrap.dedent("""
     import asyncio, os, signal, sys
     from pathlib import Path
-    from qwen_gateway.auth.pool import AccountPool
+    from qwen_gateway.upstream.pool.pool import AccountPool
     from qwen_gateway.settings.auth import AuthSettings
 
     real_replace = os.replace
@@ -153,7 +153,7 @@ KILL_MID_REFRESH = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
     from qwen_gateway.auth import oauth
-    from qwen_gateway.auth.pool import AccountPool
+    from qwen_gateway.upstream.pool.pool import AccountPool
     from qwen_gateway.settings.auth import AuthSettings
 
     async def stuck(*args, **kwargs):
@@ -168,7 +168,7 @@ KILL_MID_REFRESH = textwrap.dedent("""
 NEXT = textwrap.dedent("""
     import asyncio, json, sys
     from pathlib import Path
-    from qwen_gateway.auth.pool import AccountPool
+    from qwen_gateway.upstream.pool.pool import AccountPool
     from qwen_gateway.settings.auth import AuthSettings
     s = AuthSettings.from_env(qwen_dir=Path(sys.argv[1]), state_dir=Path(sys.argv[2]), oauth_base_url=sys.argv[3])
     try:
@@ -291,7 +291,7 @@ def test_a_gateway_after_a_process_killed_before_the_rename(srv, tmp_path, make_
 async def test_a_web_session_killed_before_the_rename_is_adopted_not_lost(srv, tmp_path):
     from qwen_gateway.auth import web_cookies as wc, web_session as ws
     from qwen_gateway.accounts import WEB
-    from qwen_gateway.auth.pool import AccountPool
+    from qwen_gateway.upstream.pool.pool import AccountPool
     from qwen_gateway.auth.registry import Registry
     from qwen_gateway.settings.auth import AuthSettings
 

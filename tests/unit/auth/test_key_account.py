@@ -8,7 +8,7 @@ import pytest
 
 from qwen_gateway.accounts import KEY, AccountUnavailable, Credential, Outcome
 from qwen_gateway.auth.key_account import KeyAccount
-from qwen_gateway.auth.pool import AccountPool
+from qwen_gateway.upstream.pool.pool import AccountPool
 from qwen_gateway.auth.state import AccountState
 
 
@@ -63,7 +63,7 @@ async def test_a_key_qwen_refuses_stays_refused_until_the_key_changes(monkeypatc
 
 
 async def test_what_add_keys_check_found_is_kept_until_the_key_serves(monkeypatch, tmp_path):
-    """qwen-auth add-key's check (auth/cli_keys.py): a check that failed is the account's note while it stays `ok`
+    """qwen-auth add-key's check (cli/auth_keys.py): a check that failed is the account's note while it stays `ok`
     (the pool still tries it), until a request is served with it (pool.report OK) or a check works."""
     spec = {"name": "ds", "kind": KEY, "base_url": "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
             "key_env": "TEST_DS_KEY"}

@@ -16,10 +16,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qwen_gateway.accounts import AccountUnavailable
-from qwen_gateway.auth import cli, oauth
+from qwen_gateway.auth import oauth
+from qwen_gateway.cli import auth as cli
 from qwen_gateway.auth.credfile import LOGIN_ORDER, read_creds, write_creds
 from qwen_gateway.auth.names import DEFAULT
-from qwen_gateway.auth.pool import AccountPool
+from qwen_gateway.upstream.pool.pool import AccountPool
 from qwen_gateway.settings.auth import AuthSettings
 from helpers.oauth_stub import OAuthStub
 

@@ -14,7 +14,7 @@ from qwen_gateway.accounts import OAUTH, AccountUnavailable
 from qwen_gateway.auth.credfile import (LOGIN_ORDER, write_creds)
 from qwen_gateway.auth.names import DEFAULT
 from qwen_gateway.auth.oauth_account import OAuthAccount
-from qwen_gateway.auth.pool import AccountPool, PoolExhausted
+from qwen_gateway.upstream.pool.pool import AccountPool, PoolExhausted
 from qwen_gateway.auth.state import AccountState
 
 

@@ -1,5 +1,5 @@
 """The device-login QR code for a terminal (auth/qr.py): a 4-module quiet zone, two module rows per line, the
-right polarity on dark, light and colour terminals. qwen-auth login drawing it: tests/unit/auth/test_cli.py."""
+right polarity on dark, light and colour terminals. qwen-auth login drawing it: tests/unit/cli/test_auth.py."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import pytest
 
 from qwen_gateway.accounts import KEY, OAUTH, WEB
 from qwen_gateway.auth import web_session as ws
-from qwen_gateway.auth.pool import PoolExhausted
+from qwen_gateway.upstream.pool.pool import PoolExhausted
 from qwen_gateway.auth.state import AccountState
 from qwen_gateway.auth.web_account import NOT_SERVED, WEB_WARNING, WebAccount
 from qwen_gateway.settings.auth import AuthSettings

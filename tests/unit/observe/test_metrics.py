@@ -207,10 +207,10 @@ def test_errors_are_counted_by_endpoint_account_and_code_mid_stream_failures_inc
 
 
 def test_account_gauges_from_a_real_pool_after_a_quota_error(tmp_path):
-    """The rows come from the real pool (auth/pool.py): a change to how it reports cooldowns fails here."""
+    """The rows come from the real pool (upstream/pool/pool.py): a change to how it reports cooldowns fails here."""
     from qwen_gateway.accounts import Outcome
     from qwen_gateway.auth.key_account import KeyAccount
-    from qwen_gateway.auth.pool import AccountPool
+    from qwen_gateway.upstream.pool.pool import AccountPool
     from qwen_gateway.auth.state import AccountState
 
     accounts = [KeyAccount({"name": n, "kind": "key", "base_url": "http://127.0.0.1:9/v1", "key": "sk-test-" + n})

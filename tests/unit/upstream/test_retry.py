@@ -14,8 +14,8 @@ import pytest
 from mitmproxy.test import taddons
 
 from qwen_gateway.accounts import KEY, AccountUnavailable, Credential
-from qwen_gateway.auth.pool import PoolExhausted
-from qwen_gateway.auth.pool_status import NO_ACCOUNTS
+from qwen_gateway.upstream.pool.pool import PoolExhausted
+from qwen_gateway.upstream.pool.status import NO_ACCOUNTS
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.upstream.retry import RetryPolicy, unavailable
 from unit.test_addon import KEY_CRED, FakeQwen, chat_flow, make, through

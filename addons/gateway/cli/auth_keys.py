@@ -14,13 +14,13 @@ from urllib.parse import urlsplit
 
 from ..accounts import KEY
 from ..settings.auth import AuthSettings
-from .cli_common import ENV_NAME_RE, EXIT_OK, CliError
-from .names import check_name
-from .plans import (PLAN_LABELS, PRESETS, WORKSPACE_DEFAULT_MODEL, describe_base, key_warning, plan_of_url,
+from .auth_common import ENV_NAME_RE, EXIT_OK, CliError
+from ..auth.names import check_name
+from ..auth.plans import (PLAN_LABELS, PRESETS, WORKSPACE_DEFAULT_MODEL, describe_base, key_warning, plan_of_url,
                     plan_terms, workspace_base_url)
-from .registry import Registry
+from ..auth.registry import Registry
 
-if TYPE_CHECKING:  # httpx is imported when a key is checked, as oauth.py does
+if TYPE_CHECKING:  # httpx is imported when a key is checked, as auth/oauth.py does
     import httpx
 
 CHECK_TIMEOUT_S = 10.0
@@ -239,8 +239,8 @@ def cmd_add_key(a, settings: AuthSettings) -> int:
 
 def _note_check(settings: AuthSettings, spec: dict, worked: bool, line: str) -> None:
     """The check's outcome kept in the account's state: `qwen-auth status` and /health show it."""
-    from .key_account import KeyAccount
-    from .state import AccountState
+    from ..auth.key_account import KeyAccount
+    from ..auth.state import AccountState
 
     state = AccountState(settings.state_db_path)
     try:

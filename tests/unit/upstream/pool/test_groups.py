@@ -1,4 +1,4 @@
-"""Key groups (auth/groups.py): the keys of one Alibaba Cloud account share its rate limits and quotas, so what
+"""Key groups (upstream/pool/groups.py): the keys of one Alibaba Cloud account share its rate limits and quotas, so what
 cools one cools its siblings, each saying through which key (docs/accounts.md, `--group`)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from qwen_gateway.accounts import KEY, Credential
 from qwen_gateway.auth.account import Account
-from qwen_gateway.auth.groups import cool, group_map, siblings
+from qwen_gateway.upstream.pool.groups import cool, group_map, siblings
 
 
 class Named(Account):

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..accounts import Conversation
+    from ...accounts import Conversation
 
 TTL_S = 300.0  # Qwen's explicit cache: five minutes, reset on each hit
 MAX_ENTRIES = 10_000

@@ -13,7 +13,7 @@ import pytest
 
 from qwen_gateway.auth import web_session as ws
 from qwen_gateway.auth.registry import Registry
-from unit.auth.test_cli import entry, run  # noqa: F401  (run: a fixture, the CLI in-process; settings: conftest)
+from unit.cli.test_auth import entry, run  # noqa: F401  (run: a fixture, the CLI in-process; settings: conftest)
 from helpers.qwen_web_auth import HEADER, ITNA, NETSCAPE, PLAYWRIGHT, REFRESH, SECRETS, TOKEN, UA
 
 from helpers.auth_env import CLEAN_ENV

@@ -15,8 +15,8 @@ import logging
 import time
 
 from .affinity import Affinity
-from ..storage.pg import Database
-from ..storage.health import StateUnavailable
+from ...storage.pg import Database
+from ...storage.health import StateUnavailable
 
 log = logging.getLogger("qwen")
 

@@ -1,5 +1,5 @@
-"""What the account pool says about its accounts (auth/pool_status.py): the rows of /health and `qwen-auth status`,
-and the start-up lines. Never a token or key. Through the pool: tests/unit/auth/test_pool.py."""
+"""What the account pool says about its accounts (upstream/pool/status.py): the rows of /health and `qwen-auth status`,
+and the start-up lines. Never a token or key. Through the pool: tests/unit/upstream/pool/test_pool.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 from qwen_gateway.accounts import KEY, OAUTH, WEB, Credential
 from qwen_gateway.auth.account import Account
-from qwen_gateway.auth.pool_status import NO_ACCOUNTS, describe_rows, status_rows, unserved
+from qwen_gateway.upstream.pool.status import NO_ACCOUNTS, describe_rows, status_rows, unserved
 from qwen_gateway.auth.web_account import NOT_SERVED
 
 

@@ -1,12 +1,12 @@
-"""What every qwen-auth command shares (auth/cli_common.py): the exit codes scripts rely on (docs/accounts.md)
+"""What every qwen-auth command shares (cli/auth_common.py): the exit codes scripts rely on (docs/accounts.md)
 and CliError carrying one to `qwen-auth`'s exit status."""
 
 from __future__ import annotations
 
 import pytest
 
-from qwen_gateway.auth import cli
-from qwen_gateway.auth.cli_common import (ENV_NAME_RE, EXIT_DENIED, EXIT_EXPIRED, EXIT_INTERRUPTED, EXIT_LOCAL,
+from qwen_gateway.cli import auth as cli
+from qwen_gateway.cli.auth_common import (ENV_NAME_RE, EXIT_DENIED, EXIT_EXPIRED, EXIT_INTERRUPTED, EXIT_LOCAL,
                                           EXIT_NO_ACCOUNT, EXIT_OK, EXIT_SERVER, CliError)
 
 

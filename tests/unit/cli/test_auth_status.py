@@ -1,7 +1,7 @@
-"""`qwen-auth list` and `qwen-auth status` (auth/cli_status.py): the pool's status rows as a table, as in
+"""`qwen-auth list` and `qwen-auth status` (cli/auth_status.py): the pool's status rows as a table, as in
 docs/accounts.md's sample, or as JSON for scripts; the last error of an account that is not ok, web sessions'
 details, and where the files are. Run through `qwen-auth`'s main with argv; the rows come from a stand-in pool
-(tests/unit/auth/test_pool_status.py has the rows' own tests), or from a real one over empty folders."""
+(tests/unit/upstream/pool/test_status.py has the rows' own tests), or from a real one over empty folders."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from qwen_gateway.auth import cli, cli_status
-from qwen_gateway.auth.cli_status import when
+from qwen_gateway.cli import auth as cli, auth_status as cli_status
+from qwen_gateway.cli.auth_status import when
 
 EXPIRES = datetime(2026, 11, 22, 16, 51, tzinfo=timezone.utc).timestamp() * 1000  # epoch ms, as status() has it
 

@@ -21,19 +21,19 @@ import asyncio
 import time
 from collections.abc import Collection
 
-from ..accounts import AccountUnavailable, Capability, Conversation, Credential, NotCapable, Outcome, Pool, Window
-from ..settings.auth import AuthSettings
-from .account import Account
+from ...accounts import AccountUnavailable, Capability, Conversation, Credential, NotCapable, Outcome, Pool, Window
+from ...settings.auth import AuthSettings
+from ...auth.account import Account
 from .affinity import Affinity
 from .affinity_pg import SharedAffinity
 from .groups import cool, group_map, siblings
-from .names import iso
-from .pool_status import (NO_ACCOUNTS, NO_EMBEDDINGS, PlanRefusals, PoolExhausted, describe_rows, status_rows,
+from ...auth.names import iso
+from .status import (NO_ACCOUNTS, NO_EMBEDDINGS, PlanRefusals, PoolExhausted, describe_rows, status_rows,
                           unserved)
-from .registry import Registry, RegistryError, same_account
-from .state import AccountState
-from .state_pg import SharedAccountState, shared_state
-from .web_account import WEB_WARNING
+from ...auth.registry import Registry, RegistryError, same_account
+from ...auth.state import AccountState
+from ...auth.state_pg import SharedAccountState, shared_state
+from ...auth.web_account import WEB_WARNING
 from .windows import next_reset, quota_error, quota_until, throttle_error, throttle_wait
 
 OUTCOMES = tuple(o.value for o in Outcome)
@@ -272,7 +272,7 @@ class AccountPool(Pool):
     # ---- state ------------------------------------------------------------------------------------
 
     def status(self) -> list[dict]:
-        """One JSON-safe row per account (never a token or key): pool_status.status_rows."""
+        """One JSON-safe row per account (never a token or key): status.status_rows."""
         self._maybe_reload()
         return status_rows(self.accounts, self.state, self.registry_error, self.kinds, self.refusals)
 

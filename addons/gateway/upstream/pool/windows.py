@@ -14,8 +14,8 @@ from __future__ import annotations
 import calendar
 import time
 
-from ..accounts import Window
-from .names import iso
+from ...accounts import Window
+from ...auth.names import iso
 
 UTC8_S = 8 * 3600
 DAY_S = 86400

@@ -1,4 +1,4 @@
-"""What every kind of account is to the pool (auth/pool.py): one credential at a time, and its state as JSON.
+"""What every kind of account is to the pool (upstream/pool/pool.py): one credential at a time, and its state as JSON.
 
 The pool hands the gateway `Credential`s through `Pool` (the core's accounts.py); behind it each login or key
 is an `Account`: an OAuth login (oauth_account.py), an API key (key_account.py), a web session (web_account.py).

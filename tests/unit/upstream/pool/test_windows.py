@@ -1,5 +1,5 @@
-"""When a quota window ends (auth/windows.py): Monday 00:00 and a month's subscription day at UTC+8, hours for the
-5-hour and usage windows. The pool cooling accounts by window: tests/unit/auth/test_affinity.py."""
+"""When a quota window ends (upstream/pool/windows.py): Monday 00:00 and a month's subscription day at UTC+8, hours for the
+5-hour and usage windows. The pool cooling accounts by window: tests/unit/upstream/pool/test_affinity.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qwen_gateway.accounts import Window
-from qwen_gateway.auth.windows import (next_monday_utc8, next_month_day_utc8, quota_error, quota_until, throttle_error,
+from qwen_gateway.upstream.pool.windows import (next_monday_utc8, next_month_day_utc8, quota_error, quota_until, throttle_error,
                                        throttle_wait, window_of)
 
 UTC8 = 8 * 3600

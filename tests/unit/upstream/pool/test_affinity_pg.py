@@ -1,4 +1,4 @@
-"""Conversation affinity shared through PostgreSQL (auth/affinity_pg.py), over a stand-in Database that records
+"""Conversation affinity shared through PostgreSQL (upstream/pool/affinity_pg.py), over a stand-in Database that records
 the statements: the row read for a conversation memory does not know, the upsert and NOTIFY written for a new or
 moved one, the other gateways' notifications applied, and the database away never failing a turn.
 tests/e2e/test_e2e_affinity.py runs it on a real PostgreSQL."""
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from qwen_gateway.auth.affinity_pg import COMPONENT, FOLLOW_S, KIND, PRUNE_EVERY, STEPS, SharedAffinity
+from qwen_gateway.upstream.pool.affinity_pg import COMPONENT, FOLLOW_S, KIND, PRUNE_EVERY, STEPS, SharedAffinity
 from qwen_gateway.storage.health import StateUnavailable
 
 

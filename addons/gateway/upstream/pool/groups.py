@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from .account import Account
-from .state import AccountState
+from ...auth.account import Account
+from ...auth.state import AccountState
 
 Groups = Mapping[str, tuple[str, ...]]  # account -> every account of its group, itself included
 

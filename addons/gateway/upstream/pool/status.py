@@ -10,12 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Sequence
 
-from ..accounts import WEB, AccountUnavailable
-from .account import Account
-from .key_account import KeyAccount
-from .names import iso
-from .state import AccountState
-from .web_account import NOT_SERVED
+from ...accounts import WEB, AccountUnavailable
+from ...auth.account import Account
+from ...auth.key_account import KeyAccount
+from ...auth.names import iso
+from ...auth.state import AccountState
+from ...auth.web_account import NOT_SERVED
 from .windows import window_of
 
 USABLE_STATES = ("ok", "expired", "refreshing")

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from ..accounts import WEB
 from ..settings.auth import QWEN_WEB_AUTH_BASE_URL, QWEN_WEB_BASE_URL, AuthSettings
-from . import web_cookies as wc
-from . import web_session as ws
-from .cli_common import EXIT_OK, CliError
-from .names import check_name
-from .registry import Registry
-from .state import AccountState
-from .web_account import SERVED
+from ..auth import web_cookies as wc
+from ..auth import web_session as ws
+from .auth_common import EXIT_OK, CliError
+from ..auth.names import check_name
+from ..auth.registry import Registry
+from ..auth.state import AccountState
+from ..auth.web_account import SERVED
 
 RISK = ("Web accounts automate your own Qwen Chat account outside the browser: Qwen may see this as a breach "
         "of its terms, answer with anti-bot blocks, or ban the account.")

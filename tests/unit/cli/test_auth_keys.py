@@ -10,7 +10,7 @@ import sys
 import httpx
 import pytest
 
-from qwen_gateway.auth import cli, cli_keys
+from qwen_gateway.cli import auth as cli, auth_keys as cli_keys
 from qwen_gateway.auth.plans import PRESETS
 from qwen_gateway.auth.registry import Registry
 

@@ -1,5 +1,5 @@
-"""A conversation stays on its account (auth/affinity.py, the pool), a group of keys cools down together, and the
-windows DashScope names keep an account away for as long as the plan defines them (auth/windows.py). The
+"""A conversation stays on its account (upstream/pool/affinity.py, the pool), a group of keys cools down together, and the
+windows DashScope names keep an account away for as long as the plan defines them (upstream/pool/windows.py). The
 conversation a request continues, per dialect (api/conversation.py). No process: the pool over fake accounts."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from collections import Counter
 import pytest
 
 from qwen_gateway.api import conversation
-from qwen_gateway.auth.affinity import Affinity
+from qwen_gateway.upstream.pool.affinity import Affinity
 from qwen_gateway.accounts import KEY, Conversation, Credential, Window
 from qwen_gateway.auth.account import Account
 from qwen_gateway.auth.key_account import KeyAccount
-from qwen_gateway.auth.pool import AccountPool, PoolExhausted
+from qwen_gateway.upstream.pool.pool import AccountPool, PoolExhausted
 
 UTC8 = 8 * 3600
 

@@ -8,10 +8,10 @@ import time
 from collections.abc import Sequence
 
 from ..settings.auth import AuthSettings
-from .cli_common import EXIT_OK
-from .key_account import CHECKED
-from .pool import AccountPool
-from .web_cli import disabled_note, status_line
+from .auth_common import EXIT_OK
+from ..auth.key_account import CHECKED
+from ..upstream.pool.pool import AccountPool
+from .auth_web import disabled_note, status_line
 
 
 def when(ms_or_iso: float | str | None) -> str:

@@ -12,7 +12,8 @@ import sys
 import httpx
 import pytest
 
-from qwen_gateway.auth import cli, cli_keys, qr
+from qwen_gateway.auth import qr
+from qwen_gateway.cli import auth as cli, auth_keys as cli_keys
 from qwen_gateway.auth.plans import CODING, PAYG, PRESETS, TOKEN, key_warning, plan_of_url, workspace_base_url
 from qwen_gateway.auth.registry import Registry
 
@@ -22,8 +23,8 @@ PLAN_KEY = "sk-sp-0123456789abcdef0123456789ab"
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
-    """add-key's check never leaves the machine here: every base lists one model (tests/unit/auth/
-    test_cli_keys.py has the check's own cases)."""
+    """add-key's check never leaves the machine here: every base lists one model (tests/unit/cli/
+    test_auth_keys.py has the check's own cases)."""
     listed = httpx.MockTransport(lambda r: httpx.Response(200, json={"data": [{"id": "qwen3-coder-plus"}]}))
     real = cli_keys.check_key
     monkeypatch.setattr(cli_keys, "check_key", lambda base, key: real(base, key, transport=listed))

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from qwen_gateway.accounts import KEY, OAUTH, AccountUnavailable, Credential, Outcome, Pool
 from qwen_gateway.auth.account import Account
 from qwen_gateway.auth.key_account import KeyAccount
-from qwen_gateway.auth.pool import AccountPool, PoolExhausted, next_reset
+from qwen_gateway.upstream.pool.pool import AccountPool, PoolExhausted, next_reset
 from qwen_gateway.auth.registry import Registry
 from qwen_gateway.auth.state import AccountState
 

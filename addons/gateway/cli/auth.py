@@ -28,17 +28,17 @@ import sys
 from pathlib import Path
 
 from ..accounts import OAUTH, WEB
-from . import oauth, qr
-from .cli_common import (EXIT_DENIED, EXIT_EXPIRED, EXIT_INTERRUPTED, EXIT_LOCAL, EXIT_NO_ACCOUNT, EXIT_OK,
+from ..auth import oauth, qr
+from .auth_common import (EXIT_DENIED, EXIT_EXPIRED, EXIT_INTERRUPTED, EXIT_LOCAL, EXIT_NO_ACCOUNT, EXIT_OK,
     EXIT_SERVER, CliError)
 from ..settings.auth import QWEN_OAUTH_BASE_URL, AuthSettings
-from .cli_keys import cmd_add_key
-from .cli_status import cmd_list, cmd_status, when
-from .names import DEFAULT, check_name
-from .plans import PLAN_LABELS, PRESETS
-from .registry import Registry, RegistryError, save_login
-from .web_account import SERVED
-from .web_cli import OPT_IN, RISK, cmd_add_web
+from .auth_keys import cmd_add_key
+from .auth_status import cmd_list, cmd_status, when
+from ..auth.names import DEFAULT, check_name
+from ..auth.plans import PLAN_LABELS, PRESETS
+from ..auth.registry import Registry, RegistryError, save_login
+from ..auth.web_account import SERVED
+from .auth_web import OPT_IN, RISK, cmd_add_web
 
 DISCONTINUED = ("Note: Qwen discontinued its free OAuth tier on 2026-04-15; such tokens are now refused (401). "
                 "For a working upstream today add a key: qwen-auth add-key NAME --preset dashscope-intl "

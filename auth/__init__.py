@@ -1,1 +1,0 @@
-"""Credentials for the Qwen gateway: Qwen Code OAuth files and API keys, behind one interface."""
