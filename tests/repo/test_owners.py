@@ -47,24 +47,65 @@ def _annotated_part(annotation: ast.expr | None) -> str | None:
     return None
 
 
+def _named_part(name: str) -> str | None:
+    """The part an untyped name is taken for: the part's own name, but for the two that name other things as
+    often (`key`: a dict's or a key's text; `count`: a number) — those are followed when annotated or assigned."""
+    return name if name in OWNERS and name not in ("key", "count") else None
+
+
+def _value_part(value: ast.expr) -> str | None:
+    """The part an assigned value is: `X.part` (`ex.result`), or a new one (`Result(…)`)."""
+    if isinstance(value, ast.Attribute) and value.attr in OWNERS:
+        return value.attr
+    if isinstance(value, ast.Call):
+        called = ast.unparse(value.func).rsplit(".", 1)[-1]
+        return next((part for part, (cls, _, _) in OWNERS.items() if cls == called), None)
+    return None
+
+
 class _Writes(ast.NodeVisitor):
     """Writes to a part's fields in one module: `X.part.F = …` (augmented, annotated, a subscript of it, a
     tuple's element), `setattr(X.part, "F", …)`, `X.part.F.append(…)` and the other mutators, and the same
     through an alias in the function (`result = ex.result`, a parameter or variable annotated with the part's
-    class); and reads of what the turn keeps to itself (`X.turn.rewriter`)."""
+    class, untyped, a loop variable named as the part, an attribute of `self` that holds one); and reads of what
+    the turn keeps to itself (`X.turn.rewriter`)."""
 
     def __init__(self, known: dict[str, set[str]]):
         self.known = known
         self.aliases: list[dict[str, str]] = [{}]  # per function: name -> part
+        self.held: list[dict[str, str]] = [{}]  # per class: `self.NAME` holding a part (set in any of its methods)
         self.found: list[tuple[str, str, int, str]] = []  # (part, field, line, how)
 
     def part_of(self, node: ast.expr) -> str | None:
-        """The part `node` is: `X.part` or an alias of one."""
+        """The part `node` is: `X.part`, an alias of one, or an attribute of `self` that holds one."""
         if isinstance(node, ast.Attribute) and node.attr in OWNERS:
             return node.attr
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+            return self.held[-1].get(node.attr)
         if isinstance(node, ast.Name):
             return self.aliases[-1].get(node.id)
         return None
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        """Attributes of `self` that hold a part, wherever the class sets them (`self._result = ex.result`, an
+        annotation `_result: Result`), read before its methods are: a write in an earlier method counts too."""
+        held: dict[str, str] = {}
+        for statement in node.body:
+            if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+                if part := _annotated_part(statement.annotation):
+                    held[statement.target.id] = part
+        for inner in ast.walk(node):
+            pairs = [(t, inner.value) for t in inner.targets] if isinstance(inner, ast.Assign) else \
+                [(inner.target, inner.value)] if isinstance(inner, ast.AnnAssign) else []
+            for target, value in pairs:
+                if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) \
+                        and target.value.id == "self" and value is not None:
+                    if part := _value_part(value) or (_annotated_part(inner.annotation)
+                                                      if isinstance(inner, ast.AnnAssign) else None):
+                        held[target.attr] = part
+        self.held.append(held)
+        self.generic_visit(node)
+        self.held.pop()
 
     def field_of(self, node: ast.expr) -> tuple[str, str] | None:
         """(part, field) when `node` is a part's field (or a subscript of one, or a field of a field's value)."""
@@ -80,7 +121,7 @@ class _Writes(ast.NodeVisitor):
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         scope = dict(self.aliases[-1])
         for arg in node.args.posonlyargs + node.args.args + node.args.kwonlyargs:
-            part = _annotated_part(arg.annotation)
+            part = _annotated_part(arg.annotation) or (_named_part(arg.arg) if arg.annotation is None else None)
             if part:
                 scope[arg.arg] = part
             else:
@@ -133,6 +174,18 @@ class _Writes(ast.NodeVisitor):
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         self.generic_visit(node)
         self.wrote(node.target, node.lineno, "adds to")
+
+    def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
+        """A loop variable named as a part (`for result in results`) is taken as one; any other name bound by
+        the loop is no alias any more."""
+        for name in [n for n in ast.walk(node.target) if isinstance(n, ast.Name)]:
+            if part := _named_part(name.id):
+                self.aliases[-1][name.id] = part
+            else:
+                self.aliases[-1].pop(name.id, None)
+        self.generic_visit(node)
+
+    visit_AsyncFor = visit_For  # type: ignore[assignment]
 
     def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
         self.generic_visit(node)
@@ -211,13 +264,30 @@ def f(ex, other, attempt: Attempt, kept: "Result | None"):
     ex.attempt = dataclasses.replace(other.attempt)
     ex.count = PromptCount()
     now.turn = kept.count  # not a part: a number
+
+def g(result, key):
+    result.status = 1  # untyped, named as the part
+    key.name = "k"  # `key`: too often something else to be taken untyped
+    for attempt in attempts:
+        attempt.model = "m"
+
+class Holder:
+    counted: PromptCount
+    def __init__(self, ex):
+        self._result = ex.result
+    def later(self):
+        self._result.error = None
+        self.counted.tokens = 1
+        self.other.status = 1  # not a part
 '''
     assert _found_in(source) == [
         ("result", "status", "assigns"), ("result", "cost", "adds to"), ("attempt", "tried", "append"),
         ("attempt", "retries", "clear"), ("attempt", "headers", "assigns"), ("key", "name", "setattr"),
         ("result", "status", "assigns"), ("count", "tokens", "assigns"), ("result", "usage", "assigns"),
         ("attempt", "model", "assigns"), ("result", "error", "assigns"), ("turn", "kept", "assigns"),
-        ("turn", "rewriter", "reads"), ("attempt", "*", "replaces"), ("count", "*", "replaces")]
+        ("turn", "rewriter", "reads"), ("attempt", "*", "replaces"), ("count", "*", "replaces"),
+        ("result", "status", "assigns"), ("attempt", "model", "assigns"), ("result", "error", "assigns"),
+        ("count", "tokens", "assigns")]
 
 
 def test_every_part_has_an_owner_and_the_owners_exist():
