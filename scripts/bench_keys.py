@@ -36,7 +36,7 @@ def _postgres():
 
 def micro(n: int = 200_000) -> dict:
     """The gateway's own work per request for a key, in this process (no network, no scheduler noise from
-    the other processes' sockets): the check at the door, the limits before upstream, the spend after."""
+    the other processes' sockets): the entrance check, the limits before upstream, the spend after."""
     import time
 
     from qwen_gateway.settings.config import Config
