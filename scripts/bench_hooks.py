@@ -17,11 +17,14 @@ is what such clients pay on each request. Its answer counts the prompt as Qwen w
 from the cache): the cache doctor diagnoses every such turn, as it does a real agent's (a 2-token "ping" is too short
 for Qwen's cache, and for the doctor).
 
-It runs itself under valgrind's callgrind twice, WARM requests and WARM + N: the difference over N is one
-request, start-up excluded (PYTHONHASHSEED=0; the collector runs once, after the requests: runs still
-differ by a few thousand instructions). `--python` runs Python with its perf trampolines (`-X perf`: each
-Python function gets its own address, named in /tmp/perf-PID.map), which inflate every figure by their own
-calls: for finding, not for figures. Needs valgrind (apt: valgrind)."""
+It runs itself under valgrind's callgrind once: WARM requests, then N more between two marks (a call of
+os.getppid, which callgrind dumps its counters before: `--dump-before=getppid`). What lies between the marks, over N,
+is one request: its hooks, the observers after the answer, its ledger row written and the collector's pass over its
+garbage (each done once for the warm requests before the first mark), nothing of start-up or exit. (Until
+2026-11-26 it ran twice, WARM and WARM + N requests, and took the difference: start-up differed by ~1.7 M
+instructions between runs of the same code, ±8k a request at N = 200.) PYTHONHASHSEED=0. `--python` runs Python
+with its perf trampolines (`-X perf`: each Python function gets its own address, named in /tmp/perf-PID.map), which
+inflate every figure by their own calls: for finding, not for figures. Needs valgrind (apt: valgrind)."""
 
 from __future__ import annotations
 
@@ -142,7 +145,19 @@ def run(n: int, made: int) -> None:
             # heap (~45 M instructions) falls within the counted requests or not moved the figure by 150k a
             # request between runs of the same code. Their garbage is still collected, and counted, at the end.
             gc.disable()
-            for f in flows[:WARM + n]:
+            ledger_observer = next(o for o in gw.observers.all if isinstance(o, UsageLedger))
+
+            async def settle() -> None:
+                gw.observers.flush()  # the observers after the answer told of every request (their batch's timer aside)
+                # every request's ledger row written, in one batch: a row's work for each request, as the thread
+                # does it (a batch of MAX_BATCH had been written within some runs: 500 rows for 300 requests)
+                await ledger_observer.flush()
+                gc.collect()
+
+            for i, f in enumerate(flows[:WARM + n]):
+                if i == WARM:
+                    await settle()
+                    os.getppid()  # the first mark: callgrind's counters dumped (--dump-before=getppid)
                 reader.feed_data(QWEN)
                 gw.requestheaders(f)
                 await gw.request(f)
@@ -153,21 +168,24 @@ def run(n: int, made: int) -> None:
                 assert f.response is not None and f.response.status_code == 200, f.response.content
                 assert KIND == "chat" or b'"object":"response"' in f.response.content, f.response.content
             assert (b"/compatible-mode/v1/responses " in sent[0]) == (KIND == "native"), sent
-            gw.observers.flush()  # the observers after the answer told of every request (their batch's timer aside)
-            # every request's ledger row written, in one batch: a row's work for each request, as the thread
-            # does it (a batch of MAX_BATCH had been written within some runs: 500 rows for 300 requests)
-            await next(o for o in gw.observers.all if isinstance(o, UsageLedger)).flush()
-            gc.collect()
+            await settle()
+            os.getppid()  # the second mark
 
     asyncio.run(main())
 
 
-def callgrind(n: int, made: int, python: bool, out: Path) -> int:
-    """The instructions of one run under callgrind (its profile in `out`)."""
-    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-           *(["-X", "perf"] if python else []), __file__, "--run", str(n), str(WARM + made)]
+def callgrind(n: int, python: bool, out: Path) -> Path:
+    """One run under callgrind: WARM + n requests; the profile of the n between the marks (its file)."""
+    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-before=getppid", sys.executable,
+           *(["-X", "perf"] if python else []), __file__, "--run", str(n), str(WARM + n)]
     subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "0"})
-    return int(re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M).group(1))
+    dumps = sorted(out.parent.glob(out.name + ".*"), key=lambda f: int(f.suffix[1:]))
+    assert len(dumps) == 2, f"two marks expected, callgrind dumped {len(dumps)} times: {dumps}"
+    return dumps[1]  # .1: start-up and the warm requests; .2: the n requests; `out`: exit
+
+
+def instructions(profile: Path) -> int:
+    return int(re.search(r"^(?:summary|totals): (\d+)", profile.read_text(), re.M).group(1))
 
 
 def python_costs(out: Path) -> dict[str, int]:
@@ -189,13 +207,10 @@ def python_costs(out: Path) -> dict[str, int]:
     return costs
 
 
-def python_functions(warm: Path, total: Path, n: int, lines: int = 70) -> None:
-    """The Python functions by inclusive instructions per request: the run with N more requests less the warm run,
-    so start-up and warming drop out (a function both runs share a name with is summed under that name)."""
-    before, after = python_costs(warm), python_costs(total)
-    per_request = {name: (cost - before.get(name, 0)) / n for name, cost in after.items()}
-    for name, cost in sorted(per_request.items(), key=lambda kv: -kv[1])[:lines]:
-        print(f"{cost:>12,.0f}  {name}")
+def python_functions(profile: Path, n: int, lines: int = 70) -> None:
+    """The Python functions by inclusive instructions per request (the profile between the marks)."""
+    for name, cost in sorted(python_costs(profile).items(), key=lambda kv: -kv[1])[:lines]:
+        print(f"{cost / n:>12,.0f}  {name}")
 
 
 def main(argv: list[str]) -> int:
@@ -223,12 +238,10 @@ def main(argv: list[str]) -> int:
     if "--no-doctor" in argv:
         what += " without the cache doctor"
     with tempfile.TemporaryDirectory() as tmp:
-        warm, total = callgrind(0, n, False, Path(tmp) / "warm.out"), callgrind(n, n, False, Path(tmp) / "all.out")
-        print(f"{(total - warm) / n:,.0f} instructions per {what} (the gateway's hooks, {n} requests)")
+        total = instructions(callgrind(n, False, Path(tmp) / "all.out"))
+        print(f"{total / n:,.0f} instructions per {what} (the gateway's hooks, {n} requests)")
         if "--python" in argv:
-            callgrind(0, n, True, Path(tmp) / "perf-warm.out")
-            callgrind(n, n, True, Path(tmp) / "perf.out")
-            python_functions(Path(tmp) / "perf-warm.out", Path(tmp) / "perf.out", n)
+            python_functions(callgrind(n, True, Path(tmp) / "perf.out"), n)
     return 0
 
 
