@@ -27,10 +27,13 @@ from .api.embeddings import EMBEDDINGS
 from .api.messages import endpoints as messages, side as claude_side
 from .api.messages.errors import FORMAT as ANTHROPIC_FORMAT
 from .api.responses import retrieve
-from .api.responses.background import BackgroundRuns
 from .api.responses.endpoints import compact_endpoint, responses_endpoint
-from .api.responses.socket import ResponsesSockets
+from .api.responses.socket_messages import ResponsesSocket
 from .stores.responses import ResponseStore
+from .turn.background import BackgroundRuns
+from .turn import TurnRunner
+from .turn.relay import LoopbackRelay
+from .turn.socket import Sockets
 from .api.stored_chat import endpoint as stored_chat
 from .auth import plans
 from .models import catalogue
@@ -60,7 +63,7 @@ from .upstream.qwenweb.upstream import web_upstream
 
 
 def endpoints(store: Callable[[], ResponseStore], runs: Callable[[], BackgroundRuns] | None = None,
-              sockets: Callable[[], ResponsesSockets] | None = None,
+              sockets: Callable[[], Sockets] | None = None,
               diagnoser: Diagnoser | None = None) -> dict[str, Endpoint[Exchange]]:
     """Client paths (after /v1) -> endpoint. `runs`: where background responses run (none: refused); `sockets`:
     the Responses WebSocket's sessions (none: no upgrade); `diagnoser`: the cache doctor's memory, for the
@@ -74,6 +77,13 @@ def endpoints(store: Callable[[], ResponseStore], runs: Callable[[], BackgroundR
             # the sealer signs thinking blocks: with a shared store, its key comes from the database first
             "/messages": dataclasses.replace(messages.messages_endpoint(lambda: store().sealer, diagnoser),
                                              prepare=lambda body, ex: store().ready())}
+
+
+def sockets(relay: LoopbackRelay, runner: TurnRunner, responses: Endpoint[Exchange],
+            store: Callable[[], ResponseStore]) -> Sockets:
+    """The gateway's WebSocket (turn/socket.py: served on the relay, each message a turn of `runner`) speaking the
+    Responses API's messages (api/responses/socket_messages.py: through its endpoint, with its stored Responses)."""
+    return Sockets(relay, runner, ResponsesSocket(responses, store))
 
 
 def pairing(config: Config) -> Pairing:

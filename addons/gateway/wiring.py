@@ -10,7 +10,8 @@
                            named key's budgets and rate limits (tenancy/team.py); on each attempt,
                            once the model as sent is known, a USD budget's check (the engine asks the team)
     the turn               (turn/runner.py) with the engine, the checks, the observers and the settlement
-    its transports         the relay (HTTP streams), the Responses WebSocket, background runs
+    its transports         (turn/) the relay (HTTP streams), the WebSocket (speaking the Responses API's
+                           messages), background runs
     the entrance           the connection policy, hostile clients, local answers, the dialects' error formats
     the drain              (turn/drain.py) SIGTERM: new turns refused, the running ones awaited (qwen_drain_s)
 
@@ -30,9 +31,8 @@ from .settings import config, mitmproxy_defaults
 from . import components
 from .api.batches.routes import BatchRoutes
 from .api.batches.watch import BatchWatch
-from .api.responses.background import BackgroundRuns
-from .api.responses.socket import ResponsesSockets
-from .api.responses.socket_flow import trim_messages
+from .turn.background import BackgroundRuns
+from .turn.socket_flow import trim_messages
 from .stores.responses import ResponseStore
 from .stores.responses_pg import SharedResponseStore
 from .storage import folder_access, pg
@@ -99,8 +99,8 @@ class Wiring:
                            idle_timeout=lambda: self.config.stream_idle_timeout, resume_upstream=self.engine.resume)
         self.relay = LoopbackRelay(self.turns)  # HTTP streams reach mitmproxy here
         responses = self.endpoints["/responses"]
-        self.sockets = ResponsesSockets(self.relay, self.turns, responses, self._responses)  # Codex's WebSocket
-        self.background = BackgroundRuns(self.turns, self._responses)  # background: true, while they run
+        self.sockets = components.sockets(self.relay, self.turns, responses, self._responses)  # Codex's WebSocket
+        self.background = BackgroundRuns(self.turns)  # background: true, while they run
         routes = components.local_routes(self._responses, self._reload_accounts, lambda: self.background,
                                          lambda: self.pool, lambda: self.policy.learned,
                                          components.batch_bills(self.observers.all, self.observers.bill),

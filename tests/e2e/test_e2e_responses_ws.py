@@ -200,7 +200,7 @@ def test_stream_id_lanes_run_side_by_side_each_in_order_and_echo_their_lane(gw, 
 
 
 def test_a_stream_id_out_of_the_spec_or_a_lane_too_many_is_an_error_event(gw, emu):
-    from qwen_gateway.api.responses.socket import MAX_LANES
+    from qwen_gateway.turn.socket import MAX_LANES
 
     emu.switches(first_byte_delay_ms=2000)
     ws = connect(gw)

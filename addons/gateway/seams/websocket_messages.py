@@ -1,5 +1,5 @@
 """WebSocket messages held to a size limit inside mitmproxy's WebSocket layer, on the gateway's own WebSockets
-(the Responses WebSocket, api/responses/socket.py; the limit is qwen_max_body_mb).
+(the Responses WebSocket, turn/socket.py; the limit is qwen_max_body_mb).
 
 Why: mitmproxy's WebSocket layer (`WebsocketLayer`, mitmproxy/proxy/layers/websocket.py) relays a message only
 once it is whole. It appends each read of a frame's payload to a bytes object (`frame_buf[-1] += data`: a copy
@@ -68,7 +68,7 @@ class Bound:
     owns: Callable[[http.HTTPFlow], bool] = lambda flow: False  # a flow to the gateway's own WebSocket server
     refusal: Callable[[http.HTTPFlow], str] | None = None  # the text message the client reads before the close
     # the connection's next message holds this much so far: None, or (close code, text message) to refuse it (the
-    # gateway's budget of bytes read ahead of turns: api/responses/socket_budget.py)
+    # gateway's budget of bytes read ahead of turns: turn/socket_budget.py)
     gathering: Callable[[http.HTTPFlow, int], tuple[int, str] | None] = lambda flow, size: None
 
 

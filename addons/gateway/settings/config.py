@@ -67,7 +67,7 @@ class Config:
     max_head: int = 64 << 10
     head_timeout: float = 60
     websocket_idle_timeout: float = 300
-    websocket_read_ahead: int = 256 << 20  # qwen_websocket_read_ahead_mb (api/responses/socket_budget.py)
+    websocket_read_ahead: int = 256 << 20  # qwen_websocket_read_ahead_mb (turn/socket_budget.py)
     batch_poll: float = 60  # qwen_batch_poll: the gateway's own looks at its unfinished batches (api/batches/watch.py)
     token_count: bool = True
     token_count_exact: bool = False

@@ -1,5 +1,5 @@
 """The relay: how a streamed answer reaches mitmproxy, which streams it to the client — and the gateway's one
-server, which also serves the Responses WebSocket's upgrades (api/responses/socket.py: `expect_handler`).
+server, which also serves the Responses WebSocket's upgrades (socket.py: `expect_handler`).
 
 mitmproxy can only stream a response that comes from a server connection; an answer an addon makes is
 sent whole. So a streamed exchange is pointed at this small HTTP/1.1 server, which runs in the addon's

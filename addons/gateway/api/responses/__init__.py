@@ -7,6 +7,7 @@
     stream.py     normalised chunks -> Responses events (events.py, stream_call.py, input_decoder.py)
     shapes.py     the TypedDicts of what is built
     retrieve.py   the local routes of stored responses (their store: stores/responses.py)
-    background.py `background: true` responses, run on after the POST is answered
-    socket.py     the WebSocket transport; socket_turns.py: one response.create
+    background.py `background: true` responses: the check, the run's record (its runner: turn/background.py)
+    socket_messages.py  the WebSocket's messages: a response.create as a turn, the connection's history (the
+                  transport: turn/socket.py)
 """

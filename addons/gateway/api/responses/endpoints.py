@@ -27,6 +27,7 @@ from .stream_parts import sse_event
 
 if TYPE_CHECKING:
     from ...exchange import Exchange
+    from ...turn.background import BackgroundRuns
     from ...turn.whole_answer import OpenUpstream
 
 # Items a translation walks (input and continued history) from which it runs in a worker thread: a few µs each,
@@ -34,13 +35,13 @@ if TYPE_CHECKING:
 OFF_LOOP_ITEMS = 256
 
 
-def responses_endpoint(store: Callable[[], ResponseStore], runs: Callable[[], background.BackgroundRuns] | None = None,
+def responses_endpoint(store: Callable[[], ResponseStore], runs: Callable[[], BackgroundRuns] | None = None,
                        diagnoser: Diagnoser | None = None) -> Endpoint[Exchange]:
     """/v1/responses: the request translated with the gateway's stored responses (previous_response_id,
     item_reference) and sealed content (reasoning, compaction); what Qwen is offered under each function
     name is kept in the exchange's state (state.py) for the way back. `background: true` is answered at once and run by
-    `runs` (background.py). `diagnoser`: the cache doctor's memory, for `prompt_cache_options.comparison_response_id`
-    (diagnostics.py; none: not answered)."""
+    `runs` (turn/background.py; background.py starts each). `diagnoser`: the cache doctor's memory, for
+    `prompt_cache_options.comparison_response_id` (diagnostics.py; none: not answered)."""
 
     def translated(body: dict, ex: Exchange, history: list[dict] | None) -> Translation:
         """The request checked and translated, with the conversation it continues: a WebSocket's own recent
@@ -62,7 +63,7 @@ def responses_endpoint(store: Callable[[], ResponseStore], runs: Callable[[], ba
         """Before the upstream call: the stored state the request refers to (prepare), then, for a large
         request, its translation in a worker thread (the event loop serves others meanwhile)."""
         limit_input(body)  # refused before anything is walked
-        if state(ex).evicted:  # a WebSocket's failed continuation evicted it (socket_turns.py)
+        if state(ex).evicted:  # a WebSocket's failed continuation evicted it (socket_messages.py)
             raise previous_not_found(str(body.get("previous_response_id")))
         await store().prepare(body, ex.key.name, stores=True)
         if large(body, state(ex).history):
@@ -190,7 +191,7 @@ def responses_endpoint(store: Callable[[], ResponseStore], runs: Callable[[], ba
                                         completed_at=completion_time("completed")))
         if runs is None or (ex.body or {}).get("background") is not True:
             return None  # one ordinary call
-        return await runs().start(ex)
+        return await background.start(runs(), store(), ex)
 
     return Endpoint(name="responses", to_chat=keyed(to_chat), from_chat=from_chat, stream_translator=translator,
                     finished=finished, stream_failure=stream_failure, fetch=fetch, prepare=ready,

@@ -15,7 +15,7 @@ from ...exchange import Exchange
 from ...local_answers import LocalRoute, json_response, unknown_url
 from ...local_answers import answer as raw_answer
 from ...tokens import estimate_request_tokens
-from .background import BackgroundRuns, Run
+from ...turn.background import BackgroundRuns, Run
 from .output import upgraded
 from .request import translate
 from ...stores.responses import ResponseStore, wanted_ids

@@ -1,5 +1,6 @@
-"""Background responses (api/responses/background.py): what `background: true` needs, and a run's events kept
-for a later stream (every one after `starting_after`) and its Response as it stands."""
+"""Background responses (api/responses/background.py): what `background: true` needs, and a run's record — its
+events kept for a later stream (every one after `starting_after`) and its Response as it stands. The runner that
+holds and runs them is turn/background.py's (tests/unit/turn/test_background.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from qwen_gateway.api.responses.stream import ResponsesStreamTranslator
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.exchange import ClientRequest, Exchange
 from qwen_gateway.sse import SSEDecoder
+from qwen_gateway.turn.background import Run
 
 
 @pytest.mark.parametrize("body, param", [({"background": True, "store": False}, "background"),
@@ -25,59 +27,46 @@ def test_a_stored_unstreamed_background_response_is_taken():
     background.check({"background": True})
 
 
-def run() -> background.Run:
+def run() -> Run:
+    """A run of a Responses record, as background.start makes one."""
     ex = Exchange(ClientRequest("POST", "/v1/responses", "http://x/v1/responses"))
     queued = {"id": "resp_1", "status": "queued"}
-    r = background.Run(ex, queued, ResponsesStreamTranslator({"model": "m"}, response_id="resp_1", created_at=1))
-    r.translator.encode = r.record
-    return r
+    record = background.ResponsesRun(queued, ResponsesStreamTranslator({"model": "m"}, response_id="resp_1",
+                                                                       created_at=1))
+    record.translator.encode = record.record
+    return Run(ex, record)
+
+
+def record(r: Run) -> background.ResponsesRun:
+    assert isinstance(r.record, background.ResponsesRun)
+    return r.record
 
 
 def test_a_run_is_queued_until_its_first_event():
     r = run()
     assert r.response() == {"id": "resp_1", "status": "queued"}
-    r.translator.feed({"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]})
-    assert r.response()["status"] == "in_progress" and r.events
+    record(r).translator.feed({"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]})
+    assert r.response()["status"] == "in_progress" and record(r).events
 
 
 def test_a_run_keeps_every_event_encoded_in_order():
     r = run()
-    r.translator.feed({"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]})
-    r.translator.finish()
+    record(r).translator.feed({"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]})
+    record(r).translator.finish()
     events = SSEDecoder().feed(r.since(-1))
     assert [e.event for e in events][0] == "response.created" and events[-1].event == "response.completed"
-    assert len(events) == len(r.events) and r.response()["status"] == "completed"
+    assert len(events) == len(record(r).events) and r.response()["status"] == "completed"
 
 
 def test_a_stream_starting_after_n_gets_the_events_after_it():
     r = run()
-    r.translator.feed({"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]})
-    r.translator.finish()
-    assert r.since(1) == b"".join(r.events[2:]) and r.since(len(r.events)) == b""
+    record(r).translator.feed({"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]})
+    record(r).translator.finish()
+    assert r.since(1) == b"".join(record(r).events[2:]) and r.since(len(record(r).events)) == b""
 
 
 def test_a_cancelled_run_reads_cancelled():
     r = run()
-    r.translator.feed({"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]})
-    r.translator.cancel()
+    record(r).translator.feed({"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]})
+    record(r).translator.cancel()
     assert r.response()["status"] == "cancelled"
-
-
-def test_the_runs_of_another_key_are_not_found():
-    runs = background.BackgroundRuns(runner=None, store=None)
-    r = run()
-    r.ex.key.name = "alice"
-    runs.runs["resp_1"] = r
-    assert runs.get("resp_1", "alice") is r
-    assert runs.get("resp_1", "bob") is None and runs.get("resp_2", "alice") is None
-
-
-def test_only_finished_runs_beyond_the_limit_are_let_go():
-    runs = background.BackgroundRuns(runner=None, store=None)
-    for n in range(background.KEEP_RUNS + 3):
-        runs.runs[f"resp_{n}"] = r = run()
-        if n != 0:  # the oldest is still running
-            r.done.set()
-    runs._evict()
-    assert len(runs.runs) == background.KEEP_RUNS and "resp_0" in runs.runs
-    assert "resp_1" not in runs.runs and "resp_3" not in runs.runs and "resp_4" in runs.runs

@@ -155,14 +155,14 @@ def test_input_items_carry_a_status_where_the_spec_lists_one():
 def test_a_background_response_left_running_by_a_stopped_gateway_reads_failed(tmp_path):
     import asyncio
 
-    from qwen_gateway.api.responses.background import BackgroundRuns
+    from qwen_gateway.turn.background import BackgroundRuns
     from qwen_gateway.api.responses.retrieve import stored
     from qwen_gateway.stores.responses import ResponseStore
 
     store = ResponseStore(tmp_path / "responses.sqlite3")
     queued = {**whole({**BODY, "background": True}, chat_answer("x")), "status": "queued", "output": []}
     store.put(queued, {"items": []}, [], owner="")
-    runs = BackgroundRuns(runner=None, store=lambda: store)  # type: ignore[arg-type]  # a fresh process: runs nothing
+    runs = BackgroundRuns(runner=None)  # type: ignore[arg-type]  # a fresh process: runs nothing
     answer = json.loads(asyncio.run(stored(store, "GET", queued["id"], {}, "", runs)).content)
     assert answer["status"] == "failed" and "stopped" in answer["error"]["message"]
     validate("Response", answer)

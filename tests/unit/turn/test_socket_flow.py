@@ -1,4 +1,4 @@
-"""The Responses WebSocket's record on its flow (api/responses/socket_flow.py's `trim_messages`, run by the addon's
+"""The Responses WebSocket's record on its flow (turn/socket_flow.py's `trim_messages`, run by the addon's
 `websocket_message` hook before mitmproxy relays the newest message, and `trim_ended` at `websocket_end`): the
 newest messages kept, and of each one already relayed — of every one, once the socket ended — at most
 KEEP_MESSAGE_BYTES."""
@@ -9,7 +9,7 @@ from mitmproxy.test import tflow
 from mitmproxy.websocket import WebSocketMessage
 from wsproto.frame_protocol import Opcode
 
-from qwen_gateway.api.responses.socket_flow import (KEEP_FLOW_MESSAGES, KEEP_MESSAGE_BYTES, trim_ended,
+from qwen_gateway.turn.socket_flow import (KEEP_FLOW_MESSAGES, KEEP_MESSAGE_BYTES, trim_ended,
                                                      trim_messages)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from ...errors import GatewayError
+from ..errors import GatewayError
 
 MiB = 1 << 20
 POLICY, TRY_AGAIN = 1008, 1013  # RFC 6455's close codes: policy violation; try again later (overloaded)

@@ -1,22 +1,20 @@
-"""The Responses API over WebSocket (`GET /v1/responses` with `Upgrade: websocket`), as Codex speaks it.
-
-Codex first opens a WebSocket to the Responses endpoint; it sends `{"type": "response.create", …}` text
-messages (a request body) and reads the same events a stream carries, one JSON text frame each, until
-`response.completed` (or `response.failed`, or an `error` event). On one connection it may continue from
-the previous response by id with only the new items, whether or not it stores responses: the connection
-keeps its own recent history. `"generate": false` only warms the connection up (no call to Qwen).
+"""The gateway's WebSocket server: a client's upgrade (`GET /v1/responses` with `Upgrade: websocket`, as Codex
+opens it) served on the relay, its messages read (bounded: socket_budget.py), each run as a turn on its lane, the
+connection closed with the right code. What a message means is its dialect's (socket_turns.SocketDialect, given by
+the wiring: the Responses API's is api/responses/socket_messages.py): Codex sends `{"type": "response.create", …}`
+text messages and reads the events a stream carries, one JSON text frame each.
 
 mitmproxy 12.2 lets an addon answer the upgrade itself (a 101 set in the `request` hook becomes a WebSocket
 flow, and `inject.websocket` reaches the client), but when the client then closes the socket, mitmproxy's
 WebSocket layer sends the close to a server connection that was never opened and its HTTP layer crashes
 ("mitmproxy has crashed!", KeyError; tests/e2e/test_e2e_responses_ws.py proves it). So the gateway points the
-upgrade at its one server, the relay (turn/relay.py: in-process, a one-time token), which hands the connection
-to `ResponsesSockets.session`; mitmproxy relays the frames like any server's. Each `response.create` runs as its
+upgrade at its one server, the relay (relay.py: in-process, a one-time token), which hands the connection
+to `Sockets.session`; mitmproxy relays the frames like any server's. Each message that asks for a turn runs as its
 own exchange (observers, ledger, retries, account pool), just as a POST would.
 
 Turns run in lanes (`Lanes`): those with the same `stream_id` one after another in the order sent, each lane
 beside the others (at most MAX_LANES at once on a connection, then `websocket_stream_limit_reached`); a
-`response.create` without one is on the default lane. Every event of a lane's turn echoes its `stream_id`.
+message without one is on the default lane. Every event of a lane's turn echoes its `stream_id`.
 """
 
 from __future__ import annotations
@@ -35,19 +33,17 @@ from wsproto import ConnectionType, WSConnection
 from mitmproxy import connection
 from wsproto.connection import ConnectionState
 
-from ...settings.config import Config
-from ...errors import GatewayError
-from ...exchange import Exchange
-from ...log_tally import LogTally
-from ...interfaces import Endpoint
-from ...seams import websocket_messages
-from ...turn import TurnRunner
-from ...turn.relay import TOKEN_HEADER, LoopbackRelay
+from ..settings.config import Config
+from ..errors import GatewayError
+from ..exchange import Exchange
+from ..log_tally import LogTally
+from ..seams import websocket_messages
+from . import TurnRunner
+from .relay import TOKEN_HEADER, LoopbackRelay
 from .socket_budget import ReadAhead, close_code
 from .socket_flow import is_upgrade, trim_ended, websockets_on
 from .socket_lanes import MAX_LANES, Lanes
-from .socket_turns import SocketSession, SocketTurns, _encode, _error_event, lane_encoder
-from ...stores.responses import ResponseStore
+from .socket_turns import SocketDialect, SocketSession, SocketTurns
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -58,15 +54,15 @@ LANE_ID = re.compile(r"[A-Za-z0-9_.-]{1,256}")  # the spec's stream_id: ^[A-Za-z
 CLOSE_WAIT_S = 2.0  # at shutdown, how long clients may take to answer the gateway's close
 
 
-class ResponsesSockets:
-    """The Responses WebSocket's sessions, served on the gateway's relay, and the turns they run, each by the
-    gateway's turn (`runner`: the Responses `endpoint`, its `store`) exactly as a POST /v1/responses is
-    (socket_turns.py). The endpoint's `upgrade` is `route`; the wiring `stop`s it."""
+class Sockets:
+    """The gateway's WebSocket sessions, served on its relay, and the turns they run, each by the gateway's turn
+    (`runner`) exactly as a streamed POST is (socket_turns.py); what the messages mean is the `dialect`'s. The
+    dialect endpoint's `upgrade` is `route`; the wiring `stop`s it."""
 
-    def __init__(self, relay: LoopbackRelay, runner: TurnRunner, endpoint: Endpoint[Exchange],
-                 store: Callable[[], ResponseStore]) -> None:
+    def __init__(self, relay: LoopbackRelay, runner: TurnRunner, dialect: SocketDialect) -> None:
         self.relay = relay
-        self.turns = SocketTurns(runner, endpoint, store)
+        self.dialect = dialect
+        self.turns = SocketTurns(runner, dialect)
         self._sessions: set[asyncio.Task] = set()
         self._open: dict[asyncio.Task, SocketSession] = {}  # the sessions talking, by their connection's task
         self.max_message = Config.max_body  # a response.create is a request body: qwen_max_body_mb
@@ -105,7 +101,7 @@ class ResponsesSockets:
         self.tally.note(f"read_ahead_{refused.status}", lambda n: f"qwen: refused {n} WebSocket message"
                         f"{'s' if n != 1 else ''} past the read-ahead limit ({close_code(refused)}; "
                         f"{refused.code}), the last from {peer}: {refused.message}")
-        return _encode(_error_event(refused)).decode()
+        return self.turns.refusal(refused).decode()
 
     def owns(self, flow: http.HTTPFlow) -> bool:
         """A WebSocket flow to the relay (its upgrade routed here)."""
@@ -121,7 +117,7 @@ class ResponsesSockets:
         limit = self.max_message >> 20
         self.tally.note("ws_message", lambda n: f"qwen: refused {n} WebSocket message{'s' if n != 1 else ''} over "
                                                  f"{limit} MiB (1009; qwen_max_body_mb), the last from {peer}")
-        return _encode(_error_event(self._too_big())).decode()
+        return self.turns.refusal(self._too_big()).decode()
 
     # ---- the upgrade ---------------------------------------------------------------------------------
 
@@ -151,7 +147,7 @@ class ResponsesSockets:
                                code="websocket_disabled", headers={"upgrade": "websocket"})
         host, port = await self.relay.start()
         token = self.relay.expect_handler(functools.partial(self.session, flow, ex))
-        ex.notes.append("WebSocket transport (Responses API)")
+        ex.notes.append(f"WebSocket transport ({self.dialect.shown})")
         req = flow.request
         shown = req.host_header
         req.scheme = "http"
@@ -195,7 +191,7 @@ class ResponsesSockets:
         flow.request.headers.pop(TOKEN_HEADER, None)
         writer.write(ws.send(ws_events.AcceptConnection()))  # no extensions: frames stay as they are
         await writer.drain()
-        session = SocketSession(flow, upgrade, ws, writer)
+        session = SocketSession(flow, upgrade, ws, writer, self.dialect.connected())
         task = asyncio.current_task()
         if task is not None:
             self._open[task] = session
@@ -236,7 +232,7 @@ class ResponsesSockets:
                         parts.append(ev.data)
                     size += len(ev.data) + websocket_messages.FRAME_COST  # as mitmproxy's reader counts (the seam)
                     if size > self.max_message:  # reached only without the seam: mitmproxy gathered it whole
-                        session.send(_encode(_error_event(self._too_big())))
+                        session.send(self.turns.refusal(self._too_big()))
                         writer.write(ws.send(ws_events.CloseConnection(code=1009, reason="message too big")))
                         return
                     if not ev.message_finished:
@@ -246,13 +242,13 @@ class ResponsesSockets:
                     account, held, refused = self.read_ahead.received(session.flow.id)
                     done = functools.partial(account.release, held)  # its bytes given back once it is answered
                     if refused is not None:  # reached only without the seam: mitmproxy gathered it unbounded
-                        session.send(_encode(_error_event(refused)))
+                        session.send(self.turns.refusal(refused))
                         writer.write(ws.send(ws_events.CloseConnection(code=close_code(refused))))
                         return
                     if text is None:
                         done()
-                        session.send(_encode(_error_event(GatewayError(
-                            400, "Send response.create as a text message.", code="invalid_message"))))
+                        session.send(self.turns.refusal(GatewayError(
+                            400, "Send response.create as a text message.", code="invalid_message")))
                         continue
                     await self._queue(session, lanes, text, idle, done)
                 elif isinstance(ev, ws_events.Ping):
@@ -279,13 +275,13 @@ class ResponsesSockets:
         lane = message.get("stream_id") if isinstance(message, dict) else None
         if lane is not None and not (isinstance(lane, str) and LANE_ID.fullmatch(lane)):
             done()
-            session.send(_encode(_error_event(GatewayError(
+            session.send(self.turns.refusal(GatewayError(
                 400, "Invalid 'stream_id': 1 to 256 of the characters A-Z, a-z, 0-9, '_', '.' and '-'.",
-                code="invalid_value", param="stream_id"))))
+                code="invalid_value", param="stream_id")))
             return
         idle.reschedule(None)  # a turn waits: not idle until its lane is done with it
         if not await lanes.put(lane, message, len(text), done):
             done()
-            session.send(lane_encoder(lane)(_error_event(GatewayError(
+            session.send(self.turns.refusal(GatewayError(
                 400, f"This WebSocket connection has reached its stream limit ({MAX_LANES} lanes at once).",
-                code="websocket_stream_limit_reached", param="stream_id"))))  # MAX_LANES run: not idle
+                code="websocket_stream_limit_reached", param="stream_id"), lane))  # MAX_LANES run: not idle

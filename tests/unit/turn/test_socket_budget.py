@@ -1,10 +1,10 @@
-"""The Responses WebSocket's budget of bytes held ahead of turns (api/responses/socket_budget.py): a message counted
+"""The Responses WebSocket's budget of bytes held ahead of turns (turn/socket_budget.py): a message counted
 from its first byte in mitmproxy until its turn has ended — gathered, in transit to the gateway's server, held —
 per connection and for all together; the refusals past each; what a connection held given back when it closes."""
 
 from __future__ import annotations
 
-from qwen_gateway.api.responses.socket_budget import MiB, ReadAhead, close_code
+from qwen_gateway.turn.socket_budget import MiB, ReadAhead, close_code
 
 
 def test_a_message_counts_once_from_its_first_byte_to_its_turns_end():

@@ -1,4 +1,4 @@
-"""A Responses WebSocket's lanes (api/responses/socket_lanes.py): FIFO within a `stream_id`, lanes side by side, at
+"""A Responses WebSocket's lanes (turn/socket_lanes.py): FIFO within a `stream_id`, lanes side by side, at
 most MAX_LANES at once, the connection told when the last one ends, each message's `done` once its turn has run
 (its read-ahead given back); closing cancels every lane's turn."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from qwen_gateway.api.responses.socket_lanes import MAX_LANES, Lanes
+from qwen_gateway.turn.socket_lanes import MAX_LANES, Lanes
 
 
 async def test_lanes_run_beside_each_other_each_in_the_order_sent():
