@@ -8,6 +8,10 @@ scripts/setup.sh); this file only registers its one addon. See README.md.
 """
 
 try:
+    from mitmproxy import ctx
+    from qwen_gateway.seams import collector
+
+    collector.pause(ctx.master)  # no collector's pass while the gateway starts: one at `running` (settle)
     from qwen_gateway.addon import QwenGateway
     from qwen_gateway.mitmweb import contentviews
 

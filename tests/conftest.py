@@ -128,10 +128,24 @@ if os.environ.get("QWEN_TEST_PROCS"):
     _log_programs(os.environ["QWEN_TEST_PROCS"])
 
 
+# QWEN_TEST_TIMELINE=<file>: each test's phases (setup, call, teardown) with the worker that ran them, when they
+# began and ended, written as JSON at the end by xdist's controller: where a parallel run's tail goes, and the
+# durations tests/helpers/parallel.py hands the longest units out first by (`python tests/helpers/parallel.py`).
+TIMELINE: list[dict] = []
+
+
+def pytest_runtest_logreport(report) -> None:
+    if os.environ.get("QWEN_TEST_TIMELINE") and hasattr(report, "node"):  # the controller, a worker's report
+        TIMELINE.append({"test": report.nodeid, "when": report.when, "worker": report.node.gateway.id,
+                         "start": report.start, "stop": report.stop})
+
+
 def pytest_sessionfinish(session) -> None:
     forkclient.stop()  # after the session's fixtures: gateways of session scope are stopped by then
     if hasattr(session.config, "workeroutput"):  # an xdist worker: its gateway starts to the controller's summary
         session.config.workeroutput["qwen_starts"] = json.dumps(STARTS)
+    elif TIMELINE:
+        Path(os.environ["QWEN_TEST_TIMELINE"]).write_text(json.dumps(TIMELINE))
 
 
 def pytest_testnodedown(node, error) -> None:  # xdist's controller

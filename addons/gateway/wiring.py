@@ -164,6 +164,12 @@ class Wiring:
     # ---- start and stop ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        try:
+            self._start()
+        finally:  # last, and whatever happened: the collector paused while the gateway started runs again
+            collector.settle(ctx.master)  # what starting made lives as long as the process
+
+    def _start(self) -> None:
         startup.say_unknown_options(ctx.options)  # every addon has loaded: a name none declared is a typo
         asyncio_utils.create_task(self.relay.start(), name="qwen: relay", keep_ref=True)
         terminal.keep_secrets_out_of_logs()
@@ -176,7 +182,6 @@ class Wiring:
         self.observers.running()
         self.batch_watch.start()
         self.clients.running(self.config, ctx.master)
-        collector.settle(ctx.master)  # last: what starting made lives as long as the process
 
     async def stop(self) -> None:
         self.drain.cancel()

@@ -8,9 +8,11 @@ A test runs alone on any worker unless a fixture it uses says otherwise:
   (and build into the same checkout's `build-ca.pem`).
 
 The scopes are computed by each worker from the collected tests' fixtures (what is exact) and written to a file
-the controller's scheduler reads: the controller collects nothing. Work units are handed out longest first
-(Docker's, then the files of shared fixtures by their count of tests, then single tests in collection order), so
-no long unit starts last."""
+the controller's scheduler reads: the controller collects nothing. Work units are handed out longest first, so
+no long unit starts last: Docker's, then by the seconds their tests took in an earlier run (durations.json: the
+tests of a second or more), then the files of shared fixtures by their count of tests, then single tests in
+collection order. `QWEN_TEST_TIMELINE=t.json bash scripts/test.sh` then `python tests/helpers/parallel.py t.json`
+writes durations.json anew (a test it does not list counts as quick: only the order changes)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from xdist.scheduler.loadscope import LoadScopeScheduling
 
 DOCKER = "docker"
 SHARED_SCOPES = ("module", "class", "package")
+DURATIONS = Path(__file__).with_name("durations.json")
+LISTED_S = 1.0  # the tests durations.json lists: those that took this long or longer (setup, call, teardown)
 
 
 def scope_of(item) -> str:
@@ -39,10 +43,13 @@ def order(items: list) -> dict[str, str]:
     """Sorts the items as units are handed out (a worker's collection decides the order xdist keeps) and
     returns each one's scope."""
     scopes = {item.nodeid: scope_of(item) for item in items}
+    took = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
     sizes: dict[str, int] = {}
-    for scope in scopes.values():
+    seconds: dict[str, float] = {}
+    for nodeid, scope in scopes.items():
         sizes[scope] = sizes.get(scope, 0) + 1
-    rank = {scope: (scope != DOCKER, -size if size > 1 else 0) for scope, size in sizes.items()}
+        seconds[scope] = seconds.get(scope, 0.0) + took.get(nodeid, 0.0)
+    rank = {scope: (scope != DOCKER, -seconds[scope], -size if size > 1 else 0) for scope, size in sizes.items()}
     items.sort(key=lambda item: rank[scopes[item.nodeid]])  # stable: within a unit, the collection's order
     return scopes
 
@@ -68,3 +75,18 @@ class SharedFixtureScheduling(LoadScopeScheduling):
         if self._scopes is None:
             self._scopes = json.loads(Path(self._scopes_file).read_text())
         return self._scopes.get(nodeid, nodeid)
+
+
+def durations(timeline: list[dict]) -> dict[str, float]:
+    """A run's timeline (tests/conftest.py, QWEN_TEST_TIMELINE) -> the seconds of each test that took LISTED_S or
+    more, its phases added up."""
+    took: dict[str, float] = {}
+    for phase in timeline:
+        took[phase["test"]] = took.get(phase["test"], 0.0) + phase["stop"] - phase["start"]
+    return {test: round(s, 1) for test, s in sorted(took.items()) if s >= LISTED_S}
+
+
+if __name__ == "__main__":
+    import sys
+
+    DURATIONS.write_text(json.dumps(durations(json.loads(Path(sys.argv[1]).read_text())), indent=0) + "\n")

@@ -132,7 +132,11 @@ class Gateway:
         self.ports: dict[str, int] = {}
 
     def start(self) -> "Gateway":
-        began = time.monotonic()
+        return self.launch().ready()
+
+    def launch(self) -> "Gateway":
+        """The process started, not waited for (`ready`): gateways launched together start side by side."""
+        self._began = time.monotonic()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.portfile.unlink(missing_ok=True)
         env = {**os.environ, "QWEN_TEST_PORTFILE": str(self.portfile)}
@@ -155,9 +159,16 @@ class Gateway:
                                         (0, log.fileno(), log.fileno()))
             else:
                 self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(self.workdir))
+        self._why_not_forked = why
+        return self
+
+    def ready(self) -> "Gateway":
+        """Until the launched gateway listens (its ports known)."""
+        assert self.proc is not None, "not launched"
+        why = self._why_not_forked
         self.ports = json.loads(_wait_for_file(self.portfile, self.proc, self.tool))
         self.started = {"test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0], "tool": self.tool,
-                        "forked": why is None, "why_not": why, "seconds": round(time.monotonic() - began, 3)}
+                        "forked": why is None, "why_not": why, "seconds": round(time.monotonic() - self._began, 3)}
         STARTS.append(self.started)
         return self
 
@@ -191,6 +202,27 @@ class Gateway:
             killed = _stop(self.proc)
             if hasattr(self, "started") and "stop_seconds" not in self.started:
                 self.started.update(stop_seconds=round(time.monotonic() - began, 3), killed=killed)
+
+
+def start_all(gateways: list[Gateway]) -> list[Gateway]:
+    """Gateways started side by side (each launched, then each waited for), as one `start` after another would
+    start them; those that started are stopped if one fails."""
+    try:
+        for gw in gateways:
+            gw.launch()
+        return [gw.ready() for gw in gateways]
+    except BaseException:
+        for gw in gateways:
+            gw.stop()
+        raise
+
+
+def stop_all(gateways: list[Gateway]) -> None:
+    """Gateways stopped side by side (each as `stop` stops it: one SIGTERM, its drain, its exit)."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(max(len(gateways), 1)) as pool:
+        list(pool.map(Gateway.stop, gateways))
 
 
 def start_emulator(workdir: Path, *args: str) -> Emulator:

@@ -32,3 +32,19 @@ def test_a_stream_is_copied_onto_its_flow_only_for_a_reader(tmp_path):
         tctx.options.update(save_stream_file=str(tmp_path / "flows.mitm"))
         gw.configure({"save_stream_file"})
         assert gw.relay.capture == STREAM_CAPTURE
+
+
+def test_the_collector_paused_at_load_runs_again_even_if_the_start_fails(monkeypatch):
+    """addons/qwen.py pauses CPython's collector as it loads (seams/collector.py); the start's last step turns it on:
+    a step before it that raises must not leave the gateway serving with no collection at all."""
+    import pytest
+
+    from qwen_gateway import wiring
+
+    settled: list[object] = []
+    w = Wiring(observers=[])
+    monkeypatch.setattr(wiring.collector, "settle", settled.append)
+    monkeypatch.setattr(w, "_start", lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        w.start()
+    assert len(settled) == 1

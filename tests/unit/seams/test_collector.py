@@ -39,3 +39,18 @@ def test_settle_freezes_what_is_alive_and_frees_earlier_garbage():
         assert gc.get_freeze_count() > 0
     finally:
         gc.enable()  # what is alive stays frozen, as conftest.py leaves the process
+
+
+def test_no_pass_runs_while_the_gateway_starts_and_settle_turns_the_collector_back_on():
+    try:
+        assert gc.isenabled()
+        assert not collector.pause(object()) and gc.isenabled()  # a test's master: no start-up heap, untouched
+        assert collector.pause(Master()) and not gc.isenabled()  # the script loads: no pass until `running`
+        collector.settle(Master())
+        assert gc.isenabled()
+        gc.disable()  # whoever runs the process turned it off: neither pause nor settle turns it on
+        assert not collector.pause(Master())
+        collector.settle(Master())
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

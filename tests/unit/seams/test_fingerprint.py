@@ -58,3 +58,41 @@ def test_a_refusal_is_one_line_per_seam_and_process(monkeypatch, caplog):
     assert caplog.messages == [
         f"qwen: the seam: left out, as this mitmproxy ({version.VERSION}) is not the code it was written against "
         f"(mitmproxy {fingerprint.WRITTEN_AGAINST}; changed: Master.run); what is lost"]
+
+
+def _named() -> list[str]:
+    import importlib
+
+    return [name for seam in SEAMS for name, _ in importlib.import_module(f"qwen_gateway.seams.{seam}").WRITTEN.code]
+
+
+def test_a_digest_is_of_the_source_inspect_reads():
+    """The digests were taken of `inspect.getsource`'s text: what the check reads is that text, for every named
+    function and class."""
+    import hashlib
+    import importlib
+    import inspect
+
+    for name in _named():
+        module, _, qualname = name.partition(":")
+        found: object = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+        expected = hashlib.sha256(inspect.getsource(found).encode()).hexdigest()[:16]  # type: ignore[arg-type]
+        assert fingerprint.digest(name) == expected, name
+
+
+def test_a_file_is_parsed_once_for_all_the_classes_it_holds(monkeypatch):
+    """A class's source is found by parsing its whole file (inspect parses it again for each class): three named
+    classes share mitmproxy's 1,000-line HTTP/1 layer. Counted at the gateway's start (seams checked once each)."""
+    import ast
+
+    parsed: list[str] = []
+    parse = ast.parse
+    monkeypatch.setattr(fingerprint, "_class_starts", {})
+    monkeypatch.setattr(ast, "parse", lambda source, *a, **kw: parsed.append(source[:200]) or parse(source, *a, **kw))
+    names = _named()
+    for name in names:
+        fingerprint.digest(name)
+    classes = {name.partition(":")[0] for name in names if name.partition(":")[2].rpartition(".")[2][:1].isupper()}
+    assert len(parsed) == len(classes) == len(set(parsed))
