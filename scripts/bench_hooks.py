@@ -69,9 +69,9 @@ if KIND == "native":
 QWEN = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(ANSWER)) + ANSWER
 
 
-def run(n: int, made: int) -> None:
-    """WARM + n whole chat requests through a QwenGateway's hooks, of `made` flows made first (valgrind counts
-    the whole run: both runs make as many flows, and only the requests differ)."""
+def run(n: int) -> None:
+    """WARM + n whole chat requests through a QwenGateway's hooks, their flows made first (before the marks: the
+    flows are the harness's work, not the gateway's)."""
     home = Path(tempfile.mkdtemp(prefix="qwen-bench-hooks-"))
     (home / "qwen").mkdir(mode=0o700)
     creds = {"access_token": "tok", "refresh_token": "r", "token_type": "Bearer", "resource_url": "http://127.0.0.1:9",
@@ -133,10 +133,11 @@ def run(n: int, made: int) -> None:
             reader = asyncio.StreamReader(limit=upstream_client.MAX_HEAD)
             origin = ("http", "127.0.0.1", 9)
             gw.engine.client._idle[origin] = [upstream_client._Conn(origin, reader, Sink())]
-            flows = [flow() for _ in range(made)]
-            # the ledger's INSERTs of every size it uses, prepared now in both runs: a statement is prepared
+            flows = [flow() for _ in range(WARM + n)]
+            # the ledger's INSERTs of every size it uses, prepared now, before the marks: a statement is prepared
             # once per process (observe/ledger_rows.batches), not per request
-            ledger = next(o for o in gw.observers.all if isinstance(o, UsageLedger)).ledger()
+            ledger_observer = next(o for o in gw.observers.all if isinstance(o, UsageLedger))
+            ledger = ledger_observer.ledger()
             for k in range(10):
                 ledger.add([{"xid": f"warm-{k}-{i}"} for i in range(1 << k)])
             gc.collect()
@@ -145,7 +146,6 @@ def run(n: int, made: int) -> None:
             # heap (~45 M instructions) falls within the counted requests or not moved the figure by 150k a
             # request between runs of the same code. Their garbage is still collected, and counted, at the end.
             gc.disable()
-            ledger_observer = next(o for o in gw.observers.all if isinstance(o, UsageLedger))
 
             async def settle() -> None:
                 gw.observers.flush()  # the observers after the answer told of every request (their batch's timer aside)
@@ -154,7 +154,7 @@ def run(n: int, made: int) -> None:
                 await ledger_observer.flush()
                 gc.collect()
 
-            for i, f in enumerate(flows[:WARM + n]):
+            for i, f in enumerate(flows):
                 if i == WARM:
                     await settle()
                     os.getppid()  # the first mark: callgrind's counters dumped (--dump-before=getppid)
@@ -177,7 +177,7 @@ def run(n: int, made: int) -> None:
 def callgrind(n: int, python: bool, out: Path) -> Path:
     """One run under callgrind: WARM + n requests; the profile of the n between the marks (its file)."""
     cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-before=getppid", sys.executable,
-           *(["-X", "perf"] if python else []), __file__, "--run", str(n), str(WARM + n)]
+           *(["-X", "perf"] if python else []), __file__, "--run", str(n)]
     subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "0"})
     dumps = sorted(out.parent.glob(out.name + ".*"), key=lambda f: int(f.suffix[1:]))
     assert len(dumps) == 2, f"two marks expected, callgrind dumped {len(dumps)} times: {dumps}"
@@ -215,7 +215,7 @@ def python_functions(profile: Path, n: int, lines: int = 70) -> None:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--run"]:
-        run(int(argv[1]), int(argv[2]))
+        run(int(argv[1]))
         return 0
     n = int(next((a for a in argv if a.isdigit()), "500"))
     if "--long" in argv:
