@@ -4,15 +4,12 @@ saved whatever the check says. A Coding Plan or Token Plan endpoint gets its pla
 
 from __future__ import annotations
 
-import io
-import sys
-
 import httpx
 import pytest
 
-from qwen_gateway.cli import auth as cli, auth_keys as cli_keys
+from qwen_gateway.cli import auth_keys as cli_keys
 from qwen_gateway.auth.plans import PRESETS
-from qwen_gateway.auth.registry import Registry
+from unit.cli.test_auth import entry, run  # noqa: F401  (run: the fixture, qwen-auth in the settings' folders)
 
 PAYG_KEY = "sk-0123456789abcdef0123456789abcdef"
 PLAN_KEY = "sk-sp-0123456789abcdef0123456789ab"
@@ -44,20 +41,6 @@ def upstream(monkeypatch):
     return Upstream
 
 
-@pytest.fixture
-def run(settings, capsys, monkeypatch):
-    def run(*args: str, stdin: str = "") -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        rc = cli.main(["--qwen-dir", str(settings.qwen_dir), "--state-dir", str(settings.state_dir), *args])
-        out = capsys.readouterr()
-        return rc, out.out, out.err
-    return run
-
-
-def saved(settings, name: str) -> dict | None:
-    reg = Registry(settings)
-    return reg.find(reg.load(), name)
-
 
 def error(status: int, code: str, message: str = "refused") -> httpx.Response:
     return httpx.Response(status, json={"error": {"code": code, "message": message, "type": "invalid_request_error"}})
@@ -77,7 +60,7 @@ def test_a_working_key_is_checked_once_and_what_the_base_lists_is_said(run, sett
     assert req.headers["authorization"] == f"Bearer {PAYG_KEY}"
     assert out.splitlines()[-1] == ("Key check: the key works (pay-as-you-go, QwenCloud international (Singapore)); "
                                     "the base lists 5 models: qwen3-max, qwen3-coder-plus, qwen3.6-plus, …")
-    assert saved(settings, "ds")["key"] == PAYG_KEY
+    assert entry(settings, "ds")["key"] == PAYG_KEY
 
 
 def test_any_base_is_checked_and_a_short_list_shown_whole(run, settings, upstream, monkeypatch):
@@ -98,7 +81,7 @@ def test_model_ids_that_would_drive_the_terminal_are_left_out(run, upstream):
 def test_a_refused_key_is_saved_and_the_refusal_gives_the_plan_advice_once(run, settings, upstream):
     upstream.answer(lambda r: error(401, "invalid_api_key", "Incorrect API key provided."))
     rc, out, err = run("add-key", "cp", "--preset", "coding-plan-intl", "--key-stdin", stdin=PAYG_KEY + "\n")
-    assert rc == 0 and saved(settings, "cp")["key"] == PAYG_KEY  # kept: the user decides
+    assert rc == 0 and entry(settings, "cp")["key"] == PAYG_KEY  # kept: the user decides
     assert "Key check" not in out
     refusal = [ln for ln in err.splitlines() if "key check" in ln]
     assert refusal == ["Warning: key check: the base refused the key (HTTP 401 invalid_api_key): Coding Plan keys "
@@ -121,7 +104,7 @@ def test_a_refusal_without_a_plan_mismatch_says_what_else_it_means(run, upstream
 def test_an_unreachable_base_is_named_with_the_errors_class_and_reason(run, settings, upstream):
     upstream.answer(raises(httpx.ConnectError("[Errno -2] Name or service not known")))
     rc, out, err = run("add-key", "ds", "--preset", "dashscope-cn", "--key-stdin", stdin=PAYG_KEY + "\n")
-    assert rc == 0 and saved(settings, "ds") is not None and "Added key account ds" in out
+    assert rc == 0 and entry(settings, "ds") is not None and "Added key account ds" in out
     assert err.splitlines() == ["Warning: key check: could not reach dashscope.aliyuncs.com (ConnectError: [Errno -2] "
                                 "Name or service not known); the account is saved, the key unchecked."]
 
@@ -159,7 +142,7 @@ def test_another_answer_is_inconclusive(run, upstream):
 def test_no_check_with_no_check_or_without_a_key(run, settings, upstream, monkeypatch):
     rc, out, err = run("add-key", "ds", "--preset", "dashscope-intl", "--key-stdin", "--no-check",
                        stdin=PAYG_KEY + "\n")
-    assert rc == 0 and "check" not in (out + err).lower() and saved(settings, "ds")["key"] == PAYG_KEY
+    assert rc == 0 and "check" not in (out + err).lower() and entry(settings, "ds")["key"] == PAYG_KEY
     monkeypatch.delenv("UNSET_KEY", raising=False)
     rc, out, err = run("add-key", "env", "--preset", "dashscope-intl", "--key-env", "UNSET_KEY")
     assert rc == 0 and "check" not in (out + err).lower() and "$UNSET_KEY is not set" in err
