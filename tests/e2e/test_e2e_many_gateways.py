@@ -19,7 +19,7 @@ import pytest
 from helpers.nginx import Nginx
 from helpers.pgbouncer import PgBouncer, unavailable as no_pgbouncer
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
-from helpers.procs import Gateway, free_port, start_all, stop_all, until
+from helpers.procs import Gateway, free_port, stop_all, until
 from helpers.team import add_key, qwen_keys, team_env
 
 pytestmark = pytest.mark.e2e
@@ -102,10 +102,13 @@ def eight(request, tmp_path, emu, pg_server):  # noqa: F811
     try:
         via = bouncer.url(direct.rsplit("/", 1)[1])
         keys = {"EMU_KEY": emu.seed_token(kind="key"), **{f"EMU_KEY_{i}": emu.seed_token(kind="key") for i in (2, 3)}}
-        envs = [team_env(tmp_path, emu, f"gw{i}") if request.param == 1 else
-                three_accounts(tmp_path, emu, f"gw{i}", keys) for i in range(8)]
-        gws = start_all([Gateway(tmp_path / f"gw{i}" / "gw", env=env, args=(  # side by side, as a team deploys them
-            "--set", f"qwen_state_url={via}", "--set", f"qwen_state_listen_url={direct}")) for i, env in enumerate(envs)])
+        # one after another: eight starts at once on a loaded 2-core machine can exceed a first read's 3 s deadline
+        # through PgBouncer (a gateway then refuses until it reads its keys, as it must, and says so in its log)
+        for i in range(8):
+            env = team_env(tmp_path, emu, f"gw{i}") if request.param == 1 else \
+                three_accounts(tmp_path, emu, f"gw{i}", keys)
+            gws.append(Gateway(tmp_path / f"gw{i}" / "gw", env=env, args=(
+                "--set", f"qwen_state_url={via}", "--set", f"qwen_state_listen_url={direct}")).start())
         for gw in gws:  # as a balancer would: each takes traffic once ready (its keys read through PgBouncer)
             until(lambda gw=gw: httpx.get(gw.url + "/health/readiness", trust_env=False).status_code == 200,
                   f"gateway {gw.port} ready", limit=30)

@@ -204,19 +204,6 @@ class Gateway:
                 self.started.update(stop_seconds=round(time.monotonic() - began, 3), killed=killed)
 
 
-def start_all(gateways: list[Gateway]) -> list[Gateway]:
-    """Gateways started side by side (each launched, then each waited for), as one `start` after another would
-    start them; those that started are stopped if one fails."""
-    try:
-        for gw in gateways:
-            gw.launch()
-        return [gw.ready() for gw in gateways]
-    except BaseException:
-        for gw in gateways:
-            gw.stop()
-        raise
-
-
 def stop_all(gateways: list[Gateway]) -> None:
     """Gateways stopped side by side (each as `stop` stops it: one SIGTERM, its drain, its exit)."""
     import concurrent.futures
