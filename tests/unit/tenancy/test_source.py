@@ -1,14 +1,19 @@
 """Where the team's keys live, kept in step with the gateway's memory (tenancy/source.py), with a
 state folder under tmp_path (the SQLite side; the shared database's is tests/e2e/test_e2e_keys*.py): the keys
 file read at once at configure, another process's change (qwen-keys) picked up at the next tick, spend written
-in batches and the spend of a deleted key forgotten, and a folder whose keys were moved to a database shut."""
+in batches and the spend of a deleted key forgotten, and a folder whose keys were moved to a database shut.
+On a real PostgreSQL: a tick's write still under way when the gateway stops is finished, not lost."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 
+import psycopg
 import pytest
+
+from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 
 from qwen_gateway.tenancy.source import KeySource
 from qwen_gateway.tenancy.schema import MOVED_TO, write_note
@@ -16,6 +21,9 @@ from qwen_gateway.tenancy.store import FILENAME, KeyStore
 from qwen_gateway.tenancy.team import Team
 from qwen_gateway.settings.auth import AuthSettings
 from qwen_gateway.settings.config import Config
+from qwen_gateway.storage.pg import Database
+from qwen_gateway.storage.pg_tasks import close_pools
+from qwen_gateway.tenancy import source as source_module
 
 
 def config(tmp_path, **kw) -> Config:
@@ -144,3 +152,34 @@ async def test_a_folders_keys_need_no_waiting_and_have_no_database_to_blame(tmp_
     team.source.configure(config(tmp_path))
     await team.source.first_read()  # returns at once: the file was read at configure
     assert team.source.why() == "" and team.source.refusal(config(tmp_path)) is None
+
+
+async def test_a_write_under_way_at_shutdown_is_finished_not_lost(tmp_path, pg_url, monkeypatch, team):
+    """Seen in CI: a request's spend was being written by the second's tick when the gateway stopped; the
+    tick was cancelled and `close` wrote nothing (the cancelled write put the spend back only afterwards)."""
+    monkeypatch.setattr(source_module, "TICK_S", 0.1)
+    store = KeyStore.remote(Database(pg_url))
+    try:
+        store.add("alice", hashlib.sha256(b"sk-qg-alice").digest(), {})
+    finally:
+        store.close()
+    team.source.configure(Config(auth=AuthSettings.from_env(qwen_dir=tmp_path / ".qwen", state_dir=tmp_path / "state",
+                                                            state_url=pg_url)))
+    team.running()
+    await team.source.first_read()
+    blocker = await psycopg.AsyncConnection.connect(pg_url)  # another session holds the spend's table a while
+    try:
+        await blocker.execute("LOCK TABLE key_day IN EXCLUSIVE MODE")
+        team.book.charge("alice", requests=1, tokens=3)
+        for _ in range(50):  # a tick has taken the spend and waits on the lock
+            await asyncio.sleep(0.02)
+            if team.book.writing:
+                break
+        assert team.book.writing and not team.book.pending
+        asyncio.get_running_loop().call_later(0.3, lambda: asyncio.ensure_future(blocker.rollback()))
+        await team.close()
+    finally:
+        await blocker.close()
+        await close_pools()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute("SELECT name, requests, tokens FROM key_day").fetchall() == [("alice", 1, 3)]
