@@ -273,6 +273,7 @@ class Wiring:
 
 def _close_later(client) -> None:
     try:
-        asyncio_utils.create_task(client.aclose(), name="qwen: close upstream pool", keep_ref=True)
-    except RuntimeError:
-        pass
+        asyncio.get_running_loop()
+    except RuntimeError:  # no loop (a script, a unit test): the client never opened a connection
+        return
+    asyncio_utils.create_task(client.aclose(), name="qwen: close upstream pool", keep_ref=True)

@@ -38,6 +38,7 @@ def test_the_collector_paused_at_load_runs_again_even_if_the_start_fails(monkeyp
     """addons/qwen.py pauses CPython's collector as it loads (seams/collector.py); the start's last step turns it on:
     a step before it that raises must not leave the gateway serving with no collection at all."""
     import pytest
+    from mitmproxy.test import taddons
 
     from qwen_gateway import wiring
 
@@ -45,6 +46,27 @@ def test_the_collector_paused_at_load_runs_again_even_if_the_start_fails(monkeyp
     w = Wiring(observers=[])
     monkeypatch.setattr(wiring.collector, "settle", settled.append)
     monkeypatch.setattr(w, "_start", lambda: 1 / 0)
-    with pytest.raises(ZeroDivisionError):
+    with taddons.context(), pytest.raises(ZeroDivisionError):  # a master, as mitmproxy's `running` has
         w.start()
     assert len(settled) == 1
+
+
+def test_an_upstream_client_replaced_outside_an_event_loop_leaves_no_coroutine_unawaited(tmp_path):
+    """A configure with no running loop (a script, these tests) that replaces the upstream client: its close
+    was a coroutine made and dropped (RuntimeWarning: never awaited); there is nothing open to close then."""
+    import gc
+    import warnings
+
+    from mitmproxy.addons import save
+    from mitmproxy.test import taddons
+
+    from qwen_gateway.addon import QwenGateway
+
+    gw = QwenGateway()
+    with warnings.catch_warnings(record=True) as caught, taddons.context(gw, save.Save()) as tctx:
+        warnings.simplefilter("always")
+        gw.configure(set(tctx.options.keys()))
+        tctx.options.update(save_stream_file=str(tmp_path / "flows.mitm"))
+        gw.configure({"save_stream_file"})
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)], [str(w.message) for w in caught]
