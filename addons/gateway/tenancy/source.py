@@ -133,20 +133,15 @@ class KeySource:
         for task in self._tasks:
             task.cancel()
         self._tasks = []
-        if self._tick is not None and not self._tick.done():
+        if self._tick is not None:
             await asyncio.wait([self._tick], timeout=CLOSE_WAIT_S)
         try:
-            await asyncio.wait_for(self._last_writes(), CLOSE_WAIT_S)
+            await asyncio.wait_for(self._writes(everything=True), CLOSE_WAIT_S)
         except Exception as e:  # said: what was not written is lost with the process
-            unwritten = sum(d.requests for d in (*self.state.book.pending.values(), *self.state.book.writing.values()))
+            lost = sum(d.requests for d in (*self.state.book.pending.values(), *self.state.book.writing.values()))
             log.warning("qwen: named keys' spend not written at shutdown: %s (%d requests' spend lost)",
-                        type(e).__name__, unwritten)
+                        type(e).__name__, lost)
         self._stop()
-
-    async def _last_writes(self) -> None:
-        self.state.limiter.sweep(everything=True)
-        await self.state.limiter.grants.flush()  # says its own failures
-        await self._flush()
 
     async def first_read(self) -> None:
         """Until the shared keys were read once, or that failed (LOAD_WAIT_S at most)."""
@@ -164,11 +159,8 @@ class KeySource:
         if self.state.ring.loaded or self._db is None:
             return self.state.ring.required
         try:
-            store = KeyStore.remote(self._db)
-            try:
+            with contextlib.closing(KeyStore.remote(self._db)) as store:
                 return bool(store.keys())
-            finally:
-                store.close()
         except Exception as e:  # unknown: as if there were some, every request refused until they are read
             log.warning("qwen: could not read the named keys from the shared database: %s (every request is "
                         "refused until they are read)", self.why() or type(e).__name__)
@@ -177,18 +169,18 @@ class KeySource:
     async def _ticks(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
-            self._tick = asyncio.ensure_future(self._tick_writes())
-            await asyncio.shield(self._tick)  # cancelled (shutdown), the writes go on: `close` waits for them
+            self._tick = asyncio.ensure_future(self._writes())
+            try:  # cancelled (shutdown), the writes go on: `close` waits for them
+                await asyncio.shield(self._tick)
+            except Exception as e:  # the storage away: the spend is kept for the next batch
+                self._spend.failed(e)
+            else:
+                self._spend.worked()
 
-    async def _tick_writes(self) -> None:
-        try:
-            self.state.limiter.sweep()
-            await self.state.limiter.grants.flush()  # says its own failures
-            await self._flush()
-        except Exception as e:  # the storage away: the spend is kept for the next batch
-            self._spend.failed(e)
-        else:
-            self._spend.worked()
+    async def _writes(self, everything: bool = False) -> None:
+        self.state.limiter.sweep(everything=everything)
+        await self.state.limiter.grants.flush()  # says its own failures
+        await self._flush()
 
     async def _flush(self) -> None:
         if self._shared is not None:
