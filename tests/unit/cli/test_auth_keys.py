@@ -41,7 +41,6 @@ def upstream(monkeypatch):
     return Upstream
 
 
-
 def error(status: int, code: str, message: str = "refused") -> httpx.Response:
     return httpx.Response(status, json={"error": {"code": code, "message": message, "type": "invalid_request_error"}})
 
