@@ -139,8 +139,8 @@ class KeySource:
             await asyncio.wait_for(self._writes(everything=True), CLOSE_WAIT_S)
         except Exception as e:  # said: what was not written is lost with the process
             lost = sum(d.requests for d in (*self.state.book.pending.values(), *self.state.book.writing.values()))
-            log.warning("qwen: named keys' spend not written at shutdown: %s (%d requests' spend lost)",
-                        type(e).__name__, lost)
+            log.warning("qwen: named keys' spend not written at shutdown: %s (the spend of %d request%s lost)",
+                        type(e).__name__, lost, "" if lost == 1 else "s")
         self._stop()
 
     async def first_read(self) -> None:

@@ -183,3 +183,19 @@ async def test_a_write_under_way_at_shutdown_is_finished_not_lost(tmp_path, pg_u
         await close_pools()
     with psycopg.connect(pg_url, autocommit=True) as conn:
         assert conn.execute("SELECT name, requests, tokens FROM key_day").fetchall() == [("alice", 1, 3)]
+
+
+async def test_spend_that_cannot_be_written_at_shutdown_is_said_with_what_it_loses(tmp_path, team, caplog):
+    """A shared database that does not answer at shutdown: the spend is lost with the process, and the log says
+    how much (it was swallowed)."""
+    from helpers.procs import free_port
+
+    url = f"postgresql://qwen@127.0.0.1:{free_port()}/nowhere"  # nothing listens there
+    team.source.configure(Config(auth=AuthSettings.from_env(qwen_dir=tmp_path / ".qwen", state_dir=tmp_path / "state",
+                                                            state_url=url)))
+    team.book.charge("alice", requests=2, tokens=5)
+    with caplog.at_level(logging.WARNING, "qwen"):
+        await team.source.close()
+    await close_pools()
+    said = [r.getMessage() for r in caplog.records if "at shutdown" in r.getMessage()]
+    assert len(said) == 1 and "the spend of 2 requests lost" in said[0], said
