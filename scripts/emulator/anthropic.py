@@ -126,7 +126,7 @@ def _stream(h, events, sw: dict, queued: dict | None, headers: dict) -> None:
     `event: error` after two deltas), reset_midstream (RST there), invalid_sse (a garbage event after the first
     delta), error_finish (an `event: error` of the fault's `error_type`, default overloaded_error)."""
     fault = queued["kind"] if queued else None
-    h.start_stream(headers)
+    h.start_stream(headers, queued)
     deltas = 0
     for i, (name, data) in enumerate(events):
         tail = name == "message_delta"

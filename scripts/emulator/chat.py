@@ -173,7 +173,30 @@ def pieces(text: str, count: int) -> list[str]:
 
 
 def chunks(body: dict, p: dict, sw: dict) -> Iterator[dict]:
-    """The stream, in qwen-protocol.md §7 order; one dict per SSE event (without [DONE])."""
+    """The stream, in qwen-protocol.md §7 order; one dict per SSE event (without [DONE]). With `n` choices each
+    event is sent once per choice, index by index (the usage once, on the last); with `logprobs` each text
+    delta carries its token's log probability (and `top_logprobs` alternatives), as OpenAI's chunks do."""
+    top = body.get("top_logprobs") if isinstance(body.get("top_logprobs"), int) else 0
+    for event in _one_choice(body, p, sw):
+        if not event["choices"] or p["n"] == 1 and body.get("logprobs") is not True:
+            yield event
+            continue
+        for i in range(p["n"]):
+            choice = {**event["choices"][0], "index": i}
+            text = choice["delta"].get("content")
+            if body.get("logprobs") is True and text:
+                choice["logprobs"] = {"content": [_logprob(text, top)]}
+            yield {**event, "choices": [choice], "usage": event["usage"] if i == p["n"] - 1 else None}
+
+
+def _logprob(token: str, top: int) -> dict:
+    """A text piece's log probability as one token's (deterministic: the emulator has no model)."""
+    alternatives = [{"token": token, "bytes": list(token.encode()), "logprob": -0.25}] + [
+        {"token": f"alt{k}", "bytes": list(f"alt{k}".encode()), "logprob": -2.0 - k} for k in range(1, top)]
+    return {"token": token, "bytes": list(token.encode()), "logprob": -0.25, "top_logprobs": alternatives[:top]}
+
+
+def _one_choice(body: dict, p: dict, sw: dict) -> Iterator[dict]:
     cid, created, model = f"chatcmpl-{uuid.uuid4()}", int(time.time()), body["model"]
 
     def chunk(delta: dict | None, finish=None, usage=None) -> dict:

@@ -79,6 +79,17 @@ SERVER_503 = _error("ServiceUnavailable", "Service unavailable", "server_error")
 MIDSTREAM_504 = b'data: {"error":{"message":"stream timeout","type":"server_error","code":"504"}}\n\n'
 GARBAGE_SSE = b"data: {this is not json\n\n"
 
+
+def nested_error(error: dict, cid: str) -> bytes:
+    """An error inside a 200 stream as Qwen sent qwen3.8-max's "'reasoning_effort' and 'thinking_budget' cannot be set
+    simultaneously" (opencode #41531; dashscope-rules.md, "Learned since 2026-11-26"): an `event:error` whose data is
+    a second `data: {…}` line, the error and the completion's id."""
+    return b"event:error\ndata:data: " + dumps({"error": error, "id": cid}) + b"\n\n"
+
+
+# A refusal Qwen was seen to send in that shape when the request streams (its HTTP status 200)
+STREAMED_REFUSALS = ("cannot be set simultaneously",)
+
 # Answered before any work is done.
 IMMEDIATE = {
     "quota429": (429, QUOTA),
@@ -106,7 +117,11 @@ LIMITS = {"throttle": THROTTLE, "quota": QUOTA, "5h": HOUR, "week": WEEK, "month
           "concurrency": CONCURRENCY}
 # Need the socket or the stream: handled by the server.
 SPECIAL = ("auth401", "arrears400", "timeout504", "server500_empty", "invalid_json", "reset_before_headers")
-STREAM = ("midstream504", "reset_midstream", "stall", "invalid_sse", "error_finish")
+# How a `cut` fault ends a stream at its byte (wire.Wire.arm_cut): the connection closed (FIN) before the body's last
+# chunk, reset (RST), the chunked body ended as if complete (a proxy that closes cleanly), or silence until the client
+# gives up.
+CUT_WAYS = ("fin", "rst", "end", "stall")
+STREAM = ("midstream504", "reset_midstream", "stall", "invalid_sse", "error_finish", "cut", "nested_error")
 API_FAULTS = (*IMMEDIATE, *SPECIAL, *STREAM)
 OAUTH_FAULTS = ("oauth500", "oauth503", "oauth_reset", "oauth_slow")
 ALL = API_FAULTS + OAUTH_FAULTS
@@ -120,4 +135,9 @@ def normalise(body: dict) -> dict | str:
         count = int(body.get("count", 1))
     except (TypeError, ValueError):
         return "count must be an integer"
+    if body["kind"] == "cut":  # wire.Wire.arm_cut: where and how a stream is cut
+        if not isinstance(body.get("at"), int) or isinstance(body.get("at"), bool) or body["at"] < 0:
+            return "a cut needs `at`, the byte of the stream's body it falls on (0 or more)"
+        if body.get("how", "fin") not in CUT_WAYS:
+            return f"a cut's `how` is one of {list(CUT_WAYS)}"
     return {**body, "count": max(1, count)}

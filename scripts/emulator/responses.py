@@ -32,7 +32,7 @@ from .responses_store import Stored, input_items
 BASES = ("/compatible-mode/v1/responses", "/api/v2/apps/protocols/compatible-mode/v1/responses")
 PAYG = BASES[0]  # how the limits count it: pay-as-you-go, not the Coding Plan's windows
 NOT_SUPPORTED = {"code": "Not Found", "message": "Not support"}
-STREAM_FAULTS = ("midstream504", "reset_midstream", "stall", "invalid_sse", "error_finish")
+STREAM_FAULTS = ("midstream504", "reset_midstream", "stall", "invalid_sse", "error_finish", "cut")
 
 
 def owns(path: str) -> bool:
@@ -198,6 +198,7 @@ def _stream(h, events, sw: dict, fault: dict | None) -> None:
                  ("Transfer-Encoding", "chunked")):
         h.send_header(k, v)
     h.end_headers()
+    h.arm_cut(fault)
     for seq, event in enumerate(events):
         if seq and kind == "stall":
             kind = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import uuid
 from http.server import ThreadingHTTPServer
 from socketserver import TCPServer
 from urllib.parse import parse_qsl, urlsplit
@@ -14,7 +15,7 @@ from . import admin, anthropic, batches, catalogue, chat, faults, oauth, plans, 
 from .cache import text_of, tokens
 from .faults import dumps
 from .state import State
-from .wire import Wire
+from .wire import StreamCut, Wire
 
 API_PREFIXES = ("/v1", "/compatible-mode/v1")
 NOT_FOUND = {"error": {"code": "NotFound", "message": "Not found", "param": None, "type": "invalid_request_error"}}
@@ -33,6 +34,8 @@ class Handler(Wire):
             self.route()
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             self.close_connection = True  # the client went away mid-answer
+        except StreamCut:
+            self.close_connection = True  # a `cut` fault ended the stream (wire.Wire.cut_now)
 
     def route(self) -> None:
         url = urlsplit(self.path)
@@ -144,6 +147,9 @@ class Handler(Wire):
             return self.send_json(400, chat.error("invalid_parameter_error", "The request body is not valid JSON."))
         sw = self.state.snapshot()
         problem = chat.validate(body, sw)
+        said = (problem[1].get("error") or {}) if problem else {}
+        if stream and any(t in str(said.get("message")) for t in faults.STREAMED_REFUSALS):
+            return self.streamed_refusal(said)
         if problem:
             return self.send_json(*problem)
         if not self.within_limits(token, tokens("".join(text_of(m.get("content")) for m in body["messages"]))):
@@ -167,9 +173,15 @@ class Handler(Wire):
             return self.send_bytes(200, answer, "application/json")
         self.stream(chat.chunks(body, plan, sw), sw, fault)
 
+    def streamed_refusal(self, error: dict) -> None:
+        """A refusal inside a 200 stream, in the wrapped shape Qwen sends it (faults.nested_error)."""
+        self.start_stream()
+        self.write_event(faults.nested_error(error, f"chatcmpl-{uuid.uuid4()}"), False)
+        self.end_stream()
+
     def stream(self, events, sw: dict, queued: dict | None) -> None:
         fault = queued["kind"] if queued else None
-        self.start_stream()
+        self.start_stream(fault=queued)
         content_sent = 0
         for i, event in enumerate(events):
             choices = event["choices"]
@@ -182,6 +194,15 @@ class Handler(Wire):
                 if fault == "reset_midstream":
                     return self.reset_connection()
                 self.write_event(faults.MIDSTREAM_504, sw["split_writes"])
+                self.end_stream()
+                self.close_connection = True
+                return
+            if fault == "nested_error" and (content_sent >= int(queued.get("after", 0)) or tail):
+                error = {"code": queued.get("code", "invalid_parameter_error"), "param": None,
+                         "message": queued.get("message", "'reasoning_effort' and 'thinking_budget' cannot be set "
+                                                          "simultaneously"), "type": queued.get("type",
+                                                                                                "invalid_request_error")}
+                self.write_event(faults.nested_error(error, event["id"]), sw["split_writes"])
                 self.end_stream()
                 self.close_connection = True
                 return

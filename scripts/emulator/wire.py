@@ -20,10 +20,16 @@ from .state import State
 SECRET_HEADERS = ("authorization", "x-api-key")
 
 
+class StreamCut(Exception):
+    """The stream was cut where its `cut` fault said: nothing more is written (Handler.dispatch ends quietly)."""
+
+
 class Wire(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "QwenEmulator/1.0"
     sys_version = ""
+    cut: dict | None = None  # the `cut` fault of the stream being written, until it is played
+    cut_sent = 0  # bytes of the stream's body written so far
 
     # ---- socket plumbing -------------------------------------------------------------------------
 
@@ -92,8 +98,9 @@ class Wire(BaseHTTPRequestHandler):
         self.close_connection = True
         self.connection.close()
 
-    def start_stream(self, headers: dict | None = None) -> None:
+    def start_stream(self, headers: dict | None = None, fault: dict | None = None) -> None:
         self.send_response(200)
+        self.arm_cut(fault)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
@@ -101,8 +108,20 @@ class Wire(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
 
+    def arm_cut(self, fault: dict | None) -> None:
+        """A `cut` fault plays on the stream about to be written: at byte `at` of its body (0: before the first),
+        however the events fall, `how` one of CUT_WAYS."""
+        self.cut = fault if fault is not None and fault.get("kind") == "cut" else None
+        self.cut_sent = 0
+
     def write_event(self, data: bytes, split: bool) -> None:
         """One SSE event as HTTP chunk(s); split: several writes cut at arbitrary byte positions."""
+        if self.cut is not None and self.cut_sent + len(data) > int(self.cut.get("at", 0)):
+            data = data[:int(self.cut.get("at", 0)) - self.cut_sent]
+            if data:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.cut_now()
+        self.cut_sent += len(data)
         parts = [data]
         if split and len(data) > 4:
             rnd = random.Random(len(data))
@@ -114,7 +133,28 @@ class Wire(BaseHTTPRequestHandler):
                 time.sleep(0.001)  # separate TCP segments, not one coalesced write
 
     def end_stream(self) -> None:
+        if self.cut is not None:  # a cut at or past the body's end: before its last chunk
+            self.cut_now()
         self.wfile.write(b"0\r\n\r\n")
+
+    def cut_now(self) -> None:
+        """The stream's `cut` played: the connection ends as `how` says; raises StreamCut (nothing more is written)."""
+        fault, self.cut = self.cut, None
+        assert fault is not None
+        how = fault.get("how") or "fin"
+        self.close_connection = True
+        if how == "end":
+            self.wfile.write(b"0\r\n\r\n")
+        elif how == "stall":  # silent, the connection open, until the client gives up or the time is over
+            self.wait_unless_abandoned(float(fault.get("seconds", self.state.snapshot()["stall_seconds"])))
+        if how in ("rst", "stall"):
+            self.reset_connection()
+        else:
+            try:
+                self.connection.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        raise StreamCut(how)
 
     # ---- requests --------------------------------------------------------------------------------
 

@@ -703,6 +703,73 @@ def test_reset_faults(emu):
     assert emu.chat().status_code == 200
 
 
+def cut_stream(port: int, body: dict, path: str = "/v1/chat/completions") -> tuple[bytes, str]:
+    """A streamed answer's body as it came, and how it ended: "done" (the last chunk), "eof" (the connection
+    closed before it), "reset", or "silent" (nothing for a second, the connection open)."""
+    payload = json.dumps(body).encode()
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.settimeout(1)
+        s.sendall(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + API_KEY.encode()
+                  + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(payload), payload))
+        raw = b""
+        try:
+            while part := s.recv(65536):
+                raw += part
+                if raw.endswith(b"\r\n0\r\n\r\n"):
+                    break
+            ended = "eof"
+        except ConnectionResetError:
+            ended = "reset"
+        except TimeoutError:
+            ended = "silent"
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    body_bytes = b""
+    while rest:
+        size_line, sep, rest = rest.partition(b"\r\n")
+        if not sep:
+            break
+        size = int(size_line, 16)
+        if size == 0:
+            return body_bytes, "done" if ended == "eof" or raw.endswith(b"0\r\n\r\n") else ended
+        body_bytes, rest = body_bytes + rest[:size], rest[size + 2:]
+    return body_bytes, ended
+
+
+def unvaried(data: bytes, like: bytes) -> bytes:
+    """`data` with the bytes at the places of `like`'s ids and times blanked (they change between two answers)."""
+    out = bytearray(data)
+    for m in re.finditer(rb'"(id|created)":("[^"]*"|\d+)', like):
+        out[m.start():m.end()] = b"_" * len(out[m.start():m.end()])
+    return bytes(out)
+
+
+@pytest.mark.parametrize("how,ended", [("fin", "eof"), ("rst", "reset"), ("end", "done"), ("stall", "silent")])
+def test_a_cut_falls_on_the_byte_asked_whatever_the_events(emu, how, ended):
+    """A network cut lands anywhere (dashscope-rules.md, "Learned since 2026-11-26"): inside a `data:` line, inside a
+    multibyte character, between the two newlines of an event's end, before the finish chunk."""
+    body = {"model": "coder-model", "messages": [{"role": "user", "content": "héllo wörld ✓ 🎉"}], "stream": True,
+            "stream_options": {"include_usage": True}}
+    whole, done = cut_stream(emu.port, body)
+    assert done == "done" and whole.endswith(b"data: [DONE]\n\n")
+    emoji = whole.index("🎉".encode())
+    for at in (0, 7, emoji + 1, emoji + 3, whole.index(b"\n\n") + 1, whole.index(b'"finish_reason":"stop"') - 40):
+        emu.fault("cut", at=at, how=how, seconds=2)
+        got, how_it_ended = cut_stream(emu.port, body)
+        assert len(got) == at and how_it_ended == ended, (at, how_it_ended)
+        assert unvaried(got, whole) == unvaried(whole[:at], whole)
+    emu.switches(split_writes=True)  # each event in several writes: the cut still on its byte
+    emu.fault("cut", at=emoji + 2, how=how, seconds=2)
+    got, _ = cut_stream(emu.port, body)
+    assert len(got) == emoji + 2
+
+
+def test_a_cut_is_refused_without_its_byte(emu):
+    for bad in ({"kind": "cut"}, {"kind": "cut", "at": -1}, {"kind": "cut", "at": 3, "how": "gently"}):
+        r = emu.http.post("/_emulator/fault", json=bad)
+        assert r.status_code == 400 and "cut" in r.json()["error"], r.text
+
+
 def test_midstream_504(emu):
     emu.fault("midstream504")
     r = emu.chat("a b c d", stream=True)
