@@ -14,7 +14,8 @@ it in as the request goes upstream and the answer comes back, and hands it to th
     model / upstream_model / account / accounts_tried / retries / retry_reasons / stream / notes
     started_at      epoch seconds; duration_ms, ttfb_ms: from request to the answer's end, to its first byte
     usage           OpenAI chat usage when Qwen reported it
-    status          the HTTP status the client got; stream_error: the message that ended a stream early
+    status          the HTTP status the client got; stream_error: the message that ended a stream early; cuts: how
+                    often Qwen's stream broke before its end (each continued, or the last ended in stream_error)
     error           {"status", "code", "message"} when the gateway answered with an error
     prompt_tokens_est / token_method   the gateway's own prompt estimate
     upstream        {"url", "headers", "body"?}: what was sent to Qwen, credential redacted
@@ -128,6 +129,8 @@ class Result:
     usage: dict | None = None
     error: ErrorInfo | None = None
     stream_error: str | None = None
+    stream_error_code: str | None = None  # the code of the error event a stream ended with, when it had one
+    cuts: int = 0  # times Qwen's stream broke before its end (turn/stream_rewriter.py): continued, or ended in error
     first_byte_at: float | None = None
     ended: float | None = None
     cost: float | None = None  # what the answer cost, in `cost_unit`
@@ -269,14 +272,9 @@ class Exchange:
                              "rule": self.routed.rule if self.routed is not None else ""}
         if self.attempt.url:
             out["upstream"] = {"url": self.attempt.url, "headers": dict(self.attempt.headers)}
-        if self.result.status is not None:
-            out["status"] = self.result.status
-        if self.result.usage:
-            out["usage"] = self.result.usage
-        if self.ttfb_ms is not None:
-            out["ttfb_ms"] = self.ttfb_ms
-        if self.result.stream_error:
-            out["stream_error"] = self.result.stream_error
+        known = {"status": self.result.status, "usage": self.result.usage or None, "ttfb_ms": self.ttfb_ms,
+                 "stream_error": self.result.stream_error or None, "cuts": self.result.cuts or None}
+        out.update({k: v for k, v in known.items() if v is not None})
         if self.result.error is not None:
             out["error"] = {"status": self.result.error.status, "code": self.result.error.code,
                             "message": valid_text(self.result.error.message)}

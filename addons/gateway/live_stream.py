@@ -18,6 +18,9 @@ class LiveStream(Protocol):
     finished: bool  # the stream's end was sent
     error: dict | None  # the OpenAI error the client got, if the stream failed
     first_byte_at: float | None  # first bytes sent to the client (monotonic)
+    cuts: int  # times Qwen's stream broke before its end (each continued, or the last ended in `error`)
+    dropped: int  # bytes of events a break cut in half: dropped, never sent
+    unfinished_end: bool  # whole by every choice's finish, but Qwen's [DONE] never came
 
     @property
     def throttled(self) -> bool:

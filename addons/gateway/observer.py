@@ -100,7 +100,8 @@ def status_of(ex: Exchange) -> int | None:
 
 
 def error_code(ex: Exchange) -> str | None:
-    return ex.result.error.code if ex.result.error is not None else None
+    """The code of the error that ended the exchange: its refusal's, else the error event its stream ended with."""
+    return ex.result.error.code if ex.result.error is not None else ex.result.stream_error_code
 
 
 def error_text(ex: Exchange) -> str | None:

@@ -76,8 +76,23 @@ class SSEDecoder:
             raise ValueError("SSE line too long")
         return events
 
+    def unfinished(self) -> int:
+        """Bytes of an event not yet dispatched: its lines so far (data counted as decoded) and an unended line."""
+        pending = sum(len(d) + 6 for d in self._data) + (len(self._event) + 7 if self._event is not None else 0)
+        return pending + len(self._buf)
+
+    def drop(self) -> int:
+        """The stream ended: an event not yet dispatched is discarded, never decoded — the WHATWG rule ("if the
+        file ends in the middle of an event, before the final empty line, the incomplete event is not
+        dispatched"), which openai-python's decoder keeps too. A cut inside a line or inside a character gives
+        nothing half. Returns how many bytes were dropped."""
+        dropped = self.unfinished()
+        self._buf, self._data, self._event, self._retry = b"", [], None, None
+        return dropped
+
     def flush(self) -> list[ServerSentEvent]:
-        """End of stream: an unterminated last line still counts, then dispatch."""
+        """End of stream, leniently (a viewer's: mitmweb shows what arrived): an unterminated last line still
+        counts, then dispatch. The turn's rewriter uses `drop`."""
         events: list[ServerSentEvent] = []
         if self._buf:
             tail, self._buf = self._buf, b""
@@ -114,6 +129,46 @@ class SSEDecoder:
             except ValueError:
                 pass
         return None
+
+
+def first_event(data: bytes) -> ServerSentEvent | None:
+    """The first event with data that `data` (a stream's first bytes) holds whole; None: none yet. Only the bytes up
+    to its end are looked at (a stream's opening read may hold many events: they are the turn's to decode)."""
+    start = 0
+    while True:
+        ends = [i for i in (data.find(b"\n\n", start), data.find(b"\r\n\r\n", start), data.find(b"\r\r", start))
+                if i >= 0]
+        if not ends:
+            return None
+        end = min(ends)
+        decoder = SSEDecoder()
+        found = [ev for ev in decoder._feed_any(data[start:end] + b"\n\n") if ev.data]
+        if found:
+            return found[0]
+        start = end + 2
+
+
+def event_json(data: str, name: str | None = None) -> object | None:
+    """An event's JSON (None: not JSON), also in the wrapped shape Qwen sends an error in — an `event: error` whose
+    data is a second `data: {…}` line, or a JSON string holding one (dashscope-rules.md, "Learned since
+    2026-11-26"); an `event: error` whose data is the error object itself comes back as `{"error": …}`."""
+    obj: object = None
+    for _ in range(4):  # unwrapped at most a few times: a body that nests without end is not an event
+        text = data.lstrip()
+        if text.startswith("data:"):
+            data = text[5:]
+            continue
+        try:
+            obj = jsonio.loads_answer(data)
+        except ValueError:
+            return None
+        if not (isinstance(obj, str) and obj.lstrip().startswith(("data:", "{"))):
+            break
+        data = obj
+    if name == "error" and isinstance(obj, dict) and "error" not in obj and "choices" not in obj \
+            and obj.get("type") != "error":
+        return {"error": obj}
+    return obj
 
 
 def _next_eol(buf: bytes, start: int) -> int:

@@ -144,7 +144,7 @@ def test_a_second_sigterm_ends_the_stream_with_an_error_event_at_once(make_gatew
     assert "a second SIGTERM: stopping now" in log and "Traceback" not in log, log
     rows = [r for r in ledger_rows(tmp_path / "state") if r["path"] == "/v1/chat/completions"]
     assert [(r["status"], r["stream"]) for r in rows] == [(200, 1)], rows  # the stream's row, its end an error
-    assert "shutting down" in rows[0]["error"], rows
+    assert rows[0]["error"] == "gateway_shutting_down", rows  # the error event's code, as a refusal's
 
 
 def ask(port: int) -> str:

@@ -128,7 +128,7 @@ def test_a_gateway_that_cannot_reach_the_counts_refuses_and_says_so(tmp_path, em
         assert len(emu.chat_requests()) == before  # nothing went upstream, nothing counted alone
         health = httpx.get(gw.url + "/health", trust_env=False, timeout=10).json()
         assert "unreachable" in health["keys"]["counts"], health
-        assert "error=state_unavailable" in gw.log() and "budget" in gw.log()
+        until(lambda: "error=state_unavailable" in gw.log() and "budget" in gw.log(), "the refusal's request line")
         pg_up(own_pg)
         until(lambda: post(gw, key).status_code == 200, "served again", limit=30, every=0.5)
         assert "counts" not in httpx.get(gw.url + "/health", trust_env=False, timeout=10).json()["keys"]

@@ -93,14 +93,22 @@ def test_invalid_sse_line_is_skipped(gw, emu):
 
 
 def test_stalled_stream_is_closed_by_the_idle_watchdog(make_gateway, emu, oauth_home):
+    """Qwen goes silent after the answer's opening: after the idle limit the stream is a break (issue 67), so the
+    request is sent again (nothing of the answer had gone out) and the client reads the whole answer; a stream
+    that stays silent every time ends in the idle error after the continuations allowed."""
     import openai
     gw = make_gateway("stall", env=oauth_home["env"], args=("--set", "qwen_stream_idle_timeout=2"))
-    emu.fault("stall", count=1)
     emu.switches(stall_seconds=30)
+    emu.fault("stall", count=1)
     t0 = time.monotonic()
-    with pytest.raises((openai.APIError, httpx.HTTPError)):
+    text = "".join(c.choices[0].delta.content or "" for c in ask(gw, "stall please", stream=True) if c.choices)
+    assert text == "Echo: stall please" and 2 <= time.monotonic() - t0 < 15
+    emu.fault("stall", count=3)
+    t0 = time.monotonic()
+    with pytest.raises((openai.APIError, httpx.HTTPError)) as e:
         for _ in ask(gw, "stall please", stream=True):
             pass
+    assert "qwen_stream_idle_timeout" in str(e.value)
     assert time.monotonic() - t0 < 15  # the client's own timeout (20 s) was not what ended it
     still_serving(gw)
 

@@ -52,8 +52,9 @@ class ChatStreamTranslator:
         return [sse.DONE]
 
     def fail(self, error: dict) -> list[bytes]:
-        # openai-python raises APIError(error.message) on a data event that carries "error".
-        return [sse.encode({"error": error})]
+        # openai-python raises APIError(error.message) on a data event that carries "error"; [DONE] still ends the
+        # stream, so that a client reading to the end sees it end (never a close that looks like a whole answer)
+        return [sse.encode({"error": error}), sse.DONE]
 
 
 CHAT: Endpoint[Exchange] = Endpoint(

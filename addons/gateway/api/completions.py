@@ -72,7 +72,7 @@ class CompletionsStreamTranslator:
         return [sse.DONE]
 
     def fail(self, error: dict) -> list[bytes]:
-        return [sse.encode({"error": error})]
+        return [sse.encode({"error": error}), sse.DONE]  # as chat's: the error, then the stream's end
 
 
 COMPLETIONS: Endpoint[Exchange] = Endpoint(

@@ -98,6 +98,8 @@ def format_line(ex: Exchange) -> str:
         parts.append(f"ttfb={ex.ttfb_ms:.0f}ms")
     ms = ex.duration_ms
     parts.append(f"total={ms:.0f}ms" if ms < 1000 else f"total={ms / 1000:.2f}s")
+    if ex.result.cuts:  # Qwen's stream broke: continued (below), or ended in the error that follows
+        parts.append(f"cut={ex.result.cuts}")
     if ex.attempt.retries:
         parts.append(f"retries={len(ex.attempt.retries)}")
         if continued := sum(r.reason is RetryReason.CONTINUED for r in ex.attempt.retries):  # a broken stream mended

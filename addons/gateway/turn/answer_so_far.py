@@ -1,6 +1,7 @@
 """What the client has been sent of a streamed answer the turn may continue (turn/continuation.py): a `ChunkSource`
 in front of the upstream's own. It keeps the answer's text (the prefix a continuation goes on from) and whether
-anything else went out — reasoning, a tool call, a second choice — which partial mode cannot go on from.
+anything else went out — reasoning, a tool call, a second choice, log probabilities — which partial mode cannot go
+on from.
 
 Once continued, the continuation's chunks come out as more of the same answer: under the first chunk's id and
 time, without a second opening role; its usage is every request's that made the answer (Qwen bills each), a
@@ -29,7 +30,9 @@ class AnswerSoFar:
         self.source = source  # the chunk source of the request answering now
         self.pieces: list[str] = []  # the answer's text, as sent
         self.chars = 0
-        self.more_than_text = False  # reasoning, a tool call or a second choice went out: not continued
+        # reasoning, a tool call, a second choice, log probabilities or a choice's finish went out: partial mode
+        # cannot go on from it (nothing of this kind and no text: the request is sent again as it was)
+        self.more_than_text = False
         self.id: str | None = None  # the first chunk's id and time, which every later chunk keeps
         self.created = 0
         self.parts: list[Part] = []  # the requests before the current one
@@ -78,11 +81,13 @@ class AnswerSoFar:
             self.id, self.created = chunk["id"], chunk["created"]
         for choice in chunk["choices"]:
             delta = choice["delta"]
-            if choice["index"] or "reasoning_content" in delta or "tool_calls" in delta \
-                    or delta.get("function_call") is not None or delta.get("refusal") is not None:
+            if "reasoning_content" in delta or "tool_calls" in delta or delta.get("function_call") is not None \
+                    or delta.get("refusal") is not None or choice.get("logprobs") or choice["finish_reason"]:
                 self.more_than_text = True
             text = delta.get("content")
             if text:
+                if choice["index"]:  # a second choice's text: partial mode goes on from one
+                    self.more_than_text = True
                 self.pieces.append(text)
                 self.chars += len(text)
 

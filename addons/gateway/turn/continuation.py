@@ -8,10 +8,12 @@ continuation's chunks go through the same rewriter and translator (answer_so_far
 usage), at most MAX_CONTINUATIONS times per answer, each a `continued` retry on the record with a note saying
 where and why.
 
-Not continued, the client getting the stream's error as before: a request partial mode cannot serve (a model
-the catalogue does not give it, thinking mode, a search, several choices, a pass-through pair), an answer that
-has sent no text yet, or anything but text (reasoning, a tool call, which may be half sent), an error that is
-not Qwen's server's (a refusal of the content)."""
+A break before anything but the answer's opening went out is the request sent again as it was, on any model (the
+client reads the second answer as the first). Not continued, the client getting the stream's error: a request
+partial mode cannot serve once text went out (a model the catalogue does not give it, thinking mode, a search,
+several choices), a pass-through pair, an upstream that can do neither (Qwen Chat web), anything but text sent
+(reasoning, a tool call which may be half sent, a second choice, log probabilities), an error that is not Qwen's
+server's (a refusal of the content)."""
 
 from __future__ import annotations
 
@@ -40,8 +42,9 @@ ON_THE_SAME = (ErrorKind.SERVER, ErrorKind.TIMEOUT)  # Qwen's server failed: the
 
 def going_on(ex: Exchange, rw: StreamRewriter, resume: Resume | None,
              pool: Callable[[], Pool | None]) -> Continuation | None:
-    """The continuation of `ex`'s stream, when partial mode can ever serve its request; the rewriter's source then
-    keeps what the client is sent. None: a break ends the stream in its error."""
+    """The continuation of `ex`'s stream, when its upstream can send it again (a break before any of the answer
+    went out) or go on from a prefix (partial mode, checked at the break); the rewriter's source then keeps what
+    the client is sent. None: a break ends the stream in its error."""
     upstream, body = ex.attempt.upstream, ex.attempt.body
     if resume is None or upstream is None or body is None or ex.attempt.leg.passthrough \
             or upstream.continued(body, "") is None:
@@ -64,9 +67,13 @@ class Continuation:
 
     def will(self, error: dict) -> bool:
         """Whether the break the rewriter meets (`error`, the client's words for it) is continued; why not, noted."""
+        ex, answer = self.ex, self.answer
         why = f"at most {MAX_CONTINUATIONS} continuations per answer" if self.count >= MAX_CONTINUATIONS else \
-            "reasoning or a tool call was sent, which partial mode cannot go on from" if self.answer.more_than_text \
-            else "no text was sent yet" if not self.answer.pieces else None
+            "reasoning or a tool call was sent (or a second choice, or log probabilities), which partial mode " \
+            "cannot go on from" if answer.more_than_text else None
+        if why is None and answer.pieces and ex.attempt.upstream is not None and \
+                ex.attempt.upstream.continued(ex.attempt.body or {}, answer.text) is None:
+            why = "partial mode cannot go on with this request (its model, thinking, a search or several choices)"
         err = self.rw.upstream_error
         if why is None and not (err is not None and err.kind in ELSEWHERE) and (
                 error.get("type") != "server_error" or err is not None and err.kind not in ON_THE_SAME):
@@ -104,7 +111,9 @@ class Continuation:
             await self._given_up(send, f"{why}: Qwen answered {resp.status_code} without a stream")
             return None
         self.current = resp
-        ex.notes.append(f"stream continued on {ex.account} after {len(prefix)} characters (partial mode): {why}")
+        ex.notes.append(f"stream continued on {ex.account} after {len(prefix)} characters (partial mode): {why}"
+                        if prefix else f"stream sent again on {ex.account}, nothing of the answer having gone out: "
+                                       f"{why}")
         assert ex.attempt.upstream is not None
         self.answer.continued(ex.attempt.upstream.chunks(ex.requested_model or ex.attempt.model))
         rw.resume()

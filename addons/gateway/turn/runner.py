@@ -32,7 +32,6 @@ from ..errors import ConnectionFailed, GatewayError, UpstreamTimeout, failure
 from ..exchange import Exchange
 from ..local_answers import json_response
 from ..interfaces import StreamTranslator, UpstreamAnswer
-from ..sse import encode as sse_encode
 from .stream_rewriter import StreamRewriter, stream_error
 from . import Send, Transport
 from .stopping import Interruptible, Stopping
@@ -184,14 +183,10 @@ class Turns:
         try:
             with self.cuts.running():
                 while answer is not None:
-                    await relayed(answer, rw, send)
+                    await relayed(answer, rw, send, self.idle_timeout())
                     answer = await going.next(send) if going is not None and rw.broken is not None else None
         except Stopping as e:  # cut short by a stopping gateway (cut.py): the client's error event
             await send(rw.ended(stream_error(e.message, "gateway_shutting_down")))
-        except UpstreamTimeout:
-            await send(rw.ended(stream_error(
-                f"Qwen sent nothing for {self.idle_timeout():g} s: the gateway ended the stream "
-                "(qwen_stream_idle_timeout).", "stream_idle_timeout")))
         finally:
             if going is not None:
                 await going.close()
@@ -212,22 +207,24 @@ class Turns:
         self.settlement.finish(flow, ex)
 
 
-async def relayed(resp: UpstreamAnswer, rw: StreamRewriter, send: Send) -> None:
+async def relayed(resp: UpstreamAnswer, rw: StreamRewriter, send: Send, idle_timeout: float = 0) -> None:
     """One upstream answer's events into the client's, each sent at once, to its end (past [DONE]: the connection
-    goes back to the pool) or to a break the rewriter holds for a continuation (the rest is not read)."""
+    goes back to the pool) or to a break the rewriter holds for a continuation (the rest is not read). However the
+    answer stops — its body over, the connection broken or silent — the rewriter decides whether it was whole."""
     try:
         async for chunk in resp.aiter_raw():
             if chunk and (out := rw(chunk)):
                 await send(out)
-            elif rw.broken is not None:
+            if rw.broken is not None:
                 return
-        if not rw.finished and (out := rw.upstream_end()):
-            await send(out)
+        out = rw.upstream_end()
     except UpstreamTimeout:
-        raise
+        out = rw.cut(f"Qwen sent nothing for {idle_timeout:g} s: the gateway ended the stream "
+                     "(qwen_stream_idle_timeout).", "stream_idle_timeout")
     except ConnectionFailed as e:
-        await send(rw(sse_encode({"error": stream_error(f"Qwen broke off the stream: {e}.",
-                                                        "upstream_connection_error")})))
+        out = rw.cut(f"Qwen broke off the stream: {e}.", "upstream_connection_error")
+    if out:
+        await send(out)
 
 
 async def until_counted(ex: Exchange) -> None:

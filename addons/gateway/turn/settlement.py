@@ -16,7 +16,7 @@ from mitmproxy import http
 from ..accounts import Outcome, Pool
 from ..dispatch import Observers, call_safely
 from ..errors import gateway_error
-from ..exchange import Exchange
+from ..exchange import Exchange, note
 from ..local_answers import Formats
 from ..pricing.prices import UNPRICED, PriceTable
 from ..pricing.unpriced import UnpricedSeen
@@ -102,8 +102,16 @@ class Settlement:
         assert rw is not None
         ex.result.usage = rw.normalizer.usage
         ex.result.first_byte_at = rw.first_byte_at
+        ex.result.cuts = rw.cuts
         if rw.error:
             ex.result.stream_error = str(rw.error.get("message"))
+            code = rw.error.get("code")
+            ex.result.stream_error_code = str(code) if code else None
+        if rw.dropped:
+            note(ex.notes, f"{rw.dropped} bytes of Qwen's stream were cut inside an event: dropped, never sent")
+        if rw.unfinished_end:
+            note(ex.notes, "Qwen's stream ended after the answer's finish, before its [DONE]: the answer is whole"
+                 + ("" if rw.normalizer.usage else "; Qwen's usage for it did not arrive (unknown)"))
         return final_object(rw)
 
     def report(self, ex: Exchange, outcome: Outcome) -> None:

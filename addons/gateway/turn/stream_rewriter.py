@@ -2,8 +2,14 @@
 
 The two halves of the chat form meet here: the upstream's `ChunkSource` turns its events into normalised
 chat chunks, the client dialect's `StreamTranslator` turns those into the client's events (interfaces.py).
-An event that is an error object (OpenAI's `{"error": …}`, also what the relay writes) ends the stream
+An event that is an error object (OpenAI's `{"error": …}`, in whichever SSE shape Qwen wraps it) ends the stream
 in the client's error format.
+
+A stream's end is a fact, decided here and nowhere else: the answer is whole only when Qwen said so — its `[DONE]`, or
+every choice's finish (the dialect's own end on a pass-through pair). Anything else — the body ending early, the
+connection reset, a read that timed out, a line or a character cut in half — is a break (`upstream_end`, `cut`): an
+event not yet complete is dropped, never decoded, and the break is either held for the turn to continue (`mend`) or
+the client's terminal error. Never a clean close on a broken answer.
 
 mitmproxy's contract (see docs/troubleshooting.md): it is called per received chunk and
 once more with b"" at the end; it must never raise (the client would hang) and must never
@@ -16,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from .. import jsonio, sse
+from .. import sse
 from ..errors import ErrorKind, UpstreamError, openai_type
 from ..interfaces import ChunkSource, StreamTranslator
 from ..sse import SSEDecoder
@@ -28,10 +34,16 @@ def stream_error(message: str, code: str = "upstream_error", type: str = "server
     return {"message": message, "type": type, "code": code, "param": None}
 
 
+# How the record names a break (the request line's and the ledger's `cut`; docs/compatibility.md)
+ENDED_EARLY = "Qwen ended the stream before the answer was complete"
+
+
 class StreamRewriter:
-    def __init__(self, normalizer: ChunkSource, translator: StreamTranslator, *, capture_limit: int = 0) -> None:
+    def __init__(self, normalizer: ChunkSource, translator: StreamTranslator, *, capture_limit: int = 0,
+                 choices: int = 1) -> None:
         self.normalizer = normalizer
         self.translator = translator
+        self.choices = max(1, choices)  # the answer's choices: whole when each has its finish (or at [DONE])
         self.decoder = SSEDecoder()
         self.capture_limit = capture_limit
         self.captured = bytearray()
@@ -44,6 +56,9 @@ class StreamRewriter:
         self.last_byte_at: float | None = None
         self.last_upstream_at = time.monotonic()  # last bytes from Qwen, for the idle watchdog
         self.bad_events = 0
+        self.cuts = 0  # breaks of Qwen's stream (cut, ended early, silent), continued or not
+        self.dropped = 0  # bytes of events cut in half: dropped, never decoded
+        self.unfinished_end = False  # whole by every choice's finish, but Qwen's [DONE] never came
         # Set when the answer must be kept (committed to a shared database) before the client hears it is
         # complete: the final events are parked at Qwen's [DONE], `park` is called (it starts the write),
         # and they go out at the end of the relayed stream, which the relay sends once the write is done.
@@ -56,10 +71,14 @@ class StreamRewriter:
         self.broken: dict | None = None
 
     def __call__(self, chunk: bytes) -> list[bytes]:
+        """Qwen's bytes as they came; b"": the relayed stream's end (what was not decided is a break now, no
+        longer continued), then the parked final events."""
         self.last_upstream_at = time.monotonic()
+        if chunk == b"":
+            self.mend = None
         try:
             out = self._process(chunk)
-        except Exception as e:  # never into mitmproxy's core: end the stream cleanly instead
+        except Exception as e:  # never into mitmproxy's core: end the stream in the client's error instead
             log.exception("qwen: stream translation failed")
             out = [] if self.finished else self._fail(stream_error(f"gateway stream error: {type(e).__name__}"))
         if chunk == b"" and self.held is not None:  # the end of the stream: the parked final events
@@ -81,28 +100,38 @@ class StreamRewriter:
     def _process(self, chunk: bytes) -> list[bytes]:
         if self.finished:
             return []
-        end = chunk == b""
-        events = self.decoder.flush() if end else self.decoder.feed(chunk)
+        if chunk == b"":
+            return self._stopped(ENDED_EARLY + ".", "upstream_error")
         out: list[bytes] = []
-        for ev in events:
-            out += self._event(ev.data)
+        for ev in self.decoder.feed(chunk):
+            out += self._event(ev.data, ev.event)
             if self.finished:
                 return out
-        if end:
-            if self.normalizer.finish_reasons:
-                out += self._finish()  # complete answer, only [DONE] missing
-            else:
-                out += self._broke(stream_error("Qwen ended the stream before the answer was complete."))
         return out
 
-    def _event(self, data: str) -> list[bytes]:
+    def _stopped(self, message: str, code: str) -> list[bytes]:
+        """Qwen's stream is over without its `[DONE]` (`message`, `code`: why, in the client's words): whole if
+        every choice finished, else a break — what had not become whole events is dropped."""
+        if self.finished:
+            return []
+        self.dropped += self.decoder.drop()
+        if self._whole():
+            self.unfinished_end = True  # the answer is whole; what came after its finish (usage, [DONE]) did not
+            return self._finish()
+        self.cuts += 1
+        return self._broke(stream_error(message, code))
+
+    def _whole(self) -> bool:
+        finished = self.normalizer.finish_reasons
+        return all(i in finished for i in range(self.choices))
+
+    def _event(self, data: str, name: str | None = None) -> list[bytes]:
         if not data:
             return []
         if data.strip() == "[DONE]":
             return self._finish()
-        try:
-            obj = jsonio.loads_answer(data)
-        except ValueError:
+        obj = sse.event_json(data, name)
+        if obj is None:
             self.bad_events += 1
             log.warning("qwen: skipped an upstream event that is not JSON (%d bytes)", len(data))
             return []
@@ -152,8 +181,14 @@ class StreamRewriter:
         return self._fail(error)
 
     def upstream_end(self) -> list[bytes]:
-        """An upstream answer ended before the stream did: complete (only [DONE] missing), or cut off."""
-        out = self._process(b"")
+        """Qwen's body ended (the HTTP answer complete): the answer is whole only if Qwen said so; else a break."""
+        return self._now(self._process(b""))
+
+    def cut(self, message: str, code: str) -> list[bytes]:
+        """Qwen's stream broke (the connection failed or went silent): a break, wherever the bytes stopped."""
+        return self._now(self._stopped(message, code))
+
+    def _now(self, out: list[bytes]) -> list[bytes]:
         if out:
             self._sent(out)
         return out
@@ -168,11 +203,12 @@ class StreamRewriter:
         return self._ended(error) if error is not None else []
 
     def ended(self, error: dict) -> list[bytes]:
-        """The gateway ends the stream itself (it is stopping, Qwen is silent): the client's error, never continued."""
+        """The gateway ends the stream itself (it is stopping): the client's error, never continued."""
         self.mend = None
-        if self.broken is None:
-            return self(sse.encode({"error": error}))
+        if self.broken is None and self.finished:
+            return []
         self.broken = None
+        self.dropped += self.decoder.drop()
         return self._ended(error)
 
     def _ended(self, error: dict) -> list[bytes]:

@@ -31,8 +31,9 @@ def stream_rewriter(ex: Exchange, capture_limit: int = 0,
         return StreamRewriter(source, own, capture_limit=capture_limit)
     translator = translator or ex.endpoint.stream_translator(ex)
     assert translator is not None  # only endpoints that stream get here
+    n = (ex.chat_body or {}).get("n")
     return StreamRewriter(ex.attempt.upstream.chunks(ex.requested_model or ex.attempt.model), translator,
-                          capture_limit=capture_limit)
+                          capture_limit=capture_limit, choices=n if isinstance(n, int) and n > 1 else 1)
 
 
 async def fetch_whole(open_upstream: OpenUpstream, ex: Exchange) -> tuple[http.Response, dict | None]:

@@ -25,6 +25,7 @@ from ..models.routes import LONG, window
 from ..interfaces import TRANSLATED, Pairing, Upstream, UpstreamAnswer, Wire
 from ..redact import REDACTED, SECRET_HEADERS
 from .client import ProxyRefused, UntrustedCertificate, UpstreamClient
+from .first_event import first_event
 from .dashscope import markers
 from .retry import RetryPolicy
 
@@ -106,15 +107,22 @@ class UpstreamEngine:
             ex.attempt.status = resp.status_code
             ex.attempt.response_headers = dict(resp.headers)
             if not upstream.refused(resp.status_code, resp.headers):
-                return resp
-            try:
-                raw = await resp.aread()
-            except ConnectionFailed:
-                raw = b""
-            finally:
-                await resp.aclose()
-            ex.attempt.response_body = raw
-            err = upstream.classify(resp.status_code, raw, dict(resp.headers))
+                if not (ex.stream and not ex.attempt.leg.passthrough
+                        and "event-stream" in resp.headers.get("content-type", "")):
+                    return resp
+                resp, refused = await first_event(resp, upstream.chunks(ex.attempt.model))
+                if refused is None:
+                    return resp
+                err = await _refused_in_stream(ex, resp, refused)
+            else:
+                try:
+                    raw = await resp.aread()
+                except ConnectionFailed:
+                    raw = b""
+                finally:
+                    await resp.aclose()
+                ex.attempt.response_body = raw
+                err = upstream.classify(resp.status_code, raw, dict(resp.headers))
             if err.code == suggestions.NOT_FOUND:  # with the nearest names served, as OpenAI answers it
                 err = self._unknown_model(ex, err)
             elif err.kind == PLAN_REFUSED and self.policy.pool is not None:  # counted for /health (upstream/pool/status)
@@ -125,10 +133,15 @@ class UpstreamEngine:
         """The exchange's request sent again going on from `prefix`, the answer its client already has (the
         upstream's partial mode; turn/continuation.py): on its account, or on another when `exclude` leaves that
         one out. Raises GatewayError when no account can."""
-        ex.attempt.retries.append(Retry(RetryReason.CONTINUED, ex.account))
-        if exclude:
-            await self.policy.acquire(ex, exclude)
-        return await self.open(ex, (ex.attempt.model, prefix))
+        retry = Retry(RetryReason.CONTINUED, ex.account)
+        ex.attempt.retries.append(retry)
+        try:
+            if exclude:
+                await self.policy.acquire(ex, exclude)
+            return await self.open(ex, (ex.attempt.model, prefix))
+        except BaseException:  # not continued: the record counts only continuations that were made
+            ex.attempt.retries.remove(retry)
+            raise
 
     def _unknown_model(self, ex: Exchange, err: UpstreamError) -> UpstreamError:
         pool = self.policy.pool
@@ -229,6 +242,16 @@ class UpstreamEngine:
         read = (config.stream_idle_timeout or None) if ex.stream else (config.upstream_timeout or None)
         ex.attempt.sent = jsonio.dumps(wire.body)  # kept: the cache doctor reads the prompt in it again
         return wire.url, headers, ex.attempt.sent, read
+
+
+async def _refused_in_stream(ex: Exchange, resp: UpstreamAnswer, err: UpstreamError) -> UpstreamError:
+    """Qwen's refusal as a 200 stream's first event: what it sent kept for the debug log, the answer closed, the
+    refusal said on the flow."""
+    head = getattr(resp, "head", b"")
+    await resp.aclose()
+    ex.attempt.response_body = head if isinstance(head, bytes) else b""
+    note(ex.notes, f"Qwen refused the request in its stream's first event ({err.status}): “{err.message[:200]}”")
+    return err
 
 
 def _going_on(ex: Exchange, upstream: Upstream, model: str, prefix: str) -> None:

@@ -99,12 +99,12 @@ def test_error_finish_is_an_error_event_and_marks_throttling():
     body = qwen_stream(chunk({"content": "Par"}), chunk({"content": "Requests rate limit exceeded, please try "
                                                                     "again later."}, finish="error_finish"))
     rw, events = run(body)
-    assert chat_text(events[:-1] + ["[DONE]"]) == "Par"
-    err = json.loads(events[-1])["error"]
+    assert chat_text(events[:-2] + ["[DONE]"]) == "Par" and events[-1] == "[DONE]"  # the error, then the end
+    err = json.loads(events[-2])["error"]
     assert err["code"] == "rate_limit_exceeded" and "rate limit" in err["message"]
     assert rw.error == err and rw.throttled and rw.upstream_kind == "throttle"
     rw, events = run(qwen_stream(chunk({"content": "internal failure"}, finish="error_finish")))
-    assert not rw.throttled and rw.upstream_kind == "server" and "internal failure" in events[-1]
+    assert not rw.throttled and rw.upstream_kind == "server" and "internal failure" in events[-2]
     rw, _ = run(BASIC)
     assert rw.upstream_error is None and not rw.throttled
 
@@ -163,14 +163,14 @@ def test_midstream_error_event_becomes_openai_error_and_ends():
     body = encode(chunk({"content": "partial"})) + encode({"error": {"message": "stream timeout", "type":
                                                                      "server_error", "code": "504"}})
     rw, events = run(body)
-    assert json.loads(events[-1]) == {"error": {"message": "stream timeout", "type": "server_error", "code": "504",
+    assert json.loads(events[-2]) == {"error": {"message": "stream timeout", "type": "server_error", "code": "504",
                                                 "param": None}}
-    assert rw.error is not None
+    assert events[-1] == "[DONE]" and rw.error is not None
 
 
 def test_truncated_stream_ends_with_error_not_silence():
     rw, events = run(encode(chunk({"content": "partial"})))
-    assert "error" in json.loads(events[-1])
+    assert "error" in json.loads(events[-2]) and events[-1] == "[DONE]"
 
 
 def test_garbage_line_is_skipped_not_fatal():

@@ -231,8 +231,22 @@ def call(index: int, **fn) -> dict:
     return {"index": index, "id": "call_1", "type": "function", "function": fn}
 
 
+async def test_a_break_before_any_text_sends_the_request_again_on_any_model():
+    """Nothing but the answer's opening went out: the request is sent again as it was (no partial mode needed, so
+    a model without it too), on another account when throttled; the client reads one answer."""
+    whole = [event("", role="assistant", cid="chatcmpl-b"), event("Echo: say hello", cid="chatcmpl-b"),
+             event(None, "stop", cid="chatcmpl-b"), event(cid="chatcmpl-b", usage=USAGE), DONE]
+    w = World([event("", role="assistant"), event(THROTTLED, "error_finish")], whole, model="qwen3.8-max")
+    client = await w.run()
+    assert client.text() == "Echo: say hello" and client.events()[-1] == "[DONE]"
+    assert w.resumed == [("first", "", ("first",))]
+    assert "partial" not in json.dumps(w.ex.attempt.body)  # the request as it was
+    roles = [c["delta"].get("role") for e in client.events() if isinstance(e, dict) for c in e["choices"]]
+    assert roles.count("assistant") == 1
+    assert any("sent again on other, nothing of the answer having gone out" in n for n in w.ex.notes), w.ex.notes
+
+
 @pytest.mark.parametrize("first,why", [
-    ([event("", role="assistant"), event(THROTTLED, "error_finish")], "no text yet"),
     ([event("", role="assistant"), event(tool_calls=[call(0, name="get_time", arguments='{"tz": "U')]),
       event(THROTTLED, "error_finish")], "a tool call half sent"),
     ([event("", role="assistant"), event("Let me "), event(tool_calls=[call(0, name="get_time", arguments="{")]),

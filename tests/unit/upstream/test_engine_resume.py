@@ -36,6 +36,12 @@ class Pool:
 class Answer:
     status_code, headers = 200, {"content-type": "text/event-stream"}
 
+    async def aiter_raw(self):  # the first event, which the engine reads before handing the stream on
+        yield b'data: {"choices": [{"index": 0, "delta": {"role": "assistant"}}]}\n\n'
+
+    async def aclose(self) -> None:
+        pass
+
 
 class Client:
     def __init__(self) -> None:

@@ -166,6 +166,7 @@ class EventRelay:
         self.show_thinking = thinking  # False: thinking blocks left out (the client asked for none)
         self.hidden: list[int] = []  # the upstream's indexes of the blocks left out
         self.thinking: dict[int, str] = {}
+        self.stopped = False  # message_stop went out
 
     def feed(self, chunk: Mapping[str, Any]) -> list[bytes]:
         event = dict(chunk)
@@ -188,10 +189,12 @@ class EventRelay:
                 self.thinking[index] = self.thinking.get(index, "") + str(delta.get("thinking") or "")
             elif delta.get("type") == "signature_delta":
                 event["delta"] = {**delta, "signature": self.sign(self.thinking.pop(index, ""))}
+        self.stopped = self.stopped or kind == "message_stop"
         return [sse.encode(event, event=str(kind or "message"))]
 
     def finish(self) -> list[bytes]:
-        return []  # message_stop came from upstream
+        # message_stop came from upstream; or the stream was cut after the message's end (message_delta), whole
+        return [] if self.stopped else [sse.encode({"type": "message_stop"}, event="message_stop")]
 
     def fail(self, error: dict) -> list[bytes]:
         return [sse.encode({"type": "error", "error": {"type": stream_error_type(error),

@@ -77,7 +77,8 @@ class KeptChatStreamTranslator(ChatStreamTranslator):
         return self.assembler.completion()
 
     def unkept(self, held: list[bytes], error: dict) -> list[bytes]:
-        """The completion could not be stored: the stream ends in an error event, never [DONE]."""
+        """The completion could not be stored: the stream ends in an error event (then [DONE], as every failed chat
+        stream), never the completion's end."""
         return self.fail(error)
 
 

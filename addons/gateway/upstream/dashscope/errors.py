@@ -169,23 +169,16 @@ def classify(status: int, body: bytes | str | None, headers: dict[str, str] | No
 
 
 def classify_stream_error(err: object) -> UpstreamError:
-    """An error that arrives inside a 200 stream: a `data: {"error": …}` event (a dict) or the text of a
-    `finish_reason: "error_finish"` chunk (a string, R6: e.g. TPM throttling). Text has no code, so a
-    throttling phrase is the only sign of a per-minute limit."""
+    """An error that arrives inside a 200 stream: a `data: {"error": …}` event (a dict, in any of the SSE shapes
+    Qwen wraps it in: sse.event_json) or the text of a `finish_reason: "error_finish"` chunk (a string, R6: e.g.
+    TPM throttling). A dict keeps its class: read as the HTTP answer its code and type say Qwen would have given
+    (a refusal of the request stays a 4xx, never a 5xx a client retries). Text has no code, so a throttling phrase
+    is the only sign of a per-minute limit."""
     if isinstance(err, dict):
         message = str(err.get("message") or "Qwen reported an error mid-stream.")
         code = err.get("code") if isinstance(err.get("code"), str) else None
-        window = _window(message.lower(), code)
-        if window is not None:
-            return _limit(message, code, window, None)
-        if code in _THROTTLE_CODES or code == "429":
-            return _throttle(message, code, None)
-        if code in _QUOTA_CODES:
-            return UpstreamError(QUOTA, 429, message, "insufficient_quota", "insufficient_quota")
-        if code == "504" or "stream timeout" in message.lower():
-            return UpstreamError(TIMEOUT, 504, message, "server_error", code or "504")
-        return UpstreamError(SERVER, 502, message, "server_error", code or "upstream_error",
-                             param=_str(err.get("param")))
+        body = json.dumps({"error": {**err, "message": message}})
+        return classify(_stream_status(err, code, message.lower()), body)
     message = str(err or "").strip() or "Qwen ended the answer with an error."
     window = _window(message.lower(), None)
     if window is not None:
@@ -193,3 +186,29 @@ def classify_stream_error(err: object) -> UpstreamError:
     if any(t in message.lower() for t in _THROTTLE_TEXTS):
         return _throttle(message, None, None)
     return UpstreamError(SERVER, 502, message, "server_error", "upstream_error")
+
+
+# A stream error's type (OpenAI's, as compatible mode names it) when its code says nothing the tables know
+_CLIENT_TYPES = {"invalid_request_error", "InvalidParameter", "invalid_parameter_error"}
+
+
+def _stream_status(err: dict, code: str | None, low: str) -> int:
+    """The HTTP status Qwen would have answered an error it put inside a stream with: its code's, else its type's."""
+    etype = err.get("type") if isinstance(err.get("type"), str) else None
+    status = err.get("status_code", err.get("status"))
+    if isinstance(status, int) and 400 <= status < 600:
+        return status
+    if code is not None and code.isdigit() and 400 <= int(code) < 600:
+        return int(code)
+    if _window(low, code) is not None or code in _THROTTLE_CODES or code in _QUOTA_CODES \
+            or etype in ("throttling", "insufficient_quota", "limit_requests", "limit_burst_rate"):
+        return 429
+    if code in _AUTH_CODES:
+        return 401
+    if code in _DENIED_CODES or code in _BILLING_CODES:
+        return 403
+    if code in _CLIENT_TYPES or etype in _CLIENT_TYPES or (code or "").startswith(("InvalidParameter", "invalid_")):
+        return 400
+    if "stream timeout" in low:
+        return 504
+    return 502

@@ -1,0 +1,186 @@
+"""A stream survives a cut at any byte (issue 67), through a real mitmdump and the emulator cutting its stream as a
+network does (`cut` fault: at a byte of the body, with FIN, RST, a clean chunked end, or silence): inside a `data:`
+line, inside a multibyte character, between an event's two newlines, after the last delta before the finish. For
+chat completions, the Responses API over HTTP, over WebSocket and in the background, and the Messages API, every
+byte offset of the answer's stream ends for the client as the whole answer, continued exactly, or with the
+dialect's terminal error (tests/helpers/cuts.py says what each dialect's client must read) — never a stream that
+just stops. The record says it: `cut=` and `continued=` on the request line only when they happened."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+import websocket
+
+from helpers import cuts
+from helpers.procs import Gateway, until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+ASK = "say héllo 🎉"
+EXPECTED = "Echo: say héllo 🎉"
+WAYS = ("fin", "rst", "end")  # taken in turn, offset by offset
+
+
+def gateway(tmp_path: Path, emu, make_gateway, *args: str) -> tuple[Gateway, str]:
+    """A gateway with one key account on the emulator (qwen3-coder-plus: partial mode); the key."""
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    key = emu.seed_token(kind="key")
+    (state / "accounts.json").write_text(json.dumps({"accounts": [
+        {"name": "a", "kind": "key", "base_url": emu.url + "/v1", "key_env": "KEY_A",
+         "default_model": "qwen3-coder-plus"}]}))
+    env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path),
+           "KEY_A": key}
+    return make_gateway(env=env, args=args), key
+
+
+def upstream_length(emu, key: str) -> int:
+    """The bytes of the stream body the emulator answers the last upstream request with (ids and times change
+    between answers, their lengths do not)."""
+    body = emu.chat_requests()[-1]["body"]
+    r = httpx.post(emu.url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"},
+                   trust_env=False, timeout=30)
+    assert r.status_code == 200 and r.content.endswith(b"data: [DONE]\n\n"), r.text[-300:]
+    return len(r.content)
+
+
+def sweep(emu, key: str, ask) -> Counter:
+    """`ask()` once whole (its upstream stream measured), then once per byte offset of that stream with a cut
+    there (the ways in turn); each answer checked by `ask` itself. The outcomes counted."""
+    assert ask() == cuts.WHOLE
+    length = upstream_length(emu, key)
+    outcomes: Counter = Counter()
+    for at in range(length + 1):
+        emu.fault("cut", at=at, how=WAYS[at % len(WAYS)])
+        try:
+            outcomes[ask()] += 1
+        except AssertionError as e:
+            raise AssertionError(f"cut at byte {at} of {length} ({WAYS[at % len(WAYS)]}): {e}") from e
+    assert emu.admin("GET", "faults") == [], "a cut was not played"
+    return outcomes
+
+
+def chat_call(gw: Gateway, **extra):
+    http = httpx.Client(base_url=gw.url, trust_env=False, timeout=60)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": ASK}], "stream": True,
+            "stream_options": {"include_usage": True}, **extra}
+
+    def ask() -> str:
+        r = http.post("/v1/chat/completions", json=body)
+        assert r.status_code == 200, r.text
+        return cuts.chat(r.content, EXPECTED)
+    return ask
+
+
+def request_lines(gw: Gateway, path: str, count: int) -> list[str]:
+    """The gateway's request lines for `path`, once there are `count` of them (each is written as its answer ends)."""
+    lines = lambda: [ln for ln in gw.log().splitlines() if f"POST {path} " in ln]  # noqa: E731
+    return until(lambda: len(lines()) >= count and lines(), f"{count} request lines")
+
+
+def test_chat_cut_at_every_byte_is_continued_exactly(tmp_path, emu, make_gateway):
+    gw, key = gateway(tmp_path, emu, make_gateway)
+    outcomes = sweep(emu, key, chat_call(gw))
+    assert outcomes == Counter({cuts.WHOLE: sum(outcomes.values())}), outcomes
+    lines = request_lines(gw, "/v1/chat/completions", sum(outcomes.values()) + 1)
+    # every cut that broke the answer is on its line, continued; a cut past Qwen's [DONE] broke nothing
+    broken = [ln for ln in lines if "cut=" in ln]
+    assert broken and all(re.search(r" 200 .*cut=1 .*continued=1", ln) for ln in broken), broken[:3]
+    assert not any("error=" in ln for ln in lines)
+
+
+def test_chat_cut_where_it_cannot_be_continued_ends_in_the_error_and_says_so(tmp_path, emu, make_gateway):
+    """A model without partial mode (qwen4-max): a cut after text went out ends with the error chunk and [DONE];
+    before any text the request is sent again; the request line says `cut=1` and the error, never a bare 200."""
+    gw, key = gateway(tmp_path, emu, make_gateway)
+    emu.switches(reasoning=False)
+    outcomes = sweep(emu, key, chat_call(gw, model="qwen4-max"))
+    assert outcomes[cuts.WHOLE] and outcomes["error:upstream_connection_error"] and \
+        set(outcomes) <= {cuts.WHOLE, "error:upstream_connection_error", "error:upstream_error"}, outcomes
+    lines = request_lines(gw, "/v1/chat/completions", sum(outcomes.values()) + 1)
+    ended = [ln for ln in lines if "error=" in ln]
+    assert len(ended) == outcomes["error:upstream_connection_error"] + outcomes["error:upstream_error"]
+    assert all("cut=1" in ln and "continued=" not in ln for ln in ended), ended[:3]
+
+
+def test_responses_cut_at_every_byte_over_http(tmp_path, emu, make_gateway):
+    gw, key = gateway(tmp_path, emu, make_gateway)
+    http = httpx.Client(base_url=gw.url, trust_env=False, timeout=60)
+
+    def ask() -> str:
+        r = http.post("/v1/responses", json={"model": "gpt-4o", "input": ASK, "stream": True, "store": False})
+        assert r.status_code == 200, r.text
+        return cuts.responses_sse(r.content, EXPECTED)
+    outcomes = sweep(emu, key, ask)
+    assert outcomes == Counter({cuts.WHOLE: sum(outcomes.values())}), outcomes
+
+
+def test_responses_cut_at_every_byte_over_websocket(tmp_path, emu, make_gateway):
+    gw, key = gateway(tmp_path, emu, make_gateway)
+    ws = websocket.create_connection(gw.url.replace("http://", "ws://") + "/v1/responses", timeout=30)
+
+    def ask() -> str:
+        ws.send(json.dumps({"type": "response.create", "model": "gpt-4o", "input": ASK, "store": False}))
+        events = []
+        while not events or events[-1]["type"] not in (*cuts.TERMINAL, "error"):
+            events.append(json.loads(ws.recv()))  # the turn always ends: recv's timeout fails the test
+        return cuts.responses(events, EXPECTED)
+    try:
+        outcomes = sweep(emu, key, ask)
+    finally:
+        ws.close()
+    assert outcomes == Counter({cuts.WHOLE: sum(outcomes.values())}), outcomes
+
+
+def test_responses_cut_at_every_byte_in_the_background(tmp_path, emu, make_gateway):
+    gw, key = gateway(tmp_path, emu, make_gateway)
+    http = httpx.Client(base_url=gw.url, trust_env=False, timeout=60)
+
+    def ask() -> str:
+        r = http.post("/v1/responses", json={"model": "gpt-4o", "input": ASK, "background": True})
+        assert r.status_code == 200, r.text
+        rid = r.json()["id"]
+        with http.stream("GET", f"/v1/responses/{rid}", params={"stream": "true"}) as s:
+            raw = b"".join(s.iter_raw())
+        outcome = cuts.responses_sse(raw, EXPECTED)
+        stored = http.get(f"/v1/responses/{rid}").json()
+        assert stored["status"] == ("completed" if outcome == cuts.WHOLE else "failed"), stored
+        return outcome
+    outcomes = sweep(emu, key, ask)
+    assert outcomes == Counter({cuts.WHOLE: sum(outcomes.values())}), outcomes
+
+
+def test_messages_cut_at_every_byte(tmp_path, emu, make_gateway):
+    gw, key = gateway(tmp_path, emu, make_gateway)
+    http = httpx.Client(base_url=gw.url, trust_env=False, timeout=60)
+
+    def ask() -> str:
+        r = http.post("/v1/messages", json={"model": "claude-sonnet-4-6", "max_tokens": 256, "stream": True,
+                                            "messages": [{"role": "user", "content": ASK}]},
+                      headers={"anthropic-version": "2023-06-01", "x-api-key": "client-key"})
+        assert r.status_code == 200, r.text
+        return cuts.messages(r.content, EXPECTED)
+    outcomes = sweep(emu, key, ask)
+    assert outcomes == Counter({cuts.WHOLE: sum(outcomes.values())}), outcomes
+
+
+@pytest.mark.parametrize("at", ["in the first text", "inside the emoji", "before the finish"])
+def test_a_stream_that_goes_silent_is_continued_after_the_idle_limit(tmp_path, emu, make_gateway, at):
+    gw, key = gateway(tmp_path, emu, make_gateway, "--set", "qwen_stream_idle_timeout=1")
+    ask = chat_call(gw)
+    assert ask() == cuts.WHOLE
+    body = emu.chat_requests()[-1]["body"]
+    whole = httpx.post(emu.url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"},
+                       trust_env=False).content
+    offset = {"in the first text": whole.index(b'"Echo: ') + 3, "inside the emoji": whole.index("🎉".encode()) + 2,
+              "before the finish": whole.index(b'"finish_reason":"stop"') - 30}[at]
+    emu.fault("cut", at=offset, how="stall", seconds=20)
+    assert ask() == cuts.WHOLE
+    line = request_lines(gw, "/v1/chat/completions", 2)[-1]
+    assert "cut=1" in line and "continued=1" in line, line
