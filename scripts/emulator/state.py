@@ -120,7 +120,8 @@ class State:
             self.stats = {"chat_requests": 0, "embedding_requests": 0, "refresh_calls": 0, "token_calls": 0,
                           "device_code_calls": 0, "abandoned": 0,
                           "responses_requests": 0, "batch_api_requests": 0,
-                          "batch_lines": {"completed": 0, "failed": 0}, "per_token": {}, "per_account": {}}
+                          "batch_lines": {"completed": 0, "failed": 0}, "per_token": {}, "per_account": {},
+                          "last_stream_bytes": 0}
             self.limits = Limits()
             if tokens:
                 self.tokens.clear()
@@ -205,6 +206,11 @@ class State:
             per["prompt_tokens"] += int(usage.get("prompt_tokens") or 0)
             per["cached_tokens"] += cached
             per["cache_hits"] += cached > 0
+
+    def streamed(self, size: int) -> None:
+        """A stream's body ended whole after `size` bytes (a test cuts the next one at any of them)."""
+        with self.lock:
+            self.stats["last_stream_bytes"] = size
 
     def bump(self, *names: str) -> None:
         with self.lock:

@@ -136,6 +136,7 @@ class Wire(BaseHTTPRequestHandler):
         if self.cut is not None:  # a cut at or past the body's end: before its last chunk
             self.cut_now()
         self.wfile.write(b"0\r\n\r\n")
+        self.state.streamed(self.cut_sent)
 
     def cut_now(self) -> None:
         """The stream's `cut` played: the connection ends as `how` says; raises StreamCut (nothing more is written)."""

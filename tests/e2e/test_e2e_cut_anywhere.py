@@ -18,6 +18,7 @@ import pytest
 import websocket
 
 from helpers import cuts
+from helpers.ledger import ledger_rows
 from helpers.procs import Gateway, until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -27,34 +28,26 @@ EXPECTED = "Echo: say héllo 🎉"
 WAYS = ("fin", "rst", "end")  # taken in turn, offset by offset
 
 
-def gateway(tmp_path: Path, emu, make_gateway, *args: str) -> tuple[Gateway, str]:
+def gateway(tmp_path: Path, emu, make_gateway, *args: str, base: str = "/v1") -> tuple[Gateway, str]:
     """A gateway with one key account on the emulator (qwen3-coder-plus: partial mode); the key."""
     state = tmp_path / "state"
     state.mkdir(exist_ok=True)
     key = emu.seed_token(kind="key")
     (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "a", "kind": "key", "base_url": emu.url + "/v1", "key_env": "KEY_A",
+        {"name": "a", "kind": "key", "base_url": emu.url + base, "key_env": "KEY_A",
          "default_model": "qwen3-coder-plus"}]}))
     env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path),
            "KEY_A": key}
     return make_gateway(env=env, args=args), key
 
 
-def upstream_length(emu, key: str) -> int:
-    """The bytes of the stream body the emulator answers the last upstream request with (ids and times change
-    between answers, their lengths do not)."""
-    body = emu.chat_requests()[-1]["body"]
-    r = httpx.post(emu.url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"},
-                   trust_env=False, timeout=30)
-    assert r.status_code == 200 and r.content.endswith(b"data: [DONE]\n\n"), r.text[-300:]
-    return len(r.content)
-
-
-def sweep(emu, key: str, ask) -> Counter:
-    """`ask()` once whole (its upstream stream measured), then once per byte offset of that stream with a cut
-    there (the ways in turn); each answer checked by `ask` itself. The outcomes counted."""
+def sweep(emu, ask) -> Counter:
+    """`ask()` once whole (the emulator says how long its upstream stream was: ids and times change between
+    answers, their lengths do not), then once per byte offset of that stream with a cut there (the ways in
+    turn); each answer checked by `ask` itself. The outcomes counted."""
     assert ask() == cuts.WHOLE
-    length = upstream_length(emu, key)
+    length = emu.stats()["last_stream_bytes"]
+    assert length > 500, length
     outcomes: Counter = Counter()
     for at in range(length + 1):
         emu.fault("cut", at=at, how=WAYS[at % len(WAYS)])
@@ -85,8 +78,8 @@ def request_lines(gw: Gateway, path: str, count: int) -> list[str]:
 
 
 def test_chat_cut_at_every_byte_is_continued_exactly(tmp_path, emu, make_gateway):
-    gw, key = gateway(tmp_path, emu, make_gateway)
-    outcomes = sweep(emu, key, chat_call(gw))
+    gw, _ = gateway(tmp_path, emu, make_gateway)
+    outcomes = sweep(emu, chat_call(gw))
     assert outcomes == Counter({cuts.WHOLE: sum(outcomes.values())}), outcomes
     lines = request_lines(gw, "/v1/chat/completions", sum(outcomes.values()) + 1)
     # every cut that broke the answer is on its line, continued; a cut past Qwen's [DONE] broke nothing
@@ -98,31 +91,40 @@ def test_chat_cut_at_every_byte_is_continued_exactly(tmp_path, emu, make_gateway
 def test_chat_cut_where_it_cannot_be_continued_ends_in_the_error_and_says_so(tmp_path, emu, make_gateway):
     """A model without partial mode (qwen4-max): a cut after text went out ends with the error chunk and [DONE];
     before any text the request is sent again; the request line says `cut=1` and the error, never a bare 200."""
-    gw, key = gateway(tmp_path, emu, make_gateway)
+    gw, _ = gateway(tmp_path, emu, make_gateway)
     emu.switches(reasoning=False)
-    outcomes = sweep(emu, key, chat_call(gw, model="qwen4-max"))
+    outcomes = sweep(emu, chat_call(gw, model="qwen4-max"))
     assert outcomes[cuts.WHOLE] and outcomes["error:upstream_connection_error"] and \
         set(outcomes) <= {cuts.WHOLE, "error:upstream_connection_error", "error:upstream_error"}, outcomes
     lines = request_lines(gw, "/v1/chat/completions", sum(outcomes.values()) + 1)
     ended = [ln for ln in lines if "error=" in ln]
-    assert len(ended) == outcomes["error:upstream_connection_error"] + outcomes["error:upstream_error"]
+    errors = outcomes["error:upstream_connection_error"] + outcomes["error:upstream_error"]
+    assert len(ended) == errors
     assert all("cut=1" in ln and "continued=" not in ln for ln in ended), ended[:3]
+    # the ledger and /metrics say the same: each broken answer ended in its error, or was continued whole
+    rows = until(lambda: (r := ledger_rows(gw.workdir.parent / "state")) and len(r) == len(lines) and r, "rows")
+    assert sum(1 for r in rows if r["cuts"] and r["error"]) == errors
+    continued = sum(1 for r in rows if r["cuts"] and not r["error"])
+    assert continued and all(r["status"] == 200 for r in rows)
+    metrics = httpx.get(gw.url + "/metrics", trust_env=False).text
+    assert f'qwen_stream_cuts_total{{ended="error",endpoint="chat.completions"}} {errors}.0' in metrics
+    assert f'qwen_stream_cuts_total{{ended="continued",endpoint="chat.completions"}} {continued}.0' in metrics
 
 
 def test_responses_cut_at_every_byte_over_http(tmp_path, emu, make_gateway):
-    gw, key = gateway(tmp_path, emu, make_gateway)
+    gw, _ = gateway(tmp_path, emu, make_gateway)
     http = httpx.Client(base_url=gw.url, trust_env=False, timeout=60)
 
     def ask() -> str:
         r = http.post("/v1/responses", json={"model": "gpt-4o", "input": ASK, "stream": True, "store": False})
         assert r.status_code == 200, r.text
         return cuts.responses_sse(r.content, EXPECTED)
-    outcomes = sweep(emu, key, ask)
+    outcomes = sweep(emu, ask)
     assert outcomes == Counter({cuts.WHOLE: sum(outcomes.values())}), outcomes
 
 
 def test_responses_cut_at_every_byte_over_websocket(tmp_path, emu, make_gateway):
-    gw, key = gateway(tmp_path, emu, make_gateway)
+    gw, _ = gateway(tmp_path, emu, make_gateway)
     ws = websocket.create_connection(gw.url.replace("http://", "ws://") + "/v1/responses", timeout=30)
 
     def ask() -> str:
@@ -132,14 +134,14 @@ def test_responses_cut_at_every_byte_over_websocket(tmp_path, emu, make_gateway)
             events.append(json.loads(ws.recv()))  # the turn always ends: recv's timeout fails the test
         return cuts.responses(events, EXPECTED)
     try:
-        outcomes = sweep(emu, key, ask)
+        outcomes = sweep(emu, ask)
     finally:
         ws.close()
     assert outcomes == Counter({cuts.WHOLE: sum(outcomes.values())}), outcomes
 
 
 def test_responses_cut_at_every_byte_in_the_background(tmp_path, emu, make_gateway):
-    gw, key = gateway(tmp_path, emu, make_gateway)
+    gw, _ = gateway(tmp_path, emu, make_gateway)
     http = httpx.Client(base_url=gw.url, trust_env=False, timeout=60)
 
     def ask() -> str:
@@ -152,12 +154,12 @@ def test_responses_cut_at_every_byte_in_the_background(tmp_path, emu, make_gatew
         stored = http.get(f"/v1/responses/{rid}").json()
         assert stored["status"] == ("completed" if outcome == cuts.WHOLE else "failed"), stored
         return outcome
-    outcomes = sweep(emu, key, ask)
+    outcomes = sweep(emu, ask)
     assert outcomes == Counter({cuts.WHOLE: sum(outcomes.values())}), outcomes
 
 
 def test_messages_cut_at_every_byte(tmp_path, emu, make_gateway):
-    gw, key = gateway(tmp_path, emu, make_gateway)
+    gw, _ = gateway(tmp_path, emu, make_gateway)
     http = httpx.Client(base_url=gw.url, trust_env=False, timeout=60)
 
     def ask() -> str:
@@ -166,8 +168,40 @@ def test_messages_cut_at_every_byte(tmp_path, emu, make_gateway):
                       headers={"anthropic-version": "2023-06-01", "x-api-key": "client-key"})
         assert r.status_code == 200, r.text
         return cuts.messages(r.content, EXPECTED)
-    outcomes = sweep(emu, key, ask)
+    outcomes = sweep(emu, ask)
     assert outcomes == Counter({cuts.WHOLE: sum(outcomes.values())}), outcomes
+
+
+def test_messages_passed_through_cut_at_every_byte(tmp_path, emu, make_gateway):
+    """`qwen_messages_passthrough`: Anthropic's events as the plan's base sends them, never continued (a pass-through
+    pair): each cut ends in an `error` event, or the message is whole — also cut after its `message_delta`, when
+    the gateway ends it with the `message_stop` that did not come."""
+    gw, _ = gateway(tmp_path, emu, make_gateway, "--set", "qwen_messages_passthrough=true",
+                      base="/compatible-mode/v1")
+    http = httpx.Client(base_url=gw.url, trust_env=False, timeout=60)
+
+    def ask() -> str:
+        r = http.post("/v1/messages", json={"model": "claude-sonnet-4-6", "max_tokens": 256, "stream": True,
+                                            "messages": [{"role": "user", "content": ASK}]},
+                      headers={"anthropic-version": "2023-06-01", "x-api-key": "client-key"})
+        assert r.status_code == 200, r.text
+        return cuts.messages(r.content, EXPECTED)
+    outcomes = sweep(emu, ask)
+    assert outcomes[cuts.WHOLE] and set(outcomes) <= {cuts.WHOLE, "error:api_error"}, outcomes
+
+
+def test_responses_on_qwens_own_api_cut_at_every_byte(tmp_path, emu, make_gateway):
+    """`qwen_responses_native`: Qwen's own Responses stream read back into the chat form; never continued (a
+    pass-through pair): each cut ends in `response.failed`, or the response is whole."""
+    gw, _ = gateway(tmp_path, emu, make_gateway, "--set", "qwen_responses_native=true", base="/compatible-mode/v1")
+    http = httpx.Client(base_url=gw.url, trust_env=False, timeout=60)
+
+    def ask() -> str:
+        r = http.post("/v1/responses", json={"model": "qwen3-coder-plus", "input": ASK, "stream": True})  # stored
+        assert r.status_code == 200, r.text
+        return cuts.responses_sse(r.content, EXPECTED)
+    outcomes = sweep(emu, ask)
+    assert outcomes[cuts.WHOLE] and set(outcomes) <= {cuts.WHOLE, "error:server_error"}, outcomes
 
 
 @pytest.mark.parametrize("at", ["in the first text", "inside the emoji", "before the finish"])

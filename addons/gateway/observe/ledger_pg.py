@@ -32,6 +32,8 @@ PG_STEPS = (  # the ledger's schema in a shared database (storage/pg.py migrates
     # whose price counted an answer that has none (qwen_unpriced_as), and the rows no price counted before (issue 59)
     "ALTER TABLE usage ADD COLUMN IF NOT EXISTS priced_as TEXT",
     UNPRICED_BEFORE,
+    # how often Qwen's stream broke before its end (issue 67)
+    "ALTER TABLE usage ADD COLUMN IF NOT EXISTS cuts BIGINT",
 )
 
 

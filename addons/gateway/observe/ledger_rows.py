@@ -53,6 +53,8 @@ COLUMNS: dict[str, str] = {
     "miss_tokens": "INTEGER",
     "miss_usd": "REAL",
     "priced_as": "TEXT",  # the model whose price counted it (qwen_unpriced_as), when it has none of its own
+    # times Qwen's stream broke before its end (NULL: never): continued to the whole answer, or ended in `error`
+    "cuts": "INTEGER",
 }
 # A ledger written before unpriced rows were marked (issue 59) priced nothing for them: its answered rows that no
 # price counted are marked unpriced once, when the ledger gains `priced_as` (ledger.py, ledger_pg.py)
@@ -134,7 +136,7 @@ def row_of(ex: Exchange) -> dict:
         "error": error_code(ex) or safe_message(error_text(ex), ERROR_CHARS),
         "key_name": ex.key.name or None, "cost": result.cost, "cost_unit": result.cost_unit or None, "xid": ex.id,
         "cache_write_tokens": written, "cache_kind": kind, "cache_saved": result.cache_saved,
-        "priced_as": result.priced_as or None,
+        "priced_as": result.priced_as or None, "cuts": result.cuts or None,
         # the cache doctor's (observe/cache_doctor.py), None when it did not see the turn
         "conversation": cache.conversation if cache is not None else None,
         "cache_turn": cache.turn if cache is not None else None,

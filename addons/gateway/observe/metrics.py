@@ -79,6 +79,9 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "qwen_retries": ("counter", "Requests the gateway sent to Qwen again, by reason (" +
                      ", ".join(r.value for r in RetryReason) + ")", ("reason",)),
     "qwen_account_rotations": ("counter", "Switches to another account after a quota error", ()),
+    "qwen_stream_cuts": ("counter", "Answers whose stream from Qwen broke before its end (cut, ended early, silent), "
+                         "by how the client's answer ended (continued: whole; error: the dialect's terminal error)",
+                         ("endpoint", "ended")),
     "qwen_errors": ("counter", "Exchanges that ended in an error, by its code (a stream that broke after its 200 "
                     "went out: its error's code, else stream_error)", ("endpoint", "account", "code")),
     "qwen_native_requests": ("counter", "Requests an option sent to Qwen in their client's own API, not translated "
@@ -204,6 +207,8 @@ class Metrics(Observer):
             self._add(("qwen_native_requests", api, account))
         for fix in ex.fixed:
             self._add(("qwen_cache_fixes", fix, account))
+        if ex.result.cuts:
+            self._add(("qwen_stream_cuts", label(ex), "error" if ex.result.stream_error else "continued"))
         for retry in ex.attempt.retries:
             self._add(("qwen_retries", retry.reason.value))
             if retry.reason is RetryReason.ROTATED:

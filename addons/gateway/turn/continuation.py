@@ -28,6 +28,7 @@ from ..interfaces import UpstreamAnswer
 from . import Send
 from .answer_so_far import AnswerSoFar
 from .stream_rewriter import StreamRewriter
+from ..tokens import encoding
 
 log = logging.getLogger("qwen")
 
@@ -111,8 +112,8 @@ class Continuation:
             await self._given_up(send, f"{why}: Qwen answered {resp.status_code} without a stream")
             return None
         self.current = resp
-        ex.notes.append(f"stream continued on {ex.account} after {len(prefix)} characters (partial mode): {why}"
-                        if prefix else f"stream sent again on {ex.account}, nothing of the answer having gone out: "
+        ex.notes.append(f"stream continued on {ex.account} after {len(prefix)} characters (partial mode; that prefix, "
+                        f"{encoding().count(prefix)} tokens, is billed again as input): {why}" if prefix else f"stream sent again on {ex.account}, nothing of the answer having gone out: "
                                        f"{why}")
         assert ex.attempt.upstream is not None
         self.answer.continued(ex.attempt.upstream.chunks(ex.requested_model or ex.attempt.model))

@@ -278,6 +278,7 @@ def record_a_fixed_set(m: Metrics) -> None:
     d.result.cost, d.result.cost_unit, d.result.cache_saved = 1, "requests", -0.0002
     finish(m, d)
     e = timed(exchange(stream=True, stream_error="Qwen ended the stream"), 2.0, ttfb=0.001)
+    e.result.cuts = 1  # Qwen's stream broke, and the answer ended in its error
     m.stream_started(e, answered(e))
     finish(m, e)
     for ex in (refused(400, "context_length_exceeded", "too long", model="gpt-4o-mini"), local("models"),
@@ -291,13 +292,15 @@ FAMILIES = [("qwen_requests", "counter"), ("qwen_tokens", "counter"), ("qwen_cos
             ("qwen_cache_saved_usd", "gauge"), ("qwen_cache_read_share", "gauge"), ("qwen_cache_misses", "counter"),
             ("qwen_cache_miss_tokens", "counter"), ("qwen_unpriced_requests", "counter"), ("qwen_plan_units", "counter"),
             ("qwen_request_duration_seconds", "histogram"), ("qwen_time_to_first_byte_seconds", "histogram"),
-            ("qwen_retries", "counter"), ("qwen_account_rotations", "counter"), ("qwen_errors", "counter"),
+            ("qwen_retries", "counter"), ("qwen_account_rotations", "counter"), ("qwen_stream_cuts", "counter"),
+            ("qwen_errors", "counter"),
             ("qwen_native_requests", "counter"), ("qwen_cache_fixes", "counter"), ("qwen_streams_in_flight", "gauge"),
             ("qwen_account_cooldown_seconds", "gauge"), ("qwen_account_usable", "gauge"),
             ("qwen_account_requests_today", "gauge"), ("qwen_account_state", "gauge"), ("qwen_learned_fact", "gauge"),
             ("qwen_unknown_refusals", "counter")]
 CREATED = {"qwen_requests", "qwen_tokens", "qwen_cost_usd", "qwen_plan_units", "qwen_request_duration_seconds",
-           "qwen_time_to_first_byte_seconds", "qwen_retries", "qwen_account_rotations", "qwen_errors"}
+           "qwen_time_to_first_byte_seconds", "qwen_retries", "qwen_account_rotations", "qwen_stream_cuts",
+           "qwen_errors"}
 LE_DURATION = ("0.05", "0.1", "0.25", "0.5", "1.0", "2.0", "5.0", "10.0", "20.0", "30.0", "60.0", "120.0", "300.0",
                "600.0", "+Inf")
 LE_TTFB = ("0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.0", "5.0", "10.0", "30.0", "60.0", "120.0", "+Inf")
@@ -351,6 +354,7 @@ EXPECTED = {
     **series("qwen_retries_total", "reason", [(r.value, 1 if r in (REFRESHED, ROTATED, THROTTLED) else 0)
                                               for r in RetryReason]),
     ("qwen_account_rotations_total", ()): 1,
+    **series("qwen_stream_cuts_total", "endpoint ended", [(CH, "error", 1)]),
     **series("qwen_errors_total", "endpoint account code", [
         (CH, "default", "insufficient_quota", 1), (CH, "default", "stream_error", 1),
         (CH, "", "context_length_exceeded", 1), ("unknown", "", "unknown_url", 1)]),
