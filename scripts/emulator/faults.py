@@ -136,8 +136,11 @@ def normalise(body: dict) -> dict | str:
     except (TypeError, ValueError):
         return "count must be an integer"
     if body["kind"] == "cut":  # wire.Wire.arm_cut: where and how a stream is cut
-        if not isinstance(body.get("at"), int) or isinstance(body.get("at"), bool) or body["at"] < 0:
-            return "a cut needs `at`, the byte of the stream's body it falls on (0 or more)"
+        if body.get("inside") is not None:
+            if not isinstance(body["inside"], str) or not body["inside"] or "at" in body:
+                return "a cut's `inside` is the text it falls in the middle of (and no `at`)"
+        elif not isinstance(body.get("at"), int) or isinstance(body.get("at"), bool) or body["at"] < 0:
+            return "a cut needs `at`, the byte of the stream's body it falls on (0 or more), or `inside`"
         if body.get("how", "fin") not in CUT_WAYS:
             return f"a cut's `how` is one of {list(CUT_WAYS)}"
     return {**body, "count": max(1, count)}

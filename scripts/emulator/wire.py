@@ -110,13 +110,18 @@ class Wire(BaseHTTPRequestHandler):
 
     def arm_cut(self, fault: dict | None) -> None:
         """A `cut` fault plays on the stream about to be written: at byte `at` of its body (0: before the first),
-        however the events fall, `how` one of CUT_WAYS."""
+        however the events fall — or, with `inside`, in the middle of that text where an event first holds it (a
+        cut inside a `data:` line whatever the lengths before it) — `how` one of CUT_WAYS."""
         self.cut = fault if fault is not None and fault.get("kind") == "cut" else None
         self.cut_sent = 0
 
     def write_event(self, data: bytes, split: bool) -> None:
         """One SSE event as HTTP chunk(s); split: several writes cut at arbitrary byte positions."""
-        if self.cut is not None and self.cut_sent + len(data) > int(self.cut.get("at", 0)):
+        inside = str(self.cut.get("inside") or "").encode() if self.cut is not None else b""
+        if inside and inside in data:
+            self.cut["at"] = self.cut_sent + data.index(inside) + len(inside) // 2
+        if self.cut is not None and (not inside or "at" in self.cut) and \
+                self.cut_sent + len(data) > int(self.cut.get("at", 0)):
             data = data[:int(self.cut.get("at", 0)) - self.cut_sent]
             if data:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))

@@ -764,8 +764,18 @@ def test_a_cut_falls_on_the_byte_asked_whatever_the_events(emu, how, ended):
     assert len(got) == emoji + 2
 
 
+def test_a_cut_inside_a_text_falls_in_its_middle(emu):
+    body = {"model": "coder-model", "messages": [{"role": "user", "content": "say héllo"}], "stream": True}
+    whole, _ = cut_stream(emu.port, body)
+    for inside in ('"content":"say "', "é"):  # a data line's middle; a character's (its first byte of two)
+        emu.fault("cut", inside=inside, how="rst")
+        got, ended = cut_stream(emu.port, body)
+        assert ended == "reset" and len(got) == whole.index(inside.encode()) + len(inside.encode()) // 2
+
+
 def test_a_cut_is_refused_without_its_byte(emu):
-    for bad in ({"kind": "cut"}, {"kind": "cut", "at": -1}, {"kind": "cut", "at": 3, "how": "gently"}):
+    for bad in ({"kind": "cut"}, {"kind": "cut", "at": -1}, {"kind": "cut", "at": 3, "how": "gently"},
+                {"kind": "cut", "inside": ""}, {"kind": "cut", "inside": "x", "at": 3}):
         r = emu.http.post("/_emulator/fault", json=bad)
         assert r.status_code == 400 and "cut" in r.json()["error"], r.text
 

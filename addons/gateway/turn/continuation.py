@@ -112,8 +112,8 @@ class Continuation:
             await self._given_up(send, f"{why}: Qwen answered {resp.status_code} without a stream")
             return None
         self.current = resp
-        ex.notes.append(f"stream continued on {ex.account} after {len(prefix)} characters (partial mode; that prefix, "
-                        f"{encoding().count(prefix)} tokens, is billed again as input): {why}" if prefix else f"stream sent again on {ex.account}, nothing of the answer having gone out: "
+        ex.notes.append(f"stream continued on {ex.account} after {len(prefix)} characters (partial mode): {why} (the "
+                        f"prefix, {encoding().count(prefix)} tokens, is billed again as input)" if prefix else f"stream sent again on {ex.account}, nothing of the answer having gone out: "
                                        f"{why}")
         assert ex.attempt.upstream is not None
         self.answer.continued(ex.attempt.upstream.chunks(ex.requested_model or ex.attempt.model))
