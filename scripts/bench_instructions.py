@@ -16,7 +16,8 @@ same and the difference is the proxies' own. QWEN_BENCH_BASELINE=DIR adds anothe
 .venv and addons/qwen.py). QWEN_BENCH_L2="size,ways,line" simulates another L2: run at a few sizes, the
 misses fall to nothing once a request's code and data fit, which measures that footprint.
 QWEN_BENCH_CALLGRIND_DIR=DIR keeps each target's dump there (`callgrind_annotate --show=Ir,DLmr,DLmw` says which
-functions miss). Needs valgrind (apt: valgrind).
+functions miss). QWEN_BENCH_STREAM=1 sends streamed chat requests (with their usage chunk) instead of whole ones:
+the stream's path, event by event. Needs valgrind (apt: valgrind).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ L1 = "32768,8,64"  # this machine's L1 (instructions and data: 32 KiB, 8-way, 64
 # its L2, simulated as the last level (1 MiB a core, 16-way); QWEN_BENCH_L2 another ("size,ways,line", e.g.
 # 2097152,16,64): where the misses stop says how much a request touches (docs/performance.md)
 L2 = os.environ.get("QWEN_BENCH_L2", "1048576,16,64")
+STREAM = os.environ.get("QWEN_BENCH_STREAM") == "1"
+STREAMED = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
 EVENTS = {"Ir": "instructions", "L1m": "L1 misses", "L2m": "L2 misses (code)", "L2dm": "L2 misses (data)",
           "Bm": "mispredicted branches"}
 
@@ -92,7 +95,7 @@ def bench_instructions(n: int = 300) -> dict:
     baseline = os.environ.get("QWEN_BENCH_BASELINE")
     with CallgrindProcs() as p:
         emu = p.emulator()
-        client = chat("client-key-ignored", CHAT)
+        client = chat("client-key-ignored", STREAMED if STREAM else CHAT)
         upstream = as_sent_upstream(emu, p.gateway(emu, "gw0"), client)
         p.out = str(p.tmp / "cg.floor.out")
         measured["floor (mitmdump + hook dispatch)"] = _per_request(
@@ -108,4 +111,4 @@ def bench_instructions(n: int = 300) -> dict:
                       "vs_floor (instructions)": round(floor["Ir"] / m["Ir"], 3),
                       "vs_floor (cycles)": round(floor["cycles"] / m["cycles"], 3)} for name, m in measured.items()}
     return {"scenario": f"per request (callgrind with caches and branches simulated, L2 {L2}, {n} sequential "
-                        "whole chat requests)", "results": results}
+                        f"{'streamed' if STREAM else 'whole'} chat requests)", "results": results}

@@ -254,15 +254,9 @@ class Exchange:
         client: dict[str, Any] = {"method": self.client.method, "url": valid_text(self.client.url)}
         if self.client.key_hint:
             client["key"] = self.client.key_hint
-        out: dict[str, Any] = {
-            "client": client,
-            "route": self.route,
-            "started_at": self.started_at,
-            "duration_ms": self.duration_ms,
-            "model": self.requested_model,
-            "stream": self.stream,
-            "notes": list(self.notes),
-        }
+        out: dict[str, Any] = {"client": client, "route": self.route, "started_at": self.started_at,
+                               "duration_ms": self.duration_ms, "model": self.requested_model, "stream": self.stream,
+                               "notes": list(self.notes)}
         if self.endpoint is not None:
             out.update(endpoint=self.endpoint.name, upstream_model=self.attempt.model, account=self.account,
                        accounts_tried=list(self.attempt.tried), retries=len(self.attempt.retries),
@@ -272,9 +266,16 @@ class Exchange:
                              "rule": self.routed.rule if self.routed is not None else ""}
         if self.attempt.url:
             out["upstream"] = {"url": self.attempt.url, "headers": dict(self.attempt.headers)}
-        known = {"status": self.result.status, "usage": self.result.usage or None, "ttfb_ms": self.ttfb_ms,
-                 "stream_error": self.result.stream_error or None, "cuts": self.result.cuts or None}
-        out.update({k: v for k, v in known.items() if v is not None})
+        if self.result.status is not None:
+            out["status"] = self.result.status
+        if self.result.usage:
+            out["usage"] = self.result.usage
+        if (ttfb := self.ttfb_ms) is not None:
+            out["ttfb_ms"] = ttfb
+        if self.result.stream_error:
+            out["stream_error"] = self.result.stream_error
+        if self.result.cuts:
+            out["cuts"] = self.result.cuts
         if self.result.error is not None:
             out["error"] = {"status": self.result.error.status, "code": self.result.error.code,
                             "message": valid_text(self.result.error.message)}

@@ -116,7 +116,8 @@ IMMEDIATE = {
 LIMITS = {"throttle": THROTTLE, "quota": QUOTA, "5h": HOUR, "week": WEEK, "month": MONTH, "tpm": TPM, "burst": BURST,
           "concurrency": CONCURRENCY}
 # Need the socket or the stream: handled by the server.
-SPECIAL = ("auth401", "arrears400", "timeout504", "server500_empty", "invalid_json", "reset_before_headers")
+SPECIAL = ("auth401", "arrears400", "timeout504", "server500_empty", "invalid_json", "reset_before_headers",
+           "echo_header400")
 # How a `cut` fault ends a stream at its byte (wire.Wire.arm_cut): the connection closed (FIN) before the body's last
 # chunk, reset (RST), the chunked body ended as if complete (a proxy that closes cleanly), or silence until the client
 # gives up.
@@ -125,6 +126,12 @@ STREAM = ("midstream504", "reset_midstream", "stall", "invalid_sse", "error_fini
 API_FAULTS = (*IMMEDIATE, *SPECIAL, *STREAM)
 OAUTH_FAULTS = ("oauth500", "oauth503", "oauth_reset", "oauth_slow")
 ALL = API_FAULTS + OAUTH_FAULTS
+
+
+def echo_header(value: str) -> dict:
+    """A 400 whose message is a header the request sent, as an upstream that is not Model Studio may answer a value
+    it refuses (none is known to): the gateway must learn nothing from words its own request carried (issue 68)."""
+    return _error("invalid_parameter_error", value, "invalid_request_error")
 
 
 def normalise(body: dict) -> dict | str:

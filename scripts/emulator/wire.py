@@ -215,6 +215,9 @@ class Wire(BaseHTTPRequestHandler):
             self.send_json(*faults.IMMEDIATE[kind], headers=extra)
         elif kind == "auth401":
             self.send_json(401, faults.auth_401(), extra)
+        elif kind == "echo_header400":
+            name = str(f.get("header") or "User-Agent")
+            self.send_json(400, faults.echo_header(self.headers.get(name, "")), extra)
         elif kind == "arrears400":
             self.send_json(400, faults.arrears_400(), extra)
         elif kind == "timeout504" or (kind == "midstream504" and not stream):

@@ -173,7 +173,12 @@ def test_one_account_throttled_mid_answer_is_the_documented_error(tmp_path, emu,
     emu.fault("error_finish")
     assert chat_error(gw).code == "rate_limit_exceeded"
     assert len(chats(emu)) == 1
-    assert any(n.startswith("stream not continued after 6 characters") for n in record(state)["summary"]["notes"])
+    summary = record(state)["summary"]
+    assert any(n.startswith("stream not continued after 6 characters") for n in summary["notes"])
+    # not continued, so not counted as continued (it was, whatever the outcome: issue 67); a throttle is no cut
+    line = until(lambda: [ln for ln in gw.log().splitlines() if "POST /v1/chat/completions" in ln], "the line")[-1]
+    assert "error=rate_limit_exceeded" in line and "continued=" not in line and "cut=" not in line, line
+    assert summary.get("retry_reasons") == [] and "cuts" not in summary, summary
 
 
 def test_a_stream_that_keeps_breaking_ends_in_its_error_after_two_continuations(tmp_path, emu, make_gateway):

@@ -107,6 +107,33 @@ def test_a_refusal_in_a_new_wording_is_counted_and_shown(tmp_path, emu, make_gat
         {"qwen3-coder-plus": 1}
 
 
+ECHOED = "Range of max_completion_tokens should be [1, 9000]"
+
+
+@pytest.mark.parametrize("dialect", ["chat", "messages", "responses"])
+def test_a_header_an_upstream_echoes_teaches_nothing(tmp_path, emu, make_gateway, dialect):
+    """An OpenAI-compatible upstream that repeats a request's header in its refusal (Model Studio is not known to):
+    a client's User-Agent that reads like Qwen's cap refusal taught a 9,000-token cap that then applied to every
+    key (issue 68). Words the gateway's own request carried — body, headers, URL — teach nothing."""
+    gw, state = key_gateway(tmp_path, emu, make_gateway)
+    headers = {"User-Agent": ECHOED, "x-api-key": "client-key", "anthropic-version": "2023-06-01",
+               "Authorization": "Bearer client-key"}
+    path, body = {"chat": ("/v1/chat/completions", {"model": "qwen3-coder-plus", "max_tokens": 20000, "messages": HI}),
+                  "messages": ("/v1/messages", {"model": "qwen3-coder-plus", "max_tokens": 20000, "messages": HI}),
+                  "responses": ("/v1/responses", {"model": "qwen3-coder-plus", "max_output_tokens": 20000,
+                                                  "input": "hi"})}[dialect]
+    emu.fault("echo_header400")
+    r = httpx.post(gw.url + path, json=body, headers=headers, trust_env=False, timeout=60)
+    assert r.status_code == 400 and ECHOED in r.text, r.text
+    assert any(n.startswith(f"not learned from Qwen's “{ECHOED}”: its words are in what the request sent")
+               for n in notes(state, 1)), notes(state, 1)
+    r = httpx.post(gw.url + path, json=body, headers={**headers, "User-Agent": "a-client/1.0"}, trust_env=False,
+                   timeout=60)
+    assert r.status_code == 200, r.text
+    assert [b.get("max_completion_tokens") for b in sent(emu)] == [20000, 20000]  # as asked, twice: no cap learned
+    assert "nothing learned from Qwen yet" in usage("--state-dir", str(state), env=gw.env)
+
+
 def test_a_damaged_learned_row_is_skipped_with_one_line_never_a_failed_start(tmp_path, emu, make_gateway):
     state = tmp_path / "state"
     state.mkdir()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..days import local_day
 from ..jsonio import valid_text
-from ..observer import cache_figures, error_code, error_text, label, status_of, usage_int
+from ..observer import cache_figures, label, usage_int
 from ..redact import safe_message
 
 if TYPE_CHECKING:
@@ -121,19 +121,22 @@ def row_of(ex: Exchange) -> dict:
     result, attempt = ex.result, ex.attempt
     usage = result.usage if isinstance(result.usage, dict) else None
     cached, written, kind = cache_figures(usage)
-    ts, cache, model = ex.started_at, result.cache, ex.requested_model
+    ts, cache, model, error = ex.started_at, result.cache, ex.requested_model, result.error
+    # status_of, error_code and error_text (observer.py) as one look at the result: a success reads two Nones
+    message = result.stream_error or (error.message if error is not None else None)
+    code = error.code if error is not None else result.stream_error_code
     return {
         "ts": ts, "day": local_day(ts),
         "endpoint": label(ex), "method": ex.client.method, "path": ex.client.path,
         "model": model if isinstance(model, str) and model else None,
         "upstream_model": attempt.model or None, "account": attempt.account or None,
-        "status": status_of(ex),
+        "status": result.status if result.status is not None or error is None else error.status,
         "prompt_tokens": usage_int(usage, "prompt_tokens"), "completion_tokens": usage_int(usage, "completion_tokens"),
         "cached_tokens": cached,
         "est_tokens": ex.count.tokens, "token_method": ex.count.method,
         "ttfb_ms": ex.ttfb_ms, "duration_ms": ex.duration_ms,
         "stream": int(ex.stream is True), "retries": len(attempt.retries),
-        "error": error_code(ex) or safe_message(error_text(ex), ERROR_CHARS),
+        "error": code or (safe_message(message, ERROR_CHARS) if message else None),
         "key_name": ex.key.name or None, "cost": result.cost, "cost_unit": result.cost_unit or None, "xid": ex.id,
         "cache_write_tokens": written, "cache_kind": kind, "cache_saved": result.cache_saved,
         "priced_as": result.priced_as or None, "cuts": result.cuts or None,

@@ -63,6 +63,9 @@ class AnswerSoFar:
             chunks = [c for c in map(self._as_first, chunks) if c is not None]
         for chunk in chunks:
             self._sent(chunk)
+        if self.more_than_text and not self.parts:
+            # nothing can go on from here: the rest of the answer is the source's alone, not looked at chunk by chunk
+            self.feed = self.source.feed  # type: ignore[method-assign]
         return chunks
 
     # ---- the answer -----------------------------------------------------------------------------------
@@ -70,6 +73,14 @@ class AnswerSoFar:
     @property
     def text(self) -> str:
         return "".join(self.pieces)
+
+    @classmethod
+    def after(cls, source: ChunkSource) -> AnswerSoFar:
+        """The record of an answer of which nothing but its opening went out (followed by nobody until then): its
+        id and time the source's."""
+        answer = cls(source)
+        answer.id, answer.created = getattr(source, "id", None), getattr(source, "created", None) or 0
+        return answer
 
     def continued(self, source: ChunkSource) -> None:
         """A continuation's chunk source takes over from the request that broke."""

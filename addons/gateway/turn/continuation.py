@@ -43,24 +43,25 @@ ON_THE_SAME = (ErrorKind.SERVER, ErrorKind.TIMEOUT)  # Qwen's server failed: the
 
 def going_on(ex: Exchange, rw: StreamRewriter, resume: Resume | None,
              pool: Callable[[], Pool | None]) -> Continuation | None:
-    """The continuation of `ex`'s stream, when its upstream can send it again (a break before any of the answer
-    went out) or go on from a prefix (partial mode, checked at the break); the rewriter's source then keeps what
-    the client is sent. None: a break ends the stream in its error."""
+    """The continuation of `ex`'s stream, when its upstream can send it again (a break before anything but the
+    answer's opening went out); the answer is followed from the start (the rewriter's source then keeps what the
+    client is sent) when partial mode can go on from a prefix too. None: a break ends the stream in its error."""
     upstream, body = ex.attempt.upstream, ex.attempt.body
-    if resume is None or upstream is None or body is None or ex.attempt.leg.passthrough \
-            or upstream.continued(body, "") is None:
+    if resume is None or upstream is None or body is None or ex.attempt.leg.passthrough or not upstream.resendable:
         return None
-    answer = AnswerSoFar(rw.normalizer)
-    rw.normalizer = answer
+    answer = None
+    if upstream.continued(body, "") is not None:  # partial mode can serve the request: what is sent is kept
+        answer = rw.normalizer = AnswerSoFar(rw.normalizer)
     going = Continuation(ex, rw, answer, resume, pool)
     rw.mend = going.will
     return going
 
 
 class Continuation:
-    def __init__(self, ex: Exchange, rw: StreamRewriter, answer: AnswerSoFar, resume: Resume,
+    def __init__(self, ex: Exchange, rw: StreamRewriter, answer: AnswerSoFar | None, resume: Resume,
                  pool: Callable[[], Pool | None]) -> None:
-        self.ex, self.rw, self.answer = ex, rw, answer
+        self.ex, self.rw = ex, rw
+        self.answer = answer  # what the client was sent (None: not followed, partial mode cannot serve the request)
         self.resume, self.pool = resume, pool
         self.count = 0
         self.away: list[str] = []  # accounts left out: throttled or out of quota during this answer
@@ -68,13 +69,15 @@ class Continuation:
 
     def will(self, error: dict) -> bool:
         """Whether the break the rewriter meets (`error`, the client's words for it) is continued; why not, noted."""
-        ex, answer = self.ex, self.answer
+        answer = self.answer
+        opened_only = not answer.pieces and not answer.more_than_text if answer is not None else \
+            getattr(self.rw.normalizer, "opened_only", False)  # the upstream's own chunk source says
         why = f"at most {MAX_CONTINUATIONS} continuations per answer" if self.count >= MAX_CONTINUATIONS else \
+            None if opened_only else \
             "reasoning or a tool call was sent (or a second choice, or log probabilities), which partial mode " \
-            "cannot go on from" if answer.more_than_text else None
-        if why is None and answer.pieces and ex.attempt.upstream is not None and \
-                ex.attempt.upstream.continued(ex.attempt.body or {}, answer.text) is None:
-            why = "partial mode cannot go on with this request (its model, thinking, a search or several choices)"
+            "cannot go on from" if answer is not None and answer.more_than_text else \
+            "partial mode cannot go on with this request (its model, thinking, a search or several choices)" \
+            if answer is None or not self._partial() else None
         err = self.rw.upstream_error
         if why is None and not (err is not None and err.kind in ELSEWHERE) and (
                 error.get("type") != "server_error" or err is not None and err.kind not in ON_THE_SAME):
@@ -83,11 +86,19 @@ class Continuation:
             self.ex.notes.append(f"stream not continued: {why}")
         return why is None
 
+    def _partial(self) -> bool:
+        upstream, body = self.ex.attempt.upstream, self.ex.attempt.body
+        return upstream is not None and body is not None and upstream.continued(body, "") is not None
+
     async def next(self, send: Send) -> UpstreamAnswer | None:
         """The held break continued: the continuation's answer, its chunk source in place; None when it could not be
         opened (the break's error then goes to the client, with `send`)."""
         ex, rw = self.ex, self.rw
-        err, prefix, account = rw.upstream_error, self.answer.text, ex.account
+        if self.answer is None:  # nothing but the opening went out: followed from now on
+            self.answer = AnswerSoFar.after(rw.normalizer)
+            rw.normalizer = self.answer
+        answer = self.answer
+        err, prefix, account = rw.upstream_error, answer.text, ex.account
         said = err.message if err is not None else str((rw.broken or {}).get("message"))
         why = f"Qwen broke off the answer on {account} (“{said}”)"
         elsewhere = err is not None and err.kind in ELSEWHERE  # the account's limit: another account goes on
@@ -113,10 +124,10 @@ class Continuation:
             return None
         self.current = resp
         ex.notes.append(f"stream continued on {ex.account} after {len(prefix)} characters (partial mode): {why} (the "
-                        f"prefix, {encoding().count(prefix)} tokens, is billed again as input)" if prefix else f"stream sent again on {ex.account}, nothing of the answer having gone out: "
-                                       f"{why}")
+                        f"prefix, {encoding().count(prefix)} tokens, is billed again as input)" if prefix else
+                        f"stream sent again on {ex.account}, nothing of the answer having gone out: {why}")
         assert ex.attempt.upstream is not None
-        self.answer.continued(ex.attempt.upstream.chunks(ex.requested_model or ex.attempt.model))
+        answer.continued(ex.attempt.upstream.chunks(ex.requested_model or ex.attempt.model))
         rw.resume()
         return resp
 
@@ -131,7 +142,8 @@ class Continuation:
                                             window=err.window))
 
     async def _given_up(self, send: Send, why: str) -> None:
-        self.ex.notes.append(f"stream not continued after {len(self.answer.text)} characters: {why}")
+        sent = len(self.answer.text) if self.answer is not None else 0
+        self.ex.notes.append(f"stream not continued after {sent} characters: {why}")
         await send(self.rw.give_up())
 
     async def close(self) -> None:
@@ -142,7 +154,7 @@ class Continuation:
 
     def settled(self) -> None:
         """The answer is over: what of its usage the gateway estimated, on the record."""
-        if self.answer.estimated is not None:
+        if self.answer is not None and self.answer.estimated is not None:
             prompt, output = self.answer.estimated
             self.ex.notes.append(f"usage: {prompt} prompt and {output} completion tokens of the request(s) that "
                                  "broke are the gateway's estimate (Qwen reported none)")

@@ -110,7 +110,7 @@ class UpstreamEngine:
                 if not (ex.stream and not ex.attempt.leg.passthrough
                         and "event-stream" in resp.headers.get("content-type", "")):
                     return resp
-                resp, refused = await first_event(resp, upstream.chunks(ex.attempt.model))
+                resp, refused = await first_event(resp, functools.partial(upstream.chunks, ex.attempt.model))
                 if refused is None:
                     return resp
                 err = await _refused_in_stream(ex, resp, refused)
@@ -258,7 +258,7 @@ def _going_on(ex: Exchange, upstream: Upstream, model: str, prefix: str) -> None
     """The body built for this account made a continuation of `model`'s answer from `prefix`; an account that
     would send another model, its own API or a body partial mode cannot serve is refused."""
     body = None if ex.attempt.leg.passthrough or ex.attempt.model != model else \
-        upstream.continued(ex.attempt.body or {}, prefix)
+        (ex.attempt.body if not prefix and upstream.resendable else upstream.continued(ex.attempt.body or {}, prefix))
     if body is None:
         raise GatewayError(502, f"Account {ex.account} cannot go on with {model}'s answer (partial mode).",
                            code="not_continued")

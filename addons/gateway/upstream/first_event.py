@@ -9,7 +9,7 @@ turn decides what a break is (turn/stream_rewriter.py), here as anywhere in the 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from .. import sse
 from ..errors import ConnectionFailed, UpstreamError
@@ -52,28 +52,33 @@ class Replayed:
         await self.resp.aclose()
 
 
-async def first_event(resp: UpstreamAnswer, source: ChunkSource) -> tuple[UpstreamAnswer, UpstreamError | None]:
+async def first_event(resp: UpstreamAnswer, source: Callable[[], ChunkSource]
+                      ) -> tuple[UpstreamAnswer, UpstreamError | None]:
     """`resp` read up to its first event: (the answer to stream on, None), or (the answer, Qwen's refusal) when the
-    first event is an error — `source` (a fresh chunk source of the upstream) says what it means."""
+    first event is an error — a fresh chunk source of the upstream (`source()`) says what it means."""
     rest = aiter(resp.aiter_raw())
     head = b""
     try:
         async for chunk in rest:
             head += chunk
-            if (ev := sse.first_event(head)) is not None:
-                return Replayed(resp, rest, head), refusal(ev, source)
+            if (block := sse.first_event(head)) is not None:
+                return Replayed(resp, rest, head), refusal(block, source)
     except ConnectionFailed as e:
         return Replayed(resp, rest, head, broke=e), None
     return Replayed(resp, rest, head, over=True), None
 
 
-def refusal(ev: sse.ServerSentEvent, source: ChunkSource) -> UpstreamError | None:
-    """What a first event that is an error means (None: it is the answer's start, not parsed twice)."""
-    if ev.event != "error" and "error" not in ev.data:
+def refusal(block: bytes, chunks: Callable[[], ChunkSource]) -> UpstreamError | None:
+    """What a first event that is an error means (None: it is the answer's start, not decoded twice)."""
+    if b"error" not in block:
+        return None
+    ev = sse.decode_one(block)
+    if ev is None:
         return None
     obj = sse.event_json(ev.data, ev.event)
     if not isinstance(obj, dict):
         return None
+    source = chunks()
     if obj.get("error") and not obj.get("choices"):
         return source.fault(obj["error"])
     if obj.get("choices"):

@@ -136,7 +136,7 @@ class World:
                 raise nxt
             if exclude:
                 ex.attempt.cred = OTHER
-            ex.attempt.body = DASHSCOPE.continued(ex.attempt.body, prefix)
+            ex.attempt.body = DASHSCOPE.continued(ex.attempt.body, prefix) if prefix else ex.attempt.body
             return self.answer(nxt)
 
         self.turns = Turns(open_upstream=open_upstream, checks=(), observers=Observers([]), settlement=settle,

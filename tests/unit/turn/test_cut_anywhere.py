@@ -139,7 +139,7 @@ async def turn(dialect: str, case: str, cut: tuple[int, str] | None) -> tuple[by
 
     async def resume_upstream(ex, prefix, exclude):  # the engine's: partial mode's request, answered by the emulator
         ex.attempt.retries.append(Retry(RetryReason.CONTINUED, ex.account))
-        body = DASHSCOPE.continued(ex.attempt.body, prefix)
+        body = DASHSCOPE.continued(ex.attempt.body, prefix) if prefix else ex.attempt.body  # nothing sent: again
         assert body is not None
         ex.attempt.body = body
         return Answer(qwen_stream(body))

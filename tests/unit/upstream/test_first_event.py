@@ -45,7 +45,7 @@ async def body(resp) -> bytes:
     b"event: error\ndata: " + json.dumps("data: " + json.dumps({"error": INSPECTED})).encode() + b"\n\n",  # a string
 ])
 async def test_an_error_first_is_a_refusal_that_keeps_its_words_and_class(shape):
-    _, refused = await first_event(Answer(shape[:7], shape[7:]), ChunkNormalizer("qwen-plus"))
+    _, refused = await first_event(Answer(shape[:7], shape[7:]), lambda: ChunkNormalizer("qwen-plus"))
     assert refused is not None and refused.kind == CLIENT and refused.status == 400
     assert refused.message == INSPECTED["message"] and refused.code == "data_inspection_failed"
 
@@ -53,33 +53,33 @@ async def test_an_error_first_is_a_refusal_that_keeps_its_words_and_class(shape)
 async def test_an_error_finish_first_is_a_refusal_too():
     finish = b'data: {"choices":[{"index":0,"delta":{"content":"Requests rate limit exceeded, please try again ' \
              b'later."},"finish_reason":"error_finish"}]}\n\n'
-    _, refused = await first_event(Answer(finish), ChunkNormalizer("qwen-plus"))
+    _, refused = await first_event(Answer(finish), lambda: ChunkNormalizer("qwen-plus"))
     assert refused is not None and refused.kind == THROTTLE
 
 
 async def test_an_answer_goes_on_its_first_bytes_replayed_exactly():
-    resp, refused = await first_event(Answer(ROLE[:20], ROLE[20:] + TEXT[:5], TEXT[5:]), ChunkNormalizer("m"))
+    resp, refused = await first_event(Answer(ROLE[:20], ROLE[20:] + TEXT[:5], TEXT[5:]), lambda: ChunkNormalizer("m"))
     assert refused is None and await body(resp) == ROLE + TEXT
     await resp.aclose()
 
 
 async def test_a_break_before_the_first_event_is_handed_on_where_it_came():
     cut = ConnectionFailed("the connection broke: ConnectionResetError")
-    resp, refused = await first_event(Answer(ROLE[:30], cut), ChunkNormalizer("m"))
+    resp, refused = await first_event(Answer(ROLE[:30], cut), lambda: ChunkNormalizer("m"))
     assert refused is None
     got = []
     with pytest.raises(ConnectionFailed):
         async for chunk in resp.aiter_raw():
             got.append(chunk)
     assert got == [ROLE[:30]]
-    resp, _ = await first_event(Answer(ROLE[:30]), ChunkNormalizer("m"))  # the body simply ended
+    resp, _ = await first_event(Answer(ROLE[:30]), lambda: ChunkNormalizer("m"))  # the body simply ended
     assert await body(resp) == ROLE[:30]
 
 
 async def test_an_error_of_the_server_stays_a_server_error():
     error = b'data: {"error":{"message":"stream timeout","type":"server_error","code":"504"}}\n\n'
-    _, refused = await first_event(Answer(error), ChunkNormalizer("m"))
+    _, refused = await first_event(Answer(error), lambda: ChunkNormalizer("m"))
     assert refused is not None and refused.kind != CLIENT and refused.status == 504
     boom = b'data: {"error":{"message":"Internal error","type":"server_error","code":"InternalError"}}\n\n'
-    _, refused = await first_event(Answer(boom), ChunkNormalizer("m"))
+    _, refused = await first_event(Answer(boom), lambda: ChunkNormalizer("m"))
     assert refused is not None and refused.kind == SERVER

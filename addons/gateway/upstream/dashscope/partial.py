@@ -12,10 +12,7 @@ from . import thinking
 def continued(body: dict, prefix: str) -> dict | None:
     """The request as it was sent, going on from `prefix` (the text the client already has), its output cap less
     what the prefix spent; None when partial mode cannot serve it: a model the page does not list, a request that
-    thinks, searches (its sources are per request) or asks more than one choice. With no prefix (nothing of the
-    answer went out) it is the request itself, sent again: any model, any request."""
-    if not prefix:
-        return body
+    thinks, searches (its sources are per request) or asks more than one choice."""
     model = str(body.get("model") or "")
     row = catalogue.find(model)
     messages = body.get("messages")

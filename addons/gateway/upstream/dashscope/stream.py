@@ -115,36 +115,42 @@ class ChunkNormalizer:
         self.finish_reasons: dict[int, str] = {}
         self._choices: dict[int, _ChoiceState] = {}
         self.citations = StreamCitations()  # web search sources, and the text their markers are found in
+        self.opened_only = True  # nothing but an answer's opening (its role) was given out yet
 
     def feed(self, event: object) -> list[ChatChunk]:
         if not isinstance(event, dict):
             return []
-        chunk_id = event.get("id")
-        self.id = self.id or (chunk_id if isinstance(chunk_id, str) else f"chatcmpl-{ids.uuid_text()}")
-        created = event.get("created")
-        self.created = self.created or (created if isinstance(created, int) else None)
+        if self.id is None:
+            chunk_id = event.get("id")
+            self.id = chunk_id if isinstance(chunk_id, str) and chunk_id else f"chatcmpl-{ids.uuid_text()}"
+        if self.created is None:
+            created = event.get("created")
+            self.created = created if isinstance(created, int) and created else None
         fingerprint = event.get("system_fingerprint")  # Qwen sends null: OpenAI allows a string or nothing
         out: list[ChatChunk] = []
-        self.citations.event(event)
+        if "search_info" in event:
+            self.citations.event(event)
         raw_choices = event.get("choices")
-        choices = [c for c in (raw_choices if isinstance(raw_choices, list) else []) if isinstance(c, dict)]
-        fixed = [c for c in (self._choice(c) for c in choices) if c is not None]
-        if fixed:
-            out.append(self._chunk(fixed, fingerprint))
-        usage = normalise_usage(event.get("usage"))
+        if raw_choices and isinstance(raw_choices, list):  # one loop: each event's choices, most often one
+            fixed = []
+            for c in raw_choices:
+                if isinstance(c, dict) and (choice := self._choice(c)) is not None:
+                    fixed.append(choice)
+            if fixed:
+                out.append(self._chunk(fixed, fingerprint))
+        usage = normalise_usage(event["usage"]) if event.get("usage") is not None else None
         if usage is not None:
             self.usage = usage
             last = self._chunk([], fingerprint)
             last["usage"] = usage
             out.append(last)
-        info = self.citations.take_info() if out else None
-        if info is not None:  # passed on with the first chunk it can ride on
-            out[0]["search_info"] = info
+        if out and self.citations.pending is not None and (info := self.citations.take_info()) is not None:
+            out[0]["search_info"] = info  # passed on with the first chunk it can ride on
         return out
 
     def _chunk(self, choices: list[ChunkChoice], fingerprint: object) -> ChatChunk:
-        chunk = ChatChunk(id=self.id or "", object="chat.completion.chunk", created=self.created or 0,
-                          model=self.model, choices=choices)
+        chunk: ChatChunk = {"id": self.id or "", "object": "chat.completion.chunk", "created": self.created or 0,
+                            "model": self.model, "choices": choices}
         if isinstance(fingerprint, str):
             chunk["system_fingerprint"] = fingerprint
         return chunk
@@ -169,7 +175,7 @@ class ChunkNormalizer:
             text = delta.get("content")
             self.error_text = text if isinstance(text, str) and text.strip() else "Qwen ended the answer with an error."
             return None
-        new = ChunkDelta()
+        new: ChunkDelta = {}
         if "role" in delta:
             new["role"] = delta["role"]
         reasoning = ""
@@ -178,10 +184,14 @@ class ChunkNormalizer:
         elif isinstance(delta.get("reasoning"), str):
             reasoning, st.reasoning = _append(st.reasoning, delta["reasoning"], self.cumulative)
         content: str | None = None
-        if isinstance(delta.get("content"), str):
-            text, st.content = _append(st.content, delta["content"], self.cumulative)
-            leaked, content = st.think.feed(text)
-            reasoning += leaked
+        if isinstance(text := delta.get("content"), str):
+            if self.cumulative:
+                text, st.content = _append(st.content, text, True)
+            if st.think.state == "content":  # past any leading <think>: the text as it came (most deltas)
+                content = text
+            else:
+                leaked, content = st.think.feed(text)
+                reasoning += leaked
         elif "content" in delta:
             content = delta["content"]  # null (or something odd) passed on as it came
         finish = choice.get("finish_reason")
@@ -191,10 +201,11 @@ class ChunkNormalizer:
             content = (content or "") + rest if rest else content
         if content is not None and (content != "" or "role" in new):
             new["content"] = content
-            self.citations.text(idx, content)
+            if self.citations.found:  # only a searched answer's text is kept
+                self.citations.text(idx, content)
         if reasoning:
             new["reasoning_content"] = reasoning
-        calls = self._tool_calls(st, delta.get("tool_calls"))
+        calls = self._tool_calls(st, delta["tool_calls"]) if "tool_calls" in delta else None
         if calls:
             new["tool_calls"] = calls
         if delta.get("refusal") is not None:
@@ -211,8 +222,9 @@ class ChunkNormalizer:
             self.finish_reasons[idx] = finish
         if not new and not finish:
             return None
-        return ChunkChoice(index=idx, delta=new, logprobs=choice.get("logprobs"),
-                           finish_reason=finish or None)
+        if self.opened_only and (content or reasoning or calls or "refusal" in new or "function_call" in new):
+            self.opened_only = False
+        return {"index": idx, "delta": new, "logprobs": choice.get("logprobs"), "finish_reason": finish or None}
 
     def _tool_calls(self, st: _ChoiceState, calls: object) -> list[ToolCallDelta]:
         out = []

@@ -21,6 +21,7 @@ class DashScope:
     """The `Upstream` of interfaces.py for DashScope."""
 
     name = "dashscope"
+    resendable = True  # a request is a request: sent again, it is answered again
 
     def chat_body(self, chat: dict, *, model: str, cred: Credential, notes: list[str],
                   learned: LearnedFacts | None = None) -> dict:

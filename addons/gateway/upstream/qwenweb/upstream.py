@@ -36,6 +36,7 @@ class QwenWeb:
     account (qwen_web_min_interval); `pinning`: pinned multi-turn (qwen_web_pin; None: a new chat per request)."""
 
     name = "qwenweb"
+    resendable = False  # a second generation of one turn in the chat: a broken stream ends in its error
 
     def __init__(self, min_interval: float = 0.0, live: LiveModels | None = None, base: str | None = None,
                  network: Network | None = None, pinning: Pinning | None = None) -> None:
