@@ -76,7 +76,8 @@ class RetryPolicy:
                 self.learned.unknown[model] = self.learned.unknown.get(model, 0) + 1
                 ex.notes.append(f"Qwen refused in words the gateway does not know (counted): “{err.message[:200]}”")
             return None
-        why = ranges.learnable(reading, ex.attempt.body or {}, model)
+        carried = " ".join((ex.attempt.url, *ex.attempt.headers.values()))  # headers as sent, the key redacted
+        why = ranges.learnable(reading, ex.attempt.body or {}, model, carried)
         if why is not None:
             ex.notes.append(f"not learned from Qwen's “{reading.text}”: {why}")
             return None

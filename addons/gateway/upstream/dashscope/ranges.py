@@ -4,8 +4,9 @@ than Y [b]", a thinking switch the model refuses, a model that answers streams o
 
 Only Qwen's own words teach: a refusal's message (the `message` of its error object, never the whole body) must
 be one of the wordings below from its first character to its last, and the text it names must not be text the
-request itself carried — an upstream that checks a body's schema echoes what a client wrote (an extra key
-named "Range of max_tokens should be [1, 1]"), and no client may teach the gateway a fact for everyone.
+request itself carried, in its body, its URL or its headers — an upstream that checks a body's schema echoes what
+a client wrote (an extra key named "Range of max_tokens should be [1, 1]"), one may echo a header (a client's
+User-Agent), and no client may teach the gateway a fact for everyone.
 `learnable` says whether a reading may be learned from the body that was sent. Every other refusal wording
 Qwen is known to use is listed (`KNOWN`), so that a new one is counted and shown instead of passing unseen.
 """
@@ -110,11 +111,13 @@ def known(message: str) -> bool:
     return read(message) is not None or bool(KNOWN.search(message))
 
 
-def learnable(reading: Reading, sent: dict, model: str) -> str | None:
+def learnable(reading: Reading, sent: dict, model: str, carried: str = "") -> str | None:
     """Why this reading may not be learned from the request `sent` (None: it may): the words it was read from
-    are in what the request carried; the range names a parameter the request did not send, or a bound the
-    value sent was within; the bound is under the smallest any catalogue model has."""
-    if reading.text.lower() in jsonio.dumps(sent).decode("utf-8", "replace").lower():
+    are in what the request carried — its body, or `carried`: its URL and headers (a client's User-Agent goes
+    upstream as it came, and an upstream may echo it); the range names a parameter the request did not send, or
+    a bound the value sent was within; the bound is under the smallest any catalogue model has."""
+    words = reading.text.lower()
+    if words in jsonio.dumps(sent).decode("utf-8", "replace").lower() or words in carried.lower():
         return "its words are in what the request sent (a client's text echoed, not Qwen's rule)"
     if reading.fact is None or reading.bound is None:
         return None

@@ -56,6 +56,9 @@ def test_words_the_request_carried_are_never_learned():
                                                        "Range of max_completion_tokens should be [1, 9000]": 1}]}]}
     assert "words are in what the request sent" in ranges.learnable(found, sent, "m")
     assert ranges.learnable(found, {**sent, "messages": []}, "m") is None
+    # an upstream that echoes a header: a client's User-Agent, or anything in the URL, teaches nothing either
+    carried = "https://q/v1/chat/completions Range of max_completion_tokens should be [1, 9000]"
+    assert "words are in what the request sent" in ranges.learnable(found, {**sent, "messages": []}, "m", carried)
 
 
 def test_a_bound_under_the_catalogues_smallest_or_one_the_request_was_within_is_not_learned():
