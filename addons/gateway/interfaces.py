@@ -252,13 +252,10 @@ class Upstream(Protocol):
 
     def continued(self, body: dict, prefix: str) -> dict | None:
         """The sent `body` asking the model to go on from `prefix`, the answer so far (Model Studio's partial
-        mode); None: this model, in this mode, cannot (turn/continuation.py). An empty prefix asks whether it
-        ever can."""
+        mode); None: this model, in this mode, cannot (turn/continuation.py). An empty prefix: whether it can."""
         ...
 
-    # Whether a stream that broke before anything but its opening went out may be sent again as it was (the web
-    # API: no, a second generation in the chat)
-    resendable: bool
+    resendable: bool  # a stream broken before anything but its opening went out is sent again as it was (web: no)
 
 
 @dataclass(frozen=True)
