@@ -113,9 +113,9 @@ def test_keys_moved_to_the_database_and_back_hold_the_same_door_with_their_limit
         assert {k: v for k, v in moved[name].items() if k != "last_used"} == \
             {k: v for k, v in before[name].items() if k != "last_used"}, (moved[name], before[name])
     # the folder says where its keys went: qwen-keys without --state-url, and a gateway without qwen_state_url
-    local = qwen_keys(env, "list")
-    assert "moved to the shared database" in local.stderr and "No named keys" in local.stdout, local
-    assert qwen_keys(env, "add", "eve", ok=False).returncode == 1
+    followed = qwen_keys(env, "list")  # the keys file's note followed: the keys where they went (issue 68)
+    assert "moved to the shared database" in followed.stderr and "alice" in followed.stdout, followed
+    assert "No named keys" in qwen_keys(env, "list", "--state-url", "").stdout  # the folder's own: none left
     lines = _refused_start(Gateway(tmp_path / "folder", env=env))
     assert len(lines) == 1 and "were moved to the shared database" in lines[0] and "--from" in lines[0], lines
 
@@ -150,16 +150,19 @@ def test_a_gateway_pointed_back_at_a_folder_without_the_databases_keys_refuses_t
     assert "qwen-keys migrate" in lines[0] and "--from URL" in lines[0], lines
 
 
-def test_qwen_keys_without_a_url_says_when_the_folders_gateway_uses_a_database(tmp_path, emu, pg_url):
+def test_qwen_keys_without_a_url_follows_the_database_the_folders_gateway_uses(tmp_path, emu, pg_url):
+    """The folder's gateway runs on a database: `qwen-keys` reads and changes the keys there, saying so on stderr
+    (it used to read the folder and refuse changes, issue 68); `--state-url ''` is the folder's own."""
     env = team_env(tmp_path, emu)
     gw = Gateway(tmp_path / "db", env=env, args=("--set", f"qwen_state_url={pg_url}")).start()
     try:
         until(lambda: "qwen: shared state on postgresql://" in gw.log(), "the shared-state line", limit=10)
         r = qwen_keys(env, "list")
-        assert "uses the shared database postgresql://" in r.stderr and "give --state-url" in r.stderr, r.stderr
-        refused = qwen_keys(env, "add", "alice", ok=False)  # a key in the folder would not be asked for
-        assert refused.returncode == 1 and "nothing changed" in refused.stderr, refused.stderr
-        assert not (Path(env["QWEN_GATEWAY_HOME"]) / "keys.sqlite3").exists()
+        assert "uses the shared database postgresql://" in r.stderr and "read there" in r.stderr, r.stderr
+        alice = add_key(env, "alice")  # into the database the gateway reads: it is asked for at once
+        until(lambda: _chat(gw, alice).status_code == 200 and _chat(gw, None).status_code == 401, "alice, there")
+        assert not (Path(env["QWEN_GATEWAY_HOME"]) / "keys.sqlite3").exists() and _db_keys(pg_url) == ["alice"]
+        assert list(_listed(env)) == ["alice"] and _listed(env, "--state-url", "") == {}
     finally:
         gw.stop()
     folder = Gateway(tmp_path / "folder", env=env).start()  # the folder's gateway again: qwen-keys uses the folder
@@ -168,6 +171,31 @@ def test_qwen_keys_without_a_url_says_when_the_folders_gateway_uses_a_database(t
         assert qwen_keys(env, "list").stderr == ""
     finally:
         folder.stop()
+
+
+def test_after_a_move_every_command_reads_the_gateways_database_and_says_so(tmp_path, emu, pg_url):
+    """`qwen-keys migrate --to URL`, then the gateway on that database: `qwen-keys list`, `qwen-usage`, `qwen-usage
+    learned` and `qwen-usage batches` all read the database without being told, and say so (issue 68: `learned`
+    read the folder's file silently, `qwen-keys list` said the keys moved and showed none)."""
+    env, alice, _ = _team(tmp_path, emu)
+    _migrate(env, "--to", pg_url)
+    moved = qwen_keys(env, "list", "--json")  # no gateway on the database yet: the keys file's note is followed
+    assert "were moved to the shared database" in moved.stderr and {r["name"] for r in json.loads(moved.stdout)} == \
+        {"alice", "ci"}
+    gw = Gateway(tmp_path / "db", env=env, args=("--set", f"qwen_state_url={pg_url}")).start()
+    try:
+        assert _chat(gw, alice).status_code == 200
+        until(lambda: _listed(env)["alice"]["requests_today"] == 2, "alice's second request counted", limit=15)
+        for command in (["qwen-keys", "list"], ["qwen-usage"], ["qwen-usage", "learned"], ["qwen-usage", "batches"]):
+            r = subprocess.run([str(QWEN_KEYS.parent / command[0]), *command[1:]], capture_output=True, text=True,
+                               timeout=60, env={**os.environ, **env})
+            assert r.returncode == 0, (command, r.stdout, r.stderr)
+            assert "uses the shared database postgresql://" in r.stderr, (command, r.stderr)
+        learned = subprocess.run([str(QWEN_KEYS.parent / "qwen-usage"), "learned"], capture_output=True, text=True,
+                                 timeout=60, env={**os.environ, **env}).stdout
+        assert "(the shared database)" in learned, learned
+    finally:
+        gw.stop()
 
 
 def _xsrf() -> dict[str, str]:

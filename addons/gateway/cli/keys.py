@@ -36,12 +36,10 @@ from ..stores.responses_schema import FORGET_OWNER, forget_owner
 from ..settings.auth import resolve_state_dir
 from ..tenancy.shared_copy import KeyCopy
 from ..tenancy.ring import KeyRecord, digest, new_key
-from ..tenancy.place import STORE_NOTE, gateway_store
-from ..tenancy.schema import MOVED_TO, read_note
 from ..tenancy.store import FILENAME, SNAPSHOT, KeyNameError, KeyStore, Spent
 from ..pricing.prices import usd
 from ..storage.pg import Database, StateUrlError, shown
-from . import keys_migrate
+from . import keys_migrate, usage_store
 
 NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9@._-]{0,63}\Z")  # shown in logs, mitmweb and metric labels
 OPTION_OF = {"rpm": "rpm", "tpm": "tpm", "daily_tokens": "daily-tokens", "monthly_usd": "monthly-usd"}
@@ -135,6 +133,12 @@ def table(items: list[dict]) -> str:
 
 
 def _open(ap: argparse.ArgumentParser, a: argparse.Namespace, *, create: bool) -> KeyStore | None:
+    """The store the folder's gateway uses (usage_store.database: the database its notes name, said on stderr, or
+    the one --state-url names; `a.state_url` is then it), else the folder's keys file."""
+    state = resolve_state_dir(a.state_dir)
+    a.state_url, followed = usage_store.database(state, a.state_url, "qwen-keys", moved=True)
+    if followed:
+        print(followed, file=sys.stderr)
     if a.state_url:
         try:
             return KeyStore.remote(Database(a.state_url))
@@ -142,33 +146,9 @@ def _open(ap: argparse.ArgumentParser, a: argparse.Namespace, *, create: bool) -
             ap.error(str(e))
         except Exception as e:  # psycopg's errors name host, port and user, never the password
             ap.exit(1, f"qwen-keys: cannot use the shared database: {type(e).__name__}: {e}\n")
-    state = resolve_state_dir(a.state_dir)
-    elsewhere = _elsewhere(state)
-    if elsewhere and create:
-        ap.exit(1, f"qwen-keys: {elsewhere}: give --state-url URL (or $QWEN_STATE_URL); nothing changed\n")
-    if elsewhere:
-        print(f"qwen-keys: {elsewhere}: these are the folder's own (give --state-url URL for the database's)",
-              file=sys.stderr)
     if not create and not (state / FILENAME).exists():
         return None
     return KeyStore.local(state)
-
-
-def _elsewhere(state) -> str:
-    """What says the keys of this folder's gateway are in a database, or ""."""
-    if (path := state / FILENAME).exists():
-        store = KeyStore.local(state)
-        try:
-            moved = read_note(store.conn, MOVED_TO) if not store.keys() else None
-        finally:
-            store.close()
-        if moved:
-            return (f"the keys of {path} were moved to the shared database {moved[0]} on {_when(moved[1])} "
-                    "(qwen-keys migrate)")
-    if used := gateway_store(state):
-        return (f"the gateway on {state} uses the shared database {used[0]} (since {_when(used[1])}; "
-                f"{state / STORE_NOTE}): its keys are there")
-    return ""
 
 
 def _where(a: argparse.Namespace) -> str:
@@ -270,8 +250,9 @@ def main(argv: list[str] | None = None) -> int:
                                  epilog=__doc__.split("\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--state-dir", metavar="DIR", help="the gateway's state folder")
-    common.add_argument("--state-url", metavar="URL", default=os.environ.get("QWEN_STATE_URL") or None,
-                        help="the shared PostgreSQL database (default $QWEN_STATE_URL)")
+    common.add_argument("--state-url", metavar="URL", default=os.environ.get("QWEN_STATE_URL"),
+                        help="the shared PostgreSQL database (default $QWEN_STATE_URL, else the one the folder's "
+                             "gateway uses or its keys were moved to: said on stderr); '' the folder's own")
     sub = ap.add_subparsers(dest="command", required=True)
     for name, text in (("add", "a new key, printed once as the last line"), ("set", "change a key's limits")):
         p = sub.add_parser(name, parents=[common], help=text)

@@ -193,8 +193,10 @@ def main(argv: list[str] | None = None) -> int:
         return usage_batches.main(rest)
     ap = argparse.ArgumentParser(prog="qwen-usage", description=__doc__.split("\n", 1)[0],
                                  epilog=__doc__.split("\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("view", nargs="?", default="today", choices=[*VIEWS, "requests", "conversations", "report"],
-                    help="what to group by, `requests` to list them, `report` for an HTML page (default: today)")
+    ap.add_argument("view", nargs="?", default="today",  # learned and batches: their own options (`VIEW --help`)
+                    choices=[*VIEWS, "requests", "conversations", "report", "learned", "batches"],
+                    help="what to group by, `requests` to list them, `report` for an HTML page, `learned` and "
+                         "`batches` (each has --help) (default: today)")
     ap.add_argument("--json", action="store_true", help="print rows as JSON")
     ap.add_argument("--since", type=parse_since, metavar="WHEN", help="only from then on")
     ap.add_argument("--errors", action="store_true", help="only requests that ended in an error")

@@ -15,12 +15,14 @@ import argparse
 import contextlib
 import json
 import os
+import sys
 import time
 
 from ..models.learned import FACTS, FILE, Fact, LearnedFacts
 from ..models.learned_pg import _ROWS, COMPONENT, KIND, STEPS
 from ..settings.auth import resolve_state_dir
 from ..storage.pg import CHANNEL, Database, StateUrlError
+from . import usage_store
 
 HEAD = ("model", "fact", "value", "learned", "holds until")
 _VALUED = ("--since", "--status", "--account", "--model", "--key", "--by", "--limit", "--out", "--state-dir",
@@ -75,14 +77,18 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--fact", choices=FACTS, help="with --forget: only this fact")
     ap.add_argument("--json", action="store_true", help="print rows as JSON")
     ap.add_argument("--state-dir", metavar="DIR", help="the gateway's state folder")
-    ap.add_argument("--state-url", metavar="URL", default=os.environ.get("QWEN_STATE_URL") or None,
-                    help="the shared PostgreSQL database (default $QWEN_STATE_URL)")
+    ap.add_argument("--state-url", metavar="URL", default=os.environ.get("QWEN_STATE_URL"),
+                    help="the shared PostgreSQL database (default $QWEN_STATE_URL, else the one the folder's gateway "
+                         "uses: said on stderr); '' the folder's own")
     a = ap.parse_args(argv)
     if a.fact and not a.forget:
         ap.error("--fact goes with --forget")
     folder = resolve_state_dir(a.state_dir)
-    rows, gone = _shared(ap, a.state_url, a.forget, a.fact) if a.state_url else _local(folder, a.forget, a.fact)
-    where = "the shared database" if a.state_url else str(folder / FILE)
+    url, followed = usage_store.database(folder, a.state_url, "qwen-usage learned")
+    if followed:
+        print(followed, file=sys.stderr)
+    rows, gone = _shared(ap, url, a.forget, a.fact) if url else _local(folder, a.forget, a.fact)
+    where = "the shared database" if url else str(folder / FILE)
     if a.json:
         print(json.dumps([{**f._asdict(), "expires": f.expires} for f in rows], indent=2))
     else:

@@ -1,9 +1,12 @@
-"""Which usage ledger `qwen-usage` reads: the one the folder's gateway writes.
+"""Which store a command reads — the one the folder's gateway uses — for every command alike (qwen-usage and each of
+its views, qwen-keys).
 
-A gateway moved to PostgreSQL (`qwen_state_url`) writes its ledger there, and notes so in its folder
-(`gateway-store.json`, tenancy/place.py). `qwen-usage` without `--state-url` read the folder's old
-ledger all the same, and said nothing (the issue: 14 requests instead of 181). It now follows the note, and says
-which store it read; `--state-url URL` reads that database, `--state-url ''` the folder's own ledger.
+A gateway moved to PostgreSQL (`qwen_state_url`) writes its ledger, keys and learned facts there, and notes so in
+its folder (`gateway-store.json`, tenancy/place.py); `qwen-keys migrate` leaves a note in the folder's keys file
+naming the database its keys went to. A command without `--state-url` read the folder all the same, and said
+nothing (`qwen-usage`: 14 requests instead of 181; `qwen-usage learned` the folder's old facts; `qwen-keys list`
+none of the moved keys). Each now follows the notes, and says which store it read on stderr; `--state-url URL`
+reads that database, `--state-url ''` the folder's own.
 """
 
 from __future__ import annotations
@@ -12,23 +15,32 @@ import argparse
 import time
 from pathlib import Path
 
-from ..tenancy.place import STORE_NOTE, gateway_store
+from ..tenancy.place import STORE_NOTE, gateway_store, moved_to
 from ..observe.ledger import SharedLedger
 from ..storage.pg import Database, StateUrlError
 
 
-def database(state: Path, asked: str | None) -> tuple[str | None, str]:
-    """The database to read (None: the folder's ledger), and a line saying where it came from ("" when the user
-    named it, or there is none)."""
-    if asked is not None:  # --state-url (or $QWEN_STATE_URL): "" is the folder's own ledger
+def database(state: Path, asked: str | None, tool: str = "qwen-usage", moved: bool = False) -> tuple[str | None, str]:
+    """The database to read (None: the folder), and a line saying where it came from ("" when the user named it, or
+    there is none). `moved`: the keys file's note of a move is followed too (qwen-keys: the keys went there)."""
+    if asked is not None:  # --state-url (or $QWEN_STATE_URL): "" is the folder's own
         return asked or None, ""
+    also = " --state-url URL reads another database, --state-url '' this folder's own."
     used = gateway_store(state)
-    if used is None:
-        return None, ""
-    url, since = used
-    return url, (f"qwen-usage: the gateway on {state} uses the shared database {url} (since "
-                 f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(since))}; {state / STORE_NOTE}): its usage is "
-                 "read there. --state-url URL reads another database, --state-url '' this folder's own ledger.")
+    if used is not None:
+        url, since = used
+        return url, (f"{tool}: the gateway on {state} uses the shared database {url} (since {_when(since)}; "
+                     f"{state / STORE_NOTE}): read there.{also}")
+    went = moved_to(state) if moved else None
+    if went is not None:
+        url, when = went
+        return url, (f"{tool}: the keys of {state} were moved to the shared database {url} on {_when(when)} "
+                     f"(qwen-keys migrate): read there.{also}")
+    return None, ""
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
 
 def open_ledger(ap: argparse.ArgumentParser, url: str) -> SharedLedger:

@@ -165,3 +165,10 @@ def gateway_store(state_dir: Path) -> tuple[str, float] | None:
         return str(note["state_url"]), float(note["since"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def moved_to(state_dir: Path) -> tuple[str, float] | None:
+    """The database the folder's keys were moved to (`qwen-keys migrate`'s note, when the folder has no key left),
+    and when; None: they were not (or there is no keys file). Read-only."""
+    held = read_file(state_dir / FILENAME, MOVED_TO) if (state_dir / FILENAME).exists() else None
+    return held.note if held is not None and held.note is not None and not held.keys else None
