@@ -52,6 +52,8 @@ class QwenGateway(Wiring):
                 faulthandler.enable()  # a crash in native code prints every thread's stack on stderr
                 startup.deferred_values(master.options, self._running)  # a bad one: stopped, never unconfigured
                 at_load.install(master)  # the hook dispatch, the message checks, the terminal log's output
+                if not self._running and shutdown_signals.install_early(master, self._sigterm):
+                    self.drain.shutdown = master.shutdown  # a SIGTERM while it starts drains too
             terminal.keep_secrets_out_of_logs()  # mitmproxy's protocol debug prints clients' headers
             self.clients.load()
 
@@ -63,8 +65,12 @@ class QwenGateway(Wiring):
         self._running = True
         self.start()
         master = ctx.master  # SIGTERM drains (turn/drain.py): mitmproxy's handler, which stops at once, replaced
-        if shutdown_signals.install(master, lambda: self.drain.signalled(self.config.drain_s)):
+        if shutdown_signals.install(master, self._sigterm):
             self.drain.shutdown = master.shutdown
+        self.drain.started()  # a SIGTERM that came while it started: its drain's wait begins now
+
+    def _sigterm(self) -> None:
+        self.drain.signalled(self.config.drain_s)
 
     done = Wiring.stop  # mitmproxy's last hook: the drain's end, the stores closed
 

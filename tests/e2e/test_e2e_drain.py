@@ -220,3 +220,61 @@ def test_from_the_signal_on_every_request_is_answered_503_or_refused_at_connect_
     assert len(refused) == len(early) + sum(1 for o in later if o.startswith("503")), len(refused)
     print(f"\n{'busy' if busy else 'idle'}: {len(later) + len(early)} requests after SIGTERM, "
           f"{len(refused)} answered 503, then {later[-1]}")
+
+
+SLOW_START = '''
+import asyncio
+
+
+class SlowStart:
+    """An addon loaded before the gateway whose `running` takes a while: mitmproxy listens, the gateway has not yet
+    been told it runs (a start-up on a busy machine, or behind another addon)."""
+
+    async def running(self):
+        await asyncio.sleep(2.0)
+
+
+addons = [SlowStart()]
+'''
+
+
+def test_a_sigterm_during_start_up_drains_answering_503_never_a_reset(emu, oauth_home, tmp_path):
+    """Issue 68, item 4: a SIGTERM after mitmproxy listens but before the gateway's `running` used to stop at once
+    (mitmproxy's handler): exit 0 with no drain line, and a request sent a moment later reset. Now the drain begins
+    then: what arrives is answered 503 with Retry-After in its client's format, the process exits 0 once the gateway
+    has started and drained, and the log says so."""
+    from helpers.procs import ADDON, BIN, PORTFILE_ADDON, _stop, free_port
+    import os
+    import socket
+    import subprocess
+
+    (tmp_path / "slow.py").write_text(SLOW_START)
+    port = free_port()
+    log = tmp_path / "mitmdump.log"
+    env = {**os.environ, **oauth_home["env"], "QWEN_GATEWAY_HOME": str(tmp_path / "state"),
+           "QWEN_TEST_PORTFILE": str(tmp_path / "ports.json")}
+    cmd = [str(BIN / "mitmdump"), "--set", f"confdir={tmp_path / 'conf'}", "--mode",
+           f"reverse:https://portal.qwen.ai@127.0.0.1:{port}", "-s", str(tmp_path / "slow.py"), "-s",
+           str(PORTFILE_ADDON), "-s", str(ADDON)]
+    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env, cwd=str(tmp_path))
+    try:
+        def listening() -> bool:
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+        until(listening, "mitmproxy listening", limit=30, every=0.02)
+        assert "qwen: state in the folder" not in log.read_text()  # the gateway has not started yet
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+        answers = []
+        for _ in range(3):  # what a client sends in the moment after the signal: answered, never reset
+            r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", trust_env=False, timeout=10,
+                           json={"model": "gpt-4o", "messages": ASK})
+            answers.append((r.status_code, r.headers.get("retry-after"), r.json()["error"]["code"]))
+            time.sleep(0.05)
+        assert answers == [(503, "5", "gateway_shutting_down")] * 3, answers
+        assert proc.wait(30) == 0
+    finally:
+        _stop(proc)
+    text = log.read_text()
+    assert "qwen: SIGTERM during start-up" in text and "qwen: drain: nothing in progress; stopping" in text, text
+    assert "qwen: gateway stopped" in text and "Traceback" not in text, text

@@ -30,6 +30,29 @@ WRITTEN = WrittenAgainst(
     code=(("mitmproxy.tools.main:run", "bea9540bf91c354a"),))
 
 
+def install_early(master: object, on_sigterm: Callable[[], None]) -> bool:
+    """From the addon's `load`, before `run` has set mitmproxy's handler: `on_sigterm` set in its place at the event
+    loop's next turn (after `run` set its own, before its servers listen), a SIGTERM that came meanwhile handed to it
+    then. A start-up is no longer a window in which SIGTERM stops at once (issue 68). False: not installed (as
+    `install`)."""
+    if not type(master).__module__.startswith("mitmproxy.tools.") or not WRITTEN.fits():
+        return False
+    loop = getattr(master, "event_loop", None)
+    if not isinstance(loop, asyncio.AbstractEventLoop):
+        return False
+    early: list[bool] = []
+    try:  # until `run` sets its handler (loading the scripts comes first): the signal kept, not the default death
+        signal.signal(signal.SIGTERM, lambda *_: early.append(True))
+    except ValueError:  # not the main thread
+        return False
+
+    def then() -> None:
+        if install(master, on_sigterm) and early:
+            on_sigterm()
+    loop.call_soon(then)
+    return True
+
+
 def install(master: object, on_sigterm: Callable[[], None]) -> bool:
     """`on_sigterm` handles SIGTERM in place of mitmproxy's `master.shutdown`; False (nothing changed) for a
     master mitmproxy's `run` did not start, on a mitmproxy this was not written against, or off the main

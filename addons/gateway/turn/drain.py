@@ -61,6 +61,8 @@ class Drain:
         self.shutdown: Callable[[], None] | None = None  # mitmproxy's (Master.shutdown), set when signals are ours
         self.draining = False
         self._task: asyncio.Task | None = None
+        self._running = False  # the gateway started (mitmproxy's `running`): a drain's wait may end in the stop
+        self._pending: float | None = None  # qwen_drain_s of a SIGTERM that came while it started
 
     async def check(self, ex: Exchange) -> None:
         """A check before upstream (turn/runner.py): no new turn once the drain began."""
@@ -81,11 +83,23 @@ class Drain:
         self.draining = True
         if self.probes is not None:
             self.probes.draining = True
+        if not self._running:  # the stop waits for the start: its `done` must run, and its listeners be known
+            self._pending = seconds
+            log.info("qwen: SIGTERM during start-up: draining once the gateway has started; new requests are "
+                     "answered 503, readiness is 503")
+            return
         running = self.in_progress()
         what = f"{_requests(running)} in progress may finish within {seconds:g} s (qwen_drain_s)" if running \
             else "nothing in progress"
         log.info(f"qwen: SIGTERM: draining: {what}; new requests are answered 503, readiness is 503")
         self._task = asyncio_utils.create_task(self._wait(seconds), name="qwen: drain", keep_ref=True)
+
+    def started(self) -> None:
+        """The gateway started: a drain begun while it started waits from now on."""
+        self._running = True
+        seconds, self._pending = self._pending, None
+        if seconds is not None:
+            self._task = asyncio_utils.create_task(self._wait(seconds), name="qwen: drain", keep_ref=True)
 
     async def _wait(self, seconds: float) -> None:
         began = time.monotonic()

@@ -71,6 +71,7 @@ def watched(running: list[int], connections: Connections | None = None) -> tuple
 
     drain = Drain(in_progress=lambda: running[0], connections=connections, close_listeners=close_listeners)
     drain.shutdown = lambda: steps.append("stopped")
+    drain.started()  # the gateway runs (mitmproxy's `running`)
     return drain, steps
 
 
@@ -148,6 +149,7 @@ async def test_a_second_sigterm_or_the_deadline_stops_at_once(caplog):
     stopped: list[str] = []
     drain = Drain(in_progress=lambda: 1)
     drain.shutdown = lambda: stopped.append("stop")
+    drain.started()
     with caplog.at_level(logging.INFO, logger="qwen"):
         drain.signalled(3600)
         drain.signalled(3600)
@@ -155,6 +157,7 @@ async def test_a_second_sigterm_or_the_deadline_stops_at_once(caplog):
     drain.cancel()
     late = Drain(in_progress=lambda: 1)  # what runs past the deadline is cut by the stop (turn/stopping.py)
     late.shutdown = lambda: stopped.append("deadline")
+    late.started()
     with caplog.at_level(logging.INFO, logger="qwen"):
         late.signalled(0)
         for _ in range(100):
@@ -163,3 +166,25 @@ async def test_a_second_sigterm_or_the_deadline_stops_at_once(caplog):
             await asyncio.sleep(0.02)
     assert stopped == ["stop", "deadline"]
     assert "qwen_drain_s (0 s) is over with 1 request still in progress" in caplog.text
+
+
+async def test_a_sigterm_while_the_gateway_starts_drains_once_it_has_started(caplog):
+    """Issue 68: the drain begins (new turns refused, readiness 503) but its wait, and the stop that ends it, wait for
+    the start: mitmproxy's `done` must run, the listeners be known."""
+    steps: list[str] = []
+    drain = Drain(in_progress=lambda: 0)
+    drain.shutdown = lambda: steps.append("stopped")
+    with caplog.at_level(logging.INFO, logger="qwen"):
+        drain.signalled(30)
+    assert drain.draining and "SIGTERM during start-up" in caplog.text
+    with pytest.raises(Stopping):
+        await drain.check(None)  # type: ignore[arg-type]
+    await asyncio.sleep(0.2)
+    assert steps == []  # not before the start
+    drain.started()
+    await until(lambda: steps)
+    for _ in range(100):
+        if steps:
+            break
+        await asyncio.sleep(0.02)
+    assert steps == ["stopped"]
