@@ -20,10 +20,10 @@ from e2e.test_e2e_storage_full import _burst, _Health, gateway  # noqa: F401  (f
 
 pytestmark = pytest.mark.e2e
 
-# Bounds on each client's wait, not measurements: the gateway promises a hung database noticed within 4 s
-# (docs/reliability.md); before, a stored request waited 10 s (a new connection's timeout) to
-# 20 s (the issue's chaos run).
-NOTICED_S = 8.0  # the first stored request after the hang: answered within this (above the promise)
+# Bounds on each client's wait, not measurements: the gateway promises a hung database noticed within 10 s (far
+# above a busy machine's delays: docs/reliability.md); before issue 63, a stored request waited 10 s (a new
+# connection's timeout) to 20 s (the issue's chaos run).
+NOTICED_S = 16.0  # the first stored request after the hang: answered within this (above the promise)
 AT_ONCE_S = 2.0  # every later one: answered within this, less than any wait on the database would take
 
 
@@ -83,3 +83,45 @@ def test_a_hung_database_is_noticed_in_seconds_and_stored_requests_are_refused_a
     log = gw.log()
     assert _log_problems(gw) == [], log
     assert _outage_lines(gw) == 1, log
+
+
+def test_a_gateway_starved_of_cpu_takes_no_slow_database_for_down(pg_own, gateway, emu):
+    """Issue 68, item 7: slow is not down. The gateway's whole process is stopped for 4 s at a time (SIGSTOP: no CPU
+    at all, the worst a busy machine does to it) while stored requests write the database, which answers at once.
+    Before, the deadline's watchdog woke after the stop, found 3 s gone and cut the connection: "the shared state
+    database … is unavailable (no answer …)", and stored requests refused until the probe saw it "back". Now what
+    is judged is what the database did: no outage, every request answered."""
+    import signal
+    import threading
+
+    gw = gateway(pg_own.db)
+    _traffic(gw, "warm")
+    answered: list[str] = []
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def stored_requests() -> None:
+        c = _hurried(gw, 60)
+        while not stop.is_set():
+            try:
+                answered.append(c.responses.create(model="gpt-4o", input="kept?").output_text)
+            except BaseException as e:  # noqa: BLE001 (counted: none may fail)
+                failures.append(e)
+
+    workers = [threading.Thread(target=stored_requests) for _ in range(3)]
+    for w in workers:
+        w.start()
+    try:
+        for _ in range(3):
+            time.sleep(0.3)  # requests in flight, their writes on the database
+            gw.proc.send_signal(signal.SIGSTOP)
+            time.sleep(4.0)
+            gw.proc.send_signal(signal.SIGCONT)
+        time.sleep(1.0)
+    finally:
+        gw.proc.send_signal(signal.SIGCONT)
+        stop.set()
+        for w in workers:
+            w.join(90)
+    assert failures == [] and answered and set(answered) == {"Echo: kept?"}, failures[:3]
+    assert _outage_lines(gw) == 0, gw.log()[-3000:]

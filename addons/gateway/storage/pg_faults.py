@@ -21,14 +21,19 @@ import heapq
 import itertools
 import os
 import re
+import select
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
-DEADLINE_S = 3.0  # a statement unanswered this long: its connection is cut, the database taken as down
-STATEMENT_MS = 2000  # the server's statement_timeout on the gateway's own work (never on commands' reports)
+# A statement unanswered this long: its connection is cut, the database taken as down. Far above what a busy machine
+# delays an answer by (issue 68: a starved gateway took its database for down after 3 s, "back" 0.5 s later); an
+# answer that came but was not read yet, and time the process itself was not running, are not counted.
+DEADLINE_S = 10.0
+STATEMENT_MS = 8000  # the server's statement_timeout on the gateway's own work (never on commands' reports)
+OVERSLEPT_S = 0.5  # a watchdog that wakes this much later than it meant to: the process was starved of CPU
 PROBE_CONNECT_S = 2  # the probe's connect_timeout (libpq's, whole seconds, 2 at least)
 PROBE_ROWS = 1000  # the probe writes this many 1 kB rows (a rolled-back temporary table): 1 MB of new pages
 _STORAGE_CLASSES = ("08", "53", "57", "58")  # connection, insufficient resources, operator intervention, system
@@ -88,8 +93,17 @@ class Expiry:
 
     def __init__(self, conn: Any, seconds: float) -> None:
         self.conn: Any = conn  # None once the statement is over: nothing to cut
+        self.seconds = seconds
         self.when = time.monotonic() + seconds
         self.expired = False
+
+    def answered(self) -> bool:
+        """The server's answer (or end) is waiting in the socket, unread: it answered, the reader is late (a starved
+        process): not a database that stopped answering. Called under the watchdog's lock, as `cut`."""
+        with contextlib.suppress(Exception):
+            ready, _, _ = select.select([self.conn.pgconn.socket], [], [], 0)
+            return bool(ready)
+        return False
 
     def cut(self) -> None:
         """Called by the watchdog under its lock: the connection (so its socket) is still open here."""
@@ -127,13 +141,29 @@ class _Watchdog:
             expiry.conn = None
 
     def _run(self) -> None:
+        """A deadline is judged by what the server did, not by how long a starved process waited (issue 68): one
+        whose answer waits unread is given its time again; and a watchdog that woke later than it meant to (the
+        process had no CPU) first moves every deadline by as much."""
         with self._lock:
+            meant: float | None = None  # when the watchdog meant to wake
             while True:
                 now = time.monotonic()
+                late = now - meant - OVERSLEPT_S if meant is not None else 0.0
+                if late > 0:
+                    self._due = [(when + late, order, e) for when, order, e in self._due]
+                    heapq.heapify(self._due)
+                    for _, _, expiry in self._due:
+                        expiry.when += late
                 while self._due and (self._due[0][2].conn is None or self._due[0][0] <= now):
                     expiry = heapq.heappop(self._due)[2]
-                    if expiry.conn is not None:
-                        expiry.cut()
+                    if expiry.conn is None:
+                        continue
+                    if expiry.answered():
+                        expiry.when = now + expiry.seconds
+                        heapq.heappush(self._due, (expiry.when, next(self._order), expiry))
+                        continue
+                    expiry.cut()
+                meant = self._due[0][0] if self._due else None
                 self._lock.wait(self._due[0][0] - now if self._due else None)
 
 

@@ -17,7 +17,8 @@ from .pg_url import check_url
 
 log = logging.getLogger("qwen")
 CHANNEL = "qwen_state"  # NOTIFY channel: payload "<kind>:<key>" (kind: account, credential, key, fact, …)
-CONNECT_S = 3  # a new connection's connect_timeout (libpq's, whole seconds; a refused one fails at once)
+CONNECT_S = 10  # a new connection's connect_timeout (libpq's, whole seconds; a refused one fails at once): far above a
+# busy machine's delay in forking a backend (issue 68)
 # a transaction-mode pooler hands each transaction another server session: no statement prepared on one
 NO_PREPARE: dict[str, Any] = {"prepare_threshold": None}
 _listen_urls: dict[str, str] = {}  # qwen_state_url -> qwen_state_listen_url

@@ -3,10 +3,15 @@ row lost; anything else is a bug, shown as one."""
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 import pytest
 
+from helpers import pgserver
+from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 from helpers.procs import free_port
+from qwen_gateway.storage import pg_faults
 from qwen_gateway.storage.pg_faults import cause, unavailable
 
 
@@ -70,3 +75,36 @@ def test_libpqs_words_for_a_failed_connection(text, said):
 def test_a_failure_with_a_sqlstate_is_named_by_its_class():
     assert cause(failure(psycopg.errors.DiskFull, "53100")) == "DiskFull"
     assert cause(failure(psycopg.errors.AdminShutdown, "57P01")) == "AdminShutdown"
+
+
+# ---- the deadline: what fails, not how long a starved process waited (issue 68, item 7) ------------------------
+
+
+@pytest.mark.skipif(pgserver.unavailable() is not None, reason=str(pgserver.unavailable()))
+def test_an_answer_the_server_gave_is_not_cut_however_late_it_is_read(pg_url):
+    """A CPU-starved gateway reads its database's answer late: the answer is in the socket, the server is not down.
+    The deadline lets it be read (the statement succeeds) where it cut the connection, and the database was taken
+    for down ("no answer") four seconds after start on a busy machine."""
+    import psycopg
+    from psycopg import pq
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        with pg_faults.deadline(conn, 0.2) as clock:
+            conn.pgconn.send_query(b"SELECT 42")
+            time.sleep(0.6)  # the reader starved: the answer came at once and waits unread
+            result = conn.pgconn.get_result()
+            while result is not None and conn.pgconn.get_result() is not None:
+                pass
+        assert not clock.expired and result is not None and result.status == pq.ExecStatus.TUPLES_OK
+        assert result.get_value(0, 0) == b"42"
+
+
+@pytest.mark.skipif(pgserver.unavailable() is not None, reason=str(pgserver.unavailable()))
+def test_a_server_that_gives_no_answer_is_still_cut_at_its_deadline(pg_url):
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        t0 = time.monotonic()
+        with pytest.raises(psycopg.OperationalError), pg_faults.deadline(conn, 0.3) as clock:
+            conn.execute("SELECT pg_sleep(5)")
+        assert clock.expired and time.monotonic() - t0 < 3
