@@ -25,7 +25,7 @@ from .ingress import access, admission, body, claim, passthrough, routing, start
 from .errors import GatewayError, failure, gateway_error
 from .exchange import Exchange
 from .observe import terminal
-from .seams import at_load, shutdown_signals
+from .seams import at_load
 from .storage.health import StateUnavailable
 from .turn import outcome
 from .turn.flow_answer import FlowAnswer
@@ -52,8 +52,8 @@ class QwenGateway(Wiring):
                 faulthandler.enable()  # a crash in native code prints every thread's stack on stderr
                 startup.deferred_values(master.options, self._running)  # a bad one: stopped, never unconfigured
                 at_load.install(master)  # the hook dispatch, the message checks, the terminal log's output
-                if not self._running and shutdown_signals.install_early(master, self._sigterm):
-                    self.drain.shutdown = master.shutdown  # a SIGTERM while it starts drains too
+                if not self._running:  # a SIGTERM while it starts drains too
+                    self.take_sigterm(master, starting=True)
             terminal.keep_secrets_out_of_logs()  # mitmproxy's protocol debug prints clients' headers
             self.clients.load()
 
@@ -64,13 +64,7 @@ class QwenGateway(Wiring):
     def running(self) -> None:
         self._running = True
         self.start()
-        master = ctx.master  # SIGTERM drains (turn/drain.py): mitmproxy's handler, which stops at once, replaced
-        if shutdown_signals.install(master, self._sigterm):
-            self.drain.shutdown = master.shutdown
-        self.drain.started()  # a SIGTERM that came while it started: its drain's wait begins now
-
-    def _sigterm(self) -> None:
-        self.drain.signalled(self.config.drain_s)
+        self.take_sigterm(ctx.master, starting=False)  # SIGTERM drains (turn/drain.py), mitmproxy's handler replaced
 
     done = Wiring.stop  # mitmproxy's last hook: the drain's end, the stores closed
 

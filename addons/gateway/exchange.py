@@ -154,6 +154,7 @@ class TurnState:
     served: bool = False  # the pool was told how the account did (Settlement.served), once
     unkept: bool = False  # its write failed: the answer was not kept (nor may it be continued)
     handed_on: bool = False  # a background run took the request on: its end is told once, by the run's exchange
+    before_end: list[Any] = field(default_factory=list)  # written before a stream's end goes out (outcome.before_end)
 
 
 @dataclass(slots=True)

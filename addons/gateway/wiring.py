@@ -46,6 +46,7 @@ from .ingress.connection_policy import ConnectionPolicy
 from .ingress.hostile import HostileClients
 from .tenancy.team import Team
 from .ingress.untrusted import MistakeLines
+from .seams import shutdown_signals
 from .turn.drain import Drain
 from .exchange import Exchange
 from .local_answers import Formats, LocalAnswers, health
@@ -182,6 +183,15 @@ class Wiring:
         self.observers.running()
         self.batch_watch.start()
         self.clients.running(self.config, ctx.master)
+
+    def take_sigterm(self, master, *, starting: bool) -> None:
+        """SIGTERM begins the drain (turn/drain.py) in place of mitmproxy's handler, which stops at once: from `load`
+        (`starting`: a start-up drains too, its wait begun once running), and again at `running`."""
+        install = shutdown_signals.install_early if starting else shutdown_signals.install
+        if install(master, lambda: self.drain.signalled(self.config.drain_s)):
+            self.drain.shutdown = master.shutdown
+        if not starting:
+            self.drain.started()
 
     async def stop(self) -> None:
         self.drain.cancel()

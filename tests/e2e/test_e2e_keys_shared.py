@@ -110,3 +110,46 @@ def test_what_a_key_spent_through_one_gateway_counts_at_the_other(pair, emu):
                             if k["requests_today"] == 1 + seen.count(200)], "every admitted request counted")
     # at most a second of polling (every 0.1 s) is admitted before gateway two hears of the spend
     assert listed[0]["name"] == "budget" and listed[0]["tokens_today"] > 10 and seen.count(200) <= 10
+
+
+def test_a_killed_gateways_holds_end_in_seconds_and_what_it_answered_counts(pair, emu):
+    """Issue 68, item 2: a gateway SIGKILLed while it runs a stream of a near-budget key (`max_tokens: 4000`: a hold
+    of 4,000 tokens and its prompt) made the key 429 on every other gateway for the holds' 15 minutes; and a request
+    it answered in the second before the kill counted only by its hold, then not at all once the hold expired. Now
+    its holds end within seconds of its death (its heartbeat stops), and what it delivered is spend."""
+    import threading
+    import time
+
+    one, two, env = pair
+    near = add_key(env, "near", "--daily-tokens", "4000")
+    quick = add_key(env, "quick", "--daily-tokens", "100000")
+    emu.switches(chunk_count=60, gap_ms=250)  # a 15 s stream
+    began = threading.Event()
+
+    def stream() -> None:
+        try:
+            for _ in openai_client(one.url, near).chat.completions.create(
+                    model="gpt-4o", messages=HI, stream=True, max_tokens=4000):
+                began.set()
+        except Exception:  # the gateway killed under it
+            pass
+
+    threading.Thread(target=stream, daemon=True).start()
+    assert began.wait(20)
+    emu.switches(chunk_count=0, gap_ms=0)
+    last = openai_client(one.url, quick).chat.completions.create(model="gpt-4o", messages=HI)
+    one.proc.kill()  # within the second its spend would be written
+    killed = time.monotonic()
+    assert status(two, near) == 429  # the stream's hold counts while its gateway may still answer it
+    until(lambda: status(two, near) == 200, "the dead gateway's hold ended", limit=60, every=0.5)
+    ended = time.monotonic() - killed
+    assert ended < 30, ended  # seconds, not the holds' 15 minutes
+    # what the killed gateway delivered is spend: `quick`'s answer, once its hold was found dead
+    until(lambda: _listed(env)["quick"]["requests_today"] == 1, "the answer before the kill counted", limit=30)
+    assert _listed(env)["quick"]["tokens_today"] == last.usage.total_tokens
+    until(lambda: _listed(env)["near"]["requests_today"] == 1, "two's answer counted", limit=10)  # not the cut stream
+    print(f"\nthe killed gateway's hold ended {ended:.1f} s after the kill")
+
+
+def _listed(env: dict[str, str]) -> dict[str, dict]:
+    return {r["name"]: r for r in json.loads(qwen_keys(env, "list", "--json").stdout)}

@@ -12,20 +12,33 @@ per gateway, and only by what a request costs beyond the largest before it.
 - `MemoryHolds`: one gateway (no `qwen_state_url`): the holds in this process.
 - `SharedHolds`: the shared database: one statement under the key's advisory lock counts every gateway's
   spend and holds; a hold is deleted in the transaction that writes its request's spend
-  (tenancy/team_pg.py `write_spend`), so the cost is never counted twice nor missing. A hold whose
-  gateway died counts until HOLD_S after it was made.
+  (tenancy/team_pg.py `write_spend`), so the cost is never counted twice nor missing. Holds die with their
+  gateway: each gateway says it is alive every HEARTBEAT_S (`beat`), and the holds of one not seen for DEAD_S
+  end, what it delivered becoming its key's spend (a delivered answer's cost is on its hold at once:
+  `release`), what it had not delivered nothing; a key is never refused for another gateway's corpse longer
+  (issue 68). A gateway that was only starved that long and writes its spend afterwards leaves out what was
+  counted for it meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import secrets
+import socket
 import time
+from collections.abc import Awaitable
 from typing import NamedTuple, Protocol
 
+from ..pricing.prices import USD, PriceTable
 from ..storage.pg import Database
 from .schema import COMPONENT, PG_STEPS
 
-HOLD_S = 900.0  # a hold's life: longer than any answer runs; a dead gateway's holds count no longer than this
+HOLD_S = 900.0  # a hold's life: longer than any answer runs
+HEARTBEAT_S = 2.0  # a gateway on the shared database says it is alive this often
+DEAD_S = 15.0  # a gateway not seen this long is dead: its holds end (far above a busy machine's delays)
+MARK_S = 2.0  # a delivered answer's end waits this long at most for its cost to be on its hold
 PROBE_WAIT_S = 120.0  # a request waiting for the first of its key's answers on this gateway waits no longer
 
 
@@ -35,6 +48,15 @@ class Hold(NamedTuple):
     tokens: int
     usd: float
     at: float  # monotonic
+
+
+class Delivered(NamedTuple):
+    """What an answer cost, on its hold once it was delivered: its key's spend if its gateway dies before writing it."""
+
+    name: str
+    day: str  # the UTC day its spend is on
+    tokens: int
+    usd: float
 
 
 class Spending(NamedTuple):
@@ -50,7 +72,16 @@ class Holds(Protocol):
     async def take(self, name: str, tokens: int, usd: float, daily_tokens: int, monthly_usd: float,
                    spent: Spending, today: str) -> tuple[Hold | None, Spending]: ...
 
-    def release(self, hold: Hold) -> None: ...
+    def release(self, hold: Hold, delivered: Delivered | None = None) -> Awaitable[None] | None:
+        """The hold ends (with its spend written); what a delivered answer cost is on its hold (the awaitable: its
+        write, bounded, never a failure) unless `mark` put it there already."""
+        ...
+
+    def mark(self, hold: Hold, delivered: Delivered) -> Awaitable[None] | None: ...  # cost on the hold, once
+
+    async def tick(self) -> None: ...  # every spend tick: what keeps the holds alive
+
+    async def stop(self) -> None: ...  # the gateway stops
 
 
 class MemoryHolds:
@@ -74,8 +105,18 @@ class MemoryHolds:
         hold = mine[self._ids] = Hold(name, self._ids, tokens, usd, now)
         return hold, counted
 
-    def release(self, hold: Hold) -> None:
+    def release(self, hold: Hold, delivered: Delivered | None = None) -> Awaitable[None] | None:
         self.held.get(hold.name, {}).pop(hold.id, None)
+        return None
+
+    def mark(self, hold: Hold, delivered: Delivered) -> Awaitable[None] | None:
+        return None  # what dies with this process dies with its spend
+
+    async def tick(self) -> None:
+        pass  # the holds live in this process, and die with it
+
+    async def stop(self) -> None:
+        pass
 
 
 class SharedHolds:
@@ -83,28 +124,77 @@ class SharedHolds:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.gateway = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"  # this gateway, while it runs
         self.released: list[int] = []  # holds to delete with the next spend written
+        self.delivered: dict[int, Delivered] = {}  # what the released holds' answers cost (on their rows too)
+        self._beaten = 0.0  # when this gateway last said it is alive (monotonic)
+        self._marks: set[asyncio.Task] = set()
+        self._marked: set[int] = set()  # holds whose delivered cost is on their row (or on its way)
 
     async def take(self, name: str, tokens: int, usd: float, daily_tokens: int, monthly_usd: float,
                    spent: Spending, today: str) -> tuple[Hold | None, Spending]:
         await self.db.amigrate(COMPONENT, PG_STEPS)
-        rows = await self.db.fetch("SELECT hold_id, tokens_today, usd_month FROM qwen_key_hold(%s, %s, %s, %s, %s, "
-                                   "%s, %s, %s)", (name, today, today[:8] + "01", tokens, usd, daily_tokens,
-                                                   monthly_usd, HOLD_S))
+        if not self._beaten:  # alive before its first hold: another gateway never takes it for dead
+            await self.beat()
+        rows = await self.db.fetch("SELECT hold_id, tokens_today, usd_month FROM qwen_key_hold_by(%s, %s, %s, %s, %s, "
+                                   "%s, %s, %s, %s, %s)", (self.gateway, DEAD_S, name, today, today[:8] + "01",
+                                                           tokens, usd, daily_tokens, monthly_usd, HOLD_S))
         hold_id, tokens_today, usd_month = rows[0]
         counted = Spending(int(tokens_today), float(usd_month))
         return (Hold(name, int(hold_id), tokens, usd, time.monotonic()) if hold_id else None), counted
 
-    def release(self, hold: Hold) -> None:
+    def release(self, hold: Hold, delivered: Delivered | None = None) -> Awaitable[None] | None:
         self.released.append(hold.id)
+        if delivered is None:
+            return None
+        self.delivered[hold.id] = delivered
+        return self.mark(hold, delivered)
 
-    def take_released(self) -> list[int]:
+    def mark(self, hold: Hold, delivered: Delivered) -> Awaitable[None] | None:
+        """A delivered answer's cost on its hold's row, before the answer's end goes out: should this gateway die
+        before it writes the spend, another counts it (`qwen_key_settle`). Once per hold; MARK_S at most."""
+        if hold.id in self._marked:
+            return None
+        self._marked.add(hold.id)
+        task = asyncio.get_running_loop().create_task(self._mark(hold.id, delivered), name="qwen: hold delivered")
+        self._marks.add(task)
+        task.add_done_callback(self._marks.discard)
+        return task
+
+    async def _mark(self, hold_id: int, delivered: Delivered) -> None:
+        with contextlib.suppress(Exception):  # the database away or slow: the spend tick writes it as always
+            await asyncio.wait_for(self.db.execute("UPDATE key_holds SET done_tokens = %s, done_usd = %s WHERE "
+                                                   "id = %s", (delivered.tokens, delivered.usd, hold_id)), MARK_S)
+
+    def take_released(self) -> tuple[list[int], dict[int, Delivered]]:
         out, self.released = self.released, []
-        return out
+        self._marked.difference_update(out)
+        return out, {i: self.delivered.pop(i) for i in out if i in self.delivered}
 
-    def unwritten(self, ids: list[int]) -> None:
+    def unwritten(self, ids: list[int], delivered: dict[int, Delivered]) -> None:
         """The batch that would have deleted them failed: they go with the next one (with their spend)."""
         self.released[:0] = ids
+        self.delivered.update(delivered)
+
+    async def tick(self) -> None:
+        await self.beat()
+
+    async def beat(self) -> None:
+        """Every HEARTBEAT_S (the spend tick asks): this gateway is alive; dead gateways' holds settled."""
+        now = time.monotonic()
+        if now - self._beaten < HEARTBEAT_S:
+            return
+        self._beaten = now
+        await self.db.execute("INSERT INTO qwen_gateways (id, host, pid, started, seen) VALUES (%s, %s, %s, "
+                              "extract(epoch FROM clock_timestamp()), extract(epoch FROM clock_timestamp())) "
+                              "ON CONFLICT (id) DO UPDATE SET seen = excluded.seen",
+                              (self.gateway, socket.gethostname(), os.getpid()))
+        await self.db.execute("SELECT qwen_key_settle(NULL, %s, %s)", (DEAD_S, HOLD_S))
+
+    async def stop(self) -> None:
+        """A stop: this gateway says it no longer runs (what it held is written by then)."""
+        with contextlib.suppress(Exception):
+            await self.db.execute("DELETE FROM qwen_gateways WHERE id = %s", (self.gateway,))
 
 
 def over(spent: Spending, daily_tokens: int, monthly_usd: float) -> bool:
@@ -157,3 +247,13 @@ def ceiling(body: object, prompt: int) -> int | None:
     if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1 or not isinstance(n, int) or n < 1:
         return None
     return prompt + cap * n
+
+
+def delivered(prices: PriceTable, billing: str, model: str, usage: object, name: str, day: str) -> Delivered | None:
+    """What an answer cost by Qwen's usage (its tokens; its USD when its model is priced in USD), or None (no usage)."""
+    if not isinstance(usage, dict):
+        return None
+    tokens = sum(v for k in ("prompt_tokens", "completion_tokens") if type(v := usage.get(k)) is int)
+    charged = prices.charge(billing, model, usage)
+    usd = (charged.amount or 0.0) if charged is not None and charged.unit == USD else 0.0
+    return Delivered(name, day, tokens, usd) if tokens > 0 else None

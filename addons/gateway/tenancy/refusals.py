@@ -156,3 +156,11 @@ def counts_unreachable(rec: KeyRecord) -> GatewayError:
                              f"{rec.name!r}'s requests against its limits and budgets (it refuses rather than "
                              "count alone). Try again in a moment.",
                         code="state_unavailable", headers={"retry-after": "5"})
+
+
+def over_budget(dialect: str, rec: KeyRecord, tokens_today: int, usd_month: float) -> None:
+    """Raises the key's budget refusal when what it spent (and holds) reached a budget."""
+    if rec.daily_tokens and tokens_today >= rec.daily_tokens:
+        raise over_daily(rec, tokens_today, dialect)
+    if rec.monthly_usd and usd_month >= rec.monthly_usd:
+        raise over_monthly(rec, usd_month, dialect)

@@ -6,7 +6,9 @@ tenancy/team_pg.py), and their rows as the gateway reads them: records, a day's 
     key_day      per key and UTC day: requests, refused, tokens, usd, plan_requests, plan_tokens, last_used,
                  unpriced (answers no price counted: their USD is unknown, never 0)
     key_grants   (PostgreSQL only) the allowance gateways took for rpm and tpm (tenancy/limits.py)
-    key_holds    (PostgreSQL only) what running requests hold against their key's budgets (tenancy/holds.py)
+    key_holds    (PostgreSQL only) what running requests hold against their key's budgets (tenancy/holds.py): whose
+                 gateway, and the cost of the answer it delivered once it has one
+    qwen_gateways (PostgreSQL only) the gateways running on the database: when each was last seen alive
     key_notes    (SQLite only) where the keys went (`moved_to`, qwen-keys migrate) or which database a copy
                  is of (`copy_of`): tenancy/place.py"""
 
@@ -111,6 +113,62 @@ PG_STEPS = (
         RETURN QUERY SELECT new_id, t, u;
     END $$""",
     _UNPRICED.format(**_PG),
+    # Holds that die with their gateway (issue 68): each gateway on the database says it is alive every few seconds
+    # (tenancy/holds.py); a hold is its gateway's, and carries the delivered answer's cost once it has one. A hold
+    # whose gateway is dead (not seen for p_dead s) or that outlived p_life s ends — what its gateway delivered
+    # becoming its key's spend, a request that was not (cut with its gateway) nothing.
+    "CREATE TABLE qwen_gateways (id TEXT PRIMARY KEY, host TEXT NOT NULL, pid BIGINT NOT NULL, "
+    "started DOUBLE PRECISION NOT NULL, seen DOUBLE PRECISION NOT NULL)",
+    "ALTER TABLE key_holds ADD COLUMN gateway TEXT, ADD COLUMN done_tokens BIGINT, ADD COLUMN done_usd DOUBLE PRECISION",
+    """CREATE FUNCTION qwen_key_settle(p_name TEXT, p_dead DOUBLE PRECISION, p_life DOUBLE PRECISION)
+        RETURNS BIGINT
+    LANGUAGE plpgsql AS $$
+    DECLARE now_s DOUBLE PRECISION; n BIGINT;
+    BEGIN
+        now_s := extract(epoch FROM clock_timestamp());
+        WITH dead AS (
+            DELETE FROM key_holds h WHERE (p_name IS NULL OR h.name = p_name) AND (h.at <= now_s - p_life
+                OR h.gateway IS NOT NULL AND NOT EXISTS (SELECT 1 FROM qwen_gateways g WHERE g.id = h.gateway
+                                                         AND g.seen > now_s - p_dead))
+            RETURNING h.name, h.done_tokens, h.done_usd, h.at),
+        spent AS (
+            INSERT INTO key_day AS d (name, day, requests, refused, tokens, usd, plan_requests, plan_tokens,
+                                      last_used, unpriced)
+            SELECT dead.name, to_char(to_timestamp(dead.at) AT TIME ZONE 'UTC', 'YYYY-MM-DD'), COUNT(*), 0,
+                   SUM(dead.done_tokens), SUM(COALESCE(dead.done_usd, 0)), 0, 0, MAX(dead.at), 0
+            FROM dead WHERE dead.done_tokens IS NOT NULL
+                AND EXISTS (SELECT 1 FROM client_keys c WHERE c.name = dead.name)
+            GROUP BY 1, 2
+            ON CONFLICT (name, day) DO UPDATE SET requests = d.requests + excluded.requests,
+                tokens = d.tokens + excluded.tokens, usd = d.usd + excluded.usd,
+                last_used = GREATEST(COALESCE(d.last_used, 0), COALESCE(excluded.last_used, 0))
+            RETURNING 1)
+        SELECT COUNT(*) INTO n FROM dead;
+        RETURN n;
+    END $$""",
+    """CREATE FUNCTION qwen_key_hold_by(p_gateway TEXT, p_dead DOUBLE PRECISION, p_name TEXT, p_today TEXT,
+        p_month_start TEXT, p_tokens BIGINT, p_usd DOUBLE PRECISION, p_daily BIGINT, p_monthly DOUBLE PRECISION,
+        p_life DOUBLE PRECISION) RETURNS TABLE (hold_id BIGINT, tokens_today BIGINT, usd_month DOUBLE PRECISION)
+    LANGUAGE plpgsql AS $$
+    DECLARE now_s DOUBLE PRECISION; t BIGINT; u DOUBLE PRECISION; new_id BIGINT;
+    BEGIN
+        PERFORM pg_advisory_xact_lock(hashtextextended('qwen-key:' || p_name || ':budget', 0));
+        PERFORM qwen_key_settle(p_name, p_dead, p_life);
+        now_s := extract(epoch FROM clock_timestamp());
+        SELECT (SELECT COALESCE(SUM(d.tokens), 0) FROM key_day d WHERE d.name = p_name AND d.day = p_today)
+                + (SELECT COALESCE(SUM(h.tokens), 0) FROM key_holds h WHERE h.name = p_name),
+               (SELECT COALESCE(SUM(d.usd), 0) FROM key_day d WHERE d.name = p_name AND d.day >= p_month_start
+                    AND d.day <= p_today)
+                + (SELECT COALESCE(SUM(h.usd), 0) FROM key_holds h WHERE h.name = p_name)
+            INTO t, u;
+        IF (p_daily > 0 AND t >= p_daily) OR (p_monthly > 0 AND u >= p_monthly) THEN
+            RETURN QUERY SELECT 0::BIGINT, t, u;
+            RETURN;
+        END IF;
+        INSERT INTO key_holds (name, tokens, usd, at, gateway) VALUES (p_name, p_tokens, p_usd, now_s, p_gateway)
+            RETURNING id INTO new_id;
+        RETURN QUERY SELECT new_id, t, u;
+    END $$""",
 )
 
 KEY_COLUMNS = "name, digest, rpm, tpm, daily_tokens, monthly_usd, revoked"

@@ -141,6 +141,7 @@ class KeySource:
             lost = sum(d.requests for d in (*self.state.book.pending.values(), *self.state.book.writing.values()))
             log.warning("qwen: named keys' spend not written at shutdown: %s (the spend of %d request%s lost)",
                         type(e).__name__, lost, "" if lost == 1 else "s")
+        await self.state.holds.stop()  # no longer running: what it held is written (or lost, as said)
         self._stop()
 
     async def first_read(self) -> None:
@@ -149,13 +150,11 @@ class KeySource:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._settled.wait(), LOAD_WAIT_S)
 
-    def why(self) -> str:
-        """What the shared database's last failure said ("" when it is not down)."""
+    def why(self) -> str:  # what the shared database's last failure said ("" when it is not down)
         return (self._db.health.reason or "") if self._db is not None else ""
 
     def keys_exist(self) -> bool:
-        """Whether named keys exist; before the shared keys were read (start-up), the database is asked
-        (blocking, once: the exposure check of a listener beyond loopback)."""
+        """Whether named keys exist; before the shared keys were read, the database is asked (blocking, once)."""
         if self.state.ring.loaded or self._db is None:
             return self.state.ring.required
         try:
@@ -181,22 +180,23 @@ class KeySource:
         self.state.limiter.sweep(everything=everything)
         await self.state.limiter.grants.flush()  # says its own failures
         await self._flush()
+        await self.state.holds.tick()  # alive, every few seconds: its holds are not a corpse's (tenancy/holds.py)
 
     async def _flush(self) -> None:
         if self._shared is not None:
             holds = self.state.holds
             pending = self.state.book.take_pending()
-            released = holds.take_released() if isinstance(holds, SharedHolds) else []
+            released, delivered = holds.take_released() if isinstance(holds, SharedHolds) else ([], {})
             if not pending and not released:
                 return
             ok = False
-            try:
-                await self._shared.write_spend(pending, released)  # a request's spend and its hold's end: one
+            try:  # a request's spend and its hold's end: one transaction
+                await self._shared.write_spend(pending, released, delivered)
                 ok = True
             finally:
                 self.state.book.written(pending, ok)
                 if not ok and isinstance(holds, SharedHolds):
-                    holds.unwritten(released)
+                    holds.unwritten(released, delivered)
         elif self._path is not None:
             pending = self.state.book.take_pending()
             try:

@@ -20,17 +20,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from ..errors import GatewayError
 from ..observer import Observer
 from ..pricing.prices import REQUESTS, TOKENS, UNPRICED, USD, PriceTable
 from . import rate_headers, refusals
+from ..turn import outcome
 from ..peers import is_loopback, key_matches, peer_host
 from .ring import Keyring, KeyRecord, digest
 from .source import KeySource
-from .holds import Costs, Holds, MemoryHolds, Spending, ceiling
+from .holds import Costs, Delivered, Holds, MemoryHolds, Spending, ceiling, delivered
 from .limits import RPM, TPM, Limiter, MemoryGrants, Taken
 from .spend import SpendBook
 
@@ -164,8 +165,10 @@ class Team(Observer):
         want = max(1, ex.count.tokens or ex.client.size // 4)  # bytes/4: no count on the request's path
         if rec.daily_tokens or rec.monthly_usd:
             spent = self.book.spent(rec.name)
-            self._over_budget(ex, rec, Spending(spent.tokens_today, spent.usd_month))  # from memory: no I/O
+            refusals.over_budget(ex.dialect, rec, spent.tokens_today, spent.usd_month)  # from memory: no I/O
             ex.key.hold = await self._hold(ex, rec, want, Spending(spent.tokens_today, spent.usd_month))
+            if self.holds.shared:  # what it delivers is on its hold before its end goes out (tenancy/holds.py)
+                outcome.before_end(ex, self._delivering)
         taken: list[Taken] = []
         ex.key.taken = taken
         try:
@@ -179,13 +182,6 @@ class Team(Observer):
         except BaseException:
             self._release(ex)
             raise
-
-    @staticmethod
-    def _over_budget(ex: Exchange, rec: KeyRecord, spent: Spending) -> None:
-        if rec.daily_tokens and spent.tokens_today >= rec.daily_tokens:
-            raise refusals.over_daily(rec, spent.tokens_today, ex.dialect)
-        if rec.monthly_usd and spent.usd_month >= rec.monthly_usd:
-            raise refusals.over_monthly(rec, spent.usd_month, ex.dialect)
 
     async def _hold(self, ex: Exchange, rec: KeyRecord, prompt: int, spent: Spending) -> list:
         """The request's hold on its key's budgets, counted with every running request's (every gateway's on
@@ -205,12 +201,20 @@ class Team(Observer):
         if hold is None:
             if probe:
                 self.costs.probed(rec.name)
-            self._over_budget(ex, rec, counted)
+            refusals.over_budget(ex.dialect, rec, counted.tokens_today, counted.usd_month)
             raise refusals.over_daily(rec, counted.tokens_today, ex.dialect)  # not reached: `over` said so
         return [hold, probe]
 
+    def _delivering(self, ex: Exchange) -> Awaitable[None] | None:
+        """A stream's end is parked: what it cost (Qwen's usage, priced) goes on its hold first."""
+        held, cred = ex.key.hold, ex.attempt.cred
+        cost = delivered(self.prices, cred.billing, ex.attempt.model, outcome.stream_usage(ex), held[0].name,
+                         self.book.day) if held and cred is not None else None
+        return self.holds.mark(held[0], cost) if held and cost is not None else None
+
     def _release(self, ex: Exchange, tokens: int = 0, usd: float = 0.0) -> None:
-        """The request's hold ends: its cost learned (when it has one), the next request's probe let go."""
+        """The request's hold ends: its cost learned (when it has one: what it delivered), the next request's probe
+        let go; a whole answer's end waits until that cost is on its hold."""
         held = ex.key.hold
         if not held:
             return
@@ -218,7 +222,9 @@ class Team(Observer):
         ex.key.hold = None
         if tokens > 0:
             self.costs.learn(hold.name, tokens, usd)
-        self.holds.release(hold)
+        marked = self.holds.release(hold, Delivered(hold.name, self.book.day, tokens, usd) if tokens > 0 else None)
+        if marked is not None:
+            outcome.kept_too(ex, marked)
         if probe:
             self.costs.probed(hold.name)
 

@@ -7,9 +7,10 @@ lease left."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from ..storage.pg import CHANNEL, Database, placeholders
+from .holds import Delivered
 from .ring import KeyRecord
 from .schema import COMPONENT, KEY_COLUMNS, PG_STEPS, Delta, Spent, add_spend_sql, record_of, spend_query, spent_of
 from .limits import WINDOW_S, Answer, shared_chunk
@@ -87,17 +88,25 @@ class SharedKeys:
         sql, args = spend_query(today, name)
         return {r[0]: spent_of(r) for r in await self.db.fetch(placeholders(sql), args)}
 
-    async def write_spend(self, deltas: dict[tuple[str, str], Delta], released: Sequence[int] = ()) -> None:
+    async def write_spend(self, deltas: dict[tuple[str, str], Delta], released: Sequence[int] = (),
+                          delivered: Mapping[int, Delivered] | None = None) -> None:
         """One transaction, with the budget holds of the requests whose spend it adds deleted (counted once:
-        tenancy/holds.py); the other gateways hear of each key at once. The spend of a key deleted
-        before this gateway heard of it is not kept (its name may be used again, from zero)."""
+        tenancy/holds.py); the other gateways hear of each key at once. A released hold already gone was taken for
+        a dead gateway's (this one starved that long): its `delivered` cost, counted then, is left out here. The
+        spend of a key deleted before this gateway heard of it is not kept (its name may be used again, from
+        zero)."""
         pool = await self.db.pool()
         names = sorted({n for n, _ in deltas})
         async with pool.connection() as conn, conn.transaction():
+            if released:
+                cur = await conn.execute("DELETE FROM key_holds WHERE id = ANY(%s) RETURNING id", (list(released),))
+                gone = set(released) - {row[0] for row in await cur.fetchall()}
+                for hold in gone & set(delivered or {}):
+                    cost = (delivered or {})[hold]
+                    if (d := deltas.get((cost.name, cost.day))) is not None:
+                        d.requests, d.tokens, d.usd = d.requests - 1, d.tokens - cost.tokens, d.usd - cost.usd
             for (name, day), d in deltas.items():
                 await conn.execute(self._add_spend, (name, day, *d.values()))
-            if released:
-                await conn.execute("DELETE FROM key_holds WHERE id = ANY(%s)", (list(released),))
             await conn.execute("DELETE FROM key_day d WHERE d.name = ANY(%s) AND NOT EXISTS "
                                "(SELECT 1 FROM client_keys c WHERE c.name = d.name)", (names,))
             for name in names:

@@ -47,6 +47,7 @@ def keep_early(ex: Exchange, gate: asyncio.Future) -> None:
         except StateUnavailable as e:
             unkept(ex, e)
         write = ex.turn.write
+    also = [asyncio.ensure_future(w) for f in ex.turn.before_end if (w := f(ex)) is not None]  # never fail
 
     def opened(_: object = None) -> None:
         if isinstance(write, asyncio.Future) and (write.cancelled() or write.exception() is not None):
@@ -55,8 +56,9 @@ def keep_early(ex: Exchange, gate: asyncio.Future) -> None:
         if not gate.done():
             gate.set_result(None)
 
-    if isinstance(write, asyncio.Future):
-        write.add_done_callback(opened)
+    waits = [w for w in (write,) if isinstance(w, asyncio.Future)] + also
+    if waits:
+        asyncio.gather(*waits, return_exceptions=True).add_done_callback(opened)
     else:
         opened()
 

@@ -4,6 +4,8 @@ into the parts; and what they may read of the live stream, which stays the turn'
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..cache_turn import CacheTurn
@@ -47,6 +49,19 @@ def keeping(ex: Exchange, write: Any) -> None:
     ex.turn.write = write
 
 
+def kept_too(ex: Exchange, write: Any) -> None:
+    """Another write a whole answer's end waits for (a future that never fails, bounded: a delivered answer's cost
+    on its key's hold), with the endpoint's if it has one."""
+    ex.turn.write = write if ex.turn.write is None else asyncio.gather(ex.turn.write, write)
+
+
+def before_end(ex: Exchange, write: Callable[[Exchange], Awaitable[None] | None]) -> None:
+    """`write(ex)` is called when a stream's final events are parked, and they wait for what it returns (never a
+    failure, bounded): a delivered answer's cost on its key's hold (tenancy/team.py) before the client hears the end."""
+    ex.turn.keep_before_end = True
+    ex.turn.before_end.append(write)
+
+
 def translated_already(ex: Exchange) -> None:
     """A fork whose request was translated and checked by the exchange it came from (a background run)."""
     ex.turn.translated = True
@@ -75,6 +90,11 @@ def stream_error_code(ex: Exchange) -> str | None:
     err = ex.turn.rewriter.error if ex.turn.rewriter is not None else None
     code = err.get("code") if isinstance(err, dict) else None
     return str(code) if code else None
+
+
+def stream_usage(ex: Exchange) -> dict | None:
+    """The usage a streamed turn's upstream reported (so far), or None."""
+    return ex.turn.rewriter.normalizer.usage if ex.turn.rewriter is not None else None
 
 
 def finish_reasons(ex: Exchange) -> tuple[str, ...] | None:

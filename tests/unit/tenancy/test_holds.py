@@ -90,7 +90,7 @@ async def test_two_gateways_holding_at_once_admit_exactly_what_the_budget_allows
         assert all(counted.tokens_today == 50 for h, counted in got if h is None)
         # a request's spend and the end of its hold, in one transaction: counted once
         holds[0].release(made[0])
-        await SharedKeys(dbs[0]).write_spend({("k", TODAY): Delta(requests=1, tokens=7)}, holds[0].take_released())
+        await SharedKeys(dbs[0]).write_spend({("k", TODAY): Delta(requests=1, tokens=7)}, *holds[0].take_released())
         assert (await holds[1].take("k", 10, 0.0, 50, 0.0, NONE, TODAY))[0] is not None  # 7 + 40 < 50
         assert (await holds[1].take("k", 10, 0.0, 50, 0.0, NONE, TODAY))[1].tokens_today == 57
     finally:
