@@ -78,6 +78,10 @@ class GatewayError(Exception):
         return json.dumps(self.body()).encode()
 
 
+class Ended(GatewayError):
+    """Why the gateway ended a running turn (turn/stopping.py): it stops, or the turn's key was revoked."""
+
+
 def failure(e: Exception) -> GatewayError:
     """The client's error for anything that ended a turn or a claimed flow before its answer: a refusal as it is,
     the storage away as 503 (gateway_error), anything else — the gateway's own fault — a 500 (the caller logs it).

@@ -46,3 +46,8 @@ def exposed_listeners(modes: list[str], listen_host: str) -> list[str]:
 
 def peer_host(flow: http.HTTPFlow) -> str:
     return str(flow.client_conn.peername[0]) if flow.client_conn.peername else ""
+
+
+def from_loopback(flow: http.HTTPFlow | None) -> bool:
+    """The client is on the gateway's own machine (a loopback peer)."""
+    return flow is not None and is_loopback(peer_host(flow))

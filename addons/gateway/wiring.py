@@ -45,6 +45,7 @@ from .ingress import listeners, exposure as options, passthrough, startup
 from .ingress.connection_policy import ConnectionPolicy
 from .ingress.hostile import HostileClients
 from .tenancy.team import Team
+from .tenancy import refusals
 from .ingress.untrusted import MistakeLines
 from .seams import shutdown_signals
 from .turn.drain import Drain
@@ -78,6 +79,7 @@ class Wiring:
         self.team = Team()  # named client keys (qwen-keys): checked at the entrance, spend counted when finished
         self.told = MistakeLines()  # a client's mistake (a certificate, a CONNECT), said once an hour however often made
         self.team.deleted.append(lambda name: self._responses().forget_owner(name))  # gone for good
+        self.team.ended.append(self._key_ended)
         self.diagnoser = Diagnoser()  # the cache doctor's memory, read for the clients that ask for diagnostics
         self.observers = Observers([*(components.default_observers(self.diagnoser) if observers is None else observers),
                                     self.team])
@@ -259,6 +261,13 @@ class Wiring:
     def _own_key(self, presented: bytes) -> bool:
         """Whether a credential is one of this gateway's client keys (flat or named, revoked included)."""
         return bool(presented) and (presented in self.config.client_keys or self.team.ring.find(presented) is not None)
+
+    def _key_ended(self, name: str, change: str) -> None:
+        """A named key revoked, rotated or deleted: its running turns end now (qwen_key_change_in_flight=end)."""
+        ended = self.turns.cuts.cut(name, lambda: refusals.ended_in_flight(name, change)) if self.team.end_in_flight else 0
+        if ended:
+            log.info("qwen: key %s %s: %d answer%s in flight ended (qwen_key_change_in_flight)", name, change, ended,
+                     "" if ended == 1 else "s")
 
     def _upstream_request(self, ex: Exchange) -> None:
         flow = self._flows.get(ex.id)

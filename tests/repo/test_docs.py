@@ -1136,6 +1136,9 @@ NOT_OUTPUT: dict[tuple[str, str], str] = {  # non-shell blocks that are no comma
     ("docs/deploy.md", "upstream qwen_gateways {"):
         "nginx's configuration; tests/e2e/test_e2e_deploy.py runs this block as printed (its ports and host name "
         "changed) with Debian's nginx in front of two gateways",
+    ("docs/keys.md", "qwen-keys: Applied on 1 running gateway. Not confirmed"):
+        "qwen-keys' word when a gateway did not confirm a change; tests/e2e/test_e2e_keys_revoke.py compares it with "
+        "the real command's stderr (host, pid and wait aside)",
     ("docs/deploy.md", "qwen: SIGTERM: draining"):
         "the drain's log lines; tests/e2e/test_e2e_drain.py finds each in a real gateway's log",
     ("docs/clients.md", "$ .venv/bin/qwen-redirect install --port 8080 --dry-run"):

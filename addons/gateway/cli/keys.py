@@ -16,8 +16,9 @@
                                  password: libpq reads PGPASSFILE, ~/.pgpass); default $QWEN_STATE_URL
 
 Once any named key exists (revoked ones too), the gateway requires one on every request (Authorization: Bearer
-KEY or x-api-key; the keys of qwen_client_keys_file / $QWEN_GATEWAY_KEYS keep working). Running gateways see a
-new, revoked, rotated or deleted key within a second (5 s at most with a shared database). Limits: requests and
+KEY or x-api-key; the keys of qwen_client_keys_file / $QWEN_GATEWAY_KEYS keep working). A change returns once
+every running gateway applied it (else, after 10 s, it names those that did not: exit status 3); the requests
+in flight with a revoked, rotated or deleted key end then (qwen_key_change_in_flight). Limits: requests and
 tokens per minute (rpm, tpm), tokens per UTC day as Qwen reported them, USD per UTC month from the price table.
 See docs/keys.md.
 """
@@ -39,7 +40,7 @@ from ..tenancy.ring import KeyRecord, digest, new_key
 from ..tenancy.store import FILENAME, SNAPSHOT, KeyNameError, KeyStore, Spent
 from ..pricing.prices import usd
 from ..storage.pg import Database, StateUrlError, shown
-from . import keys_migrate, usage_store
+from . import keys_applied, keys_migrate, usage_store
 
 NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9@._-]{0,63}\Z")  # shown in logs, mitmweb and metric labels
 OPTION_OF = {"rpm": "rpm", "tpm": "tpm", "daily_tokens": "daily-tokens", "monthly_usd": "monthly-usd"}
@@ -55,6 +56,16 @@ def _count(value: str) -> int:
     if value.isdigit():
         return int(value)
     raise argparse.ArgumentTypeError(f"not a whole number ≥ 0: {value!r}")
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"expected seconds between 0 and 3600, got {value!r}")
+    return seconds
 
 
 def _usd(value: str) -> float:
@@ -160,50 +171,55 @@ def run(ap: argparse.ArgumentParser, a: argparse.Namespace) -> int:
     if store is None:
         print(json.dumps([]) if a.json else table([]))
         return 0
+    status, key = 0, ""
     try:
         if a.command == "list":
             items = rows(store)
             print(json.dumps(items, indent=2) if a.json else table(items))
-        elif a.command == "add":
+            return 0
+        if a.command == "add":
             key = new_key()
             store.add(a.name, digest(key.encode()), _limits(a))
             rec = store.key(a.name)
             assert rec is not None
-            print(f"Added key {a.name} ({described(rec)}) to {_where(a)}.")
-            print("The key is shown once, here; only its SHA-256 is stored. Clients send it as their API key:")
-            print(key)
+            said = [f"Added key {a.name} ({described(rec)}) to {_where(a)}.",
+                    "The key is shown once, here; only its SHA-256 is stored. Clients send it as their API key:"]
         elif a.command == "set":
             if not _limits(a):
                 ap.error("set: give at least one of --rpm, --tpm, --daily-tokens, --monthly-usd (0 removes a limit)")
-            rec = store.update(a.name, **_limits(a))
-            print(f"Key {a.name}: {described(rec)}.")
+            said = [f"Key {a.name}: {described(store.update(a.name, **_limits(a)))}."]
         elif a.command == "revoke":
             store.update(a.name, revoked=time.time())
-            print(f"Revoked key {a.name}: running gateways refuse it within seconds (401).")
+            said = [f"Revoked key {a.name}: gateways refuse it (401)."]
         elif a.command == "rotate":
             key = new_key()
             old = store.key(a.name)
             store.update(a.name, digest=digest(key.encode()).hex(), revoked=None)
-            print(f"New key for {a.name}" + (" (it was revoked: active again)" if old and old.revoked else "")
-                  + "; the old key stops working within seconds. Shown once, here:")
-            print(key)
+            said = [f"New key for {a.name}" + (" (it was revoked: active again)" if old and old.revoked else "")
+                    + "; the old key no longer works.", "The new key is shown once, here:"]
         elif a.command == "delete":
             store.delete(a.name)
             gone = forget_stored(a, a.name)
-            print(f"Deleted key {a.name}: its record and spend are gone, and its {gone} stored objects "
-                  "(the usage ledger keeps its requests); "
-                  "running gateways refuse it within seconds (401).")
+            said = [f"Deleted key {a.name}: its record and spend are gone, and its {gone} stored objects (the usage "
+                    "ledger keeps its requests); gateways refuse it (401)."]
             if not store.keys():
-                print("No named key is left: running gateways no longer require one (on loopback; the keys of "
-                      "qwen_client_keys_file still work).")
-        if a.command != "list" and a.state_url:
+                said.append("No named key is left: running gateways no longer require one (on loopback; the keys of "
+                            "qwen_client_keys_file still work).")
+        if a.state_url:
             _keep_copy(a, store)
+        applied, status = (keys_applied.in_database(store.conn, a.name, a.wait) if a.state_url else
+                           keys_applied.in_folder(resolve_state_dir(a.state_dir), a.wait))
+        if status:  # recorded, but not every running gateway said it applied it
+            print(f"qwen-keys: {applied}", file=sys.stderr)
+        else:
+            said.insert(len(said) - 1 if key else len(said), applied)  # the key stays the last line
+        print("\n".join(said + ([key] if key else [])))
     except KeyNameError as e:
         print(f"qwen-keys: {e}", file=sys.stderr)
         return 1
     finally:
         store.close()
-    return 0
+    return status
 
 
 def forget_stored(a: argparse.Namespace, name: str) -> int:
@@ -254,15 +270,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="the shared PostgreSQL database (default $QWEN_STATE_URL, else the one the folder's "
                              "gateway uses or its keys were moved to: said on stderr); '' the folder's own")
     sub = ap.add_subparsers(dest="command", required=True)
+    changes = argparse.ArgumentParser(add_help=False, parents=[common])
+    changes.add_argument("--wait", metavar="SECONDS", type=_seconds, default=keys_applied.WAIT_S,
+                         help="how long to wait for every running gateway to apply the change (default "
+                              f"{keys_applied.WAIT_S:g}; then those that did not are named, exit status 3)")
     for name, text in (("add", "a new key, printed once as the last line"), ("set", "change a key's limits")):
-        p = sub.add_parser(name, parents=[common], help=text)
+        p = sub.add_parser(name, parents=[changes], help=text)
         p.add_argument("name", type=_name)
         _limits_args(p)
     p = sub.add_parser("list", parents=[common], help="keys, limits and spend")
     p.add_argument("--json", action="store_true", help="print rows as JSON")
     for name, text in (("revoke", "the key stops working"), ("rotate", "a new key for NAME, printed as the last line"),
                        ("delete", "the key gone for good (its record, spend and stored objects)")):
-        sub.add_parser(name, parents=[common], help=text).add_argument("name", type=_name)
+        sub.add_parser(name, parents=[changes], help=text).add_argument("name", type=_name)
     keys_migrate.add_parser(sub)
     a = ap.parse_args(argv)
     if a.command == "migrate":

@@ -56,6 +56,7 @@ class Config:
     remote_login: str = "off"
     client_keys: tuple[bytes, ...] = ()
     allow_open: bool = False
+    key_change_in_flight: str = "end"  # qwen_key_change_in_flight: a revoked key's running turns ended (or finish)
     allow_passthrough: bool = False
     messages_passthrough: bool = False
     responses_native: bool = False
@@ -160,6 +161,7 @@ def parse(o) -> Config:
         remote_login=o.qwen_remote_login,
         client_keys=tuple(load_keys(o.qwen_client_keys_file.strip(), env.get(KEYS_ENV))),
         allow_open=o.qwen_allow_open,
+        key_change_in_flight=o.qwen_key_change_in_flight,
         allow_passthrough=o.qwen_allow_passthrough,
         max_body=o.qwen_max_body_mb << 20,
         max_head=o.qwen_max_header_kb << 10,

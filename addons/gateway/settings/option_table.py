@@ -135,6 +135,10 @@ def _declarations() -> dict[str, OptionSpec]:
         f"File of client keys (one per line) the gateway requires; also ${KEYS_ENV} (comma-separated). "
         f"Keys are never options. At most {PATH_LENGTH} characters (Linux's PATH_MAX).", kind="file",
         max_length=PATH_LENGTH)
+    add("qwen_key_change_in_flight", str, "end",
+        "A named key revoked, rotated or deleted while its requests run (qwen-keys): end ends them at once with the "
+        "client's 401 error (a stream's error event); finish lets them finish (new requests are refused either way).",
+        choices=("end", "finish"))
     add("qwen_allow_open", bool, False,
         "Allow listening beyond loopback without client keys (anyone reaching the port spends your Qwen quota).")
     add("qwen_allow_passthrough", bool, False,

@@ -1,13 +1,21 @@
 """`Database.follow`: a store's local copy kept in step with the shared database (NOTIFY, and a full reload now
 and then), through restarts and outages — every store of a process on ONE session connection that LISTENs
 (`Listener`), whatever the stores: a gateway asks one session of the database, and its pool can sit behind a
-transaction-mode pooler (PgBouncer) while that one connection goes direct (`qwen_state_listen_url`)."""
+transaction-mode pooler (PgBouncer) while that one connection goes direct (`qwen_state_listen_url`).
+
+Each time it connects, the listener checks that it hears: a notification sent through the pool must reach it
+within HEAR_S, else one warning names qwen_state_listen_url (a LISTEN through a transaction-mode pooler hears
+nothing). Its session is named `qwen-gateway <id> <host>:<pid>` (pg_stat_activity shows which gateways run, even
+while their pool is down); `direct_fetch` reads over its route — what a store uses when the pool fails."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -33,6 +41,42 @@ def listen_through(url: str, listen_url: str) -> None:
         _listen_urls.pop(url, None)
 CLOSE_S = 2.0  # closing the listener's connection, at most
 RETRY_S = 5.0  # after a failure that is no outage, the listener tries again this much later
+HEAR_S = 10.0  # how long the listener's own notification may take to reach it (far above a busy machine's delay)
+CHECK = "listen-check"  # the notification kind of that check
+SESSION_NAME = "qwen-gateway "  # the listener's application_name: this, the gateway's id, its host:pid
+_gateway: tuple[int, str] = (0, "")
+
+
+def gateway_id() -> str:
+    """This gateway process's id on the shared database (its holds, its acknowledgements); made per process (a
+    gateway forked from a process that made one gets its own)."""
+    global _gateway
+    if _gateway[0] != os.getpid():
+        _gateway = (os.getpid(), secrets.token_hex(6))
+    return _gateway[1]
+
+
+def session_name() -> str:
+    return f"{SESSION_NAME}{gateway_id()} {socket.gethostname()}:{os.getpid()}"[:63]  # NAMEDATALEN
+
+
+def listen_url(db: Any) -> str:
+    """The URL the listener connects to (`db`'s own when no listen URL is set)."""
+    return _listen_urls.get(db.url, db.url)
+
+
+async def direct_fetch(db: Any, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
+    """One statement over the listener's route, on a connection of its own: when the pool fails (a pooler down
+    while the database answers the listener), what a store reads or writes this way. Errors are raised."""
+    import psycopg
+
+    async def once() -> list[tuple]:
+        async with await psycopg.AsyncConnection.connect(listen_url(db), autocommit=True, connect_timeout=CONNECT_S,
+                                                         **NO_PREPARE) as conn:
+            cur = await conn.execute(sql, args)
+            return list(await cur.fetchall()) if cur.description else []
+
+    return await asyncio.wait_for(once(), CONNECT_S + 5)
 
 Reload = Callable[[str | None], Awaitable[None]]
 
@@ -47,6 +91,8 @@ class Listener:
         self.kinds: dict[str, list[Reload]] = {}
         self.task: asyncio.Task | None = None
         self.connections = 0  # how many times it connected (a test counts them)
+        self.hears: bool | None = None  # whether its own notification reached it (None: not known yet)
+        self._check: tuple[str, asyncio.Event] | None = None  # the check under way: its token, heard
 
     def add(self, kind: str, reload: Reload) -> None:
         self.kinds.setdefault(kind, []).append(reload)
@@ -65,14 +111,17 @@ class Listener:
 
     async def _run(self) -> None:
         while True:
-            conn = notes = None
+            conn = notes = checking = None
             try:
                 conn = await self._connect()
                 self.connections += 1
+                checking = asyncio.get_running_loop().create_task(self._hear_self(), name="qwen: LISTEN check")
                 await self._everything()  # what changed before this LISTEN began (or while it was away)
                 notes = conn.notifies()
                 async for note in notes:
                     kind, _, key = note.payload.partition(":")
+                    if kind == CHECK and self._check is not None and key == self._check[0]:
+                        self._check[1].set()
                     for reload in list(self.kinds.get(kind, ())):
                         await _safely(reload, key)
                 raise ConnectionError("the notifications ended")  # a closed connection: listened to again
@@ -88,6 +137,8 @@ class Listener:
                                 RETRY_S)
                     await asyncio.sleep(RETRY_S)
             finally:
+                if checking is not None:
+                    checking.cancel()
                 # the notifications' generator holds the connection's lock until it is closed: closed first, or
                 # the connection's close waits for it for ever (a cancelled task that never ends: the event
                 # loop's shutdown hung on it under load); and neither may wait long
@@ -103,8 +154,8 @@ class Listener:
 
         self.db.available()
         try:
-            conn = await psycopg.AsyncConnection.connect(_listen_urls.get(self.db.url, self.db.url), autocommit=True,
-                                                         connect_timeout=CONNECT_S, **NO_PREPARE)
+            conn = await psycopg.AsyncConnection.connect(listen_url(self.db), autocommit=True, connect_timeout=CONNECT_S,
+                                                         application_name=session_name(), **NO_PREPARE)
         except Exception as e:
             raise self.db.lost(e) from None
         try:
@@ -113,6 +164,27 @@ class Listener:
             await conn.close()
             raise self.db.lost(e) from None
         return conn
+
+    async def _hear_self(self) -> None:
+        """A notification through the pool (where qwen-keys and the other gateways send theirs) must reach this
+        LISTEN within HEAR_S; one that does not is said once, with what to set. A pool that fails cannot tell."""
+        token, heard = secrets.token_hex(6), asyncio.Event()
+        self._check = (token, heard)
+        try:
+            await self.db.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{CHECK}:{token}"))
+        except Exception:
+            return
+        try:
+            await asyncio.wait_for(heard.wait(), HEAR_S)
+        except TimeoutError:
+            if self.hears is not False:
+                log.warning("qwen: WARNING: the shared database's LISTEN did not hear this gateway's own notification "
+                            "within %.0f s: key changes (a revoke), learned facts and account states reach it only "
+                            "by its reads every few seconds. A pooler in transaction mode (PgBouncer) cannot LISTEN: "
+                            "set qwen_state_listen_url to the database itself (docs/deploy.md).", HEAR_S)
+            self.hears = False
+        else:
+            self.hears = True
 
     async def _everything(self) -> None:
         for reloads in list(self.kinds.values()):

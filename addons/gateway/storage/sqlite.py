@@ -47,7 +47,8 @@ def open_private_db(path: Path, *, timeout: float, setup: str = "") -> sqlite3.C
 @contextlib.contextmanager
 def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One commit for many statements (in autocommit mode each statement would be a transaction of its own)."""
-    db.execute("BEGIN")
+    db.execute("BEGIN IMMEDIATE")  # a transaction that reads, then writes: the busy wait applies (a deferred one
+    # whose snapshot another writer made stale fails at its first write, "database is locked", without waiting)
     try:
         yield db
     except BaseException:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import socket
 import time
 from collections.abc import Awaitable
@@ -33,6 +32,7 @@ from typing import NamedTuple, Protocol
 
 from ..pricing.prices import USD, PriceTable
 from ..storage.pg import Database
+from ..storage.pg_follow import gateway_id
 from .schema import COMPONENT, PG_STEPS
 
 HOLD_S = 900.0  # a hold's life: longer than any answer runs
@@ -124,7 +124,7 @@ class SharedHolds:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.gateway = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"  # this gateway, while it runs
+        self.gateway = gateway_id()  # this gateway, while it runs (its LISTEN session is named after it too)
         self.released: list[int] = []  # holds to delete with the next spend written
         self.delivered: dict[int, Delivered] = {}  # what the released holds' answers cost (on their rows too)
         self._beaten = 0.0  # when this gateway last said it is alive (monotonic)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import time
 
-from ..errors import NO_RETRY, GatewayError
+from ..errors import NO_RETRY, Ended, GatewayError
 from ..exchange import ErrorInfo
 from .ring import KeyRecord
 from .limits import retry_seconds
@@ -60,6 +60,22 @@ def revoked(rec: KeyRecord) -> GatewayError:
     return GatewayError(401, f"The key {rec.name!r} was revoked. Ask the gateway's operator for a new one "
                              "(qwen-keys add or rotate).", type="invalid_request_error", code="invalid_api_key",
                         headers=NO_RETRY)
+
+
+def refused_record(rec: KeyRecord) -> GatewayError:
+    """A named key the gateway refuses: revoked, or changed in a way this gateway could not read yet."""
+    if rec.revoked:
+        return revoked(rec)
+    return GatewayError(503, f"The key {rec.name!r} was changed (qwen-keys) and this gateway could not read the "
+                             "change yet: it refuses the key until it can. Try again in a moment.",
+                        code="state_unavailable", headers={"retry-after": "5"})
+
+
+def ended_in_flight(name: str, change: str) -> Ended:
+    """A running request of a key revoked, rotated or deleted (qwen_key_change_in_flight=end): ended at once."""
+    return Ended(401, f"The key {name!r} was {change} while this request ran: the gateway ended its answer "
+                      "(qwen-keys). Ask the gateway's operator for a new one.", type="invalid_request_error",
+                 code="invalid_api_key", headers=NO_RETRY)
 
 
 def rate_limited(rec: KeyRecord, kind: str, seconds: float) -> GatewayError:

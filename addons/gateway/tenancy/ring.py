@@ -48,6 +48,7 @@ class KeyRecord:
     daily_tokens: int = 0  # tokens per UTC day, as Qwen reported them
     monthly_usd: float = 0.0  # USD per UTC month, from the price table
     revoked: bool = False
+    unread: bool = False  # changed in the shared database, and this gateway could not read how: refused until it can
 
     @property
     def limits(self) -> dict[str, int | float]:
@@ -84,6 +85,22 @@ class Keyring:
     def find_digest(self, d: bytes) -> KeyRecord | None:
         rec = self._by_digest.get(d)
         return rec if rec is not None and hmac.compare_digest(rec.digest, d) else None
+
+    def change(self, rec: KeyRecord) -> str:
+        """What became of `rec` in this ring, when it ends the requests sent with it: deleted, revoked, rotated
+        (a new key under its name); "" when nothing did."""
+        now = self.by_name.get(rec.name)
+        if now is rec:
+            return ""
+        if now is None:
+            return "deleted"
+        if now.revoked and not rec.revoked:
+            return "revoked"
+        return "rotated" if now.digest != rec.digest else ""
+
+    def changes(self, new: Keyring) -> list[tuple[str, str]]:
+        """(name, what became of it) of every key `new` revokes, rotates or deletes."""
+        return [(name, change) for name, rec in self.by_name.items() if (change := new.change(rec))]
 
     def replaced(self, name: str, record: KeyRecord | None) -> Keyring:
         """This ring with one key's record replaced (None: it no longer exists)."""

@@ -9,6 +9,7 @@ tenancy/team_pg.py), and their rows as the gateway reads them: records, a day's 
     key_holds    (PostgreSQL only) what running requests hold against their key's budgets (tenancy/holds.py): whose
                  gateway, and the cost of the answer it delivered once it has one
     qwen_gateways (PostgreSQL only) the gateways running on the database: when each was last seen alive
+    key_acks     (PostgreSQL only) which gateway applied which qwen-keys change (a token each), or refuses its key
     key_notes    (SQLite only) where the keys went (`moved_to`, qwen-keys migrate) or which database a copy
                  is of (`copy_of`): tenancy/place.py"""
 
@@ -169,6 +170,9 @@ PG_STEPS = (
             RETURNING id INTO new_id;
         RETURN QUERY SELECT new_id, t, u;
     END $$""",
+    # A change applied everywhere (issue 68): qwen-keys waits until every running gateway said it applied its change
+    "CREATE TABLE key_acks (token TEXT NOT NULL, gateway TEXT NOT NULL, at DOUBLE PRECISION NOT NULL, "
+    "refusing BOOLEAN NOT NULL DEFAULT false, PRIMARY KEY (token, gateway))",
 )
 
 KEY_COLUMNS = "name, digest, rpm, tpm, daily_tokens, monthly_usd, revoked"

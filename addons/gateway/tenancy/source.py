@@ -1,10 +1,13 @@
 """Where the team's keys and spend live, kept in step with the gateway's memory (tenancy/team.py reads only
-memory): `<state_dir>/keys.sqlite3` — opened once it exists, looked at every TICK_S in a thread (SQLite's
-data version says whether another process wrote), spend written in batches — or, with `qwen_state_url`, the
-shared database: read at start, followed by NOTIFY (and every 5 s), spend added every TICK_S from the event
-loop, and a local copy of the keys (tenancy/shared_copy.py) saved as each change is applied, which keeps the key check
-when the database is down at start. A deleted key's spend is forgotten; the last key deleted makes the
-gateway keyless again (tenancy/log_lines.py says so), unless it listens beyond loopback: then it stays shut."""
+memory): `<state_dir>/keys.sqlite3` (tenancy/source_folder.py) — opened once it exists, looked at every TICK_S in
+a thread (SQLite's data version says whether another process wrote), read at once when qwen-keys tells this
+gateway of a change, spend written in batches — or, with `qwen_state_url`, the shared database
+(tenancy/source_pg.py): read at start, followed by NOTIFY (and every 5 s), each qwen-keys change acknowledged,
+spend added every TICK_S from the event loop, and a local copy of the keys (tenancy/shared_copy.py) saved as each
+change is applied, which keeps the key check when the database is down at start. A key revoked, rotated or
+deleted is told to `ended` (its running requests end); a deleted key's spend is forgotten; the last key deleted
+makes the gateway keyless again (tenancy/log_lines.py says so), unless it listens beyond loopback: then it stays
+shut."""
 
 from __future__ import annotations
 
@@ -21,13 +24,14 @@ from . import log_lines, place
 from ..peers import exposed_listeners
 from .shared_copy import KeyCopy
 from .ring import Keyring, KeyRecord
-from .schema import MOVED_TO, read_note
 from .store import FILENAME, SNAPSHOT, KeyStore
+from .source_folder import FolderKeys, told
 from .holds import Holds, MemoryHolds, SharedHolds
 from .limits import Limiter, MemoryGrants
 from .outage import OutageNote
 from .spend import SpendBook
-from .team_pg import SharedGrants, SharedKeys
+from .team_pg import ACK, SharedGrants, SharedKeys
+from .source_pg import SharedFollow
 
 if TYPE_CHECKING:
     from ..settings.config import Config
@@ -47,20 +51,19 @@ class TeamState(Protocol):
     limiter: Limiter
     holds: Holds
     deleted: list[Callable[[str], None]]  # told each name deleted
+    ended: list[Callable[[str, str], None]]  # told each name revoked, rotated or deleted (and which)
 
 
 class KeySource:
     def __init__(self, state: TeamState) -> None:
         self.state = state
         self._where: tuple[Path, str] | None = None
-        self._path: Path | None = None  # SQLite: the keys file (opened once it exists)
-        self._store: KeyStore | None = None
-        self._version: int | None = None
+        self._folder: FolderKeys | None = None  # SQLite: the keys file (opened once it exists)
         self._shared: SharedKeys | None = None
+        self._follow: SharedFollow | None = None  # PostgreSQL: the keys followed (tenancy/source_pg.py)
         self._db: Database | None = None
         self._settled: asyncio.Event | None = None  # PostgreSQL: the first read of the keys succeeded or failed
-        self._copy: KeyCopy | None = None  # PostgreSQL: the keys as enforced, on this gateway's disk
-        self._reloading = asyncio.Lock()  # one read of the shared keys at a time: applied (and saved) in order
+        self._reading = asyncio.Lock()  # SQLite: one read of the keys file at a time (a tick's, a notice's)
         self._tasks: list[asyncio.Task] = []
         self._tick: asyncio.Future | None = None  # a tick's writes, under way: shutdown waits for them, never cuts
         self._running = False
@@ -78,17 +81,18 @@ class KeySource:
         st = self.state
         if config.state_url:
             db = self._db = Database(config.state_url)
-            self._shared, self._path = SharedKeys(db), None
+            self._shared, self._folder = SharedKeys(db), None
             st.limiter, st.holds = Limiter(SharedGrants(db)), SharedHolds(db)
-            self._copy = KeyCopy(config.state_dir / SNAPSHOT, shown(config.state_url))
-            kept = self._copy.read()  # what this gateway enforced last: the key check holds while the database is down
+            copy = KeyCopy(config.state_dir / SNAPSHOT, shown(config.state_url))  # the keys as enforced, on disk
+            self._follow = SharedFollow(self._shared, copy, st, self._install, self.why)
+            kept = copy.read()  # what this gateway enforced last: the key check holds while the database is down
             st.ring = Keyring(loaded=False)
             self._settled = asyncio.Event()  # a request before `running` waits for the read it starts too
             if kept is not None:
                 self._install(Keyring(kept, provisional=True), first=True, where=log_lines.COPY)
             where_spend = "the shared database"
         else:
-            self._shared, self._db, self._path, self._copy = None, None, config.state_dir / FILENAME, None
+            self._shared, self._db, self._folder, self._follow = None, None, FolderKeys(config.state_dir), None
             self._settled = None
             st.limiter, st.holds = Limiter(MemoryGrants()), MemoryHolds()
             st.ring = Keyring()
@@ -97,8 +101,8 @@ class KeySource:
                                  "written once it can be)", f"qwen: named keys' spend written to {where_spend} again")
         st.book = SpendBook()
         self.moved_to = ""
-        if self._path is not None and self._path.exists():  # at start-up, before the first request: read at once
-            self._apply(*self._local_io({}, st.book.day), first=True)
+        if self._folder is not None and self._folder.path.exists():  # at start-up, before any request: read at once
+            self._apply(*self._folder.io({}, st.book.day), first=True)
         if self._running:
             self._start()
 
@@ -114,18 +118,22 @@ class KeySource:
         loop = asyncio.get_running_loop()
         if self._where is not None:  # for qwen-keys: the store this folder's gateway uses
             place.store_note(*self._where)
-        if self._shared is not None:
-            self._tasks.append(loop.create_task(self._first_read(), name="qwen: named keys, first read"))
-            self._tasks.append(self._shared.follow(self._reload))
+        if self._shared is not None and self._follow is not None and self._settled is not None:
+            self._tasks.append(loop.create_task(self._follow.first_read(self._settled), name="qwen: named keys, first read"))
+            self._tasks.append(self._shared.follow(self._follow.reload))
+            self._shared.db.listener.add(ACK, self._follow.ack)
+        elif self._where is not None:  # a qwen-keys change applied before it returns (tenancy/source_folder.py)
+            self._tasks.append(loop.create_task(told(self._where[0], self._read_told), name="qwen: qwen-keys' notices"))
         self._tasks.append(loop.create_task(self._ticks(), name="qwen: named keys' spend"))
 
     def _stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         self._tasks = []
-        if self._store is not None:
-            self._store.close()
-            self._store, self._version = None, None
+        if self._shared is not None and self._follow is not None:
+            self._shared.db.listener.remove(ACK, self._follow.ack)
+        if self._folder is not None:
+            self._folder.close()
 
     async def close(self) -> None:
         """Shutdown: what was charged is written. A tick's write under way is finished first (cut, its
@@ -197,10 +205,11 @@ class KeySource:
                 self.state.book.written(pending, ok)
                 if not ok and isinstance(holds, SharedHolds):
                     holds.unwritten(released, delivered)
-        elif self._path is not None:
+        elif self._folder is not None:
             pending = self.state.book.take_pending()
             try:
-                result = await asyncio.to_thread(self._local_io, pending, self.state.book.day)
+                async with self._reading:  # one read at a time (a notice from qwen-keys too)
+                    result = await asyncio.to_thread(self._folder.io, pending, self.state.book.day)
             except Exception:
                 self.state.book.written(pending, False)
                 raise
@@ -208,34 +217,20 @@ class KeySource:
             if result[0] is not None:
                 self._apply(*result)
 
-    def _local_io(self, pending: dict, today: str) -> tuple[tuple[KeyRecord, ...] | None, dict, str]:
-        """In a thread: the keys file opened once it exists, spend written, everything read again when
-        another process (qwen-keys, another gateway on the same folder) changed it. The spend of a key
-        deleted meanwhile is not written (its name may be used again, from zero)."""
-        assert self._path is not None
-        if self._store is None:
-            if not self._path.exists():
-                return None, {}, ""
-            self._store = KeyStore.local(self._path.parent)
-        version = self._store.data_version()  # our own writes leave it as it is
-        keys = self._store.keys() if version != self._version else None
-        if keys is not None:
-            names = {r.name for r in keys}
-            pending = {k: d for k, d in pending.items() if k[0] in names}
-        if pending:
-            self._store.write_spend(pending)
-        if keys is None:
-            return None, {}, ""
-        self._version = version
-        moved = read_note(self._store.conn, MOVED_TO) if not keys else None
-        return keys, self._store.spend(today=today), moved[0] if moved else ""
+    async def _read_told(self) -> None:
+        """qwen-keys changed the keys file: read and applied now (its spend written at the next tick)."""
+        assert self._folder is not None
+        async with self._reading:
+            result = await asyncio.to_thread(self._folder.io, {}, self.state.book.day)
+        if result[0] is not None:
+            self._apply(*result)
 
     def _apply(self, keys: tuple[KeyRecord, ...] | None, spend: dict, moved: str, first: bool = False) -> None:
         if moved:  # qwen-keys migrate took them while this gateway ran: shut until it is pointed there
             if not self.moved_to:
                 log.warning("qwen: WARNING: the named client keys of %s were moved to the shared database %s "
                             "(qwen-keys migrate): every request is refused (503) until the gateway runs with "
-                            "qwen_state_url set to it", self._path, moved)
+                            "qwen_state_url set to it", self._folder and self._folder.path, moved)
             self.moved_to = moved
             self.state.ring = Keyring(loaded=False)
         elif keys is not None:
@@ -252,42 +247,16 @@ class KeySource:
             if exposed:  # keyless beyond loopback: never (the start-up check refuses it too)
                 ring = Keyring(loaded=ring.loaded, locked=True)
         self.state.ring = ring
-        for gone in old.by_name.keys() - ring.by_name.keys():
-            self.state.book.forget(gone)
-            for told in self.state.deleted:
-                call_safely(told, gone)
+        for name, change in old.changes(ring):
+            if change == "deleted":
+                self.state.book.forget(name)
+                for told in self.state.deleted:
+                    call_safely(told, name)
+            for ended in self.state.ended:
+                call_safely(ended, name, change)
         line = log_lines.change(old, ring, first=first, where=where, flat=self._flat, exposed=exposed)
         if line:
             (log.warning if "WARNING" in line else log.info)(line)
-
-    async def _first_read(self) -> None:
-        try:
-            await self._reload(None)
-        except Exception as e:
-            log.warning("qwen: could not read the named client keys from the shared database: %s (retrying)",
-                        self.why() or type(e).__name__)
-        finally:
-            assert self._settled is not None
-            self._settled.set()
-
-    async def _reload(self, name: str | None) -> None:
-        """Every key (None), or one a NOTIFY named (a change, or only its spend): saved to the copy, then
-        applied."""
-        assert self._shared is not None and self._copy is not None
-        async with self._reloading:
-            keys = await self._shared.keys(name)
-            spend = await self._shared.spend(self.state.book.day, name)
-            old = self.state.ring
-            first = old.provisional or not old.loaded
-            if name is None:
-                new: Keyring | None = Keyring(tuple(sorted(keys, key=lambda r: r.name)))
-            else:
-                rec = keys[0] if keys else None
-                new = None if old.by_name.get(name) == rec and not first else old.replaced(name, rec)
-            if new is not None:
-                await self._copy.keep(new.records)  # before it takes effect: a restart never finds less
-                self._install(new, first=first, where=log_lines.SHARED)
-            self.state.book.replace(spend, name)
 
 
 def _exposed() -> list[str]:

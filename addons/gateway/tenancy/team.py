@@ -13,8 +13,8 @@
 - **Spend** (`finished`, an observer, after the answer): tokens Qwen reported, the request's cost
   (`ex.result.cost`, pricing/prices.py) and refusals, per key and UTC day; tpm grants settled with the real tokens.
 - **Where** (tenancy/source.py): `<state_dir>/keys.sqlite3`, or the shared database (`qwen_state_url`: rate
-  limits exact across gateways). A running gateway sees a new, revoked or rotated key within a second (5 s
-  at most on PostgreSQL when a notification is lost).
+  limits exact across gateways). A change is applied on every running gateway before `qwen-keys` returns; the
+  running requests of a key revoked, rotated or deleted end then (`ended`; qwen_key_change_in_flight).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ..observer import Observer
 from ..pricing.prices import REQUESTS, TOKENS, UNPRICED, USD, PriceTable
 from . import rate_headers, refusals
 from ..turn import outcome
-from ..peers import is_loopback, key_matches, peer_host
+from ..peers import from_loopback, key_matches
 from .ring import Keyring, KeyRecord, digest
 from .source import KeySource
 from .holds import Costs, Delivered, Holds, MemoryHolds, Spending, ceiling, delivered
@@ -65,11 +65,13 @@ class Team(Observer):
         self._warned = False
         self.counts_down = ""  # why the shared budget counts could not be reached at the last try ("": they could)
         self.deleted: list[Callable[[str], None]] = []  # told each name deleted (its stored objects go with it)
+        self.ended: list[Callable[[str, str], None]] = []  # told each name revoked, rotated or deleted: its turns end
+        self.end_in_flight = True  # qwen_key_change_in_flight=end: and a turn about to start is refused (`limit`)
 
     # ---- lifecycle: where the keys live (tenancy/source.py) -------------------------------------------
 
     def configure(self, config: Config) -> None:
-        self.prices = config.prices
+        self.prices, self.end_in_flight = config.prices, config.key_change_in_flight == "end"
         self.source.configure(config)
 
     def running(self) -> None:
@@ -105,14 +107,14 @@ class Team(Observer):
         if ring.required:
             rec = ring.find(presented) if presented else None
             if rec is not None:
-                return (refusals.revoked(rec) if rec.revoked else None), rec
+                return (refusals.refused_record(rec) if rec.revoked or rec.unread else None), rec
         elif ring.loaded and not flat:
             return None, None  # no keys of any kind: the gateway is open (and loopback-only)
         if flat and key_matches(presented, flat):
             return None, None
         if not ring.loaded:
             return PENDING, None
-        return refusals.no_key(bool(presented), ring.required, _local(flow)), None
+        return refusals.no_key(bool(presented), ring.required, from_loopback(flow)), None
 
     async def late_check(self, presented_digest: bytes, flat: bool,
                          flow: http.HTTPFlow | None = None) -> tuple[GatewayError | None, KeyRecord | None]:
@@ -128,10 +130,10 @@ class Team(Observer):
             return refusals.keys_unread(why), None
         rec = ring.find_digest(presented_digest) if ring.required else None
         if rec is not None:
-            return (refusals.revoked(rec) if rec.revoked else None), rec
+            return (refusals.refused_record(rec) if rec.revoked or rec.unread else None), rec
         if not ring.required and not flat:
             return None, None
-        return refusals.no_key(presented_digest != NO_KEY, ring.required, _local(flow)), None
+        return refusals.no_key(presented_digest != NO_KEY, ring.required, from_loopback(flow)), None
 
     def _warn_unread(self, why: str) -> None:
         if not self._warned:
@@ -144,7 +146,7 @@ class Team(Observer):
     def bind(ex: Exchange, rec: KeyRecord | None) -> None:
         if rec is not None:
             ex.key.name = rec.name
-            if not rec.revoked:
+            if not rec.revoked and not rec.unread:
                 ex.key.record = rec
                 ex.key.usd_budget = bool(rec.monthly_usd)  # the engine then asks `priced_only`
 
@@ -155,6 +157,8 @@ class Team(Observer):
         rec = ex.key.record
         if not isinstance(rec, KeyRecord) or ex.key.taken is not None:
             return
+        if self.end_in_flight and (change := self.ring.change(rec)):  # since its check: its turn never starts
+            raise refusals.ended_in_flight(rec.name, change)
         try:
             await self._limit(ex, rec)
         finally:  # on the answer and on a refusal alike (local.Formats puts them on either)
@@ -291,9 +295,4 @@ class Team(Observer):
                 if t.kind == TPM:
                     self.limiter.settle(t, tokens)
             taken.clear()
-
-
-def _local(flow: http.HTTPFlow | None) -> bool:
-    """The client is on the gateway's own machine (a loopback peer)."""
-    return flow is not None and is_loopback(peer_host(flow))
 

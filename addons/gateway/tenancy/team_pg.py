@@ -1,8 +1,9 @@
 """Named keys on the shared PostgreSQL database (`qwen_state_url`), from the gateway's event loop: the keys
 followed (NOTIFY "key:<name>" from `qwen-keys` and from other gateways' spend, a full reload every
-REFRESH_S), spend added in batches, and the rpm/tpm grants (tenancy/limits.py) taken in one statement each.
-Nothing here blocks the loop; no request waits on the database unless its key has rpm or tpm and no
-lease left."""
+REFRESH_S) — read over the listener's route when the pool fails (a pooler down, the database up) — each
+`qwen-keys` change acknowledged ("key-ack:<token>:<name>": `ack`), spend added in batches, and the rpm/tpm grants
+(tenancy/limits.py) taken in one statement each. Nothing here blocks the loop; no request waits on the database
+unless its key has rpm or tpm and no lease left."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from ..storage.pg import CHANNEL, Database, placeholders
+from ..storage.pg_follow import direct_fetch, gateway_id, listen_url
 from .holds import Delivered
 from .ring import KeyRecord
 from .schema import COMPONENT, KEY_COLUMNS, PG_STEPS, Delta, Spent, add_spend_sql, record_of, spend_query, spent_of
 from .limits import WINDOW_S, Answer, shared_chunk
 from .outage import OutageNote
 
+ACK = "key-ack"  # the notification of a qwen-keys change to acknowledge: "key-ack:<token>:<name>"
 REFRESH_S = 5.0  # a lost notification: every key and its spend are read again within this
 LEASE_S = 2.0
 
@@ -82,11 +85,27 @@ class SharedKeys:
     async def keys(self, name: str | None = None) -> list[KeyRecord]:
         await self.db.amigrate(COMPONENT, PG_STEPS)  # once: a new database has no keys, not an error
         where, args = ("WHERE name = %s", (name,)) if name is not None else ("", ())
-        return [record_of(r) for r in await self.db.fetch(f"SELECT {KEY_COLUMNS} FROM client_keys {where}", args)]
+        return [record_of(r) for r in await self._fetch(f"SELECT {KEY_COLUMNS} FROM client_keys {where}", args)]
 
     async def spend(self, today: str, name: str | None = None) -> dict[str, Spent]:
         sql, args = spend_query(today, name)
-        return {r[0]: spent_of(r) for r in await self.db.fetch(placeholders(sql), args)}
+        return {r[0]: spent_of(r) for r in await self._fetch(placeholders(sql), args)}
+
+    async def ack(self, token: str, refusing: bool) -> None:
+        """This gateway applied the qwen-keys change `token` names (or refuses its key, unable to read it)."""
+        await self._fetch("INSERT INTO key_acks (token, gateway, at, refusing) VALUES (%s, %s, "
+                          "extract(epoch FROM clock_timestamp()), %s) ON CONFLICT DO NOTHING",
+                          (token, gateway_id(), refusing))
+
+    async def _fetch(self, sql: str, args: tuple) -> list[tuple]:
+        """Through the pool; when it fails, over the listener's route (PgBouncer down, PostgreSQL up: the keys
+        and a revoke are still read)."""
+        try:
+            return await self.db.fetch(sql, args)
+        except Exception:
+            if listen_url(self.db) == self.db.url:  # one route: the listener's is the pool's
+                raise
+            return await direct_fetch(self.db, sql, args)
 
     async def write_spend(self, deltas: dict[tuple[str, str], Delta], released: Sequence[int] = (),
                           delivered: Mapping[int, Delivered] | None = None) -> None:

@@ -28,13 +28,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from mitmproxy import http
 
 from ..dispatch import Observers
-from ..errors import ConnectionFailed, GatewayError, UpstreamTimeout, failure
+from ..errors import ConnectionFailed, Ended, GatewayError, UpstreamTimeout, failure
 from ..exchange import Exchange
 from ..local_answers import json_response
 from ..interfaces import StreamTranslator, UpstreamAnswer
 from .stream_rewriter import StreamRewriter, stream_error
 from . import Send, Transport
-from .stopping import Interruptible, Stopping
+from .stopping import Interruptible
 from .kept_before_end import hold_end_until_kept, until_kept
 from .settlement import Settlement
 from .client_watch import ClientWatch
@@ -83,7 +83,7 @@ class Turns:
         """The turn of a received exchange, to its end, through `transport` (module docstring)."""
         final: dict | None = None
         try:
-            with self.cuts.running():
+            with self.cuts.running(ex.key.name):
                 if not ex.turn.translated:
                     await self.translate(ex)
                 if ex.stream:
@@ -181,12 +181,12 @@ class Turns:
         going = going_on(ex, rw, self.resume_upstream, self.settlement.pool)  # None: a break ends the stream
         answer: UpstreamAnswer | None = resp
         try:
-            with self.cuts.running():
+            with self.cuts.running(ex.key.name):
                 while answer is not None:
                     await relayed(answer, rw, send, self.idle_timeout())
                     answer = await going.next(send) if going is not None and rw.broken is not None else None
-        except Stopping as e:  # cut short by a stopping gateway (cut.py): the client's error event
-            await send(rw.ended(stream_error(e.message, "gateway_shutting_down")))
+        except Ended as e:  # cut short by a stopping gateway or its key's revocation: the client's error event
+            await send(rw.ended(stream_error(e.message, e.code or "", e.type)))
         finally:
             if going is not None:
                 await going.close()

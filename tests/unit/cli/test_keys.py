@@ -46,7 +46,8 @@ def test_add_prints_the_key_once_as_the_last_line_and_stores_only_its_digest(run
     lines = out.splitlines()
     key = lines[-1]
     assert (rc, err) == (0, "")
-    assert lines[:2] == [f"Added key alice (rpm 3) to {tmp_path / FILENAME}.",
+    assert lines[:3] == [f"Added key alice (rpm 3) to {tmp_path / FILENAME}.",
+                         "No gateway is running on it: each reads the keys when it starts.",
                          "The key is shown once, here; only its SHA-256 is stored. Clients send it as their API key:"]
     assert key.startswith("sk-qg-") and len(key) > 40
     path = tmp_path / FILENAME
@@ -64,9 +65,10 @@ def test_two_adds_give_two_different_keys(run):
 def test_limits_set_shown_and_removed(run, tmp_path):
     run("add", "ci", "--daily-tokens", "20", "--monthly-usd", "$5")
     rc, out, _ = run("set", "ci", "--tpm", "100000", "--monthly-usd", "0.5")
-    assert (rc, out) == (0, "Key ci: tpm 100,000, daily-tokens 20, monthly-usd $0.500000.\n")
+    assert (rc, out) == (0, "Key ci: tpm 100,000, daily-tokens 20, monthly-usd $0.500000.\n"
+                            "No gateway is running on it: each reads the keys when it starts.\n")
     rc, out, _ = run("set", "ci", "--tpm", "0", "--daily-tokens", "0", "--monthly-usd", "0")
-    assert (rc, out) == (0, "Key ci: no limits.\n")
+    assert (rc, out) == (0, "Key ci: no limits.\nNo gateway is running on it: each reads the keys when it starts.\n")
 
 
 def test_set_without_a_limit_is_refused(run):
@@ -78,12 +80,14 @@ def test_set_without_a_limit_is_refused(run):
 
 def test_revoke_then_rotate_makes_it_active_with_a_new_key(run, tmp_path):
     first = run("add", "alice")[1].splitlines()[-1]
-    assert run("revoke", "alice")[:2] == (0, "Revoked key alice: running gateways refuse it within seconds (401).\n")
+    assert run("revoke", "alice")[:2] == (0, "Revoked key alice: gateways refuse it (401).\n"
+                                             "No gateway is running on it: each reads the keys when it starts.\n")
     assert records(tmp_path)["alice"].revoked
     rc, out, _ = run("rotate", "alice")
     new = out.splitlines()[-1]
-    assert rc == 0 and out.splitlines()[0] == ("New key for alice (it was revoked: active again); the old key stops "
-                                               "working within seconds. Shown once, here:")
+    assert rc == 0 and out.splitlines()[:3] == ["New key for alice (it was revoked: active again); the old key no longer "
+                                                "works.", "No gateway is running on it: each reads the keys when it "
+                                                "starts.", "The new key is shown once, here:"]
     rec = records(tmp_path)["alice"]
     assert new != first and rec.digest == hashlib.sha256(new.encode()).digest() and not rec.revoked
     rc, out, _ = run("rotate", "alice")
@@ -95,9 +99,10 @@ def test_delete_the_last_key_says_the_gateways_need_none_again(run, tmp_path):
     run("add", "b")
     rc, out, _ = run("delete", "a")
     assert rc == 0 and out == ("Deleted key a: its record and spend are gone, and its 0 stored objects (the usage "
-                               "ledger keeps its requests); running gateways refuse it within seconds (401).\n")
+                               "ledger keeps its requests); gateways refuse it (401).\n"
+                               "No gateway is running on it: each reads the keys when it starts.\n")
     rc, out, _ = run("delete", "b")
-    assert out.splitlines()[-1] == ("No named key is left: running gateways no longer require one (on loopback; the "
+    assert out.splitlines()[-2] == ("No named key is left: running gateways no longer require one (on loopback; the "
                                     "keys of qwen_client_keys_file still work).")
     assert records(tmp_path) == {}
 

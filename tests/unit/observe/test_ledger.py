@@ -198,7 +198,7 @@ def test_a_batch_is_one_transaction_without_a_sync_per_commit(tmp_path):
     led._db.set_trace_callback(statements.append)
     led.add([row_of(exchange()) for _ in range(200)])
     led._db.set_trace_callback(None)
-    assert [s for s in statements if s in ("BEGIN", "COMMIT")] == ["BEGIN", "COMMIT"]
+    assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")] == ["BEGIN IMMEDIATE", "COMMIT"]
     assert led.query("PRAGMA synchronous") == [(1,)]  # NORMAL: in WAL mode, a commit does not sync
     assert led.query("SELECT COUNT(*) FROM usage") == [(200,)]
     led.close()

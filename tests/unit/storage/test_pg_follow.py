@@ -176,3 +176,64 @@ async def test_closing_a_connection_that_hangs_is_bounded(monkeypatch):
     with pytest.raises(asyncio.CancelledError):
         await listening
     assert conn.notes_closed and not conn.closed
+
+
+class Echoing(DB):
+    """A database whose pool delivers (or, `deaf`, never delivers) a NOTIFY to the listening connection."""
+
+    def __init__(self, conn: Conn, *, deaf: bool = False, pool_down: bool = False) -> None:
+        super().__init__([conn])
+        self.conn, self.deaf, self.pool_down, self.sent = conn, deaf, pool_down, []
+
+    async def execute(self, sql, args=()):
+        if self.pool_down:
+            raise StateUnavailable("down")
+        self.sent.append(args[1])
+        if not self.deaf:
+            self.conn.queue.put_nowait(args[1])
+        return 1
+
+
+class Live(Conn):
+    def __init__(self) -> None:
+        super().__init__([])
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+
+    async def _notes(self):
+        try:
+            while True:
+                yield SimpleNamespace(payload=await self.queue.get())
+        finally:
+            self.notes_closed = True
+
+
+@pytest.mark.parametrize("deaf", [False, True])
+async def test_the_listener_checks_it_hears_its_own_notification_and_says_when_it_does_not(monkeypatch, caplog, deaf):
+    monkeypatch.setattr(pg_follow, "HEAR_S", 0.2)
+    db = Echoing(Live(), deaf=deaf)
+    task = follower(db, "key", [])
+    await until(lambda: db.listener.hears is not None, tries=2000)
+    await stop(task)
+    assert len(db.sent) == 1 and db.sent[0].startswith("listen-check:")
+    warned = [r.getMessage() for r in caplog.records if "did not hear" in r.getMessage()]
+    assert db.listener.hears is (not deaf) and len(warned) == int(deaf)
+    if deaf:
+        assert "set qwen_state_listen_url to the database itself" in warned[0]
+
+
+async def test_a_pool_that_fails_cannot_tell_whether_the_listener_hears(monkeypatch, caplog):
+    monkeypatch.setattr(pg_follow, "HEAR_S", 0.05)
+    db = Echoing(Live(), pool_down=True)
+    task = follower(db, "key", [])
+    await until(lambda: db.listener.connections == 1)
+    await asyncio.sleep(0.1)
+    await stop(task)
+    assert db.listener.hears is None and "did not hear" not in caplog.text
+
+
+def test_each_process_has_its_own_gateway_id_and_its_session_names_it(monkeypatch):
+    mine = pg_follow.gateway_id()
+    assert pg_follow.gateway_id() == mine and len(mine) == 12
+    assert pg_follow.session_name().startswith(f"qwen-gateway {mine} ") and len(pg_follow.session_name()) <= 63
+    monkeypatch.setattr(pg_follow.os, "getpid", lambda: -1)  # a process forked from this one
+    assert pg_follow.gateway_id() != mine

@@ -4,6 +4,7 @@ transaction's statements committed together or not at all."""
 from __future__ import annotations
 
 import stat
+import threading
 
 import pytest
 
@@ -32,3 +33,20 @@ def test_a_transaction_commits_together_or_rolls_back(tmp_path):
         assert [r[0] for r in db.execute("SELECT v FROM t ORDER BY v")] == [1, 2]
     finally:
         db.close()
+
+
+def test_a_transaction_that_reads_then_writes_waits_for_another_writer_rather_than_fails(tmp_path):
+    """`qwen-keys revoke` reads the key, then writes, in one transaction, while a gateway writes its spend: begun
+    deferred, the read's snapshot was stale by the write and SQLite said "database is locked" at once (no busy
+    wait); begun IMMEDIATE, the other writer waits for the commit."""
+    path = tmp_path / "k.sqlite3"
+    mine = open_private_db(path, timeout=10, setup="CREATE TABLE t (v INTEGER)")
+    other = open_private_db(path, timeout=10)
+    with transaction(mine):
+        mine.execute("SELECT COUNT(*) FROM t").fetchall()
+        writer = threading.Thread(target=lambda: other.execute("INSERT INTO t VALUES (2)"))
+        writer.start()
+        writer.join(0.5)  # deferred, it has committed by now; immediate, it waits for this transaction
+        mine.execute("INSERT INTO t VALUES (1)")
+    writer.join(10)
+    assert sorted(v for (v,) in mine.execute("SELECT v FROM t")) == [1, 2]

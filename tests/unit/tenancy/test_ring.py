@@ -43,3 +43,13 @@ def test_replaced_builds_a_new_ring_and_keeps_how_it_was_read():
     assert new.find_digest(b"1") is None and new.provisional
     assert [r.name for r in ring.records] == ["a", "b"]  # the old ring is unchanged (read without a lock)
     assert [r.name for r in ring.replaced("b", None).records] == ["a"]
+
+
+def test_what_became_of_a_key_ends_its_requests_only_when_it_no_longer_opens():
+    alice, bob, carol, dan = (KeyRecord(n, n.encode()) for n in ("alice", "bob", "carol", "dan"))
+    old = Keyring((alice, bob, carol, dan))
+    new = Keyring((KeyRecord("alice", b"alice", revoked=True), KeyRecord("bob", b"new"),
+                   KeyRecord("dan", b"dan", rpm=5)))  # carol deleted; dan's limits changed: his key still opens
+    assert [new.change(r) for r in (alice, bob, carol, dan)] == ["revoked", "rotated", "deleted", ""]
+    assert old.changes(new) == [("alice", "revoked"), ("bob", "rotated"), ("carol", "deleted")]
+    assert old.changes(old) == [] and old.change(alice) == ""

@@ -171,7 +171,7 @@ async def test_a_write_under_way_at_shutdown_is_finished_not_lost(tmp_path, pg_u
     try:
         await blocker.execute("LOCK TABLE key_day IN EXCLUSIVE MODE")
         team.book.charge("alice", requests=1, tokens=3)
-        for _ in range(50):  # a tick has taken the spend and waits on the lock
+        for _ in range(500):  # a tick has taken the spend and waits on the lock (10 s at most: a busy machine)
             await asyncio.sleep(0.02)
             if team.book.writing:
                 break

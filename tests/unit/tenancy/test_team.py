@@ -14,6 +14,7 @@ from qwen_gateway.accounts import KEY, Credential
 from qwen_gateway.auth.plans import PRESETS, billing_of
 from mitmproxy.test import tflow
 
+from qwen_gateway.errors import Ended
 from qwen_gateway.tenancy import refusals
 from qwen_gateway.tenancy.ring import Keyring, KeyRecord, digest, new_key
 from qwen_gateway.tenancy.limits import RPM
@@ -113,6 +114,31 @@ def test_the_key_check():
     assert team.check(alice.encode(), ()) == (PENDING, None)
     assert team.check(b"flat", (b"flat",)) == (None, None)
     assert team.status() == {"state": "unread"}
+
+
+async def test_a_key_revoked_between_its_check_and_its_turn_never_starts_unless_let_finish():
+    alice = KeyRecord("alice", digest(b"k"))
+    for end_in_flight, revoked in ((True, True), (False, True), (True, False)):
+        team = Team()
+        team.end_in_flight = end_in_flight
+        team.ring = Keyring((alice,))
+        ex = Exchange(ClientRequest("POST", "/v1/chat/completions", {}))
+        team.bind(ex, team.check(b"k", ())[1])
+        if revoked:
+            team.ring = Keyring((KeyRecord("alice", digest(b"k"), revoked=True),))  # qwen-keys revoke, meanwhile
+        if end_in_flight and revoked:
+            with pytest.raises(Ended) as ended:
+                await team.limit(ex)
+            assert ended.value.status == 401 and "was revoked while this request ran" in ended.value.message
+        else:
+            await team.limit(ex)  # no limit: nothing to take
+
+
+def test_a_key_whose_change_could_not_be_read_is_refused_until_it_is():
+    team = Team()
+    team.ring = Keyring((KeyRecord("alice", digest(b"k"), unread=True),))
+    refusal, rec = team.check(b"k", ())
+    assert refusal.status == 503 and refusal.code == "state_unavailable" and rec.name == "alice"
 
 
 async def test_a_gateway_that_never_read_its_keys_refuses_every_request_it_cannot_check():

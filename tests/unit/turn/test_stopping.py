@@ -8,15 +8,17 @@ import sys
 
 import pytest
 
+from qwen_gateway.errors import Ended
+from qwen_gateway.tenancy.refusals import ended_in_flight
 from qwen_gateway.turn.stopping import Interruptible, Stopping
 
 
-async def running(cuts: Interruptible) -> asyncio.Task:
-    """A turn inside `cuts.running()`, waiting there."""
+async def running(cuts: Interruptible, key: str = "") -> asyncio.Task:
+    """A turn (of the named key `key`) inside `cuts.running()`, waiting there."""
     inside = asyncio.Event()
 
     async def turn():
-        with cuts.running():
+        with cuts.running(key):
             inside.set()
             await asyncio.sleep(60)
 
@@ -33,6 +35,23 @@ async def test_a_cut_turn_stops_with_the_clients_error_and_is_forgotten():
         await task
     assert stopped.value.status == 503 and stopped.value.__suppress_context__
     assert task.cancelling() == 0 and cuts.cut() == 0  # uncancelled, and no longer running
+
+
+async def test_a_keys_turns_end_with_its_refusal_and_no_other_turn_is_touched():
+    cuts = Interruptible()
+    alice, alice_too, bob, nameless = [await running(cuts, k) for k in ("alice", "alice", "bob", "")]
+    assert cuts.cut("alice", lambda: ended_in_flight("alice", "revoked")) == 2
+    for task in (alice, alice_too):
+        with pytest.raises(Ended) as ended:
+            await task
+        assert ended.value.status == 401 and ended.value.code == "invalid_api_key"
+        assert "'alice' was revoked while this request ran" in ended.value.message
+    assert alice.exception() is not alice_too.exception()  # one error each: tracebacks never shared
+    assert not bob.done() and not nameless.done()
+    assert cuts.cut() == 2  # the rest, at a stop
+    for task in (bob, nameless):
+        with pytest.raises(Stopping):
+            await task
 
 
 async def test_another_cancellation_goes_on():

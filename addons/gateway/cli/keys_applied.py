@@ -1,0 +1,85 @@
+"""qwen-keys returns when its change holds: every running gateway of the team applied it — or, after WAIT_S, the
+ones that did not say so are named and the exit status is NOT_EVERYWHERE (the change itself is recorded).
+
+- State folder: each gateway running on it is told through its socket and answers once applied
+  (tenancy/source_folder.py).
+- Shared database: a notification asks every gateway to read the key again and acknowledge (tenancy/source_pg.py);
+  the running gateways are those seen alive within the holds' DEAD_S (tenancy/holds.py) and those whose LISTEN
+  session is open (storage/pg_follow.py names it): a gateway whose pool is down still counts, and still answers
+  over its listener's route. A gateway that cannot read the change refuses the key (503) until it can: that is
+  applied too, and said."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from ..storage.pg import CHANNEL
+from ..storage.pg_follow import SESSION_NAME
+from ..tenancy.holds import DEAD_S
+from ..tenancy.source_folder import TELL_S, tell_gateways
+from ..tenancy.team_pg import ACK
+
+WAIT_S = TELL_S  # how long qwen-keys waits for every running gateway's word
+NOT_EVERYWHERE = 3  # the exit status when some running gateway did not say it applied the change
+POLL_S = 0.05
+KEEP_ACKS_S = 3600.0  # acknowledgements older than this are deleted by the next qwen-keys change
+
+
+def in_folder(state_dir: Path, bound: float = WAIT_S) -> tuple[str, int]:
+    """The folder's running gateways told: (the line to print, the exit status)."""
+    applied, silent = tell_gateways(state_dir, bound)
+    return said(applied, 0, [f"pid {pid}" for pid in silent], bound, "")
+
+
+def in_database(conn: Any, name: str, bound: float = WAIT_S) -> tuple[str, int]:
+    """Every running gateway on the database asked to apply `name`'s change and acknowledge it (`conn`: the
+    command's autocommit connection, after the change was committed)."""
+    token = secrets.token_hex(8)
+    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{ACK}:{token}:{name}"))
+    deadline = time.monotonic() + bound
+    while True:
+        alive = running(conn)
+        acked = dict(conn.execute("SELECT gateway, refusing FROM key_acks WHERE token = %s", (token,)).fetchall())
+        silent = [label for gid, label in sorted(alive.items()) if gid not in acked]
+        if not silent or time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_S)
+    conn.execute("DELETE FROM key_acks WHERE at < extract(epoch FROM clock_timestamp()) - %s", (KEEP_ACKS_S,))
+    refusing = sum(1 for gid, refuses in acked.items() if refuses and gid in alive)
+    return said(sum(1 for gid in acked if gid in alive) - refusing, refusing, silent, bound,
+                " (its log says when its LISTEN hears nothing: qwen_state_listen_url)")
+
+
+def running(conn: Any) -> dict[str, str]:
+    """The gateways running on the database: id -> "host:pid" (seen alive lately, or holding their LISTEN
+    session)."""
+    found = {gid: f"{host}:{pid}" for gid, host, pid in conn.execute(
+        "SELECT id, host, pid FROM qwen_gateways WHERE seen > extract(epoch FROM clock_timestamp()) - %s",
+        (DEAD_S,)).fetchall()}
+    for (app,) in conn.execute("SELECT application_name FROM pg_stat_activity WHERE application_name LIKE %s",
+                               (SESSION_NAME + "%",)).fetchall():
+        gid, _, where = app[len(SESSION_NAME):].partition(" ")
+        found.setdefault(gid, where or "unknown host")
+    return found
+
+
+def said(applied: int, refusing: int, silent: list[str], bound: float, hint: str) -> tuple[str, int]:
+    if not applied and not refusing and not silent:
+        return "No gateway is running on it: each reads the keys when it starts.", 0
+    parts = [f"Applied on {_count(applied)}"] if applied else []
+    if refusing:
+        one = refusing == 1
+        parts.append(f"{_count(refusing)} could not read the change and refuse{'s' if one else ''} the key (503) "
+                     f"until {'it' if one else 'they'} can")
+    line = "; ".join(parts) + "." if parts else ""
+    if not silent:
+        return line, 0
+    return (line + (" " if line else "") + f"Not confirmed within {bound:g} s by {', '.join(silent)}: such a "
+            f"gateway applies the change when it next reads the keys{hint}."), NOT_EVERYWHERE
+
+
+def _count(n: int) -> str:
+    return f"{n} running gateway{'' if n == 1 else 's'}"
