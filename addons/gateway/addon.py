@@ -94,8 +94,7 @@ class QwenGateway(Wiring):
             target = data.server.address[0] if data.server.address else "?"
             data.server.error = f"qwen gateway refuses to connect to {target}: its requests go to Qwen"
 
-    def tls_failed_client(self, data: tls.TlsData) -> None:
-        """A client that does not trust the certificate: say what to use or set (ingress/untrusted.py)."""
+    def tls_failed_client(self, data: tls.TlsData) -> None:  # what to use or set (ingress/untrusted.py)
         self.told.tls_failed(data.context.client, self.own_certs, ctx.options.confdir)
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
@@ -104,11 +103,10 @@ class QwenGateway(Wiring):
         if claim.no_passthrough(self.config, self.team.ring.required) and not self.claims(flow):
             passthrough.refuse(flow)
 
-    # a TCP tunnel passed through and a WebSocket session are exchanges in progress: never late for a head
     def tcp_start(self, flow) -> None:
         self.deadlines.began(flow)
 
-    def tcp_end(self, flow) -> None:
+    def tcp_end(self, flow) -> None:  # a TCP tunnel and a WebSocket session: exchanges, never late for a head
         self.deadlines.ended(flow)
 
     tcp_error = tcp_end
@@ -187,6 +185,7 @@ class QwenGateway(Wiring):
     # ---- response ---------------------------------------------------------------------------------
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
+        self.drain.closing(flow)  # draining: the connection closes after this answer
         ex = self._live.get(flow.id)
         if ex is None:
             passthrough.seal(flow)  # sent: out of the record before -w writes it
@@ -203,6 +202,7 @@ class QwenGateway(Wiring):
             log.exception("qwen: could not start passing a stream on")
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        self.drain.closing(flow)  # (an answer not streamed: its head not sent yet)
         if flow.websocket is None:  # a WebSocket session goes on until websocket_end
             self.deadlines.ended(flow)
         ex = self._live.pop(flow.id, None)

@@ -278,3 +278,60 @@ def test_a_sigterm_during_start_up_drains_answering_503_never_a_reset(emu, oauth
     text = log.read_text()
     assert "qwen: SIGTERM during start-up" in text and "qwen: drain: nothing in progress; stopping" in text, text
     assert "qwen: gateway stopped" in text and "Traceback" not in text, text
+
+
+def test_a_kept_alive_connection_closes_after_its_answer_never_under_a_request(make_gateway, emu, oauth_home,
+                                                                                 tmp_path):
+    """Issue 68, item 4: behind nginx, a POST sent on a kept-alive connection as the drained gateway stopped was
+    reset (502). From the signal on, each HTTP/1 answer says `Connection: close` and the gateway closes the
+    connection after it, while the drain goes on: a stream running at the signal (its head already sent: it cannot
+    say it, and its connection is closed after its last byte all the same) and an answer given during the drain
+    leave no connection open for a next request to be cut on. A second stream keeps the gateway draining."""
+    import socket
+
+    emu.switches(chunk_count=10, gap_ms=300)  # streams of about 3 s
+    gw = gateway(make_gateway, oauth_home, tmp_path, "--set", "qwen_drain_s=30")
+
+    def request(stream: bool) -> bytes:
+        body = json.dumps({"model": "gpt-4o", "messages": ASK, "stream": stream}).encode()
+        return (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{gw.port}\r\nAuthorization: Bearer "
+                f"client-key\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+    def answer(conn: socket.socket) -> tuple[int, bytes, bool]:
+        """One whole answer read from a kept-alive connection (its status, its head as bytes), and whether the
+        gateway then closed the connection (EOF within 1 s; else it stays open for another request)."""
+        resp = http.client.HTTPResponse(conn)
+        resp.begin()
+        text = resp.read()
+        assert resp.status in (200, 503) and text, (resp.status, text)
+        conn.settimeout(1)
+        try:
+            closed = conn.recv(1) == b""
+        except TimeoutError:
+            closed = False
+        return resp.status, str(resp.headers).lower().encode(), closed
+
+    def opened(stream: bool) -> socket.socket:
+        conn = socket.create_connection(("127.0.0.1", gw.port), timeout=30)
+        conn.sendall(request(stream))
+        return conn
+
+    kept = opened(False)  # a first answer: the connection kept alive (no drain yet)
+    status, first, closed = answer(kept)
+    assert status == 200 and b"connection: close" not in first and not closed
+    ending = opened(True)
+    until(lambda: len(emu.chat_requests()) == 2, "the first stream asked of Qwen")
+    time.sleep(1.0)
+    going = opened(True)  # ends about a second after the first: the drain still runs when the first ends
+    until(lambda: len(emu.chat_requests()) == 3, "the second stream asked of Qwen")
+    gw.proc.send_signal(signal.SIGTERM)
+    until(lambda: draining(gw), "readiness 503 draining", limit=10, every=0.05)
+    kept.sendall(request(False))  # a request on the kept-alive connection during the drain: 503, then closed
+    status, refused, refused_closed = answer(kept)
+    assert status == 503 and b"connection: close" in refused and refused_closed
+    status, streamed, stream_closed = answer(ending)
+    assert gw.proc.poll() is None and draining(gw)  # the gateway still drains (the second stream runs)
+    assert status == 200 and stream_closed, streamed
+    status, streamed, stream_closed = answer(going)
+    assert status == 200 and stream_closed, streamed
+    assert gw.proc.wait(30) == 0

@@ -5,6 +5,8 @@ and without a request ever accepted and then left without an answer.
             refused 503 with Retry-After, in the client's format, its connection closed
     wait    until no exchange runs — HTTP answers and streams, WebSocket turns, background responses — and no
             request has come for QUIET_S, at most qwen_drain_s
+            from the signal on, every HTTP/1 answer says `Connection: close`: a kept-alive connection closes
+            between two requests, never under one
     close   the entrance closed (ingress/listeners.py): the kernel takes no new connection (its client sent nothing,
             and tries elsewhere); the connections accepted before are answered — a request on its way 503
     stop    one line, then mitmproxy's own shutdown: the addon's `done` ends what still runs with the client's
@@ -73,6 +75,16 @@ class Drain:
         """The entrance's check, for what is not a turn yet (a WebSocket upgrade)."""
         if self.draining:
             raise Stopping(REFUSED)
+
+    def closing(self, flow) -> None:
+        """While it drains, an HTTP/1 answer closes its connection after it (`Connection: close`): a client or a
+        balancer sends its next request elsewhere, never on a connection the stop would cut under it. Called at
+        responseheaders and response: a stream whose head went out before the signal has it set at its end, and
+        mitmproxy, which reads the header after the last byte, closes the connection all the same."""
+        answer = flow.response
+        if self.draining and answer is not None and answer.status_code != 101 and flow.websocket is None \
+                and flow.request.http_version.startswith("HTTP/1"):
+            answer.headers["connection"] = "close"
 
     def signalled(self, seconds: float) -> None:
         """SIGTERM: the drain begins; a second one stops the gateway now."""

@@ -188,3 +188,21 @@ async def test_a_sigterm_while_the_gateway_starts_drains_once_it_has_started(cap
             break
         await asyncio.sleep(0.02)
     assert steps == ["stopped"]
+
+
+def test_while_it_drains_every_http1_answer_closes_its_connection_after_it():
+    from mitmproxy.test import tflow
+
+    d = Drain(in_progress=lambda: 0)
+    before = tflow.tflow(resp=True)
+    d.closing(before)
+    assert "connection" not in before.response.headers  # not draining: kept alive as the client asked
+    d.draining = True
+    answer, upgrade, h2 = tflow.tflow(resp=True), tflow.tflow(resp=True), tflow.tflow(resp=True)
+    upgrade.response.status_code = 101
+    h2.request.http_version = "HTTP/2.0"
+    for flow in (answer, upgrade, h2, tflow.tflow()):
+        d.closing(flow)
+    assert answer.response.headers["connection"] == "close"
+    assert "connection" not in upgrade.response.headers  # a WebSocket's upgrade: the session goes on
+    assert "connection" not in h2.response.headers  # HTTP/2 has no such header (its streams end on their own)
