@@ -7,6 +7,8 @@ deleted makes the gateway keyless again, in one log line; the 401 for a missing 
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import sqlite3
 
@@ -42,6 +44,14 @@ def test_a_key_deleted_is_gone_for_good_and_the_last_one_makes_the_gateway_keyle
     assert "named client keys: 2 active, 0 revoked: every request needs a key" in gw.log()
     assert health_keys(gw) == {"active": 2, "revoked": 0, "state": "read"}
     assert status(gw, alice) == 200 and status(gw, bob) == 200 and status(gw, None) == 401
+    state = tmp_path / "team" / "state"
+
+    def spent() -> list[str]:
+        with contextlib.closing(sqlite3.connect(state / "keys.sqlite3")) as db:
+            return [r[0] for r in db.execute("SELECT DISTINCT name FROM key_day ORDER BY name")]
+    # their spend written (once a second) before the changes: the delete must find alice's to remove (the
+    # changes reach the gateway at once, faster than that batch)
+    until(lambda: spent() == ["alice", "bob"], "the spend written")
 
     qwen_keys(env, "revoke", "alice")
     qwen_keys(env, "revoke", "bob")
@@ -52,7 +62,6 @@ def test_a_key_deleted_is_gone_for_good_and_the_last_one_makes_the_gateway_keyle
 
     qwen_keys(env, "delete", "alice")
     until(lambda: health_keys(gw) == {"active": 0, "revoked": 1, "state": "read"}, "alice deleted", limit=5)
-    state = tmp_path / "team" / "state"
     db = sqlite3.connect(state / "keys.sqlite3")
     assert [r[0] for r in db.execute("SELECT name FROM client_keys")] == ["bob"]
     assert [r[0] for r in db.execute("SELECT DISTINCT name FROM key_day")] == ["bob"]  # alice's spend: gone

@@ -55,12 +55,12 @@ def in_database(conn: Any, name: str, bound: float = WAIT_S) -> tuple[str, int]:
 
 def running(conn: Any) -> dict[str, str]:
     """The gateways running on the database: id -> "host:pid" (seen alive lately, or holding their LISTEN
-    session)."""
+    session on this database: the server's other databases are other teams')."""
     found = {gid: f"{host}:{pid}" for gid, host, pid in conn.execute(
         "SELECT id, host, pid FROM qwen_gateways WHERE seen > extract(epoch FROM clock_timestamp()) - %s",
         (DEAD_S,)).fetchall()}
-    for (app,) in conn.execute("SELECT application_name FROM pg_stat_activity WHERE application_name LIKE %s",
-                               (SESSION_NAME + "%",)).fetchall():
+    for (app,) in conn.execute("SELECT application_name FROM pg_stat_activity WHERE datname = current_database() "
+                               "AND application_name LIKE %s", (SESSION_NAME + "%",)).fetchall():  # (not another team's)
         gid, _, where = app[len(SESSION_NAME):].partition(" ")
         found.setdefault(gid, where or "unknown host")
     return found

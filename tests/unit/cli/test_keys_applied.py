@@ -26,7 +26,7 @@ def test_what_it_says():
                     "when it next reads the keys (hint).")
 
 
-def test_every_running_gateway_must_acknowledge_and_the_silent_are_named(pg_url, monkeypatch):
+def test_every_running_gateway_must_acknowledge_and_the_silent_are_named(pg_server, pg_url, monkeypatch):  # noqa: F811
     store = KeyStore.remote(Database(pg_url))  # its tables, as qwen-keys opens them
     conn = store.conn
     now = time.time()
@@ -43,6 +43,10 @@ def test_every_running_gateway_must_acknowledge_and_the_silent_are_named(pg_url,
     with psycopg.connect(pg_url, application_name="qwen-gateway g3 db-3:33", autocommit=True):
         line, status = keys_applied.in_database(conn, "alice", 0.2)
     assert status == 3 and line.startswith("Applied on 2 running gateways. Not confirmed within 0.2 s by db-3:33: ")
+    # a gateway of another database on the same server (another team's): not one of this database's
+    other = pg_server.new_database()
+    with psycopg.connect(other, application_name="qwen-gateway g4 db-4:44", autocommit=True):
+        assert keys_applied.in_database(conn, "alice", 0.2) == ("Applied on 2 running gateways.", 0)
     conn.execute("INSERT INTO key_acks (token, gateway, at, refusing) VALUES ('t', 'g3', %s, true)", (now,))
     with psycopg.connect(pg_url, application_name="qwen-gateway g3 db-3:33", autocommit=True):
         line, status = keys_applied.in_database(conn, "alice", 0.2)
