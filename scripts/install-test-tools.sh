@@ -38,6 +38,7 @@ command -v systemd-analyze >/dev/null || apt_missing+=(systemd)  # verifies the 
 command -v prometheus >/dev/null || apt_missing+=(prometheus)  # scrapes a gateway for the dashboard (tests/e2e/test_e2e_dashboard.py)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_missing+=(postgresql)  # shared state (tests/helpers/pgserver.py)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_missing+=(nginx)  # two gateways behind it (tests/e2e/test_e2e_deploy.py)
+command -v stress-ng >/dev/null || apt_missing+=(stress-ng)  # a CPU hog on each core beside the suite (scripts/test-busy.sh)
 [ -x /usr/sbin/pgbouncer ] || apt_missing+=(pgbouncer)  # eight gateways' pools in transaction mode (tests/e2e/test_e2e_many_gateways.py)
 docker_missing=()  # installed without their recommends (apparmor, needrestart…): what the tests were run with
 [ -x /usr/sbin/dockerd ] || command -v dockerd >/dev/null || docker_missing+=(docker.io)

@@ -1,8 +1,9 @@
 """Many gateways on one PostgreSQL (issue 63 item 1), real processes: what one gateway asks of the database (one
 session connection that LISTENs, one pool for every store), and eight gateways behind nginx with their pools
 through PgBouncer in transaction mode, their LISTEN connections direct (`qwen_state_listen_url`): a revocation,
-a learned fact and an account's state reach all eight, and a load round-robin through nginx meets no connection
-error. The figures each run measures are printed (docs/performance.md keeps them)."""
+a learned fact and an account's state reach all eight by their notifications (the gateways' periodic full reads held
+off: helpers/notify_only.py), and a load round-robin through nginx meets no connection error. The figures each run
+measures are printed (docs/performance.md keeps them); what is asserted is counted, never timed."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import pytest
 from helpers.nginx import Nginx
 from helpers.pgbouncer import PgBouncer, unavailable as no_pgbouncer
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
-from helpers.procs import Gateway, free_port, stop_all, until
+from helpers.procs import ROOT, Gateway, free_port, stop_all, until
 from helpers.team import add_key, qwen_keys, team_env
 
 pytestmark = pytest.mark.e2e
@@ -28,6 +29,8 @@ POOL_MOST = 6  # storage/pg.py's POOL_MAX: what one gateway's stores share
 # and the two threads' own connections: the usage ledger's writer, the named keys' store (docs/deploy.md)
 THREADS = 2
 HI = [{"role": "user", "content": "hi"}]
+NOTIFY_ONLY = ROOT / "tests" / "helpers" / "notify_only.py"
+REACHED_S = 60  # a bound for a change to reach every gateway: never met on any machine (under a second here)
 
 
 def sessions(url: str) -> list[tuple[str, str]]:
@@ -108,7 +111,8 @@ def eight(request, tmp_path, emu, pg_server):  # noqa: F811
             env = team_env(tmp_path, emu, f"gw{i}") if request.param == 1 else \
                 three_accounts(tmp_path, emu, f"gw{i}", keys)
             gws.append(Gateway(tmp_path / f"gw{i}" / "gw", env=env, args=(
-                "--set", f"qwen_state_url={via}", "--set", f"qwen_state_listen_url={direct}")).start())
+                "--set", f"qwen_state_url={via}", "--set", f"qwen_state_listen_url={direct}",
+                "-s", str(NOTIFY_ONLY))).start())
         for gw in gws:  # as a balancer would: each takes traffic once ready (its keys read through PgBouncer)
             until(lambda gw=gw: httpx.get(gw.url + "/health/readiness", trust_env=False).status_code == 200,
                   f"gateway {gw.port} ready", limit=30)
@@ -129,19 +133,23 @@ def eight(request, tmp_path, emu, pg_server):  # noqa: F811
 
 def reached(gws: list[Gateway], seen, what: str) -> list[float]:
     """Seconds until each gateway shows what `seen(gw)` looks for, each polled on its own thread every 10 ms
-    (10 s at most): how long the change took to reach it, give or take one poll."""
+    (REACHED_S at most): how long the change took to reach it, give or take one poll (a figure, printed)."""
     start = time.monotonic()
 
     def watch(gw: Gateway) -> float | None:
-        while time.monotonic() - start < 10:
+        while time.monotonic() - start < REACHED_S:
             if seen(gw):
                 return time.monotonic() - start
             time.sleep(0.01)
         return None
     with concurrent.futures.ThreadPoolExecutor(len(gws)) as pool:
         took = list(pool.map(watch, gws))
-    assert None not in took, f"{what}: reached {[t is not None for t in took]} in 10 s"
+    assert None not in took, f"{what}: reached {[t is not None for t in took]} in {REACHED_S} s"
     return sorted(t for t in took if t is not None)
+
+
+LOAD = 320  # requests round-robin through nginx, 32 at once: each gateway's pool of 6 and PgBouncer's 20 in use
+# (800 before: the same concurrency, and a fifth of the suite's time on a slow machine)
 
 
 @pytest.mark.parametrize("eight", [1], indirect=True, ids=["one-account"])
@@ -162,7 +170,7 @@ def test_eight_gateways_behind_pgbouncer_share_what_changes_and_meet_no_connecti
         return httpx.get(gw.url + "/health", trust_env=False, timeout=10).json()
     learned = reached(gws, lambda gw: "learned" in health(gw), "the learned fact")
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
-        codes = list(pool.map(lambda i: chat(url, bob, f"load {i}"), range(800)))
+        codes = list(pool.map(lambda i: chat(url, bob, f"load {i}"), range(LOAD)))
     emu.fault("quota429")  # the account's state last: it cools down on every gateway
     assert chat(gws[3].url, bob) in (429, 503)
     cooled = reached(gws, lambda gw: any(a.get("state") == "cooling_down" for a in health(gw)["accounts"]),
@@ -171,14 +179,13 @@ def test_eight_gateways_behind_pgbouncer_share_what_changes_and_meet_no_connecti
     logs = "".join(gw.log() for gw in gws)
     print(f"\neight gateways: the key reached all in {keys[-1]:.2f} s (median {statistics.median(keys):.2f}), the "
           f"revocation in {revoked[-1]:.2f} s, the learned fact in {learned[-1]:.2f} s, the cooldown in "
-          f"{cooled[-1]:.2f} s; 800 requests at concurrency 32 through nginx: {codes.count(200)} answered 200; "
+          f"{cooled[-1]:.2f} s; {LOAD} requests at concurrency 32 through nginx: {codes.count(200)} answered 200; "
           f"{len(server)} server sessions ({listeners(direct)} listening)")
-    assert codes.count(200) == 800, {c: codes.count(c) for c in set(codes)}
+    assert codes.count(200) == LOAD, {c: codes.count(c) for c in set(codes)}
     assert listeners(direct) == 8
     for said in ("too many clients", "state_unavailable", "cannot be used", "Traceback", "prepared statement"):
         assert said not in logs, said
     assert "ERROR" not in bouncer.log() or "too many" not in bouncer.log()
-    assert all(max(times) < 5 for times in (keys, revoked, learned, cooled))  # the figure printed: under 1 s
 
 
 @pytest.mark.parametrize("eight", [3], indirect=True, ids=["three-accounts"])
