@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import functools
-import re
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 from ..accounts import KEY, Credential
 from ..accounts import OAUTH as OAUTH_KIND
 from .catalogue import (
-    CHAT, CODING, EMBEDDING, OAUTH, PAYG_CN, PAYG_INTL, PAYG_US, ROWS, TOKEN, Thinking, by_rules, chat_models,
+    CHAT, CODING, EMBEDDING, OAUTH, PAYG_CN, PAYG_INTL, PAYG_US, ROWS, TOKEN, by_rules, chat_models,
     embedding_models, find)
 
 # The ids the catalogue lists (models/catalogue.toml): OAuth-only names (coder-model, vision-model) first.
@@ -42,43 +41,16 @@ def preserves_thinking(model: str) -> bool:
     return row is not None and row.preserve_thinking
 
 
-def thinking_refusal(message: str) -> Thinking | None:
-    """What a DashScope 400 says about the model's thinking knobs, for a model the table does not know
-    (qwen-code learns "thinking is mandatory" the same way): a caller may remember it per model and retry."""
-    low = message.lower()
-    if "enable_thinking" in low and ("restricted to true" in low or "must be set to true" in low
-                                     or "mandatory" in low):
-        return Thinking.ONLY
-    if "reasoning_effort" in low and "thinking_budget" in low:
-        return Thinking.EFFORT
-    return None
-
-
 # Models that answer only streams: a request without `stream: true` gets DashScope's 400 "This model only support
 # stream mode, please enable the stream parameter to access the model." (the catalogue's `stream_only` rows:
 # QwQ, QVQ, the open-source Qwen3 thinking models). A model the catalogue does not name is judged by its
-# family rule (qwq*, qvq*, qwen3-*-thinking*: the catalogue's `family_rules`), else learned from that 400 at run time (`stream_refusal`).
+# family rule (qwq*, qvq*, qwen3-*-thinking*: the catalogue's `family_rules`), else learned from that 400 at run time
+# (upstream/dashscope/ranges.py reads the refusal).
 def stream_only(model: str, learned: Collection[str] = ()) -> bool:
     if model in learned:
         return True
     row = find(model)
     return (row if row is not None else by_rules(model)).stream_only
-
-
-# DashScope's 400 above a model's output cap: "<400> InternalError.Algo.InvalidParameter: Range of max_tokens
-# should be [1, 65536]" (dashscope-rules.md R4)
-_CAP_REFUSAL = re.compile(r"range of max_tokens should be \[1, (\d+)\]", re.I)
-
-
-def cap_refusal(message: str) -> int | None:
-    """The output cap a DashScope 400 names (a caller remembers it per model and retries within it)."""
-    found = _CAP_REFUSAL.search(message)
-    return int(found.group(1)) if found else None
-
-
-def stream_refusal(message: str) -> bool:
-    """Whether a DashScope 400 says the model answers streams only (a caller remembers it and retries)."""
-    return "only support stream mode" in message.lower()
 
 
 @functools.lru_cache(maxsize=256)

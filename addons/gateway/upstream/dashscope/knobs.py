@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...exchange import note
-from ...models.model_map import Thinking
+from ...models.catalogue import Thinking
 from ...models.learned import BUDGET
 from . import thinking
 

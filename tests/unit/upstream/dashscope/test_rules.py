@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from qwen_gateway.upstream.dashscope import rules, thinking
 from qwen_gateway.upstream.dashscope.request import chat_to_qwen
 from qwen_gateway.models.learned import LearnedFacts
-from qwen_gateway.models.model_map import Thinking, is_vision, output_cap, vision_model
+from qwen_gateway.models.catalogue import Thinking
+from qwen_gateway.models.model_map import is_vision, output_cap, vision_model
 from qwen_gateway.upstream.dashscope import ranges
 from qwen_gateway.api.responses.request import responses_to_chat
 

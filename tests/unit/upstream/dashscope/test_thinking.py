@@ -7,7 +7,8 @@ import importlib.util
 
 from helpers.procs import ROOT
 from qwen_gateway.models.catalogue import ROWS
-from qwen_gateway.models.model_map import QWEN_MODELS, Thinking
+from qwen_gateway.models.catalogue import Thinking
+from qwen_gateway.models.model_map import QWEN_MODELS
 from qwen_gateway.upstream.dashscope import thinking
 
 _spec = importlib.util.spec_from_file_location("emulated_catalogue", ROOT / "scripts" / "emulator" / "catalogue.py")
