@@ -41,8 +41,9 @@ class Transport(Protocol):
 
     async def send(self, outs: list[bytes]) -> None: ...
 
-    async def whole(self, ex: Exchange, answer: http.Response) -> None:
-        """A whole answer, translated for the client."""
+    async def whole(self, ex: Exchange, answer: http.Response) -> bool:
+        """A whole answer, translated for the client: whether it carried it (False: a stream's transport that
+        cannot, and the turn ends the exchange 502 "Qwen answered with no stream.")."""
         ...
 
     async def refuse(self, ex: Exchange, err: GatewayError) -> None:

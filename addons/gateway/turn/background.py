@@ -145,9 +145,8 @@ class BackgroundRun:
     async def send(self, outs: list[bytes]) -> None:
         pass  # recorded by the translator as they were made
 
-    async def whole(self, ex: Exchange, answer: http.Response) -> None:
-        ex.fail(502, "invalid_upstream_response", "Qwen answered with no stream.")
-        self.run.record.fail({"message": "Qwen answered with no stream.", "type": "server_error"})
+    async def whole(self, ex: Exchange, answer: http.Response) -> bool:
+        return False  # a background run records a stream's events: the turn ends it (refuse, below)
 
     async def refuse(self, ex: Exchange, err: GatewayError) -> None:
         self.run.record.fail({"message": err.message, "code": err.code, "type": err.type})

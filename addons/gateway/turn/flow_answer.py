@@ -32,8 +32,9 @@ class FlowAnswer:
     async def send(self, outs: list[bytes]) -> None:
         raise AssertionError("a whole answer does not stream")
 
-    async def whole(self, ex: Exchange, answer: http.Response) -> None:
+    async def whole(self, ex: Exchange, answer: http.Response) -> bool:
         self.flow.response = answer
+        return True
 
     async def refuse(self, ex: Exchange, err: GatewayError) -> None:
         self.flow.response = self.refusal(ex, err)

@@ -230,8 +230,9 @@ class RelayStream:
             self.writer.write(b"%x\r\n%s\r\n" % (len(data), data))
             await self.writer.drain()
 
-    async def whole(self, ex: Exchange, answer: http.Response) -> None:
+    async def whole(self, ex: Exchange, answer: http.Response) -> bool:
         await _write_whole(self.writer, answer)
+        return True
 
     async def refuse(self, ex: Exchange, err: GatewayError) -> None:
         if self.streaming:  # not reached: a stream's failures are its own events (the pump's)

@@ -91,7 +91,7 @@ class Turns:
                 else:
                     answer, final = await self._whole(ex, transport)
                     self.settlement.served(ex, None if transport.keeps else final)
-                    await transport.whole(ex, answer)
+                    await carried(transport, ex, answer)
         except asyncio.CancelledError:
             transport.cancelled(ex)
             raise
@@ -159,7 +159,7 @@ class Turns:
             if resp.status_code != 200 or "event-stream" not in resp.headers.get("content-type", ""):
                 answer, final = translated(ex, resp.status_code, resp.headers, await resp.aread())
                 self.settlement.served(ex, None if transport.keeps else final)
-                await transport.whole(ex, answer)
+                await carried(transport, ex, answer)
                 return final
             await until_counted(ex)
             await transport.begin(ex)
@@ -236,3 +236,13 @@ async def until_counted(ex: Exchange) -> None:
     if count is None or count.done() or ex.endpoint is None or not ex.endpoint.counted_first:
         return
     await asyncio.wait({count}, timeout=COUNT_WAIT_S)
+
+
+NO_STREAM = "Qwen answered with no stream."
+
+
+async def carried(transport: Transport, ex: Exchange, answer: http.Response) -> None:
+    """A whole answer through the transport; one that cannot carry it (a stream's: a WebSocket turn, a background
+    run) leaves the decision here, once: the exchange ends 502, through the transport's refusal."""
+    if not await transport.whole(ex, answer):
+        raise GatewayError(502, NO_STREAM, code="invalid_upstream_response")

@@ -169,16 +169,13 @@ class SocketTurn:
             self.session.send(out)
         await self.session.writer.drain()
 
-    async def whole(self, ex: Exchange, answer: http.Response) -> None:
+    async def whole(self, ex: Exchange, answer: http.Response) -> bool:
         events = self.turn.whole(ex, answer)
-        if events is not None:
-            for event in events:
-                self.session.send(event)
-            return
-        # Qwen answered a stream request whole: not something a WebSocket turn can carry as events
-        err = GatewayError(502, "Qwen answered with no stream.", code="invalid_upstream_response")
-        ex.fail(err.status, err.code, err.message)
-        self.session.send(self.encode(self.error_event(err)))
+        if events is None:
+            return False  # not something a WebSocket turn carries as events: the turn ends it (refuse, below)
+        for event in events:
+            self.session.send(event)
+        return True
 
     async def refuse(self, ex: Exchange, err: GatewayError) -> None:
         events = self.turn.refused(ex, err)

@@ -91,7 +91,7 @@ class Client:
     async def send(self, outs) -> None:
         self.sent += b"".join(outs)
 
-    async def whole(self, ex, answer) -> None:
+    async def whole(self, ex, answer) -> bool:
         raise AssertionError("a stream was answered whole")
 
     async def refuse(self, ex, err) -> None:

@@ -62,8 +62,9 @@ class Recorder:
     keeps = False
     client = None
 
-    def __init__(self, ends_record: bool = False) -> None:
+    def __init__(self, ends_record: bool = False, carries_whole: bool = True) -> None:
         self.ends_record = ends_record
+        self.carries_whole = carries_whole  # False: a stream's transport (a WebSocket turn, a background run)
         self.told: list[tuple] = []
 
     def translator(self, ex):
@@ -75,8 +76,9 @@ class Recorder:
     async def send(self, outs) -> None:
         self.told.append(("send", b"".join(outs)))
 
-    async def whole(self, ex, answer) -> None:
+    async def whole(self, ex, answer) -> bool:
         self.told.append(("whole", answer.status_code, answer.content))
+        return self.carries_whole
 
     async def refuse(self, ex, err) -> None:
         self.told.append(("refuse", err.status, err.code, err.message))
@@ -129,6 +131,20 @@ async def test_a_stream_begins_then_sends_each_event_then_ends():
     sent = b"".join(told[1] for told in t.told if told[0] == "send")
     assert b'"Hel"' in sent and b'"lo"' in sent and sent.endswith(b"data: [DONE]\n\n")
     assert ex.turn.rewriter is not None and ex.turn.served
+
+
+async def test_a_stream_answered_whole_where_the_transport_cannot_carry_it_ends_502_decided_by_the_turn():
+    """Qwen answered a stream request whole: a transport that can carry only events says so, and the turn (not the
+    transport) ends the exchange 502, once, through the transport's refusal."""
+    async def whole_answer(ex):
+        return Upstream(False)
+    turns, endpoint = setup(opened=whole_answer)
+    ex, _ = exchange(turns, endpoint, stream=True)
+    t = Recorder(carries_whole=False)
+    await turns.run(ex, t)
+    assert [told[0] for told in t.told] == ["whole", "refuse", "ended"]
+    assert t.told[1] == ("refuse", 502, "invalid_upstream_response", "Qwen answered with no stream.")
+    assert ex.result.status == 502 and ex.result.error.code == "invalid_upstream_response"
 
 
 async def test_a_refusal_before_upstream_reaches_the_transport_and_nothing_goes_upstream():
