@@ -20,7 +20,7 @@ from .history import history_items, input_items, kept_inputs
 from .items import new_id
 from .output import chat_to_response, completion_time, response_object, usage_to_responses
 from .request import Translation, check_request, limit_input, require_model, translate
-from .state import state
+from .state import overflow_failure, state
 from ...stores.responses import ResponseStore, previous_not_found
 from .stream import ResponsesStreamTranslator
 from .stream_parts import sse_event
@@ -176,11 +176,8 @@ def responses_endpoint(store: Callable[[], ResponseStore], runs: Callable[[], Ba
 
     def stream_failure(ex: Exchange) -> bytes | None:
         err = ex.result.error
-        if err is None or err.code != "context_length_exceeded" or not state(ex).response_id:
-            return None
-        outcome.stream_broken(ex, err.message)
-        return b"".join(translator(ex).fail({"message": err.message, "code": err.code,
-                                             "type": "invalid_request_error"}))
+        failed = overflow_failure(ex, err.code, err.message, partial(translator, ex)) if err is not None else None
+        return b"".join(failed) if failed is not None else None
 
     async def fetch(ex: Exchange, open_upstream: OpenUpstream) -> dict | None:
         if state(ex).warm_up:  # the connection made ready: its response, with no output (the socket sends its events)

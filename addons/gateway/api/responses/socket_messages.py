@@ -20,7 +20,7 @@ from ...turn import outcome
 from ...turn.socket_turns import Encode
 from .diagnostics import encoder as with_diagnostics
 from .history import history_items
-from .state import state
+from .state import overflow_failure, state
 from ...stores.responses import ResponseStore
 from .stream import ResponsesStreamTranslator
 
@@ -120,11 +120,7 @@ class ResponseCreate:
         return None
 
     def refused(self, ex: Exchange, err: GatewayError) -> list[bytes] | None:
-        if err.code == "context_length_exceeded" and state(ex).response_id:
-            outcome.stream_broken(ex, err.message)
-            return self.translator(ex).fail({"message": err.message, "code": err.code,
-                                             "type": "invalid_request_error"})
-        return None
+        return overflow_failure(ex, err.code, err.message, lambda: self.translator(ex))
 
     def _warmed_up(self, ex: Exchange, response: dict) -> list[bytes]:
         """A warm-up's response as a turn's events (created, in progress, completed), and kept for the next

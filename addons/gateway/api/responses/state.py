@@ -3,12 +3,16 @@ here, read by nothing outside api/responses/."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from ...turn import outcome
 
 if TYPE_CHECKING:
     from ...exchange import Exchange
     from .request import Translation
+    from .stream import ResponsesStreamTranslator
 
 
 @dataclass(slots=True)
@@ -37,3 +41,13 @@ def state(ex: Exchange) -> ResponsesState:
     if not isinstance(st, ResponsesState):
         st = ex.endpoint_state = ResponsesState()
     return st
+
+
+def overflow_failure(ex: Exchange, code: str | None, message: str,
+                     translator: Callable[[], ResponsesStreamTranslator]) -> list[bytes] | None:
+    """A context overflow on a turn of a Response (HTTP stream or WebSocket): `response.failed` events, which Codex
+    acts on (it compacts and sends again), the stream said broken. None for any other error: the dialect's own."""
+    if code != "context_length_exceeded" or not state(ex).response_id:
+        return None
+    outcome.stream_broken(ex, message)
+    return translator().fail({"message": message, "code": code, "type": "invalid_request_error"})
