@@ -55,6 +55,7 @@ from .observe.requestlog import RequestLine
 from .observe.tracing import Tracing
 from .observer import Observer
 from .interfaces import ClientFormat, Endpoint, Leg, Pairing, Upstream
+from .upstream.engine import still_served
 from .upstream.batch_calls import BatchCalls
 from .upstream.dashscope import batch_wire
 from .upstream.dashscope.key_models import KeyCatalogue
@@ -176,11 +177,12 @@ async def batch_send(cred: Credential, method: str, suffix: str, body: bytes, co
 def batch_line(ex: Exchange, body: dict, cred: Credential, config: Config, *,
                learned: Callable[[], LearnedFacts | None] = lambda: None) -> dict:
     """A batch's chat line as the chat path translates a request: the chat dialect's checks and translation, the
-    model map, DashScope's rules for the account with what Qwen's refusals taught (never streamed: a batch's
-    answers are whole)."""
+    model map, a retired model answered here (as the engine answers it), DashScope's rules for the account with what
+    Qwen's refusals taught (never streamed: a batch's answers are whole)."""
     line = ex.fork(endpoint=CHAT, body=body, requested_model=str(body.get("model") or ""), stream=False, notes=[])
     chat = CHAT.to_chat({k: v for k, v in body.items() if k not in ("stream", "stream_options")}, line)
     model = config.models.resolve(line.requested_model, cred)
+    still_served(model)
     return DASHSCOPE.chat_body(chat, model=model, cred=cred, notes=line.notes, learned=learned())
 
 

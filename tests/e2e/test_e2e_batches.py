@@ -148,6 +148,26 @@ def test_openai_model_names_map_as_on_chat_and_a_cancelled_batch_costs_nothing(t
     assert [r[:2] for r in rows_billed] == [("gpt-4o", MODEL)]
 
 
+def test_a_line_naming_a_retired_model_refuses_the_upload_and_nothing_reaches_qwen(tmp_path, emu, make_gateway):
+    """qwen4-max-preview (the catalogue: served until 2026-11-25, then qwen4-max): a live request is answered 404
+    locally; a batch line naming it was translated as it stood and uploaded, to fail on Qwen's side (issue 69,
+    item 3; issue 70, item 3). Now the upload is refused naming the line, and no file reaches Qwen."""
+    env = payg_env(tmp_path, emu)
+    gw = make_gateway(env=env)
+    c = openai_client(gw.url, "client-key")
+    rows = [{"custom_id": "ok", "method": "POST", "url": "/v1/chat/completions",
+             "body": {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}},
+            {"custom_id": "old", "method": "POST", "url": "/v1/chat/completions",
+             "body": {"model": "qwen4-max-preview", "messages": [{"role": "user", "content": "hi"}]}}]
+    with pytest.raises(openai.NotFoundError) as e:
+        c.files.create(file=("r.jsonl", jsonl(rows)), purpose="batch")
+    error = e.value.body
+    assert error["code"] == "model_not_found" and error["param"] == "line 2: model", error
+    assert error["message"].startswith("Line 2 (custom_id 'old'): The model `qwen4-max-preview` was retired on "), error
+    assert "Use `qwen4-max` instead." in error["message"]
+    assert not [r for r in emu.requests() if r["path"].endswith("/files")]  # nothing uploaded to Qwen
+
+
 def test_a_coding_plan_key_account_is_refused_saying_why(tmp_path, emu, make_gateway):
     env = payg_env(tmp_path, emu, base="https://coding-intl.dashscope.aliyuncs.com/v1")
     gw = make_gateway(env=env)

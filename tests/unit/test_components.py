@@ -75,6 +75,10 @@ def test_a_batch_line_is_translated_as_the_chat_path_translates_a_request():
     with pytest.raises(GatewayError) as e:
         components.batch_line(ex, {"model": "gpt-4o", "messages": [], "temperature": 9}, cred, Config())
     assert e.value.status == 400  # what the chat path refuses
+    with pytest.raises(GatewayError) as e:  # a retired model: answered as the chat path answers it, never sent
+        components.batch_line(ex, {"model": "qwen4-max-preview", "messages": [{"role": "user", "content": "hi"}]},
+                              cred, Config())
+    assert (e.value.status, e.value.code) == (404, "model_not_found") and "Use `qwen4-max`" in e.value.message
     answer = components.batch_answer(ex, {"object": "chat.completion", "model": "qwen-plus", "choices": [
         {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}, "gpt-4o")
     assert answer["model"] == "gpt-4o" and answer["choices"][0]["message"]["content"] == "ok"

@@ -176,10 +176,7 @@ class UpstreamEngine:
         endpoint = ex.endpoint
         upstream = ex.attempt.upstream = self.pairing.upstream(cred)
         model = self._routed(ex, config.models.resolve(ex.requested_model, cred), cred)
-        if (gone := catalogue.retired(model)) is not None:  # answered here: Qwen no longer serves it
-            raise GatewayError(404, f"The model `{model}` was retired on {gone.retires}: Model Studio no longer "
-                                    f"serves it. Use `{gone.successor}` instead.", code="model_not_found",
-                               param="model", headers=NO_RETRY)
+        still_served(model)
         leg, base = self.pairing.leg(endpoint.name, upstream, cred, model)
         own: dict | None = None
         if leg.passthrough:
@@ -287,3 +284,12 @@ def _hidden(name: str) -> str | None:
     if low == "authorization":
         return f"Bearer {REDACTED}"
     return REDACTED if low in SECRET_HEADERS else None
+
+
+def still_served(model: str) -> None:
+    """A model Model Studio no longer serves (the catalogue's retirement past) is answered here, never sent: a live
+    request's and a batch line's (components.batch_line) alike."""
+    if (gone := catalogue.retired(model)) is not None:
+        raise GatewayError(404, f"The model `{model}` was retired on {gone.retires}: Model Studio no longer "
+                                f"serves it. Use `{gone.successor}` instead.", code="model_not_found",
+                           param="model", headers=NO_RETRY)
