@@ -315,10 +315,29 @@ def test_the_work_with_the_state_on_postgresql(counted_pg, emulator, kind, reque
     got.pop("pg_execute", None)  # the calls; the server's log says what ran
     got.pop("library_timer", None)
     assert got.pop("sql") == 0, "a SQLite statement with the state on PostgreSQL"
-    statements = log.statements()
+    statements = without_heartbeats(log.statements())
     got["sql"] = sum(1 for st in statements if not _read(st))
     want = expected(kind, requests, upstream, sum(client_events(b) for b in bodies), PG_PER_BATCH)
     assert got == want, f"{kind}, {requests} request(s): {counter.sites}; the server ran: {statements}"
+
+
+HEARTBEAT = ("qwen_gateways", "qwen_key_settle")  # tenancy/holds.py's `beat`, every HEARTBEAT_S: a clock's work
+
+
+def without_heartbeats(statements: list[str]) -> list[str]:
+    """The statements but the gateway's heartbeat transactions (BEGIN, its statement, COMMIT): it says it is alive
+    every two seconds whatever it serves, and a measurement that lasts longer (a busy machine) meets one."""
+    out: list[str] = []
+    open_at: int | None = None
+    for st in statements:
+        if st.endswith(": BEGIN"):
+            open_at = len(out)
+        out.append(st)
+        if st.endswith(": COMMIT") and open_at is not None:
+            if any(name in s for s in out[open_at:] for name in HEARTBEAT):
+                del out[open_at:]
+            open_at = None
+    return out
 
 
 def _read(statement: str) -> bool:

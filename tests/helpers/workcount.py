@@ -286,7 +286,7 @@ _real_create_task = asyncio.BaseEventLoop.create_task
 def _create_task(self, *args, **kwargs):
     task = _real_create_task(self, *args, **kwargs)
     if site := _ours():
-        _count("task", 1, site)
+        _count("clock_work" if site in PER_PROCESS_SITES or _clock() else "task", 1, site)  # (a tick's writes)
         if _flushing.is_set():
             _recent.add(task)
             task.add_done_callback(_recent.discard)
