@@ -25,6 +25,9 @@ from ..tenancy.team_pg import ACK
 WAIT_S = TELL_S  # how long qwen-keys waits for every running gateway's word
 NOT_EVERYWHERE = 3  # the exit status when some running gateway did not say it applied the change
 POLL_S = 0.05
+# Asked again this often while a running gateway is silent: one starting has its session open (it counts as
+# running) a moment before its LISTEN, and a notification sent in between passes it by.
+ASK_AGAIN_S = 1.0
 KEEP_ACKS_S = 3600.0  # acknowledgements older than this are deleted by the next qwen-keys change
 
 
@@ -38,9 +41,12 @@ def in_database(conn: Any, name: str, bound: float = WAIT_S) -> tuple[str, int]:
     """Every running gateway on the database asked to apply `name`'s change and acknowledge it (`conn`: the
     command's autocommit connection, after the change was committed)."""
     token = secrets.token_hex(8)
-    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{ACK}:{token}:{name}"))
     deadline = time.monotonic() + bound
+    asked = float("-inf")
     while True:
+        if time.monotonic() - asked >= ASK_AGAIN_S:  # (the same token: a gateway answers it once)
+            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{ACK}:{token}:{name}"))
+            asked = time.monotonic()
         alive = running(conn)
         acked = dict(conn.execute("SELECT gateway, refusing FROM key_acks WHERE token = %s", (token,)).fetchall())
         silent = [label for gid, label in sorted(alive.items()) if gid not in acked]

@@ -62,3 +62,37 @@ def test_a_wait_out_of_bounds_is_refused(value, capsys):
     with pytest.raises(SystemExit) as exited:
         main(["revoke", "alice", "--wait", value])
     assert exited.value.code == 2 and "expected seconds between 0 and 3600" in capsys.readouterr().err
+
+
+def test_a_gateway_that_starts_listening_after_the_first_notification_still_acknowledges(pg_url, monkeypatch):
+    """A gateway starting: its session is open (it counts as running) but its LISTEN comes a moment later, so the
+    first notification passes it by (seen in a clean-clone CI run: `qwen-keys add` right after two gateways
+    started, one named silent). qwen-keys asks again while any is silent: the late listener hears and answers."""
+    import threading
+
+    from qwen_gateway.storage.pg import CHANNEL
+
+    store = KeyStore.remote(Database(pg_url))
+    monkeypatch.setattr(keys_applied.secrets, "token_hex", lambda n: "late")
+    heard = threading.Event()
+
+    def late_gateway() -> None:
+        with psycopg.connect(pg_url, application_name="qwen-gateway g9 db-9:99", autocommit=True) as conn:
+            started.set()
+            time.sleep(0.5)  # the first notification goes out meanwhile
+            conn.execute(f"LISTEN {CHANNEL}")
+            notes = [n.payload for n in conn.notifies(timeout=5, stop_after=1)]  # (the connection's own, meanwhile)
+            if notes and notes[0].startswith("key-ack:late:"):
+                conn.execute("INSERT INTO key_acks (token, gateway, at) VALUES ('late', 'g9', 0)")
+                heard.set()
+            time.sleep(0.5)  # still running while qwen-keys reads the acknowledgement
+    started = threading.Event()
+    thread = threading.Thread(target=late_gateway)
+    thread.start()
+    started.wait(5)
+    try:
+        assert keys_applied.in_database(store.conn, "alice", 3) == ("Applied on 1 running gateway.", 0)
+        assert heard.is_set()
+    finally:
+        thread.join(10)
+        store.close()
