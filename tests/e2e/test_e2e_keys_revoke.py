@@ -118,17 +118,23 @@ def test_requests_in_flight_with_a_revoked_key_end_with_their_error_or_finish(tm
         assert "in flight ended" not in log
 
 
-@pytest.fixture
-def bounced(tmp_path, emu, pg_server):  # noqa: F811
-    """Three gateways whose pools go through PgBouncer (transaction mode) and whose LISTEN goes straight to
-    PostgreSQL (docs/deploy.md's setup): (the gateways, qwen-keys' env on the direct URL, PgBouncer)."""
+def pooled(pg_server) -> tuple[str, PgBouncer, str]:  # noqa: F811
+    """A fresh database and PgBouncer (transaction mode) in front of it: (the direct URL, PgBouncer, the URL
+    through it). Without PgBouncer: skipped, and a failure in CI (scripts/install-test-tools.sh installs it)."""
     if (why := no_pgbouncer()) is not None:
         if os.environ.get("CI") == "true":
             pytest.fail(why)
         pytest.skip(why)
     direct = pg_server.new_database()
     bouncer = PgBouncer(pg_server.port).start()
-    via = bouncer.url(direct.rsplit("/", 1)[1])
+    return direct, bouncer, bouncer.url(direct.rsplit("/", 1)[1])
+
+
+@pytest.fixture
+def bounced(tmp_path, emu, pg_server):  # noqa: F811
+    """Three gateways whose pools go through PgBouncer (transaction mode) and whose LISTEN goes straight to
+    PostgreSQL (docs/deploy.md's setup): (the gateways, qwen-keys' env on the direct URL, PgBouncer)."""
+    direct, bouncer, via = pooled(pg_server)
     gws: list[Gateway] = []
     try:
         for i in range(3):
@@ -154,13 +160,7 @@ def test_with_pgbouncer_stopped_a_revoke_is_refused_by_every_gateway_when_it_ret
 
 
 def test_a_listen_through_pgbouncer_is_said_at_start_and_named_by_a_change(tmp_path, emu, pg_server):  # noqa: F811
-    if (why := no_pgbouncer()) is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
-    direct = pg_server.new_database()
-    bouncer = PgBouncer(pg_server.port).start()
-    via = bouncer.url(direct.rsplit("/", 1)[1])
+    direct, bouncer, via = pooled(pg_server)
     hears = Gateway(tmp_path / "hears", env=team_env(tmp_path, emu, "hears"), args=(
         "--set", f"qwen_state_url={via}", "--set", f"qwen_state_listen_url={direct}"))
     deaf = Gateway(tmp_path / "deaf", env=team_env(tmp_path, emu, "deaf"), args=(
