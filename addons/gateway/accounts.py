@@ -23,6 +23,8 @@ class Kind(enum.StrEnum):
 OAUTH = Kind.OAUTH
 KEY = Kind.KEY
 WEB = Kind.WEB
+DASHSCOPE, QWENWEB = "dashscope", "qwenweb"  # the providers whose accounts need no `provider` named
+PROVIDER_OF_KIND: dict[str, str] = {OAUTH: DASHSCOPE, KEY: DASHSCOPE, WEB: QWENWEB}
 
 
 class Outcome(enum.StrEnum):
@@ -80,7 +82,7 @@ class Credential:
     """What one upstream request needs. `token` is never shown by repr()."""
 
     account: str
-    kind: str  # OAUTH, KEY or WEB
+    kind: str  # OAUTH, KEY or WEB: how the credential is had
     base_url: str  # API base without a trailing slash, e.g. https://portal.qwen.ai/v1
     token: str = field(repr=False)
     # Upstream model ids differ (coder-model is OAuth-only): an account may bring its own map.
@@ -92,6 +94,13 @@ class Credential:
     # and the browser's headers (user-agent, bx-*). Empty for the other kinds; never shown by repr().
     cookies: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+    # The provider that serves the account (providers.py): a key names its own (a self-hosted server's is
+    # "selfhosted"); an OAuth login is DashScope's, a web session Qwen Chat's
+    provider: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.provider:
+            object.__setattr__(self, "provider", PROVIDER_OF_KIND.get(self.kind, ""))
 
 
 class AccountUnavailable(Exception):

@@ -3,7 +3,7 @@ dialects' endpoints by path, which upstream serves each kind of account, the (en
 that skip the chat form, the local answers that belong to a dialect, and the observers — and hands them to
 the core, which knows the outer packages only through these tables (interfaces.py's types).
 
-Adding a client dialect: its endpoints below. Adding an upstream: its kind in `pairing`.
+Adding a client dialect: its endpoints below. Adding a provider: its package's `PROVIDER` in `PROVIDERS`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .accounts import KEY, OAUTH, WEB, Credential, Pool
+from .accounts import Credential, Pool
 from .api import models as model_list, telemetry
 from .api.batches.bills import BatchBills
 from .api.batches.routes import BatchRoutes
@@ -35,8 +35,6 @@ from .turn import TurnRunner
 from .turn.relay import LoopbackRelay
 from .turn.socket import Sockets
 from .api.stored_chat import endpoint as stored_chat
-from .auth import plans
-from .models import catalogue
 from .models.learned import LearnedFacts
 from .auth.remote import RemoteLogin
 from .cache.diagnosis import Diagnoser
@@ -54,13 +52,11 @@ from .observe.metrics import Metrics
 from .observe.requestlog import RequestLine
 from .observe.tracing import Tracing
 from .observer import Observer
-from .interfaces import ClientFormat, Endpoint, Leg, Pairing, Upstream
+from .interfaces import ClientFormat, Endpoint
+from .providers import Pairing, Provider
 from .upstream.engine import still_served
-from .upstream.batch_calls import BatchCalls
-from .upstream.dashscope import batch_wire
-from .upstream.dashscope.key_models import KeyCatalogue
-from .upstream.dashscope.upstream import DASHSCOPE
-from .upstream.qwenweb.upstream import web_upstream
+from .upstream.dashscope import provider as dashscope
+from .upstream.qwenweb import provider as qwenweb
 
 
 def endpoints(store: Callable[[], ResponseStore], runs: Callable[[], BackgroundRuns] | None = None,
@@ -87,41 +83,24 @@ def sockets(relay: LoopbackRelay, runner: TurnRunner, responses: Endpoint[Exchan
     return Sockets(relay, runner, ResponsesSocket(responses, store))
 
 
+# Every provider the gateway can send requests to: one line each (providers.py), the first the default
+PROVIDERS: tuple[Provider, ...] = (dashscope.PROVIDER, qwenweb.PROVIDER)
+
+
 def pairing(config: Config) -> Pairing:
-    """OAuth logins and keyed plans speak DashScope's compatible mode; WEB accounts (a Qwen Chat browser session,
-    auth/web_account.py, opt-in with qwen_web_accounts) speak chat.qwen.ai's web API (upstream/qwenweb/).
-    Embeddings pass through: DashScope's embeddings endpoint takes OpenAI's body (api/embeddings.py). With
-    `qwen_messages_passthrough`, Messages requests pass through to a key account's Anthropic-compatible
-    base (api/messages/passthrough.py); every other account translates them. With `qwen_responses_native`,
-    Responses requests on the models Model Studio's Responses API serves go to a pay-as-you-go key account's
-    own `/responses` (api/responses/native.py; a request the endpoint says needs the translation is translated). The addon builds the pool with
-    these kinds only (`AccountPool.from_settings(kinds=...)`): an account of a kind not listed is never
-    acquired, so no account's credential reaches another kind's upstream (never `Pairing.default`)."""
-    upstreams: dict[str, Upstream] = {OAUTH: DASHSCOPE, KEY: DASHSCOPE, WEB: web_upstream(config)}
-    legs = {("embeddings", DASHSCOPE.name): Leg("embeddings", passthrough=True)}
-    if config.messages_passthrough:
-        legs[("messages", DASHSCOPE.name)] = Leg("v1/messages", passthrough=True, base=anthropic_base)
-    if config.responses_native:
-        legs[("responses", DASHSCOPE.name)] = Leg("responses", passthrough=True, base=responses_base,
-                                                  models=serves_responses)
-    return Pairing(default=DASHSCOPE, upstreams=upstreams, passthrough=legs)
+    """Which upstream serves each provider's accounts (an account names its provider: Qwen Code logins and keyed
+    plans DashScope's compatible mode, web sessions chat.qwen.ai's web API, opt-in with qwen_web_accounts), and
+    the pairs each provider carries without the chat form (`Provider.legs`). The wiring builds the pool with
+    these providers only (`AccountPool.from_settings(providers=...)`): an account of a provider not listed is
+    never acquired, so no account's credential reaches another provider's upstream (never `Pairing.default`)."""
+    upstreams = {p.name: p.upstream(config) for p in PROVIDERS}
+    legs = {(endpoint, upstreams[p.name].name): leg for p in PROVIDERS for endpoint, leg in p.legs(config).items()}
+    return Pairing(default=upstreams[PROVIDERS[0].name], upstreams=upstreams, passthrough=legs)
 
 
-def anthropic_base(cred: Credential) -> str | None:
-    return plans.anthropic_base(cred.base_url) if cred.kind == KEY else None
-
-
-def responses_base(cred: Credential) -> str | None:
-    """A pay-as-you-go key account's own base, whose `/responses` is Model Studio's Responses API
-    (auth/plans.responses_base): None for every other account."""
-    return plans.responses_base(cred.base_url) if cred.kind == KEY else None
-
-
-def serves_responses(model: str) -> bool:
-    """A model Model Studio's Responses API serves with its session cache (the catalogue's `responses` and
-    `session_cache`): without the session cache, the translation's explicit cache markers cost less."""
-    row = catalogue.find(model)
-    return row is not None and row.responses and row.session_cache
+def batch_provider() -> Provider:
+    """The provider whose Files and Batch APIs serve OpenAI's (the first that has them)."""
+    return next(p for p in PROVIDERS if p.batch_calls is not None)
 
 
 def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[], None],
@@ -132,12 +111,12 @@ def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[
                  priced_only: Callable[[Exchange], None] = lambda ex: None) -> dict[str, LocalRoute]:
     """Local answers that belong to an outer package: route name (ingress/routing.py) -> answer. `bills`: where a finished
     batch's bill goes (`batch_bills`); `priced_only`: a named key's USD budget's check (the team's)."""
-    return {"models": model_list.answer(pool, key_catalogues), "stored_response": retrieve.stored_response(store, runs),
+    return {"models": model_list.answer(pool, account_models), "stored_response": retrieve.stored_response(store, runs),
             "input_tokens": retrieve.input_tokens(store), "auth": LoginRoute(reload_accounts, RemoteLogin),
             "count_tokens": messages.count_tokens(lambda: store().sealer), "anthropic_side": claude_side.answer,
             "codex_models": model_list.codex_catalog, "codex_telemetry": telemetry.answer,
             "stored_chat": stored_chat.stored_chat(stored_chat.chats_of(store)),
-            "batches": BatchRoutes(BatchCalls(pool, batch_send, priced_only), batch_store,
+            "batches": BatchRoutes(batch_calls(pool, priced_only), batch_store,
                                    functools.partial(batch_line, learned=learned), batch_answer,
                                    bills or batch_bills([], lambda ex: None))}
 
@@ -166,12 +145,10 @@ def batch_store(config: Config) -> BatchStore:
     return _batch_store(config.state_dir, config.state_url)
 
 
-async def batch_send(cred: Credential, method: str, suffix: str, body: bytes, content_type: str, query: str,
-                     client_agent: str, config: Config) -> tuple[int, str, bytes]:
-    """The Files and Batch APIs' requests (upstream/batch_calls.py) over DashScope's wire (dashscope/batch_wire.py)."""
-    reply = await batch_wire.send(cred, method, suffix, body, content_type=content_type, query=query,
-                                  client_agent=client_agent, network=config.network)
-    return reply.status, reply.content_type, reply.body
+def batch_calls(pool: Callable[[], Pool | None], priced_only: Callable[[Exchange], None]) -> Any:
+    made = batch_provider().batch_calls
+    assert made is not None
+    return made(pool, priced_only)
 
 
 def batch_line(ex: Exchange, body: dict, cred: Credential, config: Config, *,
@@ -183,32 +160,25 @@ def batch_line(ex: Exchange, body: dict, cred: Credential, config: Config, *,
     chat = CHAT.to_chat({k: v for k, v in body.items() if k not in ("stream", "stream_options")}, line)
     model = config.models.resolve(line.requested_model, cred)
     still_served(model)
-    return DASHSCOPE.chat_body(chat, model=model, cred=cred, notes=line.notes, learned=learned())
+    upstream = batch_provider().upstream(config)  # the account is one of its (batch_calls chose it)
+    return upstream.chat_body(chat, model=model, cred=cred, notes=line.notes, learned=learned())
+
+
+_DEFAULTS = Config()
 
 
 def batch_answer(ex: Exchange, answer: dict, model: str) -> dict:
     """A batch's chat result as the chat path reads a whole answer: Qwen's quirks repaired, named as asked."""
     line = ex.fork(endpoint=CHAT, body={}, requested_model=model)
-    return CHAT.from_chat(DASHSCOPE.answer(answer, model=model or str(answer.get("model") or "")), line)
+    upstream = batch_provider().upstream(_DEFAULTS)  # its answers' quirks are the provider's, whatever the options
+    return CHAT.from_chat(upstream.answer(answer, model=model or str(answer.get("model") or "")), line)
 
 
-def key_catalogues(config: Config, pool: Pool, rows: list[dict]) -> None:
-    """Each usable key account's own model list joins /v1/models (dashscope/key_models.py): registered once per
-    model map (a new configuration starts anew), fetched when due, the key read at each fetch."""
-    live = config.models.accounts
-    account = getattr(pool, "get", None)
-    for row in rows:
-        name = row.get("name")
-        if row.get("kind") != KEY or row.get("state") != "ok" or not name or account is None:
-            continue
-        if not live.registered(name):
-            live.register(name, (), KeyCatalogue(live, name, functools.partial(_ready, account, name),
-                                                 config.network).refresh_soon)
-    live.wanted()
-
-
-def _ready(account: Callable[[str], Any], name: str) -> Credential | None:
-    return account(name).ready()
+def account_models(config: Config, pool: Pool, rows: list[dict]) -> None:
+    """Each provider's accounts' own model lists join /v1/models (`Provider.account_models`)."""
+    for p in PROVIDERS:
+        if p.account_models is not None:
+            p.account_models(config, pool, rows)
 
 
 def client_formats() -> dict[str, ClientFormat[Exchange]]:

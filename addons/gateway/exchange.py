@@ -31,14 +31,15 @@ from typing import TYPE_CHECKING, Any
 
 from . import ids
 from .jsonio import valid_text
-from .interfaces import TRANSLATED, Endpoint, Leg
+from .interfaces import Endpoint
+from .providers import TRANSLATED, Leg
 
 if TYPE_CHECKING:
     import asyncio
 
     from .accounts import Conversation, Credential
     from .cache_turn import Asked, CacheTurn
-    from .interfaces import Upstream
+    from .providers import Upstream
     from .live_stream import LiveStream
     from .models.routes import Routed
 

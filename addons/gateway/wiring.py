@@ -143,8 +143,8 @@ class Wiring:
                 if self._fixed_pool is None:
                     if self.pool is not None:
                         self.pool.close()
-                    # the pool hands out only the kinds an upstream serves (a web account: not yet)
-                    self.pool = AccountPool.from_settings(new.auth, kinds=pairing.upstreams.keys())
+                    # the pool hands out only the accounts of a provider the pairing serves
+                    self.pool = AccountPool.from_settings(new.auth, providers=pairing.upstreams.keys())
                 self.policy.pool = self.pool
                 self.policy.learned.close()  # what Qwen's refusals taught: kept in the folder, shared on a database
                 self.policy.learned = SharedLearnedFacts(new.state_dir, Database(new.state_url)) \

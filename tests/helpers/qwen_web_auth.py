@@ -169,8 +169,8 @@ def import_session(settings: AuthSettings, name: str = "chat", **kw) -> None:
     Registry(settings).put({"name": name, "kind": WEB}, replace=True)
 
 
-def pool_for(settings: AuthSettings, kinds=None) -> AccountPool:
-    return AccountPool.from_settings(settings, kinds=kinds)
+def pool_for(settings: AuthSettings, providers=None) -> AccountPool:
+    return AccountPool.from_settings(settings, providers=providers)
 
 
 def shown(pool: AccountPool) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from qwen_gateway import components
 from qwen_gateway.accounts import KEY, OAUTH, WEB, Credential
 from qwen_gateway.ingress import routing
-from qwen_gateway.interfaces import TRANSLATED
+from qwen_gateway.providers import TRANSLATED
 from qwen_gateway.settings.config import Config
 from qwen_gateway.upstream.dashscope.upstream import DASHSCOPE
 
@@ -15,10 +15,20 @@ LOGIN = Credential("o", OAUTH, "https://portal.qwen.ai/v1", "t")
 WEB_SESSION = Credential("w", WEB, "https://chat.qwen.ai", "t")
 
 
-def test_each_kind_has_its_upstream_and_web_sessions_their_own():
+def test_each_provider_has_its_upstream_and_web_sessions_their_own():
     p = components.pairing(Config())
     assert p.upstream(LOGIN) is DASHSCOPE and p.upstream(PLAN) is DASHSCOPE
-    assert p.upstream(WEB_SESSION) is not DASHSCOPE and p.upstream(WEB_SESSION).name != DASHSCOPE.name
+    assert p.upstream(WEB_SESSION) is not DASHSCOPE and p.upstream(WEB_SESSION).name == WEB_SESSION.provider
+    assert set(p.upstreams) == {provider.name for provider in components.PROVIDERS}
+    for provider in components.PROVIDERS:  # an upstream carries its provider's name: its legs are found by it
+        assert p.upstreams[provider.name].name == provider.name
+
+
+def test_an_account_is_served_by_the_provider_it_names_not_by_its_kind():
+    p = components.pairing(Config())
+    assert (LOGIN.provider, PLAN.provider, WEB_SESSION.provider) == ("dashscope", "dashscope", "qwenweb")
+    own = Credential("gpu", KEY, "http://10.0.0.5:8000/v1", "k", provider="qwenweb")
+    assert p.upstream(own) is p.upstreams["qwenweb"]
 
 
 def test_embeddings_pass_through_and_messages_only_when_asked():
@@ -31,11 +41,6 @@ def test_embeddings_pass_through_and_messages_only_when_asked():
     assert (leg.suffix, leg.passthrough, base) == ("v1/messages", True,
                                                    "https://coding-intl.dashscope.aliyuncs.com/apps/anthropic")
     assert on.leg("messages", DASHSCOPE, LOGIN) == (TRANSLATED, None)  # an OAuth login has no Anthropic base
-
-
-def test_the_anthropic_base_is_a_key_accounts_only():
-    assert components.anthropic_base(PLAN) == "https://coding-intl.dashscope.aliyuncs.com/apps/anthropic"
-    assert components.anthropic_base(LOGIN) is None
 
 
 def test_every_local_route_routing_names_has_an_answer_here_or_in_the_core():

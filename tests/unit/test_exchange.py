@@ -10,7 +10,7 @@ import pytest
 from qwen_gateway.accounts import Conversation
 from qwen_gateway.ingress import access, routing
 from qwen_gateway.exchange import ClientRequest, Exchange, Retry, RetryReason
-from qwen_gateway.interfaces import Wire
+from qwen_gateway.providers import Wire
 
 
 def exchange() -> Exchange:

@@ -1,4 +1,4 @@
-"""The core's view of the outer packages (interfaces.py): which upstream serves a credential and how each (endpoint,
+"""The core's view of the outer packages (interfaces.py, providers.py): which upstream serves a credential and how each (endpoint,
 upstream) pair is carried; the defaults an endpoint and a client format take. The declared types (TypedDicts,
 Protocols) have no behaviour of their own."""
 
@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from qwen_gateway.accounts import KEY, OAUTH, WEB, Capability, Credential
 from qwen_gateway.errors import GatewayError
-from qwen_gateway.interfaces import TRANSLATED, ClientFormat, Endpoint, Leg, Pairing
+from qwen_gateway.interfaces import ClientFormat, Endpoint
+from qwen_gateway.providers import TRANSLATED, Leg, Pairing
 
 
 class Named:
@@ -20,13 +21,16 @@ LOGIN = Credential("o", OAUTH, "https://portal.qwen.ai/v1", "t")
 
 
 def pairing(**legs) -> Pairing:
-    return Pairing(default=DASH, upstreams={KEY: DASH, WEB: WEBUP}, passthrough=legs.get("legs", {}))  # type: ignore[arg-type]
+    return Pairing(default=DASH, upstreams={"dashscope": DASH, "qwenweb": WEBUP},  # type: ignore[dict-item]
+                   passthrough=legs.get("legs", {}))
 
 
-def test_a_kind_not_listed_gets_the_default_upstream():
+def test_each_account_gets_its_providers_upstream_and_one_not_listed_the_default():
     p = pairing()
     assert p.upstream(KEYED) is DASH and p.upstream(Credential("w", WEB, "u", "t")) is WEBUP
-    assert p.upstream(LOGIN) is DASH  # OAuth is not listed here: the default
+    assert p.upstream(LOGIN) is DASH  # an OAuth login is DashScope's
+    assert p.upstream(Credential("w", KEY, "u", "t", provider="qwenweb")) is WEBUP  # by provider, not by kind
+    assert p.upstream(Credential("x", KEY, "u", "t", provider="elsewhere")) is DASH  # not listed: the default
 
 
 def test_a_pair_without_a_leg_is_translated_on_the_accounts_own_base():

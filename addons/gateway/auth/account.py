@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import abc
 
-from ..accounts import Credential
+from ..accounts import PROVIDER_OF_KIND, Credential
 
 
 class Account(abc.ABC):
     name: str
     kind: str
+
+    @property
+    def provider(self) -> str:
+        """The provider that serves it (providers.py): its kind's, unless the account names another."""
+        return PROVIDER_OF_KIND.get(self.kind, "")
 
     @abc.abstractmethod
     async def credential(self, *, force_refresh: bool = False, refused: str | None = None) -> Credential:

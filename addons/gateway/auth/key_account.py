@@ -8,7 +8,7 @@ import os
 import time
 from types import MappingProxyType
 
-from ..accounts import KEY, AccountUnavailable, Credential
+from ..accounts import DASHSCOPE, KEY, AccountUnavailable, Credential
 from .account import Account
 from .plans import billing_of, key_warning, plan_of_url
 from .state import AccountState
@@ -25,6 +25,7 @@ class KeyAccount(Account):
     tells a login's files apart) a 48-bit fingerprint of the refused key (of its SHA-256: never the key)."""
 
     kind = KEY
+    provider = DASHSCOPE  # unless its spec names another
 
     def __init__(self, spec: dict, state: AccountState | None = None) -> None:
         self.name = spec["name"]
@@ -35,6 +36,7 @@ class KeyAccount(Account):
         self.default_model = spec.get("default_model")
         self.embeddings = bool(spec.get("embeddings"))
         self.billing = billing_of(self.base_url)
+        self.provider = str(spec.get("provider") or DASHSCOPE)  # the server it is a key of (providers.py)
         # keys of one Alibaba Cloud account share its limits (groups.py); a Coding Plan's monthly quota comes back
         # on its subscription's day of the month (windows.py)
         self.group: str | None = str(spec["group"]) if spec.get("group") else None
@@ -61,7 +63,7 @@ class KeyAccount(Account):
             return made
         self._made = made = Credential(self.name, KEY, self.base_url, key, model_map=self.model_map,
                                        default_model=self.default_model, embeddings=self.embeddings,
-                                       billing=self.billing)
+                                       billing=self.billing, provider=self.provider)
         return made
 
     async def credential(self, *, force_refresh: bool = False, refused: str | None = None) -> Credential:
@@ -114,7 +116,7 @@ class KeyAccount(Account):
         out = {"name": self.name, "kind": self.kind, "state": "ok", "base_url": self.base_url, "expires_at": None,
                "last_error": None, "key": f"${self.key_env}" if self.key_env else "stored in accounts.json",
                "default_model": self.default_model, "model_map": dict(self.model_map),
-               "embeddings": self.embeddings, "billing": self.billing}
+               "embeddings": self.embeddings, "billing": self.billing, "provider": self.provider}
         if self.group:
             out["group"] = self.group
         try:

@@ -155,5 +155,5 @@ def same_account(a: Account, b: Account) -> bool:
     if type(a) is not type(b) or a.kind != b.kind:
         return False
     keys = ("path", "base_url", "auth_base_url", "key_env", "_key", "model_map", "default_model", "embeddings",
-            "problem", "group", "month_day")
+            "problem", "group", "month_day", "provider")
     return all(getattr(a, k, None) == getattr(b, k, None) for k in keys)

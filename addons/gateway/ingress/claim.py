@@ -15,7 +15,7 @@ from mitmproxy.proxy import mode_specs
 
 from ..settings.config import Config
 from ..exchange import Attempt, ClientRequest, Exchange
-from ..interfaces import Upstream
+from ..providers import Upstream
 from . import access, routing
 
 

@@ -22,11 +22,11 @@ from ..exchange import Exchange, Retry, RetryReason, note
 from ..accounts import OAUTH, Credential, Outcome
 from ..models.model_map import offers_of, vision_model
 from ..models.routes import LONG, window
-from ..interfaces import TRANSLATED, Pairing, Upstream, UpstreamAnswer, Wire
+from ..interfaces import UpstreamAnswer
+from ..providers import TRANSLATED, Pairing, Upstream, Wire
 from ..redact import REDACTED, SECRET_HEADERS
 from .client import ProxyRefused, UntrustedCertificate, UpstreamClient
 from .first_event import first_event
-from .dashscope import markers
 from .retry import RetryPolicy
 
 log = logging.getLogger("qwen")
@@ -149,7 +149,7 @@ class UpstreamEngine:
         return suggestions.unknown(err, ex.attempt.model, [m["id"] for m in served], ex.requested_model)
 
     async def _fetch(self, wire: Wire) -> tuple[int, dict[str, str], bytes]:
-        """An upstream's preparatory request (interfaces.Fetch): whole, over the same pool; a dead keep-alive
+        """An upstream's preparatory request (providers.Fetch): whole, over the same pool; a dead keep-alive
         connection is tried again once."""
         body = jsonio.dumps(wire.body)
         timeout = self.config.upstream_timeout or None
@@ -201,7 +201,7 @@ class UpstreamEngine:
         hold = getattr(pool, "hold", None)  # the account pool's (upstream/pool/pool.py); a pool without affinity has none
         if conversation is None or hold is None or not isinstance(body, dict) or "messages" not in body:
             return
-        conversation.lifetime_s = markers.lifetime_s(body)
+        conversation.lifetime_s = ex.attempt.upstream.cache_lifetime_s(body) if ex.attempt.upstream else 300.0
         hold(conversation, ex.account)
 
     def _routed(self, ex: Exchange, model: str, cred: Credential) -> str:

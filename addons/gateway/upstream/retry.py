@@ -15,7 +15,6 @@ from ..accounts import KEY, AccountUnavailable, Credential, NotCapable, Outcome,
 from ..errors import NO_RETRY, GatewayError, UpstreamError
 from ..exchange import Exchange, Retry, RetryReason
 from ..models.learned import INPUT, LearnedFacts
-from .dashscope import ranges
 from ..turn.context_overflow import over_upstream_limit, upstream_limit
 from ..tokens import truncate_chat
 
@@ -29,7 +28,7 @@ _POOL_OUTCOME = {errors.AUTH: Outcome.AUTH, errors.QUOTA: Outcome.QUOTA, errors.
 class RetryPolicy:
     def __init__(self, pool: Pool | None) -> None:
         self.pool = pool
-        # what Qwen's 400s taught about models (ranges.py reads them); the state folder's (wiring.py) once configured
+        # what Qwen's 400s taught about models (each upstream reads its own: `lesson`); the state folder's (wiring.py) once configured
         self.learned = LearnedFacts()
 
     async def acquire(self, ex: Exchange, exclude: Collection[str] = ()) -> Credential:
@@ -70,14 +69,17 @@ class RetryPolicy:
         model, cred = ex.attempt.model, ex.attempt.cred
         if err.kind not in (errors.CLIENT, errors.CONTEXT) or not model or cred is None:
             return None
-        reading = ranges.read(err.message)
+        upstream = ex.attempt.upstream
+        if upstream is None:
+            return None
+        reading = upstream.lesson(err.message)
         if reading is None:
-            if err.kind == errors.CLIENT and not ranges.known(err.message):
+            if err.kind == errors.CLIENT and not upstream.words_known(err.message):
                 self.learned.unknown[model] = self.learned.unknown.get(model, 0) + 1
                 ex.notes.append(f"Qwen refused in words the gateway does not know (counted): “{err.message[:200]}”")
             return None
         carried = " ".join((ex.attempt.url, *ex.attempt.headers.values()))  # headers as sent, the key redacted
-        why = ranges.learnable(reading, ex.attempt.body or {}, model, carried)
+        why = upstream.unlearnable(reading, ex.attempt.body or {}, model, carried)
         if why is not None:
             ex.notes.append(f"not learned from Qwen's “{reading.text}”: {why}")
             return None

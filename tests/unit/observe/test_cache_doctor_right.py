@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from qwen_gateway.accounts import Conversation
 from qwen_gateway.api.conversation import of as conversation_of
-from qwen_gateway.interfaces import Leg
+from qwen_gateway.providers import Leg
 from qwen_gateway.observe.cache_doctor import CacheDoctor
 from qwen_gateway.upstream.dashscope.request import chat_to_qwen
 from helpers.observe_testlib import answered, config, exchange

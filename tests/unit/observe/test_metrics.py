@@ -449,7 +449,7 @@ def test_cache_read_share_and_misses_by_cause():
 def test_what_a_cost_option_did_is_counted():
     """qwen_responses_native's own API and qwen_cache_fixes' changes, by API and fix; a translated request, or
     embeddings (a pass-through no option chose), count in neither."""
-    from qwen_gateway.interfaces import Leg
+    from qwen_gateway.providers import Leg
 
     m = Metrics()
     native = exchange(path="/v1/responses", endpoint="responses")

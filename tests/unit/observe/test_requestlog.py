@@ -39,7 +39,7 @@ def test_no_cached_part_without_cached_tokens_and_top_level_cached():
 def test_what_a_cost_option_did_is_on_the_line():
     """qwen_responses_native's own API (a pass-through pair with a base of its own), qwen_cache_fixes' changes;
     embeddings always pass through (no option): nothing said."""
-    from qwen_gateway.interfaces import Leg
+    from qwen_gateway.providers import Leg
 
     native = exchange(path="/v1/responses", endpoint="responses", usage=None)
     native.attempt.leg = Leg("responses", passthrough=True, base=lambda cred: "https://x/compatible-mode/v1")

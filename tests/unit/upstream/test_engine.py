@@ -8,7 +8,7 @@ from qwen_gateway import components
 from qwen_gateway.accounts import KEY, OAUTH, Credential
 from qwen_gateway.api.chat import CHAT
 from qwen_gateway.exchange import ClientRequest, Exchange
-from qwen_gateway.interfaces import TRANSLATED
+from qwen_gateway.providers import TRANSLATED
 from qwen_gateway.upstream import engine as upstream_engine
 from qwen_gateway.upstream.dashscope.upstream import DASHSCOPE
 from qwen_gateway.upstream.engine import UpstreamEngine

@@ -9,6 +9,7 @@ import pytest
 from qwen_gateway import errors
 from qwen_gateway.accounts import KEY, OAUTH, AccountUnavailable, Credential, Outcome
 from qwen_gateway.errors import GatewayError, UpstreamError
+from qwen_gateway.upstream.dashscope.upstream import DASHSCOPE
 from qwen_gateway.exchange import ClientRequest, Exchange, RetryReason
 from qwen_gateway.interfaces import Endpoint
 from qwen_gateway.upstream import retry
@@ -44,6 +45,7 @@ def exchange(cred: Credential, model: str = "qwen3-coder-plus") -> Exchange:
                   endpoint=Endpoint("chat.completions", to_chat=lambda b, e: b, from_chat=lambda d, e: d,
                                     stream_translator=lambda e: None))
     ex.attempt.cred, ex.attempt.model, ex.attempt.tried = cred, model, [cred.account]
+    ex.attempt.upstream = DASHSCOPE  # the engine sets it with the credential
     ex.chat_body = {"model": model, "messages": [{"role": "user", "content": "x " * 50}] * 20}
     return ex
 

@@ -6,5 +6,5 @@ batch owned by the named key that made it, and each batch billed once at the bat
 at a time), `multipart.py` (the upload's form), `create.py` (a batch's body, as OpenAI checks it), stores/batches.py
 (who owns what, in the state folder), `bills.py` (a finished batch's bill, once whatever crashes), `watch.py` (the
 gateway's own looks at its unfinished batches), `routes.py` (the local route: each request to Qwen's API and back,
-through upstream/batch_calls.py: the retry policy and the pool; which accounts may run batches is
+through upstream/dashscope/batch_calls.py: the retry policy and the pool; which accounts may run batches is
 upstream/dashscope/batch_accounts.py's)."""

@@ -1,5 +1,5 @@
 """The local route of `/v1/files…` and `/v1/batches…`: each request made again to Model Studio's own API through
-the retry policy and the pool (`Calls`: upstream/batch_calls.py, handed in by components.py), on the account that
+the retry policy and the pool (`Calls`: upstream/dashscope/batch_calls.py, handed in by components.py), on the account that
 holds the object (a new upload: the next pay-as-you-go key account the pool hands out), its answer handed back,
 the object owned by the named key that made it (store.py), and a finished batch billed once at the batch rate, at
 the first look that finds it ended — a client's, or the gateway's own (watch.py) — as a ledger row of its own
@@ -42,7 +42,7 @@ log = logging.getLogger("qwen")
 
 
 class Calls(Protocol):
-    """Model Studio's Files and Batch APIs through the retry policy and the pool (upstream/batch_calls.py)."""
+    """Model Studio's Files and Batch APIs through the retry policy and the pool (upstream/dashscope/batch_calls.py)."""
 
     async def call(self, ex: Exchange, config: Config, method: str, suffix: str, *, holder: str | None = None,
                    body: bytes | Build = b"", content_type: str = "", query: str = "",

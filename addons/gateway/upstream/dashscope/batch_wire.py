@@ -1,6 +1,6 @@
 """Model Studio's OpenAI-compatible Files and Batch APIs on a key account's base (`{base}/files…`,
 `{base}/batches…`): one request with the account's key, its answer whole. The api package's batches
-(api/batches/) says what to ask, upstream/batch_calls.py chooses the account and mends refusals; components.py
+(api/batches/) says what to ask, upstream/dashscope/batch_calls.py chooses the account and mends refusals; components.py
 hands it `send`.
 
 The request says who the client is (its own User-Agent, as a key account's chat requests do; the gateway's when

@@ -14,11 +14,11 @@ Qwen is known to use is listed (`KNOWN`), so that a new one is counted and shown
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import TypeGuard
 
 from ... import jsonio
 from ...models.catalogue import Thinking
+from ...providers import Lesson
 from ...models.learned import BUDGET, FLOORS, INPUT, OUTPUT
 
 _ALGO = r"(?:<400> )?(?:InternalError\.Algo\.InvalidParameter: )?"
@@ -69,35 +69,21 @@ KNOWN = re.compile("|".join((
 )), re.I)
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """What one refusal said: a range (`fact` and its `bound`, for the parameter `param`), a relation (`param`
-    must stay above `below`), a thinking switch (`thinking`) or streams only."""
-
-    text: str  # the words it was read from (the message, without Qwen's error-class prefix)
-    param: str = ""
-    fact: str | None = None
-    bound: int | None = None
-    below: str | None = None  # a relation: the parameter that must stay below `param`
-    thinking: Thinking | None = None
-    stream_only: bool = False
-
-
-def read(message: str) -> Reading | None:
+def read(message: str) -> Lesson | None:
     """The message's teaching, when all of it is one of Qwen's own wordings; None otherwise."""
     text = message.strip()
     for pattern, fact in _RANGES:
         if m := pattern.fullmatch(text):
-            return Reading(_own(m), m.group(1), fact, int(m.group(2)))
+            return Lesson(_own(m), m.group(1), fact, int(m.group(2)))
     if m := _ANTHROPIC_CAP.fullmatch(text):
-        return Reading(_own(m), m.group(1), OUTPUT, int(m.group(2)))
+        return Lesson(_own(m), m.group(1), OUTPUT, int(m.group(2)))
     if m := _RELATION.fullmatch(text):
-        return Reading(_own(m), m.group(1), bound=int(m.group(2)), below=m.group(3))
+        return Lesson(_own(m), m.group(1), bound=int(m.group(2)), below=m.group(3))
     for pattern, kind in _THINKING:
         if m := pattern.fullmatch(text):
-            return Reading(_own(m), thinking=kind)
+            return Lesson(_own(m), thinking=kind)
     if m := _STREAM.fullmatch(text):
-        return Reading(_own(m), stream_only=True)
+        return Lesson(_own(m), stream_only=True)
     return None
 
 
@@ -111,7 +97,7 @@ def known(message: str) -> bool:
     return read(message) is not None or bool(KNOWN.search(message))
 
 
-def learnable(reading: Reading, sent: dict, model: str, carried: str = "") -> str | None:
+def learnable(reading: Lesson, sent: dict, model: str, carried: str = "") -> str | None:
     """Why this reading may not be learned from the request `sent` (None: it may): the words it was read from
     are in what the request carried — its body, or `carried`: its URL and headers (a client's User-Agent goes
     upstream as it came, and an upstream may echo it); the range names a parameter the request did not send, or

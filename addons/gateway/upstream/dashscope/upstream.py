@@ -1,4 +1,4 @@
-"""DashScope as the chat form's `Upstream` (interfaces.py): the parts of this package behind one object."""
+"""DashScope as the chat form's `Upstream` (providers.py): the parts of this package behind one object."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 
 from ...accounts import OAUTH, Capability, Credential
 from ...errors import UpstreamError
-from ...interfaces import Fetch, UpstreamAnswer, Wire
+from ...interfaces import UpstreamAnswer
+from ...providers import Fetch, Lesson, Wire
 from ...models import catalogue
-from . import answer, errors, partial, request
+from . import answer, errors, markers, partial, ranges, request
 from .headers import target, upstream_headers
 from .stream import ChunkNormalizer
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 
 class DashScope:
-    """The `Upstream` of interfaces.py for DashScope."""
+    """The `Upstream` of providers.py for DashScope."""
 
     name = "dashscope"
     resendable = True  # a request is a request: sent again, it is answered again
@@ -65,6 +66,18 @@ class DashScope:
 
     def continued(self, body: dict, prefix: str) -> dict | None:
         return partial.continued(body, prefix)
+
+    def lesson(self, message: str) -> Lesson | None:
+        return ranges.read(message)
+
+    def words_known(self, message: str) -> bool:
+        return ranges.known(message)
+
+    def unlearnable(self, lesson: Lesson, sent: dict, model: str, carried: str) -> str | None:
+        return ranges.learnable(lesson, sent, model, carried)
+
+    def cache_lifetime_s(self, body: dict) -> float:
+        return markers.lifetime_s(body)
 
 
 # Model Studio's session cache ("Context cache", "Session cache"): the Responses API keeps the conversation's

@@ -43,10 +43,10 @@ __all__ = ["AccountPool", "PoolExhausted", "next_reset"]
 class AccountPool(Pool):
     def __init__(self, accounts: list[Account], state: AccountState, *, reset_hour_utc: int = 0,
                  registry: Registry | None = None, check_every_s: float = 5.0,
-                 refresh_wait_s: float = 1.0, kinds: Collection[str] | None = None,
+                 refresh_wait_s: float = 1.0, providers: Collection[str] | None = None,
                  web_accounts: bool = False, affinity: Affinity | None = None) -> None:
         self.accounts = list(accounts)
-        self.kinds = frozenset(kinds) if kinds is not None else None
+        self.providers = frozenset(providers) if providers is not None else None
         self.web_accounts = web_accounts
         self.state = state
         self.reset_hour_utc = reset_hour_utc
@@ -63,8 +63,8 @@ class AccountPool(Pool):
         self._checked = time.monotonic()
 
     @classmethod
-    def from_settings(cls, settings: AuthSettings, *, kinds: Collection[str] | None = None) -> "AccountPool":
-        """`kinds`: the credential kinds the caller can send requests with (the gateway: its pairing's)."""
+    def from_settings(cls, settings: AuthSettings, *, providers: Collection[str] | None = None) -> "AccountPool":
+        """`providers`: the providers the caller can send requests to (the gateway: its pairing's)."""
         state = shared_state(settings) or AccountState(settings.state_db_path)
         affinity = None
         if isinstance(state, SharedAccountState):  # gateways that share state share conversations too
@@ -72,7 +72,7 @@ class AccountPool(Pool):
             affinity.start()
         pool = cls([], state, reset_hour_utc=settings.quota_reset_hour_utc, registry=Registry(settings),
                    check_every_s=settings.accounts_check_s, refresh_wait_s=settings.refresh_wait_s,
-                   kinds=kinds, web_accounts=settings.web_accounts, affinity=affinity)
+                   providers=providers, web_accounts=settings.web_accounts, affinity=affinity)
         pool.reload()
         return pool
 
@@ -266,15 +266,15 @@ class AccountPool(Pool):
         return next((a for a in self.accounts if a.name == name), None)
 
     def _refusal(self, acct: Account) -> str | None:
-        """Why `acct` is never handed out (opt-in missing, no upstream for its kind), or None."""
-        return str(off) if (off := getattr(acct, "off_reason", None)) else unserved(acct.kind, self.kinds)
+        """Why `acct` is never handed out (opt-in missing, no upstream for its provider), or None."""
+        return str(off) if (off := getattr(acct, "off_reason", None)) else unserved(acct.provider, self.providers)
 
     # ---- state ------------------------------------------------------------------------------------
 
     def status(self) -> list[dict]:
         """One JSON-safe row per account (never a token or key): status.status_rows."""
         self._maybe_reload()
-        return status_rows(self.accounts, self.state, self.registry_error, self.kinds, self.refusals)
+        return status_rows(self.accounts, self.state, self.registry_error, self.providers, self.refusals)
 
     def describe(self) -> list[str]:
         """The start-up log's lines: one per account and a warning when none is usable now (never a secret)."""

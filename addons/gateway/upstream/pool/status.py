@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Sequence
 
-from ...accounts import WEB, AccountUnavailable
+from ...accounts import QWENWEB, AccountUnavailable
 from ...auth.account import Account
 from ...auth.key_account import KeyAccount
 from ...auth.names import iso
@@ -26,7 +26,7 @@ NO_EMBEDDINGS = ("None of your usable Qwen accounts ({}) serves embeddings: only
                  "--embeddings does (`qwen-auth add-key NAME --preset dashscope-intl --key-env VAR --embeddings`; "
                  "--replace changes an existing one). Qwen OAuth logins have no embeddings API.")
 
-UNSERVED: dict[str, str] = {WEB: NOT_SERVED}  # why a kind the gateway has no upstream for is never handed out
+UNSERVED: dict[str, str] = {QWENWEB: NOT_SERVED}  # why a provider the gateway has no upstream for is never handed out
 
 
 class PoolExhausted(AccountUnavailable):
@@ -34,11 +34,11 @@ class PoolExhausted(AccountUnavailable):
     when a refresh failed on the way (a retry may be served); neither: no wait helps (a login, a key, ...)."""
 
 
-def unserved(kind: str | None, kinds: Collection[str] | None) -> str | None:
-    """Why an account of `kind` is never handed out by a pool serving `kinds` (None: every kind), or None."""
-    if kind is None or kinds is None or kind in kinds:
+def unserved(provider: str | None, providers: Collection[str] | None) -> str | None:
+    """Why an account of `provider` is never handed out by a pool serving `providers` (None: every one), or None."""
+    if not provider or providers is None or provider in providers:
         return None
-    return UNSERVED.get(kind, f"the gateway has no upstream for {kind} accounts")
+    return UNSERVED.get(provider, f"the gateway has no upstream for {provider} accounts")
 
 
 class PlanRefusals:
@@ -60,10 +60,10 @@ class PlanRefusals:
 
 
 def status_rows(accounts: Sequence[Account], state: AccountState, registry_error: str | None,
-                kinds: Collection[str] | None = None, refusals: PlanRefusals | None = None) -> list[dict]:
+                providers: Collection[str] | None = None, refusals: PlanRefusals | None = None) -> list[dict]:
     """One JSON-safe row per account, then one for a broken accounts.json: name, kind, state (ok, expired,
     refreshing, needs_login, cooling_down, missing, refused, error; `unserved`: fine, but of a kind the pool
-    serving `kinds` cannot send requests with), base_url, expires_at, cooldown_until, while cooling `window`
+    serving `providers` cannot send requests with), base_url, expires_at, cooldown_until, while cooling `window`
     (what ran out: windows.py), requests_today, last_error, and kind-specific details (a key's `group`)."""
     out = []
     now = time.time()
@@ -85,7 +85,7 @@ def status_rows(accounts: Sequence[Account], state: AccountState, registry_error
         st["requests_today"] = state.requests_today(a.name)
         if refusals is not None and (refused := refusals.row(a.name)) is not None:
             st["plan_refusals"] = refused
-        refusal = unserved(a.kind, kinds)
+        refusal = unserved(getattr(a, "provider", None), providers)
         if refusal and st.get("state") in USABLE_STATES + ("cooling_down",):
             st.update(state="unserved", last_error=refusal)
         out.append(st)

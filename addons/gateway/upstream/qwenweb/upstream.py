@@ -1,4 +1,4 @@
-"""Qwen Chat web accounts as the chat form's `Upstream` (interfaces.py): the parts of this package behind one object.
+"""Qwen Chat web accounts as the chat form's `Upstream` (providers.py): the parts of this package behind one object.
 
 One attempt is two requests: `prepare` creates the chat (`chats/new`, through the engine's pooled client),
 then the engine sends the completion `wire` builds. Its answer is always a stream; a whole answer is
@@ -16,7 +16,8 @@ from ...settings.config import Config
 from ...errors import SERVER, GatewayError, UpstreamError
 from ...models.model_map import LiveModels
 from ...settings.network import Network
-from ...interfaces import Fetch, UpstreamAnswer, Wire
+from ...interfaces import UpstreamAnswer
+from ...providers import Fetch, Lesson, Wire
 from ...storage.pg import Database
 from . import errors, request
 from .live_models import WebCatalogue
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 
 class QwenWeb:
-    """The `Upstream` of interfaces.py for chat.qwen.ai; `min_interval`: seconds between two generations of one
+    """The `Upstream` of providers.py for chat.qwen.ai; `min_interval`: seconds between two generations of one
     account (qwen_web_min_interval); `pinning`: pinned multi-turn (qwen_web_pin; None: a new chat per request)."""
 
     name = "qwenweb"
@@ -124,6 +125,18 @@ class QwenWeb:
 
     def chunks(self, model: str) -> WebChunks:
         return WebChunks(model)
+
+    def lesson(self, message: str) -> Lesson | None:
+        return None  # the web API's refusals name no ranges: nothing to learn
+
+    def words_known(self, message: str) -> bool:
+        return True  # its errors are read by their codes (errors.py), never by their wording
+
+    def unlearnable(self, lesson: Lesson, sent: dict, model: str, carried: str) -> str | None:
+        return "the web API teaches nothing"
+
+    def cache_lifetime_s(self, body: dict) -> float:
+        return 300.0  # no prompt cache to follow: a conversation's chat is pinned instead (pinning.py)
 
     def continued(self, body: dict, prefix: str) -> None:
         return None  # Qwen Chat has no partial mode: a stream cut mid-answer is not continued

@@ -19,7 +19,7 @@ from qwen_gateway.errors import GatewayError
 from qwen_gateway.exchange import ClientRequest, Exchange
 from qwen_gateway.pricing.prices import PriceTable, Tier
 from qwen_gateway.settings.config import Config
-from qwen_gateway.upstream.batch_calls import BatchCalls
+from qwen_gateway.upstream.dashscope.batch_calls import BatchCalls
 from unit.upstream.dashscope.test_batch_accounts import Pool  # a pool that hands out its accounts in order
 
 PAYG = Credential("ds", KEY, "http://127.0.0.1:9/compatible-mode/v1", "sk-account-key")

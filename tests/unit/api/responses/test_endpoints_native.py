@@ -12,7 +12,7 @@ from qwen_gateway.api.responses.endpoints import responses_endpoint
 from qwen_gateway.api.responses.state import state
 from qwen_gateway.stores.responses import ResponseStore
 from qwen_gateway.exchange import ClientRequest, Exchange, Retry, RetryReason
-from qwen_gateway.interfaces import Leg
+from qwen_gateway.providers import Leg
 
 BASE = "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"
 HERE, THERE = Credential("here", KEY, BASE, "sk-1"), Credential("there", KEY, BASE, "sk-2")

@@ -47,7 +47,7 @@ def test_the_first_account_that_may_run_batches_is_taken_else_the_plans_are_name
     assert e.value.status == 403 and e.value.code == "batch_not_allowed"
     assert "cp (the Coding Plan, whose terms forbid batch jobs); tp (the Token Plan" in e.value.message
     assert "pay-as-you-go" in e.value.message and "sk-sp" not in e.value.message
-    with pytest.raises(AccountUnavailable):  # the pool's own words: the caller maps them (upstream/batch_calls.py)
+    with pytest.raises(AccountUnavailable):  # the pool's own words: the caller maps them (upstream/dashscope/batch_calls.py)
         asyncio.run(batch_account(Pool()))
     assert asyncio.run(batch_account(Pool(CODING, PAYG, EMULATED), exclude=["ds"])) is EMULATED
     with pytest.raises(AccountUnavailable):  # a retry's cause is the account it left, not the plans

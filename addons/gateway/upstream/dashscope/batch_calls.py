@@ -1,6 +1,6 @@
 """Model Studio's Files and Batch APIs (`{base}/files…`, `{base}/batches…`) called as a chat turn's upstream
-request is (engine.py): the account the pool hands out, each refusal handed to the same retry policy (retry.py) —
-a key Qwen refuses (401) marked refused, a quota or a throttle (429) cooling its account, all of it in the pool's
+request is (upstream/engine.py): the account the pool hands out, each refusal handed to the same retry policy
+(upstream/retry.py) — a key Qwen refuses (401) marked refused, a quota or a throttle (429) cooling its account, all of it in the pool's
 status and /health — and the call made again where that is safe.
 
 Safe means Qwen has not taken anything yet: a 401 or 429 is answered before any work. A new upload (nothing on Qwen
@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection
 
-from .. import errors
-from ..accounts import AccountUnavailable, Credential, Pool
-from ..errors import NO_RETRY, ConnectionFailed, GatewayError, UpstreamTimeout
-from ..exchange import Exchange
-from ..settings.config import Config
-from .dashscope.batch_accounts import batch_account, credential_of
-from .dashscope.errors import classify
-from .retry import RetryPolicy, unavailable
+from ... import errors
+from ...accounts import AccountUnavailable, Credential, Pool
+from ...errors import NO_RETRY, ConnectionFailed, GatewayError, UpstreamTimeout
+from ...exchange import Exchange
+from ...settings.config import Config
+from ..retry import RetryPolicy, unavailable
+from .batch_accounts import batch_account, credential_of
+from .errors import classify
 
 # (credential, method, suffix under the account's base, body, content type, query, client's User-Agent, options)
 Send = Callable[[Credential, str, str, bytes, str, str, str, Config], Awaitable[tuple[int, str, bytes]]]

@@ -1,4 +1,4 @@
-"""Model Studio's Files and Batch APIs through the retry policy and the pool (upstream/batch_calls.py): the account
+"""Model Studio's Files and Batch APIs through the retry policy and the pool (upstream/dashscope/batch_calls.py): the account
 the pool hands out, a refusal (a key refused 401, a quota or a throttle 429) reported to the pool and another
 account tried while nothing is on Qwen yet; a call pinned to the account that holds its object waits there or
 fails naming it; what Qwen may have taken (a server error, a connection lost) is never sent again."""
@@ -16,7 +16,7 @@ from qwen_gateway.errors import ConnectionFailed, GatewayError
 from qwen_gateway.exchange import ClientRequest, Exchange
 from qwen_gateway.settings.config import Config
 from qwen_gateway.upstream import retry
-from qwen_gateway.upstream.batch_calls import BatchCalls
+from qwen_gateway.upstream.dashscope.batch_calls import BatchCalls
 
 BASE = "http://127.0.0.1:9/compatible-mode/v1"
 A, B = Credential("a", KEY, BASE, "sk-a"), Credential("b", KEY, BASE, "sk-b")

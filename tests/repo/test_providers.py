@@ -1,0 +1,61 @@
+"""A provider is one package (providers.py, docs/architecture.md): everything of a model server's own — its wire, its
+rules and refusals, its cache markers, its batches, its accounts' model lists — lives in its package under upstream/,
+and the provider-neutral core (the engine, the retry policy, the pool, the turn, the wiring) names none of them. The
+composition names each provider once, by its package's `PROVIDER`. Read from the source, not imported."""
+
+from __future__ import annotations
+
+import ast
+
+from repo.test_layers import ROOT, graph
+
+UPSTREAM = ROOT / "addons" / "gateway" / "upstream"
+COMPONENTS = ROOT / "addons" / "gateway" / "components.py"
+
+
+def providers() -> list[str]:
+    """Every provider package: a package under upstream/ that exports its `PROVIDER` from provider.py."""
+    return sorted(f"qwen_gateway.upstream.{p.parent.name}" for p in UPSTREAM.glob("*/provider.py"))
+
+
+def test_each_provider_is_a_package_with_its_provider():
+    assert {"qwen_gateway.upstream.dashscope", "qwen_gateway.upstream.qwenweb"} <= set(providers())
+
+
+def test_the_core_names_no_provider():
+    """Only the composition imports a provider package; the engine, the retry policy, the pool, the turn, the wiring,
+    every dialect and the core ask the `Upstream` protocol (providers.py)."""
+    packages = providers()
+    naming = sorted(f"{m} -> {d}" for m, deps in graph().items()
+                    if not any(m == p or m.startswith(p + ".") for p in packages)
+                    for d in deps if any(d == p or d.startswith(p + ".") for p in packages))
+    allowed = {f"qwen_gateway.components -> {p}" for p in packages} | \
+        {f"qwen_gateway.components -> {p}.provider" for p in packages}
+    assert [n for n in naming if n not in allowed] == []
+
+
+def test_providers_do_not_import_each_other():
+    packages = providers()
+    crossings = sorted(f"{m} -> {d}" for m, deps in graph().items() for p in packages if m.startswith(p + ".")
+                       for d in deps for q in packages if q != p and (d == q or d.startswith(q + ".")))
+    assert crossings == []
+
+
+def test_the_composition_names_each_provider_on_one_line():
+    """Adding a provider is its package, the catalogue's rows and one line here: its import (the `PROVIDERS` tuple
+    names them all on one line)."""
+    tree = ast.parse(COMPONENTS.read_text())
+    packages = [p.removeprefix("qwen_gateway.") for p in providers()]
+    imported = [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                and any((node.module or "") == p or (node.module or "").startswith(p + ".") for p in packages)]
+    assert sorted(f"qwen_gateway.{n.module}" for n in imported) == providers()
+    assert all([a.name for a in n.names] == ["provider"] for n in imported)  # the package's PROVIDER, nothing deeper
+    line = next(n for n in tree.body if isinstance(n, ast.AnnAssign) and getattr(n.target, "id", "") == "PROVIDERS")
+    assert line.lineno == line.end_lineno  # one line lists every provider
+    assert len(line.value.elts) == len(providers())  # type: ignore[union-attr]
+
+
+def test_the_engine_retry_and_pool_are_provider_neutral():
+    names = {n.id for p in (UPSTREAM / "engine.py", UPSTREAM / "retry.py")
+             for n in ast.walk(ast.parse(p.read_text())) if isinstance(n, ast.Name)}
+    assert not names & {"markers", "ranges", "DASHSCOPE", "batch_wire"}
