@@ -57,6 +57,7 @@ from .providers import Pairing, Provider
 from .upstream.engine import still_served
 from .upstream.dashscope import provider as dashscope
 from .upstream.qwenweb import provider as qwenweb
+from .upstream.selfhosted import provider as selfhosted
 
 
 def endpoints(store: Callable[[], ResponseStore], runs: Callable[[], BackgroundRuns] | None = None,
@@ -84,7 +85,7 @@ def sockets(relay: LoopbackRelay, runner: TurnRunner, responses: Endpoint[Exchan
 
 
 # Every provider the gateway can send requests to: one line each (providers.py), the first the default
-PROVIDERS: tuple[Provider, ...] = (dashscope.PROVIDER, qwenweb.PROVIDER)
+PROVIDERS: tuple[Provider, ...] = (dashscope.PROVIDER, qwenweb.PROVIDER, selfhosted.PROVIDER)
 
 
 def pairing(config: Config) -> Pairing:

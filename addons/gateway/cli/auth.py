@@ -27,7 +27,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from ..accounts import OAUTH, WEB
+from ..accounts import DASHSCOPE, OAUTH, WEB
 from ..auth import oauth, qr
 from .auth_common import (EXIT_DENIED, EXIT_EXPIRED, EXIT_INTERRUPTED, EXIT_LOCAL, EXIT_NO_ACCOUNT, EXIT_OK,
     EXIT_SERVER, CliError)
@@ -195,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="send MODEL upstream when a client asks for ALIAS (repeatable)")
     p.add_argument("--default-model", metavar="MODEL", help="model used when a client's model is unknown")
     p.add_argument("--embeddings", action="store_true", help="this upstream serves /embeddings")
+    p.add_argument("--provider", default=DASHSCOPE, metavar="NAME",
+                   help="the server behind the base: dashscope (Model Studio's compatible mode, the default) or "
+                        "selfhosted (an OpenAI-compatible server you run, vLLM or SGLang, serving open Qwen weights)")
     p.add_argument("--group", metavar="NAME", help="keys of one Alibaba Cloud account share a NAME: its limits are "
                    "summed over its keys, so a quota or throttle on one cools them all")
     p.add_argument("--month-day", type=int, metavar="DAY", help="Coding Plan: the day of the month its subscription "

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from ..accounts import KEY
+from ..accounts import DASHSCOPE, KEY, QWENWEB
 from ..settings.auth import AuthSettings
 from .auth_common import ENV_NAME_RE, EXIT_OK, CliError
 from ..auth.names import check_name
@@ -198,6 +198,8 @@ def cmd_add_key(a, settings: AuthSettings) -> int:
         spec["default_model"] = a.default_model or model
     if a.embeddings:
         spec["embeddings"] = True
+    if getattr(a, "provider", DASHSCOPE) != DASHSCOPE:
+        spec["provider"] = _provider(a.provider)
     if a.group:
         try:
             spec["group"] = check_name(a.group, allow_default=True)
@@ -247,3 +249,12 @@ def _note_check(settings: AuthSettings, spec: dict, worked: bool, line: str) -> 
         KeyAccount(spec, state).note_check(worked, line)
     finally:
         state.close()
+
+
+def _provider(name: str) -> str:
+    """A provider a key account may name: one the gateway has (components.PROVIDERS), not the web sessions'."""
+    from ..components import PROVIDERS  # the gateway's own list; imported only when a key names one
+    names = [p.name for p in PROVIDERS if p.name != QWENWEB]
+    if name not in names:
+        raise CliError(f"--provider takes one of {', '.join(names)}, not {name!r}")
+    return name

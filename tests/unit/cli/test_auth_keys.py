@@ -207,3 +207,17 @@ def test_the_check_respects_the_proxy_settings_as_httpx_does(monkeypatch):
 def test_an_error_code_with_a_final_newline_is_not_repeated():
     check = cli_keys._answer(401, {"error": {"code": "invalid_api_key\n"}}, "", "sk-x")
     assert "invalid_api_key" not in repr(check)  # a code is shown on one line, or not at all
+
+
+def test_a_key_names_its_provider_and_only_one_the_gateway_has(run, settings, upstream, monkeypatch):
+    monkeypatch.setenv("GPU_KEY", "anything")
+    rc, out, err = run("add-key", "gpu", "--provider", "selfhosted", "--base-url", "http://127.0.0.1:8000/v1",
+                       "--key-env", "GPU_KEY", "--default-model", "Qwen/Qwen3-8B")
+    assert rc == 0, err
+    spec = entry(settings, "gpu")
+    assert spec["provider"] == "selfhosted" and spec["default_model"] == "Qwen/Qwen3-8B"
+    rc, _, err = run("add-key", "ds", "--preset", "dashscope-intl", "--key-env", "GPU_KEY")
+    assert rc == 0 and "provider" not in entry(settings, "ds")  # DashScope's, unnamed as before
+    for wrong in ("qwenweb", "openai"):
+        rc, _, err = run("add-key", "x", "--provider", wrong, "--base-url", "http://h/v1", "--key-env", "GPU_KEY")
+        assert rc != 0 and "--provider takes one of dashscope, selfhosted" in err

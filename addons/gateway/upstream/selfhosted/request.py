@@ -1,0 +1,89 @@
+"""The chat form as an OpenAI-compatible inference server takes it (vLLM's and SGLang's chat completions API): only
+the fields it documents go, Model Studio's own switches become the server's (thinking through the chat template's
+`enable_thinking`), and what it has no knob for is said on the flow, never sent to be silently ignored."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from ...accounts import Credential
+from ...models import catalogue
+from ...models.catalogue import Thinking
+from ...providers import Wire
+
+# The chat completions fields the servers document (vLLM's ChatCompletionRequest, SGLang's), besides the chat
+# template's own (`chat_template_kwargs`, `continue_final_message`, `add_generation_prompt`), which this module writes
+SENT = frozenset((
+    "model", "messages", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "max_tokens",
+    "max_completion_tokens", "n", "presence_penalty", "response_format", "seed", "stop", "stream", "stream_options",
+    "temperature", "top_p", "tools", "tool_choice", "parallel_tool_calls", "user", "top_k", "min_p",
+    "repetition_penalty",
+))
+# Model Studio's switches the chat form may carry, and what becomes of each here
+THINKING = "enable_thinking"
+NO_KNOB = {
+    "thinking_budget": "the server's Qwen template has no thinking budget: thinking runs to the output cap",
+    "enable_search": "a self-hosted model does not search the web",
+    "search_options": "a self-hosted model does not search the web",
+    "vl_high_resolution_images": "the server reads images at its own resolution",
+}
+OFF_EFFORTS = ("none", "minimal")
+
+
+def chat_body(chat: dict, *, model: str, notes: list[str]) -> dict:
+    """The server's body for a chat request: the documented fields, thinking on or off as the client asked (its
+    `enable_thinking`, else `reasoning_effort` none/minimal as off and any other effort as on; nothing asked: the
+    model's own default), usage asked of a stream."""
+    body = {k: v for k, v in chat.items() if k in SENT}
+    body["model"] = model
+    thinking = chat.get(THINKING)
+    effort = chat.get("reasoning_effort")
+    if not isinstance(thinking, bool) and isinstance(effort, str):
+        thinking = effort not in OFF_EFFORTS
+    if isinstance(thinking, bool):
+        kwargs = chat.get("chat_template_kwargs")
+        body["chat_template_kwargs"] = {**(kwargs if isinstance(kwargs, dict) else {}), THINKING: thinking}
+    if isinstance(effort, str):
+        notes.append(f"reasoning_effort {effort} sent as thinking {'on' if thinking else 'off'} (chat_template_kwargs)")
+    for key, why in NO_KNOB.items():
+        if key in chat:
+            notes.append(f"{key} not sent: {why}")
+    if body.get("stream") is True:
+        opts = body.get("stream_options")
+        body["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
+    return body
+
+
+def thinks(body: dict) -> bool | None:
+    """Whether the body has the model think: as its chat template is told, None when told nothing (the model's
+    own default: Qwen3's hybrid models think)."""
+    kwargs = body.get("chat_template_kwargs")
+    asked = kwargs.get(THINKING) if isinstance(kwargs, dict) else None
+    return asked if isinstance(asked, bool) else None
+
+
+def continued(body: dict, prefix: str) -> dict | None:
+    """The sent body going on from `prefix`, the answer so far, as the final assistant message the chat template
+    continues (`continue_final_message`, no generation prompt): only with thinking off (a thinking turn's prefix
+    would be rendered after an empty think block) and one choice. None: it cannot."""
+    messages = body.get("messages")
+    row = catalogue.find(str(body.get("model") or ""))
+    silent = thinks(body) is None and row is not None and row.thinking is Thinking.NONE  # a model that never thinks
+    if (thinks(body) is not False and not silent) or body.get("n") not in (None, 1) or not isinstance(messages, list):
+        return None
+    return {**body, "messages": [*messages, {"role": "assistant", "content": prefix}],
+            "continue_final_message": True, "add_generation_prompt": False}
+
+
+def wire(cred: Credential, suffix: str, body: dict, *, stream: bool, client_agent: str, gateway_agent: str,
+         base: str | None = None) -> Wire:
+    """The request: the account's base and key (a server started without --api-key takes any), the client's own
+    User-Agent (else the gateway's name), nothing else of the client's."""
+    url = (base or cred.base_url).rstrip("/") + "/" + suffix
+    parts = urlsplit(url)
+    headers = [("Host", parts.netloc), ("Accept", "text/event-stream" if stream else "application/json"),
+               ("Content-Type", "application/json"), ("Accept-Encoding", "identity"),
+               ("User-Agent", client_agent or gateway_agent)]
+    if cred.token:
+        headers.append(("Authorization", f"Bearer {cred.token}"))
+    return Wire(url, headers, body)

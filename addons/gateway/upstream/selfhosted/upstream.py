@@ -1,0 +1,80 @@
+"""A self-hosted inference server as the chat form's `Upstream` (providers.py): the parts of this package behind one
+object."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from ...accounts import Capability, Credential
+from ...errors import UpstreamError
+from ...interfaces import UpstreamAnswer
+from ...providers import Fetch, Lesson, Wire
+from . import answer, request
+from .stream import Chunks
+
+if TYPE_CHECKING:
+    from ...models.learned import LearnedFacts
+
+NAME = "selfhosted"
+GATEWAY_AGENT = "qwen-gateway"
+# Its automatic prefix cache keeps no lifetime (blocks evicted when memory is needed): a conversation is held on
+# its server as long as Model Studio's shortest lifetime, five minutes
+HOLD_S = 300.0
+
+
+class SelfHosted:
+    name = NAME
+    resendable = True  # a request is a request: sent again, it is answered again
+
+    def chat_body(self, chat: dict, *, model: str, cred: Credential, notes: list[str],
+                  learned: LearnedFacts | None = None) -> dict:
+        return request.chat_body(chat, model=model, notes=notes)
+
+    def own_body(self, body: dict, *, model: str, capability: Capability, cred: Credential,
+                 notes: list[str], learned: LearnedFacts | None = None) -> dict:
+        return {**body, "model": model}  # no pair skips the chat form here (no legs): never asked
+
+    def wire(self, cred: Credential, suffix: str, body: dict, *, user_agent: str, stream: bool, attempt: int,
+             base: str | None = None, api_headers: tuple[tuple[str, str], ...] = (), client_agent: str = "") -> Wire:
+        return request.wire(cred, suffix, body, stream=stream or body.get("stream") is True,
+                            client_agent=client_agent, gateway_agent=GATEWAY_AGENT, base=base)
+
+    async def prepare(self, cred: Credential, body: dict, fetch: Fetch) -> dict | UpstreamError:
+        return body
+
+    def opened(self, body: dict, resp: UpstreamAnswer) -> UpstreamAnswer:
+        return resp
+
+    def abandoned(self, body: dict) -> None:
+        pass
+
+    def refused(self, status: int, headers: Mapping[str, str]) -> bool:
+        return status >= 400
+
+    def classify(self, status: int, body: bytes, headers: dict[str, str]) -> UpstreamError:
+        return answer.classify(status, body)
+
+    def answer(self, data: dict, *, model: str) -> dict:
+        return answer.to_chat(data, model=model)
+
+    def chunks(self, model: str) -> Chunks:
+        return Chunks(model)
+
+    def continued(self, body: dict, prefix: str) -> dict | None:
+        return request.continued(body, prefix)
+
+    def lesson(self, message: str) -> Lesson | None:
+        return None  # its limits are the operator's (--max-model-len): told on each refusal, never learned
+
+    def words_known(self, message: str) -> bool:
+        return True  # its refusals are read by their status, never by their wording
+
+    def unlearnable(self, lesson: Lesson, sent: dict, model: str, carried: str) -> str | None:
+        return "a self-hosted server's limits are its operator's"
+
+    def cache_lifetime_s(self, body: dict) -> float:
+        return HOLD_S
+
+
+SELF_HOSTED = SelfHosted()
