@@ -35,9 +35,9 @@ from .turn import TurnRunner
 from .turn.relay import LoopbackRelay
 from .turn.socket import Sockets
 from .api.stored_chat import endpoint as stored_chat
-from .models.learned import LearnedFacts
 from .auth.remote import RemoteLogin
 from .cache.diagnosis import Diagnoser
+from .errors import GatewayError
 from .exchange import Exchange
 from .settings.config import Config
 from .storage.pg import Database
@@ -54,7 +54,6 @@ from .observe.tracing import Tracing
 from .observer import Observer
 from .interfaces import ClientFormat, Endpoint
 from .providers import Pairing, Provider
-from .upstream.engine import still_served
 from .upstream.dashscope import provider as dashscope
 from .upstream.qwenweb import provider as qwenweb
 from .upstream.selfhosted import provider as selfhosted
@@ -107,7 +106,7 @@ def batch_provider() -> Provider:
 def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[], None],
                  runs: Callable[[], BackgroundRuns] | None = None,
                  pool: Callable[[], Pool | None] = lambda: None,
-                 learned: Callable[[], LearnedFacts | None] = lambda: None,
+                 build: Build | None = None,
                  bills: BatchBills | None = None,
                  priced_only: Callable[[Exchange], None] = lambda ex: None) -> dict[str, LocalRoute]:
     """Local answers that belong to an outer package: route name (ingress/routing.py) -> answer. `bills`: where a finished
@@ -118,7 +117,7 @@ def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[
             "codex_models": model_list.codex_catalog, "codex_telemetry": telemetry.answer,
             "stored_chat": stored_chat.stored_chat(stored_chat.chats_of(store)),
             "batches": BatchRoutes(batch_calls(pool, priced_only), batch_store,
-                                   functools.partial(batch_line, learned=learned), batch_answer,
+                                   functools.partial(batch_line, build=build or _unbuilt), batch_answer,
                                    bills or batch_bills([], lambda ex: None))}
 
 
@@ -152,20 +151,25 @@ def batch_calls(pool: Callable[[], Pool | None], priced_only: Callable[[Exchange
     return made(pool, priced_only)
 
 
-def batch_line(ex: Exchange, body: dict, cred: Credential, config: Config, *,
-               learned: Callable[[], LearnedFacts | None] = lambda: None) -> dict:
-    """A batch's chat line as the chat path translates a request: the chat dialect's checks and translation, the
-    model map, a retired model answered here (as the engine answers it), DashScope's rules for the account with what
-    Qwen's refusals taught (never streamed: a batch's answers are whole)."""
+def batch_line(ex: Exchange, body: dict, cred: Credential, config: Config, *, build: Build) -> dict:
+    """A batch's chat line as the chat path translates a request: the chat dialect's checks and translation, then
+    the engine's own body builder (`UpstreamEngine.build`: the model map, a retired model answered, the provider's
+    rules with what its refusals taught) for the account that runs the batch (never streamed: a batch's answers are
+    whole)."""
     line = ex.fork(endpoint=CHAT, body=body, requested_model=str(body.get("model") or ""), stream=False, notes=[])
-    chat = CHAT.to_chat({k: v for k, v in body.items() if k not in ("stream", "stream_options")}, line)
-    model = config.models.resolve(line.requested_model, cred)
-    still_served(model)
-    upstream = batch_provider().upstream(config)  # the account is one of its (batch_calls chose it)
-    return upstream.chat_body(chat, model=model, cred=cred, notes=line.notes, learned=learned())
+    line.chat_body = CHAT.to_chat({k: v for k, v in body.items() if k not in ("stream", "stream_options")}, line)
+    line.attempt.cred = cred
+    build(line)
+    assert line.attempt.body is not None
+    return line.attempt.body
 
 
 _DEFAULTS = Config()
+Build = Callable[[Exchange], object]  # the engine's body builder (UpstreamEngine.build), on the exchange's account
+
+
+def _unbuilt(ex: Exchange) -> object:
+    raise GatewayError(503, "The gateway has no upstream engine to build a batch's lines with.", code="no_accounts")
 
 
 def batch_answer(ex: Exchange, answer: dict, model: str) -> dict:

@@ -32,14 +32,13 @@ from typing import TYPE_CHECKING, Any
 from . import ids
 from .jsonio import valid_text
 from .interfaces import Endpoint
-from .providers import TRANSLATED, Leg
+from .providers import TRANSLATED, Leg, Upstream
 
 if TYPE_CHECKING:
     import asyncio
 
     from .accounts import Conversation, Credential
     from .cache_turn import Asked, CacheTurn
-    from .providers import Upstream
     from .live_stream import LiveStream
     from .models.routes import Routed
 

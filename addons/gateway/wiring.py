@@ -105,7 +105,7 @@ class Wiring:
         self.sockets = components.sockets(self.relay, self.turns, responses, self._responses)  # Codex's WebSocket
         self.background = BackgroundRuns(self.turns)  # background: true, while they run
         routes = components.local_routes(self._responses, self._reload_accounts, lambda: self.background,
-                                         lambda: self.pool, lambda: self.policy.learned,
+                                         lambda: self.pool, self.engine.build,
                                          components.batch_bills(self.observers.all, self.observers.bill),
                                          self.team.priced_only)  # a USD budget: no unpriced batch either
         # batches billed when Qwen ends them, whether or not a client looks

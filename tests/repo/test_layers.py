@@ -185,7 +185,9 @@ def test_credentials_are_core_below_the_pool():
               if outer(d) != "core" or d in WIRING]
     assert upward == []
     users = {m for m, deps in g.items() if not m.startswith(AUTH) and any(d.startswith(AUTH) for d in deps)}
+    # DashScope's provider reads its plans' bases (the Anthropic-compatible one, the Responses API's)
     assert {m for m in users if not m.startswith(POOL)} == {"qwen_gateway.components", "qwen_gateway.cli.auth",
+                                                            "qwen_gateway.upstream.dashscope.provider",
                                                             "qwen_gateway.cli.auth_keys", "qwen_gateway.cli.auth_web",
                                                             "qwen_gateway.cli.auth_status",
                                                             "qwen_gateway.cli.service_unit"}

@@ -3,6 +3,8 @@ skip the chat form, the local answers and endpoints handed to the core, the obse
 
 from __future__ import annotations
 
+import functools
+
 from qwen_gateway import components
 from qwen_gateway.accounts import KEY, OAUTH, WEB, Credential
 from qwen_gateway.ingress import routing
@@ -71,17 +73,22 @@ def test_a_batch_line_is_translated_as_the_chat_path_translates_a_request():
     import pytest
     from qwen_gateway.errors import GatewayError
 
+    from qwen_gateway.upstream.engine import UpstreamEngine
+    from qwen_gateway.upstream.retry import RetryPolicy
+
     ex = Exchange(ClientRequest("POST", "/v1/files", "http://gw/v1/files"))
     cred = Credential("ds", KEY, "http://127.0.0.1:9/compatible-mode/v1", "sk-1", default_model="qwen-plus")
-    body = components.batch_line(ex, {"model": "gpt-4o", "stream": True, "max_completion_tokens": 9, "messages": [
+    engine = UpstreamEngine(RetryPolicy(None), Config(), components.pairing(Config()))
+    batch_line = functools.partial(components.batch_line, build=engine.build)  # the live path's builder
+    body = batch_line(ex, {"model": "gpt-4o", "stream": True, "max_completion_tokens": 9, "messages": [
         {"role": "developer", "content": "be brief"}, {"role": "user", "content": "hi"}]}, cred, Config())
     assert body["model"] == "qwen-plus" and "stream" not in body  # mapped as chat maps it; a batch never streams
     assert body["messages"][0] == {"role": "system", "content": "be brief"}  # Qwen has no developer role
     with pytest.raises(GatewayError) as e:
-        components.batch_line(ex, {"model": "gpt-4o", "messages": [], "temperature": 9}, cred, Config())
+        batch_line(ex, {"model": "gpt-4o", "messages": [], "temperature": 9}, cred, Config())
     assert e.value.status == 400  # what the chat path refuses
     with pytest.raises(GatewayError) as e:  # a retired model: answered as the chat path answers it, never sent
-        components.batch_line(ex, {"model": "qwen4-max-preview", "messages": [{"role": "user", "content": "hi"}]},
+        batch_line(ex, {"model": "qwen4-max-preview", "messages": [{"role": "user", "content": "hi"}]},
                               cred, Config())
     assert (e.value.status, e.value.code) == (404, "model_not_found") and "Use `qwen4-max`" in e.value.message
     answer = components.batch_answer(ex, {"object": "chat.completion", "model": "qwen-plus", "choices": [

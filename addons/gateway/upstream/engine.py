@@ -75,7 +75,7 @@ class UpstreamEngine:
             await self.policy.acquire(ex)
         reconnected = False
         while True:
-            upstream, base = self._body(ex)
+            upstream, base = self.build(ex)
             self._hold(ex)
             if going_on is not None:
                 _going_on(ex, upstream, *going_on)
@@ -167,9 +167,11 @@ class UpstreamEngine:
                 raise _transport(e) from e
         raise AssertionError("unreachable")
 
-    def _body(self, ex: Exchange) -> tuple[Upstream, str | None]:
+    def build(self, ex: Exchange) -> tuple[Upstream, str | None]:
         """The upstream serving the exchange's current account and the API base its leg uses (None: the
-        account's own); the body on the record."""
+        account's own); the body on the record. The one body builder: a live request's and a batch line's
+        (components.batch_line) — the model map, the route, a retired model answered here, the pair's leg, the
+        provider's rules with what its refusals taught."""
         cred = ex.attempt.cred
         assert cred is not None and ex.endpoint is not None
         config = self.config
@@ -287,8 +289,8 @@ def _hidden(name: str) -> str | None:
 
 
 def still_served(model: str) -> None:
-    """A model Model Studio no longer serves (the catalogue's retirement past) is answered here, never sent: a live
-    request's and a batch line's (components.batch_line) alike."""
+    """A model Model Studio no longer serves (the catalogue's retirement past) is answered here, never sent (`build`:
+    a live request's and a batch line's alike)."""
     if (gone := catalogue.retired(model)) is not None:
         raise GatewayError(404, f"The model `{model}` was retired on {gone.retires}: Model Studio no longer "
                                 f"serves it. Use `{gone.successor}` instead.", code="model_not_found",

@@ -79,9 +79,9 @@ def test_a_pass_through_pair_carries_the_own_body_or_translates_when_the_endpoin
     cfg = config.Config(responses_native=True)
     engine = UpstreamEngine(RetryPolicy(None), cfg, components.pairing(cfg))
     ex = native_exchange({"model": "x", "input": "hi", "store": True})
-    _, base = engine._body(ex)
+    _, base = engine.build(ex)
     assert ex.attempt.leg.passthrough and ex.attempt.leg.suffix == "responses" and base == ex.attempt.cred.base_url
     assert ex.attempt.body == {"model": "qwen3-coder-plus", "input": "hi", "store": True}
     ex = native_exchange(None)
-    _, base = engine._body(ex)
+    _, base = engine.build(ex)
     assert ex.attempt.leg is TRANSLATED and base is None and ex.attempt.body["messages"][0]["content"] == "hi"
