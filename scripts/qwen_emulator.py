@@ -18,6 +18,10 @@ first. Test hooks live under
 /_emulator/ (switches, fault, requests, stats, tokens, cache, batches, approve/deny/expire, reset): see
 docs/emulator.md. Besides chat: Model Studio's own Responses API (with its session cache) and its Files and
 Batch APIs, on pay-as-you-go's /compatible-mode/v1.
+
+`--serve vllm` plays a self-hosted vLLM OpenAI-compatible server (v0.11.0) serving open Qwen weights instead, with
+vLLM's own flags (--model, --served-model-name, --max-model-len, --reasoning-parser, --enable-auto-tool-choice,
+--tool-call-parser, --enable-prompt-tokens-details, ...): docs/emulator.md, "vLLM mode".
 """
 
 from __future__ import annotations
@@ -39,20 +43,47 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     ap.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one (default)")
     ap.add_argument("--port-file", metavar="PATH", help="write the port number here once listening")
-    ap.add_argument("--api-key", action="append", default=[], metavar="KEY",
-                    help="an API key the chat API accepts (repeatable)")
+    ap.add_argument("--api-key", action="extend", nargs="+", default=[], metavar="KEY",
+                    help="an API key the chat API accepts (repeatable; vLLM mode: the keys /v1 requires)")
     ap.add_argument("--seed-token", action="append", default=[], metavar="TOKEN",
                     help="an OAuth access token the chat API accepts, never expiring (repeatable)")
     ap.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain) ...")
     ap.add_argument("--tls-key", metavar="PEM", help="... and this private key (default: in --tls-cert)")
     ap.add_argument("--quiet", action="store_true", help="no per-request log lines on stderr")
+    vl = ap.add_argument_group("vLLM mode (--serve vllm), as `vllm serve` takes them")
+    vl.add_argument("--serve", choices=("dashscope", "vllm"), default="dashscope",
+                    help="what to play: Qwen's services (default) or a self-hosted vLLM server")
+    vl.add_argument("--model", default="Qwen/Qwen3-8B", help="the weights served (default: Qwen/Qwen3-8B)")
+    vl.add_argument("--served-model-name", action="extend", nargs="+", default=[], metavar="NAME",
+                    help="the model ids clients use (default: --model)")
+    vl.add_argument("--max-model-len", type=int, default=40960, help="context length in tokens (default: 40960)")
+    vl.add_argument("--reasoning-parser", choices=("qwen3",), help="split the <think> reasoning out of the content")
+    vl.add_argument("--enable-auto-tool-choice", action="store_true", help='serve tool_choice "auto"')
+    vl.add_argument("--tool-call-parser", choices=("hermes",), help="the tool-call format parsed (Qwen: hermes)")
+    vl.add_argument("--enable-prompt-tokens-details", action="store_true",
+                    help="usage.prompt_tokens_details.cached_tokens on prefix-cache hits")
+    vl.add_argument("--enable-force-include-usage", action="store_true", help="a usage chunk in every stream")
+    vl.add_argument("--block-size", type=int, default=16, help="prefix-cache block in tokens (default: 16)")
+    vl.add_argument("--no-enable-prefix-caching", action="store_true", help="no automatic prefix caching")
     a = ap.parse_args(argv)
+    config = None
+    if a.serve == "vllm":
+        if a.enable_auto_tool_choice and not a.tool_call_parser:  # vllm/entrypoints/openai/cli_args.py
+            ap.exit(1, "TypeError: Error: --enable-auto-tool-choice requires --tool-call-parser\n")
+        config = emulator.vllm.Config(
+            model=a.model, served=tuple(a.served_model_name), max_model_len=a.max_model_len,
+            api_keys=tuple(a.api_key), reasoning_parser=a.reasoning_parser, auto_tools=a.enable_auto_tool_choice,
+            tool_parser=a.tool_call_parser, prompt_tokens_details=a.enable_prompt_tokens_details,
+            force_include_usage=a.enable_force_include_usage, block_size=a.block_size,
+            prefix_caching=not a.no_enable_prefix_caching)
     tls = None
     if a.tls_cert:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(a.tls_cert, a.tls_key)
-    handle = emulator.start(a.host, a.port, quiet=a.quiet, api_keys=a.api_key, seed_tokens=a.seed_token, tls=tls)
-    print(f"Qwen emulator listening on {handle.url}", flush=True)
+    handle = emulator.start(a.host, a.port, quiet=a.quiet, api_keys=a.api_key, seed_tokens=a.seed_token, tls=tls,
+                            vllm=config)
+    what = f" (vLLM {emulator.vllm.VERSION} serving {a.model})" if config else ""
+    print(f"Qwen emulator{what} listening on {handle.url}", flush=True)
     if a.port_file:
         tmp = f"{a.port_file}.tmp.{os.getpid()}"
         with open(tmp, "w") as f:

@@ -11,10 +11,11 @@ import ssl
 import threading
 from dataclasses import dataclass
 
+from . import vllm
 from .server import EmulatorServer
 from .state import State
 
-__all__ = ["EmulatorHandle", "State", "start"]
+__all__ = ["EmulatorHandle", "State", "start", "vllm"]
 
 
 def _url_host(host: str) -> str:
@@ -52,10 +53,10 @@ class EmulatorHandle:
 
 
 def start(host: str = "127.0.0.1", port: int = 0, *, quiet: bool = True, api_keys=(), seed_tokens=(),
-          tls: ssl.SSLContext | None = None) -> EmulatorHandle:
+          tls: ssl.SSLContext | None = None, vllm=None) -> EmulatorHandle:
     """`tls`: serve HTTPS with this server context (Qwen's real endpoints are HTTPS; tests of proxies and
-    trusted CAs need a TLS origin)."""
-    state = State(api_keys=api_keys, seed_tokens=seed_tokens)
+    trusted CAs need a TLS origin). `vllm`: a vllm.Config, to play a self-hosted vLLM server instead (vllm.py)."""
+    state = State(api_keys=api_keys, seed_tokens=seed_tokens, vllm=vllm)
     server = EmulatorServer((host, port), state, quiet)
     if tls is not None:
         # The handshake happens in the connection's own thread (its first read), not in the accept loop:

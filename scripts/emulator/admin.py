@@ -7,6 +7,7 @@ import html
 from . import batches, faults, tools, web_admin, web_state
 
 SETTLE = {"approve": "approved", "deny": "denied", "expire": "expired"}
+VLLM_FIELDS = ("reasoning_content", "reasoning", "both")
 
 AUTHORIZE_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>Qwen emulator: authorize</title></head>
@@ -61,6 +62,8 @@ def handle(h, name: str, body: dict, from_browser: bool) -> None:
                     return h.send_json(400, {"error": f"unknown switches {unknown}", "known": sorted(st.switches)})
                 if body.get("tool_calls", "asked") not in tools.MODES:
                     return h.send_json(400, {"error": f"tool_calls must be one of {', '.join(tools.MODES)}"})
+                if body.get("vllm_reasoning_field", "reasoning_content") not in VLLM_FIELDS:
+                    return h.send_json(400, {"error": f"vllm_reasoning_field must be one of {', '.join(VLLM_FIELDS)}"})
                 bad = _bad_model_switch(body)
                 if bad:
                     return h.send_json(400, {"error": bad})

@@ -11,7 +11,7 @@ from http.server import ThreadingHTTPServer
 from socketserver import TCPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from . import admin, anthropic, batches, catalogue, chat, faults, oauth, plans, responses, web
+from . import admin, anthropic, batches, catalogue, chat, faults, oauth, plans, responses, vllm, web
 from .cache import text_of, tokens
 from .faults import dumps
 from .state import State
@@ -46,6 +46,8 @@ class Handler(Wire):
             body = parsed if isinstance(parsed, dict) else {}
             browser = "x-www-form-urlencoded" in self.headers.get("Content-Type", "")
             return admin.handle(self, path[len("/_emulator/"):], {**body, **query}, browser)
+        if self.state.vllm is not None:  # --serve vllm: a self-hosted vLLM server, none of Qwen's services
+            return vllm.route(self, path, raw, parsed)
         if responses.owns(path):  # Model Studio's own Responses API (before web.py, which owns the rest of /api/v2/)
             self.record(raw, parsed)
             return responses.route(self, path, parsed)

@@ -14,6 +14,7 @@ from .limits import Limits
 from .batches import BatchStore
 from .files import FileStore
 from .responses_store import ResponseStore
+from .vllm_prompt import PrefixCache
 
 SEED_LIFETIME = 10 * 365 * 86400  # command-line tokens never expire in practice
 
@@ -88,6 +89,10 @@ DEFAULT_SWITCHES = {
     "batch_lines_per_step": 0,  # requests run in one step of a batch (0: all)
     "batch_steps_per_poll": 0,  # steps a batch moves at each GET of it (0: only /_emulator/batches moves it)
     "batch_failed_in_output": False,  # failed requests in the results file, request_counts.failed 0 (observed)
+    # the vLLM mode (vllm.py): the reasoning's name in messages and deltas — "reasoning_content" (v0.11.0, the
+    # release played), "both" (from v0.11.1: `reasoning`, with reasoning_content kept as a deprecated copy),
+    # "reasoning" (the later releases that dropped reasoning_content)
+    "vllm_reasoning_field": "reasoning_content",
     # housekeeping
     "request_log_limit": 1000,  # oldest entries dropped beyond this (benchmarks send many large bodies)
 }
@@ -99,9 +104,10 @@ def short(token: str) -> str:
 
 
 class State:
-    def __init__(self, url: str = "", api_keys=(), seed_tokens=()) -> None:
+    def __init__(self, url: str = "", api_keys=(), seed_tokens=(), vllm=None) -> None:
         self.lock = threading.RLock()
         self.url = url
+        self.vllm = vllm  # vllm.Config: the server plays vLLM (--serve vllm), not Qwen's services
         self.seeds = (tuple(api_keys), tuple(seed_tokens))
         self.tokens: dict[str, dict] = {}  # access token -> {kind, expires_at, refresh_token}
         self.refresh_tokens: dict[str, str] = {}  # refresh token -> access token it came with
@@ -117,6 +123,7 @@ class State:
             self.responses = ResponseStore()  # stored Responses API answers, per account (seven days)
             self.files = FileStore()  # the Files API's files, per account
             self.batches = BatchStore()  # the Batch API's batches, per account
+            self.vllm_cache = PrefixCache()  # the vLLM mode's automatic prefix cache (vllm_prompt.py)
             self.stats = {"chat_requests": 0, "embedding_requests": 0, "refresh_calls": 0, "token_calls": 0,
                           "device_code_calls": 0, "abandoned": 0,
                           "responses_requests": 0, "batch_api_requests": 0,

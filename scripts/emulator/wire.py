@@ -185,9 +185,10 @@ class Wire(BaseHTTPRequestHandler):
         except (ValueError, UnicodeDecodeError):
             return None
 
-    def record(self, raw: bytes, parsed, redact: bool = False) -> None:
+    def record(self, raw: bytes, parsed, redact: bool = False, extra: dict | None = None) -> None:
         """Logs the request; redact: credentials become "<redacted>", and `key_sha256` (the first 16 hex
-        digits of the presented key's SHA-256) still tells a test which key arrived."""
+        digits of the presented key's SHA-256) still tells a test which key arrived; `extra`: more keys for the entry
+        (the vLLM mode's `ignored_fields`)."""
         headers: dict[str, str] = {}
         for k, v in self.headers.items():
             k = k.lower()
@@ -198,7 +199,7 @@ class Wire(BaseHTTPRequestHandler):
             key = self.headers.get("x-api-key") or self.bearer()
             entry["key_sha256"] = hashlib.sha256(key.encode()).hexdigest()[:16] if key else None
             headers.update({k: "<redacted>" for k in SECRET_HEADERS if k in headers})
-        self.state.log(entry)
+        self.state.log({**entry, **(extra or {})})
 
     def bearer(self) -> str:
         auth = self.headers.get("Authorization", "")

@@ -1,0 +1,228 @@
+"""vLLM mode (`qwen_emulator.py --serve vllm`): a self-hosted vLLM OpenAI-compatible server serving open Qwen weights,
+as vLLM v0.11.0 (2025-10-02) answers — its source read from the release's wheel; paths below are the package's.
+
+- Routes (entrypoints/openai/api_server.py): `POST /v1/chat/completions`, `GET /v1/models`, `GET /health` (200,
+  empty), `GET|POST /ping`, `GET /version` (`{"version": "0.11.0"}`); any other path 404 `{"detail": "Not Found"}`, a
+  wrong method 405 `{"detail": "Method Not Allowed"}` (FastAPI's). With `--api-key`, every path starting with /v1
+  needs `Authorization: Bearer <key>` (AuthenticationMiddleware; the scheme in any case): else 401
+  `{"error": "Unauthorized"}`.
+- Errors (protocol.py ErrorResponse/ErrorInfo): `{"error": {"message", "type", "param": null, "code": <status>}}`;
+  serving_engine.create_error_response's type "BadRequestError", "NotFoundError" for an unknown model ("The model `X`
+  does not exist."); request validation (the pydantic model's validators) "Bad Request" with FastAPI 0.118's message,
+  the errors list's repr (api_server.validation_exception_handler); failures while rendering the prompt carry
+  `f"{e} {e.__cause__}"` (serving_chat.py): the context-length refusal ends in " None", transformers' refusal of
+  `continue_final_message` with the default `add_generation_prompt` (true) says its text twice.
+- Context (serving_engine._validate_input): a prompt of max-model-len tokens or more, or prompt + max_completion_tokens
+  (else max_tokens) above it: 400. The answer stops at the smaller of max-model-len - prompt and that cap (utils.py
+  get_max_tokens): finish_reason "length".
+- Fields outside ChatCompletionRequest are ignored (OpenAIBaseModel logs "The following fields were present in the
+  request but ignored"); the request log names them (`ignored_fields`). `chat_template_kwargs` reaches the template.
+- Tool choice (serving_chat.py): "auto" — sent, or the default when tools are given (protocol.check_tool_usage) —
+  needs --enable-auto-tool-choice (which needs --tool-call-parser, cli_args.py) else 400; "none", "required" and a
+  named function need neither.
+- Streams: `data: <chunk>\\n\\n`, then `data: [DONE]`; usage chunk (`choices: []`) when stream_options.include_usage
+  (true by default once stream_options is sent) or --enable-force-include-usage; continuous_usage_stats puts usage on
+  every chunk; stream_options without stream: 400. `n` > 1 is served.
+- Usage (serving_chat.py): `prompt_tokens_details` `{"cached_tokens": N}` only with --enable-prompt-tokens-details and
+  a prefix-cache hit (null in a whole answer otherwise); vllm_prompt.py has the prefix cache.
+
+Queued faults (/_emulator/fault) apply: `cut` at any byte, `stall`, `reset_midstream`, socket faults as in the
+DashScope mode; an error status in vLLM's shape (type: the status phrase); `midstream504`, `error_finish` and
+`nested_error` become vLLM's in-stream error (`data: {"error": {…, "type": "BadRequestError", "code": 400}}`, then
+`data: [DONE]`, as its stream generator writes one).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from http import HTTPStatus
+
+from . import faults, vllm_answer, vllm_prompt
+from .faults import dumps
+from .vllm_rules import AUTO_TOOLS, FIELDS, NOT_COMPATIBLE, TEMPLATE, error, validate
+
+VERSION = "0.11.0"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The `vllm serve` command line the emulator plays."""
+    model: str = "Qwen/Qwen3-8B"
+    served: tuple[str, ...] = ()
+    max_model_len: int = 40960  # Qwen3-8B's config.json max_position_embeddings
+    api_keys: tuple[str, ...] = ()
+    reasoning_parser: str | None = None
+    auto_tools: bool = False
+    tool_parser: str | None = None
+    prompt_tokens_details: bool = False
+    force_include_usage: bool = False
+    block_size: int = 16
+    prefix_caching: bool = True
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.served or (self.model,)
+
+
+def _uvicorn() -> str:
+    return "uvicorn"
+
+
+def _key(h) -> str | None:
+    """The Bearer credential as AuthenticationMiddleware.verify_token reads it (scheme in any case, not stripped)."""
+    scheme, _, param = h.headers.get("Authorization", "").partition(" ")
+    return param if scheme.lower() == "bearer" else None
+
+
+def route(h, path: str, raw: bytes, parsed) -> None:
+    cfg = h.state.vllm
+    h.version_string = _uvicorn  # the Server header uvicorn sends
+    body = parsed if isinstance(parsed, dict) and "x-www-form-urlencoded" not in h.headers.get("Content-Type", "") \
+        else None
+    ignored = sorted(set(body) - FIELDS) if body is not None and path == "/v1/chat/completions" else []
+    h.record(raw, parsed, extra={"ignored_fields": ignored} if ignored else None)
+    if ignored and not h.server.quiet:
+        h.log_message("WARNING The following fields were present in the request but ignored: %s", set(ignored))
+    if path.startswith("/v1") and cfg.api_keys and _key(h) not in cfg.api_keys:
+        return h.send_json(401, {"error": "Unauthorized"})
+    routes = {"/health": ("GET",), "/ping": ("GET", "POST"), "/version": ("GET",), "/v1/models": ("GET",),
+              "/v1/chat/completions": ("POST",)}
+    if path not in routes:
+        return h.send_json(404, {"detail": "Not Found"})
+    if h.command not in routes[path]:
+        return h.send_json(405, {"detail": "Method Not Allowed"}, {"Allow": ", ".join(routes[path])})
+    if path in ("/health", "/ping"):
+        return h.send_bytes(200, b"", None)
+    if path == "/version":
+        return h.send_json(200, {"version": VERSION})
+    if path == "/v1/models":
+        now = int(time.time())
+        perm = {"id": f"modelperm-{uuid.uuid4().hex}", "object": "model_permission", "created": now,
+                "allow_create_engine": False, "allow_sampling": True, "allow_logprobs": True,
+                "allow_search_indices": False, "allow_view": True, "allow_fine_tuning": False, "organization": "*",
+                "group": None, "is_blocking": False}
+        return h.send_json(200, {"object": "list", "data": [
+            {"id": n, "object": "model", "created": now, "owned_by": "vllm", "root": cfg.model, "parent": None,
+             "max_model_len": cfg.max_model_len, "permission": [perm]} for n in cfg.names]})
+    _chat(h, cfg, raw)
+
+
+def _fault(h, f: dict, stream: bool) -> bool:
+    """A queued fault that answers before the model does, in vLLM's shapes; False: the stream plays it."""
+    kind = f["kind"]
+    if kind in faults.IMMEDIATE or kind in ("arrears400", "echo_header400"):
+        status, said = faults.IMMEDIATE.get(kind, (400, faults.arrears_400()))
+        text = h.headers.get(str(f.get("header") or "User-Agent"), "") if kind == "echo_header400" else \
+            str((said.get("error") or {}).get("message") or said)
+        extra = {"Retry-After": str(f["retry_after"])} if f.get("retry_after") is not None else None
+        h.send_json(status, error(str(f.get("message") or text), HTTPStatus(status).phrase, status), extra)
+        return True
+    if kind == "auth401":
+        h.send_json(401, {"error": "Unauthorized"})
+        return True
+    return h.fault_answered(f, stream)
+
+
+def _chat(h, cfg: Config, raw: bytes) -> None:
+    h.state.bump("chat_requests")
+    fault = h.state.take_fault(faults.API_FAULTS, _key(h), h.path)
+    ctype = h.headers.get("Content-Type", "")
+    media = ctype.split(";")[0].strip().lower()
+    data, bad = None, None
+    if raw and (not ctype or media.startswith("application/") and (media.endswith("/json") or media.endswith(
+            "+json"))):  # FastAPI reads a JSON body before the route's dependencies run
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as e:
+            pos, msg = (e.pos, e.msg) if isinstance(e, json.JSONDecodeError) else (0, str(e))
+            bad = [{"type": "json_invalid", "loc": ("body", pos), "msg": "JSON decode error", "input": {},
+                    "ctx": {"error": msg}}]
+    stream = isinstance(data, dict) and data.get("stream") is True
+    if fault and _fault(h, fault, stream):
+        return
+    if bad is not None:
+        return h.send_json(400, error(str(bad), "Bad Request"))
+    if media != "application/json":  # api_server.validate_json_request
+        return h.send_json(400, error(str(["Unsupported Media Type: Only 'application/json' is allowed"]),
+                                      "Bad Request"))
+    if not isinstance(data, dict):
+        err = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None} if data is None else {
+            "type": "model_attributes_type", "loc": ("body",),
+            "msg": "Input should be a valid dictionary or object to extract fields from", "input": data}
+        return h.send_json(400, error(str([err]), "Bad Request"))
+    problem = validate(data)
+    if problem:
+        return h.send_json(*problem)
+    if data.get("model") and data["model"] not in cfg.names:
+        return h.send_json(404, error(f"The model `{data['model']}` does not exist.", "NotFoundError", 404))
+    if data.get("tool_choice") == "auto" and not cfg.auto_tools:
+        return h.send_json(400, error(AUTO_TOOLS))
+    if data.get("chat_template") is not None or (data.get("chat_template_kwargs") or {}).get("chat_template"):
+        return h.send_json(400, error(TEMPLATE))
+    if data.get("continue_final_message") and data.get("add_generation_prompt", True):
+        return h.send_json(400, error(f"{NOT_COMPATIBLE} {NOT_COMPATIBLE}"))  # transformers', raised from itself
+    if not data["messages"]:  # Qwen3's template reads messages[0]: jinja2's UndefinedError, raised from itself
+        return h.send_json(400, error("list object has no element 0 list object has no element 0"))
+    kwargs = data.get("chat_template_kwargs") if isinstance(data.get("chat_template_kwargs"), dict) else {}
+    toks = vllm_prompt.tokens(vllm_prompt.render(data, kwargs.get("enable_thinking") is False))
+    n_prompt, cap = len(toks), data.get("max_completion_tokens") or data.get("max_tokens")
+    if n_prompt >= cfg.max_model_len:
+        return h.send_json(400, error(
+            f"This model's maximum context length is {cfg.max_model_len} tokens. However, your request has "
+            f"{n_prompt} input tokens. Please reduce the length of the input messages. None"))
+    if isinstance(cap, int) and n_prompt + cap > cfg.max_model_len:
+        return h.send_json(400, error(
+            f"'max_tokens' or 'max_completion_tokens' is too large: {cap}. This model's maximum context length is "
+            f"{cfg.max_model_len} tokens and your request has {n_prompt} input tokens ({cap} > {cfg.max_model_len} "
+            f"- {n_prompt}). None"))
+    _answer(h, cfg, data, toks, stream, fault)
+
+
+def _answer(h, cfg: Config, data: dict, toks: list[str], stream: bool, fault: dict | None) -> None:
+    sw = h.state.snapshot()
+    cached = h.state.vllm_cache.serve(toks, cfg.block_size, data.get("cache_salt")) if cfg.prefix_caching else 0
+    p = vllm_answer.plan(data, cfg, sw, len(toks))
+    n = data["n"] if isinstance(data.get("n"), int) and data["n"] > 0 else 1
+    cid = "chatcmpl-" + (h.headers.get("X-Request-Id") or str(data.get("request_id") or "") or uuid.uuid4().hex)
+    field = str(sw["vllm_reasoning_field"])
+    if sw["first_byte_delay_ms"] and not h.wait_unless_abandoned(sw["first_byte_delay_ms"] / 1000):
+        return
+    if not stream:
+        use = vllm_answer.usage(len(toks), p["completion_tokens"] * n, cached, cfg.prompt_tokens_details, True)
+        answer = dumps(vllm_answer.completion(cid, cfg.names[0], p, n, use, field))
+        if fault and h.fault_answered(fault, False, answer):
+            return
+        return h.send_bytes(200, answer, "application/json")
+    opts = data.get("stream_options") if isinstance(data.get("stream_options"), dict) else None
+    include = (opts is not None and opts.get("include_usage", True) is not False) or cfg.force_include_usage
+    options = {"include_usage": include, "continuous": include and bool((opts or {}).get("continuous_usage_stats")),
+               "details": cfg.prompt_tokens_details}
+    _stream(h, vllm_answer.chunks(cid, cfg.names[0], p, n, len(toks), cached, options, field), sw, fault)
+
+
+def _stream(h, events, sw: dict, fault: dict | None) -> None:
+    """The SSE body as uvicorn sends a StreamingResponse, with the queued stream fault played."""
+    h.send_response(200)
+    h.arm_cut(fault)
+    h.send_header("Content-Type", "text/event-stream; charset=utf-8")
+    h.send_header("Transfer-Encoding", "chunked")
+    h.end_headers()
+    kind, split = (fault or {}).get("kind"), sw["split_writes"]
+    for i, event in enumerate(events):
+        if kind == "stall" and i == 1:
+            h.wait_unless_abandoned(float(fault.get("seconds", sw["stall_seconds"])))
+            return h.reset_connection()
+        if kind == "reset_midstream" and i == 2:
+            return h.reset_connection()
+        if kind in ("midstream504", "error_finish", "nested_error") and i == 2:
+            h.write_event(b"data: " + dumps(error(str(fault.get("message") or "Internal Server Error"))) + b"\n\n",
+                          split)
+            break
+        if i and sw["gap_ms"]:
+            h.server.stopping.wait(sw["gap_ms"] / 1000)
+        h.write_event(b"data: " + dumps(event) + b"\n\n", split)
+    h.write_event(b"data: [DONE]\n\n", split)
+    h.end_stream()

@@ -1,0 +1,89 @@
+"""vLLM mode (vllm.py): what vLLM v0.11.0 refuses in a chat request before it renders the prompt, in its words.
+
+ChatCompletionRequest (vllm/entrypoints/openai/protocol.py) is a pydantic model with `mode="before"` validators;
+FastAPI 0.118 (current at the release) turns their ValueError into a RequestValidationError, which
+api_server.validation_exception_handler answers 400 with type "Bad Request" and, as message, the errors list's
+repr (`str(exc)`, equal to `str(exc.errors())`): `[{'type': 'value_error', 'loc': ('body',), 'msg': 'Value error,
+…', 'input': {…the request…}, 'ctx': {'error': ValueError('…')}}]`. Other refusals come from serving_chat.py through
+serving_engine.create_error_response (type "BadRequestError").
+"""
+
+from __future__ import annotations
+
+# ChatCompletionRequest's fields in v0.11.0 (protocol.py): the request's other keys are ignored
+FIELDS = frozenset((
+    "messages model frequency_penalty logit_bias logprobs top_logprobs max_tokens max_completion_tokens n "
+    "presence_penalty response_format seed stop stream stream_options temperature top_p tools tool_choice "
+    "reasoning_effort include_reasoning parallel_tool_calls user best_of use_beam_search top_k min_p "
+    "repetition_penalty length_penalty stop_token_ids include_stop_str_in_output ignore_eos min_tokens "
+    "skip_special_tokens spaces_between_special_tokens truncate_prompt_tokens prompt_logprobs allowed_token_ids "
+    "bad_words echo add_generation_prompt continue_final_message add_special_tokens documents chat_template "
+    "chat_template_kwargs mm_processor_kwargs structured_outputs guided_json guided_regex guided_choice "
+    "guided_grammar structural_tag guided_decoding_backend guided_whitespace_pattern priority request_id "
+    "logits_processors return_tokens_as_token_ids return_token_ids cache_salt kv_transfer_params vllm_xargs").split())
+AUTO_TOOLS = "\"auto\" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set"
+TEMPLATE = ("Chat template is passed with request, but --trust-request-chat-template is not set. Refused request "
+            "with untrusted chat template.")
+NOT_COMPATIBLE = ("continue_final_message and add_generation_prompt are not compatible. Use continue_final_message "
+                  "when you want the model to continue the final message, and add_generation_prompt when you want "
+                  "to add a header that will prompt it to start a new assistant message instead.")
+USAGE_CORRECT = 'Correct usage: `{"type": "function", "function": {"name": "my_function"}}`'
+
+
+def error(message: str, type_: str = "BadRequestError", status: int = 400) -> dict:
+    return {"error": {"message": message, "type": type_, "param": None, "code": status}}
+
+
+def _invalid(data, msg: str) -> tuple[int, dict]:
+    """A model validator's ValueError as FastAPI reports it: the errors list's repr, type "Bad Request"."""
+    errors = [{"type": "value_error", "loc": ("body",), "msg": f"Value error, {msg}", "input": data,
+               "ctx": {"error": ValueError(msg)}}]
+    return 400, error(str(errors), "Bad Request")
+
+
+def validate(data: dict) -> tuple[int, dict] | None:
+    """ChatCompletionRequest's `mode="before"` validators, last defined first (pydantic wraps each around the
+    previous), then the one required field; `data` is changed as check_tool_usage changes it."""
+    salt = data.get("cache_salt")
+    if salt is not None and (not isinstance(salt, str) or not salt):
+        return _invalid(data, "Parameter 'cache_salt' must be a non-empty string if provided.")
+    if data.get("continue_final_message") and data.get("add_generation_prompt"):
+        return _invalid(data, "Cannot set both `continue_final_message` and `add_generation_prompt` to True.")
+    if "tool_choice" not in data and data.get("tools"):
+        data["tool_choice"] = "auto"
+    choice = data.get("tool_choice")
+    if choice is not None and choice != "none":
+        if data.get("tools") is None:
+            return _invalid(data, "When using `tool_choice`, `tools` must be set.")
+        if choice not in ("auto", "required") and not isinstance(choice, dict):
+            return _invalid(data, f"Invalid value for `tool_choice`: {choice}! Only named tools, \"none\", \"auto\" "
+                                  "or \"required\" are supported.")
+        if choice == "required" and isinstance(data["tools"], list) and not data["tools"]:
+            data["tool_choice"] = "none"
+            del data["tools"]
+        elif isinstance(choice, dict):
+            fn = choice.get("function")
+            if not isinstance(fn, dict):
+                return _invalid(data, f"Invalid value for `function`: `{fn}` in `tool_choice`! {USAGE_CORRECT}")
+            if "name" not in fn:
+                return _invalid(data, f"Expected field `name` in `function` in `tool_choice`! {USAGE_CORRECT}")
+            if not any((t.get("function") or {}).get("name") == fn["name"] for t in data["tools"]
+                       if isinstance(t, dict)):
+                return _invalid(data, "The tool specified in `tool_choice` does not match any of the specified "
+                                      "`tools`")
+    top = data.get("top_logprobs")
+    if isinstance(top, int) and (top == -1 or top > 0) and not data.get("logprobs"):
+        return _invalid(data, "when using `top_logprobs`, `logprobs` must be set to true.")
+    if data.get("stream_options") and not data.get("stream"):
+        return _invalid(data, "Stream options can only be defined when `stream=True`.")
+    if not isinstance(data.get("messages"), list):
+        missing = "messages" not in data
+        err = {"type": "missing" if missing else "list_type", "loc": ("body", "messages"),
+               "msg": "Field required" if missing else "Input should be a valid list",
+               "input": data if missing else data.get("messages")}
+        return 400, error(str([err]), "Bad Request")
+    for i, m in enumerate(data["messages"]):
+        if not isinstance(m, dict):  # a message is a TypedDict (pydantic's report of the union shortened to its gist)
+            return 400, error(str([{"type": "dict_type", "loc": ("body", "messages", i),
+                                    "msg": "Input should be a valid dictionary", "input": m}]), "Bad Request")
+    return None
