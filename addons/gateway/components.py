@@ -158,17 +158,16 @@ def batch_line(ex: Exchange, body: dict, cred: Credential, config: Config, *, bu
     whole)."""
     line = ex.fork(endpoint=CHAT, body=body, requested_model=str(body.get("model") or ""), stream=False, notes=[])
     line.chat_body = CHAT.to_chat({k: v for k, v in body.items() if k not in ("stream", "stream_options")}, line)
-    line.attempt.cred = cred
-    build(line)
+    build(line, cred)
     assert line.attempt.body is not None
     return line.attempt.body
 
 
 _DEFAULTS = Config()
-Build = Callable[[Exchange], object]  # the engine's body builder (UpstreamEngine.build), on the exchange's account
+Build = Callable[[Exchange, Credential], object]  # the engine's body builder (UpstreamEngine.build), for an account
 
 
-def _unbuilt(ex: Exchange) -> object:
+def _unbuilt(ex: Exchange, cred: Credential) -> object:
     raise GatewayError(503, "The gateway has no upstream engine to build a batch's lines with.", code="no_accounts")
 
 

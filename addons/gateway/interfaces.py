@@ -26,6 +26,10 @@ from .accounts import Capability
 if TYPE_CHECKING:
     from .errors import GatewayError, UpstreamError
 
+# What an endpoint answers when it reads an answer the turn does not translate: the client's answer, and its usage
+# in the chat form (None: not known; the turn records it — an endpoint never writes the outcome)
+Answered = tuple[dict, "dict | None"]
+
 # The exchange record (exchange.py) holds an Endpoint; an Endpoint's functions take the record. The
 # record's type is a parameter here so that this module, below exchange.py, imports nothing above it.
 X = TypeVar("X")
@@ -115,14 +119,14 @@ class Endpoint(Generic[X]):
     # A streaming request's error as a whole stream the client acts on (None: the HTTP error stands)
     stream_failure: Callable[[X], bytes | None] | None = None
     # A whole answer that takes more than one upstream call (embeddings beyond Qwen's batch size): given the
-    # engine's `open`, the client's answer, or None when one ordinary call does
-    fetch: Callable[[X, Callable[[X], Awaitable[UpstreamAnswer]]], Awaitable[dict | None]] | None = None
+    # engine's `open`, the client's answer and its usage, or None when one ordinary call does
+    fetch: Callable[[X, Callable[[X], Awaitable[UpstreamAnswer]]], Awaitable[Answered | None]] | None = None
     # A pass-through pair (Leg.passthrough): the body the upstream gets in the dialect's own form (None: the
     # body `to_chat` made is it), the client's answer from the upstream's own answer (None: `from_chat`), and
     # the stream's reader and writer in the dialect's own event format. `own_body` may say None: this request
     # cannot take the pair (a feature only the translation serves), and goes through the chat form instead
     own_body: Callable[[dict, X], dict | None] | None = None
-    from_own: Callable[[dict, X], dict] | None = None
+    from_own: Callable[[dict, X], Answered] | None = None
     own_stream: Callable[[X], tuple[ChunkSource, StreamTranslator]] | None = None
     # Awaited before `to_chat` (which is synchronous): state the translation reads that may have to come
     # from a shared database first (a stored Response another gateway wrote)

@@ -319,3 +319,41 @@ def test_the_docs_table_is_the_owners_table():
 def _as_path(owner: str) -> str:
     path = owner.replace(".", "/")
     return f"{path}/" if (ROOT / "addons" / "gateway" / path).is_dir() else f"{path}.py"
+
+
+# The transports: they move bytes and report facts (turn/__init__.py's `Transport`); the turn writes the outcome.
+TRANSPORTS = {f"{PKG}.turn.{m}" for m in ("relay", "flow_answer", "socket", "socket_turns", "socket_lanes",
+                                          "socket_flow", "socket_budget", "background")}
+# Who may tell the turn an outcome through its setters besides the turn itself: the cache doctor its verdict (an
+# observer's judgement, written before the record is: observe/cache_doctor.py).
+TOLD_BY = {"cache_judged": {f"{PKG}.observe.cache_doctor"}}
+
+
+def result_setters() -> set[str]:
+    """The functions of turn/outcome.py that write the outcome (`X.result.F = …`)."""
+    tree = ast.parse((ROOT / "addons" / "gateway" / "turn" / "outcome.py").read_text())
+    return {fn.name for fn in tree.body if isinstance(fn, ast.FunctionDef)
+            for node in ast.walk(fn) if isinstance(node, (ast.Assign, ast.AugAssign))
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+            if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Attribute)
+            and target.value.attr == "result"}
+
+
+def test_no_transport_or_endpoint_writes_an_outcome():
+    """An endpoint returns what it read (`Endpoint.from_own`, `fetch`: the answer and its usage); a transport
+    reports what happened (`Transport.cancelled`: the client left or the run was cancelled; `refuse`: the error went
+    out as the dialect's events); the turn alone turns them into 499, 200 or a broken stream."""
+    setters = result_setters()
+    assert {"stream_broken", "client_left", "ended", "cache_judged"} <= setters
+    calls = []
+    for name, (path, _) in modules().items():
+        if name == f"{PKG}.turn.outcome":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in setters \
+                    and ast.unparse(node.func.value).endswith("outcome"):
+                calls.append((name, node.func.attr))
+    turn_itself = {n for n, _ in calls if n.startswith(f"{PKG}.turn.") and n not in TRANSPORTS}
+    wrong = sorted(f"{n} -> {fn}" for n, fn in calls if n not in turn_itself and n not in TOLD_BY.get(fn, ()))
+    assert wrong == []
+    assert turn_itself  # the check sees the turn's own calls

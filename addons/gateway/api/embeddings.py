@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING
 from ..accounts import Capability
 from ..errors import GatewayError
 from ..exchange import note
-from ..turn import outcome
 from ..turn.whole_answer import upstream_json
 from ..models.model_map import EMBEDDING_SIZES, OPENAI_EMBEDDING_SIZES
-from ..interfaces import Endpoint, UpstreamAnswer
+from ..interfaces import Answered, Endpoint, UpstreamAnswer
 from ..tokens import encoding
 from . import request_schema
 
@@ -146,7 +145,7 @@ def to_client(answer: dict, client_body: dict, model: str | None = None) -> dict
     return merge_answers([answer], model=model, encoding_format=client_body.get("encoding_format"))
 
 
-async def fetch(ex: Exchange, open_upstream: OpenUpstream) -> dict | None:
+async def fetch(ex: Exchange, open_upstream: OpenUpstream) -> Answered | None:
     """More inputs than Qwen takes at once: the batches go upstream concurrently, each with its own
     credential and retries; the answers are put back together in order. None: one request will do."""
     batches = split_batches(ex.chat_body)
@@ -176,8 +175,7 @@ async def fetch(ex: Exchange, open_upstream: OpenUpstream) -> dict | None:
     ex.join(parts)
     answer = merge_answers(answers, model=ex.requested_model or None,
                            encoding_format=(ex.body or {}).get("encoding_format"))
-    outcome.usage_read(ex, answer.get("usage"))
-    return answer
+    return answer, answer.get("usage")
 
 
 def offered_sizes() -> list[int]:

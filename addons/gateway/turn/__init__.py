@@ -1,11 +1,12 @@
 """The turn: one client request run from its body to the settled outcome, for every transport (runner.py).
 What the outer packages see of it: `TurnRunner` (the turn a transport hands an exchange to) and `Transport` (what a
-transport is to the turn: it moves bytes and is told the outcome, never deciding one)."""
+transport is to the turn: it moves bytes and reports facts — the client left, the run was cancelled, an error went
+out as the dialect's events —, never writing an outcome)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from mitmproxy import connection, http
@@ -13,6 +14,14 @@ if TYPE_CHECKING:
     from ..errors import GatewayError
     from ..exchange import Exchange
     from ..interfaces import StreamTranslator
+
+class Cancelled(NamedTuple):
+    """What a cancelled turn was, as its transport knows it: its client left (499) or its run was cancelled (the
+    stream ended broken), in `why`'s words."""
+
+    client_left: bool
+    why: str
+
 
 # Where a stream's client bytes go, as they are made (a list of events, maybe several at once).
 Send = Callable[[list[bytes]], Awaitable[None]]
@@ -46,12 +55,14 @@ class Transport(Protocol):
         cannot, and the turn ends the exchange 502 "Qwen answered with no stream.")."""
         ...
 
-    async def refuse(self, ex: Exchange, err: GatewayError) -> None:
-        """The turn failed before its answer began: `err` is the client's error."""
+    async def refuse(self, ex: Exchange, err: GatewayError) -> bool:
+        """The turn failed before its answer began: `err` is the client's error. True: it was carried as the
+        dialect's stream events (a Responses `response.failed`), which the turn records as a broken stream."""
         ...
 
-    def cancelled(self, ex: Exchange) -> None:
-        """The turn's task was cancelled (its client left, or it was stopped): what that means here."""
+    def cancelled(self, ex: Exchange) -> Cancelled | None:
+        """The turn's task was cancelled (its client left, or it was stopped): what that means here, a fact the
+        turn records (None: mitmproxy's own hooks say it)."""
         ...
 
     def ended(self, ex: Exchange, final: dict | None) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import GatewayError
 from ..exchange import Exchange
-from . import TurnRunner, outcome
+from . import Cancelled, TurnRunner, outcome
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -148,12 +148,13 @@ class BackgroundRun:
     async def whole(self, ex: Exchange, answer: http.Response) -> bool:
         return False  # a background run records a stream's events: the turn ends it (refuse, below)
 
-    async def refuse(self, ex: Exchange, err: GatewayError) -> None:
+    async def refuse(self, ex: Exchange, err: GatewayError) -> bool:
         self.run.record.fail({"message": err.message, "code": err.code, "type": err.type})
+        return False
 
-    def cancelled(self, ex: Exchange) -> None:
-        outcome.stream_broken(ex, "cancelled (POST /v1/responses/{id}/cancel)")
+    def cancelled(self, ex: Exchange) -> Cancelled:
         self.run.record.cancel()
+        return Cancelled(False, "cancelled (POST /v1/responses/{id}/cancel)")
 
     def ended(self, ex: Exchange, final: dict | None) -> None:
         run = self.run
@@ -164,4 +165,3 @@ class BackgroundRun:
             log.exception("qwen: could not store a background response")
         finally:
             run.done.set()
-            outcome.ended(ex)

@@ -36,11 +36,12 @@ class FlowAnswer:
         self.flow.response = answer
         return True
 
-    async def refuse(self, ex: Exchange, err: GatewayError) -> None:
+    async def refuse(self, ex: Exchange, err: GatewayError) -> bool:
         self.flow.response = self.refusal(ex, err)
+        return False
 
     def cancelled(self, ex: Exchange) -> None:
-        pass
+        return None  # mitmproxy's `error` hook records the client gone
 
     def ended(self, ex: Exchange, final: dict | None) -> None:
         pass

@@ -12,11 +12,6 @@ from ..cache_turn import CacheTurn
 from ..exchange import Exchange
 
 
-def usage_read(ex: Exchange, usage: dict | None) -> None:
-    """The usage an endpoint read from an answer the turn does not translate (its own body, or merged)."""
-    ex.result.usage = usage
-
-
 def stream_broken(ex: Exchange, message: str) -> None:
     """A stream the client got that ended with an error event (`message`), or was cancelled."""
     ex.result.stream_error = message

@@ -234,13 +234,14 @@ class RelayStream:
         await _write_whole(self.writer, answer)
         return True
 
-    async def refuse(self, ex: Exchange, err: GatewayError) -> None:
+    async def refuse(self, ex: Exchange, err: GatewayError) -> bool:
         if self.streaming:  # not reached: a stream's failures are its own events (the pump's)
-            return
+            return False
         await _write_whole(self.writer, self.refusal(ex, err))
+        return False
 
     def cancelled(self, ex: Exchange) -> None:
-        pass  # mitmproxy's `error` hook records the client gone
+        return None  # mitmproxy's `error` hook records the client gone
 
     def ended(self, ex: Exchange, final: dict | None) -> None:
         if self.streaming and not self.writer.is_closing():

@@ -33,7 +33,7 @@ from ..exchange import Exchange
 from ..local_answers import json_response
 from ..interfaces import StreamTranslator, UpstreamAnswer
 from .stream_rewriter import StreamRewriter, stream_error
-from . import Send, Transport
+from . import Send, Transport, outcome
 from .stopping import Interruptible
 from .kept_before_end import hold_end_until_kept, until_kept
 from .settlement import Settlement
@@ -93,18 +93,22 @@ class Turns:
                     self.settlement.served(ex, None if transport.keeps else final)
                     await carried(transport, ex, answer)
         except asyncio.CancelledError:
-            transport.cancelled(ex)
+            if (fact := transport.cancelled(ex)) is not None:
+                (outcome.client_left if fact.client_left else outcome.stream_broken)(ex, fact.why)
             raise
         except Exception as caught:
             err = failure(caught)
             if err.status == 500 and not isinstance(caught, GatewayError):
                 log.exception("qwen: a turn failed")
             ex.fail(err.status, err.code, err.message)
-            await transport.refuse(ex, err)
+            if await transport.refuse(ex, err):
+                outcome.stream_broken(ex, err.message)  # the error went out as the dialect's stream events
         finally:
             transport.ended(ex, final)
-            if transport.ends_record and (flow := self.flow_of(ex)) is not None:
-                self.finish(flow, ex)
+            if transport.ends_record:
+                outcome.ended(ex)  # served, unless it failed before
+                if (flow := self.flow_of(ex)) is not None:
+                    self.finish(flow, ex)
 
     async def translate(self, ex: Exchange) -> None:
         endpoint = ex.endpoint
@@ -144,7 +148,8 @@ class Turns:
 
     async def _fetch(self, ex: Exchange) -> tuple[http.Response, dict | None]:
         assert ex.endpoint is not None
-        if ex.endpoint.fetch is not None and (answer := await ex.endpoint.fetch(ex, self.open_upstream)) is not None:
+        if ex.endpoint.fetch is not None and (got := await ex.endpoint.fetch(ex, self.open_upstream)) is not None:
+            answer, ex.result.usage = got
             return json_response(200, answer), None
         return await fetch_whole(self.open_upstream, ex)
 

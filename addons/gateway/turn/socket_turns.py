@@ -22,7 +22,7 @@ from wsproto.connection import ConnectionState
 
 from ..errors import GatewayError
 from ..exchange import ClientRequest, Exchange, KeyUse
-from . import TurnRunner, outcome
+from . import Cancelled, TurnRunner
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -177,16 +177,16 @@ class SocketTurn:
             self.session.send(event)
         return True
 
-    async def refuse(self, ex: Exchange, err: GatewayError) -> None:
+    async def refuse(self, ex: Exchange, err: GatewayError) -> bool:
         events = self.turn.refused(ex, err)
         if events is not None:
             await self.send(events)
-        else:
-            self.session.send(self.encode(self.error_event(err)))
+            return True
+        self.session.send(self.encode(self.error_event(err)))
+        return False
 
-    def cancelled(self, ex: Exchange) -> None:
-        outcome.client_left(ex, "the client closed the WebSocket")
+    def cancelled(self, ex: Exchange) -> Cancelled:
+        return Cancelled(True, "the client closed the WebSocket")
 
     def ended(self, ex: Exchange, final: dict | None) -> None:
         self.turn.ended(ex, final)
-        outcome.ended(ex)

@@ -65,8 +65,12 @@ def translated(ex: Exchange, status: int, headers, body: bytes) -> tuple[http.Re
     data = upstream_json(body)
     if ex.attempt.leg.passthrough:  # the upstream answered in the dialect's own form
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
-        data = (ex.endpoint.from_own or ex.endpoint.from_chat)(data, ex)
-        ex.result.usage = ex.result.usage or usage  # from_own may record it in the chat form the ledger reads
+        if ex.endpoint.from_own is not None:  # its usage read in the chat form the ledger reads, when it reads one
+            data, read = ex.endpoint.from_own(data, ex)
+            usage = read or usage
+        else:
+            data = ex.endpoint.from_chat(data, ex)
+        ex.result.usage = usage
         return json_response(status, data), data
     assert ex.attempt.upstream is not None
     data = ex.attempt.upstream.answer(data, model=ex.requested_model or ex.attempt.model)
@@ -109,5 +113,6 @@ def as_stream_failure(resp: http.Response, ex: Exchange) -> http.Response:
     if body is None:
         return resp
     ex.result.status = 200
+    ex.result.stream_error = ex.result.error.message if ex.result.error is not None else None  # said in its events
     return http.Response.make(200, body, {"content-type": "text/event-stream; charset=utf-8",
                                           "cache-control": "no-cache"})

@@ -167,11 +167,14 @@ class UpstreamEngine:
                 raise _transport(e) from e
         raise AssertionError("unreachable")
 
-    def build(self, ex: Exchange) -> tuple[Upstream, str | None]:
+    def build(self, ex: Exchange, cred: Credential | None = None) -> tuple[Upstream, str | None]:
         """The upstream serving the exchange's current account and the API base its leg uses (None: the
         account's own); the body on the record. The one body builder: a live request's and a batch line's
         (components.batch_line) — the model map, the route, a retired model answered here, the pair's leg, the
-        provider's rules with what its refusals taught."""
+        provider's rules with what its refusals taught. `cred`: the account it is built for (a batch line's: the
+        batch's), else the attempt's."""
+        if cred is not None:
+            ex.attempt.cred = cred
         cred = ex.attempt.cred
         assert cred is not None and ex.endpoint is not None
         config = self.config

@@ -35,13 +35,12 @@ def test_a_client_gone_is_499_with_the_first_reason_kept():
 
 def test_what_endpoints_tell_lands_on_the_parts():
     ex, verdict, write = exchange(), CacheTurn("conv", 2, 100, 80, 0, None, 0), object()
-    outcome.usage_read(ex, {"prompt_tokens": 3})
     outcome.cache_judged(ex, verdict)
     outcome.keep_before_end(ex)
     outcome.keeping(ex, write)
     outcome.translated_already(ex)
     outcome.handed_on(ex)
-    assert (ex.result.usage, ex.result.cache, ex.turn.write) == ({"prompt_tokens": 3}, verdict, write)
+    assert (ex.result.cache, ex.turn.write) == (verdict, write)
     assert ex.turn.keep_before_end and ex.turn.translated and ex.turn.handed_on
 
 

@@ -12,10 +12,9 @@ from ...settings.config import Config
 from ...errors import GatewayError
 from ...exchange import Exchange
 from ...local_answers import json_response
-from ...interfaces import Endpoint
+from ...interfaces import Answered, Endpoint
 from ...seal import Sealer
 from ...tokens import estimate_request_tokens
-from ...turn import outcome
 from ..conversation import keyed
 from . import diagnostics, passthrough
 from .request import asks_thinking, to_chat
@@ -52,12 +51,11 @@ def messages_endpoint(sealer: Callable[[], Sealer], diagnoser: Diagnoser | None 
                                        thinking=asks_thinking(ex.body or {}), stops=sequences(ex.body or {})))
         return with_diagnostics(message, ex, chat.get("usage") if isinstance(chat.get("usage"), dict) else None)
 
-    def from_own(message: dict, ex: Exchange) -> dict:
+    def from_own(message: dict, ex: Exchange) -> Answered:
         answer, usage = passthrough.own_answer(message, model=ex.requested_model or ex.attempt.model,
                                                sign=signer.sign, explicit=passthrough.has_markers(ex.body),
                                                thinking=asks_thinking(ex.body or {}))
-        outcome.usage_read(ex, usage)
-        return with_diagnostics(answer, ex, usage if isinstance(usage, dict) else None)
+        return with_diagnostics(answer, ex, usage if isinstance(usage, dict) else None), usage
 
     def own_stream(ex: Exchange) -> tuple[passthrough.EventTap, passthrough.EventRelay]:
         return passthrough.EventTap(passthrough.has_markers(ex.body)), passthrough.EventRelay(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from ...cache.diagnosis import Diagnoser
 from ...errors import GatewayError
 from ...exchange import RetryReason, note
-from ...interfaces import ChunkSource, Endpoint, StreamTranslator
+from ...interfaces import Answered, ChunkSource, Endpoint, StreamTranslator
 from ...turn import outcome
 from ..conversation import keyed
 from . import background, diagnostics, native, native_answer
@@ -153,11 +153,10 @@ def responses_endpoint(store: Callable[[], ResponseStore], runs: Callable[[], Ba
              in out else "sent to Qwen's own Responses API (qwen_responses_native)")
         return out
 
-    def from_own(data: dict, ex: Exchange) -> dict:
+    def from_own(data: dict, ex: Exchange) -> Answered:
         state(ex).upstream_id = data.get("id") if isinstance(data.get("id"), str) else None
         chat = native_answer.chat_answer(data, model=ex.requested_model or ex.attempt.model)
-        outcome.usage_read(ex, chat["usage"])
-        return from_chat(chat, ex)
+        return from_chat(chat, ex), chat["usage"]
 
     def own_stream(ex: Exchange) -> tuple[ChunkSource, StreamTranslator]:
         source = state(ex).source = native_answer.EventSource(ex.requested_model or ex.attempt.model)
@@ -179,16 +178,16 @@ def responses_endpoint(store: Callable[[], ResponseStore], runs: Callable[[], Ba
         failed = overflow_failure(ex, err.code, err.message, partial(translator, ex)) if err is not None else None
         return b"".join(failed) if failed is not None else None
 
-    async def fetch(ex: Exchange, open_upstream: OpenUpstream) -> dict | None:
+    async def fetch(ex: Exchange, open_upstream: OpenUpstream) -> Answered | None:
         if state(ex).warm_up:  # the connection made ready: its response, with no output (the socket sends its events)
             ex.notes.append("warm-up (generate: false): nothing sent to Qwen")
             return dict(response_object(ex.body or {}, response_id=state(ex).response_id, created_at=ex.created,
                                         status="completed", output=[],
                                         usage={"prompt_tokens": 0, "completion_tokens": 0},
-                                        completed_at=completion_time("completed")))
+                                        completed_at=completion_time("completed"))), None
         if runs is None or (ex.body or {}).get("background") is not True:
             return None  # one ordinary call
-        return await background.start(runs(), store(), ex)
+        return await background.start(runs(), store(), ex), None
 
     return Endpoint(name="responses", to_chat=keyed(to_chat), from_chat=from_chat, stream_translator=translator,
                     finished=finished, stream_failure=stream_failure, fetch=fetch, prepare=ready,

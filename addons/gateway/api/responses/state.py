@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ...turn import outcome
 
 if TYPE_CHECKING:
     from ...exchange import Exchange
@@ -46,8 +45,8 @@ def state(ex: Exchange) -> ResponsesState:
 def overflow_failure(ex: Exchange, code: str | None, message: str,
                      translator: Callable[[], ResponsesStreamTranslator]) -> list[bytes] | None:
     """A context overflow on a turn of a Response (HTTP stream or WebSocket): `response.failed` events, which Codex
-    acts on (it compacts and sends again), the stream said broken. None for any other error: the dialect's own."""
+    acts on (it compacts and sends again; the turn says the stream broken). None for any other error: the dialect's
+    own."""
     if code != "context_length_exceeded" or not state(ex).response_id:
         return None
-    outcome.stream_broken(ex, message)
     return translator().fail({"message": message, "code": code, "type": "invalid_request_error"})

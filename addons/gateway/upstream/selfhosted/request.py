@@ -51,6 +51,8 @@ def chat_body(chat: dict, *, model: str, notes: list[str]) -> dict:
     if body.get("stream") is True:
         opts = body.get("stream_options")
         body["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
+    else:
+        body.pop("stream_options", None)  # vLLM refuses it on a whole answer (400 "Stream options can only be …")
     return body
 
 

@@ -33,6 +33,8 @@ def test_a_stream_asks_for_its_usage():
     body = request.chat_body({**CHAT, "stream": True, "stream_options": {"continuous_usage_stats": False}},
                              model="m", notes=[])
     assert body["stream_options"] == {"continuous_usage_stats": False, "include_usage": True}
+    whole = request.chat_body({**CHAT, "stream_options": {"include_usage": True}}, model="m", notes=[])
+    assert "stream_options" not in whole  # refused by vLLM without a stream
 
 
 def test_continued_only_with_thinking_off_or_a_model_that_never_thinks():
