@@ -115,6 +115,7 @@ class Endpoint(Generic[X]):
     stream_translator: Callable[[X], StreamTranslator | None]
     finished: Callable[[X, dict | None], None] | None = None  # the final client object, e.g. to store it
     capability: Capability = Capability.CHAT
+    streams: Callable[[dict], bool] | None = None  # whether a body is answered as a stream (None: its `stream: true`)
     dialect: str = "openai"  # the format of its errors and local answers ("anthropic": api/messages/errors.py)
     # A streaming request's error as a whole stream the client acts on (None: the HTTP error stands)
     stream_failure: Callable[[X], bytes | None] | None = None

@@ -144,3 +144,15 @@ def test_a_stream_cut_mid_answer_is_continued_from_what_the_client_has(tmp_path,
     assert_as_vllm_documents(sent(gpu)[1])
     summary = until(lambda: (lambda s: s if s.get("retry_reasons") else None)(record(state)["summary"]), "the record")
     assert summary["retry_reasons"] == ["continued"] and summary["status"] == 200
+
+
+def test_an_error_inside_the_servers_stream_reaches_the_client_as_an_error(tmp_path, gpu, make_gateway):
+    """vLLM writes an exception inside a stream as `data: {"error": …}` then `[DONE]`: never a clean end."""
+    gw, state = gateway(tmp_path, gpu, make_gateway)
+    gpu.fault("midstream504", message="engine step failed")
+    with pytest.raises(openai.APIError) as e:
+        list(client(gw).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": ASK}],
+                                                stream=True, reasoning_effort="none"))
+    assert "engine step failed" in str(e.value)
+    summary = until(lambda: (lambda s: s if s.get("stream_error") else None)(record(state)["summary"]), "the record")
+    assert "engine step failed" in summary["stream_error"]

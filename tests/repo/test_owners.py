@@ -357,3 +357,15 @@ def test_no_transport_or_endpoint_writes_an_outcome():
     wrong = sorted(f"{n} -> {fn}" for n, fn in calls if n not in turn_itself and n not in TOLD_BY.get(fn, ()))
     assert wrong == []
     assert turn_itself  # the check sees the turn's own calls
+
+
+def test_whether_a_request_streams_is_the_turns_alone():
+    """`ex.stream` is written once, by the turn when the request arrives (`Turns.received`), from the endpoint's
+    `streams` (an embeddings or compaction answer never streams) or the body's `stream: true`."""
+    writes = sorted(f"{name}:{node.lineno}" for name, (path, _) in modules().items()
+                    for node in ast.walk(ast.parse(path.read_text()))
+                    if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign))
+                    for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                    if isinstance(target, ast.Attribute) and target.attr == "stream"
+                    and ast.unparse(target.value) in ("ex", "line", "exchange", "self.ex", "turn"))
+    assert [w.split(":")[0] for w in writes] == [f"{PKG}.turn.runner"], writes

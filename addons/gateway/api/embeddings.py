@@ -210,7 +210,6 @@ def _to_upstream(body: dict, ex: Exchange) -> dict:
     if not isinstance(body.get("input"), (str, list)) or not body.get("input"):
         raise GatewayError(400, "'input' is required: a string or an array of strings.", param="input",
                            code="missing_required_parameter")
-    ex.stream = False
     return to_upstream(dimensions(body, ex.notes), notes=ex.notes)  # strings only (token ids decoded), floats asked
 
 
@@ -226,4 +225,5 @@ async def _decoder_loaded(body: dict, ex: Exchange) -> None:
 EMBEDDINGS: Endpoint[Exchange] = Endpoint(
     name="embeddings", to_chat=_to_upstream, prepare=_decoder_loaded,
     from_chat=lambda answer, ex: to_client(answer, ex.body or {}, ex.requested_model or None),
-    stream_translator=lambda ex: None, capability=Capability.EMBEDDINGS, fetch=fetch)
+    stream_translator=lambda ex: None, capability=Capability.EMBEDDINGS, fetch=fetch,
+    streams=lambda body: False)  # an embeddings answer is never a stream

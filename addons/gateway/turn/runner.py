@@ -66,7 +66,8 @@ class Turns:
         ex.body = body
         model = body.get("model")
         ex.requested_model = model if isinstance(model, str) else ""
-        ex.stream = body.get("stream") is True
+        streams = ex.endpoint.streams if ex.endpoint is not None else None
+        ex.stream = streams(body) if streams is not None else body.get("stream") is True  # the turn's alone
         self.follow(ex, flow)
         self.observers.notify("client_request", ex, flow)
 

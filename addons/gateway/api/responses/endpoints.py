@@ -213,7 +213,6 @@ def compact_endpoint(store: Callable[[], ResponseStore]) -> Endpoint[Exchange]:
         if isinstance(body.get("input"), str):
             request["input"] = [{"type": "message", "role": "user", "content": body["input"]},
                                 {"type": "compaction_trigger"}]
-        ex.stream = False
         st, owner = store(), ex.key.name
         return translate(request, **st.continuation(body, owner), notes=ex.notes, open_sealed=st.sealer.open,
                          lookup=lambda i: st.item(i, owner)).chat
@@ -227,7 +226,8 @@ def compact_endpoint(store: Callable[[], ResponseStore]) -> Endpoint[Exchange]:
                 "created_at": ex.created, "usage": response.get("usage") or usage_to_responses({})}
 
     return Endpoint(name="responses.compact", to_chat=keyed(to_chat), from_chat=from_chat,
-                    stream_translator=lambda ex: None, prepare=prepare(store, stores=False))
+                    stream_translator=lambda ex: None, prepare=prepare(store, stores=False),
+                    streams=lambda body: False)  # one summarisation call, answered whole
 
 
 def prepare(store: Callable[[], ResponseStore], *, stores: bool) -> Callable[[dict, Exchange], Awaitable[None]]:

@@ -88,8 +88,9 @@ class ResponseCreate:
 
     def __init__(self, body: dict, memory: ConnectionHistory, store: Callable[[], ResponseStore],
                  encode: Encode) -> None:
-        body["stream"] = True
         self.generate = body.pop("generate", True) is not False  # the socket's field, not the request's
+        # a turn streams its events; a warm-up is one object, no upstream stream (the transport sends its events)
+        body["stream"] = self.generate
         self.body = body
         self.memory = memory
         self.store = store
@@ -106,7 +107,6 @@ class ResponseCreate:
                 st.history = self.memory.history[prev]
         if not self.generate:  # a warm-up: a local answer (the endpoint's own), run and ended as every turn is
             st.warm_up = True
-            ex.stream = False  # one object, no upstream stream: the transport sends it as its events
 
     def translator(self, ex: Exchange) -> ResponsesStreamTranslator:
         st = state(ex)
