@@ -17,9 +17,9 @@ from collections.abc import Callable, Collection
 from .. import jsonio
 from ..models import catalogue, suggestions
 from ..settings.config import Config
-from ..errors import NO_RETRY, PLAN_REFUSED, ConnectionFailed, DeadConnection, GatewayError, UpstreamError, UpstreamTimeout
+from ..errors import NO_RETRY, ConnectionFailed, DeadConnection, GatewayError, UpstreamError, UpstreamTimeout
 from ..exchange import Exchange, Retry, RetryReason, note
-from ..accounts import OAUTH, Credential, Outcome
+from ..accounts import OAUTH, Credential
 from ..models.model_map import offers_of, vision_model
 from ..models.routes import LONG, window
 from ..interfaces import UpstreamAnswer
@@ -125,8 +125,6 @@ class UpstreamEngine:
                 err = upstream.classify(resp.status_code, raw, dict(resp.headers))
             if err.code == suggestions.NOT_FOUND:  # with the nearest names served, as OpenAI answers it
                 err = self._unknown_model(ex, err)
-            elif err.kind == PLAN_REFUSED and self.policy.pool is not None:  # counted for /health (upstream/pool/status)
-                self.policy.pool.report(ex.account, Outcome.PLAN_REFUSED, detail=ex.client.user_agent)
             await self.policy.recover(ex, err)
 
     async def resume(self, ex: Exchange, prefix: str, exclude: Collection[str] = ()) -> UpstreamAnswer:

@@ -122,6 +122,8 @@ class RetryPolicy:
         if err.kind != errors.PLAN_REFUSED:
             return None
         account = ex.account
+        assert self.pool is not None
+        self.pool.report(account, Outcome.PLAN_REFUSED, detail=ex.client.user_agent)  # counted for /health
         refused = f"{account} refused this client ({err.message})"
         try:
             cred = await self.acquire(ex, exclude=ex.attempt.tried)

@@ -81,11 +81,12 @@ async def test_new_chat_once_for_a_stale_chat():
     assert await policy.new_chat(ex, stale) is KEY_A and await policy.new_chat(ex, stale) is None
 
 
-async def test_another_for_the_plan_reports_nothing_of_the_refusing_account():
+async def test_another_for_the_plan_only_counts_the_refusal_of_the_refusing_account():
     pool = Pool(KEY_A, KEY_B)
     policy, ex = RetryPolicy(pool), exchange(KEY_A)
     refused = err(errors.PLAN_REFUSED, "coding agents only", 403)
-    assert await policy.another_for_the_plan(ex, refused) is KEY_B and pool.reports == []
+    # counted for /health (the account stays ok: it serves the clients its plan accepts), nothing that cools it
+    assert await policy.another_for_the_plan(ex, refused) is KEY_B and pool.reports == [("a", Outcome.PLAN_REFUSED)]
     alone = RetryPolicy(Pool(KEY_A))
     with pytest.raises(GatewayError) as e:
         await alone.another_for_the_plan(exchange(KEY_A), refused)
