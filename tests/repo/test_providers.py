@@ -59,3 +59,21 @@ def test_the_engine_retry_and_pool_are_provider_neutral():
     names = {n.id for p in (UPSTREAM / "engine.py", UPSTREAM / "retry.py")
              for n in ast.walk(ast.parse(p.read_text())) if isinstance(n, ast.Name)}
     assert not names & {"markers", "ranges", "DASHSCOPE", "batch_wire"}
+
+
+def test_batches_and_live_requests_share_one_body_builder_and_one_retry_loop():
+    """The one loop that sends again after a refusal is `RetryPolicy.attempts` (retry.py): the engine's live
+    requests and DashScope's batch calls both run through it; a batch line's body is the engine's own `build`."""
+    from repo.test_layers import modules
+    loops = []
+    for name, (path, _) in modules().items():
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for loop in (n for n in ast.walk(fn) if isinstance(n, (ast.While, ast.For, ast.AsyncFor))):
+                    if any(isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute) and c.func.attr == "recover"
+                           for c in ast.walk(loop)):
+                        loops.append(f"{name}.{fn.name}")
+    assert loops == ["qwen_gateway.upstream.retry.attempts"]
+    calls = "\n".join((UPSTREAM / p).read_text() for p in ("engine.py", "dashscope/batch_calls.py"))
+    assert calls.count(".attempts(") == 2
+    assert "build(line, cred)" in COMPONENTS.read_text() and "chat_body(" not in COMPONENTS.read_text()

@@ -1,12 +1,7 @@
-"""The upstream engine: the gateway's own warm connections to Qwen, and every upstream call.
-
-mitmproxy keeps server connections per client connection, so a client that opens a new connection per
-request (CLI tools, scripts) paid a new TCP (and TLS) handshake to Qwen each time, and a request had to
-carry its credential inside the flow, where mitmweb and `-w` could see it. The engine owns one pooled
-client instead (upstream_client.py; idle connections kept `qwen_upstream_keepalive` seconds), injects the
-credential itself, and performs refresh / rotation / throttling retries before the first byte reaches the
-client. Callers get a `Response` whose status is final and whose body is still streaming.
-"""
+"""The upstream engine: every upstream call, over its own warm connections to the model servers (client.py), the
+credential injected here, never carried in the flow where mitmweb and `-w` could see it; refreshes, rotations and
+waits happen (retry.py) before the client hears a byte. Callers get an answer whose status is final and whose body
+is still streaming."""
 
 from __future__ import annotations
 
@@ -73,7 +68,12 @@ class UpstreamEngine:
         continued on the account already chosen (`resume`)."""
         if going_on is None:
             await self.policy.acquire(ex)
-        reconnected = False
+        return await self.policy.attempts(ex, functools.partial(self._attempt, ex, going_on, [False]))
+
+    async def _attempt(self, ex: Exchange, going_on: tuple[str, str] | None, reconnected: list[bool],
+                       cred: Credential) -> UpstreamAnswer | UpstreamError:
+        """One attempt on the attempt's account: its answer, or the refusal the retry policy hears. A reused
+        connection found dead is sent again at once, once per request (`reconnected`)."""
         while True:
             upstream, base = self.build(ex)
             self._hold(ex)
@@ -84,8 +84,7 @@ class UpstreamEngine:
                 self.usd_budget_check(ex)
             prepared = await upstream.prepare(ex.attempt.cred, ex.attempt.body or {}, self._fetch)
             if isinstance(prepared, UpstreamError):  # the first of two requests failed (the web API's chats/new)
-                await self.policy.recover(ex, prepared)
-                continue
+                return prepared
             ex.attempt.body = prepared
             url, headers, body, read = self._wire(ex, base)
             try:
@@ -96,36 +95,39 @@ class UpstreamEngine:
                     upstream.abandoned(ex.attempt.body)
                     raise
             except DeadConnection as e:
-                if reconnected:
+                if reconnected[0]:
                     raise GatewayError(502, "Qwen closed the connection.", code="upstream_connection_error") from e
-                reconnected = True
+                reconnected[0] = True
                 ex.attempt.retries.append(Retry(RetryReason.RECONNECTED, ex.account))
                 continue
             except ConnectionFailed as e:
                 raise _transport(e) from e
-            resp = upstream.opened(ex.attempt.body, resp)
-            ex.attempt.status = resp.status_code
-            ex.attempt.response_headers = dict(resp.headers)
-            if not upstream.refused(resp.status_code, resp.headers):
-                if not (ex.stream and not ex.attempt.leg.passthrough
-                        and "event-stream" in resp.headers.get("content-type", "")):
-                    return resp
-                resp, refused = await first_event(resp, functools.partial(upstream.chunks, ex.attempt.model))
-                if refused is None:
-                    return resp
-                err = await _refused_in_stream(ex, resp, refused)
-            else:
-                try:
-                    raw = await resp.aread()
-                except ConnectionFailed:
-                    raw = b""
-                finally:
-                    await resp.aclose()
-                ex.attempt.response_body = raw
-                err = upstream.classify(resp.status_code, raw, dict(resp.headers))
-            if err.code == suggestions.NOT_FOUND:  # with the nearest names served, as OpenAI answers it
-                err = self._unknown_model(ex, err)
-            await self.policy.recover(ex, err)
+            return await self._answered(ex, upstream, upstream.opened(ex.attempt.body, resp))
+
+    async def _answered(self, ex: Exchange, upstream: Upstream, resp: UpstreamAnswer) -> UpstreamAnswer | UpstreamError:
+        """The answer handed on, or the refusal it is: an error status, or a stream whose first event is one."""
+        ex.attempt.status = resp.status_code
+        ex.attempt.response_headers = dict(resp.headers)
+        if not upstream.refused(resp.status_code, resp.headers):
+            if not (ex.stream and not ex.attempt.leg.passthrough
+                    and "event-stream" in resp.headers.get("content-type", "")):
+                return resp
+            resp, refused = await first_event(resp, functools.partial(upstream.chunks, ex.attempt.model))
+            if refused is None:
+                return resp
+            err = await _refused_in_stream(ex, resp, refused)
+        else:
+            try:
+                raw = await resp.aread()
+            except ConnectionFailed:
+                raw = b""
+            finally:
+                await resp.aclose()
+            ex.attempt.response_body = raw
+            err = upstream.classify(resp.status_code, raw, dict(resp.headers))
+        if err.code == suggestions.NOT_FOUND:  # with the nearest names served, as OpenAI answers it
+            err = self._unknown_model(ex, err)
+        return err
 
     async def resume(self, ex: Exchange, prefix: str, exclude: Collection[str] = ()) -> UpstreamAnswer:
         """The exchange's request sent again going on from `prefix`, the answer its client already has (the

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
+from typing import TypeVar
 
 from .. import errors
 from ..accounts import KEY, AccountUnavailable, Credential, NotCapable, Outcome, Pool
@@ -18,6 +19,7 @@ from ..models.learned import INPUT, LearnedFacts
 from ..turn.context_overflow import over_upstream_limit, upstream_limit
 from ..tokens import truncate_chat
 
+T = TypeVar("T")
 # Throttling retries inside one client request: a short wait is better than an error.
 MAX_THROTTLE_RETRIES = 2
 MAX_THROTTLE_WAIT = 10.0
@@ -46,6 +48,18 @@ class RetryPolicy:
         ex.attempt.tried.append(cred.account)
         ex.attempt.cred = cred
         return cred
+
+    async def attempts(self, ex: Exchange, once: Callable[[Credential], Awaitable[T | UpstreamError]]) -> T:
+        """The one retry loop, a live request's and a batch call's: `once` sends with the attempt's credential and
+        returns the answer, or the refusal a way back may mend (`recover`: another credential, or the client's
+        error raised)."""
+        assert ex.attempt.cred is not None
+        cred = ex.attempt.cred
+        while True:
+            got = await once(cred)
+            if not isinstance(got, UpstreamError):
+                return got
+            cred = await self.recover(ex, got)
 
     async def recover(self, ex: Exchange, err: UpstreamError) -> Credential:
         """The credential to try again with, after reporting `err` to the pool; raises the client's

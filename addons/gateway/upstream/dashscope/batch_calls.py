@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Collection
 
 from ... import errors
 from ...accounts import AccountUnavailable, Credential, Pool
-from ...errors import NO_RETRY, ConnectionFailed, GatewayError, UpstreamTimeout
+from ...errors import NO_RETRY, ConnectionFailed, GatewayError, UpstreamError, UpstreamTimeout
 from ...exchange import Exchange
 from ...settings.config import Config
 from ..retry import RetryPolicy, unavailable
@@ -44,8 +44,9 @@ class BatchCalls:
         a way no retry mends. `model`: the model the call runs (a batch's lines), checked against a named key's
         USD budget before it goes. Raises the client's GatewayError."""
         policy = _Policy(self.pool(), holder)
-        cred = await policy.acquire(ex)
-        while True:
+        await policy.acquire(ex)
+
+        async def once(cred: Credential) -> tuple[int, str, bytes] | UpstreamError:
             if model:
                 ex.attempt.model = model
                 if ex.key.usd_budget:  # the model as its lines were sent, on the account that runs them
@@ -63,7 +64,9 @@ class BatchCalls:
             if err is None or err.kind not in WAYS_BACK:
                 return status, rtype, data
             ex.attempt.response_body = data
-            cred = await policy.recover(ex, err)
+            return err  # the retry policy's: another account, a wait, or the client's error
+
+        return await policy.attempts(ex, once)  # the live requests' retry loop (retry.py)
 
     async def holder(self, ex: Exchange, account: str) -> Credential:
         """The credential of the account that holds an object, on the exchange (its ledger row, its flow)."""
