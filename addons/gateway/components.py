@@ -53,7 +53,7 @@ from .observe.requestlog import RequestLine
 from .observe.tracing import Tracing
 from .observer import Observer
 from .interfaces import ClientFormat, Endpoint
-from .providers import Pairing, Provider
+from .providers import Pairing, Provider, Upstream
 from .upstream.dashscope import provider as dashscope
 from .upstream.qwenweb import provider as qwenweb
 from .upstream.selfhosted import provider as selfhosted
@@ -163,7 +163,6 @@ def batch_line(ex: Exchange, body: dict, cred: Credential, config: Config, *, bu
     return line.attempt.body
 
 
-_DEFAULTS = Config()
 Build = Callable[[Exchange, Credential], object]  # the engine's body builder (UpstreamEngine.build), for an account
 
 
@@ -171,10 +170,15 @@ def _unbuilt(ex: Exchange, cred: Credential) -> object:
     raise GatewayError(503, "The gateway has no upstream engine to build a batch's lines with.", code="no_accounts")
 
 
+@functools.cache  # never at import: the options' defaults read the environment (the test fork server's rule)
+def _batch_upstream() -> Upstream:
+    return batch_provider().upstream(Config())
+
+
 def batch_answer(ex: Exchange, answer: dict, model: str) -> dict:
     """A batch's chat result as the chat path reads a whole answer: Qwen's quirks repaired, named as asked."""
     line = ex.fork(endpoint=CHAT, body={}, requested_model=model)
-    upstream = batch_provider().upstream(_DEFAULTS)  # its answers' quirks are the provider's, whatever the options
+    upstream = _batch_upstream()  # its answers' quirks are the provider's, whatever the options
     return CHAT.from_chat(upstream.answer(answer, model=model or str(answer.get("model") or "")), line)
 
 

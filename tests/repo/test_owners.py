@@ -369,3 +369,16 @@ def test_whether_a_request_streams_is_the_turns_alone():
                     if isinstance(target, ast.Attribute) and target.attr == "stream"
                     and ast.unparse(target.value) in ("ex", "line", "exchange", "self.ex", "turn"))
     assert [w.split(":")[0] for w in writes] == [f"{PKG}.turn.runner"], writes
+
+
+def test_continuation_installs_nothing_into_another_object():
+    """The break, the decision, the request going on and the splice are turn/continuation.py's: it writes no
+    attribute of the rewriter or of anything it is handed (no callback installed, no source swapped from outside);
+    the rewriter holds a break because it was made to (`holds_breaks`) and reads through what it is given."""
+    tree = ast.parse((ROOT / "addons" / "gateway" / "turn" / "continuation.py").read_text())
+    writes = sorted(f"{ast.unparse(t)}:{node.lineno}" for node in ast.walk(tree)
+                    if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign))
+                    for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                    for t in (t.elts if isinstance(t, ast.Tuple) else [t])
+                    if isinstance(t, ast.Attribute) and ast.unparse(t.value) != "self")
+    assert writes == []

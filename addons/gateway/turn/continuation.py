@@ -24,7 +24,7 @@ from ..accounts import Outcome, Pool
 from ..dispatch import call_safely
 from ..errors import ErrorKind, GatewayError
 from ..exchange import Exchange
-from ..interfaces import UpstreamAnswer
+from ..interfaces import ChunkSource, UpstreamAnswer
 from . import Send
 from .answer_so_far import AnswerSoFar
 from .stream_rewriter import StreamRewriter
@@ -41,44 +41,49 @@ ELSEWHERE = {ErrorKind.THROTTLE: Outcome.THROTTLE, ErrorKind.QUOTA: Outcome.QUOT
 ON_THE_SAME = (ErrorKind.SERVER, ErrorKind.TIMEOUT)  # Qwen's server failed: the account is fine
 
 
-def going_on(ex: Exchange, rw: StreamRewriter, resume: Resume | None,
-             pool: Callable[[], Pool | None]) -> Continuation | None:
+def going_on(ex: Exchange, resume: Resume | None, pool: Callable[[], Pool | None]) -> Continuation | None:
     """The continuation of `ex`'s stream, when its upstream can send it again (a break before anything but the
-    answer's opening went out); the answer is followed from the start (the rewriter's source then keeps what the
-    client is sent) when partial mode can go on from a prefix too. None: a break ends the stream in its error."""
+    answer's opening went out); the answer is followed from the start (`source`: what the client is sent is kept)
+    when partial mode can go on from a prefix too. None: a break ends the stream in its error."""
     upstream, body = ex.attempt.upstream, ex.attempt.body
     if resume is None or upstream is None or body is None or ex.attempt.leg.passthrough or not upstream.resendable:
         return None
-    answer = None
-    if upstream.continued(body, "") is not None:  # partial mode can serve the request: what is sent is kept
-        answer = rw.normalizer = AnswerSoFar(rw.normalizer)
-    going = Continuation(ex, rw, answer, resume, pool)
-    rw.mend = going.will
-    return going
+    return Continuation(ex, resume, pool, follow=upstream.continued(body, "") is not None)
 
 
 class Continuation:
-    def __init__(self, ex: Exchange, rw: StreamRewriter, answer: AnswerSoFar | None, resume: Resume,
-                 pool: Callable[[], Pool | None]) -> None:
-        self.ex, self.rw = ex, rw
-        self.answer = answer  # what the client was sent (None: not followed, partial mode cannot serve the request)
+    """The break, the decision, the request going on and the splice, for one streamed answer: the rewriter holds a
+    break (`holds_breaks`) and the turn's pump asks `next`, which decides, sends the continuation and puts its
+    chunks in place, or gives up and sends the break's error."""
+
+    def __init__(self, ex: Exchange, resume: Resume, pool: Callable[[], Pool | None], *, follow: bool) -> None:
+        self.ex = ex
+        self.follow = follow  # partial mode can go on from a prefix: what is sent is kept from the start
+        self.answer: AnswerSoFar | None = None  # what the client was sent (None: not followed)
         self.resume, self.pool = resume, pool
         self.count = 0
         self.away: list[str] = []  # accounts left out: throttled or out of quota during this answer
         self.current: UpstreamAnswer | None = None  # the continuation streaming now (the first is the turn's)
 
-    def will(self, error: dict) -> bool:
-        """Whether the break the rewriter meets (`error`, the client's words for it) is continued; why not, noted."""
+    def source(self, chunks: ChunkSource) -> ChunkSource:
+        """The chunk source the answer is read through: followed from the start when partial mode can go on."""
+        if not self.follow:
+            return chunks
+        self.answer = AnswerSoFar(chunks)
+        return self.answer
+
+    def will(self, rw: StreamRewriter, error: dict) -> bool:
+        """Whether the break the rewriter holds (`error`, the client's words for it) is continued; why not, noted."""
         answer = self.answer
         opened_only = not answer.pieces and not answer.more_than_text if answer is not None else \
-            getattr(self.rw.normalizer, "opened_only", False)  # the upstream's own chunk source says
+            getattr(rw.normalizer, "opened_only", False)  # the upstream's own chunk source says
         why = f"at most {MAX_CONTINUATIONS} continuations per answer" if self.count >= MAX_CONTINUATIONS else \
             None if opened_only else \
             "reasoning or a tool call was sent (or a second choice, or log probabilities), which partial mode " \
             "cannot go on from" if answer is not None and answer.more_than_text else \
             "partial mode cannot go on with this request (its model, thinking, a search or several choices)" \
             if answer is None or not self._partial() else None
-        err = self.rw.upstream_error
+        err = rw.upstream_error
         if why is None and not (err is not None and err.kind in ELSEWHERE) and (
                 error.get("type") != "server_error" or err is not None and err.kind not in ON_THE_SAME):
             why = "the error is not one a continuation mends"
@@ -90,13 +95,17 @@ class Continuation:
         upstream, body = self.ex.attempt.upstream, self.ex.attempt.body
         return upstream is not None and body is not None and upstream.continued(body, "") is not None
 
-    async def next(self, send: Send) -> UpstreamAnswer | None:
-        """The held break continued: the continuation's answer, its chunk source in place; None when it could not be
-        opened (the break's error then goes to the client, with `send`)."""
-        ex, rw = self.ex, self.rw
+    async def next(self, rw: StreamRewriter, send: Send) -> UpstreamAnswer | None:
+        """The break `rw` holds, continued when it will be: the continuation's answer, its chunk source in place;
+        None when it is not, or could not be opened (the break's error then goes to the client, with `send`)."""
+        ex = self.ex
+        assert rw.broken is not None
+        if not self.will(rw, rw.broken):
+            await send(rw.give_up())
+            return None
         if self.answer is None:  # nothing but the opening went out: followed from now on
             self.answer = AnswerSoFar.after(rw.normalizer)
-            rw.normalizer = self.answer
+            rw.read_through(self.answer)
         answer = self.answer
         err, prefix, account = rw.upstream_error, answer.text, ex.account
         said = err.message if err is not None else str((rw.broken or {}).get("message"))
@@ -113,14 +122,14 @@ class Continuation:
             if not isinstance(e, GatewayError):
                 log.exception("qwen: a stream could not be continued")
             if elsewhere and ex.account != account:  # the settlement tells the pool of the account asked last
-                self._told(account)
-            await self._given_up(send, f"{why}: {getattr(e, 'message', type(e).__name__)}")
+                self._told(rw, account)
+            await self._given_up(rw, send, f"{why}: {getattr(e, 'message', type(e).__name__)}")
             return None
         if elsewhere:
-            self._told(account)
+            self._told(rw, account)
         if resp.status_code != 200 or "event-stream" not in resp.headers.get("content-type", ""):
             await resp.aclose()
-            await self._given_up(send, f"{why}: Qwen answered {resp.status_code} without a stream")
+            await self._given_up(rw, send, f"{why}: Qwen answered {resp.status_code} without a stream")
             return None
         self.current = resp
         ex.notes.append(f"stream continued on {ex.account} after {len(prefix)} characters (partial mode): {why} (the "
@@ -131,20 +140,20 @@ class Continuation:
         rw.resume()
         return resp
 
-    def _told(self, account: str) -> None:
+    def _told(self, rw: StreamRewriter, account: str) -> None:
         """The pool told of the account's limit inside the stream, as the retry policy tells it, once (the
         settlement does not tell it again)."""
-        err, self.rw.upstream_error = self.rw.upstream_error, None
+        err = rw.told()
         pool = self.pool()
         if err is not None and pool is not None:
             outcome = ELSEWHERE[err.kind]
             call_safely(lambda: pool.report(account, outcome, retry_after=err.retry_after, detail=err.message,
                                             window=err.window))
 
-    async def _given_up(self, send: Send, why: str) -> None:
+    async def _given_up(self, rw: StreamRewriter, send: Send, why: str) -> None:
         sent = len(self.answer.text) if self.answer is not None else 0
         self.ex.notes.append(f"stream not continued after {sent} characters: {why}")
-        await send(self.rw.give_up())
+        await send(rw.give_up())
 
     async def close(self) -> None:
         """The continuation streaming now is done with (the first answer is the turn's to close)."""

@@ -179,18 +179,18 @@ class Turns:
         """Every upstream event into the client's (the endpoint's stream translator, or the transport's own:
         a WebSocket's JSON frames), sent at once; a silent or broken upstream ends the stream in the client's
         error; the end waits until the endpoint has kept the answer. `capture`: bytes kept for the flow."""
-        rw = ex.turn.rewriter = stream_rewriter(ex, capture, translator)
+        going = going_on(ex, self.resume_upstream, self.settlement.pool)  # None: a break ends the stream
+        rw = ex.turn.rewriter = stream_rewriter(ex, capture, translator, going)
         hold_end_until_kept(ex, rw)
         flow = self.settlement.flows.get(ex.id)
         if flow is not None:
             self.observers.notify("stream_started", ex, flow)
-        going = going_on(ex, rw, self.resume_upstream, self.settlement.pool)  # None: a break ends the stream
         answer: UpstreamAnswer | None = resp
         try:
             with self.cuts.running(ex.key.name):
                 while answer is not None:
                     await relayed(answer, rw, send, self.idle_timeout())
-                    answer = await going.next(send) if going is not None and rw.broken is not None else None
+                    answer = await going.next(rw, send) if going is not None and rw.broken is not None else None
         except Ended as e:  # cut short by a stopping gateway or its key's revocation: the client's error event
             await send(rw.ended(stream_error(e.message, e.code or "", e.type)))
         finally:

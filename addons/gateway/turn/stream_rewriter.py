@@ -8,7 +8,7 @@ in the client's error format.
 A stream's end is a fact, decided here and nowhere else: the answer is whole only when Qwen said so — its `[DONE]`, or
 every choice's finish (the dialect's own end on a pass-through pair). Anything else — the body ending early, the
 connection reset, a read that timed out, a line or a character cut in half — is a break (`upstream_end`, `cut`): an
-event not yet complete is dropped, never decoded, and the break is either held for the turn to continue (`mend`) or
+event not yet complete is dropped, never decoded, and the break is either held for the turn to continue (`holds_breaks`) or
 the client's terminal error. Never a clean close on a broken answer.
 
 mitmproxy's contract (see docs/troubleshooting.md): it is called per received chunk and
@@ -40,7 +40,7 @@ ENDED_EARLY = "Qwen ended the stream before the answer was complete"
 
 class StreamRewriter:
     def __init__(self, normalizer: ChunkSource, translator: StreamTranslator, *, capture_limit: int = 0,
-                 choices: int = 1) -> None:
+                 choices: int = 1, holds_breaks: bool = False) -> None:
         self.normalizer = normalizer
         self.translator = translator
         self.choices = max(1, choices)  # the answer's choices: whole when each has its finish (or at [DONE])
@@ -65,9 +65,9 @@ class StreamRewriter:
         # `park` is also called when the stream fails (nothing to keep: `error` is set).
         self.park: Callable[[], None] | None = None
         self.held: list[bytes] | None = None
-        # Set when the turn may continue the answer (turn/continuation.py): asked at a break whether it will; if
-        # so the break is held in `broken` (the client hears nothing of it) until the turn continues or gives up.
-        self.mend: Callable[[dict], bool] | None = None
+        # True while the turn may continue the answer (turn/continuation.py): a break is then held in `broken`
+        # (the client hears nothing of it) for the turn to continue, or to give up on and send after all
+        self.holds_breaks = holds_breaks
         self.broken: dict | None = None
 
     def __call__(self, chunk: bytes) -> list[bytes]:
@@ -75,7 +75,7 @@ class StreamRewriter:
         longer continued), then the parked final events."""
         self.last_upstream_at = time.monotonic()
         if chunk == b"":
-            self.mend = None
+            self.holds_breaks = False
         try:
             out = self._process(chunk)
         except Exception as e:  # never into mitmproxy's core: end the stream in the client's error instead
@@ -174,8 +174,8 @@ class StreamRewriter:
         return out
 
     def _broke(self, error: dict) -> list[bytes]:
-        """Qwen's answer broke off: held when the turn will continue it (`mend`), else the client's error."""
-        if self.mend is not None and self.mend(error):
+        """Qwen's answer broke off: held when the turn may continue it (`holds_breaks`), else the client's error."""
+        if self.holds_breaks:
             self.finished, self.broken = True, error
             return []
         return self._fail(error)
@@ -193,18 +193,27 @@ class StreamRewriter:
             self._sent(out)
         return out
 
+    def told(self) -> UpstreamError | None:
+        """What Qwen reported inside the stream, once: the turn told the pool of it (the settlement does not again)."""
+        err, self.upstream_error = self.upstream_error, None
+        return err
+
+    def read_through(self, source: ChunkSource) -> None:
+        """Upstream events read through `source` from now on (the answer so far, which the turn follows)."""
+        self.normalizer = source
+
     def resume(self) -> None:
         """A continuation's stream follows the broken one (its chunk source put in place by the turn)."""
         self.decoder, self.finished, self.broken, self.upstream_error = SSEDecoder(), False, None, None
 
     def give_up(self) -> list[bytes]:
         """The held break goes to the client after all: the answer was not continued."""
-        error, self.broken, self.mend = self.broken, None, None
+        error, self.broken, self.holds_breaks = self.broken, None, False
         return self._ended(error) if error is not None else []
 
     def ended(self, error: dict) -> list[bytes]:
         """The gateway ends the stream itself (it is stopping): the client's error, never continued."""
-        self.mend = None
+        self.holds_breaks = False
         if self.broken is None and self.finished:
             return []
         self.broken = None

@@ -6,6 +6,7 @@ chat completion first."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from mitmproxy import http
 
@@ -18,13 +19,17 @@ from ..interfaces import StreamTranslator, UpstreamAnswer
 from .stream_rewriter import StreamRewriter
 from .kept_before_end import final_object
 
+if TYPE_CHECKING:
+    from .continuation import Continuation
+
 # The engine's `open`: the exchange sent upstream, the answer's head read, its body still arriving.
 OpenUpstream = Callable[[Exchange], Awaitable[UpstreamAnswer]]
 
 
-def stream_rewriter(ex: Exchange, capture_limit: int = 0,
-                    translator: StreamTranslator | None = None) -> StreamRewriter:
-    """The upstream's chunk source and the client's stream translator for `ex` (or `translator`), joined."""
+def stream_rewriter(ex: Exchange, capture_limit: int = 0, translator: StreamTranslator | None = None,
+                    going: Continuation | None = None) -> StreamRewriter:
+    """The upstream's chunk source and the client's stream translator for `ex` (or `translator`), joined; `going`:
+    the turn may continue the answer (turn/continuation.py), so a break is held and the source is what it follows."""
     assert ex.endpoint is not None and ex.attempt.upstream is not None  # the engine chose the upstream
     if ex.attempt.leg.passthrough and ex.endpoint.own_stream is not None:  # the dialect's own events, both ways
         source, own = ex.endpoint.own_stream(ex)
@@ -32,8 +37,10 @@ def stream_rewriter(ex: Exchange, capture_limit: int = 0,
     translator = translator or ex.endpoint.stream_translator(ex)
     assert translator is not None  # only endpoints that stream get here
     n = (ex.chat_body or {}).get("n")
-    return StreamRewriter(ex.attempt.upstream.chunks(ex.requested_model or ex.attempt.model), translator,
-                          capture_limit=capture_limit, choices=n if isinstance(n, int) and n > 1 else 1)
+    chunks = ex.attempt.upstream.chunks(ex.requested_model or ex.attempt.model)
+    return StreamRewriter(going.source(chunks) if going is not None else chunks, translator,
+                          capture_limit=capture_limit, choices=n if isinstance(n, int) and n > 1 else 1,
+                          holds_breaks=going is not None)
 
 
 async def fetch_whole(open_upstream: OpenUpstream, ex: Exchange) -> tuple[http.Response, dict | None]:

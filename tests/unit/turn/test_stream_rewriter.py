@@ -138,18 +138,17 @@ def test_unkept_swaps_the_held_end_for_the_translators_failure_event():
     assert rw(b"") == [b"data: not kept\n\n"]
 
 
-def test_a_break_the_turn_will_mend_is_held_then_given_up_or_resumed():
-    """`mend` says the turn continues the answer: the break is held (the client hears nothing of it) until the turn
-    resumes the stream with a continuation, or gives up and the client gets the break's error after all."""
-    asked: list[dict] = []
+def test_a_break_the_turn_may_continue_is_held_then_given_up_or_resumed():
+    """`holds_breaks`: the turn may continue the answer, so a break is held (the client hears nothing of it) until
+    the turn resumes the stream with a continuation, or gives up and the client gets the break's error after all."""
     rw = rewriter()
-    rw.mend = lambda error: asked.append(error) is None
+    rw.holds_breaks = True
     assert rw(event("Hel")) == [b"data: Hel|None\n\n"]
     assert rw(event("Requests rate limit exceeded, please try again later.", "error_finish")) == []
-    assert rw.broken is not None and rw.error is None and rw.throttled and len(asked) == 1
+    assert rw.broken is not None and rw.error is None and rw.throttled
     assert rw.give_up() == [b"data: [FAILED]\n\n"] and rw.error == rw.translator.failed[0] and rw.broken is None
     rw = rewriter()
-    rw.mend = lambda error: True
+    rw.holds_breaks = True
     rw(event("Hel"))
     assert rw.upstream_end() == [] and rw.broken == stream_error("Qwen ended the stream before the answer was complete.")
     rw.resume()
@@ -159,11 +158,11 @@ def test_a_break_the_turn_will_mend_is_held_then_given_up_or_resumed():
 
 def test_the_gateways_own_end_is_never_held():
     rw = rewriter()
-    rw.mend = lambda error: True
+    rw.holds_breaks = True
     rw(event("Hel"))
     assert rw.ended(stream_error("stopping", "gateway_shutting_down")) == [b"data: [FAILED]\n\n"]
     rw = rewriter()
-    rw.mend = lambda error: True
+    rw.holds_breaks = True
     rw(event("Hel") + event(None, "error_finish"))  # held, then the gateway stops before it is continued
     assert rw.broken is not None
     assert rw.ended(stream_error("stopping", "gateway_shutting_down")) == [b"data: [FAILED]\n\n"]
