@@ -49,9 +49,12 @@ def model_row(m: Model) -> str:
     dates = " → ".join(d for d in (m.released, m.retires) if d) or "–"
     if m.successor:
         dates += f" (then `{m.successor}`)"
+    elif m.successors:
+        dates += f" (then {m.replaced_by}: {', '.join(f'`{x}`' for x in m.successors)})"
     shares = "shares" if m.shares_output else "–"
     family = f" (of `{m.family}`)" if m.family else ""
-    cited = "; ".join(f"{fact}: {m.cite[fact]}" for fact in ("context", "input", "output", "budget") if fact in m.cite)
+    cited = "; ".join(f"{fact}: {m.cite[fact]}" for fact in ("context", "input", "output", "budget", "retires")
+                      if fact in m.cite)
     return (f"| `{m.id}`{family} | {_n(m.context, m, 'context')} | {_n(m.input, m, 'input')} | "
             f"{_n(m.output, m, 'output')} | {shares} | {inputs} | {'yes' if m.search else '–'} | {', '.join(m.plans)} "
             f"| {dates} | {m.sources}{f' ({cited})' if cited else ''} |")
@@ -114,8 +117,10 @@ def prices_table() -> str:
 
 
 def partial_list() -> str:
-    """The models whose streams the gateway continues from a prefix (the catalogue's `partial`)."""
-    return ", ".join(f"`{m.id}`" for m in ROWS.values() if m.kind == CHAT and m.partial) + "."
+    """The models whose streams the gateway continues from a prefix (the catalogue's `partial`), but those retired
+    when the sources were read (answered locally, never streamed)."""
+    return ", ".join(f"`{m.id}`" for m in ROWS.values()
+                     if m.kind == CHAT and m.partial and not (m.retires and m.retires < READ)) + "."
 
 
 def sources_list() -> str:

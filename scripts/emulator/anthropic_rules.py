@@ -273,7 +273,8 @@ def check(body, sw: dict, count: bool = False) -> tuple[int, dict] | None:
         _schema(body, count)
         _markers(body)
         model = body["model"]
-        if model not in chat.known_models(sw):  # claude-* ids too: the gateway maps names before passing through
+        if model not in chat.known_models(sw) or rules.retired(model, sw.get("today")):  # claude-* ids too: the
+            # gateway maps names before passing through; a retired model is not found here either (chat's 404)
             raise Refused("not_found_error", f"model: {model}")
         cap = rules.output_cap(model, sw.get("model_caps") or {})
         if not count and cap is not None and body["max_tokens"] > cap:  # R4, in Anthropic's words

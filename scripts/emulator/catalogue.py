@@ -13,8 +13,8 @@ import tomllib
 from pathlib import Path
 
 PATH = Path(__file__).resolve().parents[2] / "addons" / "gateway" / "models" / "catalogue.toml"
-# What a row does not take from its family (models/catalogue.py's `_row`): its name, sources and dates.
-NOT_INHERITED = ("family", "sources", "released", "retires")
+# What a row does not take from its family (models/catalogue.py's `_row`): its name, sources, dates and successors.
+NOT_INHERITED = ("family", "sources", "released", "retires", "successor", "successors", "replaced_by")
 
 
 def rows(models: dict) -> dict[str, dict]:

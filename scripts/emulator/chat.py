@@ -38,8 +38,7 @@ def validate(body, sw: dict | None = None) -> tuple[int, dict] | None:
         return 400, error("model_not_found", f"The model `{body.get('model')}` does not exist or you do not have "
                                              "access to it.")
     if rules.retired(body.get("model"), sw.get("today")):  # its last day passed (the catalogue's `retires`)
-        return 404, error("model_not_found", f"The model `{body.get('model')}` does not exist or you do not have "
-                                             "access to it.")
+        return 404, error("model_not_found", rules.not_found(body.get("model"), sw.get("today")))
     msgs = body.get("messages")
     if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) for m in msgs):
         return 400, error("invalid_parameter_error", "messages must be a non-empty list of message objects.")

@@ -9,6 +9,7 @@ not the default (an `error_finish` stream, a model not enabled for the account) 
 from __future__ import annotations
 
 import datetime
+import difflib
 import json
 import uuid
 
@@ -124,6 +125,18 @@ def retired(model: object, today: str | None = None) -> bool:
     row = catalogue.row(model)
     day = today or datetime.datetime.now(datetime.timezone.utc).date().isoformat()
     return row is not None and bool(row.get("retires")) and day > str(row["retires"])
+
+
+def not_found(model: object, today: str | None = None) -> str:
+    """Model Studio's 404 for a model it does not serve; for a retired one with its hint, which names other models,
+    some retired too (dashscope-rules.md, 2026-11-26: qvq-max -> "Did you mean `qwen-vl-max`…"): the closest
+    names, whatever their state, so a request the gateway should have answered itself is visible."""
+    said = f"The model `{model}` does not exist or you do not have access to it."
+    if not retired(model, today):
+        return said
+    near = difflib.get_close_matches(str(model), [m for m in KNOWN_MODELS if m != model], n=3, cutoff=0.5)
+    names = [f"`{m}`" for m in near]
+    return said + (f" Did you mean {' or '.join(filter(None, (', '.join(names[:-1]), names[-1])))}?" if names else "")
 
 
 def check_chat(body: dict, sw: dict) -> tuple[int, dict] | None:

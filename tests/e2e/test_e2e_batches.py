@@ -163,7 +163,7 @@ def test_a_line_naming_a_retired_model_refuses_the_upload_and_nothing_reaches_qw
         c.files.create(file=("r.jsonl", jsonl(rows)), purpose="batch")
     error = e.value.body
     assert error["code"] == "model_not_found" and error["param"] == "line 2: model", error
-    assert error["message"].startswith("Line 2 (custom_id 'old'): The model `qwen4-max-preview` was retired on "), error
+    assert error["message"].startswith("Line 2 (custom_id 'old'): The model `qwen4-max-preview` was retired"), error
     assert "Use `qwen4-max` instead." in error["message"]
     assert not [r for r in emu.requests() if r["path"].endswith("/files")]  # nothing uploaded to Qwen
 

@@ -243,14 +243,17 @@ def test_the_output_it_asks_reaches_the_newest_models_whole(claude_world, model)
 
 def test_its_default_thinking_budget_on_a_model_capped_below_it_is_answered(claude_world):
     """`--model claude-sonnet-4-5-20250929` sends max_tokens 32,000 with thinking.budget_tokens 31,999
-    (claude-code.md §2); mapped to qwen-turbo, whose cap is 16,384 (the catalogue, sourced), the cap and the
-    budget reach Qwen lowered together: answered (issue 59: the budget stayed at 31,999 above the lowered cap,
-    and Qwen refused `max_completion_tokens [16384] must be greater than thinking_budget [31999]`)."""
+    (claude-code.md §2); mapped to qwen3.6-plus, which Qwen caps at 16,384 here (the emulator's `model_caps`:
+    since qwen-turbo, 16,384, retired on 2026-10-10, no live thinking model has a catalogue cap below 32,000), the
+    cap Qwen's refusal teaches and the budget reach Qwen lowered together: answered (issue 59: the budget stayed
+    at 31,999 above the lowered cap, and Qwen refused `max_completion_tokens [16384] must be greater than
+    thinking_budget [31999]`)."""
     world = claude_world
     gw = world.recording_gateway("capped-thinker", "reverse:https://portal.qwen.ai", "--set",
-                                 "qwen_model_map=claude-sonnet=qwen-turbo")
+                                 "qwen_model_map=claude-sonnet=qwen3.6-plus")
     try:
         world.reset_emulator()
+        world.switches(model_caps={"qwen3.6-plus": 16384})
         mark = world.mark_all(gw)
         r, _, _ = world.claude("say hello", "--model", "claude-sonnet-4-5-20250929", *STREAM_JSON,
                                env=base_url_env(gw))
@@ -258,8 +261,8 @@ def test_its_default_thinking_budget_on_a_model_capped_below_it_is_answered(clau
         assert result["result"] == "Echo: say hello"
         (body,) = model_requests(world, mark, model_calls(events))
         assert body["max_tokens"] == 32000 and body["thinking"]["budget_tokens"] == 31999
-        (upstream,) = world.chat_requests()
-        assert upstream["body"]["model"] == "qwen-turbo"
+        refused, upstream = world.chat_requests()  # the cap as asked, refused; then within the cap it names
+        assert refused["body"]["max_completion_tokens"] == 32000 and upstream["body"]["model"] == "qwen3.6-plus"
         assert (upstream["body"]["max_completion_tokens"], upstream["body"]["thinking_budget"]) == (16384, 16383)
         assert world.leaks_since(gw, mark) == []
     finally:

@@ -44,9 +44,9 @@ def fresh_gw(make_gateway, emu, tmp_path):
 
 
 def test_a_stream_only_model_answers_a_whole_chat_request(gw, emu):
-    c = client(gw).chat.completions.create(model="qwq-plus", messages=USER)
+    c = client(gw).chat.completions.create(model="qwen3-next-80b-a3b-thinking", messages=USER)
     assert c.choices[0].message.content == "Echo: x" and c.choices[0].finish_reason == "stop"
-    assert c.model == "qwq-plus" and c.object == "chat.completion"
+    assert c.model == "qwen3-next-80b-a3b-thinking" and c.object == "chat.completion"
     assert c.choices[0].message.model_extra["reasoning_content"]  # always thinks
     assert c.usage.prompt_tokens > 0 and c.usage.total_tokens == c.usage.prompt_tokens + c.usage.completion_tokens
     body = sent(emu)
@@ -63,12 +63,12 @@ def test_a_stream_only_models_tool_calls_arrive_whole(gw, emu):
 
 
 def test_every_client_api_gets_a_whole_answer_from_a_stream_only_model(gw, emu):
-    r = client(gw).responses.create(model="qwq-plus", input="y")
+    r = client(gw).responses.create(model="qwen3-next-80b-a3b-thinking", input="y")
     assert r.output_text == "Echo: y" and r.status == "completed"
-    legacy = client(gw).completions.create(model="qwq-plus", prompt="z")
+    legacy = client(gw).completions.create(model="qwen3-next-80b-a3b-thinking", prompt="z")
     assert legacy.choices[0].text == "Echo: z"
-    m = post(gw, "/v1/messages", {"model": "qwq-plus", "max_tokens": 100, "messages": [{"role": "user",
-                                                                                       "content": "w"}]},
+    m = post(gw, "/v1/messages", {"model": "qwen3-next-80b-a3b-thinking", "max_tokens": 100,
+                                  "messages": [{"role": "user", "content": "w"}]},
              **{"anthropic-version": "2023-06-01"})
     assert m.status_code == 200, m.text
     assert [b["text"] for b in m.json()["content"] if b["type"] == "text"] == ["Echo: w"]
@@ -89,7 +89,7 @@ def test_a_stream_only_models_error_inside_the_stream_is_the_clients_error(gw, e
     import openai
     emu.fault("error_finish")
     with pytest.raises(openai.RateLimitError):
-        client(gw).chat.completions.create(model="qwq-plus", messages=USER)
+        client(gw).chat.completions.create(model="qwen3-next-80b-a3b-thinking", messages=USER)
 
 
 # ---- item 3: embedding sizes -----------------------------------------------------------------------------

@@ -173,26 +173,27 @@ def test_efforts_and_budgets_with_small_caps_are_answered_on_chat_and_responses(
     assert (sent(emu)[-1]["thinking_budget"], sent(emu)[-1]["max_completion_tokens"]) == (500, 1000)
     r = c.responses.create(model="qwen-plus", input="hi", reasoning={"effort": "medium"}, max_output_tokens=1000)
     assert r.output_text == "Echo: hi" and sent(emu)[-1]["thinking_budget"] == 500
-    answer = c.chat.completions.create(model="qwen-turbo", max_completion_tokens=30000, messages=HI,
-                                       extra_body={"enable_thinking": True, "thinking_budget": 31999})
-    assert answer.choices[0].message.content == "Echo: hi"
-    assert (sent(emu)[-1]["max_completion_tokens"], sent(emu)[-1]["thinking_budget"]) == (16384, 16383)
+    answer = c.chat.completions.create(model="qwen-plus", max_completion_tokens=60000, messages=HI,
+                                       extra_body={"enable_thinking": True, "thinking_budget": 59999})
+    assert answer.choices[0].message.content == "Echo: hi"  # qwen-plus: a 32,768 cap, an 81,920 budget
+    assert (sent(emu)[-1]["max_completion_tokens"], sent(emu)[-1]["thinking_budget"]) == (32768, 32767)
 
 
 @pytest.mark.parametrize("passthrough", [False, True], ids=["translated", "passthrough"])
 def test_claude_codes_budget_on_a_model_capped_below_it_is_answered(tmp_path, emu, make_gateway, passthrough):
-    """Claude Code's max_tokens 32,000 with budget_tokens 31,999 on qwen-turbo (16,384): the cap and the budget
-    are lowered together, on the translation and on the plan's Anthropic base."""
+    """Claude Code's max_tokens with budget_tokens one below (64,000 and 63,999 with CLAUDE_CODE_MAX_OUTPUT_TOKENS;
+    32,000 and 31,999 by default, above qwen-turbo's 16,384 before it retired) on qwen-plus (32,768): the cap and
+    the budget are lowered together, on the translation and on the plan's Anthropic base."""
     gw, _ = key_gateway(tmp_path, emu, make_gateway, *(("--set", "qwen_messages_passthrough=true")
                                                       if passthrough else ()))
-    r = messages(gw, {"model": "qwen-turbo", "max_tokens": 32000, "messages": HI,
-                      "thinking": {"type": "enabled", "budget_tokens": 31999}})
+    r = messages(gw, {"model": "qwen-plus", "max_tokens": 64000, "messages": HI,
+                      "thinking": {"type": "enabled", "budget_tokens": 63999}})
     assert r.status_code == 200, r.text
     upstream = sent(emu)[-1]
     if passthrough:
-        assert (upstream["max_tokens"], upstream["thinking"]["budget_tokens"]) == (16384, 16383)
+        assert (upstream["max_tokens"], upstream["thinking"]["budget_tokens"]) == (32768, 32767)
     else:
-        assert (upstream["max_completion_tokens"], upstream["thinking_budget"]) == (16384, 16383)
+        assert (upstream["max_completion_tokens"], upstream["thinking_budget"]) == (32768, 32767)
 
 
 # ---- item 4: the catalogue's dates and limits answered locally -------------------------------------------------

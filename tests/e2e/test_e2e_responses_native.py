@@ -141,7 +141,7 @@ def test_a_background_request_stays_on_the_gateways_own_path(gw, emu):
 
 
 def test_a_model_qwens_responses_api_does_not_serve_is_translated(gw, emu):
-    r = client(gw).responses.create(model="qwen-turbo", input="hi")
+    r = client(gw).responses.create(model="qwen-max", input="hi")
     assert r.status == "completed" and not native_requests(emu) and len(emu.chat_requests()) == 1
 
 

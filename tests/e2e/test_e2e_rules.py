@@ -315,10 +315,10 @@ def test_r8_repeated_deltas_reach_every_client_verbatim(gw, emu, deltas):
 
 
 def test_r9_thinking_only_model_never_gets_thinking_off(gw, emu):
-    c = client(gw).chat.completions.create(model="qwq-plus", reasoning_effort="minimal",
+    c = client(gw).chat.completions.create(model="qwen3-235b-a22b-thinking-2507", reasoning_effort="minimal",
                                            messages=[{"role": "user", "content": "x"}])
     assert c.choices[0].message.content == "Echo: x" and "enable_thinking" not in sent(emu)
-    r = client(gw).responses.create(model="qwq-plus", input="y", reasoning={"effort": "none"})
+    r = client(gw).responses.create(model="qwen3-235b-a22b-thinking-2507", input="y", reasoning={"effort": "none"})
     assert r.output_text == "Echo: y" and "enable_thinking" not in sent(emu)
 
 

@@ -192,19 +192,20 @@ def test_messages_thinking_reaches_qwen_as_its_budget(tgw, emu):
 
 
 def test_a_thinking_only_model_is_never_told_to_stop(tgw, emu):
-    c = client(tgw).chat.completions.create(model="qwq-plus", messages=USER, reasoning_effort="none")
+    c = client(tgw).chat.completions.create(model="qwen3-235b-a22b-thinking-2507", messages=USER,
+                                            reasoning_effort="none")
     assert knobs(sent(emu)) == {} and c.choices[0].message.content == "Echo: hi"
     assert reasoning_tokens(c.usage) > 0  # it thought anyway: billed, and said so
-    c = client(tgw).chat.completions.create(model="qwq-plus", messages=USER)
+    c = client(tgw).chat.completions.create(model="qwen3-235b-a22b-thinking-2507", messages=USER)
     assert knobs(sent(emu)) == {} and reasoning_tokens(c.usage) > 0
-    r = client(tgw).responses.create(model="qwq-plus", input="hi", reasoning={"effort": "none"})
+    r = client(tgw).responses.create(model="qwen3-235b-a22b-thinking-2507", input="hi", reasoning={"effort": "none"})
     assert knobs(sent(emu)) == {} and r.output_text == "Echo: hi"
     assert r.usage.output_tokens_details.reasoning_tokens > 0
 
 
 @needs_anthropic
 def test_messages_to_a_thinking_only_model_hide_the_thinking_but_bill_it(tgw, pgw, emu):
-    ask = {"model": "qwq-plus", "max_tokens": 256, "messages": USER}
+    ask = {"model": "qwen3-235b-a22b-thinking-2507", "max_tokens": 256, "messages": USER}
     plain, off = messages(tgw, {"op": "create", "params": ask},
                           {"op": "create", "params": {**ask, "thinking": {"type": "disabled"}}})
     assert knobs(sent(emu)) == {}

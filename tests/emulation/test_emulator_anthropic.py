@@ -186,7 +186,8 @@ def test_models_count_tokens_and_unknown_routes(emu):
     assert "coder-model" in ids and "text-embedding-v4" not in ids
     assert {"type": "model", "id": "qwen3-coder-plus", "display_name": "qwen3-coder-plus",
             "created_at": "2025-01-01T00:00:00Z"} in listing["data"]
-    assert ok(emu.http.get("/apps/anthropic/v1/models/qwq-plus", headers=HEADERS))["id"] == "qwq-plus"
+    thinker = "qwen3-235b-a22b-thinking-2507"
+    assert ok(emu.http.get(f"/apps/anthropic/v1/models/{thinker}", headers=HEADERS))["id"] == thinker
     assert refused(emu.http.get("/apps/anthropic/v1/models/claude-opus-4", headers=HEADERS), 404)
     body = {k: v for k, v in BASE.items() if k != "max_tokens"} | {"system": "be brief"}
     n = ok(post(emu, body, path="/v1/messages/count_tokens?beta=true"))["input_tokens"]

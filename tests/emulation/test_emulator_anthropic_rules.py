@@ -106,7 +106,7 @@ CASES = {  # name: (body, expected "type: message"); status 400 unless the type 
     "forced tools without thinking (R3)": ({**BASE, "model": "coder-model", "tools": [WEATHER],
                                             "tool_choice": {"type": "any"}},
                                            "Thinking may not be enabled when tool_choice forces tool use."),
-    "thinking-only models (R9)": ({**BASE, "model": "qwq-plus", "thinking": {"type": "disabled"}},
+    "thinking-only models (R9)": ({**BASE, "model": "qwen3-235b-a22b-thinking-2507", "thinking": {"type": "disabled"}},
                                   "The value of the enable_thinking parameter is restricted to True."),
     "images to vision models (R10)": (turns({"role": "user", "content": [IMAGE]}),
                                       "messages: model qwen3-coder-plus does not support image input"),
@@ -120,6 +120,16 @@ def test_refused(emu, name):
     r = emu.http.post("/apps/anthropic/v1/messages", json=body, headers={"x-api-key": API_KEY,
                                                                          "anthropic-version": "2023-06-01"})
     assert refused(r, 404 if kind == "not_found_error" else 400) == f"{kind}: {message}"
+
+
+def test_a_retired_model_is_not_found(emu):
+    """The models retired on 2026-10-10 (the catalogue's `retires`, notice 731) are not found on the plan's
+    Anthropic base either; served on their last day."""
+    emu.switches(today="2026-10-10")
+    for model in ("qwen-turbo", "qwen-vl-max"):
+        assert refused(post(emu, {**BASE, "model": model}), 404) == f"not_found_error: model: {model}"
+    emu.switches(today="2026-10-09")
+    assert ok(post(emu, {**BASE, "model": "qwen-turbo"}))["model"] == "qwen-turbo"
 
 
 def test_not_json_and_denied_models(emu):

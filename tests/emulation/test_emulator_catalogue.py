@@ -93,5 +93,7 @@ def test_vision_and_stream_only_models_are_the_catalogues(emu):
     image = [{"type": "text", "text": "what is this"}, {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]
     assert emu.chat(image, model="qwen4-max").status_code == 200
     assert "Unexpected item type" in refused(emu.chat(image, model="qwen3.7-max"))
-    assert "only support stream mode" in refused(emu.chat(model="qvq-max"))
-    assert emu.chat(image, model="qvq-max", stream=True).status_code == 200
+    assert "only support stream mode" in refused(emu.chat(model="qwen3-235b-a22b-thinking-2507"))
+    assert emu.chat(model="qwen3-235b-a22b-thinking-2507", stream=True).status_code == 200
+    assert "Unexpected item type" in refused(emu.chat(image, model="qwen3-235b-a22b-thinking-2507", stream=True))
+    assert emu.chat(image, model="qwen3.6-plus", stream=True).status_code == 200  # vision, thinking by default

@@ -15,7 +15,7 @@ STREAM_ONLY = "This model only support stream mode, please enable the stream par
 IMAGE = {"type": "image_url", "image_url": {"url": "https://x/y.png"}}
 
 
-@pytest.mark.parametrize("model", ["qwq-plus", "qwen3-235b-a22b-thinking-2507"])
+@pytest.mark.parametrize("model", ["qwen3-next-80b-a3b-thinking", "qwen3-235b-a22b-thinking-2507"])
 def test_stream_only_models_refuse_a_whole_answer(emu, model):
     for extra in ({}, {"stream": False}):
         r = emu.chat(model=model, **extra)
@@ -74,6 +74,6 @@ def test_embedding_dimensions_per_model(emu, model, default, sizes, bad):
 
 
 def test_stream_only_answer_is_a_normal_stream(emu):
-    events = parse_sse(emu.chat(model="qwq-plus", stream=True).text)
+    events = parse_sse(emu.chat(model="qwen3-235b-a22b-thinking-2507", stream=True).text)
     assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-1] if e["choices"]) == \
         "Echo: hello there"

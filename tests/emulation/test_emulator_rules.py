@@ -36,7 +36,7 @@ def test_r2_json_mode_refused_in_thinking_mode(emu):
     msg = "Json mode response is not supported when enable_thinking is true"
     assert refused(emu.chat(enable_thinking=True, model="qwen-plus", **fmt)) == msg
     assert refused(emu.chat(model="qwen3.6-plus", **fmt)) == msg  # thinks by default
-    assert refused(emu.chat(model="qwq-plus", **fmt)) == msg  # always thinks
+    assert refused(emu.chat(model="qwen3-235b-a22b-thinking-2507", **fmt)) == msg  # always thinks
     assert emu.chat(model="qwen3.6-plus", enable_thinking=False, **fmt).status_code == 200
     assert emu.chat(model="qwen-plus", **fmt).status_code == 200  # no thinking by default
     assert emu.chat(model="qwen3-coder-plus", enable_thinking=True, **fmt).status_code == 200  # never thinks
@@ -53,7 +53,7 @@ def test_r3_forced_tool_choice_refused_in_thinking_mode(emu, choice):
     assert emu.chat(tools=TOOLS, tool_choice="auto", enable_thinking=True).status_code == 200
 
 
-@pytest.mark.parametrize("model,cap", [("coder-model", 65536), ("qwen-max", 8192), ("qwen-turbo", 16384),
+@pytest.mark.parametrize("model,cap", [("coder-model", 65536), ("qwen-max", 8192), ("qwen-flash", 32768),
                                        ("qwen3.8-max", 131072)])
 def test_r4_max_tokens_within_the_models_cap(emu, model, cap):
     """The caps are the catalogue's `output`; `max_tokens` (legacy, switched on) is held to the same cap. The
@@ -65,11 +65,12 @@ def test_r4_max_tokens_within_the_models_cap(emu, model, cap):
         assert emu.chat(model=model, enable_thinking=False, **{key: cap}).status_code == 200
 
 
-@pytest.mark.parametrize("model", ["qwen-turbo", "qwen3.6-plus", "qwq-plus"])
+@pytest.mark.parametrize("model", ["qwen-flash", "qwen3.6-plus", "qwen3-235b-a22b-thinking-2507"])
 def test_a_thinking_budget_at_or_above_the_cap_is_refused_in_dashscopes_words(emu, model):
     """"max_completion_tokens [64000] must be greater than thinking_budget [65536]" (OpenMinis #35)."""
-    knobs = {} if model == "qwq-plus" else {"enable_thinking": True}
-    stream = {"stream": True} if model == "qwq-plus" else {}
+    only = model == "qwen3-235b-a22b-thinking-2507"  # thinking-only: takes no switch, answers streams only
+    knobs = {} if only else {"enable_thinking": True}
+    stream = {"stream": True} if only else {}
     r = emu.chat(model=model, max_completion_tokens=1000, thinking_budget=1000, **knobs, **stream)
     assert refused(r) == "max_completion_tokens [1000] must be greater than thinking_budget [1000]"
     emu.switches(legacy_max_tokens=True)
@@ -89,6 +90,26 @@ def test_a_retired_model_is_not_found(emu):
     assert "qwen4-max-preview" in r.json()["error"]["message"]
     emu.switches(today="2026-11-25")
     assert emu.chat(model="qwen4-max-preview").status_code == 200
+
+
+RETIRED_2026_10_10 = ("qwen-turbo", "qwen-vl-max", "qwen-vl-plus", "qwq-plus", "qvq-max")  # notice 731
+
+
+@pytest.mark.parametrize("model", RETIRED_2026_10_10)
+def test_the_models_retired_on_2026_10_10_are_not_found_with_qwens_hint(emu, model):
+    """Model Studio's 404 for a retired name, with its hint naming other models, some retired too
+    (dashscope-rules.md, 2026-11-26: qvq-max -> "Did you mean `qwen-vl-max`…"): a request the gateway lets
+    through is visible. Served on their last day, 2026-10-09 (the catalogue's `retires`)."""
+    stream = {"stream": True} if model in ("qwq-plus", "qvq-max") else {}  # they answered streams only
+    emu.switches(today="2026-10-10")
+    r = emu.chat(model=model, **stream)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+    said = r.json()["error"]["message"]
+    assert said.startswith(f"The model `{model}` does not exist or you do not have access to it. Did you mean `")
+    if model == "qvq-max":
+        assert "Did you mean `qwen-vl-max`" in said  # a retired model: never a successor
+    emu.switches(today="2026-10-09")
+    assert emu.chat(model=model, **stream).status_code == 200
 
 
 DEPRECATED = ALGO + "max_tokens is deprecated, use max_completion_tokens"
@@ -158,9 +179,9 @@ def test_r8_deltas_that_repeat_earlier_text_are_streamed_as_is(emu):
 
 
 def test_r9_thinking_knobs_per_model(emu):
-    r = emu.chat(model="qwq-plus", enable_thinking=False)
+    r = emu.chat(model="qwen3-235b-a22b-thinking-2507", enable_thinking=False)
     assert refused(r) == ALGO + "The value of the enable_thinking parameter is restricted to True."
-    assert emu.chat(model="qwq-plus", stream=True).status_code == 200
+    assert emu.chat(model="qwen3-235b-a22b-thinking-2507", stream=True).status_code == 200
     r = emu.chat(model="qwen3.8-max", reasoning_effort="high", thinking_budget=1024)
     assert "reasoning_effort" in refused(r)
     assert emu.chat(model="qwen3.8-max", reasoning_effort="high").status_code == 200
@@ -174,7 +195,7 @@ def test_r9_the_knobs_each_model_refuses_in_dashscopes_words(emu):
         "'reasoning_effort' must be one of: 'none', 'minimal', 'low', 'medium', 'high', 'xhigh'")
     assert emu.chat(model="qwen3.8-max", thinking_budget=4096).status_code == 200  # a budget alone: taken
     budget = ALGO + "The thinking_budget parameter must be a positive integer and not greater than "
-    assert refused(emu.chat(model="qwen-turbo", enable_thinking=True, thinking_budget=77824)) == budget + "38912"
+    assert refused(emu.chat(model="qwen3-8b", enable_thinking=True, thinking_budget=77824)) == budget + "38912"
     assert refused(emu.chat(model="qwen3.6-plus", thinking_budget=81921)) == budget + "81920"  # on by default
     assert emu.chat(model="qwen3.6-plus", thinking_budget=81920).status_code == 200
     assert emu.chat(model="qwen3.6-plus", enable_thinking=False, thinking_budget=10 ** 6).status_code == 200

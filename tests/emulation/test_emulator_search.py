@@ -16,7 +16,7 @@ SEARCH = {"enable_search": True, "search_options": {"enable_source": True, "enab
 proc, emu = emulator_fixtures("--quiet", "--api-key", API_KEY)
 
 
-@pytest.mark.parametrize("model", ["coder-model", "qwen3-coder-plus", "qwen-vl-max"])
+@pytest.mark.parametrize("model", ["coder-model", "qwen3-coder-plus", "qwen3-vl-plus"])
 def test_enable_search_is_refused_on_models_that_cannot_search(emu, model):
     r = emu.chat(model=model, **SEARCH)
     assert r.status_code == 400, r.text

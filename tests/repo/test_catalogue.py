@@ -116,9 +116,26 @@ def test_a_number_whose_sources_are_older_than_the_model_is_not_applied():
     assert window("qwen4-max") == 991_808  # K is the model's own page, of its release day
 
 
-def test_a_retiring_row_names_its_successor():
-    assert [(m.id, m.retires, m.successor) for m in ROWS.values() if m.retires] == \
-        [("qwen4-max-preview", "2026-11-25", "qwen4-max")]
+RETIRED_2026_10_10 = ("qwen-turbo", "qwen-vl-max", "qwen-vl-plus", "qwq-plus", "qvq-max")  # notice 731 (AD)
+
+
+def test_a_retiring_row_names_its_successor_or_the_series_its_source_names():
+    assert [(m.id, m.retires, m.successor, m.cite["retires"]) for m in ROWS.values() if m.successor] == \
+        [("qwen4-max-preview", "2026-11-25", "qwen4-max", "K")]
+    series = {m.id: (m.retires, m.replaced_by, m.cite["retires"]) for m in ROWS.values() if m.successors}
+    assert series == {m: ("2026-10-09", "the Qwen3.6 and Qwen3.7 series", "AD") for m in RETIRED_2026_10_10}
+    assert SOURCE_DATES["AD"] == "2026-10-10" and "Qwen3.6 and Qwen3.7 series" in SOURCES["AD"]
+
+
+def test_a_series_successor_is_of_that_series_and_serves_the_retired_models_need():
+    """The notice names the Qwen3.6 and Qwen3.7 series: the examples are live rows of them that see images where
+    the retired model did, think where it always thought, and (for qwen-turbo) are the series' cheap ones."""
+    for m in ROWS.values():
+        for successor in (ROWS[s] for s in m.successors):
+            assert successor.id.startswith(("qwen3.6-", "qwen3.7-")) and successor.retires is None, (m.id, successor)
+            assert successor.vision or not m.vision, (m.id, successor.id)
+            assert successor.thinks or m.thinking != "only", (m.id, successor.id)
+    assert all(s.endswith("-flash") for s in ROWS["qwen-turbo"].successors)
 
 
 def test_a_snapshot_reads_as_its_family_and_an_unknown_model_is_not_guessed():

@@ -104,7 +104,7 @@ def test_responses_go_to_qwens_own_api_only_when_asked_on_payg_keys_and_served_m
     on = components.pairing(Config(responses_native=True))
     leg, base = on.leg("responses", DASHSCOPE, PAYG, "qwen3-coder-plus")
     assert (leg.suffix, leg.passthrough, base) == ("responses", True, PAYG.base_url)
-    assert on.leg("responses", DASHSCOPE, PAYG, "qwen-turbo") == (TRANSLATED, None)  # not served there
+    assert on.leg("responses", DASHSCOPE, PAYG, "qwen-max") == (TRANSLATED, None)  # not served there
     assert on.leg("responses", DASHSCOPE, PAYG, "qwen3.6-plus") == (TRANSLATED, None)  # served, no session cache
     assert on.leg("responses", DASHSCOPE, PLAN, "qwen3-coder-plus") == (TRANSLATED, None)  # Coding Plan: chat only
     assert on.leg("responses", DASHSCOPE, LOGIN, "qwen3-coder-plus") == (TRANSLATED, None)

@@ -64,4 +64,4 @@ def test_a_leg_for_some_models_translates_the_others():
     leg = Leg("responses", passthrough=True, models=lambda m: m == "qwen3-coder-plus")
     p = pairing(legs={("responses", "dashscope"): leg})
     assert p.leg("responses", DASH, KEYED, "qwen3-coder-plus") == (leg, None)  # type: ignore[arg-type]
-    assert p.leg("responses", DASH, KEYED, "qwen-turbo") == (TRANSLATED, None)  # type: ignore[arg-type]
+    assert p.leg("responses", DASH, KEYED, "qwen3.6-plus") == (TRANSLATED, None)  # type: ignore[arg-type]

@@ -71,8 +71,10 @@ class Model:
     web: bool = False
     plans: tuple[str, ...] = ()
     released: str | None = None
-    retires: str | None = None
-    successor: str | None = None
+    retires: str | None = None  # the last day Model Studio serves it (YYYY-MM-DD); its source: `cite["retires"]`
+    successor: str | None = None  # the one model its source names in its place, or:
+    successors: tuple[str, ...] = ()  # examples from what its source names (`replaced_by`): a series, not a model
+    replaced_by: str | None = None  # "the Qwen3.6 and Qwen3.7 series": its source's own words
     cite: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # fact -> its sources
     unsourced: frozenset[str] = frozenset()  # facts of HELD_TO whose sources are all older than the model
     dimensions: tuple[int, ...] = ()
@@ -85,7 +87,10 @@ class Model:
 
 
 _FIELDS = set(Model.__dataclass_fields__) - {"id", "prices", "unsourced"} | {"price"}
-_OWN = {"price", "family", "sources", "released", "retires", "successor", "cite"}  # never inherited
+_OWN = {"price", "family", "sources", "released", "retires", "successor", "successors", "replaced_by",
+        "cite"}  # never inherited
+# What a row's `cite` names sources for: the numbers it is held to and its retirement.
+CITED = (*HELD_TO, "retires")
 
 
 def _tier(t: dict) -> Tier:
@@ -109,7 +114,7 @@ def _row(model_id: str, raw: dict, rows: dict) -> Model:
     price = own.pop("price", None)
     if price is not None:
         own["prices"] = MappingProxyType({b: tuple(map(_tier, tiers)) for b, tiers in price.items()})
-    for key in ("efforts", "plans", "dimensions", "cache_ttls"):
+    for key in ("efforts", "plans", "dimensions", "cache_ttls", "successors"):
         if key in own:
             own[key] = tuple(own[key])
     if "thinking" in own:
@@ -144,13 +149,16 @@ def _checked(m: Model, sources: dict[str, dict]) -> Model:
     """The row with its unsourced numbers marked, after checking what it cites exists."""
     missing = set(letters(m.sources)) - set(sources)
     for fact, cited in m.cite.items():
-        if fact not in HELD_TO:
-            raise ValueError(f"models/catalogue.toml: {m.id} cites sources for {fact}, which is not one of {HELD_TO}")
+        if fact not in CITED:
+            raise ValueError(f"models/catalogue.toml: {m.id} cites sources for {fact}, which is not one of {CITED}")
         missing |= set(letters(cited)) - set(sources)
     if missing:
         raise ValueError(f"models/catalogue.toml: {m.id} cites unknown sources {sorted(missing)}")
-    if (m.successor is None) != (m.retires is None):
-        raise ValueError(f"models/catalogue.toml: {m.id}: a retirement and its successor go together")
+    named = (m.successor is not None) + bool(m.successors)
+    if (m.retires is None) != (named == 0) or named > 1 or (m.replaced_by is None) != (not m.successors) \
+            or (m.retires is not None and not m.cite.get("retires")):
+        raise ValueError(f"models/catalogue.toml: {m.id}: a retirement names its sources (cite.retires) and either "
+                         "its `successor` or the series its source names (`replaced_by`) with `successors` from it")
     if m.released is None:
         return m
     released = days(m.released)[1]  # the latest day it may have been released
@@ -172,8 +180,11 @@ def load(path: Path = PATH) -> tuple[dict[str, Model], dict[str, dict], str, lis
         rows[model_id] = _row(model_id, raw, rows)
     for model_id, m in rows.items():
         rows[model_id] = _checked(m, sources)
-        if m.successor is not None and m.successor not in rows:
-            raise ValueError(f"models/catalogue.toml: {model_id}'s successor {m.successor} is not a row")
+        for successor in (m.successor,) * (m.successor is not None) + m.successors:
+            if successor not in rows:
+                raise ValueError(f"models/catalogue.toml: {model_id}'s successor {successor} is not a row")
+            if (rows[successor].retires or "9999") <= str(m.retires):  # Qwen's own 404 suggests such names
+                raise ValueError(f"models/catalogue.toml: {model_id}'s successor {successor} retires before it")
     rules = []
     for n, raw in enumerate(data.get("family_rules", ())):
         own = {k: v for k, v in raw.items() if k != "match"}
@@ -251,6 +262,17 @@ def retired(model: str, day: str | None = None) -> Model | None:
     if row is None or row.retires is None:
         return None
     return row if (day or today()) > row.retires else None
+
+
+def retirement_message(model: str, row: Model) -> str:
+    """What the gateway answers (404 model_not_found) for a model past its last day: the successor its source
+    names, or the series (with examples from the catalogue); never a name from Qwen's own 404, which suggests
+    models retired too."""
+    said = f"The model `{model}` was retired: Model Studio served it until {row.retires}."
+    if row.successor is not None:
+        return f"{said} Use `{row.successor}` instead."
+    return f"{said} Model Studio names {row.replaced_by} as replacements, e.g. " + \
+        ", ".join(f"`{m}`" for m in row.successors) + "."
 
 
 def chat_models(plans: set[str] | None = None) -> list[str]:

@@ -295,6 +295,5 @@ def still_served(model: str) -> None:
     """A model Model Studio no longer serves (the catalogue's retirement past) is answered here, never sent (`build`:
     a live request's and a batch line's alike)."""
     if (gone := catalogue.retired(model)) is not None:
-        raise GatewayError(404, f"The model `{model}` was retired on {gone.retires}: Model Studio no longer "
-                                f"serves it. Use `{gone.successor}` instead.", code="model_not_found",
-                           param="model", headers=NO_RETRY)
+        raise GatewayError(404, catalogue.retirement_message(model, gone), code="model_not_found", param="model",
+                           headers=NO_RETRY)

@@ -208,7 +208,8 @@ def test_images_in_tool_messages_move_to_a_user_message_after_the_tool_results()
 
 
 def test_stream_only_models_from_the_table_and_from_their_400():
-    assert stream_only("qwq-plus") and stream_only("qwen3-235b-a22b-thinking-2507") and stream_only("qvq-max")
+    assert stream_only("qwen3-next-80b-a3b-thinking") and stream_only("qwen3-235b-a22b-thinking-2507")
+    assert stream_only("qwen3-vl-235b-a22b-thinking")  # not a row: the family rules' `^qwen3-.*-thinking`
     assert not stream_only("qwen3-coder-plus") and stream_only("qwen3-coder-plus", {"qwen3-coder-plus"})
     found = ranges.read("This model only support stream mode, please enable the stream parameter to access the "
                         "model. ")
@@ -218,7 +219,7 @@ def test_stream_only_models_from_the_table_and_from_their_400():
 
 def test_a_whole_answer_from_a_stream_only_model_is_asked_as_a_stream():
     notes: list[str] = []
-    out = chat_to_qwen({"messages": [USER]}, model="qwq-plus", oauth=False, notes=notes)
+    out = chat_to_qwen({"messages": [USER]}, model="qwen3-next-80b-a3b-thinking", oauth=False, notes=notes)
     assert out["stream"] is True and out["stream_options"] == {"include_usage": True} and notes
     learned = LearnedFacts()
     learned.stream_only.add("qwen-new")

@@ -53,7 +53,7 @@ def test_web_search_options_become_enable_search_with_sources_and_citation_marke
 
 @pytest.mark.parametrize("model,oauth,why", [("qwen3-coder-plus", False, "qwen3-coder-plus cannot search"),
                                              ("coder-model", True, "Qwen OAuth accounts"),
-                                             ("qwen-vl-max", False, "qwen-vl-max cannot search")])
+                                             ("qwen3-vl-plus", False, "qwen3-vl-plus cannot search")])
 def test_a_demanded_search_without_search_is_a_400_naming_the_parameter(model, oauth, why):
     with pytest.raises(GatewayError) as e:
         qwen({"web_search_options": {}}, model=model, oauth=oauth)
@@ -72,10 +72,11 @@ def test_an_offered_search_without_search_is_dropped_with_a_note():
 
 
 def test_which_models_search():
-    for model in ("qwen-max", "qwen-plus-latest", "qwen-turbo", "qwen3-max", "qwen3.5-plus", "qwen3.7-plus",
+    for model in ("qwen-max", "qwen-plus-latest", "qwen-flash", "qwen3-max", "qwen3.5-plus", "qwen3.7-plus",
                   "qwen3.8-max"):
         assert can_search(model), model
-    for model in ("coder-model", "vision-model", "qwen3-coder-plus", "qwen3-coder-flash", "qwen-vl-max",
+    for model in ("coder-model", "vision-model", "qwen3-coder-plus", "qwen3-coder-flash",
+                  "qwen3-235b-a22b-thinking-2507",
                   "qwen3-vl-plus", "text-embedding-v4"):
         assert not can_search(model), model
 

@@ -76,3 +76,15 @@ def test_the_list_carries_openais_shutdown_date_and_a_retired_model_is_known_as_
     assert gone is not None and gone.successor == "qwen4-max"
     assert catalogue.retired("qwen4-max", "2030-01-01") is None and catalogue.retired("qwen9-max") is None
     assert len(catalogue.today()) == 10
+
+
+def test_the_models_retired_on_2026_10_10_are_listed_and_got_alike_with_their_shutdown_date():
+    """/v1/models and /v1/models/{id} read the same rows (api/models.py): a retired model is in both, with its
+    last day served as OpenAI's `shutdown_date`, as qwen4-max-preview is."""
+    m = ModelMap("qwen3-coder-plus")
+    payg = [("key", "payg:intl", False, "a")]
+    listed = {x["id"]: x for x in m.list(payg)}
+    for model in ("qwen-turbo", "qwen-vl-max", "qwen-vl-plus", "qwq-plus", "qvq-max"):
+        assert listed[model]["shutdown_date"] == "2026-10-09"
+        assert m.get(model, payg) == listed[model]
+    assert listed["qwen3.6-flash"]["shutdown_date"] is None

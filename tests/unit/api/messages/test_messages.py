@@ -184,7 +184,7 @@ def test_thinking_the_client_did_not_ask_for_is_left_out():
 def test_thinking_the_client_did_not_ask_for_is_left_out_of_a_passed_through_answer():
     from qwen_gateway.api.messages.passthrough import EventRelay, own_answer
     thought = {"type": "thinking", "thinking": "hm", "signature": "up"}
-    whole = {"model": "qwq-plus", "content": [thought, {"type": "text", "text": "hi"}], "usage": {}}
+    whole = {"model": "qwen3-235b-a22b-thinking-2507", "content": [thought, {"type": "text", "text": "hi"}], "usage": {}}
     assert own_answer(whole, model="m", sign=str, thinking=False)[0]["content"] == [{"type": "text", "text": "hi"}]
     assert own_answer(whole, model="m", sign=str)[0]["content"][0]["type"] == "thinking"
     relay = EventRelay(model="m", sign=str, thinking=False)

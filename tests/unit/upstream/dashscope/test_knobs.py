@@ -39,7 +39,7 @@ def test_forced_tool_choice_turns_thinking_off_on_hybrid_models(choice):
 
 def test_thinking_only_models_keep_thinking_and_lose_a_forced_choice():
     out, notes = qwen({"reasoning_effort": "none", "tools": TOOLS, "tool_choice": "required", "stream": True},
-                      model="qwq-plus")
+                      model="qwen3-next-80b-a3b-thinking")
     assert "enable_thinking" not in out and out["tool_choice"] == "auto"
     assert any("always thinks" in n for n in notes) and len(notes) == 2
     out, notes = qwen({"enable_thinking": False}, model="qwen3-235b-a22b-thinking-2507")
@@ -76,7 +76,7 @@ def test_explicit_qwen_knobs_win_over_reasoning_effort():
     ("qwen3.5-plus-2026-02-15", {"enable_thinking": False}),  # a dated snapshot reads as its family
     ("qwen3.9-plus", {"enable_thinking": False}),  # not in the table: Qwen 3.5 and later think by default
     ("qwen3.8-max", {"reasoning_effort": "none"}),
-    ("qwen-plus", {}), ("qwen3-max-2026-01-23", {}), ("qwen3-coder-plus", {}), ("qwq-plus", {}),
+    ("qwen-plus", {}), ("qwen3-max-2026-01-23", {}), ("qwen3-coder-plus", {}), ("qwen3-next-80b-a3b-thinking", {}),
     ("somebody-elses-model", {})])
 def test_without_a_reasoning_ask_a_model_that_thinks_by_default_is_told_not_to(model, sent):
     out, notes = qwen({"stream": True}, model=model)
@@ -111,10 +111,11 @@ def test_the_anthropic_base_gets_thinking_only_when_asked():
     assert knobs.anthropic_thinking({**ask, "model": "qwen-plus"}) == {**ask, "model": "qwen-plus"}
     on = {"thinking": {"type": "enabled", "budget_tokens": 2048}}
     assert knobs.anthropic_thinking({**ask, "model": "qwen3.6-plus", **on}) == {**ask, "model": "qwen3.6-plus", **on}
-    assert knobs.anthropic_thinking({**ask, "model": "qwq-plus", **off}, notes) == {**ask, "model": "qwq-plus"}
+    thinker = "qwen3-next-80b-a3b-thinking"
+    assert knobs.anthropic_thinking({**ask, "model": thinker, **off}, notes) == {**ask, "model": thinker}
     assert knobs.anthropic_thinking({**ask, "model": "qwen3-coder-plus", **on}, notes) == {
         **ask, "model": "qwen3-coder-plus"}
-    assert notes == ["thinking stays on: qwq-plus always thinks",
+    assert notes == ["thinking stays on: qwen3-next-80b-a3b-thinking always thinks",
                      "thinking not asked of Qwen: qwen3-coder-plus does not think"]
 
 

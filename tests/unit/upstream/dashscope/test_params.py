@@ -12,15 +12,16 @@ IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}
 
 def test_a_stream_only_model_asked_for_a_whole_answer_is_asked_a_stream_with_usage():
     notes: list[str] = []
-    body = {"model": "qwq-plus", "messages": []}
-    assert stream_whole(body, notes) == {"model": "qwq-plus", "messages": [], "stream": True,
+    body = {"model": "qwen3-next-80b-a3b-thinking", "messages": []}
+    assert stream_whole(body, notes) == {"model": "qwen3-next-80b-a3b-thinking", "messages": [], "stream": True,
                                          "stream_options": {"include_usage": True}}
-    assert notes == ["streamed from Qwen and assembled into one answer: qwq-plus answers streams only"]
-    assert body == {"model": "qwq-plus", "messages": []}  # the client's body is left alone
+    assert notes == ["streamed from Qwen and assembled into one answer: qwen3-next-80b-a3b-thinking answers "
+                     "streams only"]
+    assert body == {"model": "qwen3-next-80b-a3b-thinking", "messages": []}  # the client's body is left alone
 
 
 def test_streams_and_other_models_are_left_as_they_are():
-    for body in ({"model": "qwq-plus", "stream": True}, {"model": "qwen-plus"}):
+    for body in ({"model": "qwen3-next-80b-a3b-thinking", "stream": True}, {"model": "qwen-plus"}):
         assert stream_whole(body) is body
     assert stream_whole({"model": "new-model"}, learned={"new-model"})["stream"] is True  # taught by a 400
 

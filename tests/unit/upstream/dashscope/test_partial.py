@@ -47,7 +47,8 @@ def test_a_model_the_page_lists_in_non_thinking_mode_is_continued(model):
     assert DASHSCOPE.continued(sent(model), "x") is not None
 
 
-@pytest.mark.parametrize("model", ["qwen4-max", "qwen3.8-max", "qwq-plus", "qwen3-235b-a22b-thinking-2507",
+@pytest.mark.parametrize("model", ["qwen4-max", "qwen3.8-max", "qwen3-30b-a3b-thinking-2507",
+                                   "qwen3-235b-a22b-thinking-2507",
                                    "coder-model", "some-model-nobody-knows"])
 def test_a_model_the_page_does_not_list_is_not(model):
     assert DASHSCOPE.continued(sent(model), "x") is None

@@ -38,12 +38,14 @@ def test_an_efforts_budget_is_scaled_to_the_cap_sent(effort, cap, budget):
     assert bool(notes) == (budget != {"low": 1024, "medium": 8192}[effort])
 
 
-@pytest.mark.parametrize("model,cap", [("qwen-turbo", 16384), ("qwq-plus", 8192)])
+@pytest.mark.parametrize("model,cap", [("qwen-plus", 32768), ("qwen3-235b-a22b-thinking-2507", 32768)])
 def test_a_lowered_cap_lowers_the_clients_budget_with_it(model, cap):
-    """Claude Code's defaults (max_tokens 32000, budget_tokens 31999) as the Messages translation hands them on."""
-    out, notes = qwen({"max_completion_tokens": 32000, "thinking_budget": 31999, "enable_thinking": True}, model=model)
+    """Claude Code with CLAUDE_CODE_MAX_OUTPUT_TOKENS=64000 (max_tokens 64000, budget_tokens 63999) as the Messages
+    translation hands them on, to a hybrid and a thinking-only model capped at 32,768 (their budgets go to
+    81,920: the cap is what lowers it)."""
+    out, notes = qwen({"max_completion_tokens": 64000, "thinking_budget": 63999, "enable_thinking": True}, model=model)
     assert out["max_completion_tokens"] == cap and out["thinking_budget"] == cap - 1
-    assert notes[-1] == f"thinking_budget 31999 lowered to {cap - 1}: Qwen takes it only below max_completion_tokens " \
+    assert notes[-1] == f"thinking_budget 63999 lowered to {cap - 1}: Qwen takes it only below max_completion_tokens " \
                         f"({cap})"
 
 
@@ -73,12 +75,12 @@ def test_an_effort_native_model_never_gets_a_budget_whatever_the_cap():
 
 
 def test_the_anthropic_base_gets_a_budget_below_its_lowered_cap():
-    body = {"model": "claude-sonnet-4-5", "max_tokens": 32000, "thinking": {"type": "enabled", "budget_tokens": 31999},
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 64000, "thinking": {"type": "enabled", "budget_tokens": 63999},
             "messages": [USER]}
     notes: list[str] = []
-    out = own_body(body, model="qwen-turbo", capability=Capability.CHAT, notes=notes)
-    assert out["max_tokens"] == 16384 and out["thinking"] == {"type": "enabled", "budget_tokens": 16383}
-    assert body["thinking"]["budget_tokens"] == 31999  # the client's body is never altered
+    out = own_body(body, model="qwen-plus", capability=Capability.CHAT, notes=notes)
+    assert out["max_tokens"] == 32768 and out["thinking"] == {"type": "enabled", "budget_tokens": 32767}
+    assert body["thinking"]["budget_tokens"] == 63999  # the client's body is never altered
 
 
 def test_a_body_that_holds_every_relation_is_returned_as_it_is():

@@ -50,7 +50,8 @@ def test_chat_to_qwen_never_sends_developer_and_leaves_the_input_alone():
 
 
 @pytest.mark.parametrize("model,kind", [("coder-model", Thinking.HYBRID), ("qwen3.6-plus", Thinking.HYBRID),
-                                        ("qwq-plus", Thinking.ONLY), ("qwen3-next-80b-a3b-thinking", Thinking.ONLY),
+                                        ("qwen3-30b-a3b-thinking-2507", Thinking.ONLY),
+                                        ("qwen3-next-80b-a3b-thinking", Thinking.ONLY),
                                         ("qwen3.8-max", Thinking.EFFORT), ("qwen3.8-max-2026-09-01", Thinking.EFFORT)])
 def test_thinking_kinds(model, kind):
     assert thinking.spec(model).kind is kind
@@ -101,7 +102,7 @@ def test_output_caps_from_the_catalogue_and_snapshots_read_as_their_family():
 
 def test_responses_and_completions_limits_are_clamped_too():
     chat = responses_to_chat({"model": "gpt-5", "input": "x", "max_output_tokens": 128000})
-    assert chat_to_qwen(chat, model="qwen-turbo", oauth=False)["max_completion_tokens"] == 16384
+    assert chat_to_qwen(chat, model="qwen-flash", oauth=False)["max_completion_tokens"] == 32768
 
 
 # ---- R10 ----------------------------------------------------------------------------------------------------
@@ -123,9 +124,9 @@ def test_images_stay_on_the_model_their_route_chose():
 
 
 def test_vision_list():
-    for m in ("qwen3.6-plus", "qwen3.7-plus", "qwen3-vl-plus", "qwen-vl-max", "coder-model"):
+    for m in ("qwen3.6-plus", "qwen3.7-plus", "qwen3-vl-plus", "qwen3-vl-flash", "coder-model"):  # the last: a rule
         assert is_vision(m), m
-    for m in ("qwen3-coder-plus", "qwen-max", "qwq-plus"):
+    for m in ("qwen3-coder-plus", "qwen-max", "qwen3-235b-a22b-thinking-2507"):
         assert not is_vision(m), m
     assert vision_model("qwen-max", oauth=False, default_model="coder-model") == "qwen3.6-plus"  # OAuth-only
 
