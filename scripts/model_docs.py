@@ -91,13 +91,16 @@ def _usd(value: float) -> str:
 
 
 def _price(m: Model, tiers) -> str:
-    """Each prompt tier: `≤256K $in / $out` (cached, thinking when priced apart), the last `above`."""
+    """Each prompt tier: `≤256K $in / $out` (cached, thinking, the explicit cache's reads and 5-minute and 1-hour
+    writes when priced apart), the last `above`."""
     said = []
-    for upto, inp, out, cached, thinking in tiers:
+    for upto, inp, out, cached, thinking, read, write, hour in tiers:
         where = "" if len(tiers) == 1 else "above " if upto is None else f"≤{upto // 1000}K "
         parts = [_usd(inp) if m.kind != CHAT else f"{_usd(inp)} / {_usd(out)}"]
         parts += [f"cached {_usd(cached)}"] if cached is not None else []
         parts += [f"thinking {_usd(thinking)}"] if thinking is not None else []
+        parts += [f"{name} {_usd(v)}" for name, v in (("cache read", read), ("5-min write", write),
+                                                      ("1-hour write", hour)) if v is not None]
         said.append(where + ", ".join(parts))
     return "; ".join(said)
 

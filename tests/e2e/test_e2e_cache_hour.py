@@ -60,3 +60,33 @@ def test_retention_24h_is_qwen4s_hour_and_said_elsewhere(cache_gw, emu):
     assert other.usage.prompt_tokens_details.cached_tokens == 0
     time.sleep(1)
     assert any(n.startswith("prompt_cache_retention 24h not sent: qwen3.6-plus") for n in notes(cache_gw)[-1])
+
+
+def test_a_qwen4_max_hour_is_billed_as_its_page_prices_it(emu, make_gateway, tmp_path):
+    """Each turn's ledger row at qwen4-max's own prices (source AE): input $1.50, output $4.50, cache reads $0.075
+    (5 %), 1-hour writes $3.00 (200 %) per million tokens — never unpriced for having asked the hour. The emulator's
+    account has no billing of its own: `qwen_unpriced_as=qwen4-max` prices it as qwen4-max's international list."""
+    import json
+
+    from helpers.ledger import ledger_rows
+    from helpers.procs import until
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "accounts.json").write_text(json.dumps({"accounts": [
+        {"name": "emu", "kind": "key", "base_url": emu.url + "/compatible-mode/v1", "key_env": "EMU_KEY"}]}))
+    gw = make_gateway(env={"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path),
+                           "EMU_KEY": emu.seed_token(kind="key")}, args=("--set", "qwen_unpriced_as=qwen4-max"))
+    one, two = conversation(gw, emu, "qwen4-max", marked_hour("qwen4-max"))
+    expected = []
+    for answer in (one, two):
+        u, d = answer.usage, answer.usage.prompt_tokens_details
+        hour = (d.model_extra or {}).get("cache_creation", {}).get("ephemeral_1h_input_tokens", 0)
+        written, read = d.cache_write_tokens or 0, d.cached_tokens or 0
+        assert hour == written  # all of what was written, written for the hour
+        expected.append(((u.prompt_tokens - read - written) * 1.5 + read * 0.075 + written * 3.0
+                         + u.completion_tokens * 4.5) / 1e6)
+    assert one.usage.prompt_tokens_details.cache_write_tokens > 1024 and two.usage.prompt_tokens_details.cached_tokens
+    rows = until(lambda: (lambda r: r if len(r) >= 2 else None)(ledger_rows(state)), "two ledger rows")
+    assert [r["cost_unit"] for r in rows] == ["USD", "USD"]
+    assert [r["cost"] for r in rows] == pytest.approx(expected, rel=1e-9)

@@ -163,7 +163,8 @@ def test_the_prices_block_says_which_models_are_priced_and_which_are_unpriced():
     rows = {line.split(" | ")[0].strip("| `"): line for line in model_docs.prices_table().splitlines()[2:]}
     assert rows["qwen3.6-plus"].startswith(
         "| `qwen3.6-plus` | ≤256K $0.50 / $3.00; above $2.00 / $6.00 | **unpriced** | – |")
-    assert rows["qwen4-max"].startswith("| `qwen4-max` | $1.50 / $4.50, cached $0.075 | **unpriced** | – |")
+    assert rows["qwen4-max"].startswith("| `qwen4-max` | $1.50 / $4.50, cached $0.075, cache read $0.075, 5-min write "
+                                        "$1.875, 1-hour write $3.00 | **unpriced** | – |")
     assert rows["qwen-plus"].startswith("| `qwen-plus` | ≤256K $0.40 / $1.20, cached $0.08, thinking $4.00; above ")
     assert rows["qwen3.7-flash"].startswith("| `qwen3.7-flash` | **unpriced** | **unpriced** | – |")
     assert rows["text-embedding-v4"].startswith("| `text-embedding-v4` | $0.07 | $0.072 | – |")

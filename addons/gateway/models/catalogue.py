@@ -41,7 +41,8 @@ PLANS = (PAYG_INTL, PAYG_CN, PAYG_US, CODING, TOKEN, OAUTH)
 CHAT, EMBEDDING = "chat", "embedding"
 
 # (prompt tokens up to, input, output, cached input, output in thinking mode): USD per million tokens
-Tier = tuple[int | None, float, float, float | None, float | None]
+# (… as above, explicit-cache reads, 5-minute writes, 1-hour writes: None where the row gives none)
+Tier = tuple[int | None, float, float, float | None, float | None, float | None, float | None, float | None]
 # The numbers a request is held to: each names its own sources (`cite`) and counts only if one is dated on or
 # after the model's release.
 HELD_TO = ("output", "input", "context", "budget")
@@ -94,7 +95,8 @@ CITED = (*HELD_TO, "retires")
 
 
 def _tier(t: dict) -> Tier:
-    return (t.get("upto"), float(t["input"]), float(t["output"]), t.get("cached"), t.get("thinking_output"))
+    return (t.get("upto"), float(t["input"]), float(t["output"]), t.get("cached"), t.get("thinking_output"),
+            t.get("cache_read"), t.get("cache_write"), t.get("cache_write_1h"))
 
 
 def _row(model_id: str, raw: dict, rows: dict) -> Model:

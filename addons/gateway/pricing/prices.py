@@ -20,9 +20,10 @@ The user file (JSON), any of:
 
 USD per million tokens; "cached" (input read from Qwen's implicit cache) defaults to the input price;
 "cache_read" (read from its explicit cache) and "cache_write" (stored in it) default to 10% and 125% of the
-input price, as Model Studio bills them (its "Context cache" page); "cache_write_1h" (stored for an hour:
-Qwen4's `ttl: "1h"`, `cache_creation.ephemeral_1h_input_tokens`) has no default — no price is sourced for it, so a
-request that wrote for an hour is unpriced until a file gives one; "thinking_output" is the output price
+input price, as Model Studio bills them (its "Context cache" page), unless the catalogue's row gives its own
+(qwen4-max: 5 % and 125 %); "cache_write_1h" (stored for an hour: Qwen4's `ttl: "1h"`,
+`cache_creation.ephemeral_1h_input_tokens`) has no default — a model whose row gives no price for it (qwen4-max's
+is 200 %) makes a request that wrote for an hour unpriced until a file gives one; "thinking_output" is the output price
 when the answer reasoned (Qwen reported reasoning tokens). An entry replaces the built-in one.
 
 Which cache a request read is in Qwen's usage: `prompt_tokens_details.cache_type` "ephemeral" (or a

@@ -41,13 +41,15 @@ def test_the_prices_since_issue_59_as_their_sources_give_them():
     """Sources W–Z (models/catalogue.toml): third parties for qwen4-max, qwen3.8-max, and models.dev's
     transcription of Model Studio's model pages; Model Studio's own page for text-embedding-v4."""
     intl = PAYG["payg:intl"]
-    assert intl["qwen4-max"] == [(None, 1.5, 4.5, 0.075, None)]  # thinking billed as output: no price of its own
-    assert intl["qwen3.8-max"] == [(None, 2.0, 6.0, None, None)]
-    assert intl["qwen3.7-max"] == [(None, 2.5, 7.5, None, None)]
-    assert intl["qwen3.6-plus"] == [(256_000, 0.5, 3.0, None, None), (None, 2.0, 6.0, None, None)]
-    assert intl["qwen3.6-flash"] == [(None, 0.1875, 1.125, None, None)]
-    assert intl["text-embedding-v4"] == [(None, 0.07, 0.0, None, None)]
-    assert PAYG["payg:cn"]["text-embedding-v4"] == [(None, 0.072, 0.0, None, None)]
+    # thinking billed as output (no price of its own); its explicit cache from its page (source AE): reads 5 %,
+    # 5-minute writes 125 %, 1-hour writes 200 %
+    assert intl["qwen4-max"] == [(None, 1.5, 4.5, 0.075, None, 0.075, 1.875, 3.0)]
+    assert _five(intl["qwen3.8-max"]) == [(None, 2.0, 6.0, None, None)]
+    assert _five(intl["qwen3.7-max"]) == [(None, 2.5, 7.5, None, None)]
+    assert _five(intl["qwen3.6-plus"]) == [(256_000, 0.5, 3.0, None, None), (None, 2.0, 6.0, None, None)]
+    assert _five(intl["qwen3.6-flash"]) == [(None, 0.1875, 1.125, None, None)]
+    assert _five(intl["text-embedding-v4"]) == [(None, 0.07, 0.0, None, None)]
+    assert _five(PAYG["payg:cn"]["text-embedding-v4"]) == [(None, 0.072, 0.0, None, None)]
     assert "qwen3-vl-plus" not in intl  # its source gives the first prompt tier only: unpriced, never guessed
     for model, letter in (("qwen4-max", "W"), ("qwen3.8-max", "X"), ("qwen3.7-max", "Y"), ("qwen3.6-plus", "Y"),
                           ("qwen3.6-flash", "Y"), ("text-embedding-v4", "Z")):
@@ -61,12 +63,14 @@ def test_where_and_when_the_figures_were_taken():
 
 
 def test_tiers_by_prompt_size_up_to_an_open_last_one():
-    """(prompt tokens up to, input, output, cached input, thinking output): qwen3-max international, as Model
-    Studio lists it — $1.2 / $6 per million up to 32K prompt tokens, then $2.4 / $12, then $3 / $15."""
-    assert PAYG["payg:intl"]["qwen3-max"] == [(32_000, 1.2, 6.0, 0.24, None), (128_000, 2.4, 12.0, 0.48, None),
-                                             (None, 3.0, 15.0, 0.6, None)]
-    assert PAYG["payg:intl"]["qwen-plus"][0] == (256_000, 0.4, 1.2, 0.08, 4.0)  # thinking output priced apart
-    assert PAYG["payg:us"]["qwen-flash"] == [(None, 0.05, 0.4, None, None)]  # no cached price there
+    """(prompt tokens up to, input, output, cached input, thinking output, then the explicit cache's prices where a
+    row gives its own): qwen3-max international, as Model Studio lists it — $1.2 / $6 per million up to 32K prompt
+    tokens, then $2.4 / $12, then $3 / $15."""
+    assert [t[:5] for t in PAYG["payg:intl"]["qwen3-max"]] == [(32_000, 1.2, 6.0, 0.24, None),
+                                                               (128_000, 2.4, 12.0, 0.48, None),
+                                                               (None, 3.0, 15.0, 0.6, None)]
+    assert PAYG["payg:intl"]["qwen-plus"][0][:5] == (256_000, 0.4, 1.2, 0.08, 4.0)  # thinking output priced apart
+    assert _five(PAYG["payg:us"]["qwen-flash"]) == [(None, 0.05, 0.4, None, None)]  # no cached price there
     for billing, models in PAYG.items():
         for model, tiers in models.items():
             bounds = [t[0] for t in tiers]
@@ -91,3 +95,9 @@ def test_a_batch_is_billed_at_half_the_price_as_model_studios_batch_page_says():
     assert BATCH == 0.5
     assert BATCH_SOURCE.startswith('Model Studio, "OpenAI compatible - Batch (file input)"')
     assert "50% of the real-time price" in BATCH_SOURCE
+
+
+def _five(tiers: list) -> list:
+    """A row's tiers without the explicit cache's prices (None unless the row gives its own)."""
+    assert all(t[5:] == (None, None, None) for t in tiers)
+    return [t[:5] for t in tiers]

@@ -125,18 +125,27 @@ def test_a_batch_request_costs_the_batch_rate_of_its_price():
     assert table.cost("coding", "qwen-plus", usage, batch=True) == (1.0, "requests")  # a plan's unit: not money
 
 
-# Qwen4's hour-long writes (Model Studio's "Explicit cache (Qwen4)"): no price is sourced for them
+# Qwen4's hour-long writes (Model Studio's "Explicit cache (Qwen4)"), priced for qwen4-max from its page (source AE)
 HOUR = {"prompt_tokens": 3000, "completion_tokens": 100, "prompt_tokens_details": {
     "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 1000},
     "cache_creation_input_tokens": 1000, "cache_type": "ephemeral", "cached_tokens": 1500}}
 
 
-def test_an_hour_long_cache_write_without_a_sourced_price_is_unpriced_never_guessed():
+def test_qwen4_max_bills_its_cache_as_its_page_says_reads_5_writes_125_and_200_percent():
     t = prices.builtin()
-    charged = t.charge("payg:intl", "qwen4-max", HOUR)
+    charged = t.charge("payg:intl", "qwen4-max", HOUR)  # 500 plain, 1,500 read, 1,000 written for an hour, 100 out
+    assert charged is not None and charged.unit == "USD"
+    assert charged.amount == pytest.approx((500 * 1.5 + 1500 * 0.075 + 1000 * 3.0 + 100 * 4.5) / 1e6)
+    five = {**HOUR, "prompt_tokens_details": {**HOUR["prompt_tokens_details"],
+                                              "cache_creation": {"ephemeral_5m_input_tokens": 1000}}}
+    assert t.cost("payg:intl", "qwen4-max", five)[0] == pytest.approx(
+        (500 * 1.5 + 1500 * 0.075 + 1000 * 1.875 + 100 * 4.5) / 1e6)
+
+
+def test_an_hour_long_cache_write_without_a_sourced_price_is_unpriced_never_guessed():
+    t = prices.PriceTable({"payg:intl": {"m": (prices.Tier(None, 2.0, 8.0),)}}, MappingProxyType({}))
+    charged = t.charge("payg:intl", "m", HOUR)
     assert charged is not None and charged.amount is None and charged.unit == prices.UNPRICED
-    assert t.cost("payg:intl", "qwen4-max", {**HOUR, "prompt_tokens_details": {
-        **HOUR["prompt_tokens_details"], "cache_creation": {"ephemeral_5m_input_tokens": 1000}}}) is not None
 
 
 def test_a_user_file_prices_hour_long_writes(tmp_path):
