@@ -19,7 +19,7 @@ from ..models.model_map import offers_of, vision_model
 from ..models.routes import LONG, window
 from ..interfaces import UpstreamAnswer
 from ..providers import TRANSLATED, Pairing, Upstream, Wire
-from ..redact import REDACTED, SECRET_HEADERS
+from ..redact import shown_headers
 from .client import ProxyRefused, UntrustedCertificate, UpstreamClient
 from .first_event import first_event
 from .retry import RetryPolicy
@@ -238,7 +238,7 @@ class UpstreamEngine:
                              client_agent=ex.client.user_agent)
         headers = wire.headers
         ex.attempt.url = wire.url
-        ex.attempt.headers = dict(_shown(tuple(headers)))  # the exchange's own copy: a viewer may write on it
+        ex.attempt.headers = dict(shown_headers(tuple(headers)))  # the exchange's own copy: a viewer may write on it
         self.on_upstream_request(ex)
         # A stream may pause between events for as long as the idle limit; a whole answer for the full timeout.
         read = (config.stream_idle_timeout or None) if ex.stream else (config.upstream_timeout or None)
@@ -274,21 +274,6 @@ def _transport(e: ConnectionFailed) -> GatewayError:
     code = "upstream_proxy_refused" if isinstance(e, ProxyRefused) else \
         "upstream_certificate" if isinstance(e, UntrustedCertificate) else "upstream_unreachable"
     return GatewayError(502, f"Qwen could not be reached: {e}.", code=code)
-
-
-@functools.lru_cache(maxsize=64)  # an account's headers, the same on every request: recorded once (~18k instr.)
-def _shown(headers: tuple[tuple[str, str], ...]) -> dict[str, str]:
-    return {k: _hidden(k) or v for k, v in headers}
-
-
-@functools.lru_cache(maxsize=256)  # the same few header names on every request
-def _hidden(name: str) -> str | None:
-    """What the record shows instead of a header's value (None: the value): the credential never, whatever
-    header an upstream carries it in."""
-    low = name.lower()
-    if low == "authorization":
-        return f"Bearer {REDACTED}"
-    return REDACTED if low in SECRET_HEADERS else None
 
 
 def still_served(model: str) -> None:

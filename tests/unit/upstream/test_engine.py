@@ -8,6 +8,7 @@ from qwen_gateway import components
 from qwen_gateway.accounts import KEY, OAUTH, Credential
 from qwen_gateway.api.chat import CHAT
 from qwen_gateway.exchange import ClientRequest, Exchange
+from qwen_gateway import redact
 from qwen_gateway.providers import TRANSLATED
 from qwen_gateway.upstream import engine as upstream_engine
 from qwen_gateway.upstream.dashscope.upstream import DASHSCOPE
@@ -31,7 +32,9 @@ def test_the_record_shows_every_header_but_the_credential_each_name_judged_once(
             lookups.append(name)
             return super().__contains__(name)
 
-    monkeypatch.setattr(upstream_engine, "SECRET_HEADERS", Secret(upstream_engine.SECRET_HEADERS))
+    monkeypatch.setattr(redact, "SECRET_HEADERS", Secret(redact.SECRET_HEADERS))
+    redact.shown_headers.cache_clear()
+    redact._hidden.cache_clear()
     engine = UpstreamEngine(RetryPolicy(None), config.Config(), components.pairing(config.Config()))
     for _ in range(2):
         ex = exchange()
@@ -47,9 +50,9 @@ def test_the_record_of_an_accounts_headers_is_made_once(monkeypatch):
     """The same header set on every request of an account: its redacted record is made on the first request, each
     exchange given its own copy of it."""
     judged = []
-    real = upstream_engine._hidden
-    monkeypatch.setattr(upstream_engine, "_hidden", lambda name: judged.append(name) or real(name))
-    upstream_engine._shown.cache_clear()
+    real = redact._hidden
+    monkeypatch.setattr(redact, "_hidden", lambda name: judged.append(name) or real(name))
+    redact.shown_headers.cache_clear()
     engine = UpstreamEngine(RetryPolicy(None), config.Config(), components.pairing(config.Config()))
     first, second = exchange(), exchange()
     _, headers, _, _ = engine._wire(first, None)

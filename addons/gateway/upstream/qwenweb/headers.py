@@ -1,7 +1,7 @@
 """The web app's header set (qwen-web-protocol.md §1.3), the credential injected: the browser's User-Agent and
 bx-* headers and the cookie jar (its `token` cookie the current access token), plus `Authorization: Bearer`
 on the completion. `chats/new` is a cookie-only route (DIAG): no `Authorization` there. Only the engine's
-request carries these; the exchange record shows them redacted (engine._hidden, redact.SECRET_HEADERS)."""
+request carries these; the exchange record shows them redacted (redact.shown_headers, SECRET_HEADERS)."""
 
 from __future__ import annotations
 
