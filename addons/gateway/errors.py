@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import enum
 import json
+import time
 from dataclasses import dataclass, field
 
-from .accounts import Window
+from .accounts import AccountUnavailable, Window
 from .storage.health import StateUnavailable
 
 STATE_RETRY_AFTER_S = 2  # what a 503 state_unavailable asks a client to wait (storage.PROBE_S is 0.5 s)
@@ -113,6 +114,7 @@ class ErrorKind(enum.StrEnum):
     CLIENT = "client"  # other 4xx: the request itself is bad
     PUNISHED = "punished"  # an anti-bot page (Qwen Chat web accounts): the session is parked, never retried
     STALE = "stale"  # the upstream's own state moved on (a pinned Qwen Chat chat): tried once more, afresh
+    UNLISTED = "unlisted"  # the account's own model list leaves the model out: another account, nothing sent
     PLAN_REFUSED = "plan_refused"  # the account's plan does not serve this client (the Coding Plan: coding agents
     # only): another account takes it; the account itself is fine for the clients its plan serves
 
@@ -120,6 +122,7 @@ class ErrorKind(enum.StrEnum):
 AUTH, QUOTA, THROTTLE, DENIED = ErrorKind.AUTH, ErrorKind.QUOTA, ErrorKind.THROTTLE, ErrorKind.DENIED
 CONTEXT, TIMEOUT, SERVER, CLIENT = ErrorKind.CONTEXT, ErrorKind.TIMEOUT, ErrorKind.SERVER, ErrorKind.CLIENT
 PUNISHED, STALE, PLAN_REFUSED = ErrorKind.PUNISHED, ErrorKind.STALE, ErrorKind.PLAN_REFUSED
+UNLISTED = ErrorKind.UNLISTED
 
 
 @dataclass
@@ -150,3 +153,24 @@ class DeadConnection(ConnectionFailed):
 
 class UpstreamTimeout(ConnectionFailed):
     """The upstream sent nothing within the time allowed (the head, or the next bytes of a body)."""
+
+
+def unavailable(e: AccountUnavailable) -> GatewayError:
+    """No account can take the request now (`accounts.AccountUnavailable`), as the client's error."""
+    retry_at = getattr(e, "retry_at", None)
+    if getattr(e, "needs_login", False):
+        return GatewayError(401, str(e), code="qwen_login_required", headers=NO_RETRY)
+    if retry_at is not None:
+        wait = max(1, int(retry_at - time.time()))
+        if getattr(e, "throttled", False):  # a rate limit: the SDKs retry this one after Retry-After
+            return GatewayError(429, str(e), type="requests", code="rate_limit_exceeded",
+                                headers={"retry-after": str(wait)})
+        # A quota is back at its reset, hours away: no Retry-After (a client would sleep that long), and
+        # OpenAI's SDKs told not to retry it (x-should-retry), as they treat OpenAI's own quota answer;
+        # Claude Code honours it too, and prints the message as it is.
+        return GatewayError(429, f"Qwen quota exceeded. {e}", type="insufficient_quota", code="insufficient_quota",
+                            headers=NO_RETRY)
+    # No wait helps (no account configured, every one needs a login or a key): the SDKs are told not to retry,
+    # unless a refresh failed for a network or server reason, which a later request may find over
+    return GatewayError(503, str(e), code="no_usable_account",
+                        headers=None if getattr(e, "transient", False) else NO_RETRY)

@@ -182,6 +182,8 @@ class Wiring:
         else:  # which store it uses, as qwen-keys says where it reads (docs/keys.md)
             log.info("qwen: state in the folder %s (qwen_state_url not set)", self.config.state_dir)
         terminal.describe_accounts(getattr(self.pool, "describe", None))
+        if self.pool is not None:  # each account's own model list, read from its provider in the background
+            components.account_models(self.config, self.pool, self.pool.status())
         self.observers.running()
         self.batch_watch.start()
         self.clients.running(self.config, ctx.master)

@@ -115,15 +115,22 @@ class Handler(Wire):
         entry = lambda m: {"id": m, "object": "model", "created": 0, "owned_by": "qwen"}  # noqa: E731
         sw = self.state.snapshot()
         known = chat.known_models(sw)
+        own = self.key_models(sw)
         if not model_id:
             # a key's list: what its plans serve, never the OAuth portal's own names (coder-model, vision-model)
-            listed = sw["listed_models"] if isinstance(sw.get("listed_models"), list) else \
+            listed = own if own is not None else sw["listed_models"] if isinstance(sw.get("listed_models"), list) else \
                 [m for m in known if (catalogue.row(m) or {}).get("plans") != ["oauth"]]
             return 200, {"object": "list", "data": [entry(m) for m in listed]}
         if model_id in known:
             return 200, entry(model_id)
         return 404, chat.error("model_not_found", f"The model `{model_id}` does not exist or you do not have "
                                                   "access to it.")
+
+    def key_models(self, sw: dict) -> list | None:
+        """The models the presented key unlocks (the `key_models` switch), None: every model it serves."""
+        lists = sw.get("key_models")
+        own = lists.get(self.bearer() or "") if isinstance(lists, dict) else None
+        return own if isinstance(own, list) else None
 
     def within_limits(self, token: str, prompt: int = 0) -> bool:
         """Counted against the key's account's limits (limits.py); False: refused as Model Studio refuses it."""
@@ -154,6 +161,9 @@ class Handler(Wire):
             return self.streamed_refusal(said)
         if problem:
             return self.send_json(*problem)
+        own = self.key_models(sw)
+        if own is not None and body.get("model") not in own:  # a model this key does not unlock
+            return self.send_json(403, faults.DENIED)
         if not self.within_limits(token, tokens("".join(text_of(m.get("content")) for m in body["messages"]))):
             return
         if not self.state.enter(token):

@@ -27,6 +27,9 @@ DEFAULT_SWITCHES = {
     "stream_only_models": [],  # more models that answer streams only (besides rules.STREAM_ONLY)
     # the models (catalogue.py reads the gateway's models/catalogue.toml; these add to it)
     "listed_models": None,  # GET /models lists these (what a workspace enabled), else every model it serves
+    # key -> the models it unlocks (Token Plan Personal: 6 of 15): its GET /models lists them, and a chat request
+    # for another model is refused 403 AccessDenied.Unpurchased (pi PR #6858)
+    "key_models": None,
     "extra_models": [],  # model ids the catalogue does not name, answered as plain hybrid models without a cap
     "model_caps": {},  # model -> its output cap (R4), over the catalogue's `output` or where it has none
     "legacy_max_tokens": False,  # take `max_tokens` on the OpenAI-compatible chat API (deprecated since 2026-04-20)

@@ -5,6 +5,7 @@ is still streaming."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Collection
@@ -12,7 +13,7 @@ from collections.abc import Callable, Collection
 from .. import jsonio
 from ..models import catalogue, suggestions
 from ..settings.config import Config
-from ..errors import NO_RETRY, ConnectionFailed, DeadConnection, GatewayError, UpstreamError, UpstreamTimeout
+from ..errors import NO_RETRY, UNLISTED, ConnectionFailed, DeadConnection, GatewayError, UpstreamError, UpstreamTimeout
 from ..exchange import Exchange, Retry, RetryReason, note
 from ..accounts import OAUTH, Credential
 from ..models.model_map import offers_of, vision_model
@@ -76,6 +77,8 @@ class UpstreamEngine:
         connection found dead is sent again at once, once per request (`reconnected`)."""
         while True:
             upstream, base = self.build(ex)
+            if (unlisted := self._unlisted(ex, cred)) is not None:
+                return unlisted
             self._hold(ex)
             if going_on is not None:
                 _going_on(ex, upstream, *going_on)
@@ -142,6 +145,16 @@ class UpstreamEngine:
         except BaseException:  # not continued: the record counts only continuations that were made
             ex.attempt.retries.remove(retry)
             raise
+
+    def _unlisted(self, ex: Exchange, cred: Credential) -> UpstreamError | None:
+        """A model the account's own list (read from its provider: what its key may call) leaves out: never sent
+        there, the retry policy's to send elsewhere; the 404 names the models served that are close to it."""
+        lists, model = self.config.models.accounts, ex.attempt.model
+        if not lists.is_live(cred.account) or model in lists.ids(cred.account) or ex.attempt.leg.passthrough:
+            return None
+        ex.notes.append(f"{model} is not in {cred.account}'s own model list (read from Qwen): not sent there")
+        found = self._unknown_model(ex, UpstreamError(UNLISTED, 404, "", "invalid_request_error"))
+        return dataclasses.replace(found, kind=UNLISTED)
 
     def _unknown_model(self, ex: Exchange, err: UpstreamError) -> UpstreamError:
         pool = self.policy.pool

@@ -7,13 +7,12 @@ Also the one place that turns "no account can take this" into the OpenAI error a
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import TypeVar
 
 from .. import errors
 from ..accounts import KEY, AccountUnavailable, Credential, NotCapable, Outcome, Pool
-from ..errors import NO_RETRY, GatewayError, UpstreamError
+from ..errors import NO_RETRY, GatewayError, UpstreamError, unavailable
 from ..exchange import Exchange, Retry, RetryReason
 from ..models.learned import INPUT, LearnedFacts
 from ..turn.context_overflow import over_upstream_limit, upstream_limit
@@ -66,7 +65,7 @@ class RetryPolicy:
         error when the request should not be tried again. Each way back is tried in order; the first that
         applies says how."""
         assert self.pool is not None and ex.attempt.cred is not None
-        for way in (self.relearned, self.truncated, self.new_chat, self.another_for_the_plan, self.past_a_refused_key,
+        for way in (self.listed_elsewhere, self.relearned, self.truncated, self.new_chat, self.another_for_the_plan, self.past_a_refused_key,
                     self.refreshed, self.rotated, self.waited):
             cred = await way(ex, err)
             if cred is not None:
@@ -74,6 +73,19 @@ class RetryPolicy:
         raise await self.given_up(ex, err)
 
     # ---- the ways back, each None when it does not apply ---------------------------------------------------
+
+    async def listed_elsewhere(self, ex: Exchange, err: UpstreamError) -> Credential | None:
+        """A model the account's own list leaves out (nothing was sent; the account is fine for its own models):
+        the next account; none: the 404 naming the models that are served."""
+        if err.kind != errors.UNLISTED:
+            return None
+        account = ex.account
+        try:
+            cred = await self.acquire(ex, exclude=ex.attempt.tried)
+        except GatewayError:
+            raise err.to_gateway_error() from None
+        ex.attempt.retries.append(Retry(RetryReason.ROTATED, account))
+        return cred
 
     async def relearned(self, ex: Exchange, err: UpstreamError) -> Credential | None:
         """A 400 in Qwen's own words that teaches something about the model (its thinking knobs, a range it
@@ -271,23 +283,3 @@ def _again(ex: Exchange, reason: RetryReason, note: str | None = None) -> Creden
 
 def _retried(ex: Exchange, reason: RetryReason) -> int:
     return sum(1 for r in ex.attempt.retries if r.reason is reason)
-
-
-def unavailable(e: AccountUnavailable) -> GatewayError:
-    retry_at = getattr(e, "retry_at", None)
-    if getattr(e, "needs_login", False):
-        return GatewayError(401, str(e), code="qwen_login_required", headers=NO_RETRY)
-    if retry_at is not None:
-        wait = max(1, int(retry_at - time.time()))
-        if getattr(e, "throttled", False):  # a rate limit: the SDKs retry this one after Retry-After
-            return GatewayError(429, str(e), type="requests", code="rate_limit_exceeded",
-                                headers={"retry-after": str(wait)})
-        # A quota is back at its reset, hours away: no Retry-After (a client would sleep that long), and
-        # OpenAI's SDKs told not to retry it (x-should-retry), as they treat OpenAI's own quota answer;
-        # Claude Code honours it too, and prints the message as it is.
-        return GatewayError(429, f"Qwen quota exceeded. {e}", type="insufficient_quota", code="insufficient_quota",
-                            headers=NO_RETRY)
-    # No wait helps (no account configured, every one needs a login or a key): the SDKs are told not to retry,
-    # unless a refresh failed for a network or server reason, which a later request may find over
-    return GatewayError(503, str(e), code="no_usable_account",
-                        headers=None if getattr(e, "transient", False) else NO_RETRY)

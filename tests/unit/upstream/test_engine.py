@@ -10,7 +10,6 @@ from qwen_gateway.api.chat import CHAT
 from qwen_gateway.exchange import ClientRequest, Exchange
 from qwen_gateway import redact
 from qwen_gateway.providers import TRANSLATED
-from qwen_gateway.upstream import engine as upstream_engine
 from qwen_gateway.upstream.dashscope.upstream import DASHSCOPE
 from qwen_gateway.upstream.engine import UpstreamEngine
 from qwen_gateway.upstream.retry import RetryPolicy

@@ -146,3 +146,15 @@ async def test_recover_tries_the_ways_in_order():
     assert await policy.recover(ex, err(errors.QUOTA, status=429)) is KEY_B
     with pytest.raises(GatewayError):
         await policy.recover(exchange(KEY_A), err(errors.CLIENT, "bad", 400))
+
+
+async def test_a_model_an_accounts_own_list_leaves_out_goes_to_the_next_and_reports_nothing():
+    pool = Pool(KEY_A, KEY_B)
+    policy, ex = RetryPolicy(pool), exchange(KEY_A)
+    unlisted = err(errors.UNLISTED, "The model `m` does not exist or you do not have access to it.", 404)
+    assert await policy.listed_elsewhere(ex, unlisted) is KEY_B and pool.reports == []  # the account is fine
+    alone = RetryPolicy(Pool(KEY_A))
+    with pytest.raises(GatewayError) as e:
+        await alone.listed_elsewhere(exchange(KEY_A), unlisted)
+    assert e.value.status == 404 and "does not exist" in e.value.message
+    assert await policy.listed_elsewhere(ex, err(errors.CLIENT, "bad", 400)) is None

@@ -16,10 +16,10 @@ from collections.abc import Awaitable, Callable, Collection
 
 from ... import errors
 from ...accounts import AccountUnavailable, Credential, Pool
-from ...errors import NO_RETRY, ConnectionFailed, GatewayError, UpstreamError, UpstreamTimeout
+from ...errors import NO_RETRY, ConnectionFailed, GatewayError, UpstreamError, UpstreamTimeout, unavailable
 from ...exchange import Exchange
 from ...settings.config import Config
-from ..retry import RetryPolicy, unavailable
+from ..retry import RetryPolicy
 from .batch_accounts import batch_account, credential_of
 from .errors import classify
 

@@ -1,0 +1,75 @@
+"""What each key may call is its own (issue 70, item 2), through a real mitmdump and the emulator: a key whose own
+model list (GET /models with that key, read when the gateway starts) leaves a model out is never sent a request for
+it — Model Studio refuses it 403, as Token Plan Personal does for the models it does not unlock — another account
+takes it, and when none lists it the client gets a local 404 naming the served models close to it, nothing sent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from helpers.procs import Gateway, until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+ASK = [{"role": "user", "content": "say hello"}]
+
+
+def gateway(tmp_path: Path, emu, make_gateway, lists: dict[str, list[str] | None]) -> tuple[Gateway, dict[str, str]]:
+    """Key accounts named as `lists`' keys, each unlocking its list (None: every model) — set before the gateway
+    starts, which reads every key's own list."""
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    keys = {n: emu.seed_token(kind="key") for n in lists}
+    emu.switches(key_models={keys[n]: own for n, own in lists.items() if own is not None})
+    (state / "accounts.json").write_text(json.dumps({"accounts": [
+        {"name": n, "kind": "key", "base_url": emu.url + "/compatible-mode/v1", "key_env": f"KEY_{n.upper()}",
+         "default_model": "qwen3-coder-plus"} for n in lists]}))
+    env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path),
+           **{f"KEY_{n.upper()}": k for n, k in keys.items()}}
+    gw = make_gateway(env=env, args=("--set", "qwen_debug_log=true"))
+    until(lambda: sum(r["path"].endswith("/models") for r in emu.requests()) >= len(lists), "every key's list read")
+    return gw, keys
+
+
+def client(gw: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.url + "/v1", api_key="client-key", max_retries=0, timeout=60,
+                         http_client=httpx.Client(trust_env=False))
+
+
+def test_a_model_one_key_does_not_unlock_goes_to_the_key_that_does(tmp_path, emu, make_gateway):
+    gw, keys = gateway(tmp_path, emu, make_gateway, {"personal": ["qwen3-coder-plus", "qwen3.6-plus"],
+                                                       "payg": None})
+    for i in range(4):  # four conversations: round-robin alone would put two on `personal`, which Qwen refuses 403
+        answer = client(gw).chat.completions.create(model="qwen3.7-max",
+                                                    messages=[{"role": "user", "content": f"say hello {i}"}])
+        assert answer.choices[0].message.content == f"Echo: say hello {i}"
+    sent = emu.chat_requests()
+    assert len(sent) == 4 and {r["body"]["model"] for r in sent} == {"qwen3.7-max"}
+    assert {r["headers"]["authorization"] for r in sent} == {f"Bearer {keys['payg']}"}
+    for i in range(4):  # a model both keys unlock: either serves it (four conversations, none kept on one account)
+        client(gw).chat.completions.create(model="qwen3.6-plus", messages=[{"role": "user", "content": f"hi {i}"}])
+    both = {r["headers"]["authorization"] for r in emu.chat_requests()[len(sent):]}
+    assert both == {f"Bearer {keys['personal']}", f"Bearer {keys['payg']}"}
+
+
+def test_a_model_no_key_unlocks_is_a_local_404_naming_what_is_served(tmp_path, emu, make_gateway):
+    gw, _ = gateway(tmp_path, emu, make_gateway, {"personal": ["qwen3-coder-plus", "qwen3.6-plus", "qwen3.6-flash"]})
+    with pytest.raises(openai.NotFoundError) as e:
+        client(gw).chat.completions.create(model="qwen3.7-plus", messages=ASK)
+    assert e.value.code == "model_not_found" and "qwen3.6-plus" in e.value.message, e.value.message
+    assert emu.chat_requests() == []  # nothing sent: Qwen would have answered 403
+
+
+def test_the_emulator_refuses_what_a_key_does_not_unlock_as_model_studio_does(tmp_path, emu):
+    key = emu.seed_token(kind="key")
+    emu.switches(key_models={key: ["qwen3.6-plus"]})
+    http = httpx.Client(base_url=emu.url + "/compatible-mode/v1", headers={"Authorization": f"Bearer {key}"},
+                        trust_env=False)
+    assert [m["id"] for m in http.get("/models").json()["data"]] == ["qwen3.6-plus"]
+    refused = http.post("/chat/completions", json={"model": "qwen3.7-max", "messages": ASK})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "AccessDenied.Unpurchased"
