@@ -185,7 +185,7 @@ def test_local_models_and_health(gw, emu):
     assert client(gw).models.retrieve("gpt-4o").id == "gpt-4o"
     health = httpx.get(gw.url + "/health", trust_env=False).json()
     assert health["status"] == "ok" and health["upstream"].startswith(emu.url)
-    assert emu.requests() == []  # answered locally
+    assert emu.client_requests() == []  # answered locally
 
 
 SCRIPT = textwrap.dedent("""

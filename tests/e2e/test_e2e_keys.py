@@ -72,7 +72,7 @@ def test_anthropic_clients_get_the_refusals_in_their_own_shape(tmp_path, emu, ma
     env = team_env(tmp_path, emu)
     key = add_key(env, "claude", "--rpm", "1")
     gw = make_gateway(env=env)
-    before = len(emu.requests())
+    before = len(emu.client_requests())
     unknown, first, second = (anthropic_calls(gw.url, k, [{"op": "create", "params": MESSAGE}])[0]
                               for k in ("sk-ant-unknown", key, key))
     assert unknown["raised"]["class"] == "AuthenticationError" and unknown["raised"]["status"] == 401
@@ -83,7 +83,7 @@ def test_anthropic_clients_get_the_refusals_in_their_own_shape(tmp_path, emu, ma
     assert limited["class"] == "RateLimitError" and limited["body"]["error"]["type"] == "rate_limit_error"
     assert "'claude'" in limited["message"] and "1 request per minute" in limited["message"]
     assert 1 <= int(limited["retry_after"]) <= 62
-    assert len(emu.requests()) == before + 1  # only the admitted one went upstream
+    assert len(emu.client_requests()) == before + 1  # only the admitted one went upstream
     budget = add_key(env, "claude-daily", "--daily-tokens", "1")
     until(lambda: _status(gw.url, budget) == 200, "the new key", limit=5)  # spends more than 1 token
     spent = anthropic_calls(gw.url, budget, [{"op": "create", "params": MESSAGE}])[0]["raised"]

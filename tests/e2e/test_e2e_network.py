@@ -21,7 +21,7 @@ import websocket
 
 from helpers import testca
 from e2e.test_e2e_responses_ws import turn, user
-from helpers.procs import BIN, PORTFILE_ADDON, ROOT, Emulator, _stop, _wait_for_file, start_emulator, write_creds
+from helpers.procs import BIN, PORTFILE_ADDON, ROOT, Emulator, _stop, _wait_for_file, start_emulator, until, write_creds
 
 pytestmark = pytest.mark.e2e
 CONNECT_LOG_ADDON = ROOT / "tests" / "helpers" / "connect_log.py"
@@ -160,6 +160,12 @@ def test_an_inspecting_proxy_whose_ca_is_not_trusted_is_a_clear_certificate_erro
 # ---- (b) a tunnelling proxy, (e) one CONNECT per pooled connection --------------------------------------
 
 
+def tunnels(emu) -> list[str]:
+    """The CONNECTs a gateway with one key account makes: the engine's one pooled tunnel, and the connection of its
+    own that reads the key's model list when the gateway starts (dashscope/key_models.py), both through the proxy."""
+    return [f"127.0.0.1:{emu.port}"] * 2
+
+
 def test_https_proxy_tunnels_every_request_through_one_pooled_connect(make_gateway, make_proxy, emu, tmp_path,
                                                                      certs):
     proxy = make_proxy("tunnel", "--ignore-hosts", ".*")
@@ -169,8 +175,9 @@ def test_https_proxy_tunnels_every_request_through_one_pooled_connect(make_gatew
     for i in range(3):
         chat_both_ways(c, f"tunnelled {i}")
     assert len(emu.chat_requests()) == 6
-    assert proxy.connects() == [f"127.0.0.1:{emu.port}"]  # six requests, one CONNECT: the tunnel stays warm
-    assert proxy.log().count(f"server connect 127.0.0.1:{emu.port}") == 1  # the proxy's own log says so too
+    until(lambda: len(proxy.connects()) >= 2, "the key's list read")  # in the background, at start
+    assert proxy.connects() == tunnels(emu)  # six requests, one CONNECT: the tunnel stays warm
+    assert proxy.log().count(f"server connect 127.0.0.1:{emu.port}") == 2  # the proxy's own log says so too
 
 
 def test_no_proxy_bypasses_the_proxy(make_gateway, make_proxy, emu, tmp_path, certs):
@@ -197,7 +204,8 @@ def test_the_gateways_upstream_mode_sends_qwens_traffic_through_that_proxy(make_
         proxy=gw.url, trust_env=False, timeout=30, verify=ssl.create_default_context(cafile=str(gw.ca_cert))))
     chat_both_ways(c, "upstream mode")
     assert len(emu.chat_requests()) == 2
-    assert proxy.connects() == [f"127.0.0.1:{emu.port}"], gw.log()
+    until(lambda: len(proxy.connects()) >= 2, "the key's list read")
+    assert proxy.connects() == tunnels(emu), gw.log()
     # the Responses WebSocket (Codex's first try) goes to the gateway's own loopback server, not the proxy
     ws = websocket.create_connection("wss://api.openai.com/v1/responses", timeout=15, http_proxy_host="127.0.0.1",
                                      http_proxy_port=gw.port, proxy_type="http",
@@ -220,7 +228,8 @@ def test_proxy_credentials_are_sent_and_never_shown(make_gateway, make_proxy, em
                                      "HTTPS_PROXY": f"http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{proxy.port}"},
                         args=("-w", str(tmp_path / "good.flows"), "--set", "flow_detail=4"))
     chat_both_ways(client(good), "with credentials")
-    assert proxy.connects() == [f"127.0.0.1:{emu.port}"]
+    until(lambda: len(proxy.connects()) >= 2, "the key's list read")
+    assert proxy.connects() == tunnels(emu)
 
     wrong = f"{PROXY_PASSWORD}-but-wrong"
     bad = make_gateway("bad", env={**account, "SSL_CERT_FILE": str(certs.ca),

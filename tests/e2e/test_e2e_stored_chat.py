@@ -88,13 +88,13 @@ def test_an_unstored_completion_is_not_kept_and_bad_metadata_is_refused_before_q
     done = c.chat.completions.create(model="gpt-4o", messages=MESSAGES, metadata={"run": "unstored"})
     with pytest.raises(openai.NotFoundError):
         c.chat.completions.retrieve(done.id)
-    before = len(emu.requests())
+    before = len(emu.client_requests())
     for metadata, param in (({f"k{i}": "v" for i in range(17)}, "metadata"), ({"k" * 65: "v"}, "metadata"),
                             ({"k": "v" * 513}, "metadata.k")):
         with pytest.raises(openai.BadRequestError) as e:
             c.chat.completions.create(model="gpt-4o", messages=MESSAGES, store=True, metadata=metadata)
         assert e.value.body["param"] == param, e.value.body
-    assert len(emu.requests()) == before  # refused before any upstream call
+    assert len(emu.client_requests()) == before  # refused before any upstream call
     with pytest.raises(openai.BadRequestError) as e:
         c.chat.completions.update(done.id, metadata={"k": "v"}, extra_body={"model": "gpt-4o"})
     assert e.value.body["param"] == "model"

@@ -76,6 +76,11 @@ class Emulator:
     def chat_requests(self) -> list[dict]:
         return [r for r in self.requests() if r["path"].endswith("/chat/completions")]
 
+    def client_requests(self) -> list[dict]:
+        """What clients' requests sent upstream: every request but the gateway's own reads of a key's model list
+        (GET …/models, made in the background when the gateway starts and when /v1/models is listed)."""
+        return [r for r in self.requests() if not (r["method"] == "GET" and r["path"].endswith("/models"))]
+
     def stop(self) -> None:
         _stop(self.proc)
 

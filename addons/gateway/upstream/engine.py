@@ -147,10 +147,15 @@ class UpstreamEngine:
             raise
 
     def _unlisted(self, ex: Exchange, cred: Credential) -> UpstreamError | None:
-        """A model the account's own list (read from its provider: what its key may call) leaves out: never sent
-        there, the retry policy's to send elsewhere; the 404 names the models served that are close to it."""
+        """A model the account's own list (read from its provider: what its key may call) leaves out while another
+        account's names it: never sent there, the retry policy's to send elsewhere. Named by no list, it may be new:
+        the lists are read again and Qwen's own word decides this request."""
         lists, model = self.config.models.accounts, ex.attempt.model
         if not lists.is_live(cred.account) or model in lists.ids(cred.account) or ex.attempt.leg.passthrough:
+            return None
+        if not any(m == model for m, _ in lists.listed()):
+            lists.stale(cred.account)
+            lists.wanted()
             return None
         ex.notes.append(f"{model} is not in {cred.account}'s own model list (read from Qwen): not sent there")
         found = self._unknown_model(ex, UpstreamError(UNLISTED, 404, "", "invalid_request_error"))
