@@ -22,7 +22,8 @@ wraps the one function every caller goes through:
     pg_execute                  every psycopg execute (per row of an executemany); the statements the
                                 PostgreSQL server runs, BEGIN and COMMIT included, are in its log
     thread_handoff              ThreadPoolExecutor.submit (asyncio.to_thread, run_in_executor), a new
-                                Thread started, queue.Queue.put
+                                Thread started (not the pool's own worker, started inside a submit when
+                                none is idle yet: the machine's pace), queue.Queue.put
     thread_wakeup               loop.call_soon_threadsafe from any thread but the event loop's (a worker
                                 thread handing a result back); not attributed: mitmdump has no threads
                                 of its own on a request's path
@@ -192,7 +193,11 @@ def _submit(self, fn, /, *args, **kwargs):
         _state.clock = clock  # still set when the thread hands the result back (_call_soon_threadsafe)
         return fn(*a, **kw)
 
-    future = _real_submit(self, run, *args, **kwargs)
+    _state.submitting = True  # a worker thread the pool starts for this job is the pool's housekeeping (it starts
+    try:  # one when none is idle yet, which depends on the machine's pace): the submit is the hand-off counted
+        future = _real_submit(self, run, *args, **kwargs)
+    finally:
+        _state.submitting = False
     if site:  # its result's way back to the loop is counted as the hand-off's (_call_soon_threadsafe)
         future._qwen_handoff = (clock, site)  # type: ignore[attr-defined]
     return future
@@ -201,7 +206,9 @@ def _submit(self, fn, /, *args, **kwargs):
 concurrent.futures.ThreadPoolExecutor.submit = _submit  # type: ignore[method-assign]
 for _owner, _attr in ((threading.Thread, "start"), (queue.Queue, "put")):
     def _handoff(*args, _real=getattr(_owner, _attr), **kwargs):
-        if site := _ours():  # a clock's submit may start the pool's next thread: the clock's work too
+        if getattr(_state, "submitting", False):  # the pool's own worker, started inside a counted submit
+            return _real(*args, **kwargs)
+        if site := _ours():
             _count("clock_work" if _clock() else "thread_handoff", 1, site)
         return _real(*args, **kwargs)
     setattr(_owner, _attr, _handoff)

@@ -147,9 +147,8 @@ class UpstreamEngine:
             raise
 
     def _unlisted(self, ex: Exchange, cred: Credential) -> UpstreamError | None:
-        """A model the account's own list (read from its provider: what its key may call) leaves out while another
-        account's names it: never sent there, the retry policy's to send elsewhere. Named by no list, it may be new:
-        the lists are read again and Qwen's own word decides this request."""
+        """A model the account's own list leaves out while another account's names it: never sent there (the retry
+        policy's to send elsewhere). Named by no list, it may be new: the lists are read again, Qwen decides."""
         lists, model = self.config.models.accounts, ex.attempt.model
         if not lists.is_live(cred.account) or model in lists.ids(cred.account) or ex.attempt.leg.passthrough:
             return None
@@ -167,8 +166,7 @@ class UpstreamEngine:
         return suggestions.unknown(err, ex.attempt.model, [m["id"] for m in served], ex.requested_model)
 
     async def _fetch(self, wire: Wire) -> tuple[int, dict[str, str], bytes]:
-        """An upstream's preparatory request (providers.Fetch): whole, over the same pool; a dead keep-alive
-        connection is tried again once."""
+        """An upstream's preparatory request (providers.Fetch): whole, over the same pool; a dead one tried again."""
         body = jsonio.dumps(wire.body)
         timeout = self.config.upstream_timeout or None
         for again in (False, True):
