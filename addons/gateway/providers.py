@@ -131,6 +131,24 @@ class Upstream(Protocol):
     resendable: bool  # a stream broken before anything but its opening went out is sent again as it was (web: no)
 
 
+class OneRequest:
+    """What an upstream whose attempt is one request answers for the two-request hooks (`Upstream.prepare`,
+    `opened`, `abandoned`), and its refusals: any status of 400 or more (DashScope, a self-hosted server; the web
+    API has its own)."""
+
+    async def prepare(self, cred: Credential, body: dict, fetch: Fetch) -> dict | UpstreamError:
+        return body  # nothing to make first
+
+    def opened(self, body: dict, resp: UpstreamAnswer) -> UpstreamAnswer:
+        return resp
+
+    def abandoned(self, body: dict) -> None:
+        pass
+
+    def refused(self, status: int, headers: Mapping[str, str]) -> bool:
+        return status >= 400
+
+
 @dataclass(frozen=True)
 class Leg:
     """How one (client dialect, upstream) pair is carried: the path under the account's base, and whether

@@ -823,7 +823,7 @@ async def test_a_cap_qwen_refuses_is_learned_and_the_request_sent_again_within_i
 
 
 async def test_a_throttling_cooldown_is_a_rate_limit_not_a_quota():
-    from qwen_gateway.upstream.retry import unavailable
+    from qwen_gateway.errors import unavailable
     from qwen_gateway.upstream.pool.pool import PoolExhausted
     import time as _time
     e = unavailable(PoolExhausted("cooling down", retry_at=_time.time() + 5, throttled=True))

@@ -16,7 +16,7 @@ from qwen_gateway import local_answers
 from qwen_gateway.errors import GatewayError
 from qwen_gateway.exchange import ClientRequest, Exchange
 from qwen_gateway.upstream.dashscope.errors import classify
-from qwen_gateway.upstream.retry import unavailable
+from qwen_gateway.errors import unavailable
 from unit.test_addon import KEY_CRED, OAUTH_CRED, FakeQwen, StreamAnswer, chat_flow, make, relayed, through
 
 REQUEST_ID = re.compile(r"req_[0-9a-f]{32}")

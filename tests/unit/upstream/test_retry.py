@@ -17,7 +17,8 @@ from qwen_gateway.accounts import KEY, AccountUnavailable, Credential
 from qwen_gateway.upstream.pool.pool import PoolExhausted
 from qwen_gateway.upstream.pool.status import NO_ACCOUNTS
 from qwen_gateway.errors import GatewayError
-from qwen_gateway.upstream.retry import RetryPolicy, unavailable
+from qwen_gateway.errors import unavailable
+from qwen_gateway.upstream.retry import RetryPolicy
 from unit.test_addon import KEY_CRED, FakeQwen, chat_flow, make, through
 
 HI = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}

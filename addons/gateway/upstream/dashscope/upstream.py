@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ...accounts import OAUTH, Capability, Credential
 from ...errors import UpstreamError
-from ...interfaces import UpstreamAnswer
-from ...providers import Fetch, Lesson, Wire
+from ...providers import Lesson, OneRequest, Wire
 from ...models import catalogue
 from . import answer, errors, markers, partial, ranges, request
 from .headers import target, upstream_headers
@@ -18,7 +16,7 @@ if TYPE_CHECKING:
     from ...models.learned import LearnedFacts
 
 
-class DashScope:
+class DashScope(OneRequest):
     """The `Upstream` of providers.py for DashScope."""
 
     name = "dashscope"
@@ -42,18 +40,6 @@ class DashScope:
         if suffix == "responses" and session_cached(body):
             headers.append((SESSION_CACHE, "enable"))
         return Wire(url, headers, body)
-
-    async def prepare(self, cred: Credential, body: dict, fetch: Fetch) -> dict | UpstreamError:
-        return body  # one request per attempt: nothing to make first
-
-    def opened(self, body: dict, resp: UpstreamAnswer) -> UpstreamAnswer:
-        return resp
-
-    def abandoned(self, body: dict) -> None:
-        pass
-
-    def refused(self, status: int, headers: Mapping[str, str]) -> bool:
-        return status >= 400
 
     def classify(self, status: int, body: bytes, headers: dict[str, str]) -> UpstreamError:
         return errors.classify(status, body, headers)

@@ -68,10 +68,10 @@ def continued(body: dict, prefix: str) -> dict | None:
     """The sent body going on from `prefix`, the answer so far, as the final assistant message the chat template
     continues (`continue_final_message`, no generation prompt): only with thinking off (a thinking turn's prefix
     would be rendered after an empty think block) and one choice. None: it cannot."""
-    messages = body.get("messages")
+    messages, asked = body.get("messages"), thinks(body)
     row = catalogue.find(str(body.get("model") or ""))
-    silent = thinks(body) is None and row is not None and row.thinking is Thinking.NONE  # a model that never thinks
-    if (thinks(body) is not False and not silent) or body.get("n") not in (None, 1) or not isinstance(messages, list):
+    never = asked is None and row is not None and row.thinking is Thinking.NONE  # a model that never thinks
+    if not (asked is False or never) or body.get("n") not in (None, 1) or not isinstance(messages, list):
         return None
     return {**body, "messages": [*messages, {"role": "assistant", "content": prefix}],
             "continue_final_message": True, "add_generation_prompt": False}

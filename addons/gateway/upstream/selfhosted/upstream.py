@@ -3,13 +3,11 @@ object."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ...accounts import Capability, Credential
 from ...errors import UpstreamError
-from ...interfaces import UpstreamAnswer
-from ...providers import Fetch, Lesson, Wire
+from ...providers import Lesson, OneRequest, Wire
 from . import answer, request
 from .stream import Chunks
 
@@ -23,7 +21,7 @@ GATEWAY_AGENT = "qwen-gateway"
 HOLD_S = 300.0
 
 
-class SelfHosted:
+class SelfHosted(OneRequest):
     name = NAME
     resendable = True  # a request is a request: sent again, it is answered again
 
@@ -39,18 +37,6 @@ class SelfHosted:
              base: str | None = None, api_headers: tuple[tuple[str, str], ...] = (), client_agent: str = "") -> Wire:
         return request.wire(cred, suffix, body, stream=stream or body.get("stream") is True,
                             client_agent=client_agent, gateway_agent=GATEWAY_AGENT, base=base)
-
-    async def prepare(self, cred: Credential, body: dict, fetch: Fetch) -> dict | UpstreamError:
-        return body
-
-    def opened(self, body: dict, resp: UpstreamAnswer) -> UpstreamAnswer:
-        return resp
-
-    def abandoned(self, body: dict) -> None:
-        pass
-
-    def refused(self, status: int, headers: Mapping[str, str]) -> bool:
-        return status >= 400
 
     def classify(self, status: int, body: bytes, headers: dict[str, str]) -> UpstreamError:
         return answer.classify(status, body)
