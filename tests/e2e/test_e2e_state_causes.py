@@ -61,9 +61,10 @@ def _rows(url: str) -> int:
             return 0
 
 
-def _said(gw: Gateway, cause: str, *, keys_read: bool = True) -> None:
+def _said(gw: Gateway, cause: str, *, keys_read: bool = True, line_within: float = 10) -> None:
     """Chat served (refused 503 naming the cause by a gateway that never read its keys: it cannot know whether
-    any exist); a stored Response refused 503 naming the cause; the log's line and /health name it."""
+    any exist); a stored Response refused 503 naming the cause; the log's line (within `line_within` seconds) and
+    /health name it."""
     c = openai_client(gw.url, "unused")
     if keys_read:
         assert c.chat.completions.create(model="gpt-4o", messages=HI).choices[0].message.content == "Echo: hi"
@@ -75,7 +76,8 @@ def _said(gw: Gateway, cause: str, *, keys_read: bool = True) -> None:
         c.responses.create(model="gpt-4o", input="kept?")
     assert e.value.status_code == 503 and e.value.body["code"] == "state_unavailable", e.value.body
     assert cause in e.value.body["message"], e.value.body
-    until(lambda: any(cause in line for line in _outage_lines(gw)), f"the outage line naming {cause!r}", limit=10)
+    until(lambda: any(cause in line for line in _outage_lines(gw)), f"the outage line naming {cause!r}",
+          limit=line_within)
     assert any(name == "shared state database" and cause in reason for name, reason in _storage(gw)), _storage(gw)
     assert "Traceback" not in gw.log() and "OperationalError" not in gw.log(), gw.log()
 
@@ -130,14 +132,16 @@ def test_at_run_time_each_cause_is_named_and_no_row_is_lost(tmp_path, emu, pg):
             until(lambda: _storage(gw) == [], "the database set back", limit=10)
         pg.halt()
         # a fast shutdown ends the gateway's sessions with AdminShutdown ("restarting") first; once its probe
-        # finds nothing listening, the cause is "down or unreachable": each try is two requests, two rows
-        for attempt in range(50):
+        # finds nothing listening, the cause is "down or unreachable": each try is two requests, two rows. Tries
+        # are bounded by a deadline well inside the test's guard, not by a count (a try waits for the log line)
+        deadline = time.monotonic() + 120
+        while True:
             served += 2
             try:
-                _said(gw, "down or unreachable")
+                _said(gw, "down or unreachable", line_within=3)
                 break
             except AssertionError:
-                if attempt == 49:
+                if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
         pg.resume()
