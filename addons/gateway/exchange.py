@@ -6,8 +6,8 @@ it in as the request goes upstream and the answer comes back, and hands it to th
 
     client          {"method", "url", "key"?}: what the client sent (the key only as a hint)
     key             the name of the named client key (qwen-keys) the request came with
-    cost            {"amount", "unit", "priced_as"?}: what the request cost (unit USD, or a plan's requests or
-                    tokens; "unpriced" with no amount: nothing prices it), priced as another model (qwen_unpriced_as)
+    cost            {"amount", "unit", "priced_as"?, "priced_by"?}: what it cost (USD, a plan's requests or tokens;
+                    "unpriced": no amount), priced as (qwen_unpriced_as), by (the account's list from Qwen, its tier)
     cache_saved_usd what Qwen's caches took off the prompt's price (USD; negative: writes cost more)
     route           an endpoint name, or "models", "health", "metrics", "auth", "stored_response", "unknown"
     endpoint        "chat.completions" | "responses" | "completions" | "embeddings" (forwarded exchanges)
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
 class RetryReason(enum.StrEnum):
     """Why the gateway sent a request to Qwen again (metrics count these)."""
-
     REFRESHED = "refreshed"  # 401: the login was refreshed
     ROTATED = "rotated"  # quota exhausted: another account
     THROTTLED = "throttled"  # rate limited: waited, same or another account
@@ -136,6 +135,7 @@ class Result:
     cost: float | None = None  # what the answer cost, in `cost_unit`
     cost_unit: str = ""  # "USD", or a plan's own "requests" / "tokens"; "unpriced": no price (cost None)
     priced_as: str = ""  # the model whose price counted it (qwen_unpriced_as), when it has none of its own
+    priced_by: str = ""  # the account's own list from Qwen and its tier, when it priced the answer ("": the table)
     cache_saved: float | None = None  # USD Qwen's caches took off the prompt's price (prices.PriceTable.saved)
     cache: CacheTurn | None = None  # the cache doctor's verdict on the turn (observe/cache_doctor.py)
 
@@ -287,7 +287,7 @@ class Exchange:
             out["key"] = self.key.name
         if self.result.cost_unit:  # an amount, or "unpriced" without one
             out["cost"] = {"amount": self.result.cost, "unit": self.result.cost_unit,
-                           **({"priced_as": self.result.priced_as} if self.result.priced_as else {})}
+                           **{k: v for k in ("priced_as", "priced_by") if (v := getattr(self.result, k))}}
         if self.result.cache_saved:
             out["cache_saved_usd"] = self.result.cache_saved
         return out

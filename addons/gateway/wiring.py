@@ -93,8 +93,8 @@ class Wiring:
                                      usd_budget_check=self.team.priced_only)  # nothing unpriced past a USD budget
         self._flows: dict[str, http.HTTPFlow] = {}  # exchange id -> flow, while its exchange runs
         self.formats = Formats(components.client_formats())
-        self.settle = Settlement(pool=lambda: self.pool, observers=self.observers, flows=self._flows,
-                                 formats=self.formats, prices=lambda: self.config.prices)
+        self.settle = Settlement(pool=lambda: self.pool, observers=self.observers, flows=self._flows, formats=self.formats,
+                                 prices=lambda: self.config.prices, lists=lambda: self.config.models.accounts)
         self.drain = Drain(in_progress=lambda: len(self._flows))  # every exchange running, whatever its transport
         checks = (self.drain.check, self.fix_cache_noise, self.route, self.check_context, self.team.limit)
         self.turns = Turns(open_upstream=self.engine.open, checks=checks,

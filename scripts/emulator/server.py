@@ -11,7 +11,7 @@ from http.server import ThreadingHTTPServer
 from socketserver import TCPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from . import admin, anthropic, batches, catalogue, chat, faults, oauth, plans, responses, vllm, web
+from . import admin, anthropic, batches, chat, faults, model_list, oauth, plans, responses, vllm, web
 from .cache import text_of, tokens
 from .faults import dumps
 from .state import State
@@ -68,6 +68,7 @@ class Handler(Wire):
             "/api/v1/oauth2/device/code": {"POST": lambda: oauth.device_code(self, form)},
             "/api/v1/oauth2/token": {"POST": lambda: oauth.token(self, form)},
             "/api/v1/indices/plugin/web_search": {"POST": lambda: self.api(lambda _: (200, chat.web_search(parsed)))},
+            model_list.PATH: {"GET": lambda: self.model_list(query)},  # Model Studio's own list, with prices
             "/authorize": {"GET": lambda: self.send_text(200, admin.authorize_page(query.get("user_code", "")),
                                                          "text/html; charset=utf-8")},
         }
@@ -114,17 +115,22 @@ class Handler(Wire):
     def models(self, model_id: str) -> tuple[int, dict]:
         entry = lambda m: {"id": m, "object": "model", "created": 0, "owned_by": "qwen"}  # noqa: E731
         sw = self.state.snapshot()
-        known = chat.known_models(sw)
-        own = self.key_models(sw)
-        if not model_id:
-            # a key's list: what its plans serve, never the OAuth portal's own names (coder-model, vision-model)
-            listed = own if own is not None else sw["listed_models"] if isinstance(sw.get("listed_models"), list) else \
-                [m for m in known if (catalogue.row(m) or {}).get("plans") != ["oauth"]]
-            return 200, {"object": "list", "data": [entry(m) for m in listed]}
-        if model_id in known:
+        if not model_id:  # a key's list: what its plans serve, never the OAuth portal's own names (model_list.py)
+            return 200, {"object": "list", "data": [entry(m) for m in model_list.listed(sw, self.key_models(sw))]}
+        if model_id in chat.known_models(sw):
             return 200, entry(model_id)
         return 404, chat.error("model_not_found", f"The model `{model_id}` does not exist or you do not have "
                                                   "access to it.")
+
+    def model_list(self, query: dict) -> None:
+        """Model Studio's own list (`/api/v1/models`): the models this key's OpenAI-compatible list names, and the
+        embedding models, with prices (model_list.py). Never metered; the `model_list` switch plays its drift, which
+        changes the list only: chat still serves a model it omits (refusals stay `key_models`' and the rules')."""
+        token = self.authorised()
+        if token is not None:
+            sw = self.state.snapshot()
+            models = model_list.listed(sw, self.key_models(sw), embeddings=True)
+            self.send_bytes(*model_list.answer(query, sw, models, token), "application/json")
 
     def key_models(self, sw: dict) -> list | None:
         """The models the presented key unlocks (the `key_models` switch), None: every model it serves."""

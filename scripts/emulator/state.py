@@ -30,6 +30,13 @@ DEFAULT_SWITCHES = {
     # key -> the models it unlocks (Token Plan Personal: 6 of 15): its GET /models lists them, and a chat request
     # for another model is refused 403 AccessDenied.Unpurchased (pi PR #6858)
     "key_models": None,
+    # Model Studio's own list with prices, GET /api/v1/models (model_list.py): None, as the catalogue says; or drift,
+    # any of {"unreadable": 500 | 401 | 404 (that status, DashScope's native error body) | "garbage" (200, not
+    # JSON)}, {"override": {model: {"model_info": {...} merged key by key, any other field ("prices": [served
+    # tiers], "published_time") replaced whole, a null removing the field}}}, {"omit": [model, ...]} (left out for
+    # every key), {"billing": {key: "payg:cn"}} (whose prices a key reads; default "payg:intl"). The list only: chat
+    # still serves an omitted model (what chat refuses stays `key_models`'s, `denied_models`' and the rules')
+    "model_list": None,
     "extra_models": [],  # model ids the catalogue does not name, answered as plain hybrid models without a cap
     "model_caps": {},  # model -> its output cap (R4), over the catalogue's `output` or where it has none
     "legacy_max_tokens": False,  # take `max_tokens` on the OpenAI-compatible chat API (deprecated since 2026-04-20)

@@ -79,7 +79,7 @@ class Emulator:
     def client_requests(self) -> list[dict]:
         """What clients' requests sent upstream: every request but the gateway's own reads of a key's model list
         (GET …/models, made in the background when the gateway starts and when /v1/models is listed)."""
-        return [r for r in self.requests() if not (r["method"] == "GET" and r["path"].endswith("/models"))]
+        return [r for r in self.requests() if not (r["method"] == "GET" and r["path"].split("?")[0].endswith("/models"))]
 
     def stop(self) -> None:
         _stop(self.proc)

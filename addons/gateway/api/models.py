@@ -13,6 +13,7 @@ from ..settings.config import Config
 from ..errors import GatewayError
 from ..exchange import Exchange
 from ..local_answers import json_response
+from ..models import catalogue
 from ..models.model_map import Offers, offers_of, tier_alias
 from ..models.suggestions import NOT_FOUND, message
 
@@ -51,6 +52,8 @@ async def _answer(ex: Exchange, flow: http.HTTPFlow, config: Config, offers: Off
     model = config.models.get(name, offers)
     if model is None and ex.dialect == "anthropic" and tier_alias(name):  # any Claude id the map answers
         model = {"id": name, "created": 0}
+    if model is None and (row := catalogue.retired(name)) is not None:  # gone from Qwen's lists too: said so
+        raise GatewayError(404, catalogue.retirement_message(name, row), code=NOT_FOUND, param="model")
     if model is None:
         raise GatewayError(404, message(name, [m["id"] for m in config.models.list(offers)]), code=NOT_FOUND,
                            param="model")

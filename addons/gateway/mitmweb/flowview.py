@@ -61,7 +61,8 @@ def summary_line(ex: Exchange) -> str:
         parts.append(f"prompt ≈ {ex.count.tokens} tokens")
     if ex.result.cost is not None:
         parts.append((usd(ex.result.cost) if ex.result.cost_unit == USD else f"{ex.result.cost:g} plan {ex.result.cost_unit}")
-                     + (f" (priced as {ex.result.priced_as})" if ex.result.priced_as else ""))
+                     + (f" (priced as {ex.result.priced_as})" if ex.result.priced_as else "")
+                     + (f" (priced by {ex.result.priced_by})" if ex.result.priced_by else ""))
     elif ex.result.cost_unit == UNPRICED:  # nothing prices it: unknown, never $0
         parts.append(UNPRICED)
     if ex.ttfb_ms is not None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import cast
 
 from ..accounts import KEY, Credential
 from ..accounts import OAUTH as OAUTH_KIND
 from .catalogue import (
     CHAT, CODING, EMBEDDING, OAUTH, PAYG_CN, PAYG_INTL, PAYG_US, ROWS, TOKEN, by_rules, chat_models,
     embedding_models, find)
+from .learned import LearnedFacts
+from .listed import ModelList, SeenBy
 
 # The ids the catalogue lists (models/catalogue.toml): OAuth-only names (coder-model, vision-model) first.
 QWEN_MODELS = tuple(m.id for m in ROWS.values() if m.kind == CHAT)
@@ -117,6 +120,7 @@ class LiveModels:
         self._refresh: dict[str, Callable[[], None]] = {}
         self._live: dict[str, tuple[tuple[str, ...], float]] = {}  # kind -> (ids, fetched at)
         self._failed: dict[str, float] = {}
+        self._lists: dict[str, ModelList] = {}  # kind -> what its provider lists of each model (models/listed.py)
 
     def register(self, kind: str, fallback: Sequence[str], refresh: Callable[[], None]) -> None:
         self._fallback[kind], self._refresh[kind] = tuple(fallback), refresh
@@ -138,12 +142,24 @@ class LiveModels:
             return False
         return kind not in self._failed or now - self._failed[kind] >= LIVE_RETRY
 
-    def put(self, kind: str, ids: Sequence[str]) -> None:
+    def put(self, kind: str, ids: Sequence[str], listed: ModelList | None = None) -> None:
+        """`listed`: the provider's facts about each model, when its list gives them (a list that could not be
+        read this time leaves the last one read: it is dated)."""
         if ids:  # an empty catalogue is no answer: the last one (or the fallback) stays
             self._live[kind] = (tuple(ids), self.clock())
             self._failed.pop(kind, None)
+            if listed is not None:
+                self._lists[kind] = listed
         else:
             self.failed(kind)
+
+    def model_list(self, kind: str) -> ModelList | None:
+        return self._lists.get(kind)
+
+    def seen_by(self, kind: str, learned: LearnedFacts) -> LearnedFacts:
+        """The facts a body for this account is built with: Qwen's refusals' lessons, then its own list."""
+        listed = self._lists.get(kind)
+        return learned if listed is None else cast(LearnedFacts, SeenBy(learned, listed))
 
     def failed(self, kind: str) -> None:
         self._failed[kind] = self.clock()

@@ -34,6 +34,8 @@ PG_STEPS = (  # the ledger's schema in a shared database (storage/pg.py migrates
     UNPRICED_BEFORE,
     # how often Qwen's stream broke before its end (issue 67)
     "ALTER TABLE usage ADD COLUMN IF NOT EXISTS cuts BIGINT",
+    # which list from Qwen (and which of its tiers) priced the row (issue 70)
+    "ALTER TABLE usage ADD COLUMN IF NOT EXISTS priced_by TEXT",
 )
 
 

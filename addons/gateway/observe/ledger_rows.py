@@ -53,6 +53,7 @@ COLUMNS: dict[str, str] = {
     "miss_tokens": "INTEGER",
     "miss_usd": "REAL",
     "priced_as": "TEXT",  # the model whose price counted it (qwen_unpriced_as), when it has none of its own
+    "priced_by": "TEXT",  # the account's own model list from Qwen (when read) and the tier that priced it
     # times Qwen's stream broke before its end (NULL: never): continued to the whole answer, or ended in `error`
     "cuts": "INTEGER",
 }
@@ -139,7 +140,7 @@ def row_of(ex: Exchange) -> dict:
         "error": code or (safe_message(message, ERROR_CHARS) if message else None),
         "key_name": ex.key.name or None, "cost": result.cost, "cost_unit": result.cost_unit or None, "xid": ex.id,
         "cache_write_tokens": written, "cache_kind": kind, "cache_saved": result.cache_saved,
-        "priced_as": result.priced_as or None, "cuts": result.cuts or None,
+        "priced_as": result.priced_as or None, "priced_by": result.priced_by or None, "cuts": result.cuts or None,
         # the cache doctor's (observe/cache_doctor.py), None when it did not see the turn
         "conversation": cache.conversation if cache is not None else None,
         "cache_turn": cache.turn if cache is not None else None,

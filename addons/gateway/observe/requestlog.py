@@ -92,6 +92,8 @@ def format_line(ex: Exchange) -> str:
         parts.append(f"cost={usd(ex.result.cost)}" if ex.result.cost_unit == USD else f"cost={ex.result.cost:g} {ex.result.cost_unit}")
         if ex.result.priced_as:  # qwen_unpriced_as's price counted it
             parts.append(f"priced_as={ex.result.priced_as}")
+        if ex.result.priced_by:  # the account's own list from Qwen priced it: which tier
+            parts.append("priced_by=qwen-list:" + ex.result.priced_by.rpartition(": ")[2].replace(" ", "_"))
     elif ex.result.cost_unit == UNPRICED:  # nothing prices it: unknown, never $0
         parts.append("cost=unpriced")
     if ex.ttfb_ms is not None:

@@ -38,6 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from . import price_list
 
@@ -60,6 +61,7 @@ class Tier:
     cache_read: float | None = None  # explicit cache hits (None: EXPLICIT_HIT of the input price)
     cache_write: float | None = None  # explicit cache creation (None: CREATION of the input price)
     cache_write_1h: float | None = None  # Qwen4's hour-long creation (None: unpriced, never guessed)
+    name: str = ""  # as its source names it (Model Studio's list: "Input<=32k"); "": the table's own
 
 
 @dataclass(slots=True)  # not frozen: made once per answer, and a frozen __init__ costs 5x
@@ -71,6 +73,7 @@ class Charge:
     unit: str
     saved: float | None = None  # USD Qwen's caches took off the prompt's price (None: not counted in USD)
     priced_as: str = ""  # the model whose price counted it (qwen_unpriced_as), when it has none of its own
+    tier: str | None = None  # the listed tier that priced it (`listed`), None: the table priced it
 
 
 @dataclass(frozen=True)
@@ -79,16 +82,22 @@ class PriceTable:
     units: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     source: str = ""  # where the figures come from (the built-in list, then the user file)
     fallback: str = ""  # qwen_unpriced_as: the model whose price counts a request that has none ("": unpriced)
+    from_file: frozenset[tuple[str, str]] = frozenset()  # (billing, model) the user's qwen_prices_file prices
     # (billing, model) -> what _price found: asked once per answer about the few pairs a gateway serves; model
     # names come from clients, so it starts over past MEMO_MOST pairs
     _memo: dict = field(default_factory=dict, compare=False, repr=False)
 
-    def charge(self, billing: str, model: str, usage: dict | None, *, batch: bool = False) -> Charge | None:
+    def charge(self, billing: str, model: str, usage: dict | None, *, batch: bool = False,
+               listed: tuple[Tier, ...] | None = None) -> Charge | None:
         """What one answered request is counted at, or None (no usage reported). `batch`: a request of a batch
-        (Model Studio's Batch API), billed at price_list.BATCH of the price in money."""
+        (Model Studio's Batch API), billed at price_list.BATCH of the price in money. `listed`: the model's
+        prices as the account's own list gives them (models/listed.py): Qwen's word over the built-in table, on
+        an account billed in money, unless the user's file prices the model (the user's word is theirs)."""
         if not isinstance(usage, dict):
             return None
         found, priced_as = self._price(billing, model)
+        if listed and not isinstance(found, str) and (billing, model) not in self.from_file:
+            found, priced_as = listed, ""
         prompt, completion = _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
         if found is None:
             return Charge(None, UNPRICED)
@@ -106,7 +115,7 @@ class PriceTable:
             return Charge(None, UNPRICED)
         amount = (prompt_usd + completion * out_price) / 1e6
         return Charge(amount * price_list.BATCH if batch else amount, USD, (prompt * tier.input - prompt_usd) / 1e6,
-                      priced_as)
+                      priced_as, tier.name if found is listed else None)
 
     def cost(self, billing: str, model: str, usage: dict | None, *, batch: bool = False) -> tuple[float, str] | None:
         """(amount, unit) of one answered request, or None (no usage reported, no price known)."""
@@ -245,7 +254,9 @@ def _with_file(base: PriceTable, path: str) -> PriceTable:
         units.pop(billing, None)
         for model, price in entries.items():
             models.setdefault(billing, {})[model] = _parse(price, f"{where}, {model!r}")
-    return PriceTable(_frozen(models), MappingProxyType(units), f"{base.source}; {path}")
+    mine = frozenset((b, m) for b, entries in data.items() if isinstance(entries, dict) and "unit" not in entries
+                     for m in entries)
+    return PriceTable(_frozen(models), MappingProxyType(units), f"{base.source}; {path}", from_file=mine)
 
 
 def _parse(price: object, where: str) -> tuple[Tier, ...]:
@@ -262,7 +273,7 @@ def _parse(price: object, where: str) -> tuple[Tier, ...]:
         last = i == len(raw) - 1
         if (up_to is None) != last or (up_to is not None and not (isinstance(up_to, int) and up_to > 0)):
             raise ValueError(f"{where}: every tier but the last needs up_to (prompt tokens); the last has none")
-        extra = {k: float(t[k]) for k in ("cached", "thinking_output", "cache_read", "cache_write", "cache_write_1h")
+        extra: dict[str, Any] = {k: float(t[k]) for k in ("cached", "thinking_output", "cache_read", "cache_write", "cache_write_1h")
                  if k in t and _number(t[k])}
         tiers.append(Tier(up_to, float(t["input"]), float(t["output"]), **extra))
     return tuple(tiers)

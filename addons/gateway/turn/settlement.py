@@ -18,6 +18,7 @@ from ..dispatch import Observers, call_safely
 from ..errors import gateway_error
 from ..exchange import Exchange, note
 from ..local_answers import Formats
+from ..models.model_map import LiveModels
 from ..pricing.prices import UNPRICED, PriceTable
 from ..pricing.unpriced import UnpricedSeen
 from ..storage.health import StateUnavailable
@@ -30,9 +31,11 @@ CLIENT_LEFT = "Client disconnected"  # how mitmproxy's HTTP/1 layer names a clie
 class Settlement:
     def __init__(self, *, pool: Callable[[], Pool | None], observers: Observers,
                  flows: dict[str, http.HTTPFlow], formats: Formats,
-                 prices: Callable[[], PriceTable] = PriceTable) -> None:
+                 prices: Callable[[], PriceTable] = PriceTable,
+                 lists: Callable[[], LiveModels | None] = lambda: None) -> None:
         self.pool = pool
         self.prices = prices
+        self.lists = lists  # each account's own model list from Qwen (models/listed.py): its prices first
         self.formats = formats
         self.observers = observers
         self.flows = flows  # exchange id -> flow, while the exchange runs (the engine's callback finds it)
@@ -138,11 +141,16 @@ class Settlement:
 
     def charge(self, ex: Exchange, billing: str) -> None:
         """Its price, a plan's unit, or unpriced (unknown, never $0): what every observer reads."""
-        charged = self.prices().charge(billing, ex.attempt.model, ex.result.usage)
+        lists, cred = self.lists(), ex.attempt.cred
+        listed = lists.model_list(cred.account) if lists is not None and cred is not None else None
+        charged = self.prices().charge(billing, ex.attempt.model, ex.result.usage,
+                                       listed=listed.tiers(ex.attempt.model) if listed is not None else None)
         if charged is None:
             return
         r = ex.result
         r.cost, r.cost_unit, r.cache_saved, r.priced_as = charged.amount, charged.unit, charged.saved, charged.priced_as
+        if charged.tier is not None and listed is not None:
+            r.priced_by = f"{listed.said()}: {charged.tier or 'one price'}"
         if charged.unit == UNPRICED:
             self.unpriced.count(billing, ex.attempt.model)
 

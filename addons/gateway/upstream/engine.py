@@ -206,12 +206,12 @@ class UpstreamEngine:
             if own is None:  # this request needs what only the translation serves
                 leg, base = TRANSLATED, None
         ex.attempt.leg = leg
+        seen = config.models.accounts.seen_by(cred.account, self.policy.learned)  # lessons, then its own list
         if own is not None:
             ex.attempt.body = upstream.own_body(own, model=model, capability=endpoint.capability, cred=cred,
-                                                 notes=ex.notes, learned=self.policy.learned)
+                                                 notes=ex.notes, learned=seen)
         else:
-            ex.attempt.body = upstream.chat_body(ex.chat_body, model=model, cred=cred, notes=ex.notes,
-                                                  learned=self.policy.learned)
+            ex.attempt.body = upstream.chat_body(ex.chat_body, model=model, cred=cred, notes=ex.notes, learned=seen)
         ex.attempt.model = ex.attempt.body["model"]  # as sent (the route moved it above, when one applies)
         return upstream, base
 

@@ -34,6 +34,7 @@ def test_row_of_an_exchange():
         # no conversation the cache doctor saw
         "conversation": None, "cache_turn": None, "cache_miss": None, "miss_tokens": None, "miss_usd": None,
         "priced_as": None,  # its own price (not settled here: no price at all)
+        "priced_by": None,  # the table's price, not an account's own list from Qwen
         "cuts": None,  # Qwen's stream never broke
     }
     assert set(row) == set(COLUMNS)

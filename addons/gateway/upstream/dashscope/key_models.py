@@ -1,7 +1,9 @@
-"""A key account's own model list: `GET {base}/models` with its key (Model Studio's OpenAI-compatible list, which
-names what the key's plan and workspace may call), fetched in the background and kept in the model map's
-per-account `LiveModels` for `LIVE_TTL`; until it answers, /v1/models lists the catalogue's models for the
-account's plan. Nothing on a request's path waits for it.
+"""A key account's own model list, fetched in the background and kept in the model map's per-account
+`LiveModels` for `LIVE_TTL`: on a Model Studio base (`…/compatible-mode/v1`), its List Models API with prices
+and limits (model_list.py: what this key may call, its prices by tier, caps, publish time — Qwen's word over the
+catalogue's), else, or when that cannot be read (said once per account), `GET {base}/models` (the
+OpenAI-compatible list: ids only; prices and caps then from the catalogue). Until one answers, /v1/models lists
+the catalogue's models for the account's plan. Nothing on a request's path waits for it.
 
 The fetch is the gateway's own (User-Agent qwen-gateway/VERSION: no client asked), over a connection of its
 own with the gateway's network settings, never the engine's pool."""
@@ -10,14 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
 from collections.abc import Callable
 
 from ...accounts import Credential
+from ...models.listed import ModelList
 from ...models.model_map import LiveModels
 from ...settings.network import Network
 from ..catalogue_fetch import CatalogueFetch
 from ..client import ConnectionFailed, UpstreamClient
+from . import model_list
 from .headers import GATEWAY_AGENT, target
+
+log = logging.getLogger("qwen")
 
 TIMEOUT = 10.0  # seconds for the whole fetch: a slow list only delays the next refresh
 
@@ -41,27 +49,79 @@ class KeyCatalogue(CatalogueFetch):
     def __init__(self, live: LiveModels, account: str, credential: Callable[[], Credential | None],
                  network: Network | None = None) -> None:
         self.live, self.account, self.credential, self.network = live, account, credential, network
+        self.said = ""  # what was last said of this account's list (said once, again only when it changes)
 
     async def refresh(self) -> None:
         """One fetch; whatever goes wrong leaves the last list (or the plan's catalogue) and waits LIVE_RETRY."""
+        listed: ModelList | None = None
         try:
             cred = self.credential()
-            models = await asyncio.wait_for(self._fetch(cred), TIMEOUT) if cred is not None else []
+            if cred is not None and "/compatible-mode/" in cred.base_url + "/":
+                listed = await asyncio.wait_for(self._listed(cred), TIMEOUT)
+            models = list(listed.models) if listed is not None else \
+                await asyncio.wait_for(self._fetch(cred), TIMEOUT) if cred is not None else []
         except (ConnectionFailed, OSError, asyncio.TimeoutError, ValueError):
             models = []
-        self.live.put(self.account, models)
+        self.live.put(self.account, models, listed)
+
+    async def _listed(self, cred: Credential) -> ModelList | None:
+        """Model Studio's list, every page; None (said once) when it cannot be read."""
+        records: list[dict] = []
+        why = ""
+        try:
+            for number in range(1, model_list.MOST_PAGES + 1):
+                status, raw = await self._get(cred, model_list.path(number))
+                if status != 200:
+                    why = f"HTTP {status}"  # 404: a host without the list (said as information, not a fault)
+                    break
+                found, total = model_list.page(raw)
+                records += found
+                if not found or len(records) >= total:
+                    break
+        except ValueError:
+            why = "an answer that is not the list"
+        except (ConnectionFailed, OSError, asyncio.TimeoutError) as e:
+            why = type(e).__name__
+        if why or not records:
+            self._say(f"qwen: account {self.account}: Qwen's model list (GET /api/v1/models) could not be read "
+                      f"({why or 'no models'}): its models from GET /models, their prices and caps from the catalogue")
+            return None
+        models, unpriced = {}, {}
+        for record in records:
+            found_model, unread = model_list.model(record)
+            models[found_model.id] = found_model
+            if unread:
+                unpriced[found_model.id] = unread
+        said = f"{len(unpriced)} of {len(models)} models' prices not taken ({next(iter(unpriced.values()))})" \
+            if unpriced else ""
+        self._say(f"qwen: account {self.account}: Qwen's model list read: {len(models)} models"
+                  + (f"; {said}: the catalogue prices those" if said else ""))
+        return ModelList(self.account, time.time(), models, said)
+
+    def _say(self, line: str) -> None:
+        if line != self.said:
+            self.said = line
+            (log.warning if "could not" in line and "HTTP 404" not in line else log.info)(line)
 
     async def _fetch(self, cred: Credential) -> list[str]:
-        url, host = target(cred.base_url, "models")
+        status, raw = await self._get(cred, "models")
+        return parse(raw) if status == 200 else []
+
+    async def _get(self, cred: Credential, suffix: str) -> tuple[int, bytes]:
+        """GET `suffix` under the account's base (a path from the host's root when it starts with "/")."""
+        if suffix.startswith("/"):
+            url, host = target(cred.base_url, "")
+            url = url.split("://", 1)[0] + "://" + host + suffix
+        else:
+            url, host = target(cred.base_url, suffix)
         client = UpstreamClient(keepalive=0, network=self.network)
         headers = [("Host", host), ("User-Agent", GATEWAY_AGENT), ("Accept", "application/json"),
                    ("Authorization", f"Bearer {cred.token}")]
         try:
             resp = await client.send(url, headers, b"", head_timeout=TIMEOUT, read_timeout=TIMEOUT, method="GET")
             try:
-                raw = await resp.aread()
+                return resp.status_code, await resp.aread()
             finally:
                 await resp.aclose()
         finally:
             await client.aclose()
-        return parse(raw) if resp.status_code == 200 else []
