@@ -284,7 +284,8 @@ def test_no_request_of_one_key_changes_what_another_keys_request_sends(team, emu
 def test_a_fact_forgotten_anywhere_is_forgotten_everywhere(team, emu):
     """What Qwen really taught is shared by the team; `qwen-usage learned --forget` undoes it on every gateway."""
     one, two, _, bob, env = team
-    emu.switches(extra_models=["qwen9-max"], model_caps={"qwen9-max": 40000})
+    emu.switches(extra_models=["qwen9-max"], model_caps={"qwen9-max": 40000},
+                 model_list={"omit": ["qwen9-max"]})  # newer than the list read: only a refusal teaches its cap
     client(one, bob).chat.completions.create(model="qwen9-max", max_completion_tokens=50000, messages=HI)
     assert [b["max_completion_tokens"] for b in sent(emu)] == [50000, 40000]
     until(lambda: "learned" in httpx.get(two.url + "/health", trust_env=False).json(),

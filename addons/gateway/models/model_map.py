@@ -14,6 +14,7 @@ from .catalogue import (
     embedding_models, find)
 from .learned import LearnedFacts
 from .listed import ModelList, SeenBy
+from ..pricing.prices import Tier
 
 # The ids the catalogue lists (models/catalogue.toml): OAuth-only names (coder-model, vision-model) first.
 QWEN_MODELS = tuple(m.id for m in ROWS.values() if m.kind == CHAT)
@@ -155,6 +156,11 @@ class LiveModels:
 
     def model_list(self, kind: str) -> ModelList | None:
         return self._lists.get(kind)
+
+    def listed_tiers(self, kind: str, model: str) -> tuple[Tier, ...] | None:
+        """The model's prices as the account's own list gives them (None: it gives none, or was not read)."""
+        listed = self._lists.get(kind)
+        return listed.tiers(model) if listed is not None else None
 
     def seen_by(self, kind: str, learned: LearnedFacts) -> LearnedFacts:
         """The facts a body for this account is built with: Qwen's refusals' lessons, then its own list."""

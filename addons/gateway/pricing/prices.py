@@ -117,9 +117,10 @@ class PriceTable:
         return Charge(amount * price_list.BATCH if batch else amount, USD, (prompt * tier.input - prompt_usd) / 1e6,
                       priced_as, tier.name if found is listed else None)
 
-    def cost(self, billing: str, model: str, usage: dict | None, *, batch: bool = False) -> tuple[float, str] | None:
+    def cost(self, billing: str, model: str, usage: dict | None, *, batch: bool = False,
+             listed: tuple[Tier, ...] | None = None) -> tuple[float, str] | None:
         """(amount, unit) of one answered request, or None (no usage reported, no price known)."""
-        charged = self.charge(billing, model, usage, batch=batch)
+        charged = self.charge(billing, model, usage, batch=batch, listed=listed)
         return None if charged is None or charged.amount is None else (charged.amount, charged.unit)
 
     def saved(self, billing: str, model: str, usage: dict | None) -> float | None:

@@ -249,11 +249,13 @@ def ceiling(body: object, prompt: int) -> int | None:
     return prompt + cap * n
 
 
-def delivered(prices: PriceTable, billing: str, model: str, usage: object, name: str, day: str) -> Delivered | None:
-    """What an answer cost by Qwen's usage (its tokens; its USD when its model is priced in USD), or None (no usage)."""
+def delivered(prices: PriceTable, billing: str, model: str, usage: object, name: str, day: str,
+              listed: tuple | None = None) -> Delivered | None:
+    """What an answer cost by Qwen's usage (its tokens; its USD when its model is priced in USD, by the account's
+    own list from Qwen first: `listed`), or None (no usage)."""
     if not isinstance(usage, dict):
         return None
     tokens = sum(v for k in ("prompt_tokens", "completion_tokens") if type(v := usage.get(k)) is int)
-    charged = prices.charge(billing, model, usage)
+    charged = prices.charge(billing, model, usage, listed=listed)
     usd = (charged.amount or 0.0) if charged is not None and charged.unit == USD else 0.0
     return Delivered(name, day, tokens, usd) if tokens > 0 else None

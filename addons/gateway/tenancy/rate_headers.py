@@ -14,6 +14,9 @@ from __future__ import annotations
 import math
 import time
 
+from .limits import RPM, TPM, Limiter
+from .ring import KeyRecord
+
 ANTHROPIC = "anthropic"  # the dialect (Endpoint.dialect) whose clients read Anthropic's headers
 ANTHROPIC_FAMILIES = {"tokens": ("tokens", "input-tokens", "output-tokens")}
 
@@ -48,3 +51,10 @@ def headers(dialect: str, states: list[tuple[str, int, int, float]], now: float 
             out[f"x-ratelimit-remaining-{what}"] = str(remaining)
             out[f"x-ratelimit-reset-{what}"] = duration(reset)
     return out
+
+
+def of_key(limiter: Limiter, dialect: str, rec: KeyRecord) -> dict[str, str]:
+    """The headers of a key with rpm or tpm: what its limiter's last answer says is left of each."""
+    states = [(what, limit, *limiter.state(rec.name, kind, limit))
+              for what, kind, limit in (("requests", RPM, rec.rpm), ("tokens", TPM, rec.tpm)) if limit]
+    return headers(dialect, states)

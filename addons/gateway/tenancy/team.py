@@ -1,20 +1,19 @@
 """A team gateway: named client keys (`qwen-keys`) with limits and budgets, and what each key spent.
 
-- **Who**: `check` (requestheaders, every request): one SHA-256 and one dict lookup in the keyring held in
-  memory. Once any named key exists (revoked ones too), a request needs one (or a key of the flat keys
-  file, which keeps working alongside); a missing, unknown or revoked key is a 401 and nothing goes
-  upstream. A gateway on PostgreSQL that never read its keys (and has no copy of them) refuses every
-  request with 503 rather than serve without them.
-- **Limits** (`limit`, before the request goes upstream): budgets from memory (tenancy/spend.py), then rpm
-  and tpm through the limiter (tenancy/limits.py), which asks the backend only when the local lease is spent;
-  a key with rpm or tpm gets their state as headers on its answer or refusal (tenancy/rate_headers.py).
-  A key with a USD budget is refused what has no price (`priced_only`, called by the engine once the account and
-  the model as sent are known: nothing unpriced can pass a budget in USD).
-- **Spend** (`finished`, an observer, after the answer): tokens Qwen reported, the request's cost
-  (`ex.result.cost`, pricing/prices.py) and refusals, per key and UTC day; tpm grants settled with the real tokens.
-- **Where** (tenancy/source.py): `<state_dir>/keys.sqlite3`, or the shared database (`qwen_state_url`: rate
-  limits exact across gateways). A change is applied on every running gateway before `qwen-keys` returns; the
-  running requests of a key revoked, rotated or deleted end then (`ended`; qwen_key_change_in_flight).
+- **Who**: `check` (requestheaders, every request): one SHA-256 and one dict lookup in the keyring held in memory.
+  Once any named key exists (revoked ones too), a request needs one (or a key of the flat keys file, which keeps
+  working alongside); a missing, unknown or revoked key is a 401 and nothing goes upstream. A gateway on PostgreSQL
+  that never read its keys (and has no copy of them) refuses every request with 503 rather than serve without them.
+- **Limits** (`limit`, before the request goes upstream): budgets from memory (tenancy/spend.py), then rpm and tpm
+  through the limiter (tenancy/limits.py), which asks the backend only when the local lease is spent; a key with rpm
+  or tpm gets their state as headers on its answer or refusal (tenancy/rate_headers.py). A key with a USD budget is
+  refused what has no price (`priced_only`, called by the engine once the account and the model as sent are known:
+  nothing unpriced can pass a budget in USD).
+- **Spend** (`finished`, an observer, after the answer): tokens Qwen reported, the request's cost (`ex.result.cost`,
+  pricing/prices.py) and refusals, per key and UTC day; tpm grants settled with the real tokens.
+- **Where** (tenancy/source.py): `<state_dir>/keys.sqlite3`, or the shared database (`qwen_state_url`: rate limits
+  exact across gateways). A change is applied on every running gateway before `qwen-keys` returns; the running
+  requests of a key revoked, rotated or deleted end then (`ended`; qwen_key_change_in_flight).
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ from .source import KeySource
 from .holds import Costs, Delivered, Holds, MemoryHolds, Spending, ceiling, delivered
 from .limits import RPM, TPM, Limiter, MemoryGrants, Taken
 from .spend import SpendBook
+from ..models.model_map import LiveModels
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -62,6 +62,7 @@ class Team(Observer):
         self.costs = Costs()
         self.source = KeySource(self)
         self.prices = PriceTable()  # the configured price table: what a USD budget may be spent on
+        self.lists = LiveModels()  # each account's own model list from Qwen: its prices count first
         self._warned = False
         self.counts_down = ""  # why the shared budget counts could not be reached at the last try ("": they could)
         self.deleted: list[Callable[[str], None]] = []  # told each name deleted (its stored objects go with it)
@@ -71,7 +72,8 @@ class Team(Observer):
     # ---- lifecycle: where the keys live (tenancy/source.py) -------------------------------------------
 
     def configure(self, config: Config) -> None:
-        self.prices, self.end_in_flight = config.prices, config.key_change_in_flight == "end"
+        self.prices, self.lists = config.prices, config.models.accounts
+        self.end_in_flight = config.key_change_in_flight == "end"
         self.source.configure(config)
 
     def running(self) -> None:
@@ -163,7 +165,7 @@ class Team(Observer):
             await self._limit(ex, rec)
         finally:  # on the answer and on a refusal alike (local.Formats puts them on either)
             if rec.rpm or rec.tpm:
-                ex.key.limit_headers = self._headers(ex.dialect, rec)
+                ex.key.limit_headers = rate_headers.of_key(self.limiter, ex.dialect, rec)
 
     async def _limit(self, ex: Exchange, rec: KeyRecord) -> None:
         want = max(1, ex.count.tokens or ex.client.size // 4)  # bytes/4: no count on the request's path
@@ -213,7 +215,8 @@ class Team(Observer):
         """A stream's end is parked: what it cost (Qwen's usage, priced) goes on its hold first."""
         held, cred = ex.key.hold, ex.attempt.cred
         cost = delivered(self.prices, cred.billing, ex.attempt.model, outcome.stream_usage(ex), held[0].name,
-                         self.book.day) if held and cred is not None else None
+                         self.book.day, self.lists.listed_tiers(cred.account, ex.attempt.model)) \
+            if held and cred is not None else None
         return self.holds.mark(held[0], cost) if held and cost is not None else None
 
     def _release(self, ex: Exchange, tokens: int = 0, usd: float = 0.0) -> None:
@@ -236,15 +239,9 @@ class Team(Observer):
         """The engine's check for a key with a USD budget (the model as sent, on the account chosen): raises the
         refusal when nothing prices the request, since its cost could not count against the budget."""
         cred = ex.attempt.cred
-        if cred is not None and not self.prices.priced(cred.billing, ex.attempt.model):
+        if cred is not None and not self.prices.priced(cred.billing, ex.attempt.model) and \
+                not self.lists.listed_tiers(cred.account, ex.attempt.model):
             raise refusals.unpriced(ex.key.name, ex.attempt.model)
-
-    def _headers(self, dialect: str, rec: KeyRecord) -> dict[str, str]:
-        states = []
-        for what, kind, limit in (("requests", RPM, rec.rpm), ("tokens", TPM, rec.tpm)):
-            if limit:
-                states.append((what, limit, *self.limiter.state(rec.name, kind, limit)))
-        return rate_headers.headers(dialect, states)
 
     async def _take(self, rec: KeyRecord, kind: str, want: int, limit: int, taken: list[Taken]) -> Taken:
         try:

@@ -77,7 +77,9 @@ class BatchBills:
 
     @staticmethod
     def _price(cred: Credential, config: Config) -> lines.Price:
-        return lambda model, usage: config.prices.cost(cred.billing, model, usage, batch=True)
+        lists = config.models.accounts  # the account's own list from Qwen prices first (models/listed.py)
+        return lambda model, usage: config.prices.cost(cred.billing, model, usage, batch=True,
+                                                       listed=lists.listed_tiers(cred.account, model))
 
 
 def _bill(record: Record, cred: Credential, usage: dict, cost: float | None, unit: str) -> Exchange:

@@ -1,0 +1,93 @@
+"""What Qwen says of itself wins (issue 70), through a real mitmdump and the emulator serving Model Studio's own
+model list (`GET /api/v1/models`) drifted from the catalogue: a price and an output cap that differ. The gateway
+caps and prices by the account's list and says so on the flow, the request line and the ledger row; when the list
+cannot be read it says so once and the catalogue decides, as before.
+
+The emulator's account is on 127.0.0.1, whose billing the price table cannot know: without a list, its answers are
+counted at `qwen_unpriced_as`'s price (qwen4-max's), said as `priced_as`; the list's own price outranks that."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from helpers.ledger import ledger_rows
+from helpers.procs import Gateway, until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+MODEL = "qwen3.6-plus"  # the catalogue: output cap 65,536; on payg:intl $0.5 / $3 up to 256k prompt tokens
+LISTED = {"prices": [{"range_name": "Input<=128k", "prices": [
+              {"type": "input_token", "price": "7", "price_unit": "USD/1M tokens", "time_band": "standard"},
+              {"type": "output_token", "price": "21", "price_unit": "USD/1M tokens", "time_band": "standard"}]},
+                     {"range_name": "128k<Input<=1M", "prices": [
+              {"type": "input_token", "price": "9", "price_unit": "USD/1M tokens", "time_band": "standard"},
+              {"type": "output_token", "price": "27", "price_unit": "USD/1M tokens", "time_band": "standard"}]}],
+          "model_info": {"max_output_tokens": 1234}}
+ASK = [{"role": "user", "content": "say hello"}]
+
+
+def gateway(tmp_path: Path, emu, make_gateway) -> tuple[Gateway, Path, str]:
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    (state / "accounts.json").write_text(json.dumps({"accounts": [
+        {"name": "ms", "kind": "key", "base_url": emu.url + "/compatible-mode/v1", "key_env": "MS_KEY"}]}))
+    key = emu.seed_token(kind="key")
+    env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path), "MS_KEY": key}
+    gw = make_gateway(env=env, args=("--set", "qwen_unpriced_as=qwen4-max", "--set", "qwen_debug_log=true"))
+    until(lambda: any(r["path"].split("?")[0].endswith("/models") for r in emu.requests()), "the account's list read")
+    return gw, state, key
+
+
+def ask(gw: Gateway) -> openai.types.chat.ChatCompletion:
+    c = openai.OpenAI(base_url=gw.url + "/v1", api_key="client-key", max_retries=0, timeout=60,
+                      http_client=httpx.Client(trust_env=False))
+    return c.chat.completions.create(model=MODEL, max_tokens=5000, messages=ASK)
+
+
+def flow_notes(state: Path) -> list[str]:
+    files = until(lambda: sorted((state / "logs").glob("exchange-*.json")) or None, "the exchange in the debug log")
+    return json.loads(files[-1].read_text())["summary"]["notes"]
+
+
+def test_the_accounts_own_list_caps_and_prices_and_says_so(tmp_path, emu, make_gateway):
+    emu.switches(model_list={"override": {MODEL: LISTED}})
+    gw, state, key = gateway(tmp_path, emu, make_gateway)
+    until(lambda: "Qwen's model list read" in gw.log(), "the list read and said")
+    answer = ask(gw)
+    (sent,) = [r["body"] for r in emu.chat_requests()]
+    assert sent["max_completion_tokens"] == 1234  # the list's cap, under the catalogue's 65,536
+    notes = flow_notes(state)
+    assert any(n.startswith(f"max_completion_tokens 5000 lowered to 1234, {MODEL}'s output cap (ms's model list "
+                            "from Qwen, read ") for n in notes), notes
+    (row,) = until(lambda: ledger_rows(state) or None, "the ledger row")
+    u = answer.usage
+    assert row["cost_unit"] == "USD" and row["priced_as"] is None  # the list's price, not qwen_unpriced_as's
+    assert row["cost"] == pytest.approx((u.prompt_tokens * 7 + u.completion_tokens * 21) / 1e6, rel=1e-9)
+    assert row["priced_by"].startswith("ms's model list from Qwen, read ") and \
+        row["priced_by"].endswith(": Input<=128k"), row["priced_by"]
+    assert "priced_by=qwen-list:Input<=128k" in gw.log()
+    assert key not in gw.log() and key not in json.dumps(row)
+
+
+@pytest.mark.parametrize("unreadable", [500, "garbage"])
+def test_an_unreadable_list_is_said_once_and_the_catalogue_decides(tmp_path, emu, make_gateway, unreadable):
+    emu.switches(model_list={"unreadable": unreadable, "override": {MODEL: LISTED}})
+    gw, state, key = gateway(tmp_path, emu, make_gateway)
+    until(lambda: "could not be read" in gw.log(), "the unreadable list said")
+    answer = ask(gw)
+    answer_again = ask(gw)
+    sent = [r["body"] for r in emu.chat_requests()]
+    assert [b["max_completion_tokens"] for b in sent] == [5000, 5000]  # the catalogue's cap is above it
+    rows = until(lambda: (r := ledger_rows(state)) and len(r) >= 2 and r or None, "two ledger rows")
+    for row, a in zip(rows, (answer, answer_again)):
+        u = a.usage
+        assert (row["priced_as"], row["priced_by"]) == ("qwen4-max", None)
+        assert row["cost"] == pytest.approx((u.prompt_tokens * 1.5 + u.completion_tokens * 4.5) / 1e6, rel=1e-9)
+    said = [ln for ln in gw.log().splitlines() if "Qwen's model list (GET /api/v1/models) could not be read" in ln]
+    assert len(said) == 1 and "its models from GET /models, their prices and caps from the catalogue" in said[0], said
+    assert key not in gw.log()
