@@ -77,9 +77,17 @@ async def codex_catalog(ex: Exchange, flow: http.HTTPFlow, config: Config) -> ht
 def anthropic_list(models: list[dict]) -> dict:
     """Anthropic's list shape (`type: model`, an RFC 3339 `created_at`, cursor ids)."""
     data = [{"type": "model", "id": m["id"], "display_name": m["id"], "created_at": _created(m),
-             "lifecycle": "active"} for m in models]
+             "lifecycle": _lifecycle(m.get("shutdown_date"))} for m in models]
     return {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
             "last_id": data[-1]["id"] if data else None}
+
+
+def _lifecycle(last_day: str | None) -> str:
+    """Anthropic's terms (its "Model deprecations" page): a retirement announced is `deprecated` until its last day
+    served, `retired` after it; else `active`."""
+    if not last_day:
+        return "active"
+    return "retired" if catalogue.today() > last_day else "deprecated"
 
 
 def _for_messages(models: list[dict]) -> list[dict]:

@@ -143,6 +143,11 @@ class LiveModels:
             return False
         return kind not in self._failed or now - self._failed[kind] >= LIVE_RETRY
 
+    def keep_current(self, kind: str) -> None:
+        """A registered kind's catalogue fetched again (in the background) once it is due."""
+        if kind in self._refresh and self.due(kind):
+            self._refresh[kind]()
+
     def put(self, kind: str, ids: Sequence[str], listed: ModelList | None = None) -> None:
         """`listed`: the provider's facts about each model, when its list gives them (a list that could not be
         read this time leaves the last one read: it is dated)."""

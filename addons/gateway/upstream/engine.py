@@ -35,8 +35,7 @@ class UpstreamEngine:
                  on_upstream_request: Callable[[Exchange], None] = lambda ex: None, client=None,
                  usd_budget_check: Callable[[Exchange], None] = lambda ex: None) -> None:
         self.policy = policy
-        # a named key's USD budget: what has no price is refused (tenancy/team.py), raising the refusal
-        self.usd_budget_check = usd_budget_check
+        self.usd_budget_check = usd_budget_check  # a named key's USD budget refuses the unpriced (tenancy/team.py)
         self.pairing = pairing  # which upstream serves the account, and how the endpoint's pair is carried
         self.config = config
         self.on_upstream_request = on_upstream_request
@@ -150,6 +149,7 @@ class UpstreamEngine:
         """A model the account's own list leaves out while another account's names it: never sent there (the retry
         policy's to send elsewhere). Named by no list, it may be new: the lists are read again, Qwen decides."""
         lists, model = self.config.models.accounts, ex.attempt.model
+        lists.keep_current(cred.account)  # its list read again hourly while it serves (in the background)
         if not lists.is_live(cred.account) or model in lists.ids(cred.account) or ex.attempt.leg.passthrough:
             return None
         if not any(m == model for m, _ in lists.listed()):

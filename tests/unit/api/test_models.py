@@ -25,6 +25,14 @@ def test_anthropics_list_shape():
     assert models.anthropic_list([]) == {"data": [], "has_more": False, "first_id": None, "last_id": None}
 
 
+def test_a_retirement_is_told_in_anthropics_terms(monkeypatch):
+    monkeypatch.setattr(models.catalogue, "today", lambda: "2026-11-27")
+    listed = models.anthropic_list([{"id": "a", "created": 0, "shutdown_date": "2026-12-31"},
+                                    {"id": "b", "created": 0, "shutdown_date": "2026-10-09"},
+                                    {"id": "c", "created": 0, "shutdown_date": None}])["data"]
+    assert [m["lifecycle"] for m in listed] == ["deprecated", "retired", "active"]
+
+
 def test_a_page_after_an_id():
     page = models.anthropic_page(ROWS, {"limit": "2", "after_id": "m1"})
     assert ids(page) == ["m2", "m3"] and page["has_more"] is True

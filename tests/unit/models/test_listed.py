@@ -49,3 +49,19 @@ def test_the_lists_price_counts_unless_the_users_file_prices_the_model(tmp_path)
     from qwen_gateway.pricing.prices import load
     assert load(str(mine)).charge("payg:intl", "qwen3.6-plus", usage, listed=tiers).amount == 2.0
     assert PriceTable().charge("payg:intl", "new-model", usage, listed=tiers).amount == 28.0  # listed only: priced
+
+
+def test_a_list_is_read_again_once_due_while_the_account_serves():
+    now = [0.0]
+    live = LiveModels(ttl=3600.0, clock=lambda: now[0])
+    reads: list[str] = []
+    live.register("acct", (), lambda: reads.append("acct"))
+    live.keep_current("oauth")  # not registered: nothing to read
+    live.keep_current("acct")
+    live.put("acct", ["qwen3.6-plus"], LISTED)
+    now[0] = 3599.0
+    live.keep_current("acct")
+    assert reads == ["acct"]  # read at first, not again within the hour
+    now[0] = 3601.0
+    live.keep_current("acct")
+    assert reads == ["acct", "acct"]
