@@ -91,3 +91,25 @@ def test_an_unreadable_list_is_said_once_and_the_catalogue_decides(tmp_path, emu
     said = [ln for ln in gw.log().splitlines() if "Qwen's model list (GET /api/v1/models) could not be read" in ln]
     assert len(said) == 1 and "its models from GET /models, their prices and caps from the catalogue" in said[0], said
     assert key not in gw.log()
+
+
+def test_a_tiered_model_is_priced_at_the_tier_its_prompt_falls_in(tmp_path, emu, make_gateway):
+    tiers = [{"range_name": name, "prices": [
+        {"type": "input_token", "price": inp, "price_unit": "USD/1M tokens", "time_band": "standard"},
+        {"type": "output_token", "price": out, "price_unit": "USD/1M tokens", "time_band": "standard"}]}
+        for name, inp, out in (("Input<=1k", "1", "2"), ("1k<Input<=1M", "10", "20"))]
+    emu.switches(model_list={"override": {MODEL: {"prices": tiers}}})
+    gw, state, _ = gateway(tmp_path, emu, make_gateway)
+    until(lambda: "Qwen's model list read" in gw.log(), "the list read and said")
+    c = openai.OpenAI(base_url=gw.url + "/v1", api_key="client-key", max_retries=0, timeout=60,
+                      http_client=httpx.Client(trust_env=False))
+    short = c.chat.completions.create(model=MODEL, messages=ASK)
+    long = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "word " * 1500}])
+    assert short.usage.prompt_tokens <= 1000 < long.usage.prompt_tokens
+    rows = until(lambda: (r := ledger_rows(state)) and len(r) >= 2 and r or None, "two ledger rows")
+    for row, answer, (inp, out, tier) in zip(rows, (short, long), ((1, 2, "Input<=1k"), (10, 20, "1k<Input<=1M"))):
+        u = answer.usage
+        written = u.prompt_tokens_details.cache_write_tokens or 0  # the gateway marked the long prompt: a 5-min write
+        assert row["cost"] == pytest.approx(((u.prompt_tokens - written) * inp + written * inp * 1.25
+                                             + u.completion_tokens * out) / 1e6, rel=1e-9)
+        assert row["priced_by"].endswith(": " + tier), row["priced_by"]
