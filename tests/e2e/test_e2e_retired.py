@@ -33,13 +33,13 @@ def said(model: str) -> str:
             f"Qwen3.6 and Qwen3.7 series as replacements, e.g. {RETIRED[model]}.")
 
 
-def key_gateway(tmp_path: Path, emu, make_gateway, *args: str) -> Gateway:
+def key_gateway(tmp_path: Path, emu, make_gateway, *args: str, embeddings: bool = False) -> Gateway:
     """A gateway whose only account is a pay-as-you-go key on the emulator (where Files and Batch are served)."""
     state = tmp_path / "state"
     state.mkdir(exist_ok=True)
     (state / "accounts.json").write_text(json.dumps({"accounts": [
         {"name": "ds", "kind": "key", "base_url": emu.url + "/compatible-mode/v1", "key_env": "DS_KEY",
-         "default_model": "qwen-plus"}]}))
+         "default_model": "qwen-plus", **({"embeddings": True} if embeddings else {})}]}))
     env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
            "DS_KEY": emu.seed_token(kind="key"), "HOME": str(tmp_path)}
     return make_gateway(env=env, args=args)
@@ -133,3 +133,29 @@ def test_once_qwens_list_is_read_a_retired_model_is_neither_listed_nor_found(tmp
         with pytest.raises(openai.NotFoundError) as caught:
             c.models.retrieve(model)
         assert caught.value.body["message"] == said(model), caught.value.body
+
+
+def test_responses_over_a_websocket_natively_and_embeddings_too(tmp_path, emu, make_gateway):
+    """The other paths: a Responses turn over the WebSocket (an `error` event with the same words), Model Studio's
+    own Responses API (`qwen_responses_native`) and the embeddings endpoint: answered here, nothing sent."""
+    import websocket
+
+    gw = key_gateway(tmp_path, emu, make_gateway, "--set", "qwen_responses_native=true", embeddings=True)
+    ws = websocket.create_connection(gw.url.replace("http://", "ws://") + "/v1/responses", timeout=15, header=[
+        "Authorization: Bearer client-key", "openai-beta: responses_websockets=2026-02-06"])
+    try:
+        ws.send(json.dumps({"type": "response.create", "model": "qwen-vl-plus", "store": False, "input": [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}]}))
+        while (event := json.loads(ws.recv()))["type"] not in ("response.completed", "response.failed", "error"):
+            pass
+    finally:
+        ws.close()
+    assert event["type"] == "error" and event["error"]["message"] == said("qwen-vl-plus"), event
+    c = openai_client(gw.url, "client-key")
+    with pytest.raises(openai.NotFoundError) as caught:  # the native leg: Model Studio's own Responses API
+        c.responses.create(model="qwq-plus", input="hi")
+    assert caught.value.body["message"] == said("qwq-plus")
+    with pytest.raises(openai.NotFoundError) as caught:
+        c.embeddings.create(model="qwen-turbo", input="hi")
+    assert caught.value.body["message"] == said("qwen-turbo")
+    assert reached_qwen(emu) == [] and not [r for r in emu.requests() if r["path"].endswith("/embeddings")]
