@@ -31,14 +31,14 @@ LISTED = {"prices": [{"range_name": "Input<=128k", "prices": [
 ASK = [{"role": "user", "content": "say hello"}]
 
 
-def gateway(tmp_path: Path, emu, make_gateway) -> tuple[Gateway, Path, str]:
+def gateway(tmp_path: Path, emu, make_gateway, name: str = "gw", key: str = "") -> tuple[Gateway, Path, str]:
     state = tmp_path / "state"
     state.mkdir(exist_ok=True)
     (state / "accounts.json").write_text(json.dumps({"accounts": [
         {"name": "ms", "kind": "key", "base_url": emu.url + "/compatible-mode/v1", "key_env": "MS_KEY"}]}))
-    key = emu.seed_token(kind="key")
+    key = key or emu.seed_token(kind="key")
     env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path), "MS_KEY": key}
-    gw = make_gateway(env=env, args=("--set", "qwen_unpriced_as=qwen4-max", "--set", "qwen_debug_log=true"))
+    gw = make_gateway(name, env=env, args=("--set", "qwen_unpriced_as=qwen4-max", "--set", "qwen_debug_log=true"))
     until(lambda: any(r["path"].split("?")[0].endswith("/models") for r in emu.requests()), "the account's list read")
     return gw, state, key
 
@@ -113,3 +113,22 @@ def test_a_tiered_model_is_priced_at_the_tier_its_prompt_falls_in(tmp_path, emu,
         assert row["cost"] == pytest.approx(((u.prompt_tokens - written) * inp + written * inp * 1.25
                                              + u.completion_tokens * out) / 1e6, rel=1e-9)
         assert row["priced_by"].endswith(": " + tier), row["priced_by"]
+
+
+def test_the_last_list_read_serves_a_restart_while_qwens_cannot_be_read(tmp_path, emu, make_gateway):
+    emu.switches(model_list={"override": {MODEL: LISTED}})
+    gw, state, key = gateway(tmp_path, emu, make_gateway)
+    kept = state / "model_lists" / "ms.json"
+    until(lambda: kept.exists() or None, "the list kept")
+    assert kept.stat().st_mode & 0o777 == 0o600 and key not in kept.read_text()
+    gw.stop()
+    emu.switches(model_list={"unreadable": 500})
+    gw, state, _ = gateway(tmp_path, emu, make_gateway, "gw2", key)
+    until(lambda: "could not be read" in gw.log(), "the unreadable list said")
+    answer = ask(gw)
+    (sent,) = [r["body"] for r in emu.chat_requests()]
+    assert sent["max_completion_tokens"] == 1234  # the kept list's cap
+    (row,) = until(lambda: ledger_rows(state) or None, "the ledger row")
+    u = answer.usage
+    assert row["cost"] == pytest.approx((u.prompt_tokens * 7 + u.completion_tokens * 21) / 1e6, rel=1e-9)
+    assert row["priced_by"].startswith("ms's model list from Qwen, read "), row["priced_by"]

@@ -9,9 +9,12 @@ are not taken (the gateway counts money in USD and converts nothing on its own).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..pricing.prices import Tier
@@ -79,3 +82,33 @@ class SeenBy:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.learned, name)
+
+
+# ---- kept in the state folder: the last list read serves a restart until Qwen's answers again ---------------
+
+
+def dumps(listed: ModelList) -> str:
+    return json.dumps({"account": listed.account, "read_at": listed.read_at, "unpriced_why": listed.unpriced_why,
+                       "models": [dataclasses.asdict(m) for m in listed.models.values()]})
+
+
+def loads(text: str) -> ModelList | None:
+    """The list as written by `dumps`; None when the text is not one (a damaged file is no list, never a fault)."""
+    try:
+        raw = json.loads(text)
+        models = {}
+        for m in raw["models"]:
+            tiers = m.pop("tiers", None)
+            found = ListedModel(**m, tiers=tuple(Tier(**t) for t in tiers) if tiers else None)
+            models[found.id] = found
+        read_at = float(raw["read_at"])
+        return ModelList(str(raw["account"]), read_at, models, str(raw.get("unpriced_why") or ""))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def stored(folder: Path, account: str) -> ModelList | None:
+    try:
+        return loads((folder / f"{account}.json").read_text(encoding="utf-8"))
+    except OSError:
+        return None

@@ -159,6 +159,12 @@ class LiveModels:
         else:
             self.failed(kind)
 
+    def restore(self, kind: str, listed: ModelList) -> None:
+        """The list kept from an earlier run: served (said with when it was read) until a fresh one is read, which
+        is due at once."""
+        self._live[kind] = (tuple(listed.models), self.clock() - self.ttl)
+        self._lists[kind] = listed
+
     def model_list(self, kind: str) -> ModelList | None:
         return self._lists.get(kind)
 

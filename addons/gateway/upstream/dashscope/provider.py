@@ -14,6 +14,7 @@ from ...accounts import DASHSCOPE as NAME, KEY, Credential, Pool
 from ...auth import plans
 from ...exchange import Exchange
 from ...models import catalogue
+from ...models.listed import stored
 from ...providers import Leg, Provider
 from ...settings.config import Config
 from . import batch_wire
@@ -71,8 +72,11 @@ def account_models(config: Config, pool: Pool, rows: list[dict]) -> None:
                 or account is None:
             continue
         if not live.registered(name):
+            keep = config.state_dir / "model_lists"
             live.register(name, (), KeyCatalogue(live, name, functools.partial(_ready, account, name),
-                                                 config.network).refresh_soon)
+                                                 config.network, keep).refresh_soon)
+            if (kept := stored(keep, name)) is not None:  # the last run's, until Qwen's list is read again
+                live.restore(name, kept)
     live.wanted()
 
 
