@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import functools
-import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import cast
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from ..accounts import KEY, Credential
 from ..accounts import OAUTH as OAUTH_KIND
 from .catalogue import (
     CHAT, CODING, EMBEDDING, OAUTH, PAYG_CN, PAYG_INTL, PAYG_US, ROWS, TOKEN, by_rules, chat_models,
     embedding_models, find)
-from .learned import LearnedFacts
-from .listed import ModelList, SeenBy
-from ..pricing.prices import Tier
+from .live import LIVE_RETRY, LIVE_TTL, LiveModels  # noqa: F401  (where the rest of the gateway finds them)
 
 # The ids the catalogue lists (models/catalogue.toml): OAuth-only names (coder-model, vision-model) first.
 QWEN_MODELS = tuple(m.id for m in ROWS.values() if m.kind == CHAT)
@@ -103,99 +99,6 @@ def parse_model_map(items: Iterable[str]) -> dict[str, str]:
 # OpenAI's `created` is when a model appeared; Qwen's compatible API gives no date, so one fixed date for all
 # (the day this list was last revised): a client that caches the list sees it unchanged.
 LISTED_SINCE = 1_761_955_200  # 2025-11-01
-
-
-LIVE_TTL = 3600.0  # how long a fetched catalogue is current (Qwen2API's default for the web catalogue)
-LIVE_RETRY = 60.0  # after a failed fetch, the next try no sooner: a catalogue down is never hammered
-
-
-class LiveModels:
-    """The models each account kind's upstream currently offers (its live catalogue), per kind. An upstream
-    registers its kind with the static list (the fallback and the offline answer) and a `refresh` callable
-    that starts a fetch in the background and reports with `put` or `failed`; nothing here does I/O, so
-    nothing on a request's path waits for a catalogue: `ids` is the cache, or the fallback."""
-
-    def __init__(self, ttl: float = LIVE_TTL, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl, self.clock = ttl, clock
-        self._fallback: dict[str, tuple[str, ...]] = {}
-        self._refresh: dict[str, Callable[[], None]] = {}
-        self._live: dict[str, tuple[tuple[str, ...], float]] = {}  # kind -> (ids, fetched at)
-        self._failed: dict[str, float] = {}
-        self._lists: dict[str, ModelList] = {}  # kind -> what its provider lists of each model (models/listed.py)
-
-    def register(self, kind: str, fallback: Sequence[str], refresh: Callable[[], None]) -> None:
-        self._fallback[kind], self._refresh[kind] = tuple(fallback), refresh
-
-    def registered(self, kind: str) -> bool:
-        return kind in self._refresh
-
-    def ids(self, kind: str) -> tuple[str, ...]:
-        live = self._live.get(kind)
-        return live[0] if live else self._fallback.get(kind, ())
-
-    def is_live(self, kind: str) -> bool:
-        return kind in self._live
-
-    def due(self, kind: str) -> bool:
-        now = self.clock()
-        live = self._live.get(kind)
-        if live and now - live[1] < self.ttl:
-            return False
-        return kind not in self._failed or now - self._failed[kind] >= LIVE_RETRY
-
-    def keep_current(self, kind: str) -> None:
-        """A registered kind's catalogue fetched again (in the background) once it is due."""
-        if kind in self._refresh and self.due(kind):
-            self._refresh[kind]()
-
-    def put(self, kind: str, ids: Sequence[str], listed: ModelList | None = None) -> None:
-        """`listed`: the provider's facts about each model, when its list gives them (a list that could not be
-        read this time leaves the last one read: it is dated)."""
-        if ids:  # an empty catalogue is no answer: the last one (or the fallback) stays
-            self._live[kind] = (tuple(ids), self.clock())
-            self._failed.pop(kind, None)
-            if listed is not None:
-                self._lists[kind] = listed
-        else:
-            self.failed(kind)
-
-    def restore(self, kind: str, listed: ModelList) -> None:
-        """The list kept from an earlier run: served (said with when it was read) until a fresh one is read, which
-        is due at once."""
-        self._live[kind] = (tuple(listed.models), self.clock() - self.ttl)
-        self._lists[kind] = listed
-
-    def model_list(self, kind: str) -> ModelList | None:
-        return self._lists.get(kind)
-
-    def listed_tiers(self, kind: str, model: str) -> tuple[Tier, ...] | None:
-        """The model's prices as the account's own list gives them (None: it gives none, or was not read)."""
-        listed = self._lists.get(kind)
-        return listed.tiers(model) if listed is not None else None
-
-    def seen_by(self, kind: str, learned: LearnedFacts) -> LearnedFacts:
-        """The facts a body for this account is built with: Qwen's refusals' lessons, then its own list."""
-        listed = self._lists.get(kind)
-        return learned if listed is None else cast(LearnedFacts, SeenBy(learned, listed))
-
-    def failed(self, kind: str) -> None:
-        self._failed[kind] = self.clock()
-
-    def stale(self, kind: str) -> None:
-        """The upstream said a model is gone: fetch again at the next chance."""
-        if kind in self._live:
-            self._live[kind] = (self._live[kind][0], self.clock() - self.ttl)
-        self._failed.pop(kind, None)
-
-    def wanted(self) -> None:
-        """Starts the refresh of every kind whose catalogue is due (the callables only schedule)."""
-        for kind, refresh in self._refresh.items():
-            if self.due(kind):
-                refresh()
-
-    def listed(self) -> list[tuple[str, str]]:
-        """(model id, account kind) for every registered kind's current models."""
-        return [(m, kind) for kind in self._refresh for m in self.ids(kind)]
 
 
 # How an account's requests are paid (accounts.Credential.billing) -> the catalogue's plan

@@ -5,7 +5,6 @@ is still streaming."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Collection
@@ -13,7 +12,7 @@ from collections.abc import Callable, Collection
 from .. import jsonio
 from ..models import catalogue, suggestions
 from ..settings.config import Config
-from ..errors import NO_RETRY, UNLISTED, ConnectionFailed, DeadConnection, GatewayError, UpstreamError, UpstreamTimeout
+from ..errors import NO_RETRY, ConnectionFailed, DeadConnection, GatewayError, UpstreamError, UpstreamTimeout
 from ..exchange import Exchange, Retry, RetryReason, note
 from ..accounts import OAUTH, Credential
 from ..models.model_map import offers_of, vision_model
@@ -21,6 +20,7 @@ from ..models.routes import LONG, window
 from ..interfaces import UpstreamAnswer
 from ..providers import TRANSLATED, Pairing, Upstream, Wire
 from ..redact import shown_headers
+from . import account_lists
 from .client import ProxyRefused, UntrustedCertificate, UpstreamClient
 from .first_event import first_event
 from .retry import RetryPolicy
@@ -76,7 +76,7 @@ class UpstreamEngine:
         connection found dead is sent again at once, once per request (`reconnected`)."""
         while True:
             upstream, base = self.build(ex)
-            if (unlisted := self._unlisted(ex, cred)) is not None:
+            if (unlisted := account_lists.unlisted(ex, cred, self.config.models.accounts, self._unknown_model)):
                 return unlisted
             self._hold(ex)
             if going_on is not None:
@@ -128,7 +128,7 @@ class UpstreamEngine:
             ex.attempt.response_body = raw
             err = upstream.classify(resp.status_code, raw, dict(resp.headers))
         if err.code == suggestions.NOT_FOUND:  # with the nearest names served, as OpenAI answers it
-            err = self._unknown_model(ex, err)
+            err = account_lists.not_found(ex, self._unknown_model(ex, err), self.config.models.accounts)
         return err
 
     async def resume(self, ex: Exchange, prefix: str, exclude: Collection[str] = ()) -> UpstreamAnswer:
@@ -144,21 +144,6 @@ class UpstreamEngine:
         except BaseException:  # not continued: the record counts only continuations that were made
             ex.attempt.retries.remove(retry)
             raise
-
-    def _unlisted(self, ex: Exchange, cred: Credential) -> UpstreamError | None:
-        """A model the account's own list leaves out while another account's names it: never sent there (the retry
-        policy's to send elsewhere). Named by no list, it may be new: the lists are read again, Qwen decides."""
-        lists, model = self.config.models.accounts, ex.attempt.model
-        lists.keep_current(cred.account)  # its list read again hourly while it serves (in the background)
-        if not lists.is_live(cred.account) or model in lists.ids(cred.account) or ex.attempt.leg.passthrough:
-            return None
-        if not any(m == model for m, _ in lists.listed()):
-            lists.stale(cred.account)
-            lists.wanted()
-            return None
-        ex.notes.append(f"{model} is not in {cred.account}'s own model list (read from Qwen): not sent there")
-        found = self._unknown_model(ex, UpstreamError(UNLISTED, 404, "", "invalid_request_error"))
-        return dataclasses.replace(found, kind=UNLISTED)
 
     def _unknown_model(self, ex: Exchange, err: UpstreamError) -> UpstreamError:
         pool = self.policy.pool

@@ -2,7 +2,7 @@
 
 from qwen_gateway.models.learned import INPUT, OUTPUT, LearnedFacts
 from qwen_gateway.models.listed import ListedModel, ModelList, SeenBy
-from qwen_gateway.models.model_map import LiveModels
+from qwen_gateway.models.live import LiveModels
 from qwen_gateway.pricing.prices import PriceTable, Tier, builtin
 from qwen_gateway.upstream.dashscope import rules
 

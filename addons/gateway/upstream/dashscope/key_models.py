@@ -15,11 +15,9 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from ...accounts import Credential
-from ...auth.credfile import atomic_write
-from ...models.listed import ModelList, dumps
+from ...models.listed import ModelList
 from ...models.model_map import LiveModels
 from ...settings.network import Network
 from ..catalogue_fetch import CatalogueFetch
@@ -49,9 +47,9 @@ class KeyCatalogue(CatalogueFetch):
     used at once); `refresh_soon` only schedules."""
 
     def __init__(self, live: LiveModels, account: str, credential: Callable[[], Credential | None],
-                 network: Network | None = None, keep: Path | None = None) -> None:
+                 network: Network | None = None, keep: Callable[[ModelList], None] | None = None) -> None:
         self.live, self.account, self.credential, self.network = live, account, credential, network
-        self.keep = keep  # the folder the last list read is kept in (models/listed.py `stored`): None, nowhere
+        self.keep = keep  # writes the last list read where the next start finds it (provider.py); None: nowhere
         self.said = ""  # what was last said of this account's list (said once, again only when it changes)
 
     async def refresh(self) -> None:
@@ -68,7 +66,7 @@ class KeyCatalogue(CatalogueFetch):
         self.live.put(self.account, models, listed)
         if listed is not None and self.keep is not None:
             try:  # off the loop: an fsync
-                await asyncio.to_thread(atomic_write, self.keep / f"{self.account}.json", dumps(listed))
+                await asyncio.to_thread(self.keep, listed)
             except OSError as e:  # a full disk or a read-only folder: the list serves this run all the same
                 self._say(f"qwen: account {self.account}: its model list could not be kept ({e.strerror}): read "
                           "again at the next start")

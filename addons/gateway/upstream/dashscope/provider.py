@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ...accounts import DASHSCOPE as NAME, KEY, Credential, Pool
 from ...auth import plans
 from ...exchange import Exchange
 from ...models import catalogue
-from ...models.listed import stored
+from ...auth.credfile import atomic_write
+from ...models.listed import ModelList, dumps, stored
 from ...providers import Leg, Provider
 from ...settings.config import Config
 from . import batch_wire
@@ -72,12 +74,18 @@ def account_models(config: Config, pool: Pool, rows: list[dict]) -> None:
                 or account is None:
             continue
         if not live.registered(name):
-            keep = config.state_dir / "model_lists"
+            folder = getattr(config, "state_dir", None)
+            keep = functools.partial(_keep, folder / "model_lists") if folder is not None else None
             live.register(name, (), KeyCatalogue(live, name, functools.partial(_ready, account, name),
                                                  config.network, keep).refresh_soon)
-            if (kept := stored(keep, name)) is not None:  # the last run's, until Qwen's list is read again
-                live.restore(name, kept)
+            if folder is not None and (kept := stored(folder / "model_lists", name)) is not None:
+                live.restore(name, kept)  # the last run's, until Qwen's list is read again
     live.wanted()
+
+
+def _keep(folder: Path, listed: ModelList) -> None:
+    """The list read, kept for the next start (0600, atomic; no key in it)."""
+    atomic_write(folder / f"{listed.account}.json", dumps(listed))
 
 
 def _ready(account: Callable[[str], Any], name: str) -> Credential | None:

@@ -1,0 +1,47 @@
+"""Where a model may go by the accounts' own lists from Qwen (models/listed.py, read in the background): never to
+an account whose list leaves it out while another's names it; a model no list names may be new since the lists
+were read — it goes as before (Qwen's word decides) and the lists are read again. Qwen's own `model_not_found`
+for a model on an account is the same fact, learned: the model leaves that account's list until the list is read
+again (at once), and another account whose list names it takes the request. Nothing here waits: the lists are
+the cache."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from ..accounts import Credential
+from ..errors import UNLISTED, UpstreamError
+from ..exchange import Exchange
+from ..models.model_map import LiveModels
+
+Unknown = Callable[[Exchange, UpstreamError], UpstreamError]  # the 404 naming the models served (the engine's)
+
+
+def unlisted(ex: Exchange, cred: Credential, lists: LiveModels, unknown: Unknown) -> UpstreamError | None:
+    """The refusal (kind UNLISTED: the retry policy sends it elsewhere) when the account's list leaves the model
+    out while another account's names it; None: send it."""
+    model = ex.attempt.model
+    lists.keep_current(cred.account)  # its list read again hourly while it serves (in the background)
+    if not lists.is_live(cred.account) or model in lists.ids(cred.account) or ex.attempt.leg.passthrough:
+        return None
+    if not any(m == model for m, _ in lists.listed()):
+        lists.stale(cred.account)
+        lists.wanted()
+        return None
+    ex.notes.append(f"{model} is not in {cred.account}'s own model list (read from Qwen): not sent there")
+    return dataclasses.replace(unknown(ex, UpstreamError(UNLISTED, 404, "", "invalid_request_error")), kind=UNLISTED)
+
+
+def not_found(ex: Exchange, err: UpstreamError, lists: LiveModels) -> UpstreamError:
+    """Qwen answered `model_not_found` for the model on this account: it leaves the account's list (read again at
+    once); when another account's list names it, the refusal is UNLISTED (sent there), else Qwen's, as it is."""
+    cred, model = ex.attempt.cred, ex.attempt.model
+    if cred is None or not model or not lists.is_live(cred.account) or ex.attempt.leg.passthrough:
+        return err
+    lists.refused(cred.account, model)
+    ex.notes.append(f"Qwen answered model_not_found for {model} on {cred.account}: not sent there again until its "
+                    "list is read again")
+    elsewhere = any(m == model and kind not in ex.attempt.tried and kind != cred.account
+                    for m, kind in lists.listed())
+    return dataclasses.replace(err, kind=UNLISTED) if elsewhere else err

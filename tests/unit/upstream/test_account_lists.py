@@ -1,0 +1,56 @@
+"""Where a model may go by the accounts' own lists (upstream/account_lists.py)."""
+
+from __future__ import annotations
+
+from qwen_gateway.accounts import KEY, Credential
+from qwen_gateway.errors import CLIENT, UNLISTED, UpstreamError
+from qwen_gateway.exchange import ClientRequest, Exchange
+from qwen_gateway.models.live import LiveModels
+from qwen_gateway.upstream import account_lists
+
+A = Credential("a", KEY, "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "sk-a")
+
+
+def exchange(model: str, tried: tuple[str, ...] = ()) -> Exchange:
+    ex = Exchange(ClientRequest("POST", "/v1/chat/completions", "http://127.0.0.1:8080/v1/chat/completions"))
+    ex.attempt.model, ex.attempt.cred = model, A
+    ex.attempt.tried.extend(tried)
+    return ex
+
+
+def lists(**by_account: list[str]) -> tuple[LiveModels, list[str]]:
+    live, read = LiveModels(), []
+    for name, ids in by_account.items():
+        live.register(name, (), lambda name=name: read.append(name))
+        live.put(name, ids)
+    return live, read
+
+
+def same(ex: Exchange, err: UpstreamError) -> UpstreamError:
+    return err
+
+
+def test_a_model_another_list_names_is_not_sent_to_an_account_whose_list_leaves_it_out():
+    live, _ = lists(a=["qwen3.6-plus"], b=["qwen3.6-plus", "qwen3.7-max"])
+    ex = exchange("qwen3.7-max")
+    assert account_lists.unlisted(ex, A, live, same).kind == UNLISTED
+    assert ex.notes == ["qwen3.7-max is not in a's own model list (read from Qwen): not sent there"]
+    assert account_lists.unlisted(exchange("qwen3.6-plus"), A, live, same) is None
+
+
+def test_a_model_no_list_names_goes_and_the_lists_are_read_again():
+    live, read = lists(a=["qwen3.6-plus"], b=["qwen3.6-plus"])
+    assert account_lists.unlisted(exchange("qwen9-max"), A, live, same) is None
+    assert read == ["a"] and live.due("a")
+
+
+def test_qwens_model_not_found_takes_it_out_of_the_accounts_list_and_sends_it_elsewhere():
+    live, read = lists(a=["qwen3.6-plus", "qwen3.7-max"], b=["qwen3.7-max"])
+    err = UpstreamError(CLIENT, 404, "The model does not exist", "invalid_request_error", "model_not_found")
+    ex = exchange("qwen3.7-max")
+    assert account_lists.not_found(ex, err, live).kind == UNLISTED  # b's list names it
+    assert "qwen3.7-max" not in live.ids("a") and live.due("a")  # until a's list is read again (at once)
+    assert ex.notes[-1].startswith("Qwen answered model_not_found for qwen3.7-max on a: not sent there again")
+    assert account_lists.not_found(exchange("qwen3.7-max", tried=("b",)), err, live).kind == CLIENT  # b tried
+    live2, _ = lists(a=["qwen3.6-plus"])
+    assert account_lists.not_found(exchange("qwen3.6-plus"), err, live2) is err  # no other list: Qwen's, as is
