@@ -81,3 +81,16 @@ def test_the_emulator_refuses_what_a_key_does_not_unlock_as_model_studio_does(tm
     assert [m["id"] for m in http.get("/models").json()["data"]] == ["qwen3.6-plus"]
     refused = http.post("/chat/completions", json={"model": "qwen3.7-max", "messages": ASK})
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "AccessDenied.Unpurchased"
+
+
+def test_a_model_qwen_has_on_no_account_is_answered_here_after_qwen_said_so(tmp_path, emu, make_gateway):
+    """Qwen's own 404 for a model no list names: the client gets the gateway's 404 naming the models served (never
+    Qwen's hint); asked again within ten minutes, it is answered here, nothing sent."""
+    gw, _ = gateway(tmp_path, emu, make_gateway, {"one": None, "two": None})
+    for _ in range(2):
+        with pytest.raises(openai.NotFoundError) as caught:
+            client(gw).chat.completions.create(model="qwen3.6-plux", messages=ASK)
+        said = caught.value.body["message"]
+        assert caught.value.code == "model_not_found" and "`qwen3.6-plus`" in said, said
+        assert "qwen-vl-plus" not in said and "qwen-turbo" not in said  # served models only, never retired ones
+    assert [r["body"]["model"] for r in emu.chat_requests()] == ["qwen3.6-plux"]  # once: then answered here

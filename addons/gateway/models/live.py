@@ -15,6 +15,7 @@ from .listed import ModelList, SeenBy
 
 LIVE_TTL = 3600.0  # how long a fetched catalogue is current (Qwen2API's default for the web catalogue)
 LIVE_RETRY = 60.0  # after a failed fetch, the next try no sooner: a catalogue down is never hammered
+ABSENT_S, ABSENT_MOST = 600.0, 256  # a model Qwen has not, answered here this long; at most this many remembered
 
 
 class LiveModels:
@@ -30,6 +31,7 @@ class LiveModels:
         self._live: dict[str, tuple[tuple[str, ...], float]] = {}  # kind -> (ids, fetched at)
         self._failed: dict[str, float] = {}
         self._lists: dict[str, ModelList] = {}  # kind -> what its provider lists of each model (models/listed.py)
+        self.absent: dict[str, float] = {}  # model -> when Qwen last said no account it was sent to has it
 
     def register(self, kind: str, fallback: Sequence[str], refresh: Callable[[], None]) -> None:
         self._fallback[kind], self._refresh[kind] = tuple(fallback), refresh
@@ -108,6 +110,22 @@ class LiveModels:
         for kind, refresh in self._refresh.items():
             if self.due(kind):
                 refresh()
+
+    def gone(self, model: str) -> None:
+        """Qwen answered model_not_found for `model` and no list names it: answered here for ABSENT_S (bounded:
+        at most ABSENT_MOST models, the oldest forgotten first)."""
+        self.absent.pop(model, None)
+        self.absent[model] = self.clock()
+        while len(self.absent) > ABSENT_MOST:
+            del self.absent[next(iter(self.absent))]
+
+    def known_absent(self, model: str) -> float | None:
+        """When Qwen said so, while that holds (ABSENT_S) and no list names the model since; else None."""
+        said = self.absent.get(model)
+        if said is None or self.clock() - said >= ABSENT_S or any(m == model for m, _ in self.listed()):
+            self.absent.pop(model, None)
+            return None
+        return said
 
     def listed(self) -> list[tuple[str, str]]:
         """(model id, account kind) for every registered kind's current models."""

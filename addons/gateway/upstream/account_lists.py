@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from ..accounts import Credential
 from ..errors import UNLISTED, UpstreamError
-from ..exchange import Exchange
+from ..exchange import Exchange, note
 from ..models.model_map import LiveModels
 
 Unknown = Callable[[Exchange, UpstreamError], UpstreamError]  # the 404 naming the models served (the engine's)
@@ -26,6 +26,11 @@ def unlisted(ex: Exchange, cred: Credential, lists: LiveModels, unknown: Unknown
     if not lists.is_live(cred.account) or model in lists.ids(cred.account) or ex.attempt.leg.passthrough:
         return None
     if not any(m == model for m, _ in lists.listed()):
+        if (said := lists.known_absent(model)) is not None:  # Qwen said so moments ago: answered here
+            note(ex.notes, f"{model}: Qwen answered model_not_found for it {lists.clock() - said:.0f} s ago and no "
+                           "account's list names it: answered here (Qwen is asked again after 10 minutes)")
+            return dataclasses.replace(unknown(ex, UpstreamError(UNLISTED, 404, "", "invalid_request_error")),
+                                       kind=UNLISTED)
         lists.stale(cred.account)
         lists.wanted()
         return None
@@ -42,6 +47,8 @@ def not_found(ex: Exchange, err: UpstreamError, lists: LiveModels) -> UpstreamEr
     lists.refused(cred.account, model)
     ex.notes.append(f"Qwen answered model_not_found for {model} on {cred.account}: not sent there again until its "
                     "list is read again")
-    elsewhere = any(m == model and kind not in ex.attempt.tried and kind != cred.account
-                    for m, kind in lists.listed())
+    named = [kind for m, kind in lists.listed() if m == model]
+    if not named:  # no account has it, by every list and by Qwen's word: the next ask is answered here a while
+        lists.gone(model)
+    elsewhere = any(kind not in ex.attempt.tried and kind != cred.account for kind in named)
     return dataclasses.replace(err, kind=UNLISTED) if elsewhere else err

@@ -54,3 +54,20 @@ def test_qwens_model_not_found_takes_it_out_of_the_accounts_list_and_sends_it_el
     assert account_lists.not_found(exchange("qwen3.7-max", tried=("b",)), err, live).kind == CLIENT  # b tried
     live2, _ = lists(a=["qwen3.6-plus"])
     assert account_lists.not_found(exchange("qwen3.6-plus"), err, live2) is err  # no other list: Qwen's, as is
+
+
+def test_a_model_qwen_has_on_no_account_is_answered_here_a_while_then_asked_again():
+    now = [0.0]
+    live, _ = lists(a=["qwen3.6-plus"])
+    live.clock = lambda: now[0]
+    err = UpstreamError(CLIENT, 404, "The model does not exist", "invalid_request_error", "model_not_found")
+    assert account_lists.not_found(exchange("qwen-nonesuch"), err, live) is err
+    now[0] = 30.0
+    ex = exchange("qwen-nonesuch")
+    local = account_lists.unlisted(ex, A, live, same)
+    assert local is not None and local.kind == UNLISTED and "30 s ago" in ex.notes[0]
+    now[0] = 601.0
+    assert account_lists.unlisted(exchange("qwen-nonesuch"), A, live, same) is None  # asked again
+    for n in range(300):  # bounded: the oldest forgotten first
+        live.gone(f"m{n}")
+    assert len(live.absent) == 256 and "m0" not in live.absent
