@@ -96,6 +96,27 @@ def system_changed(requests: list[dict]) -> list[dict]:
     return out
 
 
+def first_message_edited(requests: list[dict]) -> list[dict]:
+    """From the fourth request on, one sentence more in the first user message's first text (where Claude Code
+    puts its session context, CLAUDE.md): model, system and tools as they were."""
+    out = []
+    for i, r in enumerate(requests):
+        body = r["body"]
+        if i >= 3:
+            messages = [dict(m) for m in body["messages"]]
+            content = messages[0]["content"]
+            if isinstance(content, str):
+                messages[0]["content"] = content + ADDED
+            else:
+                blocks = [dict(b) for b in content]
+                first = next(b for b in blocks if b.get("type") == "text")
+                first["text"] += ADDED
+                messages[0]["content"] = blocks
+            body = {**body, "messages": messages}
+        out.append({**r, "body": body})
+    return out
+
+
 def replay(requests: list[dict], name: str, tmp_path: Path, emu, sealed_in: Path, *args: str) -> dict:
     """`requests` through a fresh gateway on a fresh emulator key (its cache cold), streamed and read whole;
     the figures from its ledger."""
@@ -172,6 +193,9 @@ def test_claude_code_sessions_before_and_after_the_fixes(claude_world, emu, tmp_
     assert shuffled["tool-order"]["causes"] == []
     assert changed["tool-order"]["read"] == changed["default"]["read"] < natural["default"]["read"]
     assert changed["default"]["causes"] == changed["tool-order"]["causes"] == ["system"]  # reported, not fixed
+    edited = replay(first_message_edited(requests), "c-edited", tmp_path, emu, sealed)  # issue 71: never reported
+    print(f"Claude Code  first message edited   {edited}")
+    assert edited["causes"] == ["edited"] and edited["read"] < natural["default"]["read"]
 
 
 def test_codex_sessions_before_and_after_the_fixes(make_gateway, emu, key_home, tmp_path):

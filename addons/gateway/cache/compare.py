@@ -137,7 +137,9 @@ def continues(was: Turn, now: Turn) -> bool:
 
 def closest(earlier: Sequence[Turn], now: Turn) -> Turn | None:
     """The earlier turn `now` continues: the newest whose whole prefix `now` begins with (a conversation that
-    grew), else the one sharing the longest prefix with it (the newest of equals); None when it continues none."""
+    grew), else the one sharing the longest prefix with it (the newest of equals); else the newest whose model,
+    system and tools `now` repeats up to its first message (that message edited: where Claude Code keeps its
+    session context); None when it continues none (a side request has its own model, system or tools)."""
     raw = now.raw
     best: Turn | None = None
     length = -1
@@ -149,6 +151,12 @@ def closest(earlier: Sequence[Turn], now: Turn) -> Turn | None:
         n = common(seen.raw, raw)
         if n > length:
             best, length = seen, n
+    if best is None:
+        opening = now.print.first_message
+        for seen in reversed(earlier):
+            if seen.prompt is not None and 0 < opening == seen.print.first_message < min(seen.blocks, now.blocks) \
+                    and common(seen.raw, raw) >= opening:
+                return seen
     return best
 
 

@@ -164,6 +164,21 @@ def test_the_turn_it_continues_is_the_closest_not_a_side_request():
     assert closest([], fingerprint(grown)) is None
 
 
+def test_an_edit_of_the_first_user_message_continues_the_conversation_and_is_named():
+    """Claude Code puts its session context (CLAUDE.md) in the first user message: an edit there keeps the model,
+    system and tools, so the conversation's previous turn is compared all the same (issue 71)."""
+    edited = chat()
+    edited["messages"][1] = {"role": "user", "content": [{"type": "text", "text": "look at THIS"}, IMAGE]}
+    was = seen(1, chat(), 3000, 2800)
+    now = seen(2, edited, 3000, 300)
+    assert closest([was], now) is was
+    verdict = diagnose(was, now)
+    assert verdict.cause == "edited" and verdict.change.index == now.print.first_message
+    assert first_change(was, now, places(edited)).where == "messages[1] user"
+    side = chat(tools=[], messages=[{"role": "user", "content": "a title please"}])  # its own opening: no edit
+    assert closest([was], fingerprint(side)) is None
+
+
 def test_places_match_the_blocks():
     body = chat()
     assert len(places(body)) == fingerprint(body).blocks
