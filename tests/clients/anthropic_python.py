@@ -62,12 +62,15 @@ def diagnostics_out(diagnostics) -> dict:
 def stream_out(**params) -> dict:
     """One `messages.stream()`: the accumulated message, and every event in the order the SDK saw it."""
     events, text, partial_json, thinking, signatures, start_usage, start_diagnostics = [], [], [], [], 0, None, {}
+    delta_diagnostics = None  # what the gateway adds on message_delta (an extra field the SDK keeps as given)
     with client.messages.stream(**params) as s:
         for event in s:
             kind = event.type
             if kind == "message_start":
                 start_usage = event.message.usage.to_dict(mode="json")
                 start_diagnostics = diagnostics_out(getattr(event.message, "diagnostics", None))
+            elif kind == "message_delta":
+                delta_diagnostics = (event.model_extra or {}).get("diagnostics")
             elif kind == "content_block_delta":
                 kind += ":" + event.delta.type
             elif kind == "content_block_start":
@@ -85,7 +88,7 @@ def stream_out(**params) -> dict:
         request_id = s.request_id
     return {"message": message_out(final), "events": events, "text": "".join(text), "partial_json": partial_json,
             "thinking": "".join(thinking), "signature_events": signatures, "stream_request_id": request_id,
-            "start_usage": start_usage, "start_diagnostics": start_diagnostics}
+            "start_usage": start_usage, "start_diagnostics": start_diagnostics, "delta_diagnostics": delta_diagnostics}
 
 
 def png_base64() -> str:

@@ -71,6 +71,29 @@ def test_the_anthropic_sdk_reads_each_injected_change_in_its_own_types(team, op)
 
 
 @needs_sdk
+@pytest.mark.parametrize("op", ["create", "stream"])
+def test_a_qwen_side_miss_is_said_in_a_value_the_sdk_defines(team, emulator, op):
+    """The same prefix, and Qwen read none of it (the emulator's cache clock moved past the lifetime, the gateway's
+    did not: for the gateway Qwen dropped it, an eviction): never `cache_miss_reason: null`,
+    which the SDK reads as "still pending", but Anthropic's `unavailable`, with what Qwen did beside it; on a
+    stream, on `message_delta`, since `message_start` goes out before Qwen's usage exists (issue 71)."""
+    gw, keys = team
+    (first,) = anthropic_calls(gw.url, keys["bob"], [{"op": op, "params": params(5), "diagnose": True,
+                                                       "previous": None}])
+    first_id = first["answer"]["message"]["id"] if op == "stream" else first["answer"]["id"]
+    emulator.admin("POST", "cache", {"advance": 301})  # past Qwen's five minutes
+    (out,) = anthropic_calls(gw.url, keys["bob"], [{"op": op, "params": params(6), "diagnose": True,
+                                                     "previous": first_id}])
+    said = out["answer"]["delta_diagnostics"] if op == "stream" else out["answer"]["diagnostics"]
+    assert said["cache_miss_reason"] == {"type": "unavailable"}, said
+    assert said["qwen_cache_miss"]["type"] == "evicted" and said["qwen_cache_miss"]["cache_missed_input_tokens"] > 0
+    if op == "stream":
+        assert out["answer"]["start_diagnostics"] == {}  # nothing known as the answer began
+    else:
+        assert out["answer"]["reason_class"] == "CacheMissUnavailable"  # the SDK's own class, not None
+
+
+@needs_sdk
 def test_another_keys_message_is_never_found(team):
     gw, keys = team
     (first,) = anthropic_calls(gw.url, keys["alice"], [{"op": "create", "params": params(2), "diagnose": True,

@@ -5,9 +5,11 @@ the prompt cache could not reuse its prefix, in Anthropic's shape: `diagnostics.
 message and on `message_start`'s message.
 
 `diagnostics` is null on a first turn (`previous_message_id: null`) and where the prefix only grew. Where the
-structure promised a read and Qwen's usage says none came (a whole answer: its usage is known as it is written),
-`cache_miss_reason` is null, Anthropic's "no conclusion", and `qwen_cache_miss` says what Qwen did: `evicted`,
-`expired` or `other_account`, with the tokens it did not read."""
+structure promised a read and Qwen's usage says none came, no structural reason exists: `cache_miss_reason` is
+`{"type": "unavailable"}` (Anthropic's own value for a diagnosis that names no change; never null, which its SDK
+reads as "still pending") and `qwen_cache_miss` says what Qwen did: `evicted`, `expired` or `other_account`, with
+the tokens it did not read. A whole answer says it on the message; a stream, whose `message_start` goes out before
+Qwen's usage exists, on its `message_delta` (`final`)."""
 
 from __future__ import annotations
 
@@ -62,5 +64,20 @@ def answer(diagnoser: Diagnoser, ex: Exchange, message_id: str, usage: dict | No
     did = diagnoser.qwen_did(ex, prompt, cached_tokens(usage) or 0, cache_write_tokens(usage) or 0)
     if did is None:
         return None
-    return {"cache_miss_reason": None, "qwen_cache_miss": {"type": did.kind, "cache_missed_input_tokens": did.missed,
-                                                           "cache_lifetime_seconds": int(did.lifetime)}}
+    return {"cache_miss_reason": {"type": "unavailable"},
+            "qwen_cache_miss": {"type": did.kind, "cache_missed_input_tokens": did.missed,
+                                "cache_lifetime_seconds": int(did.lifetime)}}
+
+
+def final(diagnoser: Diagnoser, ex: Exchange, message_id: str, usage: dict | None) -> dict | None:
+    """What a stream's `message_delta` adds (Anthropic usage, as that event carries it): the Qwen-side miss its
+    `message_start` could not know; None when the start said all there is."""
+    if not isinstance(usage, dict) or ex.cache_ask is None:
+        return None
+    read, written = usage.get("cache_read_input_tokens") or 0, usage.get("cache_creation_input_tokens") or 0
+    prompt = (usage.get("input_tokens") or 0) + read + written
+    comparison = diagnoser.compare(ex)
+    if comparison is None or comparison.outcome in (CHANGED, NOT_FOUND, UNAVAILABLE) or not prompt:
+        return None
+    return answer(diagnoser, ex, message_id, {"prompt_tokens": prompt, "prompt_tokens_details": {
+        "cached_tokens": read, "cache_creation_input_tokens": written}})

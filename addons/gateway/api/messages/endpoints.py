@@ -41,6 +41,12 @@ def messages_endpoint(sealer: Callable[[], Sealer], diagnoser: Diagnoser | None 
             return None
         return lambda message_id: diagnostics.answer(diagnoser, ex, message_id)
 
+    def then(ex: Exchange) -> Callable[[str, dict], dict | None] | None:
+        """What the stream's `message_delta` adds, given Qwen's usage (None: none asked)."""
+        if diagnoser is None or ex.cache_ask is None:
+            return None
+        return lambda message_id, usage: diagnostics.final(diagnoser, ex, message_id, usage)
+
     def with_diagnostics(message: dict, ex: Exchange, usage: dict | None) -> dict:
         if diagnoser is not None and ex.cache_ask is not None:
             message["diagnostics"] = diagnostics.answer(diagnoser, ex, str(message.get("id") or ""), usage)
@@ -60,14 +66,14 @@ def messages_endpoint(sealer: Callable[[], Sealer], diagnoser: Diagnoser | None 
     def own_stream(ex: Exchange) -> tuple[passthrough.EventTap, passthrough.EventRelay]:
         return passthrough.EventTap(passthrough.has_markers(ex.body)), passthrough.EventRelay(
             model=ex.requested_model or ex.attempt.model, sign=signer.sign, thinking=asks_thinking(ex.body or {}),
-            diagnostics=said(ex))
+            diagnostics=said(ex), final=then(ex))
 
     return Endpoint(name="messages", to_chat=keyed(translate),
                     from_chat=from_chat, dialect=DIALECT,
                     stream_translator=lambda ex: MessagesStreamTranslator(
                         model=ex.requested_model or ex.attempt.model, sign=signer.sign,
                         thinking=asks_thinking(ex.body or {}), stops=sequences(ex.body or {}),
-                        input_tokens=lambda: ex.count.tokens, diagnostics=said(ex)),
+                        input_tokens=lambda: ex.count.tokens, diagnostics=said(ex), final=then(ex)),
                     own_body=lambda body, ex: passthrough.own_body(body, ex.notes), from_own=from_own,
                     own_stream=own_stream, counted_first=True)
 

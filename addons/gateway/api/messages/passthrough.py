@@ -159,9 +159,12 @@ class EventRelay:
     thinking re-signed by the gateway."""
 
     def __init__(self, *, model: str, sign: Callable[[str], str], thinking: bool = True,
-                 diagnostics: Callable[[str], dict | None] | None = None) -> None:
+                 diagnostics: Callable[[str], dict | None] | None = None,
+                 final: Callable[[str, dict], dict | None] | None = None) -> None:
         self.model = model
         self.diagnostics = diagnostics  # the cache diagnostics the client asked for, given the message's id
+        self.final = final  # what `message_delta` adds to them, given the usage so far (messages/diagnostics.final)
+        self.message_id, self.usage = "", cast(dict[str, Any], {})
         self.sign = sign
         self.show_thinking = thinking  # False: thinking blocks left out (the client asked for none)
         self.hidden: list[int] = []  # the upstream's indexes of the blocks left out
@@ -180,8 +183,14 @@ class EventRelay:
             event["index"] -= sum(1 for i in self.hidden if i < event["index"])  # the client's blocks count on
         if kind == "message_start" and isinstance(event.get("message"), dict):
             event["message"] = {**event["message"], "model": self.model}
+            self.message_id = str(event["message"].get("id") or "")
+            self.usage.update(event["message"].get("usage") or {})
             if self.diagnostics is not None:
-                event["message"]["diagnostics"] = self.diagnostics(str(event["message"].get("id") or ""))
+                event["message"]["diagnostics"] = self.diagnostics(self.message_id)
+        elif kind == "message_delta" and self.final is not None:
+            self.usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
+            if said := self.final(self.message_id, dict(self.usage)):
+                event["diagnostics"] = said  # a Qwen-side miss, known only now
         elif kind == "content_block_delta":
             delta = event.get("delta") or {}
             index = event.get("index", 0)

@@ -32,9 +32,12 @@ def event(payload: dict) -> bytes:
 class MessagesStreamTranslator:
     def __init__(self, *, model: str, sign: Callable[[str], str], thinking: bool = True,
                  stops: tuple[str, ...] = (), input_tokens: Callable[[], int | None] = lambda: None,
-                 diagnostics: Callable[[str], dict | None] | None = None) -> None:
+                 diagnostics: Callable[[str], dict | None] | None = None,
+                 final: Callable[[str, dict], dict | None] | None = None) -> None:
         self.model = model
         self.diagnostics = diagnostics  # the cache diagnostics the client asked for, given the message's id
+        self.final = final  # what `message_delta` adds to them, given Qwen's usage (messages/diagnostics.final)
+        self.message_id = ""
         self.scanner = StopScanner(stops) if stops else None
         self.input_tokens = input_tokens  # the gateway's prompt estimate, read when the stream starts
         self.sign = sign
@@ -94,10 +97,12 @@ class MessagesStreamTranslator:
         if self.searches:
             final = {**final, "server_tool_use": self.searches}
         matched = self.scanner.matched if self.scanner is not None else None
-        out.append(event({"type": "message_delta",
-                          "delta": {"stop_reason": "stop_sequence" if matched else stop_reason(self.stop),
-                                    "stop_sequence": matched},
-                          "usage": dict(final)}))
+        delta: dict[str, Any] = {"type": "message_delta",
+                                 "delta": {"stop_reason": "stop_sequence" if matched else stop_reason(self.stop),
+                                           "stop_sequence": matched}, "usage": dict(final)}
+        if self.final is not None and self.usage and (said := self.final(self.message_id, dict(self.usage))):
+            delta["diagnostics"] = said  # a Qwen-side miss, known only now
+        out.append(event(delta))
         out.append(event({"type": "message_stop"}))
         return out
 
@@ -111,10 +116,11 @@ class MessagesStreamTranslator:
         if self.started:
             return []
         self.started = True
-        message: dict[str, Any] = {"id": new_message_id(), "type": "message", "role": "assistant", "model": self.model,
+        message: dict[str, Any] = {"id": (mid := new_message_id()), "type": "message", "role": "assistant", "model": self.model,
                    "content": [], "stop_reason": None, "stop_sequence": None, "usage": dict(self._estimate())}
+        self.message_id = mid
         if self.diagnostics is not None:
-            message["diagnostics"] = self.diagnostics(message["id"])
+            message["diagnostics"] = self.diagnostics(mid)
         return [event({"type": "message_start", "message": message}), event({"type": "ping"})]
 
     def _estimate(self) -> MessagesUsage:

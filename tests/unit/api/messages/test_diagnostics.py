@@ -98,8 +98,35 @@ def test_where_qwen_read_nothing_of_the_same_prefix_it_says_what_qwen_did():
     said = gw.ask(chat(2), "msg_2", {"previous_message_id": "msg_1"},
                   usage={"prompt_tokens": 4400, "completion_tokens": 3, "prompt_tokens_details": {
                       "cached_tokens": 0, "cache_creation_input_tokens": 4400, "cache_type": "ephemeral"}})
-    assert said is not None and said["cache_miss_reason"] is None
+    # never null (Anthropic's SDK reads that as "still pending"): its own value for a diagnosis naming no change
+    assert said is not None and said["cache_miss_reason"] == {"type": "unavailable"}
     assert said["qwen_cache_miss"]["type"] == "evicted" and said["qwen_cache_miss"]["cache_missed_input_tokens"] > 0
+
+
+def test_a_streams_message_delta_says_the_qwen_side_miss_its_start_could_not_know():
+    from qwen_gateway.api.messages.diagnostics import final
+    gw = Gateway()
+    gw.ask(chat(1), "msg_1", {"previous_message_id": None},
+           usage={"prompt_tokens": 4000, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 0,
+                  "cache_creation_input_tokens": 4000, "cache_type": "ephemeral"}})
+    ex = exchange(upstream_body=copy.deepcopy(chat(2)), usage=None)
+    ex.conversation = Conversation("conv", "session")
+    ex.cache_ask = asked({"diagnostics": {"previous_message_id": "msg_1"}})
+    translator = MessagesStreamTranslator(model="claude-x", sign=lambda t: "sig",
+                                          diagnostics=lambda i: answer(gw.diagnoser, ex, i),
+                                          final=lambda i, u: final(gw.diagnoser, ex, i, u))
+    events = translator.feed({"choices": [{"index": 0, "delta": {"content": "hi"}}]})
+    events += translator.feed({"choices": [], "usage": {"prompt_tokens": 4400, "completion_tokens": 3,
+                                                        "prompt_tokens_details": {"cached_tokens": 0,
+                                                                                  "cache_creation_input_tokens": 4400,
+                                                                                  "cache_type": "ephemeral"}}})
+    events += translator.finish()
+    parsed = [json.loads(e.split(b"data: ", 1)[1]) for e in events]
+    start = next(p for p in parsed if p["type"] == "message_start")
+    delta = next(p for p in parsed if p["type"] == "message_delta")
+    assert start["message"]["diagnostics"] is None  # the structure is the same: nothing to say yet
+    assert delta["diagnostics"]["cache_miss_reason"] == {"type": "unavailable"}
+    assert delta["diagnostics"]["qwen_cache_miss"]["type"] == "evicted"
 
 
 def test_the_streams_message_start_carries_the_diagnostics_of_its_own_id():
