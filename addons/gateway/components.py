@@ -200,3 +200,8 @@ def default_observers(diagnoser: Diagnoser | None = None) -> list[Observer]:
     `diagnoser`: the cache memory the doctor shares with the clients' diagnostics."""
     return [CacheDoctor(diagnoser), TokenEstimator(), Metrics(), RequestLine(), UsageLedger(), DebugLog(), Tracing(),
             FlowAnnotator(), FlowCap()]
+
+
+def drift_check(provider: str) -> Callable[..., None] | None:
+    """The provider's check of what its upstream says now against what the gateway assumes (`qwen-auth check`)."""
+    return next((p.drift for p in PROVIDERS if p.name == provider), None)

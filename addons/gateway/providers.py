@@ -201,3 +201,5 @@ class Provider:
     batch_calls: Callable[[Callable[[], Any], Callable[[Any], None]], Any] | None = None
     # Its accounts' own model lists joined to /v1/models, given (Config, the pool, the pool's status rows)
     account_models: Callable[[Any, Any, list[dict]], None] | None = None
+    # `qwen-auth check`: (an httpx.Client, a Credential, a drift_report.Report, deep=, model=, cache_probe=) -> None
+    drift: Callable[..., None] | None = None

@@ -17,6 +17,7 @@ exit codes:
   3  login expired or timed out (expired_token, unknown device code, no approval in time)
   4  Qwen OAuth server error, rate limit or server unreachable
   5  no such account
+  6  `check` found differences between what Qwen says and what the gateway assumes
   130 interrupted (Ctrl-C)
 """
 
@@ -27,15 +28,17 @@ import asyncio
 import sys
 from pathlib import Path
 
-from ..accounts import DASHSCOPE, OAUTH, WEB
+from ..accounts import DASHSCOPE, KEY, OAUTH, WEB, Credential
 from ..auth import oauth, qr
 from .auth_common import (EXIT_DENIED, EXIT_EXPIRED, EXIT_INTERRUPTED, EXIT_LOCAL, EXIT_NO_ACCOUNT, EXIT_OK,
     EXIT_SERVER, CliError)
 from ..settings.auth import QWEN_OAUTH_BASE_URL, AuthSettings
+from .auth_check import DESCRIPTION as CHECK, SUMMARY as CHECKS, check_options, cmd_check
 from .auth_keys import cmd_add_key
 from .auth_status import cmd_list, cmd_status, when
 from ..auth.names import DEFAULT, check_name
 from ..auth.plans import PLAN_LABELS, PRESETS
+from ..auth.key_account import KeyAccount
 from ..auth.registry import Registry, RegistryError, save_login
 from ..auth.web_account import SERVED
 from .auth_web import OPT_IN, RISK, cmd_add_web
@@ -242,11 +245,19 @@ def build_parser() -> argparse.ArgumentParser:
              "Accounts in detail: state, expiry, cooldown, requests today, upstream URL and the last error,\n"
              "then where the files are. Never a token or key.")
     p.add_argument("--json", action="store_true", help="print JSON for scripts (the gateway's /health rows)")
+    check_options(_sub(sub, "check", CHECKS, CHECK))
     return ap
 
 
+def _account(settings: AuthSettings, name: str) -> tuple[str, Credential | None] | None:
+    """`check`'s look-up: the account's kind and, for a key account, its credential; None: no such account."""
+    spec = Registry(settings).find(Registry(settings).load(), name)
+    key = spec is not None and spec.get("kind") == KEY and isinstance(spec.get("base_url"), str)
+    return None if spec is None else (str(spec.get("kind")), KeyAccount(spec).ready() if key else None)
+
+
 HANDLERS = {"login": cmd_login, "add": cmd_login, "add-key": cmd_add_key, "add-web": cmd_add_web, "remove": cmd_remove,
-            "list": cmd_list, "status": cmd_status}
+            "list": cmd_list, "status": cmd_status, "check": lambda a, s: cmd_check(a, s, _account)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -153,7 +153,7 @@ def test_add_key_never_replaces_without_replace(run, settings, monkeypatch):
 def test_every_command_and_option_has_help(run):
     parser = cli.build_parser()
     subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(subs.choices) == {"login", "add", "add-key", "add-web", "remove", "list", "status"}
+    assert set(subs.choices) == {"login", "add", "add-key", "add-web", "remove", "list", "status", "check"}
     listed = {a.dest: a.help for a in subs._choices_actions}
     for name, sub in subs.choices.items():
         assert listed[name] and sub.description and len(sub.description) > 40, name

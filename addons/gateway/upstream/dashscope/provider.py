@@ -19,7 +19,7 @@ from ...auth.credfile import atomic_write
 from ...models.listed import ModelList, dumps, stored
 from ...providers import Leg, Provider
 from ...settings.config import Config
-from . import batch_wire
+from . import batch_wire, drift
 from .batch_calls import BatchCalls
 from .key_models import KeyCatalogue
 from .upstream import DASHSCOPE
@@ -92,4 +92,5 @@ def _ready(account: Callable[[str], Any], name: str) -> Credential | None:
     return account(name).ready()
 
 
-PROVIDER = Provider(NAME, lambda config: DASHSCOPE, legs, batch_calls=batch_calls, account_models=account_models)
+PROVIDER = Provider(NAME, lambda config: DASHSCOPE, legs, batch_calls=batch_calls, account_models=account_models,
+                    drift=drift.check)

@@ -1,4 +1,4 @@
-"""`qwen-auth check --deep`: a few small requests of the account's own key, each on one model, that show what
+"""DashScope's drift check, `qwen-auth check --deep` (drift.py): a few small requests of the account's own key, each on one model, that show what
 Qwen does now against what the gateway assumes of it — one range refusal (the output cap), one stream's shape,
 partial mode, and the explicit cache read on a repeated prefix — and the report every check fills: each
 difference with what to do, what matched, the tokens spent (from Qwen's usage). Never the key.
@@ -9,71 +9,21 @@ User-Agent) to `{base}/chat/completions`; the refusal is read by the gateway's o
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..accounts import Credential
-from ..models.catalogue import CHAT, Model, Thinking
-from ..models.learned import OUTPUT
-from ..upstream.dashscope import ranges
-from ..upstream.dashscope.headers import GATEWAY_AGENT, target, upstream_headers
+from ...accounts import Credential
+from ...drift_report import Report, cleaned
+from ...models.catalogue import CHAT, Model, Thinking
+from ...models.learned import OUTPUT
+from . import ranges
+from .headers import GATEWAY_AGENT, target, upstream_headers
 
 if TYPE_CHECKING:  # httpx is imported when a check runs, as auth_keys.py does
     import httpx
 
 UNKNOWN_CAP = 10_000_000  # sent when no cap is known: beyond any model's
-CACHE_RULES = 120  # numbered lines of the cache probe's system prompt: about 1,200 tokens
+CACHE_RULES = 60  # numbered lines of the cache probe's system prompt: about 1,200 tokens
 TIMEOUT_S = 60.0
-
-
-@dataclass(frozen=True)
-class Found:
-    """One difference: what, what the gateway assumes, what Qwen says, what to do."""
-
-    what: str
-    gateway: str
-    qwen: str
-    todo: str
-
-    def line(self) -> str:
-        if not self.gateway and not self.qwen:
-            return f"DIFF {self.what}: {self.todo}"
-        return f"DIFF {self.what}: gateway assumes {self.gateway}, Qwen says {self.qwen} — {self.todo}"
-
-
-@dataclass
-class Report:
-    account: str
-    differences: list[Found] = field(default_factory=list)
-    matched: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    spent: int = 0  # tokens, from the usage Qwen reported
-    requests: int = 0  # chat requests sent
-    uncounted: bool = False  # a probe cut before Qwen reported its usage
-
-    def diff(self, what: str, gateway: str, qwen: str, todo: str) -> None:
-        self.differences.append(Found(what, gateway, qwen, todo))
-
-    def ok(self, what: str) -> None:
-        self.matched.append(what)
-
-    def lines(self) -> list[str]:
-        out = [f.line() for f in self.differences] + [f"ok {m}" for m in self.matched] + \
-            [f"skip {s}" for s in self.skipped]
-        if self.requests:
-            more = " and what the cut range probe generated (not reported)" if self.uncounted else ""
-            out.append(f"spent: {self.spent:,} tokens of this key ({self.requests} requests){more}")
-        return out
-
-    def as_json(self) -> dict:
-        return {"account": self.account, "differences": [vars(f) | {"line": f.line()} for f in self.differences],
-                "matched": self.matched, "skipped": self.skipped, "spent_tokens": self.spent}
-
-
-def cleaned(text: str, key: str, most: int = 200) -> str:
-    """Text from the network fit for one line: printable, single spaces, never the key, at most `most` chars."""
-    text = " ".join("".join(c for c in text if c.isprintable() or c.isspace()).split())
-    return (text.replace(key, "…") if key else text)[:most]
 
 
 def message(raw: bytes) -> str:
@@ -188,8 +138,11 @@ class Prober:
         elif lesson.bound in (assumed, listed_cap):
             source = "its list" if lesson.bound != assumed else "the gateway"
             self.report.ok(f"{what}: Qwen refused {sent:,} with [1, {lesson.bound:,}], as {source} says")
+        elif not assumed:
+            self.report.ok(f"{what}: none known; Qwen refused {sent:,} with [1, {lesson.bound:,}] (the gateway "
+                           "learns it from the first refused request)")
         else:
-            self.report.diff(what, f"{assumed:,}" if assumed else "none known", f"[1, {lesson.bound:,}] (its refusal)",
+            self.report.diff(what, f"{assumed:,}", f"[1, {lesson.bound:,}] (its refusal)",
                              "the gateway learns it from the first refused request; correct the catalogue's `output`")
 
     def stream_shape(self) -> None:
@@ -211,8 +164,8 @@ class Prober:
 
     def partial_mode(self) -> None:
         """A last assistant message marked `partial`, thinking off: 200 is served, a 400 is not."""
-        messages = [{"role": "user", "content": "Count from 1 to 5."},
-                    {"role": "assistant", "content": "1, 2,", "partial": True}]
+        messages: list[dict] = [{"role": "user", "content": "Count from 1 to 5."},
+                                {"role": "assistant", "content": "1, 2,", "partial": True}]
         status, raw = self._send(self._body(messages, 8))
         if status == 200:
             self.report.spent += spent_of(_json(raw).get("usage"))
@@ -232,7 +185,7 @@ class Prober:
 
     def cache_read(self) -> None:
         """Two identical requests, a ~1,200-token system prompt marked for the explicit cache: the second reads it."""
-        system = {"role": "system", "content": [{"type": "text", "text": cache_prompt(),
+        system: dict = {"role": "system", "content": [{"type": "text", "text": cache_prompt(),
                                                  "cache_control": {"type": "ephemeral"}}]}
         body = self._body([system, {"role": "user", "content": "say ok"}], 1)
         answers = []
