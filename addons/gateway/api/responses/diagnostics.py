@@ -5,9 +5,10 @@ OpenAI's shape (`cache_miss` with its `reason`, `cache_hit`, `comparison_respons
 whole, and on every stream event that carries the Response (HTTP's SSE, the WebSocket, background runs).
 
 Any recent response can be named (OpenAI keeps them all): every Responses request is kept under its id.
-`cache_hit` says the structure would let the cache reuse the compared prefix; where Qwen's usage says it read
-none of it (a whole answer, or the stream's `response.completed`), `qwen_cache_miss` beside it says what Qwen did:
-`evicted`, `expired` or `other_account`."""
+`cache_hit` says the structure let the cache reuse the compared prefix; where Qwen's usage says it read none of it
+(a whole answer, or the stream's `response.completed`), the field is `unavailable` (no change to name; never
+`cache_hit`, which a typed client reads as served from the cache) and `qwen_cache_miss` beside it says what Qwen
+did: `evicted`, `expired` or `other_account`."""
 
 from __future__ import annotations
 
@@ -74,8 +75,8 @@ class Field:
                                                              cache_write_tokens(usage) or 0)
         if did is None:
             return {"type": "cache_hit"}
-        return {"type": "cache_hit", "qwen_cache_miss": {"type": did.kind, "cache_missed_tokens": did.missed,
-                                                         "cache_lifetime_seconds": int(did.lifetime)}}
+        return {"type": "unavailable", "qwen_cache_miss": {"type": did.kind, "cache_missed_tokens": did.missed,
+                                                           "cache_lifetime_seconds": int(did.lifetime)}}
 
 
 def encoder(encode: Callable[[Any], bytes], field: Diagnose | None) -> Callable[[Any], bytes]:

@@ -91,3 +91,14 @@ def test_a_short_response_is_kept_for_a_later_comparison_all_the_same():
     gw.ask(short, "resp_1", usage=usage)  # too short for Qwen's cache: the doctor follows no conversation of it
     assert gw.ask({**short, "model": "qwen3-coder-flash"}, "resp_2", "resp_1", usage=usage)["reason"] == \
         "model_changed"
+
+
+def test_a_qwen_side_miss_is_unavailable_with_what_qwen_did_never_a_hit():
+    """The same prefix, and Qwen read none of it: OpenAI's `unavailable` (no change to name), not `cache_hit`, which a
+    typed client reads as the cache having served the request; `qwen_cache_miss` beside it (issue 71)."""
+    gw = Gateway()
+    wrote = {"prompt_tokens": 4000, "completion_tokens": 3, "prompt_tokens_details": {
+        "cached_tokens": 0, "cache_creation_input_tokens": 4000, "cache_type": "ephemeral"}}
+    gw.ask(chat(1), "resp_1", usage=wrote)
+    said = gw.ask(chat(2), "resp_2", "resp_1", usage={**wrote, "prompt_tokens": 4400})
+    assert said["type"] == "unavailable" and said["qwen_cache_miss"]["type"] == "evicted", said
