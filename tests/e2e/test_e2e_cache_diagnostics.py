@@ -57,12 +57,20 @@ def test_the_anthropic_sdk_reads_each_injected_change_in_its_own_types(team, op)
              {"op": op, "params": params(3), "diagnose": True}]  # grown: nothing to say
     calls += [{"op": op, "params": changed, "diagnose": True, "against": 1} for changed in CHANGES.values()]
     calls.append({"op": op, "params": params(4), "diagnose": True, "previous": "msg_011CZnotOneOfOurs"})
+    for c in calls:  # each op's own prefixes: Qwen's cache holds nothing the other op stored
+        c["params"] = {**c["params"], "system": c["params"]["system"] + f" [{op}]"}
     out = [o["answer"] for o in anthropic_calls(gw.url, keys["alice"], calls)]
     messages = [o["message"] if op == "stream" else o for o in out]
     assert "diagnostics" not in messages[0] and "diagnostics" not in messages[1]  # null: the SDK's None
     said = [m["diagnostics"]["cache_miss_reason"] for m in messages[2:]]
     assert [r["type"] for r in said] == [*CHANGES, "previous_message_not_found"]
     assert all(r["cache_missed_input_tokens"] > 0 for r in said[:-1])
+    # the estimate against what Qwen (the emulator) then did not read: within 10 % (issue 71: it assumed Qwen
+    # could go on right before the change; Qwen goes on only from a prefix it stored, at a marker)
+    for m, r in zip(messages[2:-1], said[:-1]):
+        u = m["usage"]
+        unread = u["input_tokens"] + (u.get("cache_creation_input_tokens") or 0)
+        assert abs(r["cache_missed_input_tokens"] - unread) <= 0.1 * unread, (r, u)
     assert [m["reason_class"] for m in messages[2:]] == [
         "CacheMissSystemChanged", "CacheMissToolsChanged", "CacheMissModelChanged", "CacheMissMessagesChanged",
         "CacheMissPreviousMessageNotFound"]  # the SDK's own classes
@@ -91,6 +99,34 @@ def test_a_qwen_side_miss_is_said_in_a_value_the_sdk_defines(team, emulator, op)
         assert out["answer"]["start_diagnostics"] == {}  # nothing known as the answer began
     else:
         assert out["answer"]["reason_class"] == "CacheMissUnavailable"  # the SDK's own class, not None
+
+
+@needs_sdk
+def test_the_missed_tokens_of_a_tool_added_count_from_where_qwen_stored_a_prefix(team):
+    """Claude Code's shape: its system prompt marked, many tools, its newest message marked. A tool added at the end
+    changes the prefix after every other tool, but Qwen goes on only from a prefix it stored — the system
+    prompt's — so every tool is read again: the estimate counts from there, within 10 % of what Qwen (the
+    emulator) then did not read (issue 71: it counted from the new tool, several times too low)."""
+    gw, keys = team
+    tools = [{"name": f"Tool{i}", "description": f"Tool {i} does its one thing carefully. " * 12,
+              "input_schema": {"type": "object", "properties": {"arg": {"type": "string"}}}} for i in range(12)]
+    system = [{"type": "text", "text": SYSTEM * 2 + " [tools]", "cache_control": {"type": "ephemeral"}}]  # stored
+
+    def turn(n: int, extra: tuple = ()) -> dict:
+        body = params(n, tools=(*tools, *extra))
+        last = body["messages"][-1]
+        body["messages"][-1] = {"role": "user", "content": [{"type": "text", "text": last["content"],
+                                                             "cache_control": {"type": "ephemeral"}}]}
+        return {**body, "system": system}
+
+    calls = [{"op": "create", "params": turn(2), "diagnose": True, "previous": None},
+             {"op": "create", "params": turn(3), "diagnose": True},
+             {"op": "create", "params": turn(3, (BASH,)), "diagnose": True, "against": 1}]
+    out = [o["answer"] for o in anthropic_calls(gw.url, keys["alice"], calls)]
+    said, u = out[2]["diagnostics"]["cache_miss_reason"], out[2]["usage"]
+    unread = u["input_tokens"] + (u.get("cache_creation_input_tokens") or 0)
+    assert said["type"] == "tools_changed" and u["cache_read_input_tokens"] > 0, (said, u)  # the system's prefix read
+    assert abs(said["cache_missed_input_tokens"] - unread) <= 0.1 * unread, (said, u)
 
 
 @needs_sdk

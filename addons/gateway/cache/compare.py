@@ -37,11 +37,12 @@ class Turn:
     of the same conversation: `blocks` of it are this turn's) and Qwen's usage once known."""
 
     __slots__ = ("turn", "at", "account", "route", "lifetime", "print", "blocks", "prompt", "cached", "written",
-                 "explicit", "tenant")
+                 "explicit", "tenant", "marks")
 
     def __init__(self, print_: Print, *, at: float, account: str = "", route: str = "", lifetime: float = 300.0,
                  tenant: str = "") -> None:
         self.print, self.blocks = print_, len(print_.kinds)
+        self.marks = print_.marks  # its own: a later turn sharing its print marks other blocks
         self.turn, self.at, self.account, self.route, self.lifetime, self.tenant = 0, at, account, route, lifetime, tenant
         self.prompt: int | None = None  # Qwen's usage: unknown until the answer ends
         self.cached = self.written = 0
@@ -59,6 +60,26 @@ class Turn:
             return 0
         ratio = (self.prompt / size) if self.prompt else 0.25  # no usage yet: 4 bytes a token
         return round(self.print.size_before(min(block, self.blocks)) * ratio)
+
+
+LOOKBACK = 20  # blocks Qwen looks back from a marker for a stored prefix (Model Studio's "Context cache" page)
+STORED_LEAST = 1024  # tokens an explicit prefix holds at least to be stored
+
+
+def resumes_at(was: Turn, now: Turn, change: int) -> int | None:
+    """Where Qwen can go on reading `now` after `was`, `now` differing from block `change` on. A request with
+    markers reads the explicit cache only: from the block after the latest prefix `was` stored there (a marker's,
+    of at least STORED_LEAST tokens) before the change that one of `now`'s markers finds looking back LOOKBACK
+    blocks; 0: none (`was` stored none: the two caches never mix). None: `now` has no marker, so the implicit
+    cache reads it, up to the change."""
+    if not now.marks:
+        return None
+    if not was.marks:
+        return 0
+    for m in reversed(was.marks):
+        if m < change and was.tokens_before(m + 1) >= STORED_LEAST and any(0 <= n - m <= LOOKBACK for n in now.marks):
+            return m + 1
+    return 0
 
 
 @dataclass(slots=True)

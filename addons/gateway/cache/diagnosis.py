@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..cache_turn import Asked, Comparison, QwenDid
-from .compare import Turn, diagnose, first_change
+from .compare import Turn, diagnose, first_change, resumes_at
 from .memory import Memory
 from .prints_forms import of_body
 from .prints_sent import of_sent
@@ -109,7 +109,9 @@ class Diagnoser:
         cause = change.cause
         if cause == "model" and (now.route or was.route):
             cause = "image" if "images" in (now.route, was.route) else "route"
-        reusable = was.tokens_before(change.index)
+        resume = resumes_at(was, now, change.index)  # Qwen goes on only from a prefix it stored, not the change
+        resume = change.index if resume is None else resume
+        reusable = was.tokens_before(resume)
         ratio = (was.prompt / was.print.size) if was.prompt and was.print.size else 0.25
-        missed = round((now.print.size - now.print.size_before(change.index)) * ratio)
+        missed = round((now.print.size - now.print.size_before(resume)) * ratio)
         return Comparison(CHANGED, cause, missed, reusable, was)

@@ -58,12 +58,14 @@ class Print:
     size of each in bytes of JSON, where the messages begin; the hash of its text alone for a message holding
     images; its settings' hash (0: not read); the lifetime its markers asked; what the next turn may reuse."""
 
-    __slots__ = ("kinds", "raw", "sizes", "first_message", "texts", "settings", "lifetime", "reuse")
+    __slots__ = ("kinds", "raw", "sizes", "first_message", "texts", "settings", "lifetime", "reuse", "marks")
 
     def __init__(self, kinds: str, raw: bytes, sizes: array, first_message: int, texts: dict[int, int] | None,
-                 settings: int = 0, lifetime: float = MINUTES, reuse: Reuse | None = None) -> None:
+                 settings: int = 0, lifetime: float = MINUTES, reuse: Reuse | None = None,
+                 marks: tuple[int, ...] = ()) -> None:
         self.kinds, self.raw, self.sizes, self.first_message = kinds, raw, sizes, first_message
         self.texts, self.settings, self.lifetime, self.reuse = texts, settings, lifetime, reuse
+        self.marks = marks  # the blocks a cache marker ends (a system part, a message): where Qwen stores a prefix
 
     @property
     def blocks(self) -> int:
@@ -94,7 +96,7 @@ class Blocks:
     """A print being built: its blocks' kinds, hashes and sizes, appended in order."""
 
     __slots__ = ("kinds", "digests", "sizes", "texts", "first_message", "hour", "whole_tools", "tools_hour",
-                 "hour_blocks")
+                 "hour_blocks", "marks")
 
     def __init__(self, model: object, empty: bool = False) -> None:
         model_json = dumps(model) if not empty else b""
@@ -103,6 +105,7 @@ class Blocks:
         self.first_message, self.hour, self.whole_tools, self.tools_hour = -1, False, b"", False
         self.texts: dict[int, int] | None = None
         self.hour_blocks: list[int] = []  # the message blocks whose markers ask an hour
+        self.marks: list[int] = []  # the blocks a marker ends (Print.marks)
 
     def add(self, kind: str, data: bytes) -> None:
         self.kinds.append(kind)
@@ -133,6 +136,14 @@ class Blocks:
     def canonical_message(self, index: int, message: dict) -> bytes:
         """A message whose text comes in parts, or that carries a marker: as Qwen reads it (see the module)."""
         content = message.get("content")
+        marked = "cache_control" in message
+        if not marked and content.__class__ is list:
+            for p in content:  # no call made: the doctor's cost is counted in calls (test_cache_doctor_cost.py)
+                if p.__class__ is dict and ("cache_control" in p or "prompt_cache_breakpoint" in p):
+                    marked = True
+                    break
+        if marked:
+            self.marks += (index,)
         if content.__class__ is list and len(content) == 1 and (part := content[0]).__class__ is dict \
                 and part.get("type") in TEXTS and (text := part.get("text")).__class__ is str:
             # one text part (the gateway's marker moves to the last message in this form): its text, no images
@@ -184,7 +195,7 @@ class Blocks:
     def done(self, settings: int = 0, reuse: Reuse | None = None) -> Print:
         first = self.first_message if self.first_message >= 0 else len(self.kinds)
         return Print("".join(self.kinds), array("q", self.digests).tobytes(), array("I", self.sizes), first,
-                     self.texts, settings, HOUR if self.hour else MINUTES, reuse)
+                     self.texts, settings, HOUR if self.hour else MINUTES, reuse, tuple(self.marks))
 
 
 _TOOLSETS: OrderedDict[int, tuple[bool, list[tuple[int, int]]]] = OrderedDict()  # a tool list's hash -> its blocks
@@ -281,5 +292,6 @@ def system_parts(b: Blocks, content: object) -> None:
     for part in content if isinstance(content, list) else [content]:
         if isinstance(part, dict) and not MARKERS.isdisjoint(part):
             b.hour |= asks_hour(part)
+            b.marks.append(len(b.kinds))
         text = part.get("text") if isinstance(part, dict) else part
         b.add(SYSTEM, dumps(text if isinstance(text, str) else strip(part)))

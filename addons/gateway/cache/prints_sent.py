@@ -9,6 +9,7 @@ whole, as prints.of_chat does."""
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left
 
 import orjson
 
@@ -82,5 +83,10 @@ def _grown(body: dict, messages: list, before: Print, reuse: Reuse, kept: int, h
     hour = reuse.head_hour or reuse.tools_hour or bool(b.hour_blocks)
     nxt = Reuse(len(messages), reuse.lead, head_len, head_sum, head_hour, reuse.tools_len, reuse.tools_sum,
                 reuse.tools_hour, reuse.system_blocks, reuse.tool_blocks)
+    marks = before.marks  # the repeated blocks' markers, then the new messages' (no call on the common path)
+    if marks and marks[-1] >= repeated:
+        marks = marks[:bisect_left(marks, repeated)]
+    if b.marks:
+        marks += tuple([repeated + i for i in b.marks])
     return Print(MODEL + before.kinds[1:repeated] + "".join(b.kinds), raw, sizes, before.first_message, texts,
-                 settings_of(body) if settings else 0, HOUR if hour else MINUTES, nxt)
+                 settings_of(body) if settings else 0, HOUR if hour else MINUTES, nxt, marks)

@@ -201,3 +201,21 @@ def test_the_first_difference_is_found_at_every_position_of_a_long_prefix():
         other["messages"][at - 5]["content"] = "changed"  # blocks: model, 2 system parts, 3 tools, messages[1:]
         assert common(fingerprint(base).raw, fingerprint(other).raw) == at, at
     assert common(fingerprint(base).raw, fingerprint(base).raw) == n
+
+
+def test_qwen_goes_on_from_the_latest_prefix_it_stored_before_the_change():
+    from qwen_gateway.cache.compare import resumes_at
+    marked = chat(messages=[{"role": "system", "content": [
+        {"type": "text", "text": "You are an agent. " * 400, "cache_control": {"type": "ephemeral"}}]},
+        {"role": "user", "content": "one"}, {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": [{"type": "text", "text": "two", "cache_control": {"type": "ephemeral"}}]}])
+    was = seen(1, marked, 3000, 0, written=3000)
+    assert was.marks == (1, was.blocks - 1)  # the system part and the newest message
+    added = copy.deepcopy(marked)
+    added["tools"].append({"type": "function", "function": {"name": "Grep", "parameters": {}}})
+    now = fingerprint(added)
+    change = first_change(was, now).index
+    assert now.print.kinds[change] == "T" and resumes_at(was, now, change) == 2  # after the system: every tool again
+    unmarked = fingerprint(chat())
+    assert resumes_at(was, unmarked, 3) is None  # no marker: the implicit cache reads up to the change
+    assert resumes_at(seen(1, chat(), 3000, 0), now, change) == 0  # nothing stored explicitly: nothing read
