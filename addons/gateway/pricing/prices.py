@@ -41,6 +41,7 @@ from types import MappingProxyType
 from typing import Any
 
 from . import price_list
+from ..models import catalogue
 
 USD, REQUESTS, TOKENS = "USD", "requests", "tokens"
 UNPRICED = "unpriced"  # the unit of a request nothing prices: its cost is unknown, never $0
@@ -167,10 +168,15 @@ class PriceTable:
         return None
 
     def _tiers(self, billing: str, model: str) -> tuple[Tier, ...] | None:
+        """The model's, else its dated snapshot's family's: `-latest`/`-YYYY-MM-DD`, or the catalogue's `family`
+        (qwen3.8-max-0902 is priced as qwen3.8-max, as its row inherits)."""
         prices = self.models.get(billing)
         if not model or prices is None:
             return None
-        return prices.get(model) or prices.get(_SNAPSHOT.sub("", model))
+        found = prices.get(model) or prices.get(_SNAPSHOT.sub("", model))
+        if found is None and (row := catalogue.find(model)) is not None and row.family:
+            found = prices.get(row.family)
+        return found
 
 
 def _tier(tiers: tuple[Tier, ...], prompt: int) -> Tier:

@@ -152,3 +152,13 @@ def test_a_user_file_prices_hour_long_writes(tmp_path):
     f = tmp_path / "prices.json"
     f.write_text(json.dumps({"*": {"m": {"input": 2, "output": 0, "cache_read": 0.5, "cache_write_1h": 4}}}))
     assert prices.load(str(f)).cost("", "m", HOUR)[0] == pytest.approx((500 * 2 + 1500 * 0.5 + 1000 * 4) / 1e6)
+
+
+def test_a_snapshot_is_priced_as_the_family_its_catalogue_row_names():
+    """qwen3.8-max-0902 and qwen3-max-preview take their family's prices (their rows inherit them): priced as the
+    family, not unpriced for a name the date pattern does not match."""
+    table = prices.builtin()
+    for snapshot, family in (("qwen3.8-max-0902", "qwen3.8-max"), ("qwen3-max-preview", "qwen3-max")):
+        assert table.priced("payg:intl", snapshot)
+        usage = {"prompt_tokens": 1000, "completion_tokens": 100}
+        assert table.cost("payg:intl", snapshot, usage) == table.cost("payg:intl", family, usage)
