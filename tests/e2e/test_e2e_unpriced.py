@@ -3,7 +3,8 @@ is refused a model its account has no price for — openai-python on chat and Re
 raw HTTP on the Messages API getting Anthropic's error shape — before the emulator sees a chat request; with
 `qwen_unpriced_as` the same request is answered and charged to the budget at that model's price; a key without a
 USD budget is answered, and qwen-usage, /metrics and /health show the answer as unpriced. The emulator's key
-account has no known billing: only what a price file or `qwen_unpriced_as` prices has a price there."""
+account has no known billing and Qwen's own list of it cannot be read here (a host without it): only what a price
+file or `qwen_unpriced_as` prices has a price there (a list that prices it: test_e2e_model_list.py)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,11 @@ def doc_refusal() -> dict:
     text = (ROOT / "docs" / "keys.md").read_text()
     (line,) = [ln.strip() for ln in text.splitlines() if '"code": "model_unpriced"' in ln]
     return json.loads(line)
+
+
+@pytest.fixture(autouse=True)
+def no_list(emu):
+    emu.switches(model_list={"unreadable": 404})
 
 
 def test_a_usd_budget_refuses_what_has_no_price_before_anything_goes_upstream(tmp_path, emu, make_gateway):

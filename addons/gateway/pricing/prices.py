@@ -97,7 +97,7 @@ class PriceTable:
         if not isinstance(usage, dict):
             return None
         found, priced_as = self._price(billing, model)
-        if listed and not isinstance(found, str) and (billing, model) not in self.from_file:
+        if listed and not isinstance(found, str) and not self._users(billing, model):
             found, priced_as = listed, ""
         prompt, completion = _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
         if found is None:
@@ -166,6 +166,16 @@ class PriceTable:
             if tiers is not None:
                 return tiers
         return None
+
+    def _users(self, billing: str, model: str) -> bool:
+        """Whether the price the table finds for the model (on the account's billing, else the `*` default) is the
+        user's `qwen_prices_file` entry."""
+        if not self.from_file:
+            return False
+        for where in (billing, ANY):
+            if self._tiers(where, model) is not None:
+                return any((where, name) in self.from_file for name in (model, _SNAPSHOT.sub("", model)))
+        return False
 
     def _tiers(self, billing: str, model: str) -> tuple[Tier, ...] | None:
         """The model's, else its dated snapshot's family's: `-latest`/`-YYYY-MM-DD`, or the catalogue's `family`

@@ -48,6 +48,10 @@ def test_the_lists_price_counts_unless_the_users_file_prices_the_model(tmp_path)
     mine.write_text('{"payg:intl": {"qwen3.6-plus": {"input": 1, "output": 1}}}')
     from qwen_gateway.pricing.prices import load
     assert load(str(mine)).charge("payg:intl", "qwen3.6-plus", usage, listed=tiers).amount == 2.0
+    default = tmp_path / "default.json"  # the user's default for accounts of no known billing: theirs too
+    default.write_text('{"*": {"qwen3.6-plus": {"input": 1, "output": 1}}}')
+    assert load(str(default)).charge("", "qwen3.6-plus", usage, listed=tiers).amount == 2.0
+    assert load(str(default)).charge("payg:intl", "qwen3.6-plus", usage, listed=tiers).amount == 28.0  # list over table
     assert PriceTable().charge("payg:intl", "new-model", usage, listed=tiers).amount == 28.0  # listed only: priced
 
 
