@@ -82,3 +82,26 @@ def test_a_batch_sharing_a_long_system_prompt_is_advised_on_and_unrelated_lines_
     listed = {line.split()[0]: line for line in table.stdout.splitlines()[2:]}
     assert f"as a batch ${found[2]}" in listed[advised.id] and f"in real time ${found[3]}" in listed[advised.id]
     assert "no advice (under the 1,024 tokens Qwen caches)" in listed[quiet.id]
+
+
+def test_a_document_shared_in_the_first_user_message_no_marker_ends_is_no_cache_read(tmp_path, emu, make_gateway):
+    """Issue 71: lines sharing a long document in their first user message (a short system prompt, no tools): the
+    gateway marks the system prompt and each line's whole prompt, not the document, so Qwen stores no prefix the
+    other lines can read — the advice counts none (it counted the document as read, and advised real time where
+    the batch was cheaper), and two of the lines sent one by one show Qwen reading nothing."""
+    env = payg_env(tmp_path, emu)
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"*": {MODEL: {"input": INPUT, "output": 10.0}}}))
+    gw = make_gateway(env=env, args=("--set", f"qwen_prices_file={prices}"))
+    c = openai_client(gw.url, "client-key")
+    document = "Rubric: a grade from 0 to 5, for the method, the result and the presentation of an answer. " * 130
+    lines = [{"custom_id": f"d{i}", "method": "POST", "url": "/v1/chat/completions", "body": {
+        "model": MODEL, "max_completion_tokens": 20, "messages": [
+            {"role": "system", "content": "You grade answers."}, {"role": "user", "content": document},
+            {"role": "user", "content": f"What is {i} + {i}?"}]}} for i in range(LINES)]
+    uploaded = c.files.create(file=("doc.jsonl", jsonl(lines)), purpose="batch")
+    batch = c.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
+    (said,) = [ln for ln in gw.log().splitlines() if f"batch advice for {batch.id}" in ln]
+    assert "of which Qwen's cache keeps ~0 tokens" in said and "the batch estimated cheaper" in said, said
+    one, two = (c.chat.completions.create(**lines[i]["body"]).usage for i in (0, 1))
+    assert two.prompt_tokens > 2_000 and not (two.prompt_tokens_details.cached_tokens or 0)  # Qwen read nothing

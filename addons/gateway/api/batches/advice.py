@@ -10,8 +10,11 @@ estimates, input only (the answers' length is unknown before they are written):
 - `batch`: every line's input at the batch rate (the catalogue's `batch_rate`, source T). Whether Qwen's Batch
   API reads its cache for batch lines is not in any source read: unknown, so this counts no cache read.
 - `realtime`: the same lines at the real-time price, the shared prefix written once to Qwen's explicit cache by
-  the first line and read from it by the others (the gateway's own marker on a leading system prompt of 1,024
-  tokens or more, upstream/dashscope/markers.py), at the model's cache prices (pricing/prices.py).
+  the first line and read from it by the others, at the model's cache prices (pricing/prices.py) — as far as a
+  marker the line carries as built (the gateway's own, upstream/dashscope/markers.py, and the client's) ends a
+  prefix of 1,024 tokens or more inside the shared one: Qwen stores a prefix only at a marker, so a shared
+  document no marker ends is read again by every line (a line without any marker: the implicit cache, which
+  reads the shared prefix, not guaranteed).
 A model no price counts is "unpriced": unknown, never $0. Advice only: the batch goes to Qwen as the client made
 it. Nothing is kept but counts and prices: no prompt text, no hash."""
 
@@ -41,6 +44,7 @@ class _Group:
     raw: bytes
     sizes: list[int]
     shared: int  # blocks every line so far shares with the first (the model's block included)
+    marks: tuple[int, ...] = ()  # the first line's marked blocks, as built (prints.Print.marks)
     tokens: list[int] = field(default_factory=list)
 
     def add(self, print_: prints.Print) -> None:
@@ -50,10 +54,20 @@ class _Group:
                      self.raw[i * HASH:(i + 1) * HASH] != print_.raw[i * HASH:(i + 1) * HASH])
         self.shared = n
 
-    def prefix_tokens(self) -> int:
-        """The shared blocks' share of the first line's estimate (by their bytes), the model's name left out."""
+    def prefix_tokens(self, blocks: int | None = None) -> int:
+        """The shared blocks' (or the first `blocks'`) share of the first line's estimate (by their bytes), the
+        model's name left out."""
         whole = sum(self.sizes[1:])
-        return round(self.tokens[0] * sum(self.sizes[1:self.shared]) / whole) if whole else 0
+        end = self.shared if blocks is None else blocks
+        return round(self.tokens[0] * sum(self.sizes[1:end]) / whole) if whole else 0
+
+    def readable(self) -> int:
+        """The blocks another line reads from Qwen's cache in real time: the shared ones up to the last marker among
+        them that ends a prefix Qwen stores (MIN_PREFIX tokens or more); all shared ones without markers."""
+        if not self.marks:
+            return self.shared
+        stored = [m + 1 for m in self.marks if m < self.shared and self.prefix_tokens(m + 1) >= MIN_PREFIX]
+        return max(stored, default=1)
 
 
 class Prefixes:
@@ -70,7 +84,8 @@ class Prefixes:
             print_ = prints.of_chat(body)
         group = self.groups.get(model)
         if group is None:
-            group = self.groups[model] = _Group(print_.kinds, print_.raw, list(print_.sizes), print_.blocks)
+            group = self.groups[model] = _Group(print_.kinds, print_.raw, list(print_.sizes), print_.blocks,
+                                                print_.marks)
         else:
             group.add(print_)
         group.tokens.append(estimate_request_tokens(body, exact=False)[0])
@@ -88,6 +103,7 @@ class Model:
     input_tokens: int  # estimated, every line's prompt
     prefix_tokens: int  # estimated, the prefix every line shares
     advised: bool = False
+    readable_tokens: int | None = None  # of it, what Qwen's cache keeps for the other lines (None: all of it)
     why_not: str = ""
     batch: float | None = None  # input only, at the batch rate, no cache read (None: unpriced)
     realtime: float | None = None  # input only, one by one, the prefix written once and read by the others
@@ -96,6 +112,9 @@ class Model:
     def line(self) -> str:
         head = f"{self.model}: {self.lines:,} line{'s' if self.lines != 1 else ''} " + (
             f"share a ~{self.prefix_tokens:,}-token prefix" if self.prefix_tokens else "share no prefix")
+        if self.readable_tokens is not None and self.readable_tokens < self.prefix_tokens:
+            head += (f", of which Qwen's cache keeps ~{self.readable_tokens:,} tokens for the other lines (it stores "
+                     "a prefix only where a marker ends it)")
         if not self.advised:
             return f"{head}: no advice ({self.why_not})"
         if self.batch is None or self.realtime is None:
@@ -103,9 +122,11 @@ class Model:
                     "which is cheaper is unknown)")
         batch, realtime = _amount(self.batch, self.unit), _amount(self.realtime, self.unit)
         cheaper = "real time" if self.realtime < self.batch else "the batch"
+        how = (f"the prefix written once to Qwen's explicit cache, read by the other {self.lines - 1:,}"
+               if self.readable_tokens != 0 else "nothing read from Qwen's cache: every line at the full price")
         return (f"{head}; input only (output unknown): as a batch {batch} (batch rate; whether batch lines read "
-                f"Qwen's cache: unknown, counted as not), one by one in real time {realtime} (the prefix written "
-                f"once to Qwen's explicit cache, read by the other {self.lines - 1:,}): {cheaper} estimated cheaper")
+                f"Qwen's cache: unknown, counted as not), one by one in real time {realtime} ({how}): {cheaper} "
+                "estimated cheaper")
 
 
 @dataclass
@@ -145,7 +166,10 @@ def _estimate(model: str, g: _Group, price: Price) -> Model:
         out.why_not = f"under the {MIN_PREFIX:,} tokens Qwen caches"
     else:
         out.advised = True
-        out.batch, out.realtime, out.unit = _priced(model, g.tokens, out.prefix_tokens, price)
+        readable = g.prefix_tokens(g.readable())
+        if readable != out.prefix_tokens:
+            out.readable_tokens = readable
+        out.batch, out.realtime, out.unit = _priced(model, g.tokens, readable, price)
     return out
 
 

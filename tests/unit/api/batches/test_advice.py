@@ -98,3 +98,19 @@ def test_the_advice_survives_its_json_and_an_older_record_has_none():
     advice = advice_of([line(i) for i in range(3)])
     assert Advice.loads(advice.dumps()) == advice
     assert Advice.loads("") is None and Advice.loads("not json") is None and Advice.loads('[{"x": 1}]') is None
+
+
+def test_a_shared_block_no_marker_ends_is_not_counted_as_read():
+    """The lines as built carry markers (the system prompt's, each line's whole prompt): a shared document in the
+    first user message no marker ends is stored by no line, so real time reads none of it (issue 71)."""
+    from qwen_gateway.api.batches.advice import Prefixes
+    document = "A long shared document. " * 600
+    shared = Prefixes()
+    for i in range(3):
+        shared.add({"model": "qwen-plus", "messages": [
+            {"role": "system", "content": [{"type": "text", "text": "Grade.", "cache_control": {"type": "ephemeral"}}]},
+            {"role": "user", "content": document},
+            {"role": "user", "content": [{"type": "text", "text": f"q{i}", "cache_control": {"type": "ephemeral"}}]}]})
+    price = lambda model, usage, batch: None  # noqa: E731  (unpriced: the figures are not what this looks at)
+    (model,) = shared.advice(price).models
+    assert model.prefix_tokens > 3000 and model.readable_tokens == 0 and "keeps ~0 tokens" in model.line()
