@@ -1,16 +1,15 @@
-"""What a request cost: money for pay-as-you-go accounts (USD, from pricing/price_list.py or the user's
-`qwen_prices_file`), the plan's own unit for Coding Plan (requests) and Token Plan (tokens) accounts.
+"""What a request cost: money for pay-as-you-go accounts (USD: the account's own list from Qwen where read, else
+pricing/price_list.py; the user's `qwen_prices_file` over both), a plan's own unit for Coding and Token Plans.
 
-Parsed once in `configure` (settings/config.py); `PriceTable.charge` is pure and cheap (a few dict lookups), called once
-per exchange when it ends (turn/settlement.py). The account's `billing` (auth/plans.billing_of: "payg:intl",
-"coding", …) and the Qwen model that answered choose the price; "*" in a user file is the default for
-anything the account's billing does not price: accounts whose billing the gateway does not know (OAuth
-logins, web sessions, self-hosted or other endpoints), or a model missing from the list.
+Parsed once in `configure` (settings/config.py); `PriceTable.charge` is pure and cheap, once per exchange
+(turn/settlement.py). The account's `billing` (auth/plans.billing_of: "payg:intl", "coding", …) and the Qwen model
+that answered choose the price; "*" in a user file is the default for what the account's billing does not price
+(OAuth logins, web sessions, self-hosted or other endpoints; a model missing from the list).
 
-What nothing prices is *unpriced* (`Charge` with the unit UNPRICED and no amount): its cost is unknown, never
-$0 — unless `qwen_unpriced_as` names a priced model, whose price (on the account's billing, else pay-as-you-go
-international) then counts it, said as `priced_as`. A named key with a USD budget never sends an unpriced
-request (tenancy/team.py).
+What nothing prices is *unpriced* (`Charge` with the unit UNPRICED and no amount): its cost is unknown, never $0 —
+unless `qwen_unpriced_as` names a priced model, whose price (on the account's billing, else pay-as-you-go
+international) then counts it, said as `priced_as`. A named key with a USD budget never sends an unpriced request
+(tenancy/team.py).
 
 The user file (JSON), any of:
 
@@ -18,13 +17,13 @@ The user file (JSON), any of:
      "*": {"my-model": {"tiers": [{"up_to": 32000, "input": 1, "output": 4}, {"input": 2, "output": 8}]}},
      "coding": {"unit": "requests"}}
 
-USD per million tokens; "cached" (input read from Qwen's implicit cache) defaults to the input price;
-"cache_read" (read from its explicit cache) and "cache_write" (stored in it) default to 10% and 125% of the
-input price, as Model Studio bills them (its "Context cache" page), unless the catalogue's row gives its own
-(qwen4-max: 5 % and 125 %); "cache_write_1h" (stored for an hour: Qwen4's `ttl: "1h"`,
-`cache_creation.ephemeral_1h_input_tokens`) has no default — a model whose row gives no price for it (qwen4-max's
-is 200 %) makes a request that wrote for an hour unpriced until a file gives one; "thinking_output" is the output price
-when the answer reasoned (Qwen reported reasoning tokens). An entry replaces the built-in one.
+USD per million tokens; "cached" (input read from Qwen's implicit cache) defaults to the input price; "cache_read"
+(read from its explicit cache) and "cache_write" (stored in it) default to 10% and 125% of the input price, as Model
+Studio bills them (its "Context cache" page), unless the catalogue's row gives its own (qwen4-max: 5 % and 125 %);
+"cache_write_1h" (stored for an hour: Qwen4's `ttl: "1h"`, `cache_creation.ephemeral_1h_input_tokens`) has no default
+— a model whose row gives no price for it (qwen4-max's is 200 %) makes a request that wrote for an hour unpriced
+until a file gives one; "thinking_output" is the output price when the answer reasoned (Qwen reported reasoning
+tokens). An entry replaces the built-in one.
 
 Which cache a request read is in Qwen's usage: `prompt_tokens_details.cache_type` "ephemeral" (or a
 `cache_creation_input_tokens` count) is the explicit cache, `cached_tokens` without it the implicit one.
@@ -90,10 +89,9 @@ class PriceTable:
 
     def charge(self, billing: str, model: str, usage: dict | None, *, batch: bool = False,
                listed: tuple[Tier, ...] | None = None) -> Charge | None:
-        """What one answered request is counted at, or None (no usage reported). `batch`: a request of a batch
-        (Model Studio's Batch API), billed at price_list.BATCH of the price in money. `listed`: the model's
-        prices as the account's own list gives them (models/listed.py): Qwen's word over the built-in table, on
-        an account billed in money, unless the user's file prices the model (the user's word is theirs)."""
+        """What one answered request is counted at, or None (no usage reported). `batch`: a batch's request, at
+        price_list.BATCH of the price in money. `listed`: the account's own list's prices (models/listed.py),
+        over the built-in table on an account billed in money, unless the user's file prices the model."""
         if not isinstance(usage, dict):
             return None
         found, priced_as = self._price(billing, model)
@@ -168,8 +166,7 @@ class PriceTable:
         return None
 
     def _users(self, billing: str, model: str) -> bool:
-        """Whether the price the table finds for the model (on the account's billing, else the `*` default) is the
-        user's `qwen_prices_file` entry."""
+        """Whether the table's price for the model (the billing's, else `*`'s) is the user's qwen_prices_file's."""
         if not self.from_file:
             return False
         for where in (billing, ANY):
@@ -178,8 +175,7 @@ class PriceTable:
         return False
 
     def _tiers(self, billing: str, model: str) -> tuple[Tier, ...] | None:
-        """The model's, else its dated snapshot's family's: `-latest`/`-YYYY-MM-DD`, or the catalogue's `family`
-        (qwen3.8-max-0902 is priced as qwen3.8-max, as its row inherits)."""
+        """The model's, else its family's: `-latest`/`-YYYY-MM-DD` gone, or its catalogue row's `family`."""
         prices = self.models.get(billing)
         if not model or prices is None:
             return None

@@ -73,6 +73,7 @@ class Health:
         """The storage failed: down from now (one log line when this starts an outage); the error to raise."""
         with self._lock:
             new = self.reason is None and not self.trying
+            changed = not new and self.reason is not None and reason != self.reason
             if self.reason is None:
                 self.outages += 1
             self.reason, self.trying = reason, False
@@ -86,6 +87,8 @@ class Health:
         if new:
             log.warning("qwen: %s is unavailable (%s): what needs it is refused (503 state_unavailable) and "
                         "what it would record is kept in memory until it is back", self.what, reason)
+        elif changed:  # the same outage, its cause now another (a shutdown's sessions ended, then nothing listens)
+            log.warning("qwen: %s is still unavailable, now %s", self.what, reason)
         return self.error()
 
     def ok(self) -> None:

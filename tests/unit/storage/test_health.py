@@ -35,3 +35,20 @@ def test_the_database_a_gateway_was_pointed_at_before_is_no_longer_listed_nor_pr
     assert not probed.wait(1.0)
     folder.forget()
     assert "a folder's outage" not in _listed()
+
+
+def test_a_cause_that_changes_during_one_outage_is_said_again(caplog):
+    """A fast shutdown first ends the sessions (AdminShutdown), then nothing listens: the operator reads the cause
+    that holds now, once per change, not only the first one (the e2e test waited two minutes for it on a busy
+    machine)."""
+    from qwen_gateway.storage.health import Health
+    h = Health("the shared database test", "shared state database", lambda: False)
+    with caplog.at_level("INFO", logger="qwen"):
+        h.lost("AdminShutdown")
+        h.lost("AdminShutdown")
+        h.lost("down or unreachable: connection refused")
+        h.lost("down or unreachable: connection refused")
+    lines = [r.getMessage() for r in caplog.records if "the shared database test" in r.getMessage()]
+    assert len(lines) == 2 and "AdminShutdown" in lines[0], lines
+    assert "still unavailable, now down or unreachable: connection refused" in lines[1], lines
+    h.forget()
