@@ -102,6 +102,35 @@ def test_a_qwen_side_miss_is_said_in_a_value_the_sdk_defines(team, emulator, op)
 
 
 @needs_sdk
+def test_a_failover_mid_conversation_is_said_on_the_streams_message_delta(tmp_path, emu, make_gateway):
+    """The account that served a streamed conversation's first turn runs out of quota: the second turn goes to the
+    other account, whose cache holds nothing of it — the same prefix, nothing read: `message_start` cannot know it
+    (Qwen's usage comes at the end), `message_delta` says it, Anthropic's `unavailable` with `other_account`."""
+    import json
+
+    keys = {n: emu.seed_token(kind="key") for n in ("a", "b")}
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "accounts.json").write_text(json.dumps({"accounts": [
+        {"name": n, "kind": "key", "base_url": emu.url + "/v1", "key_env": f"KEY_{n.upper()}",
+         "default_model": "qwen3-coder-plus"} for n in keys]}))
+    gw = make_gateway(env={"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
+                           "HOME": str(tmp_path), **{f"KEY_{n.upper()}": k for n, k in keys.items()}})
+    turn = [{"op": "stream", "params": {**params(5), "system": SYSTEM + " [failover]"}, "diagnose": True,
+             "previous": None}]
+    (first,) = anthropic_calls(gw.url, "client-key", turn)
+    served = emu.chat_requests()[-1]["headers"]["authorization"].removeprefix("Bearer ")
+    emu.fault("quota429", token=served)  # its next request: out of quota, the other account goes on
+    then = [{"op": "stream", "params": {**params(6), "system": SYSTEM + " [failover]"}, "diagnose": True,
+             "previous": first["answer"]["message"]["id"]}]
+    (second,) = anthropic_calls(gw.url, "client-key", then)
+    assert emu.chat_requests()[-1]["headers"]["authorization"] != f"Bearer {served}"  # the other account
+    said = second["answer"]["delta_diagnostics"]
+    assert second["answer"]["start_diagnostics"] == {} and said["cache_miss_reason"] == {"type": "unavailable"}, said
+    assert said["qwen_cache_miss"]["type"] == "other_account" and said["qwen_cache_miss"]["cache_missed_input_tokens"]
+
+
+@needs_sdk
 def test_the_missed_tokens_of_a_tool_added_count_from_where_qwen_stored_a_prefix(team):
     """Claude Code's shape: its system prompt marked, many tools, its newest message marked. A tool added at the end
     changes the prefix after every other tool, but Qwen goes on only from a prefix it stored — the system
