@@ -231,7 +231,7 @@ class Wiring:
 
     async def fix_cache_noise(self, ex: Exchange) -> None:
         """qwen_cache_fixes: per-request noise out of the translated request before anything reads it."""
-        cache_fixes.apply(ex, self.config.cache_fixes)
+        cache_fixes.apply(ex, self.config.cache_fixes, self.config.cache_lifetime, self.config.models.resolve)
 
     async def route(self, ex: Exchange) -> None:
         """The request's route (qwen_routes): decided before the context guard, which then judges the routed model."""

@@ -61,6 +61,7 @@ class Config:
     messages_passthrough: bool = False
     responses_native: bool = False
     cache_fixes: str = "off"  # qwen_cache_fixes: turn/cache_fixes.py
+    cache_lifetime: str = "off"  # qwen_cache_lifetime: turn/cache_fixes.py, cache/lifetime.py
     web_min_interval: float = 3
     web_pin: str = "off"
     web_pin_ttl: float = 3600
@@ -148,7 +149,7 @@ def parse(o) -> Config:
         routes=routes,
         messages_passthrough=o.qwen_messages_passthrough,
         responses_native=o.qwen_responses_native,
-        cache_fixes=o.qwen_cache_fixes,
+        cache_fixes=o.qwen_cache_fixes, cache_lifetime=o.qwen_cache_lifetime,
         web_min_interval=o.qwen_web_min_interval,
         web_pin=o.qwen_web_pin,
         web_pin_ttl=o.qwen_web_pin_ttl,

@@ -69,6 +69,11 @@ def _declarations() -> dict[str, OptionSpec]:
         "request's tools sorted by name (agents that gather tools from MCP servers list them in the servers' "
         "order, which changes between turns). `off` sends them as the client did. What would change what the "
         "model reads is never rewritten: the cache doctor reports it.", choices=("off", "tool-order"))
+    add("qwen_cache_lifetime", str, "off",
+        "`auto`: each turn of a conversation on a model with Qwen's 1-hour cache (qwen4) asks the hour where its "
+        "expected cost is lower: the hour's premium on what the turn adds against the prompt written again after a "
+        "pause over 5 minutes, the chance of such a pause learned from the key's own conversations. A lifetime the "
+        "client asked is kept. `off`: 5 minutes unless asked.", choices=("off", "auto"))
     add("qwen_responses_native", bool, False,
         "Send Responses requests of pay-as-you-go key accounts to Model Studio's own Responses API with its "
         "session cache where that pays (stored requests that open a conversation or continue one Qwen holds, on "

@@ -17,20 +17,57 @@ the Messages translation whatever this option says (api/messages/request.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from ..cache.lifetime import Prices, Rhythms, choose
+from ..models import catalogue
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
 
-OFF, TOOL_ORDER = "off", "tool-order"
+OFF, TOOL_ORDER, AUTO = "off", "tool-order", "auto"
 CHOICES = (OFF, TOOL_ORDER)
+LIFETIMES = (OFF, AUTO)  # qwen_cache_lifetime
 SORTED_NOTE = f"tools sorted by name for Qwen's prompt cache (qwen_cache_fixes={TOOL_ORDER})"
+RHYTHMS = Rhythms()  # every key's pauses, this process's (cache/lifetime.py: bounded, no prompt text)
+_ASKS = ("cache_control", "prompt_cache_retention", "prompt_cache_options")  # a lifetime the client chose itself
 
 
-def apply(ex: Exchange, fixes: str) -> None:
-    """The fixes `fixes` names, made on `ex.chat_body` in place."""
+def apply(ex: Exchange, fixes: str, lifetime: str = OFF, resolve: Callable[[str], str] = str) -> None:
+    """The fixes `fixes` names, made on `ex.chat_body` in place; with `lifetime` auto, the turn's cache lifetime
+    chosen (`resolve`: the Qwen model a client's name goes to, the model map's)."""
     if fixes == TOOL_ORDER:
         _sort_tools(ex)
+    if lifetime == AUTO:
+        choose_lifetime(ex, resolve(ex.requested_model or ""))
+
+
+def choose_lifetime(ex: Exchange, model: str) -> None:
+    """The hour for this turn where the model takes it, the client chose no lifetime and its expected cost is
+    lower (cache/lifetime.py): asked as Anthropic's automatic caching asks it, on the gateway's own markers
+    (upstream/dashscope/markers.py). Said on the flow either way."""
+    body, row = ex.chat_body, catalogue.find(model)
+    if not isinstance(body, dict) or row is None or "1h" not in row.cache_ttls or ex.conversation is None:
+        return
+    if any(k in body for k in _ASKS) or not row.prices:
+        return
+    tier = next(iter(row.prices.values()))[0]
+    _, inp, _, _, _, read, write_5m, write_1h = tier
+    if not inp or write_1h is None:
+        return
+    prices = Prices((write_5m or inp * 1.25) / inp, write_1h / inp, (read or inp * 0.1) / inp)
+    prompt = max(1, ex.client.size // 4)  # the gateway's estimate before any count: 4 bytes a token
+    pauses, added = RHYTHMS.turn(ex.key.name, ex.conversation.key, prompt)
+    choice = choose(pauses, prompt, added, prices)
+    share = f"{choice.over_5m:.0%} of pauses over 5 minutes expected ({pauses.seen} of this key's seen)"
+    if choice.hour:
+        body["cache_control"] = {"type": "ephemeral", "ttl": "1h"}
+        ex.notes.append(f"cache lifetime 1 hour chosen (qwen_cache_lifetime=auto): {share}; expected to save "
+                        f"~{choice.saving:,.0f} tokens' input price over the next pause")
+    else:
+        ex.notes.append(f"cache lifetime 5 minutes kept (qwen_cache_lifetime=auto): {share}; the hour would cost "
+                        f"~{-choice.saving:,.0f} tokens' input price more")
 
 
 def _sort_tools(ex: Exchange) -> None:

@@ -72,3 +72,31 @@ def test_only_the_tools_move():
     messages = ex.chat_body["messages"]
     cache_fixes.apply(ex, cache_fixes.TOOL_ORDER)
     assert ex.chat_body["messages"] is messages and ex.chat_body["tools"][0] is tools[1]
+
+
+def test_auto_lifetime_asks_the_hour_for_a_key_that_pauses_long_and_keeps_a_clients_own_ask():
+    from qwen_gateway.accounts import Conversation
+    from qwen_gateway.cache.lifetime import Rhythms
+    now = [0.0]
+    cache_fixes.RHYTHMS = rhythms = Rhythms(clock=lambda: now[0])
+    for i in range(12):  # a key's conversation with two long pauses so far
+        now[0] += 1800 if i in (4, 9) else 40
+        rhythms.turn("", "conv", 20_000 + 2_000 * i)
+    now[0] += 40
+
+    def turn(model: str = "qwen4-max", **extra):
+        body = {"model": model, "messages": [{"role": "user", "content": "x" * 180_000}], **extra}
+        ex = exchange(body=body, model=model, upstream=False, status=None, usage=None)
+        ex.chat_body, ex.conversation, ex.requested_model = body, Conversation("conv", "session"), model
+        ex.client = ex.client.sized(len(str(body)))
+        cache_fixes.apply(ex, cache_fixes.OFF, cache_fixes.AUTO)
+        return ex
+
+    chosen = turn()
+    assert chosen.chat_body["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    assert chosen.notes[0].startswith("cache lifetime 1 hour chosen (qwen_cache_lifetime=auto)")
+    asked = turn(prompt_cache_retention="in_memory")  # the client's own choice stays
+    assert "cache_control" not in asked.chat_body and asked.notes == []
+    other = turn("qwen3.6-plus")  # a model without the hour: nothing to choose, nothing said
+    assert "cache_control" not in other.chat_body and other.notes == []
+    cache_fixes.RHYTHMS = Rhythms()
