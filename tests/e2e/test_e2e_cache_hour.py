@@ -90,3 +90,31 @@ def test_a_qwen4_max_hour_is_billed_as_its_page_prices_it(emu, make_gateway, tmp
     rows = until(lambda: (lambda r: r if len(r) >= 2 else None)(ledger_rows(state)), "two ledger rows")
     assert [r["cost_unit"] for r in rows] == ["USD", "USD"]
     assert [r["cost"] for r in rows] == pytest.approx(expected, rel=1e-9)
+
+
+def test_auto_lifetime_is_wired_and_said_on_the_flow(emu, make_gateway, tmp_path):
+    """`qwen_cache_lifetime=auto` through a real mitmdump: a new key's opening turn on qwen4-max keeps five minutes
+    (its whole prompt is new: the hour's premium is largest there), said on the flow; a model without the hour is
+    left alone, saying nothing. (The hour chosen after a key's long pauses, onto Qwen's markers:
+    tests/unit/turn/test_cache_fixes.py; its money on day shapes: scripts/bench_lifetime.py.)"""
+    import json
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "accounts.json").write_text(json.dumps({"accounts": [
+        {"name": "emu", "kind": "key", "base_url": emu.url + "/compatible-mode/v1", "key_env": "EMU_KEY"}]}))
+    gw = make_gateway(env={"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path),
+                           "EMU_KEY": emu.seed_token(kind="key")},
+                      args=("--set", "qwen_cache_lifetime=auto", "--set", "qwen_debug_log=true"))
+    c = client(gw)
+    first = [{"role": "system", "content": "qwen4-max auto: " + LONG}, {"role": "user", "content": "The question."}]
+    c.chat.completions.create(model="qwen4-max", messages=first, max_tokens=16)
+    c.chat.completions.create(model="qwen3.6-plus", messages=first, max_tokens=16)
+    from helpers.procs import until
+    said = until(lambda: (n := [json.loads(f.read_text())["summary"]["notes"] for f in
+                                sorted((state / "logs").glob("exchange-*.json"))]) and len(n) >= 2 and n, "two flows")
+    assert any(x.startswith("cache lifetime 5 minutes kept (qwen_cache_lifetime=auto): 5% of pauses over 5 minutes "
+                            "expected (0 of this key's seen)") for x in said[0]), said[0]
+    assert not any("cache lifetime" in x for x in said[1]), said[1]
+    sent = emu.chat_requests()[-2]["body"]
+    assert "ttl" not in json.dumps(sent)  # five minutes: Qwen's default, no ttl sent
