@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from ..cache.lifetime import Prices, Rhythms, choose
 from ..models import catalogue
+from ..pricing.prices import CREATION, EXPLICIT_HIT
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
@@ -56,7 +57,7 @@ def choose_lifetime(ex: Exchange, model: str) -> None:
     _, inp, _, _, _, read, write_5m, write_1h = tier
     if not inp or write_1h is None:
         return
-    prices = Prices((write_5m or inp * 1.25) / inp, write_1h / inp, (read or inp * 0.1) / inp)
+    prices = Prices((write_5m or inp * CREATION) / inp, write_1h / inp, (read or inp * EXPLICIT_HIT) / inp)
     prompt = max(1, ex.client.size // 4)  # the gateway's estimate before any count: 4 bytes a token
     pauses, added = RHYTHMS.turn(ex.key.name, ex.conversation.key, prompt)
     choice = choose(pauses, prompt, added, prices)

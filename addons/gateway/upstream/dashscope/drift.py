@@ -20,7 +20,7 @@ from ...models.routes import window
 from ...pricing.prices import CREATION, EXPLICIT_HIT, Tier, builtin
 from . import model_list
 from .drift_probes import Prober
-from .headers import GATEWAY_AGENT, target
+from .headers import GATEWAY_AGENT
 
 TOLERANCE = 0.005  # a price differs when it is more than 0.5 % away
 PROBED = "qwen3.6-flash"  # --deep's model when the account names no default and its list names it (or is unread)
@@ -167,12 +167,10 @@ def probe_model(asked: str | None, default: str | None, listed: Mapping[str, Lis
 
 def read_list(client, cred: Credential) -> tuple[dict[str, ListedModel] | None, str]:
     """(the key's list by model id, "") or (None, why it could not be read), every page of it."""
-    url, host = target(cred.base_url, "")
-    origin = url.split("://", 1)[0] + "://" + host
     headers = {"User-Agent": GATEWAY_AGENT, "Accept": "application/json", "Authorization": f"Bearer {cred.token}"}
     records: list[dict] = []
     for number in range(1, model_list.MOST_PAGES + 1):
-        r = client.get(origin + model_list.path(number), headers=headers)
+        r = client.get(model_list.url(cred.base_url, number)[0], headers=headers)
         if r.status_code != 200:
             return None, f"HTTP {r.status_code}"
         try:

@@ -77,7 +77,7 @@ class KeyCatalogue(CatalogueFetch):
         why = ""
         try:
             for number in range(1, model_list.MOST_PAGES + 1):
-                status, raw = await self._get(cred, model_list.path(number))
+                status, raw = await self._get(cred, *model_list.url(cred.base_url, number))
                 if status != 200:
                     why = f"HTTP {status}"  # 404: a host without the list (said as information, not a fault)
                     break
@@ -111,16 +111,11 @@ class KeyCatalogue(CatalogueFetch):
             (log.warning if "could not" in line and "HTTP 404" not in line else log.info)(line)
 
     async def _fetch(self, cred: Credential) -> list[str]:
-        status, raw = await self._get(cred, "models")
+        status, raw = await self._get(cred, *target(cred.base_url, "models"))
         return parse(raw) if status == 200 else []
 
-    async def _get(self, cred: Credential, suffix: str) -> tuple[int, bytes]:
-        """GET `suffix` under the account's base (a path from the host's root when it starts with "/")."""
-        if suffix.startswith("/"):
-            url, host = target(cred.base_url, "")
-            url = url.split("://", 1)[0] + "://" + host + suffix
-        else:
-            url, host = target(cred.base_url, suffix)
+    async def _get(self, cred: Credential, url: str, host: str) -> tuple[int, bytes]:
+        """GET `url` (its Host header `host`) with the account's key."""
         client = UpstreamClient(keepalive=0, network=self.network)
         headers = [("Host", host), ("User-Agent", GATEWAY_AGENT), ("Accept", "application/json"),
                    ("Authorization", f"Bearer {cred.token}")]

@@ -19,6 +19,7 @@ from typing import Any
 
 from ...models.listed import ListedModel
 from ...pricing.prices import Tier
+from .headers import target
 
 PAGE_SIZE = 100
 MOST_PAGES = 20  # 2,000 models: a list that pages on past this is not read further
@@ -30,6 +31,12 @@ _PRICE_FIELDS = {"input_token": "input", "output_token": "output", "input_token_
 
 def path(page: int) -> str:
     return f"/api/v1/models?page_no={page}&page_size={PAGE_SIZE}&language=en-US"
+
+
+def url(base: str, page: int) -> tuple[str, str]:
+    """(URL, Host header) of the list's page `page` on the host of an account's API base."""
+    root, host = target(base, "")
+    return root.split("://", 1)[0] + "://" + host + path(page), host
 
 
 def page(raw: bytes) -> tuple[list[dict], int]:
