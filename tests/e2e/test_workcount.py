@@ -13,6 +13,7 @@ must cost N times the per-request items plus the batch's items once. With the st
 from __future__ import annotations
 
 import json
+import re
 import socket
 from pathlib import Path
 
@@ -233,7 +234,8 @@ from helpers.pgserver import pg_server  # noqa: E402,F401  (the session's server
 
 class ServerLog:
     """The statements PostgreSQL ran for one database (log_statement = all on it alone): BEGIN and COMMIT
-    included, which psycopg sends without an execute."""
+    included, which psycopg sends without an execute; each as `[pid] statement`, the backend that ran it (its
+    log_line_prefix's `%p`), since two connections' transactions interleave in the log."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -246,8 +248,12 @@ class ServerLog:
         with open(self.path, "rb") as f:
             f.seek(self.mark)
             new = f.read().decode("utf-8", "replace")
-        return [ln.split("LOG:  ", 1)[1] for ln in new.splitlines()
-                if "LOG:  statement: " in ln or "LOG:  execute " in ln]
+        out = []
+        for ln in new.splitlines():
+            if "LOG:  statement: " in ln or "LOG:  execute " in ln:
+                pid = re.search(r"\[(\d+)\]", ln)
+                out.append(f"[{pid.group(1) if pid else '?'}] " + ln.split("LOG:  ", 1)[1])
+        return out
 
 
 @pytest.fixture(scope="module")
@@ -327,17 +333,21 @@ HEARTBEAT = ("qwen_gateways", "qwen_key_settle")  # tenancy/holds.py's `beat`, e
 def without_heartbeats(statements: list[str]) -> list[str]:
     """The statements but the gateway's heartbeat transactions (BEGIN, its statement, COMMIT): it says it is alive
     every two seconds whatever it serves, and a measurement that lasts longer (a busy machine) meets one."""
+    transactions: dict[str, list[str]] = {}  # by backend: another connection's statements interleave
     out: list[str] = []
-    open_at: int | None = None
     for st in statements:
+        backend = st.split("]", 1)[0]
         if st.endswith(": BEGIN"):
-            open_at = len(out)
-        out.append(st)
-        if st.endswith(": COMMIT") and open_at is not None:
-            if any(name in s for s in out[open_at:] for name in HEARTBEAT):
-                del out[open_at:]
-            open_at = None
-    return out
+            transactions[backend] = []
+        if backend not in transactions:
+            out.append(st)
+            continue
+        transactions[backend].append(st)
+        if st.endswith(": COMMIT"):
+            done = transactions.pop(backend)
+            if not any(name in s for s in done for name in HEARTBEAT):
+                out.extend(done)
+    return out + [st for open_one in transactions.values() for st in open_one]
 
 
 def _read(statement: str) -> bool:
@@ -375,3 +385,13 @@ def test_a_hand_off_done_before_asyncio_chains_its_future_still_counts_its_way_b
     out = subprocess.run([sys.executable, "-c", RACE, str(ROOT / "tests")], capture_output=True, text=True,
                          timeout=60, cwd=ROOT)
     assert out.stdout.strip() == "1", out.stdout + out.stderr
+
+
+def test_a_heartbeat_interleaved_with_a_requests_transaction_is_told_apart_by_its_backend():
+    """Seen in CI: the heartbeat's transaction began while the per-account counts' was open, on another
+    connection; read as one stream the counts' COMMIT closed nothing and the heartbeat's BEGIN dropped nothing."""
+    log = ["[7] statement: BEGIN", "[7] execute <unnamed>: INSERT INTO usage VALUES ($1)", "[7] statement: COMMIT",
+           "[8] statement: BEGIN", "[8] execute <unnamed>: INSERT INTO account_day VALUES ($1,$2,$3)",
+           "[9] statement: BEGIN", "[8] statement: COMMIT",
+           "[9] execute <unnamed>: INSERT INTO qwen_gateways (id) VALUES ($1)", "[9] statement: COMMIT"]
+    assert without_heartbeats(log) == log[:5] + ["[8] statement: COMMIT"]

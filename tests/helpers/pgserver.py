@@ -100,7 +100,8 @@ class PgServer:
                       f"{self.tmpfs_mb}m", str(self.data), str(self.template)]
         self.proc = subprocess.Popen(
             [*prefix, *self.as_user, str(self.bindir / "postgres"), "-D", str(self.data), "-h", "127.0.0.1",
-             "-p", str(self.port), "-k", str(self.root / "sock"), "-c", "fsync=off", "-c", "max_connections=60"],
+             "-p", str(self.port), "-k", str(self.root / "sock"), "-c", "fsync=off", "-c", "max_connections=60",
+             "-c", "log_line_prefix=%m [%p] "],  # the backend pid tells connections apart (test_workcount)
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while True:
