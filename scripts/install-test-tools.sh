@@ -6,6 +6,8 @@
 #     loopback ports: prometheus (the Grafana dashboard's queries run against a real one), postgresql
 #     (shared state: run as `postgres`), PgBouncer (eight gateways' pools) and nginx (gateways behind it); installed, never started as
 #     services;
+#   - Debian's faketime (libfaketime, LD_PRELOADed into one gateway to move its realtime clock past Qwen's cache
+#     lifetime: tests/e2e/test_e2e_cache_expiry.py);
 #   - Debian's docker.io, docker-compose and debootstrap (the container image and compose.yaml, tests/helpers/
 #     docker.py: the tests start dockerd themselves when none runs), and the Debian trixie base image those
 #     tests build on, made once per machine by scripts/docker-base.sh (no image registry is reachable; about
@@ -40,6 +42,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_missing+=(postgresql)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_missing+=(nginx)  # two gateways behind it (tests/e2e/test_e2e_deploy.py)
 command -v stress-ng >/dev/null || apt_missing+=(stress-ng)  # a CPU hog on each core beside the suite (scripts/test-busy.sh)
 [ -x /usr/sbin/pgbouncer ] || apt_missing+=(pgbouncer)  # eight gateways' pools in transaction mode (tests/e2e/test_e2e_many_gateways.py)
+ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || apt_missing+=(faketime)  # libfaketime: one gateway's clock moved (tests/e2e/test_e2e_cache_expiry.py)
 docker_missing=()  # installed without their recommends (apparmor, needrestart…): what the tests were run with
 [ -x /usr/sbin/dockerd ] || command -v dockerd >/dev/null || docker_missing+=(docker.io)
 [ -x /usr/sbin/debootstrap ] || command -v debootstrap >/dev/null || docker_missing+=(debootstrap)
