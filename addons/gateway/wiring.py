@@ -97,9 +97,9 @@ class Wiring:
                                  prices=lambda: self.config.prices, lists=lambda: self.config.models.accounts)
         self.drain = Drain(in_progress=lambda: len(self._flows))  # every exchange running, whatever its transport
         checks = (self.drain.check, self.fix_cache_noise, self.route, self.check_context, self.team.limit)
-        self.turns = Turns(open_upstream=self.engine.open, checks=checks,
-                           observers=self.observers, settlement=self.settle,
-                           idle_timeout=lambda: self.config.stream_idle_timeout, resume_upstream=self.engine.resume)
+        self.turns = Turns(open_upstream=self.engine.open, checks=checks, observers=self.observers,
+                           settlement=self.settle, idle_timeout=lambda: self.config.stream_idle_timeout,
+                           resume_upstream=self.engine.resume, read_before=self.diagnoser.read_before)
         self.relay = LoopbackRelay(self.turns)  # HTTP streams reach mitmproxy here
         responses = self.endpoints["/responses"]
         self.sockets = components.sockets(self.relay, self.turns, responses, self._responses)  # Codex's WebSocket

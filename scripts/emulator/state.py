@@ -108,6 +108,9 @@ DEFAULT_SWITCHES = {
 }
 
 
+BILLED_KEPT = 100  # requests' usages kept per account (stats' `billed`)
+
+
 def short(token: str) -> str:
     """How a token appears in stats: never in full."""
     return token[:6] + "…"
@@ -214,7 +217,9 @@ class State:
             self.limits.leave(self.account_of(token))
 
     def served(self, token: str, usage: dict) -> None:
-        """An answer's usage, per account: what its prompt cache saved (`cache_hits`: answers with cached tokens)."""
+        """An answer's usage, per account: what its prompt cache saved (`cache_hits`: answers with cached tokens),
+        and each request's usage as billed when its prompt was taken (`billed`, the last BILLED_KEPT: a stream
+        cut afterwards is billed all the same), what a test prices Qwen's bill from."""
         cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or usage.get("cached_tokens") or 0)
         with self.lock:
             per = self.stats["per_account"].setdefault(self.account_of(token), {
@@ -223,6 +228,8 @@ class State:
             per["prompt_tokens"] += int(usage.get("prompt_tokens") or 0)
             per["cached_tokens"] += cached
             per["cache_hits"] += cached > 0
+            per.setdefault("billed", []).append(copy.deepcopy(usage))
+            del per["billed"][:-BILLED_KEPT]
 
     def streamed(self, size: int) -> None:
         """A stream's body ended whole after `size` bytes (a test cuts the next one at any of them)."""

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..cache_turn import Asked, Comparison, QwenDid
-from .compare import Turn, diagnose, first_change, resumes_at
+from .compare import Turn, closest, diagnose, first_change, resumes_at
 from .memory import Memory
 from .prints_forms import of_body
 from .prints_sent import of_sent
@@ -89,6 +89,25 @@ class Diagnoser:
         verdict = diagnose(was, now)
         kind = QWEN_DID.get(verdict.cause or "")
         return QwenDid(kind, verdict.lost, was.lifetime) if kind is not None else None
+
+    def read_before(self, ex: Exchange) -> int | None:
+        """What of the exchange's prompt Qwen's explicit cache held when it was sent, as the conversation's earlier
+        turns left it (the doctor's memory): a stream that broke before Qwen's usage read that much and wrote the
+        rest of what it stored (turn/answer_so_far.py). 0: nothing held (the turn before on another account,
+        expired, without markers, or none); None: nothing to go by (no conversation, no markers)."""
+        if ex.conversation is None:
+            return None
+        self.catch_up()  # the turn before, answered a moment ago
+        now = self.turn(ex)
+        if now is None or not now.marks:
+            return None
+        kept = self.memory.kept(ex.conversation.key, ex.key.name, now, by_opening=ex.conversation.source == "opening")
+        was = closest(kept.turns, now)
+        if was is None or not was.explicit or was.account != now.account or now.at - was.at > was.lifetime:
+            return 0
+        change = first_change(was, now)
+        resume = resumes_at(was, now, now.blocks if change is None else change.index)
+        return min(was.tokens_before(resume), was.cached + was.written) if resume else 0
 
     def _compare(self, ex: Exchange, asked: Asked) -> Comparison:
         if asked.compare_to is None:

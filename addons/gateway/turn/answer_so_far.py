@@ -23,6 +23,12 @@ class Part:
     start: int
     end: int
     usage: dict | None
+    # for a request that broke before its usage: whether the next one went to the same account (its cache holds
+    # what this one stored), what of this prompt Qwen's explicit cache held before it (the cache doctor's
+    # estimate; None: nothing to go by) and whether its markers asked for the hour
+    same_account: bool = True
+    read_before: int | None = None
+    hour: bool = False
 
 
 class AnswerSoFar:
@@ -39,6 +45,7 @@ class AnswerSoFar:
         self.start = 0  # where the current request's text starts
         self.summed: dict | None = None  # the answer's usage once continued
         self.estimated: tuple[int, int] | None = None  # (prompt, completion) tokens the gateway estimated
+        self.estimated_cache: tuple[int, int] | None = None  # of that prompt, (read, written) in Qwen's cache
 
     # ---- the ChunkSource ------------------------------------------------------------------------------
 
@@ -82,9 +89,10 @@ class AnswerSoFar:
         answer.id, answer.created = getattr(source, "id", None), getattr(source, "created", None) or 0
         return answer
 
-    def continued(self, source: ChunkSource) -> None:
-        """A continuation's chunk source takes over from the request that broke."""
-        self.parts.append(Part(self.start, self.chars, self.source.usage))
+    def continued(self, source: ChunkSource, *, same_account: bool = True, read_before: int | None = None,
+                  hour: bool = False) -> None:
+        """A continuation's chunk source takes over from the request that broke (see `Part` for the rest)."""
+        self.parts.append(Part(self.start, self.chars, self.source.usage, same_account, read_before, hour))
         self.start, self.source = self.chars, source
 
     def _sent(self, chunk: ChatChunk) -> None:
@@ -124,27 +132,50 @@ class AnswerSoFar:
     def sum(self, last: dict) -> dict:
         """The answer's usage: the last request's as Qwen reported it, plus every earlier one's. An earlier request
         Qwen reported none for (it broke first) is estimated: its prompt, the last one's less the text it was sent
-        beyond it (Qwen's count of the shared prompt); its output, the text it sent (the gateway's tokenizer)."""
+        beyond it (Qwen's count of the shared prompt); its output, the text it sent (the gateway's tokenizer).
+        With cache markers, what it stored is what the request after it on the same account read (Qwen's
+        count): of that, what was stored before it (the cache doctor's estimate) a read, the rest a write."""
         count = encoding().count
         text = self.text
         prompt, output = _int(last.get("prompt_tokens")), _int(last.get("completion_tokens"))
         shared = max(0, prompt - count(text[:self.start]))
-        cached = _cached(last)
-        guessed = [0, 0]
+        cached, written = _cached(last), _written(last)
+        guessed, split = [0, 0], [0, 0]
+        stored = cached if _explicit(last) else None  # what the request after a broken one read of its writes
+        held: int | None = None  # what the previous broken request stored, on this one's account
         for part in self.parts:
             if part.usage:
                 prompt += _int(part.usage.get("prompt_tokens"))
                 output += _int(part.usage.get("completion_tokens"))
                 cached += _cached(part.usage)
+                _add(written, _written(part.usage))
+                held = None
                 continue
-            guessed[0] += shared + count(text[:part.start])
+            part_prompt = shared + count(text[:part.start])
+            guessed[0] += part_prompt
             guessed[1] += count(text[part.start:part.end])
+            if stored is not None and part.same_account:
+                mine = min(stored, part_prompt)
+                read = min(mine, held if held is not None else part.read_before or 0)
+                cached += read
+                written["ephemeral_1h_input_tokens" if part.hour else "ephemeral_5m_input_tokens"] += mine - read
+                split[0], split[1] = split[0] + read, split[1] + mine - read
+                held = mine
+            else:
+                held = None
         if guessed != [0, 0]:
             self.estimated = (guessed[0], guessed[1])
+            self.estimated_cache = (split[0], split[1]) if split != [0, 0] else None
         prompt, output = prompt + guessed[0], output + guessed[1]
         out = {**last, "prompt_tokens": prompt, "completion_tokens": output, "total_tokens": prompt + output}
-        if cached or isinstance(last.get("prompt_tokens_details"), dict):
-            out["prompt_tokens_details"] = {**(last.get("prompt_tokens_details") or {}), "cached_tokens": cached}
+        details = last.get("prompt_tokens_details")
+        if cached or isinstance(details, dict):
+            out["prompt_tokens_details"] = {**(details or {}), "cached_tokens": cached}
+            if stored is not None:
+                total = sum(written.values())
+                out["prompt_tokens_details"].update(cache_creation_input_tokens=total, cache_creation=written)
+                if "cache_write_tokens" in (details or {}):  # OpenAI's name for it, the normalizer's
+                    out["prompt_tokens_details"]["cache_write_tokens"] = total
         return out
 
 
@@ -155,3 +186,25 @@ def _int(value: object) -> int:
 def _cached(usage: dict) -> int:
     details = usage.get("prompt_tokens_details")
     return _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
+
+
+def _explicit(usage: dict) -> bool:
+    """Qwen's usage says the request used the explicit cache (markers): what it wrote stays for its lifetime."""
+    details = usage.get("prompt_tokens_details")
+    return isinstance(details, dict) and ("cache_creation_input_tokens" in details
+                                          or details.get("cache_type") == "ephemeral")
+
+
+def _written(usage: dict) -> dict[str, int]:
+    """What a request wrote to the explicit cache, by lifetime (unsaid: the 5 minutes)."""
+    details = usage.get("prompt_tokens_details")
+    details = details if isinstance(details, dict) else {}
+    creation = details.get("cache_creation")
+    hour = _int(creation.get("ephemeral_1h_input_tokens")) if isinstance(creation, dict) else 0
+    total = _int(details.get("cache_creation_input_tokens", details.get("cache_write_tokens")))
+    return {"ephemeral_5m_input_tokens": max(0, total - hour), "ephemeral_1h_input_tokens": hour}
+
+
+def _add(into: dict[str, int], more: dict[str, int]) -> None:
+    for k, v in more.items():
+        into[k] += v

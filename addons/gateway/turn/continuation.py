@@ -35,20 +35,24 @@ log = logging.getLogger("qwen")
 # The engine's `resume`: the exchange's request sent again going on from a prefix, on its account or (excluding
 # some) another; the answer's head read.
 Resume = Callable[[Exchange, str, Collection[str]], Awaitable[UpstreamAnswer]]
+# The cache doctor's estimate of what of the exchange's prompt Qwen's explicit cache held before it was sent (None:
+# nothing to go by): a broken request's read, the rest of what it stored its write (answer_so_far.py)
+ReadBefore = Callable[[Exchange], "int | None"]
 
 MAX_CONTINUATIONS = 2  # per answer: a stream that keeps breaking ends in its error
 ELSEWHERE = {ErrorKind.THROTTLE: Outcome.THROTTLE, ErrorKind.QUOTA: Outcome.QUOTA}  # the account's limit
 ON_THE_SAME = (ErrorKind.SERVER, ErrorKind.TIMEOUT)  # Qwen's server failed: the account is fine
 
 
-def going_on(ex: Exchange, resume: Resume | None, pool: Callable[[], Pool | None]) -> Continuation | None:
+def going_on(ex: Exchange, resume: Resume | None, pool: Callable[[], Pool | None],
+             read_before: ReadBefore | None = None) -> Continuation | None:
     """The continuation of `ex`'s stream, when its upstream can send it again (a break before anything but the
     answer's opening went out); the answer is followed from the start (`source`: what the client is sent is kept)
     when partial mode can go on from a prefix too. None: a break ends the stream in its error."""
     upstream, body = ex.attempt.upstream, ex.attempt.body
     if resume is None or upstream is None or body is None or ex.attempt.leg.passthrough or not upstream.resendable:
         return None
-    return Continuation(ex, resume, pool, follow=upstream.continued(body, "") is not None)
+    return Continuation(ex, resume, pool, follow=upstream.continued(body, "") is not None, read_before=read_before)
 
 
 class Continuation:
@@ -56,8 +60,10 @@ class Continuation:
     break (`holds_breaks`) and the turn's pump asks `next`, which decides, sends the continuation and puts its
     chunks in place, or gives up and sends the break's error."""
 
-    def __init__(self, ex: Exchange, resume: Resume, pool: Callable[[], Pool | None], *, follow: bool) -> None:
+    def __init__(self, ex: Exchange, resume: Resume, pool: Callable[[], Pool | None], *, follow: bool,
+                 read_before: ReadBefore | None = None) -> None:
         self.ex = ex
+        self.read_before = read_before
         self.follow = follow  # partial mode can go on from a prefix: what is sent is kept from the start
         self.answer: AnswerSoFar | None = None  # what the client was sent (None: not followed)
         self.resume, self.pool = resume, pool
@@ -115,6 +121,9 @@ class Continuation:
             self.away.append(account)
             why = f"{account} {'throttled' if err.kind is ErrorKind.THROTTLE else 'ran out of quota'} (“{said}”)"
         self.count += 1
+        upstream, body = ex.attempt.upstream, ex.attempt.body
+        hour = upstream is not None and body is not None and upstream.cache_lifetime_s(body) >= 3600
+        read_before = self._read_before() if not answer.parts else None  # a later one read what the last stored
         await self.close()
         try:
             resp = await self.resume(ex, prefix, tuple(self.away))
@@ -136,9 +145,18 @@ class Continuation:
                         f"prefix, {encoding().count(prefix)} tokens, is billed again as input)" if prefix else
                         f"stream sent again on {ex.account}, nothing of the answer having gone out: {why}")
         assert ex.attempt.upstream is not None
-        answer.continued(ex.attempt.upstream.chunks(ex.requested_model or ex.attempt.model))
+        answer.continued(ex.attempt.upstream.chunks(ex.requested_model or ex.attempt.model),
+                         same_account=ex.account == account, read_before=read_before, hour=hour)
         rw.resume()
         return resp
+
+    def _read_before(self) -> int | None:
+        """The cache doctor's estimate for the request that broke; a failure of it costs the estimate only."""
+        try:
+            return self.read_before(self.ex) if self.read_before is not None else None
+        except Exception:
+            log.exception("qwen: the cache's share of a broken request could not be estimated")
+            return None
 
     def _told(self, rw: StreamRewriter, account: str) -> None:
         """The pool told of the account's limit inside the stream, as the retry policy tells it, once (the
@@ -165,5 +183,8 @@ class Continuation:
         """The answer is over: what of its usage the gateway estimated, on the record."""
         if self.answer is not None and self.answer.estimated is not None:
             prompt, output = self.answer.estimated
+            split = self.answer.estimated_cache
+            cache = f", {split[0]} of the prompt read from Qwen's cache and {split[1]} written to it as the " \
+                "continuation's read shows" if split else ""
             self.ex.notes.append(f"usage: {prompt} prompt and {output} completion tokens of the request(s) that "
-                                 "broke are the gateway's estimate (Qwen reported none)")
+                                 f"broke are the gateway's estimate (Qwen reported none){cache}")

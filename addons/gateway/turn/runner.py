@@ -38,7 +38,7 @@ from .stopping import Interruptible
 from .kept_before_end import hold_end_until_kept, until_kept
 from .settlement import Settlement
 from .client_watch import ClientWatch
-from .continuation import Resume, going_on
+from .continuation import ReadBefore, Resume, going_on
 from .whole_answer import OpenUpstream, as_stream_failure, fetch_whole, stream_rewriter, translated
 
 log = logging.getLogger("qwen")
@@ -52,9 +52,11 @@ LEFT = "Client disconnected before the answer: the upstream request was cancelle
 
 class Turns:
     def __init__(self, *, open_upstream: OpenUpstream, checks: Sequence[Check], observers: Observers,
-                 settlement: Settlement, idle_timeout: Callable[[], float], resume_upstream: Resume | None = None) -> None:
+                 settlement: Settlement, idle_timeout: Callable[[], float], resume_upstream: Resume | None = None,
+                 read_before: ReadBefore | None = None) -> None:
         self.open_upstream = open_upstream
         self.resume_upstream = resume_upstream  # the engine's continuation of a broken stream (turn/continuation.py)
+        self.read_before = read_before  # and the cache doctor's estimate of what a broken request read
         self.checks = checks
         self.observers = observers
         self.settlement = settlement
@@ -179,7 +181,7 @@ class Turns:
         """Every upstream event into the client's (the endpoint's stream translator, or the transport's own:
         a WebSocket's JSON frames), sent at once; a silent or broken upstream ends the stream in the client's
         error; the end waits until the endpoint has kept the answer. `capture`: bytes kept for the flow."""
-        going = going_on(ex, self.resume_upstream, self.settlement.pool)  # None: a break ends the stream
+        going = going_on(ex, self.resume_upstream, self.settlement.pool, self.read_before)  # None: a break ends it
         rw = ex.turn.rewriter = stream_rewriter(ex, capture, translator, going)
         hold_end_until_kept(ex, rw)
         flow = self.settlement.flows.get(ex.id)

@@ -57,3 +57,40 @@ def test_usage_sums_what_qwen_reported_and_estimates_what_it_did_not():
     assert last["usage"]["completion_tokens"] == 1 + 2 + count("one two ")
     assert last["usage"]["total_tokens"] == last["usage"]["prompt_tokens"] + last["usage"]["completion_tokens"]
     assert last["usage"]["prompt_tokens_details"] == {"cached_tokens": 40} and answer.usage == last["usage"]
+
+
+def explicit(prompt: int, read: int, written: int, *, hour: bool = False) -> dict:
+    """Qwen's usage of a request with cache markers (Model Studio's explicit cache)."""
+    creation = {"ephemeral_1h_input_tokens" if hour else "ephemeral_5m_input_tokens": written}
+    return {"prompt_tokens": prompt, "completion_tokens": 1, "total_tokens": prompt + 1,
+            "prompt_tokens_details": {"cached_tokens": read, "cache_creation_input_tokens": written,
+                                      "cache_creation": creation, "cache_type": "ephemeral"}}
+
+
+def test_a_broken_request_with_markers_is_billed_as_the_cache_write_it_was():
+    """The request that broke had stored its marked prefix (the continuation on the same account reads it all):
+    what it read of an earlier turn's prefix was a read, the rest of that prefix a write (5-minute or hour)."""
+    count = encoding().count
+    for hour in (False, True):
+        answer = AnswerSoFar(ChunkNormalizer("gpt-4o"))
+        answer.feed(event({"content": "one two "}))
+        answer.continued(ChunkNormalizer("gpt-4o"), same_account=True, read_before=1_500, hour=hour)
+        answer.feed(event({"content": "three"}, cid="b"))
+        (last,) = answer.feed(event(usage=explicit(5_000 + count("one two "), 4_000, 0), cid="b"))
+        details = last["usage"]["prompt_tokens_details"]
+        assert details["cached_tokens"] == 4_000 + 1_500  # the continuation's read, the broken one's read
+        assert details["cache_creation_input_tokens"] == 4_000 - 1_500  # the broken one stored the rest
+        bucket = "ephemeral_1h_input_tokens" if hour else "ephemeral_5m_input_tokens"
+        assert details["cache_creation"][bucket] == 2_500, details
+        assert last["usage"]["prompt_tokens"] == 2 * 5_000 + count("one two ")
+
+
+def test_a_broken_requests_cache_share_is_not_guessed_where_the_continuation_cannot_tell_it():
+    """Continued on another account (whose cache holds nothing of the broken request's), or without markers:
+    the broken request's prompt stays plain input, as estimated."""
+    answer = AnswerSoFar(ChunkNormalizer("gpt-4o"))
+    answer.feed(event({"content": "one two "}))
+    answer.continued(ChunkNormalizer("gpt-4o"), same_account=False, read_before=1_500, hour=False)
+    (last,) = answer.feed(event(usage=explicit(5_000, 0, 4_000), cid="b"))
+    details = last["usage"]["prompt_tokens_details"]
+    assert (details["cached_tokens"], details["cache_creation_input_tokens"]) == (0, 4_000)
