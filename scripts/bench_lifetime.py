@@ -72,10 +72,10 @@ def main() -> None:
             totals[p] += usd[p]
         best = min(usd["5m"], usd["1h"])
         print(f"| {pauses} | ${usd['5m']:.2f} | ${usd['1h']:.2f} | ${usd['auto']:.2f} | "
-              f"{(usd['auto'] - best) / best * 100:+.1f} % |")
+              f"{(usd['auto'] - best) / best * 100:+.2f} % |")
     best = min(totals["5m"], totals["1h"])
     print(f"| the three together | ${totals['5m']:.2f} | ${totals['1h']:.2f} | ${totals['auto']:.2f} | "
-          f"{(totals['auto'] - best) / best * 100:+.1f} % |")
+          f"{(totals['auto'] - best) / best * 100:+.2f} % |")
 
 
 if __name__ == "__main__":

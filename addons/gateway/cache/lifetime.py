@@ -6,10 +6,11 @@ the lifetime of the request that read it — free. So an hour costs a turn only 
 to the prompt, and saves the whole prompt written again after a pause longer than five minutes.
 
 Each turn: the hour when that premium, (write 1 h − write 5 min) × the tokens this turn adds, is below the rewrite
-it expects to avoid, P(pause > 5 min) × write 5 min × the prompt, less what an hour's expiry would cost anyway,
-P(pause > 1 h) × write 1 h × the prompt. The chances are the key's own (the named client key's, or the gateway's
-without one): its conversations' pauses so far, smoothed toward PRIOR_5M / PRIOR_1H with the weight of PRIOR_PAUSES
-pauses — one conversation cannot know its first long pause before it happens; a user's rhythm can. Measured on
+it expects to avoid, P(5 min < pause ≤ 1 h) × (write 5 min − read) × the prompt (a pause beyond the hour loses the
+prompt under both). The chances are the key's own (the named client key's, or the gateway's without one): its
+conversations' pauses so far, smoothed toward PRIOR_5M / PRIOR_1H with the weight of PRIOR_PAUSES pauses — one
+conversation cannot know its first long pause before it happens; a user's rhythm can, and a light prior lets a
+user without long pauses stop paying for the hour within a session (the weight of 20 cost such a day 0.2 %). Measured on
 day shapes against both fixed lifetimes: scripts/bench_lifetime.py, docs/performance.md.
 
 Pure; bounded (CONVERSATIONS, KEYS); no prompt text, only times and token counts."""
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 FIVE_S, HOUR_S = 300.0, 3600.0
-PRIOR_5M, PRIOR_1H, PRIOR_PAUSES = 0.05, 0.01, 20.0
+PRIOR_5M, PRIOR_1H, PRIOR_PAUSES = 0.05, 0.01, 5.0
 CONVERSATIONS, KEYS = 4096, 1024
 
 
@@ -86,5 +87,7 @@ def choose(pauses: Pauses, prompt: int, added: int, prices: Prices) -> Choice:
     """This turn's lifetime (see the module)."""
     over_5m, over_1h = pauses.chances()
     premium = (prices.write_1h - prices.write_5m) * max(0, min(added, prompt))
-    avoided = over_5m * prices.write_5m * prompt - over_1h * prices.write_1h * prompt
+    # a pause over five minutes but within the hour: the prompt read instead of written again; beyond the hour the
+    # two lifetimes lose it alike
+    avoided = (over_5m - over_1h) * (prices.write_5m - prices.read) * prompt
     return Choice(premium < avoided, avoided - premium, over_5m, pauses.seen)

@@ -44,3 +44,32 @@ def test_what_is_kept_is_bounded():
     for k in range(KEYS + 50):
         rhythms.turn(f"k{k}", "c", 1000)
     assert len(rhythms.keys) == KEYS and "k0" not in rhythms.keys
+
+
+def _bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "scripts" / "bench_lifetime.py"
+    spec = importlib.util.spec_from_file_location("bench_lifetime", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_auto_is_never_dearer_than_the_cheaper_fixed_lifetime_on_the_day_shapes():
+    """scripts/bench_lifetime.py's seeded days (docs/performance.md): without long pauses `auto` never asks the
+    hour (the prior's 5 % does not pay the premium: 0.2 % dearer with a heavier prior); with one or three a session
+    it is below both fixed lifetimes."""
+    import random
+
+    bench = _bench()
+    _, prices = bench.qwen4()
+    for pauses in (0, 1, 3):
+        sessions = bench.day(pauses, random.Random(bench.SEED + pauses))
+        cost = {p: bench.played(sessions, prices, p) for p in ("5m", "1h", "auto")}
+        if pauses:
+            assert cost["auto"] < 0.97 * min(cost["5m"], cost["1h"]), (pauses, cost)
+        else:
+            assert cost["auto"] == cost["5m"] < cost["1h"], cost
