@@ -27,6 +27,7 @@ class CacheTurn:
     lost_usd: float | None = None
     line: str = ""  # the one-line verdict (mitmweb's comment); `diff`: the prefix's first change (its view)
     diff: dict | None = None
+    lifetime: float | None = None  # seconds its cache markers asked Qwen to keep the prefix (None: no markers)
 
 
 @dataclass(slots=True)

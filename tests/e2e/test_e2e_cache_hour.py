@@ -90,6 +90,15 @@ def test_a_qwen4_max_hour_is_billed_as_its_page_prices_it(emu, make_gateway, tmp
     rows = until(lambda: (lambda r: r if len(r) >= 2 else None)(ledger_rows(state)), "two ledger rows")
     assert [r["cost_unit"] for r in rows] == ["USD", "USD"]
     assert [r["cost"] for r in rows] == pytest.approx(expected, rel=1e-9)
+    # the conversation's turns that asked the hour, as qwen-usage conversations lists them
+    import os
+    import subprocess
+
+    from helpers.team import QWEN_USAGE
+    r = subprocess.run([str(QWEN_USAGE), "conversations", "--json"], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    assert [(c["turns"], c["hour_turns"]) for c in json.loads(r.stdout)] == [(2, 2)]
 
 
 def test_auto_lifetime_is_wired_and_said_on_the_flow(emu, make_gateway, tmp_path):

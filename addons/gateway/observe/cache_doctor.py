@@ -76,7 +76,8 @@ class CacheDoctor(Observer):
         asked = ex.cache_ask
         if asked is not None and asked.keep and asked.answer_id:
             self.memory.keep_id(ex.key.name, asked.answer_id, now)
-        cache = CacheTurn(kept.key, now.turn, prompt, now.cached, now.written, verdict.cause, verdict.lost)
+        cache = CacheTurn(kept.key, now.turn, prompt, now.cached, now.written, verdict.cause, verdict.lost,
+                          lifetime=now.lifetime if now.explicit else None)
         if verdict.cause is not None:
             cache.lost_usd = self._lost_usd(ex, verdict.lost)
         outcome.cache_judged(ex, cache)

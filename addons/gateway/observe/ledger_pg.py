@@ -36,6 +36,8 @@ PG_STEPS = (  # the ledger's schema in a shared database (storage/pg.py migrates
     "ALTER TABLE usage ADD COLUMN IF NOT EXISTS cuts BIGINT",
     # which list from Qwen (and which of its tiers) priced the row (issue 70)
     "ALTER TABLE usage ADD COLUMN IF NOT EXISTS priced_by TEXT",
+    # the lifetime a turn's cache markers asked (issue 71: qwen_cache_lifetime=auto's hour)
+    "ALTER TABLE usage ADD COLUMN IF NOT EXISTS cache_ttl BIGINT",
 )
 
 

@@ -56,6 +56,7 @@ COLUMNS: dict[str, str] = {
     "priced_by": "TEXT",  # the account's own model list from Qwen (when read) and the tier that priced it
     # times Qwen's stream broke before its end (NULL: never): continued to the whole answer, or ended in `error`
     "cuts": "INTEGER",
+    "cache_ttl": "INTEGER",  # seconds the turn's cache markers asked Qwen to keep its prefix (the doctor's; 3600: the hour)
 }
 # A ledger written before unpriced rows were marked (issue 59) priced nothing for them: its answered rows that no
 # price counted are marked unpriced once, when the ledger gains `priced_as` (ledger.py, ledger_pg.py)
@@ -147,4 +148,5 @@ def row_of(ex: Exchange) -> dict:
         "cache_miss": cache.cause if cache is not None else None,
         "miss_tokens": cache.lost if cache is not None else None,
         "miss_usd": cache.lost_usd if cache is not None else None,
+        "cache_ttl": cache.lifetime if cache is not None else None,
     }

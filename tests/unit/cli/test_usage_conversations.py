@@ -13,10 +13,10 @@ from qwen_gateway.observe.ledger import Ledger, row_of
 from helpers.observe_testlib import exchange
 
 
-def turn(conversation, n, prompt, read, cause=None, lost=0, usd=None, at=0.0):
+def turn(conversation, n, prompt, read, cause=None, lost=0, usd=None, at=0.0, lifetime=None):
     ex = exchange(started_at=time.time() - 100 + at, usage={"prompt_tokens": prompt, "completion_tokens": 3,
                                                              "prompt_tokens_details": {"cached_tokens": read}})
-    ex.result.cache = CacheTurn(conversation, n, prompt, read, 0, cause, lost, usd)
+    ex.result.cache = CacheTurn(conversation, n, prompt, read, 0, cause, lost, usd, lifetime=lifetime)
     return row_of(ex)
 
 
@@ -25,8 +25,8 @@ def ledger(tmp_path):
     led.add([turn("aaaa1111bbbb2222cccc3333dddd4444", 1, 3000, 0, at=1),
              turn("aaaa1111bbbb2222cccc3333dddd4444", 2, 3200, 2900, at=2),
              turn("aaaa1111bbbb2222cccc3333dddd4444", 3, 3400, 0, "tool_order", 3200, 0.00256, at=3),
-             turn("aaaa1111bbbb2222cccc3333dddd4444", 4, 3600, 3300, at=4),
-             turn("ffff0000ffff0000ffff0000ffff0000", 1, 5000, 0, at=5),
+             turn("aaaa1111bbbb2222cccc3333dddd4444", 4, 3600, 3300, at=4, lifetime=3600),
+             turn("ffff0000ffff0000ffff0000ffff0000", 1, 5000, 0, at=5, lifetime=300),
              turn("ffff0000ffff0000ffff0000ffff0000", 2, 5100, 0, "system", 5000, 0.004, at=6),
              turn("ffff0000ffff0000ffff0000ffff0000", 3, 5200, 0, "system", 5100, 0.00408, at=7),
              row_of(exchange(started_at=time.time()))])  # no conversation: not listed
@@ -42,6 +42,7 @@ def test_conversations_as_json(tmp_path, capsys):
     assert (a["turns"], a["prompt_tokens"], a["cached_tokens"], a["hit_share"], a["missed_turns"], a["lost_tokens"]) \
         == (4, 13200, 6200, 0.47, 1, 3200)
     assert a["lost_usd"] == 0.00256 and a["causes"] == "tool_order (turn 3)"
+    assert (a["hour_turns"], f["hour_turns"]) == (1, 0)  # the turns whose markers asked Qwen's hour
     assert f["causes"] == "system ×2 (turns 2, 3)" and f["missed_turns"] == 2 and f["lost_usd"] == 0.00808
 
 
@@ -49,10 +50,10 @@ def test_conversations_as_a_table(tmp_path, capsys):
     ledger(tmp_path)
     assert usage_cli.main(["conversations", "--state-dir", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["conversation", "first", "seen", "turns", "prompt", "cached", "hit", "missed",
+    assert lines[0].split() == ["conversation", "first", "seen", "turns", "1h", "prompt", "cached", "hit", "missed",
                                 "lost", "lost", "USD", "causes"]
     assert lines[2].split()[0] == "aaaa1111bbbb" and lines[2].split()[3:] == [
-        "4", "13,200", "6,200", "47%", "1", "3,200", "$0.002560", "tool_order", "(turn", "3)"]
+        "4", "1", "13,200", "6,200", "47%", "1", "3,200", "$0.002560", "tool_order", "(turn", "3)"]
     assert lines[3].split()[-4:] == ["system", "×2", "(turns", "2,", "3)"][-4:]
 
 

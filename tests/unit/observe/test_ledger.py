@@ -36,6 +36,7 @@ def test_row_of_an_exchange():
         "priced_as": None,  # its own price (not settled here: no price at all)
         "priced_by": None,  # the table's price, not an account's own list from Qwen
         "cuts": None,  # Qwen's stream never broke
+        "cache_ttl": None,  # no cache markers the doctor saw
     }
     assert set(row) == set(COLUMNS)
 
