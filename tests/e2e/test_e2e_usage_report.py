@@ -89,7 +89,8 @@ def conversation(rows: list[dict]) -> list[str]:
     assert [r["cache_turn"] for r in rows] == list(range(1, len(rows) + 1)), rows
     assert not any(r["cache_miss"] for r in rows), rows
     first = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(rows[0]["ts"]))
-    return [rows[0]["conversation"][:12], first, str(len(rows)), f"{prompt:,}", f"{cached:,}",
+    hour = sum(1 for r in rows if (r["cache_ttl"] or 0) >= 3600)  # the turns that asked Qwen's hour
+    return [rows[0]["conversation"][:12], first, str(len(rows)), str(hour), f"{prompt:,}", f"{cached:,}",
             f"{round(round(cached / prompt, 2) * 100)}%", "0", "0", "$0", ""]
 
 

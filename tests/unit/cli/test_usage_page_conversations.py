@@ -19,7 +19,7 @@ from qwen_gateway.storage.pg import Database
 from unit.cli.test_usage_report import Page  # the report page's parser: its tables by id, its text
 
 A, F = "aaaa1111bbbb2222cccc3333dddd4444", "ffff0000ffff0000ffff0000ffff0000"
-HEAD = ["conversation", "first seen", "turns", "prompt", "cached", "hit share", "missed turns", "lost tokens",
+HEAD = ["conversation", "first seen", "turns", "1-hour turns", "prompt", "cached", "hit share", "missed turns", "lost tokens",
         "lost USD", "causes"]
 HOSTILE = '<script>alert("x")</script><img src=http://127.0.0.1:1/x>&'
 
@@ -68,8 +68,8 @@ def test_the_section_has_the_conversations_rows_as_a_table(tmp_path, ledger, cap
     assert table[0] == HEAD
     first_seen = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ROWS[0]["ts"]))
     assert table[1:] == [  # as `qwen-usage conversations` gives them: the newest last
-        ["aaaa1111bbbb", first_seen, "4", "13,200", "6,200", "47%", "1", "3,200", "$0.002560", "tool_order (turn 3)"],
-        ["ffff0000ffff", table[2][1], "3", "15,300", "0", "0%", "2", "10,100", "$0.008080", "system ×2 (turns 2, 3)"]]
+        ["aaaa1111bbbb", first_seen, "4", "0", "13,200", "6,200", "47%", "1", "3,200", "$0.002560", "tool_order (turn 3)"],
+        ["ffff0000ffff", table[2][1], "3", "0", "15,300", "0", "0%", "2", "10,100", "$0.008080", "system ×2 (turns 2, 3)"]]
     text = " ".join("".join(page.text).split())
     assert "a turn that read less of Qwen's cache than the turn before" in text and "docs/observability.md" in text
     assert "No conversations recorded" not in text
@@ -94,13 +94,13 @@ def test_no_conversation_rows_is_one_line_and_no_table(tmp_path, ledger):
 
 
 def test_values_are_escaped():
-    html = section([{"conversation": HOSTILE, "first_seen": HOSTILE, "turns": 2, "prompt_tokens": 10,
+    html = section([{"conversation": HOSTILE, "first_seen": HOSTILE, "turns": 2, "hour_turns": 1, "prompt_tokens": 10,
                      "cached_tokens": 5, "hit_share": 0.5, "missed_turns": 0, "lost_tokens": 0, "lost_usd": 0.0,
                      "causes": HOSTILE}])
     assert "<script" not in html and "<img" not in html
     assert html.count("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&lt;img src=http://127.0.0.1:1/x&gt;&amp;") == 3
     page = Page(html)
-    assert page.tables["conversations"][1] == [HOSTILE, HOSTILE, "2", "10", "5", "50%", "0", "0", "$0", HOSTILE]
+    assert page.tables["conversations"][1] == [HOSTILE, HOSTILE, "2", "1", "10", "5", "50%", "0", "0", "$0", HOSTILE]
 
 
 def test_no_rows_is_a_line():
