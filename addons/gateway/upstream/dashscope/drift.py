@@ -168,20 +168,18 @@ def probe_model(asked: str | None, default: str | None, listed: Mapping[str, Lis
 def read_list(client, cred: Credential) -> tuple[dict[str, ListedModel] | None, str]:
     """(the key's list by model id, "") or (None, why it could not be read), every page of it."""
     headers = {"User-Agent": GATEWAY_AGENT, "Accept": "application/json", "Authorization": f"Bearer {cred.token}"}
-    records: list[dict] = []
-    for number in range(1, model_list.MOST_PAGES + 1):
-        r = client.get(model_list.url(cred.base_url, number)[0], headers=headers)
+    pages = model_list.Pages(cred.base_url)
+    while (where := pages.next()) is not None:
+        r = client.get(where[0], headers=headers)
         if r.status_code != 200:
             return None, f"HTTP {r.status_code}"
         try:
-            found, total = model_list.page(r.content)
+            pages.take(r.content)
         except json.JSONDecodeError:
             return None, "not JSON"
         except ValueError:
             return None, "not Model Studio's list"
-        records += found
-        if not found or len(records) >= total:
-            break
+    records = pages.records
     if not records:
         return None, "no models"
     return {m.id: m for m in (model_list.model(record)[0] for record in records)}, ""

@@ -73,22 +73,20 @@ class KeyCatalogue(CatalogueFetch):
 
     async def _listed(self, cred: Credential) -> ModelList | None:
         """Model Studio's list, every page; None (said once) when it cannot be read."""
-        records: list[dict] = []
+        pages = model_list.Pages(cred.base_url)
         why = ""
         try:
-            for number in range(1, model_list.MOST_PAGES + 1):
-                status, raw = await self._get(cred, *model_list.url(cred.base_url, number))
+            while (where := pages.next()) is not None:
+                status, raw = await self._get(cred, *where)
                 if status != 200:
                     why = f"HTTP {status}"  # 404: a host without the list (said as information, not a fault)
                     break
-                found, total = model_list.page(raw)
-                records += found
-                if not found or len(records) >= total:
-                    break
+                pages.take(raw)
         except ValueError:
             why = "an answer that is not the list"
         except (ConnectionFailed, OSError, asyncio.TimeoutError) as e:
             why = type(e).__name__
+        records = pages.records
         if why or not records:
             self._say(f"qwen: account {self.account}: Qwen's model list (GET /api/v1/models) could not be read "
                       f"({why or 'no models'}): its models from GET /models, their prices and caps from the catalogue")

@@ -50,6 +50,29 @@ def page(raw: bytes) -> tuple[list[dict], int]:
     return [m for m in models if isinstance(m, dict) and isinstance(m.get("model"), str) and m["model"]], total
 
 
+class Pages:
+    """The list read page by page, for a reader of its own transport (the gateway's pool, the check's httpx):
+    `next()` the next page's (URL, Host header), None once every record is in (or MOST_PAGES were read);
+    `take(raw)` that page's answer (ValueError: not the list)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.records: list[dict] = []
+        self.number = 0
+        self.done = False
+
+    def next(self) -> tuple[str, str] | None:
+        if self.done or self.number >= MOST_PAGES:
+            return None
+        self.number += 1
+        return url(self.base, self.number)
+
+    def take(self, raw: bytes) -> None:
+        found, total = page(raw)
+        self.records += found
+        self.done = not found or len(self.records) >= total
+
+
 def model(record: dict) -> tuple[ListedModel, str]:
     """One model's facts, and why its prices were not taken ("": they were, or it has none)."""
     info = record.get("model_info")

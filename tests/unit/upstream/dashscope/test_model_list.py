@@ -78,3 +78,25 @@ def test_a_page_and_what_is_not_the_list():
         with pytest.raises(ValueError):
             model_list.page(bad)
     assert model_list.path(2) == "/api/v1/models?page_no=2&page_size=100&language=en-US"
+
+
+def test_pages_are_read_until_every_record_is_in_and_no_further_than_the_most():
+    """One paging for both readers (key_models.py's on the gateway's pool, drift.py's on httpx)."""
+    import json as _json
+
+    def answer(n: int, total: int) -> bytes:
+        return _json.dumps({"output": {"total": total, "models": [{"model": f"m{i}"} for i in range(n)]}}).encode()
+
+    pages = model_list.Pages("https://dashscope-intl.aliyuncs.com/compatible-mode/v1")
+    asked = []
+    while (where := pages.next()) is not None:
+        asked.append(where)
+        pages.take(answer(100 if len(asked) < 3 else 50, 250))
+    assert [u.split("page_no=")[1].split("&")[0] for u, _ in asked] == ["1", "2", "3"]
+    assert asked[0][1] == "dashscope-intl.aliyuncs.com" and len(pages.records) == 250
+    endless = model_list.Pages("https://dashscope-intl.aliyuncs.com/compatible-mode/v1")
+    count = 0
+    while endless.next() is not None:
+        count += 1
+        endless.take(answer(100, 10**6))
+    assert count == model_list.MOST_PAGES
