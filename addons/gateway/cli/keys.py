@@ -1,9 +1,9 @@
 """qwen-keys: named client keys for a team gateway — who may use it, within which limits, and what each spent.
 
-    qwen-keys add NAME [--rpm N] [--tpm N] [--daily-tokens N] [--monthly-usd X]
+    qwen-keys add NAME [--rpm N] [--tpm N] [BUDGET …]
                                  a new key; printed once, as the last line (only its SHA-256 is stored)
     qwen-keys list               name, state, limits, spent today / this month, last used (--json)
-    qwen-keys set NAME [--rpm N] [--tpm N] [--daily-tokens N] [--monthly-usd X]
+    qwen-keys set NAME [--rpm N] [--tpm N] [BUDGET …]
                                  change a key's limits (0 removes one)
     qwen-keys revoke NAME        the key stops working (it stays listed: a gateway with keys still needs one)
     qwen-keys rotate NAME        a new key for NAME (printed as the last line); the old one stops working
@@ -19,13 +19,13 @@ Once any named key exists (revoked ones too), the gateway requires one on every 
 KEY or x-api-key; the keys of qwen_client_keys_file / $QWEN_GATEWAY_KEYS keep working). A change returns once
 every running gateway applied it (else, after 10 s, it names those that did not: exit status 3); the requests
 in flight with a revoked, rotated or deleted key end then (qwen_key_change_in_flight). Limits: requests and
-tokens per minute (rpm, tpm), tokens per UTC day as Qwen reported them, USD per UTC month from the price table.
-See docs/keys.md.
+tokens per minute (rpm, tpm), and the budgets below. See docs/keys.md.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 import sqlite3
 import json
 import os
@@ -35,15 +35,17 @@ import time
 
 from ..stores.responses_schema import FORGET_OWNER, forget_owner
 from ..settings.auth import resolve_state_dir
+from ..tenancy import budgets
 from ..tenancy.shared_copy import KeyCopy
-from ..tenancy.ring import KeyRecord, digest, new_key
-from ..tenancy.store import FILENAME, SNAPSHOT, KeyNameError, KeyStore, Spent
-from ..pricing.prices import usd
+from ..tenancy.ring import digest, new_key
+from ..tenancy.store import FILENAME, SNAPSHOT, KeyNameError, KeyStore
 from ..storage.pg import Database, StateUrlError, shown
 from . import keys_applied, keys_migrate, usage_store
+from .keys_list import described, rows, table
 
 NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9@._-]{0,63}\Z")  # shown in logs, mitmweb and metric labels
-OPTION_OF = {"rpm": "rpm", "tpm": "tpm", "daily_tokens": "daily-tokens", "monthly_usd": "monthly-usd"}
+BUDGET_HELP = "BUDGET:\n" + "\n".join(f"    {b.option('MODEL', 'N' if b.counts == budgets.TOKENS else 'X'):<29}{b.help}"
+                                        for b in budgets.BUDGETS) + "\n\n"
 
 
 def _name(value: str) -> str:
@@ -68,79 +70,37 @@ def _seconds(value: str) -> float:
     return seconds
 
 
-def _usd(value: str) -> float:
-    try:
-        usd = float(value.lstrip("$"))
-    except ValueError:
-        usd = -1.0
-    if usd >= 0 and usd == usd and usd != float("inf"):
-        return usd
-    raise argparse.ArgumentTypeError(f"not an amount of USD ≥ 0: {value!r}")
+def _budget(budget: budgets.Budget) -> Callable[[str], tuple[str, float]]:
+    def parsed(value: str) -> tuple[str, float]:
+        try:
+            return budgets.parse(budget, value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parsed
 
 
 def _limits_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rpm", type=_count, metavar="N", help="requests per minute")
     p.add_argument("--tpm", type=_count, metavar="N", help="tokens per minute (the prompt estimated, then counted)")
-    p.add_argument("--daily-tokens", type=_count, metavar="N", help="tokens per UTC day, as Qwen reported them")
-    p.add_argument("--monthly-usd", type=_usd, metavar="X", help="USD per UTC month, from the price table")
+    for b in budgets.BUDGETS:  # each budget's flag as its declaration says (tenancy/budgets.py)
+        p.add_argument(f"--{b.flag}", type=_budget(b), dest=b.field, action="append" if b.per_model else "store",
+                       metavar=("MODEL=" if b.per_model else "") + ("N" if b.counts == budgets.TOKENS else "X"),
+                       help=b.help)
 
 
 def _limits(a: argparse.Namespace) -> dict[str, float]:
-    return {k: getattr(a, k) for k in OPTION_OF if getattr(a, k) is not None}
-
-
-def described(rec: KeyRecord) -> str:
-    parts = [f"rpm {rec.rpm}" if rec.rpm else "", f"tpm {rec.tpm:,}" if rec.tpm else "",
-             f"daily-tokens {rec.daily_tokens:,}" if rec.daily_tokens else "",
-             f"monthly-usd {usd(rec.monthly_usd)}" if rec.monthly_usd else ""]
-    return ", ".join(p for p in parts if p) or "no limits"
-
-
-def _plural(n: int, what: str) -> str:
-    return f"{n:,} {what}{'' if n == 1 else 's'}"
-
-
-def _when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts)) if ts else "-"
-
-
-def rows(store: KeyStore) -> list[dict]:
-    spend = store.spend()
-    out = []
-    for rec in store.keys():
-        s = spend.get(rec.name) or Spent()
-        out.append({"name": rec.name, "state": "revoked" if rec.revoked else "active", "rpm": rec.rpm or None,
-                    "tpm": rec.tpm or None, "daily_tokens": rec.daily_tokens or None,
-                    "monthly_usd": rec.monthly_usd or None, "tokens_today": s.tokens_today,
-                    "requests_today": s.requests_today, "refused_today": s.refused_today,
-                    "usd_this_month": round(s.usd_month, 6), "unpriced_this_month": s.unpriced_month,
-                    "plan_requests_this_month": s.plan_requests_month,
-                    "plan_tokens_this_month": s.plan_tokens_month, "last_used": _when(s.last_used)})
+    """rpm, tpm and the budgets in their own columns of client_keys."""
+    out: dict[str, float] = {k: getattr(a, k) for k in ("rpm", "tpm") if getattr(a, k) is not None}
+    for b in budgets.BUDGETS:
+        if b.column and (given := getattr(a, b.field)) is not None:
+            out[b.column] = int(given[1]) if b.counts == budgets.TOKENS else given[1]
     return out
 
 
-def table(items: list[dict]) -> str:
-    if not items:
-        return "No named keys yet (qwen-keys add NAME)."
-    def n(v, fmt="{:,}"):  # noqa: E306
-        return "-" if v is None else fmt.format(v)
-    plan = any(r["plan_requests_this_month"] or r["plan_tokens_this_month"] for r in items)
-    head = ["NAME", "STATE", "RPM", "TPM", "DAILY TOKENS", "MONTHLY USD", "TODAY", "THIS MONTH"] + \
-        (["PLAN THIS MONTH"] if plan else []) + ["LAST USED"]
-    cells = [head]
-    for r in items:
-        row = [r["name"], r["state"], n(r["rpm"]), n(r["tpm"]), n(r["daily_tokens"]),
-               usd(r["monthly_usd"]) if r["monthly_usd"] else "-",
-               f"{r['tokens_today']:,} tokens, {_plural(r['requests_today'], 'request')}"
-               + (f", {r['refused_today']} refused" if r["refused_today"] else ""),
-               usd(r["usd_this_month"]) + (f" + {r['unpriced_this_month']:,} unpriced"
-                                           if r["unpriced_this_month"] else "")]
-        if plan:
-            row.append(", ".join(_plural(r[f"plan_{unit}s_this_month"], unit) for unit in ("request", "token")
-                                 if r[f"plan_{unit}s_this_month"]) or "-")
-        cells.append(row + [r["last_used"]])
-    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
+def _others(a: argparse.Namespace) -> dict[str, list[tuple[str, float]]]:
+    """The other budgets given: {flag: [(model or "", amount)]} (tenancy/budgets.py `merged`)."""
+    return {b.flag: given if b.per_model else [given] for b in budgets.BUDGETS
+            if not b.column and (given := getattr(a, b.field)) is not None}
 
 
 def _open(ap: argparse.ArgumentParser, a: argparse.Namespace, *, create: bool) -> KeyStore | None:
@@ -179,15 +139,21 @@ def run(ap: argparse.ArgumentParser, a: argparse.Namespace) -> int:
             return 0
         if a.command == "add":
             key = new_key()
-            store.add(a.name, digest(key.encode()), _limits(a))
+            store.add(a.name, digest(key.encode()), _limits(a), budgets.encode(budgets.merged(None, _others(a))))
             rec = store.key(a.name)
             assert rec is not None
             said = [f"Added key {a.name} ({described(rec)}) to {_where(a)}.",
                     "The key is shown once, here; only its SHA-256 is stored. Clients send it as their API key:"]
         elif a.command == "set":
-            if not _limits(a):
-                ap.error("set: give at least one of --rpm, --tpm, --daily-tokens, --monthly-usd (0 removes a limit)")
-            said = [f"Key {a.name}: {described(store.update(a.name, **_limits(a)))}."]
+            if not _limits(a) and not _others(a):
+                ap.error("set: give at least one of --rpm, --tpm, " + ", ".join(f"--{b.flag}" for b in budgets.BUDGETS
+                                                                                if b.column) + " (0 removes a limit)"
+                         + "".join(f", {b.option('MODEL', 'X')} ({b.option('MODEL', '0').split()[1]} removes it)"
+                                   for b in budgets.BUDGETS if not b.column))
+            values: dict[str, object] = {**_limits(a)}
+            if _others(a):  # merged with the key's others (a race with another qwen-keys set: the last one wins)
+                values["budgets"] = budgets.encode(budgets.merged(store.key(a.name), _others(a)))
+            said = [f"Key {a.name}: {described(store.update(a.name, **values))}."]
         elif a.command == "revoke":
             store.update(a.name, revoked=time.time())
             said = [f"Revoked key {a.name}: gateways refuse it (401)."]
@@ -262,8 +228,10 @@ def _keep_copy(a: argparse.Namespace, store: KeyStore) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    doc = __doc__.split("\n", 1)[1]
     ap = argparse.ArgumentParser(prog="qwen-keys", description=__doc__.split("\n", 1)[0],
-                                 epilog=__doc__.split("\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 epilog=doc.replace("\n    --state-dir", "\n" + BUDGET_HELP + "    --state-dir", 1),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--state-dir", metavar="DIR", help="the gateway's state folder")
     common.add_argument("--state-url", metavar="URL", default=os.environ.get("QWEN_STATE_URL"),

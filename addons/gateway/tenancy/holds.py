@@ -1,5 +1,5 @@
-"""Budgets exact across gateways: a request of a key with a budget (`--daily-tokens`, `--monthly-usd`) *holds*
-what it is expected to cost from the moment it is admitted until its real cost is written, so requests running
+"""Budgets exact across gateways: a request that a key's budgets count (tenancy/budgets.py) *holds* what it is
+expected to cost from the moment it is admitted until its real cost is written, so requests running
 at once on every gateway count against the budget before any of them has an answer.
 
 A request is admitted while what the key spent plus what its running requests hold is below the budget (as
@@ -11,7 +11,7 @@ per gateway, and only by what a request costs beyond the largest before it.
 
 - `MemoryHolds`: one gateway (no `qwen_state_url`): the holds in this process.
 - `SharedHolds`: the shared database: one statement under the key's advisory lock counts every gateway's
-  spend and holds; a hold is deleted in the transaction that writes its request's spend
+  spend and holds for every budget of the request (`qwen_key_hold_budgets`, tenancy/budget_sql.py); a hold is deleted in the transaction that writes its request's spend
   (tenancy/team_pg.py `write_spend`), so the cost is never counted twice nor missing. Holds die with their
   gateway: each gateway says it is alive every HEARTBEAT_S (`beat`), and the holds of one not seen for DEAD_S
   end, what it delivered becoming its key's spend (a delivered answer's cost is on its hold at once:
@@ -27,12 +27,13 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import NamedTuple, Protocol
 
 from ..pricing.prices import USD, PriceTable
 from ..storage.pg import Database
 from ..storage.pg_follow import gateway_id
+from .budgets import TOKENS, Line, since
 from .schema import COMPONENT, PG_STEPS
 
 HOLD_S = 900.0  # a hold's life: longer than any answer runs
@@ -48,6 +49,7 @@ class Hold(NamedTuple):
     tokens: int
     usd: float
     at: float  # monotonic
+    model: str = ""  # the model its request goes to: what a budget of one model counts
 
 
 class Delivered(NamedTuple):
@@ -57,20 +59,18 @@ class Delivered(NamedTuple):
     day: str  # the UTC day its spend is on
     tokens: int
     usd: float
-
-
-class Spending(NamedTuple):
-    """What a key spent (its holds included), as the backend counted it when it answered."""
-
-    tokens_today: int
-    usd_month: float
+    model: str = ""  # its hold's: the model's day it is counted on too
 
 
 class Holds(Protocol):
     shared: bool
 
-    async def take(self, name: str, tokens: int, usd: float, daily_tokens: int, monthly_usd: float,
-                   spent: Spending, today: str) -> tuple[Hold | None, Spending]: ...
+    async def take(self, name: str, tokens: int, usd: float, lines: Sequence[Line], spent: Sequence[float],
+                   today: str, model: str = "") -> tuple[Hold | None, tuple[float, ...]]:
+        """A hold of (tokens, usd) on `model` when every budget line of the request is below its limit, counting
+        what the key spent (`spent`, each line's, as memory holds it) and what running requests hold; and what
+        each line counted."""
+        ...
 
     def release(self, hold: Hold, delivered: Delivered | None = None) -> Awaitable[None] | None:
         """The hold ends (with its spend written); what a delivered answer cost is on its hold (the awaitable: its
@@ -91,18 +91,18 @@ class MemoryHolds:
         self.held: dict[str, dict[int, Hold]] = {}
         self._ids = 0
 
-    async def take(self, name: str, tokens: int, usd: float, daily_tokens: int, monthly_usd: float,
-                   spent: Spending, today: str) -> tuple[Hold | None, Spending]:
+    async def take(self, name: str, tokens: int, usd: float, lines: Sequence[Line], spent: Sequence[float],
+                   today: str, model: str = "") -> tuple[Hold | None, tuple[float, ...]]:
         mine = self.held.setdefault(name, {})
         now = time.monotonic()
         for gone in [i for i, h in mine.items() if h.at <= now - HOLD_S]:
             del mine[gone]
-        counted = Spending(spent.tokens_today + sum(h.tokens for h in mine.values()),
-                           spent.usd_month + sum(h.usd for h in mine.values()))
-        if over(counted, daily_tokens, monthly_usd):
+        counted = tuple(s + sum((h.tokens if line.budget.counts == TOKENS else h.usd) for h in mine.values()
+                                if not line.model or h.model == line.model) for line, s in zip(lines, spent))
+        if over(lines, counted):
             return None, counted
         self._ids += 1
-        hold = mine[self._ids] = Hold(name, self._ids, tokens, usd, now)
+        hold = mine[self._ids] = Hold(name, self._ids, tokens, usd, now, model)
         return hold, counted
 
     def release(self, hold: Hold, delivered: Delivered | None = None) -> Awaitable[None] | None:
@@ -131,17 +131,18 @@ class SharedHolds:
         self._marks: set[asyncio.Task] = set()
         self._marked: set[int] = set()  # holds whose delivered cost is on their row (or on its way)
 
-    async def take(self, name: str, tokens: int, usd: float, daily_tokens: int, monthly_usd: float,
-                   spent: Spending, today: str) -> tuple[Hold | None, Spending]:
+    async def take(self, name: str, tokens: int, usd: float, lines: Sequence[Line], spent: Sequence[float],
+                   today: str, model: str = "") -> tuple[Hold | None, tuple[float, ...]]:
         await self.db.amigrate(COMPONENT, PG_STEPS)
         if not self._beaten:  # alive before its first hold: another gateway never takes it for dead
             await self.beat()
-        rows = await self.db.fetch("SELECT hold_id, tokens_today, usd_month FROM qwen_key_hold_by(%s, %s, %s, %s, %s, "
-                                   "%s, %s, %s, %s, %s)", (self.gateway, DEAD_S, name, today, today[:8] + "01",
-                                                           tokens, usd, daily_tokens, monthly_usd, HOLD_S))
-        hold_id, tokens_today, usd_month = rows[0]
-        counted = Spending(int(tokens_today), float(usd_month))
-        return (Hold(name, int(hold_id), tokens, usd, time.monotonic()) if hold_id else None), counted
+        rows = await self.db.fetch(  # what memory holds (`spent`) is not asked: the database counts every gateway's
+            "SELECT hold_id, spent FROM qwen_key_hold_budgets(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (self.gateway, DEAD_S, HOLD_S, name, model, today, tokens, usd, [line.budget.counts for line in lines],
+             [since(line.budget, today) for line in lines], [line.model for line in lines],
+             [float(line.limit) for line in lines]))
+        hold_id, counted = rows[0]
+        return (Hold(name, int(hold_id), tokens, usd, time.monotonic(), model) if hold_id else None), tuple(counted)
 
     def release(self, hold: Hold, delivered: Delivered | None = None) -> Awaitable[None] | None:
         self.released.append(hold.id)
@@ -197,8 +198,9 @@ class SharedHolds:
             await self.db.execute("DELETE FROM qwen_gateways WHERE id = %s", (self.gateway,))
 
 
-def over(spent: Spending, daily_tokens: int, monthly_usd: float) -> bool:
-    return bool(daily_tokens and spent.tokens_today >= daily_tokens or monthly_usd and spent.usd_month >= monthly_usd)
+def over(lines: Sequence[Line], counted: Sequence[float]) -> bool:
+    """Whether a budget reached its limit: the request that reaches it ran, the next is refused."""
+    return any(c >= line.limit for line, c in zip(lines, counted))
 
 
 class Costs:
@@ -249,13 +251,13 @@ def ceiling(body: object, prompt: int) -> int | None:
     return prompt + cap * n
 
 
-def delivered(prices: PriceTable, billing: str, model: str, usage: object, name: str, day: str,
+def delivered(prices: PriceTable, billing: str, model: str, usage: object, hold: Hold, day: str,
               listed: tuple | None = None) -> Delivered | None:
-    """What an answer cost by Qwen's usage (its tokens; its USD when its model is priced in USD, by the account's
-    own list from Qwen first: `listed`), or None (no usage)."""
+    """What the answer of `hold`'s request cost by Qwen's usage (its tokens; its USD when its model is priced in USD,
+    by the account's own list from Qwen first: `listed`), or None (no usage)."""
     if not isinstance(usage, dict):
         return None
     tokens = sum(v for k in ("prompt_tokens", "completion_tokens") if type(v := usage.get(k)) is int)
     charged = prices.charge(billing, model, usage, listed=listed)
     usd = (charged.amount or 0.0) if charged is not None and charged.unit == USD else 0.0
-    return Delivered(name, day, tokens, usd) if tokens > 0 else None
+    return Delivered(hold.name, day, tokens, usd, hold.model) if tokens > 0 else None

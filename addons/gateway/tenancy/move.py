@@ -1,6 +1,6 @@
 """`qwen-keys migrate`: the named keys moved whole — each key's record (digest, limits, when it was made, changed
-and revoked) and every day of its spend — from the state folder's keys.sqlite3 to a shared database, back, or
-from one database to another, with nothing half way.
+and revoked) and every day of its spend (on each model too) — from the state folder's keys.sqlite3 to a shared
+database, back, or from one database to another, with nothing half way.
 
 - The source is held for the whole move (SQLite: BEGIN IMMEDIATE, so a gateway on the folder waits to write its
   spend; PostgreSQL: one REPEATABLE READ snapshot) and read whole, then written into the target in one
@@ -21,11 +21,13 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from .budget_sql import MODEL_DAY_ROW
 from .schema import DAY_ROW, KEY_ROW, MOVED_TO, write_note
 from .store import KeyStore
 
 _MARKS = ", ".join("?" * len(KEY_ROW.split(",")))
 _DAY_MARKS = ", ".join("?" * len(DAY_ROW.split(",")))
+_MODEL_DAY_MARKS = ", ".join("?" * len(MODEL_DAY_ROW.split(",")))
 
 
 class MoveRefused(Exception):
@@ -67,6 +69,7 @@ def move(source: KeyStore, target: KeyStore, *, moved_to: str | None = None) -> 
     with _held(source, write=moved_to is not None):
         keys = source.select(f"SELECT {KEY_ROW} FROM client_keys ORDER BY name")
         days = source.select(f"SELECT {DAY_ROW} FROM key_day ORDER BY name, day")
+        model_days = source.select(f"SELECT {MODEL_DAY_ROW} FROM key_model_day ORDER BY name, model, day")
         done = Moved()
         with _held(target, write=True):
             held = {r[0]: (r[1], r[2] is not None) for r in target.select("SELECT name, digest, revoked FROM client_keys")}
@@ -86,6 +89,9 @@ def move(source: KeyStore, target: KeyStore, *, moved_to: str | None = None) -> 
             for row in days:  # a day the target has already is its own (a move run again): not added twice
                 done.days += target.execute(f"INSERT INTO key_day ({DAY_ROW}) VALUES ({_DAY_MARKS}) "
                                             "ON CONFLICT (name, day) DO NOTHING", tuple(row))
+            for row in model_days:  # what each key spent on each model, alike
+                target.execute(f"INSERT INTO key_model_day ({MODEL_DAY_ROW}) VALUES ({_MODEL_DAY_MARKS}) "
+                               "ON CONFLICT (name, model, day) DO NOTHING", tuple(row))
             if not target.shared:
                 write_note(target.conn, MOVED_TO, None)
             for row in keys:
@@ -93,5 +99,6 @@ def move(source: KeyStore, target: KeyStore, *, moved_to: str | None = None) -> 
         if moved_to is not None:
             source.execute("DELETE FROM client_keys")
             source.execute("DELETE FROM key_day")
+            source.execute("DELETE FROM key_model_day")
             write_note(source.conn, MOVED_TO, moved_to)
     return done

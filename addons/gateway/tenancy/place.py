@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from ..storage.pg import CONNECT_S, deadline, shown
 from ..storage.pg_faults import cause, connection
 from .ring import Keyring, KeyRecord
-from .schema import COPY_OF, KEY_COLUMNS, MOVED_TO, read_note, record_of
+from .schema import COPY_OF, FIRST_KEY_COLUMNS, MOVED_TO, read_note, record_of
 from .store import FILENAME, SNAPSHOT, KeyStore
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def read_database(url: str) -> tuple[KeyRecord, ...]:
     when no gateway made its tables yet."""
     with connection(url, CONNECT_S) as conn, deadline(conn):
         try:
-            rows = conn.execute(f"SELECT {KEY_COLUMNS} FROM client_keys").fetchall()
+            rows = conn.execute(f"SELECT {FIRST_KEY_COLUMNS} FROM client_keys").fetchall()  # any release's table
         except Exception as e:
             if getattr(e, "sqlstate", None) == "42P01":  # undefined_table
                 return ()

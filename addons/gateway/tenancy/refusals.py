@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Sequence
 
 from ..errors import NO_RETRY, Ended, GatewayError
 from ..exchange import ErrorInfo
+from .budgets import DAILY_TOKENS, DAY, MONTH, MONTHLY_USD, Line, amounts
 from .ring import KeyRecord
 from .limits import retry_seconds
 from .rate_headers import ANTHROPIC
@@ -100,25 +102,26 @@ def _until(seconds: float) -> str:
                                 f"{rest % 60} min") if p)
 
 
-def over_daily(rec: KeyRecord, spent: int, dialect: str = "", now: float | None = None) -> GatewayError:
+def spent_budget(line: Line, key: str, spent: float, dialect: str = "", now: float | None = None) -> GatewayError:
+    """A budget reached (`spent` of its limit), in the words its declaration gives (tenancy/budgets.py): when it
+    resets, on OpenAI's dialects as a 429, on the Messages API as Anthropic's spend limit."""
     now = time.time() if now is None else now
-    reset = next_midnight(now)
+    budget = line.budget
+    reset = next_midnight(now) if budget.period == DAY else next_month(now)
+    said, limit = amounts(line, spent)
     if dialect == ANTHROPIC:
-        return _spend_limit(reset, f"key {rec.name!r}: {spent:,} of {rec.daily_tokens:,} tokens today, "
-                                   "qwen-keys --daily-tokens")
-    return _budget(f"Key {rec.name!r} has used its daily budget: {spent:,} of {rec.daily_tokens:,} tokens today "
-                   f"(qwen-keys --daily-tokens). It resets at 00:00 UTC, in {_until(reset - now)}.")
+        return _spend_limit(reset, budget.anthropic.format(key=key, model=line.model, spent=said, limit=limit))
+    when = (f"on {time.strftime('%Y-%m-%d', time.gmtime(reset))} " if budget.period == MONTH else "") + \
+        f"at 00:00 UTC, in {_until(reset - now)}"
+    return _budget(budget.openai.format(key=key, model=line.model, spent=said, limit=limit, reset=when))
+
+
+def over_daily(rec: KeyRecord, spent: int, dialect: str = "", now: float | None = None) -> GatewayError:
+    return spent_budget(Line(DAILY_TOKENS, "", rec.daily_tokens), rec.name, spent, dialect, now)
 
 
 def over_monthly(rec: KeyRecord, spent: float, dialect: str = "", now: float | None = None) -> GatewayError:
-    now = time.time() if now is None else now
-    reset = next_month(now)
-    if dialect == ANTHROPIC:
-        return _spend_limit(reset, f"key {rec.name!r}: ${spent:,.2f} of ${rec.monthly_usd:,.2f} this month, "
-                                   "qwen-keys --monthly-usd")
-    day = time.strftime("%Y-%m-%d", time.gmtime(reset))
-    return _budget(f"Key {rec.name!r} has spent its monthly budget: ${spent:,.2f} of ${rec.monthly_usd:,.2f} this "
-                   f"month (qwen-keys --monthly-usd). It resets on {day} at 00:00 UTC, in {_until(reset - now)}.")
+    return spent_budget(Line(MONTHLY_USD, "", rec.monthly_usd), rec.name, spent, dialect, now)
 
 
 def _budget(message: str) -> GatewayError:
@@ -134,14 +137,16 @@ def _spend_limit(reset: float, which: str) -> GatewayError:
                         code="insufficient_quota", headers=NO_RETRY)  # Claude Code re-sends a 400 otherwise
 
 
-def unpriced(name: str, model: str) -> GatewayError:
-    """A key with a USD budget asked a model its account has no price for: what it cost could not be counted."""
-    return GatewayError(400, f"Key {name!r} has a monthly USD budget (qwen-keys --monthly-usd), and {model} has no "
-                             "price on this gateway's account, so what it costs could not count against the budget. "
+def unpriced(name: str, model: str, line: Line) -> GatewayError:
+    """A key with a USD budget (`line`'s) asked a model its account has no price for: what it cost could not be
+    counted."""
+    budget = line.budget
+    return GatewayError(400, f"Key {name!r} has {budget.what(line.model)} (qwen-keys --{budget.flag}), and {model} has "
+                             "no price on this gateway's account, so what it costs could not count against the budget. "
                              f"Ask the gateway's operator to give {model} a price in the prices file "
                              "(qwen_prices_file) or count it at a priced model's (qwen_unpriced_as), or to give the "
-                             "key a token budget instead of a USD one (qwen-keys set NAME --monthly-usd 0 "
-                             "--daily-tokens N).", type="invalid_request_error", code=UNPRICED, param="model",
+                             f"key a token budget instead of a USD one (qwen-keys set NAME {budget.option(line.model, '0')}"
+                             " --daily-tokens N).", type="invalid_request_error", code=UNPRICED, param="model",
                         headers=NO_RETRY)
 
 
@@ -174,9 +179,8 @@ def counts_unreachable(rec: KeyRecord) -> GatewayError:
                         code="state_unavailable", headers={"retry-after": "5"})
 
 
-def over_budget(dialect: str, rec: KeyRecord, tokens_today: int, usd_month: float) -> None:
-    """Raises the key's budget refusal when what it spent (and holds) reached a budget."""
-    if rec.daily_tokens and tokens_today >= rec.daily_tokens:
-        raise over_daily(rec, tokens_today, dialect)
-    if rec.monthly_usd and usd_month >= rec.monthly_usd:
-        raise over_monthly(rec, usd_month, dialect)
+def over_budget(dialect: str, key: str, lines: Sequence[Line], counted: Sequence[float]) -> None:
+    """Raises the refusal of the first budget that what the key spent (and holds) reached."""
+    for line, spent in zip(lines, counted):
+        if spent >= line.limit:
+            raise spent_budget(line, key, spent, dialect)

@@ -49,12 +49,14 @@ class KeyRecord:
     monthly_usd: float = 0.0  # USD per UTC month, from the price table
     revoked: bool = False
     unread: bool = False  # changed in the shared database, and this gateway could not read how: refused until it can
+    budgets: tuple[tuple[str, str, float], ...] = ()  # (flag, model or "", amount): tenancy/budgets.py's other budgets
 
     @property
     def limits(self) -> dict[str, int | float]:
-        """The limits set on the key, by option name."""
+        """The limits set on the key, by option name (a budget of one model's: "flag model")."""
         return {k: v for k, v in (("rpm", self.rpm), ("tpm", self.tpm), ("daily-tokens", self.daily_tokens),
-                                  ("monthly-usd", self.monthly_usd)) if v}
+                                  ("monthly-usd", self.monthly_usd),
+                                  *((f"{flag} {model}".rstrip(), a) for flag, model, a in self.budgets)) if v}
 
 
 class Keyring:

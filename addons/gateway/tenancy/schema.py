@@ -2,9 +2,10 @@
 tenancy/team_pg.py), and their rows as the gateway reads them: records, a day's spend, a delta to add.
 
     client_keys  name, digest (SHA-256, hex: never the key), rpm, tpm, daily_tokens, monthly_usd, created,
-                 changed, revoked (epoch seconds, or NULL)
+                 changed, revoked (epoch seconds, or NULL), budgets (the other budgets' limits: tenancy/budgets.py)
     key_day      per key and UTC day: requests, refused, tokens, usd, plan_requests, plan_tokens, last_used,
                  unpriced (answers no price counted: their USD is unknown, never 0)
+    key_model_day per key, model and UTC day: tokens, usd (what budgets of one model count: tenancy/budget_sql.py)
     key_grants   (PostgreSQL only) the allowance gateways took for rpm and tpm (tenancy/limits.py)
     key_holds    (PostgreSQL only) what running requests hold against their key's budgets (tenancy/holds.py): whose
                  gateway, and the cost of the answer it delivered once it has one
@@ -17,9 +18,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from . import budget_sql
+from .budgets import decode
 from .ring import KeyRecord
 
 COMPONENT = "keys"
@@ -173,29 +176,41 @@ PG_STEPS = (
     # A change applied everywhere (issue 68): qwen-keys waits until every running gateway said it applied its change
     "CREATE TABLE key_acks (token TEXT NOT NULL, gateway TEXT NOT NULL, at DOUBLE PRECISION NOT NULL, "
     "refusing BOOLEAN NOT NULL DEFAULT false, PRIMARY KEY (token, gateway))",
+    *budget_sql.PG_STEPS,  # every budget declared once (tenancy/budgets.py): their limits, days per model, one check
 )
 
-KEY_COLUMNS = "name, digest, rpm, tpm, daily_tokens, monthly_usd, revoked"
+FIRST_KEY_COLUMNS = "name, digest, rpm, tpm, daily_tokens, monthly_usd, revoked"  # what every release's table has
+KEY_COLUMNS = FIRST_KEY_COLUMNS + ", budgets"
 LIMITS = ("rpm", "tpm", "daily_tokens", "monthly_usd")
 
 
 def record_of(row: tuple) -> KeyRecord:
+    """A row of KEY_COLUMNS (or of FIRST_KEY_COLUMNS: no other budget)."""
     return KeyRecord(row[0], bytes.fromhex(row[1]), int(row[2] or 0), int(row[3] or 0), int(row[4] or 0),
-                     float(row[5] or 0), row[6] is not None)
+                     float(row[5] or 0), row[6] is not None, budgets=decode(row[7]) if len(row) > 7 else ())
 
 
 def add_columns(conn: Any) -> None:
-    """A SQLite file's key_day as this gateway writes it: the columns added since the first release (an older
-    gateway's days count 0 there)."""
+    """A SQLite file's tables as this gateway writes them: the columns and tables added since the first release
+    (an older gateway's days count 0 there)."""
     have = {row[1] for row in conn.execute("PRAGMA table_info(key_day)")}
     if "unpriced" not in have:
         conn.execute(_UNPRICED.format(int="INTEGER"))
+    budget_sql.sqlite_tables(conn)
+
+
+@dataclass
+class Tally:
+    """What a key spent on one model: the meters a budget of one model reads (tenancy/budgets.py)."""
+
+    tokens_today: int = 0
+    usd_month: float = 0.0
 
 
 @dataclass
 class Spent:
     """A key's spend this UTC day (tokens, requests, refusals) and month (USD, plan units, the answers no price
-    counted: their USD is unknown)."""
+    counted: their USD is unknown), and on each model (`models`)."""
 
     tokens_today: int = 0
     requests_today: int = 0
@@ -205,6 +220,7 @@ class Spent:
     plan_tokens_month: int = 0
     last_used: float | None = None
     unpriced_month: int = 0
+    models: dict[str, Tally] = field(default_factory=dict)
 
 
 @dataclass
@@ -219,6 +235,7 @@ class Delta:
     plan_tokens: int = 0
     last_used: float | None = None
     unpriced: int = 0
+    models: dict[str, list] = field(default_factory=dict)  # model -> [tokens, usd] (key_model_day)
 
     def values(self) -> tuple:
         return (self.requests, self.refused, self.tokens, self.usd, self.plan_requests, self.plan_tokens,
@@ -255,7 +272,7 @@ MOVED_TO = "moved_to"  # keys.sqlite3: its keys were moved to this database (qwe
 COPY_OF = "copy_of"  # keys-shared.sqlite3: the database whose keys it copies
 NOTES = "CREATE TABLE IF NOT EXISTS key_notes (note TEXT PRIMARY KEY, value TEXT NOT NULL, at REAL NOT NULL)"
 # every column, to move a key whole: its record, when it was made, changed and revoked; each day's spend
-KEY_ROW = "name, digest, rpm, tpm, daily_tokens, monthly_usd, created, changed, revoked"
+KEY_ROW = "name, digest, rpm, tpm, daily_tokens, monthly_usd, created, changed, revoked, budgets"
 DAY_ROW = "name, day, requests, refused, tokens, usd, plan_requests, plan_tokens, last_used, unpriced"
 
 

@@ -13,7 +13,7 @@ import dataclasses
 import time
 
 from ..days import utc_day
-from .schema import Delta, Spent
+from .schema import Delta, Spent, Tally
 
 
 def next_midnight(now: float) -> float:
@@ -45,7 +45,8 @@ class SpendBook:
         new_month = now >= self._month_ends
         self._day, self._day_ends, self._month_ends = utc_day(now), next_midnight(now), next_month(now)
         for name, s in self.totals.items():
-            s = dataclasses.replace(s, tokens_today=0, requests_today=0, refused_today=0)
+            models = {} if new_month else {m: Tally(0, t.usd_month) for m, t in s.models.items()}
+            s = dataclasses.replace(s, tokens_today=0, requests_today=0, refused_today=0, models=models)
             self.totals[name] = dataclasses.replace(s, usd_month=0.0, plan_requests_month=0, plan_tokens_month=0,
                                                     unpriced_month=0) if new_month else s
 
@@ -54,8 +55,10 @@ class SpendBook:
         return self.totals.get(name) or Spent()
 
     def charge(self, name: str, *, requests: int = 0, refused: int = 0, tokens: int = 0, usd: float = 0.0,
-               plan_requests: int = 0, plan_tokens: int = 0, unpriced: int = 0, now: float | None = None) -> None:
-        """Once per request of a named key: counted in place (no copies: it is on every request's way out)."""
+               plan_requests: int = 0, plan_tokens: int = 0, unpriced: int = 0, now: float | None = None,
+               model: str = "") -> None:
+        """Once per request of a named key: counted in place (no copies: it is on every request's way out); its
+        tokens and USD on `model` too (what a budget of one model counts)."""
         now = time.time() if now is None else now
         self._roll(now)
         s = self.totals.get(name)
@@ -84,6 +87,13 @@ class SpendBook:
             d.plan_tokens += plan_tokens
         if requests:
             s.last_used = d.last_used = now
+        if model and (tokens or usd):
+            tally = s.models.setdefault(model, Tally())
+            tally.tokens_today += tokens
+            tally.usd_month += usd
+            added = d.models.setdefault(model, [0, 0.0])
+            added[0] += tokens
+            added[1] += usd
 
     def take_pending(self) -> dict[tuple[str, str], Delta]:
         """What to write now (kept as `writing` until `written`)."""
@@ -99,8 +109,12 @@ class SpendBook:
             for k, d in deltas.items():
                 mine = self.pending.setdefault(k, Delta())
                 for f in dataclasses.fields(Delta):
-                    if f.name != "last_used":
+                    if f.name not in ("last_used", "models"):
                         setattr(mine, f.name, getattr(mine, f.name) + getattr(d, f.name))
+                for model, (tokens, usd) in d.models.items():
+                    added = mine.models.setdefault(model, [0, 0.0])
+                    added[0] += tokens
+                    added[1] += usd
                 mine.last_used = max(mine.last_used or 0, d.last_used or 0) or None
 
     def forget(self, name: str) -> None:
@@ -125,7 +139,10 @@ class SpendBook:
                                             refused_today=s.refused_today + d.refused, usd_month=s.usd_month + d.usd,
                                             plan_requests_month=s.plan_requests_month + d.plan_requests,
                                             plan_tokens_month=s.plan_tokens_month + d.plan_tokens,
-                                            unpriced_month=s.unpriced_month + d.unpriced)
+                                            unpriced_month=s.unpriced_month + d.unpriced, models=dict(s.models))
+                    for model, (tokens, usd) in d.models.items():
+                        t = s.models.get(model) or Tally()
+                        s.models[model] = Tally(t.tokens_today + int(tokens), t.usd_month + usd)
             self.totals[n] = s
 
     @property

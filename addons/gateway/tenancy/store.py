@@ -21,9 +21,11 @@ from typing import Any
 from ..days import utc_day
 from ..storage.pg import CHANNEL, Database, placeholders
 from ..storage.sqlite import open_private_db, read_only_copy, transaction, writable
+from .budget_sql import ADD_MODEL_SPEND, model_spend_query
+from .budgets import encode
 from .ring import KeyRecord
-from .schema import (COMPONENT, KEY_COLUMNS, LIMITS, PG_STEPS, SQLITE_SCHEMA, add_columns, add_spend_sql, record_of,
-                     spend_query, spent_of, write_note)
+from .schema import (COMPONENT, KEY_COLUMNS, LIMITS, PG_STEPS, SQLITE_SCHEMA, Tally, add_columns, add_spend_sql,
+                     record_of, spend_query, spent_of, write_note)
 from .schema import Delta as Delta
 from .schema import Spent as Spent
 
@@ -50,6 +52,7 @@ class KeyStore:
         self.copy_of = copy_of  # SQLite: the file `conn` is a read-only copy of (its folder cannot be written)
         self._reopened = 0  # how many times the file was opened anew (a new data_version sequence)
         self._add_spend = self._sql(add_spend_sql("GREATEST" if shared else "MAX"))
+        self._add_model_spend = self._sql(ADD_MODEL_SPEND)
 
     @classmethod
     def local(cls, state_dir: Path, filename: str = FILENAME) -> KeyStore:
@@ -117,8 +120,9 @@ class KeyStore:
         rows = self._rows(f"SELECT {KEY_COLUMNS} FROM client_keys WHERE name = ?", (name,))
         return record_of(rows[0]) if rows else None
 
-    def add(self, name: str, key_digest: bytes, limits: dict[str, float]) -> None:
-        """A new key (over a revoked one of the same name: its spend stays with the name)."""
+    def add(self, name: str, key_digest: bytes, limits: dict[str, float], budgets: str = "") -> None:
+        """A new key (over a revoked one of the same name: its spend stays with the name). `budgets`: the other
+        budgets' limits (tenancy/budgets.py `encode`)."""
         now = time.time()
         with self._tx():
             old = self.key(name)
@@ -126,8 +130,8 @@ class KeyStore:
                 raise KeyNameError(f"key {name!r} exists; revoke it first, `rotate` it for a new key, or `set` its limits")
             self.conn.execute(self._sql("DELETE FROM client_keys WHERE name = ?"), (name,))
             self.conn.execute(self._sql("INSERT INTO client_keys (name, digest, rpm, tpm, daily_tokens, monthly_usd, "
-                                        "created, changed, revoked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)"),
-                              (name, key_digest.hex(), *(limits.get(k, 0) for k in LIMITS), now, now))
+                                        "budgets, created, changed, revoked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)"),
+                              (name, key_digest.hex(), *(limits.get(k, 0) for k in LIMITS), budgets, now, now))
             self.notify(name)
 
     def update(self, name: str, **values: Any) -> KeyRecord:
@@ -150,7 +154,7 @@ class KeyStore:
         with self._tx():
             if self.key(name) is None:
                 raise KeyNameError(f"no key named {name!r} (qwen-keys list shows them)")
-            for table in ("client_keys", "key_day") + (("key_grants",) if self.shared else ()):
+            for table in ("client_keys", "key_day", "key_model_day") + (("key_grants",) if self.shared else ()):
                 self.conn.execute(self._sql(f"DELETE FROM {table} WHERE name = ?"), (name,))
             self.notify(name)
 
@@ -163,21 +167,25 @@ class KeyStore:
             self.conn.execute("DELETE FROM client_keys")
             for r in records:
                 self.conn.execute(self._sql("INSERT INTO client_keys (name, digest, rpm, tpm, daily_tokens, "
-                                            "monthly_usd, created, changed, revoked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-                                  (r.name, r.digest.hex(), r.rpm, r.tpm, r.daily_tokens, r.monthly_usd, now, now,
-                                   now if r.revoked else None))
+                                            "monthly_usd, budgets, created, changed, revoked) VALUES "
+                                            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                                  (r.name, r.digest.hex(), r.rpm, r.tpm, r.daily_tokens, r.monthly_usd,
+                                   encode(r.budgets), now, now, now if r.revoked else None))
 
     # ---- spend -------------------------------------------------------------------------------------
 
     def spend(self, name: str | None = None, today: str | None = None) -> dict[str, Spent]:
         sql, args = spend_query(today or utc_day(), name)
-        return {r[0]: spent_of(r) for r in self._rows(sql, args)}
+        spent = {r[0]: spent_of(r) for r in self._rows(sql, args)}
+        return with_models(spent, self._rows(*model_spend_query(today or utc_day(), name)))
 
     def write_spend(self, deltas: dict[tuple[str, str], Delta]) -> None:
         self._writable_again()
         with self._tx():
             for (name, day), d in deltas.items():
                 self.conn.execute(self._add_spend, (name, day, *d.values()))
+                for model, (tokens, usd) in d.models.items():
+                    self.conn.execute(self._add_model_spend, (name, model, day, int(tokens), usd))
 
     def data_version(self) -> int:
         """SQLite: changes when another connection (a command, another gateway) committed, and when the file
@@ -187,3 +195,10 @@ class KeyStore:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def with_models(spent: dict[str, Spent], rows: list) -> dict[str, Spent]:
+    """`spent` with each key's spend on each model (rows of budget_sql.model_spend_query), on either database."""
+    for name, model, tokens, usd in rows:
+        spent.setdefault(name, Spent()).models[model] = Tally(int(tokens or 0), float(usd or 0))
+    return spent

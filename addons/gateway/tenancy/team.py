@@ -4,13 +4,14 @@
   Once any named key exists (revoked ones too), a request needs one (or a key of the flat keys file, which keeps
   working alongside); a missing, unknown or revoked key is a 401 and nothing goes upstream. A gateway on PostgreSQL
   that never read its keys (and has no copy of them) refuses every request with 503 rather than serve without them.
-- **Limits** (`limit`, before the request goes upstream): budgets from memory (tenancy/spend.py), then rpm and tpm
-  through the limiter (tenancy/limits.py), which asks the backend only when the local lease is spent; a key with rpm
-  or tpm gets their state as headers on its answer or refusal (tenancy/rate_headers.py). A key with a USD budget is
-  refused what has no price (`priced_only`, called by the engine once the account and the model as sent are known:
-  nothing unpriced can pass a budget in USD).
+- **Limits** (`limit`, before the request goes upstream): the budgets that count the request (tenancy/budgets.py)
+  from memory (tenancy/spend.py), then held (tenancy/holds.py); then rpm and tpm through the limiter
+  (tenancy/limits.py), which asks the backend only when the local lease is spent; a key with rpm or tpm gets their
+  state as headers on its answer or refusal (tenancy/rate_headers.py). Once the account and the model as sent are
+  known, the engine asks `priced_only` (tenancy/team_budgets.py): a budget of one model counts the model as sent, and
+  a request a USD budget counts is refused what has no price.
 - **Spend** (`finished`, an observer, after the answer): tokens Qwen reported, the request's cost (`ex.result.cost`,
-  pricing/prices.py) and refusals, per key and UTC day; tpm grants settled with the real tokens.
+  pricing/prices.py) and refusals, per key and UTC day, and per model; tpm grants settled with the real tokens.
 - **Where** (tenancy/source.py): `<state_dir>/keys.sqlite3`, or the shared database (`qwen_state_url`: rate limits
   exact across gateways). A change is applied on every running gateway before `qwen-keys` returns; the running
   requests of a key revoked, rotated or deleted end then (`ended`; qwen_key_change_in_flight).
@@ -19,21 +20,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import GatewayError
 from ..observer import Observer
 from ..pricing.prices import REQUESTS, TOKENS, UNPRICED, USD, PriceTable
-from . import rate_headers, refusals
-from ..turn import outcome
+from . import budgets, rate_headers, refusals
 from ..peers import from_loopback, key_matches
 from .ring import Keyring, KeyRecord, digest
 from .source import KeySource
-from .holds import Costs, Delivered, Holds, MemoryHolds, Spending, ceiling, delivered
+from .holds import Costs, Holds, MemoryHolds
+from .team_budgets import BudgetChecks
 from .limits import RPM, TPM, Limiter, MemoryGrants, Taken
 from .spend import SpendBook
-from ..models.model_map import LiveModels
+from ..models.model_map import LiveModels, ModelMap
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -50,7 +51,7 @@ MOVED = GatewayError(503, "The gateway's named client keys were moved to a share
 NO_KEY = digest(b"")  # what a request without a key presents (late_check sees digests only)
 
 
-class Team(Observer):
+class Team(Observer, BudgetChecks):
     at_once = True  # a key's spend counted before its next request is checked (in memory: no I/O)
     counts_bills = True  # a batch's bill counts against its key's budget
 
@@ -63,6 +64,7 @@ class Team(Observer):
         self.source = KeySource(self)
         self.prices = PriceTable()  # the configured price table: what a USD budget may be spent on
         self.lists = LiveModels()  # each account's own model list from Qwen: its prices count first
+        self.models: ModelMap | None = None  # the model map: which model a request goes to, as its budgets count
         self._warned = False
         self.counts_down = ""  # why the shared budget counts could not be reached at the last try ("": they could)
         self.deleted: list[Callable[[str], None]] = []  # told each name deleted (its stored objects go with it)
@@ -72,7 +74,7 @@ class Team(Observer):
     # ---- lifecycle: where the keys live (tenancy/source.py) -------------------------------------------
 
     def configure(self, config: Config) -> None:
-        self.prices, self.lists = config.prices, config.models.accounts
+        self.prices, self.lists, self.models = config.prices, config.models.accounts, config.models
         self.end_in_flight = config.key_change_in_flight == "end"
         self.source.configure(config)
 
@@ -150,7 +152,7 @@ class Team(Observer):
             ex.key.name = rec.name
             if not rec.revoked and not rec.unread:
                 ex.key.record = rec
-                ex.key.usd_budget = bool(rec.monthly_usd)  # the engine then asks `priced_only`
+                ex.key.usd_budget = budgets.per_attempt(rec)  # the engine then asks `priced_only`
 
     # ---- limits, before upstream ---------------------------------------------------------------------
 
@@ -169,12 +171,7 @@ class Team(Observer):
 
     async def _limit(self, ex: Exchange, rec: KeyRecord) -> None:
         want = max(1, ex.count.tokens or ex.client.size // 4)  # bytes/4: no count on the request's path
-        if rec.daily_tokens or rec.monthly_usd:
-            spent = self.book.spent(rec.name)
-            refusals.over_budget(ex.dialect, rec, spent.tokens_today, spent.usd_month)  # from memory: no I/O
-            ex.key.hold = await self._hold(ex, rec, want, Spending(spent.tokens_today, spent.usd_month))
-            if self.holds.shared:  # what it delivers is on its hold before its end goes out (tenancy/holds.py)
-                outcome.before_end(ex, self._delivering)
+        await self.hold_budgets(ex, rec, want)
         taken: list[Taken] = []
         ex.key.taken = taken
         try:
@@ -188,60 +185,6 @@ class Team(Observer):
         except BaseException:
             self._release(ex)
             raise
-
-    async def _hold(self, ex: Exchange, rec: KeyRecord, prompt: int, spent: Spending) -> list:
-        """The request's hold on its key's budgets, counted with every running request's (every gateway's on
-        the shared database): [hold, probe]. Raises the refusal when the budget is reached."""
-        (tokens, usd), probe = await self.costs.expected(
-            rec.name, prompt, None if rec.monthly_usd else ceiling(ex.chat_body, prompt))
-        try:
-            hold, counted = await self.holds.take(rec.name, tokens, usd, rec.daily_tokens, rec.monthly_usd, spent,
-                                                  self.book.day)
-        except Exception as e:  # never counted alone: the other gateways' spend is not known here
-            if probe:
-                self.costs.probed(rec.name)
-            log.warning("qwen: could not count key %s's budget in the shared database: %s", rec.name, type(e).__name__)
-            self.counts_down = type(e).__name__
-            raise refusals.counts_unreachable(rec) from None
-        self.counts_down = ""
-        if hold is None:
-            if probe:
-                self.costs.probed(rec.name)
-            refusals.over_budget(ex.dialect, rec, counted.tokens_today, counted.usd_month)
-            raise refusals.over_daily(rec, counted.tokens_today, ex.dialect)  # not reached: `over` said so
-        return [hold, probe]
-
-    def _delivering(self, ex: Exchange) -> Awaitable[None] | None:
-        """A stream's end is parked: what it cost (Qwen's usage, priced) goes on its hold first."""
-        held, cred = ex.key.hold, ex.attempt.cred
-        cost = delivered(self.prices, cred.billing, ex.attempt.model, outcome.stream_usage(ex), held[0].name,
-                         self.book.day, self.lists.listed_tiers(cred.account, ex.attempt.model)) \
-            if held and cred is not None else None
-        return self.holds.mark(held[0], cost) if held and cost is not None else None
-
-    def _release(self, ex: Exchange, tokens: int = 0, usd: float = 0.0) -> None:
-        """The request's hold ends: its cost learned (when it has one: what it delivered), the next request's probe
-        let go; a whole answer's end waits until that cost is on its hold."""
-        held = ex.key.hold
-        if not held:
-            return
-        hold, probe = held
-        ex.key.hold = None
-        if tokens > 0:
-            self.costs.learn(hold.name, tokens, usd)
-        marked = self.holds.release(hold, Delivered(hold.name, self.book.day, tokens, usd) if tokens > 0 else None)
-        if marked is not None:
-            outcome.kept_too(ex, marked)
-        if probe:
-            self.costs.probed(hold.name)
-
-    def priced_only(self, ex: Exchange) -> None:
-        """The engine's check for a key with a USD budget (the model as sent, on the account chosen): raises the
-        refusal when nothing prices the request, since its cost could not count against the budget."""
-        cred = ex.attempt.cred
-        if cred is not None and not self.prices.priced(cred.billing, ex.attempt.model) and \
-                not self.lists.listed_tiers(cred.account, ex.attempt.model):
-            raise refusals.unpriced(ex.key.name, ex.attempt.model)
 
     async def _take(self, rec: KeyRecord, kind: str, want: int, limit: int, taken: list[Taken]) -> Taken:
         try:
@@ -281,7 +224,8 @@ class Team(Observer):
         cost, unit = ex.result.cost or 0.0, ex.result.cost_unit
         self.book.charge(name, requests=1, tokens=tokens, usd=cost if unit == USD else 0.0,
                          plan_requests=int(cost) if unit == REQUESTS else 0,
-                         plan_tokens=int(cost) if unit == TOKENS else 0, unpriced=int(unit == UNPRICED))
+                         plan_tokens=int(cost) if unit == TOKENS else 0, unpriced=int(unit == UNPRICED),
+                         model=self.model_of(ex))  # the model as sent: what budgets of one model count
         if ex.result.usage is not None or ex.result.error is not None or ex.result.stream_error:
             self._release(ex, tokens, cost if unit == USD else 0.0)  # with the spend: one batch deletes and adds
         taken = ex.key.taken

@@ -12,9 +12,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from ..storage.pg import CHANNEL, Database, placeholders
 from ..storage.pg_follow import direct_fetch, gateway_id, listen_url
+from .budget_sql import ADD_MODEL_SPEND, model_spend_query
 from .holds import Delivered
 from .ring import KeyRecord
 from .schema import COMPONENT, KEY_COLUMNS, PG_STEPS, Delta, Spent, add_spend_sql, record_of, spend_query, spent_of
+from .store import with_models
 from .limits import WINDOW_S, Answer, shared_chunk
 from .outage import OutageNote
 
@@ -76,6 +78,7 @@ class SharedKeys:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._add_spend = placeholders(add_spend_sql("GREATEST"))
+        self._add_model_spend = placeholders(ADD_MODEL_SPEND)
 
     def follow(self, reload: Callable[[str | None], Awaitable[None]]) -> asyncio.Task:
         return asyncio.get_running_loop().create_task(
@@ -89,7 +92,9 @@ class SharedKeys:
 
     async def spend(self, today: str, name: str | None = None) -> dict[str, Spent]:
         sql, args = spend_query(today, name)
-        return {r[0]: spent_of(r) for r in await self._fetch(placeholders(sql), args)}
+        spent = {r[0]: spent_of(r) for r in await self._fetch(placeholders(sql), args)}
+        sql, args = model_spend_query(today, name)
+        return with_models(spent, await self._fetch(placeholders(sql), args))
 
     async def ack(self, token: str, refusing: bool) -> None:
         """This gateway applied the qwen-keys change `token` names (or refuses its key, unable to read it)."""
@@ -124,9 +129,15 @@ class SharedKeys:
                     cost = (delivered or {})[hold]
                     if (d := deltas.get((cost.name, cost.day))) is not None:
                         d.requests, d.tokens, d.usd = d.requests - 1, d.tokens - cost.tokens, d.usd - cost.usd
+                        if cost.model in d.models:  # qwen_key_settle counted it on its model's day too
+                            d.models[cost.model][0] -= cost.tokens
+                            d.models[cost.model][1] -= cost.usd
             for (name, day), d in deltas.items():
                 await conn.execute(self._add_spend, (name, day, *d.values()))
-            await conn.execute("DELETE FROM key_day d WHERE d.name = ANY(%s) AND NOT EXISTS "
-                               "(SELECT 1 FROM client_keys c WHERE c.name = d.name)", (names,))
+                for model, (tokens, usd) in d.models.items():
+                    await conn.execute(self._add_model_spend, (name, model, day, int(tokens), usd))
+            for table in ("key_day", "key_model_day"):
+                await conn.execute(f"DELETE FROM {table} d WHERE d.name = ANY(%s) AND NOT EXISTS "
+                                   "(SELECT 1 FROM client_keys c WHERE c.name = d.name)", (names,))
             for name in names:
                 await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"key:{name}"))
