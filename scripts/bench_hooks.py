@@ -10,12 +10,20 @@ the gateway's alone (`bench.py instructions` counts the whole mitmdump process a
     .venv/bin/python scripts/bench_hooks.py [N] --responses  # a Responses request ("ping", stored), translated
     .venv/bin/python scripts/bench_hooks.py [N] --native     # the same on Qwen's own Responses API (a key account)
     .venv/bin/python scripts/bench_hooks.py [N] --no-doctor  # the same without the cache doctor (its cost: the difference)
+    .venv/bin/python scripts/bench_hooks.py [N] --shapes [FILE] [--turn K] [--estimate]  # a Claude Code request
 
 `--long` sends what a coding agent sends on a late turn of a session (bench_http.long_conversation: 202
 messages, 60 kB). Every turn of a session resends the whole conversation, so the gateway's work per message
 is what such clients pay on each request. Its answer counts the prompt as Qwen would (15,000 tokens, 14,000 read
 from the cache): the cache doctor diagnoses every such turn, as it does a real agent's (a 2-token "ping" is too short
 for Qwen's cache, and for the doctor).
+
+`--shapes` sends turn K (from 0; the last by default) of a recorded Claude Code session to `/v1/messages`, whole,
+answered with the usage it was answered with (claude_shapes.py; FILE: scripts/data/claude_code_shapes.json). The
+gateway counts a Messages prompt with tiktoken in its estimator's thread once the encoding is loaded (2 s after the
+first): how many of those counts fell between the marks followed the machine's load (11.2 and 16.8 million a
+request, one tree). So the encoding is loaded first and each request waits for its count (`--estimate`: never
+loaded, characters / 4, as before the encoding is).
 
 It runs itself under valgrind's callgrind once: WARM requests, then N more between two marks (a call of
 os.getppid, which callgrind dumps its counters before: `--dump-before=getppid`). What lies between the marks, over N,
@@ -29,17 +37,21 @@ inflate every figure by their own calls: for finding, not for figures. Needs val
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import claude_shapes
 from bench_http import CHAT, long_conversation
+from callgrind_report import instructions, python_functions
 
 WARM = 200
 LONG = os.environ.get("QWEN_BENCH_HOOKS_LONG") == "1"  # --long, handed to the runs under valgrind
@@ -66,14 +78,28 @@ if KIND == "native":
               b'"content":[{"type":"output_text","text":"Echo: ping","annotations":[]}]}],"usage":{"input_tokens":2,'
               b'"input_tokens_details":{"cached_tokens":0},"output_tokens":3,"output_tokens_details":'
               b'{"reasoning_tokens":0},"total_tokens":5}}')
-QWEN = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(ANSWER)) + ANSWER
+SHAPES = os.environ.get("QWEN_BENCH_HOOKS_SHAPES")  # --shapes FILE: a recorded Claude Code request, whole
+# --shapes: each Messages prompt counted with tiktoken (its encoding loaded first, as a gateway up for more than
+# TokenEstimator.WARM_AFTER_S has it), or with --estimate characters / 4 (never loaded); each request's count awaited
+COUNT = os.environ.get("QWEN_BENCH_HOOKS_COUNT", "exact")
+PENDING: set = set()  # --shapes: the prompt counts the estimator's thread runs (awaited after each request)
+if SHAPES:
+    _turn = claude_shapes.turns(SHAPES)[int(os.environ.get("QWEN_BENCH_HOOKS_TURN", "-1"))]
+    KIND, PATH, BODY, ANSWER = "messages", claude_shapes.PATH, claude_shapes.request(_turn), \
+        claude_shapes.answer(_turn["usage"])
 
 
-def run(n: int) -> None:
-    """WARM + n whole chat requests through a QwenGateway's hooks, their flows made first (before the marks: the
-    flows are the harness's work, not the gateway's)."""
-    home = Path(tempfile.mkdtemp(prefix="qwen-bench-hooks-"))
-    (home / "qwen").mkdir(mode=0o700)
+def canned(answer: bytes) -> bytes:  # Qwen's whole answer on the wire
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(answer)) + answer
+
+
+QWEN = canned(ANSWER)
+
+
+def home(base: Path | None = None) -> None:
+    """A state folder and Qwen account for the run (`--native`: a key account) in `base` (else a new temporary one)."""
+    home = base if base is not None else Path(tempfile.mkdtemp(prefix="qwen-bench-hooks-"))
+    (home / "qwen").mkdir(mode=0o700, parents=True)
     creds = {"access_token": "tok", "refresh_token": "r", "token_type": "Bearer", "resource_url": "http://127.0.0.1:9",
              "expiry_date": int((time.time() + 86400) * 1000)}
     if KIND != "native":  # native: the key account below is the only one
@@ -86,15 +112,22 @@ def run(n: int) -> None:
             {"name": "payg", "kind": "key", "base_url": "http://127.0.0.1:9/compatible-mode/v1", "key_env": "BENCH_K",
              "default_model": "qwen3-coder-plus"}]}))
         os.environ["BENCH_K"] = "sk-bench"
-    from mitmproxy import http
-    from mitmproxy.proxy import mode_specs
-    from mitmproxy.test import taddons, tflow
 
+
+@contextlib.asynccontextmanager
+async def serving(no_doctor: bool = NO_DOCTOR) -> AsyncIterator[tuple[Any, asyncio.StreamReader, list[bytes]]]:
+    """A QwenGateway with its options, its pool's one upstream connection canned: (the gateway, the reader Qwen's
+    answers are fed to, the head of the first request it sent)."""
+    from mitmproxy.test import taddons
+
+    global PENDING
+    from qwen_gateway import tokens
     from qwen_gateway.addon import QwenGateway
     from qwen_gateway.auth.state import AccountState
     from qwen_gateway.observe.ledger import UsageLedger
     from qwen_gateway.upstream import client as upstream_client
 
+    was = UsageLedger.FLUSH_S, AccountState.FLUSH_S, UsageLedger.MAX_BATCH  # (put back after: a test runs this too)
     UsageLedger.FLUSH_S = AccountState.FLUSH_S = 3600.0  # batches held open: their work is per batch
     UsageLedger.MAX_BATCH = 10**6  # the ledger's rows written once, after the requests (below): one row each
 
@@ -108,31 +141,69 @@ def run(n: int) -> None:
         def is_closing(self) -> bool: return False
         def close(self) -> None: ...
 
-    fields = ((b"host", b"127.0.0.1:8080"), (b"authorization", b"Bearer client-key"),
-              (b"content-type", b"application/json"), (b"content-length", b"%d" % len(BODY)))
-
-    def flow() -> http.HTTPFlow:
-        f = tflow.tflow()
-        f.request = http.Request.make("POST", "https://portal.qwen.ai" + PATH, BODY)
-        f.request.headers.fields = fields  # as a client sent them (make adds the URL's Host)
-        f.client_conn.proxy_mode = mode_specs.ProxyMode.parse("reverse:https://portal.qwen.ai")
-        f.client_conn.sockname, f.client_conn.peername = ("127.0.0.1", 8080), ("127.0.0.1", 50000)
-        return f
-
-    async def main() -> None:
-        gw = QwenGateway()
+    gw = QwenGateway()
+    try:
         with taddons.context(gw) as tctx:
             tctx.options.update(mode=["reverse:https://portal.qwen.ai"], **SET)
             if KIND == "native":
                 tctx.options.update(qwen_responses_native=True)
             gw.configure(set(tctx.options.keys()))
             gw.running()
-            if NO_DOCTOR:
+            if no_doctor:
                 gw.observers.all = [o for o in gw.observers.all if type(o).__name__ != "CacheDoctor"]
                 gw.observers._index()
+            if SHAPES:  # the prompt counts: the same work in every request, whenever the thread runs
+                estimator = next(o for o in gw.observers.all if type(o).__name__ == "TokenEstimator")
+                if COUNT == "exact":
+                    tokens.encoding()
+                else:  # its loading held off for good
+                    estimator._warming = asyncio.get_running_loop().call_later(10**7, lambda: None)
+                PENDING = estimator._pending
             reader = asyncio.StreamReader(limit=upstream_client.MAX_HEAD)
             origin = ("http", "127.0.0.1", 9)
             gw.engine.client._idle[origin] = [upstream_client._Conn(origin, reader, Sink())]
+            yield gw, reader, sent
+    finally:
+        UsageLedger.FLUSH_S, AccountState.FLUSH_S, UsageLedger.MAX_BATCH = was
+
+
+def flow(body: bytes = BODY, path: str = PATH) -> Any:
+    """A client's request as mitmproxy hands it to the gateway (reverse mode)."""
+    from mitmproxy import http
+    from mitmproxy.proxy import mode_specs
+    from mitmproxy.test import tflow
+
+    f = tflow.tflow()
+    f.request = http.Request.make("POST", "https://portal.qwen.ai" + path, body)
+    f.request.headers.fields = ((b"host", b"127.0.0.1:8080"), (b"authorization", b"Bearer client-key"),
+                                (b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)))
+    f.client_conn.proxy_mode = mode_specs.ProxyMode.parse("reverse:https://portal.qwen.ai")
+    f.client_conn.sockname, f.client_conn.peername = ("127.0.0.1", 8080), ("127.0.0.1", 50000)
+    return f
+
+
+async def request(gw: Any, reader: asyncio.StreamReader, f: Any, answer: bytes = QWEN) -> None:
+    """One request through the gateway's hooks, Qwen answering `answer`, and the observers after the answer."""
+    reader.feed_data(answer)
+    gw.requestheaders(f)
+    await gw.request(f)
+    gw.responseheaders(f)
+    if (waiting := gw.response(f)) is not None:
+        await waiting
+    await asyncio.sleep(0)  # the observers that run after the answer
+    if PENDING:
+        await asyncio.gather(*PENDING)
+    assert f.response is not None and f.response.status_code == 200, f.response.content
+
+
+def run(n: int) -> None:
+    """WARM + n whole chat requests through a QwenGateway's hooks, their flows made first (before the marks: the
+    flows are the harness's work, not the gateway's)."""
+    home()
+    from qwen_gateway.observe.ledger import UsageLedger
+
+    async def main() -> None:
+        async with serving() as (gw, reader, sent):
             flows = [flow() for _ in range(WARM + n)]
             # the ledger's INSERTs of every size it uses, prepared now, before the marks: a statement is prepared
             # once per process (observe/ledger_rows.batches), not per request
@@ -158,15 +229,8 @@ def run(n: int) -> None:
                 if i == WARM:
                     await settle()
                     os.getppid()  # the first mark: callgrind's counters dumped (--dump-before=getppid)
-                reader.feed_data(QWEN)
-                gw.requestheaders(f)
-                await gw.request(f)
-                gw.responseheaders(f)
-                if (waiting := gw.response(f)) is not None:
-                    await waiting
-                await asyncio.sleep(0)  # the observers that run after the answer
-                assert f.response is not None and f.response.status_code == 200, f.response.content
-                assert KIND == "chat" or b'"object":"response"' in f.response.content, f.response.content
+                await request(gw, reader, f)
+                assert KIND in ("chat", "messages") or b'"object":"response"' in f.response.content, f.response.content
             assert (b"/compatible-mode/v1/responses " in sent[0]) == (KIND == "native"), sent
             await settle()
             os.getppid()  # the second mark
@@ -184,40 +248,11 @@ def callgrind(n: int, python: bool, out: Path) -> Path:
     return dumps[1]  # .1: start-up and the warm requests; .2: the n requests; `out`: exit
 
 
-def instructions(profile: Path) -> int:
-    return int(re.search(r"^(?:summary|totals): (\d+)", profile.read_text(), re.M).group(1))
-
-
-def python_costs(out: Path) -> dict[str, int]:
-    """The Python functions of a -X perf profile, by name, with their inclusive instructions."""
-    pid = re.search(r"^pid: (\d+)", out.read_text(), re.M).group(1)
-    names = {}
-    for line in Path(f"/tmp/perf-{pid}.map").read_text().splitlines():
-        address, _, name = line.split(" ", 2)
-        names[int(address, 16)] = name.removeprefix("py::")
-    report = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(out)],
-                            capture_output=True, text=True, check=True).stdout
-    # "  1,234 (12.3%)  ???:0x000000000547c0d1'2 [???]": a trampoline, at a recursion depth ('2) or none;
-    # the outermost depth holds the inclusive cost
-    costs: dict[str, int] = {}
-    for cost, address in re.findall(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(?:\?\?\?:)?0x([0-9a-f]+)", report, re.M):
-        if int(address, 16) in names:
-            name = names[int(address, 16)]
-            costs[name] = max(costs.get(name, 0), int(cost.replace(",", "")))
-    return costs
-
-
-def python_functions(profile: Path, n: int, lines: int = 70) -> None:
-    """The Python functions by inclusive instructions per request (the profile between the marks)."""
-    for name, cost in sorted(python_costs(profile).items(), key=lambda kv: -kv[1])[:lines]:
-        print(f"{cost / n:>12,.0f}  {name}")
-
-
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--run"]:
         run(int(argv[1]))
         return 0
-    n = int(next((a for a in argv if a.isdigit()), "500"))
+    n = int(next((a for i, a in enumerate(argv) if a.isdigit() and argv[i - 1:i] != ["--turn"]), "500"))
     if "--long" in argv:
         os.environ["QWEN_BENCH_HOOKS_LONG"] = "1"
     if "--no-doctor" in argv:
@@ -227,6 +262,14 @@ def main(argv: list[str]) -> int:
     what = "request with an agent's long conversation" if "--long" in argv else {
         "chat": "whole chat request", "responses": "whole Responses request (translated)",
         "native": "whole Responses request (Qwen's own Responses API)"}[kind]
+    if "--shapes" in argv:
+        shapes = next((a for a in argv if a.endswith(".json")), str(claude_shapes.FILE))
+        turn = argv[argv.index("--turn") + 1] if "--turn" in argv else "-1"
+        count = "estimate" if "--estimate" in argv else "exact"
+        os.environ.update(QWEN_BENCH_HOOKS_SHAPES=shapes, QWEN_BENCH_HOOKS_TURN=turn, QWEN_BENCH_HOOKS_COUNT=count)
+        body = claude_shapes.request(claude_shapes.turns(shapes)[int(turn)])
+        what = f"recorded Claude Code request (turn {turn} of {Path(shapes).name}, {len(body):,} bytes, whole, " \
+               f"its prompt counted {'with tiktoken' if count == 'exact' else 'as characters / 4'})"
     options: dict[str, list[str]] = {}
     for i, a in enumerate(argv[:-1]):
         if a == "--set":

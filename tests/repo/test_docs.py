@@ -178,6 +178,12 @@ NOT_RUN: list[tuple[str, str, str]] = [  # (file pattern, command pattern, reaso
      "tests/e2e/test_e2e_deploy.py starts two this way (on free ports) behind Debian's nginx with the page's nginx block"),
     (r".*", r"scripts/bench(_tokens)?\.py",
      "a benchmark: minutes of CPU on the shared cores, and its figures are measurements, not fixed output"),
+    (r"docs/performance\.md", r"scripts/bench_doctor_shapes\.py",
+     "a benchmark under valgrind: minutes of CPU on the shared cores, and its figures are measurements, not fixed "
+     "output; tests/unit/cache/test_claude_shapes.py replays the same shapes through the gateway and the doctor"),
+    (r"docs/performance\.md", r"scripts/record_claude_shapes\.py",
+     "records a real Claude Code session in a network namespace (root, Claude Code in .tools/) and writes the shape "
+     "file anew; tests/unit/cache/test_claude_shapes.py checks the shaping and the committed file"),
 ]
 
 CURL = shutil.which("curl")

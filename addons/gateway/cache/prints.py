@@ -172,19 +172,20 @@ class Blocks:
             data += dumps(images)
         return data
 
-    def add_tools(self, tools: object) -> None:
+    def add_tools(self, tools: object, known: tuple | None = None) -> None:
+        """Each tool a block; `known`: their blocks as a turn before made them (of_chat's `tools`)."""
         if not isinstance(tools, list) or not tools:
             return
-        self.whole_tools = whole = dumps(tools)
-        digest = hash(whole)
-        known = _TOOLSETS.get(digest)
         if known is None:
-            hour = any(isinstance(t, dict) and asks_hour(t) for t in tools)
-            known = _TOOLSETS[digest] = (hour, [(hash(d), len(d)) for d in (dumps(strip(t)) for t in tools)])
-            if len(_TOOLSETS) > TOOLSETS:
-                _TOOLSETS.popitem(last=False)
-        else:
-            _TOOLSETS.move_to_end(digest)
+            self.whole_tools = whole = dumps(tools)
+            known = _TOOLSETS.get(digest := hash(whole))
+            if known is None:
+                hour = any(isinstance(t, dict) and asks_hour(t) for t in tools)
+                known = _TOOLSETS[digest] = (hour, [(hash(d), len(d)) for d in (dumps(strip(t)) for t in tools)])
+                if len(_TOOLSETS) > TOOLSETS:
+                    _TOOLSETS.popitem(last=False)
+            else:
+                _TOOLSETS.move_to_end(digest)
         self.hour |= known[0]
         self.tools_hour = known[0]
         for digest, size in known[1]:
@@ -265,9 +266,10 @@ def leading(messages: list) -> int:
     return lead
 
 
-def of_chat(body: dict, settings: bool = False) -> Print:
+def of_chat(body: dict, settings: bool = False, tools: tuple | None = None) -> Print:
     """The blocks of a chat request (the chat form, as it went upstream); `settings`: read them too (only a
-    client's diagnostics compare them)."""
+    client's diagnostics compare them); `tools`: the tools' blocks and JSON's length and checksum, where this body
+    repeats the tools of a turn before (prints_sent.py checked their JSON), taken instead of made again."""
     b = Blocks(body.get("model"))
     messages = body.get("messages")
     messages = messages if isinstance(messages, list) else []
@@ -276,13 +278,13 @@ def of_chat(body: dict, settings: bool = False) -> Print:
         system_parts(b, m.get("content"))
     system_blocks = len(b.kinds) - 1
     head_hour = b.hour
-    b.add_tools(body.get("tools"))
+    b.add_tools(body.get("tools"), tools)
     tool_blocks = len(b.kinds) - 1 - system_blocks
     datas = encoded(messages[:lead]) + b.add_messages(messages[lead:])
     head = b",".join(datas[:-1])
-    tools = b.whole_tools
+    tools_len, tools_sum = (len(b.whole_tools), checksum(b.whole_tools)) if tools is None else tools[2:]
     head_hour = head_hour or any(i < len(b.kinds) - 1 for i in b.hour_blocks)
-    reuse = Reuse(len(messages), lead, len(head), checksum(head), head_hour, len(tools), checksum(tools),
+    reuse = Reuse(len(messages), lead, len(head), checksum(head), head_hour, tools_len, tools_sum,
                   b.tools_hour, system_blocks, tool_blocks) if messages else None
     return b.done(settings_of(body) if settings else 0, reuse)
 

@@ -31,23 +31,34 @@ def of_sent(body: dict, sent: bytes, before: Print | None, settings: bool = Fals
         return of_chat(body, settings)
     view = memoryview(sent)
     at = sent.find(_MESSAGES) + _MESSAGES_LEN
+    if at < _MESSAGES_LEN:
+        return of_chat(body, settings)
     end = at + reuse.head_len
     head = Sum(view[at:end]) if kept else None  # read once: checked, then grown by this turn's messages
-    if at < _MESSAGES_LEN or (head is not None and (sent[end:end + 1] != b"," or
-                                                     head.intdigest() != reuse.head_sum)):
-        return of_chat(body, settings)
+    same_head = head is None or (sent[end:end + 1] == b"," and head.intdigest() == reuse.head_sum)
     tools = body.get("tools")
     same_tools = False
     if reuse.tools_len and isinstance(tools, list) and tools:
-        t = sent.find(_TOOLS, end)  # after the messages, else before them: never a scan of the messages
+        # after the messages, else before them: never a scan of the messages (but where they changed)
+        t = sent.find(_TOOLS, end if same_head else at)
         t = (t if t >= 0 else sent.find(_TOOLS, 0, at)) + _TOOLS_LEN - 1
         same_tools = t >= _TOOLS_LEN - 1 and sent[t + reuse.tools_len:t + reuse.tools_len + 1] in (b",", b"}") \
             and checksum(view[t:t + reuse.tools_len]) == reuse.tools_sum
     elif not reuse.tools_len and not tools:
         same_tools = True
+    if not same_head:  # the messages read whole; the tools, where the same, not (a marker moved in the system text)
+        return of_chat(body, settings, _tools(before, reuse) if same_tools and reuse.tools_len else None)
     if not same_tools:
         return of_chat(body, settings)
     return _grown(body, messages, before, reuse, kept, head, settings)
+
+
+def _tools(before: Print, reuse: Reuse) -> tuple:
+    """`before`'s tool blocks and its tools' JSON (length, checksum), as prints.of_chat takes them."""
+    lo = 1 + reuse.system_blocks
+    hi = lo + reuse.tool_blocks
+    return reuse.tools_hour, list(zip(array("q", before.raw[8 * lo:8 * hi]), before.sizes[lo:hi])), reuse.tools_len, \
+        reuse.tools_sum
 
 
 def _grown(body: dict, messages: list, before: Print, reuse: Reuse, kept: int, head: Sum | None,

@@ -86,3 +86,24 @@ def test_a_repeated_conversation_reads_only_its_new_messages(monkeypatch):
     monkeypatch.setattr("qwen_gateway.cache.prints_sent.encoded", lambda ms: read.append(len(ms)) or real(ms))
     assert same(of_sent(body, data, before), of_chat(body))
     assert read == [3]  # the turn before's last message (its marker moved on) and the two new ones
+
+
+def test_a_turn_whose_system_text_lost_its_marker_takes_the_tools_of_the_turn_before(monkeypatch):
+    """Claude Code's second request (scripts/data/claude_code_shapes.json): a marker the first one had on the system
+    text is gone, so the messages it repeats are read again, but its tools, the same JSON, are not encoded again."""
+    system = [{"type": "text", "text": SYSTEM}]
+    first = {"model": "qwen3-coder-plus", "tools": TOOLS, "messages": [
+        {"role": "system", "content": [{**system[0], "cache_control": {"type": "ephemeral"}}]},
+        {"role": "user", "content": "hello"}]}
+    before = of_sent(first, jsonio.dumps(first), None)
+    second = {**first, "messages": [{"role": "system", "content": system}, {"role": "user", "content": "hello"},
+                                    {"role": "assistant", "content": "hi"}, {"role": "user", "content": "more"}]}
+    encoded = []
+    real = prints.dumps
+    monkeypatch.setattr(prints, "dumps", lambda obj: encoded.append(obj) or real(obj))
+    made = of_sent(second, jsonio.dumps(second), before)
+    assert TOOLS not in encoded and encoded  # the system text read again, the tools not
+    assert same(made, of_chat(second)) and made.reuse.tools_sum == before.reuse.tools_sum
+    third = {**second, "messages": second["messages"] + [{"role": "assistant", "content": "ok"},
+                                                          {"role": "user", "content": "next"}]}
+    assert same(of_sent(third, jsonio.dumps(third), made), of_chat(third))
