@@ -140,7 +140,7 @@ class State:
             self.stats = {"chat_requests": 0, "embedding_requests": 0, "refresh_calls": 0, "token_calls": 0,
                           "device_code_calls": 0, "abandoned": 0,
                           "responses_requests": 0, "batch_api_requests": 0,
-                          "batch_lines": {"completed": 0, "failed": 0}, "per_token": {}, "per_account": {},
+                          "batch_lines": {"completed": 0, "failed": 0}, "per_token": {}, "per_account": {}, "billed": {},
                           "last_stream_bytes": 0}
             self.limits = Limits()
             if tokens:
@@ -218,8 +218,8 @@ class State:
 
     def served(self, token: str, usage: dict) -> None:
         """An answer's usage, per account: what its prompt cache saved (`cache_hits`: answers with cached tokens),
-        and each request's usage as billed when its prompt was taken (`billed`, the last BILLED_KEPT: a stream
-        cut afterwards is billed all the same), what a test prices Qwen's bill from."""
+        and each request's usage as billed when its prompt was taken (stats' `billed`, per account, the last
+        BILLED_KEPT: a stream cut afterwards is billed all the same), what a test prices Qwen's bill from."""
         cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or usage.get("cached_tokens") or 0)
         with self.lock:
             per = self.stats["per_account"].setdefault(self.account_of(token), {
@@ -228,8 +228,9 @@ class State:
             per["prompt_tokens"] += int(usage.get("prompt_tokens") or 0)
             per["cached_tokens"] += cached
             per["cache_hits"] += cached > 0
-            per.setdefault("billed", []).append(copy.deepcopy(usage))
-            del per["billed"][:-BILLED_KEPT]
+            billed = self.stats["billed"].setdefault(self.account_of(token), [])
+            billed.append(copy.deepcopy(usage))
+            del billed[:-BILLED_KEPT]
 
     def streamed(self, size: int) -> None:
         """A stream's body ended whole after `size` bytes (a test cuts the next one at any of them)."""

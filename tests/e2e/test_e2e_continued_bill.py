@@ -64,7 +64,7 @@ def test_a_continued_stream_is_billed_as_qwen_billed_its_requests(tmp_path, emu,
               {"role": "user", "content": [{"type": "text", "text": DOCUMENT + " Where is the retry loop?",
                                             "cache_control": MARK}]}]
     turn(second)
-    billed = next(iter(emu.stats()["per_account"].values()))["billed"]
+    billed = next(iter(emu.stats()["billed"].values()))
     assert len(billed) == 3, billed  # the first turn, the request that broke, its continuation
     broken, continuation = billed[1], billed[2]
     d = broken["prompt_tokens_details"]
