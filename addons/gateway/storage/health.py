@@ -49,10 +49,14 @@ class Health:
     back, the stores try (`trying`), and the first use that works (`ok`) says it is back; one that fails
     meanwhile keeps it the same outage (no new line)."""
 
-    def __init__(self, what: str, public: str, probe: Callable[[], bool]) -> None:
+    def __init__(self, what: str, public: str, probe: Callable[[], bool],
+                 cause: Callable[[BaseException], str] | None = None) -> None:
         self.what = what  # for the log: "the shared database postgresql://gw@db:5432/qwen", "the state folder /x"
         self.public = public  # for clients: "shared state database", "local storage"
         self.probe = probe  # True when the storage looks usable again (called from the probe thread)
+        # a probe's failure in the storage's words: stores refuse at once while it is down, so the probe alone
+        # learns that the cause changed (a shutdown's sessions ended, then nothing listens)
+        self.cause = cause
         self.reason: str | None = None
         self.trying = False  # the probe saw it back; no use has worked yet
         self.since = 0.0
@@ -91,6 +95,21 @@ class Health:
             log.warning("qwen: %s is still unavailable, now %s", self.what, reason)
         return self.error()
 
+    def _cause_of(self, e: BaseException) -> str | None:
+        try:
+            return self.cause(e) if self.cause is not None else None
+        except Exception:  # noqa: BLE001  (the cause unsaid: the outage goes on as it was)
+            return None
+
+    def _still(self, reason: str) -> None:
+        """The probe's failure says another cause than the outage's: it is the cause now (said once)."""
+        with self._lock:
+            changed = self.reason is not None and reason != self.reason
+            if changed:
+                self.reason = reason
+        if changed:
+            log.warning("qwen: %s is still unavailable, now %s", self.what, reason)
+
     def ok(self) -> None:
         """A use of the storage worked (cheap when nothing was wrong: called on every write)."""
         if self.trying:
@@ -117,10 +136,14 @@ class Health:
         failure starts another)."""
         for delay in itertools.chain(PROBE_FIRST_S, itertools.repeat(PROBE_S)):
             time.sleep(delay)
+            now: str | None = None
             try:
                 ok = self.probe()
-            except Exception:  # noqa: BLE001  (still away, whatever the way it says so)
+            except Exception as e:  # noqa: BLE001  (still away, whatever the way it says so)
                 ok = False
+                now = self._cause_of(e)
+            if now is not None:
+                self._still(now)
             with self._lock:
                 if ok or self.reason is None:
                     self._prober = None  # decided under the lock: lost() starts a new one from now on
@@ -142,7 +165,8 @@ _healths: dict[str, Health] = {}
 _healths_lock = threading.Lock()
 
 
-def health_of(key: str, what: str, public: str, probe: Callable[[], bool], *, replaces: str = "") -> Health:
+def health_of(key: str, what: str, public: str, probe: Callable[[], bool], *, replaces: str = "",
+              cause: Callable[[BaseException], str] | None = None) -> Health:
     """The process's one Health for a storage (a database URL, a folder): one line per outage, not per store.
     `replaces`: the key's kind ("pg:") when the process uses one storage of that kind at a time — a gateway one
     `qwen_state_url` —: the others are forgotten, so a URL set and set back leaves no outage behind it in
@@ -150,7 +174,7 @@ def health_of(key: str, what: str, public: str, probe: Callable[[], bool], *, re
     with _healths_lock:
         found = _healths.get(key)
         if found is None:
-            found = _healths[key] = Health(what, public, probe)
+            found = _healths[key] = Health(what, public, probe, cause)
         others = [h for k, h in _healths.items() if replaces and k.startswith(replaces) and k != key]
     for other in others:
         other.forget()

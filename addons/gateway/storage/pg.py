@@ -93,10 +93,10 @@ class Database:
             self._migrated: set[tuple[str, int]] = set()  # (component, steps) brought up to date
             self._mlock = threading.Lock()
             self._tasks: set[asyncio.Task] = set()
-        # each store that opens it makes it the process's database again: a URL set and set back leaves no
-        # other's outage behind (its Health forgotten) and no other's pool open
+        # each store that opens it makes it the process's database again: no other's outage nor pool left behind
         self.health: Health = health_of(f"pg:{self.url}", f"the shared database {shown(self.url)}",
-                                        "shared state database", lambda: writable(self.url), replaces="pg:")
+                                        "shared state database", lambda: writable(self.url), replaces="pg:",
+                                        cause=cause)
         _close_others(self.url)
 
     def __repr__(self) -> str:

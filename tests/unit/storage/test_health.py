@@ -52,3 +52,26 @@ def test_a_cause_that_changes_during_one_outage_is_said_again(caplog):
     assert len(lines) == 2 and "AdminShutdown" in lines[0], lines
     assert "still unavailable, now down or unreachable: connection refused" in lines[1], lines
     h.forget()
+
+
+def test_the_probe_says_the_cause_that_holds_now_while_nothing_uses_the_storage(caplog):
+    """Stores refuse at once while their storage is down, so none tries again to learn a new cause: the gateway
+    said "AdminShutdown" for two minutes after the server had stopped listening (seen in CI). The probe's own
+    failure now names the cause, in the storage's words."""
+    from qwen_gateway.storage.health import Health
+
+    def refused() -> bool:
+        raise ConnectionRefusedError("connection refused")
+
+    h = Health("the shared database probed", "shared state database", refused,
+               cause=lambda e: "down or unreachable: connection refused")
+    with caplog.at_level("INFO", logger="qwen"):
+        h.lost("AdminShutdown")
+        deadline = time.monotonic() + 10
+        while h.reason == "AdminShutdown" and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert h.down and h.reason == "down or unreachable: connection refused"
+    assert "(down or unreachable: connection refused)" in h.error().message
+    lines = [r.getMessage() for r in caplog.records if "the shared database probed" in r.getMessage()]
+    assert len(lines) == 2 and "still unavailable, now down or unreachable" in lines[1], lines
+    h.forget()
