@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from helpers.ledger import ledger_rows
+from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 from helpers.procs import Gateway, until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -132,3 +133,53 @@ def test_the_last_list_read_serves_a_restart_while_qwens_cannot_be_read(tmp_path
     u = answer.usage
     assert row["cost"] == pytest.approx((u.prompt_tokens * 7 + u.completion_tokens * 21) / 1e6, rel=1e-9)
     assert row["priced_by"].startswith("ms's model list from Qwen, read "), row["priced_by"]
+
+
+def shared_rows(url: str) -> list[tuple]:
+    import psycopg
+    with psycopg.connect(url) as conn:
+        try:
+            return conn.execute("SELECT cost, priced_by FROM usage ORDER BY ts").fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []
+
+
+def list_reads(emu) -> int:
+    return sum(r["path"].startswith("/api/v1/models") for r in emu.requests())
+
+
+def test_on_postgresql_the_team_reads_a_list_once_and_a_new_gateway_prices_by_it(tmp_path, emu, pg_url):
+    """Two gateways on one database: the second adopts the list the first read (no read of its own while the
+    team's is younger than the hour), so it caps and prices by Qwen's list though Qwen's list cannot be read now
+    and its own state folder has never kept one."""
+    emu.switches(model_list={"override": {MODEL: LISTED}})
+    key = emu.seed_token(kind="key")
+    shared = ("--set", f"qwen_state_url={pg_url}")
+
+    def on_database(name, env, args):
+        return Gateway(tmp_path / name / "gw", env=env, args=args + shared).start()
+
+    gws = []
+    try:
+        (tmp_path / "one").mkdir()
+        one, _, _ = gateway(tmp_path / "one", emu, on_database, "one", key)
+        gws.append(one)
+        until(lambda: "Qwen's model list read" in one.log(), "gateway one's list read")
+        read = list_reads(emu)
+        emu.switches(model_list={"unreadable": 500, "override": {MODEL: LISTED}})
+        (tmp_path / "two").mkdir()
+        two, _, _ = gateway(tmp_path / "two", emu, on_database, "two", key)
+        gws.append(two)
+        until(lambda: "read by the team" in two.log(), "gateway two's adopted list said")
+        answer = ask(two)
+        sent = emu.chat_requests()[-1]["body"]
+        assert sent["max_completion_tokens"] == 1234  # the team's list's cap
+        (row,) = until(lambda: shared_rows(pg_url) or None, "the ledger row in the database")
+        u = answer.usage
+        assert row[0] == pytest.approx((u.prompt_tokens * 7 + u.completion_tokens * 21) / 1e6, rel=1e-9)
+        assert row[1].startswith("ms's model list from Qwen, read "), row[1]
+        assert list_reads(emu) == read  # gateway two never asked Qwen for the list
+        assert "could not be read" not in two.log() and key not in two.log()
+    finally:
+        for gw in gws:
+            gw.stop()

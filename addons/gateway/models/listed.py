@@ -14,7 +14,6 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..pricing.prices import Tier
@@ -84,7 +83,7 @@ class SeenBy:
         return getattr(self.learned, name)
 
 
-# ---- kept in the state folder: the last list read serves a restart until Qwen's answers again ---------------
+# ---- as kept (models/listed_kept.py: the state folder, the team's table) ------------------------------------
 
 
 def dumps(listed: ModelList) -> str:
@@ -106,9 +105,3 @@ def loads(text: str) -> ModelList | None:
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
 
-
-def stored(folder: Path, account: str) -> ModelList | None:
-    try:
-        return loads((folder / f"{account}.json").read_text(encoding="utf-8"))
-    except OSError:
-        return None

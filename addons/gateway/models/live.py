@@ -75,6 +75,13 @@ class LiveModels:
         self._live[kind] = (tuple(listed.models), self.clock() - self.ttl)
         self._lists[kind] = listed
 
+    def adopt(self, kind: str, listed: ModelList, age: float) -> None:
+        """A list read `age` seconds ago elsewhere (the team's: models/listed_kept.py): current for what is left of
+        the TTL."""
+        self._live[kind] = (tuple(listed.models), self.clock() - age)
+        self._lists[kind] = listed
+        self._failed.pop(kind, None)
+
     def model_list(self, kind: str) -> ModelList | None:
         return self._lists.get(kind)
 

@@ -71,17 +71,6 @@ def test_a_list_is_read_again_once_due_while_the_account_serves():
     assert reads == ["acct", "acct"]
 
 
-def test_a_list_kept_reads_back_whole_and_a_damaged_one_is_none(tmp_path):
-    from qwen_gateway.models.listed import dumps, loads, stored
-    both = ModelList("acct", LISTED.read_at, {**LISTED.models, "qwen9-max": ListedModel("qwen9-max", max_output=9)})
-    (tmp_path / "acct.json").write_text(dumps(both))
-    back = stored(tmp_path, "acct")
-    assert back == both and back.tiers("qwen3.6-plus")[0].name == "Default" and back.tiers("qwen9-max") is None
-    assert stored(tmp_path, "other") is None
-    for bad in ("", "{}", '{"account": "a", "read_at": 1, "models": [{"id": "m", "nonsense": 1}]}', "[1]"):
-        assert loads(bad) is None
-
-
 def test_a_restored_list_serves_until_a_fresh_one_and_is_due_at_once():
     live = LiveModels()
     live.restore("acct", LISTED)

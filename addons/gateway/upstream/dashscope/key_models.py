@@ -18,7 +18,8 @@ from collections.abc import Callable
 
 from ...accounts import Credential
 from ...models.listed import ModelList
-from ...models.model_map import LiveModels
+from ...models.listed_kept import KeptLists, key_id
+from ...models.model_map import LIVE_TTL, LiveModels
 from ...settings.network import Network
 from ..catalogue_fetch import CatalogueFetch
 from ..client import ConnectionFailed, UpstreamClient
@@ -47,16 +48,19 @@ class KeyCatalogue(CatalogueFetch):
     used at once); `refresh_soon` only schedules."""
 
     def __init__(self, live: LiveModels, account: str, credential: Callable[[], Credential | None],
-                 network: Network | None = None, keep: Callable[[ModelList], None] | None = None) -> None:
+                 network: Network | None = None, kept: KeptLists | None = None) -> None:
         self.live, self.account, self.credential, self.network = live, account, credential, network
-        self.keep = keep  # writes the last list read where the next start finds it (provider.py); None: nowhere
+        self.kept = kept  # where the last list read is kept: the next start, the team (models/listed_kept.py)
         self.said = ""  # what was last said of this account's list (said once, again only when it changes)
 
     async def refresh(self) -> None:
-        """One fetch; whatever goes wrong leaves the last list (or the plan's catalogue) and waits LIVE_RETRY."""
+        """One fetch, unless the team read this key's list within the hour; whatever goes wrong leaves the last list
+        (or the plan's catalogue) and waits LIVE_RETRY."""
         listed: ModelList | None = None
         try:
             cred = self.credential()
+            if cred is not None and await self._adopted(cred):
+                return
             if cred is not None and "/compatible-mode/" in cred.base_url + "/":
                 listed = await asyncio.wait_for(self._listed(cred), TIMEOUT)
             models = list(listed.models) if listed is not None else \
@@ -64,12 +68,30 @@ class KeyCatalogue(CatalogueFetch):
         except (ConnectionFailed, OSError, asyncio.TimeoutError, ValueError):
             models = []
         self.live.put(self.account, models, listed)
-        if listed is not None and self.keep is not None:
-            try:  # off the loop: an fsync
-                await asyncio.to_thread(self.keep, listed)
+        if listed is not None and cred is not None and self.kept is not None:
+            try:
+                await self.kept.keep(listed, key_id(cred.base_url, cred.token))
             except OSError as e:  # a full disk or a read-only folder: the list serves this run all the same
                 self._say(f"qwen: account {self.account}: its model list could not be kept ({e.strerror}): read "
                           "again at the next start")
+
+    async def _adopted(self, cred: Credential) -> bool:
+        """The list another gateway of the team read with this key, when later than this gateway's: taken as current
+        while it is younger than LIVE_TTL (True: Qwen is not asked); an older one serves until Qwen's is read."""
+        if self.kept is None or not self.kept.shared:
+            return False
+        team = await self.kept.team(self.account, key_id(cred.base_url, cred.token))
+        mine = self.live.model_list(self.account)
+        if team is None or mine is not None and team.read_at <= mine.read_at:
+            return False
+        age = max(0.0, time.time() - team.read_at)
+        if age >= LIVE_TTL:
+            self.live.restore(self.account, team)
+            return False
+        self.live.adopt(self.account, team, age)
+        self._say(f"qwen: account {self.account}: Qwen's model list read by the team "
+                  f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(team.read_at))}: {len(team.models)} models")
+        return True
 
     async def _listed(self, cred: Credential) -> ModelList | None:
         """Model Studio's list, every page; None (said once) when it cannot be read."""

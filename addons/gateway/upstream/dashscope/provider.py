@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from ...accounts import DASHSCOPE as NAME, KEY, Credential, Pool
@@ -16,7 +15,7 @@ from ...auth import plans
 from ...exchange import Exchange
 from ...models import catalogue
 from ...auth.credfile import atomic_write
-from ...models.listed import ModelList, dumps, stored
+from ...models.listed_kept import kept_lists
 from ...providers import Leg, Provider
 from ...settings.config import Config
 from . import batch_wire, drift
@@ -74,18 +73,12 @@ def account_models(config: Config, pool: Pool, rows: list[dict]) -> None:
                 or account is None:
             continue
         if not live.registered(name):
-            folder = getattr(config, "state_dir", None)
-            keep = functools.partial(_keep, folder / "model_lists") if folder is not None else None
+            kept = kept_lists(getattr(config, "state_dir", None), getattr(config, "state_url", None), atomic_write)
             live.register(name, (), KeyCatalogue(live, name, functools.partial(_ready, account, name),
-                                                 config.network, keep).refresh_soon)
-            if folder is not None and (kept := stored(folder / "model_lists", name)) is not None:
-                live.restore(name, kept)  # the last run's, until Qwen's list is read again
+                                                 config.network, kept).refresh_soon)
+            if (last := kept.last(name)) is not None:
+                live.restore(name, last)  # the last run's, until Qwen's list (or the team's) is read again
     live.wanted()
-
-
-def _keep(folder: Path, listed: ModelList) -> None:
-    """The list read, kept for the next start (0600, atomic; no key in it)."""
-    atomic_write(folder / f"{listed.account}.json", dumps(listed))
 
 
 def _ready(account: Callable[[str], Any], name: str) -> Credential | None:
