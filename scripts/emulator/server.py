@@ -11,7 +11,7 @@ from http.server import ThreadingHTTPServer
 from socketserver import TCPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from . import admin, anthropic, batches, chat, faults, model_list, oauth, plans, responses, vllm, web
+from . import admin, anthropic, batches, chat, faults, model_list, oauth, plans, responses, rules, vllm, web
 from .cache import text_of, tokens
 from .faults import dumps
 from .state import State
@@ -117,7 +117,7 @@ class Handler(Wire):
         sw = self.state.snapshot()
         if not model_id:  # a key's list: what its plans serve, never the OAuth portal's own names (model_list.py)
             return 200, {"object": "list", "data": [entry(m) for m in model_list.listed(sw, self.key_models(sw))]}
-        if model_id in chat.known_models(sw):
+        if model_id in chat.known_models(sw) and not rules.retired(model_id, sw.get("today")):
             return 200, entry(model_id)
         return 404, chat.error("model_not_found", f"The model `{model_id}` does not exist or you do not have "
                                                   "access to it.")

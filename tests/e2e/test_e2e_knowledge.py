@@ -200,7 +200,7 @@ def test_claude_codes_budget_on_a_model_capped_below_it_is_answered(tmp_path, em
 
 
 def test_a_retired_model_is_answered_locally_naming_its_successor(tmp_path, emu, make_gateway):
-    emu.switches(model_list={"unreadable": 404})  # the catalogue's knowledge (Qwen's list leaves it out: test_e2e_retired)
+    emu.switches(model_list={"unreadable": 404}, listed_models=[])  # no list from the host: the catalogue's knowledge
     gw, _ = key_gateway(tmp_path, emu, make_gateway)
     with pytest.raises(openai.NotFoundError) as caught:
         client(gw).chat.completions.create(model="qwen4-max-preview", messages=HI)

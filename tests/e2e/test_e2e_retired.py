@@ -110,8 +110,9 @@ def test_a_batch_line_naming_one_refuses_the_upload(tmp_path, emu, make_gateway)
 
 
 def test_the_list_and_the_model_agree_with_the_last_day_served(tmp_path, emu, make_gateway):
-    """Where Qwen's own list cannot be read (a host without it), the catalogue's: listed with the last day."""
-    emu.switches(model_list={"unreadable": 404})
+    """Where the account's host gives no list (neither Model Studio's nor an OpenAI-compatible one naming a model),
+    the catalogue's: listed with the last day."""
+    emu.switches(model_list={"unreadable": 404}, listed_models=[])
     gw = key_gateway(tmp_path, emu, make_gateway)
     c = openai_client(gw.url, "client-key")
     listed = {m.id: m for m in c.models.list()}

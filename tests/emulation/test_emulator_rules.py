@@ -112,6 +112,19 @@ def test_the_models_retired_on_2026_10_10_are_not_found_with_qwens_hint(emu, mod
     assert emu.chat(model=model, **stream).status_code == 200
 
 
+def test_a_retired_model_is_neither_listed_nor_found_by_id(emu):
+    """A key's OpenAI-compatible `GET /models` lists what Model Studio still serves, and `GET /models/{id}` agrees:
+    a retired model is in neither from the day after its last (the list a gateway reads must not revive it)."""
+    get = lambda path: emu.http.get("/compatible-mode/v1" + path, headers={"Authorization": f"Bearer {API_KEY}"})  # noqa: E731
+    emu.switches(today="2026-10-10")
+    listed = [m["id"] for m in get("/models").json()["data"]]
+    assert "qwen3.6-plus" in listed and not set(RETIRED_2026_10_10) & set(listed)
+    assert get("/models/qwen-turbo").status_code == 404 and get("/models/qwen3.6-plus").status_code == 200
+    emu.switches(today="2026-10-09")
+    assert "qwen-turbo" in [m["id"] for m in get("/models").json()["data"]]
+    assert get("/models/qwen-turbo").status_code == 200
+
+
 DEPRECATED = ALGO + "max_tokens is deprecated, use max_completion_tokens"
 
 
