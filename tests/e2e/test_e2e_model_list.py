@@ -73,6 +73,24 @@ def test_the_accounts_own_list_caps_and_prices_and_says_so(tmp_path, emu, make_g
         row["priced_by"].endswith(": Input<=128k"), row["priced_by"]
     assert "priced_by=qwen-list:Input<=128k" in gw.log()
     assert key not in gw.log() and key not in json.dumps(row)
+    assert not any("time band" in n for n in notes)  # the list prices no other band
+
+
+def test_a_time_band_without_hours_is_said_not_applied(tmp_path, emu, make_gateway):
+    """Model Studio's list may price a band besides the standard one; it does not say its hours: the standard
+    price prices the answer and the flow says so, naming the band as the list names it."""
+    off_peak = {"type": "input_token", "price": "3", "price_unit": "USD/1M tokens", "time_band": "off_peak"}
+    banded = {**LISTED, "prices": [{**LISTED["prices"][0], "prices": [*LISTED["prices"][0]["prices"], off_peak]},
+                                   LISTED["prices"][1]]}
+    emu.switches(model_list={"override": {MODEL: banded}})
+    gw, state, _ = gateway(tmp_path, emu, make_gateway)
+    until(lambda: "Qwen's model list read" in gw.log(), "the list read and said")
+    answer = ask(gw)
+    (row,) = until(lambda: ledger_rows(state) or None, "the ledger row")
+    u = answer.usage
+    assert row["cost"] == pytest.approx((u.prompt_tokens * 7 + u.completion_tokens * 21) / 1e6, rel=1e-9)
+    assert f"priced at the standard time band: ms's list also prices {MODEL} in the band(s) off_peak, without " \
+           "their hours (not applied)" in flow_notes(state)
 
 
 @pytest.mark.parametrize("unreadable", [500, "garbage"])

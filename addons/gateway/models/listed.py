@@ -29,6 +29,7 @@ class ListedModel:
     max_output: int | None = None
     reasoning_max_output: int | None = None
     published: str = ""
+    other_bands: tuple[str, ...] = ()  # time bands it prices besides the standard one, hours not given: not applied
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,14 @@ class ModelList:
     def tiers(self, model: str) -> tuple[Tier, ...] | None:
         found = self.models.get(model)
         return found.tiers if found is not None else None
+
+    def bands_said(self, model: str) -> str:
+        """Why the price may differ by the hour, when the list prices other time bands ("": it does not)."""
+        found = self.models.get(model)
+        if found is None or not found.other_bands:
+            return ""
+        return (f"priced at the standard time band: {self.account}'s list also prices {model} in the band(s) "
+                f"{', '.join(found.other_bands)}, without their hours (not applied)")
 
 
 class ListedFact(NamedTuple):
@@ -97,8 +106,9 @@ def loads(text: str) -> ModelList | None:
         raw = json.loads(text)
         models = {}
         for m in raw["models"]:
-            tiers = m.pop("tiers", None)
-            found = ListedModel(**m, tiers=tuple(Tier(**t) for t in tiers) if tiers else None)
+            tiers, bands = m.pop("tiers", None), m.pop("other_bands", ())
+            found = ListedModel(**m, tiers=tuple(Tier(**t) for t in tiers) if tiers else None,
+                                other_bands=tuple(str(b) for b in bands))
             models[found.id] = found
         read_at = float(raw["read_at"])
         return ModelList(str(raw["account"]), read_at, models, str(raw.get("unpriced_why") or ""))

@@ -151,6 +151,8 @@ class Settlement:
         r.cost, r.cost_unit, r.cache_saved, r.priced_as = charged.amount, charged.unit, charged.saved, charged.priced_as
         if charged.tier is not None and listed is not None:
             r.priced_by = f"{listed.said()}: {charged.tier or 'one price'}"
+            if bands := listed.bands_said(ex.attempt.model):
+                ex.notes.append(bands)
         if charged.unit == UNPRICED:
             self.unpriced.count(billing, ex.attempt.model)
 

@@ -25,7 +25,8 @@ KEY = key_id("https://h/compatible-mode/v1", "sk-one")
 
 
 async def test_the_folders_copy_reads_back_whole_and_a_damaged_one_is_none(tmp_path):
-    both = ModelList("acct", LISTED.read_at, {**LISTED.models, "qwen9-max": ListedModel("qwen9-max", max_output=9)})
+    both = ModelList("acct", LISTED.read_at, {**LISTED.models, "qwen9-max": ListedModel("qwen9-max", max_output=9,
+                                                                                      other_bands=("off_peak",))})
     kept = kept_lists(tmp_path, None, atomic_write)
     assert not kept.shared and kept.last("acct") is None
     await kept.keep(both, KEY)
@@ -33,6 +34,8 @@ async def test_the_folders_copy_reads_back_whole_and_a_damaged_one_is_none(tmp_p
     assert written.stat().st_mode & 0o777 == 0o600
     back = kept.last("acct")
     assert back == both and back.tiers("qwen3.6-plus")[0].name == "Default" and back.tiers("qwen9-max") is None
+    assert back.bands_said("qwen9-max").endswith("in the band(s) off_peak, without their hours (not applied)")
+    assert back.bands_said("qwen3.6-plus") == "" and back.bands_said("nothing") == ""
     assert kept.last("other") is None and await kept.team("acct", KEY) is None
     written.write_text(dumps(both)[:-5])
     assert kept.last("acct") is None

@@ -81,7 +81,16 @@ def model(record: dict) -> tuple[ListedModel, str]:
     published = record.get("published_time")
     return ListedModel(record["model"], tiers, _count(info.get("context_window")), _count(info.get("max_input_tokens")),
                        _count(info.get("max_output_tokens")), _count(info.get("reasoning_max_output_tokens")),
-                       published if isinstance(published, str) else ""), why
+                       published if isinstance(published, str) else "",
+                       other_bands(record.get("prices")) if tiers is not None else ()), why
+
+
+def other_bands(raw: Any) -> tuple[str, ...]:
+    """The time bands besides the standard one that the list prices (peak, off-peak …), as it names them: the list
+    does not say their hours, so their prices are not applied — said on each answer the standard price priced."""
+    found = [item.get("time_band") for tier in raw if isinstance(tier, dict)
+             for item in tier.get("prices") or [] if isinstance(item, dict)] if isinstance(raw, list) else []
+    return tuple(dict.fromkeys(str(b) for b in found if b not in (None, "", "standard")))
 
 
 def prices(raw: Any) -> tuple[tuple[Tier, ...] | None, str]:

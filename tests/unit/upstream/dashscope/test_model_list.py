@@ -37,6 +37,16 @@ def test_a_tiered_model_its_caps_and_publish_time():
     assert (listed.context, listed.max_input, listed.max_output, listed.reasoning_max_output) == \
         (1000000, 991808, 65536, None)
     assert listed.published == "2026-04-02 00:00:00"
+    assert listed.other_bands == ("peak",)  # named, its hours not given: not applied, said on each answer
+
+
+def test_only_a_priced_model_names_its_other_bands():
+    assert model_list.other_bands([{"prices": [usd("input_token", "1", "off_peak"), usd("input_token", "1", ""),
+                                               usd("output_token", "2", "off_peak"), "x"]}, 3]) == ("off_peak",)
+    assert model_list.other_bands(None) == ()
+    unpriced, _ = model_list.model({**TIERED, "prices": [{"range_name": "Default", "prices": [
+        usd("input_token", "1", "peak")]}]})
+    assert unpriced.tiers is None and unpriced.other_bands == ()  # the catalogue prices it: nothing to say
 
 
 def test_the_open_ended_top_tier_is_the_last_one():
