@@ -58,6 +58,22 @@ def test_a_model_one_key_does_not_unlock_goes_to_the_key_that_does(tmp_path, emu
     assert both == {f"Bearer {keys['personal']}", f"Bearer {keys['payg']}"}
 
 
+def test_a_model_a_key_no_longer_unlocks_is_taken_from_its_list_on_qwens_403_and_served_elsewhere(
+        tmp_path, emu, make_gateway):
+    """The lists were read while both keys unlocked every model; then `personal` lost qwen3.7-max (a plan changed
+    under the gateway). Qwen's 403 AccessDenied.Unpurchased on `personal` is its own word that this key cannot call
+    the model: the request goes to `payg`, which names it, instead of failing, and `personal` is not sent it again."""
+    gw, keys = gateway(tmp_path, emu, make_gateway, {"personal": None, "payg": None})
+    emu.switches(key_models={keys["personal"]: ["qwen3-coder-plus", "qwen3.6-plus"]})
+    for i in range(4):  # four conversations: round-robin puts at least one on `personal` first
+        answer = client(gw).chat.completions.create(model="qwen3.7-max",
+                                                    messages=[{"role": "user", "content": f"say hello {i}"}])
+        assert answer.choices[0].message.content == f"Echo: say hello {i}"
+    sent = [r["headers"]["authorization"] for r in emu.chat_requests()]
+    assert sent.count(f"Bearer {keys['personal']}") == 1 and sent.count(f"Bearer {keys['payg']}") == 4, sent
+    assert keys["personal"] not in gw.log() and keys["payg"] not in gw.log()
+
+
 def test_a_model_no_list_names_goes_as_before_and_the_lists_are_read_again(tmp_path, emu, make_gateway):
     """No key's list names it: it may be new since the lists were read. Qwen's own word decides (here its 403 for a
     model the key does not unlock) and the lists are read again, so a model added since is served at once."""

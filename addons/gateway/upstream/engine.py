@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection
 from .. import jsonio
 from ..models import catalogue, suggestions
 from ..settings.config import Config
-from ..errors import NO_RETRY, ConnectionFailed, DeadConnection, GatewayError, UpstreamError, UpstreamTimeout
+from ..errors import DENIED, NO_RETRY, ConnectionFailed, DeadConnection, GatewayError, UpstreamError, UpstreamTimeout
 from ..exchange import Exchange, Retry, RetryReason, note
 from ..accounts import OAUTH, Credential
 from ..models.model_map import offers_of, vision_model
@@ -129,6 +129,9 @@ class UpstreamEngine:
             err = upstream.classify(resp.status_code, raw, dict(resp.headers))
         if err.code == suggestions.NOT_FOUND:  # with the nearest names served, as OpenAI answers it
             err = account_lists.not_found(ex, self._unknown_model(ex, err), self.config.models.accounts)
+        elif err.kind == DENIED and err.param == "model":  # this key may not call it: another may
+            err = account_lists.not_found(ex, err, self.config.models.accounts,
+                                          said="403 AccessDenied (this key may not call it)")
         return err
 
     async def resume(self, ex: Exchange, prefix: str, exclude: Collection[str] = ()) -> UpstreamAnswer:

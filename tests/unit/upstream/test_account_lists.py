@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from qwen_gateway.accounts import KEY, Credential
-from qwen_gateway.errors import CLIENT, UNLISTED, UpstreamError
+from qwen_gateway.errors import CLIENT, DENIED, UNLISTED, UpstreamError
 from qwen_gateway.exchange import ClientRequest, Exchange
 from qwen_gateway.models.live import LiveModels
 from qwen_gateway.upstream import account_lists
@@ -71,3 +71,15 @@ def test_a_model_qwen_has_on_no_account_is_answered_here_a_while_then_asked_agai
     for n in range(300):  # bounded: the oldest forgotten first
         live.gone(f"m{n}")
     assert len(live.absent) == 256 and "m0" not in live.absent
+
+
+def test_a_403_denying_this_key_the_model_sends_it_elsewhere_and_never_answers_it_here():
+    live, _ = lists(a=["qwen3.6-plus", "qwen3.7-max"], b=["qwen3.7-max"])
+    err = UpstreamError(DENIED, 403, "Qwen denied access", "invalid_request_error", "permission_denied", param="model")
+    ex = exchange("qwen3.7-max")
+    said = "403 AccessDenied (this key may not call it)"
+    assert account_lists.not_found(ex, err, live, said=said).kind == UNLISTED and "qwen3.7-max" not in live.ids("a")
+    assert ex.notes[-1].startswith(f"Qwen answered {said} for qwen3.7-max on a: not sent there again")
+    alone, _ = lists(a=["qwen3.7-max"])
+    assert account_lists.not_found(exchange("qwen3.7-max"), err, alone, said=said) is err  # Qwen's 403, as it is
+    assert alone.known_absent("qwen3.7-max") is None  # the model exists: never answered here as not found

@@ -62,6 +62,8 @@ _THROTTLE_CODES = {"Throttling", "Throttling.RateQuota", "Throttling.BurstRate",
                    "rate_limit_exceeded", "limit_requests", "RequestThrottled"}
 _DENIED_CODES = {"AccessDenied", "AccessDenied.Unpurchased", "Model.AccessDenied", "Workspace.AccessDenied",
                  "Arrearage", "permission_denied"}
+# Of those, the ones that refuse the model, not the account: `param` "model" (another account may serve it)
+_MODEL_DENIED_CODES = {"AccessDenied.Unpurchased", "Model.AccessDenied"}
 # Billing, answered 429 but not a rate: no wait helps (the workspace's bill, the model's purchase)
 _BILLING_CODES = {"PrepaidBillOverdue", "PostpaidBillOverdue", "CommodityNotPurchased"}
 # What ran out, by DashScope's words (the first that matches: a Coding Plan window before the TPM text it contains)
@@ -145,7 +147,8 @@ def classify(status: int, body: bytes | str | None, headers: dict[str, str] | No
     if status == 403 or code in _DENIED_CODES:
         # R7: model not enabled, account in arrears. Not a credential problem: no refresh, no retry.
         return UpstreamError(DENIED, 403, f"{DENIED_MESSAGE} Qwen said: {message or 'Access denied.'}",
-                             "invalid_request_error", "permission_denied", headers=dict(NO_RETRY))
+                             "invalid_request_error", "permission_denied",
+                             param="model" if code in _MODEL_DENIED_CODES else None, headers=dict(NO_RETRY))
     if status == 400 and "not found previous_response_id" in low:  # Qwen's Responses API no longer holds it
         return UpstreamError(STALE, 400, f"Qwen no longer holds the conversation ({message})",
                              "invalid_request_error", "previous_response_not_found")

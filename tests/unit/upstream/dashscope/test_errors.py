@@ -37,6 +37,13 @@ def test_qwens_words_are_kept():
 
 def test_other_refusals_are_not_the_plans():
     assert classify(403, json.dumps({"code": "AccessDenied", "message": "Access denied."})).kind is ErrorKind.DENIED
+
+
+@pytest.mark.parametrize("code, param", [("AccessDenied.Unpurchased", "model"), ("Model.AccessDenied", "model"),
+                                         ("AccessDenied", None), ("Arrearage", None), ("Workspace.AccessDenied", None)])
+def test_a_denial_of_the_model_names_the_model_one_of_the_account_does_not(code, param):
+    err = classify(403, json.dumps({"code": code, "message": "Access to model denied."}))
+    assert err.kind is ErrorKind.DENIED and err.param == param and err.status == 403
     assert classify(400, json.dumps({"error": {"message": "bad", "code": "x"}})).kind is ErrorKind.CLIENT
 
 
