@@ -37,6 +37,16 @@ def _lower_priority() -> None:
         pass
 
 
+def _load_apart() -> None:
+    """tiktoken's encoding loaded on a thread of its own that a stopping gateway does not wait for: the load takes
+    seconds on a busy machine, and the interpreter joins a pool's worker threads at exit (nothing is lost: it is
+    a cache)."""
+    def load() -> None:
+        _lower_priority()
+        tokens.encoding()
+    threading.Thread(target=load, name="qwen-tokens-load", daemon=True).start()
+
+
 class TokenEstimator(Observer):
     """Starts the prompt estimate when the client's request is classified and returns at once: the count
     runs in one low-priority worker thread, and `ex.count.task` (a task) completes when `ex.count.tokens`
@@ -65,10 +75,7 @@ class TokenEstimator(Observer):
 
     def running(self) -> None:
         if self.enabled and self.exact:  # load the encoding now rather than on the first request (~0.5 s)
-            try:
-                asyncio.get_running_loop().run_in_executor(self._pool(), tokens.encoding)
-            except RuntimeError:
-                pass
+            _load_apart()
 
     def client_request(self, ex: Exchange, flow: http.HTTPFlow) -> None:
         if not self.enabled or ex.count.task is not None or ex.count.tokens is not None:
@@ -97,10 +104,10 @@ class TokenEstimator(Observer):
         ex.count.task = task
 
     def _warm(self) -> None:
-        """tiktoken's encoding loaded in the counting thread, once, WARM_AFTER_S from now."""
+        """tiktoken's encoding loaded on its own thread (_load_apart), once, WARM_AFTER_S from now."""
         if self._warming is None:
             loop = asyncio.get_running_loop()
-            self._warming = loop.call_later(self.WARM_AFTER_S, loop.run_in_executor, self._pool(), tokens.encoding)
+            self._warming = loop.call_later(self.WARM_AFTER_S, _load_apart)
 
     async def _count(self, ex: Exchange, body: dict, exact: bool) -> tuple[int, str] | None:
         try:

@@ -156,7 +156,7 @@ async def test_a_big_count_does_not_stall_the_event_loop(monkeypatch):
     est.done()
 
 
-async def test_running_loads_the_encoding_in_the_worker(fresh_encoding):
+async def test_running_loads_the_encoding_on_a_thread_of_its_own(fresh_encoding):
     est = estimator(token_count_exact=True)
     est.running()
     for _ in range(500):
@@ -165,3 +165,37 @@ async def test_running_loads_the_encoding_in_the_worker(fresh_encoding):
         await asyncio.sleep(0.01)
     assert encoding.cache_info().currsize == 1
     est.done()
+
+
+STOPS_WHILE_LOADING = """
+import asyncio, threading
+from qwen_gateway import tokens
+from qwen_gateway.observe.estimator import TokenEstimator
+from helpers.observe_testlib import config
+
+never = threading.Event()
+tokens.encoding = lambda: never.wait()  # a load that has not ended when the gateway stops (a busy machine: seconds)
+
+
+async def main():
+    est = TokenEstimator()
+    est.configure(config(token_count_exact=True))
+    est.running()
+    await asyncio.sleep(0.2)
+    est.done()
+
+asyncio.run(main())
+print("stopped")
+"""
+
+
+def test_a_process_stopping_while_the_encoding_loads_does_not_wait_for_it():
+    """tiktoken's load takes seconds on a busy machine; a gateway told to stop meanwhile ended only when it was done
+    (the interpreter joins a pool's worker threads at exit): the load runs on a thread exit does not wait for."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    tests = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", STOPS_WHILE_LOADING], capture_output=True, text=True, timeout=30,
+                          env={"PYTHONPATH": str(tests), "PATH": "/usr/bin:/bin"}, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "stopped", done.stderr[-2000:]
