@@ -15,7 +15,7 @@ from qwen_gateway.models.listed_kept import KeptLists, TeamLists, key_id, kept_l
 from qwen_gateway.models.live import LIVE_TTL, LiveModels
 from qwen_gateway.pricing.prices import Tier
 from qwen_gateway.storage.pg import Database
-from qwen_gateway.upstream.dashscope.key_models import KeyCatalogue
+from qwen_gateway.upstream.dashscope.key_models import ADOPTED_SPREAD_S, KeyCatalogue
 
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 
@@ -109,9 +109,21 @@ async def test_a_teams_list_younger_than_the_hour_is_adopted_and_qwen_not_asked(
     live, catalogue, fetched = refresher(team)
     await catalogue.refresh()
     assert fetched == [] and live.model_list("acct") is team and live.ids("acct") == ("qwen3.6-plus",)
-    assert not live.due("acct")  # current for the hour's remaining 50 minutes
+    assert not live.due("acct")  # current for the hour's remaining 50 minutes, less up to ADOPTED_SPREAD_S
+    live.clock = lambda: time.monotonic() + LIVE_TTL - 600 - ADOPTED_SPREAD_S - 5
+    assert not live.due("acct")
     live.clock = lambda: time.monotonic() + LIVE_TTL - 590
     assert live.due("acct")
+
+
+async def test_gateways_that_adopted_one_read_fall_due_apart():
+    team = ModelList("acct", time.time() - 600, LISTED.models)
+    due_at = set()
+    for _ in range(5):
+        live, catalogue, _ = refresher(team)
+        await catalogue.refresh()
+        due_at.add(round(live._live["acct"][1], 1))
+    assert len(due_at) == 5  # at random within ADOPTED_SPREAD_S: the first due asks Qwen, the others adopt its read
 
 
 async def test_an_older_teams_list_serves_until_qwens_is_read():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from collections.abc import Callable
 
@@ -29,6 +30,9 @@ from .headers import GATEWAY_AGENT, target
 log = logging.getLogger("qwen")
 
 TIMEOUT = 10.0  # seconds for the whole fetch: a slow list only delays the next refresh
+# An adopted list falls due up to this much sooner, at random: the gateways that adopted one read do not all ask
+# Qwen again at the same instant; the first asks, the others adopt what it read.
+ADOPTED_SPREAD_S = 300.0
 
 
 def parse(raw: bytes) -> list[str]:
@@ -88,7 +92,7 @@ class KeyCatalogue(CatalogueFetch):
         if age >= LIVE_TTL:
             self.live.restore(self.account, team)
             return False
-        self.live.adopt(self.account, team, age)
+        self.live.adopt(self.account, team, age + random.uniform(0.0, ADOPTED_SPREAD_S))
         self._say(f"qwen: account {self.account}: Qwen's model list read by the team "
                   f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(team.read_at))}: {len(team.models)} models")
         return True
