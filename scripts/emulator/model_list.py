@@ -46,14 +46,15 @@ UNREADABLE = {
 def listed(sw: dict, own: list | None, embeddings: bool = False) -> list:
     """The models a key's list names: the ones it unlocks (`own`, the `key_models` switch), else the `listed_models`
     switch's, else every model served but the OAuth portal's own names (coder-model, vision-model) and the retired
-    ones (Model Studio lists what it still serves); with
-    `embeddings`, the embedding models after the chat ones (the OpenAI-compatible list names chat models only)."""
+    ones (Model Studio lists what it still serves); with `embeddings`, the embedding models after the chat ones
+    (the OpenAI-compatible list names chat models only)."""
     if own is not None:
         return own
     if isinstance(sw.get("listed_models"), list):
         return sw["listed_models"]
     served = (*chat.known_models(sw), *(chat.EMBEDDING_MODELS if embeddings else ()))
-    return [m for m in served if (catalogue.row(m) or {}).get("plans") != ["oauth"] and not rules.retired(m, sw.get("today"))]
+    return [m for m in served
+            if (catalogue.row(m) or {}).get("plans") != ["oauth"] and not rules.retired(m, sw.get("today"))]
 
 
 def amount(tokens: int) -> str:

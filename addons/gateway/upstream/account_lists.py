@@ -38,18 +38,19 @@ def unlisted(ex: Exchange, cred: Credential, lists: LiveModels, unknown: Unknown
     return dataclasses.replace(unknown(ex, UpstreamError(UNLISTED, 404, "", "invalid_request_error")), kind=UNLISTED)
 
 
-def not_found(ex: Exchange, err: UpstreamError, lists: LiveModels, said: str = "model_not_found") -> UpstreamError:
-    """Qwen answered `model_not_found` (or a 403 that denies this key the model: `said`) for the model on this
+def not_found(ex: Exchange, err: UpstreamError, lists: LiveModels, *, denied: bool = False) -> UpstreamError:
+    """Qwen answered `model_not_found` (`denied`: a 403 that denies this key the model) for the model on this
     account: it leaves the account's list (read again at once); when another account's list names it, the refusal
     is UNLISTED (sent there), else Qwen's, as it is."""
     cred, model = ex.attempt.cred, ex.attempt.model
     if cred is None or not model or not lists.is_live(cred.account) or ex.attempt.leg.passthrough:
         return err
     lists.refused(cred.account, model)
+    said = "403 AccessDenied (this key may not call it)" if denied else "model_not_found"
     ex.notes.append(f"Qwen answered {said} for {model} on {cred.account}: not sent there again until its "
                     "list is read again")
     named = [kind for m, kind in lists.listed() if m == model]
-    if not named and said == "model_not_found":  # no account has it, by every list and by Qwen's word: the next
-        lists.gone(model)  # ask is answered here a while (a denied model exists: its 403 stays Qwen's to say)
+    if not named and not denied:  # no account has it, by every list and by Qwen's word: the next ask is answered
+        lists.gone(model)  # here a while (a denied model exists: its 403 stays Qwen's to say)
     elsewhere = any(kind not in ex.attempt.tried and kind != cred.account for kind in named)
     return dataclasses.replace(err, kind=UNLISTED) if elsewhere else err

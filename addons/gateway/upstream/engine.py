@@ -130,8 +130,7 @@ class UpstreamEngine:
         if err.code == suggestions.NOT_FOUND:  # with the nearest names served, as OpenAI answers it
             err = account_lists.not_found(ex, self._unknown_model(ex, err), self.config.models.accounts)
         elif err.kind == DENIED and err.param == "model":  # this key may not call it: another may
-            err = account_lists.not_found(ex, err, self.config.models.accounts,
-                                          said="403 AccessDenied (this key may not call it)")
+            err = account_lists.not_found(ex, err, self.config.models.accounts, denied=True)
         return err
 
     async def resume(self, ex: Exchange, prefix: str, exclude: Collection[str] = ()) -> UpstreamAnswer:

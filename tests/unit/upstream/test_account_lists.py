@@ -77,9 +77,9 @@ def test_a_403_denying_this_key_the_model_sends_it_elsewhere_and_never_answers_i
     live, _ = lists(a=["qwen3.6-plus", "qwen3.7-max"], b=["qwen3.7-max"])
     err = UpstreamError(DENIED, 403, "Qwen denied access", "invalid_request_error", "permission_denied", param="model")
     ex = exchange("qwen3.7-max")
-    said = "403 AccessDenied (this key may not call it)"
-    assert account_lists.not_found(ex, err, live, said=said).kind == UNLISTED and "qwen3.7-max" not in live.ids("a")
-    assert ex.notes[-1].startswith(f"Qwen answered {said} for qwen3.7-max on a: not sent there again")
+    assert account_lists.not_found(ex, err, live, denied=True).kind == UNLISTED and "qwen3.7-max" not in live.ids("a")
+    assert ex.notes[-1].startswith("Qwen answered 403 AccessDenied (this key may not call it) for qwen3.7-max on a: "
+                                   "not sent there again")
     alone, _ = lists(a=["qwen3.7-max"])
-    assert account_lists.not_found(exchange("qwen3.7-max"), err, alone, said=said) is err  # Qwen's 403, as it is
+    assert account_lists.not_found(exchange("qwen3.7-max"), err, alone, denied=True) is err  # Qwen's 403, as it is
     assert alone.known_absent("qwen3.7-max") is None  # the model exists: never answered here as not found
