@@ -47,13 +47,17 @@ class KeptLists:
         self.write = write  # the credentials' atomic 0600 writer (auth/credfile.py), given by the provider
 
     def last(self, account: str) -> ModelList | None:
-        """The folder's copy (a damaged file is no list, never a fault)."""
+        """The folder's copy (a damaged file is no list, said in one line, never a fault)."""
         if self.folder is None:
             return None
         try:
-            return loads((self.folder / f"{account}.json").read_text(encoding="utf-8"))
+            text = (self.folder / f"{account}.json").read_text(encoding="utf-8")
         except OSError:
             return None
+        found = loads(text)
+        if found is None:  # skipped, said once: Qwen's list is read at once all the same
+            log.warning("qwen: account %s: the model list kept in %s is damaged: not used", account, self.folder)
+        return found
 
     async def keep(self, listed: ModelList, key: str) -> None:
         """Off the loop (an fsync); OSError: a full disk or a read-only folder, for the caller to say."""
@@ -95,7 +99,10 @@ class TeamLists(KeptLists):
             self._say(f"qwen: account {account}: the team's model list could not be read ({type(e).__name__})")
             return None
         found = loads(rows[0][0]) if rows else None
-        return found if found is not None and found.account == account else None
+        if rows and (found is None or found.account != account):
+            self._say(f"qwen: account {account}: the team's model list in the database is damaged: not used")
+            return None
+        return found
 
     def _say(self, line: str) -> None:
         if line != self.said:

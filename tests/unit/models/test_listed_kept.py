@@ -24,7 +24,7 @@ LISTED = ModelList("acct", 1_796_000_000.0, {"qwen3.6-plus": ListedModel(
 KEY = key_id("https://h/compatible-mode/v1", "sk-one")
 
 
-async def test_the_folders_copy_reads_back_whole_and_a_damaged_one_is_none(tmp_path):
+async def test_the_folders_copy_reads_back_whole_and_a_damaged_one_is_none(tmp_path, caplog):
     both = ModelList("acct", LISTED.read_at, {**LISTED.models, "qwen9-max": ListedModel("qwen9-max", max_output=9,
                                                                                       other_bands=("off_peak",))})
     kept = kept_lists(tmp_path, None, atomic_write)
@@ -38,7 +38,10 @@ async def test_the_folders_copy_reads_back_whole_and_a_damaged_one_is_none(tmp_p
     assert back.bands_said("qwen3.6-plus") == "" and back.bands_said("nothing") == ""
     assert kept.last("other") is None and await kept.team("acct", KEY) is None
     written.write_text(dumps(both)[:-5])
-    assert kept.last("acct") is None
+    with caplog.at_level("WARNING", logger="qwen"):
+        assert kept.last("acct") is None
+    assert [r.getMessage() for r in caplog.records] == [
+        f"qwen: account acct: the model list kept in {tmp_path / 'model_lists'} is damaged: not used"]
     for bad in ("", "{}", '{"account": "a", "read_at": 1, "models": [{"id": "m", "nonsense": 1}]}', "[1]"):
         assert loads(bad) is None
     assert KeptLists(None).last("acct") is None
@@ -49,7 +52,7 @@ def test_a_key_is_named_by_a_digest_never_itself():
     assert key_id("https://h/compatible-mode/v1", "sk-two") != KEY != key_id("https://other/v1", "sk-one")
 
 
-async def test_on_postgresql_the_later_read_wins_and_another_key_reads_nothing(tmp_path, pg_url):
+async def test_on_postgresql_the_later_read_wins_and_another_key_reads_nothing(tmp_path, pg_url, caplog):
     one, two = TeamLists(tmp_path / "one", atomic_write, Database(pg_url)), TeamLists(None, None, Database(pg_url))
     assert await two.team("acct", KEY) is None
     await one.keep(LISTED, KEY)
@@ -60,6 +63,11 @@ async def test_on_postgresql_the_later_read_wins_and_another_key_reads_nothing(t
     assert (await one.team("acct", KEY)).read_at == later.read_at
     assert await one.team("acct", key_id("https://h/compatible-mode/v1", "sk-two")) is None
     assert await one.team("other", KEY) is None
+    await Database(pg_url).execute("UPDATE model_lists SET list = '{not json'")
+    with caplog.at_level("WARNING", logger="qwen"):
+        assert await one.team("acct", KEY) is None and await one.team("acct", KEY) is None
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["qwen: account acct: the team's model list in the database is damaged: not used"], said
 
 
 async def test_a_database_away_is_no_list_and_keeping_still_writes_the_folder(tmp_path, caplog):
