@@ -4,7 +4,9 @@ the conversation it repeats, and a prompt too short for Qwen to cache costs it n
 from __future__ import annotations
 
 import copy
+import subprocess
 import sys
+from pathlib import Path
 
 from qwen_gateway import jsonio
 from qwen_gateway.accounts import Conversation
@@ -59,8 +61,19 @@ def work_of_a_late_turn(rounds: int) -> int:
     return turn(doctor, messages + [{"role": "user", "content": "last"}], 20100, count=True)
 
 
+def counted_apart(rounds: int) -> int:
+    """`work_of_a_late_turn` in a process of its own: what the worker's earlier tests left in this one (threads,
+    caches, a reloaded module) is no work of the doctor's (CI once counted 116 here, a fresh process 112)."""
+    tests = Path(__file__).resolve().parents[2]
+    code = f"import sys; sys.path.insert(0, {str(tests)!r}); " \
+           f"from unit.observe.test_cache_doctor_cost import work_of_a_late_turn; print(work_of_a_late_turn({rounds}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout)
+
+
 def test_a_late_turns_work_does_not_grow_with_the_conversation_it_repeats():
-    short, long = work_of_a_late_turn(50), work_of_a_late_turn(500)  # 200 and 2,000 messages
+    short, long = counted_apart(50), counted_apart(500)  # 200 and 2,000 messages
     assert long <= short + 20, (short, long)
 
 
@@ -76,4 +89,4 @@ def test_a_late_turn_takes_few_calls():
     """Issue 61 item 5, within 2 % of a gateway without the doctor: a late turn of a grown conversation is a
     bounded handful of calls (168 before this bound, 111 with it: a Python call costs thousands of instructions
     here; the 60 kB the turn repeats is read by one call of xxh3, a tenth of CRC-32's instructions)."""
-    assert work_of_a_late_turn(50) <= 115
+    assert counted_apart(50) <= 115
