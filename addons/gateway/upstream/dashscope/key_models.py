@@ -47,6 +47,10 @@ def parse(raw: bytes) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
+def _models(count: int) -> str:
+    return f"{count} model" if count == 1 else f"{count} models"
+
+
 class KeyCatalogue(CatalogueFetch):
     """Keeps `live`'s entry for one account current; `credential` is read at each fetch (a rotated key is
     used at once); `refresh_soon` only schedules."""
@@ -94,7 +98,7 @@ class KeyCatalogue(CatalogueFetch):
             return False
         self.live.adopt(self.account, team, age + random.uniform(0.0, ADOPTED_SPREAD_S))
         self._say(f"qwen: account {self.account}: Qwen's model list read by the team "
-                  f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(team.read_at))}: {len(team.models)} models")
+                  f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(team.read_at))}: {_models(len(team.models))}")
         return True
 
     async def _listed(self, cred: Credential) -> ModelList | None:
@@ -123,9 +127,9 @@ class KeyCatalogue(CatalogueFetch):
             models[found_model.id] = found_model
             if unread:
                 unpriced[found_model.id] = unread
-        said = f"{len(unpriced)} of {len(models)} models' prices not taken ({next(iter(unpriced.values()))})" \
+        said = f"the prices of {len(unpriced)} of {_models(len(models))} not taken ({next(iter(unpriced.values()))})" \
             if unpriced else ""
-        self._say(f"qwen: account {self.account}: Qwen's model list read: {len(models)} models"
+        self._say(f"qwen: account {self.account}: Qwen's model list read: {_models(len(models))}"
                   + (f"; {said}: the catalogue prices those" if said else ""))
         return ModelList(self.account, time.time(), models, said)
 

@@ -3,6 +3,12 @@ cannot happen leaves the plan's catalogue in place."""
 
 from __future__ import annotations
 
+import json
+import logging
+
+import pytest
+
+from qwen_gateway.accounts import KEY, Credential
 from qwen_gateway.models.model_map import LiveModels
 from qwen_gateway.upstream.dashscope.key_models import KeyCatalogue, parse
 
@@ -22,3 +28,20 @@ async def test_an_account_without_a_usable_key_keeps_the_plans_catalogue():
     live.register("ds", (), catalogue.refresh_soon)
     await catalogue.refresh()
     assert not live.is_live("ds") and live.ids("ds") == () and not live.due("ds")  # retried after LIVE_RETRY
+
+
+@pytest.mark.parametrize("count, said", [(1, "Qwen's model list read: 1 model"),
+                                         (2, "Qwen's model list read: 2 models")])
+async def test_the_list_read_is_said_with_its_count(caplog, count, said):
+    class Listing(KeyCatalogue):
+        async def _get(self, cred, url, host):
+            models = [{"model": f"qwen-m{i}"} for i in range(count)]
+            return 200, json.dumps({"output": {"total": count, "models": models}}).encode()
+
+    cred = Credential("ds", KEY, "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "sk-test")
+    live = LiveModels()
+    catalogue = Listing(live, "ds", lambda: cred)
+    live.register("ds", (), catalogue.refresh_soon)
+    with caplog.at_level(logging.INFO, logger="qwen"):
+        await catalogue.refresh()
+    assert [r.getMessage() for r in caplog.records] == [f"qwen: account ds: {said}"]
