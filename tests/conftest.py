@@ -171,10 +171,18 @@ def pytest_terminal_summary(terminalreporter) -> None:
 def _storage_healths(monkeypatch):
     """Each test starts with no storage known to be down: the registry of storages' health (storage/health.py)
     is the process's, and a test that took a database or folder down must not leave it down for the next
-    (a readiness probe answered 503 `storage_unavailable` after the ledger's fault tests)."""
+    (a readiness probe answered 503 `storage_unavailable` after the ledger's fault tests). And at its end, what
+    it left down is forgotten: its probe ends, instead of trying a database the test took away every half second
+    for the rest of the worker's tests (a cycle of garbage each try, that a later test's count of garbage saw)."""
     from qwen_gateway.storage import health
 
-    monkeypatch.setattr(health, "_healths", {})
+    mine: dict = {}
+    monkeypatch.setattr(health, "_healths", mine)
+    yield
+    with health._healths_lock:
+        left = list(mine.values())
+    for h in left:
+        h.forget()
 
 
 @pytest.fixture(scope="session")
