@@ -110,8 +110,12 @@ async def test_rows_of_an_outage_are_kept_and_written_when_the_database_returns(
     await _until(lambda: _rows(pg.db) == 6, "the outage's rows written once the database is back")
     _no_tracebacks(caplog)
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(lines) == 1, lines  # one line for the whole outage, naming the database, not a file
-    assert f"127.0.0.1:{pg.port}" in lines[0] and "usage.sqlite3" not in lines[0]
+    opened = [line for line in lines if " is unavailable (" in line]
+    assert len(opened) == 1, lines  # one line for the whole outage, naming the database, not a file
+    assert f"127.0.0.1:{pg.port}" in opened[0] and "usage.sqlite3" not in opened[0]
+    # besides: its cause when it changed, once each (a busy machine's probe may see the server starting up)
+    changed = [line for line in lines if line not in opened]
+    assert all(" is still unavailable, now " in line for line in changed) and len(set(changed)) == len(changed), lines
 
 
 # ---- request counts and account state --------------------------------------------------------------------
