@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .cache.usage import read as read_cache
+
 if TYPE_CHECKING:
     from mitmproxy import http
 
@@ -117,52 +119,24 @@ def failed(ex: Exchange) -> bool:
 
 
 def cached_tokens(usage: dict | None) -> int | None:
-    """Cached prompt tokens: OpenAI's prompt_tokens_details.cached_tokens (or a top-level cached_tokens)."""
-    if not isinstance(usage, dict):
-        return None
-    details = usage.get("prompt_tokens_details")
-    value = details.get("cached_tokens") if isinstance(details, dict) else None
-    if value is None:
-        value = usage.get("cached_tokens")
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """Cached prompt tokens (cache/usage.py)."""
+    return read_cache(usage)[0]
 
 
 def cache_write_tokens(usage: dict | None) -> int | None:
-    """Prompt tokens Qwen stored in its explicit cache (OpenAI's cache_write_tokens, Qwen's
-    cache_creation_input_tokens); None when the usage says nothing of it."""
-    details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
-    value = details.get("cache_write_tokens", details.get("cache_creation_input_tokens")) \
-        if isinstance(details, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """Prompt tokens Qwen stored in its explicit cache (cache/usage.py); None when the usage says nothing of it."""
+    return read_cache(usage)[1]
 
 
 def cache_kind(usage: dict | None) -> str | None:
-    """Which of Qwen's caches the request used: "explicit" (cache_type ephemeral, or a write), "implicit" (hits
-    without either), None (neither)."""
-    details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
-    if isinstance(details, dict) and (details.get("cache_type") == "ephemeral" or cache_write_tokens(usage)):
-        return "explicit"
-    return "implicit" if cached_tokens(usage) else None
+    """Which of Qwen's caches the request used: "explicit" (markers: cache/usage.py), "implicit" (hits without
+    them), None (neither)."""
+    return cache_figures(usage)[2]
 
 
 def cache_figures(usage: dict | None) -> tuple[int | None, int | None, str | None]:
-    """`cached_tokens`, `cache_write_tokens` and `cache_kind` at once, the details looked up once (the ledger's
-    row: the three apart looked them up five times, ~10k instructions a request)."""
-    if not isinstance(usage, dict):
-        return None, None, None
-    details = usage.get("prompt_tokens_details")
-    if isinstance(details, dict):
-        cached = details.get("cached_tokens")
-        written = details.get("cache_write_tokens", details.get("cache_creation_input_tokens"))
-        if not isinstance(written, int) or isinstance(written, bool):
-            written = None
-        explicit = bool(written) or details.get("cache_type") == "ephemeral"
-    else:
-        cached, written, explicit = None, None, False
-    if cached is None:
-        cached = usage.get("cached_tokens")
-    if not isinstance(cached, int) or isinstance(cached, bool):
-        cached = None
+    """`cached_tokens`, `cache_write_tokens` and `cache_kind` at once, the usage read once (the ledger's row)."""
+    cached, written, _, explicit = read_cache(usage)
     return cached, written, "explicit" if explicit else "implicit" if cached else None
 
 

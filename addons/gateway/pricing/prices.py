@@ -40,6 +40,7 @@ from types import MappingProxyType
 from typing import Any
 
 from . import price_list
+from ..cache.usage import read as read_cache
 from ..models import catalogue
 
 USD, REQUESTS, TOKENS = "USD", "requests", "tokens"
@@ -192,17 +193,15 @@ def _tier(tiers: tuple[Tier, ...], prompt: int) -> Tier:
 def _prompt_usd(tier: Tier, usage: dict, prompt: int) -> float | None:
     """The prompt's price (USD per million tokens × tokens): cache hits and writes at theirs, the rest at input;
     None when it wrote for an hour and the tier has no price for that."""
-    details = usage.get("prompt_tokens_details")
-    details = details if isinstance(details, dict) else {}
-    hits = min(prompt, _int(details.get("cached_tokens", usage.get("cached_tokens"))))
-    written = min(prompt - hits, _int(details.get("cache_creation_input_tokens", details.get("cache_write_tokens"))))
-    if written or details.get("cache_type") == "ephemeral":  # the explicit cache
+    cached, written, hour, explicit = read_cache(usage)
+    hits = min(prompt, cached or 0)
+    written = min(prompt - hits, written or 0)
+    if explicit:  # the explicit cache
         hit = tier.input * EXPLICIT_HIT if tier.cache_read is None else tier.cache_read
     else:
         hit = tier.input if tier.cached is None else tier.cached
     write = tier.input * CREATION if tier.cache_write is None else tier.cache_write
-    creation = details.get("cache_creation")
-    hour = min(written, _int(creation.get("ephemeral_1h_input_tokens"))) if isinstance(creation, dict) else 0
+    hour = min(written, hour)
     if hour and tier.cache_write_1h is None:
         return None
     return (prompt - hits - written) * tier.input + hits * hit + (written - hour) * write + \

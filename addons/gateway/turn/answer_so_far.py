@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..cache.usage import read as read_cache
 from ..errors import UpstreamError
 from ..interfaces import ChatChunk, ChunkSource
 from ..tokens import encoding
@@ -139,16 +140,18 @@ class AnswerSoFar:
         text = self.text
         prompt, output = _int(last.get("prompt_tokens")), _int(last.get("completion_tokens"))
         shared = max(0, prompt - count(text[:self.start]))
-        cached, written = _cached(last), _written(last)
+        hits, wrote, hour, explicit = read_cache(last)
+        cached, written = hits or 0, _lifetimes(wrote, hour)
         guessed, split = [0, 0], [0, 0]
-        stored = cached if _explicit(last) else None  # what the request after a broken one read of its writes
+        stored = cached if explicit else None  # what the request after a broken one read of its writes
         held: int | None = None  # what the previous broken request stored, on this one's account
         for part in self.parts:
             if part.usage:
                 prompt += _int(part.usage.get("prompt_tokens"))
                 output += _int(part.usage.get("completion_tokens"))
-                cached += _cached(part.usage)
-                _add(written, _written(part.usage))
+                hits, wrote, hour, _ = read_cache(part.usage)
+                cached += hits or 0
+                _add(written, _lifetimes(wrote, hour))
                 held = None
                 continue
             part_prompt = shared + count(text[:part.start])
@@ -183,26 +186,9 @@ def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _cached(usage: dict) -> int:
-    details = usage.get("prompt_tokens_details")
-    return _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
-
-
-def _explicit(usage: dict) -> bool:
-    """Qwen's usage says the request used the explicit cache (markers): what it wrote stays for its lifetime."""
-    details = usage.get("prompt_tokens_details")
-    return isinstance(details, dict) and ("cache_creation_input_tokens" in details
-                                          or details.get("cache_type") == "ephemeral")
-
-
-def _written(usage: dict) -> dict[str, int]:
-    """What a request wrote to the explicit cache, by lifetime (unsaid: the 5 minutes)."""
-    details = usage.get("prompt_tokens_details")
-    details = details if isinstance(details, dict) else {}
-    creation = details.get("cache_creation")
-    hour = _int(creation.get("ephemeral_1h_input_tokens")) if isinstance(creation, dict) else 0
-    total = _int(details.get("cache_creation_input_tokens", details.get("cache_write_tokens")))
-    return {"ephemeral_5m_input_tokens": max(0, total - hour), "ephemeral_1h_input_tokens": hour}
+def _lifetimes(written: int | None, hour: int) -> dict[str, int]:
+    """What a request wrote to the explicit cache (cache/usage.py), by lifetime (unsaid: the 5 minutes)."""
+    return {"ephemeral_5m_input_tokens": (written or 0) - hour, "ephemeral_1h_input_tokens": hour}
 
 
 def _add(into: dict[str, int], more: dict[str, int]) -> None:

@@ -15,7 +15,7 @@ from qwen_gateway.accounts import KEY, Credential
 from qwen_gateway.drift_report import Found, Report
 from qwen_gateway.upstream.dashscope.drift import (bounds, compare_caps, compare_list, compare_prices, probe_model,
                                                    read_list, usd)
-from qwen_gateway.upstream.dashscope.drift_probes import Prober, cache_prompt, events, shape
+from qwen_gateway.upstream.dashscope.drift_probes import Prober, cache_prompt, cached_of, events, shape
 from qwen_gateway.models.catalogue import chat_models, find, retired
 from qwen_gateway.models.listed import ListedModel
 from qwen_gateway.pricing.prices import Tier, builtin
@@ -268,3 +268,11 @@ def test_the_json_report():
         {"what": "m output cap", "gateway": "1", "qwen": "2", "todo": "fix",
          "line": "DIFF m output cap: gateway assumes 1, Qwen says 2 — fix"}],
         "matched": ["model list: 1 model read"], "skipped": [], "spent_tokens": 0}
+
+
+def test_the_cache_probe_reads_qwens_count_in_either_place():
+    """The probe reads Qwen's answer as it came (not through the gateway's answer, which moves a top-level
+    `cached_tokens` into the details): either place counts, as for every other reader (cache/usage.py)."""
+    assert cached_of({"prompt_tokens": 1200, "prompt_tokens_details": {"cached_tokens": 1100}}) == 1100
+    assert cached_of({"prompt_tokens": 1200, "cached_tokens": 1100}) == 1100
+    assert cached_of({"prompt_tokens": 1200}) == 0 and cached_of(None) == 0

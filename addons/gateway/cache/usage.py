@@ -1,0 +1,38 @@
+"""What a usage says of Qwen's prompt cache, read in one place for every reader: the ledger's row, the request
+line and metrics (observer.py), the price (pricing/prices.py), the cache doctor, and the usage a resumed stream
+sums (turn/answer_so_far.py).
+
+- read: `prompt_tokens_details.cached_tokens` (a top-level `cached_tokens` where the details have none);
+- written: Qwen's own `cache_creation_input_tokens`, else OpenAI's `cache_write_tokens` (the same count, which
+  the gateway adds beside Qwen's for OpenAI's clients: upstream/dashscope/answer.py);
+- of those, written for an hour: `cache_creation.ephemeral_1h_input_tokens` (the rest for 5 minutes);
+- explicit: the request used the explicit cache (markers): `cache_type` "ephemeral", a write, or Qwen's
+  creation count said at all (0 included); what it wrote stays for its lifetime.
+
+A count that is not a whole number of tokens (absent, null, negative, a boolean) is unknown: None, never 0."""
+
+from __future__ import annotations
+
+
+def read(usage: object) -> tuple[int | None, int | None, int, bool]:
+    """(read, written, written for an hour, explicit) of a usage; unknown counts None, the hour's 0."""
+    if not isinstance(usage, dict):
+        return None, None, 0, False
+    details = usage.get("prompt_tokens_details")
+    if not isinstance(details, dict):
+        return _count(usage.get("cached_tokens")), None, 0, False
+    cached = details.get("cached_tokens")
+    cached = _count(usage.get("cached_tokens") if cached is None else cached)
+    qwens = details.get("cache_creation_input_tokens")
+    written = _count(details.get("cache_write_tokens") if qwens is None else qwens)
+    hour = 0
+    if written:
+        creation = details.get("cache_creation")
+        if isinstance(creation, dict):
+            hour = min(written, _count(creation.get("ephemeral_1h_input_tokens")) or 0)
+    explicit = bool(written) or qwens is not None or details.get("cache_type") == "ephemeral"
+    return cached, written, hour, explicit
+
+
+def _count(value: object) -> int | None:
+    return value if type(value) is int and value >= 0 else None  # a bool is no count
