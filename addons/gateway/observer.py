@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .cache.usage import read as read_cache
+from .cache.usage import read as read_cache  # the ledger, metrics and the request line read it themselves
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -129,15 +129,9 @@ def cache_write_tokens(usage: dict | None) -> int | None:
 
 
 def cache_kind(usage: dict | None) -> str | None:
-    """Which of Qwen's caches the request used: "explicit" (markers: cache/usage.py), "implicit" (hits without
-    them), None (neither)."""
-    return cache_figures(usage)[2]
-
-
-def cache_figures(usage: dict | None) -> tuple[int | None, int | None, str | None]:
-    """`cached_tokens`, `cache_write_tokens` and `cache_kind` at once, the usage read once (the ledger's row)."""
-    cached, written, _, explicit = read_cache(usage)
-    return cached, written, "explicit" if explicit else "implicit" if cached else None
+    """Which of Qwen's caches the request used: "explicit" (markers), "implicit" (hits without them), None
+    (neither): cache/usage.py."""
+    return read_cache(usage)[3]
 
 
 def usage_int(usage: dict | None, key: str) -> int | None:

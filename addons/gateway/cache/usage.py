@@ -6,21 +6,26 @@ sums (turn/answer_so_far.py).
 - written: Qwen's own `cache_creation_input_tokens`, else OpenAI's `cache_write_tokens` (the same count, which
   the gateway adds beside Qwen's for OpenAI's clients: upstream/dashscope/answer.py);
 - of those, written for an hour: `cache_creation.ephemeral_1h_input_tokens` (the rest for 5 minutes);
-- explicit: the request used the explicit cache (markers): `cache_type` "ephemeral", a write, or Qwen's
-  creation count said at all (0 included); what it wrote stays for its lifetime.
+- kind: "explicit" when the request used the explicit cache (markers): `cache_type` "ephemeral", a write, or
+  Qwen's creation count said at all (0 included) — what it wrote stays for its lifetime, and its reads are priced
+  apart; "implicit" for reads without it; None for neither.
 
 A count that is not a whole number of tokens (absent, null, negative, a boolean) is unknown: None, never 0."""
 
 from __future__ import annotations
 
 
-def read(usage: object) -> tuple[int | None, int | None, int, bool]:
-    """(read, written, written for an hour, explicit) of a usage; unknown counts None, the hour's 0."""
+EXPLICIT, IMPLICIT = "explicit", "implicit"
+
+
+def read(usage: object) -> tuple[int | None, int | None, int, str | None]:
+    """(read, written, written for an hour, kind) of a usage; unknown counts None, the hour's 0."""
     if not isinstance(usage, dict):
-        return None, None, 0, False
+        return None, None, 0, None
     details = usage.get("prompt_tokens_details")
     if not isinstance(details, dict):
-        return _count(usage.get("cached_tokens")), None, 0, False
+        cached = _count(usage.get("cached_tokens"))
+        return cached, None, 0, IMPLICIT if cached else None
     cached = details.get("cached_tokens")
     cached = _count(usage.get("cached_tokens") if cached is None else cached)
     qwens = details.get("cache_creation_input_tokens")
@@ -30,8 +35,8 @@ def read(usage: object) -> tuple[int | None, int | None, int, bool]:
         creation = details.get("cache_creation")
         if isinstance(creation, dict):
             hour = min(written, _count(creation.get("ephemeral_1h_input_tokens")) or 0)
-    explicit = bool(written) or qwens is not None or details.get("cache_type") == "ephemeral"
-    return cached, written, hour, explicit
+    explicit = written or qwens is not None or details.get("cache_type") == "ephemeral"
+    return cached, written, hour, EXPLICIT if explicit else IMPLICIT if cached else None
 
 
 def _count(value: object) -> int | None:

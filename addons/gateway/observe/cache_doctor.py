@@ -22,8 +22,9 @@ from ..cache.compare import CAUSES, Turn, Verdict, closest, diagnose, first_chan
 from ..cache.diagnosis import Diagnoser
 from ..cache.prints import MID_SYSTEM, MODEL, SYSTEM, TOOL
 from ..cache.prints_forms import CHAT, places
+from ..cache.usage import EXPLICIT, read as read_cache
 from ..cache_turn import CacheTurn
-from ..observer import Observer, cache_figures, failed, usage_int
+from ..observer import Observer, failed, usage_int
 from ..pricing.prices import PriceTable
 from ..turn import outcome
 
@@ -67,8 +68,8 @@ class CacheDoctor(Observer):
         now = self.diagnoser.turn(ex)
         if now is None:
             return
-        cached, written, kind = cache_figures(usage)
-        now.prompt, now.cached, now.written, now.explicit = prompt, cached or 0, written or 0, kind == "explicit"
+        cached, written, _, kind = read_cache(usage)
+        now.prompt, now.cached, now.written, now.explicit = prompt, cached or 0, written or 0, kind == EXPLICIT
         kept = self.memory.kept(conversation.key, ex.key.name, now, by_opening=conversation.source == "opening")
         was = closest(kept.turns, now)
         verdict = diagnose(was, now)

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 from ..days import local_day
 from ..jsonio import valid_text
-from ..observer import cache_figures, label, usage_int
+from ..cache.usage import read as read_cache
+from ..observer import label, usage_int
 from ..redact import safe_message
 
 if TYPE_CHECKING:
@@ -122,7 +123,7 @@ def row_of(ex: Exchange) -> dict:
     usage's cache figures read together: ~45k instructions a request before, ~30k after)."""
     result, attempt = ex.result, ex.attempt
     usage = result.usage if isinstance(result.usage, dict) else None
-    cached, written, kind = cache_figures(usage)
+    cached, written, _, kind = read_cache(usage)
     ts, cache, model, error = ex.started_at, result.cache, ex.requested_model, result.error
     # status_of, error_code and error_text (observer.py) as one look at the result: a success reads two Nones
     message = result.stream_error or (error.message if error is not None else None)

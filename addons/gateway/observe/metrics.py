@@ -26,10 +26,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
+from ..cache.usage import read as read_cache
 from ..exchange import RetryReason
 from .gauges import AccountGauges, LearnedGauges
 from ..pricing.prices import UNPRICED
-from ..observer import (Observer, cache_figures, endpoint_name, error_code, failed, label, own_api,
+from ..observer import (Observer, endpoint_name, error_code, failed, label, own_api,
                         status_of, usage_int)
 from ..turn import outcome
 
@@ -218,7 +219,7 @@ class Metrics(Observer):
             return  # a local answer (models, health, …): no model, no tokens, no latency worth a histogram
         billed = upstream or model
         usage = ex.result.usage
-        cached, written, _ = cache_figures(usage)
+        cached, written, _, _ = read_cache(usage)
         for kind, value in (("prompt", usage_int(usage, "prompt_tokens")),
                             ("completion", usage_int(usage, "completion_tokens")), ("cached", cached),
                             ("cache_write", written)):

@@ -29,9 +29,10 @@ from mitmproxy.log import LegacyLogEvents
 from mitmproxy.net.http import url
 
 from ..errors import MITMPROXY_REFUSED
+from ..cache.usage import read as read_cache
 from ..exchange import RetryReason
 from ..jsonio import valid_text
-from ..observer import (Observer, cache_write_tokens, cached_tokens, endpoint_name, error_code, error_text, own_api,
+from ..observer import (Observer, endpoint_name, error_code, error_text, own_api,
                         status_of)
 from ..pricing.prices import UNPRICED, USD, usd
 from ..redact import safe_message
@@ -83,7 +84,7 @@ def format_line(ex: Exchange) -> str:
     usage = ex.result.usage if isinstance(ex.result.usage, dict) else {}
     if usage:
         parts.append(f"in={_num(usage.get('prompt_tokens'))} out={_num(usage.get('completion_tokens'))}")
-        cached, written = cached_tokens(usage), cache_write_tokens(usage)
+        cached, written, _, _ = read_cache(usage)
         if cached:
             parts.append(f"cached={cached}")
         if written:

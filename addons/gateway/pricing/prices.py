@@ -40,7 +40,7 @@ from types import MappingProxyType
 from typing import Any
 
 from . import price_list
-from ..cache.usage import read as read_cache
+from ..cache.usage import EXPLICIT, read as read_cache
 from ..models import catalogue
 
 USD, REQUESTS, TOKENS = "USD", "requests", "tokens"
@@ -193,10 +193,10 @@ def _tier(tiers: tuple[Tier, ...], prompt: int) -> Tier:
 def _prompt_usd(tier: Tier, usage: dict, prompt: int) -> float | None:
     """The prompt's price (USD per million tokens × tokens): cache hits and writes at theirs, the rest at input;
     None when it wrote for an hour and the tier has no price for that."""
-    cached, written, hour, explicit = read_cache(usage)
+    cached, written, hour, kind = read_cache(usage)
     hits = min(prompt, cached or 0)
     written = min(prompt - hits, written or 0)
-    if explicit:  # the explicit cache
+    if kind == EXPLICIT:
         hit = tier.input * EXPLICIT_HIT if tier.cache_read is None else tier.cache_read
     else:
         hit = tier.input if tier.cached is None else tier.cached

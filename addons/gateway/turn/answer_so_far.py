@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..cache.usage import read as read_cache
+from ..cache.usage import EXPLICIT, read as read_cache
 from ..errors import UpstreamError
 from ..interfaces import ChatChunk, ChunkSource
 from ..tokens import encoding
@@ -140,10 +140,10 @@ class AnswerSoFar:
         text = self.text
         prompt, output = _int(last.get("prompt_tokens")), _int(last.get("completion_tokens"))
         shared = max(0, prompt - count(text[:self.start]))
-        hits, wrote, hour, explicit = read_cache(last)
+        hits, wrote, hour, kind = read_cache(last)
         cached, written = hits or 0, _lifetimes(wrote, hour)
         guessed, split = [0, 0], [0, 0]
-        stored = cached if explicit else None  # what the request after a broken one read of its writes
+        stored = cached if kind == EXPLICIT else None  # what the request after a broken one read of its writes
         held: int | None = None  # what the previous broken request stored, on this one's account
         for part in self.parts:
             if part.usage:
