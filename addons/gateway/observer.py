@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .cache.usage import read as read_cache  # the ledger, metrics and the request line read it themselves
+from .cache.usage import read as read_cache  # the ledger, metrics and the request line call it themselves
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -126,12 +126,6 @@ def cached_tokens(usage: dict | None) -> int | None:
 def cache_write_tokens(usage: dict | None) -> int | None:
     """Prompt tokens Qwen stored in its explicit cache (cache/usage.py); None when the usage says nothing of it."""
     return read_cache(usage)[1]
-
-
-def cache_kind(usage: dict | None) -> str | None:
-    """Which of Qwen's caches the request used: "explicit" (markers), "implicit" (hits without them), None
-    (neither): cache/usage.py."""
-    return read_cache(usage)[3]
 
 
 def usage_int(usage: dict | None, key: str) -> int | None:

@@ -1,6 +1,6 @@
 """What a usage says of Qwen's prompt cache, read in one place for every reader: the ledger's row, the request
-line and metrics (observer.py), the price (pricing/prices.py), the cache doctor, and the usage a resumed stream
-sums (turn/answer_so_far.py).
+line, metrics and the cache doctor (observe/), the dialects' diagnostics and mitmweb (observer.py's two counts), the
+price (pricing/prices.py), the usage a resumed stream sums (turn/answer_so_far.py) and the drift check's probe.
 
 - read: `prompt_tokens_details.cached_tokens` (a top-level `cached_tokens` where the details have none);
 - written: Qwen's own `cache_creation_input_tokens`, else OpenAI's `cache_write_tokens` (the same count, which
