@@ -92,7 +92,7 @@ def test_a_gateway_that_starts_listening_after_the_first_notification_still_ackn
     started.wait(5)
     try:
         assert keys_applied.in_database(store.conn, "alice", 3) == ("Applied on 1 running gateway.", 0)
-        assert heard.is_set()
     finally:
         thread.join(10)
         store.close()
+    assert heard.is_set()  # (after the join: qwen-keys may read the row before the thread says it heard)
