@@ -6,8 +6,9 @@ key's spend); to the others — the request line, the ledger row, metrics, the d
 once mitmproxy has handed the answer to the client's connection: every exchange finished within BATCH_S,
 told observer by observer. MistakeLines one exchange at a time, each observer's code and data left the CPU's caches
 between requests, and the recording cost the gateway ~7 % of its throughput (docs/performance.md). Those
-that show the prompt estimate are told after the estimate (a few seconds at most). Reading what they
-recorded (`scrape`, `flush`) tells the batch first.
+that show the prompt estimate are told after the estimate (a few seconds at most); an exchange whose cache print
+a worker thread is making (a long prompt: cache/diagnosis.py) is told to them all once it is made. Reading what
+they recorded (`scrape`, `flush`) tells the batch first.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .observer import POINTS, Observer, overrides
 log = logging.getLogger("qwen")
 
 ESTIMATE_WAIT_S = 5.0
+PRINT_WAIT_S = 30.0  # a print longer in the making is not waited for: the doctor makes it itself
 BATCH_S = 0.05  # the recording observers are told at most this long after an answer went out
 BATCH_MOST = 256  # a batch this large is told on the next turn (a burst's exchanges are not held longer)
 
@@ -50,6 +52,7 @@ class Observers:
         self._exposition: Callable[[Pool | None, LearnedFacts | None], bytes] | None = next(
             (o.exposition for o in observers if callable(getattr(o, "exposition", None))), None)  # type: ignore[attr-defined]
         self._waiting: dict[str, tuple[Exchange, http.HTTPFlow]] = {}  # finished, the estimate still counting
+        self._printing: dict[str, tuple[Exchange, http.HTTPFlow]] = {}  # finished, the cache print being made
         self.track: Callable[[http.HTTPFlow], None] | None = next(
             (o.track for o in observers if callable(getattr(o, "track", None))), None)  # type: ignore[attr-defined]
 
@@ -75,6 +78,8 @@ class Observers:
     def done(self) -> None:
         # exchanges not yet told, or still waiting for their prompt estimate, get their line and row now
         self.flush()
+        for ex, flow in list(self._printing.values()):
+            self._printed(ex, flow)
         for ex, flow in list(self._waiting.values()):
             self._finish_later(ex, flow)
         for o in self.all:
@@ -124,7 +129,9 @@ class Observers:
         if batch:
             self._tell(batch)
 
-    def _tell(self, batch: list[tuple[Exchange, http.HTTPFlow]]) -> None:
+    def _tell(self, batch: list[tuple[Exchange, http.HTTPFlow]], printed: bool = False) -> None:
+        if not printed and any(ex.cache_print is not None for ex, _ in batch):
+            batch = [(ex, flow) for ex, flow in batch if not self._holds(ex, flow)]
         for fn in self._finished_now:  # observer by observer: its code stays in the caches over the batch
             for ex, flow in batch:
                 call_safely(fn, ex, flow)
@@ -140,6 +147,26 @@ class Observers:
         for fn in self._finished_later:
             for ex, flow in counted:
                 call_safely(fn, ex, flow)
+
+    def _holds(self, ex: Exchange, flow: http.HTTPFlow) -> bool:
+        """Whether `ex` waits for its cache print (a worker thread making it): told once it is made."""
+        printing = ex.cache_print
+        if printing is None or printing.done():
+            return False
+        self._printing[ex.id] = (ex, flow)
+        asyncio_utils.create_task(self._after_print(ex, flow, printing), name="qwen: printed", keep_ref=True)
+        return True
+
+    async def _after_print(self, ex: Exchange, flow: http.HTTPFlow, printing: asyncio.Future) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(printing), PRINT_WAIT_S)
+        except Exception:
+            pass
+        self._printed(ex, flow)
+
+    def _printed(self, ex: Exchange, flow: http.HTTPFlow) -> None:
+        if self._printing.pop(ex.id, None) is not None:  # not told yet (at shutdown, it was)
+            self._tell([(ex, flow)], printed=True)  # a print not made by now the doctor makes itself
 
     async def _after_estimate(self, ex: Exchange, flow: http.HTTPFlow) -> None:
         try:

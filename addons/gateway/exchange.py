@@ -203,6 +203,7 @@ class Exchange:
     routed: Routed | None = None  # the route (qwen_routes) the request met (turn/model_route.py)
     truncate_oldest: bool = False  # the client lets the oldest messages go to fit the context (to_chat says)
     cache_ask: Asked | None = None  # the cache diagnostics its client asked for (to_chat says; cache/diagnosis.py)
+    cache_print: asyncio.Future | None = field(default=None, repr=False)  # a long prompt print in the making (cache/)
     endpoint_state: Any = None  # the endpoint's own (Responses: api/responses/state.py), never read by the core
     notes: list[str] = field(default_factory=list)
     fixed: list[str] = field(default_factory=list)  # what qwen_cache_fixes changed in the request (turn/cache_fixes.py)
@@ -246,8 +247,7 @@ class Exchange:
         return round((first - self.started) * 1000, 1) if first is not None else None
 
     def fail(self, status: int, code: str | None, message: str) -> None:
-        self.result.status = status
-        self.result.error = ErrorInfo(status, code, message)
+        self.result.status, self.result.error = status, ErrorInfo(status, code, message)
 
     def to_meta(self) -> dict:
         """The JSON-safe record for flow.metadata["qwen"]."""

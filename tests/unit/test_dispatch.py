@@ -244,3 +244,38 @@ async def test_a_late_estimate_keeps_what_the_flow_annotator_stored_on_the_recor
             break
     assert flow.metadata["qwen"]["prompt_tokens_est"] == 7
     assert flow.metadata["qwen"]["upstream"]["body"] == {"model": "m"}
+
+
+async def test_an_exchange_whose_cache_print_is_being_made_is_told_when_it_is_made():
+    """A long turn's cache print is made by a worker thread (cache/diagnosis.py): the recording observers — the
+    doctor first, then the ledger and metrics that read its verdict — are told of that exchange once the print is
+    made; the others of its batch are not held; at shutdown it is told at once."""
+    from qwen_gateway.dispatch import BATCH_S, Observers
+
+    seen: list[str] = []
+
+    class Recorder(Observer):
+        def finished(self, ex, flow):
+            seen.append(ex.id)
+
+    observers = Observers([Recorder()])
+    loop = asyncio.get_running_loop()
+    long, short, last = exchange(), exchange(), exchange()
+    long.cache_print = loop.create_future()
+    observers.finished(long, client_flow())
+    observers.finished(short, client_flow())
+    await asyncio.sleep(BATCH_S * 3)
+    assert seen == [short.id]  # the long one waits for its print
+    long.cache_print.set_result(None)
+    await asyncio.sleep(0.01)
+    assert seen == [short.id, long.id]
+    await asyncio.sleep(BATCH_S * 2)
+    assert seen == [short.id, long.id]  # told once
+
+    last.cache_print = loop.create_future()
+    observers.finished(last, client_flow())
+    observers.done()
+    assert seen[2:] == [last.id]  # shutting down: told without its print (the doctor makes it itself)
+    last.cache_print.set_result(None)
+    await asyncio.sleep(BATCH_S * 2)
+    assert seen[2:] == [last.id]

@@ -11,6 +11,7 @@ this response is kept under its id for a later request to name (Anthropic keeps 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 
 FIRST, SAME, CHANGED, NOT_FOUND, UNAVAILABLE = "first", "same", "changed", "not_found", "unavailable"
 QWEN_DID = {"expiry": "expired", "unexplained": "evicted", "account": "other_account"}
+# A turn with more messages than this to print is printed by a worker thread (as a Responses input of more items
+# than api/responses/endpoints.OFF_LOOP_ITEMS is translated): its encoding would hold the event loop
+OFF_LOOP_MESSAGES = 256
 
 
 class Diagnoser:
@@ -35,6 +39,31 @@ class Diagnoser:
         self.memory = memory if memory is not None else Memory()
         self.catch_up = catch_up
 
+    def begin(self, ex: Exchange) -> None:
+        """As the request goes upstream (the cache doctor's `upstream_request`): a turn with more than
+        OFF_LOOP_MESSAGES messages to print (all of them, or those after what the conversation's newest turn left
+        to reuse) is printed by a worker thread meanwhile (`ex.cache_print`); the observers that record it
+        wait for it (dispatch.py). Any other is printed when it is read, on the loop."""
+        ex.cache_print = None
+        body, leg = ex.attempt.body, ex.attempt.leg
+        if not isinstance(body, dict):
+            return
+        messages = body.get("input" if leg.passthrough and "messages" not in body else "messages")
+        if not isinstance(messages, list) or len(messages) <= OFF_LOOP_MESSAGES:
+            return
+        before = None if leg.passthrough or ex.conversation is None else \
+            self.memory.newest(ex.key.name, ex.conversation.key)
+        reused = before.reuse.messages - 1 if before is not None and before.reuse is not None else 0
+        if len(messages) - reused <= OFF_LOOP_MESSAGES:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a script, a test): printed when read
+            return
+        settings, sent = ex.cache_ask is not None, ex.attempt.sent
+        ex.cache_print = loop.run_in_executor(
+            None, lambda: of_body(body, leg.suffix) if leg.passthrough else of_sent(body, sent, before, settings))
+
     def turn(self, ex: Exchange) -> Turn | None:
         """The exchange's turn: its prefix as it went upstream, fingerprinted once (None: nothing went)."""
         asked = ex.cache_ask
@@ -43,8 +72,10 @@ class Diagnoser:
         body = ex.attempt.body
         if not isinstance(body, dict):
             return None
-        leg = ex.attempt.leg
-        if leg.passthrough:
+        leg, printing = ex.attempt.leg, ex.cache_print
+        if printing is not None and printing.done() and not printing.cancelled() and printing.exception() is None:
+            found = printing.result()  # made by a worker thread (begin)
+        elif leg.passthrough:
             found = of_body(body, leg.suffix)
         else:  # the conversation's previous turn: what this one repeats of it is not read again
             before = self.memory.newest(ex.key.name, ex.conversation.key) if ex.conversation is not None else None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from array import array
 from collections import OrderedDict
+from itertools import chain
 
 import orjson
 
@@ -34,6 +35,7 @@ TEXTS = frozenset(("text", "input_text", "output_text"))
 SETTINGS = ("tool_choice", "enable_thinking", "thinking_budget", "reasoning_effort", "response_format", "thinking",
             "reasoning", "text")
 TOOLSETS = 64  # tool lists whose blocks are kept by their whole hash: an agent sends the same tools every turn
+SLICE = 256  # messages encoded in one call: one over 10,000 held the interpreter for 250 ms (`encoded`)
 MINUTES, HOUR = 300.0, 3600.0  # a cached prefix's lifetimes: Qwen's default, and Qwen4's `ttl: "1h"`
 
 
@@ -157,17 +159,14 @@ class Blocks:
                 self.hour = True
                 self.hour_blocks.append(index)
             text, images = canonical_content(content)
-        out = dict(message)  # its keys in their order: a string's message and a part's hash the same
+        out = {k: v for k, v in message.items() if k not in MARKERS}  # in their order: a string's hash the same
         out["content"] = text
-        out.pop("cache_control", None)
-        out.pop("prompt_cache_breakpoint", None)
         try:  # orjson itself: through dumps, one Python call more on every turn's last message
             data = orjson.dumps(out)
         except (TypeError, orjson.JSONEncodeError):
             data = dumps(out)
         if images:
-            if self.texts is None:
-                self.texts = {}
+            self.texts = self.texts if self.texts is not None else {}
             self.texts[index] = hash(data)
             data += dumps(images)
         return data
@@ -184,8 +183,8 @@ class Blocks:
                 known = _TOOLSETS[digest] = (hour, [(hash(d), len(d)) for d in (dumps(strip(t)) for t in tools)])
                 if len(_TOOLSETS) > TOOLSETS:
                     _TOOLSETS.popitem(last=False)
-            else:
-                _TOOLSETS.move_to_end(digest)
+            else:  # moved to the end; a worker thread (diagnosis.py) may have dropped it meanwhile
+                _TOOLSETS[digest] = _TOOLSETS.pop(digest, known)
         self.hour |= known[0]
         self.tools_hour = known[0]
         for digest, size in known[1]:
@@ -203,8 +202,11 @@ _TOOLSETS: OrderedDict[int, tuple[bool, list[tuple[int, int]]]] = OrderedDict() 
 
 
 def encoded(messages: list) -> list[bytes]:
-    try:
-        return list(map(orjson.dumps, messages))
+    try:  # SLICE at a time: between slices a worker thread printing a long prompt (diagnosis.py) lets the loop run
+        if len(messages) <= SLICE:
+            return list(map(orjson.dumps, messages))
+        return list(chain.from_iterable(map(orjson.dumps, messages[i:i + SLICE])
+                                        for i in range(0, len(messages), SLICE)))
     except (TypeError, orjson.JSONEncodeError):
         return [dumps(m) for m in messages]
 
@@ -271,13 +273,11 @@ def of_chat(body: dict, settings: bool = False, tools: tuple | None = None) -> P
     client's diagnostics compare them); `tools`: the tools' blocks and JSON's length and checksum, where this body
     repeats the tools of a turn before (prints_sent.py checked their JSON), taken instead of made again."""
     b = Blocks(body.get("model"))
-    messages = body.get("messages")
-    messages = messages if isinstance(messages, list) else []
+    messages = m if isinstance(m := body.get("messages"), list) else []
     lead = leading(messages)
     for m in messages[:lead]:
         system_parts(b, m.get("content"))
-    system_blocks = len(b.kinds) - 1
-    head_hour = b.hour
+    system_blocks, head_hour = len(b.kinds) - 1, b.hour
     b.add_tools(body.get("tools"), tools)
     tool_blocks = len(b.kinds) - 1 - system_blocks
     datas = encoded(messages[:lead]) + b.add_messages(messages[lead:])

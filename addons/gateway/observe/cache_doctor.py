@@ -57,6 +57,10 @@ class CacheDoctor(Observer):
         self.shown = ctx.master.addons.get("view") is not None or bool(getattr(ctx.options, "save_stream_file", None))
         self.at_once = self.shown
 
+    def upstream_request(self, ex: Exchange, flow: http.HTTPFlow) -> None:
+        if ex.conversation is not None or ex.cache_ask is not None:  # a turn it will judge or keep
+            self.diagnoser.begin(ex)  # a long one printed by a worker thread meanwhile
+
     def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
         usage, conversation = ex.result.usage, ex.conversation
         prompt = usage_int(usage, "prompt_tokens")

@@ -242,10 +242,10 @@ class UpstreamEngine:
         headers = wire.headers
         ex.attempt.url = wire.url
         ex.attempt.headers = dict(shown_headers(tuple(headers)))  # the exchange's own copy: a viewer may write on it
+        ex.attempt.sent = jsonio.dumps(wire.body)  # kept: the cache doctor reads the prompt in it again
         self.on_upstream_request(ex)
         # A stream may pause between events for as long as the idle limit; a whole answer for the full timeout.
         read = (config.stream_idle_timeout or None) if ex.stream else (config.upstream_timeout or None)
-        ex.attempt.sent = jsonio.dumps(wire.body)  # kept: the cache doctor reads the prompt in it again
         return wire.url, headers, ex.attempt.sent, read
 
 

@@ -103,3 +103,59 @@ def test_what_qwen_did_where_the_structure_promised_a_read():
     assert c.diagnoser.qwen_did(ex, 4800, 0, 4800).kind == "expired"
     ex, _ = c.ask(body(4), "msg_4", "msg_3", after=10)
     assert c.diagnoser.qwen_did(ex, 5200, 4800, 400) is None  # it read what was left: nothing to say
+
+
+def long_body(messages: int) -> dict:
+    return {"model": "qwen3-coder-plus", "messages": [{"role": "system", "content": SYSTEM}] + [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"m{i}"} for i in range(messages)]}
+
+
+async def test_a_long_turns_print_is_made_by_a_worker_thread_as_it_goes_upstream():
+    """A turn with more new messages than OFF_LOOP_MESSAGES is printed by a worker thread from the moment it goes
+    upstream (its encoding and hashing would hold the event loop: 10,000 messages took 250 ms of it); the print
+    is the one the loop would have made. A short turn, or the new tail of a long conversation, is printed on the
+    loop, at the answer's end, as before."""
+    import threading
+
+    from qwen_gateway import jsonio
+    from qwen_gateway.accounts import Conversation
+    from qwen_gateway.cache import diagnosis
+    from qwen_gateway.cache.prints import of_chat
+
+    made_on: list[str] = []
+    real = diagnosis.of_sent
+
+    def recorded(*args, **kw):
+        made_on.append(threading.current_thread().name)
+        return real(*args, **kw)
+
+    diagnoser = Diagnoser()
+    diagnosis.of_sent = recorded
+    try:
+        def sent(upstream: dict, at: float):
+            ex = exchange(upstream_body=upstream, started_at=at)
+            ex.conversation = Conversation("conv", "session")
+            ex.attempt.sent = jsonio.dumps(upstream)
+            diagnoser.begin(ex)
+            return ex
+
+        first = sent(long_body(diagnosis.OFF_LOOP_MESSAGES + 1), time.time())
+        assert first.cache_print is not None
+        await first.cache_print
+        seen = diagnoser.turn(first)
+        assert made_on and made_on[-1] != threading.current_thread().name
+        whole = of_chat(first.attempt.body)
+        assert (seen.print.kinds, seen.print.raw, seen.print.sizes) == (whole.kinds, whole.raw, whole.sizes)
+        diagnoser.memory.add(diagnoser.memory.kept("conv", "", seen), seen)
+
+        made_on.clear()  # the next turn repeats it: its two new messages printed at the end, on the loop
+        grown = long_body(diagnosis.OFF_LOOP_MESSAGES + 3)
+        nxt = sent(grown, time.time() + 1)
+        assert nxt.cache_print is None
+        assert diagnoser.turn(nxt).print.raw == of_chat(grown).raw
+        assert made_on == [threading.current_thread().name]
+
+        short = sent(long_body(8), time.time() + 2)
+        assert short.cache_print is None
+    finally:
+        diagnosis.of_sent = real

@@ -64,8 +64,8 @@ async def stored(store: ResponseStore, method: str, rest: str, query, owner: str
     stored = store.get(rid, owner) if method != "DELETE" else None
     if stored is None:
         raise GatewayError(404, f"Response with id '{rid}' not found.", code="not_found", param="response_id")
-    if action == "input_items":
-        return json_response(200, item_page(store.inputs(rid, owner) or [], query))
+    if action == "input_items":  # read by a worker thread: a response's input may hold 10,000 items
+        return json_response(200, await asyncio.to_thread(lambda: item_page(store.inputs(rid, owner) or [], query)))
     if not stored.get("background"):
         if action == "cancel":  # every other answer is finished before it is stored
             raise GatewayError(400, "Only responses created with background=true can be cancelled.",
