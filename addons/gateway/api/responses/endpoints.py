@@ -195,10 +195,12 @@ def responses_endpoint(store: Callable[[], ResponseStore], runs: Callable[[], Ba
 
 
 def large(body: dict, history: list | None) -> bool:
-    """A request whose translation walks more than OFF_LOOP_ITEMS items, or reads a stored conversation."""
+    """A request whose translation walks more than OFF_LOOP_ITEMS items, or reads a stored conversation or an
+    item by its id (from a stored response's input, read whole)."""
     items = body.get("input")
-    return (isinstance(items, list) and len(items) > OFF_LOOP_ITEMS or len(history or ()) > OFF_LOOP_ITEMS
-            or history is None and isinstance(body.get("previous_response_id"), str))
+    return (isinstance(items, list) and (len(items) > OFF_LOOP_ITEMS or any(
+        i.__class__ is dict and i.get("type") == "item_reference" for i in items))
+        or len(history or ()) > OFF_LOOP_ITEMS or history is None and isinstance(body.get("previous_response_id"), str))
 
 
 def compact_endpoint(store: Callable[[], ResponseStore]) -> Endpoint[Exchange]:

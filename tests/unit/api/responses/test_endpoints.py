@@ -36,6 +36,9 @@ def test_what_is_large():
     assert large({"input": "hi"}, [user("a")] * (OFF_LOOP_ITEMS + 1))  # a WebSocket's own long history
     assert large({"input": "hi", "previous_response_id": "resp_1"}, None)  # a stored conversation is read there
     assert not large({"input": "hi", "previous_response_id": "resp_1"}, [user("a")])  # the socket's, in memory
+    # an item named by its id is read from the store, with the stored input it stands in (10,000 items at most)
+    assert large({"input": [user("a"), {"type": "item_reference", "id": "msg_1"}]}, None)
+    assert not large({"input": [user("a"), {"type": "message", "role": "user", "content": "b"}]}, None)
 
 
 async def test_a_large_request_is_translated_by_a_worker_thread(endpoint, monkeypatch):
