@@ -29,7 +29,7 @@ from .observer import POINTS, Observer, overrides
 log = logging.getLogger("qwen")
 
 ESTIMATE_WAIT_S = 5.0
-PRINT_WAIT_S = 30.0  # a print longer in the making is not waited for: the doctor makes it itself
+PRINT_WAIT_S = 30.0  # a print longer in the making is not waited for: the doctor leaves that turn unjudged
 BATCH_S = 0.05  # the recording observers are told at most this long after an answer went out
 BATCH_MOST = 256  # a batch this large is told on the next turn (a burst's exchanges are not held longer)
 
@@ -166,7 +166,7 @@ class Observers:
 
     def _printed(self, ex: Exchange, flow: http.HTTPFlow) -> None:
         if self._printing.pop(ex.id, None) is not None:  # not told yet (at shutdown, it was)
-            self._tell([(ex, flow)], printed=True)  # a print not made by now the doctor makes itself
+            self._tell([(ex, flow)], printed=True)  # a print not made by now leaves the turn unjudged
 
     async def _after_estimate(self, ex: Exchange, flow: http.HTTPFlow) -> None:
         try:

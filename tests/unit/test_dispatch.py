@@ -275,7 +275,7 @@ async def test_an_exchange_whose_cache_print_is_being_made_is_told_when_it_is_ma
     last.cache_print = loop.create_future()
     observers.finished(last, client_flow())
     observers.done()
-    assert seen[2:] == [last.id]  # shutting down: told without its print (the doctor makes it itself)
+    assert seen[2:] == [last.id]  # shutting down: told without its print (the doctor leaves it unjudged)
     last.cache_print.set_result(None)
     await asyncio.sleep(BATCH_S * 2)
     assert seen[2:] == [last.id]

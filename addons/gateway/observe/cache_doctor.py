@@ -66,6 +66,8 @@ class CacheDoctor(Observer):
         prompt = usage_int(usage, "prompt_tokens")
         if prompt is None or failed(ex):
             return
+        if not self.at_once and ex.cache_print is not None and not ex.cache_print.done():
+            return  # not made within dispatch.PRINT_WAIT_S, or the gateway stops: not made again here, not judged
         if conversation is None or prompt < SMALLEST:
             self._keep_only(ex, prompt)
             return

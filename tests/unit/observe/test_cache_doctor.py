@@ -131,3 +131,24 @@ def test_without_mitmweb_or_a_flow_file_the_line_and_the_record_are_not_built():
     ex, flow = turn(d, body(2, tools=TOOLS[::-1]), 3200, 0)
     assert ex.result.cache.cause == "tool_order" and ex.result.cache.line == "" and ex.result.cache.diff is None
     assert "cache" not in flow.metadata["qwen"]
+
+
+async def test_a_print_still_being_made_when_the_doctor_is_told_leaves_the_turn_unjudged():
+    """The recording observers are told of a long turn once its print is made (dispatch.py), or after
+    PRINT_WAIT_S, or as the gateway stops: a print still being made then is not made again on the loop (200,000
+    messages took seconds there, at shutdown): that turn gets no verdict. Shown at once (mitmweb, a flow file), the
+    doctor makes it itself, as the flow's comment needs it before the answer goes out."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    d = doctor()
+    ex = exchange(upstream_body=body(3), started_at=1000.0, usage={"prompt_tokens": 3000, "completion_tokens": 5})
+    ex.attempt.cred = Cred("default")
+    ex.conversation = Conversation("c0ffee", "session")
+    ex.cache_print = loop.create_future()
+    d.finished(ex, answered(ex))
+    assert ex.result.cache is None and d.memory.newest("", "c0ffee") is None
+    d.at_once = d.shown = True
+    d.finished(ex, answered(ex))
+    assert ex.result.cache is not None and ex.result.cache.turn == 1
+    ex.cache_print.cancel()
