@@ -23,6 +23,8 @@ from .prints_sent import of_sent
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
+    from ..providers import Leg
+    from .prints import Print
 
 FIRST, SAME, CHANGED, NOT_FOUND, UNAVAILABLE = "first", "same", "changed", "not_found", "unavailable"
 QWEN_DID = {"expiry": "expired", "unexplained": "evicted", "account": "other_account"}
@@ -52,7 +54,7 @@ class Diagnoser:
         if not isinstance(messages, list) or len(messages) <= OFF_LOOP_MESSAGES:
             return
         before = None if leg.passthrough or ex.conversation is None else \
-            self.memory.newest(ex.key.name, ex.conversation.key)
+            self.memory.newest(ex.key.name, ex.conversation.key)  # what a chat turn's print reuses
         reused = before.reuse.messages - 1 if before is not None and before.reuse is not None else 0
         if len(messages) - reused <= OFF_LOOP_MESSAGES:
             return
@@ -60,9 +62,7 @@ class Diagnoser:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no event loop (a script, a test): printed when read
             return
-        settings, sent = ex.cache_ask is not None, ex.attempt.sent
-        ex.cache_print = loop.run_in_executor(
-            None, lambda: of_body(body, leg.suffix) if leg.passthrough else of_sent(body, sent, before, settings))
+        ex.cache_print = loop.run_in_executor(None, _made, body, leg, ex.attempt.sent, before, ex.cache_ask is not None)
 
     def turn(self, ex: Exchange) -> Turn | None:
         """The exchange's turn: its prefix as it went upstream, fingerprinted once (None: nothing went)."""
@@ -72,14 +72,12 @@ class Diagnoser:
         body = ex.attempt.body
         if not isinstance(body, dict):
             return None
-        leg, printing = ex.attempt.leg, ex.cache_print
+        printing = ex.cache_print
         if printing is not None and printing.done() and not printing.cancelled() and printing.exception() is None:
             found = printing.result()  # made by a worker thread (begin)
-        elif leg.passthrough:
-            found = of_body(body, leg.suffix)
         else:  # the conversation's previous turn: what this one repeats of it is not read again
             before = self.memory.newest(ex.key.name, ex.conversation.key) if ex.conversation is not None else None
-            found = of_sent(body, ex.attempt.sent, before, settings=asked is not None)
+            found = _made(body, ex.attempt.leg, ex.attempt.sent, before, asked is not None)
         seen = Turn(found, at=ex.started_at, account=ex.attempt.account, route=ex.attempt.route, lifetime=found.lifetime,
                     tenant=ex.key.name)
         if asked is not None:
@@ -165,3 +163,10 @@ class Diagnoser:
         ratio = (was.prompt / was.print.size) if was.prompt and was.print.size else 0.25
         missed = round((now.print.size - now.print.size_before(resume)) * ratio)
         return Comparison(CHANGED, cause, missed, reusable, was)
+
+
+def _made(body: dict, leg: Leg, sent: bytes, before: Print | None, settings: bool) -> Print:
+    """A request's print as it went upstream: a pass-through's in its own form, the chat form's from the bytes sent
+    (`before` reused where it repeats it); `settings` read too where a client may compare them. On the loop, or
+    on a worker thread (`begin`): it reads only what it is given."""
+    return of_body(body, leg.suffix) if leg.passthrough else of_sent(body, sent, before, settings)
