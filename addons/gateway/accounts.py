@@ -25,6 +25,8 @@ KEY = Kind.KEY
 WEB = Kind.WEB
 DASHSCOPE, QWENWEB = "dashscope", "qwenweb"  # the providers whose accounts need no `provider` named
 PROVIDER_OF_KIND: dict[str, str] = {OAUTH: DASHSCOPE, KEY: DASHSCOPE, WEB: QWENWEB}
+# The providers that serve the catalogue's models (models/catalogue.toml); any other serves what its own list says
+CATALOGUE_PROVIDERS = frozenset((DASHSCOPE, QWENWEB))
 
 
 class Outcome(enum.StrEnum):

@@ -137,6 +137,9 @@ class UpstreamError:
     headers: dict[str, str] = field(default_factory=dict)
     window: Window | None = None  # what ran out (a QUOTA's or THROTTLE's): how long the account stays away
     overloaded: bool = False  # the upstream is overloaded (a 503, an Anthropic base's 529)
+    # (the prompt's tokens, the window) as the upstream counted this request, when its refusal says them (a
+    # self-hosted server's: the prompt and the answer share its window)
+    counted: tuple[int, int] | None = None
 
     def to_gateway_error(self) -> GatewayError:
         return GatewayError(self.status, self.message, type=self.type, code=self.code, param=self.param,

@@ -53,6 +53,7 @@ class RetryReason(enum.StrEnum):
     STREAM_ONLY = "stream_only"  # the model answers streams only: learned, sent again as a stream
     CAPPED = "capped"  # the model refused the output cap: its cap learned, sent again within it
     NEW_CHAT = "new_chat"  # a pinned Qwen Chat chat refused the turn (stale parent): sent again in a new chat
+    TEMPLATE = "template"  # the model's chat template refused the messages' shape: learned, sent again in its shape
     TRUNCATED = "truncated"  # over Qwen's context with Responses `truncation: "auto"`: the oldest items dropped
     CONTINUED = "continued"  # a stream broke mid-answer: continued from what was answered (turn/continuation.py)
 
@@ -178,6 +179,8 @@ class PromptCount:
     tokens: int | None = None
     method: str | None = None  # tokens.py's method: tiktoken:…, estimate, sampled:…, skipped
     task: asyncio.Future | None = field(default=None, repr=False)  # a count still running
+    # (tokens, window) as the upstream itself counted the prompt, when a refusal of its output cap said so
+    server: tuple[int, int] | None = None
 
 
 @dataclass(slots=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from .accounts import Capability, Credential
 from .interfaces import ChunkSource, UpstreamAnswer
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class Lesson:
     """What one refusal taught, read from the provider's own words: a range (`fact` and its `bound`, for the
-    parameter `param`), a relation (`param` must stay above `below`), a thinking switch (`thinking`) or that the
-    model answers streams only."""
+    parameter `param`), a relation (`param` must stay above `below`), a thinking switch (`thinking`), that the
+    model answers streams only, or that its chat template takes system text only at the beginning."""
 
     text: str  # the words it was read from (the message, without the provider's error-class prefix)
     param: str = ""
@@ -36,6 +36,17 @@ class Lesson:
     below: str | None = None  # a relation: the parameter that must stay below `param`
     thinking: Thinking | None = None
     stream_only: bool = False
+    system_first: bool = False  # the model's chat template takes system text only as the first message
+
+
+class Prompt(NamedTuple):
+    """What is known of a request's prompt size when its body is built, for an upstream whose prompt and answer
+    share one window (`Upstream.fits_window`): the gateway's count (tiktoken), or the server's own (`exact`, read
+    from its refusal, with the window it named)."""
+
+    tokens: int
+    exact: bool = False
+    window: int | None = None
 
 
 @dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs 5x (object.__setattr__)
@@ -59,11 +70,12 @@ class Upstream(Protocol):
     name: str
 
     def chat_body(self, chat: dict, *, model: str, cred: Credential, notes: list[str],
-                  learned: LearnedFacts | None = None) -> dict:
+                  learned: LearnedFacts | None = None, prompt: Prompt | None = None) -> dict:
         """The upstream body for a chat request on this account; its "model" is the model asked (the upstream
         may move a request to another model, e.g. a vision model for images). `learned`: what the upstream's
         refusals taught about models (models/learned.py: thinking knobs; models that answer streams only, whose
-        whole answers the upstream streams and `turn.whole.translated` assembles; output caps, budgets)."""
+        whole answers the upstream streams and `turn.whole.translated` assembles; output caps, budgets).
+        `prompt`: the prompt's size, given to an upstream that `fits_window` (None: not known)."""
         ...
 
     def own_body(self, body: dict, *, model: str, capability: Capability, cred: Credential,
@@ -129,6 +141,9 @@ class Upstream(Protocol):
         ...
 
     resendable: bool  # a stream broken before anything but its opening went out is sent again as it was (web: no)
+    # the prompt and the answer share one window (a self-hosted server's max_model_len): the body is built with
+    # the prompt counted (`chat_body`'s `prompt`)
+    fits_window: bool
 
 
 class OneRequest:

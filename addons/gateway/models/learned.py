@@ -100,6 +100,7 @@ class LearnedFacts:
         self.facts: dict[tuple[str, str], Fact] = {}
         self.thinking: dict[str, Thinking] = {}  # thinking-only, effort-native (a 400 said so)
         self.stream_only: set[str] = set()  # answers streams only (a 400 said so)
+        self.system_first: set[str] = set()  # its chat template takes system text only first (a 400 said so)
         self.unknown: dict[str, int] = {}  # model -> 400s in a wording no reader knows (/metrics, /health)
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None

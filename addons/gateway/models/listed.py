@@ -30,6 +30,7 @@ class ListedModel:
     reasoning_max_output: int | None = None
     published: str = ""
     other_bands: tuple[str, ...] = ()  # time bands it prices besides the standard one, hours not given: not applied
+    served_by: str = ""  # what serves it, as the list says (a self-hosted server's `owned_by`: vllm, sglang)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,10 @@ class SeenBy:
         value = None if found is None else found.max_output if fact == OUTPUT else \
             (found.max_input or found.context) if fact == INPUT else None
         return ListedFact(model, fact, value, self.listed) if value else None
+
+    def model(self, model: str) -> ListedModel | None:
+        """What the account's list says of `model` (None: it names no such model)."""
+        return self.listed.models.get(model)
 
     def value(self, model: str, fact: str) -> int | None:
         got = self.get(model, fact)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
-from ..accounts import KEY, Credential
+from ..accounts import CATALOGUE_PROVIDERS, DASHSCOPE, KEY, Credential
 from ..accounts import OAUTH as OAUTH_KIND
 from .catalogue import (
     CHAT, CODING, EMBEDDING, OAUTH, PAYG_CN, PAYG_INTL, PAYG_US, ROWS, TOKEN, by_rules, chat_models,
@@ -104,21 +104,25 @@ LISTED_SINCE = 1_761_955_200  # 2025-11-01
 # How an account's requests are paid (accounts.Credential.billing) -> the catalogue's plan
 BILLING_PLANS = {"payg:intl": PAYG_INTL, "payg:cn": PAYG_CN, "payg:us": PAYG_US, "coding": CODING, "token": TOKEN}
 KEY_PLANS = frozenset(BILLING_PLANS.values())
-# (kind, billing, serves embeddings, name) per configured account (from the pool's status rows)
-Offers = Sequence[tuple[str, str, bool, str]]
+# (kind, billing, serves embeddings, name, provider) per configured account (from the pool's status rows)
+Offers = Sequence[tuple[str, str, bool, str, str]]
 
 
 def offers_of(rows: Sequence[Mapping]) -> Offers:
     """The offers of the pool's status rows (Pool.status)."""
-    return [(row.get("kind") or "", row.get("billing") or "", bool(row.get("embeddings")), str(row.get("name") or ""))
-            for row in rows]
+    return [(row.get("kind") or "", row.get("billing") or "", bool(row.get("embeddings")), str(row.get("name") or ""),
+             str(row.get("provider") or DASHSCOPE)) for row in rows]
 
 
 def served_plans(offers: Offers) -> set[str]:
     """The catalogue's plans the accounts belong to: a key on a host of no known plan (another OpenAI-compatible
-    base) may serve any key plan's model; a Qwen OAuth login the portal's own."""
+    base) may serve any key plan's model; a Qwen OAuth login the portal's own; an account of a provider that serves
+    no catalogue model (a self-hosted server) none."""
     plans: set[str] = set()
-    for kind, billing, _, _ in offers:
+    for offer in offers:
+        kind, billing, provider = offer[0], offer[1], offer[4] if len(offer) > 4 else DASHSCOPE
+        if provider not in CATALOGUE_PROVIDERS:
+            continue
         if kind == KEY:
             plan = BILLING_PLANS.get(billing)
             plans.update((plan,) if plan else KEY_PLANS)
@@ -139,6 +143,9 @@ class ModelMap:
         name = (requested or "").strip()
         if cred is not None and name in cred.model_map:
             return cred.model_map[name]
+        own = cred is not None and self.accounts.is_live(cred.account)
+        if own and cred is not None and name in self.accounts.ids(cred.account):
+            return name  # a model the account's own list names, as the client spelled it
         target = self.aliases.get(name)
         if target is None and name.startswith("claude-"):
             target = self.aliases.get(tier_alias(name) or "")
@@ -148,7 +155,19 @@ class ModelMap:
             target = (cred.default_model if cred is not None and cred.default_model else None) or self.default_model
         if cred is not None and cred.kind == KEY and target in OAUTH_ONLY:
             target = cred.default_model or KEY_DEFAULT_MODEL  # coder-model only exists behind Qwen OAuth
+        if cred is not None and getattr(cred, "provider", DASHSCOPE) not in CATALOGUE_PROVIDERS and target != name:
+            target = self._served(cred, target)  # an alias's catalogue model: what this server serves instead
         return target
+
+    def _served(self, cred: Credential, target: str) -> str:
+        """For an account that serves no catalogue model (a self-hosted server): `target` when its own list names
+        it, else its default model, else the first its list names (unread: the default, else `target`)."""
+        if not self.accounts.is_live(cred.account):
+            return cred.default_model or target
+        served = self.accounts.ids(cred.account)
+        if target in served:
+            return target
+        return cred.default_model if cred.default_model in served or not served else served[0]
 
     def list(self, offers: Offers | None = None) -> list[dict]:
         """What the configured accounts (`offers`; None: any) can serve: a key account's own list where its base
@@ -157,6 +176,7 @@ class ModelMap:
         models (`owned_by: qwen-<kind>`, e.g. `qwen-web`; a listed id a live catalogue also holds says that
         kind)."""
         created = LISTED_SINCE
+        windows: dict[str, int] = {}
         if offers is None:
             chat, embedding = QWEN_MODELS, EMBEDDING_MODELS
         else:
@@ -164,6 +184,8 @@ class ModelMap:
             rest = [o for o in offers if o not in own]
             plans = served_plans(rest)
             listed = [m for o in own for m in self.accounts.ids(o[3])]
+            windows = {m: found.context for o in own if (kept := self.accounts.model_list(o[3])) is not None
+                       for m, found in kept.models.items() if found.context and found.served_by}
             chat = tuple(dict.fromkeys([*listed, *chat_models(plans)]))
             embedding = tuple(embedding_models(plans)) if any(o[2] for o in rest) else ()
         names = list(dict.fromkeys([*chat, *embedding, *self.aliases]))
@@ -172,8 +194,12 @@ class ModelMap:
             owners.setdefault(model, f"qwen-{kind}")
             if owners[model] == "qwen":
                 owners[model] = f"qwen-{kind}"
-        return [{"id": n, "object": "model", "created": created, "owned_by": owner, "shutdown_date": _shutdown(n)}
-                for n, owner in owners.items()]
+        out = [{"id": n, "object": "model", "created": created, "owned_by": owner, "shutdown_date": _shutdown(n)}
+               for n, owner in owners.items()]
+        for entry in out if offers is not None and windows else ():
+            if (size := windows.get(entry["id"])) is not None:
+                entry["max_model_len"] = size  # the window a self-hosted server gives it (prompt and answer)
+        return out
 
     def get(self, model_id: str, offers: Offers | None = None) -> dict | None:
         for m in self.list(offers):

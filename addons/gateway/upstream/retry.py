@@ -15,7 +15,7 @@ from ..accounts import KEY, AccountUnavailable, Credential, NotCapable, Outcome,
 from ..errors import NO_RETRY, GatewayError, UpstreamError, unavailable
 from ..exchange import Exchange, Retry, RetryReason
 from ..models.learned import INPUT, LearnedFacts
-from ..turn.context_overflow import over_upstream_limit, upstream_limit
+from ..turn.context_overflow import ContextOverflow, over_upstream_limit, param_of, upstream_limit
 from ..tokens import truncate_chat
 
 T = TypeVar("T")
@@ -65,7 +65,7 @@ class RetryPolicy:
         error when the request should not be tried again. Each way back is tried in order; the first that
         applies says how."""
         assert self.pool is not None and ex.attempt.cred is not None
-        for way in (self.listed_elsewhere, self.relearned, self.truncated, self.new_chat, self.another_for_the_plan, self.past_a_refused_key,
+        for way in (self.listed_elsewhere, self.refitted, self.relearned, self.truncated, self.new_chat, self.another_for_the_plan, self.past_a_refused_key,
                     self.refreshed, self.rotated, self.waited):
             cred = await way(ex, err)
             if cred is not None:
@@ -86,6 +86,16 @@ class RetryPolicy:
             raise err.to_gateway_error() from None
         ex.attempt.retries.append(Retry(RetryReason.ROTATED, account))
         return cred
+
+    async def refitted(self, ex: Exchange, err: UpstreamError) -> Credential | None:
+        """A server whose prompt and answer share one window refused the output cap, saying its own count of the
+        prompt and the window: sent again once with the cap those leave (the body builder reads `ex.count.server`).
+        Never a prompt too long: that one is a CONTEXT refusal."""
+        if err.counted is None or err.kind != errors.CLIENT or ex.count.server == err.counted:
+            return None
+        prompt, window = ex.count.server = err.counted
+        return _again(ex, RetryReason.CAPPED, f"the server counts {prompt:,} prompt tokens of its {window:,}-token "
+                                              "window: sent again with the output cap the window leaves")
 
     async def relearned(self, ex: Exchange, err: UpstreamError) -> Credential | None:
         """A 400 in Qwen's own words that teaches something about the model (its thinking knobs, a range it
@@ -113,6 +123,10 @@ class RetryPolicy:
             self.learned.thinking[model] = reading.thinking  # qwen-code learns "thinking is mandatory" so
             return _again(ex, RetryReason.THINKING, f"{model} refused its thinking settings: sent again as "
                                                     f"{reading.thinking.value}")
+        if reading.system_first and model not in self.learned.system_first:
+            self.learned.system_first.add(model)
+            return _again(ex, RetryReason.TEMPLATE, f"{model}'s chat template takes system text only at the "
+                                                    "beginning: sent again with one leading system message")
         if reading.stream_only and model not in self.learned.stream_only:
             self.learned.stream_only.add(model)
             return _again(ex, RetryReason.STREAM_ONLY, f"{model} answers streams only: sent again as a stream")
@@ -221,6 +235,9 @@ class RetryPolicy:
         assert self.pool is not None
         self.pool.report(ex.account, _POOL_OUTCOME.get(err.kind, Outcome.ERROR), window=err.window,
                          detail=err.message if err.window else None)
+        if err.kind == errors.CONTEXT and err.counted is not None:  # the server's own count and window
+            prompt, window = err.counted
+            return ContextOverflow(max(prompt, window + 1), window, param_of(ex))
         if err.kind == errors.CONTEXT:
             return await over_upstream_limit(ex, err.message, err.to_gateway_error())
         return err.to_gateway_error()

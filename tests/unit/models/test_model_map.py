@@ -88,3 +88,39 @@ def test_the_models_retired_on_2026_10_10_are_listed_and_got_alike_with_their_sh
         assert listed[model]["shutdown_date"] == "2026-10-09"
         assert m.get(model, payg) == listed[model]
     assert listed["qwen3.6-flash"]["shutdown_date"] is None
+
+
+def _server(m: ModelMap, name: str, *models: tuple[str, int]) -> None:
+    from qwen_gateway.models.listed import ListedModel, ModelList
+    m.accounts.register(name, (), lambda: None)
+    listed = ModelList(name, 0.0, {mid: ListedModel(mid, context=size, served_by="vllm") for mid, size in models})
+    m.accounts.put(name, [mid for mid, _ in models], listed)
+
+
+def test_a_self_hosted_server_lists_only_what_it_serves_with_its_window():
+    m = ModelMap("qwen3-coder-plus")
+    offers = [("key", "", False, "gpu", "selfhosted")]
+    m.accounts.register("gpu", (), lambda: None)
+    assert "qwen3.8-max" not in [x["id"] for x in m.list(offers)]  # no catalogue model: not read yet, nothing
+    _server(m, "gpu", ("Qwen/Qwen3-8B", 40960))
+    chat = [x for x in m.list(offers) if x["owned_by"] == "qwen"]
+    assert [x["id"] for x in chat] == ["Qwen/Qwen3-8B"] and chat[0]["max_model_len"] == 40960
+    assert m.get("Qwen/Qwen3-8B", offers)["max_model_len"] == 40960
+    mixed = [*offers, ("key", "payg:intl", False, "ds", "dashscope")]
+    assert {"Qwen/Qwen3-8B", "qwen3.8-max"} <= {x["id"] for x in m.list(mixed)}
+
+
+def test_a_self_hosted_server_answers_the_aliases_with_what_it_serves():
+    from qwen_gateway.accounts import KEY, Credential
+    m = ModelMap("qwen3-coder-plus")
+    gpu = Credential("gpu", KEY, "http://gpu:8000/v1", "k", provider="selfhosted")
+    assert m.resolve("claude-haiku-4-5", gpu) == "qwen3-coder-flash"  # its list not read: nothing better known
+    _server(m, "gpu", ("Qwen/Qwen3-8B", 40960), ("Qwen/Qwen3-0.6B", 32768))
+    for alias in ("claude-haiku-4-5", "claude-sonnet-4-5", "gpt-4o", "gpt-5-codex", ""):
+        assert m.resolve(alias, gpu) == "Qwen/Qwen3-8B", alias  # its first model: no default named
+    assert m.resolve("Qwen/Qwen3-0.6B", gpu) == "Qwen/Qwen3-0.6B"  # a model it serves, as spelled
+    assert m.resolve("qwen3.8-max", gpu) == "qwen3.8-max"  # asked by name: the server's 404 says it
+    named = Credential("gpu", KEY, "http://gpu:8000/v1", "k", provider="selfhosted", default_model="Qwen/Qwen3-0.6B")
+    assert m.resolve("gpt-4o", named) == m.resolve("claude-haiku", named) == "Qwen/Qwen3-0.6B"
+    ds = Credential("ds", KEY, "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "k")
+    assert m.resolve("claude-haiku-4-5", ds) == "qwen3-coder-flash"  # Model Studio's: the catalogue's

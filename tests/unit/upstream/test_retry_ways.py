@@ -158,3 +158,46 @@ async def test_a_model_an_accounts_own_list_leaves_out_goes_to_the_next_and_repo
         await alone.listed_elsewhere(exchange(KEY_A), unlisted)
     assert e.value.status == 404 and "does not exist" in e.value.message
     assert await policy.listed_elsewhere(ex, err(errors.CLIENT, "bad", 400)) is None
+
+
+GPU = Credential("gpu", KEY, "http://127.0.0.1:8000/v1", "sk-gpu", provider="selfhosted")
+
+
+async def test_refitted_sends_a_refused_cap_again_once_with_the_servers_own_count():
+    from qwen_gateway.upstream.selfhosted.upstream import SELF_HOSTED
+    policy, ex = RetryPolicy(Pool(GPU)), exchange(GPU, "Qwen/Qwen3-8B")
+    ex.attempt.upstream = SELF_HOSTED
+    refused = SELF_HOSTED.classify(400, b'{"error": {"message": "This model\'s maximum context length is 40960 '
+                                        b'tokens. However, you requested 128000 output tokens and your prompt contains '
+                                        b'at least 9021 input tokens, for a total of at least 137021 tokens.", '
+                                        b'"type": "BadRequestError", "param": null, "code": 400}}', {})
+    assert await policy.recover(ex, refused) is GPU
+    assert ex.count.server == (9021, 40960) and ex.attempt.retries[-1].reason is RetryReason.CAPPED
+    assert "9,021 prompt tokens of its 40,960-token window" in ex.notes[-1]
+    with pytest.raises(GatewayError) as given:  # the same numbers again: not sent a third time
+        await policy.recover(ex, refused)
+    assert given.value.code != "context_length_exceeded"
+
+
+async def test_a_prompt_over_a_servers_window_is_the_overflow_in_the_servers_numbers():
+    from qwen_gateway.upstream.selfhosted.upstream import SELF_HOSTED
+    policy, ex = RetryPolicy(Pool(GPU)), exchange(GPU, "Qwen/Qwen3-8B")
+    ex.attempt.upstream = SELF_HOSTED
+    over = SELF_HOSTED.classify(400, b'{"object": "error", "message": "The input (41200 tokens) is longer than the '
+                                     b'model\'s context length (40960 tokens).", "code": 400}', {})
+    with pytest.raises(GatewayError) as given:
+        await policy.recover(ex, over)
+    assert given.value.code == "context_length_exceeded"
+    assert (given.value.tokens, given.value.limit) == (41200, 40960)  # what a Messages client reads as N > M
+
+
+async def test_a_template_that_takes_system_text_only_first_is_learned_and_sent_again():
+    from qwen_gateway.upstream.selfhosted.upstream import SELF_HOSTED
+    policy, ex = RetryPolicy(Pool(GPU)), exchange(GPU, "served-name")
+    ex.attempt.upstream = SELF_HOSTED
+    refused = SELF_HOSTED.classify(400, b'{"error": {"message": "System message must be at the beginning.", '
+                                        b'"type": "BadRequestError", "param": null, "code": 400}}', {})
+    assert await policy.recover(ex, refused) is GPU
+    assert "served-name" in policy.learned.system_first and ex.attempt.retries[-1].reason is RetryReason.TEMPLATE
+    with pytest.raises(GatewayError):  # learned already: a second refusal is the client's error
+        await policy.recover(ex, refused)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from ...accounts import OAUTH, Capability, Credential
 from ...errors import UpstreamError
-from ...providers import Lesson, OneRequest, Wire
+from ...providers import Lesson, OneRequest, Prompt, Wire
 from ...models import catalogue
 from . import answer, errors, markers, partial, ranges, request
 from .headers import target, upstream_headers
@@ -21,9 +21,10 @@ class DashScope(OneRequest):
 
     name = "dashscope"
     resendable = True  # a request is a request: sent again, it is answered again
+    fits_window = False  # its models' input and output limits are apart
 
     def chat_body(self, chat: dict, *, model: str, cred: Credential, notes: list[str],
-                  learned: LearnedFacts | None = None) -> dict:
+                  learned: LearnedFacts | None = None, prompt: Prompt | None = None) -> dict:
         return request.chat_to_qwen(chat, model=model, oauth=cred.kind == OAUTH, notes=notes, learned=learned)
 
     def own_body(self, body: dict, *, model: str, capability: Capability, cred: Credential,

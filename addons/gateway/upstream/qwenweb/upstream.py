@@ -17,7 +17,7 @@ from ...errors import SERVER, GatewayError, UpstreamError
 from ...models.model_map import LiveModels
 from ...settings.network import Network
 from ...interfaces import UpstreamAnswer
-from ...providers import Fetch, Lesson, Wire
+from ...providers import Fetch, Lesson, Prompt, Wire
 from ...storage.pg import Database
 from . import errors, request
 from .live_models import WebCatalogue
@@ -38,6 +38,7 @@ class QwenWeb:
 
     name = "qwenweb"
     resendable = False  # a second generation of one turn in the chat: a broken stream ends in its error
+    fits_window = False  # its models' input and output limits are apart
 
     def __init__(self, min_interval: float = 0.0, live: LiveModels | None = None, base: str | None = None,
                  network: Network | None = None, pinning: Pinning | None = None) -> None:
@@ -55,7 +56,7 @@ class QwenWeb:
         return self.live.ids(WEB) or request.WEB_MODELS
 
     def chat_body(self, chat: dict, *, model: str, cred: Credential, notes: list[str],
-                  learned: LearnedFacts | None = None) -> dict:
+                  learned: LearnedFacts | None = None, prompt: Prompt | None = None) -> dict:
         body = request.completion_body(chat, model=model, notes=notes, models=self.models(),
                                        default=cred.default_model)
         plan = self.pinning.plan(chat, cred.account, body["model"]) if self.pinning is not None else None

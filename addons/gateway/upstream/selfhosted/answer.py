@@ -9,6 +9,7 @@ import json
 
 from ... import ids
 from ...errors import AUTH, CLIENT, CONTEXT, SERVER, THROTTLE, TIMEOUT, ErrorKind, UpstreamError
+from . import limits
 
 REASONING = ("reasoning_content", "reasoning")  # the chat form's name first; newer vLLM releases say `reasoning`
 _CONTEXT_TEXTS = ("maximum context length", "context length", "prompt is too long", "longer than the maximum")
@@ -82,6 +83,14 @@ def classify(status: int, body: bytes | str | dict | None) -> UpstreamError:
         kind, code, out = AUTH, "invalid_api_key", 401
     elif status == 429:
         kind, code, out = THROTTLE, "rate_limit_exceeded", 429
+    elif status in (400, 413) and (seen := limits.counted(said)) is not None:
+        if seen.overflow:  # the prompt alone is over the window
+            return UpstreamError(CONTEXT, 400, said, "invalid_request_error", "context_length_exceeded",
+                                 param="messages", counted=(seen.prompt, seen.window))
+        # only the output cap was: never a prompt too long (the request is sent again within the window)
+        return UpstreamError(CLIENT, 400, f"The self-hosted server answered HTTP {status}: {said}",
+                             "invalid_request_error", "output_cap_over_window", param="max_tokens",
+                             counted=(seen.prompt, seen.window))
     elif status in (400, 413) and any(t in low for t in _CONTEXT_TEXTS):
         return UpstreamError(CONTEXT, 400, said, "invalid_request_error", "context_length_exceeded",
                              param="messages")

@@ -7,9 +7,12 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from ...accounts import Credential
+from ...exchange import note
 from ...models import catalogue
 from ...models.catalogue import Thinking
-from ...providers import Wire
+from ...models.listed import ListedModel
+from ...providers import Prompt, Wire
+from . import limits, template
 
 # The chat completions fields the servers document (vLLM's ChatCompletionRequest, SGLang's), besides the chat
 # template's own (`chat_template_kwargs`, `continue_final_message`, `add_generation_prompt`), which this module writes
@@ -22,7 +25,6 @@ SENT = frozenset((
 # Model Studio's switches the chat form may carry, and what becomes of each here
 THINKING = "enable_thinking"
 NO_KNOB = {
-    "thinking_budget": "the server's Qwen template has no thinking budget: thinking runs to the output cap",
     "enable_search": "a self-hosted model does not search the web",
     "search_options": "a self-hosted model does not search the web",
     "vl_high_resolution_images": "the server reads images at its own resolution",
@@ -30,24 +32,43 @@ NO_KNOB = {
 OFF_EFFORTS = ("none", "minimal")
 
 
-def chat_body(chat: dict, *, model: str, notes: list[str]) -> dict:
+def chat_body(chat: dict, *, model: str, notes: list[str], listed: ListedModel | None = None,
+              prompt: Prompt | None = None, system_first: bool = False) -> dict:
     """The server's body for a chat request: the documented fields, thinking on or off as the client asked (its
     `enable_thinking`, else `reasoning_effort` none/minimal as off and any other effort as on; nothing asked: the
-    model's own default), usage asked of a stream."""
+    model's own default), usage asked of a stream. With what the server's list says of the model (`listed`): the
+    output cap within its window (`prompt`: the prompt's size), a thinking budget in the server's own form. Its
+    chat template's rules: system text as one leading message where it takes no other (`system_first`: Qwen3.6 and
+    later, or a refusal said so), earlier turns' thinking kept for an agent where the model card asks it."""
     body = {k: v for k, v in chat.items() if k in SENT}
     body["model"] = model
+    if system_first and isinstance(body.get("messages"), list):
+        body["messages"] = template.one_system(body["messages"], notes)
+    kwargs: dict = dict(chat["chat_template_kwargs"]) if isinstance(chat.get("chat_template_kwargs"), dict) else {}
     thinking = chat.get(THINKING)
     effort = chat.get("reasoning_effort")
     if not isinstance(thinking, bool) and isinstance(effort, str):
         thinking = effort not in OFF_EFFORTS
     if isinstance(thinking, bool):
-        kwargs = chat.get("chat_template_kwargs")
-        body["chat_template_kwargs"] = {**(kwargs if isinstance(kwargs, dict) else {}), THINKING: thinking}
+        kwargs[THINKING] = thinking
     if isinstance(effort, str):
         notes.append(f"reasoning_effort {effort} sent as thinking {'on' if thinking else 'off'} (chat_template_kwargs)")
+    if thinking is not False and template.keeps_thinking(model) and template.agent(body) \
+            and template.PRESERVE not in kwargs:
+        kwargs[template.PRESERVE] = True
+        note(notes, f"{template.PRESERVE} sent: {model}'s model card asks it for agents (earlier turns' thinking kept)")
+    if kwargs:
+        body["chat_template_kwargs"] = kwargs
     for key, why in NO_KNOB.items():
         if key in chat:
             notes.append(f"{key} not sent: {why}")
+    body = limits.fit(body, window=listed.context if listed is not None else None, prompt=prompt, notes=notes,
+                      source="the server's model list")
+    budget = chat.get("thinking_budget")
+    if isinstance(budget, int) and not isinstance(budget, bool) and thinking is False:
+        note(notes, f"thinking_budget {budget} not sent: thinking is off")
+    elif isinstance(budget, int) and not isinstance(budget, bool):
+        body = template.thinking_budget(body, budget, listed.served_by if listed is not None else "", notes)
     if body.get("stream") is True:
         opts = body.get("stream_options")
         body["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from ...accounts import Capability, Credential
 from ...errors import UpstreamError
-from ...providers import Lesson, OneRequest, Wire
-from . import answer, request
+from ...providers import Lesson, OneRequest, Prompt, Wire
+from . import answer, request, template
 from .stream import Chunks
 
 if TYPE_CHECKING:
@@ -24,10 +24,13 @@ HOLD_S = 300.0
 class SelfHosted(OneRequest):
     name = NAME
     resendable = True  # a request is a request: sent again, it is answered again
+    fits_window = True  # the prompt and the answer share the server's max_model_len
 
     def chat_body(self, chat: dict, *, model: str, cred: Credential, notes: list[str],
-                  learned: LearnedFacts | None = None) -> dict:
-        return request.chat_body(chat, model=model, notes=notes)
+                  learned: LearnedFacts | None = None, prompt: Prompt | None = None) -> dict:
+        listed = getattr(learned, "model", None)  # the server's own list (models.py), when read
+        return request.chat_body(chat, model=model, notes=notes, listed=listed(model) if listed else None,
+                                 prompt=prompt, system_first=template.system_first(model, learned))
 
     def own_body(self, body: dict, *, model: str, capability: Capability, cred: Credential,
                  notes: list[str], learned: LearnedFacts | None = None) -> dict:
@@ -51,13 +54,17 @@ class SelfHosted(OneRequest):
         return request.continued(body, prefix)
 
     def lesson(self, message: str) -> Lesson | None:
-        return None  # its limits are the operator's (--max-model-len): told on each refusal, never learned
+        """Its chat template's refusal of a late system message; its limits are the operator's (--max-model-len):
+        read from its list and its refusals' own counts (limits.py), never learned as a model's."""
+        if template.SYSTEM_FIRST.lower() in message.lower():
+            return Lesson(message, param="messages", system_first=True)
+        return None
 
     def words_known(self, message: str) -> bool:
         return True  # its refusals are read by their status, never by their wording
 
     def unlearnable(self, lesson: Lesson, sent: dict, model: str, carried: str) -> str | None:
-        return "a self-hosted server's limits are its operator's"
+        return None if lesson.system_first else "a self-hosted server's limits are its operator's"
 
     def cache_lifetime_s(self, body: dict) -> float:
         return HOLD_S

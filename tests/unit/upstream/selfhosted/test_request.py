@@ -4,6 +4,8 @@ through the chat template, what has no knob said, continuation through continue_
 from __future__ import annotations
 
 from qwen_gateway.accounts import KEY, Credential
+from qwen_gateway.models.listed import ListedModel
+from qwen_gateway.providers import Prompt
 from qwen_gateway.upstream.selfhosted import request
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 50}
@@ -16,7 +18,7 @@ def test_only_documented_fields_go_and_model_studios_switches_become_the_templat
                              model="Qwen/Qwen3-8B", notes=notes)
     assert body == {"model": "Qwen/Qwen3-8B", "messages": CHAT["messages"], "max_completion_tokens": 50,
                     "temperature": 0.2, "chat_template_kwargs": {"enable_thinking": False}}
-    assert any(n.startswith("thinking_budget not sent") for n in notes)
+    assert "thinking_budget 900 not sent: thinking is off" in notes
     assert any(n.startswith("enable_search not sent") for n in notes)
 
 
@@ -58,3 +60,60 @@ def test_the_wire_carries_the_key_and_the_clients_own_agent_only():
     keyless = Credential("gpu", KEY, "http://h:8000/v1", "", provider="selfhosted")
     assert "Authorization" not in dict(request.wire(keyless, "chat/completions", {}, stream=False,
                                                     client_agent="codex/1", gateway_agent="g").headers)
+
+
+TOOLS = [{"type": "function", "function": {"name": "ls", "parameters": {"type": "object"}}}]
+
+
+def test_system_text_as_one_leading_message_where_the_template_demands_it():
+    notes: list[str] = []
+    messages = [{"role": "system", "content": "You are Codex."}, {"role": "developer", "content": [
+        {"type": "text", "text": "Sandbox: "}, {"type": "text", "text": "read-only"}]},
+        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "yes"},
+        {"role": "system", "content": "late"}, {"role": "user", "content": "go"}]
+    body = request.chat_body({**CHAT, "messages": messages}, model="Qwen/Qwen3.6-27B", notes=notes,
+                             system_first=True)
+    assert body["messages"] == [{"role": "system", "content": "You are Codex.\n\nSandbox: read-only\n\nlate"},
+                                messages[2], messages[3], messages[5]]
+    assert any("3 system/developer message(s) sent as one leading system message" in n for n in notes)
+    kept = request.chat_body({**CHAT, "messages": messages}, model="Qwen/Qwen3-8B", notes=[])
+    assert kept["messages"] == messages  # an older template takes them where they are
+    alone = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+    assert request.chat_body({**CHAT, "messages": alone}, model="m", notes=[], system_first=True)["messages"] is alone
+
+
+def test_preserve_thinking_for_an_agent_on_a_model_whose_card_asks_it():
+    notes: list[str] = []
+    agent = request.chat_body({**CHAT, "tools": TOOLS}, model="Qwen/Qwen3.6-35B-A3B", notes=notes)
+    assert agent["chat_template_kwargs"] == {"preserve_thinking": True}
+    assert any(n.startswith("preserve_thinking sent") for n in notes)
+    assert "chat_template_kwargs" not in request.chat_body(CHAT, model="Qwen/Qwen3.6-27B", notes=[])  # no agent
+    assert "chat_template_kwargs" not in request.chat_body({**CHAT, "tools": TOOLS}, model="Qwen/Qwen3-8B", notes=[])
+    off = request.chat_body({**CHAT, "tools": TOOLS, "enable_thinking": False}, model="Qwen/Qwen3.6-27B", notes=[])
+    assert off["chat_template_kwargs"] == {"enable_thinking": False}
+    own = request.chat_body({**CHAT, "tools": TOOLS, "chat_template_kwargs": {"preserve_thinking": False}},
+                            model="Qwen/Qwen3.6-27B", notes=[])
+    assert own["chat_template_kwargs"] == {"preserve_thinking": False}  # the client's word
+
+
+def test_a_thinking_budget_in_each_servers_own_form_below_the_cap():
+    ask = {**CHAT, "max_completion_tokens": 4000, "thinking_budget": 2000}
+    vllm = request.chat_body(ask, model="m", notes=[], listed=ListedModel("m", context=40960, served_by="vllm"))
+    assert vllm["thinking_token_budget"] == 2000 and "chat_template_kwargs" not in vllm
+    sglang = request.chat_body(ask, model="m", notes=[], listed=ListedModel("m", context=40960, served_by="sglang"))
+    assert sglang["chat_template_kwargs"] == {"thinking_budget": 2000} and "thinking_token_budget" not in sglang
+    notes: list[str] = []
+    unknown = request.chat_body(ask, model="m", notes=notes)
+    assert "thinking_token_budget" not in unknown and any("server's kind" in n for n in notes)
+    over = request.chat_body({**ask, "thinking_budget": 9000}, model="m", notes=[],
+                             listed=ListedModel("m", served_by="vllm"))
+    assert over["thinking_token_budget"] == 3999
+
+
+def test_the_cap_fits_the_window_the_servers_list_gives():
+    notes: list[str] = []
+    body = request.chat_body({**CHAT, "max_completion_tokens": 128000}, model="Qwen/Qwen3-8B", notes=notes,
+                             listed=ListedModel("Qwen/Qwen3-8B", context=40960, served_by="vllm"),
+                             prompt=Prompt(9000))
+    assert 0 < body["max_completion_tokens"] < 40960 - 9000
+    assert any("the server's model list" in n for n in notes)
