@@ -204,9 +204,10 @@ def _walk(node, p: Prompt) -> None:
 
 
 def prompt_of(body: dict) -> Prompt:
-    """Text parts of messages / input / prompt / instructions, images, and tool definitions."""
+    """Text parts of messages / input / prompt / instructions / a Messages request's `system`, images, and tool
+    definitions."""
     p = Prompt(texts=[])
-    for key in ("instructions", "messages", "input", "prompt"):
+    for key in ("instructions", "system", "messages", "input", "prompt"):
         if key in body:
             _walk(body[key], p)
     if isinstance(body.get("messages"), list):
@@ -218,7 +219,7 @@ def prompt_of(body: dict) -> Prompt:
 
 
 _PLAIN_MESSAGE = frozenset(("role", "content", "name"))  # a message whose one text is its string content
-_OTHER_TEXT = ("instructions", "input", "prompt", "tools")  # a body with any of these takes the walk
+_OTHER_TEXT = ("instructions", "system", "input", "prompt", "tools")  # a body with any of these takes the walk
 
 
 def _plain_chat_estimate(body: dict) -> int | None:

@@ -282,3 +282,12 @@ def test_plain_chat_messages_skip_the_general_walk(monkeypatch):
     estimate_request_tokens({**plain, "tools": [{"type": "function"}]}, exact=False)
     estimate_request_tokens(plain, exact=True)  # tiktoken counts: the walk gives it the texts
     assert len(walked) == 2
+
+
+def test_a_messages_requests_system_prompt_is_counted():
+    """Anthropic's `system` sits beside `messages`: a Messages request's prompt is mostly it (Claude Code's)."""
+    without = tokens.estimate_request_tokens({"messages": [{"role": "user", "content": "hi"}]})[0]
+    for system in ("You are Claude Code. " * 100, [{"type": "text", "text": "You are Claude Code. " * 100}]):
+        body = {"system": system, "messages": [{"role": "user", "content": "hi"}]}
+        assert tokens.estimate_request_tokens(body)[0] > without + 400
+        assert tokens.estimate_request_tokens(body, exact=False)[0] > without + 400
