@@ -39,6 +39,8 @@ class Outcome(enum.StrEnum):
     ERROR = "error"  # anything else: no change
     PUNISHED = "punished"  # an anti-bot page (a web session): the account is parked until imported again
     PLAN_REFUSED = "plan_refused"  # its plan refused this client (the Coding Plan's 405): counted, nothing else
+    UNREACHABLE = "unreachable"  # its server could not be reached (or said its engine is down) while another
+    # account could take the request: cool down 1 s doubling up to 30 s, as a throttle does
 
 
 class Window(enum.StrEnum):

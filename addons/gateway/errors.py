@@ -117,12 +117,14 @@ class ErrorKind(enum.StrEnum):
     UNLISTED = "unlisted"  # the account's own model list leaves the model out: another account, nothing sent
     PLAN_REFUSED = "plan_refused"  # the account's plan does not serve this client (the Coding Plan: coding agents
     # only): another account takes it; the account itself is fine for the clients its plan serves
+    UNREACHABLE = "unreachable"  # nothing was sent: the server could not be reached, or says its engine is down (a
+    # self-hosted server's 503): another account takes it when one can
 
 
 AUTH, QUOTA, THROTTLE, DENIED = ErrorKind.AUTH, ErrorKind.QUOTA, ErrorKind.THROTTLE, ErrorKind.DENIED
 CONTEXT, TIMEOUT, SERVER, CLIENT = ErrorKind.CONTEXT, ErrorKind.TIMEOUT, ErrorKind.SERVER, ErrorKind.CLIENT
 PUNISHED, STALE, PLAN_REFUSED = ErrorKind.PUNISHED, ErrorKind.STALE, ErrorKind.PLAN_REFUSED
-UNLISTED = ErrorKind.UNLISTED
+UNLISTED, UNREACHABLE = ErrorKind.UNLISTED, ErrorKind.UNREACHABLE
 
 
 @dataclass
@@ -140,8 +142,11 @@ class UpstreamError:
     # (the prompt's tokens, the window) as the upstream counted this request, when its refusal says them (a
     # self-hosted server's: the prompt and the answer share its window)
     counted: tuple[int, int] | None = None
+    transport: GatewayError | None = None  # an UNREACHABLE's: the client's error when no other account takes it
 
     def to_gateway_error(self) -> GatewayError:
+        if self.transport is not None:
+            return self.transport
         return GatewayError(self.status, self.message, type=self.type, code=self.code, param=self.param,
                             headers=self.headers, overloaded=self.overloaded)
 
@@ -156,6 +161,14 @@ class DeadConnection(ConnectionFailed):
 
 class UpstreamTimeout(ConnectionFailed):
     """The upstream sent nothing within the time allowed (the head, or the next bytes of a body)."""
+
+
+class Unreachable(ConnectionFailed):
+    """No connection could be made (refused, no route, none within the connect timeout): nothing was sent."""
+
+
+class NoConnection(UpstreamTimeout, Unreachable):
+    """No connection within the connect timeout."""
 
 
 def unavailable(e: AccountUnavailable) -> GatewayError:

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 # The transport failures are the core's (errors.py): the relay and the WebSocket server catch them too.
-from ..errors import ConnectionFailed, DeadConnection, UpstreamTimeout
+from ..errors import ConnectionFailed, DeadConnection, NoConnection, Unreachable, UpstreamTimeout
 from ..settings.network import Network, Proxy
 from .chunked import ChunkedDecoder
 from .deadline import Deadline
@@ -215,7 +215,7 @@ class UpstreamClient:
             reader, writer = await asyncio.wait_for(self._connect(scheme, host, port, proxy), self.connect_timeout)
         except asyncio.TimeoutError as e:
             via = f" through the proxy {proxy.shown}" if proxy else ""
-            raise UpstreamTimeout(f"no connection{via} within {self.connect_timeout:g} s") from e
+            raise NoConnection(f"no connection{via} within {self.connect_timeout:g} s") from e
         except ssl.SSLCertVerificationError as e:
             raise UntrustedCertificate(
                 f"the TLS certificate of {host} is not trusted ({e.verify_message}); behind a TLS-inspecting "
@@ -224,7 +224,7 @@ class UpstreamClient:
             raise ConnectionFailed(f"TLS with {host} failed: {e.reason or type(e).__name__}") from e
         except OSError as e:
             what = f"the proxy {proxy.shown}" if proxy else f"{host}:{port}"
-            raise ConnectionFailed(f"cannot connect to {what}: {e.strerror or type(e).__name__}") from e
+            raise Unreachable(f"cannot connect to {what}: {e.strerror or type(e).__name__}") from e
         self.connections_opened += 1
         return _Conn(origin, reader, writer), False
 

@@ -12,7 +12,9 @@ from collections.abc import Callable, Collection
 from .. import jsonio
 from ..models import catalogue, suggestions
 from ..settings.config import Config
-from ..errors import DENIED, NO_RETRY, ConnectionFailed, DeadConnection, GatewayError, UpstreamError, UpstreamTimeout
+from ..errors import (
+    DENIED, NO_RETRY, UNREACHABLE, ConnectionFailed, DeadConnection, GatewayError, Unreachable, UpstreamError,
+    UpstreamTimeout)
 from ..exchange import Exchange, Retry, RetryReason, note
 from ..accounts import OAUTH, Credential
 from ..models.model_map import offers_of, vision_model
@@ -106,6 +108,8 @@ class UpstreamEngine:
                 reconnected[0] = True
                 ex.attempt.retries.append(Retry(RetryReason.RECONNECTED, ex.account))
                 continue
+            except Unreachable as e:  # nothing was sent: another account may take it (RetryPolicy.elsewhere)
+                return UpstreamError(UNREACHABLE, 502, str(e), "server_error", transport=_transport(e))
             except ConnectionFailed as e:
                 raise _transport(e) from e
             return await self._answered(ex, upstream, upstream.opened(ex.attempt.body, resp))

@@ -23,7 +23,7 @@ T = TypeVar("T")
 MAX_THROTTLE_RETRIES = 2
 MAX_THROTTLE_WAIT = 10.0
 _POOL_OUTCOME = {errors.AUTH: Outcome.AUTH, errors.QUOTA: Outcome.QUOTA, errors.THROTTLE: Outcome.THROTTLE,
-                 errors.PUNISHED: Outcome.PUNISHED}
+                 errors.PUNISHED: Outcome.PUNISHED}  # an UNREACHABLE given up (no other account) changes nothing
 
 
 class RetryPolicy:
@@ -66,7 +66,7 @@ class RetryPolicy:
         applies says how."""
         assert self.pool is not None and ex.attempt.cred is not None
         for way in (self.listed_elsewhere, self.refitted, self.relearned, self.truncated, self.new_chat, self.another_for_the_plan, self.past_a_refused_key,
-                    self.refreshed, self.rotated, self.waited):
+                    self.refreshed, self.rotated, self.waited, self.elsewhere):
             cred = await way(ex, err)
             if cred is not None:
                 return cred
@@ -227,6 +227,24 @@ class RetryPolicy:
         except GatewayError:
             return None
         ex.attempt.retries.append(Retry(RetryReason.THROTTLED, account, wait))
+        return cred
+
+    async def elsewhere(self, ex: Exchange, err: UpstreamError) -> Credential | None:
+        """The account's server could not be reached (nothing was sent) or says its engine is down: another account
+        takes the request, and the one that failed cools down (as a throttled one does) so that the next requests and
+        its conversations go elsewhere; none other: the client's error, and the account is left as it was (one
+        upstream down is a 502 each time, never a pool that says it is cooling)."""
+        if err.kind != errors.UNREACHABLE:
+            return None
+        account = ex.account
+        try:
+            cred = await self.acquire(ex, exclude=ex.attempt.tried)
+        except GatewayError:
+            raise err.to_gateway_error() from None
+        assert self.pool is not None
+        self.pool.report(account, Outcome.UNREACHABLE, detail=err.message)
+        ex.notes.append(f"{account} unreachable ({err.message}): sent to {cred.account}")
+        ex.attempt.retries.append(Retry(RetryReason.ROTATED, account))
         return cred
 
     async def given_up(self, ex: Exchange, err: UpstreamError) -> GatewayError:

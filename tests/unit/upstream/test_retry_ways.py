@@ -201,3 +201,24 @@ async def test_a_template_that_takes_system_text_only_first_is_learned_and_sent_
     assert "served-name" in policy.learned.system_first and ex.attempt.retries[-1].reason is RetryReason.TEMPLATE
     with pytest.raises(GatewayError):  # learned already: a second refusal is the client's error
         await policy.recover(ex, refused)
+
+
+async def test_elsewhere_sends_what_an_unreachable_server_never_got_to_another_account():
+    policy, ex = RetryPolicy(pool := Pool(GPU, KEY_B)), exchange(GPU, "Qwen/Qwen3-8B")
+    down = UpstreamError(errors.UNREACHABLE, 502, "cannot connect to 127.0.0.1:9: Connection refused",
+                         "server_error", transport=GatewayError(502, "Qwen could not be reached: x.",
+                                                                code="upstream_unreachable"))
+    assert await policy.recover(ex, down) is KEY_B
+    assert pool.reports == [("gpu", Outcome.UNREACHABLE)] and ex.attempt.retries[-1].reason is RetryReason.ROTATED
+    assert "gpu unreachable" in ex.notes[-1]
+    alone, ex = RetryPolicy(pool := Pool(GPU)), exchange(GPU, "Qwen/Qwen3-8B")
+    with pytest.raises(GatewayError) as given:  # no other account: the transport's own 502, the account as it was
+        await alone.recover(ex, down)
+    assert given.value.status == 502 and given.value.code == "upstream_unreachable"
+    assert pool.reports == []
+
+
+def test_a_servers_503_is_unreachable_and_a_dashscope_503_is_not():
+    from qwen_gateway.upstream.selfhosted.upstream import SELF_HOSTED
+    assert SELF_HOSTED.classify(503, b'{"error": {"message": "engine dead"}}', {}).kind is errors.UNREACHABLE
+    assert DASHSCOPE.classify(503, b'{"error": {"message": "busy"}}', {}).kind is not errors.UNREACHABLE

@@ -234,7 +234,8 @@ class AccountPool(Pool):
         out: cool down until it ends (windows.py; `retry_after` s when upstream said), `detail` (its words) kept
         for every request refused meanwhile; THROTTLE - cool down `retry_after` s, else 1 s doubling up to 30 s;
         PUNISHED - an anti-bot page: a web session parks itself; PLAN_REFUSED - the plan refused this client
-        (`detail`: its User-Agent): counted for status(); ERROR: no change. A quota or throttle cools the group."""
+        (`detail`: its User-Agent): counted for status(); UNREACHABLE - its server could not be reached while
+        another account took the request: cool down as a throttle does (`detail`: why); ERROR: no change. A quota or throttle cools the group."""
         try:
             outcome = Outcome(outcome)
         except ValueError:
@@ -255,6 +256,10 @@ class AccountPool(Pool):
             for member in siblings(self._groups, account):
                 self._throttle_backoff[member] = wait
             cool(self.state, self._groups, account, now + wait, throttle_error(window, detail))
+        elif outcome is Outcome.UNREACHABLE:
+            wait = throttle_wait(retry_after, self._throttle_backoff.get(account))
+            self._throttle_backoff[account] = wait
+            cool(self.state, {}, account, now + wait, f"unreachable: {detail or 'its server could not be reached'}")
         elif outcome is Outcome.PLAN_REFUSED:
             self.refusals.note(account, detail or "")
         elif outcome is Outcome.PUNISHED:

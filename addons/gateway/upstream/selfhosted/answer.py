@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from ... import ids
-from ...errors import AUTH, CLIENT, CONTEXT, SERVER, THROTTLE, TIMEOUT, ErrorKind, UpstreamError
+from ...errors import AUTH, CLIENT, CONTEXT, SERVER, THROTTLE, TIMEOUT, UNREACHABLE, ErrorKind, UpstreamError
 from . import limits
 
 REASONING = ("reasoning_content", "reasoning")  # the chat form's name first; newer vLLM releases say `reasoning`
@@ -98,11 +98,13 @@ def classify(status: int, body: bytes | str | dict | None) -> UpstreamError:
         kind, code, out = CLIENT, "model_not_found", 404
     elif status == 504:
         kind, code, out = TIMEOUT, "upstream_timeout", 504
+    elif status == 503:  # vLLM's dead engine (its /health says 503 too): nothing generated, another server may
+        kind, code, out = UNREACHABLE, "upstream_error", 503
     elif status >= 500:
         kind, code, out = SERVER, "upstream_error", 502 if status != 503 else 503
     else:
         kind, code, out = CLIENT, None, status if 400 <= status < 500 else 400
-    typ = "server_error" if kind in (SERVER, TIMEOUT) else "rate_limit_error" if kind is THROTTLE else \
+    typ = "server_error" if kind in (SERVER, TIMEOUT, UNREACHABLE) else "rate_limit_error" if kind is THROTTLE else \
         "invalid_request_error"
     where = "" if etype is None else f" ({etype})"
     return UpstreamError(kind, out, f"The self-hosted server answered HTTP {status}{where}: {said}", typ, code,

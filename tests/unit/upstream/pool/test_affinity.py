@@ -95,6 +95,17 @@ async def test_a_throttled_account_keeps_its_conversation_once_back(state):
     assert (await pool.acquire(conversation=conv(1))).account == "a"
 
 
+async def test_an_unreachable_server_cools_briefly_and_its_conversations_move_on(state):
+    pool = AccountPool([Fake("a"), Fake("b")], state)
+    assert (await pool.acquire(conversation=conv(1))).account == "a"
+    pool.report("a", "unreachable", detail="cannot connect to 10.0.0.9:8000: Connection refused")
+    assert state.get("a")["last_error"].startswith("unreachable: cannot connect")
+    assert 0 < state.get("a")["cooldown_until"] - time.time() <= 1.5  # 1 s, doubling while it stays down
+    assert (await pool.acquire(conversation=conv(1))).account == "b"  # not sent to a server that is down
+    pool.report("a", "unreachable")
+    assert 1.5 < state.get("a")["cooldown_until"] - time.time() <= 2.5
+
+
 def test_affinity_is_bounded_and_lapses():
     aff = Affinity(ttl_s=60, max_entries=3)
     for n in range(5):
