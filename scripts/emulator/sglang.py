@@ -18,6 +18,7 @@ serving_base.py; `python/sglang/srt/managers/tokenizer_manager.py`; `docs/basic_
 - Usage: `stream_options.include_usage` defaults to false; `prompt_tokens_details.cached_tokens` only with
   `--enable-cache-report` and only when above 0; `reasoning_tokens` at the top of usage.
 - `tool_choice: "auto"` without `--tool-call-parser` is no error: the model's call stays in the text.
+- Any `model` is served, and echoed in the answer (SGLang does not check it).
 - Routes: `/v1/chat/completions`, `/v1/models` (`owned_by: "sglang"`, `root`, `max_model_len`), `/health` and
   `/health_generate` (503 when the engine is dead), `/get_model_info`, `/metrics` only with `--enable-metrics`
   (`sglang:num_running_reqs`, `sglang:num_queue_reqs`, `sglang:token_usage`, `sglang:cache_hit_rate`, label

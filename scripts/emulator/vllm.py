@@ -218,7 +218,7 @@ def _chat(h, cfg: Config, raw: bytes) -> None:
     problem = bad or validate(data)
     if problem:
         return send_error(h, *problem)
-    if data.get("model") and data["model"] not in cfg.names:
+    if data.get("model") and data["model"] not in cfg.names and not cfg.sglang:  # SGLang serves any name
         return send_error(h, 404, error(f"The model `{data['model']}` does not exist.", "NotFoundError", 404))
     if data.get("tool_choice") == "auto" and not cfg.auto_tools and not cfg.sglang:
         return send_error(h, 400, error(AUTO_TOOLS))
@@ -263,7 +263,8 @@ def _answer(h, cfg: Config, data: dict, toks: list[str], stream: bool, fault: di
         if broken:
             return send_error(h, 500, error("Internal server error", "InternalServerError", 500))
         use = vllm_answer.usage(len(toks), p["completion_tokens"] * n, cached, details, True, reasoning)
-        whole = vllm_answer.completion(cid, cfg.names[0], p, n, use, field)
+        model = str(data.get("model") or cfg.names[0]) if cfg.sglang else cfg.names[0]
+        whole = vllm_answer.completion(cid, model, p, n, use, field)
         answer = dumps(sglang.completion(whole, p) if cfg.sglang else whole)
         if fault and h.fault_answered(fault, False, answer):
             return
@@ -273,7 +274,8 @@ def _answer(h, cfg: Config, data: dict, toks: list[str], stream: bool, fault: di
     include = (opts is not None and opts.get("include_usage", default) is True) or cfg.force_include_usage
     options = {"include_usage": include, "continuous": include and bool((opts or {}).get("continuous_usage_stats")),
                "details": details, "reasoning": reasoning}
-    events = vllm_answer.chunks(cid, cfg.names[0], p, n, len(toks), cached, options, field)
+    model = str(data.get("model") or cfg.names[0]) if cfg.sglang else cfg.names[0]
+    events = vllm_answer.chunks(cid, model, p, n, len(toks), cached, options, field)
     _stream(h, sglang.chunks(events) if cfg.sglang else events, sw, fault, broken)
 
 
