@@ -34,7 +34,6 @@ DashScope mode; an error status in vLLM's shape (type: the status phrase); `mids
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -42,7 +41,8 @@ from http import HTTPStatus
 
 from . import faults, sglang, vllm_answer, vllm_prompt, vllm_template
 from .faults import dumps
-from .vllm_rules import AUTO_TOOLS, FIELDS, FIELDS_2026, NOT_COMPATIBLE, TEMPLATE, context_refusal, error, validate
+from .vllm_rules import (AUTO_TOOLS, FIELDS, FIELDS_2026, NOT_COMPATIBLE, TEMPLATE, context_refusal, error, read_body,
+                         validate)
 
 VERSION = "0.11.0"
 DEAD = "EngineCore encountered an issue. See stack trace (above) for the root cause."  # EngineDeadError's words
@@ -183,35 +183,10 @@ def _fault(h, f: dict, stream: bool) -> bool:
     return h.fault_answered(f, stream)
 
 
-def _read(h, raw: bytes):
-    """The body as FastAPI reads it: (data, problem) — problem a (status, body) refusal."""
-    ctype = h.headers.get("Content-Type", "")
-    media = ctype.split(";")[0].strip().lower()
-    data, bad = None, None
-    if raw and (not ctype or media.startswith("application/") and (media.endswith("/json") or media.endswith(
-            "+json"))):  # FastAPI reads a JSON body before the route's dependencies run
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            pos, msg = (e.pos, e.msg) if isinstance(e, json.JSONDecodeError) else (0, str(e))
-            bad = [{"type": "json_invalid", "loc": ("body", pos), "msg": "JSON decode error", "input": {},
-                    "ctx": {"error": msg}}]
-    if bad is not None:
-        return data, (400, error(str(bad), "Bad Request"))
-    if media != "application/json":  # api_server.validate_json_request
-        return data, (400, error(str(["Unsupported Media Type: Only 'application/json' is allowed"]), "Bad Request"))
-    if not isinstance(data, dict):
-        err = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None} if data is None else {
-            "type": "model_attributes_type", "loc": ("body",),
-            "msg": "Input should be a valid dictionary or object to extract fields from", "input": data}
-        return data, (400, error(str([err]), "Bad Request"))
-    return data, None
-
-
 def _chat(h, cfg: Config, raw: bytes) -> None:
     h.state.bump("chat_requests")
     fault = h.state.take_fault(faults.API_FAULTS, _key(h), h.path)
-    data, bad = _read(h, raw)
+    data, bad = read_body(h.headers.get("Content-Type", ""), raw)
     stream = isinstance(data, dict) and data.get("stream") is True
     if fault and _fault(h, fault, stream):
         return

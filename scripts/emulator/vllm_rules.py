@@ -10,6 +10,8 @@ serving_engine.create_error_response (type "BadRequestError").
 
 from __future__ import annotations
 
+import json
+
 # ChatCompletionRequest's fields in v0.11.0 (protocol.py): the request's other keys are ignored
 FIELDS = frozenset((
     "messages model frequency_penalty logit_bias logprobs top_logprobs max_tokens max_completion_tokens n "
@@ -128,3 +130,27 @@ def validate(data: dict) -> tuple[int, dict] | None:
             return 400, error(str([{"type": "dict_type", "loc": ("body", "messages", i),
                                     "msg": "Input should be a valid dictionary", "input": m}]), "Bad Request")
     return None
+
+
+def read_body(ctype: str, raw: bytes):
+    """The body as FastAPI reads it: (data, problem) — problem a (status, body) refusal."""
+    media = ctype.split(";")[0].strip().lower()
+    data, bad = None, None
+    if raw and (not ctype or media.startswith("application/") and (media.endswith("/json") or media.endswith(
+            "+json"))):  # FastAPI reads a JSON body before the route's dependencies run
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as e:
+            pos, msg = (e.pos, e.msg) if isinstance(e, json.JSONDecodeError) else (0, str(e))
+            bad = [{"type": "json_invalid", "loc": ("body", pos), "msg": "JSON decode error", "input": {},
+                    "ctx": {"error": msg}}]
+    if bad is not None:
+        return data, (400, error(str(bad), "Bad Request"))
+    if media != "application/json":  # api_server.validate_json_request
+        return data, (400, error(str(["Unsupported Media Type: Only 'application/json' is allowed"]), "Bad Request"))
+    if not isinstance(data, dict):
+        err = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None} if data is None else {
+            "type": "model_attributes_type", "loc": ("body",),
+            "msg": "Input should be a valid dictionary or object to extract fields from", "input": data}
+        return data, (400, error(str([err]), "Bad Request"))
+    return data, None

@@ -212,3 +212,11 @@ def test_finish_error_is_vllms_generation_error(v20):
     assert evs[-2] == {"error": {"message": "Internal server error", "type": "InternalServerError", "param": None,
                                  "code": 500}} and evs[-1] == "[DONE]"
     assert joined(evs, "content")  # part of the answer came first
+
+
+def test_ignored_fields_and_chat_template_kwargs_in_2026(v20):
+    plain = message(chat(v20, **THINK_OFF))
+    assert (plain["reasoning"], plain["content"]) == (None, "Echo: hello world")
+    chat(v20, thinking_token_budget=3, cache_salt="s", enable_thinking=False, thinking_budget=3, frobnicate=1)
+    assert v20.chat_requests()[-1]["ignored_fields"] == ["enable_thinking", "frobnicate", "thinking_budget"]
+    assert message(chat(v20, enable_thinking=False))["reasoning"]  # DashScope's knob: ignored, the model thinks
