@@ -39,7 +39,7 @@ import uuid
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
-from . import faults, sglang, vllm_answer, vllm_prompt, vllm_template
+from . import faults, sglang, vllm_answer, vllm_native, vllm_prompt, vllm_template
 from .faults import dumps
 from .vllm_rules import (AUTO_TOOLS, FIELDS, FIELDS_2026, NOT_COMPATIBLE, TEMPLATE, context_refusal, error, read_body,
                          validate)
@@ -136,6 +136,8 @@ def route(h, path: str, raw: bytes, parsed) -> None:
         routes["/metrics"] = ("GET",)
     if cfg.sglang:
         routes = {k: v for k, v in routes.items() if k not in ("/ping", "/version")} | sglang.ROUTES
+    if vllm_native.owns(cfg, path):  # the Anthropic Messages and Responses dialects
+        return vllm_native.route(h, cfg, path, raw)
     if path not in routes:
         return h.send_json(404, {"detail": "Not Found"})
     if h.command not in routes[path]:
@@ -190,24 +192,9 @@ def _chat(h, cfg: Config, raw: bytes) -> None:
     stream = isinstance(data, dict) and data.get("stream") is True
     if fault and _fault(h, fault, stream):
         return
-    problem = bad or validate(data)
+    problem = bad or validate(data) or prepare(h, cfg, data)
     if problem:
         return send_error(h, *problem)
-    if data.get("model") and data["model"] not in cfg.names and not cfg.sglang:  # SGLang serves any name
-        return send_error(h, 404, error(f"The model `{data['model']}` does not exist.", "NotFoundError", 404))
-    if data.get("tool_choice") == "auto" and not cfg.auto_tools and not cfg.sglang:
-        return send_error(h, 400, error(AUTO_TOOLS))
-    if data.get("chat_template") is not None or (data.get("chat_template_kwargs") or {}).get("chat_template"):
-        return send_error(h, 400, error(TEMPLATE))
-    if data.get("continue_final_message") and data.get("add_generation_prompt", True):
-        return send_error(h, 400, error(f"{NOT_COMPATIBLE} {NOT_COMPATIBLE}"))  # transformers', raised from itself
-    said = vllm_template.refusal(data["messages"]) if cfg.template else None
-    if said:  # a jinja2 TemplateError: 400 BadRequestError, the template's words
-        return send_error(h, 400, error(said))
-    if not data["messages"]:  # Qwen3's template reads messages[0]: jinja2's UndefinedError, raised from itself
-        return send_error(h, 400, error("list object has no element 0 list object has no element 0"))
-    if h.state.engine.dead:
-        return send_error(h, 500, error(DEAD, "InternalServerError", 500))
     kwargs = data.get("chat_template_kwargs") if isinstance(data.get("chat_template_kwargs"), dict) else {}
     toks = vllm_prompt.tokens(vllm_prompt.render(data, kwargs.get("enable_thinking") is False))
     cap = data.get("max_completion_tokens") or data.get("max_tokens")
@@ -216,6 +203,27 @@ def _chat(h, cfg: Config, raw: bytes) -> None:
         return send_error(h, 400, refused)
     with h.state.engine.slot(h.server.stopping):
         _answer(h, cfg, data, toks, stream, fault)
+
+
+def prepare(h, cfg: Config, data: dict) -> tuple[int, dict] | None:
+    """What the server refuses in a valid chat request before it renders the prompt (the Messages and Responses
+    routes, vllm_native.py, go through it too), or None."""
+    if data.get("model") and data["model"] not in cfg.names and not cfg.sglang:  # SGLang serves any name
+        return 404, error(f"The model `{data['model']}` does not exist.", "NotFoundError", 404)
+    if data.get("tool_choice") == "auto" and not cfg.auto_tools and not cfg.sglang:
+        return 400, error(AUTO_TOOLS)
+    if data.get("chat_template") is not None or (data.get("chat_template_kwargs") or {}).get("chat_template"):
+        return 400, error(TEMPLATE)
+    if data.get("continue_final_message") and data.get("add_generation_prompt", True):
+        return 400, error(f"{NOT_COMPATIBLE} {NOT_COMPATIBLE}")  # transformers', raised from itself
+    said = vllm_template.refusal(data["messages"]) if cfg.template else None
+    if said:  # a jinja2 TemplateError: 400 BadRequestError, the template's words
+        return 400, error(said)
+    if not data["messages"]:  # Qwen3's template reads messages[0]: jinja2's UndefinedError, raised from itself
+        return 400, error("list object has no element 0 list object has no element 0")
+    if h.state.engine.dead:
+        return 500, error(DEAD, "InternalServerError", 500)
+    return None
 
 
 def _answer(h, cfg: Config, data: dict, toks: list[str], stream: bool, fault: dict | None) -> None:
