@@ -21,7 +21,8 @@ Batch APIs, on pay-as-you-go's /compatible-mode/v1.
 
 `--serve vllm` plays a self-hosted vLLM OpenAI-compatible server (v0.11.0) serving open Qwen weights instead, with
 vLLM's own flags (--model, --served-model-name, --max-model-len, --reasoning-parser, --enable-auto-tool-choice,
---tool-call-parser, --enable-prompt-tokens-details, ...): docs/emulator.md, "vLLM mode".
+--tool-call-parser, --enable-prompt-tokens-details, ...): docs/emulator.md, "vLLM mode"; `--vllm-version 0.20.0` the 2026
+releases ("vLLM 2026 releases"), `--serve sglang` a self-hosted SGLang server ("SGLang mode").
 """
 
 from __future__ import annotations

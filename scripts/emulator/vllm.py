@@ -1,5 +1,6 @@
 """vLLM mode (`qwen_emulator.py --serve vllm`): a self-hosted vLLM OpenAI-compatible server serving open Qwen weights,
-as vLLM v0.11.0 (2025-10-02) answers — its source read from the release's wheel; paths below are the package's.
+by default as vLLM v0.11.0 (2025-10-02) answers — its source read from the release's wheel; paths below are the
+package's — and with `--vllm-version 0.15` or later as the 2026 releases do (below).
 
 - Routes (entrypoints/openai/api_server.py): `POST /v1/chat/completions`, `GET /v1/models`, `GET /health` (200,
   empty), `GET|POST /ping`, `GET /version` (`{"version": "0.11.0"}`); any other path 404 `{"detail": "Not Found"}`, a
@@ -26,10 +27,26 @@ as vLLM v0.11.0 (2025-10-02) answers — its source read from the release's whee
 - Usage (serving_chat.py): `prompt_tokens_details` `{"cached_tokens": N}` only with --enable-prompt-tokens-details and
   a prefix-cache hit (null in a whole answer otherwise); vllm_prompt.py has the prefix cache.
 
+The 2026 releases (`--vllm-version` 0.15 or later; `Config.modern`), as docs/emulator.md "vLLM 2026 releases" lists
+them with their sources (the team's selfhosted-servers.md, vLLM's source and docs):
+- reasoning under `reasoning` (message, `delta.reasoning`), never `reasoning_content` (PR #27752 renamed it, PR #33402,
+  Jan 2026, removed the old name); a thinking answer cut before `</think>` is all reasoning, content null
+  (qwen3_reasoning_parser); `usage.completion_tokens_details.reasoning_tokens` with a reasoning parser.
+- context (vllm_rules.context_refusal): never clamped; the v0.20 wording "…you requested M output tokens and your prompt
+  contains at least N input tokens…" (vllm #42474) with VLLMValidationError's "(parameter=input_tokens, value=N)" and
+  `param`; from v0.30 a prompt alone over the length is "Input length (N) exceeds model's maximum context length (L)."
+  (the v0.30 boundary: the release users quoted it from; the first release with it is not known).
+- `thinking_token_budget` honoured only with `--reasoning-config` (docs/features/reasoning_outputs.md; the release it
+  arrived in is not known: played from 0.15); `cache_salt` keys the prefix cache; `chat_template_kwargs` reach the
+  template (`enable_thinking`, `preserve_thinking` with `--chat-template qwen3.6`: vllm_template.py, vllm_tools.py).
+- `/health` 503 when the engine is dead, `/metrics` (Prometheus text), `--max-num-seqs` queueing and `--token-delay`
+  pace: engine.py; `/v1/messages` and `/v1/responses`: vllm_native.py. `--serve sglang` shares all this (sglang.py).
+
 Queued faults (/_emulator/fault) apply: `cut` at any byte, `stall`, `reset_midstream`, socket faults as in the
 DashScope mode; an error status in vLLM's shape (type: the status phrase); `midstream504`, `error_finish` and
 `nested_error` become vLLM's in-stream error (`data: {"error": {…, "type": "BadRequestError", "code": 400}}`, then
-`data: [DONE]`, as its stream generator writes one).
+`data: [DONE]`, as its stream generator writes one); `finish_abort`, `finish_repetition` end an answer after part of
+its text with that finish_reason, `finish_error` is vLLM's GenerationError (a 500, or an error event in a stream).
 """
 
 from __future__ import annotations
