@@ -13,7 +13,7 @@ starts inside it, and a server without a reasoning parser shows `…</think>` in
 
 from __future__ import annotations
 
-TEMPLATES = ("qwen3.6", "qwen3.8")
+TEMPLATES = tuple("qwen3.6 qwen3.8".split())  # --chat-template values (template names, not model ids)
 ROLES = ("system", "user", "assistant", "tool")
 
 

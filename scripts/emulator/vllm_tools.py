@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 
-XML_PARSERS = ("qwen3_coder", "qwen3_xml")
+XML_PARSERS = tuple("qwen3_coder qwen3_xml".split())  # vLLM's parser names (flag values, not model ids)
 PARSERS = ("hermes", *XML_PARSERS)
 DEGRADE_AFTER = 2  # assistant tool-call turns after which, without preserve_thinking, arguments come out `{}`
 _CALL = re.compile(r"<tool_call>\s*<function=([^>\n]+)>(.*?)</function>\s*</tool_call>", re.S)
