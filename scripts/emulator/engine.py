@@ -25,13 +25,14 @@ class Engine:
     def __init__(self, max_num_seqs: int, token_delay: float) -> None:
         self.cond = threading.Condition()
         self.defaults = (max(1, max_num_seqs), max(0.0, token_delay))
+        self.running = self.waiting = 0  # requests in flight: a reset does not forget them
         self.reset()
 
     def reset(self) -> None:
+        """The command line's pace and batch, alive, counters at zero (POST /_emulator/reset)."""
         with self.cond:
             self.max_num_seqs, self.token_delay = self.defaults
             self.dead = False
-            self.running = self.waiting = 0
             self.hits = self.queries = self.prompt_tokens = self.generation_tokens = 0
             self.finished: dict[str, int] = {}
             self.cond.notify_all()
