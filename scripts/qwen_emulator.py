@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     vl.add_argument("--reasoning-config", type=json.loads, metavar="JSON",
                     help='vLLM: enables thinking_token_budget, e.g. \'{"reasoning_start_str": "<think>", '
                          '"reasoning_end_str": "</think>"}\'')
+    vl.add_argument("--default-chat-template-kwargs", type=json.loads, metavar="JSON",
+                    help="vLLM: chat_template_kwargs every request gets, under its own (e.g. '{\"enable_thinking\": false}')")
     vl.add_argument("--max-num-seqs", "--max-running-requests", type=int, default=256,
                     help="requests generating at once; the rest queue (default: 256)")
     vl.add_argument("--token-delay", type=float, default=0.0, metavar="S",
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             template=a.chat_template, reasoning_config=a.reasoning_config, max_num_seqs=a.max_num_seqs,
             token_delay=a.token_delay, responses_store=a.responses_store, engine=a.serve,
             cache_report=a.enable_cache_report, strict_thinking=a.enable_strict_thinking,
-            metrics=a.enable_metrics or not sg)
+            metrics=a.enable_metrics or not sg, default_kwargs=a.default_chat_template_kwargs)
     tls = None
     if a.tls_cert:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -93,6 +93,7 @@ class Config:
     cache_report: bool = False  # SGLang --enable-cache-report
     strict_thinking: bool = False  # SGLang --enable-strict-thinking
     metrics: bool = True  # /metrics served (SGLang only with --enable-metrics)
+    default_kwargs: dict | None = field(default=None, hash=False)  # vLLM --default-chat-template-kwargs
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -224,7 +225,11 @@ def _chat(h, cfg: Config, raw: bytes) -> None:
 
 def prepare(h, cfg: Config, data: dict) -> tuple[int, dict] | None:
     """What the server refuses in a valid chat request before it renders the prompt (the Messages and Responses
-    routes, vllm_native.py, go through it too), or None."""
+    routes, vllm_native.py, go through it too), or None. The server's --default-chat-template-kwargs are merged
+    under the request's own `chat_template_kwargs` here (the request's win)."""
+    if cfg.default_kwargs:
+        own = data.get("chat_template_kwargs") if isinstance(data.get("chat_template_kwargs"), dict) else {}
+        data["chat_template_kwargs"] = {**cfg.default_kwargs, **own}
     if data.get("model") and data["model"] not in cfg.names and not cfg.sglang:  # SGLang serves any name
         return 404, error(f"The model `{data['model']}` does not exist.", "NotFoundError", 404)
     if data.get("tool_choice") == "auto" and not cfg.auto_tools and not cfg.sglang:

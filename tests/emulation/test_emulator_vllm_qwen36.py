@@ -106,12 +106,19 @@ def test_without_preserve_thinking_arguments_degrade_after_two_tool_turns(coder)
 
 def test_auto_tool_choice_needs_the_flags_and_the_engine_admin(tmp_path):
     emu = start_emulator(tmp_path, "--serve", "vllm", "--vllm-version", "0.20.0", "--chat-template", "qwen3.8",
-                         "--token-delay", "0.01", "--max-num-seqs", "3")
+                         "--token-delay", "0.01", "--max-num-seqs", "3", "--default-chat-template-kwargs",
+                         '{"enable_thinking": false}')
     try:
         speed = emu.admin("GET", "speed")
         assert (speed["token_delay"], speed["max_num_seqs"], speed["dead"]) == (0.01, 3, False)
         assert emu.admin("POST", "speed", {"token_delay": 0, "max_num_seqs": 1})["max_num_seqs"] == 1
         assert emu.http.post("/_emulator/speed", json={"token_delay": -1}).status_code == 400
+        plain = emu.http.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
+        assert plain.json()["choices"][0]["message"]["content"] == "Echo: hi"  # the server's default: no thinking
+        asked = emu.http.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}],
+                                                            "chat_template_kwargs": {"enable_thinking": True}})
+        # the request wins; no reasoning parser: the text the template opened in the prompt shows in the content
+        assert asked.json()["choices"][0]["message"]["content"] == "Thinking about it.\n</think>\n\nEcho: hi"
         emu.reset()  # the command line's pace and batch again
         assert (emu.admin("GET", "engine")["token_delay"], emu.admin("GET", "engine")["max_num_seqs"]) == (0.01, 3)
         r = emu.http.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}],
