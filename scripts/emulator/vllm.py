@@ -46,7 +46,8 @@ Queued faults (/_emulator/fault) apply: `cut` at any byte, `stall`, `reset_midst
 DashScope mode; an error status in vLLM's shape (type: the status phrase); `midstream504`, `error_finish` and
 `nested_error` become vLLM's in-stream error (`data: {"error": {…, "type": "BadRequestError", "code": 400}}`, then
 `data: [DONE]`, as its stream generator writes one); `finish_abort`, `finish_repetition` end an answer after part of
-its text with that finish_reason, `finish_error` is vLLM's GenerationError (a 500, or an error event in a stream).
+its text with that finish_reason; from 0.15 `finish_error` is vLLM's GenerationError (a 500, or an error event in a
+stream), in v0.11.0 a plain finish_reason "error".
 """
 
 from __future__ import annotations
@@ -262,7 +263,7 @@ def _answer(h, cfg: Config, data: dict, toks: list[str], stream: bool, fault: di
     details = cfg.cache_report if cfg.sglang else cfg.prompt_tokens_details
     if sw["first_byte_delay_ms"] and not h.wait_unless_abandoned(sw["first_byte_delay_ms"] / 1000):
         return
-    broken = ended == "error" and not cfg.sglang  # vLLM's GenerationError: finish_reason "error" is a 500
+    broken = ended == "error" and cfg.modern and not cfg.sglang  # 2026 GenerationError: "error" is a 500
     if not stream:
         engine.pace(len(p["pieces"]), h.server.stopping)
         if broken:

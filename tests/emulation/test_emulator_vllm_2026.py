@@ -220,3 +220,19 @@ def test_ignored_fields_and_chat_template_kwargs_in_2026(v20):
     chat(v20, thinking_token_budget=3, cache_salt="s", enable_thinking=False, thinking_budget=3, frobnicate=1)
     assert v20.chat_requests()[-1]["ignored_fields"] == ["enable_thinking", "frobnicate", "thinking_budget"]
     assert message(chat(v20, enable_thinking=False))["reasoning"]  # DashScope's knob: ignored, the model thinks
+
+
+def test_finish_error_is_plain_in_v0_11(tmp_path):
+    """v0.11.0 (the default) had no GenerationError yet: the engine's "error" finish reached the client as it was."""
+    emu = start_emulator(tmp_path, "--serve", "vllm")
+    try:
+        emu.fault("finish_error")
+        r = emu.http.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "one two three"}],
+                                                        **THINK_OFF})
+        assert r.status_code == 200 and r.json()["choices"][0]["finish_reason"] == "error"
+        emu.fault("finish_abort")
+        evs = events(emu.http.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "a b c"}],
+                                                                 "stream": True, **THINK_OFF}))
+        assert evs[-2]["choices"][0]["finish_reason"] == "abort"
+    finally:
+        emu.stop()
