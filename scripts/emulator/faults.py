@@ -154,7 +154,7 @@ def normalise(body: dict) -> dict | str:
 
 # vLLM and SGLang modes (vllm.py): the engine ends an answer after part of its text with its own finish reason —
 # vLLM's FinishReason knows stop, length, abort, error and repetition (vllm/v1/engine/__init__.py); SGLang ends an
-# aborted request with "abort". vLLM answers "error" as a GenerationError (500, or an error inside the stream).
+# aborted request with "abort". vLLM 2026 answers "error" as a GenerationError (500, or an error inside the stream).
 # Queued like the others (POST /_emulator/fault); the DashScope mode takes them and does nothing.
 FINISHES = {"finish_abort": "abort", "finish_error": "error", "finish_repetition": "repetition"}
 STREAM = (*STREAM, *FINISHES)
