@@ -11,11 +11,11 @@ import ssl
 import threading
 from dataclasses import dataclass
 
-from . import vllm
+from . import sglang, vllm, vllm_template, vllm_tools
 from .server import EmulatorServer
 from .state import State
 
-__all__ = ["EmulatorHandle", "State", "start", "vllm"]
+__all__ = ["EmulatorHandle", "State", "sglang", "start", "vllm", "vllm_template", "vllm_tools"]
 
 
 def _url_host(host: str) -> str:

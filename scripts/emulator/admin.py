@@ -86,6 +86,10 @@ def handle(h, name: str, body: dict, from_browser: bool) -> None:
             return h.send_json(200, st.cache.counts())
         if name == "batches" and method in ("GET", "POST"):  # batches moved on demand, never on the wall clock
             return batches.admin(h, body)
+        if name in ("engine", "speed") and method in ("GET", "POST"):  # the vLLM/SGLang engine (engine.py)
+            said = st.engine.admin(body if method == "POST" else {})
+            return h.send_json(400 if isinstance(said, str) else 200, {"error": said} if isinstance(said, str)
+                               else said)
         if name == "stats" and method == "GET":
             return h.send_json(200, st.stats)
         if name == "fault" and method == "POST":

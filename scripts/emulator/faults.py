@@ -151,3 +151,12 @@ def normalise(body: dict) -> dict | str:
         if body.get("how", "fin") not in CUT_WAYS:
             return f"a cut's `how` is one of {list(CUT_WAYS)}"
     return {**body, "count": max(1, count)}
+
+# vLLM and SGLang modes (vllm.py): the engine ends an answer after part of its text with its own finish reason —
+# vLLM's FinishReason knows stop, length, abort, error and repetition (vllm/v1/engine/__init__.py); SGLang ends an
+# aborted request with "abort". vLLM 2026 answers "error" as a GenerationError (500, or an error inside the stream).
+# Queued like the others (POST /_emulator/fault); the DashScope mode takes them and does nothing.
+FINISHES = {"finish_abort": "abort", "finish_error": "error", "finish_repetition": "repetition"}
+STREAM = (*STREAM, *FINISHES)
+API_FAULTS = (*API_FAULTS, *FINISHES)
+ALL = API_FAULTS + OAUTH_FAULTS

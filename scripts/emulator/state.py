@@ -12,6 +12,7 @@ from . import faults
 from .cache import PromptCache
 from .limits import Limits
 from .batches import BatchStore
+from .engine import Engine
 from .files import FileStore
 from .responses_store import ResponseStore
 from .vllm_prompt import PrefixCache
@@ -120,7 +121,10 @@ class State:
     def __init__(self, url: str = "", api_keys=(), seed_tokens=(), vllm=None) -> None:
         self.lock = threading.RLock()
         self.url = url
-        self.vllm = vllm  # vllm.Config: the server plays vLLM (--serve vllm), not Qwen's services
+        self.vllm = vllm  # vllm.Config: the server plays vLLM (--serve vllm) or SGLang, not Qwen's services
+        # the vLLM/SGLang engine: batch, pace, alive, metrics (engine.py)
+        self.engine = Engine(vllm.max_num_seqs, vllm.token_delay) if vllm is not None else Engine(256, 0.0)
+        self.responses_store: dict[str, dict] = {}  # vLLM's in-memory Responses store (--responses-store)
         self.seeds = (tuple(api_keys), tuple(seed_tokens))
         self.tokens: dict[str, dict] = {}  # access token -> {kind, expires_at, refresh_token}
         self.refresh_tokens: dict[str, str] = {}  # refresh token -> access token it came with
@@ -137,6 +141,9 @@ class State:
             self.files = FileStore()  # the Files API's files, per account
             self.batches = BatchStore()  # the Batch API's batches, per account
             self.vllm_cache = PrefixCache()  # the vLLM mode's automatic prefix cache (vllm_prompt.py)
+            if hasattr(self, "engine"):
+                self.engine.reset()
+                self.responses_store.clear()
             self.stats = {"chat_requests": 0, "embedding_requests": 0, "refresh_calls": 0, "token_calls": 0,
                           "device_code_calls": 0, "abandoned": 0,
                           "responses_requests": 0, "batch_api_requests": 0,

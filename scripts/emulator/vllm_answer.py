@@ -24,7 +24,7 @@ import json
 import time
 import uuid
 
-from . import chat, partial, vllm_prompt
+from . import chat, partial, vllm_prompt, vllm_tools
 from .cache import text_of
 
 DROPPED = ("partial", "enable_search", "enable_thinking", "reasoning_effort", "stop")  # DashScope's meanings: none
@@ -44,8 +44,9 @@ def mode_of(body: dict, auto_tools: bool) -> str | None:
     return "auto" if choice == "auto" and auto_tools else None
 
 
-def plan(body: dict, cfg, sw: dict, prompt_tokens: int) -> dict:
-    """The output: its pieces (tokens, `all` before a max_tokens cut), the tool calls, the finish."""
+def plan(body: dict, cfg, sw: dict, prompt_tokens: int, ended: str | None = None) -> dict:
+    """The output: its pieces (tokens, `all` before a max_tokens cut), the tool calls, the finish. `ended`: the
+    engine's own finish (abort, error, repetition: a finish_* fault) after part of the text."""
     msgs = [{k: v for k, v in m.items() if k != "partial"} for m in body["messages"]]
     continuing = bool(body.get("continue_final_message")) and msgs[-1].get("role") == "assistant"
     asked = {k: v for k, v in body.items() if k not in DROPPED}
@@ -57,6 +58,8 @@ def plan(body: dict, cfg, sw: dict, prompt_tokens: int) -> dict:
     mode = mode_of(body, cfg.auto_tools) if said["calls"] else None
     calls = [{"name": c["name"], "arguments": json.loads(c["arguments"]) if c["arguments"] else {}}
              for c in said["calls"]] if mode else []
+    if mode == "auto" and vllm_tools.degraded(body, cfg.template):
+        calls = [{**c, "arguments": {}} for c in calls]
     kwargs = body.get("chat_template_kwargs") if isinstance(body.get("chat_template_kwargs"), dict) else {}
     flag = kwargs.get("enable_thinking")
     thinking = (flag is True or flag is None and sw["reasoning"]) and body.get("add_generation_prompt", True) \
@@ -64,13 +67,22 @@ def plan(body: dict, cfg, sw: dict, prompt_tokens: int) -> dict:
     text = said["text"]
     if continuing:
         text = partial.went_on(text, text_of(msgs[-1].get("content")))
-    if mode == "auto":
+    parses = mode == "auto" and (cfg.tool_parser in vllm_tools.XML_PARSERS) == bool(cfg.template)
+    if mode == "auto" and cfg.template:  # Qwen3.6/3.8 write XML calls, whichever parser reads them
+        text = vllm_tools.xml(calls)
+    elif mode == "auto":
         text = "\n".join("<tool_call>\n" + json.dumps(c, ensure_ascii=False) + "\n</tool_call>" for c in calls)
     elif mode == "named":
         text = json.dumps(calls[0]["arguments"], ensure_ascii=False)
     elif mode == "required":
         text = json.dumps([{"name": c["name"], "parameters": c["arguments"]} for c in calls], ensure_ascii=False)
-    output = (f"<think>\n{chat._reasoning(sw.get('reasoning_tokens'))}\n</think>\n\n" if thinking else "") + text
+    opened = thinking and bool(cfg.template)  # the template wrote `<think>\n` into the prompt
+    thought = vllm_prompt.pieces((chat._reasoning(sw.get("reasoning_tokens")) + "\n") if opened else
+                                 f"\n{chat._reasoning(sw.get('reasoning_tokens'))}\n")
+    budget = cfg.budget(body)
+    if thinking and budget is not None:  # the thinking budget: the end of the reasoning forced after N tokens
+        thought = thought[:budget]
+    output = (("" if opened else "<think>") + "".join(thought) + "</think>\n\n" if thinking else "") + text
     stop = body.get("stop")
     stops = [stop] if isinstance(stop, str) else [s for s in stop if isinstance(s, str)] if isinstance(stop, list) \
         else []
@@ -81,15 +93,25 @@ def plan(body: dict, cfg, sw: dict, prompt_tokens: int) -> dict:
     limit = max(1, min([cfg.max_model_len - prompt_tokens, *caps]))
     finish = "length" if len(everything) > limit else "stop"
     kept = everything[:limit]
-    return {"all": everything, "pieces": kept, "mode": mode, "calls": calls, "finish": finish,
-            "stop_reason": stop_reason if finish == "stop" else None,
+    if ended:
+        finish, kept = ended, kept[:max(1, len(kept) * 2 // 3)]
+    reasoning = [x for x in kept[:kept.index("</think>") if "</think>" in kept else len(kept)] if x != "<think>"] \
+        if thinking else []
+    return {"all": everything, "pieces": kept, "mode": mode if mode != "auto" or parses else None, "calls": calls,
+            "finish": finish, "stop_reason": stop_reason if finish == "stop" else None, "opened": opened,
+            "modern": cfg.modern, "tools": body.get("tools"), "reasoning_tokens": len(reasoning),
             "completion_tokens": len(kept) + (finish == "stop"),  # the EOS (or stop string's) token generated too
             "role": "assistant" if body.get("add_generation_prompt", True) is not False else str(msgs[-1].get("role")),
             "parser": cfg.reasoning_parser == "qwen3", "reasoning_off": body.get("include_reasoning") is False}
 
 
-def _split(text: str, parser: bool) -> tuple[str | None, str | None]:
-    """qwen3_reasoning_parser.extract_reasoning_content: both markers, or no reasoning at all."""
+def _split(text: str, parser: bool, opened: bool = False, modern: bool = False) -> tuple[str | None, str | None]:
+    """qwen3_reasoning_parser.extract_reasoning_content. v0.11: both markers, or no reasoning at all. 2026 (and
+    SGLang): the reasoning runs from `<think>` (or the start, when the prompt opened it) to `</think>`, or to the
+    end — a thinking answer cut before `</think>` is all reasoning, content null."""
+    if parser and modern and (opened or text.startswith("<think>") or "</think>" in text):
+        reasoning, sep, content = text.removeprefix("<think>").partition("</think>")
+        return reasoning, (content or None) if sep else None
     if not parser or "<think>" not in text or "</think>" not in text:
         return None, text
     reasoning, _, content = text.partition("<think>")[2].partition("</think>")
@@ -103,11 +125,16 @@ def reasoning_fields(field: str, reasoning) -> dict:
 
 def message(p: dict, field: str) -> tuple[dict, str]:
     """A whole answer's message and finish_reason (serving_chat.py's chat_completion_full_generator)."""
-    reasoning, content = _split("".join(p["pieces"]), p["parser"])
+    reasoning, content = _split("".join(p["pieces"]), p["parser"], p["opened"], p["modern"])
     calls, finish = [], p["finish"]
     fn = lambda name, args: {"id": _tool_id(), "type": "function",  # noqa: E731
                              "function": {"name": name, "arguments": args}}
-    if p["mode"] == "auto" and content and "<tool_call>" in content:
+    parsed = vllm_tools.parse_xml(content, p["tools"]) if p["mode"] == "auto" and content and "<function=" in \
+        content else None
+    if parsed:
+        content, found = parsed
+        calls, finish = [fn(c["name"], c["arguments"]) for c in found], "tool_calls"
+    elif p["mode"] == "auto" and content and "<tool_call>" in content:
         try:
             found = [json.loads(b.split("</tool_call>")[0]) for b in content.split("<tool_call>")[1:]]
             calls = [fn(c["name"], json.dumps(c["arguments"], ensure_ascii=False)) for c in found]
@@ -123,14 +150,18 @@ def message(p: dict, field: str) -> tuple[dict, str]:
     return {**msg, **reasoning_fields(field, None if p["reasoning_off"] else reasoning)}, finish
 
 
-def usage(prompt: int, completion: int, cached: int | None, details: bool, whole: bool) -> dict:
+def usage(prompt: int, completion: int, cached: int | None, details: bool, whole: bool,
+          reasoning: int | None = None) -> dict:
     """UsageInfo in its field order; prompt_tokens_details only with --enable-prompt-tokens-details and a hit (a
-    whole answer says null otherwise; stream chunks leave it out)."""
+    whole answer says null otherwise; stream chunks leave it out); 2026 with a reasoning parser:
+    completion_tokens_details.reasoning_tokens."""
     out: dict = {"prompt_tokens": prompt, "total_tokens": prompt + completion, "completion_tokens": completion}
     if details and cached:
         out["prompt_tokens_details"] = {"cached_tokens": cached}
     elif whole:
         out["prompt_tokens_details"] = None
+    if reasoning is not None:
+        out["completion_tokens_details"] = {"reasoning_tokens": reasoning}
     return out
 
 
@@ -149,7 +180,7 @@ def _deltas(p: dict, field: str) -> list[dict | None]:
     """What each generated piece streams as (None: no chunk, as for the markers), the EOS piece last."""
     out: list[dict | None] = []
     groups: list[list[int]] = []  # per tool call, the pieces it spans
-    started = ended = in_call = False
+    started, ended, in_call = p["opened"], False, False
     for i, piece in enumerate(p["all"]):
         if p["parser"] and not ended and (started or piece == "<think>"):
             started, ended = True, piece == "</think>"
@@ -224,4 +255,4 @@ def chunks(cid: str, model: str, p: dict, n: int, prompt: int, cached: int | Non
             yield {**event, "usage": usage(prompt, j + 1, None, False, False)} if opts["continuous"] else event
     if opts["include_usage"]:
         yield {**base, "choices": [], "usage": usage(prompt, p["completion_tokens"] * n, cached, opts["details"],
-                                                     False)}
+                                                     False, opts.get("reasoning"))}

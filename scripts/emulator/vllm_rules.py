@@ -10,6 +10,8 @@ serving_engine.create_error_response (type "BadRequestError").
 
 from __future__ import annotations
 
+import json
+
 # ChatCompletionRequest's fields in v0.11.0 (protocol.py): the request's other keys are ignored
 FIELDS = frozenset((
     "messages model frequency_penalty logit_bias logprobs top_logprobs max_tokens max_completion_tokens n "
@@ -21,6 +23,8 @@ FIELDS = frozenset((
     "chat_template_kwargs mm_processor_kwargs structured_outputs guided_json guided_regex guided_choice "
     "guided_grammar structural_tag guided_decoding_backend guided_whitespace_pattern priority request_id "
     "logits_processors return_tokens_as_token_ids return_token_ids cache_salt kv_transfer_params vllm_xargs").split())
+# 2026 releases add these (vllm protocol.py: thinking_token_budget with --reasoning-config; repetition_detection)
+FIELDS_2026 = FIELDS | {"thinking_token_budget", "repetition_detection"}
 AUTO_TOOLS = "\"auto\" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set"
 TEMPLATE = ("Chat template is passed with request, but --trust-request-chat-template is not set. Refused request "
             "with untrusted chat template.")
@@ -32,6 +36,45 @@ USAGE_CORRECT = 'Correct usage: `{"type": "function", "function": {"name": "my_f
 
 def error(message: str, type_: str = "BadRequestError", status: int = 400) -> dict:
     return {"error": {"message": message, "type": type_, "param": None, "code": status}}
+
+
+def context_refusal(cfg, n: int, cap) -> dict | None:
+    """The context-length refusal of the release played, or None: the prompt (n tokens) and the cap fit. vLLM never
+    clamps the cap (vllm #42474).
+    - v0.11.0 (serving_engine._validate_input): the prompt alone (n >= L), then the cap (n + M > L), each with
+      serving_chat's " None" (`f"{e} {e.__cause__}"`).
+    - 2026 (v0.15 to v0.29; v0.20 quoted in vllm #42474, the renderers' params.py): a VLLMValidationError(parameter=
+      "input_tokens", value=n), whose str appends "(parameter=…, value=…)" and whose parameter becomes the error's
+      `param` (create_error_response): the prompt alone in the older words, the cap as "you requested M output tokens
+      and your prompt contains at least N input tokens, for a total of at least N+M tokens…".
+    - v0.30 on: the prompt alone as "Input length (N) exceeds model's maximum context length (L)." (users' logs of
+      v0.30 servers; `param` null: no parameter in the text), the cap as in v0.20.
+    The boundaries are the documented releases (v0.20, v0.30); where between them each wording arrived is not known."""
+    limit = cfg.max_model_len
+    if not cfg.modern:
+        if n >= limit:
+            return error(f"This model's maximum context length is {limit} tokens. However, your request has {n} "
+                         "input tokens. Please reduce the length of the input messages. None")
+        if isinstance(cap, int) and n + cap > limit:
+            return error(f"'max_tokens' or 'max_completion_tokens' is too large: {cap}. This model's maximum context "
+                         f"length is {limit} tokens and your request has {n} input tokens ({cap} > {limit} - {n}). None")
+        return None
+    suffix = f" (parameter=input_tokens, value={n})"
+    if n >= limit:
+        if cfg.version_at_least((0, 30)):
+            return error(f"Input length ({n}) exceeds model's maximum context length ({limit}).")
+        body = error(f"This model's maximum context length is {limit} tokens. However, your request has {n} input "
+                     f"tokens. Please reduce the length of the input messages.{suffix}")
+        body["error"]["param"] = "input_tokens"
+        return body
+    if isinstance(cap, int) and n + cap > limit:
+        body = error(f"This model's maximum context length is {limit} tokens. However, you requested {cap} output "
+                     f"tokens and your prompt contains at least {n} input tokens, for a total of at least {n + cap} "
+                     "tokens. Please reduce the length of the input prompt or the number of requested output "
+                     f"tokens.{suffix}")
+        body["error"]["param"] = "input_tokens"
+        return body
+    return None
 
 
 def _invalid(data, msg: str) -> tuple[int, dict]:
@@ -87,3 +130,27 @@ def validate(data: dict) -> tuple[int, dict] | None:
             return 400, error(str([{"type": "dict_type", "loc": ("body", "messages", i),
                                     "msg": "Input should be a valid dictionary", "input": m}]), "Bad Request")
     return None
+
+
+def read_body(ctype: str, raw: bytes):
+    """The body as FastAPI reads it: (data, problem) — problem a (status, body) refusal."""
+    media = ctype.split(";")[0].strip().lower()
+    data, bad = None, None
+    if raw and (not ctype or media.startswith("application/") and (media.endswith("/json") or media.endswith(
+            "+json"))):  # FastAPI reads a JSON body before the route's dependencies run
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as e:
+            pos, msg = (e.pos, e.msg) if isinstance(e, json.JSONDecodeError) else (0, str(e))
+            bad = [{"type": "json_invalid", "loc": ("body", pos), "msg": "JSON decode error", "input": {},
+                    "ctx": {"error": msg}}]
+    if bad is not None:
+        return data, (400, error(str(bad), "Bad Request"))
+    if media != "application/json":  # api_server.validate_json_request
+        return data, (400, error(str(["Unsupported Media Type: Only 'application/json' is allowed"]), "Bad Request"))
+    if not isinstance(data, dict):
+        err = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None} if data is None else {
+            "type": "model_attributes_type", "loc": ("body",),
+            "msg": "Input should be a valid dictionary or object to extract fields from", "input": data}
+        return data, (400, error(str([err]), "Bad Request"))
+    return data, None
