@@ -42,8 +42,9 @@ def chat_body(chat: dict, *, model: str, notes: list[str], listed: ListedModel |
     later, or a refusal said so), earlier turns' thinking kept for an agent where the model card asks it."""
     body = {k: v for k, v in chat.items() if k in SENT}
     body["model"] = model
-    if system_first and isinstance(body.get("messages"), list):
-        body["messages"] = template.one_system(body["messages"], notes)
+    if isinstance(body.get("messages"), list):
+        body["messages"] = template.one_system(body["messages"], notes) if system_first else \
+            template.no_developer(body["messages"], notes)
     kwargs: dict = dict(chat["chat_template_kwargs"]) if isinstance(chat.get("chat_template_kwargs"), dict) else {}
     thinking = chat.get(THINKING)
     effort = chat.get("reasoning_effort")

@@ -75,6 +75,15 @@ def one_system(messages: list, notes: list[str]) -> list:
     return [{"role": "system", "content": text}, *(m for i, m in enumerate(messages) if i not in keep)]
 
 
+def no_developer(messages: list, notes: list[str]) -> list:
+    """`developer` messages as `system` ones, where they are: Qwen's chat templates know no developer role (Qwen3.6's
+    refuses it: `Unexpected message role.`)."""
+    if not any(isinstance(m, dict) and m.get("role") == "developer" for m in messages):
+        return messages
+    note(notes, "developer messages sent as system messages: Qwen's chat templates have no developer role")
+    return [{**m, "role": "system"} if isinstance(m, dict) and m.get("role") == "developer" else m for m in messages]
+
+
 def thinking_budget(body: dict, budget: int, server: str, notes: list[str]) -> dict:
     """The thinking budget in the server's own form, below the output cap sent; said on the flow when the server's
     kind is not known (its list not read yet) and nothing is sent."""

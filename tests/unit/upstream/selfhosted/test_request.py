@@ -77,7 +77,8 @@ def test_system_text_as_one_leading_message_where_the_template_demands_it():
                                 messages[2], messages[3], messages[5]]
     assert any("3 system/developer message(s) sent as one leading system message" in n for n in notes)
     kept = request.chat_body({**CHAT, "messages": messages}, model="Qwen/Qwen3-8B", notes=[])
-    assert kept["messages"] == messages  # an older template takes them where they are
+    assert kept["messages"] == [messages[0], {**messages[1], "role": "system"}, *messages[2:]]  # where they are,
+    # developer as system: no Qwen template has that role
     alone = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
     assert request.chat_body({**CHAT, "messages": alone}, model="m", notes=[], system_first=True)["messages"] is alone
 
