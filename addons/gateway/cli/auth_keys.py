@@ -145,6 +145,20 @@ def _listed(models: tuple[str, ...]) -> str:
         ", ".join(models[:MODELS_SHOWN]) + more
 
 
+def not_listed(spec: dict, models: tuple[str, ...]) -> str:
+    """What the account names (its default model, its map's targets) that the base's own list leaves out, with the
+    list's own choice offered; "" when the list names them all (or lists nothing to judge by)."""
+    named = dict.fromkeys(m for m in (spec.get("default_model"), *(spec.get("model_map") or {}).values()) if m)
+    missing = [m for m in named if m not in models]
+    if not missing or not models:
+        return ""
+    more = ", …" if len(models) > MODELS_SHOWN else ""
+    one = len(missing) == 1
+    return (f"{', '.join(missing)} {'is' if one else 'are'} not in the base's own model list: requests for "
+            f"{'it' if one else 'them'} will be refused there (it lists {', '.join(models[:MODELS_SHOWN])}{more}; "
+            f"--default-model {models[0]}, for one).")
+
+
 def _refusal_meaning(status: int) -> str:
     if status == 403:  # DashScope's 403 is also billing or a model not enabled, not only a bad key (R7)
         return "Model Studio also answers 403 for an account in arrears or a model not enabled"
@@ -234,6 +248,8 @@ def cmd_add_key(a, settings: AuthSettings) -> int:
             print(line)
         else:
             print(f"Warning: {line}", file=sys.stderr)
+        if worked and (unserved := not_listed(spec, check.models)):
+            print(f"Warning: {unserved}", file=sys.stderr)
         if not check.agents_only:  # the Coding Plan's 405 judges the client, not the key
             _note_check(settings, spec, worked, line)
     return EXIT_OK

@@ -23,9 +23,10 @@ PLAN_KEY = "sk-sp-0123456789abcdef0123456789ab"
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
-    """add-key's check never leaves the machine here: every base lists one model (tests/unit/cli/
+    """add-key's check never leaves the machine here: every base lists the presets' default models (tests/unit/cli/
     test_auth_keys.py has the check's own cases)."""
-    listed = httpx.MockTransport(lambda r: httpx.Response(200, json={"data": [{"id": "qwen3-coder-plus"}]}))
+    models = {"data": [{"id": "qwen3-coder-plus"}, {"id": "qwen3.6-plus"}]}
+    listed = httpx.MockTransport(lambda r: httpx.Response(200, json=models))
     real = cli_keys.check_key
     monkeypatch.setattr(cli_keys, "check_key", lambda base, key: real(base, key, transport=listed))
 
@@ -192,3 +193,13 @@ async def test_login_draws_the_qr_code_as_asked(settings, monkeypatch):
         first = next(i for i, ln in enumerate(lines) if ln.startswith("Or scan"))
         assert set(lines[first + 1]) == {field} and len(lines[first + 1]) == len(qr.qr_matrix(URL))
     assert json.loads(settings.default_creds_path.read_text())["access_token"] == "a"
+
+
+def test_a_default_model_the_bases_own_list_leaves_out_is_named_with_the_lists_choice():
+    from qwen_gateway.cli.auth_keys import not_listed
+    said = not_listed({"default_model": "Qwen/Qwen3.6-27B"}, ("qwen3-8b", "Qwen/Qwen3-8B"))
+    assert said.startswith("Qwen/Qwen3.6-27B is not in the base's own model list") and "--default-model qwen3-8b" in said
+    mapped = not_listed({"default_model": "qwen3-8b", "model_map": {"gpt-4o": "gone", "o3": "gone2"}}, ("qwen3-8b",))
+    assert mapped.startswith("gone, gone2 are not in")
+    assert not_listed({"default_model": "qwen3-8b"}, ("qwen3-8b",)) == ""
+    assert not_listed({"default_model": "x"}, ()) == ""  # a base that lists nothing: nothing to judge by
