@@ -5,6 +5,7 @@ I/O."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from typing import cast
@@ -32,9 +33,25 @@ class LiveModels:
         self._failed: dict[str, float] = {}
         self._lists: dict[str, ModelList] = {}  # kind -> what its provider lists of each model (models/listed.py)
         self.absent: dict[str, float] = {}  # model -> when Qwen last said no account it was sent to has it
+        self._first: dict[str, asyncio.Event] = {}  # kind -> set once its first fetch answered (or failed)
 
     def register(self, kind: str, fallback: Sequence[str], refresh: Callable[[], None]) -> None:
         self._fallback[kind], self._refresh[kind] = tuple(fallback), refresh
+
+    async def first_read(self, kind: str, timeout: float) -> None:
+        """Waits (at most `timeout` s) for a registered kind's first fetch to answer, when none has yet: for an
+        upstream whose own list is all it serves (a self-hosted server), the first requests after a start."""
+        if kind not in self._refresh or kind in self._live or kind in self._failed:
+            return
+        event = self._first.setdefault(kind, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    def _answered(self, kind: str) -> None:
+        if (event := self._first.pop(kind, None)) is not None:
+            event.set()
 
     def registered(self, kind: str) -> bool:
         return kind in self._refresh
@@ -66,6 +83,7 @@ class LiveModels:
             self._failed.pop(kind, None)
             if listed is not None:
                 self._lists[kind] = listed
+            self._answered(kind)
         else:
             self.failed(kind)
 
@@ -97,6 +115,7 @@ class LiveModels:
 
     def failed(self, kind: str) -> None:
         self._failed[kind] = self.clock()
+        self._answered(kind)
 
     def refused(self, kind: str, model: str) -> None:
         """The upstream said this kind cannot serve `model` (Qwen's model_not_found): out of its list until the list

@@ -16,7 +16,7 @@ from ..errors import (
     DENIED, NO_RETRY, UNREACHABLE, ConnectionFailed, DeadConnection, GatewayError, Unreachable, UpstreamError,
     UpstreamTimeout)
 from ..exchange import Exchange, Retry, RetryReason, note
-from ..accounts import OAUTH, Credential
+from ..accounts import CATALOGUE_PROVIDERS, OAUTH, Credential
 from ..models.model_map import offers_of, vision_model
 from ..models.routes import LONG, window
 from ..interfaces import UpstreamAnswer
@@ -32,6 +32,9 @@ from .retry import RetryPolicy
 log = logging.getLogger("qwen")
 
 CONNECT_TIMEOUT = 10.0
+# How long the first requests after a start wait for a self-hosted account's own list (read at start: a fraction of a
+# second), to send the client's aliases to what it serves; never again once it answered (or failed)
+FIRST_LIST_WAIT_S = 5.0
 
 
 class UpstreamEngine:
@@ -78,6 +81,8 @@ class UpstreamEngine:
                        cred: Credential) -> UpstreamAnswer | UpstreamError:
         """One attempt on the attempt's account: its answer, or the refusal the retry policy hears. A reused
         connection found dead is sent again at once, once per request (`reconnected`)."""
+        if cred.provider not in CATALOGUE_PROVIDERS:  # its own list is all it serves: read once before the first
+            await self.config.models.accounts.first_read(cred.account, FIRST_LIST_WAIT_S)
         if self.pairing.upstream(cred).fits_window and _capped(ex.chat_body):
             await prompt_tokens(ex)  # its prompt and answer share one window: the body is built with the prompt counted
         while True:

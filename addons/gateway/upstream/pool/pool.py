@@ -37,6 +37,8 @@ from ...auth.web_account import WEB_WARNING
 from .windows import next_reset, quota_error, quota_until, throttle_error, throttle_wait
 
 OUTCOMES = tuple(o.value for o in Outcome)
+# A server whose queue is this many requests longer than the shortest takes no new conversation while another can
+QUEUE_SLACK = 0
 __all__ = ["AccountPool", "PoolExhausted", "next_reset"]
 
 
@@ -58,6 +60,7 @@ class AccountPool(Pool):
         self._throttle_backoff: dict[str, float] = {}
         self.refusals = PlanRefusals()  # clients the accounts' plans refused (the Coding Plan's 405)
         self.affinity = affinity if affinity is not None else Affinity()
+        self.waiting: dict[str, int] = {}  # requests queued on an account's own server, as it last said (`load`)
         self._groups = group_map(self.accounts)
         self._sig = registry.signature() if registry else None
         self._checked = time.monotonic()
@@ -165,6 +168,9 @@ class AccountPool(Pool):
         if first is not None:  # the conversation's account first; the turn keeps the round-robin where it was
             order.remove(first)
             order.insert(0, first)
+        elif self.waiting:  # a new conversation: a server whose queue is longer than the shortest comes last
+            least = min(self.waiting.get(self.accounts[i].name, 0) for i in order)
+            order.sort(key=lambda i: self.waiting.get(self.accounts[i].name, 0) > least + QUEUE_SLACK)
         for idx in order:
             acct = self.accounts[idx]
             row = self.state.get(acct.name)
@@ -226,6 +232,15 @@ class AccountPool(Pool):
         refresh_backoff_s however many 401s arrive). `refused` is the token that got the 401, when known.
         Key accounts return their key unchanged."""
         return await self.get(account).credential(force_refresh=True, refused=refused)
+
+    def load(self, account: str, waiting: int | None) -> None:
+        """How many requests `account`'s own server has queued, as its metrics say (None: not known): new
+        conversations go to the servers with the shortest queues; a conversation stays where its prefix is
+        (slow is not dead)."""
+        if waiting is None:
+            self.waiting.pop(account, None)
+        else:
+            self.waiting[account] = waiting
 
     def report(self, account: str, outcome: Outcome | str, *, retry_after: float | None = None,
                detail: str | None = None, window: Window | None = None) -> None:

@@ -98,10 +98,9 @@ def classify(status: int, body: bytes | str | dict | None) -> UpstreamError:
         kind, code, out = CLIENT, "model_not_found", 404
     elif status == 504:
         kind, code, out = TIMEOUT, "upstream_timeout", 504
-    elif status == 503:  # vLLM's dead engine (its /health says 503 too): nothing generated, another server may
-        kind, code, out = UNREACHABLE, "upstream_error", 503
-    elif status >= 500:
-        kind, code, out = SERVER, "upstream_error", 502 if status != 503 else 503
+    elif status >= 500:  # a dead engine (vLLM: 500 "EngineCore encountered an issue", /health 503), a crash:
+        # nothing was generated, another of the team's servers may answer (RetryPolicy.elsewhere)
+        kind, code, out = UNREACHABLE, "upstream_error", 502 if status != 503 else 503
     else:
         kind, code, out = CLIENT, None, status if 400 <= status < 500 else 400
     typ = "server_error" if kind in (SERVER, TIMEOUT, UNREACHABLE) else "rate_limit_error" if kind is THROTTLE else \

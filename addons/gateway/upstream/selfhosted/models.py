@@ -25,6 +25,7 @@ from ...settings.config import Config
 from ...settings.network import Network
 from ..catalogue_fetch import CatalogueFetch
 from ..client import ConnectionFailed, UpstreamClient
+from . import health
 from .upstream import NAME
 
 log = logging.getLogger("qwen")
@@ -134,9 +135,10 @@ def account_models(config: Config, pool: Pool, rows: list[dict]) -> None:
         if row.get("provider") != NAME or row.get("state") not in ("ok", "cooling_down") or not name \
                 or account is None:
             continue
+        ready = functools.partial(_ready, account, name)
         if not live.registered(name):
-            live.register(name, (), ServerModels(live, name, functools.partial(_ready, account, name),
-                                                 config.network).refresh_soon)
+            live.register(name, (), ServerModels(live, name, ready, config.network).refresh_soon)
+        health.watch(pool, name, ready, config.network)
     live.wanted()
 
 

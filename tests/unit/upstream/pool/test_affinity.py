@@ -106,6 +106,20 @@ async def test_an_unreachable_server_cools_briefly_and_its_conversations_move_on
     assert 1.5 < state.get("a")["cooldown_until"] - time.time() <= 2.5
 
 
+async def test_a_new_conversation_goes_to_the_shortest_queue_and_an_old_one_stays(state):
+    pool = AccountPool([Fake("a"), Fake("b"), Fake("c")], state)
+    assert (await pool.acquire(conversation=conv(1))).account == "a"
+    pool.load("a", 6)
+    pool.load("b", 0)
+    pool.load("c", 2)
+    assert (await pool.acquire(conversation=conv(1))).account == "a"  # its prefix is there: slow is not dead
+    assert [(await pool.acquire(conversation=conv(n))).account for n in (2, 3)] == ["b", "b"]
+    pool.load("b", 9)
+    assert (await pool.acquire(conversation=conv(4))).account == "c"
+    pool.load("a", None)  # not known: counted as none queued
+    assert (await pool.acquire(conversation=conv(5))).account == "a"
+
+
 def test_affinity_is_bounded_and_lapses():
     aff = Affinity(ttl_s=60, max_entries=3)
     for n in range(5):
