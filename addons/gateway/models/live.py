@@ -38,14 +38,14 @@ class LiveModels:
     def register(self, kind: str, fallback: Sequence[str], refresh: Callable[[], None]) -> None:
         self._fallback[kind], self._refresh[kind] = tuple(fallback), refresh
 
-    async def first_read(self, kind: str, timeout: float) -> None:
-        """Waits (at most `timeout` s) for a registered kind's first fetch to answer, when none has yet: for an
+    async def first_read(self, kind: str, wait_s: float) -> None:
+        """Waits (at most `wait_s`) for a registered kind's first fetch to answer, when none has yet: for an
         upstream whose own list is all it serves (a self-hosted server), the first requests after a start."""
         if kind not in self._refresh or kind in self._live or kind in self._failed:
             return
         event = self._first.setdefault(kind, asyncio.Event())
         try:
-            await asyncio.wait_for(event.wait(), timeout)
+            await asyncio.wait_for(event.wait(), wait_s)
         except asyncio.TimeoutError:
             pass
 

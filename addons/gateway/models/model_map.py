@@ -167,7 +167,9 @@ class ModelMap:
         served = self.accounts.ids(cred.account)
         if target in served:
             return target
-        return cred.default_model if cred.default_model in served or not served else served[0]
+        if cred.default_model and (cred.default_model in served or not served):
+            return cred.default_model
+        return served[0] if served else target
 
     def list(self, offers: Offers | None = None) -> list[dict]:
         """What the configured accounts (`offers`; None: any) can serve: a key account's own list where its base
@@ -194,10 +196,10 @@ class ModelMap:
             owners.setdefault(model, f"qwen-{kind}")
             if owners[model] == "qwen":
                 owners[model] = f"qwen-{kind}"
-        out = [{"id": n, "object": "model", "created": created, "owned_by": owner, "shutdown_date": _shutdown(n)}
-               for n, owner in owners.items()]
+        out: list[dict] = [{"id": n, "object": "model", "created": created, "owned_by": owner,
+                            "shutdown_date": _shutdown(n)} for n, owner in owners.items()]
         for entry in out if offers is not None and windows else ():
-            if (size := windows.get(entry["id"])) is not None:
+            if (size := windows.get(str(entry["id"]))) is not None:
                 entry["max_model_len"] = size  # the window a self-hosted server gives it (prompt and answer)
         return out
 
