@@ -129,10 +129,12 @@ class Pool(Protocol):
     """The credential boundary: all the gateway knows of accounts."""
 
     async def acquire(self, exclude: Collection[str] = (), *, capability: Capability = Capability.CHAT,
-                      conversation: Conversation | None = None) -> Credential:
+                      conversation: Conversation | None = None, only: Callable[[str, str], bool] | None = None
+                      ) -> Credential:
         """A credential from the next usable account that has `capability`, skipping `exclude`: the account
-        that served `conversation` while it is usable. Raises AccountUnavailable (NotCapable when only the
-        capability is missing)."""
+        that served `conversation` while it is usable; `only` (given an account's name and provider): the accounts
+        the request may use at all (qwen_account_bindings; the others are never mentioned). Raises
+        AccountUnavailable (NotCapable when only the capability is missing)."""
 
     async def refreshed(self, account: str, *, refused: str | None = None) -> Credential:
         """A freshly refreshed credential for `account` (after a 401). `refused`: the token upstream

@@ -151,6 +151,7 @@ class Wiring:
                     if new.state_url else LearnedFacts(new.state_dir)
                 self.policy.learned.start()
             self.engine.pairing = pairing
+            self.policy.bindings = new.bindings
             stale = self.engine.reconfigure(new)
             if stale is not None:
                 _close_later(stale)

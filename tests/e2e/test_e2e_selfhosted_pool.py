@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from helpers.procs import Gateway, start_emulator, until
+from helpers.team import ANTHROPIC_PYTHON, NO_ANTHROPIC, anthropic_calls
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -88,3 +89,42 @@ def test_a_server_that_stops_answering_loses_its_conversations_to_the_others(tmp
     assert again.choices[0].message.content == "Echo: again"  # the client never saw the server go
     elsewhere = [name for name, emu in servers.items() if name != home and emu.proc.poll() is None and chats(emu)]
     assert elsewhere, "the second turn went nowhere"
+
+
+@pytest.mark.skipif(not ANTHROPIC_PYTHON.exists(), reason=NO_ANTHROPIC)
+def test_a_mixed_pools_binding_holds(tmp_path, make_gateway):
+    """A Model Studio key beside a self-hosted server: without a binding `gpt-4o` and Claude sessions would go to
+    either; bound, every Claude name stays on the team's server and every OpenAI request on Model Studio."""
+    (tmp_path / "ms").mkdir()
+    (tmp_path / "gpu").mkdir()
+    studio = start_emulator(tmp_path / "ms", "--api-key", "sk-ms")
+    gpu = start_emulator(tmp_path / "gpu", "--serve", "vllm", "--vllm-version", "0.20.0", "--api-key", KEY,
+                         "--model", MODEL)
+    try:
+        state = tmp_path / "state"
+        state.mkdir()
+        (state / "accounts.json").write_text(json.dumps({"accounts": [
+            {"name": "ms", "kind": "key", "base_url": studio.url + "/v1", "key_env": "MS_KEY",
+             "default_model": "qwen3-coder-plus"},
+            {"name": "gpu", "kind": "key", "provider": "selfhosted", "base_url": gpu.url + "/v1",
+             "key_env": "GPU_KEY"}]}))
+        gw = make_gateway(env={"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
+                               "HOME": str(tmp_path), "GPU_KEY": KEY, "MS_KEY": "sk-ms"},
+                          args=("--set", "qwen_account_bindings=model:claude-*=provider:selfhosted",
+                                "--set", "qwen_account_bindings=dialect:openai=ms"))
+        client = openai.OpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0, timeout=60,
+                               http_client=httpx.Client(trust_env=False))
+        for n in range(4):
+            client.chat.completions.create(model="gpt-4o", messages=[
+                {"role": "system", "content": f"openai {n}"}, {"role": "user", "content": "hi"}])
+        answers = anthropic_calls(gw.url, "client-key", [
+            {"op": "create", "params": {"model": model, "max_tokens": 1000, "system": f"claude {n}",
+                                        "messages": [{"role": "user", "content": "hi"}]}}
+            for n, model in enumerate(["claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-6", "claude-sonnet-4-6"])])
+        assert all("answer" in a for a in answers), answers
+        assert {conversation_of(b) for b in chats(studio)} == {f"openai {n}" for n in range(4)}
+        assert {conversation_of(b) for b in chats(gpu)} == {f"claude {n}" for n in range(4)}
+        assert all(b["model"] == MODEL for b in chats(gpu))  # Claude's tiers: what the server serves
+    finally:
+        studio.stop()
+        gpu.stop()

@@ -176,6 +176,9 @@ NOT_RUN: list[tuple[str, str, str]] = [  # (file pattern, command pattern, reaso
     (r"docs/deploy\.md", r"mitmdump -s addons/qwen\.py --mode reverse:https://portal\.qwen\.ai@127\.0\.0\.1:808[12]",
      "a gateway in the background on the PostgreSQL server the section sets up (db.internal); "
      "tests/e2e/test_e2e_deploy.py starts two this way (on free ports) behind Debian's nginx with the page's nginx block"),
+    (r"docs/accounts\.md", r"^(vllm serve|python -m sglang\.launch_server) ",
+     "starts a real inference server on a GPU, and there is neither here; the emulator plays both servers' 2026 "
+     "releases with these flags (docs/emulator.md) and tests/e2e/test_e2e_selfhosted_2026.py drives them"),
     (r".*", r"scripts/bench(_tokens)?\.py",
      "a benchmark: minutes of CPU on the shared cores, and its figures are measurements, not fixed output"),
     (r"docs/performance\.md", r"scripts/bench_doctor_shapes\.py",

@@ -57,6 +57,12 @@ def _declarations() -> dict[str, OptionSpec]:
         "dialect:openai|anthropic, agent:PREFIX (User-Agent). E.g. fast=qwen3.6-flash, "
         f"long-context@key:ci=off. Each entry at most {2 * MODEL_LENGTH} characters.",
         kind="routes", max_length=2 * MODEL_LENGTH)
+    add("qwen_account_bindings", Sequence[str], [],
+        "Which accounts a request may use, WHO=ACCOUNTS (repeat for more; the first that matches decides, a request "
+        "none matches may use any): WHO is key:NAME, model:NAME (the model the client asked; a trailing * matches "
+        "any ending), dialect:openai|anthropic or agent:PREFIX (User-Agent); ACCOUNTS account names or "
+        "provider:NAME, comma-separated. E.g. model:claude-*=provider:selfhosted, key:ci=gpu1,gpu2. Each entry at "
+        f"most {4 * MODEL_LENGTH} characters.", kind="routes", max_length=4 * MODEL_LENGTH)
     add("qwen_codex_telemetry", str, "answer",
         "Codex's telemetry to OpenAI (OTLP metrics to ab.chatgpt.com, through the explicit proxy): `answer` (the "
         "gateway answers it itself with an empty success; nothing is kept or sent on) or `pass` (it goes to "

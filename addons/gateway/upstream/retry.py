@@ -13,7 +13,8 @@ from typing import TypeVar
 from .. import errors
 from ..accounts import KEY, AccountUnavailable, Credential, NotCapable, Outcome, Pool
 from ..errors import NO_RETRY, GatewayError, UpstreamError, unavailable
-from ..exchange import Exchange, Retry, RetryReason
+from ..exchange import Exchange, Retry, RetryReason, note
+from ..models.bindings import Bindings
 from ..models.learned import INPUT, LearnedFacts
 from ..turn.context_overflow import ContextOverflow, over_upstream_limit, param_of, upstream_limit
 from ..tokens import truncate_chat
@@ -31,6 +32,7 @@ class RetryPolicy:
         self.pool = pool
         # what Qwen's 400s taught about models (each upstream reads its own: `lesson`); the state folder's (wiring.py) once configured
         self.learned = LearnedFacts()
+        self.bindings = Bindings()  # which accounts a request may use (qwen_account_bindings; wiring.py)
 
     async def acquire(self, ex: Exchange, exclude: Collection[str] = ()) -> Credential:
         """A credential for this exchange (the endpoint's capability included), recorded as tried."""
@@ -38,8 +40,17 @@ class RetryPolicy:
             raise GatewayError(503, "The gateway has no account pool configured.", code="no_accounts",
                                headers=NO_RETRY)
         assert ex.endpoint is not None
+        bound = self.bindings.find(key=ex.key.name or "", model=ex.requested_model or "", dialect=ex.dialect,
+                                   agent=ex.client.user_agent) if self.bindings else None
         try:
-            cred = await self.pool.acquire(exclude, capability=ex.endpoint.capability, conversation=ex.conversation)
+            if bound is None:
+                cred = await self.pool.acquire(exclude, capability=ex.endpoint.capability,
+                                               conversation=ex.conversation)
+            else:
+                if not ex.attempt.tried:
+                    note(ex.notes, f"bound to {', '.join(bound.accounts)} (qwen_account_bindings {bound})")
+                cred = await self.pool.acquire(exclude, capability=ex.endpoint.capability,
+                                               conversation=ex.conversation, only=bound.admits)
         except NotCapable as e:
             raise GatewayError(400, str(e), code=f"{ex.endpoint.capability.value}_unavailable", param="model") from e
         except AccountUnavailable as e:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from ...accounts import AccountUnavailable, Capability, Conversation, Credential, NotCapable, Outcome, Pool, Window
 from ...settings.auth import AuthSettings
@@ -121,17 +121,22 @@ class AccountPool(Pool):
     # ---- the request path ---------------------------------------------------------------------------
 
     async def acquire(self, exclude: Collection[str] = (), *, capability: Capability = Capability.CHAT,
-                      conversation: Conversation | None = None) -> Credential:
+                      conversation: Conversation | None = None, only: Callable[[str, str], bool] | None = None
+                      ) -> Credential:
         """A credential from the account that served `conversation` (or, new, holds its prefix) if it is usable,
         else from the next usable account (round-robin), which then keeps the conversation; one that has `capability`, skipping
         `exclude`, cooling-down and needs-login accounts. Raises PoolExhausted (an AccountUnavailable)
         when none is usable, NotCapable when usable accounts exist but none has the capability."""
         self._maybe_reload()
+        hidden = frozenset(a.name for a in self.accounts if not only(a.name, a.provider)) if only is not None else \
+            frozenset()  # outside the request's binding: never handed out, never named
+        if hidden and all(a.name in hidden for a in self.accounts):
+            raise PoolExhausted("No account the request is bound to (qwen_account_bindings) is configured.")
         if capability is Capability.EMBEDDINGS:
-            return await self._acquire_capable(exclude)
+            return await self._acquire_capable(exclude, hidden)
         if conversation is None:
-            return await self._acquire(exclude)
-        cred = await self._acquire(exclude, await self.affinity.placed(conversation))
+            return await self._acquire(exclude, hidden=hidden)
+        cred = await self._acquire(exclude, await self.affinity.placed(conversation), hidden=hidden)
         self.affinity.served(conversation, cred.account)
         return cred
 
@@ -139,11 +144,11 @@ class AccountPool(Pool):
         """The conversation stays on `account` as long as its turn's body asked Qwen's cache to last."""
         self.affinity.served(conversation, account, exact=True)
 
-    async def _acquire_capable(self, exclude: Collection[str]) -> Credential:
+    async def _acquire_capable(self, exclude: Collection[str], hidden: Collection[str] = ()) -> Credential:
         skip = list(exclude)
         while True:
             try:
-                cred = await self._acquire(skip)
+                cred = await self._acquire(skip, hidden=hidden)
             except AccountUnavailable as e:
                 if len(skip) > len(exclude):  # some account was usable, but none serves embeddings
                     raise NotCapable(NO_EMBEDDINGS.format(", ".join(skip[len(exclude):]))) from e
@@ -152,7 +157,8 @@ class AccountPool(Pool):
                 return cred
             skip.append(cred.account)
 
-    async def _acquire(self, exclude: Collection[str], pinned: str | None = None) -> Credential:
+    async def _acquire(self, exclude: Collection[str], pinned: str | None = None, *,
+                       hidden: Collection[str] = ()) -> Credential:
         if not self.accounts:
             raise AccountUnavailable(NO_ACCOUNTS + (f" ({self.registry_error})" if self.registry_error else ""))
         now = time.time()
@@ -173,6 +179,8 @@ class AccountPool(Pool):
             order.sort(key=lambda i: self.waiting.get(self.accounts[i].name, 0) > least + QUEUE_SLACK)
         for idx in order:
             acct = self.accounts[idx]
+            if acct.name in hidden:
+                continue
             row = self.state.get(acct.name)
             until = row["cooldown_until"] or 0.0
             if until > now:  # why it cools down says more than that this request tried it (its quota is spent)

@@ -120,6 +120,21 @@ async def test_a_new_conversation_goes_to_the_shortest_queue_and_an_old_one_stay
     assert (await pool.acquire(conversation=conv(5))).account == "a"
 
 
+async def test_a_bound_request_gets_only_its_accounts_and_names_no_other(state):
+    pool = AccountPool([Fake("ms"), Fake("gpu1"), Fake("gpu2")], state)
+    only = {"gpu1", "gpu2"}.__contains__
+    got = [(await pool.acquire(conversation=conv(n), only=lambda name, provider: only(name))).account
+           for n in range(4)]
+    assert set(got) == {"gpu1", "gpu2"}
+    pool.report("gpu1", "quota", retry_after=60)
+    pool.report("gpu2", "quota", retry_after=60)
+    with pytest.raises(PoolExhausted) as e:
+        await pool.acquire(only=lambda name, provider: only(name))
+    assert "gpu1:" in str(e.value) and "ms:" not in str(e.value)  # the others never named
+    with pytest.raises(PoolExhausted, match="bound to"):
+        await pool.acquire(only=lambda name, provider: False)
+
+
 def test_affinity_is_bounded_and_lapses():
     aff = Affinity(ttl_s=60, max_entries=3)
     for n in range(5):
