@@ -70,12 +70,13 @@ class Upstream(Protocol):
     name: str
 
     def chat_body(self, chat: dict, *, model: str, cred: Credential, notes: list[str],
-                  learned: LearnedFacts | None = None, prompt: Prompt | None = None) -> dict:
+                  learned: LearnedFacts | None = None, prompt: Prompt | None = None, tenant: str = "") -> dict:
         """The upstream body for a chat request on this account; its "model" is the model asked (the upstream
         may move a request to another model, e.g. a vision model for images). `learned`: what the upstream's
         refusals taught about models (models/learned.py: thinking knobs; models that answer streams only, whose
         whole answers the upstream streams and `turn.whole.translated` assembles; output caps, budgets).
-        `prompt`: the prompt's size, given to an upstream that `fits_window` (None: not known)."""
+        `prompt`: the prompt's size, given to an upstream that `fits_window` (None: not known). `tenant`: the named
+        client key the request came with ("": none), for a server whose caches keep tenants apart."""
         ...
 
     def own_body(self, body: dict, *, model: str, capability: Capability, cred: Credential,

@@ -212,7 +212,8 @@ class UpstreamEngine:
                                                  notes=ex.notes, learned=seen)
         else:
             ex.attempt.body = upstream.chat_body(ex.chat_body, model=model, cred=cred, notes=ex.notes, learned=seen,
-                                                 prompt=_prompt(ex) if upstream.fits_window else None)
+                                                 prompt=_prompt(ex) if upstream.fits_window else None,
+                                                 tenant=ex.key.name or "")
         ex.attempt.model = ex.attempt.body["model"]  # as sent (the route moved it above, when one applies)
         return upstream, base
 

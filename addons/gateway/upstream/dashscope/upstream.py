@@ -24,7 +24,7 @@ class DashScope(OneRequest):
     fits_window = False  # its models' input and output limits are apart
 
     def chat_body(self, chat: dict, *, model: str, cred: Credential, notes: list[str],
-                  learned: LearnedFacts | None = None, prompt: Prompt | None = None) -> dict:
+                  learned: LearnedFacts | None = None, prompt: Prompt | None = None, tenant: str = "") -> dict:
         return request.chat_to_qwen(chat, model=model, oauth=cred.kind == OAUTH, notes=notes, learned=learned)
 
     def own_body(self, body: dict, *, model: str, capability: Capability, cred: Credential,

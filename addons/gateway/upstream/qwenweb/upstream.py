@@ -56,7 +56,7 @@ class QwenWeb:
         return self.live.ids(WEB) or request.WEB_MODELS
 
     def chat_body(self, chat: dict, *, model: str, cred: Credential, notes: list[str],
-                  learned: LearnedFacts | None = None, prompt: Prompt | None = None) -> dict:
+                  learned: LearnedFacts | None = None, prompt: Prompt | None = None, tenant: str = "") -> dict:
         body = request.completion_body(chat, model=model, notes=notes, models=self.models(),
                                        default=cred.default_model)
         plan = self.pinning.plan(chat, cred.account, body["model"]) if self.pinning is not None else None

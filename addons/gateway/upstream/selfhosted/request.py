@@ -4,6 +4,7 @@ the fields it documents go, Model Studio's own switches become the server's (thi
 
 from __future__ import annotations
 
+import hashlib
 from urllib.parse import urlsplit
 
 from ...accounts import Credential
@@ -21,7 +22,7 @@ SENT = frozenset((
     "max_completion_tokens", "n", "presence_penalty", "response_format", "seed", "stop", "stream", "stream_options",
     "temperature", "top_p", "tools", "tool_choice", "parallel_tool_calls", "user", "top_k", "min_p",
     "repetition_penalty",
-))
+))  # not `cache_salt`: the gateway's own, per client key (a client's could be another tenant's)
 # Model Studio's switches the chat form may carry, and what becomes of each here
 THINKING = "enable_thinking"
 NO_KNOB = {
@@ -33,13 +34,15 @@ OFF_EFFORTS = ("none", "minimal")
 
 
 def chat_body(chat: dict, *, model: str, notes: list[str], listed: ListedModel | None = None,
-              prompt: Prompt | None = None, system_first: bool = False) -> dict:
+              prompt: Prompt | None = None, system_first: bool = False, tenant: str = "") -> dict:
     """The server's body for a chat request: the documented fields, thinking on or off as the client asked (its
     `enable_thinking`, else `reasoning_effort` none/minimal as off and any other effort as on; nothing asked: the
     model's own default), usage asked of a stream. With what the server's list says of the model (`listed`): the
     output cap within its window (`prompt`: the prompt's size), a thinking budget in the server's own form. Its
     chat template's rules: system text as one leading message where it takes no other (`system_first`: Qwen3.6 and
-    later, or a refusal said so), earlier turns' thinking kept for an agent where the model card asks it."""
+    later, or a refusal said so), earlier turns' thinking kept for an agent where the model card asks it. A named
+    client key's requests keep a prefix cache of their own on vLLM (`cache_salt`: no tenant can probe another's
+    prompts by timing)."""
     body = {k: v for k, v in chat.items() if k in SENT}
     body["model"] = model
     if isinstance(body.get("messages"), list):
@@ -70,12 +73,19 @@ def chat_body(chat: dict, *, model: str, notes: list[str], listed: ListedModel |
         note(notes, f"thinking_budget {budget} not sent: thinking is off")
     elif isinstance(budget, int) and not isinstance(budget, bool):
         body = template.thinking_budget(body, budget, listed.served_by if listed is not None else "", notes)
+    if tenant and listed is not None and listed.served_by == template.VLLM:
+        body["cache_salt"] = salt(tenant)
     if body.get("stream") is True:
         opts = body.get("stream_options")
         body["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
     else:
         body.pop("stream_options", None)  # vLLM refuses it on a whole answer (400 "Stream options can only be …")
     return body
+
+
+def salt(tenant: str) -> str:
+    """A client key's cache salt: the same for each of its requests, its name not shown to the server."""
+    return hashlib.sha256(f"qwen-gateway cache salt\0{tenant}".encode()).hexdigest()[:32]
 
 
 def thinks(body: dict) -> bool | None:

@@ -27,10 +27,10 @@ class SelfHosted(OneRequest):
     fits_window = True  # the prompt and the answer share the server's max_model_len
 
     def chat_body(self, chat: dict, *, model: str, cred: Credential, notes: list[str],
-                  learned: LearnedFacts | None = None, prompt: Prompt | None = None) -> dict:
+                  learned: LearnedFacts | None = None, prompt: Prompt | None = None, tenant: str = "") -> dict:
         listed = getattr(learned, "model", None)  # the server's own list (models.py), when read
         return request.chat_body(chat, model=model, notes=notes, listed=listed(model) if listed else None,
-                                 prompt=prompt, system_first=template.system_first(model, learned))
+                                 prompt=prompt, system_first=template.system_first(model, learned), tenant=tenant)
 
     def own_body(self, body: dict, *, model: str, capability: Capability, cred: Credential,
                  notes: list[str], learned: LearnedFacts | None = None) -> dict:

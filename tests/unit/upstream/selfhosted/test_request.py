@@ -118,3 +118,13 @@ def test_the_cap_fits_the_window_the_servers_list_gives():
                              prompt=Prompt(9000))
     assert 0 < body["max_completion_tokens"] < 40960 - 9000
     assert any("the server's model list" in n for n in notes)
+
+
+def test_each_client_key_keeps_a_prefix_cache_of_its_own_on_vllm():
+    vllm = ListedModel("m", context=40960, served_by="vllm")
+    ci, dev = (request.chat_body(CHAT, model="m", notes=[], listed=vllm, tenant=t)["cache_salt"] for t in ("ci", "dev"))
+    assert ci != dev and ci == request.chat_body(CHAT, model="m", notes=[], listed=vllm, tenant="ci")["cache_salt"]
+    assert "ci" not in ci and len(ci) == 32  # the key's name never reaches the server
+    assert "cache_salt" not in request.chat_body(CHAT, model="m", notes=[], listed=vllm)  # no named key: one tenant
+    sglang = ListedModel("m", served_by="sglang")
+    assert "cache_salt" not in request.chat_body(CHAT, model="m", notes=[], listed=sglang, tenant="ci")  # no such knob
