@@ -53,7 +53,7 @@ class RetryReason(enum.StrEnum):
     STREAM_ONLY = "stream_only"  # the model answers streams only: learned, sent again as a stream
     CAPPED = "capped"  # the model refused the output cap: its cap learned, sent again within it
     NEW_CHAT = "new_chat"  # a pinned Qwen Chat chat refused the turn (stale parent): sent again in a new chat
-    TEMPLATE = "template"  # the model's chat template refused the messages' shape: learned, sent again in its shape
+    TEMPLATE = "template"  # the chat template refused the messages' shape: learned, sent again in its shape
     TRUNCATED = "truncated"  # over Qwen's context with Responses `truncation: "auto"`: the oldest items dropped
     CONTINUED = "continued"  # a stream broke mid-answer: continued from what was answered (turn/continuation.py)
 
@@ -93,8 +93,7 @@ class ClientRequest:
 
 @dataclass(slots=True)
 class Attempt:
-    """The upstream side, the latest attempt's: its account, what went to Qwen; the accounts tried before
-    (`tried`), why each was tried again (`retries`). Written by the engine and its retry policy (upstream/)."""
+    """The upstream side, the latest attempt's: its account, what went to Qwen, the accounts `tried`, the `retries`."""
 
     cred: Credential | None = field(default=None, repr=False)
     upstream: Upstream | None = field(default=None, repr=False)  # the upstream kind serving `cred`
@@ -110,6 +109,7 @@ class Attempt:
     response_body: bytes | None = None
     tried: list[str] = field(default_factory=list)  # accounts, in order
     retries: list[Retry] = field(default_factory=list)
+    counted: tuple[int, int] | None = None  # (prompt tokens, window) as the server counted, when its refusal said
 
     @property
     def account(self) -> str:
@@ -173,14 +173,11 @@ class KeyUse:
 
 @dataclass(slots=True)
 class PromptCount:
-    """The gateway's own count of the prompt. Written by the token estimator (observe/estimator.py), the
-    context guard (turn/context_guard.py) and the count the guard and the route share (turn/context_overflow.py)."""
+    """The gateway's own count of the prompt: observe/estimator.py, turn/context_guard.py, turn/context_overflow.py."""
 
     tokens: int | None = None
     method: str | None = None  # tokens.py's method: tiktoken:…, estimate, sampled:…, skipped
     task: asyncio.Future | None = field(default=None, repr=False)  # a count still running
-    # (tokens, window) as the upstream itself counted the prompt, when a refusal of its output cap said so
-    server: tuple[int, int] | None = None
 
 
 @dataclass(slots=True)

@@ -150,8 +150,7 @@ class Wiring:
                 self.policy.learned = SharedLearnedFacts(new.state_dir, Database(new.state_url)) \
                     if new.state_url else LearnedFacts(new.state_dir)
                 self.policy.learned.start()
-            self.engine.pairing = pairing
-            self.policy.bindings = new.bindings
+            self.engine.pairing, self.policy.bindings = pairing, new.bindings
             stale = self.engine.reconfigure(new)
             if stale is not None:
                 _close_later(stale)

@@ -16,15 +16,13 @@ from ..errors import (
     DENIED, NO_RETRY, UNREACHABLE, ConnectionFailed, DeadConnection, GatewayError, Unreachable, UpstreamError,
     UpstreamTimeout)
 from ..exchange import Exchange, Retry, RetryReason, note
-from ..accounts import CATALOGUE_PROVIDERS, OAUTH, Credential
+from ..accounts import OAUTH, Credential
 from ..models.model_map import offers_of, vision_model
 from ..models.routes import LONG, window
 from ..interfaces import UpstreamAnswer
-from ..providers import TRANSLATED, Pairing, Prompt, Upstream, Wire
+from ..providers import TRANSLATED, Pairing, Upstream, Wire
 from ..redact import shown_headers
-from ..tokens import ESTIMATE, SKIPPED
-from ..turn.context_overflow import prompt_tokens
-from . import account_lists
+from . import account_lists, before_build
 from .client import ProxyRefused, UntrustedCertificate, UpstreamClient
 from .first_event import first_event
 from .retry import RetryPolicy
@@ -32,9 +30,6 @@ from .retry import RetryPolicy
 log = logging.getLogger("qwen")
 
 CONNECT_TIMEOUT = 10.0
-# How long the first requests after a start wait for a self-hosted account's own list (read at start: a fraction of a
-# second), to send the client's aliases to what it serves; never again once it answered (or failed)
-FIRST_LIST_WAIT_S = 5.0
 
 
 class UpstreamEngine:
@@ -81,10 +76,7 @@ class UpstreamEngine:
                        cred: Credential) -> UpstreamAnswer | UpstreamError:
         """One attempt on the attempt's account: its answer, or the refusal the retry policy hears. A reused
         connection found dead is sent again at once, once per request (`reconnected`)."""
-        if cred.provider not in CATALOGUE_PROVIDERS:  # its own list is all it serves: read once before the first
-            await self.config.models.accounts.first_read(cred.account, FIRST_LIST_WAIT_S)
-        if self.pairing.upstream(cred).fits_window and _capped(ex.chat_body):
-            await prompt_tokens(ex)  # its prompt and answer share one window: the body is built with the prompt counted
+        await before_build.ready(ex, cred, self.pairing.upstream(cred), self.config.models.accounts)
         while True:
             upstream, base = self.build(ex)
             if (unlisted := account_lists.unlisted(ex, cred, self.config.models.accounts, self._unknown_model)):
@@ -212,7 +204,7 @@ class UpstreamEngine:
                                                  notes=ex.notes, learned=seen)
         else:
             ex.attempt.body = upstream.chat_body(ex.chat_body, model=model, cred=cred, notes=ex.notes, learned=seen,
-                                                 prompt=_prompt(ex) if upstream.fits_window else None,
+                                                 prompt=before_build.prompt(ex) if upstream.fits_window else None,
                                                  tenant=ex.key.name or "")
         ex.attempt.model = ex.attempt.body["model"]  # as sent (the route moved it above, when one applies)
         return upstream, base
@@ -283,20 +275,6 @@ def _going_on(ex: Exchange, upstream: Upstream, model: str, prefix: str) -> None
         raise GatewayError(502, f"Account {ex.account} cannot go on with {model}'s answer (partial mode).",
                            code="not_continued")
     ex.attempt.body = body
-
-
-def _capped(chat: object) -> bool:
-    return isinstance(chat, dict) and any(isinstance(chat.get(k), int) for k in ("max_tokens", "max_completion_tokens"))
-
-
-def _prompt(ex: Exchange) -> Prompt | None:
-    """The prompt's size for a body that must fit one window: the server's own count when its refusal said it, else
-    the gateway's (tiktoken; a characters / 4 guess is no count)."""
-    if ex.count.server is not None:
-        return Prompt(ex.count.server[0], exact=True, window=ex.count.server[1])
-    if ex.count.tokens is not None and ex.count.method not in (None, ESTIMATE, SKIPPED):
-        return Prompt(ex.count.tokens)
-    return None
 
 
 def _transport(e: ConnectionFailed) -> GatewayError:

@@ -15,9 +15,9 @@ from ..accounts import KEY, AccountUnavailable, Credential, NotCapable, Outcome,
 from ..errors import NO_RETRY, GatewayError, UpstreamError, unavailable
 from ..exchange import Exchange, Retry, RetryReason, note
 from ..models.bindings import Bindings
-from ..models.learned import INPUT, LearnedFacts
-from ..turn.context_overflow import ContextOverflow, over_upstream_limit, param_of, upstream_limit
-from ..tokens import truncate_chat
+from .retry_request import RequestWays, retried
+from ..models.learned import LearnedFacts
+from ..turn.context_overflow import ContextOverflow, over_upstream_limit, param_of
 
 T = TypeVar("T")
 # Throttling retries inside one client request: a short wait is better than an error.
@@ -27,7 +27,7 @@ _POOL_OUTCOME = {errors.AUTH: Outcome.AUTH, errors.QUOTA: Outcome.QUOTA, errors.
                  errors.PUNISHED: Outcome.PUNISHED}  # an UNREACHABLE given up (no other account) changes nothing
 
 
-class RetryPolicy:
+class RetryPolicy(RequestWays):
     def __init__(self, pool: Pool | None) -> None:
         self.pool = pool
         # what Qwen's 400s taught about models (each upstream reads its own: `lesson`); the state folder's (wiring.py) once configured
@@ -56,7 +56,7 @@ class RetryPolicy:
         except AccountUnavailable as e:
             raise unavailable(e) from e
         ex.attempt.tried.append(cred.account)
-        ex.attempt.cred = cred
+        ex.attempt.cred, ex.attempt.counted = cred, None  # another server counts anew
         return cred
 
     async def attempts(self, ex: Exchange, once: Callable[[Credential], Awaitable[T | UpstreamError]]) -> T:
@@ -98,75 +98,6 @@ class RetryPolicy:
         ex.attempt.retries.append(Retry(RetryReason.ROTATED, account))
         return cred
 
-    async def refitted(self, ex: Exchange, err: UpstreamError) -> Credential | None:
-        """A server whose prompt and answer share one window refused the output cap, saying its own count of the
-        prompt and the window: sent again once with the cap those leave (the body builder reads `ex.count.server`).
-        Never a prompt too long: that one is a CONTEXT refusal."""
-        if err.counted is None or err.kind != errors.CLIENT or ex.count.server == err.counted:
-            return None
-        prompt, window = ex.count.server = err.counted
-        return _again(ex, RetryReason.CAPPED, f"the server counts {prompt:,} prompt tokens of its {window:,}-token "
-                                              "window: sent again with the output cap the window leaves")
-
-    async def relearned(self, ex: Exchange, err: UpstreamError) -> Credential | None:
-        """A 400 in Qwen's own words that teaches something about the model (its thinking knobs, a range it
-        holds, that it answers streams only), learned once and sent again with the same credential; an input
-        length is learned for the next request (this one goes on to the context error). A refusal in a wording
-        no reader knows is counted and said on the flow."""
-        model, cred = ex.attempt.model, ex.attempt.cred
-        if err.kind not in (errors.CLIENT, errors.CONTEXT) or not model or cred is None:
-            return None
-        upstream = ex.attempt.upstream
-        if upstream is None:
-            return None
-        reading = upstream.lesson(err.message)
-        if reading is None:
-            if err.kind == errors.CLIENT and not upstream.words_known(err.message):
-                self.learned.unknown[model] = self.learned.unknown.get(model, 0) + 1
-                ex.notes.append(f"Qwen refused in words the gateway does not know (counted): “{err.message[:200]}”")
-            return None
-        carried = " ".join((ex.attempt.url, *ex.attempt.headers.values()))  # headers as sent, the key redacted
-        why = upstream.unlearnable(reading, ex.attempt.body or {}, model, carried)
-        if why is not None:
-            ex.notes.append(f"not learned from Qwen's “{reading.text}”: {why}")
-            return None
-        if reading.thinking is not None and self.learned.thinking.get(model) != reading.thinking:
-            self.learned.thinking[model] = reading.thinking  # qwen-code learns "thinking is mandatory" so
-            return _again(ex, RetryReason.THINKING, f"{model} refused its thinking settings: sent again as "
-                                                    f"{reading.thinking.value}")
-        if reading.system_first and model not in self.learned.system_first:
-            self.learned.system_first.add(model)
-            return _again(ex, RetryReason.TEMPLATE, f"{model}'s chat template takes system text only at the "
-                                                    "beginning: sent again with one leading system message")
-        if reading.stream_only and model not in self.learned.stream_only:
-            self.learned.stream_only.add(model)
-            return _again(ex, RetryReason.STREAM_ONLY, f"{model} answers streams only: sent again as a stream")
-        if reading.fact is None or reading.bound is None or self.learned.value(model, reading.fact) == reading.bound \
-                or _retried(ex, RetryReason.CAPPED) >= 2:
-            return None  # a relation (the gateway keeps them: relations.py), or a fact already known
-        found = self.learned.learn(model, reading.fact, reading.bound)
-        if found is None:
-            return None
-        said = f"{model}: {reading.param} at most {reading.bound:,} ({found.said()})"
-        if reading.fact == INPUT:
-            ex.notes.append(said)
-            return None
-        return _again(ex, RetryReason.CAPPED, f"{said}: sent again within it")
-
-    async def truncated(self, ex: Exchange, err: UpstreamError) -> Credential | None:
-        """Over Qwen's context with the client's leave to drop the oldest messages: dropped, sent again once."""
-        if err.kind != errors.CONTEXT or not ex.truncate_oldest or _retried(ex, RetryReason.TRUNCATED):
-            return None
-        if not await _truncated(ex, err):
-            return None
-        return _again(ex, RetryReason.TRUNCATED)
-
-    async def new_chat(self, ex: Exchange, err: UpstreamError) -> Credential | None:
-        """A pinned Qwen Chat chat refused the turn (stale parent): sent again in a new chat, once."""
-        if err.kind != errors.STALE or _retried(ex, RetryReason.NEW_CHAT):
-            return None
-        return _again(ex, RetryReason.NEW_CHAT, f"{err.message}: sent again in a new chat")
-
     async def another_for_the_plan(self, ex: Exchange, err: UpstreamError) -> Credential | None:
         """A plan that refuses this client (the Coding Plan's 405): another account of the pool, the refusing one
         reported nothing (it serves the clients it accepts); none: the plan's refusal, in the client's words."""
@@ -189,7 +120,7 @@ class RetryPolicy:
     async def refreshed(self, ex: Exchange, err: UpstreamError) -> Credential | None:
         """A login's 401: refreshed once (a key's 401 is `past_a_refused_key`'s)."""
         assert self.pool is not None and ex.attempt.cred is not None
-        if err.kind != errors.AUTH or _retried(ex, RetryReason.REFRESHED):
+        if err.kind != errors.AUTH or retried(ex, RetryReason.REFRESHED):
             return None
         account = ex.account
         self.pool.report(account, Outcome.AUTH)
@@ -226,7 +157,7 @@ class RetryPolicy:
         """Throttled: a short wait (what Qwen asked, at most MAX_THROTTLE_WAIT), MAX_THROTTLE_RETRIES times, is
         better than an error; then any usable account."""
         assert self.pool is not None
-        if err.kind != errors.THROTTLE or _retried(ex, RetryReason.THROTTLED) >= MAX_THROTTLE_RETRIES:
+        if err.kind != errors.THROTTLE or retried(ex, RetryReason.THROTTLED) >= MAX_THROTTLE_RETRIES:
             return None
         account = ex.account
         wait = min(err.retry_after if err.retry_after is not None else 1.0, MAX_THROTTLE_WAIT)
@@ -282,7 +213,7 @@ class RetryPolicy:
         account = ex.attempt.cred.account
         self.pool.report(account, Outcome.AUTH)
         why = f"Qwen refused the key of account {account} with 401."
-        if not _retried(ex, RetryReason.REFRESHED):
+        if not retried(ex, RetryReason.REFRESHED):
             try:  # the account's verdict (AccountPool: refused, and why); another pool may hand out a new key
                 cred = await self.pool.refreshed(account, refused=ex.attempt.cred.token)
                 ex.attempt.retries.append(Retry(RetryReason.REFRESHED, account))
@@ -297,35 +228,3 @@ class RetryPolicy:
                                headers=NO_RETRY) from None
         ex.attempt.retries.append(Retry(RetryReason.ROTATED, account))
         return cred
-
-
-# Qwen counts with its own tokenizer: the gateway's estimate aims this far under the limit Qwen named.
-TRUNCATE_SHARE = 0.9
-
-
-async def _truncated(ex: Exchange, err: UpstreamError) -> bool:
-    """The Responses API's `truncation: "auto"` when Qwen says the input is over its limit: the oldest
-    messages dropped until the estimate fits (the limit from Qwen's message). False: nothing to drop."""
-    named = upstream_limit(err.message)
-    if named is None or not isinstance(ex.chat_body, dict):
-        return False
-    fitted = await asyncio.to_thread(truncate_chat, ex.chat_body, int(named * TRUNCATE_SHARE))
-    if fitted is None or not fitted[1]:
-        return False
-    ex.chat_body, dropped, _ = fitted
-    ex.notes.append(f"truncation auto: Qwen's limit is {named} tokens: the {dropped} oldest messages "
-                    "dropped, sent again")
-    return True
-
-
-def _again(ex: Exchange, reason: RetryReason, note: str | None = None) -> Credential:
-    """The same credential again, the reason recorded (and said on the flow)."""
-    assert ex.attempt.cred is not None
-    if note:
-        ex.notes.append(note)
-    ex.attempt.retries.append(Retry(reason, ex.account))
-    return ex.attempt.cred
-
-
-def _retried(ex: Exchange, reason: RetryReason) -> int:
-    return sum(1 for r in ex.attempt.retries if r.reason is reason)

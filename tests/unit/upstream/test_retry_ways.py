@@ -14,6 +14,7 @@ from qwen_gateway.exchange import ClientRequest, Exchange, RetryReason
 from qwen_gateway.interfaces import Endpoint
 from qwen_gateway.upstream import retry
 from qwen_gateway.upstream.retry import RetryPolicy
+from qwen_gateway.upstream.retry_request import RequestWays
 
 OAUTH_CRED = Credential("login", OAUTH, "https://portal.qwen.ai/v1", "tok")
 KEY_A = Credential("a", KEY, "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "sk-a")
@@ -172,7 +173,7 @@ async def test_refitted_sends_a_refused_cap_again_once_with_the_servers_own_coun
                                         b'at least 9021 input tokens, for a total of at least 137021 tokens.", '
                                         b'"type": "BadRequestError", "param": null, "code": 400}}', {})
     assert await policy.recover(ex, refused) is GPU
-    assert ex.count.server == (9021, 40960) and ex.attempt.retries[-1].reason is RetryReason.CAPPED
+    assert ex.attempt.counted == (9021, 40960) and ex.attempt.retries[-1].reason is RetryReason.CAPPED
     assert "9,021 prompt tokens of its 40,960-token window" in ex.notes[-1]
     with pytest.raises(GatewayError) as given:  # the same numbers again: not sent a third time
         await policy.recover(ex, refused)
@@ -222,3 +223,9 @@ def test_a_servers_503_is_unreachable_and_a_dashscope_503_is_not():
     from qwen_gateway.upstream.selfhosted.upstream import SELF_HOSTED
     assert SELF_HOSTED.classify(503, b'{"error": {"message": "engine dead"}}', {}).kind is errors.UNREACHABLE
     assert DASHSCOPE.classify(503, b'{"error": {"message": "busy"}}', {}).kind is not errors.UNREACHABLE
+
+
+def test_the_ways_that_mend_the_request_are_the_policys_own():
+    assert issubclass(RetryPolicy, RequestWays)
+    for way in ("refitted", "relearned", "truncated", "new_chat"):
+        assert getattr(RetryPolicy, way) is getattr(RequestWays, way)

@@ -26,7 +26,7 @@ from ...settings.auth import AuthSettings
 from ...auth.account import Account
 from .affinity import Affinity
 from .affinity_pg import SharedAffinity
-from .groups import cool, group_map, siblings
+from .groups import group_map
 from ...auth.names import iso
 from .status import (NO_ACCOUNTS, NO_EMBEDDINGS, PlanRefusals, PoolExhausted, describe_rows, status_rows,
                           unserved)
@@ -34,9 +34,9 @@ from ...auth.registry import Registry, RegistryError, same_account
 from ...auth.state import AccountState
 from ...auth.state_pg import SharedAccountState, shared_state
 from ...auth.web_account import WEB_WARNING
-from .windows import next_reset, quota_error, quota_until, throttle_error, throttle_wait
+from . import outcomes
+from .windows import next_reset
 
-OUTCOMES = tuple(o.value for o in Outcome)
 # A server whose queue is this many requests longer than the shortest takes no new conversation while another can
 QUEUE_SLACK = 0
 __all__ = ["AccountPool", "PoolExhausted", "next_reset"]
@@ -252,43 +252,8 @@ class AccountPool(Pool):
 
     def report(self, account: str, outcome: Outcome | str, *, retry_after: float | None = None,
                detail: str | None = None, window: Window | None = None) -> None:
-        """What happened to a request sent with `account`'s credential (an Outcome or its value): OK - served
-        (counted for today); AUTH - 401, the caller retries once with `refreshed()`; QUOTA - a quota `window` ran
-        out: cool down until it ends (windows.py; `retry_after` s when upstream said), `detail` (its words) kept
-        for every request refused meanwhile; THROTTLE - cool down `retry_after` s, else 1 s doubling up to 30 s;
-        PUNISHED - an anti-bot page: a web session parks itself; PLAN_REFUSED - the plan refused this client
-        (`detail`: its User-Agent): counted for status(); UNREACHABLE - its server could not be reached while
-        another account took the request: cool down as a throttle does (`detail`: why); ERROR: no change. A quota or throttle cools the group."""
-        try:
-            outcome = Outcome(outcome)
-        except ValueError:
-            raise ValueError(f"unknown outcome {outcome!r}; expected one of {OUTCOMES}") from None
-        now = time.time()
-        if outcome is Outcome.OK:
-            self.state.count_request(account)
-            self._throttle_backoff.pop(account, None)
-            row = self.state.get(account)  # from memory: cheap on the request path
-            if row["last_error"] and (row["cooldown_until"] or 0) <= now:
-                self.state.set(account, last_error=None)
-        elif outcome is Outcome.QUOTA:
-            until = now + retry_after if retry_after and retry_after > 0 else quota_until(
-                window, now, reset_hour_utc=self.reset_hour_utc, month_day=getattr(self._find(account), "month_day", None))
-            cool(self.state, self._groups, account, until, quota_error(window, detail, until))
-        elif outcome is Outcome.THROTTLE:
-            wait = throttle_wait(retry_after, self._throttle_backoff.get(account))
-            for member in siblings(self._groups, account):
-                self._throttle_backoff[member] = wait
-            cool(self.state, self._groups, account, now + wait, throttle_error(window, detail))
-        elif outcome is Outcome.UNREACHABLE:
-            wait = throttle_wait(retry_after, self._throttle_backoff.get(account))
-            self._throttle_backoff[account] = wait
-            cool(self.state, {}, account, now + wait, f"unreachable: {detail or 'its server could not be reached'}")
-        elif outcome is Outcome.PLAN_REFUSED:
-            self.refusals.note(account, detail or "")
-        elif outcome is Outcome.PUNISHED:
-            punished = self._find(account)
-            if punished is not None:
-                punished.record_punish()
+        """What happened to a request sent with `account`'s credential (an Outcome or its value): outcomes.py."""
+        outcomes.report(self, account, outcome, retry_after=retry_after, detail=detail, window=window)
 
     def _find(self, name: str) -> Account | None:
         return next((a for a in self.accounts if a.name == name), None)
