@@ -31,6 +31,7 @@ class ListedModel:
     published: str = ""
     other_bands: tuple[str, ...] = ()  # time bands it prices besides the standard one, hours not given: not applied
     served_by: str = ""  # what serves it, as the list says (a self-hosted server's `owned_by`: vllm, sglang)
+    server_version: str = ""  # that server's release, as its /version says ("": not said)
 
 
 @dataclass(frozen=True)

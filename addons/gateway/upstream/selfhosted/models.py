@@ -34,9 +34,9 @@ TIMEOUT = 10.0  # seconds for the whole fetch: a slow list only delays the next 
 AGENT = "qwen-gateway"
 
 
-def parse(account: str, raw: bytes) -> ModelList | None:
+def parse(account: str, raw: bytes, version: str = "") -> ModelList | None:
     """The server's list (`{"data": [{"id", "max_model_len", "owned_by", …}]}`); None: the answer is no list. A
-    window the server does not give stays unknown."""
+    window the server does not give stays unknown; `version`: its release, as its /version says."""
     try:
         data = json.loads(raw)
     except ValueError:
@@ -51,7 +51,7 @@ def parse(account: str, raw: bytes) -> ModelList | None:
         window = r.get("max_model_len")
         owner = r.get("owned_by")
         models[r["id"]] = ListedModel(r["id"], context=window if isinstance(window, int) and window > 0 else None,
-                                      served_by=owner if isinstance(owner, str) else "")
+                                      served_by=owner if isinstance(owner, str) else "", server_version=version)
     return ModelList(account, time.time(), models)
 
 
@@ -59,7 +59,8 @@ def said(listed: ModelList) -> str:
     """One line on what the server serves: each model with its window."""
     parts = [f"{m.id} ({m.context:,}-token window)" if m.context else f"{m.id} (window not given)"
              for m in listed.models.values()]
-    server = next((m.served_by for m in listed.models.values() if m.served_by), "")
+    first = next(iter(listed.models.values()), None)
+    server = f"{first.served_by} {first.server_version}".strip() if first is not None else ""
     return f"{server or 'the server'} serves {', '.join(parts) or 'no model'}"
 
 
@@ -89,8 +90,9 @@ class ServerModels(CatalogueFetch):
         why = "no credential"
         if cred is not None:
             try:
-                status, raw = await asyncio.wait_for(self._get(cred), TIMEOUT)
-                listed = parse(self.account, raw) if status == 200 else None
+                status, raw = await asyncio.wait_for(self._get(cred, "/models"), TIMEOUT)
+                version = await self._version(cred) if status == 200 else ""
+                listed = parse(self.account, raw, version) if status == 200 else None
                 why = f"HTTP {status}" if status != 200 else "an answer that is not a model list"
             except (ConnectionFailed, OSError, asyncio.TimeoutError) as e:
                 why = type(e).__name__
@@ -109,8 +111,21 @@ class ServerModels(CatalogueFetch):
             self.said = line
             (log.warning if warn else log.info)(line)
 
-    async def _get(self, cred: Credential) -> tuple[int, bytes]:
-        url = cred.base_url.rstrip("/") + "/models"
+    async def _version(self, cred: Credential) -> str:
+        """The release the server says it is (vLLM's `GET /version`: {"version": "0.20.0"}); "": it says none."""
+        try:
+            status, raw = await asyncio.wait_for(self._get(cred, "/version", origin=True), TIMEOUT)
+            said = json.loads(raw).get("version") if status == 200 else None
+        except (ConnectionFailed, OSError, asyncio.TimeoutError, ValueError, AttributeError):
+            return ""
+        return said if isinstance(said, str) and len(said) < 40 else ""
+
+    async def _get(self, cred: Credential, path: str, origin: bool = False) -> tuple[int, bytes]:
+        base = cred.base_url.rstrip("/")
+        if origin:  # the server's own routes sit beside its API
+            parts = urlsplit(base)
+            base = f"{parts.scheme}://{parts.netloc}"
+        url = base + path
         headers = [("Host", urlsplit(url).netloc), ("User-Agent", AGENT), ("Accept", "application/json")]
         if cred.token:
             headers.append(("Authorization", f"Bearer {cred.token}"))

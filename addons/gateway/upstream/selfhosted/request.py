@@ -72,7 +72,8 @@ def chat_body(chat: dict, *, model: str, notes: list[str], listed: ListedModel |
     if isinstance(budget, int) and not isinstance(budget, bool) and thinking is False:
         note(notes, f"thinking_budget {budget} not sent: thinking is off")
     elif isinstance(budget, int) and not isinstance(budget, bool):
-        body = template.thinking_budget(body, budget, listed.served_by if listed is not None else "", notes)
+        body = template.thinking_budget(body, budget, listed.served_by if listed is not None else "", notes,
+                                        listed.server_version if listed is not None else "")
     if tenant and listed is not None and listed.served_by == template.VLLM:
         body["cache_salt"] = salt(tenant)
     if body.get("stream") is True:

@@ -84,14 +84,26 @@ def no_developer(messages: list, notes: list[str]) -> list:
     return [{**m, "role": "system"} if isinstance(m, dict) and m.get("role") == "developer" else m for m in messages]
 
 
-def thinking_budget(body: dict, budget: int, server: str, notes: list[str]) -> dict:
+VLLM_BUDGET_FROM = (0, 15)  # the first 2026 vLLM releases: `thinking_token_budget` (vLLM's reasoning_outputs docs)
+
+
+def release(version: str) -> tuple[int, int] | None:
+    found = re.match(r"(\d+)\.(\d+)", version)
+    return (int(found[1]), int(found[2])) if found else None
+
+
+def thinking_budget(body: dict, budget: int, server: str, notes: list[str], version: str = "") -> dict:
     """The thinking budget in the server's own form, below the output cap sent; said on the flow when the server's
-    kind is not known (its list not read yet) and nothing is sent."""
+    kind is not known (its list not read yet), or its release takes none, and nothing is sent."""
     cap = body.get("max_completion_tokens") or body.get("max_tokens")
     if isinstance(cap, int) and budget >= cap:
         note(notes, f"thinking budget {budget} lowered to {cap - 1}: below the output cap sent")
         budget = cap - 1
     if budget < 1:
+        return body
+    if server == VLLM and ((found := release(version)) is None or found < VLLM_BUDGET_FROM):
+        note(notes, f"thinking budget {budget} not sent: vLLM {version or '(release not said)'} takes none before "
+                    f"{'.'.join(map(str, VLLM_BUDGET_FROM))}: thinking runs to the output cap")
         return body
     if server == VLLM:
         note(notes, f"thinking budget {budget} sent as vLLM's thinking_token_budget (the server needs "

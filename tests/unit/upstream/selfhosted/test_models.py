@@ -43,7 +43,7 @@ class _Server(BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802
         _Server.seen.append({"path": self.path, "auth": self.headers.get("Authorization")})
-        raw = json.dumps(VLLM_LIST).encode()
+        raw = json.dumps({"version": "0.20.0"} if self.path == "/version" else VLLM_LIST).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw)))
@@ -66,7 +66,9 @@ async def test_the_list_is_read_from_the_server_with_the_accounts_key(caplog):
         with caplog.at_level("INFO", logger="qwen"):
             await fetch.refresh()
         assert live.ids("gpu") == ("Qwen/Qwen3-8B", "qwen3-8b") and live.is_live("gpu")
-        assert _Server.seen[-1] == {"path": "/v1/models", "auth": "Bearer sk-gpu"}
+        assert {"path": "/v1/models", "auth": "Bearer sk-gpu"} in _Server.seen
+        assert live.model_list("gpu").models["qwen3-8b"].server_version == "0.20.0"
+        assert any("vllm 0.20.0 serves Qwen/Qwen3-8B" in r.getMessage() for r in caplog.records)
         assert any("WARNING: Qwen/Qwen3.6-27B named by the account" in r.getMessage() for r in caplog.records)
         assert not any("sk-gpu" in r.getMessage() for r in caplog.records)
     finally:

@@ -99,7 +99,8 @@ def test_preserve_thinking_for_an_agent_on_a_model_whose_card_asks_it():
 
 def test_a_thinking_budget_in_each_servers_own_form_below_the_cap():
     ask = {**CHAT, "max_completion_tokens": 4000, "thinking_budget": 2000}
-    vllm = request.chat_body(ask, model="m", notes=[], listed=ListedModel("m", context=40960, served_by="vllm"))
+    vllm = request.chat_body(ask, model="m", notes=[], listed=ListedModel("m", context=40960, served_by="vllm",
+                                                                          server_version="0.20.0"))
     assert vllm["thinking_token_budget"] == 2000 and "chat_template_kwargs" not in vllm
     sglang = request.chat_body(ask, model="m", notes=[], listed=ListedModel("m", context=40960, served_by="sglang"))
     assert sglang["chat_template_kwargs"] == {"thinking_budget": 2000} and "thinking_token_budget" not in sglang
@@ -107,8 +108,12 @@ def test_a_thinking_budget_in_each_servers_own_form_below_the_cap():
     unknown = request.chat_body(ask, model="m", notes=notes)
     assert "thinking_token_budget" not in unknown and any("server's kind" in n for n in notes)
     over = request.chat_body({**ask, "thinking_budget": 9000}, model="m", notes=[],
-                             listed=ListedModel("m", served_by="vllm"))
+                             listed=ListedModel("m", served_by="vllm", server_version="0.30.1"))
     assert over["thinking_token_budget"] == 3999
+    notes = []
+    old = request.chat_body(ask, model="m", notes=notes, listed=ListedModel("m", served_by="vllm",
+                                                                          server_version="0.11.0"))
+    assert "thinking_token_budget" not in old and any("vLLM 0.11.0 takes none before 0.15" in n for n in notes)
 
 
 def test_the_cap_fits_the_window_the_servers_list_gives():
