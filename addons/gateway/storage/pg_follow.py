@@ -29,6 +29,24 @@ CONNECT_S = 10  # a new connection's connect_timeout (libpq's, whole seconds; a 
 # busy machine's delay in forking a backend (issue 68)
 # a transaction-mode pooler hands each transaction another server session: no statement prepared on one
 NO_PREPARE: dict[str, Any] = {"prepare_threshold": None}
+# TCP keepalives on the gateway's own connections (libpq's; ignored on a Unix socket): a peer gone without a word
+# (a network cut, a machine powered off) is found in about KEEPALIVE_IDLE_S + 3 × KEEPALIVE_INTERVAL_S = 25 s
+# rather than the kernel's default 2 h. The server side of the same: docs/deploy.md (tcp_keepalives_idle,
+# idle_in_transaction_session_timeout). What the URL sets itself is left as it is.
+KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT = 10, 5, 3
+
+
+def session_kwargs(url: str) -> dict[str, Any]:
+    """NO_PREPARE and the keepalives the URL does not set: every connection a gateway or command opens."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        given = conninfo_to_dict(url)
+    except Exception:  # the URL's own error is said where it is used
+        given = {}
+    keep = {"keepalives": 1, "keepalives_idle": KEEPALIVE_IDLE_S, "keepalives_interval": KEEPALIVE_INTERVAL_S,
+            "keepalives_count": KEEPALIVE_COUNT}
+    return {**NO_PREPARE, **{k: v for k, v in keep.items() if k not in given}}
 _listen_urls: dict[str, str] = {}  # qwen_state_url -> qwen_state_listen_url
 
 
@@ -72,7 +90,7 @@ async def direct_fetch(db: Any, sql: str, args: Sequence[Any] = ()) -> list[tupl
 
     async def once() -> list[tuple]:
         async with await psycopg.AsyncConnection.connect(listen_url(db), autocommit=True, connect_timeout=CONNECT_S,
-                                                         **NO_PREPARE) as conn:
+                                                         **session_kwargs(listen_url(db))) as conn:
             cur = await conn.execute(sql, args)
             return list(await cur.fetchall()) if cur.description else []
 
@@ -154,8 +172,9 @@ class Listener:
 
         self.db.available()
         try:
-            conn = await psycopg.AsyncConnection.connect(listen_url(self.db), autocommit=True, connect_timeout=CONNECT_S,
-                                                         application_name=session_name(), **NO_PREPARE)
+            url = listen_url(self.db)
+            conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=CONNECT_S,
+                                                         application_name=session_name(), **session_kwargs(url))
         except Exception as e:
             raise self.db.lost(e) from None
         try:

@@ -33,6 +33,10 @@ def model_spend_query(today: str, name: str | None = None) -> tuple[str, tuple]:
 
 
 _PG = {"ine": "", "int": "BIGINT", "real": "DOUBLE PRECISION"}
+# How long a budget check waits for a row a dead gateway's settlement needs (ms): a row locked longer is another
+# session's (a stuck gateway's open spend transaction), and the settlement waits for a later check or heartbeat.
+# Far below a request's patience, far above a healthy spend transaction's hold on the row (a few ms).
+SETTLE_LOCK_MS = 200
 # After tenancy/schema.py's steps, in this order (applied steps are never edited: a change is a new step).
 PG_STEPS = (
     _BUDGETS,
@@ -106,4 +110,44 @@ PG_STEPS = (
             RETURNING id INTO new_id;
         RETURN QUERY SELECT new_id, counted;
     END $$""",
+    # The same check, but a dead gateway's holds are settled only when that needs no wait: a row of the key's spend
+    # locked by a stuck session (a gateway frozen or cut off inside its spend transaction) made every request of
+    # the key wait under the key's budget lock until the statement_timeout, then 503 (trust round 6). Unsettled,
+    # the dead holds count as holds: the check stays exact, never lower.
+    """CREATE OR REPLACE FUNCTION qwen_key_hold_budgets(p_gateway TEXT, p_dead DOUBLE PRECISION, p_life DOUBLE PRECISION,
+        p_name TEXT, p_model TEXT, p_today TEXT, p_tokens BIGINT, p_usd DOUBLE PRECISION, p_counts TEXT[],
+        p_since TEXT[], p_models TEXT[], p_limits DOUBLE PRECISION[])
+        RETURNS TABLE (hold_id BIGINT, spent DOUBLE PRECISION[])
+    LANGUAGE plpgsql AS $$
+    DECLARE counted DOUBLE PRECISION[]; new_id BIGINT; waited TEXT;
+    BEGIN
+        PERFORM pg_advisory_xact_lock(hashtextextended('qwen-key:' || p_name || ':budget', 0));
+        waited := current_setting('lock_timeout');
+        BEGIN  -- (a subtransaction: a settlement that would wait is undone, the setting with it)
+            PERFORM set_config('lock_timeout', 'SETTLE_LOCK_MS', true);
+            PERFORM qwen_key_settle(p_name, p_dead, p_life);
+            PERFORM set_config('lock_timeout', waited, true);
+        EXCEPTION WHEN lock_not_available THEN
+            NULL;  -- a row another session holds (a stuck gateway's spend): its dead holds count as holds until then
+        END;
+        SELECT COALESCE(array_agg(b.spent ORDER BY b.i), '{}') INTO counted FROM (
+            SELECT l.i, CASE WHEN l.model = '' THEN
+                    (SELECT COALESCE(SUM(CASE WHEN l.counts = 'tokens' THEN d.tokens ELSE d.usd END), 0)
+                     FROM key_day d WHERE d.name = p_name AND d.day >= l.since AND d.day <= p_today)
+                ELSE
+                    (SELECT COALESCE(SUM(CASE WHEN l.counts = 'tokens' THEN m.tokens ELSE m.usd END), 0)
+                     FROM key_model_day m WHERE m.name = p_name AND m.model = l.model AND m.day >= l.since
+                        AND m.day <= p_today) END
+                + (SELECT COALESCE(SUM(CASE WHEN l.counts = 'tokens' THEN h.tokens ELSE h.usd END), 0)
+                   FROM key_holds h WHERE h.name = p_name AND (l.model = '' OR h.model = l.model)) AS spent
+            FROM unnest(p_counts, p_since, p_models) WITH ORDINALITY AS l(counts, since, model, i)) b;
+        IF EXISTS (SELECT 1 FROM unnest(counted, p_limits) AS c(spent, lim) WHERE c.spent >= c.lim) THEN
+            RETURN QUERY SELECT 0::BIGINT, counted;
+            RETURN;
+        END IF;
+        INSERT INTO key_holds (name, tokens, usd, at, gateway, model)
+            VALUES (p_name, p_tokens, p_usd, extract(epoch FROM clock_timestamp()), p_gateway, p_model)
+            RETURNING id INTO new_id;
+        RETURN QUERY SELECT new_id, counted;
+    END $$""".replace("'SETTLE_LOCK_MS'", f"'{SETTLE_LOCK_MS}'"),
 )

@@ -187,8 +187,10 @@ class KeySource:
     async def _writes(self, everything: bool = False) -> None:
         self.state.limiter.sweep(everything=everything)
         await self.state.limiter.grants.flush()  # says its own failures
-        await self._flush()
-        await self.state.holds.tick()  # alive, every few seconds: its holds are not a corpse's (tenancy/holds.py)
+        try:
+            await self._flush()
+        finally:  # alive, every few seconds, even while its spend cannot be written: its holds are not a corpse's
+            await self.state.holds.tick()  # (tenancy/holds.py)
 
     async def _flush(self) -> None:
         if self._shared is not None:

@@ -23,6 +23,14 @@ from .outage import OutageNote
 ACK = "key-ack"  # the notification of a qwen-keys change to acknowledge: "key-ack:<token>:<name>"
 REFRESH_S = 5.0  # a lost notification: every key and its spend are read again within this
 LEASE_S = 2.0
+# The spend transaction holds its keys' rows of key_day: a gateway stuck inside it (frozen, cut off) must not hold
+# them for everyone. It gives up a row another session holds after SPEND_LOCK_MS (its batch is kept and tried again
+# the next second: nothing is lost, nothing counted twice), and the server ends it — its locks with it — when it
+# sits idle inside it for SPEND_IDLE_MS (a healthy batch never idles: its statements follow one another).
+SPEND_LOCK_MS = 1000
+SPEND_IDLE_MS = 5000
+SPEND_LIMITS = (f"SET LOCAL lock_timeout = {SPEND_LOCK_MS}; "
+                f"SET LOCAL idle_in_transaction_session_timeout = {SPEND_IDLE_MS}")
 
 
 class SharedGrants:
@@ -122,6 +130,7 @@ class SharedKeys:
         pool = await self.db.pool()
         names = sorted({n for n, _ in deltas})
         async with pool.connection() as conn, conn.transaction():
+            await conn.execute(SPEND_LIMITS)
             if released:
                 cur = await conn.execute("DELETE FROM key_holds WHERE id = ANY(%s) RETURNING id", (list(released),))
                 gone = set(released) - {row[0] for row in await cur.fetchall()}
