@@ -8,7 +8,9 @@ serves clients applied the change; one it could not confirm is named and the exi
 
 from __future__ import annotations
 
+import json
 import signal
+import socket
 
 import httpx
 import pytest
@@ -92,3 +94,41 @@ def test_a_gateway_cut_off_from_postgresql_is_named_and_the_command_exits_3(tmp_
     finally:
         stop_all(gws)
         relay.stop()
+
+
+def _queued(gw: Gateway, key: str) -> socket.socket:
+    """A request sent whole into the gateway's socket (the kernel takes it while the gateway is frozen)."""
+    body = json.dumps({"model": "gpt-4o", "messages": HI}).encode()
+    s = socket.create_connection(("127.0.0.1", int(gw.url.rsplit(":", 1)[1])), timeout=60)
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+              + f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+              + body)
+    return s
+
+
+def _status_of(s: socket.socket) -> int:
+    with s, s.makefile("rb") as answer:
+        return int(answer.readline().split()[1])
+
+
+@pytest.mark.parametrize("store", ["folder", "postgresql"])
+def test_a_frozen_gateway_resumed_decides_requests_queued_meanwhile_by_the_keys_as_they_are_now(
+        tmp_path, emu, make_gateway, request, store):
+    env = team_env(tmp_path, emu)
+    cli, args = env, ()
+    if store == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        cli, args = {"QWEN_STATE_URL": url, "QWEN_GATEWAY_HOME": str(tmp_path / "cli")}, ("--set", f"qwen_state_url={url}")
+    alice = add_key(cli, "alice")
+    gw = make_gateway(env=env, args=args)
+    until(lambda: status(gw, alice) == 200, "alice served")
+    gw.proc.send_signal(signal.SIGSTOP)  # a VM paused
+    try:
+        queued = [_queued(gw, alice) for _ in range(4)]
+        done = qwen_keys(cli, "revoke", "alice", "--wait", "1", ok=False)
+        assert done.returncode == 3 and str(gw.proc.pid) in done.stderr, done.stdout + done.stderr  # named
+    finally:
+        gw.proc.send_signal(signal.SIGCONT)
+    said = [_status_of(s) for s in queued]
+    assert said == [401] * 4, said  # before: served with the key revoked while it was frozen
+    assert status(gw, alice) == 401
