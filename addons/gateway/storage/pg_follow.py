@@ -21,7 +21,8 @@ from typing import Any
 
 from .health import PROBE_S, StateUnavailable
 from .pg_faults import unavailable
-from .pg_url import check_url
+from . import pg_pooler
+from .pg_url import check_url, shown
 
 log = logging.getLogger("qwen")
 CHANNEL = "qwen_state"  # NOTIFY channel: payload "<kind>:<key>" (kind: account, credential, key, fact, …)
@@ -187,6 +188,8 @@ class Listener:
     async def _hear_self(self) -> None:
         """A notification through the pool (where qwen-keys and the other gateways send theirs) must reach this
         LISTEN within HEAR_S; one that does not is said once, with what to set. A pool that fails cannot tell."""
+        with contextlib.suppress(Exception):  # the pool's route in session mode: said once (storage/pg_pooler.py)
+            await asyncio.to_thread(pg_pooler.check, self.db.url, shown(self.db.url), self.db.max_size)
         token, heard = secrets.token_hex(6), asyncio.Event()
         self._check = (token, heard)
         try:
