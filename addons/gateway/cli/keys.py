@@ -17,7 +17,8 @@
 
 Once any named key exists (revoked ones too), the gateway requires one on every request (Authorization: Bearer
 KEY or x-api-key; the keys of qwen_client_keys_file / $QWEN_GATEWAY_KEYS keep working). A change returns once
-every running gateway applied it (else, after 10 s, it names those that did not: exit status 3); the requests
+every running gateway applied it (else, after 10 s, it names those that did not: exit status 3); changes of one key
+take turns (one whose key another command changed while it waited changes nothing: exit status 1); the requests
 in flight with a revoked, rotated or deleted key end then (qwen_key_change_in_flight). Limits: requests and
 tokens per minute (rpm, tpm), and the budgets below. See docs/keys.md.
 """
