@@ -22,6 +22,7 @@ import pytest
 
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 from helpers.team import QWEN_KEYS, add_key, qwen_keys, until
+from qwen_gateway.cli.keys_lock import LOCK_FILE, LOCK_SQL, lock_name
 
 pytestmark = pytest.mark.e2e
 ROUNDS = 3
@@ -46,7 +47,7 @@ class Folder:
 
     @contextlib.contextmanager
     def gate(self) -> Iterator[Callable[[], int]]:
-        lock = self.state / "keys.lock"
+        lock = self.state / LOCK_FILE
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -71,7 +72,7 @@ class Database:
 
         with psycopg.connect(self.url, autocommit=True) as conn, psycopg.connect(self.url, autocommit=True) as look:
             conn.execute("BEGIN")
-            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('qwen-key:alice:command', 0))")
+            conn.execute(LOCK_SQL, (lock_name("alice"),))
             yield lambda: look.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
                                        "AND database = (SELECT oid FROM pg_database WHERE datname = "
                                        "current_database())").fetchone()[0]

@@ -23,14 +23,15 @@ def _bouncer(pg_server, mode: str) -> PgBouncer:  # noqa: F811
 
 @pytest.mark.parametrize("mode", ["session", "transaction"])
 def test_how_a_url_is_pooled_is_told_apart(pg_server, pg_url, mode):  # noqa: F811
+    from qwen_gateway.storage.pg_follow import plain_connection
     from qwen_gateway.storage.pg_pooler import session_pooled
 
     bouncer = _bouncer(pg_server, mode)
     try:
         via = bouncer.url(pg_url.rsplit("/", 1)[1])
         for _ in range(3):  # the same answer each time
-            assert session_pooled(via) is (mode == "session")
-            assert session_pooled(pg_url) is False  # the database itself
+            assert session_pooled(lambda: plain_connection(via)) is (mode == "session")
+            assert session_pooled(lambda: plain_connection(pg_url)) is False  # the database itself
     finally:
         bouncer.stop()
 

@@ -162,8 +162,7 @@ class Database:
                 outage = self.health.outages
                 await self._reach()  # one attempt, failing at once when nothing listens (the pool would retry)
                 pool = AsyncConnectionPool(self.url, min_size=1, max_size=self.max_size, open=False, timeout=POOL_WAIT_S,
-                                           kwargs={"autocommit": True, "connect_timeout": CONNECT_S,
-                                                   **session_kwargs(self.url)},
+                                           kwargs={"autocommit": True, "connect_timeout": CONNECT_S, **session_kwargs(self.url)},
                                            configure=_configure, name="qwen-state")
                 try:
                     await pool.open(wait=True, timeout=CONNECT_S)

@@ -48,6 +48,13 @@ def session_kwargs(url: str) -> dict[str, Any]:
     keep = {"keepalives": 1, "keepalives_idle": KEEPALIVE_IDLE_S, "keepalives_interval": KEEPALIVE_INTERVAL_S,
             "keepalives_count": KEEPALIVE_COUNT}
     return {**NO_PREPARE, **{k: v for k, v in keep.items() if k not in given}}
+
+
+def plain_connection(url: str) -> Any:
+    """A blocking autocommit connection to `url`, as the gateway opens them (a thread's)."""
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_S, **session_kwargs(url))
 _listen_urls: dict[str, str] = {}  # qwen_state_url -> qwen_state_listen_url
 
 
@@ -189,7 +196,8 @@ class Listener:
         """A notification through the pool (where qwen-keys and the other gateways send theirs) must reach this
         LISTEN within HEAR_S; one that does not is said once, with what to set. A pool that fails cannot tell."""
         with contextlib.suppress(Exception):  # the pool's route in session mode: said once (storage/pg_pooler.py)
-            await asyncio.to_thread(pg_pooler.check, self.db.url, shown(self.db.url), self.db.max_size)
+            await asyncio.to_thread(pg_pooler.check, self.db.url, shown(self.db.url), self.db.max_size,
+                                    lambda: plain_connection(self.db.url))
         token, heard = secrets.token_hex(6), asyncio.Event()
         self._check = (token, heard)
         try:

@@ -13,6 +13,7 @@ How it is told, on two connections through the URL (blocking: from a thread, onc
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger("qwen")
@@ -20,15 +21,8 @@ ROUNDS = 4  # turns each client takes: in transaction mode one of them lands on 
 _checked: set[str] = set()
 
 
-def session_pooled(url: str, connect: Any = None) -> bool:
-    """Whether `url` goes through a pooler in session mode (False when it cannot tell)."""
-    import psycopg
-
-    from .pg_follow import CONNECT_S, session_kwargs
-
-    def opened() -> Any:
-        return (connect or psycopg.connect)(url, autocommit=True, connect_timeout=CONNECT_S, **session_kwargs(url))
-
+def session_pooled(opened: Callable[[], Any]) -> bool:
+    """Whether the URL `opened()` connects to (pg_follow.plain_connection) goes through a pooler in session mode."""
     with opened() as a, opened() as b:
         def pid(conn: Any) -> int:
             return int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
@@ -50,14 +44,14 @@ WARNING = ("qwen: WARNING: qwen_state_url %s goes through a pooler in session mo
            "qwen_state_listen_url to the database itself.")
 
 
-def check(url: str, shown: str, pool_max: int) -> None:
+def check(url: str, shown: str, pool_max: int, opened: Callable[[], Any]) -> None:
     """Blocking, once per URL and process: the warning when `url` is pooled by session; a failure says nothing (the
     stores say the database's own failures)."""
     if url in _checked:
         return
     _checked.add(url)
     try:
-        pooled = session_pooled(url)
+        pooled = session_pooled(opened)
     except Exception as e:
         log.debug("qwen: could not tell how %s is pooled: %s", shown, type(e).__name__)
         return

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -29,6 +28,7 @@ from .store import FILENAME, SNAPSHOT, KeyStore
 from .source_folder import FolderKeys, told
 from .holds import Holds, MemoryHolds, SharedHolds
 from .limits import Limiter, MemoryGrants
+from .freeze import LoopWatch
 from .outage import OutageNote
 from .spend import SpendBook
 from .team_pg import ACK, SharedGrants, SharedKeys
@@ -42,12 +42,6 @@ log = logging.getLogger("qwen")
 TICK_S = 1.0  # SQLite: how often the keys file is looked at; both: spend written and leases swept
 LOAD_WAIT_S = 10.0  # PostgreSQL at start: how long a request waits for the first read of the keys
 CLOSE_WAIT_S = 5.0  # shutdown: how long the spend's last writes may take (a tick's under way, then the rest)
-# A gateway whose event loop did not run for GAP_S (frozen: SIGSTOP, a VM paused; or starved that long) reads its
-# keys again before it decides the next request with a named key: the requests that queued while it was frozen
-# are decided by the keys as they are now, not as they were (before: a frozen gateway, resumed, served a key
-# revoked meanwhile). Looked at every WATCH_S. A starved machine costs one more read of the keys per gap.
-GAP_S = 2.0
-WATCH_S = 0.25
 
 
 class TeamState(Protocol):
@@ -74,9 +68,7 @@ class KeySource:
         self._tasks: list[asyncio.Task] = []
         self._tick: asyncio.Future | None = None  # a tick's writes, under way: shutdown waits for them, never cuts
         self._running = False
-        self._watched = time.monotonic()  # when the loop last ran the watch (`_watch`)
-        self._gap = False  # a gap seen: the keys are read again before the next named key is decided
-        self._reread: asyncio.Future | None = None
+        self.frozen = LoopWatch(self._read_again)  # a frozen loop: keys read again before a named key is decided
         self._flat = self._allow_open = False
         self.moved_to = ""  # SQLite: the database the folder's keys were moved to while this gateway ran on it
         self._spend = OutageNote("", "")  # made for its storage by `configure`
@@ -135,43 +127,13 @@ class KeySource:
         elif self._where is not None:  # a qwen-keys change applied before it returns (tenancy/source_folder.py)
             self._tasks.append(loop.create_task(told(self._where[0], self._read_told), name="qwen: qwen-keys' notices"))
         self._tasks.append(loop.create_task(self._ticks(), name="qwen: named keys' spend"))
-        self._watched = time.monotonic()
-        self._tasks.append(loop.create_task(self._watch(), name="qwen: named keys, a frozen loop"))
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(WATCH_S)
-            now = time.monotonic()
-            if now - self._watched > GAP_S:
-                self._gap = True
-            self._watched = now
-
-    def stale(self) -> bool:
-        """Whether the event loop did not run for GAP_S since the keys were last known current (a frozen process):
-        a named key is then decided once they were read again (`fresh`)."""
-        return self._running and bool(self._tasks) and (self._gap or time.monotonic() - self._watched > GAP_S)
-
-    async def fresh(self) -> None:
-        """After a gap (`stale`): the keys read again (one read for every request that waits; LOAD_WAIT_S at most;
-        a read that fails leaves the keys as last read, as in an outage)."""
-        if not self.stale():
-            return
-        self._gap = True
-        if self._reread is None or self._reread.done():
-            self._reread = asyncio.ensure_future(self._read_again())
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(self._reread), LOAD_WAIT_S)
+        self._tasks.append(loop.create_task(self.frozen.watch(), name="qwen: named keys, a frozen loop"))
 
     async def _read_again(self) -> None:
-        try:
-            if self._follow is not None:
-                await self._follow.reload(None)
-            elif self._folder is not None:
-                await self._read_told()
-        except Exception as e:
-            log.debug("qwen: named keys read again after a gap: %s", type(e).__name__)
-        finally:
-            self._gap, self._watched = False, time.monotonic()
+        if self._follow is not None:
+            await self._follow.reload(None)
+        elif self._folder is not None:
+            await self._read_told()
 
     def _stop(self) -> None:
         for task in self._tasks:
