@@ -4,11 +4,13 @@ team's gateways exhaust its servers. Before, nothing warned."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from helpers.pgbouncer import PgBouncer, unavailable as no_pgbouncer
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
-from helpers.procs import Gateway
+from helpers.procs import ROOT, Gateway
 from helpers.team import team_env, until
 
 pytestmark = pytest.mark.e2e
@@ -45,6 +47,10 @@ def test_a_gateway_behind_pgbouncer_in_session_mode_says_so_at_start(tmp_path, e
         until(lambda: SAID in gw.log(), "the warning", limit=30)
         line = next(ln for ln in gw.log().splitlines() if SAID in ln)
         assert "Set pool_mode = transaction" in line and "postgres@127.0.0.1" in line
+        shown = next(ln for ln in (ROOT / "docs" / "deploy.md").read_text().splitlines()
+                     if ln.startswith("qwen: WARNING: qwen_state_url"))  # as docs/deploy.md prints it, the URL aside
+        url = re.compile(r"qwen_state_url \S+ goes")
+        assert url.sub("", line[line.index("qwen: WARNING: qwen_state_url"):]) == url.sub("", shown)
         assert sum(SAID in ln for ln in gw.log().splitlines()) == 1
     finally:
         gw.stop()
