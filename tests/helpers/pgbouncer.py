@@ -25,11 +25,13 @@ def unavailable() -> str | None:
 
 
 class PgBouncer:
-    def __init__(self, server_port: int, *, pool_size: int = 20, max_clients: int = 400) -> None:
+    def __init__(self, server_port: int, *, pool_size: int = 20, max_clients: int = 400,
+                 pool_mode: str = "transaction") -> None:
         self.server_port = server_port
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="qwen-pgbouncer-"))
         self.pool_size, self.max_clients = pool_size, max_clients
+        self.pool_mode = pool_mode  # "session": the mistake a gateway names at start
         self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         self.proc: subprocess.Popen | None = None
 
@@ -45,7 +47,7 @@ class PgBouncer:
             f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
             "auth_type = trust\n"
             f"auth_file = {self.root}/users.txt\n"
-            "pool_mode = transaction\n"
+            f"pool_mode = {self.pool_mode}\n"
             f"default_pool_size = {self.pool_size}\nmax_client_conn = {self.max_clients}\n"
             f"logfile = {self.root}/pgbouncer.log\npidfile = {self.root}/pgbouncer.pid\n"
             "ignore_startup_parameters = extra_float_digits,statement_timeout\n")

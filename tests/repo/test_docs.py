@@ -1150,6 +1150,16 @@ NOT_OUTPUT: dict[tuple[str, str], str] = {  # non-shell blocks that are no comma
         "the real command's stderr (host, pid and wait aside)",
     ("docs/deploy.md", "qwen: SIGTERM: draining"):
         "the drain's log lines; tests/e2e/test_e2e_drain.py finds each in a real gateway's log",
+    ("docs/keys.md", "qwen-keys: another qwen-keys command changed key"):
+        "qwen-keys' word when another command changed the key while it waited; tests/e2e/test_e2e_keys_admins.py "
+        "compares it with the real command's stderr",
+    ("docs/deploy.md", "qwen: WARNING: qwen_state_url"):
+        "a gateway's warning behind PgBouncer in session mode; tests/e2e/test_e2e_pooler_mode.py compares it with a "
+        "real gateway's log line (the URL aside)",
+    ("docs/deploy.md", "# postgresql.conf: a session whose client vanished"):
+        "settings for postgresql.conf (the server's own side of what the gateway bounds), not a command",
+    ("docs/deploy.md", "[pgbouncer]\npool_mode = transaction\ntcp_keepalive = 1"):
+        "settings for pgbouncer.ini, not a command",
     ("docs/clients.md", "$ .venv/bin/qwen-redirect install --port 8080 --dry-run"):
         "qwen-redirect's dry run with documentation addresses (192.0.2.10, 2001:db8::10) from a stub resolver; "
         "tests/unit/cli/test_redirect.py compares this block with the real command's output under that resolver",

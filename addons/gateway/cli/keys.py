@@ -17,7 +17,8 @@
 
 Once any named key exists (revoked ones too), the gateway requires one on every request (Authorization: Bearer
 KEY or x-api-key; the keys of qwen_client_keys_file / $QWEN_GATEWAY_KEYS keep working). A change returns once
-every running gateway applied it (else, after 10 s, it names those that did not: exit status 3); the requests
+every running gateway applied it (else, after 10 s, it names those that did not: exit status 3); changes of one key
+take turns (one whose key another command changed while it waited changes nothing: exit status 1); the requests
 in flight with a revoked, rotated or deleted key end then (qwen_key_change_in_flight). Limits: requests and
 tokens per minute (rpm, tpm), and the budgets below. See docs/keys.md.
 """
@@ -40,7 +41,7 @@ from ..tenancy.shared_copy import KeyCopy
 from ..tenancy.ring import digest, new_key
 from ..tenancy.store import FILENAME, SNAPSHOT, KeyNameError, KeyStore
 from ..storage.pg import Database, StateUrlError, shown
-from . import keys_applied, keys_migrate, usage_store
+from . import keys_applied, keys_lock, keys_migrate, usage_store
 from .keys_list import described, rows, table
 
 NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9@._-]{0,63}\Z")  # shown in logs, mitmweb and metric labels
@@ -131,60 +132,76 @@ def run(ap: argparse.ArgumentParser, a: argparse.Namespace) -> int:
     if store is None:
         print(json.dumps([]) if a.json else table([]))
         return 0
-    status, key = 0, ""
+    status = 0
     try:
         if a.command == "list":
             items = rows(store)
             print(json.dumps(items, indent=2) if a.json else table(items))
             return 0
-        if a.command == "add":
-            key = new_key()
-            store.add(a.name, digest(key.encode()), _limits(a), budgets.encode(budgets.merged(None, _others(a))))
-            rec = store.key(a.name)
-            assert rec is not None
-            said = [f"Added key {a.name} ({described(rec)}) to {_where(a)}.",
-                    "The key is shown once, here; only its SHA-256 is stored. Clients send it as their API key:"]
-        elif a.command == "set":
-            if not _limits(a) and not _others(a):
-                ap.error("set: give at least one of --rpm, --tpm, " + ", ".join(f"--{b.flag}" for b in budgets.BUDGETS
-                                                                                if b.column) + " (0 removes a limit)"
-                         + "".join(f", {b.option('MODEL', 'X')} ({b.option('MODEL', '0').split()[1]} removes it)"
-                                   for b in budgets.BUDGETS if not b.column))
-            values: dict[str, object] = {**_limits(a)}
-            if _others(a):  # merged with the key's others (a race with another qwen-keys set: the last one wins)
-                values["budgets"] = budgets.encode(budgets.merged(store.key(a.name), _others(a)))
-            said = [f"Key {a.name}: {described(store.update(a.name, **values))}."]
-        elif a.command == "revoke":
-            store.update(a.name, revoked=time.time())
-            said = [f"Revoked key {a.name}: gateways refuse it (401)."]
-        elif a.command == "rotate":
-            key = new_key()
-            old = store.key(a.name)
-            store.update(a.name, digest=digest(key.encode()).hex(), revoked=None)
-            said = [f"New key for {a.name}" + (" (it was revoked: active again)" if old and old.revoked else "")
-                    + "; the old key no longer works.", "The new key is shown once, here:"]
-        elif a.command == "delete":
-            store.delete(a.name)
-            gone = forget_stored(a, a.name)
-            said = [f"Deleted key {a.name}: its record and spend are gone, and its {gone} stored objects (the usage "
-                    "ledger keeps its requests); gateways refuse it (401)."]
-            if not store.keys():
-                said.append("No named key is left: running gateways no longer require one (on loopback; the keys of "
-                            "qwen_client_keys_file still work).")
-        if a.state_url:
-            _keep_copy(a, store)
-        applied, status = (keys_applied.in_database(store.conn, a.name, a.wait) if a.state_url else
-                           keys_applied.in_folder(resolve_state_dir(a.state_dir), a.wait))
-        if status:  # recorded, but not every running gateway said it applied it
-            print(f"qwen-keys: {applied}", file=sys.stderr)
-        else:
-            said.insert(len(said) - 1 if key else len(said), applied)  # the key stays the last line
-        print("\n".join(said + ([key] if key else [])))
+        asked = store.version(a.name)  # the key as this command found it, before its turn
+        with keys_lock.turn(resolve_state_dir(a.state_dir), Database(a.state_url) if a.state_url else None, a.name,
+                            a.wait + keys_lock.TURN_EXTRA_S):
+            if store.version(a.name) != asked:
+                raise keys_lock.Conflict(f"another qwen-keys command changed key {a.name!r} while this one waited")
+            status = _change(ap, a, store)
+    except keys_lock.Conflict as e:
+        print(f"qwen-keys: {e}: nothing changed here. See `qwen-keys list`, and run the command again if it is "
+              "still wanted.", file=sys.stderr)
+        return 1
     except KeyNameError as e:
         print(f"qwen-keys: {e}", file=sys.stderr)
         return 1
     finally:
         store.close()
+    return status
+
+
+def _change(ap: argparse.ArgumentParser, a: argparse.Namespace, store: KeyStore) -> int:
+    """The change, recorded and confirmed by every running gateway, and said: the exit status."""
+    key = ""
+    if a.command == "add":
+        key = new_key()
+        store.add(a.name, digest(key.encode()), _limits(a), budgets.encode(budgets.merged(None, _others(a))))
+        rec = store.key(a.name)
+        assert rec is not None
+        said = [f"Added key {a.name} ({described(rec)}) to {_where(a)}.",
+                "The key is shown once, here; only its SHA-256 is stored. Clients send it as their API key:"]
+    elif a.command == "set":
+        if not _limits(a) and not _others(a):
+            ap.error("set: give at least one of --rpm, --tpm, " + ", ".join(f"--{b.flag}" for b in budgets.BUDGETS
+                                                                            if b.column) + " (0 removes a limit)"
+                     + "".join(f", {b.option('MODEL', 'X')} ({b.option('MODEL', '0').split()[1]} removes it)"
+                               for b in budgets.BUDGETS if not b.column))
+        values: dict[str, object] = {**_limits(a)}
+        if _others(a):  # merged with the key's others (a race with another qwen-keys set: the last one wins)
+            values["budgets"] = budgets.encode(budgets.merged(store.key(a.name), _others(a)))
+        said = [f"Key {a.name}: {described(store.update(a.name, **values))}."]
+    elif a.command == "revoke":
+        store.update(a.name, revoked=time.time())
+        said = [f"Revoked key {a.name}: gateways refuse it (401)."]
+    elif a.command == "rotate":
+        key = new_key()
+        old = store.key(a.name)
+        store.update(a.name, digest=digest(key.encode()).hex(), revoked=None)
+        said = [f"New key for {a.name}" + (" (it was revoked: active again)" if old and old.revoked else "")
+                + "; the old key no longer works.", "The new key is shown once, here:"]
+    elif a.command == "delete":
+        store.delete(a.name)
+        gone = forget_stored(a, a.name)
+        said = [f"Deleted key {a.name}: its record and spend are gone, and its {gone} stored objects (the usage "
+                "ledger keeps its requests); gateways refuse it (401)."]
+        if not store.keys():
+            said.append("No named key is left: running gateways no longer require one (on loopback; the keys of "
+                        "qwen_client_keys_file still work).")
+    if a.state_url:
+        _keep_copy(a, store)
+    applied, status = (keys_applied.in_database(store.conn, a.name, a.wait) if a.state_url else
+                       keys_applied.in_folder(resolve_state_dir(a.state_dir), a.wait))
+    if status:  # recorded, but not every running gateway said it applied it
+        print(f"qwen-keys: {applied}", file=sys.stderr)
+    else:
+        said.insert(len(said) - 1 if key else len(said), applied)  # the key stays the last line
+    print("\n".join(said + ([key] if key else [])))
     return status
 
 

@@ -28,6 +28,11 @@ POLL_S = 0.05
 # Asked again this often while a running gateway is silent: one starting has its session open (it counts as
 # running) a moment before its LISTEN, and a notification sent in between passes it by.
 ASK_AGAIN_S = 1.0
+# A gateway on the database not seen for this long is taken for gone (a stop deletes its row; a SIGKILL leaves it).
+# Before that, one not seen for DEAD_S — cut off from the database, an outage it is not back from yet — still
+# serves from memory: a change it did not confirm is named (exit 3), never left out (before: "Applied on 7" of 8
+# running, exit 0, and the eighth served the revoked key). A dead one is named as long.
+GONE_S = 300.0
 KEEP_ACKS_S = 3600.0  # acknowledgements older than this are deleted by the next qwen-keys change
 
 
@@ -60,15 +65,23 @@ def in_database(conn: Any, name: str, bound: float = WAIT_S) -> tuple[str, int]:
 
 
 def running(conn: Any) -> dict[str, str]:
-    """The gateways running on the database: id -> "host:pid" (seen alive lately, or holding their LISTEN
-    session on this database: the server's other databases are other teams')."""
-    found = {gid: f"{host}:{pid}" for gid, host, pid in conn.execute(
-        "SELECT id, host, pid FROM qwen_gateways WHERE seen > extract(epoch FROM clock_timestamp()) - %s",
-        (DEAD_S,)).fetchall()}
+    """The gateways running on the database: id -> "host:pid" (seen alive within GONE_S, or holding their LISTEN
+    session on this database: the server's other databases are other teams'). One not seen for DEAD_S and without
+    its session is cut off from the database (or died without stopping): it may still serve clients, so it counts,
+    named with how long it has not been seen, until it answers or GONE_S passes."""
+    seen = {gid: (f"{host}:{pid}", unseen) for gid, host, pid, unseen in conn.execute(
+        "SELECT id, host, pid, extract(epoch FROM clock_timestamp()) - seen FROM qwen_gateways "
+        "WHERE seen > extract(epoch FROM clock_timestamp()) - %s", (GONE_S,)).fetchall()}
+    found: dict[str, str] = {}
     for (app,) in conn.execute("SELECT application_name FROM pg_stat_activity WHERE datname = current_database() "
                                "AND application_name LIKE %s", (SESSION_NAME + "%",)).fetchall():  # (not another team's)
         gid, _, where = app[len(SESSION_NAME):].partition(" ")
-        found.setdefault(gid, where or "unknown host")
+        found.setdefault(gid, seen[gid][0] if gid in seen else where or "unknown host")
+    for gid, (where, unseen) in seen.items():
+        if gid not in found and unseen <= DEAD_S:
+            found[gid] = where
+        elif gid not in found:
+            found[gid] = f"{where} (not seen for {unseen:.0f} s: cut off from the database, or dead)"
     return found
 
 

@@ -40,7 +40,7 @@ from .pg_faults import deadline as deadline  # the stores import these from here
 from .pg_faults import unavailable as unavailable
 from .pg_schema import migrate_sync as migrate_sync
 from .pg_follow import CHANNEL as CHANNEL
-from .pg_follow import CONNECT_S, NO_PREPARE, Listener
+from .pg_follow import CONNECT_S, Listener, session_kwargs
 from .pg_follow import listen_through as listen_through
 from .health import Health, StateUnavailable, health_of
 
@@ -123,7 +123,7 @@ class Database:
         # No connection is an outage whatever the driver raises: an OperationalError, a ProgrammingError for an
         # option libpq refuses, a UnicodeError for a host name the resolver refuses (so in `_reach`, `listen`)
         try:
-            return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_S, **NO_PREPARE)
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_S, **session_kwargs(self.url))
         except Exception as e:
             raise self.lost(e) from None
 
@@ -162,7 +162,7 @@ class Database:
                 outage = self.health.outages
                 await self._reach()  # one attempt, failing at once when nothing listens (the pool would retry)
                 pool = AsyncConnectionPool(self.url, min_size=1, max_size=self.max_size, open=False, timeout=POOL_WAIT_S,
-                                           kwargs={"autocommit": True, "connect_timeout": CONNECT_S, **NO_PREPARE},
+                                           kwargs={"autocommit": True, "connect_timeout": CONNECT_S, **session_kwargs(self.url)},
                                            configure=_configure, name="qwen-state")
                 try:
                     await pool.open(wait=True, timeout=CONNECT_S)
@@ -180,7 +180,7 @@ class Database:
 
         try:
             conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=CONNECT_S,
-                                                         **NO_PREPARE)
+                                                         **session_kwargs(self.url))
         except Exception as e:
             raise self.lost(e) from None
         await conn.close()

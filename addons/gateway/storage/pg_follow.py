@@ -21,7 +21,8 @@ from typing import Any
 
 from .health import PROBE_S, StateUnavailable
 from .pg_faults import unavailable
-from .pg_url import check_url
+from . import pg_pooler
+from .pg_url import check_url, shown
 
 log = logging.getLogger("qwen")
 CHANNEL = "qwen_state"  # NOTIFY channel: payload "<kind>:<key>" (kind: account, credential, key, fact, …)
@@ -29,6 +30,31 @@ CONNECT_S = 10  # a new connection's connect_timeout (libpq's, whole seconds; a 
 # busy machine's delay in forking a backend (issue 68)
 # a transaction-mode pooler hands each transaction another server session: no statement prepared on one
 NO_PREPARE: dict[str, Any] = {"prepare_threshold": None}
+# TCP keepalives on the gateway's own connections (libpq's; ignored on a Unix socket): a peer gone without a word
+# (a network cut, a machine powered off) is found in about KEEPALIVE_IDLE_S + 3 × KEEPALIVE_INTERVAL_S = 25 s
+# rather than the kernel's default 2 h. The server side of the same: docs/deploy.md (tcp_keepalives_idle,
+# idle_in_transaction_session_timeout). What the URL sets itself is left as it is.
+KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT = 10, 5, 3
+
+
+def session_kwargs(url: str) -> dict[str, Any]:
+    """NO_PREPARE and the keepalives the URL does not set: every connection a gateway or command opens."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        given = conninfo_to_dict(url)
+    except Exception:  # the URL's own error is said where it is used
+        given = {}
+    keep = {"keepalives": 1, "keepalives_idle": KEEPALIVE_IDLE_S, "keepalives_interval": KEEPALIVE_INTERVAL_S,
+            "keepalives_count": KEEPALIVE_COUNT}
+    return {**NO_PREPARE, **{k: v for k, v in keep.items() if k not in given}}
+
+
+def plain_connection(url: str) -> Any:
+    """A blocking autocommit connection to `url`, as the gateway opens them (a thread's)."""
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_S, **session_kwargs(url))
 _listen_urls: dict[str, str] = {}  # qwen_state_url -> qwen_state_listen_url
 
 
@@ -72,7 +98,7 @@ async def direct_fetch(db: Any, sql: str, args: Sequence[Any] = ()) -> list[tupl
 
     async def once() -> list[tuple]:
         async with await psycopg.AsyncConnection.connect(listen_url(db), autocommit=True, connect_timeout=CONNECT_S,
-                                                         **NO_PREPARE) as conn:
+                                                         **session_kwargs(listen_url(db))) as conn:
             cur = await conn.execute(sql, args)
             return list(await cur.fetchall()) if cur.description else []
 
@@ -154,8 +180,9 @@ class Listener:
 
         self.db.available()
         try:
-            conn = await psycopg.AsyncConnection.connect(listen_url(self.db), autocommit=True, connect_timeout=CONNECT_S,
-                                                         application_name=session_name(), **NO_PREPARE)
+            url = listen_url(self.db)
+            conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=CONNECT_S,
+                                                         application_name=session_name(), **session_kwargs(url))
         except Exception as e:
             raise self.db.lost(e) from None
         try:
@@ -168,6 +195,9 @@ class Listener:
     async def _hear_self(self) -> None:
         """A notification through the pool (where qwen-keys and the other gateways send theirs) must reach this
         LISTEN within HEAR_S; one that does not is said once, with what to set. A pool that fails cannot tell."""
+        with contextlib.suppress(Exception):  # the pool's route in session mode: said once (storage/pg_pooler.py)
+            await asyncio.to_thread(pg_pooler.check, self.db.url, shown(self.db.url), self.db.max_size,
+                                    lambda: plain_connection(self.db.url))
         token, heard = secrets.token_hex(6), asyncio.Event()
         self._check = (token, heard)
         try:

@@ -33,6 +33,13 @@ def model_spend_query(today: str, name: str | None = None) -> tuple[str, tuple]:
 
 
 _PG = {"ine": "", "int": "BIGINT", "real": "DOUBLE PRECISION"}
+# How long a budget check waits for a row a dead gateway's settlement needs (ms): a row locked longer is another
+# session's (a stuck gateway's open spend transaction), and the settlement waits for a later check or heartbeat.
+# Far below a request's patience, far above a healthy spend transaction's hold on the row (a few ms).
+SETTLE_LOCK_MS = 200
+# How long a settled hold's note is kept (s): a gateway taken for dead that writes its spend later than this (frozen
+# for a day) finds none, and subtracts what it delivered, as before the notes.
+SETTLED_KEEP_S = 86400.0
 # After tenancy/schema.py's steps, in this order (applied steps are never edited: a change is a new step).
 PG_STEPS = (
     _BUDGETS,
@@ -106,4 +113,90 @@ PG_STEPS = (
             RETURNING id INTO new_id;
         RETURN QUERY SELECT new_id, counted;
     END $$""",
+    # The same check, but a dead gateway's holds are settled only when that needs no wait: a row of the key's spend
+    # locked by a stuck session (a gateway frozen or cut off inside its spend transaction) made every request of
+    # the key wait under the key's budget lock until the statement_timeout, then 503 (trust round 6). Unsettled,
+    # the dead holds count as holds: the check stays exact, never lower.
+    """CREATE OR REPLACE FUNCTION qwen_key_hold_budgets(p_gateway TEXT, p_dead DOUBLE PRECISION, p_life DOUBLE PRECISION,
+        p_name TEXT, p_model TEXT, p_today TEXT, p_tokens BIGINT, p_usd DOUBLE PRECISION, p_counts TEXT[],
+        p_since TEXT[], p_models TEXT[], p_limits DOUBLE PRECISION[])
+        RETURNS TABLE (hold_id BIGINT, spent DOUBLE PRECISION[])
+    LANGUAGE plpgsql AS $$
+    DECLARE counted DOUBLE PRECISION[]; new_id BIGINT; waited TEXT;
+    BEGIN
+        PERFORM pg_advisory_xact_lock(hashtextextended('qwen-key:' || p_name || ':budget', 0));
+        waited := current_setting('lock_timeout');
+        BEGIN  -- (a subtransaction: a settlement that would wait is undone, the setting with it)
+            PERFORM set_config('lock_timeout', 'SETTLE_LOCK_MS', true);
+            PERFORM qwen_key_settle(p_name, p_dead, p_life);
+            PERFORM set_config('lock_timeout', waited, true);
+        EXCEPTION WHEN lock_not_available THEN
+            NULL;  -- a row another session holds (a stuck gateway's spend): its dead holds count as holds until then
+        END;
+        SELECT COALESCE(array_agg(b.spent ORDER BY b.i), '{}') INTO counted FROM (
+            SELECT l.i, CASE WHEN l.model = '' THEN
+                    (SELECT COALESCE(SUM(CASE WHEN l.counts = 'tokens' THEN d.tokens ELSE d.usd END), 0)
+                     FROM key_day d WHERE d.name = p_name AND d.day >= l.since AND d.day <= p_today)
+                ELSE
+                    (SELECT COALESCE(SUM(CASE WHEN l.counts = 'tokens' THEN m.tokens ELSE m.usd END), 0)
+                     FROM key_model_day m WHERE m.name = p_name AND m.model = l.model AND m.day >= l.since
+                        AND m.day <= p_today) END
+                + (SELECT COALESCE(SUM(CASE WHEN l.counts = 'tokens' THEN h.tokens ELSE h.usd END), 0)
+                   FROM key_holds h WHERE h.name = p_name AND (l.model = '' OR h.model = l.model)) AS spent
+            FROM unnest(p_counts, p_since, p_models) WITH ORDINALITY AS l(counts, since, model, i)) b;
+        IF EXISTS (SELECT 1 FROM unnest(counted, p_limits) AS c(spent, lim) WHERE c.spent >= c.lim) THEN
+            RETURN QUERY SELECT 0::BIGINT, counted;
+            RETURN;
+        END IF;
+        INSERT INTO key_holds (name, tokens, usd, at, gateway, model)
+            VALUES (p_name, p_tokens, p_usd, extract(epoch FROM clock_timestamp()), p_gateway, p_model)
+            RETURNING id INTO new_id;
+        RETURN QUERY SELECT new_id, counted;
+    END $$""".replace("'SETTLE_LOCK_MS'", f"'{SETTLE_LOCK_MS}'"),
+    # Whoever settles a dead gateway's hold notes what it counted (tokens and USD, or nothing: a stream cut, or still
+    # running on a gateway only frozen or cut off): that gateway, back, subtracts exactly that from the spend it
+    # writes, so a hold is counted once whoever settles it (before: what it delivered later was subtracted as
+    # "counted meanwhile" though nothing was, −1,176 tokens after a 15 s freeze; trust round 6).
+    "CREATE TABLE key_settled (id BIGINT PRIMARY KEY, tokens BIGINT, usd DOUBLE PRECISION, "
+    "at DOUBLE PRECISION NOT NULL)",
+    """CREATE OR REPLACE FUNCTION qwen_key_settle(p_name TEXT, p_dead DOUBLE PRECISION, p_life DOUBLE PRECISION)
+        RETURNS BIGINT
+    LANGUAGE plpgsql AS $$
+    DECLARE now_s DOUBLE PRECISION; n BIGINT;
+    BEGIN
+        now_s := extract(epoch FROM clock_timestamp());
+        WITH dead AS (
+            DELETE FROM key_holds h WHERE (p_name IS NULL OR h.name = p_name) AND (h.at <= now_s - p_life
+                OR h.gateway IS NOT NULL AND NOT EXISTS (SELECT 1 FROM qwen_gateways g WHERE g.id = h.gateway
+                                                         AND g.seen > now_s - p_dead))
+            RETURNING h.id, h.name, h.model, h.done_tokens, h.done_usd, h.at),
+        kept AS (
+            SELECT dead.*, to_char(to_timestamp(dead.at) AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day FROM dead
+            WHERE dead.done_tokens IS NOT NULL AND EXISTS (SELECT 1 FROM client_keys c WHERE c.name = dead.name)),
+        spent AS (
+            INSERT INTO key_day AS d (name, day, requests, refused, tokens, usd, plan_requests, plan_tokens,
+                                      last_used, unpriced)
+            SELECT kept.name, kept.day, COUNT(*), 0, SUM(kept.done_tokens), SUM(COALESCE(kept.done_usd, 0)), 0, 0,
+                   MAX(kept.at), 0
+            FROM kept GROUP BY 1, 2
+            ON CONFLICT (name, day) DO UPDATE SET requests = d.requests + excluded.requests,
+                tokens = d.tokens + excluded.tokens, usd = d.usd + excluded.usd,
+                last_used = GREATEST(COALESCE(d.last_used, 0), COALESCE(excluded.last_used, 0))
+            RETURNING 1),
+        on_model AS (
+            INSERT INTO key_model_day AS m (name, model, day, tokens, usd)
+            SELECT kept.name, kept.model, kept.day, SUM(kept.done_tokens), SUM(COALESCE(kept.done_usd, 0))
+            FROM kept WHERE kept.model <> '' GROUP BY 1, 2, 3
+            ON CONFLICT (name, model, day) DO UPDATE SET tokens = m.tokens + excluded.tokens,
+                usd = m.usd + excluded.usd
+            RETURNING 1),
+        noted AS (
+            INSERT INTO key_settled (id, tokens, usd, at)
+            SELECT dead.id, kept.done_tokens, kept.done_usd, now_s FROM dead LEFT JOIN kept ON kept.id = dead.id
+            ON CONFLICT (id) DO NOTHING
+            RETURNING 1)
+        SELECT COUNT(*) INTO n FROM dead;
+        DELETE FROM key_settled WHERE at < now_s - {keep};
+        RETURN n;
+    END $$""".replace("{keep}", f"{SETTLED_KEEP_S:g}"),
 )

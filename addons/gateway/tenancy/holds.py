@@ -28,11 +28,12 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Sequence
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ..pricing.prices import USD, PriceTable
 from ..storage.pg import Database
 from ..storage.pg_follow import gateway_id
+from .budget_sql import SETTLE_LOCK_MS
 from .budgets import TOKENS, Line, since
 from .schema import COMPONENT, PG_STEPS
 
@@ -40,6 +41,7 @@ HOLD_S = 900.0  # a hold's life: longer than any answer runs
 HEARTBEAT_S = 2.0  # a gateway on the shared database says it is alive this often
 DEAD_S = 15.0  # a gateway not seen this long is dead: its holds end (far above a busy machine's delays)
 MARK_S = 2.0  # a delivered answer's end waits this long at most for its cost to be on its hold
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a lock_timeout
 PROBE_WAIT_S = 120.0  # a request waiting for the first of its key's answers on this gateway waits no longer
 
 
@@ -190,7 +192,19 @@ class SharedHolds:
                               "extract(epoch FROM clock_timestamp()), extract(epoch FROM clock_timestamp())) "
                               "ON CONFLICT (id) DO UPDATE SET seen = excluded.seen",
                               (self.gateway, socket.gethostname(), os.getpid()))
-        await self.db.execute("SELECT qwen_key_settle(NULL, %s, %s)", (DEAD_S, HOLD_S))
+        await self.db.run(self._settle)
+
+    @staticmethod
+    async def _settle(conn: Any) -> None:
+        """Dead gateways' holds settled, unless a row they need is held by another session (a stuck gateway's spend
+        transaction): then at a later beat, or by a budget check (their holds count meanwhile)."""
+        try:
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL lock_timeout = {SETTLE_LOCK_MS}")
+                await conn.execute("SELECT qwen_key_settle(NULL, %s, %s)", (DEAD_S, HOLD_S))
+        except Exception as e:
+            if getattr(e, "sqlstate", "") != LOCK_NOT_AVAILABLE:
+                raise
 
     async def stop(self) -> None:
         """A stop: this gateway says it no longer runs (what it held is written by then)."""

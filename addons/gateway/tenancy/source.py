@@ -28,6 +28,7 @@ from .store import FILENAME, SNAPSHOT, KeyStore
 from .source_folder import FolderKeys, told
 from .holds import Holds, MemoryHolds, SharedHolds
 from .limits import Limiter, MemoryGrants
+from .freeze import LoopWatch
 from .outage import OutageNote
 from .spend import SpendBook
 from .team_pg import ACK, SharedGrants, SharedKeys
@@ -67,6 +68,7 @@ class KeySource:
         self._tasks: list[asyncio.Task] = []
         self._tick: asyncio.Future | None = None  # a tick's writes, under way: shutdown waits for them, never cuts
         self._running = False
+        self.frozen = LoopWatch(self._read_again)  # a frozen loop: keys read again before a named key is decided
         self._flat = self._allow_open = False
         self.moved_to = ""  # SQLite: the database the folder's keys were moved to while this gateway ran on it
         self._spend = OutageNote("", "")  # made for its storage by `configure`
@@ -125,6 +127,13 @@ class KeySource:
         elif self._where is not None:  # a qwen-keys change applied before it returns (tenancy/source_folder.py)
             self._tasks.append(loop.create_task(told(self._where[0], self._read_told), name="qwen: qwen-keys' notices"))
         self._tasks.append(loop.create_task(self._ticks(), name="qwen: named keys' spend"))
+        self._tasks.append(loop.create_task(self.frozen.watch(), name="qwen: named keys, a frozen loop"))
+
+    async def _read_again(self) -> None:
+        if self._follow is not None:
+            await self._follow.reload(None)
+        elif self._folder is not None:
+            await self._read_told()
 
     def _stop(self) -> None:
         for task in self._tasks:
@@ -187,8 +196,10 @@ class KeySource:
     async def _writes(self, everything: bool = False) -> None:
         self.state.limiter.sweep(everything=everything)
         await self.state.limiter.grants.flush()  # says its own failures
-        await self._flush()
-        await self.state.holds.tick()  # alive, every few seconds: its holds are not a corpse's (tenancy/holds.py)
+        try:
+            await self._flush()
+        finally:  # alive, every few seconds, even while its spend cannot be written: its holds are not a corpse's
+            await self.state.holds.tick()  # (tenancy/holds.py)
 
     async def _flush(self) -> None:
         if self._shared is not None:

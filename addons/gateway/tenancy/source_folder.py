@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import fcntl
 import logging
 import os
 import socket
@@ -26,6 +27,7 @@ from .store import FILENAME, KeyStore
 log = logging.getLogger("qwen")
 
 GATEWAYS = "gateways"  # the sockets' folder, in the state folder
+ALIVE = ".alive"  # beside each socket, `<pid>.alive`: locked by its gateway for as long as it runs
 ASK, APPLIED = b"keys\n", b"applied\n"
 TELL_S = 10.0  # how long qwen-keys waits for every gateway of the folder to say it applied a change
 READ_S = 5.0  # how long a gateway waits for the word of a client that connected
@@ -108,24 +110,70 @@ async def told(state_dir: Path, apply: Callable[[], Awaitable[None]]) -> None:
         log.warning("qwen: could not listen for qwen-keys' notices in %s: %s (changes are found within a second "
                     "instead)", folder, e.strerror or type(e).__name__)
         return
+    alive = _alive(folder)
     try:
         await asyncio.Event().wait()
     finally:
         server.close()
         with contextlib.suppress(OSError):
             path.unlink()
+        if alive is not None:
+            with contextlib.suppress(OSError):
+                (folder / f"{os.getpid()}{ALIVE}").unlink()
+            os.close(alive)
+
+
+def _alive(folder: Path) -> int | None:
+    """This gateway's mark that it runs: `<pid>.alive`, under an OS lock for as long as the process lives (the kernel
+    lets go when it dies). qwen-keys counts a gateway by it even when its socket is gone (a folder cleaned by hand,
+    a tmp cleaner): such a gateway cannot be told, so it is named, never left out."""
+    try:
+        fd = os.open(folder / f"{os.getpid()}{ALIVE}", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _running(mark: Path) -> bool:
+    """Whether the gateway of `mark` (`<pid>.alive`) still runs: its process holds the mark's lock. A dead one's
+    mark is removed."""
+    try:
+        fd = os.open(mark, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # (a lock taken here ends with it)
+    with contextlib.suppress(OSError):
+        mark.unlink()
+    return False
 
 
 def tell_gateways(state_dir: Path, bound: float = TELL_S) -> tuple[int, list[str]]:
     """For qwen-keys, after a change: every gateway running on the folder told at once; (how many applied it, the
-    pids of those that did not say so within `bound`). Sockets of dead gateways are removed."""
+    pids of those that did not say so within `bound`, and of those running whose socket is gone: their `.alive`
+    mark is locked). Sockets and marks of dead gateways are removed."""
     folder = state_dir / GATEWAYS
     sockets = sorted(folder.glob("*.sock")) if folder.is_dir() else []
-    if not sockets:
-        return 0, []
-    with concurrent.futures.ThreadPoolExecutor(len(sockets)) as pool:
-        said = list(pool.map(lambda path: _tell(path, bound), sockets))
-    return said.count(True), [path.stem for path, word in zip(sockets, said) if word is False]
+    said: list[bool | None] = []
+    if sockets:
+        with concurrent.futures.ThreadPoolExecutor(len(sockets)) as pool:
+            said = list(pool.map(lambda path: _tell(path, bound), sockets))
+    deaf = [m.name[:-len(ALIVE)] + " (its socket is gone: it finds the change within a second by itself, but "
+            "cannot say so; restart it to be told again)"
+            for m in (sorted(folder.glob(f"*{ALIVE}")) if folder.is_dir() else [])
+            if not m.with_name(m.name[:-len(ALIVE)] + ".sock").exists() and _running(m)]
+    return said.count(True), [path.stem for path, word in zip(sockets, said) if word is False] + deaf
 
 
 def _tell(path: Path, timeout: float) -> bool | None:

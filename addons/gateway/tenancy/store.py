@@ -120,6 +120,11 @@ class KeyStore:
         rows = self._rows(f"SELECT {KEY_COLUMNS} FROM client_keys WHERE name = ?", (name,))
         return record_of(rows[0]) if rows else None
 
+    def version(self, name: str) -> tuple | None:
+        """What a change of `name` would change: its digest, revocation and last change (None: no such key)."""
+        rows = self._rows("SELECT digest, revoked, changed FROM client_keys WHERE name = ?", (name,))
+        return tuple(rows[0]) if rows else None
+
     def add(self, name: str, key_digest: bytes, limits: dict[str, float], budgets: str = "") -> None:
         """A new key (over a revoked one of the same name: its spend stays with the name). `budgets`: the other
         budgets' limits (tenancy/budgets.py `encode`)."""

@@ -108,6 +108,8 @@ class Team(Observer, BudgetChecks):
         not read yet and no flat key matched (`late_check` decides, in the request hook). `flow`: where the
         client is, for the 401's advice (asked only when refusing)."""
         ring = self.ring
+        if ring.required and self.source.frozen.stale() and not (flat and key_matches(presented, flat)):
+            return PENDING, None  # the loop was frozen: decided once the keys were read again (`late_check`)
         if ring.required:
             rec = ring.find(presented) if presented else None
             if rec is not None:
@@ -125,6 +127,7 @@ class Team(Observer, BudgetChecks):
         """A request that came before the shared keys were read: waits for the first read (10 s at most).
         `flat`: the gateway has flat keys (the request's key is none of them)."""
         await self.source.first_read()
+        await self.source.frozen.fresh()
         ring = self.ring
         if not ring.loaded and self.source.moved_to:
             return MOVED, None

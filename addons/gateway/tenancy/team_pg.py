@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from ..storage.pg import CHANNEL, Database, placeholders
 from ..storage.pg_follow import direct_fetch, gateway_id, listen_url
@@ -23,6 +24,14 @@ from .outage import OutageNote
 ACK = "key-ack"  # the notification of a qwen-keys change to acknowledge: "key-ack:<token>:<name>"
 REFRESH_S = 5.0  # a lost notification: every key and its spend are read again within this
 LEASE_S = 2.0
+# The spend transaction holds its keys' rows of key_day: a gateway stuck inside it (frozen, cut off) must not hold
+# them for everyone. It gives up a row another session holds after SPEND_LOCK_MS (its batch is kept and tried again
+# the next second: nothing is lost, nothing counted twice), and the server ends it — its locks with it — when it
+# sits idle inside it for SPEND_IDLE_MS (a healthy batch never idles: its statements follow one another).
+SPEND_LOCK_MS = 1000
+SPEND_IDLE_MS = 5000
+SPEND_LIMITS = (f"SET LOCAL lock_timeout = {SPEND_LOCK_MS}; "
+                f"SET LOCAL idle_in_transaction_session_timeout = {SPEND_IDLE_MS}")
 
 
 class SharedGrants:
@@ -122,16 +131,18 @@ class SharedKeys:
         pool = await self.db.pool()
         names = sorted({n for n, _ in deltas})
         async with pool.connection() as conn, conn.transaction():
+            await conn.execute(SPEND_LIMITS)
             if released:
                 cur = await conn.execute("DELETE FROM key_holds WHERE id = ANY(%s) RETURNING id", (list(released),))
                 gone = set(released) - {row[0] for row in await cur.fetchall()}
-                for hold in gone & set(delivered or {}):
+                counted = await self._settled(conn, gone, delivered or {})
+                for hold, (tokens, usd) in counted.items():
                     cost = (delivered or {})[hold]
                     if (d := deltas.get((cost.name, cost.day))) is not None:
-                        d.requests, d.tokens, d.usd = d.requests - 1, d.tokens - cost.tokens, d.usd - cost.usd
+                        d.requests, d.tokens, d.usd = d.requests - 1, d.tokens - tokens, d.usd - usd
                         if cost.model in d.models:  # qwen_key_settle counted it on its model's day too
-                            d.models[cost.model][0] -= cost.tokens
-                            d.models[cost.model][1] -= cost.usd
+                            d.models[cost.model][0] -= tokens
+                            d.models[cost.model][1] -= usd
             for (name, day), d in deltas.items():
                 await conn.execute(self._add_spend, (name, day, *d.values()))
                 for model, (tokens, usd) in d.models.items():
@@ -141,3 +152,23 @@ class SharedKeys:
                                    "(SELECT 1 FROM client_keys c WHERE c.name = d.name)", (names,))
             for name in names:
                 await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"key:{name}"))
+
+    @staticmethod
+    async def _settled(conn: Any, gone: set[int], delivered: Mapping[int, Delivered]) -> dict[int, tuple[int, float]]:
+        """Of this gateway's holds another settled (it was taken for dead: frozen, cut off, the database's clock
+        stepped), what that settlement counted, by its note in key_settled: {hold: (tokens, usd)} — only those it
+        counted something for (a stream still running then counted nothing: its whole cost is this gateway's to
+        write). A hold without a note (settled before the notes, or a day ago) is taken as counted at its delivered
+        cost, as before."""
+        if not gone:
+            return {}
+        cur = await conn.execute("DELETE FROM key_settled WHERE id = ANY(%s) RETURNING id, tokens, usd",
+                                 (sorted(gone),))
+        notes = {row[0]: row[1:] for row in await cur.fetchall()}
+        out: dict[int, tuple[int, float]] = {}
+        for hold in gone & set(delivered):
+            if hold not in notes:
+                out[hold] = (delivered[hold].tokens, delivered[hold].usd)
+            elif notes[hold][0] is not None:
+                out[hold] = (int(notes[hold][0]), float(notes[hold][1] or 0.0))
+        return out
