@@ -1,7 +1,7 @@
-"""A streamed turn ends as soon as its answer is whole (turn/runner.py, `relayed` and `tail`), whatever Qwen's body
-does after: a body kept open after [DONE] is not waited for; a finish whose usage and [DONE] never come ends the
+"""A streamed turn ends as soon as its answer is whole (turn/stream_end.py, `relayed` and `tail`, through the turn's
+pump), whatever Qwen's body does after: a body kept open after [DONE] is not waited for; a finish whose usage and [DONE] never come ends the
 answer whole after TAIL_S, its usage unknown; a [DONE] before the finish ends in the dialect's error — for chat
-completions, the Responses API and the Messages API, through the turn's pump."""
+completions, the Responses API and the Messages API; and a whole answer Qwen could only stream the same way."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from qwen_gateway.dispatch import Observers
 from qwen_gateway.exchange import ClientRequest, Exchange
 from qwen_gateway.interfaces import Endpoint
 from qwen_gateway.local_answers import Formats
-from qwen_gateway.turn import runner
+from qwen_gateway.turn import stream_end
 from qwen_gateway.turn.runner import Turns
 from qwen_gateway.turn.settlement import Settlement
 from qwen_gateway.upstream.dashscope.upstream import DASHSCOPE
@@ -83,10 +83,14 @@ class Client:
         self.sent += b"".join(outs)
 
     async def whole(self, ex, answer) -> bool:
-        raise AssertionError("a stream answered whole")
+        assert not ex.stream, "a stream answered whole"
+        self.sent = answer.content
+        return True
 
-    async def refuse(self, ex, err) -> None:
-        raise AssertionError(f"refused: {err}")
+    async def refuse(self, ex, err) -> bool:
+        assert not ex.stream, f"refused: {err}"
+        self.sent = f"refused {err.status} {err.code}".encode()
+        return False
 
     def cancelled(self, ex) -> None:
         pass
@@ -108,8 +112,8 @@ def translator(dialect: str, request: dict):
     return MessagesStreamTranslator(model=MODEL, sign=lambda t: t)
 
 
-async def turn(dialect: str, data: bytes) -> tuple[bytes, Exchange, Hanging]:
-    request = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True,
+async def turn(dialect: str, data: bytes, stream: bool = True) -> tuple[bytes, Exchange, Hanging]:
+    request = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": stream,
                "stream_options": {"include_usage": True}}
     answer = Hanging(data)
 
@@ -145,7 +149,7 @@ ERRORS = {"chat": "error:upstream_error", "responses": "error:server_error", "me
 
 @pytest.fixture
 def short_tail(monkeypatch):
-    monkeypatch.setattr(runner, "TAIL_S", 0.3)
+    monkeypatch.setattr(stream_end, "TAIL_S", 0.3)
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
@@ -160,7 +164,7 @@ async def test_a_body_open_after_done_is_not_waited_for(dialect):
     start = time.monotonic()
     raw, ex, answer = await turn(dialect, FAULTS["open_after_done"])
     assert outcome(dialect, raw) == cuts.WHOLE
-    assert time.monotonic() - start < runner.TAIL_S  # ended at [DONE], not after the tail's limit
+    assert time.monotonic() - start < stream_end.TAIL_S  # ended at [DONE], not after the tail's limit
     assert answer.closed and ex.result.usage == USAGE and ex.result.stream_error is None and not ex.result.cuts
 
 
@@ -173,4 +177,15 @@ async def test_a_finish_whose_usage_never_comes_ends_whole_its_usage_unknown(dia
 
 
 def test_the_tail_is_a_few_seconds():
-    assert 2 <= runner.TAIL_S <= 5 and runner.DRAIN_S < 1
+    assert 2 <= stream_end.TAIL_S <= 5 and stream_end.DRAIN_S < 1
+
+
+@pytest.mark.parametrize(("fault", "said"), [("done_without_finish", "refused 502"), ("open_after_done", TEXT),
+                                             ("stall_before_usage", TEXT)])
+async def test_a_whole_answer_qwen_could_only_stream_ends_as_a_stream_does(fault, said, short_tail):
+    raw, ex, answer = await turn("chat", FAULTS[fault], stream=False)
+    if said == TEXT:
+        assert json.loads(raw)["choices"][0]["message"]["content"] == TEXT and answer.closed
+        assert ex.result.usage == (USAGE if fault == "open_after_done" else None)
+    else:
+        assert raw.startswith(said.encode()), raw
