@@ -81,3 +81,43 @@ def test_the_known_finishes_pass_as_they_came():
         chunks = Chunks("gpt-4o")
         assert chunks.feed(choice("a", finish))[0]["choices"][0]["finish_reason"] == finish
         assert chunks.error_text is None and chunks.notes == []
+
+
+def dialects():
+    from qwen_gateway.api.chat import ChatStreamTranslator
+    from qwen_gateway.api.messages.stream import MessagesStreamTranslator
+    from qwen_gateway.api.responses.stream import ResponsesStreamTranslator
+    return {"chat": lambda: ChatStreamTranslator(False, {"model": "m"}),
+            "responses": lambda: ResponsesStreamTranslator({"model": "m"}, response_id="resp_1", created_at=1),
+            "messages": lambda: MessagesStreamTranslator(model="m", sign=lambda t: t)}
+
+
+def client_events(raw: bytes) -> list[dict]:
+    return [json.loads(line[6:]) for line in raw.decode().splitlines()
+            if line.startswith("data: ") and line != "data: [DONE]"]
+
+
+@pytest.mark.parametrize("dialect", ["chat", "responses", "messages"])
+def test_repetition_in_each_dialects_own_words(dialect):
+    raw = StreamRewriter(Chunks("m"), dialects()[dialect]()).run(sse(choice("la la"), choice(None, "repetition")))
+    events = client_events(raw)
+    if dialect == "chat":
+        assert [c["finish_reason"] for e in events for c in e["choices"] if c["finish_reason"]] == ["length"]
+    elif dialect == "responses":
+        last = events[-1]
+        assert last["type"] == "response.incomplete" and last["response"]["status"] == "incomplete"
+        assert last["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
+    else:
+        delta = [e for e in events if e["type"] == "message_delta"]
+        assert delta[0]["delta"]["stop_reason"] == "max_tokens" and events[-1]["type"] == "message_stop"
+    assert b"repetition" not in raw
+
+
+@pytest.mark.parametrize("dialect", ["chat", "responses", "messages"])
+def test_abort_in_each_dialects_terminal_error(dialect):
+    raw = StreamRewriter(Chunks("m"), dialects()[dialect]()).run(sse(choice("la la"), choice(None, "abort")))
+    events = client_events(raw)
+    last = events[-1]
+    assert ("error" in last) if dialect == "chat" else last["type"] in ("response.failed", "error"), last
+    assert b'"abort"' not in raw or b"finish_reason 'abort'" in raw  # never as a finish
+    assert not any(c.get("finish_reason") for e in events for c in e.get("choices") or [])
