@@ -159,4 +159,12 @@ def normalise(body: dict) -> dict | str:
 FINISHES = {"finish_abort": "abort", "finish_error": "error", "finish_repetition": "repetition"}
 STREAM = (*STREAM, *FINISHES)
 API_FAULTS = (*API_FAULTS, *FINISHES)
+
+# A stream's end (server.Handler.stream; docs/emulator.md): part of the text then `[DONE]` with no finish chunk; a
+# whole answer (finish, usage, [DONE]) whose body is then kept open, never ended; the finish chunk, then the body
+# silent with no usage and no [DONE]. The last two hold the connection for `seconds` (stall_seconds by default),
+# or until the client leaves.
+STREAM_ENDS = ("done_without_finish", "open_after_done", "stall_before_usage")
+STREAM = (*STREAM, *STREAM_ENDS)
+API_FAULTS = (*API_FAULTS, *STREAM_ENDS)
 ALL = API_FAULTS + OAUTH_FAULTS

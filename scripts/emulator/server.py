@@ -231,15 +231,25 @@ class Handler(Wire):
                     "index": 0, "delta": {"content": text}, "finish_reason": "error_finish", "logprobs": None}],
                     "usage": None}) + b"\n\n", sw["split_writes"])
                 break
+            if fault == "done_without_finish" and (content_sent >= int(queued.get("after", 1)) or tail):
+                break  # part of the text, then [DONE]: no finish, no usage
             if i and sw["gap_ms"]:
                 self.server.stopping.wait(sw["gap_ms"] / 1000)
             self.write_event(b"data: " + dumps(event) + b"\n\n", sw["split_writes"])
+            if fault == "stall_before_usage" and choices and choices[0]["finish_reason"] is not None:
+                # the finish, then silence: no usage, no [DONE], the body never ended
+                self.wait_unless_abandoned(float(queued.get("seconds", sw["stall_seconds"])))
+                return self.reset_connection()
             delta = choices[0]["delta"] if choices else {}
             content_sent += bool(delta.get("content") or delta.get("tool_calls"))
             if fault == "invalid_sse" and content_sent:
                 fault = None
                 self.write_event(faults.GARBAGE_SSE, sw["split_writes"])
         self.write_event(b"data: [DONE]\n\n", sw["split_writes"])
+        if fault == "open_after_done":  # the whole answer sent, its body kept open (no last chunk) for a long time
+            self.close_connection = True
+            if not self.wait_unless_abandoned(float(queued.get("seconds", sw["stall_seconds"]))):
+                return
         self.end_stream()
 
 

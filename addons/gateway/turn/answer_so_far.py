@@ -62,6 +62,11 @@ class AnswerSoFar:
     def error_text(self) -> str | None:
         return self.source.error_text
 
+    @property
+    def notes(self) -> list[str]:
+        """What the source has to say on the flow (a finish said in the client's words), when it says anything."""
+        return getattr(self.source, "notes", None) or []
+
     def fault(self, error: object) -> UpstreamError:
         return self.source.fault(error)
 

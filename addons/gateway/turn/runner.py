@@ -28,11 +28,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from mitmproxy import http
 
 from ..dispatch import Observers
-from ..errors import ConnectionFailed, Ended, GatewayError, UpstreamTimeout, failure
+from ..errors import Ended, GatewayError, failure
 from ..exchange import Exchange
 from ..local_answers import json_response
 from ..interfaces import StreamTranslator, UpstreamAnswer
-from .stream_rewriter import StreamRewriter, stream_error
+from .stream_rewriter import stream_error
+from .stream_end import relayed
 from . import Send, Transport, outcome
 from .stopping import Interruptible
 from .kept_before_end import hold_end_until_kept, until_kept
@@ -213,26 +214,6 @@ class Turns:
     def finish(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         """The record on the flow and the observers told: every turn ends here."""
         self.settlement.finish(flow, ex)
-
-
-async def relayed(resp: UpstreamAnswer, rw: StreamRewriter, send: Send, idle_timeout: float = 0) -> None:
-    """One upstream answer's events into the client's, each sent at once, to its end (past [DONE]: the connection
-    goes back to the pool) or to a break the rewriter holds for a continuation (the rest is not read). However the
-    answer stops — its body over, the connection broken or silent — the rewriter decides whether it was whole."""
-    try:
-        async for chunk in resp.aiter_raw():
-            if chunk and (out := rw(chunk)):
-                await send(out)
-            if rw.broken is not None:
-                return
-        out = rw.upstream_end()
-    except UpstreamTimeout:
-        out = rw.cut(f"Qwen sent nothing for {idle_timeout:g} s: the gateway ended the stream "
-                     "(qwen_stream_idle_timeout).", "stream_idle_timeout")
-    except ConnectionFailed as e:
-        out = rw.cut(f"Qwen broke off the stream: {e}.", "upstream_connection_error")
-    if out:
-        await send(out)
 
 
 async def until_counted(ex: Exchange) -> None:

@@ -5,11 +5,16 @@ chat chunks, the client dialect's `StreamTranslator` turns those into the client
 An event that is an error object (OpenAI's `{"error": …}`, in whichever SSE shape Qwen wraps it) ends the stream
 in the client's error format.
 
-A stream's end is a fact, decided here and nowhere else: the answer is whole only when Qwen said so — its `[DONE]`, or
-every choice's finish (the dialect's own end on a pass-through pair). Anything else — the body ending early, the
-connection reset, a read that timed out, a line or a character cut in half — is a break (`upstream_end`, `cut`): an
-event not yet complete is dropped, never decoded, and the break is either held for the turn to continue (`holds_breaks`) or
-the client's terminal error. Never a clean close on a broken answer.
+A stream's end is a fact, decided here and nowhere else: the answer is whole only when Qwen said so — every choice's
+finish (the dialect's own end on a pass-through pair). `[DONE]` with a choice unfinished is a break like any other
+(`DONE_EARLY`): Qwen's `[DONE]` says the stream is over, not that the answer is. Anything else — the body ending
+early, the connection reset, a read that timed out, a line or a character cut in half — is a break (`upstream_end`,
+`cut`): an event not yet complete is dropped, never decoded, and the break is either held for the turn to continue
+(`holds_breaks`) or the client's terminal error. Never a clean close on a broken answer.
+
+Once every choice finished (`whole`), what may still come is Qwen's usage and its `[DONE]`: the turn's pump gives them
+a short time (turn/runner.py, `TAIL_S`), then ends the answer whole without them (`unfinished_end`, its usage unknown
+when none came); at `[DONE]` the stream is over whatever Qwen's body does after it.
 
 mitmproxy's contract (see docs/troubleshooting.md): it is called per received chunk and
 once more with b"" at the end; it must never raise (the client would hang) and must never
@@ -36,6 +41,7 @@ def stream_error(message: str, code: str = "upstream_error", type: str = "server
 
 # How the record names a break (the request line's and the ledger's `cut`; docs/compatibility.md)
 ENDED_EARLY = "Qwen ended the stream before the answer was complete"
+DONE_EARLY = "Qwen sent [DONE] before the answer was complete (a choice without its finish)"
 
 
 class StreamRewriter:
@@ -125,11 +131,19 @@ class StreamRewriter:
         finished = self.normalizer.finish_reasons
         return all(i in finished for i in range(self.choices))
 
+    @property
+    def whole(self) -> bool:
+        """The stream is decided, or every choice has its finish: what may still come is Qwen's usage and [DONE]."""
+        return self.finished or len(self.normalizer.finish_reasons) >= self.choices and self._whole()
+
     def _event(self, data: str, name: str | None = None) -> list[bytes]:
         if not data:
             return []
         if data.strip() == "[DONE]":
-            return self._finish()
+            if self._whole():
+                return self._finish()
+            self.cuts += 1  # the stream is over, the answer is not: a break
+            return self._broke(stream_error(DONE_EARLY + ".", "upstream_error"))
         obj = sse.event_json(data, name)
         if obj is None:
             self.bad_events += 1

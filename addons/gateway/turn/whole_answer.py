@@ -5,7 +5,7 @@ chat completion first."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from mitmproxy import http
@@ -18,6 +18,7 @@ from ..local_answers import json_response
 from ..interfaces import StreamTranslator, UpstreamAnswer
 from .stream_rewriter import StreamRewriter
 from .kept_before_end import final_object
+from .stream_end import relayed
 
 if TYPE_CHECKING:
     from .continuation import Continuation
@@ -47,11 +48,61 @@ async def fetch_whole(open_upstream: OpenUpstream, ex: Exchange) -> tuple[http.R
     """A whole (non-stream) answer: fetched by the engine, translated for the client."""
     resp = await open_upstream(ex)
     try:
-        raw = await resp.aread()
+        streamed = resp.status_code == 200 and "event-stream" in (resp.headers.get("content-type", "") or "") \
+            and not ex.attempt.leg.passthrough
+        raw = await read_stream(resp, ex) if streamed else await resp.aread()
         ex.attempt.answered(raw)
     finally:
         await resp.aclose()
     return translated(ex, resp.status_code, resp.headers, raw)
+
+
+class _Kept:
+    """An upstream answer whose body's bytes are kept as they are read."""
+
+    def __init__(self, resp: UpstreamAnswer) -> None:
+        self.resp, self.body = resp, bytearray()
+        self.status_code, self.headers = resp.status_code, resp.headers
+
+    async def aread(self) -> bytes:
+        return b"".join([chunk async for chunk in self.aiter_raw()])
+
+    async def aclose(self) -> None:
+        await self.resp.aclose()
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        async for chunk in self.resp.aiter_raw():
+            self.body += chunk
+            yield chunk
+
+
+async def read_stream(resp: UpstreamAnswer, ex: Exchange) -> bytes:
+    """A whole answer the upstream could only stream, read as a stream is: to its end, or as soon as the answer is
+    whole (stream_end.py) — never held by a body Qwen keeps open after its answer. The bytes read, translated after."""
+    assert ex.attempt.upstream is not None
+    kept = _Kept(resp)
+    n = (ex.chat_body or {}).get("n")
+    probe = StreamRewriter(ex.attempt.upstream.chunks(ex.requested_model or ex.attempt.model), _Nothing(),
+                           choices=n if isinstance(n, int) and n > 1 else 1)
+    await relayed(kept, probe, _ignore)  # a break or a cut: the bytes so far, which the translation says were cut
+    return bytes(kept.body)
+
+
+class _Nothing:
+    """A stream translator that writes nothing (the probe decides only where the stream ends)."""
+
+    def feed(self, chunk: object) -> list[bytes]:
+        return []
+
+    def finish(self) -> list[bytes]:
+        return []
+
+    def fail(self, error: dict) -> list[bytes]:
+        return []
+
+
+async def _ignore(outs: list[bytes]) -> None:
+    return None
 
 
 def translated(ex: Exchange, status: int, headers, body: bytes) -> tuple[http.Response, dict | None]:

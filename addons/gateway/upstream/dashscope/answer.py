@@ -32,6 +32,16 @@ def normalise_usage(usage: object) -> dict | None:
     return out
 
 
+# The finishes OpenAI's chat completions know (its SDK accepts no other; Model Studio documents stop, length and
+# tool_calls, and `error_finish`, read apart): any other is never passed on, but read as the answer broken off
+FINISHES = ("stop", "length", "tool_calls", "content_filter", "function_call")
+
+
+def unknown_finish(finish: object) -> str:
+    """Why an answer whose finish no client knows is not complete (a break: continued, or the client's error)."""
+    return f"Qwen ended the answer with finish_reason {finish!r}, which says it is not complete."
+
+
 def qwen_to_chat(body: dict, *, model: str) -> dict:
     """A non-stream Qwen answer as the OpenAI client expects it: its own model name, usage, tool calls."""
     out = dict(body)
@@ -48,6 +58,8 @@ def qwen_to_chat(body: dict, *, model: str) -> dict:
             # R6: an error (e.g. throttling), its text in the message: never the model's answer.
             text = (choice.get("message") or {}).get("content") if isinstance(choice.get("message"), dict) else None
             raise classify_stream_error(text).to_gateway_error()
+        if (finish := choice.get("finish_reason")) is not None and finish not in FINISHES:
+            raise classify_stream_error(unknown_finish(finish)).to_gateway_error()
         choice.setdefault("index", i)
         choice.setdefault("logprobs", None)
         message = dict(choice.get("message") or {})

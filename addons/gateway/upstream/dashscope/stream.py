@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from ... import ids
 from ...errors import UpstreamError
 from ...interfaces import ChatChunk, ChunkChoice, ChunkDelta, FunctionDelta, ToolCallDelta
-from .answer import normalise_usage
+from .answer import FINISHES, normalise_usage, unknown_finish
 from .errors import classify_stream_error
 from .search import StreamCitations
 
@@ -195,6 +195,8 @@ class ChunkNormalizer:
         elif "content" in delta:
             content = delta["content"]  # null (or something odd) passed on as it came
         finish = choice.get("finish_reason")
+        if finish and finish not in FINISHES:  # a finish OpenAI's clients have no word for: the answer broke off
+            self.error_text, finish = unknown_finish(finish), None
         if finish:
             leaked, rest = st.think.flush()
             reasoning += leaked

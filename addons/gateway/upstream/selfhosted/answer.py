@@ -13,6 +13,14 @@ from . import limits
 
 REASONING = ("reasoning_content", "reasoning")  # the chat form's name first; newer vLLM releases say `reasoning`
 _CONTEXT_TEXTS = ("maximum context length", "context length", "prompt is too long", "longer than the maximum")
+# The finishes OpenAI's chat completions know (its SDK accepts no other); the server's others are said in these words
+FINISHES = ("stop", "length", "tool_calls", "content_filter", "function_call")
+INCOMPLETE = ("repetition",)  # vLLM's repetition detector stopped the answer: incomplete, as a cap's `length`
+
+
+def ended_early(finish: str) -> str:
+    """Why an answer a server's finish (`abort`, `error`, or one unknown) ended is not complete."""
+    return f"The self-hosted server ended the answer before it was complete (finish_reason {finish!r})."
 
 
 def to_chat(data: dict, *, model: str) -> dict:
@@ -36,6 +44,11 @@ def to_chat(data: dict, *, model: str) -> dict:
         message.setdefault("content", None)
         if message.get("tool_calls") and choice.get("finish_reason") == "stop":
             choice["finish_reason"] = "tool_calls"
+        elif (finish := choice.get("finish_reason")) in INCOMPLETE:
+            choice["finish_reason"] = "length"
+        elif finish and finish not in FINISHES:  # abort, error: the answer broke off (502, sent again by a client)
+            raise UpstreamError(SERVER, 502, ended_early(str(finish)), "server_error", "upstream_error") \
+                .to_gateway_error()
         choices.append(choice)
     out["choices"] = choices
     return out
