@@ -162,3 +162,33 @@ def test_the_anthropic_sdk_a_first_turn_and_a_tool_turn(tmp_path, make_gateway, 
         assert budgeted["thinking_token_budget"] == 2000
     else:
         assert budgeted["chat_template_kwargs"]["thinking_budget"] == 2000
+
+
+@pytest.mark.skipif(not ANTHROPIC_PYTHON.exists(), reason=NO_ANTHROPIC)
+def test_an_aborted_answer_is_a_break_in_every_dialect(tmp_path, vllm, make_gateway):
+    """vLLM's engine ends a request it aborted with `finish_reason: "abort"` after part of the text: never a clean end.
+    With thinking on (a self-hosted thinking turn is not continued), each dialect's terminal error; with it off, the
+    answer continued from what the client has. The client never reads a finish its API does not know."""
+    gw, state = gateway(tmp_path, vllm, make_gateway)
+    c = client(gw)
+    vllm.fault("finish_abort")
+    with pytest.raises(openai.APIError):
+        for chunk in c.chat.completions.create(model="gpt-4o", stream=True, messages=[
+                {"role": "user", "content": "say hello to everyone in the room"}]):
+            assert not chunk.choices or chunk.choices[0].finish_reason in (None, "stop", "length", "tool_calls")
+    vllm.fault("finish_abort")
+    try:
+        kinds = [e.type for e in c.responses.create(model="gpt-4o", input="say hello to everyone in the room",
+                                                    stream=True)]
+    except openai.APIError:
+        kinds = ["raised"]
+    assert "response.completed" not in kinds and kinds[-1] in ("response.failed", "error", "raised"), kinds
+    vllm.fault("finish_abort")
+    (streamed,) = anthropic_calls(gw.url, "client-key", [
+        {"op": "stream", "params": {"model": "claude-sonnet-4-6", "max_tokens": 4000,
+                                    "messages": [{"role": "user", "content": "say hello to everyone in the room"}]}}])
+    if "answer" in streamed:  # Claude's thinking off by default: the break continued from what the client had
+        assert streamed["answer"]["text"] == "Echo: say hello to everyone in the room", streamed
+        assert any("continued" in (r["summary"].get("retry_reasons") or []) for r in records(state))
+    cut = [r["summary"] for r in records(state) if r["summary"].get("stream_error") or r["summary"].get("cuts")]
+    assert len(cut) >= 2, [r["summary"] for r in records(state)]  # a break each time, on the flow and the ledger
