@@ -72,8 +72,12 @@ def sent(server) -> list[dict]:
     return [r["body"] for r in server.requests() if r["path"].endswith("/chat/completions")]
 
 
-def records(state: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((state / "logs").glob("exchange-*.json"))]
+def records(state: Path, count: int = 1) -> list[dict]:
+    """The debug log's records, once there are `count` (each is written by a thread after its exchange ended)."""
+    def read() -> list[dict]:
+        found = [json.loads(p.read_text()) for p in sorted((state / "logs").glob("exchange-*.json"))]
+        return found if len(found) >= count else []
+    return until(read, f"{count} debug log record(s)")
 
 
 def client(gw: Gateway) -> openai.OpenAI:
@@ -189,6 +193,6 @@ def test_an_aborted_answer_is_a_break_in_every_dialect(tmp_path, vllm, make_gate
                                     "messages": [{"role": "user", "content": "say hello to everyone in the room"}]}}])
     if "answer" in streamed:  # Claude's thinking off by default: the break continued from what the client had
         assert streamed["answer"]["text"] == "Echo: say hello to everyone in the room", streamed
-        assert any("continued" in (r["summary"].get("retry_reasons") or []) for r in records(state))
-    cut = [r["summary"] for r in records(state) if r["summary"].get("stream_error") or r["summary"].get("cuts")]
-    assert len(cut) >= 2, [r["summary"] for r in records(state)]  # a break each time, on the flow and the ledger
+        assert any("continued" in (r["summary"].get("retry_reasons") or []) for r in records(state, 3))
+    cut = [r["summary"] for r in records(state, 3) if r["summary"].get("stream_error") or r["summary"].get("cuts")]
+    assert len(cut) >= 2, [r["summary"] for r in records(state, 3)]  # a break each time, on the flow and the ledger

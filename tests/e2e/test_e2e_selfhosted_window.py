@@ -70,8 +70,12 @@ def cap(body: dict) -> int:
     return body.get("max_completion_tokens") or body["max_tokens"]
 
 
-def records(state: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((state / "logs").glob("exchange-*.json"))]
+def records(state: Path, count: int = 1) -> list[dict]:
+    """The debug log's records, once there are `count` (each is written by a thread after its exchange ended)."""
+    def read() -> list[dict]:
+        found = [json.loads(p.read_text()) for p in sorted((state / "logs").glob("exchange-*.json"))]
+        return found if len(found) >= count else []
+    return until(read, f"{count} debug log record(s)")
 
 
 @pytest.mark.skipif(not ANTHROPIC_PYTHON.exists(), reason=NO_ANTHROPIC)
@@ -91,7 +95,7 @@ def test_claude_codes_output_cap_is_fitted_to_the_servers_window(tmp_path, gpu, 
     for body in bodies:
         assert body["model"] == MODEL  # Claude's tiers on a self-hosted-only pool: what the server serves
         assert 0 < cap(body) < WINDOW - 1000, body
-    notes = [n for r in records(state) for n in r["summary"].get("notes") or []]
+    notes = [n for r in records(state, 2) for n in r["summary"].get("notes") or []]
     assert any("max_completion_tokens 128000 lowered to" in n and "40,960" in n for n in notes), notes
 
 

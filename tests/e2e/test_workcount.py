@@ -145,6 +145,8 @@ COMMON: dict[str, list[Item]] = {
 STREAM: dict[str, list[Item]] = {
     "json_decode": [("upstream", "each event Qwen sent (turn/stream_rewriter.StreamRewriter)")],
     "json_encode": [("client", "each event the client got (the endpoint's stream translator)")],
+    "timer": [(1, "the tail's bound once every choice finished: Qwen's usage, [DONE] and the body's end waited for "
+                  "a few seconds at most, never the stream's idle limit (turn/stream_end.tail)")],
 }
 PER_REQUEST: dict[str, dict[str, list[Item]]] = {
     "whole chat": {
@@ -167,7 +169,8 @@ PER_REQUEST: dict[str, dict[str, list[Item]]] = {
                 (2, "that write's BEGIN and COMMIT")],
         "thread_handoff": [(1, "the stored response's write, in the store's worker thread (stores/responses._write)")],
         "thread_wakeup": [(1, "that write done, back to the event loop")],
-        "timer": [(1, "the bounded wait for that write before the stream's end goes out (forward.until_kept)")],
+        "timer": [*STREAM["timer"],
+                  (1, "the bounded wait for that write before the stream's end goes out (forward.until_kept)")],
     },
     "Messages, streamed": STREAM,
 }

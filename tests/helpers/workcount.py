@@ -218,7 +218,7 @@ _real_call_at = asyncio.BaseEventLoop.call_at
 # keys' clock (tenancy/source.py: leases swept and spend written once a second, whatever the traffic), and the
 # recording observers' batch window (dispatch.py: at most one per BATCH_S, however many requests it holds)
 PER_PROCESS_TIMERS = ("ClientWatch._look", "Observers.flush")
-PER_PROCESS_SITES = ("storage.pg:follow", "tenancy.source:_ticks")
+PER_PROCESS_SITES = ("storage.pg:follow", "tenancy.source:_ticks", "tenancy.freeze:watch")
 # The work a clock does beyond its timer (the named keys' spend handed to a thread and that thread's wake-up,
 # when the second ends within a measurement): `clock_work`, whatever its kind.
 

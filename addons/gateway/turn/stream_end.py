@@ -13,35 +13,31 @@ from ..interfaces import UpstreamAnswer
 from . import Send
 from .stream_rewriter import StreamRewriter
 
-# After every choice's finish, how long Qwen's usage and [DONE] may take before the answer ends whole without them:
-# Model Studio sends both within milliseconds of the finish; 3 s is far past a loaded server's gap and short of
-# anything a client would take for a hang.
+# After every choice's finish, how long Qwen's usage, [DONE] and the body's end may take before the answer ends whole
+# without them: Model Studio sends all three within milliseconds of the finish; 3 s is far past a loaded server's
+# gap and short of anything a client would take for a hang.
 TAIL_S = 3.0
-# After [DONE], how long the body's own end may take to arrive (the connection then goes back to the pool) before
-# the connection is closed instead: it comes with [DONE] or a moment after; the client's end waits no longer.
-DRAIN_S = 0.05
+# When [DONE] came with the finish, how long the body's end may take (the connection then goes back to the pool)
+# before the connection is closed instead and the client's stream ends: it comes with [DONE] or a moment after.
+DRAIN_S = 1.0
 
 
 async def tail(chunks: AsyncIterator[bytes], rw: StreamRewriter, send: Send) -> list[bytes]:
-    """The answer is whole: Qwen's usage and [DONE] read for at most TAIL_S, then the answer ends whole without
-    them (its usage unknown when none came); after [DONE], the body's end read for at most DRAIN_S, never waited
-    for longer — whatever Qwen's body does after a whole answer, the client's stream ends. What is left to send."""
-    loop = asyncio.get_running_loop()
-    until = loop.time() + (DRAIN_S if rw.finished else TAIL_S)
-    while True:
-        try:
-            async with asyncio.timeout_at(until):
-                chunk = await anext(chunks)
-        except (StopAsyncIteration, TimeoutError):
-            break
-        if rw.finished:
-            continue  # past [DONE]: read only to reach the body's end
-        if chunk and (out := rw(chunk)):
-            await send(out)
-        if rw.broken is not None:
-            return []
-        if rw.finished:
-            until = loop.time() + DRAIN_S
+    """The answer is whole: Qwen's usage, [DONE] and the body's end read for at most TAIL_S (DRAIN_S when [DONE]
+    came already) — one timer a stream, however the reads fall —, then the answer ends whole without what did not
+    come (its usage unknown when none came): whatever Qwen's body does after a whole answer, the client's stream
+    ends. What is left to send."""
+    try:
+        async with asyncio.timeout(DRAIN_S if rw.finished else TAIL_S):
+            async for chunk in chunks:
+                if rw.finished:
+                    continue  # past [DONE]: read only to reach the body's end
+                if chunk and (out := rw(chunk)):
+                    await send(out)
+                if rw.broken is not None:
+                    return []
+    except TimeoutError:
+        pass
     return rw.upstream_end()  # nothing when [DONE] came; else the answer whole without it (unfinished_end)
 
 
