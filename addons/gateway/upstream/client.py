@@ -298,18 +298,3 @@ def _where(url: str) -> tuple[tuple[str, str, int], str]:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return (parts.scheme, parts.hostname or "", port), parts.path + (f"?{parts.query}" if parts.query else "")
-
-
-async def get_once(url: str, headers: list[tuple[str, str]], *, timeout: float,
-                   network: Network | None = None) -> tuple[int, bytes]:
-    """One GET over a connection of its own (never the engine's pool), closed after: (status, whole body). The
-    gateway's own look-ups (a model list, a server's /health)."""
-    client = UpstreamClient(keepalive=0, connect_timeout=timeout, network=network)
-    try:
-        resp = await client.send(url, headers, b"", head_timeout=timeout, read_timeout=timeout, method="GET")
-        try:
-            return resp.status_code, await resp.aread()
-        finally:
-            await resp.aclose()
-    finally:
-        await client.aclose()

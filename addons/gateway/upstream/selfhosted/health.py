@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ...accounts import Credential, Outcome
-from ..client import ConnectionFailed, get_once
+from ..client import ConnectionFailed, UpstreamClient
 from ...settings.network import Network
 
 log = logging.getLogger("qwen")
@@ -106,7 +106,15 @@ class ServerWatch:
         headers = [("Host", urlsplit(url).netloc), ("User-Agent", AGENT), ("Accept", "*/*")]
         if cred.token:
             headers.append(("Authorization", f"Bearer {cred.token}"))
-        return await get_once(url, headers, timeout=TIMEOUT_S, network=self.network)
+        client = UpstreamClient(keepalive=0, connect_timeout=TIMEOUT_S, network=self.network)
+        try:
+            resp = await client.send(url, headers, b"", head_timeout=TIMEOUT_S, read_timeout=TIMEOUT_S, method="GET")
+            try:
+                return resp.status_code, await resp.aread()
+            finally:
+                await resp.aclose()
+        finally:
+            await client.aclose()
 
 
 def _load(pool: Any, account: str, queued: int | None) -> None:

@@ -24,7 +24,7 @@ from ...models.model_map import LiveModels
 from ...settings.config import Config
 from ...settings.network import Network
 from ..catalogue_fetch import CatalogueFetch
-from ..client import ConnectionFailed, get_once
+from ..client import ConnectionFailed, UpstreamClient
 from . import health
 from .upstream import NAME
 
@@ -129,7 +129,15 @@ class ServerModels(CatalogueFetch):
         headers = [("Host", urlsplit(url).netloc), ("User-Agent", AGENT), ("Accept", "application/json")]
         if cred.token:
             headers.append(("Authorization", f"Bearer {cred.token}"))
-        return await get_once(url, headers, timeout=TIMEOUT, network=self.network)
+        client = UpstreamClient(keepalive=0, network=self.network)
+        try:
+            resp = await client.send(url, headers, b"", head_timeout=TIMEOUT, read_timeout=TIMEOUT, method="GET")
+            try:
+                return resp.status_code, await resp.aread()
+            finally:
+                await resp.aclose()
+        finally:
+            await client.aclose()
 
 
 def account_models(config: Config, pool: Pool, rows: list[dict]) -> None:
