@@ -29,6 +29,8 @@
                                                   # against that checkout's round-robin); the look-up's own cost
     .venv/bin/python scripts/bench.py native      # one 20-turn Codex-like Responses session, translated vs Qwen's
                                                   # own Responses API + session cache: tokens, cache, USD (ledger)
+    .venv/bin/python scripts/bench.py selfnative  # a team's 2026 vLLM: Claude Code and Codex sessions translated by the
+                                                  # gateway vs passed to the server's own /v1/messages, /v1/responses
     .venv/bin/python scripts/bench.py all --json
 
 Results are recorded in docs/performance.md. Nothing here asserts: it measures. The scenarios live in
@@ -51,6 +53,7 @@ from bench_first import bench_first  # noqa: E402
 from bench_floor import bench_floor  # noqa: E402
 from bench_instructions import bench_instructions  # noqa: E402
 from bench_native import bench_native  # noqa: E402
+from bench_selfnative import bench_selfnative  # noqa: E402
 from bench_keys import bench_keys  # noqa: E402
 from bench_profile import bench_profile  # noqa: E402
 from bench_load import bench_bigprompt, bench_latency, bench_memory, bench_throughput, bench_webmemory  # noqa: E402
@@ -87,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         "keys": lambda a: bench_keys(a.requests, a.requests * 10, 16, rounds=4),
         "affinity": lambda a: bench_affinity(),
         "native": lambda a: bench_native(),
+        "selfnative": lambda a: bench_selfnative(),
     }
     ap.add_argument("scenario", choices=[*scenarios, "all"])
     ap.add_argument("--runs", type=int, default=10)

@@ -60,12 +60,13 @@ class Procs:
         self.pids[name] = p.pid
         return p
 
-    def emulator(self) -> str:
-        """The emulator; $QWEN_BENCH_EMULATOR names another copy of scripts/qwen_emulator.py (e.g. a pinned one)."""
+    def emulator(self, *args: str) -> str:
+        """The emulator (`args`: more of its flags, e.g. `--serve vllm`); $QWEN_BENCH_EMULATOR names another copy of
+        scripts/qwen_emulator.py (e.g. a pinned one)."""
         pf = self.tmp / "emu.port"
         script = os.environ.get("QWEN_BENCH_EMULATOR", str(ROOT / "scripts" / "qwen_emulator.py"))
         p = self._spawn([sys.executable, script, "--port", "0",
-                         "--port-file", str(pf), "--quiet", "--api-key", "sk-bench"], "emulator")
+                         "--port-file", str(pf), "--quiet", "--api-key", "sk-bench", *args], "emulator")
         return f"http://127.0.0.1:{int(_wait(pf, p, 'emulator'))}"
 
     def mitmdump(self, name: str, upstream: str, *, addon: bool, env: dict | None = None, tool: str = "mitmdump",
