@@ -35,11 +35,11 @@ KEY = "sk-bench"
 # (what the server is, its model, its flags): Qwen3.6 with its own template (the system-first rule) at its full window
 # and at a Qwen3-8B-sized one, and a Qwen3-Coder server whose template takes system text anywhere (no thinking)
 SERVERS = (("Qwen3.6-27B, its template, 262,144 tokens", "Qwen/Qwen3.6-27B",
-            ("--reasoning-parser", "qwen3", "--chat-template", "qwen3.6", "--max-model-len", "262144")),
+            "--reasoning-parser qwen3 --chat-template qwen3.6 --max-model-len 262144".split()),
            ("Qwen3.6-27B, its template, 40,960 tokens", "Qwen/Qwen3.6-27B",
-            ("--reasoning-parser", "qwen3", "--chat-template", "qwen3.6", "--max-model-len", "40960")),
+            "--reasoning-parser qwen3 --chat-template qwen3.6 --max-model-len 40960".split()),
            ("Qwen3-Coder-30B-A3B, a template without the rule, 262,144 tokens", "Qwen/Qwen3-Coder-30B-A3B-Instruct",
-            ("--max-model-len", "262144")))
+            "--max-model-len 262144".split()))
 DEVELOPER = "<permissions instructions>Filesystem sandboxing: workspace-write. Approval policy: on-request." \
             "</permissions instructions>"
 

@@ -28,45 +28,26 @@ nothing is then Qwen's own doing (`evicted`, `unexplained`), never `expired`."""
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from mitmproxy import io
 
 from e2e.test_e2e_cache_diagnostics import SYSTEM, TOOL, needs_sdk, params
+from helpers.clock import LIBFAKETIME, faked_clock, move_clock
 from helpers.ledger import ledger_rows
 from helpers.procs import Gateway, until
 from helpers.team import QWEN_USAGE, anthropic_calls
 
 pytestmark = pytest.mark.e2e
 
-LIBFAKETIME = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1")
-                               + glob.glob("/usr/local/lib/faketime/libfaketimeMT.so.1"))), None)
 needs_faketime = pytest.mark.skipif(LIBFAKETIME is None, reason="libfaketime not installed (Debian package faketime: "
                                     "scripts/install-test-tools.sh installs it)")
 PAST_S = 360  # both clocks moved: past Qwen's five minutes (the gateway's lifetime for qwen3-coder-plus: 300 s)
-CACHE_WAIT_S = 2.5  # libfaketime's FAKETIME_CACHE_DURATION=1 (whole seconds, "more than"): a move seen from 2 s on
 KEY = "client-key"  # no named keys: the gateway's own tenant
-
-
-def faked_clock(rc: Path) -> dict[str, str]:
-    """The gateway's environment for a realtime clock moved by rewriting `rc` (see the module)."""
-    return {"LD_PRELOAD": LIBFAKETIME, "FAKETIME_TIMESTAMP_FILE": str(rc), "FAKETIME_CACHE_DURATION": "1",
-            "FAKETIME_DONT_FAKE_MONOTONIC": "1", "NO_FAKE_STAT": "1"}
-
-
-def move_clock(rc: Path, offset_s: int) -> None:
-    """The gateway's realtime clock `offset_s` ahead of the machine's, as its next call after CACHE_WAIT_S sees it
-    (the file replaced whole: libfaketime never reads half of it)."""
-    tmp = rc.with_suffix(".tmp")
-    tmp.write_text(f"+{offset_s}\n")
-    tmp.replace(rc)
-    time.sleep(CACHE_WAIT_S)
 
 
 def turn(tag: str, n: int) -> dict:

@@ -53,7 +53,7 @@ exec "$@"
 
 
 class PgServer:
-    def __init__(self, tmpfs_mb: int | None = None) -> None:
+    def __init__(self, tmpfs_mb: int | None = None, clock: dict[str, str] | None = None) -> None:
         bindir = pg_bin()
         assert bindir is not None
         self.bindir = bindir
@@ -66,6 +66,7 @@ class PgServer:
         self.db = ""  # pg_own's database
         self.tmpfs_mb = tmpfs_mb  # the data folder on a tmpfs of this size (a private mount namespace)
         self.stopped: list[int] = []  # the processes `pause` stopped
+        self.clock = clock  # the server's environment for a realtime clock moved by a file (libfaketime)
 
     def start(self) -> "PgServer":
         self.root.chmod(0o755)
@@ -102,7 +103,7 @@ class PgServer:
             [*prefix, *self.as_user, str(self.bindir / "postgres"), "-D", str(self.data), "-h", "127.0.0.1",
              "-p", str(self.port), "-k", str(self.root / "sock"), "-c", "fsync=off", "-c", "max_connections=60",
              "-c", "log_line_prefix=%m [%p] "],  # the backend pid tells connections apart (test_workcount)
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(self.clock or {})})
         deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:
@@ -268,6 +269,30 @@ def pg_own():
     if reason:
         pytest.skip(reason)
     srv = PgServer().start()
+    try:
+        srv.db = srv.new_database()
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def pg_clocked():
+    """`pg_own` whose realtime clock (`clock_timestamp()`, `now()`) a test steps for real: the server runs under
+    libfaketime, its offset read from `.clock_rc` (`step_clock`); the machine's clock stays as it is."""
+    from helpers.clock import LIBFAKETIME, faked_clock
+
+    reason = unavailable() or (None if LIBFAKETIME else "libfaketime not installed (Debian package faketime)")
+    if reason and os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    if reason:
+        pytest.skip(reason)
+    srv = PgServer()
+    srv.clock_rc = rc = srv.root / "clock.rc"  # type: ignore[attr-defined]  (in the server's own folder: it reads it)
+    rc.write_text("+0\n")
+    rc.chmod(0o644)
+    srv.clock = faked_clock(rc)
+    srv.start()
     try:
         srv.db = srv.new_database()
         yield srv

@@ -200,3 +200,19 @@ PG_STEPS = (
         RETURN n;
     END $$""".replace("{keep}", f"{SETTLED_KEEP_S:g}"),
 )
+# Liveness judged on no wall clock (trust round 6): a step of the database's clock made every gateway's last beat look
+# that much older, and their holds were settled as dead ones'. Which gateways are gone is now each observer's
+# finding (tenancy/liveness.py: a beat that stopped changing, on its own monotonic clock), passed as `p_gone`; the
+# database settles those, gateways with no row (stopped), and holds past their life. The old signature's `p_dead`
+# is ignored from here on (a gateway of before still calls it: it settles only what has no row).
+_SETTLE = PG_STEPS[-1]
+_DEAD_BY_TIME = ("NOT EXISTS (SELECT 1 FROM qwen_gateways g WHERE g.id = h.gateway\n"
+                 "                                                         AND g.seen > now_s - p_dead))")
+assert _DEAD_BY_TIME in _SETTLE
+PG_STEPS += (
+    _SETTLE.replace("qwen_key_settle(p_name TEXT, p_dead DOUBLE PRECISION,", "qwen_key_settle_gone(p_name TEXT, "
+                    "p_gone TEXT[],").replace(_DEAD_BY_TIME, "(h.gateway = ANY(p_gone) OR NOT EXISTS (SELECT 1 FROM "
+                                              "qwen_gateways g WHERE g.id = h.gateway)))"),
+    """CREATE OR REPLACE FUNCTION qwen_key_settle(p_name TEXT, p_dead DOUBLE PRECISION, p_life DOUBLE PRECISION)
+        RETURNS BIGINT LANGUAGE sql AS $$ SELECT qwen_key_settle_gone(p_name, '{}'::TEXT[], p_life) $$""",
+)

@@ -35,6 +35,7 @@ from ..storage.pg import Database
 from ..storage.pg_follow import gateway_id
 from .budget_sql import SETTLE_LOCK_MS
 from .budgets import TOKENS, Line, since
+from .liveness import Peers
 from .schema import COMPONENT, PG_STEPS
 
 HOLD_S = 900.0  # a hold's life: longer than any answer runs
@@ -132,6 +133,7 @@ class SharedHolds:
         self._beaten = 0.0  # when this gateway last said it is alive (monotonic)
         self._marks: set[asyncio.Task] = set()
         self._marked: set[int] = set()  # holds whose delivered cost is on their row (or on its way)
+        self._peers = Peers(DEAD_S)  # which other gateways holding something stopped beating
 
     async def take(self, name: str, tokens: int, usd: float, lines: Sequence[Line], spent: Sequence[float],
                    today: str, model: str = "") -> tuple[Hold | None, tuple[float, ...]]:
@@ -192,16 +194,18 @@ class SharedHolds:
                               "extract(epoch FROM clock_timestamp()), extract(epoch FROM clock_timestamp())) "
                               "ON CONFLICT (id) DO UPDATE SET seen = excluded.seen",
                               (self.gateway, socket.gethostname(), os.getpid()))
-        await self.db.run(self._settle)
+        beats = await self.db.fetch("SELECT id, seen FROM qwen_gateways WHERE id IN (SELECT gateway FROM key_holds)")
+        gone = self._peers.gone(((str(g), seen) for g, seen in beats), time.monotonic(), self.gateway)
+        await self.db.run(lambda conn: self._settle(conn, gone))
 
     @staticmethod
-    async def _settle(conn: Any) -> None:
-        """Dead gateways' holds settled, unless a row they need is held by another session (a stuck gateway's spend
-        transaction): then at a later beat, or by a budget check (their holds count meanwhile)."""
+    async def _settle(conn: Any, gone: list[str]) -> None:
+        """Gone gateways' holds settled (tenancy/liveness.py), unless a row they need is held by another session (a
+        stuck gateway's spend transaction): then at a later beat (their holds count meanwhile)."""
         try:
             async with conn.transaction():
                 await conn.execute(f"SET LOCAL lock_timeout = {SETTLE_LOCK_MS}")
-                await conn.execute("SELECT qwen_key_settle(NULL, %s, %s)", (DEAD_S, HOLD_S))
+                await conn.execute("SELECT qwen_key_settle_gone(NULL, %s, %s)", (gone, HOLD_S))
         except Exception as e:
             if getattr(e, "sqlstate", "") != LOCK_NOT_AVAILABLE:
                 raise
