@@ -100,7 +100,7 @@ def refresher(row: ModelList | None, mine: ModelList | None = None) -> tuple[Liv
 
     async def listed(cred):
         fetched.append(cred.account)
-        return None, "GET /api/v1/models: HTTP 503"
+        return None, "HTTP 503"
 
     async def ids(cred):
         return [], "HTTP 503"

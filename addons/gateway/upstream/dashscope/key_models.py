@@ -83,7 +83,7 @@ class KeyCatalogue(CatalogueFetch):
             elif cred is not None:
                 models, fetched_why = await self._fetch(cred)
                 if not models:
-                    why = f"{why}; " * bool(why) + f"GET /models: {fetched_why}"
+                    why = f"GET /api/v1/models: {why}; " * bool(why) + f"GET /models: {fetched_why}"
                 elif why:  # the OpenAI-compatible list serves: ids only
                     self._say(f"qwen: account {self.account}: Qwen's model list (GET /api/v1/models) could not be "
                               f"read ({why}): its models from GET /models, their prices and caps from the catalogue")
@@ -152,7 +152,7 @@ class KeyCatalogue(CatalogueFetch):
             why = type(e).__name__
         records = pages.records
         if why or not records:
-            return None, f"GET /api/v1/models: {why or 'no models'}"
+            return None, why or "no models"
         models, unpriced = {}, {}
         for record in records:
             found_model, unread = model_list.model(record)
