@@ -18,9 +18,10 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from ...accounts import Credential
+from ...models import suggestions
 from ...models.listed import ModelList
 from ...models.listed_kept import KeptLists, key_id
 from ...models.live import LIVE_RETRY, LIVE_RETRY_MOST
@@ -60,8 +61,11 @@ class KeyCatalogue(CatalogueFetch):
     used at once); `refresh_soon` only schedules."""
 
     def __init__(self, live: LiveModels, account: str, credential: Callable[[], Credential | None],
-                 network: Network | None = None, kept: KeptLists | None = None) -> None:
+                 network: Network | None = None, kept: KeptLists | None = None,
+                 named: Callable[[Credential], Mapping[str, str]] | None = None) -> None:
         self.live, self.account, self.credential, self.network = live, account, credential, network
+        self.named = named  # the models the account is sent unasked (its default, the maps': ModelMap.named)
+        self.lacking = ""  # what was last said of those its list lacks (said again only when it changes)
         self.kept = kept  # where the last list read is kept: the next start, the team (models/listed_kept.py)
         self.said = ""  # what was last said of this account's list (said once, again only when it changes)
         self.unread = False  # its list could not be read at the last try (said once until it is read again)
@@ -91,6 +95,8 @@ class KeyCatalogue(CatalogueFetch):
             why = type(e).__name__
         if cred is not None:
             self._unread(why) if not models else self._read_again(listed, models)
+        if cred is not None and models and self.named is not None:
+            self._lacks(self.named(cred), models)
         self.live.put(self.account, models, listed)
         if listed is not None and cred is not None and self.kept is not None:
             try:
@@ -108,6 +114,17 @@ class KeyCatalogue(CatalogueFetch):
             "its models are unknown: it is tried for any model until then"
         self._say(f"qwen: account {self.account}: its model list could not be read ({why or 'no models'}): {serves}; "
                   f"read again in {LIVE_RETRY:g} s, then less often (up to {LIVE_RETRY_MOST:g} s apart)")
+
+    def _lacks(self, named: Mapping[str, str], models: list[str]) -> None:
+        """One warning line when the list lacks a model the account is sent unasked, with the list's own choice."""
+        lacking = suggestions.not_in_list(named, models)
+        said = ", ".join(f"{model} ({where}" + (f"; the list has {alt})" if alt else ")") for model, where, alt in lacking)
+        one = len(lacking) == 1
+        line = f"qwen: account {self.account}: {said} {'is' if one else 'are'} not in its model list from Qwen " \
+               f"(retired, or not for this key): requests for {'it' if one else 'them'} are refused there" if said else ""
+        if line and line != self.lacking:
+            log.warning(line)
+        self.lacking = line
 
     def _read_again(self, listed: ModelList | None, models: list[str]) -> None:
         if self.unread and listed is None:  # Model Studio's list says so itself (_listed)

@@ -96,3 +96,24 @@ async def test_a_list_that_cannot_be_read_is_said_once_with_why_and_the_account_
         await catalogue.refresh()
     assert caplog.records[-1].getMessage() == "qwen: account ds: Qwen's model list read: 1 model"
     assert live.ids("ds") == ("qwen3.7-max",) and not catalogue.unread
+
+
+async def test_a_default_or_mapped_model_the_list_lacks_is_one_warning_line_with_the_lists_choice(caplog):
+    from qwen_gateway.models.model_map import ModelMap
+    cred = Credential("ds", KEY, BASE, "sk-secret-key", model_map={"gpt-4o": "qwen3-max"})
+    live = LiveModels()
+    catalogue = Hanging(live, "ds", lambda: cred, named=ModelMap("coder-model").named)
+    catalogue.answers = ["qwen3.6-plus", "qwen3.7-coder-plus", "qwen3.7-max"]
+    live.register("ds", (), catalogue.refresh_soon)
+    with caplog.at_level(logging.WARNING, logger="qwen"):
+        await catalogue.refresh()
+        await catalogue.refresh()  # said once: nothing changed
+    assert [r.getMessage() for r in caplog.records] == [
+        "qwen: account ds: qwen3-coder-plus (its default model; the list has qwen3.7-coder-plus), qwen3-max (the "
+        "model map's gpt-4o; the list has qwen3.7-max) are not in its model list from Qwen (retired, or not for this "
+        "key): requests for them are refused there"]
+    catalogue.answers = ["qwen3-coder-plus", "qwen3-max"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="qwen"):
+        await catalogue.refresh()
+    assert caplog.records == []
