@@ -132,3 +132,15 @@ def test_a_key_whose_list_hangs_is_tried_for_a_model_the_read_list_lacks_and_the
                           and "GET /models" in ln], "the unread list said", limit=60)
     assert "no answer within" in said[-1], said
     assert keys["has"] not in gw.log() and keys["lacks"] not in gw.log()
+
+
+def test_a_default_model_the_keys_list_lacks_is_one_warning_line_at_start_with_the_lists_choice(
+        tmp_path, emu, make_gateway):
+    """Issue 79 item 5: the account's default (qwen3-coder-plus) retired or not unlocked for this key — its list, read
+    at start, lacks it: one warning line for the account, naming it and the list's own choice of its family."""
+    gw, keys = gateway(tmp_path, emu, make_gateway, {"personal": ["qwen3.6-plus", "qwen3-coder-next"], "payg": None})
+    said = until(lambda: [ln for ln in gw.log().splitlines() if "not in its model list from Qwen" in ln],
+                 "the default model the list lacks said")
+    assert len(said) == 1 and "account personal: qwen3-coder-plus (its default model; the list has " \
+        "qwen3-coder-next) is not in its model list from Qwen (retired, or not for this key)" in said[0], said
+    assert keys["personal"] not in gw.log()
