@@ -22,7 +22,7 @@ Unknown = Callable[[Exchange, UpstreamError], UpstreamError]  # the 404 naming t
 
 def unlisted(ex: Exchange, cred: Credential, lists: LiveModels, unknown: Unknown) -> UpstreamError | None:
     """The refusal (kind UNLISTED: the retry policy sends it elsewhere) when the account's list leaves the model
-    out while another account's names it; None: send it."""
+    out while another account's names it, or another's list is unknown and not yet tried; None: send it."""
     model = ex.attempt.model
     lists.keep_current(cred.account)  # its list read again hourly while it serves (in the background)
     if not lists.is_live(cred.account) or model in lists.ids(cred.account) or ex.attempt.leg.passthrough:
