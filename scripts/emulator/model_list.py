@@ -16,12 +16,16 @@ on that billing is listed with `"prices": []`. Which models: what the key's Open
 
 Paging: page_no from 1, page_size 1 to 100 (defaults 1 and 10); anything else is a 400 `InvalidParameter` in
 DashScope's flat native shape (`{"request_id", "code", "message"}`, as responses.py answers; the wording is
-assumed). The switch `model_list` (state.py) plays drift: an unreadable list, overridden entries, omitted models.
+assumed). The switch `model_list` (state.py) plays drift: an unreadable list (for every key, or per key; `hang`:
+no answer at all, as a list that times out), overridden entries, omitted models.
 """
 
 from __future__ import annotations
 
 import re
+import select
+import socket
+import time
 import uuid
 from decimal import Decimal
 
@@ -40,7 +44,39 @@ UNREADABLE = {
                                               "service support."},
     401: {"code": "InvalidApiKey", "message": "Invalid API-key provided."},
     404: {"code": "Not Found", "message": "Not support"},
+    503: {"code": "ServiceUnavailable", "message": "The service is temporarily unavailable, please try again later."},
 }
+HANG = "hang"  # the request read, never answered: held until the client leaves or the emulator stops
+HANG_MOST_S = 300.0  # a held request ends itself after this long (the test's processes stop themselves)
+
+
+def unreadable(sw: dict, key: str) -> object:
+    """How this key's list fails (the drift's `unreadable`: one fault for every key, or `{key: fault}`), None: it
+    does not."""
+    drift = sw["model_list"] if isinstance(sw.get("model_list"), dict) else {}
+    broken = drift.get("unreadable")
+    return broken.get(key) if isinstance(broken, dict) else broken
+
+
+def hold(h) -> None:
+    """No answer: the request is held until the client gives up (closes its end), the emulator stops, or
+    HANG_MOST_S; then the connection is closed unanswered."""
+    h.close_connection = True
+    deadline = time.monotonic() + HANG_MOST_S
+    while time.monotonic() < deadline and not h.server.stopping.wait(0.2):
+        try:
+            ready, _, _ = select.select([h.connection], [], [], 0)
+            if ready and not h.connection.recv(1, socket.MSG_PEEK):
+                return  # the client closed its end
+        except (OSError, ValueError):
+            return
+
+
+def compatible_too(sw: dict) -> bool:
+    """Whether the key's OpenAI-compatible GET /models fails as its list does (`compatible`: a host whose lists are
+    both down); by default it answers."""
+    drift = sw["model_list"] if isinstance(sw.get("model_list"), dict) else {}
+    return drift.get("compatible") is True
 
 
 def listed(sw: dict, own: list | None, embeddings: bool = False) -> list:
@@ -173,7 +209,7 @@ def native_error(status: int, code: str, message: str) -> tuple[int, bytes]:
 def answer(query: dict, sw: dict, models: list, key: str) -> tuple[int, bytes]:
     """The list's answer (status, body bytes) for a key that may call `models` (`listed`), the switches `sw`."""
     drift: dict = sw["model_list"] if isinstance(sw.get("model_list"), dict) else {}
-    broken = drift.get("unreadable")
+    broken = unreadable(sw, key)
     if broken in UNREADABLE:
         return native_error(broken, UNREADABLE[broken]["code"], UNREADABLE[broken]["message"])
     page_no, page_size = page_number(query, "page_no", 1, None), page_number(query, "page_size", 10, MAX_PAGE_SIZE)

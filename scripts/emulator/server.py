@@ -77,7 +77,7 @@ class Handler(Wire):
         elif api == "/embeddings":
             routes[path] = {"POST": lambda: self.api(lambda _: chat.embeddings(parsed), "embedding_requests")}
         elif api == "/models" or (api or "").startswith("/models/"):
-            routes[path] = {"GET": lambda: self.api(lambda _: self.models(api[len("/models/"):]), metered=False)}
+            routes[path] = {"GET": lambda: self.listing(api[len("/models/"):])}
         methods = routes.get(path)
         if methods is None:
             return self.send_json(404, NOT_FOUND)
@@ -112,9 +112,20 @@ class Handler(Wire):
             return
         self.send_bytes(status, data, "application/json")
 
+    def listing(self, model_id: str) -> None:
+        """GET /models[/{id}]: held unanswered when the `model_list` drift hangs this key's lists (`compatible`)."""
+        sw, key = self.state.snapshot(), self.bearer() or ""
+        if not model_id and model_list.compatible_too(sw) and model_list.unreadable(sw, key) == model_list.HANG \
+                and self.state.valid(key):
+            return model_list.hold(self)
+        self.api(lambda _: self.models(model_id), metered=False)
+
     def models(self, model_id: str) -> tuple[int, dict]:
         entry = lambda m: {"id": m, "object": "model", "created": 0, "owned_by": "qwen"}  # noqa: E731
         sw = self.state.snapshot()
+        broken = model_list.unreadable(sw, self.bearer() or "") if model_list.compatible_too(sw) else None
+        if not model_id and broken in model_list.UNREADABLE:  # the chat API's own error shape for that status
+            return broken, chat.error(model_list.UNREADABLE[broken]["code"], model_list.UNREADABLE[broken]["message"])
         if not model_id:  # a key's list: what its plans serve, never the OAuth portal's own names (model_list.py)
             return 200, {"object": "list", "data": [entry(m) for m in model_list.listed(sw, self.key_models(sw))]}
         if model_id in chat.known_models(sw) and not rules.retired(model_id, sw.get("today")):
@@ -129,6 +140,8 @@ class Handler(Wire):
         token = self.authorised()
         if token is not None:
             sw = self.state.snapshot()
+            if model_list.unreadable(sw, token) == model_list.HANG:
+                return model_list.hold(self)
             models = model_list.listed(sw, self.key_models(sw), embeddings=True)
             self.send_bytes(*model_list.answer(query, sw, models, token), "application/json")
 

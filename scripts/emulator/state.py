@@ -32,8 +32,9 @@ DEFAULT_SWITCHES = {
     # for another model is refused 403 AccessDenied.Unpurchased (pi PR #6858)
     "key_models": None,
     # Model Studio's own list with prices, GET /api/v1/models (model_list.py): None, as the catalogue says; or drift,
-    # any of {"unreadable": 500 | 401 | 404 (that status, DashScope's native error body) | "garbage" (200, not
-    # JSON)}, {"override": {model: {"model_info": {...} merged key by key, any other field ("prices": [served
+    # any of {"unreadable": 500 | 503 | 401 | 404 (that status, DashScope's native error body) | "garbage" (200,
+    # not JSON) | "hang" (never answered), or {key: one of those}} with {"compatible": true} (the key's GET /models
+    # fails the same way), {"override": {model: {"model_info": {...} merged key by key, any other field ("prices": [served
     # tiers], "published_time") replaced whole, a null removing the field}}}, {"omit": [model, ...]} (left out for
     # every key), {"billing": {key: "payg:cn"}} (whose prices a key reads; default "payg:intl"). The list only: chat
     # still serves an omitted model (what chat refuses stays `key_models`'s, `denied_models`' and the rules')

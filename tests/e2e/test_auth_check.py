@@ -13,7 +13,7 @@ import pytest
 
 from qwen_gateway.auth.registry import Registry
 from qwen_gateway.upstream.dashscope.headers import GATEWAY_AGENT
-from helpers.auth_env import Server, run_cli, settings_for
+from helpers.auth_env import Server, cli, run_cli, settings_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -129,3 +129,25 @@ def test_no_such_account_or_no_key_account(srv, settings, key):
     assert rc == 1 and "DS_KEY is not set" in err, err
     rc, out, err = run_cli(settings, "check", "ds", env={"DS_KEY": key, "HTTP_PROXY": "http://127.0.0.1:9"})
     assert rc == 4 and "could not reach dashscope-intl.aliyuncs.com (ConnectError" in err and key not in out + err
+
+
+def test_a_list_that_hangs_is_said_within_a_bounded_wait_and_the_chat_api_is_probed(srv, settings, key):
+    """Issue 79 item 5: Model Studio's List Models API never answers while its chat API does. `check --deep` says the
+    list could not be read after a few seconds' wait and probes the chat API with the account's own default model —
+    it ends within the 50 s it is given here (it used to give up after 64 s, probing nothing)."""
+    srv.switches(model_list={"unreadable": "hang"})
+    before = chats(srv)
+    p = cli(settings, "check", "ds", "--deep", "--no-cache-probe",
+            env={"DS_KEY": key, "HTTP_PROXY": srv.url, "NO_PROXY": ""})
+    try:
+        out, err = p.communicate(timeout=50)
+    finally:
+        p.kill()
+        p.wait(5)
+    assert key not in out + err and (p.returncode, err) == (6, ""), out + err
+    lines = out.splitlines()
+    assert "DIFF Qwen's list could not be read (no answer within 5 s): the gateway uses the catalogue for this " \
+           "account" in lines, out
+    assert f"ok {PROBED} partial mode: served (HTTP 200), as the catalogue says" in lines, out
+    assert "ok stream shape: a finish chunk, a usage chunk, then data: [DONE]" in lines, out
+    assert chats(srv) - before == 3 and {r["body"]["model"] for r in srv.chat_requests()[-3:]} == {PROBED}

@@ -20,13 +20,16 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 ASK = [{"role": "user", "content": "say hello"}]
 
 
-def gateway(tmp_path: Path, emu, make_gateway, lists: dict[str, list[str] | None]) -> tuple[Gateway, dict[str, str]]:
+def gateway(tmp_path: Path, emu, make_gateway, lists: dict[str, list[str] | None],
+            hanging: tuple[str, ...] = ()) -> tuple[Gateway, dict[str, str]]:
     """Key accounts named as `lists`' keys, each unlocking its list (None: every model) — set before the gateway
-    starts, which reads every key's own list."""
+    starts, which reads every key's own list; `hanging`: accounts whose lists (both) never answer."""
     state = tmp_path / "state"
     state.mkdir(exist_ok=True)
     keys = {n: emu.seed_token(kind="key") for n in lists}
     emu.switches(key_models={keys[n]: own for n, own in lists.items() if own is not None})
+    if hanging:
+        emu.switches(model_list={"unreadable": {keys[n]: "hang" for n in hanging}, "compatible": True})
     (state / "accounts.json").write_text(json.dumps({"accounts": [
         {"name": n, "kind": "key", "base_url": emu.url + "/compatible-mode/v1", "key_env": f"KEY_{n.upper()}",
          "default_model": "qwen3-coder-plus"} for n in lists]}))
@@ -110,3 +113,34 @@ def test_a_model_qwen_has_on_no_account_is_answered_here_after_qwen_said_so(tmp_
         assert caught.value.code == "model_not_found" and "`qwen3.6-plus`" in said, said
         assert "qwen-vl-plus" not in said and "qwen-turbo" not in said  # served models only, never retired ones
     assert [r["body"]["model"] for r in emu.chat_requests()] == ["qwen3.6-plux"]  # once: then answered here
+
+
+def test_a_key_whose_list_hangs_is_tried_for_a_model_the_read_list_lacks_and_the_log_says_so(
+        tmp_path, emu, make_gateway):
+    """Issue 79 item 5: `has` unlocks every model but both its lists hang (Model Studio's List Models API and
+    GET /models: no answer); `lacks`' list was read and leaves qwen3.7-max out. Unknown is not empty: every request
+    for qwen3.7-max is answered by trying `has`, never refused for `lacks`' list, and the log says once that
+    `has`' list could not be read (why, the account's name; never the key)."""
+    gw, keys = gateway(tmp_path, emu, make_gateway, {"lacks": ["qwen3-coder-plus", "qwen3.6-plus"], "has": None},
+                       hanging=("has",))
+    for i in range(4):  # four conversations: round-robin alone would put two on `lacks`
+        answer = client(gw).chat.completions.create(model="qwen3.7-max",
+                                                    messages=[{"role": "user", "content": f"say hello {i}"}])
+        assert answer.choices[0].message.content == f"Echo: say hello {i}"
+    assert {r["headers"]["authorization"] for r in emu.chat_requests()} == {f"Bearer {keys['has']}"}
+    said = until(lambda: [ln for ln in gw.log().splitlines() if "account has" in ln and "could not be read" in ln
+                          and "GET /models" in ln], "the unread list said", limit=60)
+    assert len(said) == 1 and "no answer within" in said[0], said
+    assert keys["has"] not in gw.log() and keys["lacks"] not in gw.log()
+
+
+def test_a_default_model_the_keys_list_lacks_is_one_warning_line_at_start_with_the_lists_choice(
+        tmp_path, emu, make_gateway):
+    """Issue 79 item 5: the account's default (qwen3-coder-plus) retired or not unlocked for this key — its list, read
+    at start, lacks it: one warning line for the account, naming it and the list's own choice of its family."""
+    gw, keys = gateway(tmp_path, emu, make_gateway, {"personal": ["qwen3.6-plus", "qwen3-coder-next"], "payg": None})
+    said = until(lambda: [ln for ln in gw.log().splitlines() if "not in its model list from Qwen" in ln],
+                 "the default model the list lacks said")
+    assert len(said) == 1 and "account personal: qwen3-coder-plus (its default model; the list has " \
+        "qwen3-coder-next) is not in its model list from Qwen (retired, or not for this key)" in said[0], said
+    assert keys["personal"] not in gw.log()

@@ -238,3 +238,23 @@ def test_a_garbage_list_is_200_and_not_json(emu):
         json.loads(r.content)
     emu.switches(model_list=None)
     assert listing(emu)["total"] > 0
+
+
+def test_a_hanging_list_for_one_key_never_answers_and_the_other_keys_list_does(emu):
+    """`unreadable` per key: `hang` holds the request unanswered (the client's own wait ends it); with `compatible`
+    the key's GET /models hangs too; another key's lists and the chat API answer."""
+    import httpx
+    emu.switches(model_list={"unreadable": {API_KEY: "hang"}, "compatible": True})
+    with httpx.Client(base_url=emu.url, timeout=1.0, trust_env=False) as http:
+        for path in ("/api/v1/models", "/compatible-mode/v1/models"):
+            with pytest.raises(httpx.ReadTimeout):
+                http.get(path, headers=AUTH)
+    assert emu.chat(path="/compatible-mode/v1/chat/completions").status_code == 200  # the lists only
+    emu.switches(model_list={"unreadable": {API_KEY: 503}, "compatible": True})
+    r = emu.http.get("/api/v1/models", headers=AUTH)
+    assert r.status_code == 503 and r.json()["code"] == "ServiceUnavailable"
+    compatible = emu.http.get("/compatible-mode/v1/models", headers=AUTH)
+    assert compatible.status_code == 503 and compatible.json()["error"]["code"] == "ServiceUnavailable"
+    emu.switches(model_list={"unreadable": {OTHER: 503}})  # another key's fault: this key's lists answer
+    assert emu.http.get("/api/v1/models", headers=AUTH).status_code == 200
+    emu.switches(model_list=None)

@@ -27,7 +27,8 @@ Compare what Qwen says now of a key account with what the gateway assumes, and p
 what to do. Without --deep it spends nothing: it reads the key's own model list (GET /api/v1/models on the
 base's host) and compares it with the catalogue: each model's prices by tier (on the account's billing), its
 output cap and longest prompt, models the catalogue does not know, models the catalogue serves on the
-account's plan that this key's list leaves out.
+account's plan that this key's list leaves out. A list that does not answer within 5 s is said as unread;
+--deep then probes the chat API all the same.
 
 --deep also spends a little of the key, each request on one model (--model):
   1. one range refusal: max_completion_tokens one above the cap the gateway assumes, a 1-token prompt

@@ -147,16 +147,21 @@ def _listed(models: tuple[str, ...]) -> str:
 
 def not_listed(spec: dict, models: tuple[str, ...]) -> str:
     """What the account names (its default model, its map's targets) that the base's own list leaves out, with the
-    list's own choice offered; "" when the list names them all (or lists nothing to judge by)."""
-    named = dict.fromkeys(m for m in (spec.get("default_model"), *(spec.get("model_map") or {}).values()) if m)
-    missing = [m for m in named if m not in models]
-    if not missing or not models:
+    list's own choice offered (the newest of the same family, else the nearest name: models/suggestions.py); ""
+    when the list names them all (or lists nothing to judge by)."""
+    from ..models.suggestions import not_in_list
+    named = {spec["default_model"]: "--default-model "} if spec.get("default_model") else {}
+    for alias, target in (spec.get("model_map") or {}).items():
+        named.setdefault(target, f"--model-map {alias}=")
+    missing = not_in_list(named, list(models))
+    if not missing:
         return ""
     more = ", …" if len(models) > MODELS_SHOWN else ""
     one = len(missing) == 1
-    return (f"{', '.join(missing)} {'is' if one else 'are'} not in the base's own model list: requests for "
-            f"{'it' if one else 'them'} will be refused there (it lists {', '.join(models[:MODELS_SHOWN])}{more}; "
-            f"--default-model {models[0]}, for one).")
+    choices = " ".join(f"{flag}{alt}" for _, flag, alt in missing if alt)
+    return (f"{', '.join(m for m, _, _ in missing)} {'is' if one else 'are'} not in the base's own model list (retired, "
+            f"or not for this key): requests for {'it' if one else 'them'} will be refused there (it lists "
+            f"{', '.join(models[:MODELS_SHOWN])}{more})" + (f"; the list's own choice: {choices}." if choices else "."))
 
 
 def _refusal_meaning(status: int) -> str:

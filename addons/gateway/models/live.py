@@ -16,6 +16,7 @@ from .listed import ModelList, SeenBy
 
 LIVE_TTL = 3600.0  # how long a fetched catalogue is current (Qwen2API's default for the web catalogue)
 LIVE_RETRY = 60.0  # after a failed fetch, the next try no sooner: a catalogue down is never hammered
+LIVE_RETRY_MOST = 900.0  # each failure in a row doubles the wait, up to this
 ABSENT_S, ABSENT_MOST = 600.0, 256  # a model Qwen has not, answered here this long; at most this many remembered
 
 
@@ -31,6 +32,7 @@ class LiveModels:
         self._refresh: dict[str, Callable[[], None]] = {}
         self._live: dict[str, tuple[tuple[str, ...], float]] = {}  # kind -> (ids, fetched at)
         self._failed: dict[str, float] = {}
+        self._failures: dict[str, int] = {}  # kind -> fetches failed in a row (the wait before the next doubles)
         self._lists: dict[str, ModelList] = {}  # kind -> what its provider lists of each model (models/listed.py)
         self.absent: dict[str, float] = {}  # model -> when Qwen last said no account it was sent to has it
         self._first: dict[str, asyncio.Event] = {}  # kind -> set once its first fetch answered (or failed)
@@ -56,6 +58,9 @@ class LiveModels:
     def registered(self, kind: str) -> bool:
         return kind in self._refresh
 
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(self._refresh)
+
     def ids(self, kind: str) -> tuple[str, ...]:
         live = self._live.get(kind)
         return live[0] if live else self._fallback.get(kind, ())
@@ -63,12 +68,21 @@ class LiveModels:
     def is_live(self, kind: str) -> bool:
         return kind in self._live
 
+    def unknown(self, kind: str) -> bool:
+        """A registered kind none of whose lists was ever read (this run, the last one, the team): it may serve any
+        model — unknown, never empty."""
+        return kind in self._refresh and kind not in self._live
+
+    def retry_wait(self, kind: str) -> float:
+        """Seconds after a failed fetch before the next: LIVE_RETRY, doubled by each failure in a row, bounded."""
+        return min(LIVE_RETRY * 2 ** max(0, self._failures.get(kind, 1) - 1), LIVE_RETRY_MOST)
+
     def due(self, kind: str) -> bool:
         now = self.clock()
         live = self._live.get(kind)
         if live and now - live[1] < self.ttl:
             return False
-        return kind not in self._failed or now - self._failed[kind] >= LIVE_RETRY
+        return kind not in self._failed or now - self._failed[kind] >= self.retry_wait(kind)
 
     def keep_current(self, kind: str) -> None:
         """A registered kind's catalogue fetched again (in the background) once it is due."""
@@ -81,6 +95,7 @@ class LiveModels:
         if ids:  # an empty catalogue is no answer: the last one (or the fallback) stays
             self._live[kind] = (tuple(ids), self.clock())
             self._failed.pop(kind, None)
+            self._failures.pop(kind, None)
             if listed is not None:
                 self._lists[kind] = listed
             self._answered(kind)
@@ -99,6 +114,7 @@ class LiveModels:
         self._live[kind] = (tuple(listed.models), self.clock() - age)
         self._lists[kind] = listed
         self._failed.pop(kind, None)
+        self._failures.pop(kind, None)
 
     def model_list(self, kind: str) -> ModelList | None:
         return self._lists.get(kind)
@@ -115,6 +131,7 @@ class LiveModels:
 
     def failed(self, kind: str) -> None:
         self._failed[kind] = self.clock()
+        self._failures[kind] = self._failures.get(kind, 0) + 1
         self._answered(kind)
 
     def refused(self, kind: str, model: str) -> None:

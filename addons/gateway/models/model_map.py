@@ -134,7 +134,8 @@ def served_plans(offers: Offers) -> set[str]:
 class ModelMap:
     def __init__(self, default_model: str, aliases: Mapping[str, str] | None = None) -> None:
         self.default_model = default_model
-        self.aliases = {**DEFAULT_ALIASES, **(aliases or {})}
+        self.mapped = dict(aliases or {})  # qwen_model_map: the user's own word (the built-in aliases are not)
+        self.aliases = {**DEFAULT_ALIASES, **self.mapped}
         self.live = LiveModels()
         self.accounts = LiveModels()  # each key account's own list, by account name (dashscope/key_models.py)
 
@@ -158,6 +159,14 @@ class ModelMap:
         if cred is not None and getattr(cred, "provider", DASHSCOPE) not in CATALOGUE_PROVIDERS and target != name:
             target = self._served(cred, target)  # an alias's catalogue model: what this server serves instead
         return target
+
+    def named(self, cred: Credential) -> dict[str, str]:
+        """The models this account is sent without a client naming them, each with where it is named: its default
+        (as resolved), then the targets of its own model map and of qwen_model_map."""
+        out = {self.resolve("", cred): "its default model"}
+        for alias, target in {**self.mapped, **cred.model_map}.items():
+            out.setdefault(target, f"the model map's {alias}")
+        return out
 
     def _served(self, cred: Credential, target: str) -> str:
         """For an account that serves no catalogue model (a self-hosted server): `target` when its own list names

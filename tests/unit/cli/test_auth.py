@@ -198,8 +198,21 @@ async def test_login_draws_the_qr_code_as_asked(settings, monkeypatch):
 def test_a_default_model_the_bases_own_list_leaves_out_is_named_with_the_lists_choice():
     from qwen_gateway.cli.auth_keys import not_listed
     said = not_listed({"default_model": "Qwen/Qwen3.6-27B"}, ("qwen3-8b", "Qwen/Qwen3-8B"))
-    assert said.startswith("Qwen/Qwen3.6-27B is not in the base's own model list") and "--default-model qwen3-8b" in said
+    assert said.startswith("Qwen/Qwen3.6-27B is not in the base's own model list") and "--default-model Qwen/Qwen3-8B" \
+        in said  # the nearest name the list has
     mapped = not_listed({"default_model": "qwen3-8b", "model_map": {"gpt-4o": "gone", "o3": "gone2"}}, ("qwen3-8b",))
     assert mapped.startswith("gone, gone2 are not in")
     assert not_listed({"default_model": "qwen3-8b"}, ("qwen3-8b",)) == ""
     assert not_listed({"default_model": "x"}, ()) == ""  # a base that lists nothing: nothing to judge by
+
+
+def test_a_retired_default_or_mapped_model_is_named_with_the_newest_of_its_family_the_list_has():
+    """Issue 79 item 5: Model Studio retires a model (qwen3-coder-plus, the key accounts' default): the key's own list
+    lacks it, and add-key says so with the list's own choice of the same family, not merely its first model."""
+    from qwen_gateway.cli.auth_keys import not_listed
+    listed = ("qwen3.6-plus", "qwen3.6-coder-plus", "qwen3.7-coder-plus", "qwen3.7-max")
+    said = not_listed({"default_model": "qwen3-coder-plus", "model_map": {"gpt-4o": "qwen3-max"}}, listed)
+    assert said.startswith("qwen3-coder-plus, qwen3-max are not in the base's own model list (retired, or not for "
+                           "this key)"), said
+    assert said.endswith("the list's own choice: --default-model qwen3.7-coder-plus --model-map gpt-4o=qwen3.7-max."), \
+        said

@@ -100,10 +100,10 @@ def refresher(row: ModelList | None, mine: ModelList | None = None) -> tuple[Liv
 
     async def listed(cred):
         fetched.append(cred.account)
-        return None
+        return None, "HTTP 503"
 
     async def ids(cred):
-        return []
+        return [], "HTTP 503"
 
     catalogue._listed, catalogue._fetch = listed, ids  # Qwen's list unreadable: what a read would be
     live.register("acct", (), catalogue.refresh_soon)

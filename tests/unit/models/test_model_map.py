@@ -124,3 +124,12 @@ def test_a_self_hosted_server_answers_the_aliases_with_what_it_serves():
     assert m.resolve("gpt-4o", named) == m.resolve("claude-haiku", named) == "Qwen/Qwen3-0.6B"
     ds = Credential("ds", KEY, "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "k")
     assert m.resolve("claude-haiku-4-5", ds) == "qwen3-coder-flash"  # Model Studio's: the catalogue's
+
+
+def test_the_models_an_account_is_sent_without_the_client_naming_them():
+    """Its default (as resolved: a key account's, else the key default for the OAuth-only gateway default) and the
+    targets of its own map and of qwen_model_map (the built-in aliases are not the user's word)."""
+    from qwen_gateway.accounts import KEY, Credential
+    cred = Credential("k", KEY, "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "sk-k")
+    models = ModelMap("coder-model", {"gpt-4o": "qwen3-max"})
+    assert models.named(cred) == {"qwen3-coder-plus": "its default model", "qwen3-max": "the model map's gpt-4o"}

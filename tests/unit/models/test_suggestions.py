@@ -33,3 +33,26 @@ def test_qwens_refusal_becomes_openais_404_which_no_retry_fixes():
     err = unknown(qwen, "qwen3-coder-pluss", SERVED).to_gateway_error()
     assert (err.status, err.type, err.code, err.param) == (404, "invalid_request_error", "model_not_found", "model")
     assert err.headers == {"x-should-retry": "false"} and "`qwen3-coder-plus`" in err.message
+
+
+# ---- the list's own choice for a model it lacks (issue 79 item 5) ---------------------------------------------
+
+from qwen_gateway.models.suggestions import instead, not_in_list  # noqa: E402
+
+
+def test_the_lists_own_choice_is_the_newest_of_the_same_family():
+    listed = ["qwen3.6-plus", "qwen3.6-coder-plus", "qwen3.7-coder-plus", "qwen3.7-coder-plus-2026-09-01",
+              "qwen3-coder-flash", "qwen3.7-max"]
+    assert instead("qwen3-coder-plus", listed) == "qwen3.7-coder-plus"
+    assert instead("qwen3-max", listed) == "qwen3.7-max"
+    assert instead("qwen-plus", listed) == "qwen3.6-plus"
+    assert instead("qwen3-coder-plus", ["text-embedding-v4"]) is None  # nothing of its family, nothing near
+
+
+def test_what_an_account_names_that_its_list_lacks_is_said_with_the_lists_choice():
+    named = {"qwen3-coder-plus": "its default model", "qwen3.6-plus": "the model map's claude-opus",
+             "qwen3-max": "the model map's gpt-4o"}
+    listed = ["qwen3.6-plus", "qwen3.7-coder-plus", "qwen3.7-max"]
+    assert not_in_list(named, listed) == [("qwen3-coder-plus", "its default model", "qwen3.7-coder-plus"),
+                                          ("qwen3-max", "the model map's gpt-4o", "qwen3.7-max")]
+    assert not_in_list(named, []) == []  # no list read: nothing to judge by

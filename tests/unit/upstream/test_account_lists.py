@@ -83,3 +83,59 @@ def test_a_403_denying_this_key_the_model_sends_it_elsewhere_and_never_answers_i
     alone, _ = lists(a=["qwen3.7-max"])
     assert account_lists.not_found(exchange("qwen3.7-max"), err, alone, denied=True) is err  # Qwen's 403, as it is
     assert alone.known_absent("qwen3.7-max") is None  # the model exists: never answered here as not found
+
+
+# ---- a list that could not be read: unknown, never empty (issue 79 item 5) --------------------------------------
+
+def unread(live: LiveModels, name: str) -> None:
+    """`name` registered, its list never read (its reads failed): what it serves is unknown."""
+    live.register(name, (), lambda: None)
+    live.failed(name)
+
+
+def test_a_model_a_read_list_lacks_goes_to_an_account_whose_list_could_not_be_read():
+    live, _ = lists(a=["qwen3.6-plus"])
+    unread(live, "b")
+    assert live.unknown("b") and not live.unknown("a")
+    ex = exchange("qwen3.7-max")
+    refused = account_lists.unlisted(ex, A, live, same)
+    assert refused is not None and refused.kind == UNLISTED  # a's list was read and lacks it: b may serve it
+    assert "b's list could not be read" in ex.notes[0]
+    assert account_lists.unlisted(exchange("qwen3.7-max", tried=("b",)), A, live, same) is None  # b tried: a's turn
+
+
+def test_an_account_whose_list_is_unknown_is_tried_never_refused():
+    live, _ = lists(a=["qwen3.6-plus"])
+    unread(live, "b")
+    b = Credential("b", KEY, A.base_url, "sk-b")
+    ex = exchange("qwen3.7-max")
+    ex.attempt.cred = b
+    assert account_lists.unlisted(ex, b, live, same) is None
+
+
+def test_qwens_refusal_on_a_read_list_is_not_answered_here_while_another_list_is_unknown():
+    live, _ = lists(a=["qwen3.6-plus", "qwen3.7-max"])
+    unread(live, "b")
+    err = UpstreamError(CLIENT, 404, "The model does not exist", "invalid_request_error", "model_not_found")
+    assert account_lists.not_found(exchange("qwen3.7-max"), err, live).kind == UNLISTED  # b may have it
+    assert live.known_absent("qwen3.7-max") is None  # never "no account has it" while b's list is unknown
+    assert account_lists.unlisted(exchange("qwen3.7-max"), A, live, same).kind == UNLISTED  # b, again
+    denied = UpstreamError(DENIED, 403, "denied", "invalid_request_error", "permission_denied", param="model")
+    assert account_lists.not_found(exchange("qwen3.7-max"), denied, live, denied=True).kind == UNLISTED
+
+
+def test_a_list_that_keeps_failing_is_read_again_later_each_time_bounded():
+    now = [0.0]
+    live = LiveModels(clock=lambda: now[0])
+    unread(live, "b")
+    waits = []
+    for _ in range(8):
+        start = now[0]
+        while not live.due("b"):
+            now[0] += 1.0
+        waits.append(now[0] - start)
+        live.failed("b")
+    assert waits[0] == 60.0 and waits[1] == 120.0 and waits == sorted(waits) and max(waits) <= 900.0
+    live.put("b", ["qwen3.7-max"])
+    live.failed("b")  # a read between: a new episode, the first wait again
+    assert live.retry_wait("b") == 60.0

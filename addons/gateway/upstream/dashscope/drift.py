@@ -8,6 +8,7 @@ leaves out. `deep` adds drift_probes.py's few small requests. Never the key."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -24,6 +25,7 @@ from .headers import GATEWAY_AGENT
 
 TOLERANCE = 0.005  # a price differs when it is more than 0.5 % away
 PROBED = "qwen3.6-flash"  # --deep's model when the account names no default and its list names it (or is unread)
+LIST_WAIT_S = 5.0  # the list's wait: one that does not answer within it is said unread (the chat API still probed)
 CACHE_PROBE_TOKENS = "~2,300"
 
 
@@ -166,11 +168,20 @@ def probe_model(asked: str | None, default: str | None, listed: Mapping[str, Lis
 
 
 def read_list(client, cred: Credential) -> tuple[dict[str, ListedModel] | None, str]:
-    """(the key's list by model id, "") or (None, why it could not be read), every page of it."""
+    """(the key's list by model id, "") or (None, why it could not be read), every page of it, within LIST_WAIT_S
+    (a list that hangs is unread; a host that cannot be reached is the caller's to say)."""
+    import httpx  # the client's own library (auth_check.py runs the check with an httpx.Client)
     headers = {"User-Agent": GATEWAY_AGENT, "Accept": "application/json", "Authorization": f"Bearer {cred.token}"}
     pages = model_list.Pages(cred.base_url)
+    deadline = time.monotonic() + LIST_WAIT_S
     while (where := pages.next()) is not None:
-        r = client.get(where[0], headers=headers)
+        left = deadline - time.monotonic()
+        try:
+            if left <= 0:
+                raise httpx.ReadTimeout("the list's wait is over")
+            r = client.get(where[0], headers=headers, timeout=left)
+        except httpx.TimeoutException:
+            return None, f"no answer within {LIST_WAIT_S:g} s"
         if r.status_code != 200:
             return None, f"HTTP {r.status_code}"
         try:

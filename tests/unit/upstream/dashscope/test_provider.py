@@ -35,6 +35,8 @@ def test_only_its_own_key_accounts_join_the_model_list():
     class Models:
         accounts = Live()
 
+        def named(self, cred): return {}
+
     class Cfg:
         models, network = Models(), None
 
