@@ -11,6 +11,7 @@ budget needs no new column, no migration, and moves and copies with the key as i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -98,9 +99,21 @@ def per_attempt(rec: KeyRecord) -> bool:
 
 
 def spent_on(line: Line, spent: object) -> float:
-    """What a key spent that `line` counts, from its Spent (tenancy/schema.py) as memory holds it."""
+    """What a key spent that `line` counts, from its Spent (tenancy/schema.py) as memory holds it (nothing on a
+    model it never used is 0; a meter the spend lacks is an error, never 0: `meters_kept`)."""
     meter = getattr(spent, "models", {}).get(line.model) if line.model else spent
-    return float(getattr(meter, line.budget.meter, 0) or 0)
+    return 0.0 if meter is None else float(getattr(meter, line.budget.meter) or 0)
+
+
+def meters_kept(spent: type, tally: type, declared: tuple[Budget, ...] = BUDGETS) -> None:
+    """Every budget reads a meter the stores keep (`spent`: a key's Spent, `tally`: a model's): one they do not would
+    count 0 and never refuse, silently — the gateway refuses to load instead (tenancy/schema.py calls this)."""
+    for budget in declared:
+        store = tally if budget.per_model else spent
+        kept = {f.name for f in dataclasses.fields(store)}
+        if budget.meter not in kept:
+            raise TypeError(f"budget --{budget.flag} reads {budget.meter}, which {store.__name__} does not keep "
+                            f"({', '.join(sorted(kept))}): keep it in the stores first")
 
 
 def since(budget: Budget, today: str) -> str:

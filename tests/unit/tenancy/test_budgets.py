@@ -175,3 +175,18 @@ def test_a_keys_file_of_before_gets_the_budgets_column_and_the_days_per_model(tm
         assert store.spend(today=TODAY)["a"].models == {"qwen3-max": Tally(5, 0.5)}
     finally:
         store.close()
+
+
+def test_a_budget_over_a_meter_the_stores_do_not_keep_refuses_to_load():
+    """A monthly token budget (or a daily USD one on a model) would read a meter neither Spent nor a model's Tally
+    keeps: before, `spent_on` read it as 0 and the budget never refused, silently (issue 80 item 3)."""
+    from qwen_gateway.tenancy.schema import Spent, Tally
+
+    monthly_tokens = budgets.Budget("monthly-tokens", budgets.TOKENS, budgets.MONTH, False, "", "", "")
+    daily_usd_on_a_model = budgets.Budget("model-daily-usd", budgets.USD, budgets.DAY, True, "", "", "")
+    for bad in (monthly_tokens, daily_usd_on_a_model):
+        with pytest.raises(TypeError, match=bad.meter):
+            budgets.meters_kept(Spent, Tally, (*budgets.BUDGETS, bad))
+    budgets.meters_kept(Spent, Tally)  # the declared ones all read a kept meter
+    with pytest.raises(AttributeError):  # and a spend without it is an error, never 0
+        budgets.spent_on(budgets.Line(monthly_tokens, "", 10.0), Spent())
