@@ -127,3 +127,26 @@ def test_auto_lifetime_is_wired_and_said_on_the_flow(emu, make_gateway, tmp_path
     assert not any("cache lifetime" in x for x in said[1]), said[1]
     sent = emu.chat_requests()[-2]["body"]
     assert "ttl" not in json.dumps(sent)  # five minutes: Qwen's default, no ttl sent
+
+
+def test_retention_24h_from_responses_reaches_qwen_as_from_chat(cache_gw, emu):
+    """The same ask from the Responses API (issue 80: its copy list left `prompt_cache_retention` out, and qwen4-max
+    got 5-minute markers where chat's ask got the hour): both reach Qwen with the same markers, said the same."""
+    instructions = "Retention from both: " + LONG
+    since = len(emu.chat_requests())
+    client(cache_gw).chat.completions.create(
+        model="qwen4-max", max_tokens=16, extra_body={"prompt_cache_retention": "24h"},
+        messages=[{"role": "system", "content": instructions}, {"role": "user", "content": "The first question."}])
+    client(cache_gw).responses.create(model="qwen4-max", max_output_tokens=16, prompt_cache_retention="24h",
+                                      instructions=instructions, input="The first question.")
+    from_chat, from_responses = qwen_bodies(emu, since)
+
+    def markers(body: dict) -> list[dict]:
+        return [part["cache_control"] for m in body["messages"] if isinstance(m.get("content"), list)
+                for part in m["content"] if isinstance(part, dict) and "cache_control" in part]
+
+    assert markers(from_chat) and all(m.get("ttl") == "1h" for m in markers(from_chat))
+    assert markers(from_responses) == markers(from_chat)
+    time.sleep(1)
+    said = [n for n in notes(cache_gw)[-1] if n.startswith("prompt_cache_retention")]
+    assert said and said == [n for n in notes(cache_gw)[-2] if n.startswith("prompt_cache_retention")]

@@ -149,7 +149,8 @@ def translate(body: dict, history: list[dict] | None = None, *, chat_history: li
         limit_tools(chat, body, notes)
     for src, dst in (("max_output_tokens", "max_completion_tokens"), ("temperature", "temperature"), ("top_p", "top_p"),
                      ("user", "user"), ("prompt_cache_key", "prompt_cache_key"),  # the key names the session
-                     ("prompt_cache_options", "prompt_cache_options")):  # read by the upstream's cache markers
+                     ("prompt_cache_options", "prompt_cache_options"),  # both read by the upstream's cache markers
+                     ("prompt_cache_retention", "prompt_cache_retention")):
         if body.get(src) is not None:
             chat[dst] = body[src]
     fmt = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
