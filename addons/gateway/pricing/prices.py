@@ -37,9 +37,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 from . import price_list
+from .tier import Tier, parse
 from ..cache.usage import EXPLICIT, read as read_cache
 from ..models import catalogue
 
@@ -50,19 +50,6 @@ EXPLICIT_HIT, CREATION = 0.10, 1.25  # of the input price (Model Studio's Contex
 ANY = "*"
 MEMO_MOST = 1024
 _SNAPSHOT = re.compile(r"-(latest|\d{4}-\d\d-\d\d)$")  # qwen3-coder-plus-2025-09-23 is priced as qwen3-coder-plus
-
-
-@dataclass(frozen=True, slots=True)
-class Tier:
-    up_to: int | None  # prompt tokens (None: no bound)
-    input: float
-    output: float
-    cached: float | None = None
-    thinking_output: float | None = None
-    cache_read: float | None = None  # explicit cache hits (None: EXPLICIT_HIT of the input price)
-    cache_write: float | None = None  # explicit cache creation (None: CREATION of the input price)
-    cache_write_1h: float | None = None  # Qwen4's hour-long creation (None: unpriced, never guessed)
-    name: str = ""  # as its source names it (Model Studio's list: "Input<=32k"); "": the table's own
 
 
 @dataclass(slots=True)  # not frozen: made once per answer, and a frozen __init__ costs 5x
@@ -265,34 +252,10 @@ def _with_file(base: PriceTable, path: str) -> PriceTable:
             continue
         units.pop(billing, None)
         for model, price in entries.items():
-            models.setdefault(billing, {})[model] = _parse(price, f"{where}, {model!r}")
+            models.setdefault(billing, {})[model] = parse(price, f"{where}, {model!r}")
     mine = frozenset((b, m) for b, entries in data.items() if isinstance(entries, dict) and "unit" not in entries
                      for m in entries)
     return PriceTable(_frozen(models), MappingProxyType(units), f"{base.source}; {path}", from_file=mine)
-
-
-def _parse(price: object, where: str) -> tuple[Tier, ...]:
-    if not isinstance(price, dict):
-        raise ValueError(f"{where} must be an object with input and output (USD per million tokens)")
-    raw = price.get("tiers", [price])
-    if not isinstance(raw, list) or not raw:
-        raise ValueError(f"{where}: tiers must be a list of prices")
-    tiers = []
-    for i, t in enumerate(raw):
-        if not isinstance(t, dict) or not all(_number(t.get(k)) for k in ("input", "output")):
-            raise ValueError(f"{where}: each price needs input and output, numbers ≥ 0 (USD per million tokens)")
-        up_to = t.get("up_to")
-        last = i == len(raw) - 1
-        if (up_to is None) != last or (up_to is not None and not (isinstance(up_to, int) and up_to > 0)):
-            raise ValueError(f"{where}: every tier but the last needs up_to (prompt tokens); the last has none")
-        extra: dict[str, Any] = {k: float(t[k]) for k in ("cached", "thinking_output", "cache_read", "cache_write", "cache_write_1h")
-                 if k in t and _number(t[k])}
-        tiers.append(Tier(up_to, float(t["input"]), float(t["output"]), **extra))
-    return tuple(tiers)
-
-
-def _number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
 
 
 def _frozen(models: dict) -> Mapping[str, Mapping[str, tuple[Tier, ...]]]:
