@@ -62,6 +62,7 @@ class Charge:
     saved: float | None = None  # USD Qwen's caches took off the prompt's price (None: not counted in USD)
     priced_as: str = ""  # the model whose price counted it (qwen_unpriced_as), when it has none of its own
     tier: str | None = None  # the listed tier that priced it (`listed`), None: the table priced it
+    read_priced: bool = True  # its cache reads had a price of their own (False: counted at the input price)
 
 
 @dataclass(frozen=True)
@@ -97,12 +98,12 @@ class PriceTable:
         out_details = usage.get("completion_tokens_details")
         reasoned = _int(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else 0
         out_price = tier.thinking_output if reasoned and tier.thinking_output is not None else tier.output
-        prompt_usd = _prompt_usd(tier, usage, prompt)
+        prompt_usd, read_priced = _prompt_usd(tier, usage, prompt)
         if prompt_usd is None:  # an hour-long cache write nothing prices
             return Charge(None, UNPRICED)
         amount = (prompt_usd + completion * out_price) / 1e6
         return Charge(amount * price_list.BATCH if batch else amount, USD, (prompt * tier.input - prompt_usd) / 1e6,
-                      priced_as, tier.name if found is listed else None)
+                      priced_as, tier.name if found is listed else None, read_priced)
 
     def cost(self, billing: str, model: str, usage: dict | None, *, batch: bool = False,
              listed: tuple[Tier, ...] | None = None) -> tuple[float, str] | None:
@@ -110,11 +111,13 @@ class PriceTable:
         charged = self.charge(billing, model, usage, batch=batch, listed=listed)
         return None if charged is None or charged.amount is None else (charged.amount, charged.unit)
 
-    def saved(self, billing: str, model: str, usage: dict | None) -> float | None:
+    def saved(self, billing: str, model: str, usage: dict | None, *,
+              listed: tuple[Tier, ...] | None = None) -> float | None:
         """USD Qwen's caches took off the prompt's price (negative: cache writes that cost more than the hits
-        saved); None without a price in USD."""
-        charged = self.charge(billing, model, usage)
-        return None if charged is None else charged.saved
+        saved), priced as `charge` prices the request (`listed` first); None without a price in USD, or when the
+        tier gives no price for the cache it read (an implicit read without `cached`): unknown, never 0."""
+        charged = self.charge(billing, model, usage, listed=listed)
+        return None if charged is None or not charged.read_priced else charged.saved
 
     def priced(self, billing: str, model: str) -> bool:
         """Whether a request of `model` on an account of `billing` would be counted (in money or a plan's unit)."""
@@ -177,9 +180,10 @@ def _tier(tiers: tuple[Tier, ...], prompt: int) -> Tier:
     return next((t for t in tiers if t.up_to is None or prompt <= t.up_to), tiers[-1])
 
 
-def _prompt_usd(tier: Tier, usage: dict, prompt: int) -> float | None:
+def _prompt_usd(tier: Tier, usage: dict, prompt: int) -> tuple[float | None, bool]:
     """The prompt's price (USD per million tokens × tokens): cache hits and writes at theirs, the rest at input;
-    None when it wrote for an hour and the tier has no price for that."""
+    None when it wrote for an hour and the tier has no price for that. And whether the hits had a price of their
+    own (an implicit read without `cached` is counted at the input price: what it saved is not known)."""
     cached, written, hour, kind = read_cache(usage)
     hits = min(prompt, cached or 0)
     written = min(prompt - hits, written or 0)
@@ -190,9 +194,9 @@ def _prompt_usd(tier: Tier, usage: dict, prompt: int) -> float | None:
     write = tier.input * CREATION if tier.cache_write is None else tier.cache_write
     hour = min(written, hour)
     if hour and tier.cache_write_1h is None:
-        return None
+        return None, True
     return (prompt - hits - written) * tier.input + hits * hit + (written - hour) * write + \
-        hour * (tier.cache_write_1h or 0.0)
+        hour * (tier.cache_write_1h or 0.0), kind == EXPLICIT or tier.cached is not None or not hits
 
 
 def usd(amount: float) -> str:
