@@ -117,7 +117,7 @@ LIMITS = {"throttle": THROTTLE, "quota": QUOTA, "5h": HOUR, "week": WEEK, "month
           "concurrency": CONCURRENCY}
 # Need the socket or the stream: handled by the server.
 SPECIAL = ("auth401", "arrears400", "timeout504", "server500_empty", "invalid_json", "reset_before_headers",
-           "echo_header400")
+           "echo_header400", "no_usage")
 # How a `cut` fault ends a stream at its byte (wire.Wire.arm_cut): the connection closed (FIN) before the body's last
 # chunk, reset (RST), the chunked body ended as if complete (a proxy that closes cleanly), or silence until the client
 # gives up.

@@ -6,7 +6,9 @@ Parsed once in `configure` (settings/config.py); `PriceTable.charge` is pure and
 that answered choose the price; "*" in a user file is the default for what the account's billing does not price
 (OAuth logins, web sessions, self-hosted or other endpoints; a model missing from the list).
 
-What nothing prices is *unpriced* (`Charge` with the unit UNPRICED and no amount): its cost is unknown, never $0 —
+An answer Qwen reported no usage for (its usage missing or cut) is USAGE_UNKNOWN: its tokens and cost unknown, never
+0 (but a plan counted in requests counts it). What nothing prices is *unpriced* (`Charge` with the unit UNPRICED and
+no amount): its cost is unknown, never $0 —
 unless `qwen_unpriced_as` names a priced model, whose price (on the account's billing, else pay-as-you-go
 international) then counts it, said as `priced_as`. A named key with a USD budget never sends an unpriced request
 (tenancy/team.py).
@@ -45,6 +47,8 @@ from ..models import catalogue
 
 USD, REQUESTS, TOKENS = "USD", "requests", "tokens"
 UNPRICED = "unpriced"  # the unit of a request nothing prices: its cost is unknown, never $0
+USAGE_UNKNOWN = "usage_unknown"  # the unit of an answer Qwen reported no usage for: its tokens and cost unknown
+COST_UNKNOWN = (UNPRICED, USAGE_UNKNOWN)  # the units without an amount
 FALLBACK_BILLING = "payg:intl"  # where qwen_unpriced_as's price is looked up when the account's billing has none
 EXPLICIT_HIT, CREATION = 0.10, 1.25  # of the input price (Model Studio's Context cache page)
 ANY = "*"
@@ -104,6 +108,11 @@ class PriceTable:
         amount = (prompt_usd + completion * out_price) / 1e6
         return Charge(amount * price_list.BATCH if batch else amount, USD, (prompt * tier.input - prompt_usd) / 1e6,
                       priced_as, tier.name if found is listed else None, read_priced)
+
+    def unreported(self, billing: str, model: str) -> Charge:
+        """What an answer Qwen reported no usage for (missing, cut) is counted at: the request, on a plan counted
+        in requests; else USAGE_UNKNOWN, no amount — never 0."""
+        return Charge(1.0, REQUESTS) if self._price(billing, model)[0] == REQUESTS else Charge(None, USAGE_UNKNOWN)
 
     def cost(self, billing: str, model: str, usage: dict | None, *, batch: bool = False,
              listed: tuple[Tier, ...] | None = None) -> tuple[float, str] | None:
