@@ -102,3 +102,33 @@ def test_with_no_price_known_the_loss_is_unknown_and_a_listed_0_is_no_price(tmp_
     assert conversation["lost_tokens"] > 0 and conversation["lost_usd"] is None
     assert "unknown" in usage(state, "conversations").splitlines()[2]
     assert "cost=unpriced" in gw.log() and "cost=$0 " not in gw.log()
+
+
+def test_an_answer_without_qwens_usage_is_unknown_in_the_ledger_and_qwen_usage(tmp_path, emu, make_gateway):
+    """Issue 79, item 5: whole answers whose usage did not come (the emulator's `no_usage`), on the chat, Messages
+    and Responses paths, and a stream whose usage never came (`stall_before_usage`), are recorded as usage_unknown —
+    never absent, never 0 — and qwen-usage shows their tokens and cost as unknown."""
+    emu.switches(model_list={"override": {MODEL: LISTED}})
+    gw, state = gateway(tmp_path, emu, make_gateway)
+    ask = [{"role": "user", "content": "say hello"}]
+    emu.fault("no_usage")
+    answer = client(gw).chat.completions.create(model=MODEL, messages=ask)
+    assert answer.choices[0].message.content == "Echo: say hello" and answer.usage is None
+    for path, body in (("/v1/messages", {"model": MODEL, "max_tokens": 64, "messages": ask}),
+                       ("/v1/responses", {"model": MODEL, "input": "say hello"})):
+        emu.fault("no_usage")
+        r = httpx.post(gw.url + path, json=body, timeout=60, trust_env=False, headers={"x-api-key": "k"})
+        assert r.status_code == 200 and "Echo: say hello" in r.text, r.text
+    emu.fault("stall_before_usage", seconds=30)
+    streamed = client(gw).chat.completions.create(model=MODEL, messages=ask, stream=True,
+                                                   stream_options={"include_usage": True})
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == "Echo: say hello"
+    rows = until(lambda: (r := ledger_rows(state)) and len(r) >= 4 and r or None, "four ledger rows")
+    assert [(r["status"], r["prompt_tokens"], r["cost"], r["cost_unit"]) for r in rows] == \
+        [(200, None, None, "usage_unknown")] * 4
+    assert gw.log().count("usage=unknown cost=unknown") == 4
+    (model,) = json.loads(usage(state, "models", "--json"))
+    assert (model["requests"], model["usage_unknown"], model["prompt_tokens"], model["cache_saved_usd"]) == \
+        (4, 4, None, None)
+    text = usage(state, "models")
+    assert f"usage unknown: 4 requests on {MODEL}" in text and "unknown" in text.splitlines()[2], text
