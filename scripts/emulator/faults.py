@@ -87,6 +87,13 @@ def nested_error(error: dict, cid: str) -> bytes:
     return b"event:error\ndata:data: " + dumps({"error": error, "id": cid}) + b"\n\n"
 
 
+def nested_fault_error(queued: dict) -> dict:
+    """The error a queued `nested_error` fault sends: its `code`, `message` and `type`, by default the refusal seen."""
+    return {"code": queued.get("code", "invalid_parameter_error"), "param": None,
+            "message": queued.get("message", "'reasoning_effort' and 'thinking_budget' cannot be set simultaneously"),
+            "type": queued.get("type", "invalid_request_error")}
+
+
 # A refusal Qwen was seen to send in that shape when the request streams (its HTTP status 200)
 STREAMED_REFUSALS = ("cannot be set simultaneously",)
 
