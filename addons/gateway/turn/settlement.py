@@ -188,12 +188,12 @@ class Settlement:
 
 
 def unreported(ex: Exchange) -> bool:
-    """Qwen answered a model's request (a stream's text included) and said nothing of its usage: its tokens and cost
-    are unknown. Not a refusal, nor what names no model (files, batches' own calls), nor a queued Response's POST
-    (the turn that runs on counts it)."""
+    """Qwen answered a dialect's request for a model's answer (a stream's text included) and said nothing of its
+    usage: its tokens and cost are unknown. Not a refusal, nor a read (GET), nor the gateway's own routes (files,
+    batches: their bills price themselves), nor a queued Response's POST (the turn that runs on counts it)."""
     status = ex.result.status
-    return bool(ex.attempt.model) and ex.result.error is None and (status is None or status < 400) \
-        and not ex.turn.handed_on
+    return ex.endpoint is not None and ex.client.method == "POST" and bool(ex.attempt.model) \
+        and ex.result.error is None and (status is None or status < 400) and not ex.turn.handed_on
 
 
 def reasoning_took_the_cap(usage: dict, upstream_body: dict | None) -> str | None:
