@@ -87,6 +87,13 @@ def nested_error(error: dict, cid: str) -> bytes:
     return b"event:error\ndata:data: " + dumps({"error": error, "id": cid}) + b"\n\n"
 
 
+def nested_fault_error(queued: dict) -> dict:
+    """The error a queued `nested_error` fault sends: its `code`, `message` and `type`, by default the refusal seen."""
+    return {"code": queued.get("code", "invalid_parameter_error"), "param": None,
+            "message": queued.get("message", "'reasoning_effort' and 'thinking_budget' cannot be set simultaneously"),
+            "type": queued.get("type", "invalid_request_error")}
+
+
 # A refusal Qwen was seen to send in that shape when the request streams (its HTTP status 200)
 STREAMED_REFUSALS = ("cannot be set simultaneously",)
 
@@ -117,7 +124,7 @@ LIMITS = {"throttle": THROTTLE, "quota": QUOTA, "5h": HOUR, "week": WEEK, "month
           "concurrency": CONCURRENCY}
 # Need the socket or the stream: handled by the server.
 SPECIAL = ("auth401", "arrears400", "timeout504", "server500_empty", "invalid_json", "reset_before_headers",
-           "echo_header400")
+           "echo_header400", "no_usage")
 # How a `cut` fault ends a stream at its byte (wire.Wire.arm_cut): the connection closed (FIN) before the body's last
 # chunk, reset (RST), the chunked body ended as if complete (a proxy that closes cleanly), or silence until the client
 # gives up.

@@ -229,11 +229,7 @@ class Handler(Wire):
                 self.close_connection = True
                 return
             if fault == "nested_error" and (content_sent >= int(queued.get("after", 0)) or tail):
-                error = {"code": queued.get("code", "invalid_parameter_error"), "param": None,
-                         "message": queued.get("message", "'reasoning_effort' and 'thinking_budget' cannot be set "
-                                                          "simultaneously"), "type": queued.get("type",
-                                                                                                "invalid_request_error")}
-                self.write_event(faults.nested_error(error, event["id"]), sw["split_writes"])
+                self.write_event(faults.nested_error(faults.nested_fault_error(queued), event["id"]), sw["split_writes"])
                 self.end_stream()
                 self.close_connection = True
                 return

@@ -241,6 +241,15 @@ class Wire(BaseHTTPRequestHandler):
             if kind == "stall":
                 self.server.stopping.wait(float(f.get("seconds", self.state.snapshot()["stall_seconds"])))
             self.reset_connection()
+        elif kind == "nested_error" and f.get("status"):
+            # The wrapped refusal as an HTTP error's body (its `status`), stream asked or not: its shape kept
+            body = faults.nested_error(faults.nested_fault_error(f), f"chatcmpl-{time.time_ns()}")
+            self.send_bytes(int(f["status"]), body, "text/event-stream", extra)
+        elif kind == "no_usage" and not stream and partial:
+            # The whole answer without its `usage` (a proxy between that rewrote it, a body cut before it)
+            answer = json.loads(partial)
+            answer.pop("usage", None)
+            self.send_bytes(200, dumps(answer), "application/json", headers)
         else:
             return False
         return True

@@ -75,6 +75,7 @@ def judged(fault: str, row: dict, outcome: str) -> None:
         assert row["prompt_tokens"] and row["completion_tokens"], row  # Qwen's usage came before [DONE]
     else:  # usage never came: unknown, not zero
         assert row["prompt_tokens"] is None and row["completion_tokens"] is None and row["cost"] is None, row
+        assert row["cost_unit"] == "usage_unknown", row  # recorded as unknown, never as nothing (issue 79)
 
 
 def test_openai_chat_stream(tmp_path, emu, make_gateway):

@@ -85,3 +85,21 @@ def test_a_wrapped_refusal_after_text_keeps_its_words_and_class(gw, emu):
     error = json.loads(cuts.sse_events(r.content)[-2][1])["error"]
     assert error["type"] == "invalid_request_error" and error["message"] == WORDS
     assert len(emu.chat_requests()) == 1  # a refusal of the request is not continued
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_wrapped_refusal_as_an_http_errors_body_says_the_inner_words(gw, emu, stream):
+    """Issue 79, item 5: the wrapped shape as the body of an HTTP 400 (stream asked or not): the client reads the inner
+    error's message and class, never the raw `data: {…}` text."""
+    emu.fault("nested_error", status=400, **INSPECTED)
+    with pytest.raises(openai.BadRequestError) as e:
+        answer = openai.OpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0).chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=stream)
+        list(answer) if stream else None
+    assert e.value.status_code == 400 and e.value.body["message"] == INSPECTED["message"], e.value.body
+    assert e.value.code == "data_inspection_failed" and "data:" not in str(e.value)
+    emu.fault("nested_error", status=400, **INSPECTED)
+    r = httpx.post(gw.url + "/v1/messages", trust_env=False, timeout=30, headers={"x-api-key": "k"},
+                   json={"model": "claude-sonnet-4-6", "max_tokens": 64, "stream": stream,
+                         "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 400 and r.json()["error"]["message"] == INSPECTED["message"], r.text

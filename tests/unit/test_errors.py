@@ -127,3 +127,28 @@ def test_stream_errors():
     assert classify_stream_error("Requests rate limit exceeded, please try again later.").window is Window.RPM
     assert classify_stream_error({"message": "hour allocated quota exceeded", "code": "insufficient_quota"}).window \
         is Window.FIVE_HOURS
+
+
+WRAPPED_INNER = {"error": {"code": "invalid_parameter_error", "param": None, "type": "invalid_request_error",
+                           "message": "'reasoning_effort' and 'thinking_budget' cannot be set simultaneously"},
+                 "id": "chatcmpl-1"}
+
+
+@pytest.mark.parametrize("wrapped", [
+    "event:error\ndata:data: " + json.dumps(WRAPPED_INNER),  # the SSE shape, as an HTTP error's body
+    "data: " + json.dumps(WRAPPED_INNER),
+    json.dumps({"error": {"message": "data: " + json.dumps(WRAPPED_INNER), "type": "invalid_request_error"}}),
+    json.dumps({"code": "InvalidParameter", "message": "data: " + json.dumps(WRAPPED_INNER)}),
+])
+def test_a_nested_error_says_the_inner_errors_words_and_keeps_its_class(wrapped):
+    """Issue 79, item 5: the client reads the inner error's message, never the raw `data: {…}` text."""
+    err = classify(400, wrapped)
+    assert err.status == 400 and err.message == WRAPPED_INNER["error"]["message"], err.message
+    assert err.type == "invalid_request_error"
+
+
+def test_a_nested_error_inside_a_stream_says_the_inner_errors_words():
+    for wrapped in ("data: " + json.dumps(WRAPPED_INNER), {"message": "data: " + json.dumps(WRAPPED_INNER)}):
+        err = classify_stream_error(wrapped)
+        assert err.message == WRAPPED_INNER["error"]["message"] and err.status == 400, (err.message, err.status)
+    assert classify_stream_error("data: not json").message == "data: not json"  # not a wrapped error: as it came

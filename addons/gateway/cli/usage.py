@@ -33,7 +33,8 @@ Filters, for every view:
 Token counts are the usage Qwen reported ("cached": read from its cache, "cache write": stored in its explicit
 cache; "cache saved": USD its caches took off the prompts' price); "errors" counts requests answered with an error status or
 whose stream ended with an error; "unpriced" the answers nothing priced (docs/keys.md#unpriced-models): a USD sum
-that includes them is "unknown", and a line names their models. Requests the gateway refused itself (no usable
+that includes them is "unknown", and a line names their models; "usage unknown" the answers Qwen reported no usage
+for (missing or cut): a token or USD sum that includes them is "unknown", and a line names their models. Requests the gateway refused itself (no usable
 account, bad JSON, unknown URL, …) are rows too; successful local answers (/v1/models, /health, /metrics, /auth/*) are
 listed by `requests` but not summed in the other views.
 """
@@ -63,11 +64,11 @@ VIEWS = {  # view -> (key column expressions, as named in the output)
 # cached: read from Qwen's cache; cache write: stored in its explicit cache; cache saved: USD the caches took
 # off the prompts' price (hits at 10% or 20% of the input price, less the 25% more that writes cost)
 SUMS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "cache_saved_usd",
-        "errors", "unpriced")
+        "errors", "unpriced", "usage_unknown")
 # --by key: the key's refusals, and what its answers cost (USD; a Coding Plan's requests, a Token Plan's tokens;
 # unpriced: answers nothing priced, which make its USD sums unknown)
 KEY_SUMS = ("requests", "refused", "prompt_tokens", "completion_tokens", "cost_usd", "cache_saved_usd",
-            "plan_requests", "plan_tokens", "unpriced")
+            "plan_requests", "plan_tokens", "unpriced", "usage_unknown")
 USD_SUMS = ("cost_usd", "cache_saved_usd")
 HEADS = {"cost_usd": "cost", "cache_saved_usd": "cache saved", "plan_requests": "plan requests",
          "plan_tokens": "plan tokens"}
@@ -76,7 +77,7 @@ _KEY_SQL = ("COUNT(*)", "SUM(CASE WHEN (error IN ('invalid_api_key', 'rate_limit
             "AND account IS NULL) OR error = 'model_unpriced' THEN 1 ELSE 0 END)", "SUM(COALESCE(prompt_tokens, 0))",
             "SUM(COALESCE(completion_tokens, 0))", "SUM(CASE WHEN cost_unit = 'USD' THEN cost ELSE 0 END)", _SAVED,
             "SUM(CASE WHEN cost_unit = 'requests' THEN cost ELSE 0 END)",
-            "SUM(CASE WHEN cost_unit = 'tokens' THEN cost ELSE 0 END)", usage_unpriced.COUNT)
+            "SUM(CASE WHEN cost_unit = 'tokens' THEN cost ELSE 0 END)", usage_unpriced.COUNT, usage_unpriced.NO_USAGE)
 _FAILED = "(status IS NULL OR status >= 400 OR error IS NOT NULL)"
 # Local answers that spend nothing: listed, not summed (unless they failed).
 SERVICE_ROUTES = ("models", "health", "metrics", "auth")
@@ -84,7 +85,7 @@ _USAGE_ONLY = (f"NOT (COALESCE(endpoint, '') IN ({', '.join(repr(r) for r in SER
                f"AND status IS NOT NULL AND status < 400)")
 REQUEST_COLUMNS = ("ts", "endpoint", "method", "path", "model", "upstream_model", "account", "status", "error",
                    "prompt_tokens", "completion_tokens", "cached_tokens", "est_tokens", "token_method", "ttfb_ms",
-                   "duration_ms", "stream", "retries")
+                   "duration_ms", "stream", "retries", "cost_unit")
 
 
 class Filters:
@@ -134,7 +135,8 @@ def report(ledger: Ledger | SharedLedger, view: str, filters: Filters | None = N
     rows = ledger.query(
         f"SELECT {cols}, COUNT(*), SUM(COALESCE(prompt_tokens, 0)), SUM(COALESCE(completion_tokens, 0)), "
         f"SUM(COALESCE(cached_tokens, 0)), SUM(COALESCE(cache_write_tokens, 0)), {_SAVED}, "
-        f"SUM(CASE WHEN {_FAILED} THEN 1 ELSE 0 END), {usage_unpriced.COUNT} FROM usage WHERE {where} "
+        f"SUM(CASE WHEN {_FAILED} THEN 1 ELSE 0 END), {usage_unpriced.COUNT}, {usage_unpriced.NO_USAGE} FROM usage "
+        f"WHERE {where} "
         f"GROUP BY {cols} ORDER BY {cols}",
         day_args + args)
     names = [name for _, name in keys] + list(SUMS)
@@ -145,7 +147,7 @@ def _dollars(row: dict) -> dict:
     for k in USD_SUMS:
         if k in row:
             row[k] = round(float(row[k] or 0), 6)
-    row["unpriced"] = int(row.get("unpriced") or 0)
+    row["unpriced"], row["usage_unknown"] = int(row.get("unpriced") or 0), int(row.get("usage_unknown") or 0)
     return usage_unpriced.unknown(row, USD_SUMS)
 
 
@@ -228,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     ledger = usage_store.open_ledger(ap, url) if url else Ledger(path) if path.exists() else None
     convs: list[dict] = []  # report: its Conversations section
     unpriced: list[tuple[str, int]] = []  # an aggregated view's unpriced requests, by model
+    unreported: list[tuple[str, int]] = []  # and its answers without Qwen's usage
     if ledger is not None:
         try:
             if a.view == "report":
@@ -241,7 +244,9 @@ def main(argv: list[str] | None = None) -> int:
                 rows = by_key(ledger, a.view, filters) if a.by else report(ledger, a.view, filters=filters)
                 day = ["day = ?"] if a.view == "today" else []
                 where, args = filters.sql(_USAGE_ONLY, *day)
-                unpriced = usage_unpriced.models(ledger, where, ((time.strftime("%Y-%m-%d"),) if day else ()) + args)
+                day_args = ((time.strftime("%Y-%m-%d"),) if day else ()) + args
+                unpriced = usage_unpriced.models(ledger, where, day_args)
+                unreported = usage_unpriced.models(ledger, where, day_args, usage_unpriced.USAGE_UNKNOWN)
         finally:
             ledger.close()
     else:
@@ -261,8 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(request_table(rows) if a.view == "requests" else usage_conversations.table(rows)
               if a.view == "conversations" else table(rows, KEY_SUMS if a.by else SUMS, HEADS, USD_SUMS))
-        if rows and (said := usage_unpriced.line(unpriced)):
-            print(said)
+        for said in (usage_unpriced.line(unpriced), usage_unpriced.line(unreported, usage_unpriced.USAGE_UNKNOWN)):
+            if rows and said:
+                print(said)
     return 0
 
 

@@ -1,6 +1,7 @@
 """qwen-usage conversations: per conversation the cache doctor saw (the ledger's `conversation`, a digest), its
 turns, how much of their prompts Qwen read from its cache, the turns that missed more than the turn before, the
-tokens and USD those misses lost, and their causes with the turns (cache/compare.CAUSES); and how many turns asked
+tokens and USD those misses lost (unknown when a miss of some tokens had no price: its request unpriced, or the price
+of the cache read it missed not given — never $0), and their causes with the turns (cache/compare.CAUSES); and how many turns asked
 Qwen's 1-hour lifetime (the ledger's `cache_ttl`: a client's own, or qwen_cache_lifetime=auto's choice)."""
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ def conversations(ledger: Ledger | SharedLedger, where: str, args: tuple, limit:
         "SELECT conversation, MIN(ts), COUNT(*), SUM(CASE WHEN cache_ttl >= 3600 THEN 1 ELSE 0 END), "
         "SUM(COALESCE(prompt_tokens, 0)), SUM(COALESCE(cached_tokens, 0)), "
         "SUM(CASE WHEN cache_miss IS NOT NULL THEN 1 ELSE 0 END), SUM(COALESCE(miss_tokens, 0)), "
-        f"SUM(COALESCE(miss_usd, 0)), SUM(CASE WHEN cache_miss IS NOT NULL AND cost_unit = 'unpriced' THEN 1 ELSE 0 "
-        f"END) FROM usage WHERE conversation IS NOT NULL AND {where} "
+        f"SUM(COALESCE(miss_usd, 0)), SUM(CASE WHEN cache_miss IS NOT NULL AND (cost_unit = 'unpriced' OR (miss_usd "
+        f"IS NULL AND miss_tokens > 0)) THEN 1 ELSE 0 END) FROM usage WHERE conversation IS NOT NULL AND {where} "
         "GROUP BY conversation ORDER BY MAX(ts) DESC LIMIT ?", args + (limit,))
     if not rows:
         return []
@@ -44,7 +45,7 @@ def conversations(ledger: Ledger | SharedLedger, where: str, args: tuple, limit:
             conversation[:SHOWN], time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(first)), int(n), int(hour),
             int(prompt),
             int(cached), round(int(cached) / int(prompt), 2) if prompt else 0.0, int(missed), int(lost),
-            None if unpriced else round(float(lost_usd or 0), 6),  # a miss nothing priced: unknown, never $0
+            None if unpriced else round(float(lost_usd or 0), 6),  # a miss without a price: unknown, never $0
             causes(turns.get(conversation, {}))), strict=True)))
     return out
 

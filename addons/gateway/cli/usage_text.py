@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ..pricing.prices import signed_usd
 
-UNKNOWN = "unknown"  # a USD sum that includes requests nothing priced (issue 59): never $0
+UNKNOWN = "unknown"  # a sum that includes requests nothing priced (issue 59) or without usage (issue 79): never 0
+QUIET = ("usage_unknown",)  # counts shown only when some row has one (the line under the table names them too)
 
 
 def table(rows: list[dict], sums: tuple[str, ...], heads: dict[str, str], dollars: tuple[str, ...]) -> str:
@@ -12,8 +13,9 @@ def table(rows: list[dict], sums: tuple[str, ...], heads: dict[str, str], dollar
     keys' own; `dollars`: sums in USD)."""
     if not rows:
         return "No requests recorded."
-    head = list(rows[0])
-    nkeys = len(head) - len(sums)
+    keys = [k for k in rows[0] if k not in sums]
+    sums = tuple(k for k in sums if k in rows[0] and (k not in QUIET or any(r[k] for r in rows)))
+    head, nkeys = keys + list(sums), len(keys)
 
     def number(k: str, v) -> str:
         return UNKNOWN if v is None else signed_usd(v) if k in dollars else f"{v:,}"
@@ -36,7 +38,8 @@ def request_table(rows: list[dict]) -> str:
         cells.append([
             r["time"] or "?", f"{r['method'] or '?'} {r['path'] or r['endpoint'] or '?'}", model,
             r["account"] or "-", str(r["status"] if r["status"] is not None else "?"),
-            _n(r["prompt_tokens"]), _n(r["completion_tokens"]), _n(r["est_tokens"]), _ms(r["duration_ms"]),
+            *((UNKNOWN, UNKNOWN) if r.get("cost_unit") == "usage_unknown" else  # Qwen reported no usage
+              (_n(r["prompt_tokens"]), _n(r["completion_tokens"]))), _n(r["est_tokens"]), _ms(r["duration_ms"]),
             r["error"] or ""])
     return _grid(cells, 4, rules_after=(0,), right=(4, 5, 6, 7, 8))
 

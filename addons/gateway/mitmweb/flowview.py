@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from mitmproxy import ctx
 
 from ..observer import Observer, cached_tokens, endpoint_name, error_code, error_text, status_of, usage_int
-from ..pricing.prices import UNPRICED, USD, usd
+from ..pricing.prices import UNPRICED, USAGE_UNKNOWN, USD, usd
 from ..jsonio import valid_text
 from ..redact import safe_message
 
@@ -65,6 +65,8 @@ def summary_line(ex: Exchange) -> str:
                      + (f" (priced by {ex.result.priced_by})" if ex.result.priced_by else ""))
     elif ex.result.cost_unit == UNPRICED:  # nothing prices it: unknown, never $0
         parts.append(UNPRICED)
+    elif ex.result.cost_unit == USAGE_UNKNOWN:  # Qwen said nothing of its usage: unknown, never 0
+        parts.append("usage unknown, cost unknown")
     if ex.ttfb_ms is not None:
         parts.append(f"ttfb {ex.ttfb_ms:.0f} ms")
     parts.append(f"{ex.duration_ms / 1000:.2f} s")

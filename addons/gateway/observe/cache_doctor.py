@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from mitmproxy import http
 
     from ..exchange import Exchange
+    from ..models.live import LiveModels
     from ..settings.config import Config
 
 AROUND = 2  # blocks shown on either side of the first change
@@ -48,10 +49,12 @@ class CacheDoctor(Observer):
         self.diagnoser = diagnoser if diagnoser is not None else Diagnoser()
         self.memory = self.diagnoser.memory
         self.prices = PriceTable()
+        self.lists: LiveModels | None = None  # each account's own model list from Qwen: its prices first
         self.shown = True  # the verdict's line and the flow's record: only for mitmweb and flow files
 
     def configure(self, config: Config) -> None:
         self.prices = config.prices
+        self.lists = config.models.accounts
 
     def running(self) -> None:
         self.shown = ctx.master.addons.get("view") is not None or bool(getattr(ctx.options, "save_stream_file", None))
@@ -115,15 +118,17 @@ class CacheDoctor(Observer):
                          "verdict": cache.line, "diff": cache.diff}
 
     def _lost_usd(self, ex: Exchange, lost: int) -> float | None:
-        """What the lost tokens cost above reading them from the cache (the price table's cached price)."""
+        """What the lost tokens cost above reading them from the cache, priced as the settlement priced the request
+        (turn/settlement.py: the account's own list first, then the table; the prompt's tier); None: unknown."""
         cred, usage = ex.attempt.cred, ex.result.usage
         if cred is None or not lost or not isinstance(usage, dict):
             return None
         details = usage.get("prompt_tokens_details")
         kind = details.get("cache_type") if isinstance(details, dict) else None
+        listed = self.lists.listed_tiers(cred.account, ex.attempt.model) if self.lists is not None else None
         return self.prices.saved(getattr(cred, "billing", ""), ex.attempt.model, {
             "prompt_tokens": usage.get("prompt_tokens"),
-            "prompt_tokens_details": {"cached_tokens": lost, **({"cache_type": kind} if kind else {})}})
+            "prompt_tokens_details": {"cached_tokens": lost, **({"cache_type": kind} if kind else {})}}, listed=listed)
 
 
 def line(cache: CacheTurn, verdict: Verdict) -> str:

@@ -29,7 +29,7 @@ from prometheus_client.utils import floatToGoString
 from ..cache.usage import read as read_cache
 from ..exchange import RetryReason
 from .gauges import AccountGauges, LearnedGauges
-from ..pricing.prices import UNPRICED
+from ..pricing.prices import COST_UNKNOWN
 from ..observer import (Observer, endpoint_name, error_code, failed, label, own_api,
                         status_of, usage_int)
 from ..turn import outcome
@@ -69,8 +69,9 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
                           "by cause (the cache doctor: docs/observability.md)", ("cause", "model", "account", "key")),
     "qwen_cache_miss_tokens": ("counter", "Prompt tokens those turns lost: the turn before's cache should have served "
                                "them", ("cause", "model", "account", "key")),
-    "qwen_unpriced_requests": ("counter", "Answers whose model has no price on their account's billing (nothing in "
-                               "qwen_cost_usd for them: their cost is unknown; docs/keys.md)", ("model", "account", "key")),
+    "qwen_unpriced_requests": ("counter", "Answers whose model has no price on their account's billing, or whose usage "
+                               "Qwen did not report (nothing in qwen_cost_usd for them: their cost is unknown; "
+                               "docs/keys.md)", ("model", "account", "key")),
     "qwen_plan_units": ("counter", "What answers used of a plan's window (Coding Plan: requests, Token Plan: "
                         "tokens)", ("account", "unit", "key")),
     "qwen_request_duration_seconds": ("histogram", "API requests: from the client's request to the end of the "
@@ -231,7 +232,7 @@ class Metrics(Observer):
         if cache is not None and cache.cause is not None:
             self._add(("qwen_cache_misses", cache.cause, billed, account, key))
             self._add(("qwen_cache_miss_tokens", cache.cause, billed, account, key), cache.lost)
-        if ex.result.cost_unit == UNPRICED:
+        if ex.result.cost_unit in COST_UNKNOWN:  # no price, or no usage to price: unknown, never $0
             self._add(("qwen_unpriced_requests", billed, account, key))
         elif ex.result.cost:
             if ex.result.cost_unit == "USD":

@@ -34,7 +34,7 @@ from ..exchange import RetryReason
 from ..jsonio import valid_text
 from ..observer import (Observer, endpoint_name, error_code, error_text, own_api,
                         status_of)
-from ..pricing.prices import UNPRICED, USD, usd
+from ..pricing.prices import UNPRICED, USAGE_UNKNOWN, USD, usd
 from ..redact import safe_message
 
 if TYPE_CHECKING:
@@ -97,6 +97,8 @@ def format_line(ex: Exchange) -> str:
             parts.append("priced_by=qwen-list:" + ex.result.priced_by.rpartition(": ")[2].replace(" ", "_"))
     elif ex.result.cost_unit == UNPRICED:  # nothing prices it: unknown, never $0
         parts.append("cost=unpriced")
+    elif ex.result.cost_unit == USAGE_UNKNOWN:  # Qwen said nothing of its usage: unknown, never 0
+        parts.append("usage=unknown cost=unknown")
     if ex.ttfb_ms is not None:
         parts.append(f"ttfb={ex.ttfb_ms:.0f}ms")
     ms = ex.duration_ms

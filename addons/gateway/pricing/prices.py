@@ -6,7 +6,9 @@ Parsed once in `configure` (settings/config.py); `PriceTable.charge` is pure and
 that answered choose the price; "*" in a user file is the default for what the account's billing does not price
 (OAuth logins, web sessions, self-hosted or other endpoints; a model missing from the list).
 
-What nothing prices is *unpriced* (`Charge` with the unit UNPRICED and no amount): its cost is unknown, never $0 —
+An answer Qwen reported no usage for (its usage missing or cut) is USAGE_UNKNOWN: its tokens and cost unknown, never
+0 (but a plan counted in requests counts it). What nothing prices is *unpriced* (`Charge` with the unit UNPRICED and
+no amount): its cost is unknown, never $0 —
 unless `qwen_unpriced_as` names a priced model, whose price (on the account's billing, else pay-as-you-go
 international) then counts it, said as `priced_as`. A named key with a USD budget never sends an unpriced request
 (tenancy/team.py).
@@ -37,32 +39,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 from . import price_list
+from .tier import Tier, parse
 from ..cache.usage import EXPLICIT, read as read_cache
 from ..models import catalogue
 
 USD, REQUESTS, TOKENS = "USD", "requests", "tokens"
 UNPRICED = "unpriced"  # the unit of a request nothing prices: its cost is unknown, never $0
+USAGE_UNKNOWN = "usage_unknown"  # the unit of an answer Qwen reported no usage for: its tokens and cost unknown
+COST_UNKNOWN = (UNPRICED, USAGE_UNKNOWN)  # the units without an amount
 FALLBACK_BILLING = "payg:intl"  # where qwen_unpriced_as's price is looked up when the account's billing has none
 EXPLICIT_HIT, CREATION = 0.10, 1.25  # of the input price (Model Studio's Context cache page)
 ANY = "*"
 MEMO_MOST = 1024
 _SNAPSHOT = re.compile(r"-(latest|\d{4}-\d\d-\d\d)$")  # qwen3-coder-plus-2025-09-23 is priced as qwen3-coder-plus
-
-
-@dataclass(frozen=True, slots=True)
-class Tier:
-    up_to: int | None  # prompt tokens (None: no bound)
-    input: float
-    output: float
-    cached: float | None = None
-    thinking_output: float | None = None
-    cache_read: float | None = None  # explicit cache hits (None: EXPLICIT_HIT of the input price)
-    cache_write: float | None = None  # explicit cache creation (None: CREATION of the input price)
-    cache_write_1h: float | None = None  # Qwen4's hour-long creation (None: unpriced, never guessed)
-    name: str = ""  # as its source names it (Model Studio's list: "Input<=32k"); "": the table's own
 
 
 @dataclass(slots=True)  # not frozen: made once per answer, and a frozen __init__ costs 5x
@@ -75,6 +66,7 @@ class Charge:
     saved: float | None = None  # USD Qwen's caches took off the prompt's price (None: not counted in USD)
     priced_as: str = ""  # the model whose price counted it (qwen_unpriced_as), when it has none of its own
     tier: str | None = None  # the listed tier that priced it (`listed`), None: the table priced it
+    read_priced: bool = True  # its cache reads had a price of their own (False: counted at the input price)
 
 
 @dataclass(frozen=True)
@@ -110,12 +102,17 @@ class PriceTable:
         out_details = usage.get("completion_tokens_details")
         reasoned = _int(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else 0
         out_price = tier.thinking_output if reasoned and tier.thinking_output is not None else tier.output
-        prompt_usd = _prompt_usd(tier, usage, prompt)
+        prompt_usd, read_priced = _prompt_usd(tier, usage, prompt)
         if prompt_usd is None:  # an hour-long cache write nothing prices
             return Charge(None, UNPRICED)
         amount = (prompt_usd + completion * out_price) / 1e6
         return Charge(amount * price_list.BATCH if batch else amount, USD, (prompt * tier.input - prompt_usd) / 1e6,
-                      priced_as, tier.name if found is listed else None)
+                      priced_as, tier.name if found is listed else None, read_priced)
+
+    def unreported(self, billing: str, model: str) -> Charge:
+        """What an answer Qwen reported no usage for (missing, cut) is counted at: the request, on a plan counted
+        in requests; else USAGE_UNKNOWN, no amount — never 0."""
+        return Charge(1.0, REQUESTS) if self._price(billing, model)[0] == REQUESTS else Charge(None, USAGE_UNKNOWN)
 
     def cost(self, billing: str, model: str, usage: dict | None, *, batch: bool = False,
              listed: tuple[Tier, ...] | None = None) -> tuple[float, str] | None:
@@ -123,11 +120,13 @@ class PriceTable:
         charged = self.charge(billing, model, usage, batch=batch, listed=listed)
         return None if charged is None or charged.amount is None else (charged.amount, charged.unit)
 
-    def saved(self, billing: str, model: str, usage: dict | None) -> float | None:
+    def saved(self, billing: str, model: str, usage: dict | None, *,
+              listed: tuple[Tier, ...] | None = None) -> float | None:
         """USD Qwen's caches took off the prompt's price (negative: cache writes that cost more than the hits
-        saved); None without a price in USD."""
-        charged = self.charge(billing, model, usage)
-        return None if charged is None else charged.saved
+        saved), priced as `charge` prices the request (`listed` first); None without a price in USD, or when the
+        tier gives no price for the cache it read (an implicit read without `cached`): unknown, never 0."""
+        charged = self.charge(billing, model, usage, listed=listed)
+        return None if charged is None or not charged.read_priced else charged.saved
 
     def priced(self, billing: str, model: str) -> bool:
         """Whether a request of `model` on an account of `billing` would be counted (in money or a plan's unit)."""
@@ -190,9 +189,10 @@ def _tier(tiers: tuple[Tier, ...], prompt: int) -> Tier:
     return next((t for t in tiers if t.up_to is None or prompt <= t.up_to), tiers[-1])
 
 
-def _prompt_usd(tier: Tier, usage: dict, prompt: int) -> float | None:
+def _prompt_usd(tier: Tier, usage: dict, prompt: int) -> tuple[float | None, bool]:
     """The prompt's price (USD per million tokens × tokens): cache hits and writes at theirs, the rest at input;
-    None when it wrote for an hour and the tier has no price for that."""
+    None when it wrote for an hour and the tier has no price for that. And whether the hits had a price of their
+    own (an implicit read without `cached` is counted at the input price: what it saved is not known)."""
     cached, written, hour, kind = read_cache(usage)
     hits = min(prompt, cached or 0)
     written = min(prompt - hits, written or 0)
@@ -203,9 +203,9 @@ def _prompt_usd(tier: Tier, usage: dict, prompt: int) -> float | None:
     write = tier.input * CREATION if tier.cache_write is None else tier.cache_write
     hour = min(written, hour)
     if hour and tier.cache_write_1h is None:
-        return None
+        return None, True
     return (prompt - hits - written) * tier.input + hits * hit + (written - hour) * write + \
-        hour * (tier.cache_write_1h or 0.0)
+        hour * (tier.cache_write_1h or 0.0), kind == EXPLICIT or tier.cached is not None or not hits
 
 
 def usd(amount: float) -> str:
@@ -265,34 +265,10 @@ def _with_file(base: PriceTable, path: str) -> PriceTable:
             continue
         units.pop(billing, None)
         for model, price in entries.items():
-            models.setdefault(billing, {})[model] = _parse(price, f"{where}, {model!r}")
+            models.setdefault(billing, {})[model] = parse(price, f"{where}, {model!r}")
     mine = frozenset((b, m) for b, entries in data.items() if isinstance(entries, dict) and "unit" not in entries
                      for m in entries)
     return PriceTable(_frozen(models), MappingProxyType(units), f"{base.source}; {path}", from_file=mine)
-
-
-def _parse(price: object, where: str) -> tuple[Tier, ...]:
-    if not isinstance(price, dict):
-        raise ValueError(f"{where} must be an object with input and output (USD per million tokens)")
-    raw = price.get("tiers", [price])
-    if not isinstance(raw, list) or not raw:
-        raise ValueError(f"{where}: tiers must be a list of prices")
-    tiers = []
-    for i, t in enumerate(raw):
-        if not isinstance(t, dict) or not all(_number(t.get(k)) for k in ("input", "output")):
-            raise ValueError(f"{where}: each price needs input and output, numbers ≥ 0 (USD per million tokens)")
-        up_to = t.get("up_to")
-        last = i == len(raw) - 1
-        if (up_to is None) != last or (up_to is not None and not (isinstance(up_to, int) and up_to > 0)):
-            raise ValueError(f"{where}: every tier but the last needs up_to (prompt tokens); the last has none")
-        extra: dict[str, Any] = {k: float(t[k]) for k in ("cached", "thinking_output", "cache_read", "cache_write", "cache_write_1h")
-                 if k in t and _number(t[k])}
-        tiers.append(Tier(up_to, float(t["input"]), float(t["output"]), **extra))
-    return tuple(tiers)
-
-
-def _number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
 
 
 def _frozen(models: dict) -> Mapping[str, Mapping[str, tuple[Tier, ...]]]:

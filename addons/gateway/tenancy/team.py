@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import GatewayError
 from ..observer import Observer
-from ..pricing.prices import REQUESTS, TOKENS, UNPRICED, USD, PriceTable
+from ..pricing.prices import COST_UNKNOWN, REQUESTS, TOKENS, USD, PriceTable
 from . import budgets, rate_headers, refusals
 from ..peers import from_loopback, key_matches
 from .ring import Keyring, KeyRecord, digest
@@ -227,7 +227,7 @@ class Team(Observer, BudgetChecks):
         cost, unit = ex.result.cost or 0.0, ex.result.cost_unit
         self.book.charge(name, requests=1, tokens=tokens, usd=cost if unit == USD else 0.0,
                          plan_requests=int(cost) if unit == REQUESTS else 0,
-                         plan_tokens=int(cost) if unit == TOKENS else 0, unpriced=int(unit == UNPRICED),
+                         plan_tokens=int(cost) if unit == TOKENS else 0, unpriced=int(unit in COST_UNKNOWN),
                          model=self.model_of(ex))  # the model as sent: what budgets of one model count
         if ex.result.usage is not None or ex.result.error is not None or ex.result.stream_error:
             self._release(ex, tokens, cost if unit == USD else 0.0)  # with the spend: one batch deletes and adds

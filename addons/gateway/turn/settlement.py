@@ -133,8 +133,10 @@ class Settlement:
         if ex.result.usage and "completion_tokens_details" in ex.result.usage and (
                 why := reasoning_took_the_cap(ex.result.usage, ex.attempt.body)):
             ex.notes.append(why)
-        # what Qwen reported, priced once for every observer (unless the answer priced itself: a batch's results)
-        if ex.attempt.cred is not None and ex.result.usage and ex.result.cost is None and not ex.result.cost_unit:
+        # what Qwen reported, priced once for every observer (unless the answer priced itself: a batch's results);
+        # an answer without Qwen's usage (missing, cut) is counted as unknown, never as nothing
+        if ex.attempt.cred is not None and ex.result.cost is None and not ex.result.cost_unit and (
+                ex.result.usage or unreported(ex)):
             self.charge(ex, ex.attempt.cred.billing)
         flow.metadata["qwen"] = ex.to_meta()
         if ex.turn.handed_on:  # the run's exchange ends this request (one line, one ledger row, one bill)
@@ -146,7 +148,8 @@ class Settlement:
         lists, cred = self.lists(), ex.attempt.cred
         listed = lists.model_list(cred.account) if lists is not None and cred is not None else None
         charged = self.prices().charge(billing, ex.attempt.model, ex.result.usage,
-                                       listed=listed.tiers(ex.attempt.model) if listed is not None else None)
+                                       listed=listed.tiers(ex.attempt.model) if listed is not None else None) \
+            if ex.result.usage else self.prices().unreported(billing, ex.attempt.model)
         if charged is None:
             return
         r = ex.result
@@ -182,6 +185,15 @@ class Settlement:
         """Flows the gateway passes through (other hosts, explicit proxy) count for mitmweb's cap too."""
         if self.observers.track is not None:
             call_safely(self.observers.track, flow)
+
+
+def unreported(ex: Exchange) -> bool:
+    """Qwen answered a dialect's request for a model's answer (a stream's text included) and said nothing of its
+    usage: its tokens and cost are unknown. Not a refusal, nor a read (GET), nor the gateway's own routes (files,
+    batches: their bills price themselves), nor a queued Response's POST (the turn that runs on counts it)."""
+    status = ex.result.status
+    return ex.endpoint is not None and ex.client.method == "POST" and bool(ex.attempt.model) \
+        and ex.result.error is None and (status is None or status < 400) and not ex.turn.handed_on
 
 
 def reasoning_took_the_cap(usage: dict, upstream_body: dict | None) -> str | None:

@@ -46,12 +46,12 @@ def test_today_json(state, capsys):
     rows = json.loads(run_cli(capsys, "today", "--json", "--state-dir", str(state)))
     assert rows == [
         {"account": "-", "model": "gpt-4o", "requests": 1, "prompt_tokens": 0, "completion_tokens": 0,
-         "cached_tokens": 0, "cache_write_tokens": 0, "cache_saved_usd": 0.0, "errors": 1, "unpriced": 0},  # the 503: refused before any account
+         "cached_tokens": 0, "cache_write_tokens": 0, "cache_saved_usd": 0.0, "errors": 1, "unpriced": 0, "usage_unknown": 0},  # the 503: refused before any account
         {"account": "default", "model": "coder-model", "requests": 3, "prompt_tokens": 1200,
          "completion_tokens": 47, "cached_tokens": 1024, "cache_write_tokens": 0, "cache_saved_usd": 0.0,
-         "errors": 1, "unpriced": 0},
+         "errors": 1, "unpriced": 0, "usage_unknown": 0},
         {"account": "ds", "model": "qwen3-coder-plus", "requests": 1, "prompt_tokens": 7, "completion_tokens": 3,
-         "cached_tokens": 0, "cache_write_tokens": 0, "cache_saved_usd": 0.0, "errors": 0, "unpriced": 0},
+         "cached_tokens": 0, "cache_write_tokens": 0, "cache_saved_usd": 0.0, "errors": 0, "unpriced": 0, "usage_unknown": 0},
     ]
 
 
@@ -150,7 +150,7 @@ def test_filters(state, capsys):
     assert (row["requests"], row["errors"]) == (1, 1)
     assert cli_json(capsys, state, "models", "--status", "5xx") == [
         {"model": "gpt-4o", "requests": 1, "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0,
-         "cache_write_tokens": 0, "cache_saved_usd": 0.0, "errors": 1, "unpriced": 0}]
+         "cache_write_tokens": 0, "cache_saved_usd": 0.0, "errors": 1, "unpriced": 0, "usage_unknown": 0}]
 
 
 def test_since_forms():
@@ -171,7 +171,7 @@ def test_failed_local_answers_are_summed(tmp_path, capsys):
     led.close()
     assert cli_json(capsys, tmp_path, "today") == [
         {"account": "-", "model": "-", "requests": 1, "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0,
-         "cache_write_tokens": 0, "cache_saved_usd": 0.0, "errors": 1, "unpriced": 0}]
+         "cache_write_tokens": 0, "cache_saved_usd": 0.0, "errors": 1, "unpriced": 0, "usage_unknown": 0}]
     assert len(cli_json(capsys, tmp_path, "requests")) == 2
 
 

@@ -66,3 +66,19 @@ def test_limit_keeps_the_newest(tmp_path, capsys):
 def test_causes_most_frequent_first_with_their_turns():
     assert causes({"system": [5, 2], "tool_order": [7]}) == "system ×2 (turns 2, 5), tool_order (turn 7)"
     assert causes({}) == ""
+
+
+def test_a_miss_whose_price_is_unknown_makes_the_lost_usd_unknown_never_0(tmp_path, capsys):
+    """Issue 81, item 3: a priced request whose miss has no price (the read's price not given) lost an unknown
+    amount: `unknown`, never $0."""
+    led = Ledger(tmp_path / "usage.sqlite3")
+    led.add([turn("abab1111bbbb2222cccc3333dddd4444", 1, 9000, 0, at=1),
+             turn("abab1111bbbb2222cccc3333dddd4444", 2, 9100, 0, "expiry", 7932, None, at=2),  # priced in USD, miss not
+             turn("cdcd1111bbbb2222cccc3333dddd4444", 1, 9000, 0, at=3),
+             turn("cdcd1111bbbb2222cccc3333dddd4444", 2, 9100, 0, "expiry", 0, None, at=4)])  # nothing lost: $0
+    led.close()
+    assert usage_cli.main(["conversations", "--json", "--state-dir", str(tmp_path)]) == 0
+    unknown, nothing = json.loads(capsys.readouterr().out)
+    assert (unknown["lost_tokens"], unknown["lost_usd"]) == (7932, None) and nothing["lost_usd"] == 0.0
+    assert usage_cli.main(["conversations", "--state-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines()[2].split()[-5:] == ["7,932", "unknown", "expiry", "(turn", "2)"]

@@ -152,3 +152,24 @@ async def test_a_print_still_being_made_when_the_doctor_is_told_leaves_the_turn_
     d.finished(ex, answered(ex))
     assert ex.result.cache is not None and ex.result.cache.turn == 1
     ex.cache_print.cancel()
+
+
+def test_a_miss_is_priced_as_its_request_was_the_accounts_list_first():
+    """Issue 81, item 3: what a miss lost is priced by the price source and tier that priced the request — the
+    account's own list from Qwen before the table — and is unknown (None, never $0) where nothing gives the read's
+    price."""
+    from qwen_gateway.models.listed import ListedModel, ModelList
+
+    def doctor_with(tiers):
+        cfg = config(prices=PRICES)
+        listed = ModelList("default", 0.0, {"coder-model": ListedModel("coder-model", tiers)})
+        cfg.models.accounts.put("default", ("coder-model",), listed)
+        d = CacheDoctor()
+        d.configure(cfg)
+        turn(d, body(1), 3000, 0)
+        turn(d, body(2), 3200, 2900)
+        return turn(d, body(3, tools=TOOLS[::-1]), 3400, 0)[0].result.cache
+
+    listed = doctor_with((Tier(None, 7.0, 21.0, 1.4, name="Default"),))
+    assert listed.lost == 3200 and listed.lost_usd == 3200 * (7.0 - 1.4) / 1e6  # the list's, not the table's 1.0 - 0.2
+    assert doctor_with((Tier(None, 7.0, 21.0, name="Default"),)).lost_usd is None  # its read's price not given

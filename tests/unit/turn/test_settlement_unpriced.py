@@ -63,3 +63,34 @@ def test_a_batch_bill_that_is_unpriced_is_not_priced_again():
     ex.result.usage, ex.result.cost_unit, ex.attempt.model = dict(USAGE), prices.UNPRICED, "qwen3.7-flash"
     settle.answered(tflow.tflow(resp=True), ex)
     assert (ex.result.cost, ex.result.cost_unit) == (None, prices.UNPRICED)
+
+
+def test_an_answer_qwen_reported_no_usage_for_costs_an_unknown_amount_never_0():
+    """Issue 79, item 5: a whole answer whose usage is missing (or a stream that ended without it) is counted as
+    unknown — `usage_unknown`, no amount — on every path; a plan counted in requests still counts the request."""
+    for usage in (None, {}):
+        settle, _, _, _, ex = parts()
+        settle.prices = prices.builtin
+        ex.attempt.cred = Credential("acct", KEY, "https://dashscope-intl.aliyuncs.com/v1", "k")
+        ex.attempt.model, ex.result.usage = "qwen3-coder-plus", usage
+        f = tflow.tflow(resp=True)
+        settle.answered(f, ex)
+        assert (ex.result.cost, ex.result.cost_unit) == (None, prices.USAGE_UNKNOWN)
+        assert f.metadata["qwen"]["cost"] == {"amount": None, "unit": "usage_unknown"}
+    settle, _, _, _, ex = parts()
+    settle.prices = prices.builtin
+    ex.attempt.cred = dataclasses.replace(Credential("plan", KEY, "https://coding-intl.dashscope.aliyuncs.com/v1",
+                                                     "k"), billing="coding")
+    ex.attempt.model = "qwen3-coder-plus"
+    settle.answered(tflow.tflow(resp=True), ex)
+    assert (ex.result.cost, ex.result.cost_unit) == (1.0, prices.REQUESTS)
+
+
+def test_what_never_reached_an_answer_is_not_counted_as_unknown_usage():
+    settle, _, _, _, ex = parts()
+    settle.prices = prices.builtin
+    ex.attempt.cred = Credential("acct", KEY, "https://dashscope-intl.aliyuncs.com/v1", "k")
+    ex.attempt.model = "qwen3-coder-plus"
+    ex.fail(400, "invalid_request_error", "no")
+    settle.answered(tflow.tflow(resp=True), ex)
+    assert (ex.result.cost, ex.result.cost_unit) == (None, "")

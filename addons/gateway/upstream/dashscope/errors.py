@@ -12,29 +12,48 @@ from __future__ import annotations
 
 import json
 
+from ... import sse
 from ...accounts import Window
 from ...errors import (AUTH, CLIENT, CONTEXT, DENIED, NO_RETRY, PLAN_REFUSED, QUOTA, SERVER, STALE, THROTTLE, TIMEOUT,
                        UpstreamError)
 
 
 def _parse_error(body: bytes | str | None) -> tuple[str, str | None, str | None, str | None]:
-    """(message, code, type, param) out of whatever error body Qwen/DashScope sent."""
+    """(message, code, type, param) out of whatever error body Qwen/DashScope sent — the inner error's of one
+    wrapped in Qwen's SSE shape (`event:error` / `data: {…}`), as the body or as its message."""
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")
     text = (body or "").strip()
     try:
         data = json.loads(text) if text else None
     except ValueError:
-        return text[:500], None, None, None
+        inner = unwrapped(text)
+        return (text[:500], None, None, None) if inner is None else _parse_error(json.dumps({"error": inner}))
     if isinstance(data, dict):
         err = data.get("error", data)
         if isinstance(err, dict):
             msg = err.get("message") or err.get("error_description") or data.get("message") or ""
             code = err.get("code") if isinstance(err.get("code"), str) else data.get("code")
+            if isinstance(msg, str) and (inner := unwrapped(msg)) is not None:  # its words are the inner error's
+                err, msg = {**err, **inner}, inner["message"]
+                code = inner["code"] if isinstance(inner.get("code"), str) else code
             return str(msg), code if isinstance(code, str) else None, _str(err.get("type")), _str(err.get("param"))
         if isinstance(err, str):
             return _str(data.get("message")) or err, _str(data.get("code")) or err, None, None
     return text[:500], None, None, None
+
+
+def unwrapped(text: str) -> dict | None:
+    """The inner error of text in Qwen's wrapped shape (dashscope-rules.md, "Learned since 2026-11-26"): an SSE
+    `event:error` whose data is a second `data: {…}` line, or a `data: {"error": …}` line; None when it is not one
+    (the text is then the message, as it came)."""
+    head, _, rest = text.strip().partition("\n")
+    data = rest if head.startswith("event:") else text.strip()
+    if not data.startswith("data:"):
+        return None
+    obj = sse.event_json(data[5:], "error")
+    inner = obj.get("error") if isinstance(obj, dict) else None
+    return inner if isinstance(inner, dict) and isinstance(inner.get("message"), str) and inner["message"] else None
 
 
 def _str(v: object) -> str | None:
@@ -177,6 +196,9 @@ def classify_stream_error(err: object) -> UpstreamError:
     TPM throttling). A dict keeps its class: read as the HTTP answer its code and type say Qwen would have given
     (a refusal of the request stays a 4xx, never a 5xx a client retries). Text has no code, so a throttling phrase
     is the only sign of a per-minute limit."""
+    said = err.get("message") if isinstance(err, dict) else err
+    if isinstance(said, str) and (inner := unwrapped(said)) is not None:
+        err = inner  # wrapped in Qwen's SSE shape: the inner error's words and class
     if isinstance(err, dict):
         message = str(err.get("message") or "Qwen reported an error mid-stream.")
         code = err.get("code") if isinstance(err.get("code"), str) else None

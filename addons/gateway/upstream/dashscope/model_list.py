@@ -8,7 +8,9 @@ tiers named by input size (`range_name` "Input<=32k", "32k<Input<=128k", "Defaul
 
 Decoding only (pure); key_models.py fetches. What the list does not say stays unknown: a model without USD
 prices per million tokens (another currency, another unit, a standard-time price missing) carries no tiers and
-is priced by the catalogue; a missing cap is None."""
+is priced by the catalogue; a missing cap is None. A price of 0 is no price either (a list's glitch is not a gift):
+not taken unless the catalogue prices that very field of the model at 0 too (an embedding model's output) — an input
+or output of 0 leaves the model to the catalogue, a cache price of 0 to its documented default."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import json
 import re
 from typing import Any
 
+from ...models import catalogue
 from ...models.listed import ListedModel
 from ...pricing.prices import Tier
 from .headers import target
@@ -27,6 +30,8 @@ _RANGE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)([kKmM]?)\s*<\s*)?(?:Input|输入)\s
 _PRICE_FIELDS = {"input_token": "input", "output_token": "output", "input_token_cache": "cached",
                  "input_token_cache_read": "cache_read", "input_token_cache_creation_5m": "cache_write",
                  "input_token_cache_creation_1h": "cache_write_1h", "thinking_output_token": "thinking_output"}
+# the catalogue's tier tuple after its bound (models/catalogue.Tier), as Tier's fields
+_CATALOGUE_FIELDS = ("input", "output", "cached", "thinking_output", "cache_read", "cache_write", "cache_write_1h")
 
 
 def path(page: int) -> str:
@@ -77,7 +82,7 @@ def model(record: dict) -> tuple[ListedModel, str]:
     """One model's facts, and why its prices were not taken ("": they were, or it has none)."""
     info = record.get("model_info")
     info = info if isinstance(info, dict) else {}
-    tiers, why = prices(record.get("prices"))
+    tiers, why = prices(record.get("prices"), free(record["model"]))
     published = record.get("published_time")
     return ListedModel(record["model"], tiers, _count(info.get("context_window")), _count(info.get("max_input_tokens")),
                        _count(info.get("max_output_tokens")), _count(info.get("reasoning_max_output_tokens")),
@@ -93,9 +98,20 @@ def other_bands(raw: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(b) for b in found if b not in (None, "", "standard")))
 
 
-def prices(raw: Any) -> tuple[tuple[Tier, ...] | None, str]:
+def free(model: str) -> frozenset[str]:
+    """The prices (Tier's fields) the catalogue gives `model` as 0 in every tier of one of its billings: what a 0
+    in its list may mean."""
+    row = catalogue.find(model)
+    found: set[str] = set()
+    for tiers in (row.prices.values() if row is not None else ()):
+        found |= {name for i, name in enumerate(_CATALOGUE_FIELDS, 1) if all(t[i] == 0 for t in tiers)}
+    return frozenset(found)
+
+
+def prices(raw: Any, free: frozenset[str] = frozenset()) -> tuple[tuple[Tier, ...] | None, str]:
     """The tiers in USD per million tokens, smallest prompts first; None and why, when they cannot be read as
-    that (an unknown range name, another currency or unit, no standard-time input and output price)."""
+    that (an unknown range name, another currency or unit, no standard-time input and output price, an input or
+    output of 0 where `free` does not name it)."""
     if not isinstance(raw, list) or not raw:
         return None, ""
     tiers: list[tuple[int | None, Tier]] = []
@@ -105,6 +121,7 @@ def prices(raw: Any) -> tuple[tuple[Tier, ...] | None, str]:
         if bound is False:
             return None, f"a price tier the gateway cannot read ({name!r})"
         fields: dict[str, float] = {}
+        zeros: list[str] = []
         for item in tier.get("prices") or []:
             if not isinstance(item, dict) or item.get("type") not in _PRICE_FIELDS:
                 continue
@@ -117,8 +134,14 @@ def prices(raw: Any) -> tuple[tuple[Tier, ...] | None, str]:
             value = _number(item.get("price"))
             if per is None or value is None:
                 return None, f"a price the gateway cannot read ({item.get('price')!r} {unit})"
-            fields[_PRICE_FIELDS[item["type"]]] = value * per
+            field = _PRICE_FIELDS[item["type"]]
+            if value == 0 and field not in free:
+                zeros.append(item["type"])  # unknown, never $0: the field is left to the catalogue or its default
+                continue
+            fields[field] = value * per
         if "input" not in fields or "output" not in fields:
+            if zeros:
+                return None, f"a price of 0 ({', '.join(zeros)} in {name!r}) that the catalogue does not give as free"
             return None, f"no input and output price in {name!r}"
         tiers.append((bound, Tier(bound, fields.pop("input"), fields.pop("output"), name=str(name), **fields)))
     tiers.sort(key=lambda t: float("inf") if t[0] is None else t[0])

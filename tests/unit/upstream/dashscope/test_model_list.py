@@ -110,3 +110,25 @@ def test_pages_are_read_until_every_record_is_in_and_no_further_than_the_most():
         count += 1
         endless.take(answer(100, 10**6))
     assert count == model_list.MOST_PAGES
+
+
+def test_a_zero_price_is_unknown_unless_the_catalogue_says_the_model_is_free():
+    """A 0 in the account's list is no price (issue 79, item 5): an input or output of 0 leaves the model to the
+    catalogue's price (or unpriced), a 0 cache price to its documented default; only where the catalogue prices that
+    very field at 0 (an embedding model's output) is it taken."""
+    zero_input = {"model": "qwen3.6-plus", "prices": [{"range_name": "Default", "prices": [
+        usd("input_token", "0"), usd("output_token", "3")]}]}
+    listed, why = model_list.model(zero_input)
+    assert listed.tiers is None and "0" in why and "input_token" in why and "free" in why
+    zero_cache = {"model": "qwen3.6-plus", "prices": [{"range_name": "Default", "prices": [
+        usd("input_token", "0.5"), usd("output_token", "3"), usd("input_token_cache", "0.0"),
+        usd("input_token_cache_read", "0")]}]}
+    tier = model_list.model(zero_cache)[0].tiers[0]
+    assert (tier.input, tier.output, tier.cached, tier.cache_read) == (0.5, 3.0, None, None)
+    embedding = {"model": "text-embedding-v4", "prices": [{"range_name": "Default", "prices": [
+        usd("input_token", "0.07"), usd("output_token", "0")]}]}
+    tier = model_list.model(embedding)[0].tiers[0]
+    assert (tier.input, tier.output) == (0.07, 0.0)  # the catalogue prices its output at 0: free, said so
+    not_free = {"model": "text-embedding-v4", "prices": [{"range_name": "Default", "prices": [
+        usd("input_token", "0"), usd("output_token", "0")]}]}
+    assert model_list.model(not_free)[0].tiers is None  # its input is not free by the catalogue
