@@ -175,3 +175,14 @@ def test_a_keys_file_of_before_gets_the_budgets_column_and_the_days_per_model(tm
         assert store.spend(today=TODAY)["a"].models == {"qwen3-max": Tally(5, 0.5)}
     finally:
         store.close()
+
+
+def test_a_small_usd_budget_is_said_with_the_digits_that_tell_spent_from_limit():
+    # issue 82: a $0.001 budget was refused as "$0.00 of $0.00"
+    assert budgets.amounts(Line(MONTHLY_USD, "", 0.001), 0.0012) == ("$0.0012", "$0.0010")
+    assert budgets.amounts(Line(MONTHLY_USD, "", 0.125), 0.2) == ("$0.200", "$0.125")
+    assert budgets.amounts(Line(MONTHLY_USD, "", 5.0), 5.25) == ("$5.25", "$5.00")
+    assert budgets.amounts(Line(MONTHLY_USD, "", 1500.0), 1500.5) == ("$1,500.50", "$1,500.00")
+    rec = KeyRecord("ci", monthly_usd=0.001)
+    now = calendar.timegm((2026, 11, 23, 14, 3, 0))
+    assert "budget: $0.0012 of $0.0010 this month" in refusals.over_monthly(rec, 0.0012, "openai", now).message
