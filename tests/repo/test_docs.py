@@ -878,7 +878,7 @@ def test_keys_walkthrough(session):
     out = session.run(block("docs/keys.md", "qwen-keys revoke ci"))
     expect(block("docs/keys.md", "has used its daily budget"), out, home)
     out = session.run(block("docs/keys.md", "qwen-keys list\n.venv/bin/qwen-usage --by key"))
-    expect(block("docs/keys.md", "NAME   STATE    RPM"), out, home)
+    expect(block("docs/keys.md", "NAME   STATE    TODAY"), out, home)
     # the gateway's log, whole once it stopped (the last block's `kill`)
     said = [ln[ln.index("qwen: named client keys:"):] for ln in (home / "gateway.log").read_text().splitlines()
             if "qwen: named client keys:" in ln]
@@ -1119,7 +1119,7 @@ SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that c
     ("docs/keys.md", "Added key account demo: http://127.0.0.1:9999/v1"): "test_keys_walkthrough",
     ("docs/keys.md", "200 200 200 429"): "test_keys_walkthrough",
     ("docs/keys.md", "has used its daily budget"): "test_keys_walkthrough",
-    ("docs/keys.md", "NAME   STATE    RPM"): "test_keys_walkthrough",
+    ("docs/keys.md", "NAME   STATE    TODAY"): "test_keys_walkthrough",
     ("docs/keys.md", "qwen: named client keys: 2 active"): "test_keys_walkthrough",
     ("docs/keys.md", '"coding": {"unit": "requests"}'): "test_keys_price_file_example",
     ("docs/deploy.md", Exact('{"status":"ready"}')): "test_deploy_container",

@@ -2,7 +2,7 @@
 
     qwen-keys add NAME [--rpm N] [--tpm N] [BUDGET …]
                                  a new key; printed once, as the last line (only its SHA-256 is stored)
-    qwen-keys list               name, state, limits, spent today / this month, last used (--json)
+    qwen-keys list               name, state, limits, spent today / this month, last used (--wide, --json)
     qwen-keys set NAME [--rpm N] [--tpm N] [BUDGET …]
                                  change a key's limits (0 removes one)
     qwen-keys revoke NAME        the key stops working (it stays listed: a gateway with keys still needs one)
@@ -136,7 +136,7 @@ def run(ap: argparse.ArgumentParser, a: argparse.Namespace) -> int:
     try:
         if a.command == "list":
             items = rows(store)
-            print(json.dumps(items, indent=2) if a.json else table(items))
+            print(json.dumps(items, indent=2) if a.json else table(items, a.wide))
             return 0
         asked = store.version(a.name)  # the key as this command found it, before its turn
         with keys_lock.turn(resolve_state_dir(a.state_dir), Database(a.state_url) if a.state_url else None, a.name,
@@ -265,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         _limits_args(p)
     p = sub.add_parser("list", parents=[common], help="keys, limits and spend")
     p.add_argument("--json", action="store_true", help="print rows as JSON")
+    p.add_argument("--wide", action="store_true", help="a column for each limit and count (wider than 100)")
     for name, text in (("revoke", "the key stops working"), ("rotate", "a new key for NAME, printed as the last line"),
                        ("delete", "the key gone for good (its record, spend and stored objects)")):
         sub.add_parser(name, parents=[changes], help=text).add_argument("name", type=_name)
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.command == "migrate":
         return keys_migrate.run(ap, a)
-    a.json = getattr(a, "json", False)
+    a.json, a.wide = getattr(a, "json", False), getattr(a, "wide", False)
     return run(ap, a)
 
 

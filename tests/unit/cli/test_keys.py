@@ -168,6 +168,12 @@ def test_the_table_as_docs_keys_md_shows_it():
             item("ci", "revoked", daily=20, usd=5.0, tokens=22, requests=1, refused=2, spent=0.000070,
                  last="2026-11-23 14:02 UTC")]
     assert keys.table(rows) == """\
+NAME   STATE    TODAY                  THIS MONTH  LAST USED
+alice  active   15 tokens, 3 requests  $0.000051   2026-11-23 14:02 UTC
+  limits: rpm 3; 2 refused today
+ci     revoked  22 tokens, 1 request   $0.000070   2026-11-23 14:02 UTC
+  limits: daily-tokens 20, monthly-usd $5.00; 2 refused today"""
+    assert keys.table(rows, wide=True) == """\
 NAME   STATE    RPM  TPM  DAILY TOKENS  MONTHLY USD  TODAY                             THIS MONTH  LAST USED
 alice  active   3    -    -             -            15 tokens, 3 requests, 2 refused  $0.000051   2026-11-23 14:02 UTC
 ci     revoked  -    -    20            $5.00        22 tokens, 1 request, 2 refused   $0.000070   2026-11-23 14:02 UTC"""
@@ -175,13 +181,14 @@ ci     revoked  -    -    20            $5.00        22 tokens, 1 request, 2 ref
 
 def test_requests_no_price_counted_are_said_beside_the_usd():
     """Unknown is a value: the month's USD counts what had a price, and says how many answers had none."""
-    lines = keys.table([item("bob", "active", requests=3, spent=0.000051, unpriced=2)]).splitlines()
+    lines = keys.table([item("bob", "active", requests=3, spent=0.000051, unpriced=2)], wide=True).splitlines()
     assert "$0.000051 + 2 unpriced" in lines[1]
-    assert "$0 + 1 unpriced" in keys.table([item("eve", "active", requests=1, unpriced=1)])
+    assert "$0 + 1 unpriced" in keys.table([item("eve", "active", requests=1, unpriced=1)], wide=True)
+    assert keys.table([item("eve", "active", requests=1, unpriced=1)]).splitlines()[-1] == "  1 unpriced this month"
 
 
 def test_plan_units_get_a_column_when_any_key_used_them():
     rows = [item("cp", "active", requests=1, plan_r=1, plan_t=0), item("tp", "active", plan_t=1200)]
-    lines = keys.table(rows).splitlines()
+    lines = keys.table(rows, wide=True).splitlines()
     assert lines[0].split("  ")[-2:] == ["PLAN THIS MONTH", "LAST USED"]
     assert "1 request  " in lines[1] and "1,200 tokens" in lines[2]
