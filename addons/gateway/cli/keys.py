@@ -197,11 +197,13 @@ def _change(ap: argparse.ArgumentParser, a: argparse.Namespace, store: KeyStore)
         _keep_copy(a, store)
     applied, status = (keys_applied.in_database(store.conn, a.name, a.wait) if a.state_url else
                        keys_applied.in_folder(resolve_state_dir(a.state_dir), a.wait))
-    if status:  # recorded, but not every running gateway said it applied it
-        print(f"qwen-keys: {applied}", file=sys.stderr)
-    else:
+    if not status:
         said.insert(len(said) - 1 if key else len(said), applied)  # the key stays the last line
-    print("\n".join(said + ([key] if key else [])))
+    # what was done first, then (recorded, but not every running gateway said it applied it) who did not confirm:
+    # flushed, so a terminal or one pipe of both streams reads in that order
+    print("\n".join(said + ([key] if key else [])), flush=True)
+    if status:
+        print(f"qwen-keys: {applied}", file=sys.stderr)
     return status
 
 

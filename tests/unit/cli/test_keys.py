@@ -6,8 +6,13 @@ run the command against PostgreSQL."""
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
+import subprocess
+import sys
 import json
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -192,3 +197,20 @@ def test_plan_units_get_a_column_when_any_key_used_them():
     lines = keys.table(rows, wide=True).splitlines()
     assert lines[0].split("  ")[-2:] == ["PLAN THIS MONTH", "LAST USED"]
     assert "1 request  " in lines[1] and "1,200 tokens" in lines[2]
+
+
+def test_exit_3_says_what_was_done_before_which_gateways_did_not_confirm(tmp_path, run):
+    # issue 82: on one terminal "Not confirmed …" came before "Revoked key …"; the real command, both streams on one
+    # pipe as a terminal has them, and a gateway's socket that takes the question and never answers
+    assert run("add", "alice")[0] == 0
+    (tmp_path / "gateways").mkdir(mode=0o700)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as deaf:
+        deaf.bind(str(tmp_path / "gateways" / "4242.sock"))
+        deaf.listen()
+        done = subprocess.run([str(Path(sys.executable).parent / "qwen-keys"), "revoke", "alice", "--state-dir",
+                               str(tmp_path), "--wait", "0.5"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, timeout=60, env={**os.environ, "QWEN_STATE_URL": ""})
+    assert done.returncode == 3, done.stdout
+    assert done.stdout.splitlines()[0] == "Revoked key alice: gateways refuse it (401)."
+    assert done.stdout.splitlines()[1].startswith("qwen-keys: Not confirmed within "
+                                                  "0.5 s by pid 4242"), done.stdout
