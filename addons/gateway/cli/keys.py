@@ -43,6 +43,7 @@ from ..tenancy.store import FILENAME, SNAPSHOT, KeyNameError, KeyStore
 from ..storage.pg import Database, StateUrlError, shown
 from . import keys_applied, keys_lock, keys_migrate, usage_store
 from .keys_list import described, rows, table
+from .pipes import quiet_when_stdout_closes
 
 NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9@._-]{0,63}\Z")  # shown in logs, mitmweb and metric labels
 BUDGET_HELP = "BUDGET:\n" + "\n".join(f"    {b.option('MODEL', 'N' if b.counts == budgets.TOKENS else 'X'):<29}{b.help}"
@@ -246,6 +247,7 @@ def _keep_copy(a: argparse.Namespace, store: KeyStore) -> None:
                   "when it hears of the change)", file=sys.stderr)
 
 
+@quiet_when_stdout_closes
 def main(argv: list[str] | None = None) -> int:
     doc = __doc__.split("\n", 1)[1]
     ap = argparse.ArgumentParser(prog="qwen-keys", description=__doc__.split("\n", 1)[0],

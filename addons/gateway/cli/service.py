@@ -36,6 +36,7 @@ import sys
 from pathlib import Path
 
 from .service_unit import env_template, key_variables, unit_text
+from .pipes import quiet_when_stdout_closes
 
 UNIT_NAME = "qwen-gateway.service"
 REVERSE_TARGET = "reverse:https://portal.qwen.ai"
@@ -205,6 +206,7 @@ def version_text(tool: Path) -> str:
              else "Seams:     left out: " + "; ".join(f"{s} (changed: {', '.join(n)})" for s, n in left_out.items()))
     return f"qwen-gateway {ours['gateway']}\n{theirs}\n{seams}"
 
+@quiet_when_stdout_closes
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in ("-h", "--help", "help"):

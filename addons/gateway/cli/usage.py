@@ -51,6 +51,7 @@ from ..observe.ledger import FILENAME, Ledger, SharedLedger
 from . import usage_batches, usage_conversations, usage_learned, usage_report, usage_store, usage_unpriced
 from .usage_args import parse_since, positive as _positive, status as _status
 from .usage_text import request_table, table
+from .pipes import quiet_when_stdout_closes
 
 # The Qwen model that answered; for requests that never reached Qwen (context guard), the model asked for.
 _MODEL = "COALESCE(NULLIF(upstream_model, ''), model)"
@@ -185,6 +186,7 @@ def _local(ts: float) -> str:
 
 
 
+@quiet_when_stdout_closes
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if (rest := usage_learned.asked(argv)) is not None:  # not the ledger: options of its own
