@@ -13,7 +13,7 @@
                                  read from the cache one by one against the batch (qwen-usage batches --help)
     qwen-usage report            one HTML page: tokens and requests per day by model and account, error
                                  rates, the slowest requests (--limit N of them, default 10), the newest
-                                 20 conversations (--out FILE, default usage-report.html in the state
+                                 20 conversations (--out/-o FILE, default usage-report.html in the state
                                  folder); prints the file's path
 
 Filters, for every view:
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--by", choices=["key"], help="group by named client key (with today or days)")
     ap.add_argument("--limit", type=_positive, metavar="N", help="requests, conversations: how many (default 20); report: "
                     "slowest requests listed (default 10)")
-    ap.add_argument("--out", metavar="FILE", help=f"report: the page to write (default {usage_report.DEFAULT_OUT} in the state folder)")
+    ap.add_argument("-o", "--out", "--output", dest="out", metavar="FILE", help=f"report: the page to write (default {usage_report.DEFAULT_OUT} in the state folder)")
     ap.add_argument("--state-dir", metavar="DIR", help="the gateway's state folder")
     ap.add_argument("--state-url", metavar="URL", default=os.environ.get("QWEN_STATE_URL"),
                     help="the shared PostgreSQL database (default $QWEN_STATE_URL, else the one the folder's gateway "
