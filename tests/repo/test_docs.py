@@ -1024,6 +1024,16 @@ def test_configuration_routes_walkthrough(session):
            sources=(GATEWAY,))
 
 
+def test_the_prose_counts_what_the_request_line_above_it_shows():
+    """A sentence that reads a request line ("counted 2 in and 3 out") says the line's own numbers (issue 82:
+    the README said 8 out beside `out=3`)."""
+    for doc in DOC_FILES:
+        text = (ROOT / doc).read_text()
+        for said in re.finditer(r"counted (\d+) in and (\d+) out", text):
+            shown = re.findall(r" in=(\d+) out=(\d+) ", text[:said.start()])
+            assert shown and shown[-1] == said.groups(), (doc, said.group(0), shown[-1:])
+
+
 def test_configuration_lists_every_option_with_its_default():
     from qwen_gateway.settings import config
 
