@@ -85,7 +85,7 @@ _USAGE_ONLY = (f"NOT (COALESCE(endpoint, '') IN ({', '.join(repr(r) for r in SER
                f"AND status IS NOT NULL AND status < 400)")
 REQUEST_COLUMNS = ("ts", "endpoint", "method", "path", "model", "upstream_model", "account", "status", "error",
                    "prompt_tokens", "completion_tokens", "cached_tokens", "est_tokens", "token_method", "ttfb_ms",
-                   "duration_ms", "stream", "retries")
+                   "duration_ms", "stream", "retries", "cuts")
 
 
 class Filters:
@@ -183,7 +183,6 @@ def recent(ledger: Ledger | SharedLedger, filters: Filters | None = None, limit:
 
 def _local(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-
 
 
 @quiet_when_stdout_closes
