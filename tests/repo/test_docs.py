@@ -627,7 +627,7 @@ def test_accounts_status_sample(session):
                "-d '{\"model\": \"gpt-4o\", \"messages\": [{\"role\": \"user\", \"content\": \"task '$i'\"}]}'; done\n"
                "kill $gw; wait $gw")  # four conversations (one conversation's turns would all go to its account)
     out = session.run(block("docs/accounts.md", "qwen-auth status "), only="qwen-auth status ")
-    expect(block("docs/accounts.md", "ACCOUNT  KIND   STATE         EXPIRES"), out, home)
+    expect(block("docs/accounts.md", "ACCOUNT  KIND   PROVIDER   STATE         EXPIRES"), out, home)
 
 
 def test_accounts_startup_sample(session):
@@ -1118,7 +1118,7 @@ SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that c
     ("docs/emulator.md", "gpt-4o→qwen3.8-max acct=chat 200"): "test_emulator_web_account_recipe",
     ("docs/emulator.md", "chat     web   disabled"): "test_emulator_web_account_recipe",
     ("docs/troubleshooting.md", '{"status":"degraded","accounts":[]'): "test_troubleshooting_health",
-    ("docs/accounts.md", "ACCOUNT  KIND   STATE         EXPIRES"): "test_accounts_status_sample",
+    ("docs/accounts.md", "ACCOUNT  KIND   PROVIDER   STATE         EXPIRES"): "test_accounts_status_sample",
     ("docs/accounts.md", "account default (oauth): needs_login"): "test_accounts_startup_sample",
     ("docs/observability.md", "gpt-4o→qwen3-coder-plus acct=demo 200 est=1.4k"): "test_observability_samples",
     ("docs/observability.md", "route=unknown 404"): "test_observability_samples",
