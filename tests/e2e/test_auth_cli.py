@@ -197,7 +197,7 @@ def test_status_shows_a_keys_failed_check_until_the_key_is_right(srv, settings, 
                    env={"BAD_KEY": key})[0] == 0
     rc, out, _ = run_cli(settings, "status", env={"BAD_KEY": key, "OFF_KEY": wrong})
     bad = [ln for ln in out.splitlines() if ln.startswith("bad ")]
-    assert bad and bad[0].split()[2] == "ok" and "bad: " not in out, out
+    assert bad and bad[0].split()[3] == "ok" and "bad: " not in out, out
 
 
 def test_cli_add_keys_check_goes_through_the_proxy_the_environment_names(srv, settings):
