@@ -1171,8 +1171,10 @@ NOT_OUTPUT: dict[tuple[str, str], str] = {  # non-shell blocks that are no comma
         "real gateway's log line (the URL aside)",
     ("docs/deploy.md", "# postgresql.conf: a session whose client vanished"):
         "settings for postgresql.conf (the server's own side of what the gateway bounds), not a command",
-    ("docs/deploy.md", "[pgbouncer]\npool_mode = transaction\ntcp_keepalive = 1"):
-        "settings for pgbouncer.ini, not a command",
+    ("docs/deploy.md", "; /etc/pgbouncer/pgbouncer.ini: the gateways' pool"):
+        "a pgbouncer.ini, not a command; tests/e2e/test_e2e_pooler_mode.py starts a real PgBouncer with it",
+    ("docs/deploy.md", '"qwen" "SCRAM-SHA-256$4096:…"'):
+        "a userlist.txt line's shape (the secret is the database's); tests/e2e/test_e2e_pooler_mode.py writes one so",
     ("docs/clients.md", "$ .venv/bin/qwen-redirect install --port 8080 --dry-run"):
         "qwen-redirect's dry run with documentation addresses (192.0.2.10, 2001:db8::10) from a stub resolver; "
         "tests/unit/cli/test_redirect.py compares this block with the real command's output under that resolver",
