@@ -17,7 +17,7 @@ Main = TypeVar("Main", bound=Callable[..., int])
 
 def quiet_when_stdout_closes(main: Main) -> Main:
     @functools.wraps(main)
-    def run(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def run(*args, **kwargs):
         try:
             try:
                 return main(*args, **kwargs)

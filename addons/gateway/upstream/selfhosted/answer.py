@@ -93,6 +93,7 @@ def classify(status: int, body: bytes | str | dict | None) -> UpstreamError:
     said = message or f"HTTP {status}"
     low = said.lower()
     kind: ErrorKind
+    code: str | None
     if status == 401 or status == 403:
         kind, code, out = AUTH, "invalid_api_key", 401
     elif status == 429:
