@@ -546,7 +546,7 @@ def test_emulator_web_account_recipe(session):
     out = session.run(block("docs/emulator.md", "\"content\": \"hi\"}]}'"))
     session.expect(block("docs/emulator.md", "gpt-4o→qwen3.8-max acct=chat 200"), out, sources=(GATEWAY,))
     out = session.run(block("docs/emulator.md", "unset QWEN_WEB_BASE_URL QWEN_WEB_AUTH_BASE_URL"))
-    expect(block("docs/emulator.md", "chat     web   disabled"), out, session.home)
+    expect(block("docs/emulator.md", "chat     web   qwenweb   disabled"), out, session.home)
 
 
 # ---- docs/troubleshooting.md -------------------------------------------------------------------------
@@ -1116,7 +1116,7 @@ SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that c
     ("docs/emulator.md", "gpt-4o→coder-model acct=default 200"): "test_emulator_login_recipe",
     ("docs/emulator.md", "default  oauth  ok"): "test_emulator_login_recipe",
     ("docs/emulator.md", "gpt-4o→qwen3.8-max acct=chat 200"): "test_emulator_web_account_recipe",
-    ("docs/emulator.md", "chat     web   disabled"): "test_emulator_web_account_recipe",
+    ("docs/emulator.md", "chat     web   qwenweb   disabled"): "test_emulator_web_account_recipe",
     ("docs/troubleshooting.md", '{"status":"degraded","accounts":[]'): "test_troubleshooting_health",
     ("docs/accounts.md", "ACCOUNT  KIND   PROVIDER   STATE         EXPIRES"): "test_accounts_status_sample",
     ("docs/accounts.md", "account default (oauth): needs_login"): "test_accounts_startup_sample",
