@@ -494,7 +494,7 @@ def test_readme_offline_walkthrough(session):
     session.expect(block("README.md", '{"error": {"message": "None of your usable Qwen accounts (demo)'), out,
                    sources=(GATEWAY,))
     out = session.run(block("README.md", "kill %1 %2; wait"))
-    expect(block("README.md", "demo     key   ok"), out, home)
+    expect(block("README.md", "demo     key   dashscope  ok"), out, home)
 
 
 def test_readme_service(session):
@@ -530,7 +530,7 @@ def test_emulator_login_recipe(session):
     out = session.run(block("docs/emulator.md", "\"content\": \"ping\"}]}'"))
     session.expect(block("docs/emulator.md", "gpt-4o→coder-model acct=default 200"), out, sources=(GATEWAY,))
     out = session.run(block("docs/emulator.md", "kill %1 %2; wait\n.venv/bin/qwen-auth status"))
-    expect(block("docs/emulator.md", "default  oauth  ok"), out, home)
+    expect(block("docs/emulator.md", "default  oauth  dashscope  ok"), out, home)
     creds = json.loads((home / ".qwen" / "oauth_creds.json").read_text())
     assert creds["resource_url"] == "http://127.0.0.1:9999"
 
@@ -1108,13 +1108,13 @@ SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that c
     ("README.md", "qwen: WARNING: no Qwen account is configured"): "test_readme_gateway_command",
     ("README.md", "Added key account demo"): "test_readme_offline_walkthrough",
     ("README.md", '{"error": {"message": "None of your usable Qwen accounts (demo)'): "test_readme_offline_walkthrough",
-    ("README.md", "demo     key   ok"): "test_readme_offline_walkthrough",
+    ("README.md", "demo     key   dashscope  ok"): "test_readme_offline_walkthrough",
     ("README.md", "Wrote /home/you/.config/systemd/user/qwen-gateway.service."): "test_readme_service",
     ("docs/service.md", "# would write /home/you/.config/systemd/user/qwen-gateway.service:"): "test_service_dry_run",
     ("docs/emulator.md", Exact("Qwen emulator listening on http://127.0.0.1:9999")): "test_emulator_start",
     ("docs/emulator.md", "=== Qwen OAuth Device Authorization ==="): "test_emulator_login_recipe",
     ("docs/emulator.md", "gpt-4o→coder-model acct=default 200"): "test_emulator_login_recipe",
-    ("docs/emulator.md", "default  oauth  ok"): "test_emulator_login_recipe",
+    ("docs/emulator.md", "default  oauth  dashscope  ok"): "test_emulator_login_recipe",
     ("docs/emulator.md", "gpt-4o→qwen3.8-max acct=chat 200"): "test_emulator_web_account_recipe",
     ("docs/emulator.md", "chat     web   qwenweb   disabled"): "test_emulator_web_account_recipe",
     ("docs/troubleshooting.md", '{"status":"degraded","accounts":[]'): "test_troubleshooting_health",
