@@ -187,7 +187,7 @@ def test_status_shows_a_keys_failed_check_until_the_key_is_right(srv, settings, 
     assert run_cli(settings, "add-key", "off", "--base-url", "http://127.0.0.1:9/v1", "--key-env", "OFF_KEY",
                    env={"OFF_KEY": wrong})[0] == 0
     rc, out, _ = run_cli(settings, "status", env={"BAD_KEY": wrong, "OFF_KEY": wrong})
-    rows = {ln.split()[0]: ln.split()[2] for ln in out.splitlines()[1:] if ln.split() and ln.split()[0] in ("bad", "off")}
+    rows = {ln.split()[0]: ln.split()[3] for ln in out.splitlines()[1:] if ln.split() and ln.split()[0] in ("bad", "off")}
     assert rows == {"bad": "check_failed", "off": "check_failed"}, out
     assert "bad: key check (qwen-auth add-key, " in out and "the base refused the key (HTTP 401" in out, out
     assert "off: key check (qwen-auth add-key, " in out and "could not reach 127.0.0.1" in out, out
@@ -197,7 +197,7 @@ def test_status_shows_a_keys_failed_check_until_the_key_is_right(srv, settings, 
                    env={"BAD_KEY": key})[0] == 0
     rc, out, _ = run_cli(settings, "status", env={"BAD_KEY": key, "OFF_KEY": wrong})
     bad = [ln for ln in out.splitlines() if ln.startswith("bad ")]
-    assert bad and bad[0].split()[2] == "ok" and "bad: " not in out, out
+    assert bad and bad[0].split()[3] == "ok" and "bad: " not in out, out
 
 
 def test_cli_add_keys_check_goes_through_the_proxy_the_environment_names(srv, settings):

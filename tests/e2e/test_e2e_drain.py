@@ -336,3 +336,60 @@ def test_a_kept_alive_connection_closes_after_its_answer_never_under_a_request(m
     status, streamed, stream_closed = answer(going)
     assert status == 200 and stream_closed, streamed
     assert gw.proc.wait(30) == 0
+
+
+HOLD_IMPORT = '''
+import importlib.abc
+import os
+import pathlib
+import sys
+import time
+
+HOLD = pathlib.Path(os.environ["QWEN_TEST_HOLD"])
+
+
+class Hold(importlib.abc.MetaPathFinder):
+    """The gateway's import held (as on a slow disk or a busy machine) until the test says go."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "qwen_gateway.addon":
+            sys.meta_path.remove(self)
+            (HOLD / "importing").touch()
+            deadline = time.monotonic() + 60
+            while not (HOLD / "go").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return None
+
+
+sys.meta_path.insert(0, Hold())
+'''
+
+
+def test_a_sigterm_while_the_addon_imports_stops_cleanly_with_exit_0(emu, oauth_home, tmp_path):
+    """issue 82: "a SIGTERM while the addon still imports exits 143". mitmproxy's `run` sets its loop's SIGTERM
+    handler before it loads the scripts, so a SIGTERM while the gateway imports (held here) is kept and handed to
+    the drain once the gateway runs: exit 0, said in the log. The 143 is earlier: mitmproxy's own imports and
+    options, before any addon code runs (docs/deploy.md#a-graceful-drain)."""
+    from helpers.procs import ADDON, BIN, _stop, free_port
+    import os
+    import subprocess
+
+    (tmp_path / "hold").mkdir()
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(HOLD_IMPORT)
+    log = tmp_path / "mitmdump.log"
+    env = {**os.environ, **oauth_home["env"], "QWEN_GATEWAY_HOME": str(tmp_path / "state"),
+           "QWEN_TEST_HOLD": str(tmp_path / "hold"), "PYTHONPATH": str(tmp_path / "site")}
+    cmd = [str(BIN / "mitmdump"), "--set", f"confdir={tmp_path / 'conf'}", "--mode",
+           f"reverse:https://portal.qwen.ai@127.0.0.1:{free_port()}", "-s", str(ADDON)]
+    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env, cwd=str(tmp_path))
+    try:
+        until(lambda: (tmp_path / "hold" / "importing").exists(), "the gateway importing", limit=60, every=0.02)
+        proc.send_signal(signal.SIGTERM)
+        (tmp_path / "hold" / "go").touch()
+        assert proc.wait(60) == 0, log.read_text()
+    finally:
+        _stop(proc)
+    text = log.read_text()
+    assert "qwen: SIGTERM during start-up" in text and "qwen: gateway stopped" in text, text
+    assert "Traceback" not in text, text

@@ -55,3 +55,52 @@ def test_a_gateway_behind_pgbouncer_in_session_mode_says_so_at_start(tmp_path, e
     finally:
         gw.stop()
         bouncer.stop()
+
+
+def _deploy_ini() -> str:
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    found = re.findall(r"```ini\n(; /etc/pgbouncer/pgbouncer.ini.*?)```", text, re.S)
+    assert len(found) == 1, "docs/deploy.md's pgbouncer.ini"
+    return found[0]
+
+
+def test_the_pgbouncer_ini_docs_deploy_md_prints_pools_the_gateways_by_transaction(pg_server):  # noqa: F811
+    """issue 82: docs/deploy.md named PgBouncer but printed nothing to copy. Its pgbouncer.ini, as printed but for
+    the test's host, port and paths, and a userlist line as it says to write one (the role's SCRAM secret), run a
+    real PgBouncer that checks the password, logs in to the database with it, and shares a server connection
+    between two clients (transaction pooling)."""
+    if no_pgbouncer():
+        pytest.skip(no_pgbouncer())
+    import psycopg
+
+    from qwen_gateway.storage.pg_follow import plain_connection
+    from qwen_gateway.storage.pg_pooler import session_pooled
+
+    db = pg_server.new_database().rsplit("/", 1)[1]
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'qwen'").fetchone():
+            pg_server.require_password("qwen", "s3cret")  # scram-sha-256 from 127.0.0.1, as a real database asks
+        secret = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'qwen'").fetchone()[0]
+    assert secret.startswith("SCRAM-SHA-256$4096:")  # the shape the docs' userlist line shows
+    bouncer = PgBouncer(pg_server.port)
+    ini = _deploy_ini()
+    for printed, here in (("host=db.internal port=5432 dbname=qwen_gateway", f"host=127.0.0.1 port={pg_server.port} "
+                                                                             f"dbname={db}"),
+                          ("listen_addr = 0.0.0.0", "listen_addr = 127.0.0.1"),
+                          ("listen_port = 6432", f"listen_port = {bouncer.port}"),
+                          ("auth_file = /etc/pgbouncer/userlist.txt", f"auth_file = {bouncer.root}/users.txt")):
+        assert printed in ini, printed
+        ini = ini.replace(printed, here)
+    ini += f"unix_socket_dir =\nlogfile = {bouncer.root}/pgbouncer.log\npidfile = {bouncer.root}/pgbouncer.pid\n"
+    via = f"postgresql://qwen:s3cret@127.0.0.1:{bouncer.port}/qwen_gateway"
+    bouncer.start(ini=ini, userlist=f'"qwen" "{secret}"\n', ready_url=via)
+    try:
+        with psycopg.connect(via, autocommit=True, prepare_threshold=None) as a, \
+                psycopg.connect(via, autocommit=True, prepare_threshold=None) as b:
+            assert a.execute("SELECT current_user, current_database()").fetchone() == ("qwen", db)
+            assert a.execute("SELECT pg_backend_pid()").fetchone() == b.execute("SELECT pg_backend_pid()").fetchone()
+        with pytest.raises(psycopg.OperationalError):  # the password is checked
+            psycopg.connect(via.replace("s3cret", "wrong"), connect_timeout=5)
+        assert session_pooled(lambda: plain_connection(via)) is False
+    finally:
+        bouncer.stop()

@@ -135,3 +135,20 @@ def test_claude_codes_haiku_tier_goes_to_the_flash_model(claude_world):  # noqa:
         assert '"rule": "fast@agent:claude-cli=qwen3.6-flash"' in json.dumps(record)
     finally:
         gw.stop()
+
+
+def test_a_route_and_a_map_to_a_model_newer_than_the_catalogue_start_with_a_warning(tmp_path, emu, make_gateway):
+    """issue 82: `fast=qwen4-flash` (a model Qwen serves that the catalogue does not name yet) stopped the gateway
+    at start. It starts, says once that the model is unknown to the catalogue, and sends it as asked; its price is
+    unknown (unpriced), never $0."""
+    emu.switches(extra_models=["qwen4-flash"])
+    gw, _, _ = gateway(make_gateway, tmp_path, emu, "newer", "qwen_routes=fast=qwen4-flash",
+                       "qwen_model_map=gpt-4.1=qwen4-flash")
+    warned = [ln for ln in gw.log().splitlines() if "is not in the catalogue" in ln]
+    assert len(warned) == 1 and "qwen_routes: 'fast=qwen4-flash'" in warned[0], gw.log()
+    hi = [{"role": "user", "content": "hi"}]
+    for model in ("gpt-4o-mini", "gpt-4.1"):
+        assert openai_client(gw.url, "x").chat.completions.create(model=model, messages=hi).choices
+        assert emu.chat_requests()[-1]["body"]["model"] == "qwen4-flash"
+    assert "gpt-4o-mini→qwen4-flash (route: fast) acct=emu 200" in line_of(gw, "(route: fast)")
+    assert "cost=$0 " not in gw.log() and "cost=unpriced" in line_of(gw, "gpt-4.1→qwen4-flash")

@@ -156,3 +156,17 @@ def test_an_error_inside_the_servers_stream_reaches_the_client_as_an_error(tmp_p
     assert "engine step failed" in str(e.value)
     summary = until(lambda: (lambda s: s if s.get("stream_error") else None)(record(state)["summary"]), "the record")
     assert "engine step failed" in summary["stream_error"]
+
+
+def test_the_servers_400_is_logged_with_its_code_as_model_studios_is(tmp_path, gpu, make_gateway):
+    """issue 82: a self-hosted server's 400 was logged without `error=CODE`; Model Studio's carry theirs. vLLM's
+    body names its kind in `type` (`BadRequestError`) and the status in `code` (400): here, tool_choice "auto" on a
+    server started without --enable-auto-tool-choice."""
+    gw, _ = gateway(tmp_path, gpu, make_gateway)
+    tool = {"type": "function", "function": {"name": "ls", "parameters": {"type": "object", "properties": {}}}}
+    with pytest.raises(openai.BadRequestError) as refused:
+        client(gw).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": ASK}],
+                                           tools=[tool], tool_choice="auto")
+    assert "enable-auto-tool-choice" in str(refused.value)
+    line = until(lambda: [ln for ln in gw.log().splitlines() if "POST /v1/chat/completions" in ln], "the line")[-1]
+    assert " 400 " in line and " error=BadRequestError " in line and "tool choice requires" in line, line

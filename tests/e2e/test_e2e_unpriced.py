@@ -132,7 +132,8 @@ def test_a_key_without_a_usd_budget_is_answered_and_shown_unpriced(tmp_path, emu
     listed = until(lambda: [r for r in json.loads(qwen_keys(env, "list", "--json").stdout)
                             if r["unpriced_this_month"] == 2], "the unpriced answers in qwen-keys list")
     assert listed[0]["usd_this_month"] == 0.0  # what had a price: nothing; the two are unknown, said apart
-    assert "$0 + 2 unpriced" in qwen_keys(env, "list").stdout
+    assert "$0 + 2 unpriced" in qwen_keys(env, "list", "--wide").stdout
+    assert "2 unpriced this month" in qwen_keys(env, "list").stdout
     page = tmp_path / "report.html"
     usage_text(env, "report", "--out", str(page))
     assert f"unpriced: 2 requests on {UNPRICED}" in page.read_text()

@@ -38,9 +38,11 @@ class PgBouncer:
     def url(self, db: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
 
-    def start(self) -> "PgBouncer":
-        (self.root / "users.txt").write_text('"postgres" ""\n')
-        (self.root / "pgbouncer.ini").write_text(
+    def start(self, ini: str | None = None, userlist: str | None = None, ready_url: str | None = None) -> "PgBouncer":
+        """`ini` and `userlist`: a configuration of the test's own (docs/deploy.md's, its host, port and paths
+        the test's), in `root`; ready once `ready_url` takes a connection. Else trust, every database."""
+        (self.root / "users.txt").write_text(userlist if userlist is not None else '"postgres" ""\n')
+        (self.root / "pgbouncer.ini").write_text(ini if ini is not None else
             "[databases]\n"
             f"* = host=127.0.0.1 port={self.server_port}\n"
             "[pgbouncer]\n"
@@ -64,7 +66,7 @@ class PgBouncer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"pgbouncer exited: {self.log()[-2000:]}")
             try:
-                with psycopg.connect(self.url("postgres"), connect_timeout=2, prepare_threshold=None):
+                with psycopg.connect(ready_url or self.url("postgres"), connect_timeout=2, prepare_threshold=None):
                     return self
             except psycopg.OperationalError:
                 time.sleep(0.1)

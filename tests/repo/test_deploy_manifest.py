@@ -104,7 +104,7 @@ def test_the_accounts_config_map_is_a_registry_the_gateway_reads(tmp_path):
     r = subprocess.run([str(BIN / "qwen-auth"), "status"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     rows = [line.split() for line in r.stdout.splitlines() if line.startswith("ds ")]
-    assert rows and rows[0][:3] == ["ds", "key", "ok"], r.stdout
+    assert rows and rows[0][:4] == ["ds", "key", "dashscope", "ok"], r.stdout
     assert "https://dashscope-intl.aliyuncs.com/compatible-mode/v1" in r.stdout
 
 

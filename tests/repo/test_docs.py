@@ -494,7 +494,7 @@ def test_readme_offline_walkthrough(session):
     session.expect(block("README.md", '{"error": {"message": "None of your usable Qwen accounts (demo)'), out,
                    sources=(GATEWAY,))
     out = session.run(block("README.md", "kill %1 %2; wait"))
-    expect(block("README.md", "demo     key   ok"), out, home)
+    expect(block("README.md", "demo     key   dashscope  ok"), out, home)
 
 
 def test_readme_service(session):
@@ -530,7 +530,7 @@ def test_emulator_login_recipe(session):
     out = session.run(block("docs/emulator.md", "\"content\": \"ping\"}]}'"))
     session.expect(block("docs/emulator.md", "gpt-4o→coder-model acct=default 200"), out, sources=(GATEWAY,))
     out = session.run(block("docs/emulator.md", "kill %1 %2; wait\n.venv/bin/qwen-auth status"))
-    expect(block("docs/emulator.md", "default  oauth  ok"), out, home)
+    expect(block("docs/emulator.md", "default  oauth  dashscope  ok"), out, home)
     creds = json.loads((home / ".qwen" / "oauth_creds.json").read_text())
     assert creds["resource_url"] == "http://127.0.0.1:9999"
 
@@ -546,7 +546,7 @@ def test_emulator_web_account_recipe(session):
     out = session.run(block("docs/emulator.md", "\"content\": \"hi\"}]}'"))
     session.expect(block("docs/emulator.md", "gpt-4o→qwen3.8-max acct=chat 200"), out, sources=(GATEWAY,))
     out = session.run(block("docs/emulator.md", "unset QWEN_WEB_BASE_URL QWEN_WEB_AUTH_BASE_URL"))
-    expect(block("docs/emulator.md", "chat     web   disabled"), out, session.home)
+    expect(block("docs/emulator.md", "chat     web   qwenweb   disabled"), out, session.home)
 
 
 # ---- docs/troubleshooting.md -------------------------------------------------------------------------
@@ -627,7 +627,7 @@ def test_accounts_status_sample(session):
                "-d '{\"model\": \"gpt-4o\", \"messages\": [{\"role\": \"user\", \"content\": \"task '$i'\"}]}'; done\n"
                "kill $gw; wait $gw")  # four conversations (one conversation's turns would all go to its account)
     out = session.run(block("docs/accounts.md", "qwen-auth status "), only="qwen-auth status ")
-    expect(block("docs/accounts.md", "ACCOUNT  KIND   STATE         EXPIRES"), out, home)
+    expect(block("docs/accounts.md", "ACCOUNT  KIND   PROVIDER   STATE         EXPIRES"), out, home)
 
 
 def test_accounts_startup_sample(session):
@@ -878,7 +878,7 @@ def test_keys_walkthrough(session):
     out = session.run(block("docs/keys.md", "qwen-keys revoke ci"))
     expect(block("docs/keys.md", "has used its daily budget"), out, home)
     out = session.run(block("docs/keys.md", "qwen-keys list\n.venv/bin/qwen-usage --by key"))
-    expect(block("docs/keys.md", "NAME   STATE    RPM"), out, home)
+    expect(block("docs/keys.md", "NAME   STATE    TODAY"), out, home)
     # the gateway's log, whole once it stopped (the last block's `kill`)
     said = [ln[ln.index("qwen: named client keys:"):] for ln in (home / "gateway.log").read_text().splitlines()
             if "qwen: named client keys:" in ln]
@@ -1024,6 +1024,16 @@ def test_configuration_routes_walkthrough(session):
            sources=(GATEWAY,))
 
 
+def test_the_prose_counts_what_the_request_line_above_it_shows():
+    """A sentence that reads a request line ("counted 2 in and 3 out") says the line's own numbers (issue 82:
+    the README said 8 out beside `out=3`)."""
+    for doc in DOC_FILES:
+        text = (ROOT / doc).read_text()
+        for said in re.finditer(r"counted (\d+) in and (\d+) out", text):
+            shown = re.findall(r" in=(\d+) out=(\d+) ", text[:said.start()])
+            assert shown and shown[-1] == said.groups(), (doc, said.group(0), shown[-1:])
+
+
 def test_configuration_lists_every_option_with_its_default():
     from qwen_gateway.settings import config
 
@@ -1098,17 +1108,17 @@ SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that c
     ("README.md", "qwen: WARNING: no Qwen account is configured"): "test_readme_gateway_command",
     ("README.md", "Added key account demo"): "test_readme_offline_walkthrough",
     ("README.md", '{"error": {"message": "None of your usable Qwen accounts (demo)'): "test_readme_offline_walkthrough",
-    ("README.md", "demo     key   ok"): "test_readme_offline_walkthrough",
+    ("README.md", "demo     key   dashscope  ok"): "test_readme_offline_walkthrough",
     ("README.md", "Wrote /home/you/.config/systemd/user/qwen-gateway.service."): "test_readme_service",
     ("docs/service.md", "# would write /home/you/.config/systemd/user/qwen-gateway.service:"): "test_service_dry_run",
     ("docs/emulator.md", Exact("Qwen emulator listening on http://127.0.0.1:9999")): "test_emulator_start",
     ("docs/emulator.md", "=== Qwen OAuth Device Authorization ==="): "test_emulator_login_recipe",
     ("docs/emulator.md", "gpt-4o→coder-model acct=default 200"): "test_emulator_login_recipe",
-    ("docs/emulator.md", "default  oauth  ok"): "test_emulator_login_recipe",
+    ("docs/emulator.md", "default  oauth  dashscope  ok"): "test_emulator_login_recipe",
     ("docs/emulator.md", "gpt-4o→qwen3.8-max acct=chat 200"): "test_emulator_web_account_recipe",
-    ("docs/emulator.md", "chat     web   disabled"): "test_emulator_web_account_recipe",
+    ("docs/emulator.md", "chat     web   qwenweb   disabled"): "test_emulator_web_account_recipe",
     ("docs/troubleshooting.md", '{"status":"degraded","accounts":[]'): "test_troubleshooting_health",
-    ("docs/accounts.md", "ACCOUNT  KIND   STATE         EXPIRES"): "test_accounts_status_sample",
+    ("docs/accounts.md", "ACCOUNT  KIND   PROVIDER   STATE         EXPIRES"): "test_accounts_status_sample",
     ("docs/accounts.md", "account default (oauth): needs_login"): "test_accounts_startup_sample",
     ("docs/observability.md", "gpt-4o→qwen3-coder-plus acct=demo 200 est=1.4k"): "test_observability_samples",
     ("docs/observability.md", "route=unknown 404"): "test_observability_samples",
@@ -1119,7 +1129,7 @@ SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that c
     ("docs/keys.md", "Added key account demo: http://127.0.0.1:9999/v1"): "test_keys_walkthrough",
     ("docs/keys.md", "200 200 200 429"): "test_keys_walkthrough",
     ("docs/keys.md", "has used its daily budget"): "test_keys_walkthrough",
-    ("docs/keys.md", "NAME   STATE    RPM"): "test_keys_walkthrough",
+    ("docs/keys.md", "NAME   STATE    TODAY"): "test_keys_walkthrough",
     ("docs/keys.md", "qwen: named client keys: 2 active"): "test_keys_walkthrough",
     ("docs/keys.md", '"coding": {"unit": "requests"}'): "test_keys_price_file_example",
     ("docs/deploy.md", Exact('{"status":"ready"}')): "test_deploy_container",
@@ -1161,8 +1171,10 @@ NOT_OUTPUT: dict[tuple[str, str], str] = {  # non-shell blocks that are no comma
         "real gateway's log line (the URL aside)",
     ("docs/deploy.md", "# postgresql.conf: a session whose client vanished"):
         "settings for postgresql.conf (the server's own side of what the gateway bounds), not a command",
-    ("docs/deploy.md", "[pgbouncer]\npool_mode = transaction\ntcp_keepalive = 1"):
-        "settings for pgbouncer.ini, not a command",
+    ("docs/deploy.md", "; /etc/pgbouncer/pgbouncer.ini: the gateways' pool"):
+        "a pgbouncer.ini, not a command; tests/e2e/test_e2e_pooler_mode.py starts a real PgBouncer with it",
+    ("docs/deploy.md", '"qwen" "SCRAM-SHA-256$4096:…"'):
+        "a userlist.txt line's shape (the secret is the database's); tests/e2e/test_e2e_pooler_mode.py writes one so",
     ("docs/clients.md", "$ .venv/bin/qwen-redirect install --port 8080 --dry-run"):
         "qwen-redirect's dry run with documentation addresses (192.0.2.10, 2001:db8::10) from a stub resolver; "
         "tests/unit/cli/test_redirect.py compares this block with the real command's output under that resolver",

@@ -42,6 +42,7 @@ from ..auth.key_account import KeyAccount
 from ..auth.registry import Registry, RegistryError, save_login
 from ..auth.web_account import SERVED
 from .auth_web import OPT_IN, RISK, cmd_add_web
+from .pipes import quiet_when_stdout_closes, stdout_closed
 
 DISCONTINUED = ("Note: Qwen discontinued its free OAuth tier on 2026-04-15; such tokens are now refused (401). "
                 "For a working upstream today add a key: qwen-auth add-key NAME --preset dashscope-intl "
@@ -260,6 +261,7 @@ HANDLERS = {"login": cmd_login, "add": cmd_login, "add-key": cmd_add_key, "add-w
             "list": cmd_list, "status": cmd_status, "check": lambda a, s: cmd_check(a, s, _account)}
 
 
+@quiet_when_stdout_closes
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     try:
@@ -272,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"qwen-auth: {e}", file=sys.stderr)
         return EXIT_LOCAL
     except OSError as e:
+        if isinstance(e, BrokenPipeError) and stdout_closed():  # `| head`: ended quietly (cli/pipes.py)
+            raise
         print(f"qwen-auth: {type(e).__name__}: {e.strerror or e} ({getattr(e, 'filename', '') or ''})",
               file=sys.stderr)
         return EXIT_LOCAL

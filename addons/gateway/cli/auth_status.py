@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Sequence
 
+from ..accounts import PROVIDER_OF_KIND
 from ..settings.auth import AuthSettings
 from .auth_common import EXIT_OK
 from ..auth.key_account import CHECKED
@@ -62,6 +63,12 @@ def _state(row: dict) -> str:
     return "check_failed" if state == "ok" and str(row.get("last_error") or "").startswith(CHECKED) else state
 
 
+def _provider(row: dict) -> str:
+    """The PROVIDER column: the server the account is of, as the account knows it (a key names its own:
+    dashscope, selfhosted), else its kind's (OAuth: dashscope, Qwen's portal; a web session: qwenweb)."""
+    return str(row.get("provider") or PROVIDER_OF_KIND.get(row.get("kind") or "", "-"))
+
+
 def cmd_status(a, settings: AuthSettings) -> int:
     rows = _rows(settings)
     if a.json:
@@ -70,8 +77,8 @@ def cmd_status(a, settings: AuthSettings) -> int:
     if not rows:
         print(_none(settings))
         return EXIT_OK
-    table = [("ACCOUNT", "KIND", "STATE", "EXPIRES", "COOLDOWN UNTIL", "TODAY", "UPSTREAM")]
-    table += [(r["name"], r["kind"], _state(r), when(r.get("expires_at")),
+    table = [("ACCOUNT", "KIND", "PROVIDER", "STATE", "EXPIRES", "COOLDOWN UNTIL", "TODAY", "UPSTREAM")]
+    table += [(r["name"], r["kind"], _provider(r), _state(r), when(r.get("expires_at")),
                when(r.get("cooldown_until")), str(r.get("requests_today", 0)), r.get("base_url") or "-")
               for r in rows]
     print(_table(table))

@@ -2,7 +2,7 @@
 
     qwen-keys add NAME [--rpm N] [--tpm N] [BUDGET …]
                                  a new key; printed once, as the last line (only its SHA-256 is stored)
-    qwen-keys list               name, state, limits, spent today / this month, last used (--json)
+    qwen-keys list               name, state, limits, spent today / this month, last used (--wide, --json)
     qwen-keys set NAME [--rpm N] [--tpm N] [BUDGET …]
                                  change a key's limits (0 removes one)
     qwen-keys revoke NAME        the key stops working (it stays listed: a gateway with keys still needs one)
@@ -43,6 +43,7 @@ from ..tenancy.store import FILENAME, SNAPSHOT, KeyNameError, KeyStore
 from ..storage.pg import Database, StateUrlError, shown
 from . import keys_applied, keys_lock, keys_migrate, usage_store
 from .keys_list import described, rows, table
+from .pipes import quiet_when_stdout_closes
 
 NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9@._-]{0,63}\Z")  # shown in logs, mitmweb and metric labels
 BUDGET_HELP = "BUDGET:\n" + "\n".join(f"    {b.option('MODEL', 'N' if b.counts == budgets.TOKENS else 'X'):<29}{b.help}"
@@ -136,7 +137,7 @@ def run(ap: argparse.ArgumentParser, a: argparse.Namespace) -> int:
     try:
         if a.command == "list":
             items = rows(store)
-            print(json.dumps(items, indent=2) if a.json else table(items))
+            print(json.dumps(items, indent=2) if a.json else table(items, a.wide))
             return 0
         asked = store.version(a.name)  # the key as this command found it, before its turn
         with keys_lock.turn(resolve_state_dir(a.state_dir), Database(a.state_url) if a.state_url else None, a.name,
@@ -197,11 +198,13 @@ def _change(ap: argparse.ArgumentParser, a: argparse.Namespace, store: KeyStore)
         _keep_copy(a, store)
     applied, status = (keys_applied.in_database(store.conn, a.name, a.wait) if a.state_url else
                        keys_applied.in_folder(resolve_state_dir(a.state_dir), a.wait))
-    if status:  # recorded, but not every running gateway said it applied it
-        print(f"qwen-keys: {applied}", file=sys.stderr)
-    else:
+    if not status:
         said.insert(len(said) - 1 if key else len(said), applied)  # the key stays the last line
-    print("\n".join(said + ([key] if key else [])))
+    # what was done first, then (recorded, but not every running gateway said it applied it) who did not confirm:
+    # flushed, so a terminal or one pipe of both streams reads in that order
+    print("\n".join(said + ([key] if key else [])), flush=True)
+    if status:
+        print(f"qwen-keys: {applied}", file=sys.stderr)
     return status
 
 
@@ -244,6 +247,7 @@ def _keep_copy(a: argparse.Namespace, store: KeyStore) -> None:
                   "when it hears of the change)", file=sys.stderr)
 
 
+@quiet_when_stdout_closes
 def main(argv: list[str] | None = None) -> int:
     doc = __doc__.split("\n", 1)[1]
     ap = argparse.ArgumentParser(prog="qwen-keys", description=__doc__.split("\n", 1)[0],
@@ -265,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         _limits_args(p)
     p = sub.add_parser("list", parents=[common], help="keys, limits and spend")
     p.add_argument("--json", action="store_true", help="print rows as JSON")
+    p.add_argument("--wide", action="store_true", help="a column for each limit and count (wider than 100)")
     for name, text in (("revoke", "the key stops working"), ("rotate", "a new key for NAME, printed as the last line"),
                        ("delete", "the key gone for good (its record, spend and stored objects)")):
         sub.add_parser(name, parents=[changes], help=text).add_argument("name", type=_name)
@@ -272,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.command == "migrate":
         return keys_migrate.run(ap, a)
-    a.json = getattr(a, "json", False)
+    a.json, a.wide = getattr(a, "json", False), getattr(a, "wide", False)
     return run(ap, a)
 
 

@@ -1,9 +1,12 @@
 """`qwen-keys list`: each key's limits and spend, as a table or as JSON rows; and a key's limits in one line. The
-first release's budgets have their own columns; every other budget (tenancy/budgets.py) shows in BUDGETS, with what
-the key spent that it counts, and in a key's JSON row (under its flag's name) only when the key has one."""
+table fits 100 columns: a key's limits and the rest of its spend in lines under its row; `--wide` gives each its
+column. There the first release's budgets have their own columns; every other budget (tenancy/budgets.py) shows in
+BUDGETS, with what the key spent that it counts, and in a key's JSON row (under its flag's name) only when the key
+has one."""
 
 from __future__ import annotations
 
+import textwrap
 import time
 
 from ..pricing.prices import usd
@@ -67,9 +70,45 @@ def _budgets_cell(row: dict) -> str:
     return "; ".join(said) or "-"
 
 
-def table(items: list[dict]) -> str:
+WIDTH = 100  # the table's width without --wide (a key name longer than 20 characters may widen it)
+
+
+def _aligned(cells: list[list[str]]) -> list[str]:
+    widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+
+
+def _details(r: dict) -> str:
+    """What the wide table has in its own columns, said in words under the key's row."""
+    limits = [f"rpm {r['rpm']:,}" if r["rpm"] else "", f"tpm {r['tpm']:,}" if r["tpm"] else "",
+              f"daily-tokens {r['daily_tokens']:,}" if r["daily_tokens"] else "",
+              f"monthly-usd {usd(r['monthly_usd'])}" if r["monthly_usd"] else ""]
+    said = ["limits: " + ", ".join(x for x in limits if x)] if any(limits) else []
+    said += [] if _budgets_cell(r) == "-" else [_budgets_cell(r)]
+    said += [f"{r['refused_today']:,} refused today"] if r["refused_today"] else []
+    said += [f"{r['unpriced_this_month']:,} unpriced this month"] if r["unpriced_this_month"] else []
+    plan = [_plural(r[f"plan_{unit}s_this_month"], unit) for unit in ("request", "token")
+            if r[f"plan_{unit}s_this_month"]]
+    said += ["plan this month: " + ", ".join(plan)] if plan else []
+    return "; ".join(said)
+
+
+def table(items: list[dict], wide: bool = False) -> str:
     if not items:
         return "No named keys yet (qwen-keys add NAME)."
+    if wide:
+        return _wide(items)
+    lines = _aligned([["NAME", "STATE", "TODAY", "THIS MONTH", "LAST USED"]] + [
+        [r["name"], r["state"], f"{r['tokens_today']:,} tokens, {_plural(r['requests_today'], 'request')}",
+         usd(r["usd_this_month"]), r["last_used"]] for r in items])
+    out = lines[:1]
+    for r, line in zip(items, lines[1:]):
+        out += [line] + textwrap.wrap(_details(r), WIDTH, initial_indent="  ", subsequent_indent="    ",
+                                      break_on_hyphens=False)
+    return "\n".join(out)
+
+
+def _wide(items: list[dict]) -> str:
     def n(v, fmt="{:,}"):  # noqa: E306
         return "-" if v is None else fmt.format(v)
     plan = any(r["plan_requests_this_month"] or r["plan_tokens_this_month"] for r in items)
@@ -88,5 +127,4 @@ def table(items: list[dict]) -> str:
             row.append(", ".join(_plural(r[f"plan_{unit}s_this_month"], unit) for unit in ("request", "token")
                                  if r[f"plan_{unit}s_this_month"]) or "-")
         cells.append(row + [r["last_used"]])
-    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
+    return "\n".join(_aligned(cells))

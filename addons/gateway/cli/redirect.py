@@ -38,6 +38,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
+from .pipes import quiet_when_stdout_closes
 from .redirect_rules import (DEFAULT_CHAIN, DEFAULT_GROUP, DEFAULT_HOSTS, DEFAULT_PORTS, TOOLS, Command, Plan,
     RedirectError, Resolver, format_commands, install_commands, remove_commands, resolve)
 
@@ -205,6 +206,7 @@ def plan_from_args(args: argparse.Namespace, resolver: Resolver = resolve) -> Pl
     return plan
 
 
+@quiet_when_stdout_closes
 def main(argv: Sequence[str] | None = None, resolver: Resolver = resolve) -> int:
     args = _parser().parse_args(argv)
     families = (4,) if args.ipv4_only else (4, 6)

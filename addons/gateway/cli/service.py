@@ -28,14 +28,17 @@ removes the unit; the environment file, with your keys, is left where it is.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shlex
+import socket
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from .service_unit import env_template, key_variables, unit_text
+from .pipes import quiet_when_stdout_closes
 
 UNIT_NAME = "qwen-gateway.service"
 REVERSE_TARGET = "reverse:https://portal.qwen.ai"
@@ -72,6 +75,39 @@ def mitmproxy_args(args: list[str]) -> list[str]:
     return out + list(args)
 
 
+def _value(args: list[str], long: str, short: str, option: str) -> str | None:
+    """The last value ARGS give an option (the forms of `_sets`), or None."""
+    found = None
+    for i, a in enumerate(args):
+        nxt = args[i + 1] if i + 1 < len(args) else None
+        if a in (long, short) or a == "--set":
+            v = nxt if a != "--set" else (nxt[len(option) + 1:] if nxt and nxt.startswith(option + "=") else None)
+            found = v if v is not None else found
+        elif a.startswith((long + "=", f"--set={option}=")):
+            found = a.partition("=")[2].removeprefix(option + "=")
+        elif a.startswith(short) and len(a) > len(short):
+            found = a[len(short):]
+    return found
+
+
+def port_taken(args: list[str]) -> str | None:
+    """Where the gateway would listen, when another program holds it: mitmproxy would fail and suggest a
+    `--mode …@PORT`; the gateway's way is -p. None when free, or when the user's own --mode says the ports."""
+    if _sets(args, "--mode", "-m", "mode"):
+        return None
+    host = _value(args, "--listen-host", "--listen-host", "listen_host") or HOST
+    port = _value(args, "--listen-port", "-p", "listen_port") or PORT
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as mitmproxy binds: TIME_WAIT is no owner
+            s.bind((host, int(port)))
+    except OSError as e:
+        return f"{host}:{port}" if e.errno == errno.EADDRINUSE else None
+    except ValueError:  # not a port number: mitmproxy says so
+        return None
+    return None
+
+
 def tool_path(tool: str) -> Path:
     """mitmdump/mitmweb of this Python environment (the console scripts sit next to the interpreter)."""
     here = Path(sys.executable).parent / tool
@@ -91,6 +127,11 @@ def run(argv: list[str]) -> int:
     if not script.exists():
         print(f"qwen-gateway: {script} is missing: install the gateway from its repository with "
               "`pip install -e .` (scripts/setup.sh does)", file=sys.stderr)
+        return 1
+    if (taken := port_taken(argv)) is not None:
+        print(f"qwen-gateway: {taken} is in use (another gateway, or another program): start this one on another "
+              "port with -p PORT (`qwen-gateway -p 8090`) and point its clients there, or stop what holds it",
+              file=sys.stderr)
         return 1
     exe = tool_path(tool)
     cmd = [str(exe), *mitmproxy_args(argv)]
@@ -205,6 +246,7 @@ def version_text(tool: Path) -> str:
              else "Seams:     left out: " + "; ".join(f"{s} (changed: {', '.join(n)})" for s, n in left_out.items()))
     return f"qwen-gateway {ours['gateway']}\n{theirs}\n{seams}"
 
+@quiet_when_stdout_closes
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in ("-h", "--help", "help"):

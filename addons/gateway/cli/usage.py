@@ -13,7 +13,7 @@
                                  read from the cache one by one against the batch (qwen-usage batches --help)
     qwen-usage report            one HTML page: tokens and requests per day by model and account, error
                                  rates, the slowest requests (--limit N of them, default 10), the newest
-                                 20 conversations (--out FILE, default usage-report.html in the state
+                                 20 conversations (--out/-o FILE, default usage-report.html in the state
                                  folder); prints the file's path
 
 Filters, for every view:
@@ -52,6 +52,7 @@ from ..observe.ledger import FILENAME, Ledger, SharedLedger
 from . import usage_batches, usage_conversations, usage_learned, usage_report, usage_store, usage_unpriced
 from .usage_args import parse_since, positive as _positive, status as _status
 from .usage_text import request_table, table
+from .pipes import quiet_when_stdout_closes
 
 # The Qwen model that answered; for requests that never reached Qwen (context guard), the model asked for.
 _MODEL = "COALESCE(NULLIF(upstream_model, ''), model)"
@@ -85,7 +86,7 @@ _USAGE_ONLY = (f"NOT (COALESCE(endpoint, '') IN ({', '.join(repr(r) for r in SER
                f"AND status IS NOT NULL AND status < 400)")
 REQUEST_COLUMNS = ("ts", "endpoint", "method", "path", "model", "upstream_model", "account", "status", "error",
                    "prompt_tokens", "completion_tokens", "cached_tokens", "est_tokens", "token_method", "ttfb_ms",
-                   "duration_ms", "stream", "retries", "cost_unit")
+                   "duration_ms", "stream", "retries", "cost_unit", "cuts")
 
 
 class Filters:
@@ -186,7 +187,7 @@ def _local(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-
+@quiet_when_stdout_closes
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if (rest := usage_learned.asked(argv)) is not None:  # not the ledger: options of its own
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--by", choices=["key"], help="group by named client key (with today or days)")
     ap.add_argument("--limit", type=_positive, metavar="N", help="requests, conversations: how many (default 20); report: "
                     "slowest requests listed (default 10)")
-    ap.add_argument("--out", metavar="FILE", help=f"report: the page to write (default {usage_report.DEFAULT_OUT} in the state folder)")
+    ap.add_argument("-o", "--out", "--output", dest="out", metavar="FILE", help=f"report: the page to write (default {usage_report.DEFAULT_OUT} in the state folder)")
     ap.add_argument("--state-dir", metavar="DIR", help="the gateway's state folder")
     ap.add_argument("--state-url", metavar="URL", default=os.environ.get("QWEN_STATE_URL"),
                     help="the shared PostgreSQL database (default $QWEN_STATE_URL, else the one the folder's gateway "

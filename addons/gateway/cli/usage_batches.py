@@ -28,7 +28,8 @@ from .usage_args import positive
 
 HEAD = ("batch", "created", "key", "model", "advice")
 NONE_READ = "none read"  # a batch made before the gateway gave advice, or of no chat lines
-_VALUED = ("--since", "--status", "--account", "--model", "--key", "--by", "--limit", "--out", "--state-dir",
+_VALUED = ("--since", "--status", "--account", "--model", "--key", "--by", "--limit", "--out", "-o", "--output",
+           "--state-dir",
            "--state-url")  # qwen-usage's options that take a value
 
 

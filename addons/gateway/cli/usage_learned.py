@@ -25,8 +25,8 @@ from ..storage.pg import CHANNEL, Database, StateUrlError
 from . import usage_store
 
 HEAD = ("model", "fact", "value", "learned", "holds until")
-_VALUED = ("--since", "--status", "--account", "--model", "--key", "--by", "--limit", "--out", "--state-dir",
-           "--state-url", "--forget", "--fact")  # qwen-usage's options that take a value
+_VALUED = ("--since", "--status", "--account", "--model", "--key", "--by", "--limit", "--out", "-o", "--output",
+           "--state-dir", "--state-url", "--forget", "--fact")  # qwen-usage's options that take a value
 
 
 def asked(argv: list[str]) -> list[str] | None:

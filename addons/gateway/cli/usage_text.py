@@ -32,7 +32,7 @@ def request_table(rows: list[dict]) -> str:
     """One line per request: when, what the client asked, which model and account, the outcome."""
     if not rows:
         return "No requests recorded."
-    cells = [["time", "request", "model", "account", "status", "in", "out", "est", "total", "error"]]
+    cells = [["time", "request", "model", "account", "status", "in", "out", "est", "total", "cut", "error"]]
     for r in rows:
         model = f"{r['model'] or '?'}→{r['upstream_model'] or '?'}" if r["upstream_model"] or r["model"] else "-"
         cells.append([
@@ -40,8 +40,8 @@ def request_table(rows: list[dict]) -> str:
             r["account"] or "-", str(r["status"] if r["status"] is not None else "?"),
             *((UNKNOWN, UNKNOWN) if r.get("cost_unit") == "usage_unknown" else  # Qwen reported no usage
               (_n(r["prompt_tokens"]), _n(r["completion_tokens"]))), _n(r["est_tokens"]), _ms(r["duration_ms"]),
-            r["error"] or ""])
-    return _grid(cells, 4, rules_after=(0,), right=(4, 5, 6, 7, 8))
+            _n(r.get("cuts")), r["error"] or ""])  # cut: how often Qwen's stream broke (continued, or the error)
+    return _grid(cells, 4, rules_after=(0,), right=(4, 5, 6, 7, 8, 9))
 
 
 def _grid(cells: list[list[str]], nkeys: int, rules_after: tuple[int, ...], right: tuple[int, ...] = ()) -> str:

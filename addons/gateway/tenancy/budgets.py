@@ -122,10 +122,21 @@ def since(budget: Budget, today: str) -> str:
 
 
 def amounts(line: Line, spent: float) -> tuple[str, str]:
-    """(spent, limit) as a refusal says them: `1,234` of `1,000 tokens`, `$5.25` of `$5.00`."""
+    """(spent, limit) as a refusal says them: `1,234` of `1,000 tokens`, `$5.25` of `$5.00`, `$0.0012` of `$0.0010`."""
     if line.budget.counts == TOKENS:
         return f"{int(spent):,}", f"{int(line.limit):,} tokens"
-    return f"${spent:,.2f}", f"${line.limit:,.2f}"
+    places = _places(spent, line.limit)
+    return f"${spent:,.{places}f}", f"${line.limit:,.{places}f}"
+
+
+def _places(spent: float, limit: float) -> int:
+    """Decimals for both amounts: cents, or more (up to the millionth) until the limit reads as set and a spend
+    that differs from it reads differently, so a $0.001 budget never reads "$0.00 of $0.00"."""
+    places = 2
+    while places < 6 and (round(limit, places) != limit or
+                          (spent != limit and round(spent, places) == round(limit, places))):
+        places += 1
+    return places
 
 
 # ---- a limit in qwen-keys and in the `budgets` column ---------------------------------------------------------

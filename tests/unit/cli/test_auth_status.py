@@ -29,11 +29,11 @@ DOCS_ROWS = [  # docs/accounts.md's sample
 ]
 
 DOCS_STATUS = """\
-ACCOUNT  KIND   STATE         EXPIRES               COOLDOWN UNTIL        TODAY  UPSTREAM
-default  oauth  ok            2026-11-22 16:51 UTC  -                     2      http://127.0.0.1:9999/v1
-work     oauth  cooling_down  2026-11-22 16:51 UTC  2026-11-23 00:00 UTC  0      http://127.0.0.1:9999/v1
-ds       key    ok            -                     -                     2      http://127.0.0.1:9999/compatible-mode/v1
-cp       key    missing       -                     -                     0      https://coding.dashscope.aliyuncs.com/v1
+ACCOUNT  KIND   PROVIDER   STATE         EXPIRES               COOLDOWN UNTIL        TODAY  UPSTREAM
+default  oauth  dashscope  ok            2026-11-22 16:51 UTC  -                     2      http://127.0.0.1:9999/v1
+work     oauth  dashscope  cooling_down  2026-11-22 16:51 UTC  2026-11-23 00:00 UTC  0      http://127.0.0.1:9999/v1
+ds       key    dashscope  ok            -                     -                     2      http://127.0.0.1:9999/compatible-mode/v1
+cp       key    dashscope  missing       -                     -                     0      https://coding.dashscope.aliyuncs.com/v1
   work: quota exhausted: daily quota, back at 2026-11-23T00:00:00Z (Qwen said: "Free allocated quota exceeded.")
   cp: env var CODING_PLAN_KEY is not set
 
@@ -83,6 +83,18 @@ def test_status_prints_the_docs_sample(pool, capsys):
     assert pool.closed == 1  # the pool (its state file) is closed after reading
 
 
+def test_status_names_each_accounts_provider(pool, capsys):
+    # issue 82: no provider column; a key names its own (a self-hosted server's), else its kind's
+    pool.rows = [{"name": "gpu", "kind": "key", "provider": "selfhosted", "state": "ok", "requests_today": 0,
+                  "base_url": "http://10.0.0.5:8000/v1"},
+                 {"name": "chat", "kind": "web", "state": "ok", "requests_today": 0, "base_url": None},
+                 {"name": "accounts.json", "kind": "config", "state": "error", "requests_today": 0,
+                  "last_error": "bad"}]
+    rows = [line.split()[:3] for line in run(capsys, "status")[1].splitlines()[:4]]
+    assert rows == [["ACCOUNT", "KIND", "PROVIDER"], ["gpu", "key", "selfhosted"], ["chat", "web", "qwenweb"],
+                    ["accounts.json", "config", "-"]]
+
+
 def test_list_is_the_short_table(pool, capsys):
     pool.rows = DOCS_ROWS
     rc, out, _ = run(capsys, "list")
@@ -107,7 +119,7 @@ def test_list_json_has_five_fields_and_status_json_the_whole_rows(pool, capsys):
 def test_a_row_without_a_state_or_count_shows_placeholders(pool, capsys):
     pool.rows = [{"name": "odd", "kind": "key"}]
     _, out, _ = run(capsys, "status")
-    assert out.splitlines()[1] == "odd      key   ?      -        -               0      -"
+    assert out.splitlines()[1] == "odd      key   dashscope  ?      -        -               0      -"
 
 
 def test_the_last_error_of_an_ok_or_disabled_account_is_not_repeated(pool, capsys):

@@ -136,7 +136,7 @@ def test_status_and_list_show_web_accounts_without_secrets(run, files):
     rc, out, err = run("status")
     assert rc == 0, err
     row = next(ln for ln in out.splitlines() if ln.startswith("chat "))
-    assert row.split()[:3] == ["chat", "web", "disabled"] and "https://chat.qwen.ai" in row
+    assert row.split()[:4] == ["chat", "web", "qwenweb", "disabled"] and "https://chat.qwen.ai" in row
     assert re.search(r"^  chat: web session ok; token expires in 1[01] h; refresh possible; last punish never; "
                      r"7 cookies; bx-ua; user agent set$", out, re.M)
     assert "Web accounts are off in qwen-auth's view: The gateway uses them only with --set " \
@@ -192,6 +192,6 @@ def test_the_installed_command_round_trip(tmp_path, files):
                          input=TOKEN, capture_output=True, text=True, cwd=ROOT, env=CLEAN_ENV, timeout=60)
     assert add.returncode == 0, add.stderr
     status = subprocess.run([*base, "status"], capture_output=True, text=True, cwd=ROOT, env=CLEAN_ENV, timeout=60)
-    assert status.returncode == 0 and "chat     web   disabled" in status.stdout
+    assert status.returncode == 0 and "chat     web   qwenweb   disabled" in status.stdout
     assert ws.load(tmp_path / "state" / "web" / "chat.json").token == TOKEN
     assert no_secret(add.stdout, add.stderr, status.stdout, status.stderr)

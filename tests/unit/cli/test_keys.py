@@ -6,8 +6,13 @@ run the command against PostgreSQL."""
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
+import subprocess
+import sys
 import json
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -168,6 +173,12 @@ def test_the_table_as_docs_keys_md_shows_it():
             item("ci", "revoked", daily=20, usd=5.0, tokens=22, requests=1, refused=2, spent=0.000070,
                  last="2026-11-23 14:02 UTC")]
     assert keys.table(rows) == """\
+NAME   STATE    TODAY                  THIS MONTH  LAST USED
+alice  active   15 tokens, 3 requests  $0.000051   2026-11-23 14:02 UTC
+  limits: rpm 3; 2 refused today
+ci     revoked  22 tokens, 1 request   $0.000070   2026-11-23 14:02 UTC
+  limits: daily-tokens 20, monthly-usd $5.00; 2 refused today"""
+    assert keys.table(rows, wide=True) == """\
 NAME   STATE    RPM  TPM  DAILY TOKENS  MONTHLY USD  TODAY                             THIS MONTH  LAST USED
 alice  active   3    -    -             -            15 tokens, 3 requests, 2 refused  $0.000051   2026-11-23 14:02 UTC
 ci     revoked  -    -    20            $5.00        22 tokens, 1 request, 2 refused   $0.000070   2026-11-23 14:02 UTC"""
@@ -175,13 +186,31 @@ ci     revoked  -    -    20            $5.00        22 tokens, 1 request, 2 ref
 
 def test_requests_no_price_counted_are_said_beside_the_usd():
     """Unknown is a value: the month's USD counts what had a price, and says how many answers had none."""
-    lines = keys.table([item("bob", "active", requests=3, spent=0.000051, unpriced=2)]).splitlines()
+    lines = keys.table([item("bob", "active", requests=3, spent=0.000051, unpriced=2)], wide=True).splitlines()
     assert "$0.000051 + 2 unpriced" in lines[1]
-    assert "$0 + 1 unpriced" in keys.table([item("eve", "active", requests=1, unpriced=1)])
+    assert "$0 + 1 unpriced" in keys.table([item("eve", "active", requests=1, unpriced=1)], wide=True)
+    assert keys.table([item("eve", "active", requests=1, unpriced=1)]).splitlines()[-1] == "  1 unpriced this month"
 
 
 def test_plan_units_get_a_column_when_any_key_used_them():
     rows = [item("cp", "active", requests=1, plan_r=1, plan_t=0), item("tp", "active", plan_t=1200)]
-    lines = keys.table(rows).splitlines()
+    lines = keys.table(rows, wide=True).splitlines()
     assert lines[0].split("  ")[-2:] == ["PLAN THIS MONTH", "LAST USED"]
     assert "1 request  " in lines[1] and "1,200 tokens" in lines[2]
+
+
+def test_exit_3_says_what_was_done_before_which_gateways_did_not_confirm(tmp_path, run):
+    # issue 82: on one terminal "Not confirmed …" came before "Revoked key …"; the real command, both streams on one
+    # pipe as a terminal has them, and a gateway's socket that takes the question and never answers
+    assert run("add", "alice")[0] == 0
+    (tmp_path / "gateways").mkdir(mode=0o700)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as deaf:
+        deaf.bind(str(tmp_path / "gateways" / "4242.sock"))
+        deaf.listen()
+        done = subprocess.run([str(Path(sys.executable).parent / "qwen-keys"), "revoke", "alice", "--state-dir",
+                               str(tmp_path), "--wait", "0.5"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, timeout=60, env={**os.environ, "QWEN_STATE_URL": ""})
+    assert done.returncode == 3, done.stdout
+    assert done.stdout.splitlines()[0] == "Revoked key alice: gateways refuse it (401)."
+    assert done.stdout.splitlines()[1].startswith("qwen-keys: Not confirmed within "
+                                                  "0.5 s by pid 4242"), done.stdout

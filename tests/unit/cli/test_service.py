@@ -259,3 +259,19 @@ def test_version_names_the_gateway_beside_mitmproxy():
     assert any(ln.startswith("Mitmproxy:") for ln in lines)
     seams = [ln for ln in lines if ln.startswith("Seams:")]
     assert seams and ("fit" in seams[0] or "left out" in seams[0])
+
+
+@pytest.mark.e2e  # runs the real command, which would start mitmdump
+def test_a_port_in_use_is_said_with_the_option_that_changes_it(tmp_path):
+    """issue 82: mitmproxy's hint for a port in use is to change `--mode`; the gateway's own is -p."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run([str(BIN / "qwen-gateway"), "-p", str(port)], capture_output=True, text=True,
+                           timeout=60, env=_env(tmp_path))
+    assert r.returncode == 1, r.stderr
+    assert f"qwen-gateway: 127.0.0.1:{port} is in use" in r.stderr and "-p PORT" in r.stderr, r.stderr
+    assert "--mode" not in r.stderr and "Traceback" not in r.stderr

@@ -120,7 +120,8 @@ def test_requests_lists_the_newest_oldest_first_local_answers_included(state, ca
 
 def test_requests_as_a_table(state, capsys):
     lines = run_cli(capsys, "requests", "--state-dir", str(state)).splitlines()
-    assert lines[0].split() == ["time", "request", "model", "account", "status", "in", "out", "est", "total", "error"]
+    assert lines[0].split() == ["time", "request", "model", "account", "status", "in", "out", "est", "total", "cut",
+                                "error"]
     assert lines[1].startswith("----")
     last = lines[-1].split()
     assert last[2:] == ["POST", "/v1/chat/completions", "gpt-4o→?", "-", "503", "2ms", "no_usable_account"]

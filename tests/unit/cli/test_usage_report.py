@@ -264,3 +264,11 @@ def test_rows_are_read_with_one_plain_select(tmp_path, state, monkeypatch):
     assert sql.count("?") == len(args) == 4 and "team" in args
     assert not any(f in sql.upper() for f in ("STRFTIME", "JULIANDAY", "DATETIME", "IFNULL", "GROUP_CONCAT",
                                               "GROUP BY", "PRAGMA", "LIMIT"))
+
+
+def test_the_page_is_written_where_o_or_output_says(tmp_path, state, capsys):
+    # issue 82: `qwen-usage report -o FILE` was refused; -o and --output are --out
+    for flag in ("-o", "--output"):
+        out = tmp_path / f"report{flag}.html"
+        assert usage_cli.main(["report", flag, str(out), "--state-dir", str(state)]) == 0
+        assert capsys.readouterr().out.strip() == str(out) and "<html" in out.read_text(encoding="utf-8")

@@ -67,10 +67,10 @@ def test_no_rows():
     assert request_table([]) == "No requests recorded."
 
 
-def request(time, path, model, upstream, account, status, prompt, completion, est, ms, error=None) -> dict:
+def request(time, path, model, upstream, account, status, prompt, completion, est, ms, error=None, cuts=None) -> dict:
     return {"time": time, "method": "POST", "path": path, "endpoint": "chat.completions", "model": model,
             "upstream_model": upstream, "account": account, "status": status, "prompt_tokens": prompt,
-            "completion_tokens": completion, "est_tokens": est, "duration_ms": ms, "error": error}
+            "completion_tokens": completion, "est_tokens": est, "duration_ms": ms, "error": error, "cuts": cuts}
 
 
 def test_the_request_listing_as_docs_observability_md_shows_it():
@@ -84,17 +84,28 @@ def test_the_request_listing_as_docs_observability_md_shows_it():
                 "invalid_json"),
     ]
     assert request_table(rows) == """\
-time                 request                    model                    account  status     in  out    est  total  error
--------------------  -------------------------  -----------------------  -------  ------  -----  ---  -----  -----  -----------------------
+time                 request                    model                    account  status     in  out    est  total  cut  error
+-------------------  -------------------------  -----------------------  -------  ------  -----  ---  -----  -----  ---  -----------------------
 2026-11-22 15:53:23  POST /v1/chat/completions  gpt-4o→qwen3-coder-plus  demo        200  1,352    3  1,357    3ms
 2026-11-22 15:53:24  POST /v1/responses         gpt-4o→qwen3-coder-plus  demo        200      2    3      1    6ms
-2026-11-22 15:53:24  POST /v1/chat/completions  gpt-4o-mini→?            -           400              2,004    2ms  context_length_exceeded
-2026-11-22 15:53:24  POST /v1/chat/completions  -                        -           400                       1ms  invalid_json"""
+2026-11-22 15:53:24  POST /v1/chat/completions  gpt-4o-mini→?            -           400              2,004    2ms       context_length_exceeded
+2026-11-22 15:53:24  POST /v1/chat/completions  -                        -           400                       1ms       invalid_json"""
+
+
+def test_a_cut_stream_says_how_many_times_it_broke():
+    # issue 82: `qwen-usage requests` had no column for a stream that was cut (the ledger's `cuts`)
+    rows = [request("2026-11-22 15:53:23", "/v1/chat/completions", "gpt-4o", "qwen3-max", "demo", 200, 10, 3, 9, 3.0,
+                    cuts=1),
+            request("2026-11-22 15:53:24", "/v1/chat/completions", "gpt-4o", "qwen3-max", "demo", 200, 10, 3, 9, 3.0,
+                    "upstream_error", cuts=2)]
+    lines = request_table(rows).splitlines()
+    assert lines[0].split()[-2:] == ["cut", "error"]
+    assert lines[2].split()[-1] == "1" and lines[3].split()[-2:] == ["2", "upstream_error"]
 
 
 def test_a_request_row_with_little_known():
     """No time, method or path (an old ledger row): question marks; no status: `?`; slow ones in seconds."""
     row = {"time": None, "method": None, "path": None, "endpoint": "messages", "model": None,
            "upstream_model": "qwen3-max", "account": None, "status": None, "prompt_tokens": None,
-           "completion_tokens": None, "est_tokens": None, "duration_ms": 61_500.0, "error": None}
+           "completion_tokens": None, "est_tokens": None, "duration_ms": 61_500.0, "error": None, "cuts": None}
     assert request_table([row]).splitlines()[2] == "?     ? messages  ?→qwen3-max  -             ?" + " " * 16 + "61.50s"

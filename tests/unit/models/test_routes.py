@@ -9,6 +9,7 @@ from mitmproxy import exceptions
 from qwen_gateway.models.routes import (
     FAST, IMAGES, LONG, Rule, Routes, has_image, is_fast, long_target, parse_routes, siblings, window)
 from helpers.observe_testlib import parsed_config
+from qwen_gateway.pricing.prices import builtin
 
 
 def test_rules_are_parsed_in_order_with_the_defaults_last():
@@ -47,6 +48,8 @@ def test_the_first_matching_rule_wins_and_off_stops_the_condition():
     ("fast=gpt-4o", "gpt-4o is not a chat model the catalogue names"),
     ("fast=text-embedding-v4", "text-embedding-v4 is not a chat model"),
     ("long-context=qwen3-coder-plus", "the catalogue gives no context window for qwen3-coder-plus"),
+    ("long-context=qwen4-flash", "the catalogue gives no context window for qwen4-flash"),
+    ("images=qwen4-flash", "the catalogue does not say qwen4-flash can read images"),
     ("images=qwen3-coder-plus", "qwen3-coder-plus cannot read images"),
     ("images=sibling", "`sibling` is a target of long-context only"),
     ("fast=vision", "`vision` is a target of images only"),
@@ -55,6 +58,18 @@ def test_a_bad_rule_is_refused_naming_it(entry, says):
     with pytest.raises(ValueError, match="qwen_routes: ") as caught:
         parse_routes([entry])
     assert repr(entry) in str(caught.value) and says in str(caught.value)
+
+
+def test_a_qwen_model_newer_than_the_catalogue_is_a_fast_target_with_a_warning(caplog):
+    # issue 82: `fast=qwen4-flash` stopped the gateway at start; it is a model unknown to the catalogue (no price,
+    # no window), said once, and routed as asked
+    routes = parse_routes(["fast=qwen4-flash", "fast@key:ci=qwen3.6-flash"])
+    assert [str(r) for r in routes.rules][0] == "fast=qwen4-flash"
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert said.startswith("qwen: qwen_routes: 'fast=qwen4-flash': qwen4-flash is not in the catalogue") and \
+        "unpriced" in said
+    assert builtin().cost("payg:intl", "qwen4-flash", {"prompt_tokens": 10, "completion_tokens": 5}) \
+        is None  # unknown, never $0
 
 
 def test_the_option_is_parsed_once_and_a_bad_one_refuses_to_start():

@@ -190,3 +190,14 @@ def test_a_budget_over_a_meter_the_stores_do_not_keep_refuses_to_load():
     budgets.meters_kept(Spent, Tally)  # the declared ones all read a kept meter
     with pytest.raises(AttributeError):  # and a spend without it is an error, never 0
         budgets.spent_on(budgets.Line(monthly_tokens, "", 10.0), Spent())
+
+
+def test_a_small_usd_budget_is_said_with_the_digits_that_tell_spent_from_limit():
+    # issue 82: a $0.001 budget was refused as "$0.00 of $0.00"
+    assert budgets.amounts(Line(MONTHLY_USD, "", 0.001), 0.0012) == ("$0.0012", "$0.0010")
+    assert budgets.amounts(Line(MONTHLY_USD, "", 0.125), 0.2) == ("$0.200", "$0.125")
+    assert budgets.amounts(Line(MONTHLY_USD, "", 5.0), 5.25) == ("$5.25", "$5.00")
+    assert budgets.amounts(Line(MONTHLY_USD, "", 1500.0), 1500.5) == ("$1,500.50", "$1,500.00")
+    rec = KeyRecord("ci", monthly_usd=0.001)
+    now = calendar.timegm((2026, 11, 23, 14, 3, 0))
+    assert "budget: $0.0012 of $0.0010 this month" in refusals.over_monthly(rec, 0.0012, "openai", now).message

@@ -51,6 +51,8 @@ def test_qwen_keys_sets_a_budget_per_model_lists_it_and_zero_removes_it(tmp_path
     rc, out = run(tmp_path, capsys, "list", "--json")
     assert json.loads(out)[0]["model_monthly_usd"] == {"qwen3-max": {"limit": 5.0, "spent_this_month": 0.0}}
     rc, out = run(tmp_path, capsys, "list")
+    assert "model-monthly-usd qwen3-max: $0 of $5.00" in out.splitlines()[2]
+    rc, out = run(tmp_path, capsys, "list", "--wide")
     assert "BUDGETS" in out.splitlines()[0] and "model-monthly-usd qwen3-max: $0 of $5.00" in out
     rc, out = run(tmp_path, capsys, "set", "alice", "--model-monthly-usd", "5")
     assert rc == 2  # MODEL=X, said by argparse

@@ -6,6 +6,7 @@ at the top level, with `"object": "error"`); SGLang's the same shape."""
 from __future__ import annotations
 
 import json
+import re
 
 from ... import ids
 from ...errors import AUTH, CLIENT, CONTEXT, SERVER, THROTTLE, TIMEOUT, UNREACHABLE, ErrorKind, UpstreamError
@@ -92,6 +93,7 @@ def classify(status: int, body: bytes | str | dict | None) -> UpstreamError:
     said = message or f"HTTP {status}"
     low = said.lower()
     kind: ErrorKind
+    code: str | None
     if status == 401 or status == 403:
         kind, code, out = AUTH, "invalid_api_key", 401
     elif status == 429:
@@ -114,8 +116,10 @@ def classify(status: int, body: bytes | str | dict | None) -> UpstreamError:
     elif status >= 500:  # a dead engine (vLLM: 500 "EngineCore encountered an issue", /health 503), a crash:
         # nothing was generated, another of the team's servers may answer (RetryPolicy.elsewhere)
         kind, code, out = UNREACHABLE, "upstream_error", 502 if status != 503 else 503
-    else:
-        kind, code, out = CLIENT, None, status if 400 <= status < 500 else 400
+    else:  # vLLM and SGLang name the kind in `type` (BadRequestError; `code` is the status): the log's error=CODE,
+        # as Model Studio's code is
+        kind, code, out = CLIENT, re.sub(r"\W+", "_", etype or "").strip("_") or None, \
+            status if 400 <= status < 500 else 400
     typ = "server_error" if kind in (SERVER, TIMEOUT, UNREACHABLE) else "rate_limit_error" if kind is THROTTLE else \
         "invalid_request_error"
     where = "" if etype is None else f" ({etype})"

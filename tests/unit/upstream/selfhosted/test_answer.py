@@ -29,6 +29,12 @@ def test_refusals_nested_or_flat_keep_the_servers_words_and_class():
     assert answer.classify(429, b"slow down").kind is THROTTLE
     crashed = answer.classify(500, b"boom")  # nothing generated: another of the team's servers may answer
     assert crashed.kind is UNREACHABLE and crashed.status == 502 and crashed.type == "server_error"
+    # its kind is the refusal's code, as Model Studio's code is (the request line's error=CODE; issue 82)
+    refused = answer.classify(400, b'{"error": {"message": "\\"auto\\" tool choice requires --enable-auto-tool-choice",'
+                                   b' "type": "BadRequestError", "param": null, "code": 400}}')
+    assert (refused.kind, refused.status, refused.code) == (CLIENT, 400, "BadRequestError")
+    assert answer.classify(400, b'{"error": {"message": "no", "type": "Bad Request", "code": 400}}').code == "Bad_Request"
+    assert answer.classify(400, b"no body of JSON").code is None
 
 
 def test_a_stream_its_reasoning_usage_finish_and_an_error_event():
