@@ -62,6 +62,6 @@ def test_200_000_messages_take_memory_bounded_by_the_body_and_give_it_back(make_
     assert r.status_code == 200, r.text[:300]
     assert r.json()["choices"][0]["message"]["content"].startswith("Echo: w199999")
     sent = emu.chat_requests()[-1]["body"]["messages"]
-    assert len(sent) == MESSAGES and sent[-1]["content"] == "w199999"
+    assert len(sent) == MESSAGES and "w199999" in json.dumps(sent[-1])
     assert peak - before < PEAK_TIMES_BODY * len(body)
     assert after - before < KEPT_TIMES_BODY * len(body)
