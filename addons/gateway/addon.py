@@ -169,7 +169,7 @@ class QwenGateway(Wiring):
             self.observers.notify("client_request", ex, flow)
             flow.response = await self.local.answer(ex, flow, self.config)
             return
-        self.turns.received(ex, body.parse_json(body.read(flow, ex, self.config.max_body)), flow)
+        self.turns.received(ex, await body.parsed(body.read(flow, ex, self.config.max_body)), flow)
         if ex.stream:  # the turn runs when mitmproxy connects to the relay, which streams its answer
             await self._relay(flow, ex)
         else:

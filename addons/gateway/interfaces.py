@@ -132,6 +132,9 @@ class Endpoint(Generic[X]):
     # Awaited before `to_chat` (which is synchronous): state the translation reads that may have to come
     # from a shared database first (a stored Response another gateway wrote)
     prepare: Callable[[dict, X], Awaitable[None]] | None = None
+    # A body `to_chat` may walk for long (off_loop.py): it runs in a worker thread for such a body (its own
+    # exchange only, no shared state written), the event loop serving others meanwhile
+    off_loop: Callable[[dict], bool] | None = None
     # Its stream's first event carries the gateway's prompt estimate (Anthropic's message_start usage): the
     # turn lets a count still running finish before the stream starts (turn.runner.until_counted)
     counted_first: bool = False

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .. import sse
+from .. import off_loop, sse
 from ..errors import GatewayError
 from ..interfaces import ChatChunk, Endpoint
 from . import chat_answer, chat_params, function_schema, request_schema, websearch
@@ -61,4 +61,5 @@ CHAT: Endpoint[Exchange] = Endpoint(
     name="chat.completions",
     to_chat=keyed(lambda body, ex: websearch.chat_request(chat_params.translate(validate_chat_request(body), ex.notes))),
     from_chat=lambda answer, ex: chat_answer.to_client(answer, ex.body or {}),
-    stream_translator=lambda ex: ChatStreamTranslator(wants_usage(ex.body or {}), ex.body or {}))
+    stream_translator=lambda ex: ChatStreamTranslator(wants_usage(ex.body or {}), ex.body or {}),
+    off_loop=off_loop.many_messages)

@@ -3,8 +3,11 @@ has none: a few hundred bytes of zstd can unpack to gigabytes), then parsed once
 
 from __future__ import annotations
 
+import asyncio
+
 from mitmproxy import http
 
+from .. import off_loop
 from ..errors import GatewayError
 from ..jsonio import loads_client
 from ..exchange import Exchange
@@ -29,6 +32,11 @@ def content_encoding(req: http.Request) -> str:
     and lower-cases every field through its multidict's methods)."""
     return ", ".join(v.decode("utf-8", "surrogateescape") for k, v in req.headers.fields
                      if k.lower() == b"content-encoding")
+
+
+async def parsed(content: bytes) -> dict:
+    """`parse_json`, by a worker thread for a body of off_loop.PARSE_BYTES or more (the event loop serves others)."""
+    return parse_json(content) if len(content) < off_loop.PARSE_BYTES else await asyncio.to_thread(parse_json, content)
 
 
 def parse_json(content: bytes) -> dict:

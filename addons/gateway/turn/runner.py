@@ -30,6 +30,7 @@ from mitmproxy import http
 from ..dispatch import Observers
 from ..errors import Ended, GatewayError, failure
 from ..exchange import Exchange
+from ..heap import Trimmer
 from ..local_answers import json_response
 from ..interfaces import StreamTranslator, UpstreamAnswer
 from .stream_rewriter import stream_error
@@ -64,6 +65,7 @@ class Turns:
         self.idle_timeout = idle_timeout
         self.watch = ClientWatch()
         self.cuts = Interruptible()  # what a stopping gateway ends with the client's error (turn/drain.py)
+        self.heap = Trimmer()  # the C heap given back after a large request (heap.py)
 
     def received(self, ex: Exchange, body: dict, flow: http.HTTPFlow) -> None:
         ex.body = body
@@ -109,6 +111,7 @@ class Turns:
                 outcome.stream_broken(ex, err.message)  # the error went out as the dialect's stream events
         finally:
             transport.ended(ex, final)
+            self.heap.ended(ex.client.size)
             if transport.ends_record:
                 outcome.ended(ex)  # served, unless it failed before
                 if (flow := self.flow_of(ex)) is not None:
@@ -119,7 +122,10 @@ class Turns:
         assert endpoint is not None and ex.body is not None
         if endpoint.prepare is not None:
             await endpoint.prepare(ex.body, ex)
-        ex.chat_body = endpoint.to_chat(ex.body, ex)
+        if endpoint.off_loop is not None and endpoint.off_loop(ex.body):
+            ex.chat_body = await asyncio.to_thread(endpoint.to_chat, ex.body, ex)
+        else:
+            ex.chat_body = endpoint.to_chat(ex.body, ex)
         for check in self.checks:
             await check(ex)
         ex.turn.translated = True

@@ -5,7 +5,9 @@ serves), and the prompt counted when the prompt and the answer share one window 
 from __future__ import annotations
 
 from ..accounts import CATALOGUE_PROVIDERS, Credential
+from ..errors import NO_RETRY, GatewayError
 from ..exchange import Exchange
+from ..models import catalogue
 from ..models.live import LiveModels
 from ..providers import Prompt, Upstream
 from ..tokens import ESTIMATE, SKIPPED
@@ -35,3 +37,11 @@ def prompt(ex: Exchange) -> Prompt | None:
     if ex.count.tokens is not None and ex.count.method not in (None, ESTIMATE, SKIPPED):
         return Prompt(ex.count.tokens)
     return None
+
+
+def still_served(model: str) -> None:
+    """A model Model Studio no longer serves (the catalogue's retirement past) is answered here, never sent (engine.build:
+    a live request's and a batch line's alike)."""
+    if (gone := catalogue.retired(model)) is not None:
+        raise GatewayError(404, catalogue.retirement_message(model, gone), code="model_not_found", param="model",
+                           headers=NO_RETRY)

@@ -5,15 +5,16 @@ is still streaming."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Callable, Collection
 
-from .. import jsonio
-from ..models import catalogue, suggestions
+from .. import jsonio, off_loop
+from ..models import suggestions
 from ..settings.config import Config
 from ..errors import (
-    DENIED, NO_RETRY, UNREACHABLE, ConnectionFailed, DeadConnection, GatewayError, Unreachable, UpstreamError,
+    DENIED, UNREACHABLE, ConnectionFailed, DeadConnection, GatewayError, Unreachable, UpstreamError,
     UpstreamTimeout)
 from ..exchange import Exchange, Retry, RetryReason, note
 from ..accounts import OAUTH, Credential
@@ -78,7 +79,7 @@ class UpstreamEngine:
         connection found dead is sent again at once, once per request (`reconnected`)."""
         await before_build.ready(ex, cred, self.pairing.upstream(cred), self.config.models.accounts)
         while True:
-            upstream, base = self.build(ex)
+            upstream, base = await self.built(ex)
             if (unlisted := account_lists.unlisted(ex, cred, self.config.models.accounts, self._unknown_model)):
                 return unlisted
             self._hold(ex)
@@ -176,20 +177,29 @@ class UpstreamEngine:
         raise AssertionError("unreachable")
 
     def build(self, ex: Exchange, cred: Credential | None = None) -> tuple[Upstream, str | None]:
-        """The upstream serving the exchange's current account and the API base its leg uses (None: the
-        account's own); the body on the record. The one body builder: a live request's and a batch line's
-        (components.batch_line) — the model map, the route, a retired model answered here, the pair's leg, the
-        provider's rules with what its refusals taught. `cred`: the account it is built for (a batch line's: the
-        batch's), else the attempt's."""
+        """The upstream serving the exchange's current account and the API base its leg uses (None: the account's
+        own); the body on the record. The one body builder: a live request's and a batch line's (components.batch_line)
+        — the model map, the route, a retired model answered here, the pair's leg, the provider's rules with what its
+        refusals taught. `cred`: the account it is built for (a batch line's: the batch's), else the attempt's."""
+        upstream, base, body = self._planned(ex, cred)
+        return _record(ex, body(), upstream, base)
+
+    async def built(self, ex: Exchange) -> tuple[Upstream, str | None]:
+        """`build` for a live attempt: the body of a long conversation made by a worker thread (off_loop.py)."""
+        upstream, base, body = self._planned(ex, None)
+        made = await asyncio.to_thread(body) if off_loop.many_messages(ex.chat_body) else body()
+        return _record(ex, made, upstream, base)
+
+    def _planned(self, ex: Exchange, cred: Credential | None) -> tuple[Upstream, str | None, Callable[[], dict]]:
+        """What `build` decides on the loop (shared state read), and the making of the body (the exchange's own)."""
         if cred is not None:
             ex.attempt.cred = cred
         cred = ex.attempt.cred
         assert cred is not None and ex.endpoint is not None
-        config = self.config
-        endpoint = ex.endpoint
+        config, endpoint = self.config, ex.endpoint
         upstream = ex.attempt.upstream = self.pairing.upstream(cred)
         model = self._routed(ex, config.models.resolve(ex.requested_model, cred), cred)
-        still_served(model)
+        before_build.still_served(model)
         leg, base = self.pairing.leg(endpoint.name, upstream, cred, model)
         own: dict | None = None
         if leg.passthrough:
@@ -200,14 +210,11 @@ class UpstreamEngine:
         ex.attempt.leg = leg
         seen = config.models.accounts.seen_by(cred.account, self.policy.learned)  # lessons, then its own list
         if own is not None:
-            ex.attempt.body = upstream.own_body(own, model=model, capability=endpoint.capability, cred=cred,
-                                                 notes=ex.notes, learned=seen)
-        else:
-            ex.attempt.body = upstream.chat_body(ex.chat_body, model=model, cred=cred, notes=ex.notes, learned=seen,
-                                                 prompt=before_build.prompt(ex) if upstream.fits_window else None,
-                                                 tenant=ex.key.name or "")
-        ex.attempt.model = ex.attempt.body["model"]  # as sent (the route moved it above, when one applies)
-        return upstream, base
+            return upstream, base, functools.partial(upstream.own_body, own, model=model, capability=endpoint.capability,
+                                                     cred=cred, notes=ex.notes, learned=seen)
+        return upstream, base, functools.partial(
+            upstream.chat_body, ex.chat_body, model=model, cred=cred, notes=ex.notes, learned=seen,
+            prompt=before_build.prompt(ex) if upstream.fits_window else None, tenant=ex.key.name or "")
 
     def _hold(self, ex: Exchange) -> None:
         """The conversation stays on its account as long as the body Qwen gets asks its cache to last (Qwen4's
@@ -286,9 +293,8 @@ def _transport(e: ConnectionFailed) -> GatewayError:
     return GatewayError(502, f"Qwen could not be reached: {e}.", code=code)
 
 
-def still_served(model: str) -> None:
-    """A model Model Studio no longer serves (the catalogue's retirement past) is answered here, never sent (`build`:
-    a live request's and a batch line's alike)."""
-    if (gone := catalogue.retired(model)) is not None:
-        raise GatewayError(404, catalogue.retirement_message(model, gone), code="model_not_found", param="model",
-                           headers=NO_RETRY)
+
+def _record(ex: Exchange, body: dict, upstream: Upstream, base: str | None) -> tuple[Upstream, str | None]:
+    ex.attempt.body = body
+    ex.attempt.model = body["model"]  # as sent (the route moved it, when one applies)
+    return upstream, base

@@ -5,6 +5,9 @@ tool list costs when it comes back unchanged."""
 from __future__ import annotations
 
 import copy
+import tracemalloc
+
+import orjson
 
 from qwen_gateway.cache import prints
 from qwen_gateway.cache.prints import HOUR, MINUTES
@@ -83,3 +86,17 @@ def test_an_unchanged_tool_list_is_hashed_whole_not_tool_by_tool(monkeypatch):
     again = of_chat(chat({"role": "user", "content": "hi"}, tools=copy.deepcopy(tools)))
     assert (per_tool, sum(1 for obj in encoded if obj in tools)) == (12, 0)
     assert again.raw == first.raw
+
+
+def test_a_long_conversations_print_holds_memory_in_proportion_to_its_json():
+    """Issue 79 item 6: orjson hands each message's JSON back in a buffer of 4 kB whatever its length, and a
+    print of 200,000 one-word messages held 800 MB of them at once (~100 bytes of JSON each)."""
+    body = {"model": "qwen3-coder-plus", "messages": [{"role": "user", "content": f"w{i}"} for i in range(20_000)]}
+    size = len(orjson.dumps(body))
+    tracemalloc.start()
+    try:
+        of_chat(body)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 * size, (peak, size)  # 7.5×: the blocks' hashes and sizes, the head joined (was 124×)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import dataclasses
 
 import pytest
@@ -44,3 +46,18 @@ def test_reading_the_body_looks_no_header_up_through_mitmproxys_headers(monkeypa
     flow.request.raw_content = b"{}"
     assert body.read(flow, Exchange(ClientRequest("POST", "/v1/chat/completions", "http://x/")), 1024) == b"{}"
     assert looked_up == []
+
+
+async def test_a_large_body_is_parsed_in_a_worker_thread(monkeypatch):
+    """Issue 79 item 6: a body of off_loop.PARSE_BYTES or more is parsed by a worker thread (a 7.9 MB body of
+    200,000 messages held the event loop ~190 ms); a smaller one on the loop."""
+    from qwen_gateway import off_loop
+    from qwen_gateway.ingress import body as body_mod
+    threads = []
+    real = body_mod.loads_client
+    monkeypatch.setattr(body_mod, "loads_client", lambda data: threads.append(threading.get_ident()) or real(data))
+    for size in (off_loop.PARSE_BYTES - 1, off_loop.PARSE_BYTES):
+        content = b'{"model": "m", "pad": "' + b"x" * (size - 25) + b'"}'
+        assert len(content) == size
+        assert (await body_mod.parsed(content))["model"] == "m"
+    assert threads[0] == threading.get_ident() != threads[1]

@@ -77,7 +77,7 @@ def test_the_models_retired_on_2026_10_10_are_retired_after_their_last_day(model
 def test_the_engine_answers_a_retired_model_in_the_catalogues_words(model):
     """upstream/engine.py's `still_served`, on every path that builds a body: 404 model_not_found, never sent."""
     from qwen_gateway.errors import GatewayError
-    from qwen_gateway.upstream.engine import still_served
+    from qwen_gateway.upstream.before_build import still_served
     with pytest.raises(GatewayError) as e:
         still_served(model)
     assert (e.value.status, e.value.code, e.value.param) == (404, "model_not_found", "model")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 
 import pytest
 from mitmproxy import http
@@ -222,3 +223,20 @@ async def test_a_translated_exchange_goes_on_from_there():
     ex.turn.translated, ex.chat_body = True, {"model": "m", "messages": [], "stream": True}
     await turns.run(ex, Recorder())
     assert checked == []
+
+
+async def test_a_long_chat_request_is_translated_in_a_worker_thread(monkeypatch):
+    """Issue 79 item 6: a chat request of more messages than off_loop.MESSAGES is checked and translated by a
+    worker thread (200,000 messages held the event loop for seconds); a short one on the loop, as before."""
+    from qwen_gateway import off_loop
+    from qwen_gateway.api import chat
+    threads = []
+    real = chat.validate_chat_request
+    monkeypatch.setattr(chat, "validate_chat_request", lambda body: threads.append(threading.get_ident()) or real(body))
+    turns, _ = setup()
+    for n in (off_loop.MESSAGES, off_loop.MESSAGES + 1):
+        ex = Exchange(ClientRequest("POST", "/v1/chat/completions", "http://x/v1/chat/completions"), endpoint=chat.CHAT)
+        turns.received(ex, {"model": "m", "messages": [{"role": "user", "content": "hi"}] * n}, tflow.tflow())
+        await turns.translate(ex)
+        assert len(ex.chat_body["messages"]) == n and ex.conversation is not None
+    assert threads[0] == threading.get_ident() != threads[1]

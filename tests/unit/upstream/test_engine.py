@@ -3,6 +3,8 @@ credential, each header name judged once, not on every request."""
 
 from __future__ import annotations
 
+import threading
+
 from qwen_gateway.settings import config
 from qwen_gateway import components
 from qwen_gateway.accounts import KEY, OAUTH, Credential
@@ -87,3 +89,21 @@ def test_a_pass_through_pair_carries_the_own_body_or_translates_when_the_endpoin
     ex = native_exchange(None)
     _, base = engine.build(ex)
     assert ex.attempt.leg is TRANSLATED and base is None and ex.attempt.body["messages"][0]["content"] == "hi"
+
+
+async def test_a_long_conversations_body_is_built_in_a_worker_thread(monkeypatch):
+    """Issue 79 item 6: Qwen's body of a conversation longer than off_loop.MESSAGES is made by a worker thread
+    (`chat_to_qwen` walks every message); a short one's on the loop, as before."""
+    from qwen_gateway import off_loop
+    from qwen_gateway.upstream.dashscope import request
+    threads = []
+    real = request.chat_to_qwen
+    monkeypatch.setattr(request, "chat_to_qwen", lambda *a, **kw: threads.append(threading.get_ident()) or real(*a, **kw))
+    engine = UpstreamEngine(RetryPolicy(None), config.Config(), components.pairing(config.Config()))
+    for n in (off_loop.MESSAGES, off_loop.MESSAGES + 1):
+        ex = exchange()
+        ex.requested_model = "coder-model"
+        ex.chat_body = {"model": "coder-model", "messages": [{"role": "user", "content": "ping"}] * n}
+        await engine.built(ex)
+        assert len(ex.attempt.body["messages"]) == n and ex.attempt.model == ex.attempt.body["model"]
+    assert threads[0] == threading.get_ident() != threads[1]

@@ -1,0 +1,53 @@
+"""The C heap's free pages given back to the system after a large request (issue 79 item 6).
+
+Why: a request of 200,000 short messages is some million Python objects (parsed, checked, translated, printed),
+freed once it is answered. Python gives its own arenas back; what went through glibc's malloc (larger objects, the
+worker threads' arenas) stays resident as free chunks: a 7.9 MB request left the gateway 35-40 MB larger after
+each one, until `malloc_trim` returned them (measured: 40 MB kept → 9 MB; docs/performance.md#a-requests-memory).
+A trim walks the heap's free chunks (milliseconds), so only a request of TRIM_BODY bytes or more asks for one, made
+by a worker thread TRIM_AFTER_S after the request ended (its recorders, the cache doctor's print, are done by then),
+one at a time however many large requests ended meanwhile. Without glibc (musl) there is nothing to call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+
+TRIM_BODY = 1 << 20
+TRIM_AFTER_S = 2.0
+
+
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+class Trimmer:
+    """Asks for one trim after each large request (`ended`), the asks of requests ending together made one."""
+
+    def __init__(self, trim=None) -> None:
+        self._trim = trim if trim is not None else _malloc_trim()
+        self._due: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task | None = None  # the trim running (held: the loop keeps only a weak reference)
+        self.trims = 0  # made so far (tests count them)
+
+    def ended(self, body_size: int) -> None:
+        if body_size < TRIM_BODY or self._trim is None:
+            return
+        if self._due is not None:
+            self._due.cancel()  # a later end moves it: the one trim after the last of them
+        self._due = asyncio.get_running_loop().call_later(TRIM_AFTER_S, self._start)
+
+    def _start(self) -> None:
+        self._due = None
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="qwen: heap trim")
+
+    async def _run(self) -> None:
+        self.trims += 1
+        await asyncio.to_thread(self._trim, 0)
+
