@@ -32,13 +32,16 @@ class LiveModels:
         self._refresh: dict[str, Callable[[], None]] = {}
         self._live: dict[str, tuple[tuple[str, ...], float]] = {}  # kind -> (ids, fetched at)
         self._failed: dict[str, float] = {}
+        self._providers: dict[str, str] = {}  # kind -> the provider that serves it ("" unsaid)
         self._failures: dict[str, int] = {}  # kind -> fetches failed in a row (the wait before the next doubles)
         self._lists: dict[str, ModelList] = {}  # kind -> what its provider lists of each model (models/listed.py)
         self.absent: dict[str, float] = {}  # model -> when Qwen last said no account it was sent to has it
         self._first: dict[str, asyncio.Event] = {}  # kind -> set once its first fetch answered (or failed)
 
-    def register(self, kind: str, fallback: Sequence[str], refresh: Callable[[], None]) -> None:
+    def register(self, kind: str, fallback: Sequence[str], refresh: Callable[[], None], provider: str = "") -> None:
+        """`provider`: who serves the kind's models (providers.py), "" unsaid."""
         self._fallback[kind], self._refresh[kind] = tuple(fallback), refresh
+        self._providers[kind] = provider
 
     async def first_read(self, kind: str, wait_s: float) -> None:
         """Waits (at most `wait_s`) for a registered kind's first fetch to answer, when none has yet: for an
@@ -58,8 +61,9 @@ class LiveModels:
     def registered(self, kind: str) -> bool:
         return kind in self._refresh
 
-    def kinds(self) -> tuple[str, ...]:
-        return tuple(self._refresh)
+    def kinds(self, provider: str = "") -> tuple[str, ...]:
+        """The registered kinds (`provider`: only those it serves, or whose provider was not said)."""
+        return tuple(k for k in self._refresh if not provider or self._providers.get(k, "") in ("", provider))
 
     def ids(self, kind: str) -> tuple[str, ...]:
         live = self._live.get(kind)

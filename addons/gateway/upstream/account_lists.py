@@ -67,6 +67,7 @@ def not_found(ex: Exchange, err: UpstreamError, lists: LiveModels, *, denied: bo
 
 
 def _unknown_elsewhere(ex: Exchange, cred: Credential, lists: LiveModels) -> str:
-    """An account not yet tried whose list could not be read (it may serve the model); "" when none."""
-    return next((kind for kind in lists.kinds() if kind != cred.account and kind not in ex.attempt.tried
+    """An account of the same provider, not yet tried, whose list could not be read (it may serve the model); ""
+    when none."""
+    return next((kind for kind in lists.kinds(cred.provider) if kind != cred.account and kind not in ex.attempt.tried
                  and lists.unknown(kind)), "")

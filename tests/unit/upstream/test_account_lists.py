@@ -139,3 +139,14 @@ def test_a_list_that_keeps_failing_is_read_again_later_each_time_bounded():
     live.put("b", ["qwen3.7-max"])
     live.failed("b")  # a read between: a new episode, the first wait again
     assert live.retry_wait("b") == 60.0
+
+
+def test_an_unknown_list_of_another_providers_account_is_never_where_a_model_goes():
+    """A team's own server whose list cannot be read (it is down) serves none of Model Studio's models: a model a
+    Model Studio key's list lacks is not sent to try it there (before: tried there, and the client got a 404)."""
+    live, _ = lists(a=["qwen3.6-plus"])
+    live.register("gpu", (), lambda: None, provider="selfhosted")
+    live.failed("gpu")
+    assert live.unknown("gpu")
+    ex = exchange("qwen3.7-max")
+    assert account_lists.unlisted(ex, A, live, same) is None and not ex.notes  # Qwen's word decides, as before

@@ -75,7 +75,7 @@ def account_models(config: Config, pool: Pool, rows: list[dict]) -> None:
         if not live.registered(name):
             kept = kept_lists(getattr(config, "state_dir", None), getattr(config, "state_url", None), atomic_write)
             live.register(name, (), KeyCatalogue(live, name, functools.partial(_ready, account, name),
-                                                 config.network, kept, config.models.named).refresh_soon)
+                                                 config.network, kept, config.models.named).refresh_soon, provider=NAME)
             if (last := kept.last(name)) is not None:
                 live.restore(name, last)  # the last run's, until Qwen's list (or the team's) is read again
     live.wanted()

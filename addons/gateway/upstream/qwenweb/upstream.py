@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ... import jsonio
-from ...accounts import WEB, Capability, Credential
+from ...accounts import QWENWEB, WEB, Capability, Credential
 from ...settings.config import Config
 from ...errors import SERVER, GatewayError, UpstreamError
 from ...models.model_map import LiveModels
@@ -46,7 +46,7 @@ class QwenWeb:
         self.live = live
         self.pinning = pinning
         if live is not None and base:  # web accounts in use: their catalogue joins /v1/models
-            live.register(WEB, request.WEB_MODELS, WebCatalogue(live, base, network).refresh_soon)
+            live.register(WEB, request.WEB_MODELS, WebCatalogue(live, base, network).refresh_soon, provider=QWENWEB)
 
     def models(self) -> tuple[str, ...]:
         """The catalogue as cached (a due refresh starts in the background), else the static list."""

@@ -152,7 +152,7 @@ def account_models(config: Config, pool: Pool, rows: list[dict]) -> None:
             continue
         ready = functools.partial(_ready, account, name)
         if not live.registered(name):
-            live.register(name, (), ServerModels(live, name, ready, config.network).refresh_soon)
+            live.register(name, (), ServerModels(live, name, ready, config.network).refresh_soon, provider=NAME)
         health.watch(pool, name, ready, config.network)
     live.wanted()
 

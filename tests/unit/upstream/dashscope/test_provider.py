@@ -29,7 +29,7 @@ def test_only_its_own_key_accounts_join_the_model_list():
 
     class Live:
         def registered(self, name): return False
-        def register(self, name, models, refresh): registered.append(name)
+        def register(self, name, models, refresh, provider=""): registered.append(name)
         def wanted(self): pass
 
     class Models:
