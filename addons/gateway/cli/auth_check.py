@@ -40,6 +40,10 @@ account's plan that this key's list leaves out. A list that does not answer with
      --no-cache-probe skips it.
 It ends with the tokens spent, as Qwen's usage reports them.
 
+On a self-hosted server (--provider selfhosted) it reads the server's list instead (its models, each one's
+window, a default model it does not serve, a window too small for an agent); --deep sends tool_choice "auto"
+with one tool and a request that asks for thinking (8 and 64 tokens at most): a missing tool or reasoning parser.
+
 Output: `DIFF <what>: gateway assumes <x>, Qwen says <y> — <what to do>`, then `ok <what>` for what matched,
 `skip <what>` for what could not be compared. Exit 0: no difference; 6: differences found."""
 
