@@ -87,7 +87,7 @@ def test_a_key_qwen_refuses_names_the_account_and_its_variable(make_gateway, emu
     assert "Qwen refused the key of account emu ($EMU_KEY)" in message
     assert "invalid access token or token expired" in message  # Qwen's own words, quoted
     assert "sk-a-key" not in message
-    row = re.search(r"^emu\s+key\s+(\S+)", status_table(env), re.M)
+    row = re.search(r"^emu\s+key\s+dashscope\s+(\S+)", status_table(env), re.M)  # ACCOUNT KIND PROVIDER STATE
     assert row and row.group(1) == "refused", status_table(env)
     with httpx.Client(trust_env=False, timeout=10) as c:
         health = c.get(gw.url + "/health").json()
@@ -99,7 +99,7 @@ def test_a_key_qwen_refuses_names_the_account_and_its_variable(make_gateway, emu
     again.stop()
     fixed = make_gateway("fixed", env=key_home)  # the right key in the variable: usable again
     assert sdk(fixed.url + "/v1").chat.completions.create(**CHAT).choices[0].message.content == "Echo: ping"
-    assert re.search(r"^emu\s+key\s+ok\b", status_table(key_home), re.M), status_table(key_home)
+    assert re.search(r"^emu\s+key\s+dashscope\s+ok\b", status_table(key_home), re.M), status_table(key_home)
     assert "sk-a-key-qwen-does-not-know" not in json.dumps(health) + status_table(env)
 
 

@@ -114,7 +114,8 @@ def test_request_line_ledger_and_qwen_usage_match_the_emulators_usage(observed, 
                      "prompt_tokens": sum(u.prompt_tokens for u in reported),
                      "completion_tokens": sum(u.completion_tokens for u in reported), "cached_tokens": 6,
                      "cache_write_tokens": 0, "cache_saved_usd": None, "errors": 0,
-                     "unpriced": 2}  # an OAuth login has no price: what its cache saved is unknown, never $0
+                     "unpriced": 2, "usage_unknown": 0}  # an OAuth login has no price: what its cache saved is
+    # unknown, never $0; every answer had Qwen's usage
     table = qwen_usage(env, state)
     assert "coder-model" in table and table.splitlines()[-2].split()[:2] == ["total", "2"]
     assert table.splitlines()[-1].startswith("unpriced: 2 requests on coder-model")

@@ -41,7 +41,7 @@ SETTLE_LOCK_MS = 200
 # for a day) finds none, and subtracts what it delivered, as before the notes.
 SETTLED_KEEP_S = 86400.0
 # After tenancy/schema.py's steps, in this order (applied steps are never edited: a change is a new step).
-PG_STEPS = (
+PG_STEPS: tuple[str, ...] = (
     _BUDGETS,
     _MODEL_DAYS.format(**_PG),
     "ALTER TABLE key_holds ADD COLUMN model TEXT NOT NULL DEFAULT ''",  # the model its request went to

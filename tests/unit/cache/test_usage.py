@@ -55,7 +55,7 @@ def test_the_ledger_the_price_and_the_sum_read_a_usage_alike(usage):
     assert (row["cached_tokens"], row["cache_write_tokens"], row["cache_kind"]) == (cached, written, kind)
     hits, wrote = cached or 0, written or 0
     price = (10000 - hits - wrote) * 1.0 + hits * (0.1 if explicit else 0.2) + (wrote - hour) * 1.25 + hour * 2.0
-    assert _prompt_usd(TIER, usage, 10000) == pytest.approx(price)
+    assert _prompt_usd(TIER, usage, 10000) == (pytest.approx(price), True)  # (the price, the hits priced as such)
     summed = AnswerSoFar(None).sum(usage)["prompt_tokens_details"]  # one request: its own usage
     assert summed["cached_tokens"] == hits
     if explicit:
