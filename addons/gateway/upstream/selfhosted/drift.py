@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from ...accounts import Credential
 from ...drift_report import Report, cleaned
-from .models import parse, said
+from .models import parse, said, version_of
 
 # An agent's window: Claude Code's first prompt is ~13,000-23,000 tokens and grows each turn, and its answers get
 # what is left; below this the docs' start lines (131,072, or the model's own) are worth the server's memory.
@@ -56,10 +56,9 @@ def _version(client: Any, base: str, headers: dict) -> str:
     parts = urlsplit(base)
     try:
         resp = client.get(f"{parts.scheme}://{parts.netloc}/version", headers=headers)
-        version = resp.json().get("version") if resp.status_code == 200 else None
-    except Exception:  # a server without /version (SGLang's is elsewhere): its release unknown
+    except Exception:  # no answer there (SGLang's release is elsewhere): its release unknown
         return ""
-    return version if isinstance(version, str) and len(version) < 40 else ""
+    return version_of(resp.status_code, resp.content)
 
 
 def _chat(client: Any, base: str, headers: dict, report: Report, body: dict) -> Any:

@@ -55,6 +55,15 @@ def parse(account: str, raw: bytes, version: str = "") -> ModelList | None:
     return ModelList(account, time.time(), models)
 
 
+def version_of(status: int, raw: bytes) -> str:
+    """The release a server's `/version` answer says (vLLM: {"version": "0.20.0"}); "": none, or no such answer."""
+    try:
+        said = json.loads(raw).get("version") if status == 200 else None
+    except (ValueError, AttributeError):
+        return ""
+    return said if isinstance(said, str) and len(said) < 40 else ""
+
+
 def said(listed: ModelList) -> str:
     """One line on what the server serves: each model with its window."""
     parts = [f"{m.id} ({m.context:,}-token window)" if m.context else f"{m.id} (window not given)"
@@ -115,10 +124,9 @@ class ServerModels(CatalogueFetch):
         """The release the server says it is (vLLM's `GET /version`: {"version": "0.20.0"}); "": it says none."""
         try:
             status, raw = await asyncio.wait_for(self._get(cred, "/version", origin=True), TIMEOUT)
-            said = json.loads(raw).get("version") if status == 200 else None
-        except (ConnectionFailed, OSError, asyncio.TimeoutError, ValueError, AttributeError):
+        except (ConnectionFailed, OSError, asyncio.TimeoutError):
             return ""
-        return said if isinstance(said, str) and len(said) < 40 else ""
+        return version_of(status, raw)
 
     async def _get(self, cred: Credential, path: str, origin: bool = False) -> tuple[int, bytes]:
         base = cred.base_url.rstrip("/")
