@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import time
 
 import httpx
 import pytest
 
-from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
+from helpers.pgserver import pg_clocked, pg_server, pg_url  # noqa: F401  (fixtures)
 from helpers.procs import Gateway, stop_all
 from helpers.relay import Relay
 from helpers.team import add_key, qwen_keys, team_env, until
@@ -91,6 +92,50 @@ def test_a_gateway_cut_off_from_postgresql_is_named_and_the_command_exits_3(tmp_
         until(lambda: status(far, alice) == 401, "the revocation read once the database is back", limit=30)
         done = qwen_keys(cli, "add", "bob")
         assert "Applied on 2 running gateways." in done.stdout, done.stdout + done.stderr
+    finally:
+        stop_all(gws)
+        relay.stop()
+
+
+def test_a_step_of_the_database_clock_does_not_hide_a_gateway_cut_off(tmp_path, emu, pg_clocked):  # noqa: F811
+    """The database's clock stepped 400 s ahead while a gateway is cut off from it (issue 79 item 1: liveness on one
+    clock). Before, `qwen-keys` judged "gone" by the database's clock alone (`seen` older than GONE_S, 300 s): the
+    step made the cut-off gateway — serving from memory — gone, and the revocation exited 0 while it served the
+    revoked key. Now the gateways still on the database say how long each peer's beat has not changed, on their
+    own monotonic clocks: the cut-off gateway is named and the command exits 3."""
+    import psycopg
+
+    from helpers.clock import move_clock
+
+    url = pg_clocked.db
+    relay = Relay(pg_clocked.port).start()
+    gws = []
+    try:
+        for name, at in (("near", url), ("far", relay.url(url))):
+            gws.append(Gateway(tmp_path / name / "gw", env=team_env(tmp_path, emu, name),
+                               args=("--set", f"qwen_state_url={at}")).start())
+        near, far = gws
+        cli = {"QWEN_STATE_URL": url, "QWEN_GATEWAY_HOME": str(tmp_path / "cli")}
+        alice = add_key(cli, "alice")
+        for gw in gws:
+            until(lambda gw=gw: status(gw, alice) == 200, "the key read")
+        with psycopg.connect(url, autocommit=True) as conn:
+            def beat() -> float:
+                row = conn.execute("SELECT seen FROM qwen_gateways WHERE pid = %s", (far.proc.pid,)).fetchone()
+                return float(row[0]) if row else 0.0
+
+            first = beat()
+            until(lambda: beat() > first > 0, "the far gateway's beat seen changing", limit=30)
+            time.sleep(3)  # the near gateway sees it change too (it beats every 2 s)
+            relay.cut()  # far serves on from memory: alice has no limit
+            move_clock(pg_clocked.clock_rc, 400)  # the database's clock_timestamp() 400 s ahead from here on
+            ahead = float(conn.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()[0]) - time.time()
+            assert ahead > 390, ahead  # the step is real
+        assert status(far, alice) == 200
+        done = qwen_keys(cli, "revoke", "alice", "--wait", "2", ok=False)
+        assert done.returncode == 3, done.stdout + done.stderr  # before: 0, "Applied on 1 running gateway."
+        assert f":{far.proc.pid} (not seen for " in done.stderr and f":{near.proc.pid}" not in done.stderr
+        assert status(near, alice) == 401
     finally:
         stop_all(gws)
         relay.stop()

@@ -11,6 +11,7 @@ ones that did not say so are named and the exit status is NOT_EVERYWHERE (the ch
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from pathlib import Path
@@ -65,23 +66,31 @@ def in_database(conn: Any, name: str, bound: float = WAIT_S) -> tuple[str, int]:
 
 
 def running(conn: Any) -> dict[str, str]:
-    """The gateways running on the database: id -> "host:pid" (seen alive within GONE_S, or holding their LISTEN
-    session on this database: the server's other databases are other teams'). One not seen for DEAD_S and without
-    its session is cut off from the database (or died without stopping): it may still serve clients, so it counts,
-    named with how long it has not been seen, until it answers or GONE_S passes."""
-    seen = {gid: (f"{host}:{pid}", unseen) for gid, host, pid, unseen in conn.execute(
-        "SELECT id, host, pid, extract(epoch FROM clock_timestamp()) - seen FROM qwen_gateways "
-        "WHERE seen > extract(epoch FROM clock_timestamp()) - %s", (GONE_S,)).fetchall()}
+    """The gateways running on the database: id -> "host:pid" (holding their LISTEN session on this database — the
+    server's other databases are other teams' — or not quiet for GONE_S). One without its session and quiet for
+    DEAD_S is cut off from the database (or died without stopping): it may still serve clients, so it counts, named
+    with how long it has been quiet, until it answers or GONE_S passes. Quiet is what the gateways still on the
+    database saw of its beat on their own monotonic clocks (tenancy/liveness.py); the database's clock only where
+    none saw it beat, so a step of that clock hides no gateway that is cut off."""
+    rows = conn.execute("SELECT id, host, pid, extract(epoch FROM clock_timestamp()) - seen, quiet "
+                        "FROM qwen_gateways").fetchall()
+    where = {gid: f"{host}:{pid}" for gid, host, pid, _, _ in rows}
     found: dict[str, str] = {}
     for (app,) in conn.execute("SELECT application_name FROM pg_stat_activity WHERE datname = current_database() "
                                "AND application_name LIKE %s", (SESSION_NAME + "%",)).fetchall():  # (not another team's)
-        gid, _, where = app[len(SESSION_NAME):].partition(" ")
-        found.setdefault(gid, seen[gid][0] if gid in seen else where or "unknown host")
-    for gid, (where, unseen) in seen.items():
-        if gid not in found and unseen <= DEAD_S:
-            found[gid] = where
-        elif gid not in found:
-            found[gid] = f"{where} (not seen for {unseen:.0f} s: cut off from the database, or dead)"
+        gid, _, named = app[len(SESSION_NAME):].partition(" ")
+        found.setdefault(gid, where.get(gid) or named or "unknown host")
+    observed: dict[str, float] = {}  # by the gateways on the database now: the shortest quiet each saw
+    for gid, _, _, _, quiet in rows:
+        if gid in found and quiet:
+            for peer, seconds in json.loads(quiet).items():
+                observed[peer] = min(seconds, observed.get(peer, seconds))
+    for gid, _, _, unseen, _ in rows:
+        quiet = observed.get(gid, float(unseen))
+        if gid in found or quiet > GONE_S:
+            continue
+        found[gid] = where[gid] if quiet <= DEAD_S else \
+            f"{where[gid]} (not seen for {quiet:.0f} s: cut off from the database, or dead)"
     return found
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import time
@@ -190,11 +191,11 @@ class SharedHolds:
         if now - self._beaten < HEARTBEAT_S:
             return
         self._beaten = now
-        await self.db.execute("INSERT INTO qwen_gateways (id, host, pid, started, seen) VALUES (%s, %s, %s, "
-                              "extract(epoch FROM clock_timestamp()), extract(epoch FROM clock_timestamp())) "
-                              "ON CONFLICT (id) DO UPDATE SET seen = excluded.seen",
-                              (self.gateway, socket.gethostname(), os.getpid()))
-        beats = await self.db.fetch("SELECT id, seen FROM qwen_gateways WHERE id IN (SELECT gateway FROM key_holds)")
+        await self.db.execute("INSERT INTO qwen_gateways (id, host, pid, started, seen, quiet) VALUES (%s, %s, %s, "
+                              "extract(epoch FROM clock_timestamp()), extract(epoch FROM clock_timestamp()), %s) "
+                              "ON CONFLICT (id) DO UPDATE SET seen = excluded.seen, quiet = excluded.quiet",
+                              (self.gateway, socket.gethostname(), os.getpid(), json.dumps(self._peers.quiet(now))))
+        beats = await self.db.fetch("SELECT id, seen FROM qwen_gateways")  # every peer: qwen-keys reads their quiet
         gone = self._peers.gone(((str(g), seen) for g, seen in beats), time.monotonic(), self.gateway)
         await self.db.run(lambda conn: self._settle(conn, gone))
 

@@ -177,6 +177,7 @@ PG_STEPS = (
     "CREATE TABLE key_acks (token TEXT NOT NULL, gateway TEXT NOT NULL, at DOUBLE PRECISION NOT NULL, "
     "refusing BOOLEAN NOT NULL DEFAULT false, PRIMARY KEY (token, gateway))",
     *budget_sql.PG_STEPS,  # every budget declared once (tenancy/budgets.py): their limits, days per model, one check
+    "ALTER TABLE qwen_gateways ADD COLUMN quiet TEXT",  # each peer's quiet seconds, as this gateway saw (liveness.py)
 )
 
 FIRST_KEY_COLUMNS = "name, digest, rpm, tpm, daily_tokens, monthly_usd, revoked"  # what every release's table has

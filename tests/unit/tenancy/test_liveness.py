@@ -29,3 +29,15 @@ def test_only_the_gateways_read_are_remembered():
     peers.gone([("a", 1.0)], now=0.0, me="me")
     peers.gone([], now=5.0, me="me")  # its holds ended: no longer read
     assert peers.gone([("a", 1.0)], now=16.0, me="me") == []  # seen anew: a new window
+
+
+def test_quiet_is_said_only_for_a_beat_seen_changing():
+    """qwen-keys reads it (cli/keys_applied.py): a peer only ever read unchanged has no known quiet — when it last
+    beat is not something this observer saw — and one seen beating is quiet since its last change, on this clock."""
+    peers = Peers(15.0)
+    peers.gone([("a", 1.0), ("b", 7.0)], 100.0, "me")
+    assert peers.quiet(101.0) == {}
+    peers.gone([("a", 2.0), ("b", 7.0)], 102.0, "me")
+    assert peers.quiet(110.0) == {"a": 8.0}
+    peers.gone([("a", 2.0), ("b", 7.0)], 120.0, "me")
+    assert peers.quiet(130.0) == {"a": 28.0}  # a step of the database's clock moves no beat it does not write
