@@ -105,8 +105,8 @@ def _wrap(owner, attr: str, counter: str, *, rows=None) -> None:
     real = getattr(owner, attr)
 
     def counted(*args, **kwargs):
-        if site := _ours():
-            _count(counter, rows(args) if rows else 1, site)
+        if site := _ours():  # under a clock's loop (a tick's outage said over, its write): the clock's work
+            _count("clock_work" if _clock() else counter, rows(args) if rows else 1, site)
         return real(*args, **kwargs)
 
     counted.__wrapped__ = real  # type: ignore[attr-defined]
@@ -123,8 +123,8 @@ _real_iterencode = json.JSONEncoder.iterencode
 
 
 def _dumps(*args, **kwargs):
-    if site := _ours():
-        _count("json_encode", 1, site)
+    if site := _ours():  # a clock's tick (the heartbeat's peers' quiet, tenancy/holds.py): not a request's work
+        _count("clock_work" if _clock() else "json_encode", 1, site)
     _state.depth = getattr(_state, "depth", 0) + 1
     try:
         return _real_dumps(*args, **kwargs)
