@@ -15,6 +15,8 @@ from ..accounts import KEY, AccountUnavailable, Credential, NotCapable, Outcome,
 from ..errors import NO_RETRY, GatewayError, UpstreamError, unavailable
 from ..exchange import Exchange, Retry, RetryReason, note
 from ..models.bindings import Bindings
+from ..models.fallbacks import Fallbacks
+from .fallback import FallbackWay
 from .retry_request import RequestWays, retried
 from ..models.learned import LearnedFacts
 from ..turn.context_overflow import ContextOverflow, over_upstream_limit, param_of
@@ -27,12 +29,13 @@ _POOL_OUTCOME = {errors.AUTH: Outcome.AUTH, errors.QUOTA: Outcome.QUOTA, errors.
                  errors.PUNISHED: Outcome.PUNISHED}  # an UNREACHABLE given up (no other account) changes nothing
 
 
-class RetryPolicy(RequestWays):
+class RetryPolicy(RequestWays, FallbackWay):
     def __init__(self, pool: Pool | None) -> None:
         self.pool = pool
         # what Qwen's 400s taught about models (each upstream reads its own: `lesson`); the state folder's (wiring.py) once configured
         self.learned = LearnedFacts()
         self.bindings = Bindings()  # which accounts a request may use (qwen_account_bindings; wiring.py)
+        self.fallbacks = Fallbacks()  # what a model refused may fall back to (qwen_fallbacks; wiring.py)
 
     async def acquire(self, ex: Exchange, exclude: Collection[str] = ()) -> Credential:
         """A credential for this exchange (the endpoint's capability included), recorded as tried."""
@@ -74,14 +77,18 @@ class RetryPolicy(RequestWays):
     async def recover(self, ex: Exchange, err: UpstreamError) -> Credential:
         """The credential to try again with, after reporting `err` to the pool; raises the client's
         error when the request should not be tried again. Each way back is tried in order; the first that
-        applies says how."""
+        applies says how. The client's error for a refusal of the model is the last way's: its fallback group's."""
         assert self.pool is not None and ex.attempt.cred is not None
-        for way in (self.listed_elsewhere, self.refitted, self.relearned, self.truncated, self.new_chat, self.another_for_the_plan, self.past_a_refused_key,
-                    self.refreshed, self.rotated, self.waited, self.elsewhere):
-            cred = await way(ex, err)
-            if cred is not None:
-                return cred
-        raise await self.given_up(ex, err)
+        try:
+            for way in (self.listed_elsewhere, self.refitted, self.relearned, self.truncated, self.new_chat,
+                        self.another_for_the_plan, self.past_a_refused_key, self.refreshed, self.rotated, self.waited,
+                        self.elsewhere):
+                cred = await way(ex, err)
+                if cred is not None:
+                    return cred
+            raise await self.given_up(ex, err)
+        except GatewayError as refused:
+            return await self.fell_back(ex, err, refused)
 
     # ---- the ways back, each None when it does not apply ---------------------------------------------------
 
