@@ -33,7 +33,7 @@ from . import ids
 from .jsonio import valid_text
 from .interfaces import Endpoint
 from .providers import TRANSLATED, Leg, Upstream
-from .retry_reasons import Retry, RetryReason  # noqa: F401  (re-exported: the record's retries)
+from .retry_reasons import Refusal, Retry, RetryReason  # noqa: F401  (re-exported: the record's retries)
 
 if TYPE_CHECKING:
     import asyncio
@@ -90,11 +90,16 @@ class Attempt:
     retries: list[Retry] = field(default_factory=list)
     counted: tuple[int, int] | None = None  # (prompt tokens, window) as the server counted, when its refusal said
     fallback: str = ""  # the model of a fallback group (qwen_fallbacks) sent instead of the refused ones
-    refusals: list[tuple[str, str, Exception]] = field(default_factory=list, repr=False)  # (model, why, the client's error)
+    refusals: list[Refusal] = field(default_factory=list, repr=False)  # the models refused before `fallback`
 
     @property
     def account(self) -> str:
         return self.cred.account if self.cred else ""
+
+    @property
+    def tried_for_model(self) -> list[str]:
+        """The accounts tried for the model sent now (a fallback group's next model starts afresh)."""
+        return self.tried[self.refusals[-1].tried:] if self.refusals else self.tried
 
     def answered(self, body: bytes) -> None:
         """Qwen's whole answer as the turn read it (turn/ may not call upstream/): the debug log shows it."""
@@ -252,7 +257,7 @@ class Exchange:
             out["routed"] = {"reason": self.attempt.route, "model": self.attempt.model,
                              "rule": self.routed.rule if self.routed is not None else ""}
         if self.attempt.fallback:
-            out["fallback"] = {"model": self.attempt.fallback, "refused": [m for m, _, _ in self.attempt.refusals]}
+            out["fallback"] = {"model": self.attempt.fallback, "refused": [r.model for r in self.attempt.refusals]}
         if self.attempt.url:
             out["upstream"] = {"url": self.attempt.url, "headers": dict(self.attempt.headers)}
         if self.result.status is not None:

@@ -1,10 +1,11 @@
 """Why the gateway sent a request to Qwen again: the retries an exchange's attempt records (exchange.py re-exports
-them), which the request line, the metrics and the record count."""
+them), which the request line, the metrics and the record count; the models a fallback group passed on from."""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class RetryReason(enum.StrEnum):
@@ -28,3 +29,12 @@ class Retry:
     reason: RetryReason
     account: str  # the account whose answer caused the retry
     wait_s: float = 0.0
+
+
+class Refusal(NamedTuple):
+    """A model the upstream refused, where a fallback group (qwen_fallbacks) sent the request on: upstream/fallback.py."""
+
+    model: str
+    why: str  # models/fallbacks.py's words: not found, no access, …
+    error: Exception  # the client's error for it: the first model's is answered when every model refused
+    tried: int  # accounts tried until then: the next model's are those after

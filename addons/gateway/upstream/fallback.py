@@ -11,7 +11,7 @@ from collections.abc import Collection
 from .. import errors
 from ..accounts import Credential
 from ..errors import GatewayError, UpstreamError
-from ..exchange import Exchange, Retry, RetryReason
+from ..exchange import Exchange, Refusal, Retry, RetryReason
 from ..models.fallbacks import NO_ACCESS, NOT_FOUND, NOT_SERVED, WINDOW, Fallbacks, choose
 from ..models.suggestions import NOT_FOUND as MODEL_NOT_FOUND
 from ..turn.context_overflow import upstream_limit
@@ -49,24 +49,24 @@ class FallbackWay:
         """The credential for the group's next model, its choice noted on the flow; raises `refused` when `err` is no
         refusal of the model or no group names it, and the first model's refusal when every fallback was refused."""
         why = refused_for_its_model(err)
-        first = ex.attempt.refusals[0][0] if ex.attempt.refusals else ex.attempt.model
+        first = ex.attempt.refusals[0].model if ex.attempt.refusals else ex.attempt.model
         group = self.fallbacks.group(first) if self.fallbacks else None
         if why is None or group is None:
             raise refused
         model, account = ex.attempt.model, ex.account
-        ex.attempt.refusals.append((model, why, refused))
-        nxt, passed = choose(group, [m for m, _, _ in ex.attempt.refusals], why=why,
+        ex.attempt.refusals.append(Refusal(model, why, refused, len(ex.attempt.tried)))
+        nxt, passed = choose(group, [r.model for r in ex.attempt.refusals], why=why,
                              needed=needed(ex, err) if why == WINDOW else None)
         ex.notes.extend(passed)
         if nxt is None:
             ex.notes.append(f"{model} refused on {account} ({why}): every fallback of qwen_fallbacks {group} refused "
                             "or passed over: the first refusal answered")
-            raise ex.attempt.refusals[0][2]
+            raise ex.attempt.refusals[0].error
         ex.notes.append(f"{model} refused on {account} ({why}): fell back to {nxt} (qwen_fallbacks {group})")
         ex.attempt.fallback, ex.attempt.counted = nxt, None
         ex.attempt.retries.append(Retry(RetryReason.FELL_BACK, account))
-        try:  # any account: one whose own list leaves the model out sends it on (account_lists.py)
+        try:  # any account (its binding's): one whose own list leaves the model out sends it on (account_lists.py)
             return await self.acquire(ex)
         except GatewayError:
             ex.notes.append(f"no account can take {nxt}: the first refusal answered")
-            raise ex.attempt.refusals[0][2] from None
+            raise ex.attempt.refusals[0].error from None

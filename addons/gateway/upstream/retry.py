@@ -43,7 +43,8 @@ class RetryPolicy(RequestWays, FallbackWay):
             raise GatewayError(503, "The gateway has no account pool configured.", code="no_accounts",
                                headers=NO_RETRY)
         assert ex.endpoint is not None
-        bound = self.bindings.find(key=ex.key.name or "", model=ex.requested_model or "", dialect=ex.dialect,
+        model = ex.attempt.fallback or ex.requested_model or ""  # a fallback group's model is bound as asked for
+        bound = self.bindings.find(key=ex.key.name or "", model=model, dialect=ex.dialect,
                                    agent=ex.client.user_agent) if self.bindings else None
         try:
             if bound is None:
@@ -99,7 +100,7 @@ class RetryPolicy(RequestWays, FallbackWay):
             return None
         account = ex.account
         try:
-            cred = await self.acquire(ex, exclude=ex.attempt.tried)
+            cred = await self.acquire(ex, exclude=ex.attempt.tried_for_model)
         except GatewayError:
             raise err.to_gateway_error() from None
         ex.attempt.retries.append(Retry(RetryReason.ROTATED, account))

@@ -82,7 +82,7 @@ async def test_a_model_refused_goes_to_its_groups_next_model_said_on_the_flow():
            "qwen3-max=qwen4-max,qwen3.6-plus)" in ex.notes
     ex.attempt.model = "qwen4-max"  # as the engine sends it: refused too, the next
     assert await p.recover(ex, qwen(*NOT_FOUND)) is MS and ex.attempt.fallback == "qwen3.6-plus"
-    assert [m for m, _, _ in ex.attempt.refusals] == "qwen3-max qwen4-max".split()
+    assert [r.model for r in ex.attempt.refusals] == "qwen3-max qwen4-max".split()
 
 
 async def test_every_model_refused_answers_the_first_refusal():
