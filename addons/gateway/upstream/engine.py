@@ -198,7 +198,7 @@ class UpstreamEngine:
         assert cred is not None and ex.endpoint is not None
         config, endpoint = self.config, ex.endpoint
         upstream = ex.attempt.upstream = self.pairing.upstream(cred)
-        model = self._routed(ex, config.models.resolve(ex.attempt.fallback or ex.requested_model, cred), cred)
+        model = self._routed(ex, ex.attempt.fallback or config.models.resolve(ex.requested_model, cred), cred)
         before_build.still_served(model)
         leg, base = self.pairing.leg(endpoint.name, upstream, cred, model)
         own: dict | None = None
@@ -228,7 +228,8 @@ class UpstreamEngine:
 
     def _routed(self, ex: Exchange, model: str, cred: Credential) -> str:
         """The model of the request's route (qwen_routes, turn/model_route.py) on this account; the route is
-        written on the attempt when it moves the model. A fallback group's model (qwen_fallbacks) goes as named."""
+        written on the attempt when it moves the model. A fallback group's model (qwen_fallbacks) goes as named: an
+        account whose own list leaves it out sends it on (account_lists.py)."""
         routed, ex.attempt.route = None if ex.attempt.fallback else ex.routed, ""
         if routed is None:
             return model
