@@ -133,3 +133,37 @@ def test_a_fallback_to_another_providers_model_on_a_self_hosted_server(tmp_path,
                    f"qwen3-max={SELF_HOSTED})" in meta["notes"]
     finally:
         gpu.stop()
+
+
+def test_a_prompt_over_a_servers_window_falls_back_to_a_longer_window(tmp_path, emu, make_gateway):
+    """The team's vLLM server holds 4,096 tokens; the group's next model, Model Studio's qwen3.6-plus, a million (the
+    catalogue's): a prompt of about 6,000 tokens the server refuses in its own numbers is answered there. The server's
+    model is bound to it; the fallback is bound by its own name (to none here: any account)."""
+    (tmp_path / "gpu").mkdir()
+    gpu = start_emulator(tmp_path / "gpu", "--serve", "vllm", "--vllm-version", "0.20.0", "--api-key", "sk-gpu",
+                         "--model", SELF_HOSTED, "--max-model-len", "4096")
+    try:
+        env = team_env(tmp_path, emu)
+        state = json.loads((tmp_path / "team" / "state" / "accounts.json").read_text())
+        state["accounts"].append({"name": "gpu", "kind": "key", "provider": "selfhosted", "base_url": gpu.url + "/v1",
+                                  "key_env": "GPU_KEY"})
+        (tmp_path / "team" / "state" / "accounts.json").write_text(json.dumps(state))
+        flows = tmp_path / "window.flows"
+        gw = make_gateway(env={**env, "GPU_KEY": "sk-gpu"},
+                          args=("--set", f"qwen_fallbacks={SELF_HOSTED}=qwen3.6-plus", "-w", str(flows),
+                                # the server's model on the server (Model Studio's key would map it to its default);
+                                # the fallback, bound by its own name, to any account
+                                "--set", f"qwen_account_bindings=model:{SELF_HOSTED}=gpu"))
+        until(lambda: f"serves {SELF_HOSTED} (4,096-token window)" in gw.log(), "the server's list read")
+        long = [{"role": "user", "content": "word " * 6000}]
+        answer = openai_client(gw.url, "x").chat.completions.create(model=SELF_HOSTED, messages=long)
+        assert answer.choices[0].message.content.startswith("Echo: word") and answer.model == "qwen3.6-plus"
+        assert [r["body"]["model"] for r in gpu.chat_requests()] == [SELF_HOSTED]  # refused in its own numbers
+        assert models_sent(emu) == ["qwen3.6-plus"]
+        (flow,) = [f for f in recorded(gw, flows) if f.request.path == "/v1/chat/completions"]
+        meta = flow.metadata["qwen"]
+        assert meta["fallback"] == {"model": "qwen3.6-plus", "refused": [SELF_HOSTED]} and meta["account"] == "emu"
+        assert f"{SELF_HOSTED} refused on gpu (prompt over its window): fell back to qwen3.6-plus (qwen_fallbacks " \
+               f"{SELF_HOSTED}=qwen3.6-plus)" in meta["notes"]
+    finally:
+        gpu.stop()
