@@ -59,7 +59,8 @@ def _declarations() -> dict[str, OptionSpec]:
         kind="routes", max_length=2 * MODEL_LENGTH)
     add("qwen_account_bindings", Sequence[str], [],
         "Which accounts a request may use, WHO=ACCOUNTS (repeat for more; the first that matches decides, a request "
-        "none matches may use any): WHO is key:NAME, model:NAME (the model the client asked; a trailing * matches "
+        "none matches may use any): WHO is key:NAME, model:NAME (the model the client asked, or a qwen_fallbacks "
+        "model sent instead; a trailing * matches "
         "any ending), dialect:openai|anthropic or agent:PREFIX (User-Agent); ACCOUNTS account names or "
         "provider:NAME, comma-separated. E.g. model:claude-*=provider:selfhosted, key:ci=gpu1,gpu2. Each entry at "
         f"most {4 * MODEL_LENGTH} characters.", kind="routes", max_length=4 * MODEL_LENGTH)
