@@ -12,6 +12,7 @@ it in as the request goes upstream and the answer comes back, and hands it to th
     route           an endpoint name, or "models", "health", "metrics", "auth", "stored_response", "unknown"
     endpoint        "chat.completions" | "responses" | "completions" | "embeddings" (forwarded exchanges)
     model / upstream_model / account / accounts_tried / retries / retry_reasons / stream / notes
+    fallback        {"model", "refused"}: the model of its group (qwen_fallbacks) that answered, the models refused
     started_at      epoch seconds; duration_ms, ttfb_ms: from request to the answer's end, to its first byte
     usage           OpenAI chat usage when Qwen reported it
     status          the HTTP status the client got; stream_error: the message that ended a stream early; cuts: how
@@ -24,7 +25,6 @@ it in as the request goes upstream and the answer comes back, and hands it to th
 from __future__ import annotations
 
 import dataclasses
-import enum
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,6 +33,7 @@ from . import ids
 from .jsonio import valid_text
 from .interfaces import Endpoint
 from .providers import TRANSLATED, Leg, Upstream
+from .retry_reasons import Refusal, Retry, RetryReason  # noqa: F401  (re-exported: the record's retries)
 
 if TYPE_CHECKING:
     import asyncio
@@ -41,28 +42,6 @@ if TYPE_CHECKING:
     from .cache_turn import Asked, CacheTurn
     from .live_stream import LiveStream
     from .models.routes import Routed
-
-
-class RetryReason(enum.StrEnum):
-    """Why the gateway sent a request to Qwen again (metrics count these)."""
-    REFRESHED = "refreshed"  # 401: the login was refreshed
-    ROTATED = "rotated"  # quota exhausted: another account
-    THROTTLED = "throttled"  # rate limited: waited, same or another account
-    RECONNECTED = "reconnected"  # a pooled connection had died before the request got through
-    THINKING = "thinking"  # the model refused its thinking settings: learned, sent again
-    STREAM_ONLY = "stream_only"  # the model answers streams only: learned, sent again as a stream
-    CAPPED = "capped"  # the model refused the output cap: its cap learned, sent again within it
-    NEW_CHAT = "new_chat"  # a pinned Qwen Chat chat refused the turn (stale parent): sent again in a new chat
-    TEMPLATE = "template"  # the chat template refused the messages' shape: learned, sent again in its shape
-    TRUNCATED = "truncated"  # over Qwen's context with Responses `truncation: "auto"`: the oldest items dropped
-    CONTINUED = "continued"  # a stream broke mid-answer: continued from what was answered (turn/continuation.py)
-
-
-@dataclass(frozen=True)
-class Retry:
-    reason: RetryReason
-    account: str  # the account whose answer caused the retry
-    wait_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -110,10 +89,17 @@ class Attempt:
     tried: list[str] = field(default_factory=list)  # accounts, in order
     retries: list[Retry] = field(default_factory=list)
     counted: tuple[int, int] | None = None  # (prompt tokens, window) as the server counted, when its refusal said
+    fallback: str = ""  # the model of a fallback group (qwen_fallbacks) sent instead of the refused ones
+    refusals: list[Refusal] = field(default_factory=list, repr=False)  # the models refused before `fallback`
 
     @property
     def account(self) -> str:
         return self.cred.account if self.cred else ""
+
+    @property
+    def tried_for_model(self) -> list[str]:
+        """The accounts tried for the model sent now (a fallback group's next model starts afresh)."""
+        return self.tried[self.refusals[-1].tried:] if self.refusals else self.tried
 
     def answered(self, body: bytes) -> None:
         """Qwen's whole answer as the turn read it (turn/ may not call upstream/): the debug log shows it."""
@@ -233,6 +219,11 @@ class Exchange:
         return self.attempt.account
 
     @property
+    def answered_as(self) -> str:
+        """The model an answer names: the one a fallback group sent (the client asked another), else the client's."""
+        return self.attempt.fallback or self.requested_model or self.attempt.model
+
+    @property
     def forwarded(self) -> bool:
         return self.endpoint is not None and self.attempt.body is not None
 
@@ -265,6 +256,8 @@ class Exchange:
         if self.attempt.route:
             out["routed"] = {"reason": self.attempt.route, "model": self.attempt.model,
                              "rule": self.routed.rule if self.routed is not None else ""}
+        if self.attempt.fallback:
+            out["fallback"] = {"model": self.attempt.fallback, "refused": [r.model for r in self.attempt.refusals]}
         if self.attempt.url:
             out["upstream"] = {"url": self.attempt.url, "headers": dict(self.attempt.headers)}
         if self.result.status is not None:

@@ -150,7 +150,7 @@ class Wiring:
                 self.policy.learned = SharedLearnedFacts(new.state_dir, Database(new.state_url)) \
                     if new.state_url else LearnedFacts(new.state_dir)
                 self.policy.learned.start()
-            self.engine.pairing, self.policy.bindings = pairing, new.bindings
+            self.engine.pairing, self.policy.bindings, self.policy.fallbacks = pairing, new.bindings, new.fallbacks
             stale = self.engine.reconfigure(new)
             if stale is not None:
                 _close_later(stale)

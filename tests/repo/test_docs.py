@@ -1024,6 +1024,17 @@ def test_configuration_routes_walkthrough(session):
            sources=(GATEWAY,))
 
 
+def test_configuration_fallbacks_walkthrough(session):
+    """qwen_fallbacks as printed: a model the emulator's key may not call answered by its group's next model, the
+    model outside the catalogue named at start, the fallback on the request line (upstream/fallback.py)."""
+    need_curl()
+    out = session.run(block("docs/configuration.md", "--set qwen_fallbacks=qwen3-max=qwen4-max,Qwen/Qwen3-8B"))
+    session.expect(block("docs/configuration.md", "Added key account ms: http://127.0.0.1:9999/v1"), out,
+                   sources=(EMULATOR,))
+    out = session.run(block("docs/configuration.md", "grep -o 'POST .*(fallback: [^)]*)' ~/gateway.log"), timeout=120)
+    expect(block("docs/configuration.md", "qwen4-max\nqwen_fallbacks: "), out, session.home)
+
+
 def test_the_prose_counts_what_the_request_line_above_it_shows():
     """A sentence that reads a request line ("counted 2 in and 3 out") says the line's own numbers (issue 82:
     the README said 8 out beside `out=3`)."""
@@ -1086,6 +1097,8 @@ CHECKED_BY_SCENARIOS = {  # shell blocks the tests above run (with their samples
     ("docs/configuration.md", "--set qwen_routes=fast=qwen3.6-flash"),
     ("docs/configuration.md", "grep -o 'POST .*(route: [a-z-]*)' ~/gateway.log"),
     ("docs/configuration.md", "qwen-gateway --set qwen_routes=long-context=qwen3-coder-plus"),
+    ("docs/configuration.md", "--set qwen_fallbacks=qwen3-max=qwen4-max,Qwen/Qwen3-8B"),
+    ("docs/configuration.md", "grep -o 'POST .*(fallback: [^)]*)' ~/gateway.log"),
     ("docs/keys.md", "qwen-keys add alice --rpm 3"), ("docs/keys.md", "for i in 1 2 3 4;"),
     ("docs/keys.md", "qwen-keys revoke ci"), ("docs/keys.md", "qwen-keys list\n.venv/bin/qwen-usage --by key"),
     ("docs/observability.md", "qwen-usage report --since 7d"),
@@ -1105,6 +1118,8 @@ SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that c
     ("docs/configuration.md", "Added key account demo: http://127.0.0.1:9999/v1"): "test_configuration_routes_walkthrough",
     ("docs/configuration.md", "gpt-4o-mini→qwen3.6-flash (route: fast)\n"): "test_configuration_routes_walkthrough",
     ("docs/configuration.md", "qwen: the gateway cannot start: qwen_routes:"): "test_configuration_routes_walkthrough",
+    ("docs/configuration.md", "Added key account ms: http://127.0.0.1:9999/v1"): "test_configuration_fallbacks_walkthrough",
+    ("docs/configuration.md", "qwen4-max\nqwen_fallbacks: "): "test_configuration_fallbacks_walkthrough",
     ("README.md", "qwen: WARNING: no Qwen account is configured"): "test_readme_gateway_command",
     ("README.md", "Added key account demo"): "test_readme_offline_walkthrough",
     ("README.md", '{"error": {"message": "None of your usable Qwen accounts (demo)'): "test_readme_offline_walkthrough",

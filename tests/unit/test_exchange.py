@@ -82,3 +82,27 @@ def test_a_whole_answer_read_by_the_turn_is_the_attempts():
     ex = exchange()
     ex.attempt.answered(b'{"id": "q1"}')
     assert ex.attempt.response_body == b'{"id": "q1"}'
+
+
+def test_a_fallback_is_on_the_record_and_names_the_answer():
+    """A model of a fallback group (qwen_fallbacks) answered: the record says which and what was refused; the answer
+    names it (the client asked another); otherwise the answer names what the client asked."""
+    from qwen_gateway.retry_reasons import Refusal, RetryReason as Reasons
+
+    ex = exchange()
+    ex.endpoint = routing_endpoint()
+    ex.requested_model, ex.attempt.model = "qwen3-max", "qwen3-max"
+    assert ex.answered_as == "qwen3-max" and "fallback" not in ex.to_meta()
+    ex.attempt.refusals.append(Refusal("qwen3-max", "no access", ValueError("refused"), 1))
+    ex.attempt.fallback = ex.attempt.model = "qwen3.6-plus"
+    ex.attempt.retries.append(Retry(Reasons.FELL_BACK, "ms"))
+    meta = ex.to_meta()
+    assert meta["fallback"] == {"model": "qwen3.6-plus", "refused": ["qwen3-max"]}
+    assert meta["retry_reasons"] == ["fell_back"] and meta["model"] == "qwen3-max"  # the client's, as asked
+    assert ex.answered_as == "qwen3.6-plus" and Reasons is RetryReason
+
+
+def routing_endpoint():
+    from qwen_gateway.interfaces import Endpoint
+
+    return Endpoint("chat.completions", to_chat=lambda b, e: b, from_chat=lambda d, e: d, stream_translator=lambda e: None)

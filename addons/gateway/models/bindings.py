@@ -1,8 +1,9 @@
 """Which accounts a request may use (`qwen_account_bindings`), the admin's word over the pool's round-robin: a mixed
 pool (a Model Studio key beside the team's own servers) sends each client key, model or client where the admin says.
 
-    WHO=ACCOUNTS      WHO: key:NAME (a named client key), model:NAME (the model the client asked; a trailing `*`
-                      matches any ending: model:claude-*), dialect:openai|anthropic, agent:PREFIX (User-Agent)
+    WHO=ACCOUNTS      WHO: key:NAME (a named client key), model:NAME (the model the client asked, or the fallback
+                      group's model sent instead: qwen_fallbacks; a trailing `*` matches any ending: model:claude-*),
+                      dialect:openai|anthropic, agent:PREFIX (User-Agent)
                       ACCOUNTS: account names, or provider:NAME (every account of a provider), comma-separated
 
 The first entry whose WHO matches decides; a request no entry matches may use any account. When none of a request's

@@ -68,6 +68,8 @@ def format_line(ex: Exchange) -> str:
         parts.append(f"{ex.requested_model or '?'}→{ex.attempt.model or '?'}")
         if ex.attempt.route:  # a route moved the model (qwen_routes): why
             parts.append(f"(route: {ex.attempt.route})")
+        if ex.attempt.fallback:  # a fallback group's model answered (qwen_fallbacks): the ones refused
+            parts.append(f"(fallback: {', '.join(r.model for r in ex.attempt.refusals)} refused)")
         parts.append(f"acct={ex.account or '-'}")
         if own_api(ex):  # an option sent it in its client's own API (qwen_responses_native, …), not translated
             parts.append(f"via={own_api(ex)}")

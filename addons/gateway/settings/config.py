@@ -18,6 +18,7 @@ from . import network as net
 from .auth import AuthSettings
 from ..models.model_map import ModelMap, parse_model_map
 from ..models.bindings import Bindings, parse_bindings
+from ..models.fallbacks import Fallbacks, parse_fallbacks
 from ..models.routes import Routes, parse_routes
 from .option_specs import problem
 from .option_table import (  # noqa: F401  (re-exported: the declarations' names, read from config)
@@ -49,6 +50,7 @@ class Config:
     models: ModelMap = field(default_factory=lambda: ModelMap("coder-model"))
     routes: Routes = field(default_factory=Routes)  # qwen_routes, the defaults after them
     bindings: Bindings = field(default_factory=Bindings)  # qwen_account_bindings
+    fallbacks: Fallbacks = field(default_factory=Fallbacks)  # qwen_fallbacks
     auth: AuthSettings = field(default_factory=AuthSettings.from_env)
     user_agent: str = DEFAULT_USER_AGENT
     upstream_timeout: float = 600
@@ -122,6 +124,7 @@ def parse(o) -> Config:
         models = ModelMap(o.qwen_default_model, parse_model_map(o.qwen_model_map))
         routes = parse_routes(o.qwen_routes)
         bindings = parse_bindings(o.qwen_account_bindings)
+        fallbacks = parse_fallbacks(o.qwen_fallbacks)
         network = net.from_options(o)
         auth = AuthSettings.from_env(  # paths as they were checked: without the spaces around them
             qwen_dir=Path(o.qwen_dir.strip()).expanduser() if o.qwen_dir.strip() else None,
@@ -151,6 +154,7 @@ def parse(o) -> Config:
         models=models,
         routes=routes,
         bindings=bindings,
+        fallbacks=fallbacks,
         messages_passthrough=o.qwen_messages_passthrough,
         responses_native=o.qwen_responses_native,
         cache_fixes=o.qwen_cache_fixes, cache_lifetime=o.qwen_cache_lifetime,

@@ -59,10 +59,18 @@ def _declarations() -> dict[str, OptionSpec]:
         kind="routes", max_length=2 * MODEL_LENGTH)
     add("qwen_account_bindings", Sequence[str], [],
         "Which accounts a request may use, WHO=ACCOUNTS (repeat for more; the first that matches decides, a request "
-        "none matches may use any): WHO is key:NAME, model:NAME (the model the client asked; a trailing * matches "
+        "none matches may use any): WHO is key:NAME, model:NAME (the model the client asked, or a qwen_fallbacks "
+        "model sent instead; a trailing * matches "
         "any ending), dialect:openai|anthropic or agent:PREFIX (User-Agent); ACCOUNTS account names or "
         "provider:NAME, comma-separated. E.g. model:claude-*=provider:selfhosted, key:ci=gpu1,gpu2. Each entry at "
         f"most {4 * MODEL_LENGTH} characters.", kind="routes", max_length=4 * MODEL_LENGTH)
+    add("qwen_fallbacks", Sequence[str], [],
+        "Fallbacks by model group, MODEL=FALLBACK[,FALLBACK...] (repeat for more): a request the upstream refuses "
+        "for its model MODEL (as sent: not found, no access, not served, the prompt over its window) goes to the "
+        "group's next model before the client sees the refusal, on any account that serves it (another provider's "
+        "too); all refused: the first refusal. A model no group names is never replaced. E.g. "
+        f"qwen3-max=qwen4-max,qwen3.6-plus. Each entry at most {4 * MODEL_LENGTH} characters.",
+        kind="routes", max_length=4 * MODEL_LENGTH)
     add("qwen_codex_telemetry", str, "answer",
         "Codex's telemetry to OpenAI (OTLP metrics to ab.chatgpt.com, through the explicit proxy): `answer` (the "
         "gateway answers it itself with an empty success; nothing is kept or sent on) or `pass` (it goes to "

@@ -145,7 +145,7 @@ class Continuation:
                         f"prefix, {encoding().count(prefix)} tokens, is billed again as input)" if prefix else
                         f"stream sent again on {ex.account}, nothing of the answer having gone out: {why}")
         assert ex.attempt.upstream is not None
-        answer.continued(ex.attempt.upstream.chunks(ex.requested_model or ex.attempt.model),
+        answer.continued(ex.attempt.upstream.chunks(ex.answered_as),
                          same_account=ex.account == account, read_before=read_before, hour=hour)
         rw.resume()
         return resp

@@ -38,7 +38,7 @@ def stream_rewriter(ex: Exchange, capture_limit: int = 0, translator: StreamTran
     translator = translator or ex.endpoint.stream_translator(ex)
     assert translator is not None  # only endpoints that stream get here
     n = (ex.chat_body or {}).get("n")
-    chunks = ex.attempt.upstream.chunks(ex.requested_model or ex.attempt.model)
+    chunks = ex.attempt.upstream.chunks(ex.answered_as)
     return StreamRewriter(going.source(chunks) if going is not None else chunks, translator,
                           capture_limit=capture_limit, choices=n if isinstance(n, int) and n > 1 else 1,
                           holds_breaks=going is not None)
@@ -82,7 +82,7 @@ async def read_stream(resp: UpstreamAnswer, ex: Exchange) -> bytes:
     assert ex.attempt.upstream is not None
     kept = _Kept(resp)
     n = (ex.chat_body or {}).get("n")
-    probe = StreamRewriter(ex.attempt.upstream.chunks(ex.requested_model or ex.attempt.model), _Nothing(),
+    probe = StreamRewriter(ex.attempt.upstream.chunks(ex.answered_as), _Nothing(),
                            choices=n if isinstance(n, int) and n > 1 else 1)
     await relayed(kept, probe, _ignore)  # a break or a cut: the bytes so far, which the translation says were cut
     return bytes(kept.body)
@@ -131,7 +131,7 @@ def translated(ex: Exchange, status: int, headers, body: bytes) -> tuple[http.Re
         ex.result.usage = usage
         return json_response(status, data), data
     assert ex.attempt.upstream is not None
-    data = ex.attempt.upstream.answer(data, model=ex.requested_model or ex.attempt.model)
+    data = ex.attempt.upstream.answer(data, model=ex.answered_as)
     ex.result.usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
     data = ex.endpoint.from_chat(data, ex)
     return json_response(status, data), data
@@ -142,7 +142,7 @@ def assembled(ex: Exchange, body: bytes) -> dict:
     inside the stream is the client's error, as it is in a whole answer."""
     assert ex.attempt.upstream is not None
     assembler = ChunkAssembler()
-    rw = StreamRewriter(ex.attempt.upstream.chunks(ex.requested_model or ex.attempt.model), assembler)
+    rw = StreamRewriter(ex.attempt.upstream.chunks(ex.answered_as), assembler)
     rw.run(body)
     if rw.upstream_error is not None:
         raise rw.upstream_error.to_gateway_error()

@@ -198,7 +198,7 @@ class UpstreamEngine:
         assert cred is not None and ex.endpoint is not None
         config, endpoint = self.config, ex.endpoint
         upstream = ex.attempt.upstream = self.pairing.upstream(cred)
-        model = self._routed(ex, config.models.resolve(ex.requested_model, cred), cred)
+        model = self._routed(ex, ex.attempt.fallback or config.models.resolve(ex.requested_model, cred), cred)
         before_build.still_served(model)
         leg, base = self.pairing.leg(endpoint.name, upstream, cred, model)
         own: dict | None = None
@@ -228,8 +228,9 @@ class UpstreamEngine:
 
     def _routed(self, ex: Exchange, model: str, cred: Credential) -> str:
         """The model of the request's route (qwen_routes, turn/model_route.py) on this account; the route is
-        written on the attempt when it moves the model."""
-        routed, ex.attempt.route = ex.routed, ""
+        written on the attempt when it moves the model. A fallback group's model (qwen_fallbacks) goes as named: an
+        account whose own list leaves it out sends it on (account_lists.py)."""
+        routed, ex.attempt.route = None if ex.attempt.fallback else ex.routed, ""
         if routed is None:
             return model
         if routed.reason == LONG and ((own := window(model)) is None or (ex.count.tokens or 0) <= own):
@@ -291,7 +292,6 @@ def _transport(e: ConnectionFailed) -> GatewayError:
     code = "upstream_proxy_refused" if isinstance(e, ProxyRefused) else \
         "upstream_certificate" if isinstance(e, UntrustedCertificate) else "upstream_unreachable"
     return GatewayError(502, f"Qwen could not be reached: {e}.", code=code)
-
 
 
 def _record(ex: Exchange, body: dict, upstream: Upstream, base: str | None) -> tuple[Upstream, str | None]:

@@ -15,6 +15,8 @@ from ..accounts import KEY, AccountUnavailable, Credential, NotCapable, Outcome,
 from ..errors import NO_RETRY, GatewayError, UpstreamError, unavailable
 from ..exchange import Exchange, Retry, RetryReason, note
 from ..models.bindings import Bindings
+from ..models.fallbacks import Fallbacks
+from .fallback import FallbackWay
 from .retry_request import RequestWays, retried
 from ..models.learned import LearnedFacts
 from ..turn.context_overflow import ContextOverflow, over_upstream_limit, param_of
@@ -27,12 +29,13 @@ _POOL_OUTCOME = {errors.AUTH: Outcome.AUTH, errors.QUOTA: Outcome.QUOTA, errors.
                  errors.PUNISHED: Outcome.PUNISHED}  # an UNREACHABLE given up (no other account) changes nothing
 
 
-class RetryPolicy(RequestWays):
+class RetryPolicy(RequestWays, FallbackWay):
     def __init__(self, pool: Pool | None) -> None:
         self.pool = pool
         # what Qwen's 400s taught about models (each upstream reads its own: `lesson`); the state folder's (wiring.py) once configured
         self.learned = LearnedFacts()
         self.bindings = Bindings()  # which accounts a request may use (qwen_account_bindings; wiring.py)
+        self.fallbacks = Fallbacks()  # what a model refused may fall back to (qwen_fallbacks; wiring.py)
 
     async def acquire(self, ex: Exchange, exclude: Collection[str] = ()) -> Credential:
         """A credential for this exchange (the endpoint's capability included), recorded as tried."""
@@ -40,7 +43,8 @@ class RetryPolicy(RequestWays):
             raise GatewayError(503, "The gateway has no account pool configured.", code="no_accounts",
                                headers=NO_RETRY)
         assert ex.endpoint is not None
-        bound = self.bindings.find(key=ex.key.name or "", model=ex.requested_model or "", dialect=ex.dialect,
+        model = ex.attempt.fallback or ex.requested_model or ""  # a fallback group's model is bound as asked for
+        bound = self.bindings.find(key=ex.key.name or "", model=model, dialect=ex.dialect,
                                    agent=ex.client.user_agent) if self.bindings else None
         try:
             if bound is None:
@@ -74,14 +78,18 @@ class RetryPolicy(RequestWays):
     async def recover(self, ex: Exchange, err: UpstreamError) -> Credential:
         """The credential to try again with, after reporting `err` to the pool; raises the client's
         error when the request should not be tried again. Each way back is tried in order; the first that
-        applies says how."""
+        applies says how. The client's error for a refusal of the model is the last way's: its fallback group's."""
         assert self.pool is not None and ex.attempt.cred is not None
-        for way in (self.listed_elsewhere, self.refitted, self.relearned, self.truncated, self.new_chat, self.another_for_the_plan, self.past_a_refused_key,
-                    self.refreshed, self.rotated, self.waited, self.elsewhere):
-            cred = await way(ex, err)
-            if cred is not None:
-                return cred
-        raise await self.given_up(ex, err)
+        try:
+            for way in (self.listed_elsewhere, self.refitted, self.relearned, self.truncated, self.new_chat,
+                        self.another_for_the_plan, self.past_a_refused_key, self.refreshed, self.rotated, self.waited,
+                        self.elsewhere):
+                cred = await way(ex, err)
+                if cred is not None:
+                    return cred
+            raise await self.given_up(ex, err)
+        except GatewayError as refused:
+            return await self.fell_back(ex, err, refused)
 
     # ---- the ways back, each None when it does not apply ---------------------------------------------------
 
@@ -92,7 +100,7 @@ class RetryPolicy(RequestWays):
             return None
         account = ex.account
         try:
-            cred = await self.acquire(ex, exclude=ex.attempt.tried)
+            cred = await self.acquire(ex, exclude=ex.attempt.tried_for_model)
         except GatewayError:
             raise err.to_gateway_error() from None
         ex.attempt.retries.append(Retry(RetryReason.ROTATED, account))

@@ -53,25 +53,25 @@ def messages_endpoint(sealer: Callable[[], Sealer], diagnoser: Diagnoser | None 
         return message
 
     def from_chat(chat: dict, ex: Exchange) -> dict:
-        message = dict(chat_to_message(chat, model=ex.requested_model or ex.attempt.model, sign=signer.sign,
+        message = dict(chat_to_message(chat, model=ex.answered_as, sign=signer.sign,
                                        thinking=asks_thinking(ex.body or {}), stops=sequences(ex.body or {})))
         return with_diagnostics(message, ex, chat.get("usage") if isinstance(chat.get("usage"), dict) else None)
 
     def from_own(message: dict, ex: Exchange) -> Answered:
-        answer, usage = passthrough.own_answer(message, model=ex.requested_model or ex.attempt.model,
+        answer, usage = passthrough.own_answer(message, model=ex.answered_as,
                                                sign=signer.sign, explicit=passthrough.has_markers(ex.body),
                                                thinking=asks_thinking(ex.body or {}))
         return with_diagnostics(answer, ex, usage if isinstance(usage, dict) else None), usage
 
     def own_stream(ex: Exchange) -> tuple[passthrough.EventTap, passthrough.EventRelay]:
         return passthrough.EventTap(passthrough.has_markers(ex.body)), passthrough.EventRelay(
-            model=ex.requested_model or ex.attempt.model, sign=signer.sign, thinking=asks_thinking(ex.body or {}),
+            model=ex.answered_as, sign=signer.sign, thinking=asks_thinking(ex.body or {}),
             diagnostics=said(ex), final=then(ex))
 
     return Endpoint(name="messages", to_chat=keyed(translate),
                     from_chat=from_chat, dialect=DIALECT,
                     stream_translator=lambda ex: MessagesStreamTranslator(
-                        model=ex.requested_model or ex.attempt.model, sign=signer.sign,
+                        model=ex.answered_as, sign=signer.sign,
                         thinking=asks_thinking(ex.body or {}), stops=sequences(ex.body or {}),
                         input_tokens=lambda: ex.count.tokens, diagnostics=said(ex), final=then(ex)),
                     own_body=lambda body, ex: passthrough.own_body(body, ex.notes), from_own=from_own,

@@ -92,7 +92,7 @@ def responses_endpoint(store: Callable[[], ResponseStore], runs: Callable[[], Ba
     def from_chat(chat: dict, ex: Exchange) -> dict:
         st = state(ex)
         compaction = st.compaction
-        response = chat_to_response(chat, ex.body or {}, response_id=st.response_id, created_at=ex.created,
+        response = chat_to_response(chat, answered(ex), response_id=st.response_id, created_at=ex.created,
                                     tools=st.tools, seal=store().sealer.seal, compaction=compaction)
         message = ((chat.get("choices") or [{}])[0].get("message") or {})
         if compaction:
@@ -104,7 +104,7 @@ def responses_endpoint(store: Callable[[], ResponseStore], runs: Callable[[], Ba
         return response
 
     def translator(ex: Exchange, encode=sse_event) -> ResponsesStreamTranslator:
-        return ResponsesStreamTranslator(ex.body or {}, response_id=state(ex).response_id,
+        return ResponsesStreamTranslator(answered(ex), response_id=state(ex).response_id,
                                          created_at=ex.created, tools=state(ex).tools, seal=store().sealer.seal,
                                          compaction=state(ex).compaction,
                                          encode=diagnostics.encoder(encode, state(ex).diagnose))
@@ -155,11 +155,11 @@ def responses_endpoint(store: Callable[[], ResponseStore], runs: Callable[[], Ba
 
     def from_own(data: dict, ex: Exchange) -> Answered:
         state(ex).upstream_id = data.get("id") if isinstance(data.get("id"), str) else None
-        chat = native_answer.chat_answer(data, model=ex.requested_model or ex.attempt.model)
+        chat = native_answer.chat_answer(data, model=ex.answered_as)
         return from_chat(chat, ex), chat["usage"]
 
     def own_stream(ex: Exchange) -> tuple[ChunkSource, StreamTranslator]:
-        source = state(ex).source = native_answer.EventSource(ex.requested_model or ex.attempt.model)
+        source = state(ex).source = native_answer.EventSource(ex.answered_as)
         return source, translator(ex)
 
     def chain_kept(ex: Exchange) -> dict:
@@ -192,6 +192,12 @@ def responses_endpoint(store: Callable[[], ResponseStore], runs: Callable[[], Ba
     return Endpoint(name="responses", to_chat=keyed(to_chat), from_chat=from_chat, stream_translator=translator,
                     finished=finished, stream_failure=stream_failure, fetch=fetch, prepare=ready,
                     own_body=own_body, from_own=from_own, own_stream=own_stream)
+
+
+def answered(ex: Exchange) -> dict:
+    """The request a Response echoes, naming the model that answered when a fallback group's did (qwen_fallbacks)."""
+    body = ex.body or {}
+    return {**body, "model": ex.attempt.fallback} if ex.attempt.fallback else body
 
 
 def large(body: dict, history: list | None) -> bool:
