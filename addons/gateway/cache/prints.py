@@ -60,14 +60,15 @@ class Print:
     size of each in bytes of JSON, where the messages begin; the hash of its text alone for a message holding
     images; its settings' hash (0: not read); the lifetime its markers asked; what the next turn may reuse."""
 
-    __slots__ = ("kinds", "raw", "sizes", "first_message", "texts", "settings", "lifetime", "reuse", "marks")
+    __slots__ = ("kinds", "raw", "sizes", "first_message", "texts", "settings", "lifetime", "reuse", "marks", "spans")
 
     def __init__(self, kinds: str, raw: bytes, sizes: array, first_message: int, texts: dict[int, int] | None,
                  settings: int = 0, lifetime: float = MINUTES, reuse: Reuse | None = None,
-                 marks: tuple[int, ...] = ()) -> None:
+                 marks: tuple[int, ...] = (), spans: dict[int, int] | None = None) -> None:
         self.kinds, self.raw, self.sizes, self.first_message = kinds, raw, sizes, first_message
-        self.texts, self.settings, self.lifetime, self.reuse = texts, settings, lifetime, reuse
+        self.texts, self.settings, self.lifetime, self.reuse, self.spans = texts, settings, lifetime, reuse, spans
         self.marks = marks  # the blocks a cache marker ends (a system part, a message): where Qwen stores a prefix
+        # spans: a message block of other than one content part, its parts (what Qwen's lookback counts)
 
     @property
     def blocks(self) -> int:
@@ -98,7 +99,7 @@ class Blocks:
     """A print being built: its blocks' kinds, hashes and sizes, appended in order."""
 
     __slots__ = ("kinds", "digests", "sizes", "texts", "first_message", "hour", "whole_tools", "tools_hour",
-                 "hour_blocks", "marks")
+                 "hour_blocks", "marks", "spans")
 
     def __init__(self, model: object, empty: bool = False) -> None:
         model_json = dumps(model) if not empty else b""
@@ -108,6 +109,7 @@ class Blocks:
         self.texts: dict[int, int] | None = None
         self.hour_blocks: list[int] = []  # the message blocks whose markers ask an hour
         self.marks: list[int] = []  # the blocks a marker ends (Print.marks)
+        self.spans: dict[int, int] | None = None  # Print.spans
 
     def add(self, kind: str, data: bytes) -> None:
         self.kinds.append(kind)
@@ -154,6 +156,9 @@ class Blocks:
                 self.hour_blocks.append(index)
             images = None
         else:
+            if content.__class__ is list and len(content) != 1:
+                self.spans = self.spans if self.spans is not None else {}
+                self.spans[index] = sum(1 for p in content if p.__class__ is dict)
             if ("cache_control" in message and asks_hour(message)) or (content.__class__ is list and any(
                     p.__class__ is dict and not MARKERS.isdisjoint(p) and asks_hour(p) for p in content)):
                 self.hour = True
@@ -195,7 +200,7 @@ class Blocks:
     def done(self, settings: int = 0, reuse: Reuse | None = None) -> Print:
         first = self.first_message if self.first_message >= 0 else len(self.kinds)
         return Print("".join(self.kinds), array("q", self.digests).tobytes(), array("I", self.sizes), first,
-                     self.texts, settings, HOUR if self.hour else MINUTES, reuse, tuple(self.marks))
+                     self.texts, settings, HOUR if self.hour else MINUTES, reuse, tuple(self.marks), self.spans)
 
 
 _TOOLSETS: OrderedDict[int, tuple[bool, list[tuple[int, int]]]] = OrderedDict()  # a tool list's hash -> its blocks
