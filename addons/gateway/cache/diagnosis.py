@@ -131,13 +131,15 @@ class Diagnoser:
         return QwenDid(kind, verdict.lost, comparison.against.lifetime)
 
     def missed(self, ex: Exchange, usage_known: tuple[int, int, int] | None) -> int:
-        """A changed prefix's tokens lost, as the client is told: the doctor's figure once Qwen's usage is known
-        (`usage_known`: prompt, read, written), else the comparison's estimate of it."""
+        """A changed prefix's tokens lost, as the client is told: the doctor's figure where Qwen's usage is known
+        (`usage_known`: prompt, read, written) and the doctor names the miss, else the comparison's estimate of
+        it (the doctor names none where the implicit cache read no less than the compared turn: it promises
+        nothing, but the client asked what the change costs)."""
         comparison = ex.cache_ask.comparison if ex.cache_ask is not None else None
         if comparison is None:
             return 0
         verdict = self.verdict(ex, *usage_known) if usage_known is not None else None
-        return verdict.lost if verdict is not None else comparison.missed
+        return verdict.lost if verdict is not None and verdict.cause is not None else comparison.missed
 
     def read_before(self, ex: Exchange) -> int | None:
         """What of the exchange's prompt Qwen's explicit cache held when it was sent, as the conversation's earlier
@@ -180,11 +182,13 @@ class Diagnoser:
         resume = resumes_at(was, now, change.index)  # Qwen goes on only from a prefix it stored, not the change
         resume = change.index if resume is None else resume
         reusable = was.tokens_before(resume)
-        if was.prompt is not None:  # what the doctor will find lost: what that turn left in the cache past `resume`
-            held = was.cached + was.written if was.explicit else was.prompt
-            return Comparison(CHANGED, cause, max(0, held - reusable), reusable, was)
-        missed = round((now.print.size - now.print.size_before(resume)) * 0.25)  # its usage unknown: 4 bytes a token
-        return Comparison(CHANGED, cause, missed, reusable, was)
+        # what the doctor will find lost (compare.diagnose): what that turn left in the cache, up to this prompt's
+        # length, past what Qwen reads again; this prompt's tokens at that turn's ratio (4 bytes a token unknown)
+        ratio = (was.prompt / was.print.size) if was.prompt and was.print.size else 0.25
+        held = now.print.size * ratio
+        if was.prompt is not None:
+            held = min(held, was.cached + was.written if was.explicit else was.prompt)
+        return Comparison(CHANGED, cause, max(0, round(held) - reusable), reusable, was)
 
 
 def _made(body: dict, leg: Leg, sent: bytes, before: Print | None, settings: bool) -> Print:

@@ -68,7 +68,7 @@ class Field:
         if comparison.outcome == CHANGED:  # the doctor's own figure once Qwen's usage is known
             out: dict[str, Any] = {"type": "cache_miss", "reason": REASONS.get(comparison.cause or "", "input_changed"),
                                    "cache_missed_tokens": diagnoser.missed(ex, known),
-                                   "comparison_reusable_tokens": comparison.reusable if known is None else known[1]}
+                                   "comparison_reusable_tokens": comparison.reusable}
             return out
         if comparison.outcome == NOT_FOUND:
             return {"type": "comparison_response_not_found"}
