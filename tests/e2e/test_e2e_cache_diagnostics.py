@@ -184,8 +184,11 @@ def test_the_openai_sdk_reads_prompt_cache_diagnostics(team, stream):
         if not stream:
             return client.responses.create(model=model, input=items, **kwargs)
         with client.responses.stream(model=model, input=items, **kwargs) as s:
-            created = next(e for e in s if e.type == "response.created")
-            assert created.response.prompt_cache_diagnostics == s.get_final_response().prompt_cache_diagnostics
+            created = next(e for e in s if e.type == "response.created").response.prompt_cache_diagnostics
+            final = s.get_final_response().prompt_cache_diagnostics
+            # the same outcome; the tokens missed an estimate as the stream begins, the doctor's figure at its end
+            assert [(getattr(d, "type", None), getattr(d, "reason", None)) for d in (created, final)] == 2 * [
+                (getattr(final, "type", None), getattr(final, "reason", None))]
             return s.get_final_response()
 
     first = ask(alice)

@@ -231,7 +231,7 @@ def test_the_dialects_keep_no_sql():
 BASE = {"qwen_gateway", "qwen_gateway.exchange", "qwen_gateway.interfaces", "qwen_gateway.providers", "qwen_gateway.live_stream",
         "qwen_gateway.ids", "qwen_gateway.jsonio", "qwen_gateway.retry_reasons", "qwen_gateway.accounts", "qwen_gateway.errors",
         "qwen_gateway.cache_turn", "qwen_gateway.cache.compare", "qwen_gateway.cache.prints",
-        "qwen_gateway.cache.checksum",
+        "qwen_gateway.cache.checksum", "qwen_gateway.cache.parts",
         "qwen_gateway.models.routes", "qwen_gateway.models.learned", "qwen_gateway.models.catalogue",
         f"{STORAGE}.health", f"{STORAGE}.sqlite"}
 

@@ -4,8 +4,10 @@ request continues, and whether a turn read less of Qwen's cache than that turn l
 Qwen's cache holds prefixes of a prompt, per account: what an earlier request read or wrote stays readable for
 its lifetime (five minutes, or an hour where the model takes it: lifetime.py), reset on each use. A turn that
 read less than what the turn it continues left there *missed*; the cause is the first that applies: another
-account (each account's cache is its own), the lifetime passed, the prefix changed before that point, else
-Qwen's own doing — its implicit cache is "not guaranteed", and an explicit one can be evicted.
+account (each account's cache is its own), the lifetime passed, the prefix changed before that point, every
+marker of the request more than LOOKBACK content blocks past the prefix that turn stored (Qwen looks back no
+further: the request's shape), else Qwen's own doing — its implicit cache is "not guaranteed", and an explicit
+one can be evicted.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 
 from .prints import MID_SYSTEM, MODEL, SYSTEM, TOOL, Print
 
+LOOKBACK = 20  # content blocks Qwen looks back from a marker for a stored prefix (Model Studio's "Context cache")
 # Why a turn missed, in the order a prefix is read; then what is no change of the prefix.
 CAUSES = {
     "model": "the model changed",
@@ -27,6 +30,7 @@ CAUSES = {
     "image": "an image changed, or moved the request to a vision model",
     "account": "another account (its cache is its own)",
     "expiry": "past the cache's lifetime since the turn before",
+    "lookback": f"every marker more than {LOOKBACK} blocks past the turn before's prefix: Qwen looks back no further",
     "unexplained": "no change found in the prefix: Qwen dropped it",
 }
 SLACK = 32  # tokens: Qwen's counts of one prefix in two requests may differ by the tokens at its edge
@@ -62,7 +66,6 @@ class Turn:
         return round(self.print.size_before(min(block, self.blocks)) * ratio)
 
 
-LOOKBACK = 20  # blocks Qwen looks back from a marker for a stored prefix (Model Studio's "Context cache" page)
 STORED_LEAST = 1024  # tokens an explicit prefix holds at least to be stored
 
 
@@ -70,16 +73,41 @@ def resumes_at(was: Turn, now: Turn, change: int) -> int | None:
     """Where Qwen can go on reading `now` after `was`, `now` differing from block `change` on. A request with
     markers reads the explicit cache only: from the block after the latest prefix `was` stored there (a marker's,
     of at least STORED_LEAST tokens) before the change that one of `now`'s markers finds looking back LOOKBACK
-    blocks; 0: none (`was` stored none: the two caches never mix). None: `now` has no marker, so the implicit
+    content blocks (parts_between); 0: none (`was` stored none: the two caches never mix). None: `now` has no marker, so the implicit
     cache reads it, up to the change."""
     if not now.marks:
         return None
     if not was.marks:
         return 0
     for m in reversed(was.marks):
-        if m < change and was.tokens_before(m + 1) >= STORED_LEAST and any(0 <= n - m <= LOOKBACK for n in now.marks):
+        if m < change and was.tokens_before(m + 1) >= STORED_LEAST and any(
+                n >= m and parts_between(now, m, n) <= LOOKBACK for n in now.marks):
             return m + 1
     return 0
+
+
+def parts_between(turn: Turn, start: int, end: int) -> int:
+    """Qwen's content blocks after block `start` up to block `end` of `turn`'s print: a system part and a message's
+    part each one (Print.spans), the model and the tools none (Qwen's template renders the tools in the text).
+    A message's tool calls are not counted: a lookback judged within reach may be a block or two short."""
+    p = turn.print
+    kinds = p.kinds
+    n = end - start - kinds.count(MODEL, start + 1, end + 1) - kinds.count(TOOL, start + 1, end + 1)
+    if p.spans:
+        n += sum(parts - 1 for k, parts in p.spans.items() if start < k <= end)
+    return n
+
+
+def beyond_lookback(was: Turn, now: Turn, change: int) -> bool:
+    """Whether `was`'s newest stored prefix before block `change` is past the lookback of each of `now`'s markers
+    that follow it (none of them can find it), though one of them follows it."""
+    if not now.marks:
+        return False
+    for m in reversed(was.marks):
+        if m < change and was.tokens_before(m + 1) >= STORED_LEAST:
+            after = [n for n in now.marks if n >= m]
+            return bool(after) and all(parts_between(now, m, n) > LOOKBACK for n in after)
+    return False
 
 
 @dataclass(slots=True)
@@ -207,6 +235,8 @@ def diagnose(was: Turn | None, now: Turn, change: Change | None = None) -> Verdi
         cause = change.cause
         if cause == "model" and (now.route or was.route):  # a route moved the model, not the client
             cause = "image" if "images" in (now.route, was.route) else "route"
+    elif was.explicit and beyond_lookback(was, now, now.blocks if change is None else change.index):
+        cause = "lookback"
     else:
         cause = "unexplained"
     return Verdict(now.turn, was.turn, missed, lost, cause, change)

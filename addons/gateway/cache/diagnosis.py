@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..cache_turn import Asked, Comparison, QwenDid
-from .compare import Turn, closest, diagnose, first_change, resumes_at
+from .compare import Turn, Verdict, closest, diagnose, first_change, resumes_at
 from .memory import Memory
 from .prints_forms import of_body
 from .prints_sent import of_sent
@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from .prints import Print
 
 FIRST, SAME, CHANGED, NOT_FOUND, UNAVAILABLE = "first", "same", "changed", "not_found", "unavailable"
-QWEN_DID = {"expiry": "expired", "unexplained": "evicted", "account": "other_account"}
+# the doctor's causes where the structure was the same, as the clients are told what Qwen did
+QWEN_DID = {"expiry": "expired", "unexplained": "evicted", "account": "other_account", "lookback": "lookback"}
 # A turn with more messages than this to print is printed by a worker thread (as a Responses input of more items
 # than api/responses/endpoints.OFF_LOOP_ITEMS is translated): its encoding would hold the event loop
 OFF_LOOP_MESSAGES = 256
@@ -103,11 +104,12 @@ class Diagnoser:
         if asked.compare and (seen := self.turn(ex)) is not None:
             self.memory.keep_id(ex.key.name, answer_id, seen)
 
-    def qwen_did(self, ex: Exchange, prompt: int, cached: int, written: int) -> QwenDid | None:
-        """At the answer's end: where the structure was the compared response's and Qwen read less than that
-        response left in its cache, what Qwen did. None otherwise."""
+    def verdict(self, ex: Exchange, prompt: int, cached: int, written: int) -> Verdict | None:
+        """At the answer's end, from Qwen's usage: the cache doctor's own verdict against the compared response (its
+        `lost` the figure the doctor records), so the client is told the doctor's number. None: nothing compared,
+        or that response's usage unknown."""
         comparison = ex.cache_ask.comparison if ex.cache_ask is not None else None
-        if comparison is None or comparison.outcome != SAME or comparison.against is None:
+        if comparison is None or comparison.against is None:
             return None
         was, now = comparison.against, self.turn(ex)
         if was.prompt is None:
@@ -115,9 +117,29 @@ class Diagnoser:
         if was.prompt is None or now is None:
             return None
         now.prompt, now.cached, now.written = prompt, cached, written
-        verdict = diagnose(was, now)
-        kind = QWEN_DID.get(verdict.cause or "")
-        return QwenDid(kind, verdict.lost, was.lifetime) if kind is not None else None
+        return diagnose(was, now)
+
+    def qwen_did(self, ex: Exchange, prompt: int, cached: int, written: int) -> QwenDid | None:
+        """At the answer's end: where the structure was the compared response's and Qwen read less than that
+        response left in its cache, what Qwen did (or the request's shape did: `lookback`). None otherwise."""
+        comparison = ex.cache_ask.comparison if ex.cache_ask is not None else None
+        if comparison is None or comparison.outcome != SAME:
+            return None
+        verdict = self.verdict(ex, prompt, cached, written)
+        if verdict is None or comparison.against is None or (kind := QWEN_DID.get(verdict.cause or "")) is None:
+            return None
+        return QwenDid(kind, verdict.lost, comparison.against.lifetime)
+
+    def missed(self, ex: Exchange, usage_known: tuple[int, int, int] | None) -> int:
+        """A changed prefix's tokens lost, as the client is told: the doctor's figure where Qwen's usage is known
+        (`usage_known`: prompt, read, written) and the doctor names the miss, else the comparison's estimate of
+        it (the doctor names none where the implicit cache read no less than the compared turn: it promises
+        nothing, but the client asked what the change costs)."""
+        comparison = ex.cache_ask.comparison if ex.cache_ask is not None else None
+        if comparison is None:
+            return 0
+        verdict = self.verdict(ex, *usage_known) if usage_known is not None else None
+        return verdict.lost if verdict is not None and verdict.cause is not None else comparison.missed
 
     def read_before(self, ex: Exchange) -> int | None:
         """What of the exchange's prompt Qwen's explicit cache held when it was sent, as the conversation's earlier
@@ -160,9 +182,13 @@ class Diagnoser:
         resume = resumes_at(was, now, change.index)  # Qwen goes on only from a prefix it stored, not the change
         resume = change.index if resume is None else resume
         reusable = was.tokens_before(resume)
+        # what the doctor will find lost (compare.diagnose): what that turn left in the cache, up to this prompt's
+        # length, past what Qwen reads again; this prompt's tokens at that turn's ratio (4 bytes a token unknown)
         ratio = (was.prompt / was.print.size) if was.prompt and was.print.size else 0.25
-        missed = round((now.print.size - now.print.size_before(resume)) * ratio)
-        return Comparison(CHANGED, cause, missed, reusable, was)
+        held = now.print.size * ratio
+        if was.prompt is not None:
+            held = min(held, was.cached + was.written if was.explicit else was.prompt)
+        return Comparison(CHANGED, cause, max(0, round(held) - reusable), reusable, was)
 
 
 def _made(body: dict, leg: Leg, sent: bytes, before: Print | None, settings: bool) -> Print:

@@ -10,8 +10,11 @@ it expects to avoid, P(5 min < pause ≤ 1 h) × (write 5 min − read) × the p
 prompt under both). The chances are the key's own (the named client key's, or the gateway's without one): its
 conversations' pauses so far, smoothed toward PRIOR_5M / PRIOR_1H with the weight of PRIOR_PAUSES pauses — one
 conversation cannot know its first long pause before it happens; a user's rhythm can, and a light prior lets a
-user without long pauses stop paying for the hour within a session (the weight of 20 cost such a day 0.2 %). Measured on
-day shapes against both fixed lifetimes: scripts/bench_lifetime.py, docs/performance.md.
+user without long pauses stop paying for the hour within a session (the weight of 20 cost such a day 0.2 %). The prior
+alone never buys the hour: a key that has not yet paused past five minutes keeps five minutes, for on turns that
+add a few tokens any chance outweighs the premium, paid every turn of a day without a pause (0.17 % over five
+minutes, issue 81). Measured on day shapes (large, tiny and mixed turns; 0, 1, 3 pauses a session) against both
+fixed lifetimes: scripts/bench_lifetime.py, docs/performance.md.
 
 Pure; bounded (CONVERSATIONS, KEYS); no prompt text, only times and token counts."""
 
@@ -90,4 +93,6 @@ def choose(pauses: Pauses, prompt: int, added: int, prices: Prices) -> Choice:
     # a pause over five minutes but within the hour: the prompt read instead of written again; beyond the hour the
     # two lifetimes lose it alike
     avoided = (over_5m - over_1h) * (prices.write_5m - prices.read) * prompt
-    return Choice(premium < avoided, avoided - premium, over_5m, pauses.seen)
+    # the prior alone never buys the hour: a key that has not paused past five minutes yet would pay the premium on
+    # every turn for a pause that may not come (a day of tiny turns without one: 0.17 % over five minutes)
+    return Choice(premium < avoided and pauses.over_5m > 0, avoided - premium, over_5m, pauses.seen)

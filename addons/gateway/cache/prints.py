@@ -25,12 +25,10 @@ import orjson
 
 from .. import jsonio
 from .checksum import checksum
+from .parts import MARKERS, TEXTS, asks_hour, canonical_content, strip
 
 MODEL, SYSTEM, TOOL, MESSAGE, MID_SYSTEM = "M", "S", "T", "U", "Y"  # a block's kind, one letter each
 SYSTEM_ROLES = ("system", "developer")
-MARKERS = frozenset(("cache_control", "prompt_cache_breakpoint"))
-IMAGES = frozenset(("image_url", "input_image", "image", "video", "video_url", "input_audio", "document"))
-TEXTS = frozenset(("text", "input_text", "output_text"))
 # What changes a prompt besides its blocks (thinking, forced tools, the answer's format): compared apart
 SETTINGS = ("tool_choice", "enable_thinking", "thinking_budget", "reasoning_effort", "response_format", "thinking",
             "reasoning", "text")
@@ -60,14 +58,15 @@ class Print:
     size of each in bytes of JSON, where the messages begin; the hash of its text alone for a message holding
     images; its settings' hash (0: not read); the lifetime its markers asked; what the next turn may reuse."""
 
-    __slots__ = ("kinds", "raw", "sizes", "first_message", "texts", "settings", "lifetime", "reuse", "marks")
+    __slots__ = ("kinds", "raw", "sizes", "first_message", "texts", "settings", "lifetime", "reuse", "marks", "spans")
 
     def __init__(self, kinds: str, raw: bytes, sizes: array, first_message: int, texts: dict[int, int] | None,
                  settings: int = 0, lifetime: float = MINUTES, reuse: Reuse | None = None,
-                 marks: tuple[int, ...] = ()) -> None:
+                 marks: tuple[int, ...] = (), spans: dict[int, int] | None = None) -> None:
         self.kinds, self.raw, self.sizes, self.first_message = kinds, raw, sizes, first_message
-        self.texts, self.settings, self.lifetime, self.reuse = texts, settings, lifetime, reuse
+        self.texts, self.settings, self.lifetime, self.reuse, self.spans = texts, settings, lifetime, reuse, spans
         self.marks = marks  # the blocks a cache marker ends (a system part, a message): where Qwen stores a prefix
+        # spans: a message block of other than one content part, its parts (what Qwen's lookback counts)
 
     @property
     def blocks(self) -> int:
@@ -98,7 +97,7 @@ class Blocks:
     """A print being built: its blocks' kinds, hashes and sizes, appended in order."""
 
     __slots__ = ("kinds", "digests", "sizes", "texts", "first_message", "hour", "whole_tools", "tools_hour",
-                 "hour_blocks", "marks")
+                 "hour_blocks", "marks", "spans")
 
     def __init__(self, model: object, empty: bool = False) -> None:
         model_json = dumps(model) if not empty else b""
@@ -108,6 +107,7 @@ class Blocks:
         self.texts: dict[int, int] | None = None
         self.hour_blocks: list[int] = []  # the message blocks whose markers ask an hour
         self.marks: list[int] = []  # the blocks a marker ends (Print.marks)
+        self.spans: dict[int, int] | None = None  # Print.spans
 
     def add(self, kind: str, data: bytes) -> None:
         self.kinds.append(kind)
@@ -154,6 +154,9 @@ class Blocks:
                 self.hour_blocks.append(index)
             images = None
         else:
+            if content.__class__ is list and len(content) != 1:
+                self.spans = self.spans if self.spans is not None else {}
+                self.spans[index] = sum(1 for p in content if p.__class__ is dict)
             if ("cache_control" in message and asks_hour(message)) or (content.__class__ is list and any(
                     p.__class__ is dict and not MARKERS.isdisjoint(p) and asks_hour(p) for p in content)):
                 self.hour = True
@@ -195,7 +198,7 @@ class Blocks:
     def done(self, settings: int = 0, reuse: Reuse | None = None) -> Print:
         first = self.first_message if self.first_message >= 0 else len(self.kinds)
         return Print("".join(self.kinds), array("q", self.digests).tobytes(), array("I", self.sizes), first,
-                     self.texts, settings, HOUR if self.hour else MINUTES, reuse, tuple(self.marks))
+                     self.texts, settings, HOUR if self.hour else MINUTES, reuse, tuple(self.marks), self.spans)
 
 
 _TOOLSETS: OrderedDict[int, tuple[bool, list[tuple[int, int]]]] = OrderedDict()  # a tool list's hash -> its blocks
@@ -210,51 +213,6 @@ def encoded(messages: list) -> list[bytes]:
                                         for i in range(0, len(messages), SLICE)))
     except (TypeError, orjson.JSONEncodeError):
         return [dumps(m) for m in messages]
-
-
-def asks_hour(holder: dict) -> bool:
-    """A marker (`cache_control` or `prompt_cache_breakpoint`) on this part, tool or body that asks an hour."""
-    marker = holder.get("cache_control")
-    if marker.__class__ is dict and marker.get("ttl") == "1h":
-        return True
-    marker = holder.get("prompt_cache_breakpoint")
-    return marker.__class__ is dict and marker.get("ttl") == "1h"
-
-
-def strip(part: object) -> object:
-    """A part, a tool or a message without its cache markers."""
-    if isinstance(part, dict) and not MARKERS.isdisjoint(part):
-        return {k: v for k, v in part.items() if k not in MARKERS}
-    return part
-
-
-def canonical_content(content: object) -> tuple[object, list | None]:
-    """A message's content as Qwen reads it: its text parts joined (a string and a one-part list are the same),
-    other parts without their markers; its images apart (None: none)."""
-    if content.__class__ is not list:
-        return content, None
-    texts: list[str] = []
-    images: list | None = None
-    other = False
-    for p in content:
-        kind = p.get("type") if p.__class__ is dict else None
-        if kind in TEXTS and p.get("text").__class__ is str:
-            texts.append(p["text"])
-        elif kind in IMAGES:
-            (images := images if images is not None else []).append(strip(p))
-        else:
-            other = True
-    if not other:
-        return "".join(texts), images
-    parts = []
-    for p in content:
-        if p.__class__ is dict and p.get("type") in IMAGES:
-            continue
-        p = strip(p)
-        if p.__class__ is dict and p.get("type") == "tool_result":  # Anthropic's: its content is a message's
-            p = {**p, "content": canonical_content(p.get("content"))[0]}
-        parts.append(p)
-    return parts, images
 
 
 def settings_of(body: dict) -> int:

@@ -99,5 +99,9 @@ def _grown(body: dict, messages: list, before: Print, reuse: Reuse, kept: int, h
         marks = marks[:bisect_left(marks, repeated)]
     if b.marks:
         marks += tuple([repeated + i for i in b.marks])
+    spans = None  # as `texts`: the repeated blocks', then the new messages'
+    if before.spans or b.spans:
+        spans = {i: n for i, n in (before.spans or {}).items() if i < repeated}
+        spans.update({repeated + i: n for i, n in (b.spans or {}).items()})
     return Print(MODEL + before.kinds[1:repeated] + "".join(b.kinds), raw, sizes, before.first_message, texts,
-                 settings_of(body) if settings else 0, HOUR if hour else MINUTES, nxt, marks)
+                 settings_of(body) if settings else 0, HOUR if hour else MINUTES, nxt, marks, spans)

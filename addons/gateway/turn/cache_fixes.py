@@ -66,6 +66,10 @@ def choose_lifetime(ex: Exchange, model: str) -> None:
         body["cache_control"] = {"type": "ephemeral", "ttl": "1h"}
         ex.notes.append(f"cache lifetime 1 hour chosen (qwen_cache_lifetime=auto): {share}; expected to save "
                         f"~{choice.saving:,.0f} tokens' input price over the next pause")
+    elif choice.saving > 0:  # cheaper on the prior's chance alone, which never buys the hour (cache/lifetime.py)
+        ex.notes.append(f"cache lifetime 5 minutes kept (qwen_cache_lifetime=auto): {share}; no pause over 5 "
+                        f"minutes seen of this key yet, the hour's ~{choice.saving:,.0f} tokens' expected saving "
+                        "not bought on the prior alone")
     else:
         ex.notes.append(f"cache lifetime 5 minutes kept (qwen_cache_lifetime=auto): {share}; the hour would cost "
                         f"~{-choice.saving:,.0f} tokens' input price more")

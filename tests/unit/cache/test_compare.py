@@ -219,3 +219,32 @@ def test_qwen_goes_on_from_the_latest_prefix_it_stored_before_the_change():
     unmarked = fingerprint(chat())
     assert resumes_at(was, unmarked, 3) is None  # no marker: the implicit cache reads up to the change
     assert resumes_at(seen(1, chat(), 3000, 0), now, change) == 0  # nothing stored explicitly: nothing read
+
+
+def _turns(blocks: int, last_marked: bool = True) -> dict:
+    """A conversation whose system prompt and first message are marked, the turn before's newest message marked
+    (`last_marked`) and a new message of `blocks` text parts, its last marked."""
+    mark = {"cache_control": {"type": "ephemeral"}}
+    parts = [{"type": "text", "text": f"part {k} " * 30} for k in range(blocks)]
+    parts[-1] = {**parts[-1], **mark}
+    return chat(messages=[
+        {"role": "system", "content": [{"type": "text", "text": "You are an agent. " * 400, **mark}]},
+        {"role": "user", "content": [{"type": "text", "text": "one " * 1500, **mark}]},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": [{"type": "text", "text": "two " * 1500, **(mark if last_marked else {})}]},
+        {"role": "assistant", "content": "ok"}, {"role": "user", "content": parts}])
+
+
+def test_a_new_message_past_qwens_lookback_is_named_the_lookback():
+    """A message of 25 parts: its marker is 26 content blocks past the prefix the turn before stored (Qwen looks
+    back 20), so Qwen reads only the first message's; 19 parts, it reads the turn before's (issue 81)."""
+    before = _turns(1)
+    before["messages"] = before["messages"][:4]  # the turn before: its newest message marked, stored
+    was = seen(2, before, 4000, 2000, written=2000)
+    past = Turn(of_chat(_turns(25, last_marked=False)), at=1010.0, account="a")
+    past.turn, past.prompt, past.cached, past.written, past.explicit = 3, 5000, 2500, 2500, True
+    verdict = diagnose(was, past)
+    assert (verdict.cause, verdict.lost) == ("lookback", 1500) and "20 blocks" in CAUSES["lookback"]
+    near = Turn(of_chat(_turns(19, last_marked=False)), at=1010.0, account="a")
+    near.turn, near.prompt, near.cached, near.written, near.explicit = 3, 4700, 2500, 2200, True
+    assert diagnose(was, near).cause == "unexplained"  # within reach: Qwen's own doing

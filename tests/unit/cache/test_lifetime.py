@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from qwen_gateway.cache.lifetime import KEYS, Prices, Rhythms, choose
 
 QWEN4 = Prices(1.25, 2.0, 0.05)
@@ -58,18 +60,21 @@ def _bench():
     return module
 
 
-def test_auto_is_never_dearer_than_the_cheaper_fixed_lifetime_on_the_day_shapes():
-    """scripts/bench_lifetime.py's seeded days (docs/performance.md): without long pauses `auto` never asks the
-    hour (the prior's 5 % does not pay the premium: 0.2 % dearer with a heavier prior); with one or three a session
-    it is below both fixed lifetimes."""
-    import random
+DAYS = [(shape, pauses) for shape in ("large", "tiny", "mixed") for pauses in (0, 1, 3)]
 
+
+@pytest.mark.parametrize("shape, pauses", DAYS)
+def test_auto_is_never_dearer_than_the_cheaper_fixed_lifetime_on_each_day_shape(shape, pauses):
+    """scripts/bench_lifetime.py's seeded days (docs/performance.md), turns large, tiny (1 to 10 tokens added: a
+    "continue") and mixed, with 0, 1 and 3 long pauses a session: `auto` never costs more than the cheaper fixed
+    lifetime (issue 81: 0.17 % dearer on the tiny day without pauses, the hour asked for the prior's chance); without
+    long pauses it never asks the hour."""
     bench = _bench()
     _, prices = bench.qwen4()
-    for pauses in (0, 1, 3):
-        sessions = bench.day(pauses, random.Random(bench.SEED + pauses))
-        cost = {p: bench.played(sessions, prices, p) for p in ("5m", "1h", "auto")}
-        if pauses:
-            assert cost["auto"] < 0.97 * min(cost["5m"], cost["1h"]), (pauses, cost)
-        else:
-            assert cost["auto"] == cost["5m"] < cost["1h"], cost
+    sessions = bench.days()[(shape, pauses)]
+    cost = {p: bench.played(sessions, prices, p) for p in ("5m", "1h", "auto")}
+    assert cost["auto"] <= min(cost["5m"], cost["1h"]), cost
+    if not pauses:
+        assert cost["auto"] == cost["5m"] < cost["1h"], cost
+    else:
+        assert cost["auto"] < 0.97 * min(cost["5m"], cost["1h"]), cost

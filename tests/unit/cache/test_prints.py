@@ -100,3 +100,11 @@ def test_a_long_conversations_print_holds_memory_in_proportion_to_its_json():
     finally:
         tracemalloc.stop()
     assert peak < 10 * size, (peak, size)  # 7.5×: the blocks' hashes and sizes, the head joined (was 124×)
+
+
+def test_content_parts_read_as_qwen_reads_them():
+    from qwen_gateway.cache.parts import asks_hour, canonical_content, strip
+    image = {"type": "image_url", "image_url": {"url": "data:,"}, "cache_control": {"type": "ephemeral"}}
+    assert canonical_content([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]) == ("ab", None)
+    assert canonical_content([{"type": "text", "text": "a"}, image]) == ("a", [strip(image)])
+    assert asks_hour({"cache_control": {"type": "ephemeral", "ttl": "1h"}}) and not asks_hour(image)

@@ -39,8 +39,10 @@ def sent(messages: list[dict], tools=TOOLS, **extra) -> tuple[dict, bytes]:
 
 
 def same(a, b) -> bool:
-    return (a.kinds, a.raw, list(a.sizes), a.first_message, a.texts, a.lifetime) == \
-        (b.kinds, b.raw, list(b.sizes), b.first_message, b.texts, b.lifetime)
+    """The same print: its blocks, and where its markers are and how many parts its messages of several hold (what
+    the doctor counts Qwen's 20-block lookback in)."""
+    return (a.kinds, a.raw, list(a.sizes), a.first_message, a.texts, a.lifetime, a.marks, a.spans) == \
+        (b.kinds, b.raw, list(b.sizes), b.first_message, b.texts, b.lifetime, b.marks, b.spans)
 
 
 def test_a_growing_conversation_is_the_same_print_read_whole_or_reused():

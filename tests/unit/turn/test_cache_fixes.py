@@ -100,3 +100,25 @@ def test_auto_lifetime_asks_the_hour_for_a_key_that_pauses_long_and_keeps_a_clie
     other = turn("qwen3.6-plus")  # a model without the hour: nothing to choose, nothing said
     assert "cache_control" not in other.chat_body and other.notes == []
     cache_fixes.RHYTHMS = Rhythms()
+
+
+def test_auto_lifetime_keeps_five_minutes_for_a_key_without_a_long_pause_and_says_why():
+    """Turns that add a few tokens each and no pause past five minutes: the hour's premium is tiny, but the prior's
+    chance alone does not buy it (issue 81: 0.17 % dearer than five minutes on such a day); the note says so."""
+    from qwen_gateway.accounts import Conversation
+    from qwen_gateway.cache.lifetime import Rhythms
+    now = [0.0]
+    cache_fixes.RHYTHMS = rhythms = Rhythms(clock=lambda: now[0])
+    for i in range(12):
+        now[0] += 40
+        rhythms.turn("", "conv", 20_000 + i)
+    now[0] += 40
+    body = {"model": "qwen4-max", "messages": [{"role": "user", "content": "x" * 80_048}]}
+    ex = exchange(body=body, model="qwen4-max", upstream=False, status=None, usage=None)
+    ex.chat_body, ex.conversation, ex.requested_model = body, Conversation("conv", "session"), "qwen4-max"
+    ex.client = ex.client.sized(len(str(body)))
+    cache_fixes.apply(ex, cache_fixes.OFF, cache_fixes.AUTO)
+    cache_fixes.RHYTHMS = Rhythms()
+    assert "cache_control" not in ex.chat_body
+    (said,) = ex.notes
+    assert said.startswith("cache lifetime 5 minutes kept (qwen_cache_lifetime=auto)") and "no pause" in said, said

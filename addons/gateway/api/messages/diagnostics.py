@@ -8,8 +8,12 @@ message and on `message_start`'s message.
 structure promised a read and Qwen's usage says none came, no structural reason exists: `cache_miss_reason` is
 `{"type": "unavailable"}` (Anthropic's own value for a diagnosis that names no change; never null, which its SDK
 reads as "still pending") and `qwen_cache_miss` says what Qwen did: `evicted`, `expired` or `other_account`, with
-the tokens it did not read. A whole answer says it on the message; a stream, whose `message_start` goes out before
-Qwen's usage exists, on its `message_delta` (`final`)."""
+the tokens it did not read — or `lookback`: every marker of the request more than 20 content blocks past the
+prefix the compared response stored, which Qwen does not look back to. A whole answer says it on the message; a
+stream, whose `message_start` goes out before Qwen's usage exists, on its `message_delta` (`final`).
+`cache_missed_input_tokens` is the cache doctor's own figure of the tokens lost (what the compared response left
+in Qwen's cache that this request did not read), from Qwen's usage: on a stream's `message_start`, before that
+usage exists, its estimate, and on `message_delta` the figure where it differs."""
 
 from __future__ import annotations
 
@@ -51,17 +55,18 @@ def answer(diagnoser: Diagnoser, ex: Exchange, message_id: str, usage: dict | No
     diagnoser.answered(ex, message_id)
     if comparison is None:
         return None
+    prompt = usage_int(usage, "prompt_tokens")
+    known = (prompt, cached_tokens(usage) or 0, cache_write_tokens(usage) or 0) if prompt is not None else None
     if comparison.outcome == CHANGED:
         reason = REASONS.get(comparison.cause or "", "messages_changed")
-        return {"cache_miss_reason": {"type": reason, "cache_missed_input_tokens": comparison.missed}}
+        return {"cache_miss_reason": {"type": reason, "cache_missed_input_tokens": diagnoser.missed(ex, known)}}
     if comparison.outcome == NOT_FOUND:
         return {"cache_miss_reason": {"type": "previous_message_not_found"}}
     if comparison.outcome == UNAVAILABLE:
         return {"cache_miss_reason": {"type": "unavailable"}}
-    prompt = usage_int(usage, "prompt_tokens")
-    if prompt is None:
+    if known is None:
         return None
-    did = diagnoser.qwen_did(ex, prompt, cached_tokens(usage) or 0, cache_write_tokens(usage) or 0)
+    did = diagnoser.qwen_did(ex, *known)
     if did is None:
         return None
     return {"cache_miss_reason": {"type": "unavailable"},
@@ -77,7 +82,11 @@ def final(diagnoser: Diagnoser, ex: Exchange, message_id: str, usage: dict | Non
     read, written = usage.get("cache_read_input_tokens") or 0, usage.get("cache_creation_input_tokens") or 0
     prompt = (usage.get("input_tokens") or 0) + read + written
     comparison = diagnoser.compare(ex)
-    if comparison is None or comparison.outcome in (CHANGED, NOT_FOUND, UNAVAILABLE) or not prompt:
+    if comparison is None or comparison.outcome in (NOT_FOUND, UNAVAILABLE) or not prompt:
         return None
-    return answer(diagnoser, ex, message_id, {"prompt_tokens": prompt, "prompt_tokens_details": {
+    said = answer(diagnoser, ex, message_id, {"prompt_tokens": prompt, "prompt_tokens_details": {
         "cached_tokens": read, "cache_creation_input_tokens": written}})
+    if comparison.outcome == CHANGED and said is not None \
+            and said["cache_miss_reason"]["cache_missed_input_tokens"] == comparison.missed:
+        return None  # the start's estimate was the doctor's figure
+    return said

@@ -104,10 +104,11 @@ def system_blocks(value: object, where: str, notes: list[str]) -> list[dict]:
 
 
 def system_content(blocks: list[dict]) -> str | list[dict]:
-    """The system prompt's text, blocks a blank line apart; as text parts when one carries a cache marker (the
-    same text: the same prompt to cache)."""
+    """The system prompt's text, blocks a blank line apart; as text parts (the same text: the same prompt to cache)
+    when there are several or one carries a cache marker — marked or not, the same parts, so a client that stops
+    sending markers the gateway places itself changes nothing the cache doctor compares (issue 81)."""
     text = "\n\n".join(b["text"] for b in blocks if b["text"])
-    if not any("cache_control" in b for b in blocks):
+    if len(blocks) < 2 and not any("cache_control" in b for b in blocks):
         return text
     parts, first = [], True
     for b in blocks:

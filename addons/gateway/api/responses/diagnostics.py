@@ -8,7 +8,9 @@ Any recent response can be named (OpenAI keeps them all): every Responses reques
 `cache_hit` says the structure let the cache reuse the compared prefix; where Qwen's usage says it read none of it
 (a whole answer, or the stream's `response.completed`), the field is `unavailable` (no change to name; never
 `cache_hit`, which a typed client reads as served from the cache) and `qwen_cache_miss` beside it says what Qwen
-did: `evicted`, `expired` or `other_account`."""
+did: `evicted`, `expired` or `other_account` — or `lookback`, the request's markers past Qwen's 20-block lookback.
+`cache_missed_tokens` is the cache doctor's own figure of the tokens lost once Qwen's usage is known (a whole
+answer, `response.completed`), its estimate before."""
 
 from __future__ import annotations
 
@@ -61,18 +63,18 @@ class Field:
         comparison = diagnoser.compare(ex)
         if comparison is None:
             return None
-        if comparison.outcome == CHANGED:
+        prompt = usage_int(usage, "prompt_tokens")
+        known = (prompt, cached_tokens(usage) or 0, cache_write_tokens(usage) or 0) if prompt is not None else None
+        if comparison.outcome == CHANGED:  # the doctor's own figure once Qwen's usage is known
             out: dict[str, Any] = {"type": "cache_miss", "reason": REASONS.get(comparison.cause or "", "input_changed"),
-                                   "cache_missed_tokens": comparison.missed,
+                                   "cache_missed_tokens": diagnoser.missed(ex, known),
                                    "comparison_reusable_tokens": comparison.reusable}
             return out
         if comparison.outcome == NOT_FOUND:
             return {"type": "comparison_response_not_found"}
         if comparison.outcome != SAME:
             return {"type": "unavailable"}
-        prompt = usage_int(usage, "prompt_tokens")
-        did = None if prompt is None else diagnoser.qwen_did(ex, prompt, cached_tokens(usage) or 0,
-                                                             cache_write_tokens(usage) or 0)
+        did = None if known is None else diagnoser.qwen_did(ex, *known)
         if did is None:
             return {"type": "cache_hit"}
         return {"type": "unavailable", "qwen_cache_miss": {"type": did.kind, "cache_missed_tokens": did.missed,

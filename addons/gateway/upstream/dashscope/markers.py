@@ -17,7 +17,9 @@ the request's lifetime). There a marker's `ttl: "1h"` stays on it; the request's
 automatic caching) — goes on the gateway's own markers and on the client's markers that name none; without
 one, the gateway's own markers take the longest the client's markers asked. Elsewhere an hour is sent as five
 minutes and `prompt_cache_retention` is not sent, each noted. Then qwen-code's own markers, while fewer than four:
-the whole prompt (the next turn reads it), the first content part after the tools (what the next session of
+the whole prompt (the next turn reads it), where the turn before's prompt ended when the messages since are more
+than LOOKBACK content blocks (Qwen looks no further back from a marker: the whole prompt's would not find that
+prefix), the first content part after the tools (what the next session of
 the same agent shares: its tools, system prompt and opening) and the leading system prompt, each only where it
 helps — a prefix of 1,024 tokens or more, the tools counted where Qwen renders them, not marked already — and none when the client asked for explicit breakpoints only
 (`prompt_cache_options.mode: "explicit"`). Pure functions; only what changes is copied.
@@ -34,6 +36,7 @@ FIVE, HOUR = "5m", "1h"
 LIFETIME_S = {FIVE: 300, HOUR: 3600}
 _RETENTION = {"24h": HOUR, "in_memory": FIVE}  # OpenAI's prompt_cache_retention, as Qwen4's lifetimes
 LIMIT = 4  # markers that take effect
+LOOKBACK = 20  # content blocks Qwen looks back from a marker for a stored prefix (Qwen4's "Explicit cache")
 MIN_TOKENS = 1024  # a shorter prefix is not cached
 CHARS_PER_TOKEN = 4  # the estimate of a prefix's tokens (text only; no tokenizer on the request's path)
 
@@ -127,11 +130,14 @@ def _own_places(messages: list, tools: list, chars: int, system_end: int | None)
     last = len(messages) - 1
     system = [(0, -1, system_end)] if system_end is not None else []
     if not tools:  # most requests: the whole prompt and the system prompt, as their text says
-        return [(last, -1, chars), *system]
+        bridge = _bridge(messages, chars)
+        return [(last, -1, chars), *([bridge] if bridge else []), *system]
     least = MIN_TOKENS * CHARS_PER_TOKEN
     tools_chars = 0 if chars >= least else _tools_chars(tools)
     after = 1 if system_end is not None else 0  # the first message after the tools
     places = [(last, -1, chars + (tools_chars if last >= after else 0))]
+    if (bridge := _bridge(messages, chars)) is not None:
+        places.append((bridge[0], bridge[1], bridge[2] + tools_chars))
     first = _parts(messages[after].get("content")) if after <= last and isinstance(messages[after], dict) else None
     if first is not None and isinstance(first[0], dict) and (after < last or len(first) > 1):
         size = (system_end or 0) + _chars([first[0]])
@@ -139,6 +145,40 @@ def _own_places(messages: list, tools: list, chars: int, system_end: int | None)
             tools_chars = _tools_chars(tools)
         places.append((after, 0, size + tools_chars))
     return places + system
+
+
+def _blocks(message: dict) -> int:
+    """A message's content blocks as Qwen's lookback counts them: each content part, its tool calls one more."""
+    content = message.get("content")
+    parts = 1 if isinstance(content, str) else sum(isinstance(p, dict) for p in content) if isinstance(content, list) \
+        else 0
+    return parts + bool(message.get("tool_calls"))
+
+
+def _bridge(messages: list, chars: int) -> tuple[int, int, int] | None:
+    """Where a marker keeps the turn before's prefix within Qwen's lookback (LOOKBACK content blocks back from a
+    marker), when the messages since the newest assistant message are more blocks than that — the whole prompt's
+    marker would not find that prefix, which the turn before stored where its own prompt ended: the assistant
+    message's last part, else the first part after it; (message, part, the prefix's characters). None: no turn
+    before, or within reach."""
+    blocks, tail = 0, 0
+    for j in range(len(messages) - 1, 0, -1):
+        m = messages[j]
+        if not isinstance(m, dict):
+            return None
+        blocks += _blocks(m)
+        if m.get("role") == "assistant":
+            break
+        tail += _chars(m.get("content")) + _call_chars(m.get("tool_calls"))
+    else:
+        return None
+    if blocks <= LOOKBACK:
+        return None
+    if _parts(m.get("content")) is not None:
+        return j, -1, chars - tail
+    after = messages[j + 1] if j + 1 < len(messages) else None
+    first = _parts(after.get("content")) if isinstance(after, dict) else None
+    return (j + 1, 0, chars - tail + _chars([first[0]])) if first else None
 
 
 def place(body: dict, notes: list[str] | None = None) -> dict:

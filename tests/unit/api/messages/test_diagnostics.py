@@ -62,15 +62,20 @@ def test_the_request_field_is_read_and_checked():
     ("system", "system_changed"), ("tools", "tools_changed"), ("model", "model_changed"),
     ("messages", "messages_changed")])
 def test_each_change_is_named_in_anthropics_words(change, reason):
+    """The tokens missed are the doctor's own figure: what the first turn stored that this one did not read."""
     gw = Gateway()
-    assert gw.ask(chat(2), "msg_1", {"previous_message_id": None}) is None  # a first turn: null
+    stored = {"prompt_tokens": 4000, "completion_tokens": 3, "prompt_tokens_details": {
+        "cached_tokens": 0, "cache_creation_input_tokens": 4000}}
+    assert gw.ask(chat(2), "msg_1", {"previous_message_id": None}, usage=stored) is None  # a first turn: null
     later = {"system": chat(3, system=SYSTEM + "Today is Friday."), "tools": chat(3, tools=TOOLS[::-1]),
              "model": chat(3, model="qwen3.6-plus"), "messages": chat(3)}[change]
     if change == "messages":
         later["messages"][1]["content"] = "an edited first request"
-    said = gw.ask(later, "msg_2", {"previous_message_id": "msg_1"})
+    said = gw.ask(later, "msg_2", {"previous_message_id": "msg_1"}, usage={
+        "prompt_tokens": 4100, "completion_tokens": 3, "prompt_tokens_details": {
+            "cached_tokens": 0, "cache_creation_input_tokens": 4100}})
     assert said is not None and said["cache_miss_reason"]["type"] == reason
-    assert said["cache_miss_reason"]["cache_missed_input_tokens"] > 0
+    assert said["cache_miss_reason"]["cache_missed_input_tokens"] == 4000
 
 
 def test_a_grown_conversation_says_nothing_and_an_unknown_or_other_keys_id_is_not_found():

@@ -133,8 +133,19 @@ def test_a_system_block_that_is_no_text_is_refused_naming_it():
     assert (e.value.status, e.value.param) == (400, "system.1")
 
 
-def test_the_system_prompt_is_one_string_when_nothing_is_marked():
-    assert request.system_content([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]) == "a\n\nb"
+def test_the_system_prompt_is_one_string_when_one_block_is_unmarked():
+    assert request.system_content([{"type": "text", "text": "a"}]) == "a"
+
+
+def test_several_system_blocks_are_the_same_parts_marked_or_not():
+    """A client that stops sending `cache_control` (the gateway marks the prompt itself) sends Qwen the same parts:
+    the cache doctor sees no change of the system prompt (issue 81)."""
+    marker = {"type": "ephemeral"}
+    plain = request.system_content([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}])
+    marked = request.system_content([{"type": "text", "text": "a"}, {"type": "text", "text": "b",
+                                                                     "cache_control": marker}])
+    assert plain == [{"type": "text", "text": "a"}, {"type": "text", "text": "\n\nb"}]
+    assert [{k: v for k, v in p.items() if k != "cache_control"} for p in marked] == plain
 
 
 def test_a_marked_system_prompt_is_the_same_text_in_parts():

@@ -55,11 +55,13 @@ def test_the_request_field_is_read_and_checked():
 def test_any_recent_response_compares_and_each_outcome_has_openais_shape():
     gw = Gateway()
     gw.ask(chat(1), "resp_1")  # asked nothing: kept all the same
-    assert gw.ask(chat(2), "resp_2", "resp_1") == {"type": "cache_hit"}
+    stored = {"prompt_tokens": 4000, "prompt_tokens_details": {"cached_tokens": 0, "cache_creation_input_tokens": 4000}}
+    assert gw.ask(chat(2), "resp_2", "resp_1", usage=stored) == {"type": "cache_hit"}
     miss = gw.ask(chat(3, model="qwen3.6-plus"), "resp_3", "resp_2")
     assert PromptCacheDiagnosticsCacheMiss.model_validate(miss).reason == "model_changed"
     tools = gw.ask(chat(3, tools=[{"type": "function", "function": {"name": "Read"}}]), "resp_4", "resp_2")
-    assert tools["reason"] == "tools_changed" and tools["cache_missed_tokens"] > 0
+    # the doctor's own figure: what resp_2 stored that this one did not read
+    assert tools["reason"] == "tools_changed" and tools["cache_missed_tokens"] == 4000
     assert gw.ask(chat(3), "resp_5", "resp_nope") == {"type": "comparison_response_not_found"}
     assert gw.ask(chat(3), "resp_6", "resp_2", key="other") == {"type": "comparison_response_not_found"}
 

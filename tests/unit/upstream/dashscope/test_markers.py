@@ -244,3 +244,19 @@ def test_the_lifetime_asked_is_read_from_the_body_qwen_gets():
     assert markers.lifetime_s({"messages": [{"role": "user", "content": [
         {"type": "text", "text": "a", "cache_control": HOUR}]}]}) == 3600
     assert markers.lifetime_s({"messages": [{"role": "user", "content": "a"}]}) == 300
+
+
+def test_a_new_message_past_qwens_lookback_gets_a_marker_where_the_turn_before_ended():
+    """A new message of 25 parts: the whole prompt's marker looks back 20 content blocks and would not find the
+    prefix the turn before stored where its prompt ended; the gateway's own marker on the assistant message after
+    it keeps that prefix within reach (issue 81). 19 parts: no need."""
+    def body(parts: int, answer: object = "done") -> dict:
+        return {"messages": [{"role": "user", "content": LONG}, {"role": "assistant", "content": answer},
+                             {"role": "user", "content": [{"type": "text", "text": f"part {k}"} for k in range(parts)]}]}
+
+    assert where(place(body(25))[0]) == ["messages.1.0", "messages.2.24"]
+    assert where(place(body(19))[0]) == ["messages.2.18"]
+    calls = place({"messages": [*body(25, None)["messages"][:1], {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        *[{"role": "tool", "tool_call_id": "c", "content": f"result {k}"} for k in range(25)]]})[0]
+    assert where(calls) == ["messages.2.0", "messages.26.0"]  # no text to mark: the first part after it
