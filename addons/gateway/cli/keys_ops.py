@@ -72,6 +72,11 @@ class Done:
         return out + ([self.key] if self.key else [])
 
 
+def open_store(place: Place) -> KeyStore:
+    """The store the gateways read: the shared database's, else the folder's keys file."""
+    return KeyStore.remote(Database(place.state_url)) if place.state_url else KeyStore.local(place.state_dir)
+
+
 def change(store: KeyStore, place: Place, ch: Change, by: str) -> Done:
     """`ch` made in its key's turn: `keys_lock.Conflict` if another command changed the key while this one waited,
     `KeyNameError` (`NoSuchKey`) for a name that exists or does not as the command needs."""
