@@ -89,7 +89,7 @@ def test_a_keys_lifecycle_through_the_admin_api_holds_on_two_gateways(tmp_path, 
 
         log = one.log()
         assert "qwen: admin API: POST /admin/v1/keys by lead: 200" in log
-        assert f"by lead: 202 (not confirmed by " in log and f":{two.proc.pid}" in log
+        assert "by lead: 202 (not confirmed by " in log and f":{two.proc.pid}" in log
         assert admin not in log and alice not in log and rotated not in log
         # the API is off by default: gateway two has none, and its proxy port does not serve one
         assert "admin API on" not in two.log()

@@ -123,9 +123,9 @@ class AdminListener:
         server.api, server.settings = AdminApi(self.settings), self.settings
         threading.Thread(target=server.serve_forever, name="qwen: admin API", daemon=True).start()
         self._server, self.address = server, address
-        host, port = server.server_address[:2]
+        host, port = str(address[0]), int(server.server_address[1])
         log.info("qwen: admin API on http://%s:%d/admin/v1/ (docs/admin-api.md)",
-                 f"[{host}]" if ":" in str(host) else host, port)
+                 f"[{host}]" if ":" in host else host, port)
 
     def stop(self) -> None:
         if self._server is not None:
