@@ -12,6 +12,7 @@ import pytest
 from helpers.observe_testlib import exchange
 from qwen_gateway.cli import usage as usage_cli
 from qwen_gateway.cli.admin_api import AdminApi
+from qwen_gateway.cli.admin_views import SPEND_BY
 from qwen_gateway.models.learned import LearnedFacts
 from qwen_gateway.observe.ledger import Ledger, row_of
 from qwen_gateway.settings.auth import AuthSettings
@@ -50,6 +51,7 @@ def test_spend_by_key_model_and_day_as_qwen_usage_sums_them(api, tmp_path, capsy
     assert [r["day"] for r in api("GET", "/admin/v1/spend", by="day")[1]["rows"]] == [time.strftime("%Y-%m-%d")]
     assert len(api("GET", "/admin/v1/requests", limit="1")[1]["rows"]) == 1
     assert api("GET", "/admin/v1/conversations")[0] == 200
+    assert all(api("GET", "/admin/v1/spend", by=by)[0] == 200 for by in SPEND_BY)  # every view qwen-usage has
     status, body = api("GET", "/admin/v1/spend", by="colour")
     assert (status, body["error"]["field"]) == (400, "by")
     assert api("GET", "/admin/v1/spend", since="yesterday-ish")[1]["error"]["field"] == "since"
