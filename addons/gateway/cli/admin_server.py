@@ -53,12 +53,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         who = self._who()
         if who is None:
+            self.close_connection = True  # its body unread: the connection cannot carry another request
             self._answer(error(401, "unauthorized", "an admin credential is needed: Authorization: Bearer "
                                "sk-qga-… (qwen-keys add-admin NAME); a client key is not one"),
                          {"WWW-Authenticate": 'Bearer realm="qwen-gateway admin"'})
             return
         length = self.headers.get("Content-Length", "0")
         if not length.isdigit() or int(length) > MAX_BODY:
+            self.close_connection = True
             self._answer(error(413, "invalid_request", f"a body of at most {MAX_BODY} bytes", "body"))
             return
         body = self.rfile.read(int(length))
