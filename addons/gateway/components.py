@@ -37,6 +37,7 @@ from .turn.socket import Sockets
 from .api.stored_chat import endpoint as stored_chat
 from .auth.remote import RemoteLogin
 from .cache.diagnosis import Diagnoser
+from .cli.admin_server import AdminListener
 from .errors import GatewayError
 from .exchange import Exchange
 from .settings.config import Config
@@ -205,3 +206,9 @@ def default_observers(diagnoser: Diagnoser | None = None) -> list[Observer]:
 def drift_check(provider: str) -> Callable[..., None] | None:
     """The provider's check of what its upstream says now against what the gateway assumes (`qwen-auth check`)."""
     return next((p.drift for p in PROVIDERS if p.name == provider), None)
+
+
+def admin_listener(settings: Callable[[], Any]) -> AdminListener:
+    """The admin API's listener (qwen_admin_listen): qwen-keys' and qwen-usage's operations over HTTP, on the
+    accounts and state `settings()` names."""
+    return AdminListener(settings)

@@ -122,6 +122,7 @@ class Wiring:
         self.deadlines = self.clients.deadlines  # told by the hooks when a head arrives and an exchange ends
         # the drain waits for a quiet entrance, then closes the listeners
         self.drain.connections, self.drain.close_listeners = self.deadlines, listeners.stop_listening
+        self.admin = components.admin_listener(lambda: self.config.auth)  # qwen_admin_listen (cli/admin_server.py)
 
     # ---- what the options change ------------------------------------------------------------------
 
@@ -157,6 +158,7 @@ class Wiring:
             self.observers.configure(new)  # the team's keys first: the exposure check counts them
             self.clients.configure(old, new)
             self.sockets.configure(new)  # its message limit (in mitmproxy's reader) and idle time
+            self.admin.configure(new.admin_listen)  # a port in use: refused, as an option's bad value is
         options.enforce(opts, updated, self.config, self.connections, named_keys=self.team.keys_exist)
         self.relay.capture = stream_capture(ctx.master, opts, debug_log=self.config.debug_log)  # a reader's or none
         if mitmweb_login.OPTIONS & updated or "qwen_state_dir" in updated:  # mitmweb's token, out of the log
@@ -206,6 +208,7 @@ class Wiring:
         self.sockets.stop()
         self.background.stop()
         self.batch_watch.stop()
+        self.admin.stop()
         await self.team.close()
         if self.pool is not None:
             call_safely(self.pool.flush)
@@ -239,8 +242,7 @@ class Wiring:
 
     async def check_context(self, ex: Exchange) -> None:
         """The context guard: a prompt longer than the model takes is refused before upstream."""
-        refusal = await context_check(ex, self.config)
-        if refusal is not None:
+        if (refusal := await context_check(ex, self.config)) is not None:
             raise refusal
 
     def websocket_ended(self, flow: http.HTTPFlow) -> None:
@@ -272,8 +274,7 @@ class Wiring:
                      "" if ended == 1 else "s")
 
     def _upstream_request(self, ex: Exchange) -> None:
-        flow = self._flows.get(ex.id)
-        if flow is not None:
+        if (flow := self._flows.get(ex.id)) is not None:
             self.observers.notify("upstream_request", ex, flow)
 
     def _reload_accounts(self) -> None:
@@ -283,8 +284,7 @@ class Wiring:
     def _responses(self) -> ResponseStore:
         """Stored Responses (previous_response_id), opened at first use (shared: qwen_state_url)."""
         if self._store is None:
-            path = self.config.state_dir / "responses.sqlite3"
-            url = self.config.state_url
+            path, url = self.config.state_dir / "responses.sqlite3", self.config.state_url
             self._store = SharedResponseStore(path, Database(url)) if url else ResponseStore(path)
         return self._store
 

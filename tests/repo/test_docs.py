@@ -1153,6 +1153,9 @@ SAMPLES = {  # non-shell blocks checked above: (file, anchor) -> the test that c
 }
 
 NOT_OUTPUT: dict[tuple[str, str], str] = {  # non-shell blocks that are no command's output: (file, anchor) -> why
+    ("docs/admin-api.md", '"command": "add"'):
+        "an add's answer abridged (the key and its record elided); tests/unit/cli/test_admin_api.py checks these "
+        "fields of a real add, tests/e2e/test_e2e_admin_api.py on two gateways",
     ("docs/keys.md", '"code": "model_unpriced"'):
         "the refusal of an unpriced model to a key with a USD budget; tests/e2e/test_e2e_unpriced.py compares a real "
         "refusal's body with this block (the key's name and the model aside)",

@@ -35,6 +35,9 @@ def _rows(settings: AuthSettings) -> list[dict]:
         pool.close()
 
 
+status_rows = _rows  # the admin API's accounts (cli/admin_views.py): the rows status --json prints
+
+
 def _none(settings: AuthSettings) -> str:
     return ("No accounts. Run `qwen-auth login` (Qwen Code OAuth) or `qwen-auth add-key NAME --preset "
             f"dashscope-intl --key-env DASHSCOPE_API_KEY`. (Looked in {settings.qwen_dir} and {settings.state_dir}.)")

@@ -10,6 +10,8 @@
     qwen-keys delete NAME        the key gone for good: its record and spend (the usage ledger keeps its
                                  requests); once no key is left, the gateways need none again
     qwen-keys migrate --to URL   move the folder's keys, limits and spend to a shared database (--from URL: back)
+    qwen-keys add-admin NAME     a credential for the gateway's admin API (qwen_admin_listen), printed once
+                                 (list-admins, revoke-admin NAME; docs/admin-api.md)
 
     --state-dir DIR              default: $QWEN_GATEWAY_HOME, else ~/.qwen-gateway (keys.sqlite3, mode 0600)
     --state-url URL              the gateways' shared PostgreSQL database (postgresql://user@host:port/db, no
@@ -27,22 +29,17 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-import sqlite3
 import json
 import os
 import re
 import sys
-import time
 
-from ..stores.responses_schema import FORGET_OWNER, forget_owner
 from ..settings.auth import resolve_state_dir
 from ..tenancy import budgets
-from ..tenancy.shared_copy import KeyCopy
-from ..tenancy.ring import digest, new_key
-from ..tenancy.store import FILENAME, SNAPSHOT, KeyNameError, KeyStore
-from ..storage.pg import Database, StateUrlError, shown
-from . import keys_applied, keys_lock, keys_migrate, usage_store
-from .keys_list import described, rows, table
+from ..tenancy.store import FILENAME, KeyNameError, KeyStore
+from ..storage.pg import Database, StateUrlError
+from . import admin_creds, keys_applied, keys_lock, keys_migrate, keys_ops, usage_store
+from .keys_list import rows, table
 from .pipes import quiet_when_stdout_closes
 
 NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9@._-]{0,63}\Z")  # shown in logs, mitmweb and metric labels
@@ -92,9 +89,9 @@ def _limits_args(p: argparse.ArgumentParser) -> None:
 
 def _limits(a: argparse.Namespace) -> dict[str, float]:
     """rpm, tpm and the budgets in their own columns of client_keys."""
-    out: dict[str, float] = {k: getattr(a, k) for k in ("rpm", "tpm") if getattr(a, k) is not None}
+    out: dict[str, float] = {k: getattr(a, k) for k in ("rpm", "tpm") if getattr(a, k, None) is not None}
     for b in budgets.BUDGETS:
-        if b.column and (given := getattr(a, b.field)) is not None:
+        if b.column and (given := getattr(a, b.field, None)) is not None:
             out[b.column] = int(given[1]) if b.counts == budgets.TOKENS else given[1]
     return out
 
@@ -102,7 +99,7 @@ def _limits(a: argparse.Namespace) -> dict[str, float]:
 def _others(a: argparse.Namespace) -> dict[str, list[tuple[str, float]]]:
     """The other budgets given: {flag: [(model or "", amount)]} (tenancy/budgets.py `merged`)."""
     return {b.flag: given if b.per_model else [given] for b in budgets.BUDGETS
-            if not b.column and (given := getattr(a, b.field)) is not None}
+            if not b.column and (given := getattr(a, b.field, None)) is not None}
 
 
 def _open(ap: argparse.ArgumentParser, a: argparse.Namespace, *, create: bool) -> KeyStore | None:
@@ -124,27 +121,24 @@ def _open(ap: argparse.ArgumentParser, a: argparse.Namespace, *, create: bool) -
     return KeyStore.local(state)
 
 
-def _where(a: argparse.Namespace) -> str:
-    return "the shared database" if a.state_url else str(resolve_state_dir(a.state_dir) / FILENAME)
-
-
 def run(ap: argparse.ArgumentParser, a: argparse.Namespace) -> int:
     store = _open(ap, a, create=a.command != "list")
     if store is None:
         print(json.dumps([]) if a.json else table([]))
         return 0
-    status = 0
     try:
         if a.command == "list":
             items = rows(store)
             print(json.dumps(items, indent=2) if a.json else table(items, a.wide))
             return 0
-        asked = store.version(a.name)  # the key as this command found it, before its turn
-        with keys_lock.turn(resolve_state_dir(a.state_dir), Database(a.state_url) if a.state_url else None, a.name,
-                            a.wait + keys_lock.TURN_EXTRA_S):
-            if store.version(a.name) != asked:
-                raise keys_lock.Conflict(f"another qwen-keys command changed key {a.name!r} while this one waited")
-            status = _change(ap, a, store)
+        if a.command == "set" and not _limits(a) and not _others(a):
+            ap.error("set: give at least one of --rpm, --tpm, " + ", ".join(f"--{b.flag}" for b in budgets.BUDGETS
+                                                                            if b.column) + " (0 removes a limit)"
+                     + "".join(f", {b.option('MODEL', 'X')} ({b.option('MODEL', '0').split()[1]} removes it)"
+                               for b in budgets.BUDGETS if not b.column))
+        place = keys_ops.Place(resolve_state_dir(a.state_dir), a.state_url)
+        done = keys_ops.change(store, place, keys_ops.Change(a.command, a.name, _limits(a), _others(a), a.wait),
+                               keys_ops.cli_user())
     except keys_lock.Conflict as e:
         print(f"qwen-keys: {e}: nothing changed here. See `qwen-keys list`, and run the command again if it is "
               "still wanted.", file=sys.stderr)
@@ -154,97 +148,14 @@ def run(ap: argparse.ArgumentParser, a: argparse.Namespace) -> int:
         return 1
     finally:
         store.close()
-    return status
-
-
-def _change(ap: argparse.ArgumentParser, a: argparse.Namespace, store: KeyStore) -> int:
-    """The change, recorded and confirmed by every running gateway, and said: the exit status."""
-    key = ""
-    if a.command == "add":
-        key = new_key()
-        store.add(a.name, digest(key.encode()), _limits(a), budgets.encode(budgets.merged(None, _others(a))))
-        rec = store.key(a.name)
-        assert rec is not None
-        said = [f"Added key {a.name} ({described(rec)}) to {_where(a)}.",
-                "The key is shown once, here; only its SHA-256 is stored. Clients send it as their API key:"]
-    elif a.command == "set":
-        if not _limits(a) and not _others(a):
-            ap.error("set: give at least one of --rpm, --tpm, " + ", ".join(f"--{b.flag}" for b in budgets.BUDGETS
-                                                                            if b.column) + " (0 removes a limit)"
-                     + "".join(f", {b.option('MODEL', 'X')} ({b.option('MODEL', '0').split()[1]} removes it)"
-                               for b in budgets.BUDGETS if not b.column))
-        values: dict[str, object] = {**_limits(a)}
-        if _others(a):  # merged with the key's others (a race with another qwen-keys set: the last one wins)
-            values["budgets"] = budgets.encode(budgets.merged(store.key(a.name), _others(a)))
-        said = [f"Key {a.name}: {described(store.update(a.name, **values))}."]
-    elif a.command == "revoke":
-        store.update(a.name, revoked=time.time())
-        said = [f"Revoked key {a.name}: gateways refuse it (401)."]
-    elif a.command == "rotate":
-        key = new_key()
-        old = store.key(a.name)
-        store.update(a.name, digest=digest(key.encode()).hex(), revoked=None)
-        said = [f"New key for {a.name}" + (" (it was revoked: active again)" if old and old.revoked else "")
-                + "; the old key no longer works.", "The new key is shown once, here:"]
-    elif a.command == "delete":
-        store.delete(a.name)
-        gone = forget_stored(a, a.name)
-        said = [f"Deleted key {a.name}: its record and spend are gone, and its {gone} stored objects (the usage "
-                "ledger keeps its requests); gateways refuse it (401)."]
-        if not store.keys():
-            said.append("No named key is left: running gateways no longer require one (on loopback; the keys of "
-                        "qwen_client_keys_file still work).")
-    if a.state_url:
-        _keep_copy(a, store)
-    applied, status = (keys_applied.in_database(store.conn, a.name, a.wait) if a.state_url else
-                       keys_applied.in_folder(resolve_state_dir(a.state_dir), a.wait))
-    if not status:
-        said.insert(len(said) - 1 if key else len(said), applied)  # the key stays the last line
+    for line in done.warned:
+        print(line, file=sys.stderr)
     # what was done first, then (recorded, but not every running gateway said it applied it) who did not confirm:
     # flushed, so a terminal or one pipe of both streams reads in that order
-    print("\n".join(said + ([key] if key else [])), flush=True)
-    if status:
-        print(f"qwen-keys: {applied}", file=sys.stderr)
-    return status
-
-
-def forget_stored(a: argparse.Namespace, name: str) -> int:
-    """The deleted key's stored Responses and chat completions (docs/keys.md#stored-objects-each-keys-own),
-    in the state folder and the shared database: a key added later under that name starts with none."""
-    gone = 0
-    local = resolve_state_dir(a.state_dir) / "responses.sqlite3"
-    if local.exists():
-        db = sqlite3.connect(local, timeout=10)
-        try:
-            gone += forget_owner(db, name)
-        except sqlite3.OperationalError as e:  # a file of an older gateway (no owners): nothing of a name in it
-            if "no such column" not in str(e) and "no such table" not in str(e):
-                raise
-        finally:
-            db.close()
-    if a.state_url:
-        with Database(a.state_url).connect() as conn:
-            for sql in FORGET_OWNER:
-                try:
-                    cur = conn.execute(sql.replace("?", "%s"), (name,))
-                except Exception as e:  # psycopg's UndefinedTable/Column: a database no gateway has stored in
-                    if getattr(e, "sqlstate", "") not in ("42P01", "42703"):
-                        raise
-                    continue
-                gone += cur.rowcount if sql.startswith(("DELETE FROM responses ", "DELETE FROM chat_comp")) else 0
-    return gone
-
-
-def _keep_copy(a: argparse.Namespace, store: KeyStore) -> None:
-    """The copy of the shared keys a gateway keeps in this state folder (tenancy/shared_copy.py), when there is one:
-    a gateway stopped now restarts with the change even while the database is down."""
-    copy = KeyCopy(resolve_state_dir(a.state_dir) / SNAPSHOT, shown(a.state_url))
-    if copy.path.exists():
-        try:
-            copy.write(store.keys())
-        except Exception as e:
-            print(f"qwen-keys: could not update {copy.path}: {type(e).__name__} (the gateway there updates it "
-                  "when it hears of the change)", file=sys.stderr)
+    print("\n".join(done.lines()), flush=True)
+    if done.status:
+        print(f"qwen-keys: {done.applied}", file=sys.stderr)
+    return done.status
 
 
 @quiet_when_stdout_closes
@@ -274,9 +185,12 @@ def main(argv: list[str] | None = None) -> int:
                        ("delete", "the key gone for good (its record, spend and stored objects)")):
         sub.add_parser(name, parents=[changes], help=text).add_argument("name", type=_name)
     keys_migrate.add_parser(sub)
+    admin_creds.add_parsers(sub, common, _name)
     a = ap.parse_args(argv)
     if a.command == "migrate":
         return keys_migrate.run(ap, a)
+    if a.command in admin_creds.COMMANDS:
+        return admin_creds.run(a.command, resolve_state_dir(a.state_dir), getattr(a, "name", None))
     a.json, a.wide = getattr(a, "json", False), getattr(a, "wide", False)
     return run(ap, a)
 

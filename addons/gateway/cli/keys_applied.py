@@ -39,13 +39,27 @@ KEEP_ACKS_S = 3600.0  # acknowledgements older than this are deleted by the next
 
 def in_folder(state_dir: Path, bound: float = WAIT_S) -> tuple[str, int]:
     """The folder's running gateways told: (the line to print, the exit status)."""
+    line, _, status = confirmed_in_folder(state_dir, bound)
+    return line, status
+
+
+def confirmed_in_folder(state_dir: Path, bound: float = WAIT_S) -> tuple[str, list[str], int]:
+    """`in_folder` with the gateways that did not confirm, each named: (the line, those, the exit status)."""
     applied, silent = tell_gateways(state_dir, bound)
-    return said(applied, 0, [f"pid {pid}" for pid in silent], bound, "")
+    named = [f"pid {pid}" for pid in silent]
+    line, status = said(applied, 0, named, bound, "")
+    return line, named, status
 
 
 def in_database(conn: Any, name: str, bound: float = WAIT_S) -> tuple[str, int]:
     """Every running gateway on the database asked to apply `name`'s change and acknowledge it (`conn`: the
     command's autocommit connection, after the change was committed)."""
+    line, _, status = confirmed_in_database(conn, name, bound)
+    return line, status
+
+
+def confirmed_in_database(conn: Any, name: str, bound: float = WAIT_S) -> tuple[str, list[str], int]:
+    """`in_database` with the gateways that did not confirm, each named: (the line, those, the exit status)."""
     token = secrets.token_hex(8)
     deadline = time.monotonic() + bound
     asked = float("-inf")
@@ -61,8 +75,9 @@ def in_database(conn: Any, name: str, bound: float = WAIT_S) -> tuple[str, int]:
         time.sleep(POLL_S)
     conn.execute("DELETE FROM key_acks WHERE at < extract(epoch FROM clock_timestamp()) - %s", (KEEP_ACKS_S,))
     refusing = sum(1 for gid, refuses in acked.items() if refuses and gid in alive)
-    return said(sum(1 for gid in acked if gid in alive) - refusing, refusing, silent, bound,
-                " (its log says when its LISTEN hears nothing: qwen_state_listen_url)")
+    line, status = said(sum(1 for gid in acked if gid in alive) - refusing, refusing, silent, bound,
+                        " (its log says when its LISTEN hears nothing: qwen_state_listen_url)")
+    return line, silent, status
 
 
 def running(conn: Any) -> dict[str, str]:

@@ -19,6 +19,8 @@ import contextlib
 import fcntl
 import os
 import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ LOCK_FILE = "keys.lock"
 # How much longer than its own --wait a command waits for its turn: the command before it holds the turn for its
 # change (a moment) and for its --wait (10 s) at most, and its process needs a moment to start and end.
 TURN_EXTRA_S = 10.0
+POLL_S = 0.05  # off the main thread: how often the folder's lock is tried again
 LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 
 
@@ -80,19 +83,41 @@ def _folder_turn(state_dir: Path, bound: float) -> Iterator[None]:
         yield
         return
     try:
-        def late(signum: int, frame: object) -> None:
-            raise TimeoutError
-
-        before = signal.signal(signal.SIGALRM, late)  # a blocking flock, ended by the alarm: waiters show in /proc/locks
-        signal.setitimer(signal.ITIMER_REAL, bound)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except TimeoutError:
-            raise Conflict(f"another qwen-keys command has held {state_dir / LOCK_FILE} for more than {bound:g} s"
-                           ) from None
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, before)
+        if threading.current_thread() is threading.main_thread():
+            _flock_alarmed(fd, state_dir, bound)
+        else:  # the admin API's request threads: no signal there, the lock tried until the bound
+            _flock_polled(fd, state_dir, bound)
         yield
     finally:
         os.close(fd)  # the lock with it
+
+
+def _late(state_dir: Path, bound: float) -> Conflict:
+    return Conflict(f"another qwen-keys command has held {state_dir / LOCK_FILE} for more than {bound:g} s")
+
+
+def _flock_alarmed(fd: int, state_dir: Path, bound: float) -> None:
+    def late(signum: int, frame: object) -> None:
+        raise TimeoutError
+
+    before = signal.signal(signal.SIGALRM, late)  # a blocking flock, ended by the alarm: waiters show in /proc/locks
+    signal.setitimer(signal.ITIMER_REAL, bound)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except TimeoutError:
+        raise _late(state_dir, bound) from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+
+
+def _flock_polled(fd: int, state_dir: Path, bound: float) -> None:
+    deadline = time.monotonic() + bound
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise _late(state_dir, bound) from None
+            time.sleep(POLL_S)

@@ -41,20 +41,30 @@ def asked(argv: list[str]) -> list[str] | None:
 def _shared(ap: argparse.ArgumentParser, url: str, forget: str | None, fact: str | None) -> tuple[list[Fact], int]:
     """The shared database's facts (and what --forget removed, said to every gateway at once)."""
     try:
-        db = Database(url)
-        db.migrate(COMPONENT, STEPS)
-        with db.connect() as conn:
-            gone = 0
-            if forget is not None:
-                where, args = ("model=%s AND fact=%s", (forget, fact)) if fact else ("model=%s", (forget,))
-                gone = conn.execute(f"DELETE FROM learned_facts WHERE {where}", args).rowcount
-                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{KIND}:{forget}"))
-            rows = conn.execute(_ROWS).fetchall()
+        return shared_facts(url, forget, fact)
     except StateUrlError as e:
         ap.error(str(e))
     except Exception as e:  # psycopg's errors name host, port and user, never the password
         ap.exit(1, f"qwen-usage: cannot read the shared database: {type(e).__name__}: {e}\n")
+
+
+def shared_facts(url: str, forget: str | None, fact: str | None) -> tuple[list[Fact], int]:
+    """`_shared` for a caller of its own (the admin API): the database's errors raised."""
+    db = Database(url)
+    db.migrate(COMPONENT, STEPS)
+    with db.connect() as conn:
+        gone = 0
+        if forget is not None:
+            where, args = ("model=%s AND fact=%s", (forget, fact)) if fact else ("model=%s", (forget,))
+            gone = conn.execute(f"DELETE FROM learned_facts WHERE {where}", args).rowcount
+            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{KIND}:{forget}"))
+        rows = conn.execute(_ROWS).fetchall()
     return sorted(LearnedFacts.read_rows(rows, "the shared database").values()), gone
+
+
+def facts(folder, url: str | None, forget: str | None = None, fact: str | None = None) -> tuple[list[Fact], int]:
+    """What was learned, where the gateways keep it (and what `forget` removed): qwen-usage learned's rows."""
+    return shared_facts(url, forget, fact) if url else _local(folder, forget, fact)
 
 
 def _local(folder, forget: str | None, fact: str | None) -> tuple[list[Fact], int]:

@@ -20,7 +20,7 @@ from ..models.model_map import ModelMap, parse_model_map
 from ..models.bindings import Bindings, parse_bindings
 from ..models.fallbacks import Fallbacks, parse_fallbacks
 from ..models.routes import Routes, parse_routes
-from .option_specs import problem
+from .option_specs import listen_address, problem
 from .option_table import (  # noqa: F401  (re-exported: the declarations' names, read from config)
     DAY_S, DEFAULT_USER_AGENT, INTERCEPT_HOSTS, KEYS_ENV, MAX_TOKENS, MODEL_LENGTH, PATH_LENGTH, QWEN_CODE_VERSION,
     SPECS, YEAR_S, declare)
@@ -87,6 +87,7 @@ class Config:
     network: net.Network = field(default_factory=net.Network)  # proxy and trusted CAs for the calls to Qwen
     prices: PriceTable = field(default_factory=builtin_prices)
     state_listen_url: str = ""  # where the one LISTEN goes (qwen_state_listen_url; "": qwen_state_url)
+    admin_listen: tuple[str, int] | None = None  # qwen_admin_listen: the admin API's host and port (None: off)
 
     @property
     def state_dir(self) -> Path:
@@ -190,6 +191,7 @@ def parse(o) -> Config:
         network=network,
         prices=prices,
         state_listen_url=listen_url,
+        admin_listen=listen_address(o.qwen_admin_listen) if o.qwen_admin_listen.strip() else None,
     )
 
 

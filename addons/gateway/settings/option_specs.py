@@ -31,6 +31,7 @@ ACCEPTS = {
     "model_map": "alias=qwen-model entries",
     "limits": "model=tokens entries",
     "routes": "condition[@scope]=target entries",
+    "listen": "PORT (on 127.0.0.1) or HOST:PORT, a port from 1 to 65535, or nothing (off)",
 }
 _HOST = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.:-]+)\Z")
 _MODEL = re.compile(r"^[^\s\x00-\x1f\x7f]+\Z")  # \Z: `$` would let a final newline in
@@ -146,10 +147,21 @@ def _fits(spec: OptionSpec, value: str) -> bool:
     if kind == "routes":  # the shape; which conditions, scopes and targets: models/routes.parse_routes
         condition, sep, target = value.partition("=")
         return bool(sep and _MODEL.match(condition.strip()) and _MODEL.match(target.strip()))
+    if kind == "listen":
+        return listen_address(value) is not None
     if kind == "limits":
         model, sep, n = value.rpartition("=")
         return bool(sep and model.strip() and _DIGITS.match(n.strip()) and int(n) > 0 and spec.within(int(n)))
     raise ValueError(f"unknown option kind {kind!r}")
+
+
+def listen_address(value: str) -> tuple[str, int] | None:
+    """`PORT` (loopback: 127.0.0.1), `HOST:PORT` or `[IPv6]:PORT` as (host, port); None if it is neither."""
+    host, sep, port = value.strip().rpartition(":")
+    host = host.strip("[]") if sep else "127.0.0.1"
+    if not _DIGITS.match(port) or not 0 < int(port) < 65536 or not host or not _HOST.match(host):
+        return None
+    return host, int(port)
 
 
 def _path_fits(kind: str, value: str) -> bool:

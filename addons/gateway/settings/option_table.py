@@ -154,6 +154,10 @@ def _declarations() -> dict[str, OptionSpec]:
         f"File of client keys (one per line) the gateway requires; also ${KEYS_ENV} (comma-separated). "
         f"Keys are never options. At most {PATH_LENGTH} characters (Linux's PATH_MAX).", kind="file",
         max_length=PATH_LENGTH)
+    add("qwen_admin_listen", str, "",
+        "Serve the admin API (keys, spend, accounts, learned facts: docs/admin-api.md) on a listener of its own: "
+        "PORT (on 127.0.0.1) or HOST:PORT (beyond loopback only when a HOST says so). Each request needs an admin "
+        "credential (qwen-keys add-admin NAME), never a client key. Empty: off.", kind="listen", max_length=300)
     add("qwen_key_change_in_flight", str, "end",
         "A named key revoked, rotated or deleted while its requests run (qwen-keys): end ends them at once with the "
         "client's 401 error (a stream's error event); finish lets them finish (new requests are refused either way).",

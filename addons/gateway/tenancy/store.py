@@ -43,6 +43,10 @@ class KeyNameError(ValueError):
     """What `qwen-keys` says when a name does or does not exist."""
 
 
+class NoSuchKey(KeyNameError):
+    """The name is no key's (the admin API's 404; any other KeyNameError is a conflict, 409)."""
+
+
 class KeyStore:
     """Blocking access (a command, or a thread): a SQLite connection or a psycopg one."""
 
@@ -144,7 +148,7 @@ class KeyStore:
         with self._tx():
             old = self.key(name)
             if old is None:
-                raise KeyNameError(f"no key named {name!r} (qwen-keys list shows them)")
+                raise NoSuchKey(f"no key named {name!r} (qwen-keys list shows them)")
             sets = ", ".join(f"{k} = ?" for k in values)
             self.conn.execute(self._sql(f"UPDATE client_keys SET {sets}, changed = ? WHERE name = ?"),
                               (*values.values(), time.time(), name))
@@ -158,7 +162,7 @@ class KeyStore:
         requests under its name); the name may be used again, from zero."""
         with self._tx():
             if self.key(name) is None:
-                raise KeyNameError(f"no key named {name!r} (qwen-keys list shows them)")
+                raise NoSuchKey(f"no key named {name!r} (qwen-keys list shows them)")
             for table in ("client_keys", "key_day", "key_model_day") + (("key_grants",) if self.shared else ()):
                 self.conn.execute(self._sql(f"DELETE FROM {table} WHERE name = ?"), (name,))
             self.notify(name)
