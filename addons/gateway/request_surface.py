@@ -83,11 +83,11 @@ class Kept:
     """A dialect's field that never becomes a chat-form field."""
     dialect: str
     name: str
-    fate: str  # OWN (the gateway honours it itself), REFUSED (a 400 naming it), IGNORED (noted) or HAND
+    fate: str  # HONOURED (by the gateway itself), REFUSED (a 400 naming it), IGNORED (noted) or HANDLED (structure)
     what: str  # the function that honours or refuses it (`module.function` under api/), or what becomes of it
 
 
-REFUSED, IGNORED, HANDLED = "refused", "ignored", "hand"
+HONOURED, REFUSED, IGNORED, HANDLED = "honoured", "refused", "ignored", "hand"
 _NO_WEB = drop("Qwen Chat web accounts have no such setting")
 _NO_SEARCH = drop("a self-hosted model does not search the web")
 _NO_FIELD = "Qwen has no such field"
@@ -112,16 +112,16 @@ FIELDS = (
           hand("request._tools", "tools")),
     Field("tool_choice", rule("knobs.thinking_knobs"), SEND, read("tools.describe"),
           hand("request.translate", "tool_choice"), hand("request._tool_choice", "tool_choice")),
-    Field("parallel_tool_calls", SEND, SEND, _NO_WEB, hand("request.translate", "parallel_tool_calls")),
+    Field("parallel_tool_calls", rule("request.chat_to_qwen"), SEND, _NO_WEB, hand("request.translate", "parallel_tool_calls")),
     Field("response_format", rule("knobs.thinking_knobs"), SEND, _NO_WEB, hand("request.translate", "text"),
           hand("request._thinking", "output_config")),
-    Field("reasoning_effort", read("knobs.thinking_knobs"), read("request.chat_body"), read("request._thinking"),
+    Field("reasoning_effort", rule("knobs.thinking_knobs"), read("request.chat_body"), read("request._thinking"),
           hand("request.translate", "reasoning"), hand("request._thinking", "thinking", "output_config"),
           gate="thinking"),
-    Field("enable_thinking", read("knobs.thinking_knobs"), read("request.chat_body"), read("request._thinking"),
+    Field("enable_thinking", rule("knobs.thinking_knobs"), read("request.chat_body"), read("request._thinking"),
           hand("request.translate", "reasoning"), hand("request._thinking", "thinking"), extra=True,
           gate="thinking"),
-    Field("thinking_budget", read("knobs.thinking_knobs"), read("template.thinking_budget"), _NO_WEB,
+    Field("thinking_budget", rule("knobs.thinking_knobs"), read("template.thinking_budget"), _NO_WEB,
           messages=hand("request._thinking", "thinking"), extra=True, gate="budget"),
     Field("chat_template_kwargs", SEND, read("request.chat_body"), _NO_WEB, extra=True),
     Field("web_search_options", read("search.search_knobs"), _NO_SEARCH, read("request.refuse_unsupported"),
@@ -137,7 +137,7 @@ FIELDS = (
     # sampling
     _sampling("temperature", completions=True, dashscope=rule("params.sampling_ranges")),
     _sampling("top_p", dashscope=rule("params.sampling_ranges")),
-    _sampling("top_k", responses=False, completions=False),
+    Field("top_k", SEND, SEND, _NO_WEB, messages="top_k", extra=True),
     # the output cap (after the three above: the order a web account notes them in)
     Field("max_tokens", rename("max_completion_tokens"), rule("limits.fit"), _NO_WEB, completions="max_tokens"),
     Field("max_completion_tokens", rule("rules.clamp_output"), rule("limits.fit"), _NO_WEB,
@@ -179,23 +179,23 @@ KEPT = (
     Kept("chat", "functions", HANDLED, "chat_params.legacy_functions"),
     Kept("chat", "function_call", HANDLED, "chat_params.legacy_functions"),
     Kept("chat", "logit_bias", REFUSED, "chat_params.refuse_unsupported"),
-    Kept("responses", "background", OWN, "background.check"),
-    Kept("responses", "include", OWN, "fields.refuse_unhonoured"),
-    Kept("responses", "metadata", OWN, "output.response_object"),
-    Kept("responses", "previous_response_id", OWN, "endpoints.responses_endpoint"),
-    Kept("responses", "safety_identifier", OWN, "output.response_object"),
-    Kept("responses", "service_tier", OWN, "output.response_object"),
-    Kept("responses", "store", OWN, "endpoints.responses_endpoint"),
-    Kept("responses", "stream_options", OWN, "request.translate"),
-    Kept("responses", "truncation", OWN, "endpoints.responses_endpoint"),
-    Kept("responses", "max_tool_calls", OWN, "fields.limit_tools"),
+    Kept("responses", "background", HONOURED, "background.check"),
+    Kept("responses", "include", HONOURED, "fields.refuse_unhonoured"),
+    Kept("responses", "metadata", HONOURED, "output.response_object"),
+    Kept("responses", "previous_response_id", HONOURED, "endpoints.responses_endpoint"),
+    Kept("responses", "safety_identifier", HONOURED, "output.response_object"),
+    Kept("responses", "service_tier", HONOURED, "output.response_object"),
+    Kept("responses", "store", HONOURED, "endpoints.responses_endpoint"),
+    Kept("responses", "stream_options", HONOURED, "request.translate"),
+    Kept("responses", "truncation", HONOURED, "endpoints.responses_endpoint"),
+    Kept("responses", "max_tool_calls", HONOURED, "fields.limit_tools"),
     Kept("responses", "conversation", REFUSED, "fields.refuse_unhonoured"),
     Kept("responses", "prompt", REFUSED, "fields.refuse_unhonoured"),
     Kept("responses", "top_logprobs", REFUSED, "fields.refuse_unhonoured"),
     Kept("responses", "context_management", IGNORED, "accepted, noted"),
     Kept("responses", "moderation", IGNORED, "accepted, noted"),
-    Kept("messages", "stop_sequences", OWN, "stops.sequences"),
-    Kept("messages", "diagnostics", OWN, "diagnostics.asked"),
+    Kept("messages", "stop_sequences", HONOURED, "stops.sequences"),
+    Kept("messages", "diagnostics", HONOURED, "diagnostics.asked"),
     *(Kept("messages", name, IGNORED, "accepted, noted") for name in (
         "context_management", "safeguards", "container", "mcp_servers", "service_tier", "inference_geo", "speed",
         "billing_policy", "compaction", "fallback_credit_token", "fallbacks", "thread")),
