@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ SCHEMAS = json.loads((Path(rs.__file__).parent / "api" / "request_schemas.json")
 BODIES = {"chat": "CreateChatCompletionRequest", "completions": "CreateCompletionRequest",
           "responses": "CreateResponseBody"}
 PROVIDERS = ("dashscope", "selfhosted", "qwenweb")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _properties(node: dict, seen: frozenset = frozenset()) -> set[str]:
@@ -115,3 +118,9 @@ def test_a_provider_column_holds_only_its_fates():
 def test_a_gate_is_a_column_of_the_catalogue():
     columns = {f.name for f in dataclasses.fields(Model)}
     assert {f.gate for f in rs.FIELDS if f.gate} <= columns
+
+
+def test_the_docs_request_surface_tables_are_generated_from_the_table():
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "request_surface_doc.py")], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
