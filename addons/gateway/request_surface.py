@@ -75,7 +75,6 @@ class Field:
     completions: str | Hand = ""
     extra: bool = False  # one of Qwen's own fields (openai-python's `extra_body`), beyond OpenAI's chat schema
     gate: str = ""  # the catalogue's column (models/catalogue.Model) that decides it per model
-    doc: str = ""  # what becomes of it, in a few words (docs/compatibility.md)
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,6 @@ class Kept:
 HONOURED, REFUSED, IGNORED, HANDLED = "honoured", "refused", "ignored", "hand"
 _NO_WEB = drop("Qwen Chat web accounts have no such setting")
 _NO_SEARCH = drop("a self-hosted model does not search the web")
-_NO_FIELD = "Qwen has no such field"
 
 
 def _sampling(name: str, *, messages: bool = True, completions: bool = True, responses: bool = True,
@@ -104,7 +102,7 @@ FIELDS = (
     # structure: each dialect's hand code, each provider's own
     Field("model", rule("request.chat_to_qwen"), rule("request.chat_body"), read("request.completion_body"),
           hand("request.translate", "model"), hand("request.to_chat", "model"),
-          hand("completions.completions_to_chat", "model"), doc="the model map, then the route's model"),
+          hand("completions.completions_to_chat", "model")),  # the model map, then the route's model
     Field("messages", rule("rules.system_roles"), rule("template.one_system"), read("request.flatten"),
           hand("request.translate", "input", "instructions"), hand("request.to_chat", "messages", "system"),
           hand("completions.completions_to_chat", "prompt")),
@@ -134,9 +132,9 @@ FIELDS = (
     Field("stream", rule("params.stream_whole"), SEND, OWN, hand("request.translate", "stream"),
           hand("request.to_chat", "stream"), "stream", gate="stream_only"),
     Field("stream_options", rule("request.chat_to_qwen"), rule("request.chat_body"), OWN,
-          completions="stream_options", doc="usage always asked of Qwen; the client's only if it asked"),
+          completions="stream_options"),  # usage always asked of Qwen, the client's only if it asked
     # sampling
-    _sampling("temperature", completions=True, dashscope=rule("params.sampling_ranges")),
+    _sampling("temperature", dashscope=rule("params.sampling_ranges")),
     _sampling("top_p", dashscope=rule("params.sampling_ranges")),
     Field("top_k", SEND, SEND, _NO_WEB, messages="top_k", extra=True),
     # the output cap (after the three above: the order a web account notes them in)
@@ -155,7 +153,7 @@ FIELDS = (
     # who asks, and Qwen's prompt cache
     Field("user", SEND, SEND, read("pinning.Pinning.plan"), responses="user", completions="user"),
     Field("prompt_cache_key", read("rules.session_id"), OWN, OWN, "prompt_cache_key",
-          hand("request._metadata", "metadata"), doc="names the session (and the conversation's account)"),
+          hand("request._metadata", "metadata")),  # names the session (and the conversation's account)
     Field("prompt_cache_retention", read("markers.place"), drop("the server keeps its prefix cache its own way"),
           _NO_WEB, "prompt_cache_retention", gate="cache_ttls"),
     Field("prompt_cache_options", read("markers.place"), drop("the server keeps its prefix cache its own way"),
@@ -165,10 +163,10 @@ FIELDS = (
     Field("verbosity", read("rules.verbosity_hint"), drop("the server has no verbosity"), _NO_WEB,
           responses="text.verbosity"),
     # the gateway's own, and what Qwen has nothing for
-    Field("store", OWN, OWN, OWN, doc="a stored chat completion (store: true)"),
-    Field("metadata", OWN, OWN, OWN, doc="kept with a stored completion"),
-    Field("service_tier", OWN, OWN, OWN, doc="answered: the one tier Qwen has"),
-    Field("safety_identifier", drop(_NO_FIELD), drop("the server has no such field"), _NO_WEB),
+    Field("store", OWN, OWN, OWN),  # a stored chat completion (store: true)
+    Field("metadata", OWN, OWN, OWN),  # kept with a stored completion
+    Field("service_tier", OWN, OWN, OWN),  # answered: the one tier Qwen has
+    Field("safety_identifier", drop("Qwen has no such field"), drop("the server has no such field"), _NO_WEB),
     Field("moderation", SEND, drop("the server has no such field"), _NO_WEB),
     Field("modalities", drop("Qwen's chat models answer text"), drop("the server answers text"), _NO_WEB),
     Field("audio", drop("Qwen's chat models answer text"), drop("the server answers text"), _NO_WEB),
