@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ...errors import GatewayError
 from ... import request_surface
+from ...errors import GatewayError
 from ...exchange import note
 from .. import request_schema
 from ..websearch import responses_options
