@@ -204,23 +204,25 @@ KEPT = (
 )
 
 
-def _carried(dialect: str) -> tuple[tuple[tuple[str, ...], str], ...]:
-    return tuple((tuple(spelled.split(".")), f.chat) for f in FIELDS
-                 if isinstance(spelled := getattr(f, dialect), str) and spelled)
+def _carried(dialect: str) -> tuple[tuple[str, tuple[str, ...], str], ...]:
+    """(the dialect's property, the keys inside it, the chat name) of each field it carries as it is."""
+    return tuple((path[0], tuple(path[1:]), f.chat) for f in FIELDS
+                 if isinstance(spelled := getattr(f, dialect), str) and spelled and (path := spelled.split(".")))
 
 
-# Built once: a request's copy is a walk over a short tuple
+# Built once: a request's copy is a walk over a short tuple, its notes a set's test when there is nothing to say
 CARRIED = {dialect: _carried(dialect) for dialect in DIALECTS if dialect != "chat"}
 IGNORED_BY = {dialect: tuple(k.name for k in KEPT if k.dialect == dialect and k.fate == IGNORED)
               for dialect in DIALECTS}
+_IGNORED_SETS = {dialect: frozenset(names) for dialect, names in IGNORED_BY.items()}
 
 
 def carry(dialect: str, body: dict, chat: dict) -> dict:
     """The dialect's scalar fields copied into the chat form under their chat names, those not null."""
-    for path, name in CARRIED[dialect]:
-        value = body.get(path[0])
-        for key in path[1:]:
-            value = value.get(key) if isinstance(value, dict) else None
+    for key, inner, name in CARRIED[dialect]:
+        value = body.get(key)
+        for k in inner:
+            value = value.get(k) if isinstance(value, dict) else None
         if value is not None:
             chat[name] = value
     return chat
@@ -228,7 +230,7 @@ def carry(dialect: str, body: dict, chat: dict) -> dict:
 
 def ignored(dialect: str, body: dict, notes: list[str] | None) -> None:
     """A note for each field of the body the dialect accepts with no Qwen equivalent."""
-    if notes is None:
+    if notes is None or _IGNORED_SETS[dialect].isdisjoint(body):
         return
     for name in IGNORED_BY[dialect]:
         if name in body and (text := IGNORED_NOTE.format(name)) not in notes:

@@ -22,6 +22,7 @@ _FATES = request_surface.fates("dashscope")
 _READ_FIRST = ("rules.session_id", "rules.verbosity_hint")  # the readers chat_to_qwen calls first (the others pop)
 _UNSENT = tuple(k for k, f in _FATES.items() if f.kind == "own" or f.kind == "read" and f.what in _READ_FIRST)
 _DROPPED = tuple((k, f.what) for k, f in _FATES.items() if f.kind == "drop")
+_DROPPED_NAMES = frozenset(k for k, _ in _DROPPED)
 _RENAMED = tuple((k, f.what) for k, f in _FATES.items() if f.kind == "rename")
 
 
@@ -97,9 +98,10 @@ def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None 
     out["messages"] = rules.verbosity_hint(out["messages"], out.get("verbosity"), notes)
     for key in _UNSENT:
         out.pop(key, None)
-    for key, why in _DROPPED:
-        if out.pop(key, None) is not None:
-            note(notes, f"{key} not sent: {why}")
+    if not _DROPPED_NAMES.isdisjoint(out):
+        for key, why in _DROPPED:
+            if out.pop(key, None) is not None:
+                note(notes, f"{key} not sent: {why}")
     for key, to in _RENAMED:
         if key in out:
             legacy = out.pop(key)

@@ -22,6 +22,7 @@ WEB_MODELS = tuple(m.id for m in ROWS.values() if m.web)  # the catalogue's `web
 # Knobs the web app has no field for (§1.6): dropped, each with a note on the exchange (the web column of the
 # request surface).
 DROPPED = tuple((k, f.what) for k, f in request_surface.fates("qwenweb").items() if f.kind == "drop")
+_DROPPED_NAMES = frozenset(k for k, _ in DROPPED)
 ROLES = {"user": "User", "assistant": "Assistant", "tool": "Tool result", "function": "Tool result"}
 # Qwen Chat's WAF body-size rule (qwen-web-protocol.md §1.14, CNDOC U-17): a message of about 50,000 (Chinese)
 # characters passed; one of 62,000 or more set off the anti-bot page at once, and a punished session stays
@@ -46,7 +47,8 @@ def completion_body(chat: dict, *, model: str, notes: list[str], models: Sequenc
     `models`: the catalogue (live, or the fallback); `default`: the account's default model."""
     now = time.time() if now is None else now
     refuse_unsupported(chat)
-    notes += [f"{k}: {why}: dropped" for k, why in DROPPED if chat.get(k) is not None]
+    if not _DROPPED_NAMES.isdisjoint(chat):
+        notes += [f"{k}: {why}: dropped" for k, why in DROPPED if chat.get(k) is not None]
     if isinstance(chat.get("web_search_options"), dict):
         notes.append("web search: not available on Qwen Chat web accounts: the offered search tool was dropped")
     model = pick(model, models, default, notes)

@@ -57,9 +57,8 @@ def chat_body(chat: dict, *, model: str, notes: list[str], listed: ListedModel |
         note(notes, f"{template.PRESERVE} sent: {model}'s model card asks it for agents (earlier turns' thinking kept)")
     if kwargs:
         body["chat_template_kwargs"] = kwargs
-    for key, why in NO_KNOB.items():
-        if key in chat:
-            notes.append(f"{key} not sent: {why}")
+    if not NO_KNOB.keys().isdisjoint(chat):
+        notes += [f"{key} not sent: {why}" for key, why in NO_KNOB.items() if key in chat]
     body = limits.fit(body, window=listed.context if listed is not None else None, prompt=prompt, notes=notes,
                       source="the server's model list")
     budget = chat.get("thinking_budget")
