@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .. import ids, sse
+from .. import ids, request_surface, sse
 from ..errors import GatewayError
 from ..interfaces import ChatChunk, Endpoint
 from . import request_schema
@@ -12,11 +12,8 @@ from . import request_schema
 if TYPE_CHECKING:
     from ..exchange import Exchange
 
-_CARRIED = ("max_tokens", "temperature", "top_p", "n", "stop", "seed", "presence_penalty", "frequency_penalty",
-            "user", "stream", "stream_options")
 
-
-def completions_to_chat(body: dict) -> dict:
+def completions_to_chat(body: dict, notes: list[str] | None = None) -> dict:
     request_schema.check(request_schema.COMPLETIONS, body)  # what OpenAI refuses, with the param it names
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
@@ -31,9 +28,9 @@ def completions_to_chat(body: dict) -> dict:
                        ("logprobs", lambda v: v is not None), ("best_of", lambda v: v not in (None, 1))):
         if bad(body.get(field)):
             raise GatewayError(400, f"'{field}' is not supported by Qwen.", param=field, code="unsupported_value")
+    request_surface.ignored("completions", body, notes)
     chat = {"model": body.get("model") or "", "messages": [{"role": "user", "content": prompt}]}
-    chat.update({k: body[k] for k in _CARRIED if body.get(k) is not None})
-    return chat
+    return request_surface.carry("completions", body, chat)  # the output cap, sampling, stream: their chat names
 
 
 def chat_to_completion(chat: dict, request: dict) -> dict:
@@ -77,6 +74,6 @@ class CompletionsStreamTranslator:
 
 COMPLETIONS: Endpoint[Exchange] = Endpoint(
     name="completions",
-    to_chat=lambda body, ex: completions_to_chat(body),
+    to_chat=lambda body, ex: completions_to_chat(body, ex.notes),
     from_chat=lambda chat, ex: chat_to_completion(chat, ex.body or {}),
     stream_translator=lambda ex: CompletionsStreamTranslator(ex.body or {}))

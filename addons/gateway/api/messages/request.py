@@ -22,6 +22,7 @@ import json
 import re
 from collections.abc import Callable
 
+from ... import request_surface
 from ...exchange import note
 from ..function_schema import schema_problem
 from ..websearch import is_anthropic_tool, messages_search
@@ -30,9 +31,6 @@ from .content import assistant_message, marked, user_messages
 from .shape import bad
 
 _ROLES = ("user", "assistant", "system")
-# Accepted and recorded, with no meaning on Qwen's side.
-_IGNORED = ("context_management", "safeguards", "container", "mcp_servers", "service_tier", "inference_geo",
-            "speed", "billing_policy", "compaction", "fallback_credit_token", "fallbacks", "thread")
 BILLING_PREFIX = "x-anthropic-billing-header:"
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}\Z")  # Anthropic's custom tool names
 
@@ -65,9 +63,9 @@ def to_chat(body: dict, notes: list[str], verify: Callable[[str, str], str], *, 
         else:
             chat_messages.append(assistant_message(m.get("content"), where, notes, verify))
     chat: dict = {"model": model, "messages": ([{"role": "system", "content": system_content(system)}] if system
-                                               else []) + chat_messages,
-                  "max_completion_tokens": max_tokens, "stream": body.get("stream") is True}
-    _sampling(body, chat)
+                                               else []) + chat_messages, "stream": body.get("stream") is True}
+    _sampling(body)
+    request_surface.carry("messages", body, chat)  # the output cap and sampling, each under its chat name
     _tools(body, chat, notes)
     messages_search(body, chat, notes)  # the web_search server tool: Qwen's own search
     _thinking(body, chat, notes, None if counting else max_tokens)
@@ -76,9 +74,7 @@ def to_chat(body: dict, notes: list[str], verify: Callable[[str, str], str], *, 
         shape.cache_control(body["cache_control"], "cache_control")
         chat["cache_control"] = body["cache_control"]  # its ttl: the lifetime of the gateway's own markers
         note(notes, "cache_control: the prompt is marked for Qwen's cache as the gateway marks it")
-    for key in _IGNORED:
-        if key in body:
-            note(notes, f"{key}: accepted, no Qwen equivalent")
+    request_surface.ignored("messages", body, notes)
     return chat
 
 
@@ -118,9 +114,9 @@ def system_content(blocks: list[dict]) -> str | list[dict]:
     return parts
 
 
-def _sampling(body: dict, chat: dict) -> None:
-    """Anthropic's ranges (temperature and top_p 0..1, top_k an integer >= 0): within them Qwen takes each as is.
-    `stop_sequences` stay with the gateway (stops.py)."""
+def _sampling(body: dict) -> None:
+    """Anthropic's ranges (temperature and top_p 0..1, top_k an integer >= 0), refused outside them: within them
+    Qwen takes each as is (request_surface.py carries them). `stop_sequences` stay with the gateway (stops.py)."""
     for key, high in (("temperature", 1), ("top_p", 1), ("top_k", None)):
         value = body.get(key)
         if value is None:
@@ -132,7 +128,6 @@ def _sampling(body: dict, chat: dict) -> None:
             raise bad(f"{key}: Input should be greater than or equal to 0", key)
         if high is not None and value > high:
             raise bad(f"{key}: Input should be less than or equal to {high}", key)
-        chat[key] = value
     stops = body.get("stop_sequences")
     if stops is not None and (not isinstance(stops, list) or not all(isinstance(s, str) for s in stops)):
         raise bad("stop_sequences: Input should be a list of strings", "stop_sequences")

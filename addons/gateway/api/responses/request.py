@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ... import request_surface
 from ...errors import GatewayError
 from ...exchange import note
 from .. import request_schema
@@ -93,6 +94,7 @@ def translate(body: dict, history: list[dict] | None = None, *, chat_history: li
         raise GatewayError(400, "The request body must be a JSON object.", code="invalid_request_body")
     notes = notes if notes is not None else []
     refuse_unhonoured(body)
+    request_surface.ignored("responses", body, notes)
     max_tool_calls(body)
     raw = body.get("input")
     if isinstance(raw, str):
@@ -147,12 +149,7 @@ def translate(body: dict, history: list[dict] | None = None, *, chat_history: li
         if isinstance(body.get("parallel_tool_calls"), bool):
             chat["parallel_tool_calls"] = body["parallel_tool_calls"]
         limit_tools(chat, body, notes)
-    for src, dst in (("max_output_tokens", "max_completion_tokens"), ("temperature", "temperature"), ("top_p", "top_p"),
-                     ("user", "user"), ("prompt_cache_key", "prompt_cache_key"),  # the key names the session
-                     ("prompt_cache_options", "prompt_cache_options"),  # both read by the upstream's cache markers
-                     ("prompt_cache_retention", "prompt_cache_retention")):
-        if body.get(src) is not None:
-            chat[dst] = body[src]
+    request_surface.carry("responses", body, chat)  # the scalar knobs, each under its chat name
     fmt = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         chat["response_format"] = {"type": "json_schema", "json_schema": {
@@ -163,9 +160,6 @@ def translate(body: dict, history: list[dict] | None = None, *, chat_history: li
         chat["reasoning_effort"] = effort
     elif isinstance(body.get("reasoning"), dict) and body["reasoning"].get("summary"):
         chat["enable_thinking"] = True  # a summary asked for is reasoning asked for, at the model's own effort
-    verbosity = (body.get("text") or {}).get("verbosity") if isinstance(body.get("text"), dict) else None
-    if verbosity is not None:
-        chat["verbosity"] = verbosity  # the chat field: the upstream says it as it can (a system hint)
     search = responses_options(body, reader.tools.search, bool(reader.tools.chat), notes)
     if search is not None:
         chat["web_search_options"] = search

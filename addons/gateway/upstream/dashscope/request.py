@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ... import request_surface
 from ...accounts import Capability
 from ...errors import GatewayError
 from ...exchange import note
@@ -14,11 +15,15 @@ from . import knobs, params, relations, rules, search
 if TYPE_CHECKING:
     from ...models.learned import LearnedFacts
 
-# OpenAI-only request fields Qwen rejects or would misread (prompt_cache_key is read first: the session id;
-# verbosity becomes a system hint; service_tier is answered as the one tier Qwen has; prompt_cache_options
-# and prompt_cache_retention are read by markers.py: the lifetime Qwen4's cache takes).
-_DROP = ("store", "metadata", "service_tier", "prompt_cache_key", "safety_identifier", "prediction",
-         "modalities", "audio", "verbosity")
+# DashScope's column of the request surface: what its rules read first (prompt_cache_key: the session id;
+# verbosity: a system hint) and the gateway's own go unsaid; what Qwen has no field for is noted; max_tokens by
+# its current name (Model Studio deprecated it for max_completion_tokens, notice of 2026-04-20).
+_FATES = request_surface.fates("dashscope")
+_READ_FIRST = ("rules.session_id", "rules.verbosity_hint")  # the readers chat_to_qwen calls first (the others pop)
+_UNSENT = tuple(k for k, f in _FATES.items() if f.kind == "own" or f.kind == "read" and f.what in _READ_FIRST)
+_DROPPED = tuple((k, f.what) for k, f in _FATES.items() if f.kind == "drop")
+_DROPPED_NAMES = frozenset(k for k, _ in _DROPPED)
+_RENAMED = tuple((k, f.what) for k, f in _FATES.items() if f.kind == "rename")
 
 
 def own_body(body: dict, *, model: str, capability: Capability, notes: list[str] | None = None,
@@ -91,11 +96,16 @@ def chat_to_qwen(body: dict, *, model: str, oauth: bool, session_id: str | None 
     out["messages"] = rules.system_roles([m for m in out.get("messages") or [] if isinstance(m, dict)], notes)
     effort = out.get("reasoning_effort")
     out["messages"] = rules.verbosity_hint(out["messages"], out.get("verbosity"), notes)
-    for key in _DROP:
+    for key in _UNSENT:
         out.pop(key, None)
-    if "max_tokens" in out:  # Model Studio deprecated it for max_completion_tokens (notice of 2026-04-20)
-        legacy = out.pop("max_tokens")
-        out.setdefault("max_completion_tokens", legacy)
+    if not _DROPPED_NAMES.isdisjoint(out):
+        for key, why in _DROPPED:
+            if out.pop(key, None) is not None:
+                note(notes, f"{key} not sent: {why}")
+    for key, to in _RENAMED:
+        if key in out:
+            legacy = out.pop(key)
+            out.setdefault(to, legacy)  # the current name wins when both come
     if out.get("stream"):
         # Always ask for usage: the gateway needs it; the client only sees it if it asked.
         out["stream_options"] = {**(out.get("stream_options") or {}), "include_usage": True}

@@ -10,7 +10,7 @@ import uuid
 
 from collections.abc import Sequence
 
-from ... import jsonio
+from ... import jsonio, request_surface
 from ...errors import GatewayError
 from ...models.catalogue import ROWS
 from . import tools
@@ -19,9 +19,10 @@ from .live_models import pick
 # The web catalogue's ids seen in 2026 (§1.10): the fallback and the offline answer when the live catalogue
 # (live_models.py, GET /api/models) has not answered.
 WEB_MODELS = tuple(m.id for m in ROWS.values() if m.web)  # the catalogue's `web` rows
-# Knobs the web app has no field for (§1.6): dropped, each with a note on the exchange.
-DROPPED = ("temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "presence_penalty",
-           "frequency_penalty", "repetition_penalty", "seed", "stop", "response_format", "parallel_tool_calls")
+# Knobs the web app has no field for (§1.6): dropped, each with a note on the exchange (the web column of the
+# request surface).
+DROPPED = tuple((k, f.what) for k, f in request_surface.fates("qwenweb").items() if f.kind == "drop")
+_DROPPED_NAMES = frozenset(k for k, _ in DROPPED)
 ROLES = {"user": "User", "assistant": "Assistant", "tool": "Tool result", "function": "Tool result"}
 # Qwen Chat's WAF body-size rule (qwen-web-protocol.md §1.14, CNDOC U-17): a message of about 50,000 (Chinese)
 # characters passed; one of 62,000 or more set off the anti-bot page at once, and a punished session stays
@@ -46,7 +47,8 @@ def completion_body(chat: dict, *, model: str, notes: list[str], models: Sequenc
     `models`: the catalogue (live, or the fallback); `default`: the account's default model."""
     now = time.time() if now is None else now
     refuse_unsupported(chat)
-    notes += [f"{k}: Qwen Chat web accounts have no such setting: dropped" for k in DROPPED if chat.get(k) is not None]
+    if not _DROPPED_NAMES.isdisjoint(chat):
+        notes += [f"{k}: {why}: dropped" for k, why in DROPPED if chat.get(k) is not None]
     if isinstance(chat.get("web_search_options"), dict):
         notes.append("web search: not available on Qwen Chat web accounts: the offered search tool was dropped")
     model = pick(model, models, default, notes)

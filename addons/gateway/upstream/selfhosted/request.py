@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from urllib.parse import urlsplit
 
+from ... import request_surface
 from ...accounts import Credential
 from ...exchange import note
 from ...models import catalogue
@@ -15,21 +16,14 @@ from ...models.listed import ListedModel
 from ...providers import Prompt, Wire
 from . import limits, template
 
-# The chat completions fields the servers document (vLLM's ChatCompletionRequest, SGLang's), besides the chat
-# template's own (`chat_template_kwargs`, `continue_final_message`, `add_generation_prompt`), which this module writes
-SENT = frozenset((
-    "model", "messages", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "max_tokens",
-    "max_completion_tokens", "n", "presence_penalty", "response_format", "seed", "stop", "stream", "stream_options",
-    "temperature", "top_p", "tools", "tool_choice", "parallel_tool_calls", "user", "top_k", "min_p",
-    "repetition_penalty",
-))  # not `cache_salt`: the gateway's own, per client key (a client's could be another tenant's)
-# Model Studio's switches the chat form may carry, and what becomes of each here
+# The server's column of the request surface: the chat completions fields the servers document (vLLM's
+# ChatCompletionRequest, SGLang's) go, what the chat template takes (`chat_template_kwargs`, thinking, its budget)
+# this module writes, what the server has no field for is said. Not `cache_salt`: the gateway's own, per client key
+# (a client's could be another tenant's).
+_FATES = request_surface.fates("selfhosted")
+SENT = frozenset(k for k, f in _FATES.items() if f.sent)
 THINKING = "enable_thinking"
-NO_KNOB = {
-    "enable_search": "a self-hosted model does not search the web",
-    "search_options": "a self-hosted model does not search the web",
-    "vl_high_resolution_images": "the server reads images at its own resolution",
-}
+NO_KNOB = {k: f.what for k, f in _FATES.items() if f.kind == "drop"}
 OFF_EFFORTS = ("none", "minimal")
 
 
@@ -63,9 +57,8 @@ def chat_body(chat: dict, *, model: str, notes: list[str], listed: ListedModel |
         note(notes, f"{template.PRESERVE} sent: {model}'s model card asks it for agents (earlier turns' thinking kept)")
     if kwargs:
         body["chat_template_kwargs"] = kwargs
-    for key, why in NO_KNOB.items():
-        if key in chat:
-            notes.append(f"{key} not sent: {why}")
+    if not NO_KNOB.keys().isdisjoint(chat):
+        notes += [f"{key} not sent: {why}" for key, why in NO_KNOB.items() if key in chat]
     body = limits.fit(body, window=listed.context if listed is not None else None, prompt=prompt, notes=notes,
                       source="the server's model list")
     budget = chat.get("thinking_budget")
