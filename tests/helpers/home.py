@@ -22,9 +22,6 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from qwen_gateway.auth.registry import Registry
-from qwen_gateway.settings.auth import AuthSettings
-
 ACCOUNTS = "accounts.json"
 # The emulator's DashScope paths: pay-as-you-go's OpenAI-compatible base, and the Coding Plan's (`/v1`), where the
 # emulator plays the plan's refusals.
@@ -96,7 +93,11 @@ def change_accounts(state: Path, change: Callable[[list[dict]], list[dict]]) -> 
 
 
 def _write(folder: Path, data: dict) -> None:
-    # Through the registry's own save: the file the gateway reads is the one `qwen-auth` would have written.
+    # Through the registry's own save: the file the gateway reads is the one `qwen-auth` would have written. Imported
+    # here: conftest.py and the namespace's script import this module, which then costs nothing until used.
+    from qwen_gateway.auth.registry import Registry
+    from qwen_gateway.settings.auth import AuthSettings
+
     unreachable = "http://127.0.0.1:9"
     Registry(AuthSettings(qwen_dir=folder / ".qwen", state_dir=folder, oauth_base_url=unreachable,
                           default_api_base=unreachable + "/v1")).save(data)
