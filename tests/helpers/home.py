@@ -2,17 +2,17 @@
 `accounts.json` (written as the product writes it) and the env the gateway is started with. The one place a test
 spells the registry's shape: a change of that shape is a change here.
 
-    home = Home(tmp_path, emu)                          # HOME=tmp_path, QWEN_DIR=tmp_path/.qwen, state tmp_path/state
-    key = home.key("emu", default_model="qwen3-coder-plus")    # a key the emulator knows, read from $EMU_KEY
-    home.key("cp", path=CODING_PLAN, key_env="CP_KEY")  # on the Coding Plan's path instead of pay-as-you-go's
-    home.selfhosted("gpu", server.url + "/v1", secret=KEY)     # provider "selfhosted", the secret as given
-    gw = make_gateway(env=home.env(), args=(...))       # env(): accounts.json written, then the env
+    home = Home(tmp_path, emu)             # HOME=tmp_path, QWEN_DIR=tmp_path/.qwen, state folder tmp_path/state
+    key = home.key("emu", default_model="qwen3-coder-plus")  # a new key the emulator knows, in $EMU_KEY
+    home.key("cp", path=CODING_PLAN, key_env="CP_KEY")     # the Coding Plan's path, not pay-as-you-go's
+    home.selfhosted("gpu", server.url + "/v1", secret=KEY)  # provider "selfhosted", its key as given
+    gw = make_gateway(env=home.env(), args=(...))          # accounts.json written, then the gateway's env
 
-`key` and `selfhosted` take any other account field (`embeddings=True`, `group=...`) and pass it through;
-`account(spec)` adds one as it stands (an OAuth or web account, one copied from another home). Extra env:
-`home.env(QWEN_OAUTH_BASE_URL=emu.url)`. `write(into=folder)` writes accounts.json elsewhere (a folder mounted over
-the state later) without touching the env. A test that changes an existing accounts.json reads it with
-`accounts_in(state)` and writes it back through `change_accounts(state, change)`.
+`key` and `selfhosted` pass any other account field through (`embeddings=True`, `group=...`); `account(*specs)`
+adds accounts as they stand (an OAuth or web one, another home's). `env(**extra)` adds variables
+(`QWEN_OAUTH_BASE_URL=emu.url`, or a QWEN_GATEWAY_HOME the state folder is copied to); `write()` writes
+accounts.json alone, for a gateway that brings its own env. A test that changes an existing accounts.json reads it
+with `accounts_in(state)` and writes it back with `change_accounts(state, change)`.
 """
 
 from __future__ import annotations
@@ -57,17 +57,16 @@ class Home:
         """A key account on a self-hosted OpenAI-compatible server (vLLM, SGLang) at `base_url`."""
         return self.key(name, base_url=base_url, key_env=key_env, secret=secret, provider="selfhosted", **fields)
 
-    def account(self, spec: dict) -> Home:
-        """Any account as given (its secrets, if it reads any, are the caller's)."""
-        self.accounts.append(dict(spec))
+    def account(self, *specs: dict) -> Home:
+        """Accounts as given (an OAuth or web one, those of another home); their secrets, if any, are the caller's."""
+        self.accounts.extend(dict(s) for s in specs)
         return self
 
-    def write(self, into: Path | None = None, **top) -> Path:
-        """accounts.json in `into` (default: the state folder, made 0700 if missing), atomically and 0600 as the
-        product writes it; `top`: fields beside the list (e.g. detach_default=True). Returns the file."""
-        folder = Path(into) if into is not None else self.state
-        _write(folder, {**top, "accounts": self.accounts})
-        return folder / ACCOUNTS
+    def write(self, **top) -> Path:
+        """accounts.json in the state folder (made 0700 if missing), atomically and 0600 as the product writes it;
+        `top`: the registry's fields beside the list (e.g. detach_default=True). Returns the file."""
+        _write(self.state, {**top, "accounts": self.accounts})
+        return self.state / ACCOUNTS
 
     def env(self, **extra: str) -> dict[str, str]:
         """The state folder made, accounts.json written (when there are accounts), and the gateway's env: its

@@ -58,15 +58,15 @@ def test_an_empty_home_makes_its_state_folder_and_writes_no_list(tmp_path):
     assert (tmp_path / "elsewhere").is_dir() and not (tmp_path / "elsewhere" / "accounts.json").exists()
 
 
-def test_written_elsewhere_and_changed_in_place(tmp_path):
-    home = Home(tmp_path)
-    home.account({"name": "work", "kind": "oauth"})
+def test_written_alone_and_changed_in_place(tmp_path):
+    home = Home(tmp_path, state=tmp_path / "staging")
+    home.account({"name": "work", "kind": "oauth"}, {"name": "chat", "kind": "web"})
     home.key("k", base_url="http://127.0.0.1:9/v1", secret="sk-k")
-    path = home.write(into=tmp_path / "staging", detach_default=True)
-    assert path == tmp_path / "staging" / "accounts.json" and not home.state.exists()
+    path = home.write(detach_default=True)
+    assert path == tmp_path / "staging" / "accounts.json"
 
-    changed = change_accounts(tmp_path / "staging", lambda accounts: [*accounts, {**accounts[1], "name": "k2"}])
-    assert [a["name"] for a in changed] == ["work", "k", "k2"] == [a["name"] for a in accounts_in(path.parent)]
+    changed = change_accounts(tmp_path / "staging", lambda accounts: [*accounts, {**accounts[2], "name": "k2"}])
+    assert [a["name"] for a in changed] == ["work", "chat", "k", "k2"] == [a["name"] for a in accounts_in(path.parent)]
     assert json.loads(path.read_text())["detach_default"] is True  # the list's neighbours kept
 
 
