@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from helpers import forkclient
+from helpers.home import CODING_PLAN, Home
 from helpers.procs import STARTS, Emulator, Gateway, start_emulator, write_creds
 
 # A machine may set PYTHONDONTWRITEBYTECODE (this one does): then every run compiles the package again and
@@ -254,11 +255,6 @@ def gw(gateway: Gateway, emu: Emulator) -> Gateway:
 @pytest.fixture
 def key_home(tmp_path, emu):
     """A DashScope-style key account pointing at the emulator, as `qwen-auth add-key` writes it."""
-    key = emu.seed_token(kind="key")
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "emu", "kind": "key", "base_url": emu.url + "/v1", "key_env": "EMU_KEY",
-         "default_model": "qwen3-coder-plus"}]}))
-    return {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "EMU_KEY": key,
-            "HOME": str(tmp_path)}
+    home = Home(tmp_path, emu)
+    home.key("emu", path=CODING_PLAN, default_model="qwen3-coder-plus")
+    return home.env()

@@ -6,13 +6,13 @@ the lists are read again."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
+from helpers.home import Home
 from helpers.procs import Gateway, until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -24,18 +24,12 @@ def gateway(tmp_path: Path, emu, make_gateway, lists: dict[str, list[str] | None
             hanging: tuple[str, ...] = ()) -> tuple[Gateway, dict[str, str]]:
     """Key accounts named as `lists`' keys, each unlocking its list (None: every model) — set before the gateway
     starts, which reads every key's own list; `hanging`: accounts whose lists (both) never answer."""
-    state = tmp_path / "state"
-    state.mkdir(exist_ok=True)
-    keys = {n: emu.seed_token(kind="key") for n in lists}
+    home = Home(tmp_path, emu)
+    keys = {n: home.key(n, key_env=f"KEY_{n.upper()}", default_model="qwen3-coder-plus") for n in lists}
     emu.switches(key_models={keys[n]: own for n, own in lists.items() if own is not None})
     if hanging:
         emu.switches(model_list={"unreadable": {keys[n]: "hang" for n in hanging}, "compatible": True})
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": n, "kind": "key", "base_url": emu.url + "/compatible-mode/v1", "key_env": f"KEY_{n.upper()}",
-         "default_model": "qwen3-coder-plus"} for n in lists]}))
-    env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path),
-           **{f"KEY_{n.upper()}": k for n, k in keys.items()}}
-    gw = make_gateway(env=env, args=("--set", "qwen_debug_log=true"))
+    gw = make_gateway(env=home.env(), args=("--set", "qwen_debug_log=true"))
     until(lambda: sum(r["path"].split("?")[0].endswith("/models") for r in emu.requests()) >= len(lists), "every key's list read")
     return gw, keys
 

@@ -9,6 +9,7 @@ import subprocess
 import httpx
 import pytest
 
+from helpers.home import CODING_PLAN, Home
 from helpers.procs import BIN, write_creds
 
 pytestmark = pytest.mark.e2e
@@ -19,15 +20,6 @@ def login(emu, qdir, expires_in=3600):
     write_creds(qdir, access_token=issued["access_token"], refresh_token=issued["refresh_token"],
                 resource_url=emu.url, expires_in=expires_in)
     return issued["access_token"]
-
-
-def add_key(tmp_path, name, key_env, base_url, **extra):
-    state = tmp_path / "state"
-    state.mkdir(exist_ok=True)
-    path = state / "accounts.json"
-    data = json.loads(path.read_text()) if path.exists() else {"accounts": []}
-    data["accounts"].append({"name": name, "kind": "key", "base_url": base_url, "key_env": key_env, **extra})
-    path.write_text(json.dumps(data))
 
 
 def ask(gw, text="hi", **kw):
@@ -68,9 +60,9 @@ def test_dead_login_is_an_authentication_error_naming_the_fix(make_gateway, emu,
 def test_quota_rotates_to_the_next_account_without_a_client_error(make_gateway, emu, home):
     tmp, env = home
     token_a = login(emu, tmp / ".qwen")
-    key_b = emu.seed_token(kind="key")
-    add_key(tmp, "b", "KEY_B", emu.url + "/v1", default_model="qwen3-coder-plus")
-    gw = make_gateway("quota", env={**env, "KEY_B": key_b})
+    gateway_home = Home(tmp, emu)
+    key_b = gateway_home.key("b", path=CODING_PLAN, key_env="KEY_B", default_model="qwen3-coder-plus")
+    gw = make_gateway("quota", env=gateway_home.env(**env))
     emu.fault("quota429", token=token_a)
     r = ask(gw, "rotate")
     assert r.choices[0].message.content == "Echo: rotate"
@@ -92,9 +84,9 @@ def test_every_account_exhausted_gives_openai_quota_429_that_clients_do_not_retr
     import openai
     tmp, env = home
     token_a = login(emu, tmp / ".qwen")
-    key_b = emu.seed_token(kind="key")
-    add_key(tmp, "b", "KEY_B", emu.url + "/v1")
-    gw = make_gateway("exhausted", env={**env, "KEY_B": key_b})
+    gateway_home = Home(tmp, emu)
+    key_b = gateway_home.key("b", path=CODING_PLAN, key_env="KEY_B")
+    gw = make_gateway("exhausted", env=gateway_home.env(**env))
     emu.fault("quota429", token=token_a)
     emu.fault("quota403", token=key_b)
     with pytest.raises(openai.RateLimitError) as e:
@@ -112,9 +104,9 @@ def test_a_spent_quota_is_said_in_qwens_words_with_the_account_named(make_gatewa
     refused and on the next one (the account cooling down: Qwen is not asked again)."""
     import openai
     tmp, env = home
-    key = emu.seed_token(kind="key")
-    add_key(tmp, "plan", "KEY_PLAN", emu.url + "/v1")
-    gw = make_gateway("spent", env={**env, "KEY_PLAN": key})
+    gateway_home = Home(tmp, emu)
+    key = gateway_home.key("plan", path=CODING_PLAN, key_env="KEY_PLAN")
+    gw = make_gateway("spent", env=gateway_home.env(**env))
     emu.fault("quota429", token=key)
     for _ in range(2):
         with pytest.raises(openai.RateLimitError) as e:

@@ -16,6 +16,7 @@ import httpx
 import openai
 import pytest
 
+from helpers.home import Home, accounts_in
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 from helpers.procs import ROOT, Gateway, until
 
@@ -26,15 +27,10 @@ ANTHROPIC_PYTHON = ROOT / ".tools" / "anthropic-venv" / "bin" / "python"
 
 def three_keys(tmp_path: Path, emu, name: str = "state") -> tuple[dict[str, str], dict[str, str]]:
     """Three key accounts k1, k2, k3 on the emulator's DashScope path: (the gateway's env, key -> account)."""
-    keys = {emu.seed_token(kind="key"): f"k{i}" for i in (1, 2, 3)}
-    state = tmp_path / name
-    state.mkdir()
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": acct, "kind": "key", "base_url": emu.url + "/compatible-mode/v1", "key_env": acct.upper(),
-         "default_model": "qwen3-coder-plus"} for acct in keys.values()]}))
-    env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path),
-           **{acct.upper(): key for key, acct in keys.items()}}
-    return env, keys
+    home = Home(tmp_path, emu, state=tmp_path / name)
+    keys = {home.key(acct, key_env=acct.upper(), default_model="qwen3-coder-plus"): acct
+            for acct in (f"k{i}" for i in (1, 2, 3))}
+    return home.env(), keys
 
 
 def text_of(content) -> str:
@@ -184,8 +180,7 @@ def test_two_gateways_on_postgresql_keep_a_conversation_on_one_account(tmp_path,
     gws = [Gateway(tmp_path / name, env={**env, "QWEN_GATEWAY_HOME": str(tmp_path / f"state-{name}")},
                    args=("--set", f"qwen_state_url={pg_url}")) for name in ("one", "two")]
     for name in ("one", "two"):
-        (tmp_path / f"state-{name}").mkdir()
-        (tmp_path / f"state-{name}" / "accounts.json").write_text((tmp_path / "state" / "accounts.json").read_text())
+        Home(tmp_path, state=tmp_path / f"state-{name}").account(*accounts_in(tmp_path / "state")).write()
     try:
         for gw in gws:
             gw.start()

@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from helpers.home import Home
 from helpers.team import openai_client
 
 pytestmark = pytest.mark.e2e
@@ -25,15 +26,10 @@ ROW = {"custom_id": "q1", "method": "POST", "url": "/v1/chat/completions",
 
 def two_payg(tmp_path: Path, emu) -> tuple[dict[str, str], str, str]:
     """Two key accounts on pay-as-you-go's base (`a` first in the round-robin, then `b`)."""
-    state = tmp_path / "state"
-    state.mkdir(parents=True)
-    base = emu.url + "/compatible-mode/v1"
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": name, "kind": "key", "base_url": base, "key_env": f"KEY_{name.upper()}", "default_model": MODEL}
-        for name in ("a", "b")]}))
-    key_a, key_b = emu.seed_token(kind="key"), emu.seed_token(kind="key")
-    return ({"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "KEY_A": key_a, "KEY_B": key_b,
-             "HOME": str(tmp_path)}, key_a, key_b)
+    home = Home(tmp_path, emu)
+    key_a = home.key("a", key_env="KEY_A", default_model=MODEL)
+    key_b = home.key("b", key_env="KEY_B", default_model=MODEL)
+    return home.env(), key_a, key_b
 
 
 def upload(c) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from helpers.home import PAYG, Home
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 from helpers.team import add_key, openai_client, until
 
@@ -29,13 +30,9 @@ MODEL = "qwen-plus"  # served by Model Studio's Batch API (the catalogue's `batc
 def payg_env(tmp_path: Path, emu, base: str | None = None) -> dict[str, str]:
     """One key account on pay-as-you-go's base (`/compatible-mode/v1`, where Model Studio serves Files and Batch);
     `base`: another base (a plan's)."""
-    state = tmp_path / "state"
-    state.mkdir(parents=True)
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "ds", "kind": "key", "base_url": base or emu.url + "/compatible-mode/v1", "key_env": "DS_KEY",
-         "default_model": MODEL}]}))
-    return {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "DS_KEY": emu.seed_token(kind="key"),
-            "HOME": str(tmp_path)}
+    home = Home(tmp_path, emu)
+    home.key("ds", base_url=base or emu.url + PAYG, default_model=MODEL)
+    return home.env()
 
 
 def request(i: int) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from openai.types.responses.response import PromptCacheDiagnosticsCacheMiss
 
+from helpers.home import CODING_PLAN, Home
 from helpers.procs import Gateway
 from helpers.team import ANTHROPIC_PYTHON, NO_ANTHROPIC, add_key, anthropic_calls, openai_client, team_env
 
@@ -106,16 +107,10 @@ def test_a_failover_mid_conversation_is_said_on_the_streams_message_delta(tmp_pa
     """The account that served a streamed conversation's first turn runs out of quota: the second turn goes to the
     other account, whose cache holds nothing of it — the same prefix, nothing read: `message_start` cannot know it
     (Qwen's usage comes at the end), `message_delta` says it, Anthropic's `unavailable` with `other_account`."""
-    import json
-
-    keys = {n: emu.seed_token(kind="key") for n in ("a", "b")}
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": n, "kind": "key", "base_url": emu.url + "/v1", "key_env": f"KEY_{n.upper()}",
-         "default_model": "qwen3-coder-plus"} for n in keys]}))
-    gw = make_gateway(env={"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
-                           "HOME": str(tmp_path), **{f"KEY_{n.upper()}": k for n, k in keys.items()}})
+    home = Home(tmp_path, emu)
+    for n in ("a", "b"):
+        home.key(n, path=CODING_PLAN, key_env=f"KEY_{n.upper()}", default_model="qwen3-coder-plus")
+    gw = make_gateway(env=home.env())
     turn = [{"op": "stream", "params": {**params(5), "system": SYSTEM + " [failover]"}, "diagnose": True,
              "previous": None}]
     (first,) = anthropic_calls(gw.url, "client-key", turn)

@@ -29,6 +29,7 @@ import pytest
 from mitmproxy import io
 
 from helpers.claude_ns import claude_world  # noqa: F401  (fixtures)
+from helpers.home import Home
 from helpers.procs import Gateway
 from e2e.test_e2e_claude_code import session
 from e2e.test_e2e_codex import Codex, assert_clean, custom_config
@@ -121,14 +122,11 @@ def replay(requests: list[dict], name: str, tmp_path: Path, emu, sealed_in: Path
     """`requests` through a fresh gateway on a fresh emulator key (its cache cold), streamed and read whole;
     the figures from its ledger."""
     state = tmp_path / f"state-{name}"
-    state.mkdir()
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "payg", "kind": "key", "base_url": emu.url + "/compatible-mode/v1", "key_env": "FIX_KEY",
-         "default_model": MODEL}]}))
+    home = Home(tmp_path, emu, state=state, qwen_dir=tmp_path / f"qwen-{name}")
+    home.key("payg", key_env="FIX_KEY", default_model=MODEL)
+    env = home.env()
     if (sealed_in / "seal.key").exists():  # the recording gateway sealed thinking or reasoning: this one opens it
         shutil.copy(sealed_in / "seal.key", state / "seal.key")
-    env = {"QWEN_DIR": str(tmp_path / f"qwen-{name}"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path),
-           "FIX_KEY": emu.seed_token(kind="key")}
     gw = Gateway(tmp_path / f"gw-{name}", env=env, args=args).start()
     try:
         with httpx.Client(base_url=gw.url, trust_env=False, timeout=60) as http:

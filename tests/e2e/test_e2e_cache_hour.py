@@ -10,6 +10,7 @@ import time
 import pytest
 
 from e2e.test_e2e_cache_markers import LONG, cache_gw, client, notes, qwen_bodies  # noqa: F401 (cache_gw: a fixture)
+from helpers.home import Home
 
 pytestmark = pytest.mark.e2e
 
@@ -71,12 +72,10 @@ def test_a_qwen4_max_hour_is_billed_as_its_page_prices_it(emu, make_gateway, tmp
     from helpers.ledger import ledger_rows
     from helpers.procs import until
 
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "emu", "kind": "key", "base_url": emu.url + "/compatible-mode/v1", "key_env": "EMU_KEY"}]}))
-    gw = make_gateway(env={"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path),
-                           "EMU_KEY": emu.seed_token(kind="key")}, args=("--set", "qwen_unpriced_as=qwen4-max"))
+    home = Home(tmp_path, emu)
+    home.key("emu")
+    state = home.state
+    gw = make_gateway(env=home.env(), args=("--set", "qwen_unpriced_as=qwen4-max"))
     one, two = conversation(gw, emu, "qwen4-max", marked_hour("qwen4-max"))
     expected = []
     for answer in (one, two):
@@ -108,12 +107,10 @@ def test_auto_lifetime_is_wired_and_said_on_the_flow(emu, make_gateway, tmp_path
     tests/unit/turn/test_cache_fixes.py; its money on day shapes: scripts/bench_lifetime.py.)"""
     import json
 
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "emu", "kind": "key", "base_url": emu.url + "/compatible-mode/v1", "key_env": "EMU_KEY"}]}))
-    gw = make_gateway(env={"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path),
-                           "EMU_KEY": emu.seed_token(kind="key")},
+    home = Home(tmp_path, emu)
+    home.key("emu")
+    state = home.state
+    gw = make_gateway(env=home.env(),
                       args=("--set", "qwen_cache_lifetime=auto", "--set", "qwen_debug_log=true"))
     c = client(gw)
     first = [{"role": "system", "content": "qwen4-max auto: " + LONG}, {"role": "user", "content": "The question."}]

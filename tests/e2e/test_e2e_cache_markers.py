@@ -11,6 +11,7 @@ import time
 import openai
 import pytest
 
+from helpers.home import Home
 from helpers.procs import Gateway
 from e2e.test_e2e_messages import PYTHON, sdk
 
@@ -28,16 +29,10 @@ needs_sdk = pytest.mark.skipif(not PYTHON.exists(), reason=(
 @pytest.fixture(scope="module")
 def cache_gw(emulator, tmp_path_factory) -> Gateway:
     """A gateway whose only account is a DashScope key on the emulator; its debug log on (the notes)."""
-    home = tmp_path_factory.mktemp("cache")
-    state = home / "state"
-    state.mkdir()
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "emu", "kind": "key", "base_url": emulator.url + "/compatible-mode/v1", "key_env": "EMU_KEY",
-         "default_model": "qwen3-coder-plus"}]}))
-    gw = Gateway(home / "gw", args=("--set", "qwen_debug_log=true"), env={
-        "QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "EMU_KEY": emulator.seed_token(kind="key"),
-        "HOME": str(home)}, connlog=True).start()
-    gw.state = state
+    home = Home(tmp_path_factory.mktemp("cache"), emulator)
+    home.key("emu", default_model="qwen3-coder-plus")
+    gw = Gateway(home.root / "gw", args=("--set", "qwen_debug_log=true"), env=home.env(), connlog=True).start()
+    gw.state = home.state
     yield gw
     gw.stop()
 

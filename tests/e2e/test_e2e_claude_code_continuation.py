@@ -15,6 +15,7 @@ import pytest
 
 from e2e.test_e2e_claude_code import STREAM_JSON, base_url_env, finished
 from helpers.claude_ns import claude_world, model_calls  # noqa: F401  (fixtures)
+from helpers.home import Home, accounts_in
 from helpers.procs import until
 
 pytestmark = pytest.mark.e2e
@@ -23,8 +24,8 @@ pytestmark = pytest.mark.e2e
 def test_claude_code_turn_throttled_mid_answer_prints_one_answer(claude_world, tmp_path_factory):
     world = claude_world
     state = tmp_path_factory.mktemp("two-accounts")
-    (first,) = json.loads((world.state / "accounts.json").read_text())["accounts"]
-    (state / "accounts.json").write_text(json.dumps({"accounts": [first, {**first, "name": "emu2"}]}))
+    (first,) = accounts_in(world.state)
+    Home(state, state=state).account(first, {**first, "name": "emu2"}).write()
     gw = world.recording_gateway("continued", "reverse:https://portal.qwen.ai", "--set", f"qwen_state_dir={state}")
     try:
         world.reset_emulator()

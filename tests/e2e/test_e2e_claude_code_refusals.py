@@ -14,10 +14,10 @@ from __future__ import annotations
 import pytest
 
 import json
-import shutil
 
 from e2e.test_e2e_claude_code import CLIENT_KEY, base_url_env
 from helpers.claude_ns import claude_world, flows  # noqa: F401  (fixtures)
+from helpers.home import Home, accounts_in
 from helpers.team import add_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -72,7 +72,7 @@ def test_a_spent_budget_is_shown_within_seconds_and_nothing_reaches_qwen(claude_
     spend-limit 400, which Claude Code shows as it comes (a 429 it would retry for minutes)."""
     world = claude_world
     state = tmp_path_factory.mktemp("budget-state")
-    shutil.copy(world.state / "accounts.json", state / "accounts.json")
+    Home(state, state=state).account(*accounts_in(world.state)).write()
     key = add_key({"QWEN_GATEWAY_HOME": str(state), "HOME": str(state)}, "claude", "--daily-tokens", "1")
     gw = world.recording_gateway("budget", "reverse:https://portal.qwen.ai", "--set", f"qwen_state_dir={state}")
     try:

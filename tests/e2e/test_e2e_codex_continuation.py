@@ -5,11 +5,11 @@ sent again. Over its built-in provider's WebSocket and over a custom provider's 
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
 from e2e.test_e2e_codex import Codex, assert_clean, builtin_config, custom_config
+from helpers.home import CODING_PLAN, Home
 from helpers.procs import until
 
 pytestmark = pytest.mark.e2e
@@ -17,13 +17,10 @@ pytestmark = pytest.mark.e2e
 
 def two_accounts(tmp_path, emu) -> dict[str, str]:
     """Two key accounts on the emulator, each with its own key: the gateway's environment."""
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": n, "kind": "key", "base_url": emu.url + "/v1", "key_env": f"KEY_{n.upper()}",
-         "default_model": "qwen3-coder-plus"} for n in ("a", "b")]}))
-    return {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path),
-            "KEY_A": emu.seed_token(kind="key"), "KEY_B": emu.seed_token(kind="key")}
+    home = Home(tmp_path, emu)
+    for n in ("a", "b"):
+        home.key(n, path=CODING_PLAN, key_env=f"KEY_{n.upper()}", default_model="qwen3-coder-plus")
+    return home.env()
 
 
 @pytest.mark.parametrize("provider", ["built-in (WebSocket)", "custom (HTTPS)"])

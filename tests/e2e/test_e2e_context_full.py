@@ -12,11 +12,11 @@ limit (the option's, or the one Qwen named)."""
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 
+from helpers.home import CODING_PLAN, Home
 from helpers.procs import Gateway
 from e2e.test_e2e_chat import client
 from e2e.test_e2e_messages import PYTHON, sdk
@@ -36,14 +36,9 @@ needs_sdk = pytest.mark.skipif(not PYTHON.exists(), reason="anthropic SDK not in
 
 def key_gateway(emulator, home, *args: str) -> Gateway:
     """A gateway whose one account is a key on the emulator."""
-    state = home / "state"
-    state.mkdir()
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "emu", "kind": "key", "base_url": emulator.url + "/v1", "key_env": "EMU_KEY",
-         "default_model": "qwen3-coder-plus"}]}))
-    return Gateway(home / "gw", args=args, env={"QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
-                                                "HOME": str(home), "EMU_KEY": emulator.seed_token(kind="key")},
-                   connlog=True).start()
+    gateway_home = Home(home, emulator)
+    gateway_home.key("emu", path=CODING_PLAN, default_model="qwen3-coder-plus")
+    return Gateway(home / "gw", args=args, env=gateway_home.env(), connlog=True).start()
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import httpx
 import openai
 import pytest
 
+from helpers.home import CODING_PLAN, Home
 from helpers.procs import Gateway, until
 from helpers.team import ANTHROPIC_PYTHON, NO_ANTHROPIC, anthropic_calls
 
@@ -27,16 +28,10 @@ ANSWER = "Echo: say hello"
 
 def gateway(tmp_path: Path, emu, make_gateway, accounts: int = 2) -> tuple[Gateway, Path, list[str]]:
     """A gateway with `accounts` key accounts on the emulator (a, b), its debug log on; their keys."""
-    state = tmp_path / "state"
-    state.mkdir(exist_ok=True)
-    names = ["a", "b"][:accounts]
-    keys = [emu.seed_token(kind="key") for _ in names]
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": n, "kind": "key", "base_url": emu.url + "/v1", "key_env": f"KEY_{n.upper()}",
-         "default_model": "qwen3-coder-plus"} for n in names]}))
-    env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path),
-           **{f"KEY_{n.upper()}": k for n, k in zip(names, keys)}}
-    return make_gateway(env=env, args=("--set", "qwen_debug_log=true")), state, keys
+    home = Home(tmp_path, emu)
+    keys = [home.key(n, path=CODING_PLAN, key_env=f"KEY_{n.upper()}", default_model="qwen3-coder-plus")
+            for n in ["a", "b"][:accounts]]
+    return make_gateway(env=home.env(), args=("--set", "qwen_debug_log=true")), home.state, keys
 
 
 def client(gw: Gateway) -> openai.OpenAI:

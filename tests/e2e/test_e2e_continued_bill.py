@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from helpers.home import Home
 from helpers.ledger import ledger_rows
 from helpers.procs import until
 
@@ -41,12 +42,10 @@ def bill(usage: dict) -> float:
 
 
 def test_a_continued_stream_is_billed_as_qwen_billed_its_requests(tmp_path, emu, make_gateway):
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "emu", "kind": "key", "base_url": emu.url + "/compatible-mode/v1", "key_env": "EMU_KEY"}]}))
-    gw = make_gateway(env={"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path),
-                           "EMU_KEY": emu.seed_token(kind="key")}, args=("--set", "qwen_debug_log=true"))
+    home = Home(tmp_path, emu)
+    home.key("emu")
+    gw = make_gateway(env=home.env(), args=("--set", "qwen_debug_log=true"))
+    state = home.state
     client = openai.OpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0, timeout=60,
                            http_client=httpx.Client(trust_env=False))
     system = {"role": "system", "content": [{"type": "text", "text": SYSTEM, "cache_control": MARK}]}

@@ -18,6 +18,7 @@ import pytest
 import websocket
 
 from helpers import cuts
+from helpers.home import Home
 from helpers.ledger import ledger_rows
 from helpers.procs import Gateway, until
 
@@ -30,15 +31,9 @@ WAYS = ("fin", "rst", "end")  # taken in turn, offset by offset
 
 def gateway(tmp_path: Path, emu, make_gateway, *args: str, base: str = "/v1") -> tuple[Gateway, str]:
     """A gateway with one key account on the emulator (qwen3-coder-plus: partial mode); the key."""
-    state = tmp_path / "state"
-    state.mkdir(exist_ok=True)
-    key = emu.seed_token(kind="key")
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "a", "kind": "key", "base_url": emu.url + base, "key_env": "KEY_A",
-         "default_model": "qwen3-coder-plus"}]}))
-    env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path),
-           "KEY_A": key}
-    return make_gateway(env=env, args=args), key
+    home = Home(tmp_path, emu)
+    key = home.key("a", path=base, key_env="KEY_A", default_model="qwen3-coder-plus")
+    return make_gateway(env=home.env(), args=args), key
 
 
 def sweep(emu, ask) -> Counter:

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from helpers.home import CODING_PLAN, Home
 from helpers.procs import ROOT, _stop, free_port
 
 DASHBOARD = ROOT / "docs" / "grafana" / "qwen-gateway.json"
@@ -201,14 +202,10 @@ def load(gw, emu, *, failing_stream: bool) -> int:
                     "scripts/install-test-tools.sh installs it)")
 def test_every_panel_has_data_in_a_real_prometheus(make_gateway, emu, tmp_path):
     import openai
-    state = tmp_path / "state"
-    state.mkdir()
-    key_a, key_b = emu.seed_token(kind="key"), emu.seed_token(kind="key")
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": name, "kind": "key", "base_url": emu.url + "/v1", "key_env": env, "default_model": "qwen3-coder-plus"}
-        for name, env in (("a", "KEY_A"), ("b", "KEY_B"))]}))
-    gw = make_gateway("dash", env={"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
-                                   "HOME": str(tmp_path), "KEY_A": key_a, "KEY_B": key_b})
+    home = Home(tmp_path, emu)
+    key_a = home.key("a", path=CODING_PLAN, key_env="KEY_A", default_model="qwen3-coder-plus")
+    home.key("b", path=CODING_PLAN, key_env="KEY_B", default_model="qwen3-coder-plus")
+    gw = make_gateway("dash", env=home.env())
     emu.switches(usage_cached_tokens=16)
     prom = Prometheus(tmp_path, gw.port)
     try:

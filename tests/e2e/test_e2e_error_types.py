@@ -11,12 +11,12 @@ docs/compatibility.md's tables are checked row by row by tests/repo/test_docs_er
 
 from __future__ import annotations
 
-import json
 
 import httpx
 import openai
 import pytest
 
+from helpers.home import Home
 from helpers.procs import Gateway
 from helpers.team import ANTHROPIC_PYTHON, MESSAGE, NO_ANTHROPIC, anthropic_run
 
@@ -26,14 +26,10 @@ HI = [{"role": "user", "content": "hi"}]
 
 
 def _gateway(emulator, home, accounts: bool = True) -> Gateway:
-    state = home / "state"
-    state.mkdir(parents=True)
+    gateway_home = Home(home, emulator)
     if accounts:
-        (state / "accounts.json").write_text(json.dumps({"accounts": [
-            {"name": "emu", "kind": "key", "base_url": emulator.url + "/compatible-mode/v1", "key_env": "EMU_KEY",
-             "default_model": "qwen3-coder-plus"}]}))
-    return Gateway(home / "gw", env={"QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
-                                     "EMU_KEY": emulator.seed_token(kind="key"), "HOME": str(home)}).start()
+        gateway_home.key("emu", default_model="qwen3-coder-plus")
+    return Gateway(home / "gw", env=gateway_home.env()).start()
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from e2e.test_e2e_rules import client, sent
+from helpers.home import Home
 
 pytestmark = pytest.mark.e2e
 
@@ -31,13 +32,9 @@ def post(gw, path: str, body: dict, **headers) -> httpx.Response:
 @pytest.fixture
 def fresh_gw(make_gateway, emu, tmp_path):
     """A gateway with its own key account and state, so that nothing learned earlier carries over."""
-    (tmp_path / "state").mkdir()
-    (tmp_path / "state" / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "own", "kind": "key", "base_url": emu.url + "/compatible-mode/v1", "key_env": "OWN_KEY",
-         "embeddings": True, "default_model": "qwen3-coder-plus"}]}))
-    return make_gateway("fresh", env={"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME":
-                                      str(tmp_path / "state"), "OWN_KEY": emu.seed_token(kind="key"),
-                                      "HOME": str(tmp_path)})
+    home = Home(tmp_path, emu)
+    home.key("own", embeddings=True, default_model="qwen3-coder-plus")
+    return make_gateway("fresh", env=home.env())
 
 
 # ---- item 2: stream-only models --------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import httpx
 import openai
 import pytest
 
+from helpers.home import Home
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 from helpers.procs import BIN, Gateway, until
 from helpers.team import add_key, team_env
@@ -28,14 +29,9 @@ ANTHROPIC = {"anthropic-version": "2023-06-01"}
 
 def key_gateway(tmp_path: Path, emu, make_gateway, *args: str) -> tuple[Gateway, Path]:
     """A gateway whose only account is a pay-as-you-go key on the emulator, writing its debug log."""
-    state = tmp_path / "state"
-    state.mkdir(exist_ok=True)
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "ds", "kind": "key", "base_url": emu.url + "/compatible-mode/v1", "key_env": "DS_KEY",
-         "default_model": "qwen3-coder-plus"}]}))
-    env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
-           "DS_KEY": emu.seed_token(kind="key"), "HOME": str(tmp_path)}
-    return make_gateway(env=env, args=("--set", "qwen_debug_log=true", *args)), state
+    home = Home(tmp_path, emu)
+    home.key("ds", default_model="qwen3-coder-plus")
+    return make_gateway(env=home.env(), args=("--set", "qwen_debug_log=true", *args)), home.state
 
 
 def client(gw: Gateway, key: str = "client-key") -> openai.OpenAI:

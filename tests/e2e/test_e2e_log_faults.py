@@ -7,11 +7,11 @@ being answered, the process lives, no ledger row is lost; the state folder keeps
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 
+from helpers.home import CODING_PLAN, Home
 from helpers.ledger import ledger_rows
 from helpers.procs import Gateway, until
 from e2e.test_e2e_shared_state import client
@@ -42,20 +42,16 @@ def log_on_tmpfs(tmp_path, emu):
     started: list[Gateway] = []
 
     def start(state_too: bool = False, buffered: bool = False) -> Gateway:
-        key = emu.seed_token(kind="key")
         disk, staging = tmp_path / "disk", tmp_path / "staging"
         disk.mkdir()
-        staging.mkdir()
-        (staging / "accounts.json").write_text(json.dumps({"accounts": [
-            {"name": "k", "kind": "key", "base_url": emu.url + "/v1", "key_env": "KEY_K",
-             "default_model": "qwen3-coder-plus"}]}))
-        state = disk / "state" if state_too else staging
+        state = disk / "state" if state_too else staging  # state_too: the mount script copies staging there
+        home = Home(tmp_path, emu, state=staging)
+        home.key("k", path=CODING_PLAN, key_env="KEY_K", default_model="qwen3-coder-plus")
         prefix = ("unshare", "-m", "--propagation", "private", "--", "sh", "-c", _MOUNT, "sh", str(disk),
                   str(staging) if state_too else "")
-        gw = Gateway(tmp_path / "gw", env={"QWEN_GATEWAY_HOME": str(state), "QWEN_DIR": str(tmp_path / ".qwen"),
-                                           "HOME": str(tmp_path), "KEY_K": key,
-                                           # "": standard output block-buffered, as a shell's `> file` leaves it
-                                           **({"PYTHONUNBUFFERED": ""} if buffered else {})},
+        gw = Gateway(tmp_path / "gw", env=home.env(QWEN_GATEWAY_HOME=str(state),
+                                                   # "": standard output block-buffered, as a shell's `> file` leaves it
+                                                   **({"PYTHONUNBUFFERED": ""} if buffered else {})),
                      prefix=prefix).start()
         started.append(gw)
         gw.disk, gw.state = disk, state  # type: ignore[attr-defined]

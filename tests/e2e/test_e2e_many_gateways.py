@@ -8,7 +8,6 @@ measures are printed (docs/performance.md keeps them); what is asserted is count
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import os
 import statistics
 import time
@@ -17,6 +16,7 @@ import httpx
 import psycopg
 import pytest
 
+from helpers.home import change_accounts
 from helpers.nginx import Nginx
 from helpers.pgbouncer import PgBouncer, unavailable as no_pgbouncer
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
@@ -83,10 +83,8 @@ def test_one_gateway_holds_one_listener_and_one_pool(tmp_path, emu, pg_url):
 def three_accounts(tmp_path, emu, name: str, keys: dict[str, str]) -> dict[str, str]:
     """A state folder with three key accounts on the emulator (team_env's, with two more), the team's keys."""
     env = team_env(tmp_path, emu, name)
-    state = tmp_path / name / "state"
-    accounts = json.loads((state / "accounts.json").read_text())["accounts"]
-    accounts += [{**accounts[0], "name": f"emu{i}", "key_env": f"EMU_KEY_{i}"} for i in (2, 3)]
-    (state / "accounts.json").write_text(json.dumps({"accounts": accounts}))
+    change_accounts(tmp_path / name / "state", lambda accounts: [
+        *accounts, *({**accounts[0], "name": f"emu{i}", "key_env": f"EMU_KEY_{i}"} for i in (2, 3))])
     return {**env, **keys}  # every gateway the same three accounts, as a team configures them
 
 

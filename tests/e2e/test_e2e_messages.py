@@ -18,6 +18,7 @@ import re
 
 import pytest
 
+from helpers.home import CODING_PLAN, Home
 from helpers.procs import ROOT, Gateway
 from helpers.team import anthropic_driver
 
@@ -36,16 +37,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not PYTHON.exists(), reason=(
 def msg_gw(request, emulator, tmp_path_factory) -> Gateway:
     """A gateway whose only account is a key on the emulator; `passthrough` sends Messages requests to the
     account's Anthropic-compatible base instead of translating them."""
-    home = tmp_path_factory.mktemp(f"messages-{request.param}")
-    state = home / "state"
-    state.mkdir()
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "emu", "kind": "key", "base_url": emulator.url + "/v1", "key_env": "EMU_KEY",
-         "default_model": "qwen3-coder-plus"}]}))
+    home = Home(tmp_path_factory.mktemp(f"messages-{request.param}"), emulator)
+    home.key("emu", path=CODING_PLAN, default_model="qwen3-coder-plus")
     args = ("--set", "qwen_messages_passthrough=true") if request.param == "passthrough" else ()
-    gw = Gateway(home / "gw", args=args, env={"QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
-                                              "EMU_KEY": emulator.seed_token(kind="key"), "HOME": str(home)},
-                 connlog=True).start()
+    gw = Gateway(home.root / "gw", args=args, env=home.env(), connlog=True).start()
     gw.passthrough = request.param == "passthrough"
     yield gw
     gw.stop()

@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from helpers.home import change_accounts
 from helpers.procs import BIN
 
 pytestmark = pytest.mark.e2e
@@ -104,10 +105,8 @@ def test_a_key_qwen_refuses_names_the_account_and_its_variable(make_gateway, emu
 
 
 def test_a_refused_key_rotates_to_the_next_account(make_gateway, emu, key_home, tmp_path):
-    state = tmp_path / "state"
-    accounts = json.loads((state / "accounts.json").read_text())
-    accounts["accounts"].insert(0, {**accounts["accounts"][0], "name": "wrong", "key_env": "WRONG_KEY"})
-    (state / "accounts.json").write_text(json.dumps(accounts))
+    change_accounts(tmp_path / "state", lambda accounts: [{**accounts[0], "name": "wrong", "key_env": "WRONG_KEY"},
+                                                          *accounts])
     gw = make_gateway("rotate", env={**key_home, "WRONG_KEY": "sk-a-key-qwen-does-not-know"})
     answer = sdk(gw.url + "/v1").chat.completions.create(**CHAT)
     assert answer.choices[0].message.content == "Echo: ping"

@@ -15,6 +15,7 @@ import httpx
 import openai
 import pytest
 
+from helpers.home import Home
 from helpers.ledger import ledger_rows
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 from helpers.procs import Gateway, until
@@ -33,13 +34,10 @@ ASK = [{"role": "user", "content": "say hello"}]
 
 
 def gateway(tmp_path: Path, emu, make_gateway, name: str = "gw", key: str = "") -> tuple[Gateway, Path, str]:
-    state = tmp_path / "state"
-    state.mkdir(exist_ok=True)
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "ms", "kind": "key", "base_url": emu.url + "/compatible-mode/v1", "key_env": "MS_KEY"}]}))
-    key = key or emu.seed_token(kind="key")
-    env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path), "MS_KEY": key}
-    gw = make_gateway(name, env=env, args=("--set", "qwen_unpriced_as=qwen4-max", "--set", "qwen_debug_log=true"))
+    home = Home(tmp_path, emu)
+    key = home.key("ms", secret=key or None)
+    state = home.state
+    gw = make_gateway(name, env=home.env(), args=("--set", "qwen_unpriced_as=qwen4-max", "--set", "qwen_debug_log=true"))
     until(lambda: any(r["path"].split("?")[0].endswith("/models") for r in emu.requests()), "the account's list read")
     return gw, state, key
 

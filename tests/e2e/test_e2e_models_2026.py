@@ -13,6 +13,7 @@ import httpx
 import openai
 import pytest
 
+from helpers.home import Home
 from helpers.procs import Gateway, until
 
 pytestmark = pytest.mark.e2e
@@ -22,14 +23,9 @@ HI = [{"role": "user", "content": "hi"}]
 
 def key_gateway(tmp_path: Path, emu, make_gateway, *, base: str = "/compatible-mode/v1") -> tuple[Gateway, Path]:
     """A gateway whose only account is a key on the emulator's pay-as-you-go base, writing its debug log."""
-    state = tmp_path / "state"
-    state.mkdir(exist_ok=True)
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "ds", "kind": "key", "base_url": emu.url + base, "key_env": "DS_KEY",
-         "default_model": "qwen3-coder-plus"}]}))
-    env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
-           "DS_KEY": emu.seed_token(kind="key"), "HOME": str(tmp_path)}
-    return make_gateway(env=env, args=("--set", "qwen_debug_log=true")), state
+    home = Home(tmp_path, emu)
+    home.key("ds", path=base, default_model="qwen3-coder-plus")
+    return make_gateway(env=home.env(), args=("--set", "qwen_debug_log=true")), home.state
 
 
 def client(gw: Gateway) -> openai.OpenAI:

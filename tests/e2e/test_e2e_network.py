@@ -20,6 +20,7 @@ import pytest
 import websocket
 
 from helpers import testca
+from helpers.home import CODING_PLAN, Home
 from e2e.test_e2e_responses_ws import turn, user
 from helpers.procs import BIN, PORTFILE_ADDON, ROOT, Emulator, _stop, _wait_for_file, start_emulator, until, write_creds
 
@@ -103,13 +104,9 @@ def make_proxy(tmp_path, certs):
 
 def key_account(tmp_path: Path, emu: Emulator) -> dict[str, str]:
     """A key account whose base URL is the TLS emulator (as `qwen-auth add-key` writes it)."""
-    state = tmp_path / "state"
-    state.mkdir(exist_ok=True)
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "emu", "kind": "key", "base_url": emu.url + "/v1", "key_env": "EMU_KEY",
-         "default_model": "qwen3-coder-plus"}]}))
-    return {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
-            "EMU_KEY": emu.seed_token(kind="key"), "HOME": str(tmp_path)}
+    home = Home(tmp_path, emu)
+    home.key("emu", path=CODING_PLAN, default_model="qwen3-coder-plus")
+    return home.env()
 
 
 def client(gw, **kw) -> openai.OpenAI:

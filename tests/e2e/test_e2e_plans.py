@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from helpers.home import CODING_PLAN, PAYG, Home
 from helpers.procs import until
 
 pytestmark = pytest.mark.e2e
@@ -26,20 +27,13 @@ def plan_gateway(tmp_path: Path, emu, make_gateway, *, payg: bool = False):
     """A gateway whose first account is a Coding Plan key (the emulator's `/v1`, as coding-intl's base is
     emulated); with `payg`, a pay-as-you-go key after it (`/compatible-mode/v1`, which the plan's rule never
     touches). Its debug log on: the exchanges' notes."""
-    state = tmp_path / "state"
-    state.mkdir()
-    accounts = [{"name": "cp", "kind": "key", "base_url": emu.url + "/v1", "key_env": "CP_KEY",
-                 "default_model": "qwen3-coder-plus"}]
-    env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path),
-           "CP_KEY": emu.seed_token(kind="key")}
+    home = Home(tmp_path, emu)
+    home.key("cp", path=CODING_PLAN, default_model="qwen3-coder-plus")
     if payg:
-        accounts.append({"name": "ds", "kind": "key", "base_url": emu.url + "/compatible-mode/v1",
-                         "key_env": "DS_KEY", "default_model": "qwen3-coder-plus"})
-        env["DS_KEY"] = emu.seed_token(kind="key")
-    (state / "accounts.json").write_text(json.dumps({"accounts": accounts}))
+        home.key("ds", path=PAYG, default_model="qwen3-coder-plus")
     emu.switches(coding_plan_agents_only=True)
-    gw = make_gateway(env=env, args=("--set", "qwen_debug_log=true"))
-    return gw, state
+    gw = make_gateway(env=home.env(), args=("--set", "qwen_debug_log=true"))
+    return gw, home.state
 
 
 def client(gw, **headers) -> openai.OpenAI:

@@ -11,6 +11,7 @@ import subprocess
 import httpx
 import pytest
 
+from helpers.home import CODING_PLAN, Home
 from helpers.pgserver import pg_own  # noqa: F401  (fixture)
 from helpers.procs import BIN, until
 
@@ -25,18 +26,15 @@ def get(gw, path: str) -> tuple[int, dict]:
     return r.status_code, r.json()
 
 
-def key_account(state, emu) -> dict[str, str]:
-    """A key account for the emulator in the state folder (what `qwen-auth add-key` writes), its key's variable."""
-    state.mkdir(parents=True, exist_ok=True)
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "emu", "kind": "key", "base_url": emu.url + "/v1", "key_env": "EMU_KEY",
-         "default_model": "qwen3-coder-plus"}]}))
-    return {"EMU_KEY": emu.seed_token(kind="key")}
+def key_home(tmp_path, emu, **extra: str) -> dict[str, str]:
+    """The env of a home whose one account is a key for the emulator (what `qwen-auth add-key` writes)."""
+    home = Home(tmp_path, emu)
+    home.key("emu", path=CODING_PLAN, default_model="qwen3-coder-plus")
+    return home.env(**extra)
 
 
 def test_a_keyed_gateway_answers_the_probes_without_a_key_and_nothing_more(make_gateway, emu, tmp_path):
-    env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(tmp_path / "state"), "HOME": str(tmp_path),
-           "QWEN_GATEWAY_KEYS": CLIENT_KEY, **key_account(tmp_path / "state", emu)}
+    env = key_home(tmp_path, emu, QWEN_GATEWAY_KEYS=CLIENT_KEY)
     gw = make_gateway(env=env)
     assert get(gw, "/health/liveness") == (200, {"status": "alive"})
     assert get(gw, "/health/readiness") == (200, {"status": "ready"})
@@ -69,8 +67,7 @@ def test_readiness_is_503_while_the_shared_database_is_down(make_gateway, emu, t
     and chat is still answered; started again, ready again without a restart."""
     import openai
 
-    env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(tmp_path / "state"), "HOME": str(tmp_path),
-           **key_account(tmp_path / "state", emu)}
+    env = key_home(tmp_path, emu)
     gw = make_gateway(env=env, args=("--set", f"qwen_state_url={pg_own.db}"))
     c = openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0, timeout=30)
     stored = c.responses.create(model="gpt-4o", input="kept").id  # the database in use

@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from helpers.home import Home
 from helpers.procs import Gateway
 from e2e.test_e2e_codex import Codex, custom_config
 
@@ -23,14 +24,9 @@ NATIVE_PATH = "/compatible-mode/v1/responses"
 
 def native_gateway(emu, home, *args: str) -> Gateway:
     """A gateway whose one account is a pay-as-you-go key on the emulator (its base `/compatible-mode/v1`)."""
-    state = home / "state"
-    state.mkdir()
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "emu", "kind": "key", "base_url": emu.url + "/compatible-mode/v1", "key_env": "EMU_KEY",
-         "default_model": MODEL}]}))
-    return Gateway(home / "gw", args=("--set", "qwen_responses_native=true", *args),
-                   env={"QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(home),
-                        "EMU_KEY": emu.seed_token(kind="key")}).start()
+    gateway_home = Home(home, emu)
+    gateway_home.key("emu", default_model=MODEL)
+    return Gateway(home / "gw", args=("--set", "qwen_responses_native=true", *args), env=gateway_home.env()).start()
 
 
 @pytest.fixture(scope="module")

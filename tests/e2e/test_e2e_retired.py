@@ -15,6 +15,7 @@ import httpx
 import openai
 import pytest
 
+from helpers.home import Home
 from helpers.procs import Gateway
 from helpers.team import openai_client, until
 
@@ -35,14 +36,9 @@ def said(model: str) -> str:
 
 def key_gateway(tmp_path: Path, emu, make_gateway, *args: str, embeddings: bool = False) -> Gateway:
     """A gateway whose only account is a pay-as-you-go key on the emulator (where Files and Batch are served)."""
-    state = tmp_path / "state"
-    state.mkdir(exist_ok=True)
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "ds", "kind": "key", "base_url": emu.url + "/compatible-mode/v1", "key_env": "DS_KEY",
-         "default_model": "qwen-plus", **({"embeddings": True} if embeddings else {})}]}))
-    env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
-           "DS_KEY": emu.seed_token(kind="key"), "HOME": str(tmp_path)}
-    return make_gateway(env=env, args=args)
+    home = Home(tmp_path, emu)
+    home.key("ds", default_model="qwen-plus", **({"embeddings": True} if embeddings else {}))
+    return make_gateway(env=home.env(), args=args)
 
 
 def reached_qwen(emu) -> list[dict]:

@@ -16,6 +16,7 @@ import httpx
 import pydantic
 import pytest
 
+from helpers.home import CODING_PLAN, Home
 from helpers.procs import Gateway
 
 if TYPE_CHECKING:
@@ -52,15 +53,9 @@ def text_of(content) -> str:
 @pytest.fixture(scope="module")
 def key_gw(emulator, tmp_path_factory):
     """A gateway whose only account is a DashScope key (text model by default, serves embeddings)."""
-    home = tmp_path_factory.mktemp("keyhome")
-    key = emulator.seed_token(kind="key")
-    state = home / "state"
-    state.mkdir()
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "ds", "kind": "key", "base_url": emulator.url + "/compatible-mode/v1", "key_env": "DS_KEY",
-         "embeddings": True, "default_model": "qwen3-coder-plus"}]}))
-    gw = Gateway(home / "gw", env={"QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
-                                   "DS_KEY": key, "HOME": str(home)}).start()
+    home = Home(tmp_path_factory.mktemp("keyhome"), emulator)
+    home.key("ds", embeddings=True, default_model="qwen3-coder-plus")
+    gw = Gateway(home.root / "gw", env=home.env()).start()
     yield gw
     gw.stop()
 
@@ -68,12 +63,9 @@ def key_gw(emulator, tmp_path_factory):
 @pytest.fixture
 def own_gw(make_gateway, emu, tmp_path):
     """A gateway with its own key account and state: for tests that leave the account cooling down."""
-    (tmp_path / "state").mkdir()
-    (tmp_path / "state" / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "own", "kind": "key", "base_url": emu.url + "/v1", "key_env": "OWN_KEY",
-         "default_model": "qwen3.6-plus"}]}))
-    return make_gateway("own", env={"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(tmp_path / "state"),
-                                    "OWN_KEY": emu.seed_token(kind="key"), "HOME": str(tmp_path)})
+    home = Home(tmp_path, emu)
+    home.key("own", path=CODING_PLAN, default_model="qwen3.6-plus")
+    return make_gateway("own", env=home.env())
 
 
 def account_state(gw: Gateway) -> dict:

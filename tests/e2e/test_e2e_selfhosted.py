@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from helpers.home import Home
 from helpers.procs import Gateway, start_emulator, until
 from helpers.team import ANTHROPIC_PYTHON, NO_ANTHROPIC, anthropic_calls
 
@@ -41,14 +42,9 @@ def gpu(vllm):
 
 
 def gateway(tmp_path: Path, server, make_gateway) -> tuple[Gateway, Path]:
-    state = tmp_path / "state"
-    state.mkdir(exist_ok=True)
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "gpu", "kind": "key", "provider": "selfhosted", "base_url": server.url + "/v1",
-         "key_env": "GPU_KEY", "default_model": MODEL}]}))
-    env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path),
-           "GPU_KEY": KEY}
-    return make_gateway(env=env, args=("--set", "qwen_debug_log=true")), state
+    home = Home(tmp_path)
+    home.selfhosted("gpu", server.url + "/v1", secret=KEY, default_model=MODEL)
+    return make_gateway(env=home.env(), args=("--set", "qwen_debug_log=true")), home.state
 
 
 def client(gw: Gateway) -> openai.OpenAI:

@@ -13,6 +13,7 @@ import httpx
 import openai
 import pytest
 
+from helpers.home import Home
 from helpers.procs import Gateway, start_emulator, until
 from helpers.team import ANTHROPIC_PYTHON, NO_ANTHROPIC, anthropic_calls
 from e2e.test_e2e_codex import Codex, assert_clean, custom_config
@@ -56,14 +57,10 @@ def sglang(tmp_path_factory):
 
 def gateway(tmp_path: Path, server, make_gateway, name: str = "gw") -> tuple[Gateway, Path]:
     server.reset()
-    state = tmp_path / f"state-{name}"
-    state.mkdir(exist_ok=True)
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "gpu", "kind": "key", "provider": "selfhosted", "base_url": server.url + "/v1",
-         "key_env": "GPU_KEY"}]}))
-    env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path),
-           "GPU_KEY": KEY}
-    gw = make_gateway(name, env=env, args=("--set", "qwen_debug_log=true"))
+    home = Home(tmp_path, state=tmp_path / f"state-{name}")
+    home.selfhosted("gpu", server.url + "/v1", secret=KEY)
+    gw = make_gateway(name, env=home.env(), args=("--set", "qwen_debug_log=true"))
+    state = home.state
     until(lambda: "token window)" in gw.log(), "the server's list read at start")
     return gw, state
 

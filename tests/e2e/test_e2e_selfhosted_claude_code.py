@@ -10,12 +10,12 @@ Code compacts by (`prompt is too long: N tokens > M maximum`, the server's own n
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 
 from helpers.claude_ns import ClaudeWorld, claude_unavailable, flows, stream_json
+from helpers.home import Home
 from helpers.netns import EMU_KEY, EMULATOR, PY, _wait_for, namespace_unavailable
 from e2e.test_e2e_claude_code import STREAM_JSON, base_url_env
 from e2e.test_e2e_claude_code_context import assert_compacted_by_the_gap, fresh, run_turns
@@ -53,9 +53,9 @@ def on_server(world: ClaudeWorld, which: str):
     """A recording gateway whose one account is the server `which`; the world's emulator helpers talk to it."""
     world.emu_port = world.ports[which]
     world.reset_emulator()
-    (world.state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "gpu", "kind": "key", "provider": "selfhosted", "base_url": f"http://127.0.0.1:{world.emu_port}/v1",
-         "key_env": "EMU_KEY"}]}))
+    home = Home(world.state, state=world.state)  # the world's gateways bring their own env, EMU_KEY in it
+    home.selfhosted("gpu", f"http://127.0.0.1:{world.emu_port}/v1", key_env="EMU_KEY", secret=EMU_KEY)
+    home.write()
     return world.recording_gateway(f"gw-{which}", "reverse:https://portal.qwen.ai")
 
 

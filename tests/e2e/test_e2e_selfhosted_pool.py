@@ -7,13 +7,13 @@ to the others, and the client never sees it."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
+from helpers.home import CODING_PLAN, Home
 from helpers.procs import Gateway, start_emulator, until
 from helpers.team import ANTHROPIC_PYTHON, NO_ANTHROPIC, anthropic_calls
 
@@ -36,13 +36,10 @@ def servers(tmp_path):
 
 
 def gateway(tmp_path: Path, servers: dict, make_gateway) -> Gateway:
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": f"gpu-{name}", "kind": "key", "provider": "selfhosted", "base_url": emu.url + "/v1",
-         "key_env": "GPU_KEY"} for name, emu in servers.items()]}))
-    return make_gateway(env={"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
-                             "HOME": str(tmp_path), "GPU_KEY": KEY})
+    home = Home(tmp_path)
+    for name, emu in servers.items():
+        home.selfhosted(f"gpu-{name}", emu.url + "/v1", key_env="GPU_KEY", secret=KEY)
+    return make_gateway(env=home.env())
 
 
 def chats(emu) -> list[dict]:
@@ -101,15 +98,10 @@ def test_a_mixed_pools_binding_holds(tmp_path, make_gateway):
     gpu = start_emulator(tmp_path / "gpu", "--serve", "vllm", "--vllm-version", "0.20.0", "--api-key", KEY,
                          "--model", MODEL)
     try:
-        state = tmp_path / "state"
-        state.mkdir()
-        (state / "accounts.json").write_text(json.dumps({"accounts": [
-            {"name": "ms", "kind": "key", "base_url": studio.url + "/v1", "key_env": "MS_KEY",
-             "default_model": "qwen3-coder-plus"},
-            {"name": "gpu", "kind": "key", "provider": "selfhosted", "base_url": gpu.url + "/v1",
-             "key_env": "GPU_KEY"}]}))
-        gw = make_gateway(env={"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
-                               "HOME": str(tmp_path), "GPU_KEY": KEY, "MS_KEY": "sk-ms"},
+        home = Home(tmp_path, studio)
+        home.key("ms", path=CODING_PLAN, secret="sk-ms", default_model="qwen3-coder-plus")
+        home.selfhosted("gpu", gpu.url + "/v1", secret=KEY)
+        gw = make_gateway(env=home.env(),
                           args=("--set", "qwen_account_bindings=model:claude-*=provider:selfhosted",
                                 "--set", "qwen_account_bindings=dialect:openai=ms"))
         client = openai.OpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0, timeout=60,

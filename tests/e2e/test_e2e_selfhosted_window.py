@@ -23,6 +23,7 @@ import httpx
 import openai
 import pytest
 
+from helpers.home import Home
 from helpers.procs import Gateway, start_emulator, until
 from helpers.team import ANTHROPIC_PYTHON, NO_ANTHROPIC, anthropic_calls, anthropic_driver
 
@@ -50,14 +51,10 @@ def gpu(vllm):
 
 
 def gateway(tmp_path: Path, server, make_gateway, **account) -> tuple[Gateway, Path]:
-    state = tmp_path / "state"
-    state.mkdir(exist_ok=True)
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "gpu", "kind": "key", "provider": "selfhosted", "base_url": server.url + "/v1",
-         "key_env": "GPU_KEY", **account}]}))
-    env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path),
-           "GPU_KEY": KEY}
-    gw = make_gateway(env=env, args=("--set", "qwen_debug_log=true"))
+    home = Home(tmp_path)
+    home.selfhosted("gpu", server.url + "/v1", secret=KEY, **account)
+    gw = make_gateway(env=home.env(), args=("--set", "qwen_debug_log=true"))
+    state = home.state
     until(lambda: "serves Qwen/Qwen3-8B (40,960-token window)" in gw.log(), "the server's list read at start")
     return gw, state
 

@@ -13,6 +13,7 @@ import threading
 import httpx
 import pytest
 
+from helpers.home import CODING_PLAN, Home
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 from helpers.procs import BIN, Gateway, until, write_creds
 
@@ -26,16 +27,12 @@ def two_gateways(tmp_path, emu, url: str):
     key = emu.seed_token(kind="key")
     gws: list[Gateway] = []
     for name in ("one", "two"):
-        home = tmp_path / name
-        write_creds(home / ".qwen", access_token=issued["access_token"], refresh_token=issued["refresh_token"],
+        home = Home(tmp_path / name, emu)
+        write_creds(home.qwen_dir, access_token=issued["access_token"], refresh_token=issued["refresh_token"],
                     resource_url=emu.url)
-        (home / "state").mkdir(parents=True)
-        (home / "state" / "accounts.json").write_text(json.dumps({"accounts": [
-            {"name": "b", "kind": "key", "base_url": emu.url + "/v1", "key_env": "KEY_B",
-             "default_model": "qwen3-coder-plus"}]}))
-        env = {"QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(home / "state"),
-               "QWEN_OAUTH_BASE_URL": emu.url, "HOME": str(home), "KEY_B": key}
-        gws.append(Gateway(home / "gw", env=env, args=("--set", f"qwen_state_url={url}")))
+        home.key("b", path=CODING_PLAN, key_env="KEY_B", secret=key, default_model="qwen3-coder-plus")
+        env = home.env(QWEN_OAUTH_BASE_URL=emu.url)
+        gws.append(Gateway(home.root / "gw", env=env, args=("--set", f"qwen_state_url={url}")))
     try:
         for gw in gws:
             gw.start()

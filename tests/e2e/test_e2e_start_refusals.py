@@ -6,7 +6,6 @@ command that fixes it; that command, run as printed, lets the next start serve â
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from pathlib import Path
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from helpers import runas
+from helpers.home import CODING_PLAN, Home
 from helpers.procs import Gateway
 from helpers.team import add_key, openai_client, qwen_keys  # noqa: F401
 
@@ -35,11 +35,9 @@ def as_nobody(emu):
     home.mkdir()
     state = top / "state"
     state.mkdir(mode=0o700)
-    key = emu.seed_token(kind="key")
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "k", "kind": "key", "base_url": emu.url + "/v1", "key_env": "KEY_K",
-         "default_model": "qwen3-coder-plus"}]}))
-    env = {"QWEN_GATEWAY_HOME": str(state), "QWEN_DIR": str(home / ".qwen"), "HOME": str(home), "KEY_K": key}
+    gateway_home = Home(home, emu, state=state)
+    gateway_home.key("k", path=CODING_PLAN, key_env="KEY_K", default_model="qwen3-coder-plus")
+    env = gateway_home.env()
     started: list[Gateway] = []
 
     def start(name: str) -> Gateway:

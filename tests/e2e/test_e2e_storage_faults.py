@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from helpers.home import CODING_PLAN, Home
 from helpers.pgserver import pg_own  # noqa: F401  (fixture)
 from helpers.procs import Gateway
 from e2e.test_e2e_shared_state import _until, client, two_gateways
@@ -352,17 +353,13 @@ def tmpfs_gateway(tmp_path, emu):
     started: list[Gateway] = []
 
     def start(options: str = "rw") -> Gateway:
-        key = emu.seed_token(kind="key")
         staging, state = tmp_path / "staging", tmp_path / "state"
-        staging.mkdir()
         state.mkdir(mode=0o700)
-        (staging / "accounts.json").write_text(json.dumps({"accounts": [
-            {"name": "k", "kind": "key", "base_url": emu.url + "/v1", "key_env": "KEY_K",
-             "default_model": "qwen3-coder-plus"}]}))
+        home = Home(tmp_path, emu, state=staging)  # the mount script copies staging onto the tmpfs at `state`
+        home.key("k", path=CODING_PLAN, key_env="KEY_K", default_model="qwen3-coder-plus")
         prefix = ("unshare", "-m", "--propagation", "private", "--", "sh", "-c", _MOUNT, "sh",
                   str(state), str(staging), options)
-        gw = Gateway(tmp_path / "gw", env={"QWEN_GATEWAY_HOME": str(state), "QWEN_DIR": str(tmp_path / ".qwen"),
-                                           "HOME": str(tmp_path), "KEY_K": key}, prefix=prefix).start()
+        gw = Gateway(tmp_path / "gw", env=home.env(QWEN_GATEWAY_HOME=str(state)), prefix=prefix).start()
         started.append(gw)
         gw.state = state  # type: ignore[attr-defined]
         return gw

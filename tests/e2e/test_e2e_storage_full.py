@@ -7,11 +7,11 @@ database, what needs it is refused 503 `state_unavailable` before any upstream c
 
 from __future__ import annotations
 
-import json
 
 import httpx
 import pytest
 
+from helpers.home import CODING_PLAN, Home
 from helpers.pgserver import pg_tmpfs  # noqa: F401  (fixture)
 from helpers.procs import Gateway, until
 from e2e.test_e2e_shared_state import client
@@ -25,16 +25,12 @@ BURST = 300  # chats while the disk is full: their rows wait in memory (the issu
 
 def _gateway(tmp_path, emu, url: str) -> Gateway:
     """One gateway on the database, with a key account for the emulator (started; the caller stops it)."""
-    home = tmp_path / "gw-home"
-    (home / "state").mkdir(parents=True)
-    (home / "state" / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "b", "kind": "key", "base_url": emu.url + "/v1", "key_env": "KEY_B",
-         "default_model": "qwen3-coder-plus"}]}))
+    home = Home(tmp_path / "gw-home", emu)
+    home.key("b", path=CODING_PLAN, key_env="KEY_B", default_model="qwen3-coder-plus")
     # a flat client key: a gateway that cannot read its named keys from the database refuses every request
     # without one (docs/security.md, "Faults never open the entrance"), and this database is full from the start
-    env = {"QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(home / "state"), "HOME": str(home),
-           "KEY_B": emu.seed_token(kind="key"), "QWEN_GATEWAY_KEYS": "client-key"}
-    return Gateway(home / "gw", env=env, args=("--set", f"qwen_state_url={url}")).start()
+    env = home.env(QWEN_GATEWAY_KEYS="client-key")
+    return Gateway(home.root / "gw", env=env, args=("--set", f"qwen_state_url={url}")).start()
 
 
 @pytest.fixture

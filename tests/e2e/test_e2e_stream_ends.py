@@ -19,6 +19,7 @@ import httpx
 import pytest
 import websocket
 
+from helpers.home import CODING_PLAN, Home
 from helpers.ledger import ledger_rows
 from helpers.procs import Gateway, until
 from helpers.team import ANTHROPIC_PYTHON, NO_ANTHROPIC, anthropic_calls, openai_client
@@ -34,14 +35,9 @@ STREAM_ONLY = "qwen3-coder-plus"  # the account's model; a stream-only one for t
 
 def gateway(tmp_path: Path, emu, make_gateway) -> Gateway:
     """A gateway with one key account on the emulator (qwen3-coder-plus: partial mode continues a break)."""
-    state = tmp_path / "state"
-    state.mkdir(exist_ok=True)
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "a", "kind": "key", "base_url": emu.url + "/v1", "key_env": "KEY_A",
-         "default_model": "qwen3-coder-plus"}]}))
-    env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path),
-           "KEY_A": emu.seed_token(kind="key")}
-    return make_gateway(env=env)
+    home = Home(tmp_path, emu)
+    home.key("a", path=CODING_PLAN, key_env="KEY_A", default_model="qwen3-coder-plus")
+    return make_gateway(env=home.env())
 
 
 def queue(emu, fault: str) -> None:

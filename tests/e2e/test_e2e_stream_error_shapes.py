@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from helpers import cuts
+from helpers.home import CODING_PLAN, Home
 from helpers.procs import until
 
 pytestmark = pytest.mark.e2e
@@ -25,14 +26,9 @@ INSPECTED = {"code": "data_inspection_failed", "message": "Input data may contai
 
 @pytest.fixture
 def gw(tmp_path, emu, make_gateway):
-    state = tmp_path / "state"
-    state.mkdir()
-    key = emu.seed_token(kind="key")
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "a", "kind": "key", "base_url": emu.url + "/v1", "key_env": "KEY_A",
-         "default_model": "qwen3-coder-plus"}]}))
-    return make_gateway(env={"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
-                             "HOME": str(tmp_path), "KEY_A": key})
+    home = Home(tmp_path, emu)
+    home.key("a", path=CODING_PLAN, key_env="KEY_A", default_model="qwen3-coder-plus")
+    return make_gateway(env=home.env())
 
 
 def test_the_emulator_sends_that_refusal_in_the_wrapped_shape(emu):

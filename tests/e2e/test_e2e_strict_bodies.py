@@ -17,10 +17,10 @@ For every refusal the emulator (Qwen) received nothing.
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
+from helpers.home import Home
 from helpers.procs import Gateway
 from helpers.team import ANTHROPIC_PYTHON, NO_ANTHROPIC, anthropic_calls
 
@@ -36,13 +36,9 @@ WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters":
 def _gateway(emulator, home, args: tuple[str, ...] = ()) -> Gateway:
     """A gateway whose only account is a key on the emulator that serves embeddings too, its default model one
     that thinks by default (so that thinking asked for nothing shows)."""
-    state = home / "state"
-    state.mkdir()
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "ds", "kind": "key", "base_url": emulator.url + "/compatible-mode/v1", "key_env": "DS_KEY",
-         "embeddings": True, "default_model": "qwen3.6-plus"}]}))
-    return Gateway(home / "gw", args=args, env={"QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
-                                                "DS_KEY": emulator.seed_token(kind="key"), "HOME": str(home)}).start()
+    gateway_home = Home(home, emulator)
+    gateway_home.key("ds", embeddings=True, default_model="qwen3.6-plus")
+    return Gateway(home / "gw", args=args, env=gateway_home.env()).start()
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from helpers.home import Home
 from helpers.procs import write_creds
 from helpers.openai_schema import validate, validate_stream_event
 
@@ -146,15 +147,10 @@ def test_embeddings_need_an_account_that_serves_them(gw, emu):
 
 
 def test_embeddings_through_a_dashscope_key(make_gateway, emu, tmp_path):
-    key = emu.seed_token(kind="key")
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "ds", "kind": "key", "base_url": emu.url + "/compatible-mode/v1", "key_env": "DS_KEY",
-         "embeddings": True, "default_model": "qwen-plus"}]}))
-    write_creds(tmp_path / ".qwen", access_token=emu.seed_token(), resource_url=emu.url)
-    gw = make_gateway("emb", env={"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
-                                  "DS_KEY": key, "HOME": str(tmp_path)})
+    home = Home(tmp_path, emu)
+    key = home.key("ds", embeddings=True, default_model="qwen-plus")
+    write_creds(home.qwen_dir, access_token=emu.seed_token(), resource_url=emu.url)
+    gw = make_gateway("emb", env=home.env())
     # floats asked: OpenAI's schema describes the float form (the SDK's default base64 is in test_e2e_rules.py)
     r = client(gw).embeddings.with_raw_response.create(model="text-embedding-3-small", input=["a", "b"],
                                                        encoding_format="float")

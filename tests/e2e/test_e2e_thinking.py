@@ -9,10 +9,10 @@ client's usage. What reached Qwen is read from the emulator's request log.
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
+from helpers.home import Home
 from helpers.procs import Gateway
 from helpers.team import ANTHROPIC_PYTHON, NO_ANTHROPIC, anthropic_run
 
@@ -27,13 +27,9 @@ needs_anthropic = pytest.mark.skipif(not ANTHROPIC_PYTHON.exists(), reason=NO_AN
 
 def _gateway(emulator, home, args: tuple[str, ...] = ()) -> Gateway:
     """A gateway whose only account is a key on the emulator, its default model one that thinks by default."""
-    state = home / "state"
-    state.mkdir()
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "ds", "kind": "key", "base_url": emulator.url + "/compatible-mode/v1", "key_env": "DS_KEY",
-         "default_model": "qwen3.6-plus"}]}))
-    return Gateway(home / "gw", args=args, env={"QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
-                                                "DS_KEY": emulator.seed_token(kind="key"), "HOME": str(home)}).start()
+    gateway_home = Home(home, emulator)
+    gateway_home.key("ds", default_model="qwen3.6-plus")
+    return Gateway(home / "gw", args=args, env=gateway_home.env()).start()
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import httpx
 import openai
 import pytest
 
+from helpers.home import Home
 from helpers.ledger import ledger_rows
 from helpers.procs import Gateway, until
 from helpers.team import QWEN_USAGE
@@ -37,15 +38,11 @@ LISTED = {"prices": [{"range_name": "Default", "prices": [
 
 
 def gateway(tmp_path: Path, emu, make_gateway, *args: str) -> tuple[Gateway, Path]:
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "ms", "kind": "key", "base_url": emu.url + "/compatible-mode/v1", "key_env": "MS_KEY"}]}))
-    env = {"QWEN_DIR": str(tmp_path / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path),
-           "MS_KEY": emu.seed_token(kind="key")}
-    gw = make_gateway(env=env, args=args)
+    home = Home(tmp_path, emu)
+    home.key("ms")
+    gw = make_gateway(env=home.env(), args=args)
     until(lambda: "Qwen's model list read" in gw.log(), "the account's list read")
-    return gw, state
+    return gw, home.state
 
 
 def client(gw: Gateway) -> openai.OpenAI:

@@ -11,6 +11,7 @@ import json
 import httpx
 import pytest
 
+from helpers.home import CODING_PLAN, Home
 from helpers.procs import Gateway
 from helpers.openai_schema import validate, validate_stream_event
 from e2e.test_e2e_messages import PYTHON, sdk
@@ -27,15 +28,9 @@ FN = {"type": "function", "name": "exec_command", "description": "Run a command"
 @pytest.fixture(scope="module")
 def key_gw(emulator, tmp_path_factory) -> Gateway:
     """A gateway whose only account is a Model Studio key on the emulator (search needs a key account)."""
-    home = tmp_path_factory.mktemp("websearch")
-    state = home / "state"
-    state.mkdir()
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "emu", "kind": "key", "base_url": emulator.url + "/v1", "key_env": "EMU_KEY",
-         "default_model": "qwen3-coder-plus"}]}))
-    gw = Gateway(home / "gw", env={"QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(state),
-                                   "EMU_KEY": emulator.seed_token(kind="key"), "HOME": str(home)},
-                 connlog=True).start()
+    home = Home(tmp_path_factory.mktemp("websearch"), emulator)
+    home.key("emu", path=CODING_PLAN, default_model="qwen3-coder-plus")
+    gw = Gateway(home.root / "gw", env=home.env(), connlog=True).start()
     yield gw
     gw.stop()
 

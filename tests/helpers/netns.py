@@ -197,11 +197,13 @@ class World:
             self.emu_port = int(_wait_for(portfile, emu, "emulator").strip())
             self.origin = self._origin(self.origin_log, f"{OPENAI_ADDRESS}:443", f"{OPENAI_ADDRESS}:80")
             self._origin(self.other_log, f"{OTHER_ADDRESS}:80", reply="hello from other")
+            from helpers.home import Home  # here: run as a script (the origins), this module has no `helpers` package
+
             self.state = self.workdir / "state"
-            self.state.mkdir(exist_ok=True)
-            (self.state / "accounts.json").write_text(json.dumps({"accounts": [
-                {"name": "emu", "kind": "key", "base_url": f"http://127.0.0.1:{self.emu_port}/v1",
-                 "key_env": "EMU_KEY", "default_model": "qwen3-coder-plus"}]}))
+            home = Home(self.workdir, state=self.state)  # its env is the gateways' own (NsGateway)
+            home.key("emu", base_url=f"http://127.0.0.1:{self.emu_port}/v1", secret=EMU_KEY,
+                     default_model="qwen3-coder-plus")
+            home.write()
         except BaseException:
             self.stop()
             raise

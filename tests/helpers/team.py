@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from helpers import forkclient
+from helpers.home import CODING_PLAN, Home
 from helpers.procs import BIN, ROOT, until  # noqa: F401  (the tests take it from here)
 
 QWEN_KEYS = BIN / "qwen-keys"
@@ -16,14 +17,9 @@ QWEN_USAGE = BIN / "qwen-usage"
 
 def team_env(tmp_path: Path, emu, name: str = "team") -> dict[str, str]:
     """A state folder with one key account on the emulator (as `qwen-auth add-key` writes it)."""
-    key = emu.seed_token(kind="key")
-    state = tmp_path / name / "state"
-    state.mkdir(parents=True)
-    (state / "accounts.json").write_text(json.dumps({"accounts": [
-        {"name": "emu", "kind": "key", "base_url": emu.url + "/v1", "key_env": "EMU_KEY",
-         "default_model": "qwen3-coder-plus"}]}))
-    return {"QWEN_DIR": str(tmp_path / name / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "EMU_KEY": key,
-            "HOME": str(tmp_path / name)}
+    home = Home(tmp_path / name, emu)
+    home.key("emu", path=CODING_PLAN, default_model="qwen3-coder-plus")
+    return home.env()
 
 
 def qwen_keys(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.CompletedProcess:

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from helpers.home import CODING_PLAN, Home
 from helpers.procs import ROOT, Emulator, Gateway
 from helpers.team import add_key
 
@@ -157,17 +158,13 @@ class World:
     def gateway(self, *args: str, accounts: bool = True, named: tuple[str, ...] = ()) -> Gateway:
         """A fresh gateway (its own state: a refused key or a spent quota stays with an account) whose one account
         is a key on the emulator's /v1 (the Coding Plan's path, where its refusal plays), serving embeddings."""
-        home = self.tmp / f"gw{len(self.made)}"
-        state = home / "state"
-        state.mkdir(parents=True)
+        home = Home(self.tmp / f"gw{len(self.made)}", self.emu)
         if accounts:
-            (state / "accounts.json").write_text(json.dumps({"accounts": [
-                {"name": "emu", "kind": "key", "base_url": self.emu.url + "/v1", "key_env": "EMU_KEY",
-                 "embeddings": True, "default_model": "qwen3-coder-plus"}]}))
-        env = {"QWEN_DIR": str(home / ".qwen"), "QWEN_GATEWAY_HOME": str(state), "HOME": str(home)}
+            home.key("emu", path=CODING_PLAN, embeddings=True, default_model="qwen3-coder-plus")
+        env = home.env()
         if named:  # a named key with these limits (qwen-keys add), which then sends one request that is answered
             self.named_key = add_key(env, "reader", *named)
-        gw = Gateway(home / "gw", args=args, env={**env, "EMU_KEY": self.emu.seed_token(kind="key")})
+        gw = Gateway(home.root / "gw", args=args, env=env)
         self.made.append(gw.start())
         if named:
             first = ask_ok(gw, self.named_key)
