@@ -7,13 +7,13 @@ is the client's own, never a fallback's."""
 
 from __future__ import annotations
 
-import json
 
 import httpx
 import openai
 import pytest
 from mitmproxy import io
 
+from helpers.home import change_accounts
 from helpers.procs import start_emulator
 from helpers.team import ANTHROPIC_PYTHON, NO_ANTHROPIC, anthropic_calls, openai_client, team_env, until
 
@@ -102,10 +102,8 @@ def test_a_fallback_to_another_providers_model_on_a_self_hosted_server(tmp_path,
                          "--model", SELF_HOSTED)
     try:
         env = team_env(tmp_path, emu)
-        state = json.loads((tmp_path / "team" / "state" / "accounts.json").read_text())
-        state["accounts"].append({"name": "gpu", "kind": "key", "provider": "selfhosted", "base_url": gpu.url + "/v1",
-                                  "key_env": "GPU_KEY"})
-        (tmp_path / "team" / "state" / "accounts.json").write_text(json.dumps(state))
+        change_accounts(tmp_path / "team" / "state", lambda accounts: [*accounts, {
+            "name": "gpu", "kind": "key", "provider": "selfhosted", "base_url": gpu.url + "/v1", "key_env": "GPU_KEY"}])
         flows = tmp_path / "gpu.flows"
         gw = make_gateway(env={**env, "GPU_KEY": "sk-gpu"},
                           args=("--set", f"qwen_fallbacks=qwen3-max={SELF_HOSTED}", "-w", str(flows)))
@@ -144,10 +142,8 @@ def test_a_prompt_over_a_servers_window_falls_back_to_a_longer_window(tmp_path, 
                          "--model", SELF_HOSTED, "--max-model-len", "4096")
     try:
         env = team_env(tmp_path, emu)
-        state = json.loads((tmp_path / "team" / "state" / "accounts.json").read_text())
-        state["accounts"].append({"name": "gpu", "kind": "key", "provider": "selfhosted", "base_url": gpu.url + "/v1",
-                                  "key_env": "GPU_KEY"})
-        (tmp_path / "team" / "state" / "accounts.json").write_text(json.dumps(state))
+        change_accounts(tmp_path / "team" / "state", lambda accounts: [*accounts, {
+            "name": "gpu", "kind": "key", "provider": "selfhosted", "base_url": gpu.url + "/v1", "key_env": "GPU_KEY"}])
         flows = tmp_path / "window.flows"
         gw = make_gateway(env={**env, "GPU_KEY": "sk-gpu"},
                           args=("--set", f"qwen_fallbacks={SELF_HOSTED}=qwen3.6-plus", "-w", str(flows),
