@@ -125,8 +125,9 @@ def test_a_step_of_the_database_clock_does_not_hide_a_gateway_cut_off(tmp_path, 
                 row = conn.execute("SELECT seen FROM qwen_gateways WHERE pid = %s", (far.proc.pid,)).fetchone()
                 return float(row[0]) if row else 0.0
 
+            until(lambda: beat() > 0, "the far gateway's first beat", limit=30)
             first = beat()
-            until(lambda: beat() > first > 0, "the far gateway's beat seen changing", limit=30)
+            until(lambda: beat() > first, "the far gateway's beat seen changing", limit=30)
             time.sleep(3)  # the near gateway sees it change too (it beats every 2 s)
             relay.cut()  # far serves on from memory: alice has no limit
             move_clock(pg_clocked.clock_rc, 400)  # the database's clock_timestamp() 400 s ahead from here on

@@ -36,7 +36,7 @@ def invalid_values(spec: OptionSpec, a_file: Path) -> list[str]:
         "url": "not a url", "postgresql_url": "mysql://db.example/x", "file": str(a_file.parent / "missing.txt"),
         "folder": str(a_file), "model": "two words", "optional_model": "two words", "host": "api.openai.com/v1",
         "text": "a\x1bb",
-        "model_map": "gpt-4o", "limits": "coder-model=many", "routes": "long-context",
+        "model_map": "gpt-4o", "limits": "coder-model=many", "routes": "long-context", "listen": "port 80",
     }[spec.kind or "text"]]
 
 

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 log = logging.getLogger("qwen")
 GAP_S = 2.0
-WATCH_S = 1.0  # how often the loop's running is noted (an idle gateway wakes once a second for it)
+WATCH_S = 0.25  # how often the loop's running is noted
 READ_WAIT_S = 10.0  # how long a request waits for that read at most (then the keys as last read decide)
 
 
