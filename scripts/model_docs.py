@@ -135,8 +135,9 @@ BLOCKS = {"models": models_table, "thinking": thinking_table, "rules": rules_tab
           "sources": sources_list, "partial": partial_list}
 
 
-def render(text: str) -> str:
-    for name, make in BLOCKS.items():
+def render(text: str, blocks: dict = BLOCKS) -> str:
+    """Each generated block of the doc written anew (scripts/request_surface_doc.py renders its blocks here too)."""
+    for name, make in blocks.items():
         pattern = re.compile(rf"(<!-- generated: {name} -->\n)(?:.*?\n)?(<!-- end: {name} -->)", re.S)
         if not pattern.search(text):
             raise SystemExit(f"{DOC}: no generated block {name!r}")
@@ -144,14 +145,14 @@ def render(text: str) -> str:
     return text
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], blocks: dict = BLOCKS, script: str = __file__) -> int:
     text = DOC.read_text(encoding="utf-8")
-    fresh = render(text)
+    fresh = render(text, blocks)
     if "--write" in argv:
         DOC.write_text(fresh, encoding="utf-8")
         return 0
     if fresh != text:
-        print(f"{DOC} is not current: run {Path(__file__).name} --write", file=sys.stderr)
+        print(f"{DOC} is not current: run {Path(script).name} --write", file=sys.stderr)
         return 1
     return 0
 

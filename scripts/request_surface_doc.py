@@ -10,13 +10,11 @@ tests/repo/test_request_surface.py checks every block is current.
 
 from __future__ import annotations
 
-import re
 import sys
-from pathlib import Path
 
+import model_docs  # scripts/: the doc's generated blocks are written by one function
 from qwen_gateway import request_surface as rs
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "compatibility.md"
 PROVIDERS = (("dashscope", "DashScope"), ("selfhosted", "Self-hosted"), ("qwenweb", "Qwen Chat web"))
 DIALECTS = (("responses", "Responses"), ("messages", "Messages"), ("completions", "Legacy completions"))
 
@@ -61,26 +59,5 @@ def kept_table() -> str:
 BLOCKS = {"request-fields": fields_table, "request-kept": kept_table}
 
 
-def render(text: str) -> str:
-    for name, make in BLOCKS.items():
-        pattern = re.compile(rf"(<!-- generated: {name} -->\n)(?:.*?\n)?(<!-- end: {name} -->)", re.S)
-        if not pattern.search(text):
-            raise SystemExit(f"{DOC}: no generated block {name!r}")
-        text = pattern.sub(lambda m, body=make(): m.group(1) + body + "\n" + m.group(2), text)
-    return text
-
-
-def main(argv: list[str]) -> int:
-    text = DOC.read_text(encoding="utf-8")
-    fresh = render(text)
-    if "--write" in argv:
-        DOC.write_text(fresh, encoding="utf-8")
-        return 0
-    if fresh != text:
-        print(f"{DOC} is not current: run {Path(__file__).name} --write", file=sys.stderr)
-        return 1
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(model_docs.main(sys.argv[1:], BLOCKS, __file__))  # the same doc, the same check or --write
