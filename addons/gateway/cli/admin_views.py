@@ -85,24 +85,23 @@ def conversations(where: AuthSettings, method: str, query: dict[str, str], who: 
     """qwen-usage conversations: the newest conversations, their cache hits and misses."""
     _only(query, "since", "account", "model", "key", "limit")
     filters, limit = _filters(query), _limit(query)
-    ledger = _ledger(where)
-    if ledger is None:
-        return {"rows": []}
-    try:
-        return {"rows": usage_conversations.conversations(ledger, *filters.sql(), limit)}
-    finally:
-        ledger.close()
+    return {"rows": _read(where, lambda ledger: usage_conversations.conversations(ledger, *filters.sql(), limit))}
 
 
 def requests(where: AuthSettings, method: str, query: dict[str, str], who: str) -> dict:
     """qwen-usage requests: the newest requests, oldest first."""
     _only(query, "since", "account", "model", "key", "limit")
     filters, limit = _filters(query), _limit(query)
+    return {"rows": _read(where, lambda ledger: usage.recent(ledger, filters, limit))}
+
+
+def _read(where: AuthSettings, rows: Callable[[Any], list]) -> list:
+    """`rows` of the ledger, which is closed after; none when there is no ledger yet."""
     ledger = _ledger(where)
     if ledger is None:
-        return {"rows": []}
+        return []
     try:
-        return {"rows": usage.recent(ledger, filters, limit)}
+        return rows(ledger)
     finally:
         ledger.close()
 
