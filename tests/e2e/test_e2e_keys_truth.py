@@ -60,20 +60,27 @@ def test_a_folder_gateway_whose_socket_is_gone_is_named_and_the_command_exits_3(
     assert "Applied on 1 running gateway." in done.stdout
 
 
+def _near_and_far(tmp_path, emu, url: str, relay: Relay, gws: list[Gateway]) -> tuple[Gateway, Gateway, dict, str]:
+    """Two gateways on the database at `url`, the far one through `relay` (appended to `gws` as each starts, for the
+    caller's stop), a key `alice` both serve: (near, far, the CLI's env, alice's key)."""
+    for name, at in (("near", url), ("far", relay.url(url))):
+        gws.append(Gateway(tmp_path / name / "gw", env=team_env(tmp_path, emu, name),
+                           args=("--set", f"qwen_state_url={at}")).start())
+    cli = {"QWEN_STATE_URL": url, "QWEN_GATEWAY_HOME": str(tmp_path / "cli")}
+    alice = add_key(cli, "alice")
+    for gw in gws:
+        until(lambda gw=gw: status(gw, alice) == 200, "the key read")
+    return gws[0], gws[1], cli, alice
+
 def test_a_gateway_cut_off_from_postgresql_is_named_and_the_command_exits_3(tmp_path, emu, pg_server, pg_url):  # noqa: F811
     import psycopg
 
     relay = Relay(pg_server.port).start()
-    gws = []
+    gws: list[Gateway] = []
     try:
-        for name, url in (("near", pg_url), ("far", relay.url(pg_url))):
-            gws.append(Gateway(tmp_path / name / "gw", env=team_env(tmp_path, emu, name),
-                               args=("--set", f"qwen_state_url={url}")).start())
-        near, far = gws
-        cli = {"QWEN_STATE_URL": pg_url, "QWEN_GATEWAY_HOME": str(tmp_path / "cli")}
-        alice = add_key(cli, "alice")
+        near, far, cli, alice = _near_and_far(tmp_path, emu, pg_url, relay, gws)
         for gw in gws:
-            until(lambda gw=gw: status(gw, alice) == 200 and status(gw, "sk-qg-other") == 401, "the key read")
+            until(lambda gw=gw: status(gw, "sk-qg-other") == 401, "an unknown key refused")
         with psycopg.connect(pg_url, autocommit=True) as conn:
             def unseen() -> float:
                 row = conn.execute("SELECT extract(epoch FROM clock_timestamp()) - seen FROM qwen_gateways "
@@ -110,16 +117,9 @@ def test_a_step_of_the_database_clock_does_not_hide_a_gateway_cut_off(tmp_path, 
 
     url = pg_clocked.db
     relay = Relay(pg_clocked.port).start()
-    gws = []
+    gws: list[Gateway] = []
     try:
-        for name, at in (("near", url), ("far", relay.url(url))):
-            gws.append(Gateway(tmp_path / name / "gw", env=team_env(tmp_path, emu, name),
-                               args=("--set", f"qwen_state_url={at}")).start())
-        near, far = gws
-        cli = {"QWEN_STATE_URL": url, "QWEN_GATEWAY_HOME": str(tmp_path / "cli")}
-        alice = add_key(cli, "alice")
-        for gw in gws:
-            until(lambda gw=gw: status(gw, alice) == 200, "the key read")
+        near, far, cli, alice = _near_and_far(tmp_path, emu, url, relay, gws)
         with psycopg.connect(url, autocommit=True) as conn:
             def beat() -> float:
                 row = conn.execute("SELECT seen FROM qwen_gateways WHERE pid = %s", (far.proc.pid,)).fetchone()
