@@ -393,3 +393,26 @@ def test_a_sigterm_while_the_addon_imports_stops_cleanly_with_exit_0(emu, oauth_
     text = log.read_text()
     assert "qwen: SIGTERM during start-up" in text and "qwen: gateway stopped" in text, text
     assert "Traceback" not in text, text
+
+
+def test_a_connection_mitmproxy_holds_before_the_gateway_hears_of_it_is_answered_not_cut(
+        make_gateway, emu, oauth_home, tmp_path):
+    """CI, once in 5,500 tests: the last request before the entrance closed got an empty reply. Between asyncio's
+    accept and the gateway's `client_connected` hook mitmproxy holds a connection the gateway has not heard of;
+    the drain stopped past it. Widened here by a user's addon ahead of the gateway whose `client_connected` awaits
+    0.6 s: a request 0.1 s after SIGTERM on an idle gateway is heard of only after the entrance closed (0.25 s of
+    quiet). It is answered 503, never cut."""
+    env = {**oauth_home["env"], "QWEN_GATEWAY_HOME": str(tmp_path / "state"), "QWEN_TEST_CONNECT_DELAY_S": "0.6"}
+    gw = make_gateway(env=env, args=("--set", "qwen_drain_s=5"),
+                      before=(str(ROOT / "tests" / "helpers" / "slow_connect.py"),))
+    assert ask(gw.port) == "200 retry-after=None"
+    signalled = time.monotonic()
+    gw.proc.send_signal(signal.SIGTERM)
+    time.sleep(max(0.0, signalled + 0.1 - time.monotonic()))
+    assert ask(gw.port) == "503 retry-after=5", gw.log()
+    assert gw.proc.wait(30) == 0, gw.log()
+    lines = gw.log().splitlines()
+    answered = next(i for i, ln in enumerate(lines) if "503" in ln and "error=gateway_shutting_down" in ln)
+    stopping = next(i for i, ln in enumerate(lines) if "qwen: drain: nothing in progress; stopping" in ln)
+    assert answered < stopping, gw.log()  # the drain stopped once it was answered, not while mitmproxy held it
+    assert "closed 1 open client connection" not in gw.log(), gw.log()

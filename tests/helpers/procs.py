@@ -119,8 +119,10 @@ class Gateway:
 
     def __init__(self, workdir: Path, *, mode: str = "reverse:https://portal.qwen.ai", tool: str = "mitmdump",
                  args: tuple[str, ...] = (), env: dict[str, str] | None = None, listen: str = "127.0.0.1",
-                 prefix: tuple[str, ...] = (), connlog: bool = False, fork: bool = True, port: int = 0) -> None:
+                 prefix: tuple[str, ...] = (), connlog: bool = False, fork: bool = True, port: int = 0,
+                 before: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
+        self.before = before  # scripts loaded ahead of the gateway: their hooks run before its own
         # False: started by Popen even when the fork server could fork it (a test that reads the process's memory)
         self.fork = fork
         self.prefix = prefix  # what runs mitmdump (and then execs it: the pid stays mitmdump's), e.g. a namespace or prlimit
@@ -151,7 +153,8 @@ class Gateway:
             env.pop(k, None)  # the machine's proxy never; one a test gives (self.env) is kept
         env.update(self.env)
         cmd = [*self.prefix, str(BIN / self.tool), "--set", f"confdir={self.workdir / 'conf'}", "--mode",
-               f"{self.mode}@{self.listen}:{self.listen_port}", "-s", str(PORTFILE_ADDON), "-s", str(ADDON),
+               f"{self.mode}@{self.listen}:{self.listen_port}", "-s", str(PORTFILE_ADDON),
+               *(a for script in self.before for a in ("-s", script)), "-s", str(ADDON),
                *(("-s", str(CONNLOG_ADDON)) if self.connlog is not None else ()), *self.args]
         if self.tool == "mitmweb":
             cmd += ["--set", "web_open_browser=false"]

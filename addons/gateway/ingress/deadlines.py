@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from mitmproxy import http
@@ -31,7 +31,7 @@ from mitmproxy.utils import asyncio_utils
 
 from ..errors import GatewayError
 from ..log_tally import LogTally
-from .listeners import client_io
+from .listeners import client_ids, client_io
 
 log = logging.getLogger("qwen")
 
@@ -44,12 +44,16 @@ class _Client:
     exchanges: set[str] = field(default_factory=set)  # flow ids of the exchanges in progress
     served: bool = False  # an exchange has ended on it: late now means idle after an answer
     tunnel: bool = False  # a CONNECT was answered: what follows may be TLS
+    head_at: float = float("-inf")  # when its last HTTP request head came
+    http2: bool = False  # its requests are HTTP/2's: it stays open after each answer, drain or not
 
 
 class HeadDeadlines:
-    def __init__(self, tally: LogTally, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, tally: LogTally, clock: Callable[[], float] = time.monotonic,
+                 held: Callable[[], Iterable[str]] = client_ids) -> None:
         self.tally = tally
         self.clock = clock
+        self.held = held  # the client connections mitmproxy holds, heard of by the hooks or not yet
         self._clients: dict[str, _Client] = {}
         self._owing: dict[str, float] = {}  # client id -> since when it owes a head; oldest first
         self._task: asyncio.Task | None = None
@@ -67,6 +71,8 @@ class HeadDeadlines:
         if c is not None:  # not a replay, nor a client that connected before the gateway loaded
             self._owing.pop(flow.client_conn.id, None)
             c.exchanges.add(flow.id)
+            if isinstance(flow, http.HTTPFlow):
+                c.head_at, c.http2 = self.clock(), flow.request.http_version.startswith("HTTP/2")
         self.last_head = self.clock()
 
     def ended(self, flow) -> None:
@@ -96,6 +102,16 @@ class HeadDeadlines:
         """Connections accepted that have sent no request yet (the drain answers them before it stops)."""
         clients = (self._clients.get(cid) for cid in self._owing)
         return sum(1 for c in clients if c is not None and not c.served and not c.tunnel)
+
+    def answers_owed(self, since: float) -> int:
+        """What the drain waits for once its entrance is closed: the connections accepted that owe their first
+        request, those mitmproxy holds that no hook has told of yet (a connection is registered before its
+        `client_connected` runs, and an addon ahead of the gateway may await there), and those whose request came
+        at `since` or later and are still open — the drain's 503 says `Connection: close`, so an HTTP/1 one closes
+        once its answer is out (an HTTP/2 one counts while its exchange runs)."""
+        unheard = sum(1 for cid in self.held() if cid not in self._clients)
+        answering = sum(1 for c in self._clients.values() if c.head_at >= since and (c.exchanges or not c.http2))
+        return self.first_heads_owed() + unheard + answering
 
     # ---- the clock ----
 

@@ -45,6 +45,7 @@ log = logging.getLogger("qwen")
 
 CLOSE_WAIT_S = 5.0  # a listener's socket is normally gone within milliseconds
 QUEUE_WAIT_S = 1.0  # the drain: how long asyncio may take to accept what the kernel queued (none, out of descriptors)
+HANDOFF_TURNS = 8  # turns of the loop from asyncio's accept to mitmproxy's handler (task, transport, protocol, handler)
 POLL_S = 0.01
 
 
@@ -174,6 +175,8 @@ async def stop_listening() -> None:
             if not select.select(taken, [], [], 0)[0]:
                 break
             await asyncio.sleep(POLL_S)
+        for _ in range(HANDOFF_TURNS):  # what it accepted reaches mitmproxy's handler (client_ids) in a few turns
+            await asyncio.sleep(0)
         return
     quiet = QuietStop()  # the drain's lines say it: mitmproxy's `… at 127.0.0.1:8080 stopped.` would read as a crash
     await quiet.during(ps.servers.update([]))
@@ -231,6 +234,13 @@ async def close_clients(*own: Ends) -> int:
     for server in own:
         await server.ended()
     return len(handlers)
+
+
+def client_ids() -> list[str]:
+    """The TCP client connections mitmproxy holds: registered as their handler starts, before any hook."""
+    master = getattr(ctx, "master", None)
+    ps = master.addons.get("proxyserver") if master is not None else None
+    return [cid for cid in ps.connections if isinstance(cid, str)] if ps is not None else []
 
 
 def client_io(client_id: str):

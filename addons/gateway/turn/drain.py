@@ -50,7 +50,7 @@ class ClientConnections(Protocol):
 
     last_head: float  # when the last request head arrived (time.monotonic)
 
-    def first_heads_owed(self) -> int: ...  # connections accepted that have sent no request yet
+    def answers_owed(self, since: float) -> int: ...  # connections accepted and not yet answered (ingress/deadlines.py)
 
 
 class Drain:
@@ -123,7 +123,7 @@ class Drain:
         # what the listeners accepted before the entrance closed: its request comes, and is answered (past the
         # deadline too: a turn still running is then ended with its error, a new one refused, never cut)
         first_heads = time.monotonic() + FIRST_HEAD_S
-        await _until(lambda: not (self._owed(first_heads) or (self.in_progress() and time.monotonic() < deadline)),
+        await _until(lambda: not (self._owed(began, first_heads) or (self.in_progress() and time.monotonic() < deadline)),
                      max(FIRST_HEAD_S, deadline - time.monotonic()))
         left = self.in_progress()
         if left:
@@ -138,9 +138,10 @@ class Drain:
         last = max(began, self.connections.last_head if self.connections is not None else began)
         return time.monotonic() - last < QUIET_S
 
-    def _owed(self, until: float) -> bool:
-        """A connection accepted before the entrance closed has still to send its request (until `until`)."""
-        return self.connections is not None and time.monotonic() < until and self.connections.first_heads_owed() > 0
+    def _owed(self, since: float, until: float) -> bool:
+        """A connection accepted before the entrance closed has still to send its request, or to read the answer
+        to one sent since the signal (until `until`)."""
+        return self.connections is not None and time.monotonic() < until and self.connections.answers_owed(since) > 0
 
     def _stop(self) -> None:
         if self.shutdown is not None:

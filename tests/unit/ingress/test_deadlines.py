@@ -85,6 +85,41 @@ def test_what_the_drain_asks_connections_that_owe_their_first_head_and_when_the_
     assert d.first_heads_owed() == 0
 
 
+def test_what_the_drain_waits_for_once_closed_connections_unheard_of_or_answering_a_request_since_the_signal():
+    """CI: the last request before the entrance closed got an empty reply: mitmproxy held its connection, the
+    hooks had not told of it, and the drain stopped. Owed an answer: a connection mitmproxy holds unheard of, one
+    owing its first head, one whose request came since the signal until it closes (HTTP/1: the drain's answer
+    closes it) or, HTTP/2, until its exchange ends. Not: a request from before the signal (the stop ends it)."""
+    clock = Clock()
+    held: list[str] = []
+    d = deadlines.HeadDeadlines(LogTally(logging.getLogger("qwen.test")), clock=clock, held=lambda: held)
+    before, after, h2, unheard = (tflow.tclient_conn() for _ in range(4))
+    for c in (before, after, h2):
+        d.opened(c)
+        held.append(c.id)
+    stream = _flow(before)
+    d.began(stream)  # its request came before the signal
+    clock.now += 1
+    since = clock.now  # the signal
+    assert d.answers_owed(since) == 2  # `after` and `h2` owe their first head
+    held.append(unheard.id)  # accepted: mitmproxy's handler runs, its client_connected not yet ours
+    assert d.answers_owed(since) == 3
+    d.opened(unheard)
+    refused, multiplexed = _flow(after), _flow(h2)
+    multiplexed.request.http_version = "HTTP/2.0"
+    d.began(refused)
+    d.began(multiplexed)
+    assert d.answers_owed(since) == 3  # `unheard` owes its head, the two are answered
+    d.ended(refused)
+    d.ended(multiplexed)
+    assert d.answers_owed(since) == 2  # `after` until it closes; `h2` is idle, kept open
+    d.closed(after)
+    held.remove(after.id)
+    d.closed(unheard)
+    held.remove(unheard.id)
+    assert d.answers_owed(since) == 0  # `before`'s stream is not waited for
+
+
 def test_flows_of_clients_the_gateway_never_saw_open_are_ignored():
     d = deadlines.HeadDeadlines(LogTally(logging.getLogger("qwen.test")), clock=Clock())
     replay = tflow.tflow()

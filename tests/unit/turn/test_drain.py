@@ -45,13 +45,13 @@ def exchange() -> Exchange:
 
 
 class Connections:
-    """What the drain sees of the connections: when the last request came, and those owing their first one."""
+    """What the drain sees of the connections: when the last request came, and those owed an answer."""
 
     def __init__(self) -> None:
         self.last_head = float("-inf")
         self.owed = 0
 
-    def first_heads_owed(self) -> int:
+    def answers_owed(self, since: float) -> int:
         return self.owed
 
 
