@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from helpers.browser import chromium
 from helpers.procs import BIN
 from helpers.ledger import ledger_rows
 from qwen_gateway.observe.ledger import FILENAME, Ledger
@@ -128,22 +129,8 @@ def trap():
 
 @pytest.fixture
 def browser(tmp_path):
-    chromium, driver_bin = shutil.which("chromium"), shutil.which("chromedriver")
-    if not chromium or not driver_bin:
-        pytest.skip("Debian chromium/chromium-driver not installed (scripts/install-test-tools.sh installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                f"--user-data-dir={tmp_path / 'chrome'}", "--window-size=1200,900"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(driver_bin), options=opts)
-    try:
+    with chromium(tmp_path / "chrome") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 TABLE = "return [...document.querySelectorAll(arguments[0] + ' tbody tr')].map(tr => [...tr.cells].map(c => " \

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 from mitmproxy import exceptions
 
 from ..settings.auth import AuthSettings
-from . import admin_creds
+from . import admin_console, admin_creds
 from .admin_api import AdminApi, Answer, error
 
 log = logging.getLogger("qwen")
@@ -51,6 +51,9 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PATCH = do_DELETE = do_PUT = do_GET
 
     def _serve(self) -> None:
+        if self.command == "GET" and (found := admin_console.page(urlsplit(self.path).path)) is not None:
+            self._file(*found)  # the console's files hold no data: what they show needs the credential
+            return
         who = self._who()
         if who is None:
             self.close_connection = True  # its body unread: the connection cannot carry another request
@@ -94,6 +97,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _file(self, data: bytes, kind: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in admin_console.HEADERS.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002  (http.server's own name)
         """http.server's own stderr lines: not kept (the changes are logged above, without secrets)."""
 
@@ -128,8 +140,8 @@ class AdminListener:
         threading.Thread(target=server.serve_forever, name="qwen: admin API", daemon=True).start()
         self._server, self.address = server, address
         host, port = str(address[0]), int(server.server_address[1])
-        log.info("qwen: admin API on http://%s:%d/admin/v1/ (docs/admin-api.md)",
-                 f"[{host}]" if ":" in host else host, port)
+        shown = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        log.info("qwen: admin API on %s/admin/v1/, its console on %s/console (docs/admin-api.md)", shown, shown)
 
     def stop(self) -> None:
         if self._server is not None:
