@@ -211,4 +211,4 @@ def drift_check(provider: str) -> Callable[..., None] | None:
 def admin_listener(settings: Callable[[], Any]) -> AdminListener:
     """The admin API's listener (qwen_admin_listen): qwen-keys' and qwen-usage's operations over HTTP, on the
     accounts and state `settings()` names."""
-    return AdminListener(settings)
+    return AdminListener(settings, drift_check)

@@ -98,3 +98,44 @@ def test_a_keys_lifecycle_through_the_admin_api_holds_on_two_gateways(tmp_path, 
     finally:
         api.close()
         stop_all(gws)
+
+
+def test_the_health_check_through_the_admin_api_names_a_missing_tool_parser_and_a_small_window(tmp_path):
+    """The model health check (issue 82 item 3) on demand over the API, as `qwen-auth check NAME --deep` runs it:
+    a 2026 vLLM started without a tool parser or a reasoning parser, its window 40,960 tokens."""
+    from helpers.home import Home
+    from helpers.procs import start_emulator
+    from helpers.team import qwen_keys
+
+    secret, model = "sk-team-gpu", "Qwen/Qwen3.6-27B"
+    server = start_emulator(tmp_path, "--serve", "vllm", "--vllm-version", "0.20.0", "--model", model, "--api-key",
+                            secret, "--max-model-len", "40960")
+    home = Home(tmp_path / "team")
+    home.selfhosted("gpu", server.url + "/v1", secret=secret, default_model=model)
+    env = home.env()
+    admin = qwen_keys(env, "add-admin", "lead").stdout.strip().splitlines()[-1]
+    port = free_port()
+    gw = Gateway(tmp_path / "gw", env=env, args=("--set", f"qwen_admin_listen={port}"))
+    api = httpx.Client(base_url=f"http://127.0.0.1:{port}/admin/v1", headers={"Authorization": f"Bearer {admin}"},
+                       trust_env=False, timeout=120)
+    try:
+        gw.start()
+        r = api.post("/accounts/gpu/check", json={"deep": True})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["healthy"] is False and body["account"] == "gpu", body
+        said = "\n".join(body["lines"])
+        assert "DIFF window: Qwen/Qwen3.6-27B's is 40,960 tokens" in said, said
+        assert "DIFF tool calls: the server refuses tool_choice \"auto\"" in said and "--tool-call-parser" in said
+        assert "DIFF reasoning:" in said and body["spent_tokens"] > 0, said
+        assert secret not in r.text
+        assert api.post("/accounts/gpu/check").json()["healthy"] is False  # not deep: the window, nothing spent
+        assert api.post("/accounts/nobody/check").status_code == 404
+        assert api.get("/accounts/gpu/check").status_code == 405
+        refused = api.post("/accounts/gpu/check", json={"deep": "yes"})
+        assert refused.status_code == 400 and refused.json()["error"]["field"] == "deep"
+    finally:
+        api.close()
+        stop_all([gw])
+        server.stop()
+    assert "admin API: POST /admin/v1/accounts/gpu/check by lead: 200" in gw.log() and secret not in gw.log()

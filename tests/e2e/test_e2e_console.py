@@ -93,6 +93,11 @@ def test_the_console_in_chromium_logs_in_shows_spend_makes_and_revokes_a_key(tmp
             accounts = driver.execute_script(TABLE, "accounts")
             assert [a[0] for a in accounts] == ["emu"] and accounts[0][2] == "ok", accounts
 
+            driver.find_element(By.CSS_SELECTOR, "#accounts tr[data-account=emu] button.check").click()
+            said = wait(driver, "const s = document.getElementById('status').textContent; "
+                                "return s.startsWith('emu: ') && s", "the health check's answer")
+            assert "models read" in said, said  # what the emulator's list says, against the catalogue
+
             driver.find_element(By.ID, "add-name").send_keys("bob")
             driver.find_element(By.ID, "add-daily-tokens").send_keys("5000")
             driver.find_element(By.CSS_SELECTOR, "#add-form button").click()

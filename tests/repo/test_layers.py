@@ -190,6 +190,7 @@ def test_credentials_are_core_below_the_pool():
                                                             "qwen_gateway.upstream.dashscope.provider",
                                                             "qwen_gateway.cli.auth_keys", "qwen_gateway.cli.auth_web",
                                                             "qwen_gateway.cli.auth_status",
+                                                            "qwen_gateway.cli.auth_check",  # the key it checks with
                                                             "qwen_gateway.cli.service_unit",
                                                             "qwen_gateway.cli.admin_creds"}  # written as credentials are
 

@@ -18,7 +18,8 @@ from typing import Any
 from ..settings.auth import AuthSettings
 from ..tenancy import budgets
 from ..tenancy.store import KeyNameError, NoSuchKey
-from . import admin_views, keys_applied, keys_lock, keys_ops
+from . import admin_views, auth_check, keys_applied, keys_lock, keys_ops
+from .auth_common import EXIT_NO_ACCOUNT, CliError
 from .keys_list import rows
 
 NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9@._-]{0,63}\Z")  # qwen-keys' names (cli/keys.py)
@@ -50,8 +51,9 @@ def bad(field: str, message: str) -> Refused:
 class AdminApi:
     """`settings`: this gateway's accounts and state as its options say now (they may change while it runs)."""
 
-    def __init__(self, settings: Callable[[], AuthSettings]) -> None:
+    def __init__(self, settings: Callable[[], AuthSettings], checks: auth_check.Checks = lambda provider: None) -> None:
         self.settings = settings
+        self.checks = checks  # a provider's name -> its health check (components.drift_check)
 
     def place(self) -> keys_ops.Place:
         now = self.settings()
@@ -70,6 +72,8 @@ class AdminApi:
         what, rest = parts[2], parts[3:]
         if what == "keys":
             return self._keys(method, rest, body, who)
+        if what == "accounts" and len(rest) == 2 and rest[1] == "check":
+            return self._check(method, rest[0], body)
         view = admin_views.VIEWS.get(what)
         if view is None or rest:
             raise Refused(404, "not_found", f"no such admin route: {path} (docs/admin-api.md)")
@@ -108,6 +112,29 @@ class AdminApi:
         if method == "DELETE":
             return self._change("delete", name, _json(body, empty_ok=True), who)
         raise Refused(405, "method_not_allowed", f"/admin/v1/keys/{name} takes GET, PATCH (set) and DELETE")
+
+    def _check(self, method: str, name: str, body: bytes) -> Answer:
+        """qwen-auth check NAME [--deep] [--model M] [--no-cache-probe]: 200 with the report (`healthy`: no
+        difference), 502 when the upstream did not answer (the report so far in `check`)."""
+        if method != "POST":
+            raise Refused(405, "method_not_allowed", "check takes POST (a deep check spends a little of the key)")
+        given = _json(body, empty_ok=True)
+        if unknown := sorted(set(given) - {"deep", "model", "cache-probe"}):
+            raise bad(unknown[0], "not a field of check (deep, model, cache-probe)")
+        for field in ("deep", "cache-probe"):
+            if not isinstance(given.get(field, True), bool):
+                raise bad(field, "expected true or false")
+        if not isinstance(given.get("model", ""), str):
+            raise bad("model", "expected a model's name")
+        try:
+            report = auth_check.run(self.checks, name, self.settings(), deep=given.get("deep", False),
+                                    model=given.get("model") or None, cache_probe=given.get("cache-probe", True))
+        except auth_check.Unreached as e:
+            return Answer(502, {**error(502, "upstream_unreachable", str(e)).body, "check": e.report.as_json()})
+        except CliError as e:
+            raise Refused(404 if e.code == EXIT_NO_ACCOUNT else 400, "not_found" if e.code == EXIT_NO_ACCOUNT
+                          else "invalid_request", str(e), None if e.code == EXIT_NO_ACCOUNT else "name") from None
+        return Answer(200, {"healthy": not report.differences, **report.as_json(), "lines": report.lines()})
 
     def _rows(self) -> list[dict]:
         store = keys_ops.open_store(self.place())

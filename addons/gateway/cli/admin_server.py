@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 from mitmproxy import exceptions
 
 from ..settings.auth import AuthSettings
-from . import admin_console, admin_creds
+from . import admin_console, admin_creds, auth_check
 from .admin_api import AdminApi, Answer, error
 
 log = logging.getLogger("qwen")
@@ -119,8 +119,9 @@ def _unconfirmed(answer: Answer) -> str:
 class AdminListener:
     """The listener as qwen_admin_listen says: started, moved or stopped when the option changes."""
 
-    def __init__(self, settings: Callable[[], AuthSettings]) -> None:
+    def __init__(self, settings: Callable[[], AuthSettings], checks: auth_check.Checks = lambda provider: None) -> None:
         self.settings = settings
+        self.checks = checks  # a provider's name -> its health check (components.drift_check)
         self.address: tuple[str, int] | None = None
         self._server: _Server | None = None
 
@@ -136,7 +137,7 @@ class AdminListener:
         except OSError as e:
             raise exceptions.OptionsError(f"qwen_admin_listen: cannot listen on {address[0]}:{address[1]}: "
                                           f"{e.strerror}") from None
-        server.api, server.settings = AdminApi(self.settings), self.settings
+        server.api, server.settings = AdminApi(self.settings, self.checks), self.settings
         threading.Thread(target=server.serve_forever, name="qwen: admin API", daemon=True).start()
         self._server, self.address = server, address
         host, port = str(address[0]), int(server.server_address[1])

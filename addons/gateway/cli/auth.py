@@ -28,7 +28,8 @@ import asyncio
 import sys
 from pathlib import Path
 
-from ..accounts import DASHSCOPE, KEY, OAUTH, WEB, Credential
+from ..accounts import DASHSCOPE, OAUTH, WEB
+from .. import components
 from ..auth import oauth, qr
 from .auth_common import (EXIT_DENIED, EXIT_EXPIRED, EXIT_INTERRUPTED, EXIT_LOCAL, EXIT_NO_ACCOUNT, EXIT_OK,
     EXIT_SERVER, CliError)
@@ -38,7 +39,6 @@ from .auth_keys import cmd_add_key
 from .auth_status import cmd_list, cmd_status, when
 from ..auth.names import DEFAULT, check_name
 from ..auth.plans import PLAN_LABELS, PRESETS
-from ..auth.key_account import KeyAccount
 from ..auth.registry import Registry, RegistryError, save_login
 from ..auth.web_account import SERVED
 from .auth_web import OPT_IN, RISK, cmd_add_web
@@ -250,15 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _account(settings: AuthSettings, name: str) -> tuple[str, Credential | None] | None:
-    """`check`'s look-up: the account's kind and, for a key account, its credential; None: no such account."""
-    spec = Registry(settings).find(Registry(settings).load(), name)
-    key = spec is not None and spec.get("kind") == KEY and isinstance(spec.get("base_url"), str)
-    return None if spec is None else (str(spec.get("kind")), KeyAccount(spec).ready() if key else None)
-
-
 HANDLERS = {"login": cmd_login, "add": cmd_login, "add-key": cmd_add_key, "add-web": cmd_add_web, "remove": cmd_remove,
-            "list": cmd_list, "status": cmd_status, "check": lambda a, s: cmd_check(a, s, _account)}
+            "list": cmd_list, "status": cmd_status, "check": lambda a, s: cmd_check(a, s, components.drift_check)}
 
 
 @quiet_when_stdout_closes

@@ -10,8 +10,9 @@ import json
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from .. import components
-from ..accounts import AccountUnavailable, Credential
+from ..accounts import KEY, AccountUnavailable, Credential
+from ..auth.key_account import KeyAccount
+from ..auth.registry import Registry
 from ..drift_report import Report, cleaned
 from ..settings.auth import AuthSettings
 from .auth_common import EXIT_NO_ACCOUNT, EXIT_OK, EXIT_SERVER, CliError
@@ -60,37 +61,65 @@ def check_options(p: argparse.ArgumentParser) -> None:
 
 
 Lookup = Callable[[AuthSettings, str], "tuple[str, Credential | None] | None"]
+Checks = Callable[[str], "Callable[..., None] | None"]  # a provider's name -> its check (components.drift_check)
 
 
-def credential(a, settings: AuthSettings, lookup: Lookup) -> Credential:
+class Unreached(CliError):
+    """The upstream did not answer: the report of what was checked before."""
+
+    def __init__(self, message: str, report: Report) -> None:
+        super().__init__(message, EXIT_SERVER)
+        self.report = report
+
+
+def account(settings: AuthSettings, name: str) -> tuple[str, Credential | None] | None:
+    """The account's kind and, for a key account, its credential; None: no such account."""
+    spec = Registry(settings).find(Registry(settings).load(), name)
+    key = spec is not None and spec.get("kind") == KEY and isinstance(spec.get("base_url"), str)
+    return None if spec is None else (str(spec.get("kind")), KeyAccount(spec).ready() if key else None)
+
+
+def credential(name: str, settings: AuthSettings, lookup: Lookup = account) -> Credential:
     """The account's credential; CliError when there is no such account, it is no key, or its key is missing."""
     try:
-        found = lookup(settings, a.name)
+        found = lookup(settings, name)
     except AccountUnavailable as e:
         raise CliError(f"{e}: the check needs the key") from None
     if found is None:
-        raise CliError(f"no account named {a.name!r}", EXIT_NO_ACCOUNT)
+        raise CliError(f"no account named {name!r}", EXIT_NO_ACCOUNT)
     kind, cred = found
     if cred is None:
-        raise CliError(f"account {a.name!r} is an {kind} account: `check` compares a key account's answers")
+        raise CliError(f"account {name!r} is an {kind} account: `check` compares a key account's answers")
     return cred
 
 
-def cmd_check(a, settings: AuthSettings, lookup: Lookup) -> int:
+def run(checks: Checks, name: str, settings: AuthSettings, *, deep: bool = False, model: str | None = None,
+        cache_probe: bool = True, lookup: Lookup = account) -> Report:
+    """The check of one key account by its provider's check (`checks`, from the composition), as `qwen-auth
+    check` and the admin API run it (CliError: no such key account, or a provider without a check; Unreached:
+    the upstream did not answer)."""
     import httpx
-    cred = credential(a, settings, lookup)
-    report = Report(a.name)
-    run = components.drift_check(cred.provider)
-    if run is None:
-        raise CliError(f"account {a.name!r} is a key of a {cred.provider} server: `check` knows no way to ask it")
+    cred = credential(name, settings, lookup)
+    report = Report(name)
+    check = checks(cred.provider)
+    if check is None:
+        raise CliError(f"account {name!r} is a key of a {cred.provider} server: `check` knows no way to ask it")
     try:
         with httpx.Client(timeout=TIMEOUT_S) as client:
-            run(client, cred, report, deep=a.deep, model=a.model, cache_probe=not a.no_cache_probe)
+            check(client, cred, report, deep=deep, model=model, cache_probe=cache_probe)
     except (httpx.HTTPError, httpx.InvalidURL) as e:
-        _print(a, report)
         host = urlsplit(cred.base_url).netloc
-        raise CliError(f"could not reach {host} ({type(e).__name__}: {cleaned(str(e), cred.token)})",
-                       EXIT_SERVER) from None
+        raise Unreached(f"could not reach {host} ({type(e).__name__}: {cleaned(str(e), cred.token)})",
+                        report) from None
+    return report
+
+
+def cmd_check(a, settings: AuthSettings, checks: Checks, lookup: Lookup = account) -> int:
+    try:
+        report = run(checks, a.name, settings, deep=a.deep, model=a.model, cache_probe=not a.no_cache_probe, lookup=lookup)
+    except Unreached as e:
+        _print(a, e.report)
+        raise
     _print(a, report)
     return EXIT_DIFFERENT if report.differences else EXIT_OK
 

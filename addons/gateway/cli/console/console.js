@@ -194,8 +194,30 @@
   }
   async function loadAccounts() {
     const { data } = await call("GET", "/accounts");
-    fill("accounts", data.accounts.map((a) => row([a.name, a.kind, a.state, a.base_url || "-", num(a.requests_today),
-      a.cooldown_until ? `cooling down until ${a.cooldown_until}` : a.last_error || ""])));
+    fill("accounts", data.accounts.map((a) => {
+      const tr = row([a.name, a.kind, a.state, a.base_url || "-", num(a.requests_today),
+        a.cooldown_until ? `cooling down until ${a.cooldown_until}` : a.last_error || "",
+        a.kind === "key" ? checkButton(a.name) : el("span")]);
+      tr.dataset.account = a.name;
+      return tr;
+    }));
+  }
+  function checkButton(name) {
+    // qwen-auth check NAME, without --deep: it reads the upstream's list and spends nothing
+    const b = el("button", "Check", "check");
+    b.addEventListener("click", async () => {
+      b.disabled = true;
+      say(`Checking ${name}…`);
+      try {
+        const { data } = await call("POST", `/accounts/${encodeURIComponent(name)}/check`, {});
+        say(`${name}: ${data.healthy ? "as the gateway assumes" : "differences"} — ${data.lines.join(" · ")}`,
+          !data.healthy);
+      } catch (e) {
+        say(`Check ${name}: ${e.message}`, true);
+      }
+      b.disabled = false;
+    });
+    return b;
   }
   async function loadLearned() {
     const { data } = await call("GET", "/learned");
