@@ -59,7 +59,7 @@ async def drive(observers, cfg, ex, *, stream: bool = False) -> http.HTTPFlow:
         flow.response = http.Response.make(200, b'{"id": "chatcmpl-1"}', {"content-type": "application/json"})
         ex.result.status = 200
     if ex.count.task is not None:
-        await asyncio.wait_for(asyncio.shield(ex.count.task), 10)
+        await asyncio.wait_for(asyncio.shield(ex.count.task), 120)  # a busy machine is slow, not wrong
     flow.metadata["qwen"] = ex.to_meta()
     await call(observers, "finished", ex, flow)
     return flow

@@ -101,7 +101,7 @@ class Blocks:
 
     def __init__(self, model: object, empty: bool = False) -> None:
         model_json = dumps(model) if not empty else b""
-        self.kinds, self.digests, self.sizes = ([MODEL], [hash(model_json)], [len(model_json)]) if not empty else \
+        self.kinds, self.digests, self.sizes = ([MODEL], [checksum(model_json)], [len(model_json)]) if not empty else \
             ([], [], [])  # empty: blocks that follow others (prints_sent.py)
         self.first_message, self.hour, self.whole_tools, self.tools_hour = -1, False, b"", False
         self.texts: dict[int, int] | None = None
@@ -111,7 +111,7 @@ class Blocks:
 
     def add(self, kind: str, data: bytes) -> None:
         self.kinds.append(kind)
-        self.digests.append(hash(data))
+        self.digests.append(checksum(data))
         self.sizes.append(len(data))
 
     def add_messages(self, messages: list, datas: list[bytes] | None = None) -> list[bytes]:
@@ -131,7 +131,7 @@ class Blocks:
             if m.get("content").__class__ is list or "cache_control" in m:
                 hashed[i] = self.canonical_message(first + i, m)
         self.kinds += kinds
-        self.digests += map(hash, hashed)
+        self.digests += map(checksum, hashed)
         self.sizes += map(len, datas)
         return datas
 
@@ -170,7 +170,7 @@ class Blocks:
             data = dumps(out)
         if images:
             self.texts = self.texts if self.texts is not None else {}
-            self.texts[index] = hash(data)
+            self.texts[index] = checksum(data)
             data += dumps(images)
         return data
 
@@ -183,7 +183,7 @@ class Blocks:
             known = _TOOLSETS.get(digest := hash(whole))
             if known is None:
                 hour = any(isinstance(t, dict) and asks_hour(t) for t in tools)
-                known = _TOOLSETS[digest] = (hour, [(hash(d), len(d)) for d in (dumps(strip(t)) for t in tools)])
+                known = _TOOLSETS[digest] = (hour, [(checksum(d), len(d)) for d in (dumps(strip(t)) for t in tools)])
                 if len(_TOOLSETS) > TOOLSETS:
                     _TOOLSETS.popitem(last=False)
             else:  # moved to the end; a worker thread (diagnosis.py) may have dropped it meanwhile
@@ -197,7 +197,7 @@ class Blocks:
 
     def done(self, settings: int = 0, reuse: Reuse | None = None) -> Print:
         first = self.first_message if self.first_message >= 0 else len(self.kinds)
-        return Print("".join(self.kinds), array("q", self.digests).tobytes(), array("I", self.sizes), first,
+        return Print("".join(self.kinds), array("Q", self.digests).tobytes(), array("I", self.sizes), first,
                      self.texts, settings, HOUR if self.hour else MINUTES, reuse, tuple(self.marks), self.spans)
 
 
@@ -216,7 +216,7 @@ def encoded(messages: list) -> list[bytes]:
 
 
 def settings_of(body: dict) -> int:
-    return hash(dumps([body.get(k) for k in SETTINGS]))
+    return checksum(dumps([body.get(k) for k in SETTINGS]))
 
 
 def leading(messages: list) -> int:

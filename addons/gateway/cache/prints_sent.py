@@ -57,7 +57,7 @@ def _tools(before: Print, reuse: Reuse) -> tuple:
     """`before`'s tool blocks and its tools' JSON (length, checksum), as prints.of_chat takes them."""
     lo = 1 + reuse.system_blocks
     hi = lo + reuse.tool_blocks
-    return reuse.tools_hour, list(zip(array("q", before.raw[8 * lo:8 * hi]), before.sizes[lo:hi])), reuse.tools_len, \
+    return reuse.tools_hour, list(zip(array("Q", before.raw[8 * lo:8 * hi]), before.sizes[lo:hi])), reuse.tools_len, \
         reuse.tools_sum
 
 
@@ -74,7 +74,7 @@ def _grown(body: dict, messages: list, before: Print, reuse: Reuse, kept: int, h
     b = Blocks(None, empty=True)
     b.add_messages(tail, datas)  # its blocks numbered from 0: they follow the repeated ones
     repeated = before.first_message + kept - reuse.lead  # the blocks this turn repeats
-    raw = b"".join((array("q", [hash(model)]).tobytes(), before.raw[8:8 * repeated], array("q", b.digests).tobytes()))
+    raw = b"".join((array("Q", [checksum(model)]).tobytes(), before.raw[8:8 * repeated], array("Q", b.digests).tobytes()))
     sizes = array("I", [len(model)])
     sizes += before.sizes[1:repeated]
     sizes += array("I", b.sizes)

@@ -5,6 +5,7 @@ tool list costs when it comes back unchanged."""
 from __future__ import annotations
 
 import copy
+import json
 import tracemalloc
 
 import orjson
@@ -108,3 +109,24 @@ def test_content_parts_read_as_qwen_reads_them():
     assert canonical_content([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]) == ("ab", None)
     assert canonical_content([{"type": "text", "text": "a"}, image]) == ("a", [strip(image)])
     assert asks_hour({"cache_control": {"type": "ephemeral", "ttl": "1h"}}) and not asks_hour(image)
+
+
+def test_a_print_is_the_same_in_every_process():
+    """Gateways of one team compare a turn one of them printed with a turn another printed (cache/shared.py):
+    Python's own `hash` of bytes is seeded per process (PYTHONHASHSEED), so the print's digests must not be it."""
+    import os
+    import subprocess
+    import sys
+
+    body = {"model": "qwen3-coder-plus", "temperature": 0.2, "tools": [{"type": "function", "function": {"name": "f"}}],
+            "messages": [{"role": "system", "content": "be brief"},
+                         {"role": "user", "content": [{"type": "text", "text": "hi"},
+                                                      {"type": "image_url", "image_url": {"url": "data:x"}}]}]}
+    script = ("import json, sys; from qwen_gateway.cache.prints import of_chat; p = of_chat(json.load(sys.stdin), True); "
+              "print(json.dumps([p.raw.hex(), p.settings, sorted((p.texts or {}).items())]))")
+    seen = set()
+    for seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", script], input=json.dumps(body), capture_output=True, text=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed}, check=True).stdout
+        seen.add(out)
+    assert len(seen) == 1, seen
