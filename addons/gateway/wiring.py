@@ -7,8 +7,8 @@
     the checks             before upstream, in order: the drain (no new turn once SIGTERM came), the cache
                            fixes (turn/cache_fixes.py: qwen_cache_fixes), the route
                            (turn/model_route.py: qwen_routes), the context guard (turn/context_guard.py), a
-                           named key's budgets and rate limits (tenancy/team.py); on each attempt,
-                           once the model as sent is known, a USD budget's check (the engine asks the team)
+                           named key's budgets and rate limits (tenancy/team.py), the team's cache turns
+                           (cache/shared.py); on each attempt, a USD budget's check (the engine asks the team)
     the turn               (turn/runner.py) with the engine, the checks, the observers and the settlement
     its transports         (turn/) the relay (HTTP streams), the WebSocket (speaking the Responses API's
                            messages), background runs
@@ -44,8 +44,7 @@ from .dispatch import Observers, call_safely
 from .ingress import listeners, exposure as options, passthrough, startup
 from .ingress.connection_policy import ConnectionPolicy
 from .ingress.hostile import HostileClients
-from .tenancy.team import Team
-from .tenancy import refusals
+from .tenancy import refusals, team
 from .ingress.untrusted import MistakeLines
 from .seams import shutdown_signals
 from .turn.drain import Drain
@@ -76,7 +75,7 @@ class Wiring:
         self._fixed_pool = pool  # tests hand in a pool (and a fake upstream); otherwise built from the options
         self.pool: Pool | None = pool
         self.config = Config()
-        self.team = Team()  # named client keys (qwen-keys): checked at the entrance, spend counted when finished
+        self.team = team.Team()  # named client keys (qwen-keys): checked at the entrance, spend counted when finished
         self.told = MistakeLines()  # a client's mistake (a certificate, a CONNECT), said once an hour however often made
         self.team.deleted.append(lambda name: self._responses().forget_owner(name))  # gone for good
         self.team.ended.append(self._key_ended)
@@ -96,7 +95,7 @@ class Wiring:
         self.settle = Settlement(pool=lambda: self.pool, observers=self.observers, flows=self._flows, formats=self.formats,
                                  prices=lambda: self.config.prices, lists=lambda: self.config.models.accounts)
         self.drain = Drain(in_progress=lambda: len(self._flows))  # every exchange running, whatever its transport
-        checks = (self.drain.check, self.fix_cache_noise, self.route, self.check_context, self.team.limit)
+        checks = (self.drain.check, self.fix_cache_noise, self.route, self.check_context, self.team.limit, self.diagnoser.recall)
         self.turns = Turns(open_upstream=self.engine.open, checks=checks, observers=self.observers,
                            settlement=self.settle, idle_timeout=lambda: self.config.stream_idle_timeout,
                            resume_upstream=self.engine.resume, read_before=self.diagnoser.read_before)
@@ -151,6 +150,7 @@ class Wiring:
                 self.policy.learned = SharedLearnedFacts(new.state_dir, Database(new.state_url)) \
                     if new.state_url else LearnedFacts(new.state_dir)
                 self.policy.learned.start()
+                self.diagnoser.share(Database(new.state_url) if new.state_url else None)  # the doctor's turns
             self.engine.pairing, self.policy.bindings, self.policy.fallbacks = pairing, new.bindings, new.fallbacks
             stale = self.engine.reconfigure(new)
             if stale is not None:

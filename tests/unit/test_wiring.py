@@ -9,8 +9,9 @@ from qwen_gateway.wiring import Wiring
 
 def test_every_transport_runs_the_one_turn_with_the_checks_in_order():
     w = Wiring(observers=[])
-    # the cache fixes before anything reads the request; the route before the guard
-    assert w.turns.checks == (w.drain.check, w.fix_cache_noise, w.route, w.check_context, w.team.limit)
+    # the cache fixes before anything reads the request; the route before the guard; the team's cache turns last
+    assert w.turns.checks == (w.drain.check, w.fix_cache_noise, w.route, w.check_context, w.team.limit,
+                              w.diagnoser.recall)
     assert w.relay.runner is w.turns and w.sockets.turns.runner is w.turns and w.background.runner is w.turns
     assert w.sockets.turns.dialect.endpoint is w.endpoints["/responses"]
     assert w.turns.open_upstream == w.engine.open and w.turns.settlement is w.settle

@@ -20,9 +20,11 @@ from .compare import Turn, Verdict, closest, diagnose, first_change, resumes_at
 from .memory import Memory
 from .prints_forms import of_body
 from .prints_sent import of_sent
+from .shared import SharedTurns, recall_args
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
+    from ..storage.pg import Database
     from ..providers import Leg
     from .prints import Print
 
@@ -41,6 +43,21 @@ class Diagnoser:
     def __init__(self, memory: Memory | None = None, catch_up: Callable[[], None] = lambda: None) -> None:
         self.memory = memory if memory is not None else Memory()
         self.catch_up = catch_up
+        self.shared: SharedTurns | None = None  # the team's gateways' turns, on qwen_state_url (shared.py)
+
+    def share(self, db: Database | None) -> None:
+        """Turns shared with the gateways of `db` (qwen_state_url), or kept by this gateway alone (None)."""
+        if self.shared is not None:
+            self.shared.close()
+        self.shared = SharedTurns(db) if db is not None else None
+        if self.shared is not None:
+            self.shared.start()
+
+    async def recall(self, ex: Exchange) -> None:
+        """A check before upstream: what the team's other gateways know of this turn's conversation and of the
+        response it names, into this gateway's memory (shared.py; nothing without a shared database)."""
+        if self.shared is not None and (ex.conversation is not None or ex.cache_ask is not None):
+            await self.shared.recall(self.memory, *recall_args(ex))
 
     def begin(self, ex: Exchange) -> None:
         """As the request goes upstream (the cache doctor's `upstream_request`): a turn with more than

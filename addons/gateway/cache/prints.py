@@ -8,8 +8,9 @@
 What Qwen reads is the same whether a message's text comes as a string or as text parts (its chat template
 joins them), so a message's text parts count as their joined text; cache markers (`cache_control`,
 `prompt_cache_breakpoint`: the client's, or the gateway's own, which moves to the last message every turn) are
-no part of the prompt. Each block is hashed from its compact JSON (orjson) with Python's `hash`, keyed per
-process: never written anywhere, never a copy of the prompt. Each block's size (bytes of JSON) gives the token
+no part of the prompt. Each block is hashed from its compact JSON (orjson) with xxh3 (checksum.py): the same in
+every process, so gateways of one team compare each other's turns (shared.py); a hash, never a copy of the
+prompt. Each block's size (bytes of JSON) gives the token
 estimates clients are told. A chat body also keeps what lets the next turn of its conversation skip the part it
 repeats (`Reuse`, prints_sent.py); a pass-through body (Anthropic's form, Qwen's own Responses API's) is read by
 prints_forms.py into the same blocks.

@@ -84,8 +84,11 @@ class CacheDoctor(Observer):
         verdict = diagnose(was, now)
         self.memory.add(kept, now)
         asked = ex.cache_ask
-        if asked is not None and asked.keep and asked.answer_id:
-            self.memory.keep_id(ex.key.name, asked.answer_id, now)
+        named = asked.answer_id if asked is not None and asked.keep and asked.answer_id else None
+        if named:
+            self.memory.keep_id(ex.key.name, named, now)
+        if self.diagnoser.shared is not None:  # the team's other gateways: the turn's number, its print, its id
+            self.diagnoser.shared.put(kept.key, now, named)
         cache = CacheTurn(kept.key, now.turn, prompt, now.cached, now.written, verdict.cause, verdict.lost,
                           lifetime=now.lifetime if now.explicit else None)
         if verdict.cause is not None:
@@ -101,6 +104,8 @@ class CacheDoctor(Observer):
         if asked is not None and asked.keep and asked.answer_id and (now := self.diagnoser.turn(ex)) is not None:
             now.prompt = prompt
             self.memory.keep_id(ex.key.name, asked.answer_id, now)
+            if self.diagnoser.shared is not None:  # no conversation's turn: found by its id alone
+                self.diagnoser.shared.put(f"id:{asked.answer_id}", now, asked.answer_id)
 
     def _show(self, ex: Exchange, cache: CacheTurn, verdict: Verdict, was: Turn | None, now: Turn, meta: dict) -> None:
         """The verdict's line and the blocks around the change, for mitmweb's comment and view."""
