@@ -337,20 +337,26 @@ def without_heartbeats(statements: list[str]) -> list[str]:
     """The statements but the gateway's heartbeat transactions (BEGIN, its statement, COMMIT): it says it is alive
     every two seconds whatever it serves, and a measurement that lasts longer (a busy machine) meets one."""
     transactions: dict[str, list[str]] = {}  # by backend: another connection's statements interleave
+    outside: dict[str, list[str]] = {}  # by backend: statements in no transaction begun within the measurement
     out: list[str] = []
     for st in statements:
         backend = st.split("]", 1)[0]
         if st.endswith(": BEGIN"):
+            out.extend(outside.pop(backend, []))
             transactions[backend] = []
         if backend not in transactions:
-            out.append(st)
+            if st.endswith(": COMMIT"):  # the end of a transaction begun before the measurement (a busy machine's
+                outside.pop(backend, None)  # heartbeat, begun a moment before): not this measurement's work
+            else:
+                outside.setdefault(backend, []).append(st)
             continue
         transactions[backend].append(st)
         if st.endswith(": COMMIT"):
             done = transactions.pop(backend)
             if not any(name in s for s in done for name in HEARTBEAT):
                 out.extend(done)
-    return out + [st for open_one in transactions.values() for st in open_one]
+    return out + [st for lone in outside.values() for st in lone] + \
+        [st for open_one in transactions.values() for st in open_one]
 
 
 def _read(statement: str) -> bool:

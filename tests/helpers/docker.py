@@ -37,6 +37,9 @@ BUILD_STAGE = "qwen-gateway:test-build"
 POSTGRES_IMAGE = "qwen-gateway-postgres:test"
 CA_STORE = Path("/etc/ssl/certs/ca-certificates.crt")
 EMULATOR = ROOT / "scripts" / "qwen_emulator.py"
+# what the legacy builder says when the daemon, not the Dockerfile, failed (seen on a machine under stress-ng:
+# "unexpected EOF" while copying a stage's layer)
+DAEMON_FAULTS = ("unexpected EOF",)
 
 
 def docker(*args: str, timeout: float = 120, check: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -121,7 +124,14 @@ def build(tag: str, *args: str, context: Path = ROOT) -> float:
     try:
         if context == ROOT and CA_STORE.exists():
             shutil.copyfile(CA_STORE, ca)
-        docker("build", "--build-arg", f"BASE={BASE}", "-t", tag, *args, str(context), timeout=900)
+        command = ("build", "--build-arg", f"BASE={BASE}", "-t", tag, *args, str(context))
+        for attempt in (1, 2):  # the daemon's own fault, not the image's: once more
+            r = docker(*command, timeout=900, check=False)
+            if r.returncode == 0:
+                break
+            if attempt == 2 or not any(fault in r.stderr for fault in DAEMON_FAULTS):
+                raise AssertionError(f"docker {' '.join(command)}: exit {r.returncode}\n{r.stdout}\n{r.stderr}")
+            print(f"docker build {tag}: the daemon failed ({r.stderr.strip()[-200:]}); once more", file=sys.stderr)
     finally:
         ca.unlink(missing_ok=True)
     if before and before != docker("image", "inspect", "-f", "{{.Id}}", tag).stdout.strip():
