@@ -411,8 +411,6 @@ def test_a_connection_mitmproxy_holds_before_the_gateway_hears_of_it_is_answered
     time.sleep(max(0.0, signalled + 0.1 - time.monotonic()))
     assert ask(gw.port) == "503 retry-after=5", gw.log()
     assert gw.proc.wait(30) == 0, gw.log()
-    lines = gw.log().splitlines()
-    answered = next(i for i, ln in enumerate(lines) if "503" in ln and "error=gateway_shutting_down" in ln)
-    stopping = next(i for i, ln in enumerate(lines) if "qwen: drain: nothing in progress; stopping" in ln)
-    assert answered < stopping, gw.log()  # the drain stopped once it was answered, not while mitmproxy held it
-    assert "closed 1 open client connection" not in gw.log(), gw.log()
+    # the drain stopped once the connection was answered and closed, not while mitmproxy held it (before: the stop
+    # closed it; the request line is written after the answer, so its place in the log says nothing)
+    assert "qwen: gateway stopped\n" in gw.log() and "open client connection" not in gw.log(), gw.log()

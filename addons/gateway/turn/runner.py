@@ -111,7 +111,7 @@ class Turns:
                 outcome.stream_broken(ex, err.message)  # the error went out as the dialect's stream events
         finally:
             transport.ended(ex, final)
-            self.heap.ended(ex.client.size)
+            self.heap.ended(ex.client.size, (ex.cache_print, ex.count.task))  # once they are done
             if transport.ends_record:
                 outcome.ended(ex)  # served, unless it failed before
                 if (flow := self.flow_of(ex)) is not None:
