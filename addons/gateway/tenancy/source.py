@@ -31,7 +31,7 @@ from .limits import Limiter, MemoryGrants
 from .freeze import LoopWatch
 from .outage import OutageNote
 from .spend import SpendBook
-from .team_pg import ACK, SharedGrants, SharedKeys
+from .team_pg import ACK, SPEND, SharedGrants, SharedKeys
 from .source_pg import SharedFollow
 
 if TYPE_CHECKING:
@@ -124,6 +124,7 @@ class KeySource:
             self._tasks.append(loop.create_task(self._follow.first_read(self._settled), name="qwen: named keys, first read"))
             self._tasks.append(self._shared.follow(self._follow.reload))
             self._shared.db.listener.add(ACK, self._follow.ack)
+            self._shared.db.listener.add(SPEND, self._follow.spent)
         elif self._where is not None:  # a qwen-keys change applied before it returns (tenancy/source_folder.py)
             self._tasks.append(loop.create_task(told(self._where[0], self._read_told), name="qwen: qwen-keys' notices"))
         self._tasks.append(loop.create_task(self._ticks(), name="qwen: named keys' spend"))

@@ -68,6 +68,16 @@ class SharedFollow:
                 self._install(new, first=first, where=log_lines.SHARED)
             self.state.book.replace(spend, name)
 
+    async def spent(self, name: str | None) -> None:
+        """Another gateway wrote a key's spend ("key-spend:<name>"): read into the book when it can be. No change of
+        the key: one not read refuses nothing (a key with limits or budgets is refused by its own counts while
+        they cannot be made; before, announced as a change, a cut-off gateway refused a key without limits)."""
+        if not name:
+            return
+        async with self._reloading:
+            with contextlib.suppress(Exception):
+                self.state.book.replace(await self.shared.spend(self.state.book.day, name), name)
+
     def _unread(self, name: str, e: Exception) -> None:
         ring = self.state.ring
         rec = ring.by_name.get(name)

@@ -22,6 +22,7 @@ from .limits import WINDOW_S, Answer, shared_chunk
 from .outage import OutageNote
 
 ACK = "key-ack"  # the notification of a qwen-keys change to acknowledge: "key-ack:<token>:<name>"
+SPEND = "key-spend"  # a key's spend written by a gateway (no change of the key): "key-spend:<name>"
 REFRESH_S = 5.0  # a lost notification: every key and its spend are read again within this
 LEASE_S = 2.0
 # The spend transaction holds its keys' rows of key_day: a gateway stuck inside it (frozen, cut off) must not hold
@@ -151,7 +152,7 @@ class SharedKeys:
                 await conn.execute(f"DELETE FROM {table} d WHERE d.name = ANY(%s) AND NOT EXISTS "
                                    "(SELECT 1 FROM client_keys c WHERE c.name = d.name)", (names,))
             for name in names:
-                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"key:{name}"))
+                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{SPEND}:{name}"))
 
     @staticmethod
     async def _settled(conn: Any, gone: set[int], delivered: Mapping[int, Delivered]) -> dict[int, tuple[int, float]]:

@@ -87,3 +87,20 @@ async def test_each_qwen_keys_change_is_read_again_then_acknowledged(followed):
     assert state.ring.by_name["alice"].unread and keys.acks[-1] == ("t2", True)
     await follow.ack(None)  # the listener's read of everything as it connects: nothing to acknowledge
     assert len(keys.acks) == 2
+
+
+async def test_another_gateways_spend_heard_and_not_read_refuses_nothing(followed):
+    """CI (test_e2e_keys_truth's cut-off gateway, 2 runs in 6): a gateway whose pool was cut but whose listener still
+    heard answered 503 for a key without limits — the other gateway's spend of it was announced as `key:alice`,
+    the notification of a change, and a change not read refuses the key. Spend is announced as `key-spend:alice`:
+    read into the book when it can be, and a key is never refused for it (a key with limits or budgets is refused
+    by its own counts while they cannot be made)."""
+    follow, keys, state = followed
+    await follow.reload(None)
+    keys.down = True
+    await follow.spent("alice")  # the database away: nothing raised, nothing refused
+    assert not state.ring.by_name["alice"].unread
+    keys.down = False
+    await follow.spent("alice")
+    await follow.spent(None)
+    assert not any(r.unread for r in state.ring.records)
