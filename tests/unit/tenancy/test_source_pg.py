@@ -90,7 +90,7 @@ async def test_each_qwen_keys_change_is_read_again_then_acknowledged(followed):
 
 
 async def test_another_gateways_spend_heard_and_not_read_refuses_nothing(followed):
-    """CI (test_e2e_keys_truth's cut-off gateway, 2 runs in 6): a gateway whose pool was cut but whose listener still
+    """Two clean-clone runs (test_e2e_keys_truth's cut-off gateway): a gateway whose pool was cut but whose listener still
     heard answered 503 for a key without limits — the other gateway's spend of it was announced as `key:alice`,
     the notification of a change, and a change not read refuses the key. Spend is announced as `key-spend:alice`:
     read into the book when it can be, and a key is never refused for it (a key with limits or budgets is refused
