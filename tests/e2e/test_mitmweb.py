@@ -18,6 +18,7 @@ import argon2
 import httpx
 import pytest
 
+from helpers.browser import chromium
 from helpers.procs import free_port, mitmweb_api
 
 pytestmark = pytest.mark.e2e
@@ -127,11 +128,6 @@ def test_replay_reinjects_a_fresh_credential(web, emu):
 
 @pytest.mark.browser
 def test_browser_shows_the_assembled_answer_and_summary(web, emu, tmp_path):
-    chromium, driver_bin = shutil.which("chromium"), shutil.which("chromedriver")
-    if not chromium or not driver_bin:
-        pytest.skip("Debian chromium/chromium-driver not installed (scripts/install-test-tools.sh installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -141,54 +137,46 @@ def test_browser_shows_the_assembled_answer_and_summary(web, emu, tmp_path):
         assert c.post(gw.url + "/v1/chat/completions", content=b"{not json").status_code == 400
     assert len(wait_flows(api, 3)) == 3
     shot = tmp_path / "mitmweb-stream.png"
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                f"--user-data-dir={tmp_path / 'chrome'}", "--window-size=2200,800"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(driver_bin), options=opts)
-    try:
-        driver.get(f"http://127.0.0.1:{port}/?token={PASSWORD}")
-        cells = WebDriverWait(driver, 20).until(lambda d: len(c := d.find_elements(
-            By.CSS_SELECTOR, ".flow-table tbody td.col-path")) >= 3 and c)
-        paths = [re.search(r"\S+://\S+", c.text).group(0) for c in cells]
-        # the Path column shows the client's request as it called it (issue 32: whole answers read
-        # https://127.0.0.1/v1/…, streams http://127.0.0.1:1/v1/…): the Responses call is not a chat call
-        assert sorted(paths) == [f"{gw.url}/v1/chat/completions"] * 2 + [f"{gw.url}/v1/responses"], paths
-        markers = sorted(m.text for m in driver.find_elements(By.CSS_SELECTOR, ".flow-table td.col-path .marker"))
-        assert markers == ["\u2714", "\u2714", "\u2716"], markers
-        headers = [h.text for h in driver.find_elements(By.CSS_SELECTOR, ".flow-table thead th")]
-        assert "Comment" in headers, headers
-        rendered = driver.execute_script(GLYPH_CHECK, TEXT_GLYPHS)
-        assert all(rendered), dict(zip(TEXT_GLYPHS, rendered))
-        next(c for c in cells if "/chat/completions" in c.text).click()  # open the streamed chat flow
-        tab = WebDriverWait(driver, 20).until(lambda d: [t for t in d.find_elements(By.CSS_SELECTOR, "nav a, a")
-                                                         if t.text.strip() == "Response"])
-        tab[0].click()
-        WebDriverWait(driver, 20).until(lambda d: "Echo: show me in mitmweb" in d.find_element(By.TAG_NAME,
-                                                                                                 "body").text)
-        body = driver.find_element(By.TAG_NAME, "body").text
-        assert "assembled answer" in body and "gpt-4o → coder-model" in body
-        # the Comment column has mitmweb's fixed 150 px (docs/mitmweb.md): the whole summary is in the
-        # flow's Comment tab
-        width = driver.execute_script("return document.querySelector('.flow-table td.col-comment')"
-                                      ".getBoundingClientRect().width")
-        assert 140 <= width <= 160, width
-        summary = next(f["comment"] for f in api.get("/flows").json()
-                       if f["request"]["path"] == "/v1/chat/completions" and "200" in (f.get("comment") or ""))
-        next(t for t in driver.find_elements(By.CSS_SELECTOR, "nav a, a") if t.text.strip() == "Comment").click()
-        WebDriverWait(driver, 20).until(lambda d: summary in d.find_element(By.TAG_NAME, "body").text)
-        next(t for t in driver.find_elements(By.CSS_SELECTOR, "nav a, a") if t.text.strip() == "Response").click()
-        driver.execute_script(WIDEN_LIST, 1620)  # room for the Comment column in the picture
-        time.sleep(0.5)
-        driver.save_screenshot(str(shot))
-    except Exception:
-        driver.save_screenshot(str(tmp_path / "failure.png"))
-        print("page text:", driver.find_element(By.TAG_NAME, "body").text[:3000])
-        raise
-    finally:
-        driver.quit()
+    with chromium(tmp_path / "chrome", size="2200,800") as driver:
+        try:
+            driver.get(f"http://127.0.0.1:{port}/?token={PASSWORD}")
+            cells = WebDriverWait(driver, 20).until(lambda d: len(c := d.find_elements(
+                By.CSS_SELECTOR, ".flow-table tbody td.col-path")) >= 3 and c)
+            paths = [re.search(r"\S+://\S+", c.text).group(0) for c in cells]
+            # the Path column shows the client's request as it called it (issue 32: whole answers read
+            # https://127.0.0.1/v1/…, streams http://127.0.0.1:1/v1/…): the Responses call is not a chat call
+            assert sorted(paths) == [f"{gw.url}/v1/chat/completions"] * 2 + [f"{gw.url}/v1/responses"], paths
+            markers = sorted(m.text for m in driver.find_elements(By.CSS_SELECTOR, ".flow-table td.col-path .marker"))
+            assert markers == ["\u2714", "\u2714", "\u2716"], markers
+            headers = [h.text for h in driver.find_elements(By.CSS_SELECTOR, ".flow-table thead th")]
+            assert "Comment" in headers, headers
+            rendered = driver.execute_script(GLYPH_CHECK, TEXT_GLYPHS)
+            assert all(rendered), dict(zip(TEXT_GLYPHS, rendered))
+            next(c for c in cells if "/chat/completions" in c.text).click()  # open the streamed chat flow
+            tab = WebDriverWait(driver, 20).until(lambda d: [t for t in d.find_elements(By.CSS_SELECTOR, "nav a, a")
+                                                             if t.text.strip() == "Response"])
+            tab[0].click()
+            WebDriverWait(driver, 20).until(lambda d: "Echo: show me in mitmweb" in d.find_element(By.TAG_NAME,
+                                                                                                     "body").text)
+            body = driver.find_element(By.TAG_NAME, "body").text
+            assert "assembled answer" in body and "gpt-4o → coder-model" in body
+            # the Comment column has mitmweb's fixed 150 px (docs/mitmweb.md): the whole summary is in the
+            # flow's Comment tab
+            width = driver.execute_script("return document.querySelector('.flow-table td.col-comment')"
+                                          ".getBoundingClientRect().width")
+            assert 140 <= width <= 160, width
+            summary = next(f["comment"] for f in api.get("/flows").json()
+                           if f["request"]["path"] == "/v1/chat/completions" and "200" in (f.get("comment") or ""))
+            next(t for t in driver.find_elements(By.CSS_SELECTOR, "nav a, a") if t.text.strip() == "Comment").click()
+            WebDriverWait(driver, 20).until(lambda d: summary in d.find_element(By.TAG_NAME, "body").text)
+            next(t for t in driver.find_elements(By.CSS_SELECTOR, "nav a, a") if t.text.strip() == "Response").click()
+            driver.execute_script(WIDEN_LIST, 1620)  # room for the Comment column in the picture
+            time.sleep(0.5)
+            driver.save_screenshot(str(shot))
+        except Exception:
+            driver.save_screenshot(str(tmp_path / "failure.png"))
+            print("page text:", driver.find_element(By.TAG_NAME, "body").text[:3000])
+            raise
     assert shot.stat().st_size > 10_000
     out = os.environ.get("QWEN_SCREENSHOT_OUT")  # only scripts/screenshot.py sets it
     if out:

@@ -12,8 +12,8 @@ import pytest
 
 
 @contextmanager
-def chromium(profile: Path) -> Iterator:
-    """A headless Chromium with a profile of its own at `profile`, quit at the end."""
+def chromium(profile: Path, size: str = "1200,900") -> Iterator:
+    """A headless Chromium with a profile of its own at `profile` and a window of `size` pixels, quit at the end."""
     binary, driver_bin = shutil.which("chromium"), shutil.which("chromedriver")
     if not binary or not driver_bin:
         pytest.skip("Debian chromium/chromium-driver not installed (scripts/install-test-tools.sh installs them)")
@@ -23,7 +23,7 @@ def chromium(profile: Path) -> Iterator:
     opts.binary_location = binary
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                f"--user-data-dir={profile}", "--window-size=1200,900"):
+                f"--user-data-dir={profile}", f"--window-size={size}"):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(driver_bin), options=opts)
     try:
