@@ -67,13 +67,13 @@ class HeadDeadlines:
             self._owing[client.id] = self.clock()
 
     def began(self, flow) -> None:
+        now = self.last_head = self.clock()
         c = self._clients.get(flow.client_conn.id)
         if c is not None:  # not a replay, nor a client that connected before the gateway loaded
             self._owing.pop(flow.client_conn.id, None)
             c.exchanges.add(flow.id)
             if isinstance(flow, http.HTTPFlow):
-                c.head_at, c.http2 = self.clock(), flow.request.http_version.startswith("HTTP/2")
-        self.last_head = self.clock()
+                c.head_at, c.http2 = now, flow.request.http_version.startswith("HTTP/2")
 
     def ended(self, flow) -> None:
         cid = flow.client_conn.id
