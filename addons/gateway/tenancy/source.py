@@ -142,6 +142,7 @@ class KeySource:
         self._tasks = []
         if self._shared is not None and self._follow is not None:
             self._shared.db.listener.remove(ACK, self._follow.ack)
+            self._shared.db.listener.remove(SPEND, self._follow.spent)
         if self._folder is not None:
             self._folder.close()
 

@@ -185,6 +185,25 @@ async def test_a_write_under_way_at_shutdown_is_finished_not_lost(tmp_path, pg_u
         assert conn.execute("SELECT name, requests, tokens FROM key_day").fetchall() == [("alice", 1, 3)]
 
 
+async def test_a_database_left_for_another_keeps_no_listener_of_the_keys(tmp_path, pg_url, team):
+    """Seen in CI: a gateway's qwen_state_url set to a database that is nowhere and back; the keys' spend
+    notices ("key-spend") stayed registered on the one left, whose LISTEN kept trying it and said the shared
+    database unavailable again, so readiness stayed 503 on the database in use."""
+    def on(url: str) -> Config:
+        return Config(auth=AuthSettings.from_env(qwen_dir=tmp_path / ".qwen", state_dir=tmp_path / "state",
+                                                 state_url=url))
+
+    team.source.configure(on(pg_url))
+    team.running()
+    left = Database(pg_url)
+    assert left.listener.kinds  # the keys' notices heard while it is the one
+    team.source._stop()
+    try:
+        assert left.listener.kinds == {} and left.listener.task is None
+    finally:
+        await close_pools()
+
+
 async def test_spend_that_cannot_be_written_at_shutdown_is_said_with_what_it_loses(tmp_path, team, caplog):
     """A shared database that does not answer at shutdown: the spend is lost with the process, and the log says
     how much (it was swallowed)."""
