@@ -41,9 +41,19 @@ def bill(usage: dict) -> float:
     return prompt_bill(usage) + usage["completion_tokens"] * OUTPUT / 1e6
 
 
-def test_a_continued_stream_is_billed_as_qwen_billed_its_requests(tmp_path, emu, make_gateway):
+LONG = " ".join(f"token{i} is, perhaps, the (next) word-{i * 7}." for i in range(50))  # ~500 tokens, counted apart
+
+
+@pytest.mark.parametrize("cut", ["early", "late", "elsewhere"])
+def test_a_continued_stream_is_billed_as_qwen_billed_its_requests(tmp_path, emu, make_gateway, cut):
+    """`late`: the cut comes after ~500 tokens of text the gateway's tokenizer counts otherwise than Qwen (before:
+    the turn's prompts 3.5 % under Qwen's bill; now what the continuation read of the cache is the broken
+    request's prompt as Qwen counted it, its last message being marked). `elsewhere`: Qwen throttles inside the
+    stream and the answer goes on on the pool's other account, whose cache holds nothing of the broken request's:
+    that one read what the cache doctor knows its account held and wrote the rest (before: all plain input)."""
     home = Home(tmp_path, emu)
-    home.key("emu")
+    for name in ("emu", "other") if cut == "elsewhere" else ("emu",):
+        home.key(name, key_env=f"KEY_{name.upper()}")
     gw = make_gateway(env=home.env(), args=("--set", "qwen_debug_log=true"))
     state = home.state
     client = openai.OpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0, timeout=60,
@@ -58,17 +68,28 @@ def test_a_continued_stream_is_billed_as_qwen_billed_its_requests(tmp_path, emu,
 
     emu.switches(reply="The pool is in upstream/pool, and the retry loop in upstream/retry.py.")  # a short answer
     answer = turn(first)
-    emu.fault("reset_midstream")
+    if cut == "early":
+        emu.fault("reset_midstream")  # after two pieces of text
+    elif cut == "elsewhere":
+        emu.fault("error_finish")  # Qwen's throttle inside the stream, after the first text
+    else:
+        emu.switches(reply=LONG)
+        emu.fault("cut", inside="token30 ", how="rst")
     second = [*first, {"role": "assistant", "content": answer},
               {"role": "user", "content": [{"type": "text", "text": DOCUMENT + " Where is the retry loop?",
                                             "cache_control": MARK}]}]
     turn(second)
-    billed = next(iter(emu.stats()["billed"].values()))
-    assert len(billed) == 3, billed  # the first turn, the request that broke, its continuation
+    accounts = sorted(emu.stats()["billed"].values(), key=len, reverse=True)
+    billed = accounts[0] + (accounts[1] if cut == "elsewhere" else [])
+    assert [len(a) for a in accounts] == ([2, 1] if cut == "elsewhere" else [3]), accounts  # turn 1, broken, its rest
     broken, continuation = billed[1], billed[2]
     d = broken["prompt_tokens_details"]
     assert d["cached_tokens"] > 1024 and d["cache_creation_input_tokens"] > 1024  # it read turn 1, wrote the rest
-    assert continuation["prompt_tokens_details"]["cached_tokens"] >= d["cached_tokens"] + d["cache_creation_input_tokens"]
+    later = continuation["prompt_tokens_details"]
+    if cut == "elsewhere":  # a cold cache: the continuation read nothing and wrote what it marked
+        assert later["cached_tokens"] == 0 and later["cache_creation_input_tokens"] > 1024, later
+    else:
+        assert later["cached_tokens"] >= d["cached_tokens"] + d["cache_creation_input_tokens"]
     rows = until(lambda: (lambda r: r if len(r) >= 2 else None)(ledger_rows(state)), "two ledger rows")
     assert rows[0]["cost"] == pytest.approx(bill(billed[0]), rel=1e-9)
     assert rows[1]["retries"] == 1 and rows[1]["cost_unit"] == "USD"
@@ -78,4 +99,5 @@ def test_a_continued_stream_is_billed_as_qwen_billed_its_requests(tmp_path, emu,
     prompts = rows[1]["cost"] - rows[1]["completion_tokens"] * OUTPUT / 1e6  # the row's prompts: priced as Qwen did
     assert prompts == pytest.approx(prompt_bill(broken) + prompt_bill(continuation), rel=0.01), (rows[1], billed)
     # what it wrote, from the cache doctor's estimate of what it read (0 before: all plain input)
-    assert rows[1]["cache_write_tokens"] == pytest.approx(d["cache_creation_input_tokens"], rel=0.01)
+    assert rows[1]["cache_write_tokens"] == pytest.approx(
+        d["cache_creation_input_tokens"] + later["cache_creation_input_tokens"], rel=0.01)

@@ -17,6 +17,20 @@ def asks_hour(holder: dict) -> bool:
     return marker.__class__ is dict and marker.get("ttl") == "1h"
 
 
+def marked_to_end(body: object) -> bool:
+    """Whether a chat-form body's last message ends in a cache marker: Qwen's explicit cache then holds its whole
+    prompt once answered, so what the next request on that account reads of it is the prompt's length, counted
+    by Qwen (turn/answer_so_far.py)."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+        return False
+    last = messages[-1]
+    content = last.get("content")
+    if isinstance(content, list) and content and isinstance(content[-1], dict):
+        return not MARKERS.isdisjoint(content[-1])
+    return not MARKERS.isdisjoint(last)
+
+
 def strip(part: object) -> object:
     """A part, a tool or a message without its cache markers."""
     if isinstance(part, dict) and not MARKERS.isdisjoint(part):

@@ -26,10 +26,12 @@ class Part:
     usage: dict | None
     # for a request that broke before its usage: whether the next one went to the same account (its cache holds
     # what this one stored), what of this prompt Qwen's explicit cache held before it (the cache doctor's
-    # estimate; None: nothing to go by) and whether its markers asked for the hour
+    # estimate; None: nothing to go by), whether its markers asked for the hour, and whether its last message
+    # ended in a marker (then what the next request read of the cache is this prompt, as Qwen counted it)
     same_account: bool = True
     read_before: int | None = None
     hour: bool = False
+    marked_to_end: bool = False
 
 
 class AnswerSoFar:
@@ -96,9 +98,10 @@ class AnswerSoFar:
         return answer
 
     def continued(self, source: ChunkSource, *, same_account: bool = True, read_before: int | None = None,
-                  hour: bool = False) -> None:
+                  hour: bool = False, marked_to_end: bool = False) -> None:
         """A continuation's chunk source takes over from the request that broke (see `Part` for the rest)."""
-        self.parts.append(Part(self.start, self.chars, self.source.usage, same_account, read_before, hour))
+        self.parts.append(Part(self.start, self.chars, self.source.usage, same_account, read_before, hour,
+                               marked_to_end))
         self.start, self.source = self.chars, source
 
     def _sent(self, chunk: ChatChunk) -> None:
@@ -140,7 +143,10 @@ class AnswerSoFar:
         Qwen reported none for (it broke first) is estimated: its prompt, the last one's less the text it was sent
         beyond it (Qwen's count of the shared prompt); its output, the text it sent (the gateway's tokenizer).
         With cache markers, what it stored is what the request after it on the same account read (Qwen's
-        count): of that, what was stored before it (the cache doctor's estimate) a read, the rest a write."""
+        count): of that, what was stored before it (the cache doctor's estimate) a read, the rest a write; its
+        last message marked, that read is its whole prompt and the rest of the next one's its text, in Qwen's
+        count. Continued on another account, a request marked to its end read what the doctor knows its own
+        account held and wrote the rest."""
         count = encoding().count
         text = self.text
         prompt, output = _int(last.get("prompt_tokens")), _int(last.get("completion_tokens"))
@@ -149,6 +155,14 @@ class AnswerSoFar:
         cached, written = hits or 0, _lifetimes(wrote, hour)
         guessed, split = [0, 0], [0, 0]
         stored = cached if kind == EXPLICIT else None  # what the request after a broken one read of its writes
+        broke = self.parts[-1] if self.parts else None
+        sent: int | None = None  # the broken request's text as Qwen counted it (None: the gateway's count)
+        if stored and broke is not None and broke.usage is None and broke.same_account and broke.marked_to_end \
+                and stored < prompt:
+            # the request that broke stored its whole prompt, and this one read it: that prompt as Qwen counted it,
+            # and the rest of this one's the text that request had sent (the gateway's tokenizer counts it
+            # otherwise: the turn's prompts 3.5 % under Qwen's bill, seen with a 500-token prefix)
+            shared, sent = max(0, stored - count(text[:broke.start])), prompt - stored
         held: int | None = None  # what the previous broken request stored, on this one's account
         for part in self.parts:
             if part.usage:
@@ -161,7 +175,7 @@ class AnswerSoFar:
                 continue
             part_prompt = shared + count(text[:part.start])
             guessed[0] += part_prompt
-            guessed[1] += count(text[part.start:part.end])
+            guessed[1] += sent if part is broke and sent is not None else count(text[part.start:part.end])
             if stored is not None and part.same_account:
                 mine = min(stored, part_prompt)
                 read = min(mine, held if held is not None else part.read_before or 0)
@@ -169,6 +183,14 @@ class AnswerSoFar:
                 written["ephemeral_1h_input_tokens" if part.hour else "ephemeral_5m_input_tokens"] += mine - read
                 split[0], split[1] = split[0] + read, split[1] + mine - read
                 held = mine
+            elif stored is not None and part.marked_to_end and part.read_before is not None:
+                # continued on another account, whose cache holds nothing of this one's: what the cache doctor
+                # knows its own account held a read, the rest of its prompt (all of it marked) a write
+                read = min(part_prompt, part.read_before)
+                cached += read
+                written["ephemeral_1h_input_tokens" if part.hour else "ephemeral_5m_input_tokens"] += part_prompt - read
+                split[0], split[1] = split[0] + read, split[1] + part_prompt - read
+                held = None
             else:
                 held = None
         if guessed != [0, 0]:

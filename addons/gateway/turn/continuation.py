@@ -21,6 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable, Collection
 
 from ..accounts import Outcome, Pool
+from ..cache.parts import marked_to_end
 from ..dispatch import call_safely
 from ..errors import ErrorKind, GatewayError
 from ..exchange import Exchange
@@ -123,6 +124,7 @@ class Continuation:
         self.count += 1
         upstream, body = ex.attempt.upstream, ex.attempt.body
         hour = upstream is not None and body is not None and upstream.cache_lifetime_s(body) >= 3600
+        marked = marked_to_end(body)  # the broken request's markers: its whole prompt in the cache, or not
         read_before = self._read_before() if not answer.parts else None  # a later one read what the last stored
         await self.close()
         try:
@@ -146,7 +148,8 @@ class Continuation:
                         f"stream sent again on {ex.account}, nothing of the answer having gone out: {why}")
         assert ex.attempt.upstream is not None
         answer.continued(ex.attempt.upstream.chunks(ex.answered_as),
-                         same_account=ex.account == account, read_before=read_before, hour=hour)
+                         same_account=ex.account == account, read_before=read_before, hour=hour,
+                         marked_to_end=marked)
         rw.resume()
         return resp
 

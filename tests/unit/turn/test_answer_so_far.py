@@ -94,3 +94,43 @@ def test_a_broken_requests_cache_share_is_not_guessed_where_the_continuation_can
     (last,) = answer.feed(event(usage=explicit(5_000, 0, 4_000), cid="b"))
     details = last["usage"]["prompt_tokens_details"]
     assert (details["cached_tokens"], details["cache_creation_input_tokens"]) == (0, 4_000)
+
+
+def test_a_broken_request_marked_to_its_end_is_counted_as_qwen_counted_it():
+    """Its last message ended in a marker: Qwen stored its whole prompt, and what the continuation read of the
+    cache is that prompt, in Qwen's count; the rest of the continuation's prompt is the text it had sent. The
+    gateway's tokenizer, which counts that text otherwise, is not asked (before: a 500-token prefix left the
+    turn's prompts 3.5 % under Qwen's bill)."""
+    count = encoding().count
+    prefix = "token1 is, perhaps, the (next) word-7. " * 40
+    answer = AnswerSoFar(ChunkNormalizer("gpt-4o"))
+    answer.feed(event({"content": prefix}))
+    answer.continued(ChunkNormalizer("gpt-4o"), same_account=True, read_before=1_583, marked_to_end=True)
+    answer.feed(event({"content": "and the end."}, cid="b"))
+    (last,) = answer.feed(event(usage=explicit(3_326 + 219, 3_326, 0), cid="b"))  # Qwen's 219 for the prefix
+    assert count(prefix) != 219  # the gateway's count would differ
+    assert answer.estimated == (3_326, 219)
+    usage = last["usage"]
+    assert usage["prompt_tokens"] == 3_545 + 3_326 and usage["completion_tokens"] == 1 + 219
+    assert usage["prompt_tokens_details"]["cached_tokens"] == 3_326 + 1_583
+    assert usage["prompt_tokens_details"]["cache_creation_input_tokens"] == 3_326 - 1_583
+    unmarked = AnswerSoFar(ChunkNormalizer("gpt-4o"))  # its last message carried no marker: the estimate, as before
+    unmarked.feed(event({"content": prefix}))
+    unmarked.continued(ChunkNormalizer("gpt-4o"), same_account=True, read_before=1_583, marked_to_end=False)
+    unmarked.feed(event(usage=explicit(3_326 + 219, 3_326, 0), cid="b"))
+    assert unmarked.estimated == (3_545 - count(prefix), count(prefix))
+
+
+def test_a_broken_request_continued_elsewhere_read_what_its_account_held_and_wrote_the_rest():
+    """Continued on another account (a throttle inside the stream): the continuation's read says nothing of the
+    broken request's account, but the cache doctor knows what that account held (`read_before`); marked to its
+    end, the request read that and wrote the rest of its prompt (before: all of it plain input, +16 %)."""
+    count = encoding().count
+    answer = AnswerSoFar(ChunkNormalizer("gpt-4o"))
+    answer.feed(event({"content": "one two "}))
+    answer.continued(ChunkNormalizer("gpt-4o"), same_account=False, read_before=1_500, marked_to_end=True)
+    (last,) = answer.feed(event(usage=explicit(5_000, 0, 5_000 - count("one two ") + 4), cid="b"))
+    mine = 5_000 - count("one two ")  # the broken request's prompt, estimated
+    details = last["usage"]["prompt_tokens_details"]
+    assert details["cached_tokens"] == 1_500 and answer.estimated_cache == (1_500, mine - 1_500)
+    assert details["cache_creation_input_tokens"] == (mine + 4) + (mine - 1_500)
