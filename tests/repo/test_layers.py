@@ -229,13 +229,14 @@ def test_the_dialects_keep_no_sql():
 
 # The base every layer builds on: the exchange record and the interfaces it is typed by, and what they need to be
 # typed (ids, JSON, accounts, errors, the cache doctor's record and the prefix prints it compares, the routes'
-# and learned facts' records, storage's health and files those facts are read from). It imports nothing above it.
+# and learned facts' records and the client dialects' the routes name, storage's health and files those facts are
+# read from). It imports nothing above it.
 BASE = {"qwen_gateway", "qwen_gateway.exchange", "qwen_gateway.interfaces", "qwen_gateway.providers", "qwen_gateway.live_stream",
         "qwen_gateway.ids", "qwen_gateway.jsonio", "qwen_gateway.retry_reasons", "qwen_gateway.accounts", "qwen_gateway.errors",
         "qwen_gateway.cache_turn", "qwen_gateway.cache.compare", "qwen_gateway.cache.prints",
         "qwen_gateway.cache.checksum", "qwen_gateway.cache.parts",
         "qwen_gateway.models.routes", "qwen_gateway.models.learned", "qwen_gateway.models.catalogue",
-        f"{STORAGE}.health", f"{STORAGE}.sqlite"}
+        "qwen_gateway.dialects", f"{STORAGE}.health", f"{STORAGE}.sqlite"}
 
 
 def test_the_exchange_record_imports_only_the_base():

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from mitmproxy import http
 
+from .. import dialects
 from ..settings.config import Config
 from ..errors import GatewayError
 from ..exchange import Exchange
@@ -43,21 +44,22 @@ async def _answer(ex: Exchange, flow: http.HTTPFlow, config: Config, offers: Off
     config.models.live.wanted()  # the live catalogues refresh in the background: this answer is the cache
     path = ex.client.path
     sub = path[3:] if path.startswith("/v1/") else path
+    dialect = dialects.of(ex.dialect)
     if sub == "/models":
         listed = config.models.list(offers)
-        if ex.dialect == "anthropic":  # an Anthropic SDK's models.list()
+        if dialect.models_shape == dialects.ANTHROPIC_SHAPE:  # an Anthropic SDK's models.list()
             return json_response(200, anthropic_page(_for_messages(listed), flow.request.query))
         return json_response(200, {"object": "list", "data": listed})
     name = sub[len("/models/"):]
     model = config.models.get(name, offers)
-    if model is None and ex.dialect == "anthropic" and tier_alias(name):  # any Claude id the map answers
+    if model is None and dialect.tier_ids and tier_alias(name):  # any Claude id the map answers
         model = {"id": name, "created": 0}
     if model is None and (row := catalogue.retired(name)) is not None:  # gone from Qwen's lists too: said so
         raise GatewayError(404, catalogue.retirement_message(name, row), code=NOT_FOUND, param="model")
     if model is None:
         raise GatewayError(404, message(name, [m["id"] for m in config.models.list(offers)]), code=NOT_FOUND,
                            param="model")
-    if ex.dialect == "anthropic":
+    if dialect.models_shape == dialects.ANTHROPIC_SHAPE:
         return json_response(200, anthropic_list([model])["data"][0])
     return json_response(200, model)
 

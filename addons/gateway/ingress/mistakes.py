@@ -26,6 +26,7 @@ import logging
 from mitmproxy import http
 from mitmproxy.proxy import mode_specs
 
+from .. import dialects
 from ..errors import MITMPROXY_REFUSED, GatewayError
 from ..log_tally import Once
 
@@ -52,8 +53,9 @@ def to_this_listener(flow: http.HTTPFlow) -> bool:
 
 def explicit_proxy_refusal(dialect: str, port: int) -> GatewayError:
     """What a base-URL client at the explicit proxy is told: the two ways that work, typed out."""
-    base = "ANTHROPIC_BASE_URL" if dialect == "anthropic" else "OPENAI_BASE_URL"
-    url = f"http://127.0.0.1:{port}{'' if dialect == 'anthropic' else '/v1'}"
+    record = dialects.of(dialect)
+    base = record.base_url_env
+    url = f"http://127.0.0.1:{port}{record.base_path}"
     return GatewayError(
         400, f"This Qwen gateway runs as an explicit proxy (mitmproxy's regular mode): it answers requests sent "
              f"through it to api.openai.com and api.anthropic.com, not requests addressed to it. For {base}={url}, "

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from mitmproxy import http
 from mitmproxy.proxy import mode_specs
 
+from .. import dialects
 from ..settings.config import CODEX_TELEMETRY, Config, normalise_host
 from ..interfaces import Endpoint
 from . import mistakes
@@ -97,5 +98,5 @@ def dialect(route: Route, host: str, anthropic_version: bool) -> str:
     if route.endpoint is not None:
         return route.endpoint.dialect
     if route.name in ANTHROPIC_ROUTES or anthropic_version or normalise_host(host) == ANTHROPIC_HOST:
-        return "anthropic"
-    return "openai"
+        return dialects.ANTHROPIC.name
+    return dialects.OPENAI.name

@@ -24,13 +24,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 
+from .. import dialects
 from .catalogue import CHAT, ROWS, SNAPSHOT, find
 
 LONG, IMAGES, FAST = "long-context", "images", "fast"
 CONDITIONS = (LONG, IMAGES, FAST)
 OFF, VISION, SIBLING = "off", "vision", "sibling"
 SCOPES = ("key", "dialect", "agent")
-DIALECTS = ("openai", "anthropic")
+DIALECTS = tuple(dialects.DIALECTS)
 # The model names of a background or fast tier: Claude's haiku (any version), OpenAI's mini and nano
 _FAST_NAME = re.compile(r"(?:^|-)(?:mini|nano|haiku)(?:-|$)")
 _VERSION = re.compile(r"^qwen[\d.]*-")  # qwen3.8-max -> max: a tier's name without its generation

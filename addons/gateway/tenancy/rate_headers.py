@@ -14,10 +14,10 @@ from __future__ import annotations
 import math
 import time
 
+from .. import dialects
 from .limits import RPM, TPM, Limiter
 from .ring import KeyRecord
 
-ANTHROPIC = "anthropic"  # the dialect (Endpoint.dialect) whose clients read Anthropic's headers
 ANTHROPIC_FAMILIES = {"tokens": ("tokens", "input-tokens", "output-tokens")}
 
 
@@ -39,7 +39,7 @@ def rfc3339(seconds: float, now: float | None = None) -> str:
 def headers(dialect: str, states: list[tuple[str, int, int, float]], now: float | None = None) -> dict[str, str]:
     """`states`: (what: "requests" or "tokens", limit, remaining, seconds until the window is empty)."""
     out = {}
-    if dialect == ANTHROPIC:
+    if dialects.of(dialect).limits_shape == dialects.ANTHROPIC_SHAPE:
         for what, limit, remaining, reset in states:
             for family in ANTHROPIC_FAMILIES.get(what, (what,)):
                 out[f"anthropic-ratelimit-{family}-limit"] = str(limit)

@@ -13,12 +13,12 @@ import functools
 import time
 from collections.abc import Sequence
 
+from .. import dialects
 from ..errors import NO_RETRY, Ended, GatewayError
 from ..exchange import ErrorInfo
 from .budgets import DAILY_TOKENS, DAY, MONTH, MONTHLY_USD, Line, amounts
 from .ring import KeyRecord
 from .limits import retry_seconds
-from .rate_headers import ANTHROPIC
 from .spend import next_midnight, next_month
 
 REFUSAL_CODES = frozenset({"invalid_api_key", "rate_limit_exceeded", "insufficient_quota", "state_unavailable"})
@@ -109,7 +109,7 @@ def spent_budget(line: Line, key: str, spent: float, dialect: str = "", now: flo
     budget = line.budget
     reset = next_midnight(now) if budget.period == DAY else next_month(now)
     said, limit = amounts(line, spent)
-    if dialect == ANTHROPIC:
+    if dialects.of(dialect).budget_shape == dialects.ANTHROPIC_SHAPE:
         return _spend_limit(reset, budget.anthropic.format(key=key, model=line.model, spent=said, limit=limit))
     when = (f"on {time.strftime('%Y-%m-%d', time.gmtime(reset))} " if budget.period == MONTH else "") + \
         f"at 00:00 UTC, in {_until(reset - now)}"

@@ -10,7 +10,9 @@ import pytest
 
 from qwen_gateway.tenancy import refusals
 from qwen_gateway.tenancy.ring import KeyRecord
-from qwen_gateway.tenancy.rate_headers import ANTHROPIC
+from qwen_gateway.dialects import ANTHROPIC as ANTHROPIC_DIALECT
+
+ANTHROPIC = ANTHROPIC_DIALECT.name
 
 KEY = KeyRecord("alice", b"", rpm=3, tpm=1000, daily_tokens=100, monthly_usd=1.0)
 NOW = 1_790_000_000.0

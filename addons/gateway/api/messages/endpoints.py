@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
+from ... import dialects
 from ...cache.diagnosis import Diagnoser
 from ...settings.config import Config
 from ...errors import GatewayError
@@ -23,7 +24,7 @@ from .stops import sequences
 from .stream import MessagesStreamTranslator
 from .thinking import Signer
 
-DIALECT = "anthropic"
+DIALECT = dialects.ANTHROPIC.name
 
 
 def messages_endpoint(sealer: Callable[[], Sealer], diagnoser: Diagnoser | None = None) -> Endpoint[Exchange]:
