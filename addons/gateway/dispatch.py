@@ -51,8 +51,9 @@ class Observers:
         # the metrics observer serves /metrics; the flow cap also counts flows the gateway passes through
         self._exposition: Callable[[Pool | None, LearnedFacts | None], bytes] | None = next(
             (o.exposition for o in observers if callable(getattr(o, "exposition", None))), None)  # type: ignore[attr-defined]
-        self._waiting: dict[str, tuple[Exchange, http.HTTPFlow]] = {}  # finished, the estimate still counting
-        self._printing: dict[str, tuple[Exchange, http.HTTPFlow]] = {}  # finished, the cache print being made
+        # finished, their observers (some or all) told once work on another thread is done — the cache print being
+        # made, the prompt estimate counting —, by the step that follows it (`_hold`)
+        self.held: dict[str, tuple[Exchange, http.HTTPFlow, Callable[[Exchange, http.HTTPFlow], None]]] = {}
         self.track: Callable[[http.HTTPFlow], None] | None = next(
             (o.track for o in observers if callable(getattr(o, "track", None))), None)  # type: ignore[attr-defined]
 
@@ -78,10 +79,8 @@ class Observers:
     def done(self) -> None:
         # exchanges not yet told, or still waiting for their prompt estimate, get their line and row now
         self.flush()
-        for ex, flow in list(self._printing.values()):
-            self._printed(ex, flow)
-        for ex, flow in list(self._waiting.values()):
-            self._finish_later(ex, flow)
+        while self.held:  # in the order held; a step may hold its exchange again (a print, then the estimate)
+            self._release(next(iter(self.held)))
         for o in self.all:
             call_safely(o.done)
 
@@ -140,8 +139,7 @@ class Observers:
         counted = []
         for ex, flow in batch:
             if ex.count.task is not None and not ex.count.task.done():
-                self._waiting[ex.id] = (ex, flow)
-                asyncio_utils.create_task(self._after_estimate(ex, flow), name="qwen: finished", keep_ref=True)
+                self._hold(ex, flow, ex.count.task, ESTIMATE_WAIT_S, self._estimated)
             else:
                 counted.append((ex, flow))
         for fn in self._finished_later:
@@ -153,32 +151,34 @@ class Observers:
         printing = ex.cache_print
         if printing is None or printing.done():
             return False
-        self._printing[ex.id] = (ex, flow)
-        asyncio_utils.create_task(self._after_print(ex, flow, printing), name="qwen: printed", keep_ref=True)
+        self._hold(ex, flow, printing, PRINT_WAIT_S, self._printed)
         return True
 
-    async def _after_print(self, ex: Exchange, flow: http.HTTPFlow, printing: asyncio.Future) -> None:
+    def _hold(self, ex: Exchange, flow: http.HTTPFlow, work: asyncio.Future, bound: float,
+              then: Callable[[Exchange, http.HTTPFlow], None]) -> None:
+        """`then(ex, flow)` once `work` is done, `bound` seconds at most (at shutdown, at once: `done`)."""
+        self.held[ex.id] = (ex, flow, then)
+        asyncio_utils.create_task(self._after(ex.id, work, bound), name="qwen: finished", keep_ref=True)
+
+    async def _after(self, key: str, work: asyncio.Future, bound: float) -> None:
         try:
-            await asyncio.wait_for(asyncio.shield(printing), PRINT_WAIT_S)
+            await asyncio.wait_for(asyncio.shield(work), bound)
         except Exception:
             pass
-        self._printed(ex, flow)
+        self._release(key)
+
+    def _release(self, key: str) -> None:
+        held = self.held.pop(key, None)
+        if held is not None:  # not released yet (at shutdown, it was)
+            ex, flow, then = held
+            then(ex, flow)
 
     def _printed(self, ex: Exchange, flow: http.HTTPFlow) -> None:
-        if self._printing.pop(ex.id, None) is not None:  # not told yet (at shutdown, it was)
-            self._tell([(ex, flow)], printed=True)  # a print not made by now leaves the turn unjudged
+        self._tell([(ex, flow)], printed=True)  # a print not made by now leaves the turn unjudged
 
-    async def _after_estimate(self, ex: Exchange, flow: http.HTTPFlow) -> None:
-        try:
-            if ex.count.task is not None:
-                await asyncio.wait_for(asyncio.shield(ex.count.task), ESTIMATE_WAIT_S)
-        except Exception:
-            pass
-        self._finish_later(ex, flow)
-
-    def _finish_later(self, ex: Exchange, flow: http.HTTPFlow) -> None:
-        if self._waiting.pop(ex.id, None) is None:
-            return  # already told (at shutdown)
+    def _estimated(self, ex: Exchange, flow: http.HTTPFlow) -> None:
+        """The estimate counted (or given up on): the flow's record made again with it, then the observers that
+        show it told."""
         old, meta = flow.metadata.get("qwen"), ex.to_meta()  # now with the estimate, when it came
         kept = old.get("upstream") if isinstance(old, dict) else None
         if isinstance(kept, dict) and "body" in kept and isinstance(meta.get("upstream"), dict):

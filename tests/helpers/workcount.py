@@ -393,7 +393,7 @@ class WorkCount:
         for _ in range(1000):  # the exchanges end (a stream's settle comes after its last byte)
             if not gw._live:
                 gw.observers.flush()  # the recording observers told now, as the end of their batch window does
-                if not gw.observers._waiting:
+                if not gw.observers.held:
                     break
             await asyncio.sleep(0.01)
         else:

@@ -279,3 +279,57 @@ async def test_an_exchange_whose_cache_print_is_being_made_is_told_when_it_is_ma
     last.cache_print.set_result(None)
     await asyncio.sleep(BATCH_S * 2)
     assert seen[2:] == [last.id]
+
+
+async def test_one_hold_waits_for_the_print_then_for_the_estimate_and_shutdown_releases_both():
+    """An exchange whose cache print a worker thread is making and whose prompt estimate is still counting: the
+    observers that record it are told once the print is made, those that show the estimate once it is counted —
+    one mechanism (`Observers.held`), the print's step holding the exchange again for the estimate. At shutdown
+    every hold is released at once, in order, each observer told once."""
+    from mitmproxy.test import tflow
+
+    from qwen_gateway.dispatch import Observers
+    from qwen_gateway.exchange import ClientRequest, Exchange
+
+    seen = []
+
+    class Row(Observer):
+        def finished(self, ex, flow):
+            seen.append(("row", ex.id))
+
+    class Line(Observer):
+        waits_for_estimate = True
+
+        def finished(self, ex, flow):
+            seen.append(("line", ex.id))
+
+    loop = asyncio.get_running_loop()
+    for shutdown in (False, True):
+        seen.clear()
+        obs = Observers([Row(), Line()])
+        ex = Exchange(ClientRequest("POST", "/v1/chat/completions", "http://x/v1/chat/completions"))
+        ex.cache_print, ex.count.task = loop.create_future(), loop.create_future()
+        obs.finished(ex, tflow.tflow())
+        obs.flush()
+        assert seen == [] and list(obs.held) == [ex.id]  # held for its print
+        if shutdown:
+            obs.done()
+            assert seen == [("row", ex.id), ("line", ex.id)] and obs.held == {}
+        else:
+            ex.cache_print.set_result(None)
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+                if seen:
+                    break
+            assert seen == [("row", ex.id)] and list(obs.held) == [ex.id]  # held again, for its estimate
+            ex.count.task.set_result(None)
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+                if len(seen) == 2:
+                    break
+            assert seen == [("row", ex.id), ("line", ex.id)] and obs.held == {}
+        for work in (ex.cache_print, ex.count.task):
+            if not work.done():
+                work.cancel()  # a late end tells nobody again
+        await asyncio.sleep(0.05)
+        assert len(seen) == 2  # told once
