@@ -26,9 +26,9 @@ def test_the_two_dialects_and_a_name_no_record_has():
 
 def test_each_dialect_is_told_its_own_base_url():
     said = explicit_proxy_refusal("anthropic", 8080).message
-    assert "ANTHROPIC_BASE_URL=http://127.0.0.1:8080 " in said and "OPENAI_BASE_URL" not in said
+    assert "ANTHROPIC_BASE_URL=http://127.0.0.1:8080," in said and "OPENAI_BASE_URL" not in said
     said = explicit_proxy_refusal("openai", 8080).message
-    assert "OPENAI_BASE_URL=http://127.0.0.1:8080/v1" in said
+    assert "OPENAI_BASE_URL=http://127.0.0.1:8080/v1," in said
 
 
 @pytest.fixture
@@ -46,4 +46,4 @@ def test_a_new_dialect_is_its_record(gemini):
     ours, theirs = refusals.over_daily(KEY, 120, "gemini"), refusals.over_daily(KEY, 120, "anthropic")
     assert (ours.status, ours.code) == (theirs.status, theirs.code)
     assert refusals.over_daily(KEY, 120, "openai").status == 429
-    assert "GEMINI_BASE_URL=http://127.0.0.1:9/v1beta" in explicit_proxy_refusal("gemini", 9).message
+    assert "GEMINI_BASE_URL=http://127.0.0.1:9/v1beta," in explicit_proxy_refusal("gemini", 9).message
