@@ -172,6 +172,13 @@ _TEXT_KEYS = ("content", "text", "input", "prompt", "instructions", "arguments",
 _IMAGE_TYPES = ("image_url", "input_image", "image")
 
 
+WALK_SLICE = 4096  # a list's items walked between two looks at `Prompt.stop`
+
+
+class Stopped(Exception):
+    """The walk was told to stop (`Prompt.stop`): its count is no longer wanted."""
+
+
 @dataclass
 class Prompt:
     texts: list[str]
@@ -179,6 +186,9 @@ class Prompt:
     token_ids: int = 0  # legacy completions may send token ids instead of text
     messages: int = 0
     tools: str = ""
+    # set: a long list's walk stops (Stopped) — a stopping gateway waits for its counting thread at exit, and
+    # 400,000 input items took it past 15 s on a busy machine
+    stop: threading.Event | None = None
 
 
 def _walk(node, p: Prompt) -> None:
@@ -187,6 +197,13 @@ def _walk(node, p: Prompt) -> None:
     elif isinstance(node, list):
         if node and all(isinstance(x, int) and not isinstance(x, bool) for x in node):
             p.token_ids += len(node)
+            return
+        if p.stop is not None and len(node) > WALK_SLICE:
+            for at in range(0, len(node), WALK_SLICE):
+                if p.stop.is_set():
+                    raise Stopped
+                for x in node[at:at + WALK_SLICE]:
+                    _walk(x, p)
             return
         for x in node:
             _walk(x, p)
@@ -203,10 +220,10 @@ def _walk(node, p: Prompt) -> None:
                 _walk(call["function"].get("arguments"), p)
 
 
-def prompt_of(body: dict) -> Prompt:
+def prompt_of(body: dict, stop: threading.Event | None = None) -> Prompt:
     """Text parts of messages / input / prompt / instructions / a Messages request's `system`, images, and tool
-    definitions."""
-    p = Prompt(texts=[])
+    definitions; `stop`: see Prompt."""
+    p = Prompt(texts=[], stop=stop)
     for key in ("instructions", "system", "messages", "input", "prompt"):
         if key in body:
             _walk(body[key], p)
@@ -236,14 +253,14 @@ def _plain_chat_estimate(body: dict) -> int | None:
     return total
 
 
-def estimate_request_tokens(body: dict, exact: bool = True) -> tuple[int, str]:
+def estimate_request_tokens(body: dict, exact: bool = True, stop: threading.Event | None = None) -> tuple[int, str]:
     """(estimated prompt tokens, method) for a chat / responses / completions / embeddings body.
     Exact (for the encoding) up to EXACT_CHARS characters of text, sampled above; bounded either way.
     `exact=False`: characters / 4 (method ESTIMATE), tiktoken not even loaded."""
     if not exact and (plain := _plain_chat_estimate(body)) is not None:
         return plain, ESTIMATE
     enc = encoding() if exact else CHARACTERS
-    p = prompt_of(body)
+    p = prompt_of(body, stop)
     texts = [*p.texts, p.tools] if p.tools else p.texts
     fixed = p.token_ids + p.images * IMAGE_TOKENS + MESSAGE_OVERHEAD * p.messages
     total = sum(map(len, texts))

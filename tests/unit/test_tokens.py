@@ -275,7 +275,7 @@ def test_the_estimate_of_plain_chat_messages_is_the_general_walks(body):
 
 def test_plain_chat_messages_skip_the_general_walk(monkeypatch):
     walked = []
-    monkeypatch.setattr(tokens, "prompt_of", lambda body: walked.append(body) or tokens.Prompt(texts=[]))
+    monkeypatch.setattr(tokens, "prompt_of", lambda body, stop=None: walked.append(body) or tokens.Prompt(texts=[]))
     plain = {"model": "m", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "ping"}]}
     assert estimate_request_tokens(plain, exact=False) == (2 * MESSAGE_OVERHEAD + 2 + 1, tokens.ESTIMATE)
     assert walked == []
@@ -291,3 +291,22 @@ def test_a_messages_requests_system_prompt_is_counted():
         body = {"system": system, "messages": [{"role": "user", "content": "hi"}]}
         assert tokens.estimate_request_tokens(body)[0] > without + 400
         assert tokens.estimate_request_tokens(body, exact=False)[0] > without + 400
+
+
+def test_a_long_walk_stops_when_told_and_not_otherwise():
+    """A stopping gateway waits for its counting thread at exit: 400,000 input items, still being walked for an
+    estimate nobody would read, held a SIGTERMed gateway past 15 s on a busy machine. Told to stop, a long list's
+    walk ends within one slice; not told, it counts as before."""
+    import threading
+
+    from qwen_gateway import tokens
+
+    body = {"model": "m", "input": [{"role": "user", "content": f"w{i}"} for i in range(3 * tokens.WALK_SLICE)]}
+    stop = threading.Event()
+    counted = tokens.estimate_request_tokens(body, False, stop)
+    assert counted == tokens.estimate_request_tokens(body, False)  # the same count, when not told
+    stop.set()
+    with pytest.raises(tokens.Stopped):
+        tokens.estimate_request_tokens(body, False, stop)
+    short = {"model": "m", "input": [{"role": "user", "content": "hi"}]}
+    assert tokens.estimate_request_tokens(short, False, stop) == tokens.estimate_request_tokens(short, False)

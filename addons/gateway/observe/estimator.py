@@ -68,12 +68,14 @@ class TokenEstimator(Observer):
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._pending: set[asyncio.Task] = set()  # also keeps the tasks referenced until they end
         self._warming: asyncio.TimerHandle | None = None
+        self._stop = threading.Event()  # set when the gateway stops: a count under way gives up (tokens.Prompt)
 
     def configure(self, config: Config) -> None:
         self.enabled = config.token_count
         self.exact = config.token_count_exact
 
     def running(self) -> None:
+        self._stop.clear()
         if self.enabled and self.exact:  # load the encoding now rather than on the first request (~0.5 s)
             _load_apart()
 
@@ -112,7 +114,9 @@ class TokenEstimator(Observer):
     async def _count(self, ex: Exchange, body: dict, exact: bool) -> tuple[int, str] | None:
         try:
             result = await asyncio.get_running_loop().run_in_executor(self._pool(), tokens.estimate_request_tokens, body,
-                                                                      exact)
+                                                                      exact, self._stop)
+        except tokens.Stopped:
+            return None
         except Exception:
             log.debug("qwen: token count failed", exc_info=True)
             return None
@@ -127,6 +131,7 @@ class TokenEstimator(Observer):
         return self._executor
 
     def done(self) -> None:
+        self._stop.set()  # the interpreter joins the counting thread at exit: a long walk must not hold it there
         if self._warming is not None:
             self._warming.cancel()
             self._warming = None

@@ -199,3 +199,30 @@ def test_a_process_stopping_while_the_encoding_loads_does_not_wait_for_it():
     done = subprocess.run([sys.executable, "-c", STOPS_WHILE_LOADING], capture_output=True, text=True, timeout=30,
                           env={"PYTHONPATH": str(tests), "PATH": "/usr/bin:/bin"}, check=False)
     assert done.returncode == 0 and done.stdout.strip() == "stopped", done.stderr[-2000:]
+
+
+async def test_a_count_under_way_gives_up_when_the_gateway_stops(monkeypatch):
+    """`done` tells the counting thread's walk to stop: the interpreter joins that thread at exit."""
+    import threading
+
+    from qwen_gateway import tokens
+    from qwen_gateway.exchange import ClientRequest, Exchange
+    from qwen_gateway.observe.estimator import TokenEstimator
+
+    est = TokenEstimator()
+    seen: list[threading.Event | None] = []
+    began = threading.Event()
+
+    def slow(body, exact, stop=None):  # a walk that only ends when told
+        seen.append(stop)
+        began.set()
+        assert stop is not None and stop.wait(30)
+        raise tokens.Stopped
+
+    monkeypatch.setattr(tokens, "estimate_request_tokens", slow)
+    ex = Exchange(ClientRequest("POST", "/v1/responses", "http://x/v1/responses"))
+    task = asyncio.get_running_loop().create_task(est._count(ex, {"input": []}, False))
+    await asyncio.to_thread(began.wait, 30)
+    est.done()
+    assert await asyncio.wait_for(task, 30) is None and ex.count.tokens is None
+    assert seen and seen[0].is_set()
