@@ -299,14 +299,14 @@ def test_a_long_walk_stops_when_told_and_not_otherwise():
     walk ends within one slice; not told, it counts as before."""
     import threading
 
-    from qwen_gateway import tokens
+    from qwen_gateway import prompt_walk, tokens
 
-    body = {"model": "m", "input": [{"role": "user", "content": f"w{i}"} for i in range(3 * tokens.WALK_SLICE)]}
+    body = {"model": "m", "input": [{"role": "user", "content": f"w{i}"} for i in range(3 * prompt_walk.WALK_SLICE)]}
     stop = threading.Event()
     counted = tokens.estimate_request_tokens(body, False, stop)
     assert counted == tokens.estimate_request_tokens(body, False)  # the same count, when not told
     stop.set()
-    with pytest.raises(tokens.Stopped):
+    with pytest.raises(prompt_walk.Stopped):
         tokens.estimate_request_tokens(body, False, stop)
     short = {"model": "m", "input": [{"role": "user", "content": "hi"}]}
     assert tokens.estimate_request_tokens(short, False, stop) == tokens.estimate_request_tokens(short, False)
