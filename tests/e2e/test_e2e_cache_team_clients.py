@@ -20,24 +20,14 @@ import pytest
 from helpers.claude_ns import claude_world, flows  # noqa: F401  (fixture)
 from helpers.home import CODING_PLAN, Home
 from helpers.pgserver import PgServer, pg_server, pg_url  # noqa: F401  (fixtures)
-from helpers.procs import Gateway, stop_all, until
-from e2e.test_e2e_claude_code import STREAM_JSON, finished, proxy_env
-from e2e.test_e2e_claude_code_diagnostics import sse_events
+from helpers.procs import Gateway, stop_all
+from e2e.test_e2e_claude_code import finished, proxy_env
+from e2e.test_e2e_cache_team import turns_in_ledger
+from e2e.test_e2e_claude_code_diagnostics import LIVE, diagnostics_of
 from e2e.test_e2e_codex import Codex, assert_clean, custom_config
 from helpers.team import add_key
 
 pytestmark = pytest.mark.e2e
-LIVE = ("--system-prompt-snapshot", "off", *STREAM_JSON)
-
-
-def ledger_turns(url: str, n: int) -> list[tuple]:
-    """(conversation, cache_turn) of the shared ledger's rows, oldest first, once there are `n`."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        def rows() -> list[tuple]:
-            return conn.execute("SELECT conversation, cache_turn FROM usage WHERE cache_turn IS NOT NULL "
-                                "ORDER BY ts").fetchall()
-        until(lambda: len(rows()) >= n, f"{n} turns in the shared ledger", limit=30)
-        return rows()
 
 
 def over_socket(server: PgServer, url: str) -> str:
@@ -63,11 +53,7 @@ def test_claude_code_across_two_gateways_is_one_conversation(claude_world, pg_se
                                         again=work, timeout=240)
             finished(r, gw)
             work = work or folder
-        exchanges = world.exchanges(mark, 3)
-        asked = [e["client_request"]["body"]["json"].get("diagnostics") for e in exchanges]
-        starts = [next(ev["message"] for ev in sse_events(e["client_response"].get("body"))
-                       if ev.get("type") == "message_start") for e in exchanges]
-        answered = [m.get("diagnostics", "absent") for m in starts]
+        asked, starts, answered = diagnostics_of(world.exchanges(mark, 3))
         print(f"\nClaude Code asked: {asked}\nthe gateways answered: {answered}")
         # each later turn names the message the other gateway gave it
         assert [a["previous_message_id"] for a in asked[1:]] == [m["id"] for m in starts[:2]], (asked, starts)
@@ -76,7 +62,7 @@ def test_claude_code_across_two_gateways_is_one_conversation(claude_world, pg_se
         assert miss["type"] == "system_changed" and miss["cache_missed_input_tokens"] > 0, answered
         served = [len([f for f in flows(gw) if "/v1/messages" in f["path"]]) for gw in gws]
         assert served[0] >= 2 and served[1] >= 1, served  # each gateway answered its turns
-        rows = ledger_turns(url, 3)
+        rows = turns_in_ledger(url, 3)
         assert len({c for c, _ in rows}) == 1 and [t for _, t in rows] == [1, 2, 3], rows  # numbered once
     finally:
         for gw in gws:
@@ -102,7 +88,7 @@ def test_codex_across_two_gateways_is_one_conversation(tmp_path, emu, pg_url):  
         (codex.home / "config.toml").write_text(custom_config(gws[1]))  # the balancer sends the next turn there
         log, _ = codex.run("say pong again", resume=True)
         assert_clean(log)
-        rows = ledger_turns(pg_url, 2)
+        rows = turns_in_ledger(pg_url, 2)
         assert len({c for c, _ in rows}) == 1 and [t for _, t in rows] == [1, 2], rows
         with psycopg.connect(pg_url, autocommit=True) as conn:
             causes = conn.execute("SELECT cache_miss FROM usage WHERE cache_turn = 2").fetchall()

@@ -21,6 +21,15 @@ def sse_events(body: object) -> list[dict]:
     return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
 
 
+def diagnostics_of(exchanges: list[dict]) -> tuple[list, list[dict], list]:
+    """Of each recorded exchange: the `diagnostics` Claude Code asked, the message its answer started, and the
+    `diagnostics` that start carried ("absent" when it carried none)."""
+    asked = [e["client_request"]["body"]["json"].get("diagnostics") for e in exchanges]
+    starts = [next(ev["message"] for ev in sse_events(e["client_response"].get("body"))
+                   if ev.get("type") == "message_start") for e in exchanges]
+    return asked, starts, [m.get("diagnostics", "absent") for m in starts]
+
+
 def test_unchanged_claude_code_gets_its_cache_diagnostics(claude_world, proxy_gw):
     world = claude_world
     world.reset_emulator()
@@ -32,11 +41,7 @@ def test_unchanged_claude_code_gets_its_cache_diagnostics(claude_world, proxy_gw
                                     again=work)
         finished(r, proxy_gw)
         work = work or folder
-    exchanges = world.exchanges(mark, 3)
-    asked = [e["client_request"]["body"]["json"].get("diagnostics") for e in exchanges]
-    starts = [next(ev["message"] for ev in sse_events(e["client_response"].get("body"))
-                   if ev.get("type") == "message_start") for e in exchanges]
-    answered = [m.get("diagnostics", "absent") for m in starts]
+    asked, starts, answered = diagnostics_of(world.exchanges(mark, 3))
     print(f"\nClaude Code asked: {asked}\nthe gateway answered: {answered}")
     assert asked[0] == {"previous_message_id": None}
     # each later turn names the message before it: the ids the gateway gave it
