@@ -14,9 +14,9 @@ from bisect import bisect_left
 import orjson
 
 from .checksum import Sum, checksum
-from .prints import HOUR, MINUTES, MODEL, Blocks, Print, Reuse, dumps, encoded, of_chat, settings_of
+from .prints import HOUR, MESSAGES_KEY, MINUTES, MODEL, SEEN_TOOLS, Blocks, Print, Reuse, dumps, encoded, of_chat, settings_of
 
-_MESSAGES, _TOOLS = b'"messages":[', b'"tools":['  # keys as orjson writes them (a quote in a string is escaped)
+_MESSAGES, _TOOLS = MESSAGES_KEY, b'"tools":['  # keys as orjson writes them (a quote in a string is escaped)
 _MESSAGES_LEN, _TOOLS_LEN = len(_MESSAGES), len(_TOOLS)
 
 
@@ -28,11 +28,11 @@ def of_sent(body: dict, sent: bytes, before: Print | None, settings: bool = Fals
     kept = reuse.messages - 1 if reuse is not None else -1  # messages this turn repeats, the last one's marker aside
     if before is None or reuse is None or not sent or not isinstance(messages, list) or len(messages) <= kept \
             or kept < reuse.lead:
-        return of_chat(body, settings)
+        return of_chat(body, settings, seen_tools(body, sent), sent)
     view = memoryview(sent)
     at = sent.find(_MESSAGES) + _MESSAGES_LEN
     if at < _MESSAGES_LEN:
-        return of_chat(body, settings)
+        return of_chat(body, settings, seen_tools(body, sent))
     end = at + reuse.head_len
     head = Sum(view[at:end]) if kept else None  # read once: checked, then grown by this turn's messages
     same_head = head is None or (sent[end:end + 1] == b"," and head.intdigest() == reuse.head_sum)
@@ -47,10 +47,29 @@ def of_sent(body: dict, sent: bytes, before: Print | None, settings: bool = Fals
     elif not reuse.tools_len and not tools:
         same_tools = True
     if not same_head:  # the messages read whole; the tools, where the same, not (a marker moved in the system text)
-        return of_chat(body, settings, _tools(before, reuse) if same_tools and reuse.tools_len else None)
+        return of_chat(body, settings, _tools(before, reuse) if same_tools and reuse.tools_len else None, sent)
     if not same_tools:
-        return of_chat(body, settings)
+        return of_chat(body, settings, seen_tools(body, sent), sent)
     return _grown(body, messages, before, reuse, kept, head, settings)
+
+
+def seen_tools(body: dict, sent: bytes) -> tuple | None:
+    """A tool list a conversation sent before (prints.SEEN_TOOLS), found in these bytes as sent: its blocks and its
+    JSON's length and checksum, as prints.of_chat takes them, so a new conversation of an agent whose every session
+    sends the same tools does not encode them again. None: not found (they are encoded)."""
+    tools = body.get("tools")
+    if not SEEN_TOOLS or not sent or tools.__class__ is not list or not tools:
+        return None
+    t = sent.find(_TOOLS) + _TOOLS_LEN - 1  # at its "[": a key's quotes are never inside a string (escaped there)
+    if t < _TOOLS_LEN - 1:
+        return None
+    for key, known in reversed(list(SEEN_TOOLS.items())):  # newest first (a copy: a worker thread may add one)
+        length, digest = key
+        if len(known[1]) == len(tools) and sent[t + length - 1:t + length + 1] in (b"],", b"]}") \
+                and checksum(memoryview(sent)[t:t + length]) == digest:
+            SEEN_TOOLS[key] = SEEN_TOOLS.pop(key, known)  # the newest again
+            return known[0], known[1], length, digest
+    return None
 
 
 def _tools(before: Print, reuse: Reuse) -> tuple:

@@ -109,3 +109,46 @@ def test_a_turn_whose_system_text_lost_its_marker_takes_the_tools_of_the_turn_be
     third = {**second, "messages": second["messages"] + [{"role": "assistant", "content": "ok"},
                                                           {"role": "user", "content": "next"}]}
     assert same(of_sent(third, jsonio.dumps(third), made), of_chat(third))
+
+
+def test_a_new_conversation_with_tools_seen_before_finds_them_in_the_bytes_sent(monkeypatch):
+    """An agent's every session sends the same tools (Claude Code's 35 kB of them): a conversation's first turn
+    takes their blocks from a tool list any conversation sent before, found in its bytes as sent (length and
+    checksum), instead of encoding them again; a list never seen, or the bytes not matching, is encoded."""
+    first, data = sent(conversation(1))
+    of_sent(first, data, None)  # the tools seen once
+    other = [{"role": "system", "content": "another agent"}, {"role": "user", "content": "hi"}]
+    encoded = []
+    real = prints.dumps
+    monkeypatch.setattr(prints, "dumps", lambda obj: encoded.append(obj) or real(obj))
+    body, data = sent(other)
+    made = of_sent(body, data, None)
+    assert body["tools"] not in encoded and same(made, of_chat(body))
+    assert (made.reuse.tools_len, made.reuse.tools_sum) == (len(jsonio.dumps(body["tools"])),
+                                                           of_chat(body).reuse.tools_sum)
+    changed = copy.deepcopy(TOOLS)
+    changed[1]["function"]["description"] = "changed"
+    body, data = sent(other, tools=changed)
+    encoded.clear()
+    assert same(of_sent(body, data, None), of_chat(body)) and body["tools"] in encoded  # never seen: encoded
+    body, data = sent(other)
+    assert same(of_sent(body, data.replace(b"Read ", b"Reed "), None), of_chat(body))  # bytes that differ: read
+
+
+def test_a_turn_read_whole_takes_its_system_messages_json_from_the_bytes_sent(monkeypatch):
+    """A turn read whole (a conversation's first, or one whose system text changed) hashes the JSON of its messages
+    but the last for the next turn's check: the leading system messages' JSON is found in the bytes sent, not
+    encoded a second time (their parts are encoded once, for their blocks), and the check is the same."""
+    for n in (0, 1, 3):
+        body, data = sent(conversation(n))
+        lead = prints.leading(body["messages"])
+        read = []
+        real = prints.encoded
+        monkeypatch.setattr(prints, "encoded", lambda ms: read.append(ms) or real(ms))
+        made = of_sent(body, data, None)
+        monkeypatch.undo()
+        whole = of_chat(body)
+        assert same(made, whole) and body["messages"][:lead] not in read, n
+        assert (made.reuse.head_len, made.reuse.head_sum) == (whole.reuse.head_len, whole.reuse.head_sum), n
+    body, data = sent([{"role": "user", "content": "hi"}])  # no system message, one message: an empty head
+    assert same(of_sent(body, data, None), of_chat(body)) and of_sent(body, data, None).reuse.head_len == 0
