@@ -51,6 +51,8 @@ TOOLS = "Bash,Read,Grep,Edit,Glob"
 class Filler:
     """Strings to filler, the same string to the same filler (a keyed hash: the key is never written)."""
 
+    kept, kept_lists, kept_top = KEPT, KEPT_LISTS, KEPT_TOP  # the keys whose values stay as sent (a subclass adds)
+
     def __init__(self, key: bytes | None = None) -> None:
         self.key = key if key is not None else secrets.token_bytes(32)
 
@@ -77,11 +79,11 @@ class Filler:
         if isinstance(v, dict):
             return {k: (x if k == "cache_control" else self.value(x, k)) for k, x in v.items()}
         if isinstance(v, list):
-            if key in KEPT_LISTS and all(isinstance(x, str) for x in v):
+            if key in self.kept_lists and all(isinstance(x, str) for x in v):
                 return list(v)
             return [self.value(x) for x in v]
         if isinstance(v, str):
-            if key in KEPT:
+            if key in self.kept:
                 return v
             if v.startswith(BILLING_PREFIX):
                 return BILLING_PREFIX + self.text(v[len(BILLING_PREFIX):])
@@ -92,7 +94,7 @@ class Filler:
         """A Messages request body's shape."""
         out = {}
         for k, v in body.items():
-            if k in KEPT_TOP:
+            if k in self.kept_top:
                 out[k] = v
             elif k == "metadata" and isinstance(v, dict):
                 out[k] = {m: self._user_id(x) if m == "user_id" else self.value(x, m) for m, x in v.items()}
@@ -141,9 +143,10 @@ def shapes(flowfile: Path, filler: Filler | None = None) -> dict:
     return {"source": "recorded: scripts/record_claude_shapes.py", **pooled(turns)}
 
 
-def pooled(turns: list[dict]) -> dict:
-    """The turns with their system, tools and messages in a pool, each once (`{"$pool": i}` in its place): a turn
-    repeats the turn before (claude_shapes.turns puts them back)."""
+def pooled(turns: list[dict], items: str = "messages") -> dict:
+    """The turns with their system (or instructions), tools and `items` (messages, a Responses body's input) in a
+    pool, each once (`{"$pool": i}` in its place): a turn repeats the turn before (recorded_shapes.turns puts them
+    back)."""
     pool: list = []
     index: dict[str, int] = {}
 
@@ -156,8 +159,8 @@ def pooled(turns: list[dict]) -> dict:
 
     out = []
     for turn in turns:
-        body = {k: ref(v) if k in ("system", "tools") else v for k, v in turn["body"].items()}
-        body["messages"] = [ref(m) for m in turn["body"]["messages"]]
+        body = {k: ref(v) if k in ("system", "tools", "instructions") else v for k, v in turn["body"].items()}
+        body[items] = [ref(m) for m in turn["body"][items]]
         out.append({"body": body, "usage": turn["usage"]})
     return {"pool": pool, "turns": out}
 
@@ -240,9 +243,9 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(found, indent=1, ensure_ascii=False) + "\n")
-    import claude_shapes  # (scripts/ is this script's folder)
+    import recorded_shapes  # (scripts/ is this script's folder)
 
-    sizes = [len(claude_shapes.request(t)) for t in claude_shapes.turns(out)]
+    sizes = [len(recorded_shapes.request(t)) for t in recorded_shapes.turns(out)]
     print(f"{out}: {len(sizes)} requests, {min(sizes, default=0):,} to {max(sizes, default=0):,} bytes")
     return 0
 

@@ -99,7 +99,7 @@ def test_the_shapes_of_a_flow_file(tmp_path):
             writer.add(fl)
     found = tmp_path / "shapes.json"
     found.write_text(json.dumps(record.shapes(flows)))
-    (turn,) = _script("claude_shapes").turns(found)
+    (turn,) = _script("recorded_shapes").turns(found)
     assert turn["usage"] == {"input_tokens": 3, "cache_read_input_tokens": 900, "cache_creation_input_tokens": 50,
                              "output_tokens": 12}
     assert keys(turn["body"]) == keys(BODY)
@@ -116,7 +116,7 @@ def test_the_recorded_session_as_the_doctor_judges_it(bench, tmp_path):
     """The committed shapes: a Claude Code session of 14 requests growing from 53 kB (each system, tool list and
     message once in the file), every turn read what the turn before left in Qwen's explicit cache (the usage it was
     answered with): the doctor follows one conversation and finds no miss."""
-    turns = _script("claude_shapes").turns(SHAPES)
+    turns = _script("recorded_shapes").turns(SHAPES)
     sizes = [len(orjson.dumps(t["body"])) for t in turns]
     assert len(turns) >= 8 and sizes == sorted(sizes) and sizes[0] > 50_000
     assert any(b.get("type") == "tool_use" for t in turns for m in t["body"]["messages"]
