@@ -97,13 +97,14 @@ class Filler:
             if k in self.kept_top:
                 out[k] = v
             elif k == "metadata" and isinstance(v, dict):
-                out[k] = {m: self._user_id(x) if m == "user_id" else self.value(x, m) for m, x in v.items()}
+                out[k] = {m: self.json_text(x) if m == "user_id" else self.value(x, m) for m, x in v.items()}
             else:
                 out[k] = self.value(v, k)
         return out
 
-    def _user_id(self, v: object) -> object:
-        """Claude Code's `metadata.user_id`: a JSON string of ids (its session the conversation's key)."""
+    def json_text(self, v: object) -> object:
+        """A string holding JSON, its structure kept (Claude Code's `metadata.user_id`, a JSON string of ids: its
+        session the conversation's key), written as it was (its size the same); else filler as any string."""
         if isinstance(v, str) and v.startswith("{"):
             try:
                 parsed = json.loads(v)
@@ -112,7 +113,7 @@ class Filler:
             for seps, ascii_ in itertools.product(((",", ":"), (", ", ": ")), (False, True)):  # as written: its size
                 if json.dumps(parsed, separators=seps, ensure_ascii=ascii_) == v:
                     return json.dumps(self.value(parsed), separators=seps, ensure_ascii=ascii_)
-        return self.value(v)
+        return Filler.value(self, v)
 
 
 def usage_of(response: str) -> dict:

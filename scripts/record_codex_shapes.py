@@ -41,6 +41,11 @@ class ResponsesFiller(Filler):
     kept = Filler.kept | KEPT
     kept_top = Filler.kept_top | KEPT_TOP
 
+    def value(self, v: object, key: str | None = None) -> object:
+        if isinstance(v, str) and v.startswith("{") and key not in self.kept:
+            return self.json_text(v)  # a call's arguments, Codex's turn metadata: JSON, its structure kept
+        return super().value(v, key)
+
 
 def usage_of(response: str) -> dict:
     """OpenAI's usage in a streamed (or whole) Responses answer: `response.completed`'s response's."""

@@ -127,3 +127,21 @@ def test_the_recorded_session_as_the_doctor_judges_it(bench, tmp_path):
     assert len({v.conversation for v in verdicts}) == 1
     assert [v.cause for v in verdicts] == [None] * len(turns)
     assert [v.read for v in verdicts[1:]] == [t["usage"]["cache_read_input_tokens"] for t in turns[1:]]
+
+
+def test_the_recorded_codex_session_as_the_doctor_judges_it(bench, tmp_path):
+    """The committed Codex shapes (scripts/record_codex_shapes.py): a session of Responses requests on a custom
+    provider, its `exec_command` calls and their outputs, growing turn by turn: one conversation, no miss, every
+    turn read what the turn before stored. Its JSON texts (a call's arguments) are still JSON, their values filler."""
+    shapes = SHAPES.with_name("codex_shapes.json")
+    turns = _script("recorded_shapes").turns(shapes)
+    sizes = [len(orjson.dumps(t["body"])) for t in turns]
+    assert len(turns) >= 8 and sizes == sorted(sizes) and turns[0]["dialect"] == "responses"
+    calls = [i for t in turns for i in t["body"]["input"] if i.get("type") == "function_call"]
+    assert calls and all(isinstance(json.loads(c["arguments"]), dict) for c in calls)
+    assert "exec_command to" not in shapes.read_text() and "compare.py" not in shapes.read_text()
+    verdicts = bench.replay(turns, home=tmp_path / "gw")
+    assert [v.turn for v in verdicts] == list(range(1, len(turns) + 1))
+    assert len({v.conversation for v in verdicts}) == 1
+    assert [v.cause for v in verdicts] == [None] * len(turns)
+    assert [v.read for v in verdicts[1:]] == [t["usage"]["input_tokens_details"]["cached_tokens"] for t in turns[1:]]

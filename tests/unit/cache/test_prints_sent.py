@@ -139,11 +139,12 @@ def test_a_turn_read_whole_takes_its_system_messages_json_from_the_bytes_sent(mo
     """A turn read whole (a conversation's first, or one whose system text changed) hashes the JSON of its messages
     but the last for the next turn's check: the leading system messages' JSON is found in the bytes sent, not
     encoded a second time (their parts are encoded once, for their blocks), and the check is the same."""
+    read: list = []
+    real = prints.encoded
     for n in (0, 1, 3):
         body, data = sent(conversation(n))
         lead = prints.leading(body["messages"])
-        read = []
-        real = prints.encoded
+        read.clear()
         monkeypatch.setattr(prints, "encoded", lambda ms: read.append(ms) or real(ms))
         made = of_sent(body, data, None)
         monkeypatch.undo()
