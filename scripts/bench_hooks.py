@@ -55,7 +55,7 @@ import recorded_shapes
 from bench_http import CHAT, long_conversation
 from callgrind_report import instructions, python_functions
 
-WARM = 200
+WARM = int(os.environ.get("QWEN_BENCH_HOOKS_WARM", "200"))  # requests before the first mark
 LONG = os.environ.get("QWEN_BENCH_HOOKS_LONG") == "1"  # --long, handed to the runs under valgrind
 # --set NAME=VALUE (repeatable; each a list option's entry), handed to the runs under valgrind as JSON
 SET: dict[str, list[str]] = json.loads(os.environ.get("QWEN_BENCH_HOOKS_SET") or "{}")
