@@ -187,6 +187,9 @@ NOT_RUN: list[tuple[str, str, str]] = [  # (file pattern, command pattern, reaso
     (r"docs/performance\.md", r"scripts/record_claude_shapes\.py",
      "records a real Claude Code session in a network namespace (root, Claude Code in .tools/) and writes the shape "
      "file anew; tests/unit/cache/test_claude_shapes.py checks the shaping and the committed file"),
+    (r"docs/performance\.md", r"scripts/record_codex_shapes\.py",
+     "records a real Codex session through a real gateway (minutes, Codex in .tools/) and writes the shape file anew; "
+     "tests/unit/cache/test_claude_shapes.py replays the committed one through the gateway and the doctor"),
 ]
 
 CURL = shutil.which("curl")

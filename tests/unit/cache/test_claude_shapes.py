@@ -145,3 +145,25 @@ def test_the_recorded_codex_session_as_the_doctor_judges_it(bench, tmp_path):
     assert len({v.conversation for v in verdicts}) == 1
     assert [v.cause for v in verdicts] == [None] * len(turns)
     assert [v.read for v in verdicts[1:]] == [t["usage"]["input_tokens_details"]["cached_tokens"] for t in turns[1:]]
+
+
+def test_a_responses_shape_keeps_its_enumerated_words_and_its_json_texts():
+    """record_codex_shapes.py: a Responses body's `reasoning.effort`, `include` and item statuses are the gateway's
+    to check and stay as sent; a function call's arguments are JSON whose values become filler, its size the same."""
+    record = _script("record_codex_shapes")
+    body = {"model": "coder-model", "store": False, "include": ["reasoning.encrypted_content"],
+            "reasoning": {"effort": "medium", "summary": "auto"}, "text": {"verbosity": "low"},
+            "prompt_cache_key": "0f3c-77", "input": [
+                {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "be brief"}]},
+                {"type": "function_call", "status": "completed", "name": "exec_command", "call_id": "call_1",
+                 "arguments": '{"cmd": "cat compare.py"}'},
+                {"type": "function_call_output", "call_id": "call_1", "output": "def compare(): …"}]}
+    shaped = record.ResponsesFiller().body(body)
+    assert len(orjson.dumps(shaped)) == len(orjson.dumps(body)) and keys(shaped) == keys(body)
+    kept = {k: shaped[k] for k in ("store", "include", "reasoning", "text", "model")}
+    assert kept == {k: body[k] for k in kept}
+    call = shaped["input"][1]
+    assert call["status"] == "completed" and call["name"] == "exec_command"
+    assert list(json.loads(call["arguments"])) == ["cmd"] and "compare.py" not in call["arguments"]
+    assert shaped["input"][2]["call_id"] == call["call_id"] != "call_1"  # the same text, the same filler
+    assert "be brief" not in orjson.dumps(shaped).decode()
