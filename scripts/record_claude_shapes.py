@@ -35,6 +35,7 @@ import secrets
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,18 +131,24 @@ def usage_of(response: str) -> dict:
 
 def shapes(flowfile: Path, filler: Filler | None = None) -> dict:
     """The shapes of the Messages requests of a mitmdump flow file, in order, with their answers' usage."""
+    turns = recorded(flowfile, "/v1/messages", filler or Filler(), usage_of)
+    return {"source": "recorded: scripts/record_claude_shapes.py", **pooled(turns)}
+
+
+def recorded(flowfile: Path, path: str, filler: Filler, usage: Callable[[str], dict]) -> list[dict]:
+    """Each `POST path` of a mitmdump flow file, in order: its body's shape and its answer's usage (`usage` reads
+    it from the answer's text)."""
     from mitmproxy import io
 
-    filler = filler or Filler()
     turns = []
     with open(flowfile, "rb") as f:
         for fl in io.FlowReader(f).stream():
-            if fl.request.method != "POST" or fl.request.path.split("?")[0] != "/v1/messages":
+            if fl.request.method != "POST" or fl.request.path.split("?")[0] != path:
                 continue
             body = json.loads(fl.request.get_text())
             turns.append({"body": filler.body(body),
-                          "usage": usage_of(fl.response.get_text()) if fl.response is not None else {}})
-    return {"source": "recorded: scripts/record_claude_shapes.py", **pooled(turns)}
+                          "usage": usage(fl.response.get_text()) if fl.response is not None else {}})
+    return turns
 
 
 def pooled(turns: list[dict], items: str = "messages") -> dict:
@@ -226,14 +233,16 @@ def record(workdir: Path) -> Path:
     return flowfile
 
 
-def main(argv: list[str]) -> int:
-    out = Path(next((a for a in argv if a.endswith(".json")), OUT))
+def main(argv: list[str], out: Path = OUT, record: Callable[[Path], Path] = record,
+         shapes: Callable[[Path], dict] = shapes, prefix: str = "claude-shapes-") -> int:
+    """The command line (record_codex_shapes.py's too, with its own recording and reader): record a session, or read
+    a flow file (`--from`), and write its shapes to OUT (a `.json` argument)."""
+    out = Path(next((a for a in argv if a.endswith(".json")), out))
     if "--from" in argv:
-        flowfile = Path(argv[argv.index("--from") + 1])
-        found = shapes(flowfile)
+        found = shapes(Path(argv[argv.index("--from") + 1]))
     else:
         keep = Path(argv[argv.index("--keep") + 1]) if "--keep" in argv else None
-        workdir = Path(tempfile.mkdtemp(prefix="claude-shapes-"))
+        workdir = Path(tempfile.mkdtemp(prefix=prefix))
         try:
             flowfile = record(workdir)
             found = shapes(flowfile)

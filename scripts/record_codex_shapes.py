@@ -21,14 +21,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "scripts" / "data" / "codex_shapes.json"
 sys.path[:0] = [str(ROOT / "scripts")]
 
-from record_claude_shapes import Filler, pooled  # noqa: E402  (scripts/ on the path first)
+from record_claude_shapes import Filler, main as claude_main, pooled, recorded  # noqa: E402  (scripts/ on the path first)
 
 # Responses' own words kept as sent, beside Claude Code's (record_claude_shapes.KEPT): what the gateway validates
 KEPT = frozenset(("verbosity", "effort", "summary", "status", "detail", "include"))
@@ -59,17 +58,7 @@ def usage_of(response: str) -> dict:
 
 def shapes(flowfile: Path, filler: Filler | None = None) -> dict:
     """The shapes of the Responses requests of a mitmdump flow file, in order, with their answers' usage."""
-    from mitmproxy import io
-
-    filler = filler or ResponsesFiller()
-    turns = []
-    with open(flowfile, "rb") as f:
-        for fl in io.FlowReader(f).stream():
-            if fl.request.method != "POST" or fl.request.path.split("?")[0] != "/v1/responses":
-                continue
-            body = json.loads(fl.request.get_text())
-            turns.append({"body": filler.body(body),
-                          "usage": usage_of(fl.response.get_text()) if fl.response is not None else {}})
+    turns = recorded(flowfile, "/v1/responses", filler or ResponsesFiller(), usage_of)
     return {"source": "recorded: scripts/record_codex_shapes.py", "dialect": "responses",
             **pooled(turns, items="input")}
 
@@ -134,27 +123,7 @@ def record(workdir: Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    out = Path(next((a for a in argv if a.endswith(".json")), OUT))
-    if "--from" in argv:
-        found = shapes(Path(argv[argv.index("--from") + 1]))
-    else:
-        keep = Path(argv[argv.index("--keep") + 1]) if "--keep" in argv else None
-        workdir = Path(tempfile.mkdtemp(prefix="codex-shapes-"))
-        try:
-            flowfile = record(workdir)
-            found = shapes(flowfile)
-            if keep is not None:
-                keep.mkdir(parents=True, exist_ok=True)
-                shutil.copy(flowfile, keep / flowfile.name)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(found, indent=1, ensure_ascii=False) + "\n")
-    import recorded_shapes
-
-    sizes = [len(recorded_shapes.request(t)) for t in recorded_shapes.turns(out)]
-    print(f"{out}: {len(sizes)} requests, {min(sizes, default=0):,} to {max(sizes, default=0):,} bytes")
-    return 0
+    return claude_main(argv, OUT, record, shapes, prefix="codex-shapes-")
 
 
 if __name__ == "__main__":
