@@ -255,6 +255,9 @@ def in_background(cmd: str) -> bool:
 # ---- running -----------------------------------------------------------------------------------------
 
 
+QUIET = re.compile(r"(^|\s)(-q|--quiet)(\s|$)")  # mitmdump's and mitmweb's: no start-up lines on the terminal
+
+
 class Session:
     """A sandboxed shell for one test, with the servers it started in the foreground's place."""
 
@@ -319,7 +322,7 @@ class Session:
         """The line a gateway prints on the terminal once it listens (none when its output goes to a file, or
         for the emulator), with how many the terminal showed before: its start-up lines are the block's, even
         when a loaded machine prints them more than a settle's quiet after the port opened."""
-        if "scripts/qwen_emulator.py" in cmd or ">" in without_comment(cmd):
+        if "scripts/qwen_emulator.py" in cmd or ">" in without_comment(cmd) or QUIET.search(without_comment(cmd)):
             return []
         line = re.compile(rf"listening at \S*:{ports[0]}\b")
         return [(line, len(line.findall(self.shell.text())))]
@@ -331,6 +334,8 @@ class Session:
             if all(len(line.findall(text)) > before for line, before in announced):
                 break
             time.sleep(0.05)
+        else:  # a line that never comes cost every run of the block 30 s (`mitmdump -q` prints none)
+            assert not announced, f"no {[line.pattern for line, _ in announced]} on the terminal within 30 s"
         announced.clear()
 
     def expect(self, sample: Block, out: str, *, sources: tuple[str, ...] = (), wait: float = 15) -> None:
