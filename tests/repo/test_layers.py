@@ -141,6 +141,25 @@ def test_no_import_cycle():
     assert cycles == []
 
 
+def folder(module: str) -> str | None:
+    """The top-level folder of the package a module is in (None: a module of the package's own top level)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and modules()[module][1]) else None
+
+
+def test_no_two_folders_import_each_other():
+    """Between two folders of the package the imports go one way only, type-only imports included: a record both
+    need sits below both (as `price_tier.py` below models/ and pricing/), not in one of them."""
+    leads: dict[tuple[str, str], list[str]] = {}
+    for module, deps in graph().items():
+        for dep in deps:
+            pair = (folder(module), folder(dep))
+            if None not in pair and pair[0] != pair[1]:
+                leads.setdefault((str(pair[0]), str(pair[1])), []).append(f"{module} -> {dep}")
+    both_ways = sorted(f"{a} <-> {b}: {leads[a, b] + leads[b, a]}" for a, b in leads if a < b and (b, a) in leads)
+    assert both_ways == []
+
+
 def test_seams_are_core():
     assert outer(f"{SEAMS}.server_connect") == "core"
     assert all(outer(dep) == "core" for module, deps in graph().items() if module.startswith(SEAMS) for dep in deps)

@@ -41,7 +41,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from . import price_list
-from .tier import Tier, parse
+from ..price_tier import Tier, parse
 from ..cache.usage import EXPLICIT, read as read_cache
 from ..models import catalogue
 
