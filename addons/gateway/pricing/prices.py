@@ -42,7 +42,7 @@ from types import MappingProxyType
 
 from . import price_list
 from ..price_tier import Tier, parse
-from ..cache.usage import EXPLICIT, read as read_cache
+from ..cache_usage import EXPLICIT, read as read_cache
 from ..models import catalogue
 
 USD, REQUESTS, TOKENS = "USD", "requests", "tokens"
