@@ -11,7 +11,7 @@ from sys import byteorder
 import orjson
 
 from .checksum import Sum
-from .prints import HOUR, MINUTES, MODEL, SETTINGS, SLICE, Blocks, Print, Reuse, checksum, dumps, encoded, settings_of
+from .prints import HOUR, MINUTES, MODEL, SLICE, Blocks, Print, Reuse, checksum, dumps, encoded, settings_of
 
 
 def grown(body: dict, messages: list, before: Print, reuse: Reuse, kept: int, head: Sum | None, settings: bool,
@@ -25,7 +25,7 @@ def grown(body: dict, messages: list, before: Print, reuse: Reuse, kept: int, he
         datas = list(map(orjson.dumps, tail)) if len(tail) <= SLICE else encoded(tail)
     except (TypeError, orjson.JSONEncodeError):
         model, datas = dumps(body.get("model")), encoded(tail)
-    b = Blocks(None, True)  # empty
+    b = Blocks(None, empty=True)
     b.add_messages(tail, datas)  # its blocks numbered from 0: they follow the repeated ones
     repeated = before.first_message + kept - reuse.lead  # the blocks this turn repeats
     unmarked = repeated - 1 if foreseen else repeated  # before's blocks as they were: its last one's marker gone
@@ -71,11 +71,5 @@ def grown(body: dict, messages: list, before: Print, reuse: Reuse, kept: int, he
         spans = {i: n for i, n in (before.spans or {}).items() if i < unmarked}
         spans.update({repeated + i: n for i, n in (b.spans or {}).items()})
         spans = spans or None  # none left: as a print read whole has (compared as equal)
-    read = 0  # the settings' hash (prints.settings_of), its common case without the call
-    if settings:
-        try:
-            read = checksum(orjson.dumps(list(map(body.get, SETTINGS))))
-        except (TypeError, orjson.JSONEncodeError):
-            read = settings_of(body)
     return Print(MODEL + before.kinds[1:repeated] + "".join(b.kinds), raw, sizes, before.first_message, texts,
-                 read, HOUR if hour else MINUTES, nxt, marks, spans)
+                 settings_of(body) if settings else 0, HOUR if hour else MINUTES, nxt, marks, spans)
