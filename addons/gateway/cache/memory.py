@@ -89,7 +89,7 @@ class Memory:
                 prints.append(p)
         size = 0
         for p in prints:
-            size += p.footprint
+            size += p.footprint()
         self.bytes += size - kept.bytes
         kept.bytes = size
         if self.bytes > BYTES:
@@ -101,12 +101,12 @@ class Memory:
         where = (tenant, answer_id)
         old = self.ids.pop(where, None)
         if old is not None:
-            self.id_bytes -= old.print.footprint
+            self.id_bytes -= old.print.footprint()
         self.ids[where] = turn
-        self.id_bytes += turn.print.footprint
+        self.id_bytes += turn.print.footprint()
         while self.ids and (len(self.ids) > IDS or self.id_bytes > ID_BYTES):
             _, dropped = self.ids.popitem(last=False)
-            self.id_bytes -= dropped.print.footprint
+            self.id_bytes -= dropped.print.footprint()
 
     def find(self, tenant: str, answer_id: str) -> Turn | None:
         """The turn of the tenant's response `answer_id`; None when unknown, another tenant's, or too old."""

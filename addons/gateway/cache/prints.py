@@ -64,8 +64,7 @@ class Print:
     size of each in bytes of JSON, where the messages begin; the hash of its text alone for a message holding
     images; its settings' hash (0: not read); the lifetime its markers asked; what the next turn may reuse."""
 
-    __slots__ = ("kinds", "raw", "sizes", "first_message", "texts", "settings", "lifetime", "reuse", "marks", "spans",
-                 "footprint")
+    __slots__ = ("kinds", "raw", "sizes", "first_message", "texts", "settings", "lifetime", "reuse", "marks", "spans")
 
     def __init__(self, kinds: str, raw: bytes, sizes: array, first_message: int, texts: dict[int, int] | None,
                  settings: int = 0, lifetime: float = MINUTES, reuse: Reuse | None = None,
@@ -74,8 +73,6 @@ class Print:
         self.texts, self.settings, self.lifetime, self.reuse, self.spans = texts, settings, lifetime, reuse, spans
         self.marks = marks  # the blocks a cache marker ends (a system part, a message): where Qwen stores a prefix
         # spans: a message block of other than one content part, its parts (what Qwen's lookback counts)
-        # the bytes it keeps (its buffers and its objects), for the memory's bounds: read there without a call
-        self.footprint = len(raw) + 4 * len(sizes) + len(kinds) + 360
 
     @property
     def blocks(self) -> int:
@@ -88,6 +85,10 @@ class Print:
     def size_before(self, block: int) -> int:
         """The bytes of the blocks before `block`."""
         return sum(self.sizes[:block])
+
+    def footprint(self) -> int:
+        """The bytes this print keeps (its buffers and its objects), for the memory's bounds."""
+        return len(self.raw) + 4 * len(self.sizes) + len(self.kinds) + 360
 
 
 def dumps(obj: object) -> bytes:

@@ -11,7 +11,7 @@ from sys import byteorder
 import orjson
 
 from .checksum import Sum
-from .prints import HOUR, MINUTES, MODEL, SLICE, Blocks, Print, Reuse, checksum, dumps, encoded, settings_of
+from .prints import HOUR, MINUTES, MODEL, Blocks, Print, Reuse, checksum, dumps, encoded, settings_of
 
 
 def grown(body: dict, messages: list, before: Print, reuse: Reuse, kept: int, head: Sum | None, settings: bool,
@@ -20,11 +20,11 @@ def grown(body: dict, messages: list, before: Print, reuse: Reuse, kept: int, he
     the rest's made (prints.Blocks). `head`: the checksum of the repeated messages' JSON, running; `foreseen`: the
     last of them is `before`'s last, as it foresaw (its block taken, its marker's gone)."""
     tail = messages[kept:]
-    try:  # orjson called here, not through prints.dumps or encoded: a Python call costs thousands of instructions
+    datas = encoded(tail)
+    try:  # orjson called here, not through prints.dumps: a Python call costs thousands of instructions
         model = orjson.dumps(body.get("model"))
-        datas = list(map(orjson.dumps, tail)) if len(tail) <= SLICE else encoded(tail)
     except (TypeError, orjson.JSONEncodeError):
-        model, datas = dumps(body.get("model")), encoded(tail)
+        model = dumps(body.get("model"))
     b = Blocks(None, empty=True)
     b.add_messages(tail, datas)  # its blocks numbered from 0: they follow the repeated ones
     repeated = before.first_message + kept - reuse.lead  # the blocks this turn repeats

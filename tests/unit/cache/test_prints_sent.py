@@ -84,11 +84,9 @@ def test_a_repeated_conversation_reads_only_its_new_messages(monkeypatch):
     grown = conversation(40) + [{"role": "assistant", "content": "done"}, {"role": "user", "content": "next"}]
     body, data = sent(grown)
     read = []
-    real = prints.Blocks.add_messages  # the messages read: encoded, then made blocks
-    monkeypatch.setattr(prints.Blocks, "add_messages", lambda b, ms, *a: read.append(len(ms)) or real(b, ms, *a))
-    made = of_sent(body, data, before)
-    monkeypatch.setattr(prints.Blocks, "add_messages", real)
-    assert same(made, of_chat(body))
+    real = prints.encoded
+    monkeypatch.setattr("qwen_gateway.cache.prints_next.encoded", lambda ms: read.append(len(ms)) or real(ms))
+    assert same(of_sent(body, data, before), of_chat(body))
     assert read == [3]  # the turn before's last message (an image in it: read again) and the two new ones
 
 
