@@ -73,7 +73,7 @@ class Memory:
         """`now` becomes the conversation's newest turn; earlier turns it begins with share its print."""
         kept.count += 1
         now.turn = kept.count
-        raw, kinds = now.print.raw[:8 * now.blocks], now.print.kinds  # Turn.raw, read without a call
+        raw, kinds = now.raw, now.print.kinds
         kept.turns.append(now)  # the oldest dropped beyond TURNS_KEPT
         prints = [now.print]  # each print once, however many turns share it (compared by identity)
         shared = None  # a print `now` begins with, as far as its newest turn has it: its older turns have less
@@ -81,8 +81,7 @@ class Memory:
             p = seen.print
             if p is now.print:
                 continue
-            n = seen.blocks  # Turn.raw and its kinds read here, not by a call
-            if p is shared or (raw.startswith(p.raw[:8 * n]) and kinds.startswith(p.kinds[:n])):
+            if p is shared or (raw.startswith(seen.raw) and kinds.startswith(p.kinds[:seen.blocks])):
                 shared = p
                 seen.print = now.print  # the same blocks: only its count of them is its own
             elif p not in prints:
