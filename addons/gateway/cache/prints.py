@@ -106,8 +106,10 @@ class Blocks:
 
     def __init__(self, model: object, empty: bool = False) -> None:
         model_json = dumps(model) if not empty else b""
-        self.kinds, self.digests, self.sizes = ([MODEL], [checksum(model_json)], [len(model_json)]) if not empty else \
-            ([], [], [])  # empty: blocks that follow others (prints_sent.py)
+        # arrays: a long conversation's hashes kept as no Python int each, whose scattered heap is not given back
+        self.kinds, self.digests, self.sizes = ([MODEL], array("Q", [checksum(model_json)]),
+                                                array("I", [len(model_json)])) if not empty else \
+            ([], array("Q"), array("I"))  # empty: blocks that follow others (prints_sent.py)
         self.first_message, self.hour, self.whole_tools, self.tools_hour = -1, False, b"", False
         self.tools_sum = 0  # the checksum of whole_tools, once made
         self.texts: dict[int, int] | None = None
@@ -138,8 +140,8 @@ class Blocks:
             if m.get("content").__class__ is list or "cache_control" in m:
                 hashed[i] = self.canonical_message(first + i, m)
         self.kinds += kinds
-        self.digests += map(checksum, hashed)
-        self.sizes += map(len, datas)
+        self.digests.extend(map(checksum, hashed))
+        self.sizes.extend(map(len, datas))
         if datas:  # plain, or read as Qwen reads it to one text: its JSON once its marker moves on
             self.last_json = hashed[-1] if hashed[-1] is datas[-1] else self.canon
         return datas
@@ -208,7 +210,7 @@ class Blocks:
 
     def done(self, settings: int = 0, reuse: Reuse | None = None) -> Print:
         first = self.first_message if self.first_message >= 0 else len(self.kinds)
-        return Print("".join(self.kinds), array("Q", self.digests).tobytes(), array("I", self.sizes), first,
+        return Print("".join(self.kinds), self.digests.tobytes(), self.sizes, first,
                      self.texts, settings, HOUR if self.hour else MINUTES, reuse, tuple(self.marks), self.spans)
 
 

@@ -29,7 +29,7 @@ def grown(body: dict, messages: list, before: Print, reuse: Reuse, kept: int, he
     b.add_messages(tail, datas)  # its blocks numbered from 0: they follow the repeated ones
     repeated = before.first_message + kept - reuse.lead  # the blocks this turn repeats
     unmarked = repeated - 1 if foreseen else repeated  # before's blocks as they were: its last one's marker gone
-    raw = b"".join((checksum(model).to_bytes(8, byteorder), before.raw[8:8 * repeated], array("Q", b.digests).tobytes()))
+    raw = b"".join((checksum(model).to_bytes(8, byteorder), before.raw[8:8 * repeated], b.digests.tobytes()))
     sizes = before.sizes[:repeated]  # each step an object made: a Python call costs hundreds of instructions
     sizes[0] = len(model)
     if foreseen:  # its JSON without its marker now
