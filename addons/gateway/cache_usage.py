@@ -26,10 +26,13 @@ def read(usage: object) -> tuple[int | None, int | None, int, str | None]:
     if not isinstance(details, dict):
         cached = _count(usage.get("cached_tokens"))
         return cached, None, 0, IMPLICIT if cached else None
-    cached = details.get("cached_tokens")
-    cached = _count(usage.get("cached_tokens") if cached is None else cached)
+    cached = details.get("cached_tokens")  # _count's test, read here: every turn's, without a call
+    if cached is None:
+        cached = usage.get("cached_tokens")
+    cached = cached if type(cached) is int and cached >= 0 else None
     qwens = details.get("cache_creation_input_tokens")
-    written = _count(details.get("cache_write_tokens") if qwens is None else qwens)
+    written = details.get("cache_write_tokens") if qwens is None else qwens
+    written = written if type(written) is int and written >= 0 else None
     hour = 0
     if written:
         creation = details.get("cache_creation")

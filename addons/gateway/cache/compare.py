@@ -151,8 +151,10 @@ def _digest(turn: Turn, i: int) -> int | None:
 def first_change(was: Turn, now: Turn, named: list[str] | None = None) -> Change | None:
     """The first block of `now` that differs from `was` and its kind of change (`named`: where each block of
     `now` is, prints_forms.places); None when `was` is a prefix of `now` (the conversation only grew)."""
+    if grew(was, now):  # the conversation only grew (or is the same): one call, not Turn.raw's two
+        return None
     before_raw, now_raw = was.raw, now.raw
-    if now_raw.startswith(before_raw):  # the conversation only grew (or is the same)
+    if now_raw.startswith(before_raw):
         return None
     i = common(before_raw, now_raw)
     a, b = was.print, now.print
@@ -176,6 +178,15 @@ def first_change(was: Turn, now: Turn, named: list[str] | None = None) -> Change
     return Change(cause, i, where, _digest(was, i), _digest(now, i))
 
 
+def grew(was: Turn, now: Turn) -> bool:
+    """Whether `now` begins with all of `was` (its own print whole, `now`'s too) and opens with the same message:
+    what `continues` and `now.raw.startswith(was.raw)` say together, read without a Python call."""
+    a, b = was.print, now.print
+    n = was.blocks
+    return n == len(a.kinds) and now.blocks == len(b.kinds) and a.first_message == b.first_message < n \
+        and b.raw.startswith(a.raw)
+
+
 def continues(was: Turn, now: Turn) -> bool:
     """Whether `now` goes on from `was`'s conversation: both open with the same message. A client's side request
     in the same session (a title, a topic, on another model) opens with its own: it continues nothing."""
@@ -189,6 +200,8 @@ def closest(earlier: Sequence[Turn], now: Turn) -> Turn | None:
     grew), else the one sharing the longest prefix with it (the newest of equals); else the newest whose model,
     system and tools `now` repeats up to its first message (that message edited: where Claude Code keeps its
     session context); None when it continues none (a side request has its own model, system or tools)."""
+    if earlier and (seen := earlier[-1]).prompt is not None and grew(seen, now):
+        return seen  # the newest kept turn, grown (the common case: what the loop below finds first, at less cost)
     raw = now.raw
     best: Turn | None = None
     length = -1
@@ -209,13 +222,14 @@ def closest(earlier: Sequence[Turn], now: Turn) -> Turn | None:
     return best
 
 
-def diagnose(was: Turn | None, now: Turn, change: Change | None = None) -> Verdict:
-    """Whether `now` read less than `was` (the turn it continues) left in the cache, and why (see the module)."""
+def diagnose(was: Turn | None, now: Turn, change: Change | None = None, grown: bool = False) -> Verdict:
+    """Whether `now` read less than `was` (the turn it continues) left in the cache, and why (see the module);
+    `grown`: `now` begins with all of `was` (`grew` said so), so no change is looked for."""
     prompt = now.prompt or 0
     missed = max(0, prompt - now.cached)
     if was is None or was.prompt is None:
         return Verdict(now.turn, None, missed, 0, None, None)
-    if change is None:
+    if change is None and not grown:
         change = first_change(was, now)
     if was.explicit:  # what it read and wrote stays for its lifetime
         reach = min(was.cached + was.written, prompt)

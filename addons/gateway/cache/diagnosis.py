@@ -95,7 +95,9 @@ class Diagnoser:
             found = printing.result()  # made by a worker thread (begin)
         else:  # the conversation's previous turn: what this one repeats of it is not read again
             before = self.memory.newest(ex.key.name, ex.conversation.key) if ex.conversation is not None else None
-            found = _made(body, ex.attempt.leg, ex.attempt.sent, before, asked is not None)
+            leg = ex.attempt.leg  # as _made, without its call
+            found = of_body(body, leg.suffix) if leg.passthrough else of_sent(body, ex.attempt.sent, before,
+                                                                                 asked is not None)
         seen = Turn(found, at=ex.started_at, account=ex.attempt.account, route=ex.attempt.route, lifetime=found.lifetime,
                     tenant=ex.key.name)
         if asked is not None:

@@ -73,7 +73,7 @@ class Memory:
         """`now` becomes the conversation's newest turn; earlier turns it begins with share its print."""
         kept.count += 1
         now.turn = kept.count
-        raw, kinds = now.raw, now.print.kinds
+        raw, kinds = now.print.raw[:8 * now.blocks], now.print.kinds  # Turn.raw, read without a call
         kept.turns.append(now)  # the oldest dropped beyond TURNS_KEPT
         prints = [now.print]  # each print once, however many turns share it (compared by identity)
         shared = None  # a print `now` begins with, as far as its newest turn has it: its older turns have less
@@ -81,14 +81,15 @@ class Memory:
             p = seen.print
             if p is now.print:
                 continue
-            if p is shared or (raw.startswith(seen.raw) and kinds.startswith(p.kinds[:seen.blocks])):
+            n = seen.blocks  # Turn.raw and its kinds read here, not by a call
+            if p is shared or (raw.startswith(p.raw[:8 * n]) and kinds.startswith(p.kinds[:n])):
                 shared = p
                 seen.print = now.print  # the same blocks: only its count of them is its own
             elif p not in prints:
                 prints.append(p)
         size = 0
         for p in prints:
-            size += p.footprint()
+            size += p.footprint
         self.bytes += size - kept.bytes
         kept.bytes = size
         if self.bytes > BYTES:
@@ -100,12 +101,12 @@ class Memory:
         where = (tenant, answer_id)
         old = self.ids.pop(where, None)
         if old is not None:
-            self.id_bytes -= old.print.footprint()
+            self.id_bytes -= old.print.footprint
         self.ids[where] = turn
-        self.id_bytes += turn.print.footprint()
+        self.id_bytes += turn.print.footprint
         while self.ids and (len(self.ids) > IDS or self.id_bytes > ID_BYTES):
             _, dropped = self.ids.popitem(last=False)
-            self.id_bytes -= dropped.print.footprint()
+            self.id_bytes -= dropped.print.footprint
 
     def find(self, tenant: str, answer_id: str) -> Turn | None:
         """The turn of the tenant's response `answer_id`; None when unknown, another tenant's, or too old."""

@@ -25,7 +25,7 @@ from itertools import chain
 import orjson
 
 from .. import jsonio
-from .checksum import checksum
+from .checksum import Sum, checksum
 from .parts import MARKERS, TEXTS, asks_hour, canonical_content, strip
 
 MODEL, SYSTEM, TOOL, MESSAGE, MID_SYSTEM = "M", "S", "T", "U", "Y"  # a block's kind, one letter each
@@ -45,14 +45,18 @@ class Reuse:
     as a length and a checksum (checksum.py), with how many blocks each made."""
 
     __slots__ = ("messages", "lead", "head_len", "head_sum", "head_hour", "tools_len", "tools_sum", "tools_hour",
-                 "system_blocks", "tool_blocks")
+                 "system_blocks", "tool_blocks", "last_len", "next_sum")
 
     def __init__(self, messages: int, lead: int, head_len: int, head_sum: int, head_hour: bool, tools_len: int,
-                 tools_sum: int, tools_hour: bool, system_blocks: int, tool_blocks: int) -> None:
+                 tools_sum: int, tools_hour: bool, system_blocks: int, tool_blocks: int, last_len: int = 0,
+                 next_sum: int = 0) -> None:
         self.messages, self.lead, self.head_len, self.head_sum, self.head_hour = messages, lead, head_len, head_sum, \
             head_hour
         self.tools_len, self.tools_sum, self.tools_hour = tools_len, tools_sum, tools_hour
         self.system_blocks, self.tool_blocks = system_blocks, tool_blocks
+        # the last message as the next turn sends it, its marker gone (its JSON's length; 0: not foreseen), and the
+        # checksum of the head grown by it: where the next turn's bytes match, that message is not read again
+        self.last_len, self.next_sum = last_len, next_sum
 
 
 class Print:
@@ -60,7 +64,8 @@ class Print:
     size of each in bytes of JSON, where the messages begin; the hash of its text alone for a message holding
     images; its settings' hash (0: not read); the lifetime its markers asked; what the next turn may reuse."""
 
-    __slots__ = ("kinds", "raw", "sizes", "first_message", "texts", "settings", "lifetime", "reuse", "marks", "spans")
+    __slots__ = ("kinds", "raw", "sizes", "first_message", "texts", "settings", "lifetime", "reuse", "marks", "spans",
+                 "footprint")
 
     def __init__(self, kinds: str, raw: bytes, sizes: array, first_message: int, texts: dict[int, int] | None,
                  settings: int = 0, lifetime: float = MINUTES, reuse: Reuse | None = None,
@@ -69,6 +74,8 @@ class Print:
         self.texts, self.settings, self.lifetime, self.reuse, self.spans = texts, settings, lifetime, reuse, spans
         self.marks = marks  # the blocks a cache marker ends (a system part, a message): where Qwen stores a prefix
         # spans: a message block of other than one content part, its parts (what Qwen's lookback counts)
+        # the bytes it keeps (its buffers and its objects), for the memory's bounds: read there without a call
+        self.footprint = len(raw) + 4 * len(sizes) + len(kinds) + 360
 
     @property
     def blocks(self) -> int:
@@ -81,10 +88,6 @@ class Print:
     def size_before(self, block: int) -> int:
         """The bytes of the blocks before `block`."""
         return sum(self.sizes[:block])
-
-    def footprint(self) -> int:
-        """The bytes this print keeps (its buffers and its objects), for the memory's bounds."""
-        return len(self.raw) + 4 * len(self.sizes) + len(self.kinds) + 360
 
 
 def dumps(obj: object) -> bytes:
@@ -99,18 +102,21 @@ class Blocks:
     """A print being built: its blocks' kinds, hashes and sizes, appended in order."""
 
     __slots__ = ("kinds", "digests", "sizes", "texts", "first_message", "hour", "whole_tools", "tools_sum",
-                 "tools_hour", "hour_blocks", "marks", "spans")
+                 "tools_hour", "hour_blocks", "marks", "spans", "canon", "last_json")
 
     def __init__(self, model: object, empty: bool = False) -> None:
         model_json = dumps(model) if not empty else b""
-        self.kinds, self.digests, self.sizes = ([MODEL], [checksum(model_json)], [len(model_json)]) if not empty else \
-            ([], [], [])  # empty: blocks that follow others (prints_sent.py)
+        # arrays: a long conversation's hashes kept as no Python int each, whose scattered heap is not given back
+        self.kinds, self.digests, self.sizes = ([MODEL], array("Q", [checksum(model_json)]),
+                                                array("I", [len(model_json)])) if not empty else \
+            ([], array("Q"), array("I"))  # empty: blocks that follow others (prints_sent.py)
         self.first_message, self.hour, self.whole_tools, self.tools_hour = -1, False, b"", False
         self.tools_sum = 0  # the checksum of whole_tools, once made
         self.texts: dict[int, int] | None = None
         self.hour_blocks: list[int] = []  # the message blocks whose markers ask an hour
         self.marks: list[int] = []  # the blocks a marker ends (Print.marks)
         self.spans: dict[int, int] | None = None  # Print.spans
+        self.canon = self.last_json = b""  # the latest message read as Qwen reads it; the last's JSON (Reuse.last_len)
 
     def add(self, kind: str, data: bytes) -> None:
         self.kinds.append(kind)
@@ -134,8 +140,10 @@ class Blocks:
             if m.get("content").__class__ is list or "cache_control" in m:
                 hashed[i] = self.canonical_message(first + i, m)
         self.kinds += kinds
-        self.digests += map(checksum, hashed)
-        self.sizes += map(len, datas)
+        self.digests.extend(map(checksum, hashed))
+        self.sizes.extend(map(len, datas))
+        if datas:  # plain, or read as Qwen reads it to one text: its JSON once its marker moves on
+            self.last_json = hashed[-1] if hashed[-1] is datas[-1] else self.canon
         return datas
 
     def canonical_message(self, index: int, message: dict) -> bytes:
@@ -171,6 +179,7 @@ class Blocks:
             data = orjson.dumps(out)
         except (TypeError, orjson.JSONEncodeError):
             data = dumps(out)
+        self.canon = data if not images and text.__class__ is not list else b""
         if images:
             self.texts = self.texts if self.texts is not None else {}
             self.texts[index] = checksum(data)
@@ -201,7 +210,7 @@ class Blocks:
 
     def done(self, settings: int = 0, reuse: Reuse | None = None) -> Print:
         first = self.first_message if self.first_message >= 0 else len(self.kinds)
-        return Print("".join(self.kinds), array("Q", self.digests).tobytes(), array("I", self.sizes), first,
+        return Print("".join(self.kinds), self.digests.tobytes(), self.sizes, first,
                      self.texts, settings, HOUR if self.hour else MINUTES, reuse, tuple(self.marks), self.spans)
 
 
@@ -221,7 +230,10 @@ def encoded(messages: list) -> list[bytes]:
 
 
 def settings_of(body: dict) -> int:
-    return checksum(dumps([body.get(k) for k in SETTINGS]))
+    try:  # orjson itself: through dumps, one Python call more on every turn
+        return checksum(orjson.dumps(list(map(body.get, SETTINGS))))
+    except (TypeError, orjson.JSONEncodeError):
+        return checksum(dumps([body.get(k) for k in SETTINGS]))
 
 
 def leading(messages: list) -> int:
@@ -249,19 +261,23 @@ def of_chat(body: dict, settings: bool = False, tools: tuple | None = None, sent
     head = head_sent(sent, rest, lead) if sent and lead and rest else None
     if head is None:
         joined = b",".join((encoded(messages[:lead]) + rest)[:-1])
-        head = len(joined), checksum(joined)
+        head = len(joined), Sum(joined)
+    head_sum, last_len, next_sum = head[1].intdigest(), len(b.last_json), 0
+    if last_len:  # Reuse.next_sum: the head grown by the last message as the next turn sends it
+        head[1].update(b"," + b.last_json if head[0] else b.last_json)
+        next_sum = head[1].intdigest()
     tools_len, tools_sum = (len(b.whole_tools), b.tools_sum if b.whole_tools else checksum(b"")) if tools is None \
         else tools[2:]
     head_hour = head_hour or any(i < len(b.kinds) - 1 for i in b.hour_blocks)
-    reuse = Reuse(len(messages), lead, head[0], head[1], head_hour, tools_len, tools_sum,
-                  b.tools_hour, system_blocks, tool_blocks) if messages else None
+    reuse = Reuse(len(messages), lead, head[0], head_sum, head_hour, tools_len, tools_sum,
+                  b.tools_hour, system_blocks, tool_blocks, last_len, next_sum) if messages else None
     return b.done(settings_of(body) if settings else 0, reuse)
 
 
-def head_sent(sent: bytes, rest: list[bytes], lead: int) -> tuple[int, int] | None:
-    """The length and checksum of the JSON of a body's messages but the last, read in its bytes as sent: the `lead`
-    system messages' up to where the first of the `rest` (each message after them, as encoded) stands, then the
-    rest's. None: not found as encoded (they are encoded and joined)."""
+def head_sent(sent: bytes, rest: list[bytes], lead: int) -> tuple[int, Sum] | None:
+    """The length and running checksum of the JSON of a body's messages but the last, read in its bytes as sent: the
+    `lead` system messages' up to where the first of the `rest` (each message after them, as encoded) stands, then
+    the rest's. None: not found as encoded (they are encoded and joined)."""
     at = sent.find(MESSAGES_KEY) + len(MESSAGES_KEY)
     first = sent.find(b"," + rest[0], at) + 1 if at >= len(MESSAGES_KEY) else 0  # never inside a string (escaped)
     if first <= 0:
@@ -269,7 +285,7 @@ def head_sent(sent: bytes, rest: list[bytes], lead: int) -> tuple[int, int] | No
     end = first + sum(map(len, rest[:-1])) + len(rest) - 1  # where the last message stands
     if sent[end - 1:end] != b"," or sent[end:end + len(rest[-1])] != rest[-1]:
         return None
-    return end - 1 - at, checksum(memoryview(sent)[at:end - 1])
+    return end - 1 - at, Sum(memoryview(sent)[at:end - 1])
 
 
 def system_parts(b: Blocks, content: object) -> None:

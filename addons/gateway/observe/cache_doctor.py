@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from mitmproxy import ctx
 
-from ..cache.compare import CAUSES, Turn, Verdict, closest, diagnose, first_change
+from ..cache.compare import CAUSES, Turn, Verdict, closest, diagnose, first_change, grew
 from ..cache.diagnosis import Diagnoser
 from ..cache.prints import MID_SYSTEM, MODEL, SYSTEM, TOOL
 from ..cache.prints_forms import CHAT, places
@@ -80,8 +80,12 @@ class CacheDoctor(Observer):
         cached, written, _, kind = read_cache(usage)
         now.prompt, now.cached, now.written, now.explicit = prompt, cached or 0, written or 0, kind == EXPLICIT
         kept = self.memory.kept(conversation.key, ex.key.name, now, by_opening=conversation.source == "opening")
-        was = closest(kept.turns, now)
-        verdict = diagnose(was, now)
+        turns, was = kept.turns, None
+        if turns and (was := turns[-1]).prompt is not None and grew(was, now):  # the common case, in fewer calls
+            verdict = diagnose(was, now, grown=True)
+        else:
+            was = closest(turns, now)
+            verdict = diagnose(was, now)
         self.memory.add(kept, now)
         asked = ex.cache_ask
         named = asked.answer_id if asked is not None and asked.keep and asked.answer_id else None
