@@ -16,12 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .accounts import Credential, Pool
+from .accounts import Pool
 from .api import models as model_list, telemetry
 from .api.batches.bills import BatchBills
+from .api.batches import translation
 from .api.batches.routes import BatchRoutes
 from .stores.batches import BatchStore, SharedBatchStore
-from .api.chat import CHAT
 from .api.completions import COMPLETIONS
 from .api.embeddings import EMBEDDINGS
 from .api.messages import endpoints as messages, side as claude_side
@@ -38,7 +38,6 @@ from .api.stored_chat import endpoint as stored_chat
 from .auth.remote import RemoteLogin
 from .cache.diagnosis import Diagnoser
 from .cli.admin_server import AdminListener
-from .errors import GatewayError
 from .exchange import Exchange
 from .settings.config import Config
 from .storage.pg import Database
@@ -107,7 +106,7 @@ def batch_provider() -> Provider:
 def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[], None],
                  runs: Callable[[], BackgroundRuns] | None = None,
                  pool: Callable[[], Pool | None] = lambda: None,
-                 build: Build | None = None,
+                 build: translation.Build | None = None,
                  bills: BatchBills | None = None,
                  priced_only: Callable[[Exchange], None] = lambda ex: None) -> dict[str, LocalRoute]:
     """Local answers that belong to an outer package: route name (ingress/routing.py) -> answer. `bills`: where a finished
@@ -118,7 +117,7 @@ def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[
             "codex_models": model_list.codex_catalog, "codex_telemetry": telemetry.answer,
             "stored_chat": stored_chat.stored_chat(stored_chat.chats_of(store)),
             "batches": BatchRoutes(batch_calls(pool, priced_only), batch_store,
-                                   functools.partial(batch_line, build=build or _unbuilt), batch_answer,
+                                   functools.partial(translation.chat_line, build=build or translation.unbuilt), batch_answer,
                                    bills or batch_bills([], lambda ex: None))}
 
 
@@ -152,35 +151,12 @@ def batch_calls(pool: Callable[[], Pool | None], priced_only: Callable[[Exchange
     return made(pool, priced_only)
 
 
-def batch_line(ex: Exchange, body: dict, cred: Credential, config: Config, *, build: Build) -> dict:
-    """A batch's chat line as the chat path translates a request: the chat dialect's checks and translation, then
-    the engine's own body builder (`UpstreamEngine.build`: the model map, a retired model answered, the provider's
-    rules with what its refusals taught) for the account that runs the batch (never streamed: a batch's answers are
-    whole)."""
-    line = ex.fork(endpoint=CHAT, body=body, requested_model=str(body.get("model") or ""), stream=False, notes=[])
-    line.chat_body = CHAT.to_chat({k: v for k, v in body.items() if k not in ("stream", "stream_options")}, line)
-    build(line, cred)
-    assert line.attempt.body is not None
-    return line.attempt.body
-
-
-Build = Callable[[Exchange, Credential], object]  # the engine's body builder (UpstreamEngine.build), for an account
-
-
-def _unbuilt(ex: Exchange, cred: Credential) -> object:
-    raise GatewayError(503, "The gateway has no upstream engine to build a batch's lines with.", code="no_accounts")
-
-
 @functools.cache  # never at import: the options' defaults read the environment (the test fork server's rule)
 def _batch_upstream() -> Upstream:
     return batch_provider().upstream(Config())
 
 
-def batch_answer(ex: Exchange, answer: dict, model: str) -> dict:
-    """A batch's chat result as the chat path reads a whole answer: Qwen's quirks repaired, named as asked."""
-    line = ex.fork(endpoint=CHAT, body={}, requested_model=model)
-    upstream = _batch_upstream()  # its answers' quirks are the provider's, whatever the options
-    return CHAT.from_chat(upstream.answer(answer, model=model or str(answer.get("model") or "")), line)
+batch_answer = functools.partial(translation.chat_answer, upstream=_batch_upstream)
 
 
 def account_models(config: Config, pool: Pool, rows: list[dict]) -> None:

@@ -76,4 +76,12 @@ def test_batches_and_live_requests_share_one_body_builder_and_one_retry_loop():
     assert loops == ["qwen_gateway.upstream.retry.attempts"]
     calls = "\n".join((UPSTREAM / p).read_text() for p in ("engine.py", "dashscope/batch_calls.py"))
     assert calls.count(".attempts(") == 2
-    assert "build(line, cred)" in COMPONENTS.read_text() and "chat_body(" not in COMPONENTS.read_text()
+    batch_lines = ROOT / "addons" / "gateway" / "api" / "batches" / "translation.py"
+    assert "build(line, cred)" in batch_lines.read_text() and "chat_body(" not in COMPONENTS.read_text()
+
+
+def test_the_composition_translates_no_batch_line():
+    """Issue 80 item 3: a batch's lines are translated by the batches dialect (api/batches/translation.py), its
+    answers read by the provider's upstream; the composition only joins them."""
+    text = COMPONENTS.read_text()
+    assert [call for call in (".to_chat(", ".from_chat(", "upstream.answer(", "().answer(") if call in text] == []

@@ -68,18 +68,20 @@ def test_observers_in_the_order_they_are_called():
 
 
 def test_a_batch_line_is_translated_as_the_chat_path_translates_a_request():
-    """api/batches/ gets the chat dialect's translation, the model map and DashScope's rules, joined here."""
+    """api/batches/translation.py gets the chat dialect's translation, the model map and DashScope's rules; the
+    composition joins it to the engine's builder and the batch provider's upstream (`batch_answer`)."""
     from qwen_gateway.exchange import ClientRequest, Exchange
     import pytest
     from qwen_gateway.errors import GatewayError
 
+    from qwen_gateway.api.batches import translation
     from qwen_gateway.upstream.engine import UpstreamEngine
     from qwen_gateway.upstream.retry import RetryPolicy
 
     ex = Exchange(ClientRequest("POST", "/v1/files", "http://gw/v1/files"))
     cred = Credential("ds", KEY, "http://127.0.0.1:9/compatible-mode/v1", "sk-1", default_model="qwen-plus")
     engine = UpstreamEngine(RetryPolicy(None), Config(), components.pairing(Config()))
-    batch_line = functools.partial(components.batch_line, build=engine.build)  # the live path's builder
+    batch_line = functools.partial(translation.chat_line, build=engine.build)  # the live path's builder
     body = batch_line(ex, {"model": "gpt-4o", "stream": True, "max_completion_tokens": 9, "messages": [
         {"role": "developer", "content": "be brief"}, {"role": "user", "content": "hi"}]}, cred, Config())
     assert body["model"] == "qwen-plus" and "stream" not in body  # mapped as chat maps it; a batch never streams

@@ -4,7 +4,6 @@ its JSON once its marker moved on), its block is taken too, and only the message
 
 from __future__ import annotations
 
-from array import array
 from bisect import bisect_left
 from sys import byteorder
 

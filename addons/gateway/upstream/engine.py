@@ -178,7 +178,7 @@ class UpstreamEngine:
 
     def build(self, ex: Exchange, cred: Credential | None = None) -> tuple[Upstream, str | None]:
         """The upstream serving the exchange's current account and the API base its leg uses (None: the account's
-        own); the body on the record. The one body builder: a live request's and a batch line's (components.batch_line)
+        own); the body on the record. The one body builder: a live request's and a batch line's (api/batches/translation.py)
         — the model map, the route, a retired model answered here, the pair's leg, the provider's rules with what its
         refusals taught. `cred`: the account it is built for (a batch line's: the batch's), else the attempt's."""
         upstream, base, body = self._planned(ex, cred)
