@@ -54,6 +54,7 @@ from .observe.requestlog import RequestLine
 from .observe.tracing import Tracing
 from .observer import Observer
 from .interfaces import ClientFormat, Endpoint
+from .provider_registry import declare
 from .providers import Pairing, Provider, Upstream
 from .upstream.dashscope import provider as dashscope
 from .upstream.qwenweb import provider as qwenweb
@@ -86,6 +87,7 @@ def sockets(relay: LoopbackRelay, runner: TurnRunner, responses: Endpoint[Exchan
 
 # Every provider the gateway can send requests to: one line each (providers.py), the first the default
 PROVIDERS: tuple[Provider, ...] = (dashscope.PROVIDER, qwenweb.PROVIDER, selfhosted.PROVIDER)
+declare(PROVIDERS)  # what the core knows of them: the kinds of account each one's, its catalogue, its plans
 
 
 def pairing(config: Config) -> Pairing:

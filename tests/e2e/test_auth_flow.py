@@ -134,6 +134,7 @@ async def test_fifty_concurrent_calls_at_expiry_refresh_once(srv, settings):
 PROC_SCRIPT = textwrap.dedent("""
     import asyncio, json, sys, time
     from pathlib import Path
+    import qwen_gateway.components  # declares the providers: a credential's is its kind's
     from qwen_gateway.upstream.pool.pool import AccountPool
     from qwen_gateway.settings.auth import AuthSettings
     qwen_dir, state_dir, url, start_at = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
@@ -254,6 +255,7 @@ async def test_a_refresh_by_someone_else_is_used_not_repeated(srv, settings):
 KILL_SCRIPT = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
+    import qwen_gateway.components  # declares the providers: a credential's is its kind's
     from qwen_gateway.upstream.pool.pool import AccountPool
     from qwen_gateway.settings.auth import AuthSettings
     s = AuthSettings.from_env(qwen_dir=Path(sys.argv[1]), state_dir=Path(sys.argv[2]), oauth_base_url=sys.argv[3])
@@ -305,6 +307,7 @@ TRAP_SCRIPT = textwrap.dedent("""
     import asyncio, os, signal, sys
     from pathlib import Path
     from qwen_gateway.auth import filelock, oauth, state
+    import qwen_gateway.components  # declares the providers: a credential's is its kind's
     from qwen_gateway.upstream.pool.pool import AccountPool
     from qwen_gateway.settings.auth import AuthSettings
 

@@ -179,13 +179,13 @@ def test_credentials_are_core_below_the_pool():
     reaches into auth/ (the gateway knows accounts through accounts.Pool)."""
     g = graph()
     assert {f"{AUTH}.{m}" for m in ("account", "key_account", "oauth_account", "web_account", "registry", "state",
-                                    "state_pg", "credfile", "oauth", "remote", "plans")} <= set(g)
+                                    "state_pg", "credfile", "oauth", "remote")} <= set(g)
     assert outer(f"{AUTH}.registry") == "core"
     upward = [f"{m} -> {d}" for m, deps in g.items() if m.startswith(AUTH) for d in deps
               if outer(d) != "core" or d in WIRING]
     assert upward == []
     users = {m for m, deps in g.items() if not m.startswith(AUTH) and any(d.startswith(AUTH) for d in deps)}
-    # DashScope's provider reads its plans' bases (the Anthropic-compatible one, the Responses API's)
+    # DashScope's provider keeps its accounts' model lists with the credentials' writer (credfile)
     assert {m for m in users if not m.startswith(POOL)} == {"qwen_gateway.components", "qwen_gateway.cli.auth",
                                                             "qwen_gateway.upstream.dashscope.provider",
                                                             "qwen_gateway.cli.auth_keys", "qwen_gateway.cli.auth_web",
@@ -228,10 +228,11 @@ def test_the_dialects_keep_no_sql():
 
 
 # The base every layer builds on: the exchange record and the interfaces it is typed by, and what they need to be
-# typed (ids, JSON, accounts, errors, the cache doctor's record and the prefix prints it compares, the routes'
-# and learned facts' records and the client dialects' the routes name, storage's health and files those facts are
-# read from). It imports nothing above it.
+# typed (ids, JSON, accounts and what the core knows of providers, errors, the cache doctor's record and the prefix
+# prints it compares, the routes' and learned facts' records and the client dialects' the routes name, storage's
+# health and files those facts are read from). It imports nothing above it.
 BASE = {"qwen_gateway", "qwen_gateway.exchange", "qwen_gateway.interfaces", "qwen_gateway.providers", "qwen_gateway.live_stream",
+        "qwen_gateway.provider_registry",
         "qwen_gateway.ids", "qwen_gateway.jsonio", "qwen_gateway.retry_reasons", "qwen_gateway.accounts", "qwen_gateway.errors",
         "qwen_gateway.cache_turn", "qwen_gateway.cache.compare", "qwen_gateway.cache.prints",
         "qwen_gateway.cache.checksum", "qwen_gateway.cache.parts",

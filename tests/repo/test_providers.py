@@ -77,3 +77,41 @@ def test_batches_and_live_requests_share_one_body_builder_and_one_retry_loop():
     calls = "\n".join((UPSTREAM / p).read_text() for p in ("engine.py", "dashscope/batch_calls.py"))
     assert calls.count(".attempts(") == 2
     assert "build(line, cred)" in COMPONENTS.read_text() and "chat_body(" not in COMPONENTS.read_text()
+
+
+def _provider_names() -> dict[str, str]:
+    """Each provider's name (its `PROVIDER`'s, read by import: a name may be a constant of its package) -> the folder
+    of its package."""
+    import importlib
+    return {importlib.import_module(f"{p}.provider").PROVIDER.name: str(UPSTREAM / p.rsplit(".", 1)[1])
+            for p in providers()}
+
+
+def _strings(path) -> list[tuple[int, str]]:
+    """(line, value) of every string constant in a module but its docstrings."""
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def test_a_providers_name_is_said_in_its_package_only():
+    """A provider is one package in meaning too: its name is written in its package (accounts.json's `provider`
+    values are these strings) and the core learns it from the `Provider` record, through the composition — the
+    accounts, the pool, the model map and the commands know a provider by what its record says (its account kinds,
+    whether the catalogue describes its models, its plans), never by its name."""
+    from repo.test_layers import modules
+    names = _provider_names()
+    assert {"dashscope", "qwenweb", "selfhosted"} <= set(names)
+    said = sorted(f"{path.relative_to(ROOT)}:{line}: {value!r}" for _, (path, _) in modules().items()
+                  if path != COMPONENTS for line, value in _strings(path)
+                  if value in names and not str(path).startswith(names[value] + "/"))
+    assert said == []
+
+
+def test_the_names_check_sees_a_name_but_not_a_docstring(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text('"""dashscope"""\n\ndef f():\n    """qwenweb"""\n    return "selfhosted"  # dashscope\n')
+    assert _strings(module) == [(5, "selfhosted")]

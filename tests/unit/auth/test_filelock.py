@@ -130,6 +130,7 @@ def srv(emu) -> Server:
 KILL_AT_RENAME = textwrap.dedent("""
     import asyncio, os, signal, sys
     from pathlib import Path
+    import qwen_gateway.components  # declares the providers: a credential's is its kind's
     from qwen_gateway.upstream.pool.pool import AccountPool
     from qwen_gateway.settings.auth import AuthSettings
 
@@ -153,6 +154,7 @@ KILL_MID_REFRESH = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
     from qwen_gateway.auth import oauth
+    import qwen_gateway.components  # declares the providers: a credential's is its kind's
     from qwen_gateway.upstream.pool.pool import AccountPool
     from qwen_gateway.settings.auth import AuthSettings
 
@@ -168,6 +170,7 @@ KILL_MID_REFRESH = textwrap.dedent("""
 NEXT = textwrap.dedent("""
     import asyncio, json, sys
     from pathlib import Path
+    import qwen_gateway.components  # declares the providers: a credential's is its kind's
     from qwen_gateway.upstream.pool.pool import AccountPool
     from qwen_gateway.settings.auth import AuthSettings
     s = AuthSettings.from_env(qwen_dir=Path(sys.argv[1]), state_dir=Path(sys.argv[2]), oauth_base_url=sys.argv[3])
@@ -291,6 +294,7 @@ def test_a_gateway_after_a_process_killed_before_the_rename(srv, tmp_path, make_
 async def test_a_web_session_killed_before_the_rename_is_adopted_not_lost(srv, tmp_path):
     from qwen_gateway.auth import web_cookies as wc, web_session as ws
     from qwen_gateway.accounts import WEB
+    import qwen_gateway.components  # declares the providers: a credential's is its kind's
     from qwen_gateway.upstream.pool.pool import AccountPool
     from qwen_gateway.auth.registry import Registry
     from qwen_gateway.settings.auth import AuthSettings

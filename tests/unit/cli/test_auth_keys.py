@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from qwen_gateway.cli import auth_keys as cli_keys
-from qwen_gateway.auth.plans import PRESETS
+from qwen_gateway.upstream.dashscope.plans import PRESETS
 from unit.cli.test_auth import entry, run  # noqa: F401  (run: the fixture, qwen-auth in the settings' folders)
 
 PAYG_KEY = "sk-0123456789abcdef0123456789abcdef"
