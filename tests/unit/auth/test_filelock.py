@@ -294,7 +294,6 @@ def test_a_gateway_after_a_process_killed_before_the_rename(srv, tmp_path, make_
 async def test_a_web_session_killed_before_the_rename_is_adopted_not_lost(srv, tmp_path):
     from qwen_gateway.auth import web_cookies as wc, web_session as ws
     from qwen_gateway.accounts import WEB
-    import qwen_gateway.components  # declares the providers: a credential's is its kind's
     from qwen_gateway.upstream.pool.pool import AccountPool
     from qwen_gateway.auth.registry import Registry
     from qwen_gateway.settings.auth import AuthSettings
