@@ -268,7 +268,9 @@ KILL_SCRIPT = textwrap.dedent("""
 async def test_sigkill_before_the_server_answers_leaves_a_usable_login_with_rotation(srv, settings, tmp_path):
     """Killed while the server still holds the refresh: the file keeps the old, complete login; the next
     process breaks the stale lock and refreshes with it before the server has used it up."""
-    srv.switches(refresh_delay_ms=5000, rotate_refresh_token=True)
+    # the killed refresh is held 15 s: the next process (its imports, the composition's among them, take seconds on
+    # a loaded machine) refreshes before it
+    srv.switches(refresh_delay_ms=15000, rotate_refresh_token=True)
     old, old_rt, path = seed(srv, settings, expires_in=5)
     before = path.read_bytes()
     p = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(settings.qwen_dir),
