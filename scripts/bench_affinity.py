@@ -112,7 +112,6 @@ def _table(rounds: list[dict]) -> dict:
 def micro(n: int = 20_000) -> dict:
     """The look-up's own cost per request, in this process: the conversation of a Claude Code-sized request
     (a 7 KB system prompt, 40 messages), and the pool's acquire with a conversation it knows vs without one."""
-    import qwen_gateway.components  # noqa: F401  (declares the providers: a key account's is its kind's)
     from qwen_gateway.api.conversation import of
     from qwen_gateway.auth.key_account import KeyAccount
     from qwen_gateway.upstream.pool.pool import AccountPool

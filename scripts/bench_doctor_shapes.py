@@ -1,21 +1,24 @@
-"""The cache doctor's instructions on recorded Claude Code requests (issue 71), and its share of the whole request
-on the same bodies, in one run.
+"""The cache doctor's instructions on recorded client sessions (issue 71: Claude Code; issue 81: Codex too, and the
+whole session), and its share of the whole request on the same bodies, in one run.
 
     .venv/bin/python scripts/bench_doctor_shapes.py [N] [--shapes FILE] [--both]
+    .venv/bin/python scripts/bench_doctor_shapes.py --shapes scripts/data/codex_shapes.json   # Codex's session
     .venv/bin/python scripts/bench_doctor_shapes.py --doctor-only   # the doctor's figures alone (a minute)
 
 The shapes (scripts/data/claude_code_shapes.json, made by scripts/record_claude_shapes.py: a real Claude Code
-session of 14 requests, 54 to 97 kB as sent, its texts replaced by filler of the same sizes) go through the gateway's
-own hooks (bench_hooks.py's harness: the Messages endpoint, the translation to chat, the marker, the upstream body as
+session of 14 requests, 54 to 97 kB as sent; codex_shapes.json, by record_codex_shapes.py: a real Codex session's
+Responses requests; their texts replaced by filler of the same sizes) go through the gateway's own hooks
+(bench_hooks.py's harness: the client's endpoint, the translation to chat, the marker, the upstream body as
 encoded; Qwen's answer canned with the usage each turn was answered with), the doctor taken out; then, between
 marks that callgrind dumps its counters at (`--dump-before=getppid`, as bench_hooks.py), the doctor's `finished` is
 called on each of those exchanges, in the session's order, once per turn: ROUNDS sessions, each with a fresh doctor
 (its memory empty), the figures of the last (the first pays Python's first calls). A mark's own cost (pairs of
 marks with nothing between) is taken off. Then `bench_hooks.py N --shapes FILE --no-doctor` (N: 100) counts the
-whole request on the last turn's body, its prompt counted with tiktoken (as the gateway counts a Messages prompt
-once the encoding is loaded) and, `--estimate`, as characters / 4 (before it is: the cheaper request); with
-`--both`, with the doctor too (that difference is the doctor's cost too, within the runs' spread). The share: the
-late turns' doctor over each request.
+whole request on the last turn's body, and `--turn all` a request's mean over the session's turns (each turn's body
+in turn), its prompt counted with tiktoken (as the gateway counts a Messages prompt once the encoding is loaded)
+and, `--estimate`, as characters / 4 (before it is: the cheaper request); with `--both`, with the doctor too (that
+difference is the doctor's cost too, within the runs' spread). The shares: the late turns' doctor over the last
+turn's request, and the session's doctor (a turn's mean) over the session's request (a turn's mean).
 Needs valgrind (apt: valgrind). `replay` (no valgrind) is what tests/unit/cache/test_claude_shapes.py runs."""
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "scripts")]
 
 import bench_hooks  # noqa: E402  (scripts/ on the path first)
-import claude_shapes  # noqa: E402
+import recorded_shapes  # noqa: E402
 from callgrind_report import instructions  # noqa: E402
 
 ROUNDS = 3  # sessions replayed through the doctor; the last one's figures are printed
@@ -60,8 +63,8 @@ def exchanges(turns: list[dict], rounds: int, home: Path | None = None) -> list[
             gw.observers._index()
             for _ in range(rounds):
                 for turn in turns:
-                    f = bench_hooks.flow(claude_shapes.request(turn), claude_shapes.PATH)
-                    await bench_hooks.request(gw, reader, f, bench_hooks.canned(claude_shapes.answer(turn["usage"])))
+                    f = bench_hooks.flow(recorded_shapes.request(turn), recorded_shapes.path(turn))
+                    await bench_hooks.request(gw, reader, f, bench_hooks.canned(recorded_shapes.answer(turn["usage"])))
                 gw.observers.flush()
             for o in gw.observers.all:  # the prompt estimates' thread done: no other thread runs between the marks
                 if (pool := getattr(o, "_executor", None)) is not None:
@@ -95,7 +98,7 @@ def replay(turns: list[dict], rounds: int = 1, home: Path | None = None) -> list
 
 def run(shapes: str) -> None:
     """Under callgrind: the marks around each of the doctor's turns."""
-    made = exchanges(claude_shapes.turns(shapes), ROUNDS)
+    made = exchanges(recorded_shapes.turns(shapes), ROUNDS)
     doctors = [doctor() for _ in made]
     gc.collect()
     gc.freeze()
@@ -121,9 +124,10 @@ def intervals(shapes: str, out: Path) -> list[int]:
     return counts[1::2]  # .1: start-up and the exchanges made; then each pair: between its marks, then the gap
 
 
-def whole(shapes: str, n: int, doctor_on: bool, estimate: bool = False) -> int:
-    """bench_hooks.py's instructions per request on the last recorded turn's body."""
-    cmd = [sys.executable, str(ROOT / "scripts" / "bench_hooks.py"), str(n), "--shapes", shapes,
+def whole(shapes: str, n: int, doctor_on: bool, estimate: bool = False, turn: str = "-1") -> int:
+    """bench_hooks.py's instructions per request on the last recorded turn's body (`turn` "all": a request's mean
+    over the session's turns)."""
+    cmd = [sys.executable, str(ROOT / "scripts" / "bench_hooks.py"), str(n), "--shapes", shapes, "--turn", turn,
            *(() if doctor_on else ("--no-doctor",)), *(("--estimate",) if estimate else ())]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     print(out.strip())
@@ -134,9 +138,9 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--run"]:
         run(argv[1])
         return 0
-    shapes = argv[argv.index("--shapes") + 1] if "--shapes" in argv else str(claude_shapes.FILE)
+    shapes = argv[argv.index("--shapes") + 1] if "--shapes" in argv else str(recorded_shapes.FILE)
     n = int(next((a for a in argv if a.isdigit()), "100"))
-    turns = claude_shapes.turns(shapes)
+    turns = recorded_shapes.turns(shapes)
     with tempfile.TemporaryDirectory() as tmp:
         counts = intervals(shapes, Path(tmp) / "doctor.out")
     mark = min(counts[:EMPTY])
@@ -146,19 +150,26 @@ def main(argv: list[str]) -> int:
     print(f"the doctor's finished on {Path(shapes).name} (a mark: {mark:,} instructions, taken off)")
     print(f"{'turn':>4} {'bytes':>8} {'messages':>8} {'first session':>14} {'last session':>13}")
     for i, turn in enumerate(turns):
-        size = len(claude_shapes.request(turn))
-        print(f"{i:>4} {size:>8,} {len(turn['body']['messages']):>8} {first[i]:>14,} {last[i]:>13,}")
+        size = len(recorded_shapes.request(turn))
+        items = len(turn["body"][recorded_shapes.ITEMS[turn["dialect"]]])
+        print(f"{i:>4} {size:>8,} {items:>8} {first[i]:>14,} {last[i]:>13,}")
     late = last[-LATE:]
     print(f"late turns (the last {LATE}): {statistics.mean(late):,.0f} instructions a turn (max {max(late):,})")
     if "--doctor-only" in argv:
         return 0
+    print(f"the whole session: {statistics.mean(last):,.0f} instructions a turn")
     requests = {"with tiktoken": whole(shapes, n, False), "as characters / 4": whole(shapes, n, False, True)}
+    sessions = {"with tiktoken": whole(shapes, n, False, turn="all"),
+                "as characters / 4": whole(shapes, n, False, True, turn="all")}
     if "--both" in argv:
         with_doctor = whole(shapes, n, True)
         print(f"with the doctor, less without: {with_doctor - requests['with tiktoken']:+,} (one run each)")
     for how, request in requests.items():
-        print(f"the doctor's share of the request, its prompt counted {how}: {statistics.mean(late) / request:.2%} "
+        print(f"the doctor's share of a late request, its prompt counted {how}: {statistics.mean(late) / request:.2%} "
               f"(max {max(late) / request:.2%})")
+    for how, request in sessions.items():  # the session's doctor over the session's requests, each turn once
+        print(f"the doctor's share over the whole session, its prompts counted {how}: "
+              f"{statistics.mean(last) / request:.2%}")
     return 0
 
 

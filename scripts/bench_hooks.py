@@ -10,7 +10,7 @@ the gateway's alone (`bench.py instructions` counts the whole mitmdump process a
     .venv/bin/python scripts/bench_hooks.py [N] --responses  # a Responses request ("ping", stored), translated
     .venv/bin/python scripts/bench_hooks.py [N] --native     # the same on Qwen's own Responses API (a key account)
     .venv/bin/python scripts/bench_hooks.py [N] --no-doctor  # the same without the cache doctor (its cost: the difference)
-    .venv/bin/python scripts/bench_hooks.py [N] --shapes [FILE] [--turn K] [--estimate]  # a Claude Code request
+    .venv/bin/python scripts/bench_hooks.py [N] --shapes [FILE] [--turn K|all] [--estimate]  # a recorded request
 
 `--long` sends what a coding agent sends on a late turn of a session (bench_http.long_conversation: 202
 messages, 60 kB). Every turn of a session resends the whole conversation, so the gateway's work per message
@@ -18,8 +18,10 @@ is what such clients pay on each request. Its answer counts the prompt as Qwen w
 from the cache): the cache doctor diagnoses every such turn, as it does a real agent's (a 2-token "ping" is too short
 for Qwen's cache, and for the doctor).
 
-`--shapes` sends turn K (from 0; the last by default) of a recorded Claude Code session to `/v1/messages`, whole,
-answered with the usage it was answered with (claude_shapes.py; FILE: scripts/data/claude_code_shapes.json). The
+`--shapes` sends turn K (from 0; the last by default) of a recorded client session (recorded_shapes.py; FILE:
+scripts/data/claude_code_shapes.json, Claude Code's to `/v1/messages`, or codex_shapes.json, Codex's to
+`/v1/responses`), whole, answered with the usage it was answered with; `--turn all`: each turn of the session in
+turn, whole sessions of N requests (N rounded down to them), the figure a request's mean over the session. The
 gateway counts a Messages prompt with tiktoken in its estimator's thread once the encoding is loaded (2 s after the
 first): how many of those counts fell between the marks followed the machine's load (11.2 and 16.8 million a
 request, one tree). So the encoding is loaded first and each request waits for its count (`--estimate`: never
@@ -49,11 +51,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import claude_shapes
+import recorded_shapes
 from bench_http import CHAT, long_conversation
 from callgrind_report import instructions, python_functions
 
-WARM = 200
+WARM = int(os.environ.get("QWEN_BENCH_HOOKS_WARM", "200"))  # requests before the first mark
 LONG = os.environ.get("QWEN_BENCH_HOOKS_LONG") == "1"  # --long, handed to the runs under valgrind
 # --set NAME=VALUE (repeatable; each a list option's entry), handed to the runs under valgrind as JSON
 SET: dict[str, list[str]] = json.loads(os.environ.get("QWEN_BENCH_HOOKS_SET") or "{}")
@@ -83,10 +85,18 @@ SHAPES = os.environ.get("QWEN_BENCH_HOOKS_SHAPES")  # --shapes FILE: a recorded 
 # TokenEstimator.WARM_AFTER_S has it), or with --estimate characters / 4 (never loaded); each request's count awaited
 COUNT = os.environ.get("QWEN_BENCH_HOOKS_COUNT", "exact")
 PENDING: set = set()  # --shapes: the prompt counts the estimator's thread runs (awaited after each request)
+# --turn all: every turn of the recorded session in its order, again and again (each request the next turn's body and
+# answer): the figure is a request's mean over the whole session, opening turns included
+SESSION: list[tuple[str, bytes, bytes]] = []
 if SHAPES:
-    _turn = claude_shapes.turns(SHAPES)[int(os.environ.get("QWEN_BENCH_HOOKS_TURN", "-1"))]
-    KIND, PATH, BODY, ANSWER = "messages", claude_shapes.PATH, claude_shapes.request(_turn), \
-        claude_shapes.answer(_turn["usage"])
+    _turns = recorded_shapes.turns(SHAPES)
+    _which = os.environ.get("QWEN_BENCH_HOOKS_TURN", "-1")
+    _turn = _turns[-1 if _which == "all" else int(_which)]
+    KIND, PATH, BODY, ANSWER = _turn["dialect"], recorded_shapes.path(_turn), recorded_shapes.request(_turn), \
+        recorded_shapes.answer(_turn["usage"])
+    if _which == "all":
+        SESSION = [(recorded_shapes.path(t), recorded_shapes.request(t), recorded_shapes.answer(t["usage"]))
+                   for t in _turns]
 
 
 def canned(answer: bytes) -> bytes:  # Qwen's whole answer on the wire
@@ -204,7 +214,9 @@ def run(n: int) -> None:
 
     async def main() -> None:
         async with serving() as (gw, reader, sent):
-            flows = [flow() for _ in range(WARM + n)]
+            session = [(path, body, canned(answer)) for path, body, answer in SESSION] or [(PATH, BODY, QWEN)]
+            flows = [(flow(body, path), answer) for path, body, answer in
+                     (session[i % len(session)] for i in range(WARM + n))]
             # the ledger's INSERTs of every size it uses, prepared now, before the marks: a statement is prepared
             # once per process (observe/ledger_rows.batches), not per request
             ledger_observer = next(o for o in gw.observers.all if isinstance(o, UsageLedger))
@@ -225,11 +237,11 @@ def run(n: int) -> None:
                 await ledger_observer.flush()
                 gc.collect()
 
-            for i, f in enumerate(flows):
+            for i, (f, answer) in enumerate(flows):
                 if i == WARM:
                     await settle()
                     os.getppid()  # the first mark: callgrind's counters dumped (--dump-before=getppid)
-                await request(gw, reader, f)
+                await request(gw, reader, f, answer)
                 assert KIND in ("chat", "messages") or b'"object":"response"' in f.response.content, f.response.content
             assert (b"/compatible-mode/v1/responses " in sent[0]) == (KIND == "native"), sent
             await settle()
@@ -263,13 +275,22 @@ def main(argv: list[str]) -> int:
         "chat": "whole chat request", "responses": "whole Responses request (translated)",
         "native": "whole Responses request (Qwen's own Responses API)"}[kind]
     if "--shapes" in argv:
-        shapes = next((a for a in argv if a.endswith(".json")), str(claude_shapes.FILE))
+        shapes = next((a for a in argv if a.endswith(".json")), str(recorded_shapes.FILE))
         turn = argv[argv.index("--turn") + 1] if "--turn" in argv else "-1"
         count = "estimate" if "--estimate" in argv else "exact"
         os.environ.update(QWEN_BENCH_HOOKS_SHAPES=shapes, QWEN_BENCH_HOOKS_TURN=turn, QWEN_BENCH_HOOKS_COUNT=count)
-        body = claude_shapes.request(claude_shapes.turns(shapes)[int(turn)])
-        what = f"recorded Claude Code request (turn {turn} of {Path(shapes).name}, {len(body):,} bytes, whole, " \
-               f"its prompt counted {'with tiktoken' if count == 'exact' else 'as characters / 4'})"
+        recorded = recorded_shapes.turns(shapes)
+        client = "Codex" if recorded[0]["dialect"] == "responses" else "Claude Code"
+        counted = f"its prompt counted {'with tiktoken' if count == 'exact' else 'as characters / 4'}"
+        if turn == "all":
+            n -= n % len(recorded)  # whole sessions
+            assert n, f"N: at least one session's {len(recorded)} turns"
+            what = f"recorded {client} request, the mean of the {len(recorded)} turns of {Path(shapes).name} " \
+                   f"(whole, {counted})"
+        else:
+            body = recorded_shapes.request(recorded[int(turn)])
+            what = f"recorded {client} request (turn {turn} of {Path(shapes).name}, {len(body):,} bytes, whole, " \
+                   f"{counted})"
     options: dict[str, list[str]] = {}
     for i, a in enumerate(argv[:-1]):
         if a == "--set":

@@ -1,6 +1,6 @@
 """What `qwen_cache_lifetime=auto` saves (issue 71): seeded day shapes of agent sessions played against Qwen4's
 explicit cache as its page bills it, under three policies — always five minutes, always an hour, and `auto` (the
-gateway's own decision, cache/lifetime.py, on the same clock) — each turn's prompt marked whole, as the gateway
+gateway's own decision, turn/cache_lifetime.py, on the same clock) — each turn's prompt marked whole, as the gateway
 marks it. One user per shape: their key's pauses are what `auto` learns from, session after session.
 
 The cache, per session: the prefix the last request stored and when it expires. A request within that reads it
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 
-from qwen_gateway.cache.lifetime import FIVE_S, HOUR_S, Prices, Rhythms, choose
+from qwen_gateway.turn.cache_lifetime import FIVE_S, HOUR_S, Prices, Rhythms, choose
 from qwen_gateway.models.catalogue import find
 
 SESSIONS, SEED = 40, 71

@@ -29,7 +29,7 @@ import httpx
 
 from bench_native import FILE, INSTRUCTIONS, TOOLS
 from benchlib import Procs
-from claude_shapes import turns as claude_turns
+from recorded_shapes import turns as claude_turns
 
 KEY = "sk-bench"
 # (what the server is, its model, its flags): Qwen3.6 with its own template (the system-first rule) at its full window

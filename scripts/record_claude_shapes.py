@@ -35,6 +35,7 @@ import secrets
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +51,8 @@ TOOLS = "Bash,Read,Grep,Edit,Glob"
 
 class Filler:
     """Strings to filler, the same string to the same filler (a keyed hash: the key is never written)."""
+
+    kept, kept_lists, kept_top = KEPT, KEPT_LISTS, KEPT_TOP  # the keys whose values stay as sent (a subclass adds)
 
     def __init__(self, key: bytes | None = None) -> None:
         self.key = key if key is not None else secrets.token_bytes(32)
@@ -77,11 +80,11 @@ class Filler:
         if isinstance(v, dict):
             return {k: (x if k == "cache_control" else self.value(x, k)) for k, x in v.items()}
         if isinstance(v, list):
-            if key in KEPT_LISTS and all(isinstance(x, str) for x in v):
+            if key in self.kept_lists and all(isinstance(x, str) for x in v):
                 return list(v)
             return [self.value(x) for x in v]
         if isinstance(v, str):
-            if key in KEPT:
+            if key in self.kept:
                 return v
             if v.startswith(BILLING_PREFIX):
                 return BILLING_PREFIX + self.text(v[len(BILLING_PREFIX):])
@@ -92,16 +95,17 @@ class Filler:
         """A Messages request body's shape."""
         out = {}
         for k, v in body.items():
-            if k in KEPT_TOP:
+            if k in self.kept_top:
                 out[k] = v
             elif k == "metadata" and isinstance(v, dict):
-                out[k] = {m: self._user_id(x) if m == "user_id" else self.value(x, m) for m, x in v.items()}
+                out[k] = {m: self.json_text(x) if m == "user_id" else self.value(x, m) for m, x in v.items()}
             else:
                 out[k] = self.value(v, k)
         return out
 
-    def _user_id(self, v: object) -> object:
-        """Claude Code's `metadata.user_id`: a JSON string of ids (its session the conversation's key)."""
+    def json_text(self, v: object) -> object:
+        """A string holding JSON, its structure kept (Claude Code's `metadata.user_id`, a JSON string of ids: its
+        session the conversation's key), written as it was (its size the same); else filler as any string."""
         if isinstance(v, str) and v.startswith("{"):
             try:
                 parsed = json.loads(v)
@@ -110,7 +114,7 @@ class Filler:
             for seps, ascii_ in itertools.product(((",", ":"), (", ", ": ")), (False, True)):  # as written: its size
                 if json.dumps(parsed, separators=seps, ensure_ascii=ascii_) == v:
                     return json.dumps(self.value(parsed), separators=seps, ensure_ascii=ascii_)
-        return self.value(v)
+        return Filler.value(self, v)
 
 
 def usage_of(response: str) -> dict:
@@ -127,23 +131,30 @@ def usage_of(response: str) -> dict:
 
 def shapes(flowfile: Path, filler: Filler | None = None) -> dict:
     """The shapes of the Messages requests of a mitmdump flow file, in order, with their answers' usage."""
-    from mitmproxy import io
-
-    filler = filler or Filler()
-    turns = []
-    with open(flowfile, "rb") as f:
-        for fl in io.FlowReader(f).stream():
-            if fl.request.method != "POST" or fl.request.path.split("?")[0] != "/v1/messages":
-                continue
-            body = json.loads(fl.request.get_text())
-            turns.append({"body": filler.body(body),
-                          "usage": usage_of(fl.response.get_text()) if fl.response is not None else {}})
+    turns = recorded(flowfile, "/v1/messages", filler or Filler(), usage_of)
     return {"source": "recorded: scripts/record_claude_shapes.py", **pooled(turns)}
 
 
-def pooled(turns: list[dict]) -> dict:
-    """The turns with their system, tools and messages in a pool, each once (`{"$pool": i}` in its place): a turn
-    repeats the turn before (claude_shapes.turns puts them back)."""
+def recorded(flowfile: Path, path: str, filler: Filler, usage: Callable[[str], dict]) -> list[dict]:
+    """Each `POST path` of a mitmdump flow file, in order: its body's shape and its answer's usage (`usage` reads
+    it from the answer's text)."""
+    from mitmproxy import io
+
+    turns = []
+    with open(flowfile, "rb") as f:
+        for fl in io.FlowReader(f).stream():
+            if fl.request.method != "POST" or fl.request.path.split("?")[0] != path:
+                continue
+            body = json.loads(fl.request.get_text())
+            turns.append({"body": filler.body(body),
+                          "usage": usage(fl.response.get_text()) if fl.response is not None else {}})
+    return turns
+
+
+def pooled(turns: list[dict], items: str = "messages") -> dict:
+    """The turns with their system (or instructions), tools and `items` (messages, a Responses body's input) in a
+    pool, each once (`{"$pool": i}` in its place): a turn repeats the turn before (recorded_shapes.turns puts them
+    back)."""
     pool: list = []
     index: dict[str, int] = {}
 
@@ -156,8 +167,8 @@ def pooled(turns: list[dict]) -> dict:
 
     out = []
     for turn in turns:
-        body = {k: ref(v) if k in ("system", "tools") else v for k, v in turn["body"].items()}
-        body["messages"] = [ref(m) for m in turn["body"]["messages"]]
+        body = {k: ref(v) if k in ("system", "tools", "instructions") else v for k, v in turn["body"].items()}
+        body[items] = [ref(m) for m in turn["body"][items]]
         out.append({"body": body, "usage": turn["usage"]})
     return {"pool": pool, "turns": out}
 
@@ -222,14 +233,16 @@ def record(workdir: Path) -> Path:
     return flowfile
 
 
-def main(argv: list[str]) -> int:
-    out = Path(next((a for a in argv if a.endswith(".json")), OUT))
+def main(argv: list[str], out: Path = OUT, record: Callable[[Path], Path] = record,
+         shapes: Callable[[Path], dict] = shapes, prefix: str = "claude-shapes-") -> int:
+    """The command line (record_codex_shapes.py's too, with its own recording and reader): record a session, or read
+    a flow file (`--from`), and write its shapes to OUT (a `.json` argument)."""
+    out = Path(next((a for a in argv if a.endswith(".json")), out))
     if "--from" in argv:
-        flowfile = Path(argv[argv.index("--from") + 1])
-        found = shapes(flowfile)
+        found = shapes(Path(argv[argv.index("--from") + 1]))
     else:
         keep = Path(argv[argv.index("--keep") + 1]) if "--keep" in argv else None
-        workdir = Path(tempfile.mkdtemp(prefix="claude-shapes-"))
+        workdir = Path(tempfile.mkdtemp(prefix=prefix))
         try:
             flowfile = record(workdir)
             found = shapes(flowfile)
@@ -240,9 +253,9 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(found, indent=1, ensure_ascii=False) + "\n")
-    import claude_shapes  # (scripts/ is this script's folder)
+    import recorded_shapes  # (scripts/ is this script's folder)
 
-    sizes = [len(claude_shapes.request(t)) for t in claude_shapes.turns(out)]
+    sizes = [len(recorded_shapes.request(t)) for t in recorded_shapes.turns(out)]
     print(f"{out}: {len(sizes)} requests, {min(sizes, default=0):,} to {max(sizes, default=0):,} bytes")
     return 0
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-import qwen_gateway.components  # noqa: F401  (declares the providers: what the accounts' core asks of them)
 from helpers import forkclient
 from helpers.home import CODING_PLAN, Home
 from helpers.procs import STARTS, Emulator, Gateway, start_emulator, write_creds

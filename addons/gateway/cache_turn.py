@@ -5,10 +5,14 @@ cache diagnostics its client asked for, with what the gateway answered (cache/di
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from .cache.compare import Turn
+
+class Prefix(Protocol):
+    """A turn's prefix as the cache doctor fingerprinted it (cache/compare.Turn: hashes and sizes, never prompt
+    text), held here for the doctor alone to read: the core carries it and does not look inside."""
+
+    lifetime: float  # seconds its markers asked Qwen to keep it
 
 
 @dataclass(slots=True)
@@ -38,7 +42,7 @@ class Comparison:
     cause: str | None = None  # CHANGED: the prefix's change (cache/compare.CAUSES)
     missed: int = 0  # CHANGED: this request's tokens after the change (an estimate)
     reusable: int = 0  # CHANGED: the compared request's tokens before it (an estimate)
-    against: Turn | None = None
+    against: Prefix | None = None
 
 
 @dataclass(slots=True)
@@ -58,5 +62,5 @@ class Asked:
     compare_to: str | None = None  # the earlier response's id (None: Anthropic's first turn)
     keep: bool = True  # this response is kept under its id for a later request to name
     answer_id: str = ""
-    seen: Turn | None = None  # this request's turn, fingerprinted once
+    seen: Prefix | None = None  # this request's turn, fingerprinted once
     comparison: Comparison | None = None

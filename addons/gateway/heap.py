@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
+import functools
 from collections.abc import Iterable
 
 TRIM_BODY = 1 << 20
@@ -23,9 +23,12 @@ TRIM_AFTER_S = 2.0
 WORK_WAIT_S = 120.0  # a request's work on worker threads waited for at most this long
 
 
+@functools.cache
 def _malloc_trim():
+    # the C library this process already runs, by its own symbols: `ctypes.util.find_library` would run
+    # `ldconfig -p`, a fork of the whole gateway, on every call
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        return ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
         return None
 

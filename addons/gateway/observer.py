@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .cache.usage import read as read_cache  # the ledger, metrics and the request line call it themselves
+from .cache_usage import read as read_cache  # the ledger, metrics and the request line call it themselves
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -119,12 +119,12 @@ def failed(ex: Exchange) -> bool:
 
 
 def cached_tokens(usage: dict | None) -> int | None:
-    """Cached prompt tokens (cache/usage.py)."""
+    """Cached prompt tokens (cache_usage.py)."""
     return read_cache(usage)[0]
 
 
 def cache_write_tokens(usage: dict | None) -> int | None:
-    """Prompt tokens Qwen stored in its explicit cache (cache/usage.py); None when the usage says nothing of it."""
+    """Prompt tokens Qwen stored in its explicit cache (cache_usage.py); None when the usage says nothing of it."""
     return read_cache(usage)[1]
 
 

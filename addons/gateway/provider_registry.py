@@ -1,13 +1,14 @@
 """The providers as the core knows them: by what each one's `Provider` record says (providers.py), never by name.
 
-The composition (components.py) declares its `PROVIDERS` here when it is imported; then the accounts, the pool, the
-model map and the commands ask: which provider an account of a kind belongs to when it names none (`of_kind`), whether
+The composition declares its `PROVIDERS` here (provider_list.py, when it is imported); then the accounts, the pool,
+the model map and the commands ask: which provider an account of a kind belongs to when it names none (`of_kind`), whether
 the catalogue describes a provider's models (`catalogued`), a provider's keyed plans (`plans`). A provider's name is
 written once, in its own package (tests/repo/test_providers.py).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Collection, Iterable, Mapping
 from typing import Protocol
 
@@ -81,28 +82,35 @@ _OF_KIND: dict[str, str] = {}
 
 
 def declare(providers: Iterable[Declared]) -> None:
-    """The composition's providers (components.PROVIDERS); a kind belongs to the first that claims it."""
+    """The composition's providers (provider_list.PROVIDERS); a kind belongs to the first that claims it."""
     for p in providers:
         _DECLARED[p.name] = p
         for kind in p.kinds:
             _OF_KIND.setdefault(kind, p.name)
 
 
-def of_kind(kind: str) -> str:
-    """The provider an account of `kind` belongs to unless it names another ("": no provider claims the kind).
-    LookupError before the composition has declared any: a core that would guess would guess wrong."""
+def _declared() -> dict[str, Declared]:
+    """The providers declared; asked before any is, the composition's list is imported (and declares them): a
+    command or a script that builds accounts needs them as the gateway does, without the gateway's whole
+    composition. The core names the list's module, never a provider."""
     if not _DECLARED:
-        raise LookupError("no provider is declared yet: importing qwen_gateway.components declares them")
+        importlib.import_module(f"{__package__}.provider_list")
+    return _DECLARED
+
+
+def of_kind(kind: str) -> str:
+    """The provider an account of `kind` belongs to unless it names another ("": no provider claims the kind)."""
+    _declared()
     return _OF_KIND.get(kind, "")
 
 
 def catalogued(provider: str) -> bool:
     """Whether the catalogue (models/catalogue.toml) describes the provider's models; else its own list does."""
-    declared = _DECLARED.get(provider)
+    declared = _declared().get(provider)
     return declared is not None and declared.catalogued
 
 
 def plans(provider: str) -> KeyPlans | None:
     """The provider's keyed plans; None: it has none (any base is just a base)."""
-    declared = _DECLARED.get(provider)
+    declared = _declared().get(provider)
     return declared.plans if declared is not None else None

@@ -134,7 +134,6 @@ async def test_fifty_concurrent_calls_at_expiry_refresh_once(srv, settings):
 PROC_SCRIPT = textwrap.dedent("""
     import asyncio, json, sys, time
     from pathlib import Path
-    import qwen_gateway.components  # declares the providers: a credential's is its kind's
     from qwen_gateway.upstream.pool.pool import AccountPool
     from qwen_gateway.settings.auth import AuthSettings
     qwen_dir, state_dir, url, start_at = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
@@ -255,7 +254,6 @@ async def test_a_refresh_by_someone_else_is_used_not_repeated(srv, settings):
 KILL_SCRIPT = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
-    import qwen_gateway.components  # declares the providers: a credential's is its kind's
     from qwen_gateway.upstream.pool.pool import AccountPool
     from qwen_gateway.settings.auth import AuthSettings
     s = AuthSettings.from_env(qwen_dir=Path(sys.argv[1]), state_dir=Path(sys.argv[2]), oauth_base_url=sys.argv[3])
@@ -268,9 +266,7 @@ KILL_SCRIPT = textwrap.dedent("""
 async def test_sigkill_before_the_server_answers_leaves_a_usable_login_with_rotation(srv, settings, tmp_path):
     """Killed while the server still holds the refresh: the file keeps the old, complete login; the next
     process breaks the stale lock and refreshes with it before the server has used it up."""
-    # the killed refresh is held 15 s: the next process (its imports, the composition's among them, take seconds on
-    # a loaded machine) refreshes before it
-    srv.switches(refresh_delay_ms=15000, rotate_refresh_token=True)
+    srv.switches(refresh_delay_ms=5000, rotate_refresh_token=True)
     old, old_rt, path = seed(srv, settings, expires_in=5)
     before = path.read_bytes()
     p = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(settings.qwen_dir),
@@ -309,7 +305,6 @@ TRAP_SCRIPT = textwrap.dedent("""
     import asyncio, os, signal, sys
     from pathlib import Path
     from qwen_gateway.auth import filelock, oauth, state
-    import qwen_gateway.components  # declares the providers: a credential's is its kind's
     from qwen_gateway.upstream.pool.pool import AccountPool
     from qwen_gateway.settings.auth import AuthSettings
 

@@ -187,6 +187,9 @@ NOT_RUN: list[tuple[str, str, str]] = [  # (file pattern, command pattern, reaso
     (r"docs/performance\.md", r"scripts/record_claude_shapes\.py",
      "records a real Claude Code session in a network namespace (root, Claude Code in .tools/) and writes the shape "
      "file anew; tests/unit/cache/test_claude_shapes.py checks the shaping and the committed file"),
+    (r"docs/performance\.md", r"scripts/record_codex_shapes\.py",
+     "records a real Codex session through a real gateway (minutes, Codex in .tools/) and writes the shape file anew; "
+     "tests/unit/cache/test_claude_shapes.py replays the committed one through the gateway and the doctor"),
 ]
 
 CURL = shutil.which("curl")
@@ -250,6 +253,9 @@ def in_background(cmd: str) -> bool:
 
 
 # ---- running -----------------------------------------------------------------------------------------
+
+
+QUIET = re.compile(r"(^|\s)(-q|--quiet)(\s|$)")  # mitmdump's and mitmweb's: no start-up lines on the terminal
 
 
 class Session:
@@ -316,7 +322,7 @@ class Session:
         """The line a gateway prints on the terminal once it listens (none when its output goes to a file, or
         for the emulator), with how many the terminal showed before: its start-up lines are the block's, even
         when a loaded machine prints them more than a settle's quiet after the port opened."""
-        if "scripts/qwen_emulator.py" in cmd or ">" in without_comment(cmd):
+        if "scripts/qwen_emulator.py" in cmd or ">" in without_comment(cmd) or QUIET.search(without_comment(cmd)):
             return []
         line = re.compile(rf"listening at \S*:{ports[0]}\b")
         return [(line, len(line.findall(self.shell.text())))]
@@ -328,6 +334,8 @@ class Session:
             if all(len(line.findall(text)) > before for line, before in announced):
                 break
             time.sleep(0.05)
+        else:  # a line that never comes cost every run of the block 30 s (`mitmdump -q` prints none)
+            assert not announced, f"no {[line.pattern for line, _ in announced]} on the terminal within 30 s"
         announced.clear()
 
     def expect(self, sample: Block, out: str, *, sources: tuple[str, ...] = (), wait: float = 15) -> None:
@@ -802,6 +810,22 @@ CLIENTS = re.compile(r"(^|\s)(python|node|llm|codex|claude|cn|curl)\s")  # a blo
 # What a client prints when it did not get a plain answer: an error line, a tool the model called that failed.
 CLIENT_TROUBLE = re.compile(r"ERROR|Traceback|Error:|error:|InputValidationError|failed to parse|Not logged in|"
                             r"Reconnecting|Tracing request failed|tool_use|tool call")
+GATEWAY_LINE = re.compile(r"\[\d\d:\d\d:\d\d\.\d{3}\] [^\n]*\n?")
+
+
+def client_lines(shown: str) -> str:
+    """What the clients printed, the gateway's log lines taken out. A streaming client and the gateway share the
+    terminal, so a line of the gateway's may be written anywhere in an answer: after `Echo: `, before its newline."""
+    return GATEWAY_LINE.sub("", shown)
+
+
+def test_a_gateway_line_written_inside_an_answer_leaves_the_answer_whole():
+    line = "[01:34:40.518] POST /v1/chat/completions gpt-4o→qwen3-coder-plus acct=demo 200\n"
+    for shown in (f"Echo: {line}say hello\n", f"Echo: say hello{line}\n", f"{line}Echo: say hello\n"):
+        assert "Echo: say hello" in client_lines(shown).splitlines(), shown
+    assert "Echo: say hello" not in client_lines(f"Echo: {line}say goodbye\n").splitlines()
+
+
 DEMO_ACCOUNT = (".venv/bin/python scripts/qwen_emulator.py --port 9999 --api-key sk-demo --quiet > /dev/null 2>&1 &\n"
                 "export DEMO_KEY=sk-demo\n"
                 ".venv/bin/qwen-auth add-key demo --base-url http://127.0.0.1:9999/v1 --key-env DEMO_KEY > /dev/null\n")
@@ -825,10 +849,7 @@ def test_client_recipe_runs_as_printed(tmp_path, anchor, needs):
         out += s.stop_servers()
         shown = as_shown(out, s.home)
         print(f"\n--- {b.id}:\n{shown}")
-        # a streaming client's answer and the gateway's request line share the terminal: the line may be written
-        # between the answer's text and its newline
-        answers = [ln for ln in shown.splitlines()
-                   if ln.strip() == "Echo: say hello" or re.match(r"Echo: say hello\[\d\d:\d\d:\d\d", ln)]
+        answers = [ln for ln in client_lines(shown).splitlines() if ln.strip() == "Echo: say hello"]
         assert asked and len(answers) >= len(asked), f"{b.id}: a client printed no answer:\n{shown}"
         trouble = CLIENT_TROUBLE.search(shown)
         assert trouble is None, f"{b.id}: {trouble.group(0)!r}:\n{shown}"
@@ -857,7 +878,8 @@ def test_codex_recipe_runs_with_a_named_key(tmp_path, anchor):
         out += s.stop_servers()
         shown = as_shown(out, s.home)
         print(f"\n--- {b.id} with a named key:\n{shown}")
-        assert any(ln.strip() == "Echo: say hello" for ln in shown.splitlines()), f"{b.id}: no answer:\n{shown}"
+        assert any(ln.strip() == "Echo: say hello" for ln in client_lines(shown).splitlines()), \
+            f"{b.id}: no answer:\n{shown}"
         trouble = CLIENT_TROUBLE.search(shown)
         assert trouble is None, f"{b.id}: {trouble.group(0)!r}:\n{shown}"
 

@@ -1,5 +1,6 @@
 """The package's layout is its architecture (docs/architecture.md): the outer packages import the core, never each other;
-the core imports no outer package; no import cycle, type-only imports included. Read from the source, not imported."""
+the core imports no outer package and no wing (cache/: the cache doctor, on top of the core); no two folders import
+each other; no import cycle, type-only imports included. Read from the source, not imported."""
 
 from __future__ import annotations
 
@@ -31,8 +32,12 @@ AUTH = "qwen_gateway.auth"
 # the upstream's: the engine reaches it only through the core protocol (accounts.Pool); the wiring builds it and
 # `qwen-auth status` reads it.
 POOL = "qwen_gateway.upstream.pool"
+# cache/ (the cache doctor: a request's prefix fingerprinted, two turns compared, past turns kept, the diagnostics a
+# client asked for) is a wing: a feature on top of the core, which the outer packages and the wiring may import and
+# the core never does.
+WING = "qwen_gateway.cache"
 # Entry points that wire the outer packages together.
-WIRING = {"qwen_gateway.addon", "qwen_gateway.wiring", "qwen_gateway.components"}
+WIRING = {"qwen_gateway.addon", "qwen_gateway.wiring", "qwen_gateway.components", "qwen_gateway.provider_list"}
 
 
 def modules() -> dict[str, tuple[Path, bool]]:
@@ -141,6 +146,42 @@ def test_no_import_cycle():
     assert cycles == []
 
 
+def folder(module: str) -> str | None:
+    """The top-level folder of the package a module is in (None: a module of the package's own top level)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and modules()[module][1]) else None
+
+
+def test_no_two_folders_import_each_other():
+    """Between two folders of the package the imports go one way only, type-only imports included: a record both
+    need sits below both (as `price_tier.py` below models/ and pricing/), not in one of them."""
+    leads: dict[tuple[str, str], list[str]] = {}
+    for module, deps in graph().items():
+        for dep in deps:
+            pair = (folder(module), folder(dep))
+            if None not in pair and pair[0] != pair[1]:
+                leads.setdefault((str(pair[0]), str(pair[1])), []).append(f"{module} -> {dep}")
+    both_ways = sorted(f"{a} <-> {b}: {leads[a, b] + leads[b, a]}" for a, b in leads if a < b and (b, a) in leads)
+    assert both_ways == []
+
+
+def in_wing(module: str) -> bool:
+    return module == WING or module.startswith(f"{WING}.")
+
+
+def test_the_core_reads_no_wing():
+    """The cache doctor (cache/) is a wing on the core: the outer packages and the wiring may import it, the core
+    does not (what the core needs of Qwen's cache is the core's: `cache_usage.py`, `cache_markers.py`,
+    `cache_turn.py`, `turn/cache_lifetime.py`), and the base holds no module of it. The wing imports the core only."""
+    g = graph()
+    assert f"{WING}.diagnosis" in g
+    core = [f"{m} -> {d}" for m, deps in g.items() if outer(m) == "core" and m not in WIRING and not in_wing(m)
+            for d in deps if in_wing(d)]
+    assert sorted(core) == []
+    assert sorted(m for m in BASE if in_wing(m)) == []
+    assert sorted(f"{m} -> {d}" for m, deps in g.items() if in_wing(m) for d in deps if outer(d) != "core") == []
+
+
 def test_seams_are_core():
     assert outer(f"{SEAMS}.server_connect") == "core"
     assert all(outer(dep) == "core" for module, deps in graph().items() if module.startswith(SEAMS) for dep in deps)
@@ -228,14 +269,14 @@ def test_the_dialects_keep_no_sql():
 
 
 # The base every layer builds on: the exchange record and the interfaces it is typed by, and what they need to be
-# typed (ids, JSON, accounts and what the core knows of providers, errors, the cache doctor's record and the prefix
-# prints it compares, the routes' and learned facts' records and the client dialects' the routes name, storage's
-# health and files those facts are read from). It imports nothing above it.
+# typed (ids, JSON, accounts and what the core knows of providers, errors, the cache doctor's records on the exchange — a turn's prefix held as the core's
+# `cache_turn.Prefix`, not the doctor's own Turn —, the routes' and learned facts' records and the client dialects'
+# the routes name, storage's health and files those facts are read from). It imports nothing above it, and no
+# module of the cache doctor's wing (cache/).
 BASE = {"qwen_gateway", "qwen_gateway.exchange", "qwen_gateway.interfaces", "qwen_gateway.providers", "qwen_gateway.live_stream",
         "qwen_gateway.provider_registry",
         "qwen_gateway.ids", "qwen_gateway.jsonio", "qwen_gateway.retry_reasons", "qwen_gateway.accounts", "qwen_gateway.errors",
-        "qwen_gateway.cache_turn", "qwen_gateway.cache.compare", "qwen_gateway.cache.prints",
-        "qwen_gateway.cache.checksum", "qwen_gateway.cache.parts",
+        "qwen_gateway.cache_turn",
         "qwen_gateway.models.routes", "qwen_gateway.models.learned", "qwen_gateway.models.catalogue",
         "qwen_gateway.dialects", f"{STORAGE}.health", f"{STORAGE}.sqlite"}
 

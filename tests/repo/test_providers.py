@@ -11,6 +11,7 @@ from repo.test_layers import ROOT, graph
 
 UPSTREAM = ROOT / "addons" / "gateway" / "upstream"
 COMPONENTS = ROOT / "addons" / "gateway" / "components.py"
+PROVIDER_LIST = ROOT / "addons" / "gateway" / "provider_list.py"  # the composition's list of providers
 
 
 def providers() -> list[str]:
@@ -23,14 +24,14 @@ def test_each_provider_is_a_package_with_its_provider():
 
 
 def test_the_core_names_no_provider():
-    """Only the composition imports a provider package; the engine, the retry policy, the pool, the turn, the wiring,
+    """Only the composition's list of providers imports a provider package; the engine, the retry policy, the pool, the turn, the wiring,
     every dialect and the core ask the `Upstream` protocol (providers.py)."""
     packages = providers()
     naming = sorted(f"{m} -> {d}" for m, deps in graph().items()
                     if not any(m == p or m.startswith(p + ".") for p in packages)
                     for d in deps if any(d == p or d.startswith(p + ".") for p in packages))
-    allowed = {f"qwen_gateway.components -> {p}" for p in packages} | \
-        {f"qwen_gateway.components -> {p}.provider" for p in packages}
+    allowed = {f"qwen_gateway.provider_list -> {p}" for p in packages} | \
+        {f"qwen_gateway.provider_list -> {p}.provider" for p in packages}
     assert [n for n in naming if n not in allowed] == []
 
 
@@ -42,9 +43,9 @@ def test_providers_do_not_import_each_other():
 
 
 def test_the_composition_names_each_provider_on_one_line():
-    """Adding a provider is its package, the catalogue's rows and one line here: its import (the `PROVIDERS` tuple
-    names them all on one line)."""
-    tree = ast.parse(COMPONENTS.read_text())
+    """Adding a provider is its package, the catalogue's rows and one line in the composition's list: its import
+    (the `PROVIDERS` tuple names them all on one line). components.py imports no provider package."""
+    tree = ast.parse(PROVIDER_LIST.read_text())
     packages = [p.removeprefix("qwen_gateway.") for p in providers()]
     imported = [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                 and any((node.module or "") == p or (node.module or "").startswith(p + ".") for p in packages)]
@@ -53,6 +54,8 @@ def test_the_composition_names_each_provider_on_one_line():
     line = next(n for n in tree.body if isinstance(n, ast.AnnAssign) and getattr(n.target, "id", "") == "PROVIDERS")
     assert line.lineno == line.end_lineno  # one line lists every provider
     assert len(line.value.elts) == len(providers())  # type: ignore[union-attr]
+    assert not [n for n in ast.walk(ast.parse(COMPONENTS.read_text())) if isinstance(n, ast.ImportFrom)
+                and any((n.module or "").startswith(p.removeprefix("qwen_gateway.")) for p in providers())]
 
 
 def test_the_engine_retry_and_pool_are_provider_neutral():
@@ -106,7 +109,7 @@ def test_a_providers_name_is_said_in_its_package_only():
     names = _provider_names()
     assert {"dashscope", "qwenweb", "selfhosted"} <= set(names)
     said = sorted(f"{path.relative_to(ROOT)}:{line}: {value!r}" for _, (path, _) in modules().items()
-                  if path != COMPONENTS for line, value in _strings(path)
+                  if path not in (COMPONENTS, PROVIDER_LIST) for line, value in _strings(path)
                   if value in names and not str(path).startswith(names[value] + "/"))
     assert said == []
 

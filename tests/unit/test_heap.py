@@ -30,6 +30,17 @@ def test_the_system_trim_is_found_where_glibc_runs_the_gateway():
     assert heap.Trimmer()._trim is not None  # this machine's libc is glibc; on musl there is nothing to call
 
 
+def test_finding_the_trim_starts_no_process(monkeypatch):
+    """`ctypes.util.find_library` runs `ldconfig -p` (a fork of the whole gateway) each time it is asked: the
+    C library the process already runs is asked instead, once."""
+    import subprocess
+
+    started = []
+    monkeypatch.setattr(subprocess.Popen, "__init__", lambda self, *a, **kw: started.append(a) or 1 / 0)
+    assert heap.Trimmer()._trim is not None and heap.Trimmer()._trim is not None
+    assert started == []
+
+
 async def test_the_trim_waits_for_the_requests_own_work_still_running(monkeypatch):
     """A busy machine (the suite beside stress-ng): the request's print and count on worker threads were not done
     TRIM_AFTER_S after it ended; the trim ran before they freed what they held, which then stayed resident."""

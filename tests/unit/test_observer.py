@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from qwen_gateway.cache.usage import read as read_cache
+from qwen_gateway.cache_usage import read as read_cache
 from qwen_gateway.observer import (POINTS, Observer, cache_write_tokens, cached_tokens,
                                    endpoint_name, error_code, error_text, failed, label, overrides, status_of, usage_int)
 from helpers.observe_testlib import exchange, local, refused

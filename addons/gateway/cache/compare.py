@@ -2,7 +2,7 @@
 request continues, and whether a turn read less of Qwen's cache than that turn left in it, and why.
 
 Qwen's cache holds prefixes of a prompt, per account: what an earlier request read or wrote stays readable for
-its lifetime (five minutes, or an hour where the model takes it: lifetime.py), reset on each use. A turn that
+its lifetime (five minutes, or an hour where the model takes it: turn/cache_lifetime.py), reset on each use. A turn that
 read less than what the turn it continues left there *missed*; the cause is the first that applies: another
 account (each account's cache is its own), the lifetime passed, the prefix changed before that point, every
 marker of the request more than LOOKBACK content blocks past the prefix that turn stored (Qwen looks back no

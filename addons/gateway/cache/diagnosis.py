@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from ..cache_turn import Asked, Comparison, QwenDid
 from .compare import Turn, Verdict, closest, diagnose, first_change, resumes_at
@@ -86,7 +86,7 @@ class Diagnoser:
         """The exchange's turn: its prefix as it went upstream, fingerprinted once (None: nothing went)."""
         asked = ex.cache_ask
         if asked is not None and asked.seen is not None:
-            return asked.seen
+            return cast(Turn, asked.seen)  # the exchange holds it as a Prefix: this doctor's Turn, set below
         body = ex.attempt.body
         if not isinstance(body, dict):
             return None
@@ -128,7 +128,7 @@ class Diagnoser:
         comparison = ex.cache_ask.comparison if ex.cache_ask is not None else None
         if comparison is None or comparison.against is None:
             return None
-        was, now = comparison.against, self.turn(ex)
+        was, now = cast(Turn, comparison.against), self.turn(ex)  # a Turn of this doctor's memory (_compare)
         if was.prompt is None:
             self.catch_up()
         if was.prompt is None or now is None:

@@ -1,9 +1,11 @@
 """A message's content parts as Qwen's cache reads them (prints.py): their text joined, their images apart, cache
-markers (`cache_control`, `prompt_cache_breakpoint`) no part of them, and whether a marker asks Qwen4's hour."""
+markers (`cache_control`, `prompt_cache_breakpoint`: the core's cache_markers.py) no part of them, and whether a
+marker asks Qwen4's hour."""
 
 from __future__ import annotations
 
-MARKERS = frozenset(("cache_control", "prompt_cache_breakpoint"))
+from ..cache_markers import MARKERS
+
 IMAGES = frozenset(("image_url", "input_image", "image", "video", "video_url", "input_audio", "document"))
 TEXTS = frozenset(("text", "input_text", "output_text"))
 
@@ -15,20 +17,6 @@ def asks_hour(holder: dict) -> bool:
         return True
     marker = holder.get("prompt_cache_breakpoint")
     return marker.__class__ is dict and marker.get("ttl") == "1h"
-
-
-def marked_to_end(body: object) -> bool:
-    """Whether a chat-form body's last message ends in a cache marker: Qwen's explicit cache then holds its whole
-    prompt once answered, so what the next request on that account reads of it is the prompt's length, counted
-    by Qwen (turn/answer_so_far.py)."""
-    messages = body.get("messages") if isinstance(body, dict) else None
-    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
-        return False
-    last = messages[-1]
-    content = last.get("content")
-    if isinstance(content, list) and content and isinstance(content[-1], dict):
-        return not MARKERS.isdisjoint(content[-1])
-    return not MARKERS.isdisjoint(last)
 
 
 def strip(part: object) -> object:

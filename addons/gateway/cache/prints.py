@@ -25,7 +25,7 @@ from itertools import chain
 import orjson
 
 from .. import jsonio
-from .checksum import checksum
+from .checksum import Sum, checksum
 from .parts import MARKERS, TEXTS, asks_hour, canonical_content, strip
 
 MODEL, SYSTEM, TOOL, MESSAGE, MID_SYSTEM = "M", "S", "T", "U", "Y"  # a block's kind, one letter each
@@ -33,8 +33,9 @@ SYSTEM_ROLES = ("system", "developer")
 # What changes a prompt besides its blocks (thinking, forced tools, the answer's format): compared apart
 SETTINGS = ("tool_choice", "enable_thinking", "thinking_budget", "reasoning_effort", "response_format", "thinking",
             "reasoning", "text")
-TOOLSETS = 64  # tool lists whose blocks are kept by their whole hash: an agent sends the same tools every turn
+TOOLSETS = 64  # tool lists whose blocks are kept by their JSON's checksum: an agent sends the same tools every turn
 SLICE = 256  # messages encoded in one call: one over 10,000 held the interpreter for 250 ms (`encoded`)
+MESSAGES_KEY = b'"messages":['  # as orjson writes it: a quote inside a string is escaped
 MINUTES, HOUR = 300.0, 3600.0  # a cached prefix's lifetimes: Qwen's default, and Qwen4's `ttl: "1h"`
 
 
@@ -44,14 +45,18 @@ class Reuse:
     as a length and a checksum (checksum.py), with how many blocks each made."""
 
     __slots__ = ("messages", "lead", "head_len", "head_sum", "head_hour", "tools_len", "tools_sum", "tools_hour",
-                 "system_blocks", "tool_blocks")
+                 "system_blocks", "tool_blocks", "last_len", "next_sum")
 
     def __init__(self, messages: int, lead: int, head_len: int, head_sum: int, head_hour: bool, tools_len: int,
-                 tools_sum: int, tools_hour: bool, system_blocks: int, tool_blocks: int) -> None:
+                 tools_sum: int, tools_hour: bool, system_blocks: int, tool_blocks: int, last_len: int = 0,
+                 next_sum: int = 0) -> None:
         self.messages, self.lead, self.head_len, self.head_sum, self.head_hour = messages, lead, head_len, head_sum, \
             head_hour
         self.tools_len, self.tools_sum, self.tools_hour = tools_len, tools_sum, tools_hour
         self.system_blocks, self.tool_blocks = system_blocks, tool_blocks
+        # the last message as the next turn sends it, its marker gone (its JSON's length; 0: not foreseen), and the
+        # checksum of the head grown by it: where the next turn's bytes match, that message is not read again
+        self.last_len, self.next_sum = last_len, next_sum
 
 
 class Print:
@@ -97,18 +102,20 @@ def dumps(obj: object) -> bytes:
 class Blocks:
     """A print being built: its blocks' kinds, hashes and sizes, appended in order."""
 
-    __slots__ = ("kinds", "digests", "sizes", "texts", "first_message", "hour", "whole_tools", "tools_hour",
-                 "hour_blocks", "marks", "spans")
+    __slots__ = ("kinds", "digests", "sizes", "texts", "first_message", "hour", "whole_tools", "tools_sum",
+                 "tools_hour", "hour_blocks", "marks", "spans", "canon", "last_json")
 
     def __init__(self, model: object, empty: bool = False) -> None:
         model_json = dumps(model) if not empty else b""
         self.kinds, self.digests, self.sizes = ([MODEL], [checksum(model_json)], [len(model_json)]) if not empty else \
             ([], [], [])  # empty: blocks that follow others (prints_sent.py)
         self.first_message, self.hour, self.whole_tools, self.tools_hour = -1, False, b"", False
+        self.tools_sum = 0  # the checksum of whole_tools, once made
         self.texts: dict[int, int] | None = None
         self.hour_blocks: list[int] = []  # the message blocks whose markers ask an hour
         self.marks: list[int] = []  # the blocks a marker ends (Print.marks)
         self.spans: dict[int, int] | None = None  # Print.spans
+        self.canon = self.last_json = b""  # the latest message read as Qwen reads it; the last's JSON (Reuse.last_len)
 
     def add(self, kind: str, data: bytes) -> None:
         self.kinds.append(kind)
@@ -134,6 +141,8 @@ class Blocks:
         self.kinds += kinds
         self.digests += map(checksum, hashed)
         self.sizes += map(len, datas)
+        if datas:  # plain, or read as Qwen reads it to one text: its JSON once its marker moves on
+            self.last_json = hashed[-1] if hashed[-1] is datas[-1] else self.canon
         return datas
 
     def canonical_message(self, index: int, message: dict) -> bytes:
@@ -169,6 +178,7 @@ class Blocks:
             data = orjson.dumps(out)
         except (TypeError, orjson.JSONEncodeError):
             data = dumps(out)
+        self.canon = data if not images and text.__class__ is not list else b""
         if images:
             self.texts = self.texts if self.texts is not None else {}
             self.texts[index] = checksum(data)
@@ -181,14 +191,15 @@ class Blocks:
             return
         if known is None:
             self.whole_tools = whole = dumps(tools)
-            known = _TOOLSETS.get(digest := hash(whole))
+            self.tools_sum = checksum(whole)
+            known = SEEN_TOOLS.get(key := (len(whole), self.tools_sum))
             if known is None:
                 hour = any(isinstance(t, dict) and asks_hour(t) for t in tools)
-                known = _TOOLSETS[digest] = (hour, [(checksum(d), len(d)) for d in (dumps(strip(t)) for t in tools)])
-                if len(_TOOLSETS) > TOOLSETS:
-                    _TOOLSETS.popitem(last=False)
+                known = SEEN_TOOLS[key] = (hour, [(checksum(d), len(d)) for d in (dumps(strip(t)) for t in tools)])
+                if len(SEEN_TOOLS) > TOOLSETS:
+                    SEEN_TOOLS.popitem(last=False)
             else:  # moved to the end; a worker thread (diagnosis.py) may have dropped it meanwhile
-                _TOOLSETS[digest] = _TOOLSETS.pop(digest, known)
+                SEEN_TOOLS[key] = SEEN_TOOLS.pop(key, known)
         self.hour |= known[0]
         self.tools_hour = known[0]
         for digest, size in known[1]:
@@ -202,7 +213,8 @@ class Blocks:
                      self.texts, settings, HOUR if self.hour else MINUTES, reuse, tuple(self.marks), self.spans)
 
 
-_TOOLSETS: OrderedDict[int, tuple[bool, list[tuple[int, int]]]] = OrderedDict()  # a tool list's hash -> its blocks
+# a tool list's JSON (its length, its checksum) -> whether its markers ask an hour, and its blocks (checksum, size)
+SEEN_TOOLS: OrderedDict[tuple[int, int], tuple[bool, list[tuple[int, int]]]] = OrderedDict()
 
 
 def encoded(messages: list) -> list[bytes]:
@@ -217,7 +229,10 @@ def encoded(messages: list) -> list[bytes]:
 
 
 def settings_of(body: dict) -> int:
-    return checksum(dumps([body.get(k) for k in SETTINGS]))
+    try:  # orjson itself: through dumps, one Python call more on every turn
+        return checksum(orjson.dumps(list(map(body.get, SETTINGS))))
+    except (TypeError, orjson.JSONEncodeError):
+        return checksum(dumps([body.get(k) for k in SETTINGS]))
 
 
 def leading(messages: list) -> int:
@@ -228,10 +243,11 @@ def leading(messages: list) -> int:
     return lead
 
 
-def of_chat(body: dict, settings: bool = False, tools: tuple | None = None) -> Print:
+def of_chat(body: dict, settings: bool = False, tools: tuple | None = None, sent: bytes = b"") -> Print:
     """The blocks of a chat request (the chat form, as it went upstream); `settings`: read them too (only a
     client's diagnostics compare them); `tools`: the tools' blocks and JSON's length and checksum, where this body
-    repeats the tools of a turn before (prints_sent.py checked their JSON), taken instead of made again."""
+    repeats the tools of a turn before (prints_sent.py checked their JSON), taken instead of made again; `sent`: the
+    body's bytes as the engine sent them, where the leading system messages' JSON is found, not encoded again."""
     b = Blocks(body.get("model"))
     messages = m if isinstance(m := body.get("messages"), list) else []
     lead = leading(messages)
@@ -240,13 +256,35 @@ def of_chat(body: dict, settings: bool = False, tools: tuple | None = None) -> P
     system_blocks, head_hour = len(b.kinds) - 1, b.hour
     b.add_tools(body.get("tools"), tools)
     tool_blocks = len(b.kinds) - 1 - system_blocks
-    datas = encoded(messages[:lead]) + b.add_messages(messages[lead:])
-    head = b",".join(datas[:-1])
-    tools_len, tools_sum = (len(b.whole_tools), checksum(b.whole_tools)) if tools is None else tools[2:]
+    rest = b.add_messages(messages[lead:])
+    head = head_sent(sent, rest, lead) if sent and lead and rest else None
+    if head is None:
+        joined = b",".join((encoded(messages[:lead]) + rest)[:-1])
+        head = len(joined), Sum(joined)
+    head_sum, last_len, next_sum = head[1].intdigest(), len(b.last_json), 0
+    if last_len:  # Reuse.next_sum: the head grown by the last message as the next turn sends it
+        head[1].update(b"," + b.last_json if head[0] else b.last_json)
+        next_sum = head[1].intdigest()
+    tools_len, tools_sum = (len(b.whole_tools), b.tools_sum if b.whole_tools else checksum(b"")) if tools is None \
+        else tools[2:]
     head_hour = head_hour or any(i < len(b.kinds) - 1 for i in b.hour_blocks)
-    reuse = Reuse(len(messages), lead, len(head), checksum(head), head_hour, tools_len, tools_sum,
-                  b.tools_hour, system_blocks, tool_blocks) if messages else None
+    reuse = Reuse(len(messages), lead, head[0], head_sum, head_hour, tools_len, tools_sum,
+                  b.tools_hour, system_blocks, tool_blocks, last_len, next_sum) if messages else None
     return b.done(settings_of(body) if settings else 0, reuse)
+
+
+def head_sent(sent: bytes, rest: list[bytes], lead: int) -> tuple[int, Sum] | None:
+    """The length and running checksum of the JSON of a body's messages but the last, read in its bytes as sent: the
+    `lead` system messages' up to where the first of the `rest` (each message after them, as encoded) stands, then
+    the rest's. None: not found as encoded (they are encoded and joined)."""
+    at = sent.find(MESSAGES_KEY) + len(MESSAGES_KEY)
+    first = sent.find(b"," + rest[0], at) + 1 if at >= len(MESSAGES_KEY) else 0  # never inside a string (escaped)
+    if first <= 0:
+        return None
+    end = first + sum(map(len, rest[:-1])) + len(rest) - 1  # where the last message stands
+    if sent[end - 1:end] != b"," or sent[end:end + len(rest[-1])] != rest[-1]:
+        return None
+    return end - 1 - at, Sum(memoryview(sent)[at:end - 1])
 
 
 def system_parts(b: Blocks, content: object) -> None:

@@ -29,7 +29,6 @@ import sys
 from pathlib import Path
 
 from ..accounts import OAUTH, WEB
-from .. import components
 from ..auth import oauth, qr
 from .auth_common import (EXIT_DENIED, EXIT_EXPIRED, EXIT_INTERRUPTED, EXIT_LOCAL, EXIT_NO_ACCOUNT, EXIT_OK,
     EXIT_SERVER, CliError)
@@ -249,8 +248,16 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _check(a: argparse.Namespace, settings: AuthSettings) -> int:
+    # the providers' checks come with the gateway's composition (mitmproxy's proxy, every dialect: ~1.3 s of
+    # CPU to import): only this command loads it
+    from ..components import drift_check
+
+    return cmd_check(a, settings, drift_check)
+
+
 HANDLERS = {"login": cmd_login, "add": cmd_login, "add-key": cmd_add_key, "add-web": cmd_add_web, "remove": cmd_remove,
-            "list": cmd_list, "status": cmd_status, "check": lambda a, s: cmd_check(a, s, components.drift_check)}
+            "list": cmd_list, "status": cmd_status, "check": _check}
 
 
 @quiet_when_stdout_closes

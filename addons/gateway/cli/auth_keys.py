@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..accounts import KEY
-from ..components import PROVIDERS  # the gateway's own providers (and, imported, declared: provider_registry.py)
+from ..provider_list import PROVIDERS  # the gateway's own providers (and, imported, declared: provider_registry.py)
 from ..provider_registry import KeyPlans, Preset, of_kind, plans as plans_of
 from ..settings.auth import AuthSettings
 from .auth_common import ENV_NAME_RE, EXIT_OK, CliError
@@ -292,7 +292,7 @@ def _note_check(settings: AuthSettings, spec: dict, worked: bool, line: str) -> 
 
 
 def _provider(name: str) -> str:
-    """A provider a key account may name: one the gateway has (components.PROVIDERS) that takes keys."""
+    """A provider a key account may name: one the gateway has (provider_list.PROVIDERS) that takes keys."""
     names = [p.name for p in PROVIDERS if p.keys]
     if name not in names:
         raise CliError(f"--provider takes one of {', '.join(names)}, not {name!r}")

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ..pricing.prices import Tier
+from ..price_tier import Tier
 from .learned import INPUT, OUTPUT
 
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import cast
 
-from ..pricing.prices import Tier
+from ..price_tier import Tier
 from .learned import LearnedFacts
 from .listed import ModelList, SeenBy
 

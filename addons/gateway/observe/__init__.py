@@ -4,7 +4,7 @@ requests, is a check of the turn: ../turn/context_guard.py). None is a mitmproxy
 addon: they declare no options (settings/config.py does), read the gateway's typed `Exchange` (exchange.py) and the
 `Config` handed to `configure`, and keep their own state on the instance.
 
-    TokenEstimator  estimator.py   client_request: prompt estimate in a low-priority thread (ex.count.task)
+    TokenEstimator  estimator.py   client_request: prompt estimate in a worker thread (ex.count.task)
     Metrics         metrics.py     stream_started, finished; exposition(pool) for GET /metrics
     RequestLine     requestlog.py  finished: one line per exchange in mitmproxy's log
     UsageLedger     ledger.py      finished, done: one row per exchange, SQLite or the shared PostgreSQL (qwen-usage reads it)

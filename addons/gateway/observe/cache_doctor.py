@@ -22,7 +22,7 @@ from ..cache.compare import CAUSES, Turn, Verdict, closest, diagnose, first_chan
 from ..cache.diagnosis import Diagnoser
 from ..cache.prints import MID_SYSTEM, MODEL, SYSTEM, TOOL
 from ..cache.prints_forms import CHAT, places
-from ..cache.usage import EXPLICIT, read as read_cache
+from ..cache_usage import EXPLICIT, read as read_cache
 from ..cache_turn import CacheTurn
 from ..observer import Observer, failed, usage_int
 from ..pricing.prices import PriceTable

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import os
 import threading
 from typing import TYPE_CHECKING
 
@@ -29,27 +28,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("qwen")
 
 
-def _lower_priority() -> None:
-    """The counting thread yields the CPU to the proxy, the client and the upstream (Linux: per thread)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (AttributeError, OSError):
-        pass
-
-
 def _load_apart() -> None:
     """tiktoken's encoding loaded on a thread of its own that a stopping gateway does not wait for: the load takes
     seconds on a busy machine, and the interpreter joins a pool's worker threads at exit (nothing is lost: it is
-    a cache)."""
-    def load() -> None:
-        _lower_priority()
-        tokens.encoding()
-    threading.Thread(target=load, name="qwen-tokens-load", daemon=True).start()
+    a cache). At the process's own priority, as every thread here: a thread the kernel lets wait while it holds
+    the GIL holds the event loop with it (a nice 19 one held it up to 1.8 s beside CPU hogs)."""
+    threading.Thread(target=tokens.encoding, name="qwen-tokens-load", daemon=True).start()
 
 
 class TokenEstimator(Observer):
     """Starts the prompt estimate when the client's request is classified and returns at once: the count
-    runs in one low-priority worker thread, and `ex.count.task` (a task) completes when `ex.count.tokens`
+    runs in one worker thread, and `ex.count.task` (a task) completes when `ex.count.tokens`
     and `ex.count.method` are set. The gateway waits for it (bounded) before `finished`; the context guard
     awaits it instead of counting again. The request itself never waits for it."""
 
@@ -126,8 +115,7 @@ class TokenEstimator(Observer):
 
     def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="qwen-tokens",
-                                                                   initializer=_lower_priority)
+            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="qwen-tokens")
         return self._executor
 
     def done(self) -> None:

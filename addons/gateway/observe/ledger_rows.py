@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..days import local_day
 from ..jsonio import valid_text
-from ..cache.usage import read as read_cache
+from ..cache_usage import read as read_cache
 from ..observer import label, usage_int
 from ..redact import safe_message
 

@@ -26,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-from ..cache.usage import read as read_cache
+from ..cache_usage import read as read_cache
 from ..exchange import RetryReason
 from .gauges import AccountGauges, LearnedGauges
 from ..pricing.prices import COST_UNKNOWN

@@ -29,7 +29,7 @@ from mitmproxy.log import LegacyLogEvents
 from mitmproxy.net.http import url
 
 from ..errors import MITMPROXY_REFUSED
-from ..cache.usage import read as read_cache
+from ..cache_usage import read as read_cache
 from ..exchange import RetryReason
 from ..jsonio import valid_text
 from ..observer import (Observer, endpoint_name, error_code, error_text, own_api,

@@ -65,7 +65,7 @@ class Config:
     messages_passthrough: bool = False
     responses_native: bool = False
     cache_fixes: str = "off"  # qwen_cache_fixes: turn/cache_fixes.py
-    cache_lifetime: str = "off"  # qwen_cache_lifetime: turn/cache_fixes.py, cache/lifetime.py
+    cache_lifetime: str = "off"  # qwen_cache_lifetime: turn/cache_fixes.py, turn/cache_lifetime.py
     web_min_interval: float = 3
     web_pin: str = "off"
     web_pin_ttl: float = 3600

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..cache.usage import EXPLICIT, read as read_cache
+from ..cache_usage import EXPLICIT, read as read_cache
 from ..errors import UpstreamError
 from ..interfaces import ChatChunk, ChunkSource
 from ..tokens import encoding
@@ -214,7 +214,7 @@ def _int(value: object) -> int:
 
 
 def _lifetimes(written: int | None, hour: int) -> dict[str, int]:
-    """What a request wrote to the explicit cache (cache/usage.py), by lifetime (unsaid: the 5 minutes)."""
+    """What a request wrote to the explicit cache (cache_usage.py), by lifetime (unsaid: the 5 minutes)."""
     return {"ephemeral_5m_input_tokens": (written or 0) - hour, "ephemeral_1h_input_tokens": hour}
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..cache.lifetime import Prices, Rhythms, choose
+from .cache_lifetime import Prices, Rhythms, choose
 from ..models import catalogue
 from ..pricing.prices import CREATION, EXPLICIT_HIT
 
@@ -31,7 +31,7 @@ OFF, TOOL_ORDER, AUTO = "off", "tool-order", "auto"
 CHOICES = (OFF, TOOL_ORDER)
 LIFETIMES = (OFF, AUTO)  # qwen_cache_lifetime
 SORTED_NOTE = f"tools sorted by name for Qwen's prompt cache (qwen_cache_fixes={TOOL_ORDER})"
-RHYTHMS = Rhythms()  # every key's pauses, this process's (cache/lifetime.py: bounded, no prompt text)
+RHYTHMS = Rhythms()  # every key's pauses, this process's (cache_lifetime.py: bounded, no prompt text)
 _ASKS = ("cache_control", "prompt_cache_retention", "prompt_cache_options")  # a lifetime the client chose itself
 
 
@@ -46,7 +46,7 @@ def apply(ex: Exchange, fixes: str, lifetime: str = OFF, resolve: Callable[[str]
 
 def choose_lifetime(ex: Exchange, model: str) -> None:
     """The hour for this turn where the model takes it, the client chose no lifetime and its expected cost is
-    lower (cache/lifetime.py): asked as Anthropic's automatic caching asks it, on the gateway's own markers
+    lower (cache_lifetime.py): asked as Anthropic's automatic caching asks it, on the gateway's own markers
     (upstream/dashscope/markers.py). Said on the flow either way."""
     body, row = ex.chat_body, catalogue.find(model)
     if not isinstance(body, dict) or row is None or "1h" not in row.cache_ttls or ex.conversation is None:
@@ -66,7 +66,7 @@ def choose_lifetime(ex: Exchange, model: str) -> None:
         body["cache_control"] = {"type": "ephemeral", "ttl": "1h"}
         ex.notes.append(f"cache lifetime 1 hour chosen (qwen_cache_lifetime=auto): {share}; expected to save "
                         f"~{choice.saving:,.0f} tokens' input price over the next pause")
-    elif choice.saving > 0:  # cheaper on the prior's chance alone, which never buys the hour (cache/lifetime.py)
+    elif choice.saving > 0:  # cheaper on the prior's chance alone, which never buys the hour (cache_lifetime.py)
         ex.notes.append(f"cache lifetime 5 minutes kept (qwen_cache_lifetime=auto): {share}; no pause over 5 "
                         f"minutes seen of this key yet, the hour's ~{choice.saving:,.0f} tokens' expected saving "
                         "not bought on the prior alone")

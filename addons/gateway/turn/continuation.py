@@ -21,7 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable, Collection
 
 from ..accounts import Outcome, Pool
-from ..cache.parts import marked_to_end
+from ..cache_markers import marked_to_end
 from ..dispatch import call_safely
 from ..errors import ErrorKind, GatewayError
 from ..exchange import Exchange

@@ -130,7 +130,6 @@ def srv(emu) -> Server:
 KILL_AT_RENAME = textwrap.dedent("""
     import asyncio, os, signal, sys
     from pathlib import Path
-    import qwen_gateway.components  # declares the providers: a credential's is its kind's
     from qwen_gateway.upstream.pool.pool import AccountPool
     from qwen_gateway.settings.auth import AuthSettings
 
@@ -154,7 +153,6 @@ KILL_MID_REFRESH = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
     from qwen_gateway.auth import oauth
-    import qwen_gateway.components  # declares the providers: a credential's is its kind's
     from qwen_gateway.upstream.pool.pool import AccountPool
     from qwen_gateway.settings.auth import AuthSettings
 
@@ -170,7 +168,6 @@ KILL_MID_REFRESH = textwrap.dedent("""
 NEXT = textwrap.dedent("""
     import asyncio, json, sys
     from pathlib import Path
-    import qwen_gateway.components  # declares the providers: a credential's is its kind's
     from qwen_gateway.upstream.pool.pool import AccountPool
     from qwen_gateway.settings.auth import AuthSettings
     s = AuthSettings.from_env(qwen_dir=Path(sys.argv[1]), state_dir=Path(sys.argv[2]), oauth_base_url=sys.argv[3])

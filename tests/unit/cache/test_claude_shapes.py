@@ -99,7 +99,7 @@ def test_the_shapes_of_a_flow_file(tmp_path):
             writer.add(fl)
     found = tmp_path / "shapes.json"
     found.write_text(json.dumps(record.shapes(flows)))
-    (turn,) = _script("claude_shapes").turns(found)
+    (turn,) = _script("recorded_shapes").turns(found)
     assert turn["usage"] == {"input_tokens": 3, "cache_read_input_tokens": 900, "cache_creation_input_tokens": 50,
                              "output_tokens": 12}
     assert keys(turn["body"]) == keys(BODY)
@@ -116,7 +116,7 @@ def test_the_recorded_session_as_the_doctor_judges_it(bench, tmp_path):
     """The committed shapes: a Claude Code session of 14 requests growing from 53 kB (each system, tool list and
     message once in the file), every turn read what the turn before left in Qwen's explicit cache (the usage it was
     answered with): the doctor follows one conversation and finds no miss."""
-    turns = _script("claude_shapes").turns(SHAPES)
+    turns = _script("recorded_shapes").turns(SHAPES)
     sizes = [len(orjson.dumps(t["body"])) for t in turns]
     assert len(turns) >= 8 and sizes == sorted(sizes) and sizes[0] > 50_000
     assert any(b.get("type") == "tool_use" for t in turns for m in t["body"]["messages"]
@@ -127,3 +127,67 @@ def test_the_recorded_session_as_the_doctor_judges_it(bench, tmp_path):
     assert len({v.conversation for v in verdicts}) == 1
     assert [v.cause for v in verdicts] == [None] * len(turns)
     assert [v.read for v in verdicts[1:]] == [t["usage"]["cache_read_input_tokens"] for t in turns[1:]]
+
+
+def test_the_recorded_codex_session_as_the_doctor_judges_it(bench, tmp_path):
+    """The committed Codex shapes (scripts/record_codex_shapes.py): a session of Responses requests on a custom
+    provider, its `exec_command` calls and their outputs, growing turn by turn: one conversation, no miss, every
+    turn read what the turn before stored. Its JSON texts (a call's arguments) are still JSON, their values filler."""
+    shapes = SHAPES.with_name("codex_shapes.json")
+    turns = _script("recorded_shapes").turns(shapes)
+    sizes = [len(orjson.dumps(t["body"])) for t in turns]
+    assert len(turns) >= 8 and sizes == sorted(sizes) and turns[0]["dialect"] == "responses"
+    calls = [i for t in turns for i in t["body"]["input"] if i.get("type") == "function_call"]
+    assert calls and all(isinstance(json.loads(c["arguments"]), dict) for c in calls)
+    assert "exec_command to" not in shapes.read_text() and "compare.py" not in shapes.read_text()
+    verdicts = bench.replay(turns, home=tmp_path / "gw")
+    assert [v.turn for v in verdicts] == list(range(1, len(turns) + 1))
+    assert len({v.conversation for v in verdicts}) == 1
+    assert [v.cause for v in verdicts] == [None] * len(turns)
+    assert [v.read for v in verdicts[1:]] == [t["usage"]["input_tokens_details"]["cached_tokens"] for t in turns[1:]]
+
+
+def test_a_responses_shape_keeps_its_enumerated_words_and_its_json_texts():
+    """record_codex_shapes.py: a Responses body's `reasoning.effort`, `include` and item statuses are the gateway's
+    to check and stay as sent; a function call's arguments are JSON whose values become filler, its size the same."""
+    record = _script("record_codex_shapes")
+    body = {"model": "coder-model", "store": False, "include": ["reasoning.encrypted_content"],
+            "reasoning": {"effort": "medium", "summary": "auto"}, "text": {"verbosity": "low"},
+            "prompt_cache_key": "0f3c-77", "input": [
+                {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "be brief"}]},
+                {"type": "function_call", "status": "completed", "name": "exec_command", "call_id": "call_1",
+                 "arguments": '{"cmd": "cat compare.py"}'},
+                {"type": "function_call_output", "call_id": "call_1", "output": "def compare(): …"}]}
+    shaped = record.ResponsesFiller().body(body)
+    assert len(orjson.dumps(shaped)) == len(orjson.dumps(body)) and keys(shaped) == keys(body)
+    kept = {k: shaped[k] for k in ("store", "include", "reasoning", "text", "model")}
+    assert kept == {k: body[k] for k in kept}
+    call = shaped["input"][1]
+    assert call["status"] == "completed" and call["name"] == "exec_command"
+    assert list(json.loads(call["arguments"])) == ["cmd"] and "compare.py" not in call["arguments"]
+    assert shaped["input"][2]["call_id"] == call["call_id"] != "call_1"  # the same text, the same filler
+    assert "be brief" not in orjson.dumps(shaped).decode()
+
+
+@pytest.mark.parametrize("shapes", ["claude_code_shapes.json", "codex_shapes.json"])
+def test_the_recorded_sessions_prints_are_the_same_read_whole_or_grown(bench, tmp_path, shapes, monkeypatch):
+    """Each turn of both recorded sessions as the engine sent it: its print made from the turn before (the turn
+    before's last message found as it foresaw, on every turn that grew) is the print read whole, its reuse too."""
+    from qwen_gateway.cache import prints_next, prints_sent
+    from qwen_gateway.cache.prints import of_chat
+
+    fields = ("kinds", "raw", "first_message", "texts", "lifetime", "marks", "spans", "settings")
+    reuse = ("messages", "lead", "head_len", "head_sum", "head_hour", "tools_len", "tools_sum", "last_len", "next_sum")
+    foreseen: list[bool] = []
+    real = prints_next.grown
+    monkeypatch.setattr(prints_sent, "grown", lambda *a: foreseen.append(a[-1]) or real(*a))
+    (session,) = bench.exchanges(_script("recorded_shapes").turns(SHAPES.with_name(shapes)), 1, tmp_path / "gw")
+    before = None
+    for i, (ex, _) in enumerate(session):
+        now = prints_sent.of_sent(ex.attempt.body, ex.attempt.sent, before, settings=True)
+        whole = of_chat(ex.attempt.body, settings=True)
+        assert [getattr(now, f) for f in fields] == [getattr(whole, f) for f in fields], i
+        assert list(now.sizes) == list(whole.sizes), i
+        assert [getattr(now.reuse, f) for f in reuse] == [getattr(whole.reuse, f) for f in reuse], i
+        before = now
+    assert foreseen and all(foreseen) and len(foreseen) >= len(session) - 2

@@ -1,22 +1,18 @@
-"""A chat body's cache markers as the continuation's bill reads them (cache/parts.py `marked_to_end`)."""
+"""A message's content parts as Qwen's cache reads them (cache/parts.py): markers no part of them (the core's
+markers, cache_markers.py), an hour asked by either marker."""
 
 from __future__ import annotations
 
-import pytest
-
-from qwen_gateway.cache.parts import marked_to_end
-
-MARK = {"type": "ephemeral"}
+from qwen_gateway.cache.parts import asks_hour, strip
 
 
-@pytest.mark.parametrize("body, whole", [
-    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "a", "cache_control": MARK}]}]}, True),
-    ({"messages": [{"role": "user", "content": "a", "cache_control": MARK}]}, True),  # on the message itself
-    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "a", "cache_control": MARK},
-                                                {"type": "text", "text": "b"}]}]}, False),  # a part after it
-    ({"messages": [{"role": "system", "content": [{"type": "text", "text": "s", "cache_control": MARK}]},
-                   {"role": "user", "content": "a"}]}, False),  # the last message unmarked
-    ({"messages": []}, False), ({}, False), (None, False), ({"messages": ["x"]}, False),
-])
-def test_whether_the_whole_prompt_is_marked(body, whole):
-    assert marked_to_end(body) is whole
+def test_either_marker_is_no_part_of_what_the_cache_reads():
+    part = {"type": "text", "text": "a", "cache_control": {"type": "ephemeral"}, "prompt_cache_breakpoint": {}}
+    assert strip(part) == {"type": "text", "text": "a"}
+    unmarked = {"type": "text", "text": "a"}
+    assert strip(unmarked) is unmarked
+
+
+def test_an_hour_asked_by_either_marker():
+    assert asks_hour({"prompt_cache_breakpoint": {"ttl": "1h"}}) and asks_hour({"cache_control": {"ttl": "1h"}})
+    assert not asks_hour({"cache_control": {"type": "ephemeral"}}) and not asks_hour({})

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import copy
 import json
-import tracemalloc
+import subprocess
+import sys
 
-import orjson
 
 from qwen_gateway.cache import prints
 from qwen_gateway.cache.prints import HOUR, MINUTES
@@ -92,14 +92,17 @@ def test_an_unchanged_tool_list_is_hashed_whole_not_tool_by_tool(monkeypatch):
 def test_a_long_conversations_print_holds_memory_in_proportion_to_its_json():
     """Issue 79 item 6: orjson hands each message's JSON back in a buffer of 4 kB whatever its length, and a
     print of 200,000 one-word messages held 800 MB of them at once (~100 bytes of JSON each)."""
-    body = {"model": "qwen3-coder-plus", "messages": [{"role": "user", "content": f"w{i}"} for i in range(20_000)]}
-    size = len(orjson.dumps(body))
-    tracemalloc.start()
-    try:
-        of_chat(body)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    # in a process of its own: tracemalloc counts every thread's allocations, and a worker thread an earlier test
+    # left printing (diagnosis.py) once lifted the peak past the bound on a loaded machine
+    measure = (
+        "import orjson, tracemalloc\n"
+        "from qwen_gateway.cache.prints_forms import of_chat\n"
+        "body = {'model': 'qwen3-coder-plus', 'messages': [{'role': 'user', 'content': f'w{i}'} for i in range(20_000)]}\n"
+        "tracemalloc.start()\n"
+        "of_chat(body)\n"
+        "print(tracemalloc.get_traced_memory()[1], len(orjson.dumps(body)))\n")
+    out = subprocess.run([sys.executable, "-c", measure], capture_output=True, text=True, check=True).stdout
+    peak, size = map(int, out.split())
     assert peak < 10 * size, (peak, size)  # 7.5×: the blocks' hashes and sizes, the head joined (was 124×)
 
 

@@ -217,3 +217,18 @@ def test_a_retired_default_or_mapped_model_is_named_with_the_newest_of_its_famil
                            "this key)"), said
     assert said.endswith("the list's own choice: --default-model qwen3.7-coder-plus --model-map gpt-4o=qwen3.7-max."), \
         said
+
+
+@pytest.mark.parametrize("command", ["auth", "keys", "usage"])
+def test_a_command_loads_no_proxy_until_it_needs_one(command):
+    """`qwen-auth add-key` or `qwen-keys list` is a small program: importing the gateway's composition (mitmproxy's
+    proxy server, every dialect) made each `qwen-auth` command 1.3 s of CPU before its first line. Only
+    `qwen-auth check` needs the providers' checks, and imports them when it runs."""
+    import subprocess
+    import sys
+
+    code = (f"import sys, qwen_gateway.cli.{command}; "
+            "print(sorted(m for m in sys.modules if m in ('qwen_gateway.components', 'mitmproxy.proxy.server')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"

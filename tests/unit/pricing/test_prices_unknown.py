@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from qwen_gateway.pricing import prices
-from qwen_gateway.pricing.tier import Tier
+from qwen_gateway.price_tier import Tier
 
 MISS = {"prompt_tokens": 4000, "prompt_tokens_details": {"cached_tokens": 3000}}  # 3,000 tokens read (or lost)
 LISTED = (Tier(32_000, 7.0, 21.0, cached=1.4, name="Input<=32k"), Tier(None, 9.0, 27.0, cached=1.8, name="Default"))

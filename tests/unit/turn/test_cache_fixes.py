@@ -76,7 +76,7 @@ def test_only_the_tools_move():
 
 def test_auto_lifetime_asks_the_hour_for_a_key_that_pauses_long_and_keeps_a_clients_own_ask():
     from qwen_gateway.accounts import Conversation
-    from qwen_gateway.cache.lifetime import Rhythms
+    from qwen_gateway.turn.cache_lifetime import Rhythms
     now = [0.0]
     cache_fixes.RHYTHMS = rhythms = Rhythms(clock=lambda: now[0])
     for i in range(12):  # a key's conversation with two long pauses so far
@@ -106,7 +106,7 @@ def test_auto_lifetime_keeps_five_minutes_for_a_key_without_a_long_pause_and_say
     """Turns that add a few tokens each and no pause past five minutes: the hour's premium is tiny, but the prior's
     chance alone does not buy it (issue 81: 0.17 % dearer than five minutes on such a day); the note says so."""
     from qwen_gateway.accounts import Conversation
-    from qwen_gateway.cache.lifetime import Rhythms
+    from qwen_gateway.turn.cache_lifetime import Rhythms
     now = [0.0]
     cache_fixes.RHYTHMS = rhythms = Rhythms(clock=lambda: now[0])
     for i in range(12):

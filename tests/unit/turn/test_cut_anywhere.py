@@ -10,6 +10,7 @@ of three ways in turn: the body ends there, the connection breaks there, or Qwen
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import sys
@@ -74,12 +75,21 @@ class Answer:
         self.closed = True
 
 
+SWITCHES = State().snapshot()  # the emulator's defaults, read once: its chat stream only reads them
+
+
 def qwen_stream(body: dict) -> bytes:
     """The emulator's stream for a DashScope body (ids and times as Model Studio sends them)."""
-    sw = State().snapshot()
-    events = emu_chat.chunks(body, emu_chat.plan(body, sw), sw)
+    events = emu_chat.chunks(body, emu_chat.plan(body, SWITCHES), SWITCHES)
     return b"".join(b"data: " + json.dumps(e, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
                     for e in events) + b"data: [DONE]\n\n"
+
+
+@functools.cache
+def whole_stream(case: str) -> bytes:
+    """The stream each cut of `case` is cut from: one answer of the emulator's (its continuations are new ones)."""
+    request = {"messages": [{"role": "user", "content": ASK}], "stream": True, **CASES[case]}
+    return qwen_stream(chat_to_qwen(request, model=request["model"], oauth=False))
 
 
 class Pool:
@@ -128,7 +138,7 @@ async def turn(dialect: str, case: str, cut: tuple[int, str] | None) -> tuple[by
     """One streamed turn of `case` read by `dialect`'s client, its stream cut at (byte, ending) or whole."""
     request = {"messages": [{"role": "user", "content": ASK}], "stream": True, **CASES[case]}
     model = request["model"]
-    whole = qwen_stream(chat_to_qwen(request, model=model, oauth=False))
+    whole = whole_stream(case)
     data, ending = (whole[:cut[0]], cut[1]) if cut else (whole, None)
 
     async def open_upstream(ex):
@@ -220,8 +230,7 @@ async def test_every_byte_offset_gives_the_whole_answer_or_the_terminal_error(di
     raw, ex = await turn(dialect, case, None)
     outcome, whole = assembled(dialect, raw)
     assert outcome == cuts.WHOLE and ex.result.cuts == 0
-    length = len(qwen_stream(chat_to_qwen({"messages": [{"role": "user", "content": ASK}], **CASES[case]},
-                                          model=CASES[case]["model"], oauth=False)))
+    length = len(whole_stream(case))
     outcomes: Counter = Counter()
     for at in range(length + 1):
         ending = ENDINGS[at % len(ENDINGS)]

@@ -18,7 +18,8 @@ from ...models.catalogue import CHAT, chat_models, embedding_models, find, retir
 from ...models.listed import ListedModel
 from ...models.model_map import BILLING_PLANS, output_cap
 from ...models.routes import window
-from ...pricing.prices import CREATION, EXPLICIT_HIT, Tier, builtin
+from ...price_tier import Tier
+from ...pricing.prices import CREATION, EXPLICIT_HIT, builtin
 from . import model_list
 from .drift_probes import Prober
 from .headers import GATEWAY_AGENT

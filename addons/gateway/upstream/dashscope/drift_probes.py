@@ -12,7 +12,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from ...accounts import Credential
-from ...cache.usage import read as read_cache
+from ...cache_usage import read as read_cache
 from ...drift_report import Report, cleaned
 from ...models.catalogue import CHAT, Model, Thinking
 from ...models.learned import OUTPUT
@@ -80,7 +80,7 @@ def spent_of(usage: object) -> int:
 
 
 def cached_of(usage: object) -> int:
-    """The prompt tokens Qwen's answer says it read from its cache (cache/usage.py; 0: none said)."""
+    """The prompt tokens Qwen's answer says it read from its cache (cache_usage.py; 0: none said)."""
     return read_cache(usage)[0] or 0
 
 

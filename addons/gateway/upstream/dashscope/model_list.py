@@ -21,7 +21,7 @@ from typing import Any
 
 from ...models import catalogue
 from ...models.listed import ListedModel
-from ...pricing.prices import Tier
+from ...price_tier import Tier
 from .headers import target
 
 PAGE_SIZE = 100

@@ -272,7 +272,7 @@ def test_the_json_report():
 
 def test_the_cache_probe_reads_qwens_count_in_either_place():
     """The probe reads Qwen's answer as it came (not through the gateway's answer, which moves a top-level
-    `cached_tokens` into the details): either place counts, as for every other reader (cache/usage.py)."""
+    `cached_tokens` into the details): either place counts, as for every other reader (cache_usage.py)."""
     assert cached_of({"prompt_tokens": 1200, "prompt_tokens_details": {"cached_tokens": 1100}}) == 1100
     assert cached_of({"prompt_tokens": 1200, "cached_tokens": 1100}) == 1100
     assert cached_of({"prompt_tokens": 1200}) == 0 and cached_of(None) == 0

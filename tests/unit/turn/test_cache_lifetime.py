@@ -1,10 +1,10 @@
-"""A turn's cache lifetime chosen for the user's money (cache/lifetime.py, `qwen_cache_lifetime=auto`)."""
+"""A turn's cache lifetime chosen for the user's money (turn/cache_lifetime.py, `qwen_cache_lifetime=auto`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from qwen_gateway.cache.lifetime import KEYS, Prices, Rhythms, choose
+from qwen_gateway.turn.cache_lifetime import KEYS, Prices, Rhythms, choose
 
 QWEN4 = Prices(1.25, 2.0, 0.05)
 

@@ -1,4 +1,4 @@
-"""What a usage says of Qwen's prompt cache (cache/usage.py), read alike by the ledger's row and the request line
+"""What a usage says of Qwen's prompt cache (cache_usage.py), read alike by the ledger's row and the request line
 (observe/), the price (pricing/prices.py) and a resumed stream's summed usage (turn/answer_so_far.py): before, each read it its
 own way, and a usage where the ways part said three different things."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from qwen_gateway.cache.usage import read
+from qwen_gateway.cache_usage import read
 from qwen_gateway.observe.ledger_rows import row_of
 from qwen_gateway.observer import cache_write_tokens, cached_tokens
 from qwen_gateway.pricing.prices import Tier, _prompt_usd

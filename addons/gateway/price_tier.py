@@ -1,5 +1,7 @@
 """A price tier (USD per million tokens for prompts up to a size), and one read from the user's `qwen_prices_file`
-(pricing/prices.py loads the file)."""
+(pricing/prices.py loads the file). Below both folders that hold tiers: the prices a provider's model list gives
+(models/listed.py, models/live.py) and the price table (pricing/), which reads the model catalogue — so the
+imports between models/ and pricing/ run one way (tests/repo/test_layers.py)."""
 
 from __future__ import annotations
 
