@@ -205,3 +205,15 @@ def test_a_fork_server_whose_session_ends_stops_its_gateways(tmp_path, emu, oaut
         own.stop()  # closes the session's connection: the server stops the gateway (SIGTERM), then itself
     assert own.proc.returncode == 0
     assert proc.wait(5) == 0  # SIGTERM's drain: nothing ran
+
+
+def test_a_process_that_never_becomes_ready_is_stopped_not_left_running(tmp_path):
+    from helpers.procs import _wait_for_file
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with pytest.raises(RuntimeError, match="did not start within 0.5s"):
+            _wait_for_file(tmp_path / "never", proc, "sleeper", timeout=0.5)
+        assert proc.poll() is not None, "left running"
+    finally:
+        proc.kill()
+        proc.wait()

@@ -26,6 +26,8 @@ STARTS: list[dict] = []
 
 
 def _wait_for_file(path: Path, proc: subprocess.Popen | forkclient.ForkedProcess, what: str, timeout: float = 30) -> str:
+    """The file's text once the process wrote it; a process that has not by `timeout` is stopped, then raised over:
+    nobody holds it to stop it later (seen: gateways slowed past 30 s left running after their test)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists() and path.stat().st_size:
@@ -33,6 +35,7 @@ def _wait_for_file(path: Path, proc: subprocess.Popen | forkclient.ForkedProcess
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with {proc.returncode} before it was ready")
         time.sleep(0.01)
+    _stop(proc)
     raise RuntimeError(f"{what} did not start within {timeout}s")
 
 

@@ -322,7 +322,8 @@ class Session:
         """The line a gateway prints on the terminal once it listens (none when its output goes to a file, or
         for the emulator), with how many the terminal showed before: its start-up lines are the block's, even
         when a loaded machine prints them more than a settle's quiet after the port opened."""
-        if "scripts/qwen_emulator.py" in cmd or ">" in without_comment(cmd) or QUIET.search(without_comment(cmd)):
+        command = without_comment(cmd)
+        if "scripts/qwen_emulator.py" in cmd or ">" in command or QUIET.search(command):
             return []
         line = re.compile(rf"listening at \S*:{ports[0]}\b")
         return [(line, len(line.findall(self.shell.text())))]

@@ -25,7 +25,7 @@ from itertools import chain
 import orjson
 
 from .. import jsonio
-from .checksum import Sum, checksum
+from .checksum import checksum
 from .parts import MARKERS, TEXTS, asks_hour, canonical_content, strip
 
 MODEL, SYSTEM, TOOL, MESSAGE, MID_SYSTEM = "M", "S", "T", "U", "Y"  # a block's kind, one letter each
@@ -45,18 +45,14 @@ class Reuse:
     as a length and a checksum (checksum.py), with how many blocks each made."""
 
     __slots__ = ("messages", "lead", "head_len", "head_sum", "head_hour", "tools_len", "tools_sum", "tools_hour",
-                 "system_blocks", "tool_blocks", "last_len", "next_sum")
+                 "system_blocks", "tool_blocks")
 
     def __init__(self, messages: int, lead: int, head_len: int, head_sum: int, head_hour: bool, tools_len: int,
-                 tools_sum: int, tools_hour: bool, system_blocks: int, tool_blocks: int, last_len: int = 0,
-                 next_sum: int = 0) -> None:
+                 tools_sum: int, tools_hour: bool, system_blocks: int, tool_blocks: int) -> None:
         self.messages, self.lead, self.head_len, self.head_sum, self.head_hour = messages, lead, head_len, head_sum, \
             head_hour
         self.tools_len, self.tools_sum, self.tools_hour = tools_len, tools_sum, tools_hour
         self.system_blocks, self.tool_blocks = system_blocks, tool_blocks
-        # the last message as the next turn sends it, its marker gone (its JSON's length; 0: not foreseen), and the
-        # checksum of the head grown by it: where the next turn's bytes match, that message is not read again
-        self.last_len, self.next_sum = last_len, next_sum
 
 
 class Print:
@@ -103,7 +99,7 @@ class Blocks:
     """A print being built: its blocks' kinds, hashes and sizes, appended in order."""
 
     __slots__ = ("kinds", "digests", "sizes", "texts", "first_message", "hour", "whole_tools", "tools_sum",
-                 "tools_hour", "hour_blocks", "marks", "spans", "canon", "last_json")
+                 "tools_hour", "hour_blocks", "marks", "spans")
 
     def __init__(self, model: object, empty: bool = False) -> None:
         model_json = dumps(model) if not empty else b""
@@ -115,7 +111,6 @@ class Blocks:
         self.hour_blocks: list[int] = []  # the message blocks whose markers ask an hour
         self.marks: list[int] = []  # the blocks a marker ends (Print.marks)
         self.spans: dict[int, int] | None = None  # Print.spans
-        self.canon = self.last_json = b""  # the latest message read as Qwen reads it; the last's JSON (Reuse.last_len)
 
     def add(self, kind: str, data: bytes) -> None:
         self.kinds.append(kind)
@@ -141,8 +136,6 @@ class Blocks:
         self.kinds += kinds
         self.digests += map(checksum, hashed)
         self.sizes += map(len, datas)
-        if datas:  # plain, or read as Qwen reads it to one text: its JSON once its marker moves on
-            self.last_json = hashed[-1] if hashed[-1] is datas[-1] else self.canon
         return datas
 
     def canonical_message(self, index: int, message: dict) -> bytes:
@@ -178,7 +171,6 @@ class Blocks:
             data = orjson.dumps(out)
         except (TypeError, orjson.JSONEncodeError):
             data = dumps(out)
-        self.canon = data if not images and text.__class__ is not list else b""
         if images:
             self.texts = self.texts if self.texts is not None else {}
             self.texts[index] = checksum(data)
@@ -229,10 +221,7 @@ def encoded(messages: list) -> list[bytes]:
 
 
 def settings_of(body: dict) -> int:
-    try:  # orjson itself: through dumps, one Python call more on every turn
-        return checksum(orjson.dumps(list(map(body.get, SETTINGS))))
-    except (TypeError, orjson.JSONEncodeError):
-        return checksum(dumps([body.get(k) for k in SETTINGS]))
+    return checksum(dumps([body.get(k) for k in SETTINGS]))
 
 
 def leading(messages: list) -> int:
@@ -260,23 +249,19 @@ def of_chat(body: dict, settings: bool = False, tools: tuple | None = None, sent
     head = head_sent(sent, rest, lead) if sent and lead and rest else None
     if head is None:
         joined = b",".join((encoded(messages[:lead]) + rest)[:-1])
-        head = len(joined), Sum(joined)
-    head_sum, last_len, next_sum = head[1].intdigest(), len(b.last_json), 0
-    if last_len:  # Reuse.next_sum: the head grown by the last message as the next turn sends it
-        head[1].update(b"," + b.last_json if head[0] else b.last_json)
-        next_sum = head[1].intdigest()
+        head = len(joined), checksum(joined)
     tools_len, tools_sum = (len(b.whole_tools), b.tools_sum if b.whole_tools else checksum(b"")) if tools is None \
         else tools[2:]
     head_hour = head_hour or any(i < len(b.kinds) - 1 for i in b.hour_blocks)
-    reuse = Reuse(len(messages), lead, head[0], head_sum, head_hour, tools_len, tools_sum,
-                  b.tools_hour, system_blocks, tool_blocks, last_len, next_sum) if messages else None
+    reuse = Reuse(len(messages), lead, head[0], head[1], head_hour, tools_len, tools_sum,
+                  b.tools_hour, system_blocks, tool_blocks) if messages else None
     return b.done(settings_of(body) if settings else 0, reuse)
 
 
-def head_sent(sent: bytes, rest: list[bytes], lead: int) -> tuple[int, Sum] | None:
-    """The length and running checksum of the JSON of a body's messages but the last, read in its bytes as sent: the
-    `lead` system messages' up to where the first of the `rest` (each message after them, as encoded) stands, then
-    the rest's. None: not found as encoded (they are encoded and joined)."""
+def head_sent(sent: bytes, rest: list[bytes], lead: int) -> tuple[int, int] | None:
+    """The length and checksum of the JSON of a body's messages but the last, read in its bytes as sent: the `lead`
+    system messages' up to where the first of the `rest` (each message after them, as encoded) stands, then the
+    rest's. None: not found as encoded (they are encoded and joined)."""
     at = sent.find(MESSAGES_KEY) + len(MESSAGES_KEY)
     first = sent.find(b"," + rest[0], at) + 1 if at >= len(MESSAGES_KEY) else 0  # never inside a string (escaped)
     if first <= 0:
@@ -284,7 +269,7 @@ def head_sent(sent: bytes, rest: list[bytes], lead: int) -> tuple[int, Sum] | No
     end = first + sum(map(len, rest[:-1])) + len(rest) - 1  # where the last message stands
     if sent[end - 1:end] != b"," or sent[end:end + len(rest[-1])] != rest[-1]:
         return None
-    return end - 1 - at, Sum(memoryview(sent)[at:end - 1])
+    return end - 1 - at, checksum(memoryview(sent)[at:end - 1])
 
 
 def system_parts(b: Blocks, content: object) -> None:

@@ -9,10 +9,12 @@ whole, as prints.of_chat does."""
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left
+
+import orjson
 
 from .checksum import Sum, checksum
-from .prints import MESSAGES_KEY, SEEN_TOOLS, Print, Reuse, of_chat
-from .prints_next import grown
+from .prints import HOUR, MESSAGES_KEY, MINUTES, MODEL, SEEN_TOOLS, Blocks, Print, Reuse, dumps, encoded, of_chat, settings_of
 
 _MESSAGES, _TOOLS = MESSAGES_KEY, b'"tools":['  # keys as orjson writes them (a quote in a string is escaped)
 _MESSAGES_LEN, _TOOLS_LEN = len(_MESSAGES), len(_TOOLS)
@@ -32,16 +34,8 @@ def of_sent(body: dict, sent: bytes, before: Print | None, settings: bool = Fals
     if at < _MESSAGES_LEN:
         return of_chat(body, settings, seen_tools(body, sent))
     end = at + reuse.head_len
-    # the turn before's last message as it foresaw (its marker gone), then a new one: the head and it read at once
-    stop = end + (1 if kept else 0) + reuse.last_len
-    head: Sum | None
-    if reuse.last_len and len(messages) > kept + 1 and sent[stop:stop + 1] == b"," \
-            and (head := Sum(view[at:stop])).intdigest() == reuse.next_sum:
-        kept, end, foreseen, same_head = kept + 1, stop, True, True
-    else:
-        head = Sum(view[at:end]) if kept else None  # read once: checked, then grown by this turn's messages
-        same_head = head is None or (sent[end:end + 1] == b"," and head.intdigest() == reuse.head_sum)
-        foreseen = False
+    head = Sum(view[at:end]) if kept else None  # read once: checked, then grown by this turn's messages
+    same_head = head is None or (sent[end:end + 1] == b"," and head.intdigest() == reuse.head_sum)
     tools = body.get("tools")
     same_tools = False
     if reuse.tools_len and isinstance(tools, list) and tools:
@@ -56,7 +50,7 @@ def of_sent(body: dict, sent: bytes, before: Print | None, settings: bool = Fals
         return of_chat(body, settings, _tools(before, reuse) if same_tools and reuse.tools_len else None, sent)
     if not same_tools:
         return of_chat(body, settings, seen_tools(body, sent), sent)
-    return grown(body, messages, before, reuse, kept, head, settings, foreseen)
+    return _grown(body, messages, before, reuse, kept, head, settings)
 
 
 def seen_tools(body: dict, sent: bytes) -> tuple | None:
@@ -85,3 +79,48 @@ def _tools(before: Print, reuse: Reuse) -> tuple:
     return reuse.tools_hour, list(zip(array("Q", before.raw[8 * lo:8 * hi]), before.sizes[lo:hi])), reuse.tools_len, \
         reuse.tools_sum
 
+
+def _grown(body: dict, messages: list, before: Print, reuse: Reuse, kept: int, head: Sum | None,
+           settings: bool) -> Print:
+    """`before`'s blocks for the system text, the tools and the messages this turn repeats; the model's and the
+    rest's made (prints.Blocks). `head`: the checksum of the repeated messages, running."""
+    tail = messages[kept:]
+    datas = encoded(tail)
+    try:  # orjson called here, not through prints.dumps: a Python call costs thousands of instructions
+        model = orjson.dumps(body.get("model"))
+    except (TypeError, orjson.JSONEncodeError):
+        model = dumps(body.get("model"))
+    b = Blocks(None, empty=True)
+    b.add_messages(tail, datas)  # its blocks numbered from 0: they follow the repeated ones
+    repeated = before.first_message + kept - reuse.lead  # the blocks this turn repeats
+    raw = b"".join((array("Q", [checksum(model)]).tobytes(), before.raw[8:8 * repeated], array("Q", b.digests).tobytes()))
+    sizes = array("I", [len(model)])
+    sizes += before.sizes[1:repeated]
+    sizes += array("I", b.sizes)
+    texts = None
+    if before.texts or b.texts:
+        texts = {i: h for i, h in (before.texts or {}).items() if i < repeated}
+        texts.update({repeated + i: h for i, h in (b.texts or {}).items()})
+    head_len, head_sum = reuse.head_len, reuse.head_sum
+    if len(datas) > 1:  # the messages the next turn will repeat: the head grows by them
+        if head is None:
+            head = Sum()
+        for data in datas[:-1]:
+            head.update(b"," + data if head_len else data)
+            head_len += len(data) + (1 if head_len else 0)
+        head_sum = head.intdigest()
+    head_hour = reuse.head_hour or bool(b.hour_blocks) and any(i < len(tail) - 1 for i in b.hour_blocks)
+    hour = reuse.head_hour or reuse.tools_hour or bool(b.hour_blocks)
+    nxt = Reuse(len(messages), reuse.lead, head_len, head_sum, head_hour, reuse.tools_len, reuse.tools_sum,
+                reuse.tools_hour, reuse.system_blocks, reuse.tool_blocks)
+    marks = before.marks  # the repeated blocks' markers, then the new messages' (no call on the common path)
+    if marks and marks[-1] >= repeated:
+        marks = marks[:bisect_left(marks, repeated)]
+    if b.marks:
+        marks += tuple([repeated + i for i in b.marks])
+    spans = None  # as `texts`: the repeated blocks', then the new messages'
+    if before.spans or b.spans:
+        spans = {i: n for i, n in (before.spans or {}).items() if i < repeated}
+        spans.update({repeated + i: n for i, n in (b.spans or {}).items()})
+    return Print(MODEL + before.kinds[1:repeated] + "".join(b.kinds), raw, sizes, before.first_message, texts,
+                 settings_of(body) if settings else 0, HOUR if hour else MINUTES, nxt, marks, spans)

@@ -167,27 +167,3 @@ def test_a_responses_shape_keeps_its_enumerated_words_and_its_json_texts():
     assert list(json.loads(call["arguments"])) == ["cmd"] and "compare.py" not in call["arguments"]
     assert shaped["input"][2]["call_id"] == call["call_id"] != "call_1"  # the same text, the same filler
     assert "be brief" not in orjson.dumps(shaped).decode()
-
-
-@pytest.mark.parametrize("shapes", ["claude_code_shapes.json", "codex_shapes.json"])
-def test_the_recorded_sessions_prints_are_the_same_read_whole_or_grown(bench, tmp_path, shapes, monkeypatch):
-    """Each turn of both recorded sessions as the engine sent it: its print made from the turn before (the turn
-    before's last message found as it foresaw, on every turn that grew) is the print read whole, its reuse too."""
-    from qwen_gateway.cache import prints_next, prints_sent
-    from qwen_gateway.cache.prints import of_chat
-
-    fields = ("kinds", "raw", "first_message", "texts", "lifetime", "marks", "spans", "settings")
-    reuse = ("messages", "lead", "head_len", "head_sum", "head_hour", "tools_len", "tools_sum", "last_len", "next_sum")
-    foreseen: list[bool] = []
-    real = prints_next.grown
-    monkeypatch.setattr(prints_sent, "grown", lambda *a: foreseen.append(a[-1]) or real(*a))
-    (session,) = bench.exchanges(_script("recorded_shapes").turns(SHAPES.with_name(shapes)), 1, tmp_path / "gw")
-    before = None
-    for i, (ex, _) in enumerate(session):
-        now = prints_sent.of_sent(ex.attempt.body, ex.attempt.sent, before, settings=True)
-        whole = of_chat(ex.attempt.body, settings=True)
-        assert [getattr(now, f) for f in fields] == [getattr(whole, f) for f in fields], i
-        assert list(now.sizes) == list(whole.sizes), i
-        assert [getattr(now.reuse, f) for f in reuse] == [getattr(whole.reuse, f) for f in reuse], i
-        before = now
-    assert foreseen and all(foreseen) and len(foreseen) >= len(session) - 2

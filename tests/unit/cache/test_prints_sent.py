@@ -9,7 +9,7 @@ import copy
 import pytest
 
 from qwen_gateway import jsonio
-from qwen_gateway.cache import prints, prints_next, prints_sent
+from qwen_gateway.cache import prints
 from qwen_gateway.cache.prints import of_chat
 from qwen_gateway.cache.prints_sent import of_sent
 from qwen_gateway.upstream.dashscope.request import chat_to_qwen
@@ -85,9 +85,9 @@ def test_a_repeated_conversation_reads_only_its_new_messages(monkeypatch):
     body, data = sent(grown)
     read = []
     real = prints.encoded
-    monkeypatch.setattr("qwen_gateway.cache.prints_next.encoded", lambda ms: read.append(len(ms)) or real(ms))
+    monkeypatch.setattr("qwen_gateway.cache.prints_sent.encoded", lambda ms: read.append(len(ms)) or real(ms))
     assert same(of_sent(body, data, before), of_chat(body))
-    assert read == [3]  # the turn before's last message (an image in it: read again) and the two new ones
+    assert read == [3]  # the turn before's last message (its marker moved on) and the two new ones
 
 
 def test_a_turn_whose_system_text_lost_its_marker_takes_the_tools_of_the_turn_before(monkeypatch):
@@ -153,84 +153,3 @@ def test_a_turn_read_whole_takes_its_system_messages_json_from_the_bytes_sent(mo
         assert (made.reuse.head_len, made.reuse.head_sum) == (whole.reuse.head_len, whole.reuse.head_sum), n
     body, data = sent([{"role": "user", "content": "hi"}])  # no system message, one message: an empty head
     assert same(of_sent(body, data, None), of_chat(body)) and of_sent(body, data, None).reuse.head_len == 0
-
-
-def chain(bodies: list[tuple[dict, bytes]]) -> list:
-    """Each turn's print from the bytes sent, the turn before reused: each the same as reading it whole, its
-    reuse too (what the next turn checks)."""
-    made, before = [], None
-    for body, data in bodies:
-        now = of_sent(body, data, before, settings=True)
-        whole = of_chat(body, settings=True)
-        assert same(now, whole) and now.settings == whole.settings, len(made)
-        fields = ("messages", "lead", "head_len", "head_sum", "head_hour", "tools_len", "tools_sum", "tools_hour",
-                  "system_blocks", "tool_blocks", "last_len", "next_sum")
-        assert [getattr(now.reuse, f) for f in fields] == [getattr(whole.reuse, f) for f in fields], len(made)
-        made.append(now)
-        before = now
-    return made
-
-
-def foreseen(monkeypatch) -> list[bool]:
-    """Whether each grown turn found the turn before's last message as it foresaw."""
-    seen: list[bool] = []
-    real = prints_next.grown
-    monkeypatch.setattr(prints_sent, "grown", lambda *a: seen.append(a[-1]) or real(*a))
-    return seen
-
-
-def test_the_turn_before_s_last_message_is_taken_where_it_stands_as_foreseen(monkeypatch):
-    """The gateway's marker sits on the last message as one text part; the next turn sends that message without
-    it, as a string: its JSON as the turn before foresaw it, so its block is taken, not encoded again."""
-    seen = foreseen(monkeypatch)
-    messages, bodies = conversation(2)[:-1], []
-    for n in range(5):
-        messages.append({"role": "user", "content": f"now {n}"})
-        bodies.append(sent(messages))
-        messages.append({"role": "assistant", "content": f"done {n}"})
-    chain(bodies)
-    assert seen == [True] * 4
-
-
-@pytest.mark.parametrize("change", ["edited", "kept_in_parts", "image", "two_parts", "two_parts_edited", "hour",
-                                    "no_new_message", "system_last", "no_system"])
-def test_a_last_message_not_as_foreseen_is_read_again(change, monkeypatch):
-    """Where the turn before's last message comes back otherwise than foreseen (edited, still in parts, with an
-    image, its marker kept), or nothing follows it, it is read again: the print is the same as read whole."""
-    seen = foreseen(monkeypatch)
-    first = conversation(2)[:-1] + [{"role": "user", "content": "look at this"}]
-    then = first + [{"role": "assistant", "content": "looked"}, {"role": "user", "content": "and now?"}]
-    if change == "edited":
-        then[len(first) - 1] = {"role": "user", "content": "look at that"}
-    elif change in ("kept_in_parts", "hour"):
-        marker = {"type": "ephemeral", "ttl": "1h"} if change == "hour" else None
-        part = {"type": "text", "text": "look at this", **({"cache_control": marker} if marker else {})}
-        first[-1] = then[len(first) - 1] = {"role": "user", "content": [part]}
-    elif change == "image":
-        first[-1] = then[len(first) - 1] = {"role": "user", "content": [{"type": "text", "text": "look"}, IMAGE]}
-    elif change in ("two_parts", "two_parts_edited"):  # its parts counted (Print.spans) no more once a string
-        first[-1] = {"role": "user", "content": [{"type": "text", "text": "look "}, {"type": "text", "text": "at"}]}
-        then[len(first) - 1] = {"role": "user", "content": "look at" if change == "two_parts" else "look"}
-    elif change == "no_new_message":
-        then = copy.deepcopy(first)
-    elif change == "system_last":
-        first[-1] = then[len(first) - 1] = {"role": "system", "content": "plan mode"}
-    elif change == "no_system":
-        first, then = first[1:], then[1:]
-    chain([sent(first), sent(then), sent(then + [{"role": "assistant", "content": "ok"},
-                                                 {"role": "user", "content": "go"}])])
-    if change in ("edited", "image", "no_new_message", "two_parts_edited"):
-        assert seen[0] is False
-    if change in ("two_parts", "system_last", "no_system"):
-        assert seen[0] is True  # joined to one string, a system message, no system text: as foreseen
-    assert seen[-1] is True
-
-
-def test_a_conversation_whose_tools_change_or_that_starts_anew_reads_whole():
-    """A turn whose tools change, or a new conversation after a long one, is read whole (the same print)."""
-    one = conversation(3)
-    changed = copy.deepcopy(TOOLS)
-    changed[0]["function"]["description"] = "read a file"
-    made = chain([sent(one), sent(conversation(4), tools=changed), sent(conversation(5), tools=changed),
-                  sent([{"role": "system", "content": "another"}, {"role": "user", "content": "hi"}], tools=changed)])
-    assert made[-1].blocks < made[-2].blocks

@@ -85,10 +85,15 @@ def qwen_stream(body: dict) -> bytes:
                     for e in events) + b"data: [DONE]\n\n"
 
 
+def client_request(case: str) -> dict:
+    """The client's streamed chat request of `case`."""
+    return {"messages": [{"role": "user", "content": ASK}], "stream": True, **CASES[case]}
+
+
 @functools.cache
 def whole_stream(case: str) -> bytes:
     """The stream each cut of `case` is cut from: one answer of the emulator's (its continuations are new ones)."""
-    request = {"messages": [{"role": "user", "content": ASK}], "stream": True, **CASES[case]}
+    request = client_request(case)
     return qwen_stream(chat_to_qwen(request, model=request["model"], oauth=False))
 
 
@@ -136,7 +141,7 @@ def translator(dialect: str, request: dict):
 
 async def turn(dialect: str, case: str, cut: tuple[int, str] | None) -> tuple[bytes, Exchange]:
     """One streamed turn of `case` read by `dialect`'s client, its stream cut at (byte, ending) or whole."""
-    request = {"messages": [{"role": "user", "content": ASK}], "stream": True, **CASES[case]}
+    request = client_request(case)
     model = request["model"]
     whole = whole_stream(case)
     data, ending = (whole[:cut[0]], cut[1]) if cut else (whole, None)
