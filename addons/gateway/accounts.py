@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping, Protocol
 
+from . import provider_registry
+
 
 class Kind(enum.StrEnum):
     OAUTH = "oauth"  # Qwen Code OAuth login (refreshing token)
@@ -23,10 +25,6 @@ class Kind(enum.StrEnum):
 OAUTH = Kind.OAUTH
 KEY = Kind.KEY
 WEB = Kind.WEB
-DASHSCOPE, QWENWEB = "dashscope", "qwenweb"  # the providers whose accounts need no `provider` named
-PROVIDER_OF_KIND: dict[str, str] = {OAUTH: DASHSCOPE, KEY: DASHSCOPE, WEB: QWENWEB}
-# The providers that serve the catalogue's models (models/catalogue.toml); any other serves what its own list says
-CATALOGUE_PROVIDERS = frozenset((DASHSCOPE, QWENWEB))
 
 
 class Outcome(enum.StrEnum):
@@ -93,18 +91,18 @@ class Credential:
     model_map: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     default_model: str | None = None
     embeddings: bool = False  # whether this upstream serves /embeddings
-    billing: str = ""  # how its requests are paid, for the price table (plans.billing_of): "payg:intl", "coding", …
+    billing: str = ""  # how its requests are paid, for the price table (KeyPlans.billing_of): "payg:intl", …
     # A web session (WEB) sends more than a bearer token: its cookie jar (name -> value, for chat.qwen.ai)
     # and the browser's headers (user-agent, bx-*). Empty for the other kinds; never shown by repr().
     cookies: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
-    # The provider that serves the account (providers.py): a key names its own (a self-hosted server's is
-    # "selfhosted"); an OAuth login is DashScope's, a web session Qwen Chat's
+    # The provider that serves the account (providers.py): a key may name its own (a self-hosted server's);
+    # unnamed, its kind's (provider_registry.of_kind: the provider that claims the kind)
     provider: str = ""
 
     def __post_init__(self) -> None:
         if not self.provider:
-            object.__setattr__(self, "provider", PROVIDER_OF_KIND.get(self.kind, ""))
+            object.__setattr__(self, "provider", provider_registry.of_kind(self.kind))
 
 
 class AccountUnavailable(Exception):

@@ -3,7 +3,8 @@ dialects' endpoints by path, which upstream serves each kind of account, the (en
 that skip the chat form, the local answers that belong to a dialect, and the observers — and hands them to
 the core, which knows the outer packages only through these tables (interfaces.py's types).
 
-Adding a client dialect: its endpoints below. Adding a provider: its package's `PROVIDER` in `PROVIDERS`.
+Adding a client dialect: its endpoints below. Adding a provider: its package's `PROVIDER` in `PROVIDERS`, in
+provider_list.py (the composition's list, which the commands import without the rest of it).
 """
 
 from __future__ import annotations
@@ -54,9 +55,7 @@ from .observe.tracing import Tracing
 from .observer import Observer
 from .interfaces import ClientFormat, Endpoint
 from .providers import Pairing, Provider, Upstream
-from .upstream.dashscope import provider as dashscope
-from .upstream.qwenweb import provider as qwenweb
-from .upstream.selfhosted import provider as selfhosted
+from .provider_list import PROVIDERS  # every provider, declared to the core
 
 
 def endpoints(store: Callable[[], ResponseStore], runs: Callable[[], BackgroundRuns] | None = None,
@@ -83,8 +82,6 @@ def sockets(relay: LoopbackRelay, runner: TurnRunner, responses: Endpoint[Exchan
     return Sockets(relay, runner, ResponsesSocket(responses, store))
 
 
-# Every provider the gateway can send requests to: one line each (providers.py), the first the default
-PROVIDERS: tuple[Provider, ...] = (dashscope.PROVIDER, qwenweb.PROVIDER, selfhosted.PROVIDER)
 
 
 def pairing(config: Config) -> Pairing:

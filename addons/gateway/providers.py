@@ -1,11 +1,13 @@
 """What a provider is: the side of the chat form that speaks to a model server (interfaces.py is the other).
 
 A provider is one package under upstream/ (dashscope/, qwenweb/, selfhosted/) that exports a `Provider`: its
-name — the name its accounts carry (`Credential.provider`) —, the `Upstream` that carries the chat form over its
-wire and back, and the pairs of a client dialect with it that skip the chat form (`Leg`). The engine, the retry
+name — the name its accounts carry (`Credential.provider`), written in its package only —, the `Upstream` that
+carries the chat form over its wire and back, the pairs of a client dialect with it that skip the chat form (`Leg`),
+and what the accounts, the pool, the model map and the commands know of it (provider_registry.py): the kinds of
+account that are its own, whether the catalogue describes its models, its keyed plans. The engine, the retry
 policy, the pool, the turn and the composition know a provider only through these types: what a body is, what a
 refusal teaches (`Lesson`), how long a body asks the server's cache to keep it. Adding a provider is one package,
-the catalogue's rows of its models and one line in components.py's `PROVIDERS`.
+the catalogue's rows of its models and one line in provider_list.py's `PROVIDERS`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from .accounts import Capability, Credential
+from .provider_registry import KeyPlans
 from .interfaces import ChunkSource, UpstreamAnswer
 from .models.catalogue import Thinking
 
@@ -219,3 +222,8 @@ class Provider:
     account_models: Callable[[Any, Any, list[dict]], None] | None = None
     # `qwen-auth check`: (an httpx.Client, a Credential, a drift_report.Report, deep=, model=, cache_probe=) -> None
     drift: Callable[..., None] | None = None
+    # The kinds of account (accounts.Kind) that are its own unless they name another provider
+    kinds: frozenset[str] = frozenset()
+    catalogued: bool = False  # the catalogue (models/catalogue.toml) describes its models; else its own list does
+    plans: KeyPlans | None = None  # its keyed plans: presets, prices' billing, a key's fit (provider_registry.py)
+    keys: bool = True  # a key account may name it (`qwen-auth add-key --provider`)

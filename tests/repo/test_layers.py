@@ -37,7 +37,7 @@ POOL = "qwen_gateway.upstream.pool"
 # the core never does.
 WING = "qwen_gateway.cache"
 # Entry points that wire the outer packages together.
-WIRING = {"qwen_gateway.addon", "qwen_gateway.wiring", "qwen_gateway.components"}
+WIRING = {"qwen_gateway.addon", "qwen_gateway.wiring", "qwen_gateway.components", "qwen_gateway.provider_list"}
 
 
 def modules() -> dict[str, tuple[Path, bool]]:
@@ -220,13 +220,13 @@ def test_credentials_are_core_below_the_pool():
     reaches into auth/ (the gateway knows accounts through accounts.Pool)."""
     g = graph()
     assert {f"{AUTH}.{m}" for m in ("account", "key_account", "oauth_account", "web_account", "registry", "state",
-                                    "state_pg", "credfile", "oauth", "remote", "plans")} <= set(g)
+                                    "state_pg", "credfile", "oauth", "remote")} <= set(g)
     assert outer(f"{AUTH}.registry") == "core"
     upward = [f"{m} -> {d}" for m, deps in g.items() if m.startswith(AUTH) for d in deps
               if outer(d) != "core" or d in WIRING]
     assert upward == []
     users = {m for m, deps in g.items() if not m.startswith(AUTH) and any(d.startswith(AUTH) for d in deps)}
-    # DashScope's provider reads its plans' bases (the Anthropic-compatible one, the Responses API's)
+    # DashScope's provider keeps its accounts' model lists with the credentials' writer (credfile)
     assert {m for m in users if not m.startswith(POOL)} == {"qwen_gateway.components", "qwen_gateway.cli.auth",
                                                             "qwen_gateway.upstream.dashscope.provider",
                                                             "qwen_gateway.cli.auth_keys", "qwen_gateway.cli.auth_web",
@@ -269,11 +269,12 @@ def test_the_dialects_keep_no_sql():
 
 
 # The base every layer builds on: the exchange record and the interfaces it is typed by, and what they need to be
-# typed (ids, JSON, accounts, errors, the cache doctor's records on the exchange — a turn's prefix held as the core's
+# typed (ids, JSON, accounts and what the core knows of providers, errors, the cache doctor's records on the exchange — a turn's prefix held as the core's
 # `cache_turn.Prefix`, not the doctor's own Turn —, the routes' and learned facts' records and the client dialects'
 # the routes name, storage's health and files those facts are read from). It imports nothing above it, and no
 # module of the cache doctor's wing (cache/).
 BASE = {"qwen_gateway", "qwen_gateway.exchange", "qwen_gateway.interfaces", "qwen_gateway.providers", "qwen_gateway.live_stream",
+        "qwen_gateway.provider_registry",
         "qwen_gateway.ids", "qwen_gateway.jsonio", "qwen_gateway.retry_reasons", "qwen_gateway.accounts", "qwen_gateway.errors",
         "qwen_gateway.cache_turn",
         "qwen_gateway.models.routes", "qwen_gateway.models.learned", "qwen_gateway.models.catalogue",

@@ -11,6 +11,7 @@ from repo.test_layers import ROOT, graph
 
 UPSTREAM = ROOT / "addons" / "gateway" / "upstream"
 COMPONENTS = ROOT / "addons" / "gateway" / "components.py"
+PROVIDER_LIST = ROOT / "addons" / "gateway" / "provider_list.py"  # the composition's list of providers
 
 
 def providers() -> list[str]:
@@ -23,14 +24,14 @@ def test_each_provider_is_a_package_with_its_provider():
 
 
 def test_the_core_names_no_provider():
-    """Only the composition imports a provider package; the engine, the retry policy, the pool, the turn, the wiring,
+    """Only the composition's list of providers imports a provider package; the engine, the retry policy, the pool, the turn, the wiring,
     every dialect and the core ask the `Upstream` protocol (providers.py)."""
     packages = providers()
     naming = sorted(f"{m} -> {d}" for m, deps in graph().items()
                     if not any(m == p or m.startswith(p + ".") for p in packages)
                     for d in deps if any(d == p or d.startswith(p + ".") for p in packages))
-    allowed = {f"qwen_gateway.components -> {p}" for p in packages} | \
-        {f"qwen_gateway.components -> {p}.provider" for p in packages}
+    allowed = {f"qwen_gateway.provider_list -> {p}" for p in packages} | \
+        {f"qwen_gateway.provider_list -> {p}.provider" for p in packages}
     assert [n for n in naming if n not in allowed] == []
 
 
@@ -42,9 +43,9 @@ def test_providers_do_not_import_each_other():
 
 
 def test_the_composition_names_each_provider_on_one_line():
-    """Adding a provider is its package, the catalogue's rows and one line here: its import (the `PROVIDERS` tuple
-    names them all on one line)."""
-    tree = ast.parse(COMPONENTS.read_text())
+    """Adding a provider is its package, the catalogue's rows and one line in the composition's list: its import
+    (the `PROVIDERS` tuple names them all on one line). components.py imports no provider package."""
+    tree = ast.parse(PROVIDER_LIST.read_text())
     packages = [p.removeprefix("qwen_gateway.") for p in providers()]
     imported = [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                 and any((node.module or "") == p or (node.module or "").startswith(p + ".") for p in packages)]
@@ -53,6 +54,8 @@ def test_the_composition_names_each_provider_on_one_line():
     line = next(n for n in tree.body if isinstance(n, ast.AnnAssign) and getattr(n.target, "id", "") == "PROVIDERS")
     assert line.lineno == line.end_lineno  # one line lists every provider
     assert len(line.value.elts) == len(providers())  # type: ignore[union-attr]
+    assert not [n for n in ast.walk(ast.parse(COMPONENTS.read_text())) if isinstance(n, ast.ImportFrom)
+                and any((n.module or "").startswith(p.removeprefix("qwen_gateway.")) for p in providers())]
 
 
 def test_the_engine_retry_and_pool_are_provider_neutral():
@@ -85,3 +88,41 @@ def test_the_composition_translates_no_batch_line():
     answers read by the provider's upstream; the composition only joins them."""
     text = COMPONENTS.read_text()
     assert [call for call in (".to_chat(", ".from_chat(", "upstream.answer(", "().answer(") if call in text] == []
+
+
+def _provider_names() -> dict[str, str]:
+    """Each provider's name (its `PROVIDER`'s, read by import: a name may be a constant of its package) -> the folder
+    of its package."""
+    import importlib
+    return {importlib.import_module(f"{p}.provider").PROVIDER.name: str(UPSTREAM / p.rsplit(".", 1)[1])
+            for p in providers()}
+
+
+def _strings(path) -> list[tuple[int, str]]:
+    """(line, value) of every string constant in a module but its docstrings."""
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def test_a_providers_name_is_said_in_its_package_only():
+    """A provider is one package in meaning too: its name is written in its package (accounts.json's `provider`
+    values are these strings) and the core learns it from the `Provider` record, through the composition — the
+    accounts, the pool, the model map and the commands know a provider by what its record says (its account kinds,
+    whether the catalogue describes its models, its plans), never by its name."""
+    from repo.test_layers import modules
+    names = _provider_names()
+    assert {"dashscope", "qwenweb", "selfhosted"} <= set(names)
+    said = sorted(f"{path.relative_to(ROOT)}:{line}: {value!r}" for _, (path, _) in modules().items()
+                  if path not in (COMPONENTS, PROVIDER_LIST) for line, value in _strings(path)
+                  if value in names and not str(path).startswith(names[value] + "/"))
+    assert said == []
+
+
+def test_the_names_check_sees_a_name_but_not_a_docstring(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text('"""dashscope"""\n\ndef f():\n    """qwenweb"""\n    return "selfhosted"  # dashscope\n')
+    assert _strings(module) == [(5, "selfhosted")]

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import abc
 
-from ..accounts import PROVIDER_OF_KIND, Credential
+from .. import provider_registry
+from ..accounts import Credential
 
 
 class Account(abc.ABC):
@@ -18,7 +19,7 @@ class Account(abc.ABC):
     @property
     def provider(self) -> str:
         """The provider that serves it (providers.py): its kind's, unless the account names another."""
-        return PROVIDER_OF_KIND.get(self.kind, "")
+        return provider_registry.of_kind(self.kind)
 
     @abc.abstractmethod
     async def credential(self, *, force_refresh: bool = False, refused: str | None = None) -> Credential:

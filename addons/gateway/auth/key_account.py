@@ -8,9 +8,9 @@ import os
 import time
 from types import MappingProxyType
 
-from ..accounts import DASHSCOPE, KEY, AccountUnavailable, Credential
+from .. import provider_registry
+from ..accounts import KEY, AccountUnavailable, Credential
 from .account import Account
-from .plans import billing_of, key_warning, plan_of_url
 from .state import AccountState
 
 
@@ -25,7 +25,7 @@ class KeyAccount(Account):
     tells a login's files apart) a 48-bit fingerprint of the refused key (of its SHA-256: never the key)."""
 
     kind = KEY
-    provider = DASHSCOPE  # unless its spec names another
+    provider = ""  # its spec's, else its kind's (set in __init__: Account.provider is its kind's)
 
     def __init__(self, spec: dict, state: AccountState | None = None) -> None:
         self.name = spec["name"]
@@ -35,8 +35,9 @@ class KeyAccount(Account):
         self.model_map = MappingProxyType({str(k): str(v) for k, v in (spec.get("model_map") or {}).items()})
         self.default_model = spec.get("default_model")
         self.embeddings = bool(spec.get("embeddings"))
-        self.billing = billing_of(self.base_url)
-        self.provider = str(spec.get("provider") or DASHSCOPE)  # the server it is a key of (providers.py)
+        self.provider = str(spec.get("provider") or provider_registry.of_kind(KEY))  # the server it is a key of
+        self.plans = provider_registry.plans(self.provider)  # its provider's keyed plans (None: a base is a base)
+        self.billing = self.plans.billing_of(self.base_url) if self.plans is not None else ""
         # keys of one Alibaba Cloud account share its limits (groups.py); a Coding Plan's monthly quota comes back
         # on its subscription's day of the month (windows.py)
         self.group: str | None = str(spec["group"]) if spec.get("group") else None
@@ -95,8 +96,10 @@ class KeyAccount(Account):
 
     def key_warning(self) -> str | None:
         """Why the key probably does not fit its endpoint's plan (never the key itself), or None."""
+        if self.plans is None:
+            return None
         try:
-            return key_warning(self._key_value(), plan_of_url(self.base_url))
+            return self.plans.key_warning(self._key_value(), self.base_url)
         except AccountUnavailable:
             return None
 

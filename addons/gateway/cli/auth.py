@@ -28,16 +28,15 @@ import asyncio
 import sys
 from pathlib import Path
 
-from ..accounts import DASHSCOPE, OAUTH, WEB
+from ..accounts import OAUTH, WEB
 from ..auth import oauth, qr
 from .auth_common import (EXIT_DENIED, EXIT_EXPIRED, EXIT_INTERRUPTED, EXIT_LOCAL, EXIT_NO_ACCOUNT, EXIT_OK,
     EXIT_SERVER, CliError)
 from ..settings.auth import QWEN_OAUTH_BASE_URL, AuthSettings
 from .auth_check import DESCRIPTION as CHECK, SUMMARY as CHECKS, check_options, cmd_check
-from .auth_keys import cmd_add_key
+from .auth_keys import cmd_add_key, preset_table, presets
 from .auth_status import cmd_list, cmd_status, when
 from ..auth.names import DEFAULT, check_name
-from ..auth.plans import PLAN_LABELS, PRESETS
 from ..auth.registry import Registry, RegistryError, save_login
 from ..auth.web_account import SERVED
 from .auth_web import OPT_IN, RISK, cmd_add_web
@@ -143,7 +142,7 @@ def cmd_remove(a, settings: AuthSettings) -> int:
     return EXIT_OK
 
 
-PRESET_TABLE = "\n".join(f"  {p.name:<17} {PLAN_LABELS[p.plan]}, {p.region}: {p.base_url}" for p in PRESETS.values())
+PRESET_TABLE = preset_table()
 
 
 def _sub(sub, name: str, summary: str, description: str, **kw) -> argparse.ArgumentParser:
@@ -186,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
              "lists, that it refused the key, or that it could not be reached; the account is kept either way.\n\n"
              "presets:\n" + PRESET_TABLE)
     p.add_argument("name", help="the account's name (letters, digits, '.', '_', '-')")
-    p.add_argument("--preset", choices=list(PRESETS), metavar="PRESET",
+    p.add_argument("--preset", choices=list(presets()), metavar="PRESET",
                    help="a Model Studio plan and region (listed above); fills --base-url and --default-model")
     p.add_argument("--workspace", metavar="ID", help="a pay-as-you-go workspace-dedicated domain: the workspace id")
     p.add_argument("--region", metavar="REGION", help="the workspace's region, e.g. cn-beijing, ap-southeast-1")
@@ -198,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="send MODEL upstream when a client asks for ALIAS (repeatable)")
     p.add_argument("--default-model", metavar="MODEL", help="model used when a client's model is unknown")
     p.add_argument("--embeddings", action="store_true", help="this upstream serves /embeddings")
-    p.add_argument("--provider", default=DASHSCOPE, metavar="NAME",
+    p.add_argument("--provider", metavar="NAME",
                    help="the server behind the base: dashscope (Model Studio's compatible mode, the default) or "
                         "selfhosted (an OpenAI-compatible server you run, vLLM or SGLang, serving open Qwen weights)")
     p.add_argument("--group", metavar="NAME", help="keys of one Alibaba Cloud account share a NAME: its limits are "

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from ..accounts import DASHSCOPE, KEY, QWENWEB
+from ..accounts import KEY
+from ..provider_list import PROVIDERS  # the gateway's own providers (and, imported, declared: provider_registry.py)
+from ..provider_registry import KeyPlans, Preset, of_kind, plans as plans_of
 from ..settings.auth import AuthSettings
 from .auth_common import ENV_NAME_RE, EXIT_OK, CliError
 from ..auth.names import check_name
-from ..auth.plans import (PLAN_LABELS, PRESETS, WORKSPACE_DEFAULT_MODEL, describe_base, key_warning, plan_of_url,
-                    plan_terms, workspace_base_url)
 from ..auth.registry import Registry
 
 if TYPE_CHECKING:  # httpx is imported when a key is checked, as auth/oauth.py does
@@ -41,22 +41,38 @@ def _read_key(a) -> str:
     return key
 
 
-def _endpoint(a) -> tuple[str, str | None]:
-    """(base URL, default model) from --workspace/--region, --preset and --base-url."""
+def presets() -> dict[str, Preset]:
+    """Every provider's plans' presets (`--preset`): name -> endpoint."""
+    return {name: preset for p in PROVIDERS if (plans := p.plans) is not None for name, preset in plans.presets.items()}
+
+
+def preset_table() -> str:
+    """The presets as `qwen-auth add-key --help` lists them: name, plan and region, base URL."""
+    return "\n".join(f"  {name:<17} {plans.describe_base(preset.base_url)}: {preset.base_url}"
+                     for p in PROVIDERS if (plans := p.plans) is not None for name, preset in plans.presets.items())
+
+
+def _endpoint(a, provider: str, plans: KeyPlans | None) -> tuple[str, str | None]:
+    """(base URL, default model) from --workspace/--region, --preset and --base-url, in `provider`'s `plans`."""
     if a.workspace or a.region:
         if not (a.workspace and a.region):
             raise CliError("--workspace ID and --region REGION go together (e.g. --workspace ws-1 --region cn-beijing)")
         if a.preset or a.base_url:
             raise CliError("--workspace/--region name the endpoint: drop --preset and --base-url")
+        if plans is None:
+            raise CliError(f"--workspace/--region: a {provider} server has no workspaces; give --base-url")
         try:
-            return workspace_base_url(a.workspace, a.region), WORKSPACE_DEFAULT_MODEL
+            return plans.workspace_base_url(a.workspace, a.region), plans.workspace_model
         except ValueError as e:
             raise CliError(str(e)) from e
-    preset = PRESETS[a.preset] if a.preset else None
+    known = plans.presets if plans is not None else {}
+    if a.preset and a.preset not in known:
+        raise CliError(f"--preset {a.preset}: a {provider} server has no such plan; give --base-url")
+    preset = known[a.preset] if a.preset else None
     base = (a.base_url or (preset.base_url if preset else "")).rstrip("/")
     if not base:
         raise CliError("give --preset NAME, --workspace ID --region REGION, or --base-url URL (presets: "
-                       + ", ".join(PRESETS) + ")")
+                       + ", ".join(presets()) + ")")
     if not re.match(r"^https?://[^/\s]+", base):
         raise CliError("--base-url must be an http(s) URL, e.g. https://dashscope-intl.aliyuncs.com/compatible-mode/v1")
     return base, preset.default_model if preset else None
@@ -170,11 +186,12 @@ def _refusal_meaning(status: int) -> str:
     return "a key works only with the base URL of its own plan and region"
 
 
-def check_line(check: KeyCheck, base_url: str, warning: str | None) -> tuple[bool, str]:
-    """(whether the key worked, the one line that says what the check reached). `warning` is key_warning's
-    advice, given with a refusal: the likeliest reason for it."""
+def check_line(check: KeyCheck, base_url: str, warning: str | None,
+               plans: KeyPlans | None = None) -> tuple[bool, str]:
+    """(whether the key worked, the one line that says what the check reached). `warning` is the key's provider's
+    plans' advice (KeyPlans.key_warning), given with a refusal: the likeliest reason for it."""
     if check.status == 200:
-        where = describe_base(base_url)
+        where = plans.describe_base(base_url) if plans is not None else None
         return True, f"Key check: the key works{f' ({where})' if where else ''}; {_listed(check.models)}"
     if check.unsendable:
         return False, "key check: not sent: the key holds a character that is not ASCII, which no HTTP header " \
@@ -202,7 +219,9 @@ def cmd_add_key(a, settings: AuthSettings) -> int:
     if old is not None and not a.replace:
         raise CliError(f"account {a.name!r} already exists (key account, {old.get('base_url') or 'no base URL'}); "
                        "add --replace to replace it (its key is kept unless you give a new one)")
-    base, model = _endpoint(a)
+    provider = _provider(getattr(a, "provider", None) or of_kind(KEY))  # unnamed: the provider of keys naming none
+    plans = plans_of(provider)
+    base, model = _endpoint(a, provider, plans)
     source, key, where = _key_source(a, old)
     spec: dict = {"name": a.name, "kind": KEY, "base_url": base, **source}
     mapping = {}
@@ -217,8 +236,8 @@ def cmd_add_key(a, settings: AuthSettings) -> int:
         spec["default_model"] = a.default_model or model
     if a.embeddings:
         spec["embeddings"] = True
-    if getattr(a, "provider", DASHSCOPE) != DASHSCOPE:
-        spec["provider"] = _provider(a.provider)
+    if provider != of_kind(KEY):  # accounts.json names a key's provider only when it is not the default
+        spec["provider"] = provider
     if a.group:
         try:
             spec["group"] = check_name(a.group, allow_default=True)
@@ -230,16 +249,16 @@ def cmd_add_key(a, settings: AuthSettings) -> int:
             raise CliError("--month-day takes the day of the month (1-31) the Coding Plan subscription started")
         spec["month_day"] = a.month_day
     reg.put(spec, replace=a.replace)  # saved before the check: a key that fails it may still be right (offline)
-    plan = plan_of_url(base)
-    print(f"{'Replaced' if old else 'Added'} key account {a.name}: {PLAN_LABELS[plan] + ', ' if plan else ''}{base}"
+    plan = plans.label(base) if plans is not None else None
+    print(f"{'Replaced' if old else 'Added'} key account {a.name}: {plan + ', ' if plan else ''}{base}"
           f" (key {where}{'; default model ' + spec['default_model'] if spec.get('default_model') else ''}"
           f"{'; group ' + spec['group'] if spec.get('group') else ''}).", flush=True)
     if old is not None and old.get("key") and "key" not in source:
         print(f"The key that was stored for {a.name} in accounts.json is removed (replaced by ${a.key_env}).")
-    terms = plan_terms(plan)
+    terms = plans.terms(base) if plans is not None else None
     if terms:
         print(f"Note: {terms}.", file=sys.stderr)
-    warning = key_warning(key or "", plan)
+    warning = plans.key_warning(key or "", base) if plans is not None else None
     check = check_key(base, key) if key and not a.no_check else None
     refused = check is not None and check.status in (401, 403)
     if warning and not refused:  # a refusal's line carries the advice itself
@@ -248,7 +267,7 @@ def cmd_add_key(a, settings: AuthSettings) -> int:
         print(f"Warning: ${source['key_env']} is not set in this shell; set it where the gateway runs.",
               file=sys.stderr)
     if check is not None:
-        worked, line = check_line(check, base, warning)
+        worked, line = check_line(check, base, warning, plans)
         if worked:
             print(line)
         else:
@@ -273,9 +292,8 @@ def _note_check(settings: AuthSettings, spec: dict, worked: bool, line: str) -> 
 
 
 def _provider(name: str) -> str:
-    """A provider a key account may name: one the gateway has (components.PROVIDERS), not the web sessions'."""
-    from ..components import PROVIDERS  # the gateway's own list; imported only when a key names one
-    names = [p.name for p in PROVIDERS if p.name != QWENWEB]
+    """A provider a key account may name: one the gateway has (provider_list.PROVIDERS) that takes keys."""
+    names = [p.name for p in PROVIDERS if p.keys]
     if name not in names:
         raise CliError(f"--provider takes one of {', '.join(names)}, not {name!r}")
     return name

@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import Sequence
 
-from ..accounts import PROVIDER_OF_KIND
+from ..provider_registry import of_kind
 from ..settings.auth import AuthSettings
 from .auth_common import EXIT_OK
 from ..auth.key_account import CHECKED
@@ -69,7 +69,7 @@ def _state(row: dict) -> str:
 def _provider(row: dict) -> str:
     """The PROVIDER column: the server the account is of, as the account knows it (a key names its own:
     dashscope, selfhosted), else its kind's (OAuth: dashscope, Qwen's portal; a web session: qwenweb)."""
-    return str(row.get("provider") or PROVIDER_OF_KIND.get(row.get("kind") or "", "-"))
+    return str(row.get("provider") or of_kind(row.get("kind") or "") or "-")
 
 
 def cmd_status(a, settings: AuthSettings) -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
-from ..accounts import CATALOGUE_PROVIDERS, DASHSCOPE, KEY, Credential
+from ..accounts import KEY, Credential
 from ..accounts import OAUTH as OAUTH_KIND
+from ..provider_registry import catalogued, of_kind
 from .catalogue import (
     CHAT, CODING, EMBEDDING, OAUTH, PAYG_CN, PAYG_INTL, PAYG_US, ROWS, TOKEN, by_rules, chat_models,
     embedding_models, find)
@@ -111,7 +112,7 @@ Offers = Sequence[tuple[str, str, bool, str, str]]
 def offers_of(rows: Sequence[Mapping]) -> Offers:
     """The offers of the pool's status rows (Pool.status)."""
     return [(row.get("kind") or "", row.get("billing") or "", bool(row.get("embeddings")), str(row.get("name") or ""),
-             str(row.get("provider") or DASHSCOPE)) for row in rows]
+             str(row.get("provider") or of_kind(row.get("kind") or ""))) for row in rows]
 
 
 def served_plans(offers: Offers) -> set[str]:
@@ -120,8 +121,8 @@ def served_plans(offers: Offers) -> set[str]:
     no catalogue model (a self-hosted server) none."""
     plans: set[str] = set()
     for offer in offers:
-        kind, billing, provider = offer[0], offer[1], offer[4] if len(offer) > 4 else DASHSCOPE
-        if provider not in CATALOGUE_PROVIDERS:
+        kind, billing, provider = offer[0], offer[1], offer[4] if len(offer) > 4 else of_kind(offer[0])
+        if not catalogued(provider):
             continue
         if kind == KEY:
             plan = BILLING_PLANS.get(billing)
@@ -156,7 +157,7 @@ class ModelMap:
             target = (cred.default_model if cred is not None and cred.default_model else None) or self.default_model
         if cred is not None and cred.kind == KEY and target in OAUTH_ONLY:
             target = cred.default_model or KEY_DEFAULT_MODEL  # coder-model only exists behind Qwen OAuth
-        if cred is not None and getattr(cred, "provider", DASHSCOPE) not in CATALOGUE_PROVIDERS and target != name:
+        if cred is not None and target != name and not catalogued(getattr(cred, "provider", "") or of_kind(cred.kind)):
             target = self._served(cred, target)  # an alias's catalogue model: what this server serves instead
         return target
 

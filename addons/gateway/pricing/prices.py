@@ -2,9 +2,10 @@
 pricing/price_list.py; the user's `qwen_prices_file` over both), a plan's own unit for Coding and Token Plans.
 
 Parsed once in `configure` (settings/config.py); `PriceTable.charge` is pure and cheap, once per exchange
-(turn/settlement.py). The account's `billing` (auth/plans.billing_of: "payg:intl", "coding", …) and the Qwen model
-that answered choose the price; "*" in a user file is the default for what the account's billing does not price
-(OAuth logins, web sessions, self-hosted or other endpoints; a model missing from the list).
+(turn/settlement.py). The account's `billing` (its provider's plans: upstream/dashscope/plans.billing_of: "payg:intl",
+"coding", …) and the Qwen model that answered choose the price; "*" in a user file is the default for what the
+account's billing does not price (OAuth logins, web sessions, self-hosted or other endpoints; a model missing from the
+list).
 
 An answer Qwen reported no usage for (its usage missing or cut) is USAGE_UNKNOWN: its tokens and cost unknown, never
 0 (but a plan counted in requests counts it). What nothing prices is *unpriced* (`Charge` with the unit UNPRICED and

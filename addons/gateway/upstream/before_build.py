@@ -4,11 +4,12 @@ serves), and the prompt counted when the prompt and the answer share one window 
 
 from __future__ import annotations
 
-from ..accounts import CATALOGUE_PROVIDERS, Credential
+from ..accounts import Credential
 from ..errors import NO_RETRY, GatewayError
 from ..exchange import Exchange
 from ..models import catalogue
 from ..models.live import LiveModels
+from ..provider_registry import catalogued
 from ..providers import Prompt, Upstream
 from ..tokens import ESTIMATE, SKIPPED
 from ..turn.context_overflow import prompt_tokens
@@ -19,7 +20,7 @@ FIRST_LIST_WAIT_S = 5.0
 
 
 async def ready(ex: Exchange, cred: Credential, upstream: Upstream, lists: LiveModels) -> None:
-    if cred.provider not in CATALOGUE_PROVIDERS:  # its own list is all it serves
+    if not catalogued(cred.provider):  # its own list is all it serves
         await lists.first_read(cred.account, FIRST_LIST_WAIT_S)
     if upstream.fits_window and _capped(ex.chat_body):
         await prompt_tokens(ex)  # counted off the loop (the estimator's, or a thread's)

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from qwen_gateway.accounts import DASHSCOPE, QWENWEB, WEB
+from qwen_gateway.accounts import WEB
 from qwen_gateway.auth import web_session as ws
 from qwen_gateway.upstream.pool.pool import PoolExhausted
 from qwen_gateway.auth.state import AccountState
@@ -41,7 +41,7 @@ def test_off_by_default_loaded_for_status_never_handed_out(tmp_path):
 def test_opted_in_but_no_upstream_for_the_kind_is_never_acquired(tmp_path):
     s = settings_for(tmp_path, web_accounts=True)
     import_session(s)
-    pool = pool_for(s, providers=(DASHSCOPE,))  # what the gateway's pairing serves today
+    pool = pool_for(s, providers=("dashscope",))  # what the gateway's pairing serves today
     try:
         with pytest.raises(PoolExhausted) as e:
             run(pool.acquire())
@@ -57,7 +57,7 @@ def test_opted_in_but_no_upstream_for_the_kind_is_never_acquired(tmp_path):
 def test_opted_in_with_an_upstream_hands_out_token_jar_and_browser_headers(tmp_path):
     s = settings_for(tmp_path, web_accounts=True)
     import_session(s)
-    pool = pool_for(s, providers=(DASHSCOPE, QWENWEB))  # once the web upstream is in the pairing
+    pool = pool_for(s, providers=("dashscope", "qwenweb"))  # once the web upstream is in the pairing
     try:
         cred = run(pool.acquire())
         assert (cred.kind, cred.base_url, cred.token) == (WEB, "http://127.0.0.1:9/web", TOKEN)

@@ -14,7 +14,8 @@ import pytest
 
 from qwen_gateway.auth import qr
 from qwen_gateway.cli import auth as cli, auth_keys as cli_keys
-from qwen_gateway.auth.plans import CODING, PAYG, PRESETS, TOKEN, key_warning, plan_of_url, workspace_base_url
+from qwen_gateway.upstream.dashscope.plans import (CODING, PAYG, PRESETS, TOKEN, key_warning, plan_of_url,
+                                                   workspace_base_url)
 from qwen_gateway.auth.registry import Registry
 
 PAYG_KEY = "sk-0123456789abcdef0123456789abcdef"

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from qwen_gateway.cli import auth_keys as cli_keys
-from qwen_gateway.auth.plans import PRESETS
+from qwen_gateway.upstream.dashscope.plans import PRESETS
 from unit.cli.test_auth import entry, run  # noqa: F401  (run: the fixture, qwen-auth in the settings' folders)
 
 PAYG_KEY = "sk-0123456789abcdef0123456789abcdef"
@@ -221,3 +221,15 @@ def test_a_key_names_its_provider_and_only_one_the_gateway_has(run, settings, up
     for wrong in ("qwenweb", "openai"):
         rc, _, err = run("add-key", "x", "--provider", wrong, "--base-url", "http://h/v1", "--key-env", "GPU_KEY")
         assert rc != 0 and "--provider takes one of dashscope, selfhosted" in err
+
+
+def test_presets_and_workspaces_are_the_named_providers_plans(run, settings, monkeypatch):
+    """A preset or a workspace domain is a plan of the key's provider (its `Provider.plans`): a self-hosted server
+    has none, so neither is taken for one."""
+    monkeypatch.setenv("GPU_KEY", "anything")
+    rc, _, err = run("add-key", "gpu", "--provider", "selfhosted", "--preset", "dashscope-intl", "--key-env", "GPU_KEY")
+    assert rc != 0 and "--preset dashscope-intl: a selfhosted server has no such plan" in err
+    rc, _, err = run("add-key", "gpu", "--provider", "selfhosted", "--workspace", "ws1", "--region", "cn-beijing",
+                     "--key-env", "GPU_KEY")
+    assert rc != 0 and "a selfhosted server has no workspaces" in err
+    assert entry(settings, "gpu") is None  # refused before anything is saved

@@ -11,7 +11,7 @@ import pytest
 
 from qwen_gateway.pricing import prices
 from qwen_gateway.accounts import KEY, Credential
-from qwen_gateway.auth.plans import PRESETS, billing_of
+from qwen_gateway.upstream.dashscope.plans import PRESETS, billing_of
 from mitmproxy.test import tflow
 
 from qwen_gateway.errors import Ended

@@ -10,18 +10,17 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from ...accounts import DASHSCOPE as NAME, KEY, Credential, Pool
-from ...auth import plans
+from ...accounts import KEY, OAUTH, Credential, Pool
 from ...exchange import Exchange
 from ...models import catalogue
 from ...auth.credfile import atomic_write
 from ...models.listed_kept import kept_lists
 from ...providers import Leg, Provider
 from ...settings.config import Config
-from . import batch_wire, drift
+from . import batch_wire, drift, plans
 from .batch_calls import BatchCalls
 from .key_models import KeyCatalogue
-from .upstream import DASHSCOPE
+from .upstream import DASHSCOPE, NAME
 
 
 def legs(config: Config) -> dict[str, Leg]:
@@ -39,7 +38,7 @@ def anthropic_base(cred: Credential) -> str | None:
 
 def responses_base(cred: Credential) -> str | None:
     """A pay-as-you-go key account's own base, whose `/responses` is Model Studio's Responses API
-    (auth/plans.responses_base): None for every other account."""
+    (plans.responses_base): None for every other account."""
     return plans.responses_base(cred.base_url) if cred.kind == KEY else None
 
 
@@ -85,5 +84,6 @@ def _ready(account: Callable[[str], Any], name: str) -> Credential | None:
     return account(name).ready()
 
 
+# Qwen Code logins and keys that name no provider are its own; the catalogue describes its models (plans.py: its keys')
 PROVIDER = Provider(NAME, lambda config: DASHSCOPE, legs, batch_calls=batch_calls, account_models=account_models,
-                    drift=drift.check)
+                    drift=drift.check, kinds=frozenset({OAUTH, KEY}), catalogued=True, plans=plans.PLANS)

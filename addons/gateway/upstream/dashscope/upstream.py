@@ -15,11 +15,13 @@ from .stream import ChunkNormalizer
 if TYPE_CHECKING:
     from ...models.learned import LearnedFacts
 
+NAME = "dashscope"  # the provider's name: what its accounts' `provider` says (Qwen Code logins, keys naming none)
+
 
 class DashScope(OneRequest):
     """The `Upstream` of providers.py for DashScope."""
 
-    name = "dashscope"
+    name = NAME
     resendable = True  # a request is a request: sent again, it is answered again
     fits_window = False  # its models' input and output limits are apart
 

@@ -260,7 +260,9 @@ class AccountPool(Pool):
 
     def _refusal(self, acct: Account) -> str | None:
         """Why `acct` is never handed out (opt-in missing, no upstream for its provider), or None."""
-        return str(off) if (off := getattr(acct, "off_reason", None)) else unserved(acct.provider, self.providers)
+        if off := getattr(acct, "off_reason", None):
+            return str(off)
+        return unserved(acct.provider, self.providers, acct.kind)
 
     # ---- state ------------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Sequence
 
-from ...accounts import QWENWEB, AccountUnavailable
+from ...accounts import WEB, AccountUnavailable
 from ...auth.account import Account
 from ...auth.key_account import KeyAccount
 from ...auth.names import iso
@@ -26,7 +26,7 @@ NO_EMBEDDINGS = ("None of your usable Qwen accounts ({}) serves embeddings: only
                  "--embeddings does (`qwen-auth add-key NAME --preset dashscope-intl --key-env VAR --embeddings`; "
                  "--replace changes an existing one). Qwen OAuth logins have no embeddings API.")
 
-UNSERVED: dict[str, str] = {QWENWEB: NOT_SERVED}  # why a provider the gateway has no upstream for is never handed out
+UNSERVED: dict[str, str] = {WEB: NOT_SERVED}  # why an account of a kind whose provider has no upstream is never used
 
 
 class PoolExhausted(AccountUnavailable):
@@ -34,11 +34,12 @@ class PoolExhausted(AccountUnavailable):
     when a refresh failed on the way (a retry may be served); neither: no wait helps (a login, a key, ...)."""
 
 
-def unserved(provider: str | None, providers: Collection[str] | None) -> str | None:
-    """Why an account of `provider` is never handed out by a pool serving `providers` (None: every one), or None."""
+def unserved(provider: str | None, providers: Collection[str] | None, kind: str = "") -> str | None:
+    """Why an account of `provider` (and `kind`) is never handed out by a pool serving `providers` (None: every one),
+    or None."""
     if not provider or providers is None or provider in providers:
         return None
-    return UNSERVED.get(provider, f"the gateway has no upstream for {provider} accounts")
+    return UNSERVED.get(kind, f"the gateway has no upstream for {provider} accounts")
 
 
 class PlanRefusals:
@@ -85,7 +86,7 @@ def status_rows(accounts: Sequence[Account], state: AccountState, registry_error
         st["requests_today"] = state.requests_today(a.name)
         if refusals is not None and (refused := refusals.row(a.name)) is not None:
             st["plan_refusals"] = refused
-        refusal = unserved(getattr(a, "provider", None), providers)
+        refusal = unserved(getattr(a, "provider", None), providers, a.kind)
         if refusal and st.get("state") in USABLE_STATES + ("cooling_down",):
             st.update(state="unserved", last_error=refusal)
         out.append(st)

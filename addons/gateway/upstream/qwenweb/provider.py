@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from ...accounts import QWENWEB
+from ...accounts import WEB
 from ...providers import Provider
-from .upstream import web_upstream
+from .upstream import NAME, web_upstream
 
-PROVIDER = Provider(QWENWEB, web_upstream)
+# Web sessions are its own; the catalogue describes its models; no key account names it
+PROVIDER = Provider(NAME, web_upstream, kinds=frozenset({WEB}), catalogued=True, keys=False)

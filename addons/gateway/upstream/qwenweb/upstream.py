@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ... import jsonio
-from ...accounts import QWENWEB, WEB, Capability, Credential
+from ...accounts import WEB, Capability, Credential
 from ...settings.config import Config
 from ...errors import SERVER, GatewayError, UpstreamError
 from ...models.model_map import LiveModels
@@ -31,12 +31,14 @@ from .stream import WebChunks
 if TYPE_CHECKING:
     from ...models.learned import LearnedFacts
 
+NAME = "qwenweb"  # the provider's name: what its accounts' `provider` says
+
 
 class QwenWeb:
     """The `Upstream` of providers.py for chat.qwen.ai; `min_interval`: seconds between two generations of one
     account (qwen_web_min_interval); `pinning`: pinned multi-turn (qwen_web_pin; None: a new chat per request)."""
 
-    name = "qwenweb"
+    name = NAME
     resendable = False  # a second generation of one turn in the chat: a broken stream ends in its error
     fits_window = False  # its models' input and output limits are apart
 
@@ -46,7 +48,7 @@ class QwenWeb:
         self.live = live
         self.pinning = pinning
         if live is not None and base:  # web accounts in use: their catalogue joins /v1/models
-            live.register(WEB, request.WEB_MODELS, WebCatalogue(live, base, network).refresh_soon, provider=QWENWEB)
+            live.register(WEB, request.WEB_MODELS, WebCatalogue(live, base, network).refresh_soon, provider=NAME)
 
     def models(self) -> tuple[str, ...]:
         """The catalogue as cached (a due refresh starts in the background), else the static list."""

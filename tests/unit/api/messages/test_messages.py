@@ -118,7 +118,7 @@ def test_a_tier_can_be_mapped_to_another_model():
 # ---- the pass-through pair ------------------------------------------------------------------------------
 
 def test_a_plans_anthropic_base():
-    from qwen_gateway.auth.plans import anthropic_base
+    from qwen_gateway.upstream.dashscope.plans import anthropic_base
     assert anthropic_base("https://dashscope-intl.aliyuncs.com/compatible-mode/v1") == \
         "https://dashscope-intl.aliyuncs.com/apps/anthropic"
     assert anthropic_base("https://coding-intl.dashscope.aliyuncs.com/v1") == \

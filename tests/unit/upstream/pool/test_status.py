@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 
-from qwen_gateway.accounts import DASHSCOPE, KEY, OAUTH, QWENWEB, WEB, Credential
+from qwen_gateway.accounts import KEY, OAUTH, WEB, Credential
 from qwen_gateway.auth.account import Account
 from qwen_gateway.upstream.pool.status import NO_ACCOUNTS, describe_rows, status_rows, unserved
 from qwen_gateway.auth.web_account import NOT_SERVED
@@ -59,11 +59,12 @@ def test_an_unreadable_accounts_json_is_a_row_of_its_own(state):
 
 def test_a_provider_the_pool_does_not_serve_is_unserved(state):
     rows = status_rows([Fixed("w", kind=WEB), Fixed("o", kind=OAUTH), Fixed("x", kind=WEB, state="missing")],
-                       state, None, providers={DASHSCOPE})
+                       state, None, providers={"dashscope"})
     assert [(r["name"], r["state"]) for r in rows] == [("w", "unserved"), ("o", "ok"), ("x", "missing")]
     assert rows[0]["last_error"] == NOT_SERVED
-    assert unserved("carrier", {DASHSCOPE}) == "the gateway has no upstream for carrier accounts"
-    assert unserved(QWENWEB, None) is None and unserved(None, {DASHSCOPE}) is None
+    assert unserved("carrier", {"dashscope"}) == "the gateway has no upstream for carrier accounts"
+    assert unserved("qwenweb", {"dashscope"}, WEB) == NOT_SERVED
+    assert unserved("qwenweb", None) is None and unserved(None, {"dashscope"}) is None
 
 
 def test_start_up_lines_one_per_account_and_a_warning_when_none_works():

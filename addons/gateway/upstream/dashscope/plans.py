@@ -1,4 +1,5 @@
-"""Alibaba Cloud Model Studio's keyed plans: presets for `qwen-auth add-key`, and whether a key fits a plan.
+"""Alibaba Cloud Model Studio's keyed plans: presets for `qwen-auth add-key`, and whether a key fits a plan; what the
+core asks of them (provider_registry.KeyPlans) is `PLANS`, this provider's `Provider.plans`.
 
 The international platform is now called QwenCloud (the dashscope domains still work), and workspace
 domains `{WorkspaceId}.{region}.maas.aliyuncs.com` are what Alibaba recommends. A base URL and a key must come
@@ -173,3 +174,32 @@ def anthropic_base(url: str) -> str | None:
         if parts.path.endswith(tail):
             return f"{parts.scheme}://{parts.netloc}{parts.path[:-len(tail)]}/apps/anthropic"
     return None
+
+
+class ModelStudioPlans:
+    """The plans as the core asks of a provider's (provider_registry.KeyPlans): of a key account's base URL."""
+
+    presets = PRESETS
+    workspace_model = WORKSPACE_DEFAULT_MODEL
+
+    def workspace_base_url(self, workspace: str, region: str) -> str:
+        return workspace_base_url(workspace, region)
+
+    def billing_of(self, base_url: str) -> str:
+        return billing_of(base_url)
+
+    def label(self, base_url: str) -> str | None:
+        plan = plan_of_url(base_url)
+        return PLAN_LABELS[plan] if plan else None
+
+    def describe_base(self, base_url: str) -> str | None:
+        return describe_base(base_url)
+
+    def terms(self, base_url: str) -> str | None:
+        return plan_terms(plan_of_url(base_url))
+
+    def key_warning(self, key: str, base_url: str) -> str | None:
+        return key_warning(key, plan_of_url(base_url))
+
+
+PLANS = ModelStudioPlans()

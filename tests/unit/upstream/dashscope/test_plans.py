@@ -1,4 +1,4 @@
-"""auth/plans.py: the presets as Alibaba names them in late 2026 (QwenCloud outside China), each plan's
+"""upstream/dashscope/plans.py: the presets as Alibaba names them in late 2026 (QwenCloud outside China), each plan's
 Anthropic-compatible base, a base URL described for people, and the plans' terms (docs/accounts.md's table
 and notes kept in step with the code)."""
 
@@ -10,11 +10,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from qwen_gateway.auth import plans
-from qwen_gateway.auth.plans import (CODING, PAYG, PLAN_LABELS, PRESETS, TOKEN, anthropic_base, describe_base,
-                                     plan_of_url, plan_terms, workspace_base_url)
+from qwen_gateway.upstream.dashscope import plans
+from qwen_gateway.upstream.dashscope.plans import (CODING, PAYG, PLAN_LABELS, PLANS, PRESETS, TOKEN, anthropic_base,
+                                                   describe_base, plan_of_url, plan_terms, workspace_base_url)
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 # Names that scripts, docs and accounts.json files already use: never renamed.
 KNOWN_NAMES = ["dashscope-intl", "dashscope-cn", "dashscope-us", "coding-plan", "coding-plan-intl", "token-plan-cn",
                "token-plan-intl"]
@@ -110,7 +110,7 @@ def test_the_docs_state_the_plans_terms_and_dates():
 
 @pytest.mark.parametrize("workspace,region", [("ws1\n", "cn-beijing"), ("ws1", "cn-beijing\n")])
 def test_a_final_newline_never_reaches_a_workspace_url(workspace, region):
-    from qwen_gateway.auth.plans import workspace_base_url
+    from qwen_gateway.upstream.dashscope.plans import workspace_base_url
 
     with pytest.raises(ValueError):
         workspace_base_url(workspace, region)
@@ -126,3 +126,14 @@ def test_a_final_newline_never_reaches_a_workspace_url(workspace, region):
     ("https://portal.qwen.ai/v1", None)])
 def test_the_responses_api_is_pay_as_you_gos_compatible_mode_base(url, base):
     assert plans.responses_base(url) == base
+
+
+def test_the_core_asks_the_plans_of_a_base_url():
+    """What the key accounts and `qwen-auth add-key` ask of a provider's plans (provider_registry.KeyPlans)."""
+    coding, other = PRESETS["coding-plan-intl"].base_url, "http://127.0.0.1:8000/v1"
+    assert PLANS.presets is PRESETS and PLANS.label(coding) == PLAN_LABELS[CODING] and PLANS.label(other) is None
+    assert PLANS.billing_of(coding) == "coding" and PLANS.billing_of(other) == ""
+    assert PLANS.describe_base(coding) == describe_base(coding) and PLANS.terms(coding) == plan_terms(CODING)
+    assert PLANS.key_warning("sk-abc", coding) is not None and PLANS.key_warning("sk-sp-abc", coding) is None
+    assert PLANS.workspace_base_url("ws1", "cn-beijing") == workspace_base_url("ws1", "cn-beijing")
+    assert PLANS.workspace_model == PRESETS["dashscope-intl"].default_model
