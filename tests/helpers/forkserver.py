@@ -85,6 +85,10 @@ def preload(modules):
         os.environ.__class__ = os._Environ  # type: ignore[attr-defined]
     if _thread._count():  # a fork keeps only the forking thread: a thread started at import would be lost
         raise RuntimeError("importing started threads")
+    gc = sys.modules.get("gc")  # only where the program imports it: this module imports nothing of its own
+    if gc is not None:  # the imports' heap frozen before the forks, so a child's collector never walks (and
+        gc.collect()  # copies) those pages; the gateway's first `settle` leaves it so (seams/collector.py)
+        gc.freeze()
     reads = _EnvironmentReads.reads
     return {"reads": {k: {"value": os.environ.get(k), "by": sorted(reads[k])} for k in sorted(reads)},
             "copies": sorted(_EnvironmentReads.copies), "generators": generators(), "modules": sorted(sys.modules),

@@ -8,7 +8,9 @@ requests that waited behind it). `gc.freeze()` moves them to the permanent gener
 the same passes took 2.9 ms (docs/performance.md). Objects made later are collected as before.
 
 A script reloaded (mitmproxy runs `running` again for it) leaves the old one's modules as garbage among the
-frozen objects: `settle` thaws them first, collects once, and freezes what is left.
+frozen objects: a later `settle` thaws them first, collects once, and freezes what is left. The first one does not
+thaw: what was frozen before it is a heap a parent froze before forking this process (the tests' fork server),
+whose pages a walk would copy into this one.
 
 While the gateway starts (its script loaded, options configured, the seams checked), no pass runs at all
 (`pause`): the start-up heap only grows then, and each full pass an allocation count set off walked all of it,
@@ -24,6 +26,7 @@ from __future__ import annotations
 import gc
 
 _paused = False  # the collector was turned off by `pause` (not by whoever runs the process): `settle` turns it on
+_settled = False  # `settle` ran once in this process: a later one is a reload's
 
 
 def _started_by_run(master: object) -> bool:
@@ -45,10 +48,12 @@ def settle(master: object) -> int:
     """Collect once and freeze everything alive, in a process mitmproxy's `run` started (not a test's master,
     whose objects are no start-up heap), the collector on again if `pause` stopped it; the count of objects
     frozen."""
-    global _paused
+    global _paused, _settled
     if not _started_by_run(master):
         return 0
-    gc.unfreeze()  # a reload's garbage among the frozen objects is collected too
+    if _settled:
+        gc.unfreeze()  # a reload's garbage among the frozen objects is collected too
+    _settled = True
     gc.collect()
     gc.freeze()
     if _paused:
