@@ -19,8 +19,8 @@ from typing import Any
 
 from .accounts import Pool
 from .api import models as model_list, telemetry
-from .api.batches.bills import BatchBills
 from .api.batches import translation
+from .api.batches.bills import BatchBills
 from .api.batches.routes import BatchRoutes
 from .stores.batches import BatchStore, SharedBatchStore
 from .api.completions import COMPLETIONS
@@ -82,8 +82,6 @@ def sockets(relay: LoopbackRelay, runner: TurnRunner, responses: Endpoint[Exchan
     return Sockets(relay, runner, ResponsesSocket(responses, store))
 
 
-
-
 def pairing(config: Config) -> Pairing:
     """Which upstream serves each provider's accounts (an account names its provider: Qwen Code logins and keyed
     plans DashScope's compatible mode, web sessions chat.qwen.ai's web API, opt-in with qwen_web_accounts), and
@@ -114,8 +112,8 @@ def local_routes(store: Callable[[], ResponseStore], reload_accounts: Callable[[
             "codex_models": model_list.codex_catalog, "codex_telemetry": telemetry.answer,
             "stored_chat": stored_chat.stored_chat(stored_chat.chats_of(store)),
             "batches": BatchRoutes(batch_calls(pool, priced_only), batch_store,
-                                   functools.partial(translation.chat_line, build=build or translation.unbuilt), batch_answer,
-                                   bills or batch_bills([], lambda ex: None))}
+                                   functools.partial(translation.chat_line, build=build or translation.unbuilt),
+                                   batch_answer, bills or batch_bills([], lambda ex: None))}
 
 
 def batch_bills(observers: list[Observer], tell: Callable[[Exchange], None]) -> BatchBills:

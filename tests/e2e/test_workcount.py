@@ -353,24 +353,32 @@ def without_heartbeats(statements: list[str]) -> list[str]:
         transactions[backend].append(st)
         if st.endswith(": COMMIT"):
             done = transactions.pop(backend)
-            if not any(name in s for s in done for name in HEARTBEAT):
+            if not _beat(done):
                 out.extend(done)
     # a transaction still open when the log is read: a beat caught mid-way (its statement seen, or none yet)
-    still_open = [done for done in transactions.values()
-                  if not any(name in s for s in done for name in HEARTBEAT) and any(map(_work, done))]
+    still_open = [done for done in transactions.values() if not _beat(done) and any(map(_work, done))]
     return out + [st for lone in outside.values() for st in lone] + [st for done in still_open for st in done]
+
+
+def _beat(transaction: list[str]) -> bool:
+    """Whether a transaction's statements are the heartbeat's."""
+    return any(name in st for st in transaction for name in HEARTBEAT)
+
+
+def _sql(statement: str) -> str:
+    """A server log line's statement: `[backend] statement: SQL` or `[backend] execute <name>: SQL`."""
+    return statement.split(": ", 1)[1].lstrip()
 
 
 def _work(statement: str) -> bool:
     """A statement that does something, not a transaction's frame (BEGIN, SET LOCAL, COMMIT)."""
-    sql = statement.split(": ", 1)[1].lstrip().upper()
-    return not sql.startswith(("BEGIN", "SET LOCAL", "COMMIT"))
+    return not _sql(statement).upper().startswith(("BEGIN", "SET LOCAL", "COMMIT"))
 
 
 def _read(statement: str) -> bool:
     """The listener's reloads (other gateways' notifications, and a full reload every few seconds: a clock's
     work and theirs, not a request's): SELECTs, pg_notify aside."""
-    sql = statement.split(": ", 1)[1].lstrip()
+    sql = _sql(statement)
     return sql.upper().startswith("SELECT") and "pg_notify" not in sql
 
 
