@@ -214,7 +214,7 @@ def make_gateway(tmp_path):
 
     yield factory
     for gw in started:
-        gw.stop()
+        gw.stop(drain=False)
 
 
 @pytest.fixture
@@ -243,7 +243,7 @@ def gateway(emulator: Emulator, oauth_home: dict, tmp_path_factory) -> Gateway:
     """One reverse-mode gateway for the session, exactly as the README starts it (bar the port)."""
     gw = Gateway(tmp_path_factory.mktemp("gateway"), env=oauth_home["env"]).start()
     yield gw
-    gw.stop()
+    gw.stop(drain=False)
 
 
 @pytest.fixture

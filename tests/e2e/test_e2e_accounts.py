@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 
 import httpx
 import pytest
 
+from helpers import commands
 from helpers.home import CODING_PLAN, Home
 from helpers.procs import BIN, write_creds
 
@@ -134,6 +134,6 @@ def test_counts_persist_across_restarts(make_gateway, emu, home):
     ask(gw)
     ask(gw)
     gw.stop()
-    out = subprocess.run([str(BIN / "qwen-auth"), "status", "--json"], env={**os.environ, **env},
-                         capture_output=True, text=True, timeout=20)
+    out = commands.run([BIN / "qwen-auth", "status", "--json"], env={**os.environ, **env},
+                         timeout=20)
     assert json.loads(out.stdout)[0]["requests_today"] == 2

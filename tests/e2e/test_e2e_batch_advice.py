@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 from mitmproxy import io
 
 from e2e.test_e2e_batches import MODEL, jsonl, payg_env
+from helpers import commands
 from helpers.team import QWEN_USAGE, openai_client
 
 pytestmark = pytest.mark.e2e
@@ -75,7 +75,7 @@ def test_a_batch_sharing_a_long_system_prompt_is_advised_on_and_unrelated_lines_
     assert "real time estimated cheaper" in note and "output unknown" in note
 
     env_usage = {**os.environ, "QWEN_GATEWAY_HOME": env["QWEN_GATEWAY_HOME"], "HOME": env["HOME"]}
-    table = subprocess.run([str(QWEN_USAGE), "batches"], capture_output=True, text=True, timeout=60,
+    table = commands.run([QWEN_USAGE, "batches"], timeout=60,
                            env=env_usage)
     assert table.returncode == 0, table.stderr
     print(table.stdout)

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 
 import httpx
 import pytest
 from mitmproxy import io
 
+from helpers import commands
 from helpers.procs import until
 from helpers.team import ANTHROPIC_PYTHON, NO_ANTHROPIC, QWEN_USAGE, add_key, anthropic_calls, team_env
 
@@ -82,8 +82,8 @@ def stopped_flows(gw, path) -> list:
 
 
 def conversations(env: dict) -> list[dict]:
-    r = subprocess.run([str(QWEN_USAGE), "conversations", "--json", "--state-dir", env["QWEN_GATEWAY_HOME"]],
-                       capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+    r = commands.run([QWEN_USAGE, "conversations", "--json", "--state-dir", env["QWEN_GATEWAY_HOME"]],
+                       timeout=60, env={**os.environ, **env})
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 

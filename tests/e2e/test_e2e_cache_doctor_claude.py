@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 
 import pytest
 from mitmproxy import contentviews, io
 from mitmproxy.test import taddons
 
+from helpers import commands
 from helpers.claude_ns import claude_world, stream_json  # noqa: F401  (fixtures)
 from helpers.procs import until
 from helpers.team import QWEN_USAGE
@@ -27,8 +27,8 @@ LIVE = ("--system-prompt-snapshot", "off", *STREAM_JSON)
 
 
 def usage_conversations(world) -> list[dict]:
-    usage = subprocess.run([str(QWEN_USAGE), "conversations", "--json", "--state-dir", str(world.state)],
-                           capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    usage = commands.run([QWEN_USAGE, "conversations", "--json", "--state-dir", str(world.state)],
+                           timeout=60, env=dict(os.environ))
     assert usage.returncode == 0, usage.stderr
     return json.loads(usage.stdout)
 
@@ -72,5 +72,4 @@ def test_a_system_prompt_changed_mid_session_is_the_miss_and_its_cause(claude_wo
     (row,) = [c for c in usage_conversations(world) if caches[0]["conversation"].startswith(c["conversation"])]
     assert row["turns"] == 3 and row["missed_turns"] == 1 and row["causes"] == "system (turn 3)", row
     assert row["lost_tokens"] > 0
-    print(subprocess.run([str(QWEN_USAGE), "conversations", "--state-dir", str(world.state)], capture_output=True,
-                         text=True, timeout=60).stdout)
+    print(commands.run([QWEN_USAGE, "conversations", "--state-dir", str(world.state)], timeout=60).stdout)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from urllib.parse import quote
 
 import httpx
 import pytest
 
+from helpers import commands
 from helpers.procs import ROOT, free_port, mitmweb_api, until
 from helpers.team import QWEN_USAGE
 from e2e.test_e2e_codex import Codex, assert_clean, custom_config
@@ -83,14 +83,14 @@ def test_codex_tools_reordered_is_the_miss_and_its_cause(make_gateway, emu, key_
 
     (row,) = json.loads(until(lambda: _conversations(key_home), "the ledger's rows"))
     assert row["turns"] == 3 and row["missed_turns"] == 1 and row["causes"] == "tool_order (turn 3)", row
-    table = subprocess.run([str(QWEN_USAGE), "conversations"], capture_output=True, text=True, timeout=60,
+    table = commands.run([QWEN_USAGE, "conversations"], timeout=60,
                            env={**os.environ, **key_home}).stdout
     print(table)
     assert shape(table) == shape(doc_block("$ .venv/bin/qwen-usage conversations").split("\n", 1)[1])
 
 
 def _conversations(env: dict) -> str | None:
-    r = subprocess.run([str(QWEN_USAGE), "conversations", "--json"], capture_output=True, text=True, timeout=60,
+    r = commands.run([QWEN_USAGE, "conversations", "--json"], timeout=60,
                        env={**os.environ, **env})
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout or "[]")

@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 from mitmproxy import io
 
 from e2e.test_e2e_cache_diagnostics import SYSTEM, TOOL, needs_sdk, params
+from helpers import commands
 from helpers.clock import LIBFAKETIME, faked_clock, move_clock
 from helpers.ledger import ledger_rows
 from helpers.procs import Gateway, until
@@ -69,7 +69,7 @@ def stream(gw: Gateway, body: dict, previous: str | None) -> dict:
 
 
 def conversations(env: dict[str, str]) -> list[dict]:
-    r = subprocess.run([str(QWEN_USAGE), "conversations", "--json"], capture_output=True, text=True, timeout=60,
+    r = commands.run([QWEN_USAGE, "conversations", "--json"], timeout=60,
                        env={**os.environ, **env})
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout or "[]")

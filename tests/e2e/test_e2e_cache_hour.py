@@ -10,6 +10,7 @@ import time
 import pytest
 
 from e2e.test_e2e_cache_markers import LONG, cache_gw, client, notes, qwen_bodies  # noqa: F401 (cache_gw: a fixture)
+from helpers import commands
 from helpers.home import Home
 
 pytestmark = pytest.mark.e2e
@@ -91,10 +92,9 @@ def test_a_qwen4_max_hour_is_billed_as_its_page_prices_it(emu, make_gateway, tmp
     assert [r["cost"] for r in rows] == pytest.approx(expected, rel=1e-9)
     # the conversation's turns that asked the hour, as qwen-usage conversations lists them
     import os
-    import subprocess
 
     from helpers.team import QWEN_USAGE
-    r = subprocess.run([str(QWEN_USAGE), "conversations", "--json"], capture_output=True, text=True, timeout=60,
+    r = commands.run([QWEN_USAGE, "conversations", "--json"], timeout=60,
                        env={**os.environ, "QWEN_GATEWAY_HOME": str(state), "HOME": str(tmp_path)})
     assert r.returncode == 0, r.stderr
     assert [(c["turns"], c["hour_turns"]) for c in json.loads(r.stdout)] == [(2, 2)]

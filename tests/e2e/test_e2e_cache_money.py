@@ -7,7 +7,6 @@ report), a named key's `--monthly-usd` budget and `/metrics`."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import httpx
 import openai
@@ -15,6 +14,7 @@ import pytest
 
 from qwen_gateway.pricing.prices import signed_usd
 
+from helpers import commands
 from helpers.team import QWEN_USAGE, add_key, openai_client, qwen_keys, team_env, until
 
 pytestmark = pytest.mark.e2e
@@ -27,7 +27,7 @@ LONG = "Read every file of the repository before you answer a question about it.
 
 def usage_cmd(env: dict, *args: str) -> str:
     import os
-    r = subprocess.run([str(QWEN_USAGE), *args], capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+    r = commands.run([QWEN_USAGE, *args], timeout=60, env={**os.environ, **env})
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
 

@@ -6,7 +6,6 @@ accounts counted in their own unit. Real mitmdump, openai-python, the real qwen-
 from __future__ import annotations
 
 import json
-import subprocess
 
 import httpx
 import openai
@@ -15,6 +14,7 @@ from mitmproxy import io
 
 from qwen_gateway.pricing.prices import usd
 
+from helpers import commands
 from helpers.team import QWEN_USAGE, add_key, openai_client, qwen_keys, team_env, until
 
 pytestmark = pytest.mark.e2e
@@ -23,7 +23,7 @@ PRICES = {"*": {"qwen3-coder-plus": {"input": 2.0, "output": 10.0, "cached": 1.0
 
 def usage_cmd(env: dict, *args: str) -> str:
     import os
-    r = subprocess.run([str(QWEN_USAGE), *args], capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+    r = commands.run([QWEN_USAGE, *args], timeout=60, env={**os.environ, **env})
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
 

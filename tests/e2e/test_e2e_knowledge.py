@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
+from helpers import commands
 from helpers.home import Home
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 from helpers.procs import BIN, Gateway, until
@@ -56,7 +56,7 @@ def notes(state: Path, exchanges: int) -> list[str]:
 
 
 def usage(*args: str, env: dict[str, str]) -> str:
-    r = subprocess.run([str(BIN / "qwen-usage"), "learned", *args], capture_output=True, text=True, timeout=60,
+    r = commands.run([BIN / "qwen-usage", "learned", *args], timeout=60,
                        env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout

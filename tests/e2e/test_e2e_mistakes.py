@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from helpers import commands
 from helpers.home import change_accounts
 from helpers.procs import BIN
 
@@ -69,8 +70,7 @@ def test_https_on_the_plain_listener_is_named_in_the_terminal(make_gateway, key_
 
 
 def status_table(env: dict[str, str]) -> str:
-    r = subprocess.run([str(BIN / "qwen-auth"), "status"], env={**os.environ, **env}, capture_output=True,
-                       text=True, timeout=60)
+    r = commands.run([BIN / "qwen-auth", "status"], env={**os.environ, **env}, timeout=60)
     assert r.returncode == 0, r.stderr
     return r.stdout
 

@@ -6,11 +6,11 @@ again), while liveness stays 200 and chat goes on. Unit tests: tests/unit/test_h
 from __future__ import annotations
 
 import json
-import subprocess
 
 import httpx
 import pytest
 
+from helpers import commands
 from helpers.home import CODING_PLAN, Home
 from helpers.pgserver import pg_own  # noqa: F401  (fixture)
 from helpers.procs import BIN, until
@@ -55,8 +55,8 @@ def test_readiness_follows_the_accounts(make_gateway, emu, tmp_path):
     gw = make_gateway(env=env)
     assert get(gw, "/health/readiness") == (503, {"status": "not_ready", "reasons": ["no_usable_account"]})
     assert get(gw, "/health/liveness") == (200, {"status": "alive"})
-    r = subprocess.run([str(BIN / "qwen-auth"), "add-key", "emu", "--base-url", emu.url + "/v1", "--key-env", "EMU_KEY"],
-                       env={**env, "PATH": ""}, capture_output=True, text=True, timeout=60)
+    r = commands.run([BIN / "qwen-auth", "add-key", "emu", "--base-url", emu.url + "/v1", "--key-env", "EMU_KEY"],
+                       env={**env, "PATH": ""}, timeout=60)
     assert r.returncode == 0, r.stderr
     until(lambda: get(gw, "/health/readiness")[0] == 200, "ready once an account is added", limit=20)
 

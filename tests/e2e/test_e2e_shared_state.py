@@ -7,12 +7,12 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import subprocess
 import threading
 
 import httpx
 import pytest
 
+from helpers import commands
 from helpers.home import CODING_PLAN, Home
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 from helpers.procs import BIN, Gateway, until, write_creds
@@ -120,8 +120,8 @@ def test_qwen_usage_shows_the_requests_of_both_gateways(pair, tmp_path):
             client(gw).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": f"u{i}"}])
 
     def total() -> int:
-        r = subprocess.run([str(BIN / "qwen-usage"), "models", "--json", "--state-url", url,
-                            "--state-dir", str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=60)
+        r = commands.run([BIN / "qwen-usage", "models", "--json", "--state-url", url,
+                            "--state-dir", str(tmp_path / "nowhere")], timeout=60)
         assert r.returncode == 0, r.stderr
         return sum(row["requests"] for row in json.loads(r.stdout))
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
+from helpers import commands
 from helpers.home import Home
 from helpers.ledger import ledger_rows
 from helpers.procs import Gateway, until
@@ -51,8 +51,7 @@ def client(gw: Gateway) -> openai.OpenAI:
 
 
 def usage(state: Path, *args: str) -> str:
-    r = subprocess.run([str(QWEN_USAGE), *args, "--state-dir", str(state)], capture_output=True, text=True,
-                       timeout=60, env=dict(os.environ))
+    r = commands.run([QWEN_USAGE, *args, "--state-dir", str(state)], timeout=60, env=dict(os.environ))
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
 

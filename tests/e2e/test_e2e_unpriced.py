@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 
 import httpx
 import openai
 import pytest
 
+from helpers import commands
 from helpers.procs import ROOT
 from helpers.team import QWEN_USAGE, add_key, openai_client, qwen_keys, team_env, until
 
@@ -27,14 +27,14 @@ PNG = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADU
 
 
 def usage_json(env: dict, *args: str) -> list[dict]:
-    r = subprocess.run([str(QWEN_USAGE), *args, "--json"], capture_output=True, text=True, timeout=60,
+    r = commands.run([QWEN_USAGE, *args, "--json"], timeout=60,
                        env={**os.environ, **env})
     assert r.returncode == 0, r.stdout + r.stderr
     return json.loads(r.stdout)
 
 
 def usage_text(env: dict, *args: str) -> str:
-    r = subprocess.run([str(QWEN_USAGE), *args], capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+    r = commands.run([QWEN_USAGE, *args], timeout=60, env={**os.environ, **env})
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import http.server
 import os
 import shutil
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from helpers import commands
 from helpers.browser import chromium
 from helpers.procs import BIN
 from helpers.ledger import ledger_rows
@@ -69,8 +69,8 @@ def served(make_gateway, emu, oauth_home, tmp_path):
 
 
 def run_report(env: dict, state: Path, out: Path) -> None:
-    r = subprocess.run([str(BIN / "qwen-usage"), "report", "--out", str(out), "--state-dir", str(state)],
-                       capture_output=True, text=True, timeout=30, env={**os.environ, **env})
+    r = commands.run([BIN / "qwen-usage", "report", "--out", str(out), "--state-dir", str(state)],
+                       timeout=30, env={**os.environ, **env})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(out)
 

@@ -11,6 +11,7 @@ import time
 import httpx
 import pytest
 
+from helpers import commands
 from helpers.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 from helpers.procs import Gateway, free_port
 from helpers.team import add_key, team_env
@@ -109,12 +110,11 @@ def _usage(env: dict[str, str], *args: str) -> tuple[int, str]:
     said on stderr."""
     import json
     import os
-    import subprocess
 
     from helpers.team import QWEN_USAGE
 
     clean = {k: v for k, v in os.environ.items() if k != "QWEN_STATE_URL"}
-    r = subprocess.run([str(QWEN_USAGE), "today", "--json", *args], capture_output=True, text=True, timeout=60,
+    r = commands.run([QWEN_USAGE, "today", "--json", *args], timeout=60,
                        env={**clean, **env})
     assert r.returncode == 0, r.stdout + r.stderr
     return sum(row["requests"] for row in json.loads(r.stdout)), r.stderr

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from qwen_gateway.tokens import count_request_tokens, estimate_request_tokens
+from helpers import commands
 from helpers.procs import BIN
 from helpers.ledger import ledger_rows
 
@@ -69,8 +69,7 @@ def request_lines(gw) -> list[str]:
 
 
 def qwen_usage(env, state, *args) -> str:
-    r = subprocess.run([str(BIN / "qwen-usage"), *args, "--state-dir", str(state)], capture_output=True, text=True,
-                       timeout=30, env={**os.environ, **env})
+    r = commands.run([BIN / "qwen-usage", *args, "--state-dir", str(state)], timeout=30, env={**os.environ, **env})
     assert r.returncode == 0, r.stderr
     return r.stdout
 

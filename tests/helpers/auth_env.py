@@ -11,6 +11,7 @@ from pathlib import Path
 from qwen_gateway.auth.credfile import LOGIN_ORDER, write_creds
 from qwen_gateway.settings.auth import INTERVAL_ENV, AuthSettings
 
+from . import commands
 from .procs import BIN, ROOT, Emulator
 
 # No proxy for loopback calls, and no interval settings from the caller's shell.
@@ -52,16 +53,22 @@ def seed(srv: Server, settings: AuthSettings, *, expires_in: float, name: str | 
     return issued["access_token"], issued["refresh_token"], path
 
 
+def _pointed(settings: AuthSettings) -> list[str]:
+    return ["--qwen-dir", str(settings.qwen_dir), "--state-dir", str(settings.state_dir), "--oauth-base-url",
+            settings.oauth_base_url, "--api-base", settings.default_api_base]
+
+
 def cli(settings: AuthSettings, *args: str, env: dict | None = None) -> subprocess.Popen:
     """The installed `qwen-auth`, pointed at these folders and the emulator."""
-    return subprocess.Popen([str(BIN / "qwen-auth"), "--qwen-dir", str(settings.qwen_dir), "--state-dir",
-                             str(settings.state_dir), "--oauth-base-url", settings.oauth_base_url,
-                             "--api-base", settings.default_api_base, *args],
+    return subprocess.Popen([str(BIN / "qwen-auth"), *_pointed(settings), *args],
                             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**CLEAN_ENV, **(env or {})})
 
 
 def run_cli(settings: AuthSettings, *args: str, stdin: str | None = None, env: dict | None = None):
+    if stdin is None:  # forked by the fork server when it can (helpers/commands.py), its stdin /dev/null
+        r = commands.run([BIN / "qwen-auth", *_pointed(settings), *args], env={**CLEAN_ENV, **(env or {})}, cwd=ROOT)
+        return r.returncode, r.stdout, r.stderr
     p = cli(settings, *args, env=env)
     out, err = p.communicate(stdin, timeout=60)
     return p.returncode, out, err

@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from helpers import forkclient
+from helpers import commands, forkclient
 from helpers.home import CODING_PLAN, Home
 from helpers.procs import BIN, ROOT, until  # noqa: F401  (the tests take it from here)
 
@@ -23,8 +23,7 @@ def team_env(tmp_path: Path, emu, name: str = "team") -> dict[str, str]:
 
 
 def qwen_keys(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run([str(QWEN_KEYS), *args], capture_output=True, text=True, timeout=60,
-                       env={**os.environ, **env})
+    r = commands.run([QWEN_KEYS, *args], env={**os.environ, **env})
     if ok:
         assert r.returncode == 0, r.stdout + r.stderr
     return r

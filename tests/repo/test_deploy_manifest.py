@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import subprocess
 
 import httpx
 
@@ -17,6 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from helpers import commands
 from helpers.docker import Things, docker, docker_daemon, gateway_image, things  # noqa: F401  (fixtures)
 from helpers.procs import BIN, ROOT, until
 from qwen_gateway.ingress import routing
@@ -101,7 +101,7 @@ def test_the_accounts_config_map_is_a_registry_the_gateway_reads(tmp_path):
     (state / "accounts.json").write_text(manifest()["ConfigMap"]["data"]["accounts.json"])
     env = {"HOME": str(tmp_path), "QWEN_GATEWAY_HOME": str(state), "QWEN_DIR": str(tmp_path / ".qwen"),
            "DASHSCOPE_API_KEY": "sk-manifest-test", "PATH": ""}
-    r = subprocess.run([str(BIN / "qwen-auth"), "status"], env=env, capture_output=True, text=True, timeout=60)
+    r = commands.run([BIN / "qwen-auth", "status"], env=env, timeout=60)
     assert r.returncode == 0, r.stderr
     rows = [line.split() for line in r.stdout.splitlines() if line.startswith("ds ")]
     assert rows and rows[0][:4] == ["ds", "key", "dashscope", "ok"], r.stdout

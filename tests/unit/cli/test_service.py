@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from helpers import commands
 from helpers.procs import ADDON, BIN, PORTFILE_ADDON, ROOT, _stop, _wait_for_file
 from qwen_gateway.cli import service
 
@@ -72,8 +73,8 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def _add_key_account(home: Path, base_url: str) -> None:
-    r = subprocess.run([str(BIN / "qwen-auth"), "add-key", "demo", "--base-url", base_url, "--key-env", "DEMO_KEY"],
-                       env=_env(home), capture_output=True, text=True, timeout=60)
+    r = commands.run([BIN / "qwen-auth", "add-key", "demo", "--base-url", base_url, "--key-env", "DEMO_KEY"],
+                       env=_env(home), timeout=60)
     assert r.returncode == 0, r.stderr
 
 
