@@ -149,7 +149,8 @@ class Gateway:
         self._began = time.monotonic()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.portfile.unlink(missing_ok=True)
-        testca.seed_mitmproxy_confdir(self.workdir / "conf")
+        if not self.prefix:  # (under a prefix it may run as another user, who could not read this process's copy)
+            testca.seed_mitmproxy_confdir(self.workdir / "conf")
         env = {**os.environ, "QWEN_TEST_PORTFILE": str(self.portfile)}
         if self.connlog is not None:
             env["QWEN_TEST_CONNLOG"] = str(self.connlog)

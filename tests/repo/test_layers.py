@@ -40,6 +40,7 @@ WING = "qwen_gateway.cache"
 WIRING = {"qwen_gateway.addon", "qwen_gateway.wiring", "qwen_gateway.components", "qwen_gateway.provider_list"}
 
 
+@functools.cache  # read by `folder` for each edge of the graph: walking the tree each time took 30 s of a run
 def modules() -> dict[str, tuple[Path, bool]]:
     """Module name -> (file, is a package)."""
     out = {}
