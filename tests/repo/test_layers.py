@@ -70,10 +70,25 @@ def imports(name: str, path: Path, is_pkg: bool, known: dict) -> set[str]:
     return found
 
 
+PROVIDER_LIST = ROOT / "addons" / "gateway" / "provider_list.py"  # the composition's list of providers
+
+
+def listed_providers() -> list[str]:
+    """The provider modules provider_list.py imports by their package's name (importlib), in its order: the
+    `provider` module of each package its `PROVIDER_PACKAGES` names."""
+    tree = ast.parse(PROVIDER_LIST.read_text())
+    names = next(node.value for node in tree.body if isinstance(node, ast.Assign)
+                 and [ast.unparse(t) for t in node.targets] == ["PROVIDER_PACKAGES"])
+    return [f"qwen_gateway.upstream.{package}.provider" for package in ast.literal_eval(names)]
+
+
 @functools.cache
 def graph() -> dict[str, set[str]]:
     known = modules()
-    return {name: imports(name, path, is_pkg, known) for name, (path, is_pkg) in known.items()}
+    found = {name: imports(name, path, is_pkg, known) for name, (path, is_pkg) in known.items()}
+    # the list imports each provider by name, not by an import statement: its names are its imports
+    found["qwen_gateway.provider_list"] |= set(listed_providers())
+    return found
 
 
 def outer(module: str) -> str:
