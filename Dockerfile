@@ -20,7 +20,7 @@ print("\n".join([*p["build-system"]["requires"], *p["project"]["dependencies"], 
     > requirements.txt \
  && venv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check -r requirements.txt
 # Installed editable from its source, as scripts/setup.sh does: qwen-gateway runs addons/qwen.py from it.
-COPY pyproject.toml README.md src/
+COPY pyproject.toml setup.py README.md src/
 COPY addons src/addons
 RUN venv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check --no-deps --no-build-isolation -e src \
  && venv/bin/pip check \

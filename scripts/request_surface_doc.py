@@ -16,6 +16,7 @@ import model_docs  # scripts/: the doc's generated blocks are written by one fun
 from qwen_gateway import request_surface as rs
 
 PROVIDERS = (("dashscope", "DashScope"), ("selfhosted", "Self-hosted"), ("qwenweb", "Qwen Chat web"))
+OTHER = "Another OpenAI-compatible host"  # a provider with no column of its own: the default one
 DIALECTS = (("responses", "Responses"), ("messages", "Messages"), ("completions", "Legacy completions"))
 
 
@@ -36,12 +37,12 @@ def _fate(fate: rs.Fate) -> str:
 
 
 def fields_table() -> str:
-    head = ["Chat form", *(d for _, d in DIALECTS), *(p for _, p in PROVIDERS), "Per model"]
+    head = ["Chat form", *(d for _, d in DIALECTS), *(p for _, p in PROVIDERS), OTHER, "Per model"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for f in rs.FIELDS:
         name = f"`{f.chat}`" + (" (Qwen's own)" if f.extra else "")
         cells = [name, *(_spelled(getattr(f, d)) for d, _ in DIALECTS), *(_fate(getattr(f, p)) for p, _ in PROVIDERS),
-                 f"`{f.gate}`" if f.gate else "–"]
+                 _fate(rs.DEFAULT_COLUMN[f.chat]), f"`{f.gate}`" if f.gate else "–"]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

@@ -16,7 +16,7 @@ if [ ! -x .venv/bin/python ]; then
   "$py" -m venv .venv
 fi
 stamp=".venv/.installed$extras"
-current() { [ -f "$1" ] && [ ! pyproject.toml -nt "$1" ]; }
+current() { [ -f "$1" ] && [ ! pyproject.toml -nt "$1" ] && [ ! setup.py -nt "$1" ]; }
 # An install with the test tools includes the plain one: no second pip run (nor network) for it.
 if ! current "$stamp" && ! { [ -z "$extras" ] && current ".venv/.installed[test,postgres]"; }; then
   echo "setup: installing into .venv (log: .venv/install.log)…" >&2

@@ -3,7 +3,7 @@ dialects' endpoints by path, which upstream serves each kind of account, the (en
 that skip the chat form, the local answers that belong to a dialect, and the observers — and hands them to
 the core, which knows the outer packages only through these tables (interfaces.py's types).
 
-Adding a client dialect: its endpoints below. Adding a provider: its package's `PROVIDER` in `PROVIDERS`, in
+Adding a client dialect: its endpoints below. Adding a provider: its package's name in `PROVIDER_PACKAGES`, in
 provider_list.py (the composition's list, which the commands import without the rest of it).
 """
 

@@ -7,7 +7,7 @@ and what the accounts, the pool, the model map and the commands know of it (prov
 account that are its own, whether the catalogue describes its models, its keyed plans. The engine, the retry
 policy, the pool, the turn and the composition know a provider only through these types: what a body is, what a
 refusal teaches (`Lesson`), how long a body asks the server's cache to keep it. Adding a provider is one package,
-the catalogue's rows of its models and one line in provider_list.py's `PROVIDERS`.
+the catalogue's rows of its models and one line in provider_list.py's `PROVIDER_PACKAGES` (its package's name).
 """
 
 from __future__ import annotations

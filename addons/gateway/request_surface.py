@@ -14,11 +14,17 @@ or accepted with no equivalent (noted on the flow, `IGNORED_NOTE`).
 A provider's column, a `Fate`: SEND as it is; `rename(to)`; `rule(fn)`: sent through the provider's function
 (`module.function` in its package), which may lower, clamp or move it; `read(fn)`: read by that function, which
 sends what it means, and not sent itself; OWN: the gateway's own (answered or kept before Qwen), not sent;
-`drop(why)`: not sent, noted on the flow. `gate`: the catalogue's column that decides it per model."""
+`drop(why)`: not sent, noted on the flow. `gate`: the catalogue's column that decides it per model.
+
+A provider with no column of its own (a new OpenAI-compatible host: its package and its line in provider_list.py,
+nothing here) has the default one, `DEFAULT_COLUMN`: each field as an OpenAI-compatible server takes it. Every field
+of OpenAI's chat schema SEND, as it is; the gateway's own (OWN in every provider's column: `store`, `metadata`,
+`service_tier`) OWN; Qwen's own (`extra`) dropped, noted, since a strict server refuses a field it does not know. A
+provider that needs more (a rule, a rename) writes its column."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 DIALECTS = ("chat", "responses", "messages", "completions")  # a batch's lines are chat bodies
 IGNORED_NOTE = "{}: accepted, no Qwen equivalent"
@@ -67,6 +73,7 @@ def hand(fn: str, *names: str) -> Hand:
 @dataclass(frozen=True)
 class Field:
     chat: str  # its name in the chat form (the chat dialect's own: a chat body is the chat form)
+    # a provider's column, under the provider's name (`fates`); a provider with none has DEFAULT_COLUMN
     dashscope: Fate
     selfhosted: Fate
     qwenweb: Fate
@@ -237,6 +244,25 @@ def ignored(dialect: str, body: dict, notes: list[str] | None) -> None:
             notes.append(text)
 
 
+# The providers' own columns: the `Fate` attributes of a row (annotations are strings here: `from __future__`)
+COLUMNS = frozenset(f.name for f in fields(Field) if f.type in ("Fate", Fate))
+NOT_OPENAI = drop("not an OpenAI field: an OpenAI-compatible server may not take it")
+
+
+def _as_openai_takes_it(f: Field) -> Fate:
+    """A field's fate on a provider with no column of its own (the module's docstring says the rule)."""
+    if f.extra:
+        return NOT_OPENAI
+    if all(getattr(f, column).kind == "own" for column in COLUMNS):
+        return OWN  # kept before any provider: the gateway answers it whoever serves the request
+    return SEND
+
+
+DEFAULT_COLUMN = {f.chat: _as_openai_takes_it(f) for f in FIELDS}
+
+
 def fates(provider: str) -> dict[str, Fate]:
-    """A provider's column: each chat-form field's fate there."""
+    """A provider's column: each chat-form field's fate there (`DEFAULT_COLUMN` when it has no column of its own)."""
+    if provider not in COLUMNS:
+        return dict(DEFAULT_COLUMN)
     return {f.chat: getattr(f, provider) for f in FIELDS}

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -21,20 +22,30 @@ def test_only_qwen_gateway_is_importable(tmp_path, module, importable):
 
 
 def test_an_installed_copy_holds_the_accounts(tmp_path):
-    """`pip install .`, not editable, from what the container image is built from (pyproject.toml, README.md,
-    addons/): the credentials (auth/), the account pool (upstream/pool/) and `qwen-auth` are in the copy, and the
-    copy is what imports (not the checkout the editable install of the tests points at)."""
+    """`pip install .`, not editable, from what the container image is built from (pyproject.toml, setup.py,
+    README.md, addons/): every package and data file, the credentials (auth/), the account pool (upstream/pool/) and
+    `qwen-auth` are in the copy, and the copy is what imports (not the checkout the editable install of the tests
+    points at)."""
     from helpers.procs import ROOT
 
     source, site = tmp_path / "src", tmp_path / "site"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, source / name)
     shutil.copytree(ROOT / "addons", source / "addons", ignore=shutil.ignore_patterns("__pycache__"))
     r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
                         "--disable-pip-version-check", "--target", str(site), str(source)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
+    # every package (setup.py finds them: no list to forget one in) and every data file pyproject.toml names
+    gateway, installed = source / "addons" / "gateway", site / "qwen_gateway"
+    wanted = [p.relative_to(gateway) for p in gateway.rglob("__init__.py")]
+    for package, patterns in tomllib.loads((source / "pyproject.toml").read_text())["tool"]["setuptools"][
+            "package-data"].items():
+        folder = gateway.joinpath(*package.split(".")[1:])
+        wanted += [p.relative_to(gateway) for pattern in patterns for p in folder.glob(pattern)]
+    assert {Path("upstream/pool/__init__.py"), Path("api/request_schemas.json")} <= set(wanted)
+    assert [str(p) for p in wanted if not (installed / p).is_file()] == []
     env = {**os.environ, "PYTHONPATH": str(site)}  # found before the editable install's finder (appended last)
     code = "import qwen_gateway.auth, qwen_gateway.upstream.pool.pool as p, qwen_gateway.cli.auth; print(p.__file__)"
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)

@@ -1,17 +1,16 @@
 """A provider is one package (providers.py, docs/architecture.md): everything of a model server's own — its wire, its
 rules and refusals, its cache markers, its batches, its accounts' model lists — lives in its package under upstream/,
 and the provider-neutral core (the engine, the retry policy, the pool, the turn, the wiring) names none of them. The
-composition names each provider once, by its package's `PROVIDER`. Read from the source, not imported."""
+composition names each provider once, by its package's name. Read from the source, not imported."""
 
 from __future__ import annotations
 
 import ast
 
-from repo.test_layers import ROOT, graph
+from repo.test_layers import PROVIDER_LIST, ROOT, graph, imports, listed_providers, modules
 
 UPSTREAM = ROOT / "addons" / "gateway" / "upstream"
 COMPONENTS = ROOT / "addons" / "gateway" / "components.py"
-PROVIDER_LIST = ROOT / "addons" / "gateway" / "provider_list.py"  # the composition's list of providers
 
 
 def providers() -> list[str]:
@@ -42,20 +41,17 @@ def test_providers_do_not_import_each_other():
     assert crossings == []
 
 
-def test_the_composition_names_each_provider_on_one_line():
-    """Adding a provider is its package, the catalogue's rows and one line in the composition's list: its import
-    (the `PROVIDERS` tuple names them all on one line). components.py imports no provider package."""
-    tree = ast.parse(PROVIDER_LIST.read_text())
-    packages = [p.removeprefix("qwen_gateway.") for p in providers()]
-    imported = [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                and any((node.module or "") == p or (node.module or "").startswith(p + ".") for p in packages)]
-    assert sorted(f"qwen_gateway.{n.module}" for n in imported) == providers()
-    assert all([a.name for a in n.names] == ["provider"] for n in imported)  # the package's PROVIDER, nothing deeper
-    line = next(n for n in tree.body if isinstance(n, ast.AnnAssign) and getattr(n.target, "id", "") == "PROVIDERS")
-    assert line.lineno == line.end_lineno  # one line lists every provider
-    assert len(line.value.elts) == len(providers())  # type: ignore[union-attr]
-    assert not [n for n in ast.walk(ast.parse(COMPONENTS.read_text())) if isinstance(n, ast.ImportFrom)
-                and any((n.module or "").startswith(p.removeprefix("qwen_gateway.")) for p in providers())]
+def test_the_composition_names_each_provider_by_its_package():
+    """Adding a provider is its package, the catalogue's rows and one line in the composition's list: its package's
+    name in `PROVIDER_PACKAGES`, whose `provider` module alone the list imports (nothing deeper), each provider once
+    (one line each: tests/repo/test_adding_a_provider.py). Neither the list nor components.py imports a provider
+    package by an import statement."""
+    listed = listed_providers()
+    assert sorted(listed) == sorted(f"{p}.provider" for p in providers()) and len(set(listed)) == len(listed)
+    stated = {name: imports(name, path, False, modules()) for name, path in (
+        ("qwen_gateway.provider_list", PROVIDER_LIST), ("qwen_gateway.components", COMPONENTS))}
+    assert {name: sorted(d for d in deps for p in providers() if d == p or d.startswith(p + "."))
+            for name, deps in stated.items()} == {"qwen_gateway.provider_list": [], "qwen_gateway.components": []}
 
 
 def test_the_engine_retry_and_pool_are_provider_neutral():
@@ -67,7 +63,6 @@ def test_the_engine_retry_and_pool_are_provider_neutral():
 def test_batches_and_live_requests_share_one_body_builder_and_one_retry_loop():
     """The one loop that sends again after a refusal is `RetryPolicy.attempts` (retry.py): the engine's live
     requests and DashScope's batch calls both run through it; a batch line's body is the engine's own `build`."""
-    from repo.test_layers import modules
     loops = []
     for name, (path, _) in modules().items():
         for fn in ast.walk(ast.parse(path.read_text())):
@@ -113,7 +108,6 @@ def test_a_providers_name_is_said_in_its_package_only():
     values are these strings) and the core learns it from the `Provider` record, through the composition — the
     accounts, the pool, the model map and the commands know a provider by what its record says (its account kinds,
     whether the catalogue describes its models, its plans), never by its name."""
-    from repo.test_layers import modules
     names = _provider_names()
     assert {"dashscope", "qwenweb", "selfhosted"} <= set(names)
     said = sorted(f"{path.relative_to(ROOT)}:{line}: {value!r}" for _, (path, _) in modules().items()

@@ -115,6 +115,23 @@ def test_a_provider_column_holds_only_its_fates():
     assert {k.fate for k in rs.KEPT} <= {rs.HONOURED, rs.REFUSED, rs.IGNORED, rs.HANDLED}
 
 
+def test_a_provider_with_no_column_has_each_field_as_an_openai_compatible_server_takes_it():
+    """request_surface.DEFAULT_COLUMN, a new host's (its package and one line in provider_list.py): every field of
+    OpenAI's chat schema sent as it is, but the gateway's own (kept from every provider: store, metadata,
+    service_tier); Qwen's own fields dropped, noted. The three providers' columns stay their own."""
+    column = rs.fates("a-host-with-no-column")
+    assert column == rs.DEFAULT_COLUMN and list(column) == [f.chat for f in rs.FIELDS]
+    kept = {name for name, fate in column.items() if fate == rs.OWN}
+    assert kept == {"store", "metadata", "service_tier"}
+    assert {f.chat for f in rs.FIELDS if all(getattr(f, p) == rs.OWN for p in PROVIDERS)} == kept
+    assert {name for name, fate in column.items() if fate == rs.SEND} == \
+        {f.chat for f in rs.FIELDS if not f.extra} - kept
+    assert {name for name, fate in column.items() if fate == rs.NOT_OPENAI} == {f.chat for f in rs.FIELDS if f.extra}
+    assert rs.COLUMNS == set(PROVIDERS)
+    assert all(rs.fates(p) == {f.chat: getattr(f, p) for f in rs.FIELDS} for p in PROVIDERS)
+    assert rs.fates("dashscope")["enable_search"] == rs.SEND and rs.fates("selfhosted")["store"] == rs.OWN
+
+
 def test_a_gate_is_a_column_of_the_catalogue():
     columns = {f.name for f in dataclasses.fields(Model)}
     assert {f.gate for f in rs.FIELDS if f.gate} <= columns
