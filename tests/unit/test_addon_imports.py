@@ -4,6 +4,7 @@ login). A gateway of key accounts serving chat requests never loads either."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -14,13 +15,14 @@ LAZY = ["httpx", "tiktoken", "qwen_gateway.observe.otlp", "opentelemetry"]
 
 
 @pytest.fixture(scope="module")
-def loaded() -> set[str]:
+def loaded(tmp_path_factory) -> set[str]:
     """The lazy modules a fresh process holds after loading and configuring the gateway (one process for all)."""
     code = ("import sys\nfrom mitmproxy.tools import dump\nimport qwen_gateway.addon, qwen_gateway.components\n"
             "from mitmproxy.test import taddons\ngw = qwen_gateway.addon.QwenGateway()\n"
             "with taddons.context(gw) as tctx:\n    gw.configure(set(tctx.options.keys()))\n"
             f"print(' '.join(m for m in {LAZY!r} if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "QWEN_GATEWAY_HOME": str(tmp_path_factory.mktemp("state"))}  # never the real home's
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr
     return set(out.stdout.split())
 

@@ -58,7 +58,7 @@ def test_an_inactive_observer_is_never_called_until_configured_on(monkeypatch):
     assert calls == ["client_request"]
 
 
-def test_with_an_endpoint_the_exporter_is_loaded_and_off_it_is_not():
+def test_with_an_endpoint_the_exporter_is_loaded_and_off_it_is_not(tmp_path):
     """The counterpart of test_lazy_imports.py: the same start, traces on by the standard variable."""
     code = ("import sys\nimport qwen_gateway.addon\nfrom mitmproxy.test import taddons\n"
             "gw = qwen_gateway.addon.QwenGateway()\nwith taddons.context(gw) as tctx:\n"
@@ -66,6 +66,7 @@ def test_with_an_endpoint_the_exporter_is_loaded_and_off_it_is_not():
             "    tctx.configure(gw, qwen_otel='off')\n    print(any(o.active for o in gw.observers.all "
             "if type(o).__name__ == 'Tracing'))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "PATH": "/usr/bin:/bin"})
+                         env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "PATH": "/usr/bin:/bin",
+                              "QWEN_GATEWAY_HOME": str(tmp_path)})  # its state folder: never the real home's
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "False"]
