@@ -4,6 +4,7 @@ other names), made with `cryptography` (a dependency of mitmproxy), written as P
 from __future__ import annotations
 
 import datetime
+import functools
 import ipaddress
 import shutil
 from dataclasses import dataclass
@@ -80,25 +81,25 @@ def _ec_ca(organization: str, cn: str, key_size: int) -> tuple[ec.EllipticCurveP
     return key, cert
 
 
-_SEED: dict[str, Path] = {}  # this process's mitmproxy CA folder, made once
+@functools.cache
+def _mitmproxy_ca() -> Path:
+    """This process's mitmproxy CA folder, written once by mitmproxy's own `create_store` (every file, as a first
+    start writes them) with a P-256 key; removed when the process ends."""
+    import atexit
+    import tempfile
+    from unittest import mock
+
+    from mitmproxy import certs
+
+    folder = Path(tempfile.mkdtemp(prefix="qwen-test-mitmproxy-ca-"))
+    atexit.register(shutil.rmtree, folder, True)
+    with mock.patch.object(certs, "create_ca", _ec_ca):
+        certs.CertStore.create_store(folder, "mitmproxy", 2048)
+    return folder
 
 
 def seed_mitmproxy_confdir(confdir: Path) -> None:
-    """A gateway's confdir given this process's CA, written by mitmproxy's own `create_store` (every file, as a first
-    start writes them) with a P-256 key: a test gateway's start then neither makes an RSA key nor checks one twice
-    (~0.15 s of CPU each start). A confdir that exists is left as it is: a test's own CA, or a restart's."""
-    if confdir.exists():
-        return
-    if "folder" not in _SEED:
-        import atexit
-        import tempfile
-        from unittest import mock
-
-        from mitmproxy import certs
-
-        folder = Path(tempfile.mkdtemp(prefix="qwen-test-mitmproxy-ca-"))
-        atexit.register(shutil.rmtree, folder, True)
-        with mock.patch.object(certs, "create_ca", _ec_ca):
-            certs.CertStore.create_store(folder, "mitmproxy", 2048)
-        _SEED["folder"] = folder
-    shutil.copytree(_SEED["folder"], confdir)
+    """A gateway's confdir given this process's CA: a test gateway's start then neither makes an RSA key nor checks
+    one twice (~0.15 s of CPU each start). A confdir that exists is left as it is: a test's own CA, or a restart's."""
+    if not confdir.exists():
+        shutil.copytree(_mitmproxy_ca(), confdir)
