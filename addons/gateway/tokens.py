@@ -170,11 +170,11 @@ def _quick_bundle():
     if original is None:
         yield
         return
-    bundle.load_tiktoken_bpe = _ranks  # type: ignore[union-attr]
+    bundle.load_tiktoken_bpe = _ranks
     try:
         yield
     finally:
-        bundle.load_tiktoken_bpe = original  # type: ignore[union-attr]
+        bundle.load_tiktoken_bpe = original
 
 
 def _cached_cl100k() -> bool:

@@ -152,8 +152,7 @@ class Wiring:
                 self.policy.learned.start()
                 self.diagnoser.share(Database(new.state_url) if new.state_url else None)  # the doctor's turns
             self.engine.pairing, self.policy.bindings, self.policy.fallbacks = pairing, new.bindings, new.fallbacks
-            stale = self.engine.reconfigure(new)
-            if stale is not None:
+            if (stale := self.engine.reconfigure(new)) is not None:
                 _close_later(stale)
             self.observers.configure(new)  # the team's keys first: the exposure check counts them
             self.clients.configure(old, new)
@@ -286,6 +285,7 @@ class Wiring:
         if self._store is None:
             path, url = self.config.state_dir / "responses.sqlite3", self.config.state_url
             self._store = SharedResponseStore(path, Database(url)) if url else ResponseStore(path)
+        self._store.per_key = self.config.stored_per_key  # each key's newest kept: the option may change
         return self._store
 
     def health(self) -> dict:

@@ -7,7 +7,6 @@ local copy of carol's rows and the one that must read the database)."""
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import uuid
 
@@ -24,6 +23,7 @@ pytestmark = pytest.mark.e2e
 
 MESSAGES = [{"role": "user", "content": "carol's secret: kumquat"}]
 NOBODYS = ("chatcmpl-00000000-0000-0000-0000-000000000000", "resp_0000000000000000000000000000")
+CAP = 40  # qwen_stored_per_key: a key's newest stored Responses, and as many chat completions (10,000 by default)
 
 
 @pytest.fixture(params=["local", "postgres"])
@@ -33,13 +33,14 @@ def team(request, tmp_path, emu):
     if request.param == "local":
         env = cli = team_env(tmp_path, emu)
         keys = {name: add_key(env, name) for name in ("carol", "dave")}
-        gws = [Gateway(tmp_path / "team" / "gw", env=env)]
+        gws = [Gateway(tmp_path / "team" / "gw", env=env, args=("--set", f"qwen_stored_per_key={CAP}"))]
     else:
         url = request.getfixturevalue("pg_url")
         cli = {"QWEN_STATE_URL": url, "QWEN_GATEWAY_HOME": str(tmp_path / "cli-state")}
         keys = {name: add_key(cli, name) for name in ("carol", "dave")}
         gws = [Gateway(tmp_path / name / "gw", env=team_env(tmp_path, emu, name),
-                       args=("--set", f"qwen_state_url={url}")) for name in ("one", "two")]
+                       args=("--set", f"qwen_state_url={url}", "--set", f"qwen_stored_per_key={CAP}"))
+               for name in ("one", "two")]
     try:
         for gw in gws:
             gw.start()
@@ -193,29 +194,35 @@ def test_what_was_stored_before_named_keys_stays_with_no_key(tmp_path, emu, make
 
 def test_one_key_storing_many_never_evicts_another_keys_objects(team, emu):
     """The stores kept the newest 1,000 objects of every key together (the shared one trimmed every 50 puts):
-    carol storing 1,100 took dave's. Each key now keeps its own newest PER_KEY."""
+    carol storing 1,100 took dave's. Each key now keeps its own newest `qwen_stored_per_key` (CAP here): carol
+    stores past her cap, and past a trim on PostgreSQL (every 50 of her puts through a gateway); her oldest go,
+    dave's stay."""
     gws, keys, _ = team
     dave = openai_client(gws[0].url, keys["dave"])
     his_completion = dave.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "dave's"}],
                                                   store=True)
     his_response = dave.responses.create(model="gpt-4o", input="dave's")
     carol = openai_client(gws[0].url, keys["carol"])
-    many = 1060  # beyond 1,000, and beyond the shared store's trim at 1,050 puts
+    many = CAP + 20  # beyond her cap, and beyond the shared store's trim at 50 puts
 
     def store_one(i: int) -> tuple[str, str]:
         done = carol.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": f"n{i}"}],
                                              store=True)
         return done.id, carol.responses.create(model="gpt-4o", input=f"n{i}").id
 
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        hers = list(pool.map(store_one, range(many)))
+    hers = [store_one(i) for i in range(many)]  # in order: her oldest are the first
     for gw in gws:
         dave = openai_client(gw.url, keys["dave"])
         assert dave.chat.completions.retrieve(his_completion.id).choices[0].message.content == "Echo: dave's"
         assert dave.responses.retrieve(his_response.id).output_text == "Echo: dave's"
     carol = openai_client(gws[-1].url, keys["carol"])
-    assert carol.chat.completions.retrieve(hers[0][0]).id == hers[0][0]  # and hers within her own cap
-    assert carol.responses.retrieve(hers[0][1]).id == hers[0][1]
+    assert carol.chat.completions.retrieve(hers[-1][0]).id == hers[-1][0]  # her newest kept, her oldest gone
+    assert carol.responses.retrieve(hers[-1][1]).id == hers[-1][1]
+    with pytest.raises(openai.NotFoundError):
+        carol.chat.completions.retrieve(hers[0][0])
+    with pytest.raises(openai.NotFoundError):
+        carol.responses.retrieve(hers[0][1])
+    assert CAP <= len(carol.chat.completions.list(limit=100).data) <= CAP + 50  # + a trim's 50 on PostgreSQL
 
 
 def test_a_deleted_keys_stored_objects_go_with_it(team, emu):

@@ -71,3 +71,22 @@ def test_an_upstream_client_replaced_outside_an_event_loop_leaves_no_coroutine_u
         gw.configure({"save_stream_file"})
         gc.collect()
     assert not [w for w in caught if "never awaited" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_the_stores_keep_each_keys_newest_qwen_stored_per_key_as_it_is_now(tmp_path, monkeypatch):
+    """Read at each use of the store, so a change made while the gateway runs (mitmweb's options) holds at once,
+    for the stored Responses and the stored chat completions alike."""
+    from mitmproxy.test import taddons
+
+    from qwen_gateway.addon import QwenGateway
+    from qwen_gateway.api.stored_chat.endpoint import chats_of
+
+    monkeypatch.setenv("QWEN_GATEWAY_HOME", str(tmp_path))
+    gw = QwenGateway()
+    with taddons.context(gw) as tctx:
+        gw.configure(set(tctx.options.keys()))
+        chats = chats_of(gw._responses)
+        assert gw._responses().per_key == chats().per_key == 10_000
+        tctx.options.update(qwen_stored_per_key=3)
+        gw.configure({"qwen_stored_per_key"})
+        assert gw._responses().per_key == chats().per_key == 3

@@ -23,7 +23,7 @@ from ..models.routes import Routes, parse_routes
 from .option_specs import listen_address, problem
 from .option_table import (  # noqa: F401  (re-exported: the declarations' names, read from config)
     DAY_S, DEFAULT_USER_AGENT, INTERCEPT_HOSTS, KEYS_ENV, MAX_TOKENS, MODEL_LENGTH, PATH_LENGTH, QWEN_CODE_VERSION,
-    SPECS, YEAR_S, declare)
+    SPECS, STORED_PER_KEY, YEAR_S, declare)
 from ..pricing.prices import PriceTable, builtin as builtin_prices, load as load_prices
 from ..storage.pg import check_url, driver_missing
 
@@ -69,6 +69,7 @@ class Config:
     web_min_interval: float = 3
     web_pin: str = "off"
     web_pin_ttl: float = 3600
+    stored_per_key: int = STORED_PER_KEY  # qwen_stored_per_key
     max_body: int = 32 << 20
     max_head: int = 64 << 10
     head_timeout: float = 60
@@ -162,6 +163,7 @@ def parse(o) -> Config:
         web_min_interval=o.qwen_web_min_interval,
         web_pin=o.qwen_web_pin,
         web_pin_ttl=o.qwen_web_pin_ttl,
+        stored_per_key=o.qwen_stored_per_key,
         auth=auth,
         user_agent=o.qwen_user_agent or env.get("QWEN_USER_AGENT") or DEFAULT_USER_AGENT,
         upstream_timeout=o.qwen_upstream_timeout,

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 from .option_specs import OptionSpec
 
+STORED_PER_KEY = 10_000  # stores/responses_schema.PER_KEY, the stores' own default (tests/unit/settings)
+
 # Requests on a Qwen OAuth login look like qwen-code's (its protocol); key accounts send the client's own User-Agent.
 QWEN_CODE_VERSION = "0.14.5"
 DEFAULT_USER_AGENT = f"QwenCode/{QWEN_CODE_VERSION} (linux; x64)"
@@ -125,6 +127,10 @@ def _declarations() -> dict[str, OptionSpec]:
     add("qwen_web_pin_ttl", int, 3600, "Seconds a pinned Qwen Chat conversation is kept after its last turn; at "
         f"most {YEAR_S} (a year): longer is for ever, and far beyond it the expiry date overflows.",
         minimum=0, maximum=YEAR_S)
+    add("qwen_stored_per_key", int, STORED_PER_KEY,
+        "Stored objects each client key (and no key) keeps: its newest stored Responses, and as many stored chat "
+        "completions (store: true); storing one more drops that key's oldest, never another key's. None is kept "
+        "past 30 days. At most 1000000.", minimum=1, maximum=1_000_000)
     add("qwen_web_auth_base_url", str, "",
         "Where web sessions are refreshed (default $QWEN_WEB_AUTH_BASE_URL or https://auth.qwen.ai).", kind="url")
     add("qwen_user_agent", str, "", f"User-Agent sent to Qwen OAuth logins' API (default $QWEN_USER_AGENT or "

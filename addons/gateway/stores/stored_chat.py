@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ..jsonio import valid_text
 from .responses import ResponseStore
-from .responses_schema import PER_KEY, OldestDue, counts
+from .responses_schema import OldestDue, counts
 
 # never over another owner's completion of the same id (ids are Qwen's: unique, but not the gateway's own)
 _PUT = ("INSERT INTO chat_completions (id, created, model, metadata, completion, messages, owner) "
@@ -48,12 +48,20 @@ def shown(completion: str, metadata: str) -> dict:
 
 
 class ChatStore:
-    def __init__(self, base: ResponseStore, per_key: int = PER_KEY) -> None:
+    def __init__(self, base: ResponseStore, per_key: int | None = None) -> None:
         self.base = base
-        self.per_key = per_key
+        self._per_key = per_key  # None: the base's (qwen_stored_per_key: as many completions as Responses)
         self._counts: dict[str, int] | None = None  # rows per owner (the writer keeps them, under the base's lock)
         base.forgotten.append(self._forget)
         self._expiry = OldestDue("chat_completions")
+
+    @property
+    def per_key(self) -> int:
+        return self.base.per_key if self._per_key is None else self._per_key
+
+    @per_key.setter
+    def per_key(self, value: int) -> None:
+        self._per_key = value
 
     def _forget(self, owner: str) -> None:
         """`owner`'s rows are gone (the base's writer deleted them, holding the lock that guards the counts)."""

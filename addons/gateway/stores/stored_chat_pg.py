@@ -15,7 +15,7 @@ from typing import Any
 from ..jsonio import valid_text
 from ..storage.pg import unavailable
 from .responses_pg import EXPIRE_BATCH, TRIM_EVERY, SharedResponseStore
-from .responses_schema import MAX_AGE_S, PER_KEY
+from .responses_schema import MAX_AGE_S
 from .stored_chat import ChatStore, Row, shown
 
 COMPONENT = "chat_completions"
@@ -39,7 +39,7 @@ _EXPIRE = ("DELETE FROM chat_completions WHERE id IN (SELECT id FROM chat_comple
 
 
 class SharedChatStore(ChatStore):
-    def __init__(self, base: SharedResponseStore, per_key: int = PER_KEY) -> None:
+    def __init__(self, base: SharedResponseStore, per_key: int | None = None) -> None:
         super().__init__(base, per_key)
         self.db = base.db
         self._puts = 0

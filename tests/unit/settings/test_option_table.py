@@ -58,3 +58,11 @@ def test_mitmproxy_takes_the_declarations_and_their_defaults():
         assert tctx.options.qwen_intercept_hosts == ["api.openai.com", "api.anthropic.com"]
         tctx.options.update(qwen_default_model="qwen3-coder-plus")
         assert tctx.options.qwen_default_model == "qwen3-coder-plus"
+
+
+def test_the_stores_keep_what_the_option_says_by_default():
+    """qwen_stored_per_key's default is the stores' own (settings import no store: tests/repo/test_layers.py)."""
+    from qwen_gateway.settings.config import Config
+    from qwen_gateway.stores.responses_schema import PER_KEY
+
+    assert SPECS["qwen_stored_per_key"].default == Config().stored_per_key == PER_KEY
