@@ -151,12 +151,7 @@ class Gateway:
         self.portfile.unlink(missing_ok=True)
         if not self.prefix:  # (under a prefix it may run as another user, who could not read this process's copy)
             testca.seed_mitmproxy_confdir(self.workdir / "conf")
-        env = {**os.environ, "QWEN_TEST_PORTFILE": str(self.portfile)}
-        if self.connlog is not None:
-            env["QWEN_TEST_CONNLOG"] = str(self.connlog)
-        for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
-            env.pop(k, None)  # the machine's proxy never; one a test gives (self.env) is kept
-        env.update(self.env)
+        env = self.environment()
         cmd = [*self.prefix, str(BIN / self.tool), "--set", f"confdir={self.workdir / 'conf'}", "--mode",
                f"{self.mode}@{self.listen}:{self.listen_port}", "-s", str(PORTFILE_ADDON),
                *(a for script in self.before for a in ("-s", script)), "-s", str(ADDON),
@@ -174,6 +169,20 @@ class Gateway:
                 self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(self.workdir))
         self._why_not_forked = why
         return self
+
+    def environment(self) -> dict[str, str]:
+        """The process's environment: this one's, the machine's proxy taken out, the test's `env` over it. A test
+        that names no state folder (QWEN_GATEWAY_HOME, or a HOME of its own) gets one in the gateway's workdir:
+        never the machine's ~/.qwen-gateway."""
+        env = {**os.environ, "QWEN_TEST_PORTFILE": str(self.portfile)}
+        if self.connlog is not None:
+            env["QWEN_TEST_CONNLOG"] = str(self.connlog)
+        for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+            env.pop(k, None)  # the machine's proxy never; one a test gives (self.env) is kept
+        if not {"QWEN_GATEWAY_HOME", "HOME"} & set(self.env):
+            env["QWEN_GATEWAY_HOME"] = str(self.workdir / "state")
+        env.update(self.env)
+        return env
 
     def ready(self) -> "Gateway":
         """Until the launched gateway listens (its ports known)."""
