@@ -141,3 +141,27 @@ def test_the_docs_request_surface_tables_are_generated_from_the_table():
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "request_surface_doc.py")], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def _fates_calls() -> list[tuple[str, object]]:
+    """(the provider package a product module is in, or "", the argument of each `fates(...)` call it makes)."""
+    import ast
+
+    calls = []
+    for path in sorted((ROOT / "addons" / "gateway").rglob("*.py")):
+        parts = path.relative_to(ROOT / "addons" / "gateway").parts
+        package = parts[1] if parts[0] == "upstream" and len(parts) > 2 else ""
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "fates" \
+                    and node.args:
+                arg = node.args[0]
+                calls.append((package, arg.value if isinstance(arg, ast.Constant) else ast.dump(arg)))
+    return calls
+
+
+def test_a_provider_reads_its_own_column_by_its_own_name():
+    """`fates` gives any name it has no column for the default one: a provider that misspelled its own name would
+    get the default silently. So each call in the product names the package it is made in."""
+    calls = _fates_calls()
+    assert {package for package, _ in calls} >= set(PROVIDERS)
+    assert [(package, name) for package, name in calls if package != name] == []
