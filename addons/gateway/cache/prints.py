@@ -35,6 +35,7 @@ SETTINGS = ("tool_choice", "enable_thinking", "thinking_budget", "reasoning_effo
             "reasoning", "text")
 TOOLSETS = 64  # tool lists whose blocks are kept by their JSON's checksum: an agent sends the same tools every turn
 SLICE = 256  # messages encoded in one call: one over 10,000 held the interpreter for 250 ms (`encoded`)
+NEEDLE = 32  # bytes of a message looked for in the body as sent (`found`)
 MESSAGES_KEY = b'"messages":['  # as orjson writes it: a quote inside a string is escaped
 MINUTES, HOUR = 300.0, 3600.0  # a cached prefix's lifetimes: Qwen's default, and Qwen4's `ttl: "1h"`
 
@@ -196,17 +197,17 @@ class Blocks:
             known = SEEN_TOOLS.get(key := (len(whole), self.tools_sum))
             if known is None:
                 hour = any(isinstance(t, dict) and asks_hour(t) for t in tools)
-                known = SEEN_TOOLS[key] = (hour, [(checksum(d), len(d)) for d in (dumps(strip(t)) for t in tools)])
+                datas = [dumps(strip(t)) for t in tools]
+                known = SEEN_TOOLS[key] = (hour, array("Q", map(checksum, datas)).tobytes(), array("I", map(len, datas)))
                 if len(SEEN_TOOLS) > TOOLSETS:
                     SEEN_TOOLS.popitem(last=False)
             else:  # moved to the end; a worker thread (diagnosis.py) may have dropped it meanwhile
                 SEEN_TOOLS[key] = SEEN_TOOLS.pop(key, known)
         self.hour |= known[0]
         self.tools_hour = known[0]
-        for digest, size in known[1]:
-            self.kinds.append(TOOL)
-            self.digests.append(digest)
-            self.sizes.append(size)
+        self.kinds += TOOL * len(known[2])  # one letter each
+        self.digests.frombytes(known[1])
+        self.sizes += known[2]
 
     def done(self, settings: int = 0, reuse: Reuse | None = None) -> Print:
         first = self.first_message if self.first_message >= 0 else len(self.kinds)
@@ -214,8 +215,9 @@ class Blocks:
                      self.texts, settings, HOUR if self.hour else MINUTES, reuse, tuple(self.marks), self.spans)
 
 
-# a tool list's JSON (its length, its checksum) -> whether its markers ask an hour, and its blocks (checksum, size)
-SEEN_TOOLS: OrderedDict[tuple[int, int], tuple[bool, list[tuple[int, int]]]] = OrderedDict()
+# a tool list's JSON (its length, its checksum) -> whether its markers ask an hour, and its blocks: their hashes (8
+# bytes each, as Print.raw) and sizes, appended at once
+SEEN_TOOLS: OrderedDict[tuple[int, int], tuple[bool, bytes, array]] = OrderedDict()
 
 
 def encoded(messages: list) -> list[bytes]:
@@ -267,7 +269,7 @@ def of_chat(body: dict, settings: bool = False, tools: tuple | None = None, sent
         head[1].update(b"," + b.last_json if head[0] else b.last_json)
         next_sum = head[1].intdigest()
     tools_len, tools_sum = (len(b.whole_tools), b.tools_sum if b.whole_tools else checksum(b"")) if tools is None \
-        else tools[2:]
+        else tools[3:]
     head_hour = head_hour or any(i < len(b.kinds) - 1 for i in b.hour_blocks)
     reuse = Reuse(len(messages), lead, head[0], head_sum, head_hour, tools_len, tools_sum,
                   b.tools_hour, system_blocks, tool_blocks, last_len, next_sum) if messages else None
@@ -279,13 +281,23 @@ def head_sent(sent: bytes, rest: list[bytes], lead: int) -> tuple[int, Sum] | No
     `lead` system messages' up to where the first of the `rest` (each message after them, as encoded) stands, then
     the rest's. None: not found as encoded (they are encoded and joined)."""
     at = sent.find(MESSAGES_KEY) + len(MESSAGES_KEY)
-    first = sent.find(b"," + rest[0], at) + 1 if at >= len(MESSAGES_KEY) else 0  # never inside a string (escaped)
+    first = found(sent, rest[0], at) + 1 if at >= len(MESSAGES_KEY) else 0  # never inside a string (escaped)
     if first <= 0:
         return None
     end = first + sum(map(len, rest[:-1])) + len(rest) - 1  # where the last message stands
     if sent[end - 1:end] != b"," or sent[end:end + len(rest[-1])] != rest[-1]:
         return None
     return end - 1 - at, Sum(memoryview(sent)[at:end - 1])
+
+
+def found(sent: bytes, data: bytes, at: int) -> int:
+    """Where `data` first stands after a comma in `sent`, from `at` (-1: nowhere): `sent.find(b"," + data, at)`, its
+    first NEEDLE bytes looked for and the rest compared where they stand — a long message as the needle cost ~25
+    instructions a byte of it to prepare and as many again to search."""
+    needle = b"," + data[:NEEDLE]
+    while (i := sent.find(needle, at)) >= 0 and not sent.startswith(data, i + 1):
+        at = i + 1
+    return i
 
 
 def system_parts(b: Blocks, content: object) -> None:

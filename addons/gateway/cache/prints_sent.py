@@ -8,8 +8,6 @@ whole, as prints.of_chat does."""
 
 from __future__ import annotations
 
-from array import array
-
 from .checksum import Sum, checksum
 from .prints import MESSAGES_KEY, SEEN_TOOLS, Print, Reuse, of_chat
 from .prints_next import grown
@@ -71,10 +69,10 @@ def seen_tools(body: dict, sent: bytes) -> tuple | None:
         return None
     for key, known in reversed(list(SEEN_TOOLS.items())):  # newest first (a copy: a worker thread may add one)
         length, digest = key
-        if len(known[1]) == len(tools) and sent[t + length - 1:t + length + 1] in (b"],", b"]}") \
+        if len(known[2]) == len(tools) and sent[t + length - 1:t + length + 1] in (b"],", b"]}") \
                 and checksum(memoryview(sent)[t:t + length]) == digest:
             SEEN_TOOLS[key] = SEEN_TOOLS.pop(key, known)  # the newest again
-            return known[0], known[1], length, digest
+            return known[0], known[1], known[2], length, digest
     return None
 
 
@@ -82,6 +80,5 @@ def _tools(before: Print, reuse: Reuse) -> tuple:
     """`before`'s tool blocks and its tools' JSON (length, checksum), as prints.of_chat takes them."""
     lo = 1 + reuse.system_blocks
     hi = lo + reuse.tool_blocks
-    return reuse.tools_hour, list(zip(array("Q", before.raw[8 * lo:8 * hi]), before.sizes[lo:hi])), reuse.tools_len, \
-        reuse.tools_sum
+    return reuse.tools_hour, before.raw[8 * lo:8 * hi], before.sizes[lo:hi], reuse.tools_len, reuse.tools_sum
 
