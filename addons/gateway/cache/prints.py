@@ -11,9 +11,9 @@ joins them), so a message's text parts count as their joined text; cache markers
 no part of the prompt. Each block is hashed from its compact JSON (orjson) with xxh3 (checksum.py): the same in
 every process, so gateways of one team compare each other's turns (shared.py); a hash, never a copy of the
 prompt. Each block's size (bytes of JSON) gives the token
-estimates clients are told. A chat body also keeps what lets the next turn of its conversation skip the part it
-repeats (`Reuse`, prints_sent.py); a pass-through body (Anthropic's form, Qwen's own Responses API's) is read by
-prints_forms.py into the same blocks.
+estimates clients are told. A chat body is read by prints_chat.py, and also keeps what lets the next turn of its
+conversation skip the part it repeats (`Reuse`, prints_sent.py); a pass-through body (Anthropic's form, Qwen's own
+Responses API's) is read by prints_forms.py into the same blocks.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from itertools import chain
 import orjson
 
 from .. import jsonio
-from .checksum import Sum, checksum
+from .checksum import checksum
 from .parts import MARKERS, TEXTS, asks_hour, canonical_content, strip
 
 MODEL, SYSTEM, TOOL, MESSAGE, MID_SYSTEM = "M", "S", "T", "U", "Y"  # a block's kind, one letter each
@@ -35,7 +35,6 @@ SETTINGS = ("tool_choice", "enable_thinking", "thinking_budget", "reasoning_effo
             "reasoning", "text")
 TOOLSETS = 64  # tool lists whose blocks are kept by their JSON's checksum: an agent sends the same tools every turn
 SLICE = 256  # messages encoded in one call: one over 10,000 held the interpreter for 250 ms (`encoded`)
-NEEDLE = 32  # bytes of a message looked for in the body as sent (`found`)
 MESSAGES_KEY = b'"messages":['  # as orjson writes it: a quote inside a string is escaped
 MINUTES, HOUR = 300.0, 3600.0  # a cached prefix's lifetimes: Qwen's default, and Qwen4's `ttl: "1h"`
 
@@ -106,11 +105,10 @@ class Blocks:
                  "tools_hour", "hour_blocks", "marks", "spans", "canon", "last_json")
 
     def __init__(self, model: object, empty: bool = False) -> None:
-        model_json = dumps(model) if not empty else b""
+        model_json, digest = model_block(model) if not empty else (b"", 0)
         # arrays: a long conversation's hashes kept as no Python int each, whose scattered heap is not given back
-        self.kinds, self.digests, self.sizes = ([MODEL], array("Q", [checksum(model_json)]),
-                                                array("I", [len(model_json)])) if not empty else \
-            ([], array("Q"), array("I"))  # empty: blocks that follow others (prints_sent.py)
+        self.kinds, self.digests, self.sizes = ([MODEL], array("Q", [digest]), array("I", [len(model_json)])) \
+            if not empty else ([], array("Q"), array("I"))  # empty: blocks that follow others (prints_sent.py)
         self.first_message, self.hour, self.whole_tools, self.tools_hour = -1, False, b"", False
         self.tools_sum = 0  # the checksum of whole_tools, once made
         self.texts: dict[int, int] | None = None
@@ -232,79 +230,27 @@ def encoded(messages: list) -> list[bytes]:
 
 
 def settings_of(body: dict) -> int:
+    """The hash of SETTINGS' values, each named (a map over SETTINGS cost twice the instructions)."""
+    g = body.get
     try:  # orjson itself: through dumps, one Python call more on every turn
-        return checksum(orjson.dumps(list(map(body.get, SETTINGS))))
+        return checksum(orjson.dumps([g("tool_choice"), g("enable_thinking"), g("thinking_budget"),
+                                      g("reasoning_effort"), g("response_format"), g("thinking"), g("reasoning"),
+                                      g("text")]))
     except (TypeError, orjson.JSONEncodeError):
         return checksum(dumps([body.get(k) for k in SETTINGS]))
 
 
-def leading(messages: list) -> int:
-    """How many messages the leading system text holds."""
-    lead = 0
-    while lead < len(messages) and messages[lead].__class__ is dict and messages[lead].get("role") in SYSTEM_ROLES:
-        lead += 1
-    return lead
+def model_block(model: object) -> tuple[bytes, int]:
+    """A model's name as a block: its JSON and that JSON's checksum, kept for the few names a gateway serves."""
+    known = MODELS.get(model) if model.__class__ is str else None
+    if known is None:
+        data = dumps(model)
+        known = data, checksum(data)
+        if model.__class__ is str:
+            if len(MODELS) >= TOOLSETS:
+                MODELS.clear()
+            MODELS[model] = known
+    return known
 
 
-def of_chat(body: dict, settings: bool = False, tools: tuple | None = None, sent: bytes = b"") -> Print:
-    """The blocks of a chat request (the chat form, as it went upstream); `settings`: read them too (only a
-    client's diagnostics compare them); `tools`: the tools' blocks and JSON's length and checksum, where this body
-    repeats the tools of a turn before (prints_sent.py checked their JSON), taken instead of made again; `sent`: the
-    body's bytes as the engine sent them, where the leading system messages' JSON is found, not encoded again."""
-    b = Blocks(body.get("model"))
-    messages = m if isinstance(m := body.get("messages"), list) else []
-    lead = leading(messages)
-    for m in messages[:lead]:
-        system_parts(b, m.get("content"))
-    system_blocks, head_hour = len(b.kinds) - 1, b.hour
-    b.add_tools(body.get("tools"), tools)
-    tool_blocks = len(b.kinds) - 1 - system_blocks
-    rest = b.add_messages(messages[lead:])
-    head = head_sent(sent, rest, lead) if sent and lead and rest else None
-    if head is None:
-        joined = b",".join((encoded(messages[:lead]) + rest)[:-1])
-        head = len(joined), Sum(joined)
-    head_sum, last_len, next_sum = head[1].intdigest(), len(b.last_json), 0
-    if last_len:  # Reuse.next_sum: the head grown by the last message as the next turn sends it
-        head[1].update(b"," + b.last_json if head[0] else b.last_json)
-        next_sum = head[1].intdigest()
-    tools_len, tools_sum = (len(b.whole_tools), b.tools_sum if b.whole_tools else checksum(b"")) if tools is None \
-        else tools[3:]
-    head_hour = head_hour or any(i < len(b.kinds) - 1 for i in b.hour_blocks)
-    reuse = Reuse(len(messages), lead, head[0], head_sum, head_hour, tools_len, tools_sum,
-                  b.tools_hour, system_blocks, tool_blocks, last_len, next_sum) if messages else None
-    return b.done(settings_of(body) if settings else 0, reuse)
-
-
-def head_sent(sent: bytes, rest: list[bytes], lead: int) -> tuple[int, Sum] | None:
-    """The length and running checksum of the JSON of a body's messages but the last, read in its bytes as sent: the
-    `lead` system messages' up to where the first of the `rest` (each message after them, as encoded) stands, then
-    the rest's. None: not found as encoded (they are encoded and joined)."""
-    at = sent.find(MESSAGES_KEY) + len(MESSAGES_KEY)
-    first = found(sent, rest[0], at) + 1 if at >= len(MESSAGES_KEY) else 0  # never inside a string (escaped)
-    if first <= 0:
-        return None
-    end = first + sum(map(len, rest[:-1])) + len(rest) - 1  # where the last message stands
-    if sent[end - 1:end] != b"," or sent[end:end + len(rest[-1])] != rest[-1]:
-        return None
-    return end - 1 - at, Sum(memoryview(sent)[at:end - 1])
-
-
-def found(sent: bytes, data: bytes, at: int) -> int:
-    """Where `data` first stands after a comma in `sent`, from `at` (-1: nowhere): `sent.find(b"," + data, at)`, its
-    first NEEDLE bytes looked for and the rest compared where they stand — a long message as the needle cost ~25
-    instructions a byte of it to prepare and as many again to search."""
-    needle = b"," + data[:NEEDLE]
-    while (i := sent.find(needle, at)) >= 0 and not sent.startswith(data, i + 1):
-        at = i + 1
-    return i
-
-
-def system_parts(b: Blocks, content: object) -> None:
-    """Each part of a system text its own block (a string is one part)."""
-    for part in content if isinstance(content, list) else [content]:
-        if isinstance(part, dict) and not MARKERS.isdisjoint(part):
-            b.hour |= asks_hour(part)
-            b.marks.append(len(b.kinds))
-        text = part.get("text") if isinstance(part, dict) else part
-        b.add(SYSTEM, dumps(text if isinstance(text, str) else strip(part)))
+MODELS: dict[object, tuple[bytes, int]] = {}  # a model's name -> its block (`model_block`)
