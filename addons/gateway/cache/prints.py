@@ -172,8 +172,9 @@ class Blocks:
                 self.hour = True
                 self.hour_blocks.append(index)
             text, images = canonical_content(content)
-        out = {k: v for k, v in message.items() if k not in MARKERS}  # in their order: a string's hash the same
-        out["content"] = text
+        # in their order: a string's hash the same; no marker on the message, commonly: copied in one step
+        out = {**message, "content": text} if "cache_control" not in message and "prompt_cache_breakpoint" not in \
+            message else {k: text if k == "content" else v for k, v in message.items() if k not in MARKERS}
         try:  # orjson itself: through dumps, one Python call more on every turn's last message
             data = orjson.dumps(out)
         except (TypeError, orjson.JSONEncodeError):

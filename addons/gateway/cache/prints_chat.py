@@ -5,9 +5,13 @@ list any conversation sent before (`seen_tools`: an agent's every session sends 
 
 from __future__ import annotations
 
+from array import array
+from collections import OrderedDict
+
 from .checksum import Sum, checksum
 from .parts import MARKERS, asks_hour, strip
-from .prints import MESSAGES_KEY, SEEN_TOOLS, SYSTEM, SYSTEM_ROLES, Blocks, Print, Reuse, dumps, encoded, settings_of
+from .prints import MESSAGES_KEY, SEEN_TOOLS, SYSTEM, SYSTEM_ROLES, TOOLSETS, Blocks, Print, Reuse, dumps, encoded, \
+    settings_of
 
 NEEDLE = 32  # bytes of a message looked for in the body as sent (`found`)
 TOOLS_KEY = b'"tools":['  # as orjson writes it (a quote in a string is escaped)
@@ -30,11 +34,14 @@ def of_chat(body: dict, settings: bool = False, tools: tuple | None = None, sent
     b = Blocks(body.get("model"))
     messages = m if isinstance(m := body.get("messages"), list) else []
     lead = leading(messages)
-    for m in messages[:lead]:
-        system_parts(b, m.get("content"))
-    system_blocks, head_hour = len(b.kinds) - 1, b.hour
     rest = encoded(messages[lead:])
-    head = head_sent(sent, rest, lead) if sent and lead and rest else None
+    head = head_sent(sent, rest, b) if sent and lead and rest else None
+    if head is None or head[3]:  # the system text's blocks, unless seen before (taken by head_sent)
+        for m in messages[:lead]:
+            system_parts(b, m.get("content"))
+        if head is not None:  # its JSON's length and checksum: known the next time
+            seen(SEEN_SYSTEMS, (head[3], head[4]), (b.hour, b.digests[1:].tobytes(), b.sizes[1:], tuple(b.marks)))
+    system_blocks, head_hour = len(b.kinds) - 1, b.hour
     if tools is None and sent:  # looked for after the messages (where found: never a scan of them), else anywhere
         tools = seen_tools(body, sent, head[2] if head is not None else 0)
     b.add_tools(body.get("tools"), tools)
@@ -42,7 +49,7 @@ def of_chat(body: dict, settings: bool = False, tools: tuple | None = None, sent
     b.add_messages(messages[lead:], rest)
     if head is None:
         joined = b",".join((encoded(messages[:lead]) + rest)[:-1])
-        head = len(joined), Sum(joined), 0
+        head = len(joined), Sum(joined), 0, 0, 0
     head_sum, last_len, next_sum = head[1].intdigest(), len(b.last_json), 0
     if last_len:  # Reuse.next_sum: the head grown by the last message as the next turn sends it
         head[1].update(b"," + b.last_json if head[0] else b.last_json)
@@ -55,18 +62,44 @@ def of_chat(body: dict, settings: bool = False, tools: tuple | None = None, sent
     return b.done(settings_of(body) if settings else 0, reuse)
 
 
-def head_sent(sent: bytes, rest: list[bytes], lead: int) -> tuple[int, Sum, int] | None:
+def head_sent(sent: bytes, rest: list[bytes], b: Blocks) -> tuple[int, Sum, int, int, int] | None:
     """The length and running checksum of the JSON of a body's messages but the last, read in its bytes as sent: the
-    `lead` system messages' up to where the first of the `rest` (each message after them, as encoded) stands, then
-    the rest's; and where the messages end. None: not found as encoded (they are encoded and joined)."""
+    leading system messages' up to where the first of the `rest` (each message after them, as encoded) stands, then
+    the rest's; where the messages end; and the system messages' JSON, its length and checksum where it was not seen
+    before (0, 0: it was, and its blocks are added to `b`). None: not found as encoded (they are encoded and
+    joined)."""
     at = sent.find(MESSAGES_KEY) + len(MESSAGES_KEY)
-    first = found(sent, rest[0], at) + 1 if at >= len(MESSAGES_KEY) else 0  # never inside a string (escaped)
-    if first <= 0:
+    if at < len(MESSAGES_KEY):
         return None
+    view, head, system = memoryview(sent), None, None
+    for key, known in reversed(list(SEEN_SYSTEMS.items())) if SEEN_SYSTEMS else ():
+        # a system text seen before (an agent's every session sends it): no search for where it ends, no encoding
+        length = key[0]
+        if sent[at + length:at + length + 1] == b"," and sent.startswith(rest[0], at + length + 1) \
+                and (head := Sum(view[at:at + length])).intdigest() == key[1]:
+            first, system = at + length + 1, (key, known)
+            break
+    else:
+        first = found(sent, rest[0], at) + 1  # never inside a string (escaped)
+        if first <= 0:
+            return None
     end = first + sum(map(len, rest[:-1])) + len(rest) - 1  # where the last message stands
     if sent[end - 1:end] != b"," or not sent.startswith(rest[-1], end):
         return None
-    return end - 1 - at, Sum(memoryview(sent)[at:end - 1]), end + len(rest[-1])
+    if system is not None:  # its blocks as that one made them; its JSON's read already: the rest's after it
+        (key, known), head = system, head
+        seen(SEEN_SYSTEMS, key, known)
+        b.hour |= known[0]
+        b.kinds += SYSTEM * len(known[2])
+        b.digests.frombytes(known[1])
+        b.sizes += known[2]
+        b.marks += known[3]
+        head.update(view[first - 1:end - 1])  # type: ignore[union-attr]
+        return end - 1 - at, head, end + len(rest[-1]), 0, 0  # type: ignore[return-value]
+    head = Sum(view[at:first - 1])
+    digest = head.intdigest()
+    head.update(view[first - 1:end - 1])
+    return end - 1 - at, head, end + len(rest[-1]), first - 1 - at, digest
 
 
 def found(sent: bytes, data: bytes, at: int) -> int:
@@ -105,6 +138,20 @@ def seen_tools(body: dict, sent: bytes, start: int = 0) -> tuple | None:
         length, digest = key
         if len(known[2]) == len(tools) and sent[t + length - 1:t + length + 1] in (b"],", b"]}") \
                 and checksum(memoryview(sent)[t:t + length]) == digest:
-            SEEN_TOOLS[key] = SEEN_TOOLS.pop(key, known)  # the newest again
+            seen(SEEN_TOOLS, key, known)
             return known[0], known[1], known[2], length, digest
     return None
+
+
+def seen(memo: OrderedDict, key: tuple, known: tuple) -> None:
+    """`known` the newest of `memo` (SEEN_TOOLS, SEEN_SYSTEMS), the oldest dropped past TOOLSETS; a worker thread
+    (diagnosis.py) may have dropped it meanwhile."""
+    memo[key] = memo.pop(key, known)
+    if len(memo) > TOOLSETS:
+        memo.popitem(last=False)
+
+
+# a leading system text's JSON (its length, its checksum) -> whether its markers ask an hour, its blocks (their
+# hashes, 8 bytes each, and sizes) and the ones a marker ends (the model's block 0): an agent's every session sends
+# the same one
+SEEN_SYSTEMS: OrderedDict[tuple[int, int], tuple[bool, bytes, array, tuple[int, ...]]] = OrderedDict()

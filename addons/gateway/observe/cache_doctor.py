@@ -24,7 +24,7 @@ from ..cache.prints import MID_SYSTEM, MODEL, SYSTEM, TOOL
 from ..cache.prints_forms import CHAT, places
 from ..cache_usage import EXPLICIT, read as read_cache
 from ..cache_turn import CacheTurn
-from ..observer import Observer, failed, usage_int
+from ..observer import Observer
 from ..pricing.prices import PriceTable
 from ..turn import outcome
 
@@ -65,9 +65,14 @@ class CacheDoctor(Observer):
             self.diagnoser.begin(ex)  # a long one printed by a worker thread meanwhile
 
     def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
-        usage, conversation = ex.result.usage, ex.conversation
-        prompt = usage_int(usage, "prompt_tokens")
-        if prompt is None or failed(ex):
+        result, conversation = ex.result, ex.conversation
+        usage = result.usage
+        prompt = usage.get("prompt_tokens") if isinstance(usage, dict) else None  # observer.usage_int, no call
+        if not isinstance(prompt, int) or prompt.__class__ is bool:
+            return
+        error = result.error  # observer.failed, no call: a turn counted is read in ~150 Python calls and operations
+        status = result.status if result.status is not None else error.status if error is not None else None
+        if error is not None or result.stream_error or status is None or status >= 400:
             return
         if not self.at_once and ex.cache_print is not None and not ex.cache_print.done():
             return  # not made within dispatch.PRINT_WAIT_S, or the gateway stops: not made again here, not judged
@@ -98,8 +103,7 @@ class CacheDoctor(Observer):
         if verdict.cause is not None:
             cache.lost_usd = self._lost_usd(ex, verdict.lost)
         outcome.cache_judged(ex, cache)
-        meta = flow.metadata.get("qwen")
-        if self.shown and isinstance(meta, dict):
+        if self.shown and isinstance(meta := flow.metadata.get("qwen"), dict):
             self._show(ex, cache, verdict, was, now, meta)
 
     def _keep_only(self, ex: Exchange, prompt: int) -> None:

@@ -266,3 +266,35 @@ def test_the_settings_and_the_model_s_block_are_read_as_before():
     for model in ("qwen3-coder-plus", "qwen3-coder-plus", None, 7):
         data = jsonio.dumps(model)
         assert prints.model_block(model) == (data, prints.checksum(data))
+
+
+@pytest.mark.parametrize("system", ["plain", "parts", "hour", "two"])
+def test_a_new_conversation_with_a_system_text_seen_before_takes_its_blocks(system, monkeypatch):
+    """An agent's every session sends the same system text (Codex's 20 kB of instructions): a conversation's first
+    turn takes its blocks from a system text any conversation sent before, found where its messages begin in the
+    bytes sent (its JSON's length and checksum), instead of encoding it again; the same print as read whole."""
+    lead = {"plain": [{"role": "system", "content": SYSTEM}],
+            "parts": [{"role": "system", "content": [{"type": "text", "text": SYSTEM}, {
+                "type": "text", "text": "env", "cache_control": {"type": "ephemeral"}}]}],
+            "hour": [{"role": "system", "content": [{"type": "text", "text": SYSTEM,
+                                                     "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}],
+            "two": [{"role": "system", "content": SYSTEM}, {"role": "developer", "content": "be brief"}]}[system]
+    body, data = sent(lead + [{"role": "user", "content": "first"}])
+    assert same(of_sent(body, data, None), of_chat(body))  # seen once
+    encoded = []
+    real = prints.dumps
+    monkeypatch.setattr(prints_chat, "dumps", lambda obj: encoded.append(obj) or real(obj))
+    for then in ([{"role": "user", "content": "another session"}],
+                 [{"role": "user", "content": "a third"}, {"role": "assistant", "content": "ok"},
+                  {"role": "user", "content": "go"}]):
+        body, data = sent(lead + then)
+        made = of_sent(body, data, None)
+        assert not encoded  # the system text's blocks taken, not encoded again
+        whole = of_chat(body)  # (encodes it)
+        encoded.clear()
+        assert same(made, whole) and (made.reuse.head_len, made.reuse.head_sum) == (whole.reuse.head_len,
+                                                                                     whole.reuse.head_sum)
+    changed = [{"role": "system", "content": f"{SYSTEM} Changed for {system}."}, {"role": "user", "content": "hi"}]
+    body, data = sent(changed)
+    made = of_sent(body, data, None)
+    assert encoded and same(made, of_chat(body))  # another: encoded
