@@ -21,6 +21,7 @@ from __future__ import annotations
 from array import array
 from collections import OrderedDict
 from itertools import chain
+from typing import NamedTuple
 
 import orjson
 
@@ -39,24 +40,26 @@ MESSAGES_KEY = b'"messages":['  # as orjson writes it: a quote inside a string i
 MINUTES, HOUR = 300.0, 3600.0  # a cached prefix's lifetimes: Qwen's default, and Qwen4's `ttl: "1h"`
 
 
-class Reuse:
+class Reuse(NamedTuple):
     """What the next turn of a chat conversation checks to take this turn's blocks instead of making them again:
     the JSON of all its messages but the last (the one the gateway's marker moves from) and of its tools, each
-    as a length and a checksum (checksum.py), with how many blocks each made."""
+    as a length and a checksum (checksum.py), with how many blocks each made. A tuple, made each turn by
+    `tuple.__new__(Reuse, (…))`: a class's __init__, or this one's own __new__, cost twice the instructions."""
 
-    __slots__ = ("messages", "lead", "head_len", "head_sum", "head_hour", "tools_len", "tools_sum", "tools_hour",
-                 "system_blocks", "tool_blocks", "last_len", "next_sum")
-
-    def __init__(self, messages: int, lead: int, head_len: int, head_sum: int, head_hour: bool, tools_len: int,
-                 tools_sum: int, tools_hour: bool, system_blocks: int, tool_blocks: int, last_len: int = 0,
-                 next_sum: int = 0) -> None:
-        self.messages, self.lead, self.head_len, self.head_sum, self.head_hour = messages, lead, head_len, head_sum, \
-            head_hour
-        self.tools_len, self.tools_sum, self.tools_hour = tools_len, tools_sum, tools_hour
-        self.system_blocks, self.tool_blocks = system_blocks, tool_blocks
-        # the last message as the next turn sends it, its marker gone (its JSON's length; 0: not foreseen), and the
-        # checksum of the head grown by it: where the next turn's bytes match, that message is not read again
-        self.last_len, self.next_sum = last_len, next_sum
+    messages: int
+    lead: int
+    head_len: int
+    head_sum: int
+    head_hour: bool
+    tools_len: int
+    tools_sum: int
+    tools_hour: bool
+    system_blocks: int
+    tool_blocks: int
+    # the last message as the next turn sends it, its marker gone (its JSON's length; 0: not foreseen), and the
+    # checksum of the head grown by it: where the next turn's bytes match, that message is not read again
+    last_len: int = 0
+    next_sum: int = 0
 
 
 class Print:

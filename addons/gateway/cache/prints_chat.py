@@ -57,8 +57,8 @@ def of_chat(body: dict, settings: bool = False, tools: tuple | None = None, sent
     tools_len, tools_sum = (len(b.whole_tools), b.tools_sum if b.whole_tools else checksum(b"")) if tools is None \
         else tools[3:]
     head_hour = head_hour or any(i < len(b.kinds) - 1 for i in b.hour_blocks)
-    reuse = Reuse(len(messages), lead, head[0], head_sum, head_hour, tools_len, tools_sum,
-                  b.tools_hour, system_blocks, tool_blocks, last_len, next_sum) if messages else None
+    reuse = tuple.__new__(Reuse, (len(messages), lead, head[0], head_sum, head_hour, tools_len, tools_sum,
+                                  b.tools_hour, system_blocks, tool_blocks, last_len, next_sum)) if messages else None
     return b.done(settings_of(body) if settings else 0, reuse)
 
 

@@ -33,6 +33,9 @@ def grown(body: dict, messages: list, before: Print, reuse: Reuse, kept: int, he
     the rest's made. `head`: the checksum of the repeated messages' JSON, running; `at`: where the messages begin in
     `sent` (`view` of it); `foreseen`: the last repeated message is `before`'s last, as it foresaw (its block taken,
     its marker's gone). None: the tools are not `before`'s (the turn is read whole)."""
+    # its fields as locals: a tuple's field read by name costs ~250 instructions, unpacked once ~20 each
+    _, lead, was_len, was_sum, was_hour, tools_len, tools_sum, tools_hour, system_blocks, tool_blocks, was_last, _ = \
+        reuse
     tail = messages[kept:]
     n = len(tail)
     b = None if n <= SLICE else Blocks(None, True)  # a prints.Blocks, for a tail other than the common one
@@ -68,16 +71,15 @@ def grown(body: dict, messages: list, before: Print, reuse: Reuse, kept: int, he
         datas, b = encoded(tail), Blocks(None, True)
         last = datas[-1]
     size = datas[-1] if datas[-1].__class__ is int else len(datas[-1])  # the last message's, as sent
-    repeated = before.first_message + kept - reuse.lead  # the blocks this turn repeats
+    repeated = before.first_message + kept - lead  # the blocks this turn repeats
     unmarked = repeated - 1 if foreseen else repeated  # before's blocks as they were: its last one's marker gone
     model, digest = model_block(body.get("model"))
     parts = [digest.to_bytes(8, byteorder), before.raw[8:8 * repeated]]  # the print's hashes: the repeated, the new
     sizes = before.sizes[:repeated]  # each step an object made: one a message, in the loop below
     sizes[0] = len(model)
     if foreseen:  # its JSON without its marker now
-        sizes[-1] = reuse.last_len
-    head_len = reuse.head_len + (1 + reuse.last_len if reuse.head_len else reuse.last_len) if foreseen else \
-        reuse.head_len
+        sizes[-1] = was_last
+    head_len = was_len + (1 + was_last if was_len else was_last) if foreseen else was_len
     if n > 1 and head is None:
         head = Sum()
     for data in datas[:n - 1]:  # the messages the next turn will repeat: the head grows by them
@@ -89,18 +91,18 @@ def grown(body: dict, messages: list, before: Print, reuse: Reuse, kept: int, he
             parts.append(checksum(data).to_bytes(8, byteorder))
     sizes.append(size)
     tools = body.get("tools")  # the turn before's, where they stand after the messages (else before them)
-    if reuse.tools_len and isinstance(tools, list) and tools:
+    if tools_len and isinstance(tools, list) and tools:
         t = sent.find(TOOLS_KEY, at + head_len + size + (1 if head_len else 0))
         t = (t if t >= 0 else sent.find(TOOLS_KEY, 0, at)) + len(TOOLS_KEY) - 1
-        if t < len(TOOLS_KEY) - 1 or sent[t + reuse.tools_len:t + reuse.tools_len + 1] not in (b",", b"}") \
-                or checksum(view[t:t + reuse.tools_len]) != reuse.tools_sum:
+        if t < len(TOOLS_KEY) - 1 or sent[t + tools_len:t + tools_len + 1] not in (b",", b"}") \
+                or checksum(view[t:t + tools_len]) != tools_sum:
             return None
-    elif reuse.tools_len or tools:
+    elif tools_len or tools:
         return None
     marks = before.marks  # the repeated blocks' markers, then the new messages'
     if marks and marks[-1] >= unmarked:
         marks = marks[:bisect_left(marks, unmarked)]
-    head_hour = reuse.head_hour
+    head_hour = was_hour
     texts = spans = None  # the new messages' (Print.texts, Print.spans)
     if b is None:
         parts.append(checksum(last).to_bytes(8, byteorder))
@@ -123,7 +125,7 @@ def grown(body: dict, messages: list, before: Print, reuse: Reuse, kept: int, he
     if before.spans or spans:  # as `texts`; none left: as a print read whole has (compared as equal)
         spans = {**{i: s for i, s in (before.spans or {}).items() if i < unmarked},
                  **{repeated + i: s for i, s in (spans or {}).items()}} or None
-    head_sum = head.intdigest() if head is not None else reuse.head_sum
+    head_sum = head.intdigest() if head is not None else was_sum
     last_len = next_sum = 0
     if last:  # as prints_chat.of_chat foresees it
         if head is None:
@@ -132,8 +134,8 @@ def grown(body: dict, messages: list, before: Print, reuse: Reuse, kept: int, he
             head.update(b",")
         head.update(last)
         last_len, next_sum = len(last), head.intdigest()
-    hour = reuse.head_hour or reuse.tools_hour or hour
-    nxt = Reuse(len(messages), reuse.lead, head_len, head_sum, head_hour, reuse.tools_len, reuse.tools_sum,
-                reuse.tools_hour, reuse.system_blocks, reuse.tool_blocks, last_len, next_sum)
+    hour = was_hour or tools_hour or hour
+    nxt = tuple.__new__(Reuse, (len(messages), lead, head_len, head_sum, head_hour, tools_len, tools_sum, tools_hour,
+                                system_blocks, tool_blocks, last_len, next_sum))
     return Print(MODEL + before.kinds[1:repeated] + kinds, b"".join(parts), sizes, before.first_message, texts,
                  settings_of(body) if settings else 0, HOUR if hour else MINUTES, nxt, marks, spans)

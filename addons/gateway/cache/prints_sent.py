@@ -19,24 +19,27 @@ def of_sent(body: dict, sent: bytes, before: Print | None, settings: bool = Fals
     where this body repeats it."""
     reuse = before.reuse if before is not None else None
     messages = body.get("messages")
-    kept = reuse.messages - 1 if reuse is not None else -1  # messages this turn repeats, the last one's marker aside
-    if before is None or reuse is None or not sent or not isinstance(messages, list) or len(messages) <= kept \
-            or kept < reuse.lead:
+    if reuse is None or not sent or not isinstance(messages, list):
+        return of_chat(body, settings, None, sent)
+    # its fields as locals: a tuple's field read by name costs ~250 instructions, unpacked once ~20 each
+    kept, lead, head_len, head_sum, _, _, _, _, _, _, last_len, next_sum = reuse
+    kept -= 1  # messages this turn repeats, the last one's marker aside
+    if len(messages) <= kept or kept < lead:
         return of_chat(body, settings, None, sent)
     at = sent.find(MESSAGES_KEY) + len(MESSAGES_KEY)
     if at < len(MESSAGES_KEY):
         return of_chat(body, settings, None, sent)
     view = memoryview(sent)
-    end = at + reuse.head_len
+    end = at + head_len
     # the turn before's last message as it foresaw (its marker gone), then a new one: the head and it read at once
-    stop = end + (1 if kept else 0) + reuse.last_len
+    stop = end + (1 if kept else 0) + last_len
     head: Sum | None
-    if reuse.last_len and len(messages) > kept + 1 and sent[stop:stop + 1] == b"," \
-            and (head := Sum(view[at:stop])).intdigest() == reuse.next_sum:
+    if last_len and len(messages) > kept + 1 and sent[stop:stop + 1] == b"," \
+            and (head := Sum(view[at:stop])).intdigest() == next_sum:
         made = grown(body, messages, before, reuse, kept + 1, head, settings, sent, view, at, True)
     else:
         head = Sum(view[at:end]) if kept else None  # read once: checked, then grown by this turn's messages
-        if head is not None and (sent[end:end + 1] != b"," or head.intdigest() != reuse.head_sum):
+        if head is not None and (sent[end:end + 1] != b"," or head.intdigest() != head_sum):
             # the messages read whole; the tools, where the same, not (a marker moved in the system text)
             return of_chat(body, settings, _tools(before, reuse) if same_tools(body, sent, reuse, at) else None, sent)
         made = grown(body, messages, before, reuse, kept, head, settings, sent, view, at, False)
