@@ -43,11 +43,17 @@ class Turn:
     __slots__ = ("turn", "at", "account", "route", "lifetime", "print", "blocks", "prompt", "cached", "written",
                  "explicit", "tenant", "marks")
 
-    def __init__(self, print_: Print, *, at: float, account: str = "", route: str = "", lifetime: float = 300.0,
+    def __init__(self, print_: Print, at: float, account: str = "", route: str = "", lifetime: float = 300.0,
                  tenant: str = "") -> None:
-        self.print, self.blocks = print_, len(print_.kinds)
+        self.print = print_  # each its own statement: a tuple of several built and unpacked costs more
+        self.blocks = len(print_.kinds)
         self.marks = print_.marks  # its own: a later turn sharing its print marks other blocks
-        self.turn, self.at, self.account, self.route, self.lifetime, self.tenant = 0, at, account, route, lifetime, tenant
+        self.turn = 0
+        self.at = at
+        self.account = account
+        self.route = route
+        self.lifetime = lifetime
+        self.tenant = tenant
         self.prompt: int | None = None  # Qwen's usage: unknown until the answer ends
         self.cached = self.written = 0
         self.explicit = False  # the explicit cache (markers): what it read and wrote stays for its lifetime
@@ -220,6 +226,16 @@ def closest(earlier: Sequence[Turn], now: Turn) -> Turn | None:
                     and common(seen.raw, raw) >= opening:
                 return seen
     return best
+
+
+def read_all(was: Turn, now: Turn) -> bool:
+    """Whether `now`, which begins with all of `was` (`grew`), read what `was` left in the cache: `diagnose(was,
+    now, grown=True)` names no cause (the doctor's common turn, told without a Verdict made)."""
+    if was.explicit:
+        reach = was.cached + was.written
+        prompt = now.prompt or 0
+        return now.cached + SLACK >= (reach if reach < prompt else prompt)
+    return now.cached >= was.cached
 
 
 def diagnose(was: Turn | None, now: Turn, change: Change | None = None, grown: bool = False) -> Verdict:

@@ -101,8 +101,7 @@ class Diagnoser:
             leg = attempt.leg  # as _made, without its call
             found = of_body(body, leg.suffix) if leg.passthrough else of_sent(body, attempt.sent, before,
                                                                                  asked is not None)
-        seen = Turn(found, at=ex.started_at, account=attempt.account, route=attempt.route, lifetime=found.lifetime,
-                    tenant=tenant)
+        seen = Turn(found, ex.started_at, attempt.account, attempt.route, found.lifetime, tenant)  # (at, account…)
         if asked is not None:
             asked.seen = seen
         return seen

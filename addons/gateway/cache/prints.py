@@ -73,8 +73,15 @@ class Print:
     def __init__(self, kinds: str, raw: bytes, sizes: array, first_message: int, texts: dict[int, int] | None,
                  settings: int = 0, lifetime: float = MINUTES, reuse: Reuse | None = None,
                  marks: tuple[int, ...] = (), spans: dict[int, int] | None = None) -> None:
-        self.kinds, self.raw, self.sizes, self.first_message = kinds, raw, sizes, first_message
-        self.texts, self.settings, self.lifetime, self.reuse, self.spans = texts, settings, lifetime, reuse, spans
+        self.kinds = kinds  # each its own statement: a tuple of several built and unpacked costs more
+        self.raw = raw
+        self.sizes = sizes
+        self.first_message = first_message
+        self.texts = texts
+        self.settings = settings
+        self.lifetime = lifetime
+        self.reuse = reuse
+        self.spans = spans
         self.marks = marks  # the blocks a cache marker ends (a system part, a message): where Qwen stores a prefix
         # spans: a message block of other than one content part, its parts (what Qwen's lookback counts)
         # the bytes it keeps (its buffers and its objects), for the memory's bounds: read there without a call

@@ -20,7 +20,7 @@ import orjson
 
 from .checksum import Sum
 from .parts import MARKERS, TEXTS, asks_hour
-from .prints import HOUR, MESSAGE, MINUTES, MODEL, SLICE, SYSTEM_ROLES, Blocks, Print, Reuse, checksum, encoded, \
+from .prints import HOUR, MESSAGE, MINUTES, SLICE, SYSTEM_ROLES, Blocks, Print, Reuse, checksum, encoded, \
     model_block, settings_of
 
 TOOLS_KEY = b'"tools":['  # as orjson writes it (a quote in a string is escaped)
@@ -111,7 +111,10 @@ def grown(body: dict, messages: list, before: Print, reuse: Reuse, kept: int, he
         if text is not None:
             if "cache_control" in m or "cache_control" in part or "prompt_cache_breakpoint" in part:
                 marks += (repeated + n - 1,)
-            hour = asks_hour(part) or ("cache_control" in m and asks_hour(m))
+            marker = part.get("cache_control")  # parts.asks_hour(part), without its call
+            hour = marker.__class__ is dict and marker.get("ttl") == "1h" or (
+                (marker := part.get("prompt_cache_breakpoint")).__class__ is dict and marker.get("ttl") == "1h") or (
+                "cache_control" in m and asks_hour(m))
     else:
         b.add_messages(tail, datas)  # its blocks numbered from 0: they follow the repeated ones
         parts.append(b.digests.tobytes())
@@ -137,5 +140,5 @@ def grown(body: dict, messages: list, before: Print, reuse: Reuse, kept: int, he
     hour = was_hour or tools_hour or hour
     nxt = tuple.__new__(Reuse, (len(messages), lead, head_len, head_sum, head_hour, tools_len, tools_sum, tools_hour,
                                 system_blocks, tool_blocks, last_len, next_sum))
-    return Print(MODEL + before.kinds[1:repeated] + kinds, b"".join(parts), sizes, before.first_message, texts,
+    return Print(before.kinds[:repeated] + kinds, b"".join(parts), sizes, before.first_message, texts,
                  settings_of(body) if settings else 0, HOUR if hour else MINUTES, nxt, marks, spans)

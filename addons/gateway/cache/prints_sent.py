@@ -19,7 +19,7 @@ def of_sent(body: dict, sent: bytes, before: Print | None, settings: bool = Fals
     where this body repeats it."""
     reuse = before.reuse if before is not None else None
     messages = body.get("messages")
-    if reuse is None or not sent or not isinstance(messages, list):
+    if before is None or reuse is None or not sent or not isinstance(messages, list):
         return of_chat(body, settings, None, sent)
     # its fields as locals: a tuple's field read by name costs ~250 instructions, unpacked once ~20 each
     kept, lead, head_len, head_sum, _, _, _, _, _, _, last_len, next_sum = reuse

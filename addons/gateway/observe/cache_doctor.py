@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from mitmproxy import ctx
 
-from ..cache.compare import CAUSES, Turn, Verdict, closest, diagnose, first_change, grew
+from ..cache.compare import CAUSES, Turn, Verdict, closest, diagnose, first_change, grew, read_all
 from ..cache.diagnosis import Diagnoser
 from ..cache.prints import MID_SYSTEM, MODEL, SYSTEM, TOOL
 from ..cache.prints_forms import CHAT, places
@@ -83,11 +83,16 @@ class CacheDoctor(Observer):
         if now is None:
             return
         cached, written, _, kind = read_cache(usage)
-        now.prompt, now.cached, now.written, now.explicit = prompt, cached or 0, written or 0, kind == EXPLICIT
+        now.prompt = prompt
+        now.cached = cached or 0
+        now.written = written or 0
+        now.explicit = kind == EXPLICIT
         kept = self.memory.kept(conversation.key, ex.key.name, now, by_opening=conversation.source == "opening")
         turns, was = kept.turns, None
+        verdict: Verdict | None = None  # None: it grew from the newest turn and read all that turn left (no cause)
         if turns and (was := turns[-1]).prompt is not None and grew(was, now):  # the common case, in fewer calls
-            verdict = diagnose(was, now, grown=True)
+            if not read_all(was, now) or self.shown:
+                verdict = diagnose(was, now, grown=True)
         else:
             was = closest(turns, now)
             verdict = diagnose(was, now)
@@ -98,12 +103,16 @@ class CacheDoctor(Observer):
             self.memory.keep_id(ex.key.name, named, now)
         if self.diagnoser.shared is not None:  # the team's other gateways: the turn's number, its print, its id
             self.diagnoser.shared.put(kept.key, now, named)
-        cache = CacheTurn(kept.key, now.turn, prompt, now.cached, now.written, verdict.cause, verdict.lost,
-                          lifetime=now.lifetime if now.explicit else None)
-        if verdict.cause is not None:
-            cache.lost_usd = self._lost_usd(ex, verdict.lost)
+        if verdict is None:
+            cache = CacheTurn(kept.key, now.turn, prompt, now.cached, now.written,
+                              lifetime=now.lifetime if now.explicit else None)
+        else:
+            cache = CacheTurn(kept.key, now.turn, prompt, now.cached, now.written, verdict.cause, verdict.lost,
+                              lifetime=now.lifetime if now.explicit else None)
+            if verdict.cause is not None:
+                cache.lost_usd = self._lost_usd(ex, verdict.lost)
         outcome.cache_judged(ex, cache)
-        if self.shown and isinstance(meta := flow.metadata.get("qwen"), dict):
+        if self.shown and verdict is not None and isinstance(meta := flow.metadata.get("qwen"), dict):
             self._show(ex, cache, verdict, was, now, meta)
 
     def _keep_only(self, ex: Exchange, prompt: int) -> None:
