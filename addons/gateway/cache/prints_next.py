@@ -100,8 +100,8 @@ def grown(body: dict, messages: list, before: Print, reuse: Reuse, kept: int, he
     elif tools_len or tools:
         return None
     marks = before.marks  # the repeated blocks' markers, then the new messages'
-    if marks and marks[-1] >= unmarked:
-        marks = marks[:bisect_left(marks, unmarked)]
+    if marks and marks[-1] >= unmarked:  # commonly the turn before's last message's alone
+        marks = marks[:-1] if len(marks) < 2 or marks[-2] < unmarked else marks[:bisect_left(marks, unmarked)]
     head_hour = was_hour
     texts = spans = None  # the new messages' (Print.texts, Print.spans)
     if b is None:

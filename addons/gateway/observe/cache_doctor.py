@@ -87,7 +87,7 @@ class CacheDoctor(Observer):
         now.cached = cached or 0
         now.written = written or 0
         now.explicit = kind == EXPLICIT
-        kept = self.memory.kept(conversation.key, ex.key.name, now, by_opening=conversation.source == "opening")
+        kept = self.memory.kept(conversation.key, ex.key.name, now, conversation.source == "opening")  # by_opening
         turns, was = kept.turns, None
         verdict: Verdict | None = None  # None: it grew from the newest turn and read all that turn left (no cause)
         if turns and (was := turns[-1]).prompt is not None and grew(was, now):  # the common case, in fewer calls
