@@ -140,5 +140,14 @@ def grown(body: dict, messages: list, before: Print, reuse: Reuse, kept: int, he
     hour = was_hour or tools_hour or hour
     nxt = tuple.__new__(Reuse, (len(messages), lead, head_len, head_sum, head_hour, tools_len, tools_sum, tools_hour,
                                 system_blocks, tool_blocks, last_len, next_sum))
-    return Print(before.kinds[:repeated] + kinds, b"".join(parts), sizes, before.first_message, texts,
-                 settings_of(body) if settings else 0, HOUR if hour else MINUTES, nxt, marks, spans)
+    read = 0  # the settings' hash: prints.settings_of, its common case without its call (the same list)
+    if settings:
+        g = body.get
+        try:
+            read = checksum(orjson.dumps([g("tool_choice"), g("enable_thinking"), g("thinking_budget"),
+                                          g("reasoning_effort"), g("response_format"), g("thinking"), g("reasoning"),
+                                          g("text")]))
+        except (TypeError, orjson.JSONEncodeError):
+            read = settings_of(body)
+    return Print(before.kinds[:repeated] + kinds, b"".join(parts), sizes, before.first_message, texts, read,
+                 HOUR if hour else MINUTES, nxt, marks, spans)

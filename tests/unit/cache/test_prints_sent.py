@@ -262,6 +262,8 @@ def test_the_settings_and_the_model_s_block_are_read_as_before():
     model's block is kept by its name, the same as encoding it."""
     body = {k: {"value": i} for i, k in enumerate(prints.SETTINGS)}
     assert prints.settings_of(body) == prints.checksum(jsonio.dumps([body.get(k) for k in prints.SETTINGS]))
+    assert prints.SETTINGS == ("tool_choice", "enable_thinking", "thinking_budget", "reasoning_effort",
+                               "response_format", "thinking", "reasoning", "text")  # as settings_of and grown name them
     assert prints.settings_of({}) == prints.checksum(jsonio.dumps([None] * len(prints.SETTINGS)))
     for model in ("qwen3-coder-plus", "qwen3-coder-plus", None, 7):
         data = jsonio.dumps(model)
