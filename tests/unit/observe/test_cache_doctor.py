@@ -173,3 +173,19 @@ def test_a_miss_is_priced_as_its_request_was_the_accounts_list_first():
     listed = doctor_with((Tier(None, 7.0, 21.0, 1.4, name="Default"),))
     assert listed.lost == 3200 and listed.lost_usd == 3200 * (7.0 - 1.4) / 1e6  # the list's, not the table's 1.0 - 0.2
     assert doctor_with((Tier(None, 7.0, 21.0, name="Default"),)).lost_usd is None  # its read's price not given
+
+
+def test_a_turn_is_judged_exactly_when_the_observers_say_it_did_not_fail():
+    """`finished` reads `observer.failed` inline (a call fewer a turn): the two must not drift apart."""
+    from qwen_gateway.observer import failed
+
+    cases = [dict(status=s, error=e, stream_error=se) for s in (200, 299, 400, 499, 500, None)
+             for e in (None, (503, "upstream_error", "busy"), (None, "x", "y")) for se in (None, "cut")]
+    d = doctor()
+    for i, case in enumerate(cases):
+        ex = exchange(upstream_body=body(1), status=case["status"], error=case["error"],
+                      stream_error=case["stream_error"], usage={"prompt_tokens": 3000, "completion_tokens": 5})
+        ex.attempt.cred = Cred("default")
+        ex.conversation = Conversation(f"c{i}", "session")
+        d.finished(ex, answered(ex))
+        assert (ex.result.cache is not None) == (not failed(ex)), case
