@@ -65,7 +65,8 @@ def keys(value: object) -> object:
 
 def test_a_shape_keeps_structure_and_sizes_and_no_text():
     record = _script("record_claude_shapes")
-    shaped = record.Filler().body(BODY)
+    # a fixed key: random letters spelled one of the words looked for below once in 1,500 keys (a flaky test)
+    shaped = record.Filler(b"a fixed key, so that the filler is the same every run").body(BODY)
     assert keys(shaped) == keys(BODY) and len(orjson.dumps(shaped)) == len(orjson.dumps(BODY))
     assert [(len(a), len(a.encode())) for a in strings(shaped)] == [(len(b), len(b.encode())) for b in strings(BODY)]
     text = orjson.dumps(shaped).decode()
