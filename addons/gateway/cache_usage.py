@@ -29,10 +29,10 @@ def read(usage: object) -> tuple[int | None, int | None, int, str | None]:
     cached = details.get("cached_tokens")  # _count's test, read here: every turn's, without a call
     if cached is None:
         cached = usage.get("cached_tokens")
-    cached = cached if type(cached) is int and cached >= 0 else None
+    cached = cached if cached.__class__ is int and cached >= 0 else None  # type() not called: ~300 instructions
     qwens = details.get("cache_creation_input_tokens")
     written = details.get("cache_write_tokens") if qwens is None else qwens
-    written = written if type(written) is int and written >= 0 else None
+    written = written if written.__class__ is int and written >= 0 else None
     hour = 0
     if written:
         creation = details.get("cache_creation")

@@ -43,11 +43,17 @@ class Turn:
     __slots__ = ("turn", "at", "account", "route", "lifetime", "print", "blocks", "prompt", "cached", "written",
                  "explicit", "tenant", "marks")
 
-    def __init__(self, print_: Print, *, at: float, account: str = "", route: str = "", lifetime: float = 300.0,
+    def __init__(self, print_: Print, at: float, account: str = "", route: str = "", lifetime: float = 300.0,
                  tenant: str = "") -> None:
-        self.print, self.blocks = print_, len(print_.kinds)
+        self.print = print_  # each its own statement: a tuple of several built and unpacked costs more
+        self.blocks = len(print_.kinds)
         self.marks = print_.marks  # its own: a later turn sharing its print marks other blocks
-        self.turn, self.at, self.account, self.route, self.lifetime, self.tenant = 0, at, account, route, lifetime, tenant
+        self.turn = 0
+        self.at = at
+        self.account = account
+        self.route = route
+        self.lifetime = lifetime
+        self.tenant = tenant
         self.prompt: int | None = None  # Qwen's usage: unknown until the answer ends
         self.cached = self.written = 0
         self.explicit = False  # the explicit cache (markers): what it read and wrote stays for its lifetime
@@ -222,25 +228,35 @@ def closest(earlier: Sequence[Turn], now: Turn) -> Turn | None:
     return best
 
 
+def read_all(was: Turn, now: Turn) -> bool:
+    """Whether `now`, which begins with all of `was` (`grew`), read what `was` left in the cache: `diagnose(was,
+    now, grown=True)` names no cause (the doctor's common turn, told without a Verdict made)."""
+    if was.explicit:
+        reach = was.cached + was.written
+        prompt = now.prompt or 0
+        return now.cached + SLACK >= (reach if reach < prompt else prompt)
+    return now.cached >= was.cached
+
+
 def diagnose(was: Turn | None, now: Turn, change: Change | None = None, grown: bool = False) -> Verdict:
     """Whether `now` read less than `was` (the turn it continues) left in the cache, and why (see the module);
     `grown`: `now` begins with all of `was` (`grew` said so), so no change is looked for."""
-    prompt = now.prompt or 0
-    missed = max(0, prompt - now.cached)
+    prompt = now.prompt or 0  # max and min not called: a builtin's call costs ~1,500 instructions, four times this
+    missed = prompt - now.cached if prompt > now.cached else 0
     if was is None or was.prompt is None:
         return Verdict(now.turn, None, missed, 0, None, None)
     if change is None and not grown:
         change = first_change(was, now)
     if was.explicit:  # what it read and wrote stays for its lifetime
-        reach = min(was.cached + was.written, prompt)
+        reach = was.cached + was.written if was.cached + was.written < prompt else prompt
         if now.cached + SLACK >= reach:
             return Verdict(now.turn, was.turn, missed, 0, None, change)
     else:  # the implicit cache promises nothing: less read than that turn, or a changed prefix that missed more
-        reach = min(was.prompt, prompt)
+        reach = was.prompt if was.prompt < prompt else prompt
         if not (now.cached < was.cached or (change is not None and now.cached < was.prompt
                                             and missed > was.prompt - was.cached)):
             return Verdict(now.turn, was.turn, missed, 0, None, change)
-    lost = max(0, reach - now.cached)
+    lost = reach - now.cached if reach > now.cached else 0
     if now.account != was.account:  # the whole cache is the other account's, whatever else changed
         cause = "account"
     elif now.at - was.at > was.lifetime:

@@ -90,16 +90,18 @@ class Diagnoser:
         body = ex.attempt.body
         if not isinstance(body, dict):
             return None
-        printing = ex.cache_print
+        printing, attempt, tenant = ex.cache_print, ex.attempt, ex.key.name
         if printing is not None and printing.done() and not printing.cancelled() and printing.exception() is None:
             found = printing.result()  # made by a worker thread (begin)
-        else:  # the conversation's previous turn: what this one repeats of it is not read again
-            before = self.memory.newest(ex.key.name, ex.conversation.key) if ex.conversation is not None else None
-            leg = ex.attempt.leg  # as _made, without its call
-            found = of_body(body, leg.suffix) if leg.passthrough else of_sent(body, ex.attempt.sent, before,
+        else:  # the conversation's previous turn (Memory.newest, read without its call): what this one repeats of
+            # it is not read again
+            kept = self.memory.conversations.get((tenant, ex.conversation.key)) if ex.conversation is not None \
+                else None
+            before = kept.turns[-1].print if kept is not None and kept.turns else None
+            leg = attempt.leg  # as _made, without its call
+            found = of_body(body, leg.suffix) if leg.passthrough else of_sent(body, attempt.sent, before,
                                                                                  asked is not None)
-        seen = Turn(found, at=ex.started_at, account=ex.attempt.account, route=ex.attempt.route, lifetime=found.lifetime,
-                    tenant=ex.key.name)
+        seen = Turn(found, ex.started_at, attempt.account, attempt.route, found.lifetime, tenant)  # (at, account…)
         if asked is not None:
             asked.seen = seen
         return seen

@@ -73,23 +73,21 @@ class Memory:
         """`now` becomes the conversation's newest turn; earlier turns it begins with share its print."""
         kept.count += 1
         now.turn = kept.count
-        raw, kinds = now.print.raw[:8 * now.blocks], now.print.kinds  # Turn.raw, read without a call
+        made = now.print
+        raw, kinds = made.raw[:8 * now.blocks], made.kinds  # Turn.raw, read without a call
         kept.turns.append(now)  # the oldest dropped beyond TURNS_KEPT
-        prints = [now.print]  # each print once, however many turns share it (compared by identity)
+        size, others = made.footprint, None  # each print's bytes once, however many turns share it (by identity)
         shared = None  # a print `now` begins with, as far as its newest turn has it: its older turns have less
         for seen in reversed(kept.turns):
             p = seen.print
-            if p is now.print:
+            if p is made:
                 continue
-            n = seen.blocks  # Turn.raw and its kinds read here, not by a call
-            if p is shared or (raw.startswith(p.raw[:8 * n]) and kinds.startswith(p.kinds[:n])):
-                shared = p
-                seen.print = now.print  # the same blocks: only its count of them is its own
-            elif p not in prints:
-                prints.append(p)
-        size = 0
-        for p in prints:
-            size += p.footprint
+            if p is shared or (raw.startswith(p.raw[:8 * seen.blocks]) and kinds.startswith(p.kinds[:seen.blocks])):
+                shared = p  # Turn.raw and its kinds read here, not by a call
+                seen.print = made  # the same blocks: only its count of them is its own
+            elif others is None or p not in others:
+                others = [p] if others is None else others + [p]
+                size += p.footprint
         self.bytes += size - kept.bytes
         kept.bytes = size
         if self.bytes > BYTES:

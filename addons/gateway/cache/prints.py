@@ -11,9 +11,9 @@ joins them), so a message's text parts count as their joined text; cache markers
 no part of the prompt. Each block is hashed from its compact JSON (orjson) with xxh3 (checksum.py): the same in
 every process, so gateways of one team compare each other's turns (shared.py); a hash, never a copy of the
 prompt. Each block's size (bytes of JSON) gives the token
-estimates clients are told. A chat body also keeps what lets the next turn of its conversation skip the part it
-repeats (`Reuse`, prints_sent.py); a pass-through body (Anthropic's form, Qwen's own Responses API's) is read by
-prints_forms.py into the same blocks.
+estimates clients are told. A chat body is read by prints_chat.py, and also keeps what lets the next turn of its
+conversation skip the part it repeats (`Reuse`, prints_sent.py); a pass-through body (Anthropic's form, Qwen's own
+Responses API's) is read by prints_forms.py into the same blocks.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from __future__ import annotations
 from array import array
 from collections import OrderedDict
 from itertools import chain
+from typing import NamedTuple
 
 import orjson
 
 from .. import jsonio
-from .checksum import Sum, checksum
+from .checksum import checksum
 from .parts import MARKERS, TEXTS, asks_hour, canonical_content, strip
 
 MODEL, SYSTEM, TOOL, MESSAGE, MID_SYSTEM = "M", "S", "T", "U", "Y"  # a block's kind, one letter each
@@ -39,24 +40,26 @@ MESSAGES_KEY = b'"messages":['  # as orjson writes it: a quote inside a string i
 MINUTES, HOUR = 300.0, 3600.0  # a cached prefix's lifetimes: Qwen's default, and Qwen4's `ttl: "1h"`
 
 
-class Reuse:
+class Reuse(NamedTuple):
     """What the next turn of a chat conversation checks to take this turn's blocks instead of making them again:
     the JSON of all its messages but the last (the one the gateway's marker moves from) and of its tools, each
-    as a length and a checksum (checksum.py), with how many blocks each made."""
+    as a length and a checksum (checksum.py), with how many blocks each made. A tuple, made each turn by
+    `tuple.__new__(Reuse, (…))`: a class's __init__, or this one's own __new__, cost twice the instructions."""
 
-    __slots__ = ("messages", "lead", "head_len", "head_sum", "head_hour", "tools_len", "tools_sum", "tools_hour",
-                 "system_blocks", "tool_blocks", "last_len", "next_sum")
-
-    def __init__(self, messages: int, lead: int, head_len: int, head_sum: int, head_hour: bool, tools_len: int,
-                 tools_sum: int, tools_hour: bool, system_blocks: int, tool_blocks: int, last_len: int = 0,
-                 next_sum: int = 0) -> None:
-        self.messages, self.lead, self.head_len, self.head_sum, self.head_hour = messages, lead, head_len, head_sum, \
-            head_hour
-        self.tools_len, self.tools_sum, self.tools_hour = tools_len, tools_sum, tools_hour
-        self.system_blocks, self.tool_blocks = system_blocks, tool_blocks
-        # the last message as the next turn sends it, its marker gone (its JSON's length; 0: not foreseen), and the
-        # checksum of the head grown by it: where the next turn's bytes match, that message is not read again
-        self.last_len, self.next_sum = last_len, next_sum
+    messages: int
+    lead: int
+    head_len: int
+    head_sum: int
+    head_hour: bool
+    tools_len: int
+    tools_sum: int
+    tools_hour: bool
+    system_blocks: int
+    tool_blocks: int
+    # the last message as the next turn sends it, its marker gone (its JSON's length; 0: not foreseen), and the
+    # checksum of the head grown by it: where the next turn's bytes match, that message is not read again
+    last_len: int = 0
+    next_sum: int = 0
 
 
 class Print:
@@ -70,8 +73,15 @@ class Print:
     def __init__(self, kinds: str, raw: bytes, sizes: array, first_message: int, texts: dict[int, int] | None,
                  settings: int = 0, lifetime: float = MINUTES, reuse: Reuse | None = None,
                  marks: tuple[int, ...] = (), spans: dict[int, int] | None = None) -> None:
-        self.kinds, self.raw, self.sizes, self.first_message = kinds, raw, sizes, first_message
-        self.texts, self.settings, self.lifetime, self.reuse, self.spans = texts, settings, lifetime, reuse, spans
+        self.kinds = kinds  # each its own statement: a tuple of several built and unpacked costs more
+        self.raw = raw
+        self.sizes = sizes
+        self.first_message = first_message
+        self.texts = texts
+        self.settings = settings
+        self.lifetime = lifetime
+        self.reuse = reuse
+        self.spans = spans
         self.marks = marks  # the blocks a cache marker ends (a system part, a message): where Qwen stores a prefix
         # spans: a message block of other than one content part, its parts (what Qwen's lookback counts)
         # the bytes it keeps (its buffers and its objects), for the memory's bounds: read there without a call
@@ -105,11 +115,10 @@ class Blocks:
                  "tools_hour", "hour_blocks", "marks", "spans", "canon", "last_json")
 
     def __init__(self, model: object, empty: bool = False) -> None:
-        model_json = dumps(model) if not empty else b""
+        model_json, digest = model_block(model) if not empty else (b"", 0)
         # arrays: a long conversation's hashes kept as no Python int each, whose scattered heap is not given back
-        self.kinds, self.digests, self.sizes = ([MODEL], array("Q", [checksum(model_json)]),
-                                                array("I", [len(model_json)])) if not empty else \
-            ([], array("Q"), array("I"))  # empty: blocks that follow others (prints_sent.py)
+        self.kinds, self.digests, self.sizes = ([MODEL], array("Q", [digest]), array("I", [len(model_json)])) \
+            if not empty else ([], array("Q"), array("I"))  # empty: blocks that follow others (prints_sent.py)
         self.first_message, self.hour, self.whole_tools, self.tools_hour = -1, False, b"", False
         self.tools_sum = 0  # the checksum of whole_tools, once made
         self.texts: dict[int, int] | None = None
@@ -173,8 +182,9 @@ class Blocks:
                 self.hour = True
                 self.hour_blocks.append(index)
             text, images = canonical_content(content)
-        out = {k: v for k, v in message.items() if k not in MARKERS}  # in their order: a string's hash the same
-        out["content"] = text
+        # in their order: a string's hash the same; no marker on the message, commonly: copied in one step
+        out = {**message, "content": text} if "cache_control" not in message and "prompt_cache_breakpoint" not in \
+            message else {k: text if k == "content" else v for k, v in message.items() if k not in MARKERS}
         try:  # orjson itself: through dumps, one Python call more on every turn's last message
             data = orjson.dumps(out)
         except (TypeError, orjson.JSONEncodeError):
@@ -196,17 +206,17 @@ class Blocks:
             known = SEEN_TOOLS.get(key := (len(whole), self.tools_sum))
             if known is None:
                 hour = any(isinstance(t, dict) and asks_hour(t) for t in tools)
-                known = SEEN_TOOLS[key] = (hour, [(checksum(d), len(d)) for d in (dumps(strip(t)) for t in tools)])
+                datas = [dumps(strip(t)) for t in tools]
+                known = SEEN_TOOLS[key] = (hour, array("Q", map(checksum, datas)).tobytes(), array("I", map(len, datas)))
                 if len(SEEN_TOOLS) > TOOLSETS:
                     SEEN_TOOLS.popitem(last=False)
             else:  # moved to the end; a worker thread (diagnosis.py) may have dropped it meanwhile
                 SEEN_TOOLS[key] = SEEN_TOOLS.pop(key, known)
         self.hour |= known[0]
         self.tools_hour = known[0]
-        for digest, size in known[1]:
-            self.kinds.append(TOOL)
-            self.digests.append(digest)
-            self.sizes.append(size)
+        self.kinds += TOOL * len(known[2])  # one letter each
+        self.digests.frombytes(known[1])
+        self.sizes += known[2]
 
     def done(self, settings: int = 0, reuse: Reuse | None = None) -> Print:
         first = self.first_message if self.first_message >= 0 else len(self.kinds)
@@ -214,8 +224,9 @@ class Blocks:
                      self.texts, settings, HOUR if self.hour else MINUTES, reuse, tuple(self.marks), self.spans)
 
 
-# a tool list's JSON (its length, its checksum) -> whether its markers ask an hour, and its blocks (checksum, size)
-SEEN_TOOLS: OrderedDict[tuple[int, int], tuple[bool, list[tuple[int, int]]]] = OrderedDict()
+# a tool list's JSON (its length, its checksum) -> whether its markers ask an hour, and its blocks: their hashes (8
+# bytes each, as Print.raw) and sizes, appended at once
+SEEN_TOOLS: OrderedDict[tuple[int, int], tuple[bool, bytes, array]] = OrderedDict()
 
 
 def encoded(messages: list) -> list[bytes]:
@@ -230,69 +241,27 @@ def encoded(messages: list) -> list[bytes]:
 
 
 def settings_of(body: dict) -> int:
+    """The hash of SETTINGS' values, each named (a map over SETTINGS cost twice the instructions)."""
+    g = body.get
     try:  # orjson itself: through dumps, one Python call more on every turn
-        return checksum(orjson.dumps(list(map(body.get, SETTINGS))))
+        return checksum(orjson.dumps([g("tool_choice"), g("enable_thinking"), g("thinking_budget"),
+                                      g("reasoning_effort"), g("response_format"), g("thinking"), g("reasoning"),
+                                      g("text")]))
     except (TypeError, orjson.JSONEncodeError):
         return checksum(dumps([body.get(k) for k in SETTINGS]))
 
 
-def leading(messages: list) -> int:
-    """How many messages the leading system text holds."""
-    lead = 0
-    while lead < len(messages) and messages[lead].__class__ is dict and messages[lead].get("role") in SYSTEM_ROLES:
-        lead += 1
-    return lead
+def model_block(model: object) -> tuple[bytes, int]:
+    """A model's name as a block: its JSON and that JSON's checksum, kept for the few names a gateway serves."""
+    known = MODELS.get(model) if model.__class__ is str else None
+    if known is None:
+        data = dumps(model)
+        known = data, checksum(data)
+        if model.__class__ is str:
+            if len(MODELS) >= TOOLSETS:
+                MODELS.clear()
+            MODELS[model] = known
+    return known
 
 
-def of_chat(body: dict, settings: bool = False, tools: tuple | None = None, sent: bytes = b"") -> Print:
-    """The blocks of a chat request (the chat form, as it went upstream); `settings`: read them too (only a
-    client's diagnostics compare them); `tools`: the tools' blocks and JSON's length and checksum, where this body
-    repeats the tools of a turn before (prints_sent.py checked their JSON), taken instead of made again; `sent`: the
-    body's bytes as the engine sent them, where the leading system messages' JSON is found, not encoded again."""
-    b = Blocks(body.get("model"))
-    messages = m if isinstance(m := body.get("messages"), list) else []
-    lead = leading(messages)
-    for m in messages[:lead]:
-        system_parts(b, m.get("content"))
-    system_blocks, head_hour = len(b.kinds) - 1, b.hour
-    b.add_tools(body.get("tools"), tools)
-    tool_blocks = len(b.kinds) - 1 - system_blocks
-    rest = b.add_messages(messages[lead:])
-    head = head_sent(sent, rest, lead) if sent and lead and rest else None
-    if head is None:
-        joined = b",".join((encoded(messages[:lead]) + rest)[:-1])
-        head = len(joined), Sum(joined)
-    head_sum, last_len, next_sum = head[1].intdigest(), len(b.last_json), 0
-    if last_len:  # Reuse.next_sum: the head grown by the last message as the next turn sends it
-        head[1].update(b"," + b.last_json if head[0] else b.last_json)
-        next_sum = head[1].intdigest()
-    tools_len, tools_sum = (len(b.whole_tools), b.tools_sum if b.whole_tools else checksum(b"")) if tools is None \
-        else tools[2:]
-    head_hour = head_hour or any(i < len(b.kinds) - 1 for i in b.hour_blocks)
-    reuse = Reuse(len(messages), lead, head[0], head_sum, head_hour, tools_len, tools_sum,
-                  b.tools_hour, system_blocks, tool_blocks, last_len, next_sum) if messages else None
-    return b.done(settings_of(body) if settings else 0, reuse)
-
-
-def head_sent(sent: bytes, rest: list[bytes], lead: int) -> tuple[int, Sum] | None:
-    """The length and running checksum of the JSON of a body's messages but the last, read in its bytes as sent: the
-    `lead` system messages' up to where the first of the `rest` (each message after them, as encoded) stands, then
-    the rest's. None: not found as encoded (they are encoded and joined)."""
-    at = sent.find(MESSAGES_KEY) + len(MESSAGES_KEY)
-    first = sent.find(b"," + rest[0], at) + 1 if at >= len(MESSAGES_KEY) else 0  # never inside a string (escaped)
-    if first <= 0:
-        return None
-    end = first + sum(map(len, rest[:-1])) + len(rest) - 1  # where the last message stands
-    if sent[end - 1:end] != b"," or sent[end:end + len(rest[-1])] != rest[-1]:
-        return None
-    return end - 1 - at, Sum(memoryview(sent)[at:end - 1])
-
-
-def system_parts(b: Blocks, content: object) -> None:
-    """Each part of a system text its own block (a string is one part)."""
-    for part in content if isinstance(content, list) else [content]:
-        if isinstance(part, dict) and not MARKERS.isdisjoint(part):
-            b.hour |= asks_hour(part)
-            b.marks.append(len(b.kinds))
-        text = part.get("text") if isinstance(part, dict) else part
-        b.add(SYSTEM, dumps(text if isinstance(text, str) else strip(part)))
+MODELS: dict[object, tuple[bytes, int]] = {}  # a model's name -> its block (`model_block`)

@@ -5,7 +5,8 @@ request, named for mitmweb's view only when a change is shown."""
 
 from __future__ import annotations
 
-from .prints import SYSTEM_ROLES, Blocks, Print, asks_hour, of_chat, settings_of, system_parts
+from .prints import SYSTEM_ROLES, Blocks, Print, asks_hour, settings_of
+from .prints_chat import of_chat, system_parts
 
 CHAT, MESSAGES, RESPONSES = "chat", "v1/messages", "responses"  # a body's form: the pass-through leg's suffix
 

@@ -3,19 +3,15 @@ conversation every turn, and encoding and hashing it again each time cost more t
 work on a long conversation (docs/performance.md). The turn before left, for its messages but the last and for
 its tools, the length and checksum of their JSON (checksum.py) (prints.Reuse); where the same bytes stand in this request's
 body as sent (`ex.attempt.sent`: the engine's own encoding, nothing encoded again), its blocks are taken as they
-are and only the messages after them are read (prints.py). Anything else — another layout, a change — is read
-whole, as prints.of_chat does."""
+are and only the messages after them are read (prints_next.py). Anything else — another layout, a change — is read
+whole, as prints_chat.of_chat does."""
 
 from __future__ import annotations
 
-from array import array
-
 from .checksum import Sum, checksum
-from .prints import MESSAGES_KEY, SEEN_TOOLS, Print, Reuse, of_chat
-from .prints_next import grown
-
-_MESSAGES, _TOOLS = MESSAGES_KEY, b'"tools":['  # keys as orjson writes them (a quote in a string is escaped)
-_MESSAGES_LEN, _TOOLS_LEN = len(_MESSAGES), len(_TOOLS)
+from .prints import MESSAGES_KEY, Print, Reuse
+from .prints_chat import of_chat
+from .prints_next import TOOLS_KEY, grown
 
 
 def of_sent(body: dict, sent: bytes, before: Print | None, settings: bool = False) -> Print:
@@ -23,65 +19,48 @@ def of_sent(body: dict, sent: bytes, before: Print | None, settings: bool = Fals
     where this body repeats it."""
     reuse = before.reuse if before is not None else None
     messages = body.get("messages")
-    kept = reuse.messages - 1 if reuse is not None else -1  # messages this turn repeats, the last one's marker aside
-    if before is None or reuse is None or not sent or not isinstance(messages, list) or len(messages) <= kept \
-            or kept < reuse.lead:
-        return of_chat(body, settings, seen_tools(body, sent), sent)
+    if before is None or reuse is None or not sent or not isinstance(messages, list):
+        return of_chat(body, settings, None, sent)
+    # its fields as locals: a tuple's field read by name costs ~250 instructions, unpacked once ~20 each
+    kept, lead, head_len, head_sum, _, _, _, _, _, _, last_len, next_sum = reuse
+    kept -= 1  # messages this turn repeats, the last one's marker aside
+    if len(messages) <= kept or kept < lead:
+        return of_chat(body, settings, None, sent)
+    at = sent.find(MESSAGES_KEY) + len(MESSAGES_KEY)
+    if at < len(MESSAGES_KEY):
+        return of_chat(body, settings, None, sent)
     view = memoryview(sent)
-    at = sent.find(_MESSAGES) + _MESSAGES_LEN
-    if at < _MESSAGES_LEN:
-        return of_chat(body, settings, seen_tools(body, sent))
-    end = at + reuse.head_len
+    end = at + head_len
     # the turn before's last message as it foresaw (its marker gone), then a new one: the head and it read at once
-    stop = end + (1 if kept else 0) + reuse.last_len
+    stop = end + (1 if kept else 0) + last_len
     head: Sum | None
-    if reuse.last_len and len(messages) > kept + 1 and sent[stop:stop + 1] == b"," \
-            and (head := Sum(view[at:stop])).intdigest() == reuse.next_sum:
-        kept, end, foreseen, same_head = kept + 1, stop, True, True
+    if last_len and len(messages) > kept + 1 and sent[stop:stop + 1] == b"," \
+            and (head := Sum(view[at:stop])).intdigest() == next_sum:
+        made = grown(body, messages, before, reuse, kept + 1, head, settings, sent, view, at, True)
     else:
         head = Sum(view[at:end]) if kept else None  # read once: checked, then grown by this turn's messages
-        same_head = head is None or (sent[end:end + 1] == b"," and head.intdigest() == reuse.head_sum)
-        foreseen = False
-    tools = body.get("tools")
-    same_tools = False
-    if reuse.tools_len and isinstance(tools, list) and tools:
-        # after the messages, else before them: never a scan of the messages (but where they changed)
-        t = sent.find(_TOOLS, end if same_head else at)
-        t = (t if t >= 0 else sent.find(_TOOLS, 0, at)) + _TOOLS_LEN - 1
-        same_tools = t >= _TOOLS_LEN - 1 and sent[t + reuse.tools_len:t + reuse.tools_len + 1] in (b",", b"}") \
-            and checksum(view[t:t + reuse.tools_len]) == reuse.tools_sum
-    elif not reuse.tools_len and not tools:
-        same_tools = True
-    if not same_head:  # the messages read whole; the tools, where the same, not (a marker moved in the system text)
-        return of_chat(body, settings, _tools(before, reuse) if same_tools and reuse.tools_len else None, sent)
-    if not same_tools:
-        return of_chat(body, settings, seen_tools(body, sent), sent)
-    return grown(body, messages, before, reuse, kept, head, settings, foreseen)
+        if head is not None and (sent[end:end + 1] != b"," or head.intdigest() != head_sum):
+            # the messages read whole; the tools, where the same, not (a marker moved in the system text)
+            return of_chat(body, settings, _tools(before, reuse) if same_tools(body, sent, reuse, at) else None, sent)
+        made = grown(body, messages, before, reuse, kept, head, settings, sent, view, at, False)
+    return made if made is not None else of_chat(body, settings, None, sent)  # None: the tools changed
 
 
-def seen_tools(body: dict, sent: bytes) -> tuple | None:
-    """A tool list a conversation sent before (prints.SEEN_TOOLS), found in these bytes as sent: its blocks and its
-    JSON's length and checksum, as prints.of_chat takes them, so a new conversation of an agent whose every session
-    sends the same tools does not encode them again. None: not found (they are encoded)."""
+def same_tools(body: dict, sent: bytes, reuse: Reuse, at: int) -> bool:
+    """Whether the body's tools are the turn before's (`reuse`): their JSON in the bytes sent, after the messages'
+    start `at` else before it."""
     tools = body.get("tools")
-    if not SEEN_TOOLS or not sent or tools.__class__ is not list or not tools:
-        return None
-    t = sent.find(_TOOLS) + _TOOLS_LEN - 1  # at its "[": a key's quotes are never inside a string (escaped there)
-    if t < _TOOLS_LEN - 1:
-        return None
-    for key, known in reversed(list(SEEN_TOOLS.items())):  # newest first (a copy: a worker thread may add one)
-        length, digest = key
-        if len(known[1]) == len(tools) and sent[t + length - 1:t + length + 1] in (b"],", b"]}") \
-                and checksum(memoryview(sent)[t:t + length]) == digest:
-            SEEN_TOOLS[key] = SEEN_TOOLS.pop(key, known)  # the newest again
-            return known[0], known[1], length, digest
-    return None
+    if not reuse.tools_len or not isinstance(tools, list) or not tools:
+        return False
+    t = sent.find(TOOLS_KEY, at)
+    t = (t if t >= 0 else sent.find(TOOLS_KEY, 0, at)) + len(TOOLS_KEY) - 1
+    return t >= len(TOOLS_KEY) - 1 and sent[t + reuse.tools_len:t + reuse.tools_len + 1] in (b",", b"}") \
+        and checksum(memoryview(sent)[t:t + reuse.tools_len]) == reuse.tools_sum
 
 
 def _tools(before: Print, reuse: Reuse) -> tuple:
     """`before`'s tool blocks and its tools' JSON (length, checksum), as prints.of_chat takes them."""
     lo = 1 + reuse.system_blocks
     hi = lo + reuse.tool_blocks
-    return reuse.tools_hour, list(zip(array("Q", before.raw[8 * lo:8 * hi]), before.sizes[lo:hi])), reuse.tools_len, \
-        reuse.tools_sum
+    return reuse.tools_hour, before.raw[8 * lo:8 * hi], before.sizes[lo:hi], reuse.tools_len, reuse.tools_sum
 

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 from mitmproxy import ctx
 
-from ..cache.compare import CAUSES, Turn, Verdict, closest, diagnose, first_change, grew
+from ..cache.compare import CAUSES, Turn, Verdict, closest, diagnose, first_change, grew, read_all
 from ..cache.diagnosis import Diagnoser
 from ..cache.prints import MID_SYSTEM, MODEL, SYSTEM, TOOL
 from ..cache.prints_forms import CHAT, places
 from ..cache_usage import EXPLICIT, read as read_cache
 from ..cache_turn import CacheTurn
-from ..observer import Observer, failed, usage_int
+from ..observer import Observer
 from ..pricing.prices import PriceTable
 from ..turn import outcome
 
@@ -65,9 +65,14 @@ class CacheDoctor(Observer):
             self.diagnoser.begin(ex)  # a long one printed by a worker thread meanwhile
 
     def finished(self, ex: Exchange, flow: http.HTTPFlow) -> None:
-        usage, conversation = ex.result.usage, ex.conversation
-        prompt = usage_int(usage, "prompt_tokens")
-        if prompt is None or failed(ex):
+        result, conversation = ex.result, ex.conversation
+        usage = result.usage
+        prompt = usage.get("prompt_tokens") if isinstance(usage, dict) else None  # observer.usage_int, no call
+        if not isinstance(prompt, int) or prompt.__class__ is bool:
+            return
+        error = result.error  # observer.failed, no call: a turn counted is read in ~150 Python calls and operations
+        status = result.status if result.status is not None else error.status if error is not None else None
+        if error is not None or result.stream_error or status is None or status >= 400:
             return
         if not self.at_once and ex.cache_print is not None and not ex.cache_print.done():
             return  # not made within dispatch.PRINT_WAIT_S, or the gateway stops: not made again here, not judged
@@ -78,11 +83,16 @@ class CacheDoctor(Observer):
         if now is None:
             return
         cached, written, _, kind = read_cache(usage)
-        now.prompt, now.cached, now.written, now.explicit = prompt, cached or 0, written or 0, kind == EXPLICIT
-        kept = self.memory.kept(conversation.key, ex.key.name, now, by_opening=conversation.source == "opening")
+        now.prompt = prompt
+        now.cached = cached or 0
+        now.written = written or 0
+        now.explicit = kind == EXPLICIT
+        kept = self.memory.kept(conversation.key, ex.key.name, now, conversation.source == "opening")  # by_opening
         turns, was = kept.turns, None
+        verdict: Verdict | None = None  # None: it grew from the newest turn and read all that turn left (no cause)
         if turns and (was := turns[-1]).prompt is not None and grew(was, now):  # the common case, in fewer calls
-            verdict = diagnose(was, now, grown=True)
+            if not read_all(was, now) or self.shown:
+                verdict = diagnose(was, now, grown=True)
         else:
             was = closest(turns, now)
             verdict = diagnose(was, now)
@@ -93,13 +103,16 @@ class CacheDoctor(Observer):
             self.memory.keep_id(ex.key.name, named, now)
         if self.diagnoser.shared is not None:  # the team's other gateways: the turn's number, its print, its id
             self.diagnoser.shared.put(kept.key, now, named)
-        cache = CacheTurn(kept.key, now.turn, prompt, now.cached, now.written, verdict.cause, verdict.lost,
-                          lifetime=now.lifetime if now.explicit else None)
-        if verdict.cause is not None:
-            cache.lost_usd = self._lost_usd(ex, verdict.lost)
+        if verdict is None:
+            cache = CacheTurn(kept.key, now.turn, prompt, now.cached, now.written,
+                              lifetime=now.lifetime if now.explicit else None)
+        else:
+            cache = CacheTurn(kept.key, now.turn, prompt, now.cached, now.written, verdict.cause, verdict.lost,
+                              lifetime=now.lifetime if now.explicit else None)
+            if verdict.cause is not None:
+                cache.lost_usd = self._lost_usd(ex, verdict.lost)
         outcome.cache_judged(ex, cache)
-        meta = flow.metadata.get("qwen")
-        if self.shown and isinstance(meta, dict):
+        if self.shown and verdict is not None and isinstance(meta := flow.metadata.get("qwen"), dict):
             self._show(ex, cache, verdict, was, now, meta)
 
     def _keep_only(self, ex: Exchange, prompt: int) -> None:

@@ -175,7 +175,7 @@ def test_the_recorded_sessions_prints_are_the_same_read_whole_or_grown(bench, tm
     """Each turn of both recorded sessions as the engine sent it: its print made from the turn before (the turn
     before's last message found as it foresaw, on every turn that grew) is the print read whole, its reuse too."""
     from qwen_gateway.cache import prints_next, prints_sent
-    from qwen_gateway.cache.prints import of_chat
+    from qwen_gateway.cache.prints_chat import of_chat
 
     fields = ("kinds", "raw", "first_message", "texts", "lifetime", "marks", "spans", "settings")
     reuse = ("messages", "lead", "head_len", "head_sum", "head_hour", "tools_len", "tools_sum", "last_len", "next_sum")

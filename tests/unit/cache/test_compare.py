@@ -248,3 +248,21 @@ def test_a_new_message_past_qwens_lookback_is_named_the_lookback():
     near = Turn(of_chat(_turns(19, last_marked=False)), at=1010.0, account="a")
     near.turn, near.prompt, near.cached, near.written, near.explicit = 3, 4700, 2500, 2200, True
     assert diagnose(was, near).cause == "unexplained"  # within reach: Qwen's own doing
+
+
+def test_read_all_is_diagnose_naming_no_cause_for_a_turn_that_grew():
+    """The doctor's common turn (it grew from the newest kept one) is told by read_all, no Verdict made: what
+    diagnose(..., grown=True) says, over both caches, reads above, at and below what the turn before left."""
+    from itertools import product
+
+    from qwen_gateway.cache.compare import read_all
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi " * 400}]}
+    grown = {**body, "messages": body["messages"] + [{"role": "assistant", "content": "ok"},
+                                                     {"role": "user", "content": "more"}]}
+    for explicit, cached, written, now_cached, prompt, account, at in product(
+            (False, True), (0, 500, 1000), (0, 400), (0, 480, 500, 1000, 1600), (1000, 1500), ("a", "b"), (1.0, 999.0)):
+        was, now = Turn(of_chat(body), 0.0, "a"), Turn(of_chat(grown), at, account)
+        was.prompt, was.cached, was.written, was.explicit = 1000, cached, written, explicit
+        now.prompt, now.cached, now.written, now.explicit = prompt, now_cached, 0, explicit
+        assert read_all(was, now) == (diagnose(was, now, grown=True).cause is None)

@@ -120,7 +120,7 @@ async def test_a_long_turns_print_is_made_by_a_worker_thread_as_it_goes_upstream
     from qwen_gateway import jsonio
     from qwen_gateway.accounts import Conversation
     from qwen_gateway.cache import diagnosis
-    from qwen_gateway.cache.prints import of_chat
+    from qwen_gateway.cache.prints_chat import of_chat
 
     made_on: list[str] = []
     real = diagnosis.of_sent

@@ -134,7 +134,7 @@ def test_a_print_is_the_same_in_every_process():
             "messages": [{"role": "system", "content": "be brief"},
                          {"role": "user", "content": [{"type": "text", "text": "hi"},
                                                       {"type": "image_url", "image_url": {"url": "data:x"}}]}]}
-    script = ("import json, sys; from qwen_gateway.cache.prints import of_chat; p = of_chat(json.load(sys.stdin), True); "
+    script = ("import json, sys; from qwen_gateway.cache.prints_chat import of_chat; p = of_chat(json.load(sys.stdin), True); "
               "print(json.dumps([p.raw.hex(), p.settings, sorted((p.texts or {}).items())]))")
     seen = set()
     for seed in ("1", "2"):

@@ -1,5 +1,5 @@
 """A turn's print made from the bytes the engine sent, reusing the turn before (cache/prints_sent.py): the same
-print as reading the whole body (prints.of_chat), whatever the turn repeats or changes, and only the new messages
+print as reading the whole body (prints_chat.of_chat), whatever the turn repeats or changes, and only the new messages
 read when it repeats the turn before."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import copy
 import pytest
 
 from qwen_gateway import jsonio
-from qwen_gateway.cache import prints, prints_next, prints_sent
-from qwen_gateway.cache.prints import of_chat
+from qwen_gateway.cache import prints, prints_chat, prints_next, prints_sent
+from qwen_gateway.cache.prints_chat import of_chat
 from qwen_gateway.cache.prints_sent import of_sent
 from qwen_gateway.upstream.dashscope.request import chat_to_qwen
 
@@ -104,7 +104,8 @@ def test_a_turn_whose_system_text_lost_its_marker_takes_the_tools_of_the_turn_be
                                     {"role": "assistant", "content": "hi"}, {"role": "user", "content": "more"}]}
     encoded = []
     real = prints.dumps
-    monkeypatch.setattr(prints, "dumps", lambda obj: encoded.append(obj) or real(obj))
+    for module in (prints, prints_chat):  # the tools' blocks made (prints.Blocks), the system text's (prints_chat)
+        monkeypatch.setattr(module, "dumps", lambda obj: encoded.append(obj) or real(obj))
     made = of_sent(second, jsonio.dumps(second), before)
     assert TOOLS not in encoded and encoded  # the system text read again, the tools not
     assert same(made, of_chat(second)) and made.reuse.tools_sum == before.reuse.tools_sum
@@ -122,7 +123,8 @@ def test_a_new_conversation_with_tools_seen_before_finds_them_in_the_bytes_sent(
     other = [{"role": "system", "content": "another agent"}, {"role": "user", "content": "hi"}]
     encoded = []
     real = prints.dumps
-    monkeypatch.setattr(prints, "dumps", lambda obj: encoded.append(obj) or real(obj))
+    for module in (prints, prints_chat):
+        monkeypatch.setattr(module, "dumps", lambda obj: encoded.append(obj) or real(obj))
     body, data = sent(other)
     made = of_sent(body, data, None)
     assert body["tools"] not in encoded and same(made, of_chat(body))
@@ -145,9 +147,9 @@ def test_a_turn_read_whole_takes_its_system_messages_json_from_the_bytes_sent(mo
     real = prints.encoded
     for n in (0, 1, 3):
         body, data = sent(conversation(n))
-        lead = prints.leading(body["messages"])
+        lead = prints_chat.leading(body["messages"])
         read.clear()
-        monkeypatch.setattr(prints, "encoded", lambda ms: read.append(ms) or real(ms))
+        monkeypatch.setattr(prints_chat, "encoded", lambda ms: read.append(ms) or real(ms))
         made = of_sent(body, data, None)
         monkeypatch.undo()
         whole = of_chat(body)
@@ -236,3 +238,65 @@ def test_a_conversation_whose_tools_change_or_that_starts_anew_reads_whole():
     made = chain([sent(one), sent(conversation(4), tools=changed), sent(conversation(5), tools=changed),
                   sent([{"role": "system", "content": "another"}, {"role": "user", "content": "hi"}], tools=changed)])
     assert made[-1].blocks < made[-2].blocks
+
+
+@pytest.mark.parametrize("text", ["a file read, " * 400, 'quotes " and \\ and\nnewlines, ' * 200, "très 代码 🙂 " * 300])
+def test_a_long_last_message_s_size_as_sent_is_made_without_encoding_it(text, monkeypatch):
+    """A file read comes back as the last message (the tool's answer, the gateway's marker on its one text part):
+    its size as sent is made from its part without the text (prints_next.LONG), and is the size read whole."""
+    seen = foreseen(monkeypatch)
+    messages, bodies = conversation(1)[:-1], []
+    for n in range(3):
+        messages.append({"role": "tool", "tool_call_id": f"c{n}", "content": f"{n} {text}"})
+        bodies.append(sent(messages))
+        messages.append({"role": "assistant", "content": f"read {n}"})
+    hour = [{"type": "text", "text": text, "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
+    bodies.append(sent(messages + [{"role": "user", "content": hour}]))
+    assert len(text) > prints_next.LONG
+    chain(bodies)
+    assert seen == [True] * 3
+
+
+def test_the_settings_and_the_model_s_block_are_read_as_before():
+    """settings_of names each of SETTINGS (a map over them cost twice as much): the same hash as the map's; a
+    model's block is kept by its name, the same as encoding it."""
+    body = {k: {"value": i} for i, k in enumerate(prints.SETTINGS)}
+    assert prints.settings_of(body) == prints.checksum(jsonio.dumps([body.get(k) for k in prints.SETTINGS]))
+    assert prints.SETTINGS == ("tool_choice", "enable_thinking", "thinking_budget", "reasoning_effort",
+                               "response_format", "thinking", "reasoning", "text")  # as settings_of and grown name them
+    assert prints.settings_of({}) == prints.checksum(jsonio.dumps([None] * len(prints.SETTINGS)))
+    for model in ("qwen3-coder-plus", "qwen3-coder-plus", None, 7):
+        data = jsonio.dumps(model)
+        assert prints.model_block(model) == (data, prints.checksum(data))
+
+
+@pytest.mark.parametrize("system", ["plain", "parts", "hour", "two"])
+def test_a_new_conversation_with_a_system_text_seen_before_takes_its_blocks(system, monkeypatch):
+    """An agent's every session sends the same system text (Codex's 20 kB of instructions): a conversation's first
+    turn takes its blocks from a system text any conversation sent before, found where its messages begin in the
+    bytes sent (its JSON's length and checksum), instead of encoding it again; the same print as read whole."""
+    lead = {"plain": [{"role": "system", "content": SYSTEM}],
+            "parts": [{"role": "system", "content": [{"type": "text", "text": SYSTEM}, {
+                "type": "text", "text": "env", "cache_control": {"type": "ephemeral"}}]}],
+            "hour": [{"role": "system", "content": [{"type": "text", "text": SYSTEM,
+                                                     "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}],
+            "two": [{"role": "system", "content": SYSTEM}, {"role": "developer", "content": "be brief"}]}[system]
+    body, data = sent(lead + [{"role": "user", "content": "first"}])
+    assert same(of_sent(body, data, None), of_chat(body))  # seen once
+    encoded = []
+    real = prints.dumps
+    monkeypatch.setattr(prints_chat, "dumps", lambda obj: encoded.append(obj) or real(obj))
+    for then in ([{"role": "user", "content": "another session"}],
+                 [{"role": "user", "content": "a third"}, {"role": "assistant", "content": "ok"},
+                  {"role": "user", "content": "go"}]):
+        body, data = sent(lead + then)
+        made = of_sent(body, data, None)
+        assert not encoded  # the system text's blocks taken, not encoded again
+        whole = of_chat(body)  # (encodes it)
+        encoded.clear()
+        assert same(made, whole) and (made.reuse.head_len, made.reuse.head_sum) == (whole.reuse.head_len,
+                                                                                     whole.reuse.head_sum)
+    changed = [{"role": "system", "content": f"{SYSTEM} Changed for {system}."}, {"role": "user", "content": "hi"}]
+    body, data = sent(changed)
+    made = of_sent(body, data, None)
+    assert encoded and same(made, of_chat(body))  # another: encoded

@@ -8,7 +8,7 @@ import asyncio
 
 from qwen_gateway.cache.compare import Turn
 from qwen_gateway.cache.memory import Memory
-from qwen_gateway.cache.prints import of_chat
+from qwen_gateway.cache.prints_chat import of_chat
 from qwen_gateway.cache.shared import SharedTurns, decode, encode, seed
 from qwen_gateway.storage.health import StateUnavailable
 

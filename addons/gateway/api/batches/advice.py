@@ -24,7 +24,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from ...cache import prints
+from ...cache import prints, prints_chat
 from ...pricing.prices import UNPRICED, Charge, usd
 from ...tokens import estimate_request_tokens
 
@@ -79,9 +79,9 @@ class Prefixes:
     def add(self, body: dict) -> None:
         model = str(body.get("model") or "")
         try:
-            print_ = prints.of_chat(body)
+            print_ = prints_chat.of_chat(body)
         except KeyError:  # the doctor's tool-list memo changed under this thread: read once more
-            print_ = prints.of_chat(body)
+            print_ = prints_chat.of_chat(body)
         group = self.groups.get(model)
         if group is None:
             group = self.groups[model] = _Group(print_.kinds, print_.raw, list(print_.sizes), print_.blocks,
