@@ -161,9 +161,10 @@ PER_REQUEST: dict[str, dict[str, list[Item]]] = {
         "json_encode": [*STREAM["json_encode"], (1, "the sealed reasoning of the stored response (seal.seal)"),
                         (5, "the stored response's rows: the response, its history, its input items, and a row "
                             "per output item (the id-less input item has none: stores/responses_rows.rows_of)"),
-                        (3, "the cache doctor's print of a response a later request may name for its diagnostics "
-                            "(prompt_cache_options.comparison_response_id), short or not: its model and settings "
-                            "(cache/prints.dumps, 2) and its messages (cache/prints.encoded)")],
+                        (2, "the cache doctor's print of a response a later request may name for its diagnostics "
+                            "(prompt_cache_options.comparison_response_id), short or not: its settings "
+                            "(cache/prints.settings_of) and its messages (cache/prints.encoded); its model's block "
+                            "is made once per name (cache/prints.model_block)")],
         "sql": [(5, "the stored response's write: the id's look-up, the response, its inputs, its two output "
                     "items (stores/responses._keep)"),
                 (2, "that write's BEGIN and COMMIT")],
