@@ -69,11 +69,21 @@ class Memory:
         kept = self.conversations.get((tenant, key))
         return kept.turns[-1].print if kept is not None and kept.turns else None
 
-    def add(self, kept: Kept, now: Turn) -> None:
-        """`now` becomes the conversation's newest turn; earlier turns it begins with share its print."""
+    def add(self, kept: Kept, now: Turn, grown: Print | None = None) -> None:
+        """`now` becomes the conversation's newest turn; earlier turns it begins with share its print. `grown`: the
+        newest turn's print, which `now` begins with whole (compare.grew)."""
         kept.count += 1
         now.turn = kept.count
         made = now.print
+        if grown is not None and kept.bytes == grown.footprint:  # every kept turn shares it (another print adds
+            for seen in kept.turns:  # its own bytes): all share `now`'s, no bytes compared (a block's hash is of
+                seen.print = made  # JSON that names its kind: the same hashes, the same kinds)
+            kept.turns.append(now)
+            self.bytes += made.footprint - kept.bytes
+            kept.bytes = made.footprint
+            if self.bytes > BYTES:
+                self._bound()
+            return
         raw, kinds = made.raw[:8 * now.blocks], made.kinds  # Turn.raw, read without a call
         kept.turns.append(now)  # the oldest dropped beyond TURNS_KEPT
         size, others = made.footprint, None  # each print's bytes once, however many turns share it (by identity)

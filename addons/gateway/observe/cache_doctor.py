@@ -88,27 +88,29 @@ class CacheDoctor(Observer):
         now.written = written or 0
         now.explicit = kind == EXPLICIT
         kept = self.memory.kept(conversation.key, ex.key.name, now, conversation.source == "opening")  # by_opening
-        turns, was = kept.turns, None
+        turns, was, grown = kept.turns, None, None
         verdict: Verdict | None = None  # None: it grew from the newest turn and read all that turn left (no cause)
         if turns and (was := turns[-1]).prompt is not None and grew(was, now):  # the common case, in fewer calls
+            grown = was.print
             if not read_all(was, now) or self.shown:
                 verdict = diagnose(was, now, grown=True)
         else:
             was = closest(turns, now)
             verdict = diagnose(was, now)
-        self.memory.add(kept, now)
+        self.memory.add(kept, now, grown)
         asked = ex.cache_ask
         named = asked.answer_id if asked is not None and asked.keep and asked.answer_id else None
         if named:
             self.memory.keep_id(ex.key.name, named, now)
         if self.diagnoser.shared is not None:  # the team's other gateways: the turn's number, its print, its id
             self.diagnoser.shared.put(kept.key, now, named)
+        # its fields in order, none by keyword: a keyword cost ~1,200 instructions more
         if verdict is None:
-            cache = CacheTurn(kept.key, now.turn, prompt, now.cached, now.written,
-                              lifetime=now.lifetime if now.explicit else None)
+            cache = CacheTurn(kept.key, now.turn, prompt, now.cached, now.written, None, 0, None, "", None,
+                              now.lifetime if now.explicit else None)
         else:
-            cache = CacheTurn(kept.key, now.turn, prompt, now.cached, now.written, verdict.cause, verdict.lost,
-                              lifetime=now.lifetime if now.explicit else None)
+            cache = CacheTurn(kept.key, now.turn, prompt, now.cached, now.written, verdict.cause, verdict.lost, None,
+                              "", None, now.lifetime if now.explicit else None)
             if verdict.cause is not None:
                 cache.lost_usd = self._lost_usd(ex, verdict.lost)
         outcome.cache_judged(ex, cache)

@@ -78,7 +78,15 @@ SESSIONS = {
 }
 
 
-def replay(steps: list) -> list[tuple]:
+def kept(doctor: CacheDoctor) -> tuple:
+    """What the doctor's memory keeps: its bytes, and each conversation's turns, which of them share one print
+    (numbered in order of first use) and the hashes each turn has of it."""
+    memory, ids = doctor.memory, {}
+    return memory.bytes, {where: (k.bytes, [(t.turn, t.blocks, ids.setdefault(id(t.print), len(ids)), t.raw)
+                                           for t in k.turns]) for where, k in memory.conversations.items()}
+
+
+def replay(steps: list, memory: list | None = None) -> list[tuple]:
     doctor = CacheDoctor()
     doctor.configure(config())
     doctor.shown = False
@@ -88,6 +96,8 @@ def replay(steps: list) -> list[tuple]:
         cached = 0 if i % 3 == 2 else prompt * 3 // 4  # every third turn reads nothing: judged, its cause named
         rows.append(judged(doctor, key, messages, prompt, cached, at=1000.0 + 60 * i + 300 * (i == 7),
                            tools=None if tools == "none" else tools or TOOLS, account="b" if i == 5 else "a"))
+        if memory is not None:
+            memory.append(kept(doctor))
     return rows
 
 
@@ -102,10 +112,14 @@ def test_each_verdict_is_the_full_searchs(name, monkeypatch):
         return answer
 
     monkeypatch.setattr(cache_doctor, "grew", counted)
-    fast = replay(steps)
+    fast_memory: list = []
+    fast = replay(steps, fast_memory)
     monkeypatch.setattr(cache_doctor, "grew", lambda was, now: False)
     monkeypatch.setattr(compare, "grew", lambda was, now: False)
-    assert fast == replay(steps)
+    full_memory: list = []
+    assert fast == replay(steps, full_memory)
+    # and the memory the same after each turn: Memory.add told the turn grew (no bytes compared) shares as it would
+    assert fast_memory == full_memory
     if name in ("grows", "two conversations interleaved", "no tools"):
         assert taken and all(taken[1:] if name != "two conversations interleaved" else taken[2:])
     if name in ("an earlier message edited", "the tools changed", "back to an older turn"):
