@@ -106,15 +106,15 @@ class Memory:
     def keep_id(self, tenant: str, answer_id: str, turn: Turn) -> None:
         """The turn of a response a client may name later (Messages' `previous_message_id`, Responses'
         `comparison_response_id`)."""
-        where = (tenant, answer_id)
-        old = self.ids.pop(where, None)
-        if old is not None:
-            self.id_bytes -= old.print.footprint
-        self.ids[where] = turn
+        where, ids = (tenant, answer_id), self.ids
+        if where in ids:  # kept again (commonly a new id: no method called)
+            self.id_bytes -= ids.pop(where).print.footprint
+        ids[where] = turn
         self.id_bytes += turn.print.footprint
-        while self.ids and (len(self.ids) > IDS or self.id_bytes > ID_BYTES):
-            _, dropped = self.ids.popitem(last=False)
-            self.id_bytes -= dropped.print.footprint
+        if len(ids) > IDS or self.id_bytes > ID_BYTES:
+            while ids and (len(ids) > IDS or self.id_bytes > ID_BYTES):
+                _, dropped = ids.popitem(last=False)
+                self.id_bytes -= dropped.print.footprint
 
     def find(self, tenant: str, answer_id: str) -> Turn | None:
         """The turn of the tenant's response `answer_id`; None when unknown, another tenant's, or too old."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 from array import array
 from collections import OrderedDict
 from itertools import chain
+from sys import byteorder
 from typing import NamedTuple
 
 import orjson
@@ -115,7 +116,7 @@ class Blocks:
                  "tools_hour", "hour_blocks", "marks", "spans", "canon", "last_json")
 
     def __init__(self, model: object, empty: bool = False) -> None:
-        model_json, digest = model_block(model) if not empty else (b"", 0)
+        model_json, digest, _ = model_block(model) if not empty else (b"", 0, b"")
         # arrays: a long conversation's hashes kept as no Python int each, whose scattered heap is not given back
         self.kinds, self.digests, self.sizes = ([MODEL], array("Q", [digest]), array("I", [len(model_json)])) \
             if not empty else ([], array("Q"), array("I"))  # empty: blocks that follow others (prints_sent.py)
@@ -251,12 +252,14 @@ def settings_of(body: dict) -> int:
         return checksum(dumps([body.get(k) for k in SETTINGS]))
 
 
-def model_block(model: object) -> tuple[bytes, int]:
-    """A model's name as a block: its JSON and that JSON's checksum, kept for the few names a gateway serves."""
+def model_block(model: object) -> tuple[bytes, int, bytes]:
+    """A model's name as a block: its JSON, that JSON's checksum and the checksum's 8 bytes (as Print.raw holds
+    it), kept for the few names a gateway serves."""
     known = MODELS.get(model) if model.__class__ is str else None
     if known is None:
         data = dumps(model)
-        known = data, checksum(data)
+        digest = checksum(data)
+        known = data, digest, digest.to_bytes(8, byteorder)
         if model.__class__ is str:
             if len(MODELS) >= TOOLSETS:
                 MODELS.clear()
@@ -264,4 +267,4 @@ def model_block(model: object) -> tuple[bytes, int]:
     return known
 
 
-MODELS: dict[object, tuple[bytes, int]] = {}  # a model's name -> its block (`model_block`)
+MODELS: dict[object, tuple[bytes, int, bytes]] = {}  # a model's name -> its block (`model_block`)

@@ -71,14 +71,18 @@ def head_sent(sent: bytes, rest: list[bytes], b: Blocks) -> tuple[int, Sum, int,
     at = sent.find(MESSAGES_KEY) + len(MESSAGES_KEY)
     if at < len(MESSAGES_KEY):
         return None
-    view, head, system = memoryview(sent), None, None
-    for key, known in reversed(list(SEEN_SYSTEMS.items())) if SEEN_SYSTEMS else ():
-        # a system text seen before (an agent's every session sends it): no search for where it ends, no encoding
-        length = key[0]
-        if sent[at + length:at + length + 1] == b"," and sent.startswith(rest[0], at + length + 1) \
-                and (head := Sum(view[at:at + length])).intdigest() == key[1]:
-            first, system = at + length + 1, (key, known)
-            break
+    # a system text seen before (an agent's every session sends it): no search for where it ends, no encoding;
+    # the one seen last tried first, without a copy of them all (commonly it)
+    view, system, newest = memoryview(sent), None, NEWEST_SYSTEM
+    if newest is not None and (head := system_at(sent, view, at, rest[0], newest[0])) is not None:
+        system = newest
+    else:
+        for key, known in reversed(list(SEEN_SYSTEMS.items())) if SEEN_SYSTEMS else ():
+            if (head := system_at(sent, view, at, rest[0], key)) is not None:
+                system = key, known
+                break
+    if system is not None:
+        first = at + system[0][0] + 1
     else:
         first = found(sent, rest[0], at) + 1  # never inside a string (escaped)
         if first <= 0:
@@ -87,8 +91,9 @@ def head_sent(sent: bytes, rest: list[bytes], b: Blocks) -> tuple[int, Sum, int,
     if sent[end - 1:end] != b"," or not sent.startswith(rest[-1], end):
         return None
     if system is not None:  # its blocks as that one made them; its JSON's read already: the rest's after it
-        (key, known), head = system, head
-        seen(SEEN_SYSTEMS, key, known)
+        key, known = system
+        if system is not newest:
+            seen(SEEN_SYSTEMS, key, known)
         b.hour |= known[0]
         b.kinds += SYSTEM * len(known[2])
         b.digests.frombytes(known[1])
@@ -100,6 +105,16 @@ def head_sent(sent: bytes, rest: list[bytes], b: Blocks) -> tuple[int, Sum, int,
     digest = head.intdigest()
     head.update(view[first - 1:end - 1])
     return end - 1 - at, head, end + len(rest[-1]), first - 1 - at, digest
+
+
+def system_at(sent: bytes, view: memoryview, at: int, first_message: bytes, key: tuple[int, int]) -> Sum | None:
+    """The running checksum of a seen system text's JSON (`key`: its length and checksum) where it stands at `at`,
+    the first message after it; None: it does not."""
+    length = key[0]
+    if sent[at + length:at + length + 1] == b"," and sent.startswith(first_message, at + length + 1) \
+            and (head := Sum(view[at:at + length])).intdigest() == key[1]:
+        return head
+    return None
 
 
 def found(sent: bytes, data: bytes, at: int) -> int:
@@ -128,30 +143,49 @@ def seen_tools(body: dict, sent: bytes, start: int = 0) -> tuple | None:
     sends the same tools does not encode them again. Looked for from `start` (where the messages end, when known),
     then before it. None: not found (they are encoded)."""
     tools = body.get("tools")
-    if not SEEN_TOOLS or not sent or tools.__class__ is not list or not tools:
+    if not SEEN_TOOLS and NEWEST_TOOLS is None or not sent or tools.__class__ is not list or not tools:
         return None
     t = sent.find(TOOLS_KEY, start)  # at its "[": a key's quotes are never inside a string (escaped there)
     t = (t if t >= 0 or not start else sent.find(TOOLS_KEY, 0, start)) + len(TOOLS_KEY) - 1
     if t < len(TOOLS_KEY) - 1:
         return None
-    for key, known in reversed(list(SEEN_TOOLS.items())):  # newest first (a copy: a worker thread may add one)
-        length, digest = key
-        if len(known[2]) == len(tools) and sent[t + length - 1:t + length + 1] in (b"],", b"]}") \
-                and checksum(memoryview(sent)[t:t + length]) == digest:
-            seen(SEEN_TOOLS, key, known)
-            return known[0], known[1], known[2], length, digest
-    return None
+    newest = NEWEST_TOOLS  # the list seen last tried first, without a copy of them all (commonly it)
+    if newest is not None and tools_at(sent, t, tools, *newest):
+        key, known = newest
+    else:
+        for key, known in reversed(list(SEEN_TOOLS.items())):  # newest first (a copy: a worker thread may add one)
+            if tools_at(sent, t, tools, key, known):
+                seen(SEEN_TOOLS, key, known)
+                break
+        else:
+            return None
+    return known[0], known[1], known[2], key[0], key[1]
+
+
+def tools_at(sent: bytes, t: int, tools: list, key: tuple[int, int], known: tuple) -> bool:
+    """Whether a seen tool list (`key`: its JSON's length and checksum; `known`: its blocks) stands at `t`."""
+    length, digest = key
+    return len(known[2]) == len(tools) and sent[t + length - 1:t + length + 1] in (b"],", b"]}") \
+        and checksum(memoryview(sent)[t:t + length]) == digest
 
 
 def seen(memo: OrderedDict, key: tuple, known: tuple) -> None:
     """`known` the newest of `memo` (SEEN_TOOLS, SEEN_SYSTEMS), the oldest dropped past TOOLSETS; a worker thread
-    (diagnosis.py) may have dropped it meanwhile."""
+    (diagnosis.py) may have dropped it meanwhile. Also the one tried first next time (NEWEST_*): an entry is its
+    JSON's length and checksum and what that JSON makes, so one dropped from `memo` since is still right."""
+    global NEWEST_SYSTEM, NEWEST_TOOLS
     memo[key] = memo.pop(key, known)
     if len(memo) > TOOLSETS:
         memo.popitem(last=False)
+    if memo is SEEN_SYSTEMS:
+        NEWEST_SYSTEM = key, known
+    else:
+        NEWEST_TOOLS = key, known
 
 
 # a leading system text's JSON (its length, its checksum) -> whether its markers ask an hour, its blocks (their
 # hashes, 8 bytes each, and sizes) and the ones a marker ends (the model's block 0): an agent's every session sends
 # the same one
 SEEN_SYSTEMS: OrderedDict[tuple[int, int], tuple[bool, bytes, array, tuple[int, ...]]] = OrderedDict()
+NEWEST_SYSTEM: tuple | None = None  # the (key, value) of SEEN_SYSTEMS seen last; NEWEST_TOOLS, of SEEN_TOOLS
+NEWEST_TOOLS: tuple | None = None

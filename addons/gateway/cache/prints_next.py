@@ -73,8 +73,8 @@ def grown(body: dict, messages: list, before: Print, reuse: Reuse, kept: int, he
     size = datas[-1] if datas[-1].__class__ is int else len(datas[-1])  # the last message's, as sent
     repeated = before.first_message + kept - lead  # the blocks this turn repeats
     unmarked = repeated - 1 if foreseen else repeated  # before's blocks as they were: its last one's marker gone
-    model, digest = model_block(body.get("model"))
-    parts = [digest.to_bytes(8, byteorder), before.raw[8:8 * repeated]]  # the print's hashes: the repeated, the new
+    model, _, digest = model_block(body.get("model"))
+    parts = [digest, before.raw[8:8 * repeated]]  # the print's hashes: the repeated, the new
     sizes = before.sizes[:repeated]  # each step an object made: one a message, in the loop below
     sizes[0] = len(model)
     if foreseen:  # its JSON without its marker now

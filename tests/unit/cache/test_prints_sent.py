@@ -5,6 +5,7 @@ read when it repeats the turn before."""
 from __future__ import annotations
 
 import copy
+import sys
 
 import pytest
 
@@ -267,7 +268,8 @@ def test_the_settings_and_the_model_s_block_are_read_as_before():
     assert prints.settings_of({}) == prints.checksum(jsonio.dumps([None] * len(prints.SETTINGS)))
     for model in ("qwen3-coder-plus", "qwen3-coder-plus", None, 7):
         data = jsonio.dumps(model)
-        assert prints.model_block(model) == (data, prints.checksum(data))
+        digest = prints.checksum(data)
+        assert prints.model_block(model) == (data, digest, digest.to_bytes(8, sys.byteorder))
 
 
 @pytest.mark.parametrize("system", ["plain", "parts", "hour", "two"])
@@ -300,3 +302,36 @@ def test_a_new_conversation_with_a_system_text_seen_before_takes_its_blocks(syst
     body, data = sent(changed)
     made = of_sent(body, data, None)
     assert encoded and same(made, of_chat(body))  # another: encoded
+
+
+def test_two_agents_in_turn_each_take_their_own_system_text_and_tools(monkeypatch):
+    """The system text and tool list seen last are tried first (prints_chat.NEWEST_*): a gateway serving two agents
+    in turn tries the other's first, then finds its own among all seen, not encoded again; one seen last and
+    dropped from the memo since is still taken (an entry is what its JSON makes); every print as read whole."""
+    agents = [([{"role": "system", "content": f"{SYSTEM} Agent {name}."}], tools) for name, tools in
+              (("one", TOOLS), ("two", TOOLS[:1]))]
+    for lead, tools in agents:  # each seen once
+        body, data = sent(lead + [{"role": "user", "content": "first"}], tools=tools)
+        assert same(of_sent(body, data, None), of_chat(body))
+    encoded: list = []
+    real = prints.dumps
+    monkeypatch.setattr(prints_chat, "dumps", lambda obj: encoded.append(obj) or real(obj))
+    monkeypatch.setattr(prints, "dumps", lambda obj: encoded.append(obj) or real(obj))
+    for i in range(6):
+        lead, tools = agents[i % 2]
+        body, data = sent(lead + [{"role": "user", "content": f"session {i}"}], tools=tools)
+        made = of_sent(body, data, None)
+        assert not encoded, i  # neither the system text's blocks nor the tools' made again
+        assert prints_chat.NEWEST_SYSTEM is not None and prints_chat.NEWEST_SYSTEM[1] is \
+            prints_chat.SEEN_SYSTEMS[next(reversed(prints_chat.SEEN_SYSTEMS))]
+        monkeypatch.undo()
+        assert same(made, of_chat(body)), i
+        monkeypatch.setattr(prints_chat, "dumps", lambda obj: encoded.append(obj) or real(obj))
+        monkeypatch.setattr(prints, "dumps", lambda obj: encoded.append(obj) or real(obj))
+        encoded.clear()
+    monkeypatch.setattr(prints_chat, "SEEN_SYSTEMS", type(prints_chat.SEEN_SYSTEMS)())
+    monkeypatch.setattr(prints_chat, "SEEN_TOOLS", type(prints.SEEN_TOOLS)())
+    made = of_sent(body, data, None)  # the last one, dropped from both memos: still taken
+    assert not encoded
+    monkeypatch.undo()
+    assert same(made, of_chat(body))
