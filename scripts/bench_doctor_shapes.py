@@ -10,8 +10,8 @@ session of 14 requests, 54 to 97 kB as sent; codex_shapes.json, by record_codex_
 Responses requests; their texts replaced by filler of the same sizes) go through the gateway's own hooks
 (bench_hooks.py's harness: the client's endpoint, the translation to chat, the marker, the upstream body as
 encoded; Qwen's answer canned with the usage each turn was answered with), the doctor taken out; then, between
-marks that callgrind dumps its counters at (`--dump-before=getppid`, as bench_hooks.py), the doctor's `finished` is
-called on each of those exchanges, in the session's order, once per turn: ROUNDS sessions, each with a fresh doctor
+marks that callgrind dumps its counters at (`--dump-before=getppid`, as bench_hooks.py), the doctor's two hooks
+(`upstream_request`, then `finished`) are called on each of those exchanges, in the session's order, once per turn: ROUNDS sessions, each with a fresh doctor
 (its memory empty), the figures of the last (the first pays Python's first calls). A mark's own cost (pairs of
 marks with nothing between) is taken off. Then `bench_hooks.py N --shapes FILE --no-doctor` (N: 100) counts the
 whole request on the last turn's body, and `--turn all` a request's mean over the session's turns (each turn's body
@@ -92,6 +92,7 @@ def replay(turns: list[dict], rounds: int = 1, home: Path | None = None) -> list
     for session in made:
         d = doctor()
         for ex, flow in session:
+            d.upstream_request(ex, flow)
             d.finished(ex, flow)
     return [ex.result.cache for ex, _ in made[-1]]
 
@@ -109,6 +110,7 @@ def run(shapes: str) -> None:
     for d, session in zip(doctors, made):
         for ex, flow in session:
             os.getppid()
+            d.upstream_request(ex, flow)  # its hook as the request goes upstream (Diagnoser.begin): its cost too
             d.finished(ex, flow)
             os.getppid()
     assert all(ex.result.cache is not None for ex, _ in made[-1])

@@ -101,7 +101,8 @@ class Diagnoser:
             leg = attempt.leg  # as _made, without its call
             found = of_body(body, leg.suffix) if leg.passthrough else of_sent(body, attempt.sent, before,
                                                                                  asked is not None)
-        seen = Turn(found, ex.started_at, attempt.account, attempt.route, found.lifetime, tenant)  # (at, account…)
+        cred = attempt.cred  # Attempt.account, read without its property's call
+        seen = Turn(found, ex.started_at, cred.account if cred else "", attempt.route, found.lifetime, tenant)
         if asked is not None:
             asked.seen = seen
         return seen

@@ -86,7 +86,7 @@ class Print:
         self.marks = marks  # the blocks a cache marker ends (a system part, a message): where Qwen stores a prefix
         # spans: a message block of other than one content part, its parts (what Qwen's lookback counts)
         # the bytes it keeps (its buffers and its objects), for the memory's bounds: read there without a call
-        self.footprint = len(raw) + 4 * len(sizes) + len(kinds) + 360
+        self.footprint = 13 * len(kinds) + 360  # a block's hash (8 bytes), size (4) and kind (1); its objects
 
     @property
     def blocks(self) -> int:
