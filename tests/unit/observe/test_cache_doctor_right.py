@@ -176,6 +176,9 @@ def test_a_long_conversation_costs_its_prompt_once_not_once_a_turn():
             for body in turns:
                 s.turn(body, 20000, 19000, 1000)
 
+    warm = Session(CacheDoctor(), conversation="warm")  # what a process keeps once (a model's block, the system
+    for body in long_turns("warm", turns=2, messages=20):  # text and tools seen last), not per conversation
+        warm.turn(body, 20000, 19000, 1000)
     per_conversation = retained(feed) / len(bodies)
     assert per_conversation < 32 * 1024, per_conversation  # was ~128 KiB: four turns of 8+8 bytes a block
 
