@@ -75,29 +75,27 @@ class Memory:
         kept.count += 1
         now.turn = kept.count
         made = now.print
+        size = made.footprint  # each print's bytes once, however many turns share it (by identity)
         if grown is not None and kept.bytes == grown.footprint:  # every kept turn shares it (another print adds
             for seen in kept.turns:  # its own bytes): all share `now`'s, no bytes compared (a block's hash is of
                 seen.print = made  # JSON that names its kind: the same hashes, the same kinds)
             kept.turns.append(now)
-            self.bytes += made.footprint - kept.bytes
-            kept.bytes = made.footprint
-            if self.bytes > BYTES:
-                self._bound()
-            return
-        raw, kinds = made.raw[:8 * now.blocks], made.kinds  # Turn.raw, read without a call
-        kept.turns.append(now)  # the oldest dropped beyond TURNS_KEPT
-        size, others = made.footprint, None  # each print's bytes once, however many turns share it (by identity)
-        shared = None  # a print `now` begins with, as far as its newest turn has it: its older turns have less
-        for seen in reversed(kept.turns):
-            p = seen.print
-            if p is made:
-                continue
-            if p is shared or (raw.startswith(p.raw[:8 * seen.blocks]) and kinds.startswith(p.kinds[:seen.blocks])):
-                shared = p  # Turn.raw and its kinds read here, not by a call
-                seen.print = made  # the same blocks: only its count of them is its own
-            elif others is None or p not in others:
-                others = [p] if others is None else others + [p]
-                size += p.footprint
+        else:
+            raw, kinds = made.raw[:8 * now.blocks], made.kinds  # Turn.raw, read without a call
+            kept.turns.append(now)  # the oldest dropped beyond TURNS_KEPT
+            others = None
+            shared = None  # a print `now` begins with, as far as its newest turn has it: its older turns have less
+            for seen in reversed(kept.turns):
+                p = seen.print
+                if p is made:
+                    continue
+                if p is shared or (raw.startswith(p.raw[:8 * seen.blocks])
+                                   and kinds.startswith(p.kinds[:seen.blocks])):
+                    shared = p  # Turn.raw and its kinds read here, not by a call
+                    seen.print = made  # the same blocks: only its count of them is its own
+                elif others is None or p not in others:
+                    others = [p] if others is None else others + [p]
+                    size += p.footprint
         self.bytes += size - kept.bytes
         kept.bytes = size
         if self.bytes > BYTES:
@@ -111,10 +109,9 @@ class Memory:
             self.id_bytes -= ids.pop(where).print.footprint
         ids[where] = turn
         self.id_bytes += turn.print.footprint
-        if len(ids) > IDS or self.id_bytes > ID_BYTES:
-            while ids and (len(ids) > IDS or self.id_bytes > ID_BYTES):
-                _, dropped = ids.popitem(last=False)
-                self.id_bytes -= dropped.print.footprint
+        while ids and (len(ids) > IDS or self.id_bytes > ID_BYTES):
+            _, dropped = ids.popitem(last=False)
+            self.id_bytes -= dropped.print.footprint
 
     def find(self, tenant: str, answer_id: str) -> Turn | None:
         """The turn of the tenant's response `answer_id`; None when unknown, another tenant's, or too old."""

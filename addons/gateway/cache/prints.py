@@ -38,6 +38,7 @@ SETTINGS = ("tool_choice", "enable_thinking", "thinking_budget", "reasoning_effo
 TOOLSETS = 64  # tool lists whose blocks are kept by their JSON's checksum: an agent sends the same tools every turn
 SLICE = 256  # messages encoded in one call: one over 10,000 held the interpreter for 250 ms (`encoded`)
 MESSAGES_KEY = b'"messages":['  # as orjson writes it: a quote inside a string is escaped
+TOOLS_KEY = b'"tools":['  # as MESSAGES_KEY
 MINUTES, HOUR = 300.0, 3600.0  # a cached prefix's lifetimes: Qwen's default, and Qwen4's `ttl: "1h"`
 
 

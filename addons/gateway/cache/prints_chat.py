@@ -10,11 +10,10 @@ from collections import OrderedDict
 
 from .checksum import Sum, checksum
 from .parts import MARKERS, asks_hour, strip
-from .prints import MESSAGES_KEY, SEEN_TOOLS, SYSTEM, SYSTEM_ROLES, TOOLSETS, Blocks, Print, Reuse, dumps, encoded, \
-    settings_of
+from .prints import MESSAGES_KEY, SEEN_TOOLS, SYSTEM, SYSTEM_ROLES, TOOLS_KEY, TOOLSETS, Blocks, Print, Reuse, dumps, \
+    encoded, settings_of
 
 NEEDLE = 32  # bytes of a message looked for in the body as sent (`found`)
-TOOLS_KEY = b'"tools":['  # as orjson writes it (a quote in a string is escaped)
 
 
 def leading(messages: list) -> int:

@@ -20,10 +20,9 @@ import orjson
 
 from .checksum import Sum
 from .parts import MARKERS, TEXTS, asks_hour
-from .prints import HOUR, MESSAGE, MINUTES, SLICE, SYSTEM_ROLES, Blocks, Print, Reuse, checksum, encoded, \
-    model_block, settings_of
+from .prints import HOUR, MESSAGE, MINUTES, SLICE, SYSTEM_ROLES, TOOLS_KEY, Blocks, Print, Reuse, checksum, \
+    encoded, model_block, settings_of
 
-TOOLS_KEY = b'"tools":['  # as orjson writes it (a quote in a string is escaped)
 LONG = 2048  # characters of a last message's text past which its size as sent is made without encoding it
 
 

@@ -9,9 +9,9 @@ whole, as prints_chat.of_chat does."""
 from __future__ import annotations
 
 from .checksum import Sum, checksum
-from .prints import MESSAGES_KEY, Print, Reuse
+from .prints import MESSAGES_KEY, TOOLS_KEY, Print, Reuse
 from .prints_chat import of_chat
-from .prints_next import TOOLS_KEY, grown
+from .prints_next import grown
 
 
 def of_sent(body: dict, sent: bytes, before: Print | None, settings: bool = False) -> Print:

@@ -104,15 +104,12 @@ class CacheDoctor(Observer):
             self.memory.keep_id(ex.key.name, named, now)
         if self.diagnoser.shared is not None:  # the team's other gateways: the turn's number, its print, its id
             self.diagnoser.shared.put(kept.key, now, named)
+        cause, lost = (None, 0) if verdict is None else (verdict.cause, verdict.lost)
         # its fields in order, none by keyword: a keyword cost ~1,200 instructions more
-        if verdict is None:
-            cache = CacheTurn(kept.key, now.turn, prompt, now.cached, now.written, None, 0, None, "", None,
-                              now.lifetime if now.explicit else None)
-        else:
-            cache = CacheTurn(kept.key, now.turn, prompt, now.cached, now.written, verdict.cause, verdict.lost, None,
-                              "", None, now.lifetime if now.explicit else None)
-            if verdict.cause is not None:
-                cache.lost_usd = self._lost_usd(ex, verdict.lost)
+        cache = CacheTurn(kept.key, now.turn, prompt, now.cached, now.written, cause, lost, None, "", None,
+                          now.lifetime if now.explicit else None)
+        if cause is not None:
+            cache.lost_usd = self._lost_usd(ex, lost)
         outcome.cache_judged(ex, cache)
         if self.shown and verdict is not None and isinstance(meta := flow.metadata.get("qwen"), dict):
             self._show(ex, cache, verdict, was, now, meta)
