@@ -135,6 +135,27 @@ if os.environ.get("QWEN_TEST_PROCS"):
 TIMELINE: list[dict] = []
 
 
+# QWEN_TEST_CPU=<file>: each test's CPU, its whole process tree's, from a cgroup per worker (tests/helpers/cpucount.py)
+_CPU: list = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if not os.environ.get("QWEN_TEST_CPU"):  # (only a process that runs tests gets here: a worker, or -n 0's)
+        yield
+        return
+    if not _CPU:
+        from helpers import cpucount
+        _CPU.append(cpucount.start(os.environ["QWEN_TEST_CPU"],
+                                   getattr(item.config, "workerinput", {}).get("workerid", "main")))
+    if _CPU[0] is None:
+        yield
+        return
+    _CPU[0].begin()
+    yield
+    _CPU[0].end(item.nodeid)
+
+
 def pytest_runtest_logreport(report) -> None:
     if os.environ.get("QWEN_TEST_TIMELINE") and hasattr(report, "node"):  # the controller, a worker's report
         TIMELINE.append({"test": report.nodeid, "when": report.when, "worker": report.node.gateway.id,
