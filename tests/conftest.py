@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import forkclient
+from helpers import forkclient, tls_contexts
 from helpers.home import CODING_PLAN, Home
 from helpers.procs import STARTS, Emulator, Gateway, start_emulator, write_creds
 
@@ -19,6 +19,7 @@ from helpers.procs import STARTS, Emulator, Gateway, start_emulator, write_creds
 # pytest rewrites the asserts of every test module again (~1.3 s of a unit run). The caches are
 # __pycache__ folders, ignored by git; the tests write them whatever the environment says.
 sys.dont_write_bytecode = False
+tls_contexts.install()  # httpx's TLS context made once per kind, not once per client (46 ms of CPU each)
 # The gateways, the emulator and the fork server write their logs to files the tests read while they run: a
 # file is block-buffered (8 KiB) unless PYTHONUNBUFFERED says otherwise, and a machine that does not set it
 # (this one does) would show a test an empty log. Set here, before any of them starts, so all agree.
@@ -139,16 +140,20 @@ TIMELINE: list[dict] = []
 _CPU: list = []
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item, nextitem):
-    if not os.environ.get("QWEN_TEST_CPU"):  # (only a process that runs tests gets here: a worker, or -n 0's)
-        yield
-        return
-    if not _CPU:
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config) -> None:
+    """A worker (or -n 0's one process) joins its cgroup before it starts anything: the fork server, the session's
+    emulator and each gateway they fork are then its own, counted with the test that uses them."""
+    runs_tests = hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None)
+    if os.environ.get("QWEN_TEST_CPU") and runs_tests:
         from helpers import cpucount
         _CPU.append(cpucount.start(os.environ["QWEN_TEST_CPU"],
-                                   getattr(item.config, "workerinput", {}).get("workerid", "main")))
-    if _CPU[0] is None:
+                                   getattr(config, "workerinput", {}).get("workerid", "main")))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if not _CPU or _CPU[0] is None:
         yield
         return
     _CPU[0].begin()

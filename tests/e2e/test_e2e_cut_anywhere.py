@@ -20,6 +20,7 @@ import websocket
 from helpers import cuts
 from helpers.home import Home
 from helpers.ledger import ledger_rows
+from helpers.plainhttp import Plain
 from helpers.procs import Gateway, until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -39,13 +40,16 @@ def gateway(tmp_path: Path, emu, make_gateway, *args: str, base: str = "/v1") ->
 def sweep(emu, ask) -> Counter:
     """`ask()` once whole (the emulator says how long its upstream stream was: ids and times change between
     answers, their lengths do not), then once per byte offset of that stream with a cut there (the ways in
-    turn); each answer checked by `ask` itself. The outcomes counted."""
+    turn); each answer checked by `ask` itself. The outcomes counted. Here and in the asks, plain HTTP clients
+    (helpers/plainhttp.py): a sweep is thousands of requests, and httpx's CPU was a fifth of theirs."""
     assert ask() == cuts.WHOLE
     length = emu.stats()["last_stream_bytes"]
     assert length > 500, length
     outcomes: Counter = Counter()
+    admin = Plain(emu.url)
     for at in range(length + 1):
-        emu.fault("cut", at=at, how=WAYS[at % len(WAYS)])
+        status, text = admin.post("/_emulator/fault", {"kind": "cut", "at": at, "how": WAYS[at % len(WAYS)]})
+        assert status == 200, text
         try:
             outcomes[ask()] += 1
         except AssertionError as e:
@@ -55,14 +59,14 @@ def sweep(emu, ask) -> Counter:
 
 
 def chat_call(gw: Gateway, **extra):
-    http = httpx.Client(base_url=gw.url, trust_env=False, timeout=60)
+    http = Plain(gw.url)
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": ASK}], "stream": True,
             "stream_options": {"include_usage": True}, **extra}
 
     def ask() -> str:
-        r = http.post("/v1/chat/completions", json=body)
-        assert r.status_code == 200, r.text
-        return cuts.chat(r.content, EXPECTED)
+        status, content = http.post("/v1/chat/completions", body)
+        assert status == 200, content
+        return cuts.chat(content, EXPECTED)
     return ask
 
 
@@ -108,12 +112,12 @@ def test_chat_cut_where_it_cannot_be_continued_ends_in_the_error_and_says_so(tmp
 
 def test_responses_cut_at_every_byte_over_http(tmp_path, emu, make_gateway):
     gw, _ = gateway(tmp_path, emu, make_gateway)
-    http = httpx.Client(base_url=gw.url, trust_env=False, timeout=60)
+    http = Plain(gw.url)
 
     def ask() -> str:
-        r = http.post("/v1/responses", json={"model": "gpt-4o", "input": ASK, "stream": True, "store": False})
-        assert r.status_code == 200, r.text
-        return cuts.responses_sse(r.content, EXPECTED)
+        status, content = http.post("/v1/responses", {"model": "gpt-4o", "input": ASK, "stream": True, "store": False})
+        assert status == 200, content
+        return cuts.responses_sse(content, EXPECTED)
     outcomes = sweep(emu, ask)
     assert outcomes == Counter({cuts.WHOLE: sum(outcomes.values())}), outcomes
 
@@ -137,16 +141,16 @@ def test_responses_cut_at_every_byte_over_websocket(tmp_path, emu, make_gateway)
 
 def test_responses_cut_at_every_byte_in_the_background(tmp_path, emu, make_gateway):
     gw, _ = gateway(tmp_path, emu, make_gateway)
-    http = httpx.Client(base_url=gw.url, trust_env=False, timeout=60)
+    http = Plain(gw.url)
 
     def ask() -> str:
-        r = http.post("/v1/responses", json={"model": "gpt-4o", "input": ASK, "background": True})
-        assert r.status_code == 200, r.text
-        rid = r.json()["id"]
-        with http.stream("GET", f"/v1/responses/{rid}", params={"stream": "true"}) as s:
-            raw = b"".join(s.iter_raw())
+        status, content = http.post("/v1/responses", {"model": "gpt-4o", "input": ASK, "background": True})
+        assert status == 200, content
+        rid = json.loads(content)["id"]
+        status, raw = http.request("GET", f"/v1/responses/{rid}?stream=true")
+        assert status == 200, raw
         outcome = cuts.responses_sse(raw, EXPECTED)
-        stored = http.get(f"/v1/responses/{rid}").json()
+        stored = json.loads(http.request("GET", f"/v1/responses/{rid}")[1])
         assert stored["status"] == ("completed" if outcome == cuts.WHOLE else "failed"), stored
         return outcome
     outcomes = sweep(emu, ask)
@@ -155,14 +159,14 @@ def test_responses_cut_at_every_byte_in_the_background(tmp_path, emu, make_gatew
 
 def test_messages_cut_at_every_byte(tmp_path, emu, make_gateway):
     gw, _ = gateway(tmp_path, emu, make_gateway)
-    http = httpx.Client(base_url=gw.url, trust_env=False, timeout=60)
+    http = Plain(gw.url)
 
     def ask() -> str:
-        r = http.post("/v1/messages", json={"model": "claude-sonnet-4-6", "max_tokens": 256, "stream": True,
-                                            "messages": [{"role": "user", "content": ASK}]},
-                      headers={"anthropic-version": "2023-06-01", "x-api-key": "client-key"})
-        assert r.status_code == 200, r.text
-        return cuts.messages(r.content, EXPECTED)
+        status, content = http.post("/v1/messages", {"model": "claude-sonnet-4-6", "max_tokens": 256, "stream": True,
+                                                     "messages": [{"role": "user", "content": ASK}]},
+                                    headers={"anthropic-version": "2023-06-01", "x-api-key": "client-key"})
+        assert status == 200, content
+        return cuts.messages(content, EXPECTED)
     outcomes = sweep(emu, ask)
     assert outcomes == Counter({cuts.WHOLE: sum(outcomes.values())}), outcomes
 
@@ -173,14 +177,14 @@ def test_messages_passed_through_cut_at_every_byte(tmp_path, emu, make_gateway):
     the gateway ends it with the `message_stop` that did not come."""
     gw, _ = gateway(tmp_path, emu, make_gateway, "--set", "qwen_messages_passthrough=true",
                       base="/compatible-mode/v1")
-    http = httpx.Client(base_url=gw.url, trust_env=False, timeout=60)
+    http = Plain(gw.url)
 
     def ask() -> str:
-        r = http.post("/v1/messages", json={"model": "claude-sonnet-4-6", "max_tokens": 256, "stream": True,
-                                            "messages": [{"role": "user", "content": ASK}]},
-                      headers={"anthropic-version": "2023-06-01", "x-api-key": "client-key"})
-        assert r.status_code == 200, r.text
-        return cuts.messages(r.content, EXPECTED)
+        status, content = http.post("/v1/messages", {"model": "claude-sonnet-4-6", "max_tokens": 256, "stream": True,
+                                                     "messages": [{"role": "user", "content": ASK}]},
+                                    headers={"anthropic-version": "2023-06-01", "x-api-key": "client-key"})
+        assert status == 200, content
+        return cuts.messages(content, EXPECTED)
     outcomes = sweep(emu, ask)
     assert outcomes[cuts.WHOLE] and set(outcomes) <= {cuts.WHOLE, "error:api_error"}, outcomes
 
@@ -189,12 +193,12 @@ def test_responses_on_qwens_own_api_cut_at_every_byte(tmp_path, emu, make_gatewa
     """`qwen_responses_native`: Qwen's own Responses stream read back into the chat form; never continued (a
     pass-through pair): each cut ends in `response.failed`, or the response is whole."""
     gw, _ = gateway(tmp_path, emu, make_gateway, "--set", "qwen_responses_native=true", base="/compatible-mode/v1")
-    http = httpx.Client(base_url=gw.url, trust_env=False, timeout=60)
+    http = Plain(gw.url)
 
     def ask() -> str:
-        r = http.post("/v1/responses", json={"model": "qwen3-coder-plus", "input": ASK, "stream": True})  # stored
-        assert r.status_code == 200, r.text
-        return cuts.responses_sse(r.content, EXPECTED)
+        status, content = http.post("/v1/responses", {"model": "qwen3-coder-plus", "input": ASK, "stream": True})
+        assert status == 200, content  # (stored)
+        return cuts.responses_sse(content, EXPECTED)
     outcomes = sweep(emu, ask)
     assert outcomes[cuts.WHOLE] and set(outcomes) <= {cuts.WHOLE, "error:server_error"}, outcomes
 
