@@ -4,7 +4,7 @@ The suite is CPU-bound on two cores (four workers keep both busy), so what a tes
 whole process tree — its gateways, emulators, clients, databases — not its wall time, which waits on the others.
 Each xdist worker moves itself into a cpuacct cgroup of its own (v1: /sys/fs/cgroup/cpuacct/qwen-tests/gwN;
 needs root), which every process it then starts joins, and reads the group's usage before and after each test.
-A worker appends one JSON line a test to `<file>.<worker>`: the test, its tree's CPU seconds, its worker's own,
+A worker appends one JSON line a test to `<file>.<worker>.jsonl`: the test, its tree's CPU seconds, its worker's own,
 its wall seconds. `python tests/helpers/cpucount.py <file>` merges them and prints the CPU by file.
 
 Where no such cgroup can be made (not root, no cpuacct hierarchy), nothing is measured and the run says so once."""
@@ -27,7 +27,7 @@ class CpuCount:
         self.group = root / worker
         self.group.mkdir(parents=True, exist_ok=True)
         (self.group / "cgroup.procs").write_text(str(os.getpid()))  # the whole process, every thread
-        self.out = open(f"{out}.{worker}", "a", buffering=1)
+        self.out = open(f"{out}.{worker}.jsonl", "a", buffering=1)
         self._began: tuple[float, float, float] | None = None
 
     def usage(self) -> float:
@@ -67,7 +67,7 @@ def by_file(rows: list[dict]) -> list[tuple[str, int, float, float]]:
 
 
 def read(out: str) -> list[dict]:
-    return [json.loads(line) for part in sorted(Path(out).parent.glob(Path(out).name + ".*"))
+    return [json.loads(line) for part in sorted(Path(out).parent.glob(Path(out).name + ".*.jsonl"))
             for line in part.read_text().splitlines()]
 
 

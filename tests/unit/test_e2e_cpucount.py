@@ -21,15 +21,16 @@ def test_a_worker_joins_its_own_group_and_writes_a_line_a_test(tmp_path):
     count.begin()
     count.end("tests/e2e/test_x.py::test_b")
     count.out.close()
-    lines = [json.loads(line) for line in (tmp_path / "cpu.gw1").read_text().splitlines()]
+    lines = [json.loads(line) for line in (tmp_path / "cpu.gw1.jsonl").read_text().splitlines()]
     assert [(r["test"], r["cpu"]) for r in lines] == [("tests/e2e/test_x.py::test_a", 2.5),
                                                       ("tests/e2e/test_x.py::test_b", 0.0)]
 
 
 def test_the_table_sums_each_file_costliest_first(tmp_path):
-    (tmp_path / "cpu.gw0").write_text(json.dumps({"test": "a.py::t1", "cpu": 1.0, "own": 0.1, "wall": 2}) + "\n"
+    (tmp_path / "cpu.gw0.jsonl").write_text(json.dumps({"test": "a.py::t1", "cpu": 1.0, "own": 0.1, "wall": 2}) + "\n"
                                       + json.dumps({"test": "b.py::t1", "cpu": 4.0, "own": 0.1, "wall": 5}) + "\n")
-    (tmp_path / "cpu.gw1").write_text(json.dumps({"test": "a.py::t2", "cpu": 0.5, "own": 0.1, "wall": 1}) + "\n")
+    (tmp_path / "cpu.gw1.jsonl").write_text(json.dumps({"test": "a.py::t2", "cpu": 0.5, "own": 0.1, "wall": 1}) + "\n")
+    (tmp_path / "cpu.log").write_text("the run's own output, not a worker's lines")
     assert cpucount.by_file(cpucount.read(str(tmp_path / "cpu"))) == [("b.py", 1, 4.0, 5), ("a.py", 2, 1.5, 3)]
 
 
