@@ -44,9 +44,9 @@ def observed(make_gateway, emu, oauth_home, tmp_path):
     import openai
     state = tmp_path / "state"
     env = {**oauth_home["env"], "QWEN_GATEWAY_HOME": str(state)}
-    gw = make_gateway("observed", env=env, args=(  # Popen: its memory map is read (tiktoken never loaded)
+    gw = make_gateway("observed", env=env, args=(  # its memory map is read: tiktoken never loaded
         "--set", "qwen_debug_log=true", "--set", "qwen_debug_log_count=5",
-        "--set", "qwen_context_limits=gpt-4o-mini=50"), fork=False)
+        "--set", "qwen_context_limits=gpt-4o-mini=50"))
     client = openai.OpenAI(base_url=gw.url + "/v1", api_key=CLIENT_KEY, max_retries=0,
                            http_client=httpx.Client(trust_env=False, timeout=30))
     yield gw, client, state, env
