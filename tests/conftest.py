@@ -137,28 +137,28 @@ TIMELINE: list[dict] = []
 
 
 # QWEN_TEST_CPU=<file>: each test's CPU, its whole process tree's, from a cgroup per worker (tests/helpers/cpucount.py)
-_CPU: list = []
+CPU = None  # this process's cpucount.CpuCount, when it runs tests and could join its cgroup
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config) -> None:
     """A worker (or -n 0's one process) joins its cgroup before it starts anything: the fork server, the session's
     emulator and each gateway they fork are then its own, counted with the test that uses them."""
+    global CPU
     runs_tests = hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None)
     if os.environ.get("QWEN_TEST_CPU") and runs_tests:
         from helpers import cpucount
-        _CPU.append(cpucount.start(os.environ["QWEN_TEST_CPU"],
-                                   getattr(config, "workerinput", {}).get("workerid", "main")))
+        CPU = cpucount.start(os.environ["QWEN_TEST_CPU"], getattr(config, "workerinput", {}).get("workerid", "main"))
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    if not _CPU or _CPU[0] is None:
+    if CPU is None:
         yield
         return
-    _CPU[0].begin()
+    CPU.begin()
     yield
-    _CPU[0].end(item.nodeid)
+    CPU.end(item.nodeid)
 
 
 def pytest_runtest_logreport(report) -> None:
