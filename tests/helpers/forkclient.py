@@ -100,11 +100,11 @@ class ForkedProcess:
 class ForkServer:
     """A fork server process of the session (`python` having imported `modules` from `folder`), its connection."""
 
-    def __init__(self, python: str, folder: str, modules: tuple[str, ...]) -> None:
+    def __init__(self, python: str, folder: str, modules: tuple[str, ...], env: dict[str, str] | None = None) -> None:
         self.python, self.folder = python, folder
         self.workdir = Path(tempfile.mkdtemp(prefix="qwen-forkserver-"))
         self.socket = str(self.workdir / "socket")
-        self.env = without_proxies(os.environ)
+        self.env = without_proxies(os.environ) if env is None else env
         with open(self.workdir / "server.log", "w") as log:
             self.proc = subprocess.Popen([python, str(SERVER), self.socket, folder, ",".join(modules)], env=self.env,
                                          cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
@@ -185,18 +185,19 @@ def without_proxies(env) -> dict[str, str]:
     return {k: v for k, v in env.items() if k not in proxies}
 
 
-_servers: dict[tuple[str, str, tuple[str, ...]], ForkServer] = {}
+_servers: dict[tuple, ForkServer] = {}
 
 
 def server(python: str = sys.executable, folder: str = str(BIN), modules: tuple[str, ...] = GATEWAY,
-           ) -> ForkServer | None:
+           env: dict[str, str] | None = None) -> ForkServer | None:
     """The session's fork server of these, started at first need; None when turned off (QWEN_TEST_NO_FORKSERVER=1).
-    By default the gateway's: this environment's Python, its console scripts' folder, mitmproxy and the addon."""
+    By default the gateway's: this environment's Python, its console scripts' folder, mitmproxy and the addon,
+    in this process's environment (`env`: another, such as the docs' shell's: tests/helpers/forkshim.py)."""
     if os.environ.get("QWEN_TEST_NO_FORKSERVER") == "1":
         return None
-    key = (python, folder, modules)
+    key = (python, folder, modules, None if env is None else tuple(sorted(env.items())))
     if key not in _servers:
-        _servers[key] = ForkServer(*key)
+        _servers[key] = ForkServer(python, folder, modules, env)
     return _servers[key]
 
 

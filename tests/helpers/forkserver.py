@@ -16,8 +16,9 @@ process, never a reused pid); when the child ends, its exit code (as `Popen.retu
 same connection, since only this process can wait for it.
 
 The child is made what Popen would have started, at its first line: the signal handlers a fresh interpreter
-has, no descriptor of this server's, the test's environment (wholly), working directory, argv, stdio; then it
-runs the script (a console script such as mitmdump's is one) in a fresh `__main__`, and exits through the
+has, no descriptor of this server's, the test's environment (wholly), working directory, argv, stdio (for a
+shim, tests/helpers/forkshim.py, also the shell's network namespace, umask and the signals it found ignored; a
+shim killed, its child is killed too); then it runs the script (a console script such as mitmdump's is one) in a fresh `__main__`, and exits through the
 interpreter (atexit handlers, non-daemon threads) with the program's exit code.
 
 This module imports only what the programs have imported by the time they run (tests/e2e/test_forkserver.py
@@ -144,12 +145,15 @@ class Server:
     def serve(self):
         """Until the session's connection closes: None. In a forked child: its request and stdio descriptors."""
         with selectors.DefaultSelector() as sel:
+            self.selector = sel
             sel.register(self.listener, selectors.EVENT_READ, "accept")
             sel.register(self.wakeup_r, selectors.EVENT_READ, "reap")
             while True:
                 for key, _ in sel.select():
                     if key.data == "reap":
                         self._reap()
+                    elif isinstance(key.data, int):  # a tied child's shim closed its connection: it was killed
+                        self._shim_gone(key.fileobj, key.data)
                     elif key.data == "session":
                         if not key.fileobj.recv(PACKET):  # type: ignore[union-attr]
                             self._stop_children()
@@ -165,7 +169,7 @@ class Server:
     def _handle(self, conn):
         conn.settimeout(10)
         try:
-            data, fds, _flags, _addr = socket.recv_fds(conn, PACKET, 3)
+            data, fds, _flags, _addr = socket.recv_fds(conn, PACKET, 4)
         except OSError:
             conn.close()
             return None
@@ -175,7 +179,7 @@ class Server:
             conn.settimeout(None)
             conn.send(json.dumps({"pid": os.getpid(), **self.preloaded}).encode())
             return None
-        if request["op"] != "spawn" or len(fds) != 3:
+        if request["op"] != "spawn" or len(fds) != 3 + bool(request.get("netns")):
             conn.send(json.dumps({"error": f"not a request: {request.get('op')}"}).encode())
             return self._drop(conn, fds)
         sys.stdout.flush()
@@ -191,6 +195,8 @@ class Server:
         for fd in fds:
             os.close(fd)
         self.children[pid] = conn
+        if request.get("tied"):  # the shim standing for the child in a shell (forkshim.py): its end is the child's
+            self.selector.register(conn, selectors.EVENT_READ, pid)
         pidfd = os.pidfd_open(pid)  # not reaped before we do: the pidfd is this child's
         try:
             socket.send_fds(conn, [json.dumps({"pid": pid}).encode()], [pidfd])
@@ -199,6 +205,21 @@ class Server:
         finally:
             os.close(pidfd)
         return None
+
+    def _shim_gone(self, conn, pid):
+        """Only SIGKILL ends a shim without its child's exit code (it passes every other signal on): so is the
+        child ended, as the process the shim stands for would have been."""
+        try:
+            if conn.recv(PACKET):
+                return
+        except OSError:
+            pass
+        self.selector.unregister(conn)
+        if self.children.get(pid) is conn:
+            try:
+                os.kill(pid, _signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     @staticmethod
     def _drop(conn, fds):
@@ -237,6 +258,10 @@ class Server:
             conn = self.children.pop(pid, None)
             if conn is not None:
                 try:
+                    self.selector.unregister(conn)  # a tied one's
+                except KeyError:
+                    pass
+                try:
                     conn.send(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}).encode())
                 except OSError:
                     pass
@@ -273,6 +298,13 @@ def _is_open(fd):
 
 def become(request, stdio, inherited):
     """In the forked child: the process as Popen would have started it; returns what runs the program."""
+    if request.get("netns"):  # the shell's network namespace (forkshim.py): its loopback, its ports
+        os.setns(stdio[3], os.CLONE_NEWNET)
+        stdio = stdio[:3]
+    for signum in request.get("ignored", ()):  # as a shell's `&` or nohup leave them for the program it starts
+        _signal.signal(signum, _signal.SIG_IGN)
+    if "umask" in request:
+        os.umask(request["umask"])
     for target, fd in enumerate(stdio):
         os.dup2(fd, target)
     for fd in open_descriptors() - inherited:

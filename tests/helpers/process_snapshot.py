@@ -61,6 +61,7 @@ def take() -> dict:
         "umask": umask,
         "nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
         "process_group_is_session_leader": os.getpgrp() == os.getpid(),
+        "netns": os.readlink("/proc/self/ns/net"),
         "tzname": time.tzname,
         "userbase": sysconfig.get_config_var("userbase"),
         "site": [getattr(sys.modules.get("site"), a, None) for a in ("ENABLE_USER_SITE", "USER_BASE", "USER_SITE")],

@@ -1,9 +1,11 @@
 """A shell for running documented commands exactly as printed: its own network namespace (a private
 loopback, so the documented ports 8080, 8081 and 9999 meet no other program on this machine and nothing
 reaches the network), a fresh HOME, the repository as working folder and .venv/bin first on PATH (as after
-`source .venv/bin/activate`).
+`source .venv/bin/activate`). With shims (tests/helpers/forkshim.py), a mount namespace of its own too, where
+the project's programs in .venv/bin are forked by the session's fork servers.
 
-    python tests/helpers/sandbox.py COMMAND...   (inside the namespace) brings loopback up, then execs COMMAND
+    python tests/helpers/sandbox.py [--bind SOURCE TARGET]... COMMAND...   (inside the namespaces) brings
+    loopback up, makes the bind mounts, then execs COMMAND
 
 `Shell` keeps one bash running, so blocks share variables and background jobs as in a terminal. Each
 block is written to a file and sourced (`. FILE < STDIN`), so a command that reads standard input reads
@@ -31,6 +33,10 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from helpers import forkshim
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -97,11 +103,18 @@ class Shell:
     """One bash in the sandbox. `run(text)` sources a block and returns what it printed (with what
     background jobs printed meanwhile) and the commands that failed."""
 
-    def __init__(self, home: Path, env: dict[str, str] | None = None, *, netns: bool = True) -> None:
-        """`netns=False`: on this machine's network (docker's commands: the daemon publishes ports there)."""
+    def __init__(self, home: Path, env: dict[str, str] | None = None, *, netns: bool = True,
+                 shims: "forkshim.Shims | None" = None) -> None:
+        """`netns=False`: on this machine's network (docker's commands: the daemon publishes ports there).
+        `shims`: the project's programs forked, not exec'd (tests/helpers/forkshim.py; in a namespace only)."""
         prefix = namespace_prefix() if netns else []
         if prefix is None:
             raise RuntimeError(namespace_problem())
+        self.shims = shims if prefix else None
+        if self.shims is not None:  # a mount namespace too, where the shims cover the programs
+            end = prefix.index("--")
+            prefix = [*prefix[:end], "--mount", *prefix[end:],
+                      *(arg for src, dst in self.shims.binds() for arg in ("--bind", src, dst))]
         self.home = home
         (home / "tmp").mkdir(parents=True, exist_ok=True)
         self.work = home / "tmp" / "blocks"
@@ -152,6 +165,8 @@ class Shell:
         """Source `text`; wait for it (at most `timeout` s), then until the output has been quiet for
         `settle` s (background jobs finishing their lines; at most 5 s). Returns (output, failures)."""
         self._n += 1
+        if self.shims is not None:
+            self.shims.ensure(text)
         block = self.work / f"block{self._n}.sh"
         block.write_text(text if text.endswith("\n") else text + "\n")
         given = self.work / f"stdin{self._n}"
@@ -249,6 +264,19 @@ def wait_port(shell: Shell, port: int, timeout: float = 30) -> str:
 
 
 
-if __name__ == "__main__":  # inside the new namespace
+def bind(source: str, target: str) -> None:
+    """mount --bind SOURCE TARGET, in this process's mount namespace (private: nothing goes out of it)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(source.encode(), target.encode(), None, 4096, None) != 0:  # MS_BIND
+        raise OSError(ctypes.get_errno(), f"mount --bind {source} {target}")
+
+
+if __name__ == "__main__":  # inside the new namespace: [--bind SOURCE TARGET]... COMMAND...
     loopback_up()
-    os.execvp(sys.argv[1], sys.argv[1:])
+    args = sys.argv[1:]
+    while args[0] == "--bind":
+        bind(args[1], args[2])
+        args = args[3:]
+    os.execvp(args[0], args)

@@ -6,7 +6,9 @@ ports the docs print (8080, 8081, 9999) are used as printed, meet no other progr
 the network — with a fresh HOME, the repository as working folder and .venv/bin on PATH (as after
 `source .venv/bin/activate`). One bash per test keeps variables and background jobs between the blocks of
 a walk-through, as a terminal does. Each command is run on its own (so a failure names it) and must exit
-0; every command has a time bound.
+0; every command has a time bound. The project's Python programs in .venv/bin (mitmdump, qwen-auth...) are
+forked by the session's fork servers, the same processes without ~2 s of imports each
+(tests/helpers/forkshim.py says how, and what differs).
 
 - A server shown in the foreground (mitmdump, mitmweb, qwen-gateway, scripts/gateway.sh, the emulator)
   runs until Ctrl-C: the test starts it in the background instead, waits until its ports answer, runs the
@@ -39,6 +41,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +49,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers import sandbox
+from helpers import forkshim, sandbox
 from helpers.docker import docker_daemon, gateway_image, postgres_image  # noqa: F401  (fixtures: deploy.md)
 from helpers.sandbox import ROOT, Shell
 
@@ -271,7 +274,9 @@ class Session:
         env = sandbox.sandbox_env(self.home, **GIVEN, **extra)
         if path:  # programs the reader installed (clients): found before the project's .venv/bin
             env["PATH"] = ":".join([*map(str, path), env["PATH"]])
-        self.shell = Shell(self.home, env, netns=netns)
+        # .venv/bin's Python programs forked, not exec'd (tests/helpers/forkshim.py): ~2 s less CPU per gateway
+        shims = forkshim.shims(sandbox.VENV_BIN, sandbox.sandbox_env(Path(tempfile.gettempdir())))
+        self.shell = Shell(self.home, env, netns=netns, shims=shims)
         self.servers: list[tuple[str, int]] = []  # (command, shell variable index)
         self.not_run: list[tuple[str, str]] = []
 
