@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from mitmproxy import master, version
 
 from qwen_gateway import seams
@@ -96,3 +97,82 @@ def test_a_file_is_parsed_once_for_all_the_classes_it_holds(monkeypatch):
         fingerprint.digest(name)
     classes = {name.partition(":")[0] for name in names if name.partition(":")[2].rpartition(".")[2][:1].isupper()}
     assert len(parsed) == len(classes) == len(set(parsed))
+
+
+def _known_table() -> dict:
+    """KNOWN as the installed mitmproxy gives it: for each named code whose source is the digest its seam names."""
+    import hashlib
+    import importlib
+    import inspect
+
+    table = {}
+    for seam in SEAMS:
+        for name, expected in importlib.import_module(f"qwen_gateway.seams.{seam}").WRITTEN.code:
+            if fingerprint.digest(name) != expected:
+                continue
+            module, _, qualname = name.partition(":")
+            found: object = importlib.import_module(module)
+            for part in qualname.split("."):
+                found = getattr(found, part)
+            found = inspect.unwrap(found)  # type: ignore[arg-type]
+            if inspect.isclass(found):
+                file, where = sys.modules[found.__module__].__file__, found.__qualname__
+            else:
+                file, where = found.__code__.co_filename, found.__code__.co_firstlineno  # type: ignore[attr-defined]
+            table[name] = (expected, hashlib.sha256(Path(file).read_bytes()).hexdigest()[:16], where)
+    return table
+
+
+def test_known_code_is_the_code_its_source_says_and_the_table_is_current():
+    """`known` vouches only for what reading the source would find; on the mitmproxy KNOWN was taken from, it
+    knows every named piece of code (else: the table to paste, printed)."""
+    import importlib
+
+    named = {name: expected for seam in SEAMS
+             for name, expected in importlib.import_module(f"qwen_gateway.seams.{seam}").WRITTEN.code}
+    for name, expected in named.items():
+        if fingerprint.known(name, expected):
+            assert fingerprint.digest(name) == expected, name
+    if version.VERSION != fingerprint.KNOWN_FROM:
+        pytest.skip(f"KNOWN was taken from mitmproxy {fingerprint.KNOWN_FROM}; this is {version.VERSION}: every "
+                    "seam reads its sources at start (correct, ~60 ms slower)")
+    table = _known_table()
+    rows = "".join(f"    {n!r}: {v!r},\n" for n, v in sorted(table.items()))
+    assert fingerprint.KNOWN == table, "KNOWN for this mitmproxy:\n" + rows
+    assert all(fingerprint.known(name, expected) for name, expected in named.items())
+
+
+def test_at_start_no_source_is_read_when_every_named_code_is_known(monkeypatch):
+    """The gateway's start: each seam's check with no source read (~60 ms of tokenizing, before)."""
+    import importlib
+
+    if version.VERSION != fingerprint.KNOWN_FROM:
+        pytest.skip(f"KNOWN was taken from mitmproxy {fingerprint.KNOWN_FROM}; this is {version.VERSION}")
+    read: list[object] = []
+    monkeypatch.setattr(fingerprint, "_source", lambda found: read.append(found) or "")
+    assert [importlib.import_module(f"qwen_gateway.seams.{s}").WRITTEN.differing() for s in SEAMS] == [[]] * 9
+    assert read == []
+
+
+def test_code_moved_replaced_or_in_another_file_is_read_not_known(monkeypatch):
+    from mitmproxy.proxy.layers.http import _http1
+
+    body = "mitmproxy.proxy.layers.http._http1:Http1Server.read_body"
+    expected = fingerprint.KNOWN[body][0]
+    assert fingerprint.known(body, expected)
+    assert not fingerprint.known(body, "0000000000000000")  # a digest the table does not vouch for
+    written = fingerprint.WrittenAgainst("x", "y", ((body, expected),))
+    # another function of the same file put in its place: not where the code was
+    monkeypatch.setattr(_http1.Http1Server, "read_body", _http1.Http1Server.send)
+    assert not fingerprint.known(body, expected) and written.differing() == [body]
+    monkeypatch.undo()
+    # the file is not the one the table knows (another release, a patch): read, and found the same here
+    monkeypatch.setitem(fingerprint.KNOWN, body, (expected, "0000000000000000", fingerprint.KNOWN[body][2]))
+    read: list[object] = []
+    source = fingerprint._source
+    monkeypatch.setattr(fingerprint, "_source", lambda found: read.append(found) or source(found))
+    assert not fingerprint.known(body, expected) and written.differing() == [] and len(read) == 1
+    # a class replaced by another class of its file
+    monkeypatch.setattr(_http1, "Http1Server", _http1.Http1Client)
+    name = "mitmproxy.proxy.layers.http._http1:Http1Server"
+    assert not fingerprint.known(name, fingerprint.KNOWN[name][0])
