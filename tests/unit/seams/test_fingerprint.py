@@ -99,80 +99,92 @@ def test_a_file_is_parsed_once_for_all_the_classes_it_holds(monkeypatch):
     assert len(parsed) == len(classes) == len(set(parsed))
 
 
-def _known_table() -> dict:
-    """KNOWN as the installed mitmproxy gives it: for each named code whose source is the digest its seam names."""
-    import hashlib
-    import importlib
-    import inspect
 
-    table = {}
-    for seam in SEAMS:
-        for name, expected in importlib.import_module(f"qwen_gateway.seams.{seam}").WRITTEN.code:
-            if fingerprint.digest(name) != expected:
-                continue
-            module, _, qualname = name.partition(":")
-            found: object = importlib.import_module(module)
-            for part in qualname.split("."):
-                found = getattr(found, part)
-            found = inspect.unwrap(found)  # type: ignore[arg-type]
-            if inspect.isclass(found):
-                file, where = sys.modules[found.__module__].__file__, found.__qualname__
-            else:
-                file, where = found.__code__.co_filename, found.__code__.co_firstlineno  # type: ignore[attr-defined]
-            table[name] = (expected, hashlib.sha256(Path(file).read_bytes()).hexdigest()[:16], where)
-    return table
+def _fresh(code: str) -> object:
+    """`code` run in a process of its own (here, seams may be installed already); what it printed, as JSON."""
+    out = subprocess.run([sys.executable, "-c", "import json, sys\n" + code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+NAMED = f"""
+import importlib, inspect, hashlib
+from mitmproxy import version
+from qwen_gateway.seams import fingerprint
+named = {{name: expected for seam in {SEAMS!r}
+         for name, expected in importlib.import_module(f"qwen_gateway.seams.{{seam}}").WRITTEN.code}}
+"""
 
 
 def test_known_code_is_the_code_its_source_says_and_the_table_is_current():
-    """`known` vouches only for what reading the source would find; on the mitmproxy KNOWN was taken from, it
-    knows every named piece of code (else: the table to paste, printed)."""
-    import importlib
-
-    named = {name: expected for seam in SEAMS
-             for name, expected in importlib.import_module(f"qwen_gateway.seams.{seam}").WRITTEN.code}
-    for name, expected in named.items():
-        if fingerprint.known(name, expected):
-            assert fingerprint.digest(name) == expected, name
-    if version.VERSION != fingerprint.KNOWN_FROM:
-        pytest.skip(f"KNOWN was taken from mitmproxy {fingerprint.KNOWN_FROM}; this is {version.VERSION}: every "
+    """`known` vouches only for what reading the source finds; on the mitmproxy KNOWN was taken from, it knows
+    every named piece of code (else: the table to paste, printed)."""
+    found = _fresh(NAMED + """
+table = {}
+for name, expected in named.items():
+    if fingerprint.digest(name) != expected:
+        continue
+    module, _, qualname = name.partition(":")
+    code = importlib.import_module(module)
+    for part in qualname.split("."):
+        code = getattr(code, part)
+    code = inspect.unwrap(code)
+    if inspect.isclass(code):
+        file, where = sys.modules[code.__module__].__file__, code.__qualname__
+    else:
+        file, where = code.__code__.co_filename, code.__code__.co_firstlineno
+    table[name] = [expected, hashlib.sha256(open(file, "rb").read()).hexdigest()[:16], where]
+print(json.dumps({"version": version.VERSION, "table": table,
+                  "checked": {n: [e, fingerprint.known(n, e), fingerprint.digest(n)] for n, e in named.items()}}))
+""")
+    assert isinstance(found, dict)
+    for name, (expected, known, digest) in found["checked"].items():
+        assert not known or digest == expected, name
+    if found["version"] != fingerprint.KNOWN_FROM:
+        pytest.skip(f"KNOWN was taken from mitmproxy {fingerprint.KNOWN_FROM}; this is {found['version']}: every "
                     "seam reads its sources at start (correct, ~60 ms slower)")
-    table = _known_table()
-    rows = "".join(f"    {n!r}: {v!r},\n" for n, v in sorted(table.items()))
-    assert fingerprint.KNOWN == table, "KNOWN for this mitmproxy:\n" + rows
-    assert all(fingerprint.known(name, expected) for name, expected in named.items())
+    rows = "".join(f"    {n!r}: {tuple(v)!r},\n" for n, v in sorted(found["table"].items()))
+    assert {n: list(v) for n, v in fingerprint.KNOWN.items()} == found["table"], "KNOWN for this mitmproxy:\n" + rows
+    assert all(known for _, known, _ in found["checked"].values())
 
 
-def test_at_start_no_source_is_read_when_every_named_code_is_known(monkeypatch):
-    """The gateway's start: each seam's check with no source read (~60 ms of tokenizing, before)."""
-    import importlib
+def test_at_start_no_source_is_read_when_every_named_code_is_known():
+    """The gateway's start: each seam's check with no source read (~70 ms of reading and tokenizing, before)."""
+    found = _fresh(NAMED + f"""
+read = []
+fingerprint._source = lambda code: read.append(repr(code)) or ""
+differing = [importlib.import_module(f"qwen_gateway.seams.{{s}}").WRITTEN.differing() for s in {SEAMS!r}]
+print(json.dumps({{"version": version.VERSION, "differing": differing, "read": read}}))
+""")
+    assert isinstance(found, dict)
+    if found["version"] != fingerprint.KNOWN_FROM:
+        pytest.skip(f"KNOWN was taken from mitmproxy {fingerprint.KNOWN_FROM}; this is {found['version']}")
+    assert found == {"version": fingerprint.KNOWN_FROM, "differing": [[]] * len(SEAMS), "read": []}
 
-    if version.VERSION != fingerprint.KNOWN_FROM:
-        pytest.skip(f"KNOWN was taken from mitmproxy {fingerprint.KNOWN_FROM}; this is {version.VERSION}")
-    read: list[object] = []
-    monkeypatch.setattr(fingerprint, "_source", lambda found: read.append(found) or "")
-    assert [importlib.import_module(f"qwen_gateway.seams.{s}").WRITTEN.differing() for s in SEAMS] == [[]] * 9
-    assert read == []
 
-
-def test_code_moved_replaced_or_in_another_file_is_read_not_known(monkeypatch):
-    from mitmproxy.proxy.layers.http import _http1
-
-    body = "mitmproxy.proxy.layers.http._http1:Http1Server.read_body"
-    expected = fingerprint.KNOWN[body][0]
-    assert fingerprint.known(body, expected)
-    assert not fingerprint.known(body, "0000000000000000")  # a digest the table does not vouch for
-    written = fingerprint.WrittenAgainst("x", "y", ((body, expected),))
-    # another function of the same file put in its place: not where the code was
-    monkeypatch.setattr(_http1.Http1Server, "read_body", _http1.Http1Server.send)
-    assert not fingerprint.known(body, expected) and written.differing() == [body]
-    monkeypatch.undo()
-    # the file is not the one the table knows (another release, a patch): read, and found the same here
-    monkeypatch.setitem(fingerprint.KNOWN, body, (expected, "0000000000000000", fingerprint.KNOWN[body][2]))
-    read: list[object] = []
-    source = fingerprint._source
-    monkeypatch.setattr(fingerprint, "_source", lambda found: read.append(found) or source(found))
-    assert not fingerprint.known(body, expected) and written.differing() == [] and len(read) == 1
-    # a class replaced by another class of its file
-    monkeypatch.setattr(_http1, "Http1Server", _http1.Http1Client)
-    name = "mitmproxy.proxy.layers.http._http1:Http1Server"
-    assert not fingerprint.known(name, fingerprint.KNOWN[name][0])
+def test_code_moved_replaced_or_in_another_file_is_read_not_known():
+    found = _fresh(NAMED + """
+from mitmproxy.proxy.layers.http import _http1
+body = "mitmproxy.proxy.layers.http._http1:Http1Server.read_body"
+cls = "mitmproxy.proxy.layers.http._http1:Http1Server"
+expected = named[body]
+written = fingerprint.WrittenAgainst("x", "y", ((body, expected),))
+out = {"known": fingerprint.known(body, expected), "other digest": fingerprint.known(body, "0000000000000000")}
+own = _http1.Http1Server.read_body
+_http1.Http1Server.read_body = _http1.Http1Server.send  # another function of its file in its place
+out["replaced"] = [fingerprint.known(body, expected), written.differing()]
+_http1.Http1Server.read_body = own
+entry = fingerprint.KNOWN[body]
+fingerprint.KNOWN[body] = (entry[0], "0000000000000000", entry[2])  # not the file the table knows: read
+read = []
+source = fingerprint._source
+fingerprint._source = lambda code: read.append(1) or source(code)
+out["other file"] = [fingerprint.known(body, expected), written.differing(), len(read)]
+_http1.Http1Server = _http1.Http1Client  # a class replaced by another class of its file
+out["class replaced"] = fingerprint.known(cls, named[cls])
+print(json.dumps(out))
+""")
+    assert found == {"known": True, "other digest": False,
+                     "replaced": [False, ["mitmproxy.proxy.layers.http._http1:Http1Server.read_body"]],
+                     "other file": [False, [], 1], "class replaced": False}
