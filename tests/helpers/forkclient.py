@@ -148,12 +148,7 @@ class ForkServer:
                             if not all(by.endswith((*REFRESHED.get(k, ()), *REFRESHED_COPIES)) for by in read["by"])}
 
     def reason_not_to_fork(self, env: dict[str, str]) -> str | None:
-        agree = self.must_agree()
-        if "*" in agree:
-            return "the fork server's imports copied the whole environment"
-        differ = sorted(k for k in {*env, *self.env} if env.get(k) != self.env.get(k)
-                        and (k in agree or k.startswith(AT_START)))
-        return f"sets {', '.join(differ)}, read when a process starts" if differ else None
+        return reason_not_to_fork(env, self.env, self.must_agree())
 
     def spawn(self, cmd: list[str], env: dict[str, str], cwd: str, stdio: tuple[int, int, int]) -> ForkedProcess:
         """`cmd` (`python SCRIPT ARGS`; a console script is a script) forked with these stdin, stdout, stderr."""
@@ -177,6 +172,15 @@ class ForkServer:
             self.proc.kill()
             self.proc.wait(5)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def reason_not_to_fork(env: dict[str, str], server_env: dict[str, str], agree: set[str]) -> str | None:
+    """Why a server in `server_env`, whose imports read the variables `agree`, cannot fork a process for `env`."""
+    if "*" in agree:
+        return "the fork server's imports copied the whole environment"
+    differ = sorted(k for k in {*env, *server_env} if env.get(k) != server_env.get(k)
+                    and (k in agree or k.startswith(AT_START)))
+    return f"sets {', '.join(differ)}, read when a process starts" if differ else None
 
 
 def without_proxies(env) -> dict[str, str]:

@@ -18,8 +18,9 @@ same connection, since only this process can wait for it.
 The child is made what Popen would have started, at its first line: the signal handlers a fresh interpreter
 has, no descriptor of this server's, the test's environment (wholly), working directory, argv, stdio (for a
 shim, tests/helpers/forkshim.py, also the shell's network namespace, umask and the signals it found ignored; a
-shim killed, its child is killed too); then it runs the script (a console script such as mitmdump's is one) in a fresh `__main__`, and exits through the
-interpreter (atexit handlers, non-daemon threads) with the program's exit code.
+shim killed, its child is killed too); then it runs the script (a console script such as mitmdump's is one) in
+a fresh `__main__`, and exits through the interpreter (atexit handlers, non-daemon threads) with the program's
+exit code.
 
 This module imports only what the programs have imported by the time they run (tests/e2e/test_forkserver.py
 checks that, field by field, against processes Popen started)."""

@@ -17,7 +17,8 @@ What differs from an exec'd program: its parent (the fork server) and process gr
 control would see; no documented command looks at them. `runs.log` beside the shims lists each run, forked or
 not (why).
 
-    python -IS forkshim.py NAME CONFIG ARGS...   (the shim's own line; -I -S: a few ms, no site-packages)
+A shim is a script of three lines run by `python -IS` (a few tens of ms, no site-packages): it imports this
+module and calls `shim(NAME, CONFIG, ARGS)`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
+
+from helpers import forkclient
 
 # The programs of .venv/bin a shim stands for, with what each imports first (its fork server preloads them)
 SHIMMED = {"mitmdump": "gateway", "mitmweb": "gateway", "qwen-auth": ("qwen_gateway.cli.auth",),
@@ -49,12 +52,7 @@ def why_not(entry: dict, env: dict[str, str]) -> str | None:
     """Why this environment cannot be forked by the program's server (None: it can)."""
     if not entry.get("socket"):
         return "no fork server started for it"
-    server_env, agree, prefixes = entry["env"], set(entry["agree"]), tuple(entry["at_start"])
-    if "*" in agree:
-        return "the fork server's imports copied the whole environment"
-    differ = sorted(k for k in {*env, *server_env} if env.get(k) != server_env.get(k)
-                    and (k in agree or k.startswith(prefixes)))
-    return f"sets {', '.join(differ)}, read when a process starts" if differ else None
+    return forkclient.reason_not_to_fork(env, entry["env"], set(entry["agree"]))
 
 
 def shim(name: str, config: str, args: list[str]) -> None:
@@ -122,8 +120,8 @@ class Shims:
                 continue
             python = real.read_text().splitlines()[0].removeprefix("#!").strip()
             (self.dir / name).write_text(
-                f"#!{sys.executable} -IS\nimport sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
-                f"import forkshim\nforkshim.shim({name!r}, {str(self.config)!r}, sys.argv[1:])\n")
+                f"#!{sys.executable} -IS\nimport sys\nsys.path.insert(0, {str(Path(__file__).parents[1])!r})\n"
+                f"from helpers import forkshim\nforkshim.shim({name!r}, {str(self.config)!r}, sys.argv[1:])\n")
             (self.dir / name).chmod(0o755)
             self.entries[name] = {"real": str(real), "hidden": str(self.dir / "real-bin" / name), "python": python}
         self._write()
@@ -136,8 +134,6 @@ class Shims:
 
     def ensure(self, text: str) -> None:
         """The fork servers of the programs `text` (commands about to run) names, started and waited for."""
-        from helpers import forkclient
-
         for name, entry in self.entries.items():
             if "socket" in entry or not re.search(rf"(^|[\s/]){re.escape(name)}(\s|$|[;&|)])", text):
                 continue
@@ -145,8 +141,7 @@ class Shims:
             server = forkclient.server(entry["python"], str(self.venv_bin), tuple(modules), env=self.env)
             if server is None:
                 return  # the fork servers are turned off: the shims exec the programs
-            entry.update(socket=server.socket, env=server.env, agree=sorted(server.must_agree()),
-                         at_start=list(forkclient.AT_START))
+            entry.update(socket=server.socket, env=server.env, agree=sorted(server.must_agree()))
             self._write()
 
     def _write(self) -> None:
@@ -169,7 +164,3 @@ def shims(venv_bin: Path, env: dict[str, str]) -> Shims | None:
     if not _shims:
         _shims.append(Shims(venv_bin, env))
     return _shims[0]
-
-
-if __name__ == "__main__":
-    shim(sys.argv[1], sys.argv[2], sys.argv[3:])

@@ -46,32 +46,35 @@ def known(name: str, expected: str) -> bool:
     if entry is None or entry[0] != expected:
         return False
     _, file_digest, where = entry
-    module, _, qualname = name.partition(":")
     try:
-        found: object = sys.modules.get(module) or importlib.import_module(module)
-        for part in qualname.split("."):
-            found = getattr(found, part)
-        found = inspect.unwrap(found)  # type: ignore[arg-type]
+        found = inspect.unwrap(_found(name))  # type: ignore[arg-type]
         if isinstance(where, int):  # a function: inspect reads its file from its first line on
-            code = found.__code__  # type: ignore[attr-defined]
+            code = found.__code__
             file, same_place = code.co_filename, code.co_firstlineno == where
         else:  # a class: inspect finds it in its module's file by its qualified name
-            file, same_place = sys.modules[found.__module__].__file__, found.__qualname__ == where  # type: ignore
+            file, same_place = sys.modules[found.__module__].__file__, found.__qualname__ == where
+        if not same_place:
+            return False
         with open(file, "rb") as f:
-            return same_place and hashlib.sha256(f.read()).hexdigest()[:16] == file_digest
+            return hashlib.sha256(f.read()).hexdigest()[:16] == file_digest
     except (ImportError, AttributeError, KeyError, OSError, TypeError):
         return False
+
+
+def _found(name: str) -> object:
+    """What "module:qualified.name" names as installed now (ImportError, AttributeError: nothing)."""
+    module, _, qualname = name.partition(":")
+    found: object = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    return found
 
 
 def digest(name: str) -> str | None:
     """The digest of the source of `name` ("module:qualified.name") as installed; None when there is no
     such code or its source cannot be read."""
-    module, _, qualname = name.partition(":")
     try:
-        found: object = importlib.import_module(module)
-        for part in qualname.split("."):
-            found = getattr(found, part)
-        source = _source(found)
+        source = _source(_found(name))
     except (ImportError, AttributeError, OSError, TypeError, SyntaxError):
         return None
     return hashlib.sha256(source.encode()).hexdigest()[:16]
