@@ -66,9 +66,13 @@ if [ $((${#apt_missing[@]} + ${#docker_missing[@]})) -gt 0 ]; then
   fi
 fi
 
-# The base image, in the Docker daemon's store (a daemon started here for it is stopped after).
-if [ "$(id -u)" = 0 ] && command -v docker >/dev/null && [ -x /usr/sbin/dockerd ]; then
-  dockerd_pid=""
+# The rest runs as parallel jobs, each writing to a log of its own (.tools/logs/<job>.log, printed here when all
+# are done): the project's .venv (scripts/setup.sh --test, a no-op when current), the Docker base image, the npm
+# clients, the two SDK venvs. Each is mostly one process busy on one core; in turn they took ~160 s of a clean
+# clone's CI, side by side on 2 cores ~80.
+docker_job() {  # the base image, in the Docker daemon's store (a daemon started here for it is stopped after)
+  [ "$(id -u)" = 0 ] && command -v docker >/dev/null && [ -x /usr/sbin/dockerd ] || return 0
+  local status=0 dockerd_pid=""
   if ! docker info >/dev/null 2>&1; then
     /usr/sbin/dockerd > /tmp/install-test-tools-dockerd.log 2>&1 &
     dockerd_pid=$!
@@ -76,9 +80,10 @@ if [ "$(id -u)" = 0 ] && command -v docker >/dev/null && [ -x /usr/sbin/dockerd 
   fi
   bash scripts/docker-base.sh || { echo "install-test-tools: the Debian base image could not be made"; status=1; }
   if [ -n "$dockerd_pid" ]; then kill "$dockerd_pid"; wait "$dockerd_pid" 2>/dev/null; fi
-fi
+  return $status
+}
 
-npm_install() {  # folder, what, packages…
+npm_install() {  # folder, what, packages… (sets the calling job's status)
   local dir=$1 what=$2; shift 2
   mkdir -p "$dir"
   npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "$@" >/dev/null \
@@ -88,7 +93,12 @@ claude_runs() {  # the pinned version answers `claude --version` (offline; no HO
   [ -x .tools/node_modules/.bin/claude ] && DISABLE_AUTOUPDATER=1 HOME=/nonexistent \
     timeout 60 .tools/node_modules/.bin/claude --version </dev/null 2>/dev/null | grep -q "^$CLAUDE_CODE_VERSION "
 }
-if command -v npm >/dev/null; then
+npm_job() {  # one after the other: three of them share the .tools prefix
+  local status=0
+  if ! command -v npm >/dev/null; then
+    echo "install-test-tools: npm missing: Codex CLI, openai-node, Claude Code and Continue tests will be skipped"
+    return 1
+  fi
   [ -x .tools/node_modules/.bin/codex ] || npm_install .tools "codex" "@openai/codex@$CODEX_VERSION"
   [ -f .tools/node_modules/openai/package.json ] && grep -q "\"version\": \"$OPENAI_NODE_VERSION\"" \
     .tools/node_modules/openai/package.json || npm_install .tools "openai-node" "openai@$OPENAI_NODE_VERSION"
@@ -98,21 +108,32 @@ if command -v npm >/dev/null; then
     || npm_install .tools/continue "continue-cli" "@continuedev/cli@$CONTINUE_VERSION"
   claude_runs || npm_install .tools "claude-code" "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION"
   claude_runs || { echo "install-test-tools: claude $CLAUDE_CODE_VERSION does not run (claude --version)"; status=1; }
-else
-  echo "install-test-tools: npm missing: Codex CLI, openai-node, Claude Code and Continue tests will be skipped"; status=1
-fi
-
-venv_install() {  # folder, what, import check (Python), pip requirement
-  local dir=$1 what=$2 check=$3 req=$4 py
-  [ -x "$dir/bin/python" ] && "$dir/bin/python" -c "$check" 2>/dev/null && return
-  [ -x .venv/bin/python ] || bash scripts/setup.sh --test || true  # the project's Python 3.12+
-  py=.venv/bin/python
-  [ -x "$py" ] || py=$(command -v python3)
-  mkdir -p .tools
-  { "$py" -m venv --clear "$dir" && "$dir/bin/python" -m pip install -q "$req" >"$dir.install.log" 2>&1; } \
-    || { echo "install-test-tools: $what install failed (log: $dir.install.log)"; status=1; }
+  return $status
 }
-venv_install .tools/agents-venv openai-agents "import agents" "openai-agents==$AGENTS_VERSION"
-venv_install .tools/anthropic-venv anthropic \
+
+venv_job() {  # folder, what, import check (Python), pip requirement
+  local dir=$1 what=$2 check=$3 req=$4 py
+  [ -x "$dir/bin/python" ] && "$dir/bin/python" -c "$check" 2>/dev/null && return 0
+  py=$(bash scripts/setup.sh --python) || py=$(command -v python3)  # the Python .venv is (or will be) made with
+  { "$py" -m venv --clear "$dir" && "$dir/bin/python" -m pip install -q "$req" >"$dir.install.log" 2>&1; } \
+    || { echo "install-test-tools: $what install failed (log: $dir.install.log)"; return 1; }
+}
+
+mkdir -p .tools/logs
+job_names=() job_pids=()
+job() {  # name, command…: in the background, its output to .tools/logs/<name>.log
+  local name=$1; shift
+  "$@" > ".tools/logs/$name.log" 2>&1 &
+  job_names+=("$name") job_pids+=("$!")
+}
+job setup bash scripts/setup.sh --test
+job docker docker_job
+job npm npm_job
+job agents venv_job .tools/agents-venv openai-agents "import agents" "openai-agents==$AGENTS_VERSION"
+job anthropic venv_job .tools/anthropic-venv anthropic \
   "import anthropic, sys; sys.exit(anthropic.__version__ != '$ANTHROPIC_VERSION')" "anthropic==$ANTHROPIC_VERSION"
+for i in "${!job_pids[@]}"; do
+  wait "${job_pids[$i]}" || status=1
+  cat ".tools/logs/${job_names[$i]}.log"
+done
 exit $status

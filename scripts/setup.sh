@@ -5,14 +5,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=""
 [ "${1:-}" = "--test" ] && extras="[test,postgres]"  # the tests start a real PostgreSQL
-if [ ! -x .venv/bin/python ]; then
-  py=""
+base_python() {  # the first Python 3.12+ found
+  local cand p
   for cand in python3.13 python3.12 python3; do
     p=$(command -v "$cand" 2>/dev/null) || continue
-    if "$p" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then py=$p; break; fi
+    if "$p" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then echo "$p"; return; fi
   done
-  if [ -z "$py" ] && command -v pyenv >/dev/null; then py=$(pyenv which python3.12 2>/dev/null || true); fi
-  [ -n "$py" ] || { echo "setup: Python 3.12+ not found" >&2; exit 1; }
+  if command -v pyenv >/dev/null; then pyenv which python3.12 2>/dev/null && return; fi
+  echo "setup: Python 3.12+ not found" >&2
+  return 1
+}
+if [ "${1:-}" = "--python" ]; then  # the Python .venv has or will have (install-test-tools.sh's venvs use it too)
+  [ -x .venv/bin/python ] && { readlink -f .venv/bin/python; exit; }
+  base_python
+  exit
+fi
+if [ ! -x .venv/bin/python ]; then
+  py=$(base_python) || exit 1
   "$py" -m venv .venv
 fi
 stamp=".venv/.installed$extras"
