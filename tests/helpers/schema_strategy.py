@@ -158,13 +158,18 @@ class Schemas:
         props, required = self._object_parts(schema)
         optional = [k for k in props if k not in required]
         fields = {k: self.strategy(props[k], depth + 1) for k in dict.fromkeys(required) if k in props}
+        # An optional field's strategy is built when first drawn, then kept: building one is most of a draw's CPU
+        # (hypothesis inspects each composite's function as it is made), and the same field gives the same one.
+        built: dict[str, st.SearchStrategy] = {}
 
         @st.composite
         def build(draw):
             out = {k: draw(s) for k, s in fields.items()}
             if depth <= MAX_DEPTH and optional:
                 for k in draw(st.lists(st.sampled_from(optional), max_size=OPTIONAL_MAX, unique=True)):
-                    out[k] = draw(self.strategy(props[k], depth + 1))
+                    if k not in built:
+                        built[k] = self.strategy(props[k], depth + 1)
+                    out[k] = draw(built[k])
             return out
 
         return build()
@@ -174,12 +179,13 @@ class Schemas:
         """A body of `name` with one thing broken: a field (present or not) given a value of another type, a
         required field removed, or a nested value replaced."""
         props = sorted(self.properties(name))
+        valid = self.valid(name, overrides, defaults)
 
         @st.composite
         def build(draw):
             # a copy: a body may hold a strategy's own object (st.just, an enum value), which a mutation below
             # would change for every later example (hypothesis then sees generation change under it)
-            body = copy.deepcopy(draw(self.valid(name, overrides, defaults)))
+            body = copy.deepcopy(draw(valid))
             how = draw(st.sampled_from(["field", "field", "drop", "nested"]))
             if how == "drop" and body:
                 body.pop(draw(st.sampled_from(sorted(body))))
