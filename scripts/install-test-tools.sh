@@ -68,8 +68,8 @@ fi
 
 # The rest runs as parallel jobs, each writing to a log of its own (.tools/logs/<job>.log, printed here when all
 # are done): the project's .venv (scripts/setup.sh --test, a no-op when current), the Docker base image, the npm
-# clients, the two SDK venvs. Each is mostly one process busy on one core; in turn they took ~160 s of a clean
-# clone's CI, side by side on 2 cores ~80.
+# clients, the two SDK venvs. Each is mostly one process busy on one core: one after the other they took 157 s of a
+# clean clone's CI on 2 cores, side by side 101 s (docs/performance.md).
 docker_job() {  # the base image, in the Docker daemon's store (a daemon started here for it is stopped after)
   [ "$(id -u)" = 0 ] && command -v docker >/dev/null && [ -x /usr/sbin/dockerd ] || return 0
   local status=0 dockerd_pid=""

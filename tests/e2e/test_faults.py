@@ -4,14 +4,13 @@ the gateway keeps serving, and no credential data is lost."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
-from helpers.procs import write_creds
+from helpers.procs import free_port, write_creds
 
 if TYPE_CHECKING:
     import openai  # annotations only; the functions import it when they run
@@ -41,9 +40,7 @@ def login(emu, tmp, expires_in=3600):
 def test_connection_refused_is_a_prompt_502(make_gateway, emu, home):
     import openai
     tmp, env = home
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]
+    closed = free_port()  # nobody listens there, and no connection is given it meanwhile
     write_creds(tmp / ".qwen", access_token="t", resource_url=f"http://127.0.0.1:{closed}")
     gw = make_gateway("refused", env=env)
     t0 = time.monotonic()

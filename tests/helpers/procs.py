@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
@@ -252,11 +253,30 @@ def start_emulator(workdir: Path, *args: str) -> Emulator:
         raise
 
 
+PORTS_FROM, PORT_SLICES = 10000, 8  # free_port's ports: 8 slices of the ports between 10000 and the ephemeral range
+
+
 def free_port() -> int:
+    """A loopback port that is free, and that nothing else is given before the caller binds it: below the kernel's
+    ephemeral range, where every port-0 bind and every outgoing connection take theirs (seen: a mitmweb's web port
+    taken by another test's connection in between), in this xdist worker's own slice, in turn from a random start."""
     import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    size = (low - PORTS_FROM) // PORT_SLICES
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    first = PORTS_FROM + int(worker[2:] if worker[2:].isdigit() else 0) % PORT_SLICES * size
+    for _ in range(max(size, 0)):
+        port = first + next(_PORT_TURN) % size
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # in use (or in TIME_WAIT): the next
+                continue
+        return port
+    raise RuntimeError(f"no free port among {PORTS_FROM}..{low} (the ephemeral range starts at {low})")
+
+
+_PORT_TURN = itertools.count(secrets.randbelow(1 << 16))
 
 
 def mitmweb_api(gw: Gateway, port: int, password: str) -> httpx.Client:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 
+from helpers.procs import free_port
 from qwen_gateway.accounts import WEB, Credential
 from qwen_gateway.models.model_map import LIVE_RETRY, LiveModels, ModelMap
 from qwen_gateway.upstream.qwenweb import request
@@ -103,9 +103,7 @@ def test_the_web_upstream_picks_from_the_live_catalogue():
 
 
 def test_a_catalogue_that_cannot_be_reached_leaves_the_fallback():
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port nobody listens on, and no connection is given meanwhile
     live = LiveModels()
     live.register(WEB, request.WEB_MODELS, lambda: None)
     asyncio.run(WebCatalogue(live, f"http://127.0.0.1:{port}").refresh())
