@@ -41,11 +41,9 @@ def sweep(emu, ask) -> Counter:
     """`ask()` once whole (the emulator says how long its upstream stream was: ids and times change between
     answers, their lengths do not), then once per byte offset of that stream with a cut there (the ways in
     turn); each answer checked by `ask` itself. The outcomes counted. Here and in the asks, plain HTTP clients
-    (helpers/plainhttp.py): a sweep is thousands of requests, and httpx's CPU was a fifth of theirs.
-    The answer is as short as still holds every kind of place a cut can fall: two reasoning pieces, two text
-    pieces (the second with "é" and "🎉"), the finish, the usage. A third piece of either kind is only more
-    bytes of a kind already cut through (every byte costs a request through the gateway)."""
-    emu.switches(reasoning_tokens=3, chunk_count=2)  # "Thinking ", "ab"; "Echo: sa", "y héllo 🎉"
+    (helpers/plainhttp.py): a sweep is thousands of requests, and httpx's CPU was a fifth of theirs. The
+    answer is the shortest that has every kind of place a cut can fall (cuts.SHORTEST)."""
+    emu.switches(**cuts.SHORTEST)  # "Thinking ", "ab"; "Echo: sa", "y héllo 🎉" (the multibyte ones in the second)
     assert ask() == cuts.WHOLE
     length = emu.stats()["last_stream_bytes"]
     assert length > 500, length

@@ -8,6 +8,10 @@ from __future__ import annotations
 import json
 
 WHOLE = "whole"
+# The emulator's switches that make its answer as short as still holds every kind of place a cut can fall: two
+# reasoning pieces, two text pieces, each choice's finish, the usage. A third piece of a kind is only more bytes of
+# a kind already cut through, and a sweep pays a request through the gateway for every byte.
+SHORTEST = {"reasoning_tokens": 3, "chunk_count": 2}
 
 
 def sse_events(raw: bytes) -> list[tuple[str | None, str]]:

@@ -75,10 +75,9 @@ class Answer:
         self.closed = True
 
 
-# The emulator's defaults, read once (its chat stream only reads them), with the answer as short as still holds
-# every kind of place a cut can fall: two reasoning pieces, two text pieces (multibyte characters in both: "é";
-# "ö", "🎉"), each choice's finish, the usage. A third piece of a kind is only more bytes of a kind already cut through.
-SWITCHES = {**State().snapshot(), "reasoning_tokens": 3, "chunk_count": 2}
+# The emulator's defaults, read once (its chat stream only reads them), with the shortest answer that has every
+# kind of place a cut can fall (cuts.SHORTEST): the text in two pieces, multibyte characters in both ("é"; "ö", "🎉").
+SWITCHES = {**State().snapshot(), **cuts.SHORTEST}
 
 
 def qwen_stream(body: dict) -> bytes:
