@@ -147,14 +147,17 @@ def test_a_rate_limit_is_exact_and_what_each_kind_of_key_costs_the_database(eigh
         assert answer(gw, "budget", budget)
     codes = storm(gws, limited, SENT)
     assert codes.count(200) == 30 and codes.count(429) == SENT - 30, {c: codes.count(c) for c in set(codes)}
-    figures, holds = {}, holds_made(direct)
+    figures = {}
     for name, key in (("plain", plain), ("budget", budget)):
         figures[name] = per_request(direct, gws, name, key, answered[name])
     # what a budget costs the database is one hold a request (its delete rides on the spend batch): counted
     # exactly, the plain key's none. The transactions around it depend on the pace (how the once-a-second batches
-    # and the statistics' reports fell: 1.0 more on a quiet machine, 3.6 more seen on a busy one): printed only
-    assert until(lambda: holds_made(direct) - holds >= SENT, f"the {SENT} holds counted", limit=40)
-    made = holds_made(direct) - holds
+    # and the statistics' reports fell: 1.0 more on a quiet machine, 3.6 more seen on a busy one): printed only.
+    # The database is the test's own, so every hold ever made is counted from zero: a count taken in between lags
+    # by the inserts of server processes that have not reported yet (up to 10 s idle), and made 122 of 120.
+    total = answered["budget"] + SENT
+    assert until(lambda: holds_made(direct) >= total, f"the {total} holds counted", limit=40)
+    made = holds_made(direct) - answered["budget"]
     print(f"\neight gateways, {SENT} requests at concurrency 48, rpm 30: exactly 30 served; transactions per request: "
           f"no limit {figures['plain']:.2f}, daily budget {figures['budget']:.2f}; holds made: {made}")
     assert made == SENT, made
