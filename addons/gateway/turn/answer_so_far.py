@@ -66,8 +66,16 @@ class AnswerSoFar:
 
     @property
     def notes(self) -> list[str]:
-        """What the source has to say on the flow (a finish said in the client's words), when it says anything."""
-        return getattr(self.source, "notes", None) or []
+        """What the source has to say on the flow (a finish said in the client's words), and what of the usage the
+        gateway estimated: on the record as soon as the answer's usage went out, however the turn then ends."""
+        said = getattr(self.source, "notes", None) or []
+        if self.estimated is None:
+            return said
+        (prompt, output), split = self.estimated, self.estimated_cache
+        cache = f", {split[0]} of the prompt read from Qwen's cache and {split[1]} written to it as the " \
+            "continuation's read shows" if split else ""
+        return [*said, f"usage: {prompt} prompt and {output} completion tokens of the request(s) that broke are the "
+                       f"gateway's estimate (Qwen reported none){cache}"]
 
     def fault(self, error: object) -> UpstreamError:
         return self.source.fault(error)

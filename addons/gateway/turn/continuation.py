@@ -181,13 +181,3 @@ class Continuation:
         current, self.current = self.current, None
         if current is not None:
             await current.aclose()
-
-    def settled(self) -> None:
-        """The answer is over: what of its usage the gateway estimated, on the record."""
-        if self.answer is not None and self.answer.estimated is not None:
-            prompt, output = self.answer.estimated
-            split = self.answer.estimated_cache
-            cache = f", {split[0]} of the prompt read from Qwen's cache and {split[1]} written to it as the " \
-                "continuation's read shows" if split else ""
-            self.ex.notes.append(f"usage: {prompt} prompt and {output} completion tokens of the request(s) that "
-                                 f"broke are the gateway's estimate (Qwen reported none){cache}")

@@ -205,7 +205,6 @@ class Turns:
         finally:
             if going is not None:
                 await going.close()
-                going.settled()
         if rw.held is not None:  # the final events wait for the answer to be kept
             await until_kept(ex, "a stream")
         await send(rw(b""))

@@ -195,6 +195,25 @@ async def test_usage_is_both_requests_the_broken_ones_estimated_from_the_continu
     assert any("the gateway's estimate (Qwen reported none)" in n for n in w.ex.notes), w.ex.notes
 
 
+async def test_the_estimate_is_on_the_record_of_a_client_that_leaves_at_done():
+    """The client reads [DONE] and closes at once: mitmproxy's `error` writes the record then (Settlement.broken,
+    through `stream_outcome`), while the turn's pump may still be closing the continuation. The estimate's note
+    is on that record too (seen missing once, on a busy machine)."""
+    w = World(BROKEN, REST)
+    recorded: list[list[str]] = []
+    send = w.client.send
+
+    async def send_and_leave(outs) -> None:
+        await send(outs)
+        if any(b"[DONE]" in out for out in outs):
+            Settlement.stream_outcome(w.ex)  # what `broken` records before it finishes the flow
+            recorded.append(list(w.ex.notes))
+    w.client.send = send_and_leave  # type: ignore[method-assign]
+    await w.run()
+    assert recorded and any("the gateway's estimate (Qwen reported none)" in n for n in recorded[0]), recorded
+    assert sum("the gateway's estimate" in n for n in w.ex.notes) == 1, w.ex.notes  # once, however it ends
+
+
 @pytest.mark.parametrize("cut", [
     [event("", role="assistant"), event("Echo: ")],  # the stream ended without a finish
     [event("", role="assistant"), event("Echo: "), ConnectionResetError()],  # the connection dropped
