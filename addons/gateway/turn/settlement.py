@@ -112,7 +112,8 @@ class Settlement:
             ex.result.stream_error_code = str(code) if code else None
         if rw.dropped:
             note(ex.notes, f"{rw.dropped} bytes of Qwen's stream were cut inside an event: dropped, never sent")
-        for said in getattr(rw.normalizer, "notes", None) or ():  # a finish said in the client's words, and Qwen's
+        # a finish said in the client's words, and Qwen's; a continued answer's usage the gateway estimated
+        for said in getattr(rw.normalizer, "notes", None) or ():
             note(ex.notes, said)
         if rw.unfinished_end:
             note(ex.notes, "Qwen's stream ended after the answer's finish, before its [DONE]: the answer is whole"
