@@ -16,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from helpers import forkclient
+from helpers import forkclient, netns
 from helpers.procs import ROOT, Gateway, free_port
 from helpers.team import ANTHROPIC_IMPORTS, ANTHROPIC_PYTHON, NO_ANTHROPIC
 
@@ -69,6 +69,39 @@ def test_a_forked_gateway_is_the_process_popen_starts(tmp_path, emu, oauth_home,
             assert forked[field] == started[field], field
     for field in DIFFERS:  # ids and random numbers are not shared by two forks of one server
         assert len({started[field], forked[field], again[field]}) == 3, field
+
+
+def test_a_gateway_forked_into_a_namespace_is_the_process_nsenter_starts(tmp_path):
+    """netns.NsGateway: joined to the namespace holder's network and mounts (its loopback, its /etc/hosts) as
+    `nsenter -t PID --net --mount -- timeout … mitmdump` puts it there."""
+    server()
+    if reason := netns.namespace_unavailable():
+        pytest.skip(f"no network namespace: {reason}")
+    world = netns.World(tmp_path / "world").start()
+    taken = {}
+    try:
+        for name, fork in (("nsenter", False), ("forked", True)):
+            out = tmp_path / f"{name}.json"
+            gw = world.gateway(name, "regular", args=["-s", str(SNAPSHOT)], env={"QWEN_TEST_SNAPSHOT": str(out)},
+                               fork=fork)
+            try:
+                assert isinstance(gw.proc, forkclient.ForkedProcess) == fork, gw.why_not_forked
+                deadline = time.monotonic() + 15
+                while not out.exists():
+                    assert time.monotonic() < deadline, gw.log()
+                    time.sleep(0.05)
+                taken[name] = json.loads(out.read_text().replace(str(gw.workdir), "<workdir>")
+                                         .replace(str(out), "<snapshot>"))
+                assert taken[name]["pid"] == gw.proc.pid or not fork  # (nsenter's is timeout's child)
+            finally:
+                gw.stop()
+    finally:
+        world.stop()
+    started, forked = taken["nsenter"], taken["forked"]
+    assert started["netns"] != os.readlink("/proc/self/ns/net") and "api.openai.com" in started["hosts"]
+    for field in started:
+        if field not in DIFFERS:
+            assert forked[field] == started[field], field
 
 
 PROGRAMS = {"this venv": (sys.executable, ("email.message",)),

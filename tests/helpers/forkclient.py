@@ -150,13 +150,21 @@ class ForkServer:
     def reason_not_to_fork(self, env: dict[str, str]) -> str | None:
         return reason_not_to_fork(env, self.env, self.must_agree())
 
-    def spawn(self, cmd: list[str], env: dict[str, str], cwd: str, stdio: tuple[int, int, int]) -> ForkedProcess:
-        """`cmd` (`python SCRIPT ARGS`; a console script is a script) forked with these stdin, stdout, stderr."""
+    def spawn(self, cmd: list[str], env: dict[str, str], cwd: str, stdio: tuple[int, int, int],
+              inside: int | None = None) -> ForkedProcess:
+        """`cmd` (`python SCRIPT ARGS`; a console script is a script) forked with these stdin, stdout, stderr;
+        `inside`: a process whose network and mount namespaces it joins, as `nsenter -t PID --net --mount` would."""
         assert self.hello  # the server has imported
         conn = self._connect(5)
         conn.settimeout(30)
-        request = {"op": "spawn", "argv": cmd, "env": env, "cwd": cwd}
-        socket.send_fds(conn, [json.dumps(request).encode()], list(stdio))
+        kinds = ["net", "mnt"] if inside is not None else []
+        spaces = [os.open(f"/proc/{inside}/ns/{kind}", os.O_RDONLY) for kind in kinds]
+        request = {"op": "spawn", "argv": cmd, "env": env, "cwd": cwd, "namespaces": kinds}
+        try:
+            socket.send_fds(conn, [json.dumps(request).encode()], [*stdio, *spaces])
+        finally:
+            for fd in spaces:
+                os.close(fd)
         data, fds, _flags, _addr = socket.recv_fds(conn, PACKET, 1)
         answer = json.loads(data) if data else {"error": "no answer\n" + self.log()}
         if "error" in answer:

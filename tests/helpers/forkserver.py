@@ -170,7 +170,7 @@ class Server:
     def _handle(self, conn):
         conn.settimeout(10)
         try:
-            data, fds, _flags, _addr = socket.recv_fds(conn, PACKET, 4)
+            data, fds, _flags, _addr = socket.recv_fds(conn, PACKET, 3 + len(NAMESPACES))
         except OSError:
             conn.close()
             return None
@@ -180,7 +180,7 @@ class Server:
             conn.settimeout(None)
             conn.send(json.dumps({"pid": os.getpid(), **self.preloaded}).encode())
             return None
-        if request["op"] != "spawn" or len(fds) != 3 + bool(request.get("netns")):
+        if request["op"] != "spawn" or len(fds) != 3 + len(request.get("namespaces", ())):
             conn.send(json.dumps({"error": f"not a request: {request.get('op')}"}).encode())
             return self._drop(conn, fds)
         sys.stdout.flush()
@@ -297,11 +297,16 @@ def _is_open(fd):
     return True
 
 
+NAMESPACES = {"net": os.CLONE_NEWNET, "mnt": os.CLONE_NEWNS}
+
+
 def become(request, stdio, inherited):
     """In the forked child: the process as Popen would have started it; returns what runs the program."""
-    if request.get("netns"):  # the shell's network namespace (forkshim.py): its loopback, its ports
-        os.setns(stdio[3], os.CLONE_NEWNET)
-        stdio = stdio[:3]
+    # The namespaces of the process that asked (forkshim.py: the shell's network) or of a test's namespace holder
+    # (netns.py: its network and mounts, /etc/hosts): its loopback, its ports, its files
+    for kind, fd in zip(request.get("namespaces", ()), stdio[3:]):
+        os.setns(fd, NAMESPACES[kind])
+    stdio = stdio[:3]
     for signum in request.get("ignored", ()):  # as a shell's `&` or nohup leave them for the program it starts
         _signal.signal(signum, _signal.SIG_IGN)
     if "umask" in request:

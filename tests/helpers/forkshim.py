@@ -79,7 +79,7 @@ def shim(name: str, config: str, args: list[str]) -> None:
     umask = os.umask(0)
     os.umask(umask)
     request = {"op": "spawn", "argv": [entry["python"], entry["real"], *args], "env": env, "cwd": os.getcwd(),
-               "netns": True, "ignored": ignored, "umask": umask, "tied": True}
+               "namespaces": ["net"], "ignored": ignored, "umask": umask, "tied": True}
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     conn.connect(entry["socket"])
     netns = os.open("/proc/self/ns/net", os.O_RDONLY)

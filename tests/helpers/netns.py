@@ -6,8 +6,10 @@ inside. There it runs the Qwen emulator, a fake "api.openai.com" origin on 127.0
 records every connection it accepts, the gateway (mitmdump with addons/qwen.py) and the clients.
 Nothing leaves the namespace: it has no interface but its own loopback.
 
-Every process is started as `nsenter … -- timeout -k 5 SECONDS COMMAND`, so it stops by itself; the
-namespace's holder process stops when its stdin closes or its own timeout expires.
+Every process is started as `nsenter … -- timeout -k 5 SECONDS COMMAND`, so it stops by itself, except a gateway
+the session's fork server can start: it forks it into the namespace (as nsenter would put it there: its network,
+its mounts, cwd /), and stops it when the session ends. The namespace's holder process stops when its stdin
+closes or its own timeout expires.
 
 Run as a script it is the holder (`hold`) or the fake origin (`origin`), both inside the namespace.
 """
@@ -27,6 +29,10 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from helpers.forkclient import ForkedProcess
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parents[2]
@@ -181,7 +187,7 @@ class World:
         self.workdir = workdir
         self.ns = Namespace(workdir / "ns", {"api.openai.com": OPENAI_ADDRESS, CHATGPT_HOST: CHATGPT_ADDRESS,
                                              OTHER_HOST: OTHER_ADDRESS})
-        self.procs: list[subprocess.Popen] = []
+        self.procs: list = []  # Popen, or forkclient.ForkedProcess (a gateway)
         self.emu_port = 0
         self.origin_log = workdir / "origin.log"
         self.other_log = workdir / "other.log"
@@ -285,8 +291,10 @@ class World:
     # ---- gateways ----
 
     def gateway(self, name: str, mode: str, *, wrap: list[str] | None = None, args: list[str] = (),
-                listen: str = "127.0.0.1:0") -> "NsGateway":
-        gw = NsGateway(self, self.workdir / name, mode, wrap=wrap or [], args=list(args), listen=listen)
+                listen: str = "127.0.0.1:0", env: dict[str, str] | None = None, fork: bool = True) -> "NsGateway":
+        """`env`: variables added to the gateway's; `fork=False`: started by nsenter even when it could be forked."""
+        gw = NsGateway(self, self.workdir / name, mode, wrap=wrap or [], args=list(args), listen=listen, env=env,
+                       fork=fork)
         gw.start()
         return gw
 
@@ -304,8 +312,10 @@ class NsGateway:
     command such as `qwen-redirect run … --`)."""
 
     def __init__(self, world: World, workdir: Path, mode: str, *, wrap: list[str], args: list[str],
-                 listen: str) -> None:
+                 listen: str, env: dict[str, str] | None = None, fork: bool = True) -> None:
         self.world = world
+        self.env = env or {}
+        self.fork = fork
         self.workdir = workdir
         self.mode = mode
         self.wrap = wrap
@@ -314,7 +324,7 @@ class NsGateway:
         self.portfile = workdir / "ports.json"
         self.connlog = workdir / "connections.log"
         self.logfile = workdir / "mitmdump.log"
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen | ForkedProcess | None = None
         self.port = 0
 
     def start(self) -> None:
@@ -323,11 +333,23 @@ class NsGateway:
         env = {k: v for k, v in os.environ.items() if k not in _PROXY_VARS}
         env.update({"QWEN_TEST_PORTFILE": str(self.portfile), "QWEN_TEST_CONNLOG": str(self.connlog),
                     "QWEN_GATEWAY_HOME": str(self.world.state), "QWEN_DIR": str(self.workdir / ".qwen"),
-                    "HOME": str(self.workdir / "home"), "EMU_KEY": EMU_KEY})
+                    "HOME": str(self.workdir / "home"), "EMU_KEY": EMU_KEY, **self.env})
         cmd = [*self.wrap, BIN / "mitmdump", "--set", f"confdir={self.workdir / 'conf'}", "--mode",
                f"{self.mode}@{self.listen}", "-s", PORTFILE_ADDON, "-s", ADDON, "-s", CONNLOG_ADDON,
                *self.args]
-        self.proc = self.world.spawn(cmd, log=self.logfile, env=env)
+        from helpers import forkclient, testca  # (not at the top: this file also runs as a script, inside)
+
+        testca.seed_mitmproxy_confdir(self.workdir / "conf")
+        forks = forkclient.server() if self.fork and not self.wrap else None  # a wrapper (qwen-redirect) runs it
+        self.why_not_forked = (forks.reason_not_to_fork(env) if forks is not None else "a wrapper" if self.wrap
+                               else "fork=False" if not self.fork else "QWEN_TEST_NO_FORKSERVER=1")
+        if forks is not None and self.why_not_forked is None:  # ~2 s of CPU less than a mitmdump started afresh
+            with open(os.devnull) as null, open(self.logfile, "w") as log:
+                self.proc = forks.spawn([PY, *map(str, cmd)], env, "/",  # where nsenter --mount leaves it
+                                        (null.fileno(), log.fileno(), log.fileno()), inside=self.world.ns.pid)
+            self.world.procs.append(self.proc)
+        else:
+            self.proc = self.world.spawn(cmd, log=self.logfile, env=env)
         self.port = next(iter(json.loads(_wait_for(self.portfile, self.proc, "mitmdump")).values()))
 
     @property

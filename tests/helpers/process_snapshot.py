@@ -62,6 +62,8 @@ def take() -> dict:
         "nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
         "process_group_is_session_leader": os.getpgrp() == os.getpid(),
         "netns": os.readlink("/proc/self/ns/net"),
+        "mntns": os.readlink("/proc/self/ns/mnt"),
+        "hosts": open("/etc/hosts").read(),
         "tzname": time.tzname,
         "userbase": sysconfig.get_config_var("userbase"),
         "site": [getattr(sys.modules.get("site"), a, None) for a in ("ENABLE_USER_SITE", "USER_BASE", "USER_SITE")],
