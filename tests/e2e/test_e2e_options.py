@@ -9,13 +9,13 @@ previous one kept, and the gateway goes on serving."""
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 from pathlib import Path
 
 import httpx
 import pytest
 
+from helpers import forkclient
 from helpers.procs import ADDON, BIN, free_port, mitmweb_api
 from qwen_gateway.settings.config import SPECS
 from qwen_gateway.settings.option_specs import OptionSpec
@@ -52,10 +52,11 @@ def run_gateway(tmp: Path, target: Target, *args: str, env: dict[str, str] | Non
     port = free_port()
     environ = {**os.environ, "HOME": str(tmp), "QWEN_DIR": str(tmp / ".qwen"),
                "QWEN_GATEWAY_HOME": str(tmp / "state"), **(env or {})}
-    proc = subprocess.Popen([str(BIN / "mitmdump"), "--set", f"confdir={tmp / 'conf'}", "-s", str(ADDON),
-                             "--mode", f"reverse:http://127.0.0.1:{target.port}", "-p", str(port),
-                             "--listen-host", "127.0.0.1", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environ, cwd=tmp)
+    output = tmp / f"mitmdump-{port}.out"
+    with open(output, "w") as out:  # forked where it can: the same process (tests/e2e/test_forkserver.py)
+        proc = forkclient.popen([str(BIN / "mitmdump"), "--set", f"confdir={tmp / 'conf'}", "-s", str(ADDON),
+                                 "--mode", f"reverse:http://127.0.0.1:{target.port}", "-p", str(port),
+                                 "--listen-host", "127.0.0.1", *args], env=environ, cwd=str(tmp), log=out.fileno())
     answers: list = []
 
     def knock() -> None:  # every answer the client got while mitmdump lived
@@ -71,13 +72,13 @@ def run_gateway(tmp: Path, target: Target, *args: str, env: dict[str, str] | Non
     t = threading.Thread(target=knock, daemon=True)
     t.start()
     try:
-        out, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
         t.join(5)
-    return proc.returncode, out, answers
+    return proc.returncode, output.read_text(), answers
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from helpers import forkclient
 from helpers.procs import ADDON, BIN, free_port
 
 pytestmark = pytest.mark.e2e
@@ -38,8 +39,8 @@ class Bare:
         env = {**{k: v for k, v in os.environ.items() if "proxy" not in k.lower()}, **env, "HOME": str(workdir)}
         cmd = [str(BIN / "mitmdump"), "-s", str(ADDON), "--mode", "reverse:https://portal.qwen.ai",
                "-p", str(self.port), *args]
-        with open(self.logfile, "w") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=str(workdir))
+        with open(self.logfile, "w") as out:  # forked where it can: the same process (tests/e2e/test_forkserver.py)
+            self.proc = forkclient.popen(cmd, env=env, cwd=str(workdir), log=out.fileno())
         self.url = f"http://127.0.0.1:{self.port}"
 
     def output(self) -> str:

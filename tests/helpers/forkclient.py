@@ -218,6 +218,15 @@ def stop() -> None:
         _servers.popitem()[1].stop()
 
 
+def popen(cmd: list[str], *, env: dict[str, str], cwd: str, log: int) -> subprocess.Popen | ForkedProcess:
+    """`subprocess.Popen(cmd, stdout=log, stderr=STDOUT, env=env, cwd=cwd)` for mitmdump or mitmweb (by their full
+    path), forked by the gateway's fork server when it can (stdin: this process's, as Popen leaves it)."""
+    forks = server() if cmd[0] in TOOLS else None
+    if forks is None or forks.reason_not_to_fork(env) is not None:
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    return forks.spawn([sys.executable, *cmd], env, cwd, (0, log, log))  # the console script's shebang
+
+
 def run(cmd: list[str], *, modules: tuple[str, ...], env: dict[str, str], timeout: float,
         cwd: str | None = None) -> subprocess.CompletedProcess:
     """`subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, stdin=DEVNULL)` for
