@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -102,6 +103,36 @@ def test_a_gateway_forked_into_a_namespace_is_the_process_nsenter_starts(tmp_pat
     for field in started:
         if field not in DIFFERS:
             assert forked[field] == started[field], field
+
+
+def _poll_until_ended(proc: forkclient.ForkedProcess, polled: list, errors: list) -> None:
+    try:
+        while polled[-1:] != [3]:
+            polled.append(proc.poll())
+            time.sleep(0.001)
+    except Exception as e:  # what the test is about: a poll that fails because the other thread read the end
+        errors.append(e)
+
+
+def test_a_forked_process_is_polled_and_waited_for_from_two_threads_at_once(tmp_path):
+    """As Popen allows (tests/e2e/test_e2e_options.py: a client thread polls while the test waits): each sees the
+    exit code, neither fails on the other's read of it."""
+    server()
+    script = tmp_path / "ends.py"
+    script.write_text("import time\ntime.sleep(0.5)\nraise SystemExit(3)\n")
+    for _ in range(3):
+        with open(os.devnull, "w") as null:
+            proc = server().spawn([sys.executable, str(script)], dict(os.environ), str(tmp_path),
+                                  (0, null.fileno(), null.fileno()))
+        polled: list = []
+        errors: list = []
+        t = threading.Thread(target=_poll_until_ended, args=(proc, polled, errors))
+        t.start()
+        try:
+            assert proc.wait(10) == 3
+        finally:
+            t.join(10)
+        assert not errors and polled[-1] == 3, errors
 
 
 PROGRAMS = {"this venv": (sys.executable, ("email.message",)),

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -49,19 +50,27 @@ class ForkedProcess:
         self.stdin = self.stdout = self.stderr = None
         self._conn = conn  # the exit code arrives here: only the fork server can wait for its child
         self._pidfd = pidfd  # signals go to this process even once its pid is reused
+        self._reading = threading.Lock()  # one reader of the exit code at a time, as Popen's waitpid lock
 
     def _collect(self, timeout: float | None) -> None:
-        if self.returncode is not None:
-            return
-        self._conn.settimeout(timeout)
+        """The exit code, if it comes within `timeout`; one thread reads it, and closes the connection after."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._reading.acquire(timeout=-1 if timeout is None else timeout):
+            return  # another thread is reading it (poll: as Popen.poll, it does not wait for that thread)
         try:
-            data = self._conn.recv(PACKET)
-        except (TimeoutError, BlockingIOError):
-            return
-        if not data:
-            raise RuntimeError(f"the fork server went away before its child {self.pid} ended")
-        self.returncode = json.loads(data)["returncode"]
-        self.close()
+            if self.returncode is not None:
+                return
+            self._conn.settimeout(None if deadline is None else max(deadline - time.monotonic(), 0))
+            try:
+                data = self._conn.recv(PACKET)
+            except (TimeoutError, BlockingIOError):
+                return
+            if not data:
+                raise RuntimeError(f"the fork server went away before its child {self.pid} ended")
+            self.returncode = json.loads(data)["returncode"]
+            self.close()
+        finally:
+            self._reading.release()
 
     def poll(self) -> int | None:
         self._collect(0)
