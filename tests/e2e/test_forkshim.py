@@ -128,3 +128,20 @@ def test_an_environment_the_server_cannot_stand_for_runs_the_program_itself(worl
     assert exec_d["environ"]["LANG"] == "C" and exec_d["argv"][1:] == ["email.message"]
     assert forked["argv"][1:] == []
     assert shims.runs() == ["snapshot exec: sets LANG, read when a process starts", "snapshot forked"]
+
+
+def test_a_command_that_execs_mitmdump_has_its_fork_server_started(tmp_path):
+    """`.venv/bin/qwen-gateway …` execs mitmdump: its shim finds a fork server only if naming qwen-gateway started one."""
+    if forkclient.server() is None:
+        pytest.skip("the fork server is turned off (QWEN_TEST_NO_FORKSERVER=1)")
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "mitmdump").write_text(f"#!{sys.executable}\nimport email.message\n")
+    shims = forkshim.Shims(bin_, sandbox.sandbox_env(tmp_path), {"mitmdump": ("email.message",)})
+    shims.ensure("curl -s http://127.0.0.1:8080/v1/models")
+    assert "socket" not in shims.entries["mitmdump"]
+    shims.ensure(".venv/bin/qwen-gateway --set qwen_default_model=qwen3-coder-plus > ~/gateway.log 2>&1 &")
+    assert "socket" in shims.entries["mitmdump"]
+    again = forkshim.Shims(bin_, sandbox.sandbox_env(tmp_path), {"mitmdump": ("email.message",)})
+    again.ensure("bash scripts/gateway.sh")  # README's first command: it runs qwen-gateway
+    assert "socket" in again.entries["mitmdump"]

@@ -43,6 +43,11 @@ RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.
 PACKET = 1 << 20
 
 
+# Programs that exec a shimmed one: naming them starts its fork server too (else its shim execs the program itself)
+# (`qwen-gateway [ARGS]` is mitmdump with the addon: cli/service.py; scripts/gateway.sh runs qwen-gateway)
+STARTED_BY = {"mitmdump": ("qwen-gateway", "gateway.sh")}
+
+
 def _log(config: str, line: str) -> None:
     with open(os.path.join(os.path.dirname(config), "runs.log"), "a") as f:
         f.write(line + "\n")
@@ -135,7 +140,8 @@ class Shims:
     def ensure(self, text: str) -> None:
         """The fork servers of the programs `text` (commands about to run) names, started and waited for."""
         for name, entry in self.entries.items():
-            if "socket" in entry or not re.search(rf"(^|[\s/]){re.escape(name)}(\s|$|[;&|)])", text):
+            named = (name, *STARTED_BY.get(name, ()))
+            if "socket" in entry or not any(re.search(rf"(^|[\s/]){re.escape(n)}(\s|$|[;&|)])", text) for n in named):
                 continue
             modules = forkclient.GATEWAY if self.programs[name] == "gateway" else self.programs[name]
             server = forkclient.server(entry["python"], str(self.venv_bin), tuple(modules), env=self.env)
